@@ -1,0 +1,44 @@
+"""Error kinds and codes that cross service boundaries.
+
+Services report failures as a `GatewayError` (kind + message). Ingress alone decides how a kind
+reaches the agent: a JSON-RPC error, an HTTP status, or a tool result with `isError`.
+Standard JSON-RPC codes come from `mcp_types`; Bastion's own live in -32050..-32079, clear of the
+codes MCP itself assigns (-32000, -32001, -32020..-32022, -32042).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Final
+
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+
+__all__ = ["JSONRPC_CODE", "ErrorKind"]
+
+
+class ErrorKind(StrEnum):
+    UNKNOWN_TOOL = "unknown_tool"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    FORBIDDEN = "forbidden"
+    KEY_REVOKED = "key_revoked"
+    UPSTREAM_UNAVAILABLE = "upstream_unavailable"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    UPSTREAM_ERROR = "upstream_error"
+    GATEWAY_UNAVAILABLE = "gateway_unavailable"
+    GATEWAY_TIMEOUT = "gateway_timeout"
+    INTERNAL = "internal"
+
+
+JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
+    ErrorKind.UNKNOWN_TOOL: INVALID_PARAMS,  # what the MCP spec prescribes for an unknown tool
+    ErrorKind.INVALID_ARGUMENTS: INVALID_PARAMS,
+    ErrorKind.FORBIDDEN: -32050,
+    ErrorKind.KEY_REVOKED: -32051,
+    ErrorKind.UPSTREAM_UNAVAILABLE: -32060,
+    ErrorKind.UPSTREAM_TIMEOUT: -32061,
+    ErrorKind.UPSTREAM_ERROR: -32062,
+    ErrorKind.GATEWAY_UNAVAILABLE: -32070,
+    ErrorKind.GATEWAY_TIMEOUT: -32071,
+    ErrorKind.INTERNAL: INTERNAL_ERROR,
+}
+"""JSON-RPC code for each kind. An upstream's own JSON-RPC error keeps the upstream's code."""

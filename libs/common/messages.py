@@ -1,0 +1,176 @@
+"""Every NATS payload, as one pydantic model each.
+
+Request-path messages (`ToolCall`, `CallOutcome`, ...) are serialized with orjson-backed
+`model_dump_json` and parsed with `model_validate_json`: both run in pydantic-core, no Python loop.
+MCP bodies inside them (tool definitions, call results) stay as the wire dicts of `mcp.types`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import ServerConfig
+from .errors import ErrorKind
+
+__all__ = [
+    "AuditEvent",
+    "AuditQuery",
+    "AuditRows",
+    "CallOutcome",
+    "Caller",
+    "CatalogTool",
+    "GatewayError",
+    "KeyRecord",
+    "ServerCatalog",
+    "ServerRecord",
+    "ToolCall",
+    "VisibleTools",
+    "VisibleToolsQuery",
+    "new_id",
+]
+
+SCHEMA_VERSION = 1
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+    v: int = SCHEMA_VERSION
+    """Schema version of the envelope; consumers ignore fields they do not know."""
+
+
+class Caller(BaseModel):
+    """Who is calling: resolved by ingress from the bearer key, never the secret itself."""
+
+    key_id: str
+    key_name: str
+
+
+class GatewayError(BaseModel):
+    kind: ErrorKind
+    message: str
+    code: int | None = None
+    """Set when an upstream answered with its own JSON-RPC error code."""
+    data: Any = None
+
+
+# ---------------------------------------------------------------- request path
+
+
+class ToolCall(_Message):
+    """ingress -> policy -> executor: one `tools/call`."""
+
+    id: str = Field(default_factory=new_id)
+    trace_id: str | None = None
+    caller: Caller
+    server: str
+    tool: str
+    """The upstream's own tool name."""
+    name: str
+    """The namespaced name the agent used."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] | None = None
+    """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
+    timeout: float
+    """Seconds the caller will wait; the executor gives up slightly earlier."""
+    sent_at: float = Field(default_factory=time.time)
+
+
+class CallOutcome(_Message):
+    """executor or policy -> ingress: the result of a `ToolCall`, or why there is none."""
+
+    id: str
+    result: dict[str, Any] | None = None
+    """The upstream's `CallToolResult` as wire JSON (camelCase), passed through untouched."""
+    error: GatewayError | None = None
+    decided_by: Literal["policy", "executor"]
+    upstream_ms: float | None = None
+
+
+class VisibleToolsQuery(_Message):
+    caller: Caller
+    tools: list[tuple[str, str]]
+    """(server, tool) pairs ingress knows about; policy answers which of them the caller may use."""
+
+
+class VisibleTools(_Message):
+    allowed: list[int] = Field(default_factory=list)
+    """Indexes into the query's `tools`."""
+    error: GatewayError | None = None
+
+
+# ---------------------------------------------------------------- configuration & catalog (KV values)
+
+
+class KeyRecord(_Message):
+    id: str
+    """sha256 hex of the secret; also the KV key. The secret itself is never stored."""
+    name: str
+    grants: list[str] = Field(default_factory=list)
+    revoked: bool = False
+    created_at: float = Field(default_factory=time.time)
+
+
+class ServerRecord(_Message):
+    name: str
+    config: ServerConfig
+
+
+class CatalogTool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    tool: str
+    """The upstream's own name."""
+    definition: dict[str, Any]
+    """The upstream's `Tool` exactly as it sent it (wire JSON, camelCase)."""
+
+
+class ServerCatalog(_Message):
+    server: str
+    status: Literal["ready", "unavailable"]
+    error: str | None = None
+    protocol_version: str | None = None
+    tools: list[CatalogTool] = Field(default_factory=list)
+    updated_at: float = Field(default_factory=time.time)
+
+
+# ---------------------------------------------------------------- audit
+
+
+class AuditEvent(_Message):
+    """One governed action. Arguments and results are not recorded (they may hold secrets)."""
+
+    event_id: str = Field(default_factory=new_id)
+    ts: float = Field(default_factory=time.time)
+    kind: Literal["tool_call"] = "tool_call"
+    trace_id: str | None = None
+    key_id: str = ""
+    key_name: str = ""
+    server: str = ""
+    tool: str = ""
+    name: str = ""
+    status: Literal["ok", "tool_error", "error", "denied"]
+    error_kind: str | None = None
+    error_code: int | None = None
+    error: str | None = None
+    latency_ms: float
+    upstream_ms: float | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+
+
+class AuditQuery(_Message):
+    limit: int = Field(default=20, ge=1, le=1000)
+    key_name: str | None = None
+    server: str | None = None
+
+
+class AuditRows(_Message):
+    rows: list[AuditEvent] = Field(default_factory=list)
+    error: str | None = None

@@ -1,0 +1,75 @@
+"""NATS connection and JetStream resources shared by every service.
+
+Streams and KV buckets are declared here, idempotently, so whichever service starts first
+creates them and none depends on another being up.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from . import subjects
+
+__all__ = ["connect", "ensure_audit_stream", "kv_bucket"]
+
+log = logging.getLogger(__name__)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """A connection that keeps retrying forever: services ride out NATS restarts."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats: disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats: reconnected")
+
+    return await nats.connect(
+        servers=[u.strip() for u in url.split(",") if u.strip()],
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        connect_timeout=5,
+        allow_reconnect=True,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        pending_size=64 * 1024 * 1024,
+    )
+
+
+async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1) -> KeyValue:
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        try:
+            return await js.create_key_value(bucket=bucket, history=history, storage=StorageType.FILE)
+        except Exception:  # another replica created it between our two calls
+            return await js.key_value(bucket)
+
+
+async def ensure_audit_stream(js: JetStreamContext) -> None:
+    """The durable audit stream: file storage, kept until the audit service has written it."""
+    config = StreamConfig(
+        name=subjects.AUDIT_STREAM,
+        subjects=[f"{subjects.AUDIT_EVENTS}.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=7 * 24 * 3600,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=120,
+    )
+    try:
+        await js.add_stream(config)
+    except Exception:
+        await js.update_stream(config)

@@ -1,0 +1,51 @@
+"""Service settings, read from the environment (prefix `BASTION_`).
+
+One class per service, all here, so ops have a single place to look (docs/configuration.md
+mirrors it). `bastion up` sets these for the services it starts; in a deployment they come from
+the container environment.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AuditSettings", "ExecutorSettings", "IngressSettings", "PolicySettings", "ServiceSettings"]
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    """Comma-separated list of NATS servers."""
+    log_level: str = "INFO"
+    instance: str = ""
+    """Replica name used in logs; defaults to the host name and pid."""
+
+
+class IngressSettings(ServiceSettings):
+    host: str = "127.0.0.1"
+    port: int = 8420
+    max_body_bytes: int = 4 * 1024 * 1024
+    response_mode: str = Field(default="json", pattern="^(json|sse)$")
+    call_timeout: float = 120.0
+    session_secret: SecretStr = SecretStr("")
+    """HMAC key for session ids; shared by all ingress replicas so any replica serves any session.
+    Empty means a random per-process secret (fine for one replica)."""
+
+
+class PolicySettings(ServiceSettings):
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+
+class ExecutorSettings(ServiceSettings):
+    connect_timeout: float = 30.0
+    """Seconds to wait for an upstream to accept a session before marking it unavailable."""
+    reconnect_max_backoff: float = 30.0
+
+
+class AuditSettings(ServiceSettings):
+    clickhouse_url: str = "chdb:///tmp/bastion-clickhouse"
+    """A `chdb:///abs/path` DSN (embedded engine) or an `http(s)://user:pass@host:8123/db` URL."""
+    batch_size: int = 500
+    flush_interval: float = 0.2

@@ -1,0 +1,60 @@
+"""Every NATS subject, queue group, stream and KV bucket name Bastion uses.
+
+Subject strings appear nowhere else in the code base: services import them from here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "AUDIT_EVENTS",
+    "AUDIT_QUERY",
+    "AUDIT_STREAM",
+    "EXEC_CALL",
+    "KV_CATALOG",
+    "KV_KEYS",
+    "KV_SERVERS",
+    "POLICY_CALL",
+    "POLICY_LIST",
+    "QUEUE_AUDIT",
+    "QUEUE_EXECUTOR",
+    "QUEUE_POLICY",
+    "audit_subject",
+]
+
+# --- request path (core NATS request/reply; the reply inbox is always the ingress caller's) ---
+POLICY_CALL: Final = "bastion.policy.call"
+"""ingress -> policy: a `ToolCall`; policy answers a denial itself or forwards to `EXEC_CALL`."""
+
+POLICY_LIST: Final = "bastion.policy.list"
+"""ingress -> policy: a `VisibleToolsQuery`; policy answers `VisibleTools`."""
+
+EXEC_CALL: Final = "bastion.exec.call"
+"""policy -> executor: the `ToolCall` policy allowed; the executor replies to the original inbox."""
+
+QUEUE_POLICY: Final = "policy"
+QUEUE_EXECUTOR: Final = "executor"
+QUEUE_AUDIT: Final = "audit"
+
+# --- audit (JetStream) ---
+AUDIT_STREAM: Final = "BASTION_AUDIT"
+AUDIT_EVENTS: Final = "bastion.audit.events"
+AUDIT_QUERY: Final = "bastion.audit.query"
+"""CLI -> audit: an `AuditQuery`; answered with `AuditRows` (the audit service owns ClickHouse)."""
+
+
+def audit_subject(kind: str) -> str:
+    """Subject one audit event kind is published on (`tool_call`, ...)."""
+    return f"{AUDIT_EVENTS}.{kind}"
+
+
+# --- configuration and discovered state (JetStream KV) ---
+KV_SERVERS: Final = "bastion_servers"
+"""server name -> `ServerRecord` (what to connect to)."""
+
+KV_KEYS: Final = "bastion_keys"
+"""key id (sha256 of the secret) -> `KeyRecord`."""
+
+KV_CATALOG: Final = "bastion_catalog"
+"""server name -> `ServerCatalog` (tools the executor discovered, already namespaced)."""

@@ -1,0 +1,1 @@
+"""Bastion codemode service."""
