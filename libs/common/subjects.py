@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AUDIT_DEAD",
+    "AUDIT_DEAD_STREAM",
     "AUDIT_EVENTS",
     "AUDIT_QUERY",
     "AUDIT_STREAM",
@@ -23,15 +25,15 @@ __all__ = [
     "audit_subject",
 ]
 
-# --- request path (core NATS request/reply; the reply inbox is always the ingress caller's) ---
+# --- request path (core NATS request/reply) ---
 POLICY_CALL: Final = "bastion.policy.call"
-"""ingress -> policy: a `ToolCall`; policy answers a denial itself or forwards to `EXEC_CALL`."""
+"""ingress -> policy: a `ToolCall`; policy answers a denial itself or relays the executor's answer."""
 
 POLICY_LIST: Final = "bastion.policy.list"
 """ingress -> policy: a `VisibleToolsQuery`; policy answers `VisibleTools`."""
 
 EXEC_CALL: Final = "bastion.exec.call"
-"""policy -> executor: the `ToolCall` policy allowed; the executor replies to the original inbox."""
+"""policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`."""
 
 QUEUE_POLICY: Final = "policy"
 QUEUE_EXECUTOR: Final = "executor"
@@ -42,6 +44,10 @@ AUDIT_STREAM: Final = "BASTION_AUDIT"
 AUDIT_EVENTS: Final = "bastion.audit.events"
 AUDIT_QUERY: Final = "bastion.audit.query"
 """CLI -> audit: an `AuditQuery`; answered with `AuditRows` (the audit service owns ClickHouse)."""
+AUDIT_DEAD: Final = "bastion.audit.dead"
+"""audit -> operators: messages on the audit stream that are not a storable `AuditEvent`, byte for byte."""
+AUDIT_DEAD_STREAM: Final = "BASTION_AUDIT_DEAD"
+"""Keeps dead letters for inspection (they are not on `AUDIT_EVENTS`, so not in `AUDIT_STREAM`)."""
 
 
 def audit_subject(kind: str) -> str:

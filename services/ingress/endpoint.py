@@ -1,0 +1,225 @@
+"""`/mcp`: MCP streamable HTTP, written against ASGI directly because it is the hot path.
+
+Order of checks, cheapest and least revealing first: key (401) → body size (413) → Accept (406)
+→ JSON (400/-32700) → JSON-RPC shape (400/-32600) → protocol version and session → method.
+Nothing here raises into the server: every failure is an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp_types import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from bastion_common.messages import AuditEvent
+
+from .handlers import Handlers, RequestContext
+from .keys import AuthFailure, KeyDirectory
+from .protocol import DEFAULT_LEGACY_VERSION, error_body
+from .sessions import SessionCodec
+
+__all__ = ["McpEndpoint"]
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"), (b"x-accel-buffering", b"no")]
+_SESSION_HEADER = "mcp-session-id"
+_SESSION_NOT_FOUND = -32001  # what the SDK answers for an unknown session, with HTTP 404
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class McpEndpoint:
+    def __init__(
+        self,
+        handlers: Handlers,
+        keys: KeyDirectory,
+        sessions: SessionCodec,
+        emit_audit: Callable[[AuditEvent], None],
+        max_body_bytes: int,
+        prefer_sse: bool = False,
+    ) -> None:
+        self.handlers, self.keys, self.sessions = handlers, keys, sessions
+        self.emit_audit = emit_audit
+        self.max_body_bytes = max_body_bytes
+        self.prefer_sse = prefer_sse
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+        caller = self.keys.authenticate(headers.get("authorization"))
+        if isinstance(caller, AuthFailure):
+            await _plain(send, 401, {"error": caller.error, "message": caller.message},
+                         [(b"www-authenticate", f'Bearer realm="bastion", error="{caller.error}"'.encode())])
+            return
+        method = scope["method"]
+        if method == "DELETE":  # sessions are self-contained: nothing to tear down
+            await _plain(send, 200 if headers.get(_SESSION_HEADER) else 400, {} if headers.get(_SESSION_HEADER) else
+                         {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
+            return
+        if method != "POST":
+            # no server-initiated stream yet: the spec's answer for that is 405
+            await _plain(send, 405, {"error": "method_not_allowed", "message": "use POST to send MCP messages"},
+                         [(b"allow", b"POST, DELETE")])
+            return
+
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._too_large(send, int(declared))
+            return
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except _TooLarge:
+            await self._too_large(send, None)
+            return
+
+        accept = headers.get("accept", "*/*")
+        json_ok = "application/json" in accept or "*/*" in accept or "application/*" in accept
+        sse_ok = "text/event-stream" in accept
+        if not json_ok and not sse_ok:
+            await _plain(send, 406, {"error": "not_acceptable",
+                                     "message": "Accept must include application/json or text/event-stream"})
+            return
+        use_sse = sse_ok and (self.prefer_sse or not json_ok)
+
+        async def reply(payload: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+            return await _respond(send, payload, status, use_sse, extra)
+
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            await reply(error_body(None, PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})"), 400)
+            return
+        problem = _envelope_problem(message)
+        if problem:
+            await reply(error_body(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST, problem), 400)
+            return
+        if "method" not in message or "id" not in message:
+            # a notification, or a response to a server request: accepted, nothing to answer
+            await _plain(send, 202, None)
+            return
+
+        request_id, rpc_method = message["id"], message["method"]
+        ctx = RequestContext(caller=caller, version=DEFAULT_LEGACY_VERSION, request_id=request_id, request_bytes=len(body))
+        requested = headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        modern = requested in MODERN_PROTOCOL_VERSIONS
+        extra: list[tuple[bytes, bytes]] = []
+        if modern:
+            rejection = _modern_rejection(message, raw_headers, headers)
+            if rejection is not None:
+                status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
+                await reply(error_body(request_id, rejection.code, rejection.message, rejection.data), status)
+                return
+            ctx.version = requested  # type: ignore[assignment]
+        elif requested is not None and requested not in HANDSHAKE_PROTOCOL_VERSIONS:
+            await reply(error_body(request_id, UNSUPPORTED_PROTOCOL_VERSION,
+                                   f"Unsupported protocol version {requested!r}",
+                                   {"supported": list(KNOWN_PROTOCOL_VERSIONS), "requested": requested}), 400)
+            return
+        elif rpc_method != "initialize":
+            session_id = headers.get(_SESSION_HEADER)
+            if session_id:
+                session = self.sessions.verify(session_id, caller.key_id)
+                if session is None:
+                    await reply(error_body(request_id, _SESSION_NOT_FOUND,
+                                           "Session not found: it belongs to another key or is invalid; send initialize again"), 404)
+                    return
+                ctx.version = requested or session.protocol_version
+            elif requested:
+                ctx.version = requested
+
+        payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
+        if rpc_method == "initialize" and not modern and "result" in payload:
+            extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id).encode()))
+        status = 200
+        if modern and "error" in payload:
+            status = ERROR_CODE_HTTP_STATUS.get(payload["error"]["code"], 200)
+        sent = await reply(payload, status, extra)
+        if audit is not None:
+            audit.response_bytes = sent
+            self.emit_audit(audit)
+
+    async def _too_large(self, send: Send, size: int | None) -> None:
+        what = f"{size} bytes" if size is not None else "larger than allowed"
+        await _plain(send, 413, error_body(None, INVALID_REQUEST,
+                                           f"request body is {what}; this gateway accepts at most {self.max_body_bytes} bytes"))
+
+
+def _envelope_problem(message: Any) -> str | None:
+    if isinstance(message, list):
+        return "JSON-RPC batches are not supported: send one message per POST"
+    if not isinstance(message, dict):
+        return "the body must be a JSON-RPC 2.0 object"
+    if message.get("jsonrpc") != "2.0":
+        return "not a JSON-RPC 2.0 message: 'jsonrpc' must be \"2.0\""
+    if "method" in message:
+        if not isinstance(message["method"], str) or not message["method"]:
+            return "'method' must be a non-empty string"
+        if "id" in message and (isinstance(message["id"], bool) or not isinstance(message["id"], str | int)):
+            return "'id' must be a string or an integer"
+        return None
+    if "id" in message and ("result" in message or "error" in message):
+        return None
+    return "a JSON-RPC request needs 'method' (and 'id' unless it is a notification)"
+
+
+def _modern_rejection(
+    message: dict[str, Any], raw_headers: list[tuple[bytes, bytes]], headers: dict[str, str]
+) -> InboundLadderRejection | None:
+    duplicated = find_duplicated_routing_header((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers)
+    if duplicated is not None:
+        return InboundLadderRejection(code=HEADER_MISMATCH, message=f"{duplicated} header appears more than once")
+    verdict = classify_inbound_request(message, headers=headers)
+    return verdict if isinstance(verdict, InboundLadderRejection) else None
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        event = await receive()
+        chunk = event.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        if not event.get("more_body"):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+async def _respond(send: Send, payload: dict[str, Any], status: int, sse: bool,
+                   extra: list[tuple[bytes, bytes]] | None) -> int:
+    data = orjson.dumps(payload)
+    sse = sse and status == 200  # errors with an HTTP status go out as plain JSON, as the SDK does
+    if sse:
+        data = b"event: message\ndata: " + data + b"\n\n"
+    headers = (_SSE if sse else _JSON) + [(b"content-length", str(len(data)).encode())] + (extra or [])
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+    return len(data)
+
+
+async def _plain(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = b"" if payload is None else orjson.dumps(payload)
+    headers = [*_JSON, (b"content-length", str(len(data)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})

@@ -1,0 +1,55 @@
+"""Ingress's side of the request path: NATS request/reply to the policy service.
+
+One persistent NATS connection; `nc.request` multiplexes every in-flight call over a single
+inbox subscription, so a call costs one publish and one delivery, no per-call setup.
+"""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import ValidationError
+
+from bastion_common import subjects
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import CallOutcome, Caller, GatewayError, ToolCall, VisibleTools, VisibleToolsQuery
+
+__all__ = ["Gateway"]
+
+_NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
+
+
+class Gateway:
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+
+    async def call(self, call: ToolCall) -> CallOutcome:
+        def failed(kind: ErrorKind, message: str) -> CallOutcome:
+            return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+
+        try:
+            reply = await self._nc.request(subjects.POLICY_CALL, call.model_dump_json().encode(), timeout=call.timeout)
+        except NoRespondersError:
+            # policy answers NATS "no responders" itself when no executor is subscribed
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
+        except NatsTimeout:
+            return failed(
+                ErrorKind.GATEWAY_TIMEOUT,
+                f"tool {call.name!r} did not answer within {call.timeout:g}s (gateway limit); the call may still complete upstream",
+            )
+        try:
+            return CallOutcome.model_validate_json(reply.data)
+        except ValidationError:
+            return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
+
+    async def visible(self, caller: Caller, tools: list[tuple[str, str]], timeout: float = 5.0) -> list[int] | GatewayError:
+        query = VisibleToolsQuery(caller=caller, tools=tools)
+        try:
+            reply = await self._nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=timeout)
+        except NoRespondersError:
+            return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_SERVICE.format(what="policy"))
+        except NatsTimeout:
+            return GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message=f"the policy service did not answer within {timeout:g}s")
+        answer = VisibleTools.model_validate_json(reply.data)
+        return answer.error if answer.error else answer.allowed

@@ -1,0 +1,65 @@
+"""Authentication: which virtual key is calling. (Authorization is the policy service's job.)
+
+Ingress keeps the key records from the KV watch so an unknown or revoked key is turned away with
+HTTP 401 before any message is sent; the policy service re-checks on every call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from bastion_common.messages import Caller, KeyRecord
+
+__all__ = ["AuthFailure", "KeyDirectory"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthFailure:
+    error: str
+    message: str
+
+
+_MISSING = AuthFailure("missing_key", "this endpoint needs a Bastion virtual key: send 'Authorization: Bearer <key>'")
+_MALFORMED = AuthFailure("malformed_authorization", "the Authorization header must be 'Bearer <key>'")
+_UNKNOWN = AuthFailure("invalid_key", "the key is not a valid Bastion virtual key")
+_REVOKED = AuthFailure("revoked_key", "the key has been revoked; ask your administrator for a new one")
+
+
+class KeyDirectory:
+    def __init__(self) -> None:
+        self._by_id: dict[str, tuple[KeyRecord, Caller, int]] = {}
+
+    def put(self, key_id: str, value: bytes, revision: int = 0) -> None:
+        try:
+            record = KeyRecord.model_validate_json(value)
+        except ValidationError as exc:
+            log.error("ignoring malformed key record %s…: %s", key_id[:8], exc.errors()[0]["msg"])
+            return
+        self._by_id[key_id] = (record, Caller(key_id=key_id, key_name=record.name), revision)
+
+    def delete(self, key_id: str) -> None:
+        self._by_id.pop(key_id, None)
+
+    def revision(self, key_id: str) -> int:
+        entry = self._by_id.get(key_id)
+        return entry[2] if entry else -1
+
+    def authenticate(self, authorization: str | None) -> Caller | AuthFailure:
+        if not authorization:
+            return _MISSING
+        scheme, _, secret = authorization.partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            return _MALFORMED
+        entry = self._by_id.get(hashlib.sha256(secret.encode()).hexdigest())
+        if entry is None:
+            return _UNKNOWN
+        if entry[0].revoked:
+            return _REVOKED
+        return entry[1]

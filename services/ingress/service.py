@@ -1,0 +1,125 @@
+"""Ingress composition root: builds the FastAPI app and everything it needs from one settings object.
+
+Nothing connects at import time; `start()` connects NATS, fills the in-memory views (keys,
+catalog) from KV, and serves HTTP. Several replicas can run side by side: they share nothing
+but NATS and the session secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from nats.aio.client import Client as NATS
+
+from bastion_common import subjects
+from bastion_common.audit_publisher import AuditPublisher
+from bastion_common.kvwatch import BucketWatch
+from bastion_common.nats import connect, ensure_audit_stream
+from bastion_common.settings import IngressSettings
+
+from .catalog import Catalog
+from .endpoint import McpEndpoint
+from .gateway import Gateway
+from .handlers import Handlers
+from .keys import KeyDirectory
+from .sessions import SessionCodec
+
+__all__ = ["IngressService"]
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the service runner owns signals
+        yield
+
+
+class IngressService:
+    def __init__(self, settings: IngressSettings) -> None:
+        self.settings = settings
+        self.keys = KeyDirectory()
+        self.catalog = Catalog()
+        self.port: int = settings.port
+        self._nc: NATS | None = None
+        self._watches: list[BucketWatch] = []
+        self._audit: AuditPublisher | None = None
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.port}/mcp"
+
+    async def start(self) -> None:
+        self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-ingress{self.settings.instance}")
+        js = nc.jetstream()
+        await ensure_audit_stream(js)
+        self._audit = AuditPublisher(js)
+        await self._audit.start()
+        self._watches = [
+            BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
+            BucketWatch(js, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete),
+        ]
+        for watch in self._watches:
+            await watch.start()
+        config = uvicorn.Config(
+            self.build_app(nc),
+            host=self.settings.host,
+            port=self.settings.port,
+            loop="none",
+            http="httptools",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            timeout_keep_alive=75,
+        )
+        self._server = _Server(config)
+        self._serving = asyncio.create_task(self._server.serve(), name="uvicorn")
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # raises the bind error
+                raise RuntimeError("ingress HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        log.info("ingress listening on %s", self.url)
+
+    def build_app(self, nc: NATS) -> FastAPI:
+        assert self._audit is not None
+        handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout)
+        endpoint = McpEndpoint(
+            handlers,
+            self.keys,
+            SessionCodec(self.settings.session_secret.get_secret_value()),
+            self._audit.emit,
+            self.settings.max_body_bytes,
+            prefer_sse=self.settings.response_mode == "sse",
+        )
+        app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url=None, redoc_url=None)
+        app.add_route("/mcp", endpoint, methods=["POST", "GET", "DELETE"])
+
+        @app.get("/healthz")
+        async def healthz() -> JSONResponse:
+            ready = nc.is_connected and all(w.ready.is_set() for w in self._watches)
+            body = {"status": "ok" if ready else "starting", "tools": len(self.catalog.entries)}
+            return JSONResponse(body, status_code=200 if ready else 503)
+
+        return app
+
+    async def stop(self) -> None:
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._serving, 10)
+        if self._audit is not None:
+            await self._audit.aclose()
+        for watch in self._watches:
+            await watch.stop()
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()

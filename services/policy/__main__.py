@@ -1,0 +1,19 @@
+"""`python -m bastion_policy`: one policy replica, configured from the environment."""
+
+from __future__ import annotations
+
+from bastion_common.logs import setup_logging
+from bastion_common.runner import run_service
+from bastion_common.settings import PolicySettings
+
+from .service import PolicyService
+
+
+def main() -> None:
+    settings = PolicySettings()
+    setup_logging("policy", settings.log_level)
+    run_service(PolicyService(settings))
+
+
+if __name__ == "__main__":
+    main()
