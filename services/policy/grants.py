@@ -28,7 +28,7 @@ class GrantSet:
 
     @classmethod
     def compile(cls, patterns: Iterable[str]) -> GrantSet:
-        unique = tuple(dict.fromkeys(p.strip() for p in patterns if p.strip()))
+        unique = tuple(dict.fromkeys(p for p in patterns if p))
         # "server/tool" patterns are matched against "server\x00tool" so a "/" inside a tool name
         # can never let a server pattern spill into the tool part.
         joined = ["*\x00*" if p == "*" else p.replace("/", "\x00", 1) for p in unique]
