@@ -1,19 +1,25 @@
 """The Bastion configuration file (YAML or JSON).
 
-`mcpServers` is accepted exactly as Claude Desktop, Cursor and Claude Code write it:
+`mcpServers` is accepted exactly as Claude Desktop, Cursor, Claude Code and Cline write it:
 `command`/`args`/`env` for stdio, `url`/`headers` (optionally `type: http|sse`) for remote servers.
-Bastion's own sections (`gateway`, `stack`, `keys`) sit beside it. `${VAR}` and `${VAR:-default}`
-in strings are expanded from the environment, as Claude Code does.
+Bastion's own sections (`gateway`, `stack`, `keys`) sit beside it. Inside `mcpServers`, `${VAR}` and
+`${VAR:-default}` in strings are expanded from the environment, as Claude Code does (and Cursor's
+`${env:VAR}`).
+
+Any problem raises one `ConfigError` whose message starts with the file and the offending field
+(`mcpServers.github: needs 'command' ...`) and never repeats a key secret.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -26,12 +32,19 @@ __all__ = [
     "ServerConfig",
     "StackSection",
     "load_config",
+    "parse_config",
 ]
 
-SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "github\n" through
+SERVER_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # keys other MCP clients write into their mcpServers entries; accepted and ignored
 _FOREIGN_SERVER_KEYS = frozenset({"autoApprove", "alwaysAllow", "description", "transportType", "envFile", "oauth"})
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Cline's legacy `transportType` of a remote server, honoured when `type` is absent
+_LEGACY_TRANSPORTS = frozenset({"sse", "http"})
+# `${VAR}` and `${VAR:-default}` (Claude Code), `${env:VAR}` (Cursor)
+_ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_SECRET_FIELDS = ("key", "key_env", "key_sha256")
 
 
 class ConfigError(ValueError):
@@ -42,10 +55,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+def _as_text(value: Any) -> Any:
+    """YAML scalars written without quotes (`PORT: 8080`, `DEBUG: true`) as the strings meant."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
 class ServerConfig(_Strict):
     """One upstream MCP server, in the `mcpServers` dialect plus Bastion's optional knobs."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse"] | None = None
     command: str | None = None
@@ -64,9 +84,23 @@ class ServerConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _drop_client_extras(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if k not in _FOREIGN_SERVER_KEYS}
-        return data
+        if not isinstance(data, dict):
+            return data
+        legacy = data.get("transportType")
+        cleaned = {k: v for k, v in data.items() if k not in _FOREIGN_SERVER_KEYS}
+        if "type" not in cleaned and not cleaned.get("command") and legacy in _LEGACY_TRANSPORTS:
+            cleaned["type"] = legacy
+        return cleaned
+
+    @field_validator("args", mode="before")
+    @classmethod
+    def _args_as_text(cls, args: Any) -> Any:
+        return [_as_text(a) for a in args] if isinstance(args, list) else args
+
+    @field_validator("env", "headers", mode="before")
+    @classmethod
+    def _values_as_text(cls, mapping: Any) -> Any:
+        return {k: _as_text(v) for k, v in mapping.items()} if isinstance(mapping, dict) else mapping
 
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
@@ -78,8 +112,8 @@ class ServerConfig(_Strict):
             raise ValueError("type 'stdio' needs 'command'")
         if self.type not in (None, "stdio") and not self.url:
             raise ValueError(f"type {self.type!r} needs 'url'")
-        if self.url and not re.match(r"^https?://", self.url):
-            raise ValueError("'url' must start with http:// or https://")
+        if self.url:
+            _check_url(self.url)
         return self
 
     @property
@@ -91,21 +125,34 @@ class ServerConfig(_Strict):
         return "http"
 
 
+def _check_url(url: str) -> None:
+    # the URL itself stays out of the message: query strings often carry tokens
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https"):
+        got = f" (got scheme {parts.scheme!r})" if parts.scheme else ""
+        raise ValueError(f"'url' must start with http:// or https://{got}")
+    if not parts.hostname:
+        raise ValueError("'url' has no host")
+
+
 class KeyConfig(_Strict):
     """A virtual key declared in the file. Only its sha256 ever leaves the loader."""
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
     key: str | None = Field(default=None, repr=False)
-    key_env: str | None = None
+    key_env: Annotated[str | None, Field(pattern=_ENV_NAME)] = None
     key_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
     tools: list[str] = Field(default_factory=list)
     """Grants: `server/tool` patterns with `*` wildcards. Deny by default: empty means nothing."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:
-        given = [f for f in ("key", "key_env", "key_sha256") if getattr(self, f)]
-        if len(given) != 1:
-            raise ValueError("give exactly one of 'key', 'key_env' or 'key_sha256'")
+        given = [f for f in _SECRET_FIELDS if getattr(self, f) is not None]
+        if not given:
+            raise ValueError("needs one of 'key', 'key_env' or 'key_sha256'")
+        if len(given) > 1:
+            both = " and ".join(map(repr, given))
+            raise ValueError(f"give only one of 'key', 'key_env' or 'key_sha256', not {both}")
         if self.key is not None and len(self.key) < 16:
             raise ValueError("'key' must be at least 16 characters")
         return self
@@ -114,7 +161,8 @@ class KeyConfig(_Strict):
     @classmethod
     def _grant_shape(cls, grants: list[str]) -> list[str]:
         for grant in grants:
-            if grant != "*" and grant.count("/") != 1:
+            server, slash, tool = grant.partition("/")
+            if grant != "*" and not (slash and server and tool and "/" not in tool):
                 raise ValueError(f"grant {grant!r} must look like 'server/tool' (wildcards allowed) or '*'")
         return grants
 
@@ -157,7 +205,8 @@ class BastionConfig(_Strict):
         for name in servers:
             if not SERVER_NAME.match(name):
                 raise ValueError(
-                    f"server name {name!r} must start with a letter or digit and use only letters, digits, '_', '-', '.'"
+                    f"server name {name!r} must start with a letter or digit and use only letters, digits,"
+                    " '_', '-', '.' (at most 64 characters)"
                 )
         return servers
 
@@ -170,6 +219,15 @@ class BastionConfig(_Strict):
                 raise ValueError(f"key name {key.name!r} is used twice")
             seen.add(key.name)
         return keys
+
+
+# where each section's entries are validated, to list the allowed keys when one is unknown
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "mcpServers": ServerConfig,
+    "keys": KeyConfig,
+    "gateway": GatewaySection,
+    "stack": StackSection,
+}
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -191,47 +249,119 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
+    """`mcpServers.github.env.TOKEN`, `keys[0] (name 'ci').tools`, ... for a pydantic error location."""
     parts: list[str] = []
     for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item in ("function-after[_one_transport()]", "function-after[_one_secret()]"):
-            continue
-        else:
-            parts.append(("." if parts else "") + str(item))
+        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
+    if len(loc) >= 2 and loc[0] == "keys" and isinstance(loc[1], int):
+        entries = raw.get("keys")
+        entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
+        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+            parts[1] += f" (name {entry['name']!r})"
     return "".join(parts) or "(top level)"
 
 
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    """Message for a key no model declares: the closest allowed key, then all of them."""
+    model = BastionConfig if len(loc) == 1 else _SECTION_MODELS.get(str(loc[0]))
+    if model is None:  # pragma: no cover - every section with extra="forbid" is listed
+        return "unknown key"
+    allowed = [field.alias or name for name, field in model.model_fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key{hint}; allowed here: {', '.join(allowed)}"
+
+
+def _error_message(error: Any, raw: dict[str, Any]) -> str:
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        message = _unknown_key(loc)
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+    return f"{_field_path(loc, raw)}: {message}"
+
+
 def parse_config(raw: Any, source: str = "config") -> BastionConfig:
+    """Validate an already-parsed config document; `source` prefixes every error message."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with an 'mcpServers' section")
-    servers = raw.get("mcpServers")
-    if isinstance(servers, dict):
-        raw = {**raw, "mcpServers": {n: _expand(s, f"mcpServers.{n}") for n, s in servers.items()}}
+    for section in ("mcpServers", "mcp_servers"):  # the alias, or the field name (populate_by_name)
+        servers = raw.get(section)
+        if isinstance(servers, dict):
+            raw = {**raw, section: {n: _expand(s, f"{source}: {section}.{n}") for n, s in servers.items()}}
     try:
         return BastionConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        message = first["msg"].removeprefix("Value error, ")
         extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {_field_path(first['loc'])}: {message}{extra}") from None
+        raise ConfigError(f"{source}: {_error_message(exc.errors()[0], raw)}{extra}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects a key written twice in one mapping instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[tuple[str, Any]] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults` may legitimately be overridden
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = (type(key).__name__, key) in seen
+            except TypeError:
+                continue  # unhashable key: SafeLoader reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add((type(key).__name__, key))
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads hook: a key written twice in one object is an error, not "the last one wins"."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key!r}")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint and position, without the echoed source line (it may hold a secret)."""
+    if not isinstance(exc, yaml.MarkedYAMLError):  # pragma: no cover - the parsers always mark
+        return type(exc).__name__
+    mark = exc.problem_mark or exc.context_mark
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    context = f" ({exc.context})" if exc.context else ""
+    return f"{exc.problem}{context}{where}"
+
+
+def _parse_text(text: str, path: Path) -> Any:
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text, object_pairs_hook=_unique_json_object)
+        except ValueError as exc:  # JSONDecodeError, or a duplicate key
+            raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # a scalar that looks like a date but is not one: 2024-02-30
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
 def load_config(path: str | Path) -> BastionConfig:
     """Read and validate a config file; relative stdio `cwd`s resolve against the file's folder."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # -sig: editors on Windows may add a BOM
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
-    try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
-    config = parse_config(raw, str(path))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: cannot read the configuration file (not UTF-8 text)") from None
+    config = parse_config(_parse_text(text, path), str(path))
     base = path.resolve().parent
     for server in config.mcp_servers.values():
         if server.command:
-            server.cwd = str((base / server.cwd).resolve()) if server.cwd else str(base)
+            server.cwd = str((base / Path(server.cwd).expanduser()).resolve()) if server.cwd else str(base)
     return config

@@ -9,7 +9,8 @@ Rules (pure, deterministic per (server, tool) pair):
 - Otherwise (characters replaced, or too long) the readable prefix is cut and a stable hash of
   the exact pair is appended, so two pairs that sanitize alike still get different names.
 - `assign_names` checks a whole catalog and lengthens the hash of any name that would still
-  collide, so the catalog is collision-free by construction, not by luck.
+  collide, so the catalog is collision-free by construction, not by luck. A readable name always
+  wins over a hashed name of the same shape.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ __all__ = ["MAX_NAME_LENGTH", "SEPARATOR", "VALID_NAME", "assign_names", "namesp
 
 MAX_NAME_LENGTH: Final = 64
 SEPARATOR: Final = "__"
-VALID_NAME: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# \Z, not $: `$` also matches before a trailing newline, which would let "name\n" through
+VALID_NAME: Final = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 _INVALID_SERVER_CHARS = re.compile(r"[^A-Za-z0-9-]+")
 _INVALID_TOOL_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-_DEFAULT_DIGEST = 5  # bytes -> 10 hex characters
+_DEFAULT_DIGEST: Final = 5  # bytes -> 10 hex characters
+_MAX_DIGEST: Final = (MAX_NAME_LENGTH - 2) // 2  # 31 bytes: 62 hex + `_` + at least one readable character
+_DIGEST_STEP: Final = 3  # bytes added to every still-colliding hash in each round of `assign_names`
+
+Pair = tuple[str, str]
 
 
 def server_slug(server: str) -> str:
@@ -36,51 +42,78 @@ def server_slug(server: str) -> str:
     return slug or "server"
 
 
+def _readable(server: str, tool: str) -> str | None:
+    """`server__tool` when both parts are already clean and the result fits, else None."""
+    name = f"{server}{SEPARATOR}{tool}"
+    clean = server_slug(server) == server and tool and not _INVALID_TOOL_CHARS.search(tool)
+    return name if clean and len(name) <= MAX_NAME_LENGTH else None
+
+
 def _digest(server: str, tool: str, size: int) -> str:
-    return hashlib.blake2b(f"{server}\x00{tool}".encode(), digest_size=size).hexdigest()
+    """A hash of the exact pair. The server's length is part of the input, so no two pairs share
+    it ("a\\0b", "c" vs "a", "b\\0c"); lone surrogates (legal in JSON strings) are hashed too."""
+    server_bytes = server.encode("utf-8", "surrogatepass")
+    data = len(server_bytes).to_bytes(8, "big") + server_bytes + tool.encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, digest_size=size).hexdigest()
 
 
 def namespaced(server: str, tool: str, *, digest_size: int = _DEFAULT_DIGEST) -> str:
-    """The catalog name of `tool` on `server`."""
-    slug = server_slug(server)
-    clean_tool = _INVALID_TOOL_CHARS.sub("_", tool)
-    readable = f"{slug}{SEPARATOR}{clean_tool}"
-    if slug == server and clean_tool == tool and tool and len(readable) <= MAX_NAME_LENGTH:
+    """The catalog name of `tool` on `server` (before `assign_names` resolves rare collisions).
+
+    `digest_size` (bytes, 1..31) sets how long the hash of a non-readable name is.
+    """
+    if not 1 <= digest_size <= _MAX_DIGEST:
+        raise ValueError(f"digest_size must be between 1 and {_MAX_DIGEST}, got {digest_size}")
+    readable = _readable(server, tool)
+    if readable is not None:
         return readable
     suffix = _digest(server, tool, digest_size)
-    head = readable[: MAX_NAME_LENGTH - len(suffix) - 1].rstrip("_-")
+    prefix = f"{server_slug(server)}{SEPARATOR}{_INVALID_TOOL_CHARS.sub('_', tool)}"
+    # the slug starts with a letter or digit, so the head is never empty
+    head = prefix[: MAX_NAME_LENGTH - len(suffix) - 1].rstrip("_-")
     return f"{head}_{suffix}"
 
 
-def assign_names(pairs: Iterable[tuple[str, str]]) -> dict[str, tuple[str, str]]:
+def assign_names(pairs: Iterable[Pair], *, digest_size: int = _DEFAULT_DIGEST) -> dict[str, Pair]:
     """Map namespaced name -> (server, tool) for a whole catalog, guaranteeing no collisions.
 
     Ordering of `pairs` does not matter: a collision (only possible between a hashed name and
-    another name) is resolved by lengthening the hash of every hashed name involved.
+    another name) is resolved by lengthening the hash of every hashed name involved, round after
+    round, until every pair has a name of its own. `digest_size` is the hash size of the first
+    round (tests use 1 byte to make collisions common).
     """
-    unique = sorted(set(pairs))
-    names: dict[str, tuple[str, str]] = {}
-    pending = unique
-    digest_size = _DEFAULT_DIGEST
+    names: dict[str, Pair] = {}
+    pending = sorted(set(pairs))
+    size = digest_size
     while pending:
-        by_name: dict[str, list[tuple[str, str]]] = {}
-        for pair in pending:
-            by_name.setdefault(namespaced(*pair, digest_size=digest_size), []).append(pair)
-        retry: list[tuple[str, str]] = []
-        for name, owners in by_name.items():
-            taken = names.get(name)
-            if len(owners) == 1 and taken is None:
-                names[name] = owners[0]
-                continue
-            # keep the readable (unhashed) owner if there is one; everyone else gets a longer hash
-            for owner in owners:
-                if taken is None and namespaced(*owner, digest_size=digest_size) == f"{server_slug(owner[0])}{SEPARATOR}{owner[1]}":
-                    names[name] = owner
-                    taken = owner
-                else:
-                    retry.append(owner)
-        if retry and digest_size >= 16:  # pragma: no cover - 128-bit collision
-            raise ValueError(f"cannot assign unique names to {retry!r}")
-        pending = retry
-        digest_size += 3
+        if size > _MAX_DIGEST:  # pragma: no cover - needs a collision of a 248-bit hash
+            raise ValueError(f"cannot assign unique names to {pending!r}")
+        pending = _assign_round(pending, size, names)
+        size += _DIGEST_STEP
     return names
+
+
+def _assign_round(pending: list[Pair], size: int, names: dict[str, Pair]) -> list[Pair]:
+    """Name every pending pair whose name is free and unshared; return the pairs left over."""
+    by_name: dict[str, list[Pair]] = {}
+    for pair in pending:
+        by_name.setdefault(namespaced(*pair, digest_size=size), []).append(pair)
+    retry: list[Pair] = []
+    for name, owners in by_name.items():
+        winner = _winner(name, owners, names)
+        if winner is not None:
+            names[name] = winner
+        retry.extend(owner for owner in owners if owner is not winner)
+    return retry
+
+
+def _winner(name: str, owners: list[Pair], names: dict[str, Pair]) -> Pair | None:
+    """Who keeps `name`: its only owner if free, else the readable owner (at most one), else nobody.
+
+    A name taken in an earlier round is only ever contested by hashed pairs, which retry.
+    """
+    if name in names:
+        return None
+    if len(owners) == 1:
+        return owners[0]
+    return next((owner for owner in owners if _readable(*owner) == name), None)

@@ -1,0 +1,644 @@
+"""The config file: real-world `mcpServers` blocks from each client load; every mistake names its field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from bastion_common.config import (
+    BastionConfig,
+    ConfigError,
+    KeyConfig,
+    ServerConfig,
+    load_config,
+    parse_config,
+)
+
+pytestmark = pytest.mark.unit
+
+SECRET = "sk-bastion-live-7f3c9a1e5b2d4f60"  # 32 characters: a valid `key`
+
+
+def _write(folder: Path, name: str, content: str | dict[str, Any]) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, dict):
+        content = json.dumps(content, indent=2) if path.suffix == ".json" else yaml.safe_dump(content)
+    path.write_text(content)
+    return path
+
+
+def _error(raw: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    return str(info.value)
+
+
+def _servers(servers: dict[str, Any]) -> dict[str, Any]:
+    return {"mcpServers": servers}
+
+
+# --------------------------------------------------------------------------- what each client writes
+
+CLAUDE_DESKTOP = """{
+  "mcpServers": {
+    "filesystem": {
+      "command": "npx",
+      "args": ["-y", "@modelcontextprotocol/server-filesystem", "/Users/me/Desktop", "/Users/me/Downloads"]
+    },
+    "github": {
+      "command": "npx",
+      "args": ["-y", "@modelcontextprotocol/server-github"],
+      "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_exampleexampleexample"}
+    },
+    "time": {"command": "uvx", "args": ["mcp-server-time", "--local-timezone=Europe/Paris"]},
+    "sqlite": {"command": "uvx", "args": ["mcp-server-sqlite", "--db-path", "/Users/me/test.db"]}
+  }
+}
+"""
+
+
+def test_claude_desktop_json(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, "claude_desktop_config.json", CLAUDE_DESKTOP))
+    assert list(config.mcp_servers) == ["filesystem", "github", "time", "sqlite"]
+    github = config.mcp_servers["github"]
+    assert github.transport == "stdio"
+    assert (github.command, github.args) == ("npx", ["-y", "@modelcontextprotocol/server-github"])
+    assert github.env == {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_exampleexampleexample"}
+    assert config.mcp_servers["time"].args == ["mcp-server-time", "--local-timezone=Europe/Paris"]
+    assert all(server.cwd == str(tmp_path.resolve()) for server in config.mcp_servers.values())
+    assert config.keys == []
+    assert config.gateway.port == 8420
+
+
+def test_cursor_json_with_url_headers_and_env_interpolation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTEXT7_API_KEY", "ctx7-abc")
+    cursor = {
+        "mcpServers": {
+            "linear": {"url": "https://mcp.linear.app/sse"},
+            "context7": {
+                "url": "https://mcp.context7.com/mcp",
+                "headers": {"CONTEXT7_API_KEY": "${env:CONTEXT7_API_KEY}"},
+            },
+            "playwright": {"command": "npx", "args": ["@playwright/mcp@latest"]},
+        }
+    }
+    config = load_config(_write(tmp_path, ".cursor/mcp.json", cursor))
+    assert config.mcp_servers["linear"].transport == "http"
+    assert config.mcp_servers["linear"].cwd is None
+    assert config.mcp_servers["context7"].headers == {"CONTEXT7_API_KEY": "ctx7-abc"}
+    assert config.mcp_servers["playwright"].cwd == str((tmp_path / ".cursor").resolve())
+
+
+def test_claude_code_mcp_json_with_types_and_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("API_BASE_URL", "https://api.example.com")
+    monkeypatch.setenv("API_KEY", "key-123")
+    monkeypatch.setenv("DB_PATH", "/data/app.db")
+    monkeypatch.setenv("EMPTY", "")
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    monkeypatch.delenv("SSE_HOST", raising=False)
+    claude_code = {
+        "mcpServers": {
+            "api-server": {
+                "type": "http",
+                "url": "${API_BASE_URL:-https://fallback.example.com}/mcp",
+                "headers": {"Authorization": "Bearer ${API_KEY}", "X-Empty": "[${EMPTY:-unused}]"},
+            },
+            "events": {"type": "sse", "url": "https://${SSE_HOST:-events.example.com}/sse"},
+            "sqlite": {
+                "type": "stdio",
+                "command": "uvx",
+                "args": ["mcp-server-sqlite", "--db-path", "${DB_PATH}"],
+                "env": {"LOG_LEVEL": "${LOG_LEVEL:-info}", "LITERAL": "$API_KEY and ${not a ref}"},
+            },
+        }
+    }
+    config = load_config(_write(tmp_path, ".mcp.json", claude_code))
+    api = config.mcp_servers["api-server"]
+    assert (api.transport, api.url) == ("http", "https://api.example.com/mcp")
+    assert api.headers == {"Authorization": "Bearer key-123", "X-Empty": "[]"}  # set-but-empty wins
+    events = config.mcp_servers["events"]
+    assert (events.transport, events.url) == ("sse", "https://events.example.com/sse")
+    sqlite = config.mcp_servers["sqlite"]
+    assert sqlite.transport == "stdio"
+    assert sqlite.args == ["mcp-server-sqlite", "--db-path", "/data/app.db"]
+    assert sqlite.env == {"LOG_LEVEL": "info", "LITERAL": "$API_KEY and ${not a ref}"}
+
+
+def test_cline_extras_are_tolerated(tmp_path: Path) -> None:
+    cline = {
+        "mcpServers": {
+            "github": {
+                "command": "npx",
+                "args": ["-y", "@modelcontextprotocol/server-github"],
+                "env": {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_x"},
+                "autoApprove": ["list_issues"],
+                "alwaysAllow": [],
+                "disabled": True,
+                "timeout": 30,
+                "transportType": "stdio",
+            },
+            "remote-sse": {"url": "https://example.com/sse", "transportType": "sse", "autoApprove": []},
+            "remote-http": {"url": "https://example.com/mcp", "type": "streamableHttp", "disabled": False},
+        }
+    }
+    config = load_config(_write(tmp_path, "cline_mcp_settings.json", cline))
+    github = config.mcp_servers["github"]
+    assert (github.disabled, github.timeout, github.transport) == (True, 30.0, "stdio")
+    assert config.mcp_servers["remote-sse"].transport == "sse"  # Cline's legacy transportType
+    assert config.mcp_servers["remote-http"].transport == "http"
+
+
+BASTION_YAML = """\
+# Bastion's own file: the mcpServers block plus gateway, stack and keys
+mcpServers:
+  github:
+    command: npx
+    args: [-y, "@modelcontextprotocol/server-github"]
+    env:
+      GITHUB_PERSONAL_ACCESS_TOKEN: ghp_example
+    tools: ["get_*", list_issues]
+    timeout: 15
+  docs:
+    type: http
+    url: https://docs.example.com/mcp
+gateway:
+  host: 0.0.0.0
+  port: 9000
+  response_mode: sse
+stack:
+  nats_url: nats://nats:4222
+keys:
+  - name: ci
+    key_env: BASTION_CI_KEY
+    tools: ["github/get_*", "docs/*"]
+  - name: admin
+    key_sha256: %s
+    tools: ["*"]
+"""
+
+
+def test_bastion_yaml_with_every_section(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"whatever").hexdigest()
+    config = load_config(_write(tmp_path, "bastion.yaml", BASTION_YAML % digest))
+    assert config.mcp_servers["github"].tools == ["get_*", "list_issues"]
+    assert config.mcp_servers["github"].timeout == 15.0
+    assert config.mcp_servers["docs"].transport == "http"
+    assert (config.gateway.host, config.gateway.port, config.gateway.response_mode) == ("0.0.0.0", 9000, "sse")
+    assert config.stack.nats_url == "nats://nats:4222"
+    assert config.stack.redis_url is None
+    assert [key.name for key in config.keys] == ["ci", "admin"]
+    assert config.keys[0].tools == ["github/get_*", "docs/*"]
+    assert config.keys[1].key_hash() == digest
+
+
+def test_yaml_and_json_files_give_the_same_config(tmp_path: Path) -> None:
+    document = yaml.safe_load(BASTION_YAML % hashlib.sha256(b"x").hexdigest())
+    from_yaml = load_config(_write(tmp_path, "a/bastion.yml", document))
+    from_json = load_config(_write(tmp_path, "b/bastion.json", document))
+    from_yaml_in_json_syntax = load_config(_write(tmp_path, "a/bastion.conf", json.dumps(document)))
+    dump = from_yaml.model_dump(exclude={"mcp_servers": {"__all__": {"cwd"}}})
+    assert from_json.model_dump(exclude={"mcp_servers": {"__all__": {"cwd"}}}) == dump
+    assert from_yaml_in_json_syntax.model_dump() == from_yaml.model_dump()
+
+
+def test_unquoted_yaml_scalars_in_args_env_and_headers_become_strings(tmp_path: Path) -> None:
+    text = """\
+mcpServers:
+  local:
+    command: my-server
+    args: [--port, 8080, --verbose, true, --ratio, 0.5]
+    env: {PORT: 8080, DEBUG: false}
+  remote:
+    url: https://example.com/mcp
+    headers: {X-Retries: 3}
+"""
+    config = load_config(_write(tmp_path, "bastion.yaml", text))
+    assert config.mcp_servers["local"].args == ["--port", "8080", "--verbose", "true", "--ratio", "0.5"]
+    assert config.mcp_servers["local"].env == {"PORT": "8080", "DEBUG": "false"}
+    assert config.mcp_servers["remote"].headers == {"X-Retries": "3"}
+
+
+def test_json_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "claude_desktop_config.json"
+    path.write_bytes(b"\xef\xbb\xbf" + CLAUDE_DESKTOP.encode())
+    assert "github" in load_config(path).mcp_servers
+
+
+def test_yaml_anchors_and_merge_keys_still_work(tmp_path: Path) -> None:
+    """Duplicate-key detection must not reject a merged key that the mapping overrides."""
+    text = """\
+mcpServers:
+  one: &defaults {command: npx, args: [one], timeout: 10}
+  two: {<<: *defaults, args: [two], timeout: 20}
+"""
+    config = load_config(_write(tmp_path, "bastion.yaml", text))
+    two = config.mcp_servers["two"]
+    assert (two.command, two.args, two.timeout) == ("npx", ["two"], 20.0)
+
+
+def test_the_python_field_name_mcp_servers_is_expanded_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASTION_TEST_UNSET", raising=False)
+    config = parse_config({"mcp_servers": {"a": {"command": "${BASTION_TEST_UNSET:-npx}"}}})
+    assert config.mcp_servers["a"].command == "npx"
+
+
+def test_an_empty_mcp_servers_block_is_valid() -> None:
+    assert parse_config({}).mcp_servers == {}
+    assert parse_config({"mcpServers": {}}).mcp_servers == {}
+
+
+# --------------------------------------------------------------------------- every invalid case names its field
+
+STDIO = {"command": "npx"}
+REMOTE = {"url": "https://example.com/mcp"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(_servers({"github": {}}), "mcpServers.github: needs 'command'", id="no-command-no-url"),
+        pytest.param(
+            _servers({"github": {"args": ["-y"], "env": {"A": "b"}}}),
+            "mcpServers.github: needs 'command' (stdio server) or 'url'",
+            id="args-but-no-command",
+        ),
+        pytest.param(_servers({"github": {**STDIO, **REMOTE}}), "mcpServers.github: give either 'command'", id="both"),
+        pytest.param(
+            _servers({"github": {"url": "ftp://example.com"}}),
+            "mcpServers.github: 'url' must start with http:// or https:// (got scheme 'ftp')",
+            id="bad-scheme",
+        ),
+        pytest.param(
+            _servers({"github": {"url": "example.com/mcp"}}),
+            "mcpServers.github: 'url' must start with http:// or https://",
+            id="no-scheme",
+        ),
+        pytest.param(_servers({"github": {"url": "https://"}}), "mcpServers.github: 'url' has no host", id="no-host"),
+        pytest.param(
+            _servers({"events": {"type": "sse", "command": "npx"}}),
+            "mcpServers.events: type 'sse' needs 'url'",
+            id="sse-without-url",
+        ),
+        pytest.param(
+            _servers({"api": {"type": "http", "command": "npx"}}),
+            "mcpServers.api: type 'http' needs 'url'",
+            id="http-without-url",
+        ),
+        pytest.param(
+            _servers({"local": {"type": "stdio", **REMOTE}}),
+            "mcpServers.local: type 'stdio' needs 'command'",
+            id="stdio-without-command",
+        ),
+        pytest.param(
+            _servers({"ws": {"type": "websocket", **REMOTE}}), "mcpServers.ws.type: Input should be", id="bad-type"
+        ),
+        pytest.param(
+            _servers({"github": {**STDIO, "evn": {}}}),
+            "mcpServers.github.evn: unknown key (did you mean 'env'?); allowed here: type, command, args, env",
+            id="server-typo",
+        ),
+        pytest.param(
+            _servers({"github": {**STDIO, "args": "-y"}}),
+            "mcpServers.github.args: Input should be a valid list",
+            id="args-not-a-list",
+        ),
+        pytest.param(
+            _servers({"github": {**STDIO, "timeout": 0}}),
+            "mcpServers.github.timeout: Input should be greater than 0",
+            id="timeout",
+        ),
+        pytest.param(
+            {"gateway": {"prot": 9000}}, "gateway.prot: unknown key (did you mean 'port'?)", id="gateway-typo"
+        ),
+        pytest.param({"gatway": {}}, "gatway: unknown key (did you mean 'gateway'?)", id="top-level-typo"),
+        pytest.param({"mcpServer": {}}, "mcpServer: unknown key (did you mean 'mcpServers'?)", id="mcpServer-typo"),
+        pytest.param(
+            {"stack": {"nats_ulr": "x"}}, "stack.nats_ulr: unknown key (did you mean 'nats_url'?)", id="stack"
+        ),
+        pytest.param(
+            {"keys": [{"name": "ci", "key": SECRET, "tool": ["*"]}]},
+            "keys[0] (name 'ci').tool: unknown key (did you mean 'tools'?)",
+            id="key-typo",
+        ),
+        pytest.param(
+            {"gateway": {"port": 70000}}, "gateway.port: Input should be less than or equal to 65535", id="port"
+        ),
+        pytest.param({"gateway": {"response_mode": "xml"}}, "gateway.response_mode: Input should be", id="mode"),
+        pytest.param(_servers({"bad name": STDIO}), "mcpServers: server name 'bad name' must start", id="space"),
+        pytest.param(_servers({"-lead": STDIO}), "mcpServers: server name '-lead' must start", id="leading-dash"),
+        pytest.param(_servers({"s" * 65: STDIO}), f"mcpServers: server name '{'s' * 65}'", id="too-long"),
+        pytest.param(_servers({"github\n": STDIO}), "mcpServers: server name 'github\\n'", id="trailing-newline"),
+        pytest.param({"mcpServers": ["github"]}, "mcpServers: Input should be a valid dictionary", id="servers-list"),
+        pytest.param({"mcpServers": {"github": "npx"}}, "mcpServers.github: Input should be", id="server-string"),
+        pytest.param(
+            {"keys": [{"name": "ci", "key": SECRET}, {"name": "ci", "key": SECRET[::-1]}]},
+            "keys: key name 'ci' is used twice",
+            id="duplicate-key-names",
+        ),
+        pytest.param(
+            {"keys": [{"name": "ci", "tools": ["*"]}]},
+            "keys[0] (name 'ci'): needs one of 'key', 'key_env' or 'key_sha256'",
+            id="no-secret",
+        ),
+        pytest.param(
+            {"keys": [{"name": "ci", "key": SECRET, "key_env": "CI_KEY"}]},
+            "keys[0] (name 'ci'): give only one of 'key', 'key_env' or 'key_sha256', not 'key' and 'key_env'",
+            id="two-secrets",
+        ),
+        pytest.param(
+            {"keys": [{"name": "ci", "key": "short-key"}]},
+            "keys[0] (name 'ci'): 'key' must be at least 16 characters",
+            id="short-key",
+        ),
+        pytest.param(
+            {"keys": [{"name": "ci", "key_sha256": "ABC"}]},
+            "keys[0] (name 'ci').key_sha256: String should match pattern",
+            id="bad-sha256",
+        ),
+        pytest.param(
+            {"keys": [{"name": "ci", "key_env": "CI KEY"}]},
+            "keys[0] (name 'ci').key_env: String should match pattern",
+            id="bad-env-name",
+        ),
+        pytest.param({"keys": [{"key": SECRET}]}, "keys[0].name: Field required", id="key-without-name"),
+        pytest.param({"keys": {"ci": SECRET}}, "keys: Input should be a valid list", id="keys-mapping"),
+    ],
+)
+def test_invalid_config_names_the_field(raw: Any, expected: str) -> None:
+    message = _error(raw)
+    assert message.startswith(f"config: {expected}"), message
+    assert "\n" not in message.replace("\\n", "")
+
+
+@pytest.mark.parametrize("grant", ["github", "github/", "/create_issue", "github/issues/create", "", "**"])
+def test_malformed_grant_names_the_field_and_the_grant(grant: str) -> None:
+    message = _error({"keys": [{"name": "ci", "key": SECRET, "tools": ["github/*", grant]}]})
+    assert message == (
+        f"config: keys[0] (name 'ci').tools: grant {grant!r} must look like 'server/tool' (wildcards allowed) or '*'"
+    )
+
+
+@pytest.mark.parametrize("grant", ["*", "github/*", "*/list_*", "github/create_issue", "git*/get_*"])
+def test_well_formed_grants(grant: str) -> None:
+    assert parse_config({"keys": [{"name": "ci", "key": SECRET, "tools": [grant]}]}).keys[0].tools == [grant]
+
+
+@pytest.mark.parametrize(
+    ("server", "field"),
+    [
+        ({"command": "npx", "env": {"GITHUB_TOKEN": "${GH_TOKEN_UNSET}"}}, "mcpServers.github.env.GITHUB_TOKEN"),
+        ({"command": "npx", "args": ["-y", "--token=${GH_TOKEN_UNSET}"]}, "mcpServers.github.args[1]"),
+        ({"url": "https://${GH_TOKEN_UNSET}/mcp"}, "mcpServers.github.url"),
+        (
+            {"url": "https://x/mcp", "headers": {"Authorization": "Bearer ${env:GH_TOKEN_UNSET}"}},
+            "mcpServers.github.headers.Authorization",
+        ),
+    ],
+)
+def test_unset_environment_variable_names_the_field_and_the_variable(
+    server: dict[str, Any], field: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GH_TOKEN_UNSET", raising=False)
+    assert _error(_servers({"github": server})) == f"config: {field}: environment variable 'GH_TOKEN_UNSET' is not set"
+
+
+def test_several_problems_report_the_first_and_count_the_rest() -> None:
+    message = _error({"gateway": {"port": -1, "host": 3}, "stack": {"oops": 1}})
+    assert message.startswith("config: ")
+    assert message.endswith("(and 2 more problem(s))")
+
+
+@pytest.mark.parametrize("raw", [[], "mcpServers", None, 42, [{"mcpServers": {}}]])
+def test_top_level_must_be_a_mapping(raw: Any) -> None:
+    assert _error(raw) == "config: the top level must be a mapping with an 'mcpServers' section"
+
+
+# --------------------------------------------------------------------------- file problems
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read the configuration file \(No such file"):
+        load_config(path)
+
+
+def test_directory_instead_of_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_config(tmp_path)
+
+
+def test_file_that_is_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bastion.yaml"
+    path.write_bytes(b"mcpServers:\n  caf\xe9: {command: npx}\n")
+    with pytest.raises(ConfigError, match=r"bastion\.yaml: cannot read the configuration file \(not UTF-8 text\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mcpServers:\n  github: {command: npx\n", r"not valid YAML: .* at line \d+, column \d+"),
+        ("mcpServers:\n\tgithub: {}\n", r"not valid YAML: found character '\\t' .* at line 2, column 1"),
+        ("mcpServers: [unclosed\n", r"not valid YAML: .*line \d+"),
+        ("stack:\n  data_dir: 2024-02-30\n", r"not valid YAML: day is out of range for month"),
+        (
+            "mcpServers:\n  a: {command: x}\n  a: {command: y}\n",
+            r"not valid YAML: duplicate key 'a' at line 3, column 3",
+        ),
+        ("mcpServers: {a: {command: x, command: y}}\n", r"not valid YAML: duplicate key 'command' at line 1"),
+    ],
+)
+def test_invalid_yaml(tmp_path: Path, text: str, expected: str) -> None:
+    path = _write(tmp_path, "bastion.yaml", text)
+    with pytest.raises(ConfigError, match=rf"bastion\.yaml: {expected}") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"mcpServers": {"github": {"command": "npx",}}}', r"not valid JSON: Expecting property name .* line 1"),
+        ("mcpServers:\n  github: {}\n", r"not valid JSON: Expecting value: line 1 column 1"),
+        ("", r"not valid JSON: Expecting value"),
+        ('{"mcpServers": {"a": {"command": "x"}, "a": {"url": "https://y"}}}', r"not valid JSON: duplicate key 'a'"),
+    ],
+)
+def test_invalid_json(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=rf"mcp\.json: {expected}"):
+        load_config(_write(tmp_path, "mcp.json", text))
+
+
+def test_empty_yaml_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"bastion\.yaml: the top level must be a mapping"):
+        load_config(_write(tmp_path, "bastion.yaml", "# nothing yet\n"))
+
+
+def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "bastion.yaml", "mcpServers:\n  github: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (
+        str(info.value)
+        == f"{path}: mcpServers.github: needs 'command' (stdio server) or 'url' (streamable HTTP / SSE server)"
+    )
+
+
+# --------------------------------------------------------------------------- secrets never leak
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"keys": [{"name": "ci", "key": SECRET, "key_env": "CI_KEY"}]},
+        {"keys": [{"name": "ci", "key": SECRET, "key_sha256": SECRET}]},
+        {"keys": [{"name": "ci", "key": SECRET, "secret": SECRET}]},
+        {"keys": [{"name": "ci", "key": SECRET}, {"name": "ci", "key": SECRET}]},
+        {"keys": [{"name": "ci", "key": SECRET, "tools": ["bad"]}]},
+        {"keys": [{"name": "ci", "key": [SECRET]}]},
+        {"keys": [{"name": "ci", "key": {SECRET: SECRET}}]},
+        {"keys": [{"name": "ci", "key_sha256": SECRET}]},
+        {"keys": [{"name": "", "key": SECRET}]},
+        {"keys": [SECRET]},
+        {"keys": [{"name": "ci", "key": SECRET[:10]}]},
+        {"mcpServers": {"x": {"url": f"ftp://example.com/mcp?token={SECRET}"}}},
+        {"mcpServers": {"x": {"url": f"https:///mcp?token={SECRET}"}}},
+        {"mcpServers": {"x": {"command": "npx", "url": f"https://example.com/?k={SECRET}"}}},
+        {"gateway": {"port": SECRET}},
+        {"stack": {"nats_url": [SECRET]}},
+    ],
+)
+def test_error_messages_never_contain_a_secret(raw: Any) -> None:
+    message = _error(raw)
+    assert SECRET not in message
+    assert SECRET[:10] not in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"keys:\n  - name: ci\n    key: {SECRET}: [\n",
+        f"keys:\n  - name: ci\n    key: '{SECRET}\n",
+        f"keys:\n  - name: ci\n    key: {SECRET}\n   bad-indent: 1\n",
+        f"keys:\n  - {{name: ci, key: {SECRET}, key: {SECRET}}}\n",
+    ],
+)
+def test_yaml_syntax_errors_do_not_echo_the_line_holding_a_secret(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "bastion.yaml", text))
+    assert "not valid YAML" in str(info.value)
+    assert SECRET not in str(info.value)
+
+
+def test_json_syntax_errors_do_not_echo_a_secret(tmp_path: Path) -> None:
+    text = f'{{"keys": [{{"name": "ci", "key": "{SECRET}" "tools": []}}]}}'
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, "bastion.json", text))
+    assert SECRET not in str(info.value)
+
+
+def test_repr_of_a_loaded_config_hides_the_secret() -> None:
+    config = parse_config({"keys": [{"name": "ci", "key": SECRET}]})
+    assert SECRET not in repr(config)
+    assert SECRET not in str(config.keys[0])
+
+
+# --------------------------------------------------------------------------- cwd, keys, transport
+
+
+def test_relative_cwd_resolves_against_the_config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)  # the process cwd must not matter
+    folder = tmp_path / "project" / "conf"
+    servers = {
+        "relative": {"command": "python", "args": ["server.py"], "cwd": "servers/one"},
+        "parent": {"command": "python", "cwd": "../tools"},
+        "absolute": {"command": "python", "cwd": "/opt/mcp"},
+        "home": {"command": "python", "cwd": "~/mcp"},
+        "none": {"command": "python"},
+        "remote": {"url": "https://example.com/mcp"},
+    }
+    _write(folder, "bastion.yaml", {"mcpServers": servers})
+    config = load_config(Path("..") / "project" / "conf" / "bastion.yaml")
+    got = {name: server.cwd for name, server in config.mcp_servers.items()}
+    assert got == {
+        "relative": str((folder / "servers" / "one").resolve()),
+        "parent": str((tmp_path / "project" / "tools").resolve()),
+        "absolute": "/opt/mcp",
+        "home": str((home / "mcp").resolve()),
+        "none": str(folder.resolve()),
+        "remote": None,
+    }
+
+
+def test_parse_config_leaves_cwd_alone() -> None:
+    config = parse_config(_servers({"a": {"command": "python", "cwd": "rel"}}))
+    assert config.mcp_servers["a"].cwd == "rel"
+
+
+def test_key_hash_is_the_sha256_of_the_secret() -> None:
+    key = parse_config({"keys": [{"name": "ci", "key": SECRET}]}).keys[0]
+    assert key.key_hash() == hashlib.sha256(SECRET.encode()).hexdigest()
+
+
+def test_key_env_reads_the_environment_when_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = parse_config({"keys": [{"name": "ci", "key_env": "BASTION_TEST_CI_KEY"}]}).keys[0]
+    monkeypatch.setenv("BASTION_TEST_CI_KEY", SECRET)
+    assert key.key_hash() == hashlib.sha256(SECRET.encode()).hexdigest()
+    monkeypatch.setenv("BASTION_TEST_CI_KEY", SECRET[::-1])
+    assert key.key_hash() == hashlib.sha256(SECRET[::-1].encode()).hexdigest()
+
+
+@pytest.mark.parametrize("value", [None, ""])
+def test_key_env_not_set_names_the_field_and_the_variable(value: str | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    if value is None:
+        monkeypatch.delenv("BASTION_TEST_CI_KEY", raising=False)
+    else:
+        monkeypatch.setenv("BASTION_TEST_CI_KEY", value)
+    key = KeyConfig(name="ci", key_env="BASTION_TEST_CI_KEY")
+    with pytest.raises(ConfigError) as info:
+        key.key_hash()
+    assert str(info.value) == "keys.ci.key_env: environment variable 'BASTION_TEST_CI_KEY' is not set"
+
+
+def test_key_sha256_is_used_as_is() -> None:
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    assert KeyConfig(name="ci", key_sha256=digest).key_hash() == digest
+
+
+@pytest.mark.parametrize(
+    ("server", "transport"),
+    [
+        ({"command": "npx"}, "stdio"),
+        ({"type": "stdio", "command": "npx"}, "stdio"),
+        ({"command": "npx", "transportType": "sse"}, "stdio"),  # Cline ignores it for commands, so do we
+        ({"url": "https://x/mcp"}, "http"),
+        ({"type": "http", "url": "https://x/mcp"}, "http"),
+        ({"type": "streamable-http", "url": "https://x/mcp"}, "http"),
+        ({"type": "streamableHttp", "url": "https://x/mcp"}, "http"),
+        ({"type": "sse", "url": "http://localhost:8000/sse"}, "sse"),
+        ({"transportType": "sse", "url": "https://x/sse"}, "sse"),
+        ({"transportType": "http", "url": "https://x/mcp"}, "http"),
+        ({"type": "http", "transportType": "sse", "url": "https://x/mcp"}, "http"),  # `type` wins
+        ({"url": "HTTPS://X/mcp"}, "http"),
+    ],
+)
+def test_server_transport(server: dict[str, Any], transport: str) -> None:
+    assert ServerConfig.model_validate(server).transport == transport
+    assert parse_config(_servers({"s": server})).mcp_servers["s"].transport == transport
+
+
+def test_bastion_config_defaults() -> None:
+    config = BastionConfig()
+    assert (config.gateway.host, config.gateway.port, config.gateway.response_mode) == ("127.0.0.1", 8420, "json")
+    assert config.stack.data_dir == ".bastion"
+    assert config.mcp_servers == {}
+    assert config.keys == []
