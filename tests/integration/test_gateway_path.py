@@ -1,0 +1,135 @@
+"""The request path end to end, in one event loop: official MCP client -> ingress -> NATS ->
+policy -> executor -> real upstream MCP servers, with audit landing in ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx2
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from bastion_common import subjects
+from bastion_common.messages import AuditQuery, AuditRows, KeyRecord
+from bastion_common.nats import connect, kv_bucket
+from tests.support.gateway import ADMIN_KEY, NOTHING_KEY, READONLY_KEY, default_config, key_id, running_gateway
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def gateway(nats_url, redis_url, tmp_path):
+    async with running_gateway(nats_url, redis_url, tmp_path) as gw:
+        yield gw
+
+
+def _text(result) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_list_and_call_through_the_gateway(gateway, mode):
+    async with gateway.client(ADMIN_KEY, mode=mode) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"echo__echo", "echo__add", "notes__echo", "notes__add_note"} <= names
+        assert _text(await client.call_tool("echo__echo", {"text": "hello"})) == "hello"
+        assert _text(await client.call_tool("echo__add", {"a": 2, "b": 40})) == "42"
+        # the same tool name on two servers reaches two different servers
+        assert _text(await client.call_tool("notes__echo", {"text": "x"})) != _text(await client.call_tool("echo__echo", {"text": "x"}))
+        failed = await client.call_tool("echo__fail", {"message": "boom"})
+        assert failed.is_error and "boom" in _text(failed)
+
+
+async def test_a_key_sees_and_calls_only_its_grants(gateway):
+    async with gateway.client(READONLY_KEY) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert names == {"echo__echo", "notes__list_notes"}
+        assert _text(await client.call_tool("echo__echo", {"text": "ok"})) == "ok"
+        with pytest.raises(MCPError) as denied:
+            await client.call_tool("echo__add", {"a": 1, "b": 2})  # exists, but not granted
+        assert denied.value.error.code == -32050
+        assert "not allowed" in denied.value.error.message
+    async with gateway.client(NOTHING_KEY) as client:
+        assert (await client.list_tools()).tools == []  # deny by default
+
+
+async def test_upstream_session_is_reused_across_calls(gateway):
+    async with gateway.client(ADMIN_KEY) as client:
+        first = await client.call_tool("echo__stats", {})
+        for _ in range(5):
+            await client.call_tool("echo__echo", {"text": "x"})
+        last = await client.call_tool("echo__stats", {})
+    assert first.structured_content == last.structured_content  # same pid, same handshake count
+
+
+async def test_bad_arguments_and_unknown_tools_are_precise(gateway):
+    async with gateway.client(ADMIN_KEY) as client:
+        with pytest.raises(MCPError) as missing:
+            await client.call_tool("echo__add", {"a": 1})
+        assert missing.value.error.code == -32602 and "b" in missing.value.error.message
+        with pytest.raises(MCPError) as wrong_type:
+            await client.call_tool("echo__add", {"a": "one", "b": 2})
+        assert wrong_type.value.error.code == -32602 and "a" in wrong_type.value.error.message
+        with pytest.raises(MCPError) as unknown:
+            await client.call_tool("echo__nope", {})
+        assert unknown.value.error.code == -32602 and "Unknown tool" in unknown.value.error.message
+        # the gateway keeps serving
+        assert _text(await client.call_tool("echo__echo", {"text": "still here"})) == "still here"
+
+
+async def test_revoked_key_is_refused_within_a_second(gateway):
+    async with gateway.client(READONLY_KEY) as client:
+        await client.list_tools()
+        nc = await connect(gateway.nats_url, "test")
+        kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+        record = KeyRecord.model_validate_json((await kv.get(key_id(READONLY_KEY))).value)
+        await kv.put(key_id(READONLY_KEY), record.model_copy(update={"revoked": True}).model_dump_json().encode())
+        await nc.close()
+        await gateway.wait_for(lambda: gateway.ingress.keys.authenticate(f"Bearer {READONLY_KEY}").__class__.__name__ == "AuthFailure",
+                               timeout=1.0, what="revocation to reach ingress")
+    async with httpx2.AsyncClient() as http:
+        response = await http.post(gateway.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                   headers={"Authorization": f"Bearer {READONLY_KEY}"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "revoked_key"
+
+
+async def test_upstream_down_is_a_clear_error_and_others_keep_working(nats_url, redis_url, tmp_path):
+    raw = default_config({"down": {"url": "http://127.0.0.1:9/mcp"}})
+    async with running_gateway(nats_url, redis_url, tmp_path, raw) as gw:
+        async with gw.client(ADMIN_KEY) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert not any(n.startswith("down__") for n in names)  # an unreachable server lists nothing
+            assert _text(await client.call_tool("echo__echo", {"text": "fine"})) == "fine"
+        status = gw.ingress.catalog.server_status("down")
+        assert status is not None and status.status == "unavailable" and status.error
+
+
+async def test_every_call_is_audited_in_clickhouse(gateway):
+    async with gateway.client(ADMIN_KEY) as client:
+        await client.call_tool("echo__echo", {"text": "audited"})
+        await client.call_tool("echo__fail", {"message": "x"})
+        with pytest.raises(MCPError):
+            await client.call_tool("echo__nope", {})
+    async with gateway.client(READONLY_KEY) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("echo__add", {"a": 1, "b": 2})
+    nc = await connect(gateway.nats_url, "test")
+    try:
+        rows: list = []
+        for _ in range(200):
+            reply = await nc.request(subjects.AUDIT_QUERY, AuditQuery(limit=50).model_dump_json().encode(), timeout=5)
+            rows = AuditRows.model_validate_json(reply.data).rows
+            if len(rows) >= 4:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    by_status = {(r.key_name, r.name, r.status) for r in rows}
+    assert ("admin", "echo__echo", "ok") in by_status
+    assert ("admin", "echo__fail", "tool_error") in by_status
+    assert ("admin", "echo__nope", "error") in by_status
+    assert ("readonly", "echo__add", "denied") in by_status
+    ok = next(r for r in rows if r.status == "ok")
+    assert ok.server == "echo" and ok.tool == "echo" and ok.latency_ms > 0 and ok.event_id
+    assert all(ADMIN_KEY not in r.model_dump_json() for r in rows)  # the secret never reaches the audit trail

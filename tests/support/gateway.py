@@ -1,0 +1,122 @@
+"""The whole gateway in the test's event loop: every service started from its composition root
+against real NATS, real Valkey and the real ClickHouse engine, with real upstream MCP servers.
+
+In-process services make failures easy to read; `tests/e2e` covers the same path with
+`bastion up` and one process per service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from bastion_audit.service import AuditService
+from bastion_cli.apply import apply_config
+from bastion_common.config import BastionConfig, parse_config
+from bastion_common.nats import connect
+from bastion_common.settings import AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
+from bastion_executor.service import ExecutorService
+from bastion_ingress.service import IngressService
+from bastion_policy.service import PolicyService
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVERS = ROOT / "examples" / "servers"
+
+ADMIN_KEY = "bk_test_admin_key_000000000000"
+READONLY_KEY = "bk_test_readonly_key_00000000"
+NOTHING_KEY = "bk_test_no_grants_key_0000000"
+
+
+def default_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "mcpServers": {
+            "echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]},
+            "notes": {"command": sys.executable, "args": [str(SERVERS / "notes_server.py")]},
+            **(extra_servers or {}),
+        },
+        "keys": [
+            {"name": "admin", "key": ADMIN_KEY, "tools": ["*"]},
+            {"name": "readonly", "key": READONLY_KEY, "tools": ["notes/list_notes", "echo/echo"]},
+            {"name": "nothing", "key": NOTHING_KEY, "tools": []},
+        ],
+    }
+
+
+def key_id(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass
+class Gateway:
+    url: str
+    nats_url: str
+    config: BastionConfig
+    ingress: IngressService
+    services: list[Any] = field(default_factory=list)
+
+    def client(self, key: str | None = ADMIN_KEY, mode: str = "auto", **kw: Any) -> Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        transport = streamable_http_client(self.url, http_client=httpx2.AsyncClient(headers=headers, timeout=30))
+        return Client(transport, mode=mode, **kw)
+
+    async def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+        """Poll an in-memory condition of the running services (no sleeping and hoping)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            await asyncio.sleep(0.02)
+
+    async def wait_for_servers(self, *servers: str, timeout: float = 30.0) -> None:
+        catalog = self.ingress.catalog
+        await self.wait_for(
+            lambda: all((s := catalog.server_status(name)) is not None and s.status == "ready" for name in servers),
+            timeout,
+            f"servers {servers} in the ingress catalog",
+        )
+
+    async def apply(self, raw: dict[str, Any]) -> None:
+        self.config = parse_config(raw)
+        nc = await connect(self.nats_url, "test-apply")
+        try:
+            await apply_config(nc, self.config)
+        finally:
+            await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    nats_url: str, redis_url: str, workdir: Path, raw_config: dict[str, Any] | None = None, **ingress: Any
+) -> AsyncIterator[Gateway]:
+    config = parse_config(raw_config or default_config())
+    nc = await connect(nats_url, "test-setup")
+    await apply_config(nc, config)
+    await nc.close()
+    started: list[Any] = []
+    try:
+        for service in (
+            AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=f"chdb://{workdir / 'clickhouse'}")),
+            PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url)),
+            ExecutorService(ExecutorSettings(nats_url=nats_url)),
+        ):
+            await service.start()
+            started.append(service)
+        front = IngressService(IngressSettings(nats_url=nats_url, port=0, **ingress))
+        await front.start()
+        started.append(front)
+        gateway = Gateway(front.url, nats_url, config, front, started)
+        await gateway.wait_for_servers(*(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down")))
+        yield gateway
+    finally:
+        for service in reversed(started):
+            await service.stop()
