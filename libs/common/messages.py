@@ -116,6 +116,9 @@ class KeyRecord(_Message):
     grants: list[str] = Field(default_factory=list)
     revoked: bool = False
     created_at: float = Field(default_factory=time.time)
+    source: str | None = None
+    """Who manages the record: "config" for keys `bastion up` applied from the config file (removed
+    again when they leave it); None for keys created any other way, which config runs never touch."""
 
 
 class ServerRecord(_Message):

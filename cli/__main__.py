@@ -1,0 +1,5 @@
+"""`python -m bastion_cli`: the same as the `bastion` console script."""
+
+from .main import app
+
+app(prog_name="bastion")

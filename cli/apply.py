@@ -1,0 +1,97 @@
+"""Push the config file into the JetStream KV buckets the services watch.
+
+Declarative and idempotent: after `apply_config` the buckets hold exactly what the file says.
+`KV_SERVERS` belongs to the config (servers not in it are deleted). `KV_KEYS` may also hold keys
+created at runtime, so only records marked `source="config"` are ever deleted. Unchanged records
+are not rewritten, so watchers see no spurious updates. A key's secret never leaves this process:
+only its sha256 (the KV key and `KeyRecord.id`) is written.
+"""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
+
+from bastion_common import subjects
+from bastion_common.config import BastionConfig, ConfigError
+from bastion_common.messages import KeyRecord, ServerRecord
+from bastion_common.nats import kv_bucket
+
+__all__ = ["CONFIG_SOURCE", "apply_config", "key_records"]
+
+CONFIG_SOURCE = "config"
+
+
+def key_records(config: BastionConfig) -> list[KeyRecord]:
+    """The KV records for the config's keys; also the checks the schema alone cannot make.
+
+    Raises `ConfigError` if a `key_env` variable is unset, two keys share a secret, or a server
+    name cannot be a KV key (a trailing '.').
+    """
+    for name in config.mcp_servers:
+        if name.endswith("."):
+            raise ConfigError(f"mcpServers.{name}: a server name cannot end with '.'")
+    records: dict[str, KeyRecord] = {}
+    for key in config.keys:
+        record = KeyRecord(id=key.key_hash(), name=key.name, grants=list(key.tools), source=CONFIG_SOURCE)
+        if (twin := records.get(record.id)) is not None:
+            raise ConfigError(f"keys.{key.name}: has the same secret as key {twin.name!r}; give each key its own")
+        records[record.id] = record
+    return list(records.values())
+
+
+async def _current(kv: KeyValue) -> dict[str, bytes]:
+    try:
+        names = await kv.keys()
+    except NoKeysError:
+        return {}
+    values: dict[str, bytes] = {}
+    for name in names:
+        try:
+            values[name] = (await kv.get(name)).value or b""
+        except KeyNotFoundError:  # deleted between the listing and the read
+            continue
+    return values
+
+
+async def _apply_servers(kv: KeyValue, config: BastionConfig) -> None:
+    current = await _current(kv)
+    for name, server in config.mcp_servers.items():
+        value = ServerRecord(name=name, config=server).model_dump_json().encode()
+        if current.get(name) != value:
+            await kv.put(name, value)
+    for name in current.keys() - config.mcp_servers.keys():
+        await kv.delete(name)
+
+
+async def _apply_keys(kv: KeyValue, records: list[KeyRecord]) -> None:
+    current: dict[str, KeyRecord | None] = {}
+    for key_id, raw in (await _current(kv)).items():
+        try:
+            current[key_id] = KeyRecord.model_validate_json(raw)
+        except ValueError:
+            current[key_id] = None  # unreadable: overwrite it if the config names it, else leave it
+    for record in records:
+        old = current.get(record.id)
+        if old is not None:
+            record.created_at = old.created_at
+            record.revoked = old.revoked  # a revocation sticks until the key leaves the config
+            if old == record:
+                continue
+        await kv.put(record.id, record.model_dump_json().encode())
+    wanted = {record.id for record in records}
+    for key_id, old in current.items():
+        if key_id not in wanted and old is not None and old.source == CONFIG_SOURCE:
+            await kv.delete(key_id)
+
+
+async def apply_config(nc: NATS, config: BastionConfig) -> None:
+    """Make KV_SERVERS and the config-managed part of KV_KEYS match `config`.
+
+    Raises `ConfigError` (see `key_records`) before writing anything.
+    """
+    records = key_records(config)
+    js = nc.jetstream()
+    await _apply_servers(await kv_bucket(js, subjects.KV_SERVERS), config)
+    await _apply_keys(await kv_bucket(js, subjects.KV_KEYS), records)

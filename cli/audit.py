@@ -1,0 +1,150 @@
+"""`bastion audit tail`: the latest audit events, then (with --follow) new ones as they happen.
+
+The CLI never opens ClickHouse (the embedded engine allows one process, the audit service): the
+history comes from the audit service over `AUDIT_QUERY`, live events straight off `AUDIT_EVENTS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterable
+from datetime import datetime
+
+import nats
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError, NoServersError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from bastion_common import subjects
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+
+__all__ = ["tail"]
+
+_STATUS_STYLE = {"ok": "green", "tool_error": "yellow", "error": "red", "denied": "magenta"}
+_COLUMNS = (  # fixed widths, so the live rows line up under the history's header
+    ("time", 23, "left"),
+    ("key", 16, "left"),
+    ("server", 14, "left"),
+    ("tool", 24, "left"),
+    ("status", 10, "left"),
+    ("error", 32, "left"),
+    ("latency ms", 10, "right"),
+)
+_SEEN_MAX = 100_000
+
+
+def _table(events: Iterable[AuditEvent], header: bool) -> Table:
+    table = Table(show_header=header, box=None, pad_edge=False)
+    for name, width, justify in _COLUMNS:
+        table.add_column(name, justify=justify, min_width=width, max_width=width, no_wrap=True)
+    for event in events:
+        when = datetime.fromtimestamp(event.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        table.add_row(  # Text, not markup: names and errors come from agents and upstreams
+            Text(when),
+            Text(event.key_name),
+            Text(event.server),
+            Text(event.tool),
+            Text(event.status, style=_STATUS_STYLE.get(event.status, "")),
+            Text(event.error or event.error_kind or ""),
+            Text(f"{event.latency_ms:.1f}"),
+        )
+    return table
+
+
+async def tail(nats_url: str, limit: int, follow: bool, console: Console, *, stop: asyncio.Event | None = None) -> int:
+    """Print the `limit` newest events; with `follow`, keep printing new ones until Ctrl-C or `stop`.
+
+    Returns the process exit code: 0, or 1 with the reason printed when nothing answers.
+    """
+    lost = asyncio.Event()
+
+    async def on_closed() -> None:
+        lost.set()
+
+    try:  # a few quick attempts: a CLI should fail fast, and ride out only a short NATS blip
+        nc = await nats.connect(
+            nats_url,
+            connect_timeout=3,
+            max_reconnect_attempts=5,
+            reconnect_time_wait=0.2,
+            error_cb=_quiet,
+            closed_cb=on_closed,
+        )
+    except (NoServersError, OSError, TimeoutError) as exc:
+        console.print(
+            f"[red]cannot connect to NATS at {escape(nats_url)}: {escape(str(exc))}; is `bastion up` running?[/]"
+        )
+        return 1
+    try:
+        live: asyncio.Queue[AuditEvent] = asyncio.Queue()
+
+        async def on_event(msg: Msg) -> None:
+            with contextlib.suppress(ValidationError):
+                live.put_nowait(AuditEvent.model_validate_json(msg.data))
+
+        if follow:  # subscribe before asking, so nothing falls between the history and the live feed
+            await nc.subscribe(f"{subjects.AUDIT_EVENTS}.>", cb=on_event)
+        try:
+            reply = await nc.request(
+                subjects.AUDIT_QUERY, AuditQuery(limit=limit).model_dump_json().encode(), timeout=5
+            )
+        except (NoRespondersError, TimeoutError):
+            console.print(f"[red]no audit service is reachable at {escape(nats_url)}; is `bastion up` running?[/]")
+            return 1
+        answer = AuditRows.model_validate_json(reply.data)
+        if answer.error:
+            console.print(f"[yellow]audit service: {escape(answer.error)}[/]")
+            if not answer.rows:
+                return 1
+        console.print(_table(reversed(answer.rows), header=True))  # oldest first, newest at the bottom
+        if follow:
+            await _follow(live, {event.event_id for event in answer.rows}, console, stop, lost)
+            if lost.is_set():
+                console.print(f"[red]lost the connection to NATS at {escape(nats_url)}[/]")
+                return 1
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def _quiet(exc: Exception) -> None:
+    """nats-py logs connection errors itself by default; the CLI reports them once, its own way."""
+
+
+async def _follow(
+    live: asyncio.Queue[AuditEvent], seen: set[str], console: Console, stop: asyncio.Event | None, lost: asyncio.Event
+) -> None:
+    """Print live events until `stop` (default: SIGINT/SIGTERM) or the connection is lost for good."""
+    loop = asyncio.get_running_loop()
+    own_stop = stop is None
+    stop = stop or asyncio.Event()
+    if own_stop:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+    ends = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())]
+    try:
+        while True:
+            getter = asyncio.ensure_future(live.get())
+            await asyncio.wait({getter, *ends}, return_when=asyncio.FIRST_COMPLETED)
+            if any(end.done() for end in ends):
+                getter.cancel()
+                return
+            event = getter.result()
+            if event.event_id not in seen:  # also drops a publisher's retried copy
+                if len(seen) >= _SEEN_MAX:
+                    seen.clear()
+                seen.add(event.event_id)
+                console.print(_table([event], header=False))
+    finally:
+        for end in ends:
+            end.cancel()
+        if own_stop:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)

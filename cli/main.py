@@ -1,0 +1,105 @@
+"""The `bastion` command line. Thin on purpose: each command delegates to a module that is tested alone."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import sys
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from bastion_common.config import ConfigError, load_config
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: a governed MCP gateway.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True)
+audit_app = typer.Typer(help="Read the audit trail of a running stack.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="State, logs and stack.json (default: the config's stack.data_dir, '.bastion')."),
+]
+
+
+@app.command()
+def up(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The config file (YAML or JSON).")],
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="Gateway port (default: gateway.port, 8420).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Gateway bind address (default: gateway.host, 127.0.0.1).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the whole gateway locally: NATS, Valkey and every service, until Ctrl-C."""
+    from .up import run_up
+
+    raise typer.Exit(run_up(config, host=host, port=port, data_dir=data_dir))
+
+
+@config_app.command("check")
+def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
+    """Validate a config file and summarize it (never showing secrets)."""
+    from .apply import key_records
+    from .summary import print_summary
+
+    try:
+        config = load_config(file)
+        key_records(config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        raise typer.Exit(2) from None
+    console = Console(soft_wrap=True)
+    console.print(f"[green]ok[/]: {escape(str(file))} is valid")
+    print_summary(config, console)
+
+
+@audit_app.command("tail")
+def audit_tail(
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent events to show.")] = 20,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
+    nats_url: Annotated[
+        str | None, typer.Option(help="NATS of the stack (default: BASTION_NATS_URL, then stack.json).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Show recent tool calls, newest last."""
+    from .stackfile import find_nats_url
+
+    try:
+        url = find_nats_url(nats_url, data_dir or Path(".bastion"))
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    from .audit import tail  # written separately; imported only when used
+
+    result = tail(url, limit, follow, Console())
+    if inspect.iscoroutine(result):
+        try:
+            result = asyncio.run(result)
+        except KeyboardInterrupt:
+            result = 0
+    raise typer.Exit(result if isinstance(result, int) else 0)
+
+
+@app.command()
+def version() -> None:
+    """Print the Bastion version."""
+    typer.echo(f"bastion {dist_version('bastion-gateway')}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,390 @@
+"""Process supervision for real: stand-in children for the supervisor, then `bastion up` itself.
+
+"No orphan" is checked without trusting the code under test: every process we start carries a
+unique BASTION_TEST_MARKER in its environment, and afterwards /proc must hold none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import nats
+import pytest
+
+from bastion_cli.stack import free_port
+from bastion_cli.stackfile import running_stack
+from bastion_cli.supervisor import Backoff, ChildSpec, Supervisor
+from bastion_common import subjects
+from bastion_common.messages import KeyRecord, ServerRecord
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")]
+
+ROOT = Path(__file__).resolve().parents[2]
+INGRESS_MAIN = ROOT / "services" / "ingress" / "__main__.py"
+ECHO_SERVER = ROOT / "examples" / "servers" / "echo_server.py"
+
+STANDIN = textwrap.dedent(
+    """
+    import signal, subprocess, sys, time
+    from pathlib import Path
+
+    role, out = sys.argv[1], Path(sys.argv[2])
+
+    def record_term_and_exit(delay):
+        def handler(*_):
+            (out / f"{role}.term").write_text(repr(time.time()))
+            time.sleep(delay)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, handler)
+
+    if role == "crash":
+        with (out / "starts").open("a") as fh:
+            fh.write(f"{time.time()}\\n")
+        print("boom: simulated crash", file=sys.stderr)
+        sys.exit(3)
+    if role == "ingress":
+        record_term_and_exit(0.3)
+    elif role == "executor":  # leaves a grandchild in its own session that ignores SIGTERM
+        grandchild = subprocess.Popen(
+            [sys.executable, "-c", "import signal as s, time; s.signal(s.SIGTERM, s.SIG_IGN); time.sleep(99)"],
+            start_new_session=True,
+        )
+        (out / "grandchild.pid").write_text(str(grandchild.pid))
+        record_term_and_exit(0.0)
+    elif role == "stubborn":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    (out / f"{role}.ready").touch()
+    while True:
+        time.sleep(1)
+    """
+)
+
+DRIVER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from bastion_cli.supervisor import ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
+
+    standin, out = sys.argv[1], Path(sys.argv[2])
+    assert set_child_subreaper()
+    specs = [ChildSpec(r, [sys.executable, standin, r, str(out)], log_path=out / f"{r}.log")
+             for r in ("ingress", "executor", "stubborn")]
+    supervisor, sweeper = Supervisor(specs, grace=1.0, notify=print), OrphanSweeper(grace=0.5)
+    with StopSignals() as stop:
+        supervisor.start()
+        while not stop.requested:
+            supervisor.poll()
+            sweeper.sweep(supervisor.pids())
+            time.sleep(0.05)
+        supervisor.stop([["ingress"], ["executor", "stubborn"]])
+        sweeper.finish(set(), timeout=2.0)
+    print("driver done")
+    """
+)
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment carries BASTION_TEST_MARKER=marker."""
+    needle = f"BASTION_TEST_MARKER={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> cmdline of every live descendant of `root`."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                try:
+                    found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                frontier.append(pid)
+    return found
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_none_left(marker: str) -> None:
+    deadline = time.monotonic() + 2.0
+    while (left := marked_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    details = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in left if alive(pid)}
+    assert not left, f"processes survived: {details}"
+
+
+@pytest.fixture
+def standin(tmp_path: Path) -> Path:
+    path = tmp_path / "standin.py"
+    path.write_text(STANDIN)
+    return path
+
+
+# ------------------------------------------------------------------ the supervisor with stand-ins
+
+
+def test_crashed_child_is_restarted_with_doubling_backoff(tmp_path: Path, standin: Path) -> None:
+    spec = ChildSpec("flaky", [sys.executable, str(standin), "crash", str(tmp_path)], log_path=tmp_path / "flaky.log")
+    events: list[str] = []
+    supervisor = Supervisor([spec], backoff=Backoff(initial=0.1, maximum=0.4, reset_after=60), notify=events.append)
+    starts = tmp_path / "starts"
+
+    def start_times() -> list[float]:
+        return [float(x) for x in starts.read_text().split()] if starts.exists() else []
+
+    supervisor.start()
+    deadline = time.monotonic() + 15
+    while len(start_times()) < 5 and time.monotonic() < deadline:
+        supervisor.poll()
+        time.sleep(0.01)
+    supervisor.stop()
+
+    times = start_times()
+    assert len(times) >= 5, events
+    gaps = [b - a for a, b in itertools.pairwise(times)][:4]
+    for gap, delay in zip(gaps, [0.1, 0.2, 0.4, 0.4], strict=True):  # doubling, capped at the maximum
+        assert gap >= delay, (gaps, events)
+    assert "flaky exited with code 3" in events[0]
+    assert "boom: simulated crash" in events[0], "the restart message quotes the child's last log line"
+    assert "restarting in 0.1s" in events[0] and "restarting in 0.4s" in events[3]
+    assert supervisor.pids() == set()
+
+
+def test_sigterm_stops_in_order_escalates_and_leaves_no_orphan(tmp_path: Path, standin: Path) -> None:
+    marker = uuid.uuid4().hex
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    log = (tmp_path / "driver.out").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(driver), str(standin), str(tmp_path)],
+        env={**os.environ, "BASTION_TEST_MARKER": marker},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(
+            lambda: all(
+                (tmp_path / f).exists() for f in ("ingress.ready", "executor.ready", "stubborn.ready", "grandchild.pid")
+            ),
+            20,
+            "the stand-ins to start",
+        )
+        grandchild = int((tmp_path / "grandchild.pid").read_text())
+        assert alive(grandchild)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, (tmp_path / "driver.out").read_text()
+        elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+    ingress_t = float((tmp_path / "ingress.term").read_text())
+    executor_t = float((tmp_path / "executor.term").read_text())
+    assert executor_t - ingress_t >= 0.25, "executor must get SIGTERM only after ingress has exited"
+    assert not (tmp_path / "stubborn.term").exists()
+    assert elapsed < 10, "SIGKILL after the grace period, not an endless wait"
+    assert not alive(grandchild), "the orphaned grandchild (own session, ignores SIGTERM) must be killed"
+    assert_none_left(marker)
+
+
+# ------------------------------------------------------------------ `bastion up` as a subprocess
+
+
+def start_up(
+    tmp_path: Path, config: str, marker: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    cfg = tmp_path / "bastion.yaml"
+    cfg.write_text(config)
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "BASTION_TEST_MARKER": marker, **(extra_env or {})}
+    for var in ("BASTION_NATS_URL", "BASTION_REDIS_URL", "BASTION_CLICKHOUSE_URL"):
+        if var not in (extra_env or {}):
+            env.pop(var, None)
+    with (tmp_path / "up.out").open("wb") as out, (tmp_path / "up.err").open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bastion_cli",
+                "up",
+                "--config",
+                str(cfg),
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=err,
+        )
+    return proc, port, data_dir
+
+
+def output(tmp_path: Path) -> str:
+    return (tmp_path / "up.out").read_text() + (tmp_path / "up.err").read_text()
+
+
+def stop_up(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"bastion up did not stop on SIGTERM:\n{output(tmp_path)}") from None
+    assert code == 0, output(tmp_path)
+
+
+def test_up_with_external_nats_and_redis_starts_no_embedded_server(
+    tmp_path: Path, nats_url: str, redis_url: str
+) -> None:
+    marker = uuid.uuid4().hex
+    secret = "bk_test_external_secret_0123456789"
+    config = f"""
+mcpServers:
+  echo:
+    command: python
+    args: ["{ECHO_SERVER}"]
+    env: {{BASTION_TEST_MARKER: "{marker}"}}
+keys:
+  - name: tester
+    key: {secret}
+    tools: ["echo/*"]
+"""
+    proc, _port, data_dir = start_up(
+        tmp_path, config, marker, {"BASTION_NATS_URL": nats_url, "BASTION_REDIS_URL": redis_url}
+    )
+    try:
+        wait_for(lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, 30, "stack.json")
+        assert proc.poll() is None, output(tmp_path)
+        info = json.loads((data_dir / "stack.json").read_text())
+        assert info["nats_url"] == nats_url and info["redis_url"] == redis_url
+        assert info["pid"] == proc.pid
+        assert info["clickhouse_url"] == f"chdb://{data_dir.resolve() / 'clickhouse'}"
+        tree = descendants(proc.pid)
+        assert not [c for c in tree.values() if "nats-server" in c or "valkey-server" in c], tree
+        assert not (data_dir / "nats").exists() and not (data_dir / "valkey").exists()
+        services = {c.split(" -m ")[1].split()[0] for c in tree.values() if " -m bastion_" in c}
+        assert services == {"bastion_policy", "bastion_executor", "bastion_audit", "bastion_ingress"}, tree
+
+        async def read_kv() -> tuple[ServerRecord, KeyRecord, list[bytes]]:
+            nc = await nats.connect(nats_url)
+            try:
+                js = nc.jetstream()
+                servers, keys = await js.key_value(subjects.KV_SERVERS), await js.key_value(subjects.KV_KEYS)
+                server = ServerRecord.model_validate_json((await servers.get("echo")).value)
+                (key_id,) = await keys.keys()
+                raw = (await keys.get(key_id)).value
+                return server, KeyRecord.model_validate_json(raw), [raw, (await servers.get("echo")).value]
+            finally:
+                await nc.close()
+
+        server, key, raws = asyncio.run(read_kv())
+        assert server.config.command == "python" and key.name == "tester" and key.grants == ["echo/*"]
+        assert all(secret.encode() not in raw for raw in raws)
+    finally:
+        if proc.poll() is None:
+            stop_up(proc, tmp_path)
+    assert not (data_dir / "stack.json").exists()
+    assert secret not in output(tmp_path)
+    assert_none_left(marker)
+
+
+def test_up_prints_the_mcp_url_and_sigterm_stops_every_child(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    proc, port, data_dir = start_up(tmp_path, "mcpServers: {}\n", marker)
+    mcp_url = f"http://127.0.0.1:{port}/mcp"
+    ingress_exists = INGRESS_MAIN.exists()
+    try:
+        if ingress_exists:
+            wait_for(lambda: "Ctrl-C to stop" in output(tmp_path) or proc.poll() is not None, 90, "the whole banner")
+            assert proc.poll() is None, output(tmp_path)
+            assert f"MCP URL     {mcp_url}" in output(tmp_path)
+            assert str(data_dir.resolve() / "logs") in output(tmp_path)
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).status_code == 200
+            assert json.loads((data_dir / "stack.json").read_text())["ready"] is True
+        else:
+            wait_for(lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, 30, "stack.json")
+        info = json.loads((data_dir / "stack.json").read_text())
+        assert info["mcp_url"] == mcp_url and info["nats_url"].startswith("nats://127.0.0.1:")
+        tree = descendants(proc.pid)
+        assert any("nats-server" in c for c in tree.values()) and any("valkey-server" in c for c in tree.values())
+    finally:
+        if proc.poll() is None:
+            stop_up(proc, tmp_path)
+    assert not (data_dir / "stack.json").exists()
+    assert_none_left(marker)
+    assert not [pid for pid in tree if alive(pid)], "every child of bastion up has exited"
+    if not ingress_exists:
+        pytest.xfail("ingress not implemented yet")
+
+
+def test_nothing_survives_a_sigkilled_bastion_up(tmp_path: Path) -> None:
+    marker = uuid.uuid4().hex
+    proc, _port, data_dir = start_up(tmp_path, "mcpServers: {}\n", marker)
+    try:
+        wait_for(lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, 30, "stack.json")
+        assert proc.poll() is None, output(tmp_path)
+        tree = descendants(proc.pid)
+        assert any("nats-server" in c for c in tree.values()) and any(" -m bastion_ingress" in c for c in tree.values())
+    finally:
+        proc.kill()
+        proc.wait()
+    # children get SIGTERM from the kernel (parent-death signal) and shut down on their own
+    deadline = time.monotonic() + 20
+    while marked_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert_none_left(marker)
+    assert running_stack(data_dir) is None, "the stack.json left behind is recognized as stale"

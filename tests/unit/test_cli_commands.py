@@ -1,0 +1,221 @@
+"""The `bastion` commands that must fail (or succeed) before anything is started."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bastion_cli.main import app
+from bastion_cli.stack import free_port
+from bastion_cli.stackfile import write_stack
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DEMO_SECRET = "bk_demo_local_only_change_me_0000"
+
+runner = CliRunner()
+
+
+def fake_bastion_up() -> subprocess.Popen[bytes]:
+    """A live process whose command line mentions bastion, as a running `bastion up` has."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
+    for _ in range(500):  # until exec has replaced the forked copy of pytest
+        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.01)
+    return proc
+
+
+def children() -> set[int]:
+    """Our direct child processes, from /proc."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1]) == me:
+                    found.add(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def port_is_free(port: int) -> bool:
+    try:
+        socket.create_server(("127.0.0.1", port)).close()
+    except OSError:
+        return False
+    return True
+
+
+BAD_CONFIG = """
+mcpServers:
+  github:
+    url: ftp://example.com/mcp
+"""
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    for var in ("BASTION_NATS_URL", "BASTION_REDIS_URL", "BASTION_CLICKHOUSE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+# ------------------------------------------------------------------ config check
+
+
+def test_config_check_summarizes_the_example_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    result = runner.invoke(app, ["config", "check", str(EXAMPLES / "bastion.yaml")])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "is valid" in out
+    assert "echo" in out and "notes" in out and "stdio" in out
+    assert "demo" in out and "1 grant" in out
+    assert "readonly" in out and "2 grants" in out
+    assert "bk_" not in out, "a key secret must never be printed"
+
+
+def test_config_check_accepts_the_pure_mcpservers_json() -> None:
+    result = runner.invoke(app, ["config", "check", str(EXAMPLES / "claude_desktop_style.json")])
+    assert result.exit_code == 0, result.output
+    assert "echo" in result.stdout and "notes" in result.stdout
+
+
+def test_config_check_masks_upstream_secrets(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "mcpServers:\n"
+        "  gh:\n    command: npx\n    args: [server, --token, hunter2hunter2, --api-key=s3cr3t]\n"
+        "    env: {GITHUB_TOKEN: ghp_topsecret}\n"
+        "  remote:\n    url: https://user:pw@mcp.example.com/mcp?token=abc\n    headers: {Authorization: Bearer xyz}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    for secret in ("hunter2hunter2", "s3cr3t", "ghp_topsecret", "pw@", "token=abc", "Bearer xyz"):
+        assert secret not in result.output
+    assert "https://mcp.example.com/mcp" in result.stdout
+
+
+def test_config_check_rejects_a_bad_file_naming_the_field(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(BAD_CONFIG)
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 2
+    assert "mcpServers.github" in result.stderr and "url" in result.stderr
+    assert result.stdout == ""
+
+
+def test_config_check_rejects_an_unset_key_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASTION_TEST_UNSET_KEY", raising=False)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mcpServers: {}\nkeys:\n  - name: ci\n    key_env: BASTION_TEST_UNSET_KEY\n    tools: ['*']\n")
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 2
+    assert "keys.ci.key_env" in result.stderr and "BASTION_TEST_UNSET_KEY" in result.stderr
+
+
+def test_config_check_rejects_two_keys_with_one_secret(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"mcpServers: {{}}\nkeys:\n  - {{name: a, key: {DEMO_SECRET}}}\n  - {{name: b, key: {DEMO_SECRET}}}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 2
+    assert "keys.b" in result.stderr and DEMO_SECRET not in result.output
+
+
+def test_config_check_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+# ------------------------------------------------------------------ up: fail before starting anything
+
+
+def test_up_with_an_invalid_config_exits_2_and_starts_nothing(in_tmp: Path) -> None:
+    cfg = in_tmp / "bad.yaml"
+    cfg.write_text(BAD_CONFIG)
+    port = free_port()
+    before = children()
+    result = runner.invoke(app, ["up", "--config", str(cfg), "--port", str(port)])
+    assert result.exit_code == 2
+    assert "mcpServers.github" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, "one line: the ConfigError message"
+    assert children() == before, "no process started"
+    assert port_is_free(port), "nothing listens"
+    assert not (in_tmp / ".bastion").exists(), "no data written"
+
+
+def test_up_with_an_unset_key_env_exits_2_and_starts_nothing(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BASTION_TEST_UNSET_KEY", raising=False)
+    cfg = in_tmp / "c.yaml"
+    cfg.write_text("mcpServers: {}\nkeys:\n  - name: ci\n    key_env: BASTION_TEST_UNSET_KEY\n")
+    before = children()
+    result = runner.invoke(app, ["up", "--config", str(cfg), "--port", str(free_port())])
+    assert result.exit_code == 2 and "keys.ci.key_env" in result.stderr
+    assert children() == before and not (in_tmp / ".bastion").exists()
+
+
+def test_up_fails_fast_when_the_port_is_taken(in_tmp: Path) -> None:
+    cfg = in_tmp / "ok.yaml"
+    cfg.write_text("mcpServers: {}\n")
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        before = children()
+        result = runner.invoke(app, ["up", "--config", str(cfg), "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"127.0.0.1:{port}" in result.stderr and "already in use" in result.stderr
+    assert children() == before and not (in_tmp / ".bastion").exists()
+
+
+def test_up_refuses_a_data_dir_another_stack_runs_from(in_tmp: Path) -> None:
+    cfg = in_tmp / "ok.yaml"
+    cfg.write_text("mcpServers: {}\n")
+    data_dir = in_tmp / "data"
+    data_dir.mkdir()
+    other = fake_bastion_up()
+    try:
+        write_stack(data_dir, {"pid": other.pid, "mcp_url": "http://127.0.0.1:1/mcp", "nats_url": "nats://x:1"})
+        before = children()
+        result = runner.invoke(
+            app, ["up", "--config", str(cfg), "--port", str(free_port()), "--data-dir", str(data_dir)]
+        )
+        assert result.exit_code == 1
+        assert "already running" in result.stderr and str(other.pid) in result.stderr
+        assert children() == before
+    finally:
+        other.kill()
+        other.wait()
+
+
+# ------------------------------------------------------------------ other commands
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["version"])
+    assert result.exit_code == 0 and result.stdout.startswith("bastion ")
+
+
+def test_audit_tail_without_a_stack_says_what_to_do(in_tmp: Path) -> None:
+    result = runner.invoke(app, ["audit", "tail"])
+    assert result.exit_code == 1
+    assert "bastion up" in result.stderr and "--nats-url" in result.stderr
+
+
+def test_audit_tail_with_a_stale_stack_file(in_tmp: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (in_tmp / ".bastion").mkdir()
+    write_stack(in_tmp / ".bastion", {"pid": dead.pid, "nats_url": "nats://127.0.0.1:1"})
+    result = runner.invoke(app, ["audit", "tail"])
+    assert result.exit_code == 1 and "stale" in result.stderr

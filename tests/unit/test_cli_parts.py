@@ -1,0 +1,134 @@
+"""Pure pieces of the CLI: backoff, endpoint precedence, service environments, stack.json lookup."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bastion_cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
+from bastion_cli.summary import safe_url
+from bastion_cli.supervisor import Backoff, describe_exit
+from bastion_cli.up import SERVICES, resolve_endpoints, service_specs
+from bastion_common.config import load_config
+
+pytestmark = pytest.mark.unit
+
+
+def fake_bastion_up() -> subprocess.Popen[bytes]:
+    """A live process whose command line mentions bastion, as a running `bastion up` has."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
+    for _ in range(500):  # until exec has replaced the forked copy of pytest
+        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.01)
+    return proc
+
+
+def test_backoff_doubles_caps_and_resets_after_a_stable_run() -> None:
+    backoff = Backoff()
+    delays, delay = [], None
+    for _ in range(8):
+        delay = backoff.next_delay(delay, uptime=0.5)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, 30, 30, 30]
+    assert backoff.next_delay(30, uptime=60) == 1
+    assert backoff.next_delay(30, uptime=59.9) == 30
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(3) == "exited with code 3"
+    assert describe_exit(-9) == "was killed by SIGKILL"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("nats://user:pw@10.0.0.1:4222", "nats://10.0.0.1:4222"),
+        ("redis://:pw@cache:6379/0", "redis://cache:6379/0"),
+        ("https://h.example/mcp?token=x#f", "https://h.example/mcp"),
+        ("chdb:///var/lib/bastion/clickhouse", "chdb:///var/lib/bastion/clickhouse"),
+        ("nats://a:p@x:1,nats://y:2", "nats://x:1,nats://y:2"),
+    ],
+)
+def test_safe_url_drops_credentials(url: str, shown: str) -> None:
+    assert safe_url(url) == shown
+
+
+@pytest.fixture
+def config(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "mcpServers: {}\n"
+        "keys: [{name: demo, key: bk_demo_local_only_change_me_0000, tools: ['*']}]\n"
+        "gateway: {host: 127.0.0.1, port: 9999, response_mode: sse, call_timeout: 7}\n"
+        "stack: {nats_url: 'nats://from-config:4222', data_dir: state}\n"
+    )
+    return load_config(cfg)
+
+
+def test_endpoints_flags_beat_env_beat_config(config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ep = resolve_endpoints(config, None, None, None, {})
+    assert (ep.host, ep.port, ep.nats_url, ep.redis_url) == ("127.0.0.1", 9999, "nats://from-config:4222", None)
+    assert ep.data_dir == tmp_path / "state"
+    assert ep.clickhouse_url == f"chdb://{tmp_path / 'state' / 'clickhouse'}"
+    assert ep.mcp_url == "http://127.0.0.1:9999/mcp"
+
+    env = {"BASTION_NATS_URL": "nats://from-env:1", "BASTION_REDIS_URL": "redis://r:1/0"}
+    ep = resolve_endpoints(config, "0.0.0.0", 1234, tmp_path / "elsewhere", env)
+    assert (ep.nats_url, ep.redis_url, ep.port) == ("nats://from-env:1", "redis://r:1/0", 1234)
+    assert ep.mcp_url == "http://127.0.0.1:1234/mcp", "a wildcard bind is reached through loopback"
+    assert ep.data_dir == tmp_path / "elsewhere"
+    assert resolve_endpoints(config, "::", 5, None, {}).health_url == "http://[::1]:5/healthz"
+
+
+def test_service_environments(config, tmp_path: Path) -> None:
+    ep = resolve_endpoints(config, None, None, tmp_path, {"BASTION_REDIS_URL": "redis://r:1/0"})
+    base = {"PATH": "/usr/bin", "BASTION_SESSION_SECRET": "from-the-shell", "HOME": "/root"}
+    specs = {s.name: s for s in service_specs(config, ep, "per-run-secret", base)}
+    assert tuple(specs) == SERVICES
+    for name, spec in specs.items():
+        env = spec.env or {}
+        assert spec.argv == [sys.executable, "-m", f"bastion_{name}"]
+        assert env["PATH"] == os.path.dirname(sys.executable) + os.pathsep + "/usr/bin"
+        assert env["BASTION_NATS_URL"] == "nats://from-config:4222"
+        assert env["BASTION_REDIS_URL"] == "redis://r:1/0"
+        assert env["BASTION_CLICKHOUSE_URL"] == f"chdb://{tmp_path / 'clickhouse'}"
+        assert spec.log_path == tmp_path / "logs" / f"{name}.log"
+        assert not any("bk_demo" in value for value in env.values()), "key secrets never reach a service"
+        if name == "ingress":
+            assert env["BASTION_SESSION_SECRET"] == "per-run-secret"
+            assert (env["BASTION_PORT"], env["BASTION_RESPONSE_MODE"], env["BASTION_CALL_TIMEOUT"]) == (
+                "9999",
+                "sse",
+                "7.0",
+            )
+        else:
+            assert "BASTION_SESSION_SECRET" not in env
+
+
+def test_find_nats_url_precedence(tmp_path: Path) -> None:
+    assert find_nats_url("nats://flag:1", tmp_path, {"BASTION_NATS_URL": "nats://env:1"}) == "nats://flag:1"
+    assert find_nats_url(None, tmp_path, {"BASTION_NATS_URL": "nats://env:1"}) == "nats://env:1"
+    with pytest.raises(LookupError, match="bastion up"):
+        find_nats_url(None, tmp_path, {})
+    # a live process whose command line says bastion stands in for a running `bastion up`
+    stand_in = fake_bastion_up()
+    try:
+        write_stack(tmp_path, {"pid": stand_in.pid, "nats_url": "nats://stack:1"})
+        assert find_nats_url(None, tmp_path, {}) == "nats://stack:1"
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+    with pytest.raises(LookupError, match="stale"):
+        find_nats_url(None, tmp_path, {})
+    assert oct((tmp_path / "stack.json").stat().st_mode & 0o777) == "0o600"
+    assert read_stack(tmp_path) == {"pid": stand_in.pid, "nats_url": "nats://stack:1"}
+    remove_stack(tmp_path)
+    remove_stack(tmp_path)
+    assert read_stack(tmp_path) is None
