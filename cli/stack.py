@@ -93,13 +93,13 @@ class EmbeddedNats:
             f"max_payload: {self.max_payload_mb}MB\n"
             f'jetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}\n'
         )
-        log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [str(binary), "-c", str(conf), "-a", self.host, "-p", str(self.port or -1), "--ports_file_dir", str(ports_dir)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=kill_with_parent,
-        )
+        with open(self.data_dir / "nats.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                [str(binary), "-c", str(conf), "-a", self.host, "-p", str(self.port or -1), "--ports_file_dir", str(ports_dir)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=kill_with_parent,
+            )
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -137,14 +137,14 @@ class EmbeddedValkey:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         for _attempt in range(5):  # a free port can be taken between probe and bind: retry
             port = self.port or free_port(self.host)
-            log = open(self.data_dir / "valkey.log", "ab")  # noqa: SIM115 - owned by the child
-            self.proc = subprocess.Popen(
-                [str(binary), "--port", str(port), "--bind", self.host, "--dir", str(self.data_dir),
-                 "--save", "", "--appendonly", "yes", "--protected-mode", "no"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=kill_with_parent,
-            )
+            with open(self.data_dir / "valkey.log", "ab") as log:  # the child keeps its own descriptor
+                self.proc = subprocess.Popen(
+                    [str(binary), "--port", str(port), "--bind", self.host, "--dir", str(self.data_dir),
+                     "--save", "", "--appendonly", "yes", "--protected-mode", "no"],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    preexec_fn=kill_with_parent,
+                )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 with contextlib.suppress(OSError), socket.create_connection((self.host, port), timeout=0.2) as sock:

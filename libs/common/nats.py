@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 
 from . import subjects
 
-__all__ = ["connect", "ensure_audit_stream", "kv_bucket"]
+__all__ = ["connect", "ensure_audit_dead_stream", "ensure_audit_stream", "kv_bucket"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,23 @@ async def ensure_audit_stream(js: JetStreamContext) -> None:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=7 * 24 * 3600,
+        discard=DiscardPolicy.OLD,
+        duplicate_window=120,
+    )
+    try:
+        await js.add_stream(config)
+    except Exception:
+        await js.update_stream(config)
+
+
+async def ensure_audit_dead_stream(js: JetStreamContext) -> None:
+    """Dead letters of the audit stream: kept 30 days for a human to look at, never replayed."""
+    config = StreamConfig(
+        name=subjects.AUDIT_DEAD_STREAM,
+        subjects=[subjects.AUDIT_DEAD],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * 24 * 3600,
         discard=DiscardPolicy.OLD,
         duplicate_window=120,
     )

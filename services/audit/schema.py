@@ -1,0 +1,81 @@
+"""The ClickHouse table for audit events, and the pure event <-> row mapping.
+
+One column per `AuditEvent` field, so a row reads back as the event that was written.
+ReplacingMergeTree collapses rows with the same sorting key; a redelivered event is byte-identical
+(same `event_id`, same `ts`, same everything), so it lands on the same key and partition and
+`FINAL` never counts it twice. The key starts with who/what (key, server, tool) then when, which
+is how analysts slice; `event_id` last makes it unique.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from bastion_common.messages import AuditEvent
+
+from .errors import BadEvent
+
+__all__ = ["COLUMNS", "DATABASE", "DDL", "TABLE", "from_row", "to_row"]
+
+DATABASE: Final = "bastion"
+TABLE: Final = f"{DATABASE}.audit_events"
+
+_COLUMN_TYPES: Final = {
+    "v": "UInt16",
+    "event_id": "String",
+    "ts": "DateTime64(6, 'UTC')",
+    "kind": "LowCardinality(String)",
+    "trace_id": "Nullable(String)",
+    "key_id": "String",
+    "key_name": "LowCardinality(String)",
+    "server": "LowCardinality(String)",
+    "tool": "LowCardinality(String)",
+    "name": "String",
+    "status": "LowCardinality(String)",
+    "error_kind": "LowCardinality(Nullable(String))",
+    "error_code": "Nullable(Int64)",
+    "error": "Nullable(String)",
+    "latency_ms": "Float64",
+    "upstream_ms": "Nullable(Float64)",
+    "request_bytes": "UInt64",
+    "response_bytes": "UInt64",
+}
+COLUMNS: Final = tuple(_COLUMN_TYPES)
+_TS: Final = COLUMNS.index("ts")
+
+DDL: Final = (
+    f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (\n"
+    + ",\n".join(f"    {name} {kind}" for name, kind in _COLUMN_TYPES.items())
+    + "\n)\nENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (key_name, server, tool, ts, event_id)",
+)
+
+# What the column types can hold; a value outside would fail the whole batch insert.
+_TS_RANGE: Final = (datetime(1900, 1, 1, tzinfo=UTC).timestamp(), datetime(2299, 12, 31, tzinfo=UTC).timestamp())
+_INT_RANGE: Final = {
+    "v": (0, 2**16 - 1),
+    "error_code": (-(2**63), 2**63 - 1),
+    "request_bytes": (0, 2**64 - 1),
+    "response_bytes": (0, 2**64 - 1),
+}
+
+
+def to_row(event: AuditEvent) -> tuple[Any, ...]:
+    """The event as a row in `COLUMNS` order; `BadEvent` if a value does not fit its column."""
+    if not _TS_RANGE[0] <= event.ts <= _TS_RANGE[1]:
+        raise BadEvent(f"ts {event.ts} is outside what DateTime64 can store")
+    for field, (low, high) in _INT_RANGE.items():
+        value = getattr(event, field)
+        if value is not None and not low <= value <= high:
+            raise BadEvent(f"{field}={value} does not fit its column")
+    row = [getattr(event, name) for name in COLUMNS]  # twice as fast as model_dump()
+    row[_TS] = datetime.fromtimestamp(event.ts, UTC)
+    return tuple(row)
+
+
+def from_row(row: tuple[Any, ...] | list[Any]) -> AuditEvent:
+    values = dict(zip(COLUMNS, row, strict=True))
+    ts: datetime = values["ts"]
+    values["ts"] = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+    return AuditEvent.model_validate(values)
