@@ -44,8 +44,15 @@ class Result:
     calls_per_s: float | None = None
 
 
+MODERN = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+
 class McpClient:
-    """One MCP session over one keep-alive HTTP connection."""
+    """One MCP client over one keep-alive HTTP connection: a handshake-era session (2025-06-18),
+    or 2026-07-28 per-request envelopes (no session; `_meta` and routing headers on every call)."""
+
+    era = "legacy"
 
     def __init__(self, url: str, key: str | None = None) -> None:
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
@@ -56,6 +63,9 @@ class McpClient:
         self.next_id = 0
 
     async def open(self) -> McpClient:
+        if self.era == "modern":
+            self.http.headers["mcp-protocol-version"] = MODERN
+            return self
         init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
         response = await self.http.post(self.url, json=self._msg("initialize", init))
         response.raise_for_status()
@@ -71,7 +81,11 @@ class McpClient:
         return {"jsonrpc": "2.0", "id": self.next_id, "method": method, **({"params": params} if params else {})}
 
     async def request(self, method: str, params: dict | None = None) -> dict:
-        response = await self.http.post(self.url, json=self._msg(method, params))
+        headers = None
+        if self.era == "modern":
+            params = {**(params or {}), "_meta": META}
+            headers = {"mcp-method": method, **({"mcp-name": params["name"]} if "name" in params else {})}
+        response = await self.http.post(self.url, json=self._msg(method, params), headers=headers)
         text = response.text
         if text.startswith("event:") or "\ndata: " in text:  # SSE answer
             text = next(line[6:] for line in text.splitlines() if line.startswith("data: "))
@@ -186,7 +200,8 @@ async def measure(args: argparse.Namespace, upstream_url: str, gateway_url: str)
 
 
 def report(results: list[Result], args: argparse.Namespace) -> None:
-    print(f"\n{'path':40} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'calls/s @c=' + str(args.concurrency):>16}")
+    print(f"\nclient protocol: {args.era}")
+    print(f"{'path':40} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'calls/s @c=' + str(args.concurrency):>16}")
     for r in results:
         rate = f"{r.calls_per_s:,.0f}" if r.calls_per_s else ""
         print(f"{r.name:40} {r.p50_ms:8.3f} {r.p99_ms:8.3f} {r.mean_ms:8.3f} {rate:>16}")
@@ -201,8 +216,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--calls-each", type=int, default=250, help="calls per client in the concurrent phase")
+    parser.add_argument("--era", choices=["legacy", "modern"], default="modern",
+                        help="protocol the client speaks to both endpoints: 2025-06-18 sessions or 2026-07-28")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    McpClient.era = args.era
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
         gateway, gateway_url = start_gateway(upstream_url, Path(tmp))

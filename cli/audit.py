@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, audit_events
 
 __all__ = ["tail"]
 
@@ -86,7 +86,8 @@ async def tail(nats_url: str, limit: int, follow: bool, console: Console, *, sto
 
         async def on_event(msg: Msg) -> None:
             with contextlib.suppress(ValidationError):
-                live.put_nowait(AuditEvent.model_validate_json(msg.data))
+                for event in audit_events(msg.data):
+                    live.put_nowait(event)
 
         if follow:  # subscribe before asking, so nothing falls between the history and the live feed
             await nc.subscribe(f"{subjects.AUDIT_EVENTS}.>", cb=on_event)

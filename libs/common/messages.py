@@ -17,6 +17,7 @@ from .config import ServerConfig
 from .errors import ErrorKind
 
 __all__ = [
+    "AuditBatch",
     "AuditEvent",
     "AuditQuery",
     "AuditRows",
@@ -30,6 +31,7 @@ __all__ = [
     "ToolCall",
     "VisibleTools",
     "VisibleToolsQuery",
+    "audit_events",
     "new_id",
 ]
 
@@ -166,6 +168,24 @@ class AuditEvent(_Message):
     upstream_ms: float | None = None
     request_bytes: int = 0
     response_bytes: int = 0
+
+
+class AuditBatch(_Message):
+    """Several events in one JetStream message: a producer under load pays one publish and one
+    ack per batch, not per call. Single `AuditEvent` messages are accepted as well."""
+
+    batch_id: str = Field(default_factory=new_id)
+    events: list[AuditEvent]
+
+
+def audit_events(payload: bytes) -> list[AuditEvent]:
+    """The events in one audit-stream message (an `AuditBatch` or a single `AuditEvent`).
+
+    Raises `pydantic.ValidationError` when the payload is neither.
+    """
+    if b'"events"' in payload:
+        return AuditBatch.model_validate_json(payload).events
+    return [AuditEvent.model_validate_json(payload)]
 
 
 class AuditQuery(_Message):

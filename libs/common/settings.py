@@ -47,5 +47,7 @@ class ExecutorSettings(ServiceSettings):
 class AuditSettings(ServiceSettings):
     clickhouse_url: str = "chdb:///tmp/bastion-clickhouse"
     """A `chdb:///abs/path` DSN (embedded engine) or an `http(s)://user:pass@host:8123/db` URL."""
-    batch_size: int = 500
-    flush_interval: float = 0.2
+    batch_size: int = 1000
+    """Messages (each an event or a batch of events) per ClickHouse insert, at most."""
+    flush_interval: float = 1.0
+    """Seconds an event may wait for its batch to fill before it is written anyway."""

@@ -12,30 +12,45 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bastion_common.messages import AuditEvent
+from bastion_common.messages import AuditEvent, audit_events
 
 from .errors import BadEvent
 from .schema import to_row
 
-__all__ = ["Backoff", "Split", "decode", "split"]
+__all__ = ["Backoff", "Split", "decode", "decode_many", "split"]
 
 
 def decode(payload: bytes) -> tuple[Any, ...]:
-    """The payload as a table row; `BadEvent` (with a short reason) if it can never be one."""
+    """A single-event payload as a table row; `BadEvent` (with a short reason) if it can never be one."""
     try:
         event = AuditEvent.model_validate_json(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "payload"
-        raise BadEvent(f"not an AuditEvent: {where}: {first['msg']}") from None
+        raise BadEvent(_reason("AuditEvent", exc)) from None
     return to_row(event)
+
+
+def decode_many(payload: bytes) -> list[tuple[Any, ...]]:
+    """The rows of one message, an `AuditBatch` or a single `AuditEvent`; all or nothing."""
+    if b'"events"' not in payload:
+        return [decode(payload)]
+    try:
+        events = audit_events(payload)
+    except ValidationError as exc:
+        raise BadEvent(_reason("AuditBatch", exc)) from None
+    return [to_row(event) for event in events]
+
+
+def _reason(model: str, exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    return f"not an {model}: {where}: {first['msg']}"
 
 
 @dataclass
 class Split:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     good: list[int] = field(default_factory=list)
-    """Indexes (into the batch) of the messages `rows` came from, in the same order."""
+    """Indexes (into the fetched messages) of the messages `rows` came from."""
     bad: list[tuple[int, str]] = field(default_factory=list)
     """(index, reason) of the messages to dead-letter."""
 
@@ -44,10 +59,11 @@ def split(payloads: Sequence[bytes]) -> Split:
     result = Split()
     for index, payload in enumerate(payloads):
         try:
-            result.rows.append(decode(payload))
+            rows = decode_many(payload)
         except BadEvent as exc:
             result.bad.append((index, str(exc)))
         else:
+            result.rows.extend(rows)
             result.good.append(index)
     return result
 

@@ -19,7 +19,7 @@ from mcp.shared.inbound import (
     classify_inbound_request,
     find_duplicated_routing_header,
 )
-from mcp_types import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from bastion_common.messages import AuditEvent
@@ -146,7 +146,11 @@ class McpEndpoint:
             elif requested:
                 ctx.version = requested
 
-        payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
+        try:
+            payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
+        except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log gets the trace
+            log.exception("internal error while handling %s", rpc_method)
+            payload, audit = error_body(request_id, INTERNAL_ERROR, "internal gateway error; see the ingress log"), None
         if rpc_method == "initialize" and not modern and "result" in payload:
             extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id).encode()))
         status = 200

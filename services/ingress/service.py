@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -39,6 +40,23 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:  # the service runner owns signals
         yield
+
+
+class _McpFirst:
+    """`/mcp` straight to its endpoint, everything else through FastAPI.
+
+    The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
+    exception handlers, routing) would only add per-request work on the hot path.
+    """
+
+    def __init__(self, endpoint: McpEndpoint, app: FastAPI) -> None:
+        self.endpoint, self.app = endpoint, app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp":
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class IngressService:
@@ -90,7 +108,7 @@ class IngressService:
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         log.info("ingress listening on %s", self.url)
 
-    def build_app(self, nc: NATS) -> FastAPI:
+    def build_app(self, nc: NATS) -> _McpFirst:
         assert self._audit is not None
         handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout)
         endpoint = McpEndpoint(
@@ -102,7 +120,6 @@ class IngressService:
             prefer_sse=self.settings.response_mode == "sse",
         )
         app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url=None, redoc_url=None)
-        app.add_route("/mcp", endpoint, methods=["POST", "GET", "DELETE"])
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:
@@ -110,7 +127,7 @@ class IngressService:
             body = {"status": "ok" if ready else "starting", "tools": len(self.catalog.entries)}
             return JSONResponse(body, status_code=200 if ready else 503)
 
-        return app
+        return _McpFirst(endpoint, app)
 
     async def stop(self) -> None:
         if self._server is not None and self._serving is not None:

@@ -244,6 +244,10 @@ async def test_killed_audit_process_loses_nothing_and_sigterm_stops_it_cleanly(
             publisher.emit(event(i))
         second = _audit_process(python_exe, nats_url, chdb_url, log)
         try:
+            async def second_ready() -> bool:
+                return log.read_text().count("audit ready") >= 2
+
+            await eventually(second_ready, what="the second process to start")
             await eventually(lambda: consumer_idle(nc.jetstream()), within=90, what="every event acked")
             second.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(second.wait, 30) == 0, log.read_text()

@@ -53,3 +53,16 @@ def test_backoff_grows_to_its_cap_and_resets_after_a_success() -> None:
     assert [backoff.next() for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     backoff.reset()
     assert backoff.next() == 0.5
+
+
+def test_a_batch_message_yields_every_event_or_none():
+    from bastion_audit.batch import decode_many
+    from bastion_common.messages import AuditBatch, AuditEvent
+
+    events = [AuditEvent(event_id=f"e{i}", status="ok", latency_ms=1.0) for i in range(3)]
+    rows = decode_many(AuditBatch(events=events).model_dump_json().encode())
+    assert len(rows) == 3
+    broken = AuditBatch(events=events).model_dump_json().replace('"status":"ok"', '"status":"weird"', 1).encode()
+    result = split([broken, AuditBatch(events=events[:1]).model_dump_json().encode()])
+    assert result.good == [1] and len(result.rows) == 1
+    assert result.bad and result.bad[0][0] == 0 and "AuditBatch" in result.bad[0][1]
