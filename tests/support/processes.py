@@ -1,0 +1,131 @@
+"""Helpers for tests that run real processes: start `bastion up`, and prove nothing survives.
+
+"No orphan" is checked without trusting the code under test: every process a test starts carries
+a unique BASTION_TEST_MARKER in its environment, and afterwards /proc must hold none of them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bastion_cli.stack import free_port
+
+__all__ = ["alive", "assert_none_left", "descendants", "marked_processes", "output", "start_up", "stop_up", "wait_for"]
+
+
+def marked_processes(marker: str) -> list[int]:
+    """Live (non-zombie) processes whose environment carries BASTION_TEST_MARKER=marker."""
+    needle = f"BASTION_TEST_MARKER={marker}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            environ = Path(f"/proc/{entry}/environ").read_bytes()
+            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and needle in environ.split(b"\0"):
+            found.append(int(entry))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def descendants(root: int) -> dict[int, str]:
+    """pid -> cmdline of every live descendant of `root`."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parents[int(entry)] = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found:
+                try:
+                    found[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                frontier.append(pid)
+    return found
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def assert_none_left(marker: str) -> None:
+    deadline = time.monotonic() + 2.0
+    while (left := marked_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    details = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in left if alive(pid)}
+    assert not left, f"processes survived: {details}"
+
+
+def start_up(
+    tmp_path: Path, config: str, marker: str, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    cfg = tmp_path / "bastion.yaml"
+    cfg.write_text(config)
+    port = free_port()
+    data_dir = tmp_path / "data"
+    env = {**os.environ, "BASTION_TEST_MARKER": marker, **(extra_env or {})}
+    for var in ("BASTION_NATS_URL", "BASTION_REDIS_URL", "BASTION_CLICKHOUSE_URL"):
+        if var not in (extra_env or {}):
+            env.pop(var, None)
+    with (tmp_path / "up.out").open("wb") as out, (tmp_path / "up.err").open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bastion_cli",
+                "up",
+                "--config",
+                str(cfg),
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=err,
+        )
+    return proc, port, data_dir
+
+
+def output(tmp_path: Path) -> str:
+    return (tmp_path / "up.out").read_text() + (tmp_path / "up.err").read_text()
+
+
+def stop_up(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(40)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"bastion up did not stop on SIGTERM:\n{output(tmp_path)}") from None
+    assert code == 0, output(tmp_path)
