@@ -96,7 +96,12 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    nats_url: str, redis_url: str, workdir: Path, raw_config: dict[str, Any] | None = None, **ingress: Any
+    nats_url: str,
+    redis_url: str,
+    workdir: Path,
+    raw_config: dict[str, Any] | None = None,
+    clickhouse_url: str | None = None,
+    **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
@@ -105,7 +110,7 @@ async def running_gateway(
     started: list[Any] = []
     try:
         for service in (
-            AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=f"chdb://{workdir / 'clickhouse'}")),
+            AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")),
             PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url)),
             ExecutorService(ExecutorSettings(nats_url=nats_url)),
         ):
