@@ -67,6 +67,43 @@ def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAM
     print_summary(config, console)
 
 
+@config_app.command("apply")
+def config_apply(
+    file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")],
+    nats_url: Annotated[
+        str | None, typer.Option(help="NATS to write to (default: BASTION_NATS_URL, then stack.json).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a file's servers and keys into a running deployment's NATS KV (every replica sees it)."""
+    from bastion_common.nats import connect
+
+    from .apply import apply_config, key_records
+    from .stackfile import find_nats_url
+
+    try:
+        config = load_config(file)
+        key_records(config)
+        url = find_nats_url(nats_url, data_dir or Path(".bastion"))
+    except (ConfigError, LookupError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+
+    async def apply() -> None:
+        nc = await connect(url, "bastion-cli")
+        try:
+            await apply_config(nc, config)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(apply(), 30))
+    except Exception as exc:
+        print(f"error: could not apply to NATS at {url}: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    Console().print(f"[green]applied[/]: {len(config.mcp_servers)} server(s), {len(config.keys)} key(s)")
+
+
 @audit_app.command("tail")
 def audit_tail(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent events to show.")] = 20,

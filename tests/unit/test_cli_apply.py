@@ -154,3 +154,18 @@ async def test_an_unset_key_env_writes_nothing(nc: NATS, tmp_path: Path, monkeyp
         await apply_config(nc, cfg)
     with pytest.raises(Exception):  # noqa: B017 - the bucket was not even created
         await contents(await bucket(nc, subjects.KV_SERVERS))
+
+
+def test_config_apply_command_writes_kv(nats_url, tmp_path):
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("mcpServers:\n  s1: {url: 'http://127.0.0.1:9/mcp'}\nkeys:\n  - {name: k, key: bk_apply_command_test_1234, tools: ['*']}\n")
+    done = subprocess.run([sys.executable, "-m", "bastion_cli", "config", "apply", str(cfg), "--nats-url", nats_url],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "1 server(s), 1 key(s)" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "bastion_cli", "config", "apply", str(tmp_path / "missing.yaml"),
+                          "--nats-url", nats_url], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "cannot read" in bad.stderr
