@@ -1,0 +1,80 @@
+"""Shared command line for the example servers: stdio by default, `--http` or `--sse` on a port.
+
+HTTP/SSE servers print one `READY <url>` line on stdout once the socket accepts connections, so
+tests and benchmarks wait for that line instead of polling or sleeping. `--port 0` (the default)
+lets the OS pick a free port and the READY line names the one it picked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+from typing import Any
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+
+class HandshakeCounter:
+    """Server middleware counting `initialize` / `server/discover` requests: one per client
+    connection, so a test can prove a client reuses its session instead of reconnecting per call."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    async def __call__(self, ctx: Any, call_next: Any) -> Any:
+        if ctx.method in ("initialize", "server/discover"):
+            self.count += 1
+        return await call_next(ctx)
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--http", action="store_true", help="serve streamable HTTP at /mcp")
+    mode.add_argument("--sse", action="store_true", help="serve the legacy HTTP+SSE transport at /sse")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on the READY line)")
+    return parser.parse_args()
+
+
+async def _serve_http(server: MCPServer, host: str, port: int, sse: bool) -> None:
+    import uvicorn
+
+    # DNS-rebinding protection would reject a Host header of a port we only learn after binding
+    security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    if sse:
+        app, path = server.sse_app(transport_security=security, host=host), "/sse"
+    else:
+        app, path = server.streamable_http_app(transport_security=security, host=host), "/mcp"
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
+    sock.bind((host, port))
+    port = sock.getsockname()[1]
+    url = f"http://{host}:{port}{path}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                print(f"READY {url}", flush=True)
+
+    # long-lived streams (SSE, listen) would otherwise hold a graceful shutdown open forever
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    await Server(config).serve(sockets=[sock])
+
+
+def run(server: MCPServer, args: argparse.Namespace) -> None:
+    if args.http or args.sse:
+        try:
+            asyncio.run(_serve_http(server, args.host, args.port, sse=args.sse))
+        except KeyboardInterrupt:
+            pass
+    else:
+        try:
+            server.run("stdio")
+        except KeyboardInterrupt:
+            sys.exit(0)

@@ -1,0 +1,138 @@
+"""Pure decisions of the executor: how long a call may take, how long to wait before reconnecting,
+and which `GatewayError` an exception becomes.
+
+Kept free of I/O so the rules are unit-tested directly; the rest of the service only applies them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+from collections.abc import Callable
+
+import anyio
+import httpx2
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED
+from pydantic import ValidationError
+
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import CallOutcome, GatewayError, ToolCall
+
+__all__ = [
+    "UpstreamUnavailable",
+    "backoff_delay",
+    "call_budget",
+    "describe_exception",
+    "error_from_exception",
+    "refusal",
+    "scrub_urls",
+]
+
+REPLY_MARGIN = 0.1
+"""Seconds kept from the caller's timeout so our answer reaches ingress before it gives up."""
+
+_CLOSED_MESSAGE = "Connection closed"
+"""What the SDK's dispatcher says when the transport closed under a pending request. The code alone
+(-32000) is ambiguous: many servers use it for their own errors."""
+
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # ConnectionError, refused, reset, broken pipe, spawn failures
+    EOFError,
+    anyio.ClosedResourceError,
+    anyio.BrokenResourceError,
+    anyio.EndOfStream,
+    httpx2.TransportError,  # connect/read/write failures and HTTP-level timeouts
+)
+
+
+_URL = re.compile(r"(https?://)(?:[^/@\s'\"]*@)?([^\s?#'\"]*)(?:[?#][^\s'\"]*)?")
+
+
+def scrub_urls(text: str) -> str:
+    """Drop userinfo and query strings from URLs: API tokens often ride there."""
+    return _URL.sub(r"\1\2", text)
+
+
+class UpstreamUnavailable(Exception):
+    """The server has no live session; the message says why (never contains secrets)."""
+
+
+def refusal(call: ToolCall, kind: ErrorKind, message: str) -> CallOutcome:
+    """The executor's answer when it decides a call without asking the upstream."""
+    return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+
+
+def call_budget(call_timeout: float, server_timeout: float, elapsed: float = 0.0) -> float:
+    """Seconds the upstream may take: the server's own limit, or what is left of the caller's
+    timeout minus a small margin, whichever is shorter. `elapsed` is time already spent upstream
+    of the executor (clamped: clocks on different hosts may disagree)."""
+    elapsed = min(max(elapsed, 0.0), call_timeout)
+    margin = min(REPLY_MARGIN, call_timeout * 0.1)
+    return max(0.0, min(server_timeout, call_timeout - elapsed - margin))
+
+
+def backoff_delay(failures: int, cap: float, *, base: float = 0.5, rng: Callable[[], float] = random.random) -> float:
+    """Delay before reconnect attempt number `failures` (0 = retry at once after a working session
+    dropped). Exponential from `base`, capped at `cap`, with jitter in [50%, 100%] so replicas and
+    servers that failed together do not retry in lockstep."""
+    if failures <= 0:
+        return 0.0
+    ceiling = min(cap, base * 2 ** min(failures - 1, 32))
+    return ceiling * (0.5 + 0.5 * rng())
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def describe_exception(exc: BaseException) -> str:
+    """A one-line, secret-free reason for a failed connection, for logs and the catalog.
+
+    Exception groups from anyio task groups are unwrapped to their first real cause. Messages of
+    HTTP errors name the URL, never headers, so they are safe to show.
+    """
+    leaves = [leaf for leaf in _leaves(exc) if not isinstance(leaf, asyncio.CancelledError)]
+    leaf = leaves[0] if leaves else exc
+    if isinstance(leaf, TimeoutError):
+        return str(leaf) or "timed out"
+    if isinstance(leaf, FileNotFoundError):
+        return f"command not found: {leaf.filename}" if leaf.filename else "command not found"
+    if isinstance(leaf, MCPError):
+        return f"{leaf.message} (code {leaf.code})"
+    text = scrub_urls(str(leaf).strip().splitlines()[0]) if str(leaf).strip() else ""
+    name = type(leaf).__name__
+    return f"{name}: {text}" if text else name
+
+
+def error_from_exception(exc: BaseException, *, server: str, timeout: float) -> GatewayError:
+    """Map what a `tools/call` raised to the error the agent will see."""
+    if isinstance(exc, UpstreamUnavailable):
+        return GatewayError(kind=ErrorKind.UPSTREAM_UNAVAILABLE, message=str(exc))
+    if isinstance(exc, TimeoutError):
+        return GatewayError(
+            kind=ErrorKind.UPSTREAM_TIMEOUT,
+            message=f"server {server!r} did not answer within {timeout:.3g} seconds",
+        )
+    if isinstance(exc, MCPError):
+        if exc.code == CONNECTION_CLOSED and exc.message == _CLOSED_MESSAGE:
+            return GatewayError(
+                kind=ErrorKind.UPSTREAM_UNAVAILABLE,
+                message=f"server {server!r} closed the connection during the call",
+            )
+        return GatewayError(kind=ErrorKind.UPSTREAM_ERROR, message=exc.message, code=exc.code, data=exc.data)
+    if isinstance(exc, ValidationError):
+        return GatewayError(
+            kind=ErrorKind.UPSTREAM_ERROR,
+            message=f"server {server!r} sent a tools/call result that does not follow the MCP schema",
+        )
+    leaves = _leaves(exc)
+    if leaves and all(isinstance(leaf, _UNAVAILABLE_ERRORS) for leaf in leaves):
+        return GatewayError(
+            kind=ErrorKind.UPSTREAM_UNAVAILABLE,
+            message=f"server {server!r} is unreachable: {describe_exception(exc)}",
+        )
+    return GatewayError(kind=ErrorKind.INTERNAL, message=f"unexpected executor failure: {type(exc).__name__}")

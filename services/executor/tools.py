@@ -1,0 +1,162 @@
+"""The tools one upstream exposes, and argument validation against their `inputSchema`.
+
+Validators are compiled lazily (a server may list hundreds of tools and the agent call three) and
+then kept: compiling costs tens of times more than validating. A re-listing keeps the compiled
+validator of every tool whose schema did not change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+from jsonschema import Draft202012Validator, SchemaError
+from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.protocols import Validator
+from jsonschema.validators import validator_for
+from mcp.client.session import ClientSession
+from mcp_types import PaginatedRequestParams
+from referencing import Registry
+from referencing.exceptions import Unresolvable
+
+from bastion_common.messages import CatalogTool
+
+__all__ = ["ArgumentsValidator", "ExposurePolicy", "ToolSet", "format_validation_error", "list_tool_definitions"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PAGES = 100
+"""A paginating server that never ends its listing must not hang the connection."""
+
+
+async def list_tool_definitions(session: ClientSession) -> list[dict[str, Any]]:
+    """Every page of `tools/list`, as wire JSON (camelCase, no nulls) for the catalog."""
+    definitions: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        page = await session.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None)
+        definitions += [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in page.tools]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return definitions
+
+
+class ExposurePolicy:
+    """`ServerConfig.tools`: fnmatch patterns naming the only tools a server exposes (all if None)."""
+
+    def __init__(self, patterns: Iterable[str] | None) -> None:
+        self._regex = (
+            None if patterns is None else re.compile("|".join(fnmatch.translate(p) for p in patterns) or r"(?!)")
+        )
+
+    def allows(self, tool: str) -> bool:
+        return self._regex is None or self._regex.match(tool) is not None
+
+
+def _path(parts: Iterable[Any]) -> str:
+    text = "arguments"
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """`arguments.text: 'text' is a required property`: where, then what, in the schema's words."""
+    parts = list(error.absolute_path)
+    if error.validator == "required" and isinstance(error.instance, Mapping):
+        missing = [p for p in error.validator_value if p not in error.instance]
+        if missing:
+            parts.append(missing[0])
+    return f"{_path(parts)}: {error.message}"
+
+
+class ArgumentsValidator:
+    """One tool's compiled `inputSchema` validator. An invalid schema validates nothing (the upstream
+    will judge the arguments itself) rather than making the tool uncallable."""
+
+    __slots__ = ("_validator", "key")
+
+    def __init__(self, schema: Mapping[str, Any], key: bytes, tool: str) -> None:
+        self.key = key
+        self._validator: Validator | None
+        cls = validator_for(schema, default=Draft202012Validator)
+        try:
+            cls.check_schema(schema)
+        except SchemaError as exc:
+            log.warning("tool %r has an invalid inputSchema (%s); its arguments are not checked", tool, exc.message)
+            self._validator = None
+            return
+        # an empty registry: `$ref`s resolve inside the schema only, never over the network
+        self._validator = cls(schema, registry=Registry())
+
+    def check(self, arguments: Mapping[str, Any]) -> str | None:
+        """None when valid, else a message a person can act on."""
+        if self._validator is None:
+            return None
+        try:
+            errors = self._validator.iter_errors(arguments)
+            first = next(errors, None)
+            if first is None:
+                return None
+            error = best_match([first, *errors])
+        except Unresolvable:
+            return None
+        return format_validation_error(error) if error is not None else None
+
+
+class _Tool:
+    __slots__ = ("definition", "name", "schema_key", "validator")
+
+    def __init__(self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None) -> None:
+        self.name = name
+        self.definition = definition
+        schema = definition.get("inputSchema")
+        self.schema_key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if isinstance(schema, dict) else b""
+        self.validator = validator if validator is not None and validator.key == self.schema_key else None
+
+
+class ToolSet:
+    """The exposed tools of one server as last listed: definitions for the catalog, validators for calls."""
+
+    def __init__(
+        self, definitions: Iterable[dict[str, Any]], policy: ExposurePolicy, previous: ToolSet | None = None
+    ) -> None:
+        old = previous._tools if previous is not None else {}
+        self._tools: dict[str, _Tool] = {}
+        for definition in definitions:
+            name = definition.get("name")
+            if isinstance(name, str) and policy.allows(name):
+                prior = old.get(name)
+                self._tools[name] = _Tool(name, definition, prior.validator if prior else None)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def check_arguments(self, name: str, arguments: Mapping[str, Any]) -> str | None:
+        """None when the arguments fit the tool's `inputSchema`, else why not."""
+        tool = self._tools[name]
+        if tool.validator is None:
+            schema = tool.definition.get("inputSchema")
+            if not isinstance(schema, dict):
+                return None
+            tool.validator = ArgumentsValidator(schema, tool.schema_key, name)
+        return tool.validator.check(arguments)
+
+    def catalog(self) -> list[CatalogTool]:
+        return [CatalogTool(tool=t.name, definition=t.definition) for t in self._tools.values()]
+
+    def same_definitions(self, other: ToolSet | None) -> bool:
+        return other is not None and [t.definition for t in other._tools.values()] == [
+            t.definition for t in self._tools.values()
+        ]

@@ -1,0 +1,118 @@
+"""Open the SDK transport a `ServerConfig` asks for, and notice when it ends.
+
+The SDK gives no event for "the server went away" (a stdio child exiting, an SSE stream
+dropping): the session just stops receiving. `_WatchedReadStream` wraps the read side and calls
+back on end-of-stream so the owner reconnects at once instead of on the next failed call.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import httpx2
+from mcp.client._transport import TransportStreams
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from bastion_common.config import ServerConfig
+
+__all__ = ["http_client", "open_transport", "stdio_parameters"]
+
+# Without TCP_NODELAY a keep-alive request can stall ~40 ms (Nagle vs. delayed ACK) whenever
+# headers and body leave in separate writes; measured on every call against uvicorn servers.
+_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+_LIMITS = httpx2.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30.0)
+
+
+def http_client(
+    headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+) -> httpx2.AsyncClient:
+    """The httpx2 client for HTTP and SSE upstreams (matches the SDK's `McpHttpClientFactory`)."""
+    return httpx2.AsyncClient(
+        headers=headers,
+        timeout=timeout or httpx2.Timeout(30.0, read=None),
+        auth=auth,
+        transport=httpx2.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS, limits=_LIMITS),
+    )
+
+
+def stdio_parameters(config: ServerConfig) -> StdioServerParameters:
+    """The child gets the SDK's short list of safe variables (PATH, HOME, ...) plus the configured
+    `env`, never the executor's whole environment, which holds Bastion's own settings."""
+    assert config.command is not None
+    return StdioServerParameters(
+        command=config.command, args=list(config.args), env=get_default_environment() | config.env, cwd=config.cwd
+    )
+
+
+class _WatchedReadStream:
+    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`."""
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> Any:  # the dispatcher reads it duck-typed for HTTP transports
+        return getattr(self._inner, "last_context", None)
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self._on_end()
+            raise
+
+    async def aclose(self) -> None:
+        self._on_end()
+        await self._inner.aclose()
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+@asynccontextmanager
+async def open_transport(
+    config: ServerConfig, *, connect_timeout: float, on_end: Callable[[], None]
+) -> AsyncIterator[TransportStreams]:
+    """Enter the transport for `config`; `on_end` fires when the server side of it closes."""
+    transport: Any
+    client: httpx2.AsyncClient | None = None
+    if config.transport == "stdio":
+        transport = stdio_client(stdio_parameters(config))
+    elif config.transport == "sse":
+        assert config.url is not None
+        transport = sse_client(
+            config.url,
+            headers=dict(config.headers),
+            timeout=connect_timeout,
+            sse_read_timeout=None,  # idle streams are normal; each call has its own timeout
+            httpx_client_factory=http_client,
+        )
+    else:
+        assert config.url is not None
+        client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None))
+        transport = streamable_http_client(config.url, http_client=client)
+    try:
+        async with transport as (read_stream, write_stream):
+            yield _WatchedReadStream(read_stream, on_end), write_stream
+    finally:
+        if client is not None:
+            await client.aclose()

@@ -1,0 +1,314 @@
+"""One upstream MCP server: a single long-lived session, kept alive by one dedicated task.
+
+The SDK's transports and session are anyio context managers whose cancel scopes must be entered
+and exited by the same task, so one task (`_run`) owns them for the server's whole life and
+reconnects with backoff when they end. Calls come from many other tasks and only touch the
+session object, which multiplexes them over the one connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp import Client
+from mcp.client.session import ClientSession
+from mcp.client.subscriptions import listen
+from mcp.shared.exceptions import MCPError
+from mcp_types import HEADER_MISMATCH
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import TypeAdapter
+
+from bastion_common.config import ServerConfig
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall
+
+from .outcomes import backoff_delay, call_budget, describe_exception, error_from_exception, refusal
+from .tools import ExposurePolicy, ToolSet, list_tool_definitions
+from .transports import open_transport
+
+__all__ = ["State", "Upstream"]
+
+log = logging.getLogger(__name__)
+
+_RESULT = TypeAdapter(dict[str, Any])
+"""`tools/call` results stay wire dicts: ingress passes them on untouched, so no models are built."""
+try:
+    _VERSION = importlib.metadata.version("bastion-gateway")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    _VERSION = "0"
+_CLIENT_INFO = types.Implementation(name="bastion", version=_VERSION)
+_STABLE_AFTER = 10.0
+"""A session that lived this long resets the backoff: its loss is news, not a crash loop."""
+
+
+class State(StrEnum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+Publish = Callable[["Upstream", ServerCatalog], Awaitable[bool]]
+
+
+class Upstream:
+    """Owns the connection to one server; `call()` is safe from any task."""
+
+    def __init__(
+        self, name: str, config: ServerConfig, *, connect_timeout: float, max_backoff: float, publish: Publish
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.tools: ToolSet | None = None
+        """Last listing (kept while reconnecting, so bad calls are still refused locally)."""
+        self.protocol_version: str | None = None
+        self._policy = ExposurePolicy(config.tools)
+        self._listed: list[dict[str, Any]] = []
+        """Every tool the server listed, before `config.tools` filtering."""
+        self._connect_timeout = connect_timeout
+        self._max_backoff = max_backoff
+        self._publish_fn = publish
+        self._published: tuple[Any, ...] | None = None
+        self._session: ClientSession | None = None
+        self._state = State.CONNECTING
+        self._error = "connecting"
+        self._settled = asyncio.Event()
+        self._wake = anyio.Event()
+        self._closed = False
+        self._relist = False
+        self._ready_at: float | None = None
+        self._scope = anyio.CancelScope()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
+
+    def reconfigurable(self, config: ServerConfig) -> bool:
+        """True when `config` differs from ours only in what `reconfigure` applies without reconnecting."""
+        return config.model_copy(update={"tools": self.config.tools, "timeout": self.config.timeout}) == self.config
+
+    async def reconfigure(self, config: ServerConfig) -> None:
+        """Apply new `tools` patterns and `timeout` to the live session, and republish the catalog."""
+        self.config = config
+        self._policy = ExposurePolicy(config.tools)
+        if self.tools is not None:
+            self.tools = ToolSet(self._listed, self._policy, previous=self.tools)
+            if self._state is State.READY:
+                await self._publish("ready")
+
+    async def stop(self) -> None:
+        """Close the session (a stdio child is stopped and reaped) and wait until it is gone."""
+        self._scope.cancel()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._error = f"server {self.name!r} was removed from the configuration"
+        self._set_state(State.STOPPED)
+
+    # ------------------------------------------------------------------ calls (any task)
+
+    async def call(self, call: ToolCall) -> CallOutcome:
+        budget = call_budget(call.timeout, self.config.timeout, time.time() - call.sent_at)
+        if not self._policy.allows(call.tool):
+            return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        if self._state is State.CONNECTING:
+            try:
+                await asyncio.wait_for(self._settled.wait(), budget)
+            except TimeoutError:
+                return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is still connecting")
+        tools = self.tools
+        if tools is not None:
+            if call.tool not in tools:
+                return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
+            problem = tools.check_arguments(call.tool, call.arguments)
+            if problem is not None:
+                return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
+        session = self._session
+        if session is None:
+            return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, self._unavailable_reason())
+        request = types.CallToolRequest(
+            params=types.CallToolRequestParams(name=call.tool, arguments=call.arguments, _meta=call.meta)
+        )
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await session.send_request(request, _RESULT)
+        except Exception as exc:
+            if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
+                self._relist = True  # 2026-07-28: our copy of the tool's schema is stale
+                self._poke()
+            error = error_from_exception(exc, server=self.name, timeout=budget)
+            if error.kind is ErrorKind.INTERNAL:
+                log.exception("upstream %s: tools/call %r failed unexpectedly", self.name, call.tool)
+            return CallOutcome(id=call.id, error=error, decided_by="executor", upstream_ms=_ms(started))
+        upstream_ms = _ms(started)
+        if result.get("resultType") == "input_required":
+            return refusal(
+                call,
+                ErrorKind.UPSTREAM_ERROR,
+                f"tool {call.tool!r} asked for user input mid-call, which Bastion does not relay yet",
+            )
+        return CallOutcome.model_construct(id=call.id, result=result, decided_by="executor", upstream_ms=upstream_ms)
+
+    def _unavailable_reason(self) -> str:
+        if self._state is State.STOPPED:
+            return self._error
+        return f"server {self.name!r} is unavailable: {self._error}"
+
+    # ------------------------------------------------------------------ connection (the owning task)
+
+    def _set_state(self, state: State) -> None:
+        self._state = state
+        if state is State.CONNECTING:
+            self._settled.clear()
+        else:
+            self._settled.set()
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    def _on_transport_end(self) -> None:
+        self._closed = True
+        if self._state is State.READY:
+            self._set_state(State.CONNECTING)  # calls arriving now wait for the reconnect
+        self._poke()
+
+    async def _on_message(self, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self._relist = True
+            self._poke()
+
+    async def _run(self) -> None:
+        failures = 0
+        try:
+            with self._scope:
+                while True:
+                    if failures:
+                        await anyio.sleep(backoff_delay(failures, self._max_backoff))
+                    self._set_state(State.CONNECTING)
+                    try:
+                        await self._serve_session()
+                        reason = "the server closed the connection"
+                    except Exception as exc:
+                        reason = describe_exception(exc)
+                    if self._ready_at is not None:
+                        uptime = time.monotonic() - self._ready_at
+                        failures = 0 if uptime >= _STABLE_AFTER else failures + 1
+                        log.warning("upstream %s: session lost (%s); reconnecting", self.name, reason)
+                        continue
+                    failures += 1
+                    level = logging.WARNING if reason != self._error or failures == 1 else logging.DEBUG
+                    log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, failures)
+                    self._error = reason
+                    self._set_state(State.DOWN)
+                    await self._publish("unavailable", reason)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                log.exception("upstream %s: connection task crashed", self.name)
+            raise
+
+    async def _serve_session(self) -> None:
+        """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
+        self._closed = self._relist = False
+        self._ready_at = None
+        timeout = self._connect_timeout
+        transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end)
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
+            client = Client(transport, cache=None, message_handler=self._on_message, client_info=_CLIENT_INFO)
+            async with client:
+                session = client.session
+                await self._refresh_tools(session)
+                connect_scope.deadline = math.inf
+                self.protocol_version = session.protocol_version
+                self._session = session
+                self._ready_at = time.monotonic()
+                self._set_state(State.READY)
+                assert self.tools is not None
+                log.info(
+                    "upstream %s: ready over %s (protocol %s, %d tools exposed)",
+                    self.name,
+                    self.config.transport,
+                    session.protocol_version,
+                    len(self.tools),
+                )
+                await self._publish("ready")
+                try:
+                    async with anyio.create_task_group() as tg:
+                        if _announces_tool_changes(session):
+                            tg.start_soon(self._listen_for_changes, session)
+                        await self._watch(session)
+                        tg.cancel_scope.cancel()
+                finally:
+                    self._session = None
+        if connect_scope.cancelled_caught and self._ready_at is None:
+            raise TimeoutError(f"no MCP session within {timeout:g} seconds")
+
+    async def _watch(self, session: ClientSession) -> None:
+        while not self._closed:
+            if self._relist:
+                self._relist = False
+                try:
+                    with anyio.fail_after(self._connect_timeout):
+                        await self._refresh_tools(session)
+                except Exception as exc:
+                    log.warning("upstream %s: re-listing tools failed (%s)", self.name, describe_exception(exc))
+                    continue
+                await self._publish("ready")
+                continue
+            self._wake = anyio.Event()
+            if not (self._closed or self._relist):
+                await self._wake.wait()
+
+    async def _listen_for_changes(self, session: ClientSession) -> None:
+        """2026-07-28 servers announce tool changes on a `subscriptions/listen` stream only."""
+        try:
+            async with listen(session, tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    self._relist = True
+                    self._poke()
+        except Exception as exc:
+            log.debug("upstream %s: tool-change subscription ended (%s)", self.name, describe_exception(exc))
+
+    async def _refresh_tools(self, session: ClientSession) -> None:
+        definitions = await list_tool_definitions(session)
+        self._listed = definitions
+        self.tools = ToolSet(definitions, self._policy, previous=self.tools)
+
+    async def _publish(self, status: str, error: str | None = None) -> None:
+        tools = self.tools.catalog() if status == "ready" and self.tools is not None else []
+        key = (status, error, self.protocol_version, [t.definition for t in tools])
+        if key == self._published:
+            return
+        catalog = ServerCatalog(
+            server=self.name, status=status, error=error, protocol_version=self.protocol_version, tools=tools
+        )
+        if await self._publish_fn(self, catalog):
+            self._published = key
+
+
+def _announces_tool_changes(session: ClientSession) -> bool:
+    caps = session.server_capabilities
+    return (
+        session.protocol_version in MODERN_PROTOCOL_VERSIONS
+        and caps is not None
+        and caps.tools is not None
+        and bool(caps.tools.list_changed)
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)

@@ -1,0 +1,152 @@
+"""The executor's pure rules: call budgets, reconnect backoff, and exception -> GatewayError."""
+
+from __future__ import annotations
+
+import anyio
+import httpx2
+import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import CONNECTION_CLOSED
+from pydantic import BaseModel, ValidationError
+
+from bastion_common.errors import ErrorKind
+from bastion_executor.outcomes import (
+    UpstreamUnavailable,
+    backoff_delay,
+    call_budget,
+    describe_exception,
+    error_from_exception,
+    scrub_urls,
+)
+
+pytestmark = pytest.mark.unit
+
+
+# ---------------------------------------------------------------- budget
+
+
+def test_budget_is_the_server_limit_when_the_caller_is_patient() -> None:
+    assert call_budget(call_timeout=120, server_timeout=60) == 60
+
+
+def test_budget_keeps_a_margin_from_the_callers_timeout() -> None:
+    budget = call_budget(call_timeout=10, server_timeout=60)
+    assert 9.8 <= budget < 10
+
+
+def test_budget_margin_scales_down_for_tiny_timeouts() -> None:
+    assert 0 < call_budget(call_timeout=0.2, server_timeout=60) < 0.2
+
+
+def test_budget_subtracts_time_already_spent() -> None:
+    assert call_budget(call_timeout=10, server_timeout=60, elapsed=4) == pytest.approx(5.9)
+
+
+def test_budget_ignores_clock_skew() -> None:
+    assert call_budget(10, 60, elapsed=-30) == call_budget(10, 60, elapsed=0)
+    assert call_budget(10, 60, elapsed=1e9) == 0
+
+
+# ---------------------------------------------------------------- backoff
+
+
+def test_backoff_retries_at_once_after_a_working_session() -> None:
+    assert backoff_delay(0, cap=30) == 0
+
+
+def test_backoff_grows_exponentially_up_to_the_cap() -> None:
+    top = [backoff_delay(n, cap=30, rng=lambda: 1.0) for n in range(1, 10)]
+    assert top[:6] == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0]
+    assert top[6:] == [30.0, 30.0, 30.0]
+    assert backoff_delay(10_000, cap=30, rng=lambda: 1.0) == 30.0
+
+
+def test_backoff_jitter_stays_between_half_and_full() -> None:
+    assert backoff_delay(3, cap=30, rng=lambda: 0.0) == 1.0
+    assert backoff_delay(3, cap=30, rng=lambda: 1.0) == 2.0
+    delays = {backoff_delay(5, cap=30) for _ in range(50)}
+    assert len(delays) > 1 and all(4.0 <= d <= 8.0 for d in delays)
+
+
+# ---------------------------------------------------------------- error mapping
+
+
+def _kind(exc: BaseException) -> ErrorKind:
+    return error_from_exception(exc, server="srv", timeout=2.5).kind
+
+
+def test_upstream_jsonrpc_error_keeps_its_code() -> None:
+    error = error_from_exception(MCPError(-32602, "bad city", {"field": "city"}), server="srv", timeout=1)
+    assert error.kind is ErrorKind.UPSTREAM_ERROR
+    assert (error.code, error.message, error.data) == (-32602, "bad city", {"field": "city"})
+
+
+def test_a_servers_own_32000_error_is_not_mistaken_for_a_closed_connection() -> None:
+    error = error_from_exception(MCPError(CONNECTION_CLOSED, "quota exceeded"), server="srv", timeout=1)
+    assert error.kind is ErrorKind.UPSTREAM_ERROR and error.code == CONNECTION_CLOSED
+
+
+def test_closed_connection_is_unavailable() -> None:
+    assert _kind(MCPError(CONNECTION_CLOSED, "Connection closed")) is ErrorKind.UPSTREAM_UNAVAILABLE
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError(111, "refused"),
+        BrokenPipeError(),
+        anyio.ClosedResourceError(),
+        anyio.BrokenResourceError(),
+        httpx2.ConnectError("All connection attempts failed"),
+        ExceptionGroup("transport", [httpx2.ReadError("reset"), anyio.BrokenResourceError()]),
+        UpstreamUnavailable("server 'srv' is unavailable: refused"),
+    ],
+)
+def test_connection_failures_are_unavailable(exc: BaseException) -> None:
+    assert _kind(exc) is ErrorKind.UPSTREAM_UNAVAILABLE
+
+
+def test_timeout_says_after_how_long() -> None:
+    error = error_from_exception(TimeoutError(), server="srv", timeout=2.5)
+    assert error.kind is ErrorKind.UPSTREAM_TIMEOUT
+    assert "2.5 seconds" in error.message and "'srv'" in error.message
+
+
+def test_a_result_that_breaks_the_schema_is_an_upstream_error() -> None:
+    class Strict(BaseModel):
+        x: int
+
+    with pytest.raises(ValidationError) as caught:
+        Strict.model_validate({"x": "nope"})
+    assert _kind(caught.value) is ErrorKind.UPSTREAM_ERROR
+
+
+def test_anything_else_is_internal_and_reveals_no_details() -> None:
+    error = error_from_exception(KeyError("secret-value"), server="srv", timeout=1)
+    assert error.kind is ErrorKind.INTERNAL
+    assert "secret-value" not in error.message
+
+
+# ---------------------------------------------------------------- descriptions
+
+
+def test_description_unwraps_task_group_errors() -> None:
+    refused = httpx2.ConnectError("All connection attempts failed")
+    group = BaseExceptionGroup("unhandled", [ExceptionGroup("inner", [refused])])
+    assert describe_exception(group) == "ConnectError: All connection attempts failed"
+
+
+def test_description_of_a_missing_command() -> None:
+    exc = FileNotFoundError(2, "No such file or directory", "npx-nope")
+    assert describe_exception(exc) == "command not found: npx-nope"
+
+
+def test_description_hides_url_credentials_and_queries() -> None:
+    exc = httpx2.ConnectError("failed for url 'https://bob:hunter2@mcp.example.com/sse?api_key=abc123#frag'")
+    text = describe_exception(exc)
+    assert "hunter2" not in text and "abc123" not in text and "bob" not in text
+    assert "https://mcp.example.com/sse" in text
+
+
+def test_scrub_keeps_plain_urls() -> None:
+    assert scrub_urls("see http://127.0.0.1:8000/mcp now") == "see http://127.0.0.1:8000/mcp now"

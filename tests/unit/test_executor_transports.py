@@ -1,0 +1,42 @@
+"""What a stdio child inherits, and how the executor notices a transport ending."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from bastion_common.config import ServerConfig
+from bastion_executor.transports import _WatchedReadStream, stdio_parameters
+
+pytestmark = pytest.mark.unit
+
+
+def test_stdio_child_gets_safe_variables_and_its_own_env_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_SESSION_SECRET", "do-not-leak")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    config = ServerConfig(command="srv", args=["-v"], env={"API_KEY": "k", "PATH": "/opt"}, cwd="/tmp")
+    params = stdio_parameters(config)
+    assert params.command == "srv" and params.args == ["-v"] and str(params.cwd) == "/tmp"
+    assert params.env is not None
+    assert "BASTION_SESSION_SECRET" not in params.env
+    assert params.env["API_KEY"] == "k"
+    assert params.env["PATH"] == "/opt"  # the configured value wins over the inherited one
+
+
+async def test_watched_stream_reports_end_of_stream_once_read() -> None:
+    ended: list[bool] = []
+    send, receive = anyio.create_memory_object_stream[int](1)
+    watched = _WatchedReadStream(receive, lambda: ended.append(True))
+    await send.send(1)
+    await send.aclose()
+    assert [item async for item in watched] == [1]
+    assert ended == [True]
+    assert watched.last_context is None
+
+
+async def test_watched_stream_reports_local_close() -> None:
+    ended: list[bool] = []
+    _send, receive = anyio.create_memory_object_stream[int](1)
+    async with _WatchedReadStream(receive, lambda: ended.append(True)):
+        pass
+    assert ended == [True]
