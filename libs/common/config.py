@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+
 __all__ = [
     "BastionConfig",
     "ConfigError",
@@ -80,6 +82,10 @@ class ServerConfig(_Strict):
     disabled: bool = False
     tools: list[str] | None = None
     """Tool names (wildcards allowed) this server exposes through Bastion; all when omitted."""
+    prices: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    """USD per call by tool name (wildcards allowed; the most specific match wins); unlisted tools are free."""
+    rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
+    """Requests per window by tool name (wildcards allowed), across every caller of that tool."""
 
     @model_validator(mode="before")
     @classmethod
@@ -144,6 +150,13 @@ class KeyConfig(_Strict):
     key_sha256: Annotated[str | None, Field(pattern=r"^[0-9a-f]{64}$")] = None
     tools: list[str] = Field(default_factory=list)
     """Grants: `server/tool` patterns with `*` wildcards. Deny by default: empty means nothing."""
+    groups: list[str] = Field(default_factory=list)
+    """Tool groups (from the `groups` section or the admin API) this key also gets."""
+    user: str | None = None
+    team: str | None = None
+    customer: str | None = None
+    budget: Budget | None = None
+    rate_limit: RateLimit | None = None
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:
@@ -196,6 +209,10 @@ class StackSection(_Strict):
 class BastionConfig(_Strict):
     mcp_servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
     keys: list[KeyConfig] = Field(default_factory=list)
+    groups: list[ToolGroup] = Field(default_factory=list)
+    customers: list[Customer] = Field(default_factory=list)
+    teams: list[Team] = Field(default_factory=list)
+    users: list[User] = Field(default_factory=list)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     stack: StackSection = Field(default_factory=StackSection)
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .config import ServerConfig
+from .entities import Budget, RateLimit
 from .errors import ErrorKind
 
 __all__ = [
@@ -116,6 +117,14 @@ class KeyRecord(_Message):
     """sha256 hex of the secret; also the KV key. The secret itself is never stored."""
     name: str
     grants: list[str] = Field(default_factory=list)
+    """`server/tool` patterns (wildcards allowed); deny by default."""
+    groups: list[str] = Field(default_factory=list)
+    """Tool group ids whose grants this key also gets."""
+    user_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    budget: Budget | None = None
+    rate_limit: RateLimit | None = None
     revoked: bool = False
     created_at: float = Field(default_factory=time.time)
     source: str | None = None

@@ -16,6 +16,7 @@ __all__ = [
     "EXEC_CALL",
     "KV_CATALOG",
     "KV_KEYS",
+    "KV_POLICY",
     "KV_SERVERS",
     "POLICY_CALL",
     "POLICY_LIST",
@@ -61,6 +62,9 @@ KV_SERVERS: Final = "bastion_servers"
 
 KV_KEYS: Final = "bastion_keys"
 """key id (sha256 of the secret) -> `KeyRecord`."""
+
+KV_POLICY: Final = "bastion_policy"
+"""`<kind>.<id>` -> customers, teams, users and tool groups (`bastion_common.entities`)."""
 
 KV_CATALOG: Final = "bastion_catalog"
 """server name -> `ServerCatalog` (tools the executor discovered, already namespaced)."""
