@@ -15,10 +15,11 @@ from nats.js.kv import KeyValue
 
 from bastion_common import subjects
 from bastion_common.config import BastionConfig, ConfigError
+from bastion_common.entities import entity_key
 from bastion_common.messages import KeyRecord, ServerRecord
 from bastion_common.nats import kv_bucket
 
-__all__ = ["CONFIG_SOURCE", "apply_config", "key_records"]
+__all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 
 CONFIG_SOURCE = "config"
 
@@ -34,7 +35,18 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
             raise ConfigError(f"mcpServers.{name}: a server name cannot end with '.'")
     records: dict[str, KeyRecord] = {}
     for key in config.keys:
-        record = KeyRecord(id=key.key_hash(), name=key.name, grants=list(key.tools), source=CONFIG_SOURCE)
+        record = KeyRecord(
+            id=key.key_hash(),
+            name=key.name,
+            grants=list(key.tools),
+            groups=list(key.groups),
+            user_id=key.user,
+            team_id=key.team,
+            customer_id=key.customer,
+            budget=key.budget,
+            rate_limit=key.rate_limit,
+            source=CONFIG_SOURCE,
+        )
         if (twin := records.get(record.id)) is not None:
             raise ConfigError(f"keys.{key.name}: has the same secret as key {twin.name!r}; give each key its own")
         records[record.id] = record
@@ -86,12 +98,36 @@ async def _apply_keys(kv: KeyValue, records: list[KeyRecord]) -> None:
             await kv.delete(key_id)
 
 
+def entity_records(config: BastionConfig) -> dict[str, bytes]:
+    """KV_POLICY entries (`<kind>.<id>`) for the config's groups, customers, teams and users."""
+    entries: dict[str, bytes] = {}
+    for kind, items in (("group", config.groups), ("customer", config.customers), ("team", config.teams),
+                        ("user", config.users)):
+        for item in items:
+            name = entity_key(kind, item.id)
+            if name in entries:
+                raise ConfigError(f"{kind}s: id {item.id!r} is used twice")
+            # timestamps would make every apply look like a change
+            entries[name] = item.model_dump_json(exclude={"created_at", "updated_at"}).encode()
+    return entries
+
+
+async def _apply_entities(kv: KeyValue, entries: dict[str, bytes]) -> None:
+    """Entities named in the config are written; others (created through the admin API) are kept."""
+    current = await _current(kv)
+    for name, value in entries.items():
+        if current.get(name) != value:
+            await kv.put(name, value)
+
+
 async def apply_config(nc: NATS, config: BastionConfig) -> None:
-    """Make KV_SERVERS and the config-managed part of KV_KEYS match `config`.
+    """Make KV_SERVERS and the config-managed parts of KV_KEYS and KV_POLICY match `config`.
 
     Raises `ConfigError` (see `key_records`) before writing anything.
     """
     records = key_records(config)
+    entities = entity_records(config)
     js = nc.jetstream()
     await _apply_servers(await kv_bucket(js, subjects.KV_SERVERS), config)
+    await _apply_entities(await kv_bucket(js, subjects.KV_POLICY), entities)
     await _apply_keys(await kv_bucket(js, subjects.KV_KEYS), records)

@@ -15,6 +15,8 @@ from rich.markup import escape
 
 from bastion_common.config import ConfigError, load_config
 
+from .admin_commands import register as register_admin_commands
+
 __all__ = ["app"]
 
 app = typer.Typer(
@@ -28,6 +30,7 @@ config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=
 audit_app = typer.Typer(help="Read the audit trail of a running stack.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
+register_admin_commands(app)
 
 DataDir = Annotated[
     Path | None,

@@ -17,7 +17,8 @@ __all__ = ["STACK_FILE", "StackInfo", "find_nats_url", "read_stack", "remove_sta
 
 STACK_FILE = "stack.json"
 StackInfo = dict[str, Any]
-"""Keys: nats_url, redis_url, clickhouse_url, mcp_url, pid, data_dir, logs_dir, config, started_at, ready."""
+"""Keys: nats_url, redis_url, clickhouse_url, mcp_url, admin_url, admin_token, pid, data_dir, logs_dir, config,
+started_at, ready."""
 
 
 def write_stack(data_dir: Path, info: StackInfo) -> Path:

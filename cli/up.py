@@ -70,6 +70,10 @@ class Endpoints:
     def health_url(self) -> str:
         return f"http://{self.local_host}:{self.port}/healthz"
 
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/admin/v1"
+
 
 def resolve_endpoints(
     config: BastionConfig, host: str | None, port: int | None, data_dir: Path | None, environ: Mapping[str, str]
@@ -101,12 +105,15 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def service_specs(
-    config: BastionConfig, ep: Endpoints, session_secret: str, environ: Mapping[str, str]
+    config: BastionConfig, ep: Endpoints, session_secret: str, environ: Mapping[str, str], admin_token: str = ""
 ) -> list[ChildSpec]:
-    """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables."""
+    """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables.
+
+    The session secret and the admin token reach ingress alone."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
     base = dict(environ)
     base.pop("BASTION_SESSION_SECRET", None)
+    base.pop("BASTION_ADMIN_TOKEN", None)
     base.update(
         PATH=python_dir + os.pathsep + base.get("PATH", os.defpath),
         PYTHONUNBUFFERED="1",
@@ -121,6 +128,7 @@ def service_specs(
         "BASTION_RESPONSE_MODE": config.gateway.response_mode,
         "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),
         "BASTION_SESSION_SECRET": session_secret,
+        "BASTION_ADMIN_TOKEN": admin_token,
     }
     return [
         ChildSpec(
@@ -170,6 +178,8 @@ class _Stack:
     supervisor: Supervisor | None = None
     sweeper: OrphanSweeper = field(default_factory=OrphanSweeper)
     wrote_stack_file: bool = False
+    admin_token: str = field(default_factory=lambda: os.environ.get("BASTION_ADMIN_TOKEN") or secrets.token_urlsafe(32))
+    """The admin API's token: BASTION_ADMIN_TOKEN if set, else new for every `up`; kept in stack.json (0600)."""
     started_at: float = field(default_factory=time.time)
 
     def infra_pids(self) -> set[int]:
@@ -195,7 +205,7 @@ class _Stack:
         asyncio.run(_apply(ep.nats_url, self.config))
         if self.stop.requested:
             return False
-        specs = service_specs(self.config, ep, secrets.token_urlsafe(32), os.environ)
+        specs = service_specs(self.config, ep, secrets.token_urlsafe(32), os.environ, self.admin_token)
         self.supervisor = Supervisor(specs, backoff=Backoff(), grace=GRACE, notify=self._event)
         self.supervisor.start()
         self._write_stack_file(ready=False)
@@ -213,6 +223,8 @@ class _Stack:
                 "redis_url": ep.redis_url,
                 "clickhouse_url": ep.clickhouse_url,
                 "mcp_url": ep.mcp_url,
+                "admin_url": ep.admin_url,
+                "admin_token": self.admin_token,
                 "pid": os.getpid(),
                 "data_dir": str(ep.data_dir),
                 "logs_dir": str(ep.data_dir / "logs"),
@@ -279,6 +291,7 @@ class _Stack:
             out.print(f"  listening   on all interfaces ({escape(ep.host or '*')}:{ep.port})")
         out.print(f"  keys        {keys}  [dim](send one as 'Authorization: Bearer <key>')[/]")
         out.print(f"  servers     {escape(servers)}")
+        out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")
         out.print(f"  NATS        {origin(ep.nats_url, self.nats)}")
         out.print(f"  Redis       {origin(ep.redis_url, self.valkey)}")
         clickhouse = escape(ep.clickhouse_url) + " [dim](embedded)[/]" if chdb else origin(ep.clickhouse_url, False)

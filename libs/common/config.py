@@ -28,6 +28,7 @@ from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 
 __all__ = [
     "BastionConfig",
+    "CircuitBreakerConfig",
     "ConfigError",
     "GatewaySection",
     "KeyConfig",
@@ -66,6 +67,16 @@ def _as_text(value: Any) -> Any:
     return value
 
 
+class CircuitBreakerConfig(_Strict):
+    """When the executor stops sending calls to a failing server, and when it tries again."""
+
+    failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 5
+    """Consecutive connection failures or timeouts that open the breaker."""
+    reset_timeout: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    """Seconds the breaker stays open before one probe call is let through (doubled after each
+    failed probe, up to ten times this)."""
+
+
 class ServerConfig(_Strict):
     """One upstream MCP server, in the `mcpServers` dialect plus Bastion's optional knobs."""
 
@@ -86,6 +97,9 @@ class ServerConfig(_Strict):
     """USD per call by tool name (wildcards allowed; the most specific match wins); unlisted tools are free."""
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     """Requests per window by tool name (wildcards allowed), across every caller of that tool."""
+    circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Re-sends after a connection failure, only for tools annotated idempotent or read-only."""
 
     @model_validator(mode="before")
     @classmethod

@@ -21,9 +21,12 @@ class ErrorKind(StrEnum):
     INVALID_ARGUMENTS = "invalid_arguments"
     FORBIDDEN = "forbidden"
     KEY_REVOKED = "key_revoked"
+    RATE_LIMITED = "rate_limited"
+    BUDGET_EXCEEDED = "budget_exceeded"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
+    CIRCUIT_OPEN = "circuit_open"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     GATEWAY_TIMEOUT = "gateway_timeout"
     INTERNAL = "internal"
@@ -34,9 +37,12 @@ JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
     ErrorKind.INVALID_ARGUMENTS: INVALID_PARAMS,
     ErrorKind.FORBIDDEN: -32050,
     ErrorKind.KEY_REVOKED: -32051,
+    ErrorKind.RATE_LIMITED: -32052,
+    ErrorKind.BUDGET_EXCEEDED: -32053,
     ErrorKind.UPSTREAM_UNAVAILABLE: -32060,
     ErrorKind.UPSTREAM_TIMEOUT: -32061,
     ErrorKind.UPSTREAM_ERROR: -32062,
+    ErrorKind.CIRCUIT_OPEN: -32063,  # the executor refused at once: the server failed repeatedly
     ErrorKind.GATEWAY_UNAVAILABLE: -32070,
     ErrorKind.GATEWAY_TIMEOUT: -32071,
     ErrorKind.INTERNAL: INTERNAL_ERROR,

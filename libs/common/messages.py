@@ -22,6 +22,7 @@ __all__ = [
     "AuditEvent",
     "AuditQuery",
     "AuditRows",
+    "BreakerStatus",
     "CallOutcome",
     "Caller",
     "CatalogTool",
@@ -81,6 +82,10 @@ class ToolCall(_Message):
     arguments: dict[str, Any] = Field(default_factory=dict)
     meta: dict[str, Any] | None = None
     """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
+    include_servers: list[str] | None = None
+    """`X-Bastion-Include-Servers` of the request, if given: it can only narrow what the key allows."""
+    include_tools: list[str] | None = None
+    """`X-Bastion-Include-Tools` of the request, if given."""
     timeout: float
     """Seconds the caller will wait; the executor gives up slightly earlier."""
     sent_at: float = Field(default_factory=time.time)
@@ -99,6 +104,8 @@ class CallOutcome(_Message):
 
 class VisibleToolsQuery(_Message):
     caller: Caller
+    include_servers: list[str] | None = None
+    include_tools: list[str] | None = None
     tools: list[tuple[str, str]]
     """(server, tool) pairs ingress knows about; policy answers which of them the caller may use."""
 
@@ -145,10 +152,26 @@ class CatalogTool(BaseModel):
     """The upstream's `Tool` exactly as it sent it (wire JSON, camelCase)."""
 
 
+class BreakerStatus(BaseModel):
+    """The executor's circuit breaker for one server, as last published."""
+
+    model_config = ConfigDict(extra="ignore")
+    state: Literal["closed", "open", "half_open"]
+    failures: int = 0
+    """Consecutive connection failures and timeouts counted so far."""
+    probe_at: float | None = None
+    """Unix time when an open breaker lets its next probe call through."""
+
+
 class ServerCatalog(_Message):
     server: str
     status: Literal["ready", "unavailable"]
+    """Whether the server's tools are listed (ingress includes them when "ready"); see `health`."""
     error: str | None = None
+    health: Literal["healthy", "degraded", "open", "down", "disabled"] | None = None
+    """Finer than `status`: degraded = recent failures, breaker still closed; open = calls are
+    refused at once; down = not connected. None from executors that predate it."""
+    breaker: BreakerStatus | None = None
     protocol_version: str | None = None
     tools: list[CatalogTool] = Field(default_factory=list)
     updated_at: float = Field(default_factory=time.time)

@@ -32,6 +32,8 @@ class IngressSettings(ServiceSettings):
     session_secret: SecretStr = SecretStr("")
     """HMAC key for session ids; shared by all ingress replicas so any replica serves any session.
     Empty means a random per-process secret (fine for one replica)."""
+    admin_token: SecretStr = SecretStr("")
+    """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
 
 
 class PolicySettings(ServiceSettings):
@@ -42,6 +44,9 @@ class ExecutorSettings(ServiceSettings):
     connect_timeout: float = 30.0
     """Seconds to wait for an upstream to accept a session before marking it unavailable."""
     reconnect_max_backoff: float = 30.0
+    health_interval: float = 15.0
+    """Seconds a connected upstream may stay idle before the executor pings it; a failed ping
+    reconnects the session."""
 
 
 class AuditSettings(ServiceSettings):

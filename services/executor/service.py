@@ -151,6 +151,7 @@ class ExecutorService:
             connect_timeout=self.settings.connect_timeout,
             max_backoff=self.settings.reconnect_max_backoff,
             publish=self._publish,
+            health_interval=self.settings.health_interval,
         )
         self._upstreams[name] = upstream
         upstream.start()

@@ -143,6 +143,10 @@ class ToolSet:
     def names(self) -> list[str]:
         return list(self._tools)
 
+    def definition(self, name: str) -> dict[str, Any] | None:
+        tool = self._tools.get(name)
+        return tool.definition if tool is not None else None
+
     def check_arguments(self, name: str, arguments: Mapping[str, Any]) -> str | None:
         """None when the arguments fit the tool's `inputSchema`, else why not."""
         tool = self._tools[name]

@@ -21,6 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
 
+from .stderr import stderr_to_log
+
 __all__ = ["http_client", "open_transport", "stdio_parameters"]
 
 # Without TCP_NODELAY a keep-alive request can stall ~40 ms (Nagle vs. delayed ACK) whenever
@@ -90,14 +92,19 @@ class _WatchedReadStream:
 
 @asynccontextmanager
 async def open_transport(
-    config: ServerConfig, *, connect_timeout: float, on_end: Callable[[], None]
+    config: ServerConfig, *, connect_timeout: float, on_end: Callable[[], None], name: str = "upstream"
 ) -> AsyncIterator[TransportStreams]:
-    """Enter the transport for `config`; `on_end` fires when the server side of it closes."""
+    """Enter the transport for `config`; `on_end` fires when the server side of it closes. A stdio
+    server's stderr goes to the log, each line prefixed with `name`."""
+    if config.transport == "stdio":
+        async with stderr_to_log(name) as pipe:
+            async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
+                pipe.spawned()
+                yield _WatchedReadStream(read_stream, on_end), write_stream
+        return
     transport: Any
     client: httpx2.AsyncClient | None = None
-    if config.transport == "stdio":
-        transport = stdio_client(stdio_parameters(config))
-    elif config.transport == "sse":
+    if config.transport == "sse":
         assert config.url is not None
         transport = sse_client(
             config.url,

@@ -21,17 +21,16 @@ import anyio
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import ClientSession
-from mcp.client.subscriptions import listen
-from mcp.shared.exceptions import MCPError
-from mcp_types import HEADER_MISMATCH
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import TypeAdapter
 
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall
 
-from .outcomes import backoff_delay, call_budget, describe_exception, error_from_exception, refusal
+from .breaker import CircuitBreaker
+from .catalog import CatalogPublisher, Snapshot
+from .outcomes import backoff_delay, call_budget, describe_exception, refusal
+from .requests import announces_tool_changes, listen_for_changes, send_tool_call
+from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
 from .tools import ExposurePolicy, ToolSet, list_tool_definitions
 from .transports import open_transport
 
@@ -39,8 +38,6 @@ __all__ = ["State", "Upstream"]
 
 log = logging.getLogger(__name__)
 
-_RESULT = TypeAdapter(dict[str, Any])
-"""`tools/call` results stay wire dicts: ingress passes them on untouched, so no models are built."""
 try:
     _VERSION = importlib.metadata.version("bastion-gateway")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
@@ -64,7 +61,14 @@ class Upstream:
     """Owns the connection to one server; `call()` is safe from any task."""
 
     def __init__(
-        self, name: str, config: ServerConfig, *, connect_timeout: float, max_backoff: float, publish: Publish
+        self,
+        name: str,
+        config: ServerConfig,
+        *,
+        connect_timeout: float,
+        max_backoff: float,
+        publish: Publish,
+        health_interval: float = 15.0,
     ) -> None:
         self.name = name
         self.config = config
@@ -76,8 +80,7 @@ class Upstream:
         """Every tool the server listed, before `config.tools` filtering."""
         self._connect_timeout = connect_timeout
         self._max_backoff = max_backoff
-        self._publish_fn = publish
-        self._published: tuple[Any, ...] | None = None
+        self._catalog = CatalogPublisher(name, lambda catalog: publish(self, catalog), self._snapshot)
         self._session: ClientSession | None = None
         self._state = State.CONNECTING
         self._error = "connecting"
@@ -88,6 +91,12 @@ class Upstream:
         self._ready_at: float | None = None
         self._scope = anyio.CancelScope()
         self._task: asyncio.Task[None] | None = None
+        self._health_interval = health_interval
+        self._last_ok = 0.0
+        self.connects = 0
+        """Connection attempts so far (tests count restarts with it)."""
+        breaker = config.circuit_breaker
+        self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout, on_change=self._catalog.dirty)
 
     @property
     def state(self) -> State:
@@ -95,23 +104,27 @@ class Upstream:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
+        self._catalog.start()
 
     def reconfigurable(self, config: ServerConfig) -> bool:
         """True when `config` differs from ours only in what `reconfigure` applies without reconnecting."""
-        return config.model_copy(update={"tools": self.config.tools, "timeout": self.config.timeout}) == self.config
+        live = ("tools", "timeout", "retries", "circuit_breaker")
+        return config.model_copy(update={k: getattr(self.config, k) for k in live}) == self.config
 
     async def reconfigure(self, config: ServerConfig) -> None:
         """Apply new `tools` patterns and `timeout` to the live session, and republish the catalog."""
         self.config = config
         self._policy = ExposurePolicy(config.tools)
+        self.breaker.configure(config.circuit_breaker.failure_threshold, config.circuit_breaker.reset_timeout)
         if self.tools is not None:
             self.tools = ToolSet(self._listed, self._policy, previous=self.tools)
             if self._state is State.READY:
-                await self._publish("ready")
+                await self._catalog.publish("ready")
 
     async def stop(self) -> None:
         """Close the session (a stdio child is stopped and reaped) and wait until it is gone."""
         self._scope.cancel()
+        await self._catalog.stop()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         self._error = f"server {self.name!r} was removed from the configuration"
@@ -125,9 +138,18 @@ class Upstream:
             return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
+        tools = self.tools
+        retries = self.config.retries if tools is not None and retry_safe(tools.definition(call.tool)) else 0
+        return await with_retries(
+            lambda: self._attempt(call, deadline, budget), retries=retries, deadline=deadline, clock=loop.time
+        )
+
+    async def _attempt(self, call: ToolCall, deadline: float, budget: float) -> CallOutcome:
+        """One try: wait for a session, check the call, ask the breaker, send, tell the breaker."""
         if self._state is State.CONNECTING:
             try:
-                await asyncio.wait_for(self._settled.wait(), budget)
+                async with asyncio.timeout_at(deadline):
+                    await self._settled.wait()
             except TimeoutError:
                 return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is still connecting")
         tools = self.tools
@@ -138,31 +160,32 @@ class Upstream:
             if problem is not None:
                 return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
         session = self._session
-        if session is None:
+        if session is None:  # known to be down: the reconnect loop, not a probe, finds out when it is back
             return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, self._unavailable_reason())
-        request = types.CallToolRequest(
-            params=types.CallToolRequestParams(name=call.tool, arguments=call.arguments, _meta=call.meta)
-        )
-        started = time.perf_counter()
+        if not self.breaker.allow():
+            message = circuit_open_message(self.name, self.breaker.seconds_to_probe())
+            return refusal(call, ErrorKind.CIRCUIT_OPEN, message)
+        outcome: CallOutcome | None = None
         try:
-            async with asyncio.timeout_at(deadline):
-                result = await session.send_request(request, _RESULT)
-        except Exception as exc:
-            if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
-                self._relist = True  # 2026-07-28: our copy of the tool's schema is stale
-                self._poke()
-            error = error_from_exception(exc, server=self.name, timeout=budget)
-            if error.kind is ErrorKind.INTERNAL:
-                log.exception("upstream %s: tools/call %r failed unexpectedly", self.name, call.tool)
-            return CallOutcome(id=call.id, error=error, decided_by="executor", upstream_ms=_ms(started))
-        upstream_ms = _ms(started)
-        if result.get("resultType") == "input_required":
-            return refusal(
-                call,
-                ErrorKind.UPSTREAM_ERROR,
-                f"tool {call.tool!r} asked for user input mid-call, which Bastion does not relay yet",
-            )
-        return CallOutcome.model_construct(id=call.id, result=result, decided_by="executor", upstream_ms=upstream_ms)
+            outcome = await send_tool_call(session, call, deadline, budget, server=self.name, on_stale=self._stale)
+        finally:
+            kind = None if outcome is None or outcome.error is None else outcome.error.kind
+            if outcome is None or kind is ErrorKind.INTERNAL:
+                self.breaker.release()  # cancelled, or our own bug: says nothing about the server
+            elif kind in BREAKER_FAILURES:
+                self.breaker.failure()
+            else:
+                self.breaker.success()
+                self._last_ok = asyncio.get_running_loop().time()
+        return outcome
+
+    def _stale(self) -> None:
+        self._relist = True  # 2026-07-28: our copy of the tool's schema is stale
+        self._poke()
+
+    def _changes_announced(self) -> None:
+        self._relist = True
+        self._poke()
 
     def _unavailable_reason(self) -> str:
         if self._state is State.STOPPED:
@@ -172,6 +195,8 @@ class Upstream:
     # ------------------------------------------------------------------ connection (the owning task)
 
     def _set_state(self, state: State) -> None:
+        if (state is State.READY) != (self._state is State.READY):
+            self._catalog.dirty()
         self._state = state
         if state is State.CONNECTING:
             self._settled.clear()
@@ -211,11 +236,12 @@ class Upstream:
                         log.warning("upstream %s: session lost (%s); reconnecting", self.name, reason)
                         continue
                     failures += 1
+                    self.breaker.failure()
                     level = logging.WARNING if reason != self._error or failures == 1 else logging.DEBUG
                     log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, failures)
                     self._error = reason
                     self._set_state(State.DOWN)
-                    await self._publish("unavailable", reason)
+                    await self._catalog.publish("unavailable", reason)
         except BaseException as exc:
             if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
                 log.exception("upstream %s: connection task crashed", self.name)
@@ -225,8 +251,9 @@ class Upstream:
         """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
         self._closed = self._relist = False
         self._ready_at = None
+        self.connects += 1
         timeout = self._connect_timeout
-        transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end)
+        transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end, name=self.name)
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             client = Client(transport, cache=None, message_handler=self._on_message, client_info=_CLIENT_INFO)
             async with client:
@@ -236,6 +263,7 @@ class Upstream:
                 self.protocol_version = session.protocol_version
                 self._session = session
                 self._ready_at = time.monotonic()
+                self._last_ok = asyncio.get_running_loop().time()
                 self._set_state(State.READY)
                 assert self.tools is not None
                 log.info(
@@ -245,11 +273,11 @@ class Upstream:
                     session.protocol_version,
                     len(self.tools),
                 )
-                await self._publish("ready")
+                await self._catalog.publish("ready")
                 try:
                     async with anyio.create_task_group() as tg:
-                        if _announces_tool_changes(session):
-                            tg.start_soon(self._listen_for_changes, session)
+                        if announces_tool_changes(session):
+                            tg.start_soon(listen_for_changes, session, self.name, self._changes_announced)
                         await self._watch(session)
                         tg.cancel_scope.cancel()
                 finally:
@@ -267,48 +295,38 @@ class Upstream:
                 except Exception as exc:
                     log.warning("upstream %s: re-listing tools failed (%s)", self.name, describe_exception(exc))
                     continue
-                await self._publish("ready")
+                await self._catalog.publish("ready")
                 continue
             self._wake = anyio.Event()
             if not (self._closed or self._relist):
-                await self._wake.wait()
+                with anyio.move_on_after(self._health_interval):
+                    await self._wake.wait()
+                idle = asyncio.get_running_loop().time() - self._last_ok
+                if not (self._closed or self._relist or self._wake.is_set()) and idle >= self._health_interval:
+                    if not await self._ping(session):
+                        return  # ends the session: `_run` reconnects
 
-    async def _listen_for_changes(self, session: ClientSession) -> None:
-        """2026-07-28 servers announce tool changes on a `subscriptions/listen` stream only."""
+    async def _ping(self, session: ClientSession) -> bool:
+        """Health check of an idle session. While the breaker is open the ping doubles as its
+        probe, so a server that recovers is trusted again without waiting for traffic."""
+        probe = self.breaker.allow()
         try:
-            async with listen(session, tools_list_changed=True) as subscription:
-                async for _event in subscription:
-                    self._relist = True
-                    self._poke()
+            with anyio.fail_after(min(self._connect_timeout, max(self._health_interval, 1.0))):
+                await session.send_ping()
         except Exception as exc:
-            log.debug("upstream %s: tool-change subscription ended (%s)", self.name, describe_exception(exc))
+            log.warning("upstream %s: health check failed (%s); reconnecting", self.name, describe_exception(exc))
+            if probe:
+                self.breaker.failure()
+            return False
+        self._last_ok = asyncio.get_running_loop().time()
+        if probe:
+            self.breaker.success()
+        return True
 
     async def _refresh_tools(self, session: ClientSession) -> None:
         definitions = await list_tool_definitions(session)
         self._listed = definitions
         self.tools = ToolSet(definitions, self._policy, previous=self.tools)
 
-    async def _publish(self, status: str, error: str | None = None) -> None:
-        tools = self.tools.catalog() if status == "ready" and self.tools is not None else []
-        key = (status, error, self.protocol_version, [t.definition for t in tools])
-        if key == self._published:
-            return
-        catalog = ServerCatalog(
-            server=self.name, status=status, error=error, protocol_version=self.protocol_version, tools=tools
-        )
-        if await self._publish_fn(self, catalog):
-            self._published = key
-
-
-def _announces_tool_changes(session: ClientSession) -> bool:
-    caps = session.server_capabilities
-    return (
-        session.protocol_version in MODERN_PROTOCOL_VERSIONS
-        and caps is not None
-        and caps.tools is not None
-        and bool(caps.tools.list_changed)
-    )
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 3)
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(self.tools, self.protocol_version, self._state is State.READY, self.breaker)

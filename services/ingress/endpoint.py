@@ -8,6 +8,7 @@ Nothing here raises into the server: every failure is an answer.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -118,7 +119,14 @@ class McpEndpoint:
             return
 
         request_id, rpc_method = message["id"], message["method"]
-        ctx = RequestContext(caller=caller, version=DEFAULT_LEGACY_VERSION, request_id=request_id, request_bytes=len(body))
+        ctx = RequestContext(
+            caller=caller,
+            version=DEFAULT_LEGACY_VERSION,
+            request_id=request_id,
+            request_bytes=len(body),
+            include_servers=_header_list(headers.get("x-bastion-include-servers")),
+            include_tools=_header_list(headers.get("x-bastion-include-tools")),
+        )
         requested = headers.get(MCP_PROTOCOL_VERSION_HEADER)
         modern = requested in MODERN_PROTOCOL_VERSIONS
         extra: list[tuple[bytes, bytes]] = []
@@ -154,8 +162,12 @@ class McpEndpoint:
         if rpc_method == "initialize" and not modern and "result" in payload:
             extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id).encode()))
         status = 200
-        if modern and "error" in payload:
-            status = ERROR_CODE_HTTP_STATUS.get(payload["error"]["code"], 200)
+        if "error" in payload:
+            if modern:
+                status = ERROR_CODE_HTTP_STATUS.get(payload["error"]["code"], 200)
+            retry_after = (payload["error"].get("data") or {}).get("retry_after")
+            if isinstance(retry_after, int | float):
+                extra.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
         sent = await reply(payload, status, extra)
         if audit is not None:
             audit.response_bytes = sent
@@ -165,6 +177,13 @@ class McpEndpoint:
         what = f"{size} bytes" if size is not None else "larger than allowed"
         await _plain(send, 413, error_body(None, INVALID_REQUEST,
                                            f"request body is {what}; this gateway accepts at most {self.max_body_bytes} bytes"))
+
+
+def _header_list(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated narrowing header; None when absent (an empty header narrows to nothing)."""
+    if value is None:
+        return None
+    return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
 def _envelope_problem(message: Any) -> str | None:

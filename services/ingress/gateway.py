@@ -43,8 +43,20 @@ class Gateway:
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
 
-    async def visible(self, caller: Caller, tools: list[tuple[str, str]], timeout: float = 5.0) -> list[int] | GatewayError:
-        query = VisibleToolsQuery(caller=caller, tools=tools)
+    async def visible(
+        self,
+        caller: Caller,
+        tools: list[tuple[str, str]],
+        include_servers: tuple[str, ...] | None = None,
+        include_tools: tuple[str, ...] | None = None,
+        timeout: float = 5.0,
+    ) -> list[int] | GatewayError:
+        query = VisibleToolsQuery(
+            caller=caller,
+            tools=tools,
+            include_servers=list(include_servers) if include_servers is not None else None,
+            include_tools=list(include_tools) if include_tools is not None else None,
+        )
         try:
             reply = await self._nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=timeout)
         except NoRespondersError:

@@ -29,7 +29,7 @@ _INSTRUCTIONS = (
     "Tools from every upstream MCP server behind this Bastion gateway, namespaced as <server>__<tool>. "
     "You see only the tools your key is allowed to use."
 )
-_DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED)
+_DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
 
 
 @dataclass(slots=True)
@@ -40,17 +40,30 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     request_bytes: int = 0
     trace_id: str | None = None
+    include_servers: tuple[str, ...] | None = None
+    """`X-Bastion-Include-Servers`, parsed: the request narrows what its key may use."""
+    include_tools: tuple[str, ...] | None = None
 
 
 def _capabilities() -> dict[str, Any]:
     return {"tools": {"listChanged": False}}
 
 
+_LIST_TTL = 0.5
+"""Seconds a key's cached `tools/list` answer may be reused. Changes also invalidate it at once when
+ingress sees them; the TTL bounds the window in which policy may not have seen them yet."""
+
+
 class Handlers:
     def __init__(self, catalog: Catalog, keys: KeyDirectory, gateway: Gateway, call_timeout: float) -> None:
         self.catalog, self.keys, self.gateway = catalog, keys, gateway
         self.call_timeout = call_timeout
-        self._list_cache: dict[str, tuple[tuple[int, int], orjson.Fragment]] = {}
+        self.policy_revision = 0
+        """Bumped on every change of a tool group, user, team or customer."""
+        self._list_cache: dict[tuple[Any, ...], tuple[tuple[int, ...], float, orjson.Fragment]] = {}
+
+    def policy_changed(self, *_: Any) -> None:
+        self.policy_revision += 1
 
     async def dispatch(self, ctx: RequestContext, method: str, params: Any) -> tuple[dict[str, Any], AuditEvent | None]:
         if params is not None and not isinstance(params, dict):
@@ -104,19 +117,26 @@ class Handlers:
 
     async def tools_list(self, ctx: RequestContext) -> dict[str, Any]:
         key_id = ctx.caller.key_id
-        stamp = (self.catalog.revision, self.keys.revision(key_id))
-        cached = self._list_cache.get(key_id)
-        if cached is None or cached[0] != stamp:
+        cache_key = (key_id, ctx.include_servers, ctx.include_tools)
+        stamp = (self.catalog.revision, self.keys.revision(key_id), self.policy_revision)
+        now = time.monotonic()
+        cached = self._list_cache.get(cache_key)
+        if cached is None or cached[0] != stamp or now - cached[1] > _LIST_TTL:
             entries = self.catalog.entries
-            allowed = await self.gateway.visible(ctx.caller, self.catalog.pairs) if entries else []
+            allowed = (
+                await self.gateway.visible(ctx.caller, self.catalog.pairs, ctx.include_servers, ctx.include_tools)
+                if entries
+                else []
+            )
             if isinstance(allowed, GatewayError):
                 return gateway_error_body(ctx.request_id, allowed)
             fragment = orjson.Fragment(orjson.dumps([entries[i].fragment for i in allowed]))
-            # the catalog may have changed while policy answered: only cache what matches the stamp
-            if entries is self.catalog.entries:
-                self._list_cache[key_id] = (stamp, fragment)
-            cached = (stamp, fragment)
-        result: dict[str, Any] = {"tools": cached[1]}
+            cached = (stamp, now, fragment)
+            if entries is self.catalog.entries:  # the catalog may have changed while policy answered
+                if len(self._list_cache) > 10_000:
+                    self._list_cache.clear()
+                self._list_cache[cache_key] = cached
+        result: dict[str, Any] = {"tools": cached[2]}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:
             result |= {"cacheScope": "private", "ttlMs": 0}
         return self._ok(ctx, result)
@@ -147,6 +167,8 @@ class Handlers:
             name=name,
             arguments=arguments,
             meta=meta if isinstance(meta, dict) else None,
+            include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
+            include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
             timeout=self.call_timeout,
         )
         outcome = await self.gateway.call(call)

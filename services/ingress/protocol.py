@@ -83,6 +83,8 @@ def error_body(request_id: Any, code: int, message: str, data: Any = None) -> di
 def gateway_error_body(request_id: Any, error: GatewayError, **context: Any) -> dict[str, Any]:
     code = error.code if error.kind is ErrorKind.UPSTREAM_ERROR and error.code is not None else JSONRPC_CODE[error.kind]
     data = {"kind": error.kind.value, **context}
-    if error.data is not None:
+    if isinstance(error.data, dict):
+        data.update(error.data)  # e.g. a limit refusal's scope, resets_at and retry_after
+    elif error.data is not None:
         data["detail"] = error.data
     return error_body(request_id, code, error.message, data)

@@ -24,6 +24,7 @@ from bastion_common.kvwatch import BucketWatch
 from bastion_common.nats import connect, ensure_audit_stream
 from bastion_common.settings import IngressSettings
 
+from .admin import admin_api
 from .catalog import Catalog
 from .endpoint import McpEndpoint
 from .gateway import Gateway
@@ -81,9 +82,11 @@ class IngressService:
         await ensure_audit_stream(js)
         self._audit = AuditPublisher(js)
         await self._audit.start()
+        self.handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout)
         self._watches = [
             BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
             BucketWatch(js, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete),
+            BucketWatch(js, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
         ]
         for watch in self._watches:
             await watch.start()
@@ -110,16 +113,16 @@ class IngressService:
 
     def build_app(self, nc: NATS) -> _McpFirst:
         assert self._audit is not None
-        handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout)
         endpoint = McpEndpoint(
-            handlers,
+            self.handlers,
             self.keys,
             SessionCodec(self.settings.session_secret.get_secret_value()),
             self._audit.emit,
             self.settings.max_body_bytes,
             prefer_sse=self.settings.response_mode == "sse",
         )
-        app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url=None, redoc_url=None)
+        app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url="/docs", redoc_url=None)
+        app.include_router(admin_api(nc.jetstream(), self.settings.admin_token, self.keys))
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:

@@ -1,22 +1,26 @@
 """Policy service: decides every governed request on the request path.
 
-Hot path (raw nats-py, no framework): a `ToolCall` arrives on `POLICY_CALL`; a denial is answered
-at once; an allowed call is sent byte-for-byte to the executor as a NATS request and its outcome
-relayed back. The relay costs one hop, but forwarding with the caller's inbox would lose NATS's
-"no responders" signal (the server sends it only to the publisher), turning a missing executor
-into a silent wait for the full timeout; and it lets policy see every outcome (refunds).
+Hot path (raw nats-py, no framework): a `ToolCall` arrives on `POLICY_CALL`. The decision runs
+inline: grants and header narrowing from the compiled in-memory view, then budgets and rate
+limits in one Redis round trip when the call has any. A refusal is answered at once; an allowed
+call is sent byte-for-byte to the executor as a NATS request and its outcome relayed back. The
+relay costs one hop, but forwarding with the caller's inbox would lose NATS's "no responders"
+signal (the server sends it only to the publisher), turning a missing executor into a silent
+wait for the full timeout; and policy must see the outcome to refund a call that failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from bastion_common import subjects
 from bastion_common.errors import ErrorKind
@@ -25,25 +29,56 @@ from bastion_common.messages import CallOutcome, GatewayError, ToolCall, Visible
 from bastion_common.nats import connect
 from bastion_common.settings import PolicySettings
 
-from .view import KeyView
+from .charging import Charger
+from .limits import LimitEngine
+from .filters import narrowing
+from .view import PolicyView
 
 __all__ = ["PolicyService"]
 
 log = logging.getLogger(__name__)
 
+_NOT_CHARGED = frozenset({
+    ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.UPSTREAM_ERROR,
+    ErrorKind.INVALID_ARGUMENTS, ErrorKind.UNKNOWN_TOOL, ErrorKind.GATEWAY_UNAVAILABLE,
+    ErrorKind.GATEWAY_TIMEOUT, ErrorKind.INTERNAL,
+})
+"""Outcomes after which the call's charge is refunded: the tool did not run (or we cannot know it did).
+A tool result with `isError` is a tool that ran, and stays charged."""
+
+
+class _OutcomeError(BaseModel):
+    """Only the error of an executor outcome: pydantic skips the (possibly large) result."""
+
+    model_config = ConfigDict(extra="ignore")
+    error: GatewayError | None = None
+
 
 class PolicyService:
     def __init__(self, settings: PolicySettings) -> None:
         self.settings = settings
-        self.keys = KeyView()
+        self.view = PolicyView()
         self._nc: NATS | None = None
-        self._watch: BucketWatch | None = None
+        self._redis: aioredis.Redis | None = None
+        self.charger: Charger | None = None
+        self._watches: list[BucketWatch] = []
         self._inflight: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        # no command retries (a charge retried after a lost reply would be charged twice)
+        engine = LimitEngine.from_url(self.settings.redis_url)
+        self._redis = engine.redis
+        self.charger = Charger(engine, self.view)
         self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-policy{self.settings.instance}")
-        self._watch = BucketWatch(nc.jetstream(), subjects.KV_KEYS, self.keys.put, self.keys.delete)
-        await self._watch.start()
+        js = nc.jetstream()
+        view = self.view
+        self._watches = [
+            BucketWatch(js, subjects.KV_KEYS, view.put_key, view.delete_key),
+            BucketWatch(js, subjects.KV_POLICY, view.put_entity, view.delete_entity),
+            BucketWatch(js, subjects.KV_SERVERS, view.put_server, view.delete_server),
+        ]
+        for watch in self._watches:
+            await watch.start()
         await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
         await nc.flush()
@@ -52,15 +87,15 @@ class PolicyService:
     async def stop(self) -> None:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=10)
-        if self._watch:
-            await self._watch.stop()
+        for watch in self._watches:
+            await watch.stop()
         if self._nc and not self._nc.is_closed:
             await self._nc.drain()
+        if self._redis is not None:
+            await self._redis.aclose()
 
     async def _on_call(self, msg: Msg) -> None:
-        # The decision runs inline in the subscription's task (a dict lookup and a regex match);
-        # only the wait for the executor gets a task of its own.
-        assert self._nc is not None
+        assert self._nc is not None and self.charger is not None
         if not msg.reply:
             return
         try:
@@ -68,16 +103,25 @@ class PolicyService:
         except ValidationError as exc:
             log.error("dropping malformed tool call: %s", exc.errors()[0]["msg"])
             return
-        denial = self.keys.decide(call.caller, call.server, call.tool)
-        if denial is None:
-            task = asyncio.create_task(self._relay(msg, call))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+        decision = self.view.authorize(
+            call.caller, call.server, call.tool,
+            narrowing(_tuple(call.include_servers), _tuple(call.include_tools)),
+        )
+        if isinstance(decision, GatewayError):
+            await self._answer(msg.reply, CallOutcome(id=call.id, error=decision, decided_by="policy"))
             return
-        await self._answer(msg.reply, CallOutcome(id=call.id, error=denial, decided_by="policy"))
+        # Limits need Redis: from here on, a task per call so a slow round trip never stalls the others.
+        task = asyncio.create_task(self._charge_and_relay(msg, call, decision))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
-    async def _relay(self, msg: Msg, call: ToolCall) -> None:
-        assert self._nc is not None and msg.reply
+    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: object) -> None:
+        assert self._nc is not None and self.charger is not None and msg.reply
+        charge = await self.charger.charge(key, call.server, call.tool, time.time())  # type: ignore[arg-type]
+        if isinstance(charge, GatewayError):
+            await self._answer(msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy"))
+            return
+        error: GatewayError | None = None
         try:
             reply = await self._nc.request(subjects.EXEC_CALL, msg.data, timeout=max(call.timeout - 0.05, 0.05))
         except NoRespondersError:
@@ -88,12 +132,17 @@ class PolicyService:
                                  message=f"tool {call.name!r} did not answer within {call.timeout:g}s")
         else:
             await self._nc.publish(msg.reply, reply.data)
+            if charge is not None:
+                try:
+                    outcome_error = _OutcomeError.model_validate_json(reply.data).error
+                except ValidationError:
+                    outcome_error = None
+                if outcome_error is not None and outcome_error.kind in _NOT_CHARGED:
+                    await self.charger.refund(charge)
             return
         await self._answer(msg.reply, CallOutcome(id=call.id, error=error, decided_by="policy"))
-
-    async def _answer(self, reply: str, outcome: CallOutcome) -> None:
-        assert self._nc is not None
-        await self._nc.publish(reply, outcome.model_dump_json().encode())
+        if charge is not None:
+            await self.charger.refund(charge)
 
     async def _on_list(self, msg: Msg) -> None:
         assert self._nc is not None
@@ -104,6 +153,15 @@ class PolicyService:
         except ValidationError as exc:
             reply = VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc.errors()[0]["msg"])))
         else:
-            visible = self.keys.visible(query.caller, query.tools)
+            narrow = narrowing(_tuple(query.include_servers), _tuple(query.include_tools))
+            visible = self.view.visible(query.caller, query.tools, narrow)
             reply = VisibleTools(error=visible) if isinstance(visible, GatewayError) else VisibleTools(allowed=visible)
         await self._nc.publish(msg.reply, reply.model_dump_json().encode())
+
+    async def _answer(self, reply: str, outcome: CallOutcome) -> None:
+        assert self._nc is not None
+        await self._nc.publish(reply, outcome.model_dump_json().encode())
+
+
+def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(items) if items is not None else None

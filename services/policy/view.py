@@ -1,18 +1,27 @@
-"""The policy service's in-memory view of virtual keys, fed by the KV watch."""
+"""The policy service's compiled view of every governance entity, fed by KV watches.
+
+Keys, tool groups, users, teams, customers and servers arrive as KV puts and deletes. A key's
+effective rights (grants ∪ its groups', budgets up its hierarchy, rate limits) are compiled on
+first use and cached until any entity changes, so a decision is a dict lookup and regex matches.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from bastion_common.config import ServerConfig
+from bastion_common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import Caller, GatewayError, KeyRecord
+from bastion_common.messages import Caller, GatewayError, KeyRecord, ServerRecord
 
+from .filters import Narrowing, union_of_grants
 from .grants import GrantSet
 
-__all__ = ["CompiledKey", "KeyView"]
+__all__ = ["CompiledKey", "PolicyView"]
 
 log = logging.getLogger(__name__)
 
@@ -21,26 +30,98 @@ log = logging.getLogger(__name__)
 class CompiledKey:
     record: KeyRecord
     grants: GrantSet
+    user: User | None
+    team: Team | None
+    customer: Customer | None
+
+    @property
+    def budgets(self) -> list[tuple[str, Budget]]:
+        """Outermost first, so a refusal names the widest limit that is exhausted. A key's budget is
+        scoped by its name, which survives rotation (a new secret must not reset what was spent)."""
+        chain: list[tuple[str, Budget | None]] = []
+        if self.customer is not None:
+            chain.append((f"customer:{self.customer.id}", self.customer.budget))
+        if self.team is not None:
+            chain.append((f"team:{self.team.id}", self.team.budget))
+        chain.append((f"key:{self.record.name}", self.record.budget))
+        return [(scope, budget) for scope, budget in chain if budget is not None]
+
+    @property
+    def rate_limits(self) -> list[tuple[str, RateLimit]]:
+        limits = [(f"key:{self.record.name}", self.record.rate_limit)]
+        if self.user is not None:
+            limits.append((f"user:{self.user.id}", self.user.rate_limit))
+        return [(scope, limit) for scope, limit in limits if limit is not None]
 
 
-class KeyView:
+class PolicyView:
     def __init__(self) -> None:
-        self._keys: dict[str, CompiledKey] = {}
+        self.keys: dict[str, KeyRecord] = {}
+        self.groups: dict[str, ToolGroup] = {}
+        self.users: dict[str, User] = {}
+        self.teams: dict[str, Team] = {}
+        self.customers: dict[str, Customer] = {}
+        self.servers: dict[str, ServerConfig] = {}
+        self._compiled: dict[str, CompiledKey] = {}
 
-    def put(self, key_id: str, value: bytes, _revision: int = 0) -> None:
-        try:
-            record = KeyRecord.model_validate_json(value)
-        except ValidationError as exc:
-            log.error("ignoring malformed key record %s…: %s", key_id[:8], exc.errors()[0]["msg"])
+    # ------------------------------------------------------------------ KV feeds
+
+    def put_key(self, key_id: str, value: bytes, _revision: int = 0) -> None:
+        if (record := _parse(KeyRecord, value, f"key {key_id[:8]}…")) is not None:
+            self.keys[key_id] = record
+            self._compiled.clear()
+
+    def delete_key(self, key_id: str) -> None:
+        self.keys.pop(key_id, None)
+        self._compiled.clear()
+
+    def put_entity(self, kv_key: str, value: bytes, _revision: int = 0) -> None:
+        kind, _, entity_id = kv_key.partition(".")
+        model = ENTITY_KINDS.get(kind)
+        if model is None or (entity := _parse(model, value, kv_key)) is None:
             return
-        self._keys[key_id] = CompiledKey(record, GrantSet.compile(record.grants))
+        self._table(kind)[entity_id] = entity
+        self._compiled.clear()
 
-    def delete(self, key_id: str) -> None:
-        self._keys.pop(key_id, None)
+    def delete_entity(self, kv_key: str) -> None:
+        kind, _, entity_id = kv_key.partition(".")
+        if kind in ENTITY_KINDS:
+            self._table(kind).pop(entity_id, None)
+            self._compiled.clear()
 
-    def decide(self, caller: Caller, server: str, tool: str) -> GatewayError | None:
-        """None when the call may proceed, else the reason it may not."""
-        key = self._keys.get(caller.key_id)
+    def put_server(self, name: str, value: bytes, _revision: int = 0) -> None:
+        if (record := _parse(ServerRecord, value, f"server {name}")) is not None:
+            self.servers[name] = record.config
+
+    def delete_server(self, name: str) -> None:
+        self.servers.pop(name, None)
+
+    def _table(self, kind: str) -> dict[str, Any]:
+        return {"group": self.groups, "user": self.users, "team": self.teams, "customer": self.customers}[kind]
+
+    # ------------------------------------------------------------------ decisions
+
+    def compiled(self, key_id: str) -> CompiledKey | None:
+        compiled = self._compiled.get(key_id)
+        if compiled is None:
+            record = self.keys.get(key_id)
+            if record is None:
+                return None
+            user = self.users.get(record.user_id) if record.user_id else None
+            team_id = record.team_id or (user.team_id if user else None)
+            team = self.teams.get(team_id) if team_id else None
+            customer_id = record.customer_id or (team.customer_id if team else None)
+            customer = self.customers.get(customer_id) if customer_id else None
+            bound = [*record.groups, *(user.groups if user else ()), *(team.groups if team else ()),
+                     *(customer.groups if customer else ())]
+            bound_tools = (self.groups[g].tools for g in dict.fromkeys(bound) if g in self.groups)
+            grants = union_of_grants(record.grants, bound_tools)
+            compiled = self._compiled[key_id] = CompiledKey(record, grants, user, team, customer)
+        return compiled
+
+    def authorize(self, caller: Caller, server: str, tool: str, narrowing: Narrowing) -> CompiledKey | GatewayError:
+        """The caller's compiled key when it may call `server/tool`, else the reason it may not."""
+        key = self.compiled(caller.key_id)
         if key is None or key.record.revoked:
             return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
         if not key.grants.allows(server, tool):
@@ -48,10 +129,25 @@ class KeyView:
                 kind=ErrorKind.FORBIDDEN,
                 message=f"key {caller.key_name!r} is not allowed to call tool {tool!r} on server {server!r}",
             )
-        return None
+        if not narrowing.allows(server, tool):
+            return GatewayError(
+                kind=ErrorKind.FORBIDDEN,
+                message=f"tool {tool!r} on server {server!r} is excluded by this request's "
+                "X-Bastion-Include-Servers / X-Bastion-Include-Tools headers",
+            )
+        return key
 
-    def visible(self, caller: Caller, tools: list[tuple[str, str]]) -> list[int] | GatewayError:
-        key = self._keys.get(caller.key_id)
+    def visible(self, caller: Caller, tools: list[tuple[str, str]], narrowing: Narrowing) -> list[int] | GatewayError:
+        key = self.compiled(caller.key_id)
         if key is None or key.record.revoked:
             return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
-        return [i for i, (server, tool) in enumerate(tools) if key.grants.allows(server, tool)]
+        allows = key.grants.allows
+        return [i for i, (server, tool) in enumerate(tools) if allows(server, tool) and narrowing.allows(server, tool)]
+
+
+def _parse(model: type[BaseModel], value: bytes, what: str) -> Any:
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        log.error("ignoring malformed %s: %s", what, exc.errors()[0]["msg"])
+        return None

@@ -64,8 +64,10 @@ class Gateway:
     ingress: IngressService
     services: list[Any] = field(default_factory=list)
 
-    def client(self, key: str | None = ADMIN_KEY, mode: str = "auto", **kw: Any) -> Client:
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
+    def client(
+        self, key: str | None = ADMIN_KEY, mode: str = "auto", headers: dict[str, str] | None = None, **kw: Any
+    ) -> Client:
+        headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
         transport = streamable_http_client(self.url, http_client=httpx2.AsyncClient(headers=headers, timeout=30))
         return Client(transport, mode=mode, **kw)
 

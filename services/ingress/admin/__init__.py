@@ -1,0 +1,24 @@
+"""The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users and servers.
+
+Runs inside ingress (no extra service to deploy) and writes only to JetStream KV, which every
+policy and ingress replica watches: a change made through any replica reaches all of them.
+`models` holds the bodies, `store` the KV access, `routes` the HTTP layer, `auth` the admin token.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from nats.js import JetStreamContext
+from pydantic import SecretStr
+
+from ..keys import KeyDirectory
+from .auth import AdminAuth
+from .routes import PREFIX, admin_router
+from .store import AdminStore
+
+__all__ = ["PREFIX", "AdminAuth", "AdminStore", "admin_api", "admin_router"]
+
+
+def admin_api(js: JetStreamContext, token: SecretStr, keys: KeyDirectory) -> APIRouter:
+    """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403)."""
+    return admin_router(AdminStore(js), AdminAuth(token, keys))

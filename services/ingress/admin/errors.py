@@ -1,0 +1,126 @@
+"""Every failure of the admin API as one `ErrorBody`, with the right status.
+
+`AdminRoute` wraps each route: it checks the admin credential before FastAPI reads the body (an
+anonymous caller gets 401 whatever it sends, and never makes ingress buffer a large body), then
+maps what the layers below raise: `AdminError` as is, request validation to 422 naming the field,
+`store.NotFound` to 404, `store.Conflict` to 409, NATS trouble to 503, anything else to a 500 that
+says nothing about its cause (that goes to the log). Validation details lose their `input`: a
+server's `env` or `headers` usually hold credentials.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import nats.errors
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+
+from .models import ErrorBody, FieldError, field_errors
+from .store import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from .auth import AdminAuth
+
+__all__ = ["MAX_BODY_BYTES", "AdminError", "AdminRoute", "documented", "invalid"]
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class AdminError(Exception):
+    """An answer other than success: HTTP status, machine code, one human line, fields at fault."""
+
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        message: str,
+        detail: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.error, self.message, self.detail, self.headers = status, error, message, detail, headers
+
+
+def _response(exc: AdminError) -> JSONResponse:
+    body = ErrorBody(error=exc.error, message=exc.message, detail=exc.detail)
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers)
+
+
+def _path(loc: list[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "request"
+
+
+def invalid(detail: list[FieldError], error: str = "validation_error") -> AdminError:
+    """A 422 whose message names the first field at fault (and counts the others)."""
+    first = detail[0]
+    more = f" (and {len(detail) - 1} more problem(s))" if len(detail) > 1 else ""
+    return AdminError(422, error, f"{_path(first.loc)}: {first.msg}{more}", detail)
+
+
+def _content_length(request: Request) -> int:
+    try:
+        return int(request.headers.get("content-length") or 0)
+    except ValueError:
+        raise AdminError(400, "bad_request", "malformed Content-Length header") from None
+
+
+class AdminRoute(APIRoute):
+    """Route class of the admin router; `admin_router` subclasses it with its `auth` bound."""
+
+    auth: AdminAuth
+
+    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                self.auth.check(request.headers.get("authorization"))
+                if _content_length(request) > MAX_BODY_BYTES:
+                    raise AdminError(413, "too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
+                return await handler(request)
+            except AdminError as exc:
+                return _response(exc)
+            except RequestValidationError as exc:
+                return _response(invalid(field_errors(exc.errors())))
+            except NotFound as exc:
+                return _response(AdminError(404, "not_found", str(exc)))
+            except Conflict as exc:
+                return _response(AdminError(409, "conflict", str(exc)))
+            except HTTPException as exc:  # FastAPI's own, e.g. 400 for a body that is not UTF-8
+                code = "bad_request" if exc.status_code == 400 else "http_error"
+                return _response(AdminError(exc.status_code, code, str(exc.detail), headers=exc.headers))
+            except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
+                log.warning("admin API: NATS unavailable (%s)", type(exc).__name__)
+                unavailable = "the configuration store (NATS) is not reachable; retry shortly"
+                return _response(AdminError(503, "store_unavailable", unavailable))
+            except Exception:
+                log.exception("admin API: unexpected error on %s %s", request.method, request.url.path)
+                return _response(AdminError(500, "internal", "internal error; see the ingress log"))
+
+        return guarded
+
+
+_DESCRIPTIONS = {
+    401: "No credential, or not the admin token",
+    403: "A virtual key was sent instead of the admin token",
+    404: "No such record",
+    409: "Already exists, or changed since it was read (stale `If-Match` or a concurrent write)",
+    422: "Invalid request: the message and `detail` name the field",
+    503: "Admin API disabled (no BASTION_ADMIN_TOKEN), or NATS unreachable",
+}
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses."""
+    return {s: {"model": ErrorBody, "description": _DESCRIPTIONS[s]} for s in statuses}

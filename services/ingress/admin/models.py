@@ -1,0 +1,293 @@
+"""Request and response bodies of the admin API.
+
+Requests forbid unknown fields, so a typo (`grant` for `grants`) is a 422 naming it instead of a
+silently ignored field. PATCH bodies default every field to None meaning "absent": only the fields
+a client sends are applied (`model_fields_set`), and an explicit `null` clears a nullable field
+(a budget) but is refused for a list or a name. Responses carry the record's KV `revision`, which
+a client may send back as `If-Match` to make its next write conditional.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from bastion_common.config import SERVER_NAME, ServerConfig
+from bastion_common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+
+__all__ = [
+    "MASK",
+    "CustomerCreate",
+    "CustomerFields",
+    "CustomerOut",
+    "CustomerPatch",
+    "ErrorBody",
+    "FieldError",
+    "GroupCreate",
+    "GroupFields",
+    "GroupOut",
+    "GroupPatch",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyOut",
+    "KeyPatch",
+    "ServerCreate",
+    "ServerOut",
+    "ServerUpdate",
+    "TeamCreate",
+    "TeamFields",
+    "TeamOut",
+    "TeamPatch",
+    "UserCreate",
+    "UserFields",
+    "UserOut",
+    "UserPatch",
+    "field_errors",
+    "masked",
+    "unmask",
+    "valid_server_name",
+]
+
+MASK = "***"
+"""Shown instead of every upstream `env`/`headers` value; sent back in a PUT it keeps the stored value."""
+
+_SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+Slug = Annotated[str, Field(pattern=_SLUG, examples=["payments"])]
+"""Same shape as `bastion_common.entities` ids: usable as a KV key and in URLs."""
+
+
+def _grant(pattern: str) -> str:
+    server, slash, tool = pattern.partition("/")
+    if pattern != "*" and not (slash and server and tool and "/" not in tool):
+        raise ValueError(f"grant {pattern!r} must look like 'server/tool' (wildcards allowed) or '*'")
+    return pattern
+
+
+Grant = Annotated[str, AfterValidator(_grant), Field(examples=["github/*"])]
+Name = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def valid_server_name(name: str) -> bool:
+    """A name `bastion config` accepts that is also a valid KV key (no trailing or doubled '.')."""
+    return bool(SERVER_NAME.match(name)) and not name.endswith(".") and ".." not in name
+
+
+def _server_name(name: str) -> str:
+    if not valid_server_name(name):
+        raise ValueError(
+            "must start with a letter or digit and use only letters, digits, '_', '-', '.' (at most 64"
+            " characters, no trailing or doubled '.')"
+        )
+    return name
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---------------------------------------------------------------- errors
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    """Where the problem is, e.g. `["body", "grants", 0]`."""
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error of the admin API: a machine code, one human line, and the fields at fault."""
+
+    error: str
+    message: str
+    detail: list[FieldError] | None = None
+
+
+# ---------------------------------------------------------------- keys
+
+
+class KeyCreate(_Request):
+    name: Name
+    """Unique among keys that are not revoked; budgets and rate limits are counted per name."""
+    grants: list[Grant] = Field(default_factory=list)
+    groups: list[Slug] = Field(default_factory=list)
+    user_id: Slug | None = None
+    team_id: Slug | None = None
+    customer_id: Slug | None = None
+    budget: Budget | None = None
+    rate_limit: RateLimit | None = None
+
+
+class KeyPatch(_Request):
+    name: Name = None  # type: ignore[assignment]  # absent means unchanged; null is refused
+    grants: list[Grant] = None  # type: ignore[assignment]
+    groups: list[Slug] = None  # type: ignore[assignment]
+    user_id: Slug | None = None
+    team_id: Slug | None = None
+    customer_id: Slug | None = None
+    budget: Budget | None = None
+    rate_limit: RateLimit | None = None
+
+
+class KeyOut(BaseModel):
+    """A key as stored: its id is the sha256 of the secret; the secret itself is never returned."""
+
+    id: str
+    name: str
+    grants: list[str]
+    groups: list[str]
+    user_id: str | None
+    team_id: str | None
+    customer_id: str | None
+    budget: Budget | None
+    rate_limit: RateLimit | None
+    revoked: bool
+    created_at: float
+    source: str | None
+    revision: int
+
+
+class KeyCreated(BaseModel):
+    """The answer to create and rotate: the only time the secret is ever shown."""
+
+    secret: str
+    """Send it as `Authorization: Bearer <secret>`. Store it now: Bastion keeps only its sha256."""
+    key: KeyOut
+
+
+# ---------------------------------------------------------------- tool groups, customers, teams, users
+
+
+class GroupFields(_Request):
+    description: str = ""
+    tools: list[Grant] = Field(default_factory=list)
+
+
+class GroupCreate(GroupFields):
+    id: Slug
+
+
+class GroupPatch(_Request):
+    description: str = None  # type: ignore[assignment]
+    tools: list[Grant] = None  # type: ignore[assignment]
+
+
+class GroupOut(ToolGroup):
+    revision: int
+
+
+class CustomerFields(_Request):
+    name: Name
+    groups: list[Slug] = Field(default_factory=list)
+    budget: Budget | None = None
+
+
+class CustomerCreate(CustomerFields):
+    id: Slug
+
+
+class CustomerPatch(_Request):
+    name: Name = None  # type: ignore[assignment]
+    groups: list[Slug] = None  # type: ignore[assignment]
+    budget: Budget | None = None
+
+
+class CustomerOut(Customer):
+    revision: int
+
+
+class TeamFields(_Request):
+    name: Name
+    customer_id: Slug | None = None
+    groups: list[Slug] = Field(default_factory=list)
+    budget: Budget | None = None
+
+
+class TeamCreate(TeamFields):
+    id: Slug
+
+
+class TeamPatch(_Request):
+    name: Name = None  # type: ignore[assignment]
+    customer_id: Slug | None = None
+    groups: list[Slug] = None  # type: ignore[assignment]
+    budget: Budget | None = None
+
+
+class TeamOut(Team):
+    revision: int
+
+
+class UserFields(_Request):
+    name: Name
+    team_id: Slug | None = None
+    groups: list[Slug] = Field(default_factory=list)
+    rate_limit: RateLimit | None = None
+
+
+class UserCreate(UserFields):
+    id: Slug
+
+
+class UserPatch(_Request):
+    name: Name = None  # type: ignore[assignment]
+    team_id: Slug | None = None
+    groups: list[Slug] = None  # type: ignore[assignment]
+    rate_limit: RateLimit | None = None
+
+
+class UserOut(User):
+    revision: int
+
+
+# ---------------------------------------------------------------- servers
+
+
+class ServerCreate(_Request):
+    name: Annotated[str, AfterValidator(_server_name), Field(examples=["github"])]
+    config: ServerConfig
+    """One `mcpServers` entry, as Claude Desktop / Cursor / Claude Code write it. Strings are stored
+    literally: `${VAR}` is not expanded (the executor's environment is not the caller's)."""
+
+
+class ServerUpdate(_Request):
+    config: ServerConfig
+    """Replaces the whole entry. An `env`/`headers` value equal to the mask keeps the stored value."""
+
+
+class ServerOut(BaseModel):
+    name: str
+    config: ServerConfig
+    """With every `env` and `headers` value replaced by the mask: they usually hold upstream credentials."""
+    status: Literal["ready", "unavailable", "pending", "disabled"]
+    """What the executor reports: `pending` until it has tried to connect, `disabled` when the entry is."""
+    error: str | None = None
+    tools: int = 0
+    """Tools the upstream exposes through Bastion (when ready)."""
+    revision: int
+
+
+def masked(values: dict[str, str]) -> dict[str, str]:
+    return dict.fromkeys(values, MASK)
+
+
+def unmask(new: dict[str, str], old: dict[str, str]) -> dict[str, str]:
+    """`new` with every masked value that names a stored entry replaced by the stored value."""
+    return {k: old[k] if v == MASK and k in old else v for k, v in new.items()}
+
+
+_VALUE_ERROR = re.compile(r"^(Value|Assertion) error, ")
+
+
+def field_errors(errors: list[Any] | tuple[Any, ...]) -> list[FieldError]:
+    """Pydantic/FastAPI errors without their `input` (it may hold an upstream credential)."""
+    return [
+        FieldError(
+            loc=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+            msg=_VALUE_ERROR.sub("", str(e.get("msg", "invalid"))),
+            type=str(e.get("type", "value_error")),
+        )
+        for e in errors
+    ]

@@ -1,0 +1,196 @@
+"""The admin API's only access to JetStream KV: typed tables with optimistic concurrency.
+
+Every write is a single KV operation that says what it expects: `create` fails if the key exists,
+`update` and `delete` fail if the key's revision moved since it was read. Concurrent admins thus
+get `Conflict` (HTTP 409) instead of silently overwriting each other, and every replica of every
+service sees each change through its KV watch. No HTTP here: `routes` maps the exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, InvalidKeyError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ValidationError
+
+from bastion_common import subjects
+from bastion_common.entities import ENTITY_KINDS
+from bastion_common.keys import generate_key, key_id
+from bastion_common.messages import KeyRecord, ServerCatalog, ServerRecord
+from bastion_common.nats import kv_bucket
+
+__all__ = ["AdminStore", "Conflict", "NotFound", "Table", "Versioned"]
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+_WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last subject sequence" mismatch
+LABELS = {"group": "tool group", "customer": "customer", "team": "team", "user": "user"}
+
+
+class NotFound(LookupError):
+    """No such record; the message names it."""
+
+
+class Conflict(Exception):
+    """The record exists already, or changed since it was read; the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class Versioned(Generic[M]):
+    value: M
+    revision: int
+    """The KV revision the value was read at (or written with)."""
+
+
+class _Buckets:
+    """KV handles, opened (and created if missing) on first use."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self._js = js
+        self._open: dict[str, KeyValue] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, name: str) -> KeyValue:
+        if (kv := self._open.get(name)) is None:
+            async with self._lock:
+                if (kv := self._open.get(name)) is None:
+                    kv = self._open[name] = await kv_bucket(self._js, name)
+        return kv
+
+
+class Table(Generic[M]):
+    """One kind of record: a bucket, a model, and a key prefix (`group.` in the policy bucket)."""
+
+    def __init__(self, buckets: _Buckets, bucket: str, model: type[M], label: str, prefix: str = "") -> None:
+        self._buckets, self.bucket, self.model, self.label, self.prefix = buckets, bucket, model, label, prefix
+
+    def _missing(self, record_id: str) -> NotFound:
+        return NotFound(f"no {self.label} with id {record_id!r}")
+
+    async def find(self, record_id: str) -> Versioned[M] | None:
+        kv = await self._buckets.get(self.bucket)
+        try:
+            entry = await kv.get(self.prefix + record_id)
+        except (KeyNotFoundError, InvalidKeyError):
+            return None
+        try:
+            return Versioned(self.model.model_validate_json(entry.value or b""), entry.revision or 0)
+        except ValidationError:
+            log.error("%s %s in %s is malformed; treating it as absent", self.label, record_id[:16], self.bucket)
+            return None
+
+    async def get(self, record_id: str) -> Versioned[M]:
+        if (found := await self.find(record_id)) is None:
+            raise self._missing(record_id)
+        return found
+
+    async def exists(self, record_id: str) -> bool:
+        return await self.find(record_id) is not None
+
+    async def list(self) -> list[tuple[str, Versioned[M]]]:
+        """(id, record) of every current, well-formed record, in one pass over the bucket."""
+        kv = await self._buckets.get(self.bucket)
+        watcher = await kv.watch(f"{self.prefix}>" if self.prefix else ">", ignore_deletes=True)
+        found: list[tuple[str, Versioned[M]]] = []
+        try:
+            while (entry := await watcher.updates(timeout=10.0)) is not None:
+                try:
+                    value = self.model.model_validate_json(entry.value or b"")
+                except ValidationError:
+                    log.error("skipping malformed %s %s in %s", self.label, entry.key[:24], self.bucket)
+                    continue
+                found.append((entry.key[len(self.prefix) :], Versioned(value, entry.revision or 0)))
+        finally:
+            await watcher.stop()
+        return sorted(found, key=lambda item: item[0])
+
+    async def create(self, record_id: str, value: M) -> int:
+        kv = await self._buckets.get(self.bucket)
+        try:
+            return await kv.create(self.prefix + record_id, value.model_dump_json().encode())
+        except KeyWrongLastSequenceError:
+            raise Conflict(f"a {self.label} with id {record_id!r} already exists") from None
+
+    async def update(self, record_id: str, value: M, revision: int) -> int:
+        """Write `value` only if the record is still at `revision`."""
+        kv = await self._buckets.get(self.bucket)
+        try:
+            return await kv.update(self.prefix + record_id, value.model_dump_json().encode(), last=revision)
+        except KeyWrongLastSequenceError:
+            raise self.stale(record_id) from None
+
+    async def delete(self, record_id: str, revision: int | None = None) -> None:
+        """Delete the record; with `revision`, only if it is still at that revision."""
+        current = await self.get(record_id)
+        expected = current.revision if revision is None else revision
+        kv = await self._buckets.get(self.bucket)
+        try:
+            await kv.delete(self.prefix + record_id, last=expected)
+        except APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                raise self.stale(record_id) from None
+            raise
+
+    def stale(self, record_id: str) -> Conflict:
+        return Conflict(f"{self.label} {record_id!r} was changed by someone else meanwhile; read it again and retry")
+
+
+class AdminStore:
+    """Every table the admin API reads or writes, over one JetStream context."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        buckets = _Buckets(js)
+        self.keys: Table[KeyRecord] = Table(buckets, subjects.KV_KEYS, KeyRecord, "key")
+        self.servers: Table[ServerRecord] = Table(buckets, subjects.KV_SERVERS, ServerRecord, "server")
+        self.catalog: Table[ServerCatalog] = Table(buckets, subjects.KV_CATALOG, ServerCatalog, "server catalog")
+        self.entities: dict[str, Table[BaseModel]] = {
+            kind: Table(buckets, subjects.KV_POLICY, model, LABELS[kind], prefix=f"{kind}.")
+            for kind, model in ENTITY_KINDS.items()
+        }
+
+    async def missing(self, kind: str, ids: list[str]) -> list[str]:
+        """Which of `ids` name no `kind` entity (checked one by one: lists here are short)."""
+        table = self.entities[kind]
+        return [i for i in dict.fromkeys(ids) if not await table.exists(i)]
+
+    async def create_key(self, record: KeyRecord) -> tuple[str, Versioned[KeyRecord]]:
+        """Store `record` under a fresh secret; return the secret (never stored) and what was written."""
+        secret = generate_key()
+        stored = record.model_copy(update={"id": key_id(secret), "created_at": time.time()})
+        revision = await self.keys.create(stored.id, stored)
+        return secret, Versioned(stored, revision)
+
+    async def rotate_key(self, old_id: str, expected: int | None = None) -> tuple[str, Versioned[KeyRecord]]:
+        """Replace a key by a new secret with the same metadata, and revoke the old one.
+
+        Two writes, ordered so that every intermediate state is safe: (1) create the new record, whose
+        secret exists only in this process so far; (2) revoke the old record, revision-checked. If (2)
+        fails (a concurrent change: `Conflict`; NATS trouble), the new record is deleted again and the
+        old key keeps working, as if nothing happened. Should that delete fail too, what remains is a
+        record nobody holds the secret of: unusable, and logged with its id for cleanup.
+        """
+        old = await self.keys.get(old_id)
+        if expected is not None and expected != old.revision:
+            raise self.keys.stale(old_id)
+        if old.value.revoked:
+            raise Conflict(f"key {old_id[:12]}… is revoked; create a new key instead of rotating it")
+        # the new key is runtime-managed: a config-managed (source="config") copy would be deleted by the
+        # next `bastion config apply`, since its id is not in the file
+        secret, new = await self.create_key(old.value.model_copy(update={"revoked": False, "source": None}))
+        try:
+            await self.keys.update(old_id, old.value.model_copy(update={"revoked": True}), old.revision)
+        except BaseException:
+            try:
+                await self.keys.delete(new.value.id, new.revision)
+            except Exception as exc:
+                log.error("rotate: could not roll back the unused new key %s… (%s)", new.value.id[:12], exc)
+            raise
+        return secret, new

@@ -1,0 +1,68 @@
+"""Budgets and rate limits for one allowed call: build its plan, charge it, refund it.
+
+Prices and per-tool rate limits come from the server's configuration (compiled once per config
+version); budgets and per-key/per-user limits from the caller's compiled key. A call with no
+price and no limits never touches Redis. If Redis cannot be reached, calls that need it are
+refused (fail closed): a budget nobody can check is not a budget.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+
+from bastion_common.config import ServerConfig
+from bastion_common.entities import RateLimit
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import GatewayError
+
+from .limits import Charged, LimitEngine, Refused, ToolTable, plan_for
+from .view import CompiledKey, PolicyView
+
+__all__ = ["Charger"]
+
+log = logging.getLogger(__name__)
+
+
+class Charger:
+    def __init__(self, engine: LimitEngine, view: PolicyView) -> None:
+        self.engine = engine
+        self.view = view
+        self._tables: dict[str, tuple[ServerConfig, ToolTable[float], ToolTable[RateLimit]]] = {}
+
+    def _server_tables(self, server: str) -> tuple[ToolTable[float], ToolTable[RateLimit]] | None:
+        config = self.view.servers.get(server)
+        if config is None:
+            return None
+        cached = self._tables.get(server)
+        if cached is None or cached[0] is not config:
+            cached = self._tables[server] = (config, ToolTable(config.prices), ToolTable(config.rate_limits))
+        return cached[1], cached[2]
+
+    async def charge(self, key: CompiledKey, server: str, tool: str, now: float) -> Charged | GatewayError | None:
+        """None when nothing was charged (nothing to refund), `Charged` when a budget was, or the refusal."""
+        tables = self._server_tables(server)
+        price = (tables[0].lookup(tool) or 0.0) if tables else 0.0
+        tool_limit = tables[1].lookup(tool) if tables else None
+        plan = plan_for(price, key.budgets, [*key.rate_limits, (f"tool:{server}/{tool}", tool_limit)])
+        if not plan:
+            return None
+        try:
+            result = await self.engine.check_and_charge(plan, now)
+        except (RedisError, OSError) as exc:
+            log.error("limits store unreachable: %s", exc)
+            return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                                message="the budget and rate-limit store is unreachable; retry shortly")
+        if isinstance(result, Refused):
+            error = result.error()
+            error.data = {"scope": result.scope, "limit": result.limit, "resets_at": result.resets_at,
+                          "retry_after": round(result.retry_after, 3)}
+            return error
+        return result if result.budget_keys else None
+
+    async def refund(self, charged: Charged) -> None:
+        try:
+            await self.engine.refund(charged)
+        except (RedisError, OSError) as exc:  # the spend stays counted: err on the side of the budget
+            log.error("could not refund a failed call (%s): %s", charged.id, exc)

@@ -1,0 +1,59 @@
+"""The filter algebra of a decision, as pure functions.
+
+A caller may use a tool when all three layers allow it:
+  server configuration (which tools a server exposes; enforced by the catalog and the executor)
+  ∩ request headers (`X-Bastion-Include-Servers` / `X-Bastion-Include-Tools`: they only narrow)
+  ∩ grants (the key's own patterns ∪ the tool groups bound to its key, user, team and customer).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from .grants import GrantSet
+
+__all__ = ["Narrowing", "narrowing", "union_of_grants"]
+
+
+def union_of_grants(own: Iterable[str], groups: Iterable[Sequence[str]]) -> GrantSet:
+    """Own grants plus every bound group's, deduplicated (order does not matter)."""
+    patterns = set(own)
+    for tools in groups:
+        patterns.update(tools)
+    return GrantSet.compile(sorted(patterns))
+
+
+@dataclass(frozen=True, slots=True)
+class Narrowing:
+    """What a request's headers let through; `None` for a header means it was not given.
+
+    Server items are server-name patterns. Tool items are `server/tool` patterns; an item without
+    `/` names a tool on any server. An empty list lets nothing through (it narrows to nothing).
+    """
+
+    servers: tuple[str, ...] | None = None
+    tools: tuple[str, ...] | None = None
+    _servers: re.Pattern[str] | None = field(default=None, init=False, repr=False, compare=False)
+    _tools: GrantSet | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.servers is not None:
+            regex = "|".join(f"(?:{fnmatch.translate(p)})" for p in self.servers) or r"(?!)"
+            object.__setattr__(self, "_servers", re.compile(regex))
+        if self.tools is not None:
+            object.__setattr__(self, "_tools", GrantSet.compile(t if "/" in t else f"*/{t}" for t in self.tools))
+
+    def allows(self, server: str, tool: str) -> bool:
+        if self._servers is not None and self._servers.match(server) is None:
+            return False
+        return self._tools is None or self._tools.allows(server, tool)
+
+
+@functools.lru_cache(maxsize=4096)
+def narrowing(servers: tuple[str, ...] | None, tools: tuple[str, ...] | None) -> Narrowing:
+    """Compiled once per distinct header combination: agents send the same headers every call."""
+    return Narrowing(servers, tools)
