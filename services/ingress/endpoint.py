@@ -126,6 +126,7 @@ class McpEndpoint:
             request_bytes=len(body),
             include_servers=_header_list(headers.get("x-bastion-include-servers")),
             include_tools=_header_list(headers.get("x-bastion-include-tools")),
+            timeout=_positive_float(headers.get("x-bastion-timeout")),
         )
         requested = headers.get(MCP_PROTOCOL_VERSION_HEADER)
         modern = requested in MODERN_PROTOCOL_VERSIONS
@@ -177,6 +178,14 @@ class McpEndpoint:
         what = f"{size} bytes" if size is not None else "larger than allowed"
         await _plain(send, 413, error_body(None, INVALID_REQUEST,
                                            f"request body is {what}; this gateway accepts at most {self.max_body_bytes} bytes"))
+
+
+def _positive_float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and 0 < number < 1e6 else None
 
 
 def _header_list(value: str | None) -> tuple[str, ...] | None:

@@ -43,6 +43,8 @@ class RequestContext:
     include_servers: tuple[str, ...] | None = None
     """`X-Bastion-Include-Servers`, parsed: the request narrows what its key may use."""
     include_tools: tuple[str, ...] | None = None
+    timeout: float | None = None
+    """`X-Bastion-Timeout` in seconds: an agent may ask for less than the gateway allows, never more."""
 
 
 def _capabilities() -> dict[str, Any]:
@@ -169,7 +171,7 @@ class Handlers:
             meta=meta if isinstance(meta, dict) else None,
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
-            timeout=self.call_timeout,
+            timeout=min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout,
         )
         outcome = await self.gateway.call(call)
         audit = self._audit(ctx, name, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms)

@@ -133,3 +133,11 @@ async def test_every_call_is_audited_in_clickhouse(gateway):
     ok = next(r for r in rows if r.status == "ok")
     assert ok.server == "echo" and ok.tool == "echo" and ok.latency_ms > 0 and ok.event_id
     assert all(ADMIN_KEY not in r.model_dump_json() for r in rows)  # the secret never reaches the audit trail
+
+
+async def test_an_agent_may_ask_for_a_shorter_timeout(gateway):
+    async with gateway.client(ADMIN_KEY, headers={"X-Bastion-Timeout": "0.5"}) as client:
+        with pytest.raises(MCPError) as slow:
+            await client.call_tool("echo__sleep", {"seconds": 5})
+        assert slow.value.error.code in (-32061, -32071)  # upstream or gateway timeout, within 0.5 s
+        assert _text(await client.call_tool("echo__echo", {"text": "fast"})) == "fast"
