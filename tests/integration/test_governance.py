@@ -3,6 +3,7 @@ refunds, through the real request path (official client → ingress → policy �
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import httpx2
@@ -118,3 +119,29 @@ async def test_rate_limits_per_key_and_per_tool_with_retry_after(gateway):
         with pytest.raises(MCPError) as tool_limit:
             await client.call_tool("echo__sleep", {"seconds": 0})
     assert "tool:echo/sleep" in tool_limit.value.error.message
+
+
+async def test_two_policy_replicas_never_overspend_under_concurrent_load(nats_url, redis_url, tmp_path):
+    from bastion_common.settings import PolicySettings
+    from bastion_policy.service import PolicyService
+
+    async with running_gateway(nats_url, redis_url, tmp_path, governance_config()) as gw:
+        second = PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, instance="-2"))
+        await second.start()
+        try:
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {METERED}"},
+                                      limits=httpx2.Limits(max_connections=40))
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "echo__add", "arguments": {"a": 1, "b": 1}}}  # $0.01 each, budget $0.05
+
+            async def call() -> dict:
+                return (await http.post(gw.url, json=body)).json()
+
+            answers = await asyncio.gather(*(call() for _ in range(40)))
+            await http.aclose()
+        finally:
+            await second.stop()
+    allowed = [a for a in answers if "result" in a]
+    refused = [a for a in answers if "error" in a]
+    assert len(allowed) == 5  # exactly floor($0.05 / $0.01), whichever replica decided
+    assert len(refused) == 35 and all(a["error"]["code"] == -32053 for a in refused)
