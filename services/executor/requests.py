@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.subscriptions import listen
@@ -25,7 +26,7 @@ from bastion_common.messages import CallOutcome, ToolCall
 
 from .outcomes import describe_exception, error_from_exception, refusal
 
-__all__ = ["announces_tool_changes", "listen_for_changes", "send_tool_call"]
+__all__ = ["announces_tool_changes", "listen_for_changes", "ping", "send_tool_call"]
 
 log = logging.getLogger("bastion_executor.upstream")
 
@@ -75,6 +76,19 @@ async def listen_for_changes(session: ClientSession, server: str, on_change: Cal
                 on_change()
     except Exception as exc:
         log.debug("upstream %s: tool-change subscription ended (%s)", server, describe_exception(exc))
+
+
+async def ping(session: ClientSession, within: float) -> str | None:
+    """None when the server answered within `within` seconds, else why not. An error answer counts as
+    alive: 2026-07-28 servers may not implement `ping`, but answering proves the session works."""
+    try:
+        with anyio.fail_after(within):
+            await session.send_ping()
+    except MCPError:
+        return None
+    except Exception as exc:
+        return describe_exception(exc)
+    return None
 
 
 def announces_tool_changes(session: ClientSession) -> bool:

@@ -29,7 +29,7 @@ from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
-from .requests import announces_tool_changes, listen_for_changes, send_tool_call
+from .requests import announces_tool_changes, listen_for_changes, ping, send_tool_call
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
 from .tools import ExposurePolicy, ToolSet, list_tool_definitions
 from .transports import open_transport
@@ -310,18 +310,14 @@ class Upstream:
         """Health check of an idle session. While the breaker is open the ping doubles as its
         probe, so a server that recovers is trusted again without waiting for traffic."""
         probe = self.breaker.allow()
-        try:
-            with anyio.fail_after(min(self._connect_timeout, max(self._health_interval, 1.0))):
-                await session.send_ping()
-        except Exception as exc:
-            log.warning("upstream %s: health check failed (%s); reconnecting", self.name, describe_exception(exc))
-            if probe:
-                self.breaker.failure()
-            return False
-        self._last_ok = asyncio.get_running_loop().time()
+        problem = await ping(session, min(self._connect_timeout, max(self._health_interval, 1.0)))
+        if problem is not None:
+            log.warning("upstream %s: health check failed (%s); reconnecting", self.name, problem)
+        else:
+            self._last_ok = asyncio.get_running_loop().time()
         if probe:
-            self.breaker.success()
-        return True
+            self.breaker.failure() if problem is not None else self.breaker.success()
+        return problem is None
 
     async def _refresh_tools(self, session: ClientSession) -> None:
         definitions = await list_tool_definitions(session)

@@ -1,0 +1,184 @@
+"""`bastion keys|groups|servers|customers|teams|users` as a user runs them: the real CLI in a
+subprocess, against ingress's admin API served in-process over a real NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from bastion_cli.stackfile import write_stack
+from bastion_common import subjects
+from bastion_common.messages import KeyRecord
+from bastion_common.nats import kv_bucket
+from bastion_common.settings import IngressSettings
+from bastion_ingress.service import IngressService
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "cli-test-admin-token-000000000000"
+
+
+@pytest.fixture
+async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
+    service = IngressService(IngressSettings(nats_url=nats_url, port=0, admin_token=TOKEN))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+class Cli:
+    def __init__(self, url: str, cwd: Path) -> None:
+        self.url, self.cwd = url, cwd
+
+    async def __call__(self, *args: str, auth: bool = True, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """Run `bastion ARGS` without blocking the loop that serves the API."""
+        flags = ["--admin-url", self.url, "--admin-token", TOKEN] if auth else []
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bastion_cli", *args[:2], *flags, *args[2:],
+            cwd=self.cwd, env={**clean, "COLUMNS": "250", **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def cli(ingress: IngressService, tmp_path: Path) -> Cli:
+    return Cli(f"http://127.0.0.1:{ingress.port}", tmp_path)
+
+
+async def ok(cli: Cli, *args: str) -> str:
+    code, out, err = await cli(*args)
+    assert code == 0, f"bastion {' '.join(args)} -> {code}\n{out}\n{err}"
+    return out
+
+
+def one_line_error(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+async def test_keys_groups_and_hierarchy(cli: Cli, ingress: IngressService, nats_url: str) -> None:
+    assert "created group 'readers'" in await ok(
+        cli, "groups", "create", "readers", "-t", "notes/*", "--description", "ro"
+    )
+    await ok(cli, "customers", "create", "acme", "--name", "Acme", "--budget", "100/month")
+    await ok(cli, "teams", "create", "pay", "--name", "Payments", "--customer", "acme")
+    await ok(cli, "users", "create", "ann", "--name", "Ann", "--team", "pay", "--rate-limit", "5/second")
+    out = await ok(cli, "keys", "create", "ci", "--grant", "echo/*", "--group", "readers", "--user", "ann",
+                   "--budget", "$5/day", "--rate-limit", "10")  # fmt: skip
+    secret = out.strip().splitlines()[-1]
+    assert secret.startswith("bk_") and "shown once" in out
+
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+        record = KeyRecord.model_validate_json((await kv.get(hashlib.sha256(secret.encode()).hexdigest())).value)
+    finally:
+        await nc.close()
+    assert (record.grants, record.groups, record.user_id) == (["echo/*"], ["readers"], "ann")
+    assert record.budget is not None and (record.budget.limit_usd, record.budget.period) == (5.0, "day")
+
+    listing = await ok(cli, "keys", "list")
+    assert "ci" in listing and "active" in listing and "user ann" in listing and "$5/day" in listing
+    assert secret not in listing and "bk_" not in listing
+    assert "readers" in await ok(cli, "groups", "list")
+    assert "Acme" in await ok(cli, "customers", "list") and "acme" in await ok(cli, "teams", "list")
+    assert "5/second" in await ok(cli, "users", "list")
+
+    await ok(cli, "groups", "set-tools", "readers", "notes/list_*", "echo/echo")
+    assert "notes/list_*, echo/echo" in await ok(cli, "groups", "list")
+
+    rotated = await ok(cli, "keys", "rotate", "ci")
+    new_secret = rotated.strip().splitlines()[-1]
+    assert new_secret.startswith("bk_") and new_secret != secret
+    deadline = time.monotonic() + 5
+    while ingress.keys.authenticate(f"Bearer {new_secret}").__class__.__name__ != "Caller":
+        assert time.monotonic() < deadline, "the rotated key never reached ingress"
+        await asyncio.sleep(0.02)
+    listing = await ok(cli, "keys", "list")
+    assert listing.count("revoked") == 1 and listing.count("active") == 1
+    assert "revoked key 'ci'" in await ok(cli, "keys", "revoke", hashlib.sha256(new_secret.encode()).hexdigest()[:10])
+
+    code, _, err = await cli("groups", "delete", "users-of-nothing")
+    assert code == 1 and "no tool group with id 'users-of-nothing' [HTTP 404]" in one_line_error(err)
+    code, _, err = await cli("customers", "delete", "acme")
+    assert code == 1 and "still used by team 'pay'" in one_line_error(err)
+    assert "deleted customer 'acme'" in await ok(cli, "customers", "delete", "acme", "--force")
+
+
+async def test_servers(cli: Cli) -> None:
+    out = await ok(cli, "servers", "add", "echo", "--env", "TOKEN=upstream-secret", "--", "python", "echo.py", "-v")
+    assert "added server 'echo'" in out and "pending" in out
+    await ok(cli, "servers", "add", "remote", "--url", "https://mcp.example.com/mcp?token=abc", "--type", "sse")
+    entry = '{"command": "npx", "args": ["-y", "pkg"], "disabled": true}'
+    await ok(cli, "servers", "add", "pasted", "--entry", entry)
+    listing = await ok(cli, "servers", "list")
+    for text in ("echo", "python echo.py -v", "pending", "remote", "sse", "https://mcp.example.com/mcp", "disabled"):
+        assert text in listing, text
+    assert "upstream-secret" not in listing and "token=abc" not in listing
+    assert "removed server 'echo'" in await ok(cli, "servers", "remove", "echo")
+    assert "echo.py" not in await ok(cli, "servers", "list")
+    code, _, err = await cli("servers", "add", "remote", "--url", "https://elsewhere.example.com/mcp")
+    assert code == 1 and "already exists [HTTP 409]" in one_line_error(err)
+
+
+async def test_errors_are_one_line_with_exit_codes(cli: Cli, tmp_path: Path) -> None:
+    code, out, err = await cli("keys", "create", "bad", "--grant", "nope")
+    assert code == 2 and out == ""
+    assert "body.grants[0]: grant 'nope' must look like 'server/tool'" in one_line_error(err)
+    code, _, err = await cli("keys", "create", "x", "--budget", "lots")
+    assert code == 2 and "--budget 'lots'" in one_line_error(err)
+    code, _, err = await cli("keys", "create", "x", "--group", "ghost")
+    assert code == 2 and "tool group 'ghost' does not exist [HTTP 422]" in one_line_error(err)
+    await ok(cli, "groups", "create", "dup")
+    code, _, err = await cli("groups", "create", "dup")
+    assert code == 1 and "already exists [HTTP 409]" in one_line_error(err)
+    code, _, err = await cli("keys", "revoke", "no-such-key")
+    assert code == 1 and "no key matches 'no-such-key'" in one_line_error(err)
+    code, _, err = await cli("servers", "add", "both", "--url", "http://x/mcp", "--", "python", "x.py")
+    assert code == 2 and "exactly one" in one_line_error(err)
+
+    code, _, err = await cli("keys", "list", "--admin-url", cli.url, "--admin-token", "wrong", auth=False)
+    assert code == 1 and "[HTTP 401]" in one_line_error(err) and "wrong" not in err
+    code, _, err = await cli("keys", "list", auth=False)
+    assert code == 2 and "bastion up" in one_line_error(err)
+    code, _, err = await cli("keys", "list", "--admin-url", "http://127.0.0.1:9", "--admin-token", "t", auth=False)
+    assert code == 1 and "cannot reach the admin API" in one_line_error(err)
+
+
+async def test_settings_from_environment_and_stack_file(cli: Cli, tmp_path: Path) -> None:
+    env = {"BASTION_ADMIN_URL": cli.url, "BASTION_ADMIN_TOKEN": TOKEN}
+    code, out, _ = await cli("groups", "list", auth=False, env=env)
+    assert code == 0 and "0 group(s)" in out
+
+    # a live process whose command line says bastion stands in for `bastion up`
+    stand_in = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"
+    )
+    try:
+        await asyncio.sleep(0.3)
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        write_stack(data_dir, {"pid": stand_in.pid, "admin_url": cli.url + "/admin/v1", "admin_token": TOKEN})
+        code, out, err = await cli("groups", "list", "--data-dir", str(data_dir), auth=False)
+        assert code == 0 and "0 group(s)" in out, err
+        # the stack's token is never sent to another URL
+        code, _, err = await cli("groups", "list", "--data-dir", str(data_dir), "--admin-url", "http://127.0.0.2:1",
+                                 auth=False)  # fmt: skip
+        assert code == 2 and "no admin token for http://127.0.0.2:1/admin/v1" in one_line_error(err)
+    finally:
+        stand_in.kill()
+        await stand_in.wait()

@@ -1,0 +1,86 @@
+"""Pure pieces of the admin commands: where the admin API is, value parsing, what `bastion up` hands ingress."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bastion_cli.admin_client import AdminFailure, AdminTarget, api_root, find_admin
+from bastion_cli.admin_commands import parse_budget, parse_pairs, parse_rate
+from bastion_cli.stackfile import write_stack
+from bastion_cli.up import resolve_endpoints, service_specs
+from bastion_common.config import parse_config
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def live_stack(tmp_path: Path):
+    """A stack.json whose pid is a live process with 'bastion' in its command line."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
+    for _ in range(500):
+        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.01)
+    write_stack(tmp_path, {"pid": proc.pid, "admin_url": "http://127.0.0.1:8420/admin/v1", "admin_token": "stack-tok"})
+    yield tmp_path
+    proc.kill()
+    proc.wait()
+
+
+def pair(target: AdminTarget) -> tuple[str, str]:
+    return target.url, target.token
+
+
+def test_api_root() -> None:
+    for url in ("http://h:1", "http://h:1/", "http://h:1/admin/v1", "http://h:1/admin/v1/"):
+        assert api_root(url) == "http://h:1/admin/v1"
+
+
+def test_flags_beat_environment_beat_stack_file(live_stack: Path) -> None:
+    env = {"BASTION_ADMIN_URL": "http://env:2", "BASTION_ADMIN_TOKEN": "env-tok"}
+    assert pair(find_admin("http://flag:1", "flag-tok", live_stack, env)) == ("http://flag:1/admin/v1", "flag-tok")
+    assert pair(find_admin(None, None, live_stack, env)) == ("http://env:2/admin/v1", "env-tok")
+    assert pair(find_admin(None, None, live_stack, {})) == ("http://127.0.0.1:8420/admin/v1", "stack-tok")
+    # the stack's URL given explicitly still gets the stack's token; any other URL never does
+    assert find_admin("http://127.0.0.1:8420", None, live_stack, {}).token == "stack-tok"
+    with pytest.raises(AdminFailure, match="no admin token for http://other:1/admin/v1") as failure:
+        find_admin("http://other:1", None, live_stack, {})
+    assert failure.value.exit_code == 2
+
+
+def test_no_stack_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(AdminFailure, match="bastion up") as failure:
+        find_admin(None, None, tmp_path, {})
+    assert failure.value.exit_code == 2
+    write_stack(tmp_path, {"pid": 2**22 + 12345, "admin_url": "http://x:1", "admin_token": "t"})
+    with pytest.raises(AdminFailure, match="stale"):
+        find_admin(None, None, tmp_path, {})
+
+
+def test_value_parsing() -> None:
+    assert parse_budget("25") == {"limit_usd": 25.0, "period": "month"}
+    assert parse_budget("$2.5/day") == {"limit_usd": 2.5, "period": "day"}
+    assert parse_rate("60") == {"requests": 60, "per": "minute"}
+    assert parse_rate("5/second") == {"requests": 5, "per": "second"}
+    assert parse_pairs(["A=1", "B=x=y"], "--env") == {"A": "1", "B": "x=y"}
+    assert parse_budget(None) is None and parse_rate(None) is None
+    for bad in (lambda: parse_budget("lots"), lambda: parse_budget("5/fortnight"), lambda: parse_rate("0"),
+                lambda: parse_rate("5/week"), lambda: parse_pairs(["novalue"], "--env")):  # fmt: skip
+        with pytest.raises(AdminFailure) as failure:
+            bad()
+        assert failure.value.exit_code == 2
+
+
+def test_up_hands_the_admin_token_to_ingress_only(tmp_path: Path) -> None:
+    config = parse_config({"mcpServers": {}, "gateway": {"port": 9999}})
+    ep = resolve_endpoints(config, None, None, tmp_path, {})
+    assert ep.admin_url == "http://127.0.0.1:9999/admin/v1"
+    base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell"}
+    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", base, "admin-tok")}
+    assert specs["ingress"]["BASTION_ADMIN_TOKEN"] == "admin-tok"
+    assert all("BASTION_ADMIN_TOKEN" not in env for name, env in specs.items() if name != "ingress")
