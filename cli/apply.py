@@ -1,8 +1,8 @@
 """Push the config file into the JetStream KV buckets the services watch.
 
 Declarative and idempotent: after `apply_config` the buckets hold exactly what the file says.
-`KV_SERVERS` belongs to the config (servers not in it are deleted). `KV_KEYS` may also hold keys
-created at runtime, so only records marked `source="config"` are ever deleted. Unchanged records
+`KV_SERVERS` and `KV_KEYS` may also hold servers and keys created at run time, so only records
+marked `source="config"` are ever deleted. Unchanged records
 are not rewritten, so watchers see no spurious updates. A key's secret never leaves this process:
 only its sha256 (the KV key and `KeyRecord.id`) is written.
 """
@@ -68,13 +68,20 @@ async def _current(kv: KeyValue) -> dict[str, bytes]:
 
 
 async def _apply_servers(kv: KeyValue, config: BastionConfig) -> None:
+    """The file's servers are written; servers the file no longer names are removed only if a file
+    put them there (servers added at run time through the admin API stay)."""
     current = await _current(kv)
     for name, server in config.mcp_servers.items():
-        value = ServerRecord(name=name, config=server).model_dump_json().encode()
+        value = ServerRecord(name=name, config=server, source=CONFIG_SOURCE).model_dump_json().encode()
         if current.get(name) != value:
             await kv.put(name, value)
     for name in current.keys() - config.mcp_servers.keys():
-        await kv.delete(name)
+        try:
+            managed = ServerRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
+        except ValueError:
+            managed = False
+        if managed:
+            await kv.delete(name)
 
 
 async def _apply_keys(kv: KeyValue, records: list[KeyRecord]) -> None:

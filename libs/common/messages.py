@@ -142,6 +142,9 @@ class KeyRecord(_Message):
 class ServerRecord(_Message):
     name: str
     config: ServerConfig
+    source: str | None = None
+    """"config" for servers `bastion up` / `config apply` wrote from a file (removed again when they
+    leave it); None for servers added at run time (admin API), which applying a file never touches."""
 
 
 class CatalogTool(BaseModel):

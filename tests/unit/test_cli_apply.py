@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 
 from bastion_cli.apply import apply_config
 from bastion_common import subjects
-from bastion_common.config import BastionConfig, ConfigError, load_config
+from bastion_common.config import BastionConfig, ConfigError, ServerConfig, load_config
 from bastion_common.messages import KeyRecord, ServerRecord
 
 pytestmark = pytest.mark.integration  # real nats-server (fast: ~50 ms per test)
@@ -106,11 +106,13 @@ async def test_removed_entries_disappear_and_runtime_keys_stay(nc: NATS, tmp_pat
     keys_kv = await bucket(nc, subjects.KV_KEYS)
     runtime = KeyRecord(id=sha(RUNTIME), name="made-by-hand", grants=["echo/echo"])
     await keys_kv.put(runtime.id, runtime.model_dump_json().encode())
+    servers_kv = await bucket(nc, subjects.KV_SERVERS)
+    added = ServerRecord(name="added-live", config=ServerConfig(url="http://127.0.0.1:9/mcp"))  # admin API style
+    await servers_kv.put(added.name, added.model_dump_json().encode())
 
     await apply_config(nc, config(tmp_path, REDUCED))
 
-    servers_kv = await bucket(nc, subjects.KV_SERVERS)
-    assert set(await contents(servers_kv)) == {"echo"}
+    assert set(await contents(servers_kv)) == {"echo", "added-live"}, "config servers removed, runtime server kept"
     with pytest.raises(KeyNotFoundError):
         await servers_kv.get("remote")
     assert set(await contents(keys_kv)) == {sha(DEMO), sha(RUNTIME)}, "config keys removed, runtime key kept"
