@@ -11,14 +11,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from nats.js import JetStreamContext
+from pydantic import BaseModel, ValidationError
 
 from .nats import kv_bucket
 
-__all__ = ["BucketWatch"]
+__all__ = ["BucketWatch", "decode_value"]
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def decode_value(model: type[M], value: bytes, what: str) -> M | None:
+    """A KV value as `model`, or None (logged) when it is malformed: one bad record written by
+    hand or by an older version must not take a watcher, let alone a service, down."""
+    try:
+        return model.model_validate_json(value)
+    except ValidationError as exc:
+        log.error("ignoring malformed %s: %s", what, exc.errors()[0]["msg"])
+        return None
+
 
 OnPut = Callable[[str, bytes, int], Awaitable[None] | None]
 OnDelete = Callable[[str], Awaitable[None] | None]

@@ -58,14 +58,14 @@ async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1) -> KeyV
             return await js.key_value(bucket)
 
 
-async def ensure_audit_stream(js: JetStreamContext) -> None:
-    """The durable audit stream: file storage, kept until the audit service has written it."""
+async def _ensure_file_stream(js: JetStreamContext, name: str, subject: str, max_age_days: int) -> None:
+    """Create the stream, or bring an existing one to this configuration (idempotent, any replica)."""
     config = StreamConfig(
-        name=subjects.AUDIT_STREAM,
-        subjects=[f"{subjects.AUDIT_EVENTS}.>"],
+        name=name,
+        subjects=[subject],
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
-        max_age=7 * 24 * 3600,
+        max_age=max_age_days * 24 * 3600,
         discard=DiscardPolicy.OLD,
         duplicate_window=120,
     )
@@ -73,20 +73,13 @@ async def ensure_audit_stream(js: JetStreamContext) -> None:
         await js.add_stream(config)
     except Exception:
         await js.update_stream(config)
+
+
+async def ensure_audit_stream(js: JetStreamContext) -> None:
+    """The durable audit stream: file storage, kept until the audit service has written it."""
+    await _ensure_file_stream(js, subjects.AUDIT_STREAM, f"{subjects.AUDIT_EVENTS}.>", max_age_days=7)
 
 
 async def ensure_audit_dead_stream(js: JetStreamContext) -> None:
     """Dead letters of the audit stream: kept 30 days for a human to look at, never replayed."""
-    config = StreamConfig(
-        name=subjects.AUDIT_DEAD_STREAM,
-        subjects=[subjects.AUDIT_DEAD],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=30 * 24 * 3600,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=120,
-    )
-    try:
-        await js.add_stream(config)
-    except Exception:
-        await js.update_stream(config)
+    await _ensure_file_stream(js, subjects.AUDIT_DEAD_STREAM, subjects.AUDIT_DEAD, max_age_days=30)

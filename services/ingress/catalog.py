@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pydantic import ValidationError
 
+from bastion_common.kvwatch import decode_value
 from bastion_common.messages import ServerCatalog
 from bastion_common.naming import assign_names
 
@@ -42,11 +42,10 @@ class Catalog:
         self.revision = 0
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> None:
-        try:
-            self._servers[server] = ServerCatalog.model_validate_json(value)
-        except ValidationError as exc:
-            log.error("ignoring malformed catalog for %s: %s", server, exc.errors()[0]["msg"])
+        catalog = decode_value(ServerCatalog, value, f"catalog of {server}")
+        if catalog is None:
             return
+        self._servers[server] = catalog
         self._rebuild()
 
     def delete(self, server: str) -> None:

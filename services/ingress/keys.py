@@ -10,8 +10,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from pydantic import ValidationError
-
+from bastion_common.kvwatch import decode_value
 from bastion_common.messages import Caller, KeyRecord
 
 __all__ = ["AuthFailure", "KeyDirectory"]
@@ -36,10 +35,8 @@ class KeyDirectory:
         self._by_id: dict[str, tuple[KeyRecord, Caller, int]] = {}
 
     def put(self, key_id: str, value: bytes, revision: int = 0) -> None:
-        try:
-            record = KeyRecord.model_validate_json(value)
-        except ValidationError as exc:
-            log.error("ignoring malformed key record %s…: %s", key_id[:8], exc.errors()[0]["msg"])
+        record = decode_value(KeyRecord, value, f"key record {key_id[:8]}…")
+        if record is None:
             return
         self._by_id[key_id] = (record, Caller(key_id=key_id, key_name=record.name), revision)
 

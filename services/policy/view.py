@@ -11,11 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from bastion_common.config import ServerConfig
 from bastion_common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
 from bastion_common.errors import ErrorKind
+from bastion_common.kvwatch import decode_value
 from bastion_common.messages import Caller, GatewayError, KeyRecord, ServerRecord
 
 from .filters import Narrowing, union_of_grants
@@ -67,7 +66,7 @@ class PolicyView:
     # ------------------------------------------------------------------ KV feeds
 
     def put_key(self, key_id: str, value: bytes, _revision: int = 0) -> None:
-        if (record := _parse(KeyRecord, value, f"key {key_id[:8]}…")) is not None:
+        if (record := decode_value(KeyRecord, value, f"key {key_id[:8]}…")) is not None:
             self.keys[key_id] = record
             self._compiled.clear()
 
@@ -78,7 +77,7 @@ class PolicyView:
     def put_entity(self, kv_key: str, value: bytes, _revision: int = 0) -> None:
         kind, _, entity_id = kv_key.partition(".")
         model = ENTITY_KINDS.get(kind)
-        if model is None or (entity := _parse(model, value, kv_key)) is None:
+        if model is None or (entity := decode_value(model, value, kv_key)) is None:
             return
         self._table(kind)[entity_id] = entity
         self._compiled.clear()
@@ -90,7 +89,7 @@ class PolicyView:
             self._compiled.clear()
 
     def put_server(self, name: str, value: bytes, _revision: int = 0) -> None:
-        if (record := _parse(ServerRecord, value, f"server {name}")) is not None:
+        if (record := decode_value(ServerRecord, value, f"server {name}")) is not None:
             self.servers[name] = record.config
 
     def delete_server(self, name: str) -> None:
@@ -143,11 +142,3 @@ class PolicyView:
             return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
         allows = key.grants.allows
         return [i for i, (server, tool) in enumerate(tools) if allows(server, tool) and narrowing.allows(server, tool)]
-
-
-def _parse(model: type[BaseModel], value: bytes, what: str) -> Any:
-    try:
-        return model.model_validate_json(value)
-    except ValidationError as exc:
-        log.error("ignoring malformed %s: %s", what, exc.errors()[0]["msg"])
-        return None
