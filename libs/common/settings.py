@@ -32,6 +32,9 @@ class IngressSettings(ServiceSettings):
     session_secret: SecretStr = SecretStr("")
     """HMAC key for session ids; shared by all ingress replicas so any replica serves any session.
     Empty means a random per-process secret (fine for one replica)."""
+    allowed_hosts: list[str] = Field(default_factory=list)
+    """Host names (and origins' hosts) browsers may reach `/mcp` under. Empty: when bound to a
+    loopback address only localhost names are accepted (DNS-rebinding protection); otherwise any."""
     admin_token: SecretStr = SecretStr("")
     """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
 

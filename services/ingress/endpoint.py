@@ -26,6 +26,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIO
 from bastion_common.messages import AuditEvent
 
 from .handlers import Handlers, RequestContext
+from .hosts import HostGuard
 from .keys import AuthFailure, KeyDirectory
 from .protocol import DEFAULT_LEGACY_VERSION, error_body
 from .sessions import SessionCodec
@@ -57,8 +58,10 @@ class McpEndpoint:
         emit_audit: Callable[[AuditEvent], None],
         max_body_bytes: int,
         prefer_sse: bool = False,
+        hosts: HostGuard | None = None,
     ) -> None:
         self.handlers, self.keys, self.sessions = handlers, keys, sessions
+        self.hosts = hosts
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
         self.prefer_sse = prefer_sse
@@ -66,6 +69,9 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
+        if self.hosts is not None and (refused := self.hosts.problem(headers.get("host"), headers.get("origin"))):
+            await _plain(send, 403, {"error": "forbidden_host", "message": refused})
+            return
         caller = self.keys.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
             await _plain(send, 401, {"error": caller.error, "message": caller.message},

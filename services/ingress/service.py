@@ -29,6 +29,7 @@ from .catalog import Catalog
 from .endpoint import McpEndpoint
 from .gateway import Gateway
 from .handlers import Handlers
+from .hosts import HostGuard
 from .keys import KeyDirectory
 from .sessions import SessionCodec
 
@@ -120,6 +121,7 @@ class IngressService:
             self._audit.emit,
             self.settings.max_body_bytes,
             prefer_sse=self.settings.response_mode == "sse",
+            hosts=HostGuard(self.settings.host, self.settings.allowed_hosts),
         )
         app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url="/docs", redoc_url=None)
         app.include_router(admin_api(nc.jetstream(), self.settings.admin_token, self.keys))

@@ -144,3 +144,12 @@ async def test_modern_requests_are_validated_by_the_sdk_ladder(gateway, http):
     assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == -32020
     no_meta = await http.post(gateway.url, headers=headers, json={"jsonrpc": "2.0", "id": 3, "method": "server/discover"})
     assert no_meta.status_code == 400 and no_meta.json()["error"]["code"] == -32602
+
+
+async def test_dns_rebinding_is_refused(gateway, http):
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    response = await http.post(gateway.url, headers={**AUTH, "Host": "evil.example.com"}, json=ping)
+    assert response.status_code == 403 and response.json()["error"] == "forbidden_host"
+    response = await http.post(gateway.url, headers={**AUTH, "Origin": "http://evil.example.com"}, json=ping)
+    assert response.status_code == 403
+    await _still_serving(gateway, http)
