@@ -141,3 +141,32 @@ async def test_an_agent_may_ask_for_a_shorter_timeout(gateway):
             await client.call_tool("echo__sleep", {"seconds": 5})
         assert slow.value.error.code in (-32061, -32071)  # upstream or gateway timeout, within 0.5 s
         assert _text(await client.call_tool("echo__echo", {"text": "fast"})) == "fast"
+
+
+async def test_streamable_http_and_sse_upstreams_through_the_gateway(nats_url, redis_url, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support.gateway import SERVERS
+
+    procs = []
+    urls = {}
+    try:
+        for name, flag in (("remote", "--http"), ("legacysse", "--sse")):
+            proc = subprocess.Popen([sys.executable, str(SERVERS / "echo_server.py"), flag, "--port", "0"],
+                                    stdout=subprocess.PIPE, text=True)
+            procs.append(proc)
+            line = await asyncio.to_thread(proc.stdout.readline)
+            assert line.startswith("READY "), line
+            urls[name] = line.split()[1]
+        raw = default_config({"remote": {"url": urls["remote"]}, "legacysse": {"url": urls["legacysse"], "type": "sse"}})
+        async with running_gateway(nats_url, redis_url, tmp_path, raw) as gw:
+            async with gw.client(ADMIN_KEY) as client:
+                names = {t.name for t in (await client.list_tools()).tools}
+                assert {"remote__echo", "legacysse__echo", "echo__echo"} <= names
+                assert _text(await client.call_tool("remote__add", {"a": 2, "b": 3})) == "5"
+                assert _text(await client.call_tool("legacysse__echo", {"text": "over sse"})) == "over sse"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
