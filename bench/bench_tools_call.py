@@ -140,7 +140,10 @@ def start_upstream() -> tuple[subprocess.Popen[str], str]:
     return proc, line.split()[1]
 
 
-def start_gateway(upstream_url: str, workdir: Path) -> tuple[subprocess.Popen[str], str]:
+def start_gateway(
+    upstream_url: str, workdir: Path, extra_servers: dict | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """`bastion up` with the `echo` upstream (plus `extra_servers`, reachable by the same key)."""
     import socket
 
     with socket.socket() as s:
@@ -148,8 +151,9 @@ def start_gateway(upstream_url: str, workdir: Path) -> tuple[subprocess.Popen[st
         port = s.getsockname()[1]
     config = workdir / "bench.yaml"
     config.write_text(json.dumps({
-        "mcpServers": {"echo": {"url": upstream_url}},
-        "keys": [{"name": "bench", "key": KEY, "tools": ["echo/*"]}, {"name": "denied", "key": DENIED_KEY, "tools": []}],
+        "mcpServers": {"echo": {"url": upstream_url}, **(extra_servers or {})},
+        "keys": [{"name": "bench", "key": KEY, "tools": ["echo/*", *(f"{name}/*" for name in extra_servers or {})]},
+                 {"name": "denied", "key": DENIED_KEY, "tools": []}],
         "stack": {"data_dir": str(workdir / "data")},
     }))
     env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING"}

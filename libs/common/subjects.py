@@ -13,7 +13,10 @@ __all__ = [
     "AUDIT_EVENTS",
     "AUDIT_QUERY",
     "AUDIT_STREAM",
+    "EXEC_ACCEPTED_BY",
+    "EXEC_ALIVE",
     "EXEC_CALL",
+    "EXEC_WANT_ACK",
     "KV_CATALOG",
     "KV_KEYS",
     "KV_POLICY",
@@ -24,6 +27,7 @@ __all__ = [
     "QUEUE_EXECUTOR",
     "QUEUE_POLICY",
     "audit_subject",
+    "executor_alive_subject",
 ]
 
 # --- request path (core NATS request/reply) ---
@@ -35,6 +39,23 @@ POLICY_LIST: Final = "bastion.policy.list"
 
 EXEC_CALL: Final = "bastion.exec.call"
 """policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`."""
+
+EXEC_WANT_ACK: Final = "Bastion-Want-Ack"
+"""Header on an `EXEC_CALL` request: the executor that takes the call first sends an empty
+acknowledgement carrying `EXEC_ACCEPTED_BY`, so the requester knows which replica holds it."""
+
+EXEC_ACCEPTED_BY: Final = "Bastion-Executor"
+"""Header of that acknowledgement: the executor's instance name."""
+
+EXEC_ALIVE: Final = "bastion.exec.alive"
+"""policy -> one executor replica (no queue group): an empty request answered at once by a live
+replica; "no responders" proves the replica is gone, so its in-flight calls can fail fast."""
+
+
+def executor_alive_subject(instance: str) -> str:
+    """The liveness subject of one executor replica (its instance name made a single subject token)."""
+    return f"{EXEC_ALIVE}." + "".join(c if c.isalnum() or c in "-_" else "_" for c in instance)
+
 
 QUEUE_POLICY: Final = "policy"
 QUEUE_EXECUTOR: Final = "executor"

@@ -80,6 +80,8 @@ class ExecutorService:
         while (entry := await watcher.updates(timeout=None)) is not None:
             await self._apply(entry)
         self._watch_task = asyncio.create_task(self._watch(watcher), name="executor:servers-watch")
+        # answered until the connection drains, so calls still in flight during a stop are not declared lost
+        await self._nc.subscribe(subjects.executor_alive_subject(self.instance), cb=self._on_alive)
         self._sub = await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call)
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
 
@@ -190,8 +192,16 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ hot path
 
+    async def _on_alive(self, msg: Msg) -> None:
+        """Policy probing a replica that holds one of its calls: being able to answer is the answer."""
+        if msg.reply and self._nc is not None:
+            await self._nc.publish(msg.reply, b"")
+
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
+        if msg.reply and msg.headers and subjects.EXEC_WANT_ACK in msg.headers and self._nc is not None:
+            # tell the requester which replica holds the call, so it can notice if this one dies
+            await self._nc.publish(msg.reply, b"", headers={subjects.EXEC_ACCEPTED_BY: self.instance})
         task = asyncio.create_task(self._handle(msg))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

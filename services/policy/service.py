@@ -4,7 +4,8 @@ Hot path (raw nats-py, no framework): a `ToolCall` arrives on `POLICY_CALL`. The
 inline: grants and header narrowing from the compiled in-memory view, then budgets and rate
 limits in one Redis round trip when the call has any. A refusal is answered at once; an allowed
 call is sent byte-for-byte to the executor as a NATS request and its outcome relayed back. The
-relay costs one hop, but forwarding with the caller's inbox would lose NATS's "no responders"
+relay costs one hop (`relay.py`, which also notices an executor replica dying mid-call), but
+forwarding with the caller's inbox would lose NATS's "no responders"
 signal (the server sends it only to the publisher), turning a missing executor into a silent
 wait for the full timeout; and policy must see the outcome to refund a call that failed.
 """
@@ -30,8 +31,9 @@ from bastion_common.nats import connect
 from bastion_common.settings import PolicySettings
 
 from .charging import Charger
-from .limits import LimitEngine
 from .filters import narrowing
+from .limits import LimitEngine
+from .relay import ExecRelay, ExecutorLost
 from .view import PolicyView
 
 __all__ = ["PolicyService"]
@@ -63,6 +65,7 @@ class PolicyService:
         self.charger: Charger | None = None
         self._watches: list[BucketWatch] = []
         self._inflight: set[asyncio.Task[None]] = set()
+        self._relay: ExecRelay | None = None
 
     async def start(self) -> None:
         # no command retries (a charge retried after a lost reply would be charged twice)
@@ -79,6 +82,8 @@ class PolicyService:
         ]
         for watch in self._watches:
             await watch.start()
+        self._relay = ExecRelay(nc)
+        await self._relay.start()
         await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
         await nc.flush()
@@ -116,14 +121,17 @@ class PolicyService:
         task.add_done_callback(self._inflight.discard)
 
     async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: object) -> None:
-        assert self._nc is not None and self.charger is not None and msg.reply
+        assert self._nc is not None and self.charger is not None and self._relay is not None and msg.reply
         charge = await self.charger.charge(key, call.server, call.tool, time.time())  # type: ignore[arg-type]
         if isinstance(charge, GatewayError):
             await self._answer(msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy"))
             return
         error: GatewayError | None = None
         try:
-            reply = await self._nc.request(subjects.EXEC_CALL, msg.data, timeout=max(call.timeout - 0.05, 0.05))
+            reply = await self._relay.request(msg.data, within=max(call.timeout - 0.05, 0.05))
+        except ExecutorLost as exc:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                                 message=f"{exc}; tool {call.name!r} may or may not have run; retry if it is safe to")
         except NoRespondersError:
             error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
                                  message="no executor service is running behind this gateway; retry shortly")

@@ -103,8 +103,11 @@ async def running_gateway(
     workdir: Path,
     raw_config: dict[str, Any] | None = None,
     clickhouse_url: str | None = None,
+    executor: bool = True,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
+    """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
+    kill) and so does not wait for any server to be ready."""
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
     await apply_config(nc, config)
@@ -114,7 +117,7 @@ async def running_gateway(
         for service in (
             AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")),
             PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url)),
-            ExecutorService(ExecutorSettings(nats_url=nats_url)),
+            *([ExecutorService(ExecutorSettings(nats_url=nats_url))] if executor else []),
         ):
             await service.start()
             started.append(service)
@@ -122,7 +125,8 @@ async def running_gateway(
         await front.start()
         started.append(front)
         gateway = Gateway(front.url, nats_url, config, front, started)
-        await gateway.wait_for_servers(*(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down")))
+        if executor:
+            await gateway.wait_for_servers(*(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down")))
         yield gateway
     finally:
         for service in reversed(started):

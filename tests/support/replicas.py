@@ -1,0 +1,84 @@
+"""Helpers for scale-out tests: a client transport that spreads one MCP session over several
+ingress replicas, and executor replicas run as real processes that a test can SIGKILL.
+
+Alternating replicas request by request is the worst case a non-sticky load balancer can
+produce; if a session survives it, it survives any balancing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+import httpx2
+import orjson
+
+__all__ = ["AlternatingTransport", "ExecutorProcess"]
+
+
+class AlternatingTransport(httpx2.AsyncBaseTransport):
+    """Sends each HTTP request to the next of `bases` (round robin), whatever URL the client used,
+    and records `(replica index, HTTP method, JSON-RPC method)` so a test can prove the spread."""
+
+    def __init__(self, bases: list[str]) -> None:
+        self._bases = [httpx2.URL(b) for b in bases]
+        self._next = itertools.cycle(range(len(bases)))
+        self._inner = httpx2.AsyncHTTPTransport()
+        self.served: list[tuple[int, str, str | None]] = []
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        index = next(self._next)
+        base = self._bases[index]
+        request.url = request.url.copy_with(host=base.host, port=base.port)
+        rpc_method = None
+        if request.method == "POST":
+            body = await request.aread()
+            try:
+                rpc_method = orjson.loads(body).get("method")
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
+        self.served.append((index, request.method, rpc_method))
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass
+class ExecutorProcess:
+    """`python -m bastion_executor` as a child process, so a test can kill it the hard way."""
+
+    nats_url: str
+    instance: str
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> ExecutorProcess:
+        env = {**os.environ, "BASTION_NATS_URL": self.nats_url, "BASTION_INSTANCE": self.instance,
+               "BASTION_LOG_LEVEL": "WARNING"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "bastion_executor"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the executor and its upstream children: no drain, no goodbye on NATS."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # stdio upstreams of a killed executor see EOF and exit; make sure of it
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
