@@ -41,8 +41,9 @@ EXEC_CALL: Final = "bastion.exec.call"
 """policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`."""
 
 EXEC_WANT_ACK: Final = "Bastion-Want-Ack"
-"""Header on an `EXEC_CALL` request: the executor that takes the call first sends an empty
-acknowledgement carrying `EXEC_ACCEPTED_BY`, so the requester knows which replica holds it."""
+"""Header on an `EXEC_CALL` request: if the call is still running a moment later (0.25 s), the
+executor that took it sends an empty acknowledgement carrying `EXEC_ACCEPTED_BY`, so the
+requester knows which replica holds it. Fast calls answer before that and send no ack."""
 
 EXEC_ACCEPTED_BY: Final = "Bastion-Executor"
 """Header of that acknowledgement: the executor's instance name."""

@@ -40,6 +40,10 @@ _DELETE_OPS = ("DEL", "PURGE")
 _DRAIN_TIMEOUT = 10.0
 
 
+ACK_AFTER = 0.25
+"""Seconds a call runs before this replica acknowledges it (see `subjects.EXEC_WANT_ACK`)."""
+
+
 class ExecutorService:
     """Start with `await start()` (returns once every configured server has been handed its
     connection task and the call subscription is live); stop with `await stop()`."""
@@ -199,12 +203,19 @@ class ExecutorService:
 
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
-        if msg.reply and msg.headers and subjects.EXEC_WANT_ACK in msg.headers and self._nc is not None:
-            # tell the requester which replica holds the call, so it can notice if this one dies
-            await self._nc.publish(msg.reply, b"", headers={subjects.EXEC_ACCEPTED_BY: self.instance})
         task = asyncio.create_task(self._handle(msg))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        if msg.reply and msg.headers and subjects.EXEC_WANT_ACK in msg.headers:
+            # Tell the requester which replica holds the call, so it can notice if this one dies;
+            # only for calls still running after ACK_AFTER: a fast call's answer is its own proof
+            # of life, and one message fewer per call is real latency on the hot path.
+            ack = asyncio.get_running_loop().call_later(ACK_AFTER, self._acknowledge, msg.reply)
+            task.add_done_callback(lambda _: ack.cancel())
+
+    def _acknowledge(self, reply: str) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            self._spawn_background(self._nc.publish(reply, b"", headers={subjects.EXEC_ACCEPTED_BY: self.instance}))
 
     async def _handle(self, msg: Msg) -> None:
         try:

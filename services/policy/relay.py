@@ -2,13 +2,14 @@
 
 A plain NATS request to a queue group cannot tell "the tool is slow" from "the executor that took
 the call was killed": both are silence until the call timeout (120 s by default). So each request
-asks for an acknowledgement (`EXEC_WANT_ACK`); the replica that takes the call names itself in it.
+asks for an acknowledgement (`EXEC_WANT_ACK`); the replica that takes the call names itself in it
+once the call has run for a moment (fast calls answer first and cost no extra message).
 While a call is unanswered, its replica is probed on its own liveness subject every
 `PROBE_EVERY` seconds; "no responders" there (NATS drops a dead connection's subscriptions at once)
 or `MAX_MISSES` unanswered probes in a row fail the call with `gateway_unavailable` and the honest
 caveat that it may have run. A call that no replica acknowledged within `ACK_GRACE` seconds (lost on
-the way to a replica that was dying) fails the same way. Calls that answer within `PROBE_EVERY`
-cost one extra small message and nothing else.
+the way to a replica that was dying) fails the same way. Calls that answer within a quarter second
+cost nothing extra; slower ones one small message.
 """
 
 from __future__ import annotations
