@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bastion_cli.stack import free_port
 
-__all__ = ["alive", "assert_none_left", "descendants", "marked_processes", "output", "start_up", "stop_up", "wait_for"]
+__all__ = ["alive", "assert_none_left", "descendants", "fake_bastion_up", "marked_processes", "output", "start_up", "stop_up", "wait_for"]
 
 
 def marked_processes(marker: str) -> list[int]:
@@ -129,3 +129,13 @@ def stop_up(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
         proc.wait()
         raise AssertionError(f"bastion up did not stop on SIGTERM:\n{output(tmp_path)}") from None
     assert code == 0, output(tmp_path)
+
+
+def fake_bastion_up() -> subprocess.Popen[bytes]:
+    """A live process whose command line mentions bastion, as a running `bastion up` has."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
+    for _ in range(500):  # until exec has replaced the forked copy of pytest
+        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            break
+        time.sleep(0.01)
+    return proc

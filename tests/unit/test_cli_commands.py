@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from typer.testing import CliRunner
 from bastion_cli.main import app
 from bastion_cli.stack import free_port
 from bastion_cli.stackfile import write_stack
+from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit
 
@@ -25,14 +25,6 @@ DEMO_SECRET = "bk_demo_local_only_change_me_0000"
 runner = CliRunner()
 
 
-def fake_bastion_up() -> subprocess.Popen[bytes]:
-    """A live process whose command line mentions bastion, as a running `bastion up` has."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
-    for _ in range(500):  # until exec has replaced the forked copy of pytest
-        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-            break
-        time.sleep(0.01)
-    return proc
 
 
 def children() -> set[int]:

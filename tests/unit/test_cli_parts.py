@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,18 +13,11 @@ from bastion_cli.summary import safe_url
 from bastion_cli.supervisor import Backoff, describe_exit
 from bastion_cli.up import SERVICES, resolve_endpoints, service_specs
 from bastion_common.config import load_config
+from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit
 
 
-def fake_bastion_up() -> subprocess.Popen[bytes]:
-    """A live process whose command line mentions bastion, as a running `bastion up` has."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
-    for _ in range(500):  # until exec has replaced the forked copy of pytest
-        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-            break
-        time.sleep(0.01)
-    return proc
 
 
 def test_backoff_doubles_caps_and_resets_after_a_stable_run() -> None:
