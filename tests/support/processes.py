@@ -16,7 +16,17 @@ from pathlib import Path
 
 from bastion_cli.stack import free_port
 
-__all__ = ["alive", "assert_none_left", "descendants", "fake_bastion_up", "marked_processes", "output", "start_up", "stop_up", "wait_for"]
+__all__ = [
+    "alive",
+    "assert_none_left",
+    "descendants",
+    "fake_bastion_up",
+    "marked_processes",
+    "output",
+    "start_up",
+    "stop_up",
+    "wait_for",
+]
 
 
 def marked_processes(marker: str) -> list[int]:
