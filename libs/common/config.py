@@ -34,6 +34,7 @@ __all__ = [
     "KeyConfig",
     "ServerConfig",
     "StackSection",
+    "grant_problem",
     "load_config",
     "parse_config",
 ]
@@ -77,6 +78,16 @@ class CircuitBreakerConfig(_Strict):
     failed probe, up to ten times this)."""
 
 
+def grant_problem(pattern: str) -> str | None:
+    """Why `pattern` is not a grant, or None. Grants are `*`, `server/tool`, `server/prompt:name` or
+    `server/resource:uri` (a URI may contain `/`), wildcards allowed (docs/access-control.md)."""
+    server, slash, name = pattern.partition("/")
+    if pattern == "*" or (slash and server and name and ("/" not in name or name.startswith("resource:"))):
+        return None
+    return (f"grant {pattern!r} must look like 'server/tool', 'server/prompt:name' or 'server/resource:uri' "
+            "(wildcards allowed) or '*'")
+
+
 class ServerConfig(_Strict):
     """One upstream MCP server, in the `mcpServers` dialect plus Bastion's optional knobs."""
 
@@ -100,6 +111,15 @@ class ServerConfig(_Strict):
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     """Re-sends after a connection failure, only for tools annotated idempotent or read-only."""
+    protocol: Literal["auto", "legacy"] = "auto"
+    """Which protocol era Bastion speaks to this server. "auto": 2026-07-28 when the server offers it,
+    else the newest handshake version. "legacy": always the `initialize` handshake (2025-11-25 and
+    older), for servers whose tools rely on what 2026-07-28 removed: requests to the agent mid-call
+    through the old API (sampling, elicitation, roots), `resources/subscribe`, `logging/setLevel`."""
+    namespace: bool = True
+    """False serves this server's tools and prompts under their own names instead of
+    `<server>__<name>` (for agents that call tools by fixed names). A name another server already
+    uses falls back to the namespaced form, with a warning in the ingress log."""
 
     @model_validator(mode="before")
     @classmethod
@@ -188,9 +208,8 @@ class KeyConfig(_Strict):
     @classmethod
     def _grant_shape(cls, grants: list[str]) -> list[str]:
         for grant in grants:
-            server, slash, tool = grant.partition("/")
-            if grant != "*" and not (slash and server and tool and "/" not in tool):
-                raise ValueError(f"grant {grant!r} must look like 'server/tool' (wildcards allowed) or '*'")
+            if (problem := grant_problem(grant)) is not None:
+                raise ValueError(problem)
         return grants
 
     def key_hash(self) -> str:

@@ -26,11 +26,15 @@ __all__ = [
     "CallOutcome",
     "Caller",
     "CatalogTool",
+    "ClientReply",
     "GatewayError",
     "KeyRecord",
+    "ResourceUpdated",
     "ServerCatalog",
     "ServerRecord",
+    "StreamEvent",
     "ToolCall",
+    "UpstreamRequest",
     "VisibleTools",
     "VisibleToolsQuery",
     "audit_events",
@@ -89,6 +93,69 @@ class ToolCall(_Message):
     timeout: float
     """Seconds the caller will wait; the executor gives up slightly earlier."""
     sent_at: float = Field(default_factory=time.time)
+    stream: str | None = None
+    """Subject of the agent's open response stream (an SSE answer to its POST), when it has one.
+    The executor publishes `StreamEvent`s there while the call runs: progress and log notifications,
+    and requests the upstream makes of the agent (sampling, elicitation, roots)."""
+    client: list[str] = Field(default_factory=list)
+    """Client capabilities the agent declared that an upstream may ask it for:
+    "sampling", "elicitation", "roots"."""
+    log_level: str | None = None
+    """The lowest log level the agent wants forwarded on its stream (2026-07-28 upstreams send log
+    messages only for requests that ask for them)."""
+    extra: dict[str, Any] | None = None
+    """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
+    `inputResponses` and `requestState`), forwarded as they are."""
+
+
+class UpstreamRequest(_Message):
+    """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
+    (`prompts/get`, `resources/read`, `resources/subscribe`, `completion/complete`, ...)."""
+
+    id: str = Field(default_factory=new_id)
+    trace_id: str | None = None
+    caller: Caller
+    server: str
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Wire params with the upstream's own names (a prompt's un-namespaced name)."""
+    target: str
+    """What grants are checked against, in the `server/<target>` space: `prompt:<name>` or
+    `resource:<uri>` (see docs/access-control.md)."""
+    subscriber: str | None = None
+    """`resources/(un)subscribe`: the agent session the subscription belongs to."""
+    include_servers: list[str] | None = None
+    include_tools: list[str] | None = None
+    timeout: float
+    sent_at: float = Field(default_factory=time.time)
+    stream: str | None = None
+    client: list[str] = Field(default_factory=list)
+    log_level: str | None = None
+
+
+class StreamEvent(_Message):
+    """executor -> the ingress holding an agent's response stream: one JSON-RPC message for the agent.
+
+    A notification (`notifications/progress`, `notifications/message`) is published; a request
+    (`sampling/createMessage`, `elicitation/create`, `roots/list`) is a NATS request whose reply
+    subject waits for the agent's answer as a `ClientReply`."""
+
+    method: str
+    params: dict[str, Any] | None = None
+
+
+class ClientReply(_Message):
+    """ingress -> executor: the agent's answer to a `StreamEvent` request (wire result or error)."""
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class ResourceUpdated(_Message):
+    """executor -> every ingress: an upstream said a subscribed resource changed."""
+
+    server: str
+    uri: str
 
 
 class CallOutcome(_Message):
@@ -100,6 +167,9 @@ class CallOutcome(_Message):
     error: GatewayError | None = None
     decided_by: Literal["policy", "executor"]
     upstream_ms: float | None = None
+    events: int = 0
+    """`StreamEvent`s the executor sent to the call's stream before this outcome: ingress forwards
+    that many before the result, so a late notification never follows the answer."""
 
 
 class VisibleToolsQuery(_Message):
@@ -177,6 +247,15 @@ class ServerCatalog(_Message):
     breaker: BreakerStatus | None = None
     protocol_version: str | None = None
     tools: list[CatalogTool] = Field(default_factory=list)
+    namespace: bool = True
+    """False when the server's tools and prompts keep their own names (`ServerConfig.namespace`)."""
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    """The upstream's server capabilities (wire JSON): which of prompts, resources (subscribe),
+    completions and logging it offers."""
+    prompts: list[dict[str, Any]] = Field(default_factory=list)
+    """The upstream's prompts (wire JSON), every page."""
+    resources: list[dict[str, Any]] = Field(default_factory=list)
+    resource_templates: list[dict[str, Any]] = Field(default_factory=list)
     updated_at: float = Field(default_factory=time.time)
 
 
@@ -188,7 +267,8 @@ class AuditEvent(_Message):
 
     event_id: str = Field(default_factory=new_id)
     ts: float = Field(default_factory=time.time)
-    kind: Literal["tool_call"] = "tool_call"
+    kind: Literal["tool_call", "prompt_get", "resource_read", "resource_subscribe", "completion"] = "tool_call"
+    """What the agent did: `name` is the tool or prompt's gateway name, or the resource URI."""
     trace_id: str | None = None
     key_id: str = ""
     key_name: str = ""

@@ -48,12 +48,13 @@ async def connect(url: str, name: str) -> NATS:
     )
 
 
-async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1) -> KeyValue:
+async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1, ttl: float | None = None) -> KeyValue:
+    """The bucket, created if missing (`ttl`: seconds an entry lives after its last write)."""
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
         try:
-            return await js.create_key_value(bucket=bucket, history=history, storage=StorageType.FILE)
+            return await js.create_key_value(bucket=bucket, history=history, storage=StorageType.FILE, ttl=ttl)
         except Exception:  # another replica created it between our two calls
             return await js.key_value(bucket)
 

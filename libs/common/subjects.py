@@ -16,16 +16,20 @@ __all__ = [
     "EXEC_ACCEPTED_BY",
     "EXEC_ALIVE",
     "EXEC_CALL",
+    "EXEC_REQUEST",
     "EXEC_WANT_ACK",
     "KV_CATALOG",
     "KV_KEYS",
     "KV_POLICY",
     "KV_SERVERS",
+    "KV_SESSIONS",
     "POLICY_CALL",
     "POLICY_LIST",
+    "POLICY_REQUEST",
     "QUEUE_AUDIT",
     "QUEUE_EXECUTOR",
     "QUEUE_POLICY",
+    "RESOURCE_UPDATED",
     "audit_subject",
     "executor_alive_subject",
 ]
@@ -39,6 +43,16 @@ POLICY_LIST: Final = "bastion.policy.list"
 
 EXEC_CALL: Final = "bastion.exec.call"
 """policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`."""
+
+POLICY_REQUEST: Final = "bastion.policy.request"
+"""ingress -> policy: an `UpstreamRequest` (prompts, resources, completion); answered like `POLICY_CALL`."""
+
+EXEC_REQUEST: Final = "bastion.exec.request"
+"""policy -> executor: the `UpstreamRequest` policy allowed; the executor answers a `CallOutcome`."""
+
+RESOURCE_UPDATED: Final = "bastion.events.resource-updated"
+"""executor -> every ingress (no queue group): a `ResourceUpdated`; each ingress tells the agent
+sessions it streams to that subscribed to the resource."""
 
 EXEC_WANT_ACK: Final = "Bastion-Want-Ack"
 """Header on an `EXEC_CALL` request: if the call is still running a moment later (0.25 s), the
@@ -90,3 +104,7 @@ KV_POLICY: Final = "bastion_policy"
 
 KV_CATALOG: Final = "bastion_catalog"
 """server name -> `ServerCatalog` (tools the executor discovered, already namespaced)."""
+
+KV_SESSIONS: Final = "bastion_sessions"
+"""`<session>.level` and `<session>.sub.<uri hash>` -> what an agent session asked for (its log level,
+its resource subscriptions), so whichever ingress replica holds the session's stream honours it."""

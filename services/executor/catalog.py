@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from bastion_common.messages import ServerCatalog
 
 from .breaker import CircuitBreaker
+from .features import Features
 from .resilience import health_of
 from .tools import ToolSet
 
@@ -29,6 +30,8 @@ class Snapshot(NamedTuple):
     protocol_version: str | None
     connected: bool
     breaker: CircuitBreaker
+    features: Features = Features()
+    namespace: bool = True
 
 
 class CatalogPublisher:
@@ -65,7 +68,9 @@ class CatalogPublisher:
             tools = snap.tools.catalog() if status == "ready" and snap.tools is not None else []
             health = health_of(snap.connected, snap.breaker)
             breaker = snap.breaker.status()
-            key = (status, error, health, breaker.state, snap.protocol_version, [t.definition for t in tools])
+            features = snap.features if status == "ready" else Features()
+            key = (status, error, health, breaker.state, snap.protocol_version, [t.definition for t in tools],
+                   features, snap.namespace)
             if key == self._published:
                 return
             catalog = ServerCatalog(
@@ -76,6 +81,11 @@ class CatalogPublisher:
                 breaker=breaker,
                 protocol_version=snap.protocol_version,
                 tools=tools,
+                namespace=snap.namespace,
+                capabilities=features.capabilities,
+                prompts=features.prompts,
+                resources=features.resources,
+                resource_templates=features.resource_templates,
             )
             if await self._send(catalog):
                 self._published = key

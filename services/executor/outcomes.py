@@ -18,7 +18,7 @@ from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, ToolCall
+from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
 __all__ = [
     "UpstreamUnavailable",
@@ -59,7 +59,7 @@ class UpstreamUnavailable(Exception):
     """The server has no live session; the message says why (never contains secrets)."""
 
 
-def refusal(call: ToolCall, kind: ErrorKind, message: str) -> CallOutcome:
+def refusal(call: ToolCall | UpstreamRequest, kind: ErrorKind, message: str) -> CallOutcome:
     """The executor's answer when it decides a call without asking the upstream."""
     return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
 

@@ -16,17 +16,25 @@ import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.client.subscriptions import listen
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
-from mcp_types import HEADER_MISMATCH
+from mcp_types import HEADER_MISMATCH, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, ToolCall
+from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
 from .outcomes import describe_exception, error_from_exception, refusal
 
-__all__ = ["announces_tool_changes", "listen_for_changes", "ping", "send_tool_call"]
+__all__ = [
+    "REQUEST_TYPES",
+    "announces_tool_changes",
+    "listen_for_changes",
+    "ping",
+    "send_tool_call",
+    "send_upstream_request",
+]
 
 log = logging.getLogger("bastion_executor.upstream")
 
@@ -42,16 +50,19 @@ async def send_tool_call(
     *,
     server: str,
     on_stale: Callable[[], None],
+    progress: ProgressFnT | None = None,
 ) -> CallOutcome:
     """Send one `tools/call` and map what happens to a `CallOutcome`. On the deadline the SDK
     abandons the request and sends the server `notifications/cancelled` for it."""
-    request = types.CallToolRequest(
-        params=types.CallToolRequestParams(name=call.tool, arguments=call.arguments, _meta=call.meta)
-    )
+    params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
+    meta = _with_log_level(session, call.meta, call.stream, call.log_level)
+    if meta:
+        params["_meta"] = meta
+    request = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(params, by_name=False))
     started = time.perf_counter()
     try:
         async with asyncio.timeout_at(deadline):
-            result = await session.send_request(request, _RESULT)
+            result = await session.send_request(request, _RESULT, progress_callback=progress)
     except Exception as exc:
         if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
             on_stale()  # 2026-07-28: our copy of the tool's schema is stale
@@ -59,13 +70,59 @@ async def send_tool_call(
         if error.kind is ErrorKind.INTERNAL:
             log.exception("upstream %s: tools/call %r failed unexpectedly", server, call.tool)
         return CallOutcome(id=call.id, error=error, decided_by="executor", upstream_ms=_ms(started))
-    if result.get("resultType") == "input_required":
+    if result.get("resultType") == "input_required" and "input_required" not in call.client:
         return refusal(
             call,
             ErrorKind.UPSTREAM_ERROR,
             f"tool {call.tool!r} asked for user input mid-call, which Bastion does not relay yet",
         )
     return CallOutcome.model_construct(id=call.id, result=result, decided_by="executor", upstream_ms=_ms(started))
+
+
+REQUEST_TYPES: dict[str, type[types.Request[Any, Any]]] = {
+    "prompts/get": types.GetPromptRequest,
+    "resources/read": types.ReadResourceRequest,
+    "resources/subscribe": types.SubscribeRequest,
+    "resources/unsubscribe": types.UnsubscribeRequest,
+    "completion/complete": types.CompleteRequest,
+}
+"""Requests ingress routes to one upstream besides `tools/call`."""
+
+
+async def send_upstream_request(
+    session: ClientSession,
+    request: UpstreamRequest,
+    deadline: float,
+    budget: float,
+    *,
+    server: str,
+    progress: ProgressFnT | None = None,
+) -> CallOutcome:
+    """Send one routed request (`prompts/get`, `resources/read`, ...) and map the outcome."""
+    model = REQUEST_TYPES.get(request.method)
+    if model is None:
+        return CallOutcome(id=request.id, decided_by="executor", error=GatewayError(
+            kind=ErrorKind.UPSTREAM_ERROR, code=METHOD_NOT_FOUND, message=f"{request.method!r} is not routed upstream"))
+    params = request.params
+    if (meta := _with_log_level(session, params.get("_meta"), request.stream, request.log_level)) is not None:
+        params = {**params, "_meta": meta}
+    try:
+        typed = model.model_validate({"method": request.method, "params": params}, by_name=False)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"][1:]) or "params"
+        return CallOutcome(id=request.id, decided_by="executor", error=GatewayError(
+            kind=ErrorKind.INVALID_ARGUMENTS, message=f"invalid {request.method} params at {where}: {problem['msg']}"))
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout_at(deadline):
+            result = await session.send_request(typed, _RESULT, progress_callback=progress)
+    except Exception as exc:
+        error = error_from_exception(exc, server=server, timeout=budget)
+        if error.kind is ErrorKind.INTERNAL:
+            log.exception("upstream %s: %s failed unexpectedly", server, request.method)
+        return CallOutcome(id=request.id, error=error, decided_by="executor", upstream_ms=_ms(started))
+    return CallOutcome.model_construct(id=request.id, result=result, decided_by="executor", upstream_ms=_ms(started))
 
 
 async def listen_for_changes(session: ClientSession, server: str, on_change: Callable[[], None]) -> None:
@@ -103,3 +160,12 @@ def announces_tool_changes(session: ClientSession) -> bool:
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _with_log_level(session: ClientSession, meta: Any, stream: str | None, level: str | None) -> dict[str, Any] | None:
+    """2026-07-28 servers send log messages only for requests that ask: ask when the agent has a
+    stream to receive them (at its own level, else "info"). Handshake-era sessions need nothing."""
+    meta = meta if isinstance(meta, dict) else None
+    if stream is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return meta
+    return {LOG_LEVEL_META_KEY: level or "info", **(meta or {})}

@@ -25,10 +25,11 @@ from pydantic import ValidationError
 
 from bastion_common import subjects
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, ServerCatalog, ServerRecord, ToolCall
+from bastion_common.messages import CallOutcome, GatewayError, ServerCatalog, ServerRecord, ToolCall, UpstreamRequest
 from bastion_common.nats import connect, kv_bucket
 from bastion_common.settings import ExecutorSettings
 
+from .agents import AgentLink
 from .outcomes import describe_exception, refusal
 from .upstream import Upstream
 
@@ -53,7 +54,7 @@ class ExecutorService:
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._nc: NATS | None = None
         self._catalog: KeyValue | None = None
-        self._sub: Subscription | None = None
+        self._subs: list[Subscription] = []
         self._watch_task: asyncio.Task[None] | None = None
         self._upstreams: dict[str, Upstream] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
@@ -86,15 +87,18 @@ class ExecutorService:
         self._watch_task = asyncio.create_task(self._watch(watcher), name="executor:servers-watch")
         # answered until the connection drains, so calls still in flight during a stop are not declared lost
         await self._nc.subscribe(subjects.executor_alive_subject(self.instance), cb=self._on_alive)
-        self._sub = await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call)
+        self._subs = [
+            await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
+            await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
+        ]
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
 
     async def stop(self) -> None:
         """Stop taking calls, let in-flight ones answer, then close every upstream session."""
-        if self._sub is not None:
+        for sub in self._subs:
             with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+                await sub.unsubscribe()
+        self._subs = []
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=_DRAIN_TIMEOUT)
         if self._watch_task is not None:
@@ -158,6 +162,7 @@ class ExecutorService:
             max_backoff=self.settings.reconnect_max_backoff,
             publish=self._publish,
             health_interval=self.settings.health_interval,
+            agents=AgentLink(self._nc, name),
         )
         self._upstreams[name] = upstream
         upstream.start()
@@ -218,29 +223,31 @@ class ExecutorService:
             self._spawn_background(self._nc.publish(reply, b"", headers={subjects.EXEC_ACCEPTED_BY: self.instance}))
 
     async def _handle(self, msg: Msg) -> None:
+        model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
         try:
-            call = ToolCall.model_validate_json(msg.data)
+            request = model.model_validate_json(msg.data)
         except ValidationError as exc:
-            log.error("dropping a malformed ToolCall (%d problem(s))", exc.error_count())
+            log.error("dropping a malformed %s (%d problem(s))", model.__name__, exc.error_count())
             outcome = CallOutcome(
                 id="",
-                error=GatewayError(kind=ErrorKind.INTERNAL, message="the executor received a malformed ToolCall"),
+                error=GatewayError(kind=ErrorKind.INTERNAL,
+                                   message=f"the executor received a malformed {model.__name__}"),
                 decided_by="executor",
             )
         else:
-            outcome = await self._execute(call)
+            outcome = await self._execute(request)
         if msg.reply and self._nc is not None:
             try:
                 await self._nc.publish(msg.reply, outcome.model_dump_json().encode())
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
 
-    async def _execute(self, call: ToolCall) -> CallOutcome:
-        upstream = self._upstreams.get(call.server)
+    async def _execute(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
+        upstream = self._upstreams.get(request.server)
         if upstream is None:
-            return refusal(call, ErrorKind.UNKNOWN_TOOL, f"no server named {call.server!r} is configured")
+            return refusal(request, ErrorKind.UNKNOWN_TOOL, f"no server named {request.server!r} is configured")
         try:
-            return await upstream.call(call)
+            return await (upstream.call(request) if isinstance(request, ToolCall) else upstream.request(request))
         except Exception:
-            log.exception("call %s to %s/%s failed unexpectedly", call.id, call.server, call.tool)
-            return refusal(call, ErrorKind.INTERNAL, "unexpected executor failure")
+            log.exception("request %s to %s failed unexpectedly", request.id, request.server)
+            return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure")

@@ -24,12 +24,14 @@ from mcp.client.session import ClientSession
 
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall
+from bastion_common.messages import CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
 
+from .agents import ActiveCall, AgentLink
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
+from .features import LIST_CHANGED, Features, list_features
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
-from .requests import announces_tool_changes, listen_for_changes, ping, send_tool_call
+from .requests import announces_tool_changes, listen_for_changes, ping, send_tool_call, send_upstream_request
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
 from .tools import ExposurePolicy, ToolSet, list_tool_definitions
 from .transports import open_transport
@@ -69,8 +71,15 @@ class Upstream:
         max_backoff: float,
         publish: Publish,
         health_interval: float = 15.0,
+        agents: AgentLink | None = None,
     ) -> None:
         self.name = name
+        self.agents = agents or AgentLink(None, name)
+        """Routes what the server sends during a call back to that call's agent."""
+        self.features = Features()
+        self._subscriptions: dict[str, set[str]] = {}
+        """Resource URI -> agent sessions subscribed to it through this executor; the upstream is
+        subscribed while the set is non-empty, and again after every reconnect."""
         self.config = config
         self.tools: ToolSet | None = None
         """Last listing (kept while reconnecting, so bad calls are still refused locally)."""
@@ -108,7 +117,7 @@ class Upstream:
 
     def reconfigurable(self, config: ServerConfig) -> bool:
         """True when `config` differs from ours only in what `reconfigure` applies without reconnecting."""
-        live = ("tools", "timeout", "retries", "circuit_breaker")
+        live = ("tools", "timeout", "retries", "circuit_breaker", "namespace")
         return config.model_copy(update={k: getattr(self.config, k) for k in live}) == self.config
 
     async def reconfigure(self, config: ServerConfig) -> None:
@@ -140,34 +149,74 @@ class Upstream:
         deadline = loop.time() + budget
         tools = self.tools
         retries = self.config.retries if tools is not None and retry_safe(tools.definition(call.tool)) else 0
-        return await with_retries(
-            lambda: self._attempt(call, deadline, budget), retries=retries, deadline=deadline, clock=loop.time
-        )
+        active = _active_call(call.id, call.stream, call.client, call.meta, budget)
+        with self.agents.running(active):
+            outcome = await with_retries(
+                lambda: self._attempt(call, deadline, budget, active),
+                retries=retries, deadline=deadline, clock=loop.time,
+            )
+        outcome.events = active.events
+        return outcome
 
-    async def _attempt(self, call: ToolCall, deadline: float, budget: float) -> CallOutcome:
-        """One try: wait for a session, check the call, ask the breaker, send, tell the breaker."""
+    async def request(self, request: UpstreamRequest) -> CallOutcome:
+        """A routed request other than `tools/call`; never retried (reads are cheap to re-ask,
+        but `resources/subscribe` bookkeeping must not run twice)."""
+        budget = call_budget(request.timeout, self.config.timeout, time.time() - request.sent_at)
+        deadline = asyncio.get_running_loop().time() + budget
+        if (refused := await self._session_problem(request, deadline)) is not None:
+            return refused
+        method, uri = request.method, request.params.get("uri")
+        if method in ("resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
+            return await self._subscription(request, uri, deadline, budget)
+        active = _active_call(request.id, request.stream, request.client, request.params.get("_meta"), budget)
+        with self.agents.running(active):
+            outcome = await self._send(lambda session: send_upstream_request(
+                session, request, deadline, budget, server=self.name, progress=self._progress(active)), request.id)
+        outcome.events = active.events
+        return outcome
+
+    async def _subscription(self, request: UpstreamRequest, uri: str, deadline: float, budget: float) -> CallOutcome:
+        """Subscribe upstream for the first agent session only, unsubscribe after the last one."""
+        subscriber = request.subscriber or request.id
+        holders = self._subscriptions.setdefault(uri, set())
+        if request.method == "resources/subscribe":
+            first = not holders
+            holders.add(subscriber)
+            if not first:
+                return CallOutcome(id=request.id, result={}, decided_by="executor")
+        else:
+            holders.discard(subscriber)
+            if holders:
+                return CallOutcome(id=request.id, result={}, decided_by="executor")
+            self._subscriptions.pop(uri, None)
+        outcome = await self._send(
+            lambda session: send_upstream_request(session, request, deadline, budget, server=self.name), request.id)
+        if outcome.error is not None and request.method == "resources/subscribe":
+            holders.discard(subscriber)
+            if not holders:
+                self._subscriptions.pop(uri, None)
+        return outcome
+
+    async def _session_problem(self, request: ToolCall | UpstreamRequest, deadline: float) -> CallOutcome | None:
         if self._state is State.CONNECTING:
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._settled.wait()
             except TimeoutError:
-                return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is still connecting")
-        tools = self.tools
-        if tools is not None:
-            if call.tool not in tools:
-                return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
-            problem = tools.check_arguments(call.tool, call.arguments)
-            if problem is not None:
-                return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
+                return _refused(request.id, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is still connecting")
+        return None
+
+    async def _send(self, send: Callable[[ClientSession], Awaitable[CallOutcome]], request_id: str) -> CallOutcome:
+        """Ask the breaker, send on the live session, tell the breaker how it went."""
         session = self._session
         if session is None:  # known to be down: the reconnect loop, not a probe, finds out when it is back
-            return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, self._unavailable_reason())
+            return _refused(request_id, ErrorKind.UPSTREAM_UNAVAILABLE, self._unavailable_reason())
         if not self.breaker.allow():
             message = circuit_open_message(self.name, self.breaker.seconds_to_probe())
-            return refusal(call, ErrorKind.CIRCUIT_OPEN, message)
+            return _refused(request_id, ErrorKind.CIRCUIT_OPEN, message)
         outcome: CallOutcome | None = None
         try:
-            outcome = await send_tool_call(session, call, deadline, budget, server=self.name, on_stale=self._stale)
+            outcome = await send(session)
         finally:
             kind = None if outcome is None or outcome.error is None else outcome.error.kind
             if outcome is None or kind is ErrorKind.INTERNAL:
@@ -178,6 +227,30 @@ class Upstream:
                 self.breaker.success()
                 self._last_ok = asyncio.get_running_loop().time()
         return outcome
+
+    def _progress(self, active: ActiveCall) -> Callable[[float, float | None, str | None], Awaitable[None]] | None:
+        if active.progress_token is None or active.stream is None:
+            return None
+
+        async def forward(progress: float, total: float | None, message: str | None) -> None:
+            await self.agents.progress(active, progress, total, message)
+
+        return forward
+
+    async def _attempt(self, call: ToolCall, deadline: float, budget: float, active: ActiveCall) -> CallOutcome:
+        """One try: wait for a session, check the call, ask the breaker, send, tell the breaker."""
+        if (refused := await self._session_problem(call, deadline)) is not None:
+            return refused
+        tools = self.tools
+        if tools is not None:
+            if call.tool not in tools:
+                return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
+            problem = tools.check_arguments(call.tool, call.arguments)
+            if problem is not None:
+                return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
+        return await self._send(lambda session: send_tool_call(
+            session, call, deadline, budget, server=self.name, on_stale=self._stale, progress=self._progress(active)),
+            call.id)
 
     def _stale(self) -> None:
         self._relist = True  # 2026-07-28: our copy of the tool's schema is stale
@@ -213,9 +286,11 @@ class Upstream:
         self._poke()
 
     async def _on_message(self, message: Any) -> None:
-        if isinstance(message, types.ToolListChangedNotification):
+        if isinstance(message, LIST_CHANGED):
             self._relist = True
             self._poke()
+        elif isinstance(message, types.ResourceUpdatedNotification):
+            await self.agents.on_resource_updated(str(message.params.uri))
 
     async def _run(self) -> None:
         failures = 0
@@ -255,10 +330,17 @@ class Upstream:
         timeout = self._connect_timeout
         transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end, name=self.name)
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
-            client = Client(transport, cache=None, message_handler=self._on_message, client_info=_CLIENT_INFO)
+            agents = self.agents
+            client = Client(
+                transport, cache=None, message_handler=self._on_message, client_info=_CLIENT_INFO,
+                mode=self.config.protocol,
+                logging_callback=agents.on_log, sampling_callback=agents.sampling,
+                elicitation_callback=agents.elicitation, list_roots_callback=agents.roots,
+            )
             async with client:
                 session = client.session
                 await self._refresh_tools(session)
+                await self._resubscribe(session)
                 connect_scope.deadline = math.inf
                 self.protocol_version = session.protocol_version
                 self._session = session
@@ -321,8 +403,30 @@ class Upstream:
 
     async def _refresh_tools(self, session: ClientSession) -> None:
         definitions = await list_tool_definitions(session)
+        self.features = await list_features(session, self.name)
         self._listed = definitions
         self.tools = ToolSet(definitions, self._policy, previous=self.tools)
 
+    async def _resubscribe(self, session: ClientSession) -> None:
+        """A new session knows nothing of the old one's resource subscriptions."""
+        for uri in list(self._subscriptions):
+            try:
+                with anyio.fail_after(self._connect_timeout):
+                    await session.send_request(types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
+                                               types.EmptyResult)
+            except Exception as exc:
+                log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
+
     def _snapshot(self) -> Snapshot:
-        return Snapshot(self.tools, self.protocol_version, self._state is State.READY, self.breaker)
+        return Snapshot(self.tools, self.protocol_version, self._state is State.READY, self.breaker,
+                        self.features, self.config.namespace)
+
+
+def _refused(request_id: str, kind: ErrorKind, message: str) -> CallOutcome:
+    return CallOutcome(id=request_id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+
+
+def _active_call(request_id: str, stream: str | None, client: list[str], meta: Any, budget: float) -> ActiveCall:
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return ActiveCall(request_id, stream, frozenset(client), time.monotonic() + budget,
+                      progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None)

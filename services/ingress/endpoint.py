@@ -7,6 +7,8 @@ Nothing here raises into the server: every failure is an answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -28,8 +30,11 @@ from bastion_common.messages import AuditEvent
 from .handlers import Handlers, RequestContext
 from .hosts import HostGuard
 from .keys import AuthFailure, KeyDirectory
+from .notifications import Notifier
 from .protocol import DEFAULT_LEGACY_VERSION, error_body
+from .session_state import session_key
 from .sessions import SessionCodec
+from .streams import CallStreams, sse_event
 
 __all__ = ["McpEndpoint"]
 
@@ -43,6 +48,10 @@ _JSON = [(b"content-type", b"application/json")]
 _SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"), (b"x-accel-buffering", b"no")]
 _SESSION_HEADER = "mcp-session-id"
 _SESSION_NOT_FOUND = -32001  # what the SDK answers for an unknown session, with HTTP 404
+_AGENT_REQUESTS = ("sampling", "elicitation", "roots")
+"""Client capabilities that let an upstream ask the agent something mid-call."""
+_KEEPALIVE = 15.0
+"""Seconds between SSE comments on an idle standalone stream, so proxies do not cut it."""
 
 
 class _TooLarge(Exception):
@@ -59,8 +68,11 @@ class McpEndpoint:
         max_body_bytes: int,
         prefer_sse: bool = False,
         hosts: HostGuard | None = None,
+        streams: CallStreams | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.handlers, self.keys, self.sessions = handlers, keys, sessions
+        self.streams, self.notifier = streams, notifier
         self.hosts = hosts
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
@@ -82,10 +94,12 @@ class McpEndpoint:
             await _plain(send, 200 if headers.get(_SESSION_HEADER) else 400, {} if headers.get(_SESSION_HEADER) else
                          {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
             return
+        if method == "GET" and self.notifier is not None:
+            await self._standalone_stream(headers, caller.key_id, receive, send)
+            return
         if method != "POST":
-            # no server-initiated stream yet: the spec's answer for that is 405
             await _plain(send, 405, {"error": "method_not_allowed", "message": "use POST to send MCP messages"},
-                         [(b"allow", b"POST, DELETE")])
+                         [(b"allow", b"GET, POST, DELETE")])
             return
 
         declared = headers.get("content-length")
@@ -105,10 +119,8 @@ class McpEndpoint:
             await _plain(send, 406, {"error": "not_acceptable",
                                      "message": "Accept must include application/json or text/event-stream"})
             return
-        use_sse = sse_ok and (self.prefer_sse or not json_ok)
-
-        async def reply(payload: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> int:
-            return await _respond(send, payload, status, use_sse, extra)
+        answer = _Answer(send, sse_ok and (self.prefer_sse or not json_ok))
+        reply = answer.final
 
         try:
             message = orjson.loads(body)
@@ -120,7 +132,9 @@ class McpEndpoint:
             await reply(error_body(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST, problem), 400)
             return
         if "method" not in message or "id" not in message:
-            # a notification, or a response to a server request: accepted, nothing to answer
+            # a notification, or an agent's answer to a request Bastion relayed from an upstream
+            if "method" not in message and self.streams is not None:
+                await self.streams.deliver_reply(caller.key_id, message)
             await _plain(send, 202, None)
             return
 
@@ -133,6 +147,7 @@ class McpEndpoint:
             include_servers=_header_list(headers.get("x-bastion-include-servers")),
             include_tools=_header_list(headers.get("x-bastion-include-tools")),
             timeout=_positive_float(headers.get("x-bastion-timeout")),
+            emit=answer.event if sse_ok else None,
         )
         requested = headers.get(MCP_PROTOCOL_VERSION_HEADER)
         modern = requested in MODERN_PROTOCOL_VERSIONS
@@ -144,6 +159,7 @@ class McpEndpoint:
                 await reply(error_body(request_id, rejection.code, rejection.message, rejection.data), status)
                 return
             ctx.version = requested  # type: ignore[assignment]
+            ctx.client = ("input_required",)  # 2026-07-28: the agent resolves input requests itself
         elif requested is not None and requested not in HANDSHAKE_PROTOCOL_VERSIONS:
             await reply(error_body(request_id, UNSUPPORTED_PROTOCOL_VERSION,
                                    f"Unsupported protocol version {requested!r}",
@@ -158,6 +174,8 @@ class McpEndpoint:
                                            "Session not found: it belongs to another key or is invalid; send initialize again"), 404)
                     return
                 ctx.version = requested or session.protocol_version
+                ctx.session = session_key(session_id)
+                ctx.client = session.client
             elif requested:
                 ctx.version = requested
 
@@ -167,7 +185,8 @@ class McpEndpoint:
             log.exception("internal error while handling %s", rpc_method)
             payload, audit = error_body(request_id, INTERNAL_ERROR, "internal gateway error; see the ingress log"), None
         if rpc_method == "initialize" and not modern and "result" in payload:
-            extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id).encode()))
+            client = _agent_requests(message.get("params"))
+            extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id, client).encode()))
         status = 200
         if "error" in payload:
             if modern:
@@ -179,6 +198,41 @@ class McpEndpoint:
         if audit is not None:
             audit.response_bytes = sent
             self.emit_audit(audit)
+
+    async def _standalone_stream(self, headers: dict[str, str], key_id: str, receive: Receive, send: Send) -> None:
+        """`GET /mcp`: the session's stream of server-initiated notifications, open until the agent leaves."""
+        assert self.notifier is not None
+        if "text/event-stream" not in headers.get("accept", ""):
+            await _plain(send, 406, {"error": "not_acceptable", "message": "GET /mcp needs Accept: text/event-stream"})
+            return
+        session_id = headers.get(_SESSION_HEADER)
+        if not session_id:
+            await _plain(send, 400, {"error": "missing_session", "message": "GET /mcp needs an Mcp-Session-Id header"})
+            return
+        if self.sessions.verify(session_id, key_id) is None:
+            await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, "Session not found; send initialize again"))
+            return
+        listener = self.notifier.listen(session_key(session_id))
+        gone = asyncio.ensure_future(_disconnected(receive))
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            await send({"type": "http.response.body", "body": b": bastion\n\n", "more_body": True})
+            while not gone.done():
+                getter = asyncio.ensure_future(listener.queue.get())
+                done, _ = await asyncio.wait({getter, gone}, timeout=_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    await send({"type": "http.response.body", "body": sse_event(getter.result()), "more_body": True})
+                    continue
+                getter.cancel()
+                if not done:
+                    await send({"type": "http.response.body", "body": b": keepalive\n\n", "more_body": True})
+        except OSError:
+            pass  # the agent went away mid-write
+        finally:
+            gone.cancel()
+            self.notifier.forget(listener)
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b""})
 
     async def _too_large(self, send: Send, size: int | None) -> None:
         what = f"{size} bytes" if size is not None else "larger than allowed"
@@ -242,6 +296,42 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             chunks.append(chunk)
         if not event.get("more_body"):
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def _agent_requests(params: Any) -> tuple[str, ...]:
+    capabilities = params.get("capabilities") if isinstance(params, dict) else None
+    if not isinstance(capabilities, dict):
+        return ()
+    return tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+
+
+class _Answer:
+    """The response to one POST: plain JSON or one SSE event as usual, or, once the request
+    streams (progress, logs, an upstream asking the agent something), an SSE stream that the
+    answer closes."""
+
+    def __init__(self, send: Send, sse: bool) -> None:
+        self._send = send
+        self._sse = sse
+        self._streaming = False
+
+    async def event(self, message: dict[str, Any]) -> None:
+        if not self._streaming:
+            self._streaming = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": _SSE})
+        await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
+
+    async def final(self, payload: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+        if self._streaming:  # status and headers are long gone: the answer is the stream's last event
+            data = sse_event(payload)
+            await self._send({"type": "http.response.body", "body": data})
+            return len(data)
+        return await _respond(self._send, payload, status, self._sse, extra)
 
 
 async def _respond(send: Send, payload: dict[str, Any], status: int, sse: bool,

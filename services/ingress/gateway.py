@@ -13,7 +13,15 @@ from pydantic import ValidationError
 
 from bastion_common import subjects
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, Caller, GatewayError, ToolCall, VisibleTools, VisibleToolsQuery
+from bastion_common.messages import (
+    Caller,
+    CallOutcome,
+    GatewayError,
+    ToolCall,
+    UpstreamRequest,
+    VisibleTools,
+    VisibleToolsQuery,
+)
 
 __all__ = ["Gateway"]
 
@@ -38,6 +46,23 @@ class Gateway:
                 ErrorKind.GATEWAY_TIMEOUT,
                 f"tool {call.name!r} did not answer within {call.timeout:g}s (gateway limit); the call may still complete upstream",
             )
+        try:
+            return CallOutcome.model_validate_json(reply.data)
+        except ValidationError:
+            return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
+
+    async def request(self, request: UpstreamRequest) -> CallOutcome:
+        """Any other request routed to one upstream (prompts/get, resources/read, ...)."""
+        def failed(kind: ErrorKind, message: str) -> CallOutcome:
+            return CallOutcome(id=request.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+
+        try:
+            reply = await self._nc.request(subjects.POLICY_REQUEST, request.model_dump_json().encode(),
+                                           timeout=request.timeout)
+        except NoRespondersError:
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
+        except NatsTimeout:
+            return failed(ErrorKind.GATEWAY_TIMEOUT, f"{request.method} did not answer within {request.timeout:g}s")
         try:
             return CallOutcome.model_validate_json(reply.data)
         except ValidationError:

@@ -8,27 +8,33 @@ JSON-RPC errors (see `protocol.gateway_error_body`).
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
-from bastion_common.messages import AuditEvent, Caller, GatewayError, ToolCall
+from bastion_common.messages import AuditEvent, Caller, CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
-from .catalog import Catalog
+from .catalog import Catalog, CatalogEntry, Listing
 from .gateway import Gateway
 from .keys import KeyDirectory
 from .protocol import ENVELOPE_META_KEYS, SERVER_INFO, error_body, gateway_error_body, negotiate_handshake, shape_result
+from .session_state import SessionState
+from .streams import LOG_LEVELS, CallStreams, Emit
 
 __all__ = ["Handlers", "RequestContext"]
 
 _INSTRUCTIONS = (
-    "Tools from every upstream MCP server behind this Bastion gateway, namespaced as <server>__<tool>. "
-    "You see only the tools your key is allowed to use."
+    "Tools and prompts from every upstream MCP server behind this Bastion gateway, namespaced as "
+    "<server>__<name>, and their resources under their own URIs. You see only what your key is allowed to use."
 )
+_RESOURCE_NOT_FOUND = -32002
+"""The MCP spec's code for a resource that does not exist."""
+_Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
 _DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
 
 
@@ -45,10 +51,23 @@ class RequestContext:
     include_tools: tuple[str, ...] | None = None
     timeout: float | None = None
     """`X-Bastion-Timeout` in seconds: an agent may ask for less than the gateway allows, never more."""
+    session: str | None = None
+    """`session_key` of the agent's `Mcp-Session-Id` (handshake era), for state kept across requests."""
+    client: tuple[str, ...] = ()
+    """What the agent can be asked for mid-call: "sampling", "elicitation", "roots" (its capabilities)."""
+    emit: Emit | None = None
+    """Sends one JSON-RPC message on this request's SSE response; None when the agent accepts only JSON."""
 
 
-def _capabilities() -> dict[str, Any]:
-    return {"tools": {"listChanged": False}}
+def _capabilities(version: str) -> dict[str, Any]:
+    """Everything Bastion proxies, whatever servers are connected right now (lists may be empty).
+    2026-07-28 dropped `logging` and resource subscriptions; change notifications there need
+    `subscriptions/listen`, which Bastion does not serve yet."""
+    if version in MODERN_PROTOCOL_VERSIONS:
+        return {"tools": {"listChanged": False}, "prompts": {"listChanged": False},
+                "resources": {"listChanged": False}, "completions": {}}
+    return {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True}, "completions": {}, "logging": {}}
 
 
 _LIST_TTL = 0.5
@@ -57,9 +76,19 @@ ingress sees them; the TTL bounds the window in which policy may not have seen t
 
 
 class Handlers:
-    def __init__(self, catalog: Catalog, keys: KeyDirectory, gateway: Gateway, call_timeout: float) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        keys: KeyDirectory,
+        gateway: Gateway,
+        call_timeout: float,
+        streams: CallStreams | None = None,
+        state: SessionState | None = None,
+    ) -> None:
         self.catalog, self.keys, self.gateway = catalog, keys, gateway
         self.call_timeout = call_timeout
+        self.streams = streams
+        self.state = state or SessionState()
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
         self._list_cache: dict[tuple[Any, ...], tuple[tuple[int, ...], float, orjson.Fragment]] = {}
@@ -81,6 +110,20 @@ class Handlers:
             return self.initialize(ctx, params), None
         if method == "server/discover":
             return self._ok(ctx, self._discover()), None
+        if method == "prompts/list":
+            return await self._list(ctx, "prompts", self.catalog.prompts), None
+        if method == "resources/list":
+            return await self._list(ctx, "resources", self.catalog.resources), None
+        if method == "resources/templates/list":
+            return await self._list(ctx, "resourceTemplates", self.catalog.templates), None
+        if method == "prompts/get":
+            return await self.prompts_get(ctx, params)
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            return await self.resources_request(ctx, method, params)
+        if method == "completion/complete":
+            return await self.complete(ctx, params)
+        if method == "logging/setLevel":
+            return await self.set_level(ctx, params), None
         return error_body(
             ctx.request_id, METHOD_NOT_FOUND, f"Method not found: {method!r} is not supported by this gateway"
         ), None
@@ -96,7 +139,7 @@ class Handlers:
             ctx,
             {
                 "protocolVersion": ctx.version,
-                "capabilities": _capabilities(),
+                "capabilities": _capabilities(ctx.version),
                 "serverInfo": SERVER_INFO,
                 "instructions": _INSTRUCTIONS,
             },
@@ -105,7 +148,7 @@ class Handlers:
     def _discover(self) -> dict[str, Any]:
         return {
             "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
-            "capabilities": _capabilities(),
+            "capabilities": _capabilities(MODERN_PROTOCOL_VERSIONS[-1]),
             "instructions": _INSTRUCTIONS,
             "cacheScope": "private",
             "ttlMs": 0,
@@ -158,9 +201,8 @@ class Handlers:
                 message=f"Unknown tool: {name!r}. Call tools/list to see the tools this key may use.",
             )
             return gateway_error_body(ctx.request_id, error, tool=name), self._audit(ctx, name, None, None, error)
-        meta = params.get("_meta")
-        if isinstance(meta, dict):
-            meta = {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS} or None
+        meta = _forwarded_meta(params)
+        extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")} or None
         call = ToolCall(
             trace_id=ctx.trace_id,
             caller=ctx.caller,
@@ -168,16 +210,143 @@ class Handlers:
             tool=entry.tool,
             name=name,
             arguments=arguments,
-            meta=meta if isinstance(meta, dict) else None,
+            meta=meta,
+            extra=extra,
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
-            timeout=min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout,
+            timeout=self._timeout(ctx),
+            client=list(ctx.client),
         )
-        outcome = await self.gateway.call(call)
+        outcome = await self._streamed(ctx, call, self.gateway.call)
         audit = self._audit(ctx, name, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms)
         if outcome.error is not None:
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit
         return self._ok(ctx, outcome.result or {"content": []}), audit
+
+    # ------------------------------------------------------------------ prompts, resources, completion
+
+    async def _list(self, ctx: RequestContext, field_name: str, listing: Listing) -> dict[str, Any]:
+        """A prompts / resources / templates list: what the key may use, from memory."""
+        cache = {"cacheScope": "private", "ttlMs": 0} if ctx.version in MODERN_PROTOCOL_VERSIONS else {}
+        if not listing.entries:
+            return self._ok(ctx, {field_name: [], **cache})
+        allowed = await self.gateway.visible(ctx.caller, listing.pairs, ctx.include_servers, None)
+        if isinstance(allowed, GatewayError):
+            return gateway_error_body(ctx.request_id, allowed)
+        entries = listing.entries
+        return self._ok(ctx, {field_name: [entries[i].fragment for i in allowed], **cache})
+
+    async def prompts_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
+        name = params.get("name")
+        if not isinstance(name, str) or not name:
+            return error_body(ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"), None
+        entry = self.catalog.prompt_by_name.get(name)
+        if entry is None:
+            error = GatewayError(kind=ErrorKind.UNKNOWN_TOOL,
+                                 message=f"Unknown prompt: {name!r}. Call prompts/list to see the prompts this key may use.")
+            return gateway_error_body(ctx.request_id, error, prompt=name), self._audit(ctx, name, None, None, error, kind="prompt_get")
+        return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
+
+    async def resources_request(
+        self, ctx: RequestContext, method: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], AuditEvent | None]:
+        uri = params.get("uri")
+        if not isinstance(uri, str) or not uri:
+            return error_body(ctx.request_id, INVALID_PARAMS, f"{method} needs 'params.uri', the resource's URI"), None
+        entry = self.catalog.resource_owner(uri)
+        kind = "resource_read" if method == "resources/read" else "resource_subscribe"
+        if entry is None:
+            error = GatewayError(kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND)
+            body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
+            return body, self._audit(ctx, uri, None, None, error, kind=kind)
+        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=f"resource:{uri}")
+        if "result" in payload and ctx.session is not None and method != "resources/read":
+            change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
+            await change(ctx.session, entry.server, uri)
+        return payload, audit
+
+    async def complete(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
+        ref = params.get("ref")
+        entry: CatalogEntry | None = None
+        if isinstance(ref, dict) and ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+            entry = self.catalog.prompt_by_name.get(ref["name"])
+            params = {**params, "ref": {**ref, "name": entry.tool}} if entry else params
+        elif isinstance(ref, dict) and ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+            entry = self.catalog.template_owner(ref["uri"]) or self.catalog.resource_owner(ref["uri"])
+        else:
+            return error_body(ctx.request_id, INVALID_PARAMS,
+                              "completion/complete needs 'params.ref': a ref/prompt with a name or a ref/resource with a uri"), None
+        if entry is None:
+            return error_body(ctx.request_id, INVALID_PARAMS, f"nothing to complete for {ref!r}: unknown prompt or resource"), None
+        return await self._route(ctx, "completion/complete", entry, params, "completion")
+
+    async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        """Per session: the level filters the log notifications Bastion forwards to this agent (upstream
+        sessions are shared, so an agent's level is applied here, not sent upstream)."""
+        level = params.get("level")
+        if level not in LOG_LEVELS:
+            return error_body(ctx.request_id, INVALID_PARAMS, f"'level' must be one of {', '.join(LOG_LEVELS)}")
+        if ctx.session is not None:
+            await self.state.set_level(ctx.session, level)
+        return self._ok(ctx, {})
+
+    async def _route(
+        self,
+        ctx: RequestContext,
+        method: str,
+        entry: CatalogEntry,
+        params: dict[str, Any],
+        kind: str,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+    ) -> tuple[dict[str, Any], AuditEvent]:
+        meta = _forwarded_meta(params)
+        forwarded = {k: v for k, v in params.items() if k != "_meta"}
+        if meta:
+            forwarded["_meta"] = meta
+        request = UpstreamRequest(
+            trace_id=ctx.trace_id,
+            caller=ctx.caller,
+            server=entry.server,
+            method=method,
+            params=forwarded,
+            target=target or entry.target,
+            subscriber=ctx.session,
+            include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
+            timeout=self._timeout(ctx),
+            client=list(ctx.client),
+        )
+        outcome = await self._streamed(ctx, request, self.gateway.request)
+        label = name or entry.name
+        audit = self._audit(ctx, label, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms,
+                            kind=kind)
+        if outcome.error is not None:
+            return gateway_error_body(ctx.request_id, outcome.error, server=entry.server), audit
+        return self._ok(ctx, outcome.result or {}), audit
+
+    # ------------------------------------------------------------------ shared
+
+    def _timeout(self, ctx: RequestContext) -> float:
+        return min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout
+
+    async def _streamed(
+        self, ctx: RequestContext, message: _Routed, send: Callable[[_Routed], Awaitable[CallOutcome]]
+    ) -> CallOutcome:
+        """Send, with a call stream open when the agent can take one (an SSE answer)."""
+        if ctx.emit is None or self.streams is None:
+            return await send(message)
+        level = self.state.levels.get(ctx.session) if ctx.session else None
+        stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
+        message.stream = stream.subject
+        message.log_level = level
+        try:
+            outcome = await send(message)
+            if outcome.events > stream.received:
+                await stream.settle(outcome.events)
+        finally:
+            self.streams.close(stream)
+        return outcome
 
     def _audit(
         self,
@@ -188,6 +357,8 @@ class Handlers:
         error: GatewayError | None,
         result: dict[str, Any] | None = None,
         upstream_ms: float | None = None,
+        *,
+        kind: str = "tool_call",
     ) -> AuditEvent:
         if error is not None:
             status = "denied" if error.kind in _DENIED else "error"
@@ -196,6 +367,7 @@ class Handlers:
             status = "tool_error" if result and result.get("isError") else "ok"
             code = None
         return AuditEvent(
+            kind=kind,  # type: ignore[arg-type]
             trace_id=ctx.trace_id,
             key_id=ctx.caller.key_id,
             key_name=ctx.caller.key_name,
@@ -210,3 +382,11 @@ class Handlers:
             upstream_ms=upstream_ms,
             request_bytes=ctx.request_bytes,
         )
+
+
+def _forwarded_meta(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's `_meta` minus the 2026-07-28 envelope (which describes the agent's hop only)."""
+    meta = params.get("_meta")
+    if not isinstance(meta, dict):
+        return None
+    return {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS} or None

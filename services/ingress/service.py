@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from bastion_common import subjects
 from bastion_common.audit_publisher import AuditPublisher
 from bastion_common.kvwatch import BucketWatch
-from bastion_common.nats import connect, ensure_audit_stream
+from bastion_common.nats import connect, ensure_audit_stream, kv_bucket
 from bastion_common.settings import IngressSettings
 
 from .admin import admin_api
@@ -31,11 +31,17 @@ from .gateway import Gateway
 from .handlers import Handlers
 from .hosts import HostGuard
 from .keys import KeyDirectory
+from .notifications import Notifier
+from .session_state import SessionState
 from .sessions import SessionCodec
+from .streams import CallStreams
 
 __all__ = ["IngressService"]
 
 log = logging.getLogger(__name__)
+
+SESSION_STATE_TTL = 7 * 24 * 3600.0
+"""Seconds an agent session's log level and subscriptions are kept after their last change."""
 
 
 class _Server(uvicorn.Server):
@@ -83,11 +89,19 @@ class IngressService:
         await ensure_audit_stream(js)
         self._audit = AuditPublisher(js)
         await self._audit.start()
-        self.handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout)
+        self.sessions = SessionCodec(self.settings.session_secret.get_secret_value())
+        self.streams = CallStreams(nc, self.sessions)
+        await self.streams.start()
+        state = SessionState()
+        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, ttl=SESSION_STATE_TTL))
+        self.notifier = Notifier(self.catalog, state)
+        await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
+        self.handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout, self.streams, state)
         self._watches = [
             BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
-            BucketWatch(js, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete),
+            BucketWatch(js, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
             BucketWatch(js, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
+            BucketWatch(js, subjects.KV_SESSIONS, state.put, state.delete),
         ]
         for watch in self._watches:
             await watch.start()
@@ -112,16 +126,26 @@ class IngressService:
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         log.info("ingress listening on %s", self.url)
 
+    def _catalog_put(self, server: str, value: bytes, revision: int = 0) -> None:
+        self.catalog.put(server, value, revision)
+        self.notifier.catalog_changed()
+
+    def _catalog_delete(self, server: str) -> None:
+        self.catalog.delete(server)
+        self.notifier.catalog_changed()
+
     def build_app(self, nc: NATS) -> _McpFirst:
         assert self._audit is not None
         endpoint = McpEndpoint(
             self.handlers,
             self.keys,
-            SessionCodec(self.settings.session_secret.get_secret_value()),
+            self.sessions,
             self._audit.emit,
             self.settings.max_body_bytes,
             prefer_sse=self.settings.response_mode == "sse",
             hosts=HostGuard(self.settings.host, self.settings.allowed_hosts),
+            streams=self.streams,
+            notifier=self.notifier,
         )
         app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url="/docs", redoc_url=None)
         app.include_router(admin_api(nc.jetstream(), self.settings.admin_token, self.keys))

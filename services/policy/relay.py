@@ -60,13 +60,13 @@ class ExecRelay:
     async def start(self) -> None:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
 
-    async def request(self, data: bytes, within: float) -> Msg:
+    async def request(self, data: bytes, within: float, subject: str = subjects.EXEC_CALL) -> Msg:
         """The executor's reply; raises NoRespondersError, nats TimeoutError or ExecutorLost."""
         token = str(next(self._tokens))
         pending = _Pending(asyncio.get_running_loop().create_future())
         self._pending[token] = pending
         try:
-            await self._nc.publish(subjects.EXEC_CALL, data, reply=f"{self._prefix}.{token}",
+            await self._nc.publish(subject, data, reply=f"{self._prefix}.{token}",
                                    headers={subjects.EXEC_WANT_ACK: "1"})
             deadline = pending.sent_at + within
             while True:

@@ -26,7 +26,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bastion_common import subjects
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
-from bastion_common.messages import CallOutcome, GatewayError, ToolCall, VisibleTools, VisibleToolsQuery
+from bastion_common.messages import (
+    CallOutcome,
+    GatewayError,
+    ToolCall,
+    UpstreamRequest,
+    VisibleTools,
+    VisibleToolsQuery,
+)
 from bastion_common.nats import connect
 from bastion_common.settings import PolicySettings
 
@@ -86,6 +93,7 @@ class PolicyService:
         await self._relay.start()
         await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
+        await nc.subscribe(subjects.POLICY_REQUEST, queue=subjects.QUEUE_POLICY, cb=self._on_request)
         await nc.flush()
         log.info("policy ready")
 
@@ -151,6 +159,44 @@ class PolicyService:
         await self._answer(msg.reply, CallOutcome(id=call.id, error=error, decided_by="policy"))
         if charge is not None:
             await self.charger.refund(charge)
+
+    async def _on_request(self, msg: Msg) -> None:
+        """Prompts, resources and completions: allowed by grants on `server/<target>`, never charged."""
+        if not msg.reply:
+            return
+        try:
+            request = UpstreamRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error("dropping malformed upstream request: %s", exc.errors()[0]["msg"])
+            return
+        decision = self.view.authorize(
+            request.caller, request.server, request.target,
+            narrowing(_tuple(request.include_servers), _tuple(request.include_tools)),
+        )
+        if isinstance(decision, GatewayError):
+            await self._answer(msg.reply, CallOutcome(id=request.id, error=decision, decided_by="policy"))
+            return
+        task = asyncio.create_task(self._relay_request(msg, request))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _relay_request(self, msg: Msg, request: UpstreamRequest) -> None:
+        assert self._nc is not None and self._relay is not None and msg.reply
+        try:
+            reply = await self._relay.request(msg.data, within=max(request.timeout - 0.05, 0.05),
+                                              subject=subjects.EXEC_REQUEST)
+        except ExecutorLost as exc:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc))
+        except NoRespondersError:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                                 message="no executor service is running behind this gateway; retry shortly")
+        except NatsTimeout:
+            error = GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT,
+                                 message=f"{request.method} did not answer within {request.timeout:g}s")
+        else:
+            await self._nc.publish(msg.reply, reply.data)
+            return
+        await self._answer(msg.reply, CallOutcome(id=request.id, error=error, decided_by="policy"))
 
     async def _on_list(self, msg: Msg) -> None:
         assert self._nc is not None

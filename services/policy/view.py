@@ -126,12 +126,12 @@ class PolicyView:
         if not key.grants.allows(server, tool):
             return GatewayError(
                 kind=ErrorKind.FORBIDDEN,
-                message=f"key {caller.key_name!r} is not allowed to call tool {tool!r} on server {server!r}",
+                message=f"key {caller.key_name!r} is not allowed to {_action(tool)} on server {server!r}",
             )
         if not narrowing.allows(server, tool):
             return GatewayError(
                 kind=ErrorKind.FORBIDDEN,
-                message=f"tool {tool!r} on server {server!r} is excluded by this request's "
+                message=f"{_action(tool, verb=False)} on server {server!r} is excluded by this request's "
                 "X-Bastion-Include-Servers / X-Bastion-Include-Tools headers",
             )
         return key
@@ -142,3 +142,13 @@ class PolicyView:
             return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
         allows = key.grants.allows
         return [i for i, (server, tool) in enumerate(tools) if allows(server, tool) and narrowing.allows(server, tool)]
+
+
+def _action(target: str, *, verb: bool = True) -> str:
+    """How a grant target reads in a refusal: a tool, or a `prompt:` / `resource:` target."""
+    kind, _, name = target.partition(":")
+    if name and kind == "prompt":
+        return f"{'use ' if verb else ''}prompt {name!r}"
+    if name and kind == "resource":
+        return f"{'read ' if verb else ''}resource {name!r}"
+    return f"{'call ' if verb else ''}tool {target!r}"

@@ -127,8 +127,14 @@ async def test_protocol_versions_and_sessions(gateway, http):
         assert negotiated == (version if version != "2031-01-01" else "2025-11-25")
     response = await http.delete(gateway.url, headers={**AUTH, "Mcp-Session-Id": session})
     assert response.status_code == 200
-    response = await http.get(gateway.url, headers=AUTH)
-    assert response.status_code == 405
+    response = await http.get(gateway.url, headers={**AUTH, "Accept": "text/event-stream"})
+    assert response.status_code == 400 and response.json()["error"] == "missing_session"
+    response = await http.get(gateway.url, headers={**AUTH, "Accept": "application/json", "Mcp-Session-Id": session})
+    assert response.status_code == 406
+    response = await http.get(gateway.url, headers={**AUTH, "Accept": "text/event-stream", "Mcp-Session-Id": "forged.x"})
+    assert response.status_code == 404
+    response = await http.put(gateway.url, headers=AUTH)
+    assert response.status_code == 405 and "POST" in response.headers["allow"]
 
 
 async def test_modern_requests_are_validated_by_the_sdk_ladder(gateway, http):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from bastion_common.config import (
     BastionConfig,
     ConfigError,
@@ -379,11 +380,13 @@ def test_invalid_config_names_the_field(raw: Any, expected: str) -> None:
 def test_malformed_grant_names_the_field_and_the_grant(grant: str) -> None:
     message = _error({"keys": [{"name": "ci", "key": SECRET, "tools": ["github/*", grant]}]})
     assert message == (
-        f"config: keys[0] (name 'ci').tools: grant {grant!r} must look like 'server/tool' (wildcards allowed) or '*'"
+        f"config: keys[0] (name 'ci').tools: grant {grant!r} must look like 'server/tool', 'server/prompt:name' "
+        "or 'server/resource:uri' (wildcards allowed) or '*'"
     )
 
 
-@pytest.mark.parametrize("grant", ["*", "github/*", "*/list_*", "github/create_issue", "git*/get_*"])
+@pytest.mark.parametrize("grant", ["*", "github/*", "*/list_*", "github/create_issue", "git*/get_*",
+                                   "docs/prompt:review_*", "fs/resource:file:///srv/*"])
 def test_well_formed_grants(grant: str) -> None:
     assert parse_config({"keys": [{"name": "ci", "key": SECRET, "tools": [grant]}]}).keys[0].tools == [grant]
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from bastion_common.config import SERVER_NAME, ServerConfig
+from bastion_common.config import SERVER_NAME, ServerConfig, grant_problem
 from bastion_common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 
 __all__ = [
@@ -59,9 +59,8 @@ Slug = Annotated[str, Field(pattern=_SLUG, examples=["payments"])]
 
 
 def _grant(pattern: str) -> str:
-    server, slash, tool = pattern.partition("/")
-    if pattern != "*" and not (slash and server and tool and "/" not in tool):
-        raise ValueError(f"grant {pattern!r} must look like 'server/tool' (wildcards allowed) or '*'")
+    if (problem := grant_problem(pattern)) is not None:
+        raise ValueError(problem)
     return pattern
 
 

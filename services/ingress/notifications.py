@@ -1,0 +1,84 @@
+"""Server-initiated messages on agents' standalone streams (`GET /mcp`).
+
+Each replica tells the streams it holds when the catalog's tools, prompts or resources change
+(`notifications/*/list_changed`), and delivers `notifications/resources/updated` to the sessions
+that subscribed to that resource, whichever replica took the subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from bastion_common.messages import ResourceUpdated
+
+from .catalog import Catalog
+from .session_state import SessionState
+
+__all__ = ["Listener", "Notifier"]
+
+log = logging.getLogger(__name__)
+
+_QUEUE_LIMIT = 1000
+"""Messages a slow stream may have pending; beyond that the oldest are dropped (they are hints)."""
+
+
+@dataclass(eq=False)
+class Listener:
+    session: str
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
+
+    def push(self, message: dict[str, Any]) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(message)
+
+
+class Notifier:
+    def __init__(self, catalog: Catalog, state: SessionState) -> None:
+        self._catalog = catalog
+        self._state = state
+        self._listeners: set[Listener] = set()
+        self._signatures = self._signature()
+
+    def listen(self, session: str) -> Listener:
+        listener = Listener(session)
+        self._listeners.add(listener)
+        return listener
+
+    def forget(self, listener: Listener) -> None:
+        self._listeners.discard(listener)
+
+    def catalog_changed(self) -> None:
+        signatures = self._signature()
+        changed = [kind for kind, old in self._signatures.items() if signatures[kind] != old]
+        self._signatures = signatures
+        for kind in changed:
+            message = {"jsonrpc": "2.0", "method": f"notifications/{kind}/list_changed"}
+            for listener in self._listeners:
+                listener.push(message)
+
+    async def on_resource_updated(self, msg: Msg) -> None:
+        try:
+            update = ResourceUpdated.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        pair = (update.server, update.uri)
+        message = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": update.uri}}
+        for listener in self._listeners:
+            if pair in self._state.subscriptions.get(listener.session, ()):
+                listener.push(message)
+
+    def _signature(self) -> dict[str, bytes]:
+        catalog = self._catalog
+        kinds = {"tools": catalog.entries, "prompts": catalog.prompts.entries,
+                 "resources": [*catalog.resources.entries, *catalog.templates.entries]}
+        return {kind: hashlib.blake2b(orjson.dumps([(e.server, e.definition) for e in entries]),
+                                      digest_size=16).digest() for kind, entries in kinds.items()}

@@ -1,0 +1,222 @@
+"""The whole MCP protocol through the gateway, not just tools: prompts, resources, templates,
+subscriptions, completion, logging, progress, change notifications, and an upstream asking the
+agent for something mid-call (sampling, elicitation, roots). Official client, real upstreams."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any
+
+import httpx2
+import mcp_types as types
+import orjson
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
+
+INTERACTIVE = str(ROOT / "tests" / "support" / "interactive_server.py")
+SCOPED_KEY = "bk_test_scoped_key_0000000000"
+
+
+def _config() -> dict[str, Any]:
+    config = default_config({
+        "interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "legacy"},
+    })
+    config["mcpServers"]["echo"]["namespace"] = False
+    config["keys"].append({"name": "scoped", "key": SCOPED_KEY,
+                           "tools": ["interactive/greet", "interactive/prompt:greet", "interactive/resource:memo://pinned"]})
+    return config
+
+
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("whole")
+    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
+    try:
+        async with running_gateway(nats.url, valkey.url, workdir, _config(), session_secret="shared-test-secret") as gw:
+            yield gw
+    finally:
+        nats.stop()
+        valkey.stop()
+
+
+def _text(result: Any) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_prompts_resources_templates_and_completion(gateway, mode):
+    async with gateway.client(ADMIN_KEY, mode=mode) as client:
+        prompts = {p.name: p for p in (await client.list_prompts()).prompts}
+        assert "interactive__greet" in prompts and prompts["interactive__greet"].arguments[0].name == "name"
+        got = await client.get_prompt("interactive__greet", {"name": "Ada"})
+        assert got.messages[0].content.text == "Hello, Ada!"
+
+        resources = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert "memo://pinned" in resources
+        read = await client.read_resource("memo://pinned")
+        assert read.contents[0].text == "pinned memo text"
+        templates = {t.uri_template for t in (await client.list_resource_templates()).resource_templates}
+        assert "memo://notes/{note_id}" in templates
+        assert (await client.read_resource("memo://notes/42")).contents[0].text == "note 42"
+
+        completion = await client.complete(types.PromptReference(type="ref/prompt", name="interactive__greet"),
+                                           {"name": "name", "value": "al"})
+        assert completion.completion.values == ["alice", "albert"]
+
+        with pytest.raises(MCPError) as missing:
+            await client.read_resource("memo://nowhere/at/all")
+        assert missing.value.error.code == -32002
+        with pytest.raises(MCPError) as unknown:
+            await client.get_prompt("interactive__nope", {})
+        assert unknown.value.error.code == -32602
+
+
+async def test_an_unnamespaced_server_keeps_its_names(gateway):
+    async with gateway.client(ADMIN_KEY, mode="legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"echo", "add", "notes__echo", "interactive__ask_llm"} <= names and "echo__echo" not in names
+        assert _text(await client.call_tool("echo", {"text": "plain"})) == "plain"
+
+
+async def test_grants_cover_prompts_and_resources(gateway):
+    async with gateway.client(SCOPED_KEY, mode="legacy") as client:
+        assert [p.name for p in (await client.list_prompts()).prompts] == ["interactive__greet"]
+        assert [str(r.uri) for r in (await client.list_resources()).resources] == ["memo://pinned"]
+        assert (await client.list_resource_templates()).resource_templates == []
+        assert (await client.read_resource("memo://pinned")).contents[0].text == "pinned memo text"
+        with pytest.raises(MCPError) as denied:
+            await client.read_resource("memo://notes/7")
+        assert denied.value.error.code == -32050 and "resource 'memo://notes/7'" in denied.value.error.message
+        assert (await client.list_tools()).tools == []  # `interactive/greet` names no tool
+
+
+async def test_progress_and_logs_reach_the_agent_during_the_call(gateway):
+    logs: list[types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(params)
+
+    async with gateway.client(ADMIN_KEY, mode="legacy", logging_callback=on_log) as client:
+        progress: list[tuple[float, float | None, str | None]] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append((value, total, message))
+
+        result = await client.call_tool("interactive__slow_progress", {"steps": 3}, progress_callback=on_progress)
+        assert _text(result) == "3 steps done"
+        assert progress == [(1, 3, "step 1"), (2, 3, "step 2"), (3, 3, "step 3")]  # all before the answer
+
+        assert _text(await client.call_tool("interactive__chatty", {})) == "logged"
+        assert [entry.data for entry in logs] == ["debug line", "info line", "warning line"]
+        await client.set_logging_level("warning")  # per session, applied by the gateway
+        logs.clear()
+        await client.call_tool("interactive__chatty", {})
+        assert [entry.data for entry in logs] == ["warning line"]
+
+
+async def test_the_upstream_asks_the_agent_mid_call(gateway):
+    asked: list[str] = []
+
+    async def sampling(_ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(params.messages[0].content.text)
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="forty-two"),
+                                         model="test-model")
+
+    async def elicitation(_ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"answer": "blue"})
+
+    async def roots(_ctx: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work/project")])
+
+    async with gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling, elicitation_callback=elicitation,
+                              list_roots_callback=roots) as client:
+        assert _text(await client.call_tool("interactive__ask_llm", {"prompt": "meaning of life?"})) == "model said: forty-two"
+        assert _text(await client.call_tool("interactive__ask_user", {"question": "favourite colour?"})) == "accept: blue"
+        assert _text(await client.call_tool("interactive__my_roots", {})) == "file:///work/project"
+    assert asked == ["meaning of life?", "favourite colour?"]
+
+    async with gateway.client(ADMIN_KEY, mode="legacy") as client:  # declares no sampling: the upstream hears so
+        with pytest.raises(MCPError) as refused:  # the upstream lets our refusal fail its request
+            await client.call_tool("interactive__ask_llm", {"prompt": "x"})
+        assert "no agent that supports sampling" in refused.value.error.message
+
+
+async def test_subscriptions_and_list_changes_reach_the_standalone_stream(gateway):
+    seen: list[Any] = []
+    got = asyncio.Event()
+
+    async def on_message(message: Any) -> None:
+        seen.append(message)
+        got.set()
+
+    async def wait_for(kind: type) -> Any:
+        async with asyncio.timeout(15):
+            while not any(isinstance(m, kind) for m in seen):
+                got.clear()
+                await got.wait()
+        return next(m for m in seen if isinstance(m, kind))
+
+    async with gateway.client(ADMIN_KEY, mode="legacy", message_handler=on_message) as client:
+        await client.subscribe_resource("memo://pinned")
+        assert _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) == "notified"
+        updated = await wait_for(types.ResourceUpdatedNotification)
+        assert str(updated.params.uri) == "memo://pinned"
+
+        assert _text(await client.call_tool("interactive__add_prompt", {"name": "fresh"})) == "added fresh"
+        await wait_for(types.PromptListChangedNotification)
+        assert "interactive__fresh" in {p.name for p in (await client.list_prompts()).prompts}
+
+        await client.unsubscribe_resource("memo://pinned")
+        assert _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) == "nobody subscribed"
+
+
+async def test_an_agents_answer_may_reach_any_ingress_replica(gateway):
+    """The agent posts its sampling answer to a second replica; the call on the first completes."""
+    from bastion_common.settings import IngressSettings
+    from bastion_ingress.service import IngressService
+
+    second = IngressService(IngressSettings(nats_url=gateway.nats_url, port=0, session_secret="shared-test-secret"))
+    await second.start()
+    try:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
+                               "clientInfo": {"name": "raw", "version": "1"}}}
+            response = await http.post(gateway.url, headers=headers, json=init)
+            headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
+            headers["MCP-Protocol-Version"] = "2025-06-18"
+            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                    "params": {"name": "interactive__ask_llm", "arguments": {"prompt": "hi"}}}
+            async with http.stream("POST", gateway.url, headers=headers, json=call) as stream:
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                events = _sse_messages(stream)
+                request = await anext(events)
+                assert request["method"] == "sampling/createMessage"
+                forged = {"jsonrpc": "2.0", "id": request["id"][:-2] + "xx", "result": {}}
+                assert (await http.post(second.url, headers=headers, json=forged)).status_code == 202
+                answer = {"jsonrpc": "2.0", "id": request["id"],
+                          "result": {"role": "assistant", "content": {"type": "text", "text": "via replica two"},
+                                     "model": "m"}}
+                assert (await http.post(second.url, headers=headers, json=answer)).status_code == 202
+                final = await anext(events)
+            assert final["id"] == 2 and final["result"]["content"][0]["text"] == "model said: via replica two"
+    finally:
+        await second.stop()
+
+
+async def _sse_messages(response: Any):
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif not line and data:
+            yield orjson.loads("".join(data))
+            data = []

@@ -1,0 +1,139 @@
+"""An upstream that uses the whole protocol, not just tools: prompts, resources and templates,
+subscriptions, completion, logging, progress, and requests to the agent mid-call (sampling,
+elicitation, roots). Written with the official SDK; stdio by default, `--http` for streamable HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.prompts.base import UserMessage
+from mcp.types import (
+    Completion,
+    EmptyResult,
+    SamplingMessage,
+    SubscribeRequestParams,
+    TextContent,
+    UnsubscribeRequestParams,
+)
+from pydantic import BaseModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "servers"))
+from _runner import parse_args, run
+
+mcp = MCPServer(name="interactive", version="1.0.0")
+subscribed: set[str] = set()
+
+
+class Answer(BaseModel):
+    answer: str
+
+
+@mcp.tool()
+async def ask_llm(prompt: str, ctx: Context) -> str:
+    """Asks the agent's model (sampling/createMessage) and returns what it said."""
+    result = await ctx.session.create_message(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=50
+    )
+    return f"model said: {getattr(result.content, 'text', '')}"
+
+
+@mcp.tool()
+async def ask_user(question: str, ctx: Context) -> str:
+    """Asks the agent's user (elicitation/create)."""
+    result = await ctx.elicit(message=question, schema=Answer)
+    return f"{result.action}: {result.data.answer if result.action == 'accept' and result.data else '-'}"
+
+
+@mcp.tool()
+async def my_roots(ctx: Context) -> str:
+    """Lists the agent's roots (roots/list)."""
+    result = await ctx.session.list_roots()
+    return ",".join(str(root.uri) for root in result.roots)
+
+
+@mcp.tool()
+async def slow_progress(steps: int, ctx: Context) -> str:
+    """Reports progress `steps` times."""
+    for step in range(1, steps + 1):
+        await ctx.report_progress(progress=step, total=steps, message=f"step {step}")
+        await asyncio.sleep(0.01)
+    return f"{steps} steps done"
+
+
+@mcp.tool()
+async def chatty(ctx: Context) -> str:
+    """Logs one message at each of debug, info and warning."""
+    await ctx.debug("debug line")
+    await ctx.info("info line")
+    await ctx.warning("warning line")
+    return "logged"
+
+
+@mcp.tool()
+async def touch(uri: str, ctx: Context) -> str:
+    """Tells subscribers that `uri` changed (if anyone subscribed to it)."""
+    if uri in subscribed:
+        await ctx.session.send_resource_updated(uri)
+        return "notified"
+    return "nobody subscribed"
+
+
+@mcp.tool()
+async def add_prompt(name: str, ctx: Context) -> str:
+    """Registers a new prompt and announces the change."""
+    mcp.add_prompt(_prompt(name))
+    await ctx.session.send_prompt_list_changed()
+    return f"added {name}"
+
+
+def _prompt(name: str):
+    from mcp.server.mcpserver.prompts.base import Prompt
+
+    def render() -> str:
+        return f"prompt {name}"
+
+    return Prompt.from_function(render, name=name, description=f"added at runtime: {name}")
+
+
+@mcp.prompt()
+def greet(name: str) -> list[UserMessage]:
+    """Greets someone by name."""
+    return [UserMessage(role="user", content=TextContent(type="text", text=f"Hello, {name}!"))]
+
+
+@mcp.resource("memo://pinned", mime_type="text/plain", description="The pinned memo")
+def pinned() -> str:
+    return "pinned memo text"
+
+
+@mcp.resource("memo://notes/{note_id}", mime_type="text/plain", description="A note by id")
+def note(note_id: str) -> str:
+    return f"note {note_id}"
+
+
+@mcp.completion()
+async def complete(ref, argument, context) -> Completion:
+    values = [v for v in ("alice", "albert", "bob") if v.startswith(argument.value)]
+    return Completion(values=values, total=len(values), has_more=False)
+
+
+async def _subscribe(ctx, params: SubscribeRequestParams) -> EmptyResult:
+    subscribed.add(str(params.uri))
+    return EmptyResult()
+
+
+async def _unsubscribe(ctx, params: UnsubscribeRequestParams) -> EmptyResult:
+    subscribed.discard(str(params.uri))
+    return EmptyResult()
+
+
+mcp._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
+mcp._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
+
+
+if __name__ == "__main__":
+    run(mcp, parse_args(__doc__.splitlines()[0]))

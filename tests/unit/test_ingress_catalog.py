@@ -1,0 +1,70 @@
+"""The aggregated catalog: un-namespaced servers, name collisions, resource routing by URI and template."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion_common.messages import CatalogTool, ServerCatalog
+from bastion_ingress.catalog import Catalog, gateway_names
+from bastion_ingress.sessions import SessionCodec
+
+
+def test_plain_servers_keep_their_names_unless_contested():
+    pairs = [("a", "search"), ("b", "search"), ("b", "fetch"), ("c", "fetch"), ("c", "only_c")]
+    names = gateway_names(pairs, plain={"a", "b"})
+    # "search" is offered by two plain servers: both fall back to namespacing, whoever connected first
+    assert names["a__search"] == ("a", "search") and names["b__search"] == ("b", "search")
+    assert names["fetch"] == ("b", "fetch")  # c is namespaced, so b's plain name is uncontested
+    assert names["c__fetch"] == ("c", "fetch") and names["c__only_c"] == ("c", "only_c")
+    assert len(names) == len(pairs)
+
+
+def test_a_namespaced_name_wins_over_a_plain_one_of_the_same_spelling():
+    names = gateway_names([("x", "y__z"), ("y", "z")], plain={"x"})
+    assert names["y__z"] == ("y", "z") and ("x", "y__z") in names.values()
+    assert len(set(names)) == 2
+
+
+def test_invalid_plain_names_are_namespaced():
+    names = gateway_names([("p", "has space")], plain={"p"})
+    assert list(names.values()) == [("p", "has space")] and "has space" not in names
+
+
+def _catalog(server: str, **fields) -> bytes:
+    return ServerCatalog(server=server, status="ready", **fields).model_dump_json().encode()
+
+
+def test_resources_route_by_exact_uri_then_by_template():
+    catalog = Catalog()
+    catalog.put("docs", _catalog("docs", resources=[{"uri": "file:///readme", "name": "readme"}],
+                                 resource_templates=[{"uriTemplate": "file:///notes/{id}", "name": "note"}],
+                                 capabilities={"resources": {"subscribe": True}}))
+    catalog.put("web", _catalog("web", resource_templates=[{"uriTemplate": "https://{+rest}", "name": "page"}],
+                                tools=[CatalogTool(tool="get", definition={"name": "get", "inputSchema": {}})]))
+    assert catalog.resource_owner("file:///readme").server == "docs"
+    assert catalog.resource_owner("file:///notes/7").server == "docs"
+    assert catalog.resource_owner("file:///notes/7/deeper") is None  # a simple expression is one segment
+    assert catalog.resource_owner("https://example.com/a/b?c=d").server == "web"
+    assert catalog.resource_owner("ftp://nowhere") is None
+    assert catalog.template_owner("file:///notes/{id}").server == "docs"
+    assert catalog.capabilities == {"resources": {"subscribe": True}}
+    assert [entry.target for entry in catalog.templates.entries] == ["resource:file:///notes/{id}", "resource:https://{+rest}"]
+
+
+def test_prompts_are_namespaced_like_tools():
+    catalog = Catalog()
+    catalog.put("docs", _catalog("docs", prompts=[{"name": "review"}]))
+    catalog.put("plain", _catalog("plain", namespace=False, prompts=[{"name": "summarize"}]))
+    assert set(catalog.prompt_by_name) == {"docs__review", "summarize"}
+    assert catalog.prompt_by_name["summarize"].target == "prompt:summarize"
+
+
+@pytest.mark.parametrize("subject", ["_INBOX.abc.1", "_INBOX.x" * 20])
+def test_reply_ids_round_trip_only_for_their_key(subject):
+    codec = SessionCodec("secret")
+    reply_id = codec.reply_id(subject, "key-a")
+    assert codec.reply_subject(reply_id, "key-a") == subject
+    assert codec.reply_subject(reply_id, "key-b") is None  # another key cannot answer for it
+    assert codec.reply_subject(reply_id[:-2] + "zz", "key-a") is None
+    assert SessionCodec("other").reply_subject(reply_id, "key-a") is None
+    assert codec.reply_subject(7, "key-a") is None
