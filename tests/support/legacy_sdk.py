@@ -1,0 +1,109 @@
+"""Virtualenvs with old `mcp` 1.x releases, so bridging tests run REAL old servers and clients.
+
+One venv per handshake-era protocol revision, holding the newest `mcp` release whose
+`mcp.types.LATEST_PROTOCOL_VERSION` is that revision (checked in each release's wheel):
+
+    2024-11-05  mcp 1.8.1   (1.9.0 moved to 2025-03-26; 1.8.0 was the first with streamable HTTP)
+    2025-03-26  mcp 1.9.4   (1.10.0 moved to 2025-06-18)
+    2025-06-18  mcp 1.23.0  (1.23.1 moved to 2025-11-25)
+    2025-11-25  mcp 1.30.0  (the last 1.x; 2.x speaks 2026-07-28 too and is the repo's own SDK)
+
+The dependencies are pinned to releases of the same period: today's pydantic, for one, no longer
+has the private helper mcp <= 1.9 imports (`pydantic._internal._typing_extra.eval_type_backport`).
+
+Venvs live under `<repo>/.tools/legacy-mcp/<version>/` (git-ignored), are built on first use and
+reused afterwards; a file lock makes concurrent test processes build each one exactly once. A
+venv counts as built only once its marker file holds the exact requirement list, so an
+interrupted build or a changed pin rebuilds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LEGACY_SDKS", "LegacySdk", "legacy_python"]
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / ".tools" / "legacy-mcp"
+
+
+@dataclass(frozen=True)
+class LegacySdk:
+    protocol_version: str
+    mcp: str
+    pins: tuple[str, ...]
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        return (f"mcp=={self.mcp}", *self.pins)
+
+    @property
+    def home(self) -> Path:
+        return TOOLS / self.mcp
+
+    @property
+    def python(self) -> Path:
+        return self.home / "bin" / "python"
+
+
+LEGACY_SDKS: dict[str, LegacySdk] = {
+    sdk.protocol_version: sdk
+    for sdk in (
+        LegacySdk("2024-11-05", "1.8.1", (
+            "pydantic==2.11.4", "pydantic-settings==2.9.1", "starlette==0.46.2", "sse-starlette==2.3.5",
+            "anyio==4.9.0", "uvicorn==0.34.2", "httpx==0.28.1", "httpx-sse==0.4.0", "python-multipart==0.0.20",
+        )),
+        LegacySdk("2025-03-26", "1.9.4", (
+            "pydantic==2.11.7", "pydantic-settings==2.10.1", "starlette==0.47.1", "sse-starlette==2.3.6",
+            "anyio==4.9.0", "uvicorn==0.35.0", "httpx==0.28.1", "httpx-sse==0.4.1", "python-multipart==0.0.20",
+        )),
+        LegacySdk("2025-06-18", "1.23.0", (
+            "pydantic==2.12.5", "pydantic-settings==2.12.0", "starlette==0.50.0", "sse-starlette==3.0.3",
+            "anyio==4.12.0", "uvicorn==0.38.0", "httpx==0.28.1", "httpx-sse==0.4.3", "python-multipart==0.0.20",
+        )),
+        LegacySdk("2025-11-25", "1.30.0", (
+            "pydantic==2.13.5", "pydantic-settings==2.13.1", "starlette==1.0.0", "sse-starlette==3.4.1",
+            "anyio==4.13.0", "uvicorn==0.46.0", "httpx==0.28.1", "httpx-sse==0.4.3", "python-multipart==0.0.26",
+        )),
+    )
+}
+
+
+def legacy_python(protocol_version: str) -> Path:
+    """The python of the venv for `protocol_version`, built first if needed (≈ 30 s, once)."""
+    sdk = LEGACY_SDKS[protocol_version]
+    marker = sdk.home / ".bastion-requirements"
+    wanted = "\n".join(sdk.requirements) + "\n"
+    if marker.exists() and marker.read_text() == wanted:
+        return sdk.python
+    TOOLS.mkdir(parents=True, exist_ok=True)
+    with open(TOOLS / f"{sdk.mcp}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building it right now
+        if marker.exists() and marker.read_text() == wanted:
+            return sdk.python
+        shutil.rmtree(sdk.home, ignore_errors=True)
+        # the base interpreter, not this venv's: the legacy venv must not see the repo's packages
+        subprocess.run([_base_python(), "-m", "venv", str(sdk.home)], check=True)
+        subprocess.run(
+            [str(sdk.python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *sdk.requirements],
+            check=True,
+            env={**os.environ, "PIP_REQUIRE_VIRTUALENV": "0"},
+        )
+        marker.write_text(wanted)
+    return sdk.python
+
+
+def _base_python() -> str:
+    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+    return str(base) if base.exists() else sys.executable
+
+
+if __name__ == "__main__":  # build them all ahead of a test run: python -m tests.support.legacy_sdk
+    for version in LEGACY_SDKS:
+        print(version, legacy_python(version))
