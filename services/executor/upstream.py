@@ -101,6 +101,11 @@ class Upstream:
         self._scope = anyio.CancelScope()
         self._task: asyncio.Task[None] | None = None
         self._health_interval = health_interval
+        self._mode = config.protocol
+        """How the next connect negotiates. "auto" opens with a `server/discover` probe, which some old
+        servers (mcp <= 1.8 over stdio and SSE) answer by dropping the connection; after a failed
+        connect in auto mode the next attempt uses the handshake, and the attempt after that auto
+        again, so a transient failure never pins a modern server to the old protocol."""
         self._last_ok = 0.0
         self.connects = 0
         """Connection attempts so far (tests count restarts with it)."""
@@ -311,6 +316,8 @@ class Upstream:
                         log.warning("upstream %s: session lost (%s); reconnecting", self.name, reason)
                         continue
                     failures += 1
+                    if self.config.protocol == "auto":
+                        self._mode = "legacy" if self._mode == "auto" else "auto"
                     self.breaker.failure()
                     level = logging.WARNING if reason != self._error or failures == 1 else logging.DEBUG
                     log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, failures)
@@ -333,7 +340,7 @@ class Upstream:
             agents = self.agents
             client = Client(
                 transport, cache=None, message_handler=self._on_message, client_info=_CLIENT_INFO,
-                mode=self.config.protocol,
+                mode=self._mode,
                 logging_callback=agents.on_log, sampling_callback=agents.sampling,
                 elicitation_callback=agents.elicitation, list_roots_callback=agents.roots,
             )

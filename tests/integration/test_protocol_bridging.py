@@ -61,16 +61,11 @@ MATRIX_TRANSPORT = {
     "2026-07-28": "http",
 }
 
-# Left out on purpose, a Bastion bug: the executor connects with the SDK's Client(mode="auto"),
-# whose first message is a `server/discover` probe. mcp <= 1.8.1 servers validate every request
-# against their closed list of methods and let the ValidationError escape the session's receive
-# loop (mcp/shared/session.py:331 in 1.8.1), so over stdio and SSE the server session dies instead
-# of answering -32601, and the executor retries the same probe forever: the server never becomes
-# ready. (Over streamable HTTP the SDK's session manager refuses the session-less probe with HTTP
-# 400 before any session sees it, and the client falls back to initialize.) Registering these two
-# would keep the module's gateway from ever becoming ready; add them back once the executor falls
-# back to mode="legacy" for such servers (services/executor/upstream.py, `_serve_session`).
-UNREACHABLE = {("2024-11-05", "stdio"), ("2024-11-05", "sse")}
+# mcp <= 1.8.1 servers over stdio and SSE drop the connection on the `server/discover` probe that
+# auto mode opens with (their closed method list lets the ValidationError escape the session's
+# receive loop); the executor then retries with the `initialize` handshake (`Upstream._mode`).
+# Nothing is left out of the matrix.
+UNREACHABLE: set[tuple[str, str]] = set()
 UPSTREAMS = [(v, t) for v in VERSIONS for t in TRANSPORTS if (v, t) not in UNREACHABLE]
 
 
@@ -103,9 +98,11 @@ async def run_sdk_agent(gateway: Gateway, version: str, requests: list[Request])
     async with gateway.client(ADMIN_KEY, mode=mode) as client:
         tools = [tool.name for tool in (await client.list_tools()).tools]
         for method, params in requests:
-            assert method == "tools/call", method  # prompts/get, resources/read: map them here when added
             try:
-                result = await client.call_tool(params["name"], params["arguments"])
+                if method == "prompts/get":
+                    result = await client.get_prompt(params["name"], params["arguments"])
+                else:
+                    result = await client.call_tool(params["name"], params["arguments"])
                 answers.append(result.model_dump(mode="json", by_alias=True, exclude_none=True))
             except MCPError as exc:
                 answers.append({"error": exc.error.model_dump(mode="json", by_alias=True, exclude_none=True)})
@@ -116,8 +113,8 @@ async def run_legacy_agent(gateway: Gateway, version: str, requests: list[Reques
     """An mcp 1.x client in its own venv, as a subprocess (see legacy_client.py)."""
     plan = []
     for method, params in requests:
-        assert method == "tools/call", method  # prompts/get, resources/read: teach legacy_client.py when added
-        plan.append([params["name"], params["arguments"]])
+        assert method in ("tools/call", "prompts/get"), method
+        plan.append([("prompt:" if method == "prompts/get" else "") + params["name"], params["arguments"]])
     proc = await asyncio.create_subprocess_exec(
         _python(version), str(CLIENT_SCRIPT), gateway.url, ADMIN_KEY, json.dumps(plan),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -167,7 +164,17 @@ def _tool_verify(server: str, answers: list[dict[str, Any]]) -> None:
     assert "boom" in _text(failed)  # the wording around the message differs per SDK release
 
 
-CHECKS: list[Check] = [Check(_tool_requests, _tool_verify)]
+def _prompt_requests(server: str) -> list[Request]:
+    return [("prompts/get", {"name": f"{server}__greet", "arguments": {"name": "Ada"}})]
+
+
+def _prompt_verify(server: str, answers: list[dict[str, Any]]) -> None:
+    (got,) = answers
+    assert "error" not in got, got
+    assert [m["content"]["text"] for m in got["messages"]] == ["Hello, Ada!"]
+
+
+CHECKS: list[Check] = [Check(_tool_requests, _tool_verify), Check(_prompt_requests, _prompt_verify)]
 
 
 async def assert_bridged(gateway: Gateway, agent: str, upstream: str, transport: str) -> None:

@@ -4,6 +4,8 @@ Run it with the python of a pinned legacy venv (`tests/support/legacy_sdk.py`):
 
     <venv>/bin/python tests/support/legacy_client.py URL KEY '[["srv__echo", {"text": "hi"}], ...]'
 
+A name `prompt:<name>` in the plan is a `prompts/get` of that prompt instead of a tool call.
+
 It connects over streamable HTTP (the SDK's own `streamablehttp_client`, in every release since 1.8)
 with `Authorization: Bearer KEY`, runs the initialize handshake, lists tools, makes each call in
 order and prints one JSON object on stdout:
@@ -38,7 +40,10 @@ async def main(url: str, key: str, calls: list[tuple[str, dict[str, Any]]]) -> d
             results: list[Any] = []
             for name, arguments in calls:
                 try:
-                    results.append(_dump(await session.call_tool(name, arguments)))
+                    if name.startswith("prompt:"):  # a prompts/get, not a tool call
+                        results.append(_dump(await session.get_prompt(name[len("prompt:"):], arguments)))
+                    else:
+                        results.append(_dump(await session.call_tool(name, arguments)))
                 except McpError as exc:
                     results.append({"error": _dump(exc.error)})
     return {

@@ -50,8 +50,8 @@ def fail(message: str) -> str:
     raise ToolError(message)
 
 
-# Prompts and resources are not proxied by Bastion yet; they are here so that checks for
-# prompts/get and resources/read can be added to the bridging matrix without touching this server.
+# Every upstream offers the same prompt under its own namespaced name, so the matrix checks
+# prompts/get per upstream; resources keep their URIs (the same on every upstream here).
 @mcp.prompt()
 def greet(name: str) -> str:
     """A one-line greeting for `name`."""
