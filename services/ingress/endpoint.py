@@ -22,10 +22,18 @@ from mcp.shared.inbound import (
     classify_inbound_request,
     find_duplicated_routing_header,
 )
-from mcp_types import HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION
+from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
+from mcp_types import (
+    HEADER_MISMATCH,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from bastion_common.messages import AuditEvent
+from bastion_common.messages import AuditEvent, new_id
 
 from .handlers import Handlers, RequestContext
 from .hosts import HostGuard
@@ -179,6 +187,9 @@ class McpEndpoint:
             elif requested:
                 ctx.version = requested
 
+        if rpc_method == "subscriptions/listen" and modern and self.notifier is not None:
+            await self._listen(ctx, message, sse_ok, receive, send)
+            return
         try:
             payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
         except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log gets the trace
@@ -213,10 +224,44 @@ class McpEndpoint:
             await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, "Session not found; send initialize again"))
             return
         listener = self.notifier.listen(session_key(session_id))
+        await self._serve_listener(listener, [b": bastion\n\n"], receive, send)
+
+    async def _listen(self, ctx: RequestContext, message: dict[str, Any], sse_ok: bool, receive: Receive,
+                      send: Send) -> None:
+        """2026-07-28 `subscriptions/listen`: acknowledge what is honoured, then stream it."""
+        assert self.notifier is not None
+        if not sse_ok:  # the answer IS a notification stream
+            await _plain(send, 406, {"error": "not_acceptable", "message": "subscriptions/listen needs Accept: text/event-stream"})
+            return
+        wanted = (message.get("params") or {}).get("notifications")
+        if not isinstance(wanted, dict):
+            await _respond(send, error_body(ctx.request_id, INVALID_PARAMS, "subscriptions/listen needs 'params.notifications'"),
+                           400, False, None)
+            return
+        kinds = frozenset(k for k in ("tools", "prompts", "resources") if wanted.get(f"{k}ListChanged") is True)
+        uris = [u for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)]
+        ctx.session = f"listen-{new_id()}"  # the upstream subscriptions held for this stream
+        held = await self.handlers.hold_subscriptions(ctx, uris) if uris else []
+        honoured: dict[str, Any] = {f"{k}ListChanged": True for k in sorted(kinds)}
+        if held:
+            honoured["resourceSubscriptions"] = [uri for _, uri in held]
+        listener = self.notifier.listen(None, kinds=kinds, resources=set(held), subscription_id=ctx.request_id)
+        ack = {"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+               "params": {"notifications": honoured, "_meta": {SUBSCRIPTION_ID_META_KEY: ctx.request_id}}}
+        try:
+            await self._serve_listener(listener, [sse_event(ack)], receive, send)
+        finally:
+            if held:
+                await self.handlers.release_subscriptions(ctx, held)
+
+    async def _serve_listener(self, listener: Any, opening: list[bytes], receive: Receive, send: Send) -> None:
+        """Stream what `listener` collects until the agent goes away; keep idle streams alive."""
+        assert self.notifier is not None
         gone = asyncio.ensure_future(_disconnected(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-            await send({"type": "http.response.body", "body": b": bastion\n\n", "more_body": True})
+            for chunk in opening:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
             while not gone.done():
                 getter = asyncio.ensure_future(listener.queue.get())
                 done, _ = await asyncio.wait({getter, gone}, timeout=_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)

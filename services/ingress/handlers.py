@@ -61,11 +61,11 @@ class RequestContext:
 
 def _capabilities(version: str) -> dict[str, Any]:
     """Everything Bastion proxies, whatever servers are connected right now (lists may be empty).
-    2026-07-28 dropped `logging` and resource subscriptions; change notifications there need
-    `subscriptions/listen`, which Bastion does not serve yet."""
+    2026-07-28 dropped `logging`; its change notifications and resource updates travel on
+    `subscriptions/listen` streams."""
     if version in MODERN_PROTOCOL_VERSIONS:
-        return {"tools": {"listChanged": False}, "prompts": {"listChanged": False},
-                "resources": {"listChanged": False}, "completions": {}}
+        return {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
+                "resources": {"subscribe": True, "listChanged": True}, "completions": {}}
     return {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
             "resources": {"subscribe": True, "listChanged": True}, "completions": {}, "logging": {}}
 
@@ -279,6 +279,31 @@ class Handlers:
         if entry is None:
             return error_body(ctx.request_id, INVALID_PARAMS, f"nothing to complete for {ref!r}: unknown prompt or resource"), None
         return await self._route(ctx, "completion/complete", entry, params, "completion")
+
+    async def hold_subscriptions(self, ctx: RequestContext, uris: list[str]) -> list[tuple[str, str]]:
+        """Subscribe upstream, on behalf of one `subscriptions/listen` stream (`ctx.session`), to
+        the resources the key may read; the (server, uri) pairs that took."""
+        owners = [(uri, entry) for uri in dict.fromkeys(uris) if (entry := self.catalog.resource_owner(uri))]
+        if not owners:
+            return []
+        allowed = await self.gateway.visible(ctx.caller, [(e.server, f"resource:{u}") for u, e in owners],
+                                             ctx.include_servers, None)
+        if isinstance(allowed, GatewayError):
+            return []
+        held = []
+        for uri, entry in (owners[i] for i in allowed):
+            payload, _ = await self._route(ctx, "resources/subscribe", entry, {"uri": uri}, "resource_subscribe",
+                                           name=uri, target=f"resource:{uri}")
+            if "result" in payload:
+                held.append((entry.server, uri))
+        return held
+
+    async def release_subscriptions(self, ctx: RequestContext, held: list[tuple[str, str]]) -> None:
+        for server, uri in held:
+            entry = self.catalog.resource_owner(uri)
+            if entry is not None and entry.server == server:
+                await self._route(ctx, "resources/unsubscribe", entry, {"uri": uri}, "resource_subscribe",
+                                  name=uri, target=f"resource:{uri}")
 
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Per session: the level filters the log notifications Bastion forwards to this agent (upstream

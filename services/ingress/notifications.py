@@ -17,6 +17,8 @@ import orjson
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
+
 from bastion_common.messages import ResourceUpdated
 
 from .catalog import Catalog
@@ -32,10 +34,22 @@ _QUEUE_LIMIT = 1000
 
 @dataclass(eq=False)
 class Listener:
-    session: str
+    """One open stream: a session's `GET /mcp` (everything, resources as the session subscribed),
+    or a 2026-07-28 `subscriptions/listen` (only the kinds and resources it asked for, each message
+    stamped with its subscription id)."""
+
+    session: str | None
+    kinds: frozenset[str] | None = None
+    """"tools", "prompts", "resources" list changes wanted; None: all."""
+    resources: set[tuple[str, str]] | None = None
+    """(server, uri) whose updates this stream wants; None: the session's subscriptions."""
+    subscription_id: Any = None
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
 
     def push(self, message: dict[str, Any]) -> None:
+        if self.subscription_id is not None:
+            meta = {SUBSCRIPTION_ID_META_KEY: self.subscription_id}
+            message = {**message, "params": {**message.get("params", {}), "_meta": meta}}
         if self.queue.full():
             self.queue.get_nowait()
         self.queue.put_nowait(message)
@@ -48,8 +62,8 @@ class Notifier:
         self._listeners: set[Listener] = set()
         self._signatures = self._signature()
 
-    def listen(self, session: str) -> Listener:
-        listener = Listener(session)
+    def listen(self, session: str | None, **wants: Any) -> Listener:
+        listener = Listener(session, **wants)
         self._listeners.add(listener)
         return listener
 
@@ -63,7 +77,8 @@ class Notifier:
         for kind in changed:
             message = {"jsonrpc": "2.0", "method": f"notifications/{kind}/list_changed"}
             for listener in self._listeners:
-                listener.push(message)
+                if listener.kinds is None or kind in listener.kinds:
+                    listener.push(message)
 
     async def on_resource_updated(self, msg: Msg) -> None:
         try:
@@ -73,7 +88,9 @@ class Notifier:
         pair = (update.server, update.uri)
         message = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": update.uri}}
         for listener in self._listeners:
-            if pair in self._state.subscriptions.get(listener.session, ()):
+            wanted = listener.resources if listener.resources is not None else self._state.subscriptions.get(
+                listener.session or "", ())
+            if pair in wanted:
                 listener.push(message)
 
     def _signature(self) -> dict[str, bytes]:

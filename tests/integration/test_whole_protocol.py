@@ -220,3 +220,25 @@ async def _sse_messages(response: Any):
         elif not line and data:
             yield orjson.loads("".join(data))
             data = []
+
+
+async def test_a_2026_agent_listens_for_changes_and_resource_updates(gateway):
+    async with gateway.client(ADMIN_KEY, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        async with client.listen(prompts_list_changed=True, resource_subscriptions=["memo://pinned", "memo://nowhere"]) as sub:
+            assert sub.honored.prompts_list_changed is True and sub.honored.tools_list_changed is None
+            assert sub.honored.resource_subscriptions == ["memo://pinned"]  # nothing serves the other URI
+            events = aiter(sub)
+            assert _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) == "notified"
+            async with asyncio.timeout(15):
+                updated = await anext(events)
+            assert getattr(updated, "uri", None) == "memo://pinned"
+            assert _text(await client.call_tool("interactive__add_prompt", {"name": "listened"})) == "added listened"
+            async with asyncio.timeout(15):
+                changed = await anext(events)
+            assert type(changed).__name__ == "PromptsListChanged"
+    # the stream's upstream subscription ends with it
+    async with gateway.client(ADMIN_KEY, mode="legacy") as client:
+        async with asyncio.timeout(15):
+            while _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) != "nobody subscribed":
+                await asyncio.sleep(0.05)
