@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from nats.aio.msg import Msg
 from pydantic import ValidationError
-
-from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 
 from bastion_common.messages import ResourceUpdated
 
