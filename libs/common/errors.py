@@ -27,6 +27,7 @@ class ErrorKind(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
     CIRCUIT_OPEN = "circuit_open"
+    CANCELLED = "cancelled"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     GATEWAY_TIMEOUT = "gateway_timeout"
     INTERNAL = "internal"
@@ -43,6 +44,7 @@ JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
     ErrorKind.UPSTREAM_TIMEOUT: -32061,
     ErrorKind.UPSTREAM_ERROR: -32062,
     ErrorKind.CIRCUIT_OPEN: -32063,  # the executor refused at once: the server failed repeatedly
+    ErrorKind.CANCELLED: -32064,  # the agent cancelled the request (it ignores the answer, per the spec)
     ErrorKind.GATEWAY_UNAVAILABLE: -32070,
     ErrorKind.GATEWAY_TIMEOUT: -32071,
     ErrorKind.INTERNAL: INTERNAL_ERROR,

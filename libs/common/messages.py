@@ -25,6 +25,8 @@ __all__ = [
     "BreakerStatus",
     "CallOutcome",
     "Caller",
+    "CancelCall",
+    "CancelExecution",
     "CatalogTool",
     "ClientReply",
     "GatewayError",
@@ -149,6 +151,20 @@ class ClientReply(_Message):
 
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+
+
+class CancelCall(_Message):
+    """ingress -> every ingress: an agent cancelled its request `request_id` (in session `session`)."""
+
+    key_id: str
+    session: str
+    request_id: str | int
+
+
+class CancelExecution(_Message):
+    """ingress -> every executor: abandon the call or request with this id."""
+
+    id: str
 
 
 class ResourceUpdated(_Message):

@@ -13,9 +13,11 @@ __all__ = [
     "AUDIT_EVENTS",
     "AUDIT_QUERY",
     "AUDIT_STREAM",
+    "CALL_CANCEL",
     "EXEC_ACCEPTED_BY",
     "EXEC_ALIVE",
     "EXEC_CALL",
+    "EXEC_CANCEL",
     "EXEC_REQUEST",
     "EXEC_WANT_ACK",
     "KV_CATALOG",
@@ -49,6 +51,14 @@ POLICY_REQUEST: Final = "bastion.policy.request"
 
 EXEC_REQUEST: Final = "bastion.exec.request"
 """policy -> executor: the `UpstreamRequest` policy allowed; the executor answers a `CallOutcome`."""
+
+CALL_CANCEL: Final = "bastion.calls.cancel"
+"""ingress -> every ingress: a `CancelCall` (an agent's `notifications/cancelled`, which may reach any
+replica); the replica running that request tells the executors."""
+
+EXEC_CANCEL: Final = "bastion.exec.cancel"
+"""ingress -> every executor: a `CancelExecution`; the replica running that call abandons it, and the
+SDK sends the upstream `notifications/cancelled`."""
 
 RESOURCE_UPDATED: Final = "bastion.events.resource-updated"
 """executor -> every ingress (no queue group): a `ResourceUpdated`; each ingress tells the agent

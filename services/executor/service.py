@@ -25,7 +25,15 @@ from pydantic import ValidationError
 
 from bastion_common import subjects
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, ServerCatalog, ServerRecord, ToolCall, UpstreamRequest
+from bastion_common.messages import (
+    CallOutcome,
+    CancelExecution,
+    GatewayError,
+    ServerCatalog,
+    ServerRecord,
+    ToolCall,
+    UpstreamRequest,
+)
 from bastion_common.nats import connect, kv_bucket
 from bastion_common.settings import ExecutorSettings
 
@@ -59,6 +67,9 @@ class ExecutorService:
         self._upstreams: dict[str, Upstream] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        """Call id -> the task running it, so an agent's cancellation can reach it."""
+        self._cancelled: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
 
     @property
@@ -87,6 +98,7 @@ class ExecutorService:
         self._watch_task = asyncio.create_task(self._watch(watcher), name="executor:servers-watch")
         # answered until the connection drains, so calls still in flight during a stop are not declared lost
         await self._nc.subscribe(subjects.executor_alive_subject(self.instance), cb=self._on_alive)
+        await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         self._subs = [
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
             await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
@@ -222,6 +234,18 @@ class ExecutorService:
         if self._nc is not None and not self._nc.is_closed:
             self._spawn_background(self._nc.publish(reply, b"", headers={subjects.EXEC_ACCEPTED_BY: self.instance}))
 
+    async def _on_cancel(self, msg: Msg) -> None:
+        """Every replica hears it; the one running the call abandons it (the SDK then sends the
+        upstream `notifications/cancelled`) and answers with a `cancelled` outcome."""
+        try:
+            call_id = CancelExecution.model_validate_json(msg.data).id
+        except ValidationError:
+            return
+        task = self._running.get(call_id)
+        if task is not None and not task.done():
+            self._cancelled.add(call_id)
+            task.cancel()
+
     async def _handle(self, msg: Msg) -> None:
         model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
         try:
@@ -235,7 +259,17 @@ class ExecutorService:
                 decided_by="executor",
             )
         else:
-            outcome = await self._execute(request)
+            self._running[request.id] = task = asyncio.current_task()  # type: ignore[assignment]
+            try:
+                outcome = await self._execute(request)
+            except asyncio.CancelledError:
+                if request.id not in self._cancelled:
+                    raise  # the executor is stopping
+                task.uncancel()
+                outcome = refusal(request, ErrorKind.CANCELLED, "the agent cancelled the request")
+            finally:
+                self._running.pop(request.id, None)
+                self._cancelled.discard(request.id)
         if msg.reply and self._nc is not None:
             try:
                 await self._nc.publish(msg.reply, outcome.model_dump_json().encode())

@@ -33,7 +33,7 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from bastion_common.messages import AuditEvent, new_id
+from bastion_common.messages import AuditEvent, CancelCall, new_id
 
 from .handlers import Handlers, RequestContext
 from .hosts import HostGuard
@@ -143,6 +143,8 @@ class McpEndpoint:
             # a notification, or an agent's answer to a request Bastion relayed from an upstream
             if "method" not in message and self.streams is not None:
                 await self.streams.deliver_reply(caller.key_id, message)
+            elif message.get("method") == "notifications/cancelled":
+                await self._cancelled(headers, caller.key_id, message.get("params"))
             await _plain(send, 202, None)
             return
 
@@ -209,6 +211,15 @@ class McpEndpoint:
         if audit is not None:
             audit.response_bytes = sent
             self.emit_audit(audit)
+
+    async def _cancelled(self, headers: dict[str, str], key_id: str, params: Any) -> None:
+        request_id = params.get("requestId") if isinstance(params, dict) else None
+        session_id = headers.get(_SESSION_HEADER)
+        if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not session_id:
+            return
+        if self.sessions.verify(session_id, key_id) is not None:
+            cancel = CancelCall(key_id=key_id, session=session_key(session_id), request_id=request_id)
+            await self.handlers.gateway.cancel(cancel)
 
     async def _standalone_stream(self, headers: dict[str, str], key_id: str, receive: Receive, send: Send) -> None:
         """`GET /mcp`: the session's stream of server-initiated notifications, open until the agent leaves."""

@@ -16,6 +16,8 @@ from bastion_common.errors import ErrorKind
 from bastion_common.messages import (
     Caller,
     CallOutcome,
+    CancelCall,
+    CancelExecution,
     GatewayError,
     ToolCall,
     UpstreamRequest,
@@ -67,6 +69,14 @@ class Gateway:
             return CallOutcome.model_validate_json(reply.data)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
+
+    async def cancel(self, call: CancelCall) -> None:
+        """An agent cancelled a request: tell the ingress replica running it, whichever it is."""
+        await self._nc.publish(subjects.CALL_CANCEL, call.model_dump_json().encode())
+
+    async def abandon(self, call_id: str) -> None:
+        """Tell the executors to abandon a call this replica is running."""
+        await self._nc.publish(subjects.EXEC_CANCEL, CancelExecution(id=call_id).model_dump_json().encode())
 
     async def visible(
         self,

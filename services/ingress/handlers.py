@@ -15,9 +15,18 @@ from typing import Any, TypeVar
 import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
-from bastion_common.messages import AuditEvent, Caller, CallOutcome, GatewayError, ToolCall, UpstreamRequest
+from bastion_common.messages import (
+    AuditEvent,
+    Caller,
+    CallOutcome,
+    CancelCall,
+    GatewayError,
+    ToolCall,
+    UpstreamRequest,
+)
 
 from .catalog import Catalog, CatalogEntry, Listing
 from .gateway import Gateway
@@ -89,6 +98,10 @@ class Handlers:
         self.call_timeout = call_timeout
         self.streams = streams
         self.state = state or SessionState()
+        self.running: dict[tuple[str, str, Any], str] = {}
+        """(key id, session, JSON-RPC id) -> id of the call this replica is running for it, so an
+        agent's `notifications/cancelled` finds it. Only session requests: without a session, two
+        agents sharing a key may use the same JSON-RPC id."""
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
         self._list_cache: dict[tuple[Any, ...], tuple[tuple[int, ...], float, orjson.Fragment]] = {}
@@ -359,19 +372,36 @@ class Handlers:
         self, ctx: RequestContext, message: _Routed, send: Callable[[_Routed], Awaitable[CallOutcome]]
     ) -> CallOutcome:
         """Send, with a call stream open when the agent can take one (an SSE answer)."""
-        if ctx.emit is None or self.streams is None:
-            return await send(message)
-        level = self.state.levels.get(ctx.session) if ctx.session else None
-        stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
-        message.stream = stream.subject
-        message.log_level = level
+        running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
+        if running is not None:
+            self.running[running] = message.id
         try:
-            outcome = await send(message)
-            if outcome.events > stream.received:
-                await stream.settle(outcome.events)
+            if ctx.emit is None or self.streams is None:
+                return await send(message)
+            level = self.state.levels.get(ctx.session) if ctx.session else None
+            stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
+            message.stream = stream.subject
+            message.log_level = level
+            try:
+                outcome = await send(message)
+                if outcome.events > stream.received:
+                    await stream.settle(outcome.events)
+            finally:
+                self.streams.close(stream)
+            return outcome
         finally:
-            self.streams.close(stream)
-        return outcome
+            if running is not None:
+                self.running.pop(running, None)
+
+    async def on_cancel(self, msg: Any) -> None:
+        """`CALL_CANCEL` from any replica: abandon the call if this replica runs it."""
+        try:
+            cancel = CancelCall.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        call_id = self.running.get((cancel.key_id, cancel.session, cancel.request_id))
+        if call_id is not None:
+            await self.gateway.abandon(call_id)
 
     def _audit(
         self,

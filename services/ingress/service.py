@@ -97,6 +97,7 @@ class IngressService:
         self.notifier = Notifier(self.catalog, state)
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
         self.handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout, self.streams, state)
+        await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
         self._watches = [
             BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
             BucketWatch(js, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),

@@ -242,3 +242,17 @@ async def test_a_2026_agent_listens_for_changes_and_resource_updates(gateway):
         async with asyncio.timeout(15):
             while _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) != "nobody subscribed":
                 await asyncio.sleep(0.05)
+
+
+async def test_an_agents_cancellation_reaches_the_upstream(gateway):
+    import anyio
+
+    async with gateway.client(ADMIN_KEY, mode="legacy") as client:
+        with anyio.move_on_after(1.0):  # abandoning the call makes the SDK send notifications/cancelled
+            await client.call_tool("interactive__sleepy", {"label": "first", "seconds": 60})
+        async with asyncio.timeout(15):
+            while "first" not in _text(await client.call_tool("interactive__cancellations", {})):
+                await asyncio.sleep(0.05)
+        # the session keeps working, and a call that is not cancelled completes
+        assert _text(await client.call_tool("interactive__sleepy", {"label": "second", "seconds": 0})) == "slept second"
+        assert _text(await client.call_tool("interactive__cancellations", {})) == "first"

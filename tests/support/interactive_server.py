@@ -26,6 +26,7 @@ from _runner import parse_args, run
 
 mcp = MCPServer(name="interactive", version="1.0.0")
 subscribed: set[str] = set()
+cancelled: list[str] = []
 
 
 class Answer(BaseModel):
@@ -71,6 +72,23 @@ async def chatty(ctx: Context) -> str:
     await ctx.info("info line")
     await ctx.warning("warning line")
     return "logged"
+
+
+@mcp.tool()
+async def sleepy(label: str, seconds: float) -> str:
+    """Sleeps; a cancellation from the client is recorded under `label` (see `cancellations`)."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        cancelled.append(label)
+        raise
+    return f"slept {label}"
+
+
+@mcp.tool()
+def cancellations() -> str:
+    """The labels of every `sleepy` call that was cancelled, in order."""
+    return ",".join(cancelled)
 
 
 @mcp.tool()
