@@ -256,3 +256,21 @@ async def test_an_agents_cancellation_reaches_the_upstream(gateway):
         # the session keeps working, and a call that is not cancelled completes
         assert _text(await client.call_tool("interactive__sleepy", {"label": "second", "seconds": 0})) == "slept second"
         assert _text(await client.call_tool("interactive__cancellations", {})) == "first"
+
+
+async def test_a_request_from_an_upstream_serving_two_agents_at_once_is_refused_not_misrouted(gateway):
+    """One upstream session, two calls in flight, one sampling request each: nothing on the wire says
+    which call asked, so the gateway refuses both rather than show one agent the other's prompt."""
+    seen: list[str] = []
+
+    async def sampling(_ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        seen.append(params.messages[0].content.text)
+        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="x"), model="m")
+
+    async with (gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling) as one,
+                gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling) as two):
+        results = await asyncio.gather(one.call_tool("interactive__ask_llm_together", {"prompt": "secret of one"}),
+                                       two.call_tool("interactive__ask_llm_together", {"prompt": "secret of two"}))
+    assert seen == []
+    for result in results:
+        assert "2 calls to this server are in flight" in _text(result)

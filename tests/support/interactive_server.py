@@ -42,6 +42,25 @@ async def ask_llm(prompt: str, ctx: Context) -> str:
     return f"model said: {getattr(result.content, 'text', '')}"
 
 
+_waiting: list[asyncio.Event] = []
+
+
+@mcp.tool()
+async def ask_llm_together(prompt: str, ctx: Context) -> str:
+    """Waits until a second call of this tool is running too, then asks the agent's model: with
+    two calls in flight on one upstream session, the gateway cannot tell whose request it is."""
+    arrived = asyncio.Event()
+    _waiting.append(arrived)
+    if len(_waiting) % 2 == 0:
+        for event in _waiting:
+            event.set()
+    await arrived.wait()
+    try:
+        return await ask_llm(prompt, ctx)
+    except Exception as exc:  # the refusal, as the tool's visible result
+        return f"refused: {exc}"
+
+
 @mcp.tool()
 async def ask_user(question: str, ctx: Context) -> str:
     """Asks the agent's user (elicitation/create)."""
