@@ -101,7 +101,8 @@ class ToolCall(_Message):
     and requests the upstream makes of the agent (sampling, elicitation, roots)."""
     client: list[str] = Field(default_factory=list)
     """Client capabilities the agent declared that an upstream may ask it for:
-    "sampling", "elicitation", "roots"."""
+    "sampling", "elicitation", "roots"; or "input_required" for a 2026-07-28 agent, which resolves
+    a 2026-07-28 upstream's `input_required` results itself (the executor does it for the others)."""
     log_level: str | None = None
     """The lowest log level the agent wants forwarded on its stream (2026-07-28 upstreams send log
     messages only for requests that ask for them)."""

@@ -110,6 +110,17 @@ class AgentLink:
     async def roots(self, _ctx: Any) -> Any:
         return await self._ask("roots", "roots/list", None, types.ListRootsResult)
 
+    async def answer(self, call: ActiveCall, request: types.InputRequest) -> Any:
+        """One input request of a 2026-07-28 `input_required` result, put to the agent of `call`:
+        the result names its request, so there is no guessing which agent it is for."""
+        match request:
+            case types.CreateMessageRequest(params=params):
+                return await self._ask("sampling", request.method, params, types.CreateMessageResult, call)
+            case types.ElicitRequest(params=params):
+                return await self._ask("elicitation", request.method, params, types.ElicitResult, call)
+            case _:
+                return await self._ask("roots", request.method, None, types.ListRootsResult, call)
+
     # ------------------------------------------------------------------ internals
 
     def _sole(self, capability: str | None) -> ActiveCall | None:
@@ -123,14 +134,22 @@ class AgentLink:
             found = call
         return found
 
-    async def _ask(self, capability: str, method: str, params: BaseModel | None, result: type[BaseModel]) -> Any:
-        candidates = [c for c in self._active.values() if c.stream is not None and capability in c.client]
+    async def _ask(
+        self, capability: str, method: str, params: BaseModel | None, result: type[BaseModel],
+        call: ActiveCall | None = None,
+    ) -> Any:
+        if call is None:
+            candidates = [c for c in self._active.values() if c.stream is not None and capability in c.client]
+        else:
+            candidates = [call] if call.stream is not None and capability in call.client else []
         if len(candidates) != 1:
-            why = (
-                f"no agent that supports {capability} is waiting on a call to this server"
-                if not candidates
-                else f"{len(candidates)} calls to this server are in flight; Bastion cannot tell which one asked"
-            )
+            if call is not None:
+                why = (f"the agent did not declare the {capability} capability" if capability not in call.client
+                       else "the agent's request has no response stream to ask it on")
+            elif not candidates:
+                why = f"no agent that supports {capability} is waiting on a call to this server"
+            else:
+                why = f"{len(candidates)} calls to this server are in flight; Bastion cannot tell which one asked"
             log.info("upstream %s: refused %s: %s", self.server, method, why)
             return types.ErrorData(code=_INTERNAL_ERROR, message=f"Bastion gateway: {why}")
         call = candidates[0]

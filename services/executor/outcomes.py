@@ -21,6 +21,7 @@ from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
 __all__ = [
+    "InputUnanswered",
     "UpstreamUnavailable",
     "backoff_delay",
     "call_budget",
@@ -57,6 +58,10 @@ def scrub_urls(text: str) -> str:
 
 class UpstreamUnavailable(Exception):
     """The server has no live session; the message says why (never contains secrets)."""
+
+
+class InputUnanswered(Exception):
+    """The server asked for input (2026-07-28 `input_required`) that the agent could not give."""
 
 
 def refusal(call: ToolCall | UpstreamRequest, kind: ErrorKind, message: str) -> CallOutcome:
@@ -112,6 +117,8 @@ def error_from_exception(exc: BaseException, *, server: str, timeout: float) -> 
     """Map what a `tools/call` raised to the error the agent will see."""
     if isinstance(exc, UpstreamUnavailable):
         return GatewayError(kind=ErrorKind.UPSTREAM_UNAVAILABLE, message=str(exc))
+    if isinstance(exc, InputUnanswered):
+        return GatewayError(kind=ErrorKind.UPSTREAM_ERROR, message=str(exc))
     if isinstance(exc, TimeoutError):
         return GatewayError(
             kind=ErrorKind.UPSTREAM_TIMEOUT,

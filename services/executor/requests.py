@@ -25,7 +25,8 @@ from pydantic import TypeAdapter, ValidationError
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
-from .outcomes import describe_exception, error_from_exception, refusal
+from .input_required import Ask, needs_bridge, resolve_input_required
+from .outcomes import describe_exception, error_from_exception
 
 __all__ = [
     "REQUEST_TYPES",
@@ -51,18 +52,31 @@ async def send_tool_call(
     server: str,
     on_stale: Callable[[], None],
     progress: ProgressFnT | None = None,
+    ask: Ask | None = None,
 ) -> CallOutcome:
     """Send one `tools/call` and map what happens to a `CallOutcome`. On the deadline the SDK
-    abandons the request and sends the server `notifications/cancelled` for it."""
+    abandons the request and sends the server `notifications/cancelled` for it. With `ask`, an
+    `input_required` answer is resolved through the agent for a handshake-era agent."""
     params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
     meta = _with_log_level(session, call.meta, call.stream, call.log_level)
     if meta:
         params["_meta"] = meta
-    request = types.CallToolRequest(params=types.CallToolRequestParams.model_validate(params, by_name=False))
+
+    def build(extra: dict[str, Any]) -> types.CallToolRequest:
+        typed = types.CallToolRequestParams.model_validate({**params, **extra}, by_name=False)
+        return types.CallToolRequest(params=typed)
+
+    async def send(request: types.CallToolRequest) -> dict[str, Any]:
+        async with asyncio.timeout_at(deadline):
+            return await session.send_request(request, _RESULT, progress_callback=progress)
+
+    request = build({})
     started = time.perf_counter()
     try:
-        async with asyncio.timeout_at(deadline):
-            result = await session.send_request(request, _RESULT, progress_callback=progress)
+        result = await send(request)
+        if ask is not None and needs_bridge(result, call.client):
+            result = await resolve_input_required(result, what=f"tool {call.tool!r}", ask=ask,
+                                                  resend=lambda extra: send(build(extra)))
     except Exception as exc:
         if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
             on_stale()  # 2026-07-28: our copy of the tool's schema is stale
@@ -70,12 +84,6 @@ async def send_tool_call(
         if error.kind is ErrorKind.INTERNAL:
             log.exception("upstream %s: tools/call %r failed unexpectedly", server, call.tool)
         return CallOutcome(id=call.id, error=error, decided_by="executor", upstream_ms=_ms(started))
-    if result.get("resultType") == "input_required" and "input_required" not in call.client:
-        return refusal(
-            call,
-            ErrorKind.UPSTREAM_ERROR,
-            f"tool {call.tool!r} asked for user input mid-call, which Bastion does not relay yet",
-        )
     return CallOutcome.model_construct(id=call.id, result=result, decided_by="executor", upstream_ms=_ms(started))
 
 
@@ -97,8 +105,10 @@ async def send_upstream_request(
     *,
     server: str,
     progress: ProgressFnT | None = None,
+    ask: Ask | None = None,
 ) -> CallOutcome:
-    """Send one routed request (`prompts/get`, `resources/read`, ...) and map the outcome."""
+    """Send one routed request (`prompts/get`, `resources/read`, ...) and map the outcome; `ask` as
+    for `send_tool_call`."""
     model = REQUEST_TYPES.get(request.method)
     if model is None:
         return CallOutcome(id=request.id, decided_by="executor", error=GatewayError(
@@ -106,8 +116,16 @@ async def send_upstream_request(
     params = request.params
     if (meta := _with_log_level(session, params.get("_meta"), request.stream, request.log_level)) is not None:
         params = {**params, "_meta": meta}
+
+    def build(extra: dict[str, Any]) -> types.Request[Any, Any]:
+        return model.model_validate({"method": request.method, "params": {**params, **extra}}, by_name=False)
+
+    async def send(typed: types.Request[Any, Any]) -> dict[str, Any]:
+        async with asyncio.timeout_at(deadline):
+            return await session.send_request(typed, _RESULT, progress_callback=progress)
+
     try:
-        typed = model.model_validate({"method": request.method, "params": params}, by_name=False)
+        typed = build({})
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"][1:]) or "params"
@@ -115,8 +133,10 @@ async def send_upstream_request(
             kind=ErrorKind.INVALID_ARGUMENTS, message=f"invalid {request.method} params at {where}: {problem['msg']}"))
     started = time.perf_counter()
     try:
-        async with asyncio.timeout_at(deadline):
-            result = await session.send_request(typed, _RESULT, progress_callback=progress)
+        result = await send(typed)
+        if ask is not None and needs_bridge(result, request.client):
+            result = await resolve_input_required(result, what=f"{request.method} ({request.target})", ask=ask,
+                                                  resend=lambda extra: send(build(extra)))
     except Exception as exc:
         error = error_from_exception(exc, server=server, timeout=budget)
         if error.kind is ErrorKind.INTERNAL:

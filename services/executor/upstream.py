@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 import anyio
@@ -176,7 +177,8 @@ class Upstream:
         active = _active_call(request.id, request.stream, request.client, request.params.get("_meta"), budget)
         with self.agents.running(active):
             outcome = await self._send(lambda session: send_upstream_request(
-                session, request, deadline, budget, server=self.name, progress=self._progress(active)), request.id)
+                session, request, deadline, budget, server=self.name, progress=self._progress(active),
+                ask=partial(self.agents.answer, active)), request.id)
         outcome.events = active.events
         return outcome
 
@@ -254,8 +256,8 @@ class Upstream:
             if problem is not None:
                 return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
         return await self._send(lambda session: send_tool_call(
-            session, call, deadline, budget, server=self.name, on_stale=self._stale, progress=self._progress(active)),
-            call.id)
+            session, call, deadline, budget, server=self.name, on_stale=self._stale, progress=self._progress(active),
+            ask=partial(self.agents.answer, active)), call.id)
 
     def _stale(self) -> None:
         self._relist = True  # 2026-07-28: our copy of the tool's schema is stale

@@ -1,6 +1,7 @@
 """An upstream that uses the whole protocol, not just tools: prompts, resources and templates,
 subscriptions, completion, logging, progress, and requests to the agent mid-call (sampling,
-elicitation, roots). Written with the official SDK; stdio by default, `--http` for streamable HTTP.
+elicitation, roots), on 2026-07-28 sessions as `input_required` results (`plan_trip`, `mood`).
+Written with the official SDK; stdio by default, `--http` for streamable HTTP.
 """
 
 from __future__ import annotations
@@ -8,17 +9,24 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Annotated
 
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import Context, Elicit, ListRoots, MCPServer, Resolve, Sample
 from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp.types import (
     Completion,
+    CreateMessageResult,
+    ElicitRequest,
+    ElicitRequestFormParams,
     EmptyResult,
+    InputRequiredResult,
+    ListRootsResult,
     SamplingMessage,
     SubscribeRequestParams,
     TextContent,
     UnsubscribeRequestParams,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "servers"))
@@ -73,6 +81,33 @@ async def my_roots(ctx: Context) -> str:
     """Lists the agent's roots (roots/list)."""
     result = await ctx.session.list_roots()
     return ",".join(str(root.uri) for root in result.roots)
+
+
+def _destination(question: str) -> Elicit[Answer]:
+    return Elicit(question, Answer)
+
+
+def _roots() -> ListRoots:
+    return ListRoots()
+
+
+def _pitch(destination: Annotated[Answer, Resolve(_destination)]) -> Sample:
+    text = f"pitch {destination.answer}"
+    return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=text))], max_tokens=50)
+
+
+@mcp.tool()
+async def plan_trip(
+    question: str,
+    destination: Annotated[Answer, Resolve(_destination)],
+    roots: Annotated[ListRootsResult, Resolve(_roots)],
+    pitch: Annotated[CreateMessageResult, Resolve(_pitch)],
+) -> str:
+    """Asks the user, the agent's roots and then its model (the pitch needs the user's answer). On a
+    2026-07-28 session the SDK asks in two `input_required` rounds: elicitation and roots together,
+    then sampling."""
+    where = ",".join(str(root.uri) for root in roots.roots)
+    return f"{destination.answer} from {where}: {getattr(pitch.content, 'text', '')}"
 
 
 @mcp.tool()
@@ -140,6 +175,21 @@ def _prompt(name: str):
 def greet(name: str) -> list[UserMessage]:
     """Greets someone by name."""
     return [UserMessage(role="user", content=TextContent(type="text", text=f"Hello, {name}!"))]
+
+
+@mcp.prompt()
+async def mood(ctx: Context) -> str | InputRequiredResult:
+    """Asks the user how they feel; on 2026-07-28 by hand, with an `input_required` result."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        asked = await ctx.elicit(message="How do you feel?", schema=Answer)
+        return f"Write something {asked.data.answer if asked.action == 'accept' and asked.data else 'neutral'}."
+    answer = (ctx.input_responses or {}).get("mood")
+    if answer is None:
+        schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+        request = ElicitRequest(params=ElicitRequestFormParams(message="How do you feel?", requested_schema=schema))
+        return InputRequiredResult(input_requests={"mood": request}, request_state="asked-mood")
+    assert ctx.request_state == "asked-mood", ctx.request_state  # echoed byte for byte
+    return f"Write something {(getattr(answer, 'content', None) or {}).get('answer', 'neutral')}."
 
 
 @mcp.resource("memo://pinned", mime_type="text/plain", description="The pinned memo")
