@@ -183,9 +183,11 @@ def _ms(started: float) -> float:
 
 
 def _with_log_level(session: ClientSession, meta: Any, stream: str | None, level: str | None) -> dict[str, Any] | None:
-    """2026-07-28 servers send log messages only for requests that ask: ask when the agent has a
-    stream to receive them (at its own level, else "info"). Handshake-era sessions need nothing."""
+    """2026-07-28 servers send log messages only for requests that ask: ask when the agent set a
+    level (`logging/setLevel`) and has a stream to receive them. Not by default: a server asked for
+    logs may answer every call as an SSE stream, which costs milliseconds per call (measured).
+    Handshake-era sessions need nothing (there `logging/setLevel` governs)."""
     meta = meta if isinstance(meta, dict) else None
-    if stream is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+    if stream is None or level is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return meta
-    return {LOG_LEVEL_META_KEY: level or "info", **(meta or {})}
+    return {LOG_LEVEL_META_KEY: level, **(meta or {})}
