@@ -83,7 +83,9 @@ class IngressService:
         await ensure_audit_stream(js)
         self._audit = AuditPublisher(js)
         await self._audit.start()
-        self.handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout)
+        gateway = Gateway(nc, self.settings)
+        await gateway.start()
+        self.handlers = Handlers(self.catalog, self.keys, gateway, self.settings.call_timeout)
         self._watches = [
             BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
             BucketWatch(js, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete),
