@@ -7,10 +7,19 @@ the container environment.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["AuditSettings", "ExecutorSettings", "IngressSettings", "PolicySettings", "ServiceSettings"]
+__all__ = [
+    "AuditSettings",
+    "ExecutorSettings",
+    "IngressSettings",
+    "PolicySettings",
+    "RequestPathSettings",
+    "ServiceSettings",
+]
 
 
 class ServiceSettings(BaseSettings):
@@ -20,10 +29,35 @@ class ServiceSettings(BaseSettings):
     """Comma-separated list of NATS servers."""
     log_level: str = "INFO"
     instance: str = ""
-    """Replica name used in logs; defaults to the host name and pid."""
+    """Replica name used in logs and liveness subjects (policy and executor default it to the host
+    name and pid). Must differ between replicas: a replica answering for a dead one hides the death."""
 
 
-class IngressSettings(ServiceSettings):
+class RequestPathSettings(ServiceSettings):
+    """How the request path notices a replica dying mid-call (`bastion_common.relay`).
+
+    A requester (ingress, policy) learns which replica holds a call from its acknowledgement and
+    probes that replica while the call is unanswered; a responder (policy, executor) acknowledges."""
+
+    ack_after: float = Field(default=0.25, gt=0)
+    """Responder: seconds a call runs before it is acknowledged; faster calls send no ack."""
+    ack_grace: float = Field(default=5.0, gt=0)
+    """Requester: seconds a call may stay unacknowledged before it counts as lost on the way."""
+    probe_every: float = Field(default=1.0, gt=0)
+    """Requester: seconds between liveness probes of a replica holding an unanswered call."""
+    probe_timeout: float = Field(default=1.0, gt=0)
+    """Requester: seconds one probe waits for its answer."""
+    probe_misses: int = Field(default=3, ge=1)
+    """Requester: unanswered probes in a row after which the replica counts as gone."""
+
+    @model_validator(mode="after")
+    def _ack_before_grace(self) -> Self:
+        if self.ack_grace <= self.ack_after:
+            raise ValueError("ack_grace must exceed ack_after, or every slow call would count as lost")
+        return self
+
+
+class IngressSettings(RequestPathSettings):
     host: str = "127.0.0.1"
     port: int = 8420
     max_body_bytes: int = 4 * 1024 * 1024
@@ -39,11 +73,11 @@ class IngressSettings(ServiceSettings):
     """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
 
 
-class PolicySettings(ServiceSettings):
+class PolicySettings(RequestPathSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
 
 
-class ExecutorSettings(ServiceSettings):
+class ExecutorSettings(RequestPathSettings):
     connect_timeout: float = 30.0
     """Seconds to wait for an upstream to accept a session before marking it unavailable."""
     reconnect_max_backoff: float = 30.0

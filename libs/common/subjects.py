@@ -19,12 +19,13 @@ __all__ = [
     "EXEC_CALL",
     "EXEC_CANCEL",
     "EXEC_REQUEST",
-    "EXEC_WANT_ACK",
     "KV_CATALOG",
     "KV_KEYS",
     "KV_POLICY",
     "KV_SERVERS",
     "KV_SESSIONS",
+    "POLICY_ACCEPTED_BY",
+    "POLICY_ALIVE",
     "POLICY_CALL",
     "POLICY_LIST",
     "POLICY_REQUEST",
@@ -32,16 +33,31 @@ __all__ = [
     "QUEUE_EXECUTOR",
     "QUEUE_POLICY",
     "RESOURCE_UPDATED",
+    "WANT_ACK",
     "audit_subject",
     "executor_alive_subject",
+    "policy_alive_subject",
 ]
 
 # --- request path (core NATS request/reply) ---
+WANT_ACK: Final = "Bastion-Want-Ack"
+"""Header on a `POLICY_CALL` or `EXEC_CALL` request: if the call is still running a moment later
+(`BASTION_ACK_AFTER`, 0.25 s), the replica that took it sends an empty acknowledgement carrying
+its instance name (`POLICY_ACCEPTED_BY` / `EXEC_ACCEPTED_BY`), so the requester knows which
+replica holds it. Fast calls answer before that and send no ack (`bastion_common.relay`)."""
+
 POLICY_CALL: Final = "bastion.policy.call"
 """ingress -> policy: a `ToolCall`; policy answers a denial itself or relays the executor's answer."""
 
 POLICY_LIST: Final = "bastion.policy.list"
 """ingress -> policy: a `VisibleToolsQuery`; policy answers `VisibleTools`."""
+
+POLICY_ACCEPTED_BY: Final = "Bastion-Policy"
+"""Header of a policy replica's acknowledgement of a `POLICY_CALL`: its instance name."""
+
+POLICY_ALIVE: Final = "bastion.policy.alive"
+"""ingress -> one policy replica (no queue group): an empty request answered at once by a live
+replica; "no responders" proves the replica is gone, so its in-flight calls can fail fast."""
 
 EXEC_CALL: Final = "bastion.exec.call"
 """policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`."""
@@ -64,22 +80,26 @@ RESOURCE_UPDATED: Final = "bastion.events.resource-updated"
 """executor -> every ingress (no queue group): a `ResourceUpdated`; each ingress tells the agent
 sessions it streams to that subscribed to the resource."""
 
-EXEC_WANT_ACK: Final = "Bastion-Want-Ack"
-"""Header on an `EXEC_CALL` request: if the call is still running a moment later (0.25 s), the
-executor that took it sends an empty acknowledgement carrying `EXEC_ACCEPTED_BY`, so the
-requester knows which replica holds it. Fast calls answer before that and send no ack."""
-
 EXEC_ACCEPTED_BY: Final = "Bastion-Executor"
-"""Header of that acknowledgement: the executor's instance name."""
+"""Header of an executor replica's acknowledgement of an `EXEC_CALL`: its instance name."""
 
 EXEC_ALIVE: Final = "bastion.exec.alive"
-"""policy -> one executor replica (no queue group): an empty request answered at once by a live
-replica; "no responders" proves the replica is gone, so its in-flight calls can fail fast."""
+"""policy -> one executor replica: as `POLICY_ALIVE`, for the executor replica holding a call."""
+
+
+def _token(instance: str) -> str:
+    """An instance name made a single subject token."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in instance)
+
+
+def policy_alive_subject(instance: str) -> str:
+    """The liveness subject of one policy replica."""
+    return f"{POLICY_ALIVE}.{_token(instance)}"
 
 
 def executor_alive_subject(instance: str) -> str:
-    """The liveness subject of one executor replica (its instance name made a single subject token)."""
-    return f"{EXEC_ALIVE}." + "".join(c if c.isalnum() or c in "-_" else "_" for c in instance)
+    """The liveness subject of one executor replica."""
+    return f"{EXEC_ALIVE}.{_token(instance)}"
 
 
 QUEUE_POLICY: Final = "policy"

@@ -35,6 +35,7 @@ from bastion_common.messages import (
     UpstreamRequest,
 )
 from bastion_common.nats import connect, kv_bucket
+from bastion_common.relay import Acknowledger
 from bastion_common.settings import ExecutorSettings
 
 from .agents import AgentLink
@@ -49,10 +50,6 @@ _DELETE_OPS = ("DEL", "PURGE")
 _DRAIN_TIMEOUT = 10.0
 
 
-ACK_AFTER = 0.25
-"""Seconds a call runs before this replica acknowledges it (see `subjects.EXEC_WANT_ACK`)."""
-
-
 class ExecutorService:
     """Start with `await start()` (returns once every configured server has been handed its
     connection task and the call subscription is live); stop with `await stop()`."""
@@ -63,6 +60,7 @@ class ExecutorService:
         self._nc: NATS | None = None
         self._catalog: KeyValue | None = None
         self._subs: list[Subscription] = []
+        self._acks: Acknowledger | None = None
         self._watch_task: asyncio.Task[None] | None = None
         self._upstreams: dict[str, Upstream] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
@@ -96,8 +94,11 @@ class ExecutorService:
         while (entry := await watcher.updates(timeout=None)) is not None:
             await self._apply(entry)
         self._watch_task = asyncio.create_task(self._watch(watcher), name="executor:servers-watch")
-        # answered until the connection drains, so calls still in flight during a stop are not declared lost
-        await self._nc.subscribe(subjects.executor_alive_subject(self.instance), cb=self._on_alive)
+        # lets policy notice this replica dying mid-call (bastion_common.relay)
+        self._acks = Acknowledger(self._nc, instance=self.instance, accepted_by=subjects.EXEC_ACCEPTED_BY,
+                                  alive_subject=subjects.executor_alive_subject(self.instance),
+                                  after=self.settings.ack_after)
+        await self._acks.start()
         await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         self._subs = [
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
@@ -213,26 +214,13 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ hot path
 
-    async def _on_alive(self, msg: Msg) -> None:
-        """Policy probing a replica that holds one of its calls: being able to answer is the answer."""
-        if msg.reply and self._nc is not None:
-            await self._nc.publish(msg.reply, b"")
-
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
         task = asyncio.create_task(self._handle(msg))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        if msg.reply and msg.headers and subjects.EXEC_WANT_ACK in msg.headers:
-            # Tell the requester which replica holds the call, so it can notice if this one dies;
-            # only for calls still running after ACK_AFTER: a fast call's answer is its own proof
-            # of life, and one message fewer per call is real latency on the hot path.
-            ack = asyncio.get_running_loop().call_later(ACK_AFTER, self._acknowledge, msg.reply)
-            task.add_done_callback(lambda _: ack.cancel())
-
-    def _acknowledge(self, reply: str) -> None:
-        if self._nc is not None and not self._nc.is_closed:
-            self._spawn_background(self._nc.publish(reply, b"", headers={subjects.EXEC_ACCEPTED_BY: self.instance}))
+        if self._acks is not None:
+            self._acks.watch(msg, task)  # names this replica to policy if the call is still running shortly
 
     async def _on_cancel(self, msg: Msg) -> None:
         """Every replica hears it; the one running the call abandons it (the SDK then sends the

@@ -1,12 +1,15 @@
 """Ingress's side of the request path: NATS request/reply to the policy service.
 
-One persistent NATS connection; `nc.request` multiplexes every in-flight call over a single
-inbox subscription, so a call costs one publish and one delivery, no per-call setup.
+One persistent NATS connection; every in-flight call shares a single wildcard inbox
+subscription, so a call costs one publish and one delivery, no per-call setup. Calls go through
+`bastion_common.relay`, so a policy replica killed mid-call fails its calls within about a
+second instead of after the full call timeout.
 """
 
 from __future__ import annotations
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
@@ -24,6 +27,8 @@ from bastion_common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
+from bastion_common.relay import AckedRequester, ResponderLost
+from bastion_common.settings import RequestPathSettings
 
 __all__ = ["Gateway"]
 
@@ -31,40 +36,47 @@ _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly o
 
 
 class Gateway:
-    def __init__(self, nc: NATS) -> None:
+    """`await start()` before the first call."""
+
+    def __init__(self, nc: NATS, settings: RequestPathSettings) -> None:
         self._nc = nc
+        self._policy = AckedRequester(nc, role="policy", accepted_by=subjects.POLICY_ACCEPTED_BY,
+                                      alive_subject=subjects.policy_alive_subject, settings=settings)
+
+    async def start(self) -> None:
+        await self._policy.start()
+
+    async def _send(self, subject: str, data: bytes, timeout: float) -> Msg:  # noqa: ASYNC109 - a NATS deadline, not a scope
+        """A request to the policy queue group; raises NoRespondersError, nats TimeoutError, or
+        ResponderLost when the replica holding it dies (it may have acted on the request).
+
+        The policy handler of `subject` must acknowledge requests still running after a moment
+        (`bastion_common.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
+        return await self._policy.request(subject, data, within=timeout)
 
     async def call(self, call: ToolCall) -> CallOutcome:
-        def failed(kind: ErrorKind, message: str) -> CallOutcome:
-            return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+        return await self._routed(subjects.POLICY_CALL, call, f"tool {call.name!r}")
+
+    async def request(self, request: UpstreamRequest) -> CallOutcome:
+        """Any other request routed to one upstream (prompts/get, resources/read, ...)."""
+        return await self._routed(subjects.POLICY_REQUEST, request, request.method)
+
+    async def _routed(self, subject: str, message: ToolCall | UpstreamRequest, what: str) -> CallOutcome:
+        def failed(kind: ErrorKind, text: str) -> CallOutcome:
+            return CallOutcome(id=message.id, error=GatewayError(kind=kind, message=text), decided_by="executor")
 
         try:
-            reply = await self._nc.request(subjects.POLICY_CALL, call.model_dump_json().encode(), timeout=call.timeout)
+            reply = await self._send(subject, message.model_dump_json().encode(), message.timeout)
+        except ResponderLost as exc:
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run; retry if it is safe to")
         except NoRespondersError:
             # policy answers NATS "no responders" itself when no executor is subscribed
             return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
         except NatsTimeout:
             return failed(
                 ErrorKind.GATEWAY_TIMEOUT,
-                f"tool {call.name!r} did not answer within {call.timeout:g}s (gateway limit); the call may still complete upstream",
+                f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
             )
-        try:
-            return CallOutcome.model_validate_json(reply.data)
-        except ValidationError:
-            return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
-
-    async def request(self, request: UpstreamRequest) -> CallOutcome:
-        """Any other request routed to one upstream (prompts/get, resources/read, ...)."""
-        def failed(kind: ErrorKind, message: str) -> CallOutcome:
-            return CallOutcome(id=request.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
-
-        try:
-            reply = await self._nc.request(subjects.POLICY_REQUEST, request.model_dump_json().encode(),
-                                           timeout=request.timeout)
-        except NoRespondersError:
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
-        except NatsTimeout:
-            return failed(ErrorKind.GATEWAY_TIMEOUT, f"{request.method} did not answer within {request.timeout:g}s")
         try:
             return CallOutcome.model_validate_json(reply.data)
         except ValidationError:

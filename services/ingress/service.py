@@ -96,7 +96,9 @@ class IngressService:
         state.attach(await kv_bucket(js, subjects.KV_SESSIONS, ttl=SESSION_STATE_TTL))
         self.notifier = Notifier(self.catalog, state)
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
-        self.handlers = Handlers(self.catalog, self.keys, Gateway(nc), self.settings.call_timeout, self.streams, state)
+        gateway = Gateway(nc, self.settings)
+        await gateway.start()
+        self.handlers = Handlers(self.catalog, self.keys, gateway, self.settings.call_timeout, self.streams, state)
         await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
         self._watches = [
             BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),

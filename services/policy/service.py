@@ -4,16 +4,20 @@ Hot path (raw nats-py, no framework): a `ToolCall` arrives on `POLICY_CALL`. The
 inline: grants and header narrowing from the compiled in-memory view, then budgets and rate
 limits in one Redis round trip when the call has any. A refusal is answered at once; an allowed
 call is sent byte-for-byte to the executor as a NATS request and its outcome relayed back. The
-relay costs one hop (`relay.py`, which also notices an executor replica dying mid-call), but
-forwarding with the caller's inbox would lose NATS's "no responders"
-signal (the server sends it only to the publisher), turning a missing executor into a silent
-wait for the full timeout; and policy must see the outcome to refund a call that failed.
+relay costs one hop (`bastion_common.relay`, which also notices an executor replica dying
+mid-call), but forwarding with the caller's inbox would lose NATS's "no responders" signal (the
+server sends it only to the publisher), turning a missing executor into a silent wait for the
+full timeout; and policy must see the outcome to refund a call that failed. Policy acknowledges
+calls still running after a moment and answers its own liveness subject, so ingress notices this
+replica dying mid-call in the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 
 import redis.asyncio as aioredis
@@ -35,12 +39,12 @@ from bastion_common.messages import (
     VisibleToolsQuery,
 )
 from bastion_common.nats import connect
+from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
 from bastion_common.settings import PolicySettings
 
 from .charging import Charger
 from .filters import narrowing
 from .limits import LimitEngine
-from .relay import ExecRelay, ExecutorLost
 from .view import PolicyView
 
 __all__ = ["PolicyService"]
@@ -66,20 +70,22 @@ class _OutcomeError(BaseModel):
 class PolicyService:
     def __init__(self, settings: PolicySettings) -> None:
         self.settings = settings
+        self.instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self.view = PolicyView()
         self._nc: NATS | None = None
         self._redis: aioredis.Redis | None = None
         self.charger: Charger | None = None
         self._watches: list[BucketWatch] = []
         self._inflight: set[asyncio.Task[None]] = set()
-        self._relay: ExecRelay | None = None
+        self._relay: AckedRequester | None = None
+        self._acks: Acknowledger | None = None
 
     async def start(self) -> None:
         # no command retries (a charge retried after a lost reply would be charged twice)
         engine = LimitEngine.from_url(self.settings.redis_url)
         self._redis = engine.redis
         self.charger = Charger(engine, self.view)
-        self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-policy{self.settings.instance}")
+        self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-policy-{self.instance}")
         js = nc.jetstream()
         view = self.view
         self._watches = [
@@ -89,13 +95,19 @@ class PolicyService:
         ]
         for watch in self._watches:
             await watch.start()
-        self._relay = ExecRelay(nc)
+        self._relay = AckedRequester(nc, role="executor", accepted_by=subjects.EXEC_ACCEPTED_BY,
+                                     alive_subject=subjects.executor_alive_subject, settings=self.settings)
         await self._relay.start()
+        self._acks = Acknowledger(nc, instance=self.instance, accepted_by=subjects.POLICY_ACCEPTED_BY,
+                                  alive_subject=subjects.policy_alive_subject(self.instance),
+                                  after=self.settings.ack_after)
         await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
         await nc.subscribe(subjects.POLICY_REQUEST, queue=subjects.QUEUE_POLICY, cb=self._on_request)
+        # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
+        await self._acks.start()
         await nc.flush()
-        log.info("policy ready")
+        log.info("policy %s ready", self.instance)
 
     async def stop(self) -> None:
         if self._inflight:
@@ -108,7 +120,7 @@ class PolicyService:
             await self._redis.aclose()
 
     async def _on_call(self, msg: Msg) -> None:
-        assert self._nc is not None and self.charger is not None
+        assert self._nc is not None and self.charger is not None and self._acks is not None
         if not msg.reply:
             return
         try:
@@ -127,6 +139,7 @@ class PolicyService:
         task = asyncio.create_task(self._charge_and_relay(msg, call, decision))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        self._acks.watch(msg, task)  # names this replica to ingress if the call is still running shortly
 
     async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: object) -> None:
         assert self._nc is not None and self.charger is not None and self._relay is not None and msg.reply
@@ -136,8 +149,8 @@ class PolicyService:
             return
         error: GatewayError | None = None
         try:
-            reply = await self._relay.request(msg.data, within=max(call.timeout - 0.05, 0.05))
-        except ExecutorLost as exc:
+            reply = await self._relay.request(subjects.EXEC_CALL, msg.data, within=max(call.timeout - 0.05, 0.05))
+        except ResponderLost as exc:
             error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
                                  message=f"{exc}; tool {call.name!r} may or may not have run; retry if it is safe to")
         except NoRespondersError:
@@ -179,13 +192,14 @@ class PolicyService:
         task = asyncio.create_task(self._relay_request(msg, request))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        assert self._acks is not None
+        self._acks.watch(msg, task)
 
     async def _relay_request(self, msg: Msg, request: UpstreamRequest) -> None:
         assert self._nc is not None and self._relay is not None and msg.reply
         try:
-            reply = await self._relay.request(msg.data, within=max(request.timeout - 0.05, 0.05),
-                                              subject=subjects.EXEC_REQUEST)
-        except ExecutorLost as exc:
+            reply = await self._relay.request(subjects.EXEC_REQUEST, msg.data, within=max(request.timeout - 0.05, 0.05))
+        except ResponderLost as exc:
             error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc))
         except NoRespondersError:
             error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,

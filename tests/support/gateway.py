@@ -104,10 +104,11 @@ async def running_gateway(
     raw_config: dict[str, Any] | None = None,
     clickhouse_url: str | None = None,
     executor: bool = True,
+    policy: bool = True,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
-    kill) and so does not wait for any server to be ready."""
+    kill) and so does not wait for any server to be ready; `policy=False` likewise starts no policy."""
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
     await apply_config(nc, config)
@@ -116,7 +117,7 @@ async def running_gateway(
     try:
         for service in (
             AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")),
-            PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url)),
+            *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url))] if policy else []),
             *([ExecutorService(ExecutorSettings(nats_url=nats_url))] if executor else []),
         ):
             await service.start()

@@ -1,5 +1,5 @@
 """Helpers for scale-out tests: a client transport that spreads one MCP session over several
-ingress replicas, and executor replicas run as real processes that a test can SIGKILL.
+ingress replicas, and executor and policy replicas run as real processes that a test can SIGKILL.
 
 Alternating replicas request by request is the worst case a non-sticky load balancer can
 produce; if a session survives it, it survives any balancing.
@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from typing import ClassVar, Self
 
 import httpx2
 import orjson
 
-__all__ = ["AlternatingTransport", "ExecutorProcess"]
+__all__ = ["AlternatingTransport", "ExecutorProcess", "PolicyProcess", "ServiceProcess"]
 
 
 class AlternatingTransport(httpx2.AsyncBaseTransport):
@@ -49,22 +50,24 @@ class AlternatingTransport(httpx2.AsyncBaseTransport):
 
 
 @dataclass
-class ExecutorProcess:
-    """`python -m bastion_executor` as a child process, so a test can kill it the hard way."""
+class ServiceProcess:
+    """`python -m <module>` as a child process, so a test can kill it the hard way."""
 
+    module: ClassVar[str]
     nats_url: str
     instance: str
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
-    def start(self) -> ExecutorProcess:
-        env = {**os.environ, "BASTION_NATS_URL": self.nats_url, "BASTION_INSTANCE": self.instance,
-               "BASTION_LOG_LEVEL": "WARNING"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bastion_executor"], env=env,
+    def environment(self) -> dict[str, str]:
+        return {"BASTION_NATS_URL": self.nats_url, "BASTION_INSTANCE": self.instance, "BASTION_LOG_LEVEL": "WARNING"}
+
+    def start(self) -> Self:
+        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env={**os.environ, **self.environment()},
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         return self
 
     def kill(self) -> None:
-        """SIGKILL the executor and its upstream children: no drain, no goodbye on NATS."""
+        """SIGKILL the service and its children (upstreams): no drain, no goodbye on NATS."""
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
@@ -82,3 +85,19 @@ class ExecutorProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@dataclass
+class ExecutorProcess(ServiceProcess):
+    module: ClassVar[str] = "bastion_executor"
+
+
+@dataclass
+class PolicyProcess(ServiceProcess):
+    module: ClassVar[str] = "bastion_policy"
+    redis_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    """Further BASTION_* settings."""
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "BASTION_REDIS_URL": self.redis_url, **self.env}

@@ -1,0 +1,180 @@
+"""Requests to a queue group that notice when the replica holding them dies.
+
+A plain NATS request to a queue group cannot tell "the call is slow" from "the replica that took
+it was killed": both are silence until the call timeout (120 s by default). So the requester asks
+for an acknowledgement (`subjects.WANT_ACK`); the replica that takes the call names itself in one
+once the call has run for `ack_after` seconds (fast calls answer first and cost no extra message).
+While a call is unanswered, its replica is probed on its own liveness subject every `probe_every`
+seconds; "no responders" there (NATS drops a dead connection's subscriptions at once) or
+`probe_misses` unanswered probes in a row fail the call with `ResponderLost`. So does a call no
+replica acknowledged within `ack_grace` seconds (lost on the way to a replica that was dying).
+Either way the call may have run: callers must say so, and never retry it on their own.
+
+`AckedRequester` is the requester's side (ingress -> policy, policy -> executor); `Acknowledger`
+the responder's (policy, executor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from . import subjects
+from .settings import RequestPathSettings
+
+__all__ = ["AckedRequester", "Acknowledger", "ResponderLost"]
+
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+
+
+class ResponderLost(Exception):
+    """The replica that held the call is gone (or none ever took it); the call may have run."""
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[Msg]
+    holder: str | None = None
+    sent_at: float = field(default_factory=time.monotonic)
+
+
+class AckedRequester:
+    """Sends requests to replicas of one kind (`role`, e.g. "policy"), whose liveness subjects are
+    `alive_subject(instance)` and whose acknowledgements carry the header `accepted_by`.
+
+    All replies arrive on one wildcard inbox subscription (`start()` first), as with `nc.request`."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        role: str,
+        accepted_by: str,
+        alive_subject: Callable[[str], str],
+        settings: RequestPathSettings,
+    ) -> None:
+        self._nc = nc
+        self._role = role
+        self._accepted_by = accepted_by
+        self._alive_subject = alive_subject
+        self._settings = settings
+        self._prefix = nc.new_inbox()
+        self._tokens = itertools.count()
+        self._pending: dict[str, _Pending] = {}
+        self._probes: dict[str, asyncio.Task[bool]] = {}
+        self._misses: dict[str, int] = {}
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+
+    async def request(self, subject: str, data: bytes, within: float) -> Msg:
+        """The reply; raises NoRespondersError, nats TimeoutError (after `within` s) or ResponderLost."""
+        settings = self._settings
+        token = str(next(self._tokens))
+        pending = _Pending(asyncio.get_running_loop().create_future())
+        self._pending[token] = pending
+        try:
+            await self._nc.publish(subject, data, reply=f"{self._prefix}.{token}", headers={subjects.WANT_ACK: "1"})
+            deadline = pending.sent_at + within
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise NatsTimeout
+                with contextlib.suppress(asyncio.TimeoutError):
+                    wait = min(remaining, settings.probe_every)
+                    return await asyncio.wait_for(asyncio.shield(pending.future), wait)
+                if pending.holder is None:
+                    if time.monotonic() - pending.sent_at > settings.ack_grace:
+                        raise ResponderLost(f"no {self._role} replica acknowledged the call")
+                elif not await self._alive(pending.holder):
+                    raise ResponderLost(f"{self._role} replica {pending.holder!r} stopped before answering")
+        finally:
+            self._pending.pop(token, None)
+            if not pending.future.done():
+                pending.future.cancel()
+
+    async def _on_reply(self, msg: Msg) -> None:
+        pending = self._pending.get(msg.subject.rpartition(".")[2])
+        if pending is None or pending.future.done():
+            return
+        headers = msg.headers or {}
+        if headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+            pending.future.set_exception(NoRespondersError())
+        elif self._accepted_by in headers and not msg.data:
+            pending.holder = headers[self._accepted_by]
+        else:
+            pending.future.set_result(msg)
+
+    async def _alive(self, instance: str) -> bool:
+        """One probe at a time per replica, shared by every call waiting on it."""
+        probe = self._probes.get(instance)
+        if probe is None:
+            probe = self._probes[instance] = asyncio.create_task(self._probe(instance))
+            probe.add_done_callback(lambda _: self._probes.pop(instance, None))
+        return await asyncio.shield(probe)
+
+    async def _probe(self, instance: str) -> bool:
+        try:
+            await self._nc.request(self._alive_subject(instance), b"", timeout=self._settings.probe_timeout)
+        except NoRespondersError:
+            self._misses.pop(instance, None)
+            return False
+        except NatsTimeout:
+            self._misses[instance] = misses = self._misses.get(instance, 0) + 1
+            return misses < self._settings.probe_misses
+        self._misses.pop(instance, None)
+        return True
+
+
+class Acknowledger:
+    """The responder's side: answers this replica's liveness subject (`start()`), and acknowledges
+    each request that asked for it and is still running `after` seconds later (`watch()`)."""
+
+    def __init__(self, nc: NATS, *, instance: str, accepted_by: str, alive_subject: str, after: float) -> None:
+        self._nc = nc
+        self._headers = {accepted_by: instance}
+        self._alive_subject = alive_subject
+        self._after = after
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        # answered until the connection drains, so calls still in flight during a stop are not declared lost
+        await self._nc.subscribe(self._alive_subject, cb=self._on_alive)
+
+    def watch(self, msg: Msg, call: asyncio.Task[Any]) -> None:
+        """Acknowledge `msg` if `call` (the task answering it) is still running after a moment.
+
+        Only then: a fast call's answer is its own proof of life, and one message fewer per call
+        is real latency on the hot path."""
+        if msg.reply and msg.headers and subjects.WANT_ACK in msg.headers:
+            timer = asyncio.get_running_loop().call_later(self._after, self._acknowledge, msg.reply)
+            call.add_done_callback(lambda _: timer.cancel())
+
+    async def _on_alive(self, msg: Msg) -> None:
+        """Being able to answer is the answer."""
+        if msg.reply:
+            await self._nc.publish(msg.reply, b"")
+
+    def _acknowledge(self, reply: str) -> None:
+        if not self._nc.is_closed:
+            self._spawn(self._publish(reply))
+
+    async def _publish(self, reply: str) -> None:
+        with contextlib.suppress(Exception):  # closing or draining: the requester's probes will tell
+            await self._nc.publish(reply, b"", headers=self._headers)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)

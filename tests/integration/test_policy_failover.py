@@ -1,0 +1,175 @@
+"""A policy replica killed mid-call: the agent gets an honest -32070 within seconds, not after the
+call timeout, and the other replica goes on serving. Fast calls see no difference; no policy at
+all is still an immediate -32070, and a call that outlives its timeout still a timeout.
+
+Two policy replicas run as processes (SIGKILL, no goodbye on NATS); ingress and the executor
+run in the test's event loop. A spy on the reply inboxes sees which replica acknowledged a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from mcp.shared.exceptions import MCPError
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from bastion_common import subjects
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import Caller, ToolCall
+from bastion_common.nats import connect
+from bastion_common.relay import Acknowledger
+from bastion_common.settings import IngressSettings
+from bastion_ingress.gateway import Gateway
+from tests.support.barrier import processed
+from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.replicas import PolicyProcess
+
+pytestmark = pytest.mark.integration
+
+CALL_TIMEOUT = 60.0
+PROMPTLY = 15.0  # generous next to the ~1-3 s it takes, and far below CALL_TIMEOUT
+ACK_AFTER = "2"
+"""The policy replicas acknowledge calls still running after 2 s (0.25 s by default), so the fast
+calls below certainly answer first: asserting they cost no acknowledgement stays timing-proof."""
+
+
+def _text(result) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+async def _until(condition, what: str, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _serving(nc, instance: str) -> bool:
+    """A policy answers its liveness subject only once it takes calls (it subscribes to it last)."""
+    try:
+        await nc.request(subjects.policy_alive_subject(instance), b"", timeout=1)
+    except (NoRespondersError, NatsTimeout):
+        return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def _policy_acks(nats_url: str) -> AsyncIterator[list[str]]:
+    """The instance named by every policy acknowledgement sent to ingress, in order."""
+    nc = await connect(nats_url, "spy")
+    seen: list[str] = []
+
+    async def on_msg(msg: Msg) -> None:
+        if msg.headers and subjects.POLICY_ACCEPTED_BY in msg.headers:
+            seen.append(msg.headers[subjects.POLICY_ACCEPTED_BY])
+
+    await nc.subscribe("_INBOX.>", cb=on_msg)
+    await processed(nc)
+    try:
+        yield seen
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def gateway_with_two_policies(nats_url, redis_url, tmp_path):
+    async with running_gateway(nats_url, redis_url, tmp_path, policy=False, call_timeout=CALL_TIMEOUT) as gw:
+        env = {"BASTION_ACK_AFTER": ACK_AFTER}
+        policies = {name: PolicyProcess(nats_url, name, redis_url, env).start() for name in ("policy-a", "policy-b")}
+        nc = await connect(nats_url, "test-probe")
+        try:
+            deadline = time.monotonic() + 30
+            for name in policies:
+                while not await _serving(nc, name):
+                    assert time.monotonic() < deadline, f"{name} did not start"
+                    await asyncio.sleep(0.05)
+            yield gw, policies
+        finally:
+            await nc.close()
+            for policy in policies.values():
+                policy.stop()
+
+
+async def test_a_policy_replica_killed_mid_call_fails_it_promptly(gateway_with_two_policies, nats_url):
+    gw, policies = gateway_with_two_policies
+    async with _policy_acks(nats_url) as acks, gw.client(ADMIN_KEY) as client:
+        # fast calls: answered as before, and not one acknowledgement among them
+        for i in range(20):
+            assert _text(await client.call_tool("echo__echo", {"text": f"fast {i}"})) == f"fast {i}"
+        assert acks == []
+
+        # a slow call: once a replica acknowledges it, that replica is the one to kill
+        slow = asyncio.create_task(client.call_tool("echo__sleep", {"seconds": 12}))
+        await _until(lambda: acks, "a policy replica to acknowledge the slow call")
+        holder = acks[0]
+        policies[holder].kill()
+        killed_at = time.monotonic()
+        with pytest.raises(MCPError) as lost:
+            await asyncio.wait_for(slow, CALL_TIMEOUT)
+        answered_after = time.monotonic() - killed_at
+        error = lost.value.error
+        assert error.code == -32070, error
+        assert error.data["kind"] == ErrorKind.GATEWAY_UNAVAILABLE.value
+        assert holder in error.message and "may or may not have run" in error.message
+        assert answered_after < PROMPTLY, f"answered {answered_after:.1f}s after the kill"
+        print(f"\nkilled {holder}: -32070 {answered_after:.2f}s later (call timeout {CALL_TIMEOUT:g}s)")
+
+        # the other replica serves every new call
+        for i in range(20):
+            assert _text(await client.call_tool("echo__add", {"a": i, "b": 1})) == str(i + 1)
+        survivor = next(p for name, p in policies.items() if name != holder)
+        assert survivor.proc is not None and survivor.proc.poll() is None
+
+
+async def test_a_slow_call_on_live_replicas_times_out_and_is_never_lost(gateway_with_two_policies):
+    """Acknowledged, probed for seconds, alive throughout: a timeout (the executor's or the
+    gateway's, whichever tells first), never -32070."""
+    gw, _ = gateway_with_two_policies
+    async with gw.client(ADMIN_KEY, headers={"X-Bastion-Timeout": "5"}) as client:
+        with pytest.raises(MCPError) as slow:
+            await client.call_tool("echo__sleep", {"seconds": 30})
+        assert slow.value.error.code in (-32061, -32071), slow.value.error
+
+
+async def test_no_policy_at_all_is_still_an_immediate_gateway_unavailable(nats_url, redis_url, tmp_path):
+    async with running_gateway(nats_url, redis_url, tmp_path, policy=False) as gw, gw.client(ADMIN_KEY) as client:
+        with pytest.raises(MCPError) as none:
+            await client.call_tool("echo__echo", {"text": "anyone?"})
+    # "no responders", not a call lost after the acknowledgement grace
+    assert none.value.error.code == -32070
+    assert "no policy or executor service is running" in none.value.error.message
+
+
+async def test_a_live_policy_holding_a_call_past_its_timeout_is_a_gateway_timeout(nats_url):
+    """Ingress's own deadline: a replica that acknowledged the call and stays alive, but never answers."""
+    policy = await connect(nats_url, "silent-policy")
+    ingress = await connect(nats_url, "ingress")
+    try:
+        acks = Acknowledger(policy, instance="silent", accepted_by=subjects.POLICY_ACCEPTED_BY,
+                            alive_subject=subjects.policy_alive_subject("silent"), after=0.05)
+        held: list[asyncio.Task[None]] = []
+
+        async def hold(msg: Msg) -> None:
+            held.append(task := asyncio.create_task(asyncio.Event().wait()))
+            acks.watch(msg, task)
+
+        await policy.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=hold)
+        await acks.start()
+        await processed(policy)
+        gateway = Gateway(ingress, IngressSettings(nats_url=nats_url))
+        await gateway.start()
+        call = ToolCall(caller=Caller(key_id="k", key_name="k"), server="echo", tool="sleep", name="echo__sleep",
+                        timeout=2.0)
+        outcome = await gateway.call(call)
+        assert outcome.error is not None and outcome.error.kind == ErrorKind.GATEWAY_TIMEOUT, outcome
+        for task in held:
+            task.cancel()
+    finally:
+        await ingress.close()
+        await policy.close()

@@ -1,0 +1,220 @@
+"""`bastion_common.relay` against a real NATS server: replicas are plain connections that answer,
+acknowledge, go deaf or close, and a spy on the reply inboxes sees every acknowledgement.
+
+No timing thresholds: each outcome is told apart by its kind (a reply, `ResponderLost`, a NATS
+timeout, "no responders"), never by how long it took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from bastion_common.nats import connect
+from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
+from bastion_common.settings import RequestPathSettings
+from tests.support.barrier import processed
+
+pytestmark = pytest.mark.integration
+
+SUBJECT = "relaytest.call"
+QUEUE = "relaytest"
+HOLDER = "Relaytest-Replica"
+QUICK = RequestPathSettings(ack_after=0.05, ack_grace=1.0, probe_every=0.1, probe_timeout=0.2, probe_misses=2)
+"""Short intervals only make the failing cases quick; no assertion depends on them."""
+NEVER = 30.0  # `within` of calls expected to end otherwise: reaching it fails the test
+
+
+def alive_subject(instance: str) -> str:
+    return f"relaytest.alive.{instance}"
+
+
+Handler = Callable[[NATS, Msg], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def replica(nats_url: str, instance: str, handler: Handler, after: float = 0.05) -> AsyncIterator[NATS]:
+    """One responder replica: its own connection, acknowledging as the services do."""
+    nc = await connect(nats_url, f"replica-{instance}")
+    acks = Acknowledger(nc, instance=instance, accepted_by=HOLDER, alive_subject=alive_subject(instance), after=after)
+    await acks.start()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def on_call(msg: Msg) -> None:
+        task = asyncio.create_task(handler(nc, msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        acks.watch(msg, task)
+
+    await nc.subscribe(SUBJECT, queue=QUEUE, cb=on_call)
+    await processed(nc)
+    try:
+        yield nc
+    finally:
+        for task in tasks:
+            task.cancel()
+        if not nc.is_closed:
+            await nc.close()
+
+
+@pytest.fixture
+async def requester(nats_url) -> AsyncIterator[AckedRequester]:
+    nc = await connect(nats_url, "requester")
+    relay = AckedRequester(nc, role="test", accepted_by=HOLDER, alive_subject=alive_subject, settings=QUICK)
+    await relay.start()
+    yield relay
+    await nc.close()
+
+
+class Spy:
+    """Every acknowledgement sent to any inbox: the holder's name, in order."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.seen: list[str] = []
+        self._marks: dict[str, asyncio.Event] = {}
+
+    async def on_msg(self, msg: Msg) -> None:
+        if msg.subject in self._marks:
+            self._marks.pop(msg.subject).set()
+        elif msg.headers and HOLDER in msg.headers:
+            self.seen.append(msg.headers[HOLDER])
+
+    async def settle(self, sender: NATS) -> None:
+        """Return once the spy has seen everything `sender` published so far: NATS delivers to the
+        spy in the order it processed messages, so a mark sent afterwards arrives after them."""
+        await processed(sender)
+        mark = self.nc.new_inbox()
+        self._marks[mark] = seen = asyncio.Event()
+        await self.nc.publish(mark, b"")
+        await asyncio.wait_for(seen.wait(), NEVER)
+
+
+@pytest.fixture
+async def spy(nats_url) -> AsyncIterator[Spy]:
+    nc = await connect(nats_url, "spy")
+    spy = Spy(nc)
+    await nc.subscribe("_INBOX.>", cb=spy.on_msg)
+    await processed(nc)
+    yield spy
+    await nc.close()
+
+
+async def until(condition: Callable[[], object]) -> None:
+    async with asyncio.timeout(NEVER):
+        while not condition():  # noqa: ASYNC110 - polling test state, nothing to wait on
+            await asyncio.sleep(0.01)
+
+
+async def echo(nc: NATS, msg: Msg) -> None:
+    await nc.publish(msg.reply, b"re: " + msg.data)
+
+
+async def never_answer(nc: NATS, msg: Msg) -> None:
+    await asyncio.Event().wait()
+
+
+async def test_fast_answers_cost_no_acknowledgement(nats_url, requester, spy):
+    # acknowledging only after 5 s: these answers certainly come first
+    async with replica(nats_url, "a", echo, after=5.0) as nc:
+        replies = await asyncio.gather(*(requester.request(SUBJECT, b"%d" % i, within=NEVER) for i in range(20)))
+        assert [r.data for r in replies] == [b"re: %d" % i for i in range(20)]
+        await spy.settle(nc)
+    assert spy.seen == []
+
+
+async def test_a_slow_call_is_acknowledged_then_answered(nats_url, requester, spy):
+    go = asyncio.Event()
+
+    async def slow(nc: NATS, msg: Msg) -> None:
+        await go.wait()
+        await echo(nc, msg)
+
+    async with replica(nats_url, "a", slow):
+        call = asyncio.create_task(requester.request(SUBJECT, b"x", within=NEVER))
+        await until(lambda: spy.seen)
+        go.set()
+        assert (await call).data == b"re: x"
+    assert spy.seen == ["a"]
+
+
+async def test_a_plain_request_is_never_acknowledged(nats_url, spy):
+    go = asyncio.Event()
+    slow_calls: list[Msg] = []
+
+    async def slow(nc: NATS, msg: Msg) -> None:
+        slow_calls.append(msg)
+        await go.wait()
+        await echo(nc, msg)
+
+    async with replica(nats_url, "a", slow) as nc:
+        call = asyncio.create_task(nc.request(SUBJECT, b"plain", timeout=NEVER))
+        await until(lambda: slow_calls)
+        await asyncio.sleep(0.3)  # past `after` on this same event loop: an ack would have been published
+        await spy.settle(nc)
+        assert spy.seen == []
+        go.set()
+        assert (await call).data == b"re: plain"
+
+
+async def test_a_replica_that_dies_holding_calls_fails_them(nats_url, requester, spy):
+    async with replica(nats_url, "doomed", never_answer) as nc:
+        calls = [asyncio.create_task(requester.request(SUBJECT, b"x", within=NEVER)) for _ in range(5)]
+        await until(lambda: len(spy.seen) == 5)
+        await nc.close()  # its subscriptions go with it: probes get "no responders"
+        for call in calls:
+            with pytest.raises(ResponderLost, match="test replica 'doomed' stopped before answering"):
+                await call
+
+
+async def test_a_replica_that_stops_answering_probes_counts_as_gone(nats_url, requester):
+    """Alive to NATS but deaf (stopped, wedged): unanswered probes are what tells."""
+    nc = await connect(nats_url, "deaf")
+    try:
+        async def hold(msg: Msg) -> None:
+            await nc.publish(msg.reply, b"", headers={HOLDER: "deaf"})
+
+        async def ignore(msg: Msg) -> None:
+            return None
+
+        await nc.subscribe(SUBJECT, queue=QUEUE, cb=hold)
+        await nc.subscribe(alive_subject("deaf"), cb=ignore)
+        await processed(nc)
+        with pytest.raises(ResponderLost, match="'deaf' stopped before answering"):
+            await requester.request(SUBJECT, b"x", within=NEVER)
+    finally:
+        await nc.close()
+
+
+async def test_a_call_no_replica_acknowledges_is_lost(nats_url, requester):
+    """Taken by a subscriber that neither answers nor acknowledges: a replica dying as it arrived."""
+    nc = await connect(nats_url, "black-hole")
+    try:
+        async def swallow(msg: Msg) -> None:
+            return None
+
+        await nc.subscribe(SUBJECT, queue=QUEUE, cb=swallow)
+        await processed(nc)
+        with pytest.raises(ResponderLost, match="no test replica acknowledged the call"):
+            await requester.request(SUBJECT, b"x", within=NEVER)
+    finally:
+        await nc.close()
+
+
+async def test_a_live_replica_that_never_answers_times_out(nats_url, requester, spy):
+    async with replica(nats_url, "a", never_answer):
+        with pytest.raises(NatsTimeout):
+            await requester.request(SUBJECT, b"x", within=1.0)
+    assert spy.seen == ["a"]  # held all along, and alive: a timeout, not a loss
+
+
+async def test_no_replica_at_all_is_no_responders(requester):
+    with pytest.raises(NoRespondersError):
+        await requester.request(SUBJECT, b"x", within=NEVER)
