@@ -443,6 +443,8 @@ def servers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> 
 
 
 _STATUS_STYLE = {"ready": "green", "unavailable": "red", "pending": "yellow", "disabled": "dim"}
+_HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "open": "red", "down": "red", "needs_auth": "magenta",
+                 "disabled": "dim", "pending": "yellow"}
 
 
 @_command(servers_app, "list")
@@ -455,7 +457,7 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
     servers = api.get("/servers")
     if as_json:
         return _print_json(servers)
-    table = Table("name", "transport", "target", "status", "tools", "error", title=f"{len(servers)} server(s)")
+    table = Table("name", "transport", "target", "status", "health", "tools", "error", title=f"{len(servers)} server(s)")
     for s in servers:
         config = ServerConfig.model_validate(s["config"])
         style = _STATUS_STYLE.get(s["status"], "white")
@@ -464,6 +466,7 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
             config.transport,
             escape(server_target(config)),
             f"[{style}]{s['status']}[/]",
+            f"[{_HEALTH_STYLE.get(s.get('health', ''), 'white')}]{s.get('health', '-')}[/]",
             str(s["tools"]) if s["status"] == "ready" else "-",
             escape(s.get("error") or ""),
         )

@@ -37,10 +37,25 @@ def parse_args(description: str) -> argparse.Namespace:
     mode.add_argument("--sse", action="store_true", help="serve the legacy HTTP+SSE transport at /sse")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on the READY line)")
+    parser.add_argument("--bearer", help="HTTP/SSE: answer 401 unless the request has 'Authorization: Bearer BEARER'")
     return parser.parse_args()
 
 
-async def _serve_http(server: MCPServer, host: str, port: int, sse: bool) -> None:
+def _require_bearer(app: Any, token: str) -> Any:
+    expected = f"Bearer {token}".encode()
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != expected:
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"www-authenticate", b'Bearer realm="example"'), (b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    return guarded
+
+
+async def _serve_http(server: MCPServer, host: str, port: int, sse: bool, bearer: str | None = None) -> None:
     import uvicorn
 
     # DNS-rebinding protection would reject a Host header of a port we only learn after binding
@@ -49,6 +64,8 @@ async def _serve_http(server: MCPServer, host: str, port: int, sse: bool) -> Non
         app, path = server.sse_app(transport_security=security, host=host), "/sse"
     else:
         app, path = server.streamable_http_app(transport_security=security, host=host), "/mcp"
+    if bearer:
+        app = _require_bearer(app, bearer)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
@@ -70,7 +87,7 @@ async def _serve_http(server: MCPServer, host: str, port: int, sse: bool) -> Non
 def run(server: MCPServer, args: argparse.Namespace) -> None:
     if args.http or args.sse:
         try:
-            asyncio.run(_serve_http(server, args.host, args.port, sse=args.sse))
+            asyncio.run(_serve_http(server, args.host, args.port, sse=args.sse, bearer=args.bearer))
         except KeyboardInterrupt:
             pass
     else:

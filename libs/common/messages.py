@@ -258,7 +258,7 @@ class ServerCatalog(_Message):
     status: Literal["ready", "unavailable"]
     """Whether the server's tools are listed (ingress includes them when "ready"); see `health`."""
     error: str | None = None
-    health: Literal["healthy", "degraded", "open", "down", "disabled"] | None = None
+    health: Literal["healthy", "degraded", "open", "down", "needs_auth", "disabled"] | None = None
     """Finer than `status`: degraded = recent failures, breaker still closed; open = calls are
     refused at once; down = not connected. None from executors that predate it."""
     breaker: BreakerStatus | None = None

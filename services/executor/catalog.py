@@ -32,6 +32,7 @@ class Snapshot(NamedTuple):
     breaker: CircuitBreaker
     features: Features = Features()
     namespace: bool = True
+    needs_auth: bool = False
 
 
 class CatalogPublisher:
@@ -66,7 +67,7 @@ class CatalogPublisher:
         async with self._lock:  # a health update must not overtake a newer listing
             snap = self._snapshot()
             tools = snap.tools.catalog() if status == "ready" and snap.tools is not None else []
-            health = health_of(snap.connected, snap.breaker)
+            health = health_of(snap.connected, snap.breaker, snap.needs_auth)
             breaker = snap.breaker.status()
             features = snap.features if status == "ready" else Features()
             key = (status, error, health, breaker.state, snap.protocol_version, [t.definition for t in tools],

@@ -45,13 +45,15 @@ class Health(StrEnum):
     """Connected, but the breaker refuses calls until a probe succeeds."""
     DOWN = "down"
     """No session."""
+    NEEDS_AUTH = "needs_auth"
+    """No session: the server answers HTTP 401 (credentials missing, wrong or expired)."""
     DISABLED = "disabled"
     """Configured off (such servers have no catalog entry; listed for consumers' completeness)."""
 
 
-def health_of(connected: bool, breaker: CircuitBreaker) -> Health:
+def health_of(connected: bool, breaker: CircuitBreaker, needs_auth: bool = False) -> Health:
     if not connected:
-        return Health.DOWN
+        return Health.NEEDS_AUTH if needs_auth else Health.DOWN
     if breaker.state is not BreakerState.CLOSED:
         return Health.OPEN
     return Health.DEGRADED if breaker.failures else Health.HEALTHY

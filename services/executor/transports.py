@@ -32,14 +32,27 @@ _LIMITS = httpx2.Limits(max_connections=256, max_keepalive_connections=64, keepa
 
 
 def http_client(
-    headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | None = None,
+    auth: httpx2.Auth | None = None,
+    on_unauthorized: Callable[[], None] | None = None,
 ) -> httpx2.AsyncClient:
-    """The httpx2 client for HTTP and SSE upstreams (matches the SDK's `McpHttpClientFactory`)."""
+    """The httpx2 client for HTTP and SSE upstreams (matches the SDK's `McpHttpClientFactory`).
+    `on_unauthorized` hears of every HTTP 401: the SDK turns it into a generic error, and
+    "needs credentials" is worth telling operators apart from "down"."""
+    hooks: dict[str, list[Any]] = {}
+    if on_unauthorized is not None:
+        async def check(response: httpx2.Response) -> None:
+            if response.status_code == 401:
+                on_unauthorized()
+
+        hooks["response"] = [check]
     return httpx2.AsyncClient(
         headers=headers,
         timeout=timeout or httpx2.Timeout(30.0, read=None),
         auth=auth,
         transport=httpx2.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS, limits=_LIMITS),
+        event_hooks=hooks,
     )
 
 
@@ -92,10 +105,16 @@ class _WatchedReadStream:
 
 @asynccontextmanager
 async def open_transport(
-    config: ServerConfig, *, connect_timeout: float, on_end: Callable[[], None], name: str = "upstream"
+    config: ServerConfig,
+    *,
+    connect_timeout: float,
+    on_end: Callable[[], None],
+    name: str = "upstream",
+    on_unauthorized: Callable[[], None] | None = None,
 ) -> AsyncIterator[TransportStreams]:
-    """Enter the transport for `config`; `on_end` fires when the server side of it closes. A stdio
-    server's stderr goes to the log, each line prefixed with `name`."""
+    """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
+    `on_unauthorized` on an HTTP 401. A stdio server's stderr goes to the log, each line prefixed
+    with `name`."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
@@ -111,11 +130,13 @@ async def open_transport(
             headers=dict(config.headers),
             timeout=connect_timeout,
             sse_read_timeout=None,  # idle streams are normal; each call has its own timeout
-            httpx_client_factory=http_client,
+            httpx_client_factory=lambda headers=None, timeout=None, auth=None: http_client(
+                headers, timeout, auth, on_unauthorized),
         )
     else:
         assert config.url is not None
-        client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None))
+        client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None),
+                             on_unauthorized=on_unauthorized)
         transport = streamable_http_client(config.url, http_client=client)
     try:
         async with transport as (read_stream, write_stream):

@@ -102,6 +102,8 @@ class Upstream:
         self._scope = anyio.CancelScope()
         self._task: asyncio.Task[None] | None = None
         self._health_interval = health_interval
+        self._unauthorized = False
+        """The last connection attempt got HTTP 401 (health "needs_auth")."""
         self._mode = config.protocol
         """How the next connect negotiates. "auto" opens with a `server/discover` probe, which some old
         servers (mcp <= 1.8 over stdio and SSE) answer by dropping the connection; after a failed
@@ -312,6 +314,9 @@ class Upstream:
                         reason = "the server closed the connection"
                     except Exception as exc:
                         reason = describe_exception(exc)
+                        if self._unauthorized:
+                            reason = ("the server answered HTTP 401: it needs credentials (set them in the "
+                                      "server's `headers`)")
                     if self._ready_at is not None:
                         uptime = time.monotonic() - self._ready_at
                         failures = 0 if uptime >= _STABLE_AFTER else failures + 1
@@ -333,11 +338,12 @@ class Upstream:
 
     async def _serve_session(self) -> None:
         """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
-        self._closed = self._relist = False
+        self._closed = self._relist = self._unauthorized = False
         self._ready_at = None
         self.connects += 1
         timeout = self._connect_timeout
-        transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end, name=self.name)
+        transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end, name=self.name,
+                                   on_unauthorized=self._on_unauthorized)
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents
             client = Client(
@@ -426,9 +432,12 @@ class Upstream:
             except Exception as exc:
                 log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
 
+    def _on_unauthorized(self) -> None:
+        self._unauthorized = True
+
     def _snapshot(self) -> Snapshot:
         return Snapshot(self.tools, self.protocol_version, self._state is State.READY, self.breaker,
-                        self.features, self.config.namespace)
+                        self.features, self.config.namespace, self._unauthorized)
 
 
 def _refused(request_id: str, kind: ErrorKind, message: str) -> CallOutcome:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion_common.config import SERVER_NAME, ServerConfig, grant_problem
+from bastion_common.messages import BreakerStatus
 from bastion_common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 
 __all__ = [
@@ -262,6 +263,10 @@ class ServerOut(BaseModel):
     """With every `env` and `headers` value replaced by the mask: they usually hold upstream credentials."""
     status: Literal["ready", "unavailable", "pending", "disabled"]
     """What the executor reports: `pending` until it has tried to connect, `disabled` when the entry is."""
+    health: Literal["healthy", "degraded", "open", "down", "needs_auth", "disabled", "pending"] = "pending"
+    """Finer than `status`: `degraded` = recent failures, breaker still closed; `open` = its circuit
+    breaker refuses calls until a probe succeeds; `needs_auth` = the server answers HTTP 401."""
+    breaker: BreakerStatus | None = None
     error: str | None = None
     tools: int = 0
     """Tools the upstream exposes through Bastion (when ready)."""

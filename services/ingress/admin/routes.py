@@ -362,7 +362,7 @@ def _server_routes(router: APIRouter, store: AdminStore) -> None:
             update={"env": masked(record.config.env), "headers": masked(record.config.headers)}
         )
         if record.config.disabled:
-            return ServerOut(name=record.name, config=config, status="disabled", revision=revision)
+            return ServerOut(name=record.name, config=config, status="disabled", health="disabled", revision=revision)
         catalog = await store.catalog.find(record.name)
         if catalog is None:
             return ServerOut(name=record.name, config=config, status="pending", revision=revision)
@@ -371,6 +371,8 @@ def _server_routes(router: APIRouter, store: AdminStore) -> None:
             name=record.name,
             config=config,
             status=catalog.value.status,
+            health=catalog.value.health or ("healthy" if catalog.value.status == "ready" else "down"),
+            breaker=catalog.value.breaker,
             error=catalog.value.error,
             tools=tools,
             revision=revision,
