@@ -15,7 +15,6 @@ from typing import Any
 import anyio
 import mcp_types as types
 from mcp.client.session import ClientSession
-from mcp.client.subscriptions import listen
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp_types import HEADER_MISMATCH, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
@@ -30,8 +29,6 @@ from .outcomes import describe_exception, error_from_exception
 
 __all__ = [
     "REQUEST_TYPES",
-    "announces_tool_changes",
-    "listen_for_changes",
     "ping",
     "send_tool_call",
     "send_upstream_request",
@@ -145,16 +142,6 @@ async def send_upstream_request(
     return CallOutcome.model_construct(id=request.id, result=result, decided_by="executor", upstream_ms=_ms(started))
 
 
-async def listen_for_changes(session: ClientSession, server: str, on_change: Callable[[], None]) -> None:
-    """2026-07-28 servers announce tool changes on a `subscriptions/listen` stream only."""
-    try:
-        async with listen(session, tools_list_changed=True) as subscription:
-            async for _event in subscription:
-                on_change()
-    except Exception as exc:
-        log.debug("upstream %s: tool-change subscription ended (%s)", server, describe_exception(exc))
-
-
 async def ping(session: ClientSession, within: float) -> str | None:
     """None when the server answered within `within` seconds, else why not. An error answer counts as
     alive: 2026-07-28 servers may not implement `ping`, but answering proves the session works."""
@@ -166,16 +153,6 @@ async def ping(session: ClientSession, within: float) -> str | None:
     except Exception as exc:
         return describe_exception(exc)
     return None
-
-
-def announces_tool_changes(session: ClientSession) -> bool:
-    caps = session.server_capabilities
-    return (
-        session.protocol_version in MODERN_PROTOCOL_VERSIONS
-        and caps is not None
-        and caps.tools is not None
-        and bool(caps.tools.list_changed)
-    )
 
 
 def _ms(started: float) -> float:

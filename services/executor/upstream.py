@@ -22,6 +22,7 @@ import anyio
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import ClientSession
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
@@ -31,8 +32,9 @@ from .agents import ActiveCall, AgentLink
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
 from .features import LIST_CHANGED, Features, list_features
+from .listening import ChangeListener
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
-from .requests import announces_tool_changes, listen_for_changes, ping, send_tool_call, send_upstream_request
+from .requests import ping, send_tool_call, send_upstream_request
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
 from .tools import ExposurePolicy, ToolSet, list_tool_definitions
 from .transports import open_transport
@@ -79,6 +81,7 @@ class Upstream:
         """Routes what the server sends during a call back to that call's agent."""
         self.features = Features()
         self._subscriptions: dict[str, set[str]] = {}
+        self._listener = ChangeListener(name, self._changes_announced, self.agents.on_resource_updated)
         """Resource URI -> agent sessions subscribed to it through this executor; the upstream is
         subscribed while the set is non-empty, and again after every reconnect."""
         self.config = config
@@ -185,8 +188,12 @@ class Upstream:
         return outcome
 
     async def _subscription(self, request: UpstreamRequest, uri: str, deadline: float, budget: float) -> CallOutcome:
-        """Subscribe upstream for the first agent session only, unsubscribe after the last one."""
+        """Subscribe upstream for the first agent session only, unsubscribe after the last one.
+        A 2026-07-28 session has no `resources/subscribe`: its change stream's filter is updated."""
         subscriber = request.subscriber or request.id
+        session = self._session
+        if session is not None and session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return await self._listen_for(request, uri, subscriber, session, deadline)
         holders = self._subscriptions.setdefault(uri, set())
         if request.method == "resources/subscribe":
             first = not holders
@@ -205,6 +212,24 @@ class Upstream:
             if not holders:
                 self._subscriptions.pop(uri, None)
         return outcome
+
+    async def _listen_for(
+        self, request: UpstreamRequest, uri: str, subscriber: str, session: ClientSession, deadline: float
+    ) -> CallOutcome:
+        if not ChangeListener.supports_resource_subscriptions(session):
+            return _refused(request.id, ErrorKind.UPSTREAM_ERROR,
+                            f"server {self.name!r} does not support resource subscriptions")
+        if request.method == "resources/subscribe":
+            self._subscriptions.setdefault(uri, set()).add(subscriber)
+        elif (holders := self._subscriptions.get(uri)) is not None:
+            holders.discard(subscriber)
+            if not holders:
+                del self._subscriptions[uri]
+        within = max(deadline - asyncio.get_running_loop().time(), 0.0)
+        if not await self._listener.subscribe_to(self._subscriptions, within) and request.method == "resources/subscribe":
+            return _refused(request.id, ErrorKind.UPSTREAM_TIMEOUT,
+                            f"server {self.name!r} did not acknowledge the subscription in time")
+        return CallOutcome(id=request.id, result={}, decided_by="executor")
 
     async def _session_problem(self, request: ToolCall | UpstreamRequest, deadline: float) -> CallOutcome | None:
         if self._state is State.CONNECTING:
@@ -373,8 +398,8 @@ class Upstream:
                 await self._catalog.publish("ready")
                 try:
                     async with anyio.create_task_group() as tg:
-                        if announces_tool_changes(session):
-                            tg.start_soon(listen_for_changes, session, self.name, self._changes_announced)
+                        if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                            tg.start_soon(self._listener.run, session)
                         await self._watch(session)
                         tg.cancel_scope.cancel()
                 finally:
@@ -423,7 +448,10 @@ class Upstream:
         self.tools = ToolSet(definitions, self._policy, previous=self.tools)
 
     async def _resubscribe(self, session: ClientSession) -> None:
-        """A new session knows nothing of the old one's resource subscriptions."""
+        """A new session knows nothing of the old one's resource subscriptions (2026-07-28 sessions
+        carry them on the change stream instead)."""
+        if session.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
         for uri in list(self._subscriptions):
             try:
                 with anyio.fail_after(self._connect_timeout):

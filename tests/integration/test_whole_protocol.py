@@ -26,6 +26,7 @@ SCOPED_KEY = "bk_test_scoped_key_0000000000"
 def _config() -> dict[str, Any]:
     config = default_config({
         "interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "legacy"},
+        "modern": {"command": sys.executable, "args": [INTERACTIVE], "env": {"MEMO_SCHEME": "fresh"}},
     })
     config["mcpServers"]["echo"]["namespace"] = False
     config["keys"].append({"name": "scoped", "key": SCOPED_KEY,
@@ -274,3 +275,34 @@ async def test_a_request_from_an_upstream_serving_two_agents_at_once_is_refused_
     assert seen == []
     for result in results:
         assert "2 calls to this server are in flight" in _text(result)
+
+
+async def test_a_2026_upstream_serves_subscriptions_and_list_changes_to_a_handshake_agent(gateway):
+    """The upstream speaks 2026-07-28 (no resources/subscribe, no list_changed outside a listen
+    stream); the agent speaks 2025-11-25 and subscribes the old way."""
+    assert gateway.ingress.catalog.server_status("modern").protocol_version == "2026-07-28"
+    seen: list[Any] = []
+    got = asyncio.Event()
+
+    async def on_message(message: Any) -> None:
+        seen.append(message)
+        got.set()
+
+    async def wait_for(kind: type) -> Any:
+        async with asyncio.timeout(15):
+            while not any(isinstance(m, kind) for m in seen):
+                got.clear()
+                await got.wait()
+        return next(m for m in seen if isinstance(m, kind))
+
+    async with gateway.client(ADMIN_KEY, mode="legacy", message_handler=on_message) as client:
+        assert (await client.read_resource("fresh://pinned")).contents[0].text == "pinned memo text"
+        await client.subscribe_resource("fresh://pinned")  # returns once the upstream's stream carries it
+        assert _text(await client.call_tool("modern__touch", {"uri": "fresh://pinned"})) == "published"
+        updated = await wait_for(types.ResourceUpdatedNotification)
+        assert str(updated.params.uri) == "fresh://pinned"
+
+        assert _text(await client.call_tool("modern__add_prompt", {"name": "newer"})) == "added newer"
+        async with asyncio.timeout(15):
+            while "modern__newer" not in {p.name for p in (await client.list_prompts()).prompts}:
+                await asyncio.sleep(0.05)

@@ -7,6 +7,7 @@ Written with the official SDK; stdio by default, `--http` for streamable HTTP.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,11 +28,14 @@ from mcp.types import (
     UnsubscribeRequestParams,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "servers"))
 from _runner import parse_args, run
 
+SCHEME = os.environ.get("MEMO_SCHEME", "memo")
+"""URI scheme of this server's resources, so two copies behind one gateway list different URIs."""
 mcp = MCPServer(name="interactive", version="1.0.0")
 subscribed: set[str] = set()
 cancelled: list[str] = []
@@ -148,6 +152,9 @@ def cancellations() -> str:
 @mcp.tool()
 async def touch(uri: str, ctx: Context) -> str:
     """Tells subscribers that `uri` changed (if anyone subscribed to it)."""
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:  # subscriptions live on listen streams
+        await ctx.notify_resource_updated(uri)
+        return "published"
     if uri in subscribed:
         await ctx.session.send_resource_updated(uri)
         return "notified"
@@ -158,7 +165,10 @@ async def touch(uri: str, ctx: Context) -> str:
 async def add_prompt(name: str, ctx: Context) -> str:
     """Registers a new prompt and announces the change."""
     mcp.add_prompt(_prompt(name))
-    await ctx.session.send_prompt_list_changed()
+    if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+        await ctx.notify_prompts_changed()
+    else:
+        await ctx.session.send_prompt_list_changed()
     return f"added {name}"
 
 
@@ -192,12 +202,12 @@ async def mood(ctx: Context) -> str | InputRequiredResult:
     return f"Write something {(getattr(answer, 'content', None) or {}).get('answer', 'neutral')}."
 
 
-@mcp.resource("memo://pinned", mime_type="text/plain", description="The pinned memo")
+@mcp.resource(f"{SCHEME}://pinned", mime_type="text/plain", description="The pinned memo")
 def pinned() -> str:
     return "pinned memo text"
 
 
-@mcp.resource("memo://notes/{note_id}", mime_type="text/plain", description="A note by id")
+@mcp.resource(f"{SCHEME}://notes/{{note_id}}", mime_type="text/plain", description="A note by id")
 def note(note_id: str) -> str:
     return f"note {note_id}"
 
