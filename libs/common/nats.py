@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 
 from . import subjects
 
-__all__ = ["connect", "ensure_audit_dead_stream", "ensure_audit_stream", "kv_bucket"]
+__all__ = ["connect", "ensure_audit_dead_stream", "ensure_audit_stream", "kv_bucket", "processed"]
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +84,17 @@ async def ensure_audit_stream(js: JetStreamContext) -> None:
 async def ensure_audit_dead_stream(js: JetStreamContext) -> None:
     """Dead letters of the audit stream: kept 30 days for a human to look at, never replayed."""
     await _ensure_file_stream(js, subjects.AUDIT_DEAD_STREAM, subjects.AUDIT_DEAD, max_age_days=30)
+
+
+async def processed(nc: NATS) -> None:
+    """Return once the server has processed every command `nc` sent before this call.
+
+    nats-py's `flush()` writes its PING straight to the socket, ahead of commands still waiting in
+    the client's buffer, so `subscribe(); flush()` can return before the server has the
+    subscription (a request from another connection then gets "no responders"). A message to
+    ourselves goes through that same buffer, behind everything sent before it. Services call this
+    at the end of `start()`, so "started" means "subscribed"."""
+    inbox = nc.new_inbox()
+    echo = await nc.subscribe(inbox, max_msgs=1)
+    await nc.publish(inbox, b"")
+    await echo.next_msg(timeout=10)  # bounds a failure only

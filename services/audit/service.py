@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from bastion_common import subjects
 from bastion_common.messages import AuditQuery, AuditRows
-from bastion_common.nats import connect, ensure_audit_dead_stream, ensure_audit_stream
+from bastion_common.nats import connect, ensure_audit_dead_stream, ensure_audit_stream, processed
 from bastion_common.settings import AuditSettings
 
 from .errors import StoreUnavailable
@@ -55,7 +55,7 @@ class AuditService:
         )
         await self.writer.start()
         self._query_sub = await nc.subscribe(subjects.AUDIT_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_query)
-        await nc.flush()
+        await processed(nc)
         log.info("audit ready")
 
     async def stop(self) -> None:

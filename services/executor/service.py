@@ -34,7 +34,7 @@ from bastion_common.messages import (
     ToolCall,
     UpstreamRequest,
 )
-from bastion_common.nats import connect, kv_bucket
+from bastion_common.nats import connect, kv_bucket, processed
 from bastion_common.relay import Acknowledger
 from bastion_common.settings import ExecutorSettings
 
@@ -104,6 +104,7 @@ class ExecutorService:
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
             await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
         ]
+        await processed(self._nc)
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
 
     async def stop(self) -> None:

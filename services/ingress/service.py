@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from bastion_common import subjects
 from bastion_common.audit_publisher import AuditPublisher
 from bastion_common.kvwatch import BucketWatch
-from bastion_common.nats import connect, ensure_audit_stream, kv_bucket
+from bastion_common.nats import connect, ensure_audit_stream, kv_bucket, processed
 from bastion_common.settings import IngressSettings
 
 from .admin import admin_api
@@ -100,6 +100,7 @@ class IngressService:
         await gateway.start()
         self.handlers = Handlers(self.catalog, self.keys, gateway, self.settings.call_timeout, self.streams, state)
         await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
+        await processed(nc)
         self._watches = [
             BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
             BucketWatch(js, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),

@@ -38,7 +38,7 @@ from bastion_common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.nats import connect
+from bastion_common.nats import connect, processed
 from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
 from bastion_common.settings import PolicySettings
 
@@ -106,7 +106,7 @@ class PolicyService:
         await nc.subscribe(subjects.POLICY_REQUEST, queue=subjects.QUEUE_POLICY, cb=self._on_request)
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
         await self._acks.start()
-        await nc.flush()
+        await processed(nc)
         log.info("policy %s ready", self.instance)
 
     async def stop(self) -> None:

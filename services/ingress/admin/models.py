@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion_common.config import SERVER_NAME, ServerConfig, grant_problem
-from bastion_common.messages import BreakerStatus
 from bastion_common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from bastion_common.messages import BreakerStatus
 
 __all__ = [
     "MASK",

@@ -58,6 +58,10 @@ class _Buckets:
         self._open: dict[str, KeyValue] = {}
         self._lock = asyncio.Lock()
 
+    @property
+    def js(self) -> JetStreamContext:
+        return self._js
+
     async def get(self, name: str) -> KeyValue:
         if (kv := self._open.get(name)) is None:
             async with self._lock:
@@ -96,20 +100,27 @@ class Table(Generic[M]):
         return await self.find(record_id) is not None
 
     async def list(self) -> list[tuple[str, Versioned[M]]]:
-        """(id, record) of every current, well-formed record, in one pass over the bucket."""
+        """(id, record) of every current, well-formed record.
+
+        Keys come from the bucket's stream (its per-subject state), then each is read. A KV watch
+        would be one pass, but nats-py's watch can report "no more values" before delivering one
+        that was already on its way (it races consumer info against delivery), which made a list
+        right after a create come back empty now and then."""
         kv = await self._buckets.get(self.bucket)
-        watcher = await kv.watch(f"{self.prefix}>" if self.prefix else ">", ignore_deletes=True)
+        root = f"$KV.{self.bucket}."
+        info = await self._buckets.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{root}{self.prefix}>")
         found: list[tuple[str, Versioned[M]]] = []
-        try:
-            while (entry := await watcher.updates(timeout=10.0)) is not None:
-                try:
-                    value = self.model.model_validate_json(entry.value or b"")
-                except ValidationError:
-                    log.error("skipping malformed %s %s in %s", self.label, entry.key[:24], self.bucket)
-                    continue
-                found.append((entry.key[len(self.prefix) :], Versioned(value, entry.revision or 0)))
-        finally:
-            await watcher.stop()
+        for subject in sorted((info.state.subjects or {}) if info.state else {}):
+            key = subject[len(root):]
+            try:
+                entry = await kv.get(key)
+                value = self.model.model_validate_json(entry.value or b"")
+            except (KeyNotFoundError, InvalidKeyError):
+                continue  # deleted meanwhile (a delete leaves a tombstone subject)
+            except ValidationError:
+                log.error("skipping malformed %s %s in %s", self.label, key[:24], self.bucket)
+                continue
+            found.append((key[len(self.prefix) :], Versioned(value, entry.revision or 0)))
         return sorted(found, key=lambda item: item[0])
 
     async def create(self, record_id: str, value: M) -> int:
