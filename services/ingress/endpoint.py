@@ -58,6 +58,8 @@ _SESSION_HEADER = "mcp-session-id"
 _SESSION_NOT_FOUND = -32001  # what the SDK answers for an unknown session, with HTTP 404
 _AGENT_REQUESTS = ("sampling", "elicitation", "roots")
 """Client capabilities that let an upstream ask the agent something mid-call."""
+_ROUTED = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
+"""Requests that run upstream, so an agent may cancel them."""
 _KEEPALIVE = 15.0
 """Seconds between SSE comments on an idle standalone stream, so proxies do not cut it."""
 
@@ -192,11 +194,16 @@ class McpEndpoint:
         if rpc_method == "subscriptions/listen" and modern and self.notifier is not None:
             await self._listen(ctx, message, sse_ok, receive, send)
             return
+        # 2026-07-28 has no notifications/cancelled: closing the response stream cancels the request
+        watch = asyncio.ensure_future(self._cancel_on_disconnect(ctx, receive)) if modern and rpc_method in _ROUTED else None
         try:
             payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
         except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log gets the trace
             log.exception("internal error while handling %s", rpc_method)
             payload, audit = error_body(request_id, INTERNAL_ERROR, "internal gateway error; see the ingress log"), None
+        finally:
+            if watch is not None:
+                watch.cancel()
         if rpc_method == "initialize" and not modern and "result" in payload:
             client = _agent_requests(message.get("params"))
             extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id, client).encode()))
@@ -211,6 +218,13 @@ class McpEndpoint:
         if audit is not None:
             audit.response_bytes = sent
             self.emit_audit(audit)
+
+    async def _cancel_on_disconnect(self, ctx: RequestContext, receive: Receive) -> None:
+        """The agent closed the stream before the answer: the executor abandons the call (and tells
+        the upstream); the handler still finishes, so the audit event is written."""
+        await _disconnected(receive)
+        if ctx.call_id is not None:
+            await self.handlers.gateway.abandon(ctx.call_id)
 
     async def _cancelled(self, headers: dict[str, str], key_id: str, params: Any) -> None:
         request_id = params.get("requestId") if isinstance(params, dict) else None

@@ -66,6 +66,8 @@ class RequestContext:
     """What the agent can be asked for mid-call: "sampling", "elicitation", "roots" (its capabilities)."""
     emit: Emit | None = None
     """Sends one JSON-RPC message on this request's SSE response; None when the agent accepts only JSON."""
+    call_id: str | None = None
+    """Id of the call or routed request this request became, once sent (cancellation needs it)."""
 
 
 def _capabilities(version: str) -> dict[str, Any]:
@@ -372,6 +374,7 @@ class Handlers:
         self, ctx: RequestContext, message: _Routed, send: Callable[[_Routed], Awaitable[CallOutcome]]
     ) -> CallOutcome:
         """Send, with a call stream open when the agent can take one (an SSE answer)."""
+        ctx.call_id = message.id
         running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
         if running is not None:
             self.running[running] = message.id

@@ -306,3 +306,15 @@ async def test_a_2026_upstream_serves_subscriptions_and_list_changes_to_a_handsh
         async with asyncio.timeout(15):
             while "modern__newer" not in {p.name for p in (await client.list_prompts()).prompts}:
                 await asyncio.sleep(0.05)
+
+
+async def test_a_2026_agent_cancels_by_closing_the_stream(gateway):
+    import anyio
+
+    async with gateway.client(ADMIN_KEY, mode="auto") as client:
+        assert client.protocol_version == "2026-07-28"
+        with anyio.move_on_after(1.0):  # abandoning the call closes its response stream
+            await client.call_tool("interactive__sleepy", {"label": "modern", "seconds": 60})
+        async with asyncio.timeout(15):
+            while "modern" not in _text(await client.call_tool("interactive__cancellations", {})):
+                await asyncio.sleep(0.05)
