@@ -77,7 +77,7 @@ class PolicyService:
         self.charger: Charger | None = None
         self._watches: list[BucketWatch] = []
         self._inflight: set[asyncio.Task[None]] = set()
-        self._relay: AckedRequester | None = None
+        self._executors: AckedRequester | None = None
         self._acks: Acknowledger | None = None
 
     async def start(self) -> None:
@@ -95,9 +95,9 @@ class PolicyService:
         ]
         for watch in self._watches:
             await watch.start()
-        self._relay = AckedRequester(nc, role="executor", accepted_by=subjects.EXEC_ACCEPTED_BY,
+        self._executors = AckedRequester(nc, role="executor", accepted_by=subjects.EXEC_ACCEPTED_BY,
                                      alive_subject=subjects.executor_alive_subject, settings=self.settings)
-        await self._relay.start()
+        await self._executors.start()
         self._acks = Acknowledger(nc, instance=self.instance, accepted_by=subjects.POLICY_ACCEPTED_BY,
                                   alive_subject=subjects.policy_alive_subject(self.instance),
                                   after=self.settings.ack_after)
@@ -120,97 +120,77 @@ class PolicyService:
             await self._redis.aclose()
 
     async def _on_call(self, msg: Msg) -> None:
-        assert self._nc is not None and self.charger is not None and self._acks is not None
+        await self._decide(msg, ToolCall)
+
+    async def _on_request(self, msg: Msg) -> None:
+        """Prompts, resources and completions: allowed by grants on `server/<target>`, never charged."""
+        await self._decide(msg, UpstreamRequest)
+
+    async def _decide(self, msg: Msg, model: type[ToolCall] | type[UpstreamRequest]) -> None:
+        """Grants and header narrowing inline; a refusal is answered at once, an allowed request
+        goes on in its own task (limits need Redis, and the executor may take a while)."""
+        assert self._acks is not None
         if not msg.reply:
             return
         try:
-            call = ToolCall.model_validate_json(msg.data)
+            message = model.model_validate_json(msg.data)
         except ValidationError as exc:
-            log.error("dropping malformed tool call: %s", exc.errors()[0]["msg"])
+            log.error("dropping a malformed %s: %s", model.__name__, exc.errors()[0]["msg"])
             return
+        target = message.tool if isinstance(message, ToolCall) else message.target
         decision = self.view.authorize(
-            call.caller, call.server, call.tool,
-            narrowing(_tuple(call.include_servers), _tuple(call.include_tools)),
+            message.caller, message.server, target,
+            narrowing(_tuple(message.include_servers), _tuple(message.include_tools)),
         )
         if isinstance(decision, GatewayError):
-            await self._answer(msg.reply, CallOutcome(id=call.id, error=decision, decided_by="policy"))
+            await self._answer(msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy"))
             return
-        # Limits need Redis: from here on, a task per call so a slow round trip never stalls the others.
-        task = asyncio.create_task(self._charge_and_relay(msg, call, decision))
+        work = (self._charge_and_relay(msg, message, decision) if isinstance(message, ToolCall)
+                else self._relay(msg, subjects.EXEC_REQUEST, message, message.method))
+        task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        self._acks.watch(msg, task)  # names this replica to ingress if the call is still running shortly
+        self._acks.watch(msg, task)  # names this replica to ingress if the request is still running shortly
 
     async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: object) -> None:
-        assert self._nc is not None and self.charger is not None and self._relay is not None and msg.reply
+        assert self.charger is not None and msg.reply
         charge = await self.charger.charge(key, call.server, call.tool, time.time())  # type: ignore[arg-type]
         if isinstance(charge, GatewayError):
             await self._answer(msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy"))
             return
-        error: GatewayError | None = None
-        try:
-            reply = await self._relay.request(subjects.EXEC_CALL, msg.data, within=max(call.timeout - 0.05, 0.05))
-        except ResponderLost as exc:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                                 message=f"{exc}; tool {call.name!r} may or may not have run; retry if it is safe to")
-        except NoRespondersError:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                                 message="no executor service is running behind this gateway; retry shortly")
-        except NatsTimeout:
-            error = GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT,
-                                 message=f"tool {call.name!r} did not answer within {call.timeout:g}s")
-        else:
-            await self._nc.publish(msg.reply, reply.data)
-            if charge is not None:
-                try:
-                    outcome_error = _OutcomeError.model_validate_json(reply.data).error
-                except ValidationError:
-                    outcome_error = None
-                if outcome_error is not None and outcome_error.kind in _NOT_CHARGED:
-                    await self.charger.refund(charge)
+        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}")
+        if charge is None:
             return
-        await self._answer(msg.reply, CallOutcome(id=call.id, error=error, decided_by="policy"))
-        if charge is not None:
+        if reply is None:  # the gateway failed the call: it did not run, or we cannot know it did
+            await self.charger.refund(charge)
+            return
+        try:
+            outcome_error = _OutcomeError.model_validate_json(reply).error
+        except ValidationError:
+            outcome_error = None
+        if outcome_error is not None and outcome_error.kind in _NOT_CHARGED:
             await self.charger.refund(charge)
 
-    async def _on_request(self, msg: Msg) -> None:
-        """Prompts, resources and completions: allowed by grants on `server/<target>`, never charged."""
-        if not msg.reply:
-            return
+    async def _relay(self, msg: Msg, subject: str, message: ToolCall | UpstreamRequest, what: str) -> bytes | None:
+        """Send the request on to the executor (same bytes) and its answer back to ingress; the
+        executor's reply, or None when policy answered with an error of its own."""
+        assert self._nc is not None and self._executors is not None and msg.reply
         try:
-            request = UpstreamRequest.model_validate_json(msg.data)
-        except ValidationError as exc:
-            log.error("dropping malformed upstream request: %s", exc.errors()[0]["msg"])
-            return
-        decision = self.view.authorize(
-            request.caller, request.server, request.target,
-            narrowing(_tuple(request.include_servers), _tuple(request.include_tools)),
-        )
-        if isinstance(decision, GatewayError):
-            await self._answer(msg.reply, CallOutcome(id=request.id, error=decision, decided_by="policy"))
-            return
-        task = asyncio.create_task(self._relay_request(msg, request))
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
-        assert self._acks is not None
-        self._acks.watch(msg, task)
-
-    async def _relay_request(self, msg: Msg, request: UpstreamRequest) -> None:
-        assert self._nc is not None and self._relay is not None and msg.reply
-        try:
-            reply = await self._relay.request(subjects.EXEC_REQUEST, msg.data, within=max(request.timeout - 0.05, 0.05))
+            reply = await self._executors.request(subject, msg.data, within=max(message.timeout - 0.05, 0.05))
         except ResponderLost as exc:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc))
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                                 message=f"{exc}; {what} may or may not have run; retry if it is safe to")
         except NoRespondersError:
             error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
                                  message="no executor service is running behind this gateway; retry shortly")
         except NatsTimeout:
             error = GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT,
-                                 message=f"{request.method} did not answer within {request.timeout:g}s")
+                                 message=f"{what} did not answer within {message.timeout:g}s")
         else:
             await self._nc.publish(msg.reply, reply.data)
-            return
-        await self._answer(msg.reply, CallOutcome(id=request.id, error=error, decided_by="policy"))
+            return reply.data
+        await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy"))
+        return None
 
     async def _on_list(self, msg: Msg) -> None:
         assert self._nc is not None
