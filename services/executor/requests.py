@@ -55,33 +55,20 @@ async def send_tool_call(
     abandons the request and sends the server `notifications/cancelled` for it. With `ask`, an
     `input_required` answer is resolved through the agent for a handshake-era agent."""
     params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
-    meta = _with_log_level(session, call.meta, call.stream, call.log_level)
-    if meta:
+    if meta := _with_log_level(session, call.meta, call.stream, call.log_level):
         params["_meta"] = meta
 
     def build(extra: dict[str, Any]) -> types.CallToolRequest:
-        typed = types.CallToolRequestParams.model_validate({**params, **extra}, by_name=False)
-        return types.CallToolRequest(params=typed)
+        return types.CallToolRequest(
+            params=types.CallToolRequestParams.model_validate({**params, **extra}, by_name=False)
+        )
 
-    async def send(request: types.CallToolRequest) -> dict[str, Any]:
-        async with asyncio.timeout_at(deadline):
-            return await session.send_request(request, _RESULT, progress_callback=progress)
-
-    request = build({})
-    started = time.perf_counter()
-    try:
-        result = await send(request)
-        if ask is not None and needs_bridge(result, call.client):
-            result = await resolve_input_required(result, what=f"tool {call.tool!r}", ask=ask,
-                                                  resend=lambda extra: send(build(extra)))
-    except Exception as exc:
+    def failed(exc: Exception) -> None:
         if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
             on_stale()  # 2026-07-28: our copy of the tool's schema is stale
-        error = error_from_exception(exc, server=server, timeout=budget)
-        if error.kind is ErrorKind.INTERNAL:
-            log.exception("upstream %s: tools/call %r failed unexpectedly", server, call.tool)
-        return CallOutcome(id=call.id, error=error, decided_by="executor", upstream_ms=_ms(started))
-    return CallOutcome.model_construct(id=call.id, result=result, decided_by="executor", upstream_ms=_ms(started))
+
+    return await _exchange(session, build({}), build, call.id, call.client, deadline, budget, server=server,
+                           what=f"tool {call.tool!r}", progress=progress, ask=ask, on_error=failed)
 
 
 REQUEST_TYPES: dict[str, type[types.Request[Any, Any]]] = {
@@ -117,29 +104,52 @@ async def send_upstream_request(
     def build(extra: dict[str, Any]) -> types.Request[Any, Any]:
         return model.model_validate({"method": request.method, "params": {**params, **extra}}, by_name=False)
 
-    async def send(typed: types.Request[Any, Any]) -> dict[str, Any]:
-        async with asyncio.timeout_at(deadline):
-            return await session.send_request(typed, _RESULT, progress_callback=progress)
-
     try:
-        typed = build({})
+        first = build({})
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"][1:]) or "params"
         return CallOutcome(id=request.id, decided_by="executor", error=GatewayError(
             kind=ErrorKind.INVALID_ARGUMENTS, message=f"invalid {request.method} params at {where}: {problem['msg']}"))
+    return await _exchange(session, first, build, request.id, request.client, deadline, budget, server=server,
+                           what=f"{request.method} ({request.target})", progress=progress, ask=ask)
+
+
+async def _exchange(
+    session: ClientSession,
+    first: types.Request[Any, Any],
+    build: Callable[[dict[str, Any]], types.Request[Any, Any]],
+    request_id: str,
+    client: list[str],
+    deadline: float,
+    budget: float,
+    *,
+    server: str,
+    what: str,
+    progress: ProgressFnT | None,
+    ask: Ask | None,
+    on_error: Callable[[Exception], None] | None = None,
+) -> CallOutcome:
+    """Send `first` within the deadline, resolve an `input_required` answer for a handshake-era
+    agent (re-sending `build(extra)`), and map the result or the exception to a `CallOutcome`."""
+
+    async def send(typed: types.Request[Any, Any]) -> dict[str, Any]:
+        async with asyncio.timeout_at(deadline):
+            return await session.send_request(typed, _RESULT, progress_callback=progress)
+
     started = time.perf_counter()
     try:
-        result = await send(typed)
-        if ask is not None and needs_bridge(result, request.client):
-            result = await resolve_input_required(result, what=f"{request.method} ({request.target})", ask=ask,
-                                                  resend=lambda extra: send(build(extra)))
+        result = await send(first)
+        if ask is not None and needs_bridge(result, client):
+            result = await resolve_input_required(result, what=what, ask=ask, resend=lambda extra: send(build(extra)))
     except Exception as exc:
+        if on_error is not None:
+            on_error(exc)
         error = error_from_exception(exc, server=server, timeout=budget)
         if error.kind is ErrorKind.INTERNAL:
-            log.exception("upstream %s: %s failed unexpectedly", server, request.method)
-        return CallOutcome(id=request.id, error=error, decided_by="executor", upstream_ms=_ms(started))
-    return CallOutcome.model_construct(id=request.id, result=result, decided_by="executor", upstream_ms=_ms(started))
+            log.exception("upstream %s: %s failed unexpectedly", server, what)
+        return CallOutcome(id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started))
+    return CallOutcome.model_construct(id=request_id, result=result, decided_by="executor", upstream_ms=_ms(started))
 
 
 async def ping(session: ClientSession, within: float) -> str | None:
