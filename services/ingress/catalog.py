@@ -91,9 +91,8 @@ def gateway_names(pairs: Iterable[Pair], plain: set[str]) -> dict[str, Pair]:
 class Catalog:
     def __init__(self) -> None:
         self._servers: dict[str, ServerCatalog] = {}
-        self.entries: list[CatalogEntry] = []
+        self.tools: Listing = _EMPTY
         self.by_name: dict[str, CatalogEntry] = {}
-        self.pairs: list[Pair] = []
         self.prompts: Listing = _EMPTY
         self.prompt_by_name: dict[str, CatalogEntry] = {}
         self.resources: Listing = _EMPTY
@@ -114,6 +113,11 @@ class Catalog:
     def delete(self, server: str) -> None:
         if self._servers.pop(server, None) is not None:
             self._rebuild()
+
+    @property
+    def entries(self) -> list[CatalogEntry]:
+        """The tools, in answer order."""
+        return self.tools.entries
 
     def server_status(self, server: str) -> ServerCatalog | None:
         return self._servers.get(server)
@@ -137,9 +141,8 @@ class Catalog:
         ready = {name: catalog for name, catalog in self._servers.items() if catalog.status == "ready"}
         plain = {name for name, catalog in ready.items() if not catalog.namespace}
         tools = {(name, tool.tool): tool.definition for name, catalog in ready.items() for tool in catalog.tools}
-        self.entries = _named_entries(tools, gateway_names(tools, plain), "name", "")
-        self.by_name = {entry.name: entry for entry in self.entries}
-        self.pairs = [(entry.server, entry.tool) for entry in self.entries]
+        self.tools = Listing.of(_named_entries(tools, gateway_names(tools, plain), "name", ""))
+        self.by_name = {entry.name: entry for entry in self.tools.entries}
 
         prompts = {(name, p["name"]): p for name, catalog in ready.items() for p in catalog.prompts if "name" in p}
         self.prompts = Listing.of(_named_entries(prompts, gateway_names(prompts, plain), "name", "prompt:"))

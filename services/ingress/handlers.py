@@ -182,17 +182,17 @@ class Handlers:
         now = time.monotonic()
         cached = self._list_cache.get(cache_key)
         if cached is None or cached[0] != stamp or now - cached[1] > _LIST_TTL:
-            entries = self.catalog.entries
+            tools = self.catalog.tools
             allowed = (
-                await self.gateway.visible(ctx.caller, self.catalog.pairs, ctx.include_servers, ctx.include_tools)
-                if entries
+                await self.gateway.visible(ctx.caller, tools.pairs, ctx.include_servers, ctx.include_tools)
+                if tools.entries
                 else []
             )
             if isinstance(allowed, GatewayError):
                 return gateway_error_body(ctx.request_id, allowed)
-            fragment = orjson.Fragment(orjson.dumps([entries[i].fragment for i in allowed]))
+            fragment = orjson.Fragment(orjson.dumps([tools.entries[i].fragment for i in allowed]))
             cached = (stamp, now, fragment)
-            if entries is self.catalog.entries:  # the catalog may have changed while policy answered
+            if tools is self.catalog.tools:  # the catalog may have changed while policy answered
                 if len(self._list_cache) > 10_000:
                     self._list_cache.clear()
                 self._list_cache[cache_key] = cached
