@@ -16,6 +16,8 @@ import pytest
 
 from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
 
+pytest_plugins = ["tests.support.admin_api"]  # `ingress` and `api`: the admin API in-process
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 EXAMPLE_SERVERS = ROOT / "examples" / "servers"

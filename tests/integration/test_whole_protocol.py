@@ -46,6 +46,25 @@ async def gateway(tmp_path_factory):
         valkey.stop()
 
 
+class Inbox:
+    """What an agent's client received outside its requests' answers (its `message_handler`)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+        self._got = asyncio.Event()
+
+    async def on_message(self, message: Any) -> None:
+        self.seen.append(message)
+        self._got.set()
+
+    async def wait_for(self, kind: type) -> Any:
+        async with asyncio.timeout(15):
+            while not any(isinstance(m, kind) for m in self.seen):
+                self._got.clear()
+                await self._got.wait()
+        return next(m for m in self.seen if isinstance(m, kind))
+
+
 def _text(result: Any) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
@@ -150,28 +169,16 @@ async def test_the_upstream_asks_the_agent_mid_call(gateway):
 
 
 async def test_subscriptions_and_list_changes_reach_the_standalone_stream(gateway):
-    seen: list[Any] = []
-    got = asyncio.Event()
+    inbox = Inbox()
 
-    async def on_message(message: Any) -> None:
-        seen.append(message)
-        got.set()
-
-    async def wait_for(kind: type) -> Any:
-        async with asyncio.timeout(15):
-            while not any(isinstance(m, kind) for m in seen):
-                got.clear()
-                await got.wait()
-        return next(m for m in seen if isinstance(m, kind))
-
-    async with gateway.client(ADMIN_KEY, mode="legacy", message_handler=on_message) as client:
+    async with gateway.client(ADMIN_KEY, mode="legacy", message_handler=inbox.on_message) as client:
         await client.subscribe_resource("memo://pinned")
         assert _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) == "notified"
-        updated = await wait_for(types.ResourceUpdatedNotification)
+        updated = await inbox.wait_for(types.ResourceUpdatedNotification)
         assert str(updated.params.uri) == "memo://pinned"
 
         assert _text(await client.call_tool("interactive__add_prompt", {"name": "fresh"})) == "added fresh"
-        await wait_for(types.PromptListChangedNotification)
+        await inbox.wait_for(types.PromptListChangedNotification)
         assert "interactive__fresh" in {p.name for p in (await client.list_prompts()).prompts}
 
         await client.unsubscribe_resource("memo://pinned")
@@ -281,25 +288,13 @@ async def test_a_2026_upstream_serves_subscriptions_and_list_changes_to_a_handsh
     """The upstream speaks 2026-07-28 (no resources/subscribe, no list_changed outside a listen
     stream); the agent speaks 2025-11-25 and subscribes the old way."""
     assert gateway.ingress.catalog.server_status("modern").protocol_version == "2026-07-28"
-    seen: list[Any] = []
-    got = asyncio.Event()
+    inbox = Inbox()
 
-    async def on_message(message: Any) -> None:
-        seen.append(message)
-        got.set()
-
-    async def wait_for(kind: type) -> Any:
-        async with asyncio.timeout(15):
-            while not any(isinstance(m, kind) for m in seen):
-                got.clear()
-                await got.wait()
-        return next(m for m in seen if isinstance(m, kind))
-
-    async with gateway.client(ADMIN_KEY, mode="legacy", message_handler=on_message) as client:
+    async with gateway.client(ADMIN_KEY, mode="legacy", message_handler=inbox.on_message) as client:
         assert (await client.read_resource("fresh://pinned")).contents[0].text == "pinned memo text"
         await client.subscribe_resource("fresh://pinned")  # returns once the upstream's stream carries it
         assert _text(await client.call_tool("modern__touch", {"uri": "fresh://pinned"})) == "published"
-        updated = await wait_for(types.ResourceUpdatedNotification)
+        updated = await inbox.wait_for(types.ResourceUpdatedNotification)
         assert str(updated.params.uri) == "fresh://pinned"
 
         assert _text(await client.call_tool("modern__add_prompt", {"name": "newer"})) == "added newer"

@@ -1,0 +1,38 @@
+"""The admin API served by an in-process ingress: fixtures `ingress` and `api` (a pytest plugin,
+registered in tests/conftest.py; a module may define its own `ingress`, which wins)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from bastion_common.settings import IngressSettings
+from bastion_ingress.service import IngressService
+
+__all__ = ["ECHO", "TOKEN", "api", "base_url", "ingress"]
+
+TOKEN = "test-admin-token-0123456789abcdef"
+ECHO = {"command": "python", "args": ["echo_server.py"], "env": {"API_TOKEN": "upstream-secret-value"}}
+
+
+@pytest.fixture
+async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
+    service = IngressService(IngressSettings(nats_url=nats_url, port=0, admin_token=TOKEN))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def base_url(service: IngressService) -> str:
+    return f"http://{service.settings.host}:{service.port}/admin/v1"
+
+
+@pytest.fixture
+async def api(ingress: IngressService) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=base_url(ingress), headers=headers, timeout=10) as client:
+        yield client
+
+
