@@ -33,15 +33,32 @@ from bastion_common.entities import Budget, RateLimit
 from bastion_policy.grants import GrantSet
 from bastion_policy.limits import Charged, LimitEngine, ToolTable, plan_for
 
-GRANTS = ["github/get_*", "github/list_*", "github/search_*", "notes/*", "fs/read_*", "fs/list_directory", "echo/echo",
-          "jira/get_issue", "jira/search", "slack/post_message", "slack/list_*", "db/query_readonly"]
+GRANTS = [
+    "github/get_*",
+    "github/list_*",
+    "github/search_*",
+    "notes/*",
+    "fs/read_*",
+    "fs/list_directory",
+    "echo/echo",
+    "jira/get_issue",
+    "jira/search",
+    "slack/post_message",
+    "slack/list_*",
+    "db/query_readonly",
+]
 PRICES = ToolTable({"*": 0.001, "search_*": 0.01, "search_code": 0.02})
 BIG = 10**9
-BUDGETS = [("customer:acme", Budget(limit_usd=1e6, period="month")),
-           ("team:payments", Budget(limit_usd=1e6, period="week")),
-           ("key:ci", Budget(limit_usd=1e6, period="day"))]
-RATES = [("key:ci", RateLimit(requests=BIG, per="minute")), ("user:bob", RateLimit(requests=BIG, per="second")),
-         ("tool:github/search_code", RateLimit(requests=BIG, per="hour"))]
+BUDGETS = [
+    ("customer:acme", Budget(limit_usd=1e6, period="month")),
+    ("team:payments", Budget(limit_usd=1e6, period="week")),
+    ("key:ci", Budget(limit_usd=1e6, period="day")),
+]
+RATES = [
+    ("key:ci", RateLimit(requests=BIG, per="minute")),
+    ("user:bob", RateLimit(requests=BIG, per="second")),
+    ("tool:github/search_code", RateLimit(requests=BIG, per="hour")),
+]
 
 
 @dataclass
@@ -57,8 +74,14 @@ class Row:
 def summarise(name: str, samples: list[float], elapsed: float) -> Row:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return Row(name, len(samples), statistics.median(ordered) * 1e6, p99 * 1e6, statistics.fmean(ordered) * 1e6,
-               len(samples) / elapsed)
+    return Row(
+        name,
+        len(samples),
+        statistics.median(ordered) * 1e6,
+        p99 * 1e6,
+        statistics.fmean(ordered) * 1e6,
+        len(samples) / elapsed,
+    )
 
 
 def bench_sync(name: str, fn: Callable[[], object], calls: int) -> Row:
@@ -128,6 +151,7 @@ def main() -> None:
     opts = parser.parse_args()
     try:
         import uvloop
+
         rows = uvloop.run(run(opts.calls, opts.concurrency))
         loop = "uvloop"
     except ImportError:

@@ -131,8 +131,12 @@ def summarize(name: str, samples: list[float], rate: float | None = None) -> Res
 
 
 def start_upstream() -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, str(ECHO), "--http", "--port", "0"], stdout=subprocess.PIPE, text=True,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(ECHO), "--http", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.DEVNULL,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("READY "):
@@ -150,15 +154,26 @@ def start_gateway(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = workdir / "bench.yaml"
-    config.write_text(json.dumps({
-        "mcpServers": {"echo": {"url": upstream_url}, **(extra_servers or {})},
-        "keys": [{"name": "bench", "key": KEY, "tools": ["echo/*", *(f"{name}/*" for name in extra_servers or {})]},
-                 {"name": "denied", "key": DENIED_KEY, "tools": []}],
-        "stack": {"data_dir": str(workdir / "data")},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": {"echo": {"url": upstream_url}, **(extra_servers or {})},
+                "keys": [
+                    {"name": "bench", "key": KEY, "tools": ["echo/*", *(f"{name}/*" for name in extra_servers or {})]},
+                    {"name": "denied", "key": DENIED_KEY, "tools": []},
+                ],
+                "stack": {"data_dir": str(workdir / "data")},
+            }
+        )
+    )
     env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "bastion_cli", "up", "--config", str(config), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=workdir)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bastion_cli", "up", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=workdir,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -194,10 +209,21 @@ async def measure(args: argparse.Namespace, upstream_url: str, gateway_url: str)
     g_rate = await concurrent(gateway_url, KEY, "echo__echo", args.concurrency, args.calls_each)
     results.append(summarize("direct: tools/call", d_samples, d_rate))
     results.append(summarize("bastion: tools/call", g_samples, g_rate))
-    results.append(summarize("bastion: ping (ingress only)", await sequential(gateway, "ping", None, args.calls, "result")))
+    results.append(
+        summarize("bastion: ping (ingress only)", await sequential(gateway, "ping", None, args.calls, "result"))
+    )
     unknown = {"name": "nope__nope", "arguments": {}}
-    results.append(summarize("bastion: unknown tool (ingress only)", await sequential(gateway, "tools/call", unknown, args.calls, "error")))
-    results.append(summarize("bastion: denied call (ingress+policy)", await sequential(denied, "tools/call", via, args.calls, "error")))
+    results.append(
+        summarize(
+            "bastion: unknown tool (ingress only)",
+            await sequential(gateway, "tools/call", unknown, args.calls, "error"),
+        )
+    )
+    results.append(
+        summarize(
+            "bastion: denied call (ingress+policy)", await sequential(denied, "tools/call", via, args.calls, "error")
+        )
+    )
     for client in (direct, gateway, denied):
         await client.close()
     return results
@@ -210,8 +236,10 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         rate = f"{r.calls_per_s:,.0f}" if r.calls_per_s else ""
         print(f"{r.name:40} {r.p50_ms:8.3f} {r.p99_ms:8.3f} {r.mean_ms:8.3f} {rate:>16}")
     direct, gateway = results[0], results[1]
-    print(f"\noverhead p50 {gateway.p50_ms - direct.p50_ms:+.3f} ms, p99 {gateway.p99_ms - direct.p99_ms:+.3f} ms; "
-          f"throughput {100 * (gateway.calls_per_s or 0) / (direct.calls_per_s or 1):.0f}% of direct")
+    print(
+        f"\noverhead p50 {gateway.p50_ms - direct.p50_ms:+.3f} ms, p99 {gateway.p99_ms - direct.p99_ms:+.3f} ms; "
+        f"throughput {100 * (gateway.calls_per_s or 0) / (direct.calls_per_s or 1):.0f}% of direct"
+    )
 
 
 def main() -> None:
@@ -220,8 +248,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--calls-each", type=int, default=250, help="calls per client in the concurrent phase")
-    parser.add_argument("--era", choices=["legacy", "modern"], default="modern",
-                        help="protocol the client speaks to both endpoints: 2025-06-18 sessions or 2026-07-28")
+    parser.add_argument(
+        "--era",
+        choices=["legacy", "modern"],
+        default="modern",
+        help="protocol the client speaks to both endpoints: 2025-06-18 sessions or 2026-07-28",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     McpClient.era = args.era

@@ -1,4 +1,4 @@
-"""`bastion keys|groups|servers|customers|teams|users ...`: the admin API from a terminal.
+"""`bastion keys|groups|servers|llm-providers|customers|teams|users ...`: the admin API from a terminal.
 
 Each command is one or two HTTP calls (`admin_client`) and a rich table or a line of text; `--json`
 prints the API's answer as is, for scripts. Exit codes: 0 done, 1 the operation failed (refused by
@@ -14,26 +14,32 @@ import inspect
 import json
 import re
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from .admin_client import AdminClient, AdminFailure, find_admin
+from .terminal import FlagsGroup, console
 
 __all__ = ["register"]
 
-out = Console(soft_wrap=True)
-keys_app = typer.Typer(help="Virtual keys: create, list, revoke, rotate (via the admin API).", no_args_is_help=True)
-groups_app = typer.Typer(help="Tool groups: named bundles of grants.", no_args_is_help=True)
-servers_app = typer.Typer(help="Upstream MCP servers and their status.", no_args_is_help=True)
-customers_app = typer.Typer(help="Customers (the top of the key hierarchy).", no_args_is_help=True)
-teams_app = typer.Typer(help="Teams (belong to a customer).", no_args_is_help=True)
-users_app = typer.Typer(help="Users (belong to a team).", no_args_is_help=True)
+out = console()
+keys_app = typer.Typer(
+    help="Virtual keys: create, list, revoke, rotate (via the admin API).", no_args_is_help=True, cls=FlagsGroup
+)
+groups_app = typer.Typer(help="Tool groups: named bundles of grants.", no_args_is_help=True, cls=FlagsGroup)
+servers_app = typer.Typer(help="Upstream MCP servers and their status.", no_args_is_help=True, cls=FlagsGroup)
+providers_app = typer.Typer(
+    help="OpenAI-compatible LLM providers behind /v1 (docs/llm.md).", no_args_is_help=True, cls=FlagsGroup
+)
+customers_app = typer.Typer(help="Customers (the top of the key hierarchy).", no_args_is_help=True, cls=FlagsGroup)
+teams_app = typer.Typer(help="Teams (belong to a customer).", no_args_is_help=True, cls=FlagsGroup)
+users_app = typer.Typer(help="Users (belong to a team).", no_args_is_help=True, cls=FlagsGroup)
 
 _CONNECTION = [
     inspect.Parameter(
@@ -160,13 +166,16 @@ def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:
 # ---------------------------------------------------------------- keys
 
 
-def _resolve_key(api: AdminClient, ref: str) -> dict[str, Any]:
-    """A key by full id, unique id prefix (6+ hex characters), or the name of an active key."""
+def _resolve_key(api: AdminClient, ref: str, *, revoked_too: bool = False) -> dict[str, Any]:
+    """A key by full id, unique id prefix (6+ hex characters), or the name of an active key (or,
+    with `revoked_too` and no active key of that name, of a revoked one)."""
     keys = api.get("/keys")
     if re.fullmatch(r"[0-9a-f]{6,64}", ref):
         matches = [k for k in keys if k["id"].startswith(ref)]
     else:
         matches = [k for k in keys if k["name"] == ref and not k["revoked"]]
+        if not matches and revoked_too:
+            matches = [k for k in keys if k["name"] == ref]
     if len(matches) == 1:
         return matches[0]
     if not matches:
@@ -181,6 +190,15 @@ def _limits(item: dict[str, Any]) -> str:
     if item.get("rate_limit"):
         parts.append(f"{item['rate_limit']['requests']}/{item['rate_limit']['per']}")
     return ", ".join(parts)
+
+
+def _owner(key: dict[str, Any]) -> str:
+    return ", ".join(f"{kind} {key[f'{kind}_id']}" for kind in ("user", "team", "customer") if key[f"{kind}_id"])
+
+
+def _status(key: dict[str, Any]) -> str:
+    status = "[red]revoked[/]" if key["revoked"] else "[green]active[/]"
+    return status + (f" [dim]({escape(key['source'])})[/]" if key.get("source") else "")
 
 
 def _print_secret(created: dict[str, Any], verb: str) -> None:
@@ -228,26 +246,48 @@ def keys_list(api: AdminClient, as_json: Json = False) -> None:
         return _print_json(keys)
     table = Table("id", "name", "grants", "groups", "belongs to", "limits", "status", title=f"{len(keys)} key(s)")
     for k in keys:
-        owner = ", ".join(f"{kind} {k[f'{kind}_id']}" for kind in ("user", "team", "customer") if k[f"{kind}_id"])
-        status = "[red]revoked[/]" if k["revoked"] else "[green]active[/]"
-        if k.get("source"):
-            status += f" [dim]({k['source']})[/]"
         table.add_row(
             k["id"][:12],
             escape(k["name"]),
             escape(", ".join(k["grants"]) or "-"),
             escape(", ".join(k["groups"]) or "-"),
-            escape(owner or "-"),
+            escape(_owner(k) or "-"),
             _limits(k) or "-",
-            status,
+            _status(k),
         )
     out.print(table)
+
+
+@_command(keys_app, "show")
+def keys_show(
+    api: AdminClient, key: Annotated[str, typer.Argument(help="Id, id prefix, or name.")], as_json: Json = False
+) -> None:
+    """Show one key in full (never its secret)."""
+    found = _resolve_key(api, key, revoked_too=True)
+    if as_json:
+        return _print_json(found)
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(found["created_at"]))
+    rows = [
+        ("name", escape(found["name"])),
+        ("id", found["id"]),
+        ("status", _status(found)),
+        ("grants", escape(", ".join(found["grants"]) or "none (deny by default)")),
+        ("groups", escape(", ".join(found["groups"]) or "-")),
+        ("belongs to", escape(_owner(found) or "-")),
+        ("limits", _limits(found) or "-"),
+        ("created", created),
+    ]
+    for label, value in rows:
+        out.print(f"[bold]{label:<11}[/]{value}", highlight=False)
 
 
 @_command(keys_app, "revoke")
 def keys_revoke(api: AdminClient, key: Annotated[str, typer.Argument(help="Id, id prefix, or name.")]) -> None:
     """Revoke a key: every gateway replica refuses it within moments."""
-    found = _resolve_key(api, key)
+    found = _resolve_key(api, key, revoked_too=True)
+    if found["revoked"]:
+        out.print(f"key {escape(found['name'])!r} [dim](id {found['id'][:12]})[/] is already revoked: nothing to do")
+        return
     api.post(f"/keys/{found['id']}/revoke")
     out.print(f"[green]revoked[/] key {escape(found['name'])!r} [dim](id {found['id'][:12]})[/]")
 
@@ -443,8 +483,15 @@ def servers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> 
 
 
 _STATUS_STYLE = {"ready": "green", "unavailable": "red", "pending": "yellow", "disabled": "dim"}
-_HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "open": "red", "down": "red", "needs_auth": "magenta",
-                 "disabled": "dim", "pending": "yellow"}
+_HEALTH_STYLE = {
+    "healthy": "green",
+    "degraded": "yellow",
+    "open": "red",
+    "down": "red",
+    "needs_auth": "magenta",
+    "disabled": "dim",
+    "pending": "yellow",
+}
 
 
 @_command(servers_app, "list")
@@ -457,7 +504,9 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
     servers = api.get("/servers")
     if as_json:
         return _print_json(servers)
-    table = Table("name", "transport", "target", "status", "health", "tools", "error", title=f"{len(servers)} server(s)")
+    table = Table(
+        "name", "transport", "target", "status", "health", "tools", "error", title=f"{len(servers)} server(s)"
+    )
     for s in servers:
         config = ServerConfig.model_validate(s["config"])
         style = _STATUS_STYLE.get(s["status"], "white")
@@ -469,6 +518,78 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
             f"[{_HEALTH_STYLE.get(s.get('health', ''), 'white')}]{s.get('health', '-')}[/]",
             str(s["tools"]) if s["status"] == "ready" else "-",
             escape(s.get("error") or ""),
+        )
+    out.print(table)
+
+
+# ---------------------------------------------------------------- LLM providers
+
+
+@_command(providers_app, "add")
+def providers_add(
+    api: AdminClient,
+    name: Annotated[str, typer.Argument(help="Provider name (a lower-case slug).")],
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Up to and including /v1, e.g. http://localhost:11434/v1.")
+    ] = None,
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="A model it serves; repeatable.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Variable of the executors' environment holding the key.")
+    ] = None,
+    api_key_stdin: Annotated[
+        bool, typer.Option("--api-key-stdin", help="Read the provider key from standard input (sealed when stored).")
+    ] = False,
+    entry: Annotated[
+        str | None, typer.Option("--entry", help="The whole llm.providers entry as JSON (instead of the flags).")
+    ] = None,
+) -> None:
+    """Add a provider, e.g. `bastion llm-providers add ollama --base-url http://localhost:11434/v1 -m qwen3:8b`."""
+    if entry is not None:
+        if base_url or models or api_key_env or api_key_stdin:
+            raise _usage("--entry replaces every other provider flag; give one or the other")
+        try:
+            config = json.loads(entry)
+        except ValueError as exc:
+            raise _usage(f"--entry: not valid JSON ({exc})") from None
+    elif not base_url or not models:
+        raise _usage("give --base-url and at least one --model (or --entry)")
+    else:
+        config = {"base_url": base_url, "models": models}
+        if api_key_env:
+            config["api_key_env"] = api_key_env
+        if api_key_stdin:
+            key = sys.stdin.readline().strip()
+            if not key:
+                raise _usage("--api-key-stdin: standard input held no key")
+            config["api_key"] = key
+    added = api.post("/llm-providers", {"name": name, "config": config})
+    served = ", ".join(added["config"]["models"])
+    out.print(f"[green]added[/] llm provider {escape(name)!r} [dim](serving {escape(served)} now)[/]")
+
+
+@_command(providers_app, "remove")
+def providers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a provider; its models disappear from /v1/models."""
+    api.delete(f"/llm-providers/{name}")
+    out.print(f"[green]removed[/] llm provider {escape(name)!r}")
+
+
+@_command(providers_app, "list")
+def providers_list(api: AdminClient, as_json: Json = False) -> None:
+    """List the providers, their models and where their key comes from (never the key)."""
+    providers = api.get("/llm-providers")
+    if as_json:
+        return _print_json(providers)
+    table = Table("name", "base url", "models", "key", "managed by", title=f"{len(providers)} provider(s)")
+    for p in providers:
+        config = p["config"]
+        key = "stored" if config.get("api_key") else f"${config['api_key_env']}" if config.get("api_key_env") else "-"
+        table.add_row(
+            escape(p["name"]),
+            escape(config["base_url"]),
+            escape(", ".join(config["models"])),
+            escape(key),
+            "config file" if p.get("source") == "config" else "admin API",
         )
     out.print(table)
 
@@ -489,6 +610,7 @@ def register(app: typer.Typer) -> None:
         ("keys", keys_app),
         ("groups", groups_app),
         ("servers", servers_app),
+        ("llm-providers", providers_app),
         ("customers", customers_app),
         ("teams", teams_app),
         ("users", users_app),

@@ -4,20 +4,25 @@ Declarative and idempotent: after `apply_config` the buckets hold exactly what t
 `KV_SERVERS` and `KV_KEYS` may also hold servers and keys created at run time, so only records
 marked `source="config"` are ever deleted. Unchanged records
 are not rewritten, so watchers see no spurious updates. A key's secret never leaves this process:
-only its sha256 (the KV key and `KeyRecord.id`) is written.
+only its sha256 (the KV key and `KeyRecord.id`) is written. Server `env`/`headers` values are written
+sealed (`bastion_common.sealing`), and every stored server whose values are not sealed under the
+first key of `BASTION_SECRETS_KEY` is re-sealed: applying after a key rotation re-encrypts them all.
 """
 
 from __future__ import annotations
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from bastion_common import subjects
 from bastion_common.config import BastionConfig, ConfigError
 from bastion_common.entities import entity_key
+from bastion_common.llm import ProviderRecord
 from bastion_common.messages import KeyRecord, ServerRecord
-from bastion_common.nats import kv_bucket
+from bastion_common.nats import kv_bucket, kv_snapshot
+from bastion_common.sealing import Sealer, SealingError
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 
@@ -45,6 +50,8 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
             customer_id=key.customer,
             budget=key.budget,
             rate_limit=key.rate_limit,
+            agent=key.agent,
+            code_mode=key.code_mode,
             source=CONFIG_SOURCE,
         )
         if (twin := records.get(record.id)) is not None:
@@ -53,28 +60,47 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
     return list(records.values())
 
 
-async def _current(kv: KeyValue) -> dict[str, bytes]:
+async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[str, bytes]]:
+    """The bucket (created if missing) and what it holds now."""
+    kv = await kv_bucket(js, bucket)
+    return kv, {name: entry.value or b"" for name, entry in (await kv_snapshot(js, bucket)).items()}
+
+
+def _unchanged(stored: bytes | None, wanted: ServerRecord, sealer: Sealer) -> bool:
+    """Whether the stored record already says what the file says, sealed under the current key.
+    (Sealing is randomized, so the bytes differ on every write: compare what they open to.)"""
+    if stored is None:
+        return False
     try:
-        names = await kv.keys()
-    except NoKeysError:
-        return {}
-    values: dict[str, bytes] = {}
-    for name in names:
-        try:
-            values[name] = (await kv.get(name)).value or b""
-        except KeyNotFoundError:  # deleted between the listing and the read
-            continue
-    return values
+        old = ServerRecord.model_validate_json(stored)
+        return sealer.is_current(old.config) and old.model_copy(update={"config": sealer.open(old.config)}) == wanted
+    except (ValueError, SealingError):
+        return False
 
 
-async def _apply_servers(kv: KeyValue, config: BastionConfig) -> None:
+async def _reseal(kv: KeyValue, name: str, sealer: Sealer) -> None:
+    """Re-seal a server added at run time under the first key (revision-checked: a concurrent admin
+    change wins, and was sealed under the current key by the admin API anyway)."""
+    try:
+        entry = await kv.get(name)
+        record = ServerRecord.model_validate_json(entry.value or b"")
+        if sealer.is_current(record.config):
+            return
+        resealed = record.model_copy(update={"config": sealer.reseal(record.config)})
+        await kv.update(name, resealed.model_dump_json().encode(), last=entry.revision)
+    except (KeyNotFoundError, KeyWrongLastSequenceError, ValueError):
+        return  # gone, changed meanwhile, or unreadable (including sealed under a key we no longer have)
+
+
+async def _apply_servers(js: JetStreamContext, config: BastionConfig, sealer: Sealer) -> None:
     """The file's servers are written; servers the file no longer names are removed only if a file
-    put them there (servers added at run time through the admin API stay)."""
-    current = await _current(kv)
+    put them there (servers added at run time through the admin API stay, re-sealed if needed)."""
+    kv, current = await _current(js, subjects.KV_SERVERS)
     for name, server in config.mcp_servers.items():
-        value = ServerRecord(name=name, config=server, source=CONFIG_SOURCE).model_dump_json().encode()
-        if current.get(name) != value:
-            await kv.put(name, value)
+        wanted = ServerRecord(name=name, config=server, source=CONFIG_SOURCE)
+        if not _unchanged(current.get(name), wanted, sealer):
+            sealed = wanted.model_copy(update={"config": sealer.seal(server)})
+            await kv.put(name, sealed.model_dump_json().encode())
     for name in current.keys() - config.mcp_servers.keys():
         try:
             managed = ServerRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
@@ -82,11 +108,66 @@ async def _apply_servers(kv: KeyValue, config: BastionConfig) -> None:
             managed = False
         if managed:
             await kv.delete(name)
+        else:
+            await _reseal(kv, name, sealer)
 
 
-async def _apply_keys(kv: KeyValue, records: list[KeyRecord]) -> None:
+def _provider_unchanged(stored: bytes | None, wanted: ProviderRecord, sealer: Sealer) -> bool:
+    """Whether the stored provider already says what the file says, its key sealed under the current key."""
+    if stored is None:
+        return False
+    try:
+        old = ProviderRecord.model_validate_json(stored)
+        key = old.config.api_key
+        if key is not None and not sealer.current(key):
+            return False
+        opened = old.config.model_copy(update={"api_key": sealer.open_value(key) if key is not None else None})
+        return old.model_copy(update={"config": opened}) == wanted
+    except (ValueError, SealingError):
+        return False
+
+
+async def _reseal_provider(kv: KeyValue, name: str, sealer: Sealer) -> None:
+    """Re-seal the key of a provider added at run time (as `_reseal` does for servers)."""
+    try:
+        entry = await kv.get(name)
+        record = ProviderRecord.model_validate_json(entry.value or b"")
+        key = record.config.api_key
+        if key is None or sealer.current(key):
+            return
+        config = record.config.model_copy(update={"api_key": sealer.seal_value(sealer.open_value(key))})
+        resealed = record.model_copy(update={"config": config})
+        await kv.update(name, resealed.model_dump_json().encode(), last=entry.revision)
+    except (KeyNotFoundError, KeyWrongLastSequenceError, ValueError, SealingError):
+        return  # gone, changed meanwhile, or unreadable
+
+
+async def _apply_providers(js: JetStreamContext, config: BastionConfig, sealer: Sealer) -> None:
+    """The file's LLM providers are written (an inline `api_key` sealed) unless already stored as
+    they are (a rewrite would reset the executors' breakers); providers the file no longer names
+    are removed when a file put them there, and those added at run time stay (re-sealed if needed)."""
+    kv, current = await _current(js, subjects.KV_LLM)
+    for name, provider in config.llm.providers.items():
+        wanted = ProviderRecord(name=name, config=provider, source=CONFIG_SOURCE)
+        if not _provider_unchanged(current.get(name), wanted, sealer):
+            key = provider.api_key
+            sealed = provider.model_copy(update={"api_key": sealer.seal_value(key) if key is not None else None})
+            await kv.put(name, wanted.model_copy(update={"config": sealed}).model_dump_json().encode())
+    for name in current.keys() - config.llm.providers.keys():
+        try:
+            managed = ProviderRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
+        except ValueError:
+            managed = False
+        if managed:
+            await kv.delete(name)
+        else:
+            await _reseal_provider(kv, name, sealer)
+
+
+async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:
+    kv, stored = await _current(js, subjects.KV_KEYS)
     current: dict[str, KeyRecord | None] = {}
-    for key_id, raw in (await _current(kv)).items():
+    for key_id, raw in stored.items():
         try:
             current[key_id] = KeyRecord.model_validate_json(raw)
         except ValueError:
@@ -108,8 +189,12 @@ async def _apply_keys(kv: KeyValue, records: list[KeyRecord]) -> None:
 def entity_records(config: BastionConfig) -> dict[str, bytes]:
     """KV_POLICY entries (`<kind>.<id>`) for the config's groups, customers, teams and users."""
     entries: dict[str, bytes] = {}
-    for kind, items in (("group", config.groups), ("customer", config.customers), ("team", config.teams),
-                        ("user", config.users)):
+    for kind, items in (
+        ("group", config.groups),
+        ("customer", config.customers),
+        ("team", config.teams),
+        ("user", config.users),
+    ):
         for item in items:
             name = entity_key(kind, item.id)
             if name in entries:
@@ -119,22 +204,24 @@ def entity_records(config: BastionConfig) -> dict[str, bytes]:
     return entries
 
 
-async def _apply_entities(kv: KeyValue, entries: dict[str, bytes]) -> None:
+async def _apply_entities(js: JetStreamContext, entries: dict[str, bytes]) -> None:
     """Entities named in the config are written; others (created through the admin API) are kept."""
-    current = await _current(kv)
+    kv, current = await _current(js, subjects.KV_POLICY)
     for name, value in entries.items():
         if current.get(name) != value:
             await kv.put(name, value)
 
 
-async def apply_config(nc: NATS, config: BastionConfig) -> None:
+async def apply_config(nc: NATS, config: BastionConfig, sealer: Sealer | None = None) -> None:
     """Make KV_SERVERS and the config-managed parts of KV_KEYS and KV_POLICY match `config`.
 
-    Raises `ConfigError` (see `key_records`) before writing anything.
+    `sealer` seals server secrets (none: stored as given). Raises `ConfigError` (see `key_records`)
+    before writing anything.
     """
     records = key_records(config)
     entities = entity_records(config)
     js = nc.jetstream()
-    await _apply_servers(await kv_bucket(js, subjects.KV_SERVERS), config)
-    await _apply_entities(await kv_bucket(js, subjects.KV_POLICY), entities)
-    await _apply_keys(await kv_bucket(js, subjects.KV_KEYS), records)
+    await _apply_servers(js, config, sealer or Sealer())
+    await _apply_entities(js, entities)
+    await _apply_keys(js, records)
+    await _apply_providers(js, config, sealer or Sealer())

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import nats
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
 from pydantic import ValidationError
 from rich.console import Console
@@ -23,6 +24,8 @@ from rich.text import Text
 
 from bastion_common import subjects
 from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, audit_events
+from bastion_common.nats import credentials
+from bastion_common.permissions import ADMIN
 
 __all__ = ["tail"]
 
@@ -57,8 +60,17 @@ def _table(events: Iterable[AuditEvent], header: bool) -> Table:
     return table
 
 
-async def tail(nats_url: str, limit: int, follow: bool, console: Console, *, stop: asyncio.Event | None = None) -> int:
+async def tail(
+    nats_url: str,
+    limit: int,
+    follow: bool,
+    console: Console,
+    *,
+    stop: asyncio.Event | None = None,
+    nkey_seed_file: str = "",
+) -> int:
     """Print the `limit` newest events; with `follow`, keep printing new ones until Ctrl-C or `stop`.
+    Connects as the admin role (`nkey_seed_file`: its NKey seed, if the bus requires one).
 
     Returns the process exit code: 0, or 1 with the reason printed when nothing answers.
     """
@@ -67,19 +79,31 @@ async def tail(nats_url: str, limit: int, follow: bool, console: Console, *, sto
     async def on_closed() -> None:
         lost.set()
 
+    refusals: list[str] = []
+
+    async def remember(exc: Exception) -> None:  # reported once, below, in our own words
+        refusals.append(str(exc))
+
     try:  # a few quick attempts: a CLI should fail fast, and ride out only a short NATS blip
         nc = await nats.connect(
             nats_url,
             connect_timeout=3,
             max_reconnect_attempts=5,
             reconnect_time_wait=0.2,
-            error_cb=_quiet,
+            error_cb=remember,
             closed_cb=on_closed,
+            **credentials(ADMIN, nkey_seed_file),
         )
-    except (NoServersError, OSError, TimeoutError) as exc:
-        console.print(
-            f"[red]cannot connect to NATS at {escape(nats_url)}: {escape(str(exc))}; is `bastion up` running?[/]"
-        )
+    except (NoServersError, OSError, TimeoutError, NatsError) as exc:
+        if any("authorization violation" in problem.lower() for problem in [*refusals, str(exc)]):
+            console.print(
+                f"[red]NATS at {escape(nats_url)} refused the connection: set BASTION_NATS_NKEY_SEED_FILE to the "
+                "admin role's seed (a `bastion up` stack names it in stack.json: admin_nkey_seed_file)[/]"
+            )
+        else:
+            console.print(
+                f"[red]cannot connect to NATS at {escape(nats_url)}: {escape(str(exc))}; is `bastion up` running?[/]"
+            )
         return 1
     try:
         live: asyncio.Queue[AuditEvent] = asyncio.Queue()
@@ -113,10 +137,6 @@ async def tail(nats_url: str, limit: int, follow: bool, console: Console, *, sto
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
-
-
-async def _quiet(exc: Exception) -> None:
-    """nats-py logs connection errors itself by default; the CLI reports them once, its own way."""
 
 
 async def _follow(

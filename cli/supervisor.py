@@ -40,15 +40,6 @@ Notify = Callable[[str], None]
 
 
 @dataclass(frozen=True)
-class ChildSpec:
-    name: str
-    argv: list[str]
-    env: dict[str, str] | None = None
-    log_path: Path | None = None
-    """stdout and stderr are appended here; None means they go wherever ours go."""
-
-
-@dataclass(frozen=True)
 class Backoff:
     """Restart delays: `initial` doubling up to `maximum`, back to `initial` once a child stayed up."""
 
@@ -60,6 +51,18 @@ class Backoff:
         if previous is None or uptime >= self.reset_after:
             return self.initial
         return min(previous * 2, self.maximum)
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    log_path: Path | None = None
+    """stdout and stderr are appended here; None means they go wherever ours go."""
+    backoff: Backoff | None = None
+    """Restart delays for this child alone (None: the supervisor's). The bus and Valkey come back
+    sooner than a crashing service, because every service waits on them."""
 
 
 @dataclass
@@ -116,12 +119,24 @@ class Supervisor:
         self.clock = clock
         self.stopping = False
 
-    def pids(self) -> set[int]:
-        return {c.proc.pid for c in self.children.values() if c.proc is not None}
+    def pids(self, names: Iterable[str] | None = None) -> set[int]:
+        """The running children's pids (of those in `names` if given)."""
+        wanted = set(self.children if names is None else names)
+        return {c.proc.pid for n, c in self.children.items() if c.proc is not None and n in wanted}
 
     def start(self) -> None:
+        """Start every child not already running (see `adopt`)."""
         for child in self.children.values():
-            self._spawn(child)
+            if child.proc is None:
+                self._spawn(child)
+
+    def adopt(self, name: str, proc: subprocess.Popen[bytes]) -> None:
+        """Supervise `proc`, started elsewhere, as child `name`: restarts run its spec's argv.
+
+        For servers whose first start has to discover something (a free port) that every restart
+        must then reuse, so the clients that know the address can reconnect."""
+        child = self.children[name]
+        child.proc, child.started_at, child.starts = proc, self.clock(), child.starts + 1
 
     def _spawn(self, child: _Child) -> None:
         spec, now = child.spec, self.clock()
@@ -143,7 +158,7 @@ class Supervisor:
             )
         except OSError as exc:
             child.proc = None
-            child.delay = self.backoff.next_delay(child.delay, 0.0)
+            child.delay = (spec.backoff or self.backoff).next_delay(child.delay, 0.0)
             child.restart_at = now + child.delay
             self.notify(f"{spec.name} could not be started ({exc}); retrying in {child.delay:g}s")
         else:
@@ -162,7 +177,7 @@ class Supervisor:
                 if self.stopping:
                     continue
                 uptime = now - child.started_at
-                child.delay = self.backoff.next_delay(child.delay, uptime)
+                child.delay = (child.spec.backoff or self.backoff).next_delay(child.delay, uptime)
                 child.restart_at = now + child.delay
                 why = _last_line(child.spec.log_path)
                 where = f" (log: {child.spec.log_path})" if child.spec.log_path else ""
@@ -174,13 +189,16 @@ class Supervisor:
             if not self.stopping and child.proc is None and child.restart_at is not None and now >= child.restart_at:
                 self._spawn(child)
 
-    def stop(self, order: Iterable[Iterable[str]] = (), force: Callable[[], bool] = lambda: False) -> None:
-        """Stop the children group by group (then any not named): SIGTERM, SIGKILL after `grace`."""
+    def stop(
+        self, order: Iterable[Iterable[str]] = (), force: Callable[[], bool] = lambda: False, keep: Iterable[str] = ()
+    ) -> None:
+        """Stop the children group by group, then any not named except those to `keep` running (a
+        later `stop` ends them; none is restarted any more): SIGTERM, SIGKILL after `grace`."""
         self.stopping = True
         for child in self.children.values():
             child.restart_at = None
         groups = [list(group) for group in order]
-        named = {name for group in groups for name in group}
+        named = {name for group in groups for name in group} | set(keep)
         groups.append([name for name in self.children if name not in named])
         for group in groups:
             self._stop_group([self.children[name] for name in group if name in self.children], force)

@@ -3,11 +3,17 @@
 Order of events: validate everything that can be validated (config, key secrets, the port, no other
 stack in the data dir) before starting anything; then NATS and Valkey (embedded unless external URLs
 are given), the config into KV, the four services under a `Supervisor`; the banner once ingress
-answers /healthz. Shutdown runs in reverse: ingress first so no request is accepted that cannot be
-finished, then the other services, then Valkey and NATS.
+answers /healthz. Whatever dies is restarted: a service after its backoff, embedded NATS and Valkey
+at once on the same port with the same data (JetStream on disk, Valkey's append-only file), while
+every service reconnects on its own. Shutdown runs in reverse: ingress first so no request is
+accepted that cannot be finished, then the other services, then Valkey and NATS.
 
 Service output goes to `<data_dir>/logs/<service>.log` (not the terminal): the banner stays
 readable, and a crashed service's last line is quoted in the restart message.
+
+The bus is zero-trust (`bastion_common.permissions`): with the embedded NATS every service gets its
+own NKey (`cli/credentials.py`) and only its role's subjects, Valkey takes only policy's password,
+and upstream secrets are sealed in KV. Everything under the data dir is private (umask 077).
 """
 
 from __future__ import annotations
@@ -31,17 +37,25 @@ from rich.console import Console
 from rich.markup import escape
 
 from bastion_common.config import BastionConfig, ConfigError, load_config
+from bastion_common.permissions import ADMIN
+from bastion_common.sealing import Sealer
+from bastion_common.settings import unguarded_bind_problem
 
 from .apply import apply_config, key_records
-from .stack import EmbeddedNats, EmbeddedValkey, free_port
+from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
+from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_port, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
 from .summary import grant_warnings, safe_url
 from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
 
-__all__ = ["SERVICES", "STOP_ORDER", "run_up", "service_specs"]
+__all__ = ["INFRA", "SERVICES", "STOP_ORDER", "run_up", "service_specs"]
 
-SERVICES = ("policy", "executor", "audit", "ingress")
-STOP_ORDER = (("ingress",), ("executor", "policy", "audit"))
+SERVICES = ("policy", "executor", "audit", "codemode", "ingress")
+INFRA = ("nats", "valkey")
+STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit"))
+"""Services only: the embedded servers stop after the services' orphans are swept."""
+INFRA_BACKOFF = Backoff(initial=0.2, maximum=5.0, reset_after=30.0)
+"""Every service waits on NATS and Valkey, so they come back at once (same port, same data)."""
 GRACE = 10.0
 """Seconds a service gets to finish in-flight work after SIGTERM before SIGKILL."""
 HEALTH_WARN_AFTER = 30.0
@@ -69,6 +83,14 @@ class Endpoints:
     @property
     def health_url(self) -> str:
         return f"http://{self.local_host}:{self.port}/healthz"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/"
+
+    @property
+    def docs_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/docs"
 
     @property
     def admin_url(self) -> str:
@@ -104,63 +126,97 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
+def bind_problem(host: str, environ: Mapping[str, str]) -> str | None:
+    """Why ingress would refuse to start on `host` with this environment (a non-loopback address
+    needs BASTION_ALLOWED_HOSTS or BASTION_ALLOW_ANY_HOST), said before anything starts."""
+    allowed = environ.get("BASTION_ALLOWED_HOSTS", "").strip() not in ("", "[]")
+    any_host = environ.get("BASTION_ALLOW_ANY_HOST", "").strip().lower() in ("1", "true", "yes", "on")
+    return unguarded_bind_problem(host, ["set"] if allowed else [], any_host)
+
+
+_PRIVATE_VARIABLES = (
+    "BASTION_SESSION_SECRET",
+    "BASTION_ADMIN_TOKEN",
+    "BASTION_SECRETS_KEY",
+    "BASTION_REDIS_URL",
+    "BASTION_NATS_NKEY_SEED_FILE",
+    "BASTION_ADMIN_NATS_NKEY_SEED_FILE",
+    "BASTION_BUS_SIGNING_KEY",
+    "BASTION_NATS_CREDENTIALS_DIR",
+)
+"""Set per service below (each secret reaches only the service that needs it), never inherited."""
+
+
 def service_specs(
-    config: BastionConfig, ep: Endpoints, session_secret: str, environ: Mapping[str, str], admin_token: str = ""
+    config: BastionConfig,
+    ep: Endpoints,
+    session_secret: str,
+    environ: Mapping[str, str],
+    admin_token: str = "",
+    creds: StackCredentials | None = None,
 ) -> list[ChildSpec]:
     """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables.
 
-    The session secret and the admin token reach ingress alone."""
+    The session secret, the admin token and the admin NKey reach ingress alone, the Redis URL (with
+    Valkey's password) policy alone, the secrets key ingress (to seal, in the admin API) and the
+    executor (to open), the work-signing key policy and the executor; each service gets its own
+    NKey seed (none when `creds` has none: an open NATS). None of these is inherited from `environ`."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
-    base = dict(environ)
-    base.pop("BASTION_SESSION_SECRET", None)
-    base.pop("BASTION_ADMIN_TOKEN", None)
+    base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
     base.update(
         PATH=python_dir + os.pathsep + base.get("PATH", os.defpath),
         PYTHONUNBUFFERED="1",
         BASTION_NATS_URL=ep.nats_url or "",
-        BASTION_REDIS_URL=ep.redis_url or "",
         BASTION_CLICKHOUSE_URL=ep.clickhouse_url,
     )
-    ingress = {
-        "BASTION_HOST": ep.host,
-        "BASTION_PORT": str(ep.port),
-        "BASTION_MAX_BODY_BYTES": str(config.gateway.max_body_bytes),
-        "BASTION_RESPONSE_MODE": config.gateway.response_mode,
-        "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),
-        "BASTION_SESSION_SECRET": session_secret,
-        "BASTION_ADMIN_TOKEN": admin_token,
+    secrets_key = creds.secrets_key if creds else ""
+    signing_key = creds.bus_signing_key if creds else ""
+    own: dict[str, dict[str, str]] = {
+        "ingress": {
+            "BASTION_HOST": ep.host,
+            "BASTION_PORT": str(ep.port),
+            "BASTION_MAX_BODY_BYTES": str(config.gateway.max_body_bytes),
+            "BASTION_RESPONSE_MODE": config.gateway.response_mode,
+            "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),
+            "BASTION_SESSION_SECRET": session_secret,
+            "BASTION_ADMIN_TOKEN": admin_token,
+            "BASTION_SECRETS_KEY": secrets_key,
+            "BASTION_ADMIN_NATS_NKEY_SEED_FILE": creds.seed_file(ADMIN) if creds else "",
+            # one slot ("ingress"): a restarted ingress replays what the killed one left
+            "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),
+        },
+        "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
+        "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
+        "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
     }
+    for svc in SERVICES:
+        # a service is its own NATS role (bastion_common.permissions); one without a role gets no
+        # seed, and a secured NATS refuses it: add its role to the table
+        own.setdefault(svc, {})["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
     return [
         ChildSpec(
             name=svc,
             argv=[sys.executable, "-m", f"bastion_{svc}"],
-            env={**base, **(ingress if svc == "ingress" else {})},
+            env={**base, **own[svc]},
             log_path=ep.data_dir / "logs" / f"{svc}.log",
         )
         for svc in SERVICES
     ]
 
 
-async def _apply(nats_url: str, config: BastionConfig, limit: float = 30.0) -> None:
-    async def quiet(_exc: Exception) -> None:
-        return None
-
-    try:
-        nc = await asyncio.wait_for(
-            nats.connect(
-                servers=[u.strip() for u in nats_url.split(",") if u.strip()],
-                name="bastion-up",
-                connect_timeout=3,
-                max_reconnect_attempts=20,  # ~10 s for an external NATS that is still starting
-                reconnect_time_wait=0.5,
-                error_cb=quiet,
-            ),
-            limit,
-        )
+async def _apply(
+    nats_url: str, config: BastionConfig, creds: StackCredentials | None = None, limit: float = 30.0
+) -> None:
+    seed = creds.seed_file(ADMIN) if creds else ""
+    try:  # 20 attempts: ~10 s for an external NATS that is still starting
+        nc = await asyncio.wait_for(connect_as_admin(nats_url, seed, "bastion-up", attempts=20), limit)
+    except CredentialsRefused:
+        raise
     except (OSError, TimeoutError, nats.errors.Error) as exc:
         raise RuntimeError(f"cannot connect to NATS at {safe_url(nats_url)}: {exc or type(exc).__name__}") from exc
+    sealer = Sealer(creds.secrets_key if creds else os.environ.get("BASTION_SECRETS_KEY", ""))
     try:
-        await asyncio.wait_for(apply_config(nc, config), limit)
+        await asyncio.wait_for(apply_config(nc, config, sealer), limit)
     finally:
         await nc.close()
 
@@ -178,12 +234,18 @@ class _Stack:
     supervisor: Supervisor | None = None
     sweeper: OrphanSweeper = field(default_factory=OrphanSweeper)
     wrote_stack_file: bool = False
+    creds: StackCredentials | None = None
+    """Made at start: NKeys (new for the embedded NATS, from BASTION_NATS_CREDENTIALS_DIR for an
+    external one), Valkey's password, the secrets and signing keys."""
     admin_token: str = field(default_factory=lambda: os.environ.get("BASTION_ADMIN_TOKEN") or secrets.token_urlsafe(32))
     """The admin API's token: BASTION_ADMIN_TOKEN if set, else new for every `up`; kept in stack.json (0600)."""
     started_at: float = field(default_factory=time.time)
 
     def infra_pids(self) -> set[int]:
-        return {s.proc.pid for s in (self.nats, self.valkey) if s is not None and s.proc is not None}
+        """The embedded servers' pids: before the supervisor has adopted them, then from it."""
+        if self.supervisor is None:
+            return {s.proc.pid for s in (self.nats, self.valkey) if s is not None and s.proc is not None}
+        return self.supervisor.pids(INFRA)
 
     def known_pids(self) -> set[int]:
         return self.infra_pids() | (self.supervisor.pids() if self.supervisor else set())
@@ -191,22 +253,32 @@ class _Stack:
     def start(self) -> bool:
         """Bring everything up; False if a stop was requested meanwhile."""
         ep = self.ep
-        (ep.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        private_dir(ep.data_dir)
+        private_dir(ep.data_dir / "logs")
+        self.creds = make_credentials(ep.data_dir, os.environ, new_nkeys=ep.nats_url is None)
         if ep.nats_url is None:
-            self.nats = EmbeddedNats(ep.data_dir / "nats").start()
+            self.nats = EmbeddedNats(ep.data_dir / "nats", authorization=self.creds.authorization).start()
             ep.nats_url = self.nats.url
         if self.stop.requested:
             return False
         if ep.redis_url is None:
-            self.valkey = EmbeddedValkey(ep.data_dir / "valkey").start()
+            self.valkey = EmbeddedValkey(ep.data_dir / "valkey", password=self.creds.valkey_password).start()
             ep.redis_url = self.valkey.url
         if self.stop.requested:
             return False
-        asyncio.run(_apply(ep.nats_url, self.config))
+        asyncio.run(_apply(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
-        specs = service_specs(self.config, ep, secrets.token_urlsafe(32), os.environ, self.admin_token)
-        self.supervisor = Supervisor(specs, backoff=Backoff(), grace=GRACE, notify=self._event)
+        specs = service_specs(self.config, ep, secrets.token_urlsafe(32), os.environ, self.admin_token, self.creds)
+        servers = {name: s for name, s in zip(INFRA, (self.nats, self.valkey), strict=True) if s is not None}
+        infra = [
+            ChildSpec(name, server.command(), log_path=server.log_path, backoff=INFRA_BACKOFF)
+            for name, server in servers.items()
+        ]
+        self.supervisor = Supervisor(infra + specs, backoff=Backoff(), grace=GRACE, notify=self._event)
+        for name, server in servers.items():
+            assert server.proc is not None
+            self.supervisor.adopt(name, server.proc)  # restarts reuse its port and data dir
         self.supervisor.start()
         self._write_stack_file(ready=False)
         return True
@@ -225,6 +297,8 @@ class _Stack:
                 "mcp_url": ep.mcp_url,
                 "admin_url": ep.admin_url,
                 "admin_token": self.admin_token,
+                "admin_nkey_seed_file": (self.creds.seed_file(ADMIN) or None) if self.creds else None,
+                "secrets_key": self.creds.secrets_key if self.creds else None,
                 "pid": os.getpid(),
                 "data_dir": str(ep.data_dir),
                 "logs_dir": str(ep.data_dir / "logs"),
@@ -241,15 +315,8 @@ class _Stack:
         except httpx.HTTPError:
             return False
 
-    def _infra_failure(self) -> str | None:
-        for label, server in (("NATS", self.nats), ("Valkey", self.valkey)):
-            if server is not None and server.proc is not None and (code := server.proc.poll()) is not None:
-                where = server.data_dir
-                return f"embedded {label} exited with code {code} (log in {where}); the stack cannot run without it"
-        return None
-
     def watch(self) -> int:
-        """Supervise until a stop signal (exit 0) or the loss of embedded NATS/Valkey (exit 1)."""
+        """Supervise until a stop signal (exit 0); a child that dies, NATS and Valkey included, is restarted."""
         assert self.supervisor is not None
         started, ready, warned, swept = time.monotonic(), False, False, 0.0
         with httpx.Client(timeout=1.0, trust_env=False) as client:
@@ -258,9 +325,6 @@ class _Stack:
                 if time.monotonic() - swept >= 1.0:
                     swept = time.monotonic()
                     self.sweeper.sweep(self.known_pids())
-                if (failure := self._infra_failure()) is not None:
-                    self.err.print(f"[red]error:[/] {escape(failure)}")
-                    return 1
                 if not ready:
                     if self._healthy(client):
                         ready = True
@@ -291,7 +355,9 @@ class _Stack:
             out.print(f"  listening   on all interfaces ({escape(ep.host or '*')}:{ep.port})")
         out.print(f"  keys        {keys}  [dim](send one as 'Authorization: Bearer <key>')[/]")
         out.print(f"  servers     {escape(servers)}")
+        out.print(f"  web page    {ep.web_url}")
         out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")
+        out.print(f"  API docs    {ep.docs_url}")
         out.print(f"  NATS        {origin(ep.nats_url, self.nats)}")
         out.print(f"  Redis       {origin(ep.redis_url, self.valkey)}")
         clickhouse = escape(ep.clickhouse_url) + " [dim](embedded)[/]" if chdb else origin(ep.clickhouse_url, False)
@@ -307,9 +373,11 @@ class _Stack:
         if self.supervisor is not None:
             why = f"{self.stop.received} received; " if self.stop.received else ""
             self.err.print(f"[dim]bastion: {why}stopping services…[/]")
-            self.supervisor.stop(STOP_ORDER, force=lambda: self.stop.force)
+            self.supervisor.stop(STOP_ORDER, force=lambda: self.stop.force, keep=INFRA)
         self.sweeper.finish(self.infra_pids(), timeout=0.0 if self.stop.force else 3.0)
-        for server in (self.valkey, self.nats):
+        if self.supervisor is not None:
+            self.supervisor.stop([("valkey",), ("nats",)], force=lambda: self.stop.force)
+        for server in (self.valkey, self.nats):  # not adopted yet if the start was cut short
             if server is not None:
                 server.stop()
         self.sweeper.finish(set(), timeout=1.0)
@@ -343,11 +411,15 @@ def run_up(
             soft_wrap=True,
         )
         return 1
+    if (problem := bind_problem(ep.host, os.environ)) is not None:
+        err.print(f"[red]error:[/] {escape(problem)}")
+        return 1
     if (problem := port_problem(ep.host, ep.port)) is not None:
         err.print(f"[red]error:[/] {escape(problem)}")
         return 1
 
     set_child_subreaper()
+    os.umask(PRIVATE_UMASK)  # logs, stores, the ClickHouse files: everything the stack writes is private
     with StopSignals() as stop:
         stack = _Stack(config, Path(config_path), ep, out, err, stop)
         try:

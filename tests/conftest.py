@@ -6,8 +6,6 @@ reasoning about state shared between tests.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,18 +17,7 @@ from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
 pytest_plugins = ["tests.support.admin_api"]  # `ingress` and `api`: the admin API in-process
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-EXAMPLE_SERVERS = ROOT / "examples" / "servers"
-
-# tiktoken: use the shipped o200k_base ranks instead of downloading them
-_TIKTOKEN = SHARED / "data" / "tiktoken" / "o200k_base.tiktoken"
-if _TIKTOKEN.exists() and "TIKTOKEN_CACHE_DIR" not in os.environ:
-    cache = ROOT / ".pytest_cache" / "tiktoken"
-    cache.mkdir(parents=True, exist_ok=True)
-    target = cache / "fb374d419588a4632f3f557e76b4b70aebbca790"
-    if not target.exists():
-        shutil.copyfile(_TIKTOKEN, target)
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+DATA = ROOT / "tests" / "data"
 
 
 @pytest.fixture
@@ -64,4 +51,9 @@ def python_exe() -> str:
 
 @pytest.fixture(scope="session")
 def tool_schemas_dir() -> Path:
-    return SHARED / "data" / "tool-schemas"
+    """The 16 real `tools/list` dumps the repository carries; missing data fails loudly, never as an empty list."""
+    folder = DATA / "tool-schemas"
+    found = sorted(folder.glob("*.json"))
+    if len(found) != 16:
+        pytest.fail(f"expected the 16 real tool schemas in {folder}, found {len(found)}: the test data is missing")
+    return folder

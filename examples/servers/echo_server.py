@@ -6,6 +6,7 @@
 
 Tools: `echo`, `add`, `sleep` (to exercise timeouts), `fail` (an `isError` result) and `stats`
 (process id and number of client handshakes, to check that a client reuses its session).
+Resource: `echo://about` (what this server is). Prompt: `repeat` (asks the model to repeat a text).
 """
 
 from __future__ import annotations
@@ -55,6 +56,17 @@ def fail(message: str) -> str:
 def stats() -> dict[str, int]:
     """This server's process id and how many client sessions it has accepted."""
     return {"pid": os.getpid(), "handshakes": handshakes.count}
+
+
+@mcp.resource("echo://about", mime_type="text/plain", description="What this server is")
+def about() -> str:
+    return "echo: an example MCP server shipped with Bastion (tools echo, add, sleep, fail, stats)."
+
+
+@mcp.prompt()
+def repeat(text: str) -> str:
+    """Ask the model to repeat `text` using the echo tool."""
+    return f"Call the echo tool with the text {text!r} and tell me what it answered."
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     python examples/servers/notes_server.py                 # stdio
     python examples/servers/notes_server.py --http --port 0 # streamable HTTP at /mcp
 
-It also has a tool named `echo`, like the echo server, so the gateway has two servers sharing a
-tool name and must keep them apart by namespace.
+Tools: `add_note`, `list_notes`, `search` and `echo` (the echo server has an `echo` too, so the
+gateway has two servers sharing a tool name and must keep them apart by namespace).
+Resources: `notes://all` (every note as JSON) and the template `notes://{note_id}` (one note).
+Prompt: `summarize` (asks the model to summarize the notes, optionally on one topic).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import itertools
 
 from _runner import HandshakeCounter, parse_args, run
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel
 
@@ -53,6 +56,26 @@ def search(query: str) -> list[Note]:
     """Notes whose title or text contains `query` (case-insensitive)."""
     needle = query.lower()
     return [n for n in _notes.values() if needle in n.title.lower() or needle in n.text.lower()]
+
+
+@mcp.resource("notes://all", mime_type="application/json", description="Every note, oldest first")
+def all_notes() -> str:
+    return "[" + ",".join(n.model_dump_json() for n in _notes.values()) + "]"
+
+
+@mcp.resource("notes://{note_id}", mime_type="text/plain", description="One note by id: its title, then its text")
+def one_note(note_id: str) -> str:
+    note = _notes.get(int(note_id)) if note_id.isdigit() else None
+    if note is None:
+        raise ResourceError(f"no note with id {note_id!r}")
+    return f"{note.title}\n\n{note.text}"
+
+
+@mcp.prompt()
+def summarize(topic: str = "") -> str:
+    """Ask for a summary of the notes (read them from the `notes://all` resource), on `topic` if given."""
+    focus = f" about {topic}" if topic else ""
+    return f"Summarize my notes{focus} in three bullet points. They are in the resource notes://all."
 
 
 @mcp.tool(annotations=READ_ONLY)

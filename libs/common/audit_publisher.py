@@ -1,13 +1,30 @@
-"""Audit emission for every producer: never waits on the request path, never loses an event.
+"""Audit emission for every producer: never waits on the request path, never loses an event, and
+no event can stop the ones behind it.
 
-`emit()` only enqueues (bounded), so a `tools/call` handler pays a `put_nowait` and nothing else.
-A background task gathers what is queued (waiting at most `linger` seconds for company) into one
-`AuditBatch` message, publishes it to JetStream and awaits the ack: under load one publish and one
-ack carry hundreds of events instead of four NATS messages per event. A failed publish (NATS down
-or restarting, stream not ready) is retried with backoff until acked, with the header
-`Nats-Msg-Id` = `batch_id` so the server drops the copy a retry may produce. Events are only lost
-if the queue overflows (logged) or the process dies before they were acked; `aclose()` drains
-within a bounded time on shutdown.
+`emit()` cuts the event's text fields to `FieldLimits` (`audit_fields.bounded`, which names what it
+cut: a few length checks for an ordinary event) and enqueues it, so a `tools/call` handler pays
+nothing more. A background task takes what is queued (waiting at most `linger` seconds for
+company) and packs the events into `AuditBatch` messages no larger than the server's max payload. Each batch is
+published to JetStream with the header `Nats-Msg-Id` = `batch_id`, so a retried copy is dropped by
+the server, and its ack awaited.
+
+What can go wrong, and what happens:
+
+- NATS is down or restarting: nothing is published while the connection is away (retrying into a
+  dead connection would only pile copies up in the client's buffer); events wait in the queue,
+  which holds `max_queue` of them and `max_bytes` of their text (minutes of traffic), and drops,
+  loudly and counted, beyond that.
+  Once the connection is back the backlog is published in order.
+- A transient failure (no ack in time, the stream not created yet): the same batch, same id, is
+  retried with backoff until acked.
+- The server refuses a batch for what it is (too large for the stream or the connection): the batch
+  is split in two and each half published on its own, down to single events; a single event still
+  refused, or one that cannot even be serialized, goes to the dead-letter stream
+  (`subjects.AUDIT_DEAD`, the reason in the `Bastion-Dead-Reason` header) and is never retried.
+
+Events are only lost if the queue overflows or the process dies before they were acked; `aclose()`
+drains within a bounded time on shutdown. With a `journal` (`audit_journal.AuditJournal`) not even a
+killed process loses them: each queued event is written to it, and each acked batch marked there.
 """
 
 from __future__ import annotations
@@ -15,33 +32,75 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
-from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
+from nats.aio.client import Client as NATS
+from nats.errors import MaxPayloadError
+from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
 from . import subjects
-from .messages import AuditBatch, AuditEvent
-from .nats import ensure_audit_stream
+from .audit_fields import FieldLimits, bounded
+from .audit_journal import AuditJournal
+from .messages import AuditBatch, AuditEvent, new_id
+from .nats import ensure_audit_dead_stream, ensure_audit_stream
 
-__all__ = ["AuditPublisher"]
+__all__ = ["AuditPublisher", "FieldLimits"]
 
 log = logging.getLogger(__name__)
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+DEAD_REASON_HEADER = "Bastion-Dead-Reason"
+DEAD_SUBJECT_HEADER = "Bastion-Dead-Subject"
+DEAD_EVENT_HEADER = "Bastion-Dead-Event"
+
+_ENVELOPE_ROOM = 4096
+"""Bytes of a message kept for headers and the batch envelope around the events."""
+_BAD_REQUEST = 400
+"""JetStream's status for a message refused for what it is (too large for the stream, ...)."""
+_DEAD_PAYLOAD = 64 * 1024
+"""Largest dead letter: a refused event is kept with its fields cut further when larger."""
+
+
+@dataclass(slots=True)
+class _Encoded:
+    event: AuditEvent
+    json: bytes
+
+
+def _unpublishable(error: BaseException) -> bool:
+    """True when the server will refuse this very message again however often it is retried."""
+    if isinstance(error, MaxPayloadError | BadRequestError):
+        return True
+    return isinstance(error, APIError) and not isinstance(error, NoStreamResponseError) and error.code == _BAD_REQUEST
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, APIError):
+        return f"{error.description or type(error).__name__} (status {error.code}, error code {error.err_code})"
+    return str(error) or type(error).__name__
 
 
 class AuditPublisher:
     def __init__(
         self,
-        js: JetStreamContext,
+        nc: NATS,
         *,
+        limits: FieldLimits | None = None,
         max_queue: int = 100_000,
+        max_bytes: int = 256 * 1024 * 1024,
         max_batch: int = 500,
         linger: float = 0.005,
         publish_timeout: float = 5.0,
         max_backoff: float = 2.0,
+        journal: AuditJournal | None = None,
     ) -> None:
-        self._js = js
+        self._nc = nc
+        self._journal = journal
+        self._journaled: dict[str, bytes] = {}
+        """Event id -> the JSON the journal serialized it to, so the event is serialized once."""
+        self._js = nc.jetstream()
+        self._limits = limits or FieldLimits()
         self._queue: asyncio.Queue[AuditEvent] = asyncio.Queue(max_queue)
         self._max_batch = max_batch
         self._linger = linger
@@ -50,9 +109,15 @@ class AuditPublisher:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self._unacked = 0
-        """Events taken off the queue whose publish has not been acked yet."""
+        """Events taken off the queue whose publish has not been acked (or dead-lettered) yet."""
+        self._max_bytes = max_bytes
+        self._held_bytes = 0
+        """Approximate memory of the events emitted and not yet acked (their text)."""
         self.published = 0
         self.dropped = 0
+        self.dead_lettered = 0
+        self.holding = False
+        """True while NATS is unreachable and events wait in memory for it."""
 
     @property
     def pending(self) -> int:
@@ -64,18 +129,26 @@ class AuditPublisher:
         if self._closed:
             self._drop("publisher closed", event)
             return False
+        event = bounded(event, self._limits)
+        weight = _weight(event)
+        if self._held_bytes + weight > self._max_bytes:
+            self._drop(f"buffer full: {self._held_bytes:,} bytes of events wait for NATS", event)
+            return False
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
-            self._drop("queue full", event)
+            self._drop(f"buffer full: {self._queue.maxsize} events wait for NATS", event)
             return False
+        self._held_bytes += weight
+        if self._journal is not None and (json := self._journal.emitted(event)) is not None:
+            self._journaled[event.event_id] = json
         return True
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="audit-publisher")
 
-    async def aclose(self, timeout: float = 5.0) -> None:
+    async def aclose(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - a drain bound, not a scope
         """Stop accepting events and publish what is queued, for at most `timeout` seconds."""
         self._closed = True
         if self._task is None:
@@ -98,44 +171,161 @@ class AuditPublisher:
 
     def _drop(self, why: str, event: AuditEvent) -> None:
         self.dropped += 1
+        if self._journal is not None:
+            self._journal.dropped(event.event_id)
         if self.dropped & (self.dropped - 1) == 0:  # 1st, 2nd, 4th, 8th...: loud but not a log flood
             log.error("audit: dropped event %s (%s); %d dropped so far", event.event_id, why, self.dropped)
 
-    async def _next_batch(self) -> AuditBatch:
+    # ------------------------------------------------------------------ the background task
+
+    async def _run(self) -> None:
+        await self._ensure_streams()
+        while True:
+            events = await self._next_events()
+            self._unacked = len(events)
+            encoded: list[_Encoded] = []
+            for event in events:
+                try:
+                    json = self._journaled.pop(event.event_id, None) or event.model_dump_json().encode()
+                    encoded.append(_Encoded(event, json))
+                except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
+                    await self._dead_letter(event, b"", f"cannot be serialized: {type(exc).__name__}: {exc}")
+            for batch_id, part in self._pack(encoded):
+                await self._deliver(batch_id, part)
+            self._unacked = 0
+            if self._journal is not None:
+                self._journal.acked(len(events))
+            for event in events:
+                self._held_bytes -= _weight(event)
+                self._queue.task_done()
+
+    async def _next_events(self) -> list[AuditEvent]:
         events = [await self._queue.get()]
         if self._linger > 0 and self._queue.qsize() < self._max_batch and not self._closed:
             await asyncio.sleep(self._linger)  # let the calls in flight join this batch
         while len(events) < self._max_batch and not self._queue.empty():
             events.append(self._queue.get_nowait())
-        return AuditBatch(events=events)
+        return events
 
-    async def _run(self) -> None:
-        with contextlib.suppress(Exception):
-            await ensure_audit_stream(self._js)  # best effort: whichever service starts first creates it
+    def _pack(self, encoded: list[_Encoded]) -> Iterator[tuple[str, list[_Encoded]]]:
+        """Consecutive runs of events whose batch fits one message of the connection's max payload."""
+        budget = max(self._nc.max_payload - _ENVELOPE_ROOM, 1)
+        part: list[_Encoded] = []
+        size = 0
+        for item in encoded:
+            if part and size + len(item.json) + 1 > budget:
+                yield new_id(), part
+                part, size = [], 0
+            part.append(item)
+            size += len(item.json) + 1
+        if part:
+            yield new_id(), part
+
+    async def _deliver(self, batch_id: str, part: list[_Encoded]) -> None:
+        """Publish `part` as one batch until acked; split it when the server refuses it for its content."""
+        payload = _batch_json(batch_id, part)
         delay = 0.0
         while True:
-            batch = await self._next_batch()
-            self._unacked = len(batch.events)
-            payload = batch.model_dump_json().encode()
-            while True:  # the same batch, same id, until acked: the server drops duplicates
-                try:
-                    await self._js.publish(
-                        subjects.audit_subject("batch"), payload, timeout=self._timeout,
-                        headers={MSG_ID_HEADER: batch.batch_id},
-                    )
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    delay = min(self._max_backoff, max(0.05, delay * 2))
-                    log.warning("audit: publishing %d event(s) failed (%r); retrying in %.2fs",
-                                len(batch.events), error, delay)
-                    if isinstance(error, NoStreamResponseError):
-                        with contextlib.suppress(Exception):
-                            await ensure_audit_stream(self._js)
-                    await asyncio.sleep(delay)
-            delay = 0.0
-            self.published += len(batch.events)
-            self._unacked = 0
-            for _ in batch.events:
-                self._queue.task_done()
+            await self._connected()
+            try:
+                await self._js.publish(
+                    subjects.audit_subject("batch"), payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id}
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if _unpublishable(error):
+                    await self._refused(batch_id, part, error)
+                    return
+                delay = min(self._max_backoff, max(0.05, delay * 2))
+                log.warning("audit: publishing %d event(s) failed (%r); retrying in %.2fs", len(part), error, delay)
+                if isinstance(error, NoStreamResponseError):
+                    await self._ensure_streams()
+                await asyncio.sleep(delay)
+            else:
+                self.published += len(part)
+                return
+
+    async def _refused(self, batch_id: str, part: list[_Encoded], error: BaseException) -> None:
+        if len(part) > 1:
+            half = len(part) // 2
+            log.warning("audit: a batch of %d event(s) was refused (%s); splitting it", len(part), _describe(error))
+            # derived ids: a retry of either half is still deduplicated by the server
+            await self._deliver(f"{batch_id}.0", part[:half])
+            await self._deliver(f"{batch_id}.1", part[half:])
+            return
+        await self._dead_letter(part[0].event, part[0].json, f"refused by NATS: {_describe(error)}")
+
+    async def _dead_letter(self, event: AuditEvent, payload: bytes, reason: str) -> None:
+        """Keep `event` in the dead-letter stream for a person to look at; retried only while NATS
+        is unreachable, so it never holds up the events behind it for long."""
+        if not payload or len(payload) > min(_DEAD_PAYLOAD, self._nc.max_payload - _ENVELOPE_ROOM):
+            payload = _smallest(event)
+        headers = {
+            MSG_ID_HEADER: f"dead-{event.event_id}",
+            DEAD_REASON_HEADER: " ".join(reason.split())[:512],
+            DEAD_SUBJECT_HEADER: subjects.audit_subject("batch"),
+            DEAD_EVENT_HEADER: event.event_id[:128],
+        }
+        delay = 0.0
+        while True:
+            await self._connected()
+            try:
+                await self._js.publish(subjects.AUDIT_DEAD, payload, timeout=self._timeout, headers=headers)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if _unpublishable(error):
+                    self._drop(f"{reason}; and the dead-letter stream refused it too: {_describe(error)}", event)
+                    return
+                delay = min(self._max_backoff, max(0.05, delay * 2))
+                if isinstance(error, NoStreamResponseError):
+                    await self._ensure_streams()
+                await asyncio.sleep(delay)
+            else:
+                self.dead_lettered += 1
+                log.error("audit: event %s dead-lettered to %s: %s", event.event_id, subjects.AUDIT_DEAD, reason)
+                return
+
+    async def _connected(self) -> None:
+        """Return once the connection is up; while NATS is away, events wait in the queue."""
+        if self._nc.is_connected:
+            return
+        log.warning("audit: NATS unreachable; holding %d event(s), at most %d", self.pending, self._queue.maxsize)
+        self.holding = True
+        delay = 0.05
+        while not self._nc.is_connected:
+            await asyncio.sleep(delay)
+            delay = min(self._max_backoff, delay * 2)
+        self.holding = False
+        log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
+
+    async def _ensure_streams(self) -> None:
+        # best effort: whichever service starts first creates them
+        with contextlib.suppress(Exception):
+            await ensure_audit_stream(self._js)
+        with contextlib.suppress(Exception):
+            await ensure_audit_dead_stream(self._js)
+
+
+def _weight(event: AuditEvent) -> int:
+    """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
+    return 512 + sum(
+        len(value) for value in (event.name, event.tool, event.server, event.key_name, event.error) if value
+    )
+
+
+def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
+    """An `AuditBatch` message built from events already serialized (each was, to measure it)."""
+    envelope = AuditBatch(batch_id=batch_id, events=[]).model_dump_json().encode()
+    assert envelope.endswith(b"[]}")
+    return envelope[:-2] + b",".join(item.json for item in part) + b"]}"
+
+
+def _smallest(event: AuditEvent) -> bytes:
+    """The event with every field cut hard, and any text JSON cannot carry (a lone surrogate)
+    replaced: what a dead letter keeps when the event would not fit or not serialize."""
+    fields = {
+        k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v for k, v in event.model_dump().items()
+    }
+    return bounded(AuditEvent.model_validate(fields), FieldLimits(text=256, error=1024)).model_dump_json().encode()

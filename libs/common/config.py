@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from .llm_config import AgentMode, LlmSection
 
 __all__ = [
     "BastionConfig",
@@ -84,8 +85,10 @@ def grant_problem(pattern: str) -> str | None:
     server, slash, name = pattern.partition("/")
     if pattern == "*" or (slash and server and name and ("/" not in name or name.startswith("resource:"))):
         return None
-    return (f"grant {pattern!r} must look like 'server/tool', 'server/prompt:name' or 'server/resource:uri' "
-            "(wildcards allowed) or '*'")
+    return (
+        f"grant {pattern!r} must look like 'server/tool', 'server/prompt:name' or 'server/resource:uri' "
+        "(wildcards allowed) or '*'"
+    )
 
 
 class ServerConfig(_Strict):
@@ -191,6 +194,10 @@ class KeyConfig(_Strict):
     customer: str | None = None
     budget: Budget | None = None
     rate_limit: RateLimit | None = None
+    agent: AgentMode | None = None
+    """Agent mode on `/v1/chat/completions` (docs/llm.md); None: tool calls come back to the application."""
+    code_mode: bool = False
+    """Offer this key the Code Mode meta-tools instead of the catalog (docs/code-mode.md)."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:
@@ -248,6 +255,8 @@ class BastionConfig(_Strict):
     users: list[User] = Field(default_factory=list)
     gateway: GatewaySection = Field(default_factory=GatewaySection)
     stack: StackSection = Field(default_factory=StackSection)
+    llm: LlmSection = Field(default_factory=LlmSection)
+    """OpenAI-compatible providers behind `/v1/chat/completions` (docs/llm.md)."""
 
     @field_validator("mcp_servers")
     @classmethod
@@ -343,8 +352,11 @@ def parse_config(raw: Any, source: str = "config") -> BastionConfig:
     try:
         return BastionConfig.model_validate(raw)
     except ValidationError as exc:
-        extra = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
-        raise ConfigError(f"{source}: {_error_message(exc.errors()[0], raw)}{extra}") from None
+        problems = [_error_message(error, raw) for error in exc.errors()]
+        if len(problems) == 1:
+            raise ConfigError(f"{source}: {problems[0]}") from None
+        listed = "".join(f"\n  - {problem}" for problem in problems)
+        raise ConfigError(f"{source}: {len(problems)} problems:{listed}") from None
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

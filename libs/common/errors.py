@@ -1,7 +1,9 @@
 """Error kinds and codes that cross service boundaries.
 
 Services report failures as a `GatewayError` (kind + message). Ingress alone decides how a kind
-reaches the agent: a JSON-RPC error, an HTTP status, or a tool result with `isError`.
+reaches the agent: a JSON-RPC error with the code below, or an HTTP status before any JSON-RPC
+(authentication). One kind may instead become a tool result with `isError: true`: invalid
+arguments, for agents on 2025-11-25 and later (SEP-1303; see `bastion_ingress.protocol`).
 Standard JSON-RPC codes come from `mcp_types`; Bastion's own live in -32050..-32079, clear of the
 codes MCP itself assigns (-32000, -32001, -32020..-32022, -32042).
 """
@@ -28,6 +30,7 @@ class ErrorKind(StrEnum):
     UPSTREAM_ERROR = "upstream_error"
     CIRCUIT_OPEN = "circuit_open"
     CANCELLED = "cancelled"
+    RESULT_TOO_LARGE = "result_too_large"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     GATEWAY_TIMEOUT = "gateway_timeout"
     INTERNAL = "internal"
@@ -35,7 +38,7 @@ class ErrorKind(StrEnum):
 
 JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
     ErrorKind.UNKNOWN_TOOL: INVALID_PARAMS,  # what the MCP spec prescribes for an unknown tool
-    ErrorKind.INVALID_ARGUMENTS: INVALID_PARAMS,
+    ErrorKind.INVALID_ARGUMENTS: INVALID_PARAMS,  # agents before 2025-11-25; later ones get an isError result
     ErrorKind.FORBIDDEN: -32050,
     ErrorKind.KEY_REVOKED: -32051,
     ErrorKind.RATE_LIMITED: -32052,
@@ -45,6 +48,7 @@ JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
     ErrorKind.UPSTREAM_ERROR: -32062,
     ErrorKind.CIRCUIT_OPEN: -32063,  # the executor refused at once: the server failed repeatedly
     ErrorKind.CANCELLED: -32064,  # the agent cancelled the request (it ignores the answer, per the spec)
+    ErrorKind.RESULT_TOO_LARGE: -32065,  # the upstream answered, with more than BASTION_MAX_RESULT_BYTES
     ErrorKind.GATEWAY_UNAVAILABLE: -32070,
     ErrorKind.GATEWAY_TIMEOUT: -32071,
     ErrorKind.INTERNAL: INTERNAL_ERROR,

@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ValidationError
 
 from .nats import kv_bucket
@@ -23,6 +23,9 @@ __all__ = ["BucketWatch", "decode_value"]
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
+
+READY_WITHIN = 10.0
+"""Seconds `BucketWatch.start` waits for a bucket's current content before failing the start."""
 
 
 def decode_value(model: type[M], value: bytes, what: str) -> M | None:
@@ -38,24 +41,35 @@ def decode_value(model: type[M], value: bytes, what: str) -> M | None:
 OnPut = Callable[[str, bytes, int], Awaitable[None] | None]
 OnDelete = Callable[[str], Awaitable[None] | None]
 
+RECONNECT_CHECK = 0.25
+"""Seconds between looks at the connection's reconnect count (a local counter, no round trip)."""
+
 
 class BucketWatch:
     """Runs `on_put(key, value, revision)` / `on_delete(key)` for every change, forever.
 
     `ready` is set once the bucket's existing values have been delivered, so a service can
-    refuse traffic until its view is complete. A watch that breaks (NATS restart, consumer
-    expired) is re-created; re-delivered values are idempotent puts.
+    refuse traffic until its view is complete. A watch that breaks (consumer expired, stream
+    error) is re-created, and so is one that lived through a NATS reconnect: after a server
+    restart its consumer may be gone, and nats-py only notices missed heartbeats 10-20 s later,
+    a window in which a revoked key would still be honoured. A re-created watch delivers the
+    current values again; those this watch has already delivered (same revision) are skipped.
     """
 
-    def __init__(self, js: JetStreamContext, bucket: str, on_put: OnPut, on_delete: OnDelete) -> None:
-        self._js, self._bucket = js, bucket
+    def __init__(self, nc: NATS, bucket: str, on_put: OnPut, on_delete: OnDelete) -> None:
+        self._nc, self._js, self._bucket = nc, nc.jetstream(), bucket
         self._on_put, self._on_delete = on_put, on_delete
+        self._revisions: dict[str, int] = {}
+        """key -> revision last delivered: what a re-created watch need not deliver again."""
         self.ready = asyncio.Event()
+        self.watches = 0
+        """Watches created so far: more than one means it was re-created."""
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, timeout: float = 10.0) -> None:
+    async def start(self) -> None:
+        """Start watching; returns once the bucket's current content has been delivered."""
         self._task = asyncio.create_task(self._run(), name=f"watch:{self._bucket}")
-        await asyncio.wait_for(self.ready.wait(), timeout)
+        await asyncio.wait_for(self.ready.wait(), READY_WITHIN)
 
     async def stop(self) -> None:
         if self._task:
@@ -68,22 +82,24 @@ class BucketWatch:
         while True:
             try:
                 kv = await kv_bucket(self._js, self._bucket)
+                connection = self._nc.stats["reconnects"]
                 watcher = await kv.watchall()
+                self.watches += 1
+                consume = asyncio.create_task(self._consume(watcher))
                 try:
-                    async for entry in watcher:
+                    while not consume.done() and self._nc.stats["reconnects"] == connection:
+                        await asyncio.wait({consume}, timeout=RECONNECT_CHECK)
+                    if not consume.done():
+                        log.info("watch on %s: NATS reconnected; re-creating the watch", self._bucket)
                         backoff = 0.2
-                        if entry is None:  # end of the initial values
-                            self.ready.set()
-                            continue
-                        if entry.operation in ("DEL", "PURGE") or entry.value is None:
-                            result = self._on_delete(entry.key)
-                        else:
-                            result = self._on_put(entry.key, entry.value, entry.revision or 0)
-                        if asyncio.iscoroutine(result):
-                            await result
+                        continue
+                    consume.result()  # raises what broke the watch
                 finally:
+                    consume.cancel()
+                    await asyncio.wait({consume})  # its outcome is not ours to raise; our own cancel still is
                     with contextlib.suppress(Exception):
                         await watcher.stop()
+                backoff = 0.2
                 await asyncio.sleep(backoff)  # the watch ended without an error: start over
             except asyncio.CancelledError:
                 raise
@@ -91,3 +107,21 @@ class BucketWatch:
                 log.warning("watch on %s broke (%s); re-creating in %.1fs", self._bucket, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _consume(self, watcher: Any) -> None:
+        async for entry in watcher:
+            if entry is None:  # end of the initial values
+                self.ready.set()
+                continue
+            key, revision = entry.key, entry.revision or 0
+            if entry.operation in ("DEL", "PURGE") or entry.value is None:
+                if self._revisions.pop(key, None) is None and self.watches > 1:
+                    continue  # already gone from the view
+                result = self._on_delete(key)
+            else:
+                if self._revisions.get(key) == revision and revision:
+                    continue  # re-delivered by a re-created watch: nothing changed
+                self._revisions[key] = revision
+                result = self._on_put(key, entry.value, revision)
+            if asyncio.iscoroutine(result):
+                await result

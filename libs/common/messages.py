@@ -11,11 +11,12 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .config import ServerConfig
 from .entities import Budget, RateLimit
 from .errors import ErrorKind
+from .llm_config import AgentMode
 
 __all__ = [
     "AuditBatch",
@@ -29,6 +30,9 @@ __all__ = [
     "CancelExecution",
     "CatalogTool",
     "ClientReply",
+    "CodeModeAnswer",
+    "CodeModeCall",
+    "Execution",
     "GatewayError",
     "KeyRecord",
     "ResourceUpdated",
@@ -48,6 +52,11 @@ SCHEMA_VERSION = 1
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+Execution = Literal["ran", "not_run", "may_have_run"]
+"""Whether the upstream ran a request: it answered ("ran"), it was never sent ("not_run"), or the
+gateway lost track after sending it, or cannot tell whether it was sent ("may_have_run")."""
 
 
 class _Message(BaseModel):
@@ -95,6 +104,10 @@ class ToolCall(_Message):
     timeout: float
     """Seconds the caller will wait; the executor gives up slightly earlier."""
     sent_at: float = Field(default_factory=time.time)
+    deadline: float = 0.0
+    """Unix time after which ingress no longer waits for the answer (`sent_at + timeout` unless
+    given): every hop drops the call unrun once it has passed, so a call ingress gave up on never
+    reaches the upstream afterwards. Hops compare it with their own clock (keep clocks in sync)."""
     stream: str | None = None
     """Subject of the agent's open response stream (an SSE answer to its POST), when it has one.
     The executor publishes `StreamEvent`s there while the call runs: progress and log notifications,
@@ -109,6 +122,15 @@ class ToolCall(_Message):
     extra: dict[str, Any] | None = None
     """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
     `inputResponses` and `requestState`), forwarded as they are."""
+    arguments_blob: str | None = None
+    """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
+    holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> ToolCall:
+        if not self.deadline:
+            self.deadline = self.sent_at + self.timeout
+        return self
 
 
 class UpstreamRequest(_Message):
@@ -131,9 +153,17 @@ class UpstreamRequest(_Message):
     include_tools: list[str] | None = None
     timeout: float
     sent_at: float = Field(default_factory=time.time)
+    deadline: float = 0.0
+    """As `ToolCall.deadline`."""
     stream: str | None = None
     client: list[str] = Field(default_factory=list)
     log_level: str | None = None
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> UpstreamRequest:
+        if not self.deadline:
+            self.deadline = self.sent_at + self.timeout
+        return self
 
 
 class StreamEvent(_Message):
@@ -187,6 +217,11 @@ class CallOutcome(_Message):
     events: int = 0
     """`StreamEvent`s the executor sent to the call's stream before this outcome: ingress forwards
     that many before the result, so a late notification never follows the answer."""
+    execution: Execution | None = None
+    """Whether the upstream ran the request, as far as the service answering knows."""
+    result_blob: str | None = None
+    """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
+    holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
 
 
 class VisibleToolsQuery(_Message):
@@ -201,6 +236,37 @@ class VisibleTools(_Message):
     allowed: list[int] = Field(default_factory=list)
     """Indexes into the query's `tools`."""
     error: GatewayError | None = None
+
+
+# ---------------------------------------------------------------- Code Mode
+
+
+class CodeModeCall(_Message):
+    """ingress -> codemode: one call of a Code Mode meta-tool (`bastion_common.codemode.META_TOOLS`)."""
+
+    id: str = Field(default_factory=new_id)
+    trace_id: str | None = None
+    caller: Caller
+    tool: str
+    """The meta-tool's name."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    include_servers: list[str] | None = None
+    include_tools: list[str] | None = None
+    parent_id: str
+    """`event_id` of the audit event ingress writes for this meta-tool call: the parent of every tool
+    call the run makes."""
+    timeout: float
+    """Seconds ingress waits; each tool call of a run gets at most what is left of it."""
+
+
+class CodeModeAnswer(_Message):
+    """codemode -> ingress: the meta-tool's `CallToolResult` (wire JSON), or why there is none."""
+
+    id: str
+    result: dict[str, Any] | None = None
+    error: GatewayError | None = None
+    calls: int = 0
+    """Tool calls the run made (each audited on its own with `parent_id`)."""
 
 
 # ---------------------------------------------------------------- configuration & catalog (KV values)
@@ -219,7 +285,12 @@ class KeyRecord(_Message):
     customer_id: str | None = None
     budget: Budget | None = None
     rate_limit: RateLimit | None = None
+    agent: AgentMode | None = None
+    """Agent mode on `/v1/chat/completions`: which tool calls Bastion runs itself, and how deep it loops."""
     revoked: bool = False
+    code_mode: bool = False
+    """Whether `tools/list` offers this key the Code Mode meta-tools instead of the catalog
+    (docs/code-mode.md); the `X-Bastion-Code-Mode` request header overrides it."""
     created_at: float = Field(default_factory=time.time)
     source: str | None = None
     """Who manages the record: "config" for keys `bastion up` applied from the config file (removed
@@ -284,8 +355,19 @@ class AuditEvent(_Message):
 
     event_id: str = Field(default_factory=new_id)
     ts: float = Field(default_factory=time.time)
-    kind: Literal["tool_call", "prompt_get", "resource_read", "resource_subscribe", "completion"] = "tool_call"
-    """What the agent did: `name` is the tool or prompt's gateway name, or the resource URI."""
+    kind: Literal[
+        "tool_call",
+        "prompt_get",
+        "resource_read",
+        "resource_subscribe",
+        "completion",
+        "code_run",
+        "code_mode",
+        "llm_request",
+    ] = "tool_call"
+    """What the agent did: `name` is the tool or prompt's gateway name, or the resource URI.
+    `code_run` is an `execute_code` run and `code_mode` another Code Mode meta-tool (`name` is the meta-tool).
+    For an `llm_request` (a chat completion), `server` is the provider and `tool` and `name` the model."""
     trace_id: str | None = None
     key_id: str = ""
     key_name: str = ""
@@ -300,6 +382,20 @@ class AuditEvent(_Message):
     upstream_ms: float | None = None
     request_bytes: int = 0
     response_bytes: int = 0
+    execution: Execution | None = None
+    """Whether the upstream ran the request; None in events from producers that predate the field."""
+    prompt_tokens: int | None = None
+    """`llm_request`: tokens in and out as the provider counted them, and their cost in USD."""
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    tool_calls: list[str] = Field(default_factory=list)
+    """`llm_request`: names of the tool calls the model proposed."""
+    truncated: dict[str, int] = Field(default_factory=dict)
+    """Fields the publisher cut to its size limits (`BASTION_AUDIT_MAX_*_BYTES`) -> their original
+    size in UTF-8 bytes. Empty when the event is complete."""
+    parent_id: str | None = None
+    """`event_id` of the event this one happened inside: a Code Mode run, for the tool calls its script made;
+    the `llm_request` whose proposed tool call ran (`/v1/mcp/tool/execute`, agent mode)."""
 
 
 class AuditBatch(_Message):

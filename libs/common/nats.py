@@ -7,23 +7,39 @@ creates them and none depends on another being up.
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from . import subjects
 
-__all__ = ["connect", "ensure_audit_dead_stream", "ensure_audit_stream", "kv_bucket", "processed"]
+__all__ = [
+    "connect",
+    "credentials",
+    "ensure_audit_dead_stream",
+    "ensure_audit_stream",
+    "kv_bucket",
+    "kv_names",
+    "kv_snapshot",
+    "processed",
+]
 
 log = logging.getLogger(__name__)
 
 
-async def connect(url: str, name: str) -> NATS:
-    """A connection that keeps retrying forever: services ride out NATS restarts."""
+async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_file: str = "") -> NATS:
+    """A connection that keeps retrying forever, from the first connect on: services ride out NATS
+    restarts, and one started while NATS is down waits for it.
+
+    `role` (`bastion_common.permissions`) names the reply subjects (`_INBOX.<role>.…`) the role is
+    allowed to read; `nkey_seed_file` is that role's NKey seed. Without a seed the connection is
+    anonymous, which only an open nats-server (a test fixture) accepts."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats: %s", exc)
@@ -45,7 +61,23 @@ async def connect(url: str, name: str) -> NATS:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
         pending_size=64 * 1024 * 1024,
+        # a hung (not dead) server is noticed within a minute, not the four of nats-py's defaults
+        ping_interval=20,
+        max_outstanding_pings=3,
+        **credentials(role, nkey_seed_file),
     )
+
+
+def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:
+    """`nats.connect` options for `role` with the NKey seed in `nkey_seed_file` (if any)."""
+    options: dict[str, Any] = {}
+    if role:
+        options["inbox_prefix"] = subjects.inbox_prefix(role)
+    if nkey_seed_file:
+        if not os.path.isfile(nkey_seed_file):
+            raise FileNotFoundError(f"NATS NKey seed file {nkey_seed_file!r} does not exist")
+        options["nkeys_seed"] = nkey_seed_file
+    return options
 
 
 async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1, ttl: float | None = None) -> KeyValue:
@@ -57,6 +89,31 @@ async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1, ttl: fl
             return await js.create_key_value(bucket=bucket, history=history, storage=StorageType.FILE, ttl=ttl)
         except Exception:  # another replica created it between our two calls
             return await js.key_value(bucket)
+
+
+async def kv_names(js: JetStreamContext, bucket: str) -> list[str]:
+    """The keys that currently hold a value in `bucket`.
+
+    Read from the stream's per-subject state, not `KeyValue.keys()`: nats-py's watcher decides
+    "nothing pending" from a consumer-info call that races the first deliveries, so under load
+    `keys()` can answer an empty list for a full bucket. A key whose last write is a delete or
+    purge marker still has a subject; the caller's `get` raises `KeyNotFoundError` for it.
+    """
+    prefix = f"{subjects.KV_ROOT}.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
+
+
+async def kv_snapshot(js: JetStreamContext, bucket: str) -> dict[str, KeyValue.Entry]:
+    """Every live entry of `bucket` (see `kv_names`); keys deleted between listing and reading are left out."""
+    kv = await js.key_value(bucket)
+    entries: dict[str, KeyValue.Entry] = {}
+    for name in await kv_names(js, bucket):
+        try:
+            entries[name] = await kv.get(name)
+        except KeyNotFoundError:
+            continue
+    return entries
 
 
 async def _ensure_file_stream(js: JetStreamContext, name: str, subject: str, max_age_days: int) -> None:

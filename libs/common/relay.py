@@ -10,6 +10,12 @@ seconds; "no responders" there (NATS drops a dead connection's subscriptions at 
 replica acknowledged within `ack_grace` seconds (lost on the way to a replica that was dying).
 Either way the call may have run: callers must say so, and never retry it on their own.
 
+A request the requester has failed as lost must not run afterwards (a replica paused for a while
+would otherwise run it late, after the agent was told it failed). So every request carries the
+time its requester stops waiting for an acknowledgement (`subjects.ACCEPT_BY`, absolute, so
+clocks must agree within `margin`); the replica receiving it later than that minus `margin`
+answers it unrun (`Acknowledger.admit`), and one that takes it acknowledges before then.
+
 `AckedRequester` is the requester's side (ingress -> policy, policy -> executor); `Acknowledger`
 the responder's (policy, executor).
 """
@@ -22,7 +28,7 @@ import itertools
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -30,9 +36,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from . import subjects
+from .errors import ErrorKind
+from .messages import CallOutcome, GatewayError
 from .settings import RequestPathSettings
+from .signing import WorkSigner
 
-__all__ = ["AckedRequester", "Acknowledger", "ResponderLost"]
+__all__ = ["AckedRequester", "Acknowledger", "ResponderLost", "too_late"]
 
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
@@ -63,8 +72,10 @@ class AckedRequester:
         accepted_by: str,
         alive_subject: Callable[[str], str],
         settings: RequestPathSettings,
+        signer: WorkSigner | None = None,
     ) -> None:
         self._nc = nc
+        self._signer = signer
         self._role = role
         self._accepted_by = accepted_by
         self._alive_subject = alive_subject
@@ -85,7 +96,11 @@ class AckedRequester:
         pending = _Pending(asyncio.get_running_loop().create_future())
         self._pending[token] = pending
         try:
-            await self._nc.publish(subject, data, reply=f"{self._prefix}.{token}", headers={subjects.WANT_ACK: "1"})
+            reply = f"{self._prefix}.{token}"
+            headers = {subjects.WANT_ACK: "1", subjects.ACCEPT_BY: f"{time.time() + settings.ack_grace:.6f}"}
+            if self._signer:
+                headers.update(self._signer.headers(subject, reply, data))
+            await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:
                 remaining = deadline - time.monotonic()
@@ -138,27 +153,41 @@ class AckedRequester:
 
 
 class Acknowledger:
-    """The responder's side: answers this replica's liveness subject (`start()`), and acknowledges
-    each request that asked for it and is still running `after` seconds later (`watch()`)."""
+    """The responder's side: answers this replica's liveness subject (`start()`), refuses requests
+    whose requester has given up on them (`admit()`), and acknowledges each request that asked for
+    it and is still running `after` seconds later, or sooner when its requester's grace runs out
+    before that (`watch()`)."""
 
-    def __init__(self, nc: NATS, *, instance: str, accepted_by: str, alive_subject: str, after: float) -> None:
+    def __init__(
+        self, nc: NATS, *, instance: str, accepted_by: str, alive_subject: str, after: float, margin: float = 0.5
+    ) -> None:
         self._nc = nc
         self._headers = {accepted_by: instance}
         self._alive_subject = alive_subject
         self._after = after
+        self._margin = margin
         self._sending: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         # answered until the connection drains, so calls still in flight during a stop are not declared lost
         await self._nc.subscribe(self._alive_subject, cb=self._on_alive)
 
+    def admit(self, msg: Msg) -> bool:
+        """False when `msg` came too late to be run: its requester has failed it as lost, or will
+        before an acknowledgement could reach it. The caller answers it unrun."""
+        left = _time_left(msg)
+        return left is None or left > self._margin
+
     def watch(self, msg: Msg, call: asyncio.Task[Any]) -> None:
         """Acknowledge `msg` if `call` (the task answering it) is still running after a moment.
 
         Only then: a fast call's answer is its own proof of life, and one message fewer per call
-        is real latency on the hot path."""
+        is real latency on the hot path. A request that spent long on the way is acknowledged
+        sooner, so the acknowledgement arrives before its requester gives up."""
         if msg.reply and msg.headers and subjects.WANT_ACK in msg.headers:
-            timer = asyncio.get_running_loop().call_later(self._after, self._acknowledge, msg.reply)
+            left = _time_left(msg)
+            delay = self._after if left is None else max(0.0, min(self._after, left - self._margin))
+            timer = asyncio.get_running_loop().call_later(delay, self._acknowledge, msg.reply)
             call.add_done_callback(lambda _: timer.cancel())
 
     async def _on_alive(self, msg: Msg) -> None:
@@ -178,3 +207,28 @@ class Acknowledger:
         task = asyncio.create_task(coro)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+
+
+def _time_left(msg: Msg) -> float | None:
+    """Seconds until the requester of `msg` stops waiting for an acknowledgement; None if it did not say."""
+    value = (msg.headers or {}).get(subjects.ACCEPT_BY)
+    if value is None:
+        return None
+    try:
+        return float(value) - time.time()
+    except ValueError:
+        return None
+
+
+def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcome:
+    """The answer to a request that arrived, or would go on, after its requester stopped waiting
+    (`Acknowledger.admit`, or its `deadline` passed): it is not run."""
+    return CallOutcome(
+        id=request_id,
+        error=GatewayError(
+            kind=ErrorKind.GATEWAY_TIMEOUT,
+            message=f"the request reached the {role} after the gateway had stopped waiting for it; it did not run",
+        ),
+        decided_by=role,
+        execution="not_run",
+    )

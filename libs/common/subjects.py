@@ -8,34 +8,53 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ACCEPT_BY",
     "AUDIT_DEAD",
     "AUDIT_DEAD_STREAM",
     "AUDIT_EVENTS",
     "AUDIT_QUERY",
     "AUDIT_STREAM",
     "CALL_CANCEL",
+    "CODEMODE_ACCEPTED_BY",
+    "CODEMODE_ALIVE",
+    "CODEMODE_CALL",
     "EXEC_ACCEPTED_BY",
     "EXEC_ALIVE",
     "EXEC_CALL",
     "EXEC_CANCEL",
+    "EXEC_LLM",
     "EXEC_REQUEST",
+    "INBOX",
+    "JS_ACK",
+    "JS_API",
+    "JS_FLOW_CONTROL",
     "KV_CATALOG",
     "KV_KEYS",
+    "KV_LLM",
     "KV_POLICY",
+    "KV_ROOT",
     "KV_SERVERS",
     "KV_SESSIONS",
+    "OBJ_BLOBS",
     "POLICY_ACCEPTED_BY",
     "POLICY_ALIVE",
     "POLICY_CALL",
     "POLICY_LIST",
+    "POLICY_LLM",
     "POLICY_REQUEST",
     "QUEUE_AUDIT",
+    "QUEUE_CODEMODE",
     "QUEUE_EXECUTOR",
     "QUEUE_POLICY",
     "RESOURCE_UPDATED",
     "WANT_ACK",
+    "WORK_SIGNATURE",
     "audit_subject",
+    "codemode_alive_subject",
     "executor_alive_subject",
+    "inbox_prefix",
+    "kv_stream",
+    "obj_stream",
     "policy_alive_subject",
 ]
 
@@ -45,6 +64,12 @@ WANT_ACK: Final = "Bastion-Want-Ack"
 (`BASTION_ACK_AFTER`, 0.25 s), the replica that took it sends an empty acknowledgement carrying
 its instance name (`POLICY_ACCEPTED_BY` / `EXEC_ACCEPTED_BY`), so the requester knows which
 replica holds it. Fast calls answer before that and send no ack (`bastion_common.relay`)."""
+
+ACCEPT_BY: Final = "Bastion-Accept-By"
+"""Header on every request sent with `WANT_ACK`: the Unix time after which the requester no longer
+waits for an acknowledgement (it has failed the call as lost). A replica receiving the request later
+than that, minus `BASTION_ACK_MARGIN`, answers it unrun instead of running it; one that takes it
+acknowledges it in time (`bastion_common.relay`)."""
 
 POLICY_CALL: Final = "bastion.policy.call"
 """ingress -> policy: a `ToolCall`; policy answers a denial itself or relays the executor's answer."""
@@ -68,23 +93,49 @@ POLICY_REQUEST: Final = "bastion.policy.request"
 EXEC_REQUEST: Final = "bastion.exec.request"
 """policy -> executor: the `UpstreamRequest` policy allowed; the executor answers a `CallOutcome`."""
 
+POLICY_LLM: Final = "bastion.policy.llm"
+"""ingress -> policy: an `LlmRequest` (a chat completion); policy checks the key and budgets, then relays
+the executor's `LlmOutcome` (or answers its refusal)."""
+
+EXEC_LLM: Final = "bastion.exec.llm"
+"""policy -> executor: the `LlmRequest` policy allowed (same bytes, signed); answered with an `LlmOutcome`,
+after any streamed chunks went to the request's stream subject."""
+
 CALL_CANCEL: Final = "bastion.calls.cancel"
 """ingress -> every ingress: a `CancelCall` (an agent's `notifications/cancelled`, which may reach any
 replica); the replica running that request tells the executors."""
 
 EXEC_CANCEL: Final = "bastion.exec.cancel"
-"""ingress -> every executor: a `CancelExecution`; the replica running that call abandons it, and the
-SDK sends the upstream `notifications/cancelled`."""
+"""ingress -> every executor and codemode replica: a `CancelExecution`; the replica running that call
+abandons it (an executor's SDK sends the upstream `notifications/cancelled`; codemode stops the run
+and abandons its tool calls the same way)."""
 
 RESOURCE_UPDATED: Final = "bastion.events.resource-updated"
 """executor -> every ingress (no queue group): a `ResourceUpdated`; each ingress tells the agent
 sessions it streams to that subscribed to the resource."""
+
+WORK_SIGNATURE: Final = "Bastion-Signature"
+"""Header of an `EXEC_CALL` / `EXEC_REQUEST`: policy's HMAC over subject, reply and body
+(`bastion_common.signing`); an executor with a signing key runs nothing without a valid one."""
 
 EXEC_ACCEPTED_BY: Final = "Bastion-Executor"
 """Header of an executor replica's acknowledgement of an `EXEC_CALL`: its instance name."""
 
 EXEC_ALIVE: Final = "bastion.exec.alive"
 """policy -> one executor replica: as `POLICY_ALIVE`, for the executor replica holding a call."""
+
+
+CODEMODE_CALL: Final = "bastion.codemode.call"
+"""ingress -> codemode: a `CodeModeCall` (one of the five meta-tools); answered with `CodeModeAnswer`.
+The codemode service sends the tool calls of a script on `POLICY_CALL` like ingress does. Carries
+`WANT_ACK` like `POLICY_CALL`: a run that takes a while is acknowledged (`CODEMODE_ACCEPTED_BY`), so
+ingress notices a codemode replica dying mid-run within about a second."""
+
+CODEMODE_ACCEPTED_BY: Final = "Bastion-Codemode"
+"""Header of a codemode replica's acknowledgement of a `CODEMODE_CALL`: its instance name."""
+
+CODEMODE_ALIVE: Final = "bastion.codemode.alive"
+"""ingress -> one codemode replica: as `POLICY_ALIVE`, for the replica running a meta-tool call."""
 
 
 def _token(instance: str) -> str:
@@ -97,6 +148,11 @@ def policy_alive_subject(instance: str) -> str:
     return f"{POLICY_ALIVE}.{_token(instance)}"
 
 
+def codemode_alive_subject(instance: str) -> str:
+    """The liveness subject of one codemode replica."""
+    return f"{CODEMODE_ALIVE}.{_token(instance)}"
+
+
 def executor_alive_subject(instance: str) -> str:
     """The liveness subject of one executor replica."""
     return f"{EXEC_ALIVE}.{_token(instance)}"
@@ -105,6 +161,7 @@ def executor_alive_subject(instance: str) -> str:
 QUEUE_POLICY: Final = "policy"
 QUEUE_EXECUTOR: Final = "executor"
 QUEUE_AUDIT: Final = "audit"
+QUEUE_CODEMODE: Final = "codemode"
 
 # --- audit (JetStream) ---
 AUDIT_STREAM: Final = "BASTION_AUDIT"
@@ -132,9 +189,48 @@ KV_KEYS: Final = "bastion_keys"
 KV_POLICY: Final = "bastion_policy"
 """`<kind>.<id>` -> customers, teams, users and tool groups (`bastion_common.entities`)."""
 
+KV_LLM: Final = "bastion_llm"
+"""provider name -> `ProviderRecord` (an OpenAI-compatible upstream and the models it serves)."""
+
 KV_CATALOG: Final = "bastion_catalog"
 """server name -> `ServerCatalog` (tools the executor discovered, already namespaced)."""
 
 KV_SESSIONS: Final = "bastion_sessions"
 """`<session>.level` and `<session>.sub.<uri hash>` -> what an agent session asked for (its log level,
 its resource subscriptions), so whichever ingress replica holds the session's stream honours it."""
+
+# --- payloads larger than one NATS message (JetStream object store) ---
+OBJ_BLOBS: Final = "bastion_blobs"
+"""`<what>.<id>` -> a tool result or request arguments too large for one message, named in the message
+instead (`CallOutcome.result_blob`, `ToolCall.arguments_blob`); taken (read, deleted) by the receiver,
+expired after minutes otherwise (`bastion_common.blobs`)."""
+
+
+def kv_stream(bucket: str) -> str:
+    """The JetStream stream behind a KV bucket (NATS names it `KV_<bucket>`)."""
+    return f"KV_{bucket}"
+
+
+def obj_stream(bucket: str) -> str:
+    """The JetStream stream behind an object store bucket (NATS names it `OBJ_<bucket>`)."""
+    return f"OBJ_{bucket}"
+
+
+# --- NATS's own subjects, which the per-service permissions (`bastion_common.permissions`) name ---
+JS_API: Final = "$JS.API"
+"""JetStream API requests: `$JS.API.STREAM.INFO.<stream>`, `$JS.API.CONSUMER.CREATE.<stream>`, ..."""
+JS_ACK: Final = "$JS.ACK"
+"""Acknowledgements of JetStream deliveries: `$JS.ACK.<stream>.<consumer>.…`."""
+JS_FLOW_CONTROL: Final = "$JS.FC"
+"""Flow-control replies of push consumers (KV watches): `$JS.FC.<stream>.…`."""
+KV_ROOT: Final = "$KV"
+"""Writes to a KV bucket are publishes to `$KV.<bucket>.<key>`."""
+OBJ_ROOT: Final = "$O"
+"""Object store chunks and metadata are publishes to `$O.<bucket>.C.…` / `$O.<bucket>.M.…`."""
+INBOX: Final = "_INBOX"
+
+
+def inbox_prefix(role: str) -> str:
+    """Reply subjects of one kind of client (`_INBOX.<role>`): a service may read only its own replies,
+    so one service cannot eavesdrop on the answers (KV values, outcomes) another receives."""
+    return f"{INBOX}.{role}"

@@ -9,6 +9,7 @@ is how analysts slice; `event_id` last makes it unique.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -41,15 +42,29 @@ _COLUMN_TYPES: Final = {
     "request_bytes": "UInt64",
     "response_bytes": "UInt64",
 }
-COLUMNS: Final = tuple(_COLUMN_TYPES)
+_ADDED_COLUMNS: Final = {
+    "execution": "LowCardinality(Nullable(String))",
+    "truncated": "Map(String, UInt64)",
+    "parent_id": "Nullable(String)",
+    "prompt_tokens": "Nullable(UInt64)",
+    "completion_tokens": "Nullable(UInt64)",
+    "cost_usd": "Nullable(Float64)",
+    "tool_calls": "Array(String)",
+}
+"""Columns added after the table was first released, in order: a table created by an older
+version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its
+old rows read back with the column's default."""
+COLUMNS: Final = (*_COLUMN_TYPES, *_ADDED_COLUMNS)
 _TS: Final = COLUMNS.index("ts")
 
 DDL: Final = (
     f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
     f"CREATE TABLE IF NOT EXISTS {TABLE} (\n"
-    + ",\n".join(f"    {name} {kind}" for name, kind in _COLUMN_TYPES.items())
+    + ",\n".join(f"    {name} {kind}" for name, kind in (_COLUMN_TYPES | _ADDED_COLUMNS).items())
     + "\n)\nENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (key_name, server, tool, ts, event_id)",
+    *(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in _ADDED_COLUMNS.items()),
 )
+"""Run in order at every start: idempotent, so any replica may run it against any older table."""
 
 # What the column types can hold; a value outside would fail the whole batch insert.
 _TS_RANGE: Final = (datetime(1900, 1, 1, tzinfo=UTC).timestamp(), datetime(2299, 12, 31, tzinfo=UTC).timestamp())
@@ -58,6 +73,8 @@ _INT_RANGE: Final = {
     "error_code": (-(2**63), 2**63 - 1),
     "request_bytes": (0, 2**64 - 1),
     "response_bytes": (0, 2**64 - 1),
+    "prompt_tokens": (0, 2**64 - 1),
+    "completion_tokens": (0, 2**64 - 1),
 }
 
 
@@ -69,12 +86,14 @@ def to_row(event: AuditEvent) -> tuple[Any, ...]:
         value = getattr(event, field)
         if value is not None and not low <= value <= high:
             raise BadEvent(f"{field}={value} does not fit its column")
+    if any(not 0 <= size < 2**64 for size in event.truncated.values()):
+        raise BadEvent("truncated: a size does not fit its column")
     row = [getattr(event, name) for name in COLUMNS]  # twice as fast as model_dump()
     row[_TS] = datetime.fromtimestamp(event.ts, UTC)
     return tuple(row)
 
 
-def from_row(row: tuple[Any, ...] | list[Any]) -> AuditEvent:
+def from_row(row: Sequence[Any]) -> AuditEvent:
     values = dict(zip(COLUMNS, row, strict=True))
     ts: datetime = values["ts"]
     values["ts"] = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()

@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from bastion_common import subjects
+from bastion_common import permissions, subjects
 from bastion_common.messages import AuditQuery, AuditRows
 from bastion_common.nats import connect, ensure_audit_dead_stream, ensure_audit_stream, processed
 from bastion_common.settings import AuditSettings
@@ -42,7 +42,12 @@ class AuditService:
 
     async def start(self) -> None:
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
-        self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-audit-{instance}")
+        self._nc = nc = await connect(
+            self.settings.nats_url,
+            name=f"bastion-audit-{instance}",
+            role=permissions.AUDIT,
+            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        )
         js = nc.jetstream()
         await ensure_audit_stream(js)
         await ensure_audit_dead_stream(js)

@@ -92,7 +92,7 @@ class ClickHouseStore:
             return self._client
         if self._closed:
             raise StoreUnavailable("the store is closed")
-        options = {} if self.url.startswith("chdb:") else {"autogenerate_session_id": False}
+        options: dict[str, Any] = {} if self.url.startswith("chdb:") else {"autogenerate_session_id": False}
         try:
             client = clickhouse_connect.get_client(dsn=self.url, **options)
         except Exception as exc:

@@ -33,7 +33,7 @@ from bastion_common.messages import ClientReply, ResourceUpdated, StreamEvent
 
 __all__ = ["ActiveCall", "AgentLink"]
 
-log = logging.getLogger("bastion_executor.upstream")
+log = logging.getLogger(__name__)
 
 _INTERNAL_ERROR = -32603
 
@@ -98,16 +98,17 @@ class AgentLink:
     async def on_resource_updated(self, uri: str) -> None:
         if self._nc is not None:
             with contextlib.suppress(Exception):
-                await self._nc.publish(subjects.RESOURCE_UPDATED,
-                                       ResourceUpdated(server=self.server, uri=uri).model_dump_json().encode())
+                await self._nc.publish(
+                    subjects.RESOURCE_UPDATED, ResourceUpdated(server=self.server, uri=uri).model_dump_json().encode()
+                )
 
-    async def sampling(self, _ctx: Any, params: types.CreateMessageRequestParams) -> Any:
+    async def sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
         return await self._ask("sampling", "sampling/createMessage", params, types.CreateMessageResult)
 
-    async def elicitation(self, _ctx: Any, params: types.ElicitRequestParams) -> Any:
+    async def elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
         return await self._ask("elicitation", "elicitation/create", params, types.ElicitResult)
 
-    async def roots(self, _ctx: Any) -> Any:
+    async def roots(self, context: Any) -> Any:
         return await self._ask("roots", "roots/list", None, types.ListRootsResult)
 
     async def answer(self, call: ActiveCall, request: types.InputRequest) -> Any:
@@ -135,7 +136,11 @@ class AgentLink:
         return found
 
     async def _ask(
-        self, capability: str, method: str, params: BaseModel | None, result: type[BaseModel],
+        self,
+        capability: str,
+        method: str,
+        params: BaseModel | None,
+        result: type[BaseModel],
         call: ActiveCall | None = None,
     ) -> Any:
         if call is None:
@@ -144,8 +149,11 @@ class AgentLink:
             candidates = [call] if call.stream is not None and capability in call.client else []
         if len(candidates) != 1:
             if call is not None:
-                why = (f"the agent did not declare the {capability} capability" if capability not in call.client
-                       else "the agent's request has no response stream to ask it on")
+                why = (
+                    f"the agent did not declare the {capability} capability"
+                    if capability not in call.client
+                    else "the agent's request has no response stream to ask it on"
+                )
             elif not candidates:
                 why = f"no agent that supports {capability} is waiting on a call to this server"
             else:

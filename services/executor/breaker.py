@@ -34,8 +34,8 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """Not thread-safe, and needs no lock under asyncio: no method awaits.
 
-    `clock` returns seconds (monotonic); `wall` converts a clock reading to Unix time for the
-    published status, so the two may differ (tests pass a fake clock and the identity)."""
+    `clock` returns seconds (monotonic by default; tests pass a fake one to step time by hand);
+    `on_change` runs after every state change, so the owner can publish the new status."""
 
     def __init__(
         self,

@@ -70,15 +70,23 @@ class CatalogPublisher:
             health = health_of(snap.connected, snap.breaker, snap.needs_auth)
             breaker = snap.breaker.status()
             features = snap.features if status == "ready" else Features()
-            key = (status, error, health, breaker.state, snap.protocol_version, [t.definition for t in tools],
-                   features, snap.namespace)
+            key = (
+                status,
+                error,
+                health,
+                breaker.state,
+                snap.protocol_version,
+                [t.definition for t in tools],
+                features,
+                snap.namespace,
+            )
             if key == self._published:
                 return
             catalog = ServerCatalog(
                 server=self.name,
-                status=status,  # type: ignore[arg-type]
+                status=status,
                 error=error,
-                health=health.value,  # type: ignore[arg-type]
+                health=health.value,
                 breaker=breaker,
                 protocol_version=snap.protocol_version,
                 tools=tools,

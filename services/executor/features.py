@@ -21,7 +21,7 @@ from .outcomes import describe_exception
 
 __all__ = ["Features", "list_features"]
 
-log = logging.getLogger("bastion_executor.upstream")
+log = logging.getLogger(__name__)
 
 _MAX_PAGES = 100
 
@@ -41,15 +41,14 @@ async def list_features(session: ClientSession, server: str) -> Features:
     capabilities = caps.model_dump(by_alias=True, mode="json", exclude_none=True)
     prompts = resources = templates = []
     if caps.prompts is not None:
-        prompts = await _every_page(
-            server, "prompts/list", lambda p: session.list_prompts(params=p), "prompts"
-        )
+        prompts = await _every_page(server, "prompts/list", lambda p: session.list_prompts(params=p), "prompts")
     if caps.resources is not None:
-        resources = await _every_page(
-            server, "resources/list", lambda p: session.list_resources(params=p), "resources"
-        )
+        resources = await _every_page(server, "resources/list", lambda p: session.list_resources(params=p), "resources")
         templates = await _every_page(
-            server, "resources/templates/list", lambda p: session.list_resource_templates(params=p), "resource_templates"
+            server,
+            "resources/templates/list",
+            lambda p: session.list_resource_templates(params=p),
+            "resource_templates",
         )
     return Features(capabilities, prompts, resources, templates)
 

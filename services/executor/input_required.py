@@ -64,10 +64,13 @@ async def resolve_input_required(
             for key, answer in zip(keys, answers, strict=True):
                 if isinstance(answer, types.ErrorData):
                     method = parsed.input_requests[key].method
-                    raise InputUnanswered(f"{what} needs the agent to answer {method}, and it could not: "
-                                          f"{answer.message}")
-            extra["inputResponses"] = {key: answer.model_dump(by_alias=True, mode="json", exclude_none=True)
-                                       for key, answer in zip(keys, answers, strict=True)}
+                    raise InputUnanswered(
+                        f"{what} needs the agent to answer {method}, and it could not: {answer.message}"
+                    )
+            extra["inputResponses"] = {
+                key: answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+                for key, answer in zip(keys, answers, strict=True)
+            }
         else:
             await asyncio.sleep(_STATE_ONLY_DELAYS[min(state_only, len(_STATE_ONLY_DELAYS) - 1)])
             state_only += 1

@@ -10,7 +10,7 @@ re-lists on every reconnect, and resource updates are hints an agent can always 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 
 import anyio
 from mcp.client.session import ClientSession
@@ -21,7 +21,7 @@ from .outcomes import describe_exception
 
 __all__ = ["ChangeListener"]
 
-log = logging.getLogger("bastion_executor.upstream")
+log = logging.getLogger(__name__)
 
 _RETRY_AFTER = 1.0
 """Seconds before reopening a stream that failed (a server without `subscriptions/listen` support
@@ -77,8 +77,13 @@ class ChangeListener:
                 await self._refilter.wait()
                 continue
             try:
-                async with listen(session, tools_list_changed=tools, prompts_list_changed=prompts,
-                                  resources_list_changed=resources, resource_subscriptions=uris) as subscription:
+                async with listen(
+                    session,
+                    tools_list_changed=tools,
+                    prompts_list_changed=prompts,
+                    resources_list_changed=resources,
+                    resource_subscriptions=uris,
+                ) as subscription:
                     self._live = frozenset(uris)
                     opened, self._opened = self._opened, anyio.Event()
                     opened.set()
@@ -91,8 +96,8 @@ class ChangeListener:
                 with anyio.move_on_after(_RETRY_AFTER):
                     await self._refilter.wait()
 
-    async def _consume(self, subscription: object) -> None:
-        async for event in subscription:  # type: ignore[attr-defined]
+    async def _consume(self, subscription: AsyncIterable[object]) -> None:
+        async for event in subscription:
             if isinstance(event, ResourceUpdated):
                 await self._on_resource_updated(event.uri)
             else:

@@ -18,7 +18,7 @@ from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
+from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
 __all__ = [
     "InputUnanswered",
@@ -29,6 +29,7 @@ __all__ = [
     "error_from_exception",
     "refusal",
     "scrub_urls",
+    "undeliverable",
 ]
 
 REPLY_MARGIN = 0.1
@@ -64,9 +65,14 @@ class InputUnanswered(Exception):
     """The server asked for input (2026-07-28 `input_required`) that the agent could not give."""
 
 
-def refusal(call: ToolCall | UpstreamRequest, kind: ErrorKind, message: str) -> CallOutcome:
-    """The executor's answer when it decides a call without asking the upstream."""
-    return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+def refusal(
+    call: ToolCall | UpstreamRequest, kind: ErrorKind, message: str, execution: Execution = "not_run"
+) -> CallOutcome:
+    """The executor's answer when it decides a call without asking the upstream (or, with
+    `execution="may_have_run"`, when it lost track of a call it had sent)."""
+    return CallOutcome(
+        id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor", execution=execution
+    )
 
 
 def call_budget(call_timeout: float, server_timeout: float, elapsed: float = 0.0) -> float:
@@ -84,7 +90,7 @@ def backoff_delay(failures: int, cap: float, *, base: float = 0.5, rng: Callable
     servers that failed together do not retry in lockstep."""
     if failures <= 0:
         return 0.0
-    ceiling = min(cap, base * 2 ** min(failures - 1, 32))
+    ceiling = min(cap, base * 2.0 ** min(failures - 1, 32))
     return ceiling * (0.5 + 0.5 * rng())
 
 
@@ -143,3 +149,15 @@ def error_from_exception(exc: BaseException, *, server: str, timeout: float) -> 
             message=f"server {server!r} is unreachable: {describe_exception(exc)}",
         )
     return GatewayError(kind=ErrorKind.INTERNAL, message=f"unexpected executor failure: {type(exc).__name__}")
+
+
+def undeliverable(outcome: CallOutcome, kind: ErrorKind, message: str) -> CallOutcome:
+    """The answer when the upstream did answer but its result cannot be delivered."""
+    return CallOutcome(
+        id=outcome.id,
+        error=GatewayError(kind=kind, message=message),
+        decided_by="executor",
+        upstream_ms=outcome.upstream_ms,
+        events=outcome.events,
+        execution="ran",
+    )

@@ -22,7 +22,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
+from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
 from .input_required import Ask, needs_bridge, resolve_input_required
 from .outcomes import describe_exception, error_from_exception
@@ -34,7 +34,7 @@ __all__ = [
     "send_upstream_request",
 ]
 
-log = logging.getLogger("bastion_executor.upstream")
+log = logging.getLogger(__name__)
 
 _RESULT = TypeAdapter(dict[str, Any])
 """`tools/call` results stay wire dicts: ingress passes them on untouched, so no models are built."""
@@ -67,8 +67,20 @@ async def send_tool_call(
         if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
             on_stale()  # 2026-07-28: our copy of the tool's schema is stale
 
-    return await _exchange(session, build({}), build, call.id, call.client, deadline, budget, server=server,
-                           what=f"tool {call.tool!r}", progress=progress, ask=ask, on_error=failed)
+    return await _exchange(
+        session,
+        build({}),
+        build,
+        call.id,
+        call.client,
+        deadline,
+        budget,
+        server=server,
+        what=f"tool {call.tool!r}",
+        progress=progress,
+        ask=ask,
+        on_error=failed,
+    )
 
 
 REQUEST_TYPES: dict[str, type[types.Request[Any, Any]]] = {
@@ -95,8 +107,16 @@ async def send_upstream_request(
     for `send_tool_call`."""
     model = REQUEST_TYPES.get(request.method)
     if model is None:
-        return CallOutcome(id=request.id, decided_by="executor", error=GatewayError(
-            kind=ErrorKind.UPSTREAM_ERROR, code=METHOD_NOT_FOUND, message=f"{request.method!r} is not routed upstream"))
+        return CallOutcome(
+            id=request.id,
+            decided_by="executor",
+            execution="not_run",
+            error=GatewayError(
+                kind=ErrorKind.UPSTREAM_ERROR,
+                code=METHOD_NOT_FOUND,
+                message=f"{request.method!r} is not routed upstream",
+            ),
+        )
     params = request.params
     if (meta := _with_log_level(session, params.get("_meta"), request.stream, request.log_level)) is not None:
         params = {**params, "_meta": meta}
@@ -109,10 +129,28 @@ async def send_upstream_request(
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"][1:]) or "params"
-        return CallOutcome(id=request.id, decided_by="executor", error=GatewayError(
-            kind=ErrorKind.INVALID_ARGUMENTS, message=f"invalid {request.method} params at {where}: {problem['msg']}"))
-    return await _exchange(session, first, build, request.id, request.client, deadline, budget, server=server,
-                           what=f"{request.method} ({request.target})", progress=progress, ask=ask)
+        return CallOutcome(
+            id=request.id,
+            decided_by="executor",
+            execution="not_run",
+            error=GatewayError(
+                kind=ErrorKind.INVALID_ARGUMENTS,
+                message=f"invalid {request.method} params at {where}: {problem['msg']}",
+            ),
+        )
+    return await _exchange(
+        session,
+        first,
+        build,
+        request.id,
+        request.client,
+        deadline,
+        budget,
+        server=server,
+        what=f"{request.method} ({request.target})",
+        progress=progress,
+        ask=ask,
+    )
 
 
 async def _exchange(
@@ -135,7 +173,8 @@ async def _exchange(
 
     async def send(typed: types.Request[Any, Any]) -> dict[str, Any]:
         async with asyncio.timeout_at(deadline):
-            return await session.send_request(typed, _RESULT, progress_callback=progress)
+            # the raw result dict, relayed as is: the SDK's bound (a BaseModel) is stricter than its code needs
+            return await session.send_request(typed, _RESULT, progress_callback=progress)  # type: ignore[type-var]
 
     started = time.perf_counter()
     try:
@@ -148,8 +187,14 @@ async def _exchange(
         error = error_from_exception(exc, server=server, timeout=budget)
         if error.kind is ErrorKind.INTERNAL:
             log.exception("upstream %s: %s failed unexpectedly", server, what)
-        return CallOutcome(id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started))
-    return CallOutcome.model_construct(id=request_id, result=result, decided_by="executor", upstream_ms=_ms(started))
+        # an error the upstream answered proves it got the request; anything else leaves it open
+        execution: Execution = "ran" if error.kind is ErrorKind.UPSTREAM_ERROR else "may_have_run"
+        return CallOutcome(
+            id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started), execution=execution
+        )
+    return CallOutcome.model_construct(
+        id=request_id, result=result, decided_by="executor", upstream_ms=_ms(started), execution="ran"
+    )
 
 
 async def ping(session: ClientSession, within: float) -> str | None:
@@ -174,7 +219,7 @@ def _with_log_level(session: ClientSession, meta: Any, stream: str | None, level
     level (`logging/setLevel`) and has a stream to receive them. Not by default: a server asked for
     logs may answer every call as an SSE stream, which costs milliseconds per call (measured).
     Handshake-era sessions need nothing (there `logging/setLevel` governs)."""
-    meta = meta if isinstance(meta, dict) else None
+    own: dict[str, Any] | None = meta if isinstance(meta, dict) else None
     if stream is None or level is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
-        return meta
-    return {LOG_LEVEL_META_KEY: level, **(meta or {})}
+        return own
+    return {LOG_LEVEL_META_KEY: level, **(own or {})}

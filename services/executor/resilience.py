@@ -104,4 +104,4 @@ async def with_retries(
     async def once() -> CallOutcome:  # tenacity awaits only what it sees is a coroutine function
         return await attempt()
 
-    return await retrying(once)  # type: ignore[no-any-return]
+    return await retrying(once)

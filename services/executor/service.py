@@ -2,8 +2,8 @@
 
 Composition root. Configuration arrives through KV `bastion_servers` (a watch, so servers are
 added, restarted and removed live); discovered tools go out through KV `bastion_catalog`. The hot
-path is a raw nats-py queue subscription: one task per message, replies straight to the ingress
-inbox the call came with.
+path is a raw nats-py queue subscription: one task per message, each answered on the message's
+reply inbox, which is policy's (policy relays the call here and the answer back to ingress).
 """
 
 from __future__ import annotations
@@ -13,18 +13,23 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from bastion_common import subjects
+from bastion_common import permissions, subjects
+from bastion_common.blobs import Blobs, fits
 from bastion_common.errors import ErrorKind
+from bastion_common.kvwatch import BucketWatch
+from bastion_common.llm import LlmOutcome, LlmRequest
 from bastion_common.messages import (
     CallOutcome,
     CancelExecution,
@@ -35,18 +40,20 @@ from bastion_common.messages import (
     UpstreamRequest,
 )
 from bastion_common.nats import connect, kv_bucket, processed
-from bastion_common.relay import Acknowledger
+from bastion_common.relay import Acknowledger, too_late
+from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
+from bastion_common.signing import WorkSigner
 
 from .agents import AgentLink
-from .outcomes import describe_exception, refusal
+from .llm import LlmProviders
+from .outcomes import describe_exception, refusal, undeliverable
 from .upstream import Upstream
 
 __all__ = ["ExecutorService"]
 
 log = logging.getLogger(__name__)
 
-_DELETE_OPS = ("DEL", "PURGE")
 _DRAIN_TIMEOUT = 10.0
 
 
@@ -57,11 +64,15 @@ class ExecutorService:
     def __init__(self, settings: ExecutorSettings | None = None) -> None:
         self.settings = settings or ExecutorSettings()
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+        self._signer = WorkSigner(self.settings.bus_signing_key)
+        """Work runs only when policy signed it: the bus alone cannot prove who sent it."""
+        self._sealer = Sealer(self.settings.secrets_key)
+        """The only place upstream secrets are opened (they are sealed in KV: `bastion_common.sealing`)."""
         self._nc: NATS | None = None
         self._catalog: KeyValue | None = None
         self._subs: list[Subscription] = []
         self._acks: Acknowledger | None = None
-        self._watch_task: asyncio.Task[None] | None = None
+        self._servers_watch: BucketWatch | None = None
         self._upstreams: dict[str, Upstream] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -69,6 +80,9 @@ class ExecutorService:
         """Call id -> the task running it, so an agent's cancellation can reach it."""
         self._cancelled: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
+        self._blobs: Blobs | None = None
+        self._llm: LlmProviders | None = None
+        self._llm_watch: BucketWatch | None = None
 
     @property
     def upstreams(self) -> Mapping[str, Upstream]:
@@ -85,24 +99,36 @@ class ExecutorService:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._nc = await connect(self.settings.nats_url, name=f"bastion-executor-{self.instance}")
+        self._nc = await connect(
+            self.settings.nats_url,
+            name=f"bastion-executor-{self.instance}",
+            role=permissions.EXECUTOR,
+            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        )
         js = self._nc.jetstream()
-        servers = await kv_bucket(js, subjects.KV_SERVERS)
         self._catalog = await kv_bucket(js, subjects.KV_CATALOG)
-        watcher = await servers.watchall()
+        self._blobs = await Blobs.open(self._nc)
         # apply what is already configured before taking calls, so none is refused for lack of a server
-        while (entry := await watcher.updates(timeout=None)) is not None:
-            await self._apply(entry)
-        self._watch_task = asyncio.create_task(self._watch(watcher), name="executor:servers-watch")
+        self._servers_watch = BucketWatch(self._nc, subjects.KV_SERVERS, self._put_server, self._remove_server)
+        await self._servers_watch.start()
+        self._llm = LlmProviders(self._sealer, self._nc.publish)
+        self._llm_watch = BucketWatch(self._nc, subjects.KV_LLM, self._llm.put, self._llm.delete)
+        await self._llm_watch.start()
         # lets policy notice this replica dying mid-call (bastion_common.relay)
-        self._acks = Acknowledger(self._nc, instance=self.instance, accepted_by=subjects.EXEC_ACCEPTED_BY,
-                                  alive_subject=subjects.executor_alive_subject(self.instance),
-                                  after=self.settings.ack_after)
+        self._acks = Acknowledger(
+            self._nc,
+            instance=self.instance,
+            accepted_by=subjects.EXEC_ACCEPTED_BY,
+            alive_subject=subjects.executor_alive_subject(self.instance),
+            after=self.settings.ack_after,
+            margin=self.settings.ack_margin,
+        )
         await self._acks.start()
         await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         self._subs = [
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
             await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
+            await self._nc.subscribe(subjects.EXEC_LLM, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
         ]
         await processed(self._nc)
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
@@ -115,10 +141,14 @@ class ExecutorService:
         self._subs = []
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=_DRAIN_TIMEOUT)
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            await asyncio.gather(self._watch_task, return_exceptions=True)
-            self._watch_task = None
+        if self._servers_watch is not None:
+            await self._servers_watch.stop()
+            self._servers_watch = None
+        if self._llm_watch is not None:
+            await self._llm_watch.stop()
+            self._llm_watch = None
+        if self._llm is not None:
+            await self._llm.close()
         upstreams, self._upstreams = list(self._upstreams.values()), {}
         await asyncio.gather(*(u.stop() for u in upstreams), *set(self._background), return_exceptions=True)
         if self._nc is not None:
@@ -132,29 +162,28 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ configuration
 
-    async def _watch(self, watcher: Any) -> None:
+    async def _remove_server(self, name: str) -> None:
         try:
-            async for entry in watcher:
-                if entry is not None:
-                    await self._apply(entry)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
+            await self._remove(name)
+        except Exception:
+            log.exception("server %s: failed to apply a configuration change", name)
 
-    async def _apply(self, entry: Any) -> None:
-        name: str = entry.key
+    async def _put_server(self, name: str, value: bytes, _revision: int = 0) -> None:
         try:
-            if entry.operation in _DELETE_OPS or not entry.value:
-                await self._remove(name)
-                return
-            record = ServerRecord.model_validate_json(entry.value)
+            record = ServerRecord.model_validate_json(value)
         except ValidationError as exc:
             log.error("server %s: ignoring an unreadable configuration record (%d problem(s))", name, exc.error_count())
             return
         except Exception:
             log.exception("server %s: failed to apply a configuration change", name)
             return
-        config = record.config
+        try:
+            config = self._sealer.open(record.config)
+        except SealingError as exc:
+            log.error("server %s: cannot open its sealed secrets (%s); not running it", name, exc)
+            await self._remove(name)
+            await self._unavailable(name, f"cannot open its sealed secrets: {exc}")
+            return
         current = self._upstreams.get(name)
         if config.disabled:
             log.info("server %s: disabled", name)
@@ -192,6 +221,16 @@ class ExecutorService:
                 await self._catalog.delete(name)
         self._spawn_background(upstream.stop())
 
+    async def _unavailable(self, name: str, reason: str) -> None:
+        """Tell admins (catalog, `bastion servers list`) why a configured server is not running."""
+        entry = ServerCatalog(server=name, status="unavailable", health="down", error=reason)
+        async with self._lock(name):
+            try:
+                assert self._catalog is not None
+                await self._catalog.put(name, entry.model_dump_json().encode())
+            except Exception as exc:
+                log.warning("server %s: cannot publish the catalog (%s)", name, describe_exception(exc))
+
     def _spawn_background(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
@@ -217,6 +256,10 @@ class ExecutorService:
 
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
+        if not self._signer.verify(msg.subject, msg.reply, msg.headers, msg.data):
+            # not from policy (e.g. JetStream made to deliver it here): no answer, no ack, nothing runs
+            log.warning("executor %s: refusing %s without policy's signature", self.instance, msg.subject)
+            return
         task = asyncio.create_task(self._handle(msg))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -236,6 +279,9 @@ class ExecutorService:
             task.cancel()
 
     async def _handle(self, msg: Msg) -> None:
+        if msg.subject == subjects.EXEC_LLM:
+            await self._handle_llm(msg)
+            return
         model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
         try:
             request = model.model_validate_json(msg.data)
@@ -243,27 +289,108 @@ class ExecutorService:
             log.error("dropping a malformed %s (%d problem(s))", model.__name__, exc.error_count())
             outcome = CallOutcome(
                 id="",
-                error=GatewayError(kind=ErrorKind.INTERNAL,
-                                   message=f"the executor received a malformed {model.__name__}"),
+                error=GatewayError(
+                    kind=ErrorKind.INTERNAL, message=f"the executor received a malformed {model.__name__}"
+                ),
                 decided_by="executor",
+                execution="not_run",
             )
         else:
-            self._running[request.id] = task = asyncio.current_task()  # type: ignore[assignment]
-            try:
-                outcome = await self._execute(request)
-            except asyncio.CancelledError:
-                if request.id not in self._cancelled:
-                    raise  # the executor is stopping
-                task.uncancel()
-                outcome = refusal(request, ErrorKind.CANCELLED, "the agent cancelled the request")
-            finally:
-                self._running.pop(request.id, None)
-                self._cancelled.discard(request.id)
+            outcome = await self._run(msg, request)
         if msg.reply and self._nc is not None:
+            try:
+                data = outcome.model_dump_json().encode()
+                if not fits(self._nc, len(data)):
+                    data = (await self._oversized(outcome, len(data))).model_dump_json().encode()
+                await self._nc.publish(msg.reply, data)
+            except Exception as exc:
+                log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
+
+    async def _handle_llm(self, msg: Msg) -> None:
+        """A chat completion (`LlmRequest`): chunks go to its stream as they come, the outcome last."""
+        assert self._acks is not None and self._llm is not None and self._nc is not None
+        try:
+            request = LlmRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error("dropping a malformed LlmRequest (%d problem(s))", exc.error_count())
+            error = GatewayError(kind=ErrorKind.INTERNAL, message="the executor received a malformed LlmRequest")
+            outcome = LlmOutcome(id="", error=error)
+        else:
+            if not self._acks.admit(msg) or time.time() >= request.deadline:
+                log.warning("llm request %s arrived after policy stopped waiting; not run", request.id)
+                error = GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message="the request arrived too late to run")
+                outcome = LlmOutcome(id=request.id, error=error)
+            else:
+                try:
+                    outcome = await self._llm.run(request)
+                except Exception:
+                    log.exception("llm request %s failed unexpectedly", request.id)
+                    error = GatewayError(kind=ErrorKind.INTERNAL, message="unexpected executor failure")
+                    outcome = LlmOutcome(id=request.id, error=error)
+        if msg.reply:
             try:
                 await self._nc.publish(msg.reply, outcome.model_dump_json().encode())
             except Exception as exc:
-                log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
+                log.warning("llm request %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
+
+    async def _run(self, msg: Msg, request: ToolCall | UpstreamRequest) -> CallOutcome:
+        assert self._acks is not None
+        if not self._acks.admit(msg) or time.time() >= request.deadline:
+            # policy has failed this call already (a paused or overloaded executor got it late):
+            # running it now would do what the agent was told had failed
+            log.warning("request %s to %s arrived after policy stopped waiting; not run", request.id, request.server)
+            return too_late(request.id, "executor")
+        if isinstance(request, ToolCall) and request.arguments_blob is not None:
+            try:
+                request.arguments = await self._arguments(request.arguments_blob)
+            except Exception as exc:
+                problem = f"the call's arguments could not be fetched: {describe_exception(exc)}"
+                return refusal(request, ErrorKind.GATEWAY_UNAVAILABLE, problem)
+        task = asyncio.current_task()
+        assert task is not None  # always: this runs in the task `_on_call` created
+        self._running[request.id] = task
+        try:
+            return await self._execute(request)
+        except asyncio.CancelledError:
+            if request.id not in self._cancelled:
+                raise  # the executor is stopping
+            task.uncancel()
+            return refusal(request, ErrorKind.CANCELLED, "the agent cancelled the request", "may_have_run")
+        finally:
+            self._running.pop(request.id, None)
+            self._cancelled.discard(request.id)
+
+    async def _arguments(self, name: str) -> dict[str, Any]:
+        assert self._blobs is not None
+        arguments = orjson.loads(await self._blobs.take(name, self.settings.max_result_bytes))
+        if not isinstance(arguments, dict):
+            raise ValueError("the stored arguments are not an object")
+        return arguments
+
+    async def _oversized(self, outcome: CallOutcome, size: int) -> CallOutcome:
+        """An outcome too large for one NATS message: its result goes through the object store, up
+        to `max_result_bytes`; beyond that (or if it cannot be stored) the agent hears why at once."""
+        if outcome.result is None:  # an upstream error with huge `data`: the message is what matters
+            error = outcome.error or GatewayError(kind=ErrorKind.INTERNAL, message="empty outcome")
+            slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code)
+            return outcome.model_copy(update={"error": slim})
+        limit = self.settings.max_result_bytes
+        if size > limit:
+            log.warning("call %s: result of %d bytes is over the limit of %d", outcome.id, size, limit)
+            message = (
+                f"the upstream's result is {size:,} bytes, over the gateway's limit of {limit:,} bytes "
+                "(BASTION_MAX_RESULT_BYTES); the request did run upstream"
+            )
+            return undeliverable(outcome, ErrorKind.RESULT_TOO_LARGE, message)
+        assert self._blobs is not None
+        try:
+            name = await self._blobs.put(orjson.dumps(outcome.result), what="result")
+        except Exception as exc:
+            message = (
+                f"the upstream's result ({size:,} bytes) could not be stored for transfer: {describe_exception(exc)}"
+            )
+            return undeliverable(outcome, ErrorKind.GATEWAY_UNAVAILABLE, message)
+        return outcome.model_copy(update={"result": None, "result_blob": name})
 
     async def _execute(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
         upstream = self._upstreams.get(request.server)
@@ -273,4 +400,4 @@ class ExecutorService:
             return await (upstream.call(request) if isinstance(request, ToolCall) else upstream.request(request))
         except Exception:
             log.exception("request %s to %s failed unexpectedly", request.id, request.server)
-            return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure")
+            return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")

@@ -17,7 +17,7 @@ import anyio
 
 __all__ = ["StderrPipe", "stderr_to_log"]
 
-log = logging.getLogger("bastion_executor.stderr")
+log = logging.getLogger(__name__)
 
 _MAX_LINE = 4000
 """Longer lines are cut: a server dumping a blob on stderr must not flood the log record."""

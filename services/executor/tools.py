@@ -8,6 +8,7 @@ validator of every tool whose schema did not change.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import logging
 import re
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,7 @@ from typing import Any
 
 import orjson
 from jsonschema import Draft202012Validator, SchemaError
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 from mcp.client.session import ClientSession
@@ -25,7 +26,15 @@ from referencing.exceptions import Unresolvable
 
 from bastion_common.messages import CatalogTool
 
-__all__ = ["ArgumentsValidator", "ExposurePolicy", "ToolSet", "format_validation_error", "list_tool_definitions"]
+__all__ = [
+    "MAX_VIOLATIONS",
+    "ArgumentsValidator",
+    "ExposurePolicy",
+    "ToolSet",
+    "format_validation_error",
+    "format_violations",
+    "list_tool_definitions",
+]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,20 @@ class ExposurePolicy:
         return self._regex is None or self._regex.match(tool) is not None
 
 
+MAX_VIOLATIONS = 20
+"""Violations listed in one refusal; past it, their count (an answer must stay small)."""
+
+_MAX_COLLECTED = 1000
+"""Violations looked for at most: arguments as large as a request may be cannot make this unbounded."""
+
+_MAX_VALUE_CHARS = 60
+"""A value quoted in a message is cut past this length: the agent sent it and needs only a hint."""
+
+
+_PY_STRING = re.compile(r"'([^'\\\"]*)'")
+"""A plain Python-quoted string in a jsonschema message (no quotes or escapes inside)."""
+
+
 def _path(parts: Iterable[Any]) -> str:
     text = "arguments"
     for part in parts:
@@ -65,14 +88,45 @@ def _path(parts: Iterable[Any]) -> str:
     return text
 
 
+def _json(value: Any) -> str:
+    """`value` in JSON terms (null, true, "text"), cut to a readable length."""
+    try:
+        text = orjson.dumps(value).decode()
+    except TypeError:
+        text = repr(value)
+    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
+
+
 def format_validation_error(error: ValidationError) -> str:
-    """`arguments.text: 'text' is a required property`: where, then what, in the schema's words."""
+    """`arguments.text: "text" is a required property`: where, then what, in JSON terms.
+
+    jsonschema words its messages with Python reprs (`None is not of type 'string'`); the values it
+    quotes are re-rendered as JSON, which is what the agent sent and what a model reads.
+    """
     parts = list(error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, Mapping):
-        missing = [p for p in error.validator_value if p not in error.instance]
-        if missing:
-            parts.append(missing[0])
-    return f"{_path(parts)}: {error.message}"
+    message = error.message
+    if error.validator == "required" and isinstance(error.validator_value, list):
+        # one error per missing property, named only in the message: `'text' is a required property`
+        missing = next((p for p in error.validator_value if message.startswith(repr(p))), None)
+        if missing is not None:
+            return f"{_path([*parts, missing])}: required, but missing"
+    for value in (error.instance, error.validator_value):
+        shown = repr(value)
+        if shown in message:
+            message = message.replace(shown, _json(value), 1)
+    # names quoted by the message itself, e.g. `('e' was unexpected)`
+    message = _PY_STRING.sub(lambda m: _json(m.group(1)), message)
+    return f"{_path(parts)}: {message}"
+
+
+def format_violations(errors: Iterable[ValidationError]) -> str:
+    """Every violation, one per line, in document order; the count first when there are several."""
+    lines = sorted({format_validation_error(e) for e in errors})
+    if len(lines) == 1:
+        return lines[0]
+    shown = lines[:MAX_VIOLATIONS]
+    more = f"\n… and {len(lines) - len(shown)} more" if len(lines) > len(shown) else ""
+    return f"{len(lines)} problems with the arguments:\n" + "\n".join(f"- {line}" for line in shown) + more
 
 
 class ArgumentsValidator:
@@ -86,7 +140,7 @@ class ArgumentsValidator:
         self._validator: Validator | None
         cls = validator_for(schema, default=Draft202012Validator)
         try:
-            cls.check_schema(schema)
+            cls.check_schema(dict(schema))
         except SchemaError as exc:
             log.warning("tool %r has an invalid inputSchema (%s); its arguments are not checked", tool, exc.message)
             self._validator = None
@@ -99,14 +153,10 @@ class ArgumentsValidator:
         if self._validator is None:
             return None
         try:
-            errors = self._validator.iter_errors(arguments)
-            first = next(errors, None)
-            if first is None:
-                return None
-            error = best_match([first, *errors])
+            errors = list(itertools.islice(self._validator.iter_errors(arguments), _MAX_COLLECTED))
         except Unresolvable:
             return None
-        return format_validation_error(error) if error is not None else None
+        return format_violations(errors) if errors else None
 
 
 class _Tool:

@@ -42,6 +42,7 @@ def http_client(
     "needs credentials" is worth telling operators apart from "down"."""
     hooks: dict[str, list[Any]] = {}
     if on_unauthorized is not None:
+
         async def check(response: httpx2.Response) -> None:
             if response.status_code == 401:
                 on_unauthorized()
@@ -71,6 +72,7 @@ class _WatchedReadStream:
     def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
         self._inner = inner
         self._on_end = on_end
+        self._ended = False
 
     @property
     def last_context(self) -> Any:  # the dispatcher reads it duck-typed for HTTP transports
@@ -80,12 +82,17 @@ class _WatchedReadStream:
         try:
             return await self._inner.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._on_end()
+            self._end()
             raise
 
     async def aclose(self) -> None:
-        self._on_end()
+        self._end()
         await self._inner.aclose()
+
+    def _end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self._on_end()
 
     def __aiter__(self) -> _WatchedReadStream:
         return self
@@ -129,14 +136,18 @@ async def open_transport(
             config.url,
             headers=dict(config.headers),
             timeout=connect_timeout,
-            sse_read_timeout=None,  # idle streams are normal; each call has its own timeout
+            # idle streams are normal (each call has its own timeout); the SDK hands this to httpx2.Timeout,
+            # where None means no read timeout, though its annotation says float
+            sse_read_timeout=None,  # type: ignore[arg-type]
             httpx_client_factory=lambda headers=None, timeout=None, auth=None: http_client(
-                headers, timeout, auth, on_unauthorized),
+                headers, timeout, auth, on_unauthorized
+            ),
         )
     else:
         assert config.url is not None
-        client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None),
-                             on_unauthorized=on_unauthorized)
+        client = http_client(
+            dict(config.headers), httpx2.Timeout(connect_timeout, read=None), on_unauthorized=on_unauthorized
+        )
         transport = streamable_http_client(config.url, http_client=client)
     try:
         async with transport as (read_stream, write_stream):

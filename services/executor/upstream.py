@@ -22,6 +22,7 @@ import anyio
 import mcp_types as types
 from mcp import Client
 from mcp.client.session import ClientSession
+from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from bastion_common.config import ServerConfig
@@ -164,7 +165,9 @@ class Upstream:
         with self.agents.running(active):
             outcome = await with_retries(
                 lambda: self._attempt(call, deadline, budget, active),
-                retries=retries, deadline=deadline, clock=loop.time,
+                retries=retries,
+                deadline=deadline,
+                clock=loop.time,
             )
         outcome.events = active.events
         return outcome
@@ -181,9 +184,18 @@ class Upstream:
             return await self._subscription(request, uri, deadline, budget)
         active = _active_call(request.id, request.stream, request.client, request.params.get("_meta"), budget)
         with self.agents.running(active):
-            outcome = await self._send(lambda session: send_upstream_request(
-                session, request, deadline, budget, server=self.name, progress=self._progress(active),
-                ask=partial(self.agents.answer, active)), request.id)
+            outcome = await self._send(
+                lambda session: send_upstream_request(
+                    session,
+                    request,
+                    deadline,
+                    budget,
+                    server=self.name,
+                    progress=self._progress(active),
+                    ask=partial(self.agents.answer, active),
+                ),
+                request.id,
+            )
         outcome.events = active.events
         return outcome
 
@@ -206,7 +218,8 @@ class Upstream:
                 return CallOutcome(id=request.id, result={}, decided_by="executor")
             self._subscriptions.pop(uri, None)
         outcome = await self._send(
-            lambda session: send_upstream_request(session, request, deadline, budget, server=self.name), request.id)
+            lambda session: send_upstream_request(session, request, deadline, budget, server=self.name), request.id
+        )
         if outcome.error is not None and request.method == "resources/subscribe":
             holders.discard(subscriber)
             if not holders:
@@ -217,8 +230,9 @@ class Upstream:
         self, request: UpstreamRequest, uri: str, subscriber: str, session: ClientSession, deadline: float
     ) -> CallOutcome:
         if not ChangeListener.supports_resource_subscriptions(session):
-            return _refused(request.id, ErrorKind.UPSTREAM_ERROR,
-                            f"server {self.name!r} does not support resource subscriptions")
+            return _refused(
+                request.id, ErrorKind.UPSTREAM_ERROR, f"server {self.name!r} does not support resource subscriptions"
+            )
         if request.method == "resources/subscribe":
             self._subscriptions.setdefault(uri, set()).add(subscriber)
         elif (holders := self._subscriptions.get(uri)) is not None:
@@ -226,9 +240,15 @@ class Upstream:
             if not holders:
                 del self._subscriptions[uri]
         within = max(deadline - asyncio.get_running_loop().time(), 0.0)
-        if not await self._listener.subscribe_to(self._subscriptions, within) and request.method == "resources/subscribe":
-            return _refused(request.id, ErrorKind.UPSTREAM_TIMEOUT,
-                            f"server {self.name!r} did not acknowledge the subscription in time")
+        if (
+            not await self._listener.subscribe_to(self._subscriptions, within)
+            and request.method == "resources/subscribe"
+        ):
+            return _refused(
+                request.id,
+                ErrorKind.UPSTREAM_TIMEOUT,
+                f"server {self.name!r} did not acknowledge the subscription in time",
+            )
         return CallOutcome(id=request.id, result={}, decided_by="executor")
 
     async def _session_problem(self, request: ToolCall | UpstreamRequest, deadline: float) -> CallOutcome | None:
@@ -262,7 +282,7 @@ class Upstream:
                 self._last_ok = asyncio.get_running_loop().time()
         return outcome
 
-    def _progress(self, active: ActiveCall) -> Callable[[float, float | None, str | None], Awaitable[None]] | None:
+    def _progress(self, active: ActiveCall) -> ProgressFnT | None:
         if active.progress_token is None or active.stream is None:
             return None
 
@@ -282,9 +302,19 @@ class Upstream:
             problem = tools.check_arguments(call.tool, call.arguments)
             if problem is not None:
                 return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
-        return await self._send(lambda session: send_tool_call(
-            session, call, deadline, budget, server=self.name, on_stale=self._stale, progress=self._progress(active),
-            ask=partial(self.agents.answer, active)), call.id)
+        return await self._send(
+            lambda session: send_tool_call(
+                session,
+                call,
+                deadline,
+                budget,
+                server=self.name,
+                on_stale=self._stale,
+                progress=self._progress(active),
+                ask=partial(self.agents.answer, active),
+            ),
+            call.id,
+        )
 
     def _stale(self) -> None:
         self._relist = True  # 2026-07-28: our copy of the tool's schema is stale
@@ -340,8 +370,10 @@ class Upstream:
                     except Exception as exc:
                         reason = describe_exception(exc)
                         if self._unauthorized:
-                            reason = ("the server answered HTTP 401: it needs credentials (set them in the "
-                                      "server's `headers`)")
+                            reason = (
+                                "the server answered HTTP 401: it needs credentials (set them in the "
+                                "server's `headers`)"
+                            )
                     if self._ready_at is not None:
                         uptime = time.monotonic() - self._ready_at
                         failures = 0 if uptime >= _STABLE_AFTER else failures + 1
@@ -367,15 +399,25 @@ class Upstream:
         self._ready_at = None
         self.connects += 1
         timeout = self._connect_timeout
-        transport = open_transport(self.config, connect_timeout=timeout, on_end=self._on_transport_end, name=self.name,
-                                   on_unauthorized=self._on_unauthorized)
+        transport = open_transport(
+            self.config,
+            connect_timeout=timeout,
+            on_end=self._on_transport_end,
+            name=self.name,
+            on_unauthorized=self._on_unauthorized,
+        )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents
             client = Client(
-                transport, cache=None, message_handler=self._on_message, client_info=_CLIENT_INFO,
+                transport,
+                cache=None,
+                message_handler=self._on_message,
+                client_info=_CLIENT_INFO,
                 mode=self._mode,
-                logging_callback=agents.on_log, sampling_callback=agents.sampling,
-                elicitation_callback=agents.elicitation, list_roots_callback=agents.roots,
+                logging_callback=agents.on_log,
+                sampling_callback=agents.sampling,
+                elicitation_callback=agents.elicitation,
+                list_roots_callback=agents.roots,
             )
             async with client:
                 session = client.session
@@ -455,8 +497,9 @@ class Upstream:
         for uri in list(self._subscriptions):
             try:
                 with anyio.fail_after(self._connect_timeout):
-                    await session.send_request(types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)),
-                                               types.EmptyResult)
+                    await session.send_request(
+                        types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri)), types.EmptyResult
+                    )
             except Exception as exc:
                 log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
 
@@ -464,15 +507,29 @@ class Upstream:
         self._unauthorized = True
 
     def _snapshot(self) -> Snapshot:
-        return Snapshot(self.tools, self.protocol_version, self._state is State.READY, self.breaker,
-                        self.features, self.config.namespace, self._unauthorized)
+        return Snapshot(
+            self.tools,
+            self.protocol_version,
+            self._state is State.READY,
+            self.breaker,
+            self.features,
+            self.config.namespace,
+            self._unauthorized,
+        )
 
 
 def _refused(request_id: str, kind: ErrorKind, message: str) -> CallOutcome:
-    return CallOutcome(id=request_id, error=GatewayError(kind=kind, message=message), decided_by="executor")
+    return CallOutcome(
+        id=request_id, error=GatewayError(kind=kind, message=message), decided_by="executor", execution="not_run"
+    )
 
 
 def _active_call(request_id: str, stream: str | None, client: list[str], meta: Any, budget: float) -> ActiveCall:
     token = meta.get("progressToken") if isinstance(meta, dict) else None
-    return ActiveCall(request_id, stream, frozenset(client), time.monotonic() + budget,
-                      progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None)
+    return ActiveCall(
+        request_id,
+        stream,
+        frozenset(client),
+        time.monotonic() + budget,
+        progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None,
+    )

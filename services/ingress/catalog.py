@@ -156,7 +156,9 @@ class Catalog:
                 if not isinstance(uri, str):
                     continue
                 if uri in seen:
-                    log.warning("catalog: resource %r is listed by %s and %s; reads go to %s", uri, seen[uri], name, seen[uri])
+                    log.warning(
+                        "catalog: resource %r is listed by %s and %s; reads go to %s", uri, seen[uri], name, seen[uri]
+                    )
                     continue
                 seen[uri] = name
                 resources.append(_entry(uri, name, uri, resource, f"resource:{uri}"))
@@ -180,8 +182,14 @@ class Catalog:
             if (catalog.capabilities.get("resources") or {}).get("subscribe"):
                 self.capabilities["resources"]["subscribe"] = True
         self.revision += 1
-        log.info("catalog: %d tools, %d prompts, %d resources, %d templates from %d servers",
-                 len(self.entries), len(self.prompts.entries), len(resources), len(templates), len(self._servers))
+        log.info(
+            "catalog: %d tools, %d prompts, %d resources, %d templates from %d servers",
+            len(self.entries),
+            len(self.prompts.entries),
+            len(resources),
+            len(templates),
+            len(self._servers),
+        )
 
 
 def _entry(name: str, server: str, upstream: str, definition: dict[str, Any], target: str) -> CatalogEntry:
@@ -206,7 +214,7 @@ def _template_regex(template: str) -> re.Pattern[str]:
     segment, reserved (`{+x}`, `{#x}`) and query forms match the rest."""
     parts, last = [], 0
     for match in _EXPRESSION.finditer(template):
-        parts.append(re.escape(template[last:match.start()]))
+        parts.append(re.escape(template[last : match.start()]))
         parts.append("[^/?#]*" if match.group(1) in ("", ".", ";") else ".*")
         last = match.end()
     parts.append(re.escape(template[last:]))

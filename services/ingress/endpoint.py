@@ -25,7 +25,6 @@ from mcp.shared.inbound import (
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import (
     HEADER_MISMATCH,
-    INTERNAL_ERROR,
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -33,15 +32,17 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+from bastion_common.codemode import CODE_MODE_HEADER
 from bastion_common.messages import AuditEvent, CancelCall, new_id
 
+from .field_limits import FieldLimits, Oversized, header_patterns, oversized
 from .handlers import Handlers, RequestContext
 from .hosts import HostGuard
 from .keys import AuthFailure, KeyDirectory
 from .notifications import Notifier
-from .protocol import DEFAULT_LEGACY_VERSION, error_body
-from .session_state import session_key
-from .sessions import SessionCodec
+from .protocol import DEFAULT_LEGACY_VERSION, encode_json, error_body, parse_json
+from .session_state import SessionState, session_key
+from .sessions import SessionCodec, SessionInfo
 from .streams import CallStreams, sse_event
 
 __all__ = ["McpEndpoint"]
@@ -53,7 +54,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _JSON = [(b"content-type", b"application/json")]
-_SSE = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"), (b"x-accel-buffering", b"no")]
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
 _SESSION_HEADER = "mcp-session-id"
 _SESSION_NOT_FOUND = -32001  # what the SDK answers for an unknown session, with HTTP 404
 _AGENT_REQUESTS = ("sampling", "elicitation", "roots")
@@ -62,10 +67,17 @@ _ROUTED = frozenset({"tools/call", "prompts/get", "resources/read", "completion/
 """Requests that run upstream, so an agent may cancel them."""
 _KEEPALIVE = 15.0
 """Seconds between SSE comments on an idle standalone stream, so proxies do not cut it."""
+_GUARDED_HEADERS = (b"host", b"origin")
+"""Headers a request may send once only: a proxy and the app could each read a different copy."""
+_SESSION_GONE = "Session not found: it expired, was ended, belongs to another key or is invalid; send initialize again"
 
 
 class _TooLarge(Exception):
     pass
+
+
+class _Gone(Exception):
+    """The client disconnected (or was cut off for sending too slowly) before its body arrived."""
 
 
 class McpEndpoint:
@@ -74,12 +86,14 @@ class McpEndpoint:
         handlers: Handlers,
         keys: KeyDirectory,
         sessions: SessionCodec,
-        emit_audit: Callable[[AuditEvent], None],
+        emit_audit: Callable[[AuditEvent], object],
         max_body_bytes: int,
         prefer_sse: bool = False,
         hosts: HostGuard | None = None,
         streams: CallStreams | None = None,
         notifier: Notifier | None = None,
+        fields: FieldLimits | None = None,
+        max_listen_resources: int = 100,
     ) -> None:
         self.handlers, self.keys, self.sessions = handlers, keys, sessions
         self.streams, self.notifier = streams, notifier
@@ -87,29 +101,52 @@ class McpEndpoint:
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
         self.prefer_sse = prefer_sse
+        self.fields = fields or FieldLimits()
+        self.max_listen_resources = max_listen_resources
+
+    @property
+    def state(self) -> SessionState:
+        return self.handlers.state
+
+    def _session(self, session_id: str, key_id: str) -> SessionInfo | None:
+        """The agent's session if its id is genuine, this key's, not expired and not ended."""
+        session = self.sessions.verify(session_id, key_id)
+        if session is None or self.state.is_ended(session_key(session_id)):
+            return None
+        return session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
-        if self.hosts is not None and (refused := self.hosts.problem(headers.get("host"), headers.get("origin"))):
+        repeated = _repeated(raw_headers) if len(headers) != len(raw_headers) else ()
+        if self.hosts is not None and (
+            refused := self.hosts.problem(headers.get("host"), headers.get("origin"), repeated)
+        ):
             await _plain(send, 403, {"error": "forbidden_host", "message": refused})
             return
         caller = self.keys.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
-            await _plain(send, 401, {"error": caller.error, "message": caller.message},
-                         [(b"www-authenticate", f'Bearer realm="bastion", error="{caller.error}"'.encode())])
+            await _plain(
+                send,
+                401,
+                {"error": caller.error, "message": caller.message},
+                [(b"www-authenticate", f'Bearer realm="bastion", error="{caller.error}"'.encode())],
+            )
             return
         method = scope["method"]
-        if method == "DELETE":  # sessions are self-contained: nothing to tear down
-            await _plain(send, 200 if headers.get(_SESSION_HEADER) else 400, {} if headers.get(_SESSION_HEADER) else
-                         {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
+        if method == "DELETE":
+            await self._end_session(headers.get(_SESSION_HEADER), caller.key_id, send)
             return
         if method == "GET" and self.notifier is not None:
             await self._standalone_stream(headers, caller.key_id, receive, send)
             return
         if method != "POST":
-            await _plain(send, 405, {"error": "method_not_allowed", "message": "use POST to send MCP messages"},
-                         [(b"allow", b"GET, POST, DELETE")])
+            await _plain(
+                send,
+                405,
+                {"error": "method_not_allowed", "message": "use POST to send MCP messages"},
+                [(b"allow", b"GET, POST, DELETE")],
+            )
             return
 
         declared = headers.get("content-length")
@@ -121,25 +158,33 @@ class McpEndpoint:
         except _TooLarge:
             await self._too_large(send, None)
             return
+        except _Gone:
+            return  # nobody to answer
 
         accept = headers.get("accept", "*/*")
         json_ok = "application/json" in accept or "*/*" in accept or "application/*" in accept
         sse_ok = "text/event-stream" in accept
         if not json_ok and not sse_ok:
-            await _plain(send, 406, {"error": "not_acceptable",
-                                     "message": "Accept must include application/json or text/event-stream"})
+            await _plain(
+                send,
+                406,
+                {"error": "not_acceptable", "message": "Accept must include application/json or text/event-stream"},
+            )
             return
         answer = _Answer(send, sse_ok and (self.prefer_sse or not json_ok))
         reply = answer.final
 
         try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            message = parse_json(body)
+        except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
             await reply(error_body(None, PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})"), 400)
             return
         problem = _envelope_problem(message)
         if problem:
-            await reply(error_body(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST, problem), 400)
+            await reply(error_body(_echo_id(message), INVALID_REQUEST, problem), 400)
+            return
+        if (too_big := oversized(message, self.fields)) is not None:
+            await reply(too_big.body(None if too_big.field == "id" else message.get("id")), 400)
             return
         if "method" not in message or "id" not in message:
             # a notification, or an agent's answer to a request Bastion relayed from an upstream
@@ -151,15 +196,26 @@ class McpEndpoint:
             return
 
         request_id, rpc_method = message["id"], message["method"]
+        include_servers = header_patterns(
+            "X-Bastion-Include-Servers", headers.get("x-bastion-include-servers"), self.fields
+        )
+        include_tools = header_patterns("X-Bastion-Include-Tools", headers.get("x-bastion-include-tools"), self.fields)
+        if isinstance(include_servers, Oversized):
+            await reply(include_servers.body(request_id), 400)
+            return
+        if isinstance(include_tools, Oversized):
+            await reply(include_tools.body(request_id), 400)
+            return
         ctx = RequestContext(
             caller=caller,
             version=DEFAULT_LEGACY_VERSION,
             request_id=request_id,
             request_bytes=len(body),
-            include_servers=_header_list(headers.get("x-bastion-include-servers")),
-            include_tools=_header_list(headers.get("x-bastion-include-tools")),
+            include_servers=include_servers,
+            include_tools=include_tools,
             timeout=_positive_float(headers.get("x-bastion-timeout")),
             emit=answer.event if sse_ok else None,
+            code_mode=headers.get(CODE_MODE_HEADER),
         )
         requested = headers.get(MCP_PROTOCOL_VERSION_HEADER)
         modern = requested in MODERN_PROTOCOL_VERSIONS
@@ -170,20 +226,25 @@ class McpEndpoint:
                 status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
                 await reply(error_body(request_id, rejection.code, rejection.message, rejection.data), status)
                 return
-            ctx.version = requested  # type: ignore[assignment]
+            ctx.version = requested  # type: ignore[assignment]  # modern: one of the version strings
             ctx.client = ("input_required",)  # 2026-07-28: the agent resolves input requests itself
         elif requested is not None and requested not in HANDSHAKE_PROTOCOL_VERSIONS:
-            await reply(error_body(request_id, UNSUPPORTED_PROTOCOL_VERSION,
-                                   f"Unsupported protocol version {requested!r}",
-                                   {"supported": list(KNOWN_PROTOCOL_VERSIONS), "requested": requested}), 400)
+            await reply(
+                error_body(
+                    request_id,
+                    UNSUPPORTED_PROTOCOL_VERSION,
+                    f"Unsupported protocol version {requested!r}",
+                    {"supported": list(KNOWN_PROTOCOL_VERSIONS), "requested": requested},
+                ),
+                400,
+            )
             return
         elif rpc_method != "initialize":
             session_id = headers.get(_SESSION_HEADER)
             if session_id:
-                session = self.sessions.verify(session_id, caller.key_id)
+                session = self._session(session_id, caller.key_id)
                 if session is None:
-                    await reply(error_body(request_id, _SESSION_NOT_FOUND,
-                                           "Session not found: it belongs to another key or is invalid; send initialize again"), 404)
+                    await reply(error_body(request_id, _SESSION_NOT_FOUND, _SESSION_GONE), 404)
                     return
                 ctx.version = requested or session.protocol_version
                 ctx.session = session_key(session_id)
@@ -195,29 +256,40 @@ class McpEndpoint:
             await self._listen(ctx, message, sse_ok, receive, send)
             return
         # 2026-07-28 has no notifications/cancelled: closing the response stream cancels the request
-        watch = asyncio.ensure_future(self._cancel_on_disconnect(ctx, receive)) if modern and rpc_method in _ROUTED else None
+        watch = (
+            asyncio.ensure_future(self._cancel_on_disconnect(ctx, receive))
+            if modern and rpc_method in _ROUTED
+            else None
+        )
+        # From here on the request has reached its handler: whatever happens (a failure of ours,
+        # an answer that cannot be encoded or sent, cancellation), an audited method ends in
+        # exactly one audit event, emitted in the `finally` below.
+        audit: AuditEvent | None = None
+        sent = 0
         try:
-            payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
-        except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log gets the trace
-            log.exception("internal error while handling %s", rpc_method)
-            payload, audit = error_body(request_id, INTERNAL_ERROR, "internal gateway error; see the ingress log"), None
+            try:
+                payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
+            except asyncio.CancelledError:
+                audit = self.handlers.interrupted(ctx, rpc_method, message.get("params"))
+                raise
+            finally:
+                if watch is not None:
+                    watch.cancel()
+            if rpc_method == "initialize" and not modern and "result" in payload:
+                client = _agent_requests(message.get("params"))
+                extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id, client).encode()))
+            status = 200
+            if "error" in payload:
+                if modern:
+                    status = ERROR_CODE_HTTP_STATUS.get(payload["error"]["code"], 200)
+                retry_after = (payload["error"].get("data") or {}).get("retry_after")
+                if isinstance(retry_after, int | float):
+                    extra.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+            sent = await reply(payload, status, extra)
         finally:
-            if watch is not None:
-                watch.cancel()
-        if rpc_method == "initialize" and not modern and "result" in payload:
-            client = _agent_requests(message.get("params"))
-            extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id, client).encode()))
-        status = 200
-        if "error" in payload:
-            if modern:
-                status = ERROR_CODE_HTTP_STATUS.get(payload["error"]["code"], 200)
-            retry_after = (payload["error"].get("data") or {}).get("retry_after")
-            if isinstance(retry_after, int | float):
-                extra.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
-        sent = await reply(payload, status, extra)
-        if audit is not None:
-            audit.response_bytes = sent
-            self.emit_audit(audit)
+            if audit is not None:
+                audit.response_bytes = sent
+                self.emit_audit(audit)
 
     async def _cancel_on_disconnect(self, ctx: RequestContext, receive: Receive) -> None:
         """The agent closed the stream before the answer: the executor abandons the call (and tells
@@ -231,7 +303,7 @@ class McpEndpoint:
         session_id = headers.get(_SESSION_HEADER)
         if not isinstance(request_id, str | int) or isinstance(request_id, bool) or not session_id:
             return
-        if self.sessions.verify(session_id, key_id) is not None:
+        if self._session(session_id, key_id) is not None:
             cancel = CancelCall(key_id=key_id, session=session_key(session_id), request_id=request_id)
             await self.handlers.gateway.cancel(cancel)
 
@@ -245,39 +317,52 @@ class McpEndpoint:
         if not session_id:
             await _plain(send, 400, {"error": "missing_session", "message": "GET /mcp needs an Mcp-Session-Id header"})
             return
-        if self.sessions.verify(session_id, key_id) is None:
-            await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, "Session not found; send initialize again"))
+        if self._session(session_id, key_id) is None:
+            await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, _SESSION_GONE))
             return
         listener = self.notifier.listen(session_key(session_id))
         await self._serve_listener(listener, [b": bastion\n\n"], receive, send)
 
-    async def _listen(self, ctx: RequestContext, message: dict[str, Any], sse_ok: bool, receive: Receive,
-                      send: Send) -> None:
+    async def _listen(
+        self, ctx: RequestContext, message: dict[str, Any], sse_ok: bool, receive: Receive, send: Send
+    ) -> None:
         """2026-07-28 `subscriptions/listen`: acknowledge what is honoured, then stream it."""
         assert self.notifier is not None
         if not sse_ok:  # the answer IS a notification stream
-            await _plain(send, 406, {"error": "not_acceptable", "message": "subscriptions/listen needs Accept: text/event-stream"})
+            await _plain(
+                send,
+                406,
+                {"error": "not_acceptable", "message": "subscriptions/listen needs Accept: text/event-stream"},
+            )
             return
-        wanted = (message.get("params") or {}).get("notifications")
-        if not isinstance(wanted, dict):
-            await _respond(send, error_body(ctx.request_id, INVALID_PARAMS, "subscriptions/listen needs 'params.notifications'"),
-                           400, False, None)
+        params = message.get("params")
+        wanted = params.get("notifications") if isinstance(params, dict) else None
+        problem = _listen_problem(wanted, self.max_listen_resources)
+        if problem is not None:
+            await _respond(send, error_body(ctx.request_id, INVALID_PARAMS, problem), 400, False, None)
             return
+        assert isinstance(wanted, dict)
         kinds = frozenset(k for k in ("tools", "prompts", "resources") if wanted.get(f"{k}ListChanged") is True)
-        uris = [u for u in wanted.get("resourceSubscriptions") or [] if isinstance(u, str)]
+        uris: list[str] = wanted.get("resourceSubscriptions") or []
         ctx.session = f"listen-{new_id()}"  # the upstream subscriptions held for this stream
-        held = await self.handlers.hold_subscriptions(ctx, uris) if uris else []
+        held, audits = await self.handlers.hold_subscriptions(ctx, uris) if uris else ([], [])
+        for audit in audits:
+            self.emit_audit(audit)
         honoured: dict[str, Any] = {f"{k}ListChanged": True for k in sorted(kinds)}
         if held:
             honoured["resourceSubscriptions"] = [uri for _, uri in held]
         listener = self.notifier.listen(None, kinds=kinds, resources=set(held), subscription_id=ctx.request_id)
-        ack = {"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-               "params": {"notifications": honoured, "_meta": {SUBSCRIPTION_ID_META_KEY: ctx.request_id}}}
+        ack = {
+            "jsonrpc": "2.0",
+            "method": "notifications/subscriptions/acknowledged",
+            "params": {"notifications": honoured, "_meta": {SUBSCRIPTION_ID_META_KEY: ctx.request_id}},
+        }
         try:
             await self._serve_listener(listener, [sse_event(ack)], receive, send)
         finally:
             if held:
-                await self.handlers.release_subscriptions(ctx, held)
+                for audit in await self.handlers.release_subscriptions(ctx, held):
+                    self.emit_audit(audit)
 
     async def _serve_listener(self, listener: Any, opening: list[bytes], receive: Receive, send: Send) -> None:
         """Stream what `listener` collects until the agent goes away; keep idle streams alive."""
@@ -291,7 +376,9 @@ class McpEndpoint:
                 getter = asyncio.ensure_future(listener.queue.get())
                 done, _ = await asyncio.wait({getter, gone}, timeout=_KEEPALIVE, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
-                    await send({"type": "http.response.body", "body": sse_event(getter.result()), "more_body": True})
+                    if (message := getter.result()) is None:
+                        break  # the session was ended
+                    await send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
                     continue
                 getter.cancel()
                 if not done:
@@ -304,10 +391,38 @@ class McpEndpoint:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
 
+    async def _end_session(self, session_id: str | None, key_id: str, send: Send) -> None:
+        """`DELETE /mcp`: the agent is done with its session; every replica refuses it from now on."""
+        if not session_id:
+            await _plain(send, 400, {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
+            return
+        session = self._session(session_id, key_id)
+        if session is None:
+            await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, _SESSION_GONE))
+            return
+        try:
+            await self.state.end(session_key(session_id), self.sessions.expires_at(session))
+        except Exception as exc:  # KV unreachable: say so rather than claim the session ended everywhere
+            log.warning("cannot record the end of a session (%s)", exc)
+            await _plain(
+                send,
+                503,
+                {"error": "unavailable", "message": "the session could not be ended on every replica; retry"},
+            )
+            return
+        await _plain(send, 200, {})
+
     async def _too_large(self, send: Send, size: int | None) -> None:
         what = f"{size} bytes" if size is not None else "larger than allowed"
-        await _plain(send, 413, error_body(None, INVALID_REQUEST,
-                                           f"request body is {what}; this gateway accepts at most {self.max_body_bytes} bytes"))
+        await _plain(
+            send,
+            413,
+            error_body(
+                None,
+                INVALID_REQUEST,
+                f"request body is {what}; this gateway accepts at most {self.max_body_bytes} bytes",
+            ),
+        )
 
 
 def _positive_float(value: str | None) -> float | None:
@@ -318,11 +433,29 @@ def _positive_float(value: str | None) -> float | None:
     return number if number is not None and 0 < number < 1e6 else None
 
 
-def _header_list(value: str | None) -> tuple[str, ...] | None:
-    """A comma-separated narrowing header; None when absent (an empty header narrows to nothing)."""
-    if value is None:
+def _repeated(raw_headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
+    """Which of the headers that must be single the request sent more than once."""
+    names = [name for name, _ in raw_headers]
+    return tuple(h.decode() for h in _GUARDED_HEADERS if names.count(h) > 1)
+
+
+def _echo_id(message: Any) -> Any:
+    """The id to answer a malformed message with: its own when that is a valid id, else null."""
+    request_id = message.get("id") if isinstance(message, dict) else None
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
+def _listen_problem(wanted: Any, max_resources: int) -> str | None:
+    if not isinstance(wanted, dict):
+        return "subscriptions/listen needs 'params.notifications', an object"
+    uris = wanted.get("resourceSubscriptions")
+    if uris is None:
         return None
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
+        return "'params.notifications.resourceSubscriptions' must be a list of resource URIs (strings)"
+    if len(uris) > max_resources:
+        return f"'params.notifications.resourceSubscriptions' names {len(uris)} resources; at most {max_resources}"
+    return None
 
 
 def _envelope_problem(message: Any) -> str | None:
@@ -358,6 +491,8 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     size = 0
     while True:
         event = await receive()
+        if event["type"] == "http.disconnect":
+            raise _Gone
         chunk = event.get("body", b"")
         if chunk:
             size += len(chunk)
@@ -396,7 +531,9 @@ class _Answer:
             await self._send({"type": "http.response.start", "status": 200, "headers": _SSE})
         await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
 
-    async def final(self, payload: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    async def final(
+        self, payload: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> int:
         if self._streaming:  # status and headers are long gone: the answer is the stream's last event
             data = sse_event(payload)
             await self._send({"type": "http.response.body", "body": data})
@@ -404,9 +541,10 @@ class _Answer:
         return await _respond(self._send, payload, status, self._sse, extra)
 
 
-async def _respond(send: Send, payload: dict[str, Any], status: int, sse: bool,
-                   extra: list[tuple[bytes, bytes]] | None) -> int:
-    data = orjson.dumps(payload)
+async def _respond(
+    send: Send, payload: dict[str, Any], status: int, sse: bool, extra: list[tuple[bytes, bytes]] | None
+) -> int:
+    data = encode_json(payload)
     sse = sse and status == 200  # errors with an HTTP status go out as plain JSON, as the SDK does
     if sse:
         data = b"event: message\ndata: " + data + b"\n\n"

@@ -8,19 +8,24 @@ second instead of after the full call timeout.
 
 from __future__ import annotations
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from bastion_common import subjects
+from bastion_common.blobs import Blobs, fits
 from bastion_common.errors import ErrorKind
+from bastion_common.llm import LlmOutcome, LlmRequest
 from bastion_common.messages import (
     Caller,
     CallOutcome,
     CancelCall,
     CancelExecution,
+    Execution,
     GatewayError,
     ToolCall,
     UpstreamRequest,
@@ -35,15 +40,30 @@ __all__ = ["Gateway"]
 _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
 
 
+def _reason(exc: PydanticSerializationError) -> str:
+    text = str(exc).removeprefix("Error serializing to JSON: ")
+    if "depth" in text:
+        return "its parameters nest too deeply (about 250 levels at most)"
+    return text[:200]
+
+
 class Gateway:
     """`await start()` before the first call."""
 
     def __init__(self, nc: NATS, settings: RequestPathSettings) -> None:
         self._nc = nc
-        self._policy = AckedRequester(nc, role="policy", accepted_by=subjects.POLICY_ACCEPTED_BY,
-                                      alive_subject=subjects.policy_alive_subject, settings=settings)
+        self._settings = settings
+        self._blobs: Blobs | None = None
+        self._policy = AckedRequester(
+            nc,
+            role="policy",
+            accepted_by=subjects.POLICY_ACCEPTED_BY,
+            alive_subject=subjects.policy_alive_subject,
+            settings=settings,
+        )
 
     async def start(self) -> None:
+        self._blobs = await Blobs.open(self._nc)
         await self._policy.start()
 
     async def _send(self, subject: str, data: bytes, timeout: float) -> Msg:  # noqa: ASYNC109 - a NATS deadline, not a scope
@@ -61,26 +81,85 @@ class Gateway:
         """Any other request routed to one upstream (prompts/get, resources/read, ...)."""
         return await self._routed(subjects.POLICY_REQUEST, request, request.method)
 
-    async def _routed(self, subject: str, message: ToolCall | UpstreamRequest, what: str) -> CallOutcome:
-        def failed(kind: ErrorKind, text: str) -> CallOutcome:
-            return CallOutcome(id=message.id, error=GatewayError(kind=kind, message=text), decided_by="executor")
+    async def llm(self, request: LlmRequest) -> LlmOutcome:
+        """A chat completion through policy (key, budgets) to the executor (the provider call)."""
+
+        def failed(kind: ErrorKind, text: str) -> LlmOutcome:
+            return LlmOutcome(id=request.id, error=GatewayError(kind=kind, message=text))
 
         try:
-            reply = await self._send(subject, message.model_dump_json().encode(), message.timeout)
+            reply = await self._send(subjects.POLICY_LLM, request.model_dump_json().encode(), request.timeout)
         except ResponderLost as exc:
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run; retry if it is safe to")
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; the completion may or may not have run")
+        except NoRespondersError:
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
+        except NatsTimeout:
+            return failed(ErrorKind.GATEWAY_TIMEOUT, f"the provider did not answer within {request.timeout:g}s")
+        try:
+            return LlmOutcome.model_validate_json(reply.data)
+        except ValidationError:
+            return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
+
+    async def _routed(self, subject: str, message: ToolCall | UpstreamRequest, what: str) -> CallOutcome:
+        def failed(kind: ErrorKind, text: str, execution: Execution = "may_have_run") -> CallOutcome:
+            error = GatewayError(kind=kind, message=text)
+            return CallOutcome(id=message.id, error=error, decided_by="executor", execution=execution)
+
+        try:
+            data = message.model_dump_json().encode()
+        except PydanticSerializationError as exc:  # e.g. arguments nested deeper than JSON serializers go
+            return failed(ErrorKind.INVALID_ARGUMENTS, f"{what} cannot be forwarded: {_reason(exc)}", "not_run")
+        if not fits(self._nc, len(data)):
+            shrunk = await self._shrunk(message, len(data))
+            if isinstance(shrunk, GatewayError):
+                return CallOutcome(id=message.id, error=shrunk, decided_by="executor", execution="not_run")
+            data = shrunk
+        try:
+            reply = await self._send(subject, data, message.timeout)
+        except ResponderLost as exc:
+            return failed(
+                ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run; retry if it is safe to"
+            )
         except NoRespondersError:
             # policy answers NATS "no responders" itself when no executor is subscribed
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"), "not_run")
         except NatsTimeout:
             return failed(
                 ErrorKind.GATEWAY_TIMEOUT,
                 f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
             )
         try:
-            return CallOutcome.model_validate_json(reply.data)
+            outcome = CallOutcome.model_validate_json(reply.data)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
+        if outcome.result_blob is not None:
+            return await self._with_result(outcome)
+        return outcome
+
+    async def _shrunk(self, message: ToolCall | UpstreamRequest, size: int) -> bytes | GatewayError:
+        """A request too large for one NATS message, its arguments moved to the object store; or
+        why it cannot be sent."""
+        if isinstance(message, ToolCall) and message.arguments and self._blobs is not None:
+            try:
+                name = await self._blobs.put(orjson.dumps(message.arguments), what="arguments")
+            except Exception as exc:
+                return GatewayError(
+                    kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                    message=f"the call's arguments ({size:,} bytes) could not be stored for transfer: {exc!r}",
+                )
+            data = message.model_copy(update={"arguments": {}, "arguments_blob": name}).model_dump_json().encode()
+            if fits(self._nc, len(data)):
+                return data
+        return GatewayError(
+            kind=ErrorKind.INVALID_ARGUMENTS,
+            message=f"the request is {size:,} bytes once encoded, more than the gateway's message bus carries "
+            f"({self._nc.max_payload:,} bytes)",
+        )
+
+    async def _with_result(self, outcome: CallOutcome) -> CallOutcome:
+        """The outcome with its result fetched from the object store (where it was too large to travel)."""
+        assert self._blobs is not None
+        return await self._blobs.with_result(outcome, self._settings.max_result_bytes)
 
     async def cancel(self, call: CancelCall) -> None:
         """An agent cancelled a request: tell the ingress replica running it, whichever it is."""
@@ -96,7 +175,7 @@ class Gateway:
         tools: list[tuple[str, str]],
         include_servers: tuple[str, ...] | None = None,
         include_tools: tuple[str, ...] | None = None,
-        timeout: float = 5.0,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> list[int] | GatewayError:
         query = VisibleToolsQuery(
             caller=caller,
@@ -109,6 +188,8 @@ class Gateway:
         except NoRespondersError:
             return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_SERVICE.format(what="policy"))
         except NatsTimeout:
-            return GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message=f"the policy service did not answer within {timeout:g}s")
+            return GatewayError(
+                kind=ErrorKind.GATEWAY_TIMEOUT, message=f"the policy service did not answer within {timeout:g}s"
+            )
         answer = VisibleTools.model_validate_json(reply.data)
         return answer.error if answer.error else answer.allowed

@@ -7,35 +7,52 @@ JSON-RPC errors (see `protocol.gateway_error_body`).
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
+from cachetools import LRUCache
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from bastion_common.audit_journal import AuditJournal
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import (
     AuditEvent,
     Caller,
     CallOutcome,
     CancelCall,
+    Execution,
     GatewayError,
     ToolCall,
     UpstreamRequest,
+    new_id,
 )
 
 from .catalog import Catalog, CatalogEntry, Listing
+from .codemode import CodeModeRouter
 from .gateway import Gateway
 from .keys import KeyDirectory
-from .protocol import ENVELOPE_META_KEYS, SERVER_INFO, error_body, gateway_error_body, negotiate_handshake, shape_result
+from .protocol import (
+    ENVELOPE_META_KEYS,
+    SERVER_INFO,
+    error_body,
+    gateway_error_body,
+    negotiate_handshake,
+    shape_result,
+    tool_error_result,
+)
 from .session_state import SessionState
 from .streams import LOG_LEVELS, CallStreams, Emit
 
 __all__ = ["Handlers", "RequestContext"]
+
+log = logging.getLogger(__name__)
 
 _INSTRUCTIONS = (
     "Tools and prompts from every upstream MCP server behind this Bastion gateway, namespaced as "
@@ -44,6 +61,15 @@ _INSTRUCTIONS = (
 _RESOURCE_NOT_FOUND = -32002
 """The MCP spec's code for a resource that does not exist."""
 _Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
+_AUDITED = {
+    "tools/call": "tool_call",
+    "prompts/get": "prompt_get",
+    "resources/read": "resource_read",
+    "resources/subscribe": "resource_subscribe",
+    "resources/unsubscribe": "resource_subscribe",
+    "completion/complete": "completion",
+}
+"""Methods whose every request that reaches its handler ends in exactly one audit event, and its kind."""
 _DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
 
 
@@ -68,6 +94,10 @@ class RequestContext:
     """Sends one JSON-RPC message on this request's SSE response; None when the agent accepts only JSON."""
     call_id: str | None = None
     """Id of the call or routed request this request became, once sent (cancellation needs it)."""
+    code_mode: str | None = None
+    """`X-Bastion-Code-Mode` as sent (`on` / `off`): overrides the key's Code Mode setting."""
+    audit_id: str | None = None
+    """Event id of the audit event this request owes, when the journal assigned it in advance."""
 
 
 def _capabilities(version: str) -> dict[str, Any]:
@@ -75,15 +105,30 @@ def _capabilities(version: str) -> dict[str, Any]:
     2026-07-28 dropped `logging`; its change notifications and resource updates travel on
     `subscriptions/listen` streams."""
     if version in MODERN_PROTOCOL_VERSIONS:
-        return {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
-                "resources": {"subscribe": True, "listChanged": True}, "completions": {}}
-    return {"tools": {"listChanged": True}, "prompts": {"listChanged": True},
-            "resources": {"subscribe": True, "listChanged": True}, "completions": {}, "logging": {}}
+        return {
+            "tools": {"listChanged": True},
+            "prompts": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "completions": {},
+        }
+    return {
+        "tools": {"listChanged": True},
+        "prompts": {"listChanged": True},
+        "resources": {"subscribe": True, "listChanged": True},
+        "completions": {},
+        "logging": {},
+    }
 
 
 _LIST_TTL = 0.5
 """Seconds a key's cached `tools/list` answer may be reused. Changes also invalidate it at once when
 ingress sees them; the TTL bounds the window in which policy may not have seen them yet."""
+_LIST_CACHE_BYTES = 64 * 1024 * 1024
+"""Bytes of cached `tools/list` answers kept at once, least recently used dropped first: the cache is
+keyed by key and narrowing headers, which agents choose."""
+
+_ListEntry = tuple[tuple[int, ...], float, orjson.Fragment, int]
+"""(revisions it was computed at, when, the tools array, its size in bytes)"""
 
 
 class Handlers:
@@ -95,8 +140,13 @@ class Handlers:
         call_timeout: float,
         streams: CallStreams | None = None,
         state: SessionState | None = None,
+        code_mode: CodeModeRouter | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.catalog, self.keys, self.gateway = catalog, keys, gateway
+        self.code_mode = code_mode
+        self.journal = journal
+        """Where a request that owes an event is written down before it is forwarded (`dispatch`)."""
         self.call_timeout = call_timeout
         self.streams = streams
         self.state = state or SessionState()
@@ -104,17 +154,75 @@ class Handlers:
         """(key id, session, JSON-RPC id) -> id of the call this replica is running for it, so an
         agent's `notifications/cancelled` finds it. Only session requests: without a session, two
         agents sharing a key may use the same JSON-RPC id."""
+        if code_mode is not None:
+            code_mode.running = self.running
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
-        self._list_cache: dict[tuple[Any, ...], tuple[tuple[int, ...], float, orjson.Fragment]] = {}
+        self.audits_owed = 0
+        """Audit events this replica owes: one per request that reached an audited handler, one per
+        upstream (un)subscribe made for a `subscriptions/listen` stream. Each is emitted exactly once."""
+        self._list_cache: LRUCache[tuple[Any, ...], _ListEntry] = LRUCache(
+            maxsize=_LIST_CACHE_BYTES, getsizeof=lambda entry: entry[3] + 256
+        )
 
     def policy_changed(self, *_: Any) -> None:
         self.policy_revision += 1
 
     async def dispatch(self, ctx: RequestContext, method: str, params: Any) -> tuple[dict[str, Any], AuditEvent | None]:
+        """The response body and, for an audited method, its audit event, whatever happens inside:
+        a failure of ours becomes an internal error with an event that says so. Never raises,
+        except `CancelledError` (see `interrupted`)."""
+        audited = method in _AUDITED
+        if audited:
+            self.audits_owed += 1
+            if self.journal is not None:  # a replica killed from here on still owes its event
+                ctx.audit_id = self.journal.begun(
+                    _AUDITED[method],
+                    _audit_name(params),
+                    ctx.caller.key_id,
+                    ctx.caller.key_name,
+                    ctx.trace_id,
+                    ctx.request_bytes,
+                )
+        try:
+            payload, audit = await self._dispatch(ctx, method, params)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log the trace, the audit a row
+            log.exception("internal error while handling %s", method)
+            error = self._failure(ctx, "internal gateway error; see the ingress log")
+            return gateway_error_body(ctx.request_id, error), self.interrupted(ctx, method, params, error)
+        if audited and audit is None:  # refused before it was routed (malformed params): audited all the same
+            refused = payload.get("error") or {}
+            error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=str(refused.get("message", "")))
+            audit = self.interrupted(ctx, method, params, error)
+        return payload, audit
+
+    def interrupted(
+        self, ctx: RequestContext, method: str, params: Any, error: GatewayError | None = None
+    ) -> AuditEvent | None:
+        """The audit event of a request whose handler did not finish (it failed, or was cancelled),
+        or None when `method` is not audited."""
+        kind = _AUDITED.get(method)
+        if kind is None:
+            return None
+        error = error or self._failure(ctx, "the gateway stopped handling this request (shutting down?)")
+        return self._audit(ctx, _audit_name(params), None, None, error, kind=kind)
+
+    @staticmethod
+    def _failure(ctx: RequestContext, what: str) -> GatewayError:
+        if ctx.call_id is not None:
+            what += "; it had been sent upstream and may have run"
+        return GatewayError(kind=ErrorKind.INTERNAL, message=what)
+
+    async def _dispatch(
+        self, ctx: RequestContext, method: str, params: Any
+    ) -> tuple[dict[str, Any], AuditEvent | None]:
         if params is not None and not isinstance(params, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params' must be an object"), None
         params = params or {}
+        if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
+            return routed
         if method == "tools/call":
             return await self.tools_call(ctx, params)
         if method == "tools/list":
@@ -190,11 +298,10 @@ class Handlers:
             )
             if isinstance(allowed, GatewayError):
                 return gateway_error_body(ctx.request_id, allowed)
-            fragment = orjson.Fragment(orjson.dumps([tools.entries[i].fragment for i in allowed]))
-            cached = (stamp, now, fragment)
-            if tools is self.catalog.tools:  # the catalog may have changed while policy answered
-                if len(self._list_cache) > 10_000:
-                    self._list_cache.clear()
+            encoded = orjson.dumps([tools.entries[i].fragment for i in allowed])
+            cached = (stamp, now, orjson.Fragment(encoded), len(encoded))
+            # the catalog may have changed while policy answered; one answer never fills the cache
+            if tools is self.catalog.tools and len(encoded) < _LIST_CACHE_BYTES // 4:
                 self._list_cache[cache_key] = cached
         result: dict[str, Any] = {"tools": cached[2]}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:
@@ -204,7 +311,9 @@ class Handlers:
     async def tools_call(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
         name, arguments = params.get("name"), params.get("arguments")
         if not isinstance(name, str) or not name:
-            return error_body(ctx.request_id, INVALID_PARAMS, "tools/call needs 'params.name', the tool's name (a string)"), None
+            return error_body(
+                ctx.request_id, INVALID_PARAMS, "tools/call needs 'params.name', the tool's name (a string)"
+            ), None
         if arguments is None:
             arguments = {}
         elif not isinstance(arguments, dict):
@@ -233,8 +342,12 @@ class Handlers:
             client=list(ctx.client),
         )
         outcome = await self._streamed(ctx, call, self.gateway.call)
-        audit = self._audit(ctx, name, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms)
+        audit = self._audit(
+            ctx, name, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms, outcome.execution
+        )
         if outcome.error is not None:
+            if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
+                return self._ok(ctx, as_result), audit
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit
         return self._ok(ctx, outcome.result or {"content": []}), audit
 
@@ -251,15 +364,23 @@ class Handlers:
         entries = listing.entries
         return self._ok(ctx, {field_name: [entries[i].fragment for i in allowed], **cache})
 
-    async def prompts_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
+    async def prompts_get(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], AuditEvent | None]:
         name = params.get("name")
         if not isinstance(name, str) or not name:
-            return error_body(ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"), None
+            return error_body(
+                ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"
+            ), None
         entry = self.catalog.prompt_by_name.get(name)
         if entry is None:
-            error = GatewayError(kind=ErrorKind.UNKNOWN_TOOL,
-                                 message=f"Unknown prompt: {name!r}. Call prompts/list to see the prompts this key may use.")
-            return gateway_error_body(ctx.request_id, error, prompt=name), self._audit(ctx, name, None, None, error, kind="prompt_get")
+            error = GatewayError(
+                kind=ErrorKind.UNKNOWN_TOOL,
+                message=f"Unknown prompt: {name!r}. Call prompts/list to see the prompts this key may use.",
+            )
+            return gateway_error_body(ctx.request_id, error, prompt=name), self._audit(
+                ctx, name, None, None, error, kind="prompt_get"
+            )
         return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
 
     async def resources_request(
@@ -271,7 +392,9 @@ class Handlers:
         entry = self.catalog.resource_owner(uri)
         kind = "resource_read" if method == "resources/read" else "resource_subscribe"
         if entry is None:
-            error = GatewayError(kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND)
+            error = GatewayError(
+                kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
+            )
             body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
             return body, self._audit(ctx, uri, None, None, error, kind=kind)
         payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=f"resource:{uri}")
@@ -289,36 +412,66 @@ class Handlers:
         elif isinstance(ref, dict) and ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
             entry = self.catalog.template_owner(ref["uri"]) or self.catalog.resource_owner(ref["uri"])
         else:
-            return error_body(ctx.request_id, INVALID_PARAMS,
-                              "completion/complete needs 'params.ref': a ref/prompt with a name or a ref/resource with a uri"), None
+            return error_body(
+                ctx.request_id,
+                INVALID_PARAMS,
+                "completion/complete needs 'params.ref': a ref/prompt with a name or a ref/resource with a uri",
+            ), None
         if entry is None:
-            return error_body(ctx.request_id, INVALID_PARAMS, f"nothing to complete for {ref!r}: unknown prompt or resource"), None
+            return error_body(
+                ctx.request_id, INVALID_PARAMS, f"nothing to complete for {ref!r}: unknown prompt or resource"
+            ), None
         return await self._route(ctx, "completion/complete", entry, params, "completion")
 
-    async def hold_subscriptions(self, ctx: RequestContext, uris: list[str]) -> list[tuple[str, str]]:
+    async def hold_subscriptions(
+        self, ctx: RequestContext, uris: list[str]
+    ) -> tuple[list[tuple[str, str]], list[AuditEvent]]:
         """Subscribe upstream, on behalf of one `subscriptions/listen` stream (`ctx.session`), to
-        the resources the key may read; the (server, uri) pairs that took."""
+        the resources the key may read: the (server, uri) pairs that took, and the audit event of
+        each subscription tried."""
         owners = [(uri, entry) for uri in dict.fromkeys(uris) if (entry := self.catalog.resource_owner(uri))]
         if not owners:
-            return []
-        allowed = await self.gateway.visible(ctx.caller, [(e.server, f"resource:{u}") for u, e in owners],
-                                             ctx.include_servers, None)
+            return [], []
+        allowed = await self.gateway.visible(
+            ctx.caller, [(e.server, f"resource:{u}") for u, e in owners], ctx.include_servers, None
+        )
         if isinstance(allowed, GatewayError):
-            return []
-        held = []
+            return [], []
+        held, audits = [], []
         for uri, entry in (owners[i] for i in allowed):
-            payload, _ = await self._route(ctx, "resources/subscribe", entry, {"uri": uri}, "resource_subscribe",
-                                           name=uri, target=f"resource:{uri}")
+            self.audits_owed += 1
+            payload, audit = await self._route(
+                ctx,
+                "resources/subscribe",
+                entry,
+                {"uri": uri},
+                "resource_subscribe",
+                name=uri,
+                target=f"resource:{uri}",
+            )
+            audits.append(audit)
             if "result" in payload:
                 held.append((entry.server, uri))
-        return held
+        return held, audits
 
-    async def release_subscriptions(self, ctx: RequestContext, held: list[tuple[str, str]]) -> None:
+    async def release_subscriptions(self, ctx: RequestContext, held: list[tuple[str, str]]) -> list[AuditEvent]:
+        """Undo `hold_subscriptions`; the audit event of each unsubscribe."""
+        audits = []
         for server, uri in held:
             entry = self.catalog.resource_owner(uri)
             if entry is not None and entry.server == server:
-                await self._route(ctx, "resources/unsubscribe", entry, {"uri": uri}, "resource_subscribe",
-                                  name=uri, target=f"resource:{uri}")
+                self.audits_owed += 1
+                _, audit = await self._route(
+                    ctx,
+                    "resources/unsubscribe",
+                    entry,
+                    {"uri": uri},
+                    "resource_subscribe",
+                    name=uri,
+                    target=f"resource:{uri}",
+                )
+                audits.append(audit)
+        return audits
 
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Per session: the level filters the log notifications Bastion forwards to this agent (upstream
@@ -359,8 +512,17 @@ class Handlers:
         )
         outcome = await self._streamed(ctx, request, self.gateway.request)
         label = name or entry.name
-        audit = self._audit(ctx, label, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms,
-                            kind=kind)
+        audit = self._audit(
+            ctx,
+            label,
+            entry.server,
+            entry.tool,
+            outcome.error,
+            outcome.result,
+            outcome.upstream_ms,
+            outcome.execution,
+            kind=kind,
+        )
         if outcome.error is not None:
             return gateway_error_body(ctx.request_id, outcome.error, server=entry.server), audit
         return self._ok(ctx, outcome.result or {}), audit
@@ -415,9 +577,11 @@ class Handlers:
         error: GatewayError | None,
         result: dict[str, Any] | None = None,
         upstream_ms: float | None = None,
+        execution: Execution | None = None,
         *,
         kind: str = "tool_call",
     ) -> AuditEvent:
+        """`execution` as the outcome said; without one, a result ran and an error stopped it here."""
         if error is not None:
             status = "denied" if error.kind in _DENIED else "error"
             code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
@@ -425,7 +589,8 @@ class Handlers:
             status = "tool_error" if result and result.get("isError") else "ok"
             code = None
         return AuditEvent(
-            kind=kind,  # type: ignore[arg-type]
+            event_id=ctx.audit_id or new_id(),
+            kind=kind,
             trace_id=ctx.trace_id,
             key_id=ctx.caller.key_id,
             key_name=ctx.caller.key_name,
@@ -439,7 +604,19 @@ class Handlers:
             latency_ms=(time.perf_counter() - ctx.started) * 1000,
             upstream_ms=upstream_ms,
             request_bytes=ctx.request_bytes,
+            execution=execution or ("ran" if error is None else "not_run"),
         )
+
+
+def _audit_name(params: Any) -> str:
+    """What an audit row names for a request whose handler did not say: its name, URI or ref."""
+    if not isinstance(params, dict):
+        return ""
+    ref = params.get("ref")
+    candidates = [params.get("name"), params.get("uri")]
+    if isinstance(ref, dict):
+        candidates += [ref.get("name"), ref.get("uri")]
+    return next((value for value in candidates if isinstance(value, str)), "")
 
 
 def _forwarded_meta(params: dict[str, Any]) -> dict[str, Any] | None:

@@ -1,17 +1,22 @@
-"""DNS-rebinding protection: a gateway bound to loopback answers only to loopback host names.
+"""DNS-rebinding protection: `/mcp` answers only under host names it was told to serve.
 
 A web page on evil.example.com whose name is re-pointed at 127.0.0.1 can make a browser send
 requests to a local gateway; the browser then sends `Host: evil.example.com` (and that `Origin`).
-Refusing unknown hosts closes that door, as the MCP transport spec asks of local servers.
+Refusing unknown hosts closes that door, as the MCP transport spec asks of servers.
+
+Bound to loopback, the loopback names are allowed by default. Bound to any other address the
+guard fails closed: it needs an allow-list (`BASTION_ALLOWED_HOSTS`) or the explicit opt-out
+`BASTION_ALLOW_ANY_HOST` (a gateway behind a proxy that checks hosts itself).
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from bastion_common.settings import unguarded_bind_problem
+
 __all__ = ["HostGuard"]
 
-_LOOPBACK_BINDS = frozenset({"127.0.0.1", "localhost", "::1"})
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 
@@ -24,20 +29,34 @@ def _hostname(value: str) -> str:
 
 
 class HostGuard:
-    def __init__(self, bind_host: str, allowed_hosts: list[str]) -> None:
+    def __init__(self, bind_host: str, allowed_hosts: list[str], allow_any_host: bool = False) -> None:
+        if (problem := unguarded_bind_problem(bind_host, allowed_hosts, allow_any_host)) is not None:
+            raise ValueError(problem)
         allowed = {h.lower() for h in allowed_hosts}
-        if not allowed and bind_host in _LOOPBACK_BINDS:
+        if not allowed and not allow_any_host:
             allowed = set(_LOOPBACK_NAMES)
         self._allowed: frozenset[str] | None = frozenset(allowed) if allowed else None
 
-    def problem(self, host: str | None, origin: str | None) -> str | None:
-        """Why this request must be refused, or None."""
+    def problem(self, host: str | None, origin: str | None, repeated: tuple[str, ...] = ()) -> str | None:
+        """Why this request must be refused, or None. `repeated`: which of host / origin the
+        request sent more than once (a proxy and the app could each read a different one)."""
+        if repeated:
+            return f"the {' and '.join(repeated)} header appears more than once"
         if self._allowed is None:
             return None
         if host is not None and _hostname(host) not in self._allowed:
             return f"host {_hostname(host)!r} is not allowed here (see BASTION_ALLOWED_HOSTS)"
-        if origin and origin != "null":
+        if origin is not None:
+            return self._origin_problem(origin)
+        return None
+
+    def _origin_problem(self, origin: str) -> str | None:
+        # "null" is what sandboxed frames and file:// pages send: a browser page all the same
+        try:
             origin_host = urlsplit(origin).hostname or ""
-            if origin_host.lower() not in self._allowed and f"[{origin_host}]" not in self._allowed:
-                return f"origin {origin!r} is not allowed here (see BASTION_ALLOWED_HOSTS)"
+        except ValueError:
+            return f"origin {origin[:100]!r} is not a valid URL"
+        allowed = self._allowed or frozenset()
+        if origin_host.lower() not in allowed and f"[{origin_host}]" not in allowed:
+            return f"origin {origin[:100]!r} is not allowed here (see BASTION_ALLOWED_HOSTS)"
         return None

@@ -43,6 +43,15 @@ class KeyDirectory:
     def delete(self, key_id: str) -> None:
         self._by_id.pop(key_id, None)
 
+    def record(self, key_id: str) -> KeyRecord | None:
+        entry = self._by_id.get(key_id)
+        return entry[0] if entry else None
+
+    def code_mode(self, key_id: str) -> bool:
+        """The key's Code Mode setting (a request header may override it)."""
+        entry = self._by_id.get(key_id)
+        return entry is not None and entry[0].code_mode
+
     def revision(self, key_id: str) -> int:
         entry = self._by_id.get(key_id)
         return entry[2] if entry else -1

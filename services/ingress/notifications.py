@@ -43,7 +43,13 @@ class Listener:
     resources: set[tuple[str, str]] | None = None
     """(server, uri) whose updates this stream wants; None: the session's subscriptions."""
     subscription_id: Any = None
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
+    queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
+    """Messages for the stream; None ends it (its session was ended)."""
+
+    def end(self) -> None:
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
 
     def push(self, message: dict[str, Any]) -> None:
         if self.subscription_id is not None:
@@ -69,6 +75,12 @@ class Notifier:
     def forget(self, listener: Listener) -> None:
         self._listeners.discard(listener)
 
+    def session_ended(self, session: str) -> None:
+        """The agent ended its session (on any replica): its streams here end too."""
+        for listener in self._listeners:
+            if listener.session == session:
+                listener.end()
+
     def catalog_changed(self) -> None:
         signatures = self._signature()
         changed = [kind for kind, old in self._signatures.items() if signatures[kind] != old]
@@ -87,14 +99,22 @@ class Notifier:
         pair = (update.server, update.uri)
         message = {"jsonrpc": "2.0", "method": "notifications/resources/updated", "params": {"uri": update.uri}}
         for listener in self._listeners:
-            wanted = listener.resources if listener.resources is not None else self._state.subscriptions.get(
-                listener.session or "", ())
+            wanted = (
+                listener.resources
+                if listener.resources is not None
+                else self._state.subscriptions.get(listener.session or "", ())
+            )
             if pair in wanted:
                 listener.push(message)
 
     def _signature(self) -> dict[str, bytes]:
         catalog = self._catalog
-        kinds = {"tools": catalog.entries, "prompts": catalog.prompts.entries,
-                 "resources": [*catalog.resources.entries, *catalog.templates.entries]}
-        return {kind: hashlib.blake2b(orjson.dumps([(e.server, e.definition) for e in entries]),
-                                      digest_size=16).digest() for kind, entries in kinds.items()}
+        kinds = {
+            "tools": catalog.entries,
+            "prompts": catalog.prompts.entries,
+            "resources": [*catalog.resources.entries, *catalog.templates.entries],
+        }
+        return {
+            kind: hashlib.blake2b(orjson.dumps([(e.server, e.definition) for e in entries]), digest_size=16).digest()
+            for kind, entries in kinds.items()
+        }

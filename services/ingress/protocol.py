@@ -8,11 +8,16 @@ inbound validation ladder come from the official SDK, not copies of it.
 
 from __future__ import annotations
 
+import json
+import logging
+import re
 from typing import Any, Final
 
+import orjson
 from mcp_types import (
     CLIENT_CAPABILITIES_META_KEY,
     CLIENT_INFO_META_KEY,
+    INTERNAL_ERROR,
     PROTOCOL_VERSION_META_KEY,
     SERVER_INFO_META_KEY,
 )
@@ -25,10 +30,15 @@ __all__ = [
     "DEFAULT_LEGACY_VERSION",
     "ENVELOPE_META_KEYS",
     "SERVER_INFO",
+    "encode_json",
     "error_body",
     "negotiate_handshake",
+    "parse_json",
     "shape_result",
+    "tool_error_result",
 ]
+
+log = logging.getLogger(__name__)
 
 SERVER_INFO: Final = {"name": "bastion", "title": "Bastion MCP gateway", "version": "0.1.0"}
 
@@ -57,7 +67,11 @@ def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
     """
     if version in MODERN_PROTOCOL_VERSIONS:
         meta = result.get("_meta")
-        stamped = {**meta, SERVER_INFO_META_KEY: SERVER_INFO} if isinstance(meta, dict) else {SERVER_INFO_META_KEY: SERVER_INFO}
+        stamped = (
+            {**meta, SERVER_INFO_META_KEY: SERVER_INFO}
+            if isinstance(meta, dict)
+            else {SERVER_INFO_META_KEY: SERVER_INFO}
+        )
         return {**result, "resultType": result.get("resultType") or "complete", "_meta": stamped}
     if any(field in result for field in _LATER_RESULT_FIELDS) or (
         isinstance(result.get("_meta"), dict) and SERVER_INFO_META_KEY in result["_meta"]
@@ -71,6 +85,21 @@ def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
             else:
                 del result["_meta"]
     return result
+
+
+INVALID_ARGUMENTS_AS_TOOL_ERROR_SINCE: Final = "2025-11-25"
+"""SEP-1303: from this revision on, arguments that fail a tool's `inputSchema` are a tool result."""
+
+
+def tool_error_result(error: GatewayError, version: str) -> dict[str, Any] | None:
+    """The `isError` tool result that answers `error` for an agent on `version`, or None for a
+    JSON-RPC error. Only invalid arguments qualify, and only from 2025-11-25 on (SEP-1303): the
+    model reads every violation and can call again with fixed arguments, where a JSON-RPC error
+    would often stop at the client. Earlier agents keep -32602, as their revisions prescribe.
+    (Revisions are ISO dates, so they compare as strings.)"""
+    if error.kind is not ErrorKind.INVALID_ARGUMENTS or version < INVALID_ARGUMENTS_AS_TOOL_ERROR_SINCE:
+        return None
+    return {"content": [{"type": "text", "text": error.message}], "isError": True}
 
 
 def error_body(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:
@@ -88,3 +117,44 @@ def gateway_error_body(request_id: Any, error: GatewayError, **context: Any) -> 
     elif error.data is not None:
         data["detail"] = error.data
     return error_body(request_id, code, error.message, data)
+
+
+def encode_json(message: dict[str, Any]) -> bytes:
+    """JSON for a message to the agent; cannot fail. orjson refuses integers beyond 64 bits and
+    nesting past 255 levels, both valid JSON an upstream may send: the standard library encodes
+    those. What neither can encode becomes an internal error naming why."""
+    try:
+        return orjson.dumps(message)
+    except TypeError as first:
+        try:
+            return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except (TypeError, ValueError, RecursionError):
+            log.warning("a message could not be encoded as JSON (%s)", first)
+            request_id = message.get("id")
+            if not isinstance(request_id, str | int) or isinstance(request_id, bool):
+                request_id = None
+            return orjson.dumps(
+                error_body(request_id, INTERNAL_ERROR, f"the gateway could not encode the answer as JSON ({first})")
+            )
+
+
+_LONG_INTEGER = re.compile(rb"\d{20}")
+"""Twenty digits in a row: possibly an integer beyond 64 bits (2**64 has 20 digits)."""
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON; raises ValueError when it is not JSON.
+
+    orjson reads an integer beyond 64 bits as a float, so an agent's 18446744073709551621 would
+    reach the upstream as 1.8446744073709552e+19. A body that may hold one is parsed by the standard
+    library instead, which keeps it exact (and is slower, which the common body does not pay)."""
+    if _LONG_INTEGER.search(body) is None:
+        return orjson.loads(body)
+    try:
+        return json.loads(body, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

@@ -11,27 +11,38 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
 
-from bastion_common import subjects
+from bastion_common import permissions, subjects
+from bastion_common.audit_journal import AuditJournal
 from bastion_common.audit_publisher import AuditPublisher
+from bastion_common.audit_publisher import FieldLimits as AuditFieldLimits
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.nats import connect, ensure_audit_stream, kv_bucket, processed
+from bastion_common.sealing import Sealer
 from bastion_common.settings import IngressSettings
 
-from .admin import admin_api
+from .admin import PREFIX, admin_api
 from .catalog import Catalog
+from .codemode import CodeModeRouter
 from .endpoint import McpEndpoint
+from .field_limits import FieldLimits
 from .gateway import Gateway
 from .handlers import Handlers
 from .hosts import HostGuard
+from .http_limits import HttpLimits, guarded_protocol
 from .keys import KeyDirectory
+from .llm_endpoint import LlmEndpoint, ModelDirectory
 from .notifications import Notifier
+from .pages import admin_index, landing_page
 from .session_state import SessionState
 from .sessions import SessionCodec
 from .streams import CallStreams
@@ -39,6 +50,8 @@ from .streams import CallStreams
 __all__ = ["IngressService"]
 
 log = logging.getLogger(__name__)
+
+VERSION = version("bastion-gateway")
 
 SESSION_STATE_TTL = 7 * 24 * 3600.0
 """Seconds an agent session's log level and subscriptions are kept after their last change."""
@@ -51,18 +64,20 @@ class _Server(uvicorn.Server):
 
 
 class _McpFirst:
-    """`/mcp` straight to its endpoint, everything else through FastAPI.
+    """`/mcp` and the OpenAI-compatible `/v1/...` straight to their endpoints, everything else through FastAPI.
 
     The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
     exception handlers, routing) would only add per-request work on the hot path.
     """
 
-    def __init__(self, endpoint: McpEndpoint, app: FastAPI) -> None:
-        self.endpoint, self.app = endpoint, app
+    def __init__(self, endpoint: McpEndpoint, app: FastAPI, llm: LlmEndpoint | None = None) -> None:
+        self.endpoint, self.app, self.llm = endpoint, app, llm
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp":
             await self.endpoint(scope, receive, send)
+        elif scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/"):
+            await self.llm(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -72,10 +87,13 @@ class IngressService:
         self.settings = settings
         self.keys = KeyDirectory()
         self.catalog = Catalog()
+        self.models = ModelDirectory()
         self.port: int = settings.port
         self._nc: NATS | None = None
+        self._admin_nc: NATS | None = None
         self._watches: list[BucketWatch] = []
         self._audit: AuditPublisher | None = None
+        self._journal: AuditJournal | None = None
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
 
@@ -84,41 +102,83 @@ class IngressService:
         return f"http://{self.settings.host}:{self.port}/mcp"
 
     async def start(self) -> None:
-        self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-ingress{self.settings.instance}")
+        self._nc = nc = await connect(
+            self.settings.nats_url,
+            name=f"bastion-ingress{self.settings.instance}",
+            role=permissions.INGRESS,
+            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        )
         js = nc.jetstream()
         await ensure_audit_stream(js)
-        self._audit = AuditPublisher(js)
+        if self.settings.audit_journal_dir:
+            self._journal = AuditJournal(
+                Path(self.settings.audit_journal_dir) / (self.settings.instance or "ingress"),
+                segment_bytes=self.settings.audit_journal_segment_bytes,
+            )
+        self._audit = AuditPublisher(
+            nc,
+            limits=AuditFieldLimits(text=self.settings.audit_max_text_bytes, error=self.settings.audit_max_error_bytes),
+            max_queue=self.settings.audit_buffer,
+            max_bytes=self.settings.audit_buffer_bytes,
+            journal=self._journal,
+        )
         await self._audit.start()
-        self.sessions = SessionCodec(self.settings.session_secret.get_secret_value())
+        if self._journal is not None and (owed := self._journal.replay(self._audit.emit)):
+            log.warning("audit journal: re-published %d event(s) a previous process left unacked", owed)
+        self.sessions = SessionCodec(self.settings.session_secret.get_secret_value(), self.settings.session_max_age)
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()
         state = SessionState()
         state.attach(await kv_bucket(js, subjects.KV_SESSIONS, ttl=SESSION_STATE_TTL))
         self.notifier = Notifier(self.catalog, state)
+        state.on_ended = self.notifier.session_ended
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
         gateway = Gateway(nc, self.settings)
         await gateway.start()
-        self.handlers = Handlers(self.catalog, self.keys, gateway, self.settings.call_timeout, self.streams, state)
+        code_mode = CodeModeRouter(nc, self.keys, self.settings)
+        await code_mode.start()
+        self.handlers = Handlers(
+            self.catalog, self.keys, gateway, self.settings.call_timeout, self.streams, state, code_mode, self._journal
+        )
         await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
         await processed(nc)
         self._watches = [
-            BucketWatch(js, subjects.KV_KEYS, self.keys.put, self.keys.delete),
-            BucketWatch(js, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
-            BucketWatch(js, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
-            BucketWatch(js, subjects.KV_SESSIONS, state.put, state.delete),
+            BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete),
+            BucketWatch(nc, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
+            BucketWatch(nc, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
+            BucketWatch(nc, subjects.KV_SESSIONS, state.put, state.delete),
+            BucketWatch(nc, subjects.KV_LLM, self.models.put, self.models.delete),
         ]
         for watch in self._watches:
             await watch.start()
+        s = self.settings
+        limits = HttpLimits(
+            max_connections=s.max_connections,
+            max_request_line_bytes=s.max_request_line_bytes,
+            max_header_bytes=s.max_header_bytes,
+            max_headers=s.max_headers,
+            header_timeout=s.header_timeout,
+            body_timeout=s.body_timeout,
+        )
+        if self.settings.admin_token.get_secret_value():
+            # its own connection and credentials: only the admin role may write keys, servers and policy,
+            # and a public replica (no admin token) never holds them
+            self._admin_nc = await connect(
+                self.settings.nats_url,
+                name=f"bastion-admin{self.settings.instance}",
+                role=permissions.ADMIN,
+                nkey_seed_file=self.settings.admin_nats_nkey_seed_file,
+            )
         config = uvicorn.Config(
             self.build_app(nc),
-            host=self.settings.host,
-            port=self.settings.port,
+            host=s.host,
+            port=s.port,
             loop="none",
-            http="httptools",
+            http=guarded_protocol(limits),
             lifespan="off",
             access_log=False,
             log_level="warning",
-            timeout_keep_alive=75,
+            timeout_keep_alive=max(1, round(s.idle_timeout)),
         )
         self._server = _Server(config)
         self._serving = asyncio.create_task(self._server.serve(), name="uvicorn")
@@ -140,6 +200,15 @@ class IngressService:
 
     def build_app(self, nc: NATS) -> _McpFirst:
         assert self._audit is not None
+        fields = FieldLimits(
+            method_chars=self.settings.max_method_chars,
+            id_chars=self.settings.max_id_chars,
+            name_chars=self.settings.max_name_chars,
+            uri_chars=self.settings.max_uri_chars,
+            meta_bytes=self.settings.max_meta_bytes,
+            include_patterns=self.settings.max_include_patterns,
+            pattern_chars=self.settings.max_pattern_chars,
+        )
         endpoint = McpEndpoint(
             self.handlers,
             self.keys,
@@ -147,12 +216,30 @@ class IngressService:
             self._audit.emit,
             self.settings.max_body_bytes,
             prefer_sse=self.settings.response_mode == "sse",
-            hosts=HostGuard(self.settings.host, self.settings.allowed_hosts),
+            hosts=HostGuard(self.settings.host, self.settings.allowed_hosts, self.settings.allow_any_host),
             streams=self.streams,
             notifier=self.notifier,
+            fields=fields,
+            max_listen_resources=self.settings.max_listen_resources,
         )
-        app = FastAPI(title="Bastion ingress", version="0.1.0", docs_url="/docs", redoc_url=None)
-        app.include_router(admin_api(nc.jetstream(), self.settings.admin_token, self.keys))
+        # /docs serves Swagger UI from the fastapi-offline wheel: it works without internet access
+        app: FastAPI = FastAPIOffline(
+            title="Bastion ingress", version=VERSION, docs_url="/docs", redoc_url=None, static_url="/docs/assets"
+        )
+        admin_nc = self._admin_nc or nc  # without admin credentials the admin API is off (no token) anyway
+        sealer = Sealer(self.settings.secrets_key)
+        admin = admin_api(admin_nc.jetstream(), self.settings.admin_token, self.keys, sealer)
+        app.include_router(admin)
+        index = admin_index(PREFIX, [getattr(route, "path", "") for route in admin.routes])
+
+        @app.get("/", include_in_schema=False)
+        async def landing(request: Request) -> HTMLResponse:
+            return HTMLResponse(landing_page(str(request.base_url).rstrip("/"), VERSION))
+
+        # a map of the API rather than a part of it: kept out of the OpenAPI document it points to
+        @app.get(PREFIX, include_in_schema=False)
+        async def admin_api_index() -> dict[str, Any]:
+            return index
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:
@@ -160,7 +247,10 @@ class IngressService:
             body = {"status": "ok" if ready else "starting", "tools": len(self.catalog.entries)}
             return JSONResponse(body, status_code=200 if ready else 503)
 
-        return _McpFirst(endpoint, app)
+        llm = LlmEndpoint(
+            self.handlers, self.keys, self.models, self.streams, self._audit.emit, self.settings.max_body_bytes, fields
+        )
+        return _McpFirst(endpoint, app, llm)
 
     async def stop(self) -> None:
         if self._server is not None and self._serving is not None:
@@ -169,7 +259,11 @@ class IngressService:
                 await asyncio.wait_for(self._serving, 10)
         if self._audit is not None:
             await self._audit.aclose()
+        if self._journal is not None:
+            self._journal.close()
         for watch in self._watches:
             await watch.stop()
+        if self._admin_nc is not None and not self._admin_nc.is_closed:
+            await self._admin_nc.drain()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()

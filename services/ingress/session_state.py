@@ -1,11 +1,15 @@
-"""What an agent session asked for that outlives one request: its log level and its resource
-subscriptions, kept in KV `bastion_sessions` so every ingress replica honours them (the request
-that sets them and the stream that delivers on them may reach different replicas)."""
+"""What an agent session asked for that outlives one request: its log level, its resource
+subscriptions, and whether the agent ended it (`DELETE /mcp`), kept in KV `bastion_sessions` so
+every ingress replica honours them (the request that sets them and the one that relies on them
+may reach different replicas). Each replica keeps what the KV watch delivers in memory, so
+checking a session costs a dict lookup."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 
 import orjson
 from nats.js.kv import KeyValue
@@ -31,6 +35,10 @@ class SessionState:
         self.subscriptions: dict[str, set[tuple[str, str]]] = {}
         """session -> {(server, uri)}"""
         self._by_key: dict[str, tuple[str, tuple[str, str]]] = {}
+        self.ended: dict[str, float] = {}
+        """session -> when its id would have expired anyway (unix time): until then it is refused."""
+        self.on_ended: Callable[[str], None] | None = None
+        """Told of each session ended, by this replica or another (to end its open streams)."""
         self._kv: KeyValue | None = None
 
     def attach(self, kv: KeyValue) -> None:
@@ -47,6 +55,8 @@ class SessionState:
             return
         if rest == "level" and isinstance(data, str):
             self.levels[session] = data
+        elif rest == "ended" and isinstance(data, int | float):
+            self._ended(session, float(data))
         elif rest.startswith("sub.") and isinstance(data, dict):
             pair = (str(data.get("server")), str(data.get("uri")))
             self._by_key[key] = (session, pair)
@@ -62,7 +72,26 @@ class SessionState:
             if not pairs:
                 self.subscriptions.pop(entry[0], None)
 
+    def is_ended(self, session: str) -> bool:
+        return session in self.ended
+
+    def _ended(self, session: str, expires_at: float) -> None:
+        if len(self.ended) >= 1024 and len(self.ended) & 1023 == 0:  # now and then, forget what expired anyway
+            now = time.time()
+            self.ended = {s: t for s, t in self.ended.items() if t > now}
+        known = session in self.ended
+        self.ended[session] = expires_at
+        if not known and self.on_ended is not None:
+            self.on_ended(session)
+
     # ------------------------------------------------------------------ writes
+
+    async def end(self, session: str, expires_at: float) -> None:
+        """The agent ended the session: every replica refuses it from now on. The record outlives
+        the id's own expiry (`expires_at`), after which the id is refused for its age anyway."""
+        self._ended(session, expires_at)
+        if self._kv is not None:
+            await self._kv.put(f"{session}.ended", orjson.dumps(expires_at))
 
     async def set_level(self, session: str, level: str) -> None:
         self.levels[session] = level  # this replica at once; the others through the watch

@@ -31,20 +31,27 @@ class SessionInfo:
 
 
 class SessionCodec:
-    def __init__(self, secret: bytes | str = b"") -> None:
+    def __init__(self, secret: bytes | str = b"", max_age: float = 24 * 3600.0) -> None:
         raw = secret.encode() if isinstance(secret, str) else secret
         self._secret = raw or secrets.token_bytes(32)
+        self.max_age = max_age
+        """Seconds a session id is valid after it was issued."""
 
     def issue(self, protocol_version: str, key_id: str, client: tuple[str, ...] = ()) -> str:
         payload = orjson.dumps(
-            {"v": protocol_version, "k": key_id[:32], "t": int(time.time()), "n": secrets.token_hex(4),
-             "c": list(client)}
+            {
+                "v": protocol_version,
+                "k": key_id[:32],
+                "t": int(time.time()),
+                "n": secrets.token_hex(4),
+                "c": list(client),
+            }
         )
         body = base64.urlsafe_b64encode(payload).rstrip(b"=")
         return (body + b"." + self._sign(body)).decode()
 
     def verify(self, session_id: str, key_id: str) -> SessionInfo | None:
-        """The session, or None if the id is forged, corrupt, or belongs to another key."""
+        """The session, or None if the id is forged, corrupt, expired, or belongs to another key."""
         body, _, signature = session_id.encode().partition(b".")
         if not body or not hmac.compare_digest(signature, self._sign(body)):
             return None
@@ -52,9 +59,12 @@ class SessionCodec:
             payload = orjson.loads(base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4)))
         except (ValueError, orjson.JSONDecodeError):
             return None
-        if payload.get("k") != key_id[:32]:
+        if payload.get("k") != key_id[:32] or time.time() - payload["t"] > self.max_age:
             return None
         return SessionInfo(payload["v"], key_id, payload["t"], tuple(payload.get("c") or ()))
+
+    def expires_at(self, session: SessionInfo) -> float:
+        return session.issued_at + self.max_age
 
     def reply_id(self, subject: str, key_id: str) -> str:
         """The JSON-RPC id of a request Bastion sends an agent on an upstream's behalf. It names the
@@ -67,7 +77,7 @@ class SessionCodec:
         """The subject a `reply_id` names, or None if `request_id` is not one of ours for this key."""
         if not isinstance(request_id, str) or not request_id.startswith(_REPLY_PREFIX.decode()):
             return None
-        body, _, signature = request_id[len(_REPLY_PREFIX):].encode().partition(b".")
+        body, _, signature = request_id[len(_REPLY_PREFIX) :].encode().partition(b".")
         if not body or not hmac.compare_digest(signature, self._sign(body + b"\x00" + key_id.encode())):
             return None
         try:

@@ -16,13 +16,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from bastion_common.messages import ClientReply, StreamEvent
 
+from .protocol import encode_json
 from .sessions import SessionCodec
 
 __all__ = ["LOG_LEVELS", "CallStream", "CallStreams"]
@@ -128,8 +128,11 @@ class CallStreams:
         if subject is None:
             return False
         result, error = message.get("result"), message.get("error")
-        await self._answer(subject, result=result if isinstance(result, dict) else None,
-                           error=error if isinstance(error, dict) else None)
+        await self._answer(
+            subject,
+            result=result if isinstance(result, dict) else None,
+            error=error if isinstance(error, dict) else None,
+        )
         return True
 
     async def _answer(self, subject: str, **reply: Any) -> None:
@@ -140,4 +143,4 @@ class CallStreams:
 
 
 def sse_event(message: dict[str, Any]) -> bytes:
-    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+    return b"event: message\ndata: " + encode_json(message) + b"\n\n"

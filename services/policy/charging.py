@@ -17,7 +17,7 @@ from bastion_common.entities import RateLimit
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import GatewayError
 
-from .limits import Charged, LimitEngine, Refused, ToolTable, plan_for
+from .limits import Charged, LimitEngine, LimitPlan, Refused, ToolTable, micro_usd, plan_for
 from .view import CompiledKey, PolicyView
 
 __all__ = ["Charger"]
@@ -48,18 +48,42 @@ class Charger:
         plan = plan_for(price, key.budgets, [*key.rate_limits, (f"tool:{server}/{tool}", tool_limit)])
         if not plan:
             return None
+        return await self._checked(plan, now)
+
+    async def _checked(self, plan: LimitPlan, now: float) -> Charged | GatewayError | None:
         try:
             result = await self.engine.check_and_charge(plan, now)
         except (RedisError, OSError) as exc:
             log.error("limits store unreachable: %s", exc)
-            return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                                message="the budget and rate-limit store is unreachable; retry shortly")
+            return GatewayError(
+                kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                message="the budget and rate-limit store is unreachable; retry shortly",
+            )
         if isinstance(result, Refused):
             error = result.error()
-            error.data = {"scope": result.scope, "limit": result.limit, "resets_at": result.resets_at,
-                          "retry_after": round(result.retry_after, 3)}
+            error.data = {
+                "scope": result.scope,
+                "limit": result.limit,
+                "resets_at": result.resets_at,
+                "retry_after": round(result.retry_after, 3),
+            }
             return error
         return result if result.budget_keys else None
+
+    async def charge_usd(self, key: CompiledKey, cost_usd: float, now: float) -> Charged | GatewayError | None:
+        """Charge an amount against the key's budgets (an LLM request's maximum cost), or refuse it;
+        rate limits per key and user apply as to a tool call. None when nothing was charged."""
+        plan = plan_for(cost_usd, key.budgets, key.rate_limits)
+        if not plan:
+            return None
+        return await self._checked(plan, now)
+
+    async def settle(self, charged: Charged, actual_usd: float) -> None:
+        """Give back what a charge took beyond `actual_usd` (the estimate was the most it could cost)."""
+        actual = micro_usd(actual_usd)
+        excess = tuple(max(0, amount - actual) for amount in charged.amounts)
+        if any(excess):
+            await self.refund(Charged(id=charged.id, budget_keys=charged.budget_keys, amounts=excess))
 
     async def refund(self, charged: Charged) -> None:
         try:

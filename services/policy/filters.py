@@ -16,7 +16,12 @@ from dataclasses import dataclass, field
 
 from .grants import GrantSet
 
-__all__ = ["Narrowing", "narrowing", "union_of_grants"]
+__all__ = ["MAX_PATTERNS", "MAX_PATTERN_CHARS", "Narrowing", "narrowing", "narrowing_problem", "union_of_grants"]
+
+MAX_PATTERNS = 256
+"""Items one narrowing header may carry here. Ingress holds agents to less (BASTION_MAX_INCLUDE_PATTERNS);
+policy holds every sender to this, so no message can make it compile an unbounded pattern."""
+MAX_PATTERN_CHARS = 1024
 
 
 def union_of_grants(own: Iterable[str], groups: Iterable[Sequence[str]]) -> GrantSet:
@@ -53,7 +58,20 @@ class Narrowing:
         return self._tools is None or self._tools.allows(server, tool)
 
 
-@functools.lru_cache(maxsize=4096)
+def narrowing_problem(servers: Sequence[str] | None, tools: Sequence[str] | None) -> str | None:
+    """Why these narrowing lists are too large to compile, or None."""
+    for header, items in (("X-Bastion-Include-Servers", servers), ("X-Bastion-Include-Tools", tools)):
+        if items is None:
+            continue
+        if len(items) > MAX_PATTERNS:
+            return f"{header} has {len(items)} items; at most {MAX_PATTERNS}"
+        if any(len(item) > MAX_PATTERN_CHARS for item in items):
+            return f"{header} has an item longer than {MAX_PATTERN_CHARS} characters"
+    return None
+
+
+@functools.lru_cache(maxsize=512)
 def narrowing(servers: tuple[str, ...] | None, tools: tuple[str, ...] | None) -> Narrowing:
-    """Compiled once per distinct header combination: agents send the same headers every call."""
+    """Compiled once per distinct header combination: agents send the same headers every call.
+    Bounded (LRU) because the combinations are the senders' choice; check `narrowing_problem` first."""
     return Narrowing(servers, tools)

@@ -330,7 +330,7 @@ class LimitEngine:
             return NOTHING_CHARGED
         return Charged(
             id=secrets.token_hex(12),
-            budget_keys=tuple(keys[len(plan.rates):]),
+            budget_keys=tuple(keys[len(plan.rates) :]),
             amounts=tuple(c.cost_micro_usd for c in plan.budgets),
         )
 

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
@@ -27,11 +28,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bastion_common import subjects
+from bastion_common import permissions, subjects
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
     CallOutcome,
+    Execution,
     GatewayError,
     ToolCall,
     UpstreamRequest,
@@ -39,23 +41,32 @@ from bastion_common.messages import (
     VisibleToolsQuery,
 )
 from bastion_common.nats import connect, processed
-from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
+from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost, too_late
 from bastion_common.settings import PolicySettings
+from bastion_common.signing import WorkSigner
 
 from .charging import Charger
-from .filters import narrowing
+from .filters import Narrowing, narrowing, narrowing_problem
 from .limits import LimitEngine
-from .view import PolicyView
+from .llm import LlmDecider
+from .view import CompiledKey, PolicyView
 
 __all__ = ["PolicyService"]
 
 log = logging.getLogger(__name__)
 
-_NOT_CHARGED = frozenset({
-    ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.UPSTREAM_ERROR,
-    ErrorKind.INVALID_ARGUMENTS, ErrorKind.UNKNOWN_TOOL, ErrorKind.GATEWAY_UNAVAILABLE,
-    ErrorKind.GATEWAY_TIMEOUT, ErrorKind.INTERNAL,
-})
+_NOT_CHARGED = frozenset(
+    {
+        ErrorKind.UPSTREAM_UNAVAILABLE,
+        ErrorKind.UPSTREAM_TIMEOUT,
+        ErrorKind.UPSTREAM_ERROR,
+        ErrorKind.INVALID_ARGUMENTS,
+        ErrorKind.UNKNOWN_TOOL,
+        ErrorKind.GATEWAY_UNAVAILABLE,
+        ErrorKind.GATEWAY_TIMEOUT,
+        ErrorKind.INTERNAL,
+    }
+)
 """Outcomes after which the call's charge is refunded: the tool did not run (or we cannot know it did).
 A tool result with `isError` is a tool that ran, and stays charged."""
 
@@ -76,34 +87,52 @@ class PolicyService:
         self._redis: aioredis.Redis | None = None
         self.charger: Charger | None = None
         self._watches: list[BucketWatch] = []
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._inflight: set[asyncio.Task[Any]] = set()
         self._executors: AckedRequester | None = None
         self._acks: Acknowledger | None = None
+        self._llm: LlmDecider | None = None
 
     async def start(self) -> None:
         # no command retries (a charge retried after a lost reply would be charged twice)
-        engine = LimitEngine.from_url(self.settings.redis_url)
+        engine = LimitEngine.from_url(self.settings.redis_url.get_secret_value())
         self._redis = engine.redis
         self.charger = Charger(engine, self.view)
-        self._nc = nc = await connect(self.settings.nats_url, name=f"bastion-policy-{self.instance}")
-        js = nc.jetstream()
+        self._nc = nc = await connect(
+            self.settings.nats_url,
+            name=f"bastion-policy-{self.instance}",
+            role=permissions.POLICY,
+            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        )
         view = self.view
         self._watches = [
-            BucketWatch(js, subjects.KV_KEYS, view.put_key, view.delete_key),
-            BucketWatch(js, subjects.KV_POLICY, view.put_entity, view.delete_entity),
-            BucketWatch(js, subjects.KV_SERVERS, view.put_server, view.delete_server),
+            BucketWatch(nc, subjects.KV_KEYS, view.put_key, view.delete_key),
+            BucketWatch(nc, subjects.KV_POLICY, view.put_entity, view.delete_entity),
+            BucketWatch(nc, subjects.KV_SERVERS, view.put_server, view.delete_server),
         ]
         for watch in self._watches:
             await watch.start()
-        self._executors = AckedRequester(nc, role="executor", accepted_by=subjects.EXEC_ACCEPTED_BY,
-                                     alive_subject=subjects.executor_alive_subject, settings=self.settings)
+        self._executors = AckedRequester(
+            nc,
+            role="executor",
+            accepted_by=subjects.EXEC_ACCEPTED_BY,
+            alive_subject=subjects.executor_alive_subject,
+            settings=self.settings,
+            signer=WorkSigner(self.settings.bus_signing_key),  # executors run only what policy signed
+        )
         await self._executors.start()
-        self._acks = Acknowledger(nc, instance=self.instance, accepted_by=subjects.POLICY_ACCEPTED_BY,
-                                  alive_subject=subjects.policy_alive_subject(self.instance),
-                                  after=self.settings.ack_after)
+        self._acks = Acknowledger(
+            nc,
+            instance=self.instance,
+            accepted_by=subjects.POLICY_ACCEPTED_BY,
+            alive_subject=subjects.policy_alive_subject(self.instance),
+            after=self.settings.ack_after,
+            margin=self.settings.ack_margin,
+        )
         await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
         await nc.subscribe(subjects.POLICY_REQUEST, queue=subjects.QUEUE_POLICY, cb=self._on_request)
+        self._llm = LlmDecider(self.view, self.charger, self._executors, nc.publish)
+        await nc.subscribe(subjects.POLICY_LLM, queue=subjects.QUEUE_POLICY, cb=self._on_llm)
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
         await self._acks.start()
         await processed(nc)
@@ -126,6 +155,24 @@ class PolicyService:
         """Prompts, resources and completions: allowed by grants on `server/<target>`, never charged."""
         await self._decide(msg, UpstreamRequest)
 
+    async def _on_llm(self, msg: Msg) -> None:
+        """A chat completion: refusals at once, the charge and the provider call in their own task."""
+        assert self._acks is not None and self._llm is not None
+        if not msg.reply or (request := self._llm.parse(msg)) is None:
+            return
+        refused = (
+            self._llm.refusal(request)
+            if self._acks.admit(msg)
+            else GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message="the request reached policy too late to run")
+        )
+        if refused is not None:
+            await self._llm.refuse(msg.reply, request.id, refused)
+            return
+        task = asyncio.create_task(self._llm.charge_and_relay(msg, request))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        self._acks.watch(msg, task)
+
     async def _decide(self, msg: Msg, model: type[ToolCall] | type[UpstreamRequest]) -> None:
         """Grants and header narrowing inline; a refusal is answered at once, an allowed request
         goes on in its own task (limits need Redis, and the executor may take a while)."""
@@ -137,26 +184,41 @@ class PolicyService:
         except ValidationError as exc:
             log.error("dropping a malformed %s: %s", model.__name__, exc.errors()[0]["msg"])
             return
+        if not self._acks.admit(msg) or _expired(message):
+            # ingress has failed this request already (this replica was paused or overloaded):
+            # deciding and forwarding it now would run what the agent was told had failed
+            log.warning("%s %s arrived after ingress stopped waiting; not run", model.__name__, message.id)
+            await self._answer(msg.reply, too_late(message.id, "policy"))
+            return
         target = message.tool if isinstance(message, ToolCall) else message.target
-        decision = self.view.authorize(
-            message.caller, message.server, target,
-            narrowing(_tuple(message.include_servers), _tuple(message.include_tools)),
+        narrow = _narrowing(message.include_servers, message.include_tools)
+        decision = (
+            narrow
+            if isinstance(narrow, GatewayError)
+            else self.view.authorize(message.caller, message.server, target, narrow)
         )
         if isinstance(decision, GatewayError):
-            await self._answer(msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy"))
+            await self._answer(
+                msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
+            )
             return
-        work = (self._charge_and_relay(msg, message, decision) if isinstance(message, ToolCall)
-                else self._relay(msg, subjects.EXEC_REQUEST, message, message.method))
+        work = (
+            self._charge_and_relay(msg, message, decision)
+            if isinstance(message, ToolCall)
+            else self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
+        )
         task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)  # names this replica to ingress if the request is still running shortly
 
-    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: object) -> None:
+    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey) -> None:
         assert self.charger is not None and msg.reply
-        charge = await self.charger.charge(key, call.server, call.tool, time.time())  # type: ignore[arg-type]
+        charge = await self.charger.charge(key, call.server, call.tool, time.time())
         if isinstance(charge, GatewayError):
-            await self._answer(msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy"))
+            await self._answer(
+                msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy", execution="not_run")
+            )
             return
         reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}")
         if charge is None:
@@ -175,21 +237,31 @@ class PolicyService:
         """Send the request on to the executor (same bytes) and its answer back to ingress; the
         executor's reply, or None when policy answered with an error of its own."""
         assert self._nc is not None and self._executors is not None and msg.reply
+        if _expired(message):  # charging took until past the deadline: ingress has given up
+            await self._answer(msg.reply, too_late(message.id, "policy"))
+            return None
+        execution: Execution = "may_have_run"
         try:
             reply = await self._executors.request(subject, msg.data, within=max(message.timeout - 0.05, 0.05))
         except ResponderLost as exc:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                                 message=f"{exc}; {what} may or may not have run; retry if it is safe to")
+            error = GatewayError(
+                kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                message=f"{exc}; {what} may or may not have run; retry if it is safe to",
+            )
         except NoRespondersError:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                                 message="no executor service is running behind this gateway; retry shortly")
+            error = GatewayError(
+                kind=ErrorKind.GATEWAY_UNAVAILABLE,
+                message="no executor service is running behind this gateway; retry shortly",
+            )
+            execution = "not_run"
         except NatsTimeout:
-            error = GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT,
-                                 message=f"{what} did not answer within {message.timeout:g}s")
+            error = GatewayError(
+                kind=ErrorKind.GATEWAY_TIMEOUT, message=f"{what} did not answer within {message.timeout:g}s"
+            )
         else:
             await self._nc.publish(msg.reply, reply.data)
             return reply.data
-        await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy"))
+        await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy", execution=execution))
         return None
 
     async def _on_list(self, msg: Msg) -> None:
@@ -201,8 +273,10 @@ class PolicyService:
         except ValidationError as exc:
             reply = VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc.errors()[0]["msg"])))
         else:
-            narrow = narrowing(_tuple(query.include_servers), _tuple(query.include_tools))
-            visible = self.view.visible(query.caller, query.tools, narrow)
+            narrow = _narrowing(query.include_servers, query.include_tools)
+            visible = (
+                narrow if isinstance(narrow, GatewayError) else self.view.visible(query.caller, query.tools, narrow)
+            )
             reply = VisibleTools(error=visible) if isinstance(visible, GatewayError) else VisibleTools(allowed=visible)
         await self._nc.publish(msg.reply, reply.model_dump_json().encode())
 
@@ -211,5 +285,15 @@ class PolicyService:
         await self._nc.publish(reply, outcome.model_dump_json().encode())
 
 
+def _expired(message: ToolCall | UpstreamRequest) -> bool:
+    return time.time() >= message.deadline
+
+
 def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
     return tuple(items) if items is not None else None
+
+
+def _narrowing(servers: list[str] | None, tools: list[str] | None) -> Narrowing | GatewayError:
+    if (problem := narrowing_problem(servers, tools)) is not None:
+        return GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=problem)
+    return narrowing(_tuple(servers), _tuple(tools))

@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from cachetools import LRUCache
+
 from bastion_common.config import ServerConfig
 from bastion_common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
 from bastion_common.errors import ErrorKind
@@ -20,7 +22,11 @@ from bastion_common.messages import Caller, GatewayError, KeyRecord, ServerRecor
 from .filters import Narrowing, union_of_grants
 from .grants import GrantSet
 
-__all__ = ["CompiledKey", "PolicyView"]
+__all__ = ["COMPILED_KEYS", "CompiledKey", "PolicyView"]
+
+COMPILED_KEYS = 10_000
+"""Compiled keys kept at once (least recently used go first): memory stays bounded however many
+keys exist, and the keys in use stay compiled."""
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +67,7 @@ class PolicyView:
         self.teams: dict[str, Team] = {}
         self.customers: dict[str, Customer] = {}
         self.servers: dict[str, ServerConfig] = {}
-        self._compiled: dict[str, CompiledKey] = {}
+        self._compiled: LRUCache[str, CompiledKey] = LRUCache(maxsize=COMPILED_KEYS)
 
     # ------------------------------------------------------------------ KV feeds
 
@@ -96,7 +102,13 @@ class PolicyView:
         self.servers.pop(name, None)
 
     def _table(self, kind: str) -> dict[str, Any]:
-        return {"group": self.groups, "user": self.users, "team": self.teams, "customer": self.customers}[kind]
+        tables: dict[str, dict[str, Any]] = {
+            "group": self.groups,
+            "user": self.users,
+            "team": self.teams,
+            "customer": self.customers,
+        }
+        return tables[kind]
 
     # ------------------------------------------------------------------ decisions
 
@@ -111,8 +123,12 @@ class PolicyView:
             team = self.teams.get(team_id) if team_id else None
             customer_id = record.customer_id or (team.customer_id if team else None)
             customer = self.customers.get(customer_id) if customer_id else None
-            bound = [*record.groups, *(user.groups if user else ()), *(team.groups if team else ()),
-                     *(customer.groups if customer else ())]
+            bound = [
+                *record.groups,
+                *(user.groups if user else ()),
+                *(team.groups if team else ()),
+                *(customer.groups if customer else ()),
+            ]
             bound_tools = (self.groups[g].tools for g in dict.fromkeys(bound) if g in self.groups)
             grants = union_of_grants(record.grants, bound_tools)
             compiled = self._compiled[key_id] = CompiledKey(record, grants, user, team, customer)

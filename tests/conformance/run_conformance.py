@@ -183,8 +183,9 @@ def main() -> int:
         config.write_text(
             json.dumps(  # JSON is YAML
                 {
-                    "mcpServers": {SERVER: {"url": fixture_url, "timeout": 60, "namespace": False,
-                                                   "protocol": "legacy"}},
+                    "mcpServers": {
+                        SERVER: {"url": fixture_url, "timeout": 60, "namespace": False, "protocol": "legacy"}
+                    },
                     "keys": [{"name": "conformance", "key": KEY, "tools": ["*"]}],
                 },
                 indent=2,

@@ -7,6 +7,7 @@ a CI run shows every scenario's result, passing or not.
 
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -16,12 +17,24 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(900),
+    # a socket left unclosed by the harness's HTTP client is collected here (below), not in the next test
+    pytest.mark.filterwarnings("ignore:Exception ignored in.*socket:pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _collect_here() -> object:
+    yield
+    gc.collect()
 
 
 def test_every_active_server_scenario_passes_through_bastion(capsys: pytest.CaptureFixture[str]) -> None:
-    run = subprocess.run([sys.executable, str(HERE / "run_conformance.py")], capture_output=True, text=True,
-                         timeout=840, check=False)
+    run = subprocess.run(
+        [sys.executable, str(HERE / "run_conformance.py")], capture_output=True, text=True, timeout=840, check=False
+    )
     with capsys.disabled():
         print("\n" + run.stdout + (f"\n[stderr]\n{run.stderr[-4000:]}" if run.returncode else ""), flush=True)
     passed = re.search(r"through Bastion: (\d+)/(\d+) scenarios pass", run.stdout)

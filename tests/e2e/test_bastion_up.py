@@ -4,21 +4,34 @@ protocol eras, `bastion audit tail`, and Ctrl-C leaving nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import httpx2
+import nats
+import nats.errors
 import pytest
+import redis
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.support.processes import assert_none_left, output, start_up, stop_up, wait_for
+from bastion_cli.summary import safe_url
+from bastion_common.nats import credentials
+from bastion_common.permissions import EXECUTOR
+from tests.support.nats_refusal import refusal
+from tests.support.polling import poll_until_blocking
+from tests.support.processes import assert_none_left, output, start_up, stop_up
 
 pytestmark = pytest.mark.e2e
 
@@ -41,15 +54,17 @@ def stack(tmp_path_factory):
             assert proc.poll() is None, output(tmp_path)
             return False
 
-    wait_for(ready, 90, "bastion up to serve the example catalog")
+    poll_until_blocking(ready, "bastion up to serve the example catalog", within=90)
     yield proc, port, data_dir, tmp_path
     stop_up(proc, tmp_path)
     assert_none_left(marker)
 
 
-def _client(port: int, key: str, mode: str) -> Client:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
-    return Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http), mode=mode)
+@contextlib.asynccontextmanager
+async def _client(port: int, key: str, mode: str, headers: dict[str, str] | None = None) -> AsyncIterator[Client]:
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}", **(headers or {})}, timeout=30) as http:
+        async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http), mode=mode) as c:
+            yield c
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -65,6 +80,16 @@ async def test_official_client_lists_and_calls(stack, mode):
         assert f"via {mode}" in json.dumps(listed.structured_content)
 
 
+async def test_the_demo_offers_prompts_resources_and_a_template(stack):
+    _, port, _, _ = stack
+    async with _client(port, DEMO, "auto") as client:
+        assert {p.name for p in (await client.list_prompts()).prompts} == {"echo__repeat", "notes__summarize"}
+        assert {str(r.uri) for r in (await client.list_resources()).resources} == {"echo://about", "notes://all"}
+        templates = (await client.list_resource_templates()).resource_templates
+        assert [t.uri_template for t in templates] == ["notes://{note_id}"]
+        assert "echo" in (await client.read_resource("echo://about")).contents[0].text
+
+
 async def test_readonly_key_is_confined(stack):
     _, port, _, _ = stack
     async with _client(port, READONLY, "auto") as client:
@@ -74,6 +99,19 @@ async def test_readonly_key_is_confined(stack):
         assert refused.value.error.code == -32050
 
 
+async def test_code_mode_runs_a_script_in_the_codemode_process(stack):
+    _, port, _, _ = stack
+    async with _client(port, READONLY, "auto", {"X-Bastion-Code-Mode": "on"}) as client:
+        files = (await client.call_tool("list_tool_files", {})).content[0].text
+        assert files.splitlines() == [
+            "servers/echo.py  1 tool — server echo: echo",
+            "servers/notes.py  1 tool — server notes: list_notes",
+        ]
+        code = 'print(echo.echo(text="from a script")["result"])\nresult = len(notes.list_notes()["result"]) >= 0'
+        ran = await client.call_tool("execute_code", {"code": code})
+        assert not ran.is_error and ran.content[0].text == "from a script\nresult: true"
+
+
 async def test_audit_tail_shows_the_calls(stack):
     _, port, data_dir, _ = stack
     async with _client(port, DEMO, "auto") as client:
@@ -81,10 +119,75 @@ async def test_audit_tail_shows_the_calls(stack):
     env = {k: v for k, v in os.environ.items() if k != "BASTION_NATS_URL"}
 
     def tail_shows_it() -> bool:
-        done = subprocess.run([sys.executable, "-m", "bastion_cli", "audit", "tail", "--limit", "50", "--data-dir", str(data_dir)],
-                              capture_output=True, text=True, timeout=30, env={**env, "COLUMNS": "200"})
+        done = subprocess.run(
+            [sys.executable, "-m", "bastion_cli", "audit", "tail", "--limit", "50", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**env, "COLUMNS": "200"},
+        )
         return done.returncode == 0 and "echo" in done.stdout and "demo" in done.stdout
 
-    wait_for(tail_shows_it, 30, "the call to appear in `bastion audit tail`")
+    poll_until_blocking(tail_shows_it, "the call to appear in `bastion audit tail`", within=30)
     logs = "".join(p.read_text() for p in (data_dir / "logs").glob("*.log"))
     assert DEMO not in logs and READONLY not in logs  # secrets never reach the logs
+
+
+def test_every_url_the_banner_prints_answers(stack):
+    """What a newcomer clicks first: each http(s) URL in the banner answers, and /docs needs no CDN."""
+    _, port, _, tmp_path = stack
+    poll_until_blocking(lambda: "Ctrl-C to stop" in output(tmp_path), "the whole banner", within=30)
+    banner = (tmp_path / "up.out").read_text()
+    urls = set(re.findall(r"https?://[^\s)\]]+", banner))
+    base = f"http://127.0.0.1:{port}"
+    assert {f"{base}/mcp", f"{base}/", f"{base}/admin/v1", f"{base}/docs"} <= urls, banner
+    with httpx.Client(timeout=10, trust_env=False) as http:
+        answers = {url: http.get(url) for url in urls}
+        for url, answer in answers.items():
+            assert answer.status_code not in (404, 405) and answer.status_code < 500, (url, answer.text[:200])
+        landing = answers[f"{base}/"]
+        assert landing.headers["content-type"].startswith("text/html") and f"{base}/mcp" in landing.text
+        index = answers[f"{base}/admin/v1"].json()
+        assert index["collections"]["keys"] == "/admin/v1/keys" and index["docs"] == "/docs"
+        docs = answers[f"{base}/docs"].text
+        assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs)
+        assert assets and all(a.startswith("/") for a in assets), assets  # same origin: works offline
+        for asset in assets:
+            assert http.get(base + asset).status_code == 200, asset
+        assert answers[f"{base}/mcp"].json()["error"]  # a browser at the MCP URL gets an explanation
+
+
+async def test_the_stack_is_closed_to_strangers_and_private_on_disk(stack):
+    """Zero-trust bus and private files (issue 9): the embedded NATS refuses a client without
+    credentials, another service's NKey cannot write keys, Valkey wants policy's password, and
+    nothing `bastion up` wrote (logs, ClickHouse, JetStream, Valkey AOF, seeds) is readable by others."""
+    _, _, data_dir, _ = stack
+    info = json.loads((data_dir / "stack.json").read_text())
+    assert "Authorization Violation" in str(await refusal(info["nats_url"]))
+    refused: list[str] = []
+    told = asyncio.Event()
+
+    async def record(exc: Exception) -> None:
+        refused.append(str(exc))
+        told.set()
+
+    seed = data_dir / "credentials" / "executor.nk"
+    nc = await nats.connect(info["nats_url"], error_cb=record, **credentials(EXECUTOR, str(seed)))
+    try:
+        await nc.publish("$KV.bastion_keys.forged", b'{"grants": ["*"]}')
+        await asyncio.wait_for(told.wait(), 5)
+        assert "permissions violation for publish" in refused[0].lower()
+    finally:
+        await nc.close()
+    with redis.Redis.from_url(safe_url(info["redis_url"]), socket_timeout=5) as anonymous:
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            anonymous.ping()
+
+    loose = [
+        f"{oct(stat.S_IMODE(p.lstat().st_mode))} {p}"
+        for p in [data_dir, *data_dir.rglob("*")]
+        if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077
+    ]
+    assert loose == []
+    for part in ("logs", "clickhouse", "nats/jetstream", "valkey/appendonlydir", "credentials"):
+        assert (data_dir / part).is_dir(), f"{part} was not created where expected"

@@ -4,7 +4,6 @@ Schema-driven requests are in test_admin_api_schema.py."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -24,22 +23,16 @@ from bastion_ingress.admin import AdminAuth, AdminStore, admin_router
 from bastion_ingress.keys import KeyDirectory
 from bastion_ingress.service import IngressService
 from tests.support.admin_api import ECHO, TOKEN, base_url
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 async def js(nats_url: str) -> AsyncIterator[Any]:
     nc = await nats.connect(nats_url)
     yield nc.jetstream()
     await nc.close()
-
-
-async def wait_for(predicate: Any, what: str, within: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def authenticates(service: IngressService, secret: str) -> bool:
@@ -75,13 +68,13 @@ async def test_credentials(ingress: IngressService, api: httpx.AsyncClient) -> N
 
         created = (await api.post("/keys", json={"name": "agent", "grants": ["*"]})).json()
         secret = created["secret"]
-        await wait_for(lambda: authenticates(ingress, secret), "the new key in the ingress directory")
+        await poll_until(lambda: authenticates(ingress, secret), "the new key in the ingress directory")
         forbidden = await anon.get(url, headers={"Authorization": f"Bearer {secret}"})
         assert_error(forbidden, 403, "virtual key")
         assert secret not in forbidden.text
 
         await api.post(f"/keys/{created['key']['id']}/revoke")
-        await wait_for(lambda: not authenticates(ingress, secret), "the revocation in the ingress directory")
+        await poll_until(lambda: not authenticates(ingress, secret), "the revocation in the ingress directory")
         assert_error(await anon.get(url, headers={"Authorization": f"Bearer {secret}"}), 401)
 
 
@@ -150,7 +143,7 @@ async def test_create_key_shows_the_secret_once_and_stores_only_its_hash(
     for response in (await api.get("/keys"), await api.get(f"/keys/{key['id']}")):
         assert response.status_code == 200 and secret not in response.text
     assert (await api.get(f"/keys/{key['id']}")).headers["ETag"] == f'"{key["revision"]}"'
-    await wait_for(lambda: authenticates(ingress, secret), "the key in the ingress directory")
+    await poll_until(lambda: authenticates(ingress, secret), "the key in the ingress directory")
 
 
 async def test_no_secret_in_any_list(api: httpx.AsyncClient) -> None:
@@ -193,7 +186,7 @@ async def test_rotate(ingress: IngressService, api: httpx.AsyncClient, js: Any) 
             "/keys", json={"name": "bot", "grants": ["echo/*"], "groups": ["ops"], "rate_limit": {"requests": 5}}
         )
     ).json()
-    await wait_for(lambda: authenticates(ingress, old["secret"]), "the old key")
+    await poll_until(lambda: authenticates(ingress, old["secret"]), "the old key")
     response = await api.post(f"/keys/{old['key']['id']}/rotate")
     assert response.status_code == 201, response.text
     new = response.json()
@@ -204,8 +197,8 @@ async def test_rotate(ingress: IngressService, api: httpx.AsyncClient, js: Any) 
 
     kv = await kv_bucket(js, subjects.KV_KEYS)
     assert KeyRecord.model_validate_json((await kv.get(old["key"]["id"])).value).revoked
-    await wait_for(lambda: authenticates(ingress, new["secret"]), "the new key in the ingress directory")
-    await wait_for(lambda: not authenticates(ingress, old["secret"]), "the old key refused")
+    await poll_until(lambda: authenticates(ingress, new["secret"]), "the new key in the ingress directory")
+    await poll_until(lambda: not authenticates(ingress, old["secret"]), "the old key refused")
     assert_error(await api.post(f"/keys/{old['key']['id']}/rotate"), 409, "revoked")
 
 

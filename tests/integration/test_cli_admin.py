@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from bastion_common.messages import KeyRecord
 from bastion_common.nats import kv_bucket
 from bastion_common.settings import IngressSettings
 from bastion_ingress.service import IngressService
+from tests.support.polling import poll_until
+from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.integration
 
@@ -39,16 +41,18 @@ class Cli:
     def __init__(self, url: str, cwd: Path) -> None:
         self.url, self.cwd = url, cwd
 
-    async def __call__(self, *args: str, auth: bool = True, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        """Run `bastion ARGS` without blocking the loop that serves the API."""
+    async def __call__(
+        self, *args: str, auth: bool = True, env: dict[str, str] | None = None, stdin: bytes | None = None
+    ) -> tuple[int, str, str]:
+        """Run `bastion ARGS` without blocking the loop that serves the API (`stdin` fed to it)."""
         flags = ["--admin-url", self.url, "--admin-token", TOKEN] if auth else []
         clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bastion_cli", *args[:2], *flags, *args[2:],
             cwd=self.cwd, env={**clean, "COLUMNS": "250", **(env or {})},
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin is not None else None,
         )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        out, err = await asyncio.wait_for(proc.communicate(stdin), 60)
         assert proc.returncode is not None
         return proc.returncode, out.decode(), err.decode()
 
@@ -104,10 +108,10 @@ async def test_keys_groups_and_hierarchy(cli: Cli, ingress: IngressService, nats
     rotated = await ok(cli, "keys", "rotate", "ci")
     new_secret = rotated.strip().splitlines()[-1]
     assert new_secret.startswith("bk_") and new_secret != secret
-    deadline = time.monotonic() + 5
-    while ingress.keys.authenticate(f"Bearer {new_secret}").__class__.__name__ != "Caller":
-        assert time.monotonic() < deadline, "the rotated key never reached ingress"
-        await asyncio.sleep(0.02)
+    await poll_until(
+        lambda: ingress.keys.authenticate(f"Bearer {new_secret}").__class__.__name__ == "Caller",
+        "the rotated key to reach ingress",
+    )
     listing = await ok(cli, "keys", "list")
     assert listing.count("revoked") == 1 and listing.count("active") == 1
     assert "revoked key 'ci'" in await ok(cli, "keys", "revoke", hashlib.sha256(new_secret.encode()).hexdigest()[:10])
@@ -117,6 +121,27 @@ async def test_keys_groups_and_hierarchy(cli: Cli, ingress: IngressService, nats
     code, _, err = await cli("customers", "delete", "acme")
     assert code == 1 and "still used by team 'pay'" in one_line_error(err)
     assert "deleted customer 'acme'" in await ok(cli, "customers", "delete", "acme", "--force")
+
+
+async def test_keys_show_and_a_second_revoke_and_tables_piped_whole(cli: Cli) -> None:
+    name = "a-key-with-a-long-name-for-a-narrow-table"
+    grants = ["echo/*", "notes/list_notes", "notes/prompt:summarize"]
+    await ok(cli, "keys", "create", name, *(f"--grant={g}" for g in grants), "--budget", "3/day")
+    shown = await ok(cli, "keys", "show", name)
+    assert f"name       {name}" in shown and "status     active" in shown and "$3/day" in shown
+    assert f"grants     {', '.join(grants)}" in shown and "bk_" not in shown
+    assert json.loads(await ok(cli, "keys", "show", name, "--json"))["grants"] == grants
+
+    assert f"revoked key '{name}'" in await ok(cli, "keys", "revoke", name)
+    again = await ok(cli, "keys", "revoke", name)
+    assert f"key '{name}'" in again and "is already revoked: nothing to do" in again
+    assert "status     revoked" in await ok(cli, "keys", "show", name)
+
+    # a pipe is not a terminal: however narrow COLUMNS says it is, rows come whole, one per line
+    code, listing, err = await cli("keys", "list", env={"COLUMNS": "40"})
+    assert code == 0, err
+    row = next(line for line in listing.splitlines() if name in line)
+    assert ", ".join(grants) in row and "revoked" in row
 
 
 async def test_servers(cli: Cli) -> None:
@@ -165,11 +190,8 @@ async def test_settings_from_environment_and_stack_file(cli: Cli, tmp_path: Path
     assert code == 0 and "0 group(s)" in out
 
     # a live process whose command line says bastion stands in for `bastion up`
-    stand_in = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"
-    )
+    stand_in = await asyncio.to_thread(fake_bastion_up)
     try:
-        await asyncio.sleep(0.3)
         data_dir = tmp_path / "data"
         data_dir.mkdir()
         write_stack(data_dir, {"pid": stand_in.pid, "admin_url": cli.url + "/admin/v1", "admin_token": TOKEN})
@@ -181,4 +203,24 @@ async def test_settings_from_environment_and_stack_file(cli: Cli, tmp_path: Path
         assert code == 2 and "no admin token for http://127.0.0.2:1/admin/v1" in one_line_error(err)
     finally:
         stand_in.kill()
-        await stand_in.wait()
+        await asyncio.to_thread(stand_in.wait, 10)
+
+
+async def test_llm_providers(cli: Cli, nats_url: str) -> None:
+    secret = "sk-typed-into-stdin-0123456789"
+    base = ["llm-providers", "add", "ollama", "--base-url", "http://localhost:11434/v1", "-m", "qwen3:8b"]
+    code, out, err = await cli(*base, "-m", "llama3", "--api-key-stdin", stdin=f"{secret}\n".encode())
+    assert code == 0, err
+    assert "added llm provider 'ollama'" in out and "qwen3:8b, llama3" in out
+    entry = '{"base_url": "https://api.openai.com/v1", "api_key_env": "OPENAI_API_KEY", "models": ["gpt-4.1"]}'
+    await ok(cli, "llm-providers", "add", "openai", "--entry", entry)
+    listing = await ok(cli, "llm-providers", "list")
+    for text in ("ollama", "http://localhost:11434/v1", "qwen3:8b, llama3", "stored", "openai", "$OPENAI_API_KEY"):
+        assert text in listing, text
+    assert secret not in listing and secret not in await ok(cli, "llm-providers", "list", "--json")
+    code, _, err = await cli("llm-providers", "add", "again", "--base-url", "http://x/v1", "-m", "llama3")
+    assert code == 1 and "'ollama' already serves 'llama3'" in one_line_error(err) and "[HTTP 409]" in err
+    code, _, err = await cli("llm-providers", "add", "bare", "--base-url", "http://x/v1")
+    assert code == 2 and "at least one --model" in one_line_error(err)
+    assert "removed llm provider 'ollama'" in await ok(cli, "llm-providers", "remove", "ollama")
+    assert "qwen3" not in await ok(cli, "llm-providers", "list")

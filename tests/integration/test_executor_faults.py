@@ -18,7 +18,8 @@ from bastion_common.config import CircuitBreakerConfig, ServerConfig
 from bastion_common.errors import ErrorKind
 from bastion_common.settings import ExecutorSettings
 from bastion_executor.service import ExecutorService
-from tests.integration.test_executor import ECHO, Harness, harness, http_upstream, stdio, wait_for
+from tests.integration.test_executor import ECHO, Harness, harness, http_upstream, stdio
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 __all__ = ["harness"]  # the fixture, re-exported for pytest
@@ -62,20 +63,13 @@ async def healthy_traffic(h: Harness) -> AsyncIterator[list[int]]:
 
     task = asyncio.create_task(loop())
     try:
-        await wait_for(_true_when(lambda: answered[0] > 0), "the healthy server to answer")
+        await poll_until(lambda: answered[0] > 0, "the healthy server to answer")
         yield answered
         before = answered[0]
-        await wait_for(_true_when(lambda: answered[0] > before or task.done()), "more healthy answers")
+        await poll_until(lambda: answered[0] > before or task.done(), "more healthy answers")
     finally:
         stop.set()
         await task  # re-raises any wrong answer
-
-
-def _true_when(predicate: Any) -> Any:
-    async def check() -> bool:
-        return bool(predicate())
-
-    return check
 
 
 async def breaker_state(h: Harness, name: str, state: str) -> Any:
@@ -83,7 +77,7 @@ async def breaker_state(h: Harness, name: str, state: str) -> Any:
         entry = await h.entry(name)
         return entry if entry is not None and entry.breaker is not None and entry.breaker.state == state else None
 
-    return await wait_for(check, f"the breaker of {name!r} to be {state!r} in the catalog")
+    return await poll_until(check, f"the breaker of {name!r} to be {state!r} in the catalog")
 
 
 def faulty(tmp_path: Path, **extra: Any) -> ServerConfig:
@@ -100,7 +94,7 @@ async def test_killed_mid_call(harness: Harness, executor: ExecutorService, tmp_
         # not annotated: the in-flight call fails at once with upstream_unavailable, never re-sent
         call = asyncio.create_task(harness.call("bad", "hang_once_unsafe", {"key": "u"}, deadline=60))
         started = tmp_path / "u.started"
-        await wait_for(_true_when(started.exists), "the unsafe call to reach the server")
+        await poll_until(started.exists, "the unsafe call to reach the server")
         (tmp_path / "u.done").write_text("")
         os.kill(int(started.read_text()), signal.SIGKILL)
         outcome = await call
@@ -110,7 +104,7 @@ async def test_killed_mid_call(harness: Harness, executor: ExecutorService, tmp_
         # read-only: re-sent once the server is back, and answered
         retried = asyncio.create_task(harness.call("bad", "hang_once", {"key": "s"}, deadline=60))
         started = tmp_path / "s.started"
-        await wait_for(_true_when(started.exists), "the safe call to reach the restarted server")
+        await poll_until(started.exists, "the safe call to reach the restarted server")
         (tmp_path / "s.done").write_text("")
         os.kill(int(started.read_text()), signal.SIGKILL)
         outcome = await retried
@@ -121,7 +115,7 @@ async def test_killed_mid_call(harness: Harness, executor: ExecutorService, tmp_
         for key in ("k1", "k2", "k3"):
             pending = asyncio.create_task(harness.call("bad", "hang_once_unsafe", {"key": key}, deadline=60))
             started = tmp_path / f"{key}.started"
-            await wait_for(_true_when(started.exists), f"call {key} to reach the server")
+            await poll_until(started.exists, f"call {key} to reach the server")
             os.kill(int(started.read_text()), signal.SIGKILL)
             assert (await pending).error.kind is ErrorKind.UPSTREAM_UNAVAILABLE  # type: ignore[union-attr]
         # reconnected, tools still listed, but calls refused at once
@@ -148,7 +142,7 @@ async def test_hanging_tool_times_out_is_cancelled_and_opens_the_breaker(
             counted = await harness.call("bad", "cancelled")
             return counted.result is not None and counted.result["structuredContent"]["result"] >= 1
 
-        await wait_for(cancelled, "the server to see notifications/cancelled")
+        await poll_until(cancelled, "the server to see notifications/cancelled")
         for _ in range(2):
             hung = await harness.call("bad", "hang", deadline=30)
             assert hung.error is not None and hung.error.kind is ErrorKind.UPSTREAM_TIMEOUT
@@ -250,7 +244,7 @@ async def test_flapping_upstream(harness: Harness, executor: ExecutorService) ->
                 outcome = await harness.call("flap", "echo", {"text": "up"}, deadline=5)
                 return outcome.error is None
 
-            await wait_for(answers, f"the flapping server to answer (cycle {cycle})")
+            await poll_until(answers, f"the flapping server to answer (cycle {cycle})")
             await breaker_state(harness, "flap", "closed")
             proxy.down()
 
@@ -262,10 +256,10 @@ async def test_flapping_upstream(harness: Harness, executor: ExecutorService) ->
                 ), outcome.error
                 return executor.upstreams["flap"].breaker.state != "closed"
 
-            await wait_for(opened, f"the breaker to open (cycle {cycle})")
+            await poll_until(opened, f"the breaker to open (cycle {cycle})")
             await breaker_state(harness, "flap", "open")
         proxy.up = True
-        await wait_for(answers, "the flapping server to answer at the end")
+        await poll_until(answers, "the flapping server to answer at the end")
         assert proxy.server is not None
         proxy.server.close()
 
@@ -285,7 +279,7 @@ async def test_stdio_garbage_and_stderr_are_logged(
     def logged(fragment: str) -> bool:
         return any(fragment in r.getMessage() for r in caplog.records)
 
-    await wait_for(_true_when(lambda: logged("[noisy] faulty server")), "the server's stderr in the log")
+    await poll_until(lambda: logged("[noisy] faulty server"), "the server's stderr in the log")
     assert any("JSON" in r.getMessage() or "JSONRPC" in r.getMessage() for r in caplog.records)
 
 
@@ -312,23 +306,23 @@ async def test_crash_looping_stdio_server_leaks_nothing(harness: Harness, nats_u
         children_before = _children(os.getpid())
         fds_before = _fds()
         await harness.configure("crashy", crash)
-        await wait_for(_true_when(lambda: "crashy" in service.upstreams), "the server to be configured")
+        await poll_until(lambda: "crashy" in service.upstreams, "the server to be configured")
         upstream = service.upstreams["crashy"]
-        await wait_for(_true_when(lambda: upstream.connects >= 100), "100 restarts", within=120)
+        await poll_until(lambda: upstream.connects >= 100, "100 restarts", within=120)
         fds_mid = _fds()
-        await wait_for(_true_when(lambda: upstream.connects >= 200), "200 restarts", within=120)
+        await poll_until(lambda: upstream.connects >= 200, "200 restarts", within=120)
         fds_late = _fds()
         await harness.servers.delete("crashy")
-        await wait_for(_true_when(lambda: "crashy" not in service.upstreams), "the server to be removed")
-        await wait_for(_true_when(lambda: upstream.state == "stopped"), "the upstream to stop")
+        await poll_until(lambda: "crashy" not in service.upstreams, "the server to be removed")
+        await poll_until(lambda: upstream.state == "stopped", "the upstream to stop")
 
         def settled() -> bool:
             live, zombies = _children(os.getpid())
             return live <= children_before[0] and not zombies
 
-        await wait_for(_true_when(settled), "every crashed child to be reaped")
+        await poll_until(settled, "every crashed child to be reaped")
         assert fds_late - fds_mid <= 5, (fds_before, fds_mid, fds_late)  # no growth with restarts
-        await wait_for(_true_when(lambda: _fds() <= fds_before + 5), f"fds back near {fds_before}")
+        await poll_until(lambda: _fds() <= fds_before + 5, f"fds back near {fds_before}")
 
 
 async def test_health_ping_reconnects_a_frozen_session(harness: Harness, nats_url: str, tmp_path: Path) -> None:
@@ -344,7 +338,7 @@ async def test_health_ping_reconnects_a_frozen_session(harness: Harness, nats_ur
                 outcome = await harness.call("frozen", "pid", deadline=3)
                 return outcome.result is not None and outcome.result["structuredContent"]["result"] != first
 
-            await wait_for(replaced, "the frozen server to be replaced after a failed ping")
+            await poll_until(replaced, "the frozen server to be replaced after a failed ping")
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(first, signal.SIGKILL)

@@ -3,8 +3,6 @@ policy -> executor -> real upstream MCP servers, with audit landing in ClickHous
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -12,7 +10,16 @@ from mcp.shared.exceptions import MCPError
 from bastion_common import subjects
 from bastion_common.messages import AuditQuery, AuditRows, KeyRecord
 from bastion_common.nats import connect, kv_bucket
-from tests.support.gateway import ADMIN_KEY, NOTHING_KEY, READONLY_KEY, default_config, key_id, running_gateway
+from tests.support.gateway import (
+    ADMIN_KEY,
+    NOTHING_KEY,
+    READONLY_KEY,
+    default_config,
+    example_server_over_http,
+    key_id,
+    running_gateway,
+)
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +42,9 @@ async def test_list_and_call_through_the_gateway(gateway, mode):
         assert _text(await client.call_tool("echo__echo", {"text": "hello"})) == "hello"
         assert _text(await client.call_tool("echo__add", {"a": 2, "b": 40})) == "42"
         # the same tool name on two servers reaches two different servers
-        assert _text(await client.call_tool("notes__echo", {"text": "x"})) != _text(await client.call_tool("echo__echo", {"text": "x"}))
+        assert _text(await client.call_tool("notes__echo", {"text": "x"})) != _text(
+            await client.call_tool("echo__echo", {"text": "x"})
+        )
         failed = await client.call_tool("echo__fail", {"message": "boom"})
         assert failed.is_error and "boom" in _text(failed)
 
@@ -62,14 +71,21 @@ async def test_upstream_session_is_reused_across_calls(gateway):
     assert first.structured_content == last.structured_content  # same pid, same handshake count
 
 
-async def test_bad_arguments_and_unknown_tools_are_precise(gateway):
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 and 2025-11-25 (SEP-1303 applies to both)
+async def test_invalid_arguments_are_a_tool_error_listing_every_violation(gateway, mode):
+    async with gateway.client(ADMIN_KEY, mode=mode) as client:
+        refused = await client.call_tool("echo__add", {"a": None})
+        assert refused.is_error
+        assert _text(refused) == (
+            '2 problems with the arguments:\n- arguments.a: null is not of type "integer"\n'
+            "- arguments.b: required, but missing"
+        )
+        # the model reads what to fix and calls again
+        assert _text(await client.call_tool("echo__add", {"a": 1, "b": 2})) == "3"
+
+
+async def test_unknown_tools_are_a_json_rpc_error(gateway):
     async with gateway.client(ADMIN_KEY) as client:
-        with pytest.raises(MCPError) as missing:
-            await client.call_tool("echo__add", {"a": 1})
-        assert missing.value.error.code == -32602 and "b" in missing.value.error.message
-        with pytest.raises(MCPError) as wrong_type:
-            await client.call_tool("echo__add", {"a": "one", "b": 2})
-        assert wrong_type.value.error.code == -32602 and "a" in wrong_type.value.error.message
         with pytest.raises(MCPError) as unknown:
             await client.call_tool("echo__nope", {})
         assert unknown.value.error.code == -32602 and "Unknown tool" in unknown.value.error.message
@@ -85,11 +101,17 @@ async def test_revoked_key_is_refused_within_a_second(gateway):
         record = KeyRecord.model_validate_json((await kv.get(key_id(READONLY_KEY))).value)
         await kv.put(key_id(READONLY_KEY), record.model_copy(update={"revoked": True}).model_dump_json().encode())
         await nc.close()
-        await gateway.wait_for(lambda: gateway.ingress.keys.authenticate(f"Bearer {READONLY_KEY}").__class__.__name__ == "AuthFailure",
-                               timeout=1.0, what="revocation to reach ingress")
+        await poll_until(
+            lambda: gateway.ingress.keys.authenticate(f"Bearer {READONLY_KEY}").__class__.__name__ == "AuthFailure",
+            "revocation to reach ingress",
+            within=1.0,
+        )
     async with httpx2.AsyncClient() as http:
-        response = await http.post(gateway.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                   headers={"Authorization": f"Bearer {READONLY_KEY}"})
+        response = await http.post(
+            gateway.url,
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Authorization": f"Bearer {READONLY_KEY}"},
+        )
     assert response.status_code == 401
     assert response.json()["error"] == "revoked_key"
 
@@ -116,13 +138,13 @@ async def test_every_call_is_audited_in_clickhouse(gateway):
             await client.call_tool("echo__add", {"a": 1, "b": 2})
     nc = await connect(gateway.nats_url, "test")
     try:
-        rows: list = []
-        for _ in range(200):
+
+        async def four_rows() -> list:
             reply = await nc.request(subjects.AUDIT_QUERY, AuditQuery(limit=50).model_dump_json().encode(), timeout=5)
             rows = AuditRows.model_validate_json(reply.data).rows
-            if len(rows) >= 4:
-                break
-            await asyncio.sleep(0.05)
+            return rows if len(rows) >= 4 else []
+
+        rows = await poll_until(four_rows, "four audit rows")
     finally:
         await nc.close()
     by_status = {(r.key_name, r.name, r.status) for r in rows}
@@ -144,29 +166,11 @@ async def test_an_agent_may_ask_for_a_shorter_timeout(gateway):
 
 
 async def test_streamable_http_and_sse_upstreams_through_the_gateway(nats_url, redis_url, tmp_path):
-    import subprocess
-    import sys
-
-    from tests.support.gateway import SERVERS
-
-    procs = []
-    urls = {}
-    try:
-        for name, flag in (("remote", "--http"), ("legacysse", "--sse")):
-            proc = subprocess.Popen([sys.executable, str(SERVERS / "echo_server.py"), flag, "--port", "0"],
-                                    stdout=subprocess.PIPE, text=True)
-            procs.append(proc)
-            line = await asyncio.to_thread(proc.stdout.readline)
-            assert line.startswith("READY "), line
-            urls[name] = line.split()[1]
-        raw = default_config({"remote": {"url": urls["remote"]}, "legacysse": {"url": urls["legacysse"], "type": "sse"}})
+    async with example_server_over_http("--http") as remote, example_server_over_http("--sse") as legacysse:
+        raw = default_config({"remote": {"url": remote}, "legacysse": {"url": legacysse, "type": "sse"}})
         async with running_gateway(nats_url, redis_url, tmp_path, raw) as gw:
             async with gw.client(ADMIN_KEY) as client:
                 names = {t.name for t in (await client.list_tools()).tools}
                 assert {"remote__echo", "legacysse__echo", "echo__echo"} <= names
                 assert _text(await client.call_tool("remote__add", {"a": 2, "b": 3})) == "5"
                 assert _text(await client.call_tool("legacysse__echo", {"text": "over sse"})) == "over sse"
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(10)

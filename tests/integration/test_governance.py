@@ -22,8 +22,12 @@ CAPPED = "bk_test_capped_key_00000000000"
 
 
 def governance_config() -> dict:
-    echo = {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")],
-            "prices": {"*": 0.01, "echo": 0.02}, "rate_limits": {"sleep": {"requests": 1, "per": "day"}}}
+    echo = {
+        "command": sys.executable,
+        "args": [str(SERVERS / "echo_server.py")],
+        "prices": {"*": 0.01, "echo": 0.02},
+        "rate_limits": {"sleep": {"requests": 1, "per": "day"}},
+    }
     notes = {"command": sys.executable, "args": [str(SERVERS / "notes_server.py")]}
     return {
         "mcpServers": {"echo": echo, "notes": notes},
@@ -32,7 +36,9 @@ def governance_config() -> dict:
             {"id": "arith", "tools": ["echo/add"]},
             {"id": "support-tier", "tools": ["notes/*", "echo/echo"]},
         ],
-        "customers": [{"id": "acme", "name": "Acme", "groups": ["readers"], "budget": {"limit_usd": 0.05, "period": "month"}}],
+        "customers": [
+            {"id": "acme", "name": "Acme", "groups": ["readers"], "budget": {"limit_usd": 0.05, "period": "month"}}
+        ],
         "teams": [{"id": "finance", "name": "Finance", "customer_id": "acme", "groups": ["arith"]}],
         "users": [{"id": "ann", "name": "Ann", "team_id": "finance"}],
         "keys": [
@@ -40,8 +46,13 @@ def governance_config() -> dict:
             {"name": "support", "key": SUPPORT, "groups": ["support-tier", "support-tier"]},
             {"name": "metered", "key": METERED, "tools": ["echo/*"], "budget": {"limit_usd": 0.05, "period": "day"}},
             {"name": "limited", "key": LIMITED, "tools": ["echo/*"], "rate_limit": {"requests": 2, "per": "hour"}},
-            {"name": "capped", "key": CAPPED, "tools": ["echo/add"], "customer": "acme",
-             "budget": {"limit_usd": 1.0, "period": "month"}},
+            {
+                "name": "capped",
+                "key": CAPPED,
+                "tools": ["echo/add"],
+                "customer": "acme",
+                "budget": {"limit_usd": 1.0, "period": "month"},
+            },
         ],
     }
 
@@ -67,9 +78,16 @@ async def test_groups_bound_anywhere_in_the_hierarchy_union(gateway):
 
 async def test_headers_narrow_listing_and_calls(gateway):
     assert await _names(gateway, SUPPORT, **{"X-Bastion-Include-Servers": "notes"}) == {
-        "notes__add_note", "notes__list_notes", "notes__search", "notes__echo"}
+        "notes__add_note",
+        "notes__list_notes",
+        "notes__search",
+        "notes__echo",
+    }
     assert await _names(gateway, SUPPORT, **{"X-Bastion-Include-Tools": "echo, notes/search"}) == {
-        "echo__echo", "notes__echo", "notes__search"}
+        "echo__echo",
+        "notes__echo",
+        "notes__search",
+    }
     # headers can never widen: echo/add is not granted to support whatever the headers say
     assert "echo__add" not in await _names(gateway, SUPPORT, **{"X-Bastion-Include-Tools": "*"})
     async with gateway.client(SUPPORT, headers={"X-Bastion-Include-Servers": "notes"}) as client:
@@ -82,8 +100,8 @@ async def test_budget_refuses_when_spent_and_failed_calls_are_refunded(gateway):
     async with gateway.client(METERED) as client:
         for _ in range(2):
             await client.call_tool("echo__echo", {"text": "x"})  # 0.02 each
-        with pytest.raises(MCPError):
-            await client.call_tool("echo__add", {"a": 1})  # invalid arguments: not charged
+        invalid = await client.call_tool("echo__add", {"a": 1})  # refused before it ran: not charged
+        assert invalid.is_error and "arguments.b: required, but missing" in invalid.content[0].text
         await client.call_tool("echo__add", {"a": 1, "b": 1})  # 0.01 -> 0.05 spent: exactly the budget
         with pytest.raises(MCPError) as refused:
             await client.call_tool("echo__add", {"a": 1, "b": 1})
@@ -110,8 +128,16 @@ async def test_rate_limits_per_key_and_per_tool_with_retry_after(gateway):
     assert refused.value.error.code == -32052 and "key:limited" in refused.value.error.message
     # over plain HTTP the refusal also carries Retry-After
     async with httpx2.AsyncClient() as http:
-        response = await http.post(gateway.url, headers={"Authorization": f"Bearer {LIMITED}"}, json={
-            "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo__echo", "arguments": {"text": "4"}}})
+        response = await http.post(
+            gateway.url,
+            headers={"Authorization": f"Bearer {LIMITED}"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "echo__echo", "arguments": {"text": "4"}},
+            },
+        )
     assert int(response.headers["retry-after"]) >= 1
     # a per-tool limit configured on the server applies to every caller of that tool
     async with gateway.client(METERED) as client:
@@ -129,10 +155,15 @@ async def test_two_policy_replicas_never_overspend_under_concurrent_load(nats_ur
         second = PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, instance="-2"))
         await second.start()
         try:
-            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {METERED}"},
-                                      limits=httpx2.Limits(max_connections=40))
-            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                    "params": {"name": "echo__add", "arguments": {"a": 1, "b": 1}}}  # $0.01 each, budget $0.05
+            http = httpx2.AsyncClient(  # closed below, once every answer is in
+                headers={"Authorization": f"Bearer {METERED}"}, limits=httpx2.Limits(max_connections=40)
+            )
+            body = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "echo__add", "arguments": {"a": 1, "b": 1}},
+            }  # $0.01 each, budget $0.05
 
             async def call() -> dict:
                 return (await http.post(gw.url, json=body)).json()

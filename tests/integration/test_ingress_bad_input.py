@@ -33,8 +33,16 @@ async def http():
 
 
 async def _still_serving(gateway, http) -> None:
-    response = await http.post(gateway.url, headers=AUTH, json={
-        "jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "echo__echo", "arguments": {"text": "alive"}}})
+    response = await http.post(
+        gateway.url,
+        headers=AUTH,
+        json={
+            "jsonrpc": "2.0",
+            "id": 99,
+            "method": "tools/call",
+            "params": {"name": "echo__echo", "arguments": {"text": "alive"}},
+        },
+    )
     assert response.status_code == 200 and response.json()["result"]["content"][0]["text"] == "alive"
 
 
@@ -52,9 +60,19 @@ async def _still_serving(gateway, http) -> None:
         (b'{"jsonrpc":"2.0","id":1,"method":"no/such"}', 200, -32601, "'no/such'"),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[1]}', 200, -32602, "'params' must be an object"),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}', 200, -32602, "params.name"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__echo","arguments":[]}}', 200, -32602, "arguments' must be an object"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__echo","arguments":[]}}',
+            200,
+            -32602,
+            "arguments' must be an object",
+        ),
         (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"zzz"}}', 200, -32602, "Unknown tool: 'zzz'"),
-        (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__add","arguments":{"a":1}}}', 200, -32602, "'b' is a required property"),
+        (
+            b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo__add","arguments":{"a":1}}}',
+            200,
+            -32602,  # no protocol version sent: 2025-03-26, before SEP-1303 made this an isError result
+            "arguments.b: required, but missing",
+        ),
     ],
 )
 async def test_malformed_requests(gateway, http, body, status, code, says):
@@ -73,7 +91,11 @@ async def test_notifications_and_client_responses_are_accepted(gateway, http):
 
 @pytest.mark.parametrize(
     ("headers", "error"),
-    [({}, "missing_key"), ({"Authorization": "Bearer wrong"}, "invalid_key"), ({"Authorization": "Basic abc"}, "malformed_authorization")],
+    [
+        ({}, "missing_key"),
+        ({"Authorization": "Bearer wrong"}, "invalid_key"),
+        ({"Authorization": "Basic abc"}, "malformed_authorization"),
+    ],
 )
 async def test_keys_are_required(gateway, http, headers, error):
     response = await http.post(gateway.url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
@@ -107,18 +129,30 @@ async def test_accept_header_and_response_modes(gateway, http):
 
 
 async def test_protocol_versions_and_sessions(gateway, http):
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     response = await http.post(gateway.url, headers=AUTH, json=init)
     assert response.json()["result"]["protocolVersion"] == "2025-03-26"
     session = response.headers["mcp-session-id"]
-    ok = await http.post(gateway.url, headers={**AUTH, "Mcp-Session-Id": session}, json={"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    ok = await http.post(
+        gateway.url, headers={**AUTH, "Mcp-Session-Id": session}, json={"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    )
     assert ok.status_code == 200
-    forged = await http.post(gateway.url, headers={**AUTH, "Mcp-Session-Id": session[:-3] + "AAA"},
-                             json={"jsonrpc": "2.0", "id": 3, "method": "ping"})
+    forged = await http.post(
+        gateway.url,
+        headers={**AUTH, "Mcp-Session-Id": session[:-3] + "AAA"},
+        json={"jsonrpc": "2.0", "id": 3, "method": "ping"},
+    )
     assert forged.status_code == 404 and "Session not found" in forged.json()["error"]["message"]
-    unknown = await http.post(gateway.url, headers={**AUTH, "MCP-Protocol-Version": "1999-01-01"},
-                              json={"jsonrpc": "2.0", "id": 4, "method": "ping"})
+    unknown = await http.post(
+        gateway.url,
+        headers={**AUTH, "MCP-Protocol-Version": "1999-01-01"},
+        json={"jsonrpc": "2.0", "id": 4, "method": "ping"},
+    )
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == -32022
     assert "2026-07-28" in unknown.json()["error"]["data"]["supported"]
     for version in ("2024-11-05", "2025-06-18", "2025-11-25", "2031-01-01"):
@@ -131,7 +165,9 @@ async def test_protocol_versions_and_sessions(gateway, http):
     assert response.status_code == 400 and response.json()["error"] == "missing_session"
     response = await http.get(gateway.url, headers={**AUTH, "Accept": "application/json", "Mcp-Session-Id": session})
     assert response.status_code == 406
-    response = await http.get(gateway.url, headers={**AUTH, "Accept": "text/event-stream", "Mcp-Session-Id": "forged.x"})
+    response = await http.get(
+        gateway.url, headers={**AUTH, "Accept": "text/event-stream", "Mcp-Session-Id": "forged.x"}
+    )
     assert response.status_code == 404
     response = await http.put(gateway.url, headers=AUTH)
     assert response.status_code == 405 and "POST" in response.headers["allow"]
@@ -140,15 +176,23 @@ async def test_protocol_versions_and_sessions(gateway, http):
 async def test_modern_requests_are_validated_by_the_sdk_ladder(gateway, http):
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
     headers = {**AUTH, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "server/discover"}
-    response = await http.post(gateway.url, headers=headers,
-                               json={"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}})
+    response = await http.post(
+        gateway.url,
+        headers=headers,
+        json={"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}},
+    )
     result = response.json()["result"]
     assert result["supportedVersions"] == ["2026-07-28"] and result["resultType"] == "complete"
     assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "bastion"
-    mismatch = await http.post(gateway.url, headers={**headers, "Mcp-Method": "tools/list"},
-                               json={"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": meta}})
+    mismatch = await http.post(
+        gateway.url,
+        headers={**headers, "Mcp-Method": "tools/list"},
+        json={"jsonrpc": "2.0", "id": 2, "method": "server/discover", "params": {"_meta": meta}},
+    )
     assert mismatch.status_code == 400 and mismatch.json()["error"]["code"] == -32020
-    no_meta = await http.post(gateway.url, headers=headers, json={"jsonrpc": "2.0", "id": 3, "method": "server/discover"})
+    no_meta = await http.post(
+        gateway.url, headers=headers, json={"jsonrpc": "2.0", "id": 3, "method": "server/discover"}
+    )
     assert no_meta.status_code == 400 and no_meta.json()["error"]["code"] == -32602
 
 

@@ -42,8 +42,9 @@ class Agent:
 
     async def sampling(self, _ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         self.asked.append(f"sampling: {params.messages[0].content.text}")
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="sunny beaches"),
-                                         model="test-model")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="sunny beaches"), model="test-model"
+        )
 
     async def elicitation(self, _ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         self.asked.append(f"elicitation: {params.message}")
@@ -55,8 +56,11 @@ class Agent:
         return types.ListRootsResult(roots=[types.Root(uri="file:///home/trips")])
 
     def callbacks(self) -> dict[str, Any]:
-        return {"sampling_callback": self.sampling, "elicitation_callback": self.elicitation,
-                "list_roots_callback": self.roots}
+        return {
+            "sampling_callback": self.sampling,
+            "elicitation_callback": self.elicitation,
+            "list_roots_callback": self.roots,
+        }
 
 
 def _text(result: Any) -> str:

@@ -28,6 +28,7 @@ from bastion_common.settings import IngressSettings
 from bastion_ingress.gateway import Gateway
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.polling import poll_until
 from tests.support.replicas import PolicyProcess
 
 pytestmark = pytest.mark.integration
@@ -41,13 +42,6 @@ calls below certainly answer first: asserting they cost no acknowledgement stays
 
 def _text(result) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
-
-
-async def _until(condition, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def _serving(nc, instance: str) -> bool:
@@ -84,11 +78,8 @@ async def gateway_with_two_policies(nats_url, redis_url, tmp_path):
         policies = {name: PolicyProcess(nats_url, name, redis_url, env).start() for name in ("policy-a", "policy-b")}
         nc = await connect(nats_url, "test-probe")
         try:
-            deadline = time.monotonic() + 30
             for name in policies:
-                while not await _serving(nc, name):
-                    assert time.monotonic() < deadline, f"{name} did not start"
-                    await asyncio.sleep(0.05)
+                await poll_until(lambda name=name: _serving(nc, name), f"{name} to serve")
             yield gw, policies
         finally:
             await nc.close()
@@ -106,7 +97,7 @@ async def test_a_policy_replica_killed_mid_call_fails_it_promptly(gateway_with_t
 
         # a slow call: once a replica acknowledges it, that replica is the one to kill
         slow = asyncio.create_task(client.call_tool("echo__sleep", {"seconds": 12}))
-        await _until(lambda: acks, "a policy replica to acknowledge the slow call")
+        await poll_until(lambda: acks, "a policy replica to acknowledge the slow call")
         holder = acks[0]
         policies[holder].kill()
         killed_at = time.monotonic()
@@ -151,8 +142,13 @@ async def test_a_live_policy_holding_a_call_past_its_timeout_is_a_gateway_timeou
     policy = await connect(nats_url, "silent-policy")
     ingress = await connect(nats_url, "ingress")
     try:
-        acks = Acknowledger(policy, instance="silent", accepted_by=subjects.POLICY_ACCEPTED_BY,
-                            alive_subject=subjects.policy_alive_subject("silent"), after=0.05)
+        acks = Acknowledger(
+            policy,
+            instance="silent",
+            accepted_by=subjects.POLICY_ACCEPTED_BY,
+            alive_subject=subjects.policy_alive_subject("silent"),
+            after=0.05,
+        )
         held: list[asyncio.Task[None]] = []
 
         async def hold(msg: Msg) -> None:
@@ -164,8 +160,9 @@ async def test_a_live_policy_holding_a_call_past_its_timeout_is_a_gateway_timeou
         await processed(policy)
         gateway = Gateway(ingress, IngressSettings(nats_url=nats_url))
         await gateway.start()
-        call = ToolCall(caller=Caller(key_id="k", key_name="k"), server="echo", tool="sleep", name="echo__sleep",
-                        timeout=2.0)
+        call = ToolCall(
+            caller=Caller(key_id="k", key_name="k"), server="echo", tool="sleep", name="echo__sleep", timeout=2.0
+        )
         outcome = await gateway.call(call)
         assert outcome.error is not None and outcome.error.kind == ErrorKind.GATEWAY_TIMEOUT, outcome
         for task in held:

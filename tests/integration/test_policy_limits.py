@@ -8,9 +8,8 @@ import asyncio
 import calendar
 import json
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from redis.asyncio import Redis
 from bastion_common.entities import Budget, RateLimit
 from bastion_common.errors import ErrorKind
 from bastion_policy.limits import Charged, LimitEngine, LimitPlan, Refused, plan_for
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,14 +31,6 @@ def at(*when: int) -> float:
 
 
 NOW = at(2026, 3, 18, 12, 30, 15)  # a Wednesday
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -135,10 +127,16 @@ async def test_one_round_trip_per_decision(engine: LimitEngine, monkeypatch: pyt
     monkeypatch.setattr(engine.redis, "execute_command", counting)
     plan = plan_for(
         0.01,
-        [("customer:acme", Budget(limit_usd=10.0)), ("team:t", Budget(limit_usd=10.0, period="week")),
-         ("key:ci", Budget(limit_usd=10.0, period="day"))],
-        [("key:ci", RateLimit(requests=100)), ("user:bob", RateLimit(requests=100, per="second")),
-         ("tool:github/search", RateLimit(requests=100, per="hour"))],
+        [
+            ("customer:acme", Budget(limit_usd=10.0)),
+            ("team:t", Budget(limit_usd=10.0, period="week")),
+            ("key:ci", Budget(limit_usd=10.0, period="day")),
+        ],
+        [
+            ("key:ci", RateLimit(requests=100)),
+            ("user:bob", RateLimit(requests=100, per="second")),
+            ("tool:github/search", RateLimit(requests=100, per="hour")),
+        ],
     )
     await engine.check_and_charge(plan, NOW)  # first ever call: EVALSHA misses, EVAL loads the script
     assert sent == ["EVALSHA", "EVAL"]
@@ -170,8 +168,9 @@ async def test_from_url_engine_absorbs_a_burst_beyond_the_pool(redis_url: str) -
     engine = LimitEngine.from_url(redis_url, max_connections=8)
     budget = Budget(limit_usd=1.0)
     try:
-        results = await asyncio.gather(*(engine.check_and_charge(plan_for(0.01, [("key:ci", budget)]), NOW)
-                                         for _ in range(300)))
+        results = await asyncio.gather(
+            *(engine.check_and_charge(plan_for(0.01, [("key:ci", budget)]), NOW) for _ in range(300))
+        )
         assert sum(isinstance(r, Charged) for r in results) == 100
         assert await engine.spent("key:ci", budget, NOW) == 1_000_000
     finally:
@@ -343,20 +342,43 @@ async def test_key_prefix_isolates_deployments(redis: Redis) -> None:
 # --------------------------------------------------------------------------- replicas racing
 
 
-async def race(redis_url: str, redis: Redis, spec: dict, *, replicas: int = 2, tasks: int = 32, calls: int = 20,
-               refund_every: int = 0) -> list[dict]:
+async def race(
+    redis_url: str,
+    redis: Redis,
+    spec: dict,
+    *,
+    replicas: int = 2,
+    tasks: int = 32,
+    calls: int = 20,
+    refund_every: int = 0,
+) -> list[dict]:
     """Run `replicas` hammer processes released at the same instant; their JSON reports."""
     run = f"race-{uuid.uuid4().hex}"
-    argv = [sys.executable, str(HAMMER), redis_url, json.dumps(spec), "--tasks", str(tasks), "--calls", str(calls),
-            "--now", str(NOW), "--run", run, "--refund-every", str(refund_every)]
+    argv = [
+        sys.executable,
+        str(HAMMER),
+        redis_url,
+        json.dumps(spec),
+        "--tasks",
+        str(tasks),
+        "--calls",
+        str(calls),
+        "--now",
+        str(NOW),
+        "--run",
+        run,
+        "--refund-every",
+        str(refund_every),
+    ]
     procs = [await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE) for _ in range(replicas)]
     try:
+
         async def all_ready() -> bool:
             if any(p.returncode is not None for p in procs):
                 raise AssertionError("a hammer process exited before the start signal")
             return int(await redis.get(f"{run}:ready") or 0) == replicas
 
-        await eventually(all_ready, "every replica to be connected and waiting")
+        await poll_until(all_ready, "every replica to be connected and waiting")
         await redis.rpush(f"{run}:go", *["go"] * replicas)
         outputs = await asyncio.wait_for(asyncio.gather(*(p.communicate() for p in procs)), WAIT)
     finally:
@@ -380,8 +402,13 @@ async def test_two_replicas_never_overspend_a_shared_budget(redis_url: str, redi
 
 
 async def test_two_replicas_allow_exactly_n_per_rate_window(redis_url: str, redis: Redis) -> None:
-    spec = {"cost_usd": 0.0, "rates": [["key:ci", {"requests": 1000, "per": "minute"}],
-                                       ["tool:github/search", {"requests": 57, "per": "minute"}]]}
+    spec = {
+        "cost_usd": 0.0,
+        "rates": [
+            ["key:ci", {"requests": 1000, "per": "minute"}],
+            ["tool:github/search", {"requests": 57, "per": "minute"}],
+        ],
+    }
     reports = await race(redis_url, redis, spec, tasks=16, calls=10)
     assert sum(r["allowed"] for r in reports) == 57, reports
     assert int(await redis.get(f"bastion:rate:key:ci:minute:{int(NOW) // 60}")) == 57  # refusals counted nothing

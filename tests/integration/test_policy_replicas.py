@@ -3,7 +3,6 @@ revocation, a grant change and a group change made in KV are enforced by all of 
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx2
@@ -21,6 +20,7 @@ from bastion_ingress.service import IngressService
 from bastion_policy.filters import narrowing
 from bastion_policy.service import PolicyService
 from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +48,7 @@ async def replicas(nats_url, redis_url, tmp_path):
 
 async def _until_all(check, what: str) -> float:
     started = time.perf_counter()
-    while not check():
-        elapsed = time.perf_counter() - started
-        if elapsed > PROPAGATION_DEADLINE:
-            raise AssertionError(f"{what} not seen by every replica within {PROPAGATION_DEADLINE}s")
-        await asyncio.sleep(0.002)
+    await poll_until(check, f"{what} to reach every replica", within=PROPAGATION_DEADLINE, every=0.002)
     elapsed = time.perf_counter() - started
     print(f"{what}: every replica within {elapsed * 1000:.1f} ms")
     return elapsed
@@ -73,7 +69,9 @@ async def test_changes_reach_every_replica_within_a_second(replicas):
         assert all(allowed(p, "echo") and not allowed(p, "add") for p in policies)
 
         # a grant change
-        await keys.put(caller.key_id, record.model_copy(update={"grants": ["echo/echo", "echo/add"]}).model_dump_json().encode())
+        await keys.put(
+            caller.key_id, record.model_copy(update={"grants": ["echo/echo", "echo/add"]}).model_dump_json().encode()
+        )
         await _until_all(lambda: all(allowed(p, "add") for p in policies), "grant change")
 
         # a group change: bind the key to a group, then change the group
@@ -86,8 +84,10 @@ async def test_changes_reach_every_replica_within_a_second(replicas):
         # a revocation: refused by both policy replicas and turned away by both ingress replicas
         await keys.put(caller.key_id, record.model_copy(update={"revoked": True}).model_dump_json().encode())
         await _until_all(
-            lambda: all(not allowed(p, "echo") for p in policies)
-            and all(isinstance(i.keys.authenticate(f"Bearer {READONLY_KEY}"), AuthFailure) for i in ingresses),
+            lambda: (
+                all(not allowed(p, "echo") for p in policies)
+                and all(isinstance(i.keys.authenticate(f"Bearer {READONLY_KEY}"), AuthFailure) for i in ingresses)
+            ),
             "revocation",
         )
     finally:
@@ -97,7 +97,9 @@ async def test_changes_reach_every_replica_within_a_second(replicas):
 async def test_a_client_served_by_both_ingress_replicas(replicas):
     _gw, _, ingresses = replicas
     for ingress in ingresses:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {READONLY_KEY}"})
-        async with Client(streamable_http_client(ingress.url, http_client=http)) as client:
+        async with (
+            httpx2.AsyncClient(headers={"Authorization": f"Bearer {READONLY_KEY}"}) as http,
+            Client(streamable_http_client(ingress.url, http_client=http)) as client,
+        ):
             result = await client.call_tool("echo__echo", {"text": "any replica"})
             assert result.content[0].text == "any replica"

@@ -116,8 +116,13 @@ async def run_legacy_agent(gateway: Gateway, version: str, requests: list[Reques
         assert method in ("tools/call", "prompts/get"), method
         plan.append([("prompt:" if method == "prompts/get" else "") + params["name"], params["arguments"]])
     proc = await asyncio.create_subprocess_exec(
-        _python(version), str(CLIENT_SCRIPT), gateway.url, ADMIN_KEY, json.dumps(plan),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        _python(version),
+        str(CLIENT_SCRIPT),
+        gateway.url,
+        ADMIN_KEY,
+        json.dumps(plan),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await proc.communicate()
     assert proc.returncode == 0, f"legacy client {version} failed:\n{err.decode()}"
@@ -189,7 +194,9 @@ async def assert_bridged(gateway: Gateway, agent: str, upstream: str, transport:
 
     assert run.protocol_version == agent
     assert sorted(name for name in run.tools if name.startswith(f"{server}__")) == [
-        f"{server}__add", f"{server}__echo", f"{server}__fail",
+        f"{server}__add",
+        f"{server}__echo",
+        f"{server}__fail",
     ]
     answers = iter(run.answers)
     for check, requests in zip(CHECKS, per_check, strict=True):
@@ -201,8 +208,9 @@ async def assert_bridged(gateway: Gateway, agent: str, upstream: str, transport:
 
 def _start_http_upstream(version: str, transport: str, procs: list[subprocess.Popen[str]]) -> dict[str, str]:
     """Start one HTTP upstream and wait for its READY line; returns its config entry."""
-    proc = subprocess.Popen([_python(version), str(SERVER_SCRIPT), f"--{transport}", "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [_python(version), str(SERVER_SCRIPT), f"--{transport}", "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
     procs.append(proc)
     line = proc.stdout.readline()  # type: ignore[union-attr]
     assert line.startswith("READY "), f"{version} {transport} upstream did not start: {line!r}"
@@ -235,6 +243,8 @@ async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gat
             proc.terminate()
         for proc in procs:
             proc.wait(10)
+            if proc.stdout is not None:
+                proc.stdout.close()
         valkey.stop()
         nats.stop()
 

@@ -21,6 +21,7 @@ from bastion_common.nats import connect
 from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
 from bastion_common.settings import RequestPathSettings
 from tests.support.barrier import processed
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -107,12 +108,6 @@ async def spy(nats_url) -> AsyncIterator[Spy]:
     await nc.close()
 
 
-async def until(condition: Callable[[], object]) -> None:
-    async with asyncio.timeout(NEVER):
-        while not condition():  # noqa: ASYNC110 - polling test state, nothing to wait on
-            await asyncio.sleep(0.01)
-
-
 async def echo(nc: NATS, msg: Msg) -> None:
     await nc.publish(msg.reply, b"re: " + msg.data)
 
@@ -139,7 +134,7 @@ async def test_a_slow_call_is_acknowledged_then_answered(nats_url, requester, sp
 
     async with replica(nats_url, "a", slow):
         call = asyncio.create_task(requester.request(SUBJECT, b"x", within=NEVER))
-        await until(lambda: spy.seen)
+        await poll_until(lambda: spy.seen, "the spy to see an acknowledgement", within=NEVER)
         go.set()
         assert (await call).data == b"re: x"
     assert spy.seen == ["a"]
@@ -156,7 +151,7 @@ async def test_a_plain_request_is_never_acknowledged(nats_url, spy):
 
     async with replica(nats_url, "a", slow) as nc:
         call = asyncio.create_task(nc.request(SUBJECT, b"plain", timeout=NEVER))
-        await until(lambda: slow_calls)
+        await poll_until(lambda: slow_calls, "the replica to receive the call", within=NEVER)
         await asyncio.sleep(0.3)  # past `after` on this same event loop: an ack would have been published
         await spy.settle(nc)
         assert spy.seen == []
@@ -167,7 +162,7 @@ async def test_a_plain_request_is_never_acknowledged(nats_url, spy):
 async def test_a_replica_that_dies_holding_calls_fails_them(nats_url, requester, spy):
     async with replica(nats_url, "doomed", never_answer) as nc:
         calls = [asyncio.create_task(requester.request(SUBJECT, b"x", within=NEVER)) for _ in range(5)]
-        await until(lambda: len(spy.seen) == 5)
+        await poll_until(lambda: len(spy.seen) == 5, "five acknowledgements", within=NEVER)
         await nc.close()  # its subscriptions go with it: probes get "no responders"
         for call in calls:
             with pytest.raises(ResponderLost, match="test replica 'doomed' stopped before answering"):
@@ -178,6 +173,7 @@ async def test_a_replica_that_stops_answering_probes_counts_as_gone(nats_url, re
     """Alive to NATS but deaf (stopped, wedged): unanswered probes are what tells."""
     nc = await connect(nats_url, "deaf")
     try:
+
         async def hold(msg: Msg) -> None:
             await nc.publish(msg.reply, b"", headers={HOLDER: "deaf"})
 
@@ -197,6 +193,7 @@ async def test_a_call_no_replica_acknowledges_is_lost(nats_url, requester):
     """Taken by a subscriber that neither answers nor acknowledges: a replica dying as it arrived."""
     nc = await connect(nats_url, "black-hole")
     try:
+
         async def swallow(msg: Msg) -> None:
             return None
 

@@ -12,6 +12,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from mcp_types import CallToolResult
 from bastion_common.settings import IngressSettings
 from bastion_ingress.service import IngressService
 from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway
+from tests.support.polling import poll_until
 from tests.support.replicas import AlternatingTransport, ExecutorProcess
 
 pytestmark = pytest.mark.integration
@@ -37,9 +39,12 @@ def _text(result: CallToolResult) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
 
-def _client(transport: httpx2.AsyncBaseTransport, url: str, mode: str) -> Client:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60, transport=transport)
-    return Client(streamable_http_client(url, http_client=http), mode=mode)
+@contextlib.asynccontextmanager
+async def _client(transport: httpx2.AsyncBaseTransport, url: str, mode: str) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx2.AsyncClient(headers=headers, timeout=60, transport=transport) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=mode) as client:
+            yield client
 
 
 # ---------------------------------------------------------------- 1. sessions that scale
@@ -51,7 +56,7 @@ async def two_ingresses(nats_url, redis_url, tmp_path):
         second = IngressService(IngressSettings(nats_url=nats_url, port=0, instance="-b", session_secret=SECRET))
         await second.start()
         try:
-            await gw.wait_for(lambda: second.catalog.server_status("echo") is not None, what="catalog on replica b")
+            await poll_until(lambda: second.catalog.server_status("echo") is not None, "catalog on replica b")
             yield gw, second
         finally:
             await second.stop()
@@ -83,8 +88,16 @@ async def test_a_session_from_another_deployment_is_refused(two_ingresses, nats_
     await foreign.start()
     try:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
-        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
         async with httpx.AsyncClient(headers=headers, timeout=10) as http:
             ours = (await http.post(gw.url, json=init)).headers["mcp-session-id"]
@@ -115,21 +128,16 @@ async def _tool_names(client: Client) -> set[str]:
     return {t.name for t in (await client.list_tools()).tools}
 
 
-async def _until(predicate_coro: Any, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate_coro():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
 async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, tmp_path):
     async with running_gateway(nats_url, redis_url, tmp_path, admin_token=ADMIN_TOKEN) as gw:
         services_before = list(gw.services)
         stop, answers = asyncio.Event(), []
         steady = asyncio.create_task(_keep_calling(gw, stop, answers))
-        admin = httpx.AsyncClient(base_url=gw.url.removesuffix("/mcp") + "/admin/v1",
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=10)
+        admin = httpx.AsyncClient(
+            base_url=gw.url.removesuffix("/mcp") + "/admin/v1",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=10,
+        )
         echo = [sys.executable, str(SERVERS / "echo_server.py")]
         try:
             async with gw.client(ADMIN_KEY) as client:
@@ -137,7 +145,7 @@ async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, t
                 body = {"name": "extra", "config": {"command": echo[0], "args": echo[1:]}}
                 created = await admin.post("/servers", json=body)
                 assert created.status_code == 201, created.text
-                await _until(lambda: _has(client, "extra__echo"), "extra to be listed")
+                await poll_until(lambda: _has(client, "extra__echo"), "extra to be listed")
                 assert _text(await client.call_tool("extra__add", {"a": 1, "b": 2})) == "3"
                 pid_before = (await client.call_tool("extra__stats", {})).structured_content["pid"]
 
@@ -145,7 +153,7 @@ async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, t
                 config = {"command": echo[0], "args": echo[1:], "tools": ["echo"]}
                 updated = await admin.put("/servers/extra", json={"config": config})
                 assert updated.status_code == 200, updated.text
-                await _until(lambda: _lacks(client, "extra__add"), "extra__add to be hidden")
+                await poll_until(lambda: _lacks(client, "extra__add"), "extra__add to be hidden")
                 assert "extra__echo" in await _tool_names(client)
                 with pytest.raises(MCPError) as hidden:
                     await client.call_tool("extra__add", {"a": 1, "b": 2})
@@ -155,12 +163,12 @@ async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, t
                 config = {"command": echo[0], "args": echo[1:], "env": {"BASTION_TEST_GENERATION": "2"}}
                 updated = await admin.put("/servers/extra", json={"config": config})
                 assert updated.status_code == 200, updated.text
-                await _until(lambda: _has(client, "extra__stats"), "extra__stats to be listed again")
-                await _until(lambda: _new_pid(client, pid_before), "extra to run in a new process")
+                await poll_until(lambda: _has(client, "extra__stats"), "extra__stats to be listed again")
+                await poll_until(lambda: _new_pid(client, pid_before), "extra to run in a new process")
 
                 # remove
                 assert (await admin.delete("/servers/extra")).status_code == 204
-                await _until(lambda: _lacks_prefix(client, "extra__"), "extra's tools to disappear")
+                await poll_until(lambda: _lacks_prefix(client, "extra__"), "extra's tools to disappear")
                 with pytest.raises(MCPError) as gone:
                     await client.call_tool("extra__echo", {"text": "x"})
                 assert "Unknown tool" in gone.value.error.message
@@ -197,14 +205,21 @@ async def _new_pid(client: Client, old: int) -> bool:
 def shared_notes():
     """One notes upstream over HTTP that both executors talk to, so its notes count every call
     that ran, whichever replica relayed it (a stdio upstream would be one process per replica)."""
-    proc = subprocess.Popen([sys.executable, str(SERVERS / "notes_server.py"), "--http", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVERS / "notes_server.py"), "--http", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("READY "), line
-    yield line.split()[1]
-    proc.terminate()
-    proc.wait(10)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), line
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        proc.stdout.close()
 
 
 def _parent(pid: int) -> int:
@@ -283,16 +298,19 @@ async def _kill_mid_load(gw: Any, executors: list[ExecutorProcess]) -> None:
         clients = [await stack.enter_async_context(gw.client(ADMIN_KEY)) for _ in range(8)]
         writers = [asyncio.create_task(writer(c, n)) for n, c in enumerate(clients)]
         sleepers = [asyncio.create_task(sleeper(clients[i % len(clients)])) for i in range(16)]
-        await _wait_until(lambda: len(succeeded) >= 50, "load to be under way")
+        await poll_until(lambda: len(succeeded) >= 50, "load to be under way")
         victim.kill()
         killed_at.append(time.monotonic())
         before_kill = len(succeeded)
-        await _wait_until(lambda: len(succeeded) >= before_kill + 100, "calls to keep succeeding after the kill",
-                          within=CALL_TIMEOUT * 3)
+        await poll_until(
+            lambda: len(succeeded) >= before_kill + 100,
+            "calls to keep succeeding after the kill",
+            within=CALL_TIMEOUT * 3,
+        )
         stop.set()
         # every call ends with exactly one answer: a result or an MCP error, never a hang or a crash
         outcomes = await asyncio.wait_for(asyncio.gather(*writers, *sleepers), timeout=CALL_TIMEOUT * 3)
-        sleeps = outcomes[len(writers):]
+        sleeps = outcomes[len(writers) :]
 
         # at most once: no note twice; every success stored; extras only among calls answered with an error
         listed = (await clients[0].call_tool("notes__list_notes", {})).structured_content["result"]
@@ -303,17 +321,13 @@ async def _kill_mid_load(gw: Any, executors: list[ExecutorProcess]) -> None:
         # after the kill, the survivor takes everything
         for _ in range(10):
             assert await _executor_of_next_call(clients[0]) == survivor.proc.pid
-    print(f"\nadd_note: {len(succeeded)} ok, {len(errors)} errors, {len(titles)} stored "
-          f"({len(set(titles) - succeeded)} ran but were answered with an error)")
+    print(
+        f"\nadd_note: {len(succeeded)} ok, {len(errors)} errors, {len(titles)} stored "
+        f"({len(set(titles) - succeeded)} ran but were answered with an error)"
+    )
     print(f"sleep calls: {sleeps.count('ok')} ok, {sleeps.count('error')} errors")
     if answered_after_kill:
-        print(f"errors answered {min(answered_after_kill):.2f}-{max(answered_after_kill):.2f}s after the kill "
-              f"(gateway call timeout {CALL_TIMEOUT:g}s); messages: {sorted(set(errors.values()))[:3]}")
-
-
-async def _wait_until(predicate: Any, what: str, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}")
-        await asyncio.sleep(0.01)
+        print(
+            f"errors answered {min(answered_after_kill):.2f}-{max(answered_after_kill):.2f}s after the kill "
+            f"(gateway call timeout {CALL_TIMEOUT:g}s); messages: {sorted(set(errors.values()))[:3]}"
+        )

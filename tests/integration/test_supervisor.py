@@ -26,6 +26,8 @@ from bastion_cli.stackfile import running_stack
 from bastion_cli.supervisor import Backoff, ChildSpec, Supervisor
 from bastion_common import subjects
 from bastion_common.messages import KeyRecord, ServerRecord
+from bastion_common.nats import kv_names
+from tests.support.polling import poll_until_blocking
 from tests.support.processes import (
     alive,
     assert_none_left,
@@ -34,13 +36,11 @@ from tests.support.processes import (
     output,
     start_up,
     stop_up,
-    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")]
 
 ROOT = Path(__file__).resolve().parents[2]
-INGRESS_MAIN = ROOT / "services" / "ingress" / "__main__.py"
 ECHO_SERVER = ROOT / "examples" / "servers" / "echo_server.py"
 
 STANDIN = textwrap.dedent(
@@ -140,6 +140,31 @@ def test_crashed_child_is_restarted_with_doubling_backoff(tmp_path: Path, standi
     assert supervisor.pids() == set()
 
 
+def test_adopted_child_is_restarted_from_its_spec_with_its_own_backoff(tmp_path: Path, standin: Path) -> None:
+    """NATS and Valkey are started before the supervisor (their first start picks the port): the
+    supervisor adopts them, and restarts them from their spec (same port) on their own, shorter backoff."""
+    spec = ChildSpec(
+        "infra",
+        [sys.executable, str(standin), "crash", str(tmp_path)],
+        log_path=tmp_path / "infra.log",
+        backoff=Backoff(initial=0.05, maximum=0.05),
+    )
+    events: list[str] = []
+    supervisor = Supervisor([spec], backoff=Backoff(initial=30, maximum=30), notify=events.append)
+    first = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(7)"])
+    supervisor.adopt("infra", first)
+    supervisor.start()  # an adopted child is not started a second time
+    assert supervisor.pids() == {first.pid}
+    starts = tmp_path / "starts"
+    deadline = time.monotonic() + 15
+    while not starts.exists() and time.monotonic() < deadline:
+        supervisor.poll()
+        time.sleep(0.01)
+    supervisor.stop()
+    assert starts.exists(), events
+    assert "infra exited with code 7" in events[0] and "restarting in 0.05s" in events[0], events
+
+
 def test_sigterm_stops_in_order_escalates_and_leaves_no_orphan(tmp_path: Path, standin: Path) -> None:
     marker = uuid.uuid4().hex
     driver = tmp_path / "driver.py"
@@ -152,12 +177,12 @@ def test_sigterm_stops_in_order_escalates_and_leaves_no_orphan(tmp_path: Path, s
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(
+        poll_until_blocking(
             lambda: all(
                 (tmp_path / f).exists() for f in ("ingress.ready", "executor.ready", "stubborn.ready", "grandchild.pid")
             ),
-            20,
             "the stand-ins to start",
+            within=20,
         )
         grandchild = int((tmp_path / "grandchild.pid").read_text())
         assert alive(grandchild)
@@ -203,7 +228,9 @@ keys:
         tmp_path, config, marker, {"BASTION_NATS_URL": nats_url, "BASTION_REDIS_URL": redis_url}
     )
     try:
-        wait_for(lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, 30, "stack.json")
+        poll_until_blocking(
+            lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, "stack.json", within=30
+        )
         assert proc.poll() is None, output(tmp_path)
         info = json.loads((data_dir / "stack.json").read_text())
         assert info["nats_url"] == nats_url and info["redis_url"] == redis_url
@@ -213,7 +240,13 @@ keys:
         assert not [c for c in tree.values() if "nats-server" in c or "valkey-server" in c], tree
         assert not (data_dir / "nats").exists() and not (data_dir / "valkey").exists()
         services = {c.split(" -m ")[1].split()[0] for c in tree.values() if " -m bastion_" in c}
-        assert services == {"bastion_policy", "bastion_executor", "bastion_audit", "bastion_ingress"}, tree
+        assert services == {
+            "bastion_policy",
+            "bastion_executor",
+            "bastion_audit",
+            "bastion_codemode",
+            "bastion_ingress",
+        } | ({"bastion_codemode.worker"} & services), tree  # the sandbox workers may still be starting
 
         async def read_kv() -> tuple[ServerRecord, KeyRecord, list[bytes]]:
             nc = await nats.connect(nats_url)
@@ -221,7 +254,7 @@ keys:
                 js = nc.jetstream()
                 servers, keys = await js.key_value(subjects.KV_SERVERS), await js.key_value(subjects.KV_KEYS)
                 server = ServerRecord.model_validate_json((await servers.get("echo")).value)
-                (key_id,) = await keys.keys()
+                (key_id,) = await kv_names(js, subjects.KV_KEYS)
                 raw = (await keys.get(key_id)).value
                 return server, KeyRecord.model_validate_json(raw), [raw, (await servers.get("echo")).value]
             finally:
@@ -242,17 +275,15 @@ def test_up_prints_the_mcp_url_and_sigterm_stops_every_child(tmp_path: Path) -> 
     marker = uuid.uuid4().hex
     proc, port, data_dir = start_up(tmp_path, "mcpServers: {}\n", marker)
     mcp_url = f"http://127.0.0.1:{port}/mcp"
-    ingress_exists = INGRESS_MAIN.exists()
     try:
-        if ingress_exists:
-            wait_for(lambda: "Ctrl-C to stop" in output(tmp_path) or proc.poll() is not None, 90, "the whole banner")
-            assert proc.poll() is None, output(tmp_path)
-            assert f"MCP URL     {mcp_url}" in output(tmp_path)
-            assert str(data_dir.resolve() / "logs") in output(tmp_path)
-            assert httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).status_code == 200
-            assert json.loads((data_dir / "stack.json").read_text())["ready"] is True
-        else:
-            wait_for(lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, 30, "stack.json")
+        poll_until_blocking(
+            lambda: "Ctrl-C to stop" in output(tmp_path) or proc.poll() is not None, "the whole banner", within=90
+        )
+        assert proc.poll() is None, output(tmp_path)
+        assert f"MCP URL     {mcp_url}" in output(tmp_path)
+        assert str(data_dir.resolve() / "logs") in output(tmp_path)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).status_code == 200
+        assert json.loads((data_dir / "stack.json").read_text())["ready"] is True
         info = json.loads((data_dir / "stack.json").read_text())
         assert info["mcp_url"] == mcp_url and info["nats_url"].startswith("nats://127.0.0.1:")
         tree = descendants(proc.pid)
@@ -263,15 +294,15 @@ def test_up_prints_the_mcp_url_and_sigterm_stops_every_child(tmp_path: Path) -> 
     assert not (data_dir / "stack.json").exists()
     assert_none_left(marker)
     assert not [pid for pid in tree if alive(pid)], "every child of bastion up has exited"
-    if not ingress_exists:
-        pytest.xfail("ingress not implemented yet")
 
 
 def test_nothing_survives_a_sigkilled_bastion_up(tmp_path: Path) -> None:
     marker = uuid.uuid4().hex
     proc, _port, data_dir = start_up(tmp_path, "mcpServers: {}\n", marker)
     try:
-        wait_for(lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, 30, "stack.json")
+        poll_until_blocking(
+            lambda: (data_dir / "stack.json").exists() or proc.poll() is not None, "stack.json", within=30
+        )
         assert proc.poll() is None, output(tmp_path)
         tree = descendants(proc.pid)
         assert any("nats-server" in c for c in tree.values()) and any(" -m bastion_ingress" in c for c in tree.values())
@@ -279,8 +310,6 @@ def test_nothing_survives_a_sigkilled_bastion_up(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     # children get SIGTERM from the kernel (parent-death signal) and shut down on their own
-    deadline = time.monotonic() + 20
-    while marked_processes(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    poll_until_blocking(lambda: not marked_processes(marker), "every child to exit", within=20)
     assert_none_left(marker)
     assert running_stack(data_dir) is None, "the stack.json left behind is recognized as stale"

@@ -3,13 +3,11 @@ through the catalog, the admin API and `bastion servers list`; with its `headers
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx2
 import pytest
 
-from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, default_config, example_server_over_http, running_gateway
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -18,19 +16,19 @@ ADMIN_TOKEN = "admin-token-for-auth-test-000"
 
 
 async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_url, tmp_path):
-    proc = subprocess.Popen([sys.executable, str(SERVERS / "echo_server.py"), "--http", "--port", "0",
-                             "--bearer", UPSTREAM_TOKEN], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().split()[1]
-        config = default_config({
-            "down-locked": {"url": url},  # "down*": running_gateway does not wait for it to be ready
-            "unlocked": {"url": url, "headers": {"Authorization": f"Bearer {UPSTREAM_TOKEN}"}},
-        })
+    async with example_server_over_http("--http", "--bearer", UPSTREAM_TOKEN) as url:
+        config = default_config(
+            {
+                "down-locked": {"url": url},  # "down*": running_gateway does not wait for it to be ready
+                "unlocked": {"url": url, "headers": {"Authorization": f"Bearer {UPSTREAM_TOKEN}"}},
+            }
+        )
         async with running_gateway(nats_url, redis_url, tmp_path, config, admin_token=ADMIN_TOKEN) as gateway:
             catalog = gateway.ingress.catalog
-            await gateway.wait_for(lambda: (s := catalog.server_status("down-locked")) is not None
-                                   and s.health == "needs_auth", what="health needs_auth")
+            await poll_until(
+                lambda: (s := catalog.server_status("down-locked")) is not None and s.health == "needs_auth",
+                "health needs_auth",
+            )
             locked = catalog.server_status("down-locked")
             assert locked is not None and locked.status == "unavailable" and "HTTP 401" in (locked.error or "")
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
@@ -44,6 +42,3 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
                 result = await client.call_tool("unlocked__echo", {"text": "in"})
                 assert result.content[0].text == "in"
                 assert not any(t.name.startswith("down-locked__") for t in (await client.list_tools()).tools)
-    finally:
-        proc.terminate()
-        proc.wait(10)

@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway
+from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 
@@ -24,13 +25,20 @@ SCOPED_KEY = "bk_test_scoped_key_0000000000"
 
 
 def _config() -> dict[str, Any]:
-    config = default_config({
-        "interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "legacy"},
-        "modern": {"command": sys.executable, "args": [INTERACTIVE], "env": {"MEMO_SCHEME": "fresh"}},
-    })
+    config = default_config(
+        {
+            "interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "legacy"},
+            "modern": {"command": sys.executable, "args": [INTERACTIVE], "env": {"MEMO_SCHEME": "fresh"}},
+        }
+    )
     config["mcpServers"]["echo"]["namespace"] = False
-    config["keys"].append({"name": "scoped", "key": SCOPED_KEY,
-                           "tools": ["interactive/greet", "interactive/prompt:greet", "interactive/resource:memo://pinned"]})
+    config["keys"].append(
+        {
+            "name": "scoped",
+            "key": SCOPED_KEY,
+            "tools": ["interactive/greet", "interactive/prompt:greet", "interactive/resource:memo://pinned"],
+        }
+    )
     return config
 
 
@@ -85,8 +93,9 @@ async def test_prompts_resources_templates_and_completion(gateway, mode):
         assert "memo://notes/{note_id}" in templates
         assert (await client.read_resource("memo://notes/42")).contents[0].text == "note 42"
 
-        completion = await client.complete(types.PromptReference(type="ref/prompt", name="interactive__greet"),
-                                           {"name": "name", "value": "al"})
+        completion = await client.complete(
+            types.PromptReference(type="ref/prompt", name="interactive__greet"), {"name": "name", "value": "al"}
+        )
         assert completion.completion.values == ["alice", "albert"]
 
         with pytest.raises(MCPError) as missing:
@@ -145,8 +154,9 @@ async def test_the_upstream_asks_the_agent_mid_call(gateway):
 
     async def sampling(_ctx: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         asked.append(params.messages[0].content.text)
-        return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="forty-two"),
-                                         model="test-model")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="forty-two"), model="test-model"
+        )
 
     async def elicitation(_ctx: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
         asked.append(params.message)
@@ -155,10 +165,20 @@ async def test_the_upstream_asks_the_agent_mid_call(gateway):
     async def roots(_ctx: Any) -> types.ListRootsResult:
         return types.ListRootsResult(roots=[types.Root(uri="file:///work/project")])
 
-    async with gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling, elicitation_callback=elicitation,
-                              list_roots_callback=roots) as client:
-        assert _text(await client.call_tool("interactive__ask_llm", {"prompt": "meaning of life?"})) == "model said: forty-two"
-        assert _text(await client.call_tool("interactive__ask_user", {"question": "favourite colour?"})) == "accept: blue"
+    async with gateway.client(
+        ADMIN_KEY,
+        mode="legacy",
+        sampling_callback=sampling,
+        elicitation_callback=elicitation,
+        list_roots_callback=roots,
+    ) as client:
+        assert (
+            _text(await client.call_tool("interactive__ask_llm", {"prompt": "meaning of life?"}))
+            == "model said: forty-two"
+        )
+        assert (
+            _text(await client.call_tool("interactive__ask_user", {"question": "favourite colour?"})) == "accept: blue"
+        )
         assert _text(await client.call_tool("interactive__my_roots", {})) == "file:///work/project"
     assert asked == ["meaning of life?", "favourite colour?"]
 
@@ -195,14 +215,25 @@ async def test_an_agents_answer_may_reach_any_ingress_replica(gateway):
     try:
         async with httpx2.AsyncClient(timeout=30) as http:
             headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
-            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-                    "params": {"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}},
-                               "clientInfo": {"name": "raw", "version": "1"}}}
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {"sampling": {}},
+                    "clientInfo": {"name": "raw", "version": "1"},
+                },
+            }
             response = await http.post(gateway.url, headers=headers, json=init)
             headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
             headers["MCP-Protocol-Version"] = "2025-06-18"
-            call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-                    "params": {"name": "interactive__ask_llm", "arguments": {"prompt": "hi"}}}
+            call = {
+                "jsonrpc": "2.0",
+                "id": 2,
+                "method": "tools/call",
+                "params": {"name": "interactive__ask_llm", "arguments": {"prompt": "hi"}},
+            }
             async with http.stream("POST", gateway.url, headers=headers, json=call) as stream:
                 assert stream.headers["content-type"].startswith("text/event-stream")
                 events = _sse_messages(stream)
@@ -210,9 +241,15 @@ async def test_an_agents_answer_may_reach_any_ingress_replica(gateway):
                 assert request["method"] == "sampling/createMessage"
                 forged = {"jsonrpc": "2.0", "id": request["id"][:-2] + "xx", "result": {}}
                 assert (await http.post(second.url, headers=headers, json=forged)).status_code == 202
-                answer = {"jsonrpc": "2.0", "id": request["id"],
-                          "result": {"role": "assistant", "content": {"type": "text", "text": "via replica two"},
-                                     "model": "m"}}
+                answer = {
+                    "jsonrpc": "2.0",
+                    "id": request["id"],
+                    "result": {
+                        "role": "assistant",
+                        "content": {"type": "text", "text": "via replica two"},
+                        "model": "m",
+                    },
+                }
                 assert (await http.post(second.url, headers=headers, json=answer)).status_code == 202
                 final = await anext(events)
             assert final["id"] == 2 and final["result"]["content"][0]["text"] == "model said: via replica two"
@@ -233,7 +270,9 @@ async def _sse_messages(response: Any):
 async def test_a_2026_agent_listens_for_changes_and_resource_updates(gateway):
     async with gateway.client(ADMIN_KEY, mode="auto") as client:
         assert client.protocol_version == "2026-07-28"
-        async with client.listen(prompts_list_changed=True, resource_subscriptions=["memo://pinned", "memo://nowhere"]) as sub:
+        async with client.listen(
+            prompts_list_changed=True, resource_subscriptions=["memo://pinned", "memo://nowhere"]
+        ) as sub:
             assert sub.honored.prompts_list_changed is True and sub.honored.tools_list_changed is None
             assert sub.honored.resource_subscriptions == ["memo://pinned"]  # nothing serves the other URI
             events = aiter(sub)
@@ -247,9 +286,11 @@ async def test_a_2026_agent_listens_for_changes_and_resource_updates(gateway):
             assert type(changed).__name__ == "PromptsListChanged"
     # the stream's upstream subscription ends with it
     async with gateway.client(ADMIN_KEY, mode="legacy") as client:
-        async with asyncio.timeout(15):
-            while _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) != "nobody subscribed":
-                await asyncio.sleep(0.05)
+
+        async def nobody_subscribed() -> bool:
+            return _text(await client.call_tool("interactive__touch", {"uri": "memo://pinned"})) == "nobody subscribed"
+
+        await poll_until(nobody_subscribed, "the upstream subscription to end with the stream", within=15)
 
 
 async def test_an_agents_cancellation_reaches_the_upstream(gateway):
@@ -258,9 +299,11 @@ async def test_an_agents_cancellation_reaches_the_upstream(gateway):
     async with gateway.client(ADMIN_KEY, mode="legacy") as client:
         with anyio.move_on_after(1.0):  # abandoning the call makes the SDK send notifications/cancelled
             await client.call_tool("interactive__sleepy", {"label": "first", "seconds": 60})
-        async with asyncio.timeout(15):
-            while "first" not in _text(await client.call_tool("interactive__cancellations", {})):
-                await asyncio.sleep(0.05)
+
+        async def cancelled() -> bool:
+            return "first" in _text(await client.call_tool("interactive__cancellations", {}))
+
+        await poll_until(cancelled, "the upstream to see the cancellation", within=15)
         # the session keeps working, and a call that is not cancelled completes
         assert _text(await client.call_tool("interactive__sleepy", {"label": "second", "seconds": 0})) == "slept second"
         assert _text(await client.call_tool("interactive__cancellations", {})) == "first"
@@ -275,10 +318,14 @@ async def test_a_request_from_an_upstream_serving_two_agents_at_once_is_refused_
         seen.append(params.messages[0].content.text)
         return types.CreateMessageResult(role="assistant", content=types.TextContent(type="text", text="x"), model="m")
 
-    async with (gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling) as one,
-                gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling) as two):
-        results = await asyncio.gather(one.call_tool("interactive__ask_llm_together", {"prompt": "secret of one"}),
-                                       two.call_tool("interactive__ask_llm_together", {"prompt": "secret of two"}))
+    async with (
+        gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling) as one,
+        gateway.client(ADMIN_KEY, mode="legacy", sampling_callback=sampling) as two,
+    ):
+        results = await asyncio.gather(
+            one.call_tool("interactive__ask_llm_together", {"prompt": "secret of one"}),
+            two.call_tool("interactive__ask_llm_together", {"prompt": "secret of two"}),
+        )
     assert seen == []
     for result in results:
         assert "2 calls to this server are in flight" in _text(result)
@@ -298,9 +345,11 @@ async def test_a_2026_upstream_serves_subscriptions_and_list_changes_to_a_handsh
         assert str(updated.params.uri) == "fresh://pinned"
 
         assert _text(await client.call_tool("modern__add_prompt", {"name": "newer"})) == "added newer"
-        async with asyncio.timeout(15):
-            while "modern__newer" not in {p.name for p in (await client.list_prompts()).prompts}:
-                await asyncio.sleep(0.05)
+
+        async def listed() -> bool:
+            return "modern__newer" in {p.name for p in (await client.list_prompts()).prompts}
+
+        await poll_until(listed, "the new prompt in prompts/list", within=15)
 
 
 async def test_a_2026_agent_cancels_by_closing_the_stream(gateway):
@@ -310,6 +359,8 @@ async def test_a_2026_agent_cancels_by_closing_the_stream(gateway):
         assert client.protocol_version == "2026-07-28"
         with anyio.move_on_after(1.0):  # abandoning the call closes its response stream
             await client.call_tool("interactive__sleepy", {"label": "modern", "seconds": 60})
-        async with asyncio.timeout(15):
-            while "modern" not in _text(await client.call_tool("interactive__cancellations", {})):
-                await asyncio.sleep(0.05)
+
+        async def cancelled() -> bool:
+            return "modern" in _text(await client.call_tool("interactive__cancellations", {}))
+
+        await poll_until(cancelled, "the upstream to see the closed stream as a cancellation", within=15)

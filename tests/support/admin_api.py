@@ -34,5 +34,3 @@ async def api(ingress: IngressService) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=base_url(ingress), headers=headers, timeout=10) as client:
         yield client
-
-

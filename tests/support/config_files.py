@@ -33,4 +33,3 @@ def _error(raw: Any) -> str:
 
 def _servers(servers: dict[str, Any]) -> dict[str, Any]:
     return {"mcpServers": servers}
-

@@ -22,12 +22,15 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion_audit.service import AuditService
 from bastion_cli.apply import apply_config
+from bastion_codemode.service import CodeModeService
 from bastion_common.config import BastionConfig, parse_config
 from bastion_common.nats import connect
-from bastion_common.settings import AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
+from bastion_common.sealing import Sealer
+from bastion_common.settings import AuditSettings, CodeModeSettings, ExecutorSettings, IngressSettings, PolicySettings
 from bastion_executor.service import ExecutorService
 from bastion_ingress.service import IngressService
 from bastion_policy.service import PolicyService
+from tests.support.polling import poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "examples" / "servers"
@@ -52,6 +55,23 @@ def default_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any
     }
 
 
+@contextlib.asynccontextmanager
+async def example_server_over_http(*args: str) -> AsyncIterator[str]:
+    """`examples/servers/echo_server.py` serving on a free port (`--http` or `--sse`); yields its URL."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(SERVERS / "echo_server.py"), *args, "--port", "0", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line.startswith("READY "), line
+        yield line.split()[1]
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 10)
+
+
 def key_id(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -64,27 +84,23 @@ class Gateway:
     ingress: IngressService
     services: list[Any] = field(default_factory=list)
 
-    def client(
+    @contextlib.asynccontextmanager
+    async def client(
         self, key: str | None = ADMIN_KEY, mode: str = "auto", headers: dict[str, str] | None = None, **kw: Any
-    ) -> Client:
+    ) -> AsyncIterator[Client]:
+        """The official client on `key`; its HTTP connections close with it (the SDK leaves a
+        client it was handed open)."""
         headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
-        transport = streamable_http_client(self.url, http_client=httpx2.AsyncClient(headers=headers, timeout=30))
-        return Client(transport, mode=mode, **kw)
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            async with Client(streamable_http_client(self.url, http_client=http), mode=mode, **kw) as client:
+                yield client
 
-    async def wait_for(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
-        """Poll an in-memory condition of the running services (no sleeping and hoping)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not predicate():
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.02)
-
-    async def wait_for_servers(self, *servers: str, timeout: float = 30.0) -> None:
+    async def wait_for_servers(self, *servers: str, within: float = 30.0) -> None:
         catalog = self.ingress.catalog
-        await self.wait_for(
+        await poll_until(
             lambda: all((s := catalog.server_status(name)) is not None and s.status == "ready" for name in servers),
-            timeout,
             f"servers {servers} in the ingress catalog",
+            within,
         )
 
     async def apply(self, raw: dict[str, Any]) -> None:
@@ -105,29 +121,38 @@ async def running_gateway(
     clickhouse_url: str | None = None,
     executor: bool = True,
     policy: bool = True,
+    secrets_key: str = "",
+    codemode: CodeModeSettings | None = None,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
-    kill) and so does not wait for any server to be ready; `policy=False` likewise starts no policy."""
+    kill) and so does not wait for any server to be ready; `policy=False` likewise starts no policy.
+    `secrets_key` seals upstream secrets in KV (config apply, admin API) and opens them (executor).
+    `codemode` starts the codemode service with those settings (its NATS URL is filled in)."""
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
-    await apply_config(nc, config)
+    await apply_config(nc, config, Sealer(secrets_key))
     await nc.close()
     started: list[Any] = []
     try:
         for service in (
-            AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")),
+            AuditService(
+                AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")
+            ),
             *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url))] if policy else []),
-            *([ExecutorService(ExecutorSettings(nats_url=nats_url))] if executor else []),
+            *([ExecutorService(ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key))] if executor else []),
+            *([CodeModeService(codemode.model_copy(update={"nats_url": nats_url}))] if codemode else []),
         ):
             await service.start()
             started.append(service)
-        front = IngressService(IngressSettings(nats_url=nats_url, port=0, **ingress))
+        front = IngressService(IngressSettings(nats_url=nats_url, port=0, secrets_key=secrets_key, **ingress))
         await front.start()
         started.append(front)
         gateway = Gateway(front.url, nats_url, config, front, started)
         if executor:
-            await gateway.wait_for_servers(*(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down")))
+            await gateway.wait_for_servers(
+                *(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down"))
+            )
         yield gateway
     finally:
         for service in reversed(started):

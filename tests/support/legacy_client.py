@@ -41,7 +41,7 @@ async def main(url: str, key: str, calls: list[tuple[str, dict[str, Any]]]) -> d
             for name, arguments in calls:
                 try:
                     if name.startswith("prompt:"):  # a prompts/get, not a tool call
-                        results.append(_dump(await session.get_prompt(name[len("prompt:"):], arguments)))
+                        results.append(_dump(await session.get_prompt(name[len("prompt:") :], arguments)))
                     else:
                         results.append(_dump(await session.call_tool(name, arguments)))
                 except McpError as exc:

@@ -55,22 +55,66 @@ class LegacySdk:
 LEGACY_SDKS: dict[str, LegacySdk] = {
     sdk.protocol_version: sdk
     for sdk in (
-        LegacySdk("2024-11-05", "1.8.1", (
-            "pydantic==2.11.4", "pydantic-settings==2.9.1", "starlette==0.46.2", "sse-starlette==2.3.5",
-            "anyio==4.9.0", "uvicorn==0.34.2", "httpx==0.28.1", "httpx-sse==0.4.0", "python-multipart==0.0.20",
-        )),
-        LegacySdk("2025-03-26", "1.9.4", (
-            "pydantic==2.11.7", "pydantic-settings==2.10.1", "starlette==0.47.1", "sse-starlette==2.3.6",
-            "anyio==4.9.0", "uvicorn==0.35.0", "httpx==0.28.1", "httpx-sse==0.4.1", "python-multipart==0.0.20",
-        )),
-        LegacySdk("2025-06-18", "1.23.0", (
-            "pydantic==2.12.5", "pydantic-settings==2.12.0", "starlette==0.50.0", "sse-starlette==3.0.3",
-            "anyio==4.12.0", "uvicorn==0.38.0", "httpx==0.28.1", "httpx-sse==0.4.3", "python-multipart==0.0.20",
-        )),
-        LegacySdk("2025-11-25", "1.30.0", (
-            "pydantic==2.13.5", "pydantic-settings==2.13.1", "starlette==1.0.0", "sse-starlette==3.4.1",
-            "anyio==4.13.0", "uvicorn==0.46.0", "httpx==0.28.1", "httpx-sse==0.4.3", "python-multipart==0.0.26",
-        )),
+        LegacySdk(
+            "2024-11-05",
+            "1.8.1",
+            (
+                "pydantic==2.11.4",
+                "pydantic-settings==2.9.1",
+                "starlette==0.46.2",
+                "sse-starlette==2.3.5",
+                "anyio==4.9.0",
+                "uvicorn==0.34.2",
+                "httpx==0.28.1",
+                "httpx-sse==0.4.0",
+                "python-multipart==0.0.20",
+            ),
+        ),
+        LegacySdk(
+            "2025-03-26",
+            "1.9.4",
+            (
+                "pydantic==2.11.7",
+                "pydantic-settings==2.10.1",
+                "starlette==0.47.1",
+                "sse-starlette==2.3.6",
+                "anyio==4.9.0",
+                "uvicorn==0.35.0",
+                "httpx==0.28.1",
+                "httpx-sse==0.4.1",
+                "python-multipart==0.0.20",
+            ),
+        ),
+        LegacySdk(
+            "2025-06-18",
+            "1.23.0",
+            (
+                "pydantic==2.12.5",
+                "pydantic-settings==2.12.0",
+                "starlette==0.50.0",
+                "sse-starlette==3.0.3",
+                "anyio==4.12.0",
+                "uvicorn==0.38.0",
+                "httpx==0.28.1",
+                "httpx-sse==0.4.3",
+                "python-multipart==0.0.20",
+            ),
+        ),
+        LegacySdk(
+            "2025-11-25",
+            "1.30.0",
+            (
+                "pydantic==2.13.5",
+                "pydantic-settings==2.13.1",
+                "starlette==1.0.0",
+                "sse-starlette==3.4.1",
+                "anyio==4.13.0",
+                "uvicorn==0.46.0",
+                "httpx==0.28.1",
+                "httpx-sse==0.4.3",
+                "python-multipart==0.0.26",
+            ),
+        ),
     )
 }
 

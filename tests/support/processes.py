@@ -10,11 +10,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bastion_cli.stack import free_port
+from tests.support.polling import poll_until_blocking
 
 __all__ = [
     "alive",
@@ -25,7 +24,6 @@ __all__ = [
     "output",
     "start_up",
     "stop_up",
-    "wait_for",
 ]
 
 
@@ -76,21 +74,14 @@ def descendants(root: int) -> dict[int, str]:
     return found
 
 
-def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def assert_none_left(marker: str) -> None:
-    deadline = time.monotonic() + 2.0
-    while (left := marked_processes(marker)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    details = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in left if alive(pid)}
-    assert not left, f"processes survived: {details}"
+def assert_none_left(marker: str, within: float = 2.0) -> None:
+    """No process carrying `marker` is alive (after `within` seconds for the last ones to exit)."""
+    try:
+        poll_until_blocking(lambda: not marked_processes(marker), "every marked process to exit", within=within)
+    except AssertionError:
+        left = marked_processes(marker)
+        details = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ") for pid in left if alive(pid)}
+        raise AssertionError(f"processes survived: {details}") from None
 
 
 def start_up(
@@ -144,8 +135,7 @@ def stop_up(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
 def fake_bastion_up() -> subprocess.Popen[bytes]:
     """A live process whose command line mentions bastion, as a running `bastion up` has."""
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
-    for _ in range(500):  # until exec has replaced the forked copy of pytest
-        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-            break
-        time.sleep(0.01)
+    poll_until_blocking(  # until exec has replaced the forked copy of pytest
+        lambda: b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), "the stand-in to exec", within=5
+    )
     return proc

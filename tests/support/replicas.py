@@ -18,7 +18,7 @@ from typing import ClassVar, Self
 import httpx2
 import orjson
 
-__all__ = ["AlternatingTransport", "ExecutorProcess", "PolicyProcess", "ServiceProcess"]
+__all__ = ["AlternatingTransport", "ExecutorProcess", "IngressProcess", "PolicyProcess", "ServiceProcess"]
 
 
 class AlternatingTransport(httpx2.AsyncBaseTransport):
@@ -62,8 +62,13 @@ class ServiceProcess:
         return {"BASTION_NATS_URL": self.nats_url, "BASTION_INSTANCE": self.instance, "BASTION_LOG_LEVEL": "WARNING"}
 
     def start(self) -> Self:
-        self.proc = subprocess.Popen([sys.executable, "-m", self.module], env={**os.environ, **self.environment()},
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env={**os.environ, **self.environment()},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         return self
 
     def kill(self) -> None:
@@ -101,3 +106,20 @@ class PolicyProcess(ServiceProcess):
 
     def environment(self) -> dict[str, str]:
         return {**super().environment(), "BASTION_REDIS_URL": self.redis_url, **self.env}
+
+
+@dataclass
+class IngressProcess(ServiceProcess):
+    """An ingress replica on a fixed `port` (a restart must answer where the agents call)."""
+
+    module: ClassVar[str] = "bastion_ingress"
+    port: int
+    env: dict[str, str] = field(default_factory=dict)
+    """Further BASTION_* settings."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "BASTION_HOST": "127.0.0.1", "BASTION_PORT": str(self.port), **self.env}

@@ -22,7 +22,7 @@ def test_one_column_per_event_field_so_rows_read_back_as_events() -> None:
 
 
 def test_table_dedups_on_a_key_that_ends_with_event_id_and_partitions_by_month() -> None:
-    table = DDL[-1]
+    table = next(statement for statement in DDL if statement.startswith("CREATE TABLE"))
     assert "ENGINE = ReplacingMergeTree" in table
     assert "PARTITION BY toYYYYMM(ts)" in table
     assert "ORDER BY (key_name, server, tool, ts, event_id)" in table
@@ -46,3 +46,45 @@ def test_row_round_trip_keeps_every_field() -> None:
 def test_values_the_columns_cannot_hold_are_bad_events(fields: dict[str, object]) -> None:
     with pytest.raises(BadEvent):
         to_row(_event(**fields))
+
+
+def test_columns_added_later_reach_older_tables_by_migration_never_by_a_drop() -> None:
+    create = next(statement for statement in DDL if statement.startswith("CREATE TABLE"))
+    migrations = [statement for statement in DDL if statement.startswith("ALTER TABLE")]
+    added = [m.split("ADD COLUMN IF NOT EXISTS ")[1] for m in migrations]
+    assert [column.split()[0] for column in added] == [
+        "execution",
+        "truncated",
+        "parent_id",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "tool_calls",
+    ]
+    for column in added:
+        assert f"    {column}" in create  # a new table has them from the start
+    assert not any("DROP" in statement.upper() for statement in DDL)
+
+
+def test_execution_and_truncation_round_trip() -> None:
+    event = _event(execution="may_have_run", truncated={"name": 3_800_000}, ts=1.5e9)
+    assert from_row(to_row(event)) == event
+
+
+def test_an_llm_request_and_its_child_round_trip() -> None:
+    llm = _event(
+        kind="llm_request", prompt_tokens=120, completion_tokens=30, cost_usd=0.00018, tool_calls=["a__b"], ts=1.5e9
+    )
+    child = _event(parent_id=llm.event_id, ts=1.5e9)
+    assert from_row(to_row(llm)) == llm
+    assert from_row(to_row(child)) == child
+
+
+def test_a_negative_token_count_is_a_bad_event() -> None:
+    with pytest.raises(BadEvent):
+        to_row(_event(kind="llm_request", prompt_tokens=-1))
+
+
+def test_a_truncated_size_outside_its_column_is_a_bad_event() -> None:
+    with pytest.raises(BadEvent):
+        to_row(_event(truncated={"name": -1}))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from bastion_cli.admin_commands import parse_budget, parse_pairs, parse_rate
 from bastion_cli.stackfile import write_stack
 from bastion_cli.up import resolve_endpoints, service_specs
 from bastion_common.config import parse_config
+from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit
 
@@ -21,11 +19,7 @@ pytestmark = pytest.mark.unit
 @pytest.fixture
 def live_stack(tmp_path: Path):
     """A stack.json whose pid is a live process with 'bastion' in its command line."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "bastion", "up"])
-    for _ in range(500):
-        if b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
-            break
-        time.sleep(0.01)
+    proc = fake_bastion_up()
     write_stack(tmp_path, {"pid": proc.pid, "admin_url": "http://127.0.0.1:8420/admin/v1", "admin_token": "stack-tok"})
     yield tmp_path
     proc.kill()
@@ -69,11 +63,23 @@ def test_value_parsing() -> None:
     assert parse_rate("5/second") == {"requests": 5, "per": "second"}
     assert parse_pairs(["A=1", "B=x=y"], "--env") == {"A": "1", "B": "x=y"}
     assert parse_budget(None) is None and parse_rate(None) is None
-    for bad in (lambda: parse_budget("lots"), lambda: parse_budget("5/fortnight"), lambda: parse_rate("0"),
-                lambda: parse_rate("5/week"), lambda: parse_pairs(["novalue"], "--env")):  # fmt: skip
-        with pytest.raises(AdminFailure) as failure:
-            bad()
-        assert failure.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("parse", "value"),
+    [
+        (parse_budget, "lots"),
+        (parse_budget, "5/fortnight"),
+        (parse_rate, "0"),
+        (parse_rate, "5/week"),
+        (lambda value: parse_pairs([value], "--env"), "novalue"),
+    ],
+    ids=["budget-not-a-number", "budget-period", "rate-zero", "rate-window", "pair-without-value"],
+)
+def test_a_bad_value_is_a_usage_error(parse, value) -> None:
+    with pytest.raises(AdminFailure) as failure:
+        parse(value)
+    assert failure.value.exit_code == 2 and repr(value) in str(failure.value)
 
 
 def test_up_hands_the_admin_token_to_ingress_only(tmp_path: Path) -> None:

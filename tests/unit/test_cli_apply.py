@@ -9,13 +9,17 @@ from pathlib import Path
 import nats
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from bastion_cli.apply import apply_config
 from bastion_common import subjects
 from bastion_common.config import BastionConfig, ConfigError, ServerConfig, load_config
+from bastion_common.llm import ProviderRecord
+from bastion_common.llm_config import ProviderConfig
 from bastion_common.messages import KeyRecord, ServerRecord
+from bastion_common.nats import kv_snapshot
+from bastion_common.sealing import Sealer, new_key
 
 pytestmark = pytest.mark.integration  # real nats-server (fast: ~50 ms per test)
 
@@ -61,33 +65,25 @@ async def bucket(nc: NATS, name: str) -> KeyValue:
     return await nc.jetstream().key_value(name)
 
 
-async def contents(kv: KeyValue) -> dict[str, bytes]:
-    try:
-        names = await kv.keys()
-    except NoKeysError:
-        return {}
-    return {name: (await kv.get(name)).value for name in names}
+async def contents(nc: NATS, name: str) -> dict[str, bytes]:
+    return {key: entry.value or b"" for key, entry in (await kv_snapshot(nc.jetstream(), name)).items()}
 
 
-async def revisions(kv: KeyValue) -> dict[str, int]:
-    try:
-        names = await kv.keys()
-    except NoKeysError:
-        return {}
-    return {name: (await kv.get(name)).revision for name in names}
+async def revisions(nc: NATS, name: str) -> dict[str, int]:
+    return {key: entry.revision or 0 for key, entry in (await kv_snapshot(nc.jetstream(), name)).items()}
 
 
 async def test_servers_and_keys_appear_without_secrets(nc: NATS, tmp_path: Path) -> None:
     await apply_config(nc, config(tmp_path, FULL))
 
-    servers = await contents(await bucket(nc, subjects.KV_SERVERS))
+    servers = await contents(nc, subjects.KV_SERVERS)
     assert set(servers) == {"echo", "remote"}
     echo = ServerRecord.model_validate_json(servers["echo"])
     assert echo.name == "echo" and echo.config.command == "python" and echo.config.env == {"MODE": "test"}
     assert echo.config.cwd == str(tmp_path), "relative stdio cwd resolved against the config file"
     assert ServerRecord.model_validate_json(servers["remote"]).config.url == "https://mcp.example.com/mcp"
 
-    keys = await contents(await bucket(nc, subjects.KV_KEYS))
+    keys = await contents(nc, subjects.KV_KEYS)
     assert set(keys) == {sha(DEMO), sha(OTHER)}
     other = KeyRecord.model_validate_json(keys[sha(OTHER)])
     assert (other.id, other.name, other.grants, other.revoked) == (
@@ -112,10 +108,14 @@ async def test_removed_entries_disappear_and_runtime_keys_stay(nc: NATS, tmp_pat
 
     await apply_config(nc, config(tmp_path, REDUCED))
 
-    assert set(await contents(servers_kv)) == {"echo", "added-live"}, "config servers removed, runtime server kept"
+    assert set(await contents(nc, subjects.KV_SERVERS)) == {"echo", "added-live"}, (
+        "config servers removed, runtime server kept"
+    )
     with pytest.raises(KeyNotFoundError):
         await servers_kv.get("remote")
-    assert set(await contents(keys_kv)) == {sha(DEMO), sha(RUNTIME)}, "config keys removed, runtime key kept"
+    assert set(await contents(nc, subjects.KV_KEYS)) == {sha(DEMO), sha(RUNTIME)}, (
+        "config keys removed, runtime key kept"
+    )
     with pytest.raises(KeyNotFoundError):
         await keys_kv.get(sha(OTHER))
 
@@ -123,10 +123,12 @@ async def test_removed_entries_disappear_and_runtime_keys_stay(nc: NATS, tmp_pat
 async def test_apply_is_idempotent(nc: NATS, tmp_path: Path) -> None:
     cfg = config(tmp_path, FULL)
     await apply_config(nc, cfg)
-    servers_kv, keys_kv = await bucket(nc, subjects.KV_SERVERS), await bucket(nc, subjects.KV_KEYS)
-    before = (await revisions(servers_kv), await revisions(keys_kv))
+    keys_kv = await bucket(nc, subjects.KV_KEYS)
+    before = (await revisions(nc, subjects.KV_SERVERS), await revisions(nc, subjects.KV_KEYS))
     await apply_config(nc, config(tmp_path, FULL))
-    assert (await revisions(servers_kv), await revisions(keys_kv)) == before, "nothing rewritten, no spurious updates"
+    assert (await revisions(nc, subjects.KV_SERVERS), await revisions(nc, subjects.KV_KEYS)) == before, (
+        "nothing rewritten, no spurious updates"
+    )
 
     changed = FULL.replace('tools: ["*"]', 'tools: ["echo/*"]')
     await apply_config(nc, config(tmp_path, changed))
@@ -155,7 +157,7 @@ async def test_an_unset_key_env_writes_nothing(nc: NATS, tmp_path: Path, monkeyp
     with pytest.raises(ConfigError, match=r"keys\.ci\.key_env"):
         await apply_config(nc, cfg)
     with pytest.raises(Exception):  # noqa: B017 - the bucket was not even created
-        await contents(await bucket(nc, subjects.KV_SERVERS))
+        await contents(nc, subjects.KV_SERVERS)
 
 
 def test_config_apply_command_writes_kv(nats_url, tmp_path):
@@ -163,11 +165,61 @@ def test_config_apply_command_writes_kv(nats_url, tmp_path):
     import sys
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("mcpServers:\n  s1: {url: 'http://127.0.0.1:9/mcp'}\nkeys:\n  - {name: k, key: bk_apply_command_test_1234, tools: ['*']}\n")
-    done = subprocess.run([sys.executable, "-m", "bastion_cli", "config", "apply", str(cfg), "--nats-url", nats_url],
-                          capture_output=True, text=True, timeout=60)
+    cfg.write_text(
+        "mcpServers:\n  s1: {url: 'http://127.0.0.1:9/mcp'}\n"
+        "keys:\n  - {name: k, key: bk_apply_command_test_1234, tools: ['*']}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "bastion_cli", "config", "apply", str(cfg), "--nats-url", nats_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "1 server(s), 1 key(s)" in done.stdout
-    bad = subprocess.run([sys.executable, "-m", "bastion_cli", "config", "apply", str(tmp_path / "missing.yaml"),
-                          "--nats-url", nats_url], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bastion_cli",
+            "config",
+            "apply",
+            str(tmp_path / "missing.yaml"),
+            "--nats-url",
+            nats_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and "cannot read" in bad.stderr
+
+
+PROVIDER_SECRET = "sk-inline-provider-key-000000000"
+WITH_PROVIDER = f"""
+{FULL}
+llm:
+  providers:
+    local:
+      base_url: http://127.0.0.1:11434/v1
+      api_key: {PROVIDER_SECRET}
+      models: [llama3]
+"""
+
+
+async def test_providers_are_sealed_written_once_and_runtime_ones_stay(nc: NATS, tmp_path: Path) -> None:
+    sealer = Sealer(new_key())
+    await apply_config(nc, config(tmp_path, WITH_PROVIDER), sealer)
+    stored = ProviderRecord.model_validate_json((await contents(nc, subjects.KV_LLM))["local"])
+    assert stored.source == "config" and stored.config.models == ["llama3"]
+    assert stored.config.api_key is not None and PROVIDER_SECRET not in stored.config.api_key
+    assert sealer.open_value(stored.config.api_key) == PROVIDER_SECRET
+
+    runtime = ProviderRecord(name="runtime", config=ProviderConfig(base_url="http://127.0.0.1:1/v1", models=["m"]))
+    await (await bucket(nc, subjects.KV_LLM)).put("runtime", runtime.model_dump_json().encode())
+    before = await revisions(nc, subjects.KV_LLM)
+    await apply_config(nc, config(tmp_path, WITH_PROVIDER), sealer)
+    assert await revisions(nc, subjects.KV_LLM) == before  # an unchanged file rewrites no provider
+
+    await apply_config(nc, config(tmp_path, FULL), sealer)
+    assert set(await contents(nc, subjects.KV_LLM)) == {"runtime"}  # the file's provider is gone, not the admin's

@@ -25,8 +25,6 @@ DEMO_SECRET = "bk_demo_local_only_change_me_0000"
 runner = CliRunner()
 
 
-
-
 def children() -> set[int]:
     """Our direct child processes, from /proc."""
     me, found = os.getpid(), set()
@@ -211,3 +209,14 @@ def test_audit_tail_with_a_stale_stack_file(in_tmp: Path) -> None:
     write_stack(in_tmp / ".bastion", {"pid": dead.pid, "nats_url": "nats://127.0.0.1:1"})
     result = runner.invoke(app, ["audit", "tail"])
     assert result.exit_code == 1 and "stale" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["keys"], ["keys", "list"], ["groups", "delete"], ["audit", "tail"], ["config", "check"], ["up"]],
+    ids=lambda c: " ".join(c) or "bastion",
+)
+def test_help_shows_no_type_beside_flags(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--help" in result.output and "<bool>" not in result.output

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bastion_cli.credentials import make_credentials
 from bastion_cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
 from bastion_cli.summary import safe_url
 from bastion_cli.supervisor import Backoff, describe_exit
@@ -16,8 +17,6 @@ from bastion_common.config import load_config
 from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit
-
-
 
 
 def test_backoff_doubles_caps_and_resets_after_a_stable_run() -> None:
@@ -88,7 +87,8 @@ def test_service_environments(config, tmp_path: Path) -> None:
         assert spec.argv == [sys.executable, "-m", f"bastion_{name}"]
         assert env["PATH"] == os.path.dirname(sys.executable) + os.pathsep + "/usr/bin"
         assert env["BASTION_NATS_URL"] == "nats://from-config:4222"
-        assert env["BASTION_REDIS_URL"] == "redis://r:1/0"
+        # the Redis URL may carry Valkey's password: policy, Valkey's only client, alone gets it
+        assert env.get("BASTION_REDIS_URL") == ("redis://r:1/0" if name == "policy" else None)
         assert env["BASTION_CLICKHOUSE_URL"] == f"chdb://{tmp_path / 'clickhouse'}"
         assert spec.log_path == tmp_path / "logs" / f"{name}.log"
         assert not any("bk_demo" in value for value in env.values()), "key secrets never reach a service"
@@ -101,6 +101,28 @@ def test_service_environments(config, tmp_path: Path) -> None:
             )
         else:
             assert "BASTION_SESSION_SECRET" not in env
+        if name == "codemode":  # a script's tool calls get the gateway's call timeout too
+            assert env["BASTION_CALL_TIMEOUT"] == "7.0"
+
+
+def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(config, tmp_path: Path) -> None:
+    ep = resolve_endpoints(config, None, None, tmp_path, {})
+    ep.redis_url = "redis://policy:valkey-pw@127.0.0.1:1/0"
+    creds = make_credentials(tmp_path, {})
+    inherited = {"PATH": "/usr/bin", "BASTION_SECRETS_KEY": "from-the-shell", "BASTION_NATS_NKEY_SEED_FILE": "/x"}
+    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", inherited, "admin-tok", creds)}
+    for name, env in specs.items():
+        assert env["BASTION_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / f"{name}.nk")
+        others = [str(p) for role, p in creds.seed_files.items() if role not in (name, "admin")]
+        assert not set(others) & set(env.values()), f"{name} holds another service's NKey"
+    assert specs["ingress"]["BASTION_ADMIN_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / "admin.nk")
+    assert [n for n, env in specs.items() if "admin.nk" in str(env.values())] == ["ingress"]
+    assert [n for n, env in specs.items() if "valkey-pw" in str(env.values())] == ["policy"]
+    holders = [n for n, env in specs.items() if env.get("BASTION_SECRETS_KEY")]
+    assert sorted(holders) == ["executor", "ingress"]
+    assert all(env.get("BASTION_SECRETS_KEY") in (None, creds.secrets_key) for env in specs.values())
+    signers = {n: env["BASTION_BUS_SIGNING_KEY"] for n, env in specs.items() if env.get("BASTION_BUS_SIGNING_KEY")}
+    assert signers == {"policy": creds.bus_signing_key, "executor": creds.bus_signing_key}
 
 
 def test_find_nats_url_precedence(tmp_path: Path) -> None:

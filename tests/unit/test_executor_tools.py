@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bastion_executor.tools import ExposurePolicy, ToolSet
+from bastion_executor.tools import MAX_VIOLATIONS, ExposurePolicy, ToolSet
 
 pytestmark = pytest.mark.unit
 
@@ -79,23 +79,47 @@ def test_valid_arguments_pass() -> None:
     assert check(ECHO, {"text": "hi"}) is None
 
 
-def test_missing_property_names_it_in_the_path() -> None:
-    assert check(ECHO, {}) == "arguments.text: 'text' is a required property"
+@pytest.mark.parametrize(
+    ("definition", "arguments", "message"),
+    [
+        (ECHO, {}, "arguments.text: required, but missing"),
+        (ECHO, {"text": 3}, 'arguments.text: 3 is not of type "string"'),
+        (ECHO, {"text": None}, 'arguments.text: null is not of type "string"'),  # JSON terms, not None
+        (ECHO, {"text": True}, 'arguments.text: true is not of type "string"'),
+        (NESTED, {"to": [{"email": "a@b.c"}, {}]}, "arguments.to[1].email: required, but missing"),
+        (NESTED, {"to": [], "priority": "urgent"}, 'arguments.priority: "urgent" is not one of ["low","high"]'),
+        (NESTED, {"to": [], "cc": []}, 'arguments: Additional properties are not allowed ("cc" was unexpected)'),
+    ],
+    ids=["missing", "wrong-type", "null", "true", "nested-index", "enum", "unexpected"],
+)
+def test_a_violation_names_where_and_what_in_json_terms(
+    definition: dict[str, Any], arguments: dict[str, Any], message: str
+) -> None:
+    assert check(definition, arguments) == message
 
 
-def test_wrong_type_names_the_field() -> None:
-    assert check(ECHO, {"text": 3}) == "arguments.text: 3 is not of type 'string'"
+def test_every_violation_is_listed_not_just_the_first() -> None:
+    message = check(NESTED, {"to": [{}, {"email": 5}], "priority": None, "cc": 1})
+    assert message == (
+        "4 problems with the arguments:\n"
+        '- arguments.priority: null is not one of ["low","high"]\n'
+        "- arguments.to[0].email: required, but missing\n"
+        '- arguments.to[1].email: 5 is not of type "string"\n'
+        '- arguments: Additional properties are not allowed ("cc" was unexpected)'
+    )
 
 
-def test_nested_paths_use_dots_and_indexes() -> None:
-    assert check(NESTED, {"to": [{"email": "a@b.c"}, {}]}) == "arguments.to[1].email: 'email' is a required property"
-    message = check(NESTED, {"to": [], "priority": "urgent"})
-    assert message == "arguments.priority: 'urgent' is not one of ['low', 'high']"
+def test_a_flood_of_violations_is_cut_with_its_count() -> None:
+    many = tool("t", {"type": "object", "additionalProperties": {"type": "integer"}})
+    message = check(many, {f"p{i:03}": "x" for i in range(MAX_VIOLATIONS + 5)})
+    assert message is not None
+    assert message.startswith(f"{MAX_VIOLATIONS + 5} problems with the arguments:\n")
+    assert message.count("\n- ") == MAX_VIOLATIONS and message.endswith("… and 5 more")
 
 
-def test_unexpected_property_is_reported_at_the_top() -> None:
-    message = check(NESTED, {"to": [], "cc": []})
-    assert message is not None and message.startswith("arguments: ") and "'cc' was unexpected" in message
+def test_a_long_value_is_cut_in_the_message() -> None:
+    message = check(ECHO, {"text": ["word"] * 100})
+    assert message is not None and len(message) < 120 and "…" in message
 
 
 def test_draft_07_schemas_use_draft_07_rules() -> None:
@@ -103,7 +127,7 @@ def test_draft_07_schemas_use_draft_07_rules() -> None:
     schema = {"type": "object", "properties": {"pair": {"prefixItems": [{"type": "string"}, {"type": "integer"}]}}}
     modern = tool("t", schema)
     legacy = tool("t", {"$schema": "http://json-schema.org/draft-07/schema#", **schema})
-    assert check(modern, {"pair": ["a", "b"]}) == "arguments.pair[1]: 'b' is not of type 'integer'"
+    assert check(modern, {"pair": ["a", "b"]}) == 'arguments.pair[1]: "b" is not of type "integer"'
     assert check(legacy, {"pair": ["a", "b"]}) is None
 
 
@@ -147,7 +171,7 @@ def test_relisting_keeps_validators_of_unchanged_schemas_only() -> None:
     new = ToolSet([reordered, new_add], ExposurePolicy(None), previous=old)
     assert validator_of(new, "echo") is validator_of(old, "echo")
     assert validator_of(new, "add") is None
-    assert new.check_arguments("add", {"a": 1}) == "arguments.a: 1 is not of type 'string'"
+    assert new.check_arguments("add", {"a": 1}) == 'arguments.a: 1 is not of type "string"'
 
 
 def test_same_definitions_compares_the_catalog_content() -> None:

@@ -29,14 +29,15 @@ async def test_watched_stream_reports_end_of_stream_once_read() -> None:
     watched = _WatchedReadStream(receive, lambda: ended.append(True))
     await send.send(1)
     await send.aclose()
-    assert [item async for item in watched] == [1]
+    async with watched:  # closing it after the end must not report the end a second time
+        assert [item async for item in watched] == [1]
     assert ended == [True]
     assert watched.last_context is None
 
 
 async def test_watched_stream_reports_local_close() -> None:
     ended: list[bool] = []
-    _send, receive = anyio.create_memory_object_stream[int](1)
-    async with _WatchedReadStream(receive, lambda: ended.append(True)):
+    send, receive = anyio.create_memory_object_stream[int](1)
+    async with send, _WatchedReadStream(receive, lambda: ended.append(True)):
         pass
     assert ended == [True]

@@ -36,11 +36,23 @@ def _catalog(server: str, **fields) -> bytes:
 
 def test_resources_route_by_exact_uri_then_by_template():
     catalog = Catalog()
-    catalog.put("docs", _catalog("docs", resources=[{"uri": "file:///readme", "name": "readme"}],
-                                 resource_templates=[{"uriTemplate": "file:///notes/{id}", "name": "note"}],
-                                 capabilities={"resources": {"subscribe": True}}))
-    catalog.put("web", _catalog("web", resource_templates=[{"uriTemplate": "https://{+rest}", "name": "page"}],
-                                tools=[CatalogTool(tool="get", definition={"name": "get", "inputSchema": {}})]))
+    catalog.put(
+        "docs",
+        _catalog(
+            "docs",
+            resources=[{"uri": "file:///readme", "name": "readme"}],
+            resource_templates=[{"uriTemplate": "file:///notes/{id}", "name": "note"}],
+            capabilities={"resources": {"subscribe": True}},
+        ),
+    )
+    catalog.put(
+        "web",
+        _catalog(
+            "web",
+            resource_templates=[{"uriTemplate": "https://{+rest}", "name": "page"}],
+            tools=[CatalogTool(tool="get", definition={"name": "get", "inputSchema": {}})],
+        ),
+    )
     assert catalog.resource_owner("file:///readme").server == "docs"
     assert catalog.resource_owner("file:///notes/7").server == "docs"
     assert catalog.resource_owner("file:///notes/7/deeper") is None  # a simple expression is one segment
@@ -48,7 +60,10 @@ def test_resources_route_by_exact_uri_then_by_template():
     assert catalog.resource_owner("ftp://nowhere") is None
     assert catalog.template_owner("file:///notes/{id}").server == "docs"
     assert catalog.capabilities == {"resources": {"subscribe": True}}
-    assert [entry.target for entry in catalog.templates.entries] == ["resource:file:///notes/{id}", "resource:https://{+rest}"]
+    assert [entry.target for entry in catalog.templates.entries] == [
+        "resource:file:///notes/{id}",
+        "resource:https://{+rest}",
+    ]
 
 
 def test_prompts_are_namespaced_like_tools():

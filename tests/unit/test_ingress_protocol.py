@@ -1,16 +1,26 @@
 import pytest
 from mcp_types import SERVER_INFO_META_KEY
 
-from bastion_ingress.protocol import SERVER_INFO, negotiate_handshake, shape_result
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import GatewayError
+from bastion_ingress.protocol import SERVER_INFO, negotiate_handshake, shape_result, tool_error_result
 
 pytestmark = pytest.mark.unit
 
 
-def test_handshake_negotiation():
-    for version in ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"):
-        assert negotiate_handshake(version) == version
-    assert negotiate_handshake("1999-01-01") == "2025-11-25"
-    assert negotiate_handshake(None) == "2025-11-25"
+@pytest.mark.parametrize(
+    ("requested", "negotiated"),
+    [
+        ("2024-11-05", "2024-11-05"),
+        ("2025-03-26", "2025-03-26"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-11-25", "2025-11-25"),
+        ("1999-01-01", "2025-11-25"),  # unknown: the latest handshake revision
+        (None, "2025-11-25"),
+    ],
+)
+def test_handshake_negotiation(requested, negotiated):
+    assert negotiate_handshake(requested) == negotiated
 
 
 def test_modern_results_get_result_type_and_our_server_info():
@@ -28,3 +38,23 @@ def test_legacy_results_lose_later_revision_fields():
     assert shape_result(kept, "2025-03-26") == {"content": [], "_meta": {"progressToken": 1}}
     plain = {"content": [], "isError": True}
     assert shape_result(plain, "2025-11-25") is plain
+
+
+INVALID = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message="arguments.text: required, but missing")
+
+
+@pytest.mark.parametrize(
+    ("version", "as_tool_result"),
+    [("2024-11-05", False), ("2025-03-26", False), ("2025-06-18", False), ("2025-11-25", True), ("2026-07-28", True)],
+)
+def test_invalid_arguments_are_a_tool_result_from_2025_11_25_on(version, as_tool_result):
+    result = tool_error_result(INVALID, version)
+    if as_tool_result:
+        assert result == {"content": [{"type": "text", "text": INVALID.message}], "isError": True}
+    else:
+        assert result is None  # the caller answers JSON-RPC -32602
+
+
+@pytest.mark.parametrize("kind", [k for k in ErrorKind if k is not ErrorKind.INVALID_ARGUMENTS])
+def test_other_refusals_stay_json_rpc_errors_on_every_revision(kind):
+    assert tool_error_result(GatewayError(kind=kind, message="no"), "2026-07-28") is None

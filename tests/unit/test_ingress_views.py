@@ -22,8 +22,12 @@ def test_authentication_outcomes():
     assert keys.authenticate(f"Bearer {SECRET}").key_name == "dev"
     assert keys.authenticate(f"bearer   {SECRET}").key_id == KID
     assert keys.revision(KID) == 3
-    for header, error in [(None, "missing_key"), ("Basic abc", "malformed_authorization"), ("Bearer ", "malformed_authorization"),
-                          ("Bearer nope", "invalid_key")]:
+    for header, error in [
+        (None, "missing_key"),
+        ("Basic abc", "malformed_authorization"),
+        ("Bearer ", "malformed_authorization"),
+        ("Bearer nope", "invalid_key"),
+    ]:
         failure = keys.authenticate(header)
         assert isinstance(failure, AuthFailure) and failure.error == error
         assert SECRET not in failure.message
@@ -51,7 +55,7 @@ def test_catalog_namespaces_and_maps_back():
     names = {e.name: (e.server, e.tool) for e in catalog.entries}
     assert names["echo__echo"] == ("echo", "echo")
     assert names["notes__echo"] == ("notes", "echo")
-    hashed = [n for n, pair in names.items() if pair == ("notes", "weird.name")][0]
+    hashed = next(n for n, pair in names.items() if pair == ("notes", "weird.name"))
     assert hashed.startswith("notes__weird_name_")
     assert catalog.by_name[hashed].definition["name"] == hashed
     revision = catalog.revision

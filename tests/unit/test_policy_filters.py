@@ -20,7 +20,10 @@ patterns = st.lists(pattern, max_size=5)
 catalog = st.lists(pair, max_size=30)
 
 
-def _allowed(grants: GrantSet, tools, narrow: Narrowing = Narrowing()) -> set:
+OPEN = Narrowing()
+
+
+def _allowed(grants: GrantSet, tools, narrow: Narrowing = OPEN) -> set:
     return {(s, t) for s, t in tools if grants.allows(s, t) and narrow.allows(s, t)}
 
 
@@ -38,8 +41,12 @@ def test_union_ignores_order_and_duplicates(groups, tools):
     assert _allowed(forward, tools) == _allowed(backward, tools)
 
 
-@given(grants=patterns, servers=st.none() | st.lists(name | st.just("*"), max_size=3),
-       only=st.none() | st.lists(pattern | name, max_size=3), tools=catalog)
+@given(
+    grants=patterns,
+    servers=st.none() | st.lists(name | st.just("*"), max_size=3),
+    only=st.none() | st.lists(pattern | name, max_size=3),
+    tools=catalog,
+)
 def test_headers_only_narrow(grants, servers, only, tools):
     compiled = GrantSet.compile(grants)
     narrow = narrowing(tuple(servers) if servers is not None else None, tuple(only) if only is not None else None)

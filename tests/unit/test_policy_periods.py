@@ -75,10 +75,10 @@ def test_calendar_edges(period, now, start, end, label):
     assert period_window(period, now) == Span(start, end, label)
 
 
-def test_leap_february_is_29_days_and_common_february_28():
-    for year, days in [(2024, 29), (2025, 28), (2000, 29), (2100, 28)]:
-        span = period_window("month", at(year, 2, 10))
-        assert span.end - span.start == days * 86400
+@pytest.mark.parametrize(("year", "days"), [(2024, 29), (2025, 28), (2000, 29), (2100, 28)])
+def test_leap_february_is_29_days_and_common_february_28(year, days):
+    span = period_window("month", at(year, 2, 10))
+    assert span.end - span.start == days * 86400
 
 
 def test_fractional_moments_belong_to_the_window_they_are_in():

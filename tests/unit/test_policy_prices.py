@@ -48,8 +48,10 @@ def test_equal_prefixes_prefer_more_literal_characters_then_stable_order():
     assert price_for({"b*": 2.0, "a*": 1.0, "*": 0.5}, "ab") == 1.0
 
 
-@given(table=st.dictionaries(st.from_regex(r"[a-c*?]{0,4}", fullmatch=True), st.integers(0, 9), max_size=6),
-       tool=st.from_regex(r"[a-c]{0,4}", fullmatch=True))
+@given(
+    table=st.dictionaries(st.from_regex(r"[a-c*?]{0,4}", fullmatch=True), st.integers(0, 9), max_size=6),
+    tool=st.from_regex(r"[a-c]{0,4}", fullmatch=True),
+)
 def test_lookup_is_independent_of_insertion_order(table, tool):
     forward, backward = ToolTable(table), ToolTable(dict(reversed(list(table.items()))))
     assert forward.lookup(tool) == backward.lookup(tool)
@@ -85,13 +87,19 @@ def test_plan_drops_absent_limits_and_free_calls_skip_budgets():
 @pytest.mark.parametrize(
     ("refused", "message"),
     [
-        (Refused("budget", "customer:acme", "$10.00 per month", 1775001600, 3 * 3600 + 12 * 60),
-         "budget of $10.00 per month for customer:acme is exhausted; resets at 2026-04-01T00:00:00Z (in 3 h 12 min)"),
-        (Refused("rate_limit", "tool:github/search", "100 requests per minute", 1773837060, 44.2),
-         "rate limit of 100 requests per minute for tool:github/search is reached;"
-         " resets at 2026-03-18T12:31:00Z (in 45 s)"),
-        (Refused("budget", "key:ci", "$0.005 per week", 1774224000, 4 * 86400 + 11 * 3600 + 5),
-         "budget of $0.005 per week for key:ci is exhausted; resets at 2026-03-23T00:00:00Z (in 4 d 11 h)"),
+        (
+            Refused("budget", "customer:acme", "$10.00 per month", 1775001600, 3 * 3600 + 12 * 60),
+            "budget of $10.00 per month for customer:acme is exhausted; resets at 2026-04-01T00:00:00Z (in 3 h 12 min)",
+        ),
+        (
+            Refused("rate_limit", "tool:github/search", "100 requests per minute", 1773837060, 44.2),
+            "rate limit of 100 requests per minute for tool:github/search is reached;"
+            " resets at 2026-03-18T12:31:00Z (in 45 s)",
+        ),
+        (
+            Refused("budget", "key:ci", "$0.005 per week", 1774224000, 4 * 86400 + 11 * 3600 + 5),
+            "budget of $0.005 per week for key:ci is exhausted; resets at 2026-03-23T00:00:00Z (in 4 d 11 h)",
+        ),
     ],
 )
 def test_refusal_says_which_limit_and_when_it_resets(refused, message):

@@ -1,4 +1,4 @@
-"""The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users and servers.
+"""The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users, servers and LLM providers.
 
 Runs inside ingress (no extra service to deploy) and writes only to JetStream KV, which every
 policy and ingress replica watches: a change made through any replica reaches all of them.
@@ -11,6 +11,8 @@ from fastapi import APIRouter
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
+from bastion_common.sealing import Sealer
+
 from ..keys import KeyDirectory
 from .auth import AdminAuth
 from .routes import PREFIX, admin_router
@@ -19,6 +21,7 @@ from .store import AdminStore
 __all__ = ["PREFIX", "AdminAuth", "AdminStore", "admin_api", "admin_router"]
 
 
-def admin_api(js: JetStreamContext, token: SecretStr, keys: KeyDirectory) -> APIRouter:
-    """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403)."""
-    return admin_router(AdminStore(js), AdminAuth(token, keys))
+def admin_api(js: JetStreamContext, token: SecretStr, keys: KeyDirectory, sealer: Sealer | None = None) -> APIRouter:
+    """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403);
+    `sealer` seals upstream secrets before they are stored."""
+    return admin_router(AdminStore(js, sealer), AdminAuth(token, keys))

@@ -11,7 +11,7 @@ server's `env` or `headers` usually hold credentials.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import nats.errors
@@ -80,7 +80,7 @@ class AdminRoute(APIRoute):
 
     auth: AdminAuth
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
@@ -99,7 +99,7 @@ class AdminRoute(APIRoute):
                 return _response(AdminError(409, "conflict", str(exc)))
             except HTTPException as exc:  # FastAPI's own, e.g. 400 for a body that is not UTF-8
                 code = "bad_request" if exc.status_code == 400 else "http_error"
-                return _response(AdminError(exc.status_code, code, str(exc.detail), headers=exc.headers))
+                return _response(AdminError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})))
             except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
                 log.warning("admin API: NATS unavailable (%s)", type(exc).__name__)
                 unavailable = "the configuration store (NATS) is not reachable; retry shortly"

@@ -10,12 +10,14 @@ a client may send back as `If-Match` to make its next write conditional.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bastion_common.config import SERVER_NAME, ServerConfig, grant_problem
 from bastion_common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from bastion_common.llm_config import AgentMode, ProviderConfig
 from bastion_common.messages import BreakerStatus
 
 __all__ = [
@@ -34,6 +36,9 @@ __all__ = [
     "KeyCreated",
     "KeyOut",
     "KeyPatch",
+    "ProviderCreate",
+    "ProviderOut",
+    "ProviderUpdate",
     "ServerCreate",
     "ServerOut",
     "ServerUpdate",
@@ -118,17 +123,23 @@ class KeyCreate(_Request):
     customer_id: Slug | None = None
     budget: Budget | None = None
     rate_limit: RateLimit | None = None
+    code_mode: bool = False
+    """Offer the Code Mode meta-tools instead of the catalog (docs/code-mode.md)."""
+    agent: AgentMode | None = None
+    """Agent mode on `/v1/chat/completions` (docs/llm.md): the tool calls Bastion runs itself."""
 
 
 class KeyPatch(_Request):
     name: Name = None  # type: ignore[assignment]  # absent means unchanged; null is refused
-    grants: list[Grant] = None  # type: ignore[assignment]
-    groups: list[Slug] = None  # type: ignore[assignment]
+    grants: list[Grant] = None  # type: ignore[assignment]  # absent: unchanged
+    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
     user_id: Slug | None = None
     team_id: Slug | None = None
     customer_id: Slug | None = None
     budget: Budget | None = None
     rate_limit: RateLimit | None = None
+    code_mode: bool = None  # type: ignore[assignment]
+    agent: AgentMode | None = None
 
 
 class KeyOut(BaseModel):
@@ -144,6 +155,8 @@ class KeyOut(BaseModel):
     budget: Budget | None
     rate_limit: RateLimit | None
     revoked: bool
+    code_mode: bool
+    agent: AgentMode | None = None
     created_at: float
     source: str | None
     revision: int
@@ -170,8 +183,8 @@ class GroupCreate(GroupFields):
 
 
 class GroupPatch(_Request):
-    description: str = None  # type: ignore[assignment]
-    tools: list[Grant] = None  # type: ignore[assignment]
+    description: str = None  # type: ignore[assignment]  # absent: unchanged
+    tools: list[Grant] = None  # type: ignore[assignment]  # absent: unchanged
 
 
 class GroupOut(ToolGroup):
@@ -189,8 +202,8 @@ class CustomerCreate(CustomerFields):
 
 
 class CustomerPatch(_Request):
-    name: Name = None  # type: ignore[assignment]
-    groups: list[Slug] = None  # type: ignore[assignment]
+    name: Name = None  # type: ignore[assignment]  # absent: unchanged
+    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
     budget: Budget | None = None
 
 
@@ -210,9 +223,9 @@ class TeamCreate(TeamFields):
 
 
 class TeamPatch(_Request):
-    name: Name = None  # type: ignore[assignment]
+    name: Name = None  # type: ignore[assignment]  # absent: unchanged
     customer_id: Slug | None = None
-    groups: list[Slug] = None  # type: ignore[assignment]
+    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
     budget: Budget | None = None
 
 
@@ -232,9 +245,9 @@ class UserCreate(UserFields):
 
 
 class UserPatch(_Request):
-    name: Name = None  # type: ignore[assignment]
+    name: Name = None  # type: ignore[assignment]  # absent: unchanged
     team_id: Slug | None = None
-    groups: list[Slug] = None  # type: ignore[assignment]
+    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
     rate_limit: RateLimit | None = None
 
 
@@ -273,6 +286,32 @@ class ServerOut(BaseModel):
     revision: int
 
 
+# ---------------------------------------------------------------- LLM providers
+
+
+class ProviderCreate(_Request):
+    name: Slug
+    config: ProviderConfig
+    """One `llm.providers` entry (docs/llm.md). An inline `api_key` is sealed before it is stored
+    (when `BASTION_SECRETS_KEY` is set) and never shown again; `api_key_env` names a variable of
+    the executors' environment instead."""
+
+
+class ProviderUpdate(_Request):
+    config: ProviderConfig
+    """Replaces the whole entry. An `api_key` equal to the mask keeps the stored key."""
+
+
+class ProviderOut(BaseModel):
+    name: str
+    config: ProviderConfig
+    """With `api_key` replaced by the mask when one is stored."""
+    source: str | None = None
+    """`config` when `bastion config apply` manages it (the next apply may change or remove it);
+    null when added here."""
+    revision: int
+
+
 def masked(values: dict[str, str]) -> dict[str, str]:
     return dict.fromkeys(values, MASK)
 
@@ -285,7 +324,7 @@ def unmask(new: dict[str, str], old: dict[str, str]) -> dict[str, str]:
 _VALUE_ERROR = re.compile(r"^(Value|Assertion) error, ")
 
 
-def field_errors(errors: list[Any] | tuple[Any, ...]) -> list[FieldError]:
+def field_errors(errors: Sequence[Any]) -> list[FieldError]:
     """Pydantic/FastAPI errors without their `input` (it may hold an upstream credential)."""
     return [
         FieldError(

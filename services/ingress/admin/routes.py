@@ -17,11 +17,14 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Response
 from pydantic import BaseModel, ValidationError
 
+from bastion_common.llm import ProviderRecord
+from bastion_common.llm_config import ProviderConfig
 from bastion_common.messages import KeyRecord, ServerRecord
 
 from .auth import AdminAuth
 from .errors import AdminRoute, documented, invalid
 from .models import (
+    MASK,
     CustomerCreate,
     CustomerFields,
     CustomerOut,
@@ -35,6 +38,9 @@ from .models import (
     KeyCreated,
     KeyOut,
     KeyPatch,
+    ProviderCreate,
+    ProviderOut,
+    ProviderUpdate,
     ServerCreate,
     ServerOut,
     ServerUpdate,
@@ -172,8 +178,8 @@ def _key_routes(router: APIRouter, store: AdminStore) -> None:
 
     @router.patch("/keys/{key_id}", tags=["keys"], responses=documented(404, 409, 422))
     async def update_key(key_id: str, body: KeyPatch, response: Response, if_match: IfMatch = None) -> KeyOut:
-        """Change a key's name, grants, groups, links, budget or rate limit; absent fields stay as
-        they are, `null` clears a link, budget or rate limit."""
+        """Change a key's name, grants, groups, links, budget, rate limit, Code Mode or agent mode;
+        absent fields stay as they are, `null` clears a link, budget, rate limit or agent mode."""
         expected = _expected(if_match)
         changes = body.model_dump(include=body.model_fields_set)
         current = await store.keys.get(key_id)
@@ -243,45 +249,45 @@ def _entity_routes(
         _check_expected(current, expected, table.stale(entity_id))
         await _check_refs(store, changes, refs)
         keep = {} if replace else current.value.model_dump()
-        fixed = {"id": entity_id, "created_at": current.value.created_at, "updated_at": time.time()}  # type: ignore[attr-defined]
+        fixed = {"id": entity_id, "created_at": current.value.created_at, "updated_at": time.time()}  # type: ignore[attr-defined]  # every entity model has created_at
         entity = _build(model, {**keep, **changes, **fixed})
         revision = await table.update(entity_id, entity, current.revision)
         log.info("admin: updated %s %r", label, entity_id)
         return entity, revision
 
-    async def create(body: create_model) -> out_model:  # type: ignore[valid-type]
-        values = body.model_dump()
+    async def create(body: create_model) -> Any:  # type: ignore[valid-type]  # a model class held in a variable: FastAPI reads it at run time
+        values = body.model_dump()  # type: ignore[attr-defined]  # an instance of that model
         await _check_refs(store, values, refs)
         entity = _build(model, values)
         revision = await table.create(values["id"], entity)
         log.info("admin: created %s %r", label, values["id"])
         return out(entity, revision)
 
-    async def list_all() -> list[out_model]:  # type: ignore[valid-type]
+    async def list_all() -> Any:
         return [out(v.value, v.revision) for _, v in await table.list()]
 
-    async def get_one(entity_id: str, response: Response) -> out_model:  # type: ignore[valid-type]
+    async def get_one(entity_id: str, response: Response) -> Any:
         found = await table.get(entity_id)
         _etag(response, found.revision)
         return out(found.value, found.revision)
 
     async def replace(
         entity_id: str,
-        body: fields_model,
+        body: fields_model,  # type: ignore[valid-type]  # a model class held in a variable: FastAPI reads it at run time
         response: Response,
-        if_match: IfMatch = None,  # type: ignore[valid-type]
-    ) -> out_model:  # type: ignore[valid-type]
-        entity, revision = await write(entity_id, body.model_dump(), _expected(if_match), replace=True)
+        if_match: IfMatch = None,
+    ) -> Any:
+        entity, revision = await write(entity_id, body.model_dump(), _expected(if_match), replace=True)  # type: ignore[attr-defined]  # an instance of that model
         _etag(response, revision)
         return out(entity, revision)
 
     async def patch(
         entity_id: str,
-        body: patch_model,
+        body: patch_model,  # type: ignore[valid-type]  # a model class held in a variable: FastAPI reads it at run time
         response: Response,
-        if_match: IfMatch = None,  # type: ignore[valid-type]
-    ) -> out_model:  # type: ignore[valid-type]
-        changes = body.model_dump(include=body.model_fields_set)
+        if_match: IfMatch = None,
+    ) -> Any:
+        changes = body.model_dump(include=body.model_fields_set)  # type: ignore[attr-defined]  # an instance of that model
         entity, revision = await write(entity_id, changes, _expected(if_match), replace=False)
         _etag(response, revision)
         return out(entity, revision)
@@ -306,6 +312,7 @@ def _entity_routes(
     router.add_api_route(
         path,
         create,
+        response_model=out_model,
         methods=["POST"],
         status_code=201,
         tags=[tag],
@@ -313,10 +320,19 @@ def _entity_routes(
         summary=f"Create a {label}",
         responses=documented(409, 422),
     )
-    router.add_api_route(path, list_all, methods=["GET"], tags=[tag], name=f"list_{kind}s", summary=f"List {label}s")
+    router.add_api_route(
+        path,
+        list_all,
+        response_model=list[out_model],  # type: ignore[valid-type]  # a model class held in a variable (as above)
+        methods=["GET"],
+        tags=[tag],
+        name=f"list_{kind}s",
+        summary=f"List {label}s",
+    )
     router.add_api_route(
         item,
         get_one,
+        response_model=out_model,
         methods=["GET"],
         tags=[tag],
         name=f"get_{kind}",
@@ -326,6 +342,7 @@ def _entity_routes(
     router.add_api_route(
         item,
         replace,
+        response_model=out_model,
         methods=["PUT"],
         tags=[tag],
         name=f"replace_{kind}",
@@ -335,6 +352,7 @@ def _entity_routes(
     router.add_api_route(
         item,
         patch,
+        response_model=out_model,
         methods=["PATCH"],
         tags=[tag],
         name=f"update_{kind}",
@@ -394,7 +412,7 @@ def _server_routes(router: APIRouter, store: AdminStore) -> None:
     @router.post("/servers", status_code=201, tags=["servers"], responses=documented(409, 422))
     async def add_server(body: ServerCreate) -> ServerOut:
         """Add an upstream MCP server (one `mcpServers` entry); executors connect to it at once."""
-        record = ServerRecord(name=body.name, config=body.config)
+        record = ServerRecord(name=body.name, config=store.sealer.seal(body.config))
         revision = await store.servers.create(body.name, record)
         log.info("admin: added server %r (%s)", body.name, body.config.transport)
         return await server_out(record, revision)
@@ -410,7 +428,7 @@ def _server_routes(router: APIRouter, store: AdminStore) -> None:
         config = body.config.model_copy(
             update={"env": unmask(body.config.env, old.env), "headers": unmask(body.config.headers, old.headers)}
         )
-        record = ServerRecord(name=name, config=config)
+        record = ServerRecord(name=name, config=store.sealer.seal(config))
         revision = await store.servers.update(name, record, current.revision)
         log.info("admin: updated server %r", name)
         _etag(response, revision)
@@ -421,6 +439,74 @@ def _server_routes(router: APIRouter, store: AdminStore) -> None:
         """Remove a server; its tools disappear from every catalog."""
         await store.servers.delete(name, _expected(if_match))
         log.info("admin: removed server %r", name)
+        return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- LLM providers
+
+
+def _provider_routes(router: APIRouter, store: AdminStore) -> None:
+    def provider_out(record: ProviderRecord, revision: int) -> ProviderOut:
+        config = record.config.model_copy(update={"api_key": MASK if record.config.api_key is not None else None})
+        return ProviderOut(name=record.name, config=config, source=record.source, revision=revision)
+
+    async def served_elsewhere(name: str, config: ProviderConfig) -> None:
+        """A model has one provider: a request's `model` names it."""
+        for other, found in await store.providers.list():
+            if other != name and (taken := sorted(set(found.value.config.models) & set(config.models))):
+                raise Conflict(
+                    f"provider {other!r} already serves {', '.join(map(repr, taken))}; a model has one provider"
+                )
+
+    def sealed(config: ProviderConfig, old: ProviderConfig | None = None) -> ProviderConfig:
+        api_key = config.api_key
+        if api_key == MASK:  # sent back as read: keep what is stored
+            api_key = old.api_key if old is not None else None
+            if api_key is None:
+                raise invalid([FieldError(loc=["body", "config", "api_key"], msg="no stored key to keep", type="mask")])
+        return config.model_copy(update={"api_key": store.sealer.seal_value(api_key) if api_key is not None else None})
+
+    @router.get("/llm-providers", tags=["llm"])
+    async def list_providers() -> list[ProviderOut]:
+        """The OpenAI-compatible providers behind `/v1/chat/completions`; `api_key` values are masked."""
+        return [provider_out(v.value, v.revision) for _, v in await store.providers.list()]
+
+    @router.get("/llm-providers/{name}", tags=["llm"], responses=documented(404))
+    async def get_provider(name: str, response: Response) -> ProviderOut:
+        """One provider (its `api_key` masked)."""
+        found = await store.providers.get(name)
+        _etag(response, found.revision)
+        return provider_out(found.value, found.revision)
+
+    @router.post("/llm-providers", status_code=201, tags=["llm"], responses=documented(409, 422))
+    async def add_provider(body: ProviderCreate) -> ProviderOut:
+        """Add a provider; ingress lists its models and executors call it at once (no restart)."""
+        await served_elsewhere(body.name, body.config)
+        record = ProviderRecord(name=body.name, config=sealed(body.config))
+        revision = await store.providers.create(body.name, record)
+        log.info("admin: added llm provider %r (%d model(s))", body.name, len(body.config.models))
+        return provider_out(record, revision)
+
+    @router.put("/llm-providers/{name}", tags=["llm"], responses=documented(404, 409, 422))
+    async def update_provider(
+        name: str, body: ProviderUpdate, response: Response, if_match: IfMatch = None
+    ) -> ProviderOut:
+        """Replace a provider's entry (an `api_key` sent back masked keeps the stored key)."""
+        expected = _expected(if_match)
+        current = await store.providers.get(name)
+        _check_expected(current, expected, store.providers.stale(name))
+        await served_elsewhere(name, body.config)
+        record = ProviderRecord(name=name, config=sealed(body.config, current.value.config))
+        revision = await store.providers.update(name, record, current.revision)
+        log.info("admin: updated llm provider %r", name)
+        _etag(response, revision)
+        return provider_out(record, revision)
+
+    @router.delete("/llm-providers/{name}", status_code=204, tags=["llm"], responses=documented(404, 409))
+    async def remove_provider(name: str, if_match: IfMatch = None) -> Response:
+        """Remove a provider; its models disappear from `/v1/models`."""
+        await store.providers.delete(name, _expected(if_match))
+        log.info("admin: removed llm provider %r", name)
         return Response(status_code=204)
 
 
@@ -472,4 +558,5 @@ def admin_router(store: AdminStore, auth: AdminAuth) -> APIRouter:
         {"groups": "group", "team_id": "team"},
     )
     _server_routes(router, store)
+    _provider_routes(router, store)
     return router

@@ -22,8 +22,10 @@ from pydantic import BaseModel, ValidationError
 from bastion_common import subjects
 from bastion_common.entities import ENTITY_KINDS
 from bastion_common.keys import generate_key, key_id
+from bastion_common.llm import ProviderRecord
 from bastion_common.messages import KeyRecord, ServerCatalog, ServerRecord
 from bastion_common.nats import kv_bucket
+from bastion_common.sealing import Sealer
 
 __all__ = ["AdminStore", "Conflict", "NotFound", "Table", "Versioned"]
 
@@ -111,7 +113,7 @@ class Table(Generic[M]):
         info = await self._buckets.js.stream_info(f"KV_{self.bucket}", subjects_filter=f"{root}{self.prefix}>")
         found: list[tuple[str, Versioned[M]]] = []
         for subject in sorted((info.state.subjects or {}) if info.state else {}):
-            key = subject[len(root):]
+            key = subject[len(root) :]
             try:
                 entry = await kv.get(key)
                 value = self.model.model_validate_json(entry.value or b"")
@@ -155,13 +157,19 @@ class Table(Generic[M]):
 
 
 class AdminStore:
-    """Every table the admin API reads or writes, over one JetStream context."""
+    """Every table the admin API reads or writes, over one JetStream context.
 
-    def __init__(self, js: JetStreamContext) -> None:
+    `sealer` seals the `env`/`headers` values of servers and the `api_key` of LLM providers before they
+    are written; the admin API never opens them (it answers them masked), so a sealed value sent back
+    unchanged is stored as it is."""
+
+    def __init__(self, js: JetStreamContext, sealer: Sealer | None = None) -> None:
+        self.sealer = sealer or Sealer()
         buckets = _Buckets(js)
         self.keys: Table[KeyRecord] = Table(buckets, subjects.KV_KEYS, KeyRecord, "key")
         self.servers: Table[ServerRecord] = Table(buckets, subjects.KV_SERVERS, ServerRecord, "server")
         self.catalog: Table[ServerCatalog] = Table(buckets, subjects.KV_CATALOG, ServerCatalog, "server catalog")
+        self.providers: Table[ProviderRecord] = Table(buckets, subjects.KV_LLM, ProviderRecord, "llm provider")
         self.entities: dict[str, Table[BaseModel]] = {
             kind: Table(buckets, subjects.KV_POLICY, model, LABELS[kind], prefix=f"{kind}.")
             for kind, model in ENTITY_KINDS.items()

@@ -1,0 +1,271 @@
+"""Who may publish and subscribe to what on the bus: the one table, and the nats-server config made from it.
+
+Every client of NATS connects as one *role* with its own NKey, and nats-server enforces an allow list
+per role: anything not listed is refused (a publish is dropped with a permissions violation, a
+subscription is refused). The table is derived from the code: each entry says which service sends or
+receives it. `bastion up` renders it into the embedded server's config (`render_authorization`);
+`deploy/README.md` shows the same for a production nats-server.
+
+Three rules shape it:
+- only policy may publish the work subjects of the executor (`bastion.exec.call` / `.request`),
+  and only the admin role may write the configuration buckets (`bastion_keys`, `bastion_servers`,
+  `bastion_policy`); a service that only reads a bucket cannot write it;
+- every role reads only its own reply subjects (`_INBOX.<role>.>`), so no service sees the answers
+  (KV values, call outcomes) another one receives; it may publish to the inboxes of the roles it
+  answers (explicitly, rather than with `allow_responses`: a call is answered twice, acknowledgement
+  and outcome, up to the call timeout later, which a response allowance's count and expiry would
+  have to be tuned to; an executor's call-stream events are not responses at all);
+- the audit stream is written by ingress alone and read (consumed) by the audit service alone; the
+  admin role may watch live events (`bastion audit tail --follow`).
+
+A reader of a bucket may also create it (stream `KV_<bucket>`) when it is missing, so services can
+start in any order; creating an existing bucket with another configuration fails.
+
+Permissions cannot say what a JetStream consumer may deliver where: a client allowed to watch a
+bucket it can write may have the server deliver that content to any subject. Hence the executors
+also verify policy's signature on their work (`bastion_common.signing`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from . import subjects as s
+
+__all__ = [
+    "ADMIN",
+    "AUDIT",
+    "CODEMODE",
+    "EXECUTOR",
+    "INGRESS",
+    "PERMISSIONS",
+    "POLICY",
+    "ROLES",
+    "Permissions",
+    "render_authorization",
+]
+
+INGRESS: Final = "ingress"
+"""The public `/mcp` endpoint (no admin credentials: a public replica cannot change configuration)."""
+ADMIN: Final = "admin"
+"""The admin API's own connection inside ingress, `bastion config apply` and `bastion audit tail`."""
+POLICY: Final = "policy"
+EXECUTOR: Final = "executor"
+AUDIT: Final = "audit"
+CODEMODE: Final = "codemode"
+"""Runs Code Mode scripts; their tool calls enter the request path at policy, exactly like an agent's."""
+ROLES: Final = (INGRESS, ADMIN, POLICY, EXECUTOR, AUDIT, CODEMODE)
+
+
+@dataclass(frozen=True, slots=True)
+class Permissions:
+    """Subjects (NATS wildcards allowed) one role may publish to and subscribe to; nothing else."""
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def _api(*parts: str) -> str:
+    return ".".join((s.JS_API, *parts))
+
+
+def _kv_read(bucket: str) -> tuple[str, ...]:
+    """What nats-py needs to open, read and watch a bucket (and create it when missing)."""
+    stream = s.kv_stream(bucket)
+    return (
+        _api("STREAM.INFO", stream),
+        _api("STREAM.CREATE", stream),
+        _api("STREAM.MSG.GET", stream),
+        _api("DIRECT.GET", stream),
+        _api("DIRECT.GET", stream, ">"),
+        _api("CONSUMER.CREATE", stream),
+        _api("CONSUMER.CREATE", stream, ">"),
+        _api("CONSUMER.INFO", stream, ">"),
+        _api("CONSUMER.DELETE", stream, ">"),
+        f"{s.JS_FLOW_CONTROL}.{stream}.>",
+    )
+
+
+def _kv_write(bucket: str) -> tuple[str, ...]:
+    return (*_kv_read(bucket), f"{s.KV_ROOT}.{bucket}.>")
+
+
+def _object_store(bucket: str) -> tuple[str, ...]:
+    """Put, read and delete objects (`bastion_common.blobs`), and create the bucket when missing."""
+    stream = s.obj_stream(bucket)
+    return (
+        _api("STREAM.INFO", stream),
+        _api("STREAM.CREATE", stream),
+        _api("STREAM.PURGE", stream),
+        _api("STREAM.MSG.GET", stream),
+        _api("DIRECT.GET", stream),
+        _api("DIRECT.GET", stream, ">"),
+        _api("CONSUMER.CREATE", stream),
+        _api("CONSUMER.CREATE", stream, ">"),
+        _api("CONSUMER.INFO", stream, ">"),
+        _api("CONSUMER.DELETE", stream, ">"),
+        f"{s.JS_FLOW_CONTROL}.{stream}.>",
+        f"{s.OBJ_ROOT}.{bucket}.>",
+    )
+
+
+def _stream_owner(stream: str) -> tuple[str, ...]:
+    """Declare a stream idempotently (`bastion_common.nats._ensure_file_stream`)."""
+    return (_api("STREAM.INFO", stream), _api("STREAM.CREATE", stream), _api("STREAM.UPDATE", stream))
+
+
+def _stream_consumer(stream: str) -> tuple[str, ...]:
+    """Pull from a durable consumer and acknowledge what was written."""
+    return (
+        _api("CONSUMER.CREATE", stream),
+        _api("CONSUMER.CREATE", stream, ">"),
+        _api("CONSUMER.DURABLE.CREATE", stream, ">"),
+        _api("CONSUMER.INFO", stream, ">"),
+        _api("CONSUMER.MSG.NEXT", stream, ">"),
+        f"{s.JS_ACK}.{stream}.>",
+    )
+
+
+def _inbox(role: str) -> str:
+    return f"{s.inbox_prefix(role)}.>"
+
+
+def _own_inbox(role: str) -> tuple[str, ...]:
+    return (_inbox(role),)  # `processed()` and request/reply talk to themselves through it
+
+
+PERMISSIONS: Final[Mapping[str, Permissions]] = {
+    INGRESS: Permissions(
+        publish=(
+            *_own_inbox(INGRESS),
+            s.POLICY_CALL,
+            s.POLICY_LIST,
+            s.POLICY_REQUEST,
+            s.POLICY_LLM,
+            f"{s.POLICY_ALIVE}.*",
+            s.CALL_CANCEL,
+            s.EXEC_CANCEL,  # abandons a call it holds; it can start none
+            s.CODEMODE_CALL,
+            f"{s.CODEMODE_ALIVE}.*",
+            _inbox(EXECUTOR),  # an agent's answer (`ClientReply`) to an upstream's request mid-call
+            f"{s.AUDIT_EVENTS}.>",
+            s.AUDIT_DEAD,  # an event the audit stream refuses, with the reason (`AuditPublisher`)
+            *_stream_owner(s.AUDIT_STREAM),
+            *_stream_owner(s.AUDIT_DEAD_STREAM),
+            *_object_store(s.OBJ_BLOBS),  # arguments too large for one message; results as large
+            *_kv_read(s.KV_KEYS),
+            *_kv_read(s.KV_CATALOG),
+            *_kv_read(s.KV_POLICY),
+            *_kv_read(s.KV_LLM),  # which provider serves a model, and its prices
+            *_kv_write(s.KV_SESSIONS),
+        ),
+        subscribe=(_inbox(INGRESS), s.RESOURCE_UPDATED, s.CALL_CANCEL),
+    ),
+    ADMIN: Permissions(
+        publish=(
+            *_own_inbox(ADMIN),
+            s.AUDIT_QUERY,
+            *_kv_write(s.KV_KEYS),
+            *_kv_write(s.KV_SERVERS),
+            *_kv_write(s.KV_POLICY),
+            *_kv_write(s.KV_LLM),
+            *_kv_read(s.KV_CATALOG),
+        ),
+        subscribe=(_inbox(ADMIN), f"{s.AUDIT_EVENTS}.>"),
+    ),
+    POLICY: Permissions(
+        publish=(
+            *_own_inbox(POLICY),
+            s.EXEC_CALL,
+            s.EXEC_REQUEST,
+            s.EXEC_LLM,
+            f"{s.EXEC_ALIVE}.*",
+            _inbox(INGRESS),  # answers and acknowledgements to ingress
+            _inbox(CODEMODE),  # and to the tool calls of Code Mode scripts
+            *_kv_read(s.KV_KEYS),
+            *_kv_read(s.KV_POLICY),
+            *_kv_read(s.KV_SERVERS),
+        ),
+        subscribe=(
+            _inbox(POLICY),
+            s.POLICY_CALL,
+            s.POLICY_LIST,
+            s.POLICY_REQUEST,
+            s.POLICY_LLM,
+            f"{s.POLICY_ALIVE}.*",
+        ),
+    ),
+    EXECUTOR: Permissions(
+        publish=(
+            *_own_inbox(EXECUTOR),
+            _inbox(POLICY),  # answers and acknowledgements to policy
+            _inbox(INGRESS),  # what an upstream sends mid-call, to the agent's call stream
+            s.RESOURCE_UPDATED,
+            *_object_store(s.OBJ_BLOBS),  # results too large for one message; arguments as large
+            *_kv_read(s.KV_SERVERS),
+            *_kv_read(s.KV_LLM),
+            *_kv_write(s.KV_CATALOG),
+        ),
+        subscribe=(_inbox(EXECUTOR), s.EXEC_CALL, s.EXEC_REQUEST, s.EXEC_LLM, s.EXEC_CANCEL, f"{s.EXEC_ALIVE}.*"),
+    ),
+    AUDIT: Permissions(
+        publish=(
+            *_own_inbox(AUDIT),
+            _inbox(ADMIN),  # answers to `bastion audit tail`
+            s.AUDIT_DEAD,
+            *_stream_owner(s.AUDIT_STREAM),
+            *_stream_owner(s.AUDIT_DEAD_STREAM),
+            *_stream_consumer(s.AUDIT_STREAM),
+        ),
+        subscribe=(_inbox(AUDIT), s.AUDIT_QUERY),
+    ),
+    CODEMODE: Permissions(
+        publish=(
+            *_own_inbox(CODEMODE),
+            _inbox(INGRESS),  # answers and acknowledgements of meta-tool calls
+            s.POLICY_CALL,  # a script's tool calls, as an agent's
+            s.POLICY_LIST,
+            f"{s.POLICY_ALIVE}.*",
+            s.EXEC_CANCEL,  # abandons the calls of a cancelled run
+            f"{s.AUDIT_EVENTS}.>",
+            s.AUDIT_DEAD,
+            *_stream_owner(s.AUDIT_STREAM),
+            *_stream_owner(s.AUDIT_DEAD_STREAM),
+            *_object_store(s.OBJ_BLOBS),  # a script's tool call with a result too large for one message
+            *_kv_read(s.KV_CATALOG),
+        ),
+        subscribe=(_inbox(CODEMODE), s.CODEMODE_CALL, f"{s.CODEMODE_ALIVE}.*", s.EXEC_CANCEL),
+    ),
+}
+
+
+def _strings(items: Iterable[str], indent: str) -> str:
+    inner = ",\n".join(f"{indent}  {json.dumps(item)}" for item in items)
+    return f"[\n{inner}\n{indent}]"
+
+
+def render_authorization(public_keys: Mapping[str, str]) -> str:
+    """The nats-server `authorization` block: one NKey user per role (`role -> public key "U…"`).
+
+    A connection without one of these keys is refused; each key gets exactly its role's allow lists."""
+    unknown = set(public_keys) - set(PERMISSIONS)
+    if unknown:
+        raise ValueError(f"no permissions defined for {sorted(unknown)}; roles are {list(ROLES)}")
+    users = []
+    for role, nkey in public_keys.items():
+        perms = PERMISSIONS[role]
+        users.append(
+            f"    # {role}\n"
+            f"    {{\n"
+            f"      nkey: {json.dumps(nkey)}\n"
+            f"      permissions: {{\n"
+            f"        publish: {{ allow: {_strings(perms.publish, '        ')} }}\n"
+            f"        subscribe: {{ allow: {_strings(perms.subscribe, '        ')} }}\n"
+            f"      }}\n"
+            f"    }}"
+        )
+    header = "# Generated by Bastion from bastion_common.permissions: one NKey user per role.\n"
+    return header + "authorization {\n  users = [\n" + ",\n".join(users) + "\n  ]\n}\n"

@@ -1,0 +1,138 @@
+"""The tool calls a script makes: each one a `ToolCall` through policy (the key's grants, budgets
+and rate limits) to the executor, audited with the run as its parent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any, Final, Literal
+
+from bastion_common.codemode import META_TOOL_NAMES
+from bastion_common.errors import JSONRPC_CODE, ErrorKind
+from bastion_common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall
+from bastion_common.naming import namespaced
+
+from .answers import tool_value
+from .gateway import PolicyGateway
+from .limits import Limits, limit_message
+from .toolset import Toolset, ToolSpec
+
+__all__ = ["ScriptCalls", "audit_event"]
+
+_TIMEOUTS: Final = (ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.GATEWAY_TIMEOUT)
+_DENIED: Final = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
+
+
+def audit_event(
+    request: CodeModeCall, spec: ToolSpec, call: ToolCall, outcome: CallOutcome, latency_ms: float
+) -> AuditEvent:
+    """The audit row of one tool call a run made (arguments and results are never recorded)."""
+    error = outcome.error
+    status: Literal["ok", "tool_error", "error", "denied"]
+    if error is not None:
+        status = "denied" if error.kind in _DENIED else "error"
+        code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
+    else:
+        status = "tool_error" if outcome.result and outcome.result.get("isError") else "ok"
+        code = None
+    return AuditEvent(
+        kind="tool_call",
+        trace_id=request.trace_id,
+        key_id=request.caller.key_id,
+        key_name=request.caller.key_name,
+        server=spec.server,
+        tool=spec.tool,
+        name=call.name,
+        status=status,
+        error_kind=error.kind.value if error else None,
+        error_code=code,
+        error=error.message if error else None,
+        latency_ms=latency_ms,
+        upstream_ms=outcome.upstream_ms,
+        parent_id=request.parent_id,
+    )
+
+
+def _tool_error_text(result: dict[str, Any]) -> str:
+    texts = [b.get("text", "") for b in result.get("content") or [] if isinstance(b, dict) and b.get("type") == "text"]
+    return "\n".join(texts).strip() or "the tool reported an error without a message"
+
+
+class ScriptCalls:
+    """Performs the batches of tool calls one run asks for (`sandbox.CallBatch`)."""
+
+    def __init__(
+        self,
+        request: CodeModeCall,
+        toolset: Toolset,
+        gateway: PolicyGateway,
+        emit: Callable[[AuditEvent], object],
+        limits: Limits,
+        call_timeout: float,
+    ) -> None:
+        self.request, self.toolset, self.gateway, self.emit = request, toolset, gateway, emit
+        self.limits = limits
+        self.call_timeout = call_timeout
+        self.deadline = time.monotonic() + min(limits.wall_seconds, request.timeout)
+        self.count = 0
+        self._slots = asyncio.Semaphore(limits.max_parallel)
+        self._abandoning: set[asyncio.Task[None]] = set()
+
+    def _abandoned(self, spec: ToolSpec, call: ToolCall, latency_ms: float) -> None:
+        """A call in flight when its run stopped: still one audit row, and the executor lets it go."""
+        error = GatewayError(
+            kind=ErrorKind.CANCELLED, message="the run stopped before the tool answered; it may have run"
+        )
+        outcome = CallOutcome(id=call.id, error=error, decided_by="executor")
+        self.emit(audit_event(self.request, spec, call, outcome, latency_ms))
+        task = asyncio.create_task(self.gateway.abandon(call.id))
+        self._abandoning.add(task)
+        task.add_done_callback(self._abandoning.discard)
+
+    async def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return list(await asyncio.gather(*(self._one(item) for item in batch)))
+
+    async def _one(self, item: dict[str, Any]) -> dict[str, Any]:
+        name, arguments = item.get("name"), item.get("arguments")
+        if not isinstance(name, str) or not isinstance(arguments, dict):
+            return {"error": "a tool call needs a name and a dict of arguments"}
+        if name in META_TOOL_NAMES:
+            return {"error": f"{name} is a meta-tool of the agent; a script cannot call it"}
+        spec = self.toolset.by_name.get(name)
+        if spec is None:
+            closest = self.toolset.closest(name)
+            hint = f"; closest: {', '.join(closest)}" if closest else "; search_tools finds tools by keyword"
+            return {"error": f"no tool {name} for this key{hint}"}
+        self.count += 1
+        if self.count > self.limits.max_calls:
+            return {"error": f"tool call limit of {self.limits.max_calls} per run"}
+        call = ToolCall(
+            trace_id=self.request.trace_id,
+            caller=self.request.caller,
+            server=spec.server,
+            tool=spec.tool,
+            name=namespaced(spec.server, spec.tool),
+            arguments=spec.upstream_arguments(arguments),
+            include_servers=self.request.include_servers,
+            include_tools=self.request.include_tools,
+            timeout=max(0.1, min(self.call_timeout, self.deadline - time.monotonic())),
+        )
+        capped = call.timeout < self.call_timeout  # the run's wall-clock limit bounds this call
+        async with self._slots:
+            started = time.perf_counter()
+            try:
+                outcome = await self.gateway.call(call)
+            except asyncio.CancelledError:  # the run stopped (a limit, or the service stopping)
+                self._abandoned(spec, call, (time.perf_counter() - started) * 1000)
+                raise
+            latency_ms = (time.perf_counter() - started) * 1000
+        self.emit(audit_event(self.request, spec, call, outcome, latency_ms))
+        if outcome.error is not None:
+            if capped and outcome.error.kind in _TIMEOUTS:
+                return {"error": limit_message("wall", self.limits), "limit": "wall"}
+            return {"error": f"{outcome.error.kind.value}: {outcome.error.message}"}
+        result = outcome.result or {}
+        if result.get("isError"):
+            return {"error": _tool_error_text(result)}
+        return {"value": tool_value(result, spec.definition.get("outputSchema"))}

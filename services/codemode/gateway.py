@@ -1,0 +1,95 @@
+"""The codemode service's side of the request path: policy's list of what a key may use, and
+the tool calls of scripts, sent to policy exactly as ingress sends an agent's (same subject, same
+`ToolCall`, same acknowledged request), so grants, budgets and rate limits apply unchanged."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NATS
+from nats.errors import MaxPayloadError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import ValidationError
+
+from bastion_common import subjects
+from bastion_common.blobs import Blobs
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import (
+    Caller,
+    CallOutcome,
+    CancelExecution,
+    GatewayError,
+    ToolCall,
+    VisibleTools,
+    VisibleToolsQuery,
+)
+from bastion_common.relay import AckedRequester, ResponderLost
+from bastion_common.settings import RequestPathSettings
+
+__all__ = ["PolicyGateway"]
+
+_NO_POLICY = "no policy service is running behind this gateway; retry shortly"
+
+
+class PolicyGateway:
+    """`await start()` before the first call."""
+
+    def __init__(self, nc: NATS, settings: RequestPathSettings, blobs: Blobs) -> None:
+        self._nc = nc
+        self._blobs = blobs
+        self._max_result_bytes = settings.max_result_bytes
+        self._policy = AckedRequester(
+            nc,
+            role="policy",
+            accepted_by=subjects.POLICY_ACCEPTED_BY,
+            alive_subject=subjects.policy_alive_subject,
+            settings=settings,
+        )
+
+    async def start(self) -> None:
+        await self._policy.start()
+
+    async def visible(
+        self,
+        caller: Caller,
+        tools: list[tuple[str, str]],
+        include_servers: list[str] | None,
+        include_tools: list[str] | None,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
+    ) -> list[int] | GatewayError:
+        if not tools:
+            return []
+        query = VisibleToolsQuery(
+            caller=caller, tools=tools, include_servers=include_servers, include_tools=include_tools
+        )
+        try:
+            reply = await self._nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=timeout)
+        except NoRespondersError:
+            return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_POLICY)
+        except NatsTimeout:
+            return GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message=f"policy did not answer within {timeout:g}s")
+        answer = VisibleTools.model_validate_json(reply.data)
+        return answer.error if answer.error else answer.allowed
+
+    async def call(self, call: ToolCall) -> CallOutcome:
+        def failed(kind: ErrorKind, text: str) -> CallOutcome:
+            return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=text), decided_by="executor")
+
+        try:
+            reply = await self._policy.request(subjects.POLICY_CALL, call.model_dump_json().encode(), call.timeout)
+        except MaxPayloadError:
+            return failed(ErrorKind.INVALID_ARGUMENTS, "the call's arguments are larger than a NATS message may be")
+        except ResponderLost as exc:
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; the tool may or may not have run")
+        except NoRespondersError:
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, "no policy or executor service is running; retry shortly")
+        except NatsTimeout:
+            return failed(ErrorKind.GATEWAY_TIMEOUT, f"the tool did not answer within {call.timeout:g}s")
+        try:
+            outcome = CallOutcome.model_validate_json(reply.data)
+        except ValidationError:
+            return failed(ErrorKind.INTERNAL, "malformed reply from the executor")
+        # a result too large for one NATS message waits in the object store, as it does for ingress
+        return await self._blobs.with_result(outcome, self._max_result_bytes)
+
+    async def abandon(self, call_id: str) -> None:
+        """Tell the executors to abandon a tool call whose run stopped (the SDK tells the upstream)."""
+        await self._nc.publish(subjects.EXEC_CANCEL, CancelExecution(id=call_id).model_dump_json().encode())

@@ -1,0 +1,162 @@
+"""The five meta-tools, one handler each over one key's `ToolView` (one dispatch table)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bastion_common.codemode import EXECUTE_CODE
+from bastion_common.messages import AuditEvent, CodeModeCall
+
+from .answers import error_result, run_result, text_result
+from .calls import ScriptCalls
+from .gateway import PolicyGateway
+from .limits import Limits
+from .rewrite import global_name, rewrite
+from .sandbox import WorkerPool
+from .stubs import list_files, render_docs, signature, summary
+from .views import ToolView
+
+__all__ = ["MetaTools"]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _ReadFile(_Args):
+    path: str = Field(min_length=1, max_length=300)
+    start_line: int = Field(default=1, ge=1)
+    end_line: int | None = Field(default=None, ge=1)
+
+
+class _Docs(_Args):
+    name: str = Field(min_length=1, max_length=300)
+
+
+class _Search(_Args):
+    query: str = Field(min_length=1, max_length=1000)
+    limit: int = Field(default=10, ge=1, le=50)
+
+
+class _Execute(_Args):
+    code: str
+
+
+@dataclass(slots=True)
+class Answer:
+    result: dict[str, Any]
+    calls: int = 0
+
+
+def _invalid(tool: str, exc: ValidationError) -> Answer:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in error['loc']) or 'arguments'}: {error['msg']}" for error in exc.errors()
+    )
+    return Answer(error_result(f"invalid arguments for {tool}: {problems}"))
+
+
+class MetaTools:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        limits: Limits,
+        gateway: PolicyGateway,
+        emit: Callable[[AuditEvent], object],
+        call_timeout: float,
+        runs_per_key: int,
+    ) -> None:
+        self.pool, self.limits, self.gateway, self.emit = pool, limits, gateway, emit
+        self.call_timeout = call_timeout
+        self.runs_per_key = runs_per_key
+        self._runs: dict[str, asyncio.Semaphore] = {}
+        """Per key: at most `runs_per_key` of its runs hold a worker at once."""
+        self._table: dict[str, Callable[[CodeModeCall, ToolView], Awaitable[Answer]]] = {
+            "list_tool_files": self.list_tool_files,
+            "read_tool_file": self.read_tool_file,
+            "get_tool_docs": self.get_tool_docs,
+            "search_tools": self.search_tools,
+            EXECUTE_CODE: self.execute_code,
+        }
+
+    async def answer(self, request: CodeModeCall, view: ToolView) -> Answer:
+        handler = self._table.get(request.tool)
+        if handler is None:
+            return Answer(error_result(f"unknown meta-tool {request.tool!r}; these exist: {', '.join(self._table)}"))
+        return await handler(request, view)
+
+    async def list_tool_files(self, request: CodeModeCall, view: ToolView) -> Answer:
+        try:
+            _Args.model_validate(request.arguments)
+        except ValidationError as exc:
+            return _invalid(request.tool, exc)
+        return Answer(text_result(list_files(view.toolset) or "(no tools: this key may use none right now)"))
+
+    async def read_tool_file(self, request: CodeModeCall, view: ToolView) -> Answer:
+        try:
+            args = _ReadFile.model_validate(request.arguments)
+        except ValidationError as exc:
+            return _invalid(request.tool, exc)
+        text = view.file(args.path)
+        if text is None:
+            files = ", ".join(f"servers/{m}.py" for m in list(view.toolset.modules)[:20])
+            return Answer(error_result(f"no file {args.path!r}; files: {files or '(none)'}"))
+        lines = text.splitlines()
+        end = min(args.end_line or len(lines), len(lines))
+        if args.start_line > end:
+            return Answer(
+                error_result(f"{args.path} has {len(lines)} lines; start_line {args.start_line} is past them")
+            )
+        width = len(str(end))
+        numbered = [f"{n:>{width}}  {lines[n - 1]}" for n in range(args.start_line, end + 1)]
+        return Answer(text_result("\n".join(numbered)))
+
+    async def get_tool_docs(self, request: CodeModeCall, view: ToolView) -> Answer:
+        try:
+            args = _Docs.model_validate(request.arguments)
+        except ValidationError as exc:
+            return _invalid(request.tool, exc)
+        spec = view.toolset.by_name.get(args.name)
+        if spec is None:
+            closest = view.toolset.closest(args.name)
+            hint = f"; closest: {', '.join(closest)}" if closest else "; search_tools finds tools by keyword"
+            return Answer(error_result(f"no tool {args.name} for this key{hint}"))
+        return Answer(text_result(render_docs(spec)))
+
+    async def search_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+        try:
+            args = _Search.model_validate(request.arguments)
+        except ValidationError as exc:
+            return _invalid(request.tool, exc)
+        found = view.index.search(args.query, args.limit)
+        if not found:
+            return Answer(text_result(f"no tool matches {args.query!r}; try other words or list_tool_files"))
+        lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found]
+        return Answer(text_result("\n".join(lines)))
+
+    async def execute_code(self, request: CodeModeCall, view: ToolView) -> Answer:
+        try:
+            args = _Execute.model_validate(request.arguments)
+        except ValidationError as exc:
+            return _invalid(request.tool, exc)
+        toolset = view.toolset
+        calls = ScriptCalls(request, toolset, self.gateway, self.emit, self.limits, self.call_timeout)
+        names = [global_name(spec.module, spec.function) for spec in toolset.by_name.values()]
+        code = rewrite(args.code, toolset.modules)
+        slot = self._runs.setdefault(request.caller.key_id, asyncio.Semaphore(self.runs_per_key))
+        try:  # a key's runs beyond its share wait for its own earlier runs, never for other keys'
+            await asyncio.wait_for(slot.acquire(), self.limits.wall_seconds)
+        except TimeoutError:
+            waited = f"{self.limits.wall_seconds:g} s"
+            return Answer(
+                error_result(f"LimitExceeded: this key already has {self.runs_per_key} runs going; waited {waited}")
+            )
+        try:
+            outcome = await self.pool.run(code, names, calls)
+        finally:
+            slot.release()
+        return Answer(run_result(outcome, args.code, toolset, self.limits.max_output_bytes), calls.count)

@@ -1,0 +1,283 @@
+"""The pool of sandbox worker processes and one run's conversation with a worker.
+
+The pool pre-starts `size` workers (`bastion_codemode.worker`). A run takes an idle worker,
+sends it the script, performs the tool calls it asks for (through `call`, supplied by the service)
+and waits for its answer. The service enforces from outside what a process cannot be trusted to
+enforce on itself: the wall-clock limit and the CPU-time limit (read from /proc every
+`_CPU_POLL` seconds). A worker that exceeds either, dies (the memory cap makes Go abort), or
+breaks the protocol is killed and replaced in the background; the pool never shrinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from .limits import Limits, limit_message
+
+__all__ = ["CallBatch", "RunOutcome", "WorkerPool"]
+
+log = logging.getLogger(__name__)
+
+_CPU_POLL: Final = 0.05
+_MAX_MESSAGE: Final = 32 * 1024 * 1024
+"""Largest line a worker may send (a batch of tool calls with their arguments)."""
+_STDERR_TAIL: Final = 4096
+_CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_START_TIMEOUT: Final = 30.0
+
+CallBatch = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+"""Performs a batch of a script's tool calls: `[{"name", "arguments"}]` -> `[{"value"} | {"error"}]`
+(with `"limit"` naming the run's limit when that is what stopped the call)."""
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    output: str = ""
+    truncated: bool = False
+    result: str | None = None
+    """The JSON text of the script's `result`, if it set one."""
+    error: dict[str, Any] | None = None
+    """`{"type": "syntax" | "name" | "runtime" | "tool" | "limit" | "result" | "internal", "message", ...}`."""
+    calls: int = 0
+    cpu_seconds: float = 0.0
+
+
+class _WorkerFailed(Exception):
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+@dataclass(slots=True, eq=False)
+class _Worker:
+    process: asyncio.subprocess.Process
+    stderr_head: bytearray = field(default_factory=bytearray)
+    stderr: deque[bytes] = field(default_factory=lambda: deque(maxlen=64))
+    drain: asyncio.Task[None] | None = None
+    runs: int = 0
+
+    def cpu_seconds(self) -> float | None:
+        """utime + stime of the process, or None where /proc is not available."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+    def stderr_tail(self) -> str:
+        """The first and last few KiB of what the worker wrote to stderr (a Go crash starts with
+        its reason, then dumps every goroutine)."""
+        tail = b"".join(self.stderr)[-_STDERR_TAIL:]
+        return (bytes(self.stderr_head) + b"\n...\n" + tail).decode(errors="replace")
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(orjson.dumps(message) + b"\n")
+        await self.process.stdin.drain()
+
+    async def receive(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = await self.process.stdout.readline()
+        if not line:
+            raise EOFError("worker closed its output")
+        message: dict[str, Any] = orjson.loads(line)
+        return message
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+
+class WorkerPool:
+    """`await start()` first; `run()` is safe to call concurrently (each run has its own worker)."""
+
+    def __init__(self, size: int, limits: Limits) -> None:
+        self.size, self.limits = size, limits
+        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self._all: set[_Worker] = set()
+        self._spawning: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.replaced = 0
+        """Workers killed or lost and replaced so far (for tests and metrics)."""
+
+    @property
+    def idle(self) -> int:
+        return self._idle.qsize()
+
+    async def start(self) -> None:
+        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
+        for worker in workers:
+            self._idle.put_nowait(worker)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._spawning):
+            task.cancel()
+        for worker in list(self._all):
+            worker.kill()
+            with contextlib.suppress(Exception):
+                await worker.process.wait()
+            if worker.drain is not None:
+                worker.drain.cancel()
+        self._all.clear()
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-m",
+            "bastion_codemode.worker",
+            str(self.limits.memory_bytes),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={"GOTRACEBACK": "none", "GOMAXPROCS": "1", "LANG": "C.UTF-8"},
+            limit=_MAX_MESSAGE,
+            start_new_session=True,  # a Ctrl-C at the terminal reaches the service, not the sandbox
+        )
+        worker = _Worker(process)
+        worker.drain = asyncio.create_task(self._drain(worker))
+        self._all.add(worker)
+        try:
+            ready = await asyncio.wait_for(worker.receive(), _START_TIMEOUT)
+        except (TimeoutError, EOFError, orjson.JSONDecodeError) as exc:
+            worker.kill()
+            self._all.discard(worker)
+            raise RuntimeError(f"sandbox worker did not start: {exc!r}; stderr: {worker.stderr_tail()}") from exc
+        if ready.get("op") != "ready":
+            raise RuntimeError(f"sandbox worker sent {ready!r} instead of ready")
+        return worker
+
+    async def _drain(self, worker: _Worker) -> None:
+        """Keep the worker's stderr flowing (a full pipe would block it) and its tail for diagnosis."""
+        assert worker.process.stderr is not None
+        while chunk := await worker.process.stderr.read(4096):
+            if len(worker.stderr_head) < _STDERR_TAIL:
+                worker.stderr_head += chunk[: _STDERR_TAIL - len(worker.stderr_head)]
+            worker.stderr.append(chunk)
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self._all.discard(worker)
+        self.replaced += 1
+        if self._closed:
+            return
+
+        async def respawn() -> None:
+            with contextlib.suppress(Exception):
+                await worker.process.wait()
+            while not self._closed:
+                try:
+                    self._idle.put_nowait(await self._spawn())
+                    return
+                except RuntimeError:
+                    log.exception("sandbox: could not start a replacement worker; retrying")
+                    await asyncio.sleep(1.0)
+
+        task = asyncio.create_task(respawn())
+        self._spawning.add(task)
+        task.add_done_callback(self._spawning.discard)
+
+    async def run(self, code: str, tools: list[str], call: CallBatch) -> RunOutcome:
+        """Run one script; never raises for anything the script does."""
+        if len(code.encode()) > self.limits.max_code_bytes:
+            return RunOutcome(error={"type": "limit", "limit": "code", "message": limit_message("code", self.limits)})
+        started = time.monotonic()
+        try:
+            worker = await asyncio.wait_for(self._idle.get(), self.limits.wall_seconds)
+        except TimeoutError:
+            return RunOutcome(error={"type": "limit", "limit": "wall", "message": limit_message("wall", self.limits)})
+        budget = self.limits.wall_seconds - (time.monotonic() - started)
+        cpu_start = worker.cpu_seconds()
+        conversation = asyncio.create_task(self._converse(worker, code, tools, call))
+        watchdog = asyncio.create_task(self._watch_cpu(worker, cpu_start))
+        try:
+            await asyncio.wait({conversation, watchdog}, timeout=max(budget, 0.001), return_when="FIRST_COMPLETED")
+            if conversation.done():
+                outcome = conversation.result()
+            else:
+                limit = "cpu" if watchdog.done() else "wall"
+                outcome = RunOutcome(
+                    error={"type": "limit", "limit": limit, "message": limit_message(limit, self.limits)}
+                )
+        except _WorkerFailed as exc:
+            outcome = RunOutcome(error=exc.error)
+        finally:
+            watchdog.cancel()
+            conversation.cancel()
+            cpu_end = worker.cpu_seconds()
+            if _finished(conversation):
+                worker.runs += 1
+                self._idle.put_nowait(worker)
+            else:  # killed by a limit, died, or the run was abandoned mid-conversation
+                self._replace(worker)
+        if cpu_start is not None and cpu_end is not None:
+            outcome.cpu_seconds = cpu_end - cpu_start
+        return outcome
+
+    async def _watch_cpu(self, worker: _Worker, start: float | None) -> None:
+        """Returns when the run has used its CPU time; never when /proc cannot be read."""
+        if start is None:
+            await asyncio.Event().wait()
+        while True:
+            await asyncio.sleep(_CPU_POLL)
+            used = worker.cpu_seconds()
+            if used is not None and used - start >= self.limits.cpu_seconds:  # type: ignore[operator]
+                return
+
+    async def _converse(self, worker: _Worker, code: str, tools: list[str], call: CallBatch) -> RunOutcome:
+        try:
+            await worker.send({"op": "run", "code": code, "tools": tools, "limits": self.limits.for_worker()})
+            while True:
+                message = await worker.receive()
+                if message.get("op") == "call":
+                    results = await call(message["calls"])
+                    await worker.send({"op": "results", "results": results})
+                    continue
+                if message.get("op") != "done":
+                    raise ValueError(f"unexpected message {message.get('op')!r}")
+                return RunOutcome(
+                    output=message["output"],
+                    truncated=message["truncated"],
+                    result=message["result"],
+                    error=message["error"],
+                    calls=message["calls"],
+                )
+        except (ValueError, asyncio.LimitOverrunError) as exc:
+            if "limit" in str(exc):  # StreamReader: a line longer than _MAX_MESSAGE
+                text = f"message size limit of {_MAX_MESSAGE // (1024 * 1024)} MiB (a tool call's arguments)"
+                raise _WorkerFailed({"type": "limit", "limit": "message", "message": text}) from exc
+            raise _WorkerFailed(await self._death(worker, exc)) from exc
+        except (EOFError, ConnectionError, KeyError) as exc:
+            raise _WorkerFailed(await self._death(worker, exc)) from exc
+
+    async def _death(self, worker: _Worker, exc: Exception) -> dict[str, Any]:
+        """Why a worker stopped answering: the memory cap, or something unexpected."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(worker.process.wait(), 2.0)
+        if worker.drain is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(worker.drain), 1.0)
+        tail = worker.stderr_tail()
+        # under RLIMIT_AS a failed allocation aborts Go ("out of memory") or faults (SIGSEGV)
+        if any(sign in tail for sign in ("out of memory", "MemoryError", "cannot allocate memory", "SIGSEGV")):
+            return {"type": "limit", "limit": "memory", "message": limit_message("memory", self.limits)}
+        log.warning("sandbox worker failed (%r, exit %s): %s", exc, worker.process.returncode, tail[:500])
+        return {"type": "internal", "message": "the sandbox worker stopped unexpectedly; the run did not finish"}
+
+
+def _finished(task: asyncio.Task[RunOutcome]) -> bool:
+    """Whether the worker finished the run itself, so it is idle and usable again."""
+    return task.done() and not task.cancelled() and task.exception() is None

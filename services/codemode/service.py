@@ -1,0 +1,170 @@
+"""Codemode composition root: the sandbox worker pool, the catalog view, and the handler of
+`bastion.codemode.call` (queue group `codemode`), built from one settings object.
+
+Per meta-tool call: ask policy what the caller may use (`bastion.policy.list`, with the request's
+include headers), take the cached view of that set, answer. A run's tool calls go back through
+policy (`bastion.policy.call`) and are audited here, each with the run's event as parent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+from pydantic import ValidationError
+
+from bastion_common import permissions, subjects
+from bastion_common.audit_publisher import AuditPublisher
+from bastion_common.blobs import Blobs
+from bastion_common.errors import ErrorKind
+from bastion_common.kvwatch import BucketWatch
+from bastion_common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
+from bastion_common.nats import connect, ensure_audit_stream, processed
+from bastion_common.relay import Acknowledger
+from bastion_common.settings import CodeModeSettings
+
+from .gateway import PolicyGateway
+from .limits import Limits
+from .metatools import MetaTools
+from .sandbox import WorkerPool
+from .views import CatalogView, ViewCache
+
+__all__ = ["CodeModeService"]
+
+log = logging.getLogger(__name__)
+
+
+class CodeModeService:
+    def __init__(self, settings: CodeModeSettings) -> None:
+        self.settings = settings
+        self.instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.limits = Limits.from_settings(settings)
+        self.pool = WorkerPool(settings.sandbox_workers, self.limits)
+        self.catalog = CatalogView()
+        self.views = ViewCache(self.catalog)
+        self._nc: NATS | None = None
+        self._audit: AuditPublisher | None = None
+        self._watch: BucketWatch | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._runs: dict[str, asyncio.Task[CodeModeAnswer]] = {}
+        """Meta-tool calls this replica is answering, by call id (an agent may cancel them)."""
+        self.meta: MetaTools | None = None
+        self.gateway: PolicyGateway | None = None
+        self._acks: Acknowledger | None = None
+        self._calls: Subscription | None = None
+
+    async def start(self) -> None:
+        await self.pool.start()
+        self._nc = nc = await connect(
+            self.settings.nats_url,
+            name=f"bastion-codemode-{self.instance}",
+            role=permissions.CODEMODE,
+            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        )
+        js = nc.jetstream()
+        await ensure_audit_stream(js)
+        self._audit = AuditPublisher(nc)
+        await self._audit.start()
+        self._watch = BucketWatch(nc, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete)
+        await self._watch.start()
+        self.gateway = PolicyGateway(nc, self.settings, await Blobs.open(nc))
+        await self.gateway.start()
+        self.meta = MetaTools(
+            self.pool,
+            self.limits,
+            self.gateway,
+            self._audit.emit,
+            self.settings.call_timeout,
+            self.settings.sandbox_runs_per_key,
+        )
+        self._acks = Acknowledger(
+            nc,
+            instance=self.instance,
+            accepted_by=subjects.CODEMODE_ACCEPTED_BY,
+            alive_subject=subjects.codemode_alive_subject(self.instance),
+            after=self.settings.ack_after,
+        )
+        self._calls = await nc.subscribe(subjects.CODEMODE_CALL, queue=subjects.QUEUE_CODEMODE, cb=self._on_call)
+        await nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
+        await self._acks.start()  # after the calls: answering it also means "taking calls"
+        await processed(nc)
+        log.info("codemode %s ready: %d sandbox workers", self.instance, self.pool.size)
+
+    async def stop(self) -> None:
+        if self._calls is not None and self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(NatsError):
+                await self._calls.unsubscribe()  # no new calls; the running ones still call tools and answer
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=self.limits.wall_seconds + 5)
+        if self._watch is not None:
+            await self._watch.stop()
+        if self._audit is not None:
+            await self._audit.aclose()  # before the connection goes: the runs' audit events are in it
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+        await self.pool.close()
+
+    async def _on_call(self, msg: Msg) -> None:
+        # a run can take seconds: never hold up the subscription's other messages
+        task = asyncio.create_task(self._handle(msg))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        if self._acks is not None:
+            self._acks.watch(msg, task)
+
+    async def _handle(self, msg: Msg) -> None:
+        try:
+            request = CodeModeCall.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.warning("codemode: malformed request: %s", exc.errors()[:1])
+            return
+        work = asyncio.create_task(self._answer(request))
+        self._runs[request.id] = work
+        try:
+            await asyncio.wait({work})
+        finally:
+            self._runs.pop(request.id, None)
+            work.cancel()  # only does something when this handler itself is being cancelled
+        if work.cancelled():
+            message = "the agent cancelled the call; tools the run called may have run"
+            answer = CodeModeAnswer(id=request.id, error=GatewayError(kind=ErrorKind.CANCELLED, message=message))
+        elif work.exception() is not None:  # a bug of ours: the agent gets an error, the log the trace
+            log.error("codemode: internal error answering %s", request.tool, exc_info=work.exception())
+            answer = CodeModeAnswer(
+                id=request.id, error=GatewayError(kind=ErrorKind.INTERNAL, message="internal Code Mode error")
+            )
+        else:
+            answer = work.result()
+        if msg.reply:
+            try:
+                await msg.respond(answer.model_dump_json().encode())
+            except NatsError as exc:  # connection gone: ingress's liveness probes tell the agent
+                log.warning("codemode: could not answer %s: %r", request.tool, exc)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        """`EXEC_CANCEL` (to every executor and codemode replica): stop the run if it is ours."""
+        try:
+            cancel = CancelExecution.model_validate_json(msg.data)
+        except ValidationError:
+            return
+        work = self._runs.get(cancel.id)
+        if work is not None:
+            work.cancel()
+
+    async def _answer(self, request: CodeModeCall) -> CodeModeAnswer:
+        assert self.gateway is not None and self.meta is not None
+        catalog = self.catalog
+        revision, pairs, definitions = catalog.revision, catalog.pairs, catalog.definitions
+        allowed = await self.gateway.visible(request.caller, pairs, request.include_servers, request.include_tools)
+        if isinstance(allowed, GatewayError):
+            return CodeModeAnswer(id=request.id, error=allowed)
+        view = self.views.view(revision, allowed, pairs, definitions)
+        answer = await self.meta.answer(request, view)
+        return CodeModeAnswer(id=request.id, result=answer.result, calls=answer.calls)

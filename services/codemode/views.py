@@ -1,0 +1,103 @@
+"""The catalog as the codemode service sees it, and each key's view of it, cached.
+
+The catalog comes from the KV watch on `bastion_catalog` (ready servers only). What a key may
+use is policy's answer to `bastion.policy.list` (every filter layer: grants, groups, request
+headers); the toolset, its rendered stub files and its search index are built once per
+(catalog revision, allowed set) and shared by every key with the same view.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from bastion_common.kvwatch import decode_value
+from bastion_common.messages import ServerCatalog
+
+from .search import SearchIndex
+from .stubs import file_path, render_file
+from .toolset import Toolset
+
+__all__ = ["CatalogView", "ToolView", "ViewCache"]
+
+_MAX_VIEWS: Final = 256
+
+
+class CatalogView:
+    def __init__(self) -> None:
+        self._servers: dict[str, ServerCatalog] = {}
+        self.revision = 0
+        self.pairs: list[tuple[str, str]] = []
+        """(server, upstream tool name) of every listed tool: the question put to policy."""
+        self.definitions: list[dict[str, Any]] = []
+
+    def put(self, server: str, value: bytes, _revision: int = 0) -> None:
+        catalog = decode_value(ServerCatalog, value, f"catalog of {server}")
+        if catalog is not None:
+            self._servers[server] = catalog
+            self._rebuild()
+
+    def delete(self, server: str) -> None:
+        if self._servers.pop(server, None) is not None:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        tools = sorted(
+            (name, tool.tool, tool.definition)
+            for name, catalog in self._servers.items()
+            if catalog.status == "ready"
+            for tool in catalog.tools
+        )
+        self.pairs = [(server, tool) for server, tool, _ in tools]
+        self.definitions = [definition for _, _, definition in tools]
+        self.revision += 1
+
+
+@dataclass(slots=True)
+class ToolView:
+    """One allowed set of tools, with what the meta-tools derive from it (built on first use)."""
+
+    toolset: Toolset
+    _index: SearchIndex | None = None
+    _files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def index(self) -> SearchIndex:
+        if self._index is None:
+            self._index = SearchIndex(self.toolset)
+        return self._index
+
+    def file(self, path: str) -> str | None:
+        """The stub text at `path` (`servers/<module>.py`; `<module>.py` and `<module>` also do),
+        or None if there is no such file."""
+        path = path.strip().removeprefix("./")
+        if not path.startswith("servers/"):
+            path = f"servers/{path}"
+        if not path.endswith(".py"):
+            path = f"{path}.py"
+        if path not in self._files:
+            module = next((m for m in self.toolset.modules if file_path(m) == path), None)
+            if module is None:
+                return None
+            self._files[path] = render_file(self.toolset, module)
+        return self._files[path]
+
+
+class ViewCache:
+    def __init__(self, catalog: CatalogView) -> None:
+        self.catalog = catalog
+        self._views: OrderedDict[tuple[int, tuple[int, ...]], ToolView] = OrderedDict()
+
+    def view(self, revision: int, allowed: list[int], pairs: list[tuple[str, str]], definitions: list[Any]) -> ToolView:
+        """The view of `allowed` (indexes into `pairs` / `definitions` of catalog `revision`)."""
+        key = (revision, tuple(allowed))
+        view = self._views.get(key)
+        if view is None:
+            view = ToolView(Toolset((pairs[i][0], definitions[i]) for i in allowed))
+            self._views[key] = view
+            if len(self._views) > _MAX_VIEWS:
+                self._views.popitem(last=False)
+        else:
+            self._views.move_to_end(key)
+        return view

@@ -1,0 +1,99 @@
+"""Size caps on what a JSON-RPC request names: method, id, tool / prompt name, resource URI,
+`_meta`, and the items of the narrowing headers.
+
+A request is held to them before it reaches a handler, so nothing oversized is looked up,
+forwarded to policy, written into an audit event, or compiled into a pattern. A refusal names
+the field, its size and the limit. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from mcp_types import INVALID_PARAMS, INVALID_REQUEST
+
+from .protocol import error_body
+
+__all__ = ["FieldLimits", "Oversized", "header_patterns", "oversized"]
+
+_INT64 = (-(2**63), 2**64 - 1)
+"""What an integer id may be: orjson, and most JSON-RPC peers, stop at 64 bits."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldLimits:
+    method_chars: int = 128
+    id_chars: int = 256
+    name_chars: int = 256
+    uri_chars: int = 8192
+    meta_bytes: int = 16 * 1024
+    include_patterns: int = 64
+    pattern_chars: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    field: str
+    size: int
+    limit: int
+    unit: str = "characters"
+
+    def describe(self) -> str:
+        return f"{self.field} is {self.size} {self.unit} long; this gateway accepts at most {self.limit}"
+
+    def body(self, request_id: Any) -> dict[str, Any]:
+        code = INVALID_REQUEST if self.field in ("method", "id") or self.field.startswith("header") else INVALID_PARAMS
+        data = {"field": self.field, "size": self.size, "limit": self.limit, "unit": self.unit}
+        return error_body(request_id, code, self.describe(), data)
+
+
+def oversized(message: dict[str, Any], limits: FieldLimits) -> Oversized | None:
+    """The first field of a JSON-RPC message over its cap, or None."""
+    method = message.get("method")
+    if isinstance(method, str) and len(method) > limits.method_chars:
+        return Oversized("method", len(method), limits.method_chars)
+    request_id = message.get("id")
+    if isinstance(request_id, str) and len(request_id) > limits.id_chars:
+        return Oversized("id", len(request_id), limits.id_chars)
+    if isinstance(request_id, int) and not _INT64[0] <= request_id <= _INT64[1]:
+        return Oversized("id", request_id.bit_length(), 64, "bits")
+    params = message.get("params")
+    if not isinstance(params, dict):
+        return None
+    for field, limit in (("name", limits.name_chars), ("uri", limits.uri_chars)):
+        value = params.get(field)
+        if isinstance(value, str) and len(value) > limit:
+            return Oversized(f"params.{field}", len(value), limit)
+    ref = params.get("ref")
+    if isinstance(ref, dict):
+        for field, limit in (("name", limits.name_chars), ("uri", limits.uri_chars)):
+            value = ref.get(field)
+            if isinstance(value, str) and len(value) > limit:
+                return Oversized(f"params.ref.{field}", len(value), limit)
+    meta = params.get("_meta")
+    if meta is not None and (size := _json_size(meta, limits.meta_bytes)) > limits.meta_bytes:
+        return Oversized("params._meta", size, limits.meta_bytes, "bytes")
+    return None
+
+
+def header_patterns(name: str, value: str | None, limits: FieldLimits) -> tuple[str, ...] | Oversized | None:
+    """A comma-separated narrowing header (`X-Bastion-Include-*`) as its items; None when absent
+    (an empty header narrows to nothing); an `Oversized` when it has too many or too long items."""
+    if value is None:
+        return None
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    if len(items) > limits.include_patterns:
+        return Oversized(f"header {name}", len(items), limits.include_patterns, "items")
+    for item in items:
+        if len(item) > limits.pattern_chars:
+            return Oversized(f"header {name} item", len(item), limits.pattern_chars)
+    return items
+
+
+def _json_size(value: Any, limit: int) -> int:
+    try:
+        return len(orjson.dumps(value))
+    except TypeError:  # too deep or an integer beyond 64 bits: over any sane cap
+        return limit + 1

@@ -1,0 +1,229 @@
+"""HTTP/1.1 limits enforced below the ASGI app, where a hostile client is still cheap to refuse.
+
+uvicorn's httptools protocol bounds neither the request head (llhttp buffers a header of any
+size until it ends) nor the time a client takes to send it, so one client trickling headers
+holds a connection forever (slowloris) and one 64 MB header is read before authentication. This
+subclass adds, per connection:
+
+- a cap on the number of open connections (over it, 503 and close at once);
+- caps on the request line, the number of header fields and the bytes of the head (414 / 431);
+- a deadline for the head, from the moment the connection opens or the next request begins (408);
+- a deadline for the body once the head is in (the app sees a disconnect, the client a closed
+  connection).
+
+Everything else (parsing, keep-alive, pipelining, flow control) is uvicorn's, so the hot path
+pays a few integer additions per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import httptools
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+__all__ = ["HttpLimits", "guarded_protocol"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_connections: int
+    max_request_line_bytes: int
+    max_header_bytes: int
+    """The request head's header fields, names and values together."""
+    max_headers: int
+    header_timeout: float
+    """Seconds a client has to send a whole request head, counted from the connection opening (or
+    the previous response ending and the next request's first byte)."""
+    body_timeout: float
+    """Seconds a client has to send a request body once its head is in."""
+
+
+class _Refused(Exception):
+    """Stops the parser; the refusal itself is recorded on the protocol."""
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    limits: ClassVar[HttpLimits]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_head = True
+        self._reading_body = False
+        self._head_bytes = 0
+        self._refusal: tuple[int, str] | None = None
+        self._refused = False
+        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_for: str | None = None
+        """"head" or "body": what the armed deadline is waiting for."""
+
+    # ------------------------------------------------------------------ connection
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            _log_now_and_then(
+                "over_connections",
+                "refusing connections: %d open (limit %d)",
+                len(self.connections),
+                self.limits.max_connections,
+            )
+            self._refuse(503, f"too many open connections; this gateway allows {self.limits.max_connections}")
+            return
+        self._arm("head")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # answered already: what the client still sends is read and dropped (see _refuse)
+        if self._reading_head:
+            self._head_bytes += len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        except httptools.HttpParserError:
+            if self._refusal is not None:
+                self._refuse(*self._refusal)
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return
+        if self._reading_head:
+            # llhttp keeps a header it has not seen the end of in its own buffer, so the head is
+            # bounded here, per chunk read from the socket, not only once complete
+            if self._head_bytes > self.limits.max_request_line_bytes + self.limits.max_header_bytes:
+                self._refuse(431, f"the request head exceeds {self.limits.max_header_bytes} bytes of header fields")
+                return
+            wanted: str | None = "head"
+        else:
+            wanted = "body" if self._reading_body else None
+        # deadlines are armed only for a request still incomplete after a read: most arrive whole
+        # in one, and pay for no timer
+        if wanted != self._deadline_for:
+            self._arm(wanted)
+
+    # ------------------------------------------------------------------ parser callbacks
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if not self._reading_head:  # the next request on a kept-alive connection
+            self._reading_head, self._head_bytes = True, 0
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_request_line_bytes:
+            self._stop(414, f"the request target exceeds {self.limits.max_request_line_bytes} bytes")
+
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > self.limits.max_headers:
+            self._stop(431, f"more than {self.limits.max_headers} header fields")
+        if sum(len(name) + len(value) for name, value in self.headers) > self.limits.max_header_bytes:
+            self._stop(431, f"header fields exceed {self.limits.max_header_bytes} bytes")
+        self._reading_head, self._reading_body = False, True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_body = False
+        super().on_message_complete()
+
+    # ------------------------------------------------------------------ refusals
+
+    def _stop(self, status: int, message: str) -> None:
+        self._refusal = (status, message)
+        raise _Refused
+
+    def _head_too_slow(self) -> None:
+        self._deadline, self._deadline_for = None, None
+        if self._reading_head:
+            self._refuse(408, f"the request head did not arrive within {self.limits.header_timeout:g}s")
+
+    def _body_too_slow(self) -> None:
+        """The app is (or will be) waiting for the rest of the body; closing the connection ends
+        its wait with a disconnect, and it answers nothing."""
+        self._deadline, self._deadline_for = None, None
+        if not self.transport.is_closing():
+            _log_now_and_then(
+                "slow_bodies",
+                "closing connections whose request body did not arrive within %gs",
+                self.limits.body_timeout,
+            )
+            self.transport.close()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer `status` and close. The close lingers a moment, reading and dropping what the
+        client is still sending: closing a socket with unread input resets the connection, and
+        the client would never see the answer saying why."""
+        self._disarm()
+        if self.transport.is_closing() or self._refused:
+            return
+        self._refused = True
+        body = orjson.dumps({"error": _ERRORS[status], "message": message})
+        self.transport.write(
+            b"".join(
+                (
+                    STATUS_LINE[status],
+                    b"content-type: application/json\r\ncontent-length: ",
+                    str(len(body)).encode(),
+                    b"\r\nconnection: close\r\n\r\n",
+                    body,
+                )
+            )
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._deadline = self.loop.call_later(_LINGER, self.transport.close)
+        self._deadline_for = "close"
+
+    def _arm(self, wait_for: str | None) -> None:
+        self._disarm()
+        if wait_for == "head":
+            self._deadline = self.loop.call_later(self.limits.header_timeout, self._head_too_slow)
+        elif wait_for == "body":
+            self._deadline = self.loop.call_later(self.limits.body_timeout, self._body_too_slow)
+        self._deadline_for = wait_for
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._deadline_for = None
+
+
+_LINGER = 1.0
+"""Seconds a refused connection is drained before it is closed."""
+_ERRORS = {
+    408: "request_timeout",
+    414: "request_line_too_long",
+    431: "request_header_fields_too_large",
+    503: "too_many_connections",
+}
+
+
+_seen: dict[str, int] = {}
+
+
+def _log_now_and_then(what: str, message: str, *args: object) -> None:
+    """Warn on the 1st, 2nd, 4th, 8th... occurrence: a flood of hostile clients must not flood the log."""
+    count = _seen[what] = _seen.get(what, 0) + 1
+    if count & (count - 1) == 0:
+        log.warning(message + " (%d so far)", *args, count)
+
+
+def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class to hand uvicorn (`Config(http=...)`), bound to `limits`."""
+    return type("BastionHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})

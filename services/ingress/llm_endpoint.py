@@ -1,0 +1,625 @@
+"""`/v1`: the OpenAI-compatible side of the gateway, for applications that call a chat-completions API.
+
+- `GET /v1/models`: the models of every configured provider.
+- `POST /v1/chat/completions`: the request with the key's MCP tools injected as function tools
+  (the application's own tools win a name clash), sent through policy (key, budgets) to the
+  executor (the provider call). Non-streaming answers pass through untouched; streamed ones are
+  relayed chunk by chunk as OpenAI's server-sent events. Tool calls the model proposes come back
+  to the application as they are: Bastion runs none of them on its own.
+- `POST /v1/mcp/tool/execute`: one OpenAI `tool_call` run as an MCP `tools/call` (policy, then the
+  executor), answered with the `tool` message to append; audited with the chat completion that
+  proposed it as its parent.
+
+Errors use OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) so SDKs raise their
+usual exceptions. Every completion or execution that reaches its handler ends in one audit event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+import orjson
+from cachetools import LRUCache
+
+from bastion_common.audit_journal import AuditJournal
+from bastion_common.codemode import CODE_MODE_HEADER
+from bastion_common.errors import ErrorKind
+from bastion_common.kvwatch import decode_value
+from bastion_common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
+from bastion_common.llm_config import AgentMode, ModelPrice
+from bastion_common.messages import AuditEvent, Caller, GatewayError, new_id
+
+from .field_limits import FieldLimits, Oversized, header_patterns
+from .gateway import Gateway
+from .handlers import Handlers, RequestContext
+from .keys import AuthFailure, KeyDirectory
+from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from .protocol import DEFAULT_LEGACY_VERSION
+from .streams import CallStreams
+
+__all__ = ["LlmEndpoint", "ModelDirectory"]
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+REQUEST_ID_HEADER = "x-bastion-request-id"
+"""Response header naming the `llm_request` audit event; send it back as `X-Bastion-Parent-Id` when
+executing one of its tool calls from another replica (this one remembers its own tool calls)."""
+_PARENT_HEADER = "x-bastion-parent-id"
+_STATUS: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.INVALID_ARGUMENTS: (400, "invalid_request_error"),
+    ErrorKind.UNKNOWN_TOOL: (404, "invalid_request_error"),
+    ErrorKind.KEY_REVOKED: (401, "authentication_error"),
+    ErrorKind.FORBIDDEN: (403, "permission_error"),
+    ErrorKind.BUDGET_EXCEEDED: (402, "insufficient_quota"),
+    ErrorKind.RATE_LIMITED: (429, "rate_limit_error"),
+    ErrorKind.UPSTREAM_ERROR: (502, "api_error"),
+    ErrorKind.UPSTREAM_UNAVAILABLE: (502, "api_error"),
+    ErrorKind.UPSTREAM_TIMEOUT: (504, "api_error"),
+    ErrorKind.CIRCUIT_OPEN: (503, "api_error"),
+    ErrorKind.GATEWAY_UNAVAILABLE: (503, "api_error"),
+    ErrorKind.GATEWAY_TIMEOUT: (504, "api_error"),
+}
+_DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
+_MAX_AUDITED_CALLS = 64
+_REMEMBERED_CALLS = 100_000
+"""Tool call ids remembered with the completion that proposed them (for `parent_id`), least recent dropped."""
+_TIMEOUT_MARGIN = 5.0
+"""Seconds ingress waits beyond the provider's own timeout (retries and the hops in between)."""
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.code = status, kind, code
+
+
+class ModelDirectory:
+    """Which provider serves each model, and its price, from KV `bastion_llm` (keys are never used here)."""
+
+    def __init__(self) -> None:
+        self._providers: dict[str, ProviderRecord] = {}
+        self.models: dict[str, tuple[str, ModelPrice | None, float]] = {}
+        """model -> (provider, price, provider timeout)"""
+
+    def put(self, name: str, value: bytes, _revision: int = 0) -> None:
+        record = decode_value(ProviderRecord, value, f"llm provider {name!r}")
+        if record is None:
+            self.delete(name)
+            return
+        self._providers[name] = record
+        self._rebuild()
+
+    def delete(self, name: str) -> None:
+        self._providers.pop(name, None)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        self.models = {
+            model: (name, record.config.prices.get(model), record.config.timeout)
+            for name, record in sorted(self._providers.items())
+            for model in record.config.models
+        }
+
+
+class LlmEndpoint:
+    def __init__(
+        self,
+        handlers: Handlers,
+        keys: KeyDirectory,
+        models: ModelDirectory,
+        streams: CallStreams,
+        emit_audit: Callable[[AuditEvent], object],
+        max_body_bytes: int,
+        fields: FieldLimits | None = None,
+    ) -> None:
+        self.handlers, self.keys, self.models, self.streams = handlers, keys, models, streams
+        self.emit_audit = emit_audit
+        self.max_body_bytes = max_body_bytes
+        self.fields = fields or FieldLimits()
+        self._parents: LRUCache[str, str] = LRUCache(maxsize=_REMEMBERED_CALLS)
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.handlers.gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        caller = self.keys.authenticate(headers.get("authorization"))
+        if isinstance(caller, AuthFailure):
+            await _error(send, 401, caller.message, "authentication_error", caller.error)
+            return
+        route = (scope["method"], scope["path"].rstrip("/"))
+        try:
+            if route == ("GET", "/v1/models"):
+                await _json(send, 200, self.list_models())
+            elif route == ("POST", "/v1/chat/completions"):
+                await self.chat(caller, headers, await _body(receive, self.max_body_bytes), send)
+            elif route == ("POST", "/v1/mcp/tool/execute"):
+                await self.execute(caller, headers, await _body(receive, self.max_body_bytes), send)
+            else:
+                raise _Refused(404, f"no route {scope['method']} {scope['path']}", code="unknown_url")
+        except _Refused as refused:
+            await _error(send, refused.status, str(refused), refused.kind, refused.code)
+
+    def list_models(self) -> dict[str, Any]:
+        data = [
+            {"id": model, "object": "model", "created": 0, "owned_by": provider}
+            for model, (provider, _, _) in sorted(self.models.models.items())
+        ]
+        return {"object": "list", "data": data}
+
+    # ------------------------------------------------------------------ chat completions
+
+    async def chat(self, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
+        body = _object(raw)
+        model, messages = body.get("model"), body.get("messages")
+        if not isinstance(model, str) or not model:
+            raise _Refused(400, "'model' must be a model name (a string)", code="invalid_model")
+        if not isinstance(messages, list) or not messages:
+            raise _Refused(400, "'messages' must be a non-empty array", code="invalid_messages")
+        served = self.models.models.get(model)
+        if served is None:
+            raise _Refused(404, f"The model {model!r} does not exist or is not served here", code="model_not_found")
+        app_tools = body.get("tools") or []
+        if not isinstance(app_tools, list):
+            raise _Refused(400, "'tools' must be an array", code="invalid_tools")
+        provider, price, provider_timeout = served
+        chat = _Chat(caller, headers, provider, model, price, provider_timeout, len(raw), self.handlers.journal)
+        self._context(chat.caller, chat.headers, "tools", 0)  # a malformed narrowing header is refused up front
+        record = self.keys.record(caller.key_id)
+        agent = record.agent if record is not None else None
+        writer = _Writer(send, streaming=body.get("stream") is True, agent=agent is not None)
+        # From here on the request has reached its handler: each provider round trip ends in one audit event.
+        first = chat.audit()
+        try:
+            visible = await self._visible_tools(self._context(caller, headers, "tools", 0))
+        except BaseException:
+            first.error = "the gateway stopped handling this request"
+            self.emit_audit(first)
+            raise
+        if isinstance(visible, GatewayError):
+            _failed(first, visible)
+            first.response_bytes = await _gateway_error(send, visible)
+            self.emit_audit(first)
+            return
+        tools, chat.injected = merged_tools(app_tools, visible)
+        if tools:
+            body["tools"] = tools
+        if agent is None:
+            outcome = await self._round(chat, body, writer, first)
+            await writer.close(outcome)
+            return
+        await self._agent_loop(chat, body, writer, first, agent)
+
+    def _context(self, caller: Caller, headers: dict[str, str], request_id: str, request_bytes: int) -> RequestContext:
+        """The MCP request context of this HTTP request: the same narrowing headers
+        (`X-Bastion-Include-Servers/-Tools`) and Code Mode override (`X-Bastion-Code-Mode`) as on `/mcp`."""
+        include_servers = header_patterns(
+            "X-Bastion-Include-Servers", headers.get("x-bastion-include-servers"), self.fields
+        )
+        include_tools = header_patterns("X-Bastion-Include-Tools", headers.get("x-bastion-include-tools"), self.fields)
+        for narrowing in (include_servers, include_tools):
+            if isinstance(narrowing, Oversized):
+                raise _Refused(400, narrowing.describe(), code="invalid_header")
+        assert not isinstance(include_servers, Oversized) and not isinstance(include_tools, Oversized)
+        return RequestContext(
+            caller=caller,
+            version=DEFAULT_LEGACY_VERSION,
+            request_id=request_id,
+            request_bytes=request_bytes,
+            trace_id=headers.get("x-bastion-trace-id"),
+            include_servers=include_servers,
+            include_tools=include_tools,
+            code_mode=headers.get(CODE_MODE_HEADER),
+        )
+
+    async def _visible_tools(self, ctx: RequestContext) -> list[dict[str, Any]] | GatewayError:
+        """The tools an MCP client with this key would list (every filter layer, or the Code Mode
+        meta-tools), by the very `tools/list` route `/mcp` takes, as function tools."""
+        payload, _ = await self.handlers.dispatch(ctx, "tools/list", {})
+        if "error" in payload:
+            return _listing_error(payload["error"])
+        tools = payload["result"]["tools"]
+        if isinstance(tools, orjson.Fragment):  # the handlers' cached encoding
+            tools = orjson.loads(orjson.dumps(tools))
+        return [function_tool(tool) for tool in tools]
+
+    async def _round(self, chat: _Chat, body: dict[str, Any], writer: _Writer, audit: AuditEvent) -> LlmOutcome:
+        """One provider round trip, relayed through `writer`, audited as one `llm_request`."""
+        started = time.perf_counter()
+        outcome: LlmOutcome | None = None
+        sent_before = writer.sent
+        try:
+            request = LlmRequest(
+                trace_id=chat.trace_id,
+                caller=chat.caller,
+                provider=chat.provider,
+                model=chat.model,
+                body=body,
+                max_cost_usd=max_cost_usd(chat.price, body, len(orjson.dumps(body))),
+                timeout=chat.timeout + _TIMEOUT_MARGIN,
+            )
+            request.id = audit.event_id
+            writer.request_id = request.id
+            outcome = await (self._streamed(request, writer) if writer.streaming else self.gateway.llm(request))
+            self._record(audit, outcome, chat.injected)
+            return outcome
+        finally:
+            if outcome is None:
+                audit.error = "the gateway stopped handling this request"
+            audit.latency_ms = (time.perf_counter() - started) * 1000
+            audit.response_bytes = writer.sent - sent_before
+            self.emit_audit(audit)
+
+    async def _streamed(self, request: LlmRequest, writer: _Writer) -> LlmOutcome:
+        """Relay the provider's chunks as they arrive (the HTTP status goes with the first one, so
+        a request refused before any chunk still gets its error status)."""
+
+        async def emit(message: dict[str, Any]) -> None:
+            if message.get("method") == LLM_CHUNK:
+                await writer.chunk(message.get("params") or {})
+
+        stream = self.streams.open(request.caller.key_id, emit)
+        request.stream = stream.subject
+        try:
+            outcome = await self.gateway.llm(request)
+            if outcome.events > stream.received:
+                await stream.settle(outcome.events)
+        finally:
+            self.streams.close(stream)
+        return outcome
+
+    def _record(self, audit: AuditEvent, outcome: LlmOutcome, injected: set[str]) -> None:
+        if outcome.error is not None:
+            _failed(audit, outcome.error)
+        else:
+            audit.status = "ok"
+        audit.upstream_ms = outcome.upstream_ms
+        if outcome.usage is not None:
+            audit.prompt_tokens = outcome.usage.prompt_tokens
+            audit.completion_tokens = outcome.usage.completion_tokens
+        audit.cost_usd = outcome.cost_usd
+        audit.execution = "not_run" if outcome.error is not None and outcome.decided_by == "policy" else "ran"
+        names = []
+        for call in outcome.tool_calls[:_MAX_AUDITED_CALLS]:
+            name = _call_name(call)
+            names.append(name[:128])
+            if isinstance(call.get("id"), str) and name in injected:
+                self._parents[call["id"]] = audit.event_id
+        audit.tool_calls = names
+
+    # ------------------------------------------------------------------ agent mode
+
+    async def _agent_loop(
+        self, chat: _Chat, body: dict[str, Any], writer: _Writer, audit: AuditEvent, agent: AgentMode
+    ) -> None:
+        """Run the auto-executable calls (concurrently), feed their results back, until the model
+        stops, proposes a call Bastion may not run on its own, or `max_depth` rounds were made."""
+        transcript: list[dict[str, Any]] = []
+        messages = list(body["messages"])
+        for depth in range(1, agent.max_depth + 1):
+            outcome = await self._round(chat, {**body, "messages": [*messages, *transcript]}, writer, audit)
+            calls = outcome.tool_calls
+            if outcome.error is not None or not calls:
+                await writer.close(outcome, _agent_summary(transcript, depth, None, []))
+                return
+            auto = [c for c in calls if _auto(agent, _call_name(c), chat.injected)]
+            if depth == agent.max_depth or not auto:
+                await writer.close(outcome, _agent_summary(transcript, depth, _stop(depth, agent, auto), calls))
+                return
+            results = await asyncio.gather(*(self._auto_execute(chat, call, audit.event_id) for call in auto))
+            pending = [c for c in calls if c not in auto]
+            transcript += [_assistant(outcome), *results]
+            if pending:
+                await writer.close(outcome, _agent_summary(transcript, depth, "pending_tool_calls", pending))
+                return
+            audit = chat.audit()
+
+    async def _auto_execute(self, chat: _Chat, call: dict[str, Any], parent: str) -> dict[str, Any]:
+        """One auto-executable call, run like `/v1/mcp/tool/execute`; its `tool` message (a failure
+        becomes an error text the model can read)."""
+        call_id = str(call.get("id") or "")
+        try:
+            _, name, arguments = parse_tool_call(call)
+        except ToolCallProblem as exc:
+            return {"role": "tool", "tool_call_id": call_id, "content": f"Error: {exc}"}
+        ctx = self._context(chat.caller, chat.headers, call_id, 0)
+        payload = await self._run_tool(ctx, name, arguments, parent)
+        if "error" in payload:
+            return {"role": "tool", "tool_call_id": call_id, "content": f"Error: {payload['error'].get('message', '')}"}
+        return tool_message(call_id, payload["result"])
+
+    # ------------------------------------------------------------------ explicit execution
+
+    async def execute(self, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
+        try:
+            call_id, name, arguments = parse_tool_call(_object(raw))
+        except ToolCallProblem as exc:
+            raise _Refused(400, str(exc), code="invalid_tool_call") from None
+        parent = headers.get(_PARENT_HEADER) or self._parents.get(call_id)
+        await self._run_tool(self._context(caller, headers, call_id, len(raw)), name, arguments, parent, send)
+
+    async def _run_tool(
+        self,
+        ctx: RequestContext,
+        name: str,
+        arguments: dict[str, Any],
+        parent: str | None,
+        send: Send | None = None,
+    ) -> dict[str, Any]:
+        """An MCP `tools/call` by the route `/mcp` takes (policy and the executor, or the codemode
+        service for a Code Mode meta-tool), audited with `parent` as its parent; answered on `send`
+        when given. The JSON-RPC answer."""
+        call_id = str(ctx.request_id)
+        audit: AuditEvent | None = None
+        sent = 0
+        try:
+            payload, audit = await self.handlers.dispatch(ctx, "tools/call", {"name": name, "arguments": arguments})
+            if send is None:
+                return payload
+            if "error" in payload:
+                error = payload["error"]
+                kind = _kind((error.get("data") or {}).get("kind")) if isinstance(error.get("data"), dict) else None
+                status, kind_name = _STATUS.get(kind, (502, "api_error")) if kind else (400, "invalid_request_error")
+                message = str(error.get("message", ""))
+                sent = await _error(send, status, message, kind_name, kind.value if kind else None)
+            else:
+                sent = await _json(send, 200, tool_message(call_id, payload["result"]))
+            return payload
+        finally:
+            if audit is not None:
+                audit.parent_id = parent[:64] if parent else None
+                audit.response_bytes = sent
+                self.emit_audit(audit)
+
+
+@dataclass(slots=True)
+class _Chat:
+    """What every round of one chat completion shares."""
+
+    caller: Caller
+    headers: dict[str, str]
+    """The HTTP request's headers (trace id, narrowing, Code Mode override), for every tool call it leads to."""
+    provider: str
+    model: str
+    price: ModelPrice | None
+    timeout: float
+    request_bytes: int
+    journal: AuditJournal | None = None
+    injected: set[str] = field(default_factory=set)
+    """Names of the MCP tools injected (the only ones Bastion may run, and remembers parents for)."""
+
+    @property
+    def trace_id(self) -> str | None:
+        return self.headers.get("x-bastion-trace-id")
+
+    def audit(self) -> AuditEvent:
+        """The event one provider round trip owes; journaled first, so a replica killed before the
+        answer still leaves its row (as for MCP requests, `bastion_common.audit_journal`)."""
+        event_id = new_id()
+        if self.journal is not None:
+            event_id = self.journal.begun(
+                "llm_request", self.model, self.caller.key_id, self.caller.key_name, self.trace_id, self.request_bytes
+            )
+        return AuditEvent(
+            event_id=event_id,
+            kind="llm_request",
+            trace_id=self.trace_id,
+            key_id=self.caller.key_id,
+            key_name=self.caller.key_name,
+            server=self.provider,
+            tool=self.model,
+            name=self.model,
+            status="error",
+            latency_ms=0.0,
+            request_bytes=self.request_bytes,
+        )
+
+
+class _Writer:
+    """The HTTP answer of one chat completion: one JSON body, or an SSE stream spanning every round.
+
+    In agent mode a stream carries the rounds' text as it comes; tool-call deltas, finish reasons and
+    usage chunks of the rounds are held back, and the end of the loop is told in chunks of its own."""
+
+    def __init__(self, send: Send, *, streaming: bool, agent: bool) -> None:
+        self._send = send
+        self.streaming, self.agent = streaming, agent
+        self.sent = 0
+        self.request_id = ""
+        self._started = False
+        self._last: dict[str, Any] = {}
+
+    def _headers(self, base: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return [*base, (REQUEST_ID_HEADER.encode(), self.request_id.encode())]
+
+    async def chunk(self, chunk: dict[str, Any]) -> None:
+        self._last = chunk
+        if self.agent:
+            chunk = _text_only(chunk)
+            if not chunk:
+                return
+        await self._event(chunk)
+
+    async def _event(self, payload: dict[str, Any] | None) -> None:
+        if not self._started:
+            self._started = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(_SSE)})
+        data = b"data: " + (orjson.dumps(payload) if payload is not None else b"[DONE]") + b"\n\n"
+        await self._send({"type": "http.response.body", "body": data, "more_body": payload is not None})
+        self.sent += len(data)
+
+    async def close(self, outcome: LlmOutcome, summary: dict[str, Any] | None = None) -> None:
+        """The answer's end: the completion (JSON), or the stream's last chunks and `[DONE]`; or the error."""
+        error = outcome.error
+        if not self.streaming or (not self._started and error is not None):
+            if error is not None:
+                self.sent += await _gateway_error(self._send, error, self._headers([]))
+                return
+            response = dict(outcome.response or {})
+            if summary is not None:
+                response = _with_pending(response, summary.pop("pending"))
+                response["bastion"] = summary
+            self.sent += await _json(self._send, 200, response, self._headers([]))
+            return
+        if error is not None:  # mid-stream: OpenAI sends the error as an event of its own
+            await self._event(_error_body(error.message, "api_error", error.kind.value))
+        elif summary is not None:
+            base = {k: self._last.get(k) for k in ("id", "object", "created", "model")}
+            pending = summary.pop("pending")
+            if pending:
+                deltas = [{"index": i, **call} for i, call in enumerate(pending)]
+                await self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": deltas}}]})
+            finish = "tool_calls" if pending else outcome.finish_reason or "stop"
+            await self._event(
+                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "bastion": summary}
+            )
+            if outcome.usage is not None:
+                await self._event({**base, "choices": [], "usage": outcome.usage.model_dump()})
+        await self._event(None)
+
+
+def _text_only(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A chunk with only its text deltas (agent mode holds tool calls, finish reasons and usage back)."""
+    choices = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+        kept = {k: v for k, v in delta.items() if k in ("role", "content") and v is not None}
+        if kept.get("content"):
+            choices.append({"index": choice.get("index", 0), "delta": kept, "finish_reason": None})
+    return {**{k: v for k, v in chunk.items() if k not in ("choices", "usage")}, "choices": choices} if choices else {}
+
+
+def _with_pending(response: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last completion with only the calls still pending in its message."""
+    choices = [dict(c) for c in response.get("choices") or []]
+    if choices:
+        message = dict(choices[0].get("message") or {})
+        message.pop("tool_calls", None)
+        if pending:
+            message["tool_calls"] = pending
+        else:
+            choices[0]["finish_reason"] = choices[0].get("finish_reason") or "stop"
+        choices[0]["message"] = message
+    return {**response, "choices": choices}
+
+
+def _agent_summary(
+    transcript: list[dict[str, Any]], depth: int, stopped: str | None, pending: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The `bastion` field of an agent-mode answer: what Bastion added to the conversation (append it
+    before the final message), how many model rounds it made, and why it stopped if not by the model."""
+    return {"transcript": transcript, "depth": depth, "stopped": stopped, "pending": pending}
+
+
+def _stop(depth: int, agent: AgentMode, auto: list[dict[str, Any]]) -> str:
+    return "max_depth" if auto and depth == agent.max_depth else "pending_tool_calls"
+
+
+def _assistant(outcome: LlmOutcome) -> dict[str, Any]:
+    """The assistant message of a round whose calls Bastion ran, as the conversation continues with it."""
+    if outcome.response is not None:
+        choices = outcome.response.get("choices") or [{}]
+        message = dict(choices[0].get("message") or {})
+    else:
+        message = {"role": "assistant", "content": outcome.content or None}
+    message["role"] = "assistant"
+    message["tool_calls"] = outcome.tool_calls
+    return message
+
+
+def _auto(agent: AgentMode, name: str, injected: set[str]) -> bool:
+    """Bastion runs a call itself only for an MCP tool the key was given, on the key's allow-list."""
+    return name in injected and any(fnmatchcase(name, pattern) for pattern in agent.tools_to_auto_execute)
+
+
+def _call_name(call: dict[str, Any]) -> str:
+    function = call.get("function")
+    name = function.get("name") if isinstance(function, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def _failed(audit: AuditEvent, error: GatewayError) -> None:
+    audit.status = "denied" if error.kind in _DENIED else "error"
+    audit.error_kind, audit.error, audit.error_code = error.kind.value, error.message, error.code
+
+
+def _listing_error(error: dict[str, Any]) -> GatewayError:
+    """The JSON-RPC error of a refused `tools/list` as the gateway error it came from."""
+    data = error.get("data")
+    kind = _kind(data.get("kind")) if isinstance(data, dict) else None
+    return GatewayError(kind=kind or ErrorKind.INVALID_ARGUMENTS, message=str(error.get("message", "")))
+
+
+def _kind(value: Any) -> ErrorKind | None:
+    try:
+        return ErrorKind(value)
+    except ValueError:
+        return None
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _Refused(400, f"the body is not valid JSON ({exc})", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise _Refused(400, "the body must be a JSON object", code="invalid_json")
+    return body
+
+
+async def _body(receive: Receive, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Refused(400, "the client disconnected before its body arrived")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _Refused(413, f"request body is larger than this gateway accepts ({limit} bytes)")
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+def _error_body(message: str, kind: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+async def _gateway_error(send: Send, error: GatewayError, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    status, kind = _STATUS.get(error.kind, (500, "api_error"))
+    retry_after = (error.data or {}).get("retry_after") if isinstance(error.data, dict) else None
+    headers = list(extra or [])
+    if isinstance(retry_after, int | float):
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    return await _json(send, status, _error_body(error.message, kind, error.kind.value), headers)
+
+
+async def _error(send: Send, status: int, message: str, kind: str, code: str | None) -> int:
+    return await _json(send, status, _error_body(message, kind, code))
+
+
+async def _json(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    data = orjson.dumps(payload)
+    headers = [*_JSON, (b"content-length", str(len(data)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+    return len(data)

@@ -1,0 +1,95 @@
+"""Policy's decision on a chat completion (`POLICY_LLM`): a live key, and budgets that cover the
+request's maximum cost, charged before the provider is called and settled to the actual cost after.
+
+The LLM cost lands in the same hierarchical budgets (key, user, team, customer) as tool prices, so
+one team budget covers both. An allowed request goes to the executor signed, like a tool call.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import ValidationError
+
+from bastion_common import subjects
+from bastion_common.errors import ErrorKind
+from bastion_common.llm import LlmOutcome, LlmRequest
+from bastion_common.messages import GatewayError
+from bastion_common.relay import AckedRequester, ResponderLost
+
+from .charging import Charger
+from .view import PolicyView
+
+__all__ = ["LlmDecider"]
+
+log = logging.getLogger(__name__)
+
+Answer = Callable[[str, bytes], Awaitable[None]]
+
+
+class LlmDecider:
+    def __init__(self, view: PolicyView, charger: Charger, executors: AckedRequester, answer: Answer) -> None:
+        self.view, self.charger, self.executors = view, charger, executors
+        self._answer = answer
+
+    def parse(self, msg: Msg) -> LlmRequest | None:
+        try:
+            return LlmRequest.model_validate_json(msg.data)
+        except ValidationError as exc:
+            log.error("dropping a malformed LlmRequest: %s", exc.errors()[0]["msg"])
+            return None
+
+    def refusal(self, request: LlmRequest) -> GatewayError | None:
+        """Why the request is refused at once (no Redis needed), or None."""
+        if time.time() >= request.deadline:
+            return GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message="the request arrived after its deadline")
+        key = self.view.compiled(request.caller.key_id)
+        if key is None or key.record.revoked:
+            return GatewayError(
+                kind=ErrorKind.KEY_REVOKED, message=f"key {request.caller.key_name!r} is revoked or unknown"
+            )
+        return None
+
+    async def refuse(self, reply: str, request_id: str, error: GatewayError) -> None:
+        await self._answer(
+            reply, LlmOutcome(id=request_id, error=error, decided_by="policy").model_dump_json().encode()
+        )
+
+    async def charge_and_relay(self, msg: Msg, request: LlmRequest) -> None:
+        assert msg.reply
+        key = self.view.compiled(request.caller.key_id)
+        if key is None:
+            await self.refuse(msg.reply, request.id, GatewayError(kind=ErrorKind.KEY_REVOKED, message="unknown key"))
+            return
+        charge = await self.charger.charge_usd(key, request.max_cost_usd, time.time())
+        if isinstance(charge, GatewayError):
+            await self.refuse(msg.reply, request.id, charge)
+            return
+        actual = 0.0
+        try:
+            reply = await self.executors.request(subjects.EXEC_LLM, msg.data, within=max(request.timeout - 0.05, 0.05))
+        except ResponderLost as exc:
+            await self.refuse(msg.reply, request.id, GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc)))
+            actual = request.max_cost_usd  # it may have run: keep the estimate
+        except NoRespondersError:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message="no executor service is running")
+            await self.refuse(msg.reply, request.id, error)
+        except NatsTimeout:
+            error = GatewayError(
+                kind=ErrorKind.GATEWAY_TIMEOUT, message=f"the provider did not answer within {request.timeout:g}s"
+            )
+            await self.refuse(msg.reply, request.id, error)
+            actual = request.max_cost_usd
+        else:
+            await self._answer(msg.reply, reply.data)
+            try:
+                actual = LlmOutcome.model_validate_json(reply.data).cost_usd
+            except ValidationError:
+                actual = request.max_cost_usd
+        if charge is not None:
+            await self.charger.settle(charge, actual)

@@ -1,0 +1,331 @@
+"""The bus is zero-trust: a real nats-server started with the config `bastion up` generates refuses
+every client outside its role's allow lists (`bastion_common.permissions`), and one without
+credentials altogether.
+
+Each probe is a concrete subject a service really uses (or an attacker would try). What must be
+refused is stated twice: once as the security rules of issue 9 in plain words (`RULES`, written
+independently of the table), and once for every probe against the table itself."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import nats.errors
+import pytest
+from nats.js.api import ConsumerConfig
+
+from bastion_cli.credentials import StackCredentials, make_credentials
+from bastion_cli.stack import EmbeddedNats
+from bastion_common import subjects as s
+from bastion_common.messages import Caller, CallOutcome, ToolCall
+from bastion_common.nats import credentials, kv_bucket, processed
+from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, PERMISSIONS, POLICY, ROLES
+from bastion_common.settings import ExecutorSettings
+from bastion_common.signing import WorkSigner
+from bastion_executor.service import ExecutorService
+from tests.support.nats_refusal import refusal
+
+pytestmark = pytest.mark.integration
+
+KV_BUCKETS = (s.KV_KEYS, s.KV_SERVERS, s.KV_POLICY, s.KV_CATALOG, s.KV_SESSIONS, s.KV_LLM)
+API = s.JS_API
+
+PUBLISH_PROBES = (
+    s.POLICY_CALL,
+    s.POLICY_LIST,
+    s.POLICY_REQUEST,
+    s.POLICY_LLM,
+    s.policy_alive_subject("replica-1"),
+    s.EXEC_CALL,
+    s.EXEC_REQUEST,
+    s.EXEC_LLM,
+    s.EXEC_CANCEL,
+    s.executor_alive_subject("replica-1"),
+    s.CALL_CANCEL,
+    s.RESOURCE_UPDATED,
+    s.audit_subject("tool_call"),
+    s.audit_subject("batch"),
+    s.AUDIT_QUERY,
+    s.AUDIT_DEAD,
+    *(f"{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
+    *(f"{API}.DIRECT.GET.{s.kv_stream(bucket)}.{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
+    *(f"{API}.STREAM.DELETE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
+    *(f"{API}.STREAM.PURGE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
+    f"{API}.STREAM.CREATE.{s.AUDIT_STREAM}",
+    f"{API}.STREAM.UPDATE.{s.AUDIT_STREAM}",
+    f"{API}.STREAM.DELETE.{s.AUDIT_STREAM}",
+    f"{API}.STREAM.PURGE.{s.AUDIT_STREAM}",
+    f"{API}.CONSUMER.CREATE.{s.AUDIT_STREAM}",
+    f"{API}.CONSUMER.MSG.NEXT.{s.AUDIT_STREAM}.audit-writer",
+    f"{API}.DIRECT.GET.{s.AUDIT_STREAM}",
+    f"{API}.STREAM.MSG.GET.{s.AUDIT_STREAM}",
+    f"{s.JS_ACK}.{s.AUDIT_STREAM}.audit-writer.1.1.1.1.0",
+    f"{API}.STREAM.CREATE.OTHER",
+    f"{API}.STREAM.LIST",
+    *(f"{s.inbox_prefix(role)}.abc.1" for role in ROLES),
+    "_INBOX.abc.1",
+    "$SYS.REQ.SERVER.PING",
+    "anything.else",
+)
+SUBSCRIBE_PROBES = (
+    s.POLICY_CALL,
+    s.POLICY_REQUEST,
+    s.POLICY_LLM,
+    s.policy_alive_subject("replica-1"),
+    s.EXEC_CALL,
+    s.EXEC_REQUEST,
+    s.EXEC_LLM,
+    s.EXEC_CANCEL,
+    s.executor_alive_subject("replica-1"),
+    s.CALL_CANCEL,
+    s.RESOURCE_UPDATED,
+    f"{s.AUDIT_EVENTS}.>",
+    s.AUDIT_QUERY,
+    *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
+    *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
+    "_INBOX.>",
+    ">",
+)
+
+RULES: dict[str, set[str]] = {
+    # subject -> the only roles that may publish it (issue 9, finding 2)
+    s.EXEC_CALL: {POLICY},
+    s.EXEC_REQUEST: {POLICY},
+    s.EXEC_LLM: {POLICY},
+    f"{s.KV_ROOT}.{s.KV_KEYS}.some-key": {ADMIN},
+    f"{s.KV_ROOT}.{s.KV_LLM}.some-key": {ADMIN},
+    f"{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN},
+    f"{s.KV_ROOT}.{s.KV_POLICY}.some-key": {ADMIN},
+    f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
+    s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
+    s.CODEMODE_CALL: {INGRESS},
+    f"{API}.CONSUMER.CREATE.{s.AUDIT_STREAM}": {AUDIT},
+    f"{API}.CONSUMER.MSG.NEXT.{s.AUDIT_STREAM}.audit-writer": {AUDIT},
+    f"{API}.DIRECT.GET.{s.AUDIT_STREAM}": set(),
+    f"{API}.STREAM.DELETE.{s.AUDIT_STREAM}": set(),
+    f"{API}.STREAM.PURGE.{s.AUDIT_STREAM}": set(),
+    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_SERVERS)}.{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN, POLICY, EXECUTOR},
+    "$SYS.REQ.SERVER.PING": set(),
+}
+SUBSCRIBE_RULES: dict[str, set[str]] = {
+    s.EXEC_CALL: {EXECUTOR},
+    s.POLICY_CALL: {POLICY},
+    s.CODEMODE_CALL: {CODEMODE},
+    f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
+    "_INBOX.>": set(),  # nobody reads every reply on the bus
+    ">": set(),
+    **{f"{s.inbox_prefix(role)}.>": {role} for role in ROLES},
+}
+
+
+def matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, `>` one or more trailing tokens."""
+    want, have = pattern.split("."), subject.split(".")
+    for i, token in enumerate(want):
+        if token == ">":
+            return len(have) > i
+        if i >= len(have) or (token != "*" and token != have[i]):
+            return False
+    return len(want) == len(have)
+
+
+def table_allows(patterns: tuple[str, ...], subject: str) -> bool:
+    """Whether `subject` (itself possibly a wildcard, for subscriptions) is inside one allowed pattern."""
+    return any(matches(p, subject) or p == subject for p in patterns)
+
+
+class Violations:
+    """Permission errors the server sent a connection (nats-py reports them through `error_cb`)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self.changed = asyncio.Event()
+
+    async def record(self, exc: Exception) -> None:
+        self.seen.append(str(exc).lower())
+        self.changed.set()
+
+    def about(self, kind: str, subject: str) -> bool:
+        return any(f'violation for {kind} to "{subject.lower()}"' in seen for seen in self.seen)
+
+    async def wait_for(self, kind: str, subject: str, within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while not self.about(kind, subject):
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+def creds(tmp_path: Path) -> StackCredentials:
+    return make_credentials(tmp_path, {})
+
+
+@pytest.fixture
+def secured_nats(tmp_path: Path, creds: StackCredentials) -> AsyncIterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats", authorization=creds.authorization).start()
+    yield server
+    server.stop()
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str, creds: StackCredentials, role: str) -> AsyncIterator[tuple[nats.NATS, Violations]]:
+    violations = Violations()
+    nc = await nats.connect(
+        url, error_cb=violations.record, allow_reconnect=False, **credentials(role, creds.seed_file(role))
+    )
+    try:
+        yield nc, violations
+    finally:
+        await nc.close()
+
+
+async def test_a_client_without_credentials_is_refused(secured_nats: EmbeddedNats) -> None:
+    assert "Authorization Violation" in str(await refusal(secured_nats.url))
+
+
+async def test_a_seed_not_in_the_config_is_refused(secured_nats: EmbeddedNats, tmp_path: Path) -> None:
+    stranger = make_credentials(tmp_path / "elsewhere", {})  # same roles, keys this server never saw
+    refused = await refusal(secured_nats.url, **credentials(EXECUTOR, stranger.seed_file(EXECUTOR)))
+    assert "Authorization Violation" in str(refused)
+
+
+def test_the_rules_of_the_issue_hold_in_the_table() -> None:
+    for subject, allowed in RULES.items():
+        granted = {role for role in ROLES if table_allows(PERMISSIONS[role].publish, subject)}
+        assert granted == allowed, f"publish {subject}: table grants {sorted(granted)}, rules say {sorted(allowed)}"
+    for subject, allowed in SUBSCRIBE_RULES.items():
+        granted = {role for role in ROLES if table_allows(PERMISSIONS[role].subscribe, subject)}
+        assert granted == allowed, f"subscribe {subject}: table grants {sorted(granted)}, rules say {sorted(allowed)}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_each_role_is_refused_every_publish_outside_its_table(
+    secured_nats: EmbeddedNats, creds: StackCredentials, role: str
+) -> None:
+    forbidden = [p for p in PUBLISH_PROBES if not table_allows(PERMISSIONS[role].publish, p)]
+    allowed = [p for p in PUBLISH_PROBES if table_allows(PERMISSIONS[role].publish, p)]
+    assert forbidden and allowed
+    async with connected(secured_nats.url, creds, role) as (nc, violations):
+        for subject in forbidden:
+            await nc.publish(subject, b"{}")
+        for subject in forbidden:
+            await violations.wait_for("publish", subject)
+        for subject in allowed:
+            # harmless payloads: nothing here subscribes, and JetStream rejects `{}` as a request
+            await nc.publish(subject, b"")
+        await processed(nc)  # the server has handled every publish above
+        wrongly = [p for p in allowed if violations.about("publish", p)]
+        assert not wrongly, f"{role} was refused what its table allows: {wrongly}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_each_role_is_refused_every_subscription_outside_its_table(
+    secured_nats: EmbeddedNats, creds: StackCredentials, role: str
+) -> None:
+    forbidden = [p for p in SUBSCRIBE_PROBES if not table_allows(PERMISSIONS[role].subscribe, p)]
+    allowed = [p for p in SUBSCRIBE_PROBES if table_allows(PERMISSIONS[role].subscribe, p)]
+    assert forbidden and allowed
+    async with connected(secured_nats.url, creds, role) as (nc, violations):
+        for subject in forbidden:
+            await nc.subscribe(subject)
+        for subject in forbidden:
+            await violations.wait_for("subscription", subject)
+        for subject in allowed:
+            await nc.subscribe(subject)
+        await processed(nc)
+        wrongly = [p for p in allowed if violations.about("subscription", p)]
+        assert not wrongly, f"{role} was refused a subscription its table allows: {wrongly}"
+
+
+async def test_another_roles_credentials_cannot_run_a_tool_or_grant_a_key(
+    secured_nats: EmbeddedNats, creds: StackCredentials
+) -> None:
+    """The attacks of the finding, end to end: a subscriber with executor credentials sees no
+    `bastion.exec.call` sent by anyone but policy, and a KV write of `bastion_keys` with
+    ingress credentials never lands in the bucket."""
+    async with connected(secured_nats.url, creds, EXECUTOR) as (executor, _):
+        calls = await executor.subscribe(s.EXEC_CALL)
+        await processed(executor)
+        for role in (INGRESS, ADMIN, AUDIT, EXECUTOR):
+            async with connected(secured_nats.url, creds, role) as (nc, violations):
+                await nc.publish(s.EXEC_CALL, f"from {role}".encode())
+                await violations.wait_for("publish", s.EXEC_CALL)
+        async with connected(secured_nats.url, creds, POLICY) as (policy, _):
+            await policy.publish(s.EXEC_CALL, b"from policy")
+            await processed(policy)
+        first = await calls.next_msg(timeout=5)
+        assert first.data == b"from policy", "a refused publish reached the executor"
+
+    async with connected(secured_nats.url, creds, ADMIN) as (admin, _):
+        keys = await admin.jetstream().create_key_value(bucket=s.KV_KEYS)
+        await keys.put("legit", b"by admin")
+        async with connected(secured_nats.url, creds, INGRESS) as (ingress, violations):
+            await ingress.publish(f"{s.KV_ROOT}.{s.KV_KEYS}.forged", b'{"grants": ["*"]}')
+            await violations.wait_for("publish", f"{s.KV_ROOT}.{s.KV_KEYS}.forged")
+            readable = await ingress.jetstream().key_value(s.KV_KEYS)
+            assert (await readable.get("legit")).value == b"by admin"  # ingress still reads keys
+        assert await keys.keys() == ["legit"]
+
+
+class LogEvent(logging.Handler):
+    """Counts the records containing `text`; `seen` is set at the first."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.WARNING)
+        self.text, self.count = text, 0
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.count += 1
+            self.seen.set()
+
+
+async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy_signed_it(
+    secured_nats: EmbeddedNats, creds: StackCredentials
+) -> None:
+    """Subject permissions cannot stop a JetStream push consumer from delivering a stored value to
+    any subject: with ingress credentials, a `ToolCall` written to `bastion_sessions` and a consumer
+    whose deliver subject is `bastion.exec.call` reaches the executors. Policy's signature is what
+    tells real work apart (`bastion_common.signing`)."""
+    key = "bus-signing-key-for-this-test"
+    call = ToolCall(caller=Caller(key_id="k", key_name="k"), server="nowhere", tool="t", name="nowhere__t", timeout=5)
+    settings = ExecutorSettings(
+        nats_url=secured_nats.url,
+        nats_nkey_seed_file=creds.seed_file(EXECUTOR),
+        bus_signing_key=key,
+        instance="signed",
+    )
+    refused = LogEvent("without policy's signature")
+    executor_log = logging.getLogger("bastion_executor.service")
+    executor_log.addHandler(refused)
+    try:
+        async with ExecutorService(settings), connected(secured_nats.url, creds, INGRESS) as (ingress, _):
+            sessions = await kv_bucket(ingress.jetstream(), s.KV_SESSIONS)
+            await sessions.put("forged", call.model_dump_json().encode())
+            await ingress.jetstream()._jsm.add_consumer(
+                s.kv_stream(s.KV_SESSIONS),
+                config=ConsumerConfig(
+                    deliver_subject=s.EXEC_CALL,
+                    deliver_group=s.QUEUE_EXECUTOR,  # executors subscribe as a queue group
+                    filter_subject=f"{s.KV_ROOT}.{s.KV_SESSIONS}.forged",
+                ),
+            )
+            await asyncio.wait_for(refused.seen.wait(), 10)  # delivered, and refused
+
+            async with connected(secured_nats.url, creds, POLICY) as (policy, _):
+                inbox = policy.new_inbox()
+                answers = await policy.subscribe(inbox)
+                data = call.model_dump_json().encode()
+                signed = WorkSigner(key).headers(s.EXEC_CALL, inbox, data)
+                await policy.publish(s.EXEC_CALL, data, reply=inbox, headers=signed)
+                outcome = CallOutcome.model_validate_json((await answers.next_msg(timeout=10)).data)
+    finally:
+        executor_log.removeHandler(refused)
+    assert outcome.id == call.id and outcome.error is not None, "signed work is taken (and answered)"
+    assert refused.count == 1, "only the forged call was refused"

@@ -1,0 +1,120 @@
+"""Abuse through the whole gateway: one key's runaway scripts are stopped by their limits and take
+at most that key's share of the sandbox, so another key's run completes meanwhile; a script cannot
+reach the meta-tools; the gateway stays healthy."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx2
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from bastion_codemode.service import CodeModeService
+from bastion_common import subjects
+from bastion_common.messages import AuditQuery, AuditRows
+from bastion_common.nats import connect
+from bastion_common.settings import CodeModeSettings
+from tests.support.gateway import default_config, running_gateway
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+GREEDY_KEY = "bk_test_code_mode_greedy_0000"
+OTHER_KEY = "bk_test_code_mode_other_00000"
+SPIN = "for i in range(1000000000000):\n    pass\n"
+
+
+@pytest.fixture
+async def gateway(nats_url, redis_url, tmp_path):
+    config = default_config()
+    config["keys"] += [
+        {"name": "greedy", "key": GREEDY_KEY, "tools": ["echo/*"], "code_mode": True},
+        {"name": "other", "key": OTHER_KEY, "tools": ["echo/echo"], "code_mode": True},
+    ]
+    settings = CodeModeSettings(
+        sandbox_workers=3, sandbox_runs_per_key=2, sandbox_cpu_seconds=1, sandbox_wall_seconds=60, sandbox_max_calls=50
+    )
+    async with running_gateway(nats_url, redis_url, tmp_path, config, codemode=settings) as gw:
+        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
+        await poll_until(lambda: len(codemode.catalog.pairs) > 0, "the codemode catalog")
+        gw.codemode = codemode  # type: ignore[attr-defined]
+        yield gw
+
+
+def _text(result) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+async def test_runaway_scripts_are_stopped_and_take_only_their_keys_share(gateway):
+    async with gateway.client(GREEDY_KEY) as greedy, gateway.client(OTHER_KEY) as other:
+        runaways = [asyncio.create_task(greedy.call_tool("execute_code", {"code": SPIN})) for _ in range(3)]
+        # two hold workers, the third waits for the key's own share; the third worker stays free
+        answer = await other.call_tool("execute_code", {"code": 'result = echo.echo(text="still here")'})
+        assert _text(answer) == 'result: {"result":"still here"}'
+        assert not all(task.done() for task in runaways)
+        for finished in await asyncio.gather(*runaways):
+            assert finished.is_error
+            assert _text(finished) == "LimitExceeded: CPU time limit of 1 s per run"
+    codemode = gateway.codemode
+    await poll_until(lambda: codemode.pool.idle == 3, "the pool back to three workers")
+    assert codemode.pool.replaced == 3
+    async with httpx2.AsyncClient() as http:
+        assert (await http.get(gateway.url.replace("/mcp", "/healthz"))).status_code == 200
+
+
+async def test_a_script_cannot_call_the_meta_tools(gateway):
+    async with gateway.client(GREEDY_KEY) as client:
+        direct = await client.call_tool("execute_code", {"code": 'execute_code(code="1")\n'})
+        assert direct.is_error
+        assert "execute_code is a meta-tool of the agent; a script cannot call it" in _text(direct)
+        nested = await client.call_tool("execute_code", {"code": 'parallel([("execute_code", {"code": "1"})])\n'})
+        assert nested.is_error
+        assert "execute_code is a meta-tool of the agent; a script cannot call it" in _text(nested)
+
+
+async def test_thousands_of_calls_stop_at_the_call_limit_and_forbidden_tools_stay_forbidden(gateway):
+    async with gateway.client(GREEDY_KEY) as client:
+        flood = await client.call_tool("execute_code", {"code": 'for i in range(5000):\n    echo.echo(text="x")\n'})
+        assert _text(flood) == "LimitExceeded: tool call limit of 50 per run"
+    async with gateway.client(OTHER_KEY) as client:
+        forbidden = await client.call_tool("execute_code", {"code": "echo.add(a=1, b=2)\n"})
+        assert forbidden.is_error and "no tool echo.add for this key" in _text(forbidden)
+
+
+async def test_a_codemode_replica_dying_mid_run_fails_the_call_within_seconds(gateway):
+    codemode = gateway.codemode
+    async with gateway.client(GREEDY_KEY) as client:
+        run = asyncio.create_task(client.call_tool("execute_code", {"code": SPIN}))
+        await poll_until(lambda: codemode.pool.idle < 3, "the run to hold a worker")
+        await codemode._nc.close()  # its subscriptions vanish, as when the process is killed
+        with pytest.raises(MCPError) as lost:
+            await run
+    assert lost.value.error.code == -32070
+    assert "codemode replica" in lost.value.error.message
+
+
+async def test_a_tool_call_cut_off_by_the_wall_clock_limit_ends_the_run_and_is_audited(nats_url, redis_url, tmp_path):
+    config = default_config()
+    config["keys"] += [{"name": "greedy", "key": GREEDY_KEY, "tools": ["echo/*"], "code_mode": True}]
+    settings = CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=2)
+    async with running_gateway(nats_url, redis_url, tmp_path, config, codemode=settings) as gw:
+        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
+        await poll_until(lambda: len(codemode.catalog.pairs) > 0, "the codemode catalog")
+        async with gw.client(GREEDY_KEY) as client:
+            stuck = await client.call_tool("execute_code", {"code": "echo.sleep(seconds=60)\n"})
+        assert _text(stuck) == "LimitExceeded: wall-clock time limit of 2 s per run"
+        nc = await connect(gw.nats_url, "test-audit")
+        try:
+            query = AuditQuery(key_name="greedy").model_dump_json().encode()
+            async with asyncio.timeout(30):
+                while True:
+                    rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, 10)).data).rows
+                    runs = [row for row in rows if row.kind == "code_run"]
+                    inner = [row for row in rows if runs and row.parent_id == runs[0].event_id]
+                    if inner:
+                        break
+                    await asyncio.sleep(0.2)
+        finally:
+            await nc.close()
+    assert inner[0].name == "echo__sleep" and inner[0].error_kind == "upstream_timeout" and inner[0].status == "error"

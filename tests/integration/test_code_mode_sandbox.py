@@ -1,0 +1,152 @@
+"""The sandbox pool with real worker processes: every abuse is stopped by its limit, with a clear
+error, and the pool recovers (a killed worker is replaced; the next run works)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bastion_codemode.limits import Limits
+from bastion_codemode.rewrite import global_name, rewrite
+from bastion_codemode.sandbox import RunOutcome, WorkerPool
+
+pytestmark = pytest.mark.integration
+
+LIMITS = Limits(
+    wall_seconds=60,  # far above the CPU limit: on a loaded machine a spinning worker gets little CPU
+    cpu_seconds=1,
+    memory_bytes=128 * 1024 * 1024,
+    max_output_bytes=1000,
+    max_result_bytes=1000,
+    max_calls=20,
+    max_code_bytes=5000,
+)
+TOOLS = [global_name("echo", "echo"), global_name("slow", "wait")]
+RELEASE = asyncio.Event()
+
+
+async def _tools(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A stand-in for the service's tool calls: `echo.echo` echoes, `slow.wait` never returns."""
+    out = []
+    for call in batch:
+        if call["name"] == "slow.wait":
+            await RELEASE.wait()
+        out.append({"value": {"echoed": call["arguments"]}})
+    return out
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[WorkerPool]:
+    pool = WorkerPool(2, LIMITS)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
+async def _run(pool: WorkerPool, code: str) -> RunOutcome:
+    return await pool.run(rewrite(code, {"echo", "slow"}), TOOLS, _tools)
+
+
+async def _recovered(pool: WorkerPool) -> None:
+    """The pool is back to full strength and runs scripts again."""
+    async with asyncio.timeout(30):
+        while pool.idle < pool.size:  # noqa: ASYNC110 - a bounded wait on state the pool owns
+            await asyncio.sleep(0.02)
+    assert (await _run(pool, "result = 6 * 7")).result == "42"
+
+
+async def test_an_endless_loop_hits_the_cpu_limit_and_the_worker_is_replaced(pool):
+    outcome = await _run(pool, "for i in range(1000000000000):\n    pass\n")
+    assert outcome.error == {"type": "limit", "limit": "cpu", "message": "CPU time limit of 1 s per run"}
+    assert pool.replaced == 1
+    await _recovered(pool)
+
+
+async def test_a_run_stuck_in_a_tool_call_hits_the_wall_clock_limit():
+    pool = WorkerPool(1, dataclasses.replace(LIMITS, wall_seconds=2))
+    await pool.start()
+    try:
+        outcome = await _run(pool, "slow.wait(x=1)\n")
+        assert outcome.error == {"type": "limit", "limit": "wall", "message": "wall-clock time limit of 2 s per run"}
+        await _recovered(pool)
+    finally:
+        await pool.close()
+
+
+async def test_a_huge_allocation_hits_the_memory_limit(pool):
+    outcome = await _run(pool, 'x = []\nfor i in range(100000000):\n    x.append("abcdefgh" * 100 + str(i))\n')
+    assert outcome.error == {"type": "limit", "limit": "memory", "message": "memory limit of 128 MiB per run"}
+    await _recovered(pool)
+
+
+async def test_recursion_and_while_loops_are_refused(pool):
+    deep = await _run(pool, "def f(n):\n    return f(n + 1)\nf(0)\n")
+    assert deep.error is not None and deep.error["message"] == "function f called recursively"
+    loop = await _run(pool, "while True:\n    pass\n")
+    assert loop.error is not None and "does not support while loops" in loop.error["message"]
+    assert pool.replaced == 0
+
+
+async def test_enormous_output_is_cut_and_an_enormous_result_refused(pool):
+    printed = await _run(pool, 'for i in range(100000):\n    print("line", i)\nresult = "done"\n')
+    assert printed.truncated and len(printed.output) <= LIMITS.max_output_bytes
+    assert printed.result == '"done"' and printed.error is None
+    big = await _run(pool, 'result = "x" * 5000\n')
+    assert big.error == {"type": "limit", "limit": "result", "message": "result size limit of 1000 bytes"}
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ('open("/etc/passwd")\n', "undefined: open"),
+        ('http.get("http://example.com")\n', "undefined: http"),
+        ('load("//x.star", "y")\n', "load not implemented by this application"),
+        ("x = time.now()\n", "undefined: time"),
+    ],
+)
+async def test_no_files_network_clock_or_load(pool, code, expected):
+    outcome = await _run(pool, code)
+    assert outcome.error is not None and outcome.error["message"] == expected
+
+
+async def test_thousands_of_tool_calls_stop_at_the_call_limit(pool):
+    outcome = await _run(pool, 'for i in range(5000):\n    echo.echo(text="x")\n')
+    assert outcome.error is not None
+    assert outcome.error["type"] == "limit" and outcome.error["message"] == "tool call limit of 20 per run"
+    assert outcome.calls == 20
+    flood = await _run(pool, 'parallel([("echo.echo", {"text": "x"}) for _ in range(500)])\n')
+    assert flood.error is not None and flood.error["message"] == "tool call limit of 20 per run"
+    assert flood.calls == 0  # refused before any of the batch ran
+
+
+async def test_an_oversized_script_is_refused_before_it_runs(pool):
+    outcome = await _run(pool, "x = 1\n" * 2000)
+    assert outcome.error == {"type": "limit", "limit": "code", "message": "script size limit of 5000 bytes"}
+
+
+async def test_another_run_completes_while_a_worker_spins(pool):
+    spinning = asyncio.create_task(_run(pool, "for i in range(1000000000000):\n    pass\n"))
+    quick = await _run(pool, 'result = echo.echo(text="hi")\n')
+    assert quick.result == '{"echoed":{"text":"hi"}}'
+    assert not spinning.done()
+    assert (await spinning).error["limit"] == "cpu"
+    await _recovered(pool)
+
+
+async def test_a_tool_call_with_enormous_arguments_hits_the_message_limit():
+    pool = WorkerPool(1, dataclasses.replace(LIMITS, memory_bytes=1024 * 1024 * 1024))
+    await pool.start()
+    try:
+        outcome = await _run(pool, 'echo.echo(text="x" * 34000000)\n')  # 34 MB, within the memory limit
+        assert outcome.error == {
+            "type": "limit",
+            "limit": "message",
+            "message": "message size limit of 32 MiB (a tool call's arguments)",
+        }
+        await _recovered(pool)
+    finally:
+        await pool.close()

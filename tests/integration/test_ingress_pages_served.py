@@ -1,0 +1,44 @@
+"""The pages a person opens at the gateway's address, served by a real ingress: the landing page,
+the admin API index (no token needed to learn what exists) and /docs with its assets from the
+gateway itself (it works offline). `tests/e2e` fetches the same URLs from `bastion up`'s banner."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from bastion_ingress.service import IngressService
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def http(ingress: IngressService):
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.port}", timeout=10, trust_env=False) as client:
+        yield client
+
+
+async def test_the_landing_page_shows_the_mcp_url(http: httpx.AsyncClient, ingress: IngressService) -> None:
+    page = await http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f"http://127.0.0.1:{ingress.port}/mcp" in page.text
+
+
+async def test_the_admin_api_index_answers_without_a_token(http: httpx.AsyncClient) -> None:
+    index = await http.get("/admin/v1")
+    assert index.status_code == 200
+    collections = index.json()["collections"]
+    assert {"keys", "groups", "servers", "users", "teams", "customers"} <= set(collections)
+    assert (await http.get(collections["keys"])).status_code == 401  # what is in them still needs it
+
+
+async def test_docs_load_every_asset_from_the_gateway(http: httpx.AsyncClient) -> None:
+    docs = await http.get("/docs")
+    assert docs.status_code == 200
+    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs.text)
+    assert any(a.endswith(".js") for a in assets) and all(a.startswith("/docs/assets/") for a in assets), assets
+    for asset in assets:
+        assert (await http.get(asset)).status_code == 200, asset
+    assert (await http.get("/openapi.json")).json()["paths"]

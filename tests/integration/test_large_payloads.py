@@ -1,0 +1,171 @@
+"""Results and arguments larger than one NATS message (finding 5 of the hardening issue).
+
+The NATS server here keeps its default 1 MiB max payload, as a production one may. A result too
+large for one message travels through the object store up to `BASTION_MAX_RESULT_BYTES` (32 MiB by
+default); a larger one fails at once with `result_too_large` naming both sizes, never as a timeout.
+Arguments too large for one message travel the same way in the other direction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from mcp.shared.exceptions import MCPError
+from nats.js.errors import NotFoundError
+
+from bastion_cli.stack import EmbeddedNats
+from bastion_common import subjects
+from bastion_common.messages import AuditQuery, AuditRows
+from bastion_common.nats import connect
+from bastion_common.settings import CodeModeSettings
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
+
+pytestmark = pytest.mark.integration
+
+LARGE_SERVER = Path(__file__).resolve().parent.parent / "support" / "large_server.py"
+CODER_KEY = "bk_test_large_code_mode_000000"
+CALL_TIMEOUT = 120.0
+"""The gateway's own limit: an answer that waited for it would be -32061 / -32071, not -32065."""
+
+
+def _text(result) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+@pytest.fixture
+def small_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats", max_payload_mb=1).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def large_upstream() -> AsyncIterator[str]:
+    """The large server over streamable HTTP on a free port: its URL once it is READY."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(LARGE_SERVER), "--http", "--port", "0", stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line.startswith("READY "), f"the large server did not start: {line!r}"
+        yield line.split()[1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+
+
+@pytest.fixture
+async def gateway(
+    small_nats: EmbeddedNats, large_upstream: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    config = default_config({"large": {"url": large_upstream}})
+    # ingress refuses names over 256 characters before any handler (test_ingress_hardening); the cap is
+    # lifted here so a huge name reaches the audit publisher, which must cope on its own (defence in depth)
+    async with running_gateway(
+        small_nats.url, redis_url, tmp_path, config, call_timeout=CALL_TIMEOUT, max_name_chars=4_000_000
+    ) as gw:
+        await gw.wait_for_servers("large")
+        yield gw
+
+
+@pytest.fixture
+async def code_gateway(
+    small_nats: EmbeddedNats, large_upstream: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    config = default_config({"large": {"url": large_upstream}})
+    config["keys"].append({"name": "coder", "key": CODER_KEY, "tools": ["large/*"], "code_mode": True})
+    async with running_gateway(
+        small_nats.url, redis_url, tmp_path, config, codemode=CodeModeSettings(sandbox_workers=1)
+    ) as gw:
+        await gw.wait_for_servers("large")
+        yield gw
+
+
+async def _audit_rows(nats_url: str, at_least: int, limit: int = 50) -> list:
+    nc = await connect(nats_url, "audit-query")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            reply = await nc.request(
+                subjects.AUDIT_QUERY, AuditQuery(limit=limit).model_dump_json().encode(), timeout=10
+            )
+            rows = AuditRows.model_validate_json(reply.data).rows
+            if len(rows) >= at_least:
+                return rows
+            assert time.monotonic() < deadline, f"{len(rows)} audit rows, expected {at_least}"
+            await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+
+
+async def test_results_of_1_5_and_20_mb_arrive_whole_and_50_mb_fails_at_once(gateway: Gateway) -> None:
+    async with gateway.client(ADMIN_KEY) as client:
+        for megabytes in (1, 5, 20):
+            started = time.monotonic()
+            text = _text(await client.call_tool("large__blob", {"megabytes": megabytes}))
+            print(f"\n{megabytes} MB result: {time.monotonic() - started:.2f}s")
+            assert len(text) == megabytes * 1_000_000 and text.count("x") == len(text), megabytes
+        started = time.monotonic()
+        with pytest.raises(MCPError) as too_large:
+            await client.call_tool("large__blob", {"megabytes": 50})
+        print(f"50 MB result refused after {time.monotonic() - started:.2f}s")
+        error = too_large.value.error
+        assert error.code == -32065 and error.data["kind"] == "result_too_large", error
+        assert "50,000," in error.message and f"{32 * 1024 * 1024:,}" in error.message
+        assert "BASTION_MAX_RESULT_BYTES" in error.message and "did run" in error.message
+        # the gateway still serves, and what travelled through the store was cleaned up behind it
+        assert _text(await client.call_tool("echo__echo", {"text": "still here"})) == "still here"
+    rows = await _audit_rows(gateway.nats_url, 5)
+    blobs = sorted((row.status, row.error_kind, row.execution) for row in rows if row.name == "large__blob")
+    assert blobs == [("error", "result_too_large", "ran")] + [("ok", None, "ran")] * 3
+    nc = await connect(gateway.nats_url, "store-check")
+    try:
+        store = await nc.jetstream().object_store(subjects.OBJ_BLOBS)
+        with pytest.raises(NotFoundError):
+            await store.list(ignore_deletes=True)  # every object was taken (read and deleted) by its receiver
+    finally:
+        await nc.close()
+
+
+async def test_arguments_larger_than_one_message_reach_the_upstream(gateway: Gateway) -> None:
+    text = "y" * 2_000_000  # a 2 MB body: within the 4 MiB body limit, beyond the 1 MiB message
+    async with gateway.client(ADMIN_KEY) as client:
+        assert _text(await client.call_tool("large__length", {"text": text})) == "2000000"
+
+
+async def test_a_huge_tool_name_does_not_stop_the_audit_of_the_calls_behind_it(gateway: Gateway) -> None:
+    """Finding 1, end to end: a key sends a ~3.8 MB tool name (its audit event, with the error quoting
+    the name, is far over the 1 MiB message), then 100 ordinary calls: all 101 are audited."""
+    name = "n" * 3_800_000
+    # a handshake-era client: a 2026-07-28 one also sends the name as an `Mcp-Name` header, which the
+    # HTTP edge refuses (431) long before any handler
+    async with gateway.client(ADMIN_KEY, mode="legacy") as client:
+        with pytest.raises(MCPError) as unknown:
+            await client.call_tool(name, {})
+        assert unknown.value.error.code == -32602
+        for i in range(100):
+            assert _text(await client.call_tool("echo__add", {"a": i, "b": 1})) == str(i + 1)
+    rows = await _audit_rows(gateway.nats_url, 101, limit=200)
+    assert len(rows) == 101
+    (huge,) = [row for row in rows if row.status == "error"]
+    assert huge.name == name[:1024] and huge.truncated["name"] == 3_800_000 and "error" in huge.truncated
+    assert huge.execution == "not_run"
+    assert sorted({row.name for row in rows if row.status == "ok"}) == ["echo__add"]
+
+
+async def test_a_code_mode_script_gets_a_result_larger_than_one_message(code_gateway: Gateway) -> None:
+    """The codemode service takes a large result from the object store as ingress does: a script's
+    tool call returns 5 MB whole over a bus whose messages carry 1 MiB."""
+    code = "text = large.blob(megabytes=5)\nresult = {'size': len(text), 'xs': text.count('x')}\n"
+    async with code_gateway.client(CODER_KEY) as client:
+        answer = await client.call_tool("execute_code", {"code": code})
+    assert not answer.is_error, _text(answer)
+    assert _text(answer) == 'result: {"size":5000000,"xs":5000000}'

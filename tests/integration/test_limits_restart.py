@@ -1,0 +1,71 @@
+"""Budgets and rate limits ride out a Valkey restart (SIGKILL, then the same port and data dir, as
+`bastion up` does): calls fail closed while it is away, and once it is back at most one call fails
+on a connection that died with the old server, not one per pooled connection."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from redis.exceptions import RedisError
+
+from bastion_cli.stack import EmbeddedValkey, kill_with_parent
+from bastion_common.entities import Budget, RateLimit
+from bastion_policy.limits import Charged, LimitEngine, plan_for
+
+CONCURRENT = 8
+"""Calls decided at once before the restart: the pool then holds this many connections."""
+
+
+def restart_on_same_port(server: EmbeddedValkey) -> subprocess.Popen[bytes]:
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    with server.log_path.open("ab") as log:
+        proc = subprocess.Popen(server.command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((server.host, server.port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("valkey-server did not come back on its port")
+
+
+async def test_after_a_valkey_restart_at_most_one_call_fails_and_budgets_survive(tmp_path: Path) -> None:
+    server = EmbeddedValkey(tmp_path / "valkey").start()
+    restarted: subprocess.Popen[bytes] | None = None
+    engine = LimitEngine.from_url(server.url)
+    plan = plan_for(0.01, [("key:restart", Budget(limit_usd=100.0))], [("key:restart", RateLimit(requests=10**6))])
+    now = time.time()
+    try:
+        charged = await asyncio.gather(*(engine.check_and_charge(plan, now) for _ in range(CONCURRENT)))
+        assert all(isinstance(c, Charged) for c in charged)
+        spent_before = await engine.spent("key:restart", Budget(limit_usd=100.0), now)
+
+        restarted = await asyncio.to_thread(restart_on_same_port, server)
+        failures = 0
+        for _ in range(CONCURRENT + 1):  # one at a time: each takes the next pooled connection
+            try:
+                assert isinstance(await engine.check_and_charge(plan, now), Charged)
+                break
+            except RedisError:
+                failures += 1
+        assert failures <= 1, f"{failures} calls failed after Valkey was back"
+        spent_after = await engine.spent("key:restart", Budget(limit_usd=100.0), now)
+        assert spent_after == spent_before + 10_000, "the append-only file kept every charge"
+    finally:
+        await engine.redis.aclose()
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait()
+        server.stop()

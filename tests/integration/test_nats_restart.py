@@ -1,0 +1,90 @@
+"""Services ride out a NATS restart: the server is SIGKILLed and started again on the same port with
+the same JetStream directory (what `bastion up` does), and KV watches resume at once.
+
+nats-py's own remedy for a watch whose consumer vanished with the server is a missed-heartbeat
+check that fires 10-20 s later; until then every change (a revoked key, a new server) is silently
+missed. `BucketWatch` re-creates its watch after each reconnect instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bastion_cli.stack import EmbeddedNats, kill_with_parent
+from bastion_common.kvwatch import BucketWatch
+from bastion_common.nats import connect, kv_bucket
+
+pytestmark = pytest.mark.integration
+
+CHANGE_SEEN_WITHIN = 8.0
+"""Bound on waiting for a change made after the restart: under nats-py's heartbeat recovery (10 s
+at the earliest), so a watch that is not re-created on reconnect fails here."""
+
+
+def restart_on_same_port(server: EmbeddedNats) -> subprocess.Popen[bytes]:
+    """SIGKILL the server and start it again from its command line (same port, same store)."""
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait(10)
+    with server.log_path.open("ab") as log:
+        proc = subprocess.Popen(server.command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((server.host, server.port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise AssertionError("nats-server did not come back on its port")
+
+
+async def eventually(condition, within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_kv_watch_sees_changes_made_right_after_a_nats_restart(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path / "nats").start()
+    restarted: subprocess.Popen[bytes] | None = None
+    nc = await connect(server.url, "watch-test")
+    puts: list[tuple[str, bytes]] = []
+    deletes: list[str] = []
+    watch = BucketWatch(nc, "restart_test", lambda k, v, _r: puts.append((k, v)), deletes.append)
+    try:
+        kv = await kv_bucket(nc.jetstream(), "restart_test")
+        await kv.put("kept", b"1")
+        await kv.put("revoked", b"1")
+        await watch.start()
+        await eventually(lambda: len(puts) == 2, 5, "the initial values")
+
+        restarted = await asyncio.to_thread(restart_on_same_port, server)
+        await eventually(lambda: nc.is_connected, 10, "the client to reconnect")
+        for _ in range(100):  # JetStream may take a moment to load the stream from disk
+            try:
+                await kv.delete("revoked")
+                await kv.put("added", b"2")
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+
+        await eventually(lambda: "revoked" in deletes and ("added", b"2") in puts, CHANGE_SEEN_WITHIN, "the changes")
+        assert puts == [("kept", b"1"), ("revoked", b"1"), ("added", b"2")], "re-delivered values are not repeated"
+        assert deletes == ["revoked"]
+    finally:
+        await watch.stop()
+        await nc.close()
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait()
+        server.stop()

@@ -1,0 +1,161 @@
+"""The audit write-ahead journal: what a killed process leaves is replayed, nothing twice owed,
+torn records ignored, segments kept small. A "kill" here is dropping the journal object without
+`close()`: every record is a plain write, so what is on disk is what a SIGKILL leaves."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from bastion_common.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
+from bastion_common.messages import AuditEvent
+
+
+def begin(journal: AuditJournal, name: str = "echo__add") -> str:
+    return journal.begun("tool_call", name, "key-1", "demo", "trace-1", 42)
+
+
+def event(event_id: str, name: str = "echo__add") -> AuditEvent:
+    return AuditEvent(event_id=event_id, name=name, key_name="demo", status="ok", latency_ms=1.5, execution="ran")
+
+
+def killed(journal: AuditJournal) -> None:
+    """What SIGKILL does to the journal: descriptors closed by the kernel, nothing else."""
+    import os
+
+    os.close(journal._fd)
+    os.close(journal._lock)
+
+
+def replayed(directory: Path) -> list[AuditEvent]:
+    journal = AuditJournal(directory)
+    out: list[AuditEvent] = []
+    journal.replay(out.append)
+    journal.close()
+    return out
+
+
+def test_unacked_events_and_requests_without_one_are_replayed(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    ids = [begin(journal, f"t{i}") for i in range(4)]
+    journal.emitted(event(ids[0], "t0"))
+    pending = event(ids[1], "t1")
+    journal.emitted(pending)
+    journal.acked(1)  # t0 acked; t1 emitted, not acked; t2 and t3 never got an event
+    killed(journal)
+
+    events = replayed(tmp_path)
+
+    assert [e.event_id for e in events] == [ids[1], ids[2], ids[3]]
+    assert events[0].model_dump_json() == pending.model_dump_json()  # identical: ClickHouse collapses a copy
+    stopped = events[1]
+    assert (stopped.status, stopped.execution, stopped.error) == ("error", "may_have_run", STOPPED)
+    assert (stopped.name, stopped.key_id, stopped.key_name, stopped.trace_id) == ("t2", "key-1", "demo", "trace-1")
+    assert stopped.request_bytes == 42
+
+
+def test_replayed_events_are_journaled_again_until_acked(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    journal.emitted(event(begin(journal)))
+    killed(journal)
+
+    second = AuditJournal(tmp_path)
+    second.replay(second.emitted)  # the publisher's emit journals each one again
+    killed(second)  # killed again before the replayed event was acked
+
+    assert len(replayed(tmp_path)) == 1
+
+
+def test_a_clean_run_leaves_nothing_to_replay(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    for _ in range(3):
+        journal.emitted(event(begin(journal)))
+    journal.acked(3)
+    journal.close()
+
+    assert list(tmp_path.glob("*.wal")) == []
+    assert replayed(tmp_path) == []
+
+
+def test_a_torn_last_record_is_ignored(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    first = begin(journal)
+    journal.emitted(event(first))
+    killed(journal)
+    (segment,) = tmp_path.glob("*.wal")
+    with segment.open("ab") as f:
+        f.write(b'E {"event_id": "half-writ')  # the kill cut this write short
+
+    contents = read_segments([segment])
+
+    assert contents.skipped == 1
+    assert [e.event_id for e in contents.owed()] == [first]
+
+
+def test_dropped_events_are_not_invented_by_a_replay(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    journal.dropped(begin(journal))  # the publisher's buffer was full: it logged and counted the drop
+    killed(journal)
+
+    assert replayed(tmp_path) == []
+
+
+def test_unserializable_events_keep_the_ack_count_aligned(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    journal.emitted(event(begin(journal), name="bad \ud800"))  # the publisher dead-letters this one
+    good = begin(journal)
+    journal.emitted(event(good))
+    journal.acked(1)  # the bad one
+    killed(journal)
+
+    assert [e.event_id for e in replayed(tmp_path)] == [good]
+
+
+def test_segments_rotate_keeping_only_what_is_open(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path, segment_bytes=64 * 1024)
+    open_request = begin(journal, "still-running")
+    for _ in range(400):  # ~100 kB of events, acked in batches of 10
+        ids = [begin(journal) for _ in range(10)]
+        for event_id in ids:
+            journal.emitted(event(event_id))
+        journal.acked(10)
+    unacked = begin(journal)
+    journal.emitted(event(unacked))
+    killed(journal)
+
+    segments = list(tmp_path.glob("*.wal"))
+    assert len(segments) == 1
+    assert segments[0].stat().st_size < 64 * 1024
+    events = replayed(tmp_path)
+    assert sorted(e.event_id for e in events) == sorted([open_request, unacked])
+
+
+def test_a_kill_during_rotation_replays_each_event_once(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    ids = [begin(journal) for _ in range(3)]
+    for event_id in ids:
+        journal.emitted(event(event_id))
+    journal.acked(1)
+    old = journal._path
+    saved = old.read_bytes()
+    journal.rotate()
+    journal.acked(1)
+    killed(journal)
+    old.write_bytes(saved)  # as if killed between writing the new segment and deleting the old
+
+    assert [e.event_id for e in replayed(tmp_path)] == [ids[2]]
+
+
+def test_files_are_private_and_a_slot_has_one_owner(tmp_path: Path) -> None:
+    directory = tmp_path / "journal" / "ingress"
+    journal = AuditJournal(directory)
+    begin(journal)
+
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in directory.iterdir())
+    with pytest.raises(JournalBusyError, match="BASTION_INSTANCE"):
+        AuditJournal(directory)
+    journal.close()
+    AuditJournal(directory).close()  # free again once its owner is gone
