@@ -107,7 +107,10 @@ class Upstream:
         self._task: asyncio.Task[None] | None = None
         self._health_interval = health_interval
         self._unauthorized = False
-        """The last connection attempt got HTTP 401 (health "needs_auth")."""
+        """The last finished connection attempt got HTTP 401 (health "needs_auth"). It changes only
+        when an attempt ends, so health never flaps to "down" while the next attempt is under way."""
+        self._attempt_unauthorized = False
+        """The attempt under way got HTTP 401."""
         self._mode = config.protocol
         """How the next connect negotiates. "auto" opens with a `server/discover` probe, which some old
         servers (mcp <= 1.8 over stdio and SSE) answer by dropping the connection; after a failed
@@ -369,6 +372,7 @@ class Upstream:
                         reason = "the server closed the connection"
                     except Exception as exc:
                         reason = describe_exception(exc)
+                        self._unauthorized = self._attempt_unauthorized
                         if self._unauthorized:
                             reason = (
                                 "the server answered HTTP 401: it needs credentials (set them in the "
@@ -395,7 +399,7 @@ class Upstream:
 
     async def _serve_session(self) -> None:
         """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
-        self._closed = self._relist = self._unauthorized = False
+        self._closed = self._relist = self._attempt_unauthorized = False
         self._ready_at = None
         self.connects += 1
         timeout = self._connect_timeout
@@ -428,6 +432,7 @@ class Upstream:
                 self._session = session
                 self._ready_at = time.monotonic()
                 self._last_ok = asyncio.get_running_loop().time()
+                self._unauthorized = False
                 self._set_state(State.READY)
                 assert self.tools is not None
                 log.info(
@@ -504,7 +509,7 @@ class Upstream:
                 log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
 
     def _on_unauthorized(self) -> None:
-        self._unauthorized = True
+        self._attempt_unauthorized = True
 
     def _snapshot(self) -> Snapshot:
         return Snapshot(
