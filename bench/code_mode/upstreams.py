@@ -4,7 +4,7 @@
 
 Each server is the official SDK's low-level `Server`, so `tools/list` answers exactly the dumped
 tool definitions (names, descriptions, schemas, annotations, `_meta`), served at
-`/<server>/mcp`. Calls run the deterministic handlers of `handlers.py` over that server's world.
+`/<server>/mcp`. Calls run the deterministic handlers of `handlers/` (one module per server) over that server's world.
 Two plain-HTTP routes beside them serve the benchmark runner, never an agent:
 `POST /_reset` reloads every world from `world/*.json` and empties the call journal,
 `GET /_state/<server>` returns one world as JSON so a task's end state can be checked, and
