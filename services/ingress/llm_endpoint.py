@@ -10,7 +10,7 @@
   executor), answered with the `tool` message to append; audited with the chat completion that
   proposed it as its parent.
 
-Errors use OpenAI's shape (`{"error": {"message", "type", "param", "code"}}`) so SDKs raise their
+Errors use OpenAI's shape (`llm_wire`) so SDKs raise their
 usual exceptions. Every completion or execution that reaches its handler ends in one audit event.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -40,6 +40,19 @@ from .gateway import Gateway
 from .handlers import Handlers, RequestContext
 from .keys import AuthFailure, KeyDirectory
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from .llm_wire import (
+    STATUS,
+    Receive,
+    Refused,
+    ResponseWriter,
+    Scope,
+    Send,
+    json_object,
+    read_body,
+    send_error,
+    send_gateway_error,
+    send_json,
+)
 from .protocol import DEFAULT_LEGACY_VERSION
 from .streams import CallStreams
 
@@ -47,46 +60,14 @@ __all__ = ["LlmEndpoint", "ModelDirectory"]
 
 log = logging.getLogger(__name__)
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
-REQUEST_ID_HEADER = "x-bastion-request-id"
-"""Response header naming the `llm_request` audit event; send it back as `X-Bastion-Parent-Id` when
-executing one of its tool calls from another replica (this one remembers its own tool calls)."""
-_PARENT_HEADER = "x-bastion-parent-id"
-_STATUS: dict[ErrorKind, tuple[int, str]] = {
-    ErrorKind.INVALID_ARGUMENTS: (400, "invalid_request_error"),
-    ErrorKind.UNKNOWN_TOOL: (404, "invalid_request_error"),
-    ErrorKind.KEY_REVOKED: (401, "authentication_error"),
-    ErrorKind.FORBIDDEN: (403, "permission_error"),
-    ErrorKind.BUDGET_EXCEEDED: (402, "insufficient_quota"),
-    ErrorKind.RATE_LIMITED: (429, "rate_limit_error"),
-    ErrorKind.UPSTREAM_ERROR: (502, "api_error"),
-    ErrorKind.UPSTREAM_UNAVAILABLE: (502, "api_error"),
-    ErrorKind.UPSTREAM_TIMEOUT: (504, "api_error"),
-    ErrorKind.CIRCUIT_OPEN: (503, "api_error"),
-    ErrorKind.GATEWAY_UNAVAILABLE: (503, "api_error"),
-    ErrorKind.GATEWAY_TIMEOUT: (504, "api_error"),
-}
 _DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
+_PARENT_HEADER = "x-bastion-parent-id"
 _MAX_AUDITED_CALLS = 64
 _REMEMBERED_CALLS = 100_000
 """Tool call ids remembered with the completion that proposed them (for `parent_id`), least recent dropped."""
 _TIMEOUT_MARGIN = 5.0
 """Seconds ingress waits beyond the provider's own timeout (retries and the hops in between)."""
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
-        super().__init__(message)
-        self.status, self.kind, self.code = status, kind, code
 
 
 class ModelDirectory:
@@ -142,20 +123,20 @@ class LlmEndpoint:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         caller = self.keys.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
-            await _error(send, 401, caller.message, "authentication_error", caller.error)
+            await send_error(send, 401, caller.message, "authentication_error", caller.error)
             return
         route = (scope["method"], scope["path"].rstrip("/"))
         try:
             if route == ("GET", "/v1/models"):
-                await _json(send, 200, self.list_models())
+                await send_json(send, 200, self.list_models())
             elif route == ("POST", "/v1/chat/completions"):
-                await self.chat(caller, headers, await _body(receive, self.max_body_bytes), send)
+                await self.chat(caller, headers, await read_body(receive, self.max_body_bytes), send)
             elif route == ("POST", "/v1/mcp/tool/execute"):
-                await self.execute(caller, headers, await _body(receive, self.max_body_bytes), send)
+                await self.execute(caller, headers, await read_body(receive, self.max_body_bytes), send)
             else:
-                raise _Refused(404, f"no route {scope['method']} {scope['path']}", code="unknown_url")
-        except _Refused as refused:
-            await _error(send, refused.status, str(refused), refused.kind, refused.code)
+                raise Refused(404, f"no route {scope['method']} {scope['path']}", code="unknown_url")
+        except Refused as refused:
+            await send_error(send, refused.status, str(refused), refused.kind, refused.code)
 
     def list_models(self) -> dict[str, Any]:
         data = [
@@ -167,24 +148,24 @@ class LlmEndpoint:
     # ------------------------------------------------------------------ chat completions
 
     async def chat(self, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
-        body = _object(raw)
+        body = json_object(raw)
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
-            raise _Refused(400, "'model' must be a model name (a string)", code="invalid_model")
+            raise Refused(400, "'model' must be a model name (a string)", code="invalid_model")
         if not isinstance(messages, list) or not messages:
-            raise _Refused(400, "'messages' must be a non-empty array", code="invalid_messages")
+            raise Refused(400, "'messages' must be a non-empty array", code="invalid_messages")
         served = self.models.models.get(model)
         if served is None:
-            raise _Refused(404, f"The model {model!r} does not exist or is not served here", code="model_not_found")
+            raise Refused(404, f"The model {model!r} does not exist or is not served here", code="model_not_found")
         app_tools = body.get("tools") or []
         if not isinstance(app_tools, list):
-            raise _Refused(400, "'tools' must be an array", code="invalid_tools")
+            raise Refused(400, "'tools' must be an array", code="invalid_tools")
         provider, price, provider_timeout = served
         chat = _Chat(caller, headers, provider, model, price, provider_timeout, len(raw), self.handlers.journal)
         self._context(chat.caller, chat.headers, "tools", 0)  # a malformed narrowing header is refused up front
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
-        writer = _Writer(send, streaming=body.get("stream") is True, agent=agent is not None)
+        writer = ResponseWriter(send, streaming=body.get("stream") is True, agent=agent is not None)
         # From here on the request has reached its handler: each provider round trip ends in one audit event.
         first = chat.audit()
         try:
@@ -195,7 +176,7 @@ class LlmEndpoint:
             raise
         if isinstance(visible, GatewayError):
             _failed(first, visible)
-            first.response_bytes = await _gateway_error(send, visible)
+            first.response_bytes = await send_gateway_error(send, visible)
             self.emit_audit(first)
             return
         tools, chat.injected = merged_tools(app_tools, visible)
@@ -216,7 +197,7 @@ class LlmEndpoint:
         include_tools = header_patterns("X-Bastion-Include-Tools", headers.get("x-bastion-include-tools"), self.fields)
         for narrowing in (include_servers, include_tools):
             if isinstance(narrowing, Oversized):
-                raise _Refused(400, narrowing.describe(), code="invalid_header")
+                raise Refused(400, narrowing.describe(), code="invalid_header")
         assert not isinstance(include_servers, Oversized) and not isinstance(include_tools, Oversized)
         return RequestContext(
             caller=caller,
@@ -234,13 +215,13 @@ class LlmEndpoint:
         meta-tools), by the very `tools/list` route `/mcp` takes, as function tools."""
         payload, _ = await self.handlers.dispatch(ctx, "tools/list", {})
         if "error" in payload:
-            return _listing_error(payload["error"])
+            return _listingsend_error(payload["error"])
         tools = payload["result"]["tools"]
         if isinstance(tools, orjson.Fragment):  # the handlers' cached encoding
             tools = orjson.loads(orjson.dumps(tools))
         return [function_tool(tool) for tool in tools]
 
-    async def _round(self, chat: _Chat, body: dict[str, Any], writer: _Writer, audit: AuditEvent) -> LlmOutcome:
+    async def _round(self, chat: _Chat, body: dict[str, Any], writer: ResponseWriter, audit: AuditEvent) -> LlmOutcome:
         """One provider round trip, relayed through `writer`, audited as one `llm_request`."""
         started = time.perf_counter()
         outcome: LlmOutcome | None = None
@@ -267,7 +248,7 @@ class LlmEndpoint:
             audit.response_bytes = writer.sent - sent_before
             self.emit_audit(audit)
 
-    async def _streamed(self, request: LlmRequest, writer: _Writer) -> LlmOutcome:
+    async def _streamed(self, request: LlmRequest, writer: ResponseWriter) -> LlmOutcome:
         """Relay the provider's chunks as they arrive (the HTTP status goes with the first one, so
         a request refused before any chunk still gets its error status)."""
 
@@ -307,7 +288,7 @@ class LlmEndpoint:
     # ------------------------------------------------------------------ agent mode
 
     async def _agent_loop(
-        self, chat: _Chat, body: dict[str, Any], writer: _Writer, audit: AuditEvent, agent: AgentMode
+        self, chat: _Chat, body: dict[str, Any], writer: ResponseWriter, audit: AuditEvent, agent: AgentMode
     ) -> None:
         """Run the auto-executable calls (concurrently), feed their results back, until the model
         stops, proposes a call Bastion may not run on its own, or `max_depth` rounds were made."""
@@ -349,9 +330,9 @@ class LlmEndpoint:
 
     async def execute(self, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
         try:
-            call_id, name, arguments = parse_tool_call(_object(raw))
+            call_id, name, arguments = parse_tool_call(json_object(raw))
         except ToolCallProblem as exc:
-            raise _Refused(400, str(exc), code="invalid_tool_call") from None
+            raise Refused(400, str(exc), code="invalid_tool_call") from None
         parent = headers.get(_PARENT_HEADER) or self._parents.get(call_id)
         await self._run_tool(self._context(caller, headers, call_id, len(raw)), name, arguments, parent, send)
 
@@ -376,11 +357,11 @@ class LlmEndpoint:
             if "error" in payload:
                 error = payload["error"]
                 kind = _kind((error.get("data") or {}).get("kind")) if isinstance(error.get("data"), dict) else None
-                status, kind_name = _STATUS.get(kind, (502, "api_error")) if kind else (400, "invalid_request_error")
+                status, kind_name = STATUS.get(kind, (502, "api_error")) if kind else (400, "invalid_request_error")
                 message = str(error.get("message", ""))
-                sent = await _error(send, status, message, kind_name, kind.value if kind else None)
+                sent = await send_error(send, status, message, kind_name, kind.value if kind else None)
             else:
-                sent = await _json(send, 200, tool_message(call_id, payload["result"]))
+                sent = await send_json(send, 200, tool_message(call_id, payload["result"]))
             return payload
         finally:
             if audit is not None:
@@ -432,94 +413,6 @@ class _Chat:
         )
 
 
-class _Writer:
-    """The HTTP answer of one chat completion: one JSON body, or an SSE stream spanning every round.
-
-    In agent mode a stream carries the rounds' text as it comes; tool-call deltas, finish reasons and
-    usage chunks of the rounds are held back, and the end of the loop is told in chunks of its own."""
-
-    def __init__(self, send: Send, *, streaming: bool, agent: bool) -> None:
-        self._send = send
-        self.streaming, self.agent = streaming, agent
-        self.sent = 0
-        self.request_id = ""
-        self._started = False
-        self._last: dict[str, Any] = {}
-
-    def _headers(self, base: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        return [*base, (REQUEST_ID_HEADER.encode(), self.request_id.encode())]
-
-    async def chunk(self, chunk: dict[str, Any]) -> None:
-        self._last = chunk
-        if self.agent:
-            chunk = _text_only(chunk)
-            if not chunk:
-                return
-        await self._event(chunk)
-
-    async def _event(self, payload: dict[str, Any] | None) -> None:
-        if not self._started:
-            self._started = True
-            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(_SSE)})
-        data = b"data: " + (orjson.dumps(payload) if payload is not None else b"[DONE]") + b"\n\n"
-        await self._send({"type": "http.response.body", "body": data, "more_body": payload is not None})
-        self.sent += len(data)
-
-    async def close(self, outcome: LlmOutcome, summary: dict[str, Any] | None = None) -> None:
-        """The answer's end: the completion (JSON), or the stream's last chunks and `[DONE]`; or the error."""
-        error = outcome.error
-        if not self.streaming or (not self._started and error is not None):
-            if error is not None:
-                self.sent += await _gateway_error(self._send, error, self._headers([]))
-                return
-            response = dict(outcome.response or {})
-            if summary is not None:
-                response = _with_pending(response, summary.pop("pending"))
-                response["bastion"] = summary
-            self.sent += await _json(self._send, 200, response, self._headers([]))
-            return
-        if error is not None:  # mid-stream: OpenAI sends the error as an event of its own
-            await self._event(_error_body(error.message, "api_error", error.kind.value))
-        elif summary is not None:
-            base = {k: self._last.get(k) for k in ("id", "object", "created", "model")}
-            pending = summary.pop("pending")
-            if pending:
-                deltas = [{"index": i, **call} for i, call in enumerate(pending)]
-                await self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": deltas}}]})
-            finish = "tool_calls" if pending else outcome.finish_reason or "stop"
-            await self._event(
-                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "bastion": summary}
-            )
-            if outcome.usage is not None:
-                await self._event({**base, "choices": [], "usage": outcome.usage.model_dump()})
-        await self._event(None)
-
-
-def _text_only(chunk: dict[str, Any]) -> dict[str, Any]:
-    """A chunk with only its text deltas (agent mode holds tool calls, finish reasons and usage back)."""
-    choices = []
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-        kept = {k: v for k, v in delta.items() if k in ("role", "content") and v is not None}
-        if kept.get("content"):
-            choices.append({"index": choice.get("index", 0), "delta": kept, "finish_reason": None})
-    return {**{k: v for k, v in chunk.items() if k not in ("choices", "usage")}, "choices": choices} if choices else {}
-
-
-def _with_pending(response: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last completion with only the calls still pending in its message."""
-    choices = [dict(c) for c in response.get("choices") or []]
-    if choices:
-        message = dict(choices[0].get("message") or {})
-        message.pop("tool_calls", None)
-        if pending:
-            message["tool_calls"] = pending
-        else:
-            choices[0]["finish_reason"] = choices[0].get("finish_reason") or "stop"
-        choices[0]["message"] = message
-    return {**response, "choices": choices}
-
-
 def _agent_summary(
     transcript: list[dict[str, Any]], depth: int, stopped: str | None, pending: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -560,7 +453,7 @@ def _failed(audit: AuditEvent, error: GatewayError) -> None:
     audit.error_kind, audit.error, audit.error_code = error.kind.value, error.message, error.code
 
 
-def _listing_error(error: dict[str, Any]) -> GatewayError:
+def _listingsend_error(error: dict[str, Any]) -> GatewayError:
     """The JSON-RPC error of a refused `tools/list` as the gateway error it came from."""
     data = error.get("data")
     kind = _kind(data.get("kind")) if isinstance(data, dict) else None
@@ -572,54 +465,3 @@ def _kind(value: Any) -> ErrorKind | None:
         return ErrorKind(value)
     except ValueError:
         return None
-
-
-def _object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise _Refused(400, f"the body is not valid JSON ({exc})", code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise _Refused(400, "the body must be a JSON object", code="invalid_json")
-    return body
-
-
-async def _body(receive: Receive, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Refused(400, "the client disconnected before its body arrived")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _Refused(413, f"request body is larger than this gateway accepts ({limit} bytes)")
-        parts.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(parts)
-
-
-def _error_body(message: str, kind: str, code: str | None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
-
-
-async def _gateway_error(send: Send, error: GatewayError, extra: list[tuple[bytes, bytes]] | None = None) -> int:
-    status, kind = _STATUS.get(error.kind, (500, "api_error"))
-    retry_after = (error.data or {}).get("retry_after") if isinstance(error.data, dict) else None
-    headers = list(extra or [])
-    if isinstance(retry_after, int | float):
-        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
-    return await _json(send, status, _error_body(error.message, kind, error.kind.value), headers)
-
-
-async def _error(send: Send, status: int, message: str, kind: str, code: str | None) -> int:
-    return await _json(send, status, _error_body(message, kind, code))
-
-
-async def _json(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> int:
-    data = orjson.dumps(payload)
-    headers = [*_JSON, (b"content-length", str(len(data)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-    return len(data)

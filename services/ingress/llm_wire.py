@@ -1,0 +1,205 @@
+"""The OpenAI wire format on the way out of `/v1`: JSON answers, server-sent event streams (the
+agent-mode stream too), and errors in OpenAI's shape (`{"error": {"message", "type", "param",
+"code"}}`) with the HTTP status OpenAI's SDKs expect for each gateway error."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from bastion_common.errors import ErrorKind
+from bastion_common.llm import LlmOutcome
+from bastion_common.messages import GatewayError
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "STATUS",
+    "Receive",
+    "Refused",
+    "ResponseWriter",
+    "Scope",
+    "Send",
+    "error_body",
+    "json_object",
+    "read_body",
+    "send_error",
+    "send_gateway_error",
+    "send_json",
+]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
+REQUEST_ID_HEADER = "x-bastion-request-id"
+"""Response header naming the `llm_request` audit event; send it back as `X-Bastion-Parent-Id` when
+executing one of its tool calls from another replica (this one remembers its own tool calls)."""
+STATUS: dict[ErrorKind, tuple[int, str]] = {
+    ErrorKind.INVALID_ARGUMENTS: (400, "invalid_request_error"),
+    ErrorKind.UNKNOWN_TOOL: (404, "invalid_request_error"),
+    ErrorKind.KEY_REVOKED: (401, "authentication_error"),
+    ErrorKind.FORBIDDEN: (403, "permission_error"),
+    ErrorKind.BUDGET_EXCEEDED: (402, "insufficient_quota"),
+    ErrorKind.RATE_LIMITED: (429, "rate_limit_error"),
+    ErrorKind.UPSTREAM_ERROR: (502, "api_error"),
+    ErrorKind.UPSTREAM_UNAVAILABLE: (502, "api_error"),
+    ErrorKind.UPSTREAM_TIMEOUT: (504, "api_error"),
+    ErrorKind.CIRCUIT_OPEN: (503, "api_error"),
+    ErrorKind.GATEWAY_UNAVAILABLE: (503, "api_error"),
+    ErrorKind.GATEWAY_TIMEOUT: (504, "api_error"),
+}
+
+
+class Refused(Exception):
+    """A request `/v1` answers with an error of its own (bad body, unknown route or model)."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None):
+        super().__init__(message)
+        self.status, self.kind, self.code = status, kind, code
+
+
+class ResponseWriter:
+    """The HTTP answer of one chat completion: one JSON body, or an SSE stream spanning every round.
+
+    In agent mode a stream carries the rounds' text as it comes; tool-call deltas, finish reasons and
+    usage chunks of the rounds are held back, and the end of the loop is told in chunks of its own."""
+
+    def __init__(self, send: Send, *, streaming: bool, agent: bool) -> None:
+        self._send = send
+        self.streaming, self.agent = streaming, agent
+        self.sent = 0
+        self.request_id = ""
+        self._started = False
+        self._last: dict[str, Any] = {}
+
+    def _headers(self, base: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        return [*base, (REQUEST_ID_HEADER.encode(), self.request_id.encode())]
+
+    async def chunk(self, chunk: dict[str, Any]) -> None:
+        self._last = chunk
+        if self.agent:
+            chunk = _text_only(chunk)
+            if not chunk:
+                return
+        await self._event(chunk)
+
+    async def _event(self, payload: dict[str, Any] | None) -> None:
+        if not self._started:
+            self._started = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(_SSE)})
+        data = b"data: " + (orjson.dumps(payload) if payload is not None else b"[DONE]") + b"\n\n"
+        await self._send({"type": "http.response.body", "body": data, "more_body": payload is not None})
+        self.sent += len(data)
+
+    async def close(self, outcome: LlmOutcome, summary: dict[str, Any] | None = None) -> None:
+        """The answer's end: the completion (JSON), or the stream's last chunks and `[DONE]`; or the error."""
+        error = outcome.error
+        if not self.streaming or (not self._started and error is not None):
+            if error is not None:
+                self.sent += await send_gateway_error(self._send, error, self._headers([]))
+                return
+            response = dict(outcome.response or {})
+            if summary is not None:
+                response = _with_pending(response, summary.pop("pending"))
+                response["bastion"] = summary
+            self.sent += await send_json(self._send, 200, response, self._headers([]))
+            return
+        if error is not None:  # mid-stream: OpenAI sends the error as an event of its own
+            await self._event(error_body(error.message, "api_error", error.kind.value))
+        elif summary is not None:
+            base = {k: self._last.get(k) for k in ("id", "object", "created", "model")}
+            pending = summary.pop("pending")
+            if pending:
+                deltas = [{"index": i, **call} for i, call in enumerate(pending)]
+                await self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": deltas}}]})
+            finish = "tool_calls" if pending else outcome.finish_reason or "stop"
+            await self._event(
+                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "bastion": summary}
+            )
+            if outcome.usage is not None:
+                await self._event({**base, "choices": [], "usage": outcome.usage.model_dump()})
+        await self._event(None)
+
+
+def _text_only(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A chunk with only its text deltas (agent mode holds tool calls, finish reasons and usage back)."""
+    choices = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
+        kept = {k: v for k, v in delta.items() if k in ("role", "content") and v is not None}
+        if kept.get("content"):
+            choices.append({"index": choice.get("index", 0), "delta": kept, "finish_reason": None})
+    return {**{k: v for k, v in chunk.items() if k not in ("choices", "usage")}, "choices": choices} if choices else {}
+
+
+def _with_pending(response: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last completion with only the calls still pending in its message."""
+    choices = [dict(c) for c in response.get("choices") or []]
+    if choices:
+        message = dict(choices[0].get("message") or {})
+        message.pop("tool_calls", None)
+        if pending:
+            message["tool_calls"] = pending
+        else:
+            choices[0]["finish_reason"] = choices[0].get("finish_reason") or "stop"
+        choices[0]["message"] = message
+    return {**response, "choices": choices}
+
+
+def json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise Refused(400, f"the body is not valid JSON ({exc})", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise Refused(400, "the body must be a JSON object", code="invalid_json")
+    return body
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Refused(400, "the client disconnected before its body arrived")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"request body is larger than this gateway accepts ({limit} bytes)")
+        parts.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts)
+
+
+def error_body(message: str, kind: str, code: str | None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+
+
+async def send_gateway_error(send: Send, error: GatewayError, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    status, kind = STATUS.get(error.kind, (500, "api_error"))
+    retry_after = (error.data or {}).get("retry_after") if isinstance(error.data, dict) else None
+    headers = list(extra or [])
+    if isinstance(retry_after, int | float):
+        headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
+    return await send_json(send, status, error_body(error.message, kind, error.kind.value), headers)
+
+
+async def send_error(send: Send, status: int, message: str, kind: str, code: str | None) -> int:
+    return await send_json(send, status, error_body(message, kind, code))
+
+
+async def send_json(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> int:
+    data = orjson.dumps(payload)
+    headers = [*_JSON, (b"content-length", str(len(data)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+    return len(data)
