@@ -1,0 +1,161 @@
+"""Agent mode and Code Mode on `/v1`: Bastion runs the allow-listed calls (or the Code Mode meta-tools
+through the codemode service), feeds results back, and audits each round as the parent of its calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion_common import subjects
+from bastion_common.codemode import META_TOOL_NAMES
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from bastion_common.nats import connect
+from tests.support.gateway import Gateway
+from tests.support.llm_gateway import (
+    AGENT_KEY,
+    CODE_AGENT_KEY,
+    CODER_KEY,
+    MODEL,
+    SHALLOW_KEY,
+    audit_rows,
+    sdk_client,
+    tool_names,
+)
+from tests.support.llm_provider import Reply
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+
+async def test_agent_mode_runs_allowed_calls_concurrently_and_loops_until_the_model_stops(gateway, provider):
+    provider.script = [Reply(tool_calls=[("echo__echo", {"text": "a"}), ("echo__echo", {"text": "b"})]), Reply("done")]
+    completion = await sdk_client(gateway, AGENT_KEY).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "echo a and b"}]
+    )
+    assert completion.choices[0].message.content == "done" and not completion.choices[0].message.tool_calls
+    summary = completion.model_extra["bastion"]
+    assert (summary["depth"], summary["stopped"]) == (2, None)
+    assistant, *results = summary["transcript"]
+    assert [c["function"]["name"] for c in assistant["tool_calls"]] == ["echo__echo", "echo__echo"]
+    assert [r["content"] for r in results] == ["a", "b"]
+    # the second round saw the calls and their results
+    assert provider.received[1].body["messages"][1:] == summary["transcript"]
+    rows = await audit_rows(gateway, 4)
+    llm = sorted((r for r in rows if r.kind == "llm_request"), key=lambda r: r.ts)
+    tools = [r for r in rows if r.kind == "tool_call"]
+    assert len(llm) == 2 and len(tools) == 2
+    assert {t.parent_id for t in tools} == {llm[0].event_id}
+
+
+async def test_agent_mode_returns_calls_it_may_not_run_as_pending(gateway, provider):
+    provider.script = [Reply(tool_calls=[("echo__echo", {"text": "ran"}), ("echo__add", {"a": 1, "b": 2})])]
+    completion = await sdk_client(gateway, AGENT_KEY).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "both"}]
+    )
+    (pending,) = completion.choices[0].message.tool_calls
+    assert pending.function.name == "echo__add"
+    summary = completion.model_extra["bastion"]
+    assert summary["stopped"] == "pending_tool_calls"
+    assert [m.get("content") for m in summary["transcript"][1:]] == ["ran"]
+    assert len(provider.received) == 1
+    rows = await audit_rows(gateway, 2)
+    assert [r.name for r in rows if r.kind == "tool_call"] == ["echo__echo"]  # echo__add never ran
+
+
+async def test_agent_mode_stops_at_its_depth_and_says_so(gateway, provider):
+    provider.script = [Reply(tool_calls=[("echo__echo", {"text": str(i)})]) for i in range(3)]
+    completion = await sdk_client(gateway, SHALLOW_KEY).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "loop"}]
+    )
+    summary = completion.model_extra["bastion"]
+    assert (summary["depth"], summary["stopped"]) == (2, "max_depth")
+    assert completion.choices[0].message.tool_calls[0].function.arguments == '{"text":"1"}'
+    assert len(provider.received) == 2
+    rows = await audit_rows(gateway, 3)
+    assert len([r for r in rows if r.kind == "tool_call"]) == 1
+
+
+async def test_agent_mode_streams_text_across_rounds(gateway, provider):
+    provider.script = [Reply("Checking. ", tool_calls=[("echo__echo", {"text": "x"})]), Reply("Done.")]
+    stream = await sdk_client(gateway, AGENT_KEY).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "go"}], stream=True
+    )
+    text, tool_deltas, finish, summary = [], 0, None, None
+    async for chunk in stream:
+        for choice in chunk.choices:
+            text.append(choice.delta.content or "")
+            tool_deltas += len(choice.delta.tool_calls or [])
+            finish = choice.finish_reason or finish
+        summary = (chunk.model_extra or {}).get("bastion") or summary
+    assert "".join(text) == "Checking. Done."
+    assert (tool_deltas, finish) == (0, "stop")
+    assert summary is not None and [m["role"] for m in summary["transcript"]] == ["assistant", "tool"]
+    assert summary["transcript"][1]["content"] == "x"
+
+
+SCRIPT = 'print(echo.echo(text="from a script")["result"])\n'
+
+
+async def _audit_chain(gateway: Gateway, key_name: str, llm_rounds: int) -> tuple[list[AuditEvent], ...]:
+    """(llm_request rows by time, code_run rows, tool_call rows) of one key, once all arrived."""
+
+    async def rows() -> list[AuditEvent]:
+        nc = await connect(gateway.nats_url, "test-audit")
+        try:
+            reply = await nc.request(subjects.AUDIT_QUERY, AuditQuery(key_name=key_name).model_dump_json().encode(), 5)
+        finally:
+            await nc.close()
+        found = AuditRows.model_validate_json(reply.data).rows
+        kinds = [r.kind for r in found]
+        done = kinds.count("llm_request") == llm_rounds and "code_run" in kinds and "tool_call" in kinds
+        return found if done else []
+
+    found = await poll_until(rows, f"the audit rows of {key_name}")
+    by_kind = lambda kind: sorted((r for r in found if r.kind == kind), key=lambda r: r.ts)  # noqa: E731
+    return by_kind("llm_request"), by_kind("code_run"), by_kind("tool_call")
+
+
+async def test_a_code_mode_key_gets_the_meta_tools_and_execute_runs_code_through_codemode(code_gateway, provider):
+    provider.script = [Reply(tool_calls=[("execute_code", {"code": SCRIPT})]), Reply("plain tools")]
+    raw = await sdk_client(code_gateway, CODER_KEY).chat.completions.with_raw_response.create(
+        model=MODEL, messages=[{"role": "user", "content": "echo from a script"}]
+    )
+    completion, parent = raw.parse(), raw.headers["x-bastion-request-id"]
+    assert set(tool_names(provider.received[0].body)) == META_TOOL_NAMES  # the meta-tools, not the catalog
+    (call,) = completion.choices[0].message.tool_calls
+    assert call.function.name == "execute_code"  # explicit mode: proposed, not run
+
+    answer = await sdk_client(code_gateway, CODER_KEY).post("/mcp/tool/execute", body=call.model_dump(), cast_to=object)
+    assert answer["role"] == "tool" and answer["tool_call_id"] == call.id
+    assert answer["content"].splitlines()[0] == "from a script"  # the script ran in the sandbox
+
+    (llm,), (run,), (echo,) = await _audit_chain(code_gateway, "coder", 1)
+    assert llm.event_id == parent and llm.tool_calls == ["execute_code"]
+    assert (run.name, run.status, run.parent_id) == ("execute_code", "ok", parent)
+    assert (echo.name, echo.status, echo.parent_id) == ("echo__echo", "ok", run.event_id)
+
+    # the same header as on /mcp switches Code Mode off for one request: the key's MCP tools come back
+    await sdk_client(code_gateway, CODER_KEY).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], extra_headers={"X-Bastion-Code-Mode": "off"}
+    )
+    plain = set(tool_names(provider.received[1].body))
+    assert {"echo__echo", "echo__add"} <= plain and not plain & META_TOOL_NAMES
+
+
+async def test_agent_mode_runs_code_mode_calls_through_codemode_while_streaming(code_gateway, provider):
+    provider.script = [Reply("Running it. ", tool_calls=[("execute_code", {"code": SCRIPT})]), Reply("It said so.")]
+    stream = await sdk_client(code_gateway, CODE_AGENT_KEY).chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "echo from a script"}], stream=True
+    )
+    text, summary = [], None
+    async for chunk in stream:
+        text += [choice.delta.content or "" for choice in chunk.choices]
+        summary = (chunk.model_extra or {}).get("bastion") or summary
+    assert "".join(text) == "Running it. It said so."
+    assert summary is not None and summary["stopped"] is None
+    _, result = summary["transcript"]
+    assert result["role"] == "tool" and result["content"].splitlines()[0] == "from a script"
+    assert provider.received[1].body["messages"][-1] == result  # the model saw what the script printed
+
+    (first, _), (run,), (echo,) = await _audit_chain(code_gateway, "code-agent", 2)
+    assert (run.name, run.parent_id) == ("execute_code", first.event_id)
+    assert echo.parent_id == run.event_id

@@ -1,0 +1,193 @@
+"""Operating the LLM side: providers and agent keys changed at run time through the admin API, the
+docs' examples run as written, and the audit journal owing a completion in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from bastion_common import subjects
+from bastion_common.audit_journal import JournalContents, read_segments
+from bastion_common.nats import connect, kv_bucket
+from tests.support.gateway import ADMIN_KEY, Gateway
+from tests.support.llm_gateway import ADMIN_TOKEN, AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client
+from tests.support.llm_provider import Held, Reply
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+
+async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:
+    """The first completion of `model` once every service has the provider (ingress and the executors
+    each watch the providers' bucket: one may see a change a moment before the other)."""
+
+    async def attempt() -> Any:
+        try:
+            return await client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+        except openai.APIStatusError as exc:
+            if ("does not exist" in exc.message or "no provider serves" in exc.message) and exc.status_code in (
+                404,
+                502,
+            ):
+                return None
+            raise
+
+    return await poll_until(attempt, f"{model} served")
+
+
+async def test_providers_are_added_changed_and_removed_at_run_time(gateway, second_provider):
+    base = gateway.url.removesuffix("/mcp")
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    config = {"base_url": second_provider.base_url, "api_key": RUNTIME_KEY, "models": ["gpt-runtime"]}
+    client = sdk_client(gateway)
+    async with httpx.AsyncClient(base_url=f"{base}/admin/v1", headers=headers, timeout=30) as admin:
+        created = await admin.post("/llm-providers", json={"name": "runtime", "config": config})
+        assert created.status_code == 201, created.text
+        assert created.json()["config"]["api_key"] == "***"
+        listed = await admin.get("/llm-providers")
+        assert [p["name"] for p in listed.json()] == ["down", "runtime", "scripted", "slow"]
+        assert RUNTIME_KEY not in listed.text and RUNTIME_KEY not in (await admin.get("/llm-providers/runtime")).text
+        clash = await admin.post("/llm-providers", json={"name": "again", "config": {**config, "models": [MODEL]}})
+        assert clash.status_code == 409 and "'scripted' already serves 'gpt-test'" in clash.text
+
+        nc = await connect(gateway.nats_url, "test-kv")
+        try:
+            stored = (await (await kv_bucket(nc.jetstream(), subjects.KV_LLM)).get("runtime")).value or b""
+        finally:
+            await nc.close()
+        assert b"runtime" in stored and RUNTIME_KEY.encode() not in stored  # sealed at rest
+
+        # served without a restart, with its own key
+        second_provider.script = [Reply("from the runtime provider"), Reply("renamed")]
+        completion = await _once_served(client, "gpt-runtime")
+        assert completion.choices[0].message.content == "from the runtime provider"
+        assert second_provider.received[0].headers["authorization"] == f"Bearer {RUNTIME_KEY}"
+        assert provider_models(await client.models.list()) >= {"gpt-runtime", MODEL}
+
+        # the key sent back masked stays what it was
+        changed = {"config": {**config, "api_key": "***", "models": ["gpt-runtime-2"]}}
+        updated = await admin.put("/llm-providers/runtime", json=changed)
+        assert updated.status_code == 200, updated.text
+        completion = await _once_served(client, "gpt-runtime-2")
+        assert completion.choices[0].message.content == "renamed"
+        assert second_provider.received[1].headers["authorization"] == f"Bearer {RUNTIME_KEY}"
+
+        assert (await admin.delete("/llm-providers/runtime")).status_code == 204
+        await poll_until(
+            lambda: "gpt-runtime-2" not in gateway.ingress.models.models, "the provider gone from the ingress view"
+        )
+        assert "gpt-runtime-2" not in provider_models(await client.models.list())
+        with pytest.raises(openai.NotFoundError):
+            await client.chat.completions.create(model="gpt-runtime-2", messages=[{"role": "user", "content": "hi"}])
+    assert len(second_provider.received) == 2
+
+
+def provider_models(page: Any) -> set[str]:
+    return {model.id for model in page.data}
+
+
+async def test_a_key_created_through_the_admin_api_can_be_an_agent(gateway, provider):
+    base = gateway.url.removesuffix("/mcp")
+    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    body = {"name": "made-agent", "grants": ["echo/*"], "agent": {"tools_to_auto_execute": ["echo__echo"]}}
+    async with httpx.AsyncClient(base_url=f"{base}/admin/v1", headers=headers, timeout=30) as admin:
+        created = await admin.post("/keys", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["key"]["agent"] == {"tools_to_auto_execute": ["echo__echo"], "max_depth": 10}
+        secret, key_id = created.json()["secret"], created.json()["key"]["id"]
+        await poll_until(lambda: gateway.ingress.keys.record(key_id) is not None, "the new key at ingress")
+        provider.script = [Reply(tool_calls=[("echo__echo", {"text": "auto"})]), Reply("done")]
+        completion = await sdk_client(gateway, secret).chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "echo"}]
+        )
+        assert completion.model_extra["bastion"]["depth"] == 2
+        assert completion.model_extra["bastion"]["transcript"][1]["content"] == "auto"
+
+        cleared = await admin.patch(f"/keys/{key_id}", json={"agent": None})
+        assert cleared.status_code == 200 and cleared.json()["agent"] is None
+
+
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "llm.md"
+
+
+def _docs_blocks(language: str, gateway: Gateway, key: str = ADMIN_KEY) -> list[str]:
+    """docs/llm.md's code blocks in `language`, pointed at the test gateway instead of `./run up`."""
+    base = gateway.url.removesuffix("/mcp")
+    blocks = re.findall(rf"```{language}\n(.*?)```", DOCS.read_text(), re.S)
+    return [b.replace("http://127.0.0.1:8420", base).replace("bk_demo_local_only_change_me_0000", key) for b in blocks]
+
+
+async def test_the_docs_sdk_examples_run_as_written(gateway, provider, capsys):
+    explicit, streaming, agent = _docs_blocks("python", gateway)
+    namespace: dict[str, Any] = {}
+    provider.script = [
+        Reply(tool_calls=[("notes__add_note", {"title": "hello", "text": "hello"})]),
+        Reply("Hello there!"),
+        Reply(tool_calls=[("echo__echo", {"text": "hi"})]),
+        Reply("It said hi."),
+    ]
+    try:
+        await asyncio.to_thread(exec, explicit, namespace)
+        assert namespace["tool_message"]["role"] == "tool"
+        assert namespace["tool_message"]["tool_call_id"] == namespace["call"].id
+        await asyncio.to_thread(exec, streaming, namespace)
+        assert capsys.readouterr().out.endswith("Hello there!")
+    finally:
+        namespace["client"].close()
+    namespace["client"] = namespace["OpenAI"](base_url=f"{gateway.url.removesuffix('/mcp')}/v1", api_key=AGENT_KEY)
+    try:
+        await asyncio.to_thread(exec, agent, namespace)
+    finally:
+        namespace["client"].close()
+    assert namespace["loop"]["depth"] == 2
+    assert [m["role"] for m in namespace["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert namespace["messages"][-1]["content"] == "It said hi."
+
+
+async def test_the_docs_curl_examples_run_as_written(gateway, provider):
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed on this machine")
+    (script,) = [block for block in _docs_blocks("bash", gateway) if "/v1/models" in block]
+    provider.script = [Reply(tool_calls=[("echo__echo", {"text": "hi"})])]
+    done = await asyncio.to_thread(
+        subprocess.run, ["bash", "-euc", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    models, completion, tool = done.stdout.replace("}{", "}\n{").splitlines()
+    assert '"object":"list"' in models and DOCS_MODEL in models
+    assert '"finish_reason":"tool_calls"' in completion
+    assert tool == '{"role":"tool","tool_call_id":"call_abc","content":"hi"}'
+
+
+async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, provider, tmp_path):
+    """Until its answer, a completion's event is written down as begun: a replica killed meanwhile
+    still leaves its row (the next process replays it), as for MCP requests."""
+
+    def journal() -> JournalContents:
+        return read_segments(sorted((tmp_path / "journal").rglob("*.wal")))
+
+    provider.script = [Held(Reply("at last"))]
+    raw = asyncio.create_task(
+        sdk_client(gateway).chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+    )
+    owed = await poll_until(
+        lambda: [b for b in journal().begun.values() if b["kind"] == "llm_request"], "a begun llm_request"
+    )
+    (begun,) = owed
+    assert begun["id"] not in journal().emitted and begun["name"] == MODEL
+    provider.release.set()
+    answer = await raw
+    assert answer.headers["x-bastion-request-id"] == begun["id"]
+    await poll_until(lambda: begun["id"] in journal().emitted, "its event journaled as emitted")
+    (row,) = await audit_rows(gateway, 1)
+    assert (row.event_id, row.status) == (begun["id"], "ok")

@@ -1,0 +1,115 @@
+"""The OpenAI-compatible side under test: the keys, models and scripted providers the `/v1` tests
+share, and small helpers around the official `openai` SDK."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import openai
+
+from bastion_common import subjects
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from bastion_common.nats import connect
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config
+from tests.support.llm_provider import ScriptedProvider
+
+PROVIDER_KEY = "sk-provider-secret-never-shown-0123456789"
+MODEL = "gpt-test"
+BROKE_KEY = "bk_test_broke_key_00000000000"
+AGENT_KEY = "bk_test_agent_key_00000000000"
+SHALLOW_KEY = "bk_test_shallow_agent_key_000"
+CODER_KEY = "bk_test_llm_code_mode_key_000"
+ADMIN_TOKEN = "test-admin-token-llm-providers-0"
+RUNTIME_KEY = "sk-runtime-provider-secret-9876543210"
+CODE_AGENT_KEY = "bk_test_llm_code_agent_key_00"
+SQUAD_KEY = "bk_test_llm_squad_member_key_0"
+DOCS_MODEL = "gpt-4.1-mini"
+"""The model docs/llm.md's examples name."""
+PRICEY = "gpt-pricey"
+"""Output at $1000 per million tokens, input free: `max_tokens=5` may cost at most $0.005."""
+
+
+def llm_config(provider: ScriptedProvider) -> dict[str, Any]:
+    config = default_config()
+    config["keys"].append(
+        {"name": "broke", "key": BROKE_KEY, "tools": ["echo/*"], "budget": {"limit_usd": 0.001, "period": "day"}}
+    )
+    config["keys"] += [
+        {"name": "agent", "key": AGENT_KEY, "tools": ["echo/*"], "agent": {"tools_to_auto_execute": ["echo__echo"]}},
+        {
+            "name": "shallow",
+            "key": SHALLOW_KEY,
+            "tools": ["echo/*"],
+            "agent": {"tools_to_auto_execute": ["echo__*"], "max_depth": 2},
+        },
+        {"name": "coder", "key": CODER_KEY, "tools": ["echo/*"], "code_mode": True},
+        {
+            "name": "code-agent",
+            "key": CODE_AGENT_KEY,
+            "tools": ["echo/*"],
+            "code_mode": True,
+            "agent": {"tools_to_auto_execute": ["execute_code"]},
+        },
+    ]
+    config["mcpServers"]["echo"]["prices"] = {"echo": 0.004}
+    config["teams"] = [{"id": "squad", "name": "Squad", "budget": {"limit_usd": 0.01, "period": "day"}}]
+    config["keys"].append({"name": "squad-member", "key": SQUAD_KEY, "tools": ["echo/*"], "team": "squad"})
+    config["llm"] = {
+        "providers": {
+            "scripted": {
+                "base_url": provider.base_url,
+                "api_key_env": "BASTION_TEST_PROVIDER_KEY",
+                "models": [MODEL, PRICEY, DOCS_MODEL],
+                "prices": {MODEL: {"input": 1.0, "output": 2.0}, PRICEY: {"input": 0.0, "output": 1000.0}},
+                "retries": 1,
+                "failure_threshold": 2,
+                "reset_timeout": 60,
+            },
+            "down": {"base_url": "http://127.0.0.1:9/v1", "models": ["gpt-down"], "retries": 0, "failure_threshold": 2},
+            # the same server under a short timeout: a stalled answer becomes a timeout
+            "slow": {"base_url": provider.base_url, "models": ["gpt-slow"], "timeout": 0.5, "retries": 0},
+        }
+    }
+    return config
+
+
+"""SDK clients the running test made, closed with its gateway (an open connection would warn)."""
+
+
+OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
+"""SDK clients the running test made, closed with its gateway (an open connection would warn)."""
+
+
+def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
+    base = gateway.url.removesuffix("/mcp")
+    client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=30)
+    OPEN_CLIENTS.append(client)
+    return client
+
+
+async def execute_call(gateway: Gateway, tool_call: dict[str, Any], key: str = ADMIN_KEY) -> httpx.Response:
+    base = gateway.url.removesuffix("/mcp")
+    async with httpx.AsyncClient(timeout=30) as http:
+        return await http.post(
+            f"{base}/v1/mcp/tool/execute", json=tool_call, headers={"authorization": f"Bearer {key}"}
+        )
+
+
+async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
+    nc = await connect(gateway.nats_url, "test-audit")
+    try:
+        for _ in range(200):
+            reply = await nc.request(subjects.AUDIT_QUERY, AuditQuery(limit=100).model_dump_json().encode(), timeout=5)
+            rows = AuditRows.model_validate_json(reply.data).rows
+            if len(rows) >= wanted:
+                return rows
+            await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+    raise AssertionError(f"expected {wanted} audit rows, found {len(rows)}")
+
+
+def tool_names(body: dict[str, Any]) -> list[str]:
+    return [tool["function"]["name"] for tool in body.get("tools", [])]
