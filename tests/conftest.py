@@ -14,7 +14,10 @@ import pytest
 
 from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
 
-pytest_plugins = ["tests.support.admin_api"]  # `ingress` and `api`: the admin API in-process
+pytest_plugins = [
+    "tests.support.admin_api",  # `ingress` and `api`: the admin API in-process
+    "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
