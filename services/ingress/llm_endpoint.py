@@ -35,6 +35,7 @@ from bastion_common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord
 from bastion_common.llm_config import AgentMode, ModelPrice
 from bastion_common.messages import AuditEvent, Caller, GatewayError, new_id
 
+from .access_tokens import Authenticator
 from .field_limits import FieldLimits, Oversized, header_patterns
 from .gateway import Gateway
 from .handlers import Handlers, RequestContext
@@ -127,8 +128,11 @@ class LlmEndpoint:
         emit_audit: Callable[[AuditEvent], object],
         max_body_bytes: int,
         fields: FieldLimits | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.handlers, self.keys, self.models, self.streams = handlers, keys, models, streams
+        self.authenticator: KeyDirectory | Authenticator = authenticator or keys
+        """Virtual keys and, with an `Authenticator`, OAuth access tokens: exactly as on `/mcp`."""
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
@@ -140,9 +144,10 @@ class LlmEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        caller = self.keys.authenticate(headers.get("authorization"))
+        caller = self.authenticator.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
-            await _error(send, 401, caller.message, "authentication_error", caller.error)
+            challenge = [(b"www-authenticate", caller.challenge.encode())] if caller.challenge else []
+            await _json(send, 401, _error_body(caller.message, "authentication_error", caller.error), challenge)
             return
         route = (scope["method"], scope["path"].rstrip("/"))
         try:
