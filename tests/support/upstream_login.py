@@ -1,0 +1,51 @@
+"""Drive the OAuth-protected test upstream (`tests/support/oauth_upstream.py`) from tests: start it,
+and play the browser of the authorization step (open the authorization URL, log in, follow the
+redirect back) with plain HTTP requests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+
+__all__ = ["callback_params", "log_in", "running_oauth_upstream"]
+
+SCRIPT = Path(__file__).with_name("oauth_upstream.py")
+
+
+@contextmanager
+def running_oauth_upstream() -> Iterator[str]:
+    """The upstream's base URL (`/mcp` streamable HTTP, `/sse` SSE, the AS at the root)."""
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--port", "0"], stdout=subprocess.PIPE, text=True, cwd=root)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), f"the OAuth upstream did not start: {line!r}"
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+async def log_in(http: httpx2.AsyncClient, authorization_url: str, username: str) -> str:
+    """Open the upstream's login form, approve as `username`; returns where it redirects (the
+    client's callback URL with `code` and `state`)."""
+    form = await http.get(authorization_url)
+    assert form.status_code == 200, form.text
+    params = dict(parse_qs(urlsplit(authorization_url).query, keep_blank_values=True))
+    data = {k: v[0] for k, v in params.items()} | {"username": username}
+    approved = await http.post(authorization_url.split("?")[0], data=data, follow_redirects=False)
+    assert approved.status_code == 302, approved.text
+    return approved.headers["location"]
+
+
+def callback_params(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
