@@ -18,7 +18,7 @@ from bastion_cli.stack import free_port
 from bastion_common.sealing import new_key
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
-from tests.support.upstream_login import log_in, running_oauth_upstream
+from tests.support.upstream_login import follow_authorization_link, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,7 @@ def _status(gateway: Gateway) -> tuple[str, str] | None:
 
 
 async def _authorize(link: str, public: str, upstream_account: str) -> None:
-    """What a person does with a Bastion authorization link: log in at the upstream, come back."""
-    async with httpx2.AsyncClient(timeout=20) as browser:
-        started = await browser.get(link)
-        assert started.status_code == 302, started.text
-        back = await log_in(browser, started.headers["location"], upstream_account)
-        assert back.startswith(f"{public}/oauth/upstream/callback?")
-        done = await browser.get(back)
-        assert done.status_code == 200 and SERVER in done.text, done.text
+    assert SERVER in await follow_authorization_link(link, public, upstream_account)
 
 
 async def _whoami(gateway: Gateway, key: str) -> str:

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-__all__ = ["callback_params", "log_in", "running_oauth_upstream"]
+__all__ = ["callback_params", "follow_authorization_link", "log_in", "running_oauth_upstream"]
 
 SCRIPT = Path(__file__).with_name("oauth_upstream.py")
 
@@ -49,3 +49,17 @@ async def log_in(http: httpx2.AsyncClient, authorization_url: str, username: str
 
 def callback_params(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+async def follow_authorization_link(link: str, public: str, upstream_account: str) -> str:
+    """What a person does with a Bastion authorization link (`bastion servers list`, a per-user error):
+    open it, log in at the upstream as `upstream_account`, come back to Bastion's callback. Returns
+    the page Bastion shows at the end."""
+    async with httpx2.AsyncClient(timeout=20) as browser:
+        started = await browser.get(link)
+        assert started.status_code == 302, started.text
+        back = await log_in(browser, started.headers["location"], upstream_account)
+        assert back.startswith(f"{public}/oauth/upstream/callback?"), back
+        done = await browser.get(back)
+        assert done.status_code == 200, done.text
+        return done.text
