@@ -8,10 +8,14 @@ an HTTP request to the gateway.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
+import secrets
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urljoin, urlsplit
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 
@@ -19,7 +23,7 @@ from bastion_common import subjects
 from bastion_common.nats import connect
 from bastion_common.oauth import PasswordChange, PasswordChanged
 
-__all__ = ["Browser", "LoginResult", "set_password"]
+__all__ = ["Browser", "LoginResult", "log_in_for_tokens", "set_password"]
 
 _HIDDEN = re.compile(r"name='request' value='([^']*)'")
 
@@ -65,3 +69,36 @@ async def set_password(nats_url: str, user_id: str, password: str) -> PasswordCh
     finally:
         await nc.close()
     return PasswordChanged.model_validate_json(reply.data)
+
+
+async def log_in_for_tokens(base: str, username: str, password: str) -> dict[str, Any]:
+    """A whole authorization code flow against the gateway at `base`, as a minimal public client
+    does it: register (RFC 7591), log in through the form with PKCE S256, exchange the code. Returns
+    the token endpoint's answer (`access_token`, `refresh_token`, ...)."""
+    redirect = "http://127.0.0.1:33420/callback"
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    async with httpx2.AsyncClient(timeout=30) as http:
+        registered = await http.post(f"{base}/oauth/register", json={"redirect_uris": [redirect]})
+        assert registered.status_code == 201, registered.text
+        client_id = registered.json()["client_id"]
+        query = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": redirect,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": f"{base}/mcp",
+        }
+        code = (await Browser(username, password).login(f"{base}/oauth/authorize?{urlencode(query)}")).params["code"]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect,
+            "client_id": client_id,
+            "code_verifier": verifier,
+        }
+        answer = await http.post(f"{base}/oauth/token", data=form)
+    assert answer.status_code == 200, answer.text
+    tokens: dict[str, Any] = answer.json()
+    return tokens
