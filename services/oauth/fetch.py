@@ -23,6 +23,9 @@ import httpx2
 __all__ = ["ForbiddenAddress", "address_problem", "guarded_client", "why_unreachable"]
 
 
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+
 class ForbiddenAddress(httpcore2.ConnectError):
     """The host resolves only to addresses the service may not reach (httpx2 reports a `ConnectError`
     with this message)."""
@@ -38,9 +41,9 @@ def address_problem(address: str) -> str | None:
         ("unspecified", ip.is_unspecified),
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
-        ("private", ip.is_private),
         ("reserved", ip.is_reserved),
-        ("shared (carrier-grade NAT)", ip in ipaddress.ip_network("100.64.0.0/10")),
+        ("shared (carrier-grade NAT)", ip in _SHARED),
+        ("private", ip.is_private),
     ):
         if hit:
             return f"{address} is a {kind} address"

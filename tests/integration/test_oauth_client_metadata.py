@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import secrets
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlencode
 
@@ -24,6 +19,7 @@ import httpx2
 import pytest
 
 from bastion_common.sealing import new_key
+from tests.support.documents import serving_documents
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.oauth_browser import Browser, set_password
 
@@ -31,39 +27,6 @@ pytestmark = pytest.mark.integration
 
 REDIRECT = "http://127.0.0.1:33421/callback"
 PASSWORD = "dora's long enough password"
-
-
-@contextmanager
-def serving_documents(documents: dict[str, Any]) -> Iterator[str]:
-    """Serve `documents` (path -> JSON value, or bytes as they are) over real HTTP; yields the base URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def do_GET(self) -> None:
-            body = documents.get(self.path)
-            if body is None:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def config() -> dict:
