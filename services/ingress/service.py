@@ -88,8 +88,8 @@ class IngressService:
     def __init__(self, settings: IngressSettings) -> None:
         self.settings = settings
         self.keys = KeyDirectory()
-        self.tokens = AccessTokens()
-        self.authenticator = Authenticator(self.keys, self.tokens, self.public_url)
+        self.access_tokens = AccessTokens()
+        self.authenticator = Authenticator(self.keys, self.access_tokens, self.public_url)
         self.catalog = Catalog()
         self.models = ModelDirectory()
         self.port: int = settings.port
@@ -157,8 +157,10 @@ class IngressService:
             BucketWatch(nc, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
             BucketWatch(nc, subjects.KV_SESSIONS, state.put, state.delete),
             BucketWatch(nc, subjects.KV_LLM, self.models.put, self.models.delete),
-            BucketWatch(nc, subjects.KV_OAUTH_PUBLIC, self.tokens.put_keys, self.tokens.delete_keys),
-            BucketWatch(nc, subjects.KV_OAUTH_REVOKED, self.tokens.put_revoked, self.tokens.delete_revoked),
+            BucketWatch(nc, subjects.KV_OAUTH_PUBLIC, self.access_tokens.put_keys, self.access_tokens.delete_keys),
+            BucketWatch(
+                nc, subjects.KV_OAUTH_REVOKED, self.access_tokens.put_revoked, self.access_tokens.delete_revoked
+            ),
         ]
         for watch in self._watches:
             await watch.start()
