@@ -19,12 +19,11 @@ from urllib.parse import urlencode
 import httpx2
 import pytest
 
-from bastion_cli.stack import free_port
 from bastion_common.sealing import new_key
 from tests.support.documents import serving_documents
 from tests.support.gateway import SERVERS, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
-from tests.support.upstream_login import running_oauth_upstream
+from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -79,20 +78,14 @@ def _server(gateway: Gateway, name: str) -> tuple[str | None, str | None]:
 async def test_an_upstreams_metadata_on_an_internal_address_is_refused(nats_url, redis_url, tmp_path) -> None:
     server = "down-internal"  # "down*": running_gateway does not wait for it to be ready
     with running_oauth_upstream() as upstream:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        async with running_gateway(
+        async with gateway_for_oauth_upstreams(
             nats_url,
             redis_url,
             tmp_path,
             default_config({server: {"url": f"{upstream}/mcp"}}),
-            oauth=True,
-            secrets_key=new_key(),
-            admin_token=ADMIN_TOKEN,
-            port=port,
-            public_url=public,
-            executor_options={"reconnect_max_backoff": 0.5},
-        ) as gateway:
+            ADMIN_TOKEN,
+            allow_private=False,
+        ) as (gateway, public):
             health, error = await poll_until(
                 lambda: (found := _server(gateway, server))[1] and "refused to connect" in found[1] and found,
                 "needs_auth naming the refusal",

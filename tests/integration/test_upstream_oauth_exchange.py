@@ -17,11 +17,9 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.stack import free_port
-from bastion_common.sealing import new_key
-from tests.support.gateway import Gateway, default_config, running_gateway
+from tests.support.gateway import Gateway, default_config
 from tests.support.polling import poll_until
-from tests.support.upstream_login import follow_authorization_link, running_oauth_upstream
+from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
 
@@ -79,21 +77,10 @@ async def test_a_second_resource_of_the_same_authorization_server_needs_no_secon
     nats_url, redis_url, tmp_path
 ) -> None:
     with running_oauth_upstream() as base:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        async with running_gateway(
-            nats_url,
-            redis_url,
-            tmp_path,
-            config(base),
-            secrets_key=new_key(),
-            oauth=True,
-            admin_token=ADMIN_TOKEN,
-            port=port,
-            public_url=public,
-            executor_options={"reconnect_max_backoff": 0.5},
-            oauth_options={"upstream_oauth_allow_private": True},  # the upstream listens on 127.0.0.1
-        ) as gateway:
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN) as (
+            gateway,
+            public,
+        ):
             # an admin authorizes each server once, so Bastion can list their tools
             for server in (FIRST, SECOND):
                 await poll_until(lambda server=server: _needs_auth(gateway, server), f"{server} needs_auth", 30)

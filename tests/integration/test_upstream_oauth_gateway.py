@@ -10,16 +10,12 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.stack import free_port
-from bastion_common.sealing import new_key
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
-from tests.support.upstream_login import log_in, running_oauth_upstream
+from tests.support.upstream_login import gateway_for_oauth_upstreams, log_in, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
 
-LOCAL_UPSTREAM = {"upstream_oauth_allow_private": True}
-"""The test upstream listens on 127.0.0.1, which the SSRF guard refuses unless told otherwise."""
 
 ADMIN_TOKEN = "admin-token-for-oauth-upstream-0"
 
@@ -57,23 +53,11 @@ async def test_admin_authorizes_through_bastion_then_calls_refresh_and_fall_back
     nats_url: str, redis_url: str, tmp_path, transport: str
 ) -> None:
     with running_oauth_upstream() as base:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
         server = "down-oauth"  # "down*": running_gateway does not wait for it to be ready
         entry = {"url": f"{base}/mcp"} if transport == "http" else {"url": f"{base}/sse", "type": "sse"}
-        async with running_gateway(
-            nats_url,
-            redis_url,
-            tmp_path,
-            default_config({server: entry}),
-            secrets_key=new_key(),
-            oauth=True,
-            admin_token=ADMIN_TOKEN,
-            port=port,
-            public_url=public,
-            executor_options={"reconnect_max_backoff": 0.5},
-            oauth_options=LOCAL_UPSTREAM,
-        ) as gateway:
+        async with gateway_for_oauth_upstreams(
+            nats_url, redis_url, tmp_path, default_config({server: entry}), ADMIN_TOKEN
+        ) as (gateway, public):
             await poll_until(lambda: _health(gateway, server) == "needs_auth", "needs_auth", 30)
             await _authorize_as_admin(gateway, public, base, server, "admin-ann")
             await poll_until(lambda: _ready(gateway, server), "ready after authorization", 30)

@@ -14,16 +14,12 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.stack import free_port
-from bastion_common.sealing import new_key
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
-from tests.support.upstream_login import follow_authorization_link, running_oauth_upstream
+from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
 
-LOCAL_UPSTREAM = {"upstream_oauth_allow_private": True}
-"""The test upstream listens on 127.0.0.1, which the SSRF guard refuses unless told otherwise."""
 
 ADMIN_TOKEN = "admin-token-for-per-user-oauth-00"
 ALICE_KEY = "bk_test_alice_key_000000000000000"
@@ -67,21 +63,10 @@ async def _refusal(gateway: Gateway, key: str) -> str:
 
 async def test_each_user_calls_with_their_own_token_never_another_users(nats_url, redis_url, tmp_path) -> None:
     with running_oauth_upstream() as base:
-        port = free_port()
-        public = f"http://127.0.0.1:{port}"
-        async with running_gateway(
-            nats_url,
-            redis_url,
-            tmp_path,
-            config(base),
-            secrets_key=new_key(),
-            oauth=True,
-            admin_token=ADMIN_TOKEN,
-            port=port,
-            public_url=public,
-            executor_options={"reconnect_max_backoff": 0.5},
-            oauth_options=LOCAL_UPSTREAM,
-        ) as gateway:
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN) as (
+            gateway,
+            public,
+        ):
             # an admin authorizes once so Bastion can list the server's tools
             await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:

@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 import httpx2
 
 from tests.support.node_tools import ensure_node, ensure_package
+from tests.support.processes import serving_process
 
 __all__ = ["OIDC_PROVIDER_VERSION", "running_oidc_provider", "sign_in_at_provider"]
 
@@ -34,22 +35,10 @@ def running_oidc_provider(client_id: str, client_secret: str, redirect_uri: str)
     node = ensure_node()
     package = ensure_package("oidc", "oidc-provider", OIDC_PROVIDER_VERSION)
     entry = package / json.loads((package / "package.json").read_text())["main"]
-    proc = subprocess.Popen(
-        [str(node), str(SCRIPT), str(entry), client_id, client_secret, redirect_uri],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,  # its development-mode warnings
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), f"oidc-provider did not start: {line!r}"
-        yield line.split()[1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    argv = [str(node), str(SCRIPT), str(entry), client_id, client_secret, redirect_uri]
+    # stderr: its development-mode warnings
+    with serving_process(argv, "oidc-provider", stderr=subprocess.DEVNULL) as issuer:
+        yield issuer
 
 
 async def sign_in_at_provider(browser: httpx2.AsyncClient, authorization_url: str, login: str) -> str:

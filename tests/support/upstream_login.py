@@ -4,16 +4,27 @@ redirect back) with plain HTTP requests."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-__all__ = ["callback_params", "follow_authorization_link", "log_in", "running_oauth_upstream"]
+from bastion_cli.stack import free_port
+from bastion_common.sealing import new_key
+from tests.support.gateway import Gateway, running_gateway
+from tests.support.processes import serving_process
+
+__all__ = [
+    "callback_params",
+    "follow_authorization_link",
+    "gateway_for_oauth_upstreams",
+    "log_in",
+    "running_oauth_upstream",
+]
 
 SCRIPT = Path(__file__).with_name("oauth_upstream.py")
 
@@ -22,17 +33,8 @@ SCRIPT = Path(__file__).with_name("oauth_upstream.py")
 def running_oauth_upstream() -> Iterator[str]:
     """The upstream's base URL (`/mcp` streamable HTTP, `/sse` SSE, the AS at the root)."""
     root = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--port", "0"], stdout=subprocess.PIPE, text=True, cwd=root)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("READY "), f"the OAuth upstream did not start: {line!r}"
-        yield line.split()[1]
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with serving_process([sys.executable, str(SCRIPT), "--port", "0"], "the OAuth upstream", cwd=root) as url:
+        yield url
 
 
 async def log_in(http: httpx2.AsyncClient, authorization_url: str, username: str) -> str:
@@ -63,3 +65,35 @@ async def follow_authorization_link(link: str, public: str, upstream_account: st
         done = await browser.get(back)
         assert done.status_code == 200, done.text
         return done.text
+
+
+@asynccontextmanager
+async def gateway_for_oauth_upstreams(
+    nats_url: str,
+    redis_url: str,
+    workdir: Path,
+    raw_config: dict[str, Any],
+    admin_token: str,
+    *,
+    allow_private: bool = True,
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """The whole gateway with the oauth service and the admin API, in front of OAuth-protected test
+    upstreams; yields it and its public URL (known before it listens: the redirect URI Bastion
+    registers upstream is built from it). `allow_private`: let the oauth service reach the upstream
+    on 127.0.0.1, which its SSRF guard refuses otherwise."""
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
+    async with running_gateway(
+        nats_url,
+        redis_url,
+        workdir,
+        raw_config,
+        secrets_key=new_key(),
+        oauth=True,
+        admin_token=admin_token,
+        port=port,
+        public_url=public,
+        executor_options={"reconnect_max_backoff": 0.5},
+        oauth_options={"upstream_oauth_allow_private": allow_private},
+    ) as gateway:
+        yield gateway, public
