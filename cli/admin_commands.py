@@ -10,6 +10,7 @@ A key secret is printed only by `keys create` and `keys rotate`, once, on stdout
 """
 
 import functools
+import getpass
 import inspect
 import json
 import re
@@ -404,11 +405,41 @@ def users_create(
     team: Annotated[str | None, typer.Option(help="Team id.")] = None,
     group: Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")] = None,
     rate_limit: Annotated[str | None, typer.Option(help="REQUESTS or REQUESTS/WINDOW.")] = None,
+    password: Annotated[
+        bool,
+        typer.Option(
+            "--password", help="Also set a password for OAuth logins (asked twice, or one line on standard input)."
+        ),
+    ] = False,
 ) -> None:
-    """Create a user."""
+    """Create a user (with --password, one who can log in through OAuth: docs/oauth.md)."""
+    secret = read_password() if password else None  # asked first: a typo must not leave a half-made user
     body = {"id": user_id, "name": name, "team_id": team, "groups": group or [], "rate_limit": parse_rate(rate_limit)}
     api.post("/users", body)
     out.print(f"[green]created[/] user {escape(user_id)!r}")
+    if secret is not None:
+        api.request("PUT", f"/users/{user_id}/password", {"password": secret})
+        out.print(f"[green]password set[/] for user {escape(user_id)!r} [dim](only its scrypt hash is kept)[/]")
+
+
+@_command(users_app, "set-password")
+def users_set_password(api: AdminClient, user_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Set or change a user's password for OAuth logins (asked twice, or one line on standard input)."""
+    api.request("PUT", f"/users/{user_id}/password", {"password": read_password()})
+    out.print(f"[green]password set[/] for user {escape(user_id)!r} [dim](only its scrypt hash is kept)[/]")
+
+
+def read_password() -> str:
+    """A new password: typed twice on a terminal (not echoed), else the first line of standard input."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != first:
+            raise _usage("the two passwords differ")
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+    if not first:
+        raise _usage("no password given")
+    return first
 
 
 def _list_command(group: typer.Typer, path: str, label: str, link: str | None) -> None:
@@ -507,6 +538,7 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
     table = Table(
         "name", "transport", "target", "status", "health", "tools", "error", title=f"{len(servers)} server(s)"
     )
+    links = [(s["name"], s["authorize_url"]) for s in servers if s.get("authorize_url")]
     for s in servers:
         config = ServerConfig.model_validate(s["config"])
         style = _STATUS_STYLE.get(s["status"], "white")
@@ -520,6 +552,8 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
             escape(s.get("error") or ""),
         )
     out.print(table)
+    for name, url in links:  # whole, on their own lines: a terminal must not wrap or cut a link
+        print(f"authorize {name}: {url}")
 
 
 # ---------------------------------------------------------------- LLM providers

@@ -50,9 +50,9 @@ from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervis
 
 __all__ = ["INFRA", "SERVICES", "STOP_ORDER", "run_up", "service_specs"]
 
-SERVICES = ("policy", "executor", "audit", "codemode", "ingress")
+SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
 INFRA = ("nats", "valkey")
-STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit"))
+STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit", "oauth"))
 """Services only: the embedded servers stop after the services' orphans are swept."""
 INFRA_BACKOFF = Backoff(initial=0.2, maximum=5.0, reset_after=30.0)
 """Every service waits on NATS and Valkey, so they come back at once (same port, same data)."""
@@ -69,6 +69,8 @@ class Endpoints:
     host: str
     port: int
     data_dir: Path
+    public_url: str = ""
+    """`BASTION_PUBLIC_URL` or `gateway.public_url` (behind a proxy); empty: the local address."""
 
     @property
     def local_host(self) -> str:
@@ -77,8 +79,13 @@ class Endpoints:
         return f"[{host}]" if ":" in host else host
 
     @property
+    def base_url(self) -> str:
+        """The gateway's public base URL: the OAuth issuer, and what the banner prints."""
+        return self.public_url or f"http://{self.local_host}:{self.port}"
+
+    @property
     def mcp_url(self) -> str:
-        return f"http://{self.local_host}:{self.port}/mcp"
+        return f"{self.base_url}/mcp"
 
     @property
     def health_url(self) -> str:
@@ -113,6 +120,7 @@ def resolve_endpoints(
         host=host,
         port=port or free_port(host or "127.0.0.1"),
         data_dir=root,
+        public_url=(environ.get("BASTION_PUBLIC_URL") or config.gateway.public_url or "").rstrip("/"),
     )
 
 
@@ -143,6 +151,8 @@ _PRIVATE_VARIABLES = (
     "BASTION_ADMIN_NATS_NKEY_SEED_FILE",
     "BASTION_BUS_SIGNING_KEY",
     "BASTION_NATS_CREDENTIALS_DIR",
+    "BASTION_OIDC_CLIENT_SECRET",
+    "BASTION_VAULT_TOKEN",
 )
 """Set per service below (each secret reaches only the service that needs it), never inherited."""
 
@@ -168,6 +178,8 @@ def service_specs(
         PYTHONUNBUFFERED="1",
         BASTION_NATS_URL=ep.nats_url or "",
         BASTION_CLICKHOUSE_URL=ep.clickhouse_url,
+        # ingress binds tokens to it, the oauth service issues them and builds links from it: one value
+        BASTION_PUBLIC_URL=ep.base_url,
     )
     secrets_key = creds.secrets_key if creds else ""
     signing_key = creds.bus_signing_key if creds else ""
@@ -188,6 +200,10 @@ def service_specs(
         "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
         "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
         "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
+        "oauth": {  # seals the access token signing key; the identity provider's and Vault's secrets
+            "BASTION_SECRETS_KEY": secrets_key,
+            **{k: environ[k] for k in ("BASTION_OIDC_CLIENT_SECRET", "BASTION_VAULT_TOKEN") if k in environ},
+        },
     }
     for svc in SERVICES:
         # a service is its own NATS role (bastion_common.permissions); one without a role gets no
@@ -354,6 +370,10 @@ class _Stack:
         if ep.host in ("0.0.0.0", "::", ""):
             out.print(f"  listening   on all interfaces ({escape(ep.host or '*')}:{ep.port})")
         out.print(f"  keys        {keys}  [dim](send one as 'Authorization: Bearer <key>')[/]")
+        out.print(
+            "  OAuth       or log in without a key, once `bastion users create <id> --password` made a user "
+            "[dim](docs/oauth.md)[/]"
+        )
         out.print(f"  servers     {escape(servers)}")
         out.print(f"  web page    {ep.web_url}")
         out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")

@@ -123,6 +123,9 @@ class ServerConfig(_Strict):
     """False serves this server's tools and prompts under their own names instead of
     `<server>__<name>` (for agents that call tools by fixed names). A name another server already
     uses falls back to the namespaced form, with a warning in the ingress log."""
+    per_user: bool = False
+    """An OAuth upstream called with each user's own token, over that user's own session (never
+    another user's); a caller who is no user, or has not authorized yet, is refused (docs/oauth.md)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -157,6 +160,10 @@ class ServerConfig(_Strict):
             raise ValueError(f"type {self.type!r} needs 'url'")
         if self.url:
             _check_url(self.url)
+        if self.per_user and not self.url:
+            raise ValueError("'per_user' is for remote (http/sse) servers that use OAuth, not stdio")
+        if self.per_user and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("'per_user' needs each user's own OAuth token: drop the 'Authorization' header")
         return self
 
     @property
@@ -235,6 +242,9 @@ class GatewaySection(_Strict):
     response_mode: Literal["json", "sse"] = "json"
     call_timeout: Annotated[float, Field(gt=0, le=3600)] = 120.0
     """Upper bound on a whole tools/call through the gateway, whatever the server allows."""
+    public_url: Annotated[str | None, Field(pattern=r"^https?://[^/?#\s]+$")] = None
+    """Scheme and authority agents reach the gateway under behind a proxy (`https://mcp.example.com`):
+    the OAuth issuer; `bastion up` prints `<public_url>/mcp` as the MCP URL. Unset: `http://<host>:<port>`."""
 
 
 class StackSection(_Strict):

@@ -66,10 +66,14 @@ class _Message(BaseModel):
 
 
 class Caller(BaseModel):
-    """Who is calling: resolved by ingress from the bearer key, never the secret itself."""
+    """Who is calling: resolved by ingress from the bearer key or OAuth access token, never the secret itself."""
 
     key_id: str
+    """The key's id, or `user:<id>` for an OAuth access token (`bastion_common.oauth.USER_CALLER_PREFIX`)."""
     key_name: str
+    user: str | None = None
+    """The user the request acts for: the OAuth token's subject, or the user a key is bound to. Per-user
+    upstream servers are called with this user's own credentials, never another's (docs/oauth.md)."""
 
 
 class GatewayError(BaseModel):

@@ -16,7 +16,11 @@ Three rules shape it:
   and outcome, up to the call timeout later, which a response allowance's count and expiry would
   have to be tuned to; an executor's call-stream events are not responses at all);
 - the audit stream is written by ingress alone and read (consumed) by the audit service alone; the
-  admin role may watch live events (`bastion audit tail --follow`).
+  admin role may watch live events (`bastion audit tail --follow`);
+- the oauth service's state (client records, codes, refresh families, password hashes, the sealed
+  signing key) and the upstream tokens are readable by the oauth role alone; ingress reads only the
+  public keys and the revocation list it verifies access tokens with, and only the executor may ask
+  for an upstream's access token.
 
 A reader of a bucket may also create it (stream `KV_<bucket>`) when it is missing, so services can
 start in any order; creating an existing bucket with another configuration fails.
@@ -41,6 +45,7 @@ __all__ = [
     "CODEMODE",
     "EXECUTOR",
     "INGRESS",
+    "OAUTH",
     "PERMISSIONS",
     "POLICY",
     "ROLES",
@@ -57,7 +62,10 @@ EXECUTOR: Final = "executor"
 AUDIT: Final = "audit"
 CODEMODE: Final = "codemode"
 """Runs Code Mode scripts; their tool calls enter the request path at policy, exactly like an agent's."""
-ROLES: Final = (INGRESS, ADMIN, POLICY, EXECUTOR, AUDIT, CODEMODE)
+OAUTH: Final = "oauth"
+"""The authorization server toward agents and the OAuth client toward upstreams: the only reader of
+its state and of upstream tokens (`bastion_oauth`, `bastion_oauth_upstream`)."""
+ROLES: Final = (INGRESS, ADMIN, POLICY, EXECUTOR, AUDIT, CODEMODE, OAUTH)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +169,9 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_POLICY),
             *_kv_read(s.KV_LLM),  # which provider serves a model, and its prices
             *_kv_write(s.KV_SESSIONS),
+            s.OAUTH_HTTP,  # the OAuth routes, forwarded to the oauth service
+            *_kv_read(s.KV_OAUTH_PUBLIC),  # verifies access tokens locally
+            *_kv_read(s.KV_OAUTH_REVOKED),
         ),
         subscribe=(_inbox(INGRESS), s.RESOURCE_UPDATED, s.CALL_CANCEL),
     ),
@@ -173,6 +184,8 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_write(s.KV_POLICY),
             *_kv_write(s.KV_LLM),
             *_kv_read(s.KV_CATALOG),
+            s.OAUTH_PASSWORD,  # `bastion users create --password`: the oauth service hashes it
+            s.OAUTH_UPSTREAM_LINK,  # an admin's link to authorize an upstream (`bastion servers list`)
         ),
         subscribe=(_inbox(ADMIN), f"{s.AUDIT_EVENTS}.>"),
     ),
@@ -208,6 +221,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_SERVERS),
             *_kv_read(s.KV_LLM),
             *_kv_write(s.KV_CATALOG),
+            s.OAUTH_UPSTREAM_TOKEN,  # an OAuth upstream's current access token (answered to its own inbox)
         ),
         subscribe=(_inbox(EXECUTOR), s.EXEC_CALL, s.EXEC_REQUEST, s.EXEC_LLM, s.EXEC_CANCEL, f"{s.EXEC_ALIVE}.*"),
     ),
@@ -238,6 +252,26 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_CATALOG),
         ),
         subscribe=(_inbox(CODEMODE), s.CODEMODE_CALL, f"{s.CODEMODE_ALIVE}.*", s.EXEC_CANCEL),
+    ),
+    OAUTH: Permissions(
+        publish=(
+            *_own_inbox(OAUTH),
+            _inbox(INGRESS),  # answers to forwarded OAuth HTTP requests
+            _inbox(ADMIN),  # answers to password changes and authorization links
+            _inbox(EXECUTOR),  # upstream access tokens, to the executor's own inbox only
+            *_kv_write(s.KV_OAUTH),
+            *_kv_write(s.KV_OAUTH_PUBLIC),
+            *_kv_write(s.KV_OAUTH_REVOKED),
+            *_kv_write(s.KV_OAUTH_UPSTREAM),
+            *_kv_read(s.KV_POLICY),  # a user must exist to log in or get a password
+        ),
+        subscribe=(
+            _inbox(OAUTH),
+            s.OAUTH_HTTP,
+            s.OAUTH_PASSWORD,
+            s.OAUTH_UPSTREAM_TOKEN,
+            s.OAUTH_UPSTREAM_LINK,
+        ),
     ),
 }
 

@@ -31,10 +31,18 @@ __all__ = [
     "KV_CATALOG",
     "KV_KEYS",
     "KV_LLM",
+    "KV_OAUTH",
+    "KV_OAUTH_PUBLIC",
+    "KV_OAUTH_REVOKED",
+    "KV_OAUTH_UPSTREAM",
     "KV_POLICY",
     "KV_ROOT",
     "KV_SERVERS",
     "KV_SESSIONS",
+    "OAUTH_HTTP",
+    "OAUTH_PASSWORD",
+    "OAUTH_UPSTREAM_LINK",
+    "OAUTH_UPSTREAM_TOKEN",
     "OBJ_BLOBS",
     "POLICY_ACCEPTED_BY",
     "POLICY_ALIVE",
@@ -45,6 +53,7 @@ __all__ = [
     "QUEUE_AUDIT",
     "QUEUE_CODEMODE",
     "QUEUE_EXECUTOR",
+    "QUEUE_OAUTH",
     "QUEUE_POLICY",
     "RESOURCE_UPDATED",
     "WANT_ACK",
@@ -162,6 +171,23 @@ QUEUE_POLICY: Final = "policy"
 QUEUE_EXECUTOR: Final = "executor"
 QUEUE_AUDIT: Final = "audit"
 QUEUE_CODEMODE: Final = "codemode"
+QUEUE_OAUTH: Final = "oauth"
+
+# --- OAuth (services/oauth; request/reply in the queue group `oauth`) ---
+OAUTH_HTTP: Final = "bastion.oauth.http"
+"""ingress -> oauth: an `HttpExchangeRequest` for a route under `/oauth/` or `/.well-known/oauth-*`;
+answered with an `HttpExchangeResponse` that ingress sends back verbatim (`bastion_common.oauth`)."""
+
+OAUTH_PASSWORD: Final = "bastion.oauth.password"
+"""admin -> oauth: a `PasswordChange` for the built-in user store; answered `PasswordChanged`."""
+
+OAUTH_UPSTREAM_TOKEN: Final = "bastion.oauth.upstream.token"
+"""executor -> oauth: an `UpstreamTokenQuery`; answered `UpstreamToken`, the current access token for
+an upstream (`bastion_common.oauth_upstream`). Only the executor may ask."""
+
+OAUTH_UPSTREAM_LINK: Final = "bastion.oauth.upstream.link"
+"""admin -> oauth: an `AuthorizeLinkQuery`; answered `AuthorizeLink` (a fresh link an admin opens to
+authorize a server's shared token)."""
 
 # --- audit (JetStream) ---
 AUDIT_STREAM: Final = "BASTION_AUDIT"
@@ -198,6 +224,21 @@ KV_CATALOG: Final = "bastion_catalog"
 KV_SESSIONS: Final = "bastion_sessions"
 """`<session>.level` and `<session>.sub.<uri hash>` -> what an agent session asked for (its log level,
 its resource subscriptions), so whichever ingress replica holds the session's stream honours it."""
+
+KV_OAUTH: Final = "bastion_oauth"
+"""The oauth service's own state: `client.<id>`, `password.<user>`, `code.<sha256>`, `family.<id>`,
+`pending.<sha256>`, `failures.<sha256>`, `signing` (sealed). Secrets are hashed or sealed, never kept
+in plain text; only the oauth role may read it."""
+
+KV_OAUTH_PUBLIC: Final = "bastion_oauth_public"
+"""`jwks` -> the public keys access tokens are signed with (oauth -> ingress, which verifies locally)."""
+
+KV_OAUTH_REVOKED: Final = "bastion_oauth_revoked"
+"""`<jti>` -> a revoked access token (oauth -> ingress); entries expire after the longest token lifetime."""
+
+KV_OAUTH_UPSTREAM: Final = "bastion_oauth_upstream"
+"""`client.<server>`, `token.<server>.<owner>`, `flow.<state>` -> upstream OAuth records, every value
+sealed with `BASTION_SECRETS_KEY` (the oauth service alone reads and writes it)."""
 
 # --- payloads larger than one NATS message (JetStream object store) ---
 OBJ_BLOBS: Final = "bastion_blobs"

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from bastion_common import permissions, subjects
 from bastion_common.blobs import Blobs, fits
+from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.llm import LlmOutcome, LlmRequest
@@ -47,8 +48,10 @@ from bastion_common.signing import WorkSigner
 
 from .agents import AgentLink
 from .llm import LlmProviders
+from .oauth import OAuthTokens, oauth_applies, token_fetcher
 from .outcomes import describe_exception, refusal, undeliverable
-from .upstream import Upstream
+from .upstream import Publish, Upstream
+from .user_sessions import UserSessions, no_catalog
 
 __all__ = ["ExecutorService"]
 
@@ -83,6 +86,8 @@ class ExecutorService:
         self._blobs: Blobs | None = None
         self._llm: LlmProviders | None = None
         self._llm_watch: BucketWatch | None = None
+        self._users = UserSessions(self._user_session, self.settings.max_user_sessions)
+        """Per-user sessions of `per_user` servers: each user's calls over their own session and token."""
 
     @property
     def upstreams(self) -> Mapping[str, Upstream]:
@@ -149,6 +154,7 @@ class ExecutorService:
             self._llm_watch = None
         if self._llm is not None:
             await self._llm.close()
+        await self._users.stop()
         upstreams, self._upstreams = list(self._upstreams.values()), {}
         await asyncio.gather(*(u.stop() for u in upstreams), *set(self._background), return_exceptions=True)
         if self._nc is not None:
@@ -197,24 +203,36 @@ class ExecutorService:
             return
         if current is not None:
             log.info("server %s: configuration changed; restarting", name)
+            self._users.close_server(name)
             self._spawn_background(current.stop())
-        upstream = Upstream(
+        upstream = self._new_upstream(name, config, self._publish, None)
+        self._upstreams[name] = upstream
+        upstream.start()
+
+    def _new_upstream(self, name: str, config: ServerConfig, publish: Publish, user: str | None) -> Upstream:
+        """A session to `name`; with `user`, one that carries that user's own OAuth token (a per-user server)."""
+        assert self._nc is not None
+        oauth = OAuthTokens(token_fetcher(self._nc, name, config, user)) if oauth_applies(config) else None
+        return Upstream(
             name,
             config,
             connect_timeout=self.settings.connect_timeout,
             max_backoff=self.settings.reconnect_max_backoff,
-            publish=self._publish,
+            publish=publish,
             health_interval=self.settings.health_interval,
             agents=AgentLink(self._nc, name),
+            oauth=oauth,
         )
-        self._upstreams[name] = upstream
-        upstream.start()
+
+    def _user_session(self, name: str, config: ServerConfig, user: str) -> Upstream:
+        return self._new_upstream(name, config, no_catalog, user)
 
     async def _remove(self, name: str) -> None:
         upstream = self._upstreams.pop(name, None)
         if upstream is None:
             return
         log.info("server %s: removed", name)
+        self._users.close_server(name)
         async with self._lock(name):  # after this no publish of the old upstream can land
             with contextlib.suppress(Exception):
                 assert self._catalog is not None
@@ -397,6 +415,8 @@ class ExecutorService:
         if upstream is None:
             return refusal(request, ErrorKind.UNKNOWN_TOOL, f"no server named {request.server!r} is configured")
         try:
+            if upstream.config.per_user:  # never over the shared session: the caller's own, or none
+                return await self._users.run(upstream, request)
             return await (upstream.call(request) if isinstance(request, ToolCall) else upstream.request(request))
         except Exception:
             log.exception("request %s to %s failed unexpectedly", request.id, request.server)

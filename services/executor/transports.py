@@ -118,10 +118,11 @@ async def open_transport(
     on_end: Callable[[], None],
     name: str = "upstream",
     on_unauthorized: Callable[[], None] | None = None,
+    auth: httpx2.Auth | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
-    `on_unauthorized` on an HTTP 401. A stdio server's stderr goes to the log, each line prefixed
-    with `name`."""
+    `on_unauthorized` on an HTTP 401. `auth` adds credentials to every HTTP request (OAuth access
+    tokens, `oauth.py`). A stdio server's stderr goes to the log, each line prefixed with `name`."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
@@ -139,15 +140,14 @@ async def open_transport(
             # idle streams are normal (each call has its own timeout); the SDK hands this to httpx2.Timeout,
             # where None means no read timeout, though its annotation says float
             sse_read_timeout=None,  # type: ignore[arg-type]
+            auth=auth,
             httpx_client_factory=lambda headers=None, timeout=None, auth=None: http_client(
                 headers, timeout, auth, on_unauthorized
             ),
         )
     else:
         assert config.url is not None
-        client = http_client(
-            dict(config.headers), httpx2.Timeout(connect_timeout, read=None), on_unauthorized=on_unauthorized
-        )
+        client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None), auth, on_unauthorized)
         transport = streamable_http_client(config.url, http_client=client)
     try:
         async with transport as (read_stream, write_stream):

@@ -34,6 +34,7 @@ from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
 from .features import LIST_CHANGED, Features, list_features
 from .listening import ChangeListener
+from .oauth import OAuthTokens
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
 from .requests import ping, send_tool_call, send_upstream_request
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
@@ -76,8 +77,13 @@ class Upstream:
         publish: Publish,
         health_interval: float = 15.0,
         agents: AgentLink | None = None,
+        oauth: OAuthTokens | None = None,
     ) -> None:
         self.name = name
+        self._oauth = oauth
+        """Adds the server's OAuth access token to its requests (None: no OAuth for this server)."""
+        if oauth is not None:
+            oauth.on_lost = self._on_transport_end
         self.agents = agents or AgentLink(None, name)
         """Routes what the server sends during a call back to that call's agent."""
         self.features = Features()
@@ -125,6 +131,11 @@ class Upstream:
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def needs_auth(self) -> bool:
+        """Down because the server answered HTTP 401 and no usable token could be had."""
+        return self._state is State.DOWN and self._unauthorized
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
@@ -375,7 +386,9 @@ class Upstream:
                         self._unauthorized = self._attempt_unauthorized
                         if self._unauthorized:
                             reason = (
-                                "the server answered HTTP 401: it needs credentials (set them in the "
+                                f"the server answered HTTP 401: {self._oauth.problem}"
+                                if self._oauth is not None and self._oauth.problem
+                                else "the server answered HTTP 401: it needs credentials (set them in the "
                                 "server's `headers`)"
                             )
                     if self._ready_at is not None:
@@ -386,7 +399,8 @@ class Upstream:
                     failures += 1
                     if self.config.protocol == "auto":
                         self._mode = "legacy" if self._mode == "auto" else "auto"
-                    self.breaker.failure()
+                    if not self._unauthorized:  # up but not authorized: calls must not wait for the breaker
+                        self.breaker.failure()
                     level = logging.WARNING if reason != self._error or failures == 1 else logging.DEBUG
                     log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, failures)
                     self._error = reason
@@ -409,6 +423,7 @@ class Upstream:
             on_end=self._on_transport_end,
             name=self.name,
             on_unauthorized=self._on_unauthorized,
+            auth=self._oauth,
         )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents
@@ -432,7 +447,7 @@ class Upstream:
                 self._session = session
                 self._ready_at = time.monotonic()
                 self._last_ok = asyncio.get_running_loop().time()
-                self._unauthorized = False
+                self._unauthorized = False  # a 401 answered by an OAuth retry is not "needs auth"
                 self._set_state(State.READY)
                 assert self.tools is not None
                 log.info(

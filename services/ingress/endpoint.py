@@ -1,6 +1,7 @@
 """`/mcp`: MCP streamable HTTP, written against ASGI directly because it is the hot path.
 
-Order of checks, cheapest and least revealing first: key (401) → body size (413) → Accept (406)
+Order of checks, cheapest and least revealing first: key or OAuth access token (401, with the RFC 9728
+challenge naming the protected resource metadata) → body size (413) → Accept (406)
 → JSON (400/-32700) → JSON-RPC shape (400/-32600) → protocol version and session → method.
 Nothing here raises into the server: every failure is an answer.
 """
@@ -35,6 +36,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIO
 from bastion_common.codemode import CODE_MODE_HEADER
 from bastion_common.messages import AuditEvent, CancelCall, new_id
 
+from .access_tokens import Authenticator
 from .field_limits import FieldLimits, Oversized, header_patterns, oversized
 from .handlers import Handlers, RequestContext
 from .hosts import HostGuard
@@ -84,7 +86,7 @@ class McpEndpoint:
     def __init__(
         self,
         handlers: Handlers,
-        keys: KeyDirectory,
+        keys: KeyDirectory | Authenticator,
         sessions: SessionCodec,
         emit_audit: Callable[[AuditEvent], object],
         max_body_bytes: int,
@@ -130,7 +132,12 @@ class McpEndpoint:
                 send,
                 401,
                 {"error": caller.error, "message": caller.message},
-                [(b"www-authenticate", f'Bearer realm="bastion", error="{caller.error}"'.encode())],
+                [
+                    (
+                        b"www-authenticate",
+                        (caller.challenge or f'Bearer realm="bastion", error="{caller.error}"').encode(),
+                    )
+                ],
             )
             return
         method = scope["method"]

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 class AuthFailure:
     error: str
     message: str
+    challenge: str | None = None
+    """The `WWW-Authenticate` value to answer with (RFC 9728 §5.1: names the protected resource metadata)."""
 
 
 _MISSING = AuthFailure("missing_key", "this endpoint needs a Bastion virtual key: send 'Authorization: Bearer <key>'")
@@ -38,7 +40,8 @@ class KeyDirectory:
         record = decode_value(KeyRecord, value, f"key record {key_id[:8]}…")
         if record is None:
             return
-        self._by_id[key_id] = (record, Caller(key_id=key_id, key_name=record.name), revision)
+        caller = Caller(key_id=key_id, key_name=record.name, user=record.user_id)
+        self._by_id[key_id] = (record, caller, revision)
 
     def delete(self, key_id: str) -> None:
         self._by_id.pop(key_id, None)

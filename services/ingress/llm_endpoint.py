@@ -35,6 +35,7 @@ from bastion_common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord
 from bastion_common.llm_config import AgentMode, ModelPrice
 from bastion_common.messages import AuditEvent, Caller, GatewayError, new_id
 
+from .access_tokens import Authenticator
 from .field_limits import FieldLimits, Oversized, header_patterns
 from .gateway import Gateway
 from .handlers import Handlers, RequestContext
@@ -47,6 +48,7 @@ from .llm_wire import (
     ResponseWriter,
     Scope,
     Send,
+    error_body,
     json_object,
     read_body,
     send_error,
@@ -108,8 +110,11 @@ class LlmEndpoint:
         emit_audit: Callable[[AuditEvent], object],
         max_body_bytes: int,
         fields: FieldLimits | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.handlers, self.keys, self.models, self.streams = handlers, keys, models, streams
+        self.authenticator: KeyDirectory | Authenticator = authenticator or keys
+        """Virtual keys and, with an `Authenticator`, OAuth access tokens: exactly as on `/mcp`."""
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
@@ -121,9 +126,10 @@ class LlmEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        caller = self.keys.authenticate(headers.get("authorization"))
+        caller = self.authenticator.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
-            await send_error(send, 401, caller.message, "authentication_error", caller.error)
+            challenge = [(b"www-authenticate", caller.challenge.encode())] if caller.challenge else []
+            await send_json(send, 401, error_body(caller.message, "authentication_error", caller.error), challenge)
             return
         route = (scope["method"], scope["path"].rstrip("/"))
         try:
@@ -215,7 +221,7 @@ class LlmEndpoint:
         meta-tools), by the very `tools/list` route `/mcp` takes, as function tools."""
         payload, _ = await self.handlers.dispatch(ctx, "tools/list", {})
         if "error" in payload:
-            return _listingsend_error(payload["error"])
+            return _listing_error(payload["error"])
         tools = payload["result"]["tools"]
         if isinstance(tools, orjson.Fragment):  # the handlers' cached encoding
             tools = orjson.loads(orjson.dumps(tools))
@@ -453,7 +459,7 @@ def _failed(audit: AuditEvent, error: GatewayError) -> None:
     audit.error_kind, audit.error, audit.error_code = error.kind.value, error.message, error.code
 
 
-def _listingsend_error(error: dict[str, Any]) -> GatewayError:
+def _listing_error(error: dict[str, Any]) -> GatewayError:
     """The JSON-RPC error of a refused `tools/list` as the gateway error it came from."""
     data = error.get("data")
     kind = _kind(data.get("kind")) if isinstance(data, dict) else None

@@ -30,6 +30,7 @@ from bastion_common.nats import connect, ensure_audit_stream, kv_bucket, process
 from bastion_common.sealing import Sealer
 from bastion_common.settings import IngressSettings
 
+from .access_tokens import AccessTokens, Authenticator
 from .admin import PREFIX, admin_api
 from .catalog import Catalog
 from .codemode import CodeModeRouter
@@ -42,6 +43,7 @@ from .http_limits import HttpLimits, guarded_protocol
 from .keys import KeyDirectory
 from .llm_endpoint import LlmEndpoint, ModelDirectory
 from .notifications import Notifier
+from .oauth_routes import oauth_router
 from .pages import admin_index, landing_page
 from .session_state import SessionState
 from .sessions import SessionCodec
@@ -86,6 +88,8 @@ class IngressService:
     def __init__(self, settings: IngressSettings) -> None:
         self.settings = settings
         self.keys = KeyDirectory()
+        self.access_tokens = AccessTokens()
+        self.authenticator = Authenticator(self.keys, self.access_tokens, self.public_url)
         self.catalog = Catalog()
         self.models = ModelDirectory()
         self.port: int = settings.port
@@ -100,6 +104,11 @@ class IngressService:
     @property
     def url(self) -> str:
         return f"http://{self.settings.host}:{self.port}/mcp"
+
+    def public_url(self) -> str:
+        """Scheme and authority agents reach this gateway under: the OAuth issuer, and `<it>/mcp` the
+        audience of its access tokens. Never taken from a request's Host header."""
+        return self.settings.public_url or f"http://{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
         self._nc = nc = await connect(
@@ -148,6 +157,10 @@ class IngressService:
             BucketWatch(nc, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
             BucketWatch(nc, subjects.KV_SESSIONS, state.put, state.delete),
             BucketWatch(nc, subjects.KV_LLM, self.models.put, self.models.delete),
+            BucketWatch(nc, subjects.KV_OAUTH_PUBLIC, self.access_tokens.put_keys, self.access_tokens.delete_keys),
+            BucketWatch(
+                nc, subjects.KV_OAUTH_REVOKED, self.access_tokens.put_revoked, self.access_tokens.delete_revoked
+            ),
         ]
         for watch in self._watches:
             await watch.start()
@@ -211,7 +224,7 @@ class IngressService:
         )
         endpoint = McpEndpoint(
             self.handlers,
-            self.keys,
+            self.authenticator,
             self.sessions,
             self._audit.emit,
             self.settings.max_body_bytes,
@@ -228,8 +241,9 @@ class IngressService:
         )
         admin_nc = self._admin_nc or nc  # without admin credentials the admin API is off (no token) anyway
         sealer = Sealer(self.settings.secrets_key)
-        admin = admin_api(admin_nc.jetstream(), self.settings.admin_token, self.keys, sealer)
+        admin = admin_api(admin_nc.jetstream(), self.settings.admin_token, self.keys, sealer, self._admin_nc)
         app.include_router(admin)
+        app.include_router(oauth_router(nc, self.public_url))
         index = admin_index(PREFIX, [getattr(route, "path", "") for route in admin.routes])
 
         @app.get("/", include_in_schema=False)
@@ -248,7 +262,14 @@ class IngressService:
             return JSONResponse(body, status_code=200 if ready else 503)
 
         llm = LlmEndpoint(
-            self.handlers, self.keys, self.models, self.streams, self._audit.emit, self.settings.max_body_bytes, fields
+            self.handlers,
+            self.keys,
+            self.models,
+            self.streams,
+            self._audit.emit,
+            self.settings.max_body_bytes,
+            fields,
+            authenticator=self.authenticator,
         )
         return _McpFirst(endpoint, app, llm)
 

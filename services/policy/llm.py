@@ -48,12 +48,8 @@ class LlmDecider:
         """Why the request is refused at once (no Redis needed), or None."""
         if time.time() >= request.deadline:
             return GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message="the request arrived after its deadline")
-        key = self.view.compiled(request.caller.key_id)
-        if key is None or key.record.revoked:
-            return GatewayError(
-                kind=ErrorKind.KEY_REVOKED, message=f"key {request.caller.key_name!r} is revoked or unknown"
-            )
-        return None
+        key = self.view.caller_key(request.caller)
+        return key if isinstance(key, GatewayError) else None
 
     async def refuse(self, reply: str, request_id: str, error: GatewayError) -> None:
         await self._answer(

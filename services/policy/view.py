@@ -18,6 +18,7 @@ from bastion_common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, T
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import decode_value
 from bastion_common.messages import Caller, GatewayError, KeyRecord, ServerRecord
+from bastion_common.oauth import USER_CALLER_PREFIX
 
 from .filters import Narrowing, union_of_grants
 from .grants import GrantSet
@@ -115,7 +116,7 @@ class PolicyView:
     def compiled(self, key_id: str) -> CompiledKey | None:
         compiled = self._compiled.get(key_id)
         if compiled is None:
-            record = self.keys.get(key_id)
+            record = self.keys.get(key_id) or self._user_caller(key_id)
             if record is None:
                 return None
             user = self.users.get(record.user_id) if record.user_id else None
@@ -134,11 +135,33 @@ class PolicyView:
             compiled = self._compiled[key_id] = CompiledKey(record, grants, user, team, customer)
         return compiled
 
-    def authorize(self, caller: Caller, server: str, tool: str, narrowing: Narrowing) -> CompiledKey | GatewayError:
-        """The caller's compiled key when it may call `server/tool`, else the reason it may not."""
+    def _user_caller(self, key_id: str) -> KeyRecord | None:
+        """A caller authenticated with an OAuth access token (`user:<id>`) acts as a key bound to that
+        user and nothing else: the user's, team's and customer's groups, budgets and rate limits."""
+        if not key_id.startswith(USER_CALLER_PREFIX):
+            return None
+        user_id = key_id.removeprefix(USER_CALLER_PREFIX)
+        if user_id not in self.users:
+            return None
+        return KeyRecord(id=key_id, name=key_id, user_id=user_id)
+
+    def caller_key(self, caller: Caller) -> CompiledKey | GatewayError:
         key = self.compiled(caller.key_id)
         if key is None or key.record.revoked:
+            if caller.key_id.startswith(USER_CALLER_PREFIX):
+                message = f"user {caller.key_id.removeprefix(USER_CALLER_PREFIX)!r} does not exist (any more)"
+                return GatewayError(kind=ErrorKind.KEY_REVOKED, message=message)
             return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
+        if caller.user is not None and caller.user != key.record.user_id:
+            # the user a call acts for decides whose upstream credentials it may use: never taken on trust
+            return GatewayError(kind=ErrorKind.FORBIDDEN, message=f"{caller.key_name!r} does not act for that user")
+        return key
+
+    def authorize(self, caller: Caller, server: str, tool: str, narrowing: Narrowing) -> CompiledKey | GatewayError:
+        """The caller's compiled key when it may call `server/tool`, else the reason it may not."""
+        key = self.caller_key(caller)
+        if isinstance(key, GatewayError):
+            return key
         if not key.grants.allows(server, tool):
             return GatewayError(
                 kind=ErrorKind.FORBIDDEN,
@@ -153,9 +176,9 @@ class PolicyView:
         return key
 
     def visible(self, caller: Caller, tools: list[tuple[str, str]], narrowing: Narrowing) -> list[int] | GatewayError:
-        key = self.compiled(caller.key_id)
-        if key is None or key.record.revoked:
-            return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
+        key = self.caller_key(caller)
+        if isinstance(key, GatewayError):
+            return key
         allows = key.grants.allows
         return [i for i, (server, tool) in enumerate(tools) if allows(server, tool) and narrowing.allows(server, tool)]
 

@@ -439,3 +439,11 @@ async def test_servers_round_trip(api: httpx.AsyncClient, js: Any) -> None:
     assert (await api.delete("/servers/echo")).status_code == 204
     assert [s["name"] for s in (await api.get("/servers")).json()] == ["remote"]
     assert_error(await api.delete("/servers/echo"), 404)
+
+
+async def test_a_password_needs_the_oauth_service_and_says_so(api: httpx.AsyncClient) -> None:
+    assert (await api.post("/users", json={"id": "pat", "name": "Pat"})).status_code == 201
+    answer = await api.put("/users/pat/password", json={"password": "long enough password"})
+    assert answer.status_code == 503 and "oauth service is not running" in answer.json()["message"]
+    short = await api.put("/users/pat/password", json={"password": "Zq9!xw"})
+    assert short.status_code == 422 and "Zq9!xw" not in short.text, "a password is never echoed"

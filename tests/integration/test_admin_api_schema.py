@@ -4,6 +4,7 @@ for every operation; none may get a 5xx, leak a secret, or (when valid) get an u
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -14,7 +15,10 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from bastion_common.sealing import new_key
+from bastion_common.settings import OAuthSettings
 from bastion_ingress.service import IngressService
+from bastion_oauth.service import OAuthService
 from tests.support.admin_api import ECHO, TOKEN
 
 pytestmark = pytest.mark.integration
@@ -59,7 +63,18 @@ def _fuzz(openapi: dict[str, Any], base: str, examples: int) -> list[str]:
     return failures
 
 
-async def test_schema_driven_requests_never_get_a_5xx(ingress: IngressService, api: httpx.AsyncClient) -> None:
+@pytest.fixture
+async def oauth(nats_url: str) -> AsyncIterator[OAuthService]:
+    """The oauth service, which `PUT /users/{id}/password` hands the password to (without it: 503)."""
+    service = OAuthService(OAuthSettings(nats_url=nats_url, secrets_key=new_key()))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+async def test_schema_driven_requests_never_get_a_5xx(
+    ingress: IngressService, api: httpx.AsyncClient, oauth: OAuthService
+) -> None:
     await api.post("/groups", json={"id": "g1"})
     await api.post("/servers", json={"name": "echo", "config": ECHO})
     root = f"http://127.0.0.1:{ingress.port}"

@@ -24,7 +24,7 @@ from bastion_cli.stack import EmbeddedNats
 from bastion_common import subjects as s
 from bastion_common.messages import Caller, CallOutcome, ToolCall
 from bastion_common.nats import credentials, kv_bucket, processed
-from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, PERMISSIONS, POLICY, ROLES
+from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
 from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
 from bastion_executor.service import ExecutorService
@@ -32,7 +32,18 @@ from tests.support.nats_refusal import refusal
 
 pytestmark = pytest.mark.integration
 
-KV_BUCKETS = (s.KV_KEYS, s.KV_SERVERS, s.KV_POLICY, s.KV_CATALOG, s.KV_SESSIONS, s.KV_LLM)
+KV_BUCKETS = (
+    s.KV_KEYS,
+    s.KV_SERVERS,
+    s.KV_POLICY,
+    s.KV_CATALOG,
+    s.KV_SESSIONS,
+    s.KV_LLM,
+    s.KV_OAUTH,
+    s.KV_OAUTH_PUBLIC,
+    s.KV_OAUTH_REVOKED,
+    s.KV_OAUTH_UPSTREAM,
+)
 API = s.JS_API
 
 PUBLISH_PROBES = (
@@ -52,6 +63,10 @@ PUBLISH_PROBES = (
     s.audit_subject("batch"),
     s.AUDIT_QUERY,
     s.AUDIT_DEAD,
+    s.OAUTH_HTTP,
+    s.OAUTH_PASSWORD,
+    s.OAUTH_UPSTREAM_TOKEN,
+    s.OAUTH_UPSTREAM_LINK,
     *(f"{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
     *(f"{API}.DIRECT.GET.{s.kv_stream(bucket)}.{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
     *(f"{API}.STREAM.DELETE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
@@ -86,6 +101,10 @@ SUBSCRIBE_PROBES = (
     s.RESOURCE_UPDATED,
     f"{s.AUDIT_EVENTS}.>",
     s.AUDIT_QUERY,
+    s.OAUTH_HTTP,
+    s.OAUTH_PASSWORD,
+    s.OAUTH_UPSTREAM_TOKEN,
+    s.OAUTH_UPSTREAM_LINK,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",
@@ -111,11 +130,28 @@ RULES: dict[str, set[str]] = {
     f"{API}.STREAM.PURGE.{s.AUDIT_STREAM}": set(),
     f"{API}.DIRECT.GET.{s.kv_stream(s.KV_SERVERS)}.{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN, POLICY, EXECUTOR},
     "$SYS.REQ.SERVER.PING": set(),
+    # OAuth (issue 13): the oauth service's state and upstream tokens are its own; ingress reads
+    # only what it verifies access tokens with; only the executor may ask for an upstream's token
+    f"{s.KV_ROOT}.{s.KV_OAUTH}.some-key": {OAUTH},
+    f"{s.KV_ROOT}.{s.KV_OAUTH_UPSTREAM}.some-key": {OAUTH},
+    f"{s.KV_ROOT}.{s.KV_OAUTH_PUBLIC}.some-key": {OAUTH},
+    f"{s.KV_ROOT}.{s.KV_OAUTH_REVOKED}.some-key": {OAUTH},
+    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH)}.{s.KV_ROOT}.{s.KV_OAUTH}.some-key": {OAUTH},
+    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH_UPSTREAM)}.{s.KV_ROOT}.{s.KV_OAUTH_UPSTREAM}.some-key": {OAUTH},
+    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH_PUBLIC)}.{s.KV_ROOT}.{s.KV_OAUTH_PUBLIC}.some-key": {OAUTH, INGRESS},
+    s.OAUTH_HTTP: {INGRESS},
+    s.OAUTH_PASSWORD: {ADMIN},
+    s.OAUTH_UPSTREAM_LINK: {ADMIN},
+    s.OAUTH_UPSTREAM_TOKEN: {EXECUTOR},
 }
 SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.EXEC_CALL: {EXECUTOR},
     s.POLICY_CALL: {POLICY},
     s.CODEMODE_CALL: {CODEMODE},
+    s.OAUTH_HTTP: {OAUTH},
+    s.OAUTH_PASSWORD: {OAUTH},
+    s.OAUTH_UPSTREAM_TOKEN: {OAUTH},
+    s.OAUTH_UPSTREAM_LINK: {OAUTH},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),

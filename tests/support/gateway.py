@@ -26,9 +26,17 @@ from bastion_codemode.service import CodeModeService
 from bastion_common.config import BastionConfig, parse_config
 from bastion_common.nats import connect
 from bastion_common.sealing import Sealer
-from bastion_common.settings import AuditSettings, CodeModeSettings, ExecutorSettings, IngressSettings, PolicySettings
+from bastion_common.settings import (
+    AuditSettings,
+    CodeModeSettings,
+    ExecutorSettings,
+    IngressSettings,
+    OAuthSettings,
+    PolicySettings,
+)
 from bastion_executor.service import ExecutorService
 from bastion_ingress.service import IngressService
+from bastion_oauth.service import OAuthService
 from bastion_policy.service import PolicyService
 from tests.support.polling import poll_until
 
@@ -112,6 +120,10 @@ class Gateway:
             await nc.close()
 
 
+def _public_url(ingress: dict[str, Any]) -> dict[str, Any]:
+    return {"public_url": ingress["public_url"]} if ingress.get("public_url") else {}
+
+
 @contextlib.asynccontextmanager
 async def running_gateway(
     nats_url: str,
@@ -122,13 +134,19 @@ async def running_gateway(
     executor: bool = True,
     policy: bool = True,
     secrets_key: str = "",
+    oauth: bool = False,
+    oauth_options: dict[str, Any] | None = None,
+    executor_options: dict[str, Any] | None = None,
     codemode: CodeModeSettings | None = None,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
     kill) and so does not wait for any server to be ready; `policy=False` likewise starts no policy.
-    `secrets_key` seals upstream secrets in KV (config apply, admin API) and opens them (executor).
-    `codemode` starts the codemode service with those settings (its NATS URL is filled in)."""
+    `secrets_key` seals upstream secrets in KV (config apply, admin API) and opens them (executor), and
+    the token signing key (oauth). `oauth=True` also starts the oauth service (with ingress's `public_url`,
+    when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
+    `ExecutorSettings`. `codemode` starts the codemode service with those settings (its NATS URL is
+    filled in)."""
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
     await apply_config(nc, config, Sealer(secrets_key))
@@ -140,12 +158,33 @@ async def running_gateway(
                 AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")
             ),
             *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url))] if policy else []),
-            *([ExecutorService(ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key))] if executor else []),
+            *(
+                [
+                    ExecutorService(
+                        ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key, **(executor_options or {}))
+                    )
+                ]
+                if executor
+                else []
+            ),
+            *(
+                [
+                    OAuthService(
+                        OAuthSettings(
+                            nats_url=nats_url, secrets_key=secrets_key, **_public_url(ingress), **(oauth_options or {})
+                        )
+                    )
+                ]
+                if oauth
+                else []
+            ),
             *([CodeModeService(codemode.model_copy(update={"nats_url": nats_url}))] if codemode else []),
         ):
             await service.start()
             started.append(service)
-        front = IngressService(IngressSettings(nats_url=nats_url, port=0, secrets_key=secrets_key, **ingress))
+        front = IngressService(
+            IngressSettings(**{"nats_url": nats_url, "port": 0, "secrets_key": secrets_key, **ingress})
+        )
         await front.start()
         started.append(front)
         gateway = Gateway(front.url, nats_url, config, front, started)

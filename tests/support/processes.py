@@ -6,11 +6,14 @@ a unique BASTION_TEST_MARKER in its environment, and afterwards /proc must hold 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from bastion_cli.stack import free_port
 from tests.support.polling import poll_until_blocking
@@ -22,6 +25,7 @@ __all__ = [
     "fake_bastion_up",
     "marked_processes",
     "output",
+    "serving_process",
     "start_up",
     "stop_up",
 ]
@@ -139,3 +143,20 @@ def fake_bastion_up() -> subprocess.Popen[bytes]:
         lambda: b"bastion" in Path(f"/proc/{proc.pid}/cmdline").read_bytes(), "the stand-in to exec", within=5
     )
     return proc
+
+
+@contextlib.contextmanager
+def serving_process(argv: list[str], what: str, **popen: Any) -> Iterator[str]:
+    """Run a test server that prints `READY <url>` once it accepts connections; yields the URL and
+    stops the process (and closes its pipe) afterwards."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, **popen)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("READY "), f"{what} did not start: {line!r}"
+        yield line.split()[1]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -109,7 +109,13 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
     ep = resolve_endpoints(config, None, None, tmp_path, {})
     ep.redis_url = "redis://policy:valkey-pw@127.0.0.1:1/0"
     creds = make_credentials(tmp_path, {})
-    inherited = {"PATH": "/usr/bin", "BASTION_SECRETS_KEY": "from-the-shell", "BASTION_NATS_NKEY_SEED_FILE": "/x"}
+    inherited = {
+        "PATH": "/usr/bin",
+        "BASTION_SECRETS_KEY": "from-the-shell",
+        "BASTION_NATS_NKEY_SEED_FILE": "/x",
+        "BASTION_OIDC_CLIENT_SECRET": "idp-secret",
+        "BASTION_VAULT_TOKEN": "vault-token",
+    }
     specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", inherited, "admin-tok", creds)}
     for name, env in specs.items():
         assert env["BASTION_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / f"{name}.nk")
@@ -119,7 +125,9 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
     assert [n for n, env in specs.items() if "admin.nk" in str(env.values())] == ["ingress"]
     assert [n for n, env in specs.items() if "valkey-pw" in str(env.values())] == ["policy"]
     holders = [n for n, env in specs.items() if env.get("BASTION_SECRETS_KEY")]
-    assert sorted(holders) == ["executor", "ingress"]
+    assert sorted(holders) == ["executor", "ingress", "oauth"]  # oauth: the signing key and upstream tokens
+    for secret in ("idp-secret", "vault-token"):  # the identity provider's and Vault's: the oauth service alone
+        assert [n for n, env in specs.items() if secret in env.values()] == ["oauth"]
     assert all(env.get("BASTION_SECRETS_KEY") in (None, creds.secrets_key) for env in specs.values())
     signers = {n: env["BASTION_BUS_SIGNING_KEY"] for n, env in specs.items() if env.get("BASTION_BUS_SIGNING_KEY")}
     assert signers == {"policy": creds.bus_signing_key, "executor": creds.bus_signing_key}

@@ -8,6 +8,7 @@ policy and ingress replica watches: a change made through any replica reaches al
 from __future__ import annotations
 
 from fastapi import APIRouter
+from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
@@ -15,13 +16,21 @@ from bastion_common.sealing import Sealer
 
 from ..keys import KeyDirectory
 from .auth import AdminAuth
+from .passwords import password_routes
 from .routes import PREFIX, admin_router
 from .store import AdminStore
+from .upstream_links import UpstreamLinks
 
 __all__ = ["PREFIX", "AdminAuth", "AdminStore", "admin_api", "admin_router"]
 
 
-def admin_api(js: JetStreamContext, token: SecretStr, keys: KeyDirectory, sealer: Sealer | None = None) -> APIRouter:
+def admin_api(
+    js: JetStreamContext, token: SecretStr, keys: KeyDirectory, sealer: Sealer | None = None, nc: NATS | None = None
+) -> APIRouter:
     """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403);
-    `sealer` seals upstream secrets before they are stored."""
-    return admin_router(AdminStore(js, sealer), AdminAuth(token, keys))
+    `sealer` seals upstream secrets before they are stored; `nc` (the admin connection) reaches the
+    oauth service for user passwords and for authorization links of upstreams that need OAuth."""
+    router = admin_router(AdminStore(js, sealer), AdminAuth(token, keys), UpstreamLinks(nc) if nc else None)
+    if nc is not None:
+        password_routes(router, nc)
+    return router

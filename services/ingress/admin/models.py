@@ -283,6 +283,9 @@ class ServerOut(BaseModel):
     error: str | None = None
     tools: int = 0
     """Tools the upstream exposes through Bastion (when ready)."""
+    authorize_url: str | None = None
+    """While `needs_auth` and the server uses OAuth: a fresh Bastion link an admin opens to authorize
+    the server's shared token (docs/oauth.md). It expires (`BASTION_UPSTREAM_LINK_TTL`)."""
     revision: int
 
 

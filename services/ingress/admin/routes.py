@@ -57,6 +57,7 @@ from .models import (
     unmask,
 )
 from .store import LABELS, AdminStore, Conflict, Versioned
+from .upstream_links import UpstreamLinks
 
 __all__ = ["PREFIX", "admin_router"]
 
@@ -374,7 +375,7 @@ def _entity_routes(
 # ---------------------------------------------------------------- servers
 
 
-def _server_routes(router: APIRouter, store: AdminStore) -> None:
+def _server_routes(router: APIRouter, store: AdminStore, links: UpstreamLinks | None) -> None:
     async def server_out(record: ServerRecord, revision: int) -> ServerOut:
         config = record.config.model_copy(
             update={"env": masked(record.config.env), "headers": masked(record.config.headers)}
@@ -385,14 +386,17 @@ def _server_routes(router: APIRouter, store: AdminStore) -> None:
         if catalog is None:
             return ServerOut(name=record.name, config=config, status="pending", revision=revision)
         tools = len(catalog.value.tools) if catalog.value.status == "ready" else 0
+        health = catalog.value.health or ("healthy" if catalog.value.status == "ready" else "down")
+        link = await links.link(record.name, record.config) if links and health == "needs_auth" else None
         return ServerOut(
             name=record.name,
             config=config,
             status=catalog.value.status,
-            health=catalog.value.health or ("healthy" if catalog.value.status == "ready" else "down"),
+            health=health,
             breaker=catalog.value.breaker,
             error=catalog.value.error,
             tools=tools,
+            authorize_url=link,
             revision=revision,
         )
 
@@ -513,7 +517,7 @@ def _provider_routes(router: APIRouter, store: AdminStore) -> None:
 # ---------------------------------------------------------------- the router
 
 
-def admin_router(store: AdminStore, auth: AdminAuth) -> APIRouter:
+def admin_router(store: AdminStore, auth: AdminAuth, links: UpstreamLinks | None = None) -> APIRouter:
     """Every admin route under `/admin/v1`, all behind the admin token."""
     route_class = type("BoundAdminRoute", (AdminRoute,), {"auth": auth})
     router = APIRouter(
@@ -557,6 +561,6 @@ def admin_router(store: AdminStore, auth: AdminAuth) -> APIRouter:
         UserOut,
         {"groups": "group", "team_id": "team"},
     )
-    _server_routes(router, store)
+    _server_routes(router, store, links)
     _provider_routes(router, store)
     return router

@@ -1,0 +1,46 @@
+"""`PUT /admin/v1/users/{id}/password`: set a user's password in the built-in user store.
+
+The password is handed to the oauth service over NATS (`subjects.OAUTH_PASSWORD`), which hashes
+it (scrypt) and keeps only the hash; ingress never stores it, and nothing logs it.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion_common import subjects
+from bastion_common.oauth import PasswordChange, PasswordChanged
+
+from .errors import AdminError, documented
+
+__all__ = ["PasswordSet", "password_routes"]
+
+
+class PasswordSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    password: str = Field(min_length=8, max_length=1024, repr=False)
+
+
+def password_routes(router: APIRouter, nc: NATS) -> None:
+    @router.put("/users/{user_id}/password", status_code=204, responses=documented(404, 422, 503))
+    async def set_password(
+        user_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], body: PasswordSet
+    ) -> Response:
+        """Let the user log in through Bastion's own login form (OAuth for agents)."""
+        change = PasswordChange(user_id=user_id, password=body.password)
+        try:
+            reply = await nc.request(subjects.OAUTH_PASSWORD, change.model_dump_json().encode(), timeout=10)
+        except NoRespondersError:
+            raise AdminError(503, "unavailable", "the oauth service is not running") from None
+        except NatsTimeout:
+            raise AdminError(503, "unavailable", "the oauth service did not answer within 10s") from None
+        answer = PasswordChanged.model_validate_json(reply.data)
+        if not answer.ok:
+            if answer.error and answer.error.startswith("there is no user"):
+                raise AdminError(404, "not_found", answer.error)
+            raise AdminError(422, "invalid", answer.error or "the oauth service refused the password")
+        return Response(status_code=204)

@@ -1,0 +1,46 @@
+"""Authorization links of upstream servers that need OAuth, for `GET /admin/v1/servers`.
+
+A server whose health is `needs_auth` and that uses Bastion's OAuth client (a remote server without a
+configured `Authorization` header) gets a fresh link from the oauth service (`OAUTH_UPSTREAM_LINK`):
+an admin opens it to authorize the server's shared token (`bastion servers list` prints it). The link
+is minted on each read, carries a sealed, expiring ticket, and is never shown to anyone but an admin.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from pydantic import ValidationError
+
+from bastion_common import subjects
+from bastion_common.config import ServerConfig
+from bastion_common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_applies
+
+__all__ = ["UpstreamLinks"]
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT = 5.0
+
+
+class UpstreamLinks:
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+
+    async def link(self, server: str, config: ServerConfig) -> str | None:
+        """A link to authorize `server`, or None (no OAuth for it, or the oauth service is not running)."""
+        if not oauth_applies(config) or config.url is None:
+            return None
+        query = AuthorizeLinkQuery(
+            server=server, url=config.url, transport="sse" if config.transport == "sse" else "http"
+        )
+        try:
+            reply = await self._nc.request(subjects.OAUTH_UPSTREAM_LINK, query.model_dump_json().encode(), _TIMEOUT)
+            answer = AuthorizeLink.model_validate_json(reply.data)
+        except (NoRespondersError, NatsTimeout, ValidationError) as exc:
+            log.warning("no authorization link for server %r: %s", server, type(exc).__name__)
+            return None
+        return answer.url

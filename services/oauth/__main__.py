@@ -1,0 +1,19 @@
+"""`python -m bastion_oauth`: one oauth replica, configured from the environment."""
+
+from __future__ import annotations
+
+from bastion_common.logs import setup_logging
+from bastion_common.runner import run_service
+from bastion_common.settings import OAuthSettings
+
+from .service import OAuthService
+
+
+def main() -> None:
+    settings = OAuthSettings()
+    setup_logging("oauth", settings.log_level)
+    run_service(OAuthService(settings))
+
+
+if __name__ == "__main__":
+    main()

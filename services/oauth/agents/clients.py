@@ -1,0 +1,190 @@
+"""OAuth clients: dynamic registration (RFC 7591) and client authentication at the token endpoints.
+
+Redirect URIs are where codes go, so registration is strict: absolute, no fragment, and either
+https, http on a loopback address (native apps, RFC 8252 §7.3), or a private-use scheme
+(`cursor://...`, RFC 8252 §7.1). At authorization time they are matched exactly.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
+
+from ..http import HttpError, json_response
+from ..store import Records
+from .client_metadata import ClientMetadataDocuments, ClientMetadataError, is_metadata_url
+from .records import ClientRecord, digest, new_secret
+
+__all__ = ["ClientAuthenticator", "Registration", "client_key", "redirect_uri_problem"]
+
+_MAX_REDIRECT_URIS = 10
+_MAX_URI = 2000
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def client_key(client_id: str) -> str:
+    return f"client.{digest(client_id)[:48]}"
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why `uri` may not be registered as a redirect URI, or None."""
+    if len(uri) > _MAX_URI:
+        return f"a redirect URI may have at most {_MAX_URI} characters"
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return f"{uri!r} is not a URI"
+    if not parts.scheme or parts.fragment or "#" in uri:
+        return f"{uri!r} must be absolute and carry no fragment"
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return None if parts.hostname else f"{uri!r} has no host"
+    if scheme == "http":
+        if parts.hostname in _LOOPBACK:
+            return None
+        return f"{uri!r}: plain http is allowed only for loopback addresses (127.0.0.1, localhost, [::1])"
+    if scheme in {"javascript", "data", "file", "vbscript", "about", "blob"}:
+        return f"{uri!r}: the {scheme!r} scheme cannot be a redirect URI"
+    return None  # a private-use scheme of a native app
+
+
+class _RegistrationRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    redirect_uris: list[str] = Field(min_length=1, max_length=_MAX_REDIRECT_URIS)
+    client_name: str = Field(default="", max_length=200)
+    token_endpoint_auth_method: Literal["none", "client_secret_post", "client_secret_basic"] = "none"
+    grant_types: list[Literal["authorization_code", "refresh_token"]] = Field(
+        default=["authorization_code", "refresh_token"], max_length=2
+    )
+    response_types: list[Literal["code"]] = Field(default=["code"], max_length=1)
+    scope: str | None = Field(default=None, max_length=200)
+
+
+class Registration:
+    """`POST /oauth/register`: anyone may register a client; what it may do is decided at login and by policy."""
+
+    def __init__(self, records: Records) -> None:
+        self.records = records
+
+    async def register(self, request: HttpExchangeRequest) -> HttpExchangeResponse:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise HttpError(400, "invalid_client_metadata", "the registration request must be application/json")
+        try:
+            raw: Any = orjson.loads(request.body)
+            metadata = _RegistrationRequest.model_validate(raw)
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, "invalid_client_metadata", f"the body is not JSON: {exc}") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            error = "invalid_redirect_uri" if where.startswith("redirect_uris") else "invalid_client_metadata"
+            raise HttpError(400, error, f"{where}: {first['msg']}") from exc
+        for uri in metadata.redirect_uris:
+            if problem := redirect_uri_problem(uri):
+                raise HttpError(400, "invalid_redirect_uri", problem)
+        client_id = "bc_" + new_secret()
+        secret = new_secret() if metadata.token_endpoint_auth_method != "none" else None
+        record = ClientRecord(
+            client_id=client_id,
+            client_name=metadata.client_name,
+            redirect_uris=metadata.redirect_uris,
+            token_endpoint_auth_method=metadata.token_endpoint_auth_method,
+            secret_digest=digest(secret) if secret else None,
+            grant_types=list(metadata.grant_types),
+        )
+        await self.records.create(client_key(client_id), record)
+        body: dict[str, Any] = {
+            "client_id": client_id,
+            "client_id_issued_at": int(record.created_at),
+            "client_name": record.client_name,
+            "redirect_uris": record.redirect_uris,
+            "token_endpoint_auth_method": record.token_endpoint_auth_method,
+            "grant_types": record.grant_types,
+            "response_types": ["code"],
+        }
+        if secret:
+            body |= {"client_secret": secret, "client_secret_expires_at": 0}
+        return json_response(body, 201)
+
+
+class ClientAuthenticator:
+    """Who is calling the token or revocation endpoint (RFC 6749 §2.3); `invalid_client` otherwise."""
+
+    def __init__(
+        self,
+        records: Records,
+        documents: ClientMetadataDocuments | None = None,
+        preregistered: dict[str, ClientRecord] | None = None,
+    ) -> None:
+        self.records = records
+        self.preregistered = preregistered or {}
+        """Clients an operator declared (`BASTION_OAUTH_CLIENTS_FILE`), by client_id."""
+        self.documents = documents
+        """Client ID metadata documents (a URL as `client_id`); None: not supported."""
+
+    async def lookup(self, client_id: str) -> ClientRecord | None:
+        """The client, or None when unknown; `ClientMetadataError` when its metadata document is unusable."""
+        if client_id in self.preregistered:
+            return self.preregistered[client_id]
+        if self.documents is not None and is_metadata_url(client_id):
+            return await self.documents.lookup(client_id)
+        if not client_id or len(client_id) > 200:
+            return None
+        found = await self.records.get(client_key(client_id), ClientRecord)
+        return found[0] if found is not None and found[0].client_id == client_id else None
+
+    async def authenticate(self, request: HttpExchangeRequest, form: dict[str, str]) -> ClientRecord:
+        basic = _basic_credentials(request.headers.get("authorization"))
+        secret: str | None
+        if basic is not None:
+            client_id, secret, method = basic[0], basic[1], "client_secret_basic"
+            if form.get("client_id", client_id) != client_id:
+                raise HttpError(400, "invalid_request", "client_id in the form differs from the Authorization header")
+        elif "client_secret" in form:
+            client_id, secret, method = form.get("client_id", ""), form["client_secret"], "client_secret_post"
+        else:
+            client_id, secret, method = form.get("client_id", ""), None, "none"
+        if not client_id:
+            raise HttpError(400, "invalid_request", "client_id is required")
+        challenge = [("www-authenticate", 'Basic realm="bastion"')] if basic is not None else []
+        try:
+            client = await self.lookup(client_id)
+        except ClientMetadataError as exc:
+            raise HttpError(401, "invalid_client", str(exc), challenge) from None
+        if client is None:
+            raise HttpError(401, "invalid_client", "unknown client", challenge)
+        if client.token_endpoint_auth_method != method:
+            raise HttpError(
+                401, "invalid_client", f"this client authenticates with {client.token_endpoint_auth_method}", challenge
+            )
+        if method != "none" and (
+            secret is None
+            or client.secret_digest is None
+            or not hmac.compare_digest(digest(secret), client.secret_digest)
+        ):
+            raise HttpError(401, "invalid_client", "client authentication failed", challenge)
+        return client
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise HttpError(401, "invalid_client", "malformed Basic credentials") from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise HttpError(401, "invalid_client", "malformed Basic credentials")
+    return unquote(client_id), unquote(secret)

@@ -1,0 +1,101 @@
+"""OAuth service: Bastion's authorization server toward agents, and its client toward upstreams.
+
+One dispatch table maps NATS subjects to handlers; every subject is served in the queue group
+`oauth`, so replicas share the work. HTTP reaches the service through ingress as
+`subjects.OAUTH_HTTP`, whose handler routes by path (`http.Router`). Each half of the service
+(`agents`, ...) contributes its routes and handlers in `install()`; state lives only in KV, so any
+replica answers any step of a flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from bastion_common import permissions, subjects
+from bastion_common.nats import connect, kv_bucket, processed
+from bastion_common.oauth import REVOCATION_TTL, HttpExchangeRequest
+from bastion_common.sealing import Sealer
+from bastion_common.settings import OAuthSettings
+
+from . import agents, upstream
+from .context import NatsHandler, OAuthContext
+from .http import HttpError, Router
+
+__all__ = ["OAuthService"]
+
+log = logging.getLogger(__name__)
+
+
+class OAuthService:
+    def __init__(self, settings: OAuthSettings) -> None:
+        self.settings = settings
+        self.router = Router.empty()
+        self.handlers: dict[str, NatsHandler] = {}
+        self._nc: NATS | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        sealer = Sealer(self.settings.secrets_key)
+        if not sealer.enabled:  # the signing key and upstream tokens are never kept in plain text
+            raise ValueError("the oauth service needs BASTION_SECRETS_KEY (Fernet key(s), newest first)")
+        self._nc = nc = await connect(
+            self.settings.nats_url,
+            name=f"bastion-oauth{self.settings.instance}",
+            role=permissions.OAUTH,
+            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        )
+        js = nc.jetstream()
+        ctx = OAuthContext(
+            settings=self.settings,
+            nc=nc,
+            state=await kv_bucket(js, subjects.KV_OAUTH, history=1),
+            public=await kv_bucket(js, subjects.KV_OAUTH_PUBLIC),
+            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, ttl=REVOCATION_TTL),
+            sealer=sealer,
+        )
+        self.handlers[subjects.OAUTH_HTTP] = self._http
+        for part in (agents, upstream):
+            for subject, handler in (await part.install(ctx, self.router)).items():
+                if subject in self.handlers:
+                    raise ValueError(f"two handlers for {subject}")
+                self.handlers[subject] = handler
+        for subject in self.handlers:
+            await nc.subscribe(subject, queue=subjects.QUEUE_OAUTH, cb=self._on_message)
+        await processed(nc)
+        log.info("oauth service ready (%d routes)", len(self.router.exact) + len(self.router.prefixes))
+
+    async def _on_message(self, msg: Msg) -> None:
+        # each request runs on its own task: password hashing must not hold up the subscription
+        task = asyncio.create_task(self._answer(msg))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _answer(self, msg: Msg) -> None:
+        handler = self.handlers[msg.subject]
+        try:
+            reply = await handler(msg.data)
+        except Exception:
+            log.exception("oauth handler for %s failed", msg.subject)
+            return
+        if msg.reply:
+            await msg.respond(reply)
+
+    async def _http(self, payload: bytes) -> bytes:
+        try:
+            request = HttpExchangeRequest.model_validate_json(payload)
+        except ValidationError:
+            response = HttpError(400, "invalid_request", "malformed forwarded request").response()
+        else:
+            response = await self.router.dispatch(request)
+        return response.model_dump_json().encode()
+
+    async def stop(self) -> None:
+        if self._inflight:
+            await asyncio.wait(self._inflight, timeout=5)
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()

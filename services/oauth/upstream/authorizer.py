@@ -1,0 +1,200 @@
+"""The upstream side of the oauth service: links, the authorization step, and current tokens.
+
+    link(server, user)      -> a Bastion URL that starts the authorization step for that owner
+    start(ticket)           -> the upstream authorization server's URL (discovery, registration, PKCE)
+    callback(state, code)   -> tokens stored for the owner the ticket named
+    token(query)            -> the owner's current access token: refreshed before expiry and after
+                               the upstream refused it; else exchanged (RFC 8693) from the same
+                               user's token at the same authorization server; else a link
+
+One owner's tokens are never handed out for another: the owner is the server's shared slot, or,
+for a per-user server, exactly the calling user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import httpx2
+
+from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
+
+from ..fetch import guarded_client
+from . import client as oauth
+from .discovery import discover
+from .errors import UpstreamOAuthError
+from .records import Flow, Records, ServerAuth
+from .tickets import Ticket, Tickets
+
+__all__ = ["CALLBACK_PATH", "START_PATH", "Authorizer"]
+
+log = logging.getLogger(__name__)
+
+START_PATH = "/oauth/upstream/authorize"
+CALLBACK_PATH = "/oauth/upstream/callback"
+
+
+class Authorizer:
+    def __init__(
+        self,
+        records: Records,
+        tickets: Tickets,
+        http: httpx2.AsyncClient | None,
+        public_url: str,
+        *,
+        refresh_margin: float = 60.0,
+        flow_ttl: float = 600.0,
+        allow_private: bool = False,
+    ) -> None:
+        self._records = records
+        self._tickets = tickets
+        self._shared_http = http
+        """A client to reuse (tests); None: one per operation, since they are rare (an authorization
+        step, a refresh) and the service then holds no connection open between them."""
+        self._public = public_url.rstrip("/")
+        self._margin = refresh_margin
+        self._flow_ttl = flow_ttl
+        self._allow_private = allow_private
+        """Reach upstreams and authorization servers on private addresses (`..fetch`; SSRF otherwise)."""
+        self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+        self._exchange_from: dict[str, set[str]] = {}
+        """Issuer -> servers whose tokens can be exchanged at it (learned as servers are authorized)."""
+
+    @contextlib.asynccontextmanager
+    async def _http(self) -> AsyncIterator[httpx2.AsyncClient]:
+        if self._shared_http is not None:
+            yield self._shared_http
+            return
+        async with guarded_client(15.0, allow_private=self._allow_private) as http:
+            yield http
+
+    @property
+    def redirect_uri(self) -> str:
+        return self._public + CALLBACK_PATH
+
+    def link(self, server: str, url: str, transport: str, user: str | None) -> str:
+        ticket = self._tickets.issue(Ticket(server=server, url=url, transport=transport, user=user))
+        return f"{self._public}{START_PATH}?{urlencode({'ticket': ticket})}"
+
+    async def start(self, ticket_text: str) -> str:
+        ticket = self._tickets.open(ticket_text)
+        auth = await self._server_auth(ticket.server, ticket.url, ticket.transport)
+        pkce = oauth.Pkce.new()
+        state = secrets.token_urlsafe(32)
+        await self._records.save_flow(
+            state,
+            Flow(
+                server=ticket.server,
+                url=ticket.url,
+                transport=ticket.transport,
+                user=ticket.user,
+                verifier=pkce.verifier,
+                created_at=time.time(),
+            ),
+        )
+        return oauth.authorization_url(auth.discovered, auth.client, auth.redirect_uri, state, pkce)
+
+    async def callback(self, state: str, code: str | None, error: str | None) -> str:
+        """Finish the step; returns the server name. The state is single-use and expires."""
+        if not state or len(state) > 128 or not all(c.isalnum() or c in "-_" for c in state):
+            raise UpstreamOAuthError("the callback has no valid state")
+        flow = await self._records.take_flow(state, self._flow_ttl)
+        if flow is None:
+            raise UpstreamOAuthError("unknown or expired authorization state: start again from the link")
+        if error or not code:
+            raise UpstreamOAuthError(f"the authorization server did not authorize: {error or 'no code'}")
+        auth = await self._server_auth(flow.server, flow.url, flow.transport)
+        async with self._http() as http:
+            tokens = await oauth.exchange_code(
+                http, auth.discovered, auth.client, code, auth.redirect_uri, flow.verifier
+            )
+        await self._records.save_tokens(flow.server, flow.user, tokens)
+        log.info("upstream %s: authorized (%s)", flow.server, "per user" if flow.user else "shared")
+        return flow.server
+
+    async def token(self, query: UpstreamTokenQuery) -> UpstreamToken:
+        if query.per_user and query.user is None:
+            return UpstreamToken(
+                error="this server is configured per user, and the call names no user (use a key bound to a user)"
+            )
+        user = query.user if query.per_user else None
+        key = (query.server, user)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            try:
+                tokens = await self._current(query, user)
+            except UpstreamOAuthError as exc:
+                return self._unauthorized(query, user, str(exc))
+        if tokens is None:
+            return self._unauthorized(query, user, "not authorized yet")
+        return UpstreamToken(access_token=tokens.access_token, expires_at=tokens.expires_at)
+
+    # ---------------------------------------------------------------- internals
+
+    async def _current(self, query: UpstreamTokenQuery, user: str | None) -> oauth.TokenSet | None:
+        tokens = await self._records.tokens(query.server, user)
+        rejected = query.rejected is not None and tokens is not None and query.rejected == tokens.access_token
+        if tokens is not None and tokens.fresh(self._margin) and not rejected:
+            return tokens
+        auth = await self._server_auth(query.server, query.url, query.transport)
+        if tokens is not None:
+            try:
+                async with self._http() as http:
+                    renewed = await oauth.refresh(http, auth.discovered, auth.client, tokens)
+            except UpstreamOAuthError as exc:
+                log.warning("upstream %s: refresh failed (%s); authorization needed again", query.server, exc)
+                await self._records.forget_tokens(query.server, user)
+                return None
+            await self._records.save_tokens(query.server, user, renewed)
+            return renewed
+        if user is not None and auth.discovered.supports_token_exchange:
+            return await self._exchanged(query, user, auth)
+        return None
+
+    async def _exchanged(self, query: UpstreamTokenQuery, user: str, auth: ServerAuth) -> oauth.TokenSet | None:
+        issuer = str(auth.discovered.metadata.issuer)
+        for other in sorted(self._exchange_from.get(issuer, set()) - {query.server}):
+            subject = await self._records.tokens(other, user)
+            if subject is None or not subject.fresh(0):
+                continue
+            try:
+                async with self._http() as http:
+                    tokens = await oauth.exchange_token(http, auth.discovered, auth.client, subject.access_token)
+            except UpstreamOAuthError as exc:
+                log.info("upstream %s: token exchange from %s refused (%s)", query.server, other, exc)
+                continue
+            await self._records.save_tokens(query.server, user, tokens)
+            log.info("upstream %s: token exchanged from %s for a user (no second login)", query.server, other)
+            return tokens
+        return None
+
+    async def _server_auth(self, server: str, url: str, transport: str) -> ServerAuth:
+        auth = await self._records.server_auth(server)
+        if auth is None or auth.redirect_uri != self.redirect_uri:
+            async with self._http() as http:
+                discovered = await discover(http, url, transport)
+                registration = await oauth.register(http, discovered, self.redirect_uri)
+            auth = ServerAuth(discovered=discovered, client=registration, redirect_uri=self.redirect_uri)
+            await self._records.save_server_auth(server, auth)
+        self._exchange_from.setdefault(str(auth.discovered.metadata.issuer), set()).add(server)
+        return auth
+
+    def _unauthorized(self, query: UpstreamTokenQuery, user: str | None, why: str) -> UpstreamToken:
+        if user is None:
+            # the shared token is bound by an admin: a link is never handed to a caller
+            return UpstreamToken(
+                error=f"the server needs OAuth authorization ({why}): an admin completes it through the link "
+                "in `bastion servers list`",
+                needs_auth=True,
+            )
+        return UpstreamToken(
+            error=f"authorize this server for your user first ({why})",
+            needs_auth=True,
+            authorize_url=self.link(query.server, query.url, query.transport, user),
+        )

@@ -1,0 +1,361 @@
+"""Hostile input to Bastion's authorization server and protected resource: each refused with its RFC error.
+
+Every step is a real HTTP request to the gateway (ingress -> NATS -> oauth service); forged tokens
+are signed either with a key of the test's own or with the gateway's real signing key read from
+KV and unsealed, so only the claim under test is wrong.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx2
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from bastion_common import subjects
+from bastion_common.nats import connect
+from bastion_common.sealing import Sealer, new_key
+from tests.support.gateway import SERVERS, example_server_over_http, running_gateway
+from tests.support.oauth_browser import Browser, set_password
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+REDIRECT = "http://127.0.0.1:33419/callback"
+PASSWORD = "hunter2-but-longer"
+
+
+def config() -> dict[str, Any]:
+    return {
+        "mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}},
+        "groups": [{"id": "echoers", "tools": ["echo/*"]}],
+        "users": [{"id": "carol", "name": "Carol", "groups": ["echoers"]}],
+        "keys": [{"name": "admin", "key": "bk_test_admin_key_000000000000", "tools": ["*"]}],
+    }
+
+
+@dataclass
+class Env:
+    gateway: Any
+    http: httpx2.AsyncClient
+    secrets_key: str
+
+    @property
+    def base(self) -> str:
+        return self.gateway.url.removesuffix("/mcp")
+
+    async def register(self, redirect_uris: list[str] | None = None, **extra: Any) -> httpx2.Response:
+        body = {"redirect_uris": redirect_uris or [REDIRECT], "client_name": "hostile test", **extra}
+        return await self.http.post(f"{self.base}/oauth/register", json=body)
+
+    async def client_id(self) -> str:
+        answer = await self.register()
+        assert answer.status_code == 201, answer.text
+        return answer.json()["client_id"]
+
+    def authorize_url(self, client_id: str, challenge: str | None, **overrides: str | None) -> str:
+        params: dict[str, str | None] = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "state": "st-" + secrets.token_urlsafe(8),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "resource": self.gateway.url,
+            "scope": "mcp",
+        } | overrides
+        return f"{self.base}/oauth/authorize?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+    async def code(self, client_id: str) -> tuple[str, str]:
+        """A fresh authorization code for carol and its PKCE verifier."""
+        verifier = secrets.token_urlsafe(48)
+        result = await Browser("carol", PASSWORD).login(self.authorize_url(client_id, s256(verifier)))
+        return result.params["code"], verifier
+
+    async def exchange(self, client_id: str, code: str, verifier: str | None, **extra: str) -> httpx2.Response:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, "client_id": client_id}
+        if verifier is not None:
+            form["code_verifier"] = verifier
+        return await self.http.post(f"{self.base}/oauth/token", data=form | extra)
+
+    async def tokens(self, client_id: str) -> dict[str, Any]:
+        code, verifier = await self.code(client_id)
+        answer = await self.exchange(client_id, code, verifier)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    async def mcp(self, token: str) -> httpx2.Response:
+        return await self.http.post(
+            self.gateway.url,
+            headers={"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"},
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            },
+        )
+
+    async def refused_eventually(self, token: str) -> httpx2.Response:
+        """Revocations reach ingress through a KV watch: wait (bounded) until it holds this one."""
+        payload = token.split(".")[1]
+        jti = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+        tokens = self.gateway.ingress.access_tokens
+        await poll_until(lambda: tokens.is_revoked(jti), f"revocation of {jti} in ingress")
+        answer = await self.mcp(token)
+        assert answer.status_code == 401, answer.text
+        return answer
+
+    async def gateway_key(self) -> ECKey:
+        nc = await connect(self.gateway.nats_url, "test-signing-key")
+        try:
+            entry = await (await nc.jetstream().key_value(subjects.KV_OAUTH)).get("signing")
+        finally:
+            await nc.close()
+        sealed = json.loads(entry.value)["private_jwk"]
+        assert sealed.startswith("sealed:"), "the signing key must be sealed at rest"
+        return ECKey.import_key(json.loads(Sealer(self.secrets_key).open_value(sealed)))
+
+    def forge(self, key: ECKey, **claims: Any) -> str:
+        now = int(time.time())
+        body = {
+            "iss": self.base,
+            "sub": "carol",
+            "aud": self.gateway.url,
+            "iat": now,
+            "exp": now + 300,
+            "jti": secrets.token_urlsafe(8),
+        } | claims
+        header = {"alg": "ES256", "kid": key.kid, "typ": "at+jwt"}
+        return jwt.encode(header, {k: v for k, v in body.items() if v is not None}, key, algorithms=["ES256"])
+
+
+def s256(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def query(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+@pytest.fixture
+async def env(nats_url, redis_url, tmp_path):
+    key = new_key()
+    async with running_gateway(nats_url, redis_url, tmp_path, config(), oauth=True, secrets_key=key) as gw:
+        assert (await set_password(nats_url, "carol", PASSWORD)).ok
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+            yield Env(gw, http, key)
+
+
+# ---------------------------------------------------------------- the authorization request
+
+
+async def test_plain_or_missing_pkce_is_refused_on_the_redirect(env):
+    client_id = await env.client_id()
+    for overrides in ({"code_challenge_method": "plain"}, {"code_challenge": None}, {"code_challenge_method": None}):
+        answer = await env.http.get(env.authorize_url(client_id, s256("x" * 43), **overrides))
+        assert answer.status_code == 302, overrides
+        params = query(answer.headers["location"])
+        assert params["error"] == "invalid_request" and params["iss"] == env.base, overrides
+        assert answer.headers["location"].startswith(REDIRECT + "?")
+
+
+async def test_unregistered_redirect_uri_is_never_redirected_to(env):
+    client_id = await env.client_id()
+    for target in ("https://evil.example/cb", REDIRECT + "/../evil", REDIRECT + "?x=1", "//evil.example/cb"):
+        answer = await env.http.get(env.authorize_url(client_id, s256("y" * 43), redirect_uri=target))
+        assert answer.status_code == 400 and "location" not in answer.headers, target
+        assert "redirect_uri does not match" in answer.text
+    unknown = await env.http.get(env.authorize_url("bc_nobody", s256("y" * 43), redirect_uri="https://evil.example"))
+    assert unknown.status_code == 400 and "location" not in unknown.headers
+
+
+async def test_registration_refuses_open_redirect_targets(env):
+    for uri in ("http://evil.example/cb", "javascript:alert(1)", "https://ok.example/cb#frag", "relative/cb"):
+        answer = await env.register([uri])
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_redirect_uri", uri
+    malformed = await env.http.post(
+        f"{env.base}/oauth/register", content=b"{", headers={"content-type": "application/json"}
+    )
+    assert malformed.status_code == 400 and malformed.json()["error"] == "invalid_client_metadata"
+    assert (await env.register(["cursor://anysphere.cursor-retrieval/oauth/callback"])).status_code == 201
+
+
+async def test_wrong_resource_is_invalid_target(env):
+    client_id = await env.client_id()
+    answer = await env.http.get(env.authorize_url(client_id, s256("z" * 43), resource="https://other.example/mcp"))
+    assert query(answer.headers["location"])["error"] == "invalid_target"
+
+
+async def test_state_comes_back_unchanged_and_wrong_passwords_get_no_code(env):
+    client_id = await env.client_id()
+    state = "opaque/state+with=odd&chars"
+    url = env.authorize_url(client_id, s256("s" * 43), state=state)
+    assert (await Browser("carol", PASSWORD).login(url)).params["state"] == state
+    wrong = await Browser("carol", "not-the-password").login(env.authorize_url(client_id, s256("s" * 43)))
+    assert wrong.status == 401 and wrong.location is None and "wrong user name or password" in wrong.page
+    nobody = await Browser("mallory", PASSWORD).login(env.authorize_url(client_id, s256("s" * 43)))
+    assert nobody.status == 401 and nobody.location is None
+
+
+# ---------------------------------------------------------------- the token endpoint
+
+
+async def test_missing_or_wrong_verifier(env):
+    client_id = await env.client_id()
+    code, verifier = await env.code(client_id)
+    missing = await env.exchange(client_id, code, None)
+    assert missing.status_code == 400 and missing.json()["error"] == "invalid_request"
+    wrong = await env.exchange(client_id, code, secrets.token_urlsafe(48))
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    assert (await env.exchange(client_id, code, verifier)).status_code == 200  # the code was not burnt by failures
+
+
+async def test_mismatched_redirect_uri_or_client_at_the_token_endpoint(env):
+    client_id, other = await env.client_id(), await env.client_id()
+    code, verifier = await env.code(client_id)
+    moved = await env.exchange(client_id, code, verifier, redirect_uri="http://127.0.0.1:1/elsewhere")
+    assert moved.status_code == 400 and moved.json()["error"] == "invalid_grant"
+    stolen = await env.exchange(other, code, verifier)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    unknown = await env.exchange("bc_unknown", code, verifier)
+    assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
+
+
+async def test_reused_code_is_refused_and_revokes_what_it_issued(env):
+    client_id = await env.client_id()
+    code, verifier = await env.code(client_id)
+    first = await env.exchange(client_id, code, verifier)
+    assert first.status_code == 200
+    tokens = first.json()
+    assert (await env.mcp(tokens["access_token"])).status_code == 200
+    replay = await env.exchange(client_id, code, verifier)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    refused = await env.refused_eventually(tokens["access_token"])
+    assert 'error="invalid_token"' in refused.headers["www-authenticate"]
+    refresh = await env.http.post(
+        f"{env.base}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id},
+    )
+    assert refresh.status_code == 400 and refresh.json()["error"] == "invalid_grant"
+
+
+async def test_refresh_tokens_rotate_and_a_replayed_one_revokes_the_family(env):
+    client_id = await env.client_id()
+    first = await env.tokens(client_id)
+
+    async def refresh(token: str) -> httpx2.Response:
+        form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
+        return await env.http.post(f"{env.base}/oauth/token", data=form)
+
+    second = await refresh(first["refresh_token"])
+    assert second.status_code == 200
+    rotated = second.json()
+    assert rotated["refresh_token"] != first["refresh_token"] and rotated["access_token"] != first["access_token"]
+    assert (await env.mcp(rotated["access_token"])).status_code == 200
+    replay = await refresh(first["refresh_token"])
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert (await refresh(rotated["refresh_token"])).json()["error"] == "invalid_grant"  # the whole family
+    await env.refused_eventually(rotated["access_token"])
+
+
+async def test_unsupported_grant_and_repeated_parameters(env):
+    client_id = await env.client_id()
+    grant = await env.http.post(f"{env.base}/oauth/token", data={"grant_type": "password", "client_id": client_id})
+    assert grant.status_code == 400 and grant.json()["error"] == "unsupported_grant_type"
+    repeated = await env.http.post(
+        f"{env.base}/oauth/token",
+        content=f"grant_type=authorization_code&client_id={client_id}&client_id={client_id}",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert repeated.status_code == 400 and repeated.json()["error"] == "invalid_request"
+
+
+# ---------------------------------------------------------------- the protected resource
+
+
+async def test_revoked_access_token_is_refused(env):
+    client_id = await env.client_id()
+    tokens = await env.tokens(client_id)
+    assert (await env.mcp(tokens["access_token"])).status_code == 200
+    revoked = await env.http.post(
+        f"{env.base}/oauth/revoke", data={"token": tokens["access_token"], "client_id": client_id}
+    )
+    assert revoked.status_code == 200
+    answer = await env.refused_eventually(tokens["access_token"])
+    assert "revoked" in answer.json()["message"]
+
+
+async def test_forged_expired_and_misaddressed_tokens_are_refused(env):
+    real = await env.gateway_key()
+    assert (await env.mcp(env.forge(real))).status_code == 200  # the control: only the claim under test is wrong
+    cases = {
+        "foreign key": (env.forge(ECKey.generate_key("P-256", private=True, auto_kid=True)), "not issued by this"),
+        "expired": (env.forge(real, exp=int(time.time()) - 3600, iat=int(time.time()) - 4000), "expired"),
+        "wrong audience": (env.forge(real, aud="https://upstream.example/mcp"), "another resource"),
+        "foreign issuer": (env.forge(real, iss="https://idp.example"), "another authorization server"),
+        "no audience": (env.forge(real, aud=None), "lacks a claim"),
+    }
+    for case, (token, says) in cases.items():
+        answer = await env.mcp(token)
+        assert answer.status_code == 401, case
+        assert says in answer.json()["message"], (case, answer.json())
+        challenge = answer.headers["www-authenticate"]
+        assert 'error="invalid_token"' in challenge and "resource_metadata=" in challenge, case
+
+
+UPSTREAM_TOKEN = "upstream-only-token-5b1e"
+
+
+async def test_a_bastion_token_is_never_passed_to_an_upstream(nats_url, redis_url, tmp_path):
+    """The upstream answers 401 to anything but its own credential: a call that works proves it received
+    the configured header, not the agent's Bastion token."""
+    async with example_server_over_http("--http", "--bearer", UPSTREAM_TOKEN) as url:
+        raw = config()
+        raw["mcpServers"]["guarded"] = {"url": url, "headers": {"Authorization": f"Bearer {UPSTREAM_TOKEN}"}}
+        raw["groups"][0]["tools"].append("guarded/*")
+        key = new_key()
+        async with running_gateway(nats_url, redis_url, tmp_path, raw, oauth=True, secrets_key=key) as gw:
+            assert (await set_password(nats_url, "carol", PASSWORD)).ok
+            async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+                env = Env(gw, http, key)
+                access = (await env.tokens(await env.client_id()))["access_token"]
+            async with gw.client(access) as client:
+                result = await client.call_tool("guarded__echo", {"text": "through"})
+            assert result.content[0].text == "through"
+            status = gw.ingress.catalog.server_status("guarded")
+            assert status is not None and status.health == "healthy"
+
+
+async def test_password_guessing_is_cut_off_per_user_name(nats_url, redis_url, tmp_path):
+    options = {"login_max_failures": 3}
+    async with running_gateway(
+        nats_url, redis_url, tmp_path, config(), oauth=True, secrets_key=new_key(), oauth_options=options
+    ) as gw:
+        assert (await set_password(nats_url, "carol", PASSWORD)).ok
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+            env = Env(gw, http, "")
+            client_id = await env.client_id()
+            for guess in ("guess-1-wrong", "guess-2-wrong", "guess-3-wrong"):
+                wrong = await Browser("carol", guess).login(env.authorize_url(client_id, s256("g" * 43)))
+                assert wrong.status == 401 and "wrong user name or password" in wrong.page
+            # the right password no longer helps within the window: no code, no hashing
+            locked = await Browser("carol", PASSWORD).login(env.authorize_url(client_id, s256("g" * 43)))
+            assert locked.status == 429 and locked.location is None and "too many failed sign-ins" in locked.page
+            # another user name is not affected
+            other = await Browser("dave", "whatever-password").login(env.authorize_url(client_id, s256("g" * 43)))
+            assert other.status == 401

@@ -1,0 +1,102 @@
+"""Server-side request forgery through the oauth service is refused (issue 13): a URL someone else
+chose is never fetched when its host resolves to a loopback, private, link-local or multicast
+address, unless a development setting says so.
+
+- A stranger's `client_id` is the URL of its metadata document: one on 127.0.0.1 or `localhost` is
+  refused before any connection, and the person sees why (never a redirect).
+- An upstream's 401 names its metadata and authorization server: on a private address, discovery is
+  refused, the server stays `needs_auth` with the reason, and nothing is registered there.
+Everything is real: the gateway, the document server, and the authlib-protected upstream.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx2
+import pytest
+
+from bastion_common.sealing import new_key
+from tests.support.documents import serving_documents
+from tests.support.gateway import SERVERS, Gateway, default_config, running_gateway
+from tests.support.polling import poll_until
+from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
+
+pytestmark = pytest.mark.integration
+
+REDIRECT = "http://127.0.0.1:33422/callback"
+ADMIN_TOKEN = "admin-token-for-the-ssrf-tests-000"
+
+
+def _authorize_url(base: str, client_id: str) -> str:
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
+    }
+    return f"{base}/oauth/authorize?{urlencode(query)}"
+
+
+async def test_a_metadata_document_on_an_internal_address_is_never_fetched(nats_url, redis_url, tmp_path) -> None:
+    hits: Counter[str] = Counter()
+    documents: dict[str, Any] = {}
+    config = {"mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}}}
+    with serving_documents(documents, hits) as site:
+        port = site.rsplit(":", 1)[1]
+        for host in ("127.0.0.1", "localhost"):
+            url = f"http://{host}:{port}/clients/{host}.json"
+            documents[f"/clients/{host}.json"] = {"client_id": url, "redirect_uris": [REDIRECT]}
+        async with running_gateway(
+            nats_url,
+            redis_url,
+            tmp_path,
+            config,
+            oauth=True,
+            secrets_key=new_key(),
+            # plain http on loopback is allowed (development), internal addresses are not
+            oauth_options={"client_metadata_allow_http_loopback": True},
+        ) as gateway:
+            base = gateway.url.removesuffix("/mcp")
+            async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+                for host in ("127.0.0.1", "localhost"):
+                    page = await http.get(_authorize_url(base, f"http://{host}:{port}/clients/{host}.json"))
+                    assert page.status_code == 400 and "location" not in page.headers, page.text
+                    assert f"refused to connect to {host}" in page.text and "loopback address" in page.text
+    assert not hits, f"the guard must refuse before connecting, yet the server saw {dict(hits)}"
+
+
+def _server(gateway: Gateway, name: str) -> tuple[str | None, str | None]:
+    status = gateway.ingress.catalog.server_status(name)
+    return (status.health, status.error) if status is not None else (None, None)
+
+
+async def test_an_upstreams_metadata_on_an_internal_address_is_refused(nats_url, redis_url, tmp_path) -> None:
+    server = "down-internal"  # "down*": running_gateway does not wait for it to be ready
+    with running_oauth_upstream() as upstream:
+        async with gateway_for_oauth_upstreams(
+            nats_url,
+            redis_url,
+            tmp_path,
+            default_config({server: {"url": f"{upstream}/mcp"}}),
+            ADMIN_TOKEN,
+            allow_private=False,
+        ) as (gateway, public):
+            health, error = await poll_until(
+                lambda: (found := _server(gateway, server))[1] and "refused to connect" in found[1] and found,
+                "needs_auth naming the refusal",
+                30,
+            )
+            assert health == "needs_auth" and "127.0.0.1 is a loopback address" in (error or "")
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
+                link = (await admin.get(f"{public}/admin/v1/servers/{server}")).json()["authorize_url"]
+            async with httpx2.AsyncClient(timeout=20, follow_redirects=False) as browser:
+                started = await browser.get(link)
+            assert started.status_code == 502 and "refused to connect to 127.0.0.1" in started.text
+            async with httpx2.AsyncClient(timeout=10) as http:
+                stats = (await http.get(f"{upstream}/test/stats")).json()
+            assert stats["clients"] == 0, "nothing may be registered at an authorization server that was refused"

@@ -1,0 +1,94 @@
+"""Per-user upstream credentials, end to end: a real OAuth-protected upstream (its authorization
+server built with authlib) configured `per_user: true`, two users calling through the whole gateway.
+
+Each user's call carries that user's own token over that user's own session: the upstream's
+`whoami` answers the upstream account the calling user authorized, never another user's. A user
+who has not authorized gets an error with their own link; a call that names no user is refused.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx2
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config
+from tests.support.polling import poll_until
+from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream
+
+pytestmark = pytest.mark.integration
+
+
+ADMIN_TOKEN = "admin-token-for-per-user-oauth-00"
+ALICE_KEY = "bk_test_alice_key_000000000000000"
+BOB_KEY = "bk_test_bob_key_00000000000000000"
+SERVER = "down-peruser"  # "down*": running_gateway does not wait for it to be ready
+LINK = re.compile(r"http://\S+/oauth/upstream/authorize\?ticket=[\w.=-]+")
+
+
+def config(base: str) -> dict:
+    raw = default_config({SERVER: {"url": f"{base}/mcp", "per_user": True}})
+    raw["users"] = [{"id": "alice", "name": "Alice"}, {"id": "bob", "name": "Bob"}]
+    raw["keys"] += [
+        {"name": "alice-key", "key": ALICE_KEY, "user": "alice", "tools": [f"{SERVER}/*"]},
+        {"name": "bob-key", "key": BOB_KEY, "user": "bob", "tools": [f"{SERVER}/*"]},
+    ]
+    return raw
+
+
+def _status(gateway: Gateway) -> tuple[str, str] | None:
+    status = gateway.ingress.catalog.server_status(SERVER)
+    return (status.status, status.health or "") if status is not None else None
+
+
+async def _authorize(link: str, public: str, upstream_account: str) -> None:
+    assert SERVER in await follow_authorization_link(link, public, upstream_account)
+
+
+async def _whoami(gateway: Gateway, key: str) -> str:
+    async with gateway.client(key) as client:
+        result = await client.call_tool(f"{SERVER}__whoami", {})
+    assert not result.is_error, result
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+async def _refusal(gateway: Gateway, key: str) -> str:
+    async with gateway.client(key) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(f"{SERVER}__whoami", {})
+    return refused.value.error.message
+
+
+async def test_each_user_calls_with_their_own_token_never_another_users(nats_url, redis_url, tmp_path) -> None:
+    with running_oauth_upstream() as base:
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN) as (
+            gateway,
+            public,
+        ):
+            # an admin authorizes once so Bastion can list the server's tools
+            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
+                shown = (await admin.get(f"{public}/admin/v1/servers/{SERVER}")).json()
+            await _authorize(shown["authorize_url"], public, "admin-ann")
+            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+
+            # alice has not authorized: her call is refused with her own link, not run on the admin's token
+            refused = await _refusal(gateway, ALICE_KEY)
+            assert "authorize this server for your user first" in refused and "admin-ann" not in refused
+            alice_link = LINK.search(refused)
+            assert alice_link is not None, refused
+            await _authorize(alice_link.group(0), public, "alice-upstream")
+            assert await _whoami(gateway, ALICE_KEY) == "alice-upstream"
+
+            # bob is next: alice's session and token are not his
+            refused = await _refusal(gateway, BOB_KEY)
+            bob_link = LINK.search(refused)
+            assert bob_link is not None and bob_link.group(0) != alice_link.group(0), refused
+            await _authorize(bob_link.group(0), public, "bob-upstream")
+            assert await _whoami(gateway, BOB_KEY) == "bob-upstream"
+            assert await _whoami(gateway, ALICE_KEY) == "alice-upstream"
+
+            # a key bound to no user may not use a per-user server at all (not even the admin's token)
+            assert "call it as a user" in await _refusal(gateway, ADMIN_KEY)

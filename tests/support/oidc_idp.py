@@ -1,0 +1,64 @@
+"""A real OpenID provider for tests: npm `oidc-provider` on Node 22, both installed into `.tools/` on
+first use exactly as the conformance suite installs its Node and npm package (tests/conformance).
+
+`running_oidc_provider(client_id, secret, redirect_uri)` yields the provider's issuer URL; its
+development login form signs in any login (the account id) and then asks for consent;
+`sign_in_at_provider` drives both forms like a person with a browser (cookies kept).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from html import unescape
+from pathlib import Path
+from urllib.parse import urljoin
+
+import httpx2
+
+from tests.support.node_tools import ensure_node, ensure_package
+from tests.support.processes import serving_process
+
+__all__ = ["OIDC_PROVIDER_VERSION", "running_oidc_provider", "sign_in_at_provider"]
+
+OIDC_PROVIDER_VERSION = "9.13.3"
+SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
+_FORM = re.compile(r"<form[^>]*action=\"([^\"]+)\"[^>]*>(.*?)</form>", re.S)
+_HIDDEN = re.compile(r"<input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]*)\"")
+
+
+@contextmanager
+def running_oidc_provider(client_id: str, client_secret: str, redirect_uri: str) -> Iterator[str]:
+    node = ensure_node()
+    package = ensure_package("oidc", "oidc-provider", OIDC_PROVIDER_VERSION)
+    entry = package / json.loads((package / "package.json").read_text())["main"]
+    argv = [str(node), str(SCRIPT), str(entry), client_id, client_secret, redirect_uri]
+    # stderr: its development-mode warnings
+    with serving_process(argv, "oidc-provider", stderr=subprocess.DEVNULL) as issuer:
+        yield issuer
+
+
+async def sign_in_at_provider(browser: httpx2.AsyncClient, authorization_url: str, login: str) -> str:
+    """Follow the provider's pages from `authorization_url`, sign in as `login`, consent; returns the
+    URL it finally sends the browser to (the relying party's callback with `code` and `state`)."""
+    url, issuer = authorization_url, authorization_url.split("/auth")[0]
+    for _ in range(12):  # auth -> login form -> auth -> consent form -> auth -> callback
+        if not url.startswith(issuer):
+            return url
+        page = await browser.get(url)
+        if page.status_code in (302, 303):
+            url = urljoin(url, page.headers["location"])
+            continue
+        assert page.status_code == 200, f"HTTP {page.status_code} at {url}: {page.text[:300]}"
+        form = _FORM.search(page.text)
+        assert form is not None, f"no form at {url}: {page.text[:300]}"
+        fields = {name: unescape(value) for name, value in _HIDDEN.findall(form.group(2))}
+        if fields.get("prompt") == "login":
+            fields |= {"login": login, "password": "any password: the development form takes any"}
+        posted = await browser.post(urljoin(url, unescape(form.group(1))), data=fields)
+        assert posted.status_code in (302, 303), f"HTTP {posted.status_code} posting at {url}: {posted.text[:300]}"
+        url = urljoin(url, posted.headers["location"])
+    raise AssertionError("the provider kept the browser going in circles")
