@@ -245,6 +245,7 @@ keys:
             "bastion_executor",
             "bastion_audit",
             "bastion_codemode",
+            "bastion_oauth",
             "bastion_ingress",
         } | ({"bastion_codemode.worker"} & services), tree  # the sandbox workers may still be starting
 
