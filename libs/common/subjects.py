@@ -9,11 +9,14 @@ from typing import Final
 
 __all__ = [
     "ACCEPT_BY",
+    "ANALYTICS_QUERY",
     "AUDIT_DEAD",
     "AUDIT_DEAD_STREAM",
     "AUDIT_EVENTS",
+    "AUDIT_EXPORT",
     "AUDIT_QUERY",
     "AUDIT_STREAM",
+    "AUDIT_VERIFY",
     "CALL_CANCEL",
     "CODEMODE_ACCEPTED_BY",
     "CODEMODE_ALIVE",
@@ -168,6 +171,13 @@ AUDIT_STREAM: Final = "BASTION_AUDIT"
 AUDIT_EVENTS: Final = "bastion.audit.events"
 AUDIT_QUERY: Final = "bastion.audit.query"
 """CLI -> audit: an `AuditQuery`; answered with `AuditRows` (the audit service owns ClickHouse)."""
+AUDIT_EXPORT: Final = "bastion.audit.export"
+"""CLI -> audit: an `ExportPage`; answered with `ExportRows` (`bastion audit export` asks page by page)."""
+ANALYTICS_QUERY: Final = "bastion.analytics.query"
+"""ingress (admin API) / CLI -> audit: an `AnalyticsQuery` (one read-only SQL query); answered with
+`AnalyticsAnswer`."""
+AUDIT_VERIFY: Final = "bastion.audit.verify"
+"""CLI -> audit: an `AuditVerify`; answered with an `AuditVerdict` (hash chains and checkpoints checked)."""
 AUDIT_DEAD: Final = "bastion.audit.dead"
 """audit -> operators: messages on the audit stream that are not a storable `AuditEvent`, byte for byte."""
 AUDIT_DEAD_STREAM: Final = "BASTION_AUDIT_DEAD"

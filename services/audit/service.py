@@ -18,11 +18,13 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from pydantic import ValidationError
 
-from bastion_common import permissions, subjects
-from bastion_common.messages import AuditQuery, AuditRows
+from bastion_common import metrics, observability, permissions, subjects
+from bastion_common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, ExportRows, NotReadOnly, read_only
+from bastion_common.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerify
 from bastion_common.nats import connect, ensure_audit_dead_stream, ensure_audit_stream, processed
 from bastion_common.settings import AuditSettings
 
+from .auditor import Auditor
 from .errors import StoreUnavailable
 from .store import ClickHouseStore
 from .writer import AuditWriter
@@ -38,9 +40,13 @@ class AuditService:
         self.store = ClickHouseStore(settings.clickhouse_url)
         self.writer: AuditWriter | None = None
         self._nc: NATS | None = None
-        self._query_sub: Subscription | None = None
+        self._subs: list[Subscription] = []
+        self.auditor = Auditor(self.store, settings.checkpoint_key.get_secret_value().encode())
+        self._checkpoints: asyncio.Task[None] | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("audit", self.settings)
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._nc = nc = await connect(
             self.settings.nats_url,
@@ -59,16 +65,27 @@ class AuditService:
             js, self.store, batch_size=self.settings.batch_size, flush_interval=self.settings.flush_interval
         )
         await self.writer.start()
-        self._query_sub = await nc.subscribe(subjects.AUDIT_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_query)
+        self._subs = [
+            await nc.subscribe(subjects.AUDIT_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_query),
+            await nc.subscribe(subjects.ANALYTICS_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_analytics),
+            await nc.subscribe(subjects.AUDIT_EXPORT, queue=subjects.QUEUE_AUDIT, cb=self._on_export),
+            await nc.subscribe(subjects.AUDIT_VERIFY, queue=subjects.QUEUE_AUDIT, cb=self._on_verify),
+        ]
+        if self.auditor.key:
+            self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="audit-checkpoints")
         await processed(nc)
         log.info("audit ready")
 
     async def stop(self) -> None:
         """Finish the batch in hand, flush its acks, then release the store for the next owner."""
         try:
-            if self._query_sub is not None:
+            if self._checkpoints is not None:
+                self._checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._checkpoints
+            for sub in self._subs:
                 with contextlib.suppress(Exception):
-                    await self._query_sub.unsubscribe()
+                    await sub.unsubscribe()
             if self.writer is not None:
                 await self.writer.stop()
             if self._nc is not None and not self._nc.is_closed:
@@ -78,6 +95,8 @@ class AuditService:
             log.warning("audit: unclean NATS shutdown: %r", exc)
         finally:
             await asyncio.to_thread(self.store.close)
+            if self.metrics_server is not None:
+                self.metrics_server.close()
 
     async def _on_query(self, msg: Msg) -> None:
         if not msg.reply:
@@ -91,6 +110,67 @@ class AuditService:
             answer = AuditRows(error=str(exc))
         await msg.respond(self._fit(answer))
 
+    async def _on_analytics(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        try:
+            query = AnalyticsQuery.model_validate_json(msg.data)
+            sql = read_only(query.sql)
+            answer = await asyncio.to_thread(self.store.select, query, sql)
+        except ValidationError as exc:
+            answer = AnalyticsAnswer(error=f"invalid analytics query: {_first_error(exc)}")
+        except (NotReadOnly, StoreUnavailable) as exc:
+            answer = AnalyticsAnswer(error=str(exc))
+        payload = answer.model_dump_json().encode()
+        if len(payload) > self._max_payload():
+            too_big = f"the answer ({len(payload)} bytes) exceeds the NATS max payload; add a LIMIT or fewer columns"
+            payload = AnalyticsAnswer(error=too_big).model_dump_json().encode()
+        await msg.respond(payload)
+
+    async def _on_export(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        try:
+            page = ExportPage.model_validate_json(msg.data)
+            answer = ExportRows(rows=await asyncio.to_thread(self.store.page, page))
+        except ValidationError as exc:
+            answer = ExportRows(error=f"invalid export page: {_first_error(exc)}")
+        except StoreUnavailable as exc:
+            answer = ExportRows(error=str(exc))
+        payload = answer.model_dump_json().encode()
+        if len(payload) > self._max_payload():
+            too_big = ExportRows(error="the page exceeds the NATS max payload; ask for fewer rows per page")
+            payload = too_big.model_dump_json().encode()
+        await msg.respond(payload)
+
+    def _max_payload(self) -> int:
+        assert self._nc is not None
+        return self._nc.max_payload
+
+    async def _on_verify(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        try:
+            query = AuditVerify.model_validate_json(msg.data)
+            verdict = await asyncio.to_thread(self.auditor.verify, query.since)
+        except ValidationError as exc:
+            verdict = AuditVerdict(ok=False, error=f"invalid verify request: {exc.errors()[0]['msg']}")
+        except StoreUnavailable as exc:
+            verdict = AuditVerdict(ok=False, error=str(exc))
+        await msg.respond(verdict.model_dump_json().encode())
+
+    async def _checkpoint_loop(self) -> None:
+        """Sign the chains' heads every `checkpoint_interval`; a store that is down only delays it."""
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval)
+            try:
+                signed = await asyncio.to_thread(self.auditor.checkpoint)
+            except StoreUnavailable as exc:
+                log.warning("audit: checkpoint not taken: %s", exc)
+            else:
+                if signed:
+                    log.info("audit: checkpoint signed %d chain head(s)", signed)
+
     def _fit(self, answer: AuditRows) -> bytes:
         """The reply, halving the rows until it fits the server's max payload."""
         assert self._nc is not None
@@ -100,3 +180,9 @@ class AuditService:
             answer.error = "truncated: rows exceed the NATS max payload; ask for fewer"
             payload = answer.model_dump_json().encode()
         return payload
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])

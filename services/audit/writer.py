@@ -18,7 +18,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from bastion_common import subjects
+from bastion_common import metrics, subjects
 
 from .batch import Backoff, split
 from .errors import StoreUnavailable
@@ -102,6 +102,8 @@ class AuditWriter:
                 await self._pause(fetch_backoff.next())
                 continue
             fetch_backoff.reset()
+            if msgs:
+                metrics.AUDIT_BACKLOG.set(msgs[-1].metadata.num_pending)
             if msgs and not pending:
                 first_at = loop.time()
             pending.extend(msgs)
@@ -123,7 +125,8 @@ class AuditWriter:
         if not batch.rows:
             return
         try:
-            await asyncio.to_thread(self._store.insert, batch.rows)
+            with metrics.AUDIT_INSERT_SECONDS.time():
+                await asyncio.to_thread(self._store.insert, batch.rows)
         except StoreUnavailable as exc:
             delay = self._backoff.next()
             log.warning("audit: %d event(s) not written, retrying in %.1fs: %s", len(batch.rows), delay, exc)
@@ -133,6 +136,7 @@ class AuditWriter:
         self._backoff.reset()
         await _settle(msgs[i].ack() for i in batch.good)
         self.written += len(batch.rows)
+        metrics.AUDIT_INSERTED.inc(len(batch.rows))
 
     async def _dead_letter(self, msg: Msg, reason: str) -> None:
         seq = msg.metadata.sequence.stream
@@ -150,6 +154,7 @@ class AuditWriter:
             return
         await _settle([msg.term()])
         self.dead_lettered += 1
+        metrics.AUDIT_DEAD_LETTERS.inc()
         log.warning("audit: dead-lettered message %d: %s", seq, reason)
 
     async def _pause(self, seconds: float) -> None:

@@ -51,6 +51,9 @@ PUBLISH_PROBES = (
     s.audit_subject("tool_call"),
     s.audit_subject("batch"),
     s.AUDIT_QUERY,
+    s.AUDIT_EXPORT,
+    s.AUDIT_VERIFY,
+    s.ANALYTICS_QUERY,
     s.AUDIT_DEAD,
     *(f"{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
     *(f"{API}.DIRECT.GET.{s.kv_stream(bucket)}.{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
@@ -86,6 +89,9 @@ SUBSCRIBE_PROBES = (
     s.RESOURCE_UPDATED,
     f"{s.AUDIT_EVENTS}.>",
     s.AUDIT_QUERY,
+    s.AUDIT_EXPORT,
+    s.AUDIT_VERIFY,
+    s.ANALYTICS_QUERY,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",
@@ -104,6 +110,10 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
     s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
     s.CODEMODE_CALL: {INGRESS},
+    # analysts' questions and the auditors' check: asked by the admin role alone, answered by audit
+    s.AUDIT_EXPORT: {ADMIN},
+    s.AUDIT_VERIFY: {ADMIN},
+    s.ANALYTICS_QUERY: {ADMIN},
     f"{API}.CONSUMER.CREATE.{s.AUDIT_STREAM}": {AUDIT},
     f"{API}.CONSUMER.MSG.NEXT.{s.AUDIT_STREAM}.audit-writer": {AUDIT},
     f"{API}.DIRECT.GET.{s.AUDIT_STREAM}": set(),
@@ -116,6 +126,9 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.EXEC_CALL: {EXECUTOR},
     s.POLICY_CALL: {POLICY},
     s.CODEMODE_CALL: {CODEMODE},
+    s.AUDIT_EXPORT: {AUDIT},
+    s.AUDIT_VERIFY: {AUDIT},
+    s.ANALYTICS_QUERY: {AUDIT},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),
