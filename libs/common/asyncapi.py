@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from . import subjects as s
 from .analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, ExportRows
+from .llm import LlmOutcome, LlmRequest
 from .messages import (
     AuditBatch,
     AuditEvent,
@@ -84,6 +85,20 @@ CHANNELS: Final = (
         s.QUEUE_EXECUTOR,
     ),
     Channel(
+        s.POLICY_LLM,
+        LlmRequest,
+        "ingress -> policy: one chat completion of /v1 (budgets charged first)",
+        LlmOutcome,
+        s.QUEUE_POLICY,
+    ),
+    Channel(
+        s.EXEC_LLM,
+        LlmRequest,
+        "policy -> executor: an allowed chat completion (signed, same bytes)",
+        LlmOutcome,
+        s.QUEUE_EXECUTOR,
+    ),
+    Channel(
         s.CODEMODE_CALL,
         CodeModeCall,
         "ingress -> codemode: one Code Mode meta-tool call",
@@ -96,10 +111,10 @@ CHANNELS: Final = (
     Channel(
         s.audit_subject("{kind}"),
         AuditEvent,
-        f"ingress, codemode, admin -> audit (JetStream stream {s.AUDIT_STREAM}): one event per operation; "
+        f"ingress (and its admin API), codemode -> audit (JetStream stream {s.AUDIT_STREAM}): one event per operation; "
         f"a batch of them travels as an `AuditBatch` on {s.audit_subject('batch')}",
     ),
-    Channel(s.audit_subject("batch"), AuditBatch, "ingress, codemode, admin -> audit: events published together"),
+    Channel(s.audit_subject("batch"), AuditBatch, "ingress, codemode -> audit: events published together"),
     Channel(s.AUDIT_QUERY, AuditQuery, "CLI -> audit: recent audit events", AuditRows, s.QUEUE_AUDIT),
     Channel(s.AUDIT_EXPORT, ExportPage, "CLI -> audit: one page of an export", ExportRows, s.QUEUE_AUDIT),
     Channel(

@@ -21,7 +21,8 @@ from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
 from bastion_common import permissions, subjects
-from bastion_common.audit_publisher import AuditPublisher
+from bastion_common.audit_chain import producer_id
+from bastion_common.audit_publisher import AuditPublisher, FieldLimits
 from bastion_common.blobs import Blobs
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
@@ -70,7 +71,11 @@ class CodeModeService:
         )
         js = nc.jetstream()
         await ensure_audit_stream(js)
-        self._audit = AuditPublisher(nc)
+        self._audit = AuditPublisher(
+            nc,
+            limits=FieldLimits(content=self.settings.audit_max_content_bytes),
+            producer=producer_id("codemode"),  # its own chain: replicas never serialize on one
+        )
         await self._audit.start()
         self._watch = BucketWatch(nc, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete)
         await self._watch.start()
@@ -83,6 +88,7 @@ class CodeModeService:
             self._audit.emit,
             self.settings.call_timeout,
             self.settings.sandbox_runs_per_key,
+            content=self.settings.audit_content,
         )
         self._acks = Acknowledger(
             nc,
