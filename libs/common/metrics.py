@@ -35,6 +35,7 @@ __all__ = [
     "REQUESTS",
     "REQUEST_SECONDS",
     "MetricsServer",
+    "Sample",
     "StateCollector",
     "observe",
     "serve",

@@ -35,7 +35,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from . import subjects
+from . import subjects, tracing
 from .errors import ErrorKind
 from .messages import CallOutcome, GatewayError
 from .settings import RequestPathSettings
@@ -100,6 +100,8 @@ class AckedRequester:
             headers = {subjects.WANT_ACK: "1", subjects.ACCEPT_BY: f"{time.time() + settings.ack_grace:.6f}"}
             if self._signer:
                 headers.update(self._signer.headers(subject, reply, data))
+            if tracing.enabled():
+                tracing.inject(headers)  # the responder's span continues the caller's trace
             await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:

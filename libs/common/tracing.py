@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Coroutine, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
 from opentelemetry import context, trace
@@ -28,12 +28,15 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 __all__ = [
     "TRACEPARENT",
     "SpanKind",
+    "client_span",
     "configure",
     "enabled",
     "failed",
     "inject",
     "reset",
+    "server_span",
     "span",
+    "trace_id",
     "traced",
     "with_traceparent",
 ]
@@ -116,6 +119,35 @@ def span(
         name, context=_parent(carrier), kind=kind, attributes=attributes
     ) as current:
         yield current
+
+
+_OFF: AbstractContextManager[None] = nullcontext(None)
+"""What `server_span` returns when tracing is off: one shared, reusable no-op."""
+
+
+def server_span(
+    service: str, name: str, carrier: Mapping[str, str] | None = None
+) -> AbstractContextManager[Span | None]:
+    """A SERVER span for a request entering `service` (continuing the `traceparent` in `carrier`);
+    when tracing is off, a shared no-op: no generator, no allocation on the request path."""
+    if _provider is None:
+        return _OFF
+    return span(service, name, kind=SpanKind.SERVER, carrier=carrier)
+
+
+def client_span(service: str, name: str) -> AbstractContextManager[Span | None]:
+    """A CLIENT span for a request `service` sends outside Bastion (an upstream MCP server), child of
+    the current span; a shared no-op when tracing is off."""
+    if _provider is None:
+        return _OFF
+    return span(service, name, kind=SpanKind.CLIENT)
+
+
+def trace_id(current: Span | None) -> str | None:
+    """The W3C trace id (32 hex digits) of `current`, for the audit event of the request it traces."""
+    if current is None:
+        return None
+    return format(current.get_span_context().trace_id, "032x")
 
 
 async def _traced(

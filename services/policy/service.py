@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,7 +29,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bastion_common import permissions, subjects
+from bastion_common import metrics, observability, permissions, subjects, tracing
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
@@ -91,8 +92,13 @@ class PolicyService:
         self._executors: AckedRequester | None = None
         self._acks: Acknowledger | None = None
         self._llm: LlmDecider | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
+        self._lag = metrics.StateCollector(
+            lambda: metrics.subscription_lag("policy", self._nc) if self._nc else iter(())
+        )
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("policy", self.settings)
         # no command retries (a charge retried after a lost reply would be charged twice)
         engine = LimitEngine.from_url(self.settings.redis_url.get_secret_value())
         self._redis = engine.redis
@@ -136,6 +142,7 @@ class PolicyService:
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
         await self._acks.start()
         await processed(nc)
+        self._lag.register()
         log.info("policy %s ready", self.instance)
 
     async def stop(self) -> None:
@@ -147,6 +154,14 @@ class PolicyService:
             await self._nc.drain()
         if self._redis is not None:
             await self._redis.aclose()
+        self._lag.unregister()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+
+    def _gauges(self) -> Iterator[metrics.Sample]:
+        """This replica's NATS lag (messages waiting for a handler), as of the scrape."""
+        if self._nc is not None:
+            yield from metrics.subscription_lag("policy", self._nc)
 
     async def _on_call(self, msg: Msg) -> None:
         await self._decide(msg, ToolCall)
@@ -179,6 +194,7 @@ class PolicyService:
         assert self._acks is not None
         if not msg.reply:
             return
+        started = time.perf_counter()
         try:
             message = model.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -197,29 +213,36 @@ class PolicyService:
             if isinstance(narrow, GatewayError)
             else self.view.authorize(message.caller, message.server, target, narrow)
         )
+        method = "tools/call" if isinstance(message, ToolCall) else message.method
         if isinstance(decision, GatewayError):
+            _refused(method, decision, started)
             await self._answer(
                 msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
             )
             return
-        work = (
-            self._charge_and_relay(msg, message, decision)
-            if isinstance(message, ToolCall)
-            else self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
-        )
+        work: Coroutine[Any, Any, object]
+        if isinstance(message, ToolCall):
+            work = self._charge_and_relay(msg, message, decision, started)
+        else:
+            metrics.observe("policy", method, "allowed", time.perf_counter() - started)
+            work = self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
+        if tracing.enabled():  # the decision's span continues ingress's, from the request's headers
+            work = tracing.traced(work, "policy", f"policy {method}", carrier=msg.headers)
         task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)  # names this replica to ingress if the request is still running shortly
 
-    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey) -> None:
+    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey, started: float) -> None:
         assert self.charger is not None and msg.reply
         charge = await self.charger.charge(key, call.server, call.tool, time.time())
         if isinstance(charge, GatewayError):
+            _refused("tools/call", charge, started)
             await self._answer(
                 msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy", execution="not_run")
             )
             return
+        metrics.observe("policy", "tools/call", "allowed", time.perf_counter() - started)
         reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}")
         if charge is None:
             return
@@ -283,6 +306,12 @@ class PolicyService:
     async def _answer(self, reply: str, outcome: CallOutcome) -> None:
         assert self._nc is not None
         await self._nc.publish(reply, outcome.model_dump_json().encode())
+
+
+def _refused(method: str, error: GatewayError, started: float) -> None:
+    """Count a refusal by its reason (grants, budget, rate limit, ...) and the decision's time."""
+    metrics.POLICY_REFUSALS.labels(error.kind.value).inc()
+    metrics.observe("policy", method, error.kind.value, time.perf_counter() - started)
 
 
 def _expired(message: ToolCall | UpstreamRequest) -> bool:

@@ -123,12 +123,16 @@ async def running_gateway(
     policy: bool = True,
     secrets_key: str = "",
     codemode: CodeModeSettings | None = None,
+    metrics: bool = False,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
     kill) and so does not wait for any server to be ready; `policy=False` likewise starts no policy.
     `secrets_key` seals upstream secrets in KV (config apply, admin API) and opens them (executor).
-    `codemode` starts the codemode service with those settings (its NATS URL is filled in)."""
+    `codemode` starts the codemode service with those settings (its NATS URL is filled in).
+    `metrics` serves the `/metrics` of audit, policy and executor on a free port each
+    (`service.metrics_server.url`); ingress serves its own on the gateway port behind the admin token."""
+    own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
     await apply_config(nc, config, Sealer(secrets_key))
@@ -137,10 +141,16 @@ async def running_gateway(
     try:
         for service in (
             AuditService(
-                AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")
+                AuditSettings(
+                    nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}", **own
+                )
             ),
-            *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url))] if policy else []),
-            *([ExecutorService(ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key))] if executor else []),
+            *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, **own))] if policy else []),
+            *(
+                [ExecutorService(ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key, **own))]
+                if executor
+                else []
+            ),
             *([CodeModeService(codemode.model_copy(update={"nats_url": nats_url}))] if codemode else []),
         ):
             await service.start()
