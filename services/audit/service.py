@@ -1,8 +1,9 @@
 """Audit service composition root: the only process that opens ClickHouse.
 
-It builds the NATS connection, the store, the stream writer and the `AUDIT_QUERY` responder from
-one `AuditSettings`; nothing connects before `start()`. Others read the audit log through
-`AUDIT_QUERY` because the embedded engine can be opened by one process only.
+It builds the NATS connection, the store, the stream consumer (FastStream, `writer`) and the
+responders (`AUDIT_QUERY`, `AUDIT_EXPORT`, `AUDIT_VERIFY`, `ANALYTICS_QUERY`) from one
+`AuditSettings`; nothing connects before `start()`. Others read the audit log through these
+subjects because the embedded engine can be opened by one process only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import os
 import socket
 
+from faststream.nats import NatsBroker, NatsNKey
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -27,7 +29,7 @@ from bastion_common.settings import AuditSettings
 from .auditor import Auditor
 from .errors import StoreUnavailable
 from .store import ClickHouseStore
-from .writer import AuditWriter
+from .writer import AuditConsumer, BatchWriter
 
 __all__ = ["AuditService"]
 
@@ -38,7 +40,8 @@ class AuditService:
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
         self.store = ClickHouseStore(settings.clickhouse_url)
-        self.writer: AuditWriter | None = None
+        self.writer: BatchWriter | None = None
+        self.consumer: AuditConsumer | None = None
         self._nc: NATS | None = None
         self._subs: list[Subscription] = []
         self.auditor = Auditor(self.store, settings.checkpoint_key.get_secret_value().encode())
@@ -61,10 +64,27 @@ class AuditService:
             await asyncio.to_thread(self.store.open)
         except StoreUnavailable as exc:  # the writer keeps retrying; events wait in the stream
             log.error("%s", exc)
-        self.writer = AuditWriter(
-            js, self.store, batch_size=self.settings.batch_size, flush_interval=self.settings.flush_interval
+        self.writer = BatchWriter(self.store)
+        self.consumer = AuditConsumer(
+            NatsBroker(
+                servers=[u.strip() for u in self.settings.nats_url.split(",") if u.strip()],
+                name=f"bastion-audit-writer-{instance}",
+                max_reconnect_attempts=-1,  # like every service connection: ride out NATS restarts
+                reconnect_time_wait=1,  # seconds (FastStream types it as an int)
+                connect_timeout=5,
+                ping_interval=20,
+                max_outstanding_pings=3,
+                logger=logging.getLogger("bastion_audit.broker"),
+                log_level=logging.DEBUG,  # its per-batch access log; failures still log as errors
+                inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),  # the replies the audit role may read
+                security=NatsNKey.from_file(seed) if (seed := self.settings.nats_nkey_seed_file) else None,
+            ),
+            self.writer,
+            batch_size=self.settings.batch_size,
+            flush_interval=self.settings.flush_interval,
+            inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),
         )
-        await self.writer.start()
+        await self.consumer.start()
         self._subs = [
             await nc.subscribe(subjects.AUDIT_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_query),
             await nc.subscribe(subjects.ANALYTICS_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_analytics),
@@ -86,8 +106,8 @@ class AuditService:
             for sub in self._subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
-            if self.writer is not None:
-                await self.writer.stop()
+            if self.consumer is not None:
+                await self.consumer.stop()
             if self._nc is not None and not self._nc.is_closed:
                 # NATS down: acks not sent mean redeliveries, which the table collapses
                 await (self._nc.drain() if self._nc.is_connected else self._nc.close())

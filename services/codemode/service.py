@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
-from bastion_common import permissions, subjects
+from bastion_common import permissions, subjects, tracing
 from bastion_common.audit_chain import producer_id
 from bastion_common.audit_publisher import AuditPublisher, FieldLimits
 from bastion_common.blobs import Blobs
@@ -119,7 +119,10 @@ class CodeModeService:
 
     async def _on_call(self, msg: Msg) -> None:
         # a run can take seconds: never hold up the subscription's other messages
-        task = asyncio.create_task(self._handle(msg))
+        work = self._handle(msg)
+        if tracing.enabled():  # the run's span continues ingress's; its tool calls are its children
+            work = tracing.traced(work, "codemode", "codemode run", carrier=msg.headers)
+        task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:
