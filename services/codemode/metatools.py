@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bastion_common import metrics
 from bastion_common.codemode import EXECUTE_CODE
 from bastion_common.messages import AuditEvent, CodeModeCall
 
@@ -165,4 +166,6 @@ class MetaTools:
             outcome = await self.pool.run(code, names, calls)
         finally:
             slot.release()
+        if outcome.error is not None and outcome.error.get("type") == "limit":
+            metrics.CODEMODE_LIMITS_HIT.labels(str(outcome.error.get("limit"))).inc()
         return Answer(run_result(outcome, args.code, toolset, self.limits.max_output_bytes), calls.count)

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -20,10 +21,11 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
-from bastion_common import permissions, subjects, tracing
+from bastion_common import metrics, observability, permissions, subjects, tracing
 from bastion_common.audit_chain import producer_id
 from bastion_common.audit_publisher import AuditPublisher, FieldLimits
 from bastion_common.blobs import Blobs
+from bastion_common.codemode import EXECUTE_CODE
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
@@ -60,8 +62,10 @@ class CodeModeService:
         self.gateway: PolicyGateway | None = None
         self._acks: Acknowledger | None = None
         self._calls: Subscription | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("codemode", self.settings)
         await self.pool.start()
         self._nc = nc = await connect(
             self.settings.nats_url,
@@ -116,6 +120,8 @@ class CodeModeService:
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()
         await self.pool.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
     async def _on_call(self, msg: Msg) -> None:
         # a run can take seconds: never hold up the subscription's other messages
@@ -134,6 +140,7 @@ class CodeModeService:
         except ValidationError as exc:
             log.warning("codemode: malformed request: %s", exc.errors()[:1])
             return
+        started = time.perf_counter()
         work = asyncio.create_task(self._answer(request))
         self._runs[request.id] = work
         try:
@@ -151,6 +158,10 @@ class CodeModeService:
             )
         else:
             answer = work.result()
+        outcome = answer.error.kind.value if answer.error else "ok"
+        if request.tool == EXECUTE_CODE:
+            metrics.CODEMODE_RUNS.labels(outcome).inc()
+        metrics.observe("codemode", "tools/call", outcome, time.perf_counter() - started)
         if msg.reply:
             try:
                 await msg.respond(answer.model_dump_json().encode())
