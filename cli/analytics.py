@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 import clickhouse_connect
-import nats
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
@@ -36,8 +35,8 @@ from bastion_common.analytics import (
     limited,
     read_only,
 )
-from bastion_common.nats import credentials
-from bastion_common.permissions import ADMIN
+
+from .credentials import CredentialsRefused, connect_as_admin
 
 __all__ = ["CliFailure", "export", "parse_time", "print_answer", "query_clickhouse", "query_nats"]
 
@@ -64,26 +63,11 @@ def parse_time(text: str, now: datetime | None = None) -> float:
 
 async def _connect(nats_url: str, nkey_seed_file: str) -> NATS:
     """Connect as the admin role (`nkey_seed_file`: its NKey seed, if the bus requires one)."""
-    refusals: list[str] = []
-
-    async def remember(exc: Exception) -> None:  # reported once, below, in our own words
-        refusals.append(str(exc))
-
     try:
-        return await nats.connect(
-            nats_url,
-            connect_timeout=3,
-            max_reconnect_attempts=5,
-            reconnect_time_wait=0.2,
-            error_cb=remember,
-            **credentials(ADMIN, nkey_seed_file),
-        )
+        return await connect_as_admin(nats_url, nkey_seed_file, "bastion-cli-analytics")
+    except CredentialsRefused as exc:
+        raise CliFailure(str(exc)) from None
     except (NoServersError, OSError, TimeoutError, NatsError) as exc:
-        if any("authorization violation" in problem.lower() for problem in [*refusals, str(exc)]):
-            raise CliFailure(
-                f"NATS at {nats_url} refused the connection: set BASTION_NATS_NKEY_SEED_FILE to the admin role's "
-                "seed (a `bastion up` stack names it in stack.json: admin_nkey_seed_file)"
-            ) from None
         raise CliFailure(f"cannot connect to NATS at {nats_url}: {exc}; is `bastion up` running?") from None
 
 

@@ -141,11 +141,9 @@ class AuditService:
             answer = AnalyticsAnswer(error=f"invalid analytics query: {_first_error(exc)}")
         except (NotReadOnly, StoreUnavailable) as exc:
             answer = AnalyticsAnswer(error=str(exc))
-        payload = answer.model_dump_json().encode()
-        if len(payload) > self._max_payload():
-            too_big = f"the answer ({len(payload)} bytes) exceeds the NATS max payload; add a LIMIT or fewer columns"
-            payload = AnalyticsAnswer(error=too_big).model_dump_json().encode()
-        await msg.respond(payload)
+        await self._respond(
+            msg, answer, "the answer ({size} bytes) exceeds the NATS max payload; add a LIMIT or fewer columns"
+        )
 
     async def _on_export(self, msg: Msg) -> None:
         if not msg.reply:
@@ -157,15 +155,15 @@ class AuditService:
             answer = ExportRows(error=f"invalid export page: {_first_error(exc)}")
         except StoreUnavailable as exc:
             answer = ExportRows(error=str(exc))
-        payload = answer.model_dump_json().encode()
-        if len(payload) > self._max_payload():
-            too_big = ExportRows(error="the page exceeds the NATS max payload; ask for fewer rows per page")
-            payload = too_big.model_dump_json().encode()
-        await msg.respond(payload)
+        await self._respond(msg, answer, "the page ({size} bytes) exceeds the NATS max payload; ask for fewer rows")
 
-    def _max_payload(self) -> int:
+    async def _respond(self, msg: Msg, answer: AnalyticsAnswer | ExportRows, too_big: str) -> None:
+        """The answer, or (when it would not fit one NATS message) an error saying how to ask for less."""
         assert self._nc is not None
-        return self._nc.max_payload
+        payload = answer.model_dump_json().encode()
+        if len(payload) > self._nc.max_payload:
+            payload = type(answer)(error=too_big.format(size=len(payload))).model_dump_json().encode()
+        await msg.respond(payload)
 
     async def _on_verify(self, msg: Msg) -> None:
         if not msg.reply:

@@ -26,11 +26,9 @@ from bastion_cli.analytics import export, query_nats
 from bastion_cli.stack import EmbeddedNats
 from bastion_common import subjects
 from bastion_common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly
-from bastion_common.audit_publisher import AuditPublisher
 from bastion_common.messages import AuditEvent
 from bastion_common.settings import AuditSettings
-from tests.support.analytics_data import dataset, percentile
-from tests.support.polling import poll_until
+from tests.support.analytics_data import dataset, percentile, stored_through_the_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -60,16 +58,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     events = dataset(now)
     try:
         await service.start()
-        nc = await nats.connect(server.url)
-        async with AuditPublisher(nc) as publisher:
-            for event in events:
-                assert publisher.emit(event)
-        await nc.close()
-
-        async def landed() -> bool:
-            return await asyncio.to_thread(service.store.count) >= len(events)
-
-        await poll_until(landed, "the dataset in ClickHouse", within=WAIT)
+        await stored_through_the_pipeline(server.url, service, events)
         yield Stack(server.url, service, events, now)
     finally:
         await service.stop()

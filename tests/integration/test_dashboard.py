@@ -5,7 +5,6 @@ its charts are checked against the events, and a screenshot is saved (`.artifact
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -16,18 +15,15 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
-import nats
 import pytest
 
 from bastion_audit import AuditService
 from bastion_cli.stack import EmbeddedNats
-from bastion_common.audit_publisher import AuditPublisher
 from bastion_common.messages import AuditEvent
 from bastion_common.settings import AuditSettings, IngressSettings
 from bastion_ingress.service import IngressService
-from tests.support.analytics_data import dataset
+from tests.support.analytics_data import dataset, stored_through_the_pipeline
 from tests.support.chromium import dump_dom, screenshot
-from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +54,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     try:
         await audit.start()
         await ingress.start()
-        nc = await nats.connect(server.url)
-        async with AuditPublisher(nc) as publisher:
-            for event in events:
-                assert publisher.emit(event)
-        await nc.close()
-
-        async def landed() -> bool:
-            return await asyncio.to_thread(audit.store.count) >= len(events)
-
-        await poll_until(landed, "the dataset in ClickHouse", within=WAIT)
+        await stored_through_the_pipeline(server.url, audit, events)
         yield Run(f"http://127.0.0.1:{ingress.port}", events, now)
     finally:
         await ingress.stop()

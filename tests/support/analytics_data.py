@@ -7,13 +7,19 @@ hour by hour over the last 36 hours so hourly and daily rollups both have severa
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-from bastion_common.messages import AuditEvent
+import nats
 
-__all__ = ["HOURS", "PRICES", "TEAMS", "TOOLS", "dataset", "percentile", "rate"]
+from bastion_audit import AuditService
+from bastion_common.audit_publisher import AuditPublisher
+from bastion_common.messages import AuditEvent
+from tests.support.polling import poll_until
+
+__all__ = ["HOURS", "PRICES", "TEAMS", "TOOLS", "dataset", "percentile", "rate", "stored_through_the_pipeline"]
 
 HOURS = 36
 TOOLS: dict[str, tuple[str, float]] = {  # tool -> (server, base latency in ms)
@@ -88,3 +94,20 @@ def rate(events: Iterable[AuditEvent], failed: Callable[[AuditEvent], bool]) -> 
 
 def day_of(event: AuditEvent) -> str:
     return datetime.fromtimestamp(event.ts, UTC).date().isoformat()
+
+
+async def stored_through_the_pipeline(nats_url: str, service: AuditService, events: list[AuditEvent]) -> None:
+    """Publish `events` as a producer does (linked on a chain, batched into the stream) and return
+    once the running audit service has written every one of them."""
+    nc = await nats.connect(nats_url)
+    try:
+        async with AuditPublisher(nc) as publisher:
+            for event in events:
+                assert publisher.emit(event)
+    finally:
+        await nc.close()
+
+    async def landed() -> bool:
+        return await asyncio.to_thread(service.store.count) >= len(events)
+
+    await poll_until(landed, "the dataset in ClickHouse", within=60)
