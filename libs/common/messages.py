@@ -237,6 +237,9 @@ class CallOutcome(_Message):
     result_blob: str | None = None
     """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
+    cost_usd: float | None = None
+    """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
+    header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
 
 
 class VisibleToolsQuery(_Message):

@@ -18,6 +18,7 @@ __all__ = [
     "AUDIT_STREAM",
     "AUDIT_VERIFY",
     "CALL_CANCEL",
+    "CHARGED_USD",
     "CODEMODE_ACCEPTED_BY",
     "CODEMODE_ALIVE",
     "CODEMODE_CALL",
@@ -73,6 +74,11 @@ ACCEPT_BY: Final = "Bastion-Accept-By"
 waits for an acknowledgement (it has failed the call as lost). A replica receiving the request later
 than that, minus `BASTION_ACK_MARGIN`, answers it unrun instead of running it; one that takes it
 acknowledges it in time (`bastion_common.relay`)."""
+
+CHARGED_USD: Final = "Bastion-Charged-Usd"
+"""Header on policy's relay of a priced call's outcome to ingress: what the call was charged, in USD
+(0 when it was refunded). Policy forwards the executor's bytes untouched, so the charge travels beside
+them; ingress records it as the audit event's `cost_usd`."""
 
 POLICY_CALL: Final = "bastion.policy.call"
 """ingress -> policy: a `ToolCall`; policy answers a denial itself or relays the executor's answer."""

@@ -61,6 +61,7 @@ def audit_event(
         error=error.message if error else None,
         latency_ms=latency_ms,
         upstream_ms=outcome.upstream_ms,
+        cost_usd=outcome.cost_usd,
         parent_id=request.parent_id,
     )
 

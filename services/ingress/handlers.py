@@ -361,6 +361,7 @@ class Handlers:
             outcome.upstream_ms,
             outcome.execution,
             arguments=arguments,
+            cost_usd=outcome.cost_usd,
         )
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
@@ -598,6 +599,7 @@ class Handlers:
         *,
         kind: str = "tool_call",
         arguments: dict[str, Any] | None = None,
+        cost_usd: float | None = None,
     ) -> AuditEvent:
         """`execution` as the outcome said; without one, a result ran and an error stopped it here.
         Arguments and result are recorded (or only their sha256) as the deployment and key say."""
@@ -626,6 +628,7 @@ class Handlers:
             upstream_ms=upstream_ms,
             request_bytes=ctx.request_bytes,
             execution=execution or ("ran" if error is None else "not_run"),
+            cost_usd=cost_usd,
         )
 
 

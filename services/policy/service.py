@@ -243,22 +243,25 @@ class PolicyService:
             )
             return
         metrics.observe("policy", "tools/call", "allowed", time.perf_counter() - started)
-        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}")
+        price = self.charger.price(call.server, call.tool)
+        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}", price or None)
         if charge is None:
             return
-        if reply is None:  # the gateway failed the call: it did not run, or we cannot know it did
-            await self.charger.refund(charge)
-            return
-        try:
-            outcome_error = _OutcomeError.model_validate_json(reply).error
-        except ValidationError:
-            outcome_error = None
-        if outcome_error is not None and outcome_error.kind in _NOT_CHARGED:
+        if reply is None or not _charged(reply):  # failed here, or upstream before it could run
             await self.charger.refund(charge)
 
-    async def _relay(self, msg: Msg, subject: str, message: ToolCall | UpstreamRequest, what: str) -> bytes | None:
-        """Send the request on to the executor (same bytes) and its answer back to ingress; the
-        executor's reply, or None when policy answered with an error of its own."""
+    async def _relay(
+        self,
+        msg: Msg,
+        subject: str,
+        message: ToolCall | UpstreamRequest,
+        what: str,
+        price: float | None = None,
+    ) -> bytes | None:
+        """Send the request on to the executor (same bytes) and its answer back to ingress, with the
+        call's `price` as its `CHARGED_USD` header (0 when the upstream never ran it: refunded); the
+        executor's reply, or None when policy answered with an error of its own (and charged nothing).
+        The price is the call's cost whether or not the key has a budget to charge it to."""
         assert self._nc is not None and self._executors is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))
@@ -282,7 +285,10 @@ class PolicyService:
                 kind=ErrorKind.GATEWAY_TIMEOUT, message=f"{what} did not answer within {message.timeout:g}s"
             )
         else:
-            await self._nc.publish(msg.reply, reply.data)
+            headers = None
+            if price is not None:
+                headers = {subjects.CHARGED_USD: repr(price if _charged(reply.data) else 0.0)}
+            await self._nc.publish(msg.reply, reply.data, headers=headers)
             return reply.data
         await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy", execution=execution))
         return None
@@ -306,6 +312,15 @@ class PolicyService:
     async def _answer(self, reply: str, outcome: CallOutcome) -> None:
         assert self._nc is not None
         await self._nc.publish(reply, outcome.model_dump_json().encode())
+
+
+def _charged(reply: bytes) -> bool:
+    """Whether the executor's outcome keeps its charge: refunded when the upstream never ran it."""
+    try:
+        outcome_error = _OutcomeError.model_validate_json(reply).error
+    except ValidationError:
+        return True
+    return outcome_error is None or outcome_error.kind not in _NOT_CHARGED
 
 
 def _refused(method: str, error: GatewayError, started: float) -> None:

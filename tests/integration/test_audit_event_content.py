@@ -26,7 +26,13 @@ QUIET_KEY = "bk_test_content_quiet_key_0000"
 
 def _config() -> dict[str, Any]:
     return {
-        "mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}},
+        "mcpServers": {
+            "echo": {
+                "command": sys.executable,
+                "args": [str(SERVERS / "echo_server.py")],
+                "prices": {"echo": 0.002},  # `add` is free
+            }
+        },
         "keys": [
             {"name": "open", "key": OPEN_KEY, "tools": ["*"], "user": "ann", "team": "data", "customer": "acme"},
             {"name": "quiet", "key": QUIET_KEY, "tools": ["*"], "content_logging": False},
@@ -71,6 +77,20 @@ async def test_events_name_the_owner_and_keep_content_unless_the_key_turns_it_of
     assert "private words" not in quiet.model_dump_json()
     assert opened.producer.startswith("ingress-") and opened.producer == quiet.producer
     assert {opened.seq, quiet.seq} == {1, 2}
+    # the price policy charged (no budget needed to know what a call costs)
+    assert opened.cost_usd == quiet.cost_usd == 0.002
+
+
+async def test_an_unpriced_tool_costs_nothing_and_a_priced_one_its_price(
+    nats_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    async with running_gateway(nats_url, redis_url, tmp_path, _config()) as gateway:
+        async with gateway.client(OPEN_KEY) as client:
+            await client.call_tool("echo__add", {"a": 1, "b": 2})
+            await client.call_tool("echo__echo", {"text": "priced"})
+        rows = {row.name: row for row in await _rows(nats_url, 2)}
+    assert rows["echo__add"].cost_usd is None
+    assert rows["echo__echo"].cost_usd == 0.002
 
 
 async def test_the_deployment_switch_turns_content_off_for_every_key(
