@@ -457,3 +457,21 @@ async def test_every_grafana_query_runs_on_the_real_store(stack: Stack, variable
         if _hour(e.ts).timestamp() >= since:
             spend[f"{e.team_id} / {e.customer_id}"] += e.cost_usd or 0.0
     assert {row[0]: row[1] for row in answer.rows} == pytest.approx(dict(spend), abs=1e-6)
+
+
+async def test_a_request_that_is_not_its_contract_is_answered_with_the_reason(stack: Stack) -> None:
+    """Every typed handler of the audit service answers a malformed request, naming what is wrong,
+    instead of leaving its caller to time out."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        for subject, payload, field in (
+            (subjects.ANALYTICS_QUERY, b'{"sql": ""}', "sql"),
+            (subjects.AUDIT_EXPORT, b'{"since": "yesterday", "until": 1}', "since"),
+            (subjects.AUDIT_VERIFY, b'{"since": "last week"}', "since"),
+            (subjects.AUDIT_QUERY, b"not json at all", ""),
+        ):
+            reply = await nc.request(subject, payload, timeout=10)
+            error = json.loads(reply.data)["error"]
+            assert error.startswith(f"invalid request: {field}"), (subject, error)
+    finally:
+        await nc.close()
