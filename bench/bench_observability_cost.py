@@ -133,17 +133,19 @@ def start_stack(upstream_url: str, workdir: Path, env: dict[str, str]) -> tuple[
 
 
 async def measure(
-    upstream_url: str, endpoint: str, batches: int, batch: int, warmup: int, ratio: float
+    upstream_url: str, endpoint: str, batches: int, batch: int, warmup: int, ratio: float, control: bool = False
 ) -> dict[str, list[float]]:
     """CPU ms per call of each mode, one sample per batch (the stack's four services together)."""
     params = {"name": "echo__echo", "arguments": {"text": "hello " * 20}}
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
         stacks = {
             "tracing off": start_stack(upstream_url, Path(off_dir), {}),
+            # --control: the second stack traces nothing either, so its difference from the first is
+            # what two identical stacks differ by on this machine (the noise floor of the comparison)
             "tracing on": start_stack(
                 upstream_url,
                 Path(on_dir),
-                {"BASTION_OTLP_ENDPOINT": endpoint, "BASTION_TRACE_SAMPLE_RATIO": str(ratio)},
+                {} if control else {"BASTION_OTLP_ENDPOINT": endpoint, "BASTION_TRACE_SAMPLE_RATIO": str(ratio)},
             ),
         }
         try:
@@ -180,18 +182,25 @@ async def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="sequential calls per batch")
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--sample-ratio", type=float, default=1.0, help="BASTION_TRACE_SAMPLE_RATIO when tracing is on")
+    parser.add_argument("--control", action="store_true", help="A/A run: the second stack has tracing off too")
     args = parser.parse_args()
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
     upstream, upstream_url = start_upstream()
     try:
-        samples = await measure(upstream_url, endpoint, args.batches, args.batch, args.warmup, args.sample_ratio)
+        samples = await measure(
+            upstream_url, endpoint, args.batches, args.batch, args.warmup, args.sample_ratio, args.control
+        )
     finally:
         upstream.terminate()
         upstream.wait(10)
         sink.shutdown()
-    print(f"\ntracing on: sample ratio {args.sample_ratio}")
+    print(
+        "\ncontrol run: both stacks trace nothing"
+        if args.control
+        else f"\ntracing on: sample ratio {args.sample_ratio}"
+    )
     print(f"{'mode':32}{'CPU ms/call (median)':>22}{'mean':>8}{'vs first':>10}")
     first = None
     for mode, values in samples.items():
