@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tools_call import McpClient, sequential, start_upstream
 
 SERVICES = ("bastion_ingress", "bastion_policy", "bastion_executor", "bastion_audit")
+SHORT = tuple(name.removeprefix("bastion_") for name in SERVICES)
 CONTENT_KEY, DIGEST_KEY = "bk_bench_content_key_0123456789", "bk_bench_digest_key_01234567890"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -134,8 +135,9 @@ def start_stack(upstream_url: str, workdir: Path, env: dict[str, str]) -> tuple[
 
 async def measure(
     upstream_url: str, endpoint: str, batches: int, batch: int, warmup: int, ratio: float, control: bool = False
-) -> dict[str, list[float]]:
-    """CPU ms per call of each mode, one sample per batch (the stack's four services together)."""
+) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    """CPU ms per call of each mode, one sample per batch: the stack's four services together, and
+    each service on its own (to see where a difference comes from)."""
     params = {"name": "echo__echo", "arguments": {"text": "hello " * 20}}
     with tempfile.TemporaryDirectory() as off_dir, tempfile.TemporaryDirectory() as on_dir:
         stacks = {
@@ -151,7 +153,7 @@ async def measure(
         try:
             modes = {}
             for name, (proc, url) in stacks.items():
-                pids = list(service_pids(proc.pid).values())
+                pids = service_pids(proc.pid)
                 if len(pids) != len(SERVICES):
                     raise SystemExit(f"{name}: found {len(pids)} service processes, not {len(SERVICES)}")
                 for content, key in (("content off", DIGEST_KEY), ("content on", CONTENT_KEY)):
@@ -159,13 +161,17 @@ async def measure(
                     await sequential(client, "tools/call", params, warmup, "result")
                     modes[f"{name}, {content}"] = (client, pids)
             samples: dict[str, list[float]] = {mode: [] for mode in modes}
+            per_service: dict[str, dict[str, list[float]]] = {mode: {svc: [] for svc in SHORT} for mode in modes}
             for _ in range(batches):
                 for mode, (client, pids) in modes.items():
                     await asyncio.sleep(0.3)  # the previous batch's audit insert and span export
-                    before = sum(cpu_seconds(pid) for pid in pids)
+                    before = {svc: cpu_seconds(pid) for svc, pid in pids.items()}
                     await sequential(client, "tools/call", params, batch, "result")
                     await asyncio.sleep(0.3)
-                    samples[mode].append((sum(cpu_seconds(pid) for pid in pids) - before) * 1000 / batch)
+                    used = {svc: (cpu_seconds(pid) - before[svc]) * 1000 / batch for svc, pid in pids.items()}
+                    samples[mode].append(sum(used.values()))
+                    for svc, ms in used.items():
+                        per_service[mode][svc].append(ms)
             for client, _ in modes.values():
                 await client.close()
         finally:
@@ -173,7 +179,7 @@ async def measure(
                 proc.send_signal(signal.SIGTERM)
             for proc, _ in stacks.values():
                 proc.wait(60)
-    return samples
+    return samples, per_service
 
 
 async def main() -> None:
@@ -189,7 +195,7 @@ async def main() -> None:
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}/v1/traces"
     upstream, upstream_url = start_upstream()
     try:
-        samples = await measure(
+        samples, per_service = await measure(
             upstream_url, endpoint, args.batches, args.batch, args.warmup, args.sample_ratio, args.control
         )
     finally:
@@ -208,6 +214,9 @@ async def main() -> None:
         first = first or median
         print(f"{mode:32}{median:22.3f}{statistics.fmean(values):8.3f}{100 * (median - first) / first:+9.1f}%")
     print(f"(OTLP sink received {_Sink.spans_bytes:,} bytes of spans)")
+    print(f"\n{'CPU ms/call (median) by service':32}" + "".join(f"{svc:>10}" for svc in SHORT))
+    for mode, services in per_service.items():
+        print(f"{mode:32}" + "".join(f"{statistics.median(values):10.3f}" for values in services.values()))
 
 
 if __name__ == "__main__":

@@ -88,11 +88,19 @@ def reset() -> None:
     if _provider is not None:
         _provider.shutdown()
     _provider = None
+    _tracers.clear()
+
+
+_tracers: dict[str, trace.Tracer] = {}
+"""One tracer per service, made once: `get_tracer` builds a new object (and scope) every call."""
 
 
 def _tracer(service: str) -> trace.Tracer:
     assert _provider is not None
-    return _provider.get_tracer(f"bastion.{service}")
+    tracer = _tracers.get(service)
+    if tracer is None:
+        tracer = _tracers[service] = _provider.get_tracer(f"bastion.{service}")
+    return tracer
 
 
 def _parent(carrier: Mapping[str, str] | None) -> context.Context | None:
