@@ -4,6 +4,7 @@ for every operation; none may get a 5xx, leak a secret, or (when valid) get an u
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from bastion_audit import AuditService
+from bastion_common.settings import AuditSettings
 from bastion_ingress.service import IngressService
 from tests.support.admin_api import ECHO, TOKEN
 
@@ -59,7 +62,19 @@ def _fuzz(openapi: dict[str, Any], base: str, examples: int) -> list[str]:
     return failures
 
 
-async def test_schema_driven_requests_never_get_a_5xx(ingress: IngressService, api: httpx.AsyncClient) -> None:
+async def test_schema_driven_requests_never_get_a_5xx(
+    ingress: IngressService, api: httpx.AsyncClient, nats_url: str, tmp_path: Path
+) -> None:
+    # the analytics routes ask the audit service, which owns the store: without it they answer 503
+    audit = AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=f"chdb://{tmp_path / 'ch'}"))
+    await audit.start()
+    try:
+        await _fuzz_everything(ingress, api)
+    finally:
+        await audit.stop()
+
+
+async def _fuzz_everything(ingress: IngressService, api: httpx.AsyncClient) -> None:
     await api.post("/groups", json={"id": "g1"})
     await api.post("/servers", json={"name": "echo", "config": ECHO})
     root = f"http://127.0.0.1:{ingress.port}"
