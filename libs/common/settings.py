@@ -59,9 +59,11 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str = ""
     """OTLP/HTTP traces URL (e.g. `http://collector:4318/v1/traces`): set, the service records
     OpenTelemetry spans and exports them there; empty, tracing is off and costs nothing."""
-    trace_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
-    """Share of traces recorded when tracing is on, decided where a trace starts (ingress, or the
-    agent's `traceparent` sampled flag) and followed by every service after it."""
+    trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of new traces recorded when tracing is on, decided where a trace starts (ingress) and
+    followed by every service after it; a trace an agent started follows its `traceparent` sampled
+    flag. 0.1 by default: recording every trace costs about a quarter of the gateway's CPU per call
+    (docs/benchmarks.md), a tenth of them keeps tracing and content logging within 10 %."""
     audit_content: bool = True
     """Producers of audit events (ingress, codemode): record tool arguments and results. False (or
     `content_logging: false` on a key) keeps only their sizes and sha256."""
