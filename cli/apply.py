@@ -52,6 +52,7 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
             rate_limit=key.rate_limit,
             agent=key.agent,
             code_mode=key.code_mode,
+            content_logging=key.content_logging,
             source=CONFIG_SOURCE,
         )
         if (twin := records.get(record.id)) is not None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
 import nats
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError, NoServersError
@@ -23,11 +24,11 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, audit_events
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, AuditVerdict, AuditVerify, audit_events
 from bastion_common.nats import credentials
 from bastion_common.permissions import ADMIN
 
-__all__ = ["tail"]
+__all__ = ["tail", "verify"]
 
 _STATUS_STYLE = {"ok": "green", "tool_error": "yellow", "error": "red", "denied": "magenta"}
 _COLUMNS = (  # fixed widths, so the live rows line up under the history's header
@@ -79,31 +80,8 @@ async def tail(
     async def on_closed() -> None:
         lost.set()
 
-    refusals: list[str] = []
-
-    async def remember(exc: Exception) -> None:  # reported once, below, in our own words
-        refusals.append(str(exc))
-
-    try:  # a few quick attempts: a CLI should fail fast, and ride out only a short NATS blip
-        nc = await nats.connect(
-            nats_url,
-            connect_timeout=3,
-            max_reconnect_attempts=5,
-            reconnect_time_wait=0.2,
-            error_cb=remember,
-            closed_cb=on_closed,
-            **credentials(ADMIN, nkey_seed_file),
-        )
-    except (NoServersError, OSError, TimeoutError, NatsError) as exc:
-        if any("authorization violation" in problem.lower() for problem in [*refusals, str(exc)]):
-            console.print(
-                f"[red]NATS at {escape(nats_url)} refused the connection: set BASTION_NATS_NKEY_SEED_FILE to the "
-                "admin role's seed (a `bastion up` stack names it in stack.json: admin_nkey_seed_file)[/]"
-            )
-        else:
-            console.print(
-                f"[red]cannot connect to NATS at {escape(nats_url)}: {escape(str(exc))}; is `bastion up` running?[/]"
-            )
+    nc = await _connect(nats_url, console, nkey_seed_file, on_closed)
+    if nc is None:
         return 1
     try:
         live: asyncio.Queue[AuditEvent] = asyncio.Queue()
@@ -169,3 +147,67 @@ async def _follow(
         if own_stop:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+
+
+async def _connect(
+    nats_url: str, console: Console, nkey_seed_file: str, on_closed: Callable[[], Awaitable[None]] | None = None
+) -> NATS | None:
+    """The admin role's connection, or None with the reason printed."""
+    refusals: list[str] = []
+
+    async def remember(exc: Exception) -> None:  # reported once, below, in our own words
+        refusals.append(str(exc))
+
+    try:  # a few quick attempts: a CLI should fail fast, and ride out only a short NATS blip
+        nc = await nats.connect(
+            nats_url,
+            connect_timeout=3,
+            max_reconnect_attempts=5,
+            reconnect_time_wait=0.2,
+            error_cb=remember,
+            **({"closed_cb": on_closed} if on_closed else {}),
+            **credentials(ADMIN, nkey_seed_file),
+        )
+    except (NoServersError, OSError, TimeoutError, NatsError) as exc:
+        if any("authorization violation" in problem.lower() for problem in [*refusals, str(exc)]):
+            console.print(
+                f"[red]NATS at {escape(nats_url)} refused the connection: set BASTION_NATS_NKEY_SEED_FILE to the "
+                "admin role's seed (a `bastion up` stack names it in stack.json: admin_nkey_seed_file)[/]"
+            )
+        else:
+            console.print(
+                f"[red]cannot connect to NATS at {escape(nats_url)}: {escape(str(exc))}; is `bastion up` running?[/]"
+            )
+        return None
+    return nc
+
+
+async def verify(
+    nats_url: str, since: float | None, console: Console, *, answer_within: float = 120.0, nkey_seed_file: str = ""
+) -> int:
+    """Ask the audit service to check the hash chains and checkpoints; 0 when intact, 1 when a row
+    was tampered with (the first one is named), 2 when the check could not run."""
+    nc = await _connect(nats_url, console, nkey_seed_file)
+    if nc is None:
+        return 2
+    try:
+        request = AuditVerify(since=since).model_dump_json().encode()
+        try:
+            reply = await nc.request(subjects.AUDIT_VERIFY, request, timeout=answer_within)
+        except (NoRespondersError, TimeoutError):
+            console.print(f"[red]no audit service answered at {escape(nats_url)}; is `bastion up` running?[/]")
+            return 2
+        verdict = AuditVerdict.model_validate_json(reply.data)
+    finally:
+        with contextlib.suppress(Exception):
+            await nc.close()
+    scope = f"{verdict.events} event(s) on {verdict.chains} chain(s), {verdict.checkpoints} signed checkpoint(s)"
+    if verdict.error:
+        console.print(f"[red]audit verify could not run: {escape(verdict.error)}[/]")
+        return 2
+    if verdict.ok:
+        console.print(f"[green]OK[/]: {scope}")
+        return 0
+    console.print(f"[red]{verdict.problem}[/]: {escape(verdict.detail or '')}")
+    console.print(f"checked before it: {scope}")
+    return 1

@@ -48,6 +48,7 @@ __all__ = [
 CREDENTIALS_DIR = "credentials"
 AUTHORIZATION_FILE = "authorization.conf"
 _SECRETS_KEY_FILE = "secrets.key"
+_CHECKPOINT_KEY_FILE = "checkpoint.key"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class StackCredentials:
     valkey_password: str
     secrets_key: str
     bus_signing_key: str
+    checkpoint_key: str = ""
+    """Signs the audit trail's checkpoints; kept across restarts, or older checkpoints stop verifying."""
 
     @property
     def authorization(self) -> str:
@@ -88,6 +91,18 @@ def _secrets_key(root: Path, environ: Mapping[str, str]) -> str:
         path.chmod(0o600)
         return path.read_text().strip()
     key = new_key()
+    private_file(path, key + "\n")
+    return key
+
+
+def _checkpoint_key(root: Path, environ: Mapping[str, str]) -> str:
+    if key := environ.get("BASTION_CHECKPOINT_KEY", "").strip():
+        return key
+    path = root / _CHECKPOINT_KEY_FILE
+    if path.exists():
+        path.chmod(0o600)
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
     private_file(path, key + "\n")
     return key
 
@@ -147,6 +162,7 @@ def make_credentials(data_dir: Path, environ: Mapping[str, str], *, new_nkeys: b
         valkey_password=secrets.token_urlsafe(32),
         secrets_key=_secrets_key(root, environ),
         bus_signing_key=secrets.token_urlsafe(32),
+        checkpoint_key=_checkpoint_key(root, environ),
     )
 
 

@@ -29,10 +29,13 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True, cls=FlagsGroup)
 audit_app = typer.Typer(help="Read the audit trail of a running stack.", no_args_is_help=True, cls=FlagsGroup)
+analytics_app = typer.Typer(help="Ask the audit store questions (read-only SQL).", no_args_is_help=True, cls=FlagsGroup)
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
+app.add_typer(analytics_app, name="analytics")
 register_admin_commands(app)
 
+NatsUrl = Annotated[str | None, typer.Option(help="NATS of the stack (default: BASTION_NATS_URL, then stack.json).")]
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="State, logs and stack.json (default: the config's stack.data_dir, '.bastion')."),
@@ -165,6 +168,118 @@ def audit_tail(
         except KeyboardInterrupt:
             result = 0
     raise typer.Exit(result if isinstance(result, int) else 0)
+
+
+def _stack(nats_url: str | None, data_dir: Path | None) -> tuple[str, str]:
+    """The running stack's NATS URL and the admin role's NKey seed file (empty if none)."""
+    from .stackfile import find_admin_credentials, find_nats_url
+
+    try:
+        url = find_nats_url(nats_url, data_dir or Path(".bastion"))
+    except LookupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    return url, find_admin_credentials(data_dir or Path(".bastion")).nkey_seed_file
+
+
+@audit_app.command("verify")
+def audit_verify(
+    since: Annotated[
+        str | None,
+        typer.Option(help="Check only events from this time: ISO 8601 (UTC unless it says) or a duration ago (24h)."),
+    ] = None,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Check the stored audit events against their hash chains and signed checkpoints: OK, or the
+    first modified, deleted, inserted or reordered row (exit 1; 2 when the check could not run)."""
+    from .analytics import CliFailure, parse_time
+    from .audit import verify
+
+    try:
+        start = parse_time(since) if since is not None else None
+    except CliFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    url, seed = _stack(nats_url, data_dir)
+    raise typer.Exit(asyncio.run(verify(url, start, console(), nkey_seed_file=seed)))
+
+
+@audit_app.command("export")
+def audit_export(
+    since: Annotated[str, typer.Option(help="From this time (inclusive): ISO 8601 or a duration ago (24h, 7d).")],
+    until: Annotated[str, typer.Option(help="Up to this time (exclusive); default now.")] = "0s",
+    fmt: Annotated[str, typer.Option("--format", help="Output format: jsonl (one event per line).")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file (default stdout).")] = None,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Stream audit events as JSON lines for a SIEM, oldest first, with progress on a terminal."""
+    from .analytics import CliFailure, export, parse_time
+
+    if fmt != "jsonl":
+        print(f"error: unknown --format {fmt!r}: only jsonl", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        start, end = parse_time(since), parse_time(until)
+    except CliFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    url, seed = _stack(nats_url, data_dir)
+    err = console(stderr=True)
+    out = output.open("w", encoding="utf-8") if output is not None else sys.stdout
+    try:
+        written = asyncio.run(
+            export(url, start, end, out, progress=err if err.is_terminal else None, nkey_seed_file=seed)
+        )
+    except CliFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    finally:
+        if output is not None:
+            out.close()
+    if output is not None:
+        err.print(f"[green]exported[/] {written} event(s) to {escape(str(output))}")
+
+
+@analytics_app.command("query")
+def analytics_query(
+    sql: Annotated[str, typer.Argument(help="One SELECT (or WITH ... SELECT); anything else is refused.")],
+    fmt: Annotated[str, typer.Option("--format", help="table (for people) or jsonl (one object per row).")] = "table",
+    max_rows: Annotated[int, typer.Option(min=1, max=100_000, help="Rows the answer may have.")] = 10_000,
+    timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds the query may run.")] = 10.0,
+    clickhouse_url: Annotated[
+        str | None,
+        typer.Option(help="Ask a ClickHouse server directly (http(s)://user:pass@host:8123/db), not the stack."),
+    ] = None,
+    nats_url: NatsUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run one read-only SQL query on the audit store (docs/analytics.md has ten ready-made ones)."""
+    from bastion_common.analytics import AnalyticsQuery, NotReadOnly
+
+    from .analytics import CliFailure, print_answer, query_clickhouse, query_nats
+
+    if fmt not in ("table", "jsonl"):
+        print(f"error: unknown --format {fmt!r}: table or jsonl", file=sys.stderr)
+        raise typer.Exit(2)
+    try:
+        query = AnalyticsQuery(sql=sql, max_rows=max_rows, timeout=timeout)
+        if clickhouse_url:
+            answer = query_clickhouse(clickhouse_url, query)
+        else:
+            url, seed = _stack(nats_url, data_dir)
+            answer = asyncio.run(query_nats(url, query, nkey_seed_file=seed))
+    except NotReadOnly as exc:
+        print(f"error: query refused: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    except (CliFailure, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if answer.error:
+        print(f"error: {answer.error}", file=sys.stderr)
+        raise typer.Exit(1)
+    print_answer(answer, fmt, console(), sys.stdout)
 
 
 @app.command()

@@ -52,6 +52,8 @@ __all__ = ["INFRA", "SERVICES", "STOP_ORDER", "run_up", "service_specs"]
 
 SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
 INFRA = ("nats", "valkey")
+METRICS_SERVICES = ("policy", "executor", "audit", "codemode")
+"""Services serving `/metrics` on a port of their own (ingress serves it on the gateway port)."""
 STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit", "oauth"))
 """Services only: the embedded servers stop after the services' orphans are swept."""
 INFRA_BACKOFF = Backoff(initial=0.2, maximum=5.0, reset_after=30.0)
@@ -103,6 +105,10 @@ class Endpoints:
     def admin_url(self) -> str:
         return f"http://{self.local_host}:{self.port}/admin/v1"
 
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/dashboard"
+
 
 def resolve_endpoints(
     config: BastionConfig, host: str | None, port: int | None, data_dir: Path | None, environ: Mapping[str, str]
@@ -153,6 +159,7 @@ _PRIVATE_VARIABLES = (
     "BASTION_NATS_CREDENTIALS_DIR",
     "BASTION_OIDC_CLIENT_SECRET",
     "BASTION_VAULT_TOKEN",
+    "BASTION_CHECKPOINT_KEY",
 )
 """Set per service below (each secret reaches only the service that needs it), never inherited."""
 
@@ -164,13 +171,16 @@ def service_specs(
     environ: Mapping[str, str],
     admin_token: str = "",
     creds: StackCredentials | None = None,
+    metrics_ports: Mapping[str, int] | None = None,
 ) -> list[ChildSpec]:
     """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables.
 
     The session secret, the admin token and the admin NKey reach ingress alone, the Redis URL (with
     Valkey's password) policy alone, the secrets key ingress (to seal, in the admin API) and the
-    executor (to open), the work-signing key policy and the executor; each service gets its own
-    NKey seed (none when `creds` has none: an open NATS). None of these is inherited from `environ`."""
+    executor (to open), the work-signing key policy and the executor, the checkpoint key audit; each
+    service gets its own NKey seed (none when `creds` has none: an open NATS). None of these is
+    inherited from `environ`. `metrics_ports` gives a service its own `/metrics` port (ingress
+    serves its metrics on the gateway port, behind the admin token)."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
     base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
     base.update(
@@ -199,6 +209,7 @@ def service_specs(
         },
         "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
         "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
+        "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
         "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
         "oauth": {  # seals the access token signing key; the identity provider's and Vault's secrets
             "BASTION_SECRETS_KEY": secrets_key,
@@ -209,6 +220,8 @@ def service_specs(
         # a service is its own NATS role (bastion_common.permissions); one without a role gets no
         # seed, and a secured NATS refuses it: add its role to the table
         own.setdefault(svc, {})["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
+    for svc, port in (metrics_ports or {}).items():
+        own[svc]["BASTION_METRICS_PORT"] = str(port)
     return [
         ChildSpec(
             name=svc,
@@ -256,6 +269,8 @@ class _Stack:
     admin_token: str = field(default_factory=lambda: os.environ.get("BASTION_ADMIN_TOKEN") or secrets.token_urlsafe(32))
     """The admin API's token: BASTION_ADMIN_TOKEN if set, else new for every `up`; kept in stack.json (0600)."""
     started_at: float = field(default_factory=time.time)
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    """Each service's own `/metrics` port (chosen free at start; a restarted service keeps it)."""
 
     def infra_pids(self) -> set[int]:
         """The embedded servers' pids: before the supervisor has adopted them, then from it."""
@@ -285,7 +300,10 @@ class _Stack:
         asyncio.run(_apply(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
-        specs = service_specs(self.config, ep, secrets.token_urlsafe(32), os.environ, self.admin_token, self.creds)
+        self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
+        specs = service_specs(
+            self.config, ep, secrets.token_urlsafe(32), os.environ, self.admin_token, self.creds, self.metrics_ports
+        )
         servers = {name: s for name, s in zip(INFRA, (self.nats, self.valkey), strict=True) if s is not None}
         infra = [
             ChildSpec(name, server.command(), log_path=server.log_path, backoff=INFRA_BACKOFF)
@@ -378,6 +396,11 @@ class _Stack:
         out.print(f"  web page    {ep.web_url}")
         out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")
         out.print(f"  API docs    {ep.docs_url}")
+        out.print(f"  dashboard   {ep.dashboard_url}  [dim](admin token; `bastion analytics query` for SQL)[/]")
+        if self.metrics_ports:
+            out.print(f"  metrics     {ep.web_url}metrics  [dim](ingress, admin token)[/]")
+            for svc, port in self.metrics_ports.items():
+                out.print(f"              http://127.0.0.1:{port}/metrics  [dim]({svc})[/]")
         out.print(f"  NATS        {origin(ep.nats_url, self.nats)}")
         out.print(f"  Redis       {origin(ep.redis_url, self.valkey)}")
         clickhouse = escape(ep.clickhouse_url) + " [dim](embedded)[/]" if chdb else origin(ep.clickhouse_url, False)

@@ -14,11 +14,29 @@ from .messages import AuditEvent
 
 __all__ = ["FieldLimits", "bounded", "cut_utf8"]
 
-_TEXT_FIELDS: Final = ("event_id", "trace_id", "key_id", "key_name", "server", "tool", "name", "error_kind")
+_TEXT_FIELDS: Final = (
+    "event_id",
+    "trace_id",
+    "key_id",
+    "key_name",
+    "server",
+    "tool",
+    "name",
+    "error_kind",
+    "parent_id",
+    "user_id",
+    "team_id",
+    "customer_id",
+    "actor",
+    "action",
+    "target",
+)
 """Identifiers and names: short in every honest request."""
 _LONG_FIELDS: Final = ("error",)
 """Free text: upstream error messages may be long and still useful."""
-_ALL_FIELDS: Final = frozenset(_TEXT_FIELDS + _LONG_FIELDS)
+_CONTENT_FIELDS: Final = ("arguments", "result", "before", "after")
+"""Recorded content (JSON text): its sha256 is taken before any cut, so it always names the whole."""
+_ALL_FIELDS: Final = frozenset(_TEXT_FIELDS + _LONG_FIELDS + _CONTENT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,9 +47,11 @@ class FieldLimits:
     """Names and identifiers (`name`, `tool`, `server`, `key_name`, `trace_id`, ...)."""
     error: int = 8192
     """The error message."""
+    content: int = 64 * 1024
+    """Arguments, result, and an admin change's before/after."""
 
     def __post_init__(self) -> None:
-        if self.text < 64 or self.error < 64:
+        if min(self.text, self.error, self.content) < 64:
             raise ValueError("audit field limits must be at least 64 bytes, or events lose their meaning")
 
 
@@ -50,7 +70,11 @@ def bounded(event: AuditEvent, limits: FieldLimits) -> AuditEvent:
     else a copy whose `truncated` map names each field cut with its original size."""
     cuts: dict[str, str] = {}
     sizes: dict[str, int] = {}
-    for fields, limit in ((_TEXT_FIELDS, limits.text), (_LONG_FIELDS, limits.error)):
+    for fields, limit in (
+        (_TEXT_FIELDS, limits.text),
+        (_LONG_FIELDS, limits.error),
+        (_CONTENT_FIELDS, limits.content),
+    ):
         for field in fields:
             value = getattr(event, field)
             if value is None or len(value) * 4 <= limit:

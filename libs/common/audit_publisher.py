@@ -25,6 +25,12 @@ What can go wrong, and what happens:
 Events are only lost if the queue overflows or the process dies before they were acked; `aclose()`
 drains within a bounded time on shutdown. With a `journal` (`audit_journal.AuditJournal`) not even a
 killed process loses them: each queued event is written to it, and each acked batch marked there.
+
+Every accepted event is linked on the publisher's hash chain (`audit_chain`) in `emit`, before the
+journal writes it down: the journal holds the linked event, so one replayed by the next process
+(`AuditJournal.replay`) keeps its place on the chain of the process that emitted it, instead of
+leaving a gap there and joining the new chain. An event that already carries a `hash` is such a
+replayed one and is queued as it is.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from nats.errors import MaxPayloadError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
 from . import subjects
+from .audit_chain import AuditChain, producer_id
 from .audit_fields import FieldLimits, bounded
 from .audit_journal import AuditJournal
 from .messages import AuditBatch, AuditEvent, new_id
@@ -93,9 +100,12 @@ class AuditPublisher:
         linger: float = 0.005,
         publish_timeout: float = 5.0,
         max_backoff: float = 2.0,
+        producer: str | None = None,
         journal: AuditJournal | None = None,
     ) -> None:
         self._nc = nc
+        self.chain = AuditChain(producer or producer_id("bastion"))
+        """This process's hash chain; events are linked in `emit`, in publishing order."""
         self._journal = journal
         self._journaled: dict[str, bytes] = {}
         """Event id -> the JSON the journal serialized it to, so the event is serialized once."""
@@ -125,7 +135,8 @@ class AuditPublisher:
         return self._queue.qsize() + self._unacked
 
     def emit(self, event: AuditEvent) -> bool:
-        """Enqueue `event` for publishing; returns False (and logs) if it had to be dropped."""
+        """Link `event` on the chain and enqueue it for publishing; returns False (and logs) if it had
+        to be dropped (then it is not linked: a dropped event leaves no gap in the chain)."""
         if self._closed:
             self._drop("publisher closed", event)
             return False
@@ -134,11 +145,15 @@ class AuditPublisher:
         if self._held_bytes + weight > self._max_bytes:
             self._drop(f"buffer full: {self._held_bytes:,} bytes of events wait for NATS", event)
             return False
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
+        if self._queue.full():
             self._drop(f"buffer full: {self._queue.maxsize} events wait for NATS", event)
             return False
+        if not event.hash:  # a replayed event is already on its own producer's chain
+            try:
+                event = self.chain.link(event)
+            except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
+                log.warning("audit: event %s cannot be hashed (%s); it is dead-lettered", event.event_id, exc)
+        self._queue.put_nowait(event)
         self._held_bytes += weight
         if self._journal is not None and (json := self._journal.emitted(event)) is not None:
             self._journaled[event.event_id] = json
@@ -311,7 +326,19 @@ class AuditPublisher:
 def _weight(event: AuditEvent) -> int:
     """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
     return 512 + sum(
-        len(value) for value in (event.name, event.tool, event.server, event.key_name, event.error) if value
+        len(value)
+        for value in (
+            event.name,
+            event.tool,
+            event.server,
+            event.key_name,
+            event.error,
+            event.arguments,
+            event.result,
+            event.before,
+            event.after,
+        )
+        if value
     )
 
 
@@ -328,4 +355,8 @@ def _smallest(event: AuditEvent) -> bytes:
     fields = {
         k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v for k, v in event.model_dump().items()
     }
-    return bounded(AuditEvent.model_validate(fields), FieldLimits(text=256, error=1024)).model_dump_json().encode()
+    return (
+        bounded(AuditEvent.model_validate(fields), FieldLimits(text=256, error=1024, content=1024))
+        .model_dump_json()
+        .encode()
+    )

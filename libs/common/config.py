@@ -205,6 +205,8 @@ class KeyConfig(_Strict):
     """Agent mode on `/v1/chat/completions` (docs/llm.md); None: tool calls come back to the application."""
     code_mode: bool = False
     """Offer this key the Code Mode meta-tools instead of the catalog (docs/code-mode.md)."""
+    content_logging: bool = True
+    """Record this key's tool arguments and results in audit events (else only sizes and sha256)."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> KeyConfig:

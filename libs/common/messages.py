@@ -21,8 +21,11 @@ from .llm_config import AgentMode
 __all__ = [
     "AuditBatch",
     "AuditEvent",
+    "AuditKind",
     "AuditQuery",
     "AuditRows",
+    "AuditVerdict",
+    "AuditVerify",
     "BreakerStatus",
     "CallOutcome",
     "Caller",
@@ -39,6 +42,7 @@ __all__ = [
     "ServerCatalog",
     "ServerRecord",
     "StreamEvent",
+    "TamperKind",
     "ToolCall",
     "UpstreamRequest",
     "VisibleTools",
@@ -71,9 +75,20 @@ class Caller(BaseModel):
     key_id: str
     """The key's id, or `user:<id>` for an OAuth access token (`bastion_common.oauth.USER_CALLER_PREFIX`)."""
     key_name: str
-    user: str | None = None
-    """The user the request acts for: the OAuth token's subject, or the user a key is bound to. Per-user
-    upstream servers are called with this user's own credentials, never another's (docs/oauth.md)."""
+    user_id: str | None = None
+    """The user the request acts for: the OAuth access token's subject, or the user the key is bound
+    to. Audit events name them as the actor; per-user upstream servers are called with this user's
+    own credentials, never another's (docs/oauth.md)."""
+    team_id: str | None = None
+    customer_id: str | None = None
+    """The key's owner, as its record says: audit events name them, so analysts slice by team and customer."""
+    content_logging: bool = True
+    """The key's `content_logging`: False keeps only sizes and sha256 of its arguments and results
+    in audit events (docs/analytics.md)."""
+
+    def owner(self) -> dict[str, str | None]:
+        """The `user_id`, `team_id` and `customer_id` fields of this caller's audit events."""
+        return {"user_id": self.user_id, "team_id": self.team_id, "customer_id": self.customer_id}
 
 
 class GatewayError(BaseModel):
@@ -226,6 +241,9 @@ class CallOutcome(_Message):
     result_blob: str | None = None
     """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
+    cost_usd: float | None = None
+    """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
+    header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
 
 
 class VisibleToolsQuery(_Message):
@@ -292,6 +310,9 @@ class KeyRecord(_Message):
     agent: AgentMode | None = None
     """Agent mode on `/v1/chat/completions`: which tool calls Bastion runs itself, and how deep it loops."""
     revoked: bool = False
+    content_logging: bool = True
+    """Whether audit events of this key's requests record their arguments and results (else only
+    sizes and sha256); the deployment's `BASTION_AUDIT_CONTENT=false` turns it off for every key."""
     code_mode: bool = False
     """Whether `tools/list` offers this key the Code Mode meta-tools instead of the catalog
     (docs/code-mode.md); the `X-Bastion-Code-Mode` request header overrides it."""
@@ -354,27 +375,41 @@ class ServerCatalog(_Message):
 # ---------------------------------------------------------------- audit
 
 
+AuditKind = Literal[
+    "tool_call",
+    "prompt_get",
+    "resource_read",
+    "resource_subscribe",
+    "completion",
+    "code_run",
+    "code_mode",
+    "llm_request",
+    "admin",
+]
+
+
 class AuditEvent(_Message):
-    """One governed action. Arguments and results are not recorded (they may hold secrets)."""
+    """One governed action: an agent's request, a Code Mode run, an LLM request or an admin change.
+
+    Arguments and results are recorded as JSON text when content logging is on for the deployment
+    and the key, else only their sha256 (`audit_content`); secrets never appear (admin changes are
+    redacted, `audit_redact`). `producer`, `seq`, `prev_hash` and `hash` place the event on its
+    producer's hash chain (`audit_chain`), set by the publisher when the event is emitted."""
 
     event_id: str = Field(default_factory=new_id)
     ts: float = Field(default_factory=time.time)
-    kind: Literal[
-        "tool_call",
-        "prompt_get",
-        "resource_read",
-        "resource_subscribe",
-        "completion",
-        "code_run",
-        "code_mode",
-        "llm_request",
-    ] = "tool_call"
+    kind: AuditKind = "tool_call"
     """What the agent did: `name` is the tool or prompt's gateway name, or the resource URI.
     `code_run` is an `execute_code` run and `code_mode` another Code Mode meta-tool (`name` is the meta-tool).
-    For an `llm_request` (a chat completion), `server` is the provider and `tool` and `name` the model."""
+    For an `llm_request` (a chat completion), `server` is the provider and `tool` and `name` the model.
+    `admin`: a change made through the admin API (`actor`, `action`, `target`, `before`, `after`)."""
     trace_id: str | None = None
     key_id: str = ""
     key_name: str = ""
+    user_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    """The key's owner when the request was made (its record's user, team and customer)."""
     server: str = ""
     tool: str = ""
     name: str = ""
@@ -392,6 +427,8 @@ class AuditEvent(_Message):
     """`llm_request`: tokens in and out as the provider counted them, and their cost in USD."""
     completion_tokens: int | None = None
     cost_usd: float | None = None
+    """What policy charged for the request (USD): an LLM request's cost, a priced tool's price; None
+    when nothing was charged."""
     tool_calls: list[str] = Field(default_factory=list)
     """`llm_request`: names of the tool calls the model proposed."""
     truncated: dict[str, int] = Field(default_factory=dict)
@@ -400,6 +437,30 @@ class AuditEvent(_Message):
     parent_id: str | None = None
     """`event_id` of the event this one happened inside: a Code Mode run, for the tool calls its script made;
     the `llm_request` whose proposed tool call ran (`/v1/mcp/tool/execute`, agent mode)."""
+    arguments: str | None = None
+    """The request's arguments as compact JSON with sorted keys; None when content logging is off."""
+    result: str | None = None
+    """The result as compact JSON with sorted keys; None when content logging is off."""
+    arguments_sha256: str | None = None
+    result_sha256: str | None = None
+    """sha256 of the whole JSON (before any size cut), recorded whether or not the content is."""
+    actor: str | None = None
+    """`admin`: who made the change ("admin-token@<client address>")."""
+    action: str | None = None
+    """`admin`: what was done, `<record kind>.<create|update|delete|...>` (e.g. `key.revoke`)."""
+    target: str | None = None
+    """`admin`: the record changed (a key's name, a server's name, `group.<id>`, ...)."""
+    before: str | None = None
+    after: str | None = None
+    """`admin`: the record as JSON before and after the change, every secret redacted; None when absent."""
+    producer: str = ""
+    """The hash chain the event is on: one per producer process (`audit_chain.producer_id`)."""
+    seq: int = 0
+    """Place on the producer's chain, from 1."""
+    prev_hash: str = ""
+    """`hash` of the event before it on the chain ("" for the first)."""
+    hash: str = ""
+    """sha256 over the event's canonical form (`audit_chain.canonical`)."""
 
 
 class AuditBatch(_Message):
@@ -429,3 +490,31 @@ class AuditQuery(_Message):
 class AuditRows(_Message):
     rows: list[AuditEvent] = Field(default_factory=list)
     error: str | None = None
+
+
+class AuditVerify(_Message):
+    """CLI -> audit (`AUDIT_VERIFY`): check the stored events against their chains and checkpoints."""
+
+    since: float | None = None
+    """Check only events at or after this Unix time (each chain from its first row in range)."""
+
+
+TamperKind = Literal["modified", "deleted", "inserted", "reordered", "checkpoint"]
+
+
+class AuditVerdict(_Message):
+    """The answer to `AuditVerify`: OK, or the first tampered row."""
+
+    ok: bool
+    problem: TamperKind | None = None
+    detail: str | None = None
+    """What is wrong, in words: which row, which seq, and why it does not fit."""
+    event_id: str | None = None
+    producer: str | None = None
+    seq: int | None = None
+    chains: int = 0
+    events: int = 0
+    checkpoints: int = 0
+    """How much was checked (up to the finding, when there is one)."""
+    error: str | None = None
+    """Why the check could not run (the store is unavailable, a bad request)."""

@@ -15,8 +15,10 @@ Three rules shape it:
   answers (explicitly, rather than with `allow_responses`: a call is answered twice, acknowledgement
   and outcome, up to the call timeout later, which a response allowance's count and expiry would
   have to be tuned to; an executor's call-stream events are not responses at all);
-- the audit stream is written by ingress alone and read (consumed) by the audit service alone; the
-  admin role may watch live events (`bastion audit tail --follow`);
+- the audit stream is written by its producers alone (ingress, which also emits the admin API's
+  changes, and codemode) and read (consumed) by the audit service alone; the admin role may watch
+  live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
+  analytics queries), which answers only on the admin role's inbox.
 - the oauth service's state (client records, codes, refresh families, password hashes, the sealed
   signing key) and the upstream tokens are readable by the oauth role alone; ingress reads only the
   public keys and the revocation list it verifies access tokens with, and only the executor may ask
@@ -179,6 +181,9 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
         publish=(
             *_own_inbox(ADMIN),
             s.AUDIT_QUERY,
+            s.AUDIT_EXPORT,  # `bastion audit export`
+            s.AUDIT_VERIFY,  # `bastion audit verify`
+            s.ANALYTICS_QUERY,  # `bastion analytics query`, the admin API's analytics routes and dashboard
             *_kv_write(s.KV_KEYS),
             *_kv_write(s.KV_SERVERS),
             *_kv_write(s.KV_POLICY),
@@ -228,13 +233,13 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
     AUDIT: Permissions(
         publish=(
             *_own_inbox(AUDIT),
-            _inbox(ADMIN),  # answers to `bastion audit tail`
+            _inbox(ADMIN),  # answers to `bastion audit tail|export|verify`, `bastion analytics query`
             s.AUDIT_DEAD,
             *_stream_owner(s.AUDIT_STREAM),
             *_stream_owner(s.AUDIT_DEAD_STREAM),
             *_stream_consumer(s.AUDIT_STREAM),
         ),
-        subscribe=(_inbox(AUDIT), s.AUDIT_QUERY),
+        subscribe=(_inbox(AUDIT), s.AUDIT_QUERY, s.AUDIT_EXPORT, s.AUDIT_VERIFY, s.ANALYTICS_QUERY),
     ),
     CODEMODE: Permissions(
         publish=(

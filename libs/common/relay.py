@@ -35,13 +35,19 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from . import subjects
+from . import subjects, tracing
 from .errors import ErrorKind
 from .messages import CallOutcome, GatewayError
 from .settings import RequestPathSettings
 from .signing import WorkSigner
 
-__all__ = ["AckedRequester", "Acknowledger", "ResponderLost", "too_late"]
+__all__ = [
+    "AckedRequester",
+    "Acknowledger",
+    "ResponderLost",
+    "call_outcome",
+    "too_late",
+]
 
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
@@ -100,6 +106,8 @@ class AckedRequester:
             headers = {subjects.WANT_ACK: "1", subjects.ACCEPT_BY: f"{time.time() + settings.ack_grace:.6f}"}
             if self._signer:
                 headers.update(self._signer.headers(subject, reply, data))
+            if tracing.enabled():
+                tracing.inject(headers)  # the responder's span continues the caller's trace
             await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:
@@ -232,3 +240,16 @@ def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcom
         decided_by=role,
         execution="not_run",
     )
+
+
+def call_outcome(reply: Msg) -> CallOutcome:
+    """The `CallOutcome` a relayed call was answered with, its `cost_usd` from policy's header (the
+    body is the executor's, untouched). Raises `pydantic.ValidationError` for a malformed body."""
+    outcome = CallOutcome.model_validate_json(reply.data)
+    charged = (reply.headers or {}).get(subjects.CHARGED_USD)
+    if charged is not None:
+        try:
+            outcome.cost_usd = float(charged)
+        except ValueError:
+            pass  # a header we cannot read leaves the cost unknown, never fails the call
+    return outcome

@@ -52,6 +52,25 @@ class ServiceSettings(BaseSettings):
     instance: str = ""
     """Replica name used in logs and liveness subjects (policy and executor default it to the host
     name and pid). Must differ between replicas: a replica answering for a dead one hides the death."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of this service's Prometheus `/metrics` endpoint (0: a free one, logged); unset: none.
+    `bastion up` gives every service one and prints where (docs/observability.md)."""
+    metrics_host: str = "127.0.0.1"
+    """Address the `/metrics` endpoint binds to."""
+    otlp_endpoint: str = ""
+    """OTLP/HTTP traces URL (e.g. `http://collector:4318/v1/traces`): set, the service records
+    OpenTelemetry spans and exports them there; empty, tracing is off and costs nothing."""
+    trace_sample_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    """Share of new traces recorded when tracing is on, decided where a trace starts (ingress) and
+    followed by every service after it; a trace an agent started follows its `traceparent` sampled
+    flag. 0.1 by default: recording every trace costs about a quarter of the gateway's CPU per call
+    (docs/benchmarks.md), a tenth of them keeps tracing and content logging within 10 %."""
+    audit_content: bool = True
+    """Producers of audit events (ingress, codemode): record tool arguments and results. False (or
+    `content_logging: false` on a key) keeps only their sizes and sha256."""
+    audit_max_content_bytes: int = Field(default=64 * 1024, ge=64)
+    """Producers: longest arguments / result JSON kept in an audit event (cut and listed in `truncated`
+    beyond it; the sha256 is always of the whole)."""
 
 
 class RequestPathSettings(ServiceSettings):
@@ -105,6 +124,10 @@ class IngressSettings(RequestPathSettings):
     """Serve any Host and Origin (a proxy in front checks them). Off: fail closed."""
     admin_token: SecretStr = SecretStr("")
     """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
+    analyst_token: SecretStr = SecretStr("")
+    """Bearer credential that reads analytics only (`/admin/v1/analytics/*`, the `/dashboard` page's
+    data) and nothing else of the admin API. Needs the admin API enabled on the same replica
+    (its NATS connection carries the queries); empty: only the admin token reads analytics."""
     audit_buffer: int = Field(default=100_000, ge=1)
     """Audit events held in memory until JetStream acked them, e.g. while NATS restarts (minutes of
     traffic); beyond it new events are dropped, each counted and logged."""
@@ -210,6 +233,12 @@ class AuditSettings(ServiceSettings):
     """Messages (each an event or a batch of events) per ClickHouse insert, at most."""
     flush_interval: float = 1.0
     """Seconds an event may wait for its batch to fill before it is written anyway."""
+    checkpoint_key: SecretStr = SecretStr("")
+    """HMAC key signing audit checkpoints (`bastion_common.audit_chain`); empty: no checkpoints, and
+    `bastion audit verify` checks the hash chains only (a rewritten chain then goes unnoticed).
+    `bastion up` keeps one in `<data_dir>/credentials/checkpoint.key`."""
+    checkpoint_interval: float = Field(default=60.0, gt=0)
+    """Seconds between checkpoints: each signs the head of every chain that grew since the last."""
 
 
 class CodeModeSettings(RequestPathSettings):

@@ -9,12 +9,16 @@ from typing import Final
 
 __all__ = [
     "ACCEPT_BY",
+    "ANALYTICS_QUERY",
     "AUDIT_DEAD",
     "AUDIT_DEAD_STREAM",
     "AUDIT_EVENTS",
+    "AUDIT_EXPORT",
     "AUDIT_QUERY",
     "AUDIT_STREAM",
+    "AUDIT_VERIFY",
     "CALL_CANCEL",
+    "CHARGED_USD",
     "CODEMODE_ACCEPTED_BY",
     "CODEMODE_ALIVE",
     "CODEMODE_CALL",
@@ -79,6 +83,11 @@ ACCEPT_BY: Final = "Bastion-Accept-By"
 waits for an acknowledgement (it has failed the call as lost). A replica receiving the request later
 than that, minus `BASTION_ACK_MARGIN`, answers it unrun instead of running it; one that takes it
 acknowledges it in time (`bastion_common.relay`)."""
+
+CHARGED_USD: Final = "Bastion-Charged-Usd"
+"""Header on policy's relay of a priced call's outcome to ingress: what the call was charged, in USD
+(0 when it was refunded). Policy forwards the executor's bytes untouched, so the charge travels beside
+them; ingress records it as the audit event's `cost_usd`."""
 
 POLICY_CALL: Final = "bastion.policy.call"
 """ingress -> policy: a `ToolCall`; policy answers a denial itself or relays the executor's answer."""
@@ -194,6 +203,13 @@ AUDIT_STREAM: Final = "BASTION_AUDIT"
 AUDIT_EVENTS: Final = "bastion.audit.events"
 AUDIT_QUERY: Final = "bastion.audit.query"
 """CLI -> audit: an `AuditQuery`; answered with `AuditRows` (the audit service owns ClickHouse)."""
+AUDIT_EXPORT: Final = "bastion.audit.export"
+"""CLI -> audit: an `ExportPage`; answered with `ExportRows` (`bastion audit export` asks page by page)."""
+ANALYTICS_QUERY: Final = "bastion.analytics.query"
+"""ingress (admin API) / CLI -> audit: an `AnalyticsQuery` (one read-only SQL query); answered with
+`AnalyticsAnswer`."""
+AUDIT_VERIFY: Final = "bastion.audit.verify"
+"""CLI -> audit: an `AuditVerify`; answered with an `AuditVerdict` (hash chains and checkpoints checked)."""
 AUDIT_DEAD: Final = "bastion.audit.dead"
 """audit -> operators: messages on the audit stream that are not a storable `AuditEvent`, byte for byte."""
 AUDIT_DEAD_STREAM: Final = "BASTION_AUDIT_DEAD"

@@ -5,6 +5,9 @@ ReplacingMergeTree collapses rows with the same sorting key; a redelivered event
 (same `event_id`, same `ts`, same everything), so it lands on the same key and partition and
 `FINAL` never counts it twice. The key starts with who/what (key, server, tool) then when, which
 is how analysts slice; `event_id` last makes it unique.
+
+`audit_checkpoints` holds the signed heads of the events' hash chains (`bastion_common.audit_chain`,
+`verify`): one row per (producer, seq) signed, never updated.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from bastion_common.messages import AuditEvent
 
 from .errors import BadEvent
 
-__all__ = ["COLUMNS", "DATABASE", "DDL", "TABLE", "from_row", "to_row"]
+__all__ = ["CHECKPOINTS", "COLUMNS", "DATABASE", "DDL", "TABLE", "from_row", "to_row"]
 
 DATABASE: Final = "bastion"
 TABLE: Final = f"{DATABASE}.audit_events"
+CHECKPOINTS: Final = f"{DATABASE}.audit_checkpoints"
 
 _COLUMN_TYPES: Final = {
     "v": "UInt16",
@@ -50,6 +54,23 @@ _ADDED_COLUMNS: Final = {
     "completion_tokens": "Nullable(UInt64)",
     "cost_usd": "Nullable(Float64)",
     "tool_calls": "Array(String)",
+    # issue 11: who (owner of the key), what (content or its digest), admin changes, the hash chain
+    "user_id": "LowCardinality(Nullable(String))",
+    "team_id": "LowCardinality(Nullable(String))",
+    "customer_id": "LowCardinality(Nullable(String))",
+    "arguments": "Nullable(String) CODEC(ZSTD(3))",
+    "result": "Nullable(String) CODEC(ZSTD(3))",
+    "arguments_sha256": "Nullable(String)",
+    "result_sha256": "Nullable(String)",
+    "actor": "Nullable(String)",
+    "action": "LowCardinality(Nullable(String))",
+    "target": "Nullable(String)",
+    "before": "Nullable(String) CODEC(ZSTD(3))",
+    "after": "Nullable(String) CODEC(ZSTD(3))",
+    "producer": "LowCardinality(String)",
+    "seq": "UInt64",
+    "prev_hash": "String",
+    "hash": "String",
 }
 """Columns added after the table was first released, in order: a table created by an older
 version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its
@@ -63,6 +84,13 @@ DDL: Final = (
     + ",\n".join(f"    {name} {kind}" for name, kind in (_COLUMN_TYPES | _ADDED_COLUMNS).items())
     + "\n)\nENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (key_name, server, tool, ts, event_id)",
     *(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in _ADDED_COLUMNS.items()),
+    f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (\n"
+    "    producer String,\n"
+    "    seq UInt64,\n"
+    "    head String,\n"
+    "    ts DateTime64(6, 'UTC'),\n"
+    "    signature String\n"
+    ")\nENGINE = ReplacingMergeTree\nORDER BY (producer, seq)",
 )
 """Run in order at every start: idempotent, so any replica may run it against any older table."""
 
@@ -75,6 +103,7 @@ _INT_RANGE: Final = {
     "response_bytes": (0, 2**64 - 1),
     "prompt_tokens": (0, 2**64 - 1),
     "completion_tokens": (0, 2**64 - 1),
+    "seq": (0, 2**64 - 1),
 }
 
 

@@ -1,8 +1,10 @@
 """Audit service composition root: the only process that opens ClickHouse.
 
-It builds the NATS connection, the store, the stream writer and the `AUDIT_QUERY` responder from
-one `AuditSettings`; nothing connects before `start()`. Others read the audit log through
-`AUDIT_QUERY` because the embedded engine can be opened by one process only.
+It builds, from one `AuditSettings`, the store, one FastStream broker with the stream consumer
+(`writer`) and the request/reply handlers (`responders`: `AUDIT_QUERY`, `AUDIT_EXPORT`,
+`AUDIT_VERIFY`, `ANALYTICS_QUERY`), and the checkpoint loop; nothing connects before `start()`.
+Others read the audit log through those subjects because the embedded engine can be opened by one
+process only. A plain nats-py connection declares the streams and proves the subscriptions live.
 """
 
 from __future__ import annotations
@@ -13,19 +15,18 @@ import logging
 import os
 import socket
 
+from faststream.nats import NatsBroker, NatsNKey
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from pydantic import ValidationError
 
-from bastion_common import permissions, subjects
-from bastion_common.messages import AuditQuery, AuditRows
+from bastion_common import metrics, observability, permissions, subjects
 from bastion_common.nats import connect, ensure_audit_dead_stream, ensure_audit_stream, processed
 from bastion_common.settings import AuditSettings
 
+from .auditor import Auditor
 from .errors import StoreUnavailable
+from .responders import Responders
 from .store import ClickHouseStore
-from .writer import AuditWriter
+from .writer import AuditConsumer, BatchWriter
 
 __all__ = ["AuditService"]
 
@@ -36,11 +37,15 @@ class AuditService:
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
         self.store = ClickHouseStore(settings.clickhouse_url)
-        self.writer: AuditWriter | None = None
+        self.auditor = Auditor(self.store, settings.checkpoint_key.get_secret_value().encode())
+        self.writer: BatchWriter | None = None
+        self.consumer: AuditConsumer | None = None
         self._nc: NATS | None = None
-        self._query_sub: Subscription | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("audit", self.settings)
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._nc = nc = await connect(
             self.settings.nats_url,
@@ -55,22 +60,48 @@ class AuditService:
             await asyncio.to_thread(self.store.open)
         except StoreUnavailable as exc:  # the writer keeps retrying; events wait in the stream
             log.error("%s", exc)
-        self.writer = AuditWriter(
-            js, self.store, batch_size=self.settings.batch_size, flush_interval=self.settings.flush_interval
+        broker = self._broker(instance)
+        broker.include_router(Responders(self.store, self.auditor, lambda: nc.max_payload).router)
+        self.writer = BatchWriter(self.store)
+        self.consumer = AuditConsumer(
+            broker,
+            self.writer,
+            batch_size=self.settings.batch_size,
+            flush_interval=self.settings.flush_interval,
+            inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),
         )
-        await self.writer.start()
-        self._query_sub = await nc.subscribe(subjects.AUDIT_QUERY, queue=subjects.QUEUE_AUDIT, cb=self._on_query)
-        await processed(nc)
+        await self.consumer.start()
+        if self.auditor.key:
+            self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="audit-checkpoints")
+        await processed(broker.config.connection_state.connection)  # "started" means "subscribed"
         log.info("audit ready")
+
+    def _broker(self, instance: str) -> NatsBroker:
+        """FastStream's connection, with the audit role's credentials and every service's reconnects."""
+        seed = self.settings.nats_nkey_seed_file
+        return NatsBroker(
+            servers=[u.strip() for u in self.settings.nats_url.split(",") if u.strip()],
+            name=f"bastion-audit-broker-{instance}",
+            max_reconnect_attempts=-1,  # like every service connection: ride out NATS restarts
+            reconnect_time_wait=1,  # seconds (FastStream types it as an int)
+            connect_timeout=5,
+            ping_interval=20,
+            max_outstanding_pings=3,
+            logger=logging.getLogger("bastion_audit.broker"),
+            log_level=logging.DEBUG,  # its per-message access log; failures still log as errors
+            inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),  # the replies the audit role may read
+            security=NatsNKey.from_file(seed) if seed else None,
+        )
 
     async def stop(self) -> None:
         """Finish the batch in hand, flush its acks, then release the store for the next owner."""
         try:
-            if self._query_sub is not None:
-                with contextlib.suppress(Exception):
-                    await self._query_sub.unsubscribe()
-            if self.writer is not None:
-                await self.writer.stop()
+            if self._checkpoints is not None:
+                self._checkpoints.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._checkpoints
+            if self.consumer is not None:
+                await self.consumer.stop()
             if self._nc is not None and not self._nc.is_closed:
                 # NATS down: acks not sent mean redeliveries, which the table collapses
                 await (self._nc.drain() if self._nc.is_connected else self._nc.close())
@@ -78,25 +109,17 @@ class AuditService:
             log.warning("audit: unclean NATS shutdown: %r", exc)
         finally:
             await asyncio.to_thread(self.store.close)
+            if self.metrics_server is not None:
+                self.metrics_server.close()
 
-    async def _on_query(self, msg: Msg) -> None:
-        if not msg.reply:
-            return
-        try:
-            query = AuditQuery.model_validate_json(msg.data)
-            answer = AuditRows(rows=await asyncio.to_thread(self.store.recent, query))
-        except ValidationError as exc:
-            answer = AuditRows(error=f"invalid audit query: {exc.errors()[0]['msg']}")
-        except StoreUnavailable as exc:
-            answer = AuditRows(error=str(exc))
-        await msg.respond(self._fit(answer))
-
-    def _fit(self, answer: AuditRows) -> bytes:
-        """The reply, halving the rows until it fits the server's max payload."""
-        assert self._nc is not None
-        payload = answer.model_dump_json().encode()
-        while len(payload) > self._nc.max_payload and answer.rows:
-            answer.rows = answer.rows[: len(answer.rows) // 2]
-            answer.error = "truncated: rows exceed the NATS max payload; ask for fewer"
-            payload = answer.model_dump_json().encode()
-        return payload
+    async def _checkpoint_loop(self) -> None:
+        """Sign the chains' heads every `checkpoint_interval`; a store that is down only delays it."""
+        while True:
+            await asyncio.sleep(self.settings.checkpoint_interval)
+            try:
+                signed = await asyncio.to_thread(self.auditor.checkpoint)
+            except StoreUnavailable as exc:
+                log.warning("audit: checkpoint not taken: %s", exc)
+            else:
+                if signed:
+                    log.info("audit: checkpoint signed %d chain head(s)", signed)

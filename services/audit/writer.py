@@ -1,10 +1,20 @@
 """The audit stream -> ClickHouse pipeline (the shape of getsentry/arroyo): fetch, split, write, ack.
 
-A message is acked only after the batch holding it was inserted; if ClickHouse fails, the batch is
-nak'd with a growing delay and the writer pauses, so events wait in the stream and none is lost.
-A message that can never be a row is copied to the dead-letter stream and terminated: it is never
-retried and never blocks the valid ones. A redelivery after a lost ack is harmless: the table
-collapses duplicates (see `schema`).
+FastStream runs the durable JetStream pull consumer (`AuditConsumer`): it fetches up to
+`batch_size` messages or waits `flush_interval` seconds, then hands the batch to one typed handler
+and fetches the next batch only once that handler returned, so a slow store slows the fetching
+down instead of piling messages up in memory. The handler (`BatchWriter.write`) splits the batch
+into rows and rejects, and:
+
+- acknowledges a message only after the insert holding its rows returned (`AckPolicy.MANUAL`);
+- copies a message that can never be a row to the dead-letter stream and terminates it: it is
+  never retried and never blocks the valid ones;
+- when ClickHouse fails or refuses (down, overloaded: too many parts, a timeout), naks the batch
+  with a growing delay and pauses, so events wait in the stream and none is lost.
+
+A redelivery after a lost ack is harmless: the table collapses duplicates (see `schema`).
+The request path does not use FastStream (it costs 2-3x the latency of raw nats-py there,
+docs/architecture.md); this consumer is off the hot path.
 """
 
 from __future__ import annotations
@@ -13,148 +23,199 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Iterable
+from typing import Annotated, Any, Protocol
 
+from faststream import Context
+from faststream.middlewares import AckPolicy
+from faststream.nats import JStream, NatsBroker, PullSub
+from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy as JsAckPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bastion_common import subjects
+from bastion_common import metrics, subjects
 
 from .batch import Backoff, split
 from .errors import StoreUnavailable
-from .store import ClickHouseStore
 
-__all__ = ["DURABLE", "AuditWriter"]
+__all__ = ["DURABLE", "AuditConsumer", "BatchWriter", "Publish", "Sink"]
 
 log = logging.getLogger(__name__)
 
 DURABLE = "audit-writer"
 
 
-class AuditWriter:
-    def __init__(
-        self,
-        js: JetStreamContext,
-        store: ClickHouseStore,
-        *,
-        batch_size: int,
-        flush_interval: float,
-        ack_wait: float = 30.0,
-        backoff: Backoff | None = None,
-    ) -> None:
-        self._js = js
+class Sink(Protocol):
+    """Where rows go: `ClickHouseStore.insert` (synchronous; run in a thread)."""
+
+    def insert(self, rows: list[tuple[Any, ...]]) -> None: ...
+
+
+class Publish(Protocol):
+    """A JetStream publish of one dead letter (`subject`, `payload`, `headers`)."""
+
+    def __call__(self, subject: str, payload: bytes, *, headers: dict[str, str]) -> Awaitable[Any]: ...
+
+
+class BatchWriter:
+    """What happens to one fetched batch: rows inserted then acked, rejects dead-lettered."""
+
+    def __init__(self, store: Sink, backoff: Backoff | None = None) -> None:
         self._store = store
-        self._batch_size = batch_size
-        self._flush_interval = flush_interval
-        self._ack_wait = ack_wait
         self._backoff = backoff or Backoff()
         self._stopping = asyncio.Event()
-        self._sub: JetStreamContext.PullSubscription | None = None
-        self._task: asyncio.Task[None] | None = None
         self.written = 0
         self.dead_lettered = 0
 
-    async def start(self) -> None:
-        config = ConsumerConfig(
-            durable_name=DURABLE,
-            ack_policy=AckPolicy.EXPLICIT,
-            ack_wait=self._ack_wait,
-            deliver_policy=DeliverPolicy.ALL,
-            max_deliver=-1,
-            max_ack_pending=50 * self._batch_size,
-        )
-        self._sub = await self._js.pull_subscribe(
-            f"{subjects.AUDIT_EVENTS}.>", durable=DURABLE, stream=subjects.AUDIT_STREAM, config=config
-        )
-        self._task = asyncio.create_task(self._run(), name="audit-writer")
-
-    async def stop(self, grace: float = 10.0) -> None:
-        """Finish the batch in hand (so it is acked, not left to time out), then stop fetching."""
+    def stop(self) -> None:
+        """End a pause in progress (the batch in hand was nak'd already)."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, grace)
-            except TimeoutError:
-                log.warning("audit writer did not stop within %.0fs; unacked events will be redelivered", grace)
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
 
-    async def _run(self) -> None:
-        """Accumulate up to `batch_size` messages or `flush_interval` seconds, then write once.
-
-        ClickHouse (and chdb above all) pays per insert, not per row: a few large inserts a second
-        cost a fraction of one insert per fetch, and leave the CPU to the request path.
-        """
-        assert self._sub is not None
-        loop = asyncio.get_running_loop()
-        fetch_backoff = Backoff()
-        pending: list[Msg] = []
-        first_at = 0.0
-        while not self._stopping.is_set():
-            wait = self._flush_interval - (loop.time() - first_at) if pending else self._flush_interval
-            try:
-                msgs = await self._sub.fetch(self._batch_size - len(pending), timeout=max(wait, 0.01))
-            except TimeoutError:
-                msgs = []
-            except Exception as exc:  # NATS disconnected or restarting: the connection reconnects itself
-                log.warning("audit fetch failed: %r", exc)
-                await self._pause(fetch_backoff.next())
-                continue
-            fetch_backoff.reset()
-            if msgs and not pending:
-                first_at = loop.time()
-            pending.extend(msgs)
-            due = len(pending) >= self._batch_size or loop.time() - first_at >= self._flush_interval
-            if pending and (due or self._stopping.is_set()):
-                batch, pending = pending, []
-                try:
-                    await self._handle(batch)
-                except Exception:  # unacked messages are redelivered after ack_wait
-                    log.exception("audit batch failed")
-        if pending:
-            with contextlib.suppress(Exception):
-                await self._handle(pending)
-
-    async def _handle(self, msgs: list[Msg]) -> None:
+    async def write(self, msgs: list[Msg], publish: Publish) -> None:
+        if msgs and (pending := _pending(msgs[-1])) is not None:
+            metrics.AUDIT_BACKLOG.set(pending)
         batch = split([msg.data for msg in msgs])
         for index, reason in batch.bad:
-            await self._dead_letter(msgs[index], reason)
+            await self._dead_letter(msgs[index], reason, publish)
         if not batch.rows:
             return
         try:
-            await asyncio.to_thread(self._store.insert, batch.rows)
+            with metrics.AUDIT_INSERT_SECONDS.time():
+                await asyncio.to_thread(self._store.insert, batch.rows)
         except StoreUnavailable as exc:
             delay = self._backoff.next()
             log.warning("audit: %d event(s) not written, retrying in %.1fs: %s", len(batch.rows), delay, exc)
             await _settle(msgs[i].nak(delay=delay) for i in batch.good)
-            await self._pause(delay)
+            await self._pause(delay)  # the consumer fetches nothing meanwhile
             return
         self._backoff.reset()
         await _settle(msgs[i].ack() for i in batch.good)
         self.written += len(batch.rows)
+        metrics.AUDIT_INSERTED.inc(len(batch.rows))
 
-    async def _dead_letter(self, msg: Msg, reason: str) -> None:
-        seq = msg.metadata.sequence.stream
+    async def _dead_letter(self, msg: Msg, reason: str, publish: Publish) -> None:
+        seq = _sequence(msg)
         headers = {
-            "Nats-Msg-Id": f"dead-{seq}",
+            "Nats-Msg-Id": f"dead-{seq}" if seq is not None else f"dead-{hash(msg.data)}",
             "Bastion-Dead-Reason": " ".join(reason.split())[:512],
             "Bastion-Dead-Subject": msg.subject,
             "Bastion-Dead-Seq": str(seq),
         }
         try:
-            await self._js.publish(subjects.AUDIT_DEAD, msg.data, headers=headers)
+            await publish(subjects.AUDIT_DEAD, msg.data, headers=headers)
         except Exception as exc:
-            log.warning("audit: cannot dead-letter message %d yet: %r", seq, exc)
+            log.warning("audit: cannot dead-letter message %s yet: %r", seq, exc)
             await _settle([msg.nak(delay=self._backoff.next())])
             return
         await _settle([msg.term()])
         self.dead_lettered += 1
-        log.warning("audit: dead-lettered message %d: %s", seq, reason)
+        metrics.AUDIT_DEAD_LETTERS.inc()
+        log.warning("audit: dead-lettered message %s: %s", seq, reason)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+class AuditConsumer:
+    """The audit stream's durable consumer, run by a FastStream `NatsBroker`.
+
+    `broker` is connected by the caller's settings (the audit role's inbox prefix and NKey); tests
+    give a broker under `faststream.nats.TestNatsBroker` to run the same handler in memory."""
+
+    def __init__(
+        self,
+        broker: NatsBroker,
+        writer: BatchWriter,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        ack_wait: float = 30.0,
+        inbox_prefix: str = "_INBOX",
+    ) -> None:
+        self.broker = broker
+        self.writer = writer
+        config = ConsumerConfig(
+            durable_name=DURABLE,
+            ack_policy=JsAckPolicy.EXPLICIT,
+            ack_wait=ack_wait,
+            deliver_policy=DeliverPolicy.ALL,
+            max_deliver=-1,
+            max_ack_pending=50 * batch_size,
+        )
+        self.subscriber = broker.subscriber(
+            f"{subjects.AUDIT_EVENTS}.>",
+            stream=JStream(subjects.AUDIT_STREAM, declare=False),  # declared by `ensure_audit_stream`
+            durable=DURABLE,
+            config=config,
+            pull_sub=PullSub(batch_size, timeout=flush_interval, batch=True),
+            ack_policy=AckPolicy.MANUAL,  # acked by `BatchWriter`, message by message, after the insert
+            inbox_prefix=f"{inbox_prefix}.".encode(),  # where fetched messages arrive: a reply subject of the role
+            title="audit writer",
+            description="Writes audit events to ClickHouse; acks after the insert, dead-letters what is no event.",
+        )
+        self.subscriber(self._on_batch)
+
+    async def _on_batch(self, message: Annotated[NatsBatchMessage, Context("message")]) -> None:
+        await self.writer.write(message.raw_message, self._dead_letter)
+
+    async def _dead_letter(self, subject: str, payload: bytes, *, headers: dict[str, str]) -> None:
+        # through the broker, so the in-memory test broker delivers it as the real one stores it
+        await self.broker.publish(payload, subject, headers=headers, stream=subjects.AUDIT_DEAD_STREAM)
+
+    async def start(self) -> None:
+        await self.broker.start()
+        if self.subscriber.subscription is not None:  # None under the in-memory test broker
+            self.subscriber.subscription = _NatsTimeouts(self.subscriber.subscription)  # type: ignore[assignment]
+
+    async def stop(self) -> None:
+        """Stop fetching; the batch in hand finishes (its acks sent) before the connection drains."""
+        self.writer.stop()
+        await self.broker.stop()
+
+
+class _NatsTimeouts:
+    """The pull subscription FastStream fetches from, with every fetch timeout raised as nats-py's own
+    `TimeoutError`.
+
+    FastStream 0.7.8 collects a batch over several fetches and ends the batch on
+    `nats.errors.TimeoutError`; nats-py also raises a plain `asyncio.TimeoutError` (a fetch whose
+    time ran out while it waited for the server's answer to its no-wait probe). That one escaped
+    FastStream's loop, dropping the messages already collected for the batch: they were redelivered
+    only after `ack_wait` (30 s). Translated, the batch is handed to the handler as it should be."""
+
+    def __init__(self, subscription: Any) -> None:
+        self._subscription = subscription
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._subscription, name)
+
+    async def fetch(self, batch: int = 1, **options: Any) -> list[Msg]:
+        """`PullSubscription.fetch` (its `timeout` and `heartbeat` passed on as they come)."""
+        try:
+            messages: list[Msg] = await self._subscription.fetch(batch, **options)
+        except NatsTimeoutError:
+            raise
+        except TimeoutError:
+            raise NatsTimeoutError from None
+        return messages
+
+
+def _sequence(msg: Msg) -> int | None:
+    """The message's stream sequence, or None for a message that did not come from JetStream
+    (FastStream's in-memory test broker)."""
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:  # no `$JS.ACK` reply subject: no metadata
+        return None
+
+
+def _pending(msg: Msg) -> int | None:
+    try:
+        return int(msg.metadata.num_pending)
+    except Exception:
+        return None
 
 
 async def _settle(acks: Iterable[Awaitable[None]]) -> None:

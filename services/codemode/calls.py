@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
+from bastion_common.audit_content import content_fields
 from bastion_common.codemode import META_TOOL_NAMES
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall
@@ -25,9 +26,17 @@ _DENIED: Final = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIM
 
 
 def audit_event(
-    request: CodeModeCall, spec: ToolSpec, call: ToolCall, outcome: CallOutcome, latency_ms: float
+    request: CodeModeCall,
+    spec: ToolSpec,
+    call: ToolCall,
+    outcome: CallOutcome,
+    latency_ms: float,
+    *,
+    content: bool = True,
 ) -> AuditEvent:
-    """The audit row of one tool call a run made (arguments and results are never recorded)."""
+    """The audit row of one tool call a run made, under the run (`parent_id`); its arguments and
+    result are recorded when `content` (the deployment's setting) and the key's own allow it, else
+    only their sha256."""
     error = outcome.error
     status: Literal["ok", "tool_error", "error", "denied"]
     if error is not None:
@@ -41,6 +50,8 @@ def audit_event(
         trace_id=request.trace_id,
         key_id=request.caller.key_id,
         key_name=request.caller.key_name,
+        **request.caller.owner(),
+        **content_fields(call.arguments, outcome.result, keep=content and request.caller.content_logging),
         server=spec.server,
         tool=spec.tool,
         name=call.name,
@@ -50,6 +61,7 @@ def audit_event(
         error=error.message if error else None,
         latency_ms=latency_ms,
         upstream_ms=outcome.upstream_ms,
+        cost_usd=outcome.cost_usd,
         parent_id=request.parent_id,
     )
 
@@ -70,8 +82,12 @@ class ScriptCalls:
         emit: Callable[[AuditEvent], object],
         limits: Limits,
         call_timeout: float,
+        *,
+        content: bool = True,
     ) -> None:
         self.request, self.toolset, self.gateway, self.emit = request, toolset, gateway, emit
+        self.content = content
+        """The deployment's content logging (`BASTION_AUDIT_CONTENT`)."""
         self.limits = limits
         self.call_timeout = call_timeout
         self.deadline = time.monotonic() + min(limits.wall_seconds, request.timeout)
@@ -85,7 +101,7 @@ class ScriptCalls:
             kind=ErrorKind.CANCELLED, message="the run stopped before the tool answered; it may have run"
         )
         outcome = CallOutcome(id=call.id, error=error, decided_by="executor")
-        self.emit(audit_event(self.request, spec, call, outcome, latency_ms))
+        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content))
         task = asyncio.create_task(self.gateway.abandon(call.id))
         self._abandoning.add(task)
         task.add_done_callback(self._abandoning.discard)
@@ -127,7 +143,7 @@ class ScriptCalls:
                 self._abandoned(spec, call, (time.perf_counter() - started) * 1000)
                 raise
             latency_ms = (time.perf_counter() - started) * 1000
-        self.emit(audit_event(self.request, spec, call, outcome, latency_ms))
+        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content))
         if outcome.error is not None:
             if capped and outcome.error.kind in _TIMEOUTS:
                 return {"error": limit_message("wall", self.limits), "limit": "wall"}

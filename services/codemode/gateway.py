@@ -21,7 +21,7 @@ from bastion_common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.relay import AckedRequester, ResponderLost
+from bastion_common.relay import AckedRequester, ResponderLost, call_outcome
 from bastion_common.settings import RequestPathSettings
 
 __all__ = ["PolicyGateway"]
@@ -84,7 +84,7 @@ class PolicyGateway:
         except NatsTimeout:
             return failed(ErrorKind.GATEWAY_TIMEOUT, f"the tool did not answer within {call.timeout:g}s")
         try:
-            outcome = CallOutcome.model_validate_json(reply.data)
+            outcome = call_outcome(reply)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "malformed reply from the executor")
         # a result too large for one NATS message waits in the object store, as it does for ingress

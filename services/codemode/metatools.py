@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bastion_common import metrics
 from bastion_common.codemode import EXECUTE_CODE
 from bastion_common.messages import AuditEvent, CodeModeCall
 
@@ -69,8 +70,12 @@ class MetaTools:
         emit: Callable[[AuditEvent], object],
         call_timeout: float,
         runs_per_key: int,
+        *,
+        content: bool = True,
     ) -> None:
         self.pool, self.limits, self.gateway, self.emit = pool, limits, gateway, emit
+        self.content = content
+        """The deployment's content logging, for the audit events of scripts' tool calls."""
         self.call_timeout = call_timeout
         self.runs_per_key = runs_per_key
         self._runs: dict[str, asyncio.Semaphore] = {}
@@ -144,7 +149,9 @@ class MetaTools:
         except ValidationError as exc:
             return _invalid(request.tool, exc)
         toolset = view.toolset
-        calls = ScriptCalls(request, toolset, self.gateway, self.emit, self.limits, self.call_timeout)
+        calls = ScriptCalls(
+            request, toolset, self.gateway, self.emit, self.limits, self.call_timeout, content=self.content
+        )
         names = [global_name(spec.module, spec.function) for spec in toolset.by_name.values()]
         code = rewrite(args.code, toolset.modules)
         slot = self._runs.setdefault(request.caller.key_id, asyncio.Semaphore(self.runs_per_key))
@@ -159,4 +166,6 @@ class MetaTools:
             outcome = await self.pool.run(code, names, calls)
         finally:
             slot.release()
+        if outcome.error is not None and outcome.error.get("type") == "limit":
+            metrics.CODEMODE_LIMITS_HIT.labels(str(outcome.error.get("limit"))).inc()
         return Answer(run_result(outcome, args.code, toolset, self.limits.max_output_bytes), calls.count)

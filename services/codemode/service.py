@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -20,9 +21,11 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
-from bastion_common import permissions, subjects
-from bastion_common.audit_publisher import AuditPublisher
+from bastion_common import metrics, observability, permissions, subjects, tracing
+from bastion_common.audit_chain import producer_id
+from bastion_common.audit_publisher import AuditPublisher, FieldLimits
 from bastion_common.blobs import Blobs
+from bastion_common.codemode import EXECUTE_CODE
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
@@ -59,8 +62,10 @@ class CodeModeService:
         self.gateway: PolicyGateway | None = None
         self._acks: Acknowledger | None = None
         self._calls: Subscription | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("codemode", self.settings)
         await self.pool.start()
         self._nc = nc = await connect(
             self.settings.nats_url,
@@ -70,7 +75,11 @@ class CodeModeService:
         )
         js = nc.jetstream()
         await ensure_audit_stream(js)
-        self._audit = AuditPublisher(nc)
+        self._audit = AuditPublisher(
+            nc,
+            limits=FieldLimits(content=self.settings.audit_max_content_bytes),
+            producer=producer_id("codemode"),  # its own chain: replicas never serialize on one
+        )
         await self._audit.start()
         self._watch = BucketWatch(nc, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete)
         await self._watch.start()
@@ -83,6 +92,7 @@ class CodeModeService:
             self._audit.emit,
             self.settings.call_timeout,
             self.settings.sandbox_runs_per_key,
+            content=self.settings.audit_content,
         )
         self._acks = Acknowledger(
             nc,
@@ -110,10 +120,15 @@ class CodeModeService:
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()
         await self.pool.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
 
     async def _on_call(self, msg: Msg) -> None:
         # a run can take seconds: never hold up the subscription's other messages
-        task = asyncio.create_task(self._handle(msg))
+        work = self._handle(msg)
+        if tracing.enabled():  # the run's span continues ingress's; its tool calls are its children
+            work = tracing.traced(work, "codemode", "codemode run", carrier=msg.headers)
+        task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:
@@ -125,6 +140,7 @@ class CodeModeService:
         except ValidationError as exc:
             log.warning("codemode: malformed request: %s", exc.errors()[:1])
             return
+        started = time.perf_counter()
         work = asyncio.create_task(self._answer(request))
         self._runs[request.id] = work
         try:
@@ -142,6 +158,10 @@ class CodeModeService:
             )
         else:
             answer = work.result()
+        outcome = answer.error.kind.value if answer.error else "ok"
+        if request.tool == EXECUTE_CODE:
+            metrics.CODEMODE_RUNS.labels(outcome).inc()
+        metrics.observe("codemode", "tools/call", outcome, time.perf_counter() - started)
         if msg.reply:
             try:
                 await msg.respond(answer.model_dump_json().encode())

@@ -27,6 +27,7 @@ __all__ = [
     "call_budget",
     "describe_exception",
     "error_from_exception",
+    "outcome_label",
     "refusal",
     "scrub_urls",
     "undeliverable",
@@ -161,3 +162,12 @@ def undeliverable(outcome: CallOutcome, kind: ErrorKind, message: str) -> CallOu
         events=outcome.events,
         execution="ran",
     )
+
+
+def outcome_label(outcome: CallOutcome) -> str:
+    """The `outcome` label of a request's metrics: its error kind, `tool_error`, or `ok`."""
+    if outcome.error is not None:
+        return str(outcome.error.kind)
+    if outcome.result is not None and outcome.result.get("isError") is True:
+        return "tool_error"
+    return "ok"

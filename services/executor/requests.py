@@ -21,6 +21,7 @@ from mcp_types import HEADER_MISMATCH, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
+from bastion_common import tracing
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
@@ -55,7 +56,7 @@ async def send_tool_call(
     abandons the request and sends the server `notifications/cancelled` for it. With `ask`, an
     `input_required` answer is resolved through the agent for a handshake-era agent."""
     params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
-    if meta := _with_log_level(session, call.meta, call.stream, call.log_level):
+    if meta := tracing.with_traceparent(_with_log_level(session, call.meta, call.stream, call.log_level)):
         params["_meta"] = meta
 
     def build(extra: dict[str, Any]) -> types.CallToolRequest:
@@ -118,7 +119,8 @@ async def send_upstream_request(
             ),
         )
     params = request.params
-    if (meta := _with_log_level(session, params.get("_meta"), request.stream, request.log_level)) is not None:
+    meta = tracing.with_traceparent(_with_log_level(session, params.get("_meta"), request.stream, request.log_level))
+    if meta is not None:
         params = {**params, "_meta": meta}
 
     def build(extra: dict[str, Any]) -> types.Request[Any, Any]:

@@ -14,7 +14,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -25,7 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from bastion_common import permissions, subjects
+from bastion_common import metrics, observability, permissions, subjects, tracing
 from bastion_common.blobs import Blobs, fits
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
@@ -47,10 +47,11 @@ from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
 
 from .agents import AgentLink
+from .breaker import BreakerState
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
-from .outcomes import describe_exception, refusal, undeliverable
-from .upstream import Publish, Upstream
+from .outcomes import describe_exception, outcome_label, refusal, undeliverable
+from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
 
 __all__ = ["ExecutorService"]
@@ -88,6 +89,8 @@ class ExecutorService:
         self._llm_watch: BucketWatch | None = None
         self._users = UserSessions(self._user_session, self.settings.max_user_sessions)
         """Per-user sessions of `per_user` servers: each user's calls over their own session and token."""
+        self.metrics_server: metrics.MetricsServer | None = None
+        self._state = metrics.StateCollector(self._gauges)
 
     @property
     def upstreams(self) -> Mapping[str, Upstream]:
@@ -104,6 +107,7 @@ class ExecutorService:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("executor", self.settings)
         self._nc = await connect(
             self.settings.nats_url,
             name=f"bastion-executor-{self.instance}",
@@ -137,6 +141,7 @@ class ExecutorService:
         ]
         await processed(self._nc)
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
+        self._state.register()  # upstream health, breaker state and NATS lag, read when scraped
 
     async def stop(self) -> None:
         """Stop taking calls, let in-flight ones answer, then close every upstream session."""
@@ -164,7 +169,29 @@ class ExecutorService:
                 with contextlib.suppress(Exception):
                     await self._nc.close()
             self._nc = None
+        self._state.unregister()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         log.info("executor %s: stopped", self.instance)
+
+    def _gauges(self) -> Iterator[metrics.Sample]:
+        """Upstream health and breaker state, and this replica's NATS lag, as of the scrape."""
+        for name, upstream in list(self._upstreams.items()):
+            yield metrics.Sample(
+                "bastion_upstream_up",
+                "1 while the executor holds a ready session to the upstream, else 0.",
+                (("server", name),),
+                1.0 if upstream.state is State.READY else 0.0,
+            )
+            for state in BreakerState:
+                yield metrics.Sample(
+                    "bastion_upstream_breaker_state",
+                    "1 for the circuit breaker's current state of an upstream, 0 for the others.",
+                    (("server", name), ("state", state.value)),
+                    1.0 if upstream.breaker.state is state else 0.0,
+                )
+        if self._nc is not None:
+            yield from metrics.subscription_lag("executor", self._nc)
 
     # ------------------------------------------------------------------ configuration
 
@@ -278,7 +305,10 @@ class ExecutorService:
             # not from policy (e.g. JetStream made to deliver it here): no answer, no ack, nothing runs
             log.warning("executor %s: refusing %s without policy's signature", self.instance, msg.subject)
             return
-        task = asyncio.create_task(self._handle(msg))
+        work = self._handle(msg)
+        if tracing.enabled():  # the call's span continues policy's, from the request's headers
+            work = tracing.traced(work, "executor", f"executor {msg.subject}", carrier=msg.headers)
+        task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:
@@ -314,7 +344,10 @@ class ExecutorService:
                 execution="not_run",
             )
         else:
+            started = time.perf_counter()
             outcome = await self._run(msg, request)
+            method = "tools/call" if isinstance(request, ToolCall) else request.method
+            metrics.observe("executor", method, outcome_label(outcome), time.perf_counter() - started)
         if msg.reply and self._nc is not None:
             try:
                 data = outcome.model_dump_json().encode()

@@ -25,6 +25,7 @@ from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from bastion_common import tracing
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
@@ -209,6 +210,7 @@ class Upstream:
                     ask=partial(self.agents.answer, active),
                 ),
                 request.id,
+                method,
             )
         outcome.events = active.events
         return outcome
@@ -232,7 +234,9 @@ class Upstream:
                 return CallOutcome(id=request.id, result={}, decided_by="executor")
             self._subscriptions.pop(uri, None)
         outcome = await self._send(
-            lambda session: send_upstream_request(session, request, deadline, budget, server=self.name), request.id
+            lambda session: send_upstream_request(session, request, deadline, budget, server=self.name),
+            request.id,
+            request.method,
         )
         if outcome.error is not None and request.method == "resources/subscribe":
             holders.discard(subscriber)
@@ -274,7 +278,9 @@ class Upstream:
                 return _refused(request.id, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is still connecting")
         return None
 
-    async def _send(self, send: Callable[[ClientSession], Awaitable[CallOutcome]], request_id: str) -> CallOutcome:
+    async def _send(
+        self, send: Callable[[ClientSession], Awaitable[CallOutcome]], request_id: str, method: str = "tools/call"
+    ) -> CallOutcome:
         """Ask the breaker, send on the live session, tell the breaker how it went."""
         session = self._session
         if session is None:  # known to be down: the reconnect loop, not a probe, finds out when it is back
@@ -284,7 +290,9 @@ class Upstream:
             return _refused(request_id, ErrorKind.CIRCUIT_OPEN, message)
         outcome: CallOutcome | None = None
         try:
-            outcome = await send(session)
+            # the upstream request's `_meta.traceparent` names this span (`requests.py`)
+            with tracing.client_span("executor", f"upstream {self.name} {method}"):
+                outcome = await send(session)
         finally:
             kind = None if outcome is None or outcome.error is None else outcome.error.kind
             if outcome is None or kind is ErrorKind.INTERNAL:

@@ -51,7 +51,7 @@ class UserSessions:
 
     async def run(self, shared: Upstream, request: ToolCall | UpstreamRequest) -> CallOutcome:
         """Send `request` to a per-user server over the calling user's own session."""
-        user = request.caller.user
+        user = request.caller.user_id
         if user is None:
             message = (
                 f"server {shared.name!r} is called with each user's own credentials: call it as a user "

@@ -98,7 +98,7 @@ class AccessTokens:
             return _invalid("the access token has expired; refresh it or log in again")
         if self.is_revoked(jti):
             return _invalid("the access token has been revoked; log in again")
-        return Caller(key_id=USER_CALLER_PREFIX + user_id, key_name=USER_CALLER_PREFIX + user_id, user=user_id)
+        return Caller(key_id=USER_CALLER_PREFIX + user_id, key_name=USER_CALLER_PREFIX + user_id, user_id=user_id)
 
     def _check(self, token: str, issuer: str, audience: str) -> tuple[str, str, float] | AuthFailure:
         if self._keys is None:

@@ -17,6 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from bastion_common import subjects
+from bastion_common.audit_content import content_fields
 from bastion_common.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
@@ -37,6 +38,7 @@ class CodeModeRouter:
 
     def __init__(self, nc: NATS, keys: KeyDirectory, settings: IngressSettings) -> None:
         self.keys, self.call_timeout = keys, settings.call_timeout
+        self.audit_content = settings.audit_content
         self._codemode = AckedRequester(
             nc,
             role="codemode",
@@ -99,7 +101,7 @@ class CodeModeRouter:
         finally:
             if running is not None and self.running is not None:
                 self.running.pop(running, None)
-        audit = _audit(ctx, request, answer)
+        audit = _audit(ctx, request, answer, content=self.audit_content)
         if answer.error is not None:
             return gateway_error_body(ctx.request_id, answer.error, tool=name), audit
         return _ok(ctx, answer.result or {"content": []}), audit
@@ -132,7 +134,9 @@ def _ok(ctx: Any, result: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": ctx.request_id, "result": shape_result(result, ctx.version)}
 
 
-def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer) -> AuditEvent:
+def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool) -> AuditEvent:
+    """The run's (or meta-tool call's) event: the parent of the tool calls a script made; its
+    arguments (the script) and result recorded as content logging allows."""
     error = answer.error
     status: Literal["ok", "tool_error", "error"]
     if error is not None:
@@ -147,6 +151,8 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer) -> AuditEven
         trace_id=ctx.trace_id,
         key_id=ctx.caller.key_id,
         key_name=ctx.caller.key_name,
+        **ctx.caller.owner(),
+        **content_fields(request.arguments, answer.result, keep=content and ctx.caller.content_logging),
         name=request.tool,
         tool=request.tool,
         status=status,

@@ -33,6 +33,7 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
+from bastion_common import tracing
 from bastion_common.codemode import CODE_MODE_HEADER
 from bastion_common.messages import AuditEvent, CancelCall, new_id
 
@@ -275,7 +276,11 @@ class McpEndpoint:
         sent = 0
         try:
             try:
-                payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
+                # one trace from the agent's `traceparent` on: relayed in NATS headers, then in the upstream's `_meta`
+                with tracing.server_span("ingress", "POST /mcp", headers) as span:
+                    if span is not None:
+                        ctx.trace_id = tracing.trace_id(span)
+                    payload, audit = await self.handlers.dispatch(ctx, rpc_method, message.get("params"))
             except asyncio.CancelledError:
                 audit = self.handlers.interrupted(ctx, rpc_method, message.get("params"))
                 raise

@@ -32,7 +32,7 @@ from bastion_common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.relay import AckedRequester, ResponderLost
+from bastion_common.relay import AckedRequester, ResponderLost, call_outcome
 from bastion_common.settings import RequestPathSettings
 
 __all__ = ["Gateway"]
@@ -129,7 +129,7 @@ class Gateway:
                 f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
             )
         try:
-            outcome = CallOutcome.model_validate_json(reply.data)
+            outcome = call_outcome(reply)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
         if outcome.result_blob is not None:

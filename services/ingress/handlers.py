@@ -20,6 +20,8 @@ from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
+from bastion_common import metrics
+from bastion_common.audit_content import content_fields
 from bastion_common.audit_journal import AuditJournal
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import (
@@ -142,8 +144,12 @@ class Handlers:
         state: SessionState | None = None,
         code_mode: CodeModeRouter | None = None,
         journal: AuditJournal | None = None,
+        *,
+        audit_content: bool = True,
     ) -> None:
         self.catalog, self.keys, self.gateway = catalog, keys, gateway
+        self.audit_content = audit_content
+        """Deployment switch: False keeps only sizes and sha256 of arguments and results."""
         self.code_mode = code_mode
         self.journal = journal
         """Where a request that owes an event is written down before it is forwarded (`dispatch`)."""
@@ -172,6 +178,7 @@ class Handlers:
         """The response body and, for an audited method, its audit event, whatever happens inside:
         a failure of ours becomes an internal error with an event that says so. Never raises,
         except `CancelledError` (see `interrupted`)."""
+        started = time.perf_counter()
         audited = method in _AUDITED
         if audited:
             self.audits_owed += 1
@@ -191,11 +198,13 @@ class Handlers:
         except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log the trace, the audit a row
             log.exception("internal error while handling %s", method)
             error = self._failure(ctx, "internal gateway error; see the ingress log")
+            metrics.observe("ingress", method, error.kind, time.perf_counter() - started)
             return gateway_error_body(ctx.request_id, error), self.interrupted(ctx, method, params, error)
         if audited and audit is None:  # refused before it was routed (malformed params): audited all the same
             refused = payload.get("error") or {}
             error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=str(refused.get("message", "")))
             audit = self.interrupted(ctx, method, params, error)
+        metrics.observe("ingress", method, _outcome(payload, audit), time.perf_counter() - started)
         return payload, audit
 
     def interrupted(
@@ -343,7 +352,16 @@ class Handlers:
         )
         outcome = await self._streamed(ctx, call, self.gateway.call)
         audit = self._audit(
-            ctx, name, entry.server, entry.tool, outcome.error, outcome.result, outcome.upstream_ms, outcome.execution
+            ctx,
+            name,
+            entry.server,
+            entry.tool,
+            outcome.error,
+            outcome.result,
+            outcome.upstream_ms,
+            outcome.execution,
+            arguments=arguments,
+            cost_usd=outcome.cost_usd,
         )
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
@@ -580,8 +598,11 @@ class Handlers:
         execution: Execution | None = None,
         *,
         kind: str = "tool_call",
+        arguments: dict[str, Any] | None = None,
+        cost_usd: float | None = None,
     ) -> AuditEvent:
-        """`execution` as the outcome said; without one, a result ran and an error stopped it here."""
+        """`execution` as the outcome said; without one, a result ran and an error stopped it here.
+        Arguments and result are recorded (or only their sha256) as the deployment and key say."""
         if error is not None:
             status = "denied" if error.kind in _DENIED else "error"
             code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
@@ -594,6 +615,8 @@ class Handlers:
             trace_id=ctx.trace_id,
             key_id=ctx.caller.key_id,
             key_name=ctx.caller.key_name,
+            **ctx.caller.owner(),
+            **content_fields(arguments, result, keep=self.audit_content and ctx.caller.content_logging),
             server=server or "",
             tool=tool or "",
             name=name,
@@ -605,6 +628,7 @@ class Handlers:
             upstream_ms=upstream_ms,
             request_bytes=ctx.request_bytes,
             execution=execution or ("ran" if error is None else "not_run"),
+            cost_usd=cost_usd,
         )
 
 
@@ -625,3 +649,10 @@ def _forwarded_meta(params: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(meta, dict):
         return None
     return {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS} or None
+
+
+def _outcome(payload: dict[str, Any], audit: AuditEvent | None) -> str:
+    """The `outcome` label of a request's metrics: its error kind, `tool_error`, `error`, or `ok`."""
+    if audit is not None:
+        return audit.error_kind or audit.status
+    return "error" if "error" in payload else "ok"

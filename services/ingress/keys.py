@@ -40,7 +40,14 @@ class KeyDirectory:
         record = decode_value(KeyRecord, value, f"key record {key_id[:8]}…")
         if record is None:
             return
-        caller = Caller(key_id=key_id, key_name=record.name, user=record.user_id)
+        caller = Caller(
+            key_id=key_id,
+            key_name=record.name,
+            user_id=record.user_id,
+            team_id=record.team_id,
+            customer_id=record.customer_id,
+            content_logging=record.content_logging,
+        )
         self._by_id[key_id] = (record, caller, revision)
 
     def delete(self, key_id: str) -> None:

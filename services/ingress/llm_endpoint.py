@@ -410,6 +410,7 @@ class _Chat:
             trace_id=self.trace_id,
             key_id=self.caller.key_id,
             key_name=self.caller.key_name,
+            **self.caller.owner(),
             server=self.provider,
             tool=self.model,
             name=self.model,

@@ -25,6 +25,7 @@ def landing_page(base_url: str, version: str) -> str:
     links = [
         ("/docs", "Admin API reference", "every admin endpoint, try them with the admin token"),
         ("/admin/v1", "Admin API index", "the resources the admin API manages, as JSON"),
+        ("/dashboard", "Analytics dashboard", "calls, errors, latency, top tools, keys, recent events"),
         ("/healthz", "Health", "whether this gateway is connected and how many tools it serves"),
     ]
     items = "".join(
@@ -45,7 +46,8 @@ def landing_page(base_url: str, version: str) -> str:
         "--header &quot;Authorization: Bearer &lt;key&gt;&quot;</code></p>"
         f"<h2>Manage it</h2><ul>{items}</ul>"
         "<p class='dim'>The admin API needs the admin token (<code>bastion up</code> writes it to its stack "
-        "file; the <code>bastion</code> CLI finds it there). A dashboard will join these links.</p>"
+        "file; the <code>bastion</code> CLI finds it there); the dashboard also takes an analyst token, "
+        "which reads analytics only.</p>"
         "</body></html>"
     )
 

@@ -16,22 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bastion_common import permissions, subjects
+from bastion_common import observability, permissions, subjects
+from bastion_common.audit_chain import producer_id
 from bastion_common.audit_journal import AuditJournal
 from bastion_common.audit_publisher import AuditPublisher
 from bastion_common.audit_publisher import FieldLimits as AuditFieldLimits
 from bastion_common.kvwatch import BucketWatch
+from bastion_common.metrics import MetricsServer
 from bastion_common.nats import connect, ensure_audit_stream, kv_bucket, processed
 from bastion_common.sealing import Sealer
 from bastion_common.settings import IngressSettings
 
 from .access_tokens import AccessTokens, Authenticator
 from .admin import PREFIX, admin_api
+from .admin.auth import AdminAuth
+from .admin.errors import AdminRoute
+from .analytics import AnalyticsAuth, analytics_router, dashboard_router
 from .catalog import Catalog
 from .codemode import CodeModeRouter
 from .endpoint import McpEndpoint
@@ -84,6 +90,18 @@ class _McpFirst:
             await self.app(scope, receive, send)
 
 
+def metrics_router(auth: AdminAuth) -> APIRouter:
+    """`GET /metrics` on the gateway's port, behind the admin token: metrics name servers, methods and
+    error rates, the operators' view and not an agent's (401 without a token, 403 for a virtual key)."""
+    router = APIRouter(route_class=type("MetricsRoute", (AdminRoute,), {"auth": auth}))
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
 class IngressService:
     def __init__(self, settings: IngressSettings) -> None:
         self.settings = settings
@@ -100,6 +118,7 @@ class IngressService:
         self._journal: AuditJournal | None = None
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
+        self.metrics_server: MetricsServer | None = None
 
     @property
     def url(self) -> str:
@@ -111,6 +130,9 @@ class IngressService:
         return self.settings.public_url or f"http://{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
+        # ingress's metrics are served on the gateway's own port behind the admin token (`build_app`);
+        # this starts tracing, and a separate `/metrics` port only when BASTION_METRICS_PORT is set
+        self.metrics_server = observability.start("ingress", self.settings)
         self._nc = nc = await connect(
             self.settings.nats_url,
             name=f"bastion-ingress{self.settings.instance}",
@@ -126,9 +148,14 @@ class IngressService:
             )
         self._audit = AuditPublisher(
             nc,
-            limits=AuditFieldLimits(text=self.settings.audit_max_text_bytes, error=self.settings.audit_max_error_bytes),
+            limits=AuditFieldLimits(
+                text=self.settings.audit_max_text_bytes,
+                error=self.settings.audit_max_error_bytes,
+                content=self.settings.audit_max_content_bytes,
+            ),
             max_queue=self.settings.audit_buffer,
             max_bytes=self.settings.audit_buffer_bytes,
+            producer=producer_id("ingress"),
             journal=self._journal,
         )
         await self._audit.start()
@@ -147,7 +174,15 @@ class IngressService:
         code_mode = CodeModeRouter(nc, self.keys, self.settings)
         await code_mode.start()
         self.handlers = Handlers(
-            self.catalog, self.keys, gateway, self.settings.call_timeout, self.streams, state, code_mode, self._journal
+            self.catalog,
+            self.keys,
+            gateway,
+            self.settings.call_timeout,
+            self.streams,
+            state,
+            code_mode,
+            self._journal,
+            audit_content=self.settings.audit_content,
         )
         await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
         await processed(nc)
@@ -241,10 +276,22 @@ class IngressService:
         )
         admin_nc = self._admin_nc or nc  # without admin credentials the admin API is off (no token) anyway
         sealer = Sealer(self.settings.secrets_key)
-        admin = admin_api(admin_nc.jetstream(), self.settings.admin_token, self.keys, sealer, self._admin_nc)
+        # admin changes are audit events on ingress's own chain, published over its own connection
+        admin = admin_api(
+            admin_nc.jetstream(),
+            self.settings.admin_token,
+            self.keys,
+            sealer,
+            nc=self._admin_nc,
+            audit=self._audit.emit,
+        )
         app.include_router(admin)
         app.include_router(oauth_router(nc, self.public_url))
+        analytics_auth = AnalyticsAuth(self.settings.admin_token, self.settings.analyst_token, self.keys)
+        app.include_router(analytics_router(admin_nc, analytics_auth))
+        app.include_router(dashboard_router())
         index = admin_index(PREFIX, [getattr(route, "path", "") for route in admin.routes])
+        app.include_router(metrics_router(AdminAuth(self.settings.admin_token, self.keys)))
 
         @app.get("/", include_in_schema=False)
         async def landing(request: Request) -> HTMLResponse:
@@ -288,3 +335,5 @@ class IngressService:
             await self._admin_nc.drain()
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()
+        if self.metrics_server is not None:
+            self.metrics_server.close()

@@ -40,6 +40,11 @@ class Charger:
             cached = self._tables[server] = (config, ToolTable(config.prices), ToolTable(config.rate_limits))
         return cached[1], cached[2]
 
+    def price(self, server: str, tool: str) -> float:
+        """What one call of `tool` costs by its server's price list (USD; 0 when unpriced)."""
+        tables = self._server_tables(server)
+        return (tables[0].lookup(tool) or 0.0) if tables else 0.0
+
     async def charge(self, key: CompiledKey, server: str, tool: str, now: float) -> Charged | GatewayError | None:
         """None when nothing was charged (nothing to refund), `Charged` when a budget was, or the refusal."""
         tables = self._server_tables(server)

@@ -19,6 +19,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,7 +29,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from bastion_common import permissions, subjects
+from bastion_common import metrics, observability, permissions, subjects, tracing
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
@@ -91,8 +92,13 @@ class PolicyService:
         self._executors: AckedRequester | None = None
         self._acks: Acknowledger | None = None
         self._llm: LlmDecider | None = None
+        self.metrics_server: metrics.MetricsServer | None = None
+        self._lag = metrics.StateCollector(
+            lambda: metrics.subscription_lag("policy", self._nc) if self._nc else iter(())
+        )
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("policy", self.settings)
         # no command retries (a charge retried after a lost reply would be charged twice)
         engine = LimitEngine.from_url(self.settings.redis_url.get_secret_value())
         self._redis = engine.redis
@@ -136,6 +142,7 @@ class PolicyService:
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
         await self._acks.start()
         await processed(nc)
+        self._lag.register()
         log.info("policy %s ready", self.instance)
 
     async def stop(self) -> None:
@@ -147,6 +154,14 @@ class PolicyService:
             await self._nc.drain()
         if self._redis is not None:
             await self._redis.aclose()
+        self._lag.unregister()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+
+    def _gauges(self) -> Iterator[metrics.Sample]:
+        """This replica's NATS lag (messages waiting for a handler), as of the scrape."""
+        if self._nc is not None:
+            yield from metrics.subscription_lag("policy", self._nc)
 
     async def _on_call(self, msg: Msg) -> None:
         await self._decide(msg, ToolCall)
@@ -179,6 +194,7 @@ class PolicyService:
         assert self._acks is not None
         if not msg.reply:
             return
+        started = time.perf_counter()
         try:
             message = model.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -197,45 +213,55 @@ class PolicyService:
             if isinstance(narrow, GatewayError)
             else self.view.authorize(message.caller, message.server, target, narrow)
         )
+        method = "tools/call" if isinstance(message, ToolCall) else message.method
         if isinstance(decision, GatewayError):
+            _refused(method, decision, started)
             await self._answer(
                 msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
             )
             return
-        work = (
-            self._charge_and_relay(msg, message, decision)
-            if isinstance(message, ToolCall)
-            else self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
-        )
+        work: Coroutine[Any, Any, object]
+        if isinstance(message, ToolCall):
+            work = self._charge_and_relay(msg, message, decision, started)
+        else:
+            metrics.observe("policy", method, "allowed", time.perf_counter() - started)
+            work = self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
+        if tracing.enabled():  # the decision's span continues ingress's, from the request's headers
+            work = tracing.traced(work, "policy", f"policy {method}", carrier=msg.headers)
         task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)  # names this replica to ingress if the request is still running shortly
 
-    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey) -> None:
+    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey, started: float) -> None:
         assert self.charger is not None and msg.reply
         charge = await self.charger.charge(key, call.server, call.tool, time.time())
         if isinstance(charge, GatewayError):
+            _refused("tools/call", charge, started)
             await self._answer(
                 msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy", execution="not_run")
             )
             return
-        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}")
+        metrics.observe("policy", "tools/call", "allowed", time.perf_counter() - started)
+        price = self.charger.price(call.server, call.tool)
+        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}", price or None)
         if charge is None:
             return
-        if reply is None:  # the gateway failed the call: it did not run, or we cannot know it did
-            await self.charger.refund(charge)
-            return
-        try:
-            outcome_error = _OutcomeError.model_validate_json(reply).error
-        except ValidationError:
-            outcome_error = None
-        if outcome_error is not None and outcome_error.kind in _NOT_CHARGED:
+        if reply is None or not _charged(reply):  # failed here, or upstream before it could run
             await self.charger.refund(charge)
 
-    async def _relay(self, msg: Msg, subject: str, message: ToolCall | UpstreamRequest, what: str) -> bytes | None:
-        """Send the request on to the executor (same bytes) and its answer back to ingress; the
-        executor's reply, or None when policy answered with an error of its own."""
+    async def _relay(
+        self,
+        msg: Msg,
+        subject: str,
+        message: ToolCall | UpstreamRequest,
+        what: str,
+        price: float | None = None,
+    ) -> bytes | None:
+        """Send the request on to the executor (same bytes) and its answer back to ingress, with the
+        call's `price` as its `CHARGED_USD` header (0 when the upstream never ran it: refunded); the
+        executor's reply, or None when policy answered with an error of its own (and charged nothing).
+        The price is the call's cost whether or not the key has a budget to charge it to."""
         assert self._nc is not None and self._executors is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))
@@ -259,7 +285,10 @@ class PolicyService:
                 kind=ErrorKind.GATEWAY_TIMEOUT, message=f"{what} did not answer within {message.timeout:g}s"
             )
         else:
-            await self._nc.publish(msg.reply, reply.data)
+            headers = None
+            if price is not None:
+                headers = {subjects.CHARGED_USD: repr(price if _charged(reply.data) else 0.0)}
+            await self._nc.publish(msg.reply, reply.data, headers=headers)
             return reply.data
         await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy", execution=execution))
         return None
@@ -283,6 +312,21 @@ class PolicyService:
     async def _answer(self, reply: str, outcome: CallOutcome) -> None:
         assert self._nc is not None
         await self._nc.publish(reply, outcome.model_dump_json().encode())
+
+
+def _charged(reply: bytes) -> bool:
+    """Whether the executor's outcome keeps its charge: refunded when the upstream never ran it."""
+    try:
+        outcome_error = _OutcomeError.model_validate_json(reply).error
+    except ValidationError:
+        return True
+    return outcome_error is None or outcome_error.kind not in _NOT_CHARGED
+
+
+def _refused(method: str, error: GatewayError, started: float) -> None:
+    """Count a refusal by its reason (grants, budget, rate limit, ...) and the decision's time."""
+    metrics.POLICY_REFUSALS.labels(error.kind.value).inc()
+    metrics.observe("policy", method, error.kind.value, time.perf_counter() - started)
 
 
 def _expired(message: ToolCall | UpstreamRequest) -> bool:

@@ -152,7 +152,7 @@ class PolicyView:
                 message = f"user {caller.key_id.removeprefix(USER_CALLER_PREFIX)!r} does not exist (any more)"
                 return GatewayError(kind=ErrorKind.KEY_REVOKED, message=message)
             return GatewayError(kind=ErrorKind.KEY_REVOKED, message=f"key {caller.key_name!r} is revoked or unknown")
-        if caller.user is not None and caller.user != key.record.user_id:
+        if caller.user_id is not None and caller.user_id != key.record.user_id:
             # the user a call acts for decides whose upstream credentials it may use: never taken on trust
             return GatewayError(kind=ErrorKind.FORBIDDEN, message=f"{caller.key_name!r} does not act for that user")
         return key

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,8 +16,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
+from bastion_audit import AuditService
 from bastion_common.sealing import new_key
-from bastion_common.settings import OAuthSettings
+from bastion_common.settings import AuditSettings, OAuthSettings
 from bastion_ingress.service import IngressService
 from bastion_oauth.service import OAuthService
 from tests.support.admin_api import ECHO, TOKEN
@@ -73,8 +75,18 @@ async def oauth(nats_url: str) -> AsyncIterator[OAuthService]:
 
 
 async def test_schema_driven_requests_never_get_a_5xx(
-    ingress: IngressService, api: httpx.AsyncClient, oauth: OAuthService
+    ingress: IngressService, api: httpx.AsyncClient, oauth: OAuthService, nats_url: str, tmp_path: Path
 ) -> None:
+    # the analytics routes ask the audit service, which owns the store: without it they answer 503
+    audit = AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=f"chdb://{tmp_path / 'ch'}"))
+    await audit.start()
+    try:
+        await _fuzz_everything(ingress, api)
+    finally:
+        await audit.stop()
+
+
+async def _fuzz_everything(ingress: IngressService, api: httpx.AsyncClient) -> None:
     await api.post("/groups", json={"id": "g1"})
     await api.post("/servers", json={"name": "echo", "config": ECHO})
     root = f"http://127.0.0.1:{ingress.port}"

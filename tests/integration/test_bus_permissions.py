@@ -62,6 +62,9 @@ PUBLISH_PROBES = (
     s.audit_subject("tool_call"),
     s.audit_subject("batch"),
     s.AUDIT_QUERY,
+    s.AUDIT_EXPORT,
+    s.AUDIT_VERIFY,
+    s.ANALYTICS_QUERY,
     s.AUDIT_DEAD,
     s.OAUTH_HTTP,
     s.OAUTH_PASSWORD,
@@ -105,6 +108,9 @@ SUBSCRIBE_PROBES = (
     s.OAUTH_PASSWORD,
     s.OAUTH_UPSTREAM_TOKEN,
     s.OAUTH_UPSTREAM_LINK,
+    s.AUDIT_EXPORT,
+    s.AUDIT_VERIFY,
+    s.ANALYTICS_QUERY,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",
@@ -123,6 +129,10 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
     s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
     s.CODEMODE_CALL: {INGRESS},
+    # analysts' questions and the auditors' check: asked by the admin role alone, answered by audit
+    s.AUDIT_EXPORT: {ADMIN},
+    s.AUDIT_VERIFY: {ADMIN},
+    s.ANALYTICS_QUERY: {ADMIN},
     f"{API}.CONSUMER.CREATE.{s.AUDIT_STREAM}": {AUDIT},
     f"{API}.CONSUMER.MSG.NEXT.{s.AUDIT_STREAM}.audit-writer": {AUDIT},
     f"{API}.DIRECT.GET.{s.AUDIT_STREAM}": set(),
@@ -152,6 +162,9 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.OAUTH_PASSWORD: {OAUTH},
     s.OAUTH_UPSTREAM_TOKEN: {OAUTH},
     s.OAUTH_UPSTREAM_LINK: {OAUTH},
+    s.AUDIT_EXPORT: {AUDIT},
+    s.AUDIT_VERIFY: {AUDIT},
+    s.ANALYTICS_QUERY: {AUDIT},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),

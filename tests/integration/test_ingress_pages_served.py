@@ -42,3 +42,15 @@ async def test_docs_load_every_asset_from_the_gateway(http: httpx.AsyncClient) -
     for asset in assets:
         assert (await http.get(asset)).status_code == 200, asset
     assert (await http.get("/openapi.json")).json()["paths"]
+
+
+async def test_every_landing_page_link_answers_and_the_dashboard_is_self_contained(http: httpx.AsyncClient) -> None:
+    page = (await http.get("/")).text
+    links = re.findall(r'href="([^"]+)"', page)
+    assert "/dashboard" in links
+    for link in links:
+        assert (await http.get(link)).status_code == 200, link
+    dashboard = await http.get("/dashboard")
+    assert dashboard.headers["content-type"].startswith("text/html")
+    external = re.findall(r"""(?:src|href)=['"]([^'"#]+)['"]""", dashboard.text)
+    assert external == [], external  # scripts and styles are inline: it works offline

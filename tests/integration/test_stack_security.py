@@ -96,7 +96,7 @@ async def test_nats_files_and_credentials_are_private(tmp_path: Path) -> None:
         assert list((tmp_path / "data" / "nats" / "jetstream").rglob("*.blk")), "the store has message blocks"
         assert loose(tmp_path / "data") == []
         assert sorted(p.name for p in (tmp_path / "data" / "credentials").iterdir()) == sorted(
-            [*(f"{role}.nk" for role in ROLES), "secrets.key"]
+            [*(f"{role}.nk" for role in ROLES), "secrets.key", "checkpoint.key"]
         )
     finally:
         server.stop()

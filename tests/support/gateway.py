@@ -138,6 +138,7 @@ async def running_gateway(
     oauth_options: dict[str, Any] | None = None,
     executor_options: dict[str, Any] | None = None,
     codemode: CodeModeSettings | None = None,
+    metrics: bool = False,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
@@ -146,7 +147,9 @@ async def running_gateway(
     the token signing key (oauth). `oauth=True` also starts the oauth service (with ingress's `public_url`,
     when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
     `ExecutorSettings`. `codemode` starts the codemode service with those settings (its NATS URL is
-    filled in)."""
+    filled in). `metrics` serves the `/metrics` of audit, policy and executor on a free port each
+    (`service.metrics_server.url`); ingress serves its own on the gateway port behind the admin token."""
+    own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
     await apply_config(nc, config, Sealer(secrets_key))
@@ -155,13 +158,15 @@ async def running_gateway(
     try:
         for service in (
             AuditService(
-                AuditSettings(nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}")
+                AuditSettings(
+                    nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}", **own
+                )
             ),
-            *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url))] if policy else []),
+            *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, **own))] if policy else []),
             *(
                 [
                     ExecutorService(
-                        ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key, **(executor_options or {}))
+                        ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key, **own, **(executor_options or {}))
                     )
                 ]
                 if executor

@@ -60,10 +60,48 @@ def test_columns_added_later_reach_older_tables_by_migration_never_by_a_drop() -
         "completion_tokens",
         "cost_usd",
         "tool_calls",
+        "user_id",
+        "team_id",
+        "customer_id",
+        "arguments",
+        "result",
+        "arguments_sha256",
+        "result_sha256",
+        "actor",
+        "action",
+        "target",
+        "before",
+        "after",
+        "producer",
+        "seq",
+        "prev_hash",
+        "hash",
     ]
     for column in added:
         assert f"    {column}" in create  # a new table has them from the start
     assert not any("DROP" in statement.upper() for statement in DDL)
+
+
+def test_an_admin_change_with_content_and_chain_fields_round_trips() -> None:
+    event = _event(
+        kind="admin",
+        actor="admin-token@127.0.0.1",
+        action="key.revoke",
+        target="bob",
+        before='{"revoked":false}',
+        after='{"revoked":true}',
+        user_id="u1",
+        team_id="t1",
+        customer_id="c1",
+        arguments='{"a":1}',
+        arguments_sha256="0" * 64,
+        producer="ingress-x",
+        seq=7,
+        prev_hash="a" * 64,
+        hash="b" * 64,
+        ts=1.5e9,
+    )
+    assert from_row(to_row(event)) == event
 
 
 def test_execution_and_truncation_round_trip() -> None:

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 def test_the_landing_page_names_the_mcp_url_and_links_only_to_this_gateway():
     page = landing_page("http://127.0.0.1:8420", "1.2.3")
     assert "<code>http://127.0.0.1:8420/mcp</code>" in page and "v1.2.3" in page
-    assert set(re.findall(r'href="([^"]+)"', page)) == {"/docs", "/admin/v1", "/healthz"}
+    assert set(re.findall(r'href="([^"]+)"', page)) == {"/docs", "/admin/v1", "/dashboard", "/healthz"}
     assert "<script" not in page and "src=" not in page  # nothing to load, from anywhere
 
 

@@ -7,15 +7,20 @@ policy and ingress replica watches: a change made through any replica reaches al
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import APIRouter
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
+from bastion_common.messages import AuditEvent
 from bastion_common.sealing import Sealer
 
 from ..keys import KeyDirectory
 from .auth import AdminAuth
+from .changes import ChangeLog
 from .passwords import password_routes
 from .routes import PREFIX, admin_router
 from .store import AdminStore
@@ -25,12 +30,19 @@ __all__ = ["PREFIX", "AdminAuth", "AdminStore", "admin_api", "admin_router"]
 
 
 def admin_api(
-    js: JetStreamContext, token: SecretStr, keys: KeyDirectory, sealer: Sealer | None = None, nc: NATS | None = None
+    js: JetStreamContext,
+    token: SecretStr,
+    keys: KeyDirectory,
+    sealer: Sealer | None = None,
+    nc: NATS | None = None,
+    audit: Callable[[AuditEvent], Any] | None = None,
 ) -> APIRouter:
     """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403);
     `sealer` seals upstream secrets before they are stored; `nc` (the admin connection) reaches the
-    oauth service for user passwords and for authorization links of upstreams that need OAuth."""
-    router = admin_router(AdminStore(js, sealer), AdminAuth(token, keys), UpstreamLinks(nc) if nc else None)
+    oauth service for user passwords and for authorization links of upstreams that need OAuth; `audit`
+    is given an event per change made."""
+    changes = ChangeLog(audit) if audit is not None else None
+    router = admin_router(AdminStore(js, sealer, changes), AdminAuth(token, keys), UpstreamLinks(nc) if nc else None)
     if nc is not None:
         password_routes(router, nc)
     return router

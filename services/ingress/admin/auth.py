@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from bastion_common.messages import Caller
 
 from ..keys import KeyDirectory
+from .changes import ACTOR
 from .errors import AdminError
 
 __all__ = ["AdminAuth"]
@@ -72,3 +73,4 @@ class AdminAuth:
         _credentials: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008 - documents the scheme
     ) -> None:
         self.check(request.headers.get("authorization"))
+        ACTOR.set(f"admin-token@{request.client.host if request.client else 'unknown'}")

@@ -125,6 +125,8 @@ class KeyCreate(_Request):
     rate_limit: RateLimit | None = None
     code_mode: bool = False
     """Offer the Code Mode meta-tools instead of the catalog (docs/code-mode.md)."""
+    content_logging: bool = True
+    """Record this key's tool arguments and results in audit events (else only their sizes and sha256)."""
     agent: AgentMode | None = None
     """Agent mode on `/v1/chat/completions` (docs/llm.md): the tool calls Bastion runs itself."""
 
@@ -139,6 +141,7 @@ class KeyPatch(_Request):
     budget: Budget | None = None
     rate_limit: RateLimit | None = None
     code_mode: bool = None  # type: ignore[assignment]
+    content_logging: bool = None  # type: ignore[assignment]  # absent: unchanged
     agent: AgentMode | None = None
 
 
@@ -156,6 +159,7 @@ class KeyOut(BaseModel):
     rate_limit: RateLimit | None
     revoked: bool
     code_mode: bool
+    content_logging: bool = True
     agent: AgentMode | None = None
     created_at: float
     source: str | None

@@ -27,6 +27,8 @@ from bastion_common.messages import KeyRecord, ServerCatalog, ServerRecord
 from bastion_common.nats import kv_bucket
 from bastion_common.sealing import Sealer
 
+from .changes import ChangeLog
+
 __all__ = ["AdminStore", "Conflict", "NotFound", "Table", "Versioned"]
 
 log = logging.getLogger(__name__)
@@ -75,8 +77,22 @@ class _Buckets:
 class Table(Generic[M]):
     """One kind of record: a bucket, a model, and a key prefix (`group.` in the policy bucket)."""
 
-    def __init__(self, buckets: _Buckets, bucket: str, model: type[M], label: str, prefix: str = "") -> None:
+    def __init__(
+        self,
+        buckets: _Buckets,
+        bucket: str,
+        model: type[M],
+        label: str,
+        prefix: str = "",
+        changes: ChangeLog | None = None,
+    ) -> None:
         self._buckets, self.bucket, self.model, self.label, self.prefix = buckets, bucket, model, label, prefix
+        self._changes = changes
+        """Told every write made (an audit event each); None for tables the admin API only reads."""
+
+    def _changed(self, action: str, record_id: str, before: M | None, after: M | None) -> None:
+        if self._changes is not None:
+            self._changes.record(self.label.replace(" ", "_"), action, self.prefix + record_id, before, after)
 
     def _missing(self, record_id: str) -> NotFound:
         return NotFound(f"no {self.label} with id {record_id!r}")
@@ -128,17 +144,23 @@ class Table(Generic[M]):
     async def create(self, record_id: str, value: M) -> int:
         kv = await self._buckets.get(self.bucket)
         try:
-            return await kv.create(self.prefix + record_id, value.model_dump_json().encode())
+            revision = await kv.create(self.prefix + record_id, value.model_dump_json().encode())
         except KeyWrongLastSequenceError:
             raise Conflict(f"a {self.label} with id {record_id!r} already exists") from None
+        self._changed("create", record_id, None, value)
+        return revision
 
     async def update(self, record_id: str, value: M, revision: int) -> int:
         """Write `value` only if the record is still at `revision`."""
         kv = await self._buckets.get(self.bucket)
+        # read first for the audit trail: a write at `revision` replaces exactly what is there now, or fails
+        before = await self.find(record_id) if self._changes is not None else None
         try:
-            return await kv.update(self.prefix + record_id, value.model_dump_json().encode(), last=revision)
+            written = await kv.update(self.prefix + record_id, value.model_dump_json().encode(), last=revision)
         except KeyWrongLastSequenceError:
             raise self.stale(record_id) from None
+        self._changed("update", record_id, before.value if before is not None else None, value)
+        return written
 
     async def delete(self, record_id: str, revision: int | None = None) -> None:
         """Delete the record; with `revision`, only if it is still at that revision."""
@@ -151,6 +173,7 @@ class Table(Generic[M]):
             if exc.err_code in _WRONG_LAST_SEQUENCE:
                 raise self.stale(record_id) from None
             raise
+        self._changed("delete", record_id, current.value, None)
 
     def stale(self, record_id: str) -> Conflict:
         return Conflict(f"{self.label} {record_id!r} was changed by someone else meanwhile; read it again and retry")
@@ -163,15 +186,17 @@ class AdminStore:
     are written; the admin API never opens them (it answers them masked), so a sealed value sent back
     unchanged is stored as it is."""
 
-    def __init__(self, js: JetStreamContext, sealer: Sealer | None = None) -> None:
+    def __init__(self, js: JetStreamContext, sealer: Sealer | None = None, changes: ChangeLog | None = None) -> None:
         self.sealer = sealer or Sealer()
         buckets = _Buckets(js)
-        self.keys: Table[KeyRecord] = Table(buckets, subjects.KV_KEYS, KeyRecord, "key")
-        self.servers: Table[ServerRecord] = Table(buckets, subjects.KV_SERVERS, ServerRecord, "server")
+        self.keys: Table[KeyRecord] = Table(buckets, subjects.KV_KEYS, KeyRecord, "key", changes=changes)
+        self.servers: Table[ServerRecord] = Table(buckets, subjects.KV_SERVERS, ServerRecord, "server", changes=changes)
         self.catalog: Table[ServerCatalog] = Table(buckets, subjects.KV_CATALOG, ServerCatalog, "server catalog")
-        self.providers: Table[ProviderRecord] = Table(buckets, subjects.KV_LLM, ProviderRecord, "llm provider")
+        self.providers: Table[ProviderRecord] = Table(
+            buckets, subjects.KV_LLM, ProviderRecord, "llm provider", changes=changes
+        )
         self.entities: dict[str, Table[BaseModel]] = {
-            kind: Table(buckets, subjects.KV_POLICY, model, LABELS[kind], prefix=f"{kind}.")
+            kind: Table(buckets, subjects.KV_POLICY, model, LABELS[kind], prefix=f"{kind}.", changes=changes)
             for kind, model in ENTITY_KINDS.items()
         }
 

@@ -1,0 +1,83 @@
+"""Tamper evidence for audit events: one hash chain per producer, and signed checkpoints.
+
+Every producer (each ingress, codemode or admin replica, each process start) keeps its own chain,
+so replicas never serialize on a shared one: event n carries `producer`, `seq` = n, `prev_hash` =
+the hash of event n-1 and `hash` = sha256 over its canonical form. The canonical form is what a
+ClickHouse row reads back as, whatever the column types: fields holding their empty value (None,
+"", 0, {}, []) are left out, so a column added later does not change the hash of older events, and `ts`
+counts whole microseconds (what `DateTime64(6)` keeps).
+
+A chain alone can be recomputed by whoever rewrites the table; checkpoints cannot. The audit
+service periodically signs (HMAC-SHA256, key from `BASTION_AUDIT_CHECKPOINT_KEY`) each chain's
+head, so a rewritten or shortened chain no longer matches its last signature.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+from typing import Any, Final
+
+from .messages import AuditEvent, new_id
+
+__all__ = ["AuditChain", "canonical", "checkpoint_signature", "event_hash", "producer_id"]
+
+_NOT_HASHED: Final = frozenset({"hash"})
+
+
+def _micros(ts: float) -> int:
+    return round(ts * 1_000_000)
+
+
+def canonical(event: AuditEvent) -> bytes:
+    """The bytes `hash` is taken over: sorted compact JSON of the non-empty fields but `hash`."""
+    fields: dict[str, Any] = {}
+    for name, value in event.model_dump(mode="json").items():
+        if name in _NOT_HASHED or value is None or value in ("", 0, {}, []):
+            continue
+        fields[name] = _micros(value) if name == "ts" else value
+    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def event_hash(event: AuditEvent) -> str:
+    return hashlib.sha256(canonical(event)).hexdigest()
+
+
+def checkpoint_signature(key: bytes, producer: str, seq: int, head: str, ts: float) -> str:
+    """HMAC-SHA256 over one chain head: what a checkpoint row carries."""
+    message = f"bastion-audit-checkpoint\n{producer}\n{seq}\n{head}\n{_micros(ts)}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def producer_id(service: str) -> str:
+    """A chain name unique to this process: a restarted replica starts a new chain at seq 1."""
+    return f"{service}-{socket.gethostname()}-{os.getpid()}-{new_id()[:8]}"
+
+
+class AuditChain:
+    """Links events in the order they are given; one per producer, used by one task."""
+
+    def __init__(self, producer: str) -> None:
+        self.producer = producer
+        self.seq = 0
+        self.head = ""
+
+    def link(self, event: AuditEvent) -> AuditEvent:
+        """`event` as the next link; raises (and links nothing) if it cannot be made canonical."""
+        linked = event.model_copy(
+            update={
+                "ts": _micros(event.ts) / 1_000_000,
+                "producer": self.producer,
+                "seq": self.seq + 1,
+                "prev_hash": self.head,
+                "hash": "",
+            }
+        )
+        digest = event_hash(linked)
+        linked.hash = digest
+        self.seq += 1
+        self.head = digest
+        return linked

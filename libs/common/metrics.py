@@ -1,0 +1,202 @@
+"""Prometheus metrics of every Bastion service (`docs/observability.md` lists them all).
+
+The metrics live in prometheus-client's process-wide registry, so services run side by side in one
+process (the in-process test gateway) share them; the `service` label tells whose a sample is.
+Counters and histograms are updated where the work happens (one label lookup and an add: well
+under a microsecond); anything that is state rather than an event (upstream health, breaker state,
+messages waiting in a NATS subscription) is read only when scraped, by a collector, so it costs
+the request path nothing.
+
+Policy, executor and audit serve `/metrics` on their own port (`BASTION_METRICS_PORT`, `serve`);
+ingress also serves it on its own port behind the admin token.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = [
+    "AUDIT_BACKLOG",
+    "AUDIT_DEAD_LETTERS",
+    "AUDIT_INSERTED",
+    "AUDIT_INSERT_SECONDS",
+    "CODEMODE_LIMITS_HIT",
+    "CODEMODE_RUNS",
+    "METHODS",
+    "POLICY_REFUSALS",
+    "REQUESTS",
+    "REQUEST_SECONDS",
+    "MetricsServer",
+    "Sample",
+    "StateCollector",
+    "observe",
+    "serve",
+    "subscription_lag",
+]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+"""Seconds: the gateway's own overhead is sub-millisecond, upstream calls take up to the call timeout."""
+
+REQUESTS = Counter(
+    "bastion_requests",
+    "Requests handled, by service, MCP method and outcome (ok, tool_error, or the gateway error kind).",
+    ["service", "method", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "bastion_request_seconds",
+    "Time from receiving a request to answering it, by service, MCP method and outcome.",
+    ["service", "method", "outcome"],
+    buckets=_LATENCY_BUCKETS,
+)
+POLICY_REFUSALS = Counter(
+    "bastion_policy_refusals",
+    "Requests policy refused, by reason (budget_exceeded, rate_limited, forbidden, ...).",
+    ["reason"],
+)
+AUDIT_INSERTED = Counter("bastion_audit_inserted_events", "Audit events written to ClickHouse.")
+AUDIT_INSERT_SECONDS = Histogram(
+    "bastion_audit_insert_seconds", "Time one ClickHouse insert of a batch took.", buckets=_LATENCY_BUCKETS
+)
+AUDIT_BACKLOG = Gauge(
+    "bastion_audit_backlog_events",
+    "Audit events in the stream not yet delivered to the audit service (its JetStream consumer's lag), "
+    "as of the last fetch.",
+)
+AUDIT_DEAD_LETTERS = Counter(
+    "bastion_audit_dead_letters", "Audit messages that could never be a row, moved to the dead-letter stream."
+)
+CODEMODE_RUNS = Counter("bastion_codemode_runs", "Code Mode runs, by outcome.", ["outcome"])
+CODEMODE_LIMITS_HIT = Counter(
+    "bastion_codemode_limits_hit", "Code Mode runs stopped by a sandbox limit, by limit.", ["limit"]
+)
+
+
+METHODS = frozenset(
+    {
+        "initialize", "ping", "server/discover", "tools/list", "tools/call", "prompts/list", "prompts/get",
+        "resources/list", "resources/templates/list", "resources/read", "resources/subscribe",
+        "resources/unsubscribe", "completion/complete", "logging/setLevel", "subscriptions/listen",
+    }
+)  # fmt: skip
+"""MCP methods counted under their own name; any other (clients choose them) counts as "other"."""
+
+
+def observe(service: str, method: str, outcome: str, seconds: float) -> None:
+    """Count one request and its latency (`method` outside `METHODS` counts as "other")."""
+    if method not in METHODS:
+        method = "other"
+    REQUESTS.labels(service, method, outcome).inc()
+    REQUEST_SECONDS.labels(service, method, outcome).observe(seconds)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One gauge value read at scrape time: metric name, help, label names and values, value."""
+
+    name: str
+    documentation: str
+    labels: tuple[tuple[str, str], ...]
+    value: float
+
+
+class StateCollector:
+    """Gauges computed from a service's live state when scraped (`read` returns the samples).
+
+    Registered on `start()` and unregistered on `stop()`, so a stopped service stops reporting.
+    Every live one feeds a single process-wide collector (`_STATE`): services side by side in one
+    process (policy and executor both report NATS lag) would otherwise clash on metric names."""
+
+    def __init__(self, read: Callable[[], Iterable[Sample]]) -> None:
+        self.read = read
+
+    def register(self) -> StateCollector:
+        _STATE.add(self)
+        return self
+
+    def unregister(self) -> None:
+        _STATE.discard(self)
+
+
+class _LiveState(Collector):
+    """The one registered collector: the samples of every registered `StateCollector`, by family."""
+
+    def __init__(self) -> None:
+        self._sources: set[StateCollector] = set()
+        self._lock = threading.Lock()
+
+    def add(self, source: StateCollector) -> None:
+        with self._lock:
+            self._sources.add(source)
+
+    def discard(self, source: StateCollector) -> None:
+        with self._lock:
+            self._sources.discard(source)
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())  # names vary with the live services; none to reserve up front
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        with self._lock:
+            sources = list(self._sources)
+        families: dict[str, GaugeMetricFamily] = {}
+        for source in sources:
+            for sample in source.read():
+                family = families.get(sample.name)
+                if family is None:
+                    names = [name for name, _ in sample.labels]
+                    family = families[sample.name] = GaugeMetricFamily(sample.name, sample.documentation, labels=names)
+                family.add_metric([value for _, value in sample.labels], sample.value)
+        yield from families.values()
+
+
+_STATE = _LiveState()
+REGISTRY.register(_STATE)
+
+
+def subscription_lag(service: str, nc: Any) -> Iterator[Sample]:
+    """Messages NATS delivered to `nc` that its handlers have not taken yet, per subscribed subject
+    (a core-NATS consumer's lag: it grows when a service cannot keep up)."""
+    # nats-py keeps its subscriptions in a private map and offers no public way to list them
+    subs = getattr(nc, "_subs", {})
+    for sub in list(subs.values()):
+        if sub.subject.startswith("_INBOX"):
+            continue  # reply inboxes: their lag is a waiting caller's, not a consumer's
+        yield Sample(
+            "bastion_nats_pending_messages",
+            "Messages delivered to a service's NATS subscription and not yet handled, by service and subject.",
+            (("service", service), ("subject", sub.subject)),
+            float(sub.pending_msgs),
+        )
+
+
+@dataclass
+class MetricsServer:
+    """A running `/metrics` endpoint (`serve`); `port` is the bound one."""
+
+    host: str
+    port: int
+    _server: WSGIServer
+    _thread: threading.Thread
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/metrics"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve(host: str, port: int) -> MetricsServer:
+    """Serve the process's metrics at `http://host:port/metrics` in a daemon thread (port 0: a free one)."""
+    server, thread = start_http_server(port, addr=host)
+    return MetricsServer(host, server.server_address[1], server, thread)

@@ -1,0 +1,204 @@
+"""OpenTelemetry tracing with W3C trace context across HTTP, NATS and MCP.
+
+One trace follows a request agent -> ingress -> policy -> executor -> upstream: ingress continues
+the agent's `traceparent` HTTP header, every NATS request carries the caller's span in its
+`traceparent` header, and the executor puts its own span into the upstream request's
+`_meta.traceparent` (the MCP convention), so an instrumented upstream continues the same trace.
+
+Tracing is on only when `configure` installed a tracer provider (an OTLP endpoint is set, or a test
+gave its own provider). Off, every helper here returns at its first line: no spans, no header
+parsing or formatting, no context switches; call sites test `enabled()` (a global read) first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Coroutine, Iterator, Mapping, MutableMapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any, TypeVar
+
+from opentelemetry import context, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+__all__ = [
+    "TRACEPARENT",
+    "SpanKind",
+    "client_span",
+    "configure",
+    "enabled",
+    "failed",
+    "inject",
+    "reset",
+    "server_span",
+    "span",
+    "trace_id",
+    "traced",
+    "with_traceparent",
+]
+
+log = logging.getLogger(__name__)
+
+TRACEPARENT = "traceparent"
+"""The W3C header (HTTP, NATS) and `_meta` key (MCP) carrying the caller's span."""
+
+_propagator = TraceContextTextMapPropagator()
+_provider: TracerProvider | None = None
+
+T = TypeVar("T")
+
+
+def enabled() -> bool:
+    return _provider is not None
+
+
+def configure(
+    service: str, otlp_endpoint: str = "", processor: SpanProcessor | None = None, sample_ratio: float = 1.0
+) -> bool:
+    """Turn tracing on for this process when `otlp_endpoint` (an OTLP/HTTP traces URL, e.g.
+    `http://collector:4318/v1/traces`) or `processor` is given; True if tracing is on.
+    `sample_ratio` of new traces are recorded; a continued trace follows its parent's decision.
+
+    One provider per process: services run together in one process (tests) share the first one."""
+    global _provider
+    if _provider is not None or not (otlp_endpoint or processor):
+        return _provider is not None
+    provider = TracerProvider(
+        resource=Resource.create({"service.name": f"bastion-{service}"}),
+        sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+    )
+    if otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint)))
+        log.info("tracing: exporting spans to %s", otlp_endpoint)
+    if processor is not None:
+        provider.add_span_processor(processor)
+    _provider = provider
+    return True
+
+
+def reset() -> None:
+    """Flush and turn tracing off (service shutdown, tests)."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+    _provider = None
+    _tracers.clear()
+
+
+_tracers: dict[str, trace.Tracer] = {}
+"""One tracer per service, made once: `get_tracer` builds a new object (and scope) every call."""
+
+
+def _tracer(service: str) -> trace.Tracer:
+    assert _provider is not None
+    tracer = _tracers.get(service)
+    if tracer is None:
+        tracer = _tracers[service] = _provider.get_tracer(f"bastion.{service}")
+    return tracer
+
+
+def _parent(carrier: Mapping[str, str] | None) -> context.Context | None:
+    if carrier is None or TRACEPARENT not in carrier:
+        return None
+    return _propagator.extract(carrier)
+
+
+@contextmanager
+def span(
+    service: str,
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    carrier: Mapping[str, str] | None = None,
+    attributes: Mapping[str, str | int | float | bool] | None = None,
+) -> Iterator[Span | None]:
+    """A span of `service` made current for the block, child of the `traceparent` in `carrier`
+    (headers) if given, else of the current span; None and nothing done when tracing is off."""
+    if _provider is None:
+        yield None
+        return
+    with _tracer(service).start_as_current_span(
+        name, context=_parent(carrier), kind=kind, attributes=attributes
+    ) as current:
+        yield current
+
+
+_OFF: AbstractContextManager[None] = nullcontext(None)
+"""What `server_span` returns when tracing is off: one shared, reusable no-op."""
+
+
+def server_span(
+    service: str, name: str, carrier: Mapping[str, str] | None = None
+) -> AbstractContextManager[Span | None]:
+    """A SERVER span for a request entering `service` (continuing the `traceparent` in `carrier`);
+    when tracing is off, a shared no-op: no generator, no allocation on the request path."""
+    if _provider is None:
+        return _OFF
+    return span(service, name, kind=SpanKind.SERVER, carrier=carrier)
+
+
+def client_span(service: str, name: str) -> AbstractContextManager[Span | None]:
+    """A CLIENT span for a request `service` sends outside Bastion (an upstream MCP server), child of
+    the current span; a shared no-op when tracing is off."""
+    if _provider is None:
+        return _OFF
+    return span(service, name, kind=SpanKind.CLIENT)
+
+
+def trace_id(current: Span | None) -> str | None:
+    """The W3C trace id (32 hex digits) of `current`, for the audit event of the request it traces."""
+    if current is None:
+        return None
+    return format(current.get_span_context().trace_id, "032x")
+
+
+async def _traced(
+    coro: Coroutine[Any, Any, T], service: str, name: str, kind: SpanKind, carrier: Mapping[str, str] | None
+) -> T:
+    with span(service, name, kind=kind, carrier=carrier):
+        return await coro
+
+
+def traced(
+    coro: Coroutine[Any, Any, T],
+    service: str,
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.SERVER,
+    carrier: Mapping[str, str] | None = None,
+) -> Coroutine[Any, Any, T]:
+    """`coro` run inside a span (for a task answering a NATS request: `carrier` is its headers);
+    `coro` itself when tracing is off."""
+    if _provider is None:
+        return coro
+    return _traced(coro, service, name, kind, carrier)
+
+
+def inject(carrier: MutableMapping[str, str]) -> None:
+    """Add the current span's `traceparent` (and `tracestate`) to outgoing headers."""
+    if _provider is not None:
+        _propagator.inject(carrier)
+
+
+def with_traceparent(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An upstream request's `_meta` carrying the current span as `traceparent` (MCP's convention for
+    W3C trace context); `meta` unchanged when tracing is off or no span is current."""
+    if _provider is None:
+        return meta
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier)
+    if TRACEPARENT not in carrier:
+        return meta
+    return {**(meta or {}), **carrier}
+
+
+def failed(current: Span | None, description: str) -> None:
+    """Mark a span as failed (no-op without one)."""
+    if current is not None:
+        current.set_status(Status(StatusCode.ERROR, description))

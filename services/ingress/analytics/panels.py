@@ -1,0 +1,159 @@
+"""The dashboard's panels: one named, fixed SQL query each, filtered by query parameters only.
+
+Pure: a panel name and filters in, (SQL, ClickHouse parameters) out. Filter values never become
+SQL text, so the dashboard's data endpoint runs nothing a caller wrote. The rollups
+(`calls_hourly`) feed the charts; the recent-events table reads `audit_events FINAL`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+__all__ = ["PANELS", "STATUSES", "Filters", "panel_query"]
+
+STATUSES: Final = ("ok", "tool_error", "error", "denied")
+_EVENTS_LIMIT: Final = 200
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The dashboard's filter bar: a time range (epoch seconds, `since <= ts < until`) and optional
+    key, server, status and team. Status narrows the events table (the rollups count every status)."""
+
+    since: float
+    until: float
+    key: str | None = None
+    server: str | None = None
+    status: Literal["ok", "tool_error", "error", "denied"] | None = None
+    team: str | None = None
+
+
+def _where(filters: Filters, time_column: str, *, rollup: bool) -> tuple[str, dict[str, Any]]:
+    if rollup:  # whole hours that overlap the range
+        clauses = [
+            f"{time_column} >= toStartOfHour(fromUnixTimestamp64Micro({{since_us:Int64}}, 'UTC'))",
+            f"{time_column} < fromUnixTimestamp64Micro({{until_us:Int64}}, 'UTC')",
+        ]
+    else:
+        clauses = [
+            f"{time_column} >= fromUnixTimestamp64Micro({{since_us:Int64}}, 'UTC')",
+            f"{time_column} < fromUnixTimestamp64Micro({{until_us:Int64}}, 'UTC')",
+        ]
+    params: dict[str, Any] = {"since_us": round(filters.since * 1e6), "until_us": round(filters.until * 1e6)}
+    if filters.key is not None:
+        clauses.append("key_name = {key:String}")
+        params["key"] = filters.key
+    if filters.server is not None:
+        clauses.append("server = {server:String}")
+        params["server"] = filters.server
+    if filters.team is not None:
+        # the rollups name it `team` ('' when unknown); the events table keeps the nullable `team_id`
+        clauses.append("team = {team:String}" if rollup else "ifNull(team_id, '') = {team:String}")
+        params["team"] = filters.team
+    if filters.status is not None and not rollup:
+        clauses.append("status = {status:String}")
+        params["status"] = filters.status
+    return " AND ".join(clauses), params
+
+
+def _timeline(f: Filters) -> tuple[str, dict[str, Any]]:
+    where, params = _where(f, "hour", rollup=True)
+    return (
+        "SELECT toUnixTimestamp(hour) AS hour, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
+        f" sum(denied) AS refusals FROM bastion.calls_hourly WHERE {where} GROUP BY hour ORDER BY hour",
+        params,
+    )
+
+
+def _latency(f: Filters) -> tuple[str, dict[str, Any]]:
+    where, params = _where(f, "hour", rollup=True)
+    return (
+        "SELECT hour, round(q[1], 2) AS p50, round(q[2], 2) AS p95, round(q[3], 2) AS p99 FROM ("
+        " SELECT toUnixTimestamp(hour) AS hour, quantilesMerge(0.5, 0.95, 0.99)(latency) AS q"
+        f" FROM bastion.calls_hourly WHERE {where} GROUP BY hour) ORDER BY hour",
+        params,
+    )
+
+
+def _tools(f: Filters) -> tuple[str, dict[str, Any]]:
+    where, params = _where(f, "hour", rollup=True)
+    return (
+        "SELECT server, tool, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
+        " round(sum(cost_usd), 6) AS spend_usd"
+        f" FROM bastion.calls_hourly WHERE {where} GROUP BY server, tool ORDER BY operations DESC, server, tool"
+        " LIMIT 10",
+        params,
+    )
+
+
+def _keys(f: Filters) -> tuple[str, dict[str, Any]]:
+    where, params = _where(f, "hour", rollup=True)
+    return (
+        "SELECT key_name, sum(calls) AS operations, sum(denied) AS refusals, sum(response_bytes) AS response_bytes,"
+        " round(sum(cost_usd), 6) AS spend_usd"
+        f" FROM bastion.calls_hourly WHERE {where} GROUP BY key_name ORDER BY operations DESC, key_name LIMIT 20",
+        params,
+    )
+
+
+def _teams(f: Filters) -> tuple[str, dict[str, Any]]:
+    """Spend per team and customer (the rollups' cost sums), dearest first."""
+    where, params = _where(f, "hour", rollup=True)
+    return (
+        "SELECT team, customer, sum(calls) AS operations, round(sum(cost_usd), 6) AS spend_usd"
+        f" FROM bastion.calls_hourly WHERE {where} GROUP BY team, customer"
+        " ORDER BY spend_usd DESC, team, customer LIMIT 20",
+        params,
+    )
+
+
+def _servers(f: Filters) -> tuple[str, dict[str, Any]]:
+    where, params = _where(f, "hour", rollup=True)
+    return (
+        "SELECT server, operations, round(errors / operations, 4) AS error_rate, round(q[2], 2) AS p95_ms,"
+        " toUnixTimestamp(last_hour) AS last_hour FROM ("
+        " SELECT server, sum(calls) AS operations, sum(errors) AS errors,"
+        " quantilesMerge(0.5, 0.95, 0.99)(latency) AS q, max(hour) AS last_hour"
+        f" FROM bastion.calls_hourly WHERE {where} GROUP BY server) ORDER BY server",
+        params,
+    )
+
+
+def _events(f: Filters) -> tuple[str, dict[str, Any]]:
+    where, params = _where(f, "ts", rollup=False)
+    return (
+        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, key_name, server, tool, status, error_kind,"
+        " round(latency_ms, 2) AS latency_ms, ifNull(team_id, '') AS team, cost_usd"
+        f" FROM bastion.audit_events FINAL WHERE {where} ORDER BY ts DESC, event_id DESC LIMIT {_EVENTS_LIMIT}",
+        params,
+    )
+
+
+def _choices(f: Filters) -> tuple[str, dict[str, Any]]:
+    """Keys, servers and teams seen in the range, for the filter drop-downs (ignores those filters)."""
+    where, params = _where(Filters(f.since, f.until), "hour", rollup=True)
+    return (
+        "SELECT groupUniqArray(100)(key_name) AS keys, groupUniqArray(100)(server) AS servers,"
+        " groupUniqArray(100)(team) AS teams"
+        f" FROM bastion.calls_hourly WHERE {where}",
+        params,
+    )
+
+
+PANELS: Final[dict[str, Callable[[Filters], tuple[str, dict[str, Any]]]]] = {
+    "timeline": _timeline,
+    "latency": _latency,
+    "tools": _tools,
+    "keys": _keys,
+    "teams": _teams,
+    "servers": _servers,
+    "events": _events,
+    "choices": _choices,
+}
+
+
+def panel_query(name: str, filters: Filters) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters of panel `name`; `KeyError` for an unknown panel."""
+    return PANELS[name](filters)

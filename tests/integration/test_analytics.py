@@ -1,0 +1,477 @@
+"""Analytics against a real nats-server and the real ClickHouse engine (chdb), fed by the real audit
+pipeline: every query in docs/analytics.md answers what the events say, queries are read-only and
+limited, and `bastion audit export` pages through a range exactly once per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+
+from bastion_audit import AuditService
+from bastion_cli.analytics import export, query_nats
+from bastion_cli.stack import EmbeddedNats
+from bastion_common import subjects
+from bastion_common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly
+from bastion_common.messages import AuditEvent
+from bastion_common.settings import AuditSettings
+from tests.support.analytics_data import dataset, percentile, stored_through_the_pipeline
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "analytics.md"
+WAIT = 60.0
+
+
+@dataclass
+class Stack:
+    nats_url: str
+    service: AuditService
+    events: list[AuditEvent]
+    now: float
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    """One audit service holding the dataset, shared by the module: seeding takes a few seconds."""
+    tmp = tmp_path_factory.mktemp("analytics")
+    server = EmbeddedNats(tmp / "nats").start()
+    settings = AuditSettings(
+        nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'clickhouse'}", batch_size=500, flush_interval=0.05
+    )
+    service = AuditService(settings)
+    now = time.time()
+    events = dataset(now)
+    try:
+        await service.start()
+        await stored_through_the_pipeline(server.url, service, events)
+        yield Stack(server.url, service, events, now)
+    finally:
+        await service.stop()
+        server.stop()
+
+
+async def ask(stack: Stack, sql: str, **fields: Any) -> AnalyticsAnswer:
+    answer = await query_nats(stack.nats_url, AnalyticsQuery(sql=sql, **fields))
+    assert answer.error is None, answer.error
+    return answer
+
+
+def records(answer: AnalyticsAnswer) -> list[dict[str, Any]]:
+    return [dict(zip(answer.columns, row, strict=True)) for row in answer.rows]
+
+
+# ------------------------------------------------------------------ the ten questions in the doc
+
+
+def doc_queries() -> dict[int, str]:
+    text = DOC.read_text()
+    found = re.findall(r"^### (\d+)\. .*?\n```sql\n(.*?)```", text, flags=re.S | re.M)
+    return {int(number): sql for number, sql in found}
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _hour(ts: float) -> datetime:
+    return _utc(ts).replace(minute=0, second=0, microsecond=0)
+
+
+def _since(stack: Stack, **delta: float) -> list[AuditEvent]:
+    start = stack.now - timedelta(**delta).total_seconds()
+    return [e for e in stack.events if e.ts >= start]
+
+
+def _as_datetime(value: Any) -> datetime:
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _as_date(value: Any) -> date:
+    return date.fromisoformat(value[:10]) if isinstance(value, str) else value
+
+
+def q1(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    start = _hour(stack.now - 24 * 3600)
+    want: dict[datetime, Counter[str]] = defaultdict(Counter)
+    for e in stack.events:
+        if _hour(e.ts) >= start:
+            bucket = want[_hour(e.ts)]
+            bucket["calls"] += 1
+            bucket["errors"] += e.status in ("error", "tool_error")
+            bucket["denied"] += e.status == "denied"
+    got = {_as_datetime(r["hour"]): Counter(calls=r["calls"], errors=r["errors"], denied=r["denied"]) for r in rows}
+    assert got == dict(want)
+    assert [_as_datetime(r["hour"]) for r in rows] == sorted(want)
+
+
+def q2(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    chosen = _since(stack, days=7)
+    calls = Counter((e.server, e.tool) for e in chosen)
+    spend: dict[tuple[str, str], float] = defaultdict(float)
+    for e in chosen:
+        spend[(e.server, e.tool)] += e.cost_usd or 0.0
+    want = sorted(calls, key=lambda tool: (-round(spend[tool], 6), -calls[tool], tool))[:10]
+    assert [(r["server"], r["tool"]) for r in rows] == want
+    for r in rows:
+        assert r["operations"] == calls[(r["server"], r["tool"])]
+        assert r["spend_usd"] == pytest.approx(spend[(r["server"], r["tool"])], abs=1e-6)
+    assert rows[0]["tool"] == "web_search" and rows[0]["spend_usd"] > 0  # the dearest tool in the dataset
+
+
+def q3(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    by_server: dict[str, list[AuditEvent]] = defaultdict(list)
+    for e in _since(stack, days=7):
+        by_server[e.server].append(e)
+    for r in rows:
+        events = by_server.pop(r["server"])
+        assert r["operations"] == len(events)
+        assert r["error_rate"] == pytest.approx(sum(e.status == "error" for e in events) / len(events), abs=1e-4)
+        assert r["tool_error_rate"] == pytest.approx(
+            sum(e.status == "tool_error" for e in events) / len(events), abs=1e-4
+        )
+        assert r["denied_rate"] == pytest.approx(sum(e.status == "denied" for e in events) / len(events), abs=1e-4)
+    assert not by_server
+    assert rows[0]["server"] == "search"  # the only server with upstream errors in the dataset
+
+
+def q4(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for e in _since(stack, days=7):
+        latencies[(e.server, e.tool)].append(e.latency_ms)
+    assert len(rows) == len(latencies)
+    for r in rows:
+        values = latencies[(r["server"], r["tool"])]
+        for column, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+            assert r[column] == pytest.approx(percentile(values, q), abs=0.01)
+    assert [r["p95_ms"] for r in rows] == sorted((r["p95_ms"] for r in rows), reverse=True)
+    assert rows[0]["tool"] == "web_search"
+
+
+def q5(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    day = _utc(stack.now).date() - timedelta(days=1)
+    chosen = [e for e in stack.events if e.name == "github__create_issue" and _utc(e.ts).date() == day]
+    assert chosen, "the dataset covers yesterday"
+    per_key: dict[str, list[AuditEvent]] = defaultdict(list)
+    for e in chosen:
+        per_key[e.key_name].append(e)
+    want = sorted(per_key.items(), key=lambda item: (-len(item[1]), item[0]))
+    assert [r["key_name"] for r in rows] == [key for key, _ in want]
+    for r, (_, events) in zip(rows, want, strict=True):
+        assert r["calls"] == len(events)
+        assert r["failed"] == sum(e.status != "ok" for e in events)
+        assert _as_datetime(r["first"]).timestamp() == pytest.approx(min(e.ts for e in events), abs=1e-3)
+        assert _as_datetime(r["last"]).timestamp() == pytest.approx(max(e.ts for e in events), abs=1e-3)
+
+
+def q6(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    month = _utc(stack.now).date().replace(day=1)
+    chosen = [e for e in stack.events if _utc(e.ts).date() >= month]
+    calls = Counter((e.team_id, e.customer_id) for e in chosen)
+    refused = Counter((e.team_id, e.customer_id) for e in chosen if e.status == "denied")
+    spend: dict[tuple[str | None, str | None], float] = defaultdict(float)
+    for e in chosen:
+        spend[(e.team_id, e.customer_id)] += e.cost_usd or 0.0
+    got = {(r["team"], r["customer"]): (r["operations"], r["refused"], r["spend_usd"]) for r in rows}
+    assert set(got) == set(calls)
+    for group, (operations, denied, spend_usd) in got.items():
+        assert (operations, denied) == (calls[group], refused[group])
+        assert spend_usd == pytest.approx(spend[group], abs=1e-6)
+    assert [r["spend_usd"] for r in rows] == sorted((r["spend_usd"] for r in rows), reverse=True)
+
+
+def q7(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    denied = Counter((e.key_name, e.server, e.tool) for e in _since(stack, days=7) if e.status == "denied")
+    want = sorted(denied.items(), key=lambda item: (-item[1], item[0]))
+    assert [((r["key_name"], r["server"], r["tool"]), r["denied"]) for r in rows] == want
+    assert want and all(key == "ci-bot" for (key, _, _), _ in want)
+
+
+def q8(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    errors = Counter((e.server, e.error_kind) for e in _since(stack, days=7) if e.status == "error")
+    want = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
+    assert [((r["server"], r["error_kind"]), r["errors"]) for r in rows] == want
+    assert all(r["example"] == "upstream took too long" for r in rows)
+
+
+def q9(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    start = _utc(stack.now).date() - timedelta(days=30)
+    groups: dict[tuple[date, str], list[AuditEvent]] = defaultdict(list)
+    for e in stack.events:
+        if _utc(e.ts).date() >= start:
+            groups[(_utc(e.ts).date(), e.server)].append(e)
+    assert [(_as_date(r["day"]), r["server"]) for r in rows] == sorted(groups)
+    for r in rows:
+        events = groups[(_as_date(r["day"]), r["server"])]
+        assert r["operations"] == len(events)
+        assert r["failures"] == sum(e.status == "error" for e in events)
+        assert r["avg_latency_ms"] == pytest.approx(sum(e.latency_ms for e in events) / len(events), abs=0.01)
+
+
+def q10(stack: Stack, rows: list[dict[str, Any]]) -> None:
+    failed = sorted(
+        (e for e in stack.events if e.key_name == "bob" and e.status != "ok"),
+        key=lambda e: (e.ts, e.event_id),
+        reverse=True,
+    )[:20]
+    assert rows and len(rows) == len(failed)
+    for r, e in zip(rows, failed, strict=True):
+        assert (r["name"], r["status"], r["error_kind"], r["error"]) == (e.name, e.status, e.error_kind, e.error)
+        assert r["latency_ms"] == pytest.approx(e.latency_ms)
+        assert _as_datetime(r["ts"]).timestamp() == pytest.approx(e.ts, abs=1e-6)
+
+
+CHECKS: dict[int, Callable[[Stack, list[dict[str, Any]]], None]] = {
+    1: q1,
+    2: q2,
+    3: q3,
+    4: q4,
+    5: q5,
+    6: q6,
+    7: q7,
+    8: q8,
+    9: q9,
+    10: q10,
+}
+
+
+def test_the_doc_has_the_ten_questions() -> None:
+    assert sorted(doc_queries()) == list(range(1, 11))
+
+
+@pytest.mark.parametrize("number", sorted(CHECKS))
+async def test_doc_query_answers_what_the_events_say(stack: Stack, number: int) -> None:
+    answer = await ask(stack, doc_queries()[number])
+    assert answer.rows, f"question {number} found nothing"
+    CHECKS[number](stack, records(answer))
+
+
+# ------------------------------------------------------------------ read-only and limits
+
+
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        ("DROP TABLE bastion.audit_events", "not DROP"),
+        ("ALTER TABLE bastion.audit_events DELETE WHERE 1", "not ALTER"),
+        ("INSERT INTO bastion.audit_events (event_id) VALUES ('x')", "not INSERT"),
+        ("SELECT 1; DROP TABLE bastion.audit_events", "exactly one statement"),
+        ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "file()"),
+        ("SELECT count() FROM bastion.audit_events SETTINGS readonly = 0", "SETTINGS"),
+        ("OPTIMIZE TABLE bastion.audit_events FINAL", "not OPTIMIZE"),
+    ],
+)
+async def test_anything_but_one_select_is_refused_by_the_service(stack: Stack, sql: str, reason: str) -> None:
+    """Sent raw (no CLI check on the way): the audit service refuses it itself, and nothing changed."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        reply = await nc.request(subjects.ANALYTICS_QUERY, AnalyticsQuery(sql=sql).model_dump_json().encode(), 10)
+    finally:
+        await nc.close()
+    answer = AnalyticsAnswer.model_validate_json(reply.data)
+    assert answer.error is not None and reason in answer.error
+    assert not answer.rows
+    assert await asyncio.to_thread(stack.service.store.count) == len(stack.events)
+
+
+async def test_the_cli_refuses_before_connecting(stack: Stack) -> None:
+    with pytest.raises(NotReadOnly, match="not DELETE"):
+        await query_nats("nats://127.0.0.1:1", AnalyticsQuery(sql="DELETE FROM bastion.audit_events WHERE 1"))
+
+
+async def test_the_engine_itself_is_read_only(stack: Stack) -> None:
+    """The second wall: a write that got past the parser still fails in ClickHouse (`readonly = 1`)."""
+    query = AnalyticsQuery(sql="unused")
+    with pytest.raises(Exception, match="readonly"):
+        await asyncio.to_thread(stack.service.store.select, query, "CREATE TABLE default.t (a Int8) ENGINE = Memory")
+    # and the writer's session is not left read-only
+    answer = await ask(stack, "SELECT count() FROM bastion.audit_events FINAL")
+    assert answer.rows == [[len(stack.events)]]
+
+
+async def test_a_row_limit_fails_the_query_instead_of_cutting_it(stack: Stack) -> None:
+    answer = await query_nats(
+        stack.nats_url, AnalyticsQuery(sql="SELECT event_id FROM bastion.audit_events", max_rows=50)
+    )
+    assert answer.error is not None and "max rows" in answer.error.lower()
+    assert not answer.rows
+
+
+async def test_a_time_limit_stops_a_slow_query(stack: Stack) -> None:
+    answer = await query_nats(
+        stack.nats_url, AnalyticsQuery(sql="SELECT sleepEachRow(0.25) FROM numbers(8)", timeout=0.5)
+    )
+    assert answer.error is not None and "timeout" in answer.error.lower()
+
+
+async def test_parameters_are_values_not_sql(stack: Stack) -> None:
+    sql = "SELECT count() AS n FROM bastion.audit_events FINAL WHERE key_name = {key:String}"
+    assert (await ask(stack, sql, parameters={"key": "bob"})).rows == [[sum(e.key_name == "bob" for e in stack.events)]]
+    assert (await ask(stack, sql, parameters={"key": "bob' OR 1 = 1 --"})).rows == [[0]]
+
+
+async def test_a_bad_query_is_answered_with_the_engine_error(stack: Stack) -> None:
+    answer = await query_nats(stack.nats_url, AnalyticsQuery(sql="SELECT no_such_column FROM bastion.audit_events"))
+    assert answer.error is not None and "no_such_column" in answer.error
+    assert "max_result_rows" not in answer.error  # the limits Bastion appends are not the user's query
+
+
+# ------------------------------------------------------------------ export
+
+
+async def test_export_pages_through_a_range_once_per_event(stack: Stack) -> None:
+    since, until = stack.now - 20 * 3600, stack.now - 2 * 3600
+    want = sorted((e for e in stack.events if since <= e.ts < until), key=lambda e: (e.ts, e.event_id))
+    out = io.StringIO()
+    pages: list[int] = []
+    written = await export(stack.nats_url, since, until, out, page_size=37, on_page=pages.append)
+    lines = out.getvalue().splitlines()
+    assert written == len(lines) == len(want)
+    assert len(pages) > 5  # really paged
+    got = [AuditEvent.model_validate_json(line) for line in lines]
+    assert [e.event_id for e in got] == [e.event_id for e in want]
+    chain = {"ts", "producer", "seq", "prev_hash", "hash"}  # the publisher links each event on its chain
+    assert got[0].model_dump(exclude=chain) == want[0].model_dump(exclude=chain)
+    assert all(e.producer and e.seq >= 1 and e.hash for e in got)
+
+
+async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    """The `bastion` command in its own process, while this test's loop keeps serving the audit service."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bastion_cli", *args, env=env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_the_commands_run_end_to_end(stack: Stack, tmp_path: Path) -> None:
+    """The installed `bastion` entry point: a query as JSON lines, a refusal's exit code, an export file."""
+    env = {"BASTION_NATS_URL": stack.nats_url, "PATH": str(Path(sys.executable).parent)}
+    sql = "SELECT server, sum(calls) AS calls FROM bastion.calls_daily GROUP BY server ORDER BY server"
+    code, out, err = await run_cli("analytics", "query", "--format", "jsonl", sql, env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert [json.loads(line) for line in out.splitlines()] == [
+        {"server": server, "calls": sum(e.server == server for e in stack.events)}
+        for server in sorted({e.server for e in stack.events})
+    ]
+    code, out, err = await run_cli("analytics", "query", "TRUNCATE TABLE bastion.audit_events", env=env, cwd=tmp_path)
+    assert code == 2
+    assert "refused" in err
+    target = tmp_path / "events.jsonl"
+    code, out, err = await run_cli("audit", "export", "--since", "48h", "--output", str(target), env=env, cwd=tmp_path)
+    assert code == 0, err
+    assert len(target.read_text().splitlines()) == len(stack.events)
+
+
+async def test_an_export_range_must_not_be_empty(stack: Stack) -> None:
+    from bastion_cli.analytics import CliFailure
+
+    with pytest.raises(CliFailure, match="after"):
+        await export(stack.nats_url, stack.now, stack.now - 1, io.StringIO())
+
+
+# ------------------------------------------------------------------ the Grafana dashboard
+
+GRAFANA = ROOT / "deploy" / "grafana" / "bastion.json"
+PLUGIN = "grafana-clickhouse-datasource"
+
+
+def grafana_sql(sql: str, since: float, until: float, variables: dict[str, str]) -> str:
+    """The SQL as the ClickHouse data source sends it: its macros expanded, dashboard variables filled."""
+    sql = re.sub(
+        r"\$__timeFilter\((\w+)\)",
+        lambda m: f"{m[1]} >= toDateTime({int(since)}) AND {m[1]} <= toDateTime({int(until)})",
+        sql,
+    )
+    sql = sql.replace("$__fromTime", f"toDateTime({int(since)})").replace("$__toTime", f"toDateTime({int(until)})")
+    for name, value in variables.items():
+        sql = sql.replace("${" + name + "}", value.replace("'", "\\'"))
+    assert "$" not in sql, f"an unexpanded macro or variable is left: {sql}"
+    return sql
+
+
+def test_the_grafana_dashboard_is_a_dashboard_for_the_clickhouse_plugin() -> None:
+    board = json.loads(GRAFANA.read_text())
+    assert board["uid"] and board["title"] and isinstance(board["schemaVersion"], int)
+    (source,) = board["__inputs"]
+    assert source["pluginId"] == PLUGIN and source["type"] == "datasource"
+    ref = "${" + source["name"] + "}"
+    variables = {v["name"] for v in board["templating"]["list"]}
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids)) >= 6
+    for panel in board["panels"]:
+        assert panel["type"] in {"timeseries", "table", "bargauge", "stat", "barchart", "piechart"}
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+        assert panel["datasource"] == {"type": PLUGIN, "uid": ref}
+        for target in panel["targets"]:
+            assert target["datasource"] == {"type": PLUGIN, "uid": ref}
+            assert target["editorType"] == "sql" and target["rawSql"].strip()
+            used = set(re.findall(r"\$\{(\w+)\}", target["rawSql"]))
+            assert used <= variables, f"panel {panel['title']!r} uses undefined variables {used - variables}"
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        {"key": "__all", "server": "__all", "status": "__all", "team": "__all"},
+        {"key": "bob", "server": "search", "status": "error", "team": "platform"},
+    ],
+)
+async def test_every_grafana_query_runs_on_the_real_store(stack: Stack, variables: dict[str, str]) -> None:
+    board = json.loads(GRAFANA.read_text())
+    since, until = stack.now - 24 * 3600, stack.now
+    queries = [(p["title"], t["rawSql"]) for p in board["panels"] for t in p["targets"]]
+    queries += [(f"variable {v['name']}", v["query"]) for v in board["templating"]["list"] if v["type"] == "query"]
+    for title, raw in queries:
+        answer = await ask(stack, grafana_sql(raw, since, until, variables))
+        assert answer.rows, f"{title}: no rows for {variables}"
+    # and one panel's numbers are the events': calls per key for the whole day
+    (keys,) = [p for p in board["panels"] if p["title"] == "Calls per key"]
+    every = {"key": "__all", "server": "__all", "team": "__all"}
+    answer = await ask(stack, grafana_sql(keys["targets"][0]["rawSql"], since, until, every))
+    want = Counter(e.key_name for e in stack.events if _hour(e.ts).timestamp() >= since)  # whole hours in range
+    assert {row[0]: row[1] for row in answer.rows} == want
+    # and the spend per team / customer is what policy charged
+    (teams,) = [p for p in board["panels"] if p["title"] == "Spend per team / customer (USD)"]
+    answer = await ask(stack, grafana_sql(teams["targets"][0]["rawSql"], since, until, every))
+    spend: dict[str, float] = defaultdict(float)
+    for e in stack.events:
+        if _hour(e.ts).timestamp() >= since:
+            spend[f"{e.team_id} / {e.customer_id}"] += e.cost_usd or 0.0
+    assert {row[0]: row[1] for row in answer.rows} == pytest.approx(dict(spend), abs=1e-6)
+
+
+async def test_a_request_that_is_not_its_contract_is_answered_with_the_reason(stack: Stack) -> None:
+    """Every typed handler of the audit service answers a malformed request, naming what is wrong,
+    instead of leaving its caller to time out."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        for subject, payload, field in (
+            (subjects.ANALYTICS_QUERY, b'{"sql": ""}', "sql"),
+            (subjects.AUDIT_EXPORT, b'{"since": "yesterday", "until": 1}', "since"),
+            (subjects.AUDIT_VERIFY, b'{"since": "last week"}', "since"),
+            (subjects.AUDIT_QUERY, b"not json at all", ""),
+        ):
+            reply = await nc.request(subject, payload, timeout=10)
+            error = json.loads(reply.data)["error"]
+            assert error.startswith(f"invalid request: {field}"), (subject, error)
+    finally:
+        await nc.close()

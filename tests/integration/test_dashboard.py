@@ -1,0 +1,266 @@
+"""The analytics HTTP API and the `/dashboard` page against a real run: nats-server, the audit service
+on chdb fed through the real pipeline, and ingress. The page is loaded in headless Chromium (Debian's),
+its charts are checked against the events, and a screenshot is saved (`.artifacts/dashboard.png`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bastion_audit import AuditService
+from bastion_cli.stack import EmbeddedNats
+from bastion_common.messages import AuditEvent
+from bastion_common.settings import AuditSettings, IngressSettings
+from bastion_ingress.service import IngressService
+from tests.support.analytics_data import dataset, stored_through_the_pipeline
+from tests.support.chromium import dump_dom, screenshot
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / ".artifacts"
+ADMIN = "admin-token-for-the-dashboard-test-0001"
+ANALYST = "analyst-token-for-the-dashboard-test-01"
+WAIT = 60.0
+
+
+@dataclass
+class Run:
+    base: str
+    events: list[AuditEvent]
+    now: float
+
+
+@pytest.fixture(scope="module")
+async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    server = EmbeddedNats(tmp / "nats").start()
+    audit = AuditService(
+        AuditSettings(nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'ch'}", batch_size=500, flush_interval=0.05)
+    )
+    ingress = IngressService(IngressSettings(nats_url=server.url, port=0, admin_token=ADMIN, analyst_token=ANALYST))
+    now = time.time()
+    events = dataset(now)
+    try:
+        await audit.start()
+        await ingress.start()
+        await stored_through_the_pipeline(server.url, audit, events)
+        yield Run(f"http://127.0.0.1:{ingress.port}", events, now)
+    finally:
+        await ingress.stop()
+        await audit.stop()
+        server.stop()
+
+
+def _last_day(run: Run) -> list[AuditEvent]:
+    return [e for e in run.events if e.ts >= run.now - 24 * 3600]
+
+
+# ------------------------------------------------------------------ the HTTP API
+
+
+async def test_panels_answer_an_analyst_and_the_admin_but_nobody_else(run: Run) -> None:
+    async with httpx.AsyncClient(base_url=run.base, timeout=30) as http:
+        for token in (ADMIN, ANALYST):
+            got = await http.get("/admin/v1/analytics/panels/tools", headers={"Authorization": f"Bearer {token}"})
+            assert got.status_code == 200, got.text
+        anonymous = await http.get("/admin/v1/analytics/panels/tools")
+        assert anonymous.status_code == 401
+        wrong = await http.get("/admin/v1/analytics/panels/tools", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        # the analyst token reads analytics only: the rest of the admin API refuses it
+        keys = await http.get("/admin/v1/keys", headers={"Authorization": f"Bearer {ANALYST}"})
+        assert keys.status_code == 401
+
+
+async def test_a_panel_counts_what_happened(run: Run) -> None:
+    headers = {"Authorization": f"Bearer {ANALYST}"}
+    async with httpx.AsyncClient(base_url=run.base, headers=headers, timeout=30) as http:
+        got = await http.get(
+            "/admin/v1/analytics/panels/keys", params={"since": run.now - 7 * 86400, "server": "files"}
+        )
+    assert got.status_code == 200
+    body = got.json()
+    calls = {row[0]: row[1] for row in body["rows"]}
+    assert calls == Counter(e.key_name for e in run.events if e.server == "files")
+
+
+async def test_the_teams_panel_sums_spend_and_the_team_filter_narrows_every_panel(run: Run) -> None:
+    headers = {"Authorization": f"Bearer {ANALYST}"}
+    since = run.now - 7 * 86400
+    async with httpx.AsyncClient(base_url=run.base, headers=headers, timeout=30) as http:
+        teams = (await http.get("/admin/v1/analytics/panels/teams", params={"since": since})).json()
+        infra = await http.get("/admin/v1/analytics/panels/keys", params={"since": since, "team": "infra"})
+        events = await http.get("/admin/v1/analytics/panels/events", params={"since": since, "team": "platform"})
+    spend: dict[tuple[str | None, str | None], float] = defaultdict(float)
+    for e in run.events:
+        spend[(e.team_id, e.customer_id)] += e.cost_usd or 0.0
+    rows = [dict(zip(teams["columns"], row, strict=True)) for row in teams["rows"]]
+    assert {(r["team"], r["customer"]): r["spend_usd"] for r in rows} == pytest.approx(dict(spend), abs=1e-6)
+    assert [r["spend_usd"] for r in rows] == sorted((r["spend_usd"] for r in rows), reverse=True)
+    assert infra.status_code == 200 and {row[0] for row in infra.json()["rows"]} == {"ci-bot"}
+    assert events.status_code == 200
+    assert {row[1] for row in events.json()["rows"]} == {"alice", "bob"}  # the platform team's keys
+
+
+async def test_panel_filters_are_validated(run: Run) -> None:
+    headers = {"Authorization": f"Bearer {ANALYST}"}
+    async with httpx.AsyncClient(base_url=run.base, headers=headers, timeout=30) as http:
+        unknown = await http.get("/admin/v1/analytics/panels/passwords")
+        bad_status = await http.get("/admin/v1/analytics/panels/events", params={"status": "weird"})
+        backwards = await http.get("/admin/v1/analytics/panels/events", params={"since": 10, "until": 5})
+        injected = await http.get("/admin/v1/analytics/panels/events", params={"key": "x' OR 1=1 --"})
+    assert unknown.status_code == 422
+    assert bad_status.status_code == 422
+    assert backwards.status_code == 422 and "since" in backwards.json()["message"]
+    assert injected.status_code == 200 and injected.json()["rows"] == []
+
+
+async def test_the_query_endpoint_is_read_only(run: Run) -> None:
+    headers = {"Authorization": f"Bearer {ANALYST}"}
+    async with httpx.AsyncClient(base_url=run.base, headers=headers, timeout=30) as http:
+        ok = await http.post(
+            "/admin/v1/analytics/query",
+            json={"sql": "SELECT count() AS n FROM bastion.audit_events FINAL WHERE server = {s:String}",
+                  "parameters": {"s": "github"}},
+        )  # fmt: skip
+        refused = await http.post("/admin/v1/analytics/query", json={"sql": "DROP TABLE bastion.audit_events"})
+        failed = await http.post("/admin/v1/analytics/query", json={"sql": "SELECT nope FROM bastion.audit_events"})
+        too_many = await http.post(
+            "/admin/v1/analytics/query", json={"sql": "SELECT * FROM bastion.audit_events", "max_rows": 10}
+        )
+        unknown_field = await http.post("/admin/v1/analytics/query", json={"sql": "SELECT 1", "readonly": 0})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["rows"] == [[sum(e.server == "github" for e in run.events)]]
+    assert refused.status_code == 422 and refused.json()["error"] == "not_read_only"
+    assert failed.status_code == 400 and "nope" in failed.json()["message"]
+    assert too_many.status_code == 400 and "max rows" in too_many.json()["message"].lower()
+    assert unknown_field.status_code == 422
+
+
+# ------------------------------------------------------------------ the page in a real browser
+
+
+class _Dom(HTMLParser):
+    """Elements of interest in the dumped DOM: by id, and every chart mark with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.by_id: dict[str, dict[str, str | None]] = {}
+        self.marks: list[dict[str, str | None]] = []
+        self.body: dict[str, str | None] = {}
+        self._table: str | None = None
+        self.table_rows: Counter[str] = Counter()
+        self.cells: dict[str, list[str]] = {}
+        self._in_td = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "body":
+            self.body = values
+        if values.get("id"):
+            self.by_id[str(values["id"])] = values | {"tag": tag}
+        if tag in ("rect", "polyline") and ("data-value" in values or "data-values" in values):
+            self.marks.append(values | {"tag": tag})
+        if tag == "table":
+            self._table = values.get("id")
+        if tag == "tr" and self._table:
+            self.table_rows[self._table] += 1
+        self._in_td = tag == "td"
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+        if tag == "td":
+            self._in_td = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_td and self._table:
+            self.cells.setdefault(self._table, []).append(data)
+
+
+async def test_the_dashboard_renders_the_run_in_chromium(run: Run, tmp_path: Path) -> None:
+    url = f"{run.base}/dashboard#token={ANALYST}"
+    html = await dump_dom(url, tmp_path / "profile-dom")
+    dom = _Dom()
+    dom.feed(html)
+    assert dom.body.get("data-state") == "ready", dom.by_id.get("status")
+
+    day = _last_day(run)
+    hours = Counter(datetime.fromtimestamp(e.ts, UTC).replace(minute=0, second=0, microsecond=0) for e in day)
+    # the calls chart: one bar per hour with that hour's count (the range starts at a whole hour)
+    since_hour = datetime.fromtimestamp(run.now - 24 * 3600, UTC).replace(minute=0, second=0, microsecond=0)
+    shown = [e for e in run.events if datetime.fromtimestamp(e.ts, UTC) >= since_hour]
+    all_hours = Counter(datetime.fromtimestamp(e.ts, UTC).replace(minute=0, second=0, microsecond=0) for e in shown)
+    calls = {
+        datetime.fromtimestamp(int(str(m["data-x"])), UTC): int(str(m["data-value"]))
+        for m in dom.marks
+        if m.get("data-series") == "calls"
+    }
+    assert calls == dict(all_hours)
+    assert len(hours) >= 23
+    errors = sum(int(str(m["data-value"])) for m in dom.marks if m.get("data-series") == "errors")
+    assert errors == sum(1 for e in shown if e.status in ("error", "tool_error"))
+    # latency: three lines over the same hours
+    lines = {m["data-series"]: str(m["data-values"]).split(",") for m in dom.marks if m["tag"] == "polyline"}
+    assert sorted(lines) == ["p50", "p95", "p99"]
+    assert all(len(values) == len(all_hours) for values in lines.values())
+    assert all(
+        float(a) <= float(b) <= float(c) for a, b, c in zip(lines["p50"], lines["p95"], lines["p99"], strict=True)
+    )
+    # top tools and keys: labelled bars with the counts of the range
+    bars: dict[str, dict[str, float]] = defaultdict(dict)
+    for m in dom.marks:
+        if m.get("class") == "hbar":
+            bars[str(m["data-chart"])][str(m["data-label"])] = float(str(m["data-value"]))
+    in_range = [e for e in run.events if datetime.fromtimestamp(e.ts, UTC) >= since_hour]
+    assert bars["chart-tools"] == dict(Counter(f"{e.server} / {e.tool}" for e in in_range))
+    assert bars["chart-keys"] == dict(Counter(e.key_name for e in in_range))
+    # spend: per tool, per key, per team and customer, as policy charged it
+    spend: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for e in in_range:
+        spend["chart-tools-cost"][f"{e.server} / {e.tool}"] += e.cost_usd or 0.0
+        spend["chart-keys-cost"][e.key_name] += e.cost_usd or 0.0
+        spend["chart-teams"][f"{e.team_id} / {e.customer_id}"] += e.cost_usd or 0.0
+    for chart, want in spend.items():
+        assert bars[chart] == pytest.approx({label: v for label, v in want.items() if v > 0}, abs=1e-6), chart
+    assert len(bars["chart-teams"]) == 3  # platform/acme, platform/globex, infra/acme
+    # server health and recent events
+    assert dom.table_rows["table-servers"] == 1 + 3  # header + one row per server
+    assert dom.table_rows["table-events"] == 1 + min(200, len(day))
+    assert "search" in dom.cells["table-servers"]
+
+    shot = await screenshot(url, tmp_path / "profile-shot", tmp_path / "dashboard.png")
+    assert shot.stat().st_size > 20_000  # a blank page is a few KB
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "dashboard.png")
+
+
+async def test_the_events_panel_filters_by_key_and_status(run: Run) -> None:
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(base_url=run.base, headers=headers, timeout=30) as http:
+        got = await http.get(
+            "/admin/v1/analytics/panels/events",
+            params={"key": "bob", "status": "error", "since": run.now - 48 * 3600},
+        )
+    rows = got.json()["rows"]
+    want = [e for e in run.events if e.key_name == "bob" and e.status == "error"]
+    assert len(rows) == len(want) > 0
+    assert {tuple(r[1:5]) for r in rows} == {(e.key_name, e.server, e.tool, e.status) for e in want}
+
+
+async def test_the_page_asks_for_a_token_without_one(run: Run, tmp_path: Path) -> None:
+    dom = _Dom()
+    dom.feed(await dump_dom(f"{run.base}/dashboard", tmp_path / "profile"))
+    assert dom.body.get("data-state") == "login"
+    assert not [m for m in dom.marks]

@@ -1,0 +1,116 @@
+"""The pure parts of tamper evidence and content recording: canonical hashing, chain linking, the
+chain walk, checkpoint signatures, content digests and secret redaction."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from bastion_audit.verify import Checkpoint, verify_chain, verify_checkpoints
+from bastion_common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
+from bastion_common.audit_content import content_fields
+from bastion_common.audit_fields import FieldLimits, bounded
+from bastion_common.audit_redact import REDACTED, redacted
+from bastion_common.messages import AuditEvent
+
+pytestmark = pytest.mark.unit
+
+KEY = b"k" * 32
+
+
+def _chain(n: int) -> list[AuditEvent]:
+    chain = AuditChain("ingress-a")
+    return [chain.link(AuditEvent(tool=f"t{i}", status="ok", latency_ms=float(i), ts=1.7e9 + i / 3)) for i in range(n)]
+
+
+def test_canonical_form_leaves_out_empty_fields_so_columns_added_later_keep_old_hashes() -> None:
+    event = AuditEvent(event_id="e1", ts=1.7e9, tool="t", status="ok", latency_ms=2.0)
+    text = canonical(event).decode()
+    assert '"tool":"t"' in text and "parent_id" not in text and "hash" not in text
+    assert event_hash(event) == event_hash(event.model_copy(update={"parent_id": None, "truncated": {}}))
+    assert event_hash(event) != event_hash(event.model_copy(update={"tool": "u"}))
+
+
+def test_links_carry_seq_prev_hash_and_microsecond_times() -> None:
+    rows = _chain(3)
+    assert [row.seq for row in rows] == [1, 2, 3]
+    assert [row.prev_hash for row in rows] == ["", rows[0].hash, rows[1].hash]
+    assert all(row.ts * 1_000_000 == round(row.ts * 1_000_000) for row in rows)
+    assert all(event_hash(row) == row.hash for row in rows)
+
+
+def test_an_intact_chain_verifies_and_each_tamper_is_named() -> None:
+    rows = _chain(6)
+    assert verify_chain(rows, anchored=True) is None
+
+    changed = [*rows[:2], rows[2].model_copy(update={"status": "error"}), *rows[3:]]
+    modified = verify_chain(changed, anchored=True)
+    assert modified is not None and (modified.problem, modified.event_id) == ("modified", rows[2].event_id)
+
+    gap = verify_chain([*rows[:3], *rows[4:]], anchored=True)
+    assert gap is not None and (gap.problem, gap.seq) == ("deleted", 4)
+
+    forged = rows[2].model_copy(update={"event_id": "zz-forged", "tool": "other"})
+    inserted = verify_chain([*rows[:3], forged, *rows[3:]], anchored=True)
+    assert inserted is not None and (inserted.problem, inserted.event_id) == ("inserted", "zz-forged")
+
+    swapped = [*rows[:2], rows[3].model_copy(update={"seq": 3}), rows[2].model_copy(update={"seq": 4}), *rows[4:]]
+    reordered = verify_chain(swapped, anchored=True)
+    assert reordered is not None and (reordered.problem, reordered.event_id) == ("reordered", rows[3].event_id)
+
+
+def test_a_cut_chain_is_checked_from_its_first_row_only_when_not_anchored() -> None:
+    rows = _chain(5)[2:]
+    assert verify_chain(rows, anchored=False) is None
+    finding = verify_chain(rows, anchored=True)
+    assert finding is not None and (finding.problem, finding.seq) == ("deleted", 1)
+
+
+def test_checkpoints_need_the_key_and_the_same_head() -> None:
+    rows = _chain(4)
+    head = rows[-1]
+    good = Checkpoint("ingress-a", 4, head.hash, 1.7e9, checkpoint_signature(KEY, "ingress-a", 4, head.hash, 1.7e9))
+    heads = {("ingress-a", 4): head}
+    assert verify_checkpoints(KEY, [good], heads) == (None, 1)
+    forged = Checkpoint(
+        "ingress-a", 4, head.hash, 1.7e9, checkpoint_signature(b"x" * 32, "ingress-a", 4, head.hash, 1.7e9)
+    )
+    assert verify_checkpoints(KEY, [forged], heads)[0].problem == "checkpoint"  # type: ignore[union-attr]
+    rehashed = {("ingress-a", 4): head.model_copy(update={"hash": "0" * 64})}
+    assert verify_checkpoints(KEY, [good], rehashed)[0].problem == "modified"  # type: ignore[union-attr]
+    assert verify_checkpoints(KEY, [good], {})[0].problem == "deleted"  # type: ignore[union-attr]
+
+
+def test_content_is_kept_or_reduced_to_its_digest() -> None:
+    kept = content_fields({"b": 1, "a": "x"}, {"content": []}, keep=True)
+    assert kept["arguments"] == '{"a":"x","b":1}'
+    assert kept["arguments_sha256"] == hashlib.sha256(b'{"a":"x","b":1}').hexdigest()
+    hidden = content_fields({"b": 1, "a": "x"}, {"content": []}, keep=False)
+    assert hidden["arguments"] is None and hidden["result"] is None
+    assert hidden["arguments_sha256"] == kept["arguments_sha256"] and hidden["result_sha256"] == kept["result_sha256"]
+    assert content_fields(None, None, keep=True) == {}
+
+
+def test_long_content_is_cut_and_listed_while_its_digest_names_the_whole() -> None:
+    fields = content_fields({"text": "x" * 5000}, None, keep=True)
+    event = AuditEvent(status="ok", latency_ms=1.0, **fields)
+    cut = bounded(event, FieldLimits(content=1024))
+    assert cut.arguments is not None and len(cut.arguments) == 1024
+    assert cut.truncated == {"arguments": len(fields["arguments"] or "")}
+    assert cut.arguments_sha256 == fields["arguments_sha256"]
+
+
+def test_redaction_hides_env_and_header_values_and_credential_fields() -> None:
+    record = {
+        "name": "gh",
+        "config": {"env": {"GITHUB_TOKEN": "ghp_x"}, "headers": {"Authorization": "Bearer y"}, "url": "http://h"},
+        "oauth": {"client_secret": "s3", "client_id": "public"},
+        "api_key": "",
+    }
+    clean = redacted(record)
+    assert clean["config"]["env"] == {"GITHUB_TOKEN": REDACTED}
+    assert clean["config"]["headers"] == {"Authorization": REDACTED}
+    assert clean["oauth"] == {"client_secret": REDACTED, "client_id": "public"}
+    assert clean["api_key"] == "" and clean["config"]["url"] == "http://h"
+    assert record["config"]["env"] == {"GITHUB_TOKEN": "ghp_x"}  # type: ignore[index]
