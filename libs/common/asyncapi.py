@@ -24,8 +24,6 @@ from pydantic import BaseModel
 from . import subjects as s
 from .analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, ExportRows
 from .llm import LlmOutcome, LlmRequest
-from .oauth import HttpExchangeRequest, HttpExchangeResponse, PasswordChange, PasswordChanged
-from .oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
 from .messages import (
     AuditBatch,
     AuditEvent,
@@ -44,6 +42,8 @@ from .messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
+from .oauth import HttpExchangeRequest, HttpExchangeResponse, PasswordChange, PasswordChanged
+from .oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
 
 __all__ = ["CHANNELS", "Channel", "specification"]
 
