@@ -120,6 +120,7 @@ class IngressService:
             limits=AuditFieldLimits(text=self.settings.audit_max_text_bytes, error=self.settings.audit_max_error_bytes),
             max_queue=self.settings.audit_buffer,
             max_bytes=self.settings.audit_buffer_bytes,
+            linger=self.settings.audit_linger,
             journal=self._journal,
         )
         await self._audit.start()
