@@ -206,6 +206,7 @@ class ExecutorService:
             publish=self._publish,
             health_interval=self.settings.health_interval,
             agents=AgentLink(self._nc, name),
+            lean_calls=self.settings.lean_calls,
         )
         self._upstreams[name] = upstream
         upstream.start()

@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
 
+from .lean import HttpLink, lean_http_transport
 from .stderr import stderr_to_log
 
 __all__ = ["http_client", "open_transport", "stdio_parameters"]
@@ -118,10 +119,11 @@ async def open_transport(
     on_end: Callable[[], None],
     name: str = "upstream",
     on_unauthorized: Callable[[], None] | None = None,
+    on_http: Callable[[HttpLink], None] | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
     `on_unauthorized` on an HTTP 401. A stdio server's stderr goes to the log, each line prefixed
-    with `name`."""
+    with `name`. A streamable-HTTP transport hands `on_http` the link lean calls are sent on."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
@@ -148,6 +150,15 @@ async def open_transport(
         client = http_client(
             dict(config.headers), httpx2.Timeout(connect_timeout, read=None), on_unauthorized=on_unauthorized
         )
+        if on_http is not None:
+            try:
+                lean = lean_http_transport(config.url, client, dict(config.headers), on_unauthorized)
+                async with lean as ((read_stream, write_stream), link):
+                    on_http(link)
+                    yield _WatchedReadStream(read_stream, on_end), write_stream
+            finally:
+                await client.aclose()
+            return
         transport = streamable_http_client(config.url, http_client=client)
     try:
         async with transport as (read_stream, write_stream):

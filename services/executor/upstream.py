@@ -33,6 +33,7 @@ from .agents import ActiveCall, AgentLink
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
 from .features import LIST_CHANGED, Features, list_features
+from .lean import HttpLink
 from .listening import ChangeListener
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
 from .requests import ping, send_tool_call, send_upstream_request
@@ -76,6 +77,7 @@ class Upstream:
         publish: Publish,
         health_interval: float = 15.0,
         agents: AgentLink | None = None,
+        lean_calls: bool = True,
     ) -> None:
         self.name = name
         self.agents = agents or AgentLink(None, name)
@@ -96,6 +98,8 @@ class Upstream:
         self._max_backoff = max_backoff
         self._catalog = CatalogPublisher(name, lambda catalog: publish(self, catalog), self._snapshot)
         self._session: ClientSession | None = None
+        self._http: HttpLink | None = None
+        """The live streamable-HTTP session's link for lean `tools/call` sends (`lean.py`)."""
         self._state = State.CONNECTING
         self._error = "connecting"
         self._settled = asyncio.Event()
@@ -119,12 +123,19 @@ class Upstream:
         self._last_ok = 0.0
         self.connects = 0
         """Connection attempts so far (tests count restarts with it)."""
+        self.lean_calls = lean_calls
+        """Send `tools/call` on streamable-HTTP sessions the lean way (`lean.py`); False: always the SDK's."""
         breaker = config.circuit_breaker
         self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout, on_change=self._catalog.dirty)
 
     @property
     def state(self) -> State:
         return self._state
+
+    @property
+    def lean_link(self) -> HttpLink | None:
+        """The live streamable-HTTP session's link for lean sends, if there is one."""
+        return self._http
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
@@ -305,6 +316,7 @@ class Upstream:
             problem = tools.check_arguments(call.tool, call.arguments)
             if problem is not None:
                 return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
+        progress = self._progress(active)
         return await self._send(
             lambda session: send_tool_call(
                 session,
@@ -313,8 +325,10 @@ class Upstream:
                 budget,
                 server=self.name,
                 on_stale=self._stale,
-                progress=self._progress(active),
+                progress=progress,
                 ask=partial(self.agents.answer, active),
+                # progress is matched by the token the SDK's dispatcher gives its own requests
+                lean=self._http if progress is None and self.lean_calls else None,
             ),
             call.id,
         )
@@ -401,6 +415,7 @@ class Upstream:
         """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
         self._closed = self._relist = self._attempt_unauthorized = False
         self._ready_at = None
+        self._http = None
         self.connects += 1
         timeout = self._connect_timeout
         transport = open_transport(
@@ -409,6 +424,7 @@ class Upstream:
             on_end=self._on_transport_end,
             name=self.name,
             on_unauthorized=self._on_unauthorized,
+            on_http=self._on_http,
         )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents
@@ -450,7 +466,7 @@ class Upstream:
                         await self._watch(session)
                         tg.cancel_scope.cancel()
                 finally:
-                    self._session = None
+                    self._session = self._http = None
         if connect_scope.cancelled_caught and self._ready_at is None:
             raise TimeoutError(f"no MCP session within {timeout:g} seconds")
 
@@ -507,6 +523,9 @@ class Upstream:
                     )
             except Exception as exc:
                 log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
+
+    def _on_http(self, link: HttpLink) -> None:
+        self._http = link
 
     def _on_unauthorized(self) -> None:
         self._attempt_unauthorized = True
