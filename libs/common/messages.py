@@ -19,6 +19,7 @@ from .errors import ErrorKind
 from .llm_config import AgentMode
 
 __all__ = [
+    "REFUNDED",
     "AuditBatch",
     "AuditEvent",
     "AuditQuery",
@@ -35,6 +36,7 @@ __all__ = [
     "Execution",
     "GatewayError",
     "KeyRecord",
+    "Refund",
     "ResourceUpdated",
     "ServerCatalog",
     "ServerRecord",
@@ -226,6 +228,28 @@ class CallOutcome(_Message):
     result_blob: str | None = None
     """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
+
+
+REFUNDED: frozenset[ErrorKind] = frozenset(
+    {
+        ErrorKind.UPSTREAM_UNAVAILABLE,
+        ErrorKind.UPSTREAM_TIMEOUT,
+        ErrorKind.UPSTREAM_ERROR,
+        ErrorKind.INVALID_ARGUMENTS,
+        ErrorKind.UNKNOWN_TOOL,
+        ErrorKind.GATEWAY_UNAVAILABLE,
+        ErrorKind.GATEWAY_TIMEOUT,
+        ErrorKind.INTERNAL,
+    }
+)
+"""Outcomes after which a call's charge is refunded: the tool did not run (or the gateway cannot know
+it did). A tool result with `isError` is a tool that ran, and stays charged."""
+
+
+class Refund(_Message):
+    """executor, ingress, codemode -> policy: give back what the call `id` was charged (at most once)."""
+
+    id: str
 
 
 class VisibleToolsQuery(_Message):

@@ -2,8 +2,11 @@
 
 Composition root. Configuration arrives through KV `bastion_servers` (a watch, so servers are
 added, restarted and removed live); discovered tools go out through KV `bastion_catalog`. The hot
-path is a raw nats-py queue subscription: one task per message, each answered on the message's
-reply inbox, which is policy's (policy relays the call here and the answer back to ingress).
+path is a raw nats-py queue subscription: one task per message, each answered on the requester's
+inbox that policy named when it forwarded the call (`subjects.REPLY_TO`): the outcome goes straight
+back to ingress (or codemode). A call that did not run and that policy charged is refunded with a
+`Refund` to policy, off the reply path. Chat completions are still relayed by policy and answered
+on the message's own reply subject.
 """
 
 from __future__ import annotations
@@ -31,16 +34,18 @@ from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.llm import LlmOutcome, LlmRequest
 from bastion_common.messages import (
+    REFUNDED,
     CallOutcome,
     CancelExecution,
     GatewayError,
+    Refund,
     ServerCatalog,
     ServerRecord,
     ToolCall,
     UpstreamRequest,
 )
 from bastion_common.nats import connect, kv_bucket, processed
-from bastion_common.relay import Acknowledger, too_late
+from bastion_common.relay import Acknowledger, reply_subject, too_late
 from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
@@ -257,15 +262,16 @@ class ExecutorService:
 
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
-        if not self._signer.verify(msg.subject, msg.reply, msg.headers, msg.data):
+        reply = reply_subject(msg)
+        if not self._signer.verify(msg.subject, reply, msg.headers, msg.data):
             # not from policy (e.g. JetStream made to deliver it here): no answer, no ack, nothing runs
             log.warning("executor %s: refusing %s without policy's signature", self.instance, msg.subject)
             return
-        task = asyncio.create_task(self._handle(msg))
+        task = asyncio.create_task(self._handle(msg, reply))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:
-            self._acks.watch(msg, task)  # names this replica to policy if the call is still running shortly
+            self._acks.watch(msg, task, reply)  # names this replica to the requester if the call runs a while
 
     async def _on_cancel(self, msg: Msg) -> None:
         """Every replica hears it; the one running the call abandons it (the SDK then sends the
@@ -279,7 +285,7 @@ class ExecutorService:
             self._cancelled.add(call_id)
             task.cancel()
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, reply: str | None) -> None:
         if msg.subject == subjects.EXEC_LLM:
             await self._handle_llm(msg)
             return
@@ -298,14 +304,24 @@ class ExecutorService:
             )
         else:
             outcome = await self._run(msg, request)
-        if msg.reply and self._nc is not None:
+        if reply and self._nc is not None:
             try:
                 data = outcome.model_dump_json().encode()
                 if not fits(self._nc, len(data)):
                     data = (await self._oversized(outcome, len(data))).model_dump_json().encode()
-                await self._nc.publish(msg.reply, data)
+                await self._nc.publish(reply, data)
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
+        if outcome.error is not None and outcome.error.kind in REFUNDED and subjects.CHARGED in (msg.headers or {}):
+            await self._refund(outcome.id)
+
+    async def _refund(self, call_id: str) -> None:
+        """The call did not run (or may not have): the policy replica that charged it gives it back."""
+        assert self._nc is not None
+        try:
+            await self._nc.publish(subjects.POLICY_REFUND, Refund(id=call_id).model_dump_json().encode())
+        except Exception as exc:  # the charge stays: err on the side of the budget
+            log.warning("call %s: cannot ask for its refund (%s)", call_id, describe_exception(exc))
 
     async def _handle_llm(self, msg: Msg) -> None:
         """A chat completion (`LlmRequest`): chunks go to its stream as they come, the outcome last."""

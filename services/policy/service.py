@@ -3,13 +3,16 @@
 Hot path (raw nats-py, no framework): a `ToolCall` arrives on `POLICY_CALL`. The decision runs
 inline: grants and header narrowing from the compiled in-memory view, then budgets and rate
 limits in one Redis round trip when the call has any. A refusal is answered at once; an allowed
-call is sent byte-for-byte to the executor as a NATS request and its outcome relayed back. The
-relay costs one hop (`bastion_common.relay`, which also notices an executor replica dying
-mid-call), but forwarding with the caller's inbox would lose NATS's "no responders" signal (the
-server sends it only to the publisher), turning a missing executor into a silent wait for the
-full timeout; and policy must see the outcome to refund a call that failed. Policy acknowledges
-calls still running after a moment and answers its own liveness subject, so ingress notices this
-replica dying mid-call in the same way.
+call is forwarded byte for byte to the executors with the requester's reply subject
+(`forwarding.py`): the executor answers ingress directly and policy is done with the call. Only
+"no executor at all" comes back to policy (NATS's "no responders"), which it answers itself. A call
+that did not run is refunded when a `Refund` names it (`POLICY_REFUND`, from the executor or the
+requester). Policy acknowledges calls it still holds after a moment (a slow Redis) and answers its
+own liveness subject, so ingress notices this replica dying mid-decision; once it forwards such a
+call, it tells ingress it handed it over.
+
+Chat completions (`POLICY_LLM`) are still relayed (`llm.py`): policy settles their actual cost
+from the outcome.
 """
 
 from __future__ import annotations
@@ -24,58 +27,42 @@ from typing import Any
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from bastion_common import permissions, subjects
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
     CallOutcome,
-    Execution,
     GatewayError,
+    Refund,
     ToolCall,
     UpstreamRequest,
     VisibleTools,
     VisibleToolsQuery,
 )
 from bastion_common.nats import connect, processed
-from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost, too_late
+from bastion_common.relay import AckedRequester, Acknowledger, too_late
 from bastion_common.settings import PolicySettings
 from bastion_common.signing import WorkSigner
 
 from .charging import Charger
 from .filters import Narrowing, narrowing, narrowing_problem
-from .limits import LimitEngine
+from .forwarding import Charges, Forwarded, Forwarder
+from .limits import Charged, LimitEngine, LimitPlan
 from .llm import LlmDecider
-from .view import CompiledKey, PolicyView
+from .view import PolicyView
 
 __all__ = ["PolicyService"]
 
 log = logging.getLogger(__name__)
 
-_NOT_CHARGED = frozenset(
-    {
-        ErrorKind.UPSTREAM_UNAVAILABLE,
-        ErrorKind.UPSTREAM_TIMEOUT,
-        ErrorKind.UPSTREAM_ERROR,
-        ErrorKind.INVALID_ARGUMENTS,
-        ErrorKind.UNKNOWN_TOOL,
-        ErrorKind.GATEWAY_UNAVAILABLE,
-        ErrorKind.GATEWAY_TIMEOUT,
-        ErrorKind.INTERNAL,
-    }
-)
-"""Outcomes after which the call's charge is refunded: the tool did not run (or we cannot know it did).
-A tool result with `isError` is a tool that ran, and stays charged."""
-
-
-class _OutcomeError(BaseModel):
-    """Only the error of an executor outcome: pydantic skips the (possibly large) result."""
-
-    model_config = ConfigDict(extra="ignore")
-    error: GatewayError | None = None
+_ROUTED = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
+_PASSED_ON = (subjects.WANT_ACK, subjects.ACCEPT_BY)
+"""Headers of a request that travel on with it to the executor."""
+_CHARGE_KEPT = 30.0
+"""Seconds past a call's deadline its charge stays refundable (a refund sent as the deadline struck)."""
+_NO_EXECUTOR = "no executor service is running behind this gateway; retry shortly"
 
 
 class PolicyService:
@@ -89,6 +76,9 @@ class PolicyService:
         self._watches: list[BucketWatch] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._executors: AckedRequester | None = None
+        self._forwarder: Forwarder | None = None
+        self.charges = Charges()
+        """Charges of forwarded calls, until a `Refund` names them or their deadline passes."""
         self._acks: Acknowledger | None = None
         self._llm: LlmDecider | None = None
 
@@ -120,6 +110,9 @@ class PolicyService:
             signer=WorkSigner(self.settings.bus_signing_key),  # executors run only what policy signed
         )
         await self._executors.start()
+        self._forwarder = Forwarder(nc, WorkSigner(self.settings.bus_signing_key), self._no_executor)
+        await self._forwarder.start()
+        await nc.subscribe(subjects.POLICY_REFUND, cb=self._on_refund)
         self._acks = Acknowledger(
             nc,
             instance=self.instance,
@@ -143,6 +136,8 @@ class PolicyService:
             await asyncio.wait(self._inflight, timeout=10)
         for watch in self._watches:
             await watch.stop()
+        if self._forwarder is not None:
+            await self._forwarder.stop()
         if self._nc and not self._nc.is_closed:
             await self._nc.drain()
         if self._redis is not None:
@@ -174,8 +169,8 @@ class PolicyService:
         self._acks.watch(msg, task)
 
     async def _decide(self, msg: Msg, model: type[ToolCall] | type[UpstreamRequest]) -> None:
-        """Grants and header narrowing inline; a refusal is answered at once, an allowed request
-        goes on in its own task (limits need Redis, and the executor may take a while)."""
+        """Grants and header narrowing inline; a refusal is answered at once, an allowed request is
+        forwarded at once, or from its own task when budgets or rate limits need Redis first."""
         assert self._acks is not None
         if not msg.reply:
             return
@@ -202,67 +197,69 @@ class PolicyService:
                 msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
             )
             return
-        work = (
-            self._charge_and_relay(msg, message, decision)
-            if isinstance(message, ToolCall)
-            else self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
-        )
-        task = asyncio.create_task(work)
+        assert self.charger is not None
+        plan = self.charger.plan(decision, message.server, message.tool) if isinstance(message, ToolCall) else None
+        if not plan:  # nothing to count or charge: no Redis, no task
+            await self._forward(msg, message, None)
+            return
+        task = asyncio.create_task(self._charge_and_forward(msg, message, plan))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        self._acks.watch(msg, task)  # names this replica to ingress if the request is still running shortly
+        self._acks.watch(msg, task)  # names this replica to ingress if the request is still here shortly
 
-    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey) -> None:
+    async def _charge_and_forward(self, msg: Msg, call: ToolCall | UpstreamRequest, plan: LimitPlan) -> None:
         assert self.charger is not None and msg.reply
-        charge = await self.charger.charge(key, call.server, call.tool, time.time())
+        charge = await self.charger.charge_plan(plan, time.time())
         if isinstance(charge, GatewayError):
             await self._answer(
                 msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy", execution="not_run")
             )
             return
-        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}")
-        if charge is None:
-            return
-        if reply is None:  # the gateway failed the call: it did not run, or we cannot know it did
-            await self.charger.refund(charge)
-            return
-        try:
-            outcome_error = _OutcomeError.model_validate_json(reply).error
-        except ValidationError:
-            outcome_error = None
-        if outcome_error is not None and outcome_error.kind in _NOT_CHARGED:
-            await self.charger.refund(charge)
+        await self._forward(msg, call, charge)
 
-    async def _relay(self, msg: Msg, subject: str, message: ToolCall | UpstreamRequest, what: str) -> bytes | None:
-        """Send the request on to the executor (same bytes) and its answer back to ingress; the
-        executor's reply, or None when policy answered with an error of its own."""
-        assert self._nc is not None and self._executors is not None and msg.reply
+    async def _forward(self, msg: Msg, message: ToolCall | UpstreamRequest, charge: Charged | None) -> None:
+        """Hand the request to the executors (same bytes); they answer the requester directly."""
+        assert self._forwarder is not None and self._acks is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))
-            return None
-        execution: Execution = "may_have_run"
+            if charge is not None:
+                await self._refund(charge)
+            return
+        given = msg.headers or {}
+        headers: dict[str, str] = {name: given[name] for name in _PASSED_ON if name in given}
+        if await self._acks.hand_over(msg.reply):
+            # ingress was told this replica held the call: the executor's acknowledgement is due anew
+            headers[subjects.ACCEPT_BY] = f"{time.time() + self.settings.ack_grace:.6f}"
+        if charge is not None:
+            headers[subjects.CHARGED] = "1"
+            self.charges.hold(message.id, charge, message.deadline + _CHARGE_KEPT)
+        forwarded = Forwarded(id=message.id, reply=msg.reply)
+        await self._forwarder.forward(_ROUTED[msg.subject], msg.data, headers, forwarded)
+
+    async def _no_executor(self, forwarded: Forwarded) -> None:
+        """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""
+        error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_EXECUTOR)
+        await self._answer(
+            forwarded.reply, CallOutcome(id=forwarded.id, error=error, decided_by="policy", execution="not_run")
+        )
+        if (charge := self.charges.take(forwarded.id)) is not None:
+            await self._refund(charge)
+
+    async def _on_refund(self, msg: Msg) -> None:
+        """Every replica hears a refund; the one that charged the call gives its budgets back."""
         try:
-            reply = await self._executors.request(subject, msg.data, within=max(message.timeout - 0.05, 0.05))
-        except ResponderLost as exc:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                message=f"{exc}; {what} may or may not have run; retry if it is safe to",
-            )
-        except NoRespondersError:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                message="no executor service is running behind this gateway; retry shortly",
-            )
-            execution = "not_run"
-        except NatsTimeout:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_TIMEOUT, message=f"{what} did not answer within {message.timeout:g}s"
-            )
-        else:
-            await self._nc.publish(msg.reply, reply.data)
-            return reply.data
-        await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy", execution=execution))
-        return None
+            call_id = Refund.model_validate_json(msg.data).id
+        except ValidationError:
+            log.warning("dropping a malformed Refund")
+            return
+        if (charge := self.charges.take(call_id)) is not None:
+            task = asyncio.create_task(self._refund(charge))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _refund(self, charge: Charged) -> None:
+        assert self.charger is not None
+        await self.charger.refund(charge)
 
     async def _on_list(self, msg: Msg) -> None:
         assert self._nc is not None

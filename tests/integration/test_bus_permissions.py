@@ -40,6 +40,7 @@ PUBLISH_PROBES = (
     s.POLICY_LIST,
     s.POLICY_REQUEST,
     s.POLICY_LLM,
+    s.POLICY_REFUND,
     s.policy_alive_subject("replica-1"),
     s.EXEC_CALL,
     s.EXEC_REQUEST,
@@ -76,6 +77,7 @@ SUBSCRIBE_PROBES = (
     s.POLICY_CALL,
     s.POLICY_REQUEST,
     s.POLICY_LLM,
+    s.POLICY_REFUND,
     s.policy_alive_subject("replica-1"),
     s.EXEC_CALL,
     s.EXEC_REQUEST,
@@ -104,6 +106,12 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
     s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
     s.CODEMODE_CALL: {INGRESS},
+    # refunds: from whoever saw the charged call fail (executor, or the requester), never from admin or audit
+    s.POLICY_REFUND: {INGRESS, CODEMODE, EXECUTOR},
+    # executors answer the requesters of forwarded calls directly; only policy and the executors
+    # may answer into ingress's and codemode's inboxes (besides the role itself)
+    f"{s.inbox_prefix(INGRESS)}.abc.1": {INGRESS, POLICY, EXECUTOR, CODEMODE},
+    f"{s.inbox_prefix(CODEMODE)}.abc.1": {CODEMODE, POLICY, EXECUTOR},
     f"{API}.CONSUMER.CREATE.{s.AUDIT_STREAM}": {AUDIT},
     f"{API}.CONSUMER.MSG.NEXT.{s.AUDIT_STREAM}.audit-writer": {AUDIT},
     f"{API}.DIRECT.GET.{s.AUDIT_STREAM}": set(),
@@ -115,6 +123,7 @@ RULES: dict[str, set[str]] = {
 SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.EXEC_CALL: {EXECUTOR},
     s.POLICY_CALL: {POLICY},
+    s.POLICY_REFUND: {POLICY},
     s.CODEMODE_CALL: {CODEMODE},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     "_INBOX.>": set(),  # nobody reads every reply on the bus

@@ -17,8 +17,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from bastion_common import subjects
 from bastion_common.nats import connect
-from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
+from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
 from bastion_common.settings import RequestPathSettings
 from tests.support.barrier import processed
 from tests.support.polling import poll_until
@@ -80,6 +81,8 @@ class Spy:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self.seen: list[str] = []
+        self.workers: list[str] = []
+        """Acknowledgements of the second kind of holder (`WORKER`)."""
         self._marks: dict[str, asyncio.Event] = {}
 
     async def on_msg(self, msg: Msg) -> None:
@@ -87,6 +90,8 @@ class Spy:
             self._marks.pop(msg.subject).set()
         elif msg.headers and HOLDER in msg.headers:
             self.seen.append(msg.headers[HOLDER])
+        elif msg.headers and WORKER in msg.headers:
+            self.workers.append(msg.headers[WORKER])
 
     async def settle(self, sender: NATS) -> None:
         """Return once the spy has seen everything `sender` published so far: NATS delivers to the
@@ -215,3 +220,106 @@ async def test_a_live_replica_that_never_answers_times_out(nats_url, requester, 
 async def test_no_replica_at_all_is_no_responders(requester):
     with pytest.raises(NoRespondersError):
         await requester.request(SUBJECT, b"x", within=NEVER)
+
+
+WORKER_SUBJECT = "relaytest.work"
+WORKER = "Relaytest-Worker"
+
+
+def worker_alive(instance: str) -> str:
+    return f"relaytest.worker-alive.{instance}"
+
+
+@contextlib.asynccontextmanager
+async def worker(nats_url: str, instance: str, handler: Handler) -> AsyncIterator[NATS]:
+    """A second kind of holder (as an executor is after policy): it takes what a decider passes on
+    and answers the original requester (`subjects.REPLY_TO`), acknowledging it there."""
+    nc = await connect(nats_url, f"worker-{instance}")
+    acks = Acknowledger(nc, instance=instance, accepted_by=WORKER, alive_subject=worker_alive(instance), after=0.05)
+    await acks.start()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def on_work(msg: Msg) -> None:
+        reply = reply_subject(msg)
+        assert reply is not None and reply != msg.reply  # the requester's, not the decider's
+        forwarded = Msg(nc, subject=msg.subject, reply=reply, data=msg.data, headers=msg.headers)
+        task = asyncio.create_task(handler(nc, forwarded))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        acks.watch(msg, task, reply)
+
+    await nc.subscribe(WORKER_SUBJECT, cb=on_work)
+    await processed(nc)
+    try:
+        yield nc
+    finally:
+        for task in tasks:
+            task.cancel()
+        if not nc.is_closed:
+            await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def decider(nats_url: str, instance: str) -> AsyncIterator[NATS]:
+    """A replica that holds each request until it has acknowledged it (a slow decision), then hands
+    it over to the workers, as policy forwards a call it held past `ack_after`."""
+    nc = await connect(nats_url, f"decider-{instance}")
+    acks = Acknowledger(nc, instance=instance, accepted_by=HOLDER, alive_subject=alive_subject(instance), after=0.05)
+    await acks.start()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def decide(msg: Msg) -> None:
+        assert msg.reply is not None
+        await poll_until(lambda: acks.acknowledged(msg.reply or ""), "the decider to acknowledge")
+        assert await acks.hand_over(msg.reply)
+        headers = {subjects.REPLY_TO: msg.reply, subjects.WANT_ACK: "1"}
+        await nc.publish(WORKER_SUBJECT, msg.data, reply=nc.new_inbox(), headers=headers)
+
+    async def on_call(msg: Msg) -> None:
+        task = asyncio.create_task(decide(msg))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        acks.watch(msg, task)
+
+    await nc.subscribe(SUBJECT, queue=QUEUE, cb=on_call)
+    await processed(nc)
+    try:
+        yield nc
+    finally:
+        for task in tasks:
+            task.cancel()
+        await nc.close()
+
+
+@pytest.fixture
+async def two_stage(nats_url) -> AsyncIterator[AckedRequester]:
+    nc = await connect(nats_url, "requester")
+    relay = AckedRequester(
+        nc,
+        role="test",
+        accepted_by=HOLDER,
+        alive_subject=alive_subject,
+        settings=QUICK,
+        also={WORKER: ("worker", worker_alive)},
+    )
+    await relay.start()
+    yield relay
+    await nc.close()
+
+
+async def test_a_request_handed_over_is_answered_by_the_next_holder(nats_url, two_stage, spy):
+    async with decider(nats_url, "d1"), worker(nats_url, "w1", echo) as work:
+        reply = await two_stage.request(SUBJECT, b"x", within=NEVER)
+        assert reply.data == b"re: x"
+        await spy.settle(work)
+        assert spy.seen == ["d1"]  # the worker answered before its own acknowledgement was due
+
+
+async def test_the_next_holder_dying_fails_the_request_though_the_first_lives(nats_url, two_stage, spy):
+    """After the hand-over the requester probes the worker, not the (live) decider."""
+    async with decider(nats_url, "d1"), worker(nats_url, "w1", never_answer) as work:
+        call = asyncio.create_task(two_stage.request(SUBJECT, b"x", within=NEVER))
+        await poll_until(lambda: spy.workers == ["w1"], "the worker to acknowledge")
+        await work.close()
+        with pytest.raises(ResponderLost, match="worker replica 'w1'"):
+            await call
