@@ -11,6 +11,7 @@ import random
 import time
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .config import ServerConfig
@@ -46,6 +47,8 @@ __all__ = [
     "VisibleTools",
     "VisibleToolsQuery",
     "audit_events",
+    "decode_outcome",
+    "encode_outcome",
     "new_id",
 ]
 
@@ -131,6 +134,9 @@ class ToolCall(_Message):
     arguments_blob: str | None = None
     """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
+    version: str | None = None
+    """The agent's protocol revision: the executor shapes the result for it (`results.shape_result`)
+    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came."""
 
     @model_validator(mode="after")
     def _default_deadline(self) -> ToolCall:
@@ -164,6 +170,8 @@ class UpstreamRequest(_Message):
     stream: str | None = None
     client: list[str] = Field(default_factory=list)
     log_level: str | None = None
+    version: str | None = None
+    """As `ToolCall.version`."""
 
     @model_validator(mode="after")
     def _default_deadline(self) -> UpstreamRequest:
@@ -212,11 +220,20 @@ class ResourceUpdated(_Message):
 
 
 class CallOutcome(_Message):
-    """executor or policy -> ingress: the result of a `ToolCall`, or why there is none."""
+    """executor or policy -> ingress: the result of a `ToolCall`, or why there is none.
+
+    On the bus the result travels after the envelope as its own JSON (`encode_outcome`), so the
+    receiver can pass it on without parsing it (`raw_result`); `result` is for producers that hold
+    it as a dict, and `result_value()` for consumers that need one."""
 
     id: str
     result: dict[str, Any] | None = None
-    """The upstream's `CallToolResult` as wire JSON (camelCase), passed through untouched."""
+    """The upstream's result as wire JSON (camelCase), before it is encoded for the bus."""
+    raw_result: bytes | None = Field(default=None, exclude=True, repr=False)
+    """The result as JSON bytes, as `decode_outcome` found it after the envelope (never in the
+    envelope itself): spliced into the agent's answer as it is."""
+    is_error: bool = False
+    """The result is a tool error (`isError`): the envelope says so, so the audit reads no result."""
     error: GatewayError | None = None
     decided_by: Literal["policy", "executor"]
     upstream_ms: float | None = None
@@ -228,6 +245,13 @@ class CallOutcome(_Message):
     result_blob: str | None = None
     """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
+
+    def result_value(self) -> dict[str, Any] | None:
+        """The result as a dict, parsed from `raw_result` when that is how it came."""
+        if self.result is None and self.raw_result is not None:
+            parsed = orjson.loads(self.raw_result)
+            self.result = parsed if isinstance(parsed, dict) else None
+        return self.result
 
 
 REFUNDED: frozenset[ErrorKind] = frozenset(
@@ -250,6 +274,26 @@ class Refund(_Message):
     """executor, ingress, codemode -> policy: give back what the call `id` was charged (at most once)."""
 
     id: str
+
+
+def encode_outcome(outcome: CallOutcome) -> bytes:
+    """The bus form of an outcome: its envelope (JSON on one line), then, after a newline, the
+    result's JSON (`raw_result`, or `result` encoded) when it has one."""
+    raw = outcome.raw_result
+    if raw is None and outcome.result is not None:
+        raw = orjson.dumps(outcome.result)
+    envelope = outcome.model_dump_json(exclude={"result"}).encode()
+    return envelope if raw is None else envelope + b"\n" + raw
+
+
+def decode_outcome(data: bytes) -> CallOutcome:
+    """An outcome from its bus form (`encode_outcome`); the result stays bytes (`raw_result`).
+    Raises `pydantic.ValidationError` when the envelope is not a `CallOutcome`."""
+    envelope, newline, raw = data.partition(b"\n")  # compact JSON has no raw newline
+    outcome = CallOutcome.model_validate_json(envelope)
+    if newline:
+        outcome.raw_result = raw
+    return outcome
 
 
 class VisibleToolsQuery(_Message):

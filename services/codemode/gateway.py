@@ -21,6 +21,7 @@ from bastion_common.messages import (
     ToolCall,
     VisibleTools,
     VisibleToolsQuery,
+    decode_outcome,
 )
 from bastion_common.relay import ResponderLost, routed_requester
 from bastion_common.settings import RequestPathSettings
@@ -81,11 +82,13 @@ class PolicyGateway:
             await self._refund(call)
             return failed(ErrorKind.GATEWAY_TIMEOUT, f"the tool did not answer within {call.timeout:g}s")
         try:
-            outcome = CallOutcome.model_validate_json(reply.data)
+            outcome = decode_outcome(reply.data)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "malformed reply from the executor")
         # a result too large for one NATS message waits in the object store, as it does for ingress
-        return await self._blobs.with_result(outcome, self._max_result_bytes)
+        outcome = await self._blobs.with_result(outcome, self._max_result_bytes)
+        outcome.result_value()  # a script reads the result: parsed here, once
+        return outcome
 
     async def _refund(self, call: ToolCall) -> None:
         """A call this side failed may not have run: policy gives its charge back, if it took one."""

@@ -43,9 +43,11 @@ from bastion_common.messages import (
     ServerRecord,
     ToolCall,
     UpstreamRequest,
+    encode_outcome,
 )
 from bastion_common.nats import connect, kv_bucket, processed
 from bastion_common.relay import Acknowledger, reply_subject, too_late
+from bastion_common.results import encode_result, shape_result
 from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
@@ -290,6 +292,7 @@ class ExecutorService:
             await self._handle_llm(msg)
             return
         model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
+        version: str | None = None
         try:
             request = model.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -303,12 +306,14 @@ class ExecutorService:
                 execution="not_run",
             )
         else:
+            version = request.version
             outcome = await self._run(msg, request)
         if reply and self._nc is not None:
             try:
-                data = outcome.model_dump_json().encode()
+                outcome = _for_the_wire(outcome, version)
+                data = encode_outcome(outcome)
                 if not fits(self._nc, len(data)):
-                    data = (await self._oversized(outcome, len(data))).model_dump_json().encode()
+                    data = encode_outcome(await self._oversized(outcome, len(data)))
                 await self._nc.publish(reply, data)
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
@@ -387,7 +392,7 @@ class ExecutorService:
     async def _oversized(self, outcome: CallOutcome, size: int) -> CallOutcome:
         """An outcome too large for one NATS message: its result goes through the object store, up
         to `max_result_bytes`; beyond that (or if it cannot be stored) the agent hears why at once."""
-        if outcome.result is None:  # an upstream error with huge `data`: the message is what matters
+        if outcome.raw_result is None:  # an upstream error with huge `data`: the message is what matters
             error = outcome.error or GatewayError(kind=ErrorKind.INTERNAL, message="empty outcome")
             slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code)
             return outcome.model_copy(update={"error": slim})
@@ -401,13 +406,13 @@ class ExecutorService:
             return undeliverable(outcome, ErrorKind.RESULT_TOO_LARGE, message)
         assert self._blobs is not None
         try:
-            name = await self._blobs.put(orjson.dumps(outcome.result), what="result")
+            name = await self._blobs.put(outcome.raw_result, what="result")
         except Exception as exc:
             message = (
                 f"the upstream's result ({size:,} bytes) could not be stored for transfer: {describe_exception(exc)}"
             )
             return undeliverable(outcome, ErrorKind.GATEWAY_UNAVAILABLE, message)
-        return outcome.model_copy(update={"result": None, "result_blob": name})
+        return outcome.model_copy(update={"raw_result": None, "result_blob": name})
 
     async def _execute(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
         upstream = self._upstreams.get(request.server)
@@ -418,3 +423,18 @@ class ExecutorService:
         except Exception:
             log.exception("request %s to %s failed unexpectedly", request.id, request.server)
             return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")
+
+
+def _for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
+    """The outcome with its result shaped for the agent's revision and encoded once, to travel
+    after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
+    result = outcome.result
+    if result is None:
+        return outcome
+    shaped = shape_result(result, version) if version else result
+    try:
+        raw = encode_result(shaped)
+    except ValueError as exc:
+        return undeliverable(outcome, ErrorKind.UPSTREAM_ERROR, f"the upstream's result is not valid JSON: {exc}")
+    outcome.result, outcome.raw_result, outcome.is_error = None, raw, shaped.get("isError") is True
+    return outcome

@@ -34,6 +34,7 @@ from bastion_common.messages import (
     UpstreamRequest,
     VisibleTools,
     VisibleToolsQuery,
+    decode_outcome,
 )
 from bastion_common.relay import ResponderLost, routed_requester
 from bastion_common.settings import RequestPathSettings
@@ -128,7 +129,7 @@ class Gateway:
                 f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
             )
         try:
-            outcome = CallOutcome.model_validate_json(reply.data)
+            outcome = decode_outcome(reply.data)  # the result stays bytes, for the agent's answer as they are
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
         if outcome.result_blob is not None:

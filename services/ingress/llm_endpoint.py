@@ -40,7 +40,7 @@ from .gateway import Gateway
 from .handlers import Handlers, RequestContext
 from .keys import AuthFailure, KeyDirectory
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
-from .protocol import DEFAULT_LEGACY_VERSION
+from .protocol import DEFAULT_LEGACY_VERSION, result_object
 from .streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]
@@ -343,7 +343,7 @@ class LlmEndpoint:
         payload = await self._run_tool(ctx, name, arguments, parent)
         if "error" in payload:
             return {"role": "tool", "tool_call_id": call_id, "content": f"Error: {payload['error'].get('message', '')}"}
-        return tool_message(call_id, payload["result"])
+        return tool_message(call_id, result_object(payload["result"]))
 
     # ------------------------------------------------------------------ explicit execution
 
@@ -380,7 +380,7 @@ class LlmEndpoint:
                 message = str(error.get("message", ""))
                 sent = await _error(send, status, message, kind_name, kind.value if kind else None)
             else:
-                sent = await _json(send, 200, tool_message(call_id, payload["result"]))
+                sent = await _json(send, 200, tool_message(call_id, result_object(payload["result"])))
             return payload
         finally:
             if audit is not None:

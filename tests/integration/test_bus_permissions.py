@@ -22,7 +22,7 @@ from nats.js.api import ConsumerConfig
 from bastion_cli.credentials import StackCredentials, make_credentials
 from bastion_cli.stack import EmbeddedNats
 from bastion_common import subjects as s
-from bastion_common.messages import Caller, CallOutcome, ToolCall
+from bastion_common.messages import Caller, ToolCall, decode_outcome
 from bastion_common.nats import credentials, kv_bucket, processed
 from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, PERMISSIONS, POLICY, ROLES
 from bastion_common.settings import ExecutorSettings
@@ -333,7 +333,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
                 data = call.model_dump_json().encode()
                 signed = WorkSigner(key).headers(s.EXEC_CALL, inbox, data)
                 await policy.publish(s.EXEC_CALL, data, reply=inbox, headers=signed)
-                outcome = CallOutcome.model_validate_json((await answers.next_msg(timeout=10)).data)
+                outcome = decode_outcome((await answers.next_msg(timeout=10)).data)
     finally:
         executor_log.removeHandler(refused)
     assert outcome.id == call.id and outcome.error is not None, "signed work is taken (and answered)"

@@ -11,7 +11,7 @@ from nats.aio.msg import Msg
 
 from bastion_common import subjects
 from bastion_common.config import ServerConfig
-from bastion_common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, new_id
+from bastion_common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, decode_outcome, new_id
 from bastion_common.settings import ExecutorSettings
 from bastion_executor.service import ExecutorService
 from tests.integration.test_executor import CALLER, ECHO, ROOT, Harness, harness, http_upstream
@@ -98,10 +98,10 @@ async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
                 client=["sampling"],
             )
             reply = await harness.nc.request(subjects.EXEC_CALL, call.model_dump_json().encode(), timeout=25)
-            outcome = CallOutcome.model_validate_json(reply.data)
+            outcome = decode_outcome(reply.data)
             assert outcome.error is None, outcome.error
-            assert outcome.result is not None
-            assert outcome.result["content"][0]["text"] == "model said: forty-two"
+            result = outcome.result_value()
+            assert result is not None and result["content"][0]["text"] == "model said: forty-two"
             assert len(asked) == 1 and asked[0].params is not None
             link = executor.upstreams["interactive"].lean_link
             assert link is not None and link.sent == 1

@@ -19,7 +19,7 @@ from bastion_common import subjects
 from bastion_common.config import parse_config
 from bastion_common.entities import Budget
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import Caller, CallOutcome, Refund, ToolCall
+from bastion_common.messages import Caller, CallOutcome, Refund, ToolCall, decode_outcome
 from bastion_common.nats import connect
 from bastion_common.relay import AckedRequester, routed_requester
 from bastion_common.settings import IngressSettings, PolicySettings
@@ -74,7 +74,7 @@ async def requester(nats_url: str) -> AsyncIterator[tuple[NATS, AckedRequester]]
 async def call(relay: AckedRequester) -> CallOutcome:
     message = ToolCall(caller=CALLER, server="priced", tool="echo", name="priced__echo", timeout=10.0)
     reply = await relay.request(subjects.POLICY_CALL, message.model_dump_json().encode(), within=10.0)
-    outcome = CallOutcome.model_validate_json(reply.data)
+    outcome = decode_outcome(reply.data)
     assert outcome.id == message.id
     return outcome
 
