@@ -4,6 +4,7 @@
     ./run bench --upstream http --era modern --calls 600
     ./run bench --calls 500 --json out.json
     ./run bench --baseline main      # before/after in one run: main's services, then this checkout's
+    ./run bench --baseline A --baseline B --payload 100000   # three builds, 100 kB echoed per call
 
 
 Same upstream (examples/servers/echo_server.py over streamable HTTP, or over stdio), same client,
@@ -71,6 +72,8 @@ class Costs:
     """Messages nats-server delivered per call (`/varz` out_msgs)."""
 
 
+TEXT = "hello"
+"""What every call echoes (`--payload` makes it larger: arguments and result alike)."""
 MODERN = "2026-07-28"
 META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 
@@ -191,7 +194,7 @@ async def concurrent(url: str | None, key: str | None, tool: str, clients: int, 
     """Calls per second of `clients` concurrent callers (url None: one shared stdio upstream)."""
     shared = await StdioClient().open() if url is None else None
     sessions = [shared] * clients if shared else [await McpClient(url or "", key).open() for _ in range(clients)]
-    params = {"name": tool, "arguments": {"text": "hello"}}
+    params = {"name": tool, "arguments": {"text": TEXT}}
 
     async def worker(client: McpClient | StdioClient) -> None:
         for _ in range(calls_each):
@@ -332,8 +335,8 @@ def nats_counts(workdir: Path) -> tuple[int, int]:
 
 
 async def measure(args: argparse.Namespace, upstream_url: str | None, gateway: Gateway) -> tuple[list[Result], Costs]:
-    call = {"name": "echo", "arguments": {"text": "hello"}}
-    via = {"name": "echo__echo", "arguments": {"text": "hello"}}
+    call = {"name": "echo", "arguments": {"text": TEXT}}
+    via = {"name": "echo__echo", "arguments": {"text": TEXT}}
     results = []
     direct = await (StdioClient().open() if upstream_url is None else McpClient(upstream_url).open())
     through = await McpClient(gateway.url, KEY).open()
@@ -496,15 +499,24 @@ def main() -> None:
     )
     parser.add_argument("--upstream", choices=["http", "stdio", "both"], default="both")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--baseline", help="a git ref: run its services too, before this checkout's, in the same run")
+    parser.add_argument("--payload", type=int, default=0, help="echo this many bytes of text per call")
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        help="a git ref: run its services too, before this checkout's, in the same run (repeatable)",
+    )
     args = parser.parse_args()
+    global TEXT
+    TEXT = "x" * args.payload if args.payload else TEXT
     eras = ["modern", "legacy"] if args.era == "both" else [args.era]
     kinds = ["http", "stdio"] if args.upstream == "both" else [args.upstream]
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:
-        builds: list[tuple[str, dict | None]] = [("this checkout", None)]
-        if args.baseline:
-            builds.insert(0, (f"before ({args.baseline})", export_baseline(args.baseline, Path(tmp))))
+        builds: list[tuple[str, dict | None]] = [
+            (ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)
+        ]
+        builds.append(("this checkout", None))
         runs = [run_one(args, kind, era, build, env) for kind in kinds for era in eras for build, env in builds]
     compare(runs)
     if args.json:
