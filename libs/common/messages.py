@@ -39,6 +39,7 @@ __all__ = [
     "KeyRecord",
     "Refund",
     "ResourceUpdated",
+    "RoutedHead",
     "ServerCatalog",
     "ServerRecord",
     "StreamEvent",
@@ -178,6 +179,37 @@ class UpstreamRequest(_Message):
         if not self.deadline:
             self.deadline = self.sent_at + self.timeout
         return self
+
+
+class RoutedHead(_Message):
+    """What policy reads of a routed request (`ToolCall` or `UpstreamRequest`) to decide it: who,
+    where, and until when. Never the arguments or params: policy forwards the same bytes, and
+    pydantic skips the JSON the model does not name (half the parse of a small call, and of a
+    large one, measured)."""
+
+    id: str
+    caller: Caller
+    server: str
+    tool: str | None = None
+    """`ToolCall`: the upstream's tool, what grants, prices and rate limits name."""
+    target: str | None = None
+    """`UpstreamRequest`: `prompt:<name>` or `resource:<uri>`, what grants name."""
+    include_servers: list[str] | None = None
+    include_tools: list[str] | None = None
+    timeout: float
+    sent_at: float = Field(default_factory=time.time)
+    deadline: float = 0.0
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> RoutedHead:
+        if not self.deadline:
+            self.deadline = self.sent_at + self.timeout
+        return self
+
+    @property
+    def granted_as(self) -> str:
+        """The name grants are checked against in the `server/...` space."""
+        return self.tool or self.target or ""
 
 
 class StreamEvent(_Message):

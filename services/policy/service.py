@@ -36,8 +36,7 @@ from bastion_common.messages import (
     CallOutcome,
     GatewayError,
     Refund,
-    ToolCall,
-    UpstreamRequest,
+    RoutedHead,
     VisibleTools,
     VisibleToolsQuery,
 )
@@ -57,7 +56,9 @@ __all__ = ["PolicyService"]
 
 log = logging.getLogger(__name__)
 
-_ROUTED = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
+_ROUTED = {subjects.POLICY_CALL: (subjects.EXEC_CALL, True), subjects.POLICY_REQUEST: (subjects.EXEC_REQUEST, False)}
+"""What an allowed routed request becomes: the executors' subject it is forwarded to, and whether it is
+charged (tool calls are; prompts, resources and completions are allowed by grants alone)."""
 _PASSED_ON = (subjects.WANT_ACK, subjects.ACCEPT_BY)
 """Headers of a request that travel on with it to the executor."""
 _CHARGE_KEPT = 30.0
@@ -121,9 +122,9 @@ class PolicyService:
             after=self.settings.ack_after,
             margin=self.settings.ack_margin,
         )
-        await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
+        for routed in _ROUTED:  # tool calls; prompts, resources and completions: one decision path
+            await nc.subscribe(routed, queue=subjects.QUEUE_POLICY, cb=self._decide)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
-        await nc.subscribe(subjects.POLICY_REQUEST, queue=subjects.QUEUE_POLICY, cb=self._on_request)
         self._llm = LlmDecider(self.view, self.charger, self._executors, nc.publish)
         await nc.subscribe(subjects.POLICY_LLM, queue=subjects.QUEUE_POLICY, cb=self._on_llm)
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
@@ -143,13 +144,6 @@ class PolicyService:
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def _on_call(self, msg: Msg) -> None:
-        await self._decide(msg, ToolCall)
-
-    async def _on_request(self, msg: Msg) -> None:
-        """Prompts, resources and completions: allowed by grants on `server/<target>`, never charged."""
-        await self._decide(msg, UpstreamRequest)
-
     async def _on_llm(self, msg: Msg) -> None:
         """A chat completion: refusals at once, the charge and the provider call in their own task."""
         assert self._acks is not None and self._llm is not None
@@ -168,24 +162,25 @@ class PolicyService:
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)
 
-    async def _decide(self, msg: Msg, model: type[ToolCall] | type[UpstreamRequest]) -> None:
+    async def _decide(self, msg: Msg) -> None:
         """Grants and header narrowing inline; a refusal is answered at once, an allowed request is
         forwarded at once, or from its own task when budgets or rate limits need Redis first."""
         assert self._acks is not None
         if not msg.reply:
             return
+        subject, charged = _ROUTED[msg.subject]
         try:
-            message = model.model_validate_json(msg.data)
+            message = RoutedHead.model_validate_json(msg.data)
         except ValidationError as exc:
-            log.error("dropping a malformed %s: %s", model.__name__, exc.errors()[0]["msg"])
+            log.error("dropping a malformed request on %s: %s", msg.subject, exc.errors()[0]["msg"])
             return
         if not self._acks.admit(msg) or _expired(message):
             # ingress has failed this request already (this replica was paused or overloaded):
             # deciding and forwarding it now would run what the agent was told had failed
-            log.warning("%s %s arrived after ingress stopped waiting; not run", model.__name__, message.id)
+            log.warning("request %s arrived after ingress stopped waiting; not run", message.id)
             await self._answer(msg.reply, too_late(message.id, "policy"))
             return
-        target = message.tool if isinstance(message, ToolCall) else message.target
+        target = message.granted_as
         narrow = _narrowing(message.include_servers, message.include_tools)
         decision = (
             narrow
@@ -198,16 +193,16 @@ class PolicyService:
             )
             return
         assert self.charger is not None
-        plan = self.charger.plan(decision, message.server, message.tool) if isinstance(message, ToolCall) else None
+        plan = self.charger.plan(decision, message.server, target) if charged else None
         if not plan:  # nothing to count or charge: no Redis, no task
-            await self._forward(msg, message, None)
+            await self._forward(msg, subject, message, None)
             return
-        task = asyncio.create_task(self._charge_and_forward(msg, message, plan))
+        task = asyncio.create_task(self._charge_and_forward(msg, subject, message, plan))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)  # names this replica to ingress if the request is still here shortly
 
-    async def _charge_and_forward(self, msg: Msg, call: ToolCall | UpstreamRequest, plan: LimitPlan) -> None:
+    async def _charge_and_forward(self, msg: Msg, subject: str, call: RoutedHead, plan: LimitPlan) -> None:
         assert self.charger is not None and msg.reply
         charge = await self.charger.charge_plan(plan, time.time())
         if isinstance(charge, GatewayError):
@@ -215,9 +210,9 @@ class PolicyService:
                 msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy", execution="not_run")
             )
             return
-        await self._forward(msg, call, charge)
+        await self._forward(msg, subject, call, charge)
 
-    async def _forward(self, msg: Msg, message: ToolCall | UpstreamRequest, charge: Charged | None) -> None:
+    async def _forward(self, msg: Msg, subject: str, message: RoutedHead, charge: Charged | None) -> None:
         """Hand the request to the executors (same bytes); they answer the requester directly."""
         assert self._forwarder is not None and self._acks is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
@@ -234,7 +229,7 @@ class PolicyService:
             headers[subjects.CHARGED] = "1"
             self.charges.hold(message.id, charge, message.deadline + _CHARGE_KEPT)
         forwarded = Forwarded(id=message.id, reply=msg.reply)
-        await self._forwarder.forward(_ROUTED[msg.subject], msg.data, headers, forwarded)
+        await self._forwarder.forward(subject, msg.data, headers, forwarded)
 
     async def _no_executor(self, forwarded: Forwarded) -> None:
         """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""
@@ -282,7 +277,7 @@ class PolicyService:
         await self._nc.publish(reply, outcome.model_dump_json().encode())
 
 
-def _expired(message: ToolCall | UpstreamRequest) -> bool:
+def _expired(message: RoutedHead) -> bool:
     return time.time() >= message.deadline
 
 
