@@ -93,20 +93,20 @@ class GatewayError(BaseModel):
 # ---------------------------------------------------------------- request path
 
 
-class ToolCall(_Message):
-    """ingress -> policy -> executor: one `tools/call`."""
+class RoutedHead(_Message):
+    """What every request routed to one upstream carries for deciding it, and all policy reads of
+    one (`ToolCall` and `UpstreamRequest` extend it): who, where, and until when. Policy forwards
+    the same bytes, and pydantic skips the JSON a model does not name, so arguments and params are
+    never parsed there (half the parse of a small call, and of a large one, measured)."""
 
     id: str = Field(default_factory=new_id)
-    trace_id: str | None = None
     caller: Caller
     server: str
-    tool: str
-    """The upstream's own tool name."""
-    name: str
-    """The namespaced name the agent used."""
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    meta: dict[str, Any] | None = None
-    """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
+    tool: str | None = None
+    """`ToolCall`: the upstream's own tool name, what grants, prices and rate limits name."""
+    target: str | None = None
+    """`UpstreamRequest`: what grants are checked against, in the `server/<target>` space:
+    `prompt:<name>` or `resource:<uri>` (see docs/access-control.md)."""
     include_servers: list[str] | None = None
     """`X-Bastion-Include-Servers` of the request, if given: it can only narrow what the key allows."""
     include_tools: list[str] | None = None
@@ -116,89 +116,8 @@ class ToolCall(_Message):
     sent_at: float = Field(default_factory=time.time)
     deadline: float = 0.0
     """Unix time after which ingress no longer waits for the answer (`sent_at + timeout` unless
-    given): every hop drops the call unrun once it has passed, so a call ingress gave up on never
+    given): every hop drops the request unrun once it has passed, so one ingress gave up on never
     reaches the upstream afterwards. Hops compare it with their own clock (keep clocks in sync)."""
-    stream: str | None = None
-    """Subject of the agent's open response stream (an SSE answer to its POST), when it has one.
-    The executor publishes `StreamEvent`s there while the call runs: progress and log notifications,
-    and requests the upstream makes of the agent (sampling, elicitation, roots)."""
-    client: list[str] = Field(default_factory=list)
-    """Client capabilities the agent declared that an upstream may ask it for:
-    "sampling", "elicitation", "roots"; or "input_required" for a 2026-07-28 agent, which resolves
-    a 2026-07-28 upstream's `input_required` results itself (the executor does it for the others)."""
-    log_level: str | None = None
-    """The lowest log level the agent wants forwarded on its stream (2026-07-28 upstreams send log
-    messages only for requests that ask for them)."""
-    extra: dict[str, Any] | None = None
-    """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
-    `inputResponses` and `requestState`), forwarded as they are."""
-    arguments_blob: str | None = None
-    """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
-    holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
-    version: str | None = None
-    """The agent's protocol revision: the executor shapes the result for it (`results.shape_result`)
-    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came."""
-
-    @model_validator(mode="after")
-    def _default_deadline(self) -> ToolCall:
-        if not self.deadline:
-            self.deadline = self.sent_at + self.timeout
-        return self
-
-
-class UpstreamRequest(_Message):
-    """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
-    (`prompts/get`, `resources/read`, `resources/subscribe`, `completion/complete`, ...)."""
-
-    id: str = Field(default_factory=new_id)
-    trace_id: str | None = None
-    caller: Caller
-    server: str
-    method: str
-    params: dict[str, Any] = Field(default_factory=dict)
-    """Wire params with the upstream's own names (a prompt's un-namespaced name)."""
-    target: str
-    """What grants are checked against, in the `server/<target>` space: `prompt:<name>` or
-    `resource:<uri>` (see docs/access-control.md)."""
-    subscriber: str | None = None
-    """`resources/(un)subscribe`: the agent session the subscription belongs to."""
-    include_servers: list[str] | None = None
-    include_tools: list[str] | None = None
-    timeout: float
-    sent_at: float = Field(default_factory=time.time)
-    deadline: float = 0.0
-    """As `ToolCall.deadline`."""
-    stream: str | None = None
-    client: list[str] = Field(default_factory=list)
-    log_level: str | None = None
-    version: str | None = None
-    """As `ToolCall.version`."""
-
-    @model_validator(mode="after")
-    def _default_deadline(self) -> UpstreamRequest:
-        if not self.deadline:
-            self.deadline = self.sent_at + self.timeout
-        return self
-
-
-class RoutedHead(_Message):
-    """What policy reads of a routed request (`ToolCall` or `UpstreamRequest`) to decide it: who,
-    where, and until when. Never the arguments or params: policy forwards the same bytes, and
-    pydantic skips the JSON the model does not name (half the parse of a small call, and of a
-    large one, measured)."""
-
-    id: str
-    caller: Caller
-    server: str
-    tool: str | None = None
-    """`ToolCall`: the upstream's tool, what grants, prices and rate limits name."""
-    target: str | None = None
-    """`UpstreamRequest`: `prompt:<name>` or `resource:<uri>`, what grants name."""
-    include_servers: list[str] | None = None
-    include_tools: list[str] | None = None
-    timeout: float
-    sent_at: float = Field(default_factory=time.time)
-    deadline: float = 0.0
 
     @model_validator(mode="after")
     def _default_deadline(self) -> RoutedHead:
@@ -210,6 +129,55 @@ class RoutedHead(_Message):
     def granted_as(self) -> str:
         """The name grants are checked against in the `server/...` space."""
         return self.tool or self.target or ""
+
+
+class _Routed(RoutedHead):
+    """What the executor needs besides the head, for any routed request."""
+
+    trace_id: str | None = None
+    stream: str | None = None
+    """Subject of the agent's open response stream (an SSE answer to its POST), when it has one.
+    The executor publishes `StreamEvent`s there while the request runs: progress and log
+    notifications, and requests the upstream makes of the agent (sampling, elicitation, roots)."""
+    client: list[str] = Field(default_factory=list)
+    """Client capabilities the agent declared that an upstream may ask it for:
+    "sampling", "elicitation", "roots"; or "input_required" for a 2026-07-28 agent, which resolves
+    a 2026-07-28 upstream's `input_required` results itself (the executor does it for the others)."""
+    log_level: str | None = None
+    """The lowest log level the agent wants forwarded on its stream (2026-07-28 upstreams send log
+    messages only for requests that ask for them)."""
+    version: str | None = None
+    """The agent's protocol revision: the executor shapes the result for it (`results.shape_result`)
+    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came."""
+
+
+class ToolCall(_Routed):
+    """ingress -> policy -> executor: one `tools/call`."""
+
+    tool: str
+    name: str
+    """The namespaced name the agent used."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] | None = None
+    """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
+    extra: dict[str, Any] | None = None
+    """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
+    `inputResponses` and `requestState`), forwarded as they are."""
+    arguments_blob: str | None = None
+    """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
+    holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
+
+
+class UpstreamRequest(_Routed):
+    """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
+    (`prompts/get`, `resources/read`, `resources/subscribe`, `completion/complete`, ...)."""
+
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Wire params with the upstream's own names (a prompt's un-namespaced name)."""
+    target: str
+    subscriber: str | None = None
+    """`resources/(un)subscribe`: the agent session the subscription belongs to."""
 
 
 class StreamEvent(_Message):

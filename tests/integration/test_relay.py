@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -42,20 +43,30 @@ Handler = Callable[[NATS, Msg], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def replica(nats_url: str, instance: str, handler: Handler, after: float = 0.05) -> AsyncIterator[NATS]:
-    """One responder replica: its own connection, acknowledging as the services do."""
-    nc = await connect(nats_url, f"replica-{instance}")
-    acks = Acknowledger(nc, instance=instance, accepted_by=HOLDER, alive_subject=alive_subject(instance), after=after)
+async def responder(
+    nats_url: str,
+    instance: str,
+    run: Callable[[NATS, Acknowledger, Msg], Awaitable[None]],
+    *,
+    subject: str = SUBJECT,
+    accepted_by: str = HOLDER,
+    alive: Callable[[str], str] = lambda instance: alive_subject(instance),
+    after: float = 0.05,
+) -> AsyncIterator[NATS]:
+    """One responder replica: its own connection, acknowledging (to the requester a forwarding
+    replica named, else to the reply subject) as the services do; `run` answers each request."""
+    nc = await connect(nats_url, f"{accepted_by}-{instance}")
+    acks = Acknowledger(nc, instance=instance, accepted_by=accepted_by, alive_subject=alive(instance), after=after)
     await acks.start()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def on_call(msg: Msg) -> None:
-        task = asyncio.create_task(handler(nc, msg))
+    async def on_request(msg: Msg) -> None:
+        task = asyncio.create_task(run(nc, acks, msg))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        acks.watch(msg, task)
+        acks.watch(msg, task, reply_subject(msg))
 
-    await nc.subscribe(SUBJECT, queue=QUEUE, cb=on_call)
+    await nc.subscribe(subject, queue=QUEUE, cb=on_request)
     await processed(nc)
     try:
         yield nc
@@ -64,6 +75,11 @@ async def replica(nats_url: str, instance: str, handler: Handler, after: float =
             task.cancel()
         if not nc.is_closed:
             await nc.close()
+
+
+def replica(nats_url: str, instance: str, handler: Handler, after: float = 0.05) -> AsyncContextManager[NATS]:
+    """A replica of the one kind: `handler` answers each request on its reply subject."""
+    return responder(nats_url, instance, lambda nc, _, msg: handler(nc, msg), after=after)
 
 
 @pytest.fixture
@@ -230,65 +246,30 @@ def worker_alive(instance: str) -> str:
     return f"relaytest.worker-alive.{instance}"
 
 
-@contextlib.asynccontextmanager
-async def worker(nats_url: str, instance: str, handler: Handler) -> AsyncIterator[NATS]:
+def worker(nats_url: str, instance: str, handler: Handler) -> AsyncContextManager[NATS]:
     """A second kind of holder (as an executor is after policy): it takes what a decider passes on
     and answers the original requester (`subjects.REPLY_TO`), acknowledging it there."""
-    nc = await connect(nats_url, f"worker-{instance}")
-    acks = Acknowledger(nc, instance=instance, accepted_by=WORKER, alive_subject=worker_alive(instance), after=0.05)
-    await acks.start()
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def on_work(msg: Msg) -> None:
+    async def run(nc: NATS, _: Acknowledger, msg: Msg) -> None:
         reply = reply_subject(msg)
         assert reply is not None and reply != msg.reply  # the requester's, not the decider's
-        forwarded = Msg(nc, subject=msg.subject, reply=reply, data=msg.data, headers=msg.headers)
-        task = asyncio.create_task(handler(nc, forwarded))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        acks.watch(msg, task, reply)
+        await handler(nc, Msg(nc, subject=msg.subject, reply=reply, data=msg.data, headers=msg.headers))
 
-    await nc.subscribe(WORKER_SUBJECT, cb=on_work)
-    await processed(nc)
-    try:
-        yield nc
-    finally:
-        for task in tasks:
-            task.cancel()
-        if not nc.is_closed:
-            await nc.close()
+    return responder(nats_url, instance, run, subject=WORKER_SUBJECT, accepted_by=WORKER, alive=worker_alive)
 
 
-@contextlib.asynccontextmanager
-async def decider(nats_url: str, instance: str) -> AsyncIterator[NATS]:
+def decider(nats_url: str, instance: str) -> AsyncContextManager[NATS]:
     """A replica that holds each request until it has acknowledged it (a slow decision), then hands
     it over to the workers, as policy forwards a call it held past `ack_after`."""
-    nc = await connect(nats_url, f"decider-{instance}")
-    acks = Acknowledger(nc, instance=instance, accepted_by=HOLDER, alive_subject=alive_subject(instance), after=0.05)
-    await acks.start()
-    tasks: set[asyncio.Task[None]] = set()
 
-    async def decide(msg: Msg) -> None:
+    async def decide(nc: NATS, acks: Acknowledger, msg: Msg) -> None:
         assert msg.reply is not None
         await poll_until(lambda: acks.acknowledged(msg.reply or ""), "the decider to acknowledge")
         assert await acks.hand_over(msg.reply)
         headers = {subjects.REPLY_TO: msg.reply, subjects.WANT_ACK: "1"}
         await nc.publish(WORKER_SUBJECT, msg.data, reply=nc.new_inbox(), headers=headers)
 
-    async def on_call(msg: Msg) -> None:
-        task = asyncio.create_task(decide(msg))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        acks.watch(msg, task)
-
-    await nc.subscribe(SUBJECT, queue=QUEUE, cb=on_call)
-    await processed(nc)
-    try:
-        yield nc
-    finally:
-        for task in tasks:
-            task.cancel()
-        await nc.close()
+    return responder(nats_url, instance, decide)
 
 
 @pytest.fixture
