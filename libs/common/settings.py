@@ -200,9 +200,10 @@ class ExecutorSettings(RequestPathSettings):
     reconnects the session."""
     lean_calls: bool = True
     """Send each `tools/call` on a streamable-HTTP session as one POST on its pooled connection,
-    parsing the answer with orjson, instead of through the MCP SDK's dispatcher (which still handles
-    setup, listings, notifications and server requests). Measured: about half the executor's CPU per
-    call (docs/benchmarks.md). False: every call the SDK's way."""
+    parsing the answer with orjson, and on a stdio session as one line on its pipe, instead of
+    through the MCP SDK's dispatcher (which still handles setup, listings, notifications and server
+    requests). Measured: most of the executor's CPU per call on HTTP (docs/benchmarks.md). False:
+    every call the SDK's way."""
 
 
 class AuditSettings(ServiceSettings):

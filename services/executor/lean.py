@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import anyio
@@ -48,7 +48,16 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, PARSE_
 from mcp_types import methods as _methods
 from pydantic import ValidationError
 
-__all__ = ["HttpLink", "Redirected", "lean_http_transport"]
+__all__ = [
+    "HttpLink",
+    "LeanLink",
+    "Redirected",
+    "checked",
+    "lean_http_transport",
+    "next_request_id",
+    "stamp",
+    "tell_cancelled",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +72,49 @@ _MAX_CONNECTIONS = 256
 
 class Redirected(Exception):
     """The server answered the POST with a redirect: nothing ran; send it the SDK's way."""
+
+
+class LeanLink(Protocol):
+    """A live session's way of sending one request without the SDK's dispatcher: streamable HTTP
+    (`HttpLink`) or stdio (`lean_stdio.StdioLink`)."""
+
+    usable: bool
+    """False: send the SDK's way (after a redirect, say)."""
+    sent: int
+    """Requests sent the lean way so far."""
+
+    async def request(self, session: ClientSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The request's result as a wire dict; raises what `ClientSession.send_request` raises."""
+        ...
+
+
+def next_request_id() -> str:
+    """A lean request's id: a string ("bastion-1"), never equal to the SDK's integer ids."""
+    return f"bastion-{next(_ids)}"
+
+
+def stamp(session: ClientSession, method: str, params: dict[str, Any]) -> tuple[dict[str, Any], CallOptions]:
+    """`{"method", "params"}` with the era's `_meta` and the options (`Mcp-*` headers) the SDK's
+    session would give the request; the caller's params and their `_meta` stay as they were."""
+    params = dict(params)
+    if isinstance(meta := params.get("_meta"), dict):
+        params["_meta"] = dict(meta)
+    data: dict[str, Any] = {"method": method, "params": params}
+    opts: CallOptions = {}
+    session._stamp(data, opts)
+    return data, opts
+
+
+def tell_cancelled(session: ClientSession, request_id: str, tasks: set[asyncio.Task[None]]) -> None:
+    """Tell the server we gave up on `request_id` (the handshake-era wire; the 2026-07-28 transport
+    drops it, closing the request having said it), in the background: the caller may be unwinding
+    a cancellation."""
+    notification = types.CancelledNotification(
+        params=types.CancelledNotificationParams(request_id=request_id, reason=_CANCEL_REASON)
+    )
+    task = asyncio.get_running_loop().create_task(session.send_notification(notification))
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 @dataclass(eq=False)
@@ -86,13 +138,8 @@ class HttpLink:
         Raises what `ClientSession.send_request` raises for the same answers (`MCPError` for an
         error answer or a failed exchange, pydantic's `ValidationError` for a result that breaks the
         schema of the negotiated version), `Redirected`, or aiohttp's connection errors."""
-        request_id = f"bastion-{next(_ids)}"
-        params = dict(params)  # the stamp writes into params and their _meta: the caller's stay as they were
-        if isinstance(meta := params.get("_meta"), dict):
-            params["_meta"] = dict(meta)
-        data: dict[str, Any] = {"method": method, "params": params}
-        opts: CallOptions = {}
-        session._stamp(data, opts)  # the era's _meta and Mcp-* headers, as the SDK sends them
+        request_id = next_request_id()
+        data, opts = stamp(session, method, params)  # the era's _meta and Mcp-* headers, as the SDK sends them
         headers = self._headers()
         headers.update(opts.get("headers") or {})
         body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
@@ -100,9 +147,9 @@ class HttpLink:
         try:
             raw = await self._post(body, headers, request_id)
         except asyncio.CancelledError:  # the deadline, or the agent cancelled
-            self._cancel(session, request_id)
+            tell_cancelled(session, request_id, self._cancels)
             raise
-        return _checked(method, session.protocol_version or "2025-11-25", raw)
+        return checked(method, session.protocol_version or "2025-11-25", raw)
 
     def _headers(self) -> dict[str, str]:
         transport = self.transport
@@ -162,16 +209,6 @@ class HttpLink:
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):  # session closing
             await self.inbound.send(SessionMessage(message))
 
-    def _cancel(self, session: ClientSession, request_id: str) -> None:
-        """Tell the server we gave up (the handshake-era wire; the 2026-07-28 transport drops it,
-        closing the POST having said it), in the background: we may be unwinding a cancellation."""
-        notification = types.CancelledNotification(
-            params=types.CancelledNotificationParams(request_id=request_id, reason=_CANCEL_REASON)
-        )
-        task = asyncio.get_running_loop().create_task(session.send_notification(notification))
-        self._cancels.add(task)
-        task.add_done_callback(self._cancels.discard)
-
 
 async def _http_error(response: aiohttp.ClientResponse, content_type: str) -> MCPError:
     """The error `StreamableHTTPTransport` reports for a non-2xx answer."""
@@ -230,7 +267,7 @@ def _error(error: dict[str, Any]) -> MCPError:
     return MCPError(code, text, error.get("data"))
 
 
-def _checked(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
+def checked(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     """What `ClientSession.send_request` does to a result before handing it over."""
     _clamp_inbound_ttl(raw)
     try:

@@ -25,7 +25,7 @@ from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
 from .input_required import Ask, needs_bridge, resolve_input_required
-from .lean import HttpLink, Redirected
+from .lean import LeanLink, Redirected
 from .outcomes import describe_exception, error_from_exception
 
 __all__ = [
@@ -51,13 +51,14 @@ async def send_tool_call(
     on_stale: Callable[[], None],
     progress: ProgressFnT | None = None,
     ask: Ask | None = None,
-    lean: HttpLink | None = None,
+    lean: LeanLink | None = None,
 ) -> CallOutcome:
     """Send one `tools/call` and map what happens to a `CallOutcome`. On the deadline the SDK
     abandons the request and sends the server `notifications/cancelled` for it. With `ask`, an
     `input_required` answer is resolved through the agent for a handshake-era agent. With `lean`,
-    the call goes as one POST on the session's connection (`lean.py`) instead of through the SDK's
-    dispatcher; the caller passes it only when no progress is to be relayed."""
+    the call goes as one POST on the session's connection (`lean.py`) or one line on its pipe
+    (`lean_stdio.py`) instead of through the SDK's dispatcher; the caller passes it only when no
+    progress is to be relayed."""
     params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
     if meta := _with_log_level(session, call.meta, call.stream, call.log_level):
         params["_meta"] = meta

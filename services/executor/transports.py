@@ -21,7 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
 
-from .lean import HttpLink, lean_http_transport
+from .lean import LeanLink, lean_http_transport
+from .lean_stdio import StdioLink
 from .stderr import stderr_to_log
 
 __all__ = ["http_client", "open_transport", "stdio_parameters"]
@@ -68,11 +69,13 @@ def stdio_parameters(config: ServerConfig) -> StdioServerParameters:
 
 
 class _WatchedReadStream:
-    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`."""
+    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`. With a
+    stdio `lean` link, answers to its requests are handed to it instead of the SDK session."""
 
-    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+    def __init__(self, inner: Any, on_end: Callable[[], None], lean: StdioLink | None = None) -> None:
         self._inner = inner
         self._on_end = on_end
+        self._lean = lean
         self._ended = False
 
     @property
@@ -80,11 +83,14 @@ class _WatchedReadStream:
         return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._end()
-            raise
+        while True:
+            try:
+                message = await self._inner.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                self._end()
+                raise
+            if self._lean is None or not self._lean.take(message):
+                return message
 
     async def aclose(self) -> None:
         self._end()
@@ -93,6 +99,8 @@ class _WatchedReadStream:
     def _end(self) -> None:
         if not self._ended:
             self._ended = True
+            if self._lean is not None:
+                self._lean.closed()
             self._on_end()
 
     def __aiter__(self) -> _WatchedReadStream:
@@ -119,16 +127,19 @@ async def open_transport(
     on_end: Callable[[], None],
     name: str = "upstream",
     on_unauthorized: Callable[[], None] | None = None,
-    on_http: Callable[[HttpLink], None] | None = None,
+    on_lean: Callable[[LeanLink], None] | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
     `on_unauthorized` on an HTTP 401. A stdio server's stderr goes to the log, each line prefixed
-    with `name`. A streamable-HTTP transport hands `on_http` the link lean calls are sent on."""
+    with `name`. A streamable-HTTP or stdio transport hands `on_lean` the link lean calls are sent on."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
                 pipe.spawned()
-                yield _WatchedReadStream(read_stream, on_end), write_stream
+                piped = StdioLink(write_stream) if on_lean is not None else None
+                if on_lean is not None and piped is not None:
+                    on_lean(piped)
+                yield _WatchedReadStream(read_stream, on_end, piped), write_stream
         return
     transport: Any
     client: httpx2.AsyncClient | None = None
@@ -150,11 +161,11 @@ async def open_transport(
         client = http_client(
             dict(config.headers), httpx2.Timeout(connect_timeout, read=None), on_unauthorized=on_unauthorized
         )
-        if on_http is not None:
+        if on_lean is not None:
             try:
                 lean = lean_http_transport(config.url, client, dict(config.headers), on_unauthorized)
                 async with lean as ((read_stream, write_stream), link):
-                    on_http(link)
+                    on_lean(link)
                     yield _WatchedReadStream(read_stream, on_end), write_stream
             finally:
                 await client.aclose()

@@ -33,7 +33,7 @@ from .agents import ActiveCall, AgentLink
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
 from .features import LIST_CHANGED, Features, list_features
-from .lean import HttpLink
+from .lean import LeanLink
 from .listening import ChangeListener
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
 from .requests import ping, send_tool_call, send_upstream_request
@@ -98,8 +98,9 @@ class Upstream:
         self._max_backoff = max_backoff
         self._catalog = CatalogPublisher(name, lambda catalog: publish(self, catalog), self._snapshot)
         self._session: ClientSession | None = None
-        self._http: HttpLink | None = None
-        """The live streamable-HTTP session's link for lean `tools/call` sends (`lean.py`)."""
+        self._lean: LeanLink | None = None
+        """The live session's link for lean `tools/call` sends (streamable HTTP: `lean.py`; stdio:
+        `lean_stdio.py`; none over SSE)."""
         self._state = State.CONNECTING
         self._error = "connecting"
         self._settled = asyncio.Event()
@@ -133,9 +134,9 @@ class Upstream:
         return self._state
 
     @property
-    def lean_link(self) -> HttpLink | None:
-        """The live streamable-HTTP session's link for lean sends, if there is one."""
-        return self._http
+    def lean_link(self) -> LeanLink | None:
+        """The live session's link for lean sends, if there is one."""
+        return self._lean
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
@@ -328,7 +329,7 @@ class Upstream:
                 progress=progress,
                 ask=partial(self.agents.answer, active),
                 # progress is matched by the token the SDK's dispatcher gives its own requests
-                lean=self._http if progress is None and self.lean_calls else None,
+                lean=self._lean if progress is None and self.lean_calls else None,
             ),
             call.id,
         )
@@ -415,7 +416,7 @@ class Upstream:
         """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
         self._closed = self._relist = self._attempt_unauthorized = False
         self._ready_at = None
-        self._http = None
+        self._lean = None
         self.connects += 1
         timeout = self._connect_timeout
         transport = open_transport(
@@ -424,7 +425,7 @@ class Upstream:
             on_end=self._on_transport_end,
             name=self.name,
             on_unauthorized=self._on_unauthorized,
-            on_http=self._on_http,
+            on_lean=self._on_lean,
         )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents
@@ -466,7 +467,7 @@ class Upstream:
                         await self._watch(session)
                         tg.cancel_scope.cancel()
                 finally:
-                    self._session = self._http = None
+                    self._session = self._lean = None
         if connect_scope.cancelled_caught and self._ready_at is None:
             raise TimeoutError(f"no MCP session within {timeout:g} seconds")
 
@@ -524,8 +525,8 @@ class Upstream:
             except Exception as exc:
                 log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
 
-    def _on_http(self, link: HttpLink) -> None:
-        self._http = link
+    def _on_lean(self, link: LeanLink) -> None:
+        self._lean = link
 
     def _on_unauthorized(self) -> None:
         self._attempt_unauthorized = True

@@ -1,8 +1,10 @@
-"""The lean `tools/call` send (`bastion_executor.lean`) against the official SDK's streamable-HTTP
-server, in both protocol eras: the same calls answer exactly as they do through the SDK's client."""
+"""The lean `tools/call` send (`bastion_executor.lean`, `bastion_executor.lean_stdio`) against the
+official SDK's servers over streamable HTTP and stdio, in both protocol eras: the same calls answer
+exactly as they do through the SDK's client."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +16,7 @@ from bastion_common.config import ServerConfig
 from bastion_common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, decode_outcome, new_id
 from bastion_common.settings import ExecutorSettings
 from bastion_executor.service import ExecutorService
-from tests.integration.test_executor import CALLER, ECHO, ROOT, Harness, harness, http_upstream
+from tests.integration.test_executor import CALLER, ECHO, ROOT, Harness, harness, http_upstream, stdio
 
 pytestmark = pytest.mark.integration
 __all__ = ["harness"]  # the fixture, re-exported for pytest
@@ -42,10 +44,22 @@ def comparable(outcome: CallOutcome) -> tuple[Any, ...]:
     return (outcome.result, error and (error.kind, error.code, error.message), outcome.execution)
 
 
+@contextlib.asynccontextmanager
+async def upstream_config(script: str, transport: str, protocol: str) -> AsyncIterator[ServerConfig]:
+    if transport == "stdio":
+        yield stdio(script, protocol=protocol)
+        return
+    async with http_upstream(script, "http") as url:
+        yield ServerConfig(url=url, protocol=protocol)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
 @pytest.mark.parametrize("protocol", ["auto", "legacy"])
-async def test_lean_and_sdk_sends_answer_alike(harness: Harness, executor: ExecutorService, protocol: str) -> None:
-    async with http_upstream(ECHO, "http") as url:
-        await harness.configure("echo", ServerConfig(url=url, protocol=protocol))  # type: ignore[arg-type]
+async def test_lean_and_sdk_sends_answer_alike(
+    harness: Harness, executor: ExecutorService, protocol: str, transport: str
+) -> None:
+    async with upstream_config(ECHO, transport, protocol) as config:
+        await harness.configure("echo", config)
         await harness.wait_status("echo", "ready")
         upstream = executor.upstreams["echo"]
         answers: dict[bool, list[tuple[Any, ...]]] = {}
@@ -65,12 +79,14 @@ async def test_lean_and_sdk_sends_answer_alike(harness: Harness, executor: Execu
         assert outcome.result is not None and outcome.result["content"][0]["text"] == "after"
 
 
+@pytest.mark.parametrize("transport", ["http", "stdio"])
 async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
-    harness: Harness, executor: ExecutorService
+    harness: Harness, executor: ExecutorService, transport: str
 ) -> None:
-    """Handshake era: the server asks the agent's model (sampling) on the SSE stream of the lean
-    POST; the request is handed to the SDK session, which asks the agent (a NATS request on the
-    call's stream subject) and POSTs the answer back, and the call completes with it."""
+    """Handshake era: the server asks the agent's model (sampling) during a lean call (on the SSE
+    stream of the lean POST, or on the pipe); the request is handed to the SDK session, which asks
+    the agent (a NATS request on the call's stream subject) and sends the answer back, and the call
+    completes with it."""
     stream = f"test.stream.{new_id()}"
     asked: list[StreamEvent] = []
 
@@ -84,8 +100,8 @@ async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
 
     subscription = await harness.nc.subscribe(stream, cb=agent)
     try:
-        async with http_upstream(INTERACTIVE, "http") as url:
-            await harness.configure("interactive", ServerConfig(url=url, protocol="legacy"))
+        async with upstream_config(INTERACTIVE, transport, "legacy") as config:
+            await harness.configure("interactive", config)
             await harness.wait_status("interactive", "ready")
             call = ToolCall(
                 caller=CALLER,

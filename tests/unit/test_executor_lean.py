@@ -1,6 +1,7 @@
 """The executor's lean `tools/call` send (`bastion_executor.lean`) against a real HTTP server
 (aiohttp.web on a free port) answering the ways a streamable-HTTP MCP server may: JSON, SSE with
-other messages before the answer, errors at HTTP level, redirects."""
+other messages before the answer, errors at HTTP level, redirects; and the stdio link
+(`bastion_executor.lean_stdio`) on the in-memory streams the SDK's stdio transport hands it."""
 
 from __future__ import annotations
 
@@ -19,9 +20,18 @@ from mcp.client.streamable_http import StreamableHTTPTransport
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, JSONRPCNotification
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    JSONRPCNotification,
+    JSONRPCRequest,
+    JSONRPCResponse,
+)
 
 from bastion_executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
+from bastion_executor.lean_stdio import StdioLink
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -276,3 +286,60 @@ async def test_clients_that_sign_their_requests_keep_the_sdk_path(
     """An httpx2 `Auth` on the session's client (OAuth toward the upstream) signs only what the SDK sends."""
     async with httpx2.AsyncClient(auth=auth) as client, lean_http_transport(server[1], client, {}) as (_, link):
         assert link.usable is usable
+
+
+class Pipe:
+    """A `StdioLink` on in-memory streams standing for the SDK stdio transport's: what the link
+    writes arrives in `written`; `answer` plays the server's line coming back through the link."""
+
+    def __init__(self) -> None:
+        self.inbound_writer, self.inbound = create_context_streams[SessionMessage | Exception](8)
+        self.outbound_writer, self.written = create_context_streams[SessionMessage](8)
+        self.session = ClientSession(self.inbound, self.outbound_writer)
+        self.link = StdioLink(self.outbound_writer)
+
+    def answer(self, request_id: str, result: dict[str, Any]) -> bool:
+        response = JSONRPCResponse(jsonrpc="2.0", id=request_id, result=result)
+        return self.link.take(SessionMessage(response))
+
+    async def aclose(self) -> None:
+        for stream in (self.inbound_writer, self.inbound, self.outbound_writer, self.written):
+            await stream.aclose()
+
+
+@pytest.fixture
+async def pipe() -> AsyncIterator[Pipe]:
+    made = Pipe()
+    yield made
+    await made.aclose()
+
+
+async def test_a_stdio_call_is_one_message_and_its_answer_is_taken_from_the_session(pipe: Pipe) -> None:
+    call = asyncio.create_task(pipe.link.request(pipe.session, "tools/call", {"name": "echo", "arguments": {}}))
+    sent = await asyncio.wait_for(pipe.written.receive(), 30)
+    assert isinstance(sent.message, JSONRPCRequest) and sent.message.method == "tools/call"
+    assert pipe.answer(str(sent.message.id), RESULT)  # taken: the SDK session never sees it
+    assert await call == RESULT
+    assert not pipe.answer(str(sent.message.id), RESULT)  # a second answer is not ours any more
+
+
+async def test_a_stdio_call_abandoned_tells_the_server_and_drops_its_late_answer(pipe: Pipe) -> None:
+    call = asyncio.create_task(pipe.link.request(pipe.session, "tools/call", {"name": "echo", "arguments": {}}))
+    sent = await asyncio.wait_for(pipe.written.receive(), 30)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    cancelled = await asyncio.wait_for(pipe.written.receive(), 30)
+    assert isinstance(cancelled.message, JSONRPCNotification) and cancelled.message.method == "notifications/cancelled"
+    assert pipe.answer(str(sent.message.id), RESULT)  # the late answer is dropped, not handed to the session
+
+
+async def test_a_stdio_pipe_that_ends_fails_the_waiting_call_as_the_sdk_would(pipe: Pipe) -> None:
+    call = asyncio.create_task(pipe.link.request(pipe.session, "tools/call", {"name": "echo", "arguments": {}}))
+    await asyncio.wait_for(pipe.written.receive(), 30)
+    pipe.link.closed()
+    with pytest.raises(MCPError) as caught:
+        await call
+    assert caught.value.code == CONNECTION_CLOSED
+    with pytest.raises(MCPError):  # and nothing more is sent on it
+        await pipe.link.request(pipe.session, "tools/call", {"name": "echo", "arguments": {}})
