@@ -5,6 +5,7 @@
     ./run bench --calls 500 --json out.json
     ./run bench --baseline main      # before/after in one run: main's services, then this checkout's
     ./run bench --baseline A --baseline B --payload 100000   # three builds, 100 kB echoed per call
+    ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
 
 
 Same upstream (examples/servers/echo_server.py over streamable HTTP, or over stdio), same client,
@@ -506,6 +507,13 @@ def main() -> None:
         default=[],
         help="a git ref: run its services too, before this checkout's, in the same run (repeatable)",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        help="also run this checkout with this setting in the services' environment (repeatable)",
+    )
     args = parser.parse_args()
     global TEXT
     TEXT = "x" * args.payload if args.payload else TEXT
@@ -516,6 +524,7 @@ def main() -> None:
         builds: list[tuple[str, dict | None]] = [
             (ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)
         ]
+        builds += [(f"this checkout, {v}", dict([v.split("=", 1)])) for v in args.variant]
         builds.append(("this checkout", None))
         runs = [run_one(args, kind, era, build, env) for kind in kinds for era in eras for build, env in builds]
     compare(runs)
