@@ -7,7 +7,8 @@ MCP bodies inside them (tool definitions, call results) stay as the wire dicts o
 
 from __future__ import annotations
 
-import random
+import itertools
+import os
 import time
 from typing import Any, Literal
 
@@ -56,12 +57,25 @@ __all__ = [
 SCHEMA_VERSION = 1
 
 
+def _fresh_prefix() -> None:
+    global _prefix
+    _prefix = os.urandom(8).hex()
+
+
+_prefix = ""
+_counter = itertools.count(1)
+_fresh_prefix()
+os.register_at_fork(after_in_child=_fresh_prefix)
+
+
 def new_id() -> str:
-    """128 random bits as 32 hex digits, the shape of `uuid4().hex`, without `uuid4`'s system call
-    per id (it reads `os.urandom`; several ids per call add up on the hot path). The generator is
-    seeded from the OS once per process and again in a forked child. Ids are unique, not secret:
-    nothing may use one as a credential."""
-    return f"{random.getrandbits(128):032x}"
+    """32 hex digits, the shape of `uuid4().hex`, without `uuid4`'s system call per id (it reads
+    `os.urandom`; several ids per call add up on the hot path): 64 random bits drawn once per
+    process (again in a forked child), then a counter. Not the `random` module: tests and libraries
+    seed its shared state (hypothesis does, per example), which would repeat ids, and a repeated
+    batch id is dropped by JetStream as a duplicate. Ids are unique, not secret: nothing may use
+    one as a credential."""
+    return f"{_prefix}{next(_counter):016x}"
 
 
 Execution = Literal["ran", "not_run", "may_have_run"]
