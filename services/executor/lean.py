@@ -11,7 +11,9 @@ stamp, the session id and protocol version header via the transport, the result 
 The SDK keeps everything else: session setup, discovery, listings, notifications, server-to-client
 requests and their answers, the GET stream. Whatever arrives on a call's SSE answer besides the
 answer itself (log messages, list changes, server requests) is handed to the SDK session exactly as
-its transport would have, so it is handled as before. A redirect makes the upstream fall back to
+its transport would have, so it is handled as before; except log messages, which go to `on_log` (the
+session's logging callback) before the answer is returned, so the call's outcome counts them and
+the agent gets them before the result. A redirect makes the upstream fall back to
 the SDK path for good (it follows same-origin redirects; the request was not processed); so do
 upstreams reached through an environment proxy or signed by an httpx2 `Auth` on the SDK's client.
 """
@@ -25,7 +27,7 @@ import itertools
 import logging
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,6 +55,7 @@ __all__ = [
     "LeanLink",
     "Redirected",
     "checked",
+    "deliver_log",
     "lean_http_transport",
     "next_request_id",
     "stamp",
@@ -86,6 +89,21 @@ class LeanLink(Protocol):
     async def request(self, session: ClientSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """The request's result as a wire dict; raises what `ClientSession.send_request` raises."""
         ...
+
+
+LogFn = Callable[[types.LoggingMessageNotificationParams], Awaitable[None]]
+_LOG = "notifications/message"
+
+
+async def deliver_log(on_log: LogFn, params: Any) -> None:
+    """A log message met during a lean call, given to the session's logging callback at once (the
+    session would handle it in a task of its own, maybe after the call's answer)."""
+    try:
+        validated = types.LoggingMessageNotificationParams.model_validate(params or {}, by_name=False)
+    except ValidationError:
+        log.warning("upstream sent a malformed log message during a call; ignored")
+        return
+    await on_log(validated)
 
 
 def next_request_id() -> str:
@@ -126,6 +144,9 @@ class HttpLink:
     inbound: StreamWriter
     """The SDK session's read side: messages that are not our answer go there."""
     on_unauthorized: Callable[[], None] | None = None
+    on_log: LogFn | None = None
+    """What the SDK session calls for a log message (`AgentLink.on_log`): called for those met on a
+    call's stream, before its answer is returned."""
     usable: bool = True
     """False once the server redirected a POST: the SDK path (which follows redirects) from then on."""
     sent: int = 0
@@ -196,6 +217,9 @@ class HttpLink:
                     raise MCPError(PARSE_ERROR, f"Failed to parse SSE message: {exc}") from None
                 if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
                     return _answer(message)
+                if self.on_log is not None and isinstance(message, dict) and message.get("method") == _LOG:
+                    await deliver_log(self.on_log, message.get("params"))
+                    continue
                 await self._hand_over(data)
         raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
 
@@ -296,6 +320,7 @@ async def lean_http_transport(
     client: httpx2.AsyncClient,
     headers: dict[str, str],
     on_unauthorized: Callable[[], None] | None = None,
+    on_log: LogFn | None = None,
 ) -> AsyncIterator[tuple[TransportStreams, HttpLink]]:
     """`mcp.client.streamable_http.streamable_http_client` on `client`, also yielding the `HttpLink`
     lean sends use: the SDK function keeps its transport object to itself, and lean sends go on an
@@ -317,7 +342,7 @@ async def lean_http_transport(
             try:
                 # an httpx2 `Auth` (e.g. OAuth toward the upstream) signs the SDK's requests only
                 usable = client.auth is None and not _proxied(url)
-                yield streams, HttpLink(http, transport, read_writer, on_unauthorized, usable=usable)
+                yield streams, HttpLink(http, transport, read_writer, on_unauthorized, on_log, usable=usable)
             finally:
                 if transport.session_id:
                     await transport.terminate_session(client)

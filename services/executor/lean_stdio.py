@@ -5,8 +5,10 @@ The SDK's stdio transport stays whole (the child process, its pipes, parsing eac
 what this skips is the session's per-request dispatcher (a request model validated, a response
 stream and task per request, the result routed back through it), as `lean.HttpLink` does for
 streamable HTTP. Everything else on the pipe (notifications, server requests, listings) goes to the
-SDK session as before; the request is stamped by the session and its result checked as
-`ClientSession.send_request` would (`lean.stamp`, `lean.checked`).
+SDK session as before, except log messages, which go to the session's logging callback
+(`on_log`) as they are read, so a call's outcome counts those that came before its answer. The
+request is stamped by the session and its result checked as `ClientSession.send_request` would
+(`lean.stamp`, `lean.checked`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
 
-from .lean import checked, next_request_id, stamp, tell_cancelled
+from .lean import LogFn, checked, deliver_log, next_request_id, stamp, tell_cancelled
 
 __all__ = ["StdioLink"]
 
 _Answer = types.JSONRPCResponse | types.JSONRPCError
+_LOG = "notifications/message"
 _ABANDONED = 1024
 """Ids of abandoned requests remembered at most (their answers are dropped when they come)."""
 
@@ -38,6 +41,8 @@ class StdioLink:
     answers its read side hands over (`take`, called by the executor's watched read stream)."""
 
     outbound: WriteStream[SessionMessage]
+    on_log: LogFn | None = None
+    """What the SDK session calls for a log message (`AgentLink.on_log`)."""
     usable: bool = True
     sent: int = 0
     """Requests sent the lean way so far."""
@@ -79,12 +84,15 @@ class StdioLink:
             raise MCPError(got.error.code, got.error.message, got.error.data)
         return checked(method, session.protocol_version or "2025-11-25", got.result)
 
-    def take(self, message: object) -> bool:
-        """True when `message` (off the read stream) answers a lean request: it goes to that request,
-        not to the SDK session."""
+    async def take(self, message: object) -> bool:
+        """True when `message` (off the read stream) answers a lean request, or is a log message: it
+        goes to that request, or to `on_log` before the next line is read, not to the SDK session."""
         if not isinstance(message, SessionMessage):
             return False
         inner = message.message
+        if self.on_log is not None and isinstance(inner, types.JSONRPCNotification) and inner.method == _LOG:
+            await deliver_log(self.on_log, inner.params)
+            return True
         if not isinstance(inner, types.JSONRPCResponse | types.JSONRPCError) or not isinstance(inner.id, str):
             return False
         waiting = self._waiting.pop(inner.id, None)

@@ -21,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
 
-from .lean import LeanLink, lean_http_transport
+from .lean import LeanLink, LogFn, lean_http_transport
 from .lean_stdio import StdioLink
 from .stderr import stderr_to_log
 
@@ -89,7 +89,7 @@ class _WatchedReadStream:
             except (anyio.EndOfStream, anyio.ClosedResourceError):
                 self._end()
                 raise
-            if self._lean is None or not self._lean.take(message):
+            if self._lean is None or not await self._lean.take(message):
                 return message
 
     async def aclose(self) -> None:
@@ -128,15 +128,17 @@ async def open_transport(
     name: str = "upstream",
     on_unauthorized: Callable[[], None] | None = None,
     on_lean: Callable[[LeanLink], None] | None = None,
+    on_log: LogFn | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
-    `on_unauthorized` on an HTTP 401. A stdio server's stderr goes to the log, each line prefixed
-    with `name`. A streamable-HTTP or stdio transport hands `on_lean` the link lean calls are sent on."""
+        `on_unauthorized` on an HTTP 401. A stdio server's stderr goes to the log, each line prefixed
+        with `name`. A streamable-HTTP or stdio transport hands `on_lean` the link lean calls are sent on;
+    that link gives log messages to `on_log` (what the session's logging callback is) itself."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
                 pipe.spawned()
-                piped = StdioLink(write_stream) if on_lean is not None else None
+                piped = StdioLink(write_stream, on_log) if on_lean is not None else None
                 if on_lean is not None and piped is not None:
                     on_lean(piped)
                 yield _WatchedReadStream(read_stream, on_end, piped), write_stream
@@ -163,7 +165,7 @@ async def open_transport(
         )
         if on_lean is not None:
             try:
-                lean = lean_http_transport(config.url, client, dict(config.headers), on_unauthorized)
+                lean = lean_http_transport(config.url, client, dict(config.headers), on_unauthorized, on_log)
                 async with lean as ((read_stream, write_stream), link):
                     on_lean(link)
                     yield _WatchedReadStream(read_stream, on_end), write_stream

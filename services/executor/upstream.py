@@ -426,6 +426,7 @@ class Upstream:
             name=self.name,
             on_unauthorized=self._on_unauthorized,
             on_lean=self._on_lean,
+            on_log=self.agents.on_log,
         )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import httpx2
+import mcp_types as types
 import orjson
 import pytest
 from aiohttp import web
@@ -298,9 +299,9 @@ class Pipe:
         self.session = ClientSession(self.inbound, self.outbound_writer)
         self.link = StdioLink(self.outbound_writer)
 
-    def answer(self, request_id: str, result: dict[str, Any]) -> bool:
+    async def answer(self, request_id: str, result: dict[str, Any]) -> bool:
         response = JSONRPCResponse(jsonrpc="2.0", id=request_id, result=result)
-        return self.link.take(SessionMessage(response))
+        return await self.link.take(SessionMessage(response))
 
     async def aclose(self) -> None:
         for stream in (self.inbound_writer, self.inbound, self.outbound_writer, self.written):
@@ -318,9 +319,9 @@ async def test_a_stdio_call_is_one_message_and_its_answer_is_taken_from_the_sess
     call = asyncio.create_task(pipe.link.request(pipe.session, "tools/call", {"name": "echo", "arguments": {}}))
     sent = await asyncio.wait_for(pipe.written.receive(), 30)
     assert isinstance(sent.message, JSONRPCRequest) and sent.message.method == "tools/call"
-    assert pipe.answer(str(sent.message.id), RESULT)  # taken: the SDK session never sees it
+    assert await pipe.answer(str(sent.message.id), RESULT)  # taken: the SDK session never sees it
     assert await call == RESULT
-    assert not pipe.answer(str(sent.message.id), RESULT)  # a second answer is not ours any more
+    assert not await pipe.answer(str(sent.message.id), RESULT)  # a second answer is not ours any more
 
 
 async def test_a_stdio_call_abandoned_tells_the_server_and_drops_its_late_answer(pipe: Pipe) -> None:
@@ -331,7 +332,7 @@ async def test_a_stdio_call_abandoned_tells_the_server_and_drops_its_late_answer
         await call
     cancelled = await asyncio.wait_for(pipe.written.receive(), 30)
     assert isinstance(cancelled.message, JSONRPCNotification) and cancelled.message.method == "notifications/cancelled"
-    assert pipe.answer(str(sent.message.id), RESULT)  # the late answer is dropped, not handed to the session
+    assert await pipe.answer(str(sent.message.id), RESULT)  # the late answer is dropped, not handed to the session
 
 
 async def test_a_stdio_pipe_that_ends_fails_the_waiting_call_as_the_sdk_would(pipe: Pipe) -> None:
@@ -343,3 +344,44 @@ async def test_a_stdio_pipe_that_ends_fails_the_waiting_call_as_the_sdk_would(pi
     assert caught.value.code == CONNECTION_CLOSED
     with pytest.raises(MCPError):  # and nothing more is sent on it
         await pipe.link.request(pipe.session, "tools/call", {"name": "echo", "arguments": {}})
+
+
+async def test_log_messages_on_a_calls_stream_are_delivered_before_its_answer(server: tuple[Server, str]) -> None:
+    """With `on_log` (what the executor's session uses as its logging callback), a log message met on
+    the call's SSE stream is delivered before the call returns: the outcome then counts it, and the
+    agent gets it before the result (a hand-over to the session could be handled after)."""
+    state, url = server
+    logged: list[types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logged.append(params)
+
+    async def handler(request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        log = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "working"}}
+        await response.write(b"data: " + orjson.dumps(log) + b"\n\n")
+        await response.write(b"data: " + answer(message["id"], result=RESULT) + b"\n\n")
+        return response
+
+    state.handler = handler
+    made = Link(url)
+    made.link.on_log = on_log
+    try:
+        assert await made.call() == RESULT
+        assert [(entry.level, entry.data) for entry in logged] == [("info", "working")]
+        assert made.inbound._inner.statistics().current_buffer_used == 0  # nothing handed to the SDK session
+    finally:
+        await made.aclose()
+
+
+async def test_a_log_line_on_the_pipe_goes_to_on_log_not_the_session(pipe: Pipe) -> None:
+    logged: list[types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logged.append(params)
+
+    pipe.link.on_log = on_log
+    line = JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params={"level": "debug", "data": 7})
+    assert await pipe.link.take(SessionMessage(line))
+    assert [(entry.level, entry.data) for entry in logged] == [("debug", 7)]
