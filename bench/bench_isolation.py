@@ -105,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # a breaker that never opens keeps every hung call hung: the worst case for isolation
         extra = {"hang": {"url": hanging_url, "timeout": HANG_TIMEOUT, "circuit_breaker": {"failure_threshold": 1000}}}
-        gateway, url = start_gateway(healthy_url, Path(tmp), extra_servers=extra)
+        gateway, url = start_gateway({"url": healthy_url}, Path(tmp), extra_servers=extra)
         try:
             results = asyncio.run(measure(args, url))
         finally:

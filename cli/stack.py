@@ -121,6 +121,9 @@ class EmbeddedNats:
     authorization: str = ""
     """An `authorization { users = [...] }` block (`bastion_common.permissions.render_authorization`);
     empty: an open server (the test fixtures)."""
+    monitor: bool = False
+    """Serve nats-server's HTTP monitoring (`/varz`, ...) on a free port of `host`, named in the
+    ports file (`bastion up` with BASTION_NATS_MONITOR=1; `./run bench` reads message counts there)."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -144,6 +147,7 @@ class EmbeddedNats:
             str(self.port or -1),
             "--ports_file_dir",
             str(self.data_dir / "ports"),
+            *(["-m", "-1"] if self.monitor else []),
         ]
 
     def start(self, timeout: float = 10.0) -> EmbeddedNats:

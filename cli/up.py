@@ -288,7 +288,11 @@ class _Stack:
         private_dir(ep.data_dir / "logs")
         self.creds = make_credentials(ep.data_dir, os.environ, new_nkeys=ep.nats_url is None)
         if ep.nats_url is None:
-            self.nats = EmbeddedNats(ep.data_dir / "nats", authorization=self.creds.authorization).start()
+            self.nats = EmbeddedNats(
+                ep.data_dir / "nats",
+                authorization=self.creds.authorization,
+                monitor=os.environ.get("BASTION_NATS_MONITOR") == "1",
+            ).start()
             ep.nats_url = self.nats.url
         if self.stop.requested:
             return False

@@ -36,6 +36,7 @@ from .messages import (
     CancelExecution,
     CodeModeAnswer,
     CodeModeCall,
+    Refund,
     ResourceUpdated,
     ToolCall,
     UpstreamRequest,
@@ -106,6 +107,12 @@ CHANNELS: Final = (
         "ingress -> codemode: one Code Mode meta-tool call",
         CodeModeAnswer,
         s.QUEUE_CODEMODE,
+    ),
+    Channel(
+        s.POLICY_REFUND,
+        Refund,
+        "executor, ingress, codemode -> every policy replica: a charged call did not run; the replica "
+        "holding its charge gives it back",
     ),
     Channel(s.CALL_CANCEL, CancelCall, "ingress -> every ingress: an agent cancelled a request"),
     Channel(s.EXEC_CANCEL, CancelExecution, "ingress -> every executor and codemode replica: abandon a call"),

@@ -3,7 +3,9 @@
 Sizes are always recorded (`request_bytes`, `response_bytes`); the content only when content
 logging is on for both the deployment (`BASTION_AUDIT_CONTENT`) and the key (`content_logging`).
 The digest is taken over the whole JSON before any size cut, so it identifies the exact content
-either way (a value you hold can be checked against it).
+either way (a value you hold can be checked against it). A value given as JSON bytes (a tool call's
+result, which travels from the upstream to the agent unparsed) is recorded and digested as those very
+bytes: what the agent received, without parsing it again for the audit.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ def to_json(value: Any) -> str:
 
 
 def content_fields(arguments: Any, result: Any, *, keep: bool) -> dict[str, str | None]:
-    """`arguments`, `result` and their `*_sha256` for an `AuditEvent`; absent values stay None."""
+    """`arguments`, `result` and their `*_sha256` for an `AuditEvent`; absent values stay None. Either
+    may be JSON bytes, recorded as they are."""
     fields: dict[str, str | None] = {}
     for name, value in (("arguments", arguments), ("result", result)):
         if value is None:
             continue
-        text = to_json(value)
-        fields[f"{name}_sha256"] = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        fields[name] = text if keep else None
+        data = value if isinstance(value, bytes) else to_json(value).encode("utf-8", "surrogatepass")
+        fields[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
+        fields[name] = data.decode("utf-8", "replace") if keep else None
     return fields

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
 from nats.js.errors import BucketNotFoundError
@@ -94,7 +93,7 @@ class Blobs:
         if outcome.result_blob is None:
             return outcome
         try:
-            result = orjson.loads(await self.take(outcome.result_blob, limit))
+            raw = await self.take(outcome.result_blob, limit)  # passed on as it is, like an inline result
         except BlobTooLarge as exc:
             error = GatewayError(
                 kind=ErrorKind.RESULT_TOO_LARGE,
@@ -107,7 +106,7 @@ class Blobs:
                 "the request did run upstream",
             )
         else:
-            return outcome.model_copy(update={"result": result, "result_blob": None})
+            return outcome.model_copy(update={"raw_result": raw, "result_blob": None})
         return CallOutcome(
             id=outcome.id,
             error=error,

@@ -7,10 +7,12 @@ MCP bodies inside them (tool definitions, call results) stay as the wire dicts o
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .config import ServerConfig
@@ -19,6 +21,7 @@ from .errors import ErrorKind
 from .llm_config import AgentMode
 
 __all__ = [
+    "REFUNDED",
     "AuditBatch",
     "AuditEvent",
     "AuditKind",
@@ -38,7 +41,9 @@ __all__ = [
     "Execution",
     "GatewayError",
     "KeyRecord",
+    "Refund",
     "ResourceUpdated",
+    "RoutedHead",
     "ServerCatalog",
     "ServerRecord",
     "StreamEvent",
@@ -48,14 +53,33 @@ __all__ = [
     "VisibleTools",
     "VisibleToolsQuery",
     "audit_events",
+    "decode_outcome",
+    "encode_outcome",
     "new_id",
 ]
 
 SCHEMA_VERSION = 1
 
 
+def _fresh_prefix() -> None:
+    global _prefix
+    _prefix = os.urandom(8).hex()
+
+
+_prefix = ""
+_counter = itertools.count(1)
+_fresh_prefix()
+os.register_at_fork(after_in_child=_fresh_prefix)
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """32 hex digits, the shape of `uuid4().hex`, without `uuid4`'s system call per id (it reads
+    `os.urandom`; several ids per call add up on the hot path): 64 random bits drawn once per
+    process (again in a forked child), then a counter. Not the `random` module: tests and libraries
+    seed its shared state (hypothesis does, per example), which would repeat ids, and a repeated
+    batch id is dropped by JetStream as a duplicate. Ids are unique, not secret: nothing may use
+    one as a credential."""
+    return f"{_prefix}{next(_counter):016x}"
 
 
 Execution = Literal["ran", "not_run", "may_have_run"]
@@ -102,20 +126,20 @@ class GatewayError(BaseModel):
 # ---------------------------------------------------------------- request path
 
 
-class ToolCall(_Message):
-    """ingress -> policy -> executor: one `tools/call`."""
+class RoutedHead(_Message):
+    """What every request routed to one upstream carries for deciding it, and all policy reads of
+    one (`ToolCall` and `UpstreamRequest` extend it): who, where, and until when. Policy forwards
+    the same bytes, and pydantic skips the JSON a model does not name, so arguments and params are
+    never parsed there (half the parse of a small call, and of a large one, measured)."""
 
     id: str = Field(default_factory=new_id)
-    trace_id: str | None = None
     caller: Caller
     server: str
-    tool: str
-    """The upstream's own tool name."""
-    name: str
-    """The namespaced name the agent used."""
-    arguments: dict[str, Any] = Field(default_factory=dict)
-    meta: dict[str, Any] | None = None
-    """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
+    tool: str | None = None
+    """`ToolCall`: the upstream's own tool name, what grants, prices and rate limits name."""
+    target: str | None = None
+    """`UpstreamRequest`: what grants are checked against, in the `server/<target>` space:
+    `prompt:<name>` or `resource:<uri>` (see docs/access-control.md)."""
     include_servers: list[str] | None = None
     """`X-Bastion-Include-Servers` of the request, if given: it can only narrow what the key allows."""
     include_tools: list[str] | None = None
@@ -125,12 +149,29 @@ class ToolCall(_Message):
     sent_at: float = Field(default_factory=time.time)
     deadline: float = 0.0
     """Unix time after which ingress no longer waits for the answer (`sent_at + timeout` unless
-    given): every hop drops the call unrun once it has passed, so a call ingress gave up on never
+    given): every hop drops the request unrun once it has passed, so one ingress gave up on never
     reaches the upstream afterwards. Hops compare it with their own clock (keep clocks in sync)."""
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> RoutedHead:
+        if not self.deadline:
+            self.deadline = self.sent_at + self.timeout
+        return self
+
+    @property
+    def granted_as(self) -> str:
+        """The name grants are checked against in the `server/...` space."""
+        return self.tool or self.target or ""
+
+
+class _Routed(RoutedHead):
+    """What the executor needs besides the head, for any routed request."""
+
+    trace_id: str | None = None
     stream: str | None = None
     """Subject of the agent's open response stream (an SSE answer to its POST), when it has one.
-    The executor publishes `StreamEvent`s there while the call runs: progress and log notifications,
-    and requests the upstream makes of the agent (sampling, elicitation, roots)."""
+    The executor publishes `StreamEvent`s there while the request runs: progress and log
+    notifications, and requests the upstream makes of the agent (sampling, elicitation, roots)."""
     client: list[str] = Field(default_factory=list)
     """Client capabilities the agent declared that an upstream may ask it for:
     "sampling", "elicitation", "roots"; or "input_required" for a 2026-07-28 agent, which resolves
@@ -138,6 +179,20 @@ class ToolCall(_Message):
     log_level: str | None = None
     """The lowest log level the agent wants forwarded on its stream (2026-07-28 upstreams send log
     messages only for requests that ask for them)."""
+    version: str | None = None
+    """The agent's protocol revision: the executor shapes the result for it (`results.shape_result`)
+    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came."""
+
+
+class ToolCall(_Routed):
+    """ingress -> policy -> executor: one `tools/call`."""
+
+    tool: str
+    name: str
+    """The namespaced name the agent used."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] | None = None
+    """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
     extra: dict[str, Any] | None = None
     """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
     `inputResponses` and `requestState`), forwarded as they are."""
@@ -145,44 +200,17 @@ class ToolCall(_Message):
     """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
 
-    @model_validator(mode="after")
-    def _default_deadline(self) -> ToolCall:
-        if not self.deadline:
-            self.deadline = self.sent_at + self.timeout
-        return self
 
-
-class UpstreamRequest(_Message):
+class UpstreamRequest(_Routed):
     """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
     (`prompts/get`, `resources/read`, `resources/subscribe`, `completion/complete`, ...)."""
 
-    id: str = Field(default_factory=new_id)
-    trace_id: str | None = None
-    caller: Caller
-    server: str
     method: str
     params: dict[str, Any] = Field(default_factory=dict)
     """Wire params with the upstream's own names (a prompt's un-namespaced name)."""
     target: str
-    """What grants are checked against, in the `server/<target>` space: `prompt:<name>` or
-    `resource:<uri>` (see docs/access-control.md)."""
     subscriber: str | None = None
     """`resources/(un)subscribe`: the agent session the subscription belongs to."""
-    include_servers: list[str] | None = None
-    include_tools: list[str] | None = None
-    timeout: float
-    sent_at: float = Field(default_factory=time.time)
-    deadline: float = 0.0
-    """As `ToolCall.deadline`."""
-    stream: str | None = None
-    client: list[str] = Field(default_factory=list)
-    log_level: str | None = None
-
-    @model_validator(mode="after")
-    def _default_deadline(self) -> UpstreamRequest:
-        if not self.deadline:
-            self.deadline = self.sent_at + self.timeout
-        return self
 
 
 class StreamEvent(_Message):
@@ -225,11 +253,20 @@ class ResourceUpdated(_Message):
 
 
 class CallOutcome(_Message):
-    """executor or policy -> ingress: the result of a `ToolCall`, or why there is none."""
+    """executor or policy -> ingress: the result of a `ToolCall`, or why there is none.
+
+    On the bus the result travels after the envelope as its own JSON (`encode_outcome`), so the
+    receiver can pass it on without parsing it (`raw_result`); `result` is for producers that hold
+    it as a dict, and `result_value()` for consumers that need one."""
 
     id: str
     result: dict[str, Any] | None = None
-    """The upstream's `CallToolResult` as wire JSON (camelCase), passed through untouched."""
+    """The upstream's result as wire JSON (camelCase), before it is encoded for the bus."""
+    raw_result: bytes | None = Field(default=None, exclude=True, repr=False)
+    """The result as JSON bytes, as `decode_outcome` found it after the envelope (never in the
+    envelope itself): spliced into the agent's answer as it is."""
+    is_error: bool = False
+    """The result is a tool error (`isError`): the envelope says so, so the audit reads no result."""
     error: GatewayError | None = None
     decided_by: Literal["policy", "executor"]
     upstream_ms: float | None = None
@@ -244,6 +281,55 @@ class CallOutcome(_Message):
     cost_usd: float | None = None
     """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
     header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
+
+    def result_value(self) -> dict[str, Any] | None:
+        """The result as a dict, parsed from `raw_result` when that is how it came."""
+        if self.result is None and self.raw_result is not None:
+            parsed = orjson.loads(self.raw_result)
+            self.result = parsed if isinstance(parsed, dict) else None
+        return self.result
+
+
+REFUNDED: frozenset[ErrorKind] = frozenset(
+    {
+        ErrorKind.UPSTREAM_UNAVAILABLE,
+        ErrorKind.UPSTREAM_TIMEOUT,
+        ErrorKind.UPSTREAM_ERROR,
+        ErrorKind.INVALID_ARGUMENTS,
+        ErrorKind.UNKNOWN_TOOL,
+        ErrorKind.GATEWAY_UNAVAILABLE,
+        ErrorKind.GATEWAY_TIMEOUT,
+        ErrorKind.INTERNAL,
+    }
+)
+"""Outcomes after which a call's charge is refunded: the tool did not run (or the gateway cannot know
+it did). A tool result with `isError` is a tool that ran, and stays charged."""
+
+
+class Refund(_Message):
+    """executor, ingress, codemode -> policy: give back what the call `id` was charged (at most once)."""
+
+    id: str
+
+
+def encode_outcome(outcome: CallOutcome) -> bytes:
+    """The bus form of an outcome: its envelope (JSON on one line), then, after a newline, the
+    result's JSON (`raw_result`, or `result` encoded) when it has one."""
+    raw = outcome.raw_result
+    if raw is None and outcome.result is not None:
+        raw = orjson.dumps(outcome.result)
+    envelope = outcome.model_dump_json(exclude={"result"}).encode()
+    return envelope if raw is None else envelope + b"\n" + raw
+
+
+def decode_outcome(data: bytes) -> CallOutcome:
+    """An outcome from its bus form (`encode_outcome`); the result stays bytes (`raw_result`).
+    Raises `pydantic.ValidationError` when the envelope is not a `CallOutcome`."""
+    envelope, newline, raw = data.partition(b"\n")  # compact JSON has no raw newline
+    outcome = CallOutcome.model_validate_json(envelope)
+    if newline:
+        outcome.raw_result = raw
+    return outcome
 
 
 class VisibleToolsQuery(_Message):

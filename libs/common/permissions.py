@@ -14,7 +14,8 @@ Three rules shape it:
   (KV values, call outcomes) another one receives; it may publish to the inboxes of the roles it
   answers (explicitly, rather than with `allow_responses`: a call is answered twice, acknowledgement
   and outcome, up to the call timeout later, which a response allowance's count and expiry would
-  have to be tuned to; an executor's call-stream events are not responses at all);
+  have to be tuned to; an executor answers the requester whose call policy forwarded to it, not the
+  publisher; its call-stream events are not responses at all);
 - the audit stream is written by its producers alone (ingress, which also emits the admin API's
   changes, and codemode) and read (consumed) by the audit service alone; the admin role may watch
   live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
@@ -156,6 +157,8 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.POLICY_REQUEST,
             s.POLICY_LLM,
             f"{s.POLICY_ALIVE}.*",
+            f"{s.EXEC_ALIVE}.*",  # the executor replica holding a call policy forwarded
+            s.POLICY_REFUND,  # a tool call it failed as lost or late: policy gives back what it charged
             s.CALL_CANCEL,
             s.EXEC_CANCEL,  # abandons a call it holds; it can start none
             s.CODEMODE_CALL,
@@ -201,7 +204,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.EXEC_REQUEST,
             s.EXEC_LLM,
             f"{s.EXEC_ALIVE}.*",
-            _inbox(INGRESS),  # answers and acknowledgements to ingress
+            _inbox(INGRESS),  # refusals, and "no executor", to ingress
             _inbox(CODEMODE),  # and to the tool calls of Code Mode scripts
             *_kv_read(s.KV_KEYS),
             *_kv_read(s.KV_POLICY),
@@ -213,14 +216,17 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.POLICY_LIST,
             s.POLICY_REQUEST,
             s.POLICY_LLM,
+            s.POLICY_REFUND,
             f"{s.POLICY_ALIVE}.*",
         ),
     ),
     EXECUTOR: Permissions(
         publish=(
             *_own_inbox(EXECUTOR),
-            _inbox(POLICY),  # answers and acknowledgements to policy
-            _inbox(INGRESS),  # what an upstream sends mid-call, to the agent's call stream
+            _inbox(POLICY),  # answers and acknowledgements of chat completions, which policy relays
+            _inbox(INGRESS),  # answers and acknowledgements of forwarded calls; what an upstream sends mid-call
+            _inbox(CODEMODE),  # the same for the tool calls of Code Mode scripts
+            s.POLICY_REFUND,  # a charged call that did not run
             s.RESOURCE_UPDATED,
             *_object_store(s.OBJ_BLOBS),  # results too large for one message; arguments as large
             *_kv_read(s.KV_SERVERS),
@@ -248,6 +254,8 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.POLICY_CALL,  # a script's tool calls, as an agent's
             s.POLICY_LIST,
             f"{s.POLICY_ALIVE}.*",
+            f"{s.EXEC_ALIVE}.*",  # the executor replica holding a script's call
+            s.POLICY_REFUND,  # a script's tool call it failed as lost or late
             s.EXEC_CANCEL,  # abandons the calls of a cancelled run
             f"{s.AUDIT_EVENTS}.>",
             s.AUDIT_DEAD,

@@ -16,8 +16,15 @@ time its requester stops waiting for an acknowledgement (`subjects.ACCEPT_BY`, a
 clocks must agree within `margin`); the replica receiving it later than that minus `margin`
 answers it unrun (`Acknowledger.admit`), and one that takes it acknowledges before then.
 
-`AckedRequester` is the requester's side (ingress -> policy, policy -> executor); `Acknowledger`
-the responder's (policy, executor).
+A routed call (`ToolCall`, `UpstreamRequest`) has two possible holders: policy while it decides
+and charges, then the executor policy forwarded it to, which answers the requester directly
+(`subjects.REPLY_TO`). Each acknowledges with its own header (`POLICY_ACCEPTED_BY`,
+`EXEC_ACCEPTED_BY`), so the requester probes whichever holds the call; policy tells a requester
+whose call it had acknowledged that it handed it over (`subjects.HANDED_OVER`), and the wait for an
+acknowledgement starts again. `routed_requester` builds the requester that knows both.
+
+`AckedRequester` is the requester's side (ingress, codemode -> policy -> executor; policy ->
+executor for chat completions); `Acknowledger` the responder's (policy, executor).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +44,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from . import subjects, tracing
 from .errors import ErrorKind
-from .messages import CallOutcome, GatewayError
+from .messages import CallOutcome, GatewayError, decode_outcome
 from .settings import RequestPathSettings
 from .signing import WorkSigner
 
@@ -46,6 +53,8 @@ __all__ = [
     "Acknowledger",
     "ResponderLost",
     "call_outcome",
+    "reply_subject",
+    "routed_requester",
     "too_late",
 ]
 
@@ -60,13 +69,15 @@ class ResponderLost(Exception):
 @dataclass
 class _Pending:
     future: asyncio.Future[Msg]
-    holder: str | None = None
+    holder: tuple[str, str] | None = None
+    """(who, its liveness subject) of the replica that acknowledged the request last."""
     sent_at: float = field(default_factory=time.monotonic)
 
 
 class AckedRequester:
     """Sends requests to replicas of one kind (`role`, e.g. "policy"), whose liveness subjects are
-    `alive_subject(instance)` and whose acknowledgements carry the header `accepted_by`.
+    `alive_subject(instance)` and whose acknowledgements carry the header `accepted_by`; `also`
+    names further holders a request may pass to (acknowledgement header -> (role, liveness subject)).
 
     All replies arrive on one wildcard inbox subscription (`start()` first), as with `nc.request`."""
 
@@ -79,12 +90,12 @@ class AckedRequester:
         alive_subject: Callable[[str], str],
         settings: RequestPathSettings,
         signer: WorkSigner | None = None,
+        also: Mapping[str, tuple[str, Callable[[str], str]]] | None = None,
     ) -> None:
         self._nc = nc
         self._signer = signer
         self._role = role
-        self._accepted_by = accepted_by
-        self._alive_subject = alive_subject
+        self._holders = {accepted_by: (role, alive_subject), **(also or {})}
         self._settings = settings
         self._prefix = nc.new_inbox()
         self._tokens = itertools.count()
@@ -117,11 +128,12 @@ class AckedRequester:
                 with contextlib.suppress(asyncio.TimeoutError):
                     wait = min(remaining, settings.probe_every)
                     return await asyncio.wait_for(asyncio.shield(pending.future), wait)
-                if pending.holder is None:
+                holder = pending.holder
+                if holder is None:
                     if time.monotonic() - pending.sent_at > settings.ack_grace:
                         raise ResponderLost(f"no {self._role} replica acknowledged the call")
-                elif not await self._alive(pending.holder):
-                    raise ResponderLost(f"{self._role} replica {pending.holder!r} stopped before answering")
+                elif not await self._alive(holder[1]):
+                    raise ResponderLost(f"{holder[0]} stopped before answering")
         finally:
             self._pending.pop(token, None)
             if not pending.future.done():
@@ -131,33 +143,59 @@ class AckedRequester:
         pending = self._pending.get(msg.subject.rpartition(".")[2])
         if pending is None or pending.future.done():
             return
-        headers = msg.headers or {}
-        if headers.get(_STATUS) == _NO_RESPONDERS and not msg.data:
+        headers = msg.headers
+        if not headers or msg.data:  # the answer (an empty answer carries no header of ours)
+            pending.future.set_result(msg)
+        elif headers.get(_STATUS) == _NO_RESPONDERS:
             pending.future.set_exception(NoRespondersError())
-        elif self._accepted_by in headers and not msg.data:
-            pending.holder = headers[self._accepted_by]
+        elif subjects.HANDED_OVER in headers:  # policy forwarded it: an executor acknowledges it anew
+            pending.holder, pending.sent_at = None, time.monotonic()
         else:
+            for header, (role, alive_subject) in self._holders.items():
+                if header in headers:
+                    instance = headers[header]
+                    pending.holder = (f"{role} replica {instance!r}", alive_subject(instance))
+                    return
             pending.future.set_result(msg)
 
-    async def _alive(self, instance: str) -> bool:
-        """One probe at a time per replica, shared by every call waiting on it."""
-        probe = self._probes.get(instance)
+    async def _alive(self, subject: str) -> bool:
+        """One probe at a time per replica (its liveness subject), shared by every call waiting on it."""
+        probe = self._probes.get(subject)
         if probe is None:
-            probe = self._probes[instance] = asyncio.create_task(self._probe(instance))
-            probe.add_done_callback(lambda _: self._probes.pop(instance, None))
+            probe = self._probes[subject] = asyncio.create_task(self._probe(subject))
+            probe.add_done_callback(lambda _: self._probes.pop(subject, None))
         return await asyncio.shield(probe)
 
-    async def _probe(self, instance: str) -> bool:
+    async def _probe(self, subject: str) -> bool:
         try:
-            await self._nc.request(self._alive_subject(instance), b"", timeout=self._settings.probe_timeout)
+            await self._nc.request(subject, b"", timeout=self._settings.probe_timeout)
         except NoRespondersError:
-            self._misses.pop(instance, None)
+            self._misses.pop(subject, None)
             return False
         except NatsTimeout:
-            self._misses[instance] = misses = self._misses.get(instance, 0) + 1
+            self._misses[subject] = misses = self._misses.get(subject, 0) + 1
             return misses < self._settings.probe_misses
-        self._misses.pop(instance, None)
+        self._misses.pop(subject, None)
         return True
+
+
+def routed_requester(nc: NATS, settings: RequestPathSettings) -> AckedRequester:
+    """The requester of routed calls (`POLICY_CALL`, `POLICY_REQUEST`; `POLICY_LLM` too): held first
+    by a policy replica, then by the executor policy forwarded it to, which answers it directly."""
+    return AckedRequester(
+        nc,
+        role="policy",
+        accepted_by=subjects.POLICY_ACCEPTED_BY,
+        alive_subject=subjects.policy_alive_subject,
+        settings=settings,
+        also={subjects.EXEC_ACCEPTED_BY: ("executor", subjects.executor_alive_subject)},
+    )
+
+
+def reply_subject(msg: Msg) -> str | None:
+    """Where a request is answered: the requester's subject a forwarding policy named
+    (`subjects.REPLY_TO`), else the message's own reply subject."""
+    return (msg.headers or {}).get(subjects.REPLY_TO) or msg.reply
 
 
 class Acknowledger:
@@ -175,6 +213,8 @@ class Acknowledger:
         self._after = after
         self._margin = margin
         self._sending: set[asyncio.Task[None]] = set()
+        self._acknowledged: dict[str, asyncio.Task[None]] = {}
+        """Reply subject of each request acknowledged and still running -> the task sending the ack."""
 
     async def start(self) -> None:
         # answered until the connection drains, so calls still in flight during a stop are not declared lost
@@ -186,17 +226,28 @@ class Acknowledger:
         left = _time_left(msg)
         return left is None or left > self._margin
 
-    def watch(self, msg: Msg, call: asyncio.Task[Any]) -> None:
-        """Acknowledge `msg` if `call` (the task answering it) is still running after a moment.
+    def watch(self, msg: Msg, call: asyncio.Task[Any], reply: str | None = None) -> None:
+        """Acknowledge `msg` (to `reply`, by default its reply subject) if `call` (the task answering
+        it) is still running after a moment.
 
         Only then: a fast call's answer is its own proof of life, and one message fewer per call
         is real latency on the hot path. A request that spent long on the way is acknowledged
         sooner, so the acknowledgement arrives before its requester gives up."""
-        if msg.reply and msg.headers and subjects.WANT_ACK in msg.headers:
+        reply = reply or msg.reply
+        if reply and msg.headers and subjects.WANT_ACK in msg.headers:
             left = _time_left(msg)
             delay = self._after if left is None else max(0.0, min(self._after, left - self._margin))
-            timer = asyncio.get_running_loop().call_later(delay, self._acknowledge, msg.reply)
-            call.add_done_callback(lambda _: timer.cancel())
+            timer = asyncio.get_running_loop().call_later(delay, self._acknowledge, reply)
+
+            def done(_: object) -> None:
+                timer.cancel()
+                self._acknowledged.pop(reply, None)
+
+            call.add_done_callback(done)
+
+    def acknowledged(self, reply: str) -> bool:
+        """Whether the request answered on `reply` has been acknowledged (and is still running)."""
+        return reply in self._acknowledged
 
     async def _on_alive(self, msg: Msg) -> None:
         """Being able to answer is the answer."""
@@ -205,16 +256,29 @@ class Acknowledger:
 
     def _acknowledge(self, reply: str) -> None:
         if not self._nc.is_closed:
-            self._spawn(self._publish(reply))
+            self._acknowledged[reply] = self._spawn(self._publish(reply, self._headers))
 
-    async def _publish(self, reply: str) -> None:
+    async def hand_over(self, reply: str) -> bool:
+        """If the request answered on `reply` was acknowledged by this replica, tell its requester
+        that the replica passed it on (policy forwarded it), so it stops probing this replica for
+        it; True then. Call it before the message that passes the request on: it is sent after the
+        acknowledgement and before what follows on this connection."""
+        sending = self._acknowledged.pop(reply, None)
+        if sending is None:
+            return False
+        await sending
+        await self._publish(reply, {subjects.HANDED_OVER: "1"})
+        return True
+
+    async def _publish(self, reply: str, headers: dict[str, str]) -> None:
         with contextlib.suppress(Exception):  # closing or draining: the requester's probes will tell
-            await self._nc.publish(reply, b"", headers=self._headers)
+            await self._nc.publish(reply, b"", headers=headers)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
+        return task
 
 
 def _time_left(msg: Msg) -> float | None:
@@ -243,9 +307,10 @@ def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcom
 
 
 def call_outcome(reply: Msg) -> CallOutcome:
-    """The `CallOutcome` a relayed call was answered with, its `cost_usd` from policy's header (the
-    body is the executor's, untouched). Raises `pydantic.ValidationError` for a malformed body."""
-    outcome = CallOutcome.model_validate_json(reply.data)
+    """The `CallOutcome` a routed call was answered with (its result still the upstream's bytes, for
+    the agent's answer as they are), its `cost_usd` from the `CHARGED_USD` header the executor
+    echoes from policy's forward. Raises `pydantic.ValidationError` for a malformed body."""
+    outcome = decode_outcome(reply.data)
     charged = (reply.headers or {}).get(subjects.CHARGED_USD)
     if charged is not None:
         try:

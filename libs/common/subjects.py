@@ -18,6 +18,7 @@ __all__ = [
     "AUDIT_STREAM",
     "AUDIT_VERIFY",
     "CALL_CANCEL",
+    "CHARGED",
     "CHARGED_USD",
     "CODEMODE_ACCEPTED_BY",
     "CODEMODE_ALIVE",
@@ -28,6 +29,7 @@ __all__ = [
     "EXEC_CANCEL",
     "EXEC_LLM",
     "EXEC_REQUEST",
+    "HANDED_OVER",
     "INBOX",
     "JS_ACK",
     "JS_API",
@@ -53,12 +55,14 @@ __all__ = [
     "POLICY_CALL",
     "POLICY_LIST",
     "POLICY_LLM",
+    "POLICY_REFUND",
     "POLICY_REQUEST",
     "QUEUE_AUDIT",
     "QUEUE_CODEMODE",
     "QUEUE_EXECUTOR",
     "QUEUE_OAUTH",
     "QUEUE_POLICY",
+    "REPLY_TO",
     "RESOURCE_UPDATED",
     "WANT_ACK",
     "WORK_SIGNATURE",
@@ -85,12 +89,14 @@ than that, minus `BASTION_ACK_MARGIN`, answers it unrun instead of running it; o
 acknowledges it in time (`bastion_common.relay`)."""
 
 CHARGED_USD: Final = "Bastion-Charged-Usd"
-"""Header on policy's relay of a priced call's outcome to ingress: what the call was charged, in USD
-(0 when it was refunded). Policy forwards the executor's bytes untouched, so the charge travels beside
-them; ingress records it as the audit event's `cost_usd`."""
+"""Header of a priced call, in USD: policy forwards the call to an executor with its price, and the
+executor echoes it on the outcome it sends the requester (0 when the call did not run: its charge is
+refunded), beside the outcome's bytes; ingress and codemode record it as the event's `cost_usd`."""
 
 POLICY_CALL: Final = "bastion.policy.call"
-"""ingress -> policy: a `ToolCall`; policy answers a denial itself or relays the executor's answer."""
+"""ingress -> policy: a `ToolCall`; policy answers a refusal itself, or forwards the call to an
+executor (`EXEC_CALL`) with the requester's reply subject in `REPLY_TO`: the executor's
+acknowledgement and outcome then go straight back to ingress, policy is out of the way."""
 
 POLICY_LIST: Final = "bastion.policy.list"
 """ingress -> policy: a `VisibleToolsQuery`; policy answers `VisibleTools`."""
@@ -103,7 +109,28 @@ POLICY_ALIVE: Final = "bastion.policy.alive"
 replica; "no responders" proves the replica is gone, so its in-flight calls can fail fast."""
 
 EXEC_CALL: Final = "bastion.exec.call"
-"""policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`."""
+"""policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`
+to the subject in `REPLY_TO` (the requester's), or to the message's reply subject without one."""
+
+REPLY_TO: Final = "Bastion-Reply-To"
+"""Header of an `EXEC_CALL` / `EXEC_REQUEST` forwarded by policy: the requester's reply subject
+(ingress's or codemode's inbox), where the executor sends its acknowledgement and outcome. The
+message's own reply subject is policy's: only NATS's "no responders" (no executor at all) goes
+there, which the server sends to the publisher alone. Covered by policy's signature."""
+
+CHARGED: Final = "Bastion-Charged"
+"""Header of a forwarded `EXEC_CALL` whose call policy charged to a budget: the executor sends
+`POLICY_REFUND` when its outcome says the tool did not run (`messages.REFUNDED`)."""
+
+HANDED_OVER: Final = "Bastion-Handed-Over"
+"""Header of an empty message from policy to a requester whose call it had acknowledged (it held it
+past `BASTION_ACK_AFTER`) and has now forwarded: policy no longer holds it; the requester waits for
+the executor's acknowledgement as for a fresh request."""
+
+POLICY_REFUND: Final = "bastion.policy.refund"
+"""executor, ingress, codemode -> every policy replica (no queue group): a `Refund` of a forwarded
+call that did not run (or that the gateway lost track of); the replica that charged it gives the
+budgets back, the others hold no charge for it and ignore it."""
 
 POLICY_REQUEST: Final = "bastion.policy.request"
 """ingress -> policy: an `UpstreamRequest` (prompts, resources, completion); answered like `POLICY_CALL`."""

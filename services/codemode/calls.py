@@ -43,7 +43,7 @@ def audit_event(
         status = "denied" if error.kind in _DENIED else "error"
         code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
     else:
-        status = "tool_error" if outcome.result and outcome.result.get("isError") else "ok"
+        status = "tool_error" if outcome.is_error or (outcome.result and outcome.result.get("isError")) else "ok"
         code = None
     return AuditEvent(
         kind="tool_call",
@@ -51,7 +51,11 @@ def audit_event(
         key_id=request.caller.key_id,
         key_name=request.caller.key_name,
         **request.caller.owner(),
-        **content_fields(call.arguments, outcome.result, keep=content and request.caller.content_logging),
+        **content_fields(
+            call.arguments,
+            outcome.raw_result if outcome.raw_result is not None else outcome.result,  # as the upstream sent it
+            keep=content and request.caller.content_logging,
+        ),
         server=spec.server,
         tool=spec.tool,
         name=call.name,

@@ -17,11 +17,12 @@ from bastion_common.messages import (
     CallOutcome,
     CancelExecution,
     GatewayError,
+    Refund,
     ToolCall,
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.relay import AckedRequester, ResponderLost, call_outcome
+from bastion_common.relay import ResponderLost, call_outcome, routed_requester
 from bastion_common.settings import RequestPathSettings
 
 __all__ = ["PolicyGateway"]
@@ -36,13 +37,7 @@ class PolicyGateway:
         self._nc = nc
         self._blobs = blobs
         self._max_result_bytes = settings.max_result_bytes
-        self._policy = AckedRequester(
-            nc,
-            role="policy",
-            accepted_by=subjects.POLICY_ACCEPTED_BY,
-            alive_subject=subjects.policy_alive_subject,
-            settings=settings,
-        )
+        self._policy = routed_requester(nc, settings)
 
     async def start(self) -> None:
         await self._policy.start()
@@ -78,17 +73,25 @@ class PolicyGateway:
         except MaxPayloadError:
             return failed(ErrorKind.INVALID_ARGUMENTS, "the call's arguments are larger than a NATS message may be")
         except ResponderLost as exc:
+            await self._refund(call)
             return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; the tool may or may not have run")
         except NoRespondersError:
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, "no policy or executor service is running; retry shortly")
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, "no policy service is running; retry shortly")
         except NatsTimeout:
+            await self._refund(call)
             return failed(ErrorKind.GATEWAY_TIMEOUT, f"the tool did not answer within {call.timeout:g}s")
         try:
             outcome = call_outcome(reply)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "malformed reply from the executor")
         # a result too large for one NATS message waits in the object store, as it does for ingress
-        return await self._blobs.with_result(outcome, self._max_result_bytes)
+        outcome = await self._blobs.with_result(outcome, self._max_result_bytes)
+        outcome.result_value()  # a script reads the result: parsed here, once
+        return outcome
+
+    async def _refund(self, call: ToolCall) -> None:
+        """A call this side failed may not have run: policy gives its charge back, if it took one."""
+        await self._nc.publish(subjects.POLICY_REFUND, Refund(id=call.id).model_dump_json().encode())
 
     async def abandon(self, call_id: str) -> None:
         """Tell the executors to abandon a tool call whose run stopped (the SDK tells the upstream)."""

@@ -90,6 +90,15 @@ class OAuthTokens(httpx2.Auth):
         self._token, self._expires_at, self.problem = answer.access_token, answer.expires_at, None
         return True
 
+    def lean_authorization(self) -> str | bool | None:
+        """For a lean send (`lean.HttpLink`): the header while the kept token is fresh, None while the
+        upstream has never asked for one, False when it is due for renewal (the SDK's way renews it)."""
+        if self._token is None:
+            return None
+        if self._expires_at is not None and self._expires_at - time.time() < _EARLY:
+            return False
+        return f"Bearer {self._token}"
+
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         if self._token is not None and self._expires_at is not None and self._expires_at - time.time() < _EARLY:
             await self._renew(None)

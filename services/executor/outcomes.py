@@ -11,6 +11,7 @@ import random
 import re
 from collections.abc import Callable
 
+import aiohttp
 import anyio
 import httpx2
 from mcp.shared.exceptions import MCPError
@@ -47,6 +48,8 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     anyio.BrokenResourceError,
     anyio.EndOfStream,
     httpx2.TransportError,  # connect/read/write failures and HTTP-level timeouts
+    aiohttp.ClientConnectionError,  # the same, for lean calls (`lean.py`)
+    aiohttp.ClientPayloadError,  # the server closed the connection mid-answer
 )
 
 

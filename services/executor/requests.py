@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -26,6 +26,7 @@ from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
 from .input_required import Ask, needs_bridge, resolve_input_required
+from .lean import LeanLink, Redirected, Unauthorized
 from .outcomes import describe_exception, error_from_exception
 
 __all__ = [
@@ -51,10 +52,14 @@ async def send_tool_call(
     on_stale: Callable[[], None],
     progress: ProgressFnT | None = None,
     ask: Ask | None = None,
+    lean: LeanLink | None = None,
 ) -> CallOutcome:
     """Send one `tools/call` and map what happens to a `CallOutcome`. On the deadline the SDK
     abandons the request and sends the server `notifications/cancelled` for it. With `ask`, an
-    `input_required` answer is resolved through the agent for a handshake-era agent."""
+    `input_required` answer is resolved through the agent for a handshake-era agent. With `lean`,
+    the call goes as one POST on the session's connection (`lean.py`) or one line on its pipe
+    (`lean_stdio.py`) instead of through the SDK's dispatcher; the caller passes it only when no
+    progress is to be relayed."""
     params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
     if meta := tracing.with_traceparent(_with_log_level(session, call.meta, call.stream, call.log_level)):
         params["_meta"] = meta
@@ -64,21 +69,29 @@ async def send_tool_call(
             params=types.CallToolRequestParams.model_validate({**params, **extra}, by_name=False)
         )
 
+    first = build({}) if lean is None else None
+
+    async def send(extra: dict[str, Any]) -> dict[str, Any]:
+        if lean is not None and lean.usable:
+            try:
+                return await lean.request(session, "tools/call", {**params, **extra} if extra else params)
+            except (Redirected, Unauthorized):
+                pass  # nothing ran: the SDK (which follows same-origin redirects, and renews OAuth tokens) sends it
+        typed = first if first is not None and not extra else build(extra)
+        return await session.send_request(typed, _RESULT, progress_callback=progress)  # type: ignore[type-var]
+
     def failed(exc: Exception) -> None:
         if isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
             on_stale()  # 2026-07-28: our copy of the tool's schema is stale
 
     return await _exchange(
-        session,
-        build({}),
-        build,
+        send,
         call.id,
         call.client,
         deadline,
         budget,
         server=server,
         what=f"tool {call.tool!r}",
-        progress=progress,
         ask=ask,
         on_error=failed,
     )
@@ -140,25 +153,25 @@ async def send_upstream_request(
                 message=f"invalid {request.method} params at {where}: {problem['msg']}",
             ),
         )
+
+    async def send(extra: dict[str, Any]) -> dict[str, Any]:
+        typed = build(extra) if extra else first
+        return await session.send_request(typed, _RESULT, progress_callback=progress)  # type: ignore[type-var]
+
     return await _exchange(
-        session,
-        first,
-        build,
+        send,
         request.id,
         request.client,
         deadline,
         budget,
         server=server,
         what=f"{request.method} ({request.target})",
-        progress=progress,
         ask=ask,
     )
 
 
 async def _exchange(
-    session: ClientSession,
-    first: types.Request[Any, Any],
-    build: Callable[[dict[str, Any]], types.Request[Any, Any]],
+    send: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     request_id: str,
     client: list[str],
     deadline: float,
@@ -166,23 +179,23 @@ async def _exchange(
     *,
     server: str,
     what: str,
-    progress: ProgressFnT | None,
     ask: Ask | None,
     on_error: Callable[[Exception], None] | None = None,
 ) -> CallOutcome:
-    """Send `first` within the deadline, resolve an `input_required` answer for a handshake-era
-    agent (re-sending `build(extra)`), and map the result or the exception to a `CallOutcome`."""
+    """Send the request (`send({})`, its raw result) within the deadline, resolve an
+    `input_required` answer for a handshake-era agent (re-sending `send(extra)`), and map the result
+    or the exception to a `CallOutcome`."""
 
-    async def send(typed: types.Request[Any, Any]) -> dict[str, Any]:
+    async def within_deadline(extra: dict[str, Any]) -> dict[str, Any]:
+        # the raw result dict, relayed as is: the SDK's bound (a BaseModel) is stricter than its code needs
         async with asyncio.timeout_at(deadline):
-            # the raw result dict, relayed as is: the SDK's bound (a BaseModel) is stricter than its code needs
-            return await session.send_request(typed, _RESULT, progress_callback=progress)  # type: ignore[type-var]
+            return await send(extra)
 
     started = time.perf_counter()
     try:
-        result = await send(first)
+        result = await within_deadline({})
         if ask is not None and needs_bridge(result, client):
-            result = await resolve_input_required(result, what=what, ask=ask, resend=lambda extra: send(build(extra)))
+            result = await resolve_input_required(result, what=what, ask=ask, resend=within_deadline)
     except Exception as exc:
         if on_error is not None:
             on_error(exc)

@@ -91,8 +91,9 @@ async def with_retries(
     """Run `attempt` and re-run it after a connection failure (exponential backoff with jitter),
     at most `retries` more times and never past `deadline` (a `clock()` reading): a retry whose
     backoff would end after the deadline is not started, and the last outcome is returned."""
-    if retries <= 0:
-        return await attempt()
+    first = await attempt()
+    if retries <= 0 or not _retryable(first):
+        return first  # the common case: no retry machinery built (it costs more than the call's own work)
     retrying = AsyncRetrying(
         stop=stop_after_attempt(retries + 1) | stop_before_delay(max(0.0, deadline - clock())),
         wait=wait_exponential_jitter(multiplier=initial, max=RETRY_MAX, jitter=initial),
@@ -101,7 +102,9 @@ async def with_retries(
         sleep=asyncio.sleep,
     )
 
+    outcomes = iter([first])
+
     async def once() -> CallOutcome:  # tenacity awaits only what it sees is a coroutine function
-        return await attempt()
+        return next(outcomes, None) or await attempt()  # its first attempt is the one made above
 
     return await retrying(once)

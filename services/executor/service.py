@@ -2,8 +2,11 @@
 
 Composition root. Configuration arrives through KV `bastion_servers` (a watch, so servers are
 added, restarted and removed live); discovered tools go out through KV `bastion_catalog`. The hot
-path is a raw nats-py queue subscription: one task per message, each answered on the message's
-reply inbox, which is policy's (policy relays the call here and the answer back to ingress).
+path is a raw nats-py queue subscription: one task per message, each answered on the requester's
+inbox that policy named when it forwarded the call (`subjects.REPLY_TO`): the outcome goes straight
+back to ingress (or codemode). A call that did not run and that policy charged is refunded with a
+`Refund` to policy, off the reply path. Chat completions are still relayed by policy and answered
+on the message's own reply subject.
 """
 
 from __future__ import annotations
@@ -32,16 +35,20 @@ from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.llm import LlmOutcome, LlmRequest
 from bastion_common.messages import (
+    REFUNDED,
     CallOutcome,
     CancelExecution,
     GatewayError,
+    Refund,
     ServerCatalog,
     ServerRecord,
     ToolCall,
     UpstreamRequest,
+    encode_outcome,
 )
 from bastion_common.nats import connect, kv_bucket, processed
-from bastion_common.relay import Acknowledger, too_late
+from bastion_common.relay import Acknowledger, reply_subject, too_late
+from bastion_common.results import encode_result, shape_result
 from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
@@ -249,6 +256,7 @@ class ExecutorService:
             health_interval=self.settings.health_interval,
             agents=AgentLink(self._nc, name),
             oauth=oauth,
+            lean_calls=self.settings.lean_calls,
         )
 
     def _user_session(self, name: str, config: ServerConfig, user: str) -> Upstream:
@@ -301,18 +309,19 @@ class ExecutorService:
 
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
-        if not self._signer.verify(msg.subject, msg.reply, msg.headers, msg.data):
+        reply = reply_subject(msg)
+        if not self._signer.verify(msg.subject, reply, msg.headers, msg.data):
             # not from policy (e.g. JetStream made to deliver it here): no answer, no ack, nothing runs
             log.warning("executor %s: refusing %s without policy's signature", self.instance, msg.subject)
             return
-        work = self._handle(msg)
+        work = self._handle(msg, reply)
         if tracing.enabled():  # the call's span continues policy's, from the request's headers
             work = tracing.traced(work, "executor", f"executor {msg.subject}", carrier=msg.headers)
         task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:
-            self._acks.watch(msg, task)  # names this replica to policy if the call is still running shortly
+            self._acks.watch(msg, task, reply)  # names this replica to the requester if the call runs a while
 
     async def _on_cancel(self, msg: Msg) -> None:
         """Every replica hears it; the one running the call abandons it (the SDK then sends the
@@ -326,11 +335,12 @@ class ExecutorService:
             self._cancelled.add(call_id)
             task.cancel()
 
-    async def _handle(self, msg: Msg) -> None:
+    async def _handle(self, msg: Msg, reply: str | None) -> None:
         if msg.subject == subjects.EXEC_LLM:
             await self._handle_llm(msg)
             return
         model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
+        version: str | None = None
         try:
             request = model.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -344,18 +354,30 @@ class ExecutorService:
                 execution="not_run",
             )
         else:
+            version = request.version
             started = time.perf_counter()
             outcome = await self._run(msg, request)
             method = "tools/call" if isinstance(request, ToolCall) else request.method
             metrics.observe("executor", method, outcome_label(outcome), time.perf_counter() - started)
-        if msg.reply and self._nc is not None:
+        if reply and self._nc is not None:
             try:
-                data = outcome.model_dump_json().encode()
+                outcome = _for_the_wire(outcome, version)
+                data = encode_outcome(outcome)
                 if not fits(self._nc, len(data)):
-                    data = (await self._oversized(outcome, len(data))).model_dump_json().encode()
-                await self._nc.publish(msg.reply, data)
+                    data = encode_outcome(await self._oversized(outcome, len(data)))
+                await self._nc.publish(reply, data, headers=_charged_usd(msg, outcome))
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
+        if outcome.error is not None and outcome.error.kind in REFUNDED and subjects.CHARGED in (msg.headers or {}):
+            await self._refund(outcome.id)
+
+    async def _refund(self, call_id: str) -> None:
+        """The call did not run (or may not have): the policy replica that charged it gives it back."""
+        assert self._nc is not None
+        try:
+            await self._nc.publish(subjects.POLICY_REFUND, Refund(id=call_id).model_dump_json().encode())
+        except Exception as exc:  # the charge stays: err on the side of the budget
+            log.warning("call %s: cannot ask for its refund (%s)", call_id, describe_exception(exc))
 
     async def _handle_llm(self, msg: Msg) -> None:
         """A chat completion (`LlmRequest`): chunks go to its stream as they come, the outcome last."""
@@ -421,7 +443,7 @@ class ExecutorService:
     async def _oversized(self, outcome: CallOutcome, size: int) -> CallOutcome:
         """An outcome too large for one NATS message: its result goes through the object store, up
         to `max_result_bytes`; beyond that (or if it cannot be stored) the agent hears why at once."""
-        if outcome.result is None:  # an upstream error with huge `data`: the message is what matters
+        if outcome.raw_result is None:  # an upstream error with huge `data`: the message is what matters
             error = outcome.error or GatewayError(kind=ErrorKind.INTERNAL, message="empty outcome")
             slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code)
             return outcome.model_copy(update={"error": slim})
@@ -435,13 +457,13 @@ class ExecutorService:
             return undeliverable(outcome, ErrorKind.RESULT_TOO_LARGE, message)
         assert self._blobs is not None
         try:
-            name = await self._blobs.put(orjson.dumps(outcome.result), what="result")
+            name = await self._blobs.put(outcome.raw_result, what="result")
         except Exception as exc:
             message = (
                 f"the upstream's result ({size:,} bytes) could not be stored for transfer: {describe_exception(exc)}"
             )
             return undeliverable(outcome, ErrorKind.GATEWAY_UNAVAILABLE, message)
-        return outcome.model_copy(update={"result": None, "result_blob": name})
+        return outcome.model_copy(update={"raw_result": None, "result_blob": name})
 
     async def _execute(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
         upstream = self._upstreams.get(request.server)
@@ -454,3 +476,28 @@ class ExecutorService:
         except Exception:
             log.exception("request %s to %s failed unexpectedly", request.id, request.server)
             return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")
+
+
+def _charged_usd(msg: Msg, outcome: CallOutcome) -> dict[str, str] | None:
+    """A priced call's cost for the requester's audit event: the price policy forwarded it with, or 0
+    when the call did not run (its charge is refunded); None (no header) for a call without a price."""
+    price = (msg.headers or {}).get(subjects.CHARGED_USD)
+    if price is None:
+        return None
+    refunded = outcome.error is not None and outcome.error.kind in REFUNDED
+    return {subjects.CHARGED_USD: "0.0" if refunded else price}
+
+
+def _for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
+    """The outcome with its result shaped for the agent's revision and encoded once, to travel
+    after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
+    result = outcome.result
+    if result is None:
+        return outcome
+    shaped = shape_result(result, version) if version else result
+    try:
+        raw = encode_result(shaped)
+    except ValueError as exc:
+        return undeliverable(outcome, ErrorKind.UPSTREAM_ERROR, f"the upstream's result is not valid JSON: {exc}")
+    outcome.result, outcome.raw_result, outcome.is_error = None, raw, shaped.get("isError") is True
+    return outcome

@@ -21,6 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
 
+from .lean import LeanLink, LogFn, lean_http_transport
+from .lean_stdio import StdioLink
 from .stderr import stderr_to_log
 
 __all__ = ["http_client", "open_transport", "stdio_parameters"]
@@ -67,11 +69,13 @@ def stdio_parameters(config: ServerConfig) -> StdioServerParameters:
 
 
 class _WatchedReadStream:
-    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`."""
+    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`. With a
+    stdio `lean` link, answers to its requests are handed to it instead of the SDK session."""
 
-    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+    def __init__(self, inner: Any, on_end: Callable[[], None], lean: StdioLink | None = None) -> None:
         self._inner = inner
         self._on_end = on_end
+        self._lean = lean
         self._ended = False
 
     @property
@@ -79,11 +83,14 @@ class _WatchedReadStream:
         return getattr(self._inner, "last_context", None)
 
     async def receive(self) -> Any:
-        try:
-            return await self._inner.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            self._end()
-            raise
+        while True:
+            try:
+                message = await self._inner.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                self._end()
+                raise
+            if self._lean is None or not await self._lean.take(message):
+                return message
 
     async def aclose(self) -> None:
         self._end()
@@ -92,6 +99,8 @@ class _WatchedReadStream:
     def _end(self) -> None:
         if not self._ended:
             self._ended = True
+            if self._lean is not None:
+                self._lean.closed()
             self._on_end()
 
     def __aiter__(self) -> _WatchedReadStream:
@@ -119,15 +128,23 @@ async def open_transport(
     name: str = "upstream",
     on_unauthorized: Callable[[], None] | None = None,
     auth: httpx2.Auth | None = None,
+    on_lean: Callable[[LeanLink], None] | None = None,
+    on_log: LogFn | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
     `on_unauthorized` on an HTTP 401. `auth` adds credentials to every HTTP request (OAuth access
-    tokens, `oauth.py`). A stdio server's stderr goes to the log, each line prefixed with `name`."""
+    tokens, `oauth.py`). A stdio server's stderr goes to the log, each line prefixed with `name`. A
+    streamable-HTTP or stdio transport hands `on_lean` the link lean calls are sent on (a link over
+    a client with an `auth` sends nothing lean: the SDK's way signs each request); that link gives
+    log messages to `on_log` (what the session's logging callback is) itself."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
                 pipe.spawned()
-                yield _WatchedReadStream(read_stream, on_end), write_stream
+                piped = StdioLink(write_stream, on_log) if on_lean is not None else None
+                if on_lean is not None and piped is not None:
+                    on_lean(piped)
+                yield _WatchedReadStream(read_stream, on_end, piped), write_stream
         return
     transport: Any
     client: httpx2.AsyncClient | None = None
@@ -148,6 +165,15 @@ async def open_transport(
     else:
         assert config.url is not None
         client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None), auth, on_unauthorized)
+        if on_lean is not None:
+            try:
+                lean = lean_http_transport(config.url, client, dict(config.headers), on_unauthorized, on_log)
+                async with lean as ((read_stream, write_stream), link):
+                    on_lean(link)
+                    yield _WatchedReadStream(read_stream, on_end), write_stream
+            finally:
+                await client.aclose()
+            return
         transport = streamable_http_client(config.url, http_client=client)
     try:
         async with transport as (read_stream, write_stream):

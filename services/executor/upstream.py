@@ -34,6 +34,7 @@ from .agents import ActiveCall, AgentLink
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
 from .features import LIST_CHANGED, Features, list_features
+from .lean import LeanLink
 from .listening import ChangeListener
 from .oauth import OAuthTokens
 from .outcomes import backoff_delay, call_budget, describe_exception, refusal
@@ -79,6 +80,7 @@ class Upstream:
         health_interval: float = 15.0,
         agents: AgentLink | None = None,
         oauth: OAuthTokens | None = None,
+        lean_calls: bool = True,
     ) -> None:
         self.name = name
         self._oauth = oauth
@@ -103,6 +105,9 @@ class Upstream:
         self._max_backoff = max_backoff
         self._catalog = CatalogPublisher(name, lambda catalog: publish(self, catalog), self._snapshot)
         self._session: ClientSession | None = None
+        self._lean: LeanLink | None = None
+        """The live session's link for lean `tools/call` sends (streamable HTTP: `lean.py`; stdio:
+        `lean_stdio.py`; none over SSE)."""
         self._state = State.CONNECTING
         self._error = "connecting"
         self._settled = asyncio.Event()
@@ -126,6 +131,8 @@ class Upstream:
         self._last_ok = 0.0
         self.connects = 0
         """Connection attempts so far (tests count restarts with it)."""
+        self.lean_calls = lean_calls
+        """Send `tools/call` on streamable-HTTP sessions the lean way (`lean.py`); False: always the SDK's."""
         breaker = config.circuit_breaker
         self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout, on_change=self._catalog.dirty)
 
@@ -137,6 +144,11 @@ class Upstream:
     def needs_auth(self) -> bool:
         """Down because the server answered HTTP 401 and no usable token could be had."""
         return self._state is State.DOWN and self._unauthorized
+
+    @property
+    def lean_link(self) -> LeanLink | None:
+        """The live session's link for lean sends, if there is one."""
+        return self._lean
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
@@ -324,6 +336,7 @@ class Upstream:
             problem = tools.check_arguments(call.tool, call.arguments)
             if problem is not None:
                 return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
+        progress = self._progress(active)
         return await self._send(
             lambda session: send_tool_call(
                 session,
@@ -332,8 +345,10 @@ class Upstream:
                 budget,
                 server=self.name,
                 on_stale=self._stale,
-                progress=self._progress(active),
+                progress=progress,
                 ask=partial(self.agents.answer, active),
+                # progress is matched by the token the SDK's dispatcher gives its own requests
+                lean=self._lean if progress is None and self.lean_calls else None,
             ),
             call.id,
         )
@@ -423,6 +438,7 @@ class Upstream:
         """Connect, list tools, publish, then wait until the session ends (returns) or fails (raises)."""
         self._closed = self._relist = self._attempt_unauthorized = False
         self._ready_at = None
+        self._lean = None
         self.connects += 1
         timeout = self._connect_timeout
         transport = open_transport(
@@ -432,6 +448,8 @@ class Upstream:
             name=self.name,
             on_unauthorized=self._on_unauthorized,
             auth=self._oauth,
+            on_lean=self._on_lean,
+            on_log=self.agents.on_log,
         )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents
@@ -473,7 +491,7 @@ class Upstream:
                         await self._watch(session)
                         tg.cancel_scope.cancel()
                 finally:
-                    self._session = None
+                    self._session = self._lean = None
         if connect_scope.cancelled_caught and self._ready_at is None:
             raise TimeoutError(f"no MCP session within {timeout:g} seconds")
 
@@ -530,6 +548,9 @@ class Upstream:
                     )
             except Exception as exc:
                 log.warning("upstream %s: re-subscribing to a resource failed (%s)", self.name, describe_exception(exc))
+
+    def _on_lean(self, link: LeanLink) -> None:
+        self._lean = link
 
     def _on_unauthorized(self) -> None:
         self._attempt_unauthorized = True

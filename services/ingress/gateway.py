@@ -1,9 +1,11 @@
 """Ingress's side of the request path: NATS request/reply to the policy service.
 
 One persistent NATS connection; every in-flight call shares a single wildcard inbox
-subscription, so a call costs one publish and one delivery, no per-call setup. Calls go through
-`bastion_common.relay`, so a policy replica killed mid-call fails its calls within about a
-second instead of after the full call timeout.
+subscription, so a call costs one publish and one delivery, no per-call setup. Policy forwards an
+allowed call to an executor, which answers here directly. Calls go through `bastion_common.relay`,
+so a policy or executor replica killed while holding a call fails it within about a second instead
+of after the full call timeout; a tool call this side fails that way (or by its timeout) is
+refunded (`Refund`), since it may not have run.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from bastion_common.messages import (
     CancelExecution,
     Execution,
     GatewayError,
+    Refund,
     ToolCall,
     UpstreamRequest,
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.relay import AckedRequester, ResponderLost, call_outcome
+from bastion_common.relay import ResponderLost, call_outcome, routed_requester
 from bastion_common.settings import RequestPathSettings
 
 __all__ = ["Gateway"]
@@ -54,13 +57,7 @@ class Gateway:
         self._nc = nc
         self._settings = settings
         self._blobs: Blobs | None = None
-        self._policy = AckedRequester(
-            nc,
-            role="policy",
-            accepted_by=subjects.POLICY_ACCEPTED_BY,
-            alive_subject=subjects.policy_alive_subject,
-            settings=settings,
-        )
+        self._policy = routed_requester(nc, settings)
 
     async def start(self) -> None:
         self._blobs = await Blobs.open(self._nc)
@@ -117,13 +114,15 @@ class Gateway:
         try:
             reply = await self._send(subject, data, message.timeout)
         except ResponderLost as exc:
+            await self._refund(message)
             return failed(
                 ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run; retry if it is safe to"
             )
         except NoRespondersError:
-            # policy answers NATS "no responders" itself when no executor is subscribed
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"), "not_run")
+            # policy answers for the executors when none is subscribed
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy"), "not_run")
         except NatsTimeout:
+            await self._refund(message)
             return failed(
                 ErrorKind.GATEWAY_TIMEOUT,
                 f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
@@ -135,6 +134,12 @@ class Gateway:
         if outcome.result_blob is not None:
             return await self._with_result(outcome)
         return outcome
+
+    async def _refund(self, message: ToolCall | UpstreamRequest) -> None:
+        """This side failed a tool call that policy may have charged: give the charge back, as the
+        executor would have for a call that did not run (policy holds no charge otherwise)."""
+        if isinstance(message, ToolCall):
+            await self._nc.publish(subjects.POLICY_REFUND, Refund(id=message.id).model_dump_json().encode())
 
     async def _shrunk(self, message: ToolCall | UpstreamRequest, size: int) -> bytes | GatewayError:
         """A request too large for one NATS message, its arguments moved to the object store; or

@@ -43,6 +43,7 @@ from .keys import KeyDirectory
 from .protocol import (
     ENVELOPE_META_KEYS,
     SERVER_INFO,
+    RawJson,
     error_body,
     gateway_error_body,
     negotiate_handshake,
@@ -263,6 +264,13 @@ class Handlers:
     def _ok(self, ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": ctx.request_id, "result": shape_result(result, ctx.version)}
 
+    def _answer(self, ctx: RequestContext, outcome: CallOutcome, empty: dict[str, Any]) -> dict[str, Any]:
+        """The answer carrying an upstream's result: the executor shaped and encoded it for this
+        agent's revision (`version` of the request), so its bytes go in untouched."""
+        if outcome.raw_result is not None:
+            return {"jsonrpc": "2.0", "id": ctx.request_id, "result": RawJson(outcome.raw_result)}
+        return self._ok(ctx, outcome.result or empty)
+
     # ------------------------------------------------------------------ lifecycle
 
     def initialize(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -349,6 +357,7 @@ class Handlers:
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
             timeout=self._timeout(ctx),
             client=list(ctx.client),
+            version=ctx.version,
         )
         outcome = await self._streamed(ctx, call, self.gateway.call)
         audit = self._audit(
@@ -357,17 +366,18 @@ class Handlers:
             entry.server,
             entry.tool,
             outcome.error,
-            outcome.result,
+            outcome.is_error,
             outcome.upstream_ms,
             outcome.execution,
             arguments=arguments,
+            result=outcome.raw_result,
             cost_usd=outcome.cost_usd,
         )
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
                 return self._ok(ctx, as_result), audit
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit
-        return self._ok(ctx, outcome.result or {"content": []}), audit
+        return self._answer(ctx, outcome, {"content": []}), audit
 
     # ------------------------------------------------------------------ prompts, resources, completion
 
@@ -527,6 +537,7 @@ class Handlers:
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             timeout=self._timeout(ctx),
             client=list(ctx.client),
+            version=ctx.version,
         )
         outcome = await self._streamed(ctx, request, self.gateway.request)
         label = name or entry.name
@@ -536,14 +547,14 @@ class Handlers:
             entry.server,
             entry.tool,
             outcome.error,
-            outcome.result,
+            outcome.is_error,
             outcome.upstream_ms,
             outcome.execution,
             kind=kind,
         )
         if outcome.error is not None:
             return gateway_error_body(ctx.request_id, outcome.error, server=entry.server), audit
-        return self._ok(ctx, outcome.result or {}), audit
+        return self._answer(ctx, outcome, {}), audit
 
     # ------------------------------------------------------------------ shared
 
@@ -593,12 +604,13 @@ class Handlers:
         server: str | None,
         tool: str | None,
         error: GatewayError | None,
-        result: dict[str, Any] | None = None,
+        tool_error: bool = False,
         upstream_ms: float | None = None,
         execution: Execution | None = None,
         *,
         kind: str = "tool_call",
         arguments: dict[str, Any] | None = None,
+        result: bytes | None = None,
         cost_usd: float | None = None,
     ) -> AuditEvent:
         """`execution` as the outcome said; without one, a result ran and an error stopped it here.
@@ -607,7 +619,7 @@ class Handlers:
             status = "denied" if error.kind in _DENIED else "error"
             code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
         else:
-            status = "tool_error" if result and result.get("isError") else "ok"
+            status = "tool_error" if tool_error else "ok"
             code = None
         return AuditEvent(
             event_id=ctx.audit_id or new_id(),

@@ -55,7 +55,7 @@ from .llm_wire import (
     send_gateway_error,
     send_json,
 )
-from .protocol import DEFAULT_LEGACY_VERSION
+from .protocol import DEFAULT_LEGACY_VERSION, result_object
 from .streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]
@@ -330,7 +330,7 @@ class LlmEndpoint:
         payload = await self._run_tool(ctx, name, arguments, parent)
         if "error" in payload:
             return {"role": "tool", "tool_call_id": call_id, "content": f"Error: {payload['error'].get('message', '')}"}
-        return tool_message(call_id, payload["result"])
+        return tool_message(call_id, result_object(payload["result"]))
 
     # ------------------------------------------------------------------ explicit execution
 
@@ -367,7 +367,7 @@ class LlmEndpoint:
                 message = str(error.get("message", ""))
                 sent = await send_error(send, status, message, kind_name, kind.value if kind else None)
             else:
-                sent = await send_json(send, 200, tool_message(call_id, payload["result"]))
+                sent = await send_json(send, 200, tool_message(call_id, result_object(payload["result"])))
             return payload
         finally:
             if audit is not None:

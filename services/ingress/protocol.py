@@ -19,36 +19,34 @@ from mcp_types import (
     CLIENT_INFO_META_KEY,
     INTERNAL_ERROR,
     PROTOCOL_VERSION_META_KEY,
-    SERVER_INFO_META_KEY,
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import GatewayError
+from bastion_common.results import SERVER_INFO, shape_result
 
 __all__ = [
     "DEFAULT_LEGACY_VERSION",
     "ENVELOPE_META_KEYS",
     "SERVER_INFO",
+    "RawJson",
     "encode_json",
     "error_body",
     "negotiate_handshake",
     "parse_json",
+    "result_object",
     "shape_result",
     "tool_error_result",
 ]
 
 log = logging.getLogger(__name__)
 
-SERVER_INFO: Final = {"name": "bastion", "title": "Bastion MCP gateway", "version": "0.1.0"}
-
 DEFAULT_LEGACY_VERSION: Final = "2025-03-26"
 """What a request with neither session nor version header is assumed to speak (the spec's rule)."""
 
 ENVELOPE_META_KEYS: Final = frozenset({PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY})
 """Per-request envelope keys of 2026-07-28: about the agent's hop, never forwarded upstream."""
-
-_LATER_RESULT_FIELDS: Final = ("resultType", "ttlMs", "cacheScope")
 
 
 def negotiate_handshake(requested: Any) -> str:
@@ -57,34 +55,6 @@ def negotiate_handshake(requested: Any) -> str:
 
 def is_modern(version: str) -> bool:
     return version in MODERN_PROTOCOL_VERSIONS
-
-
-def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
-    """Fit a result (ours or an upstream's, of any revision) to the agent's revision.
-
-    Modern agents get the required `resultType` and Bastion's `serverInfo` stamp (an upstream's
-    own stamp would misreport who answered); handshake-era agents get neither, nor cache hints.
-    """
-    if version in MODERN_PROTOCOL_VERSIONS:
-        meta = result.get("_meta")
-        stamped = (
-            {**meta, SERVER_INFO_META_KEY: SERVER_INFO}
-            if isinstance(meta, dict)
-            else {SERVER_INFO_META_KEY: SERVER_INFO}
-        )
-        return {**result, "resultType": result.get("resultType") or "complete", "_meta": stamped}
-    if any(field in result for field in _LATER_RESULT_FIELDS) or (
-        isinstance(result.get("_meta"), dict) and SERVER_INFO_META_KEY in result["_meta"]
-    ):
-        result = {k: v for k, v in result.items() if k not in _LATER_RESULT_FIELDS}
-        meta = result.get("_meta")
-        if isinstance(meta, dict):
-            meta = {k: v for k, v in meta.items() if k != SERVER_INFO_META_KEY}
-            if meta:
-                result["_meta"] = meta
-            else:
-                del result["_meta"]
-    return result
 
 
 INVALID_ARGUMENTS_AS_TOOL_ERROR_SINCE: Final = "2025-11-25"
@@ -119,15 +89,50 @@ def gateway_error_body(request_id: Any, error: GatewayError, **context: Any) -> 
     return error_body(request_id, code, error.message, data)
 
 
+class RawJson:
+    """JSON an executor encoded for the agent (a result, shaped for the agent's revision): spliced
+    into the answer as it is, never parsed on the way (`encode_json`). Not a dataclass: orjson
+    would encode one field by field instead of asking `default`."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def parsed(self) -> Any:
+        return json.loads(self.raw)  # the standard library keeps integers beyond 64 bits exact
+
+
+def result_object(result: Any) -> dict[str, Any]:
+    """A JSON-RPC answer's `result` as a dict, for the few readers that need one (`/v1` tool messages)."""
+    value = result.parsed() if isinstance(result, RawJson) else result
+    return value if isinstance(value, dict) else {}
+
+
+def _raw(value: Any) -> Any:
+    if isinstance(value, RawJson):
+        return orjson.Fragment(value.raw)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _parsed(value: Any) -> Any:
+    if isinstance(value, RawJson):
+        return value.parsed()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def encode_json(message: dict[str, Any]) -> bytes:
-    """JSON for a message to the agent; cannot fail. orjson refuses integers beyond 64 bits and
-    nesting past 255 levels, both valid JSON an upstream may send: the standard library encodes
-    those. What neither can encode becomes an internal error naming why."""
+    """JSON for a message to the agent; cannot fail. A `RawJson` goes in as its bytes. orjson
+    refuses integers beyond 64 bits and nesting past 255 levels, both valid JSON an upstream may
+    send: the standard library encodes those. What neither can encode becomes an internal error
+    naming why."""
     try:
-        return orjson.dumps(message)
+        return orjson.dumps(message, default=_raw)
     except TypeError as first:
         try:
-            return json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            return json.dumps(
+                message, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_parsed
+            ).encode()
         except (TypeError, ValueError, RecursionError):
             log.warning("a message could not be encoded as JSON (%s)", first)
             request_id = message.get("id")

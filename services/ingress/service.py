@@ -156,6 +156,7 @@ class IngressService:
             max_queue=self.settings.audit_buffer,
             max_bytes=self.settings.audit_buffer_bytes,
             producer=producer_id("ingress"),
+            linger=self.settings.audit_linger,
             journal=self._journal,
         )
         await self._audit.start()

@@ -45,12 +45,16 @@ class Charger:
         tables = self._server_tables(server)
         return (tables[0].lookup(tool) or 0.0) if tables else 0.0
 
-    async def charge(self, key: CompiledKey, server: str, tool: str, now: float) -> Charged | GatewayError | None:
-        """None when nothing was charged (nothing to refund), `Charged` when a budget was, or the refusal."""
+    def plan(self, key: CompiledKey, server: str, tool: str) -> LimitPlan:
+        """What a call of `tool` is counted and charged against; empty (falsy) when nothing."""
         tables = self._server_tables(server)
         price = (tables[0].lookup(tool) or 0.0) if tables else 0.0
         tool_limit = tables[1].lookup(tool) if tables else None
-        plan = plan_for(price, key.budgets, [*key.rate_limits, (f"tool:{server}/{tool}", tool_limit)])
+        return plan_for(price, key.budgets, [*key.rate_limits, (f"tool:{server}/{tool}", tool_limit)])
+
+    async def charge_plan(self, plan: LimitPlan, now: float) -> Charged | GatewayError | None:
+        """Charge a call's plan (`plan`): None when nothing was charged (nothing to refund; no Redis
+        for an empty plan), `Charged` when a budget was, or the refusal."""
         if not plan:
             return None
         return await self._checked(plan, now)

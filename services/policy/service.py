@@ -3,13 +3,16 @@
 Hot path (raw nats-py, no framework): a `ToolCall` arrives on `POLICY_CALL`. The decision runs
 inline: grants and header narrowing from the compiled in-memory view, then budgets and rate
 limits in one Redis round trip when the call has any. A refusal is answered at once; an allowed
-call is sent byte-for-byte to the executor as a NATS request and its outcome relayed back. The
-relay costs one hop (`bastion_common.relay`, which also notices an executor replica dying
-mid-call), but forwarding with the caller's inbox would lose NATS's "no responders" signal (the
-server sends it only to the publisher), turning a missing executor into a silent wait for the
-full timeout; and policy must see the outcome to refund a call that failed. Policy acknowledges
-calls still running after a moment and answers its own liveness subject, so ingress notices this
-replica dying mid-call in the same way.
+call is forwarded byte for byte to the executors with the requester's reply subject
+(`forwarding.py`): the executor answers ingress directly and policy is done with the call. Only
+"no executor at all" comes back to policy (NATS's "no responders"), which it answers itself. A call
+that did not run is refunded when a `Refund` names it (`POLICY_REFUND`, from the executor or the
+requester). Policy acknowledges calls it still holds after a moment (a slow Redis) and answers its
+own liveness subject, so ingress notices this replica dying mid-decision; once it forwards such a
+call, it tells ingress it handed it over.
+
+Chat completions (`POLICY_LLM`) are still relayed (`llm.py`): policy settles their actual cost
+from the outcome.
 """
 
 from __future__ import annotations
@@ -19,64 +22,53 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeout
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from bastion_common import metrics, observability, permissions, subjects, tracing
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
     CallOutcome,
-    Execution,
     GatewayError,
-    ToolCall,
-    UpstreamRequest,
+    Refund,
+    RoutedHead,
     VisibleTools,
     VisibleToolsQuery,
 )
 from bastion_common.nats import connect, processed
-from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost, too_late
+from bastion_common.relay import AckedRequester, Acknowledger, too_late
 from bastion_common.settings import PolicySettings
 from bastion_common.signing import WorkSigner
 
 from .charging import Charger
 from .filters import Narrowing, narrowing, narrowing_problem
-from .limits import LimitEngine
+from .forwarding import Charges, Forwarded, Forwarder
+from .limits import Charged, LimitEngine, LimitPlan
 from .llm import LlmDecider
-from .view import CompiledKey, PolicyView
+from .view import PolicyView
 
 __all__ = ["PolicyService"]
 
 log = logging.getLogger(__name__)
 
-_NOT_CHARGED = frozenset(
-    {
-        ErrorKind.UPSTREAM_UNAVAILABLE,
-        ErrorKind.UPSTREAM_TIMEOUT,
-        ErrorKind.UPSTREAM_ERROR,
-        ErrorKind.INVALID_ARGUMENTS,
-        ErrorKind.UNKNOWN_TOOL,
-        ErrorKind.GATEWAY_UNAVAILABLE,
-        ErrorKind.GATEWAY_TIMEOUT,
-        ErrorKind.INTERNAL,
-    }
-)
-"""Outcomes after which the call's charge is refunded: the tool did not run (or we cannot know it did).
-A tool result with `isError` is a tool that ran, and stays charged."""
-
-
-class _OutcomeError(BaseModel):
-    """Only the error of an executor outcome: pydantic skips the (possibly large) result."""
-
-    model_config = ConfigDict(extra="ignore")
-    error: GatewayError | None = None
+_ROUTED = {
+    subjects.POLICY_CALL: (subjects.EXEC_CALL, True, "tools/call"),
+    subjects.POLICY_REQUEST: (subjects.EXEC_REQUEST, False, "upstream/request"),
+}
+"""What an allowed routed request becomes: the executors' subject it is forwarded to, whether it is
+charged (tool calls are; prompts, resources and completions are allowed by grants alone), and its
+`method` label in the metrics (policy reads only the request's head, which names no method)."""
+_PASSED_ON = (subjects.WANT_ACK, subjects.ACCEPT_BY)
+"""Headers of a request that travel on with it to the executor."""
+_CHARGE_KEPT = 30.0
+"""Seconds past a call's deadline its charge stays refundable (a refund sent as the deadline struck)."""
+_NO_EXECUTOR = "no executor service is running behind this gateway; retry shortly"
 
 
 class PolicyService:
@@ -90,12 +82,13 @@ class PolicyService:
         self._watches: list[BucketWatch] = []
         self._inflight: set[asyncio.Task[Any]] = set()
         self._executors: AckedRequester | None = None
+        self._forwarder: Forwarder | None = None
+        self.charges = Charges()
+        """Charges of forwarded calls, until a `Refund` names them or their deadline passes."""
         self._acks: Acknowledger | None = None
         self._llm: LlmDecider | None = None
         self.metrics_server: metrics.MetricsServer | None = None
-        self._lag = metrics.StateCollector(
-            lambda: metrics.subscription_lag("policy", self._nc) if self._nc else iter(())
-        )
+        self._lag = metrics.StateCollector(self._gauges)
 
     async def start(self) -> None:
         self.metrics_server = observability.start("policy", self.settings)
@@ -126,6 +119,9 @@ class PolicyService:
             signer=WorkSigner(self.settings.bus_signing_key),  # executors run only what policy signed
         )
         await self._executors.start()
+        self._forwarder = Forwarder(nc, WorkSigner(self.settings.bus_signing_key), self._no_executor)
+        await self._forwarder.start()
+        await nc.subscribe(subjects.POLICY_REFUND, cb=self._on_refund)
         self._acks = Acknowledger(
             nc,
             instance=self.instance,
@@ -134,9 +130,9 @@ class PolicyService:
             after=self.settings.ack_after,
             margin=self.settings.ack_margin,
         )
-        await nc.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=self._on_call)
+        for routed in _ROUTED:  # tool calls; prompts, resources and completions: one decision path
+            await nc.subscribe(routed, queue=subjects.QUEUE_POLICY, cb=self._decide)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
-        await nc.subscribe(subjects.POLICY_REQUEST, queue=subjects.QUEUE_POLICY, cb=self._on_request)
         self._llm = LlmDecider(self.view, self.charger, self._executors, nc.publish)
         await nc.subscribe(subjects.POLICY_LLM, queue=subjects.QUEUE_POLICY, cb=self._on_llm)
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
@@ -150,6 +146,8 @@ class PolicyService:
             await asyncio.wait(self._inflight, timeout=10)
         for watch in self._watches:
             await watch.stop()
+        if self._forwarder is not None:
+            await self._forwarder.stop()
         if self._nc and not self._nc.is_closed:
             await self._nc.drain()
         if self._redis is not None:
@@ -162,13 +160,6 @@ class PolicyService:
         """This replica's NATS lag (messages waiting for a handler), as of the scrape."""
         if self._nc is not None:
             yield from metrics.subscription_lag("policy", self._nc)
-
-    async def _on_call(self, msg: Msg) -> None:
-        await self._decide(msg, ToolCall)
-
-    async def _on_request(self, msg: Msg) -> None:
-        """Prompts, resources and completions: allowed by grants on `server/<target>`, never charged."""
-        await self._decide(msg, UpstreamRequest)
 
     async def _on_llm(self, msg: Msg) -> None:
         """A chat completion: refusals at once, the charge and the provider call in their own task."""
@@ -188,110 +179,123 @@ class PolicyService:
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)
 
-    async def _decide(self, msg: Msg, model: type[ToolCall] | type[UpstreamRequest]) -> None:
-        """Grants and header narrowing inline; a refusal is answered at once, an allowed request
-        goes on in its own task (limits need Redis, and the executor may take a while)."""
+    async def _decide(self, msg: Msg) -> None:
+        """Grants and header narrowing inline; a refusal is answered at once, an allowed request is
+        forwarded at once, or from its own task when budgets or rate limits need Redis first."""
         assert self._acks is not None
         if not msg.reply:
             return
         started = time.perf_counter()
+        subject, charged, method = _ROUTED[msg.subject]
         try:
-            message = model.model_validate_json(msg.data)
+            message = RoutedHead.model_validate_json(msg.data)
         except ValidationError as exc:
-            log.error("dropping a malformed %s: %s", model.__name__, exc.errors()[0]["msg"])
+            log.error("dropping a malformed request on %s: %s", msg.subject, exc.errors()[0]["msg"])
             return
         if not self._acks.admit(msg) or _expired(message):
             # ingress has failed this request already (this replica was paused or overloaded):
             # deciding and forwarding it now would run what the agent was told had failed
-            log.warning("%s %s arrived after ingress stopped waiting; not run", model.__name__, message.id)
+            log.warning("request %s arrived after ingress stopped waiting; not run", message.id)
             await self._answer(msg.reply, too_late(message.id, "policy"))
             return
-        target = message.tool if isinstance(message, ToolCall) else message.target
+        target = message.granted_as
         narrow = _narrowing(message.include_servers, message.include_tools)
         decision = (
             narrow
             if isinstance(narrow, GatewayError)
             else self.view.authorize(message.caller, message.server, target, narrow)
         )
-        method = "tools/call" if isinstance(message, ToolCall) else message.method
         if isinstance(decision, GatewayError):
             _refused(method, decision, started)
             await self._answer(
                 msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
             )
             return
-        work: Coroutine[Any, Any, object]
-        if isinstance(message, ToolCall):
-            work = self._charge_and_relay(msg, message, decision, started)
-        else:
+        assert self.charger is not None
+        plan = self.charger.plan(decision, message.server, target) if charged else None
+        price = self.charger.price(message.server, target) if charged else 0.0
+        if not plan:  # nothing to count or charge: no Redis, no task
             metrics.observe("policy", method, "allowed", time.perf_counter() - started)
-            work = self._relay(msg, subjects.EXEC_REQUEST, message, message.method)
-        if tracing.enabled():  # the decision's span continues ingress's, from the request's headers
-            work = tracing.traced(work, "policy", f"policy {method}", carrier=msg.headers)
-        task = asyncio.create_task(work)
+            await self._forward(msg, subject, message, None, price, method)
+            return
+        task = asyncio.create_task(self._charge_and_forward(msg, subject, message, plan, price, (method, started)))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
-        self._acks.watch(msg, task)  # names this replica to ingress if the request is still running shortly
+        self._acks.watch(msg, task)  # names this replica to ingress if the request is still here shortly
 
-    async def _charge_and_relay(self, msg: Msg, call: ToolCall, key: CompiledKey, started: float) -> None:
+    async def _charge_and_forward(
+        self,
+        msg: Msg,
+        subject: str,
+        call: RoutedHead,
+        plan: LimitPlan,
+        price: float,
+        timed: tuple[str, float],
+    ) -> None:
         assert self.charger is not None and msg.reply
-        charge = await self.charger.charge(key, call.server, call.tool, time.time())
+        method, started = timed
+        charge = await self.charger.charge_plan(plan, time.time())
         if isinstance(charge, GatewayError):
-            _refused("tools/call", charge, started)
+            _refused(method, charge, started)
             await self._answer(
                 msg.reply, CallOutcome(id=call.id, error=charge, decided_by="policy", execution="not_run")
             )
             return
-        metrics.observe("policy", "tools/call", "allowed", time.perf_counter() - started)
-        price = self.charger.price(call.server, call.tool)
-        reply = await self._relay(msg, subjects.EXEC_CALL, call, f"tool {call.name!r}", price or None)
-        if charge is None:
-            return
-        if reply is None or not _charged(reply):  # failed here, or upstream before it could run
-            await self.charger.refund(charge)
+        metrics.observe("policy", method, "allowed", time.perf_counter() - started)
+        await self._forward(msg, subject, call, charge, price, method)
 
-    async def _relay(
-        self,
-        msg: Msg,
-        subject: str,
-        message: ToolCall | UpstreamRequest,
-        what: str,
-        price: float | None = None,
-    ) -> bytes | None:
-        """Send the request on to the executor (same bytes) and its answer back to ingress, with the
-        call's `price` as its `CHARGED_USD` header (0 when the upstream never ran it: refunded); the
-        executor's reply, or None when policy answered with an error of its own (and charged nothing).
-        The price is the call's cost whether or not the key has a budget to charge it to."""
-        assert self._nc is not None and self._executors is not None and msg.reply
+    async def _forward(
+        self, msg: Msg, subject: str, message: RoutedHead, charge: Charged | None, price: float, method: str
+    ) -> None:
+        """Hand the request to the executors (same bytes); they answer the requester directly. A
+        priced call carries its price (`CHARGED_USD`), which the executor echoes to the requester (0
+        when the call did not run) for the audit event's `cost_usd`, whether or not a budget was charged."""
+        assert self._forwarder is not None and self._acks is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))
-            return None
-        execution: Execution = "may_have_run"
+            if charge is not None:
+                await self._refund(charge)
+            return
+        given = msg.headers or {}
+        headers: dict[str, str] = {name: given[name] for name in _PASSED_ON if name in given}
+        if await self._acks.hand_over(msg.reply):
+            # ingress was told this replica held the call: the executor's acknowledgement is due anew
+            headers[subjects.ACCEPT_BY] = f"{time.time() + self.settings.ack_grace:.6f}"
+        if price:
+            headers[subjects.CHARGED_USD] = repr(price)
+        if tracing.enabled():  # policy's span continues the requester's; the executor's continues policy's
+            with tracing.server_span("policy", f"policy {method}", carrier=msg.headers):
+                tracing.inject(headers)
+        if charge is not None:
+            headers[subjects.CHARGED] = "1"
+            self.charges.hold(message.id, charge, message.deadline + _CHARGE_KEPT)
+        forwarded = Forwarded(id=message.id, reply=msg.reply)
+        await self._forwarder.forward(subject, msg.data, headers, forwarded)
+
+    async def _no_executor(self, forwarded: Forwarded) -> None:
+        """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""
+        error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_EXECUTOR)
+        await self._answer(
+            forwarded.reply, CallOutcome(id=forwarded.id, error=error, decided_by="policy", execution="not_run")
+        )
+        if (charge := self.charges.take(forwarded.id)) is not None:
+            await self._refund(charge)
+
+    async def _on_refund(self, msg: Msg) -> None:
+        """Every replica hears a refund; the one that charged the call gives its budgets back."""
         try:
-            reply = await self._executors.request(subject, msg.data, within=max(message.timeout - 0.05, 0.05))
-        except ResponderLost as exc:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                message=f"{exc}; {what} may or may not have run; retry if it is safe to",
-            )
-        except NoRespondersError:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_UNAVAILABLE,
-                message="no executor service is running behind this gateway; retry shortly",
-            )
-            execution = "not_run"
-        except NatsTimeout:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_TIMEOUT, message=f"{what} did not answer within {message.timeout:g}s"
-            )
-        else:
-            headers = None
-            if price is not None:
-                headers = {subjects.CHARGED_USD: repr(price if _charged(reply.data) else 0.0)}
-            await self._nc.publish(msg.reply, reply.data, headers=headers)
-            return reply.data
-        await self._answer(msg.reply, CallOutcome(id=message.id, error=error, decided_by="policy", execution=execution))
-        return None
+            call_id = Refund.model_validate_json(msg.data).id
+        except ValidationError:
+            log.warning("dropping a malformed Refund")
+            return
+        if (charge := self.charges.take(call_id)) is not None:
+            task = asyncio.create_task(self._refund(charge))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _refund(self, charge: Charged) -> None:
+        assert self.charger is not None
+        await self.charger.refund(charge)
 
     async def _on_list(self, msg: Msg) -> None:
         assert self._nc is not None
@@ -314,22 +318,13 @@ class PolicyService:
         await self._nc.publish(reply, outcome.model_dump_json().encode())
 
 
-def _charged(reply: bytes) -> bool:
-    """Whether the executor's outcome keeps its charge: refunded when the upstream never ran it."""
-    try:
-        outcome_error = _OutcomeError.model_validate_json(reply).error
-    except ValidationError:
-        return True
-    return outcome_error is None or outcome_error.kind not in _NOT_CHARGED
-
-
 def _refused(method: str, error: GatewayError, started: float) -> None:
     """Count a refusal by its reason (grants, budget, rate limit, ...) and the decision's time."""
     metrics.POLICY_REFUSALS.labels(error.kind.value).inc()
     metrics.observe("policy", method, error.kind.value, time.perf_counter() - started)
 
 
-def _expired(message: ToolCall | UpstreamRequest) -> bool:
+def _expired(message: RoutedHead) -> bool:
     return time.time() >= message.deadline
 
 

@@ -81,16 +81,21 @@ async def test_events_name_the_owner_and_keep_content_unless_the_key_turns_it_of
     assert opened.cost_usd == quiet.cost_usd == 0.002
 
 
-async def test_an_unpriced_tool_costs_nothing_and_a_priced_one_its_price(
+async def test_an_unpriced_tool_costs_nothing_and_a_priced_one_its_price_when_it_runs(
     nats_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     async with running_gateway(nats_url, redis_url, tmp_path, _config()) as gateway:
         async with gateway.client(OPEN_KEY) as client:
             await client.call_tool("echo__add", {"a": 1, "b": 2})
             await client.call_tool("echo__echo", {"text": "priced"})
-        rows = {row.name: row for row in await _rows(nats_url, 2)}
-    assert rows["echo__add"].cost_usd is None
-    assert rows["echo__echo"].cost_usd == 0.002
+            refused = await client.call_tool("echo__echo", {"text": 42})  # the executor refuses it: never ran
+            assert refused.is_error
+        rows = await _rows(nats_url, 3)
+    by_status = {(row.name, row.status): row for row in rows}
+    assert by_status["echo__add", "ok"].cost_usd is None
+    assert by_status["echo__echo", "ok"].cost_usd == 0.002
+    unrun = by_status["echo__echo", "error"]
+    assert (unrun.error_kind, unrun.execution, unrun.cost_usd) == ("invalid_arguments", "not_run", 0.0)
 
 
 async def test_the_deployment_switch_turns_content_off_for_every_key(

@@ -22,7 +22,7 @@ from nats.js.api import ConsumerConfig
 from bastion_cli.credentials import StackCredentials, make_credentials
 from bastion_cli.stack import EmbeddedNats
 from bastion_common import subjects as s
-from bastion_common.messages import Caller, CallOutcome, ToolCall
+from bastion_common.messages import Caller, ToolCall, decode_outcome
 from bastion_common.nats import credentials, kv_bucket, processed
 from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
 from bastion_common.settings import ExecutorSettings
@@ -51,6 +51,7 @@ PUBLISH_PROBES = (
     s.POLICY_LIST,
     s.POLICY_REQUEST,
     s.POLICY_LLM,
+    s.POLICY_REFUND,
     s.policy_alive_subject("replica-1"),
     s.EXEC_CALL,
     s.EXEC_REQUEST,
@@ -94,6 +95,7 @@ SUBSCRIBE_PROBES = (
     s.POLICY_CALL,
     s.POLICY_REQUEST,
     s.POLICY_LLM,
+    s.POLICY_REFUND,
     s.policy_alive_subject("replica-1"),
     s.EXEC_CALL,
     s.EXEC_REQUEST,
@@ -133,6 +135,12 @@ RULES: dict[str, set[str]] = {
     s.AUDIT_EXPORT: {ADMIN},
     s.AUDIT_VERIFY: {ADMIN},
     s.ANALYTICS_QUERY: {ADMIN},
+    # refunds: from whoever saw the charged call fail (executor, or the requester), never from admin or audit
+    s.POLICY_REFUND: {INGRESS, CODEMODE, EXECUTOR},
+    # executors answer the requesters of forwarded calls directly; only policy and the executors
+    # may answer into ingress's and codemode's inboxes (besides the role itself)
+    f"{s.inbox_prefix(INGRESS)}.abc.1": {INGRESS, POLICY, EXECUTOR, CODEMODE, OAUTH},
+    f"{s.inbox_prefix(CODEMODE)}.abc.1": {CODEMODE, POLICY, EXECUTOR},
     f"{API}.CONSUMER.CREATE.{s.AUDIT_STREAM}": {AUDIT},
     f"{API}.CONSUMER.MSG.NEXT.{s.AUDIT_STREAM}.audit-writer": {AUDIT},
     f"{API}.DIRECT.GET.{s.AUDIT_STREAM}": set(),
@@ -157,6 +165,7 @@ RULES: dict[str, set[str]] = {
 SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.EXEC_CALL: {EXECUTOR},
     s.POLICY_CALL: {POLICY},
+    s.POLICY_REFUND: {POLICY},
     s.CODEMODE_CALL: {CODEMODE},
     s.OAUTH_HTTP: {OAUTH},
     s.OAUTH_PASSWORD: {OAUTH},
@@ -373,7 +382,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
                 data = call.model_dump_json().encode()
                 signed = WorkSigner(key).headers(s.EXEC_CALL, inbox, data)
                 await policy.publish(s.EXEC_CALL, data, reply=inbox, headers=signed)
-                outcome = CallOutcome.model_validate_json((await answers.next_msg(timeout=10)).data)
+                outcome = decode_outcome((await answers.next_msg(timeout=10)).data)
     finally:
         executor_log.removeHandler(refused)
     assert outcome.id == call.id and outcome.error is not None, "signed work is taken (and answered)"

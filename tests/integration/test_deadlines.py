@@ -23,7 +23,7 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows, CallOutcome
+from bastion_common.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
 from bastion_common.nats import connect
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
@@ -54,7 +54,7 @@ async def _unrun_answers(nats_url: str) -> AsyncIterator[list[CallOutcome]]:
 
     async def on_msg(msg: Msg) -> None:
         if b"did not run" in msg.data:
-            seen.append(CallOutcome.model_validate_json(msg.data))
+            seen.append(decode_outcome(msg.data))
 
     await nc.subscribe("_INBOX.>", cb=on_msg)
     await processed(nc)

@@ -23,7 +23,7 @@ from bastion_cli.stack import free_port
 from bastion_common import subjects
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import Caller, CallOutcome, ServerCatalog, ServerRecord, ToolCall
+from bastion_common.messages import Caller, CallOutcome, ServerCatalog, ServerRecord, ToolCall, decode_outcome
 from bastion_common.nats import kv_bucket
 from bastion_common.settings import ExecutorSettings
 from bastion_executor.service import ExecutorService
@@ -101,7 +101,8 @@ class Harness:
         name = f"{server}__{tool}"
         call = ToolCall(caller=CALLER, server=server, tool=tool, name=name, arguments=arguments or {}, timeout=deadline)
         reply = await self.nc.request(subjects.EXEC_CALL, call.model_dump_json().encode(), timeout=deadline + 5)
-        outcome = CallOutcome.model_validate_json(reply.data)
+        outcome = decode_outcome(reply.data)
+        outcome.result_value()  # the tests read results as dicts
         assert outcome.id == call.id and outcome.decided_by == "executor"
         return outcome
 

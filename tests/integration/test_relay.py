@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -17,8 +18,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from bastion_common import subjects
 from bastion_common.nats import connect
-from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost
+from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
 from bastion_common.settings import RequestPathSettings
 from tests.support.barrier import processed
 from tests.support.polling import poll_until
@@ -41,20 +43,30 @@ Handler = Callable[[NATS, Msg], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def replica(nats_url: str, instance: str, handler: Handler, after: float = 0.05) -> AsyncIterator[NATS]:
-    """One responder replica: its own connection, acknowledging as the services do."""
-    nc = await connect(nats_url, f"replica-{instance}")
-    acks = Acknowledger(nc, instance=instance, accepted_by=HOLDER, alive_subject=alive_subject(instance), after=after)
+async def responder(
+    nats_url: str,
+    instance: str,
+    run: Callable[[NATS, Acknowledger, Msg], Awaitable[None]],
+    *,
+    subject: str = SUBJECT,
+    accepted_by: str = HOLDER,
+    alive: Callable[[str], str] = lambda instance: alive_subject(instance),
+    after: float = 0.05,
+) -> AsyncIterator[NATS]:
+    """One responder replica: its own connection, acknowledging (to the requester a forwarding
+    replica named, else to the reply subject) as the services do; `run` answers each request."""
+    nc = await connect(nats_url, f"{accepted_by}-{instance}")
+    acks = Acknowledger(nc, instance=instance, accepted_by=accepted_by, alive_subject=alive(instance), after=after)
     await acks.start()
     tasks: set[asyncio.Task[None]] = set()
 
-    async def on_call(msg: Msg) -> None:
-        task = asyncio.create_task(handler(nc, msg))
+    async def on_request(msg: Msg) -> None:
+        task = asyncio.create_task(run(nc, acks, msg))
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        acks.watch(msg, task)
+        acks.watch(msg, task, reply_subject(msg))
 
-    await nc.subscribe(SUBJECT, queue=QUEUE, cb=on_call)
+    await nc.subscribe(subject, queue=QUEUE, cb=on_request)
     await processed(nc)
     try:
         yield nc
@@ -63,6 +75,11 @@ async def replica(nats_url: str, instance: str, handler: Handler, after: float =
             task.cancel()
         if not nc.is_closed:
             await nc.close()
+
+
+def replica(nats_url: str, instance: str, handler: Handler, after: float = 0.05) -> AsyncContextManager[NATS]:
+    """A replica of the one kind: `handler` answers each request on its reply subject."""
+    return responder(nats_url, instance, lambda nc, _, msg: handler(nc, msg), after=after)
 
 
 @pytest.fixture
@@ -80,6 +97,8 @@ class Spy:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self.seen: list[str] = []
+        self.workers: list[str] = []
+        """Acknowledgements of the second kind of holder (`WORKER`)."""
         self._marks: dict[str, asyncio.Event] = {}
 
     async def on_msg(self, msg: Msg) -> None:
@@ -87,6 +106,8 @@ class Spy:
             self._marks.pop(msg.subject).set()
         elif msg.headers and HOLDER in msg.headers:
             self.seen.append(msg.headers[HOLDER])
+        elif msg.headers and WORKER in msg.headers:
+            self.workers.append(msg.headers[WORKER])
 
     async def settle(self, sender: NATS) -> None:
         """Return once the spy has seen everything `sender` published so far: NATS delivers to the
@@ -215,3 +236,71 @@ async def test_a_live_replica_that_never_answers_times_out(nats_url, requester, 
 async def test_no_replica_at_all_is_no_responders(requester):
     with pytest.raises(NoRespondersError):
         await requester.request(SUBJECT, b"x", within=NEVER)
+
+
+WORKER_SUBJECT = "relaytest.work"
+WORKER = "Relaytest-Worker"
+
+
+def worker_alive(instance: str) -> str:
+    return f"relaytest.worker-alive.{instance}"
+
+
+def worker(nats_url: str, instance: str, handler: Handler) -> AsyncContextManager[NATS]:
+    """A second kind of holder (as an executor is after policy): it takes what a decider passes on
+    and answers the original requester (`subjects.REPLY_TO`), acknowledging it there."""
+
+    async def run(nc: NATS, _: Acknowledger, msg: Msg) -> None:
+        reply = reply_subject(msg)
+        assert reply is not None and reply != msg.reply  # the requester's, not the decider's
+        await handler(nc, Msg(nc, subject=msg.subject, reply=reply, data=msg.data, headers=msg.headers))
+
+    return responder(nats_url, instance, run, subject=WORKER_SUBJECT, accepted_by=WORKER, alive=worker_alive)
+
+
+def decider(nats_url: str, instance: str) -> AsyncContextManager[NATS]:
+    """A replica that holds each request until it has acknowledged it (a slow decision), then hands
+    it over to the workers, as policy forwards a call it held past `ack_after`."""
+
+    async def decide(nc: NATS, acks: Acknowledger, msg: Msg) -> None:
+        assert msg.reply is not None
+        await poll_until(lambda: acks.acknowledged(msg.reply or ""), "the decider to acknowledge")
+        assert await acks.hand_over(msg.reply)
+        headers = {subjects.REPLY_TO: msg.reply, subjects.WANT_ACK: "1"}
+        await nc.publish(WORKER_SUBJECT, msg.data, reply=nc.new_inbox(), headers=headers)
+
+    return responder(nats_url, instance, decide)
+
+
+@pytest.fixture
+async def two_stage(nats_url) -> AsyncIterator[AckedRequester]:
+    nc = await connect(nats_url, "requester")
+    relay = AckedRequester(
+        nc,
+        role="test",
+        accepted_by=HOLDER,
+        alive_subject=alive_subject,
+        settings=QUICK,
+        also={WORKER: ("worker", worker_alive)},
+    )
+    await relay.start()
+    yield relay
+    await nc.close()
+
+
+async def test_a_request_handed_over_is_answered_by_the_next_holder(nats_url, two_stage, spy):
+    async with decider(nats_url, "d1"), worker(nats_url, "w1", echo) as work:
+        reply = await two_stage.request(SUBJECT, b"x", within=NEVER)
+        assert reply.data == b"re: x"
+        await spy.settle(work)
+        assert spy.seen == ["d1"]  # the worker answered before its own acknowledgement was due
+
+
+async def test_the_next_holder_dying_fails_the_request_though_the_first_lives(nats_url, two_stage, spy):
+    """After the hand-over the requester probes the worker, not the (live) decider."""
+    async with decider(nats_url, "d1"), worker(nats_url, "w1", never_answer) as work:
+        call = asyncio.create_task(two_stage.request(SUBJECT, b"x", within=NEVER))
+        await poll_until(lambda: spy.workers == ["w1"], "the worker to acknowledge")
+        await work.close()
+        with pytest.raises(ResponderLost, match="worker replica 'w1'"):
+            await call

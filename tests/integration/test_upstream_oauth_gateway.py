@@ -14,6 +14,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from bastion_executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, log_in, running_oauth_upstream
@@ -27,6 +28,14 @@ ADMIN_TOKEN = "admin-token-for-oauth-upstream-0"
 def _health(gateway: Gateway, server: str) -> str | None:
     status = gateway.ingress.catalog.server_status(server)
     return status.health if status is not None else None
+
+
+def _lean_sent(gateway: Gateway, server: str) -> int:
+    """Requests the executor sent `server` the lean way (one aiohttp POST, `lean.HttpLink`) so far."""
+    executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
+    link = executor.upstreams[server].lean_link
+    assert link is not None and link.usable, "an OAuth upstream keeps the lean send"
+    return link.sent
 
 
 def _ready(gateway: Gateway, server: str) -> bool:
@@ -81,14 +90,22 @@ async def test_admin_authorizes_through_bastion_then_calls_refresh_and_fall_back
             await poll_until(lambda: _ready(gateway, server), "ready after authorization", 30)
 
             async with gateway.client(ADMIN_KEY) as client:
+                lean_before = _lean_sent(gateway, server) if transport == "http" else 0
                 result = await client.call_tool(f"{server}__whoami", {})
                 assert result.content[0].text == "admin-ann"  # type: ignore[union-attr]
+                if transport == "http":  # sent the lean way, with the upstream's token on the POST
+                    assert _lean_sent(gateway, server) == lean_before + 1
 
                 # the upstream stops accepting the token: the executor refreshes it on the 401
                 async with httpx2.AsyncClient() as http:
                     await http.post(f"{base}/test/expire-access")
                 result = await client.call_tool(f"{server}__echo", {"text": "still in"})
                 assert result.content[0].text == "still in"  # type: ignore[union-attr]
+                if transport == "http":  # the lean POST got the 401; the SDK's auth flow refreshed and resent
+                    assert _lean_sent(gateway, server) == lean_before + 2
+                    result = await client.call_tool(f"{server}__echo", {"text": "lean again"})
+                    assert result.content[0].text == "lean again"  # type: ignore[union-attr]
+                    assert _lean_sent(gateway, server) == lean_before + 3  # the renewed token goes lean
                 async with httpx2.AsyncClient() as http:
                     grants = (await http.get(f"{base}/test/stats")).json()["grants"]
                 assert grants.get("refresh_token", 0) >= 1

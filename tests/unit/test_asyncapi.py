@@ -55,6 +55,7 @@ def test_the_subjects_services_answer_on_are_all_documented() -> None:
         subjects.CALL_CANCEL,
         subjects.EXEC_CANCEL,
         subjects.RESOURCE_UPDATED,
+        subjects.POLICY_REFUND,
         subjects.OAUTH_HTTP,
         subjects.OAUTH_PASSWORD,
         subjects.OAUTH_UPSTREAM_TOKEN,

@@ -1,0 +1,125 @@
+"""The lean `tools/call` send (`bastion_executor.lean`, `bastion_executor.lean_stdio`) against the
+official SDK's servers over streamable HTTP and stdio, in both protocol eras: the same calls answer
+exactly as they do through the SDK's client."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from nats.aio.msg import Msg
+
+from bastion_common import subjects
+from bastion_common.config import ServerConfig
+from bastion_common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, decode_outcome, new_id
+from bastion_common.settings import ExecutorSettings
+from bastion_executor.service import ExecutorService
+from tests.integration.test_executor import CALLER, ECHO, ROOT, Harness, harness, http_upstream, stdio
+
+pytestmark = pytest.mark.integration
+__all__ = ["harness"]  # the fixture, re-exported for pytest
+
+INTERACTIVE = str(ROOT / "tests" / "support" / "interactive_server.py")
+
+CALLS: list[tuple[str, dict[str, Any]]] = [
+    ("echo", {"text": "héllo ✓"}),
+    ("add", {"a": 2, "b": 40}),
+    ("fail", {"message": "broken on purpose"}),  # a tool error: a result with isError
+    ("add", {"a": "two", "b": 1}),  # refused by the executor's schema check before any send
+    ("sleep", {"seconds": 5}),  # past the call's deadline
+]
+
+
+@pytest.fixture
+async def executor(nats_url: str) -> AsyncIterator[ExecutorService]:
+    settings = ExecutorSettings(nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0)
+    async with ExecutorService(settings) as service:
+        yield service
+
+
+def comparable(outcome: CallOutcome) -> tuple[Any, ...]:
+    error = outcome.error
+    return (outcome.result, error and (error.kind, error.code, error.message), outcome.execution)
+
+
+@contextlib.asynccontextmanager
+async def upstream_config(script: str, transport: str, protocol: str) -> AsyncIterator[ServerConfig]:
+    if transport == "stdio":
+        yield stdio(script, protocol=protocol)
+        return
+    async with http_upstream(script, "http") as url:
+        yield ServerConfig(url=url, protocol=protocol)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
+async def test_lean_and_sdk_sends_answer_alike(
+    harness: Harness, executor: ExecutorService, protocol: str, transport: str
+) -> None:
+    async with upstream_config(ECHO, transport, protocol) as config:
+        await harness.configure("echo", config)
+        await harness.wait_status("echo", "ready")
+        upstream = executor.upstreams["echo"]
+        answers: dict[bool, list[tuple[Any, ...]]] = {}
+        for lean in (True, False):
+            upstream.lean_calls = lean
+            answers[lean] = [
+                comparable(await harness.call("echo", tool, arguments, deadline=1.0 if tool == "sleep" else 20.0))
+                for tool, arguments in CALLS
+            ]
+        assert answers[True] == answers[False]
+        assert answers[True][0][0]["content"][0]["text"] == "héllo ✓"
+        link = upstream.lean_link
+        assert link is not None and link.usable
+        assert link.sent == 4  # every call that reached the upstream went the lean way (the refusal did not)
+        # the session is still good after the abandoned call
+        outcome = await harness.call("echo", "echo", {"text": "after"})
+        assert outcome.result is not None and outcome.result["content"][0]["text"] == "after"
+
+
+@pytest.mark.parametrize("transport", ["http", "stdio"])
+async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
+    harness: Harness, executor: ExecutorService, transport: str
+) -> None:
+    """Handshake era: the server asks the agent's model (sampling) during a lean call (on the SSE
+    stream of the lean POST, or on the pipe); the request is handed to the SDK session, which asks
+    the agent (a NATS request on the call's stream subject) and sends the answer back, and the call
+    completes with it."""
+    stream = f"test.stream.{new_id()}"
+    asked: list[StreamEvent] = []
+
+    async def agent(msg: Msg) -> None:
+        event = StreamEvent.model_validate_json(msg.data)
+        if event.method == "sampling/createMessage":
+            asked.append(event)
+            content = {"type": "text", "text": "forty-two"}
+            reply = ClientReply(result={"role": "assistant", "content": content, "model": "test"})
+            await msg.respond(reply.model_dump_json().encode())
+
+    subscription = await harness.nc.subscribe(stream, cb=agent)
+    try:
+        async with upstream_config(INTERACTIVE, transport, "legacy") as config:
+            await harness.configure("interactive", config)
+            await harness.wait_status("interactive", "ready")
+            call = ToolCall(
+                caller=CALLER,
+                server="interactive",
+                tool="ask_llm",
+                name="interactive__ask_llm",
+                arguments={"prompt": "the answer?"},
+                timeout=20.0,
+                stream=stream,
+                client=["sampling"],
+            )
+            reply = await harness.nc.request(subjects.EXEC_CALL, call.model_dump_json().encode(), timeout=25)
+            outcome = decode_outcome(reply.data)
+            assert outcome.error is None, outcome.error
+            result = outcome.result_value()
+            assert result is not None and result["content"][0]["text"] == "model said: forty-two"
+            assert len(asked) == 1 and asked[0].params is not None
+            link = executor.upstreams["interactive"].lean_link
+            assert link is not None and link.sent == 1
+    finally:
+        await subscription.unsubscribe()
