@@ -27,12 +27,12 @@ from bastion_common import settings as settings_module
 
 __all__ = [
     "CLI_VARIABLES",
-    "UP_OPTIONAL_SECRETS",
     "DEPLOY",
+    "KUBERNETES",
     "ROOT",
+    "UP_OPTIONAL_SECRETS",
     "Container",
     "compose",
-    "KUBERNETES",
     "kubernetes_containers",
     "kubernetes_documents",
     "kubernetes_objects",

@@ -170,7 +170,11 @@ def test_probes_and_metrics_where_the_service_has_them(svc):
         port = int(env["BASTION_METRICS_PORT"])
         assert env["BASTION_METRICS_HOST"] == "0.0.0.0"
         assert container.port("metrics") == port
-        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+        assert annotations == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
     else:
         assert not {"BASTION_METRICS_PORT", "BASTION_OTLP_ENDPOINT"} & set(env), f"{svc} serves no metrics"
         assert not annotations
@@ -256,7 +260,9 @@ def test_the_schema_check_catches_a_misspelt_field():
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (whose built-in kustomize renders) is not installed")
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (whose built-in kustomize renders) is not installed"
+)
 def test_kustomize_renders_the_base():
     rendered = subprocess.run(
         ["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60, check=True
