@@ -185,8 +185,8 @@ def _event(i: int) -> AuditEvent:
 async def test_a_replayed_journal_keeps_each_event_on_the_chain_that_emitted_it(
     nc: NATS, service: AuditService, tmp_path: Path
 ) -> None:
-    """The known gap of the unlanded branch: it linked events when publishing them, after the journal
-    wrote them down, so a replay put them on the new process's chain and left a hole in the old one.
+    """Events are linked when emitted, before the journal writes them down: linked when published
+    instead, a replay would put them on the new process's chain and leave a hole in the old one.
 
     Process A journals and links six events and dies (its journal descriptors closed as SIGKILL
     leaves them) having published only the first three, without their ack reaching the journal; one
