@@ -29,7 +29,7 @@ from bastion_cli.audit import tail
 from bastion_cli.stack import EmbeddedNats, free_port, kill_with_parent
 from bastion_common import subjects
 from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, audit_events
 from bastion_common.settings import AuditSettings
 from tests.support.polling import poll_until
 
@@ -144,10 +144,14 @@ async def test_same_event_twice_is_stored_once(audit, publisher: AuditPublisher,
     js = nc.jetstream()
     e = event(7)
     publisher.emit(e)
-    publisher.emit(e)  # a producer retry: same Nats-Msg-Id, dropped by the server
+    publisher.emit(e)  # a producer retry: the same event_id and ts, so the same sorting key
     await poll_until(lambda: _zero(publisher), what="publisher drained")
-    # a copy the server cannot dedup (other msg id): ClickHouse must collapse it
-    await js.publish(subjects.audit_subject("tool_call"), e.model_dump_json().encode(), headers={"Nats-Msg-Id": "x"})
+    # a copy the server cannot dedup (other msg id) of the event exactly as it was published (linked on
+    # the chain, its ts on whole microseconds): ClickHouse must collapse it
+    published = audit_events((await js.get_msg(subjects.AUDIT_STREAM, seq=1)).data or b"")
+    assert {p.event_id for p in published} == {e.event_id}
+    copy = published[0].model_dump_json().encode()
+    await js.publish(subjects.audit_subject("tool_call"), copy, headers={"Nats-Msg-Id": "x"})
     assert (await js.stream_info(subjects.AUDIT_STREAM)).state.messages == 2
     async with audit() as service:
         await poll_until(lambda: consumer_idle(js), what="both copies settled")
