@@ -76,11 +76,13 @@ async def gateway_for_oauth_upstreams(
     admin_token: str,
     *,
     allow_private: bool = True,
+    **options: Any,
 ) -> AsyncIterator[tuple[Gateway, str]]:
     """The whole gateway with the oauth service and the admin API, in front of OAuth-protected test
     upstreams; yields it and its public URL (known before it listens: the redirect URI Bastion
     registers upstream is built from it). `allow_private`: let the oauth service reach the upstream
-    on 127.0.0.1, which its SSRF guard refuses otherwise."""
+    on 127.0.0.1, which its SSRF guard refuses otherwise. `options` go to `running_gateway` (e.g.
+    `codemode`)."""
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     async with running_gateway(
@@ -95,5 +97,6 @@ async def gateway_for_oauth_upstreams(
         public_url=public,
         executor_options={"reconnect_max_backoff": 0.5},
         oauth_options={"upstream_oauth_allow_private": allow_private},
+        **options,
     ) as gateway:
         yield gateway, public
