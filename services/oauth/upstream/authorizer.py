@@ -63,8 +63,9 @@ class Authorizer:
         self._allow_private = allow_private
         """Reach upstreams and authorization servers on private addresses (`..fetch`; SSRF otherwise)."""
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
-        self._exchange_from: dict[str, set[str]] = {}
-        """Issuer -> servers whose tokens can be exchanged at it (learned as servers are authorized)."""
+        self._noted: set[tuple[str, str]] = set()
+        """(issuer, server) pairs this process has written down (`Records.note_server_at`): which servers
+        share an authorization server is kept in the store, so token exchange survives a restart."""
 
     @contextlib.asynccontextmanager
     async def _http(self) -> AsyncIterator[httpx2.AsyncClient]:
@@ -159,7 +160,9 @@ class Authorizer:
 
     async def _exchanged(self, query: UpstreamTokenQuery, user: str, auth: ServerAuth) -> oauth.TokenSet | None:
         issuer = str(auth.discovered.metadata.issuer)
-        for other in sorted(self._exchange_from.get(issuer, set()) - {query.server}):
+        for other in await self._records.servers_at(issuer):
+            if other == query.server:
+                continue
             subject = await self._records.tokens(other, user)
             if subject is None or not subject.fresh(0):
                 continue
@@ -182,7 +185,10 @@ class Authorizer:
                 registration = await oauth.register(http, discovered, self.redirect_uri)
             auth = ServerAuth(discovered=discovered, client=registration, redirect_uri=self.redirect_uri)
             await self._records.save_server_auth(server, auth)
-        self._exchange_from.setdefault(str(auth.discovered.metadata.issuer), set()).add(server)
+        issuer = str(auth.discovered.metadata.issuer)
+        if (issuer, server) not in self._noted:
+            await self._records.note_server_at(issuer, server)
+            self._noted.add((issuer, server))
         return auth
 
     def _unauthorized(self, query: UpstreamTokenQuery, user: str | None, why: str) -> UpstreamToken:
