@@ -61,9 +61,6 @@ log = logging.getLogger(__name__)
 
 VERSION = version("bastion-gateway")
 
-SESSION_STATE_TTL = 7 * 24 * 3600.0
-"""Seconds an agent session's log level and subscriptions are kept after their last change."""
-
 
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
@@ -166,7 +163,7 @@ class IngressService:
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()
         state = SessionState()
-        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, ttl=SESSION_STATE_TTL))
+        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, owner=True))
         self.notifier = Notifier(self.catalog, state)
         state.on_ended = self.notifier.session_ended
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)

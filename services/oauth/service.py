@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from bastion_common import permissions, subjects
 from bastion_common.nats import connect, kv_bucket, processed
-from bastion_common.oauth import REVOCATION_TTL, HttpExchangeRequest
+from bastion_common.oauth import HttpExchangeRequest
 from bastion_common.sealing import Sealer
 from bastion_common.settings import OAuthSettings
 
@@ -53,9 +53,9 @@ class OAuthService:
         ctx = OAuthContext(
             settings=self.settings,
             nc=nc,
-            state=await kv_bucket(js, subjects.KV_OAUTH, history=1),
+            state=await kv_bucket(js, subjects.KV_OAUTH),
             public=await kv_bucket(js, subjects.KV_OAUTH_PUBLIC),
-            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, ttl=REVOCATION_TTL),
+            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, owner=True),
             sealer=sealer,
         )
         self.handlers[subjects.OAUTH_HTTP] = self._http
