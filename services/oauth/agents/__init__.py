@@ -7,6 +7,7 @@ from bastion_common.nats import kv_bucket
 from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..context import NatsHandler, OAuthContext
+from ..fetch import AllowList
 from ..http import Router, json_response
 from ..store import Records
 from .authorize import Authorize
@@ -30,7 +31,9 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
     policy = await kv_bucket(ctx.nc.jetstream(), subjects.KV_POLICY)
     signing = await load_signing_key(records, Records(ctx.public), ctx.sealer)
     documents = ClientMetadataDocuments(
-        ctx.settings.client_metadata_allow_http_loopback, ctx.settings.client_metadata_allow_private
+        ctx.settings.client_metadata_allow_http_loopback,
+        ctx.settings.client_metadata_allow_private,
+        AllowList.parse(ctx.settings.client_metadata_allow_hosts),
     )
     preregistered = load_clients(ctx.settings.oauth_clients_file) if ctx.settings.oauth_clients_file else {}
     clients = ClientAuthenticator(records, documents, preregistered)

@@ -25,7 +25,7 @@ import httpx2
 
 from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
 
-from ..fetch import guarded_client
+from ..fetch import AllowList, guarded_client
 from . import client as oauth
 from .discovery import discover
 from .errors import UpstreamOAuthError
@@ -51,6 +51,7 @@ class Authorizer:
         refresh_margin: float = 60.0,
         flow_ttl: float = 600.0,
         allow_private: bool = False,
+        allow: AllowList | None = None,
     ) -> None:
         self._records = records
         self._tickets = tickets
@@ -62,6 +63,8 @@ class Authorizer:
         self._flow_ttl = flow_ttl
         self._allow_private = allow_private
         """Reach upstreams and authorization servers on private addresses (`..fetch`; SSRF otherwise)."""
+        self._allow = allow or AllowList()
+        """Internal hosts reachable all the same (`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS`)."""
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
         self._noted: set[tuple[str, str]] = set()
         """(issuer, server) pairs this process has written down (`Records.note_server_at`): which servers
@@ -72,7 +75,7 @@ class Authorizer:
         if self._shared_http is not None:
             yield self._shared_http
             return
-        async with guarded_client(15.0, allow_private=self._allow_private) as http:
+        async with guarded_client(15.0, allow_private=self._allow_private, allow=self._allow) as http:
             yield http
 
     @property
