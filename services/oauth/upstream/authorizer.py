@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import httpx2
 
+from bastion_common import metrics
 from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
 
 from ..fetch import AllowList, guarded_client
@@ -124,6 +125,7 @@ class Authorizer:
 
     async def token(self, query: UpstreamTokenQuery) -> UpstreamToken:
         if query.per_user and query.user is None:
+            metrics.OAUTH_UPSTREAM_TOKENS.labels("refused").inc()
             return UpstreamToken(
                 error="this server is configured per user, and the call names no user (use a key bound to a user)"
             )
@@ -132,20 +134,24 @@ class Authorizer:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
-                tokens = await self._current(query, user)
+                tokens, how = await self._current(query, user)
             except UpstreamOAuthError as exc:
+                metrics.OAUTH_UPSTREAM_TOKENS.labels("error").inc()
                 return self._unauthorized(query, user, str(exc))
+        metrics.OAUTH_UPSTREAM_TOKENS.labels(how).inc()
         if tokens is None:
             return self._unauthorized(query, user, "not authorized yet")
         return UpstreamToken(access_token=tokens.access_token, expires_at=tokens.expires_at)
 
     # ---------------------------------------------------------------- internals
 
-    async def _current(self, query: UpstreamTokenQuery, user: str | None) -> oauth.TokenSet | None:
+    async def _current(self, query: UpstreamTokenQuery, user: str | None) -> tuple[oauth.TokenSet | None, str]:
+        """The owner's usable token (or None), and how it was had (the `bastion_oauth_upstream_token_fetches`
+        outcome): kept, refreshed, exchanged; refresh_failed or needs_auth when there is none."""
         tokens = await self._records.tokens(query.server, user)
         rejected = query.rejected is not None and tokens is not None and query.rejected == tokens.access_token
         if tokens is not None and tokens.fresh(self._margin) and not rejected:
-            return tokens
+            return tokens, "kept"
         auth = await self._server_auth(query.server, query.url, query.transport)
         if tokens is not None:
             try:
@@ -154,12 +160,13 @@ class Authorizer:
             except UpstreamOAuthError as exc:
                 log.warning("upstream %s: refresh failed (%s); authorization needed again", query.server, exc)
                 await self._records.forget_tokens(query.server, user)
-                return None
+                return None, "refresh_failed"
             await self._records.save_tokens(query.server, user, renewed)
-            return renewed
+            return renewed, "refreshed"
         if user is not None and auth.discovered.supports_token_exchange:
-            return await self._exchanged(query, user, auth)
-        return None
+            exchanged = await self._exchanged(query, user, auth)
+            return exchanged, "exchanged" if exchanged is not None else "needs_auth"
+        return None, "needs_auth"
 
     async def _exchanged(self, query: UpstreamTokenQuery, user: str, auth: ServerAuth) -> oauth.TokenSet | None:
         issuer = str(auth.discovered.metadata.issuer)
