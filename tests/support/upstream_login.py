@@ -26,15 +26,13 @@ __all__ = [
     "running_oauth_upstream",
 ]
 
-SCRIPT = Path(__file__).with_name("oauth_upstream.py")
-
 
 @contextmanager
 def running_oauth_upstream(host: str = "127.0.0.1") -> Iterator[str]:
     """The upstream's base URL (`/mcp` streamable HTTP, `/sse` SSE, the AS at the root), under `host`
     (a name resolving to 127.0.0.1: every URL it names uses it)."""
     root = str(Path(__file__).resolve().parents[2])
-    command = [sys.executable, str(SCRIPT), "--host", host, "--port", "0"]
+    command = [sys.executable, "-m", "tests.support.oauth_upstream", "--host", host, "--port", "0"]
     with serving_process(command, "the OAuth upstream", cwd=root) as url:
         yield url
 
