@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from urllib.parse import urlencode
 
 import httpx2
 import pytest
@@ -22,7 +21,7 @@ from bastion_common.sealing import new_key
 from bastion_oauth.service import OAuthService
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.metrics import moved, scrape
-from tests.support.oauth_browser import Browser, log_in_for_tokens, set_password
+from tests.support.oauth_browser import Browser, authorization_url, log_in_for_tokens, set_password
 
 pytestmark = pytest.mark.integration
 
@@ -55,14 +54,7 @@ async def test_sign_ins_tokens_refusals_and_upstream_token_queries_are_counted(
             client_id = (await http.post(f"{base}/oauth/register", json={"redirect_uris": [REDIRECT]})).json()[
                 "client_id"
             ]
-        query = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            "code_challenge_method": "S256",
-        }
-        wrong = await Browser("ola", "not the password").login(f"{base}/oauth/authorize?{urlencode(query)}")
+        wrong = await Browser("ola", "not the password").login(authorization_url(base, client_id, REDIRECT))
         assert wrong.status == 401
 
         nc = await connect(nats_url, "test-executor")

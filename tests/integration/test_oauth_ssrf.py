@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx2
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from bastion_common.sealing import new_key
 from tests.support.documents import serving_documents
 from tests.support.gateway import SERVERS, Gateway, default_config, running_gateway
+from tests.support.oauth_browser import authorization_url
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
 
@@ -32,14 +32,7 @@ ADMIN_TOKEN = "admin-token-for-the-ssrf-tests-000"
 
 
 def _authorize_url(base: str, client_id: str) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        "code_challenge_method": "S256",
-    }
-    return f"{base}/oauth/authorize?{urlencode(query)}"
+    return authorization_url(base, client_id, REDIRECT)
 
 
 async def test_a_metadata_document_on_an_internal_address_is_never_fetched(nats_url, redis_url, tmp_path) -> None:

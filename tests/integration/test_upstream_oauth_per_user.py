@@ -17,10 +17,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import ErrorData
 
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
 from bastion_common.settings import CodeModeSettings
+from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream
@@ -72,21 +70,6 @@ async def _refused(gateway: Gateway, key: str) -> ErrorData:
     return refused.value.error
 
 
-async def _audit_rows(nats_url: str, key_name: str, count: int) -> list[AuditEvent]:
-    """The first `count` audit rows of `key_name`'s calls, read from ClickHouse."""
-    nc = await connect(nats_url, "test-audit-query")
-    query = AuditQuery(limit=100, key_name=key_name).model_dump_json().encode()
-
-    async def rows() -> list[AuditEvent] | None:
-        found = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=10)).data).rows
-        return found if len(found) >= count else None
-
-    try:
-        return await poll_until(rows, f"{count} audit rows of {key_name}", every=0.1)
-    finally:
-        await nc.close()
-
-
 async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
     nats_url, redis_url, tmp_path, caplog
 ) -> None:
@@ -118,7 +101,7 @@ async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
             assert "authorize this server for your user first" in printed and "ticket=" not in printed, text
             assert LINK.search(added) and added.startswith(f"authorize {SERVER} for your user first: open "), text
 
-            rows = await _audit_rows(nats_url, "alice-key", 3)
+            rows = await audit_rows(nats_url, "alice-key", 3)
             assert {(r.kind, r.status) for r in rows} == {("tool_call", "error"), ("code_run", "tool_error")}, rows
             refusal = next(r for r in rows if r.kind == "tool_call")
             assert refusal.error and "authorize this server for your user first" in refusal.error
