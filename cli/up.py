@@ -52,7 +52,7 @@ __all__ = ["INFRA", "SERVICES", "STOP_ORDER", "run_up", "service_specs"]
 
 SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
 INFRA = ("nats", "valkey")
-METRICS_SERVICES = ("policy", "executor", "audit", "codemode")
+METRICS_SERVICES = ("policy", "executor", "audit", "codemode", "oauth")
 """Services serving `/metrics` on a port of their own (ingress serves it on the gateway port)."""
 STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit", "oauth"))
 """Services only: the embedded servers stop after the services' orphans are swept."""

@@ -126,6 +126,9 @@ def _stopped(begun: dict[str, object]) -> AuditEvent:
             "trace_id": text("trace_id") or None,
             "key_id": text("key_id"),
             "key_name": text("key_name"),
+            "user_id": text("user_id") or None,
+            "team_id": text("team_id") or None,
+            "customer_id": text("customer_id") or None,
             "name": text("name"),
             "status": "error",
             "error_kind": ErrorKind.INTERNAL.value,
@@ -188,8 +191,14 @@ class AuditJournal:
         key_name: str,
         trace_id: str | None,
         request_bytes: int,
+        *,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        customer_id: str | None = None,
     ) -> str:
-        """Record that a request now owes an audit event; returns the event id it must carry."""
+        """Record that a request now owes an audit event; returns the event id it must carry. The
+        caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
+        was calling as fully as the event the request would have made."""
         event_id = new_id()
         record = {
             "id": event_id,
@@ -198,6 +207,9 @@ class AuditJournal:
             "name": name,
             "key_id": key_id,
             "key_name": key_name,
+            "user_id": user_id,
+            "team_id": team_id,
+            "customer_id": customer_id,
             "trace_id": trace_id,
             "request_bytes": request_bytes,
         }

@@ -375,6 +375,9 @@ class CodeModeAnswer(_Message):
     error: GatewayError | None = None
     calls: int = 0
     """Tool calls the run made (each audited on its own with `parent_id`)."""
+    authorize_urls: dict[str, str] = Field(default_factory=dict)
+    """Server -> the caller's link to authorize it (per-user servers the run was refused by). Kept
+    out of `result`, which the run's audit row records: ingress adds them to the agent's answer only."""
 
 
 # ---------------------------------------------------------------- configuration & catalog (KV values)

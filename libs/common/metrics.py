@@ -7,8 +7,8 @@ under a microsecond); anything that is state rather than an event (upstream heal
 messages waiting in a NATS subscription) is read only when scraped, by a collector, so it costs
 the request path nothing.
 
-Policy, executor and audit serve `/metrics` on their own port (`BASTION_METRICS_PORT`, `serve`);
-ingress also serves it on its own port behind the admin token.
+Policy, executor, audit, codemode and oauth serve `/metrics` on their own port (`BASTION_METRICS_PORT`,
+`serve`); ingress serves it on its own port behind the admin token.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ __all__ = [
     "CODEMODE_LIMITS_HIT",
     "CODEMODE_RUNS",
     "METHODS",
+    "OAUTH_LOGINS",
+    "OAUTH_TOKENS_ISSUED",
+    "OAUTH_TOKEN_REFUSALS",
+    "OAUTH_UPSTREAM_TOKENS",
     "POLICY_REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
@@ -76,6 +80,25 @@ AUDIT_DEAD_LETTERS = Counter(
 CODEMODE_RUNS = Counter("bastion_codemode_runs", "Code Mode runs, by outcome.", ["outcome"])
 CODEMODE_LIMITS_HIT = Counter(
     "bastion_codemode_limits_hit", "Code Mode runs stopped by a sandbox limit, by limit.", ["limit"]
+)
+OAUTH_TOKENS_ISSUED = Counter(
+    "bastion_oauth_tokens_issued", "Access tokens the oauth service issued to agents, by grant type.", ["grant"]
+)
+OAUTH_TOKEN_REFUSALS = Counter(
+    "bastion_oauth_token_refusals",
+    "Token endpoint requests the oauth service refused, by OAuth error code (invalid_grant, invalid_client, ...).",
+    ["reason"],
+)
+OAUTH_LOGINS = Counter(
+    "bastion_oauth_logins",
+    "Sign-ins at Bastion's login page, by method (password, federated) and outcome (ok, refused, locked, expired).",
+    ["method", "outcome"],
+)
+OAUTH_UPSTREAM_TOKENS = Counter(
+    "bastion_oauth_upstream_token_fetches",
+    "Upstream access tokens asked for by executors, by outcome (kept, refreshed, exchanged, needs_auth, "
+    "refresh_failed, refused, error).",
+    ["outcome"],
 )
 
 

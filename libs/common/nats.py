@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import nats
 from nats.aio.client import Client as NATS
@@ -18,8 +19,11 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from . import subjects
+from .oauth import REVOCATION_TTL
 
 __all__ = [
+    "BUCKET_TTL",
+    "SESSION_STATE_TTL",
     "connect",
     "credentials",
     "ensure_audit_dead_stream",
@@ -31,6 +35,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+SESSION_STATE_TTL: Final = 7 * 24 * 3600.0
+"""Seconds an agent session's log level and subscriptions (KV `bastion_sessions`) are kept after their
+last change."""
 
 
 async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_file: str = "") -> NATS:
@@ -80,15 +88,34 @@ def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:
     return options
 
 
-async def kv_bucket(js: JetStreamContext, bucket: str, history: int = 1, ttl: float | None = None) -> KeyValue:
-    """The bucket, created if missing (`ttl`: seconds an entry lives after its last write)."""
+BUCKET_TTL: Final[Mapping[str, float]] = {
+    subjects.KV_OAUTH_REVOKED: REVOCATION_TTL,
+    subjects.KV_SESSIONS: SESSION_STATE_TTL,
+}
+"""Seconds an entry of these buckets lives after its last write (others keep entries until deleted).
+Defined once, here, so a bucket has the same configuration whichever service creates it first: a
+reader (ingress watching the revocation list) may well start before the writer (the oauth service)."""
+
+
+async def kv_bucket(js: JetStreamContext, bucket: str, *, owner: bool = False) -> KeyValue:
+    """The bucket, created if missing, with its TTL from `BUCKET_TTL`.
+
+    `owner`: the service that writes the bucket also brings an existing one to that TTL (one created
+    before the TTL was defined here, by whichever service came first); only its NATS role may update
+    the bucket's stream (`bastion_common.permissions`)."""
+    ttl = BUCKET_TTL.get(bucket)
     try:
-        return await js.key_value(bucket)
+        kv = await js.key_value(bucket)
     except BucketNotFoundError:
         try:
-            return await js.create_key_value(bucket=bucket, history=history, storage=StorageType.FILE, ttl=ttl)
+            return await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, ttl=ttl)
         except Exception:  # another replica created it between our two calls
-            return await js.key_value(bucket)
+            kv = await js.key_value(bucket)
+    if owner and ttl is not None and (await kv.status()).ttl != ttl:
+        info = await js.stream_info(subjects.kv_stream(bucket))
+        await js.update_stream(info.config.evolve(max_age=ttl))
+        log.info("KV bucket %s: entries now expire %gs after their last write", bucket, ttl)
+    return kv
 
 
 async def kv_names(js: JetStreamContext, bucket: str) -> list[str]:

@@ -12,19 +12,29 @@ which no other role may read); refresh tokens and client secrets never leave the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .config import ServerConfig
 
 __all__ = [
+    "AUTHORIZE_URL",
     "AuthorizeLink",
     "AuthorizeLinkQuery",
     "UpstreamToken",
     "UpstreamTokenQuery",
+    "authorize_url_of",
+    "for_the_agent",
     "oauth_applies",
+    "with_authorize_url",
 ]
+
+AUTHORIZE_URL: Final = "authorize_url"
+"""Key of a refusal's `GatewayError.data` holding the calling user's authorization link (a per-user
+server they have not authorized yet). The link carries a ticket that binds an upstream account to
+that user for `BASTION_UPSTREAM_LINK_TTL`: a credential. So it never goes into the error's message,
+which audit rows and logs keep; only the answer to the agent adds it (`for_the_agent`)."""
 
 _Text = Annotated[str, Field(max_length=4096)]
 
@@ -67,6 +77,24 @@ class AuthorizeLinkQuery(_Contract):
 class AuthorizeLink(_Contract):
     url: _Text | None = None
     error: _Text | None = None
+
+
+def authorize_url_of(data: Any) -> str | None:
+    """The authorization link a refusal's `data` carries, if any."""
+    url = data.get(AUTHORIZE_URL) if isinstance(data, dict) else None
+    return url if isinstance(url, str) and url else None
+
+
+def for_the_agent(message: str, data: Any) -> str:
+    """The error text the agent reads: `message`, and the authorization link when `data` holds one
+    (clients and models often show only the message, not `data`)."""
+    url = authorize_url_of(data)
+    return f"{message}; open {url}" if url else message
+
+
+def with_authorize_url(data: Any, url: str) -> dict[str, Any]:
+    """A refusal's `data` with the user's authorization link added (kept: what was there already)."""
+    return {**(data if isinstance(data, dict) else {}), AUTHORIZE_URL: url}
 
 
 def oauth_applies(config: ServerConfig) -> bool:

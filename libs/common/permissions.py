@@ -26,7 +26,8 @@ Three rules shape it:
   for an upstream's access token.
 
 A reader of a bucket may also create it (stream `KV_<bucket>`) when it is missing, so services can
-start in any order; creating an existing bucket with another configuration fails.
+start in any order; every creator takes the configuration from one table (`nats.BUCKET_TTL`), and
+only a bucket's writer may update it (bring an older bucket to that configuration).
 
 Permissions cannot say what a JetStream consumer may deliver where: a client allowed to watch a
 bucket it can write may have the server deliver that content to any subject. Hence the executors
@@ -104,6 +105,12 @@ def _kv_write(bucket: str) -> tuple[str, ...]:
     return (*_kv_read(bucket), f"{s.KV_ROOT}.{bucket}.>")
 
 
+def _kv_own(bucket: str) -> tuple[str, ...]:
+    """Write a bucket, and bring its configuration (its TTL: `bastion_common.nats.BUCKET_TTL`) up to
+    date: only the one service that writes it."""
+    return (*_kv_write(bucket), _api("STREAM.UPDATE", s.kv_stream(bucket)))
+
+
 def _object_store(bucket: str) -> tuple[str, ...]:
     """Put, read and delete objects (`bastion_common.blobs`), and create the bucket when missing."""
     stream = s.obj_stream(bucket)
@@ -173,7 +180,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_CATALOG),
             *_kv_read(s.KV_POLICY),
             *_kv_read(s.KV_LLM),  # which provider serves a model, and its prices
-            *_kv_write(s.KV_SESSIONS),
+            *_kv_own(s.KV_SESSIONS),
             s.OAUTH_HTTP,  # the OAuth routes, forwarded to the oauth service
             *_kv_read(s.KV_OAUTH_PUBLIC),  # verifies access tokens locally
             *_kv_read(s.KV_OAUTH_REVOKED),
@@ -274,7 +281,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             _inbox(EXECUTOR),  # upstream access tokens, to the executor's own inbox only
             *_kv_write(s.KV_OAUTH),
             *_kv_write(s.KV_OAUTH_PUBLIC),
-            *_kv_write(s.KV_OAUTH_REVOKED),
+            *_kv_own(s.KV_OAUTH_REVOKED),
             *_kv_write(s.KV_OAUTH_UPSTREAM),
             *_kv_read(s.KV_POLICY),  # a user must exist to log in or get a password
         ),

@@ -7,9 +7,11 @@ the container environment.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
 ]
 
 LOOPBACK_BINDS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+_ALLOW_ENTRY = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9-]{1,63}\.?$")
+"""A host name, or `*.` and a domain, as the oauth service's SSRF allow-lists take them."""
 
 
 def unguarded_bind_problem(bind_host: str, allowed_hosts: list[str], allow_any_host: bool) -> str | None:
@@ -320,6 +325,10 @@ class OAuthSettings(ServiceSettings):
     reserved addresses (the upstream's 401 probe, its metadata, registration and token endpoints). Off:
     refused after DNS resolution, so an upstream's metadata cannot point Bastion into its own network
     (SSRF). For tests and development, or upstreams and authorization servers on an internal network."""
+    upstream_oauth_allow_hosts: list[str] = Field(default_factory=list)
+    """Internal hosts the upstream side may reach although they resolve to such addresses, the others
+    still refused: host names (`auth.corp.example`), `*.corp.example` (any name below it), addresses and
+    CIDR blocks (`10.20.0.0/16`). A JSON list (`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS='["mcp.corp.example"]'`)."""
     oauth_clients_file: str = ""
     """Pre-registered clients: a YAML list of `client_id`, `redirect_uris`, and for confidential ones
     `token_endpoint_auth_method` with `client_secret_sha256` (docs/oauth.md)."""
@@ -329,6 +338,10 @@ class OAuthSettings(ServiceSettings):
     """Fetch client ID metadata documents from hosts that resolve to loopback, private, link-local,
     multicast or reserved addresses. Off: such a fetch is refused after DNS resolution, so a stranger's
     `client_id` cannot make Bastion call into its own network (SSRF). For tests and development."""
+    client_metadata_allow_hosts: list[str] = Field(default_factory=list)
+    """Internal hosts client ID metadata documents may come from although they resolve to such
+    addresses, the others still refused (entries as for `upstream_oauth_allow_hosts`)."""
+
     oidc_issuer: str = Field(default="", pattern=r"^(https?://[^?#\s]+)?$")
     """OIDC federation: the external OpenID provider's issuer URL; empty: the password form only."""
     oidc_name: str = Field(default="", max_length=64)
@@ -339,3 +352,16 @@ class OAuthSettings(ServiceSettings):
     oidc_scope: str = "openid profile email"
     oidc_user_claim: str = "preferred_username"
     """The ID token claim naming the Bastion user (which must exist); e.g. `email` or `sub`."""
+
+    @field_validator("upstream_oauth_allow_hosts", "client_metadata_allow_hosts")
+    @classmethod
+    def _allow_list(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not _ALLOW_ENTRY.match(entry):
+                try:
+                    ipaddress.ip_network(entry.strip("[]"), strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{entry!r} is not a host name, a *.domain pattern, an address or a CIDR block"
+                    ) from None
+        return entries

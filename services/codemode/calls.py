@@ -13,6 +13,7 @@ from bastion_common.codemode import META_TOOL_NAMES
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall
 from bastion_common.naming import namespaced
+from bastion_common.oauth_upstream import authorize_url_of
 
 from .answers import tool_value
 from .gateway import PolicyGateway
@@ -96,6 +97,10 @@ class ScriptCalls:
         self.call_timeout = call_timeout
         self.deadline = time.monotonic() + min(limits.wall_seconds, request.timeout)
         self.count = 0
+        self.authorize_urls: dict[str, str] = {}
+        """Server -> the caller's authorization link, from refusals of per-user servers the caller has
+        not authorized. Never shown to the script (whose output and result audit rows keep): the run's
+        answer to the agent adds them (`CodeModeAnswer.authorize_urls`)."""
         self._slots = asyncio.Semaphore(limits.max_parallel)
         self._abandoning: set[asyncio.Task[None]] = set()
 
@@ -151,7 +156,11 @@ class ScriptCalls:
         if outcome.error is not None:
             if capped and outcome.error.kind in _TIMEOUTS:
                 return {"error": limit_message("wall", self.limits), "limit": "wall"}
-            return {"error": f"{outcome.error.kind.value}: {outcome.error.message}"}
+            message = f"{outcome.error.kind.value}: {outcome.error.message}"
+            if (link := authorize_url_of(outcome.error.data)) is not None:
+                self.authorize_urls[spec.server] = link
+                message += " (the link to authorize it comes with this run's answer)"
+            return {"error": message}
         result = outcome.result or {}
         if result.get("isError"):
             return {"error": _tool_error_text(result)}

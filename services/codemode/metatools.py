@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -52,6 +52,8 @@ class _Execute(_Args):
 class Answer:
     result: dict[str, Any]
     calls: int = 0
+    authorize_urls: dict[str, str] = field(default_factory=dict)
+    """Server -> the caller's authorization link (`calls.ScriptCalls.authorize_urls`)."""
 
 
 def _invalid(tool: str, exc: ValidationError) -> Answer:
@@ -168,4 +170,5 @@ class MetaTools:
             slot.release()
         if outcome.error is not None and outcome.error.get("type") == "limit":
             metrics.CODEMODE_LIMITS_HIT.labels(str(outcome.error.get("limit"))).inc()
-        return Answer(run_result(outcome, args.code, toolset, self.limits.max_output_bytes), calls.count)
+        result = run_result(outcome, args.code, toolset, self.limits.max_output_bytes)
+        return Answer(result, calls.count, calls.authorize_urls)

@@ -187,4 +187,6 @@ class CodeModeService:
             return CodeModeAnswer(id=request.id, error=allowed)
         view = self.views.view(revision, allowed, pairs, definitions)
         answer = await self.meta.answer(request, view)
-        return CodeModeAnswer(id=request.id, result=answer.result, calls=answer.calls)
+        return CodeModeAnswer(
+            id=request.id, result=answer.result, calls=answer.calls, authorize_urls=answer.authorize_urls
+        )

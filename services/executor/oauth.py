@@ -75,6 +75,9 @@ class OAuthTokens(httpx2.Auth):
         self._expires_at: float | None = None
         self.problem: str | None = None
         """Why the last attempt had no usable token (shown as the server's error), else None."""
+        self.authorize_url: str | None = None
+        """With `problem`, for a per-user session: the link its user opens to authorize. Kept apart from
+        `problem`, which logs and audit rows see: the link is a credential, for the user's answer only."""
         self.on_lost: Callable[[], None] | None = None
         """Called when a token the upstream refused cannot be renewed: the owner drops the session,
         and the reconnect reports `needs_auth` instead of calls failing one by one."""
@@ -84,10 +87,10 @@ class OAuthTokens(httpx2.Auth):
         if answer.access_token is None:
             self._token = self._expires_at = None
             self.problem = answer.error or "no OAuth access token for this server"
-            if answer.authorize_url:  # only ever in the answer for this session's own user
-                self.problem += f"; open {answer.authorize_url}"
+            self.authorize_url = answer.authorize_url  # only ever in the answer for this session's own user
             return False
         self._token, self._expires_at, self.problem = answer.access_token, answer.expires_at, None
+        self.authorize_url = None
         return True
 
     def lean_authorization(self) -> str | bool | None:

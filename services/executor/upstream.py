@@ -146,6 +146,11 @@ class Upstream:
         return self._state is State.DOWN and self._unauthorized
 
     @property
+    def authorize_url(self) -> str | None:
+        """While `needs_auth` on a per-user session: the link its user opens (`oauth.OAuthTokens`)."""
+        return self._oauth.authorize_url if self._oauth is not None and self.needs_auth else None
+
+    @property
     def lean_link(self) -> LeanLink | None:
         """The live session's link for lean sends, if there is one."""
         return self._lean

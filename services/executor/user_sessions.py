@@ -8,8 +8,8 @@ refused. The server's shared `Upstream` keeps publishing the catalog; these sess
 Bounded: beyond `limit` sessions per executor the least recently used one is closed (its user's
 next call opens a new one). A session whose user has not authorized is closed right after the
 refused call, so the user's next call asks again (after they followed the link) instead of a
-background loop asking for a token nobody has.
-"""
+background loop asking for a token nobody has. That refusal carries the user's link as data, never
+in its message (`bastion_common.oauth_upstream.AUTHORIZE_URL`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import Any
 from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
+from bastion_common.oauth_upstream import with_authorize_url
 
 from .outcomes import refusal
 from .upstream import Upstream
@@ -61,6 +62,8 @@ class UserSessions:
         session = self._session(shared, user)
         outcome = await (session.call(request) if isinstance(request, ToolCall) else session.request(request))
         if session.needs_auth:
+            if outcome.error is not None and (link := session.authorize_url):
+                outcome.error.data = with_authorize_url(outcome.error.data, link)
             self._close((shared.name, user))
         return outcome
 

@@ -4,7 +4,8 @@ Access tokens are ES256 JWTs signed by the oauth service (RFC 9068 profile, `typ
 keeps the public keys (KV `bastion_oauth_public`) and the revoked token ids (KV
 `bastion_oauth_revoked`) in memory from watches, so verifying a token costs one signature check
 (cached per token) and no message. A valid token becomes the caller `user:<id>`, which policy
-resolves to the user, their team, customer and groups, exactly like a key bound to that user.
+resolves to the user, their team, customer and groups, exactly like a key bound to that user; the
+caller also names the user's team and customer (`owners.Owners`), so its audit rows do too.
 
 Every 401 carries `WWW-Authenticate: Bearer resource_metadata="<protected resource metadata URL>"`
 (RFC 9728 §5.1), which is how an MCP client discovers where to log in.
@@ -28,6 +29,7 @@ from bastion_common.messages import Caller
 from bastion_common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
 
 from .keys import AuthFailure, KeyDirectory
+from .owners import Owners
 
 __all__ = ["AccessTokens", "Authenticator"]
 
@@ -47,7 +49,9 @@ def _invalid(message: str) -> AuthFailure:
 class AccessTokens:
     """The verifier: fed by the two KV watches, asked by `Authenticator`."""
 
-    def __init__(self) -> None:
+    def __init__(self, owners: Owners | None = None) -> None:
+        self._owners = owners or Owners()
+        """The user's team and customer, for the caller a token becomes (as a key's record names them)."""
         self._keys: KeySet | None = None
         self._revoked: dict[str, float] = {}
         self._verified: LRUCache[str, tuple[str, str, float]] = LRUCache(maxsize=10_000)
@@ -98,7 +102,14 @@ class AccessTokens:
             return _invalid("the access token has expired; refresh it or log in again")
         if self.is_revoked(jti):
             return _invalid("the access token has been revoked; log in again")
-        return Caller(key_id=USER_CALLER_PREFIX + user_id, key_name=USER_CALLER_PREFIX + user_id, user_id=user_id)
+        team_id, customer_id = self._owners.of(user_id)
+        return Caller(
+            key_id=USER_CALLER_PREFIX + user_id,
+            key_name=USER_CALLER_PREFIX + user_id,
+            user_id=user_id,
+            team_id=team_id,
+            customer_id=customer_id,
+        )
 
     def _check(self, token: str, issuer: str, audience: str) -> tuple[str, str, float] | AuthFailure:
         if self._keys is None:

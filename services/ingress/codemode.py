@@ -104,7 +104,7 @@ class CodeModeRouter:
         audit = _audit(ctx, request, answer, content=self.audit_content)
         if answer.error is not None:
             return gateway_error_body(ctx.request_id, answer.error, tool=name), audit
-        return _ok(ctx, answer.result or {"content": []}), audit
+        return _ok(ctx, _with_links(answer.result or {"content": []}, answer.authorize_urls)), audit
 
     async def _send(self, request: CodeModeCall) -> CodeModeAnswer:
         def failed(kind: ErrorKind, message: str) -> CodeModeAnswer:
@@ -128,6 +128,15 @@ class CodeModeRouter:
             return CodeModeAnswer.model_validate_json(reply.data)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its codemode service")
+
+
+def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
+    """The run's result with one text block per authorization link its calls were refused for: added
+    here, after the audit row was made, since a link is a credential of the caller's."""
+    if not links:
+        return result
+    lines = [f"authorize {server} for your user first: open {url}" for server, url in sorted(links.items())]
+    return {**result, "content": [*result.get("content", []), {"type": "text", "text": "\n".join(lines)}]}
 
 
 def _ok(ctx: Any, result: dict[str, Any]) -> dict[str, Any]:

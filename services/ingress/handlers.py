@@ -191,6 +191,7 @@ class Handlers:
                     ctx.caller.key_name,
                     ctx.trace_id,
                     ctx.request_bytes,
+                    **ctx.caller.owner(),
                 )
         try:
             payload, audit = await self._dispatch(ctx, method, params)

@@ -402,7 +402,13 @@ class _Chat:
         event_id = new_id()
         if self.journal is not None:
             event_id = self.journal.begun(
-                "llm_request", self.model, self.caller.key_id, self.caller.key_name, self.trace_id, self.request_bytes
+                "llm_request",
+                self.model,
+                self.caller.key_id,
+                self.caller.key_name,
+                self.trace_id,
+                self.request_bytes,
+                **self.caller.owner(),
             )
         return AuditEvent(
             event_id=event_id,

@@ -24,6 +24,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import GatewayError
+from bastion_common.oauth_upstream import for_the_agent
 from bastion_common.results import SERVER_INFO, shape_result
 
 __all__ = [
@@ -86,7 +87,8 @@ def gateway_error_body(request_id: Any, error: GatewayError, **context: Any) -> 
         data.update(error.data)  # e.g. a limit refusal's scope, resets_at and retry_after
     elif error.data is not None:
         data["detail"] = error.data
-    return error_body(request_id, code, error.message, data)
+    # the audit row keeps `error.message`; only the agent's answer names the user's authorization link
+    return error_body(request_id, code, for_the_agent(error.message, error.data), data)
 
 
 class RawJson:

@@ -50,6 +50,7 @@ from .keys import KeyDirectory
 from .llm_endpoint import LlmEndpoint, ModelDirectory
 from .notifications import Notifier
 from .oauth_routes import oauth_router
+from .owners import Owners
 from .pages import admin_index, landing_page
 from .session_state import SessionState
 from .sessions import SessionCodec
@@ -60,9 +61,6 @@ __all__ = ["IngressService"]
 log = logging.getLogger(__name__)
 
 VERSION = version("bastion-gateway")
-
-SESSION_STATE_TTL = 7 * 24 * 3600.0
-"""Seconds an agent session's log level and subscriptions are kept after their last change."""
 
 
 class _Server(uvicorn.Server):
@@ -106,7 +104,8 @@ class IngressService:
     def __init__(self, settings: IngressSettings) -> None:
         self.settings = settings
         self.keys = KeyDirectory()
-        self.access_tokens = AccessTokens()
+        self.owners = Owners()
+        self.access_tokens = AccessTokens(self.owners)
         self.authenticator = Authenticator(self.keys, self.access_tokens, self.public_url)
         self.catalog = Catalog()
         self.models = ModelDirectory()
@@ -166,7 +165,7 @@ class IngressService:
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()
         state = SessionState()
-        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, ttl=SESSION_STATE_TTL))
+        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, owner=True))
         self.notifier = Notifier(self.catalog, state)
         state.on_ended = self.notifier.session_ended
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
@@ -190,7 +189,7 @@ class IngressService:
         self._watches = [
             BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete),
             BucketWatch(nc, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
-            BucketWatch(nc, subjects.KV_POLICY, self.handlers.policy_changed, self.handlers.policy_changed),
+            BucketWatch(nc, subjects.KV_POLICY, self._policy_put, self._policy_delete),
             BucketWatch(nc, subjects.KV_SESSIONS, state.put, state.delete),
             BucketWatch(nc, subjects.KV_LLM, self.models.put, self.models.delete),
             BucketWatch(nc, subjects.KV_OAUTH_PUBLIC, self.access_tokens.put_keys, self.access_tokens.delete_keys),
@@ -246,6 +245,14 @@ class IngressService:
     def _catalog_delete(self, server: str) -> None:
         self.catalog.delete(server)
         self.notifier.catalog_changed()
+
+    def _policy_put(self, key: str, value: bytes, revision: int = 0) -> None:
+        self.owners.put(key, value, revision)
+        self.handlers.policy_changed()
+
+    def _policy_delete(self, key: str) -> None:
+        self.owners.delete(key)
+        self.handlers.policy_changed()
 
     def build_app(self, nc: NATS) -> _McpFirst:
         assert self._audit is not None

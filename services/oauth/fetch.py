@@ -6,8 +6,9 @@ guard, either could make Bastion call into its own network (a cloud metadata end
 on 127.0.0.1, a service on 10.x). So every connection resolves the host first, refuses loopback,
 private, link-local, multicast, reserved and unspecified addresses, and then connects to the very
 address it checked: a second DNS answer (rebinding) cannot swap in another one between check and
-connect. Redirects are never followed. The check is off only where a setting says so (tests,
-development, an internal upstream).
+connect. Redirects are never followed. An operator lets named internal hosts through (`AllowList`:
+host names, `*.suffix` patterns, addresses and CIDR blocks), or switches the check off altogether
+(tests, development).
 """
 
 from __future__ import annotations
@@ -16,14 +17,58 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import httpcore2
 import httpx2
 
-__all__ = ["ForbiddenAddress", "address_problem", "guarded_client", "why_unreachable"]
+__all__ = ["AllowList", "ForbiddenAddress", "address_problem", "guarded_client", "why_unreachable"]
 
 
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Internal hosts the guard lets through: an operator's list of host names (`auth.corp.example`),
+    name patterns (`*.corp.example`: any name below it), addresses and CIDR blocks (`10.20.0.0/16`).
+
+    A listed name may resolve to any address (DNS for it is the operator's); a listed address or block
+    admits any name that resolves into it. Everything else is still refused."""
+
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+    networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> AllowList:
+        names: set[str] = set()
+        suffixes: list[str] = []
+        networks: list[IPNetwork] = []
+        for raw in entries:
+            entry = raw.strip().lower().rstrip(".")
+            if not entry:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                if entry.startswith("*."):
+                    suffixes.append(entry[1:])
+                else:
+                    names.add(entry)
+        return cls(frozenset(names), tuple(suffixes), tuple(networks))
+
+    def admits_host(self, host: str) -> bool:
+        name = host.lower().rstrip(".")
+        return name in self.names or any(name.endswith(suffix) for suffix in self.suffixes)
+
+    def admits_address(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in network for network in self.networks)
 
 
 class ForbiddenAddress(httpcore2.ConnectError):
@@ -53,8 +98,9 @@ def address_problem(address: str) -> str | None:
 class _GuardedBackend(httpcore2.AsyncNetworkBackend):
     """Resolves, checks, then connects to the checked address (never resolving twice)."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow: AllowList) -> None:
         self._inner = httpcore2.AnyIOBackend()
+        self._allow = allow
 
     async def connect_tcp(
         self,
@@ -71,9 +117,10 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
         except (OSError, TimeoutError) as exc:
             raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
         problems: list[str] = []
+        listed = self._allow.admits_host(host)
         for *_, sockaddr in found:
             address = str(sockaddr[0])
-            problem = address_problem(address)
+            problem = None if listed or self._allow.admits_address(address) else address_problem(address)
             if problem is None:
                 return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
             problems.append(problem)
@@ -92,17 +139,20 @@ class _GuardedBackend(httpcore2.AsyncNetworkBackend):
 
 
 class _GuardedTransport(httpx2.AsyncHTTPTransport):
-    def __init__(self) -> None:
+    def __init__(self, allow: AllowList) -> None:
         super().__init__(trust_env=False)
         # the pool the parent built, with the checking backend instead of the default one
         self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(trust_env=False), network_backend=_GuardedBackend()
+            ssl_context=httpx2.create_ssl_context(trust_env=False), network_backend=_GuardedBackend(allow)
         )
 
 
-def guarded_client(timeout: float, *, allow_private: bool = False) -> httpx2.AsyncClient:
-    """A client that follows no redirect and, unless `allow_private`, reaches public addresses only."""
-    transport = None if allow_private else _GuardedTransport()
+def guarded_client(
+    timeout: float, *, allow_private: bool = False, allow: AllowList | None = None
+) -> httpx2.AsyncClient:
+    """A client that follows no redirect and reaches public addresses only, plus the hosts `allow`
+    lists; `allow_private` switches the check off."""
+    transport = None if allow_private else _GuardedTransport(allow or AllowList())
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(timeout), follow_redirects=False, transport=transport, trust_env=False
     )

@@ -16,9 +16,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from bastion_common import permissions, subjects
+from bastion_common import metrics, observability, permissions, subjects
 from bastion_common.nats import connect, kv_bucket, processed
-from bastion_common.oauth import REVOCATION_TTL, HttpExchangeRequest
+from bastion_common.oauth import HttpExchangeRequest
 from bastion_common.sealing import Sealer
 from bastion_common.settings import OAuthSettings
 
@@ -38,8 +38,10 @@ class OAuthService:
         self.handlers: dict[str, NatsHandler] = {}
         self._nc: NATS | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+        self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
+        self.metrics_server = observability.start("oauth", self.settings)
         sealer = Sealer(self.settings.secrets_key)
         if not sealer.enabled:  # the signing key and upstream tokens are never kept in plain text
             raise ValueError("the oauth service needs BASTION_SECRETS_KEY (Fernet key(s), newest first)")
@@ -53,9 +55,9 @@ class OAuthService:
         ctx = OAuthContext(
             settings=self.settings,
             nc=nc,
-            state=await kv_bucket(js, subjects.KV_OAUTH, history=1),
+            state=await kv_bucket(js, subjects.KV_OAUTH),
             public=await kv_bucket(js, subjects.KV_OAUTH_PUBLIC),
-            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, ttl=REVOCATION_TTL),
+            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, owner=True),
             sealer=sealer,
         )
         self.handlers[subjects.OAUTH_HTTP] = self._http
@@ -99,3 +101,6 @@ class OAuthService:
             await asyncio.wait(self._inflight, timeout=5)
         if self._nc is not None and not self._nc.is_closed:
             await self._nc.drain()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None

@@ -141,6 +141,8 @@ def test_every_url_the_banner_prints_answers(stack):
     urls = set(re.findall(r"https?://[^\s)\]]+", banner))
     base = f"http://127.0.0.1:{port}"
     assert {f"{base}/mcp", f"{base}/", f"{base}/admin/v1", f"{base}/docs"} <= urls, banner
+    for service in ("policy", "executor", "audit", "codemode", "oauth"):  # each its own /metrics port
+        assert re.search(rf"http://127\.0\.0\.1:\d+/metrics\s+\({service}\)", banner), (service, banner)
     with httpx.Client(timeout=10, trust_env=False) as http:
         answers = {url: http.get(url) for url in urls}
         for url, answer in answers.items():

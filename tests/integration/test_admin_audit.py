@@ -1,7 +1,9 @@
-"""Admin changes are audit events: who, what, before/after, and never a secret (issue 11 item 1).
+"""Admin changes are audit events: who, what, before/after, and never a secret (issue 11 item 1),
+including the admin routes that reach the oauth service (a user's password, an authorization link).
 
-An in-process ingress with the admin API; the events are read off the audit subjects as any
-consumer would, so what is checked is exactly what reaches the stream.
+An in-process ingress with the admin API (the whole gateway with the oauth service for the latter);
+the events are read off the audit subjects as any consumer would, so what is checked is exactly what
+reaches the stream.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import nats
@@ -20,10 +23,14 @@ from bastion_common import subjects
 from bastion_common.audit_redact import REDACTED
 from bastion_common.messages import AuditEvent, audit_events
 from tests.support.admin_api import ECHO
+from tests.support.gateway import default_config
+from tests.support.polling import poll_until
+from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
 
 WAIT = 30.0
+OAUTH_ADMIN_TOKEN = "admin-token-for-audited-oauth-routes"
 
 
 @pytest.fixture
@@ -81,3 +88,40 @@ async def test_key_and_server_changes_are_audited_with_before_and_after_and_no_s
     everything = b"".join(raw)
     assert secret.encode() not in everything
     assert ECHO["env"]["API_TOKEN"].encode() not in everything  # type: ignore[index]
+
+
+async def test_a_password_set_and_a_minted_authorization_link_are_audited_without_either(
+    nats_url: str, redis_url: str, tmp_path: Path, seen: tuple[list[bytes], asyncio.Queue[AuditEvent]]
+) -> None:
+    """The admin routes that reach the oauth service are admin changes too: who, what, which user or
+    server; never the password, never the link (its ticket binds an upstream account)."""
+    raw, events = seen
+    password = "a long enough password for ann"
+    server = "down-tracker"  # "down*": running_gateway does not wait for it to be ready
+    with running_oauth_upstream() as base:
+        config = default_config({server: {"url": f"{base}/mcp"}})
+        config["users"] = [{"id": "ann", "name": "Ann"}]
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config, OAUTH_ADMIN_TOKEN) as (
+            gateway,
+            public,
+        ):
+            headers = {"Authorization": f"Bearer {OAUTH_ADMIN_TOKEN}"}
+            async with httpx.AsyncClient(base_url=f"{public}/admin/v1", headers=headers, timeout=20) as admin:
+                set_password = await admin.put("/users/ann/password", json={"password": password})
+                assert set_password.status_code == 204, set_password.text
+                event = await next_admin(events)
+                assert (event.action, event.target, event.status) == ("user.set_password", "ann", "ok")
+                assert event.actor is not None and event.actor.startswith("admin-token@")
+                assert (event.before, event.after) == (None, None)
+
+                status = gateway.ingress.catalog.server_status
+                await poll_until(lambda: (s := status(server)) is not None and s.health == "needs_auth", "needs_auth")
+                link = (await admin.get(f"/servers/{server}")).json()["authorize_url"]
+                assert link and "ticket=" in link
+                event = await next_admin(events)
+                assert (event.action, event.target, event.status) == ("server.authorize_link", server, "ok")
+                assert event.actor is not None and event.actor.startswith("admin-token@")
+
+    everything = b"".join(raw)
+    assert password.encode() not in everything
+    assert link.split("ticket=", 1)[1].encode() not in everything and b"ticket=" not in everything

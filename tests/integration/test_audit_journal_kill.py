@@ -67,7 +67,12 @@ async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_pa
     ledger = tmp_path / "ledger.txt"
     servers = {"ledger": {"command": sys.executable, "args": [str(LEDGER_SERVER)], "env": {"LEDGER_FILE": str(ledger)}}}
     journal = tmp_path / "journal"
-    async with running_gateway(nats_url, redis_url, tmp_path, raw_config=default_config(servers)):
+    raw = default_config(servers)
+    raw["customers"] = [{"id": "acme", "name": "Acme"}]
+    raw["teams"] = [{"id": "ops", "name": "Ops", "customer_id": "acme"}]
+    raw["users"] = [{"id": "ann", "name": "Ann", "team_id": "ops"}]
+    raw["keys"][0] |= {"user": "ann", "team": "ops", "customer": "acme"}  # the admin key, which the load uses
+    async with running_gateway(nats_url, redis_url, tmp_path, raw_config=raw):
         replica = IngressProcess(nats_url, "-k", free_port(), env={"BASTION_AUDIT_JOURNAL_DIR": str(journal)})
         replica.start()
         nc = await connect(nats_url, "test-journal")
@@ -102,6 +107,7 @@ async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_pa
     assert len(rows) <= len(load.results) + 1, "an audit row for a call that never reached a handler"
     (sleep_row,) = [row for row in rows if row.name == "echo__sleep"]
     assert (sleep_row.status, sleep_row.execution, sleep_row.error) == ("error", "may_have_run", STOPPED)
+    assert (sleep_row.user_id, sleep_row.team_id, sleep_row.customer_id) == ("ann", "ops", "acme")
     assert not list((journal / "-k").glob("*.wal")), "the journal outlived a clean stop"
 
 

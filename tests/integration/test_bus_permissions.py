@@ -75,6 +75,7 @@ PUBLISH_PROBES = (
     *(f"{API}.DIRECT.GET.{s.kv_stream(bucket)}.{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
     *(f"{API}.STREAM.DELETE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
     *(f"{API}.STREAM.PURGE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
+    *(f"{API}.STREAM.UPDATE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
     f"{API}.STREAM.CREATE.{s.AUDIT_STREAM}",
     f"{API}.STREAM.UPDATE.{s.AUDIT_STREAM}",
     f"{API}.STREAM.DELETE.{s.AUDIT_STREAM}",
@@ -129,6 +130,10 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_POLICY}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
+    # a bucket's configuration (its TTL) is updated by its one writer only, never by a reader
+    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_OAUTH_REVOKED)}": {OAUTH},
+    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_SESSIONS)}": {INGRESS},
+    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_KEYS)}": set(),
     s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
     s.CODEMODE_CALL: {INGRESS},
     # analysts' questions and the auditors' check: asked by the admin role alone, answered by audit

@@ -20,14 +20,11 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
 from bastion_common.sealing import new_key
+from tests.support.audit_rows import audit_rows
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.oauth_browser import Browser, set_password
 from tests.support.oauth_sdk import REDIRECT, MemoryStorage, sdk_auth
-from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,21 +49,6 @@ async def gateway(nats_url, redis_url, tmp_path):
     async with running_gateway(nats_url, redis_url, tmp_path, oauth_config(), oauth=True, secrets_key=new_key()) as gw:
         assert (await set_password(nats_url, "alice", ALICE_PASSWORD)).ok
         yield gw
-
-
-async def audit_rows(nats_url: str, actor: str, at_least: int) -> list[AuditEvent]:
-    """The audit rows of `actor`, once there are `at_least` of them (audit writes in batches)."""
-    nc = await connect(nats_url, "test-audit-query")
-    query = AuditQuery(limit=100, key_name=actor).model_dump_json().encode()
-
-    async def rows() -> list[AuditEvent] | None:
-        found = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=10)).data).rows
-        return found if len(found) >= at_least else None
-
-    try:
-        return await poll_until(rows, f"{at_least} audit rows of {actor}", every=0.1)
-    finally:
-        await nc.close()
 
 
 async def test_unauthenticated_mcp_points_at_protected_resource_metadata(gateway):

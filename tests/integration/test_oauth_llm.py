@@ -3,8 +3,8 @@
 
 The official `openai` SDK sends the token as its API key; the provider is a scripted
 OpenAI-compatible server speaking the real wire format. The user sees the tools of their own groups,
-is refused the others, and is the actor of the audit rows; a missing or forged token gets 401 with
-the RFC 9728 challenge, as on `/mcp`.
+is refused the others, and is the actor of the audit rows (with her team and customer); a missing or
+forged token gets 401 with the RFC 9728 challenge, as on `/mcp`.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def config(provider: ScriptedProvider) -> dict[str, Any]:
             "notes": {"command": sys.executable, "args": [str(SERVERS / "notes_server.py")]},
         },
         "groups": [{"id": "echoers", "tools": ["echo/echo", "echo/add"]}],
-        "users": [{"id": "erin", "name": "Erin", "groups": ["echoers"]}],
+        "customers": [{"id": "acme", "name": "Acme"}],
+        "teams": [{"id": "eng", "name": "Engineering", "customer_id": "acme"}],
+        "users": [{"id": "erin", "name": "Erin", "team_id": "eng", "groups": ["echoers"]}],
         "llm": {"providers": {"scripted": {"base_url": provider.base_url, "models": [MODEL]}}},
     }
 
@@ -94,6 +96,8 @@ async def test_an_access_token_works_on_v1_exactly_as_a_key(gateway, provider):
 
     rows = await _audit_of(gateway.nats_url, "user:erin", {"llm_request", "tool_call"})
     assert {(r.kind, r.status) for r in rows} >= {("llm_request", "ok"), ("tool_call", "ok"), ("tool_call", "denied")}
+    # her team and its customer, as the policy records say, exactly as a key's rows name them
+    assert {(r.user_id, r.team_id, r.customer_id) for r in rows} == {("erin", "eng", "acme")}
 
 
 async def test_v1_without_a_valid_token_is_401_with_the_oauth_challenge(gateway):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx2
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from bastion_common.sealing import new_key
 from tests.support.documents import serving_documents
 from tests.support.gateway import SERVERS, Gateway, default_config, running_gateway
+from tests.support.oauth_browser import authorization_url
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
 
@@ -32,14 +32,7 @@ ADMIN_TOKEN = "admin-token-for-the-ssrf-tests-000"
 
 
 def _authorize_url(base: str, client_id: str) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        "code_challenge_method": "S256",
-    }
-    return f"{base}/oauth/authorize?{urlencode(query)}"
+    return authorization_url(base, client_id, REDIRECT)
 
 
 async def test_a_metadata_document_on_an_internal_address_is_never_fetched(nats_url, redis_url, tmp_path) -> None:
@@ -100,3 +93,55 @@ async def test_an_upstreams_metadata_on_an_internal_address_is_refused(nats_url,
             async with httpx2.AsyncClient(timeout=10) as http:
                 stats = (await http.get(f"{upstream}/test/stats")).json()
             assert stats["clients"] == 0, "nothing may be registered at an authorization server that was refused"
+
+
+async def test_an_allow_listed_internal_host_is_reached_and_the_others_still_refused(
+    nats_url, redis_url, tmp_path
+) -> None:
+    """An operator lists the internal hosts the oauth service may reach (`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS`,
+    `BASTION_CLIENT_METADATA_ALLOW_HOSTS`) instead of switching the guard off: the upstream and the
+    metadata document under the listed name work; the same servers under an unlisted name are refused."""
+    hits: Counter[str] = Counter()
+    documents: dict[str, Any] = {}
+    listed, other = "down-listed", "down-unlisted"  # "down*": running_gateway does not wait for them
+    with running_oauth_upstream(host="localhost") as upstream, serving_documents(documents, hits) as site:
+        port = site.rsplit(":", 1)[1]
+        for host in ("127.0.0.1", "localhost"):
+            url = f"http://{host}:{port}/clients/{host}.json"
+            documents[f"/clients/{host}.json"] = {"client_id": url, "redirect_uris": [REDIRECT]}
+        renamed = upstream.replace("localhost", "127.0.0.1")  # the same server under a name not listed
+        servers = {listed: {"url": f"{upstream}/mcp"}, other: {"url": f"{renamed}/mcp"}}
+        async with gateway_for_oauth_upstreams(
+            nats_url,
+            redis_url,
+            tmp_path,
+            default_config(servers),
+            ADMIN_TOKEN,
+            allow_private=False,
+            oauth_options={
+                "upstream_oauth_allow_hosts": ["localhost"],
+                "client_metadata_allow_hosts": ["localhost"],
+                "client_metadata_allow_http_loopback": True,
+            },
+        ) as (gateway, public):
+            # the upstream side: the listed one registers Bastion and sends the admin on to its login page
+            await poll_until(lambda: _server(gateway, listed)[0] == "needs_auth", "needs_auth", 30)
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
+                link = (await admin.get(f"{public}/admin/v1/servers/{listed}")).json()["authorize_url"]
+            async with httpx2.AsyncClient(timeout=20, follow_redirects=False) as browser:
+                started = await browser.get(link)
+            assert started.status_code == 302 and started.headers["location"].startswith(upstream), started.text
+            health, error = await poll_until(
+                lambda: (found := _server(gateway, other))[1] and "refused to connect" in found[1] and found,
+                "the unlisted name refused",
+                30,
+            )
+            assert health == "needs_auth" and "refused to connect to 127.0.0.1" in (error or "")
+
+            # the agents' side: the metadata document under the listed name is fetched, under another not
+            async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+                form = await http.get(_authorize_url(public, f"http://localhost:{port}/clients/localhost.json"))
+                assert form.status_code == 200 and "Sign in to Bastion" in form.text, form.text
+                refused = await http.get(_authorize_url(public, f"http://127.0.0.1:{port}/clients/127.0.0.1.json"))
+                assert refused.status_code == 400 and "refused to connect to 127.0.0.1" in refused.text
+    assert hits == Counter({"/clients/localhost.json": 1}), "only the listed document may be fetched"

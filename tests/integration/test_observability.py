@@ -17,36 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bastion_common import tracing
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, default_config, running_gateway
+from tests.support.metrics import Series, moved, scrape, value
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 ADMIN_TOKEN = "test-admin-token-for-metrics-000000"
 TRACED = str(Path(__file__).resolve().parents[1] / "support" / "traced_server.py")
-
-Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-async def scrape(url: str, token: str | None = None) -> Series:
-    """One real scrape of a `/metrics` endpoint, parsed by prometheus-client's own parser."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(timeout=10) as http:
-        response = await http.get(url, headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
-
-
-def value(series: Series, name: str, **labels: str) -> float:
-    return series.get((name, frozenset(labels.items())), 0.0)
-
-
-def moved(before: Series, after: Series, name: str, **labels: str) -> float:
-    return value(after, name, **labels) - value(before, name, **labels)
 
 
 def _text(result: object) -> str:

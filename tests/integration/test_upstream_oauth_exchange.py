@@ -6,7 +6,8 @@ resources, `/mcp` (streamable HTTP) and `/sse` (HTTP+SSE), each accepting only t
 (RFC 8707). Both are configured `per_user: true`. Alice authorizes the first through her own link;
 her first call to the second then goes through with a token the oauth service obtained by exchanging
 her first token at the authorization server, bound to the second resource, carrying her upstream
-identity. Bob, who authorized nothing, has nothing to exchange and gets his own link.
+identity, even though the oauth service restarted in between (which servers share an authorization
+server is persisted). Bob, who authorized nothing, has nothing to exchange and gets his own link.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from bastion_oauth.service import OAuthService
 from tests.support.gateway import Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream
@@ -68,6 +70,15 @@ async def _call(gateway: Gateway, key: str, server: str) -> str:
     return result.content[0].text  # type: ignore[union-attr]
 
 
+async def _restart_oauth_service(gateway: Gateway) -> None:
+    """Stop the oauth service and start a new one with the same settings (what a restart keeps: KV)."""
+    index, old = next((i, s) for i, s in enumerate(gateway.services) if isinstance(s, OAuthService))
+    await old.stop()
+    fresh = OAuthService(old.settings)
+    await fresh.start()
+    gateway.services[index] = fresh
+
+
 async def _exchanges(base: str) -> int:
     async with httpx2.AsyncClient(timeout=10) as http:
         return int((await http.get(f"{base}/test/stats")).json()["grants"].get(TOKEN_EXCHANGE, 0))
@@ -95,6 +106,8 @@ async def test_a_second_resource_of_the_same_authorization_server_needs_no_secon
             assert link is not None, refused
             await follow_authorization_link(link.group(0), public, "alice-upstream")
             assert await _call(gateway, ALICE_KEY, FIRST) == "alice-upstream"
+            # which servers share an authorization server is kept in the store, not only in memory
+            await _restart_oauth_service(gateway)
 
             # the second resource: no link, no login; a token exchanged from hers, bound to /sse
             before = await _exchanges(base)

@@ -8,12 +8,17 @@ who has not authorized gets an error with their own link; a call that names no u
 
 from __future__ import annotations
 
+import logging
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
+from mcp_types import ErrorData
 
+from bastion_common.settings import CodeModeSettings
+from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream
@@ -55,10 +60,59 @@ async def _whoami(gateway: Gateway, key: str) -> str:
 
 
 async def _refusal(gateway: Gateway, key: str) -> str:
+    return (await _refused(gateway, key)).message
+
+
+async def _refused(gateway: Gateway, key: str) -> ErrorData:
     async with gateway.client(key) as client:
         with pytest.raises(MCPError) as refused:
             await client.call_tool(f"{SERVER}__whoami", {})
-    return refused.value.error.message
+    return refused.value.error
+
+
+async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
+    nats_url, redis_url, tmp_path, caplog
+) -> None:
+    """The link carries a ticket that binds an upstream account to the user: a credential. The user's
+    answer has it (in the message, and as `data.authorize_url`); the audit row and the logs do not."""
+    caplog.set_level(logging.DEBUG)
+    with running_oauth_upstream() as base:
+        async with gateway_for_oauth_upstreams(
+            nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN, codemode=CodeModeSettings(sandbox_workers=1)
+        ) as (gateway, public):
+            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
+                shown = (await admin.get(f"{public}/admin/v1/servers/{SERVER}")).json()
+            await _authorize(shown["authorize_url"], public, "admin-ann")
+            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            caplog.clear()  # the admin's own link went through this test's HTTP client, which logs its URLs
+
+            refused = await _refused(gateway, ALICE_KEY)
+            link = LINK.search(refused.message)
+            assert link is not None, refused
+            assert isinstance(refused.data, dict) and refused.data["authorize_url"] == link.group(0)
+            ticket = parse_qs(urlsplit(link.group(0)).query)["ticket"][0]
+
+            # a Code Mode script's call is refused alike: the run's answer adds the link, the script never sees it
+            async with gateway.client(ALICE_KEY, headers={"X-Bastion-Code-Mode": "on"}) as client:
+                run = await client.call_tool("execute_code", {"code": "print(down_peruser.whoami())"})
+            text = "\n".join(getattr(block, "text", "") for block in run.content)
+            printed, _, added = text.rpartition("\n")
+            assert "authorize this server for your user first" in printed and "ticket=" not in printed, text
+            assert LINK.search(added) and added.startswith(f"authorize {SERVER} for your user first: open "), text
+
+            rows = await audit_rows(nats_url, "alice-key", 3)
+            assert {(r.kind, r.status) for r in rows} == {("tool_call", "error"), ("code_run", "tool_error")}, rows
+            refusal = next(r for r in rows if r.kind == "tool_call")
+            assert refusal.error and "authorize this server for your user first" in refusal.error
+            assert all(ticket not in r.model_dump_json() and "ticket=" not in r.model_dump_json() for r in rows)
+            logged = "\n".join(record.getMessage() for record in caplog.records)
+            assert "needs OAuth" in logged or "401" in logged, "the refusal was logged, without its link"
+            assert ticket not in logged and "ticket=" not in logged
+
+            # the link works: alice authorizes, and her next call goes through
+            await _authorize(link.group(0), public, "alice-upstream")
+            assert await _whoami(gateway, ALICE_KEY) == "alice-upstream"
 
 
 async def test_each_user_calls_with_their_own_token_never_another_users(nats_url, redis_url, tmp_path) -> None:

@@ -147,7 +147,7 @@ async def running_gateway(
     the token signing key (oauth). `oauth=True` also starts the oauth service (with ingress's `public_url`,
     when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
     `ExecutorSettings`. `codemode` starts the codemode service with those settings (its NATS URL is
-    filled in). `metrics` serves the `/metrics` of audit, policy and executor on a free port each
+    filled in). `metrics` serves the `/metrics` of audit, policy, executor and oauth on a free port each
     (`service.metrics_server.url`); ingress serves its own on the gateway port behind the admin token."""
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
@@ -176,7 +176,11 @@ async def running_gateway(
                 [
                     OAuthService(
                         OAuthSettings(
-                            nats_url=nats_url, secrets_key=secrets_key, **_public_url(ingress), **(oauth_options or {})
+                            nats_url=nats_url,
+                            secrets_key=secrets_key,
+                            **own,
+                            **_public_url(ingress),
+                            **(oauth_options or {}),
                         )
                     )
                 ]

@@ -23,7 +23,23 @@ from bastion_common import subjects
 from bastion_common.nats import connect
 from bastion_common.oauth import PasswordChange, PasswordChanged
 
-__all__ = ["Browser", "LoginResult", "log_in_for_tokens", "set_password"]
+__all__ = ["Browser", "LoginResult", "authorization_url", "log_in_for_tokens", "set_password"]
+
+FIXED_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+"""A valid PKCE S256 challenge, for flows a test never takes to the token endpoint."""
+
+
+def authorization_url(base: str, client_id: str, redirect_uri: str) -> str:
+    """The gateway's authorization endpoint for `client_id`, as a client sends the browser there."""
+    query = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "code_challenge": FIXED_CHALLENGE,
+        "code_challenge_method": "S256",
+    }
+    return f"{base}/oauth/authorize?{urlencode(query)}"
+
 
 _HIDDEN = re.compile(r"name='request' value='([^']*)'")
 

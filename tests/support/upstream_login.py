@@ -26,14 +26,14 @@ __all__ = [
     "running_oauth_upstream",
 ]
 
-SCRIPT = Path(__file__).with_name("oauth_upstream.py")
-
 
 @contextmanager
-def running_oauth_upstream() -> Iterator[str]:
-    """The upstream's base URL (`/mcp` streamable HTTP, `/sse` SSE, the AS at the root)."""
+def running_oauth_upstream(host: str = "127.0.0.1") -> Iterator[str]:
+    """The upstream's base URL (`/mcp` streamable HTTP, `/sse` SSE, the AS at the root), under `host`
+    (a name resolving to 127.0.0.1: every URL it names uses it)."""
     root = str(Path(__file__).resolve().parents[2])
-    with serving_process([sys.executable, str(SCRIPT), "--port", "0"], "the OAuth upstream", cwd=root) as url:
+    command = [sys.executable, "-m", "tests.support.oauth_upstream", "--host", host, "--port", "0"]
+    with serving_process(command, "the OAuth upstream", cwd=root) as url:
         yield url
 
 
@@ -76,11 +76,14 @@ async def gateway_for_oauth_upstreams(
     admin_token: str,
     *,
     allow_private: bool = True,
+    oauth_options: dict[str, Any] | None = None,
+    **options: Any,
 ) -> AsyncIterator[tuple[Gateway, str]]:
     """The whole gateway with the oauth service and the admin API, in front of OAuth-protected test
     upstreams; yields it and its public URL (known before it listens: the redirect URI Bastion
     registers upstream is built from it). `allow_private`: let the oauth service reach the upstream
-    on 127.0.0.1, which its SSRF guard refuses otherwise."""
+    on 127.0.0.1, which its SSRF guard refuses otherwise; `oauth_options` are further `OAuthSettings`.
+    `options` go to `running_gateway` (e.g. `codemode`)."""
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     async with running_gateway(
@@ -94,6 +97,7 @@ async def gateway_for_oauth_upstreams(
         port=port,
         public_url=public,
         executor_options={"reconnect_max_backoff": 0.5},
-        oauth_options={"upstream_oauth_allow_private": allow_private},
+        oauth_options={"upstream_oauth_allow_private": allow_private, **(oauth_options or {})},
+        **options,
     ) as gateway:
         yield gateway, public

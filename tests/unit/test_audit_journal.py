@@ -14,7 +14,8 @@ from bastion_common.messages import AuditEvent
 
 
 def begin(journal: AuditJournal, name: str = "echo__add") -> str:
-    return journal.begun("tool_call", name, "key-1", "demo", "trace-1", 42)
+    owner = {"user_id": "ann", "team_id": "ops", "customer_id": "acme"}
+    return journal.begun("tool_call", name, "key-1", "demo", "trace-1", 42, **owner)
 
 
 def event(event_id: str, name: str = "echo__add") -> AuditEvent:
@@ -53,6 +54,7 @@ def test_unacked_events_and_requests_without_one_are_replayed(tmp_path: Path) ->
     stopped = events[1]
     assert (stopped.status, stopped.execution, stopped.error) == ("error", "may_have_run", STOPPED)
     assert (stopped.name, stopped.key_id, stopped.key_name, stopped.trace_id) == ("t2", "key-1", "demo", "trace-1")
+    assert (stopped.user_id, stopped.team_id, stopped.customer_id) == ("ann", "ops", "acme")  # who, in full
     assert stopped.request_bytes == 42
 
 

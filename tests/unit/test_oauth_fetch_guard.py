@@ -1,5 +1,6 @@
 """The oauth service's SSRF guard (`bastion_oauth.fetch`): which addresses it refuses, and that a
-refused host is never connected to while an allowed one is, against a real local HTTP server."""
+refused host is never connected to while an allowed one is (the development switch, or an operator's
+allow-list of internal hosts), against a real local HTTP server."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
+from pydantic import ValidationError
 
-from bastion_oauth.fetch import address_problem, guarded_client, why_unreachable
+from bastion_common.settings import OAuthSettings
+from bastion_oauth.fetch import AllowList, address_problem, guarded_client, why_unreachable
 
 pytestmark = pytest.mark.unit
 
@@ -86,3 +89,37 @@ async def test_the_development_setting_lets_the_same_fetch_through(local_server:
 async def test_redirects_are_never_followed() -> None:
     async with guarded_client(5) as http:
         assert http.follow_redirects is False
+
+
+async def test_an_allow_listed_host_name_passes_and_every_other_internal_host_is_still_refused(
+    local_server: tuple[int, list[str]],
+) -> None:
+    port, seen = local_server
+    async with guarded_client(5, allow=AllowList.parse(["localhost"])) as http:
+        assert (await http.get(f"http://localhost:{port}/listed.json")).status_code == 200
+        with pytest.raises(httpx2.ConnectError) as refused:  # the same server, under a name not listed
+            await http.get(f"http://127.0.0.1:{port}/unlisted.json")
+    assert "127.0.0.1 is a loopback address" in why_unreachable(refused.value)
+    assert seen == ["GET /listed.json HTTP/1.1"]
+
+
+async def test_an_allow_listed_block_admits_its_addresses_only(local_server: tuple[int, list[str]]) -> None:
+    port, seen = local_server
+    async with guarded_client(5, allow=AllowList.parse(["127.0.0.1/32"])) as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/in-block.json")).status_code == 200
+        with pytest.raises(httpx2.ConnectError) as refused:  # loopback too, but outside the block
+            await http.get(f"http://127.0.0.2:{port}/outside.json")
+    assert "127.0.0.2 is a loopback address" in why_unreachable(refused.value)
+    assert seen == ["GET /in-block.json HTTP/1.1"]
+
+
+def test_allow_list_entries_are_names_patterns_addresses_or_blocks() -> None:
+    allow = AllowList.parse(["Auth.Corp.Example.", "*.internal.example", "10.20.0.0/16", "fd00::1", " "])
+    assert allow.admits_host("auth.corp.example") and allow.admits_host("mcp.internal.example")
+    assert not allow.admits_host("internal.example") and not allow.admits_host("evilinternal.example")
+    assert allow.admits_address("10.20.3.4") and allow.admits_address("::ffff:10.20.0.9")
+    assert allow.admits_address("fd00::1") and not allow.admits_address("10.21.0.1")
+    for setting in ("upstream_oauth_allow_hosts", "client_metadata_allow_hosts"):
+        OAuthSettings(**{setting: ["auth.corp.example", "*.corp.example", "10.0.0.0/8", "::1"]})
+        with pytest.raises(ValidationError, match="not a host name"):
+            OAuthSettings(**{setting: ["http://auth.corp.example/"]})

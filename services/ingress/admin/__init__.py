@@ -40,9 +40,10 @@ def admin_api(
     """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403);
     `sealer` seals upstream secrets before they are stored; `nc` (the admin connection) reaches the
     oauth service for user passwords and for authorization links of upstreams that need OAuth; `audit`
-    is given an event per change made."""
+    is given an event per change made, password set and authorization link minted."""
     changes = ChangeLog(audit) if audit is not None else None
-    router = admin_router(AdminStore(js, sealer, changes), AdminAuth(token, keys), UpstreamLinks(nc) if nc else None)
+    links = UpstreamLinks(nc, changes) if nc else None
+    router = admin_router(AdminStore(js, sealer, changes), AdminAuth(token, keys), links)
     if nc is not None:
-        password_routes(router, nc)
+        password_routes(router, nc, changes)
     return router

@@ -1,7 +1,8 @@
 """`PUT /admin/v1/users/{id}/password`: set a user's password in the built-in user store.
 
 The password is handed to the oauth service over NATS (`subjects.OAUTH_PASSWORD`), which hashes
-it (scrypt) and keeps only the hash; ingress never stores it, and nothing logs it.
+it (scrypt) and keeps only the hash; ingress never stores it, and nothing logs it. The change is an
+admin audit event that names the user, never the password.
 """
 
 from typing import Annotated
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bastion_common import subjects
 from bastion_common.oauth import PasswordChange, PasswordChanged
 
+from .changes import ChangeLog
 from .errors import AdminError, documented
 
 __all__ = ["PasswordSet", "password_routes"]
@@ -25,7 +27,10 @@ class PasswordSet(BaseModel):
     password: str = Field(min_length=8, max_length=1024, repr=False)
 
 
-def password_routes(router: APIRouter, nc: NATS) -> None:
+def password_routes(router: APIRouter, nc: NATS, changes: ChangeLog | None = None) -> None:
+    """`changes` records each password set as an admin event (`user.set_password`: who, which user;
+    never the password)."""
+
     @router.put("/users/{user_id}/password", status_code=204, responses=documented(404, 422, 503))
     async def set_password(
         user_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], body: PasswordSet
@@ -43,4 +48,6 @@ def password_routes(router: APIRouter, nc: NATS) -> None:
             if answer.error and answer.error.startswith("there is no user"):
                 raise AdminError(404, "not_found", answer.error)
             raise AdminError(422, "invalid", answer.error or "the oauth service refused the password")
+        if changes is not None:
+            changes.record("user", "set_password", user_id, None, None)
         return Response(status_code=204)

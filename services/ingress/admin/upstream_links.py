@@ -3,7 +3,8 @@
 A server whose health is `needs_auth` and that uses Bastion's OAuth client (a remote server without a
 configured `Authorization` header) gets a fresh link from the oauth service (`OAUTH_UPSTREAM_LINK`):
 an admin opens it to authorize the server's shared token (`bastion servers list` prints it). The link
-is minted on each read, carries a sealed, expiring ticket, and is never shown to anyone but an admin.
+is minted on each read, carries a sealed, expiring ticket, and is never shown to anyone but an admin;
+each one minted is an admin audit event (which server, for whom; not the link).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from bastion_common import subjects
 from bastion_common.config import ServerConfig
 from bastion_common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_applies
 
+from .changes import ChangeLog
+
 __all__ = ["UpstreamLinks"]
 
 log = logging.getLogger(__name__)
@@ -27,8 +30,11 @@ _TIMEOUT = 5.0
 
 
 class UpstreamLinks:
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: NATS, changes: ChangeLog | None = None) -> None:
         self._nc = nc
+        self._changes = changes
+        """Records each link minted as an admin event (`server.authorize_link`): who, for which server;
+        never the link, whose ticket binds an upstream account for as long as it is valid."""
 
     async def link(self, server: str, config: ServerConfig) -> str | None:
         """A link to authorize `server`, or None (no OAuth for it, or the oauth service is not running)."""
@@ -43,4 +49,6 @@ class UpstreamLinks:
         except (NoRespondersError, NatsTimeout, ValidationError) as exc:
             log.warning("no authorization link for server %r: %s", server, type(exc).__name__)
             return None
+        if answer.url is not None and self._changes is not None:
+            self._changes.record("server", "authorize_link", server, None, None)
         return answer.url

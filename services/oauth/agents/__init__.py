@@ -7,6 +7,7 @@ from bastion_common.nats import kv_bucket
 from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..context import NatsHandler, OAuthContext
+from ..fetch import AllowList
 from ..http import Router, json_response
 from ..store import Records
 from .authorize import Authorize
@@ -15,6 +16,7 @@ from .clients import ClientAuthenticator, Registration
 from .federation import CALLBACK_PATH as FEDERATION_CALLBACK
 from .federation import START_PATH as FEDERATION_START
 from .federation import Federation
+from .login_metrics import counted_login
 from .metadata import authorization_server_metadata, protected_resource_metadata
 from .preregistered import load_clients
 from .signing import load_signing_key
@@ -30,7 +32,9 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
     policy = await kv_bucket(ctx.nc.jetstream(), subjects.KV_POLICY)
     signing = await load_signing_key(records, Records(ctx.public), ctx.sealer)
     documents = ClientMetadataDocuments(
-        ctx.settings.client_metadata_allow_http_loopback, ctx.settings.client_metadata_allow_private
+        ctx.settings.client_metadata_allow_http_loopback,
+        ctx.settings.client_metadata_allow_private,
+        AllowList.parse(ctx.settings.client_metadata_allow_hosts),
     )
     preregistered = load_clients(ctx.settings.oauth_clients_file) if ctx.settings.oauth_clients_file else {}
     clients = ClientAuthenticator(records, documents, preregistered)
@@ -57,11 +61,11 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
     router.add("GET", "/oauth/jwks", jwks)
     router.add("POST", "/oauth/register", Registration(records).register)
     router.add("GET", "/oauth/authorize", authorize.start)
-    router.add("POST", "/oauth/login", authorize.login)
+    router.add("POST", "/oauth/login", counted_login("password", authorize.login))
     router.add("POST", "/oauth/token", tokens.token)
     router.add("POST", "/oauth/revoke", tokens.revoke)
     if settings.oidc_issuer:
         federation = Federation(settings, records, authorize.pending, authorize.user_exists, authorize.complete)
         router.add("GET", FEDERATION_START, federation.start)
-        router.add("GET", FEDERATION_CALLBACK, federation.callback)
+        router.add("GET", FEDERATION_CALLBACK, counted_login("federated", federation.callback))
     return {subjects.OAUTH_PASSWORD: passwords.handle}

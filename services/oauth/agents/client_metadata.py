@@ -25,7 +25,7 @@ import httpx2
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..fetch import guarded_client, why_unreachable
+from ..fetch import AllowList, guarded_client, why_unreachable
 from .records import ClientRecord
 
 __all__ = ["ClientMetadataDocuments", "ClientMetadataError", "is_metadata_url"]
@@ -61,9 +61,13 @@ class _Document(BaseModel):
 
 
 class ClientMetadataDocuments:
-    def __init__(self, allow_http_loopback: bool = False, allow_private: bool = False) -> None:
+    def __init__(
+        self, allow_http_loopback: bool = False, allow_private: bool = False, allow: AllowList | None = None
+    ) -> None:
         self.allow_http_loopback = allow_http_loopback
         self.allow_private = allow_private
+        self.allow = allow or AllowList()
+        """Internal hosts documents may come from all the same (`BASTION_CLIENT_METADATA_ALLOW_HOSTS`)."""
         self._cache: OrderedDict[str, tuple[float, ClientRecord]] = OrderedDict()
 
     def _url_problem(self, url: str) -> str | None:
@@ -101,7 +105,7 @@ class ClientMetadataDocuments:
 
         try:
             async with (
-                guarded_client(_TIMEOUT, allow_private=self.allow_private) as http,
+                guarded_client(_TIMEOUT, allow_private=self.allow_private, allow=self.allow) as http,
                 http.stream("GET", url, headers={"accept": "application/json"}) as answer,
             ):
                 if answer.status_code != 200:

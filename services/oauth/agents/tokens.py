@@ -16,6 +16,7 @@ import re
 import time
 from typing import Any
 
+from bastion_common import metrics
 from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse, RevokedToken
 
 from ..http import HttpError, form_of, json_response
@@ -54,13 +55,22 @@ class Tokens:
     # ------------------------------------------------------------------ POST /oauth/token
 
     async def token(self, request: HttpExchangeRequest) -> HttpExchangeResponse:
+        try:
+            grant, response = await self._token(request)
+        except HttpError as exc:
+            metrics.OAUTH_TOKEN_REFUSALS.labels(exc.error).inc()
+            raise
+        metrics.OAUTH_TOKENS_ISSUED.labels(grant).inc()
+        return response
+
+    async def _token(self, request: HttpExchangeRequest) -> tuple[str, HttpExchangeResponse]:
         form = form_of(request)
         client = await self.clients.authenticate(request, form)
         grant = form.get("grant_type")
         if grant == "authorization_code":
-            return await self._code(request, form, client)
+            return grant, await self._code(request, form, client)
         if grant == "refresh_token":
-            return await self._refresh(request, form, client)
+            return grant, await self._refresh(request, form, client)
         if not grant:
             raise HttpError(400, "invalid_request", "grant_type is required")
         raise HttpError(400, "unsupported_grant_type", "grant_type must be authorization_code or refresh_token")

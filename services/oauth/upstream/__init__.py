@@ -20,6 +20,7 @@ from bastion_common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, Ups
 from bastion_common.settings import OAuthSettings
 
 from ..context import NatsHandler, OAuthContext
+from ..fetch import AllowList
 from ..http import HttpError, Router, html_page, query_of
 from .authorizer import CALLBACK_PATH, START_PATH, Authorizer
 from .errors import UpstreamOAuthError
@@ -63,6 +64,7 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
         refresh_margin=settings.upstream_refresh_margin,
         flow_ttl=settings.upstream_link_ttl,
         allow_private=settings.upstream_oauth_allow_private,
+        allow=AllowList.parse(settings.upstream_oauth_allow_hosts),
     )
 
     async def start(request: HttpExchangeRequest) -> HttpExchangeResponse:

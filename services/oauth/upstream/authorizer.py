@@ -23,9 +23,10 @@ from urllib.parse import urlencode
 
 import httpx2
 
+from bastion_common import metrics
 from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
 
-from ..fetch import guarded_client
+from ..fetch import AllowList, guarded_client
 from . import client as oauth
 from .discovery import discover
 from .errors import UpstreamOAuthError
@@ -51,6 +52,7 @@ class Authorizer:
         refresh_margin: float = 60.0,
         flow_ttl: float = 600.0,
         allow_private: bool = False,
+        allow: AllowList | None = None,
     ) -> None:
         self._records = records
         self._tickets = tickets
@@ -62,16 +64,19 @@ class Authorizer:
         self._flow_ttl = flow_ttl
         self._allow_private = allow_private
         """Reach upstreams and authorization servers on private addresses (`..fetch`; SSRF otherwise)."""
+        self._allow = allow or AllowList()
+        """Internal hosts reachable all the same (`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS`)."""
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
-        self._exchange_from: dict[str, set[str]] = {}
-        """Issuer -> servers whose tokens can be exchanged at it (learned as servers are authorized)."""
+        self._noted: set[tuple[str, str]] = set()
+        """(issuer, server) pairs this process has written down (`Records.note_server_at`): which servers
+        share an authorization server is kept in the store, so token exchange survives a restart."""
 
     @contextlib.asynccontextmanager
     async def _http(self) -> AsyncIterator[httpx2.AsyncClient]:
         if self._shared_http is not None:
             yield self._shared_http
             return
-        async with guarded_client(15.0, allow_private=self._allow_private) as http:
+        async with guarded_client(15.0, allow_private=self._allow_private, allow=self._allow) as http:
             yield http
 
     @property
@@ -120,6 +125,7 @@ class Authorizer:
 
     async def token(self, query: UpstreamTokenQuery) -> UpstreamToken:
         if query.per_user and query.user is None:
+            metrics.OAUTH_UPSTREAM_TOKENS.labels("refused").inc()
             return UpstreamToken(
                 error="this server is configured per user, and the call names no user (use a key bound to a user)"
             )
@@ -128,20 +134,24 @@ class Authorizer:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             try:
-                tokens = await self._current(query, user)
+                tokens, how = await self._current(query, user)
             except UpstreamOAuthError as exc:
+                metrics.OAUTH_UPSTREAM_TOKENS.labels("error").inc()
                 return self._unauthorized(query, user, str(exc))
+        metrics.OAUTH_UPSTREAM_TOKENS.labels(how).inc()
         if tokens is None:
             return self._unauthorized(query, user, "not authorized yet")
         return UpstreamToken(access_token=tokens.access_token, expires_at=tokens.expires_at)
 
     # ---------------------------------------------------------------- internals
 
-    async def _current(self, query: UpstreamTokenQuery, user: str | None) -> oauth.TokenSet | None:
+    async def _current(self, query: UpstreamTokenQuery, user: str | None) -> tuple[oauth.TokenSet | None, str]:
+        """The owner's usable token (or None), and how it was had (the `bastion_oauth_upstream_token_fetches`
+        outcome): kept, refreshed, exchanged; refresh_failed or needs_auth when there is none."""
         tokens = await self._records.tokens(query.server, user)
         rejected = query.rejected is not None and tokens is not None and query.rejected == tokens.access_token
         if tokens is not None and tokens.fresh(self._margin) and not rejected:
-            return tokens
+            return tokens, "kept"
         auth = await self._server_auth(query.server, query.url, query.transport)
         if tokens is not None:
             try:
@@ -150,16 +160,19 @@ class Authorizer:
             except UpstreamOAuthError as exc:
                 log.warning("upstream %s: refresh failed (%s); authorization needed again", query.server, exc)
                 await self._records.forget_tokens(query.server, user)
-                return None
+                return None, "refresh_failed"
             await self._records.save_tokens(query.server, user, renewed)
-            return renewed
+            return renewed, "refreshed"
         if user is not None and auth.discovered.supports_token_exchange:
-            return await self._exchanged(query, user, auth)
-        return None
+            exchanged = await self._exchanged(query, user, auth)
+            return exchanged, "exchanged" if exchanged is not None else "needs_auth"
+        return None, "needs_auth"
 
     async def _exchanged(self, query: UpstreamTokenQuery, user: str, auth: ServerAuth) -> oauth.TokenSet | None:
         issuer = str(auth.discovered.metadata.issuer)
-        for other in sorted(self._exchange_from.get(issuer, set()) - {query.server}):
+        for other in await self._records.servers_at(issuer):
+            if other == query.server:
+                continue
             subject = await self._records.tokens(other, user)
             if subject is None or not subject.fresh(0):
                 continue
@@ -182,7 +195,10 @@ class Authorizer:
                 registration = await oauth.register(http, discovered, self.redirect_uri)
             auth = ServerAuth(discovered=discovered, client=registration, redirect_uri=self.redirect_uri)
             await self._records.save_server_auth(server, auth)
-        self._exchange_from.setdefault(str(auth.discovered.metadata.issuer), set()).add(server)
+        issuer = str(auth.discovered.metadata.issuer)
+        if (issuer, server) not in self._noted:
+            await self._records.note_server_at(issuer, server)
+            self._noted.add((issuer, server))
         return auth
 
     def _unauthorized(self, query: UpstreamTokenQuery, user: str | None, why: str) -> UpstreamToken:

@@ -49,6 +49,15 @@ class Flow(BaseModel):
     created_at: float
 
 
+class _ServersAt(BaseModel):
+    servers: list[str]
+
+
+def _issuer_key(issuer: str) -> str:
+    """An issuer URL as a secret name: hashed (URLs hold dots, slashes and colons)."""
+    return "issuer." + hashlib.sha256(issuer.rstrip("/").encode()).hexdigest()[:40]
+
+
 class Records:
     def __init__(self, store: SecretStore) -> None:
         self.store = store
@@ -59,6 +68,20 @@ class Records:
 
     async def save_server_auth(self, server: str, auth: ServerAuth) -> None:
         await self.store.put(f"client.{_token(server)}", auth.model_dump_json())
+
+    async def servers_at(self, issuer: str) -> list[str]:
+        """Servers whose authorization server is `issuer` (token exchange sources), as noted so far."""
+        raw = await self.store.get(_issuer_key(issuer))
+        return _ServersAt.model_validate_json(raw).servers if raw else []
+
+    async def note_server_at(self, issuer: str, server: str) -> None:
+        """Add `server` to `issuer`'s servers (a read, and a write only when it is new). Two replicas
+        noting two new servers of one issuer at once may lose one of them; it is noted again the next
+        time that server's authorization record is loaded (`Authorizer._server_auth`)."""
+        servers = await self.servers_at(issuer)
+        if server not in servers:
+            noted = _ServersAt(servers=sorted({*servers, server}))
+            await self.store.put(_issuer_key(issuer), noted.model_dump_json())
 
     async def tokens(self, server: str, user: str | None) -> TokenSet | None:
         raw = await self.store.get(f"token.{_token(server)}.{owner_of(user)}")

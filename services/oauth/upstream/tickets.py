@@ -3,7 +3,7 @@
 The link Bastion shows (`<public url>/oauth/upstream/authorize?ticket=...`) decides whose token the
 upstream account becomes: the shared one of a server, or one user's. So it carries a ticket sealed
 with the Fernet keys of `BASTION_SECRETS_KEY` (authenticated encryption with a timestamp): it cannot
-be forged or edited, and it expires (`BASTION_OAUTH_LINK_TTL`). Links for the shared token are only
+be forged or edited, and it expires (`BASTION_UPSTREAM_LINK_TTL`). Links for the shared token are only
 minted for admins (admin API, `bastion servers list`); a user's link only in that user's own error.
 """
 

@@ -1,0 +1,121 @@
+"""What every admin command module shares: the `command` decorator (connection options, an
+`AdminClient`, failures as one line and an exit code), the console, `--json`, and small cells.
+
+Exit codes: 0 done, 1 the operation failed (refused by the API, or the API unreachable), 2 the
+command line must change (bad value, missing settings).
+
+(No `from __future__ import annotations`: typer reads the annotations of the signatures that
+`command` assembles, and they must be real objects.)
+"""
+
+import functools
+import inspect
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .admin_client import AdminClient, AdminFailure, find_admin
+from .terminal import FlagsGroup, console
+
+__all__ = ["Json", "command", "group", "limits", "out", "print_json", "usage"]
+
+out = console()
+
+_CONNECTION = [
+    inspect.Parameter(
+        "admin_url",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--admin-url",
+                help="Gateway or admin API URL (default: BASTION_ADMIN_URL, then the running stack's).",
+                rich_help_panel="Connection",
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "admin_token",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            str | None,
+            typer.Option(
+                "--admin-token",
+                help="Admin token (default: BASTION_ADMIN_TOKEN, then the running stack's).",
+                show_default=False,
+                rich_help_panel="Connection",
+            ),
+        ],
+    ),
+    inspect.Parameter(
+        "data_dir",
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[
+            Path | None,
+            typer.Option("--data-dir", help="Where stack.json is (default: .bastion).", rich_help_panel="Connection"),
+        ],
+    ),
+]
+
+Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
+
+
+def group(help_text: str) -> typer.Typer:
+    """A command group (`bastion keys ...`) in the house style: help on no arguments, flags grouped."""
+    return typer.Typer(help=help_text, no_args_is_help=True, cls=FlagsGroup)
+
+
+def command(group: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register `func(api, ...)` as `group name ...` with the connection options added, an
+    `AdminClient` passed as `api`, and every failure printed as one line with its exit code."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func, eval_str=True)
+        own = [p for p in signature.parameters.values() if p.name != "api"]
+
+        @functools.wraps(func)
+        def wrapper(
+            *args: Any,
+            admin_url: str | None = None,
+            admin_token: str | None = None,
+            data_dir: Path | None = None,
+            **kwargs: Any,
+        ) -> None:
+            try:
+                target = find_admin(admin_url, admin_token, data_dir or Path(".bastion"))
+                with AdminClient(target) as api:
+                    func(api, *args, **kwargs)
+            except AdminFailure as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                raise typer.Exit(exc.exit_code) from None
+
+        wrapper.__signature__ = signature.replace(parameters=[*own, *_CONNECTION])  # type: ignore[attr-defined]
+        group.command(name)(wrapper)
+        return func
+
+    return decorate
+
+
+def usage(message: str) -> AdminFailure:
+    return AdminFailure(message, 2)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def limits(item: dict[str, Any]) -> str:
+    """A budget and a rate limit in one short cell: `$25/month, 60/minute`."""
+    parts = []
+    if item.get("budget"):
+        parts.append(f"${item['budget']['limit_usd']:g}/{item['budget']['period']}")
+    if item.get("rate_limit"):
+        parts.append(f"{item['rate_limit']['requests']}/{item['rate_limit']['per']}")
+    return ", ".join(parts)

@@ -1,0 +1,159 @@
+"""`bastion keys create|list|show|revoke|rotate|delete`. A key secret is printed only by `create` and
+`rotate`, once, on stdout.
+
+(No `from __future__ import annotations`: typer reads the annotations of the signatures that
+`command` assembles, and they must be real objects.)
+"""
+
+import re
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .admin_base import Json, command, group, limits, out, print_json
+from .admin_client import AdminClient, AdminFailure
+from .admin_values import parse_budget, parse_rate
+
+__all__ = ["keys_app"]
+
+keys_app = group("Virtual keys: create, list, revoke, rotate (via the admin API).")
+
+
+def _resolve_key(api: AdminClient, ref: str, *, revoked_too: bool = False) -> dict[str, Any]:
+    """A key by full id, unique id prefix (6+ hex characters), or the name of an active key (or,
+    with `revoked_too` and no active key of that name, of a revoked one)."""
+    keys = api.get("/keys")
+    if re.fullmatch(r"[0-9a-f]{6,64}", ref):
+        matches = [k for k in keys if k["id"].startswith(ref)]
+    else:
+        matches = [k for k in keys if k["name"] == ref and not k["revoked"]]
+        if not matches and revoked_too:
+            matches = [k for k in keys if k["name"] == ref]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise AdminFailure(f"no key matches {ref!r} (give its id, an id prefix, or the name of an active key)")
+    raise AdminFailure(f"{ref!r} matches {len(matches)} keys; give more of the id")
+
+
+def _owner(key: dict[str, Any]) -> str:
+    return ", ".join(f"{kind} {key[f'{kind}_id']}" for kind in ("user", "team", "customer") if key[f"{kind}_id"])
+
+
+def _status(key: dict[str, Any]) -> str:
+    status = "[red]revoked[/]" if key["revoked"] else "[green]active[/]"
+    return status + (f" [dim]({escape(key['source'])})[/]" if key.get("source") else "")
+
+
+def _print_secret(created: dict[str, Any], verb: str) -> None:
+    key = created["key"]
+    out.print(f"[green]{verb}[/] key {escape(key['name'])!r} [dim](id {key['id'][:12]})[/]")
+    out.print("secret (shown once, store it now; send it as 'Authorization: Bearer <secret>'):", highlight=False)
+    print(created["secret"])
+
+
+@command(keys_app, "create")
+def keys_create(
+    api: AdminClient,
+    name: Annotated[str, typer.Argument(help="A unique name (shown in the audit trail).")],
+    grant: Annotated[list[str] | None, typer.Option("--grant", "-g", help="server/tool pattern; repeatable.")] = None,
+    group: Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")] = None,
+    user: Annotated[str | None, typer.Option(help="User id the key belongs to.")] = None,
+    team: Annotated[str | None, typer.Option(help="Team id.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
+    budget: Annotated[str | None, typer.Option(help="USD or USD/PERIOD, e.g. 25/month.")] = None,
+    rate_limit: Annotated[str | None, typer.Option(help="REQUESTS or REQUESTS/WINDOW, e.g. 60/minute.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Create a key; its secret is printed once."""
+    body = {
+        "name": name,
+        "grants": grant or [],
+        "groups": group or [],
+        "user_id": user,
+        "team_id": team,
+        "customer_id": customer,
+        "budget": parse_budget(budget),
+        "rate_limit": parse_rate(rate_limit),
+    }
+    created = api.post("/keys", body)
+    if as_json:
+        return print_json(created)
+    _print_secret(created, "created")
+
+
+@command(keys_app, "list")
+def keys_list(api: AdminClient, as_json: Json = False) -> None:
+    """List keys (never their secrets)."""
+    keys = api.get("/keys")
+    if as_json:
+        return print_json(keys)
+    table = Table("id", "name", "grants", "groups", "belongs to", "limits", "status", title=f"{len(keys)} key(s)")
+    for k in keys:
+        table.add_row(
+            k["id"][:12],
+            escape(k["name"]),
+            escape(", ".join(k["grants"]) or "-"),
+            escape(", ".join(k["groups"]) or "-"),
+            escape(_owner(k) or "-"),
+            limits(k) or "-",
+            _status(k),
+        )
+    out.print(table)
+
+
+@command(keys_app, "show")
+def keys_show(
+    api: AdminClient, key: Annotated[str, typer.Argument(help="Id, id prefix, or name.")], as_json: Json = False
+) -> None:
+    """Show one key in full (never its secret)."""
+    found = _resolve_key(api, key, revoked_too=True)
+    if as_json:
+        return print_json(found)
+    created = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(found["created_at"]))
+    rows = [
+        ("name", escape(found["name"])),
+        ("id", found["id"]),
+        ("status", _status(found)),
+        ("grants", escape(", ".join(found["grants"]) or "none (deny by default)")),
+        ("groups", escape(", ".join(found["groups"]) or "-")),
+        ("belongs to", escape(_owner(found) or "-")),
+        ("limits", limits(found) or "-"),
+        ("created", created),
+    ]
+    for label, value in rows:
+        out.print(f"[bold]{label:<11}[/]{value}", highlight=False)
+
+
+@command(keys_app, "revoke")
+def keys_revoke(api: AdminClient, key: Annotated[str, typer.Argument(help="Id, id prefix, or name.")]) -> None:
+    """Revoke a key: every gateway replica refuses it within moments."""
+    found = _resolve_key(api, key, revoked_too=True)
+    if found["revoked"]:
+        out.print(f"key {escape(found['name'])!r} [dim](id {found['id'][:12]})[/] is already revoked: nothing to do")
+        return
+    api.post(f"/keys/{found['id']}/revoke")
+    out.print(f"[green]revoked[/] key {escape(found['name'])!r} [dim](id {found['id'][:12]})[/]")
+
+
+@command(keys_app, "rotate")
+def keys_rotate(
+    api: AdminClient, key: Annotated[str, typer.Argument(help="Id, id prefix, or name.")], as_json: Json = False
+) -> None:
+    """Issue a new secret for a key (same name, grants and limits) and revoke the old one."""
+    found = _resolve_key(api, key)
+    created = api.post(f"/keys/{found['id']}/rotate")
+    if as_json:
+        return print_json(created)
+    _print_secret(created, "rotated")
+
+
+@command(keys_app, "delete")
+def keys_delete(api: AdminClient, key: Annotated[str, typer.Argument(help="Id, id prefix, or name.")]) -> None:
+    """Delete a key's record (revoking keeps it listed)."""
+    found = _resolve_key(api, key)
+    api.delete(f"/keys/{found['id']}")
+    out.print(f"[green]deleted[/] key {escape(found['name'])!r} [dim](id {found['id'][:12]})[/]")

@@ -1,0 +1,181 @@
+"""`bastion servers|llm-providers add|remove|list`: upstream MCP servers (with their status, and the
+link to authorize one that needs OAuth) and the OpenAI-compatible providers behind `/v1`.
+
+(No `from __future__ import annotations`: typer reads the annotations of the signatures that
+`command` assembles, and they must be real objects.)
+"""
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .admin_base import Json, command, group, out, print_json, usage
+from .admin_client import AdminClient
+from .admin_values import parse_pairs
+
+__all__ = ["providers_app", "servers_app"]
+
+servers_app = group("Upstream MCP servers and their status.")
+providers_app = group("OpenAI-compatible LLM providers behind /v1 (docs/llm.md).")
+
+
+@command(servers_app, "add")
+def servers_add(
+    api: AdminClient,
+    name: Annotated[str, typer.Argument(help="Server name; agents see its tools as <name>__<tool>.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="stdio: the command and its arguments (put them after --).")
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Remote server: its streamable HTTP (or SSE) URL.")] = None,
+    transport: Annotated[str | None, typer.Option("--type", help="http (default for --url) or sse.")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="NAME=VALUE for stdio; repeatable.")] = None,
+    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="NAME=VALUE for HTTP; repeatable.")] = None,
+    tools: Annotated[
+        list[str] | None, typer.Option("--tool", help="Only expose these tool patterns; repeatable.")
+    ] = None,
+    entry: Annotated[
+        str | None, typer.Option("--entry", help="The whole mcpServers entry as JSON (instead of the flags).")
+    ] = None,
+) -> None:
+    """Add an upstream MCP server, e.g. `bastion servers add notes -- python notes_server.py`."""
+    if entry is not None:
+        if command or url or env or header or tools or transport:
+            raise usage("--entry replaces every other server flag; give one or the other")
+        try:
+            config = json.loads(entry)
+        except ValueError as exc:
+            raise usage(f"--entry: not valid JSON ({exc})") from None
+    elif bool(command) == bool(url):
+        raise usage("give the command to run (after --) or --url, exactly one")
+    else:
+        config = {"env": parse_pairs(env, "--env"), "headers": parse_pairs(header, "--header")}
+        config |= {"command": command[0], "args": command[1:]} if command else {"url": url}
+        if transport:
+            config["type"] = transport
+        if tools:
+            config["tools"] = tools
+    added = api.post("/servers", {"name": name, "config": config})
+    out.print(f"[green]added[/] server {escape(name)!r} [dim]({added['status']}: executors connect to it now)[/]")
+
+
+@command(servers_app, "remove")
+def servers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
+    """Remove an upstream server; its tools disappear from every catalog."""
+    api.delete(f"/servers/{name}")
+    out.print(f"[green]removed[/] server {escape(name)!r}")
+
+
+_STATUS_STYLE = {"ready": "green", "unavailable": "red", "pending": "yellow", "disabled": "dim"}
+_HEALTH_STYLE = {
+    "healthy": "green",
+    "degraded": "yellow",
+    "open": "red",
+    "down": "red",
+    "needs_auth": "magenta",
+    "disabled": "dim",
+    "pending": "yellow",
+}
+
+
+@command(servers_app, "list")
+def servers_list(api: AdminClient, as_json: Json = False) -> None:
+    """List upstream servers with the status the executors report."""
+    from bastion_common.config import ServerConfig
+
+    from .summary import server_target
+
+    servers = api.get("/servers")
+    if as_json:
+        return print_json(servers)
+    table = Table(
+        "name", "transport", "target", "status", "health", "tools", "error", title=f"{len(servers)} server(s)"
+    )
+    links = [(s["name"], s["authorize_url"]) for s in servers if s.get("authorize_url")]
+    for s in servers:
+        config = ServerConfig.model_validate(s["config"])
+        style = _STATUS_STYLE.get(s["status"], "white")
+        table.add_row(
+            escape(s["name"]),
+            config.transport,
+            escape(server_target(config)),
+            f"[{style}]{s['status']}[/]",
+            f"[{_HEALTH_STYLE.get(s.get('health', ''), 'white')}]{s.get('health', '-')}[/]",
+            str(s["tools"]) if s["status"] == "ready" else "-",
+            escape(s.get("error") or ""),
+        )
+    out.print(table)
+    for name, url in links:  # whole, on their own lines: a terminal must not wrap or cut a link
+        print(f"authorize {name}: {url}")
+
+
+@command(providers_app, "add")
+def providers_add(
+    api: AdminClient,
+    name: Annotated[str, typer.Argument(help="Provider name (a lower-case slug).")],
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Up to and including /v1, e.g. http://localhost:11434/v1.")
+    ] = None,
+    models: Annotated[list[str] | None, typer.Option("--model", "-m", help="A model it serves; repeatable.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Variable of the executors' environment holding the key.")
+    ] = None,
+    api_key_stdin: Annotated[
+        bool, typer.Option("--api-key-stdin", help="Read the provider key from standard input (sealed when stored).")
+    ] = False,
+    entry: Annotated[
+        str | None, typer.Option("--entry", help="The whole llm.providers entry as JSON (instead of the flags).")
+    ] = None,
+) -> None:
+    """Add a provider, e.g. `bastion llm-providers add ollama --base-url http://localhost:11434/v1 -m qwen3:8b`."""
+    if entry is not None:
+        if base_url or models or api_key_env or api_key_stdin:
+            raise usage("--entry replaces every other provider flag; give one or the other")
+        try:
+            config = json.loads(entry)
+        except ValueError as exc:
+            raise usage(f"--entry: not valid JSON ({exc})") from None
+    elif not base_url or not models:
+        raise usage("give --base-url and at least one --model (or --entry)")
+    else:
+        config = {"base_url": base_url, "models": models}
+        if api_key_env:
+            config["api_key_env"] = api_key_env
+        if api_key_stdin:
+            key = sys.stdin.readline().strip()
+            if not key:
+                raise usage("--api-key-stdin: standard input held no key")
+            config["api_key"] = key
+    added = api.post("/llm-providers", {"name": name, "config": config})
+    served = ", ".join(added["config"]["models"])
+    out.print(f"[green]added[/] llm provider {escape(name)!r} [dim](serving {escape(served)} now)[/]")
+
+
+@command(providers_app, "remove")
+def providers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a provider; its models disappear from /v1/models."""
+    api.delete(f"/llm-providers/{name}")
+    out.print(f"[green]removed[/] llm provider {escape(name)!r}")
+
+
+@command(providers_app, "list")
+def providers_list(api: AdminClient, as_json: Json = False) -> None:
+    """List the providers, their models and where their key comes from (never the key)."""
+    providers = api.get("/llm-providers")
+    if as_json:
+        return print_json(providers)
+    table = Table("name", "base url", "models", "key", "managed by", title=f"{len(providers)} provider(s)")
+    for p in providers:
+        config = p["config"]
+        key = "stored" if config.get("api_key") else f"${config['api_key_env']}" if config.get("api_key_env") else "-"
+        table.add_row(
+            escape(p["name"]),
+            escape(config["base_url"]),
+            escape(", ".join(config["models"])),
+            escape(key),
+            "config file" if p.get("source") == "config" else "admin API",
+        )
+    out.print(table)

@@ -1,0 +1,27 @@
+"""Read audit rows back the way an analyst does (`bastion.audit.query` to the audit service, which
+reads ClickHouse), waiting for the batch that holds them."""
+
+from __future__ import annotations
+
+from bastion_common import subjects
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from bastion_common.nats import connect
+from tests.support.polling import poll_until
+
+__all__ = ["audit_rows"]
+
+
+async def audit_rows(nats_url: str, key_name: str, at_least: int) -> list[AuditEvent]:
+    """The audit rows of `key_name` (a key's name, or `user:<id>`), once there are `at_least` of them
+    (audit writes in batches)."""
+    nc = await connect(nats_url, "test-audit-query")
+    query = AuditQuery(limit=100, key_name=key_name).model_dump_json().encode()
+
+    async def rows() -> list[AuditEvent] | None:
+        found = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=10)).data).rows
+        return found if len(found) >= at_least else None
+
+    try:
+        return await poll_until(rows, f"{at_least} audit rows of {key_name}", every=0.1)
+    finally:
+        await nc.close()
