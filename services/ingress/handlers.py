@@ -147,10 +147,14 @@ class Handlers:
         journal: AuditJournal | None = None,
         *,
         audit_content: bool = True,
+        audit_limit: int | None = None,
     ) -> None:
         self.catalog, self.keys, self.gateway = catalog, keys, gateway
         self.audit_content = audit_content
         """Deployment switch: False keeps only sizes and sha256 of arguments and results."""
+        self.audit_limit = audit_limit
+        """UTF-8 bytes of arguments and results an event records at most (the publisher's content
+        limit): cut before they are decoded, so a large result costs its digest, not its size again."""
         self.code_mode = code_mode
         self.journal = journal
         """Where a request that owes an event is written down before it is forwarded (`dispatch`)."""
@@ -628,7 +632,9 @@ class Handlers:
             key_id=ctx.caller.key_id,
             key_name=ctx.caller.key_name,
             **ctx.caller.owner(),
-            **content_fields(arguments, result, keep=self.audit_content and ctx.caller.content_logging),
+            **content_fields(
+                arguments, result, keep=self.audit_content and ctx.caller.content_logging, limit=self.audit_limit
+            ),
             server=server or "",
             tool=tool or "",
             name=name,
