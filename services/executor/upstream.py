@@ -106,8 +106,8 @@ class Upstream:
         self._catalog = CatalogPublisher(name, lambda catalog: publish(self, catalog), self._snapshot)
         self._session: ClientSession | None = None
         self._lean: LeanLink | None = None
-        """The live session's link for lean `tools/call` sends (streamable HTTP: `lean.py`; stdio:
-        `lean_stdio.py`; none over SSE)."""
+        """The live session's link for lean `tools/call` sends (streamable HTTP: `lean.py`; stdio and
+        SSE: `lean_stdio.py`)."""
         self._state = State.CONNECTING
         self._error = "connecting"
         self._settled = asyncio.Event()
