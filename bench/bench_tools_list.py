@@ -13,8 +13,9 @@ Two phases, sequential requests on one keep-alive connection (2025-06-18 session
   cached   the key's answer is cached in ingress (`handlers.tools_list`): encoding and sending it
   fresh    the cache expired first (it lives 0.5 s): policy filters the 1,343 (server, tool) pairs
            for the key over NATS, then the same
-Latency is from the request to the last byte of the answer; the client does not parse it (one answer
-is parsed once, to check it lists every tool). `--baseline REF` runs REF's services too, first.
+Latency is from the request to the last byte of the answer, read by a raw HTTP/1.1 client (`RawPost`:
+an HTTP library's own parsing of 1.7 MB costs more than the gateway does); one answer is parsed
+once, to check it lists every tool. `--baseline REF` runs REF's services too, first.
 This is a script, not a test: numbers are noisy.
 """
 
@@ -27,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,13 +61,43 @@ def catalog(servers: int = SERVERS, tools: int = TOOLS) -> dict[str, dict]:
     return {name: {"tools": listed[:count]} for (name, listed), count in zip(copies, keep, strict=True)}
 
 
+class RawPost:
+    """One keep-alive HTTP/1.1 connection that POSTs a fixed request and reads the answer's bytes."""
+
+    def __init__(self, url: str, headers: dict[str, str], body: bytes) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        lines = [f"POST {parts.path} HTTP/1.1", f"host: {parts.netloc}", f"content-length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items() if name != "content-length"]
+        self.request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def open(self) -> RawPost:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
+        return self
+
+    async def post(self) -> bytes:
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        return await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
 async def measure(url: str, calls: int) -> list[Result]:
     client = await McpClient(url, KEY).open()
     answer = await client.request("tools/list")
     listed = len(answer["result"]["tools"])
     if listed != TOOLS:
         raise SystemExit(f"tools/list answered {listed} tools, not {TOOLS}")
-    size = len(await client.post("tools/list"))
+    headers = {k: v for k, v in client.http.headers.items() if k.lower() not in ("host", "accept-encoding")}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    raw = await RawPost(url, headers | {"accept": "application/json"}, body).open()
+    size = len(await raw.post())
     results = []
     for phase, pause in (("cached", 0.0), ("fresh", _FRESH_AFTER)):
         samples = []
@@ -73,9 +105,10 @@ async def measure(url: str, calls: int) -> list[Result]:
             if pause:
                 await asyncio.sleep(pause)
             start = time.perf_counter()
-            await client.post("tools/list")
+            await raw.post()
             samples.append((time.perf_counter() - start) * 1000)
         results.append(summarize(f"tools/list {phase} ({size:,} bytes)", samples))
+    await raw.close()
     await client.close()
     return results
 

@@ -180,10 +180,10 @@ async def open_transport(
         async with transport as (read_stream, write_stream):
             # SSE answers come back on the event stream, as stdio's on the pipe: the same lean link
             # writes through the transport's stream (its POST, auth and redirects stay the SDK's)
-            link = StdioLink(write_stream, on_log) if on_lean is not None and config.transport == "sse" else None
-            if on_lean is not None and link is not None:
-                on_lean(link)
-            yield _WatchedReadStream(read_stream, on_end, link), write_stream
+            sse = StdioLink(write_stream, on_log) if on_lean is not None and config.transport == "sse" else None
+            if on_lean is not None and sse is not None:
+                on_lean(sse)
+            yield _WatchedReadStream(read_stream, on_end, sse), write_stream
     finally:
         if client is not None:
             await client.aclose()
