@@ -216,7 +216,7 @@ class Handlers(RoutedRequests):
                 return gateway_error_body(ctx.request_id, allowed)
             # the catalog may have changed while policy answered: then the answer is not cached
             tools_json = self._list_cache.put(
-                cache_key, stamp, [tools.entries[i].fragment for i in allowed], keep=tools is self.catalog.tools
+                cache_key, stamp, allowed, tools.entries, keep=tools is self.catalog.tools
             )
         result: dict[str, Any] = {"tools": tools_json}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:

@@ -8,7 +8,8 @@ does age (`_TTL`), which bounds the window in which policy may not have seen a c
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from typing import Protocol
 
 import orjson
 from cachetools import LRUCache
@@ -22,8 +23,13 @@ _MAX_BYTES = 64 * 1024 * 1024
 """Bytes of cached `tools/list` answers kept at once, least recently used dropped first: the cache is
 keyed by key and narrowing headers, which agents choose."""
 
-_Entry = tuple[tuple[int, ...], float, orjson.Fragment, int]
-"""(revisions it was computed at, when, the tools array, its size in bytes)"""
+_Entry = tuple[tuple[int, ...], float, orjson.Fragment, int, list[int]]
+"""(revisions it was computed at, when, the tools array, its size in bytes, the catalog indexes in it)"""
+
+
+class HasFragment(Protocol):
+    @property
+    def fragment(self) -> orjson.Fragment: ...
 
 
 class ListCache:
@@ -39,12 +45,24 @@ class ListCache:
         return entry[2]
 
     def put(
-        self, key: Hashable, stamp: tuple[int, ...], tools: list[orjson.Fragment], *, keep: bool = True
+        self,
+        key: Hashable,
+        stamp: tuple[int, ...],
+        allowed: list[int],
+        tools: Sequence[HasFragment],
+        *,
+        keep: bool = True,
     ) -> orjson.Fragment:
-        """`tools` (each already JSON) as one array; kept for `key` when `keep`, unless it alone would
-        take a quarter of the cache."""
-        encoded = orjson.dumps(tools)
-        fragment = orjson.Fragment(encoded)
-        if keep and len(encoded) < self._max_bytes // 4:
-            self._entries[key] = (stamp, time.monotonic(), fragment, len(encoded))
+        """The array of `tools[i]` for each `i` in `allowed` (each already JSON); kept for `key` when
+        `keep`, unless it alone would take a quarter of the cache. When policy allowed the same
+        tools as last time at the same revisions (the entry had only aged), that array is reused
+        instead of encoded again: for a large catalog, a copy of megabytes."""
+        previous = self._entries.get(key)
+        if previous is not None and previous[0] == stamp and previous[4] == allowed:
+            fragment, size = previous[2], previous[3]
+        else:
+            encoded = orjson.dumps([tools[i].fragment for i in allowed])
+            fragment, size = orjson.Fragment(encoded), len(encoded)
+        if keep and size < self._max_bytes // 4:
+            self._entries[key] = (stamp, time.monotonic(), fragment, size, allowed)
         return fragment
