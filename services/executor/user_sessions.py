@@ -23,6 +23,7 @@ from bastion_common.config import ServerConfig
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
 
+from .connection import Connection
 from .outcomes import refusal
 from .upstream import Upstream
 
@@ -34,7 +35,7 @@ MakeSession = Callable[[str, ServerConfig, str], Upstream]
 """(server, config, user) -> a new, not yet started, `Upstream` carrying that user's token."""
 
 
-async def no_catalog(_upstream: Upstream, _catalog: ServerCatalog) -> bool:
+async def no_catalog(_upstream: Connection, _catalog: ServerCatalog) -> bool:
     """A per-user session's catalog is not published: the shared session's is the server's."""
     return False
 
