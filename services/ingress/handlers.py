@@ -17,19 +17,17 @@ from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from bastion_common import metrics
-from bastion_common.audit_content import content_fields
 from bastion_common.audit_journal import AuditJournal
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import (
     AuditEvent,
     CancelCall,
-    Execution,
     GatewayError,
     ToolCall,
     UpstreamRequest,
 )
 
-from .audit_events import AUDITED, Ending, audit_event, audit_name, metrics_outcome
+from .audit_events import AUDITED, audit_name, metrics_outcome
 from .catalog import Catalog, Listing
 from .codemode import CodeModeRouter
 from .context import RequestContext
@@ -309,27 +307,3 @@ class Handlers(RoutedRequests):
         call_id = self.running.get((cancel.key_id, cancel.session, cancel.request_id))
         if call_id is not None:
             await self.gateway.abandon(call_id)
-
-    def _audit(
-        self,
-        ctx: RequestContext,
-        name: str,
-        server: str | None,
-        tool: str | None,
-        error: GatewayError | None,
-        tool_error: bool = False,
-        upstream_ms: float | None = None,
-        execution: Execution | None = None,
-        *,
-        kind: str = "tool_call",
-        arguments: dict[str, Any] | None = None,
-        result: bytes | None = None,
-        cost_usd: float | None = None,
-    ) -> AuditEvent:
-        """The request's audit event (`audit_events.audit_event`), its content recorded as the
-        deployment and the key say."""
-        content = content_fields(
-            arguments, result, keep=self.audit_content and ctx.caller.content_logging, limit=self.audit_limit
-        )
-        outcome = Ending(error, tool_error, upstream_ms, execution, cost_usd)
-        return audit_event(ctx, kind, name, server, tool, outcome, content)

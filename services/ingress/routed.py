@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 
 from mcp_types import INVALID_PARAMS
 
+from bastion_common.audit_content import content_fields
 from bastion_common.errors import ErrorKind
 from bastion_common.messages import AuditEvent, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
+from .audit_events import Ending, audit_event
 from .catalog import Catalog, CatalogEntry
 from .context import RequestContext
 from .gateway import Gateway
@@ -31,7 +33,7 @@ _Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
 
 
 class RoutedRequests:
-    """Needs what `Handlers` holds (declared here) and its `_ok` and `_audit`."""
+    """Needs what `Handlers` holds (declared here) and its `_ok`."""
 
     catalog: Catalog
     gateway: Gateway
@@ -40,6 +42,8 @@ class RoutedRequests:
     call_timeout: float
     running: dict[tuple[str, str, Any], str]
     audits_owed: int
+    audit_content: bool
+    audit_limit: int | None
 
     def _ok(self, ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -60,7 +64,13 @@ class RoutedRequests:
         result: bytes | None = None,
         cost_usd: float | None = None,
     ) -> AuditEvent:
-        raise NotImplementedError
+        """The request's audit event (`audit_events.audit_event`), its content recorded as the
+        deployment and the key say."""
+        content = content_fields(
+            arguments, result, keep=self.audit_content and ctx.caller.content_logging, limit=self.audit_limit
+        )
+        outcome = Ending(error, tool_error, upstream_ms, execution, cost_usd)
+        return audit_event(ctx, kind, name, server, tool, outcome, content)
 
     def _answer(self, ctx: RequestContext, outcome: CallOutcome, empty: dict[str, Any]) -> dict[str, Any]:
         """The answer carrying an upstream's result: the executor shaped and encoded it for this
