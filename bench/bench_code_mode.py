@@ -23,7 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tools_call import KEY, McpClient, Result, start_gateway, start_upstream, summarize
+from gateway_stack import KEY, start_gateway, start_upstream
+from mcp_clients import McpClient, Result, summarize
 
 SLEEP = 0.05
 """Seconds each `echo.sleep` call takes upstream in the fan-out variants."""
@@ -95,7 +96,8 @@ def main() -> None:
     args = parser.parse_args()
     upstream, upstream_url = start_upstream()
     with tempfile.TemporaryDirectory() as tmp:
-        gateway, gateway_url = start_gateway(upstream_url, Path(tmp))
+        stack = start_gateway({"echo": {"url": upstream_url}}, Path(tmp))
+        gateway, gateway_url = stack.proc, stack.url
         try:
             results = asyncio.run(measure(gateway_url, args.rounds))
         finally:

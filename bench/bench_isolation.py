@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tools_call import KEY, McpClient, Result, sequential, start_gateway, start_upstream, summarize
+from gateway_stack import KEY, start_gateway, start_upstream
+from mcp_clients import McpClient, Result, sequential, summarize
 
 HANG_TIMEOUT = 5.0
 ERROR_BACKOFF = 0.2
@@ -105,12 +105,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         # a breaker that never opens keeps every hung call hung: the worst case for isolation
         extra = {"hang": {"url": hanging_url, "timeout": HANG_TIMEOUT, "circuit_breaker": {"failure_threshold": 1000}}}
-        gateway, url = start_gateway({"url": healthy_url}, Path(tmp), extra_servers=extra)
+        gateway = start_gateway({"echo": {"url": healthy_url}, **extra}, Path(tmp))
+        url = gateway.url
         try:
             results = asyncio.run(measure(args, url))
         finally:
-            gateway.send_signal(signal.SIGTERM)
-            gateway.wait(30)
+            gateway.stop()
             for proc in (healthy, hanging):
                 proc.terminate()
                 proc.wait(10)

@@ -34,7 +34,8 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tools_call import McpClient, sequential, start_upstream
+from gateway_stack import start_upstream
+from mcp_clients import McpClient, sequential
 
 SERVICES = ("bastion_ingress", "bastion_policy", "bastion_executor", "bastion_audit")
 SHORT = tuple(name.removeprefix("bastion_") for name in SERVICES)

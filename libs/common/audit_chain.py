@@ -19,13 +19,13 @@ import hmac
 import json
 import os
 import socket
-from typing import Any, Final
+from typing import Any
+
+import orjson
 
 from .messages import AuditEvent, new_id
 
 __all__ = ["AuditChain", "canonical", "checkpoint_signature", "event_hash", "producer_id"]
-
-_NOT_HASHED: Final = frozenset({"hash"})
 
 
 def _micros(ts: float) -> int:
@@ -34,12 +34,26 @@ def _micros(ts: float) -> int:
 
 def canonical(event: AuditEvent) -> bytes:
     """The bytes `hash` is taken over: sorted compact JSON of the non-empty fields but `hash`."""
-    fields: dict[str, Any] = {}
-    for name, value in event.model_dump(mode="json").items():
-        if name in _NOT_HASHED or value is None or value in ("", 0, {}, []):
-            continue
-        fields[name] = _micros(value) if name == "ts" else value
+    # the empty values (None, "", 0, 0.0, False, {}, []) are exactly the falsy ones
+    fields: dict[str, Any] = {name: value for name, value in event.model_dump(mode="json").items() if value}
+    fields.pop("hash", None)
+    if "ts" in fields:
+        fields["ts"] = _micros(fields["ts"])
+    if all(_same_in_orjson(value) for value in fields.values() if type(value) is float):
+        try:
+            return orjson.dumps(fields, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # an integer beyond 64 bits, a lone surrogate: the standard library decides
+            pass
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _same_in_orjson(number: float) -> bool:
+    """True for a float orjson writes exactly as `json.dumps` does (`repr`): every one from 1e-4 to
+    1e16 (checked on hundreds of thousands of random and typical values), where neither uses an
+    exponent. Below, orjson writes 0.00001 where `repr` writes 1e-05: those take the slow path, so
+    the canonical form, and every hash already stored, stays the same. Only top-level floats are
+    checked: an event's nested values are names and counts."""
+    return 1e-4 <= abs(number) < 1e16
 
 
 def event_hash(event: AuditEvent) -> str:

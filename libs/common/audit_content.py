@@ -6,6 +6,10 @@ The digest is taken over the whole JSON before any size cut, so it identifies th
 either way (a value you hold can be checked against it). A value given as JSON bytes (a tool call's
 result, which travels from the upstream to the agent unparsed) is recorded and digested as those very
 bytes: what the agent received, without parsing it again for the audit.
+
+Given the recorded size limit, content over it is cut here, before it is decoded into the event, so
+recording a large result costs its digest plus the limit, not several passes over the whole (the
+event's `truncated` map names the field with its size, as the publisher's own cut would).
 """
 
 from __future__ import annotations
@@ -22,14 +26,32 @@ def to_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def content_fields(arguments: Any, result: Any, *, keep: bool) -> dict[str, str | None]:
-    """`arguments`, `result` and their `*_sha256` for an `AuditEvent`; absent values stay None. Either
-    may be JSON bytes, recorded as they are."""
-    fields: dict[str, str | None] = {}
+def content_fields(arguments: Any, result: Any, *, keep: bool, limit: int | None = None) -> dict[str, Any]:
+    """`arguments`, `result` and their `*_sha256` for an `AuditEvent`, plus `truncated` for those cut
+    to `limit` UTF-8 bytes; absent values stay None. Either may be JSON bytes, recorded as they are."""
+    fields: dict[str, Any] = {}
+    truncated: dict[str, int] = {}
     for name, value in (("arguments", arguments), ("result", result)):
         if value is None:
             continue
-        data = value if isinstance(value, bytes) else to_json(value).encode("utf-8", "surrogatepass")
+        text = None if isinstance(value, bytes) else to_json(value)
+        data = value if text is None else text.encode("utf-8", "surrogatepass")
         fields[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
-        fields[name] = data.decode("utf-8", "replace") if keep else None
+        if not keep:
+            fields[name] = None
+        elif limit is not None and len(data) > limit:
+            fields[name] = data[: _boundary(data, limit)].decode("utf-8", "replace")
+            truncated[name] = len(data)
+        else:  # decoded again, not `text`: a lone surrogate becomes U+FFFD, which JSON can carry
+            fields[name] = data.decode("utf-8", "replace")
+    if truncated:
+        fields["truncated"] = truncated
     return fields
+
+
+def _boundary(data: bytes, limit: int) -> int:
+    """The largest cut at most `limit` that does not split a UTF-8 character."""
+    end = limit
+    while end > 0 and limit - end < 3 and data[end] & 0xC0 == 0x80:  # a continuation byte
+        end -= 1
+    return end if data[end] & 0xC0 != 0x80 else limit

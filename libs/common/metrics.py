@@ -112,12 +112,22 @@ METHODS = frozenset(
 """MCP methods counted under their own name; any other (clients choose them) counts as "other"."""
 
 
+_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+"""(service, method, outcome) -> its counter and histogram children: `labels()` validates and looks up
+its labels under a lock on every call, once per series is enough (a few hundred series at most:
+methods and outcomes are closed sets)."""
+
+
 def observe(service: str, method: str, outcome: str, seconds: float) -> None:
     """Count one request and its latency (`method` outside `METHODS` counts as "other")."""
     if method not in METHODS:
         method = "other"
-    REQUESTS.labels(service, method, outcome).inc()
-    REQUEST_SECONDS.labels(service, method, outcome).observe(seconds)
+    key = (service, method, outcome)
+    series = _series.get(key)
+    if series is None:
+        series = _series[key] = (REQUESTS.labels(*key), REQUEST_SECONDS.labels(*key))
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""A lean `tools/call` on an established stdio session: one line written through the SDK transport's
-own write stream, its answer taken off the read stream before the SDK session sees it.
+"""A lean `tools/call` on an established stdio or SSE session: one request written through the SDK
+transport's own write stream (a line on the pipe; a POST to the SSE endpoint), its answer taken off
+the read stream (the pipe; the event stream) before the SDK session sees it.
 
 The SDK's stdio transport stays whole (the child process, its pipes, parsing each line, shutdown);
 what this skips is the session's per-request dispatcher (a request model validated, a response
@@ -37,8 +38,8 @@ _ABANDONED = 1024
 
 @dataclass(eq=False)
 class StdioLink:
-    """What a lean send needs of one live stdio session: the transport's write stream, and the
-    answers its read side hands over (`take`, called by the executor's watched read stream)."""
+    """What a lean send needs of one live stdio (or SSE) session: the transport's write stream, and
+    the answers its read side hands over (`take`, called by the executor's watched read stream)."""
 
     outbound: WriteStream[SessionMessage]
     on_log: LogFn | None = None

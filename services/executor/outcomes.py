@@ -2,6 +2,8 @@
 and which `GatewayError` an exception becomes.
 
 Kept free of I/O so the rules are unit-tested directly; the rest of the service only applies them.
+Also the outcome as it leaves for the requester: its result shaped and encoded once (`for_the_wire`),
+and the cost header it carries (`charged_usd`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
+from bastion_common import subjects
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from bastion_common.messages import REFUNDED, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from bastion_common.results import encode_result, shape_result
 
 __all__ = [
     "InputUnanswered",
     "UpstreamUnavailable",
     "backoff_delay",
     "call_budget",
+    "charged_usd",
     "describe_exception",
     "error_from_exception",
+    "for_the_wire",
     "outcome_label",
     "refusal",
     "scrub_urls",
@@ -174,3 +180,28 @@ def outcome_label(outcome: CallOutcome) -> str:
     if outcome.result is not None and outcome.result.get("isError") is True:
         return "tool_error"
     return "ok"
+
+
+def charged_usd(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
+    """A priced call's cost for the requester's audit event: the price policy forwarded it with, or 0
+    when the call did not run (its charge is refunded); None (no header) for a call without a price."""
+    price = (headers or {}).get(subjects.CHARGED_USD)
+    if price is None:
+        return None
+    refunded = outcome.error is not None and outcome.error.kind in REFUNDED
+    return {subjects.CHARGED_USD: "0.0" if refunded else price}
+
+
+def for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
+    """The outcome with its result shaped for the agent's revision and encoded once, to travel
+    after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
+    result = outcome.result
+    if result is None:
+        return outcome
+    shaped = shape_result(result, version) if version else result
+    try:
+        raw = encode_result(shaped)
+    except ValueError as exc:
+        return undeliverable(outcome, ErrorKind.UPSTREAM_ERROR, f"the upstream's result is not valid JSON: {exc}")
+    outcome.result, outcome.raw_result, outcome.is_error = None, raw, shaped.get("isError") is True
+    return outcome

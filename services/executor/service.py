@@ -48,16 +48,16 @@ from bastion_common.messages import (
 )
 from bastion_common.nats import connect, kv_bucket, processed
 from bastion_common.relay import Acknowledger, reply_subject, too_late
-from bastion_common.results import encode_result, shape_result
 from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
 
 from .agents import AgentLink
 from .breaker import BreakerState
+from .connection import Connection
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
-from .outcomes import describe_exception, outcome_label, refusal, undeliverable
+from .outcomes import charged_usd, describe_exception, for_the_wire, outcome_label, refusal, undeliverable
 from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
 
@@ -292,7 +292,7 @@ class ExecutorService:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._publish_locks.setdefault(name, asyncio.Lock())
 
-    async def _publish(self, upstream: Upstream, catalog: ServerCatalog) -> bool:
+    async def _publish(self, upstream: Connection, catalog: ServerCatalog) -> bool:
         """Write a catalog entry, unless `upstream` has been replaced or removed meanwhile."""
         async with self._lock(upstream.name):
             if self._upstreams.get(upstream.name) is not upstream or self._catalog is None:
@@ -361,11 +361,11 @@ class ExecutorService:
             metrics.observe("executor", method, outcome_label(outcome), time.perf_counter() - started)
         if reply and self._nc is not None:
             try:
-                outcome = _for_the_wire(outcome, version)
+                outcome = for_the_wire(outcome, version)
                 data = encode_outcome(outcome)
                 if not fits(self._nc, len(data)):
                     data = encode_outcome(await self._oversized(outcome, len(data)))
-                await self._nc.publish(reply, data, headers=_charged_usd(msg, outcome))
+                await self._nc.publish(reply, data, headers=charged_usd(msg.headers, outcome))
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
         if outcome.error is not None and outcome.error.kind in REFUNDED and subjects.CHARGED in (msg.headers or {}):
@@ -476,28 +476,3 @@ class ExecutorService:
         except Exception:
             log.exception("request %s to %s failed unexpectedly", request.id, request.server)
             return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")
-
-
-def _charged_usd(msg: Msg, outcome: CallOutcome) -> dict[str, str] | None:
-    """A priced call's cost for the requester's audit event: the price policy forwarded it with, or 0
-    when the call did not run (its charge is refunded); None (no header) for a call without a price."""
-    price = (msg.headers or {}).get(subjects.CHARGED_USD)
-    if price is None:
-        return None
-    refunded = outcome.error is not None and outcome.error.kind in REFUNDED
-    return {subjects.CHARGED_USD: "0.0" if refunded else price}
-
-
-def _for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
-    """The outcome with its result shaped for the agent's revision and encoded once, to travel
-    after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
-    result = outcome.result
-    if result is None:
-        return outcome
-    shaped = shape_result(result, version) if version else result
-    try:
-        raw = encode_result(shaped)
-    except ValueError as exc:
-        return undeliverable(outcome, ErrorKind.UPSTREAM_ERROR, f"the upstream's result is not valid JSON: {exc}")
-    outcome.result, outcome.raw_result, outcome.is_error = None, raw, shaped.get("isError") is True
-    return outcome

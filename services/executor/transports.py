@@ -133,10 +133,11 @@ async def open_transport(
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
     `on_unauthorized` on an HTTP 401. `auth` adds credentials to every HTTP request (OAuth access
-    tokens, `oauth.py`). A stdio server's stderr goes to the log, each line prefixed with `name`. A
-    streamable-HTTP or stdio transport hands `on_lean` the link lean calls are sent on (a link over
-    a client with an `auth` sends nothing lean: the SDK's way signs each request); that link gives
-    log messages to `on_log` (what the session's logging callback is) itself."""
+    tokens, `oauth.py`). A stdio server's stderr goes to the log, each line prefixed with `name`. Every
+    transport hands `on_lean` the link lean calls are sent on (an HTTP link over a client with an
+    `auth` of its own sends nothing lean: the SDK's way signs each request; stdio and SSE links write
+    through the SDK transport itself); that link gives log messages to `on_log` (what the session's
+    logging callback is) itself."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
@@ -177,7 +178,12 @@ async def open_transport(
         transport = streamable_http_client(config.url, http_client=client)
     try:
         async with transport as (read_stream, write_stream):
-            yield _WatchedReadStream(read_stream, on_end), write_stream
+            # SSE answers come back on the event stream, as stdio's on the pipe: the same lean link
+            # writes through the transport's stream (its POST, auth and redirects stay the SDK's)
+            sse = StdioLink(write_stream, on_log) if on_lean is not None and config.transport == "sse" else None
+            if on_lean is not None and sse is not None:
+                on_lean(sse)
+            yield _WatchedReadStream(read_stream, on_end, sse), write_stream
     finally:
         if client is not None:
             await client.aclose()

@@ -24,6 +24,7 @@ from bastion_common.errors import ErrorKind
 from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
 from bastion_common.oauth_upstream import with_authorize_url
 
+from .connection import Connection
 from .outcomes import refusal
 from .upstream import Upstream
 
@@ -35,7 +36,7 @@ MakeSession = Callable[[str, ServerConfig, str], Upstream]
 """(server, config, user) -> a new, not yet started, `Upstream` carrying that user's token."""
 
 
-async def no_catalog(_upstream: Upstream, _catalog: ServerCatalog) -> bool:
+async def no_catalog(_upstream: Connection, _catalog: ServerCatalog) -> bool:
     """A per-user session's catalog is not published: the shared session's is the server's."""
     return False
 

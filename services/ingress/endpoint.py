@@ -15,17 +15,12 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     MCP_PROTOCOL_VERSION_HEADER,
-    InboundLadderRejection,
-    classify_inbound_request,
-    find_duplicated_routing_header,
 )
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import (
-    HEADER_MISMATCH,
     INVALID_PARAMS,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -38,12 +33,27 @@ from bastion_common.codemode import CODE_MODE_HEADER
 from bastion_common.messages import AuditEvent, CancelCall, new_id
 
 from .access_tokens import Authenticator
+from .answers import SSE_HEADERS, Answer, plain, respond
+from .context import RequestContext
 from .field_limits import FieldLimits, Oversized, header_patterns, oversized
-from .handlers import Handlers, RequestContext
+from .handlers import Handlers
 from .hosts import HostGuard
 from .keys import AuthFailure, KeyDirectory
 from .notifications import Notifier
-from .protocol import DEFAULT_LEGACY_VERSION, encode_json, error_body, parse_json
+from .protocol import DEFAULT_LEGACY_VERSION, error_body, parse_json
+from .requests import (
+    Gone,
+    TooLarge,
+    agent_requests,
+    disconnected,
+    echo_id,
+    envelope_problem,
+    listen_problem,
+    modern_rejection,
+    positive_float,
+    read_body,
+    repeated_headers,
+)
 from .session_state import SessionState, session_key
 from .sessions import SessionCodec, SessionInfo
 from .streams import CallStreams, sse_event
@@ -56,31 +66,13 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
 _SESSION_HEADER = "mcp-session-id"
 _SESSION_NOT_FOUND = -32001  # what the SDK answers for an unknown session, with HTTP 404
-_AGENT_REQUESTS = ("sampling", "elicitation", "roots")
-"""Client capabilities that let an upstream ask the agent something mid-call."""
 _ROUTED = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
 """Requests that run upstream, so an agent may cancel them."""
 _KEEPALIVE = 15.0
 """Seconds between SSE comments on an idle standalone stream, so proxies do not cut it."""
-_GUARDED_HEADERS = (b"host", b"origin")
-"""Headers a request may send once only: a proxy and the app could each read a different copy."""
 _SESSION_GONE = "Session not found: it expired, was ended, belongs to another key or is invalid; send initialize again"
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _Gone(Exception):
-    """The client disconnected (or was cut off for sending too slowly) before its body arrived."""
 
 
 class McpEndpoint:
@@ -121,15 +113,15 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}
-        repeated = _repeated(raw_headers) if len(headers) != len(raw_headers) else ()
+        repeated = repeated_headers(raw_headers) if len(headers) != len(raw_headers) else ()
         if self.hosts is not None and (
             refused := self.hosts.problem(headers.get("host"), headers.get("origin"), repeated)
         ):
-            await _plain(send, 403, {"error": "forbidden_host", "message": refused})
+            await plain(send, 403, {"error": "forbidden_host", "message": refused})
             return
         caller = self.keys.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
-            await _plain(
+            await plain(
                 send,
                 401,
                 {"error": caller.error, "message": caller.message},
@@ -149,7 +141,7 @@ class McpEndpoint:
             await self._standalone_stream(headers, caller.key_id, receive, send)
             return
         if method != "POST":
-            await _plain(
+            await plain(
                 send,
                 405,
                 {"error": "method_not_allowed", "message": "use POST to send MCP messages"},
@@ -162,24 +154,24 @@ class McpEndpoint:
             await self._too_large(send, int(declared))
             return
         try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _TooLarge:
+            body = await read_body(receive, self.max_body_bytes)
+        except TooLarge:
             await self._too_large(send, None)
             return
-        except _Gone:
+        except Gone:
             return  # nobody to answer
 
         accept = headers.get("accept", "*/*")
         json_ok = "application/json" in accept or "*/*" in accept or "application/*" in accept
         sse_ok = "text/event-stream" in accept
         if not json_ok and not sse_ok:
-            await _plain(
+            await plain(
                 send,
                 406,
                 {"error": "not_acceptable", "message": "Accept must include application/json or text/event-stream"},
             )
             return
-        answer = _Answer(send, sse_ok and (self.prefer_sse or not json_ok))
+        answer = Answer(send, sse_ok and (self.prefer_sse or not json_ok))
         reply = answer.final
 
         try:
@@ -187,9 +179,9 @@ class McpEndpoint:
         except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
             await reply(error_body(None, PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})"), 400)
             return
-        problem = _envelope_problem(message)
+        problem = envelope_problem(message)
         if problem:
-            await reply(error_body(_echo_id(message), INVALID_REQUEST, problem), 400)
+            await reply(error_body(echo_id(message), INVALID_REQUEST, problem), 400)
             return
         if (too_big := oversized(message, self.fields)) is not None:
             await reply(too_big.body(None if too_big.field == "id" else message.get("id")), 400)
@@ -200,7 +192,7 @@ class McpEndpoint:
                 await self.streams.deliver_reply(caller.key_id, message)
             elif message.get("method") == "notifications/cancelled":
                 await self._cancelled(headers, caller.key_id, message.get("params"))
-            await _plain(send, 202, None)
+            await plain(send, 202, None)
             return
 
         request_id, rpc_method = message["id"], message["method"]
@@ -221,7 +213,7 @@ class McpEndpoint:
             request_bytes=len(body),
             include_servers=include_servers,
             include_tools=include_tools,
-            timeout=_positive_float(headers.get("x-bastion-timeout")),
+            timeout=positive_float(headers.get("x-bastion-timeout")),
             emit=answer.event if sse_ok else None,
             code_mode=headers.get(CODE_MODE_HEADER),
         )
@@ -229,7 +221,7 @@ class McpEndpoint:
         modern = requested in MODERN_PROTOCOL_VERSIONS
         extra: list[tuple[bytes, bytes]] = []
         if modern:
-            rejection = _modern_rejection(message, raw_headers, headers)
+            rejection = modern_rejection(message, raw_headers, headers)
             if rejection is not None:
                 status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
                 await reply(error_body(request_id, rejection.code, rejection.message, rejection.data), status)
@@ -288,7 +280,7 @@ class McpEndpoint:
                 if watch is not None:
                     watch.cancel()
             if rpc_method == "initialize" and not modern and "result" in payload:
-                client = _agent_requests(message.get("params"))
+                client = agent_requests(message.get("params"))
                 extra.append((b"mcp-session-id", self.sessions.issue(ctx.version, caller.key_id, client).encode()))
             status = 200
             if "error" in payload:
@@ -306,7 +298,7 @@ class McpEndpoint:
     async def _cancel_on_disconnect(self, ctx: RequestContext, receive: Receive) -> None:
         """The agent closed the stream before the answer: the executor abandons the call (and tells
         the upstream); the handler still finishes, so the audit event is written."""
-        await _disconnected(receive)
+        await disconnected(receive)
         if ctx.call_id is not None:
             await self.handlers.gateway.abandon(ctx.call_id)
 
@@ -323,14 +315,14 @@ class McpEndpoint:
         """`GET /mcp`: the session's stream of server-initiated notifications, open until the agent leaves."""
         assert self.notifier is not None
         if "text/event-stream" not in headers.get("accept", ""):
-            await _plain(send, 406, {"error": "not_acceptable", "message": "GET /mcp needs Accept: text/event-stream"})
+            await plain(send, 406, {"error": "not_acceptable", "message": "GET /mcp needs Accept: text/event-stream"})
             return
         session_id = headers.get(_SESSION_HEADER)
         if not session_id:
-            await _plain(send, 400, {"error": "missing_session", "message": "GET /mcp needs an Mcp-Session-Id header"})
+            await plain(send, 400, {"error": "missing_session", "message": "GET /mcp needs an Mcp-Session-Id header"})
             return
         if self._session(session_id, key_id) is None:
-            await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, _SESSION_GONE))
+            await plain(send, 404, error_body(None, _SESSION_NOT_FOUND, _SESSION_GONE))
             return
         listener = self.notifier.listen(session_key(session_id))
         await self._serve_listener(listener, [b": bastion\n\n"], receive, send)
@@ -341,7 +333,7 @@ class McpEndpoint:
         """2026-07-28 `subscriptions/listen`: acknowledge what is honoured, then stream it."""
         assert self.notifier is not None
         if not sse_ok:  # the answer IS a notification stream
-            await _plain(
+            await plain(
                 send,
                 406,
                 {"error": "not_acceptable", "message": "subscriptions/listen needs Accept: text/event-stream"},
@@ -349,9 +341,9 @@ class McpEndpoint:
             return
         params = message.get("params")
         wanted = params.get("notifications") if isinstance(params, dict) else None
-        problem = _listen_problem(wanted, self.max_listen_resources)
+        problem = listen_problem(wanted, self.max_listen_resources)
         if problem is not None:
-            await _respond(send, error_body(ctx.request_id, INVALID_PARAMS, problem), 400, False, None)
+            await respond(send, error_body(ctx.request_id, INVALID_PARAMS, problem), 400, False, None)
             return
         assert isinstance(wanted, dict)
         kinds = frozenset(k for k in ("tools", "prompts", "resources") if wanted.get(f"{k}ListChanged") is True)
@@ -379,9 +371,9 @@ class McpEndpoint:
     async def _serve_listener(self, listener: Any, opening: list[bytes], receive: Receive, send: Send) -> None:
         """Stream what `listener` collects until the agent goes away; keep idle streams alive."""
         assert self.notifier is not None
-        gone = asyncio.ensure_future(_disconnected(receive))
+        gone = asyncio.ensure_future(disconnected(receive))
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             for chunk in opening:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             while not gone.done():
@@ -406,27 +398,27 @@ class McpEndpoint:
     async def _end_session(self, session_id: str | None, key_id: str, send: Send) -> None:
         """`DELETE /mcp`: the agent is done with its session; every replica refuses it from now on."""
         if not session_id:
-            await _plain(send, 400, {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
+            await plain(send, 400, {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
             return
         session = self._session(session_id, key_id)
         if session is None:
-            await _plain(send, 404, error_body(None, _SESSION_NOT_FOUND, _SESSION_GONE))
+            await plain(send, 404, error_body(None, _SESSION_NOT_FOUND, _SESSION_GONE))
             return
         try:
             await self.state.end(session_key(session_id), self.sessions.expires_at(session))
         except Exception as exc:  # KV unreachable: say so rather than claim the session ended everywhere
             log.warning("cannot record the end of a session (%s)", exc)
-            await _plain(
+            await plain(
                 send,
                 503,
                 {"error": "unavailable", "message": "the session could not be ended on every replica; retry"},
             )
             return
-        await _plain(send, 200, {})
+        await plain(send, 200, {})
 
     async def _too_large(self, send: Send, size: int | None) -> None:
         what = f"{size} bytes" if size is not None else "larger than allowed"
-        await _plain(
+        await plain(
             send,
             413,
             error_body(
@@ -435,139 +427,3 @@ class McpEndpoint:
                 f"request body is {what}; this gateway accepts at most {self.max_body_bytes} bytes",
             ),
         )
-
-
-def _positive_float(value: str | None) -> float | None:
-    try:
-        number = float(value) if value else None
-    except ValueError:
-        return None
-    return number if number is not None and 0 < number < 1e6 else None
-
-
-def _repeated(raw_headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
-    """Which of the headers that must be single the request sent more than once."""
-    names = [name for name, _ in raw_headers]
-    return tuple(h.decode() for h in _GUARDED_HEADERS if names.count(h) > 1)
-
-
-def _echo_id(message: Any) -> Any:
-    """The id to answer a malformed message with: its own when that is a valid id, else null."""
-    request_id = message.get("id") if isinstance(message, dict) else None
-    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
-
-
-def _listen_problem(wanted: Any, max_resources: int) -> str | None:
-    if not isinstance(wanted, dict):
-        return "subscriptions/listen needs 'params.notifications', an object"
-    uris = wanted.get("resourceSubscriptions")
-    if uris is None:
-        return None
-    if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
-        return "'params.notifications.resourceSubscriptions' must be a list of resource URIs (strings)"
-    if len(uris) > max_resources:
-        return f"'params.notifications.resourceSubscriptions' names {len(uris)} resources; at most {max_resources}"
-    return None
-
-
-def _envelope_problem(message: Any) -> str | None:
-    if isinstance(message, list):
-        return "JSON-RPC batches are not supported: send one message per POST"
-    if not isinstance(message, dict):
-        return "the body must be a JSON-RPC 2.0 object"
-    if message.get("jsonrpc") != "2.0":
-        return "not a JSON-RPC 2.0 message: 'jsonrpc' must be \"2.0\""
-    if "method" in message:
-        if not isinstance(message["method"], str) or not message["method"]:
-            return "'method' must be a non-empty string"
-        if "id" in message and (isinstance(message["id"], bool) or not isinstance(message["id"], str | int)):
-            return "'id' must be a string or an integer"
-        return None
-    if "id" in message and ("result" in message or "error" in message):
-        return None
-    return "a JSON-RPC request needs 'method' (and 'id' unless it is a notification)"
-
-
-def _modern_rejection(
-    message: dict[str, Any], raw_headers: list[tuple[bytes, bytes]], headers: dict[str, str]
-) -> InboundLadderRejection | None:
-    duplicated = find_duplicated_routing_header((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers)
-    if duplicated is not None:
-        return InboundLadderRejection(code=HEADER_MISMATCH, message=f"{duplicated} header appears more than once")
-    verdict = classify_inbound_request(message, headers=headers)
-    return verdict if isinstance(verdict, InboundLadderRejection) else None
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        event = await receive()
-        if event["type"] == "http.disconnect":
-            raise _Gone
-        chunk = event.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        if not event.get("more_body"):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
-
-
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-def _agent_requests(params: Any) -> tuple[str, ...]:
-    capabilities = params.get("capabilities") if isinstance(params, dict) else None
-    if not isinstance(capabilities, dict):
-        return ()
-    return tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
-
-
-class _Answer:
-    """The response to one POST: plain JSON or one SSE event as usual, or, once the request
-    streams (progress, logs, an upstream asking the agent something), an SSE stream that the
-    answer closes."""
-
-    def __init__(self, send: Send, sse: bool) -> None:
-        self._send = send
-        self._sse = sse
-        self._streaming = False
-
-    async def event(self, message: dict[str, Any]) -> None:
-        if not self._streaming:
-            self._streaming = True
-            await self._send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        await self._send({"type": "http.response.body", "body": sse_event(message), "more_body": True})
-
-    async def final(
-        self, payload: dict[str, Any], status: int = 200, extra: list[tuple[bytes, bytes]] | None = None
-    ) -> int:
-        if self._streaming:  # status and headers are long gone: the answer is the stream's last event
-            data = sse_event(payload)
-            await self._send({"type": "http.response.body", "body": data})
-            return len(data)
-        return await _respond(self._send, payload, status, self._sse, extra)
-
-
-async def _respond(
-    send: Send, payload: dict[str, Any], status: int, sse: bool, extra: list[tuple[bytes, bytes]] | None
-) -> int:
-    data = encode_json(payload)
-    sse = sse and status == 200  # errors with an HTTP status go out as plain JSON, as the SDK does
-    if sse:
-        data = b"event: message\ndata: " + data + b"\n\n"
-    headers = (_SSE if sse else _JSON) + [(b"content-length", str(len(data)).encode())] + (extra or [])
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})
-    return len(data)
-
-
-async def _plain(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = b"" if payload is None else orjson.dumps(payload)
-    headers = [*_JSON, (b"content-length", str(len(data)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data})

@@ -36,9 +36,10 @@ from bastion_common.llm_config import AgentMode, ModelPrice
 from bastion_common.messages import AuditEvent, Caller, GatewayError, new_id
 
 from .access_tokens import Authenticator
+from .context import RequestContext
 from .field_limits import FieldLimits, Oversized, header_patterns
 from .gateway import Gateway
-from .handlers import Handlers, RequestContext
+from .handlers import Handlers
 from .keys import AuthFailure, KeyDirectory
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
 from .llm_wire import (

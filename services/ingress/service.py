@@ -183,6 +183,7 @@ class IngressService:
             code_mode,
             self._journal,
             audit_content=self.settings.audit_content,
+            audit_limit=self.settings.audit_max_content_bytes,
         )
         await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
         await processed(nc)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["GrantSet"]
+
+_SEEN = 16_384
+"""Verdicts one grant set remembers at most (a catalog's tools, and then some)."""
 
 
 def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -25,6 +28,10 @@ class GrantSet:
 
     patterns: tuple[str, ...]
     _regex: re.Pattern[str] | None
+    _seen: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
+    """Verdicts already reached: `tools/list` asks about every tool of the catalog each time, and one
+    regex of many alternatives costs about a microsecond a tool (1.5 ms for 1,343 tools and 56 server
+    grants); a dict lookup, a tenth of that."""
 
     @classmethod
     def compile(cls, patterns: Iterable[str]) -> GrantSet:
@@ -35,4 +42,11 @@ class GrantSet:
         return cls(unique, _compile(joined))
 
     def allows(self, server: str, tool: str) -> bool:
-        return self._regex is not None and self._regex.match(f"{server}\x00{tool}") is not None
+        pair = (server, tool)
+        verdict = self._seen.get(pair)
+        if verdict is None:
+            verdict = self._regex is not None and self._regex.match(f"{server}\x00{tool}") is not None
+            if len(self._seen) >= _SEEN:  # the names are the catalog's, but requests may name any
+                self._seen.clear()
+            self._seen[pair] = verdict
+        return verdict

@@ -9,7 +9,7 @@ import pytest
 
 from bastion_audit.verify import Checkpoint, verify_chain, verify_checkpoints
 from bastion_common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
-from bastion_common.audit_content import content_fields
+from bastion_common.audit_content import content_fields, to_json
 from bastion_common.audit_fields import FieldLimits, bounded
 from bastion_common.audit_redact import REDACTED, redacted
 from bastion_common.messages import AuditEvent
@@ -99,6 +99,18 @@ def test_long_content_is_cut_and_listed_while_its_digest_names_the_whole() -> No
     assert cut.arguments is not None and len(cut.arguments) == 1024
     assert cut.truncated == {"arguments": len(fields["arguments"] or "")}
     assert cut.arguments_sha256 == fields["arguments_sha256"]
+
+
+def test_content_over_the_limit_is_cut_before_it_is_recorded_on_a_character_boundary() -> None:
+    result = ('{"text":"' + "é" * 3000 + '"}').encode()  # 2 bytes a character: a cut may split one
+    fields = content_fields({"text": "x" * 5000}, result, keep=True, limit=1024)
+    assert fields["truncated"] == {"arguments": len(to_json({"text": "x" * 5000})), "result": len(result)}
+    assert fields["result"] == result[:1023].decode() and len(fields["arguments"].encode()) == 1024
+    assert fields["result_sha256"] == hashlib.sha256(result).hexdigest()
+    event = AuditEvent(status="ok", latency_ms=1.0, **fields)
+    assert bounded(event, FieldLimits(content=1024)) is event  # nothing left for the publisher to cut
+    small = content_fields({"a": 1}, b'{"content":[]}', keep=True, limit=1024)
+    assert "truncated" not in small and small["result"] == '{"content":[]}'
 
 
 def test_redaction_hides_env_and_header_values_and_credential_fields() -> None:

@@ -55,3 +55,11 @@ def test_union_is_monotonic(server, tool, other):
     if GrantSet.compile(base).allows(server, tool):
         assert GrantSet.compile([*base, "x/y"]).allows(server, tool)
     assert GrantSet.compile([*base, f"{server}/*"]).allows(server, tool)
+
+
+def test_remembered_verdicts_stay_the_verdicts_of_the_patterns() -> None:
+    grants = GrantSet.compile(["github/get_*", "notes/*"])
+    names = [("github", f"get_{i}") for i in range(20_000)] + [("github", "delete_repo"), ("notes", "x")]
+    first = [grants.allows(server, tool) for server, tool in names]
+    again = [grants.allows(server, tool) for server, tool in names]  # past the remembered bound too
+    assert first == again == [True] * 20_000 + [False, True]

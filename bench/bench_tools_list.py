@@ -1,0 +1,158 @@
+"""`tools/list` of a large catalog through Bastion: 1,343 tools from 56 servers.
+
+    .venv/bin/python bench/bench_tools_list.py                  # 300 lists per phase
+    .venv/bin/python bench/bench_tools_list.py --calls 100 --baseline 390e463
+
+The catalog is built deterministically from the 16 real tool dumps in tests/data/tool-schemas (516
+tools): server n is a renamed copy of dump n mod 16 (`github-legacy-2`, ...), and every copy keeps
+the same share of its dump's tools (largest remainders, ties by name), so the 56 servers list
+exactly 1,343 tools (`catalog`). One process serves them all over streamable HTTP
+(bench/code_mode/upstreams.py), `bastion up` aggregates them, and one key may use every tool.
+
+Two phases, sequential requests on one keep-alive connection (2025-06-18 session):
+  cached   the key's answer is cached in ingress (`handlers.tools_list`): encoding and sending it
+  fresh    the cache expired first (it lives 0.5 s): policy filters the 1,343 (server, tool) pairs
+           for the key over NATS, then the same
+Latency is from the request to the last byte of the answer, read by a raw HTTP/1.1 client (`RawPost`:
+an HTTP library's own parsing of 1.7 MB costs more than the gateway does); one answer is parsed
+once, to check it lists every tool. `--baseline REF` runs REF's services too, first.
+This is a script, not a test: numbers are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_stack import KEY, export_baseline, start_gateway, start_server
+from mcp_clients import McpClient, Result, summarize
+
+ROOT = Path(__file__).resolve().parent.parent
+DUMPS = ROOT / "tests" / "data" / "tool-schemas"
+UPSTREAMS = ROOT / "bench" / "code_mode" / "upstreams.py"
+SERVERS, TOOLS = 56, 1343
+_FRESH_AFTER = 0.55
+"""Seconds past the ingress cache's TTL (0.5 s): the next list is computed again."""
+
+
+def catalog(servers: int = SERVERS, tools: int = TOOLS) -> dict[str, dict]:
+    """Server name -> its `tools/list` result: renamed copies of the dumps, `tools` tools in all."""
+    dumps = [(path.stem, json.loads(path.read_text())["tools"]) for path in sorted(DUMPS.glob("*.json"))]
+    copies = [
+        (f"{stem}-{n // len(dumps)}", listed) for n, (stem, listed) in enumerate(dumps * -(-servers // len(dumps)))
+    ]
+    copies = copies[:servers]
+    total = sum(len(listed) for _, listed in copies)
+    if total < tools:
+        raise SystemExit(f"{servers} copies of the dumps hold {total} tools, fewer than {tools}")
+    exact = [len(listed) * tools / total for _, listed in copies]
+    keep = [int(share) for share in exact]
+    by_remainder = sorted(range(len(copies)), key=lambda i: (keep[i] - exact[i], copies[i][0]))
+    for i in by_remainder[: tools - sum(keep)]:
+        keep[i] += 1
+    return {name: {"tools": listed[:count]} for (name, listed), count in zip(copies, keep, strict=True)}
+
+
+class RawPost:
+    """One keep-alive HTTP/1.1 connection that POSTs a fixed request and reads the answer's bytes."""
+
+    def __init__(self, url: str, headers: dict[str, str], body: bytes) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
+        lines = [f"POST {parts.path} HTTP/1.1", f"host: {parts.netloc}", f"content-length: {len(body)}"]
+        lines += [f"{name}: {value}" for name, value in headers.items() if name != "content-length"]
+        self.request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+    async def open(self) -> RawPost:
+        self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
+        return self
+
+    async def post(self) -> bytes:
+        self.writer.write(self.request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        return await self.reader.readexactly(length)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await self.writer.wait_closed()
+
+
+async def measure(url: str, calls: int) -> list[Result]:
+    client = await McpClient(url, KEY).open()
+    answer = await client.request("tools/list")
+    listed = len(answer["result"]["tools"])
+    if listed != TOOLS:
+        raise SystemExit(f"tools/list answered {listed} tools, not {TOOLS}")
+    headers = {k: v for k, v in client.http.headers.items() if k.lower() not in ("host", "accept-encoding")}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
+    raw = await RawPost(url, headers | {"accept": "application/json"}, body).open()
+    size = len(await raw.post())
+    results = []
+    for phase, pause in (("cached", 0.0), ("fresh", _FRESH_AFTER)):
+        samples = []
+        for _ in range(calls):
+            if pause:
+                await asyncio.sleep(pause)
+            start = time.perf_counter()
+            await raw.post()
+            samples.append((time.perf_counter() - start) * 1000)
+        results.append(summarize(f"tools/list {phase} ({size:,} bytes)", samples))
+    await raw.close()
+    await client.close()
+    return results
+
+
+def run_one(calls: int, build: str, env: dict[str, str] | None) -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp:
+        schemas = Path(tmp) / "schemas"
+        schemas.mkdir()
+        for name, listing in catalog().items():
+            (schemas / f"{name}.json").write_text(json.dumps(listing))
+        upstream, base = start_server(str(UPSTREAMS), "--schemas", str(schemas), "--port", "0")
+        try:
+            servers = {name: {"url": f"{base}/{name}/mcp"} for name in catalog()}
+            workdir = Path(tmp) / "gateway"
+            workdir.mkdir()
+            gateway = start_gateway(servers, workdir, extra_env=env, tools=TOOLS)
+            try:
+                results = asyncio.run(measure(gateway.url, calls))
+            finally:
+                gateway.stop()
+        finally:
+            upstream.terminate()
+            upstream.wait(10)
+    print(f"\n=== build: {build}")
+    for r in results:
+        print(f"{r.name:40} p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  mean {r.mean_ms:7.2f} ms")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=300, help="lists per phase")
+    parser.add_argument("--baseline", action="append", default=[], help="a git ref run first (repeatable)")
+    args = parser.parse_args()
+    print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    with tempfile.TemporaryDirectory() as tmp:
+        builds: list[tuple[str, dict[str, str] | None]] = [
+            (ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)
+        ]
+        builds.append(("this checkout", None))
+        for build, env in builds:
+            run_one(args.calls, build, env)
+    print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+
+
+if __name__ == "__main__":
+    main()

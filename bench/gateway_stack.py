@@ -1,0 +1,244 @@
+"""What the benchmarks run and read: upstream servers, `bastion up` (this checkout's or a baseline's),
+and what the gateway's processes cost (CPU time from /proc, NATS messages from nats-server's /varz).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from mcp_clients import ECHO
+
+__all__ = [
+    "DENIED_KEY",
+    "KEY",
+    "ROLES",
+    "Costs",
+    "Gateway",
+    "costs_between",
+    "cpu_ticks",
+    "export_baseline",
+    "nats_counts",
+    "snapshot",
+    "start_gateway",
+    "start_server",
+    "start_upstream",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY, DENIED_KEY = "bk_bench_allowed_key_0123456789", "bk_bench_denied_key_0123456789"
+
+
+@dataclass
+class Gateway:
+    proc: subprocess.Popen[str]
+    url: str
+    workdir: Path
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+@dataclass
+class Costs:
+    """Resources the gateway spent per call during a phase."""
+
+    cpu_us: dict[str, float]
+    """Bastion process (ingress, policy, executor, audit, nats-server, ...) -> CPU µs per call."""
+    nats_in: float
+    """Messages published into nats-server per call (`/varz` in_msgs)."""
+    nats_out: float
+    """Messages nats-server delivered per call (`/varz` out_msgs)."""
+
+
+def start_upstream(kind: str = "http") -> tuple[subprocess.Popen[str], str]:
+    """The echo server over streamable HTTP (`kind` "http") or HTTP+SSE ("sse") on a free port; its URL."""
+    return start_server(str(ECHO), f"--{kind}", "--port", "0")
+
+
+def start_server(*argv: str) -> tuple[subprocess.Popen[str], str]:
+    """A Python server script (`argv`) that prints `READY <url>` once it serves; that URL."""
+    proc = subprocess.Popen(
+        [sys.executable, *argv],
+        stdout=subprocess.PIPE,
+        text=True,
+        stderr=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY "):
+        raise SystemExit(f"upstream did not start: {line!r}")
+    return proc, line.split()[1]
+
+
+_CLI = (
+    "import os, runpy, sys; own = sys.argv.pop(1); theirs = os.environ.get('PYTHONPATH', '');"
+    "sys.path[:] = [*filter(None, [own]), *(p for p in sys.path if not theirs or not p.startswith(theirs))];"
+    "sys.argv[0] = 'bastion'; runpy.run_module('bastion_cli', run_name='__main__', alter_sys=True)"
+)
+"""Runs `bastion up` from the folder given as its first argument ("": this checkout), whatever
+PYTHONPATH says: PYTHONPATH is for the services it starts (a baseline's code, `export_baseline`)."""
+_CLI_PATH = "BENCH_CLI_PATH"
+"""Not for the services: where `bastion up` itself is imported from (`_CLI`)."""
+
+
+def start_gateway(
+    servers: dict[str, dict], workdir: Path, extra_env: dict[str, str] | None = None, tools: int = 1
+) -> Gateway:
+    """`bastion up` with `servers` (`mcpServers` entries), every one of whose tools `KEY` may call
+    (`DENIED_KEY` none), its NATS monitoring port on; ready once `tools` tools are listed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = workdir / "bench.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "mcpServers": servers,
+                "keys": [
+                    {"name": "bench", "key": KEY, "tools": [f"{name}/*" for name in servers]},
+                    {"name": "denied", "key": DENIED_KEY, "tools": []},
+                ],
+                "stack": {"data_dir": str(workdir / "data")},
+            }
+        )
+    )
+    env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", "BASTION_NATS_MONITOR": "1", **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CLI, env.pop(_CLI_PATH, ""), "up", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=workdir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            health = httpx.get(f"{base}/healthz", timeout=1)
+            if health.status_code == 200 and health.json().get("tools", 0) >= tools:
+                return Gateway(proc, f"{base}/mcp", workdir)
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None:
+            raise SystemExit("bastion up exited; run it by hand to see why")
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    raise SystemExit(f"the gateway did not list {tools} tools within 120s")
+
+
+def export_tree(ref: str, into: Path) -> Path:
+    """`ref`'s packages exported under `into`: a folder with one link per package (pyproject's
+    package-dir), to put first on a Python path."""
+    tree = into / "tree"
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    links = into / "path"
+    links.mkdir()
+    packages = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    for package, folder in packages.items():
+        if (tree / folder).is_dir():
+            (links / package).symlink_to(tree / folder)
+    return links
+
+
+def export_baseline(spec: str, into: Path) -> dict[str, str]:
+    """The environment that runs a baseline: `REF` (its services and its own `bastion up`), or
+    `REF@CLI_REF` (REF's services under CLI_REF's `bastion up`, e.g. an old main, whose `bastion up`
+    serves no NATS monitoring, under a later one that does and still writes what it reads)."""
+    ref, _, cli_ref = spec.partition("@")
+    services = export_tree(ref, into / "services")
+    cli = export_tree(cli_ref, into / "cli") if cli_ref else services
+    return {"PYTHONPATH": str(services), _CLI_PATH: str(cli)}
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+ROLES = ("ingress", "policy", "executor", "audit", "codemode", "oauth", "nats-server", "valkey", "bastion_cli")
+_UPSTREAMS = ("echo_server", "upstreams.py")
+"""Command lines of upstream servers (a stdio one is the executor's child): not the gateway's cost."""
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _role(pid: int) -> str | None:
+    try:
+        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return None
+    if any(upstream in cmdline for upstream in _UPSTREAMS):
+        return None
+    if "bastion_cli" in cmdline:  # first: its command line names paths that may contain anything
+        return "bastion_cli"
+    return next((role for role in ROLES if role in cmdline), "other")
+
+
+def cpu_ticks(root: int) -> dict[str, int]:
+    """CPU clock ticks (user + system) used so far by each Bastion process under `root`, by role."""
+    ticks: dict[str, int] = {}
+    for pid in _descendants(root):
+        role = _role(pid)
+        if role is None:
+            continue
+        try:
+            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[role] = ticks.get(role, 0) + int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def nats_counts(workdir: Path) -> tuple[int, int]:
+    """nats-server's (in_msgs, out_msgs) from /varz (its monitoring port is in the ports file)."""
+    for ports in (workdir / "data" / "nats" / "ports").glob("*.ports"):
+        monitoring = json.loads(ports.read_text()).get("monitoring") or []
+        if monitoring:
+            varz = httpx.get(f"{monitoring[0]}/varz", timeout=5).json()
+            return varz["in_msgs"], varz["out_msgs"]
+    return 0, 0
+
+
+def snapshot(gateway: Gateway) -> tuple[dict[str, int], tuple[int, int]]:
+    return cpu_ticks(gateway.proc.pid), nats_counts(gateway.workdir)
+
+
+def costs_between(
+    before: tuple[dict[str, int], tuple[int, int]], after: tuple[dict[str, int], tuple[int, int]], calls: int
+) -> Costs:
+    """What the gateway spent per call between two `snapshot`s `calls` calls apart."""
+    (ticks, msgs), (after_ticks, after_msgs) = before, after
+    return Costs(
+        cpu_us={
+            role: (after_ticks[role] - ticks.get(role, 0)) * 1e6 / _CLK_TCK / calls
+            for role in sorted(after_ticks)
+            if after_ticks[role] - ticks.get(role, 0)
+        },
+        nats_in=(after_msgs[0] - msgs[0]) / calls,
+        nats_out=(after_msgs[1] - msgs[1]) / calls,
+    )

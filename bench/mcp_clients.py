@@ -1,0 +1,259 @@
+"""The benchmarks' MCP clients and timing helpers: minimal on purpose, so client-side SDK costs do not
+blur a comparison between a direct path and the gateway.
+
+- `McpClient`: one keep-alive HTTP connection speaking JSON-RPC, as a handshake-era session
+  (2025-06-18) or with 2026-07-28 per-request envelopes (`McpClient.era`);
+- `StdioClient`: JSON-RPC lines on a stdio server's pipes, answers matched by id, so concurrent
+  callers share the one pipe;
+- `SseClient`: the HTTP+SSE transport (2024-11-05): requests POSTed to the endpoint the server
+  names on its event stream, answers read from that stream and matched by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urljoin
+
+import httpx
+
+__all__ = [
+    "ECHO",
+    "McpClient",
+    "Result",
+    "SseClient",
+    "StdioClient",
+    "concurrent",
+    "sequential",
+    "summarize",
+]
+
+ECHO = Path(__file__).resolve().parent.parent / "examples" / "servers" / "echo_server.py"
+MODERN = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+_INIT = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
+
+
+@dataclass
+class Result:
+    name: str
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    calls_per_s: float | None = None
+
+
+class Client(Protocol):
+    async def request(self, method: str, params: dict | None = None) -> dict: ...
+
+    async def close(self) -> None: ...
+
+
+class McpClient:
+    """One MCP client over one keep-alive HTTP connection: a handshake-era session (2025-06-18),
+    or 2026-07-28 per-request envelopes (no session; `_meta` and routing headers on every call)."""
+
+    era = "legacy"
+
+    def __init__(self, url: str, key: str | None = None) -> None:
+        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        self.url = url
+        self.http = httpx.AsyncClient(headers=headers, timeout=30, limits=httpx.Limits(max_connections=1))
+        self.next_id = 0
+
+    async def open(self) -> McpClient:
+        if self.era == "modern":
+            self.http.headers["mcp-protocol-version"] = MODERN
+            return self
+        response = await self.http.post(self.url, json=self._msg("initialize", _INIT))
+        response.raise_for_status()
+        session = response.headers.get("mcp-session-id")
+        if session:
+            self.http.headers["mcp-session-id"] = session
+        self.http.headers["mcp-protocol-version"] = "2025-06-18"
+        await self.http.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return self
+
+    def _msg(self, method: str, params: dict | None = None) -> dict:
+        self.next_id += 1
+        return {"jsonrpc": "2.0", "id": self.next_id, "method": method, **({"params": params} if params else {})}
+
+    async def post(self, method: str, params: dict | None = None) -> bytes:
+        """The raw answer body (JSON, or an SSE stream of one event)."""
+        headers = None
+        if self.era == "modern":
+            params = {**(params or {}), "_meta": META}
+            headers = {"mcp-method": method, **({"mcp-name": params["name"]} if "name" in params else {})}
+        response = await self.http.post(self.url, json=self._msg(method, params), headers=headers)
+        return response.content
+
+    async def request(self, method: str, params: dict | None = None) -> dict:
+        text = (await self.post(method, params)).decode()
+        if text.startswith("event:") or "\ndata: " in text:  # SSE answer
+            text = next(line[6:] for line in text.splitlines() if line.startswith("data: "))
+        return json.loads(text)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+class _Matched:
+    """Answers matched to requests by id, for transports whose answers arrive on a stream of their own."""
+
+    def __init__(self) -> None:
+        self.next_id = 0
+        self.waiting: dict[int, asyncio.Future[dict]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    def _answered(self, message: dict) -> None:
+        future = self.waiting.pop(message.get("id"), None)  # type: ignore[arg-type]
+        if future is not None and not future.done():
+            future.set_result(message)
+
+    async def _send(self, message: dict) -> None:
+        raise NotImplementedError
+
+    async def request(self, method: str, params: dict | None = None) -> dict:
+        self.next_id += 1
+        future: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self.waiting[self.next_id] = future
+        await self._send(
+            {"jsonrpc": "2.0", "id": self.next_id, "method": method, **({"params": params} if params else {})}
+        )
+        return await asyncio.wait_for(future, 30)
+
+    async def _handshake(self) -> None:
+        await self.request("initialize", _INIT)
+        await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+class StdioClient(_Matched):
+    """The direct path to a stdio upstream: JSON-RPC lines on its stdin/stdout, requests matched
+    to answers by id so concurrent callers can share the one pipe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def open(self) -> StdioClient:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ECHO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            limit=2**24,
+        )
+        self.reader = asyncio.create_task(self._read())
+        await self._handshake()
+        return self
+
+    async def _send(self, message: dict) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message).encode() + b"\n")
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            self._answered(json.loads(line))
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+
+class SseClient(_Matched):
+    """The direct path to an HTTP+SSE upstream: one event stream (GET), requests POSTed to the
+    endpoint it names, answers read off the stream and matched by id."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30, read=None))
+        self.endpoint: asyncio.Future[str] | None = None
+
+    async def open(self) -> SseClient:
+        self.endpoint = asyncio.get_running_loop().create_future()
+        self.reader = asyncio.create_task(self._read())
+        await asyncio.wait_for(asyncio.shield(self.endpoint), 10)
+        await self._handshake()
+        return self
+
+    async def _send(self, message: dict) -> None:
+        assert self.endpoint is not None
+        response = await self.http.post(self.endpoint.result(), json=message)
+        response.raise_for_status()
+
+    async def _read(self) -> None:
+        assert self.endpoint is not None
+        async with self.http.stream("GET", self.url, headers={"accept": "text/event-stream"}) as response:
+            event, data = "", []
+            async for line in response.aiter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif not line and data:
+                    text = "\n".join(data)
+                    if event == "endpoint":
+                        self.endpoint.set_result(urljoin(self.url, text))
+                    else:
+                        self._answered(json.loads(text))
+                    event, data = "", []
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        await self.http.aclose()
+
+
+async def sequential(client: Client, method: str, params: dict | None, calls: int, expect: str) -> list[float]:
+    """Milliseconds of `calls` requests made one after the other; each answer must hold `expect`."""
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        answer = await client.request(method, params)
+        samples.append((time.perf_counter() - start) * 1000)
+        if expect not in answer:
+            raise SystemExit(f"unexpected answer for {method}: {answer}")
+    return samples
+
+
+async def concurrent(
+    open_client: Callable[[], Awaitable[Client]], params: dict, clients: int, calls_each: int
+) -> float:
+    """Calls per second of `clients` concurrent callers, each with what `open_client()` gives (which
+    may be one shared client: a stdio server has one pipe)."""
+    sessions = [await open_client() for _ in range(clients)]
+
+    async def worker(client: Client) -> None:
+        for _ in range(calls_each):
+            answer = await client.request("tools/call", params)
+            if "result" not in answer:
+                raise SystemExit(f"call failed under load: {answer}")
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in sessions))
+    elapsed = time.perf_counter() - start
+    for c in {id(c): c for c in sessions}.values():
+        await c.close()
+    return clients * calls_each / elapsed
+
+
+def summarize(name: str, samples: list[float], rate: float | None = None) -> Result:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return Result(name, statistics.median(ordered), p99, statistics.fmean(ordered), rate)

@@ -1,0 +1,169 @@
+"""Audit messages (`messages`): the event every governed action becomes, its batches, and the
+audit service's queries and verdicts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import Field
+
+from .messages_base import BusMessage, Execution, new_id
+
+__all__ = [
+    "AuditBatch",
+    "AuditEvent",
+    "AuditKind",
+    "AuditQuery",
+    "AuditRows",
+    "AuditVerdict",
+    "AuditVerify",
+    "TamperKind",
+    "audit_events",
+]
+
+
+AuditKind = Literal[
+    "tool_call",
+    "prompt_get",
+    "resource_read",
+    "resource_subscribe",
+    "completion",
+    "code_run",
+    "code_mode",
+    "llm_request",
+    "admin",
+]
+
+
+class AuditEvent(BusMessage):
+    """One governed action: an agent's request, a Code Mode run, an LLM request or an admin change.
+
+    Arguments and results are recorded as JSON text when content logging is on for the deployment
+    and the key, else only their sha256 (`audit_content`); secrets never appear (admin changes are
+    redacted, `audit_redact`). `producer`, `seq`, `prev_hash` and `hash` place the event on its
+    producer's hash chain (`audit_chain`), set by the publisher when the event is emitted."""
+
+    event_id: str = Field(default_factory=new_id)
+    ts: float = Field(default_factory=time.time)
+    kind: AuditKind = "tool_call"
+    """What the agent did: `name` is the tool or prompt's gateway name, or the resource URI.
+    `code_run` is an `execute_code` run and `code_mode` another Code Mode meta-tool (`name` is the meta-tool).
+    For an `llm_request` (a chat completion), `server` is the provider and `tool` and `name` the model.
+    `admin`: a change made through the admin API (`actor`, `action`, `target`, `before`, `after`)."""
+    trace_id: str | None = None
+    key_id: str = ""
+    key_name: str = ""
+    user_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    """The key's owner when the request was made (its record's user, team and customer)."""
+    server: str = ""
+    tool: str = ""
+    name: str = ""
+    status: Literal["ok", "tool_error", "error", "denied"]
+    error_kind: str | None = None
+    error_code: int | None = None
+    error: str | None = None
+    latency_ms: float
+    upstream_ms: float | None = None
+    request_bytes: int = 0
+    response_bytes: int = 0
+    execution: Execution | None = None
+    """Whether the upstream ran the request; None in events from producers that predate the field."""
+    prompt_tokens: int | None = None
+    """`llm_request`: tokens in and out as the provider counted them, and their cost in USD."""
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    """What policy charged for the request (USD): an LLM request's cost, a priced tool's price; None
+    when nothing was charged."""
+    tool_calls: list[str] = Field(default_factory=list)
+    """`llm_request`: names of the tool calls the model proposed."""
+    truncated: dict[str, int] = Field(default_factory=dict)
+    """Fields the publisher cut to its size limits (`BASTION_AUDIT_MAX_*_BYTES`) -> their original
+    size in UTF-8 bytes. Empty when the event is complete."""
+    parent_id: str | None = None
+    """`event_id` of the event this one happened inside: a Code Mode run, for the tool calls its script made;
+    the `llm_request` whose proposed tool call ran (`/v1/mcp/tool/execute`, agent mode)."""
+    arguments: str | None = None
+    """The request's arguments as compact JSON with sorted keys; None when content logging is off."""
+    result: str | None = None
+    """The result as compact JSON with sorted keys; None when content logging is off."""
+    arguments_sha256: str | None = None
+    result_sha256: str | None = None
+    """sha256 of the whole JSON (before any size cut), recorded whether or not the content is."""
+    actor: str | None = None
+    """`admin`: who made the change ("admin-token@<client address>")."""
+    action: str | None = None
+    """`admin`: what was done, `<record kind>.<create|update|delete|...>` (e.g. `key.revoke`)."""
+    target: str | None = None
+    """`admin`: the record changed (a key's name, a server's name, `group.<id>`, ...)."""
+    before: str | None = None
+    after: str | None = None
+    """`admin`: the record as JSON before and after the change, every secret redacted; None when absent."""
+    producer: str = ""
+    """The hash chain the event is on: one per producer process (`audit_chain.producer_id`)."""
+    seq: int = 0
+    """Place on the producer's chain, from 1."""
+    prev_hash: str = ""
+    """`hash` of the event before it on the chain ("" for the first)."""
+    hash: str = ""
+    """sha256 over the event's canonical form (`audit_chain.canonical`)."""
+
+
+class AuditBatch(BusMessage):
+    """Several events in one JetStream message: a producer under load pays one publish and one
+    ack per batch, not per call. Single `AuditEvent` messages are accepted as well."""
+
+    batch_id: str = Field(default_factory=new_id)
+    events: list[AuditEvent]
+
+
+def audit_events(payload: bytes) -> list[AuditEvent]:
+    """The events in one audit-stream message (an `AuditBatch` or a single `AuditEvent`).
+
+    Raises `pydantic.ValidationError` when the payload is neither.
+    """
+    if b'"events"' in payload:
+        return AuditBatch.model_validate_json(payload).events
+    return [AuditEvent.model_validate_json(payload)]
+
+
+class AuditQuery(BusMessage):
+    limit: int = Field(default=20, ge=1, le=1000)
+    key_name: str | None = None
+    server: str | None = None
+
+
+class AuditRows(BusMessage):
+    rows: list[AuditEvent] = Field(default_factory=list)
+    error: str | None = None
+
+
+class AuditVerify(BusMessage):
+    """CLI -> audit (`AUDIT_VERIFY`): check the stored events against their chains and checkpoints."""
+
+    since: float | None = None
+    """Check only events at or after this Unix time (each chain from its first row in range)."""
+
+
+TamperKind = Literal["modified", "deleted", "inserted", "reordered", "checkpoint"]
+
+
+class AuditVerdict(BusMessage):
+    """The answer to `AuditVerify`: OK, or the first tampered row."""
+
+    ok: bool
+    problem: TamperKind | None = None
+    detail: str | None = None
+    """What is wrong, in words: which row, which seq, and why it does not fit."""
+    event_id: str | None = None
+    producer: str | None = None
+    seq: int | None = None
+    chains: int = 0
+    events: int = 0
+    checkpoints: int = 0
+    """How much was checked (up to the finding, when there is one)."""
+    error: str | None = None
+    """Why the check could not run (the store is unavailable, a bad request)."""

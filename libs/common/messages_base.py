@@ -1,0 +1,79 @@
+"""What every bus message shares: the envelope, ids, the caller and the gateway's error (`messages`)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .errors import ErrorKind
+
+__all__ = ["SCHEMA_VERSION", "BusMessage", "Caller", "Execution", "GatewayError", "new_id"]
+
+SCHEMA_VERSION = 1
+
+
+def _fresh_prefix() -> None:
+    global _prefix
+    _prefix = os.urandom(8).hex()
+
+
+_prefix = ""
+_counter = itertools.count(1)
+_fresh_prefix()
+os.register_at_fork(after_in_child=_fresh_prefix)
+
+
+def new_id() -> str:
+    """32 hex digits, the shape of `uuid4().hex`, without `uuid4`'s system call per id (it reads
+    `os.urandom`; several ids per call add up on the hot path): 64 random bits drawn once per
+    process (again in a forked child), then a counter. Not the `random` module: tests and libraries
+    seed its shared state (hypothesis does, per example), which would repeat ids, and a repeated
+    batch id is dropped by JetStream as a duplicate. Ids are unique, not secret: nothing may use
+    one as a credential."""
+    return f"{_prefix}{next(_counter):016x}"
+
+
+Execution = Literal["ran", "not_run", "may_have_run"]
+"""Whether the upstream ran a request: it answered ("ran"), it was never sent ("not_run"), or the
+gateway lost track after sending it, or cannot tell whether it was sent ("may_have_run")."""
+
+
+class BusMessage(BaseModel):
+    """The envelope every bus message shares: a schema version, unknown fields ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=False)
+    v: int = SCHEMA_VERSION
+    """Schema version of the envelope; consumers ignore fields they do not know."""
+
+
+class Caller(BaseModel):
+    """Who is calling: resolved by ingress from the bearer key or OAuth access token, never the secret itself."""
+
+    key_id: str
+    """The key's id, or `user:<id>` for an OAuth access token (`bastion_common.oauth.USER_CALLER_PREFIX`)."""
+    key_name: str
+    user_id: str | None = None
+    """The user the request acts for: the OAuth access token's subject, or the user the key is bound
+    to. Audit events name them as the actor; per-user upstream servers are called with this user's
+    own credentials, never another's (docs/oauth.md)."""
+    team_id: str | None = None
+    customer_id: str | None = None
+    """The key's owner, as its record says: audit events name them, so analysts slice by team and customer."""
+    content_logging: bool = True
+    """The key's `content_logging`: False keeps only sizes and sha256 of its arguments and results
+    in audit events (docs/analytics.md)."""
+
+    def owner(self) -> dict[str, str | None]:
+        """The `user_id`, `team_id` and `customer_id` fields of this caller's audit events."""
+        return {"user_id": self.user_id, "team_id": self.team_id, "customer_id": self.customer_id}
+
+
+class GatewayError(BaseModel):
+    kind: ErrorKind
+    message: str
+    code: int | None = None
+    """Set when an upstream answered with its own JSON-RPC error code."""
+    data: Any = None

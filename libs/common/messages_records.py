@@ -1,0 +1,93 @@
+"""Configuration and catalog records kept in KV (`messages`): keys, servers, each server's catalog."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .config import ServerConfig
+from .entities import Budget, RateLimit
+from .llm_config import AgentMode
+from .messages_base import BusMessage
+
+__all__ = ["BreakerStatus", "CatalogTool", "KeyRecord", "ServerCatalog", "ServerRecord"]
+
+
+class KeyRecord(BusMessage):
+    id: str
+    """sha256 hex of the secret; also the KV key. The secret itself is never stored."""
+    name: str
+    grants: list[str] = Field(default_factory=list)
+    """`server/tool` patterns (wildcards allowed); deny by default."""
+    groups: list[str] = Field(default_factory=list)
+    """Tool group ids whose grants this key also gets."""
+    user_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    budget: Budget | None = None
+    rate_limit: RateLimit | None = None
+    agent: AgentMode | None = None
+    """Agent mode on `/v1/chat/completions`: which tool calls Bastion runs itself, and how deep it loops."""
+    revoked: bool = False
+    content_logging: bool = True
+    """Whether audit events of this key's requests record their arguments and results (else only
+    sizes and sha256); the deployment's `BASTION_AUDIT_CONTENT=false` turns it off for every key."""
+    code_mode: bool = False
+    """Whether `tools/list` offers this key the Code Mode meta-tools instead of the catalog
+    (docs/code-mode.md); the `X-Bastion-Code-Mode` request header overrides it."""
+    created_at: float = Field(default_factory=time.time)
+    source: str | None = None
+    """Who manages the record: "config" for keys `bastion up` applied from the config file (removed
+    again when they leave it); None for keys created any other way, which config runs never touch."""
+
+
+class ServerRecord(BusMessage):
+    name: str
+    config: ServerConfig
+    source: str | None = None
+    """"config" for servers `bastion up` / `config apply` wrote from a file (removed again when they
+    leave it); None for servers added at run time (admin API), which applying a file never touches."""
+
+
+class CatalogTool(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    tool: str
+    """The upstream's own name."""
+    definition: dict[str, Any]
+    """The upstream's `Tool` exactly as it sent it (wire JSON, camelCase)."""
+
+
+class BreakerStatus(BaseModel):
+    """The executor's circuit breaker for one server, as last published."""
+
+    model_config = ConfigDict(extra="ignore")
+    state: Literal["closed", "open", "half_open"]
+    failures: int = 0
+    """Consecutive connection failures and timeouts counted so far."""
+    probe_at: float | None = None
+    """Unix time when an open breaker lets its next probe call through."""
+
+
+class ServerCatalog(BusMessage):
+    server: str
+    status: Literal["ready", "unavailable"]
+    """Whether the server's tools are listed (ingress includes them when "ready"); see `health`."""
+    error: str | None = None
+    health: Literal["healthy", "degraded", "open", "down", "needs_auth", "disabled"] | None = None
+    """Finer than `status`: degraded = recent failures, breaker still closed; open = calls are
+    refused at once; down = not connected. None from executors that predate it."""
+    breaker: BreakerStatus | None = None
+    protocol_version: str | None = None
+    tools: list[CatalogTool] = Field(default_factory=list)
+    namespace: bool = True
+    """False when the server's tools and prompts keep their own names (`ServerConfig.namespace`)."""
+    capabilities: dict[str, Any] = Field(default_factory=dict)
+    """The upstream's server capabilities (wire JSON): which of prompts, resources (subscribe),
+    completions and logging it offers."""
+    prompts: list[dict[str, Any]] = Field(default_factory=list)
+    """The upstream's prompts (wire JSON), every page."""
+    resources: list[dict[str, Any]] = Field(default_factory=list)
+    resource_templates: list[dict[str, Any]] = Field(default_factory=list)
+    updated_at: float = Field(default_factory=time.time)

@@ -1,0 +1,289 @@
+"""Request-path messages (`messages`): a routed request, what streams back while it runs, its
+outcome, and Code Mode's calls. Serialized with orjson-backed `model_dump_json` and parsed with
+`model_validate_json`: both run in pydantic-core, no Python loop.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field, model_validator
+
+from .errors import ErrorKind
+from .messages_base import BusMessage, Caller, Execution, GatewayError, new_id
+
+__all__ = [
+    "REFUNDED",
+    "CallOutcome",
+    "CancelCall",
+    "CancelExecution",
+    "ClientReply",
+    "CodeModeAnswer",
+    "CodeModeCall",
+    "Refund",
+    "ResourceUpdated",
+    "RoutedHead",
+    "StreamEvent",
+    "ToolCall",
+    "UpstreamRequest",
+    "VisibleTools",
+    "VisibleToolsQuery",
+    "decode_outcome",
+    "encode_outcome",
+]
+
+
+class RoutedHead(BusMessage):
+    """What every request routed to one upstream carries for deciding it, and all policy reads of
+    one (`ToolCall` and `UpstreamRequest` extend it): who, where, and until when. Policy forwards
+    the same bytes, and pydantic skips the JSON a model does not name, so arguments and params are
+    never parsed there (half the parse of a small call, and of a large one, measured)."""
+
+    id: str = Field(default_factory=new_id)
+    caller: Caller
+    server: str
+    tool: str | None = None
+    """`ToolCall`: the upstream's own tool name, what grants, prices and rate limits name."""
+    target: str | None = None
+    """`UpstreamRequest`: what grants are checked against, in the `server/<target>` space:
+    `prompt:<name>` or `resource:<uri>` (see docs/access-control.md)."""
+    include_servers: list[str] | None = None
+    """`X-Bastion-Include-Servers` of the request, if given: it can only narrow what the key allows."""
+    include_tools: list[str] | None = None
+    """`X-Bastion-Include-Tools` of the request, if given."""
+    timeout: float
+    """Seconds the caller will wait; the executor gives up slightly earlier."""
+    sent_at: float = Field(default_factory=time.time)
+    deadline: float = 0.0
+    """Unix time after which ingress no longer waits for the answer (`sent_at + timeout` unless
+    given): every hop drops the request unrun once it has passed, so one ingress gave up on never
+    reaches the upstream afterwards. Hops compare it with their own clock (keep clocks in sync)."""
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> RoutedHead:
+        if not self.deadline:
+            self.deadline = self.sent_at + self.timeout
+        return self
+
+    @property
+    def granted_as(self) -> str:
+        """The name grants are checked against in the `server/...` space."""
+        return self.tool or self.target or ""
+
+
+class _Routed(RoutedHead):
+    """What the executor needs besides the head, for any routed request."""
+
+    trace_id: str | None = None
+    stream: str | None = None
+    """Subject of the agent's open response stream (an SSE answer to its POST), when it has one.
+    The executor publishes `StreamEvent`s there while the request runs: progress and log
+    notifications, and requests the upstream makes of the agent (sampling, elicitation, roots)."""
+    client: list[str] = Field(default_factory=list)
+    """Client capabilities the agent declared that an upstream may ask it for:
+    "sampling", "elicitation", "roots"; or "input_required" for a 2026-07-28 agent, which resolves
+    a 2026-07-28 upstream's `input_required` results itself (the executor does it for the others)."""
+    log_level: str | None = None
+    """The lowest log level the agent wants forwarded on its stream (2026-07-28 upstreams send log
+    messages only for requests that ask for them)."""
+    version: str | None = None
+    """The agent's protocol revision: the executor shapes the result for it (`results.shape_result`)
+    and ingress passes it on untouched. None (a Code Mode script's call): the result as it came."""
+
+
+class ToolCall(_Routed):
+    """ingress -> policy -> executor: one `tools/call`."""
+
+    tool: str
+    name: str
+    """The namespaced name the agent used."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] | None = None
+    """The request's `_meta` minus the per-request protocol envelope (progress tokens, trace context)."""
+    extra: dict[str, Any] | None = None
+    """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
+    `inputResponses` and `requestState`), forwarded as they are."""
+    arguments_blob: str | None = None
+    """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
+    holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
+
+
+class UpstreamRequest(_Routed):
+    """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
+    (`prompts/get`, `resources/read`, `resources/subscribe`, `completion/complete`, ...)."""
+
+    method: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Wire params with the upstream's own names (a prompt's un-namespaced name)."""
+    target: str
+    subscriber: str | None = None
+    """`resources/(un)subscribe`: the agent session the subscription belongs to."""
+
+
+class StreamEvent(BusMessage):
+    """executor -> the ingress holding an agent's response stream: one JSON-RPC message for the agent.
+
+    A notification (`notifications/progress`, `notifications/message`) is published; a request
+    (`sampling/createMessage`, `elicitation/create`, `roots/list`) is a NATS request whose reply
+    subject waits for the agent's answer as a `ClientReply`."""
+
+    method: str
+    params: dict[str, Any] | None = None
+
+
+class ClientReply(BusMessage):
+    """ingress -> executor: the agent's answer to a `StreamEvent` request (wire result or error)."""
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class CancelCall(BusMessage):
+    """ingress -> every ingress: an agent cancelled its request `request_id` (in session `session`)."""
+
+    key_id: str
+    session: str
+    request_id: str | int
+
+
+class CancelExecution(BusMessage):
+    """ingress -> every executor: abandon the call or request with this id."""
+
+    id: str
+
+
+class ResourceUpdated(BusMessage):
+    """executor -> every ingress: an upstream said a subscribed resource changed."""
+
+    server: str
+    uri: str
+
+
+class CallOutcome(BusMessage):
+    """executor or policy -> ingress: the result of a `ToolCall`, or why there is none.
+
+    On the bus the result travels after the envelope as its own JSON (`encode_outcome`), so the
+    receiver can pass it on without parsing it (`raw_result`); `result` is for producers that hold
+    it as a dict, and `result_value()` for consumers that need one."""
+
+    id: str
+    result: dict[str, Any] | None = None
+    """The upstream's result as wire JSON (camelCase), before it is encoded for the bus."""
+    raw_result: bytes | None = Field(default=None, exclude=True, repr=False)
+    """The result as JSON bytes, as `decode_outcome` found it after the envelope (never in the
+    envelope itself): spliced into the agent's answer as it is."""
+    is_error: bool = False
+    """The result is a tool error (`isError`): the envelope says so, so the audit reads no result."""
+    error: GatewayError | None = None
+    decided_by: Literal["policy", "executor"]
+    upstream_ms: float | None = None
+    events: int = 0
+    """`StreamEvent`s the executor sent to the call's stream before this outcome: ingress forwards
+    that many before the result, so a late notification never follows the answer."""
+    execution: Execution | None = None
+    """Whether the upstream ran the request, as far as the service answering knows."""
+    result_blob: str | None = None
+    """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
+    holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
+    cost_usd: float | None = None
+    """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
+    header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
+
+    def result_value(self) -> dict[str, Any] | None:
+        """The result as a dict, parsed from `raw_result` when that is how it came."""
+        if self.result is None and self.raw_result is not None:
+            parsed = orjson.loads(self.raw_result)
+            self.result = parsed if isinstance(parsed, dict) else None
+        return self.result
+
+
+REFUNDED: frozenset[ErrorKind] = frozenset(
+    {
+        ErrorKind.UPSTREAM_UNAVAILABLE,
+        ErrorKind.UPSTREAM_TIMEOUT,
+        ErrorKind.UPSTREAM_ERROR,
+        ErrorKind.INVALID_ARGUMENTS,
+        ErrorKind.UNKNOWN_TOOL,
+        ErrorKind.GATEWAY_UNAVAILABLE,
+        ErrorKind.GATEWAY_TIMEOUT,
+        ErrorKind.INTERNAL,
+    }
+)
+"""Outcomes after which a call's charge is refunded: the tool did not run (or the gateway cannot know
+it did). A tool result with `isError` is a tool that ran, and stays charged."""
+
+
+class Refund(BusMessage):
+    """executor, ingress, codemode -> policy: give back what the call `id` was charged (at most once)."""
+
+    id: str
+
+
+def encode_outcome(outcome: CallOutcome) -> bytes:
+    """The bus form of an outcome: its envelope (JSON on one line), then, after a newline, the
+    result's JSON (`raw_result`, or `result` encoded) when it has one."""
+    raw = outcome.raw_result
+    if raw is None and outcome.result is not None:
+        raw = orjson.dumps(outcome.result)
+    envelope = outcome.model_dump_json(exclude={"result"}).encode()
+    return envelope if raw is None else envelope + b"\n" + raw
+
+
+def decode_outcome(data: bytes) -> CallOutcome:
+    """An outcome from its bus form (`encode_outcome`); the result stays bytes (`raw_result`).
+    Raises `pydantic.ValidationError` when the envelope is not a `CallOutcome`."""
+    envelope, newline, raw = data.partition(b"\n")  # compact JSON has no raw newline
+    outcome = CallOutcome.model_validate_json(envelope)
+    if newline:
+        outcome.raw_result = raw
+    return outcome
+
+
+class VisibleToolsQuery(BusMessage):
+    caller: Caller
+    include_servers: list[str] | None = None
+    include_tools: list[str] | None = None
+    tools: list[tuple[str, str]]
+    """(server, tool) pairs ingress knows about; policy answers which of them the caller may use."""
+
+
+class VisibleTools(BusMessage):
+    allowed: list[int] = Field(default_factory=list)
+    """Indexes into the query's `tools`."""
+    error: GatewayError | None = None
+
+
+# ---------------------------------------------------------------- Code Mode
+
+
+class CodeModeCall(BusMessage):
+    """ingress -> codemode: one call of a Code Mode meta-tool (`bastion_common.codemode.META_TOOLS`)."""
+
+    id: str = Field(default_factory=new_id)
+    trace_id: str | None = None
+    caller: Caller
+    tool: str
+    """The meta-tool's name."""
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    include_servers: list[str] | None = None
+    include_tools: list[str] | None = None
+    parent_id: str
+    """`event_id` of the audit event ingress writes for this meta-tool call: the parent of every tool
+    call the run makes."""
+    timeout: float
+    """Seconds ingress waits; each tool call of a run gets at most what is left of it."""
+
+
+class CodeModeAnswer(BusMessage):
+    """codemode -> ingress: the meta-tool's `CallToolResult` (wire JSON), or why there is none."""
+
+    id: str
+    result: dict[str, Any] | None = None
+    error: GatewayError | None = None
+    calls: int = 0
+    """Tool calls the run made (each audited on its own with `parent_id`)."""
+    authorize_urls: dict[str, str] = Field(default_factory=dict)
+    """Server -> the caller's link to authorize it (per-user servers the run was refused by). Kept
+    out of `result`, which the run's audit row records: ingress adds them to the agent's answer only."""

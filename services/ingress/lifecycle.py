@@ -1,0 +1,57 @@
+"""What Bastion says about itself: `initialize`'s answer and 2026-07-28 `server/discover`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from .protocol import SERVER_INFO
+
+__all__ = ["discovery", "initialize_result"]
+
+_INSTRUCTIONS = (
+    "Tools and prompts from every upstream MCP server behind this Bastion gateway, namespaced as "
+    "<server>__<name>, and their resources under their own URIs. You see only what your key is allowed to use."
+)
+
+
+def capabilities(version: str) -> dict[str, Any]:
+    """Everything Bastion proxies, whatever servers are connected right now (lists may be empty).
+    2026-07-28 dropped `logging`; its change notifications and resource updates travel on
+    `subscriptions/listen` streams."""
+    if version in MODERN_PROTOCOL_VERSIONS:
+        return {
+            "tools": {"listChanged": True},
+            "prompts": {"listChanged": True},
+            "resources": {"subscribe": True, "listChanged": True},
+            "completions": {},
+        }
+    return {
+        "tools": {"listChanged": True},
+        "prompts": {"listChanged": True},
+        "resources": {"subscribe": True, "listChanged": True},
+        "completions": {},
+        "logging": {},
+    }
+
+
+def initialize_result(version: str) -> dict[str, Any]:
+    """The result of a handshake in `version` (already negotiated)."""
+    return {
+        "protocolVersion": version,
+        "capabilities": capabilities(version),
+        "serverInfo": SERVER_INFO,
+        "instructions": _INSTRUCTIONS,
+    }
+
+
+def discovery() -> dict[str, Any]:
+    """The result of `server/discover`."""
+    return {
+        "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
+        "capabilities": capabilities(MODERN_PROTOCOL_VERSIONS[-1]),
+        "instructions": _INSTRUCTIONS,
+        "cacheScope": "private",
+        "ttlMs": 0,
+    }

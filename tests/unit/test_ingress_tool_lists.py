@@ -1,0 +1,43 @@
+"""The per-key `tools/list` cache (`bastion_ingress.tool_lists`): answers only for the revisions it
+was computed at and while young, and an aged answer policy confirms is reused, not encoded again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from bastion_ingress.tool_lists import ListCache
+
+
+@dataclass
+class Tool:
+    fragment: orjson.Fragment
+
+
+TOOLS = [Tool(orjson.Fragment(orjson.dumps({"name": f"t{i}"}))) for i in range(4)]
+
+
+def test_an_answer_is_served_at_its_revisions_while_young() -> None:
+    cache = ListCache(ttl=60)
+    encoded = cache.put("key", (1, 1, 1), [0, 2], TOOLS)
+    assert orjson.loads(orjson.dumps(encoded)) == [{"name": "t0"}, {"name": "t2"}]
+    assert cache.get("key", (1, 1, 1)) is encoded
+    assert cache.get("key", (2, 1, 1)) is None  # the catalog changed
+    assert cache.get("other", (1, 1, 1)) is None
+
+
+def test_an_aged_answer_is_asked_again_and_reused_only_when_policy_allows_the_same() -> None:
+    cache = ListCache(ttl=-1.0)  # every entry is past its age as soon as it is kept
+    first = cache.put("key", (1, 1, 1), [0, 2], TOOLS)
+    assert cache.get("key", (1, 1, 1)) is None
+    assert cache.put("key", (1, 1, 1), [0, 2], TOOLS) is first
+    narrower = cache.put("key", (1, 1, 1), [2], TOOLS)
+    assert orjson.loads(orjson.dumps(narrower)) == [{"name": "t2"}]
+    assert cache.put("key", (1, 2, 1), [2], TOOLS) is not narrower  # the key changed: encoded anew
+
+
+def test_an_answer_not_to_keep_is_not_kept() -> None:
+    cache = ListCache(ttl=60)
+    cache.put("key", (1, 1, 1), [1], TOOLS, keep=False)
+    assert cache.get("key", (1, 1, 1)) is None
