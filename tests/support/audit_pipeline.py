@@ -1,0 +1,61 @@
+"""What the audit pipeline tests share: a sample event and reads of the store, the query subject and
+the stream's durable consumer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
+
+from bastion_audit import AuditService
+from bastion_audit.writer import DURABLE
+from bastion_common import subjects
+from bastion_common.audit_publisher import AuditPublisher
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+
+WAIT = 60.0
+"""Upper bound for a condition; tests return as soon as it holds (a lost ack is redelivered after 30 s)."""
+
+
+def event(i: int = 0, **fields: object) -> AuditEvent:
+    base: dict[str, object] = {
+        "key_name": f"key-{i % 3}",
+        "key_id": f"id-{i % 3}",
+        "server": f"srv-{i % 2}",
+        "tool": f"tool_{i}",
+        "name": f"srv-{i % 2}__tool_{i}",
+        "status": "ok",
+        "latency_ms": 1.5 + i,
+    }
+    return AuditEvent.model_validate(base | fields)
+
+
+async def stored(service: AuditService) -> int:
+    return await asyncio.to_thread(service.store.count)
+
+
+async def query(nc: NATS, **fields: object) -> AuditRows:
+    reply = await nc.request(subjects.AUDIT_QUERY, AuditQuery(**fields).model_dump_json().encode(), timeout=10)
+    return AuditRows.model_validate_json(reply.data)
+
+
+async def consumer_idle(js: JetStreamContext) -> bool:
+    """Every message in the stream was delivered and settled (acked or terminated)."""
+    info = await js.consumer_info(subjects.AUDIT_STREAM, DURABLE)
+    return info.num_pending == 0 and info.num_ack_pending == 0
+
+
+async def redelivered(js: JetStreamContext) -> bool:
+    """The writer gave events back (nak) at least once instead of acking them."""
+    info = await js.consumer_info(subjects.AUDIT_STREAM, DURABLE)
+    return bool(info.num_redelivered)
+
+
+async def stored_is(service: AuditService, n: int) -> bool:
+    return await stored(service) == n
+
+
+async def drained(publisher: AuditPublisher) -> bool:
+    """Every event the publisher took was acked or dead-lettered."""
+    return publisher.pending == 0
