@@ -44,8 +44,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 class _Sink(BaseHTTPRequestHandler):
-    """An OTLP/HTTP collector that accepts every export and keeps nothing."""
+    """An OTLP/HTTP collector that accepts every export and keeps nothing; keep-alive like a real
+    collector (HTTP/1.0 would make every export open a new connection)."""
 
+    protocol_version = "HTTP/1.1"
     spans_bytes = 0
 
     def do_POST(self) -> None:  # the stdlib's name
