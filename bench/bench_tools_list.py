@@ -13,6 +13,9 @@ Two phases, sequential requests on one keep-alive connection (2025-06-18 session
   cached   the key's answer is cached in ingress (`handlers.tools_list`): encoding and sending it
   fresh    the cache expired first (it lives 0.5 s): policy filters the 1,343 (server, tool) pairs
            for the key over NATS, then the same
+  fresh b2b  back to back, each request under another cache entry (its X-Bastion-Include-Servers is
+           `*` plus a pattern no server has, so the same 1,343 tools): the fresh path without the
+           half-second idle before each request
 Latency is from the request to the last byte of the answer, read by a raw HTTP/1.1 client (`RawPost`:
 an HTTP library's own parsing of 1.7 MB costs more than the gateway does); one answer is parsed
 once, to check it lists every tool. `--baseline REF` runs REF's services too, first.
@@ -70,6 +73,12 @@ class RawPost:
         lines = [f"POST {parts.path} HTTP/1.1", f"host: {parts.netloc}", f"content-length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items() if name != "content-length"]
         self.request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        self._url, self._headers, self._body = url, headers, body
+
+    def with_headers(self, more: dict[str, str]) -> RawPost:
+        """The same connection, sending the request with `more` headers."""
+        self.request = RawPost(self._url, self._headers | more, self._body).request
+        return self
 
     async def open(self) -> RawPost:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port, limit=1 << 22)
@@ -99,11 +108,13 @@ async def measure(url: str, calls: int) -> list[Result]:
     raw = await RawPost(url, headers | {"accept": "application/json"}, body).open()
     size = len(await raw.post())
     results = []
-    for phase, pause in (("cached", 0.0), ("fresh", _FRESH_AFTER)):
+    for phase, pause in (("cached", 0.0), ("fresh", _FRESH_AFTER), ("fresh b2b", 0.0)):
         samples = []
-        for _ in range(calls):
+        for n in range(calls):
             if pause:
                 await asyncio.sleep(pause)
+            if phase == "fresh b2b":  # another cache entry, the same 1,343 tools (`*`, and a pattern matching none)
+                raw = raw.with_headers({"x-bastion-include-servers": f"*,no-such-server-{n}"})
             start = time.perf_counter()
             await raw.post()
             samples.append((time.perf_counter() - start) * 1000)
