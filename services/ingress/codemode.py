@@ -25,7 +25,7 @@ from bastion_common.relay import AckedRequester, ResponderLost
 from bastion_common.settings import IngressSettings
 
 from .keys import KeyDirectory
-from .protocol import error_body, gateway_error_body, shape_result
+from .protocol import error_body, gateway_error_body, ok_body
 
 __all__ = ["CodeModeRouter"]
 
@@ -69,7 +69,7 @@ class CodeModeRouter:
             result: dict[str, Any] = {"tools": list(META_TOOLS)}
             if ctx.version in MODERN_PROTOCOL_VERSIONS:
                 result |= {"cacheScope": "private", "ttlMs": 0}
-            return _ok(ctx, result), None
+            return ok_body(ctx.request_id, ctx.version, result), None
         name = params.get("name")
         if not isinstance(name, str) or name not in META_TOOL_NAMES:
             return None  # a catalog tool called directly: policy decides as usual
@@ -104,7 +104,8 @@ class CodeModeRouter:
         audit = _audit(ctx, request, answer, content=self.audit_content)
         if answer.error is not None:
             return gateway_error_body(ctx.request_id, answer.error, tool=name), audit
-        return _ok(ctx, _with_links(answer.result or {"content": []}, answer.authorize_urls)), audit
+        result = _with_links(answer.result or {"content": []}, answer.authorize_urls)
+        return ok_body(ctx.request_id, ctx.version, result), audit
 
     async def _send(self, request: CodeModeCall) -> CodeModeAnswer:
         def failed(kind: ErrorKind, message: str) -> CodeModeAnswer:
@@ -137,10 +138,6 @@ def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]
         return result
     lines = [f"authorize {server} for your user first: open {url}" for server, url in sorted(links.items())]
     return {**result, "content": [*result.get("content", []), {"type": "text", "text": "\n".join(lines)}]}
-
-
-def _ok(ctx: Any, result: dict[str, Any]) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": ctx.request_id, "result": shape_result(result, ctx.version)}
 
 
 def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool) -> AuditEvent:

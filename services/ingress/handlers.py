@@ -38,7 +38,7 @@ from .protocol import (
     error_body,
     gateway_error_body,
     negotiate_handshake,
-    shape_result,
+    ok_body,
     tool_error_result,
 )
 from .routed import RoutedRequests, forwarded_meta
@@ -162,11 +162,11 @@ class Handlers(RoutedRequests):
         if method == "tools/list":
             return await self.tools_list(ctx), None
         if method == "ping":
-            return self._ok(ctx, {}), None
+            return ok_body(ctx.request_id, ctx.version, {}), None
         if method == "initialize":
             return self.initialize(ctx, params), None
         if method == "server/discover":
-            return self._ok(ctx, discovery()), None
+            return ok_body(ctx.request_id, ctx.version, discovery()), None
         if method == "prompts/list":
             return await self._list(ctx, "prompts", self.catalog.prompts), None
         if method == "resources/list":
@@ -185,14 +185,11 @@ class Handlers(RoutedRequests):
             ctx.request_id, METHOD_NOT_FOUND, f"Method not found: {method!r} is not supported by this gateway"
         ), None
 
-    def _ok(self, ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
-        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": shape_result(result, ctx.version)}
-
     # ------------------------------------------------------------------ lifecycle
 
     def initialize(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.version = negotiate_handshake(params.get("protocolVersion"))
-        return self._ok(ctx, initialize_result(ctx.version))
+        return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version))
 
     @staticmethod
     def supported_versions() -> list[str]:
@@ -220,7 +217,7 @@ class Handlers(RoutedRequests):
         result: dict[str, Any] = {"tools": tools_json}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:
             result |= {"cacheScope": "private", "ttlMs": 0}
-        return self._ok(ctx, result)
+        return ok_body(ctx.request_id, ctx.version, result)
 
     async def tools_call(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
         name, arguments = params.get("name"), params.get("arguments")
@@ -272,7 +269,7 @@ class Handlers(RoutedRequests):
         )
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
-                return self._ok(ctx, as_result), audit
+                return ok_body(ctx.request_id, ctx.version, as_result), audit
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit
         return self._answer(ctx, outcome, {"content": []}), audit
 
@@ -282,12 +279,12 @@ class Handlers(RoutedRequests):
         """A prompts / resources / templates list: what the key may use, from memory."""
         cache = {"cacheScope": "private", "ttlMs": 0} if ctx.version in MODERN_PROTOCOL_VERSIONS else {}
         if not listing.entries:
-            return self._ok(ctx, {field_name: [], **cache})
+            return ok_body(ctx.request_id, ctx.version, {field_name: [], **cache})
         allowed = await self.gateway.visible(ctx.caller, listing.pairs, ctx.include_servers, None)
         if isinstance(allowed, GatewayError):
             return gateway_error_body(ctx.request_id, allowed)
         entries = listing.entries
-        return self._ok(ctx, {field_name: [entries[i].fragment for i in allowed], **cache})
+        return ok_body(ctx.request_id, ctx.version, {field_name: [entries[i].fragment for i in allowed], **cache})
 
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Per session: the level filters the log notifications Bastion forwards to this agent (upstream
@@ -297,7 +294,7 @@ class Handlers(RoutedRequests):
             return error_body(ctx.request_id, INVALID_PARAMS, f"'level' must be one of {', '.join(LOG_LEVELS)}")
         if ctx.session is not None:
             await self.state.set_level(ctx.session, level)
-        return self._ok(ctx, {})
+        return ok_body(ctx.request_id, ctx.version, {})
 
     async def on_cancel(self, msg: Any) -> None:
         """`CALL_CANCEL` from any replica: abandon the call if this replica runs it."""

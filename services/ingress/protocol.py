@@ -35,6 +35,7 @@ __all__ = [
     "encode_json",
     "error_body",
     "negotiate_handshake",
+    "ok_body",
     "parse_json",
     "result_object",
     "shape_result",
@@ -71,6 +72,11 @@ def tool_error_result(error: GatewayError, version: str) -> dict[str, Any] | Non
     if error.kind is not ErrorKind.INVALID_ARGUMENTS or version < INVALID_ARGUMENTS_AS_TOOL_ERROR_SINCE:
         return None
     return {"content": [{"type": "text", "text": error.message}], "isError": True}
+
+
+def ok_body(request_id: Any, version: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-RPC answer carrying `result`, shaped for the agent's protocol revision."""
+    return {"jsonrpc": "2.0", "id": request_id, "result": shape_result(result, version)}
 
 
 def error_body(request_id: Any, code: int, message: str, data: Any = None) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from .audit_events import Ending, audit_event
 from .catalog import Catalog, CatalogEntry
 from .context import RequestContext
 from .gateway import Gateway
-from .protocol import ENVELOPE_META_KEYS, RawJson, error_body, gateway_error_body
+from .protocol import ENVELOPE_META_KEYS, RawJson, error_body, gateway_error_body, ok_body
 from .session_state import SessionState
 from .streams import CallStreams
 
@@ -33,7 +33,7 @@ _Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
 
 
 class RoutedRequests:
-    """Needs what `Handlers` holds (declared here) and its `_ok`."""
+    """Needs what `Handlers` holds (declared here)."""
 
     catalog: Catalog
     gateway: Gateway
@@ -44,9 +44,6 @@ class RoutedRequests:
     audits_owed: int
     audit_content: bool
     audit_limit: int | None
-
-    def _ok(self, ctx: RequestContext, result: dict[str, Any]) -> dict[str, Any]:
-        raise NotImplementedError
 
     def _audit(
         self,
@@ -77,7 +74,7 @@ class RoutedRequests:
         agent's revision (`version` of the request), so its bytes go in untouched."""
         if outcome.raw_result is not None:
             return {"jsonrpc": "2.0", "id": ctx.request_id, "result": RawJson(outcome.raw_result)}
-        return self._ok(ctx, outcome.result or empty)
+        return ok_body(ctx.request_id, ctx.version, outcome.result or empty)
 
     async def prompts_get(
         self, ctx: RequestContext, params: dict[str, Any]
