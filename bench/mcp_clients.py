@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ class McpClient:
         await self.http.aclose()
 
 
-class _Matched:
+class _Matched(ABC):
     """Answers matched to requests by id, for transports whose answers arrive on a stream of their own."""
 
     def __init__(self) -> None:
@@ -120,8 +121,9 @@ class _Matched:
         if future is not None and not future.done():
             future.set_result(message)
 
+    @abstractmethod
     async def _send(self, message: dict) -> None:
-        raise NotImplementedError
+        """Write one JSON-RPC message to the server (a line on stdin, a POST to the SSE endpoint)."""
 
     async def request(self, method: str, params: dict | None = None) -> dict:
         self.next_id += 1
