@@ -1,13 +1,11 @@
-"""Debian's Chromium, headless, for the dashboard test: installed on first use when missing (as root,
-as CI runs), like Node 22 for the conformance suite."""
+"""Debian's Chromium, headless, for the dashboard test (installed on first use: `debian.debian_binary`)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import subprocess
 from pathlib import Path
+
+from tests.support.debian import debian_binary
 
 __all__ = ["chromium", "dump_dom", "screenshot"]
 
@@ -26,18 +24,7 @@ FLAGS = (
 
 def chromium() -> str:
     """The chromium binary; installs the Debian package if it is missing and we may (root, apt-get)."""
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise RuntimeError("chromium is missing: install it with `apt-get install -y chromium` (needs root)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env, timeout=900)
-    found = shutil.which("chromium")
-    if not found:
-        raise RuntimeError("apt-get installed chromium but no `chromium` is on PATH")
-    return found
+    return debian_binary("chromium")
 
 
 async def _run(url: str, profile: Path, *extra: str) -> str:

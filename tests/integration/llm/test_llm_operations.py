@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from bastion_common import subjects
 from bastion_common.audit_journal import JournalContents, read_segments
 from bastion_common.nats import connect, kv_bucket
+from tests.support.debian import debian_binary
 from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import ADMIN_TOKEN, AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client
 from tests.support.llm_provider import Held, Reply
@@ -153,8 +153,7 @@ async def test_the_docs_sdk_examples_run_as_written(gateway, provider, capsys):
 
 
 async def test_the_docs_curl_examples_run_as_written(gateway, provider):
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed on this machine")
+    debian_binary("curl")  # the docs' examples call it by name
     (script,) = [block for block in _docs_blocks("bash", gateway) if "/v1/models" in block]
     provider.script = [Reply(tool_calls=[("echo__echo", {"text": "hi"})])]
     done = await asyncio.to_thread(
