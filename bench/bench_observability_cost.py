@@ -18,23 +18,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_stack import start_upstream
+from gateway_stack import Gateway, launch, start_upstream
 from mcp_clients import McpClient, sequential
 
 SERVICES = ("bastion_ingress", "bastion_policy", "bastion_executor", "bastion_audit")
@@ -98,42 +91,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
-def start_stack(upstream_url: str, workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+def start_stack(upstream_url: str, workdir: Path, env: dict[str, str]) -> Gateway:
     """`bastion up` with the `echo` upstream and the two keys; `env` on top of this process's."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = workdir / "bench.yaml"
     keys = [
         {"name": "content", "key": CONTENT_KEY, "tools": ["echo/*"]},
         {"name": "digest", "key": DIGEST_KEY, "tools": ["echo/*"], "content_logging": False},
     ]
-    config.write_text(
-        json.dumps(
-            {"mcpServers": {"echo": {"url": upstream_url}}, "keys": keys, "stack": {"data_dir": str(workdir / "data")}}
-        )
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion_cli", "up", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "BASTION_LOG_LEVEL": "WARNING", **env},
-        cwd=workdir,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            health = httpx.get(f"{base}/healthz", timeout=1)
-            if health.status_code == 200 and health.json().get("tools", 0) > 0:
-                return proc, f"{base}/mcp"
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise SystemExit("bastion up exited; run it by hand to see why")
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    raise SystemExit("the gateway did not become ready within 90 s")
+    return launch({"mcpServers": {"echo": {"url": upstream_url}}, "keys": keys}, workdir, env)
 
 
 async def measure(
@@ -155,12 +119,12 @@ async def measure(
         }
         try:
             modes = {}
-            for name, (proc, url) in stacks.items():
-                pids = service_pids(proc.pid)
+            for name, stack in stacks.items():
+                pids = service_pids(stack.proc.pid)
                 if len(pids) != len(SERVICES):
                     raise SystemExit(f"{name}: found {len(pids)} service processes, not {len(SERVICES)}")
                 for content, key in (("content off", DIGEST_KEY), ("content on", CONTENT_KEY)):
-                    client = await McpClient(url, key).open()
+                    client = await McpClient(stack.url, key).open()
                     await sequential(client, "tools/call", params, warmup, "result")
                     modes[f"{name}, {content}"] = (client, pids)
             samples: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -178,10 +142,8 @@ async def measure(
             for client, _ in modes.values():
                 await client.close()
         finally:
-            for proc, _ in stacks.values():
-                proc.send_signal(signal.SIGTERM)
-            for proc, _ in stacks.values():
-                proc.wait(60)
+            for stack in stacks.values():
+                stack.stop()
     return samples, per_service
 
 

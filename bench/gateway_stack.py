@@ -97,25 +97,26 @@ def start_gateway(
 ) -> Gateway:
     """`bastion up` with `servers` (`mcpServers` entries), every one of whose tools `KEY` may call
     (`DENIED_KEY` none), its NATS monitoring port on; ready once `tools` tools are listed."""
+    keys = [
+        {"name": "bench", "key": KEY, "tools": [f"{name}/*" for name in servers]},
+        {"name": "denied", "key": DENIED_KEY, "tools": []},
+    ]
+    return launch(
+        {"mcpServers": servers, "keys": keys}, workdir, {"BASTION_NATS_MONITOR": "1", **(extra_env or {})}, tools
+    )
+
+
+def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 1) -> Gateway:
+    """`bastion up` with `config` (its state under `workdir`), `extra_env` on top of this process's
+    (`_CLI_PATH` names where `bastion up` itself comes from); ready once `tools` tools are listed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = workdir / "bench.yaml"
-    config.write_text(
-        json.dumps(
-            {
-                "mcpServers": servers,
-                "keys": [
-                    {"name": "bench", "key": KEY, "tools": [f"{name}/*" for name in servers]},
-                    {"name": "denied", "key": DENIED_KEY, "tools": []},
-                ],
-                "stack": {"data_dir": str(workdir / "data")},
-            }
-        )
-    )
-    env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", "BASTION_NATS_MONITOR": "1", **(extra_env or {})}
+    path = workdir / "bench.yaml"
+    path.write_text(json.dumps({**config, "stack": {"data_dir": str(workdir / "data")}}))
+    env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", **extra_env}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CLI, env.pop(_CLI_PATH, ""), "up", "--config", str(config), "--port", str(port)],
+        [sys.executable, "-c", _CLI, env.pop(_CLI_PATH, ""), "up", "--config", str(path), "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
