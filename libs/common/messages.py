@@ -41,6 +41,8 @@ from .messages_routed import (
     VisibleToolsQuery,
     decode_outcome,
     encode_outcome,
+    pack_pairs,
+    unpack_pairs,
 )
 
 __all__ = [
@@ -80,4 +82,6 @@ __all__ = [
     "decode_outcome",
     "encode_outcome",
     "new_id",
+    "pack_pairs",
+    "unpack_pairs",
 ]

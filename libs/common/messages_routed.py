@@ -6,6 +6,7 @@ outcome, and Code Mode's calls. Serialized with orjson-backed `model_dump_json` 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import orjson
@@ -32,6 +33,8 @@ __all__ = [
     "VisibleToolsQuery",
     "decode_outcome",
     "encode_outcome",
+    "pack_pairs",
+    "unpack_pairs",
 ]
 
 
@@ -245,8 +248,34 @@ class VisibleToolsQuery(BusMessage):
     caller: Caller
     include_servers: list[str] | None = None
     include_tools: list[str] | None = None
-    tools: list[tuple[str, str]]
-    """(server, tool) pairs ingress knows about; policy answers which of them the caller may use."""
+    tools: str
+    """(server, tool) pairs the asker knows about, packed as one JSON array (`pack_pairs`); policy
+    answers which of them the caller may use. Packed, not a list of pairs, because a catalog's list
+    is the same question every time: the asker packs it once per catalog revision, and policy unpacks
+    one it has seen before for the cost of a dict lookup (pydantic took ~0.6 ms a side for 1,343
+    pairs)."""
+
+
+def pack_pairs(pairs: Sequence[tuple[str, str]]) -> str:
+    """(server, name) pairs as `VisibleToolsQuery.tools` carries them."""
+    return orjson.dumps(pairs).decode()
+
+
+def unpack_pairs(packed: str) -> list[tuple[str, str]]:
+    """The pairs `pack_pairs` packed; raises ValueError when `packed` is not a JSON array of
+    two-string arrays."""
+    try:
+        items = orjson.loads(packed)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"'tools' is not JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise ValueError("'tools' must be a JSON array of [server, name] pairs")
+    pairs = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], str)):
+            raise ValueError("every item of 'tools' must be a [server, name] pair of strings")
+        pairs.append((item[0], item[1]))
+    return pairs
 
 
 class VisibleTools(BusMessage):

@@ -45,13 +45,13 @@ class PolicyGateway:
     async def visible(
         self,
         caller: Caller,
-        tools: list[tuple[str, str]],
+        tools: str,
         include_servers: list[str] | None,
         include_tools: list[str] | None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> list[int] | GatewayError:
-        if not tools:
-            return []
+        """Indexes of the (server, tool) pairs packed in `tools` (`messages.pack_pairs`) the caller
+        may use, as policy decides; or why there is no answer."""
         query = VisibleToolsQuery(
             caller=caller, tools=tools, include_servers=include_servers, include_tools=include_tools
         )

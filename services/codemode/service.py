@@ -182,7 +182,11 @@ class CodeModeService:
         assert self.gateway is not None and self.meta is not None
         catalog = self.catalog
         revision, pairs, definitions = catalog.revision, catalog.pairs, catalog.definitions
-        allowed = await self.gateway.visible(request.caller, pairs, request.include_servers, request.include_tools)
+        allowed = (
+            await self.gateway.visible(request.caller, catalog.packed, request.include_servers, request.include_tools)
+            if pairs
+            else []
+        )
         if isinstance(allowed, GatewayError):
             return CodeModeAnswer(id=request.id, error=allowed)
         view = self.views.view(revision, allowed, pairs, definitions)

@@ -177,11 +177,13 @@ class Gateway:
     async def visible(
         self,
         caller: Caller,
-        tools: list[tuple[str, str]],
+        tools: str,
         include_servers: tuple[str, ...] | None = None,
         include_tools: tuple[str, ...] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> list[int] | GatewayError:
+        """Indexes of the (server, tool) pairs packed in `tools` (`messages.pack_pairs`) the caller
+        may use, as policy decides; or why there is no answer."""
         query = VisibleToolsQuery(
             caller=caller,
             tools=tools,

@@ -204,7 +204,7 @@ class Handlers(RoutedRequests):
         if tools_json is None:
             tools = self.catalog.tools
             allowed = (
-                await self.gateway.visible(ctx.caller, tools.pairs, ctx.include_servers, ctx.include_tools)
+                await self.gateway.visible(ctx.caller, tools.packed, ctx.include_servers, ctx.include_tools)
                 if tools.entries
                 else []
             )
@@ -280,7 +280,7 @@ class Handlers(RoutedRequests):
         cache = {"cacheScope": "private", "ttlMs": 0} if ctx.version in MODERN_PROTOCOL_VERSIONS else {}
         if not listing.entries:
             return ok_body(ctx.request_id, ctx.version, {field_name: [], **cache})
-        allowed = await self.gateway.visible(ctx.caller, listing.pairs, ctx.include_servers, None)
+        allowed = await self.gateway.visible(ctx.caller, listing.packed, ctx.include_servers, None)
         if isinstance(allowed, GatewayError):
             return gateway_error_body(ctx.request_id, allowed)
         entries = listing.entries

@@ -15,7 +15,15 @@ from mcp_types import INVALID_PARAMS
 
 from bastion_common.audit_content import content_fields
 from bastion_common.errors import ErrorKind
-from bastion_common.messages import AuditEvent, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from bastion_common.messages import (
+    AuditEvent,
+    CallOutcome,
+    Execution,
+    GatewayError,
+    ToolCall,
+    UpstreamRequest,
+    pack_pairs,
+)
 
 from .audit_events import Ending, audit_event
 from .catalog import Catalog, CatalogEntry
@@ -145,7 +153,7 @@ class RoutedRequests:
         if not owners:
             return [], []
         allowed = await self.gateway.visible(
-            ctx.caller, [(e.server, f"resource:{u}") for u, e in owners], ctx.include_servers, None
+            ctx.caller, pack_pairs([(e.server, f"resource:{u}") for u, e in owners]), ctx.include_servers, None
         )
         if isinstance(allowed, GatewayError):
             return [], []

@@ -3,6 +3,10 @@
 An entry is the encoded tools array (an `orjson.Fragment`, spliced into each answer as it is) with
 the revisions it was computed at (catalog, key, policy): a change of any makes it stale at once, as
 does age (`_TTL`), which bounds the window in which policy may not have seen a change yet.
+
+The arrays themselves are shared: one catalog revision and one set of allowed tools always encode
+to the same bytes, so every key (and narrowing) that may use the same tools, and every aged entry
+policy confirms unchanged, reuses one array instead of encoding megabytes again.
 """
 
 from __future__ import annotations
@@ -22,9 +26,16 @@ ingress sees them; the TTL bounds the window in which policy may not have seen t
 _MAX_BYTES = 64 * 1024 * 1024
 """Bytes of cached `tools/list` answers kept at once, least recently used dropped first: the cache is
 keyed by key and narrowing headers, which agents choose."""
+_ENTRY_BYTES = 16 * 1024 * 1024
+"""Bytes of per-key entries kept at once: an entry names its shared array by the indexes in it
+(8 bytes a tool), so a 1,343-tool answer costs ~11 kB a key, not its 1.7 MB."""
 
-_Entry = tuple[tuple[int, ...], float, orjson.Fragment, int, list[int]]
-"""(revisions it was computed at, when, the tools array, its size in bytes, the catalog indexes in it)"""
+_Shared = tuple[int, tuple[int, ...]]
+"""(catalog revision, the catalog indexes in the array): what names one encoded tools array"""
+_Entry = tuple[tuple[int, ...], float, _Shared]
+"""(revisions it was computed at, when, its array's name)"""
+_Array = tuple[orjson.Fragment, int]
+"""(an encoded tools array, its size in bytes)"""
 
 
 class HasFragment(Protocol):
@@ -33,16 +44,20 @@ class HasFragment(Protocol):
 
 
 class ListCache:
-    def __init__(self, ttl: float = _TTL, max_bytes: int = _MAX_BYTES) -> None:
+    def __init__(self, ttl: float = _TTL, max_bytes: int = _MAX_BYTES, entry_bytes: int = _ENTRY_BYTES) -> None:
         self._ttl, self._max_bytes = ttl, max_bytes
-        self._entries: LRUCache[Hashable, _Entry] = LRUCache(maxsize=max_bytes, getsizeof=lambda e: e[3] + 256)
+        self._entries: LRUCache[Hashable, _Entry] = LRUCache(
+            maxsize=entry_bytes, getsizeof=lambda entry: 8 * len(entry[2][1]) + 256
+        )
+        self._arrays: LRUCache[_Shared, _Array] = LRUCache(maxsize=max_bytes, getsizeof=lambda array: array[1] + 256)
 
     def get(self, key: Hashable, stamp: tuple[int, ...]) -> orjson.Fragment | None:
         """The cached tools array of `key` if it was computed at `stamp` and is young enough."""
         entry = self._entries.get(key)
         if entry is None or entry[0] != stamp or time.monotonic() - entry[1] > self._ttl:
             return None
-        return entry[2]
+        array = self._arrays.get(entry[2])
+        return None if array is None else array[0]
 
     def put(
         self,
@@ -53,16 +68,16 @@ class ListCache:
         *,
         keep: bool = True,
     ) -> orjson.Fragment:
-        """The array of `tools[i]` for each `i` in `allowed` (each already JSON); kept for `key` when
-        `keep`, unless it alone would take a quarter of the cache. When policy allowed the same
-        tools as last time at the same revisions (the entry had only aged), that array is reused
-        instead of encoded again: for a large catalog, a copy of megabytes."""
-        previous = self._entries.get(key)
-        if previous is not None and previous[0] == stamp and previous[4] == allowed:
-            fragment, size = previous[2], previous[3]
-        else:
+        """The array of `tools[i]` for each `i` in `allowed` (each already JSON), `tools` being the
+        catalog at revision `stamp[0]`; kept for `key` when `keep`, unless it alone would take a
+        quarter of the cache."""
+        shared = (stamp[0], tuple(allowed))
+        array = self._arrays.get(shared)
+        if array is None:
             encoded = orjson.dumps([tools[i].fragment for i in allowed])
-            fragment, size = orjson.Fragment(encoded), len(encoded)
-        if keep and size < self._max_bytes // 4:
-            self._entries[key] = (stamp, time.monotonic(), fragment, size, allowed)
-        return fragment
+            array = (orjson.Fragment(encoded), len(encoded))
+            if keep and array[1] < self._max_bytes // 4:
+                self._arrays[shared] = array
+        if keep and shared in self._arrays:
+            self._entries[key] = (stamp, time.monotonic(), shared)
+        return array[0]

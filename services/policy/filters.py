@@ -53,8 +53,14 @@ class Narrowing:
             object.__setattr__(self, "_tools", GrantSet.compile(t if "/" in t else f"*/{t}" for t in self.tools))
 
     def allows(self, server: str, tool: str) -> bool:
-        if self._servers is not None and self._servers.match(server) is None:
-            return False
+        return self.admits_server(server) and self.admits_tool(server, tool)
+
+    def admits_server(self, server: str) -> bool:
+        """The server half of `allows`: whether X-Bastion-Include-Servers lets `server` through."""
+        return self._servers is None or self._servers.match(server) is not None
+
+    def admits_tool(self, server: str, tool: str) -> bool:
+        """The tool half of `allows`: whether X-Bastion-Include-Tools lets `server/tool` through."""
         return self._tools is None or self._tools.allows(server, tool)
 
 

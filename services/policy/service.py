@@ -301,17 +301,21 @@ class PolicyService:
         assert self._nc is not None
         if not msg.reply:
             return
+        await self._nc.publish(msg.reply, self._visible(msg.data).model_dump_json().encode())
+
+    def _visible(self, data: bytes) -> VisibleTools:
         try:
-            query = VisibleToolsQuery.model_validate_json(msg.data)
+            query = VisibleToolsQuery.model_validate_json(data)
         except ValidationError as exc:
-            reply = VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc.errors()[0]["msg"])))
-        else:
-            narrow = _narrowing(query.include_servers, query.include_tools)
-            visible = (
-                narrow if isinstance(narrow, GatewayError) else self.view.visible(query.caller, query.tools, narrow)
-            )
-            reply = VisibleTools(error=visible) if isinstance(visible, GatewayError) else VisibleTools(allowed=visible)
-        await self._nc.publish(msg.reply, reply.model_dump_json().encode())
+            return VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc.errors()[0]["msg"])))
+        narrow = _narrowing(query.include_servers, query.include_tools)
+        if isinstance(narrow, GatewayError):
+            return VisibleTools(error=narrow)
+        try:
+            visible = self.view.visible(query.caller, query.tools, narrow)
+        except ValueError as exc:
+            return VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc)))
+        return VisibleTools(error=visible) if isinstance(visible, GatewayError) else VisibleTools(allowed=visible)
 
     async def _answer(self, reply: str, outcome: CallOutcome) -> None:
         assert self._nc is not None

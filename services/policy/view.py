@@ -22,6 +22,7 @@ from bastion_common.oauth import USER_CALLER_PREFIX
 
 from .filters import Narrowing, union_of_grants
 from .grants import GrantSet
+from .visibility import Visibility
 
 __all__ = ["COMPILED_KEYS", "CompiledKey", "PolicyView"]
 
@@ -69,6 +70,7 @@ class PolicyView:
         self.customers: dict[str, Customer] = {}
         self.servers: dict[str, ServerConfig] = {}
         self._compiled: LRUCache[str, CompiledKey] = LRUCache(maxsize=COMPILED_KEYS)
+        self.visibility = Visibility()
 
     # ------------------------------------------------------------------ KV feeds
 
@@ -175,12 +177,13 @@ class PolicyView:
             )
         return key
 
-    def visible(self, caller: Caller, tools: list[tuple[str, str]], narrowing: Narrowing) -> list[int] | GatewayError:
+    def visible(self, caller: Caller, packed: str, narrowing: Narrowing) -> list[int] | GatewayError:
+        """Indexes of the packed (server, tool) pairs (`messages.pack_pairs`) the caller may see;
+        raises ValueError when `packed` is not a list of pairs."""
         key = self.caller_key(caller)
         if isinstance(key, GatewayError):
             return key
-        allows = key.grants.allows
-        return [i for i, (server, tool) in enumerate(tools) if allows(server, tool) and narrowing.allows(server, tool)]
+        return self.visibility.allowed(key.grants, narrowing, packed)
 
 
 def _action(target: str, *, verb: bool = True) -> str:

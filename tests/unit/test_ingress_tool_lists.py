@@ -1,5 +1,6 @@
 """The per-key `tools/list` cache (`bastion_ingress.tool_lists`): answers only for the revisions it
-was computed at and while young, and an aged answer policy confirms is reused, not encoded again."""
+was computed at and while young; an encoded array is shared by every key allowed the same tools at
+the same catalog revision, and an aged answer policy confirms is reused, not encoded again."""
 
 from __future__ import annotations
 
@@ -34,7 +35,26 @@ def test_an_aged_answer_is_asked_again_and_reused_only_when_policy_allows_the_sa
     assert cache.put("key", (1, 1, 1), [0, 2], TOOLS) is first
     narrower = cache.put("key", (1, 1, 1), [2], TOOLS)
     assert orjson.loads(orjson.dumps(narrower)) == [{"name": "t2"}]
-    assert cache.put("key", (1, 2, 1), [2], TOOLS) is not narrower  # the key changed: encoded anew
+    assert cache.put("key", (2, 1, 1), [2], TOOLS) is not narrower  # the catalog changed: encoded anew
+
+
+def test_keys_allowed_the_same_tools_share_one_array() -> None:
+    cache = ListCache(ttl=60)
+    first = cache.put("alice", (1, 1, 1), [0, 1], TOOLS)
+    assert cache.put("bob", (1, 7, 1), [0, 1], TOOLS) is first  # another key, another key revision
+    assert cache.get("bob", (1, 7, 1)) is first
+    other = cache.put("carol", (1, 1, 1), [1], TOOLS)
+    assert other is not first and orjson.loads(orjson.dumps(other)) == [{"name": "t1"}]
+
+
+def test_an_entry_whose_array_was_dropped_is_computed_again() -> None:
+    big = [Tool(orjson.Fragment(orjson.dumps({"name": "x" * 3000, "n": i}))) for i in range(5)]
+    cache = ListCache(ttl=60, max_bytes=14_000)  # room for four one-tool arrays (~3.3 kB each)
+    cache.put("a", (1, 1, 1), [0], big)
+    for n in range(1, 5):
+        cache.put(f"k{n}", (1, 1, 1), [n], big)
+    assert cache.get("a", (1, 1, 1)) is None  # its array was the least recently used
+    assert all(cache.get(f"k{n}", (1, 1, 1)) is not None for n in range(1, 5))
 
 
 def test_an_answer_not_to_keep_is_not_kept() -> None:
