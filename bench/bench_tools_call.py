@@ -7,6 +7,7 @@
     ./run bench --baseline A --baseline B --payload 100000   # three builds, 100 kB echoed per call
     ./run bench --baseline 9b0d56c@390e463                   # old main's services under a later `bastion up`
     ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
+    ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
 
 
 Same upstream (examples/servers/echo_server.py over streamable HTTP, stdio, or HTTP+SSE with
@@ -38,6 +39,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -172,28 +174,49 @@ def run_one(
     }
 
 
+def figures(run: dict, roles: list[str]) -> list[float]:
+    """A run's figures in table order: added p50 and p99, throughput %, CPU µs (all, then each
+    role), NATS messages in and out per call."""
+    direct, through = run["results"][0], run["results"][1]
+    cpu = run["costs"]["cpu_us"]
+    return [
+        through["p50_ms"] - direct["p50_ms"],
+        through["p99_ms"] - direct["p99_ms"],
+        100 * (through["calls_per_s"] or 0) / (direct["calls_per_s"] or 1),
+        sum(cpu.values()),
+        *(cpu.get(role, 0) for role in roles),
+        run["costs"]["nats_in"],
+        run["costs"]["nats_out"],
+    ]
+
+
+def row(values: list[float], roles: list[str]) -> list[str]:
+    added, tail, rest = values[:2], values[2], values[3:]
+    return [
+        *(f"{v:+.2f}" for v in added),
+        f"{tail:.0f}",
+        *(f"{v:,.0f}" for v in rest[: 1 + len(roles)]),
+        *(f"{v:.2f}" for v in rest[1 + len(roles) :]),
+    ]
+
+
 def compare(runs: list[dict]) -> None:
-    """One table of every run: added latency, throughput, CPU per call by process, messages per call."""
+    """One table of every run: added latency, throughput, CPU per call by process, messages per call;
+    with several rounds, then the median of each build's rounds."""
     roles = sorted(
         {role for run in runs for role in run["costs"]["cpu_us"]}, key=lambda r: ROLES.index(r) if r in ROLES else 99
     )
     head = ["upstream/era", "build", "+p50 ms", "+p99 ms", "thru %", "CPU µs", *roles, "msgs in", "msgs out"]
     print("\n" + " | ".join(head))
+    groups: dict[tuple[str, str], list[list[float]]] = {}
     for run in runs:
-        direct, through = run["results"][0], run["results"][1]
-        cpu = run["costs"]["cpu_us"]
-        row = [
-            f"{run['upstream']}/{run['era']}",
-            run["build"],
-            f"{through['p50_ms'] - direct['p50_ms']:+.2f}",
-            f"{through['p99_ms'] - direct['p99_ms']:+.2f}",
-            f"{100 * (through['calls_per_s'] or 0) / (direct['calls_per_s'] or 1):.0f}",
-            f"{sum(cpu.values()):,.0f}",
-            *(f"{cpu.get(role, 0):,.0f}" for role in roles),
-            f"{run['costs']['nats_in']:.2f}",
-            f"{run['costs']['nats_out']:.2f}",
-        ]
-        print(" | ".join(row))
+        where = f"{run['upstream']}/{run['era']}"
+        groups.setdefault((where, run["build"]), []).append(figures(run, roles))
+        print(" | ".join([where, run["build"], *row(figures(run, roles), roles)]))
+    if any(len(rounds) > 1 for rounds in groups.values()):
+        print("\nmedian of the rounds\n" + " | ".join(head))
+        for (where, build), rounds in groups.items():
+            print(" | ".join([where, build, *row([statistics.median(v) for v in zip(*rounds, strict=True)], roles)]))
     print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
@@ -227,6 +250,13 @@ def main() -> None:
         metavar="VAR=VALUE",
         help="also run this checkout with this setting in the services' environment (repeatable)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every build this many times, alternating, and report each build's median too "
+        "(on a shared machine, drift between runs is as large as the differences measured)",
+    )
     args = parser.parse_args()
     text = "x" * args.payload if args.payload else "hello"
     eras = ["modern", "legacy"] if args.era == "both" else [args.era]
@@ -238,7 +268,13 @@ def main() -> None:
         ]
         builds += [(f"this checkout, {v}", dict([v.split("=", 1)])) for v in args.variant]
         builds.append(("this checkout", None))
-        runs = [run_one(args, text, kind, era, build, env) for kind in kinds for era in eras for build, env in builds]
+        runs = [
+            run_one(args, text, kind, era, build, env)
+            for kind in kinds
+            for era in eras
+            for _ in range(args.rounds)
+            for build, env in builds
+        ]
     compare(runs)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=2))
