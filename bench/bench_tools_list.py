@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_tools_list.py                  # 300 lists per phase
     .venv/bin/python bench/bench_tools_list.py --calls 100 --baseline 390e463
+    .venv/bin/python bench/bench_tools_list.py --calls 100 --baseline main --rounds 3   # alternating; medians too
 
 The catalog is built deterministically from the 16 real tool dumps in tests/data/tool-schemas (516
 tools): server n is a renamed copy of dump n mod 16 (`github-legacy-2`, ...), and every copy keeps
@@ -9,13 +10,14 @@ the same share of its dump's tools (largest remainders, ties by name), so the 56
 exactly 1,343 tools (`catalog`). One process serves them all over streamable HTTP
 (bench/code_mode/upstreams.py), `bastion up` aggregates them, and one key may use every tool.
 
-Two phases, sequential requests on one keep-alive connection (2025-06-18 session):
+Three phases, sequential requests on one keep-alive connection (2025-06-18 session):
   cached   the key's answer is cached in ingress (`handlers.tools_list`): encoding and sending it
-  fresh    the cache expired first (it lives 0.5 s): policy filters the 1,343 (server, tool) pairs
-           for the key over NATS, then the same
-  fresh b2b  back to back, each request under another cache entry (its X-Bastion-Include-Servers is
-           `*` plus a pattern no server has, so the same 1,343 tools): the fresh path without the
-           half-second idle before each request
+  fresh    each request under another cache entry (its X-Bastion-Include-Servers is `*` plus a
+           pattern no server has, so the same 1,343 tools), after 0.55 s idle: policy filters the
+           1,343 (server, tool) pairs for the key over NATS, then the same. (Before ingress kept
+           answers policy gave from an up-to-date view, this phase re-asked the same entry once its
+           0.5 s TTL had passed; both ask policy after an idle half second.)
+  fresh b2b  the same, back to back: the fresh path without the idle before each request
 Latency is from the request to the last byte of the answer, read by a raw HTTP/1.1 client (`RawPost`:
 an HTTP library's own parsing of 1.7 MB costs more than the gateway does); one answer is parsed
 once, to check it lists every tool. `--baseline REF` runs REF's services too, first.
@@ -28,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -43,7 +46,7 @@ DUMPS = ROOT / "tests" / "data" / "tool-schemas"
 UPSTREAMS = ROOT / "bench" / "code_mode" / "upstreams.py"
 SERVERS, TOOLS = 56, 1343
 _FRESH_AFTER = 0.55
-"""Seconds past the ingress cache's TTL (0.5 s): the next list is computed again."""
+"""Seconds idle before each `fresh` list (past the 0.5 s a possibly stale answer lives)."""
 
 
 def catalog(servers: int = SERVERS, tools: int = TOOLS) -> dict[str, dict]:
@@ -108,13 +111,13 @@ async def measure(url: str, calls: int) -> list[Result]:
     raw = await RawPost(url, headers | {"accept": "application/json"}, body).open()
     size = len(await raw.post())
     results = []
-    for phase, pause in (("cached", 0.0), ("fresh", _FRESH_AFTER), ("fresh b2b", 0.0)):
+    for p, (phase, pause) in enumerate((("cached", 0.0), ("fresh", _FRESH_AFTER), ("fresh b2b", 0.0))):
         samples = []
         for n in range(calls):
             if pause:
                 await asyncio.sleep(pause)
-            if phase == "fresh b2b":  # another cache entry, the same 1,343 tools (`*`, and a pattern matching none)
-                raw = raw.with_headers({"x-bastion-include-servers": f"*,no-such-server-{n}"})
+            if phase != "cached":  # another cache entry, the same 1,343 tools (`*`, and a pattern matching none)
+                raw = raw.with_headers({"x-bastion-include-servers": f"*,no-such-server-{p}-{n}"})
             start = time.perf_counter()
             await raw.post()
             samples.append((time.perf_counter() - start) * 1000)
@@ -144,15 +147,30 @@ def run_one(calls: int, build: str, env: dict[str, str] | None) -> list[Result]:
             upstream.terminate()
             upstream.wait(10)
     print(f"\n=== build: {build}")
+    show(results)
+    return results
+
+
+def show(results: list[Result]) -> None:
     for r in results:
         print(f"{r.name:40} p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  mean {r.mean_ms:7.2f} ms")
-    return results
+
+
+def median_result(same: tuple[Result, ...]) -> Result:
+    """One phase's figures as the median over rounds."""
+    return Result(
+        same[0].name,
+        *(statistics.median(getattr(r, f) for r in same) for f in ("p50_ms", "p99_ms", "mean_ms")),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=300, help="lists per phase")
     parser.add_argument("--baseline", action="append", default=[], help="a git ref run first (repeatable)")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the builds this many times, alternating; medians too"
+    )
     args = parser.parse_args()
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:
@@ -160,8 +178,14 @@ def main() -> None:
             (ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)
         ]
         builds.append(("this checkout", None))
-        for build, env in builds:
-            run_one(args.calls, build, env)
+        rounds: dict[str, list[list[Result]]] = {}
+        for _ in range(args.rounds):
+            for build, env in builds:
+                rounds.setdefault(build, []).append(run_one(args.calls, build, env))
+    if args.rounds > 1:
+        for build, runs in rounds.items():
+            print(f"\n=== build: {build}, median of {args.rounds} rounds")
+            show([median_result(same) for same in zip(*runs, strict=True)])
     print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 

@@ -61,10 +61,17 @@ class BucketWatch:
         self._on_put, self._on_delete = on_put, on_delete
         self._revisions: dict[str, int] = {}
         """key -> revision last delivered: what a re-created watch need not deliver again."""
+        self.revision = 0
+        """The bucket's revision (its stream sequence) this watch has delivered up to: two services
+        watching one bucket compare these to tell whose view is newer (`VisibleTools.revisions`)."""
         self.ready = asyncio.Event()
         self.watches = 0
         """Watches created so far: more than one means it was re-created."""
         self._task: asyncio.Task[None] | None = None
+
+    @property
+    def bucket(self) -> str:
+        return self._bucket
 
     async def start(self) -> None:
         """Start watching; returns once the bucket's current content has been delivered."""
@@ -116,12 +123,15 @@ class BucketWatch:
             key, revision = entry.key, entry.revision or 0
             if entry.operation in ("DEL", "PURGE") or entry.value is None:
                 if self._revisions.pop(key, None) is None and self.watches > 1:
+                    self.revision = revision
                     continue  # already gone from the view
                 result = self._on_delete(key)
             else:
                 if self._revisions.get(key) == revision and revision:
+                    self.revision = revision
                     continue  # re-delivered by a re-created watch: nothing changed
                 self._revisions[key] = revision
                 result = self._on_put(key, entry.value, revision)
             if asyncio.iscoroutine(result):
                 await result
+            self.revision = revision  # only once the view holds the change

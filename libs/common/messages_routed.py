@@ -282,6 +282,9 @@ class VisibleTools(BusMessage):
     allowed: list[int] = Field(default_factory=list)
     """Indexes into the query's `tools`."""
     error: GatewayError | None = None
+    revisions: dict[str, int] = Field(default_factory=dict)
+    """KV bucket -> the revision policy's view held when it answered (`BucketWatch.revision`): an
+    asker whose own view of those buckets is no newer knows the answer holds until it sees a change."""
 
 
 # ---------------------------------------------------------------- Code Mode

@@ -184,6 +184,18 @@ class Gateway:
     ) -> list[int] | GatewayError:
         """Indexes of the (server, tool) pairs packed in `tools` (`messages.pack_pairs`) the caller
         may use, as policy decides; or why there is no answer."""
+        answer = await self.visible_tools(caller, tools, include_servers, include_tools, timeout)
+        return answer.error if answer.error else answer.allowed
+
+    async def visible_tools(
+        self,
+        caller: Caller,
+        tools: str,
+        include_servers: tuple[str, ...] | None = None,
+        include_tools: tuple[str, ...] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
+    ) -> VisibleTools:
+        """`visible`, with the revisions policy answered at (`VisibleTools.revisions`)."""
         query = VisibleToolsQuery(
             caller=caller,
             tools=tools,
@@ -193,10 +205,9 @@ class Gateway:
         try:
             reply = await self._nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=timeout)
         except NoRespondersError:
-            return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_SERVICE.format(what="policy"))
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_SERVICE.format(what="policy"))
+            return VisibleTools(error=error)
         except NatsTimeout:
-            return GatewayError(
-                kind=ErrorKind.GATEWAY_TIMEOUT, message=f"the policy service did not answer within {timeout:g}s"
-            )
-        answer = VisibleTools.model_validate_json(reply.data)
-        return answer.error if answer.error else answer.allowed
+            message = f"the policy service did not answer within {timeout:g}s"
+            return VisibleTools(error=GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message=message))
+        return VisibleTools.model_validate_json(reply.data)

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from bastion_common import metrics
 from bastion_common.audit_journal import AuditJournal
 from bastion_common.errors import ErrorKind
+from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
     AuditEvent,
     CancelCall,
@@ -44,7 +45,7 @@ from .protocol import (
 from .routed import RoutedRequests, forwarded_meta
 from .session_state import SessionState
 from .streams import LOG_LEVELS, CallStreams
-from .tool_lists import ListCache
+from .tool_lists import ListCache, answer_holds
 
 __all__ = ["Handlers", "RequestContext"]
 
@@ -90,6 +91,9 @@ class Handlers(RoutedRequests):
             code_mode.running = self.running
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
+        self.policy_inputs: list[BucketWatch] = []
+        """The watches of the buckets policy decides `tools/list` from (keys, policy), whose
+        revisions say whether its answer is as new as this replica's view (`tools_list`)."""
         self.audits_owed = 0
         """Audit events this replica owes: one per request that reached an audited handler, one per
         upstream (un)subscribe made for a `subscriptions/listen` stream. Each is emitted exactly once."""
@@ -203,16 +207,24 @@ class Handlers(RoutedRequests):
         tools_json = self._list_cache.get(cache_key, stamp)
         if tools_json is None:
             tools = self.catalog.tools
-            allowed = (
-                await self.gateway.visible(ctx.caller, tools.packed, ctx.include_servers, ctx.include_tools)
-                if tools.entries
-                else []
-            )
-            if isinstance(allowed, GatewayError):
-                return gateway_error_body(ctx.request_id, allowed)
+            seen = {watch.bucket: watch.revision for watch in self.policy_inputs}
+            if tools.entries:
+                answer = await self.gateway.visible_tools(
+                    ctx.caller, tools.packed, ctx.include_servers, ctx.include_tools
+                )
+                if answer.error is not None:
+                    return gateway_error_body(ctx.request_id, answer.error)
+                allowed, answered_at = answer.allowed, answer.revisions
+            else:
+                allowed, answered_at = [], seen
             # the catalog may have changed while policy answered: then the answer is not cached
             tools_json = self._list_cache.put(
-                cache_key, stamp, allowed, tools.entries, keep=tools is self.catalog.tools
+                cache_key,
+                stamp,
+                allowed,
+                tools.entries,
+                keep=tools is self.catalog.tools,
+                lasting=answer_holds(seen, answered_at),
             )
         result: dict[str, Any] = {"tools": tools_json}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:

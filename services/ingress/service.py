@@ -187,10 +187,13 @@ class IngressService:
         )
         await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
         await processed(nc)
+        keys_watch = BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete)
+        policy_watch = BucketWatch(nc, subjects.KV_POLICY, self._policy_put, self._policy_delete)
+        self.handlers.policy_inputs = [keys_watch, policy_watch]
         self._watches = [
-            BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete),
+            keys_watch,
             BucketWatch(nc, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
-            BucketWatch(nc, subjects.KV_POLICY, self._policy_put, self._policy_delete),
+            policy_watch,
             BucketWatch(nc, subjects.KV_SESSIONS, state.put, state.delete),
             BucketWatch(nc, subjects.KV_LLM, self.models.put, self.models.delete),
             BucketWatch(nc, subjects.KV_OAUTH_PUBLIC, self.access_tokens.put_keys, self.access_tokens.delete_keys),

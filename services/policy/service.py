@@ -315,7 +315,9 @@ class PolicyService:
             visible = self.view.visible(query.caller, query.tools, narrow)
         except ValueError as exc:
             return VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc)))
-        return VisibleTools(error=visible) if isinstance(visible, GatewayError) else VisibleTools(allowed=visible)
+        if isinstance(visible, GatewayError):
+            return VisibleTools(error=visible)
+        return VisibleTools(allowed=visible, revisions={watch.bucket: watch.revision for watch in self._watches})
 
     async def _answer(self, reply: str, outcome: CallOutcome) -> None:
         assert self._nc is not None

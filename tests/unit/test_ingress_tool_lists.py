@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from bastion_ingress.tool_lists import ListCache
+from bastion_ingress.tool_lists import ListCache, answer_holds
 
 
 @dataclass
@@ -61,3 +61,21 @@ def test_an_answer_not_to_keep_is_not_kept() -> None:
     cache = ListCache(ttl=60)
     cache.put("key", (1, 1, 1), [1], TOOLS, keep=False)
     assert cache.get("key", (1, 1, 1)) is None
+
+
+def test_an_answer_policy_gave_from_a_view_as_new_as_ours_outlives_the_ttl() -> None:
+    cache = ListCache(ttl=-1.0)
+    lasting = cache.put("key", (1, 1, 1), [0], TOOLS, lasting=True)
+    assert cache.get("key", (1, 1, 1)) is lasting
+    assert cache.get("key", (1, 1, 2)) is None  # until this replica sees a change
+    cache.put("other", (1, 1, 1), [0], TOOLS, lasting=False)
+    assert cache.get("other", (1, 1, 1)) is None
+
+
+def test_an_answer_holds_only_when_policy_had_applied_every_revision_we_had_seen() -> None:
+    seen = {"bastion_keys": 10, "bastion_policy": 4}
+    assert answer_holds(seen, {"bastion_keys": 10, "bastion_policy": 4, "bastion_servers": 2})
+    assert answer_holds(seen, {"bastion_keys": 12, "bastion_policy": 9})  # policy is ahead: we will see it
+    assert not answer_holds(seen, {"bastion_keys": 9, "bastion_policy": 4})  # it had not seen a key change
+    assert not answer_holds(seen, {"bastion_keys": 10})  # nor said what it had of the policy bucket
+    assert not answer_holds({}, {"bastion_keys": 10})  # we track nothing: we cannot tell
