@@ -2,9 +2,11 @@
 
 The list asked about is a catalog's, the same on every `tools/list` and Code Mode call until the
 catalog changes; the answer depends only on it, the caller's grant set and the request's
-narrowing. So a packed list (`messages.pack_pairs`) seen before is not unpacked again, and an
-answer already reached for the same three is returned as it is: for 1,343 tools, ~0.7 ms of
-unpacking and verdicts per fresh list becomes two dict lookups.
+narrowing. So a packed list (`messages.pack_pairs`) seen before is not unpacked again, what a
+grant set allows of it is worked out once, and a narrowing (new header values) costs a pass over
+the allowed indexes with its server patterns matched once per server: for 1,343 tools, ~1 ms of
+verdicts per fresh list on this project's machine becomes dict lookups, or ~0.1 ms with new
+narrowing headers.
 
 Pure module: no NATS, no I/O.
 """
@@ -26,41 +28,61 @@ _LISTS = 8
 """Packed lists kept unpacked: one per catalog revision in use (ingress's and codemode's, and the
 one before a change while replicas catch up)."""
 _ANSWERS = 256
-"""Answers kept: one per (list, grant set, narrowing) in use; a 1,343-tool answer is ~50 kB."""
+"""Answers kept: one per (list, grant set) and per (list, grant set, narrowing) in use; a
+1,343-tool answer is ~50 kB."""
+
+
+class _Listed:
+    """A packed list, unpacked once: its pairs and its distinct servers."""
+
+    __slots__ = ("packed", "pairs", "servers")
+
+    def __init__(self, packed: str) -> None:
+        self.packed = packed
+        self.pairs = unpack_pairs(packed)
+        self.servers = set(server for server, _ in self.pairs)
 
 
 class Visibility:
     def __init__(self, lists: int = _LISTS, answers: int = _ANSWERS) -> None:
-        self._lists: LRUCache[str, tuple[str, list[Pair]]] = LRUCache(maxsize=lists)
+        self._lists: LRUCache[str, _Listed] = LRUCache(maxsize=lists)
+        self._granted: LRUCache[tuple[str, GrantSet], list[int]] = LRUCache(maxsize=answers)
         self._answers: LRUCache[tuple[str, GrantSet, Narrowing], list[int]] = LRUCache(maxsize=answers)
 
-    def pairs(self, packed: str) -> tuple[str, list[Pair]]:
-        """The pairs of a packed list, with the one string kept for that list (so every answer
-        about it shares it). Raises ValueError when `packed` is not a list of pairs."""
-        known = self._lists.get(packed)
-        if known is None:
-            known = self._lists[packed] = (packed, unpack_pairs(packed))
-        return known
+    def pairs(self, packed: str) -> list[Pair]:
+        """The pairs of a packed list. Raises ValueError when `packed` is not a list of pairs."""
+        return self._listed(packed).pairs
+
+    def _listed(self, packed: str) -> _Listed:
+        listed = self._lists.get(packed)
+        if listed is None:
+            listed = self._lists[packed] = _Listed(packed)
+        return listed
 
     def allowed(self, grants: GrantSet, narrowing: Narrowing, packed: str) -> list[int]:
         """Indexes of the pairs `grants` and `narrowing` both let through. Raises ValueError as
         `pairs` does. The list returned is shared: do not change it."""
-        packed, pairs = self.pairs(packed)
+        listed = self._listed(packed)
+        packed = listed.packed  # the one string kept for this list: every memo about it shares it
+        granted_at = (packed, grants)
+        granted = self._granted.get(granted_at)
+        if granted is None:
+            pairs = listed.pairs
+            granted = self._granted[granted_at] = [i for i, (s, t) in enumerate(pairs) if grants.allows(s, t)]
+        if narrowing.servers is None and narrowing.tools is None:
+            return granted
         memo = (packed, grants, narrowing)
         answer = self._answers.get(memo)
         if answer is None:
-            answer = self._answers[memo] = _allowed(grants, narrowing, pairs)
+            answer = self._answers[memo] = _narrowed(granted, listed, narrowing)
         return answer
 
 
-def _allowed(grants: GrantSet, narrowing: Narrowing, pairs: list[Pair]) -> list[int]:
+def _narrowed(granted: list[int], listed: _Listed, narrowing: Narrowing) -> list[int]:
     # a narrowing's server patterns depend on the server alone: matched once per server, not per tool
-    servers: dict[str, bool] = {}
-    allowed = []
-    for i, (server, tool) in enumerate(pairs):
-        through = servers.get(server)
-        if through is None:
-            through = servers[server] = narrowing.admits_server(server)
-        if through and grants.allows(server, tool) and narrowing.admits_tool(server, tool):
-            allowed.append(i)
-    return allowed
+    pairs = listed.pairs
+    admitted = {server for server in listed.servers if narrowing.admits_server(server)}
+    through = [i for i in granted if pairs[i][0] in admitted]
+    if narrowing.tools is None:
+        return through
+    return [i for i in through if narrowing.admits_tool(*pairs[i])]
