@@ -31,6 +31,7 @@ from .messages_routed import (
     ClientReply,
     CodeModeAnswer,
     CodeModeCall,
+    PackedPairs,
     Refund,
     ResourceUpdated,
     RoutedHead,
@@ -42,6 +43,7 @@ from .messages_routed import (
     decode_outcome,
     encode_outcome,
     pack_pairs,
+    pairs_digest,
     unpack_pairs,
 )
 
@@ -67,6 +69,7 @@ __all__ = [
     "Execution",
     "GatewayError",
     "KeyRecord",
+    "PackedPairs",
     "Refund",
     "ResourceUpdated",
     "RoutedHead",
@@ -83,5 +86,6 @@ __all__ = [
     "encode_outcome",
     "new_id",
     "pack_pairs",
+    "pairs_digest",
     "unpack_pairs",
 ]

@@ -5,8 +5,10 @@ outcome, and Code Mode's calls. Serialized with orjson-backed `model_dump_json` 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -23,6 +25,7 @@ __all__ = [
     "ClientReply",
     "CodeModeAnswer",
     "CodeModeCall",
+    "PackedPairs",
     "Refund",
     "ResourceUpdated",
     "RoutedHead",
@@ -34,6 +37,7 @@ __all__ = [
     "decode_outcome",
     "encode_outcome",
     "pack_pairs",
+    "pairs_digest",
     "unpack_pairs",
 ]
 
@@ -248,17 +252,48 @@ class VisibleToolsQuery(BusMessage):
     caller: Caller
     include_servers: list[str] | None = None
     include_tools: list[str] | None = None
-    tools: str
-    """(server, tool) pairs the asker knows about, packed as one JSON array (`pack_pairs`); policy
-    answers which of them the caller may use. Packed, not a list of pairs, because a catalog's list
-    is the same question every time: the asker packs it once per catalog revision, and policy unpacks
-    one it has seen before for the cost of a dict lookup (pydantic took ~0.6 ms a side for 1,343
-    pairs)."""
+    tools_digest: str = Field(max_length=64)
+    """`PackedPairs.digest` of the (server, tool) pairs asked about: a catalog's list is the same
+    question every time, so it is named, not sent, while policy knows it."""
+    tools: str | None = None
+    """The pairs themselves, packed (`pack_pairs`): sent only when policy answered `unknown_list`
+    (1,343 pairs are ~40 kB, which cost more on the bus and in pydantic than deciding them).
+    Policy keeps a list under the digest it computes itself, never under the one it is told."""
+
+
+class VisibleTools(BusMessage):
+    allowed: list[int] = Field(default_factory=list)
+    """Indexes into the query's pairs."""
+    error: GatewayError | None = None
+    unknown_list: bool = False
+    """Policy does not hold the list `tools_digest` names: ask again with `tools`."""
+    revisions: dict[str, int] = Field(default_factory=dict)
+    """KV bucket -> the revision policy's view held when it answered (`BucketWatch.revision`): an
+    asker whose own view of those buckets is no newer knows the answer holds until it sees a change."""
 
 
 def pack_pairs(pairs: Sequence[tuple[str, str]]) -> str:
-    """(server, name) pairs as `VisibleToolsQuery.tools` carries them."""
+    """(server, name) pairs as `VisibleToolsQuery.tools` carries them: one JSON array of pairs."""
     return orjson.dumps(pairs).decode()
+
+
+def pairs_digest(packed: str) -> str:
+    """The name of a packed list of pairs (`VisibleToolsQuery.tools_digest`)."""
+    return hashlib.blake2b(packed.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PackedPairs:
+    """A list of (server, name) pairs as a `bastion.policy.list` question names it, packed and
+    named once (per catalog revision, for a catalog's list)."""
+
+    packed: str
+    digest: str
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[str, str]]) -> PackedPairs:
+        packed = pack_pairs(pairs)
+        return cls(packed, pairs_digest(packed))
 
 
 def unpack_pairs(packed: str) -> list[tuple[str, str]]:
@@ -276,15 +311,6 @@ def unpack_pairs(packed: str) -> list[tuple[str, str]]:
             raise ValueError("every item of 'tools' must be a [server, name] pair of strings")
         pairs.append((item[0], item[1]))
     return pairs
-
-
-class VisibleTools(BusMessage):
-    allowed: list[int] = Field(default_factory=list)
-    """Indexes into the query's `tools`."""
-    error: GatewayError | None = None
-    revisions: dict[str, int] = Field(default_factory=dict)
-    """KV bucket -> the revision policy's view held when it answered (`BucketWatch.revision`): an
-    asker whose own view of those buckets is no newer knows the answer holds until it sees a change."""
 
 
 # ---------------------------------------------------------------- Code Mode

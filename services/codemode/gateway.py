@@ -17,13 +17,13 @@ from bastion_common.messages import (
     CallOutcome,
     CancelExecution,
     GatewayError,
+    PackedPairs,
     Refund,
     ToolCall,
-    VisibleTools,
-    VisibleToolsQuery,
 )
 from bastion_common.relay import ResponderLost, call_outcome, routed_requester
 from bastion_common.settings import RequestPathSettings
+from bastion_common.visible import ask_visible
 
 __all__ = ["PolicyGateway"]
 
@@ -45,23 +45,14 @@ class PolicyGateway:
     async def visible(
         self,
         caller: Caller,
-        tools: str,
+        tools: PackedPairs,
         include_servers: list[str] | None,
         include_tools: list[str] | None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> list[int] | GatewayError:
-        """Indexes of the (server, tool) pairs packed in `tools` (`messages.pack_pairs`) the caller
-        may use, as policy decides; or why there is no answer."""
-        query = VisibleToolsQuery(
-            caller=caller, tools=tools, include_servers=include_servers, include_tools=include_tools
-        )
-        try:
-            reply = await self._nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=timeout)
-        except NoRespondersError:
-            return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_POLICY)
-        except NatsTimeout:
-            return GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message=f"policy did not answer within {timeout:g}s")
-        answer = VisibleTools.model_validate_json(reply.data)
+        """Indexes of the (server, tool) pairs of `tools` the caller may use, as policy decides; or
+        why there is no answer."""
+        answer = await ask_visible(self._nc, caller, tools, include_servers, include_tools, timeout)
         return answer.error if answer.error else answer.allowed
 
     async def call(self, call: ToolCall) -> CallOutcome:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion_common.kvwatch import decode_value
-from bastion_common.messages import ServerCatalog, pack_pairs
+from bastion_common.messages import PackedPairs, ServerCatalog
 
 from .search import SearchIndex
 from .stubs import file_path, render_file
@@ -30,8 +30,8 @@ class CatalogView:
         self.revision = 0
         self.pairs: list[tuple[str, str]] = []
         """(server, upstream tool name) of every listed tool: the question put to policy."""
-        self.packed = pack_pairs([])
-        """`pairs` as the question carries them (`messages.pack_pairs`), packed once per revision."""
+        self.packed = PackedPairs.of([])
+        """`pairs` as the question names them, packed once per revision."""
         self.definitions: list[dict[str, Any]] = []
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> None:
@@ -52,7 +52,7 @@ class CatalogView:
             for tool in catalog.tools
         )
         self.pairs = [(server, tool) for server, tool, _ in tools]
-        self.packed = pack_pairs(self.pairs)
+        self.packed = PackedPairs.of(self.pairs)
         self.definitions = [definition for _, _, definition in tools]
         self.revision += 1
 

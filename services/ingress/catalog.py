@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from bastion_common.kvwatch import decode_value
-from bastion_common.messages import ServerCatalog, pack_pairs
+from bastion_common.messages import PackedPairs, ServerCatalog
 from bastion_common.naming import VALID_NAME, assign_names
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
@@ -51,16 +51,16 @@ class Listing:
     entries: list[CatalogEntry]
     pairs: list[Pair]
     """(server, target) per entry: the question asked of policy."""
-    packed: str
-    """`pairs` as the question carries them (`pack_pairs`), packed once per catalog revision."""
+    packed: PackedPairs
+    """`pairs` as the question names them, packed once per catalog revision."""
 
     @classmethod
     def of(cls, entries: list[CatalogEntry]) -> Listing:
         pairs = [(e.server, e.target or e.tool) for e in entries]
-        return cls(entries, pairs, pack_pairs(pairs))
+        return cls(entries, pairs, PackedPairs.of(pairs))
 
 
-_EMPTY = Listing([], [], pack_pairs([]))
+_EMPTY = Listing([], [], PackedPairs.of([]))
 
 
 def gateway_names(pairs: Iterable[Pair], plain: set[str]) -> dict[str, Pair]:

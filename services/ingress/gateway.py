@@ -29,14 +29,15 @@ from bastion_common.messages import (
     CancelExecution,
     Execution,
     GatewayError,
+    PackedPairs,
     Refund,
     ToolCall,
     UpstreamRequest,
     VisibleTools,
-    VisibleToolsQuery,
 )
 from bastion_common.relay import ResponderLost, call_outcome, routed_requester
 from bastion_common.settings import RequestPathSettings
+from bastion_common.visible import ask_visible
 
 __all__ = ["Gateway"]
 
@@ -177,37 +178,25 @@ class Gateway:
     async def visible(
         self,
         caller: Caller,
-        tools: str,
+        tools: PackedPairs,
         include_servers: tuple[str, ...] | None = None,
         include_tools: tuple[str, ...] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> list[int] | GatewayError:
-        """Indexes of the (server, tool) pairs packed in `tools` (`messages.pack_pairs`) the caller
-        may use, as policy decides; or why there is no answer."""
+        """Indexes of the (server, tool) pairs of `tools` the caller may use, as policy decides; or
+        why there is no answer."""
         answer = await self.visible_tools(caller, tools, include_servers, include_tools, timeout)
         return answer.error if answer.error else answer.allowed
 
     async def visible_tools(
         self,
         caller: Caller,
-        tools: str,
+        tools: PackedPairs,
         include_servers: tuple[str, ...] | None = None,
         include_tools: tuple[str, ...] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> VisibleTools:
         """`visible`, with the revisions policy answered at (`VisibleTools.revisions`)."""
-        query = VisibleToolsQuery(
-            caller=caller,
-            tools=tools,
-            include_servers=list(include_servers) if include_servers is not None else None,
-            include_tools=list(include_tools) if include_tools is not None else None,
-        )
-        try:
-            reply = await self._nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=timeout)
-        except NoRespondersError:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_SERVICE.format(what="policy"))
-            return VisibleTools(error=error)
-        except NatsTimeout:
-            message = f"the policy service did not answer within {timeout:g}s"
-            return VisibleTools(error=GatewayError(kind=ErrorKind.GATEWAY_TIMEOUT, message=message))
-        return VisibleTools.model_validate_json(reply.data)
+        servers = list(include_servers) if include_servers is not None else None
+        names = list(include_tools) if include_tools is not None else None
+        return await ask_visible(self._nc, caller, tools, servers, names, timeout)

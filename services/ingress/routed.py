@@ -20,9 +20,9 @@ from bastion_common.messages import (
     CallOutcome,
     Execution,
     GatewayError,
+    PackedPairs,
     ToolCall,
     UpstreamRequest,
-    pack_pairs,
 )
 
 from .audit_events import Ending, audit_event
@@ -153,7 +153,7 @@ class RoutedRequests:
         if not owners:
             return [], []
         allowed = await self.gateway.visible(
-            ctx.caller, pack_pairs([(e.server, f"resource:{u}") for u, e in owners]), ctx.include_servers, None
+            ctx.caller, PackedPairs.of([(e.server, f"resource:{u}") for u, e in owners]), ctx.include_servers, None
         )
         if isinstance(allowed, GatewayError):
             return [], []

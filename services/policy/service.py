@@ -311,10 +311,15 @@ class PolicyService:
         narrow = _narrowing(query.include_servers, query.include_tools)
         if isinstance(narrow, GatewayError):
             return VisibleTools(error=narrow)
-        try:
-            visible = self.view.visible(query.caller, query.tools, narrow)
-        except ValueError as exc:
-            return VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc)))
+        digest = query.tools_digest
+        if query.tools is not None:
+            try:
+                digest = self.view.visibility.learn(query.tools)
+            except ValueError as exc:
+                return VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc)))
+        elif not self.view.visibility.knows(digest):
+            return VisibleTools(unknown_list=True)
+        visible = self.view.visible(query.caller, digest, narrow)
         if isinstance(visible, GatewayError):
             return VisibleTools(error=visible)
         return VisibleTools(allowed=visible, revisions={watch.bucket: watch.revision for watch in self._watches})

@@ -177,13 +177,13 @@ class PolicyView:
             )
         return key
 
-    def visible(self, caller: Caller, packed: str, narrowing: Narrowing) -> list[int] | GatewayError:
-        """Indexes of the packed (server, tool) pairs (`messages.pack_pairs`) the caller may see;
-        raises ValueError when `packed` is not a list of pairs."""
+    def visible(self, caller: Caller, digest: str, narrowing: Narrowing) -> list[int] | GatewayError:
+        """Indexes of the (server, tool) pairs of list `digest` (`self.visibility` holds it) the
+        caller may see."""
         key = self.caller_key(caller)
         if isinstance(key, GatewayError):
             return key
-        return self.visibility.allowed(key.grants, narrowing, packed)
+        return self.visibility.allowed(key.grants, narrowing, digest)
 
 
 def _action(target: str, *, verb: bool = True) -> str:

@@ -2,7 +2,7 @@
 
 The list asked about is a catalog's, the same on every `tools/list` and Code Mode call until the
 catalog changes; the answer depends only on it, the caller's grant set and the request's
-narrowing. So a packed list (`messages.pack_pairs`) seen before is not unpacked again, what a
+narrowing. So a list is held unpacked under its digest (askers name it rather than send it), what a
 grant set allows of it is worked out once, and a narrowing (new header values) costs a pass over
 the allowed indexes with its server patterns matched once per server: for 1,343 tools, ~1 ms of
 verdicts per fresh list on this project's machine becomes dict lookups, or ~0.1 ms with new
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from bastion_common.messages import unpack_pairs
+from bastion_common.messages import pairs_digest, unpack_pairs
 
 from .filters import Narrowing
 from .grants import GrantSet
@@ -35,10 +35,9 @@ _ANSWERS = 256
 class _Listed:
     """A packed list, unpacked once: its pairs and its distinct servers."""
 
-    __slots__ = ("packed", "pairs", "servers")
+    __slots__ = ("pairs", "servers")
 
     def __init__(self, packed: str) -> None:
-        self.packed = packed
         self.pairs = unpack_pairs(packed)
         self.servers = set(server for server, _ in self.pairs)
 
@@ -49,29 +48,30 @@ class Visibility:
         self._granted: LRUCache[tuple[str, GrantSet], list[int]] = LRUCache(maxsize=answers)
         self._answers: LRUCache[tuple[str, GrantSet, Narrowing], list[int]] = LRUCache(maxsize=answers)
 
-    def pairs(self, packed: str) -> list[Pair]:
-        """The pairs of a packed list. Raises ValueError when `packed` is not a list of pairs."""
-        return self._listed(packed).pairs
+    def learn(self, packed: str) -> str:
+        """Hold a packed list under its digest (`messages.pairs_digest`, computed here: a sender's
+        word for it is never taken) and return that. Raises ValueError when `packed` is not a list
+        of pairs."""
+        digest = pairs_digest(packed)
+        if digest not in self._lists:
+            self._lists[digest] = _Listed(packed)
+        return digest
 
-    def _listed(self, packed: str) -> _Listed:
-        listed = self._lists.get(packed)
-        if listed is None:
-            listed = self._lists[packed] = _Listed(packed)
-        return listed
+    def knows(self, digest: str) -> bool:
+        return digest in self._lists
 
-    def allowed(self, grants: GrantSet, narrowing: Narrowing, packed: str) -> list[int]:
-        """Indexes of the pairs `grants` and `narrowing` both let through. Raises ValueError as
-        `pairs` does. The list returned is shared: do not change it."""
-        listed = self._listed(packed)
-        packed = listed.packed  # the one string kept for this list: every memo about it shares it
-        granted_at = (packed, grants)
+    def allowed(self, grants: GrantSet, narrowing: Narrowing, digest: str) -> list[int]:
+        """Indexes of the pairs of list `digest` (`learn` it first: KeyError if it is not held)
+        that `grants` and `narrowing` both let through. The list returned is shared: do not change it."""
+        listed = self._lists[digest]
+        granted_at = (digest, grants)
         granted = self._granted.get(granted_at)
         if granted is None:
             pairs = listed.pairs
             granted = self._granted[granted_at] = [i for i, (s, t) in enumerate(pairs) if grants.allows(s, t)]
         if narrowing.servers is None and narrowing.tools is None:
             return granted
-        memo = (packed, grants, narrowing)
+        memo = (digest, grants, narrowing)
         answer = self._answers.get(memo)
         if answer is None:
             answer = self._answers[memo] = _narrowed(granted, listed, narrowing)
