@@ -182,21 +182,9 @@ class Gateway:
         include_servers: tuple[str, ...] | None = None,
         include_tools: tuple[str, ...] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
-    ) -> list[int] | GatewayError:
-        """Indexes of the (server, tool) pairs of `tools` the caller may use, as policy decides; or
-        why there is no answer."""
-        answer = await self.visible_tools(caller, tools, include_servers, include_tools, timeout)
-        return answer.error if answer.error else answer.allowed
-
-    async def visible_tools(
-        self,
-        caller: Caller,
-        tools: PackedPairs,
-        include_servers: tuple[str, ...] | None = None,
-        include_tools: tuple[str, ...] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> VisibleTools:
-        """`visible`, with the revisions policy answered at (`VisibleTools.revisions`)."""
+        """Which of the (server, tool) pairs of `tools` the caller may use, as policy decides
+        (`allowed`), and the revisions it decided at; or why there is no answer (`error`)."""
         servers = list(include_servers) if include_servers is not None else None
         names = list(include_tools) if include_tools is not None else None
         return await ask_visible(self._nc, caller, tools, servers, names, timeout)

@@ -209,9 +209,7 @@ class Handlers(RoutedRequests):
             tools = self.catalog.tools
             seen = {watch.bucket: watch.revision for watch in self.policy_inputs}
             if tools.entries:
-                answer = await self.gateway.visible_tools(
-                    ctx.caller, tools.packed, ctx.include_servers, ctx.include_tools
-                )
+                answer = await self.gateway.visible(ctx.caller, tools.packed, ctx.include_servers, ctx.include_tools)
                 if answer.error is not None:
                     return gateway_error_body(ctx.request_id, answer.error)
                 allowed, answered_at = answer.allowed, answer.revisions
@@ -292,11 +290,12 @@ class Handlers(RoutedRequests):
         cache = {"cacheScope": "private", "ttlMs": 0} if ctx.version in MODERN_PROTOCOL_VERSIONS else {}
         if not listing.entries:
             return ok_body(ctx.request_id, ctx.version, {field_name: [], **cache})
-        allowed = await self.gateway.visible(ctx.caller, listing.packed, ctx.include_servers, None)
-        if isinstance(allowed, GatewayError):
-            return gateway_error_body(ctx.request_id, allowed)
+        answer = await self.gateway.visible(ctx.caller, listing.packed, ctx.include_servers, None)
+        if answer.error is not None:
+            return gateway_error_body(ctx.request_id, answer.error)
         entries = listing.entries
-        return ok_body(ctx.request_id, ctx.version, {field_name: [entries[i].fragment for i in allowed], **cache})
+        listed = [entries[i].fragment for i in answer.allowed]
+        return ok_body(ctx.request_id, ctx.version, {field_name: listed, **cache})
 
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Per session: the level filters the log notifications Bastion forwards to this agent (upstream

@@ -152,13 +152,13 @@ class RoutedRequests:
         owners = [(uri, entry) for uri in dict.fromkeys(uris) if (entry := self.catalog.resource_owner(uri))]
         if not owners:
             return [], []
-        allowed = await self.gateway.visible(
+        answer = await self.gateway.visible(
             ctx.caller, PackedPairs.of([(e.server, f"resource:{u}") for u, e in owners]), ctx.include_servers, None
         )
-        if isinstance(allowed, GatewayError):
+        if answer.error is not None:
             return [], []
         held, audits = [], []
-        for uri, entry in (owners[i] for i in allowed):
+        for uri, entry in (owners[i] for i in answer.allowed):
             self.audits_owed += 1
             payload, audit = await self._route(
                 ctx,
