@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import statistics
 import sys
@@ -53,9 +54,11 @@ from gateway_stack import (
     Gateway,
     costs_between,
     export_baseline,
+    process_ticks,
     snapshot,
     start_gateway,
     start_upstream,
+    ticks_to_us,
 )
 from mcp_clients import ECHO, Client, McpClient, Result, SseClient, StdioClient, concurrent, sequential, summarize
 
@@ -69,7 +72,7 @@ def direct_client(kind: str, url: str | None) -> Client:
 
 
 async def measure(
-    args: argparse.Namespace, text: str, kind: str, url: str | None, gateway: Gateway
+    args: argparse.Namespace, text: str, kind: str, url: str | None, gateway: Gateway, upstream_pid: int | None
 ) -> tuple[list[Result], Costs]:
     call = {"name": "echo", "arguments": {"text": text}}
     via = {"name": "echo__echo", "arguments": {"text": text}}
@@ -96,8 +99,12 @@ async def measure(
 
     d_rate = await concurrent(open_direct, call, args.concurrency, args.calls_each)
     before = snapshot(gateway)
+    upstream_before = process_ticks(upstream_pid) if upstream_pid else 0
     g_rate = await concurrent(open_through, via, args.concurrency, args.calls_each)
-    costs = costs_between(before, snapshot(gateway), args.concurrency * args.calls_each)
+    calls = args.concurrency * args.calls_each
+    costs = costs_between(before, snapshot(gateway), calls)
+    if upstream_pid:
+        costs.upstream_us = ticks_to_us(process_ticks(upstream_pid) - upstream_before, calls)
     results.append(summarize("direct: tools/call", d_samples, d_rate))
     results.append(summarize("bastion: tools/call", g_samples, g_rate))
     results.append(
@@ -133,6 +140,11 @@ def report(results: list[Result], costs: Costs, upstream: str, era: str, concurr
     )
     parts = ", ".join(f"{role} {us:,.0f}" for role, us in sorted(costs.cpu_us.items(), key=lambda kv: -kv[1]))
     print(f"gateway CPU per call at c={concurrency}: {sum(costs.cpu_us.values()):,.0f} µs ({parts})")
+    if costs.upstream_us:
+        print(
+            f"the upstream's own CPU per call: {costs.upstream_us:,.0f} µs; "
+            f"the gateway spends {sum(costs.cpu_us.values()) / costs.upstream_us:.2f}x that"
+        )
     print(f"NATS messages per call: {costs.nats_in:.2f} published, {costs.nats_out:.2f} delivered")
 
 
@@ -156,7 +168,8 @@ def run_one(
         with tempfile.TemporaryDirectory() as tmp:
             gateway = start_gateway({"echo": server}, Path(tmp), extra_env=env)
             try:
-                results, costs = asyncio.run(measure(args, text, kind, url, gateway))
+                pid = upstream.pid if upstream is not None else None
+                results, costs = asyncio.run(measure(args, text, kind, url, gateway, pid))
             finally:
                 gateway.stop()
     finally:
@@ -176,7 +189,8 @@ def run_one(
 
 def figures(run: dict, roles: list[str]) -> list[float]:
     """A run's figures in table order: added p50 and p99, throughput %, CPU µs (all, then each
-    role), NATS messages in and out per call."""
+    role), NATS messages in and out per call, and the gateway's CPU as a multiple of the upstream's
+    (NaN for a stdio upstream, a child of the executor)."""
     direct, through = run["results"][0], run["results"][1]
     cpu = run["costs"]["cpu_us"]
     return [
@@ -187,6 +201,7 @@ def figures(run: dict, roles: list[str]) -> list[float]:
         *(cpu.get(role, 0) for role in roles),
         run["costs"]["nats_in"],
         run["costs"]["nats_out"],
+        sum(cpu.values()) / run["costs"]["upstream_us"] if run["costs"].get("upstream_us") else float("nan"),
     ]
 
 
@@ -196,7 +211,8 @@ def row(values: list[float], roles: list[str]) -> list[str]:
         *(f"{v:+.2f}" for v in added),
         f"{tail:.0f}",
         *(f"{v:,.0f}" for v in rest[: 1 + len(roles)]),
-        *(f"{v:.2f}" for v in rest[1 + len(roles) :]),
+        *(f"{v:.2f}" for v in rest[1 + len(roles) : 3 + len(roles)]),
+        "-" if math.isnan(rest[-1]) else f"{rest[-1]:.2f}x",
     ]
 
 
@@ -206,7 +222,18 @@ def compare(runs: list[dict]) -> None:
     roles = sorted(
         {role for run in runs for role in run["costs"]["cpu_us"]}, key=lambda r: ROLES.index(r) if r in ROLES else 99
     )
-    head = ["upstream/era", "build", "+p50 ms", "+p99 ms", "thru %", "CPU µs", *roles, "msgs in", "msgs out"]
+    head = [
+        "upstream/era",
+        "build",
+        "+p50 ms",
+        "+p99 ms",
+        "thru %",
+        "CPU µs",
+        *roles,
+        "msgs in",
+        "msgs out",
+        "x upstream",
+    ]
     print("\n" + " | ".join(head))
     groups: dict[tuple[str, str], list[list[float]]] = {}
     for run in runs:

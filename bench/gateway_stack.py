@@ -59,6 +59,10 @@ class Costs:
     """Messages published into nats-server per call (`/varz` in_msgs)."""
     nats_out: float
     """Messages nats-server delivered per call (`/varz` out_msgs)."""
+    upstream_us: float | None = None
+    """The upstream server's own CPU µs per call in the same phase (HTTP and SSE upstreams): the
+    gateway's CPU divided by it is a figure this machine's speed, which drifts from day to day by
+    more than the changes measured, mostly cancels out of."""
 
 
 def start_upstream(kind: str = "http") -> tuple[subprocess.Popen[str], str]:
@@ -200,6 +204,16 @@ def _role(pid: int) -> str | None:
     return next((role for role in ROLES if role in cmdline), "other")
 
 
+def process_ticks(pid: int) -> int:
+    """CPU clock ticks (user + system) one process has used so far."""
+    fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def ticks_to_us(ticks: int, calls: int) -> float:
+    return ticks * 1e6 / _CLK_TCK / calls
+
+
 def cpu_ticks(root: int) -> dict[str, int]:
     """CPU clock ticks (user + system) used so far by each Bastion process under `root`, by role."""
     ticks: dict[str, int] = {}
@@ -208,10 +222,10 @@ def cpu_ticks(root: int) -> dict[str, int]:
         if role is None:
             continue
         try:
-            fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            used = process_ticks(pid)
         except OSError:
             continue
-        ticks[role] = ticks.get(role, 0) + int(fields[11]) + int(fields[12])
+        ticks[role] = ticks.get(role, 0) + used
     return ticks
 
 
@@ -236,7 +250,7 @@ def costs_between(
     (ticks, msgs), (after_ticks, after_msgs) = before, after
     return Costs(
         cpu_us={
-            role: (after_ticks[role] - ticks.get(role, 0)) * 1e6 / _CLK_TCK / calls
+            role: ticks_to_us(after_ticks[role] - ticks.get(role, 0), calls)
             for role in sorted(after_ticks)
             if after_ticks[role] - ticks.get(role, 0)
         },
