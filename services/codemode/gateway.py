@@ -27,8 +27,6 @@ from bastion_common.visible import ask_visible
 
 __all__ = ["PolicyGateway"]
 
-_NO_POLICY = "no policy service is running behind this gateway; retry shortly"
-
 
 class PolicyGateway:
     """`await start()` before the first call."""
