@@ -23,6 +23,7 @@ from .grants import GrantSet
 __all__ = ["Visibility"]
 
 Pair = tuple[str, str]
+_Patterns = tuple[str, ...] | None
 
 _LISTS = 8
 """Packed lists kept unpacked: one per catalog revision in use (ingress's and codemode's, and the
@@ -45,8 +46,10 @@ class _Listed:
 class Visibility:
     def __init__(self, lists: int = _LISTS, answers: int = _ANSWERS) -> None:
         self._lists: LRUCache[str, _Listed] = LRUCache(maxsize=lists)
-        self._granted: LRUCache[tuple[str, GrantSet], list[int]] = LRUCache(maxsize=answers)
-        self._answers: LRUCache[tuple[str, GrantSet, Narrowing], list[int]] = LRUCache(maxsize=answers)
+        # keyed by patterns, not by the compiled objects: verdicts depend on the patterns alone,
+        # and a memo must not keep compiled grant sets (and their verdict caches) alive
+        self._granted: LRUCache[tuple[str, _Patterns], list[int]] = LRUCache(maxsize=answers)
+        self._answers: LRUCache[tuple[str, _Patterns, _Patterns, _Patterns], list[int]] = LRUCache(maxsize=answers)
 
     def learn(self, packed: str) -> str:
         """Hold a packed list under its digest (`messages.pairs_digest`, computed here: a sender's
@@ -64,14 +67,14 @@ class Visibility:
         """Indexes of the pairs of list `digest` (`learn` it first: KeyError if it is not held)
         that `grants` and `narrowing` both let through. The list returned is shared: do not change it."""
         listed = self._lists[digest]
-        granted_at = (digest, grants)
+        granted_at = (digest, grants.patterns)
         granted = self._granted.get(granted_at)
         if granted is None:
             pairs = listed.pairs
             granted = self._granted[granted_at] = [i for i, (s, t) in enumerate(pairs) if grants.allows(s, t)]
         if narrowing.servers is None and narrowing.tools is None:
             return granted
-        memo = (digest, grants, narrowing)
+        memo = (digest, grants.patterns, narrowing.servers, narrowing.tools)
         answer = self._answers.get(memo)
         if answer is None:
             answer = self._answers[memo] = _narrowed(granted, listed, narrowing)
