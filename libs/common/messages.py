@@ -31,7 +31,7 @@ from .messages_routed import (
     ClientReply,
     CodeModeAnswer,
     CodeModeCall,
-    PackedPairs,
+    PairList,
     Refund,
     ResourceUpdated,
     RoutedHead,
@@ -42,9 +42,7 @@ from .messages_routed import (
     VisibleToolsQuery,
     decode_outcome,
     encode_outcome,
-    pack_pairs,
     pairs_digest,
-    unpack_pairs,
 )
 
 __all__ = [
@@ -69,7 +67,7 @@ __all__ = [
     "Execution",
     "GatewayError",
     "KeyRecord",
-    "PackedPairs",
+    "PairList",
     "Refund",
     "ResourceUpdated",
     "RoutedHead",
@@ -85,7 +83,5 @@ __all__ = [
     "decode_outcome",
     "encode_outcome",
     "new_id",
-    "pack_pairs",
     "pairs_digest",
-    "unpack_pairs",
 ]

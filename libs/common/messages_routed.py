@@ -25,7 +25,7 @@ __all__ = [
     "ClientReply",
     "CodeModeAnswer",
     "CodeModeCall",
-    "PackedPairs",
+    "PairList",
     "Refund",
     "ResourceUpdated",
     "RoutedHead",
@@ -36,9 +36,7 @@ __all__ = [
     "VisibleToolsQuery",
     "decode_outcome",
     "encode_outcome",
-    "pack_pairs",
     "pairs_digest",
-    "unpack_pairs",
 ]
 
 
@@ -253,12 +251,12 @@ class VisibleToolsQuery(BusMessage):
     include_servers: list[str] | None = None
     include_tools: list[str] | None = None
     tools_digest: str = Field(max_length=64)
-    """`PackedPairs.digest` of the (server, tool) pairs asked about: a catalog's list is the same
+    """`PairList.digest` of the (server, tool) pairs asked about: a catalog's list is the same
     question every time, so it is named, not sent, while policy knows it."""
-    tools: str | None = None
-    """The pairs themselves, packed (`pack_pairs`): sent only when policy answered `unknown_list`
-    (1,343 pairs are ~40 kB, which cost more on the bus and in pydantic than deciding them).
-    Policy keeps a list under the digest it computes itself, never under the one it is told."""
+    tools: list[tuple[str, str]] | None = None
+    """The pairs themselves: sent only when policy answered `unknown_list` (1,343 pairs are ~40 kB,
+    which cost more on the bus and in pydantic than deciding them). Policy keeps a list under the
+    digest it computes itself, never under the one it is told."""
 
 
 class VisibleTools(BusMessage):
@@ -272,45 +270,22 @@ class VisibleTools(BusMessage):
     asker whose own view of those buckets is no newer knows the answer holds until it sees a change."""
 
 
-def pack_pairs(pairs: Sequence[tuple[str, str]]) -> str:
-    """(server, name) pairs as `VisibleToolsQuery.tools` carries them: one JSON array of pairs."""
-    return orjson.dumps(pairs).decode()
-
-
-def pairs_digest(packed: str) -> str:
-    """The name of a packed list of pairs (`VisibleToolsQuery.tools_digest`)."""
-    return hashlib.blake2b(packed.encode(), digest_size=16).hexdigest()
+def pairs_digest(pairs: Sequence[tuple[str, str]]) -> str:
+    """The name of a list of (server, name) pairs (`VisibleToolsQuery.tools_digest`)."""
+    return hashlib.blake2b(orjson.dumps(pairs), digest_size=16).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
-class PackedPairs:
-    """A list of (server, name) pairs as a `bastion.policy.list` question names it, packed and
-    named once (per catalog revision, for a catalog's list)."""
+class PairList:
+    """A list of (server, name) pairs with the digest a `bastion.policy.list` question names it by,
+    computed once (per catalog revision, for a catalog's list)."""
 
-    packed: str
+    pairs: list[tuple[str, str]]
     digest: str
 
     @classmethod
-    def of(cls, pairs: Sequence[tuple[str, str]]) -> PackedPairs:
-        packed = pack_pairs(pairs)
-        return cls(packed, pairs_digest(packed))
-
-
-def unpack_pairs(packed: str) -> list[tuple[str, str]]:
-    """The pairs `pack_pairs` packed; raises ValueError when `packed` is not a JSON array of
-    two-string arrays."""
-    try:
-        items = orjson.loads(packed)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"'tools' is not JSON: {exc}") from None
-    if not isinstance(items, list):
-        raise ValueError("'tools' must be a JSON array of [server, name] pairs")
-    pairs = []
-    for item in items:
-        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str) and isinstance(item[1], str)):
-            raise ValueError("every item of 'tools' must be a [server, name] pair of strings")
-        pairs.append((item[0], item[1]))
-    return pairs
+    def of(cls, pairs: list[tuple[str, str]]) -> PairList:
+        return cls(pairs, pairs_digest(pairs))
 
 
 # ---------------------------------------------------------------- Code Mode

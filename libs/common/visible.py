@@ -14,7 +14,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from . import subjects
 from .errors import ErrorKind
-from .messages import Caller, GatewayError, PackedPairs, VisibleTools, VisibleToolsQuery
+from .messages import Caller, GatewayError, PairList, VisibleTools, VisibleToolsQuery
 
 __all__ = ["ask_visible"]
 
@@ -24,18 +24,20 @@ _NO_POLICY = "no policy service is running behind this gateway; retry shortly or
 async def ask_visible(
     nc: NATS,
     caller: Caller,
-    pairs: PackedPairs,
+    pairs: PairList,
     include_servers: list[str] | None,
     include_tools: list[str] | None,
     timeout: float,  # noqa: ASYNC109 - a NATS deadline per question, not a scope
 ) -> VisibleTools:
-    """Policy's answer (with `error` set when there is none)."""
+    """Policy's answer (with `error` set when there is none). An empty list needs no question."""
+    if not pairs.pairs:
+        return VisibleTools()
     query = VisibleToolsQuery(
         caller=caller, tools_digest=pairs.digest, include_servers=include_servers, include_tools=include_tools
     )
     answer = await _ask(nc, query, timeout)
     if answer.unknown_list:
-        answer = await _ask(nc, query.model_copy(update={"tools": pairs.packed}), timeout)
+        answer = await _ask(nc, query.model_copy(update={"tools": pairs.pairs}), timeout)
     return answer
 
 

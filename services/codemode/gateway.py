@@ -17,7 +17,7 @@ from bastion_common.messages import (
     CallOutcome,
     CancelExecution,
     GatewayError,
-    PackedPairs,
+    PairList,
     Refund,
     ToolCall,
 )
@@ -43,7 +43,7 @@ class PolicyGateway:
     async def visible(
         self,
         caller: Caller,
-        tools: PackedPairs,
+        tools: PairList,
         include_servers: list[str] | None,
         include_tools: list[str] | None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope

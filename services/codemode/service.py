@@ -181,15 +181,11 @@ class CodeModeService:
     async def _answer(self, request: CodeModeCall) -> CodeModeAnswer:
         assert self.gateway is not None and self.meta is not None
         catalog = self.catalog
-        revision, pairs, definitions = catalog.revision, catalog.pairs, catalog.definitions
-        allowed = (
-            await self.gateway.visible(request.caller, catalog.packed, request.include_servers, request.include_tools)
-            if pairs
-            else []
-        )
+        revision, listed, definitions = catalog.revision, catalog.listed, catalog.definitions
+        allowed = await self.gateway.visible(request.caller, listed, request.include_servers, request.include_tools)
         if isinstance(allowed, GatewayError):
             return CodeModeAnswer(id=request.id, error=allowed)
-        view = self.views.view(revision, allowed, pairs, definitions)
+        view = self.views.view(revision, allowed, listed.pairs, definitions)
         answer = await self.meta.answer(request, view)
         return CodeModeAnswer(
             id=request.id, result=answer.result, calls=answer.calls, authorize_urls=answer.authorize_urls

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from bastion_common.kvwatch import decode_value
-from bastion_common.messages import PackedPairs, ServerCatalog
+from bastion_common.messages import PairList, ServerCatalog
 
 from .search import SearchIndex
 from .stubs import file_path, render_file
@@ -28,11 +28,14 @@ class CatalogView:
     def __init__(self) -> None:
         self._servers: dict[str, ServerCatalog] = {}
         self.revision = 0
-        self.pairs: list[tuple[str, str]] = []
-        """(server, upstream tool name) of every listed tool: the question put to policy."""
-        self.packed = PackedPairs.of([])
-        """`pairs` as the question names them, packed once per revision."""
+        self.listed = PairList.of([])
+        """(server, upstream tool name) of every listed tool: the question put to policy, named once
+        per revision."""
         self.definitions: list[dict[str, Any]] = []
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return self.listed.pairs
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> None:
         catalog = decode_value(ServerCatalog, value, f"catalog of {server}")
@@ -51,8 +54,7 @@ class CatalogView:
             if catalog.status == "ready"
             for tool in catalog.tools
         )
-        self.pairs = [(server, tool) for server, tool, _ in tools]
-        self.packed = PackedPairs.of(self.pairs)
+        self.listed = PairList.of([(server, tool) for server, tool, _ in tools])
         self.definitions = [definition for _, _, definition in tools]
         self.revision += 1
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from bastion_common.kvwatch import decode_value
-from bastion_common.messages import PackedPairs, ServerCatalog
+from bastion_common.messages import PairList, ServerCatalog
 from bastion_common.naming import VALID_NAME, assign_names
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
@@ -49,18 +49,15 @@ class Listing:
     """One kind of catalog item, in answer order, with what policy needs to filter it."""
 
     entries: list[CatalogEntry]
-    pairs: list[Pair]
-    """(server, target) per entry: the question asked of policy."""
-    packed: PackedPairs
-    """`pairs` as the question names them, packed once per catalog revision."""
+    pairs: PairList
+    """(server, target) per entry: the question asked of policy, named once per catalog revision."""
 
     @classmethod
     def of(cls, entries: list[CatalogEntry]) -> Listing:
-        pairs = [(e.server, e.target or e.tool) for e in entries]
-        return cls(entries, pairs, PackedPairs.of(pairs))
+        return cls(entries, PairList.of([(e.server, e.target or e.tool) for e in entries]))
 
 
-_EMPTY = Listing([], [], PackedPairs.of([]))
+_EMPTY = Listing([], PairList.of([]))
 
 
 def gateway_names(pairs: Iterable[Pair], plain: set[str]) -> dict[str, Pair]:

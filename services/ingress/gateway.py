@@ -29,7 +29,7 @@ from bastion_common.messages import (
     CancelExecution,
     Execution,
     GatewayError,
-    PackedPairs,
+    PairList,
     Refund,
     ToolCall,
     UpstreamRequest,
@@ -178,7 +178,7 @@ class Gateway:
     async def visible(
         self,
         caller: Caller,
-        tools: PackedPairs,
+        tools: PairList,
         include_servers: tuple[str, ...] | None = None,
         include_tools: tuple[str, ...] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope

@@ -208,21 +208,17 @@ class Handlers(RoutedRequests):
         if tools_json is None:
             tools = self.catalog.tools
             seen = {watch.bucket: watch.revision for watch in self.policy_inputs}
-            if tools.entries:
-                answer = await self.gateway.visible(ctx.caller, tools.packed, ctx.include_servers, ctx.include_tools)
-                if answer.error is not None:
-                    return gateway_error_body(ctx.request_id, answer.error)
-                allowed, answered_at = answer.allowed, answer.revisions
-            else:
-                allowed, answered_at = [], seen
+            answer = await self.gateway.visible(ctx.caller, tools.pairs, ctx.include_servers, ctx.include_tools)
+            if answer.error is not None:
+                return gateway_error_body(ctx.request_id, answer.error)
             # the catalog may have changed while policy answered: then the answer is not cached
             tools_json = self._list_cache.put(
                 cache_key,
                 stamp,
-                allowed,
+                answer.allowed,
                 tools.entries,
                 keep=tools is self.catalog.tools,
-                lasting=answer_holds(seen, answered_at),
+                lasting=answer_holds(seen, answer.revisions),
             )
         result: dict[str, Any] = {"tools": tools_json}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:
@@ -288,9 +284,7 @@ class Handlers(RoutedRequests):
     async def _list(self, ctx: RequestContext, field_name: str, listing: Listing) -> dict[str, Any]:
         """A prompts / resources / templates list: what the key may use, from memory."""
         cache = {"cacheScope": "private", "ttlMs": 0} if ctx.version in MODERN_PROTOCOL_VERSIONS else {}
-        if not listing.entries:
-            return ok_body(ctx.request_id, ctx.version, {field_name: [], **cache})
-        answer = await self.gateway.visible(ctx.caller, listing.packed, ctx.include_servers, None)
+        answer = await self.gateway.visible(ctx.caller, listing.pairs, ctx.include_servers, None)
         if answer.error is not None:
             return gateway_error_body(ctx.request_id, answer.error)
         entries = listing.entries

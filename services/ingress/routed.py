@@ -20,7 +20,7 @@ from bastion_common.messages import (
     CallOutcome,
     Execution,
     GatewayError,
-    PackedPairs,
+    PairList,
     ToolCall,
     UpstreamRequest,
 )
@@ -153,7 +153,7 @@ class RoutedRequests:
         if not owners:
             return [], []
         answer = await self.gateway.visible(
-            ctx.caller, PackedPairs.of([(e.server, f"resource:{u}") for u, e in owners]), ctx.include_servers, None
+            ctx.caller, PairList.of([(e.server, f"resource:{u}") for u, e in owners]), ctx.include_servers, None
         )
         if answer.error is not None:
             return [], []

@@ -313,10 +313,7 @@ class PolicyService:
             return VisibleTools(error=narrow)
         digest = query.tools_digest
         if query.tools is not None:
-            try:
-                digest = self.view.visibility.learn(query.tools)
-            except ValueError as exc:
-                return VisibleTools(error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc)))
+            digest = self.view.visibility.learn(query.tools)
         elif not self.view.visibility.knows(digest):
             return VisibleTools(unknown_list=True)
         visible = self.view.visible(query.caller, digest, narrow)

@@ -2,7 +2,7 @@
 
 The list asked about is a catalog's, the same on every `tools/list` and Code Mode call until the
 catalog changes; the answer depends only on it, the caller's grant set and the request's
-narrowing. So a list is held unpacked under its digest (askers name it rather than send it), what a
+narrowing. So a list is held under its digest (askers name it rather than send it), what a
 grant set allows of it is worked out once, and a narrowing (new header values) costs a pass over
 the allowed indexes with its server patterns matched once per server: for 1,343 tools, ~1 ms of
 verdicts per fresh list on this project's machine becomes dict lookups, or ~0.1 ms with new
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from bastion_common.messages import pairs_digest, unpack_pairs
+from bastion_common.messages import pairs_digest
 
 from .filters import Narrowing
 from .grants import GrantSet
@@ -26,7 +26,7 @@ Pair = tuple[str, str]
 _Patterns = tuple[str, ...] | None
 
 _LISTS = 8
-"""Packed lists kept unpacked: one per catalog revision in use (ingress's and codemode's, and the
+"""Lists kept: one per catalog revision in use (ingress's and codemode's, and the
 one before a change while replicas catch up)."""
 _ANSWERS = 256
 """Answers kept: one per (list, grant set) and per (list, grant set, narrowing) in use; a
@@ -34,13 +34,13 @@ _ANSWERS = 256
 
 
 class _Listed:
-    """A packed list, unpacked once: its pairs and its distinct servers."""
+    """A list of pairs and its distinct servers."""
 
     __slots__ = ("pairs", "servers")
 
-    def __init__(self, packed: str) -> None:
-        self.pairs = unpack_pairs(packed)
-        self.servers = set(server for server, _ in self.pairs)
+    def __init__(self, pairs: list[Pair]) -> None:
+        self.pairs = pairs
+        self.servers = {server for server, _ in pairs}
 
 
 class Visibility:
@@ -51,13 +51,12 @@ class Visibility:
         self._granted: LRUCache[tuple[str, _Patterns], list[int]] = LRUCache(maxsize=answers)
         self._answers: LRUCache[tuple[str, _Patterns, _Patterns, _Patterns], list[int]] = LRUCache(maxsize=answers)
 
-    def learn(self, packed: str) -> str:
-        """Hold a packed list under its digest (`messages.pairs_digest`, computed here: a sender's
-        word for it is never taken) and return that. Raises ValueError when `packed` is not a list
-        of pairs."""
-        digest = pairs_digest(packed)
+    def learn(self, pairs: list[Pair]) -> str:
+        """Hold a list under its digest (`messages.pairs_digest`, computed here: a sender's word for
+        it is never taken) and return that."""
+        digest = pairs_digest(pairs)
         if digest not in self._lists:
-            self._lists[digest] = _Listed(packed)
+            self._lists[digest] = _Listed(pairs)
         return digest
 
     def knows(self, digest: str) -> bool:

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 
 from bastion_common import subjects
 from bastion_common.kvwatch import BucketWatch
-from bastion_common.messages import Caller, KeyRecord, PackedPairs, VisibleTools, VisibleToolsQuery
+from bastion_common.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
 from bastion_common.nats import connect, kv_bucket
 from bastion_common.visible import ask_visible
 from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
@@ -74,8 +74,8 @@ async def test_policy_answers_with_the_revisions_its_view_holds(gateway):
         written = await keys.put(record.id, record.model_dump_json().encode())  # a new revision, same key
         caller = gateway.ingress.keys.authenticate(f"Bearer {READONLY_KEY}")
         assert isinstance(caller, Caller)
-        listed = PackedPairs.of([("echo", "echo"), ("echo", "add")])
-        query = VisibleToolsQuery(caller=caller, tools_digest=listed.digest, tools=listed.packed)
+        listed = PairList.of([("echo", "echo"), ("echo", "add")])
+        query = VisibleToolsQuery(caller=caller, tools_digest=listed.digest, tools=listed.pairs)
 
         async def answered_at_least_written() -> VisibleTools | None:
             reply = await nc.request(subjects.POLICY_LIST, query.model_dump_json().encode(), timeout=5)
@@ -122,7 +122,7 @@ async def test_a_list_crosses_the_bus_only_when_policy_does_not_hold_it(gateway)
         await nc.flush()
         caller = gateway.ingress.keys.authenticate(f"Bearer {READONLY_KEY}")
         assert isinstance(caller, Caller)
-        listed = PackedPairs.of([("notes", "list_notes"), ("echo", "add"), ("echo", "echo"), ("fresh", "x")])
+        listed = PairList.of([("notes", "list_notes"), ("echo", "add"), ("echo", "echo"), ("fresh", "x")])
 
         first = await ask_visible(nc, caller, listed, None, None, timeout=5)
         assert (first.allowed, first.unknown_list) == ([0, 2], False)
@@ -133,7 +133,7 @@ async def test_a_list_crosses_the_bus_only_when_policy_does_not_hold_it(gateway)
         assert {q.tools_digest for q in questions} == {listed.digest}
 
         # a digest that does not name what is sent is never believed: the list is held under its own
-        lying = VisibleToolsQuery(caller=caller, tools_digest="f" * 32, tools=PackedPairs.of([("echo", "add")]).packed)
+        lying = VisibleToolsQuery(caller=caller, tools_digest="f" * 32, tools=[("echo", "add")])
         reply = await nc.request(subjects.POLICY_LIST, lying.model_dump_json().encode(), timeout=5)
         assert VisibleTools.model_validate_json(reply.data).allowed == []
         named = lying.model_copy(update={"tools": None})

@@ -5,13 +5,16 @@ computes, and a malformed list refused."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from bastion_common.messages import PackedPairs, pack_pairs, unpack_pairs
+from bastion_common.messages import Caller, PairList, VisibleToolsQuery, pairs_digest
 from bastion_policy.filters import Narrowing
 from bastion_policy.grants import GrantSet
 from bastion_policy.visibility import Visibility
 
 pytestmark = pytest.mark.unit
+
+CALLER = Caller(key_id="k", key_name="test")
 
 name = st.text(alphabet='abcd_-/\x00"\\é', min_size=1, max_size=5)
 pairs = st.lists(st.tuples(name, name), max_size=30)
@@ -24,8 +27,12 @@ narrow = st.builds(
 
 
 @given(pairs)
-def test_packing_round_trips_any_names(listed):
-    assert unpack_pairs(pack_pairs(listed)) == listed
+def test_a_list_sent_over_the_bus_keeps_its_name_for_any_names(listed):
+    # policy names a list it was sent by the pairs it decoded: they must digest as the asker's did
+    sent = VisibleToolsQuery(caller=CALLER, tools_digest=PairList.of(listed).digest, tools=listed)
+    received = VisibleToolsQuery.model_validate_json(sent.model_dump_json())
+    assert received.tools == listed
+    assert pairs_digest(received.tools) == sent.tools_digest
 
 
 @given(listed=pairs, grants=patterns, narrowing=narrow)
@@ -33,39 +40,39 @@ def test_the_answer_is_every_pair_both_let_through(listed, grants, narrowing):
     granted = GrantSet.compile(grants)
     expected = [i for i, (s, t) in enumerate(listed) if granted.allows(s, t) and narrowing.allows(s, t)]
     visibility = Visibility()
-    digest = visibility.learn(pack_pairs(listed))
+    digest = visibility.learn(listed)
     assert visibility.allowed(granted, narrowing, digest) == expected
     assert visibility.allowed(granted, narrowing, digest) == expected  # asked again: remembered
 
 
 def test_an_answer_is_remembered_per_grant_set_and_narrowing():
     visibility = Visibility()
-    packed = visibility.learn(pack_pairs([("github", "search"), ("github", "delete"), ("jira", "search")]))
+    digest = visibility.learn([("github", "search"), ("github", "delete"), ("jira", "search")])
     everything = GrantSet.compile(["*"])
-    first = visibility.allowed(everything, Narrowing(), packed)
+    first = visibility.allowed(everything, Narrowing(), digest)
     assert first == [0, 1, 2]
-    assert visibility.allowed(GrantSet.compile(["*"]), Narrowing(), packed) is first
-    assert visibility.allowed(GrantSet.compile(["github/*"]), Narrowing(), packed) == [0, 1]
-    assert visibility.allowed(everything, Narrowing(servers=("jira",)), packed) == [2]
-    assert visibility.allowed(everything, Narrowing(tools=("search",)), packed) == [0, 2]
-    assert visibility.allowed(GrantSet.compile([]), Narrowing(), packed) == []
+    assert visibility.allowed(GrantSet.compile(["*"]), Narrowing(), digest) is first
+    assert visibility.allowed(GrantSet.compile(["github/*"]), Narrowing(), digest) == [0, 1]
+    assert visibility.allowed(everything, Narrowing(servers=("jira",)), digest) == [2]
+    assert visibility.allowed(everything, Narrowing(tools=("search",)), digest) == [0, 2]
+    assert visibility.allowed(GrantSet.compile([]), Narrowing(), digest) == []
 
 
 @pytest.mark.parametrize(
-    "packed",
-    ['{"a": 1}', "[[1, 2]]", '[["a"]]', '[["a", "b", "c"]]', "[[", '["ab"]', ""],
+    "tools",
+    ['{"a": 1}', "[[1, 2]]", '[["a"]]', '[["a", "b", "c"]]', '["ab"]', '"ab"'],
 )
-def test_a_malformed_list_is_refused(packed):
-    visibility = Visibility()
-    with pytest.raises(ValueError, match="tools"):
-        visibility.learn(packed)
-    assert not visibility.knows(PackedPairs(packed, "").digest)
+def test_a_malformed_list_is_refused(tools):
+    with pytest.raises(ValidationError, match="tools"):
+        VisibleToolsQuery.model_validate_json(
+            f'{{"caller": {CALLER.model_dump_json()}, "tools_digest": "x", "tools": {tools}}}'
+        )
 
 
 def test_a_list_is_held_under_the_digest_policy_computes():
     visibility = Visibility()
-    listed = PackedPairs.of([("github", "search")])
+    listed = PairList.of([("github", "search")])
     assert not visibility.knows(listed.digest)
-    assert visibility.learn(listed.packed) == listed.digest
+    assert visibility.learn(listed.pairs) == listed.digest
     assert visibility.knows(listed.digest)
-    assert PackedPairs.of([("github", "delete")]).digest != listed.digest
+    assert PairList.of([("github", "delete")]).digest != listed.digest
