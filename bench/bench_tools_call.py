@@ -187,12 +187,26 @@ def run_one(
     }
 
 
+def columns(roles: list[str]) -> list[tuple[str, str]]:
+    """The table's figure columns: (heading, format of its value)."""
+    return [
+        ("+p50 ms", "{:+.2f}"),
+        ("+p99 ms", "{:+.2f}"),
+        ("thru %", "{:.0f}"),
+        ("CPU µs", "{:,.0f}"),
+        *((role, "{:,.0f}") for role in roles),
+        ("msgs in", "{:.2f}"),
+        ("msgs out", "{:.2f}"),
+        ("x upstream", "{:.2f}x"),
+    ]
+
+
 def figures(run: dict, roles: list[str]) -> list[float]:
-    """A run's figures in table order: added p50 and p99, throughput %, CPU µs (all, then each
-    role), NATS messages in and out per call, and the gateway's CPU as a multiple of the upstream's
-    (NaN for a stdio upstream, a child of the executor)."""
+    """A run's figures in `columns` order; the multiple of the upstream's CPU is NaN for a stdio
+    upstream (a child of the executor, not measured apart)."""
     direct, through = run["results"][0], run["results"][1]
     cpu = run["costs"]["cpu_us"]
+    upstream_us = run["costs"].get("upstream_us")
     return [
         through["p50_ms"] - direct["p50_ms"],
         through["p99_ms"] - direct["p99_ms"],
@@ -201,18 +215,7 @@ def figures(run: dict, roles: list[str]) -> list[float]:
         *(cpu.get(role, 0) for role in roles),
         run["costs"]["nats_in"],
         run["costs"]["nats_out"],
-        sum(cpu.values()) / run["costs"]["upstream_us"] if run["costs"].get("upstream_us") else float("nan"),
-    ]
-
-
-def row(values: list[float], roles: list[str]) -> list[str]:
-    added, tail, rest = values[:2], values[2], values[3:]
-    return [
-        *(f"{v:+.2f}" for v in added),
-        f"{tail:.0f}",
-        *(f"{v:,.0f}" for v in rest[: 1 + len(roles)]),
-        *(f"{v:.2f}" for v in rest[1 + len(roles) : 3 + len(roles)]),
-        "-" if math.isnan(rest[-1]) else f"{rest[-1]:.2f}x",
+        sum(cpu.values()) / upstream_us if upstream_us else math.nan,
     ]
 
 
@@ -222,28 +225,23 @@ def compare(runs: list[dict]) -> None:
     roles = sorted(
         {role for run in runs for role in run["costs"]["cpu_us"]}, key=lambda r: ROLES.index(r) if r in ROLES else 99
     )
-    head = [
-        "upstream/era",
-        "build",
-        "+p50 ms",
-        "+p99 ms",
-        "thru %",
-        "CPU µs",
-        *roles,
-        "msgs in",
-        "msgs out",
-        "x upstream",
-    ]
-    print("\n" + " | ".join(head))
+    formats = [fmt for _, fmt in columns(roles)]
+    head = " | ".join(["upstream/era", "build", *(heading for heading, _ in columns(roles))])
+
+    def line(where: str, build: str, values: list[float]) -> str:
+        shown = ("-" if math.isnan(v) else fmt.format(v) for fmt, v in zip(formats, values, strict=True))
+        return " | ".join([where, build, *shown])
+
+    print("\n" + head)
     groups: dict[tuple[str, str], list[list[float]]] = {}
     for run in runs:
-        where = f"{run['upstream']}/{run['era']}"
-        groups.setdefault((where, run["build"]), []).append(figures(run, roles))
-        print(" | ".join([where, run["build"], *row(figures(run, roles), roles)]))
+        where, values = f"{run['upstream']}/{run['era']}", figures(run, roles)
+        groups.setdefault((where, run["build"]), []).append(values)
+        print(line(where, run["build"], values))
     if any(len(rounds) > 1 for rounds in groups.values()):
-        print("\nmedian of the rounds\n" + " | ".join(head))
+        print("\nmedian of the rounds\n" + head)
         for (where, build), rounds in groups.items():
-            print(" | ".join([where, build, *row([statistics.median(v) for v in zip(*rounds, strict=True)], roles)]))
+            print(line(where, build, [statistics.median(v) for v in zip(*rounds, strict=True)]))
     print("load average (1, 5, 15 min) at the end: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
 
 
