@@ -121,15 +121,11 @@ class BucketWatch:
                 self.ready.set()
                 continue
             key, revision = entry.key, entry.revision or 0
+            result: Awaitable[None] | None = None
             if entry.operation in ("DEL", "PURGE") or entry.value is None:
-                if self._revisions.pop(key, None) is None and self.watches > 1:
-                    self.revision = revision
-                    continue  # already gone from the view
-                result = self._on_delete(key)
-            else:
-                if self._revisions.get(key) == revision and revision:
-                    self.revision = revision
-                    continue  # re-delivered by a re-created watch: nothing changed
+                if self._revisions.pop(key, None) is not None or self.watches == 1:  # else already gone
+                    result = self._on_delete(key)
+            elif self._revisions.get(key) != revision or not revision:  # else re-delivered: unchanged
                 self._revisions[key] = revision
                 result = self._on_put(key, entry.value, revision)
             if asyncio.iscoroutine(result):
