@@ -67,6 +67,7 @@ class Authorizer:
         self._allow = allow or AllowList()
         """Internal hosts reachable all the same (`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS`)."""
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
+        self._noting = asyncio.Lock()
         self._noted: set[tuple[str, str]] = set()
         """(issuer, server) pairs this process has written down (`Records.note_server_at`): which servers
         share an authorization server is kept in the store, so token exchange survives a restart."""
@@ -197,7 +198,10 @@ class Authorizer:
             await self._records.save_server_auth(server, auth)
         issuer = str(auth.discovered.metadata.issuer)
         if (issuer, server) not in self._noted:
-            await self._records.note_server_at(issuer, server)
+            # one read-modify-write at a time: two servers of one issuer noted at once (their
+            # sessions open together at start-up) would otherwise each write a list without the other
+            async with self._noting:
+                await self._records.note_server_at(issuer, server)
             self._noted.add((issuer, server))
         return auth
 
