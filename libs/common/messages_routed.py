@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import ErrorKind
 from .messages_base import BusMessage, Caller, Execution, GatewayError, new_id
@@ -25,6 +25,7 @@ __all__ = [
     "ClientReply",
     "CodeModeAnswer",
     "CodeModeCall",
+    "Grant",
     "PairList",
     "Refund",
     "ResourceUpdated",
@@ -76,6 +77,25 @@ class RoutedHead(BusMessage):
     def granted_as(self) -> str:
         """The name grants are checked against in the `server/...` space."""
         return self.tool or self.target or ""
+
+
+class Grant(BaseModel):
+    """Policy's decision that a caller may send one kind of request (`kind`: `EXEC_CALL` or
+    `EXEC_REQUEST`) to one target, with one narrowing, with nothing to count: reused by ingress
+    until `expires` (the `subjects.GRANT` header). `mac` is policy's HMAC over all of that and the
+    price (`signing.WorkSigner.grant_mac`), so an executor can tell it from a forged one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    expires: float
+    """Unix time the executors stop honouring it."""
+    price: float | None = None
+    """The call's price in USD (`CHARGED_USD`), None for an unpriced one: ingress sends it with
+    each call, so the audit event's `cost_usd` is the same as for a call policy forwarded."""
+    revisions: dict[str, int] = Field(default_factory=dict, max_length=8)
+    """Bucket -> the KV revision policy's view held when it decided: ingress keeps the grant only
+    when policy had applied every change ingress had seen (`tool_lists.answer_holds`)."""
+    mac: str = Field(default="", max_length=64)
 
 
 class _Routed(RoutedHead):

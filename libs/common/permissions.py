@@ -8,7 +8,8 @@ receives it. `bastion up` renders it into the embedded server's config (`render_
 
 Three rules shape it:
 - only policy may publish the work subjects of the executor (`bastion.exec.call` / `.request`),
-  and only the admin role may write the configuration buckets (`bastion_keys`, `bastion_servers`,
+  and ingress, whose calls there an executor runs only with policy's signed grant for exactly that
+  call (`messages.Grant`); only the admin role may write the configuration buckets (`bastion_keys`, `bastion_servers`,
   `bastion_policy`); a service that only reads a bucket cannot write it;
 - every role reads only its own reply subjects (`_INBOX.<role>.>`), so no service sees the answers
   (KV values, call outcomes) another one receives; it may publish to the inboxes of the roles it
@@ -163,6 +164,8 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.POLICY_LIST,
             s.POLICY_REQUEST,
             s.POLICY_LLM,
+            s.EXEC_CALL,  # calls policy granted: the executor verifies policy's grant (`signing`)
+            s.EXEC_REQUEST,
             f"{s.POLICY_ALIVE}.*",
             f"{s.EXEC_ALIVE}.*",  # the executor replica holding a call policy forwarded
             s.POLICY_REFUND,  # a tool call it failed as lost or late: policy gives back what it charged

@@ -106,8 +106,9 @@ class AckedRequester:
     async def start(self) -> None:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
 
-    async def request(self, subject: str, data: bytes, within: float) -> Msg:
-        """The reply; raises NoRespondersError, nats TimeoutError (after `within` s) or ResponderLost."""
+    async def request(self, subject: str, data: bytes, within: float, extra: dict[str, str] | None = None) -> Msg:
+        """The reply; raises NoRespondersError, nats TimeoutError (after `within` s) or ResponderLost.
+        `extra`: headers sent besides the relay's own."""
         settings = self._settings
         token = str(next(self._tokens))
         pending = _Pending(asyncio.get_running_loop().create_future())
@@ -115,6 +116,8 @@ class AckedRequester:
         try:
             reply = f"{self._prefix}.{token}"
             headers = {subjects.WANT_ACK: "1", subjects.ACCEPT_BY: f"{time.time() + settings.ack_grace:.6f}"}
+            if extra:
+                headers.update(extra)
             if self._signer:
                 headers.update(self._signer.headers(subject, reply, data))
             if tracing.enabled():

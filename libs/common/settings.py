@@ -217,6 +217,13 @@ class PolicySettings(RequestPathSettings):
     bus_signing_key: SecretStr = SecretStr("")
     """HMAC key signing the work policy sends executors (`bastion_common.signing`); the same value
     on every policy and executor replica. Empty: unsigned (only for an open test bus)."""
+    grant_ttl: float = Field(default=5.0, ge=0.0, le=300.0)
+    """Seconds ingress may reuse policy's decision to allow a caller a tool when nothing about the
+    call is counted (no budget, no rate limit applies): its next calls of that tool go straight to
+    an executor with policy's signed grant (`messages.Grant`), one hop and one policy decision fewer.
+    Ingress drops grants as soon as it sees keys or policy change; this bounds how long a grant
+    outlives a change ingress has not seen, and a price change for the audit's `cost_usd`.
+    0: policy decides every call."""
 
 
 class ExecutorSettings(RequestPathSettings):

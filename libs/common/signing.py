@@ -11,6 +11,14 @@ So policy adds an HMAC-SHA256 over the subject, the reply subject and the body (
 and an executor with a key runs nothing that does not carry a valid one. The reply subject is
 signed too, so a signed message cannot be redirected to answer someone else. Without a key (an
 open test bus) nothing is signed or checked.
+
+The same key signs policy's reusable decisions (`messages.Grant`): a grant's MAC binds the kind of
+request, the whole caller, the server, the target, the request's narrowing headers, the price and
+the expiry, so ingress can send that caller's next calls of that target straight to an executor
+and the executor can tell a decision policy made from one ingress made up. Ingress can claim any
+caller to policy anyway (it authenticates agents), so a grant gives an ingress nothing its
+credentials did not; what it must not give is work policy never allowed, or a caller or target
+swapped under a genuine decision.
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import orjson
 from pydantic import SecretStr
 
+from .messages_routed import Grant, RoutedHead
 from .subjects import WORK_SIGNATURE
 
 __all__ = ["WorkSigner"]
@@ -52,3 +62,28 @@ class WorkSigner:
             return True
         given = (headers or {}).get(WORK_SIGNATURE, "")
         return bool(given) and hmac.compare_digest(given, self._mac(subject, reply or "", data))
+
+    def grant_mac(self, kind: str, head: RoutedHead, expires: float, price: float | None) -> str:
+        """Policy's MAC over a decision that `head`'s caller may send `kind` requests to its target
+        with its narrowing until `expires`, at `price` ("" without a key)."""
+        if self._key is None:
+            return ""
+        decided = [
+            kind,
+            head.caller.model_dump(mode="json"),
+            head.server,
+            head.granted_as,
+            head.include_servers,
+            head.include_tools,
+            repr(expires),
+            repr(price),
+        ]
+        return hmac.new(self._key, b"bastion-grant\n" + orjson.dumps(decided), hashlib.sha256).hexdigest()
+
+    def genuine(self, kind: str, head: RoutedHead, grant: Grant) -> bool:
+        """Whether policy made `grant` for exactly this request's caller, target and narrowing
+        (always true without a key); expiry is the caller's to check."""
+        if self._key is None:
+            return True
+        expected = self.grant_mac(kind, head, grant.expires, grant.price)
+        return bool(grant.mac) and hmac.compare_digest(grant.mac, expected)

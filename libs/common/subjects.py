@@ -29,6 +29,8 @@ __all__ = [
     "EXEC_CANCEL",
     "EXEC_LLM",
     "EXEC_REQUEST",
+    "GRANT",
+    "GRANT_STALE",
     "HANDED_OVER",
     "INBOX",
     "JS_ACK",
@@ -110,7 +112,8 @@ replica; "no responders" proves the replica is gone, so its in-flight calls can 
 
 EXEC_CALL: Final = "bastion.exec.call"
 """policy -> executor: the `ToolCall` policy allowed (same bytes); the executor answers a `CallOutcome`
-to the subject in `REPLY_TO` (the requester's), or to the message's reply subject without one."""
+to the subject in `REPLY_TO` (the requester's), or to the message's reply subject without one.
+ingress -> executor: a call carrying policy's `GRANT` for it (the executor answers the reply subject)."""
 
 REPLY_TO: Final = "Bastion-Reply-To"
 """Header of an `EXEC_CALL` / `EXEC_REQUEST` forwarded by policy: the requester's reply subject
@@ -121,6 +124,18 @@ there, which the server sends to the publisher alone. Covered by policy's signat
 CHARGED: Final = "Bastion-Charged"
 """Header of a forwarded `EXEC_CALL` whose call policy charged to a budget: the executor sends
 `POLICY_REFUND` when its outcome says the tool did not run (`messages.REFUNDED`)."""
+
+GRANT: Final = "Bastion-Grant"
+"""Header of a policy decision ingress may reuse (`grants.Grant` as JSON): policy puts it on a call it
+allowed with nothing to count (no budget, no rate limit), the executor hands it back on the outcome,
+and ingress sends the same caller's next calls of that tool straight to `EXEC_CALL` / `EXEC_REQUEST`
+with it until it expires or ingress sees keys or policy change. Its MAC (policy's signing key)
+binds the caller, the target, the request's narrowing headers, the price and the expiry; an
+executor runs such a call only when it verifies."""
+
+GRANT_STALE: Final = "Bastion-Grant-Stale"
+"""Header of an executor's answer to a call sent with a genuine `GRANT` that has expired on the
+executor's clock: nothing ran; the requester asks policy instead."""
 
 HANDED_OVER: Final = "Bastion-Handed-Over"
 """Header of an empty message from policy to a requester whose call it had acknowledged (it held it

@@ -36,6 +36,7 @@ __all__ = [
     "for_the_wire",
     "outcome_label",
     "refusal",
+    "reply_headers",
     "scrub_urls",
     "undeliverable",
 ]
@@ -190,6 +191,16 @@ def charged_usd(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[st
         return None
     refunded = outcome.error is not None and outcome.error.kind in REFUNDED
     return {subjects.CHARGED_USD: "0.0" if refunded else price}
+
+
+def reply_headers(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
+    """Headers of the outcome sent to the requester: the call's cost (`charged_usd`), and policy's
+    `GRANT` of a call it forwarded, handed back so the requester can reuse the decision."""
+    reply = charged_usd(headers, outcome)
+    grant = (headers or {}).get(subjects.GRANT)
+    if grant is not None and subjects.REPLY_TO in (headers or {}):
+        reply = {**(reply or {}), subjects.GRANT: grant}
+    return reply
 
 
 def for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:

@@ -55,9 +55,10 @@ from bastion_common.signing import WorkSigner
 from .agents import AgentLink
 from .breaker import BreakerState
 from .connection import Connection
+from .granted import granted
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
-from .outcomes import charged_usd, describe_exception, for_the_wire, outcome_label, refusal, undeliverable
+from .outcomes import describe_exception, for_the_wire, outcome_label, refusal, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
 
@@ -310,11 +311,23 @@ class ExecutorService:
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
         reply = reply_subject(msg)
-        if not self._signer.verify(msg.subject, reply, msg.headers, msg.data):
+        request: ToolCall | UpstreamRequest | None = None
+        headers = msg.headers or {}
+        if subjects.GRANT in headers and subjects.REPLY_TO not in headers:
+            # sent by ingress itself on the strength of policy's grant (policy's own forwards name a requester)
+            admitted = granted(self._signer, msg.subject, headers, msg.data, time.time())
+            if admitted is None:
+                log.warning("executor %s: refusing %s with a grant policy did not make", self.instance, msg.subject)
+                return
+            if not admitted.current:
+                await self._grant_stale(reply, admitted.request.id)
+                return
+            request = admitted.request
+        elif not self._signer.verify(msg.subject, reply, msg.headers, msg.data):
             # not from policy (e.g. JetStream made to deliver it here): no answer, no ack, nothing runs
             log.warning("executor %s: refusing %s without policy's signature", self.instance, msg.subject)
             return
-        work = self._handle(msg, reply)
+        work = self._handle(msg, reply, request)
         if tracing.enabled():  # the call's span continues policy's, from the request's headers
             work = tracing.traced(work, "executor", f"executor {msg.subject}", carrier=msg.headers)
         task = asyncio.create_task(work)
@@ -335,14 +348,21 @@ class ExecutorService:
             self._cancelled.add(call_id)
             task.cancel()
 
-    async def _handle(self, msg: Msg, reply: str | None) -> None:
+    async def _grant_stale(self, reply: str | None, call_id: str) -> None:
+        """A genuine grant that has expired here: nothing runs; the requester asks policy instead."""
+        if reply and self._nc is not None:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message="policy's grant for this call expired")
+            outcome = CallOutcome(id=call_id, error=error, decided_by="executor", execution="not_run")
+            await self._nc.publish(reply, encode_outcome(outcome), headers={subjects.GRANT_STALE: "1"})
+
+    async def _handle(self, msg: Msg, reply: str | None, parsed: ToolCall | UpstreamRequest | None = None) -> None:
         if msg.subject == subjects.EXEC_LLM:
             await self._handle_llm(msg)
             return
         model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
         version: str | None = None
         try:
-            request = model.model_validate_json(msg.data)
+            request = parsed or model.model_validate_json(msg.data)
         except ValidationError as exc:
             log.error("dropping a malformed %s (%d problem(s))", model.__name__, exc.error_count())
             outcome = CallOutcome(
@@ -365,7 +385,7 @@ class ExecutorService:
                 data = encode_outcome(outcome)
                 if not fits(self._nc, len(data)):
                     data = encode_outcome(await self._oversized(outcome, len(data)))
-                await self._nc.publish(reply, data, headers=charged_usd(msg.headers, outcome))
+                await self._nc.publish(reply, data, headers=reply_headers(msg.headers, outcome))
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
         if outcome.error is not None and outcome.error.kind in REFUNDED and subjects.CHARGED in (msg.headers or {}):

@@ -1,4 +1,5 @@
-"""Ingress's side of the request path: NATS request/reply to the policy service.
+"""Ingress's side of the request path: NATS request/reply to the policy service, or straight to
+the executors for a call policy has already allowed with nothing to count (`grants`).
 
 One persistent NATS connection; every in-flight call shares a single wildcard inbox
 subscription, so a call costs one publish and one delivery, no per-call setup. Policy forwards an
@@ -39,9 +40,13 @@ from bastion_common.relay import ResponderLost, call_outcome, routed_requester
 from bastion_common.settings import RequestPathSettings
 from bastion_common.visible import ask_visible
 
+from .grants import GrantCache
+
 __all__ = ["Gateway"]
 
 _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
+_EXECUTORS = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
+"""Where a routed request goes when ingress holds policy's grant for it."""
 
 
 def _reason(exc: PydanticSerializationError) -> str:
@@ -59,6 +64,8 @@ class Gateway:
         self._settings = settings
         self._blobs: Blobs | None = None
         self._policy = routed_requester(nc, settings)
+        self.grants = GrantCache()
+        """Policy's reusable decisions; the service sets `grants.inputs` (the keys and policy watches)."""
 
     async def start(self) -> None:
         self._blobs = await Blobs.open(self._nc)
@@ -98,7 +105,12 @@ class Gateway:
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
 
-    async def _routed(self, subject: str, message: ToolCall | UpstreamRequest, what: str) -> CallOutcome:
+    async def _routed(
+        self, subject: str, message: ToolCall | UpstreamRequest, what: str, *, ask_policy: bool = False
+    ) -> CallOutcome:
+        """`message` to policy on `subject`, or straight to the executors with policy's grant for
+        it (`grants`) unless `ask_policy`."""
+
         def failed(kind: ErrorKind, text: str, execution: Execution = "may_have_run") -> CallOutcome:
             error = GatewayError(kind=kind, message=text)
             return CallOutcome(id=message.id, error=error, decided_by="executor", execution=execution)
@@ -112,8 +124,14 @@ class Gateway:
             if isinstance(shrunk, GatewayError):
                 return CallOutcome(id=message.id, error=shrunk, decided_by="executor", execution="not_run")
             data = shrunk
+        executors = _EXECUTORS[subject]
+        held = None if ask_policy else self.grants.find(executors, message)
+        seen = self.grants.seen()
         try:
-            reply = await self._send(subject, data, message.timeout)
+            if held is None:
+                reply = await self._send(subject, data, message.timeout)
+            else:
+                reply = await self._policy.request(executors, data, within=message.timeout, extra=held.headers)
         except ResponderLost as exc:
             await self._refund(message)
             return failed(
@@ -121,13 +139,20 @@ class Gateway:
             )
         except NoRespondersError:
             # policy answers for the executors when none is subscribed
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy"), "not_run")
+            what_is_missing = "policy" if held is None else "executor"
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what=what_is_missing), "not_run")
         except NatsTimeout:
             await self._refund(message)
             return failed(
                 ErrorKind.GATEWAY_TIMEOUT,
                 f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
             )
+        headers = reply.headers or {}
+        if held is not None and subjects.GRANT_STALE in headers:  # expired on the executor's clock: nothing ran
+            self.grants.drop(executors, message)
+            return await self._routed(subject, message, what, ask_policy=True)
+        if held is None and (grant := headers.get(subjects.GRANT)) is not None:
+            self.grants.keep(executors, message, grant, seen)
         try:
             outcome = call_outcome(reply)
         except ValidationError:

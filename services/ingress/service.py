@@ -190,6 +190,7 @@ class IngressService:
         keys_watch = BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete)
         policy_watch = BucketWatch(nc, subjects.KV_POLICY, self._policy_put, self._policy_delete)
         self.handlers.policy_inputs = [keys_watch, policy_watch]
+        gateway.grants.inputs = self.handlers.policy_inputs
         self._watches = [
             keys_watch,
             BucketWatch(nc, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),

@@ -36,6 +36,7 @@ from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import (
     CallOutcome,
     GatewayError,
+    Grant,
     Refund,
     RoutedHead,
     VisibleTools,
@@ -89,6 +90,7 @@ class PolicyService:
         self._llm: LlmDecider | None = None
         self.metrics_server: metrics.MetricsServer | None = None
         self._lag = metrics.StateCollector(self._gauges)
+        self._signer = WorkSigner(settings.bus_signing_key)
 
     async def start(self) -> None:
         self.metrics_server = observability.start("policy", self.settings)
@@ -116,10 +118,10 @@ class PolicyService:
             accepted_by=subjects.EXEC_ACCEPTED_BY,
             alive_subject=subjects.executor_alive_subject,
             settings=self.settings,
-            signer=WorkSigner(self.settings.bus_signing_key),  # executors run only what policy signed
+            signer=self._signer,  # executors run only what policy signed
         )
         await self._executors.start()
-        self._forwarder = Forwarder(nc, WorkSigner(self.settings.bus_signing_key), self._no_executor)
+        self._forwarder = Forwarder(nc, self._signer, self._no_executor)
         await self._forwarder.start()
         await nc.subscribe(subjects.POLICY_REFUND, cb=self._on_refund)
         self._acks = Acknowledger(
@@ -216,7 +218,7 @@ class PolicyService:
         price = self.charger.price(message.server, target) if charged else 0.0
         if not plan:  # nothing to count or charge: no Redis, no task
             metrics.observe("policy", method, "allowed", time.perf_counter() - started)
-            await self._forward(msg, subject, message, None, price, method)
+            await self._forward(msg, subject, message, None, price, method, reusable=True)
             return
         task = asyncio.create_task(self._charge_and_forward(msg, subject, message, plan, price, (method, started)))
         self._inflight.add(task)
@@ -245,11 +247,21 @@ class PolicyService:
         await self._forward(msg, subject, call, charge, price, method)
 
     async def _forward(
-        self, msg: Msg, subject: str, message: RoutedHead, charge: Charged | None, price: float, method: str
+        self,
+        msg: Msg,
+        subject: str,
+        message: RoutedHead,
+        charge: Charged | None,
+        price: float,
+        method: str,
+        *,
+        reusable: bool = False,
     ) -> None:
         """Hand the request to the executors (same bytes); they answer the requester directly. A
         priced call carries its price (`CHARGED_USD`), which the executor echoes to the requester (0
-        when the call did not run) for the audit event's `cost_usd`, whether or not a budget was charged."""
+        when the call did not run) for the audit event's `cost_usd`, whether or not a budget was charged.
+        A `reusable` decision (nothing was counted) also carries a `GRANT` the executor hands back,
+        with which the requester sends the caller's next such calls straight to the executors."""
         assert self._forwarder is not None and self._acks is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))
@@ -269,8 +281,19 @@ class PolicyService:
         if charge is not None:
             headers[subjects.CHARGED] = "1"
             self.charges.hold(message.id, charge, message.deadline + _CHARGE_KEPT)
+        elif reusable and self.settings.grant_ttl > 0:
+            headers[subjects.GRANT] = self._grant(subject, message, price or None).model_dump_json()
         forwarded = Forwarded(id=message.id, reply=msg.reply)
         await self._forwarder.forward(subject, msg.data, headers, forwarded)
+
+    def _grant(self, subject: str, message: RoutedHead, price: float | None) -> Grant:
+        expires = round(time.time() + self.settings.grant_ttl, 3)
+        return Grant(
+            expires=expires,
+            price=price,
+            revisions={watch.bucket: watch.revision for watch in self._watches},
+            mac=self._signer.grant_mac(subject, message, expires, price),
+        )
 
     async def _no_executor(self, forwarded: Forwarded) -> None:
         """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""

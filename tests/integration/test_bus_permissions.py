@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from nats.js.api import ConsumerConfig
 from bastion_cli.credentials import StackCredentials, make_credentials
 from bastion_cli.stack import EmbeddedNats
 from bastion_common import subjects as s
-from bastion_common.messages import Caller, ToolCall, decode_outcome
+from bastion_common.messages import Caller, Grant, ToolCall, decode_outcome
 from bastion_common.nats import credentials, kv_bucket, processed
 from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
 from bastion_common.settings import ExecutorSettings
@@ -122,8 +123,8 @@ SUBSCRIBE_PROBES = (
 
 RULES: dict[str, set[str]] = {
     # subject -> the only roles that may publish it (issue 9, finding 2)
-    s.EXEC_CALL: {POLICY},
-    s.EXEC_REQUEST: {POLICY},
+    s.EXEC_CALL: {POLICY, INGRESS},  # ingress's calls there run only with policy's grant
+    s.EXEC_REQUEST: {POLICY, INGRESS},
     s.EXEC_LLM: {POLICY},
     f"{s.KV_ROOT}.{s.KV_KEYS}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_LLM}.some-key": {ADMIN},
@@ -309,12 +310,13 @@ async def test_another_roles_credentials_cannot_run_a_tool_or_grant_a_key(
     secured_nats: EmbeddedNats, creds: StackCredentials
 ) -> None:
     """The attacks of the finding, end to end: a subscriber with executor credentials sees no
-    `bastion.exec.call` sent by anyone but policy, and a KV write of `bastion_keys` with
+    `bastion.exec.call` sent by anyone but policy (or ingress, whose calls need policy's grant:
+    `test_ingress_calls_run_on_policy_s_grant_alone`), and a KV write of `bastion_keys` with
     ingress credentials never lands in the bucket."""
     async with connected(secured_nats.url, creds, EXECUTOR) as (executor, _):
         calls = await executor.subscribe(s.EXEC_CALL)
         await processed(executor)
-        for role in (INGRESS, ADMIN, AUDIT, EXECUTOR):
+        for role in (ADMIN, AUDIT, EXECUTOR, CODEMODE, OAUTH):
             async with connected(secured_nats.url, creds, role) as (nc, violations):
                 await nc.publish(s.EXEC_CALL, f"from {role}".encode())
                 await violations.wait_for("publish", s.EXEC_CALL)
@@ -392,3 +394,59 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
         executor_log.removeHandler(refused)
     assert outcome.id == call.id and outcome.error is not None, "signed work is taken (and answered)"
     assert refused.count == 1, "only the forged call was refused"
+
+
+async def test_ingress_calls_run_on_policy_s_grant_alone(secured_nats: EmbeddedNats, creds: StackCredentials) -> None:
+    """Ingress may publish work to the executors, but an executor runs it only with policy's grant
+    for exactly that caller and tool (`messages.Grant`): none, one signed with another key, one for
+    another tool or caller are refused without an answer; a genuine one past its expiry is answered
+    unrun and marked stale (ingress then asks policy); a genuine current one runs."""
+    key = "bus-signing-key-for-this-test"
+    caller = Caller(key_id="k", key_name="k")
+    call = ToolCall(caller=caller, server="nowhere", tool="t", name="nowhere__t", timeout=5)
+
+    def grant(signer: WorkSigner, expires: float, head: ToolCall = call) -> dict[str, str]:
+        mac = signer.grant_mac(s.EXEC_CALL, head, expires, None)
+        return {s.GRANT: Grant(expires=expires, mac=mac).model_dump_json()}
+
+    genuine, forger = WorkSigner(key), WorkSigner("another-key")
+    later = time.time() + 60
+    other_tool = call.model_copy(update={"tool": "u", "name": "nowhere__u"})
+    other_caller = call.model_copy(update={"caller": Caller(key_id="admin", key_name="admin")})
+    settings = ExecutorSettings(
+        nats_url=secured_nats.url,
+        nats_nkey_seed_file=creds.seed_file(EXECUTOR),
+        bus_signing_key=key,
+        instance="granted",
+    )
+    unsigned, forged = LogEvent("without policy's signature"), LogEvent("a grant policy did not make")
+    executor_log = logging.getLogger("bastion_executor.service")
+    for handler in (unsigned, forged):
+        executor_log.addHandler(handler)
+    try:
+        async with ExecutorService(settings), connected(secured_nats.url, creds, INGRESS) as (ingress, violations):
+            inbox = f"{s.inbox_prefix(INGRESS)}.grants"
+            answers = await ingress.subscribe(inbox)
+            data = call.model_dump_json().encode()
+            await ingress.publish(s.EXEC_CALL, data, reply=inbox)
+            await asyncio.wait_for(unsigned.seen.wait(), 10)
+            for headers in (
+                grant(forger, later),
+                grant(genuine, later, other_tool),  # policy's grant for another tool, sent with this call
+                grant(genuine, later, other_caller),
+            ):
+                await ingress.publish(s.EXEC_CALL, data, reply=inbox, headers=headers)
+            await ingress.publish(s.EXEC_CALL, data, reply=inbox, headers=grant(genuine, time.time() - 1))
+            stale = await answers.next_msg(timeout=10)
+            await ingress.publish(s.EXEC_CALL, data, reply=inbox, headers=grant(genuine, later))
+            ran = await answers.next_msg(timeout=10)
+            assert not violations.about("publish", s.EXEC_CALL)
+    finally:
+        for handler in (unsigned, forged):
+            executor_log.removeHandler(handler)
+    assert unsigned.count == 1 and forged.count == 3
+    assert (stale.headers or {}).get(s.GRANT_STALE) == "1"
+    assert decode_outcome(stale.data).execution == "not_run"
+    assert s.GRANT_STALE not in (ran.headers or {})
+    outcome = decode_outcome(ran.data)
+    assert outcome.id == call.id and outcome.error is not None and "nowhere" in outcome.error.message

@@ -100,7 +100,8 @@ async def test_a_call_the_gateway_gave_up_on_never_runs_when_the_paused_replica_
 ) -> None:
     replica: ServiceProcess
     if paused == "policy":
-        replica = PolicyProcess(nats_url, "paused-policy", redis_url)
+        # deciding every call: with a reusable grant, ingress would send the call past the paused policy
+        replica = PolicyProcess(nats_url, "paused-policy", redis_url, env={"BASTION_GRANT_TTL": "0"})
         alive = subjects.policy_alive_subject(replica.instance)
     else:
         replica = ExecutorProcess(nats_url, "paused-executor")

@@ -137,6 +137,7 @@ async def running_gateway(
     oauth: bool = False,
     oauth_options: dict[str, Any] | None = None,
     executor_options: dict[str, Any] | None = None,
+    policy_options: dict[str, Any] | None = None,
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
     **ingress: Any,
@@ -146,9 +147,10 @@ async def running_gateway(
     `secrets_key` seals upstream secrets in KV (config apply, admin API) and opens them (executor), and
     the token signing key (oauth). `oauth=True` also starts the oauth service (with ingress's `public_url`,
     when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
-    `ExecutorSettings`. `codemode` starts the codemode service with those settings (its NATS URL is
-    filled in). `metrics` serves the `/metrics` of audit, policy, executor and oauth on a free port each
-    (`service.metrics_server.url`); ingress serves its own on the gateway port behind the admin token."""
+    `ExecutorSettings`, `policy_options` further `PolicySettings`. `codemode` starts the codemode
+    service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
+    audit, policy, executor and oauth on a free port each (`service.metrics_server.url`); ingress
+    serves its own on the gateway port behind the admin token."""
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
@@ -162,7 +164,11 @@ async def running_gateway(
                     nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}", **own
                 )
             ),
-            *([PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, **own))] if policy else []),
+            *(
+                [PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, **own, **(policy_options or {})))]
+                if policy
+                else []
+            ),
             *(
                 [
                     ExecutorService(

@@ -1,0 +1,181 @@
+"""Policy's reusable decisions (`messages.Grant`): a caller's repeat calls of a tool policy allowed
+with nothing to count go from ingress straight to an executor; a change to keys or policy stops
+that at once, calls with a budget or a rate limit are decided every time, a grant the executor
+finds expired sends the call to policy, and every call keeps its audit row and its price. Real
+NATS, policy, executor, ingress and audit, with policy's signing key on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+
+import orjson
+import pytest
+from mcp.shared.exceptions import MCPError
+from nats.aio.msg import Msg
+
+from bastion_common import subjects
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
+from bastion_common.nats import connect, kv_bucket
+from bastion_ingress import grants
+from tests.support.gateway import SERVERS, key_id, running_gateway
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+PLAIN = "bk_test_grant_plain_key_00000000"
+LIMITED = "bk_test_grant_limited_key_000000"
+METERED = "bk_test_grant_metered_key_000000"
+SIGNING = {"bus_signing_key": "bus-signing-key-of-the-grant-tests"}
+
+
+def _config() -> dict:
+    echo = {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")], "prices": {"add": 0.003}}
+    return {
+        "mcpServers": {"echo": echo},
+        "keys": [
+            {"name": "plain", "key": PLAIN, "tools": ["echo/echo", "echo/add"]},
+            {"name": "limited", "key": LIMITED, "tools": ["echo/*"], "rate_limit": {"requests": 1000, "per": "hour"}},
+            {"name": "metered", "key": METERED, "tools": ["echo/*"], "budget": {"limit_usd": 5.0, "period": "day"}},
+        ],
+    }
+
+
+@contextlib.asynccontextmanager
+async def _gateway(nats_url: str, redis_url: str, tmp_path, ttl: float = 60.0) -> AsyncIterator:
+    async with running_gateway(
+        nats_url,
+        redis_url,
+        tmp_path,
+        _config(),
+        policy_options={**SIGNING, "grant_ttl": ttl},
+        executor_options=SIGNING,
+    ) as gw:
+        yield gw
+
+
+@contextlib.asynccontextmanager
+async def _listening(nats_url: str, subject: str) -> AsyncIterator[list[Msg]]:
+    """Every message on `subject` (heard, not answered)."""
+    nc = await connect(nats_url, "test-listener")
+    heard: list[Msg] = []
+
+    async def on_msg(msg: Msg) -> None:
+        heard.append(msg)
+
+    try:
+        await nc.subscribe(subject, cb=on_msg)
+        await nc.flush()
+        yield heard
+    finally:
+        await nc.close()
+
+
+def _decisions(nats_url: str) -> contextlib.AbstractAsyncContextManager[list[Msg]]:
+    """Every call policy is asked to decide."""
+    return _listening(nats_url, subjects.POLICY_CALL)
+
+
+async def _heard(nats_url: str, decisions: list[Msg]) -> int:
+    nc = await connect(nats_url, "test-flush")
+    await nc.flush()  # NATS keeps order per connection: what ingress published before has arrived
+    await nc.close()
+    return len(decisions)
+
+
+def _text(result) -> str:
+    return result.content[0].text
+
+
+async def _rows(nats_url: str, count: int) -> list[AuditEvent]:
+    nc = await connect(nats_url, "test-audit")
+    query = AuditQuery(limit=500).model_dump_json().encode()
+    try:
+
+        async def enough() -> list[AuditEvent] | None:
+            rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=5)).data).rows
+            return rows if len(rows) >= count else None
+
+        return await poll_until(enough, f"{count} audit rows")
+    finally:
+        await nc.close()
+
+
+async def test_repeat_calls_go_straight_to_an_executor_and_keep_their_audit_rows_and_price(
+    nats_url, redis_url, tmp_path
+):
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, _decisions(nats_url) as decisions:
+        async with gw.client(PLAIN) as client:
+            for i in range(5):
+                assert _text(await client.call_tool("echo__echo", {"text": f"call {i}"})) == f"call {i}"
+            for _ in range(3):
+                assert _text(await client.call_tool("echo__add", {"a": 2, "b": 3})) == "5"
+        # one decision per tool: every later call ran on policy's grant
+        assert await _heard(nats_url, decisions) == 2
+        assert sorted(orjson.loads(m.data)["tool"] for m in decisions) == ["add", "echo"]
+        assert len(gw.ingress.handlers.gateway.grants) == 2
+        rows = [row for row in await _rows(nats_url, 8) if row.kind == "tool_call"]
+        assert sorted((row.tool, row.status, row.cost_usd) for row in rows) == [
+            *[("add", "ok", 0.003)] * 3,  # the price travels with the grant
+            *[("echo", "ok", None)] * 5,
+        ]
+
+
+async def test_a_change_to_the_key_stops_its_grants_at_once(nats_url, redis_url, tmp_path):
+    """The grants last a minute here: the refusal comes from ingress seeing the change, not expiry."""
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, gw.client(PLAIN) as client:
+        assert _text(await client.call_tool("echo__add", {"a": 1, "b": 1})) == "2"
+        assert _text(await client.call_tool("echo__add", {"a": 1, "b": 2})) == "3"
+        nc = await connect(nats_url, "test-admin")
+        try:
+            keys = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+            record = KeyRecord.model_validate_json((await keys.get(key_id(PLAIN))).value)
+            narrowed = record.model_copy(update={"grants": ["echo/echo"]})
+            written = await keys.put(record.id, narrowed.model_dump_json().encode())
+        finally:
+            await nc.close()
+        watches = gw.ingress.handlers.policy_inputs
+        await poll_until(lambda: all(w.revision >= written for w in watches if w.bucket == subjects.KV_KEYS), "seen")
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("echo__add", {"a": 1, "b": 3})
+        assert "not allowed" in refused.value.error.message
+
+
+async def test_calls_with_a_rate_limit_or_a_budget_are_decided_every_time(nats_url, redis_url, tmp_path):
+    """A rate limit counts every call; a budget counts priced ones (`add`): a free call of the
+    metered key has nothing to count, and is granted."""
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, _decisions(nats_url) as decisions:
+        async with gw.client(LIMITED) as client:
+            for i in range(3):
+                assert _text(await client.call_tool("echo__echo", {"text": f"{i}"})) == f"{i}"
+        async with gw.client(METERED) as client:
+            for i in range(3):
+                assert _text(await client.call_tool("echo__add", {"a": i, "b": 1})) == f"{i + 1}"
+            assert await _heard(nats_url, decisions) == 6
+            assert len(gw.ingress.handlers.gateway.grants) == 0
+            for i in range(3):
+                assert _text(await client.call_tool("echo__echo", {"text": f"{i}"})) == f"{i}"
+        assert await _heard(nats_url, decisions) == 7
+        assert len(gw.ingress.handlers.gateway.grants) == 1
+
+
+async def test_a_grant_the_executor_finds_expired_sends_the_call_to_policy(nats_url, redis_url, tmp_path, monkeypatch):
+    """Ingress's clock behind the executor's: it still trusts a grant the executor holds expired.
+    Nothing runs on it; the call is decided by policy and answered as usual."""
+    monkeypatch.setattr(grants, "_MARGIN", -3600.0)
+    async with (
+        _gateway(nats_url, redis_url, tmp_path, ttl=0.05) as gw,
+        _decisions(nats_url) as decisions,
+        _listening(nats_url, subjects.EXEC_CALL) as executed,
+    ):
+        async with gw.client(PLAIN) as client:
+            assert _text(await client.call_tool("echo__echo", {"text": "first"})) == "first"
+            assert len(gw.ingress.handlers.gateway.grants) == 1
+            await asyncio.sleep(0.3)  # the grant's 50 ms pass
+            assert _text(await client.call_tool("echo__echo", {"text": "second"})) == "second"
+        assert await _heard(nats_url, decisions) == 2
+        # policy's forward, ingress's own send on the expired grant, policy's forward again
+        sent_by_ingress = [subjects.REPLY_TO not in (m.headers or {}) for m in executed]
+        assert sent_by_ingress == [False, True, False]

@@ -1,0 +1,144 @@
+"""Policy's reusable decisions: what a grant's MAC binds (`signing.WorkSigner.grant_mac`), and
+when ingress keeps and uses one (`bastion_ingress.grants.GrantCache`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bastion_common import subjects
+from bastion_common.messages import Caller, Grant, ToolCall, UpstreamRequest
+from bastion_common.signing import WorkSigner
+from bastion_ingress import grants
+from bastion_ingress.grants import GrantCache
+
+CALL = ToolCall(caller=Caller(key_id="k1", key_name="ci"), server="echo", tool="echo", name="echo__echo", timeout=5)
+SIGNER = WorkSigner("policy-key")
+LATER = time.time() + 60
+
+
+def _changed(**update: Any) -> ToolCall:
+    return CALL.model_copy(update=update)
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        _changed(caller=Caller(key_id="k2", key_name="ci")),
+        _changed(caller=Caller(key_id="k1", key_name="ci", user_id="mallory")),  # whose upstream credentials
+        _changed(caller=Caller(key_id="k1", key_name="ci", team_id="t")),
+        _changed(caller=Caller(key_id="k1", key_name="ci", content_logging=False)),
+        _changed(server="notes"),
+        _changed(tool="add", name="echo__add"),
+        _changed(include_servers=["echo"]),
+        _changed(include_tools=["echo"]),
+    ],
+)
+def test_a_grant_is_genuine_for_its_own_request_alone(other: ToolCall) -> None:
+    mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, LATER, None)
+    grant = Grant(expires=LATER, mac=mac)
+    assert SIGNER.genuine(subjects.EXEC_CALL, CALL, grant)
+    assert not SIGNER.genuine(subjects.EXEC_CALL, other, grant)
+
+
+def test_the_kind_the_expiry_the_price_and_the_key_are_bound_too() -> None:
+    mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, LATER, 0.01)
+    assert SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.01, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_REQUEST, CALL, Grant(expires=LATER, price=0.01, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER + 1, price=0.01, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.0, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=None, mac=mac))
+    assert not WorkSigner("another-key").genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.01, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.01))  # no MAC at all
+
+
+def test_a_prompt_request_and_a_tool_of_the_same_name_never_share_a_grant() -> None:
+    prompt = UpstreamRequest(
+        caller=CALL.caller, server="echo", target="prompt:echo", method="prompts/get", params={}, timeout=5
+    )
+    mac = SIGNER.grant_mac(subjects.EXEC_REQUEST, prompt, LATER, None)
+    assert SIGNER.genuine(subjects.EXEC_REQUEST, prompt, Grant(expires=LATER, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_CALL, _changed(tool="prompt:echo"), Grant(expires=LATER, mac=mac))
+
+
+def test_without_a_key_nothing_is_signed_or_checked() -> None:
+    open_bus = WorkSigner("")
+    assert open_bus.grant_mac(subjects.EXEC_CALL, CALL, LATER, None) == ""
+    assert open_bus.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER))
+
+
+@dataclass
+class Watch:
+    """A KV watch's position, as ingress's keys and policy watches report it."""
+
+    bucket: str
+    revision: int
+
+
+def _cache(keys: int = 7, policy: int = 3) -> tuple[GrantCache, list[Watch]]:
+    watches = [Watch(subjects.KV_KEYS, keys), Watch(subjects.KV_POLICY, policy)]
+    cache = GrantCache(max_entries=3)
+    cache.inputs = watches
+    return cache, watches
+
+
+def _header(expires: float | None = None, price: float | None = None, keys: int = 7, policy: int = 3) -> str:
+    revisions = {subjects.KV_KEYS: keys, subjects.KV_POLICY: policy, subjects.KV_SERVERS: 1}
+    expires = time.time() + 60 if expires is None else expires  # not at import: a suite runs for minutes
+    return Grant(expires=expires, price=price, revisions=revisions, mac="m").model_dump_json()
+
+
+def test_a_grant_is_kept_and_sent_with_its_price() -> None:
+    cache, _ = _cache()
+    header = _header(price=0.25)
+    cache.keep(subjects.EXEC_CALL, CALL, header, cache.seen())
+    held = cache.find(subjects.EXEC_CALL, CALL)
+    assert held is not None and held.grant.price == 0.25
+    assert held.headers == {subjects.GRANT: header, subjects.CHARGED_USD: "0.25"}
+    assert cache.find(subjects.EXEC_REQUEST, CALL) is None  # another kind of request
+    assert cache.find(subjects.EXEC_CALL, _changed(include_tools=["echo"])) is None  # another narrowing
+    assert cache.find(subjects.EXEC_CALL, _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u"))) is None
+
+
+def test_a_grant_decided_before_a_change_ingress_had_seen_is_not_kept() -> None:
+    cache, _ = _cache(keys=8)
+    cache.keep(subjects.EXEC_CALL, CALL, _header(keys=7), cache.seen())  # policy had not applied keys rev 8
+    assert cache.find(subjects.EXEC_CALL, CALL) is None and len(cache) == 0
+
+
+def test_no_watches_no_grants() -> None:
+    cache = GrantCache()
+    cache.keep(subjects.EXEC_CALL, CALL, _header(), cache.seen())
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize("bucket", [0, 1])
+def test_any_change_ingress_sees_drops_the_grants(bucket: int) -> None:
+    cache, watches = _cache()
+    cache.keep(subjects.EXEC_CALL, CALL, _header(), cache.seen())
+    watches[bucket].revision += 1
+    assert cache.find(subjects.EXEC_CALL, CALL) is None
+    watches[bucket].revision -= 1  # gone for good, not hidden
+    assert cache.find(subjects.EXEC_CALL, CALL) is None
+
+
+def test_a_grant_close_to_its_expiry_is_no_longer_sent() -> None:
+    cache, _ = _cache()
+    cache.keep(subjects.EXEC_CALL, CALL, _header(expires=time.time() + grants._MARGIN / 2), cache.seen())
+    assert cache.find(subjects.EXEC_CALL, CALL) is None
+
+
+def test_a_malformed_grant_is_ignored_and_the_oldest_goes_first() -> None:
+    cache, _ = _cache()
+    cache.keep(subjects.EXEC_CALL, CALL, "{not json", cache.seen())
+    cache.keep(subjects.EXEC_CALL, CALL, '{"expires": 1, "extra": 2}', cache.seen())
+    assert len(cache) == 0
+    calls = [_changed(tool=f"t{i}", name=f"echo__t{i}") for i in range(4)]
+    for call in calls:
+        cache.keep(subjects.EXEC_CALL, call, _header(), cache.seen())
+    assert len(cache) == 3
+    assert cache.find(subjects.EXEC_CALL, calls[0]) is None
+    assert all(cache.find(subjects.EXEC_CALL, call) is not None for call in calls[1:])
