@@ -38,6 +38,7 @@ __all__ = [
     "POLICY_REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
+    "ROUTED_SENDS",
     "MetricsServer",
     "Sample",
     "StateCollector",
@@ -64,6 +65,12 @@ POLICY_REFUSALS = Counter(
     "bastion_policy_refusals",
     "Requests policy refused, by reason (budget_exceeded, rate_limited, forbidden, ...).",
     ["reason"],
+)
+ROUTED_SENDS = Counter(
+    "bastion_ingress_routed_sends",
+    "Routed requests (tool calls, prompts, resources) ingress sent, by route: policy (decided there), "
+    "granted (straight to an executor on policy's grant), stale (a grant the executor found expired).",
+    ["route"],
 )
 AUDIT_INSERTED = Counter("bastion_audit_inserted_events", "Audit events written to ClickHouse.")
 AUDIT_INSERT_SECONDS = Histogram(

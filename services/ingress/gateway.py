@@ -19,7 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from bastion_common import subjects
+from bastion_common import metrics, subjects
 from bastion_common.blobs import Blobs, fits
 from bastion_common.errors import ErrorKind
 from bastion_common.llm import LlmOutcome, LlmRequest
@@ -45,6 +45,8 @@ from .grants import GrantCache
 __all__ = ["Gateway"]
 
 _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
+_SENT = {route: metrics.ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale")}
+"""Children resolved once: a label lookup per call costs more than the increment."""
 _EXECUTORS = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
 """Where a routed request goes when ingress holds policy's grant for it."""
 
@@ -127,6 +129,7 @@ class Gateway:
         executors = _EXECUTORS[subject]
         held = None if ask_policy else self.grants.find(executors, message)
         seen = self.grants.seen()
+        _SENT["policy" if held is None else "granted"].inc()
         try:
             if held is None:
                 reply = await self._send(subject, data, message.timeout)
@@ -150,6 +153,7 @@ class Gateway:
         headers = reply.headers or {}
         if held is not None and subjects.GRANT_STALE in headers:  # expired on the executor's clock: nothing ran
             self.grants.drop(executors, message)
+            _SENT["stale"].inc()
             return await self._routed(subject, message, what, ask_policy=True)
         if held is None and (grant := headers.get(subjects.GRANT)) is not None:
             self.grants.keep(executors, message, grant, seen)

@@ -31,10 +31,11 @@ def _text(result: object) -> str:
 
 
 async def _calls(gateway: Gateway) -> None:
-    """Two answered calls, one tool error, one call policy refuses."""
+    """Three answered calls (one a repeat, sent on policy's grant), one tool error, one call policy refuses."""
     async with gateway.client(ADMIN_KEY) as client:
         assert _text(await client.call_tool("echo__echo", {"text": "a"})) == "a"
         assert _text(await client.call_tool("echo__add", {"a": 1, "b": 2})) == "3"
+        assert _text(await client.call_tool("echo__add", {"a": 2, "b": 2})) == "4"
         assert (await client.call_tool("echo__fail", {"message": "boom"})).is_error
     async with gateway.client(READONLY_KEY) as client:
         with pytest.raises(Exception, match="not allowed"):
@@ -59,11 +60,13 @@ async def test_every_service_is_scraped_over_http_and_its_counters_move_with_rea
 
         after_ingress = await scrape(ingress_metrics, ADMIN_TOKEN)
         call = {"service": "ingress", "method": "tools/call"}
-        assert moved(before["ingress"], after_ingress, "bastion_requests_total", **call, outcome="ok") == 2
+        assert moved(before["ingress"], after_ingress, "bastion_requests_total", **call, outcome="ok") == 3
+        assert moved(before["ingress"], after_ingress, "bastion_ingress_routed_sends_total", route="policy") == 4
+        assert moved(before["ingress"], after_ingress, "bastion_ingress_routed_sends_total", route="granted") == 1
         assert moved(before["ingress"], after_ingress, "bastion_requests_total", **call, outcome="tool_error") == 1
         assert moved(before["ingress"], after_ingress, "bastion_requests_total", **call, outcome="forbidden") == 1
         # the histogram counts the same requests, and its +Inf bucket holds all of them
-        for outcome, n in (("ok", 2), ("tool_error", 1), ("forbidden", 1)):
+        for outcome, n in (("ok", 3), ("tool_error", 1), ("forbidden", 1)):
             labels = {**call, "outcome": outcome}
             assert moved(before["ingress"], after_ingress, "bastion_request_seconds_count", **labels) == n
             assert moved(before["ingress"], after_ingress, "bastion_request_seconds_bucket", **labels, le="+Inf") == n
@@ -77,7 +80,7 @@ async def test_every_service_is_scraped_over_http_and_its_counters_move_with_rea
 
         after_executor = await scrape(urls["executor"])
         ex = {"service": "executor", "method": "tools/call"}
-        assert moved(before["executor"], after_executor, "bastion_requests_total", **ex, outcome="ok") == 2
+        assert moved(before["executor"], after_executor, "bastion_requests_total", **ex, outcome="ok") == 3
         assert moved(before["executor"], after_executor, "bastion_requests_total", **ex, outcome="tool_error") == 1
         for server in ("echo", "notes"):
             assert value(after_executor, "bastion_upstream_up", server=server) == 1
