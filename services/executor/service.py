@@ -55,7 +55,7 @@ from bastion_common.signing import WorkSigner
 from .agents import AgentLink
 from .breaker import BreakerState
 from .connection import Connection
-from .granted import granted
+from .granted import GrantChecker
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
 from .outcomes import describe_exception, for_the_wire, outcome_label, refusal, reply_headers, undeliverable
@@ -77,6 +77,7 @@ class ExecutorService:
         self.settings = settings or ExecutorSettings()
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._signer = WorkSigner(self.settings.bus_signing_key)
+        self._grants = GrantChecker(self._signer)
         """Work runs only when policy signed it: the bus alone cannot prove who sent it."""
         self._sealer = Sealer(self.settings.secrets_key)
         """The only place upstream secrets are opened (they are sealed in KV: `bastion_common.sealing`)."""
@@ -315,7 +316,7 @@ class ExecutorService:
         headers = msg.headers or {}
         if subjects.GRANT in headers and subjects.REPLY_TO not in headers:
             # sent by ingress itself on the strength of policy's grant (policy's own forwards name a requester)
-            admitted = granted(self._signer, msg.subject, headers, msg.data, time.time())
+            admitted = self._grants.granted(msg.subject, headers, msg.data, time.time())
             if admitted is None:
                 log.warning("executor %s: refusing %s with a grant policy did not make", self.instance, msg.subject)
                 return

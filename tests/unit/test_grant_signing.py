@@ -12,6 +12,7 @@ import pytest
 from bastion_common import subjects
 from bastion_common.messages import Caller, Grant, ToolCall, UpstreamRequest
 from bastion_common.signing import WorkSigner
+from bastion_executor.granted import GrantChecker
 from bastion_ingress import grants
 from bastion_ingress.grants import GrantCache
 
@@ -142,3 +143,29 @@ def test_a_malformed_grant_is_ignored_and_the_oldest_goes_first() -> None:
     assert len(cache) == 3
     assert cache.find(subjects.EXEC_CALL, calls[0]) is None
     assert all(cache.find(subjects.EXEC_CALL, call) is not None for call in calls[1:])
+
+
+def test_an_executor_remembers_a_verified_grant_for_its_own_request_alone() -> None:
+    checker = GrantChecker(SIGNER)
+    expires = time.time() + 60
+    header = {
+        subjects.GRANT: Grant(
+            expires=expires, mac=SIGNER.grant_mac(subjects.EXEC_CALL, CALL, expires, None)
+        ).model_dump_json()
+    }
+    data = CALL.model_dump_json().encode()
+    for _ in range(2):  # verified, then remembered
+        admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
+        assert admitted is not None and admitted.current and admitted.request.id == CALL.id
+    for other in (
+        _changed(tool="add", name="echo__add"),
+        _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u")),
+    ):
+        assert checker.granted(subjects.EXEC_CALL, header, other.model_dump_json().encode(), time.time()) is None
+    assert checker.granted(subjects.EXEC_REQUEST, header, data, time.time()) is None
+    admitted = checker.granted(subjects.EXEC_CALL, header, data, expires + 1)
+    assert admitted is not None and not admitted.current
+    forged = {subjects.GRANT: Grant(expires=expires, mac="0" * 64).model_dump_json()}
+    assert checker.granted(subjects.EXEC_CALL, forged, data, time.time()) is None
+    assert checker.granted(subjects.EXEC_CALL, {subjects.GRANT: "{"}, data, time.time()) is None
+    assert checker.granted(subjects.EXEC_CALL, header, b"{", time.time()) is None
