@@ -106,9 +106,12 @@ class AckedRequester:
     async def start(self) -> None:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
 
-    async def request(self, subject: str, data: bytes, within: float, extra: dict[str, str] | None = None) -> Msg:
+    async def request(
+        self, subject: str, data: bytes, within: float, extra: dict[str, str] | None = None, role: str | None = None
+    ) -> Msg:
         """The reply; raises NoRespondersError, nats TimeoutError (after `within` s) or ResponderLost.
-        `extra`: headers sent besides the relay's own."""
+        `extra`: headers sent besides the relay's own; `role`: who `subject` reaches, when it is one
+        of the further holders (a call sent straight to the executors) rather than the first."""
         settings = self._settings
         token = str(next(self._tokens))
         pending = _Pending(asyncio.get_running_loop().create_future())
@@ -134,7 +137,7 @@ class AckedRequester:
                 holder = pending.holder
                 if holder is None:
                     if time.monotonic() - pending.sent_at > settings.ack_grace:
-                        raise ResponderLost(f"no {self._role} replica acknowledged the call")
+                        raise ResponderLost(f"no {role or self._role} replica acknowledged the call")
                 elif not await self._alive(holder[1]):
                     raise ResponderLost(f"{holder[0]} stopped before answering")
         finally:

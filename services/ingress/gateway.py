@@ -134,7 +134,9 @@ class Gateway:
             if held is None:
                 reply = await self._send(subject, data, message.timeout)
             else:
-                reply = await self._policy.request(executors, data, within=message.timeout, extra=held.headers)
+                reply = await self._policy.request(
+                    executors, data, within=message.timeout, extra=held.headers, role="executor"
+                )
         except ResponderLost as exc:
             await self._refund(message)
             return failed(

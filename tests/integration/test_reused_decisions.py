@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from bastion_common import subjects
 from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
 from bastion_common.nats import connect, kv_bucket
+from bastion_executor.service import ExecutorService
 from bastion_ingress import grants
 from tests.support.gateway import SERVERS, key_id, running_gateway
 from tests.support.polling import poll_until
@@ -179,3 +180,16 @@ async def test_a_grant_the_executor_finds_expired_sends_the_call_to_policy(nats_
         # policy's forward, ingress's own send on the expired grant, policy's forward again
         sent_by_ingress = [subjects.REPLY_TO not in (m.headers or {}) for m in executed]
         assert sent_by_ingress == [False, True, False]
+
+
+async def test_a_granted_call_with_no_executor_left_is_refused_at_once(nats_url, redis_url, tmp_path):
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, _decisions(nats_url) as decisions:
+        async with gw.client(PLAIN) as client:
+            assert _text(await client.call_tool("echo__echo", {"text": "first"})) == "first"
+            executor = next(s for s in gw.services if isinstance(s, ExecutorService))
+            await executor.stop()
+            with pytest.raises(MCPError) as none:
+                await client.call_tool("echo__echo", {"text": "anyone?"})
+        assert none.value.error.code == -32070
+        assert "no executor service is running" in none.value.error.message
+        assert await _heard(nats_url, decisions) == 1  # sent on the grant: NATS itself said nobody listens
