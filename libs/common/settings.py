@@ -221,9 +221,9 @@ class PolicySettings(RequestPathSettings):
     """Seconds ingress may reuse policy's decision to allow a caller a tool when nothing about the
     call is counted (no budget, no rate limit applies): its next calls of that tool go straight to
     an executor with policy's signed grant (`messages.Grant`), one hop and one policy decision fewer.
-    Ingress drops grants as soon as it sees keys or policy change; this bounds how long a grant
-    outlives a change ingress has not seen, and a price change for the audit's `cost_usd`.
-    0: policy decides every call."""
+    Ingress drops grants as soon as it sees keys or policy change, and executors hold them stale
+    once they apply a servers change (prices, tool rate limits); this bounds how long a grant
+    outlives a change neither has seen. 0: policy decides every call."""
 
 
 class ExecutorSettings(RequestPathSettings):

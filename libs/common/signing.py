@@ -13,18 +13,19 @@ signed too, so a signed message cannot be redirected to answer someone else. Wit
 open test bus) nothing is signed or checked.
 
 The same key signs policy's reusable decisions (`messages.Grant`): a grant's MAC binds the kind of
-request, the whole caller, the server, the target, the request's narrowing headers, the price and
-the expiry, so ingress can send that caller's next calls of that target straight to an executor
-and the executor can tell a decision policy made from one ingress made up. Ingress can claim any
-caller to policy anyway (it authenticates agents), so a grant gives an ingress nothing its
-credentials did not; what it must not give is work policy never allowed, or a caller or target
-swapped under a genuine decision.
+request, the whole caller, the server, the target, the request's narrowing headers, the price, the
+expiry and the KV revisions policy decided at, so ingress can send that caller's next calls of that
+target straight to an executor and the executor can tell a decision policy made from one ingress
+made up. Ingress can claim any caller to policy anyway (it authenticates agents), so a grant gives
+an ingress nothing its credentials did not; what it must not give is work policy never allowed, or
+a caller or target swapped under a genuine decision.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 import orjson
 from pydantic import SecretStr
@@ -63,9 +64,16 @@ class WorkSigner:
         given = (headers or {}).get(WORK_SIGNATURE, "")
         return bool(given) and hmac.compare_digest(given, self._mac(subject, reply or "", data))
 
-    def grant_mac(self, kind: str, head: RoutedHead, expires: float, price: float | None) -> str:
+    def grant_mac(
+        self,
+        kind: str,
+        head: RoutedHead,
+        expires: float,
+        price: float | None,
+        revisions: Mapping[str, int] | None = None,
+    ) -> str:
         """Policy's MAC over a decision that `head`'s caller may send `kind` requests to its target
-        with its narrowing until `expires`, at `price` ("" without a key)."""
+        with its narrowing until `expires`, at `price`, taken at KV `revisions` ("" without a key)."""
         if self._key is None:
             return ""
         decided = [
@@ -77,6 +85,7 @@ class WorkSigner:
             head.include_tools,
             repr(expires),
             repr(price),
+            sorted((revisions or {}).items()),
         ]
         return hmac.new(self._key, b"bastion-grant\n" + orjson.dumps(decided), hashlib.sha256).hexdigest()
 
@@ -85,5 +94,5 @@ class WorkSigner:
         (always true without a key); expiry is the caller's to check."""
         if self._key is None:
             return True
-        expected = self.grant_mac(kind, head, grant.expires, grant.price)
+        expected = self.grant_mac(kind, head, grant.expires, grant.price, grant.revisions)
         return bool(grant.mac) and hmac.compare_digest(grant.mac, expected)

@@ -135,7 +135,8 @@ executor runs such a call only when it verifies."""
 
 GRANT_STALE: Final = "Bastion-Grant-Stale"
 """Header of an executor's answer to a call sent with a genuine `GRANT` that has expired on the
-executor's clock: nothing ran; the requester asks policy instead."""
+executor's clock, or was decided before a servers change the executor has applied: nothing ran;
+the requester asks policy instead."""
 
 HANDED_OVER: Final = "Bastion-Handed-Over"
 """Header of an empty message from policy to a requester whose call it had acknowledged (it held it

@@ -1,10 +1,16 @@
 """Calls ingress sends straight to the executors with policy's grant (`messages.Grant`): policy
 decided once that this caller may make such calls with nothing to count, and signed that decision;
 the executor runs one only when the grant is policy's, for exactly this caller, target and
-narrowing. Anything else is treated as unsigned work: nothing runs and nothing answers."""
+narrowing. Anything else is treated as unsigned work: nothing runs and nothing answers.
+
+A genuine grant no longer holds once it has expired, or once this executor has applied a change to
+the servers' configuration policy had not when it decided (a tool's price or rate limit lives
+there, and ingress does not watch that bucket: keys and policy changes it catches itself). Such a
+call is answered unrun as stale, and the requester asks policy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -28,8 +34,9 @@ on every call until it expires: ~20 µs of HMAC per call saved)."""
 class Granted:
     request: ToolCall | UpstreamRequest
     current: bool
-    """False once the grant has expired on this executor's clock: nothing runs, the requester is
-    told (`subjects.GRANT_STALE`) and asks policy instead."""
+    """False once the grant has expired on this executor's clock, or was decided before a servers
+    change this executor has applied: nothing runs, the requester is told (`subjects.GRANT_STALE`)
+    and asks policy instead."""
 
 
 def _decided(head: RoutedHead) -> tuple[object, ...]:
@@ -45,8 +52,10 @@ def _decided(head: RoutedHead) -> tuple[object, ...]:
 
 
 class GrantChecker:
-    def __init__(self, signer: WorkSigner) -> None:
+    def __init__(self, signer: WorkSigner, servers_revision: Callable[[], int] = lambda: 0) -> None:
         self._signer = signer
+        self._servers_revision = servers_revision
+        """The `bastion_servers` revision this executor has applied."""
         self._verified: dict[tuple[str, str], tuple[object, ...]] = {}
         """(kind, grant header) -> the request it was verified genuine for."""
 
@@ -69,4 +78,5 @@ class GrantChecker:
             if len(self._verified) >= _REMEMBERED:
                 self._verified.clear()
             self._verified[(subject, given)] = decided
-        return Granted(request, now < grant.expires)
+        decided_at = grant.revisions.get(subjects.KV_SERVERS, 0)
+        return Granted(request, now < grant.expires and decided_at >= self._servers_revision())

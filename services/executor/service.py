@@ -77,7 +77,7 @@ class ExecutorService:
         self.settings = settings or ExecutorSettings()
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._signer = WorkSigner(self.settings.bus_signing_key)
-        self._grants = GrantChecker(self._signer)
+        self._grants = GrantChecker(self._signer, self._servers_revision)
         """Work runs only when policy signed it: the bus alone cannot prove who sent it."""
         self._sealer = Sealer(self.settings.secrets_key)
         """The only place upstream secrets are opened (they are sealed in KV: `bastion_common.sealing`)."""
@@ -349,10 +349,15 @@ class ExecutorService:
             self._cancelled.add(call_id)
             task.cancel()
 
+    def _servers_revision(self) -> int:
+        return self._servers_watch.revision if self._servers_watch is not None else 0
+
     async def _grant_stale(self, reply: str | None, call_id: str) -> None:
-        """A genuine grant that has expired here: nothing runs; the requester asks policy instead."""
+        """A genuine grant that no longer holds here: nothing runs; the requester asks policy instead."""
         if reply and self._nc is not None:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message="policy's grant for this call expired")
+            error = GatewayError(
+                kind=ErrorKind.GATEWAY_UNAVAILABLE, message="policy's grant for this call no longer holds"
+            )
             outcome = CallOutcome(id=call_id, error=error, decided_by="executor", execution="not_run")
             await self._nc.publish(reply, encode_outcome(outcome), headers={subjects.GRANT_STALE: "1"})
 

@@ -288,12 +288,9 @@ class PolicyService:
 
     def _grant(self, subject: str, message: RoutedHead, price: float | None) -> Grant:
         expires = round(time.time() + self.settings.grant_ttl, 3)
-        return Grant(
-            expires=expires,
-            price=price,
-            revisions={watch.bucket: watch.revision for watch in self._watches},
-            mac=self._signer.grant_mac(subject, message, expires, price),
-        )
+        revisions = {watch.bucket: watch.revision for watch in self._watches}
+        mac = self._signer.grant_mac(subject, message, expires, price, revisions)
+        return Grant(expires=expires, price=price, revisions=revisions, mac=mac)
 
     async def _no_executor(self, forwarded: Forwarded) -> None:
         """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""

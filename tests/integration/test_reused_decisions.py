@@ -17,10 +17,12 @@ from mcp.shared.exceptions import MCPError
 from nats.aio.msg import Msg
 
 from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
+from bastion_common.entities import RateLimit
+from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
 from bastion_common.nats import connect, kv_bucket
 from bastion_executor.service import ExecutorService
 from bastion_ingress import grants
+from bastion_policy.service import PolicyService
 from tests.support.gateway import SERVERS, key_id, running_gateway
 from tests.support.polling import poll_until
 
@@ -193,3 +195,37 @@ async def test_a_granted_call_with_no_executor_left_is_refused_at_once(nats_url,
         assert none.value.error.code == -32070
         assert "no executor service is running" in none.value.error.message
         assert await _heard(nats_url, decisions) == 1  # sent on the grant: NATS itself said nobody listens
+
+
+async def test_a_tool_rate_limit_added_to_the_server_is_counted_from_the_next_call(nats_url, redis_url, tmp_path):
+    """Ingress does not watch the servers' configuration; the executor does, and holds a grant
+    decided before a servers change stale, so the next call is decided (and counted) by policy."""
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, _decisions(nats_url) as decisions:
+        async with gw.client(PLAIN) as client:
+            for i in range(2):
+                assert _text(await client.call_tool("echo__echo", {"text": f"{i}"})) == f"{i}"
+            assert await _heard(nats_url, decisions) == 1
+            nc = await connect(nats_url, "test-admin")
+            try:  # only the servers bucket changes: ingress sees nothing
+                servers = await kv_bucket(nc.jetstream(), subjects.KV_SERVERS)
+                record = ServerRecord.model_validate_json((await servers.get("echo")).value)
+                limits = {"echo": RateLimit(requests=2, per="hour")}
+                limited_config = record.config.model_copy(update={"rate_limits": limits})
+                written = await servers.put(
+                    "echo", record.model_copy(update={"config": limited_config}).model_dump_json().encode()
+                )
+            finally:
+                await nc.close()
+            executor = next(s for s in gw.services if isinstance(s, ExecutorService))
+            policy = next(s for s in gw.services if isinstance(s, PolicyService))
+            await poll_until(
+                lambda: executor._servers_revision() >= written and policy.view.servers["echo"].rate_limits,
+                "policy and the executor to apply the change",
+            )
+            assert len(gw.ingress.handlers.gateway.grants) == 1  # ingress still holds its grant
+            for i in range(2):  # the limit's two requests, each decided by policy
+                assert _text(await client.call_tool("echo__echo", {"text": f"{i}"})) == f"{i}"
+            with pytest.raises(MCPError) as limited:
+                await client.call_tool("echo__echo", {"text": "third"})
+        assert limited.value.error.code == -32052
+        assert await _heard(nats_url, decisions) == 4

@@ -54,6 +54,12 @@ def test_the_kind_the_expiry_the_price_and_the_key_are_bound_too() -> None:
     assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=None, mac=mac))
     assert not WorkSigner("another-key").genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.01, mac=mac))
     assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.01))  # no MAC at all
+    # the revisions it was decided at: an ingress cannot pass an old decision off as a recent one
+    decided = {subjects.KV_SERVERS: 4}
+    mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, LATER, None, decided)
+    assert SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, revisions=decided, mac=mac))
+    later = {subjects.KV_SERVERS: 5}
+    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, revisions=later, mac=mac))
 
 
 def test_a_prompt_request_and_a_tool_of_the_same_name_never_share_a_grant() -> None:
@@ -169,3 +175,22 @@ def test_an_executor_remembers_a_verified_grant_for_its_own_request_alone() -> N
     assert checker.granted(subjects.EXEC_CALL, forged, data, time.time()) is None
     assert checker.granted(subjects.EXEC_CALL, {subjects.GRANT: "{"}, data, time.time()) is None
     assert checker.granted(subjects.EXEC_CALL, header, b"{", time.time()) is None
+
+
+def test_an_executor_holds_a_grant_decided_before_a_servers_change_it_has_applied_stale() -> None:
+    """A tool's price or rate limit lives in the servers' configuration, which ingress does not watch."""
+    applied = [4]
+    checker = GrantChecker(SIGNER, lambda: applied[0])
+    expires = time.time() + 60
+    decided = {subjects.KV_KEYS: 9, subjects.KV_SERVERS: 4}
+    mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, expires, None, decided)
+    header = {subjects.GRANT: Grant(expires=expires, revisions=decided, mac=mac).model_dump_json()}
+    data = CALL.model_dump_json().encode()
+    admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
+    assert admitted is not None and admitted.current
+    applied[0] = 3  # an executor behind policy: policy's decision is the newer one
+    admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
+    assert admitted is not None and admitted.current
+    applied[0] = 5
+    admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
+    assert admitted is not None and not admitted.current
