@@ -78,6 +78,19 @@ class RoutedHead(BusMessage):
         """The name grants are checked against in the `server/...` space."""
         return self.tool or self.target or ""
 
+    def decision(self) -> tuple[object, ...]:
+        """What policy's allow decision for this request depends on, besides policy's own state:
+        the whole caller, the server, the target and the narrowing headers. A `Grant` is made for
+        exactly this (its MAC covers it, requesters and executors key their grants by it)."""
+        c = self.caller
+        return (
+            tuple(getattr(c, name) for name in type(c).model_fields),
+            self.server,
+            self.granted_as,
+            tuple(self.include_servers) if self.include_servers is not None else None,
+            tuple(self.include_tools) if self.include_tools is not None else None,
+        )
+
 
 class Grant(BaseModel):
     """Policy's decision that a caller may send one kind of request (`kind`: `EXEC_CALL` or

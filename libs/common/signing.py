@@ -76,17 +76,7 @@ class WorkSigner:
         with its narrowing until `expires`, at `price`, taken at KV `revisions` ("" without a key)."""
         if self._key is None:
             return ""
-        decided = [
-            kind,
-            head.caller.model_dump(mode="json"),
-            head.server,
-            head.granted_as,
-            head.include_servers,
-            head.include_tools,
-            repr(expires),
-            repr(price),
-            sorted((revisions or {}).items()),
-        ]
+        decided = [kind, head.decision(), repr(expires), repr(price), sorted((revisions or {}).items())]
         return hmac.new(self._key, b"bastion-grant\n" + orjson.dumps(decided), hashlib.sha256).hexdigest()
 
     def genuine(self, kind: str, head: RoutedHead, grant: Grant) -> bool:

@@ -52,10 +52,10 @@ from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
 from bastion_common.signing import WorkSigner
 
+from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
 from .breaker import BreakerState
 from .connection import Connection
-from .granted import GrantChecker
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
 from .outcomes import describe_exception, for_the_wire, outcome_label, refusal, reply_headers, undeliverable
@@ -77,8 +77,8 @@ class ExecutorService:
         self.settings = settings or ExecutorSettings()
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._signer = WorkSigner(self.settings.bus_signing_key)
-        self._grants = GrantChecker(self._signer, self._servers_revision)
-        """Work runs only when policy signed it: the bus alone cannot prove who sent it."""
+        self._admission = Admission(self._signer, self._servers_revision)
+        """Work runs only when policy signed it, or granted it: the bus alone cannot prove who sent it."""
         self._sealer = Sealer(self.settings.secrets_key)
         """The only place upstream secrets are opened (they are sealed in KV: `bastion_common.sealing`)."""
         self._nc: NATS | None = None
@@ -312,23 +312,17 @@ class ExecutorService:
     async def _on_call(self, msg: Msg) -> None:
         """nats-py awaits this per message in order: hand the call to its own task and return."""
         reply = reply_subject(msg)
-        request: ToolCall | UpstreamRequest | None = None
-        headers = msg.headers or {}
-        if subjects.GRANT in headers and subjects.REPLY_TO not in headers:
-            # sent by ingress itself on the strength of policy's grant (policy's own forwards name a requester)
-            admitted = self._grants.granted(msg.subject, headers, msg.data, time.time())
-            if admitted is None:
-                log.warning("executor %s: refusing %s with a grant policy did not make", self.instance, msg.subject)
-                return
-            if not admitted.current:
-                await self._grant_stale(reply, admitted.request.id)
-                return
-            request = admitted.request
-        elif not self._signer.verify(msg.subject, reply, msg.headers, msg.data):
-            # not from policy (e.g. JetStream made to deliver it here): no answer, no ack, nothing runs
-            log.warning("executor %s: refusing %s without policy's signature", self.instance, msg.subject)
+        verdict = self._admission.admit(msg.subject, reply, msg.headers, msg.data, time.time())
+        if isinstance(verdict, str):
+            # not from policy, nor granted by it (e.g. JetStream made to deliver it here): no answer, no ack
+            log.warning("executor %s: refusing %s %s", self.instance, msg.subject, verdict)
             return
-        work = self._handle(msg, reply, request)
+        if isinstance(verdict, Stale):
+            if reply and self._nc is not None:
+                data, headers = stale_answer(verdict.call_id)
+                await self._nc.publish(reply, data, headers=headers)
+            return
+        work = self._handle(msg, reply, verdict.request)
         if tracing.enabled():  # the call's span continues policy's, from the request's headers
             work = tracing.traced(work, "executor", f"executor {msg.subject}", carrier=msg.headers)
         task = asyncio.create_task(work)
@@ -351,15 +345,6 @@ class ExecutorService:
 
     def _servers_revision(self) -> int:
         return self._servers_watch.revision if self._servers_watch is not None else 0
-
-    async def _grant_stale(self, reply: str | None, call_id: str) -> None:
-        """A genuine grant that no longer holds here: nothing runs; the requester asks policy instead."""
-        if reply and self._nc is not None:
-            error = GatewayError(
-                kind=ErrorKind.GATEWAY_UNAVAILABLE, message="policy's grant for this call no longer holds"
-            )
-            outcome = CallOutcome(id=call_id, error=error, decided_by="executor", execution="not_run")
-            await self._nc.publish(reply, encode_outcome(outcome), headers={subjects.GRANT_STALE: "1"})
 
     async def _handle(self, msg: Msg, reply: str | None, parsed: ToolCall | UpstreamRequest | None = None) -> None:
         if msg.subject == subjects.EXEC_LLM:

@@ -128,7 +128,7 @@ class Gateway:
             data = shrunk
         executors = _EXECUTORS[subject]
         held = None if ask_policy else self.grants.find(executors, message)
-        seen = self.grants.seen()
+        seen = self.grants.seen() if held is None else ()  # what a grant in the answer is kept against
         _SENT["policy" if held is None else "granted"].inc()
         try:
             if held is None:

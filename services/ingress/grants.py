@@ -50,13 +50,7 @@ class Held:
 
 
 def _key(kind: str, head: RoutedHead) -> _Key:
-    c = head.caller
-    narrowing = (
-        tuple(head.include_servers) if head.include_servers is not None else None,
-        tuple(head.include_tools) if head.include_tools is not None else None,
-    )
-    who = (c.key_id, c.key_name, c.user_id, c.team_id, c.customer_id, c.content_logging)
-    return (kind, who, head.server, head.granted_as, narrowing)
+    return (kind, *head.decision())
 
 
 class GrantCache:

@@ -12,7 +12,7 @@ import pytest
 from bastion_common import subjects
 from bastion_common.messages import Caller, Grant, ToolCall, UpstreamRequest
 from bastion_common.signing import WorkSigner
-from bastion_executor.granted import GrantChecker
+from bastion_executor.admission import FORGED, Admission, Admitted, Stale
 from bastion_ingress import grants
 from bastion_ingress.grants import GrantCache
 
@@ -152,45 +152,48 @@ def test_a_malformed_grant_is_ignored_and_the_oldest_goes_first() -> None:
 
 
 def test_an_executor_remembers_a_verified_grant_for_its_own_request_alone() -> None:
-    checker = GrantChecker(SIGNER)
+    admission = Admission(SIGNER)
     expires = time.time() + 60
-    header = {
-        subjects.GRANT: Grant(
-            expires=expires, mac=SIGNER.grant_mac(subjects.EXEC_CALL, CALL, expires, None)
-        ).model_dump_json()
-    }
+    mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, expires, None)
+    header = {subjects.GRANT: Grant(expires=expires, mac=mac).model_dump_json()}
     data = CALL.model_dump_json().encode()
     for _ in range(2):  # verified, then remembered
-        admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
-        assert admitted is not None and admitted.current and admitted.request.id == CALL.id
+        admitted = admission.admit(subjects.EXEC_CALL, "inbox", header, data, time.time())
+        assert isinstance(admitted, Admitted) and admitted.request is not None and admitted.request.id == CALL.id
     for other in (
         _changed(tool="add", name="echo__add"),
         _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u")),
     ):
-        assert checker.granted(subjects.EXEC_CALL, header, other.model_dump_json().encode(), time.time()) is None
-    assert checker.granted(subjects.EXEC_REQUEST, header, data, time.time()) is None
-    admitted = checker.granted(subjects.EXEC_CALL, header, data, expires + 1)
-    assert admitted is not None and not admitted.current
+        assert (
+            admission.admit(subjects.EXEC_CALL, "inbox", header, other.model_dump_json().encode(), time.time())
+            == FORGED
+        )
+    assert admission.admit(subjects.EXEC_REQUEST, "inbox", header, data, time.time()) == FORGED
+    assert admission.admit(subjects.EXEC_CALL, "inbox", header, data, expires + 1) == Stale(CALL.id)
     forged = {subjects.GRANT: Grant(expires=expires, mac="0" * 64).model_dump_json()}
-    assert checker.granted(subjects.EXEC_CALL, forged, data, time.time()) is None
-    assert checker.granted(subjects.EXEC_CALL, {subjects.GRANT: "{"}, data, time.time()) is None
-    assert checker.granted(subjects.EXEC_CALL, header, b"{", time.time()) is None
+    assert admission.admit(subjects.EXEC_CALL, "inbox", forged, data, time.time()) == FORGED
+    assert admission.admit(subjects.EXEC_CALL, "inbox", {subjects.GRANT: "{"}, data, time.time()) == FORGED
+    assert admission.admit(subjects.EXEC_CALL, "inbox", header, b"{", time.time()) == FORGED
 
 
 def test_an_executor_holds_a_grant_decided_before_a_servers_change_it_has_applied_stale() -> None:
     """A tool's price or rate limit lives in the servers' configuration, which ingress does not watch."""
     applied = [4]
-    checker = GrantChecker(SIGNER, lambda: applied[0])
+    admission = Admission(SIGNER, lambda: applied[0])
     expires = time.time() + 60
     decided = {subjects.KV_KEYS: 9, subjects.KV_SERVERS: 4}
     mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, expires, None, decided)
     header = {subjects.GRANT: Grant(expires=expires, revisions=decided, mac=mac).model_dump_json()}
     data = CALL.model_dump_json().encode()
-    admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
-    assert admitted is not None and admitted.current
+    assert isinstance(admission.admit(subjects.EXEC_CALL, "inbox", header, data, time.time()), Admitted)
     applied[0] = 3  # an executor behind policy: policy's decision is the newer one
-    admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
-    assert admitted is not None and admitted.current
+    assert isinstance(admission.admit(subjects.EXEC_CALL, "inbox", header, data, time.time()), Admitted)
     applied[0] = 5
-    admitted = checker.granted(subjects.EXEC_CALL, header, data, time.time())
-    assert admitted is not None and not admitted.current
+    assert admission.admit(subjects.EXEC_CALL, "inbox", header, data, time.time()) == Stale(CALL.id)
+
+
+def test_work_policy_signed_is_admitted_unparsed_and_anything_else_unanswered() -> None:
+    data = CALL.model_dump_json().encode()
+    signed = SIGNER.headers(subjects.EXEC_CALL, "inbox", data)
+    assert Admission(SIGNER).admit(subjects.EXEC_CALL, "inbox", signed, data, time.time()) == Admitted(None)
+    assert Admission(SIGNER).admit(subjects.EXEC_CALL, "elsewhere", signed, data, time.time()) != Admitted(None)

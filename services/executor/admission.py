@@ -1,0 +1,106 @@
+"""Which work an executor runs: what policy signed (`signing.WorkSigner`), or a call ingress sends
+straight to the executors with policy's grant for it (`messages.Grant`). Policy decided once that
+this caller may make such calls with nothing to count, and signed that decision; the executor runs
+one only when the grant is policy's, for exactly this caller, target and narrowing. Anything else
+is unsigned work: nothing runs and nothing answers.
+
+A genuine grant no longer holds once it has expired, or once this executor has applied a change to
+the servers' configuration policy had not when it decided (a tool's price or rate limit lives
+there, and ingress does not watch that bucket: keys and policy changes it catches itself). Such a
+call is answered unrun as stale (`stale_answer`), and the requester asks policy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from bastion_common import subjects
+from bastion_common.errors import ErrorKind
+from bastion_common.messages import CallOutcome, GatewayError, Grant, ToolCall, UpstreamRequest, encode_outcome
+from bastion_common.signing import WorkSigner
+
+__all__ = ["Admission", "Admitted", "Stale", "stale_answer"]
+
+_MODELS: dict[str, type[ToolCall] | type[UpstreamRequest]] = {
+    subjects.EXEC_CALL: ToolCall,
+    subjects.EXEC_REQUEST: UpstreamRequest,
+}
+_REMEMBERED = 4096
+"""Grants whose MAC was verified, kept with what they were verified for (a caller repeats its grant
+on every call until it expires: ~20 µs of parsing and HMAC per call saved)."""
+UNSIGNED = "without policy's signature"
+FORGED = "with a grant policy did not make"
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    request: ToolCall | UpstreamRequest | None
+    """The request, when admitting it meant parsing it (a granted call); None: parse it to run it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A genuine grant that no longer holds: nothing runs, the requester is told and asks policy."""
+
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    decision: tuple[object, ...]
+    expires: float
+    servers_revision: int
+
+
+def stale_answer(call_id: str) -> tuple[bytes, dict[str, str]]:
+    """The outcome (and its header, `subjects.GRANT_STALE`) of a call whose grant no longer holds."""
+    error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message="policy's grant for this call no longer holds")
+    outcome = CallOutcome(id=call_id, error=error, decided_by="executor", execution="not_run")
+    return encode_outcome(outcome), {subjects.GRANT_STALE: "1"}
+
+
+class Admission:
+    def __init__(self, signer: WorkSigner, servers_revision: Callable[[], int] = lambda: 0) -> None:
+        self._signer = signer
+        self._servers_revision = servers_revision
+        """The `bastion_servers` revision this executor has applied."""
+        self._verified: dict[tuple[str, str], _Verified] = {}
+        """(kind, grant header) -> the decision it was verified genuine for."""
+
+    def admit(
+        self, subject: str, reply: str | None, headers: dict[str, str] | None, data: bytes, now: float
+    ) -> Admitted | Stale | str:
+        """Whether to run the work: admitted, stale, or why it is refused (nothing answers)."""
+        given = (headers or {}).get(subjects.GRANT)
+        if given is None or subjects.REPLY_TO in (headers or {}):  # policy's own forwards name a requester
+            return Admitted(None) if self._signer.verify(subject, reply, headers, data) else UNSIGNED
+        model = _MODELS.get(subject)
+        if model is None:
+            return FORGED
+        try:
+            request = model.model_validate_json(data)
+        except ValidationError:
+            return FORGED
+        verified = self._verified.get((subject, given))
+        if verified is None or verified.decision != request.decision():
+            verified = self._verify(subject, given, request)
+            if verified is None:
+                return FORGED
+        if now < verified.expires and verified.servers_revision >= self._servers_revision():
+            return Admitted(request)
+        return Stale(request.id)
+
+    def _verify(self, subject: str, given: str, request: ToolCall | UpstreamRequest) -> _Verified | None:
+        try:
+            grant = Grant.model_validate_json(given)
+        except ValidationError:
+            return None
+        if not self._signer.genuine(subject, request, grant):
+            return None
+        if len(self._verified) >= _REMEMBERED:
+            self._verified.clear()
+        verified = _Verified(request.decision(), grant.expires, grant.revisions.get(subjects.KV_SERVERS, 0))
+        self._verified[(subject, given)] = verified
+        return verified
