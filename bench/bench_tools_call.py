@@ -7,6 +7,7 @@
     ./run bench --baseline A --baseline B --payload 100000   # three builds, 100 kB echoed per call
     ./run bench --baseline 9b0d56c@390e463                   # old main's services under a later `bastion up`
     ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
+    ./run bench --colocated                                  # also ingress+executor as one process
     ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
 
 
@@ -155,6 +156,7 @@ def run_one(
     era: str,
     build: str = "this checkout",
     env: dict | None = None,
+    stack: dict | None = None,
 ) -> dict:
     McpClient.era = era
     upstream = None
@@ -166,7 +168,7 @@ def run_one(
         server = {"url": url, **({"type": "sse"} if kind == "sse" else {})}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gateway = start_gateway({"echo": server}, Path(tmp), extra_env=env)
+            gateway = start_gateway({"echo": server}, Path(tmp), extra_env=env, stack=stack)
             try:
                 pid = upstream.pid if upstream is not None else None
                 results, costs = asyncio.run(measure(args, text, kind, url, gateway, pid))
@@ -276,6 +278,11 @@ def main() -> None:
         help="also run this checkout with this setting in the services' environment (repeatable)",
     )
     parser.add_argument(
+        "--colocated",
+        action="store_true",
+        help="also run this checkout with ingress and the executor in one process (stack.colocate)",
+    )
+    parser.add_argument(
         "--rounds",
         type=int,
         default=1,
@@ -288,17 +295,19 @@ def main() -> None:
     kinds = ["http", "stdio"] if args.upstream == "both" else [args.upstream]
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     with tempfile.TemporaryDirectory() as tmp:
-        builds: list[tuple[str, dict | None]] = [
-            (ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)
+        builds: list[tuple[str, dict | None, dict | None]] = [
+            (ref, export_baseline(ref, Path(tmp) / str(n)), None) for n, ref in enumerate(args.baseline)
         ]
-        builds += [(f"this checkout, {v}", dict([v.split("=", 1)])) for v in args.variant]
-        builds.append(("this checkout", None))
+        builds += [(f"this checkout, {v}", dict([v.split("=", 1)]), None) for v in args.variant]
+        if args.colocated:
+            builds.append(("this checkout, co-located", None, {"colocate": True}))
+        builds.append(("this checkout", None, None))
         runs = [
-            run_one(args, text, kind, era, build, env)
+            run_one(args, text, kind, era, build, env, stack)
             for kind in kinds
             for era in eras
             for _ in range(args.rounds)
-            for build, env in builds
+            for build, env, stack in builds
         ]
     compare(runs)
     if args.json:

@@ -97,16 +97,24 @@ _CLI_PATH = "BENCH_CLI_PATH"
 
 
 def start_gateway(
-    servers: dict[str, dict], workdir: Path, extra_env: dict[str, str] | None = None, tools: int = 1
+    servers: dict[str, dict],
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    tools: int = 1,
+    stack: dict[str, object] | None = None,
 ) -> Gateway:
     """`bastion up` with `servers` (`mcpServers` entries), every one of whose tools `KEY` may call
-    (`DENIED_KEY` none), its NATS monitoring port on; ready once `tools` tools are listed."""
+    (`DENIED_KEY` none), its NATS monitoring port on; ready once `tools` tools are listed. `stack`:
+    settings of the config's `stack` section (e.g. `{"colocate": True}`)."""
     keys = [
         {"name": "bench", "key": KEY, "tools": [f"{name}/*" for name in servers]},
         {"name": "denied", "key": DENIED_KEY, "tools": []},
     ]
     return launch(
-        {"mcpServers": servers, "keys": keys}, workdir, {"BASTION_NATS_MONITOR": "1", **(extra_env or {})}, tools
+        {"mcpServers": servers, "keys": keys, "stack": stack or {}},
+        workdir,
+        {"BASTION_NATS_MONITOR": "1", **(extra_env or {})},
+        tools,
     )
 
 
@@ -117,7 +125,7 @@ def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = workdir / "bench.yaml"
-    path.write_text(json.dumps({**config, "stack": {"data_dir": str(workdir / "data")}}))
+    path.write_text(json.dumps({**config, "stack": {**config.get("stack", {}), "data_dir": str(workdir / "data")}}))
     env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", **extra_env}
     proc = subprocess.Popen(
         [sys.executable, "-c", _CLI, env.pop(_CLI_PATH, ""), "up", "--config", str(path), "--port", str(port)],
@@ -169,7 +177,18 @@ def export_baseline(spec: str, into: Path) -> dict[str, str]:
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-ROLES = ("ingress", "policy", "executor", "audit", "codemode", "oauth", "nats-server", "valkey", "bastion_cli")
+ROLES = (
+    "ingress",
+    "policy",
+    "executor",
+    "ingress+executor",
+    "audit",
+    "codemode",
+    "oauth",
+    "nats-server",
+    "valkey",
+    "bastion_cli",
+)
 _UPSTREAMS = ("echo_server", "upstreams.py")
 """Command lines of upstream servers (a stdio one is the executor's child): not the gateway's cost."""
 
@@ -199,6 +218,8 @@ def _role(pid: int) -> str | None:
         return None
     if any(upstream in cmdline for upstream in _UPSTREAMS):
         return None
+    if "bastion_cli.colocated" in cmdline:
+        return "ingress+executor"
     if "bastion_cli" in cmdline:  # first: its command line names paths that may contain anything
         return "bastion_cli"
     return next((role for role in ROLES if role in cmdline), "other")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import secrets
 import socket
@@ -42,6 +43,7 @@ from bastion_common.sealing import Sealer
 from bastion_common.settings import unguarded_bind_problem
 
 from .apply import apply_config, key_records
+from .colocated import COLOCATED_ENV
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
 from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_port, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
@@ -54,6 +56,8 @@ SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
 INFRA = ("nats", "valkey")
 METRICS_SERVICES = ("policy", "executor", "audit", "codemode", "oauth")
 """Services serving `/metrics` on a port of their own (ingress serves it on the gateway port)."""
+COLOCATED = ("executor", "ingress")
+"""With `colocate`, these run as one process named ingress (`bastion_cli.colocated`), in this order."""
 STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit", "oauth"))
 """Services only: the embedded servers stop after the services' orphans are swept."""
 INFRA_BACKOFF = Backoff(initial=0.2, maximum=5.0, reset_after=30.0)
@@ -172,6 +176,7 @@ def service_specs(
     admin_token: str = "",
     creds: StackCredentials | None = None,
     metrics_ports: Mapping[str, int] | None = None,
+    colocate: bool = False,
 ) -> list[ChildSpec]:
     """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables.
 
@@ -222,7 +227,7 @@ def service_specs(
         own.setdefault(svc, {})["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
     for svc, port in (metrics_ports or {}).items():
         own[svc]["BASTION_METRICS_PORT"] = str(port)
-    return [
+    specs = [
         ChildSpec(
             name=svc,
             argv=[sys.executable, "-m", f"bastion_{svc}"],
@@ -230,7 +235,18 @@ def service_specs(
             log_path=ep.data_dir / "logs" / f"{svc}.log",
         )
         for svc in SERVICES
+        if not (colocate and svc in COLOCATED)
     ]
+    if colocate:
+        specs.append(
+            ChildSpec(
+                name="ingress",
+                argv=[sys.executable, "-m", "bastion_cli.colocated", *COLOCATED],
+                env={**base, COLOCATED_ENV: json.dumps({svc: own[svc] for svc in COLOCATED})},
+                log_path=ep.data_dir / "logs" / "ingress.log",
+            )
+        )
+    return specs
 
 
 async def _apply(
@@ -306,7 +322,14 @@ class _Stack:
             return False
         self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
         specs = service_specs(
-            self.config, ep, secrets.token_urlsafe(32), os.environ, self.admin_token, self.creds, self.metrics_ports
+            self.config,
+            ep,
+            secrets.token_urlsafe(32),
+            os.environ,
+            self.admin_token,
+            self.creds,
+            self.metrics_ports,
+            colocate=self.config.stack.colocate,
         )
         servers = {name: s for name, s in zip(INFRA, (self.nats, self.valkey), strict=True) if s is not None}
         infra = [

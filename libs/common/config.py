@@ -256,6 +256,12 @@ class StackSection(_Strict):
     redis_url: str | None = None
     clickhouse_url: str | None = None
     data_dir: str = ".bastion"
+    colocate: bool = False
+    """`bastion up` runs ingress and the executor as one process (deploy/README.md, "Co-located
+    ingress and executor"): a call's hop between them is handed over in memory, not through
+    nats-server (~15-20 % less gateway CPU per call, ~0.4 ms less latency), at the price of the
+    internet-facing process also holding the key that opens upstream credentials. Off: every
+    service is its own process."""
 
 
 class BastionConfig(_Strict):

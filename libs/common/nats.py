@@ -11,14 +11,13 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from . import subjects
+from . import local_lane, subjects
 from .oauth import REVOCATION_TTL
 
 __all__ = [
@@ -58,11 +57,12 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
     async def on_reconnect() -> None:
         log.info("nats: reconnected")
 
-    return await nats.connect(
+    nc = local_lane.new_client()
+    await nc.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; any float is slept
         connect_timeout=5,
         allow_reconnect=True,
         error_cb=on_error,
@@ -74,6 +74,7 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
         max_outstanding_pings=3,
         **credentials(role, nkey_seed_file),
     )
+    return nc
 
 
 def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
+from bastion_cli.colocated import COLOCATED_ENV
 from bastion_cli.credentials import make_credentials
 from bastion_cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
 from bastion_cli.summary import safe_url
 from bastion_cli.supervisor import Backoff, describe_exit
 from bastion_cli.up import SERVICES, resolve_endpoints, service_specs
 from bastion_common.config import load_config
+from bastion_common.settings import ExecutorSettings, IngressSettings
 from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit
@@ -153,3 +156,38 @@ def test_find_nats_url_precedence(tmp_path: Path) -> None:
     remove_stack(tmp_path)
     remove_stack(tmp_path)
     assert read_stack(tmp_path) is None
+
+
+def test_colocated_ingress_and_executor_keep_their_own_environments(config, tmp_path: Path) -> None:
+    """One process, two services: each still reads only its own variables (its NKey, the executor's
+    signing key), laid over the shared ones while its settings are built; nothing private is inherited."""
+    ep = resolve_endpoints(config, None, None, tmp_path, {})
+    creds = make_credentials(tmp_path, {})
+    inherited = {"PATH": "/usr/bin", "BASTION_SECRETS_KEY": "from-the-shell", "BASTION_BUS_SIGNING_KEY": "shell"}
+    separate = {s.name: s for s in service_specs(config, ep, "session", inherited, "admin-tok", creds)}
+    together = {s.name: s for s in service_specs(config, ep, "session", inherited, "admin-tok", creds, colocate=True)}
+
+    assert sorted(together) == sorted(set(SERVICES) - {"executor"})
+    joint = together["ingress"]
+    assert joint.argv == [sys.executable, "-m", "bastion_cli.colocated", "executor", "ingress"]
+    assert joint.log_path == tmp_path / "logs" / "ingress.log"
+    own = json.loads((joint.env or {})[COLOCATED_ENV])
+    shared = {k: v for k, v in (joint.env or {}).items() if k != COLOCATED_ENV}
+    for name in ("executor", "ingress"):
+        alone = separate[name].env or {}
+        assert {**shared, **own[name]} == alone, f"{name} would see a different environment co-located"
+    assert "BASTION_BUS_SIGNING_KEY" not in shared and "BASTION_SECRETS_KEY" not in shared
+    for name in ("policy", "audit", "codemode", "oauth"):
+        assert together[name] == separate[name]
+
+
+def test_a_colocated_service_reads_its_settings_from_its_own_variables(monkeypatch) -> None:
+    from bastion_cli.colocated import _environment
+
+    monkeypatch.setenv("BASTION_LOG_LEVEL", "INFO")
+    monkeypatch.delenv("BASTION_BUS_SIGNING_KEY", raising=False)
+    with _environment({"BASTION_BUS_SIGNING_KEY": "executor-only", "BASTION_LOG_LEVEL": "DEBUG"}):
+        assert ExecutorSettings().bus_signing_key.get_secret_value() == "executor-only"
+        assert ExecutorSettings().log_level == "DEBUG"
+    assert "BASTION_BUS_SIGNING_KEY" not in os.environ and os.environ["BASTION_LOG_LEVEL"] == "INFO"
+    assert IngressSettings().log_level == "INFO"

@@ -1,0 +1,128 @@
+"""`python -m bastion_cli.colocated ingress executor`: several services as one process.
+
+Each service is built exactly as its own `python -m bastion_<svc>` would build it, from its own
+environment (`BASTION_COLOCATED_ENV`: a JSON object of service -> its BASTION_* variables, laid over
+this process's environment while that service's settings are read), with its own NATS connection,
+NKey and role. What changes is the lane between them (`bastion_common.local_lane`): a message one of
+them sends to a subscriber in this process is handed over in memory instead of crossing nats-server.
+The services still speak only NATS subjects and contracts to each other, so a co-located replica and
+separate ones serve the same bus side by side.
+
+Services start in the order given and stop in reverse: `bastion up` lists ingress last, so it stops
+first and no request is accepted that cannot be finished. Killing the process takes all of them down
+together; the supervisor restarts it as one child (named after ingress, whose log it writes).
+Tracing, when on, names the process after the first service (one OpenTelemetry provider per process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final
+
+from bastion_common import local_lane
+from bastion_common.logs import setup_logging
+from bastion_common.runner import Service
+
+__all__ = ["COLOCATED_ENV", "main"]
+
+log = logging.getLogger("bastion_colocated")
+
+COLOCATED_ENV: Final = "BASTION_COLOCATED_ENV"
+_STOP_WITHIN: Final = 15.0
+
+
+def _ingress() -> Service:
+    from bastion_common.settings import IngressSettings
+    from bastion_ingress.service import IngressService
+
+    return IngressService(IngressSettings())
+
+
+def _executor() -> Service:
+    from bastion_common.settings import ExecutorSettings
+    from bastion_executor.service import ExecutorService
+
+    return ExecutorService(ExecutorSettings())
+
+
+BUILDERS: Final[Mapping[str, Callable[[], Service]]] = {"ingress": _ingress, "executor": _executor}
+"""The services that may share a process: the request path. Policy keeps its own (it owns the
+Redis counters and signs work), audit owns its ClickHouse store, codemode runs untrusted scripts."""
+
+
+@contextlib.contextmanager
+def _environment(overlay: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in overlay}
+    os.environ.update(overlay)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def build(names: list[str], environments: Mapping[str, Mapping[str, str]]) -> list[Service]:
+    unknown = [name for name in names if name not in BUILDERS]
+    if unknown or not names:
+        raise SystemExit(f"colocated: can run {', '.join(BUILDERS)}; got {', '.join(names) or 'nothing'}")
+    services = []
+    for name in names:
+        with _environment(environments.get(name, {})):
+            services.append(BUILDERS[name]())
+    return services
+
+
+async def serve(services: list[Service]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    started: list[Service] = []
+    try:
+        for service in services:
+            starting = asyncio.ensure_future(service.start())
+            stopping = asyncio.ensure_future(stop.wait())
+            # a signal must end the process even while a start() still waits for NATS
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                started.append(service)  # its stop() releases whatever start() had opened
+                return
+            started.append(service)
+            starting.result()
+        await stop.wait()
+        log.info("signal received; shutting down")
+    finally:
+        for service in reversed(started):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(service.stop(), _STOP_WITHIN)
+
+
+def main(argv: list[str] | None = None) -> None:
+    names = list(sys.argv[1:] if argv is None else argv)
+    environments = json.loads(os.environ.pop(COLOCATED_ENV, "{}") or "{}")
+    setup_logging("+".join(names), os.environ.get("BASTION_LOG_LEVEL", "INFO"))
+    local_lane.enable()
+    services = build(names, environments)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - non-Linux
+        asyncio.run(serve(services))
+    else:
+        uvloop.run(serve(services))
+
+
+if __name__ == "__main__":
+    main()

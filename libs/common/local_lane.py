@@ -1,0 +1,157 @@
+"""Messages between services in one process, handed over in memory instead of through nats-server.
+
+A co-located deployment (`bastion_cli.colocated`: ingress and the executor in one process, for
+installs that scale by adding whole replicas) still speaks NATS between its services, subject for
+subject and header for header; only the bytes skip the socket, nats-server and the parser when the
+subscriber is in the same process. A delivered message is the same `nats.aio.msg.Msg` the server
+would have produced, queued on the same subscription, so handlers cannot tell the difference.
+
+What may go local, and why that keeps NATS's meaning:
+- a queue subscription with a callback: NATS gives each message to one member of the group, and a
+  member in this process is as valid a choice as any (the replicas elsewhere keep theirs);
+- a reply-inbox wildcard (`<inbox prefix>.<nuid>.*`) with a callback: only its owner listens there.
+Everything else (broadcasts, JetStream, KV, the liveness probes) goes through the server as before,
+and so does a message the local subscriber could not take (closed, full, too large): the lane is a
+shortcut, never a second delivery path with rules of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import (
+    DEFAULT_SUB_PENDING_BYTES_LIMIT,
+    DEFAULT_SUB_PENDING_MSGS_LIMIT,
+    Subscription,
+)
+
+__all__ = ["LaneClient", "LocalLane", "enable", "new_client"]
+
+
+class LocalLane:
+    """The process's table of subscriptions a publisher in the same process may feed directly."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, list[Subscription]] = {}
+        self._inboxes: dict[str, Subscription] = {}
+        self._turn = 0
+
+    def add(self, sub: Subscription) -> None:
+        if sub._cb is None or sub._max_msgs:
+            return
+        subject = sub.subject
+        if sub.queue:
+            if "*" not in subject and ">" not in subject:
+                self._groups.setdefault(subject, []).append(sub)
+        elif subject.startswith("_INBOX.") and subject.endswith(".*") and subject.count("*") == 1:
+            self._inboxes[subject[:-2]] = sub
+
+    def find(self, subject: str) -> Subscription | None:
+        """A live local subscriber for one message to `subject`, if any."""
+        members = self._groups.get(subject)
+        if members is not None:
+            live = [sub for sub in members if _live(sub)]
+            if len(live) != len(members):
+                self._groups[subject] = members = live
+            if not members:
+                return None
+            self._turn += 1
+            return members[self._turn % len(members)]
+        prefix, dot, _ = subject.rpartition(".")
+        if not dot:
+            return None
+        sub = self._inboxes.get(prefix)
+        if sub is None:
+            return None
+        if not _live(sub):
+            del self._inboxes[prefix]
+            return None
+        return sub
+
+    def members(self) -> int:
+        """How many subscriptions the table holds (departed ones are dropped when next looked up)."""
+        return sum(len(members) for members in self._groups.values()) + len(self._inboxes)
+
+
+def _live(sub: Subscription) -> bool:
+    conn = sub._conn
+    return not sub._closed and not conn.is_closed and conn._subs.get(sub._id) is sub
+
+
+_process_lane: LocalLane | None = None
+
+
+def enable() -> LocalLane:
+    """Share one lane between every connection this process opens from now on (co-located services)."""
+    global _process_lane
+    if _process_lane is None:
+        _process_lane = LocalLane()
+    return _process_lane
+
+
+def new_client(lane: LocalLane | None = None) -> NATS:
+    """A client (not yet connected) on `lane`, by default the process's once `enable()` was called;
+    a plain nats-py client when there is none."""
+    if lane is None:
+        lane = _process_lane
+    if lane is None:
+        return NATS()
+    client = LaneClient()
+    client.lane = lane
+    return client
+
+
+class LaneClient(NATS):
+    """A nats-py client that registers its subscriptions on `lane` and delivers there when it can."""
+
+    lane: LocalLane | None = None
+
+    async def subscribe(
+        self,
+        subject: str,
+        queue: str = "",
+        cb: Callable[[Msg], Awaitable[None]] | None = None,
+        future: asyncio.Future[Msg] | None = None,
+        max_msgs: int = 0,
+        pending_msgs_limit: int = DEFAULT_SUB_PENDING_MSGS_LIMIT,
+        pending_bytes_limit: int = DEFAULT_SUB_PENDING_BYTES_LIMIT,
+    ) -> Subscription:
+        sub = await super().subscribe(subject, queue, cb, future, max_msgs, pending_msgs_limit, pending_bytes_limit)
+        if self.lane is not None:
+            self.lane.add(sub)
+        return sub
+
+    async def publish(
+        self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        lane = self.lane
+        if lane is not None and len(payload) <= self._max_payload and not self.is_closed:
+            sub = lane.find(subject)
+            if sub is not None and _hand_over(sub, subject, reply, payload, headers):
+                return
+        await super().publish(subject, payload, reply, headers)
+
+
+def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bool:
+    """Queue the message on `sub` as its own connection would have (False: it cannot take it)."""
+    conn: NATS = sub._conn
+    msg = Msg(
+        _client=conn,
+        subject=subject,
+        reply=reply,
+        data=payload,
+        headers=dict(headers) if headers else None,
+        _sid=sub._id,
+    )
+    if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
+        return False
+    try:
+        sub._pending_queue.put_nowait(msg)
+    except asyncio.QueueFull:
+        return False
+    sub._pending_size += len(payload)
+    sub._received += 1
+    return True

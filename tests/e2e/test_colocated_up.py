@@ -1,0 +1,153 @@
+"""`bastion up` with `stack.colocate: true`: ingress and the executor as one process whose hop between
+them never crosses nats-server, with everything else (policy, audit, the example upstreams, both
+protocol eras, restarts, Ctrl-C leaving nothing behind) as in the separate-process layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.test_bastion_up import DEMO, ROOT, _client
+from tests.support.polling import poll_until_blocking
+from tests.support.processes import assert_none_left, output, start_up, stop_up
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("colocated")
+    marker = uuid.uuid4().hex
+    config = yaml.safe_load(
+        (ROOT / "examples" / "bastion.yaml").read_text().replace("servers/", f"{ROOT}/examples/servers/")
+    )
+    config.setdefault("stack", {})["colocate"] = True
+    proc, port, data_dir = start_up(tmp_path, yaml.safe_dump(config), marker, {"BASTION_NATS_MONITOR": "1"})
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json().get("tools", 0) >= 9
+        except (httpx.HTTPError, ValueError):
+            assert proc.poll() is None, output(tmp_path)
+            return False
+
+    poll_until_blocking(ready, "bastion up (co-located) to serve the example catalog", within=90)
+    yield proc, port, data_dir, marker
+    stop_up(proc, tmp_path)
+    assert_none_left(marker)
+
+
+def _services(marker: str) -> dict[str, list[int]]:
+    """Which service modules run in this stack's processes (found by the test marker in their environment)."""
+    found: dict[str, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() not in (entry / "environ").read_bytes():
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"-m" in argv:
+            module = argv[argv.index(b"-m") + 1].decode()
+            found.setdefault(" ".join([module, *(a.decode() for a in argv[argv.index(b"-m") + 2 :] if a)]), []).append(
+                int(entry.name)
+            )
+    return found
+
+
+def _nats_messages(data_dir: Path) -> int:
+    for ports in (data_dir / "nats" / "ports").glob("*.ports"):
+        monitoring = json.loads(ports.read_text()).get("monitoring") or []
+        if monitoring:
+            return int(httpx.get(f"{monitoring[0]}/varz", timeout=5).json()["in_msgs"])
+    raise AssertionError("nats-server serves no monitoring port")
+
+
+def test_ingress_and_the_executor_are_one_process(stack):
+    _, _, _, marker = stack
+    services = _services(marker)
+    assert list(services.get("bastion_cli.colocated executor ingress", [])) != [], services
+    assert not any(s.startswith(("bastion_ingress", "bastion_executor")) for s in services), services
+    for alone in ("bastion_policy", "bastion_audit", "bastion_codemode", "bastion_oauth"):
+        assert alone in services, (alone, services)
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_calls_prompts_and_resources_work_in_both_eras(stack, mode):
+    _, port, _, _ = stack
+    async with _client(port, DEMO, mode) as client:
+        assert (await client.call_tool("echo__add", {"a": 20, "b": 22})).structured_content == {"result": 42}
+        await client.call_tool("notes__add_note", {"title": "colocated", "text": f"via {mode}"})
+        listed = await client.call_tool("notes__list_notes", {})
+        assert f"via {mode}" in json.dumps(listed.structured_content)
+        assert (await client.list_prompts()).prompts
+        assert (await client.list_resources()).resources
+        failed = await client.call_tool("echo__fail", {"message": "on purpose"})
+        assert failed.is_error
+
+
+async def test_repeated_calls_do_not_cross_nats_server(stack):
+    """A granted call goes ingress -> executor -> ingress in memory; only audit batches reach the bus."""
+    _, port, data_dir, _ = stack
+    async with _client(port, DEMO, "auto") as client:
+        await client.call_tool("echo__echo", {"text": "warm up: policy decides and grants"})
+        before = _nats_messages(data_dir)
+        for n in range(40):
+            assert (await client.call_tool("echo__echo", {"text": f"call {n}"})).content[0].text.endswith(f"call {n}")
+        published = _nats_messages(data_dir) - before
+    # separate processes publish >= 2 per call (the call and its answer): 80 or more
+    assert published < 20, published
+
+
+async def test_the_process_is_restarted_and_serves_again(stack):
+    """Killing the shared process takes both services down together; the supervisor restarts it."""
+    proc, port, _, marker = stack
+    [pid] = _services(marker)["bastion_cli.colocated executor ingress"]
+    os.kill(pid, signal.SIGKILL)
+
+    def back() -> bool:
+        now = _services(marker).get("bastion_cli.colocated executor ingress", [])
+        try:
+            healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json().get("tools", 0) >= 9
+        except (httpx.HTTPError, ValueError):
+            return False
+        return bool(now) and now != [pid] and healthy
+
+    poll_until_blocking(back, "the co-located process to be restarted and serve", within=90)
+    assert proc.poll() is None
+    async with _client(port, DEMO, "auto") as client:
+        assert (await client.call_tool("echo__add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+
+
+async def test_every_call_ends_in_an_audit_row(stack):
+    _, port, data_dir, _ = stack
+    env = {k: v for k, v in os.environ.items() if k != "BASTION_NATS_URL"}
+
+    def added() -> int:
+        done = subprocess.run(
+            [sys.executable, "-m", "bastion_cli", "audit", "tail", "--limit", "500", "--data-dir", str(data_dir)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**env, "COLUMNS": "200"},
+        )
+        assert done.returncode == 0, done.stderr
+        return len(re.findall(r"\becho +add +ok\b", done.stdout))  # server, tool, status columns
+
+    before = added()
+    async with _client(port, DEMO, "auto") as client:
+        for n in range(5):
+            await client.call_tool("echo__add", {"a": n, "b": 1})
+    poll_until_blocking(lambda: added() == before + 5, "five new rows in `bastion audit tail`", within=30)

@@ -1,0 +1,188 @@
+"""The in-process lane (`bastion_common.local_lane`) against a real nats-server: what it may hand over
+in memory arrives exactly as the server would have delivered it, and everything else still goes
+through the server, so NATS's meaning (queue groups, broadcasts, limits) is unchanged."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import MaxPayloadError
+
+from bastion_common import local_lane
+from bastion_common.local_lane import LocalLane
+from bastion_common.nats import processed
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+async def connect(nats_url: str) -> AsyncIterator[Callable[[LocalLane | None], asyncio.Future[NATS]]]:
+    opened: list[NATS] = []
+
+    async def open_one(lane: LocalLane | None) -> NATS:
+        nc = local_lane.new_client(lane) if lane is not None else NATS()
+        await nc.connect(nats_url)
+        opened.append(nc)
+        return nc
+
+    yield open_one  # type: ignore[misc]
+    for nc in opened:
+        if not nc.is_closed:
+            await nc.close()
+
+
+async def _ignore(msg: Msg) -> None:
+    pass
+
+
+def _collector() -> tuple[list[Msg], asyncio.Event, Callable[[Msg], asyncio.Future[None]]]:
+    got: list[Msg] = []
+    arrived = asyncio.Event()
+
+    async def on_msg(msg: Msg) -> None:
+        got.append(msg)
+        arrived.set()
+
+    return got, arrived, on_msg  # type: ignore[return-value]
+
+
+async def test_a_request_and_its_reply_between_two_connections_on_the_lane_skip_the_server(connect):
+    lane = LocalLane()
+    responder, requester = await connect(lane), await connect(lane)
+    replies, replied, on_reply = _collector()
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b"answer to " + msg.data)  # through the lane too: the inbox is in this process
+
+    await responder.subscribe("work.call", queue="workers", cb=answer)
+    inbox = requester.new_inbox()
+    await requester.subscribe(f"{inbox}.*", cb=on_reply)
+    sent_before, received_before = requester.stats["out_msgs"], requester.stats["in_msgs"]
+
+    await requester.publish("work.call", b"job 1", reply=f"{inbox}.7", headers={"Bastion-Grant": "g", "X": "1"})
+    await asyncio.wait_for(replied.wait(), 5)
+
+    [reply] = replies
+    assert (reply.subject, reply.data) == (f"{inbox}.7", b"answer to job 1")
+    assert requester.stats["out_msgs"] == sent_before and requester.stats["in_msgs"] == received_before
+    assert responder.stats["out_msgs"] == 0 and responder.stats["in_msgs"] == 0
+
+
+async def test_the_handed_over_message_is_what_the_server_would_deliver(connect):
+    lane = LocalLane()
+    receiver = await connect(lane)
+    got, arrived, on_msg = _collector()
+    await receiver.subscribe("work.call", queue="workers", cb=on_msg)
+    headers = {"Bastion-Grant": '{"mac": "x"}', "Accept-By": "123.5"}
+
+    await (await connect(lane)).publish("work.call", b"\x00payload\xff", reply="_INBOX.a.b.3", headers=headers)
+    await (await connect(None)).publish("work.call", b"\x00payload\xff", reply="_INBOX.a.b.3", headers=headers)
+    while len(got) < 2:
+        arrived.clear()
+        await asyncio.wait_for(arrived.wait(), 5)
+
+    local, remote = got
+    for msg in (local, remote):
+        assert (msg.subject, msg.reply, msg.data, msg.headers) == (
+            "work.call",
+            "_INBOX.a.b.3",
+            b"\x00payload\xff",
+            headers,
+        )
+        assert msg._client is receiver  # msg.respond() answers on the receiver's own connection
+    headers["Accept-By"] = "changed after sending"
+    assert local.headers == {"Bastion-Grant": '{"mac": "x"}', "Accept-By": "123.5"}
+
+
+async def test_a_broadcast_still_reaches_every_subscriber_once_through_the_server(connect):
+    lane = LocalLane()
+    here, there = await connect(lane), await connect(None)
+    got_here, _, on_here = _collector()
+    got_there, _, on_there = _collector()
+    await here.subscribe("bastion.exec.cancel", cb=on_here)
+    await there.subscribe("bastion.exec.cancel", cb=on_there)
+    await processed(there)
+    publisher = await connect(lane)
+
+    await publisher.publish("bastion.exec.cancel", b"stop 1")
+    await processed(publisher)
+    await processed(here)
+    await processed(there)
+
+    assert [m.data for m in got_here] == [b"stop 1"] and [m.data for m in got_there] == [b"stop 1"]
+    assert publisher.stats["out_msgs"] >= 1
+
+
+async def test_once_the_local_member_leaves_its_group_the_others_get_the_work(connect):
+    lane = LocalLane()
+    local = await connect(lane)
+    elsewhere = await connect(None)
+    got_local, handled, on_local = _collector()
+    got_elsewhere, arrived, on_elsewhere = _collector()
+    sub = await local.subscribe("work.call", queue="workers", cb=on_local)
+    await elsewhere.subscribe("work.call", queue="workers", cb=on_elsewhere)
+    await processed(elsewhere)
+    publisher = await connect(lane)
+
+    await publisher.publish("work.call", b"while here")
+    await asyncio.wait_for(handled.wait(), 5)
+    await sub.unsubscribe()
+    await processed(local)
+    await publisher.publish("work.call", b"after leaving")
+    await asyncio.wait_for(arrived.wait(), 5)
+
+    assert [m.data for m in got_local] == [b"while here"]
+    assert [m.data for m in got_elsewhere] == [b"after leaving"]
+    assert lane.members() == 0  # the departed member was dropped from the table
+
+
+async def test_a_closed_connection_is_never_handed_work(connect):
+    lane = LocalLane()
+    closing, elsewhere = await connect(lane), await connect(None)
+    got, arrived, on_msg = _collector()
+    await closing.subscribe("work.call", queue="workers", cb=_ignore)
+    await elsewhere.subscribe("work.call", queue="workers", cb=on_msg)
+    await processed(elsewhere)
+    await closing.close()
+
+    await (await connect(lane)).publish("work.call", b"after close")
+    await asyncio.wait_for(arrived.wait(), 5)
+    assert [m.data for m in got] == [b"after close"]
+
+
+async def test_the_servers_payload_limit_holds_on_the_lane(connect):
+    lane = LocalLane()
+    receiver, publisher = await connect(lane), await connect(lane)
+    await receiver.subscribe("work.call", queue="workers", cb=_ignore)
+    with pytest.raises(MaxPayloadError):
+        await publisher.publish("work.call", b"x" * (publisher.max_payload + 1))
+
+
+async def test_members_of_one_group_in_this_process_take_turns(connect):
+    lane = LocalLane()
+    first, second, publisher = await connect(lane), await connect(lane), await connect(lane)
+    got_first, _, on_first = _collector()
+    got_second, _, on_second = _collector()
+    await first.subscribe("work.call", queue="workers", cb=on_first)
+    await second.subscribe("work.call", queue="workers", cb=on_second)
+
+    for n in range(10):
+        await publisher.publish("work.call", str(n).encode())
+    await poll_until(lambda: len(got_first) + len(got_second) == 10, "ten calls handled")
+
+    assert len(got_first) == len(got_second) == 5
+
+
+async def test_a_plain_subscription_or_one_without_a_callback_is_not_on_the_lane(connect):
+    lane = LocalLane()
+    nc = await connect(lane)
+    await nc.subscribe("work.call")  # no callback: read with next_msg, through the server
+    await nc.subscribe("events.>", queue="workers", cb=_ignore)  # a wildcard group
+    await nc.subscribe("bastion.exec.cancel", cb=_ignore)  # a broadcast
+    await nc.subscribe(f"{nc.new_inbox()}.*", cb=_ignore)  # a reply inbox: on the lane
+    assert lane.members() == 1
