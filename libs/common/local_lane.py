@@ -18,7 +18,8 @@ shortcut, never a second delivery path with rules of its own.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -28,7 +29,7 @@ from nats.aio.subscription import (
     Subscription,
 )
 
-__all__ = ["LaneClient", "LocalLane", "enable", "new_client"]
+__all__ = ["LaneClient", "LocalLane", "enable", "new_client", "sharing"]
 
 
 class LocalLane:
@@ -90,6 +91,17 @@ def enable() -> LocalLane:
     if _process_lane is None:
         _process_lane = LocalLane()
     return _process_lane
+
+
+@contextlib.contextmanager
+def sharing(lane: LocalLane) -> Iterator[LocalLane]:
+    """Connections opened inside the block join `lane` (services started together in one test)."""
+    global _process_lane
+    before, _process_lane = _process_lane, lane
+    try:
+        yield lane
+    finally:
+        _process_lane = before
 
 
 def new_client(lane: LocalLane | None = None) -> NATS:

@@ -42,12 +42,15 @@ def _config() -> dict[str, Any]:
     return config
 
 
-@pytest.fixture(scope="module")
-async def gateway(tmp_path_factory):
+@pytest.fixture(scope="module", params=[False, True], ids=["bus", "in-process-lane"])
+async def gateway(request, tmp_path_factory):
+    """Every test twice: services over nats-server, and sharing one in-process lane (co-located)."""
     workdir = tmp_path_factory.mktemp("whole")
     nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
     try:
-        async with running_gateway(nats.url, valkey.url, workdir, _config(), session_secret="shared-test-secret") as gw:
+        async with running_gateway(
+            nats.url, valkey.url, workdir, _config(), session_secret="shared-test-secret", lane=request.param
+        ) as gw:
             yield gw
     finally:
         nats.stop()

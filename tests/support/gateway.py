@@ -23,7 +23,9 @@ from mcp.client.streamable_http import streamable_http_client
 from bastion_audit.service import AuditService
 from bastion_cli.apply import apply_config
 from bastion_codemode.service import CodeModeService
+from bastion_common import local_lane
 from bastion_common.config import BastionConfig, parse_config
+from bastion_common.local_lane import LocalLane
 from bastion_common.nats import connect
 from bastion_common.sealing import Sealer
 from bastion_common.settings import (
@@ -140,6 +142,7 @@ async def running_gateway(
     policy_options: dict[str, Any] | None = None,
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
+    lane: bool = False,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
@@ -150,7 +153,47 @@ async def running_gateway(
     `ExecutorSettings`, `policy_options` further `PolicySettings`. `codemode` starts the codemode
     service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
     audit, policy, executor and oauth on a free port each (`service.metrics_server.url`); ingress
-    serves its own on the gateway port behind the admin token."""
+    serves its own on the gateway port behind the admin token. `lane`: every service's connection
+    joins one in-process lane (`bastion_common.local_lane`), as co-located services do."""
+    with local_lane.sharing(LocalLane()) if lane else contextlib.nullcontext():
+        async with _running_gateway(
+            nats_url,
+            redis_url,
+            workdir,
+            raw_config,
+            clickhouse_url,
+            executor,
+            policy,
+            secrets_key,
+            oauth,
+            oauth_options,
+            executor_options,
+            policy_options,
+            codemode,
+            metrics,
+            ingress,
+        ) as gateway:
+            yield gateway
+
+
+@contextlib.asynccontextmanager
+async def _running_gateway(
+    nats_url: str,
+    redis_url: str,
+    workdir: Path,
+    raw_config: dict[str, Any] | None,
+    clickhouse_url: str | None,
+    executor: bool,
+    policy: bool,
+    secrets_key: str,
+    oauth: bool,
+    oauth_options: dict[str, Any] | None,
+    executor_options: dict[str, Any] | None,
+    policy_options: dict[str, Any] | None,
+    codemode: CodeModeSettings | None,
+    metrics: bool,
+    ingress: dict[str, Any],
+) -> AsyncIterator[Gateway]:
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
