@@ -7,11 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import stat
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +28,7 @@ from bastion_common.nats import credentials
 from bastion_common.permissions import EXECUTOR
 from tests.support.nats_refusal import refusal
 from tests.support.polling import poll_until_blocking
-from tests.support.processes import assert_none_left, output, start_up, stop_up
+from tests.support.processes import assert_none_left, audit_tail, output, stop_up, up_with_example
 
 pytestmark = pytest.mark.e2e
 
@@ -44,17 +41,7 @@ READONLY = "bk_readonly_local_only_change_me_00"
 def stack(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("up")
     marker = uuid.uuid4().hex
-    config = (ROOT / "examples" / "bastion.yaml").read_text().replace("servers/", f"{ROOT}/examples/servers/")
-    proc, port, data_dir = start_up(tmp_path, config, marker)
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json().get("tools", 0) >= 9
-        except (httpx.HTTPError, ValueError):
-            assert proc.poll() is None, output(tmp_path)
-            return False
-
-    poll_until_blocking(ready, "bastion up to serve the example catalog", within=90)
+    proc, port, data_dir = up_with_example(tmp_path, marker)
     yield proc, port, data_dir, tmp_path
     stop_up(proc, tmp_path)
     assert_none_left(marker)
@@ -116,16 +103,9 @@ async def test_audit_tail_shows_the_calls(stack):
     _, port, data_dir, _ = stack
     async with _client(port, DEMO, "auto") as client:
         await client.call_tool("echo__echo", {"text": "for the audit trail"})
-    env = {k: v for k, v in os.environ.items() if k != "BASTION_NATS_URL"}
 
     def tail_shows_it() -> bool:
-        done = subprocess.run(
-            [sys.executable, "-m", "bastion_cli", "audit", "tail", "--limit", "50", "--data-dir", str(data_dir)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={**env, "COLUMNS": "200"},
-        )
+        done = audit_tail(data_dir)
         return done.returncode == 0 and "echo" in done.stdout and "demo" in done.stdout
 
     poll_until_blocking(tail_shows_it, "the call to appear in `bastion audit tail`", within=30)

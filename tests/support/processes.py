@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import yaml
+
 from bastion_cli.stack import free_port
 from tests.support.polling import poll_until_blocking
 
@@ -119,6 +122,43 @@ def start_up(
             stderr=err,
         )
     return proc, port, data_dir
+
+
+def up_with_example(
+    tmp_path: Path, marker: str, stack: dict[str, Any] | None = None, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`bastion up` with the bundled example config (its `stack` section updated with `stack`),
+    returned once it serves the example catalog."""
+    root = Path(__file__).resolve().parents[2]
+    config = (root / "examples" / "bastion.yaml").read_text().replace("servers/", f"{root}/examples/servers/")
+    if stack:
+        loaded = yaml.safe_load(config)
+        loaded.setdefault("stack", {}).update(stack)
+        config = yaml.safe_dump(loaded)
+    proc, port, data_dir = start_up(tmp_path, config, marker, extra_env)
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json().get("tools", 0) >= 9
+        except (httpx.HTTPError, ValueError):
+            assert proc.poll() is None, output(tmp_path)
+            return False
+
+    poll_until_blocking(ready, "bastion up to serve the example catalog", within=90)
+    return proc, port, data_dir
+
+
+def audit_tail(data_dir: Path, limit: int = 50) -> subprocess.CompletedProcess[str]:
+    """`bastion audit tail` of the stack in `data_dir` (found through its stack file), wide enough
+    that no column is cut."""
+    env = {k: v for k, v in os.environ.items() if k != "BASTION_NATS_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "bastion_cli", "audit", "tail", "--limit", str(limit), "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, "COLUMNS": "200"},
+    )
 
 
 def output(tmp_path: Path) -> str:
