@@ -2,7 +2,8 @@
 
 Order of events: validate everything that can be validated (config, key secrets, the port, no other
 stack in the data dir) before starting anything; then NATS and Valkey (embedded unless external URLs
-are given), the config into KV, the four services under a `Supervisor`; the banner once ingress
+are given), the config into KV, the services under a `Supervisor` (ingress and the executor as one
+process with `stack.colocate`, `bastion_cli.colocated`); the banner once ingress
 answers /healthz. Whatever dies is restarted: a service after its backoff, embedded NATS and Valkey
 at once on the same port with the same data (JetStream on disk, Valkey's append-only file), while
 every service reconnects on its own. Shutdown runs in reverse: ingress first so no request is

@@ -259,9 +259,9 @@ class StackSection(_Strict):
     colocate: bool = False
     """`bastion up` runs ingress and the executor as one process (deploy/README.md, "Co-located
     ingress and executor"): a call's hop between them is handed over in memory, not through
-    nats-server (~15-20 % less gateway CPU per call, ~0.4 ms less latency), at the price of the
-    internet-facing process also holding the key that opens upstream credentials. Off: every
-    service is its own process."""
+    nats-server (~15-20 % less gateway CPU per call, ~0.4 ms less latency). The internet-facing
+    process then also holds policy's work-signing key and the upstream sessions; under `bastion up`
+    (one host, one user) that separation was nominal anyway. Off: every service is its own process."""
 
 
 class BastionConfig(_Strict):

@@ -1,6 +1,7 @@
-"""The product as a user meets it: `bastion up` with the bundled example config (one process per
-service, embedded NATS/Valkey/chdb, example upstreams over stdio), the official MCP client in both
-protocol eras, `bastion audit tail`, and Ctrl-C leaving nothing behind."""
+"""The product as a user meets it: `bastion up` with the bundled example config (ingress and the
+executor in one process, every other service its own; and again with every service its own process),
+embedded NATS/Valkey/chdb, example upstreams over stdio, the official MCP client in both protocol
+eras, `bastion audit tail`, and Ctrl-C leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -37,11 +38,12 @@ DEMO = "bk_demo_local_only_change_me_0000"
 READONLY = "bk_readonly_local_only_change_me_00"
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
+@pytest.fixture(scope="module", params=[None, {"colocate": False}], ids=["example", "separate-processes"])
+def stack(request, tmp_path_factory):
+    """The example as shipped (ingress and executor co-located), and with every service its own process."""
     tmp_path = tmp_path_factory.mktemp("up")
     marker = uuid.uuid4().hex
-    proc, port, data_dir = up_with_example(tmp_path, marker)
+    proc, port, data_dir = up_with_example(tmp_path, marker, request.param)
     yield proc, port, data_dir, tmp_path
     stop_up(proc, tmp_path)
     assert_none_left(marker)
