@@ -91,8 +91,10 @@ async def test_repeated_calls_do_not_cross_nats_server(stack):
         for n in range(40):
             assert (await client.call_tool("echo__echo", {"text": f"call {n}"})).content[0].text.endswith(f"call {n}")
         published = _nats_messages(data_dir) - before
-    # separate processes publish >= 2 per call (the call and its answer): 80 or more
-    assert published < 20, published
+    # over the bus each call is at least 2 messages (the call, its answer): 80 or more. On the lane
+    # only audit batches remain (a few; one per call at worst on a machine slower than the batches'
+    # 50 ms linger) and a grant's renewal through policy (3 messages) should one expire
+    assert published < 60, published
 
 
 async def test_the_process_is_restarted_and_serves_again(stack):
