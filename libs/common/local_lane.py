@@ -12,7 +12,8 @@ What may go local, and why that keeps NATS's meaning:
 - a reply-inbox wildcard (`<inbox prefix>.<nuid>.*`) with a callback: only its owner listens there.
 Everything else (broadcasts, JetStream, KV, the liveness probes) goes through the server as before,
 and so does a message the local subscriber could not take (closed, full, too large): the lane is a
-shortcut, never a second delivery path with rules of its own.
+shortcut, never a second delivery path with rules of its own. It does bypass nats-server's
+permissions: services that share a process share its trust (deploy/README.md says what that costs).
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ class LaneClient(NATS):
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
         lane = self.lane
-        if lane is not None and len(payload) <= self._max_payload and not self.is_closed:
+        if lane is not None and len(payload) <= self._max_payload and not (self.is_closed or self.is_draining_pubs):
             sub = lane.find(subject)
             if sub is not None and _hand_over(sub, subject, reply, payload, headers):
                 return
@@ -149,17 +150,16 @@ class LaneClient(NATS):
 
 def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bool:
     """Queue the message on `sub` as its own connection would have (False: it cannot take it)."""
-    conn: NATS = sub._conn
+    if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
+        return False
     msg = Msg(
-        _client=conn,
+        _client=sub._conn,
         subject=subject,
         reply=reply,
         data=payload,
-        headers=dict(headers) if headers else None,
+        headers=dict(headers) if headers else None,  # the publisher may reuse its dict
         _sid=sub._id,
     )
-    if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
-        return False
     try:
         sub._pending_queue.put_nowait(msg)
     except asyncio.QueueFull:
