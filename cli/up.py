@@ -433,6 +433,8 @@ class _Stack:
         out.print(f"  Redis       {origin(ep.redis_url, self.valkey)}")
         clickhouse = escape(ep.clickhouse_url) + " [dim](embedded)[/]" if chdb else origin(ep.clickhouse_url, False)
         out.print(f"  ClickHouse  {clickhouse}")
+        if config.stack.colocate:
+            out.print("  services    ingress and executor in one process [dim](stack.colocate)[/], the others apart")
         out.print(f"  logs        {escape(str(ep.data_dir / 'logs'))}/<service>.log")
         out.print(f"  stack file  {escape(str(ep.data_dir / STACK_FILE))}")
         for warning in grant_warnings(config):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.e2e.test_bastion_up import DEMO, _client
 from tests.support.polling import poll_until_blocking
-from tests.support.processes import assert_none_left, audit_tail, stop_up, up_with_example
+from tests.support.processes import assert_none_left, audit_tail, output, stop_up, up_with_example
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +60,9 @@ def _nats_messages(data_dir: Path) -> int:
 
 
 def test_ingress_and_the_executor_are_one_process(stack):
-    _, _, _, marker = stack
+    _, _, data_dir, marker = stack
+    poll_until_blocking(lambda: "Ctrl-C to stop" in output(data_dir.parent), "the whole banner", within=30)
+    assert "ingress and executor in one process" in output(data_dir.parent)
     services = _services(marker)
     assert list(services.get("bastion_cli.colocated executor ingress", [])) != [], services
     assert not any(s.startswith(("bastion_ingress", "bastion_executor")) for s in services), services
