@@ -1,10 +1,10 @@
-"""`python -m bastion_cli.colocated ingress executor`: several services as one process.
+"""`python -m bastion_cli.colocated executor ingress`: several services as one process.
 
 Each service is built exactly as its own `python -m bastion_<svc>` would build it, from its own
-environment (`BASTION_COLOCATED_ENV`: a JSON object of service -> its BASTION_* variables, laid over
-this process's environment while that service's settings are read), with its own NATS connection,
-NKey and role. What changes is the lane between them (`bastion_common.local_lane`): a message one of
-them sends to a subscriber in this process is handed over in memory instead of crossing nats-server.
+variables (`own_variables`) laid over this process's environment while its settings are read, with
+its own NATS connection, NKey and role. What changes is the lane between them
+(`bastion_common.local_lane`): a message one of them sends to a subscriber in this process is handed
+over in memory instead of crossing nats-server.
 The services still speak only NATS subjects and contracts to each other, so a co-located replica and
 separate ones serve the same bus side by side.
 
@@ -23,7 +23,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Final
 
 from bastion_common import local_lane
@@ -71,6 +71,20 @@ def _environment(overlay: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
+def own_variables(names: list[str], environ: MutableMapping[str, str]) -> dict[str, dict[str, str]]:
+    """Each service's own variables, taken out of `environ` (so no child process inherits them):
+    `BASTION_<SERVICE>__<NAME>` as its `BASTION_<NAME>` (what a manifest can fill from secrets), then
+    the JSON object `BASTION_COLOCATED_ENV` (what `bastion up` passes) on top."""
+    own: dict[str, dict[str, str]] = {name: {} for name in names}
+    for name in names:
+        prefix = f"BASTION_{name.upper()}__"
+        for variable in [v for v in environ if v.startswith(prefix)]:
+            own[name]["BASTION_" + variable[len(prefix) :]] = environ.pop(variable)
+    for name, overlay in json.loads(environ.pop(COLOCATED_ENV, "") or "{}").items():
+        own.setdefault(name, {}).update(overlay)
+    return own
+
+
 def build(names: list[str], environments: Mapping[str, Mapping[str, str]]) -> list[Service]:
     unknown = [name for name in names if name not in BUILDERS]
     if unknown or not names:
@@ -112,7 +126,7 @@ async def serve(services: list[Service]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     names = list(sys.argv[1:] if argv is None else argv)
-    environments = json.loads(os.environ.pop(COLOCATED_ENV, "{}") or "{}")
+    environments = own_variables(names, os.environ)
     setup_logging("+".join(names), os.environ.get("BASTION_LOG_LEVEL", "INFO"))
     local_lane.enable()
     services = build(names, environments)

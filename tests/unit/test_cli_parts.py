@@ -191,3 +191,22 @@ def test_a_colocated_service_reads_its_settings_from_its_own_variables(monkeypat
         assert ExecutorSettings().log_level == "DEBUG"
     assert "BASTION_BUS_SIGNING_KEY" not in os.environ and os.environ["BASTION_LOG_LEVEL"] == "INFO"
     assert IngressSettings().log_level == "INFO"
+
+
+def test_a_colocated_services_own_variables_come_by_prefix_or_as_json_and_leave_the_environment() -> None:
+    from bastion_cli.colocated import own_variables
+
+    environ = {
+        "BASTION_NATS_URL": "nats://shared:4222",
+        "BASTION_EXECUTOR__NATS_NKEY_SEED_FILE": "/seeds/executor.nk",
+        "BASTION_EXECUTOR__BUS_SIGNING_KEY": "from-a-secret",
+        "BASTION_INGRESS__NATS_NKEY_SEED_FILE": "/seeds/ingress.nk",
+        COLOCATED_ENV: json.dumps({"ingress": {"BASTION_NATS_NKEY_SEED_FILE": "/seeds/json-wins.nk"}}),
+    }
+    own = own_variables(["executor", "ingress"], environ)
+
+    assert own == {
+        "executor": {"BASTION_NATS_NKEY_SEED_FILE": "/seeds/executor.nk", "BASTION_BUS_SIGNING_KEY": "from-a-secret"},
+        "ingress": {"BASTION_NATS_NKEY_SEED_FILE": "/seeds/json-wins.nk"},
+    }
+    assert environ == {"BASTION_NATS_URL": "nats://shared:4222"}  # nothing private left for child processes
