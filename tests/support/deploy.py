@@ -4,7 +4,7 @@
   with (so the variables each service understands are that class's fields);
 - which services serve `/metrics` and traces: those whose code calls `observability.start`;
 - the secrets each service needs: the private variables `bastion up` hands that service
-  (`cli/up.py`, `service_specs`), which keeps each secret to the services that use it;
+  (`cli/layout.py`, `service_specs`), which keeps each secret to the services that use it;
 - the variables the `bastion` CLI reads (for the tool containers that run it);
 - the deploy files themselves, parsed: `deploy/compose.yaml` and the manifests `deploy/kubernetes`
   lists in its kustomization.
@@ -95,7 +95,7 @@ def observed_services() -> frozenset[str]:
 def up_private_variables() -> dict[str, frozenset[str]]:
     """Per service, the secret variables `bastion up` gives it (with every credential present)."""
     from bastion_cli.credentials import StackCredentials
-    from bastion_cli.up import _PRIVATE_VARIABLES, Endpoints, service_specs
+    from bastion_cli.layout import _PRIVATE_VARIABLES, Endpoints, service_specs
     from bastion_common.config import parse_config
     from bastion_common.permissions import ROLES
 

@@ -11,10 +11,10 @@ import pytest
 
 from bastion_cli.colocated import COLOCATED_ENV
 from bastion_cli.credentials import make_credentials
+from bastion_cli.layout import SERVICES, resolve_endpoints, service_specs
 from bastion_cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
 from bastion_cli.summary import safe_url
 from bastion_cli.supervisor import Backoff, describe_exit
-from bastion_cli.up import SERVICES, resolve_endpoints, service_specs
 from bastion_common.config import load_config
 from bastion_common.settings import ExecutorSettings, IngressSettings
 from tests.support.processes import fake_bastion_up

@@ -1,0 +1,193 @@
+"""What `bastion up` runs, where: the stack's addresses (`Endpoints`, from flags, environment and
+config) and one supervised child per service (`service_specs`), each configured only through its own
+BASTION_* variables, so each secret reaches only the services that need it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bastion_common.config import BastionConfig
+from bastion_common.permissions import ADMIN
+
+from .colocated import COLOCATED_ENV
+from .credentials import StackCredentials
+from .stack import free_port
+from .supervisor import ChildSpec
+
+__all__ = ["COLOCATED", "METRICS_SERVICES", "SERVICES", "Endpoints", "resolve_endpoints", "service_specs"]
+
+SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
+METRICS_SERVICES = ("policy", "executor", "audit", "codemode", "oauth")
+"""Services serving `/metrics` on a port of their own (ingress serves it on the gateway port)."""
+COLOCATED = ("executor", "ingress")
+"""With `stack.colocate`, these run as one process named ingress (`bastion_cli.colocated`), in this order."""
+
+
+@dataclass
+class Endpoints:
+    nats_url: str | None
+    redis_url: str | None
+    clickhouse_url: str
+    host: str
+    port: int
+    data_dir: Path
+    public_url: str = ""
+    """`BASTION_PUBLIC_URL` or `gateway.public_url` (behind a proxy); empty: the local address."""
+
+    @property
+    def local_host(self) -> str:
+        """Where a client on this machine reaches a server bound to `host`."""
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def base_url(self) -> str:
+        """The gateway's public base URL: the OAuth issuer, and what the banner prints."""
+        return self.public_url or f"http://{self.local_host}:{self.port}"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"{self.base_url}/mcp"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/healthz"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/"
+
+    @property
+    def docs_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/docs"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/admin/v1"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.local_host}:{self.port}/dashboard"
+
+
+def resolve_endpoints(
+    config: BastionConfig, host: str | None, port: int | None, data_dir: Path | None, environ: Mapping[str, str]
+) -> Endpoints:
+    """Flags beat the environment, which beats the config file."""
+    root = Path(data_dir or config.stack.data_dir).expanduser().resolve()
+    host = host or config.gateway.host
+    port = config.gateway.port if port is None else port
+    return Endpoints(
+        nats_url=environ.get("BASTION_NATS_URL") or config.stack.nats_url,
+        redis_url=environ.get("BASTION_REDIS_URL") or config.stack.redis_url,
+        clickhouse_url=environ.get("BASTION_CLICKHOUSE_URL")
+        or config.stack.clickhouse_url
+        or f"chdb://{root / 'clickhouse'}",
+        host=host,
+        port=port or free_port(host or "127.0.0.1"),
+        data_dir=root,
+        public_url=(environ.get("BASTION_PUBLIC_URL") or config.gateway.public_url or "").rstrip("/"),
+    )
+
+
+_PRIVATE_VARIABLES = (
+    "BASTION_SESSION_SECRET",
+    "BASTION_ADMIN_TOKEN",
+    "BASTION_SECRETS_KEY",
+    "BASTION_REDIS_URL",
+    "BASTION_NATS_NKEY_SEED_FILE",
+    "BASTION_ADMIN_NATS_NKEY_SEED_FILE",
+    "BASTION_BUS_SIGNING_KEY",
+    "BASTION_NATS_CREDENTIALS_DIR",
+    "BASTION_OIDC_CLIENT_SECRET",
+    "BASTION_VAULT_TOKEN",
+    "BASTION_CHECKPOINT_KEY",
+)
+"""Set per service below (each secret reaches only the service that needs it), never inherited."""
+
+
+def service_specs(
+    config: BastionConfig,
+    ep: Endpoints,
+    session_secret: str,
+    environ: Mapping[str, str],
+    admin_token: str = "",
+    creds: StackCredentials | None = None,
+    metrics_ports: Mapping[str, int] | None = None,
+    colocate: bool = False,
+) -> list[ChildSpec]:
+    """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables.
+
+    The session secret, the admin token and the admin NKey reach ingress alone, the Redis URL (with
+    Valkey's password) policy alone, the secrets key ingress (to seal, in the admin API) and the
+    executor (to open), the work-signing key policy and the executor, the checkpoint key audit; each
+    service gets its own NKey seed (none when `creds` has none: an open NATS). None of these is
+    inherited from `environ`. `metrics_ports` gives a service its own `/metrics` port (ingress
+    serves its metrics on the gateway port, behind the admin token)."""
+    python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
+    base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
+    base.update(
+        PATH=python_dir + os.pathsep + base.get("PATH", os.defpath),
+        PYTHONUNBUFFERED="1",
+        BASTION_NATS_URL=ep.nats_url or "",
+        BASTION_CLICKHOUSE_URL=ep.clickhouse_url,
+        # ingress binds tokens to it, the oauth service issues them and builds links from it: one value
+        BASTION_PUBLIC_URL=ep.base_url,
+    )
+    secrets_key = creds.secrets_key if creds else ""
+    signing_key = creds.bus_signing_key if creds else ""
+    own: dict[str, dict[str, str]] = {
+        "ingress": {
+            "BASTION_HOST": ep.host,
+            "BASTION_PORT": str(ep.port),
+            "BASTION_MAX_BODY_BYTES": str(config.gateway.max_body_bytes),
+            "BASTION_RESPONSE_MODE": config.gateway.response_mode,
+            "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),
+            "BASTION_SESSION_SECRET": session_secret,
+            "BASTION_ADMIN_TOKEN": admin_token,
+            "BASTION_SECRETS_KEY": secrets_key,
+            "BASTION_ADMIN_NATS_NKEY_SEED_FILE": creds.seed_file(ADMIN) if creds else "",
+            # one slot ("ingress"): a restarted ingress replays what the killed one left
+            "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),
+        },
+        "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
+        "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
+        "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
+        "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
+        "oauth": {  # seals the access token signing key; the identity provider's and Vault's secrets
+            "BASTION_SECRETS_KEY": secrets_key,
+            **{k: environ[k] for k in ("BASTION_OIDC_CLIENT_SECRET", "BASTION_VAULT_TOKEN") if k in environ},
+        },
+    }
+    for svc in SERVICES:
+        # a service is its own NATS role (bastion_common.permissions); one without a role gets no
+        # seed, and a secured NATS refuses it: add its role to the table
+        own.setdefault(svc, {})["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
+    for svc, port in (metrics_ports or {}).items():
+        own[svc]["BASTION_METRICS_PORT"] = str(port)
+    specs = [
+        ChildSpec(
+            name=svc,
+            argv=[sys.executable, "-m", f"bastion_{svc}"],
+            env={**base, **own[svc]},
+            log_path=ep.data_dir / "logs" / f"{svc}.log",
+        )
+        for svc in SERVICES
+        if not (colocate and svc in COLOCATED)
+    ]
+    if colocate:
+        specs.append(
+            ChildSpec(
+                name="ingress",
+                argv=[sys.executable, "-m", "bastion_cli.colocated", *COLOCATED],
+                env={**base, COLOCATED_ENV: json.dumps({svc: own[svc] for svc in COLOCATED})},
+                log_path=ep.data_dir / "logs" / "ingress.log",
+            )
+        )
+    return specs
