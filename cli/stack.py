@@ -180,6 +180,17 @@ class EmbeddedNats:
         stop_process(self.proc)
 
 
+def nats_monitoring_url(nats_dir: Path) -> str | None:
+    """The HTTP monitoring address (`/varz`, ...) of the embedded nats-server whose data dir is
+    `nats_dir`, when it serves one (`EmbeddedNats.monitor`): named in its ports file."""
+    for ports in (nats_dir / "ports").glob("*.ports"):
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            monitoring = json.loads(ports.read_text()).get("monitoring") or []
+            if monitoring:
+                return str(monitoring[0])
+    return None
+
+
 @dataclass
 class EmbeddedValkey:
     data_dir: Path

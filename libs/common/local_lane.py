@@ -55,23 +55,19 @@ class LocalLane:
         """A live local subscriber for one message to `subject`, if any."""
         members = self._groups.get(subject)
         if members is not None:
-            live = [sub for sub in members if _live(sub)]
-            if len(live) != len(members):
-                self._groups[subject] = members = live
-            if not members:
-                return None
-            self._turn += 1
-            return members[self._turn % len(members)]
+            while members:
+                self._turn += 1
+                member = members[self._turn % len(members)]
+                if _live(member):
+                    return member
+                members.remove(member)  # it left: the server knows the group without it already
+            return None
         prefix, dot, _ = subject.rpartition(".")
-        if not dot:
-            return None
-        sub = self._inboxes.get(prefix)
-        if sub is None:
-            return None
-        if not _live(sub):
+        inbox = self._inboxes.get(prefix) if dot else None
+        if inbox is not None and not _live(inbox):
             del self._inboxes[prefix]
             return None
-        return sub
+        return inbox
 
     def members(self) -> int:
         """How many subscriptions the table holds (departed ones are dropped when next looked up)."""

@@ -4,6 +4,7 @@ protocol eras, restarts, Ctrl-C leaving nothing behind) as in the separate-proce
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -14,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bastion_cli.stack import nats_monitoring_url
 from tests.e2e.test_bastion_up import DEMO, _client
 from tests.support.polling import poll_until_blocking
-from tests.support.processes import assert_none_left, audit_tail, output, stop_up, up_with_example
+from tests.support.processes import assert_none_left, audit_tail, marked_processes, output, stop_up, up_with_example
 
 pytestmark = pytest.mark.e2e
 
@@ -32,31 +34,21 @@ def stack(tmp_path_factory):
 
 
 def _services(marker: str) -> dict[str, list[int]]:
-    """Which service modules run in this stack's processes (found by the test marker in their environment)."""
+    """This stack's processes by the module they run, with its arguments (`bastion_policy`,
+    `bastion_cli.colocated executor ingress`, ...)."""
     found: dict[str, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() not in (entry / "environ").read_bytes():
-                continue
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"-m" in argv:
-            module = argv[argv.index(b"-m") + 1].decode()
-            found.setdefault(" ".join([module, *(a.decode() for a in argv[argv.index(b"-m") + 2 :] if a)]), []).append(
-                int(entry.name)
-            )
+    for pid in marked_processes(marker):
+        with contextlib.suppress(OSError):
+            argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+            if "-m" in argv:
+                found.setdefault(" ".join(argv[argv.index("-m") + 1 :]), []).append(pid)
     return found
 
 
 def _nats_messages(data_dir: Path) -> int:
-    for ports in (data_dir / "nats" / "ports").glob("*.ports"):
-        monitoring = json.loads(ports.read_text()).get("monitoring") or []
-        if monitoring:
-            return int(httpx.get(f"{monitoring[0]}/varz", timeout=5).json()["in_msgs"])
-    raise AssertionError("nats-server serves no monitoring port")
+    monitoring = nats_monitoring_url(data_dir / "nats")
+    assert monitoring, "nats-server serves no monitoring port"
+    return int(httpx.get(f"{monitoring}/varz", timeout=5).json()["in_msgs"])
 
 
 def test_ingress_and_the_executor_are_one_process(stack):

@@ -155,51 +155,15 @@ async def running_gateway(
     audit, policy, executor and oauth on a free port each (`service.metrics_server.url`); ingress
     serves its own on the gateway port behind the admin token. `lane`: every service's connection
     joins one in-process lane (`bastion_common.local_lane`), as co-located services do."""
-    with local_lane.sharing(LocalLane()) if lane else contextlib.nullcontext():
-        async with _running_gateway(
-            nats_url,
-            redis_url,
-            workdir,
-            raw_config,
-            clickhouse_url,
-            executor,
-            policy,
-            secrets_key,
-            oauth,
-            oauth_options,
-            executor_options,
-            policy_options,
-            codemode,
-            metrics,
-            ingress,
-        ) as gateway:
-            yield gateway
-
-
-@contextlib.asynccontextmanager
-async def _running_gateway(
-    nats_url: str,
-    redis_url: str,
-    workdir: Path,
-    raw_config: dict[str, Any] | None,
-    clickhouse_url: str | None,
-    executor: bool,
-    policy: bool,
-    secrets_key: str,
-    oauth: bool,
-    oauth_options: dict[str, Any] | None,
-    executor_options: dict[str, Any] | None,
-    policy_options: dict[str, Any] | None,
-    codemode: CodeModeSettings | None,
-    metrics: bool,
-    ingress: dict[str, Any],
-) -> AsyncIterator[Gateway]:
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")
     await apply_config(nc, config, Sealer(secrets_key))
     await nc.close()
     started: list[Any] = []
+    joining = contextlib.ExitStack()  # the services' connections, opened by start(), join the lane
+    if lane:
+        joining.enter_context(local_lane.sharing(LocalLane()))
     try:
         for service in (
             AuditService(
@@ -245,6 +209,7 @@ async def _running_gateway(
         )
         await front.start()
         started.append(front)
+        joining.close()  # the test's own connections stay off it
         gateway = Gateway(front.url, nats_url, config, front, started)
         if executor:
             await gateway.wait_for_servers(
@@ -252,5 +217,6 @@ async def _running_gateway(
             )
         yield gateway
     finally:
+        joining.close()
         for service in reversed(started):
             await service.stop()
