@@ -16,26 +16,20 @@ Tracing, when on, names the process after the first service (one OpenTelemetry p
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Final
 
 from bastion_common import local_lane
 from bastion_common.logs import setup_logging
-from bastion_common.runner import Service
+from bastion_common.runner import Service, run_services
 
 __all__ = ["COLOCATED_ENV", "main"]
 
-log = logging.getLogger("bastion_colocated")
-
 COLOCATED_ENV: Final = "BASTION_COLOCATED_ENV"
-_STOP_WITHIN: Final = 15.0
 
 
 def _ingress() -> Service:
@@ -96,46 +90,12 @@ def build(names: list[str], environments: Mapping[str, Mapping[str, str]]) -> li
     return services
 
 
-async def serve(services: list[Service]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    started: list[Service] = []
-    try:
-        for service in services:
-            starting = asyncio.ensure_future(service.start())
-            stopping = asyncio.ensure_future(stop.wait())
-            # a signal must end the process even while a start() still waits for NATS
-            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            if not starting.done():
-                starting.cancel()
-                await asyncio.gather(starting, return_exceptions=True)
-                started.append(service)  # its stop() releases whatever start() had opened
-                return
-            started.append(service)
-            starting.result()
-        await stop.wait()
-        log.info("signal received; shutting down")
-    finally:
-        for service in reversed(started):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(service.stop(), _STOP_WITHIN)
-
-
 def main(argv: list[str] | None = None) -> None:
     names = list(sys.argv[1:] if argv is None else argv)
     environments = own_variables(names, os.environ)
     setup_logging("+".join(names), os.environ.get("BASTION_LOG_LEVEL", "INFO"))
     local_lane.enable()
-    services = build(names, environments)
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - non-Linux
-        asyncio.run(serve(services))
-    else:
-        uvloop.run(serve(services))
+    run_services(build(names, environments))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
-"""Run a service object until SIGTERM/SIGINT, on uvloop when available."""
+"""Run service objects until SIGTERM/SIGINT, on uvloop when available.
+
+A signal ends the process even while a `start()` still waits (for NATS, say): that start is
+cancelled, and every service started or starting is stopped, last started first. A failed start
+stops the services before it too, then exits with its error."""
 
 from __future__ import annotations
 
@@ -6,11 +10,15 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["Service", "run_service"]
+__all__ = ["Service", "run_service", "run_services", "serve"]
 
 log = logging.getLogger(__name__)
+
+_STOP_WITHIN = 15.0
+"""Seconds a service's `stop()` may take before the process moves on."""
 
 
 class Service(Protocol):
@@ -18,24 +26,41 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-async def _serve(service: Service) -> None:
+async def serve(services: Sequence[Service]) -> None:
+    """Start `services` in order, wait for a signal, stop them in reverse."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await service.start()
+    started: list[Service] = []
     try:
+        for service in services:
+            started.append(service)  # its stop() releases whatever a partial start() opened
+            starting = asyncio.ensure_future(service.start())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not starting.done():
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                return
+            starting.result()  # a failed start exits with its error
         await stop.wait()
+        log.info("signal received; stopping")
     finally:
-        log.info("stopping")
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(service.stop(), 15)
+        for service in reversed(started):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(service.stop(), _STOP_WITHIN)
 
 
-def run_service(service: Service) -> None:
+def run_services(services: Sequence[Service]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - non-Linux
-        asyncio.run(_serve(service))
+        asyncio.run(serve(services))
     else:
-        uvloop.run(_serve(service))
+        uvloop.run(serve(services))
+
+
+def run_service(service: Service) -> None:
+    run_services([service])
