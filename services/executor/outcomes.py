@@ -13,7 +13,6 @@ import random
 import re
 from collections.abc import Callable
 
-import aiohttp
 import anyio
 import httpx2
 from mcp.shared.exceptions import MCPError
@@ -49,14 +48,12 @@ _CLOSED_MESSAGE = "Connection closed"
 (-32000) is ambiguous: many servers use it for their own errors."""
 
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,  # ConnectionError, refused, reset, broken pipe, spawn failures
+    OSError,  # ConnectionError, refused, reset, broken pipe, spawn failures, a lean call's http1.HttpClosed
     EOFError,
     anyio.ClosedResourceError,
     anyio.BrokenResourceError,
     anyio.EndOfStream,
     httpx2.TransportError,  # connect/read/write failures and HTTP-level timeouts
-    aiohttp.ClientConnectionError,  # the same, for lean calls (`lean.py`)
-    aiohttp.ClientPayloadError,  # the server closed the connection mid-answer
 )
 
 

@@ -10,7 +10,6 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import httpx2
 import mcp_types as types
 import orjson
@@ -31,6 +30,7 @@ from mcp_types import (
     JSONRPCResponse,
 )
 
+from bastion_executor.http1 import HttpPool
 from bastion_executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
 from bastion_executor.lean_stdio import StdioLink
 from tests.support.polling import poll_until
@@ -85,7 +85,7 @@ class Link:
         self.transport = StreamableHTTPTransport(url)
         self.transport.session_id = "session-1"
         self.unauthorized = 0
-        self.http = aiohttp.ClientSession(headers={"x-api-key": "configured"})
+        self.http = HttpPool(url, {"x-api-key": "configured"})
         self.link = HttpLink(self.http, self.transport, self.inbound_writer, self._unauthorized)
 
     def _unauthorized(self) -> None:

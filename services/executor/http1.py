@@ -1,0 +1,323 @@
+"""HTTP/1.1 POSTs for lean sends: pooled keep-alive connections, answers parsed by llhttp (httptools).
+
+aiohttp cost ~120 µs of CPU per POST on this path (its request and response objects, stream reader,
+timers and hooks around what is one write and one parse); this costs ~15-25 (docs/benchmarks.md).
+It does what a lean `tools/call` needs and nothing else: POST with a body of known length, no
+redirects followed (the caller sees the 3xx), no cookies, no proxies (`lean._proxied` keeps proxied
+upstreams on the SDK's httpx2 path), identity encoding only (asked for, so nothing to decompress).
+
+A connection goes back to the pool only after a whole answer that allows keep-alive; one whose
+answer was left unread, cut short or cancelled is closed, so a late byte of an old answer can never
+be read as part of a new one. A POST is never resent on another connection: the server may have run
+it (the caller reports an unavailable upstream, as it did for aiohttp's disconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import cast
+
+import httptools
+
+__all__ = ["HttpClosed", "HttpPool", "Response"]
+
+_HIGH_WATER = 1 << 20
+"""Bytes of an answer buffered before the socket stops being read (the reader is slower)."""
+_UNSAFE = re.compile(r"[\r\n\x00]")
+_NO_BODY = frozenset((204, 304))
+
+
+class HttpClosed(ConnectionError):
+    """The connection closed, or the server broke HTTP, before the answer was whole."""
+
+
+class Response:
+    """One answer: its status and headers at once, its body as it arrives."""
+
+    __slots__ = ("_buffered", "_chunks", "_error", "_paused", "_transport", "_waiter", "done", "headers", "status")
+
+    def __init__(self, status: int, headers: dict[str, str], transport: asyncio.Transport) -> None:
+        self.status = status
+        self.headers = headers
+        """Lower-case names; a repeated header's values joined by ", "."""
+        self.done = False
+        """The whole answer has arrived (it may not all have been read)."""
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._transport = transport
+        self._paused = False
+
+    async def read(self) -> bytes:
+        """The rest of the body, whole."""
+        parts = []
+        while True:
+            if self._chunks:
+                parts.append(self._take())
+            if self.done:
+                return b"".join(parts)
+            await self._more()
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        """The body in the pieces it arrives in."""
+        while True:
+            if self._chunks:
+                yield self._take()
+            elif self.done:
+                return
+            else:
+                await self._more()
+
+    def _take(self) -> bytes:
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
+        return data
+
+    async def _more(self) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+        if self._error is not None and not self._chunks and not self.done:
+            raise self._error
+
+    def _feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > _HIGH_WATER and not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def _finish(self) -> None:
+        self.done = True
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection: at most one exchange at a time (no pipelining)."""
+
+    def __init__(self, on_lost: Callable[[_Connection], None]) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._on_lost = on_lost
+        self.closed = False
+        self.keep_alive = False
+        self._parser = httptools.HttpResponseParser(self)
+        self._head: asyncio.Future[Response] | None = None
+        self._response: Response | None = None
+        self._header_lines: list[tuple[bytes, bytes]] = []
+        self._interim = False
+        self._until_close = False
+
+    async def exchange(self, request: bytes) -> Response:
+        """Write `request`, return the answer once its head has arrived."""
+        assert self.transport is not None
+        self._head = head = asyncio.get_running_loop().create_future()
+        self._response = None
+        self.keep_alive = False
+        self.transport.write(request)
+        response: Response = await head
+        return response
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio.Transport subclasses
+
+    def data_received(self, data: bytes) -> None:
+        if self._head is None:  # bytes nobody asked for: this connection's framing cannot be trusted
+            self._broken(HttpClosed("the server sent bytes with no request outstanding"))
+            return
+        try:
+            self._parser.feed_data(data)
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._broken(HttpClosed(f"the server's answer is not valid HTTP/1.1: {exc}"))
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self._response
+        if response is not None and not response.done and self._until_close:
+            response._finish()  # a body delimited by the connection's end is whole now
+        else:
+            self._fail(HttpClosed("the server closed the connection before its answer was whole"))
+        self._on_lost(self)
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_lines.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        lines, self._header_lines = self._header_lines, []
+        if 100 <= status < 200:  # an interim answer (103 Early Hints, a stray 100): the real one follows
+            self._interim = True
+            return
+        head, transport = self._head, self.transport
+        if head is None or head.done() or transport is None:
+            self._broken(HttpClosed("the server sent an answer with no request outstanding"))
+            return
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in lines:
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        self._until_close = (
+            status not in _NO_BODY
+            and "content-length" not in headers
+            and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
+        self._response = response = Response(status, headers, transport)
+        head.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None:
+            self._response._feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self.keep_alive = self._parser.should_keep_alive()
+        self._head = None
+        if self._response is not None:
+            self._response._finish()
+
+    def _broken(self, error: HttpClosed) -> None:
+        self._fail(error)
+        self.close()
+
+    def _fail(self, error: HttpClosed) -> None:
+        head, self._head = self._head, None
+        if head is not None and not head.done():
+            head.set_exception(error)
+        if self._response is not None and not self._response.done:
+            self._response._fail(error)
+
+
+class HttpPool:
+    """Keep-alive connections to the origin of one URL, POSTing to that URL."""
+
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        limit: int = 256,
+    ) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
+        self.url = url
+        self._host = parts.hostname
+        self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        authority = parts.netloc.rpartition("@")[2]  # never the userinfo
+        self._start = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n"
+        self._defaults = {"user-agent": "bastion", "accept-encoding": "identity"}
+        self._defaults.update(_checked(headers or {}))
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
+        self._slots = asyncio.Semaphore(limit)
+        self._closed = False
+
+    @asynccontextmanager
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> AsyncIterator[Response]:
+        """POST `body` with `headers` (over the pool's own); the answer, readable inside the block."""
+        request = self._request(body, headers)
+        async with self._slots:
+            connection = self._idle.pop() if self._idle else None
+            if connection is None or connection.closed:  # a closed one leaves `_open` in its connection_lost
+                connection = await self._connect()
+            response: Response | None = None
+            try:
+                response = await connection.exchange(request)
+                yield response
+            finally:
+                if response is not None and response.done and connection.keep_alive and not connection.closed:
+                    self._idle.append(connection)
+                else:
+                    self._discard(connection)
+
+    async def close(self) -> None:
+        self._closed = True
+        for connection in list(self._open):
+            self._discard(connection)
+
+    @property
+    def connections(self) -> int:
+        """Connections open now (idle or busy)."""
+        return len(self._open)
+
+    def _request(self, body: bytes, headers: Mapping[str, str]) -> bytes:
+        merged = dict(self._defaults)
+        merged.update(_checked(headers))
+        merged["content-length"] = str(len(body))
+        head = self._start + "".join(f"{name}: {value}\r\n" for name, value in merged.items()) + "\r\n"
+        try:
+            encoded = head.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError("a request header holds characters HTTP/1.1 cannot carry") from None
+        return encoded + body
+
+    async def _connect(self) -> _Connection:
+        if self._closed:
+            raise HttpClosed("the connection pool is closed")
+        loop = asyncio.get_running_loop()
+        server_hostname = self._host if self._ssl is not None else None
+        _, connection = await loop.create_connection(
+            lambda: _Connection(self._forget), self._host, self._port, ssl=self._ssl, server_hostname=server_hostname
+        )
+        self._open.add(connection)
+        return connection
+
+    def _discard(self, connection: _Connection) -> None:
+        connection.close()
+        self._forget(connection)
+
+    def _forget(self, connection: _Connection) -> None:
+        """`connection` is closed (by us or the server): it leaves the pool."""
+        self._open.discard(connection)
+        if connection in self._idle:
+            self._idle.remove(connection)
+
+
+def _checked(headers: Mapping[str, str]) -> dict[str, str]:
+    """Lower-cased names; a name or value that could end the header early is refused."""
+    out = {}
+    for name, value in headers.items():
+        if _UNSAFE.search(name) or _UNSAFE.search(value) or ":" in name:
+            raise ValueError(f"request header {name!r} holds a line break, NUL or colon")
+        out[name.lower()] = value
+    return out
