@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
@@ -161,33 +162,12 @@ class Handlers(RoutedRequests):
         params = params or {}
         if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
             return routed
-        if method == "tools/call":
-            return await self.tools_call(ctx, params)
-        if method == "tools/list":
-            return await self.tools_list(ctx), None
-        if method == "ping":
-            return ok_body(ctx.request_id, ctx.version, {}), None
-        if method == "initialize":
-            return self.initialize(ctx, params), None
-        if method == "server/discover":
-            return ok_body(ctx.request_id, ctx.version, discovery()), None
-        if method == "prompts/list":
-            return await self._list(ctx, "prompts", self.catalog.prompts), None
-        if method == "resources/list":
-            return await self._list(ctx, "resources", self.catalog.resources), None
-        if method == "resources/templates/list":
-            return await self._list(ctx, "resourceTemplates", self.catalog.templates), None
-        if method == "prompts/get":
-            return await self.prompts_get(ctx, params)
-        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-            return await self.resources_request(ctx, method, params)
-        if method == "completion/complete":
-            return await self.complete(ctx, params)
-        if method == "logging/setLevel":
-            return await self.set_level(ctx, params), None
-        return error_body(
-            ctx.request_id, METHOD_NOT_FOUND, f"Method not found: {method!r} is not supported by this gateway"
-        ), None
+        handler = _METHODS.get(method)
+        if handler is None:
+            return error_body(
+                ctx.request_id, METHOD_NOT_FOUND, f"Method not found: {method!r} is not supported by this gateway"
+            ), None
+        return await handler(self, ctx, params)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -310,3 +290,46 @@ class Handlers(RoutedRequests):
         call_id = self.running.get((cancel.key_id, cancel.session, cancel.request_id))
         if call_id is not None:
             await self.gateway.abandon(call_id)
+
+
+Answered = tuple[dict[str, Any], AuditEvent | None]
+"""A response body and, for an audited method, its audit event."""
+Handler = Callable[[Handlers, RequestContext, dict[str, Any]], Awaitable[Answered]]
+
+
+def _unaudited(answer: Callable[[Handlers, RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]) -> Handler:
+    async def handler(handlers: Handlers, ctx: RequestContext, params: dict[str, Any]) -> Answered:
+        return await answer(handlers, ctx, params), None
+
+    return handler
+
+
+async def _answer(body: dict[str, Any]) -> dict[str, Any]:
+    return body
+
+
+def _listed(field_name: str, listing: Callable[[Catalog], Listing]) -> Handler:
+    return _unaudited(lambda h, ctx, params: h._list(ctx, field_name, listing(h.catalog)))
+
+
+def _routed(method: str) -> Handler:
+    return lambda h, ctx, params: h.resources_request(ctx, method, params)
+
+
+_METHODS: dict[str, Handler] = {
+    "tools/call": Handlers.tools_call,
+    "tools/list": _unaudited(lambda h, ctx, params: h.tools_list(ctx)),
+    "ping": _unaudited(lambda h, ctx, params: _answer(ok_body(ctx.request_id, ctx.version, {}))),
+    "initialize": _unaudited(lambda h, ctx, params: _answer(h.initialize(ctx, params))),
+    "server/discover": _unaudited(lambda h, ctx, params: _answer(ok_body(ctx.request_id, ctx.version, discovery()))),
+    "prompts/list": _listed("prompts", lambda catalog: catalog.prompts),
+    "resources/list": _listed("resources", lambda catalog: catalog.resources),
+    "resources/templates/list": _listed("resourceTemplates", lambda catalog: catalog.templates),
+    "prompts/get": Handlers.prompts_get,
+    "resources/read": _routed("resources/read"),
+    "resources/subscribe": _routed("resources/subscribe"),
+    "resources/unsubscribe": _routed("resources/unsubscribe"),
+    "completion/complete": Handlers.complete,
+    "logging/setLevel": _unaudited(Handlers.set_level),
+}
+"""The MCP methods ingress answers (Code Mode's meta-tools are routed before these), by name."""
