@@ -225,18 +225,36 @@ class MetricsServer:
     port: int
     _server: WSGIServer
     _thread: threading.Thread
+    _users: int = 1
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/metrics"
 
     def close(self) -> None:
+        """Stop serving, once every service that asked for this endpoint has closed it."""
+        self._users -= 1
+        if self._users > 0:
+            return
+        _SERVED.pop((self.host, self.port), None)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
 
 
+_SERVED: dict[tuple[str, int], MetricsServer] = {}
+
+
 def serve(host: str, port: int) -> MetricsServer:
-    """Serve the process's metrics at `http://host:port/metrics` in a daemon thread (port 0: a free one)."""
+    """Serve the process's metrics at `http://host:port/metrics` in a daemon thread (port 0: a free one).
+
+    Services sharing a process (`bastion_cli.colocated`) that ask for the same address share one
+    endpoint: the registry is the process's anyway, and a deployment's shared settings give every
+    service the same `BASTION_METRICS_PORT`."""
+    if port and (served := _SERVED.get((host, port))) is not None:
+        served._users += 1
+        return served
     server, thread = start_http_server(port, addr=host)
-    return MetricsServer(host, server.server_address[1], server, thread)
+    made = MetricsServer(host, server.server_address[1], server, thread)
+    _SERVED[(host, made.port)] = made
+    return made
