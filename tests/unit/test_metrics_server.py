@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.error
 import urllib.request
 
 import pytest
 
 from bastion_common.metrics import serve
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.unit
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def _scrape(url: str) -> str:
@@ -27,7 +20,7 @@ def _scrape(url: str) -> str:
 
 
 def test_two_services_asking_for_one_address_share_its_endpoint_until_both_close() -> None:
-    port = _free_port()
+    port = free_port()
     first = serve("127.0.0.1", port)  # as ingress would, from the shared BASTION_METRICS_PORT
     second = serve("127.0.0.1", port)  # the executor in the same process: no second bind, no crash
     assert second is first
