@@ -54,6 +54,7 @@ __all__ = [
     "HttpLink",
     "LeanLink",
     "Redirected",
+    "answer_of",
     "checked",
     "deliver_log",
     "lean_http_transport",
@@ -222,7 +223,7 @@ class HttpLink:
                     message = orjson.loads(await response.read())
                 except orjson.JSONDecodeError as exc:
                     raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
-                return _answer(message)
+                return answer_of(message)
             if content_type.startswith("text/event-stream"):
                 return await self._read_stream(response, request_id)
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
@@ -237,7 +238,7 @@ class HttpLink:
                 except orjson.JSONDecodeError as exc:
                     raise MCPError(PARSE_ERROR, f"Failed to parse SSE message: {exc}") from None
                 if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
-                    return _answer(message)
+                    return answer_of(message)
                 if self.on_log is not None and isinstance(message, dict) and message.get("method") == _LOG:
                     await deliver_log(self.on_log, message.get("params"))
                     continue
@@ -295,7 +296,7 @@ async def _sse_events(chunks: AsyncIterator[bytes], max_size: int | None) -> Asy
             raise MCPError(CONNECTION_CLOSED, f"SSE stream failed: an event is larger than {max_size} bytes")
 
 
-def _answer(message: Any) -> dict[str, Any]:
+def answer_of(message: Any) -> dict[str, Any]:
     """The result of a JSON-RPC response, or the MCPError of an error response."""
     if isinstance(message, dict):
         if isinstance(error := message.get("error"), dict):

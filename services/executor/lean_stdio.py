@@ -1,6 +1,7 @@
-"""A lean `tools/call` on an established stdio or SSE session: one request written through the SDK
-transport's own write stream (a line on the pipe; a POST to the SSE endpoint), its answer taken off
-the read stream (the pipe; the event stream) before the SDK session sees it.
+"""A lean `tools/call` on an established stdio or SSE session: one request written as a JSON line on
+the child's stdin (stdio, `stdio_pipe`) or through the SDK transport's own write stream (SSE: a POST
+to its endpoint), its answer taken before the SDK session sees it: off the pipe as bytes (`line`), or
+off the event stream's read side (`take`).
 
 The SDK's stdio transport stays whole (the child process, its pipes, parsing each line, shutdown);
 what this skips is the session's per-request dispatcher (a request model validated, a response
@@ -20,18 +21,23 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+import orjson
 from mcp.client._transport import WriteStream
 from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
 
-from .lean import LogFn, checked, deliver_log, next_request_id, stamp, tell_cancelled
+from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
+from .stdio_pipe import SendLine
 
 __all__ = ["StdioLink"]
 
-_Answer = types.JSONRPCResponse | types.JSONRPCError
+_Answer = types.JSONRPCResponse | types.JSONRPCError | dict[str, Any]
 _LOG = "notifications/message"
+_OURS = b'"bastion-'
+"""In every line answering a lean request (its id); a line without it is not read as JSON here."""
+_LOGGED = b'"notifications/message"'
 _ABANDONED = 1024
 """Ids of abandoned requests remembered at most (their answers are dropped when they come)."""
 
@@ -41,7 +47,10 @@ class StdioLink:
     """What a lean send needs of one live stdio (or SSE) session: the transport's write stream, and
     the answers its read side hands over (`take`, called by the executor's watched read stream)."""
 
-    outbound: WriteStream[SessionMessage]
+    outbound: WriteStream[SessionMessage] | None = None
+    """The SDK transport's write side (SSE); None when requests go on the pipe as lines (`send_line`)."""
+    send_line: SendLine | None = None
+    """Writes a line to the child's stdin (`stdio_pipe`); answers then come through `line`."""
     on_log: LogFn | None = None
     """What the SDK session calls for a log message (`AgentLink.on_log`)."""
     usable: bool = True
@@ -60,16 +69,20 @@ class StdioLink:
             raise MCPError(CONNECTION_CLOSED, "Connection closed")
         request_id = next_request_id()
         data, _ = stamp(session, method, params)  # stdio has no headers: only the era's _meta counts
-        message = types.JSONRPCRequest.model_construct(
-            jsonrpc="2.0", id=request_id, method=data["method"], params=data["params"]
-        )
         answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = answer
         self.sent += 1
         try:
             try:
-                await self.outbound.send(SessionMessage(message))
-            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                if self.send_line is not None:
+                    await self.send_line(orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data}) + b"\n")
+                else:
+                    assert self.outbound is not None, "a StdioLink writes lines or to a write stream"
+                    message = types.JSONRPCRequest.model_construct(
+                        jsonrpc="2.0", id=request_id, method=data["method"], params=data["params"]
+                    )
+                    await self.outbound.send(SessionMessage(message))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                 raise MCPError(CONNECTION_CLOSED, "Connection closed") from None
             try:
                 got = await answer
@@ -81,9 +94,34 @@ class StdioLink:
                 raise
         finally:
             self._waiting.pop(request_id, None)
-        if isinstance(got, types.JSONRPCError):
+        if isinstance(got, dict):
+            result = answer_of(got)
+        elif isinstance(got, types.JSONRPCError):
             raise MCPError(got.error.code, got.error.message, got.error.data)
-        return checked(method, session.protocol_version or "2025-11-25", got.result)
+        else:
+            result = got.result
+        return checked(method, session.protocol_version or "2025-11-25", result)
+
+    async def line(self, line: bytes) -> bool:
+        """True when `line` (read off the pipe) answers a lean request, or is a log message: it goes to
+        that request, or to `on_log` before the next line is read, not to the SDK session. Lines that
+        can be neither are not parsed here."""
+        ours = _OURS in line and bool(self._waiting or self._abandoned)
+        if not ours and (self.on_log is None or _LOGGED not in line):
+            return False
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return False  # the session reports it
+        if not isinstance(message, dict):
+            return False
+        if "method" not in message:
+            request_id = message.get("id")
+            return ours and isinstance(request_id, str) and self._answered(request_id, message)
+        if self.on_log is not None and message["method"] == _LOG and "id" not in message:
+            await deliver_log(self.on_log, message.get("params"))
+            return True
+        return False
 
     async def take(self, message: object) -> bool:
         """True when `message` (off the read stream) answers a lean request, or is a log message: it
@@ -96,14 +134,17 @@ class StdioLink:
             return True
         if not isinstance(inner, types.JSONRPCResponse | types.JSONRPCError) or not isinstance(inner.id, str):
             return False
-        waiting = self._waiting.pop(inner.id, None)
+        return self._answered(inner.id, inner)
+
+    def _answered(self, request_id: str, answer: _Answer) -> bool:
+        waiting = self._waiting.pop(request_id, None)
         if waiting is None:
-            if inner.id in self._abandoned:
-                self._abandoned.discard(inner.id)
+            if request_id in self._abandoned:
+                self._abandoned.discard(request_id)
                 return True  # the answer to a request we gave up on: nobody waits for it
             return False  # not ours: the session decides, as for any stray answer
         if not waiting.done():
-            waiting.set_result(inner)
+            waiting.set_result(answer)
         return True
 
     def closed(self) -> None:

@@ -16,7 +16,7 @@ import anyio
 import httpx2
 from mcp.client._transport import TransportStreams
 from mcp.client.sse import sse_client
-from mcp.client.stdio import StdioServerParameters, get_default_environment, stdio_client
+from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
@@ -24,6 +24,7 @@ from bastion_common.config import ServerConfig
 from .lean import LeanLink, LogFn, lean_http_transport
 from .lean_stdio import StdioLink
 from .stderr import stderr_to_log
+from .stdio_pipe import stdio_pipe
 
 __all__ = ["http_client", "open_transport", "stdio_parameters"]
 
@@ -140,10 +141,12 @@ async def open_transport(
     logging callback is) itself."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
-            async with stdio_client(stdio_parameters(config), errlog=pipe.errlog) as (read_stream, write_stream):
+            piped = StdioLink(on_log=on_log) if on_lean is not None else None
+            taker = piped.line if piped is not None else None
+            async with stdio_pipe(stdio_parameters(config), pipe.errlog, taker) as ((read_stream, write_stream), send):
                 pipe.spawned()
-                piped = StdioLink(write_stream, on_log) if on_lean is not None else None
                 if on_lean is not None and piped is not None:
+                    piped.send_line = send
                     on_lean(piped)
                 yield _WatchedReadStream(read_stream, on_end, piped), write_stream
         return
@@ -180,7 +183,7 @@ async def open_transport(
         async with transport as (read_stream, write_stream):
             # SSE answers come back on the event stream, as stdio's on the pipe: the same lean link
             # writes through the transport's stream (its POST, auth and redirects stay the SDK's)
-            sse = StdioLink(write_stream, on_log) if on_lean is not None and config.transport == "sse" else None
+            sse = StdioLink(write_stream, on_log=on_log) if on_lean is not None and config.transport == "sse" else None
             if on_lean is not None and sse is not None:
                 on_lean(sse)
             yield _WatchedReadStream(read_stream, on_end, sse), write_stream

@@ -1,0 +1,130 @@
+"""The stdio transport: the SDK's `stdio_client`, with the lines a lean link wants taken off the pipe
+as bytes.
+
+Writing a request through `stdio_client`'s write stream and taking its answer off its read stream
+costs ~195 µs of CPU per call (a memory-stream hop each way, a pydantic dump of the request, a
+pydantic validation of every line read); the same exchange on the pipes directly costs ~55
+(docs/benchmarks.md). So lean requests are written to the child's stdin as JSON lines, and each line
+read is first offered to the lean link (`StdioLink.line`): the answer to one of its requests, or a
+log message, is taken there; every other line is parsed and handed to the SDK session exactly as
+`stdio_client` does.
+
+Starting and stopping the child are the SDK's own code (`mcp.client.stdio`, pinned: the executable
+lookup, the spawn in its own process group or job object, the spec's shutdown sequence with every
+wait bounded); only the two pipe tasks are this module's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TextIO
+
+import anyio
+import anyio.lowlevel
+from mcp.client import stdio as sdk
+from mcp.client._transport import TransportStreams
+from mcp.client.stdio import StdioServerParameters
+from mcp.shared.message import SessionMessage
+
+__all__ = ["LineTaker", "SendLine", "stdio_pipe"]
+
+LineTaker = Callable[[bytes], Awaitable[bool]]
+"""Offered each line read: True when it took the line (the SDK session never sees it)."""
+SendLine = Callable[[bytes], Awaitable[None]]
+"""Writes one whole line (newline included) to the child's stdin."""
+
+
+@asynccontextmanager
+async def stdio_pipe(
+    server: StdioServerParameters, errlog: TextIO, take: LineTaker | None = None
+) -> AsyncIterator[tuple[TransportStreams, SendLine]]:
+    """`mcp.client.stdio.stdio_client(server, errlog)`, offering each line to `take` first, and also
+    yielding a writer of raw lines to the child's stdin. Lines are UTF-8 (the SDK's default, and
+    what `transports.stdio_parameters` gives)."""
+    if server.encoding.lower().replace("-", "") != "utf8":
+        raise ValueError(f"stdio_pipe reads UTF-8 lines, not {server.encoding}")
+    errors = server.encoding_error_handler
+    command = await sdk._get_executable_command(server.command)
+    process = await sdk._create_platform_compatible_process(
+        command=command,
+        args=server.args,
+        env=sdk.get_default_environment() | (server.env or {}),
+        errlog=errlog,
+        cwd=server.cwd,
+    )
+    # as in the SDK: no awaits until the task group is entered, or a cancellation would leak the child
+    read_stream_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    write_stream, write_stream_reader = anyio.create_memory_object_stream[SessionMessage](0)
+    shutting_down = False
+    writer_done = anyio.Event()
+    assert process.stdin is not None and process.stdout is not None, "the child is spawned with pipes"
+    stdin, stdout = process.stdin, process.stdout
+
+    async def stdout_reader() -> None:
+        try:
+            async with read_stream_writer:
+                try:
+                    pending = b""
+                    async for chunk in stdout:
+                        lines = (pending + chunk).split(b"\n")  # "\n" never occurs inside a UTF-8 character
+                        pending = lines.pop()
+                        for line in lines:
+                            if take is not None and await take(line):
+                                continue
+                            try:
+                                await read_stream_writer.send(_parsed(line, errors))
+                            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                                return  # the session is gone; only the drain below remains
+                finally:
+                    await sdk._drain_stdout(process)
+        except anyio.ClosedResourceError:
+            pass  # our own shutdown closed stdout under the read
+        except (anyio.BrokenResourceError, ConnectionError):
+            if not shutting_down:
+                sdk.logger.exception("Reading from the MCP server's stdout failed mid-session")
+
+    async def stdin_writer() -> None:
+        try:
+            async with write_stream_reader:
+                async for session_message in write_stream_reader:
+                    json = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                    await stdin.send((json + "\n").encode("utf-8", errors))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
+            await read_stream_writer.aclose()  # the session sees the connection end, not a hang
+        finally:
+            writer_done.set()
+
+    async def shutdown() -> None:
+        """The SDK's: stop traffic, flush what was accepted, stop the child, release the streams."""
+        read_stream.close()
+        write_stream.close()
+        with anyio.move_on_after(sdk._WRITER_FLUSH_TIMEOUT) as flush_scope:
+            await writer_done.wait()
+        if flush_scope.cancelled_caught:
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+        await sdk._stop_server_process(process)
+        await sdk._aclose_all(read_stream, write_stream, read_stream_writer, write_stream_reader)
+        await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stdout_reader)
+        tg.start_soon(stdin_writer)
+        try:
+            yield (read_stream, write_stream), stdin.send
+        finally:
+            shutting_down = True
+            with anyio.CancelScope(shield=True):  # the child must not outlive a cancelled caller
+                await shutdown()
+            tg.cancel_scope.cancel()
+    await anyio.lowlevel.cancel_shielded_checkpoint()
+
+
+def _parsed(line: bytes, errors: str) -> SessionMessage | Exception:
+    """A line for the SDK session: its message, or the error it is (as `stdio_client` reports it)."""
+    try:
+        text = line.decode("utf-8", errors)
+    except UnicodeDecodeError as exc:
+        sdk.logger.warning("MCP server wrote a line that is not UTF-8: %s", exc)
+        return exc
+    return sdk._parse_line(text)
