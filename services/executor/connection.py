@@ -76,8 +76,11 @@ class Connection:
         agents: AgentLink | None = None,
         oauth: OAuthTokens | None = None,
         lean_calls: bool = True,
+        max_result: int | None = None,
     ) -> None:
         self.name = name
+        self._max_result = max_result
+        """`BASTION_MAX_RESULT_BYTES`: a lean call's answer is not read far past it (`open_transport`)."""
         self._oauth = oauth
         """Adds the server's OAuth access token to its requests (None: no OAuth for this server)."""
         if oauth is not None:
@@ -266,6 +269,7 @@ class Connection:
             auth=self._oauth,
             on_lean=self._on_lean,
             on_log=self.agents.on_log,
+            max_result=self._max_result,
         )
         with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
             agents = self.agents

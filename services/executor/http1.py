@@ -24,7 +24,7 @@ from typing import cast
 
 import httptools
 
-__all__ = ["HttpClosed", "HttpPool", "Response"]
+__all__ = ["BodyTooLarge", "HttpClosed", "HttpPool", "Response"]
 
 _HIGH_WATER = 1 << 20
 """Bytes of an answer buffered before the socket stops being read (the reader is slower)."""
@@ -34,6 +34,14 @@ _NO_BODY = frozenset((204, 304))
 
 class HttpClosed(ConnectionError):
     """The connection closed, or the server broke HTTP, before the answer was whole."""
+
+
+class BodyTooLarge(Exception):
+    """The body is longer than the reader's limit; what was past it was never buffered."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is longer than {limit:,} bytes")
+        self.limit = limit
 
 
 class Response:
@@ -54,12 +62,17 @@ class Response:
         self._transport = transport
         self._paused = False
 
-    async def read(self) -> bytes:
-        """The rest of the body, whole."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The rest of the body, whole; `BodyTooLarge` once it passes `limit` bytes (then the
+        connection is not reused: the rest is never read)."""
         parts = []
+        size = 0
         while True:
             if self._chunks:
-                parts.append(self._take())
+                parts.append(part := self._take())
+                size += len(part)
+                if limit is not None and size > limit:
+                    raise BodyTooLarge(limit)
             if self.done:
                 return b"".join(parts)
             await self._more()

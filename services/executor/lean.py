@@ -48,7 +48,8 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, PARSE_
 from mcp_types import methods as _methods
 from pydantic import ValidationError
 
-from .http1 import HttpPool, Response
+from .http1 import BodyTooLarge, HttpPool, Response
+from .outcomes import AnswerTooLarge, answer_cutoff
 
 __all__ = [
     "HttpLink",
@@ -69,6 +70,8 @@ _ids = itertools.count(1)
 """Request ids of lean sends: strings ("bastion-1"), never equal to the SDK's integer ids."""
 
 _CANCEL_REASON = "the gateway abandoned the call"
+_ERROR_BODY = 1 << 20
+"""Bytes of an HTTP error answer read at most, for the JSON-RPC error it may hold."""
 _MAX_CONNECTIONS = 256
 """Connections to one upstream at most, as for the SDK's client (`transports.http_client`)."""
 
@@ -167,6 +170,9 @@ class HttpLink:
     """The upstream's OAuth tokens, when Bastion is its OAuth client: their header goes with each POST."""
     sent: int = 0
     """Requests sent the lean way so far."""
+    max_result: int | None = None
+    """`BASTION_MAX_RESULT_BYTES`: a JSON answer is not read past `answer_cutoff` of it
+    (`AnswerTooLarge`); an SSE answer is bounded per event (`max_sse_event_size`)."""
     _cancels: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def request(self, session: ClientSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -219,8 +225,14 @@ class HttpLink:
             if status >= 400:
                 raise await _http_error(response, content_type)
             if content_type.startswith("application/json"):
+                limit = answer_cutoff(self.max_result) if self.max_result is not None else None
+                declared = response.headers.get("content-length", "")
+                if limit is not None and declared.isdigit() and int(declared) > limit:
+                    raise AnswerTooLarge(self.max_result or 0, int(declared))  # nothing read of it
                 try:
-                    message = orjson.loads(await response.read())
+                    message = orjson.loads(await response.read(limit))
+                except BodyTooLarge:
+                    raise AnswerTooLarge(self.max_result or 0) from None
                 except orjson.JSONDecodeError as exc:
                     raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
                 return answer_of(message)
@@ -260,10 +272,10 @@ async def _http_error(response: Response, content_type: str) -> MCPError:
     """The error `StreamableHTTPTransport` reports for a non-2xx answer."""
     if content_type.startswith("application/json"):
         try:
-            message = orjson.loads(await response.read())
+            message = orjson.loads(await response.read(_ERROR_BODY))
             if isinstance(message, dict) and isinstance(error := message.get("error"), dict):
                 return _error(error)
-        except orjson.JSONDecodeError:
+        except (orjson.JSONDecodeError, BodyTooLarge):
             pass
     if response.status == 404:
         return MCPError(INVALID_REQUEST, "Session terminated")
@@ -343,6 +355,7 @@ async def lean_http_transport(
     headers: dict[str, str],
     on_unauthorized: Callable[[], None] | None = None,
     on_log: LogFn | None = None,
+    max_result: int | None = None,
 ) -> AsyncIterator[tuple[TransportStreams, HttpLink]]:
     """`mcp.client.streamable_http.streamable_http_client` on `client`, also yielding the `HttpLink`
     lean sends use: the SDK function keeps its transport object to itself, and lean sends go on an
@@ -366,7 +379,16 @@ async def lean_http_transport(
                 auth = client.auth
                 bearer = auth if isinstance(auth, Bearer) else None
                 usable = (auth is None or bearer is not None) and not _proxied(url)
-                link = HttpLink(http, transport, read_writer, on_unauthorized, on_log, usable=usable, bearer=bearer)
+                link = HttpLink(
+                    http,
+                    transport,
+                    read_writer,
+                    on_unauthorized,
+                    on_log,
+                    usable=usable,
+                    bearer=bearer,
+                    max_result=max_result,
+                )
                 yield streams, link
             finally:
                 if transport.session_id:

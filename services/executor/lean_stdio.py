@@ -16,6 +16,7 @@ request is stamped by the session and its result checked as `ClientSession.send_
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
 
 from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
+from .outcomes import ANSWER_ENVELOPE, AnswerTooLarge
 from .stdio_pipe import SendLine
 
 __all__ = ["StdioLink"]
@@ -38,6 +40,7 @@ _LOG = "notifications/message"
 _OURS = b'"bastion-'
 """In every line answering a lean request (its id); a line without it is not read as JSON here."""
 _LOGGED = b'"notifications/message"'
+_ID = re.compile(rb'"id"\s*:\s*"(bastion-[0-9]+)"')
 _ABANDONED = 1024
 """Ids of abandoned requests remembered at most (their answers are dropped when they come)."""
 
@@ -135,6 +138,20 @@ class StdioLink:
         if not isinstance(inner, types.JSONRPCResponse | types.JSONRPCError) or not isinstance(inner.id, str):
             return False
         return self._answered(inner.id, inner)
+
+    def overlong(self, head: bytes, limit: int) -> bool:
+        """A line too long to read (`stdio_pipe`), of which `head` is the start: True when it answers
+        a lean request (its id comes first, as servers write it), which then fails as too large."""
+        found = _ID.search(head)
+        if found is None:
+            return False
+        request_id = found.group(1).decode()
+        waiting = self._waiting.pop(request_id, None)
+        if waiting is None:
+            return self._answered(request_id, {})  # an abandoned request's: dropped
+        if not waiting.done():
+            waiting.set_exception(AnswerTooLarge(limit - ANSWER_ENVELOPE))
+        return True
 
     def _answered(self, request_id: str, answer: _Answer) -> bool:
         waiting = self._waiting.pop(request_id, None)

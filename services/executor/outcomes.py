@@ -25,8 +25,11 @@ from bastion_common.messages import REFUNDED, CallOutcome, Execution, GatewayErr
 from bastion_common.results import encode_result, shape_result
 
 __all__ = [
+    "ANSWER_ENVELOPE",
+    "AnswerTooLarge",
     "InputUnanswered",
     "UpstreamUnavailable",
+    "answer_cutoff",
     "backoff_delay",
     "call_budget",
     "charged_usd",
@@ -67,6 +70,25 @@ def scrub_urls(text: str) -> str:
 
 class UpstreamUnavailable(Exception):
     """The server has no live session; the message says why (never contains secrets)."""
+
+
+ANSWER_ENVELOPE = 64 * 1024
+"""Bytes an upstream's answer may hold besides its result (the JSON-RPC envelope, `_meta`)."""
+
+
+def answer_cutoff(max_result: int) -> int:
+    """Bytes of one answer a lean call reads at most, for results of up to `max_result` bytes."""
+    return max_result + ANSWER_ENVELOPE
+
+
+class AnswerTooLarge(Exception):
+    """The server's answer to a call is larger than `BASTION_MAX_RESULT_BYTES` allows
+    (`answer_cutoff`): it was not read past that point. The call did run. `size` when the server
+    said it (`content-length`)."""
+
+    def __init__(self, limit: int, size: int | None = None) -> None:
+        super().__init__(f"the answer is larger than {limit:,} bytes")
+        self.limit, self.size = limit, size
 
 
 class InputUnanswered(Exception):
@@ -131,6 +153,15 @@ def error_from_exception(exc: BaseException, *, server: str, timeout: float) -> 
     """Map what a `tools/call` raised to the error the agent will see."""
     if isinstance(exc, UpstreamUnavailable):
         return GatewayError(kind=ErrorKind.UPSTREAM_UNAVAILABLE, message=str(exc))
+    if isinstance(exc, AnswerTooLarge):
+        size = f"{exc.size:,} bytes" if exc.size is not None else f"more than {answer_cutoff(exc.limit):,} bytes"
+        return GatewayError(
+            kind=ErrorKind.RESULT_TOO_LARGE,
+            message=(
+                f"the upstream's answer is {size}, over the gateway's limit of {exc.limit:,} bytes "
+                "(BASTION_MAX_RESULT_BYTES); the request did run upstream"
+            ),
+        )
     if isinstance(exc, InputUnanswered):
         return GatewayError(kind=ErrorKind.UPSTREAM_ERROR, message=str(exc))
     if isinstance(exc, TimeoutError):

@@ -170,6 +170,10 @@ async def send_upstream_request(
     )
 
 
+_ANSWERED = frozenset((ErrorKind.UPSTREAM_ERROR, ErrorKind.RESULT_TOO_LARGE))
+"""Errors that prove the upstream got the request (it answered)."""
+
+
 async def _exchange(
     send: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
     request_id: str,
@@ -203,7 +207,7 @@ async def _exchange(
         if error.kind is ErrorKind.INTERNAL:
             log.exception("upstream %s: %s failed unexpectedly", server, what)
         # an error the upstream answered proves it got the request; anything else leaves it open
-        execution: Execution = "ran" if error.kind is ErrorKind.UPSTREAM_ERROR else "may_have_run"
+        execution: Execution = "ran" if error.kind in _ANSWERED else "may_have_run"
         return CallOutcome(
             id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started), execution=execution
         )

@@ -259,6 +259,7 @@ class ExecutorService:
             agents=AgentLink(self._nc, name),
             oauth=oauth,
             lean_calls=self.settings.lean_calls,
+            max_result=self.settings.max_result_bytes,
         )
 
     def _user_session(self, name: str, config: ServerConfig, user: str) -> Upstream:

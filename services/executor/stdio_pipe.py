@@ -27,21 +27,32 @@ from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.message import SessionMessage
 
-__all__ = ["LineTaker", "SendLine", "stdio_pipe"]
+__all__ = ["LineTaker", "Overlong", "SendLine", "stdio_pipe"]
 
 LineTaker = Callable[[bytes], Awaitable[bool]]
 """Offered each line read: True when it took the line (the SDK session never sees it)."""
+Overlong = Callable[[bytes, int], bool]
+"""Given the start of a line longer than the limit (and the limit): True when it failed the lean
+request that line answered; otherwise the SDK session gets an error in its place."""
+_HEAD = 4096
+"""Bytes of an overlong line kept to tell whose answer it was (its id is near the start)."""
 SendLine = Callable[[bytes], Awaitable[None]]
 """Writes one whole line (newline included) to the child's stdin."""
 
 
 @asynccontextmanager
 async def stdio_pipe(
-    server: StdioServerParameters, errlog: TextIO, take: LineTaker | None = None
+    server: StdioServerParameters,
+    errlog: TextIO,
+    take: LineTaker | None = None,
+    max_line: int | None = None,
+    overlong: Overlong | None = None,
 ) -> AsyncIterator[tuple[TransportStreams, SendLine]]:
     """`mcp.client.stdio.stdio_client(server, errlog)`, offering each line to `take` first, and also
     yielding a writer of raw lines to the child's stdin. Lines are UTF-8 (the SDK's default, and
-    what `transports.stdio_parameters` gives)."""
+    what `transports.stdio_parameters` gives). A line longer than `max_line` bytes is not buffered
+    past that: its start goes to `overlong`, the rest is skipped up to its end (the SDK's reader
+    would hold any line whole, however long)."""
     if server.encoding.lower().replace("-", "") != "utf8":
         raise ValueError(f"stdio_pipe reads UTF-8 lines, not {server.encoding}")
     errors = server.encoding_error_handler
@@ -61,21 +72,40 @@ async def stdio_pipe(
     assert process.stdin is not None and process.stdout is not None, "the child is spawned with pipes"
     stdin, stdout = process.stdin, process.stdout
 
+    async def deliver(line: bytes) -> None:
+        if max_line is not None and len(line) > max_line:
+            await too_long(line[:_HEAD])
+        elif take is None or not await take(line):
+            await read_stream_writer.send(_parsed(line, errors))
+
+    async def too_long(head: bytes) -> None:
+        assert max_line is not None
+        if overlong is None or not overlong(head, max_line):
+            sdk.logger.warning("MCP server wrote a line of more than %d bytes; dropped", max_line)
+            await read_stream_writer.send(ValueError(f"a line of more than {max_line:,} bytes was dropped"))
+
     async def stdout_reader() -> None:
         try:
             async with read_stream_writer:
                 try:
-                    pending = b""
+                    parts: list[bytes] = []  # the line being read, in pieces (no copy per chunk)
+                    size, skipping = 0, False
                     async for chunk in stdout:
-                        lines = (pending + chunk).split(b"\n")  # "\n" never occurs inside a UTF-8 character
-                        pending = lines.pop()
-                        for line in lines:
-                            if take is not None and await take(line):
-                                continue
-                            try:
-                                await read_stream_writer.send(_parsed(line, errors))
-                            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                                return  # the session is gone; only the drain below remains
+                        start = 0
+                        while (end := chunk.find(b"\n", start)) >= 0:  # never inside a UTF-8 character
+                            if not skipping:
+                                piece = chunk[start:end]
+                                await deliver(b"".join((*parts, piece)) if parts else piece)
+                            parts, size, skipping = [], 0, False
+                            start = end + 1
+                        if start < len(chunk) and not skipping:
+                            parts.append(chunk[start:])
+                            size += len(chunk) - start
+                            if max_line is not None and size > max_line:
+                                await too_long(b"".join(parts)[:_HEAD])
+                                parts, size, skipping = [], 0, True
+                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    return  # the session is gone; only the drain below remains
                 finally:
                     await sdk._drain_stdout(process)
         except anyio.ClosedResourceError:

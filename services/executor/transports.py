@@ -23,6 +23,7 @@ from bastion_common.config import ServerConfig
 
 from .lean import LeanLink, LogFn, lean_http_transport
 from .lean_stdio import StdioLink
+from .outcomes import answer_cutoff
 from .stderr import stderr_to_log
 from .stdio_pipe import stdio_pipe
 
@@ -131,6 +132,7 @@ async def open_transport(
     auth: httpx2.Auth | None = None,
     on_lean: Callable[[LeanLink], None] | None = None,
     on_log: LogFn | None = None,
+    max_result: int | None = None,
 ) -> AsyncIterator[TransportStreams]:
     """Enter the transport for `config`; `on_end` fires when the server side of it closes, and
     `on_unauthorized` on an HTTP 401. `auth` adds credentials to every HTTP request (OAuth access
@@ -138,12 +140,17 @@ async def open_transport(
     transport hands `on_lean` the link lean calls are sent on (an HTTP link over a client with an
     `auth` of its own sends nothing lean: the SDK's way signs each request; stdio and SSE links write
     through the SDK transport itself); that link gives log messages to `on_log` (what the session's
-    logging callback is) itself."""
+    logging callback is) itself. A lean call's answer too long for a result of `max_result` bytes is not
+    read past `outcomes.answer_cutoff(max_result)` and fails the call (`outcomes.AnswerTooLarge`)."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             piped = StdioLink(on_log=on_log) if on_lean is not None else None
             taker = piped.line if piped is not None else None
-            async with stdio_pipe(stdio_parameters(config), pipe.errlog, taker) as ((read_stream, write_stream), send):
+            overlong = piped.overlong if piped is not None else None
+            params = stdio_parameters(config)
+            max_line = answer_cutoff(max_result) if max_result is not None else None
+            opened = stdio_pipe(params, pipe.errlog, taker, max_line, overlong)
+            async with opened as ((read_stream, write_stream), send):
                 pipe.spawned()
                 if on_lean is not None and piped is not None:
                     piped.send_line = send
@@ -171,7 +178,9 @@ async def open_transport(
         client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None), auth, on_unauthorized)
         if on_lean is not None:
             try:
-                lean = lean_http_transport(config.url, client, dict(config.headers), on_unauthorized, on_log)
+                lean = lean_http_transport(
+                    config.url, client, dict(config.headers), on_unauthorized, on_log, max_result
+                )
                 async with lean as ((read_stream, write_stream), link):
                     on_lean(link)
                     yield _WatchedReadStream(read_stream, on_end), write_stream

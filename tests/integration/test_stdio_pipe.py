@@ -24,6 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from bastion_executor.lean_stdio import StdioLink
+from bastion_executor.outcomes import ANSWER_ENVELOPE, AnswerTooLarge
 from bastion_executor.stdio_pipe import stdio_pipe
 from tests.support.polling import poll_until
 
@@ -44,7 +45,8 @@ for line in sys.stdin:
         sys.stdout.buffer.write(raw.encode("latin-1") + b"\n")
     time.sleep(arguments.get("delay", 0))
     if arguments.get("answer", True):
-        result = {"content": [{"type": "text", "text": arguments.get("text", "")}], "isError": False}
+        text = arguments.get("text", "") + "x" * arguments.get("pad", 0)
+        result = {"content": [{"type": "text", "text": text}], "isError": False}
         sys.stdout.write(json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}) + "\n")
     sys.stdout.flush()
 """
@@ -79,7 +81,7 @@ class Piped:
 
 
 @asynccontextmanager
-async def piped(tmp_path: Path) -> AsyncIterator[Piped]:
+async def piped(tmp_path: Path, max_line: int | None = None) -> AsyncIterator[Piped]:
     seen, pidfile = tmp_path / "seen.jsonl", tmp_path / "pid"
     logged: list[types.LoggingMessageNotificationParams] = []
 
@@ -91,7 +93,7 @@ async def piped(tmp_path: Path) -> AsyncIterator[Piped]:
     env = {"SEEN": str(seen), "PIDFILE": str(pidfile)}
     params = StdioServerParameters(command=sys.executable, args=["-c", CHILD], env=env)
     with os.fdopen(os.open(os.devnull, os.O_WRONLY), "w") as errlog:
-        async with stdio_pipe(params, errlog, link.line) as ((read, write), send):
+        async with stdio_pipe(params, errlog, link.line, max_line, link.overlong) as ((read, write), send):
             link.send_line = send
             yield Piped(link, ClientSession(read, write), read, seen, pidfile, logged)
 
@@ -147,6 +149,20 @@ async def test_exiting_stops_the_child_and_a_closed_pipe_fails_the_next_call(tmp
     pipe.link.closed()
     with pytest.raises(MCPError):
         await pipe.call(text="hi")
+
+
+async def test_an_answer_longer_than_the_limit_fails_its_call_and_is_never_held_whole(tmp_path: Path) -> None:
+    limit = 20_000
+    async with piped(tmp_path, max_line=limit) as pipe:
+        with pytest.raises(AnswerTooLarge) as caught:  # 2 MB on one line, read in pipe-sized pieces
+            await pipe.call(text="big", pad=2_000_000)
+        assert caught.value.limit == limit - ANSWER_ENVELOPE
+        assert await pipe.call(text="hi") == RESULT  # the rest of the long line was skipped, not parsed
+        call = asyncio.create_task(pipe.call(text="hi", before=["[" + "1," * 30_000 + "1]"]))
+        dropped = await pipe.next_for_session()  # a long line that answers nothing: the session hears of it
+        assert isinstance(dropped, ValueError) and f"{limit:,} bytes" in str(dropped)
+        assert await call == RESULT
+        assert pipe.nothing_for_the_session()
 
 
 def _alive(pid: int) -> bool:

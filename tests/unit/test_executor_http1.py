@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bastion_executor.http1 import HttpClosed, HttpPool
+from bastion_executor.http1 import BodyTooLarge, HttpClosed, HttpPool
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -309,6 +309,26 @@ async def test_large_bodies_go_and_come_whole(served: Served) -> None:
     state.answer = answer
     assert await post(pool, big) == (200, big)
     assert state.requests[0].body == big
+
+
+@on_both_loops
+async def test_a_body_over_the_readers_limit_stops_being_read_and_its_connection_goes(served: Served) -> None:
+    state, pool = served.state, served.pool
+    big = b"x" * 3_000_000
+
+    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" if n == 1 else OK)
+        if n == 1:
+            for start in range(0, len(big), 100_000):
+                writer.write(b"%x\r\n" % 100_000 + big[start : start + 100_000] + b"\r\n")
+            writer.write(b"0\r\n\r\n")
+
+    state.answer = answer
+    async with pool.post(b"{}", {}) as response:
+        with pytest.raises(BodyTooLarge):
+            await response.read(limit=250_000)
+    assert await post(pool) == (200, b"{}")
+    assert state.connections == 2  # the rest of the long answer was never read as the next one's
 
 
 @on_both_loops

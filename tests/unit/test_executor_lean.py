@@ -30,9 +30,11 @@ from mcp_types import (
     JSONRPCResponse,
 )
 
+from bastion_common.errors import ErrorKind
 from bastion_executor.http1 import HttpPool
 from bastion_executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
 from bastion_executor.lean_stdio import StdioLink
+from bastion_executor.outcomes import ANSWER_ENVELOPE, AnswerTooLarge, error_from_exception
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -205,6 +207,42 @@ async def test_http_level_answers_become_the_errors_the_sdk_reports(
     with pytest.raises(MCPError) as caught:
         await link.call()
     assert (caught.value.code, caught.value.message) == (code, message)
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_answer_too_large_for_the_result_limit_fails_as_result_too_large(
+    server: tuple[Server, str], link: Link, declared: bool
+) -> None:
+    state, _ = server
+    body_text = "x" * (ANSWER_ENVELOPE + 300_000)
+
+    async def handler(request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        body = answer(message["id"], result={"content": [{"type": "text", "text": body_text}], "isError": False})
+        if declared:
+            return web.Response(body=body, content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body)
+        return response
+
+    state.handler = handler
+    link.link.max_result = 100_000
+    with pytest.raises(AnswerTooLarge) as caught:
+        await link.call()
+    assert caught.value.limit == 100_000
+    assert (caught.value.size is not None) is declared  # a declared size is named without reading it
+    error = error_from_exception(caught.value, server="big", timeout=30)
+    assert error.kind is ErrorKind.RESULT_TOO_LARGE
+    assert "100,000 bytes" in error.message and "BASTION_MAX_RESULT_BYTES" in error.message
+    assert "did run" in error.message
+    link.link.max_result = None
+    state.handler = lambda request, message: _json(answer(message["id"], result=RESULT))
+    assert await link.call() == RESULT  # and the link goes on
+
+
+async def _json(body: bytes) -> web.StreamResponse:
+    return web.Response(body=body, content_type="application/json")
 
 
 async def test_json_rpc_error_answer_is_an_mcp_error_with_its_data(server: tuple[Server, str], link: Link) -> None:
