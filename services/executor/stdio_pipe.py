@@ -16,12 +16,15 @@ wait bounded); only the two pipe tasks are this module's.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TextIO
 
 import anyio
 import anyio.lowlevel
+import mcp_types as types
+import orjson
 from mcp.client import stdio as sdk
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters
@@ -34,6 +37,7 @@ LineTaker = Callable[[bytes], Awaitable[bool]]
 Overlong = Callable[[bytes, int], bool]
 """Given the start of a line longer than the limit (and the limit): True when it failed the lean
 request that line answered; otherwise the SDK session gets an error in its place."""
+_ANSWER_ID = re.compile(rb'"id"\s*:\s*(-?[0-9]+|"[^"\\]*")')
 _HEAD = 4096
 """Bytes of an overlong line kept to tell whose answer it was (its id is near the start)."""
 SendLine = Callable[[bytes], Awaitable[None]]
@@ -80,9 +84,10 @@ async def stdio_pipe(
 
     async def too_long(head: bytes) -> None:
         assert max_line is not None
-        if overlong is None or not overlong(head, max_line):
-            sdk.logger.warning("MCP server wrote a line of more than %d bytes; dropped", max_line)
-            await read_stream_writer.send(ValueError(f"a line of more than {max_line:,} bytes was dropped"))
+        if overlong is not None and overlong(head, max_line):
+            return
+        sdk.logger.warning("MCP server wrote a line of more than %d bytes; dropped", max_line)
+        await read_stream_writer.send(_dropped(head, max_line))
 
     async def stdout_reader() -> None:
         try:
@@ -148,6 +153,20 @@ async def stdio_pipe(
                 await shutdown()
             tg.cancel_scope.cancel()
     await anyio.lowlevel.cancel_shielded_checkpoint()
+
+
+def _dropped(head: bytes, limit: int) -> SessionMessage | Exception:
+    """What the SDK session gets for a line too long to read: an error answer to its request when
+    the line starts as an answer does (so that request fails now, not at its timeout), else an error."""
+    found = _ANSWER_ID.search(head)
+    if found is None or b'"method"' in head:
+        return ValueError(f"a line of more than {limit:,} bytes was dropped")
+    error = types.ErrorData(
+        code=types.INTERNAL_ERROR,
+        message=f"the server's answer is more than {limit:,} bytes (BASTION_MAX_RESULT_BYTES); it was dropped",
+    )
+    request_id = orjson.loads(found.group(1))
+    return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
 
 
 def _parsed(line: bytes, errors: str) -> SessionMessage | Exception:

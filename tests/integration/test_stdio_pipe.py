@@ -162,6 +162,12 @@ async def test_an_answer_longer_than_the_limit_fails_its_call_and_is_never_held_
         dropped = await pipe.next_for_session()  # a long line that answers nothing: the session hears of it
         assert isinstance(dropped, ValueError) and f"{limit:,} bytes" in str(dropped)
         assert await call == RESULT
+        sdk_answer = '{"jsonrpc":"2.0","id":7,"result":{"contents":"' + "y" * 30_000 + '"}}'
+        call = asyncio.create_task(pipe.call(text="hi", before=[sdk_answer]))
+        failed = await pipe.next_for_session()  # the SDK's request 7 fails now, not at its timeout
+        assert isinstance(failed, SessionMessage) and isinstance(failed.message, types.JSONRPCError)
+        assert failed.message.id == 7 and "BASTION_MAX_RESULT_BYTES" in failed.message.error.message
+        assert await call == RESULT
         assert pipe.nothing_for_the_session()
 
 
