@@ -8,12 +8,12 @@ shapes its own results (`initialize`, lists) with the same function.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Final
 
-import orjson
 from mcp_types import SERVER_INFO_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from . import json_codec
 
 __all__ = ["SERVER_INFO", "encode_result", "shape_result"]
 
@@ -55,9 +55,6 @@ def encode_result(result: dict[str, Any]) -> bytes:
     levels, both valid JSON an upstream may send: the standard library encodes those. Raises
     `ValueError` for what neither can encode."""
     try:
-        return orjson.dumps(result)
-    except TypeError:
-        try:
-            return json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ValueError(f"the result cannot be encoded as JSON ({exc})") from None
+        return json_codec.dumps(result)
+    except ValueError as exc:
+        raise ValueError(f"the result {exc}") from None

@@ -1,5 +1,5 @@
 """A lean `tools/call` on an established streamable-HTTP session: one POST on the session's own
-pooled connection, the answer read with orjson.
+pooled connection, the answer read with orjson (`json_codec`: integers beyond 64 bits kept exact).
 
 The SDK's per-call path runs each request through its dispatcher, two in-memory streams, a task
 group per message, a pydantic round trip of the JSON-RPC envelope both ways and an OpenTelemetry
@@ -34,7 +34,6 @@ from typing import Any, Protocol, runtime_checkable
 import anyio
 import httpx2
 import mcp_types as types
-import orjson
 from mcp.client._transport import TransportStreams
 from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
 from mcp.client.streamable_http import MCP_SESSION_ID, StreamableHTTPTransport, StreamWriter
@@ -47,6 +46,8 @@ from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
 from mcp_types import methods as _methods
 from pydantic import ValidationError
+
+from bastion_common import json_codec
 
 from .http1 import BodyTooLarge, HttpPool, Response
 from .outcomes import AnswerTooLarge, answer_cutoff
@@ -190,7 +191,7 @@ class HttpLink:
         if isinstance(authorization, str):
             headers["authorization"] = authorization
         headers.update(opts.get("headers") or {})
-        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
+        body = json_codec.dumps({"jsonrpc": "2.0", "id": request_id, **data})
         self.sent += 1
         try:
             raw = await self._post(body, headers, request_id)
@@ -230,10 +231,10 @@ class HttpLink:
                 if limit is not None and declared.isdigit() and int(declared) > limit:
                     raise AnswerTooLarge(self.max_result or 0, int(declared))  # nothing read of it
                 try:
-                    message = orjson.loads(await response.read(limit))
+                    message = json_codec.loads(await response.read(limit))
                 except BodyTooLarge:
                     raise AnswerTooLarge(self.max_result or 0) from None
-                except orjson.JSONDecodeError as exc:
+                except ValueError as exc:
                     raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
                 return answer_of(message)
             if content_type.startswith("text/event-stream"):
@@ -246,8 +247,8 @@ class HttpLink:
                 if event != "message":
                     continue
                 try:
-                    message = orjson.loads(data)
-                except orjson.JSONDecodeError as exc:
+                    message = json_codec.loads(data)
+                except ValueError as exc:
                     raise MCPError(PARSE_ERROR, f"Failed to parse SSE message: {exc}") from None
                 if isinstance(message, dict) and message.get("id") == request_id and "method" not in message:
                     return answer_of(message)
@@ -272,10 +273,10 @@ async def _http_error(response: Response, content_type: str) -> MCPError:
     """The error `StreamableHTTPTransport` reports for a non-2xx answer."""
     if content_type.startswith("application/json"):
         try:
-            message = orjson.loads(await response.read(_ERROR_BODY))
+            message = json_codec.loads(await response.read(_ERROR_BODY))
             if isinstance(message, dict) and isinstance(error := message.get("error"), dict):
                 return _error(error)
-        except (orjson.JSONDecodeError, BodyTooLarge):
+        except (ValueError, BodyTooLarge):
             pass
     if response.status == 404:
         return MCPError(INVALID_REQUEST, "Session terminated")

@@ -22,12 +22,13 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-import orjson
 from mcp.client._transport import WriteStream
 from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
+
+from bastion_common import json_codec
 
 from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
 from .outcomes import ANSWER_ENVELOPE, AnswerTooLarge
@@ -78,7 +79,7 @@ class StdioLink:
         try:
             try:
                 if self.send_line is not None:
-                    await self.send_line(orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data}) + b"\n")
+                    await self.send_line(json_codec.dumps({"jsonrpc": "2.0", "id": request_id, **data}) + b"\n")
                 else:
                     assert self.outbound is not None, "a StdioLink writes lines or to a write stream"
                     message = types.JSONRPCRequest.model_construct(
@@ -113,8 +114,8 @@ class StdioLink:
         if not ours and (self.on_log is None or _LOGGED not in line):
             return False
         try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError:
+            message = json_codec.loads(line)
+        except ValueError:
             return False  # the session reports it
         if not isinstance(message, dict):
             return False

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Any, Final
 
 import orjson
@@ -22,6 +21,7 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
+from bastion_common import json_codec
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import GatewayError
 from bastion_common.oauth_upstream import for_the_agent
@@ -151,23 +151,7 @@ def encode_json(message: dict[str, Any]) -> bytes:
             )
 
 
-_LONG_INTEGER = re.compile(rb"\d{20}")
-"""Twenty digits in a row: possibly an integer beyond 64 bits (2**64 has 20 digits)."""
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def parse_json(body: bytes) -> Any:
-    """A request body as JSON; raises ValueError when it is not JSON.
-
-    orjson reads an integer beyond 64 bits as a float, so an agent's 18446744073709551621 would
-    reach the upstream as 1.8446744073709552e+19. A body that may hold one is parsed by the standard
-    library instead, which keeps it exact (and is slower, which the common body does not pay)."""
-    if _LONG_INTEGER.search(body) is None:
-        return orjson.loads(body)
-    try:
-        return json.loads(body, parse_constant=_no_constants)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    """A request body as JSON, integers beyond 64 bits exact (`json_codec.loads`); raises
+    ValueError when it is not JSON."""
+    return json_codec.loads(body)

@@ -30,6 +30,7 @@ from mcp_types import (
     JSONRPCResponse,
 )
 
+from bastion_common import json_codec
 from bastion_common.errors import ErrorKind
 from bastion_executor.http1 import HttpPool
 from bastion_executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
@@ -55,7 +56,7 @@ class Server:
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
 
     async def post(self, request: web.Request) -> web.StreamResponse:
-        message = orjson.loads(await request.read())
+        message = json_codec.loads(await request.read())  # integers beyond 64 bits exact
         self.received.append((dict(request.headers), message))
         assert self.handler is not None
         return await self.handler(request, message)
@@ -126,6 +127,22 @@ async def test_json_answer_is_the_result_and_the_request_carries_the_session(
     assert message["method"] == "tools/call" and message["params"]["arguments"] == arguments
     assert isinstance(message["id"], str)  # never one of the SDK's integer ids
     assert link.link.sent == 1
+
+
+async def test_integers_beyond_64_bits_go_and_come_back_exactly(server: tuple[Server, str], link: Link) -> None:
+    state, _ = server
+    huge = 2**64 + 5
+
+    async def handler(request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        total = sum(message["params"]["arguments"]["n"])
+        result = {"content": [{"type": "text", "text": str(total)}], "structuredContent": {"total": total}}
+        body = json_codec.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result})
+        return web.Response(body=body, content_type="application/json")
+
+    state.handler = handler
+    result = await link.call({"n": [huge, 1]})
+    assert state.received[0][1]["params"]["arguments"]["n"] == [huge, 1]  # not 1.8446744073709552e+19
+    assert result["structuredContent"] == {"total": huge + 1}
 
 
 async def test_arguments_of_megabytes_are_sent_whole(server: tuple[Server, str], link: Link) -> None:
