@@ -226,20 +226,26 @@ class HttpLink:
             if status >= 400:
                 raise await _http_error(response, content_type)
             if content_type.startswith("application/json"):
-                limit = answer_cutoff(self.max_result) if self.max_result is not None else None
-                declared = response.headers.get("content-length", "")
-                if limit is not None and declared.isdigit() and int(declared) > limit:
-                    raise AnswerTooLarge(self.max_result or 0, int(declared))  # nothing read of it
                 try:
-                    message = json_codec.loads(await response.read(limit))
-                except BodyTooLarge:
-                    raise AnswerTooLarge(self.max_result or 0) from None
+                    return answer_of(json_codec.loads(await self._body(response)))
                 except ValueError as exc:
                     raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
-                return answer_of(message)
             if content_type.startswith("text/event-stream"):
                 return await self._read_stream(response, request_id)
             raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
+
+    async def _body(self, response: Response) -> bytes:
+        """A JSON answer's body, read no further than `answer_cutoff(max_result)`."""
+        if self.max_result is None:
+            return await response.read()
+        limit = answer_cutoff(self.max_result)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise AnswerTooLarge(self.max_result, int(declared))  # refused unread
+        try:
+            return await response.read(limit)
+        except BodyTooLarge:
+            raise AnswerTooLarge(self.max_result) from None
 
     async def _read_stream(self, response: Response, request_id: str) -> dict[str, Any]:
         async with contextlib.aclosing(_sse_events(response.iter_any(), self.transport.max_sse_event_size)) as events:

@@ -16,7 +16,6 @@ request is stamped by the session and its result checked as `ClientSession.send_
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +30,7 @@ from mcp_types import CONNECTION_CLOSED
 from bastion_common import json_codec
 
 from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
-from .outcomes import ANSWER_ENVELOPE, AnswerTooLarge
+from .outcomes import AnswerTooLarge
 from .stdio_pipe import SendLine
 
 __all__ = ["StdioLink"]
@@ -41,7 +40,6 @@ _LOG = "notifications/message"
 _OURS = b'"bastion-'
 """In every line answering a lean request (its id); a line without it is not read as JSON here."""
 _LOGGED = b'"notifications/message"'
-_ID = re.compile(rb'"id"\s*:\s*"(bastion-[0-9]+)"')
 _ABANDONED = 1024
 """Ids of abandoned requests remembered at most (their answers are dropped when they come)."""
 
@@ -55,6 +53,8 @@ class StdioLink:
     """The SDK transport's write side (SSE); None when requests go on the pipe as lines (`send_line`)."""
     send_line: SendLine | None = None
     """Writes a line to the child's stdin (`stdio_pipe`); answers then come through `line`."""
+    max_result: int | None = None
+    """`BASTION_MAX_RESULT_BYTES`, which an answer too long to read (`overlong`) is reported against."""
     on_log: LogFn | None = None
     """What the SDK session calls for a log message (`AgentLink.on_log`)."""
     usable: bool = True
@@ -140,18 +140,17 @@ class StdioLink:
             return False
         return self._answered(inner.id, inner)
 
-    def overlong(self, head: bytes, limit: int) -> bool:
-        """A line too long to read (`stdio_pipe`), of which `head` is the start: True when it answers
-        a lean request (its id comes first, as servers write it), which then fails as too large."""
-        found = _ID.search(head)
-        if found is None:
+    def overlong(self, request_id: int | str) -> bool:
+        """The answer to `request_id` was too long to read (`stdio_pipe`): True when that was a lean
+        request, which then fails as too large (or was abandoned: nobody waits)."""
+        if not isinstance(request_id, str):
             return False
-        request_id = found.group(1).decode()
         waiting = self._waiting.pop(request_id, None)
         if waiting is None:
             return self._answered(request_id, {})  # an abandoned request's: dropped
+        assert self.max_result is not None, "lines are cut (and overlong called) only with a result limit"
         if not waiting.done():
-            waiting.set_exception(AnswerTooLarge(limit - ANSWER_ENVELOPE))
+            waiting.set_exception(AnswerTooLarge(self.max_result))
         return True
 
     def _answered(self, request_id: str, answer: _Answer) -> bool:

@@ -34,9 +34,9 @@ __all__ = ["LineTaker", "Overlong", "SendLine", "stdio_pipe"]
 
 LineTaker = Callable[[bytes], Awaitable[bool]]
 """Offered each line read: True when it took the line (the SDK session never sees it)."""
-Overlong = Callable[[bytes, int], bool]
-"""Given the start of a line longer than the limit (and the limit): True when it failed the lean
-request that line answered; otherwise the SDK session gets an error in its place."""
+Overlong = Callable[[int | str], bool]
+"""Given the id of a line too long to read that answers a request: True when that was a lean
+request (now failed); otherwise the SDK session gets an error answer to it in its place."""
 _ANSWER_ID = re.compile(rb'"id"\s*:\s*(-?[0-9]+|"[^"\\]*")')
 _HEAD = 4096
 """Bytes of an overlong line kept to tell whose answer it was (its id is near the start)."""
@@ -84,10 +84,11 @@ async def stdio_pipe(
 
     async def too_long(head: bytes) -> None:
         assert max_line is not None
-        if overlong is not None and overlong(head, max_line):
+        request_id = _answer_id(head)
+        if request_id is not None and overlong is not None and overlong(request_id):
             return
         sdk.logger.warning("MCP server wrote a line of more than %d bytes; dropped", max_line)
-        await read_stream_writer.send(_dropped(head, max_line))
+        await read_stream_writer.send(_dropped(request_id, max_line))
 
     async def stdout_reader() -> None:
         try:
@@ -155,17 +156,25 @@ async def stdio_pipe(
     await anyio.lowlevel.cancel_shielded_checkpoint()
 
 
-def _dropped(head: bytes, limit: int) -> SessionMessage | Exception:
-    """What the SDK session gets for a line too long to read: an error answer to its request when
-    the line starts as an answer does (so that request fails now, not at its timeout), else an error."""
+def _answer_id(head: bytes) -> int | str | None:
+    """The id of the request a line answers, from its start (servers write `id` before `result`);
+    None when the line does not start as an answer does."""
     found = _ANSWER_ID.search(head)
     if found is None or b'"method"' in head:
+        return None
+    request_id: int | str = orjson.loads(found.group(1))
+    return request_id
+
+
+def _dropped(request_id: int | str | None, limit: int) -> SessionMessage | Exception:
+    """What the SDK session gets for a line too long to read: an error answer to its request when
+    the line answers one (so that request fails now, not at its timeout), else an error."""
+    if request_id is None:
         return ValueError(f"a line of more than {limit:,} bytes was dropped")
     error = types.ErrorData(
         code=types.INTERNAL_ERROR,
         message=f"the server's answer is more than {limit:,} bytes (BASTION_MAX_RESULT_BYTES); it was dropped",
     )
-    request_id = orjson.loads(found.group(1))
     return SessionMessage(types.JSONRPCError(jsonrpc="2.0", id=request_id, error=error))
 
 

@@ -144,7 +144,7 @@ async def open_transport(
     read past `outcomes.answer_cutoff(max_result)` and fails the call (`outcomes.AnswerTooLarge`)."""
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
-            piped = StdioLink(on_log=on_log) if on_lean is not None else None
+            piped = StdioLink(on_log=on_log, max_result=max_result) if on_lean is not None else None
             taker = piped.line if piped is not None else None
             overlong = piped.overlong if piped is not None else None
             params = stdio_parameters(config)

@@ -24,7 +24,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from bastion_executor.lean_stdio import StdioLink
-from bastion_executor.outcomes import ANSWER_ENVELOPE, AnswerTooLarge
+from bastion_executor.outcomes import AnswerTooLarge, answer_cutoff
 from bastion_executor.stdio_pipe import stdio_pipe
 from tests.support.polling import poll_until
 
@@ -81,7 +81,7 @@ class Piped:
 
 
 @asynccontextmanager
-async def piped(tmp_path: Path, max_line: int | None = None) -> AsyncIterator[Piped]:
+async def piped(tmp_path: Path, max_result: int | None = None) -> AsyncIterator[Piped]:
     seen, pidfile = tmp_path / "seen.jsonl", tmp_path / "pid"
     logged: list[types.LoggingMessageNotificationParams] = []
 
@@ -89,7 +89,8 @@ async def piped(tmp_path: Path, max_line: int | None = None) -> AsyncIterator[Pi
         await asyncio.sleep(0)  # a callback that yields: the answer must still wait for it
         logged.append(params)
 
-    link = StdioLink(on_log=on_log)
+    link = StdioLink(on_log=on_log, max_result=max_result)
+    max_line = answer_cutoff(max_result) if max_result is not None else None
     env = {"SEEN": str(seen), "PIDFILE": str(pidfile)}
     params = StdioServerParameters(command=sys.executable, args=["-c", CHILD], env=env)
     with os.fdopen(os.open(os.devnull, os.O_WRONLY), "w") as errlog:
@@ -152,17 +153,18 @@ async def test_exiting_stops_the_child_and_a_closed_pipe_fails_the_next_call(tmp
 
 
 async def test_an_answer_longer_than_the_limit_fails_its_call_and_is_never_held_whole(tmp_path: Path) -> None:
-    limit = 20_000
-    async with piped(tmp_path, max_line=limit) as pipe:
+    max_result = 1_000
+    limit = answer_cutoff(max_result)
+    async with piped(tmp_path, max_result=max_result) as pipe:
         with pytest.raises(AnswerTooLarge) as caught:  # 2 MB on one line, read in pipe-sized pieces
             await pipe.call(text="big", pad=2_000_000)
-        assert caught.value.limit == limit - ANSWER_ENVELOPE
+        assert caught.value.limit == max_result  # reported against BASTION_MAX_RESULT_BYTES
         assert await pipe.call(text="hi") == RESULT  # the rest of the long line was skipped, not parsed
-        call = asyncio.create_task(pipe.call(text="hi", before=["[" + "1," * 30_000 + "1]"]))
+        call = asyncio.create_task(pipe.call(text="hi", before=["[" + "1," * 100_000 + "1]"]))
         dropped = await pipe.next_for_session()  # a long line that answers nothing: the session hears of it
         assert isinstance(dropped, ValueError) and f"{limit:,} bytes" in str(dropped)
         assert await call == RESULT
-        sdk_answer = '{"jsonrpc":"2.0","id":7,"result":{"contents":"' + "y" * 30_000 + '"}}'
+        sdk_answer = '{"jsonrpc":"2.0","id":7,"result":{"contents":"' + "y" * 200_000 + '"}}'
         call = asyncio.create_task(pipe.call(text="hi", before=[sdk_answer]))
         failed = await pipe.next_for_session()  # the SDK's request 7 fails now, not at its timeout
         assert isinstance(failed, SessionMessage) and isinstance(failed.message, types.JSONRPCError)
