@@ -28,7 +28,7 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from bastion_common import tracing
+from bastion_common import json_codec, tracing
 from bastion_common.codemode import CODE_MODE_HEADER
 from bastion_common.messages import AuditEvent, CancelCall, new_id
 
@@ -40,7 +40,7 @@ from .handlers import Handlers
 from .hosts import HostGuard
 from .keys import AuthFailure, KeyDirectory
 from .notifications import Notifier
-from .protocol import DEFAULT_LEGACY_VERSION, error_body, parse_json
+from .protocol import DEFAULT_LEGACY_VERSION, error_body
 from .requests import (
     Gone,
     TooLarge,
@@ -175,7 +175,7 @@ class McpEndpoint:
         reply = answer.final
 
         try:
-            message = parse_json(body)
+            message = json_codec.loads(body)  # integers beyond 64 bits exact
         except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
             await reply(error_body(None, PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})"), 400)
             return

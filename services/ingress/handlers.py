@@ -304,8 +304,13 @@ def _unaudited(answer: Callable[[Handlers, RequestContext, dict[str, Any]], Awai
     return handler
 
 
-async def _answer(body: dict[str, Any]) -> dict[str, Any]:
-    return body
+def _immediate(answer: Callable[[Handlers, RequestContext, dict[str, Any]], dict[str, Any]]) -> Handler:
+    """A method answered from memory, without awaiting anything."""
+
+    async def handler(handlers: Handlers, ctx: RequestContext, params: dict[str, Any]) -> Answered:
+        return answer(handlers, ctx, params), None
+
+    return handler
 
 
 def _listed(field_name: str, listing: Callable[[Catalog], Listing]) -> Handler:
@@ -319,9 +324,9 @@ def _routed(method: str) -> Handler:
 _METHODS: dict[str, Handler] = {
     "tools/call": Handlers.tools_call,
     "tools/list": _unaudited(lambda h, ctx, params: h.tools_list(ctx)),
-    "ping": _unaudited(lambda h, ctx, params: _answer(ok_body(ctx.request_id, ctx.version, {}))),
-    "initialize": _unaudited(lambda h, ctx, params: _answer(h.initialize(ctx, params))),
-    "server/discover": _unaudited(lambda h, ctx, params: _answer(ok_body(ctx.request_id, ctx.version, discovery()))),
+    "ping": _immediate(lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, {})),
+    "initialize": _immediate(Handlers.initialize),
+    "server/discover": _immediate(lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery())),
     "prompts/list": _listed("prompts", lambda catalog: catalog.prompts),
     "resources/list": _listed("resources", lambda catalog: catalog.resources),
     "resources/templates/list": _listed("resourceTemplates", lambda catalog: catalog.templates),

@@ -21,7 +21,6 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from bastion_common import json_codec
 from bastion_common.errors import JSONRPC_CODE, ErrorKind
 from bastion_common.messages import GatewayError
 from bastion_common.oauth_upstream import for_the_agent
@@ -36,7 +35,6 @@ __all__ = [
     "error_body",
     "negotiate_handshake",
     "ok_body",
-    "parse_json",
     "result_object",
     "shape_result",
     "tool_error_result",
@@ -149,9 +147,3 @@ def encode_json(message: dict[str, Any]) -> bytes:
             return orjson.dumps(
                 error_body(request_id, INTERNAL_ERROR, f"the gateway could not encode the answer as JSON ({first})")
             )
-
-
-def parse_json(body: bytes) -> Any:
-    """A request body as JSON, integers beyond 64 bits exact (`json_codec.loads`); raises
-    ValueError when it is not JSON."""
-    return json_codec.loads(body)

@@ -8,11 +8,12 @@ import json
 import orjson
 import pytest
 
+from bastion_common import json_codec
 from bastion_common.messages import Caller, CallOutcome, CatalogTool, ServerCatalog, ToolCall
 from bastion_ingress.catalog import Catalog
 from bastion_ingress.handlers import Handlers, RequestContext
 from bastion_ingress.keys import KeyDirectory
-from bastion_ingress.protocol import encode_json, parse_json
+from bastion_ingress.protocol import encode_json
 
 pytestmark = pytest.mark.unit
 
@@ -100,7 +101,7 @@ def test_what_nothing_can_encode_becomes_an_internal_error():
     ],
 )
 def test_request_bodies_keep_integers_beyond_64_bits_exact(body, expected):
-    parsed = parse_json(body)
+    parsed = json_codec.loads(body)
     assert parsed == expected and type(parsed["a"]) is type(expected["a"])
 
 
@@ -109,4 +110,4 @@ def test_request_bodies_keep_integers_beyond_64_bits_exact(body, expected):
 )
 def test_what_is_not_json_is_refused_on_either_parser(body):
     with pytest.raises(ValueError):
-        parse_json(body)
+        json_codec.loads(body)
