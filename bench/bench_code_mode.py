@@ -60,7 +60,7 @@ async def _direct(client: McpClient, tool: str, arguments: dict, times: int) -> 
 async def measure(gateway_url: str, rounds: int) -> list[Result]:
     classic = await McpClient(gateway_url, KEY).open()
     code = McpClient(gateway_url, KEY)
-    code.http.headers["x-bastion-code-mode"] = "on"
+    code.headers["x-bastion-code-mode"] = "on"
     await code.open()
     samples: dict[str, list[float]] = {name: [] for name in ["direct: 3 x tools/call", *SCRIPTS]}
     samples[f"direct: 3 x sleep {SLEEP}s"] = []

@@ -41,8 +41,7 @@ async def _loop(url: str, stop: asyncio.Event, name: str, arguments: dict, answe
     """One client calling `name` back to back until `stop` (a hung call ends at the upstream
     timeout). After a JSON-RPC error it waits ERROR_BACKOFF, as an agent would, so a timed-out
     hung caller does not turn into a tight loop that only measures CPU contention."""
-    client = await McpClient(url, KEY).open()
-    client.http.timeout = None  # type: ignore[assignment]
+    client = await McpClient(url, KEY, timeout=None).open()
     try:
         while not stop.is_set():
             answer = await client.request("tools/call", {"name": name, "arguments": arguments})

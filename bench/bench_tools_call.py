@@ -8,6 +8,7 @@
     ./run bench --baseline 9b0d56c@390e463                   # old main's services under a later `bastion up`
     ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
     ./run bench --colocated                                  # also ingress+executor as one process
+    ./run bench --client httpx                               # the load generator of runs before 2026-11-24
     ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
 
 
@@ -19,8 +20,10 @@ call). To show where the time goes it also measures three shorter gateway paths:
   ping          ingress alone (HTTP, auth, JSON-RPC; no NATS)
   unknown tool  ingress alone, through the tools/call handler and an audit event
   denied call   ingress -> policy -> ingress (one NATS round trip, no executor, no upstream)
-The client is a minimal keep-alive HTTP client speaking MCP JSON-RPC (handshake-era session), so
-client-side SDK costs do not blur the comparison. For a stdio upstream, "direct" is a minimal
+The client is a minimal keep-alive HTTP client speaking MCP JSON-RPC (a handshake-era session or
+2026-07-28 envelopes), so client-side SDK costs do not blur the comparison; it sends on llhttp
+(~90 µs of CPU per call) because on two cores the load generator shares the CPU with what it measures
+(`--client httpx`, ~950 µs per call, reproduces the runs before 2026-11-24). For a stdio upstream, "direct" is a minimal
 client writing JSON-RPC lines to the server's stdin (concurrent calls pipelined on the one pipe);
 for an SSE upstream, a minimal client POSTing to the endpoint its event stream names
 (`mcp_clients.py`).
@@ -262,6 +265,13 @@ def main() -> None:
     parser.add_argument(
         "--upstream", choices=["http", "stdio", "sse", "both"], default="both", help="both: http and stdio"
     )
+    parser.add_argument(
+        "--client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="the HTTP load generator: an llhttp connection (~90 µs of CPU per call) or httpx (~950 µs, "
+        "the client of runs before 2026-11-24); both paths always get the same one",
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--payload", type=int, default=0, help="echo this many bytes of text per call")
     parser.add_argument(
@@ -290,10 +300,12 @@ def main() -> None:
         "(on a shared machine, drift between runs is as large as the differences measured)",
     )
     args = parser.parse_args()
+    McpClient.lean = args.client == "lean"
     text = "x" * args.payload if args.payload else "hello"
     eras = ["modern", "legacy"] if args.era == "both" else [args.era]
     kinds = ["http", "stdio"] if args.upstream == "both" else [args.upstream]
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
+    print(f"HTTP client: {args.client}")
     with tempfile.TemporaryDirectory() as tmp:
         builds: list[tuple[str, dict | None, dict | None]] = [
             (ref, export_baseline(ref, Path(tmp) / str(n)), None) for n, ref in enumerate(args.baseline)

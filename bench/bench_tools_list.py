@@ -106,7 +106,7 @@ async def measure(url: str, calls: int) -> list[Result]:
     listed = len(answer["result"]["tools"])
     if listed != TOOLS:
         raise SystemExit(f"tools/list answered {listed} tools, not {TOOLS}")
-    headers = {k: v for k, v in client.http.headers.items() if k.lower() not in ("host", "accept-encoding")}
+    headers = {k: v for k, v in client.headers.items() if k.lower() not in ("host", "accept-encoding")}
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).encode()
     raw = await RawPost(url, headers | {"accept": "application/json"}, body).open()
     size = len(await raw.post())

@@ -18,13 +18,15 @@ import subprocess
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urljoin
 
 import httpx
+
+from bastion_executor.http1 import HttpPool
 
 __all__ = [
     "ECHO",
@@ -60,43 +62,68 @@ class Client(Protocol):
 
 class McpClient:
     """One MCP client over one keep-alive HTTP connection: a handshake-era session (2025-06-18),
-    or 2026-07-28 per-request envelopes (no session; `_meta` and routing headers on every call)."""
+    or 2026-07-28 per-request envelopes (no session; `_meta` and routing headers on every call).
+
+    `lean` (the default) sends on an llhttp connection (`bastion_executor.http1`, ~90 µs of CPU per
+    call here); `lean = False` on httpx (~950 µs). A load generator that costs as much CPU per call
+    as the upstream takes a core's worth from what it measures on a two-core machine: through the
+    gateway the client, the upstream and Bastion share the two cores, so the heavier the client, the
+    lower "throughput as % of direct" reads, whatever Bastion costs (docs/benchmarks.md)."""
 
     era = "legacy"
+    lean = True
 
-    def __init__(self, url: str, key: str | None = None) -> None:
-        headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    def __init__(self, url: str, key: str | None = None, timeout: float | None = 30) -> None:
+        self.headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         if key:
-            headers["authorization"] = f"Bearer {key}"
+            self.headers["authorization"] = f"Bearer {key}"
         self.url = url
-        self.http = httpx.AsyncClient(headers=headers, timeout=30, limits=httpx.Limits(max_connections=1))
+        self.http: HttpPool | httpx.AsyncClient = (
+            HttpPool(url, limit=1)
+            if self.lean
+            else httpx.AsyncClient(timeout=None, limits=httpx.Limits(max_connections=1))
+        )
+        self.timeout = timeout
         self.next_id = 0
 
     async def open(self) -> McpClient:
         if self.era == "modern":
-            self.http.headers["mcp-protocol-version"] = MODERN
+            self.headers["mcp-protocol-version"] = MODERN
             return self
-        response = await self.http.post(self.url, json=self._msg("initialize", _INIT))
-        response.raise_for_status()
-        session = response.headers.get("mcp-session-id")
+        status, headers, body = await self._exchange(self._msg("initialize", _INIT), {})
+        if status != 200:
+            raise SystemExit(f"initialize: HTTP {status} from {self.url}: {body[:200]!r}")
+        session = headers.get("mcp-session-id")
         if session:
-            self.http.headers["mcp-session-id"] = session
-        self.http.headers["mcp-protocol-version"] = "2025-06-18"
-        await self.http.post(self.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+            self.headers["mcp-session-id"] = session
+        self.headers["mcp-protocol-version"] = "2025-06-18"
+        await self._exchange({"jsonrpc": "2.0", "method": "notifications/initialized"}, {})
         return self
 
     def _msg(self, method: str, params: dict | None = None) -> dict:
         self.next_id += 1
         return {"jsonrpc": "2.0", "id": self.next_id, "method": method, **({"params": params} if params else {})}
 
+    async def _exchange(self, message: dict, headers: dict[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+        """POST one JSON-RPC message; the answer's status, headers (lower-case names) and body."""
+        body, headers = json.dumps(message).encode(), {**self.headers, **headers}
+        async with asyncio.timeout(self.timeout):
+            if isinstance(self.http, HttpPool):
+                async with self.http.post(body, headers) as response:
+                    content = await response.read()
+                    status, answer_headers = response.status, response.headers
+            else:
+                answer = await self.http.post(self.url, content=body, headers=headers)
+                content, status, answer_headers = answer.content, answer.status_code, answer.headers
+        return status, answer_headers, content
+
     async def post(self, method: str, params: dict | None = None) -> bytes:
         """The raw answer body (JSON, or an SSE stream of one event)."""
-        headers = None
+        headers = {}
         if self.era == "modern":
             params = {**(params or {}), "_meta": META}
             headers = {"mcp-method": method, **({"mcp-name": params["name"]} if "name" in params else {})}
-        response = await self.http.post(self.url, json=self._msg(method, params), headers=headers)
-        return response.content
+        return (await self._exchange(self._msg(method, params), headers))[2]
 
     async def request(self, method: str, params: dict | None = None) -> dict:
         text = (await self.post(method, params)).decode()
@@ -105,7 +132,7 @@ class McpClient:
         return json.loads(text)
 
     async def close(self) -> None:
-        await self.http.aclose()
+        await (self.http.close() if isinstance(self.http, HttpPool) else self.http.aclose())
 
 
 class _Matched(ABC):
