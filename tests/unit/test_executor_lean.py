@@ -29,6 +29,7 @@ from mcp_types import (
     JSONRPCRequest,
     JSONRPCResponse,
 )
+from pydantic import ValidationError
 
 from bastion_common import json_codec
 from bastion_common.errors import ErrorKind
@@ -273,6 +274,23 @@ async def test_json_rpc_error_answer_is_an_mcp_error_with_its_data(server: tuple
     with pytest.raises(MCPError) as caught:
         await link.call()
     assert (caught.value.code, caught.value.message, caught.value.data) == (-32001, "quota", {"left": 0})
+
+
+async def test_a_result_breaking_the_negotiated_schema_fails_as_in_the_sdk(
+    server: tuple[Server, str], link: Link
+) -> None:
+    """The lean path checks a result against the negotiated version's schema, as
+    `ClientSession.send_request` does; what passes comes back as the upstream sent it."""
+    state, _ = server
+    results = iter([{"content": "not a list"}, {**RESULT, "x-vendor": {"kept": True}}])
+
+    async def handler(request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(body=answer(message["id"], result=next(results)), content_type="application/json")
+
+    state.handler = handler
+    with pytest.raises(ValidationError, match="content"):
+        await link.call()
+    assert await link.call() == {**RESULT, "x-vendor": {"kept": True}}
 
 
 async def test_a_redirect_sends_nothing_and_switches_the_link_off(server: tuple[Server, str], link: Link) -> None:
