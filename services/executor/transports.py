@@ -17,10 +17,11 @@ import httpx2
 from mcp.client._transport import TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE, streamable_http_client
 
 from bastion_common.config import ServerConfig
 
+from .bounded_http import BoundedTransport
 from .lean import LeanLink, LogFn, lean_http_transport
 from .lean_stdio import StdioLink
 from .outcomes import answer_cutoff
@@ -40,10 +41,12 @@ def http_client(
     timeout: httpx2.Timeout | None = None,
     auth: httpx2.Auth | None = None,
     on_unauthorized: Callable[[], None] | None = None,
+    max_body: int | None = None,
 ) -> httpx2.AsyncClient:
     """The httpx2 client for HTTP and SSE upstreams (matches the SDK's `McpHttpClientFactory`).
     `on_unauthorized` hears of every HTTP 401: the SDK turns it into a generic error, and
-    "needs credentials" is worth telling operators apart from "down"."""
+    "needs credentials" is worth telling operators apart from "down". An answer body (not an event
+    stream) longer than `max_body` fails its request (`bounded_http`)."""
     hooks: dict[str, list[Any]] = {}
     if on_unauthorized is not None:
 
@@ -52,11 +55,14 @@ def http_client(
                 on_unauthorized()
 
         hooks["response"] = [check]
+    transport: httpx2.AsyncBaseTransport = httpx2.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS, limits=_LIMITS)
+    if max_body is not None:
+        transport = BoundedTransport(transport, max_body)
     return httpx2.AsyncClient(
         headers=headers,
         timeout=timeout or httpx2.Timeout(30.0, read=None),
         auth=auth,
-        transport=httpx2.AsyncHTTPTransport(socket_options=_SOCKET_OPTIONS, limits=_LIMITS),
+        transport=transport,
         event_hooks=hooks,
     )
 
@@ -141,7 +147,10 @@ async def open_transport(
     `auth` of its own sends nothing lean: the SDK's way signs each request; stdio and SSE links write
     through the SDK transport itself); that link gives log messages to `on_log` (what the session's
     logging callback is) itself. A lean call's answer too long for a result of `max_result` bytes is not
-    read past `outcomes.answer_cutoff(max_result)` and fails the call (`outcomes.AnswerTooLarge`)."""
+    read past `outcomes.answer_cutoff(max_result)` and fails the call (`outcomes.AnswerTooLarge`); on
+    the SDK's own HTTP path the same cutoff bounds every answer body (`bounded_http`) and each
+    server-sent event (`max_sse_event_size`; the SDK's HTTP+SSE transport keeps its own 1 MiB)."""
+    cutoff = answer_cutoff(max_result) if max_result is not None else None
     if config.transport == "stdio":
         async with stderr_to_log(name) as pipe:
             piped = StdioLink(on_log=on_log, max_result=max_result) if on_lean is not None else None
@@ -170,12 +179,13 @@ async def open_transport(
             sse_read_timeout=None,  # type: ignore[arg-type]
             auth=auth,
             httpx_client_factory=lambda headers=None, timeout=None, auth=None: http_client(
-                headers, timeout, auth, on_unauthorized
+                headers, timeout, auth, on_unauthorized, cutoff
             ),
         )
     else:
         assert config.url is not None
-        client = http_client(dict(config.headers), httpx2.Timeout(connect_timeout, read=None), auth, on_unauthorized)
+        timeout = httpx2.Timeout(connect_timeout, read=None)
+        client = http_client(dict(config.headers), timeout, auth, on_unauthorized, cutoff)
         if on_lean is not None:
             try:
                 lean = lean_http_transport(
@@ -187,7 +197,9 @@ async def open_transport(
             finally:
                 await client.aclose()
             return
-        transport = streamable_http_client(config.url, http_client=client)
+        transport = streamable_http_client(
+            config.url, http_client=client, max_sse_event_size=cutoff or DEFAULT_MAX_SSE_EVENT_SIZE
+        )
     try:
         async with transport as (read_stream, write_stream):
             # SSE answers come back on the event stream, as stdio's on the pipe: the same lean link
