@@ -17,6 +17,7 @@ from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
 pytest_plugins = [
     "tests.support.admin_api",  # `ingress` and `api`: the admin API in-process
     "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
+    "tests.support.nats_leaks",  # a module that leaves a NATS client open fails, not the session's end
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,6 +6,7 @@ creates them and none depends on another being up.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "SESSION_STATE_TTL",
     "connect",
     "credentials",
+    "drain_or_close",
     "ensure_audit_dead_stream",
     "ensure_audit_stream",
     "kv_bucket",
@@ -75,6 +77,27 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
         **credentials(role, nkey_seed_file),
     )
     return nc
+
+
+async def drain_or_close(nc: NATS) -> None:
+    """End `nc` for good: drained (subscriptions finish their messages, buffered publishes go out)
+    while NATS is there, closed in any case.
+
+    nats-py drains no connection that is reconnecting (NATS down or restarting) and can fail half
+    way through a drain; either way the connection stays open and, with `connect`'s unlimited
+    reconnects, keeps reconnecting forever. Every service's `stop()` ends its connections here."""
+    if nc.is_closed:
+        return
+    try:
+        if nc.is_connected:
+            await nc.drain()
+    except Exception as exc:  # NATS went away: what was not flushed is lost (acks: redeliveries)
+        log.warning("nats: could not drain the connection (%r); closing it", exc)
+    finally:
+        # a no-op after a drain; else the client ends closed even if this raises (on a buffer it
+        # cannot flush into the dead socket)
+        with contextlib.suppress(Exception):
+            await nc.close()
 
 
 def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:

@@ -19,7 +19,7 @@ from faststream.nats import NatsBroker, NatsNKey
 from nats.aio.client import Client as NATS
 
 from bastion_common import metrics, observability, permissions, subjects
-from bastion_common.nats import connect, ensure_audit_dead_stream, ensure_audit_stream, processed
+from bastion_common.nats import connect, drain_or_close, ensure_audit_dead_stream, ensure_audit_stream, processed
 from bastion_common.settings import AuditSettings
 
 from .auditor import Auditor
@@ -102,12 +102,11 @@ class AuditService:
                     await self._checkpoints
             if self.consumer is not None:
                 await self.consumer.stop()
-            if self._nc is not None and not self._nc.is_closed:
-                # NATS down: acks not sent mean redeliveries, which the table collapses
-                await (self._nc.drain() if self._nc.is_connected else self._nc.close())
-        except Exception as exc:
+        except Exception as exc:  # NATS down: acks not sent mean redeliveries, which the table collapses
             log.warning("audit: unclean NATS shutdown: %r", exc)
         finally:
+            if self._nc is not None:
+                await drain_or_close(self._nc)
             await asyncio.to_thread(self.store.close)
             if self.metrics_server is not None:
                 self.metrics_server.close()

@@ -35,6 +35,7 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from bastion_common import metrics, subjects
+from bastion_common.nats import drain_or_close
 
 from .batch import Backoff, split
 from .errors import StoreUnavailable
@@ -170,9 +171,18 @@ class AuditConsumer:
             self.subscriber.subscription = _NatsTimeouts(self.subscriber.subscription)  # type: ignore[assignment]
 
     async def stop(self) -> None:
-        """Stop fetching; the batch in hand finishes (its acks sent) before the connection drains."""
+        """Stop fetching; the batch in hand finishes (its acks sent) before the connection drains.
+
+        FastStream's drain raises while NATS is away (nats-py drains no reconnecting connection) and
+        leaves the connection reconnecting forever: it is closed whatever the drain did."""
         self.writer.stop()
-        await self.broker.stop()
+        state = self.broker.config.connection_state
+        connection = state.connection if state else None
+        try:
+            await self.broker.stop()
+        finally:
+            if connection is not None:
+                await drain_or_close(connection)  # a no-op after FastStream's drain
 
 
 class _NatsTimeouts:

@@ -29,7 +29,7 @@ from bastion_common.codemode import EXECUTE_CODE
 from bastion_common.errors import ErrorKind
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
-from bastion_common.nats import connect, ensure_audit_stream, processed
+from bastion_common.nats import connect, drain_or_close, ensure_audit_stream, processed
 from bastion_common.relay import Acknowledger
 from bastion_common.settings import CodeModeSettings
 
@@ -117,8 +117,8 @@ class CodeModeService:
             await self._watch.stop()
         if self._audit is not None:
             await self._audit.aclose()  # before the connection goes: the runs' audit events are in it
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._nc is not None:
+            await drain_or_close(self._nc)
         await self.pool.close()
         if self.metrics_server is not None:
             self.metrics_server.close()

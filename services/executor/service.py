@@ -46,7 +46,7 @@ from bastion_common.messages import (
     UpstreamRequest,
     encode_outcome,
 )
-from bastion_common.nats import connect, kv_bucket, processed
+from bastion_common.nats import connect, drain_or_close, kv_bucket, processed
 from bastion_common.relay import Acknowledger, reply_subject, too_late
 from bastion_common.sealing import Sealer, SealingError
 from bastion_common.settings import ExecutorSettings
@@ -172,11 +172,7 @@ class ExecutorService:
         upstreams, self._upstreams = list(self._upstreams.values()), {}
         await asyncio.gather(*(u.stop() for u in upstreams), *set(self._background), return_exceptions=True)
         if self._nc is not None:
-            try:
-                await self._nc.drain()
-            except Exception:  # NATS unreachable right now: drop the connection without flushing
-                with contextlib.suppress(Exception):
-                    await self._nc.close()
+            await drain_or_close(self._nc)
             self._nc = None
         self._state.unregister()
         if self.metrics_server is not None:

@@ -29,7 +29,7 @@ from bastion_common.audit_publisher import AuditPublisher
 from bastion_common.audit_publisher import FieldLimits as AuditFieldLimits
 from bastion_common.kvwatch import BucketWatch
 from bastion_common.metrics import MetricsServer
-from bastion_common.nats import connect, ensure_audit_stream, kv_bucket, processed
+from bastion_common.nats import connect, drain_or_close, ensure_audit_stream, kv_bucket, processed
 from bastion_common.sealing import Sealer
 from bastion_common.settings import IngressSettings
 
@@ -344,9 +344,9 @@ class IngressService:
             self._journal.close()
         for watch in self._watches:
             await watch.stop()
-        if self._admin_nc is not None and not self._admin_nc.is_closed:
-            await self._admin_nc.drain()
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._admin_nc is not None:
+            await drain_or_close(self._admin_nc)
+        if self._nc is not None:
+            await drain_or_close(self._nc)
         if self.metrics_server is not None:
             self.metrics_server.close()

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from bastion_common import metrics, observability, permissions, subjects
-from bastion_common.nats import connect, kv_bucket, processed
+from bastion_common.nats import connect, drain_or_close, kv_bucket, processed
 from bastion_common.oauth import HttpExchangeRequest
 from bastion_common.sealing import Sealer
 from bastion_common.settings import OAuthSettings
@@ -99,8 +99,8 @@ class OAuthService:
     async def stop(self) -> None:
         if self._inflight:
             await asyncio.wait(self._inflight, timeout=5)
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._nc is not None:
+            await drain_or_close(self._nc)
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None

@@ -42,7 +42,7 @@ from bastion_common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.nats import connect, processed
+from bastion_common.nats import connect, drain_or_close, processed
 from bastion_common.relay import AckedRequester, Acknowledger, too_late
 from bastion_common.settings import PolicySettings
 from bastion_common.signing import WorkSigner
@@ -150,8 +150,8 @@ class PolicyService:
             await watch.stop()
         if self._forwarder is not None:
             await self._forwarder.stop()
-        if self._nc and not self._nc.is_closed:
-            await self._nc.drain()
+        if self._nc is not None:
+            await drain_or_close(self._nc)
         if self._redis is not None:
             await self._redis.aclose()
         self._lag.unregister()
