@@ -312,6 +312,9 @@ class HttpPool:
         _, connection = await loop.create_connection(
             lambda: _Connection(self._forget), self._host, self._port, ssl=self._ssl, server_hostname=server_hostname
         )
+        if self._closed:  # closed while connecting: `close()` never saw this one
+            connection.close()
+            raise HttpClosed("the connection pool is closed")
         self._open.add(connection)
         return connection
 

@@ -389,3 +389,16 @@ async def test_https_upstreams_are_verified_against_the_trust_store(served: Serv
             await trusting.close()
             await default.close()
             listening.close()
+
+
+@on_both_loops
+async def test_a_connection_made_while_the_pool_closes_is_closed_too(served: Served) -> None:
+    """A POST connecting when the pool closes (its upstream is stopping) gets `HttpClosed`, and the
+    connection it was opening is closed rather than left to the garbage collector."""
+    state, pool = served.state, served.pool
+    posting = asyncio.ensure_future(post(pool))
+    await asyncio.sleep(0)  # the POST is now waiting on its connection
+    await pool.close()
+    with pytest.raises(HttpClosed, match="pool is closed"):
+        await posting
+    assert pool.connections == 0 and state.requests == []
