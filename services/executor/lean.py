@@ -37,12 +37,7 @@ import httpx2
 import mcp_types as types
 from mcp.client._transport import TransportStreams
 from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
-from mcp.client.streamable_http import (
-    DEFAULT_MAX_SSE_EVENT_SIZE,
-    MCP_SESSION_ID,
-    StreamableHTTPTransport,
-    StreamWriter,
-)
+from mcp.client.streamable_http import MCP_SESSION_ID, StreamableHTTPTransport, StreamWriter
 from mcp.shared._compat import resync_tracer
 from mcp.shared._context_streams import create_context_streams
 from mcp.shared.dispatcher import CallOptions
@@ -56,7 +51,7 @@ from pydantic import TypeAdapter, ValidationError
 from bastion_common import json_codec
 
 from .http1 import BodyTooLarge, HttpPool, Response
-from .outcomes import AnswerTooLarge, answer_cutoff
+from .outcomes import AnswerTooLarge, answer_cutoff, sse_event_limit
 
 __all__ = [
     "HttpLink",
@@ -382,10 +377,7 @@ async def lean_http_transport(
     lean sends use: the SDK function keeps its transport object to itself, and lean sends go on an
     connection pool of their own (`http1.HttpPool`: measured ~15-25 µs of CPU per POST, against
     ~120 for aiohttp and ~1,000 for httpx2) with the same `headers` and trust store."""
-    # each event of an SSE answer may be as long as a JSON one; the SDK's default is 1 MiB
-    transport = StreamableHTTPTransport(
-        url, max_sse_event_size=answer_cutoff(max_result) if max_result is not None else DEFAULT_MAX_SSE_EVENT_SIZE
-    )
+    transport = StreamableHTTPTransport(url, max_sse_event_size=sse_event_limit(max_result))
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream, write_reader = create_context_streams[SessionMessage](0)
     http = HttpPool(url, headers, ssl_context=httpx2.create_ssl_context(), limit=_MAX_CONNECTIONS)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import anyio
 import httpx2
+from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
@@ -40,6 +41,7 @@ __all__ = [
     "refusal",
     "reply_headers",
     "scrub_urls",
+    "sse_event_limit",
     "undeliverable",
 ]
 
@@ -79,6 +81,12 @@ ANSWER_ENVELOPE = 64 * 1024
 def answer_cutoff(max_result: int) -> int:
     """Bytes of one answer a lean call reads at most, for results of up to `max_result` bytes."""
     return max_result + ANSWER_ENVELOPE
+
+
+def sse_event_limit(max_result: int | None) -> int:
+    """Bytes one server-sent event may hold: as many as a whole JSON answer (`answer_cutoff`); the
+    SDK's own default (1 MiB) when no result limit is set."""
+    return answer_cutoff(max_result) if max_result is not None else DEFAULT_MAX_SSE_EVENT_SIZE
 
 
 class AnswerTooLarge(Exception):

@@ -17,14 +17,14 @@ import httpx2
 from mcp.client._transport import TransportStreams
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
-from mcp.client.streamable_http import DEFAULT_MAX_SSE_EVENT_SIZE, streamable_http_client
+from mcp.client.streamable_http import streamable_http_client
 
 from bastion_common.config import ServerConfig
 
 from .bounded_http import BoundedTransport
 from .lean import LeanLink, LogFn, lean_http_transport
 from .lean_stdio import StdioLink
-from .outcomes import answer_cutoff
+from .outcomes import answer_cutoff, sse_event_limit
 from .stderr import stderr_to_log
 from .stdio_pipe import stdio_pipe
 
@@ -157,8 +157,7 @@ async def open_transport(
             taker = piped.line if piped is not None else None
             overlong = piped.overlong if piped is not None else None
             params = stdio_parameters(config)
-            max_line = answer_cutoff(max_result) if max_result is not None else None
-            opened = stdio_pipe(params, pipe.errlog, taker, max_line, overlong)
+            opened = stdio_pipe(params, pipe.errlog, taker, cutoff, overlong)
             async with opened as ((read_stream, write_stream), send):
                 pipe.spawned()
                 if on_lean is not None and piped is not None:
@@ -198,7 +197,7 @@ async def open_transport(
                 await client.aclose()
             return
         transport = streamable_http_client(
-            config.url, http_client=client, max_sse_event_size=cutoff or DEFAULT_MAX_SSE_EVENT_SIZE
+            config.url, http_client=client, max_sse_event_size=sse_event_limit(max_result)
         )
     try:
         async with transport as (read_stream, write_stream):
