@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_stack import Gateway, launch, start_upstream
 from mcp_clients import McpClient, sequential
 
-SERVICES = ("bastion_ingress", "bastion_policy", "bastion_executor", "bastion_audit")
-SHORT = tuple(name.removeprefix("bastion_") for name in SERVICES)
+SERVICES = ("services.ingress", "services.policy", "services.executor", "services.audit")
+SHORT = tuple(name.removeprefix("services.") for name in SERVICES)
 CONTENT_KEY, DIGEST_KEY = "bk_bench_content_key_0123456789", "bk_bench_digest_key_01234567890"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -82,7 +82,7 @@ def service_pids(root: int) -> dict[str, int]:
             continue
         for name in SERVICES:
             if f"-m {name}" in cmdline:
-                pids[name.removeprefix("bastion_")] = pid
+                pids[name.removeprefix("services.")] = pid
     return pids
 
 

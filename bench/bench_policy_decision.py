@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bastion_cli.stack import EmbeddedValkey
-from bastion_common.entities import Budget, RateLimit
-from bastion_policy.grants import GrantSet
-from bastion_policy.limits import Charged, LimitEngine, ToolTable, plan_for
+from cli.stack import EmbeddedValkey
+from libs.common.entities import Budget, RateLimit
+from services.policy.grants import GrantSet
+from services.policy.limits import Charged, LimitEngine, ToolTable, plan_for
 
 GRANTS = [
     "github/get_*",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from bastion_common import tracing
+from libs.common import tracing
 
 CALLS = 20_000
 

@@ -102,7 +102,7 @@ def gateway(upstreams_url: str, servers: list[str], tools: int, workdir: Path) -
     )
     log = (workdir / "bastion.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bastion_cli", "up", "--config", str(config), "--port", str(port)],
+        [sys.executable, "-m", "cli", "up", "--config", str(config), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "BASTION_LOG_LEVEL": "WARNING"},

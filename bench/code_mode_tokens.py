@@ -6,7 +6,7 @@ Reads every `*.json` in the folder (a `tools/list` result per server, named afte
 and counts o200k_base tokens of what a model receives with every request:
   classic    every tool, named as Bastion lists it (`<server>__<tool>`), with its description and
              input schema
-  Code Mode  the five meta-tools exactly as `bastion_common.codemode` defines them
+  Code Mode  the five meta-tools exactly as `libs.common.codemode` defines them
 Both are counted in the Anthropic Messages API tool format, compact JSON (see `bench/tokens.py`).
 Prints one line per server, then, last, one JSON line:
   {"servers": N, "tools": N, "classic_tokens": N, "code_mode_tokens": N, "reduction": 0.xx}
@@ -23,8 +23,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tokens import count_json, definition
 
-from bastion_common.codemode import META_TOOLS
-from bastion_common.naming import assign_names
+from libs.common.codemode import META_TOOLS
+from libs.common.naming import assign_names
 
 __all__ = ["measure"]
 

@@ -88,7 +88,7 @@ def start_server(*argv: str) -> tuple[subprocess.Popen[str], str]:
 _CLI = (
     "import os, runpy, sys; own = sys.argv.pop(1); theirs = os.environ.get('PYTHONPATH', '');"
     "sys.path[:] = [*filter(None, [own]), *(p for p in sys.path if not theirs or not p.startswith(theirs))];"
-    "sys.argv[0] = 'bastion'; runpy.run_module('bastion_cli', run_name='__main__', alter_sys=True)"
+    "sys.argv[0] = 'bastion'; runpy.run_module('cli', run_name='__main__', alter_sys=True)"
 )
 """Runs `bastion up` from the folder given as its first argument ("": this checkout), whatever
 PYTHONPATH says: PYTHONPATH is for the services it starts (a baseline's code, `export_baseline`)."""
@@ -151,15 +151,18 @@ def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 
 
 
 def export_tree(ref: str, into: Path) -> Path:
-    """`ref`'s packages exported under `into`: a folder with one link per package (pyproject's
-    package-dir), to put first on a Python path."""
+    """`ref`'s packages exported under `into`, as a folder to put first on a Python path: the tree
+    itself (import names are folder paths), or, for a ref from before that, one link per package
+    (its pyproject's package-dir)."""
     tree = into / "tree"
     tree.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    packages = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-dir")
+    if not packages:
+        return tree
     links = into / "path"
     links.mkdir()
-    packages = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     for package, folder in packages.items():
         if (tree / folder).is_dir():
             (links / package).symlink_to(tree / folder)
@@ -187,7 +190,7 @@ ROLES = (
     "oauth",
     "nats-server",
     "valkey",
-    "bastion_cli",
+    "cli",
 )
 _UPSTREAMS = ("echo_server", "upstreams.py")
 """Command lines of upstream servers (a stdio one is the executor's child): not the gateway's cost."""
@@ -218,10 +221,12 @@ def _role(pid: int) -> str | None:
         return None
     if any(upstream in cmdline for upstream in _UPSTREAMS):
         return None
-    if "bastion_cli.colocated" in cmdline:
+    if "-m cli.colocated" in cmdline:
         return "ingress+executor"
-    if "bastion_cli" in cmdline:  # first: its command line names paths that may contain anything
-        return "bastion_cli"
+    if (
+        "run_module('cli'" in cmdline or "-m cli " in cmdline
+    ):  # first: its command line names paths that may contain anything
+        return "cli"
     return next((role for role in ROLES if role in cmdline), "other")
 
 

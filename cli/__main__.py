@@ -1,4 +1,4 @@
-"""`python -m bastion_cli`: the same as the `bastion` console script."""
+"""`python -m cli`: the same as the `bastion` console script."""
 
 from .main import app
 

@@ -26,8 +26,8 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from bastion_common import subjects
-from bastion_common.analytics import (
+from libs.common import subjects
+from libs.common.analytics import (
     AnalyticsAnswer,
     AnalyticsQuery,
     ExportPage,

@@ -5,7 +5,7 @@ Declarative and idempotent: after `apply_config` the buckets hold exactly what t
 marked `source="config"` are ever deleted. Unchanged records
 are not rewritten, so watchers see no spurious updates. A key's secret never leaves this process:
 only its sha256 (the KV key and `KeyRecord.id`) is written. Server `env`/`headers` values are written
-sealed (`bastion_common.sealing`), and every stored server whose values are not sealed under the
+sealed (`libs.common.sealing`), and every stored server whose values are not sealed under the
 first key of `BASTION_SECRETS_KEY` is re-sealed: applying after a key rotation re-encrypts them all.
 """
 
@@ -16,13 +16,13 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from bastion_common import subjects
-from bastion_common.config import BastionConfig, ConfigError
-from bastion_common.entities import entity_key
-from bastion_common.llm import ProviderRecord
-from bastion_common.messages import KeyRecord, ServerRecord
-from bastion_common.nats import kv_bucket, kv_snapshot
-from bastion_common.sealing import Sealer, SealingError
+from libs.common import subjects
+from libs.common.config import BastionConfig, ConfigError
+from libs.common.entities import entity_key
+from libs.common.llm import ProviderRecord
+from libs.common.messages import KeyRecord, ServerRecord
+from libs.common.nats import kv_bucket, kv_snapshot
+from libs.common.sealing import Sealer, SealingError
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 

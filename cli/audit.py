@@ -11,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from typing import Literal
 
 import nats
 from nats.aio.client import Client as NATS
@@ -23,15 +24,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, AuditVerdict, AuditVerify, audit_events
-from bastion_common.nats import credentials
-from bastion_common.permissions import ADMIN
+from libs.common import subjects
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows, AuditVerdict, AuditVerify, audit_events
+from libs.common.nats import credentials
+from libs.common.permissions import ADMIN
 
 __all__ = ["tail", "verify"]
 
 _STATUS_STYLE = {"ok": "green", "tool_error": "yellow", "error": "red", "denied": "magenta"}
-_COLUMNS = (  # fixed widths, so the live rows line up under the history's header
+# fixed widths, so the live rows line up under the history's header
+_COLUMNS: tuple[tuple[str, int, Literal["left", "right"]], ...] = (
     ("time", 23, "left"),
     ("key", 16, "left"),
     ("server", 14, "left"),

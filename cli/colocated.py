@@ -1,9 +1,9 @@
-"""`python -m bastion_cli.colocated executor ingress`: several services as one process.
+"""`python -m cli.colocated executor ingress`: several services as one process.
 
-Each service is built exactly as its own `python -m bastion_<svc>` would build it, from its own
+Each service is built exactly as its own `python -m services.<svc>` would build it, from its own
 variables (`own_variables`) laid over this process's environment while its settings are read, with
 its own NATS connection, NKey and role. What changes is the lane between them
-(`bastion_common.local_lane`): a message one of them sends to a subscriber in this process is handed
+(`libs.common.local_lane`): a message one of them sends to a subscriber in this process is handed
 over in memory instead of crossing nats-server.
 The services still speak only NATS subjects and contracts to each other, so a co-located replica and
 separate ones serve the same bus side by side.
@@ -23,9 +23,9 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Final
 
-from bastion_common import local_lane
-from bastion_common.logs import setup_logging
-from bastion_common.runner import Service, run_services
+from libs.common import local_lane
+from libs.common.logs import setup_logging
+from libs.common.runner import Service, run_services
 
 __all__ = ["COLOCATED_ENV", "main"]
 
@@ -33,15 +33,15 @@ COLOCATED_ENV: Final = "BASTION_COLOCATED_ENV"
 
 
 def _ingress() -> Service:
-    from bastion_common.settings import IngressSettings
-    from bastion_ingress.service import IngressService
+    from libs.common.settings import IngressSettings
+    from services.ingress.service import IngressService
 
     return IngressService(IngressSettings())
 
 
 def _executor() -> Service:
-    from bastion_common.settings import ExecutorSettings
-    from bastion_executor.service import ExecutorService
+    from libs.common.settings import ExecutorSettings
+    from services.executor.service import ExecutorService
 
     return ExecutorService(ExecutorSettings())
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from bastion_common.config import BastionConfig
-from bastion_common.permissions import ADMIN
+from libs.common.config import BastionConfig
+from libs.common.permissions import ADMIN
 
 from .colocated import COLOCATED_ENV
 from .credentials import StackCredentials
@@ -26,7 +26,7 @@ SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
 METRICS_SERVICES = ("policy", "executor", "audit", "codemode", "oauth")
 """Services serving `/metrics` on a port of their own (ingress serves it on the gateway port)."""
 COLOCATED = ("executor", "ingress")
-"""With `stack.colocate`, these run as one process named ingress (`bastion_cli.colocated`), in this order."""
+"""With `stack.colocate`, these run as one process named ingress (`cli.colocated`), in this order."""
 
 
 @dataclass
@@ -122,7 +122,7 @@ def service_specs(
     metrics_ports: Mapping[str, int] | None = None,
     colocate: bool = False,
 ) -> list[ChildSpec]:
-    """One `python -m bastion_<svc>` per service, configured only through BASTION_* variables.
+    """One `python -m services.<svc>` per service, configured only through BASTION_* variables.
 
     The session secret, the admin token and the admin NKey reach ingress alone, the Redis URL (with
     Valkey's password) policy alone, the secrets key ingress (to seal, in the admin API) and the
@@ -166,7 +166,7 @@ def service_specs(
         },
     }
     for svc in SERVICES:
-        # a service is its own NATS role (bastion_common.permissions); one without a role gets no
+        # a service is its own NATS role (libs.common.permissions); one without a role gets no
         # seed, and a secured NATS refuses it: add its role to the table
         own.setdefault(svc, {})["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
     for svc, port in (metrics_ports or {}).items():
@@ -174,7 +174,7 @@ def service_specs(
     specs = [
         ChildSpec(
             name=svc,
-            argv=[sys.executable, "-m", f"bastion_{svc}"],
+            argv=[sys.executable, "-m", f"services.{svc}"],
             env={**base, **own[svc]},
             log_path=ep.data_dir / "logs" / f"{svc}.log",
         )
@@ -185,7 +185,7 @@ def service_specs(
         specs.append(
             ChildSpec(
                 name="ingress",
-                argv=[sys.executable, "-m", "bastion_cli.colocated", *COLOCATED],
+                argv=[sys.executable, "-m", "cli.colocated", *COLOCATED],
                 env={**base, COLOCATED_ENV: json.dumps({svc: own[svc] for svc in COLOCATED})},
                 log_path=ep.data_dir / "logs" / "ingress.log",
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import sys
 from importlib.metadata import version as dist_version
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from bastion_common.config import ConfigError, load_config
+from libs.common.config import ConfigError, load_config
 
 from .admin_commands import register as register_admin_commands
 from .terminal import FlagsGroup, console
@@ -83,7 +82,7 @@ def config_apply(
     data_dir: DataDir = None,
 ) -> None:
     """Write a file's servers and keys into a running deployment's NATS KV (every replica sees it)."""
-    from bastion_common.sealing import Sealer, SealingError
+    from libs.common.sealing import Sealer, SealingError
 
     from .apply import apply_config, key_records
     from .credentials import CredentialsRefused, connect_as_admin
@@ -123,7 +122,7 @@ def config_nats_credentials(
 ) -> None:
     """Make one NATS NKey per service role and the nats-server `authorization` block giving each
     role only its subjects (for a production NATS; `bastion up` does this by itself)."""
-    from bastion_common.permissions import ADMIN
+    from libs.common.permissions import ADMIN
 
     from .credentials import AUTHORIZATION_FILE, write_nats_credentials
 
@@ -161,13 +160,11 @@ def audit_tail(
     from .audit import tail  # written separately; imported only when used
 
     seed = find_admin_credentials(data_dir or Path(".bastion")).nkey_seed_file
-    result = tail(url, limit, follow, console(), nkey_seed_file=seed)
-    if inspect.iscoroutine(result):
-        try:
-            result = asyncio.run(result)
-        except KeyboardInterrupt:
-            result = 0
-    raise typer.Exit(result if isinstance(result, int) else 0)
+    try:
+        code = asyncio.run(tail(url, limit, follow, console(), nkey_seed_file=seed))
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
 
 
 def _stack(nats_url: str | None, data_dir: Path | None) -> tuple[str, str]:
@@ -256,7 +253,7 @@ def analytics_query(
     data_dir: DataDir = None,
 ) -> None:
     """Run one read-only SQL query on the audit store (docs/analytics.md has ten ready-made ones)."""
-    from bastion_common.analytics import AnalyticsQuery, NotReadOnly
+    from libs.common.analytics import AnalyticsQuery, NotReadOnly
 
     from .analytics import CliFailure, print_answer, query_clickhouse, query_nats
 

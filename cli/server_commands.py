@@ -84,7 +84,7 @@ _HEALTH_STYLE = {
 @command(servers_app, "list")
 def servers_list(api: AdminClient, as_json: Json = False) -> None:
     """List upstream servers with the status the executors report."""
-    from bastion_common.config import ServerConfig
+    from libs.common.config import ServerConfig
 
     from .summary import server_target
 

@@ -119,7 +119,7 @@ class EmbeddedNats:
     max_payload_mb: int = 8
     """The gateway accepts 4 MiB bodies by default, so NATS must carry more than its 1 MiB default."""
     authorization: str = ""
-    """An `authorization { users = [...] }` block (`bastion_common.permissions.render_authorization`);
+    """An `authorization { users = [...] }` block (`libs.common.permissions.render_authorization`);
     empty: an open server (the test fixtures)."""
     monitor: bool = False
     """Serve nats-server's HTTP monitoring (`/varz`, ...) on a free port of `host`, named in the

@@ -78,13 +78,13 @@ def running_stack(data_dir: Path) -> StackInfo | None:
     return info if info is not None and _alive(info.get("pid")) else None
 
 
-def find_nats_url(flag: str | None, data_dir: Path, environ: dict[str, str] | None = None) -> str:
+def find_nats_url(flag: str | None, data_dir: Path, environ: Mapping[str, str] | None = None) -> str:
     """--nats-url, else BASTION_NATS_URL, else the running stack's; LookupError says what to do."""
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     if flag:
         return flag
-    if environ.get("BASTION_NATS_URL"):
-        return environ["BASTION_NATS_URL"]
+    if env.get("BASTION_NATS_URL"):
+        return env["BASTION_NATS_URL"]
     info = read_stack(data_dir)
     if info is None:
         raise LookupError(
@@ -107,9 +107,9 @@ class AdminCredentials:
     """What a CLI command writing configuration needs besides the URL (empty: none configured)."""
 
     nkey_seed_file: str = ""
-    """NKey seed of the admin role (`bastion_common.permissions.ADMIN`)."""
+    """NKey seed of the admin role (`libs.common.permissions.ADMIN`)."""
     secrets_key: str = ""
-    """Fernet key(s) sealing upstream secrets (`bastion_common.sealing`)."""
+    """Fernet key(s) sealing upstream secrets (`libs.common.sealing`)."""
 
 
 def find_admin_credentials(data_dir: Path, environ: Mapping[str, str] | None = None) -> AdminCredentials:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 from rich.console import Console
 from rich.markup import escape
 
-from bastion_common.config import BastionConfig, ServerConfig
+from libs.common.config import BastionConfig, ServerConfig
 
 __all__ = ["grant_warnings", "print_summary", "safe_url", "server_target"]
 

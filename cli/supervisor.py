@@ -254,7 +254,7 @@ def set_child_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     with contextlib.suppress(OSError):
-        return ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0
+        return bool(ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0)
     return False
 
 

@@ -3,7 +3,7 @@
 Order of events: validate everything that can be validated (config, key secrets, the port, no other
 stack in the data dir) before starting anything; then NATS and Valkey (embedded unless external URLs
 are given), the config into KV, the services under a `Supervisor` (ingress and the executor as one
-process with `stack.colocate`, `bastion_cli.colocated`); the banner once ingress
+process with `stack.colocate`, `cli.colocated`); the banner once ingress
 answers /healthz. Whatever dies is restarted: a service after its backoff, embedded NATS and Valkey
 at once on the same port with the same data (JetStream on disk, Valkey's append-only file), while
 every service reconnects on its own. Shutdown runs in reverse: ingress first so no request is
@@ -12,7 +12,7 @@ accepted that cannot be finished, then the other services, then Valkey and NATS.
 Service output goes to `<data_dir>/logs/<service>.log` (not the terminal): the banner stays
 readable, and a crashed service's last line is quoted in the restart message.
 
-The bus is zero-trust (`bastion_common.permissions`): with the embedded NATS every service gets its
+The bus is zero-trust (`libs.common.permissions`): with the embedded NATS every service gets its
 own NKey (`cli/credentials.py`) and only its role's subjects, Valkey takes only policy's password,
 and upstream secrets are sealed in KV. Everything under the data dir is private (umask 077).
 """
@@ -37,10 +37,10 @@ import nats.errors
 from rich.console import Console
 from rich.markup import escape
 
-from bastion_common.config import BastionConfig, ConfigError, load_config
-from bastion_common.permissions import ADMIN
-from bastion_common.sealing import Sealer
-from bastion_common.settings import unguarded_bind_problem
+from libs.common.config import BastionConfig, ConfigError, load_config
+from libs.common.permissions import ADMIN
+from libs.common.sealing import Sealer
+from libs.common.settings import unguarded_bind_problem
 
 from .apply import apply_config, key_records
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials

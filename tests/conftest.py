@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey
 
 pytest_plugins = [
     "tests.support.admin_api",  # `ingress` and `api`: the admin API in-process

@@ -27,9 +27,9 @@ from client import CallFailed, McpClient, result_text
 from honesty import Shown, check, check_calls, check_fields
 from transcript import Transcript
 
-from bastion_codemode.toolset import Toolset
-from bastion_common.codemode import CODE_MODE_HEADER
-from bastion_common.naming import assign_names
+from libs.common.codemode import CODE_MODE_HEADER
+from libs.common.naming import assign_names
+from services.codemode.toolset import Toolset
 
 __all__ = ["Outcome", "Task", "Workbench", "load_tasks"]
 

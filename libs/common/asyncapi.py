@@ -6,7 +6,7 @@ builds the document (payload schemas from the pydantic models, channels, operati
 bindings). Nothing here connects: the broker only describes. `docs/asyncapi.json` is this module's
 output, and a unit test fails when it is stale:
 
-    python -m bastion_common.asyncapi docs/asyncapi.json
+    python -m libs.common.asyncapi docs/asyncapi.json
 """
 
 from __future__ import annotations

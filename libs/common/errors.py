@@ -3,7 +3,7 @@
 Services report failures as a `GatewayError` (kind + message). Ingress alone decides how a kind
 reaches the agent: a JSON-RPC error with the code below, or an HTTP status before any JSON-RPC
 (authentication). One kind may instead become a tool result with `isError: true`: invalid
-arguments, for agents on 2025-11-25 and later (SEP-1303; see `bastion_ingress.protocol`).
+arguments, for agents on 2025-11-25 and later (SEP-1303; see `services.ingress.protocol`).
 Standard JSON-RPC codes come from `mcp_types`; Bastion's own live in -32050..-32079, clear of the
 codes MCP itself assigns (-32000, -32001, -32020..-32022, -32042).
 """

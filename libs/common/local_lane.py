@@ -1,6 +1,6 @@
 """Messages between services in one process, handed over in memory instead of through nats-server.
 
-A co-located deployment (`bastion_cli.colocated`: ingress and the executor in one process, for
+A co-located deployment (`cli.colocated`: ingress and the executor in one process, for
 installs that scale by adding whole replicas) still speaks NATS between its services, subject for
 subject and header for header; only the bytes skip the socket, nats-server and the parser when the
 subscriber is in the same process. A delivered message is the same `nats.aio.msg.Msg` the server

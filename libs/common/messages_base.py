@@ -53,7 +53,7 @@ class Caller(BaseModel):
     """Who is calling: resolved by ingress from the bearer key or OAuth access token, never the secret itself."""
 
     key_id: str
-    """The key's id, or `user:<id>` for an OAuth access token (`bastion_common.oauth.USER_CALLER_PREFIX`)."""
+    """The key's id, or `user:<id>` for an OAuth access token (`libs.common.oauth.USER_CALLER_PREFIX`)."""
     key_name: str
     user_id: str | None = None
     """The user the request acts for: the OAuth access token's subject, or the user the key is bound

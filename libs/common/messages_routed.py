@@ -145,7 +145,7 @@ class ToolCall(_Routed):
     `inputResponses` and `requestState`), forwarded as they are."""
     arguments_blob: str | None = None
     """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
-    holding them as JSON; `arguments` is then empty (`bastion_common.blobs`)."""
+    holding them as JSON; `arguments` is then empty (`libs.common.blobs`)."""
 
 
 class UpstreamRequest(_Routed):
@@ -224,7 +224,7 @@ class CallOutcome(BusMessage):
     """Whether the upstream ran the request, as far as the service answering knows."""
     result_blob: str | None = None
     """Set when the result was too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
-    holding it as JSON; `result` is then None (`bastion_common.blobs`)."""
+    holding it as JSON; `result` is then None (`libs.common.blobs`)."""
     cost_usd: float | None = None
     """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
     header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
@@ -325,7 +325,7 @@ class PairList:
 
 
 class CodeModeCall(BusMessage):
-    """ingress -> codemode: one call of a Code Mode meta-tool (`bastion_common.codemode.META_TOOLS`)."""
+    """ingress -> codemode: one call of a Code Mode meta-tool (`libs.common.codemode.META_TOOLS`)."""
 
     id: str = Field(default_factory=new_id)
     trace_id: str | None = None

@@ -248,7 +248,7 @@ _SERVED: dict[tuple[str, int], MetricsServer] = {}
 def serve(host: str, port: int) -> MetricsServer:
     """Serve the process's metrics at `http://host:port/metrics` in a daemon thread (port 0: a free one).
 
-    Services sharing a process (`bastion_cli.colocated`) that ask for the same address share one
+    Services sharing a process (`cli.colocated`) that ask for the same address share one
     endpoint: the registry is the process's anyway, and a deployment's shared settings give every
     service the same `BASTION_METRICS_PORT`."""
     if port and (served := _SERVED.get((host, port))) is not None:

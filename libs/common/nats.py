@@ -46,7 +46,7 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
     """A connection that keeps retrying forever, from the first connect on: services ride out NATS
     restarts, and one started while NATS is down waits for it.
 
-    `role` (`bastion_common.permissions`) names the reply subjects (`_INBOX.<role>.…`) the role is
+    `role` (`libs.common.permissions`) names the reply subjects (`_INBOX.<role>.…`) the role is
     allowed to read; `nkey_seed_file` is that role's NKey seed. Without a seed the connection is
     anonymous, which only an open nats-server (a test fixture) accepts."""
 
@@ -126,7 +126,7 @@ async def kv_bucket(js: JetStreamContext, bucket: str, *, owner: bool = False) -
 
     `owner`: the service that writes the bucket also brings an existing one to that TTL (one created
     before the TTL was defined here, by whichever service came first); only its NATS role may update
-    the bucket's stream (`bastion_common.permissions`)."""
+    the bucket's stream (`libs.common.permissions`)."""
     ttl = BUCKET_TTL.get(bucket)
     try:
         kv = await js.key_value(bucket)

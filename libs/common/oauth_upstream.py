@@ -4,7 +4,7 @@
     admin API -> oauth  `AuthorizeLinkQuery` -> `AuthorizeLink`   on `OAUTH_UPSTREAM_LINK`
 
 The browser side of the authorization step (`/oauth/upstream/authorize`, `/oauth/upstream/callback`)
-reaches the oauth service as forwarded HTTP (`OAUTH_HTTP`, `bastion_common.oauth`).
+reaches the oauth service as forwarded HTTP (`OAUTH_HTTP`, `libs.common.oauth`).
 
 The access token in an `UpstreamToken` travels only to the executor's own inbox (`_INBOX.executor`,
 which no other role may read); refresh tokens and client secrets never leave the oauth service.

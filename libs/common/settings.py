@@ -51,7 +51,7 @@ class ServiceSettings(BaseSettings):
     """Comma-separated list of NATS servers."""
     nats_nkey_seed_file: str = ""
     """File holding this service's NATS NKey seed (`S…`, mode 0600); its public key must be a user of
-    the nats-server with this service's permissions (`bastion_common.permissions`). Empty: connect
+    the nats-server with this service's permissions (`libs.common.permissions`). Empty: connect
     without credentials (only an open nats-server accepts that)."""
     log_level: str = "INFO"
     instance: str = ""
@@ -79,7 +79,7 @@ class ServiceSettings(BaseSettings):
 
 
 class RequestPathSettings(ServiceSettings):
-    """How the request path notices a replica dying mid-call (`bastion_common.relay`).
+    """How the request path notices a replica dying mid-call (`libs.common.relay`).
 
     A requester (ingress, policy) learns which replica holds a call from its acknowledgement and
     probes that replica while the call is unanswered; a responder (policy, executor) acknowledges."""
@@ -150,7 +150,7 @@ class IngressSettings(RequestPathSettings):
     audit_max_error_bytes: int = Field(default=8192, ge=64)
     """Longest error message kept in an audit event (cut and listed in `truncated` beyond it)."""
     audit_journal_dir: str = ""
-    """Directory of the audit write-ahead journal (`bastion_common.audit_journal`): each replica
+    """Directory of the audit write-ahead journal (`libs.common.audit_journal`): each replica
     writes under `<dir>/<instance or "ingress">` what it owes the audit log and replays it when it
     starts again, so a killed replica loses no event. Empty: no journal. `bastion up` sets it."""
     audit_journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
@@ -204,7 +204,7 @@ class IngressSettings(RequestPathSettings):
     keys, servers and policy), opened only when the admin API is enabled. Empty with an admin token
     set: the admin API uses an anonymous connection (an open nats-server)."""
     secrets_key: SecretStr = SecretStr("")
-    """Fernet key(s) sealing upstream secrets the admin API writes (`bastion_common.sealing`)."""
+    """Fernet key(s) sealing upstream secrets the admin API writes (`libs.common.sealing`)."""
     public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
     """Scheme and authority agents reach this gateway under (`https://mcp.example.com`), the same on
     every replica: the OAuth issuer, and the resource (`<public_url>/mcp`) access tokens are bound
@@ -215,7 +215,7 @@ class PolicySettings(RequestPathSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     """May carry credentials (`redis://policy:<password>@host:port/0`), hence never shown."""
     bus_signing_key: SecretStr = SecretStr("")
-    """HMAC key signing the work policy sends executors (`bastion_common.signing`); the same value
+    """HMAC key signing the work policy sends executors (`libs.common.signing`); the same value
     on every policy and executor replica. Empty: unsigned (only for an open test bus)."""
     grant_ttl: float = Field(default=5.0, ge=0.0, le=300.0)
     """Seconds ingress may reuse policy's decision to allow a caller a tool when nothing about the
@@ -228,10 +228,10 @@ class PolicySettings(RequestPathSettings):
 
 class ExecutorSettings(RequestPathSettings):
     bus_signing_key: SecretStr = SecretStr("")
-    """Policy's HMAC key (`bastion_common.signing`): set, the executor runs only work signed with it."""
+    """Policy's HMAC key (`libs.common.signing`): set, the executor runs only work signed with it."""
     secrets_key: SecretStr = SecretStr("")
     """Fernet key(s), comma-separated, newest first: opens the sealed `env`/`headers` values of
-    `bastion_servers` (`bastion_common.sealing`). Every key in the list can decrypt."""
+    `bastion_servers` (`libs.common.sealing`). Every key in the list can decrypt."""
     connect_timeout: float = 30.0
     """Seconds to wait for an upstream to accept a session before marking it unavailable."""
     reconnect_max_backoff: float = 30.0
@@ -257,7 +257,7 @@ class AuditSettings(ServiceSettings):
     flush_interval: float = 1.0
     """Seconds an event may wait for its batch to fill before it is written anyway."""
     checkpoint_key: SecretStr = SecretStr("")
-    """HMAC key signing audit checkpoints (`bastion_common.audit_chain`); empty: no checkpoints, and
+    """HMAC key signing audit checkpoints (`libs.common.audit_chain`); empty: no checkpoints, and
     `bastion audit verify` checks the hash chains only (a rewritten chain then goes unnoticed).
     `bastion up` keeps one in `<data_dir>/credentials/checkpoint.key`."""
     checkpoint_interval: float = Field(default=60.0, gt=0)
@@ -309,7 +309,7 @@ class OAuthSettings(ServiceSettings):
     login_failure_window: int = Field(default=900, ge=10, le=86400)
     """Seconds the failures of a user name are counted over (and its sign-ins refused after too many)."""
     secrets_key: SecretStr = SecretStr("")
-    """Fernet key(s), newest first, sealing the access token signing key in KV (`bastion_common.sealing`),
+    """Fernet key(s), newest first, sealing the access token signing key in KV (`libs.common.sealing`),
     every upstream OAuth record (tokens, client secrets) in the `kv` secret store, and authorization links."""
     public_url: str = Field(default="http://127.0.0.1:8420", pattern=r"^https?://[^/?#\s]+$")
     """The gateway's public base URL, as on ingress (`BASTION_PUBLIC_URL`): authorization links and

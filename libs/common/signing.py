@@ -1,7 +1,7 @@
 """Work for the executor is signed by policy: subject permissions alone cannot guarantee who sent it.
 
 The bus lets only policy publish `bastion.exec.call` / `bastion.exec.request`
-(`bastion_common.permissions`), but JetStream can publish on a client's behalf: a client allowed to
+(`libs.common.permissions`), but JetStream can publish on a client's behalf: a client allowed to
 write a KV bucket and to watch it can create a push consumer whose *deliver subject* is any subject,
 and the server then delivers the stored value there, whatever the client's own publish permissions.
 With ingress credentials that is enough to hand an executor a forged `ToolCall`.

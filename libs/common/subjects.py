@@ -82,13 +82,13 @@ WANT_ACK: Final = "Bastion-Want-Ack"
 """Header on a `POLICY_CALL` or `EXEC_CALL` request: if the call is still running a moment later
 (`BASTION_ACK_AFTER`, 0.25 s), the replica that took it sends an empty acknowledgement carrying
 its instance name (`POLICY_ACCEPTED_BY` / `EXEC_ACCEPTED_BY`), so the requester knows which
-replica holds it. Fast calls answer before that and send no ack (`bastion_common.relay`)."""
+replica holds it. Fast calls answer before that and send no ack (`libs.common.relay`)."""
 
 ACCEPT_BY: Final = "Bastion-Accept-By"
 """Header on every request sent with `WANT_ACK`: the Unix time after which the requester no longer
 waits for an acknowledgement (it has failed the call as lost). A replica receiving the request later
 than that, minus `BASTION_ACK_MARGIN`, answers it unrun instead of running it; one that takes it
-acknowledges it in time (`bastion_common.relay`)."""
+acknowledges it in time (`libs.common.relay`)."""
 
 CHARGED_USD: Final = "Bastion-Charged-Usd"
 """Header of a priced call, in USD: policy forwards the call to an executor with its price, and the
@@ -177,7 +177,7 @@ sessions it streams to that subscribed to the resource."""
 
 WORK_SIGNATURE: Final = "Bastion-Signature"
 """Header of an `EXEC_CALL` / `EXEC_REQUEST`: policy's HMAC over subject, reply and body
-(`bastion_common.signing`); an executor with a signing key runs nothing without a valid one."""
+(`libs.common.signing`); an executor with a signing key runs nothing without a valid one."""
 
 EXEC_ACCEPTED_BY: Final = "Bastion-Executor"
 """Header of an executor replica's acknowledgement of an `EXEC_CALL`: its instance name."""
@@ -228,14 +228,14 @@ QUEUE_OAUTH: Final = "oauth"
 # --- OAuth (services/oauth; request/reply in the queue group `oauth`) ---
 OAUTH_HTTP: Final = "bastion.oauth.http"
 """ingress -> oauth: an `HttpExchangeRequest` for a route under `/oauth/` or `/.well-known/oauth-*`;
-answered with an `HttpExchangeResponse` that ingress sends back verbatim (`bastion_common.oauth`)."""
+answered with an `HttpExchangeResponse` that ingress sends back verbatim (`libs.common.oauth`)."""
 
 OAUTH_PASSWORD: Final = "bastion.oauth.password"
 """admin -> oauth: a `PasswordChange` for the built-in user store; answered `PasswordChanged`."""
 
 OAUTH_UPSTREAM_TOKEN: Final = "bastion.oauth.upstream.token"
 """executor -> oauth: an `UpstreamTokenQuery`; answered `UpstreamToken`, the current access token for
-an upstream (`bastion_common.oauth_upstream`). Only the executor may ask."""
+an upstream (`libs.common.oauth_upstream`). Only the executor may ask."""
 
 OAUTH_UPSTREAM_LINK: Final = "bastion.oauth.upstream.link"
 """admin -> oauth: an `AuthorizeLinkQuery`; answered `AuthorizeLink` (a fresh link an admin opens to
@@ -272,7 +272,7 @@ KV_KEYS: Final = "bastion_keys"
 """key id (sha256 of the secret) -> `KeyRecord`."""
 
 KV_POLICY: Final = "bastion_policy"
-"""`<kind>.<id>` -> customers, teams, users and tool groups (`bastion_common.entities`)."""
+"""`<kind>.<id>` -> customers, teams, users and tool groups (`libs.common.entities`)."""
 
 KV_LLM: Final = "bastion_llm"
 """provider name -> `ProviderRecord` (an OpenAI-compatible upstream and the models it serves)."""
@@ -303,7 +303,7 @@ sealed with `BASTION_SECRETS_KEY` (the oauth service alone reads and writes it).
 OBJ_BLOBS: Final = "bastion_blobs"
 """`<what>.<id>` -> a tool result or request arguments too large for one message, named in the message
 instead (`CallOutcome.result_blob`, `ToolCall.arguments_blob`); taken (read, deleted) by the receiver,
-expired after minutes otherwise (`bastion_common.blobs`)."""
+expired after minutes otherwise (`libs.common.blobs`)."""
 
 
 def kv_stream(bucket: str) -> str:
@@ -316,7 +316,7 @@ def obj_stream(bucket: str) -> str:
     return f"OBJ_{bucket}"
 
 
-# --- NATS's own subjects, which the per-service permissions (`bastion_common.permissions`) name ---
+# --- NATS's own subjects, which the per-service permissions (`libs.common.permissions`) name ---
 JS_API: Final = "$JS.API"
 """JetStream API requests: `$JS.API.STREAM.INFO.<stream>`, `$JS.API.CONSUMER.CREATE.<stream>`, ..."""
 JS_ACK: Final = "$JS.ACK"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from bastion_common.audit_chain import checkpoint_signature
-from bastion_common.messages import AuditVerdict
+from libs.common.audit_chain import checkpoint_signature
+from libs.common.messages import AuditVerdict
 
 from .store import ClickHouseStore
 from .verify import Checkpoint, verify_chain, verify_checkpoints

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bastion_common.messages import AuditEvent, audit_events
+from libs.common.messages import AuditEvent, audit_events
 
 from .errors import BadEvent
 from .schema import to_row

@@ -2,7 +2,7 @@
 `AUDIT_QUERY` (recent events), `AUDIT_EXPORT` (a page of an export), `ANALYTICS_QUERY` (one
 read-only SQL query) and `AUDIT_VERIFY` (hash chains and checkpoints).
 
-Each handler takes its contract model (`bastion_common.messages`, `bastion_common.analytics`) and
+Each handler takes its contract model (`libs.common.messages`, `libs.common.analytics`) and
 returns its answer model; FastStream validates the request and sends the answer to the reply
 subject. A request that is not its model is still answered, with an error saying what is wrong
 (`_invalid`), so a caller never waits for a reply that will not come. The store is synchronous and
@@ -21,8 +21,8 @@ from faststream import ExceptionMiddleware
 from faststream.nats import NatsRouter
 from pydantic import BaseModel, ValidationError
 
-from bastion_common import subjects
-from bastion_common.analytics import (
+from libs.common import subjects
+from libs.common.analytics import (
     AnalyticsAnswer,
     AnalyticsQuery,
     ExportPage,
@@ -30,7 +30,7 @@ from bastion_common.analytics import (
     NotReadOnly,
     read_only,
 )
-from bastion_common.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerify
+from libs.common.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerify
 
 from .auditor import Auditor
 from .errors import StoreUnavailable

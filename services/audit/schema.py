@@ -6,7 +6,7 @@ ReplacingMergeTree collapses rows with the same sorting key; a redelivered event
 `FINAL` never counts it twice. The key starts with who/what (key, server, tool) then when, which
 is how analysts slice; `event_id` last makes it unique.
 
-`audit_checkpoints` holds the signed heads of the events' hash chains (`bastion_common.audit_chain`,
+`audit_checkpoints` holds the signed heads of the events' hash chains (`libs.common.audit_chain`,
 `verify`): one row per (producer, seq) signed, never updated.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from bastion_common.messages import AuditEvent
+from libs.common.messages import AuditEvent
 
 from .errors import BadEvent
 

@@ -18,9 +18,9 @@ import socket
 from faststream.nats import NatsBroker, NatsNKey
 from nats.aio.client import Client as NATS
 
-from bastion_common import metrics, observability, permissions, subjects
-from bastion_common.nats import connect, drain_or_close, ensure_audit_dead_stream, ensure_audit_stream, processed
-from bastion_common.settings import AuditSettings
+from libs.common import metrics, observability, permissions, subjects
+from libs.common.nats import connect, drain_or_close, ensure_audit_dead_stream, ensure_audit_stream, processed
+from libs.common.settings import AuditSettings
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
@@ -87,7 +87,7 @@ class AuditService:
             connect_timeout=5,
             ping_interval=20,
             max_outstanding_pings=3,
-            logger=logging.getLogger("bastion_audit.broker"),
+            logger=logging.getLogger("services.audit.broker"),
             log_level=logging.DEBUG,  # its per-message access log; failures still log as errors
             inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),  # the replies the audit role may read
             security=NatsNKey.from_file(seed) if seed else None,

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from bastion_common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, limited
-from bastion_common.messages import AuditEvent, AuditQuery
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, limited
+from libs.common.messages import AuditEvent, AuditQuery
 
 from . import rollups
 from .errors import StoreUnavailable
@@ -76,7 +76,7 @@ class ClickHouseStore:
         return [from_row(row) for row in result.result_rows]
 
     def select(self, query: AnalyticsQuery, sql: str) -> AnalyticsAnswer:
-        """Run `sql` (already checked by `bastion_common.analytics.read_only`) with the engine's
+        """Run `sql` (already checked by `libs.common.analytics.read_only`) with the engine's
         read-only mode and `query`'s limits; a limit hit is an error, never a silently short answer."""
         text = limited(sql, query)
         try:

@@ -34,8 +34,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from bastion_common import metrics, subjects
-from bastion_common.nats import drain_or_close
+from libs.common import metrics, subjects
+from libs.common.nats import drain_or_close
 
 from .batch import Backoff, split
 from .errors import StoreUnavailable

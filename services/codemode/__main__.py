@@ -1,11 +1,11 @@
-"""`python -m bastion_codemode`: one codemode replica (meta-tools and the sandbox pool), configured
+"""`python -m services.codemode`: one codemode replica (meta-tools and the sandbox pool), configured
 from the environment."""
 
 from __future__ import annotations
 
-from bastion_common.logs import setup_logging
-from bastion_common.runner import run_service
-from bastion_common.settings import CodeModeSettings
+from libs.common.logs import setup_logging
+from libs.common.runner import run_service
+from libs.common.settings import CodeModeSettings
 
 from .service import CodeModeService
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable
 from typing import Any, Final, Literal
 
-from bastion_common.audit_content import content_fields
-from bastion_common.codemode import META_TOOL_NAMES
-from bastion_common.errors import JSONRPC_CODE, ErrorKind
-from bastion_common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall
-from bastion_common.naming import namespaced
-from bastion_common.oauth_upstream import authorize_url_of
+from libs.common.audit_content import content_fields
+from libs.common.codemode import META_TOOL_NAMES
+from libs.common.errors import JSONRPC_CODE, ErrorKind
+from libs.common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall
+from libs.common.naming import namespaced
+from libs.common.oauth_upstream import authorize_url_of
 
 from .answers import tool_value
 from .gateway import PolicyGateway

@@ -9,10 +9,10 @@ from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.blobs import Blobs
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import (
+from libs.common import subjects
+from libs.common.blobs import Blobs
+from libs.common.errors import ErrorKind
+from libs.common.messages import (
     Caller,
     CallOutcome,
     CancelExecution,
@@ -21,9 +21,9 @@ from bastion_common.messages import (
     Refund,
     ToolCall,
 )
-from bastion_common.relay import ResponderLost, call_outcome, routed_requester
-from bastion_common.settings import RequestPathSettings
-from bastion_common.visible import ask_visible
+from libs.common.relay import ResponderLost, call_outcome, routed_requester
+from libs.common.settings import RequestPathSettings
+from libs.common.visible import ask_visible
 
 __all__ = ["PolicyGateway"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bastion_common.settings import CodeModeSettings
+from libs.common.settings import CodeModeSettings
 
 __all__ = ["Limits", "limit_message"]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion_common import metrics
-from bastion_common.codemode import EXECUTE_CODE
-from bastion_common.messages import AuditEvent, CodeModeCall
+from libs.common import metrics
+from libs.common.codemode import EXECUTE_CODE
+from libs.common.messages import AuditEvent, CodeModeCall
 
 from .answers import error_result, run_result, text_result
 from .calls import ScriptCalls

@@ -1,6 +1,6 @@
 """The pool of sandbox worker processes and one run's conversation with a worker.
 
-The pool pre-starts `size` workers (`bastion_codemode.worker`). A run takes an idle worker,
+The pool pre-starts `size` workers (`services.codemode.worker`). A run takes an idle worker,
 sends it the script, performs the tool calls it asks for (through `call`, supplied by the service)
 and waits for its answer. The service enforces from outside what a process cannot be trusted to
 enforce on itself: the wall-clock limit and the CPU-time limit (read from /proc every
@@ -138,7 +138,7 @@ class WorkerPool:
             sys.executable,
             "-I",
             "-m",
-            "bastion_codemode.worker",
+            "services.codemode.worker",
             str(self.limits.memory_bytes),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,

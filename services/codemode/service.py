@@ -21,17 +21,17 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
-from bastion_common import metrics, observability, permissions, subjects, tracing
-from bastion_common.audit_chain import producer_id
-from bastion_common.audit_publisher import AuditPublisher, FieldLimits
-from bastion_common.blobs import Blobs
-from bastion_common.codemode import EXECUTE_CODE
-from bastion_common.errors import ErrorKind
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
-from bastion_common.nats import connect, drain_or_close, ensure_audit_stream, processed
-from bastion_common.relay import Acknowledger
-from bastion_common.settings import CodeModeSettings
+from libs.common import metrics, observability, permissions, subjects, tracing
+from libs.common.audit_chain import producer_id
+from libs.common.audit_publisher import AuditPublisher, FieldLimits
+from libs.common.blobs import Blobs
+from libs.common.codemode import EXECUTE_CODE
+from libs.common.errors import ErrorKind
+from libs.common.kvwatch import BucketWatch
+from libs.common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
+from libs.common.nats import connect, drain_or_close, ensure_audit_stream, processed
+from libs.common.relay import Acknowledger
+from libs.common.settings import CodeModeSettings
 
 from .gateway import PolicyGateway
 from .limits import Limits

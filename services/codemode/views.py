@@ -12,8 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from bastion_common.kvwatch import decode_value
-from bastion_common.messages import PairList, ServerCatalog
+from libs.common.kvwatch import decode_value
+from libs.common.messages import PairList, ServerCatalog
 
 from .search import SearchIndex
 from .stubs import file_path, render_file

@@ -1,6 +1,6 @@
 """A sandbox worker process: runs one Starlark script at a time for the codemode service.
 
-Started by `WorkerPool` as `python -I -m bastion_codemode.worker <memory bytes>` with an empty
+Started by `WorkerPool` as `python -I -m services.codemode.worker <memory bytes>` with an empty
 environment. It speaks JSON lines over its stdin/stdout (its real stdout is kept for the protocol,
 fd 1 then points at stderr so nothing else can corrupt it):
 

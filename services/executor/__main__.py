@@ -1,11 +1,11 @@
-"""`python -m bastion_executor`: run the executor until SIGTERM or SIGINT, then shut down cleanly
+"""`python -m services.executor`: run the executor until SIGTERM or SIGINT, then shut down cleanly
 (in-flight calls answered, every upstream session closed, no stdio child left behind)."""
 
 from __future__ import annotations
 
-from bastion_common.logs import setup_logging
-from bastion_common.runner import run_service
-from bastion_common.settings import ExecutorSettings
+from libs.common.logs import setup_logging
+from libs.common.runner import run_service
+from libs.common.settings import ExecutorSettings
 
 from .service import ExecutorService
 

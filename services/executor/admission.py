@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, Grant, ToolCall, UpstreamRequest, encode_outcome
-from bastion_common.signing import WorkSigner
+from libs.common import subjects
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, GatewayError, Grant, ToolCall, UpstreamRequest, encode_outcome
+from libs.common.signing import WorkSigner
 
 __all__ = ["Admission", "Admitted", "Stale", "stale_answer"]
 

@@ -28,8 +28,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ValidationError
 
-from bastion_common import subjects
-from bastion_common.messages import ClientReply, ResourceUpdated, StreamEvent
+from libs.common import subjects
+from libs.common.messages import ClientReply, ResourceUpdated, StreamEvent
 
 __all__ = ["ActiveCall", "AgentLink"]
 

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
-from bastion_common.messages import ServerCatalog
+from libs.common.messages import ServerCatalog
 
 from .breaker import CircuitBreaker
 from .features import Features

@@ -23,8 +23,8 @@ from mcp import Client
 from mcp.client.session import ClientSession
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from bastion_common.config import ServerConfig
-from bastion_common.messages import ServerCatalog
+from libs.common.config import ServerConfig
+from libs.common.messages import ServerCatalog
 
 from .agents import AgentLink
 from .breaker import CircuitBreaker

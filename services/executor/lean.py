@@ -48,7 +48,7 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, PARSE_
 from mcp_types import methods as _methods
 from pydantic import TypeAdapter, ValidationError
 
-from bastion_common import json_codec
+from libs.common import json_codec
 
 from .http1 import BodyTooLarge, HttpPool, Response
 from .outcomes import AnswerTooLarge, answer_cutoff, sse_event_limit

@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
 
-from bastion_common import json_codec
+from libs.common import json_codec
 
 from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
 from .outcomes import AnswerTooLarge

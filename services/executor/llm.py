@@ -23,11 +23,11 @@ import httpx
 import orjson
 from pydantic import ValidationError
 
-from bastion_common.errors import ErrorKind
-from bastion_common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
-from bastion_common.llm_config import ProviderConfig
-from bastion_common.messages import GatewayError, StreamEvent
-from bastion_common.sealing import Sealer, SealingError
+from libs.common.errors import ErrorKind
+from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
+from libs.common.llm_config import ProviderConfig
+from libs.common.messages import GatewayError, StreamEvent
+from libs.common.sealing import Sealer, SealingError
 
 from .breaker import CircuitBreaker
 

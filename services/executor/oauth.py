@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from bastion_common import subjects
-from bastion_common.config import ServerConfig
-from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery, oauth_applies
+from libs.common import subjects
+from libs.common.config import ServerConfig
+from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery, oauth_applies
 
 __all__ = ["OAuthTokens", "oauth_applies", "token_fetcher"]
 

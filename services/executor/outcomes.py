@@ -20,10 +20,10 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import REFUNDED, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
-from bastion_common.results import encode_result, shape_result
+from libs.common import subjects
+from libs.common.errors import ErrorKind
+from libs.common.messages import REFUNDED, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from libs.common.results import encode_result, shape_result
 
 __all__ = [
     "ANSWER_ENVELOPE",

@@ -21,9 +21,9 @@ from mcp_types import HEADER_MISMATCH, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
-from bastion_common import tracing
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from libs.common import tracing
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
 from .input_required import Ask, needs_bridge, resolve_input_required
 from .lean import LeanLink, Redirected, Unauthorized

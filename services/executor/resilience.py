@@ -15,8 +15,8 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, stop_before_delay, wait_exponential_jitter
 
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome
 
 from .breaker import BreakerState, CircuitBreaker
 

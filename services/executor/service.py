@@ -28,13 +28,13 @@ from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from bastion_common import metrics, observability, permissions, subjects, tracing
-from bastion_common.blobs import Blobs, fits
-from bastion_common.config import ServerConfig
-from bastion_common.errors import ErrorKind
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.llm import LlmOutcome, LlmRequest
-from bastion_common.messages import (
+from libs.common import metrics, observability, permissions, subjects, tracing
+from libs.common.blobs import Blobs, fits
+from libs.common.config import ServerConfig
+from libs.common.errors import ErrorKind
+from libs.common.kvwatch import BucketWatch
+from libs.common.llm import LlmOutcome, LlmRequest
+from libs.common.messages import (
     REFUNDED,
     CallOutcome,
     CancelExecution,
@@ -46,11 +46,11 @@ from bastion_common.messages import (
     UpstreamRequest,
     encode_outcome,
 )
-from bastion_common.nats import connect, drain_or_close, kv_bucket, processed
-from bastion_common.relay import Acknowledger, reply_subject, too_late
-from bastion_common.sealing import Sealer, SealingError
-from bastion_common.settings import ExecutorSettings
-from bastion_common.signing import WorkSigner
+from libs.common.nats import connect, drain_or_close, kv_bucket, processed
+from libs.common.relay import Acknowledger, reply_subject, too_late
+from libs.common.sealing import Sealer, SealingError
+from libs.common.settings import ExecutorSettings
+from libs.common.signing import WorkSigner
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
@@ -80,7 +80,7 @@ class ExecutorService:
         self._admission = Admission(self._signer, self._servers_revision)
         """Work runs only when policy signed it, or granted it: the bus alone cannot prove who sent it."""
         self._sealer = Sealer(self.settings.secrets_key)
-        """The only place upstream secrets are opened (they are sealed in KV: `bastion_common.sealing`)."""
+        """The only place upstream secrets are opened (they are sealed in KV: `libs.common.sealing`)."""
         self._nc: NATS | None = None
         self._catalog: KeyValue | None = None
         self._subs: list[Subscription] = []
@@ -132,7 +132,7 @@ class ExecutorService:
         self._llm = LlmProviders(self._sealer, self._nc.publish)
         self._llm_watch = BucketWatch(self._nc, subjects.KV_LLM, self._llm.put, self._llm.delete)
         await self._llm_watch.start()
-        # lets policy notice this replica dying mid-call (bastion_common.relay)
+        # lets policy notice this replica dying mid-call (libs.common.relay)
         self._acks = Acknowledger(
             self._nc,
             instance=self.instance,

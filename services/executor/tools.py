@@ -24,7 +24,7 @@ from mcp_types import PaginatedRequestParams
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from bastion_common.messages import CatalogTool
+from libs.common.messages import CatalogTool
 
 __all__ = [
     "MAX_VIOLATIONS",

@@ -19,7 +19,7 @@ from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 from mcp.client.streamable_http import streamable_http_client
 
-from bastion_common.config import ServerConfig
+from libs.common.config import ServerConfig
 
 from .bounded_http import BoundedTransport
 from .lean import LeanLink, LogFn, lean_http_transport

@@ -16,9 +16,9 @@ from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from bastion_common import tracing
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
+from libs.common import tracing
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
 from .agents import ActiveCall
 from .connection import Connection, Publish, State

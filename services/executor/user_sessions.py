@@ -9,7 +9,7 @@ Bounded: beyond `limit` sessions per executor the least recently used one is clo
 next call opens a new one). A session whose user has not authorized is closed right after the
 refused call, so the user's next call asks again (after they followed the link) instead of a
 background loop asking for a token nobody has. That refusal carries the user's link as data, never
-in its message (`bastion_common.oauth_upstream.AUTHORIZE_URL`)."""
+in its message (`libs.common.oauth_upstream.AUTHORIZE_URL`)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from bastion_common.config import ServerConfig
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
-from bastion_common.oauth_upstream import with_authorize_url
+from libs.common.config import ServerConfig
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
+from libs.common.oauth_upstream import with_authorize_url
 
 from .connection import Connection
 from .outcomes import refusal

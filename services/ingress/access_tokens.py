@@ -24,9 +24,9 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 from joserfc.jwk import KeySet
 
-from bastion_common.kvwatch import decode_value
-from bastion_common.messages import Caller
-from bastion_common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
+from libs.common.kvwatch import decode_value
+from libs.common.messages import Caller
+from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
 
 from .keys import AuthFailure, KeyDirectory
 from .owners import Owners

@@ -10,8 +10,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bastion_common.errors import JSONRPC_CODE, ErrorKind
-from bastion_common.messages import AuditEvent, Execution, GatewayError, new_id
+from libs.common.errors import JSONRPC_CODE, ErrorKind
+from libs.common.messages import AuditEvent, Execution, GatewayError, new_id
 
 from .context import RequestContext
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from bastion_common.kvwatch import decode_value
-from bastion_common.messages import PairList, ServerCatalog
-from bastion_common.naming import VALID_NAME, assign_names
+from libs.common.kvwatch import decode_value
+from libs.common.messages import PairList, ServerCatalog
+from libs.common.naming import VALID_NAME, assign_names
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
 

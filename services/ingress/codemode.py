@@ -16,13 +16,13 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.audit_content import content_fields
-from bastion_common.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
-from bastion_common.errors import JSONRPC_CODE, ErrorKind
-from bastion_common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
-from bastion_common.relay import AckedRequester, ResponderLost
-from bastion_common.settings import IngressSettings
+from libs.common import subjects
+from libs.common.audit_content import content_fields
+from libs.common.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
+from libs.common.errors import JSONRPC_CODE, ErrorKind
+from libs.common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
+from libs.common.relay import AckedRequester, ResponderLost
+from libs.common.settings import IngressSettings
 
 from .keys import KeyDirectory
 from .protocol import error_body, gateway_error_body, ok_body

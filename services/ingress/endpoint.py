@@ -28,9 +28,9 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from bastion_common import json_codec, tracing
-from bastion_common.codemode import CODE_MODE_HEADER
-from bastion_common.messages import AuditEvent, CancelCall, new_id
+from libs.common import json_codec, tracing
+from libs.common.codemode import CODE_MODE_HEADER
+from libs.common.messages import AuditEvent, CancelCall, new_id
 
 from .access_tokens import Authenticator
 from .answers import SSE_HEADERS, Answer, plain, respond

@@ -3,7 +3,7 @@ the executors for a call policy has already allowed with nothing to count (`gran
 
 One persistent NATS connection; every in-flight call shares a single wildcard inbox
 subscription, so a call costs one publish and one delivery, no per-call setup. Policy forwards an
-allowed call to an executor, which answers here directly. Calls go through `bastion_common.relay`,
+allowed call to an executor, which answers here directly. Calls go through `libs.common.relay`,
 so a policy or executor replica killed while holding a call fails it within about a second instead
 of after the full call timeout; a tool call this side fails that way (or by its timeout) is
 refunded (`Refund`), since it may not have run.
@@ -19,11 +19,11 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from bastion_common import metrics, subjects
-from bastion_common.blobs import Blobs, fits
-from bastion_common.errors import ErrorKind
-from bastion_common.llm import LlmOutcome, LlmRequest
-from bastion_common.messages import (
+from libs.common import metrics, subjects
+from libs.common.blobs import Blobs, fits
+from libs.common.errors import ErrorKind
+from libs.common.llm import LlmOutcome, LlmRequest
+from libs.common.messages import (
     Caller,
     CallOutcome,
     CancelCall,
@@ -36,9 +36,9 @@ from bastion_common.messages import (
     UpstreamRequest,
     VisibleTools,
 )
-from bastion_common.relay import ResponderLost, call_outcome, routed_requester
-from bastion_common.settings import RequestPathSettings
-from bastion_common.visible import ask_visible
+from libs.common.relay import ResponderLost, call_outcome, routed_requester
+from libs.common.settings import RequestPathSettings
+from libs.common.visible import ask_visible
 
 from .grants import GrantCache
 
@@ -78,7 +78,7 @@ class Gateway:
         ResponderLost when the replica holding it dies (it may have acted on the request).
 
         The policy handler of `subject` must acknowledge requests still running after a moment
-        (`bastion_common.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
+        (`libs.common.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
         return await self._policy.request(subject, data, within=timeout)
 
     async def call(self, call: ToolCall) -> CallOutcome:

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.messages import Grant, RoutedHead
+from libs.common import subjects
+from libs.common.messages import Grant, RoutedHead
 
 from .tool_lists import answer_holds
 

@@ -17,11 +17,11 @@ from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
-from bastion_common import metrics
-from bastion_common.audit_journal import AuditJournal
-from bastion_common.errors import ErrorKind
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.messages import (
+from libs.common import metrics
+from libs.common.audit_journal import AuditJournal
+from libs.common.errors import ErrorKind
+from libs.common.kvwatch import BucketWatch
+from libs.common.messages import (
     AuditEvent,
     CancelCall,
     GatewayError,

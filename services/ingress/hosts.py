@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from bastion_common.settings import unguarded_bind_problem
+from libs.common.settings import unguarded_bind_problem
 
 __all__ = ["HostGuard"]
 

@@ -10,8 +10,8 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from bastion_common.kvwatch import decode_value
-from bastion_common.messages import Caller, KeyRecord
+from libs.common.kvwatch import decode_value
+from libs.common.messages import Caller, KeyRecord
 
 __all__ = ["AuthFailure", "KeyDirectory"]
 

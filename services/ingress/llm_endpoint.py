@@ -27,13 +27,13 @@ from typing import Any
 import orjson
 from cachetools import LRUCache
 
-from bastion_common.audit_journal import AuditJournal
-from bastion_common.codemode import CODE_MODE_HEADER
-from bastion_common.errors import ErrorKind
-from bastion_common.kvwatch import decode_value
-from bastion_common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
-from bastion_common.llm_config import AgentMode, ModelPrice
-from bastion_common.messages import AuditEvent, Caller, GatewayError, new_id
+from libs.common.audit_journal import AuditJournal
+from libs.common.codemode import CODE_MODE_HEADER
+from libs.common.errors import ErrorKind
+from libs.common.kvwatch import decode_value
+from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
+from libs.common.llm_config import AgentMode, ModelPrice
+from libs.common.messages import AuditEvent, Caller, GatewayError, new_id
 
 from .access_tokens import Authenticator
 from .context import RequestContext
@@ -399,7 +399,7 @@ class _Chat:
 
     def audit(self) -> AuditEvent:
         """The event one provider round trip owes; journaled first, so a replica killed before the
-        answer still leaves its row (as for MCP requests, `bastion_common.audit_journal`)."""
+        answer still leaves its row (as for MCP requests, `libs.common.audit_journal`)."""
         event_id = new_id()
         if self.journal is not None:
             event_id = self.journal.begun(

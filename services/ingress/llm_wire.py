@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from bastion_common.errors import ErrorKind
-from bastion_common.llm import LlmOutcome
-from bastion_common.messages import GatewayError
+from libs.common.errors import ErrorKind
+from libs.common.llm import LlmOutcome
+from libs.common.messages import GatewayError
 
 __all__ = [
     "REQUEST_ID_HEADER",

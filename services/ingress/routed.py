@@ -13,9 +13,9 @@ from typing import Any, TypeVar
 
 from mcp_types import INVALID_PARAMS
 
-from bastion_common.audit_content import content_fields
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import (
+from libs.common.audit_content import content_fields
+from libs.common.errors import ErrorKind
+from libs.common.messages import (
     AuditEvent,
     CallOutcome,
     Execution,

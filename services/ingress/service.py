@@ -22,16 +22,16 @@ from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bastion_common import observability, permissions, subjects
-from bastion_common.audit_chain import producer_id
-from bastion_common.audit_journal import AuditJournal
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.audit_publisher import FieldLimits as AuditFieldLimits
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.metrics import MetricsServer
-from bastion_common.nats import connect, drain_or_close, ensure_audit_stream, kv_bucket, processed
-from bastion_common.sealing import Sealer
-from bastion_common.settings import IngressSettings
+from libs.common import observability, permissions, subjects
+from libs.common.audit_chain import producer_id
+from libs.common.audit_journal import AuditJournal
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
+from libs.common.kvwatch import BucketWatch
+from libs.common.metrics import MetricsServer
+from libs.common.nats import connect, drain_or_close, ensure_audit_stream, kv_bucket, processed
+from libs.common.sealing import Sealer
+from libs.common.settings import IngressSettings
 
 from .access_tokens import AccessTokens, Authenticator
 from .admin import PREFIX, admin_api

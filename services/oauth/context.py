@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from nats.js.kv import KeyValue
 
-from bastion_common.sealing import Sealer
-from bastion_common.settings import OAuthSettings
+from libs.common.sealing import Sealer
+from libs.common.settings import OAuthSettings
 
 __all__ = ["NatsHandler", "OAuthContext"]
 
@@ -28,4 +28,4 @@ class OAuthContext:
     revoked: KeyValue
     """`subjects.KV_OAUTH_REVOKED`: revoked access tokens by `jti`."""
     sealer: Sealer
-    """Encrypts secrets for KV (`bastion_common.sealing`, keys `BASTION_SECRETS_KEY`, newest first)."""
+    """Encrypts secrets for KV (`libs.common.sealing`, keys `BASTION_SECRETS_KEY`, newest first)."""

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 __all__ = [
     "HttpError",

@@ -16,11 +16,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from bastion_common import metrics, observability, permissions, subjects
-from bastion_common.nats import connect, drain_or_close, kv_bucket, processed
-from bastion_common.oauth import HttpExchangeRequest
-from bastion_common.sealing import Sealer
-from bastion_common.settings import OAuthSettings
+from libs.common import metrics, observability, permissions, subjects
+from libs.common.nats import connect, drain_or_close, kv_bucket, processed
+from libs.common.oauth import HttpExchangeRequest
+from libs.common.sealing import Sealer
+from libs.common.settings import OAuthSettings
 
 from . import agents, upstream
 from .context import NatsHandler, OAuthContext

@@ -1,10 +1,10 @@
-"""`python -m bastion_policy`: one policy replica, configured from the environment."""
+"""`python -m services.policy`: one policy replica, configured from the environment."""
 
 from __future__ import annotations
 
-from bastion_common.logs import setup_logging
-from bastion_common.runner import run_service
-from bastion_common.settings import PolicySettings
+from libs.common.logs import setup_logging
+from libs.common.runner import run_service
+from libs.common.settings import PolicySettings
 
 from .service import PolicyService
 

@@ -12,10 +12,10 @@ import logging
 
 from redis.exceptions import RedisError
 
-from bastion_common.config import ServerConfig
-from bastion_common.entities import RateLimit
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import GatewayError
+from libs.common.config import ServerConfig
+from libs.common.entities import RateLimit
+from libs.common.errors import ErrorKind
+from libs.common.messages import GatewayError
 
 from .limits import Charged, LimitEngine, LimitPlan, Refused, ToolTable, micro_usd, plan_for
 from .view import CompiledKey, PolicyView

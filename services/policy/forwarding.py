@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from bastion_common import subjects
-from bastion_common.signing import WorkSigner
+from libs.common import subjects
+from libs.common.signing import WorkSigner
 
 from .limits import Charged
 

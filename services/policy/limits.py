@@ -43,9 +43,9 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 
-from bastion_common.entities import Budget, RateLimit
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import GatewayError
+from libs.common.entities import Budget, RateLimit
+from libs.common.errors import ErrorKind
+from libs.common.messages import GatewayError
 
 from .periods import period_window, window_bucket
 

@@ -16,11 +16,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.errors import ErrorKind
-from bastion_common.llm import LlmOutcome, LlmRequest
-from bastion_common.messages import GatewayError
-from bastion_common.relay import AckedRequester, ResponderLost
+from libs.common import subjects
+from libs.common.errors import ErrorKind
+from libs.common.llm import LlmOutcome, LlmRequest
+from libs.common.messages import GatewayError
+from libs.common.relay import AckedRequester, ResponderLost
 
 from .charging import Charger
 from .view import PolicyView

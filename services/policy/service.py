@@ -30,10 +30,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from bastion_common import metrics, observability, permissions, subjects, tracing
-from bastion_common.errors import ErrorKind
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.messages import (
+from libs.common import metrics, observability, permissions, subjects, tracing
+from libs.common.errors import ErrorKind
+from libs.common.kvwatch import BucketWatch
+from libs.common.messages import (
     CallOutcome,
     GatewayError,
     Grant,
@@ -42,10 +42,10 @@ from bastion_common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from bastion_common.nats import connect, drain_or_close, processed
-from bastion_common.relay import AckedRequester, Acknowledger, too_late
-from bastion_common.settings import PolicySettings
-from bastion_common.signing import WorkSigner
+from libs.common.nats import connect, drain_or_close, processed
+from libs.common.relay import AckedRequester, Acknowledger, too_late
+from libs.common.settings import PolicySettings
+from libs.common.signing import WorkSigner
 
 from .charging import Charger
 from .filters import Narrowing, narrowing, narrowing_problem

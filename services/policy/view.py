@@ -13,12 +13,12 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from bastion_common.config import ServerConfig
-from bastion_common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
-from bastion_common.errors import ErrorKind
-from bastion_common.kvwatch import decode_value
-from bastion_common.messages import Caller, GatewayError, KeyRecord, ServerRecord
-from bastion_common.oauth import USER_CALLER_PREFIX
+from libs.common.config import ServerConfig
+from libs.common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
+from libs.common.errors import ErrorKind
+from libs.common.kvwatch import decode_value
+from libs.common.messages import Caller, GatewayError, KeyRecord, ServerRecord
+from libs.common.oauth import USER_CALLER_PREFIX
 
 from .filters import Narrowing, union_of_grants
 from .grants import GrantSet

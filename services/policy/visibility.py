@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from bastion_common.messages import pairs_digest
+from libs.common.messages import pairs_digest
 
 from .filters import Narrowing
 from .grants import GrantSet

@@ -192,7 +192,7 @@ def main() -> int:
             )
         )
         blog = work / "bastion.log"
-        up = [sys.executable, "-m", "bastion_cli", "up", "--config", str(config), "--port", str(gport)]
+        up = [sys.executable, "-m", "cli", "up", "--config", str(config), "--port", str(gport)]
         procs.append(start([*up, "--data-dir", str(work / "data")], blog, work))
         want = fixture_tool_count()
 

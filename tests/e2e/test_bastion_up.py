@@ -24,9 +24,9 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.summary import safe_url
-from bastion_common.nats import credentials
-from bastion_common.permissions import EXECUTOR
+from cli.summary import safe_url
+from libs.common.nats import credentials
+from libs.common.permissions import EXECUTOR
 from tests.support.nats_refusal import refusal
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import assert_none_left, audit_tail, output, stop_up, up_with_example

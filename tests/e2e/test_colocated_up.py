@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion_cli.stack import nats_monitoring_url
+from cli.stack import nats_monitoring_url
 from tests.e2e.test_bastion_up import DEMO, _client
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import assert_none_left, audit_tail, marked_processes, output, stop_up, up_with_example
@@ -35,7 +35,7 @@ def stack(tmp_path_factory):
 
 def _services(marker: str) -> dict[str, list[int]]:
     """This stack's processes by the module they run, with its arguments (`bastion_policy`,
-    `bastion_cli.colocated executor ingress`, ...)."""
+    `cli.colocated executor ingress`, ...)."""
     found: dict[str, list[int]] = {}
     for pid in marked_processes(marker):
         with contextlib.suppress(OSError):
@@ -56,9 +56,9 @@ def test_ingress_and_the_executor_are_one_process(stack):
     poll_until_blocking(lambda: "Ctrl-C to stop" in output(data_dir.parent), "the whole banner", within=30)
     assert "ingress and executor in one process" in output(data_dir.parent)
     services = _services(marker)
-    assert list(services.get("bastion_cli.colocated executor ingress", [])) != [], services
-    assert not any(s.startswith(("bastion_ingress", "bastion_executor")) for s in services), services
-    for alone in ("bastion_policy", "bastion_audit", "bastion_codemode", "bastion_oauth"):
+    assert list(services.get("cli.colocated executor ingress", [])) != [], services
+    assert not any(s.startswith(("services.ingress", "services.executor")) for s in services), services
+    for alone in ("services.policy", "services.audit", "services.codemode", "services.oauth"):
         assert alone in services, (alone, services)
 
 
@@ -94,11 +94,11 @@ async def test_repeated_calls_do_not_cross_nats_server(stack):
 async def test_the_process_is_restarted_and_serves_again(stack):
     """Killing the shared process takes both services down together; the supervisor restarts it."""
     proc, port, _, marker = stack
-    [pid] = _services(marker)["bastion_cli.colocated executor ingress"]
+    [pid] = _services(marker)["cli.colocated executor ingress"]
     os.kill(pid, signal.SIGKILL)
 
     def back() -> bool:
-        now = _services(marker).get("bastion_cli.colocated executor ingress", [])
+        now = _services(marker).get("cli.colocated executor ingress", [])
         try:
             healthy = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json().get("tools", 0) >= 9
         except (httpx.HTTPError, ValueError):

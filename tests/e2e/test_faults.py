@@ -30,11 +30,11 @@ import httpx
 import nats
 import pytest
 
-from bastion_cli.stackfile import find_admin_credentials
-from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows
-from bastion_common.nats import credentials
-from bastion_common.permissions import ADMIN
+from cli.stackfile import find_admin_credentials
+from libs.common import subjects
+from libs.common.messages import AuditQuery, AuditRows
+from libs.common.nats import credentials
+from libs.common.permissions import ADMIN
 from tests.support.fault_load import CallResult, Load
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import assert_none_left, descendants, output, start_up, stop_up
@@ -89,7 +89,7 @@ class Stack:
 
     def child(self, name: str) -> int:
         """The pid of the stack's process `name` (a service, "nats" or "valkey")."""
-        needle = {"nats": "nats-server", "valkey": "valkey-server"}.get(name, f" -m bastion_{name}")
+        needle = {"nats": "nats-server", "valkey": "valkey-server"}.get(name, f" -m services.{name}")
         found = [pid for pid, cmd in descendants(self.proc.pid).items() if needle in cmd]  # type: ignore[attr-defined]
         assert len(found) == 1, (name, found)
         return found[0]

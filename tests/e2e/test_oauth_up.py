@@ -69,7 +69,7 @@ def stack(tmp_path_factory):
 def bastion(data_dir: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
     return subprocess.run(
-        [sys.executable, "-m", "bastion_cli", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "cli", *args, "--data-dir", str(data_dir)],
         input=stdin,
         capture_output=True,
         text=True,

@@ -15,13 +15,13 @@ import pytest
 from fastapi import FastAPI
 from nats.js.errors import KeyNotFoundError
 
-from bastion_common import subjects
-from bastion_common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
-from bastion_common.nats import kv_bucket
-from bastion_common.settings import IngressSettings
-from bastion_ingress.admin import AdminAuth, AdminStore, admin_router
-from bastion_ingress.keys import KeyDirectory
-from bastion_ingress.service import IngressService
+from libs.common import subjects
+from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
+from libs.common.nats import kv_bucket
+from libs.common.settings import IngressSettings
+from services.ingress.admin import AdminAuth, AdminStore, admin_router
+from services.ingress.keys import KeyDirectory
+from services.ingress.service import IngressService
 from tests.support.admin_api import ECHO, TOKEN, base_url
 from tests.support.polling import poll_until
 

@@ -16,11 +16,11 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from bastion_audit import AuditService
-from bastion_common.sealing import new_key
-from bastion_common.settings import AuditSettings, OAuthSettings
-from bastion_ingress.service import IngressService
-from bastion_oauth.service import OAuthService
+from libs.common.sealing import new_key
+from libs.common.settings import AuditSettings, OAuthSettings
+from services.audit import AuditService
+from services.ingress.service import IngressService
+from services.oauth.service import OAuthService
 from tests.support.admin_api import ECHO, TOKEN
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,9 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from bastion_common import subjects
-from bastion_common.audit_redact import REDACTED
-from bastion_common.messages import AuditEvent, audit_events
+from libs.common import subjects
+from libs.common.audit_redact import REDACTED
+from libs.common.messages import AuditEvent, audit_events
 from tests.support.admin_api import ECHO
 from tests.support.gateway import default_config
 from tests.support.polling import poll_until

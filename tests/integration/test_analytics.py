@@ -21,13 +21,13 @@ from typing import Any
 import nats
 import pytest
 
-from bastion_audit import AuditService
-from bastion_cli.analytics import export, query_nats
-from bastion_cli.stack import EmbeddedNats
-from bastion_common import subjects
-from bastion_common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly
-from bastion_common.messages import AuditEvent
-from bastion_common.settings import AuditSettings
+from cli.analytics import export, query_nats
+from cli.stack import EmbeddedNats
+from libs.common import subjects
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly
+from libs.common.messages import AuditEvent
+from libs.common.settings import AuditSettings
+from services.audit import AuditService
 from tests.support.analytics_data import dataset, percentile, stored_through_the_pipeline
 
 pytestmark = pytest.mark.integration
@@ -353,7 +353,7 @@ async def test_export_pages_through_a_range_once_per_event(stack: Stack) -> None
 async def run_cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
     """The `bastion` command in its own process, while this test's loop keeps serving the audit service."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bastion_cli", *args, env=env, cwd=cwd,
+        sys.executable, "-m", "cli", *args, env=env, cwd=cwd,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
@@ -381,7 +381,7 @@ async def test_the_commands_run_end_to_end(stack: Stack, tmp_path: Path) -> None
 
 
 async def test_an_export_range_must_not_be_empty(stack: Stack) -> None:
-    from bastion_cli.analytics import CliFailure
+    from cli.analytics import CliFailure
 
     with pytest.raises(CliFailure, match="after"):
         await export(stack.nats_url, stack.now, stack.now - 1, io.StringIO())

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bastion_common.config import ServerConfig
-from bastion_common.settings import ExecutorSettings
-from bastion_executor.outcomes import answer_cutoff
-from bastion_executor.service import ExecutorService
+from libs.common.config import ServerConfig
+from libs.common.settings import ExecutorSettings
+from services.executor.outcomes import answer_cutoff
+from services.executor.service import ExecutorService
 from tests.integration.test_executor import ROOT, Harness, harness, http_upstream
 
 pytestmark = pytest.mark.integration

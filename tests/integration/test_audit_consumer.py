@@ -1,4 +1,4 @@
-"""The audit consumer (FastStream, `bastion_audit.writer`) with the same test twice: on FastStream's
+"""The audit consumer (FastStream, `services.audit.writer`) with the same test twice: on FastStream's
 in-memory `TestNatsBroker` (no server: a unit test of the handler's decisions) and on a real
 nats-server with JetStream. Both write to the real ClickHouse engine (chdb).
 
@@ -17,11 +17,11 @@ import nats
 import pytest
 from faststream.nats import JStream, NatsBroker, NatsMessage, TestNatsBroker
 
-from bastion_audit.store import ClickHouseStore
-from bastion_audit.writer import AuditConsumer, BatchWriter
-from bastion_common import subjects
-from bastion_common.messages import AuditBatch, AuditEvent
-from bastion_common.nats import ensure_audit_dead_stream, ensure_audit_stream
+from libs.common import subjects
+from libs.common.messages import AuditBatch, AuditEvent
+from libs.common.nats import ensure_audit_dead_stream, ensure_audit_stream
+from services.audit.store import ClickHouseStore
+from services.audit.writer import AuditConsumer, BatchWriter
 from tests.support.polling import poll_until
 
 BROKERS = [

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
+from libs.common import subjects
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.nats import connect
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.polling import poll_until
 

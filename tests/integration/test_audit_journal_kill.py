@@ -15,11 +15,11 @@ import httpx
 import pytest
 from nats.aio.client import Client as NATS
 
-from bastion_cli.stack import free_port
-from bastion_common import subjects
-from bastion_common.audit_journal import STOPPED
-from bastion_common.messages import AuditQuery, AuditRows
-from bastion_common.nats import connect
+from cli.stack import free_port
+from libs.common import subjects
+from libs.common.audit_journal import STOPPED
+from libs.common.messages import AuditQuery, AuditRows
+from libs.common.nats import connect
 from tests.support.fault_load import Load
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.polling import poll_until

@@ -18,15 +18,15 @@ import pytest
 from nats.aio.client import Client as NATS
 from rich.console import Console
 
-from bastion_audit import AuditService
-from bastion_audit.schema import TABLE, to_row
-from bastion_cli.audit import verify
-from bastion_common import subjects
-from bastion_common.audit_chain import event_hash
-from bastion_common.audit_journal import STOPPED, AuditJournal
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditEvent, AuditVerdict, AuditVerify
-from bastion_common.settings import AuditSettings
+from cli.audit import verify
+from libs.common import subjects
+from libs.common.audit_chain import event_hash
+from libs.common.audit_journal import STOPPED, AuditJournal
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
+from libs.common.settings import AuditSettings
+from services.audit import AuditService
+from services.audit.schema import TABLE, to_row
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """Nothing lost at volume (issue 11, item 3): 10,000 audit events published while the audit service
-(`python -m bastion_audit`, as ops run it) starts against a store it cannot open, is SIGKILLed
+(`python -m services.audit`, as ops run it) starts against a store it cannot open, is SIGKILLed
 mid-stream and restarted, and nats-server restarts; ClickHouse then holds exactly 10,000 distinct
 events, no copies, and the hash chain and the signed checkpoints verify.
 
@@ -22,14 +22,14 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from bastion_audit.auditor import Auditor
-from bastion_audit.store import ClickHouseStore
-from bastion_audit.writer import DURABLE
-from bastion_cli.stack import EmbeddedNats, kill_with_parent
-from bastion_common import subjects
-from bastion_common.analytics import AnalyticsAnswer, AnalyticsQuery
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from cli.stack import EmbeddedNats, kill_with_parent
+from libs.common import subjects
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from services.audit.auditor import Auditor
+from services.audit.store import ClickHouseStore
+from services.audit.writer import DURABLE
 from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -52,7 +52,7 @@ def _event(i: int) -> AuditEvent:
 
 
 class AuditProcess:
-    """`python -m bastion_audit` with a signing key and frequent checkpoints; output in `log`."""
+    """`python -m services.audit` with a signing key and frequent checkpoints; output in `log`."""
 
     def __init__(self, nats_url: str, chdb_url: str, log: Path) -> None:
         self.log = log
@@ -66,7 +66,7 @@ class AuditProcess:
         }
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bastion_audit"],
+                [sys.executable, "-m", "services.audit"],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -1,5 +1,5 @@
 """The bus is zero-trust: a real nats-server started with the config `bastion up` generates refuses
-every client outside its role's allow lists (`bastion_common.permissions`), and one without
+every client outside its role's allow lists (`libs.common.permissions`), and one without
 credentials altogether.
 
 Each probe is a concrete subject a service really uses (or an attacker would try). What must be
@@ -20,15 +20,15 @@ import nats.errors
 import pytest
 from nats.js.api import ConsumerConfig
 
-from bastion_cli.credentials import StackCredentials, make_credentials
-from bastion_cli.stack import EmbeddedNats
-from bastion_common import subjects as s
-from bastion_common.messages import Caller, Grant, ToolCall, decode_outcome
-from bastion_common.nats import credentials, kv_bucket, processed
-from bastion_common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
-from bastion_common.settings import ExecutorSettings
-from bastion_common.signing import WorkSigner
-from bastion_executor.service import ExecutorService
+from cli.credentials import StackCredentials, make_credentials
+from cli.stack import EmbeddedNats
+from libs.common import subjects as s
+from libs.common.messages import Caller, Grant, ToolCall, decode_outcome
+from libs.common.nats import credentials, kv_bucket, processed
+from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
+from libs.common.settings import ExecutorSettings
+from libs.common.signing import WorkSigner
+from services.executor.service import ExecutorService
 from tests.support.nats_refusal import refusal
 
 pytestmark = pytest.mark.integration
@@ -357,7 +357,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
     """Subject permissions cannot stop a JetStream push consumer from delivering a stored value to
     any subject: with ingress credentials, a `ToolCall` written to `bastion_sessions` and a consumer
     whose deliver subject is `bastion.exec.call` reaches the executors. Policy's signature is what
-    tells real work apart (`bastion_common.signing`)."""
+    tells real work apart (`libs.common.signing`)."""
     key = "bus-signing-key-for-this-test"
     call = ToolCall(caller=Caller(key_id="k", key_name="k"), server="nowhere", tool="t", name="nowhere__t", timeout=5)
     settings = ExecutorSettings(
@@ -367,7 +367,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
         instance="signed",
     )
     refused = LogEvent("without policy's signature")
-    executor_log = logging.getLogger("bastion_executor.service")
+    executor_log = logging.getLogger("services.executor.service")
     executor_log.addHandler(refused)
     try:
         async with ExecutorService(settings), connected(secured_nats.url, creds, INGRESS) as (ingress, _):
@@ -420,7 +420,7 @@ async def test_ingress_calls_run_on_policy_s_grant_alone(secured_nats: EmbeddedN
         instance="granted",
     )
     unsigned, forged = LogEvent("without policy's signature"), LogEvent("a grant policy did not make")
-    executor_log = logging.getLogger("bastion_executor.service")
+    executor_log = logging.getLogger("services.executor.service")
     for handler in (unsigned, forged):
         executor_log.addHandler(handler)
     try:

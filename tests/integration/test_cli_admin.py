@@ -15,12 +15,12 @@ from pathlib import Path
 import nats
 import pytest
 
-from bastion_cli.stackfile import write_stack
-from bastion_common import subjects
-from bastion_common.messages import KeyRecord
-from bastion_common.nats import kv_bucket
-from bastion_common.settings import IngressSettings
-from bastion_ingress.service import IngressService
+from cli.stackfile import write_stack
+from libs.common import subjects
+from libs.common.messages import KeyRecord
+from libs.common.nats import kv_bucket
+from libs.common.settings import IngressSettings
+from services.ingress.service import IngressService
 from tests.support.polling import poll_until
 from tests.support.processes import fake_bastion_up
 
@@ -48,7 +48,7 @@ class Cli:
         flags = ["--admin-url", self.url, "--admin-token", TOKEN] if auth else []
         clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bastion_cli", *args[:2], *flags, *args[2:],
+            sys.executable, "-m", "cli", *args[:2], *flags, *args[2:],
             cwd=self.cwd, env={**clean, "COLUMNS": "250", **(env or {})},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.PIPE if stdin is not None else None,
         )  # fmt: skip

@@ -10,11 +10,11 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_codemode.service import CodeModeService
-from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows
-from bastion_common.nats import connect
-from bastion_common.settings import CodeModeSettings
+from libs.common import subjects
+from libs.common.messages import AuditQuery, AuditRows
+from libs.common.nats import connect
+from libs.common.settings import CodeModeSettings
+from services.codemode.service import CodeModeService
 from tests.support.gateway import default_config, running_gateway
 from tests.support.polling import poll_until
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from bastion_codemode.limits import Limits
-from bastion_codemode.rewrite import global_name, rewrite
-from bastion_codemode.sandbox import RunOutcome, WorkerPool
+from services.codemode.limits import Limits
+from services.codemode.rewrite import global_name, rewrite
+from services.codemode.sandbox import RunOutcome, WorkerPool
 
 pytestmark = pytest.mark.integration
 

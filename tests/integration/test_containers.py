@@ -13,9 +13,9 @@ import warnings
 
 import pytest
 
-from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows
-from bastion_common.nats import connect
+from libs.common import subjects
+from libs.common.messages import AuditQuery, AuditRows
+from libs.common.nats import connect
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.polling import poll_until
 

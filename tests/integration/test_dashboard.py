@@ -17,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bastion_audit import AuditService
-from bastion_cli.stack import EmbeddedNats
-from bastion_common.messages import AuditEvent
-from bastion_common.settings import AuditSettings, IngressSettings
-from bastion_ingress.service import IngressService
+from cli.stack import EmbeddedNats
+from libs.common.messages import AuditEvent
+from libs.common.settings import AuditSettings, IngressSettings
+from services.audit import AuditService
+from services.ingress.service import IngressService
 from tests.support.analytics_data import dataset, stored_through_the_pipeline
 from tests.support.chromium import dump_dom, screenshot
 

@@ -22,9 +22,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
-from bastion_common.nats import connect
+from libs.common import subjects
+from libs.common.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
+from libs.common.nats import connect
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.replicas import ExecutorProcess, PolicyProcess, ServiceProcess

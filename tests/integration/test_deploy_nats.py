@@ -18,11 +18,11 @@ import httpx
 import nats
 import pytest
 
-from bastion_cli.credentials import write_nats_credentials
-from bastion_cli.stack import _wheel_binary
-from bastion_common import subjects
-from bastion_common.nats import credentials, processed
-from bastion_common.permissions import EXECUTOR, POLICY, ROLES
+from cli.credentials import write_nats_credentials
+from cli.stack import _wheel_binary
+from libs.common import subjects
+from libs.common.nats import credentials, processed
+from libs.common.permissions import EXECUTOR, POLICY, ROLES
 from tests.support.deploy import compose
 from tests.support.nats_refusal import refusal
 from tests.support.ports import free_port

@@ -19,14 +19,14 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from bastion_cli.stack import free_port
-from bastion_common import subjects
-from bastion_common.config import ServerConfig
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import Caller, CallOutcome, ServerCatalog, ServerRecord, ToolCall, decode_outcome
-from bastion_common.nats import kv_bucket
-from bastion_common.settings import ExecutorSettings
-from bastion_executor.service import ExecutorService
+from cli.stack import free_port
+from libs.common import subjects
+from libs.common.config import ServerConfig
+from libs.common.errors import ErrorKind
+from libs.common.messages import Caller, CallOutcome, ServerCatalog, ServerRecord, ToolCall, decode_outcome
+from libs.common.nats import kv_bucket
+from libs.common.settings import ExecutorSettings
+from services.executor.service import ExecutorService
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -346,7 +346,7 @@ async def test_executor_process_exits_cleanly_on_sigterm(harness: Harness, nats_
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "bastion_executor",
+        "services.executor",
         env={**os.environ, "BASTION_NATS_URL": nats_url, "BASTION_LOG_LEVEL": "WARNING"},
     )
     try:

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from bastion_common.config import CircuitBreakerConfig, ServerConfig
-from bastion_common.errors import ErrorKind
-from bastion_common.settings import ExecutorSettings
-from bastion_executor.service import ExecutorService
+from libs.common.config import CircuitBreakerConfig, ServerConfig
+from libs.common.errors import ErrorKind
+from libs.common.settings import ExecutorSettings
+from services.executor.service import ExecutorService
 from tests.integration.test_executor import ECHO, Harness, harness, http_upstream, stdio
 from tests.support.polling import poll_until
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, NOTHING_KEY, READONLY_KEY, ROOT, default_config, running_gateway
 from tests.support.polling import poll_until
 

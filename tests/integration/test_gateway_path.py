@@ -7,9 +7,9 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows, KeyRecord
-from bastion_common.nats import connect, kv_bucket
+from libs.common import subjects
+from libs.common.messages import AuditQuery, AuditRows, KeyRecord
+from libs.common.nats import connect, kv_bucket
 from tests.support.gateway import (
     ADMIN_KEY,
     NOTHING_KEY,

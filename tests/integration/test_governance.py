@@ -148,8 +148,8 @@ async def test_rate_limits_per_key_and_per_tool_with_retry_after(gateway):
 
 
 async def test_two_policy_replicas_never_overspend_under_concurrent_load(nats_url, redis_url, tmp_path):
-    from bastion_common.settings import PolicySettings
-    from bastion_policy.service import PolicyService
+    from libs.common.settings import PolicySettings
+    from services.policy.service import PolicyService
 
     async with running_gateway(nats_url, redis_url, tmp_path, governance_config()) as gw:
         second = PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, instance="-2"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, running_gateway
 
 pytestmark = pytest.mark.integration

@@ -8,10 +8,10 @@ import asyncio
 import httpx2
 import pytest
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
-from bastion_common.settings import IngressSettings
-from bastion_ingress.service import IngressService
-from bastion_ingress.session_state import session_key
+from cli.stack import EmbeddedNats, EmbeddedValkey
+from libs.common.settings import IngressSettings
+from services.ingress.service import IngressService
+from services.ingress.session_state import session_key
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.polling import poll_until
 

@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from bastion_ingress.service import IngressService
+from services.ingress.service import IngressService
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]

@@ -1,4 +1,4 @@
-"""A KV bucket is configured the same whichever service creates it first (`bastion_common.nats.BUCKET_TTL`).
+"""A KV bucket is configured the same whichever service creates it first (`libs.common.nats.BUCKET_TTL`).
 
 The revocation list is read by ingress (a watch) and written by the oauth service; ingress usually
 starts first. Its entries must still expire (`REVOCATION_TTL`, longer than any access token), and a
@@ -11,13 +11,13 @@ from __future__ import annotations
 import pytest
 from nats.js.api import StorageType
 
-from bastion_common import subjects
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.nats import connect
-from bastion_common.oauth import REVOCATION_TTL
-from bastion_common.sealing import new_key
-from bastion_common.settings import OAuthSettings
-from bastion_oauth.service import OAuthService
+from libs.common import subjects
+from libs.common.kvwatch import BucketWatch
+from libs.common.nats import connect
+from libs.common.oauth import REVOCATION_TTL
+from libs.common.sealing import new_key
+from libs.common.settings import OAuthSettings
+from services.oauth.service import OAuthService
 
 pytestmark = pytest.mark.integration
 

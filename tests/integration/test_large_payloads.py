@@ -19,11 +19,11 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from nats.js.errors import NotFoundError
 
-from bastion_cli.stack import EmbeddedNats
-from bastion_common import subjects
-from bastion_common.messages import AuditQuery, AuditRows
-from bastion_common.nats import connect
-from bastion_common.settings import CodeModeSettings
+from cli.stack import EmbeddedNats
+from libs.common import subjects
+from libs.common.messages import AuditQuery, AuditRows
+from libs.common.nats import connect
+from libs.common.settings import CodeModeSettings
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 
 pytestmark = pytest.mark.integration

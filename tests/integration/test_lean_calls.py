@@ -1,4 +1,4 @@
-"""The lean `tools/call` send (`bastion_executor.lean`, `bastion_executor.lean_stdio`) against the
+"""The lean `tools/call` send (`services.executor.lean`, `services.executor.lean_stdio`) against the
 official SDK's servers over streamable HTTP, stdio and HTTP+SSE, in both protocol eras: the same calls answer
 exactly as they do through the SDK's client."""
 
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
-from bastion_common import subjects
-from bastion_common.config import ServerConfig
-from bastion_common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, decode_outcome, new_id
-from bastion_common.settings import ExecutorSettings
-from bastion_executor.service import ExecutorService
+from libs.common import subjects
+from libs.common.config import ServerConfig
+from libs.common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, decode_outcome, new_id
+from libs.common.settings import ExecutorSettings
+from services.executor.service import ExecutorService
 from tests.integration.test_executor import CALLER, ECHO, ROOT, Harness, harness, http_upstream, stdio
 
 pytestmark = pytest.mark.integration

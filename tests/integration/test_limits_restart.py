@@ -13,9 +13,9 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from bastion_cli.stack import EmbeddedValkey, kill_with_parent
-from bastion_common.entities import Budget, RateLimit
-from bastion_policy.limits import Charged, LimitEngine, plan_for
+from cli.stack import EmbeddedValkey, kill_with_parent
+from libs.common.entities import Budget, RateLimit
+from services.policy.limits import Charged, LimitEngine, plan_for
 
 CONCURRENT = 8
 """Calls decided at once before the restart: the pool then holds this many connections."""

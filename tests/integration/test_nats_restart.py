@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bastion_cli.stack import EmbeddedNats, kill_with_parent
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.nats import connect, kv_bucket
+from cli.stack import EmbeddedNats, kill_with_parent
+from libs.common.kvwatch import BucketWatch
+from libs.common.nats import connect, kv_bucket
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from bastion_common.sealing import new_key
+from libs.common.sealing import new_key
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.oauth_browser import Browser, set_password
@@ -98,7 +98,7 @@ async def test_cli_creates_a_user_with_a_password_who_can_then_log_in(nats_url, 
 
         async def bastion(*args: str, stdin: str) -> tuple[int, str, str]:
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bastion_cli", "users", *args, *flags,
+                sys.executable, "-m", "cli", "users", *args, *flags,
                 env=clean, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             )  # fmt: skip
             out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)

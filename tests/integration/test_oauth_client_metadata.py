@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx2
 import pytest
 
-from bastion_common.sealing import new_key
+from libs.common.sealing import new_key
 from tests.support.documents import serving_documents
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.oauth_browser import Browser, set_password

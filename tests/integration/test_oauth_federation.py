@@ -19,11 +19,11 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx2
 import pytest
 
-from bastion_cli.stack import free_port
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
-from bastion_common.sealing import new_key
+from cli.stack import free_port
+from libs.common import subjects
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.nats import connect
+from libs.common.sealing import new_key
 from tests.support.gateway import SERVERS, Gateway, running_gateway
 from tests.support.oidc_idp import running_oidc_provider, sign_in_at_provider
 from tests.support.polling import poll_until

@@ -22,9 +22,9 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from bastion_common import subjects
-from bastion_common.nats import connect
-from bastion_common.sealing import Sealer, new_key
+from libs.common import subjects
+from libs.common.nats import connect
+from libs.common.sealing import Sealer, new_key
 from tests.support.gateway import SERVERS, example_server_over_http, running_gateway
 from tests.support.oauth_browser import Browser, set_password
 from tests.support.polling import poll_until

@@ -10,11 +10,11 @@ import sys
 
 import pytest
 
-from bastion_common import subjects
-from bastion_common.nats import connect
-from bastion_common.sealing import SEALED_PREFIX, Sealer, new_key
-from bastion_common.settings import OAuthSettings
-from bastion_oauth.service import OAuthService
+from libs.common import subjects
+from libs.common.nats import connect
+from libs.common.sealing import SEALED_PREFIX, Sealer, new_key
+from libs.common.settings import OAuthSettings
+from services.oauth.service import OAuthService
 from tests.support.gateway import SERVERS, Gateway, running_gateway
 from tests.support.oauth_browser import log_in_for_tokens, set_password
 

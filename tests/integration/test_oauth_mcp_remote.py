@@ -18,8 +18,8 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from bastion_cli.stack import free_port
-from bastion_common.sealing import new_key
+from cli.stack import free_port
+from libs.common.sealing import new_key
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.oauth_browser import Browser, set_password

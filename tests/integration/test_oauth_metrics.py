@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from bastion_common import subjects
-from bastion_common.nats import connect
-from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
-from bastion_common.sealing import new_key
-from bastion_oauth.service import OAuthService
+from libs.common import subjects
+from libs.common.nats import connect
+from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
+from libs.common.sealing import new_key
+from services.oauth.service import OAuthService
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.metrics import moved, scrape
 from tests.support.oauth_browser import Browser, authorization_url, log_in_for_tokens, set_password

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from bastion_common import tracing
+from libs.common import tracing
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, default_config, running_gateway
 from tests.support.metrics import Series, moved, scrape, value
 from tests.support.polling import poll_until

@@ -20,13 +20,13 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from bastion_common import subjects
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import Caller, ToolCall
-from bastion_common.nats import connect
-from bastion_common.relay import Acknowledger
-from bastion_common.settings import IngressSettings
-from bastion_ingress.gateway import Gateway
+from libs.common import subjects
+from libs.common.errors import ErrorKind
+from libs.common.messages import Caller, ToolCall
+from libs.common.nats import connect
+from libs.common.relay import Acknowledger
+from libs.common.settings import IngressSettings
+from services.ingress.gateway import Gateway
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.polling import poll_until

@@ -14,17 +14,17 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from bastion_cli.apply import apply_config
-from bastion_common import subjects
-from bastion_common.config import parse_config
-from bastion_common.entities import Budget
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import Caller, CallOutcome, Refund, ToolCall, decode_outcome
-from bastion_common.nats import connect
-from bastion_common.relay import AckedRequester, routed_requester
-from bastion_common.settings import IngressSettings, PolicySettings
-from bastion_common.signing import WorkSigner
-from bastion_policy.service import PolicyService
+from cli.apply import apply_config
+from libs.common import subjects
+from libs.common.config import parse_config
+from libs.common.entities import Budget
+from libs.common.errors import ErrorKind
+from libs.common.messages import Caller, CallOutcome, Refund, ToolCall, decode_outcome
+from libs.common.nats import connect
+from libs.common.relay import AckedRequester, routed_requester
+from libs.common.settings import IngressSettings, PolicySettings
+from libs.common.signing import WorkSigner
+from services.policy.service import PolicyService
 from tests.support.barrier import processed
 from tests.support.gateway import SERVERS, key_id
 from tests.support.polling import poll_until

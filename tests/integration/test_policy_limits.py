@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bastion_common.entities import Budget, RateLimit
-from bastion_common.errors import ErrorKind
-from bastion_policy.limits import Charged, LimitEngine, LimitPlan, Refused, plan_for
+from libs.common.entities import Budget, RateLimit
+from libs.common.errors import ErrorKind
+from services.policy.limits import Charged, LimitEngine, LimitPlan, Refused, plan_for
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

@@ -10,15 +10,15 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from bastion_common import subjects
-from bastion_common.entities import ToolGroup, entity_key
-from bastion_common.messages import Caller, GatewayError, KeyRecord
-from bastion_common.nats import connect, kv_bucket
-from bastion_common.settings import IngressSettings, PolicySettings
-from bastion_ingress.keys import AuthFailure
-from bastion_ingress.service import IngressService
-from bastion_policy.filters import narrowing
-from bastion_policy.service import PolicyService
+from libs.common import subjects
+from libs.common.entities import ToolGroup, entity_key
+from libs.common.messages import Caller, GatewayError, KeyRecord
+from libs.common.nats import connect, kv_bucket
+from libs.common.settings import IngressSettings, PolicySettings
+from services.ingress.keys import AuthFailure
+from services.ingress.service import IngressService
+from services.policy.filters import narrowing
+from services.policy.service import PolicyService
 from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
 from tests.support.polling import poll_until
 

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
 from tests.support.legacy_sdk import LEGACY_SDKS, legacy_python
 

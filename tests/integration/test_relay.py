@@ -1,4 +1,4 @@
-"""`bastion_common.relay` against a real NATS server: replicas are plain connections that answer,
+"""`libs.common.relay` against a real NATS server: replicas are plain connections that answer,
 acknowledge, go deaf or close, and a spy on the reply inboxes sees every acknowledgement.
 
 No timing thresholds: each outcome is told apart by its kind (a reply, `ResponderLost`, a NATS
@@ -18,10 +18,10 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from bastion_common import subjects
-from bastion_common.nats import connect
-from bastion_common.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
-from bastion_common.settings import RequestPathSettings
+from libs.common import subjects
+from libs.common.nats import connect
+from libs.common.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
+from libs.common.settings import RequestPathSettings
 from tests.support.barrier import processed
 from tests.support.polling import poll_until
 

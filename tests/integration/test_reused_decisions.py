@@ -16,13 +16,13 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from nats.aio.msg import Msg
 
-from bastion_common import subjects
-from bastion_common.entities import RateLimit
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
-from bastion_common.nats import connect, kv_bucket
-from bastion_executor.service import ExecutorService
-from bastion_ingress import grants
-from bastion_policy.service import PolicyService
+from libs.common import subjects
+from libs.common.entities import RateLimit
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
+from libs.common.nats import connect, kv_bucket
+from services.executor.service import ExecutorService
+from services.ingress import grants
+from services.policy.service import PolicyService
 from tests.support.gateway import SERVERS, key_id, running_gateway
 from tests.support.polling import poll_until
 

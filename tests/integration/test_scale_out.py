@@ -23,8 +23,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult
 
-from bastion_common.settings import IngressSettings
-from bastion_ingress.service import IngressService
+from libs.common.settings import IngressSettings
+from services.ingress.service import IngressService
 from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway
 from tests.support.polling import poll_until
 from tests.support.replicas import AlternatingTransport, ExecutorProcess

@@ -17,14 +17,14 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
-from bastion_cli.apply import apply_config
-from bastion_common import subjects
-from bastion_common.config import ServerConfig, parse_config
-from bastion_common.messages import ServerCatalog, ServerRecord
-from bastion_common.nats import kv_bucket, kv_snapshot
-from bastion_common.sealing import Sealer, new_key
-from bastion_common.settings import ExecutorSettings
-from bastion_executor.service import ExecutorService
+from cli.apply import apply_config
+from libs.common import subjects
+from libs.common.config import ServerConfig, parse_config
+from libs.common.messages import ServerCatalog, ServerRecord
+from libs.common.nats import kv_bucket, kv_snapshot
+from libs.common.sealing import Sealer, new_key
+from libs.common.settings import ExecutorSettings
+from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway
 
 pytestmark = pytest.mark.integration

@@ -17,20 +17,20 @@ import nats
 import openai
 import pytest
 
-from bastion_audit.service import AuditService
-from bastion_cli.apply import apply_config
-from bastion_cli.credentials import StackCredentials, make_credentials
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
-from bastion_common import subjects
-from bastion_common.config import parse_config
-from bastion_common.messages import AuditQuery, AuditRows, Caller
-from bastion_common.nats import credentials
-from bastion_common.permissions import ADMIN, AUDIT, EXECUTOR, INGRESS, POLICY
-from bastion_common.sealing import Sealer
-from bastion_common.settings import AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
-from bastion_executor.service import ExecutorService
-from bastion_ingress.service import IngressService
-from bastion_policy.service import PolicyService
+from cli.apply import apply_config
+from cli.credentials import StackCredentials, make_credentials
+from cli.stack import EmbeddedNats, EmbeddedValkey
+from libs.common import subjects
+from libs.common.config import parse_config
+from libs.common.messages import AuditQuery, AuditRows, Caller
+from libs.common.nats import credentials
+from libs.common.permissions import ADMIN, AUDIT, EXECUTOR, INGRESS, POLICY
+from libs.common.sealing import Sealer
+from libs.common.settings import AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
+from services.audit.service import AuditService
+from services.executor.service import ExecutorService
+from services.ingress.service import IngressService
+from services.policy.service import PolicyService
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.llm_provider import Reply, scripted_provider
 from tests.support.polling import poll_until

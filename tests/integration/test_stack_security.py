@@ -16,14 +16,14 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bastion_cli.audit import tail
-from bastion_cli.credentials import CredentialsRefused, connect_as_admin, make_credentials
-from bastion_cli.main import app
-from bastion_cli.stack import VALKEY_USER, EmbeddedNats, EmbeddedValkey
-from bastion_common import subjects
-from bastion_common.nats import credentials, kv_bucket, processed
-from bastion_common.permissions import ADMIN, POLICY, ROLES
-from bastion_common.sealing import Sealer
+from cli.audit import tail
+from cli.credentials import CredentialsRefused, connect_as_admin, make_credentials
+from cli.main import app
+from cli.stack import VALKEY_USER, EmbeddedNats, EmbeddedValkey
+from libs.common import subjects
+from libs.common.nats import credentials, kv_bucket, processed
+from libs.common.permissions import ADMIN, POLICY, ROLES
+from libs.common.sealing import Sealer
 from tests.support.nats_refusal import refusal
 
 pytestmark = pytest.mark.integration

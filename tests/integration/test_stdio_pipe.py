@@ -1,4 +1,4 @@
-"""The executor's stdio transport (`bastion_executor.stdio_pipe`) with its lean link
+"""The executor's stdio transport (`services.executor.stdio_pipe`) with its lean link
 (`lean_stdio.StdioLink` on the pipe) against a real child process: lean answers and log lines are
 taken off the pipe as bytes and never reach the SDK session; every other line reaches it as
 `stdio_client` would hand it over; the child is stopped on exit, as the SDK stops it."""
@@ -23,9 +23,9 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
-from bastion_executor.lean_stdio import StdioLink
-from bastion_executor.outcomes import AnswerTooLarge, answer_cutoff
-from bastion_executor.stdio_pipe import stdio_pipe
+from services.executor.lean_stdio import StdioLink
+from services.executor.outcomes import AnswerTooLarge, answer_cutoff
+from services.executor.stdio_pipe import stdio_pipe
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

@@ -22,11 +22,11 @@ import httpx
 import nats
 import pytest
 
-from bastion_cli.stackfile import running_stack
-from bastion_cli.supervisor import Backoff, ChildSpec, Supervisor
-from bastion_common import subjects
-from bastion_common.messages import KeyRecord, ServerRecord
-from bastion_common.nats import kv_names
+from cli.stackfile import running_stack
+from cli.supervisor import Backoff, ChildSpec, Supervisor
+from libs.common import subjects
+from libs.common.messages import KeyRecord, ServerRecord
+from libs.common.nats import kv_names
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import (
     alive,
@@ -83,7 +83,7 @@ DRIVER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from bastion_cli.supervisor import ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
+    from cli.supervisor import ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
 
     standin, out = sys.argv[1], Path(sys.argv[2])
     assert set_child_subreaper()
@@ -239,15 +239,15 @@ keys:
         tree = descendants(proc.pid)
         assert not [c for c in tree.values() if "nats-server" in c or "valkey-server" in c], tree
         assert not (data_dir / "nats").exists() and not (data_dir / "valkey").exists()
-        services = {c.split(" -m ")[1].split()[0] for c in tree.values() if " -m bastion_" in c}
+        services = {c.split(" -m ")[1].split()[0] for c in tree.values() if " -m services." in c}
         assert services == {
-            "bastion_policy",
-            "bastion_executor",
-            "bastion_audit",
-            "bastion_codemode",
-            "bastion_oauth",
-            "bastion_ingress",
-        } | ({"bastion_codemode.worker"} & services), tree  # the sandbox workers may still be starting
+            "services.policy",
+            "services.executor",
+            "services.audit",
+            "services.codemode",
+            "services.oauth",
+            "services.ingress",
+        } | ({"services.codemode.worker"} & services), tree  # the sandbox workers may still be starting
 
         async def read_kv() -> tuple[ServerRecord, KeyRecord, list[bytes]]:
             nc = await nats.connect(nats_url)
@@ -306,7 +306,9 @@ def test_nothing_survives_a_sigkilled_bastion_up(tmp_path: Path) -> None:
         )
         assert proc.poll() is None, output(tmp_path)
         tree = descendants(proc.pid)
-        assert any("nats-server" in c for c in tree.values()) and any(" -m bastion_ingress" in c for c in tree.values())
+        assert any("nats-server" in c for c in tree.values()) and any(
+            " -m services.ingress" in c for c in tree.values()
+        )
     finally:
         proc.kill()
         proc.wait()

@@ -11,11 +11,11 @@ import asyncio
 import pytest
 from nats.aio.msg import Msg
 
-from bastion_common import subjects
-from bastion_common.kvwatch import BucketWatch
-from bastion_common.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
-from bastion_common.nats import connect, kv_bucket
-from bastion_common.visible import ask_visible
+from libs.common import subjects
+from libs.common.kvwatch import BucketWatch
+from libs.common.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
+from libs.common.nats import connect, kv_bucket
+from libs.common.visible import ask_visible
 from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
 from tests.support.polling import poll_until
 

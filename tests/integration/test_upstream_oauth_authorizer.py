@@ -14,15 +14,15 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from bastion_common.nats import connect, kv_bucket
-from bastion_common.oauth_upstream import UpstreamTokenQuery
-from bastion_common.sealing import SEALED_PREFIX, Sealer, new_key
-from bastion_common.subjects import KV_OAUTH_UPSTREAM
-from bastion_oauth.upstream.authorizer import CALLBACK_PATH, Authorizer
-from bastion_oauth.upstream.errors import UpstreamOAuthError
-from bastion_oauth.upstream.records import Records
-from bastion_oauth.upstream.secret_stores import SealedKVStore
-from bastion_oauth.upstream.tickets import TicketError, Tickets
+from libs.common.nats import connect, kv_bucket
+from libs.common.oauth_upstream import UpstreamTokenQuery
+from libs.common.sealing import SEALED_PREFIX, Sealer, new_key
+from libs.common.subjects import KV_OAUTH_UPSTREAM
+from services.oauth.upstream.authorizer import CALLBACK_PATH, Authorizer
+from services.oauth.upstream.errors import UpstreamOAuthError
+from services.oauth.upstream.records import Records
+from services.oauth.upstream.secret_stores import SealedKVStore
+from services.oauth.upstream.tickets import TicketError, Tickets
 from tests.support.upstream_login import callback_params, log_in, running_oauth_upstream
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_oauth.service import OAuthService
+from services.oauth.service import OAuthService
 from tests.support.gateway import Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import follow_authorization_link, gateway_for_oauth_upstreams, running_oauth_upstream

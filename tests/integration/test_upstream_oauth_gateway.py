@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_executor.service import ExecutorService
+from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, log_in, running_oauth_upstream
@@ -48,7 +48,7 @@ async def _servers_list(public: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
     argv = ["servers", "list", "--admin-url", public, "--admin-token", ADMIN_TOKEN]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bastion_cli", *argv, env=env, stdout=asyncio.subprocess.PIPE
+        sys.executable, "-m", "cli", *argv, env=env, stdout=asyncio.subprocess.PIPE
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, out

@@ -17,7 +17,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_types import ErrorData
 
-from bastion_common.settings import CodeModeSettings
+from libs.common.settings import CodeModeSettings
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until

@@ -14,7 +14,7 @@ import orjson
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from bastion_cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -210,8 +210,8 @@ async def test_subscriptions_and_list_changes_reach_the_standalone_stream(gatewa
 
 async def test_an_agents_answer_may_reach_any_ingress_replica(gateway):
     """The agent posts its sampling answer to a second replica; the call on the first completes."""
-    from bastion_common.settings import IngressSettings
-    from bastion_ingress.service import IngressService
+    from libs.common.settings import IngressSettings
+    from services.ingress.service import IngressService
 
     second = IngressService(IngressSettings(nats_url=gateway.nats_url, port=0, session_secret="shared-test-secret"))
     await second.start()

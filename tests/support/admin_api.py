@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from bastion_common.settings import IngressSettings
-from bastion_ingress.service import IngressService
+from libs.common.settings import IngressSettings
+from services.ingress.service import IngressService
 
 __all__ = ["ECHO", "TOKEN", "api", "base_url", "ingress"]
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 import nats
 
-from bastion_audit import AuditService
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditEvent
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import AuditEvent
+from services.audit import AuditService
 from tests.support.polling import poll_until
 
 __all__ = ["HOURS", "PRICES", "TEAMS", "TOOLS", "dataset", "percentile", "rate", "stored_through_the_pipeline"]

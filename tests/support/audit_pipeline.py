@@ -8,11 +8,11 @@ import asyncio
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from bastion_audit import AuditService
-from bastion_audit.writer import DURABLE
-from bastion_common import subjects
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common import subjects
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from services.audit import AuditService
+from services.audit.writer import DURABLE
 
 WAIT = 60.0
 """Upper bound for a condition; tests return as soon as it holds (a lost ack is redelivered after 30 s)."""

@@ -3,9 +3,9 @@ reads ClickHouse), waiting for the batch that holds them."""
 
 from __future__ import annotations
 
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
+from libs.common import subjects
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.nats import connect
 from tests.support.polling import poll_until
 
 __all__ = ["audit_rows"]

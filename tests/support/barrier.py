@@ -1,7 +1,7 @@
-"""Tests use the same barrier as the services: `bastion_common.nats.processed`."""
+"""Tests use the same barrier as the services: `libs.common.nats.processed`."""
 
 from __future__ import annotations
 
-from bastion_common.nats import processed
+from libs.common.nats import processed
 
 __all__ = ["processed"]

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from pydantic_settings import BaseSettings
 
-from bastion_common import settings as settings_module
+from libs.common import settings as settings_module
 
 __all__ = [
     "CLI_VARIABLES",
@@ -53,14 +53,14 @@ KUBERNETES = DEPLOY / "kubernetes"
 
 @cache
 def services() -> tuple[str, ...]:
-    """Every service with a `python -m bastion_<name>` entry point."""
+    """Every service with a `python -m services.<name>` entry point."""
     found = sorted(p.parent.name for p in (ROOT / "services").glob("*/__main__.py"))
     assert len(found) >= 6, f"only {found} under services/: the layout changed"
     return tuple(found)
 
 
 def settings_class(service: str) -> type[BaseSettings]:
-    """The `bastion_common.settings` class the service's `__main__` instantiates."""
+    """The `libs.common.settings` class the service's `__main__` instantiates."""
     tree = ast.parse((ROOT / "services" / service / "__main__.py").read_text())
     names = {
         node.func.id
@@ -94,10 +94,10 @@ def observed_services() -> frozenset[str]:
 @cache
 def up_private_variables() -> dict[str, frozenset[str]]:
     """Per service, the secret variables `bastion up` gives it (with every credential present)."""
-    from bastion_cli.credentials import StackCredentials
-    from bastion_cli.layout import _PRIVATE_VARIABLES, Endpoints, service_specs
-    from bastion_common.config import parse_config
-    from bastion_common.permissions import ROLES
+    from cli.credentials import StackCredentials
+    from cli.layout import _PRIVATE_VARIABLES, Endpoints, service_specs
+    from libs.common.config import parse_config
+    from libs.common.permissions import ROLES
 
     creds = StackCredentials(
         seed_files={role: Path(f"/seeds/{role}.nk") for role in ROLES},

@@ -20,15 +20,13 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from bastion_audit.service import AuditService
-from bastion_cli.apply import apply_config
-from bastion_codemode.service import CodeModeService
-from bastion_common import local_lane
-from bastion_common.config import BastionConfig, parse_config
-from bastion_common.local_lane import LocalLane
-from bastion_common.nats import connect
-from bastion_common.sealing import Sealer
-from bastion_common.settings import (
+from cli.apply import apply_config
+from libs.common import local_lane
+from libs.common.config import BastionConfig, parse_config
+from libs.common.local_lane import LocalLane
+from libs.common.nats import connect
+from libs.common.sealing import Sealer
+from libs.common.settings import (
     AuditSettings,
     CodeModeSettings,
     ExecutorSettings,
@@ -36,10 +34,12 @@ from bastion_common.settings import (
     OAuthSettings,
     PolicySettings,
 )
-from bastion_executor.service import ExecutorService
-from bastion_ingress.service import IngressService
-from bastion_oauth.service import OAuthService
-from bastion_policy.service import PolicyService
+from services.audit.service import AuditService
+from services.codemode.service import CodeModeService
+from services.executor.service import ExecutorService
+from services.ingress.service import IngressService
+from services.oauth.service import OAuthService
+from services.policy.service import PolicyService
 from tests.support.polling import poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +154,7 @@ async def running_gateway(
     service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
     audit, policy, executor and oauth on a free port each (`service.metrics_server.url`); ingress
     serves its own on the gateway port behind the admin token. `lane`: every service's connection
-    joins one in-process lane (`bastion_common.local_lane`), as co-located services do."""
+    joins one in-process lane (`libs.common.local_lane`), as co-located services do."""
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
     nc = await connect(nats_url, "test-setup")

@@ -16,8 +16,8 @@ import json
 
 from redis.asyncio import Redis
 
-from bastion_common.entities import Budget, RateLimit
-from bastion_policy.limits import Charged, LimitEngine, plan_for
+from libs.common.entities import Budget, RateLimit
+from services.policy.limits import Charged, LimitEngine, plan_for
 
 
 async def main() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import openai
 
-from bastion_common import subjects
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
+from libs.common import subjects
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.nats import connect
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.llm_provider import ScriptedProvider
 

@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 
-from bastion_common import subjects
-from bastion_common.nats import connect
-from bastion_common.oauth import PasswordChange, PasswordChanged
+from libs.common import subjects
+from libs.common.nats import connect
+from libs.common.oauth import PasswordChange, PasswordChanged
 
 __all__ = ["Browser", "LoginResult", "authorization_url", "log_in_for_tokens", "set_password"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
-from bastion_cli.stack import free_port
+from cli.stack import free_port
 from tests.support.polling import poll_until_blocking
 
 __all__ = [
@@ -107,7 +107,7 @@ def start_up(
             [
                 sys.executable,
                 "-m",
-                "bastion_cli",
+                "cli",
                 "up",
                 "--config",
                 str(cfg),
@@ -153,7 +153,7 @@ def audit_tail(data_dir: Path, limit: int = 50) -> subprocess.CompletedProcess[s
     that no column is cut."""
     env = {k: v for k, v in os.environ.items() if k != "BASTION_NATS_URL"}
     return subprocess.run(
-        [sys.executable, "-m", "bastion_cli", "audit", "tail", "--limit", str(limit), "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "cli", "audit", "tail", "--limit", str(limit), "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         timeout=30,

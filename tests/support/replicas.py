@@ -94,12 +94,12 @@ class ServiceProcess:
 
 @dataclass
 class ExecutorProcess(ServiceProcess):
-    module: ClassVar[str] = "bastion_executor"
+    module: ClassVar[str] = "services.executor"
 
 
 @dataclass
 class PolicyProcess(ServiceProcess):
-    module: ClassVar[str] = "bastion_policy"
+    module: ClassVar[str] = "services.policy"
     redis_url: str
     env: dict[str, str] = field(default_factory=dict)
     """Further BASTION_* settings."""
@@ -112,7 +112,7 @@ class PolicyProcess(ServiceProcess):
 class IngressProcess(ServiceProcess):
     """An ingress replica on a fixed `port` (a restart must answer where the agents call)."""
 
-    module: ClassVar[str] = "bastion_ingress"
+    module: ClassVar[str] = "services.ingress"
     port: int
     env: dict[str, str] = field(default_factory=dict)
     """Further BASTION_* settings."""

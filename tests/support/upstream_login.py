@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-from bastion_cli.stack import free_port
-from bastion_common.sealing import new_key
+from cli.stack import free_port
+from libs.common.sealing import new_key
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.processes import serving_process
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bastion_cli.analytics import CliFailure, parse_time
-from bastion_common.analytics import read_only
-from bastion_ingress.analytics.panels import PANELS, Filters, panel_query
+from cli.analytics import CliFailure, parse_time
+from libs.common.analytics import read_only
+from services.ingress.analytics.panels import PANELS, Filters, panel_query
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_common.analytics import MAX_SQL_CHARS, AnalyticsQuery, NotReadOnly, limited, read_only
+from libs.common.analytics import MAX_SQL_CHARS, AnalyticsQuery, NotReadOnly, limited, read_only
 
 pytestmark = pytest.mark.unit
 

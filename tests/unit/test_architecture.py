@@ -1,6 +1,8 @@
-"""The architecture as a test: a service imports only bastion_common and third-party packages."""
+"""The architecture as a test: import names are folder paths, and a service imports only libs.common
+and third-party packages."""
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -8,34 +10,60 @@ import pytest
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["ingress", "policy", "executor", "codemode", "audit", "oauth"]
+SERVICES = sorted(p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists())
+
+
+def _first_party(name: str) -> bool:
+    return name.startswith(("libs.", "services.", "cli.", "bastion_")) or name == "cli"
 
 
 def _imports(path: Path) -> set[str]:
+    """Every module a file imports, as its first two dotted parts (`services.policy`, `libs.common`)."""
     tree = ast.parse(path.read_text())
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(".".join(alias.name.split(".")[:2]) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(".".join(node.module.split(".")[:2]))
     return found
+
+
+def test_every_service_folder_is_found():
+    assert {"ingress", "policy", "executor", "codemode", "audit", "oauth"} <= set(SERVICES)
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_service_imports_no_other_service(service):
-    others = {f"bastion_{s}" for s in SERVICES if s != service} | {"bastion_cli"}
+    others = {f"services.{s}" for s in SERVICES if s != service} | {"cli", "cli.main"}
     for path in (ROOT / "services" / service).rglob("*.py"):
-        bad = _imports(path) & others
+        bad = {name for name in _imports(path) if name in others or name.startswith("cli.")}
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}: cross NATS through libs/common instead"
 
 
 def test_common_imports_no_service():
-    forbidden = {f"bastion_{s}" for s in SERVICES} | {"bastion_cli"}
     for path in (ROOT / "libs" / "common").rglob("*.py"):
-        assert not (_imports(path) & forbidden), path
+        bad = {name for name in _imports(path) if _first_party(name) and not name.startswith("libs.")}
+        assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
+
+
+def test_import_names_are_folder_paths():
+    """No package-dir map: the packaging finds `libs`, `services` and `cli` where they stand, so an
+    import names the folder to open and the type checker needs no links."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    setuptools = pyproject["tool"]["setuptools"]
+    assert "package-dir" not in setuptools
+    assert setuptools["packages"]["find"]["include"] == ["libs*", "services*", "cli*"]
+    for folder in ("libs", "libs/common", "services", "cli", *(f"services/{s}" for s in SERVICES)):
+        assert (ROOT / folder / "__init__.py").exists(), folder
+    first_party = set()
+    for path in [*ROOT.joinpath("services").rglob("*.py"), *ROOT.joinpath("libs").rglob("*.py")]:
+        first_party |= {n for n in _imports(path) if _first_party(n)}
+    assert not {n for n in first_party if n.startswith("bastion_")}, "an import under an old package name"
+    for name in first_party:
+        assert (ROOT / name.replace(".", "/")).exists() or (ROOT / (name.replace(".", "/") + ".py")).exists(), name
 
 
 def test_subject_strings_live_in_one_module():
     for path in [*ROOT.joinpath("services").rglob("*.py"), *ROOT.joinpath("cli").rglob("*.py")]:
-        assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use bastion_common.subjects"
+        assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use libs.common.subjects"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_audit.batch import Backoff, decode, split
-from bastion_audit.errors import BadEvent
-from bastion_audit.schema import COLUMNS
-from bastion_common.messages import AuditEvent
+from libs.common.messages import AuditEvent
+from services.audit.batch import Backoff, decode, split
+from services.audit.errors import BadEvent
+from services.audit.schema import COLUMNS
 
 pytestmark = pytest.mark.unit
 
@@ -56,8 +56,8 @@ def test_backoff_grows_to_its_cap_and_resets_after_a_success() -> None:
 
 
 def test_a_batch_message_yields_every_event_or_none():
-    from bastion_audit.batch import decode_many
-    from bastion_common.messages import AuditBatch, AuditEvent
+    from libs.common.messages import AuditBatch, AuditEvent
+    from services.audit.batch import decode_many
 
     events = [AuditEvent(event_id=f"e{i}", status="ok", latency_ms=1.0) for i in range(3)]
     rows = decode_many(AuditBatch(events=events).model_dump_json().encode())

@@ -7,12 +7,12 @@ import hashlib
 
 import pytest
 
-from bastion_audit.verify import Checkpoint, verify_chain, verify_checkpoints
-from bastion_common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
-from bastion_common.audit_content import content_fields, to_json
-from bastion_common.audit_fields import FieldLimits, bounded
-from bastion_common.audit_redact import REDACTED, redacted
-from bastion_common.messages import AuditEvent
+from libs.common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
+from libs.common.audit_content import content_fields, to_json
+from libs.common.audit_fields import FieldLimits, bounded
+from libs.common.audit_redact import REDACTED, redacted
+from libs.common.messages import AuditEvent
+from services.audit.verify import Checkpoint, verify_chain, verify_checkpoints
 
 pytestmark = pytest.mark.unit
 

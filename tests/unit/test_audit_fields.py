@@ -1,11 +1,11 @@
-"""Audit events are cut to size and say so (`bastion_common.audit_fields`)."""
+"""Audit events are cut to size and say so (`libs.common.audit_fields`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from bastion_common.audit_fields import FieldLimits, bounded, cut_utf8
-from bastion_common.messages import AuditEvent
+from libs.common.audit_fields import FieldLimits, bounded, cut_utf8
+from libs.common.messages import AuditEvent
 
 pytestmark = pytest.mark.unit
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bastion_common.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
-from bastion_common.messages import AuditEvent
+from libs.common.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
+from libs.common.messages import AuditEvent
 
 
 def begin(journal: AuditJournal, name: str = "echo__add") -> str:

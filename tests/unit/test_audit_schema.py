@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bastion_audit.errors import BadEvent
-from bastion_audit.schema import COLUMNS, DDL, from_row, to_row
-from bastion_common.messages import AuditEvent
+from libs.common.messages import AuditEvent
+from services.audit.errors import BadEvent
+from services.audit.schema import COLUMNS, DDL, from_row, to_row
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bastion_codemode.search import SearchIndex
-from bastion_codemode.stubs import render_docs, render_file, signature, summary
-from bastion_codemode.toolset import Toolset
+from services.codemode.search import SearchIndex
+from services.codemode.stubs import render_docs, render_file, signature, summary
+from services.codemode.toolset import Toolset
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bastion_common.codemode import META_TOOLS
+from libs.common.codemode import META_TOOLS
 
 pytestmark = pytest.mark.unit
 

@@ -12,14 +12,14 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from bastion_cli.apply import apply_config
-from bastion_common import subjects
-from bastion_common.config import BastionConfig, ConfigError, ServerConfig, load_config
-from bastion_common.llm import ProviderRecord
-from bastion_common.llm_config import ProviderConfig
-from bastion_common.messages import KeyRecord, ServerRecord
-from bastion_common.nats import kv_snapshot
-from bastion_common.sealing import Sealer, new_key
+from cli.apply import apply_config
+from libs.common import subjects
+from libs.common.config import BastionConfig, ConfigError, ServerConfig, load_config
+from libs.common.llm import ProviderRecord
+from libs.common.llm_config import ProviderConfig
+from libs.common.messages import KeyRecord, ServerRecord
+from libs.common.nats import kv_snapshot
+from libs.common.sealing import Sealer, new_key
 
 pytestmark = pytest.mark.integration  # real nats-server (fast: ~50 ms per test)
 
@@ -170,7 +170,7 @@ def test_config_apply_command_writes_kv(nats_url, tmp_path):
         "keys:\n  - {name: k, key: bk_apply_command_test_1234, tools: ['*']}\n"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "bastion_cli", "config", "apply", str(cfg), "--nats-url", nats_url],
+        [sys.executable, "-m", "cli", "config", "apply", str(cfg), "--nats-url", nats_url],
         capture_output=True,
         text=True,
         timeout=60,
@@ -181,7 +181,7 @@ def test_config_apply_command_writes_kv(nats_url, tmp_path):
         [
             sys.executable,
             "-m",
-            "bastion_cli",
+            "cli",
             "config",
             "apply",
             str(tmp_path / "missing.yaml"),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from bastion_cli.up import bind_problem, run_up
+from cli.up import bind_problem, run_up
 
 pytestmark = pytest.mark.unit
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bastion_cli.main import app
-from bastion_cli.stack import free_port
-from bastion_cli.stackfile import write_stack
+from cli.main import app
+from cli.stack import free_port
+from cli.stackfile import write_stack
 from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from bastion_cli.colocated import COLOCATED_ENV
-from bastion_cli.credentials import make_credentials
-from bastion_cli.layout import SERVICES, resolve_endpoints, service_specs
-from bastion_cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
-from bastion_cli.summary import safe_url
-from bastion_cli.supervisor import Backoff, describe_exit
-from bastion_common.config import load_config
-from bastion_common.settings import ExecutorSettings, IngressSettings
+from cli.colocated import COLOCATED_ENV
+from cli.credentials import make_credentials
+from cli.layout import SERVICES, resolve_endpoints, service_specs
+from cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
+from cli.summary import safe_url
+from cli.supervisor import Backoff, describe_exit
+from libs.common.config import load_config
+from libs.common.settings import ExecutorSettings, IngressSettings
 from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit
@@ -87,7 +87,7 @@ def test_service_environments(config, tmp_path: Path) -> None:
     assert tuple(specs) == SERVICES
     for name, spec in specs.items():
         env = spec.env or {}
-        assert spec.argv == [sys.executable, "-m", f"bastion_{name}"]
+        assert spec.argv == [sys.executable, "-m", f"services.{name}"]
         assert env["PATH"] == os.path.dirname(sys.executable) + os.pathsep + "/usr/bin"
         assert env["BASTION_NATS_URL"] == "nats://from-config:4222"
         # the Redis URL may carry Valkey's password: policy, Valkey's only client, alone gets it
@@ -169,7 +169,7 @@ def test_colocated_ingress_and_executor_keep_their_own_environments(config, tmp_
 
     assert sorted(together) == sorted(set(SERVICES) - {"executor"})
     joint = together["ingress"]
-    assert joint.argv == [sys.executable, "-m", "bastion_cli.colocated", "executor", "ingress"]
+    assert joint.argv == [sys.executable, "-m", "cli.colocated", "executor", "ingress"]
     assert joint.log_path == tmp_path / "logs" / "ingress.log"
     own = json.loads((joint.env or {})[COLOCATED_ENV])
     shared = {k: v for k, v in (joint.env or {}).items() if k != COLOCATED_ENV}
@@ -182,7 +182,7 @@ def test_colocated_ingress_and_executor_keep_their_own_environments(config, tmp_
 
 
 def test_a_colocated_service_reads_its_settings_from_its_own_variables(monkeypatch) -> None:
-    from bastion_cli.colocated import _environment
+    from cli.colocated import _environment
 
     monkeypatch.setenv("BASTION_LOG_LEVEL", "INFO")
     monkeypatch.delenv("BASTION_BUS_SIGNING_KEY", raising=False)
@@ -194,7 +194,7 @@ def test_a_colocated_service_reads_its_settings_from_its_own_variables(monkeypat
 
 
 def test_a_colocated_services_own_variables_come_by_prefix_or_as_json_and_leave_the_environment() -> None:
-    from bastion_cli.colocated import own_variables
+    from cli.colocated import own_variables
 
     environ = {
         "BASTION_NATS_URL": "nats://shared:4222",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_codemode.answers import run_result, tool_value
-from bastion_codemode.limits import Limits, limit_message
-from bastion_codemode.rewrite import DOT, restore, rewrite
-from bastion_codemode.sandbox import RunOutcome
-from bastion_codemode.toolset import Toolset
-from bastion_common.codemode import code_mode_choice
+from libs.common.codemode import code_mode_choice
+from services.codemode.answers import run_result, tool_value
+from services.codemode.limits import Limits, limit_message
+from services.codemode.rewrite import DOT, restore, rewrite
+from services.codemode.sandbox import RunOutcome
+from services.codemode.toolset import Toolset
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bastion_codemode.search import SearchIndex, words
-from bastion_codemode.stubs import list_files, render_docs, render_file, signature, type_of
-from bastion_codemode.toolset import Toolset, identifier
+from services.codemode.search import SearchIndex, words
+from services.codemode.stubs import list_files, render_docs, render_file, signature, type_of
+from services.codemode.toolset import Toolset, identifier
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bastion_codemode.answers import tool_value
+from services.codemode.answers import tool_value
 
 pytestmark = pytest.mark.unit
 

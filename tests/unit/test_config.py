@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bastion_common.config import (
+from libs.common.config import (
     BastionConfig,
     ConfigError,
     KeyConfig,

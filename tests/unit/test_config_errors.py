@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bastion_common.config import (
+from libs.common.config import (
     ConfigError,
     load_config,
     parse_config,

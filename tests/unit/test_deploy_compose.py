@@ -15,9 +15,9 @@ from typing import Any
 import jsonschema
 import pytest
 
-from bastion_cli.stack import VALKEY_USER, EmbeddedValkey
-from bastion_common.permissions import ADMIN, ROLES
-from bastion_common.settings import IngressSettings
+from cli.stack import VALKEY_USER, EmbeddedValkey
+from libs.common.permissions import ADMIN, ROLES
+from libs.common.settings import IngressSettings
 from tests.support.deploy import (
     CLI_VARIABLES,
     UP_OPTIONAL_SECRETS,
@@ -53,7 +53,7 @@ def _environment(name: str) -> dict[str, str]:
 
 
 def _bastion_services() -> dict[str, str]:
-    """Compose service -> the module its command runs (`python -m bastion_<x>`)."""
+    """Compose service -> the module its command runs (`python -m services.<x>`)."""
     found = {}
     for name, spec in _services().items():
         command = spec.get("command", [])
@@ -63,7 +63,7 @@ def _bastion_services() -> dict[str, str]:
 
 
 def test_every_service_runs_in_its_own_container_with_its_module():
-    assert _bastion_services() == {svc: f"bastion_{svc}" for svc in services()}
+    assert _bastion_services() == {svc: f"services.{svc}" for svc in services()}
 
 
 def test_every_variable_set_is_a_setting_of_that_service():

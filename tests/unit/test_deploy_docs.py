@@ -19,8 +19,8 @@ import nkeys
 import pytest
 import yaml
 
-from bastion_common.permissions import PERMISSIONS, ROLES
-from bastion_common.sealing import Sealer
+from libs.common.permissions import PERMISSIONS, ROLES
+from libs.common.sealing import Sealer
 from tests.support.deploy import DEPLOY, bundled_binary, compose, kubernetes_containers, services
 
 pytestmark = pytest.mark.unit
@@ -158,7 +158,7 @@ def test_the_kubernetes_credentials_block_runs(tmp_path):
 
 def test_every_service_is_in_the_table():
     for svc in services():
-        assert f"| {svc} | `python -m bastion_{svc}` |" in README
+        assert f"| {svc} | `python -m services.{svc}` |" in README
 
 
 def test_the_secrets_stay_out_of_the_repository():

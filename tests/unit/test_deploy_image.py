@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import setuptools
 from packaging.requirements import Requirement
 
 from tests.support.deploy import DEPLOY, ROOT, bundled_binary
@@ -27,6 +28,7 @@ from tests.support.deploy import DEPLOY, ROOT, bundled_binary
 pytestmark = pytest.mark.unit
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+_TOP_PACKAGES = ("libs", "services", "cli")
 DOCKERFILE = (DEPLOY / "Dockerfile").read_text()
 CODE = ("libs", "services", "cli")
 
@@ -107,7 +109,7 @@ def _installed_by_the_image() -> frozenset[str]:
 
 
 def test_everything_the_code_imports_is_in_the_image():
-    first_party = {name.split(".")[0] for name in PYPROJECT["tool"]["setuptools"]["packages"]}
+    first_party = set(_TOP_PACKAGES)
     installed = _installed_by_the_image()
     missing = {}
     for path in _modules():
@@ -153,7 +155,7 @@ def test_every_module_imports_without_the_embedded_servers():
 
         sys.meta_path.insert(0, Absent())
         count = 0
-        for package in {sorted(PYPROJECT["tool"]["setuptools"]["packages"])!r}:
+        for package in {_TOP_PACKAGES!r}:
             module = importlib.import_module(package)
             for info in pkgutil.walk_packages(module.__path__, package + "."):
                 if not info.name.endswith("__main__"):
@@ -169,21 +171,24 @@ def test_every_module_imports_without_the_embedded_servers():
     assert int(done.stdout) > 100
 
 
-def _packages_on_disk() -> dict[str, Path]:
-    mapping = PYPROJECT["tool"]["setuptools"]["package-dir"]
-    found = {}
-    for top, folder in mapping.items():
-        for init in (ROOT / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(ROOT / folder)
-            found[".".join((top, *relative.parts))] = init.parent
-    return found
+def _packaged() -> list[str]:
+    """What the wheel holds: the packages setuptools finds with pyproject's include patterns."""
+    find = PYPROJECT["tool"]["setuptools"]["packages"]["find"]
+    return sorted(setuptools.find_packages(ROOT, include=find["include"]))
 
 
 def test_the_wheel_lists_every_package_and_its_data():
-    on_disk = _packages_on_disk()
-    assert sorted(PYPROJECT["tool"]["setuptools"]["packages"]) == sorted(on_disk)
+    packaged = _packaged()
+    with_code = {
+        ".".join(f.parent.relative_to(ROOT).parts)
+        for top in _TOP_PACKAGES
+        for f in (ROOT / top).rglob("*.py")
+        if "__pycache__" not in f.parts
+    }
+    assert sorted(with_code) == packaged, "a folder of code without __init__.py would be left out of the wheel"
     data = PYPROJECT["tool"]["setuptools"].get("package-data", {})
-    for package, folder in on_disk.items():
+    for package in packaged:
+        folder = ROOT / package.replace(".", "/")
         extra = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix not in (".py", ".pyc"))
         assert extra == sorted(data.get(package, [])), f"{package}: files the wheel would leave out"
 

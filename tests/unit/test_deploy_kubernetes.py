@@ -16,7 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bastion_common.permissions import ADMIN
+from libs.common.permissions import ADMIN
 from tests.support.deploy import (
     KUBERNETES,
     ROOT,
@@ -60,7 +60,7 @@ def test_one_deployment_per_service_running_its_module():
         assert container.spec["name"] == svc
         # `args`, not `command`: the image's entrypoint (tini, a fresh BASTION_INSTANCE) stays
         assert "command" not in container.spec, f"{svc}: `command` would replace the image's entrypoint"
-        assert container.spec["args"] == ["python", "-m", f"bastion_{svc}"]
+        assert container.spec["args"] == ["python", "-m", f"services.{svc}"]
         assert container.spec["image"] == "bastion", "the kustomization's `images` sets name and tag"
 
 

@@ -1,6 +1,6 @@
 """deploy/kubernetes-colocated (the base with ingress and the executor as one process per pod) renders
 with kubectl's kustomize, is valid for the API server, and gives each of the two services exactly
-the settings and secrets its own pod gets in the base, through `bastion_cli.colocated`'s own
+the settings and secrets its own pod gets in the base, through `cli.colocated`'s own
 variables, without a plain secret left in the process's environment."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bastion_cli.colocated import own_variables
-from bastion_cli.layout import COLOCATED
-from bastion_common.permissions import ADMIN
+from cli.colocated import own_variables
+from cli.layout import COLOCATED
+from libs.common.permissions import ADMIN
 from tests.support.deploy import (
     DEPLOY,
     Container,
@@ -76,7 +76,7 @@ def test_the_overlay_is_the_base_without_the_executors_own_objects() -> None:
 
 def test_one_container_runs_both_services_in_one_process() -> None:
     combined = _combined()
-    assert combined.spec["args"] == ["python", "-m", "bastion_cli.colocated", *COLOCATED]
+    assert combined.spec["args"] == ["python", "-m", "cli.colocated", *COLOCATED]
     assert "command" not in combined.spec  # the image's entrypoint stays
     assert combined.spec["image"] == "bastion:0.1.0"
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_common.config import ServerConfig
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError
-from bastion_executor.breaker import BreakerState, CircuitBreaker
-from bastion_executor.resilience import Health, circuit_open_message, health_of, retry_safe, with_retries
+from libs.common.config import ServerConfig
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, GatewayError
+from services.executor.breaker import BreakerState, CircuitBreaker
+from services.executor.resilience import Health, circuit_open_message, health_of, retry_safe, with_retries
 
 pytestmark = pytest.mark.unit
 

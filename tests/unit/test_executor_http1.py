@@ -1,4 +1,4 @@
-"""The executor's HTTP/1.1 client for lean sends (`bastion_executor.http1`) against a real socket
+"""The executor's HTTP/1.1 client for lean sends (`services.executor.http1`) against a real socket
 server on a free port that answers byte for byte what each test writes: keep-alive, chunked and
 connection-delimited bodies, interim answers, answers cut short or malformed, TLS."""
 
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bastion_executor.http1 import BodyTooLarge, HttpClosed, HttpPool
+from services.executor.http1 import BodyTooLarge, HttpClosed, HttpPool
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit

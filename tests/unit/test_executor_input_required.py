@@ -9,9 +9,9 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from bastion_common.errors import ErrorKind
-from bastion_executor.input_required import MAX_ROUNDS, needs_bridge, resolve_input_required
-from bastion_executor.outcomes import InputUnanswered, error_from_exception
+from libs.common.errors import ErrorKind
+from services.executor.input_required import MAX_ROUNDS, needs_bridge, resolve_input_required
+from services.executor.outcomes import InputUnanswered, error_from_exception
 
 pytestmark = pytest.mark.unit
 

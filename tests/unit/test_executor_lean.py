@@ -1,7 +1,7 @@
-"""The executor's lean `tools/call` send (`bastion_executor.lean`) against a real HTTP server
+"""The executor's lean `tools/call` send (`services.executor.lean`) against a real HTTP server
 (aiohttp.web on a free port) answering the ways a streamable-HTTP MCP server may: JSON, SSE with
 other messages before the answer, errors at HTTP level, redirects; and the stdio link
-(`bastion_executor.lean_stdio`) on the in-memory streams the SDK's stdio transport hands it."""
+(`services.executor.lean_stdio`) on the in-memory streams the SDK's stdio transport hands it."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from bastion_common import json_codec
-from bastion_common.errors import ErrorKind
-from bastion_executor.http1 import HttpPool
-from bastion_executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
-from bastion_executor.lean_stdio import StdioLink
-from bastion_executor.outcomes import ANSWER_ENVELOPE, AnswerTooLarge, error_from_exception
+from libs.common import json_codec
+from libs.common.errors import ErrorKind
+from services.executor.http1 import HttpPool
+from services.executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
+from services.executor.lean_stdio import StdioLink
+from services.executor.outcomes import ANSWER_ENVELOPE, AnswerTooLarge, error_from_exception
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit

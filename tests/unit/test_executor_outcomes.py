@@ -9,8 +9,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 from pydantic import BaseModel, ValidationError
 
-from bastion_common.errors import ErrorKind
-from bastion_executor.outcomes import (
+from libs.common.errors import ErrorKind
+from services.executor.outcomes import (
     UpstreamUnavailable,
     backoff_delay,
     call_budget,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from bastion_executor.tools import MAX_VIOLATIONS, ExposurePolicy, ToolSet
+from services.executor.tools import MAX_VIOLATIONS, ExposurePolicy, ToolSet
 
 pytestmark = pytest.mark.unit
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from bastion_common.config import ServerConfig
-from bastion_executor.transports import _WatchedReadStream, stdio_parameters
+from libs.common.config import ServerConfig
+from services.executor.transports import _WatchedReadStream, stdio_parameters
 
 pytestmark = pytest.mark.unit
 

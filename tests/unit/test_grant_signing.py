@@ -1,5 +1,5 @@
 """Policy's reusable decisions: what a grant's MAC binds (`signing.WorkSigner.grant_mac`), and
-when ingress keeps and uses one (`bastion_ingress.grants.GrantCache`)."""
+when ingress keeps and uses one (`services.ingress.grants.GrantCache`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from bastion_common import subjects
-from bastion_common.messages import Caller, Grant, ToolCall, UpstreamRequest
-from bastion_common.signing import WorkSigner
-from bastion_executor.admission import FORGED, Admission, Admitted, Stale
-from bastion_ingress import grants
-from bastion_ingress.grants import GrantCache
+from libs.common import subjects
+from libs.common.messages import Caller, Grant, ToolCall, UpstreamRequest
+from libs.common.signing import WorkSigner
+from services.executor.admission import FORGED, Admission, Admitted, Stale
+from services.ingress import grants
+from services.ingress.grants import GrantCache
 
 CALL = ToolCall(caller=Caller(key_id="k1", key_name="ci"), server="echo", tool="echo", name="echo__echo", timeout=5)
 SIGNER = WorkSigner("policy-key")

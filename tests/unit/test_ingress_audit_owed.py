@@ -8,12 +8,12 @@ import json
 import orjson
 import pytest
 
-from bastion_common import json_codec
-from bastion_common.messages import Caller, CallOutcome, CatalogTool, ServerCatalog, ToolCall
-from bastion_ingress.catalog import Catalog
-from bastion_ingress.handlers import Handlers, RequestContext
-from bastion_ingress.keys import KeyDirectory
-from bastion_ingress.protocol import encode_json
+from libs.common import json_codec
+from libs.common.messages import Caller, CallOutcome, CatalogTool, ServerCatalog, ToolCall
+from services.ingress.catalog import Catalog
+from services.ingress.handlers import Handlers, RequestContext
+from services.ingress.keys import KeyDirectory
+from services.ingress.protocol import encode_json
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_common.messages import CatalogTool, ServerCatalog
-from bastion_ingress.catalog import Catalog, gateway_names
-from bastion_ingress.sessions import SessionCodec
+from libs.common.messages import CatalogTool, ServerCatalog
+from services.ingress.catalog import Catalog, gateway_names
+from services.ingress.sessions import SessionCodec
 
 
 def test_plain_servers_keep_their_names_unless_contested():

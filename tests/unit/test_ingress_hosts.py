@@ -1,8 +1,8 @@
 import pytest
 from pydantic import ValidationError
 
-from bastion_common.settings import IngressSettings
-from bastion_ingress.hosts import HostGuard
+from libs.common.settings import IngressSettings
+from services.ingress.hosts import HostGuard
 
 pytestmark = pytest.mark.unit
 

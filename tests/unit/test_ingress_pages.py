@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bastion_ingress.pages import admin_index, landing_page
+from services.ingress.pages import admin_index, landing_page
 
 pytestmark = pytest.mark.unit
 

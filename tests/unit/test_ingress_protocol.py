@@ -1,9 +1,9 @@
 import pytest
 from mcp_types import SERVER_INFO_META_KEY
 
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import GatewayError
-from bastion_ingress.protocol import SERVER_INFO, negotiate_handshake, shape_result, tool_error_result
+from libs.common.errors import ErrorKind
+from libs.common.messages import GatewayError
+from services.ingress.protocol import SERVER_INFO, negotiate_handshake, shape_result, tool_error_result
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,6 @@
 import pytest
 
-from bastion_ingress.sessions import SessionCodec
+from services.ingress.sessions import SessionCodec
 
 pytestmark = pytest.mark.unit
 

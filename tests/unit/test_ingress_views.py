@@ -2,9 +2,9 @@ import hashlib
 
 import pytest
 
-from bastion_common.messages import CatalogTool, KeyRecord, ServerCatalog
-from bastion_ingress.catalog import Catalog
-from bastion_ingress.keys import AuthFailure, KeyDirectory
+from libs.common.messages import CatalogTool, KeyRecord, ServerCatalog
+from services.ingress.catalog import Catalog
+from services.ingress.keys import AuthFailure, KeyDirectory
 
 pytestmark = pytest.mark.unit
 

@@ -1,10 +1,10 @@
-"""`bastion_common.json_codec`: orjson's speed where it is exact, the standard library where not."""
+"""`libs.common.json_codec`: orjson's speed where it is exact, the standard library where not."""
 
 from __future__ import annotations
 
 import pytest
 
-from bastion_common import json_codec
+from libs.common import json_codec
 
 pytestmark = pytest.mark.unit
 

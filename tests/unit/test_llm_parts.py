@@ -7,11 +7,11 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from bastion_common.config import parse_config
-from bastion_common.llm import DEFAULT_MAX_TOKENS, Usage, cost_usd, max_cost_usd
-from bastion_common.llm_config import LlmSection, ModelPrice, ProviderConfig
-from bastion_executor.llm import _Stream
-from bastion_ingress.llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from libs.common.config import parse_config
+from libs.common.llm import DEFAULT_MAX_TOKENS, Usage, cost_usd, max_cost_usd
+from libs.common.llm_config import LlmSection, ModelPrice, ProviderConfig
+from services.executor.llm import _Stream
+from services.ingress.llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
 
 pytestmark = pytest.mark.unit
 

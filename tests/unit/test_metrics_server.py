@@ -1,4 +1,4 @@
-"""`/metrics` endpoints (`bastion_common.metrics.serve`): services sharing a process share one."""
+"""`/metrics` endpoints (`libs.common.metrics.serve`): services sharing a process share one."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from bastion_common.metrics import serve
+from libs.common.metrics import serve
 from tests.support.ports import free_port
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The oauth service's SSRF guard (`bastion_oauth.fetch`): which addresses it refuses, and that a
+"""The oauth service's SSRF guard (`services.oauth.fetch`): which addresses it refuses, and that a
 refused host is never connected to while an allowed one is (the development switch, or an operator's
 allow-list of internal hosts), against a real local HTTP server."""
 
@@ -11,8 +11,8 @@ import httpx2
 import pytest
 from pydantic import ValidationError
 
-from bastion_common.settings import OAuthSettings
-from bastion_oauth.fetch import AllowList, address_problem, guarded_client, why_unreachable
+from libs.common.settings import OAuthSettings
+from services.oauth.fetch import AllowList, address_problem, guarded_client, why_unreachable
 
 pytestmark = pytest.mark.unit
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_common.entities import ToolGroup, User
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
-from bastion_ingress.access_tokens import AccessTokens, Authenticator
-from bastion_ingress.keys import KeyDirectory
-from bastion_oauth.agents.clients import redirect_uri_problem
-from bastion_oauth.agents.passwords import hash_password, verify_password
-from bastion_oauth.http import HttpError, Router, form_of
-from bastion_policy.view import PolicyView
+from libs.common.entities import ToolGroup, User
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from services.ingress.access_tokens import AccessTokens, Authenticator
+from services.ingress.keys import KeyDirectory
+from services.oauth.agents.clients import redirect_uri_problem
+from services.oauth.agents.passwords import hash_password, verify_password
+from services.oauth.http import HttpError, Router, form_of
+from services.policy.view import PolicyView
 
 pytestmark = pytest.mark.unit
 

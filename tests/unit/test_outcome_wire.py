@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from bastion_common.errors import ErrorKind
-from bastion_common.messages import CallOutcome, GatewayError, decode_outcome, encode_outcome
-from bastion_common.results import encode_result, shape_result
-from bastion_ingress.protocol import RawJson, encode_json, result_object
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, GatewayError, decode_outcome, encode_outcome
+from libs.common.results import encode_result, shape_result
+from services.ingress.protocol import RawJson, encode_json, result_object
 
 pytestmark = pytest.mark.unit
 

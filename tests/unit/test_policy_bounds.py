@@ -4,10 +4,10 @@ entries."""
 
 import pytest
 
-from bastion_common.messages import Caller, GatewayError, KeyRecord
-from bastion_policy import view as view_module
-from bastion_policy.filters import MAX_PATTERN_CHARS, MAX_PATTERNS, narrowing, narrowing_problem
-from bastion_policy.view import PolicyView
+from libs.common.messages import Caller, GatewayError, KeyRecord
+from services.policy import view as view_module
+from services.policy.filters import MAX_PATTERN_CHARS, MAX_PATTERNS, narrowing, narrowing_problem
+from services.policy.view import PolicyView
 
 pytestmark = pytest.mark.unit
 

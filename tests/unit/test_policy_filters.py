@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion_policy.filters import Narrowing, narrowing, union_of_grants
-from bastion_policy.grants import GrantSet
+from services.policy.filters import Narrowing, narrowing, union_of_grants
+from services.policy.grants import GrantSet
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion_policy.grants import GrantSet
+from services.policy.grants import GrantSet
 
 pytestmark = pytest.mark.unit
 

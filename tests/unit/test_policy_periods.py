@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion_policy.periods import PERIODS, WINDOW_SECONDS, Span, period_window, window_bucket
+from services.policy.periods import PERIODS, WINDOW_SECONDS, Span, period_window, window_bucket
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bastion_common.entities import Budget, RateLimit
-from bastion_common.errors import ErrorKind
-from bastion_policy.limits import BudgetCheck, LimitPlan, RateCheck, Refused, ToolTable, micro_usd, plan_for, price_for
+from libs.common.entities import Budget, RateLimit
+from libs.common.errors import ErrorKind
+from services.policy.limits import BudgetCheck, LimitPlan, RateCheck, Refused, ToolTable, micro_usd, plan_for, price_for
 
 pytestmark = pytest.mark.unit
 

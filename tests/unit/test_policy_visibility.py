@@ -1,4 +1,4 @@
-"""Policy's answer to `bastion.policy.list` (`bastion_policy.visibility`): the same as asking every
+"""Policy's answer to `bastion.policy.list` (`services.policy.visibility`): the same as asking every
 pair of the list, remembered per list, grant set and narrowing; a list held under the digest policy
 computes, and a malformed list refused."""
 
@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from bastion_common.messages import Caller, PairList, VisibleToolsQuery, pairs_digest
-from bastion_policy.filters import Narrowing
-from bastion_policy.grants import GrantSet
-from bastion_policy.visibility import Visibility
+from libs.common.messages import Caller, PairList, VisibleToolsQuery, pairs_digest
+from services.policy.filters import Narrowing
+from services.policy.grants import GrantSet
+from services.policy.visibility import Visibility
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import time
 import pytest
 from nats.aio.msg import Msg
 
-from bastion_common import subjects
-from bastion_common.relay import Acknowledger, too_late
-from bastion_common.settings import ExecutorSettings, IngressSettings, PolicySettings, RequestPathSettings
+from libs.common import subjects
+from libs.common.relay import Acknowledger, too_late
+from libs.common.settings import ExecutorSettings, IngressSettings, PolicySettings, RequestPathSettings
 
 pytestmark = pytest.mark.unit
 

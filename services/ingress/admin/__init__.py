@@ -15,8 +15,8 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
-from bastion_common.messages import AuditEvent
-from bastion_common.sealing import Sealer
+from libs.common.messages import AuditEvent
+from libs.common.sealing import Sealer
 
 from ..keys import KeyDirectory
 from .auth import AdminAuth

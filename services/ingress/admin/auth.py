@@ -14,7 +14,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from bastion_common.messages import Caller
+from libs.common.messages import Caller
 
 from ..keys import KeyDirectory
 from .changes import ACTOR

@@ -2,7 +2,7 @@
 
 The actor is set per request by `AdminAuth` (a context variable, so concurrent requests never mix
 them up); `Table` reports each write it made. Before/after are the records as JSON with every
-secret redacted (`bastion_common.audit_redact`).
+secret redacted (`libs.common.audit_redact`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bastion_common.audit_content import to_json
-from bastion_common.audit_redact import redacted
-from bastion_common.messages import AuditEvent
+from libs.common.audit_content import to_json
+from libs.common.audit_redact import redacted
+from libs.common.messages import AuditEvent
 
 __all__ = ["ACTOR", "ChangeLog"]
 

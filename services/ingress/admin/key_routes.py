@@ -8,7 +8,7 @@ import logging
 
 from fastapi import APIRouter, Response
 
-from bastion_common.messages import KeyRecord
+from libs.common.messages import KeyRecord
 
 from .errors import documented
 from .models import KeyCreate, KeyCreated, KeyOut, KeyPatch

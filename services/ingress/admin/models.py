@@ -15,10 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from bastion_common.config import SERVER_NAME, ServerConfig, grant_problem
-from bastion_common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
-from bastion_common.llm_config import AgentMode, ProviderConfig
-from bastion_common.messages import BreakerStatus
+from libs.common.config import SERVER_NAME, ServerConfig, grant_problem
+from libs.common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from libs.common.llm_config import AgentMode, ProviderConfig
+from libs.common.messages import BreakerStatus
 
 __all__ = [
     "MASK",
@@ -61,7 +61,7 @@ MASK = "***"
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Slug = Annotated[str, Field(pattern=_SLUG, examples=["payments"])]
-"""Same shape as `bastion_common.entities` ids: usable as a KV key and in URLs."""
+"""Same shape as `libs.common.entities` ids: usable as a KV key and in URLs."""
 
 
 def _grant(pattern: str) -> str:

@@ -13,8 +13,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion_common import subjects
-from bastion_common.oauth import PasswordChange, PasswordChanged
+from libs.common import subjects
+from libs.common.oauth import PasswordChange, PasswordChanged
 
 from .changes import ChangeLog
 from .errors import AdminError, documented

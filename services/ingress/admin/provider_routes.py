@@ -8,8 +8,8 @@ import logging
 
 from fastapi import APIRouter, Response
 
-from bastion_common.llm import ProviderRecord
-from bastion_common.llm_config import ProviderConfig
+from libs.common.llm import ProviderRecord
+from libs.common.llm_config import ProviderConfig
 
 from .errors import documented, invalid
 from .models import MASK, FieldError, ProviderCreate, ProviderOut, ProviderUpdate

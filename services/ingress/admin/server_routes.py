@@ -8,7 +8,7 @@ import logging
 
 from fastapi import APIRouter, Response
 
-from bastion_common.messages import ServerRecord
+from libs.common.messages import ServerRecord
 
 from .errors import documented
 from .models import ServerCreate, ServerOut, ServerUpdate, masked, unmask

@@ -19,13 +19,13 @@ from nats.js.errors import APIError, InvalidKeyError, KeyNotFoundError, KeyWrong
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from bastion_common import subjects
-from bastion_common.entities import ENTITY_KINDS
-from bastion_common.keys import generate_key, key_id
-from bastion_common.llm import ProviderRecord
-from bastion_common.messages import KeyRecord, ServerCatalog, ServerRecord
-from bastion_common.nats import kv_bucket
-from bastion_common.sealing import Sealer
+from libs.common import subjects
+from libs.common.entities import ENTITY_KINDS
+from libs.common.keys import generate_key, key_id
+from libs.common.llm import ProviderRecord
+from libs.common.messages import KeyRecord, ServerCatalog, ServerRecord
+from libs.common.nats import kv_bucket
+from libs.common.sealing import Sealer
 
 from .changes import ChangeLog
 

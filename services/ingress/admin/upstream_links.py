@@ -16,9 +16,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.config import ServerConfig
-from bastion_common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_applies
+from libs.common import subjects
+from libs.common.config import ServerConfig
+from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_applies
 
 from .changes import ChangeLog
 

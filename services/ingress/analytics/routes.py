@@ -21,8 +21,8 @@ from fastapi.responses import HTMLResponse
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from bastion_common import subjects
-from bastion_common.analytics import (
+from libs.common import subjects
+from libs.common.analytics import (
     MAX_QUERY_ROWS,
     MAX_QUERY_SECONDS,
     MAX_SQL_CHARS,

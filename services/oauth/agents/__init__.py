@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bastion_common import subjects
-from bastion_common.nats import kv_bucket
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common import subjects
+from libs.common.nats import kv_bucket
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..context import NatsHandler, OAuthContext
 from ..fetch import AllowList

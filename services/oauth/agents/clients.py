@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlsplit
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import HttpError, json_response
 from ..store import Records

@@ -29,8 +29,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ValidationError
 
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
-from bastion_common.settings import OAuthSettings
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.settings import OAuthSettings
 
 from ..http import HttpError, html_page, query_of
 from ..store import Records

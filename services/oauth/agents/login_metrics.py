@@ -9,8 +9,8 @@ keeps the routes free of metric calls on each of their many ways out.
 
 from __future__ import annotations
 
-from bastion_common import metrics
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common import metrics
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import Route
 

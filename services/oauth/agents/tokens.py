@@ -16,8 +16,8 @@ import re
 import time
 from typing import Any
 
-from bastion_common import metrics
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse, RevokedToken
+from libs.common import metrics
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse, RevokedToken
 
 from ..http import HttpError, form_of, json_response
 from ..store import Conflict, Records

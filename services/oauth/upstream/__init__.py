@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bastion_common import subjects
-from bastion_common.nats import kv_bucket
-from bastion_common.oauth import HttpExchangeRequest, HttpExchangeResponse
-from bastion_common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
-from bastion_common.settings import OAuthSettings
+from libs.common import subjects
+from libs.common.nats import kv_bucket
+from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
+from libs.common.settings import OAuthSettings
 
 from ..context import NatsHandler, OAuthContext
 from ..fetch import AllowList

@@ -23,8 +23,8 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from bastion_common import metrics
-from bastion_common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
+from libs.common import metrics
+from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
 
 from ..fetch import AllowList, guarded_client
 from . import client as oauth

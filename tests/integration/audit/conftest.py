@@ -11,9 +11,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from bastion_audit import AuditService
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.settings import AuditSettings
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.settings import AuditSettings
+from services.audit import AuditService
 
 
 @pytest.fixture

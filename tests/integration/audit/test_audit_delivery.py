@@ -13,12 +13,12 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from bastion_audit import AuditService
-from bastion_audit.store import ClickHouseStore
-from bastion_cli.stack import EmbeddedNats, kill_with_parent
-from bastion_common import subjects
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import audit_events
+from cli.stack import EmbeddedNats, kill_with_parent
+from libs.common import subjects
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import audit_events
+from services.audit import AuditService
+from services.audit.store import ClickHouseStore
 from tests.support.audit_pipeline import consumer_idle, drained, event, query, stored, stored_is
 from tests.support.polling import poll_until
 
@@ -121,7 +121,7 @@ def _audit_process(python_exe: str, nats_url: str, chdb_url: str, log: Path) -> 
     env = os.environ | {"BASTION_NATS_URL": nats_url, "BASTION_CLICKHOUSE_URL": chdb_url, "BASTION_BATCH_SIZE": "50"}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [python_exe, "-m", "bastion_audit"],
+            [python_exe, "-m", "services.audit"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -132,7 +132,7 @@ def _audit_process(python_exe: str, nats_url: str, chdb_url: str, log: Path) -> 
 async def test_killed_audit_process_loses_nothing_and_sigterm_stops_it_cleanly(
     python_exe: str, nats_url: str, chdb_url: str, tmp_path: Path, publisher: AuditPublisher, nc: NATS
 ) -> None:
-    """`python -m bastion_audit` as ops run it: SIGKILL mid-stream, restart, SIGTERM. Events the killed
+    """`python -m services.audit` as ops run it: SIGKILL mid-stream, restart, SIGTERM. Events the killed
     process held unacked come back after the consumer's ack_wait (30 s), so this test takes that long."""
     total = 2000
     log = tmp_path / "audit.log"

@@ -13,10 +13,10 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from bastion_cli.stack import EmbeddedNats, free_port
-from bastion_common import subjects
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditEvent
+from cli.stack import EmbeddedNats, free_port
+from libs.common import subjects
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import AuditEvent
 from tests.support.audit_pipeline import consumer_idle, drained, event, query, redelivered, stored_is
 from tests.support.polling import poll_until
 

@@ -13,13 +13,13 @@ import pytest
 from nats.aio.client import Client as NATS
 from rich.console import Console
 
-from bastion_audit.schema import to_row
-from bastion_audit.store import ClickHouseStore
-from bastion_cli.audit import tail
-from bastion_cli.stack import EmbeddedNats, free_port
-from bastion_common import subjects
-from bastion_common.audit_publisher import AuditPublisher
-from bastion_common.messages import AuditQuery, AuditRows
+from cli.audit import tail
+from cli.stack import EmbeddedNats, free_port
+from libs.common import subjects
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.messages import AuditQuery, AuditRows
+from services.audit.schema import to_row
+from services.audit.store import ClickHouseStore
 from tests.support.audit_pipeline import WAIT, event, query
 from tests.support.polling import poll_until
 

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bastion_codemode.service import CodeModeService
-from bastion_common.sealing import new_key
-from bastion_common.settings import CodeModeSettings
+from libs.common.sealing import new_key
+from libs.common.settings import CodeModeSettings
+from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.llm_gateway import ADMIN_TOKEN, MODEL, OPEN_CLIENTS, PROVIDER_KEY, llm_config
 from tests.support.llm_provider import ScriptedProvider, scripted_provider

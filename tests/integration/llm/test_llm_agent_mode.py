@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bastion_common import subjects
-from bastion_common.codemode import META_TOOL_NAMES
-from bastion_common.messages import AuditEvent, AuditQuery, AuditRows
-from bastion_common.nats import connect
+from libs.common import subjects
+from libs.common.codemode import META_TOOL_NAMES
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.nats import connect
 from tests.support.gateway import Gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,

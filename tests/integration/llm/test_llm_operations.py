@@ -13,9 +13,9 @@ import httpx
 import openai
 import pytest
 
-from bastion_common import subjects
-from bastion_common.audit_journal import JournalContents, read_segments
-from bastion_common.nats import connect, kv_bucket
+from libs.common import subjects
+from libs.common.audit_journal import JournalContents, read_segments
+from libs.common.nats import connect, kv_bucket
 from tests.support.debian import debian_binary
 from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import ADMIN_TOKEN, AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client

@@ -1,0 +1,2 @@
+"""One package per service, each its own process (`python -m services.<name>`), talking to the others
+only over NATS through the contracts in `libs.common`."""
