@@ -19,7 +19,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from . import local_lane, subjects
-from .oauth import REVOCATION_TTL
+from .oauth import REGISTRATION_TTL, REVOCATION_TTL
 
 __all__ = [
     "BUCKET_TTL",
@@ -114,6 +114,7 @@ def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:
 
 BUCKET_TTL: Final[Mapping[str, float]] = {
     subjects.KV_OAUTH_REVOKED: REVOCATION_TTL,
+    subjects.KV_OAUTH_REGISTRATIONS: REGISTRATION_TTL,
     subjects.KV_SESSIONS: SESSION_STATE_TTL,
 }
 """Seconds an entry of these buckets lives after its last write (others keep entries until deleted).

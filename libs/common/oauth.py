@@ -19,6 +19,7 @@ __all__ = [
     "JWKS_KEY",
     "MAX_HTTP_BODY",
     "OAUTH_PATH_PREFIXES",
+    "REGISTRATION_TTL",
     "REVOCATION_TTL",
     "USER_CALLER_PREFIX",
     "AccessTokenKeys",
@@ -45,6 +46,11 @@ JWKS_KEY: Final = "jwks"
 ACCESS_TOKEN_TYP: Final = "at+jwt"
 """JWT `typ` header of Bastion access tokens (RFC 9068), so no other JWT passes for one."""
 
+REGISTRATION_TTL: Final = 24 * 3600.0
+"""Seconds an anonymous client registration is kept before its first token (KV
+`subjects.KV_OAUTH_REGISTRATIONS`): clients register and log in within minutes, so one unused for a
+day was abandoned or never meant to be used."""
+
 REVOCATION_TTL: Final = 24 * 3600.0
 """Seconds a revocation entry lives: longer than any access token (`OAuthSettings.access_token_ttl`
 is capped below it), so a revoked token has expired before its entry goes."""
@@ -68,6 +74,8 @@ class HttpExchangeRequest(_Model):
     """Lower-case names; only what OAuth needs (content-type, authorization, cookie, accept)."""
     body: str = ""
     """The body decoded as UTF-8 (forms and JSON); at most `MAX_HTTP_BODY` bytes."""
+    client_address: str = ""
+    """The address the HTTP request came from (as ingress's server saw it), for per-address limits."""
     base_url: str
     """Public base URL of this gateway as configured on ingress (`BASTION_PUBLIC_URL`), never taken
     from the Host header: issuer, resource and redirect targets are built from it."""

@@ -283,6 +283,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             _inbox(ADMIN),  # answers to password changes and authorization links
             _inbox(EXECUTOR),  # upstream access tokens, to the executor's own inbox only
             *_kv_write(s.KV_OAUTH),
+            *_kv_own(s.KV_OAUTH_REGISTRATIONS),
             *_kv_write(s.KV_OAUTH_PUBLIC),
             *_kv_own(s.KV_OAUTH_REVOKED),
             *_kv_write(s.KV_OAUTH_UPSTREAM),

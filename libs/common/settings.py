@@ -304,6 +304,12 @@ class OAuthSettings(ServiceSettings):
     """Seconds an authorization code may wait to be exchanged."""
     login_ttl: int = Field(default=600, ge=30, le=3600)
     """Seconds a user has to complete the login form."""
+    registrations_per_address: int = Field(default=10, ge=1, le=100_000)
+    """Anonymous client registrations (`POST /oauth/register`) one address may make per hour."""
+    registrations_per_hour: int = Field(default=1000, ge=1, le=1_000_000)
+    """Anonymous client registrations the whole gateway accepts per hour, from all addresses together:
+    with the per-registration size cap this bounds what strangers can store (unused ones expire after a
+    day). Clients with a metadata document (a URL as client_id) or pre-registered ones don't count."""
     login_max_failures: int = Field(default=10, ge=1, le=1000)
     """Wrong passwords for one user name within `login_failure_window` before its sign-ins are refused."""
     login_failure_window: int = Field(default=900, ge=10, le=86400)

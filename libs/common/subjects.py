@@ -41,6 +41,7 @@ __all__ = [
     "KV_LLM",
     "KV_OAUTH",
     "KV_OAUTH_PUBLIC",
+    "KV_OAUTH_REGISTRATIONS",
     "KV_OAUTH_REVOKED",
     "KV_OAUTH_UPSTREAM",
     "KV_POLICY",
@@ -288,6 +289,12 @@ KV_OAUTH: Final = "bastion_oauth"
 """The oauth service's own state: `client.<id>`, `password.<user>`, `code.<sha256>`, `family.<id>`,
 `pending.<sha256>`, `failures.<sha256>`, `signing` (sealed). Secrets are hashed or sealed, never kept
 in plain text; only the oauth role may read it."""
+
+KV_OAUTH_REGISTRATIONS: Final = "bastion_oauth_registrations"
+"""Anonymous client registrations (RFC 7591) not used yet: `client.<sha256>` until the client's first
+token moves it to `KV_OAUTH`, and `rate.<sha256 of an address>.<hour>` / `rate.all.<hour>` counters.
+Entries expire `oauth.REGISTRATION_TTL` after their last write, so a registration never used is gone
+by itself; only the oauth role may read it."""
 
 KV_OAUTH_PUBLIC: Final = "bastion_oauth_public"
 """`jwks` -> the public keys access tokens are signed with (oauth -> ingress, which verifies locally)."""

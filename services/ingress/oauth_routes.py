@@ -66,6 +66,7 @@ def oauth_router(nc: NATS, base_url: Callable[[], str]) -> APIRouter:
             query=request.url.query,
             headers={name: request.headers[name] for name in _FORWARDED_HEADERS if name in request.headers},
             body=text,
+            client_address=request.client.host if request.client else "",
             base_url=base_url(),
         )
         try:

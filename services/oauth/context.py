@@ -23,6 +23,8 @@ class OAuthContext:
     nc: NATS
     state: KeyValue
     """`subjects.KV_OAUTH`: clients, codes, refresh families, password hashes (never plain secrets)."""
+    registrations: KeyValue
+    """`subjects.KV_OAUTH_REGISTRATIONS`: anonymous registrations not used yet, and their rate counters."""
     public: KeyValue
     """`subjects.KV_OAUTH_PUBLIC`: what ingress reads (the JWK set)."""
     revoked: KeyValue

@@ -56,6 +56,7 @@ class OAuthService:
             settings=self.settings,
             nc=nc,
             state=await kv_bucket(js, subjects.KV_OAUTH),
+            registrations=await kv_bucket(js, subjects.KV_OAUTH_REGISTRATIONS, owner=True),
             public=await kv_bucket(js, subjects.KV_OAUTH_PUBLIC),
             revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, owner=True),
             sealer=sealer,

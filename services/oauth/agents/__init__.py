@@ -37,7 +37,7 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
         AllowList.parse(ctx.settings.client_metadata_allow_hosts),
     )
     preregistered = load_clients(ctx.settings.oauth_clients_file) if ctx.settings.oauth_clients_file else {}
-    clients = ClientAuthenticator(records, documents, preregistered)
+    clients = ClientAuthenticator(records, documents, preregistered, ctx.registrations)
     settings = ctx.settings
     federated = (settings.oidc_name or settings.oidc_issuer) if settings.oidc_issuer else None
     authorize = Authorize(
@@ -59,7 +59,8 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
     router.add("GET", "/.well-known/oauth-protected-resource", protected_resource_metadata, prefix=True)
     router.add("GET", "/.well-known/oauth-authorization-server", authorization_server_metadata, prefix=True)
     router.add("GET", "/oauth/jwks", jwks)
-    router.add("POST", "/oauth/register", Registration(records).register)
+    registration = Registration(ctx.registrations, settings.registrations_per_address, settings.registrations_per_hour)
+    router.add("POST", "/oauth/register", registration.register)
     router.add("GET", "/oauth/authorize", authorize.start)
     router.add("POST", "/oauth/login", counted_login("password", authorize.login))
     router.add("POST", "/oauth/token", tokens.token)

@@ -105,6 +105,7 @@ class Tokens:
             await self.records.update(key, record.model_copy(update={"used": True, "family_id": family_id}), revision)
         except Conflict:
             raise _invalid_grant("the authorization code was already used") from None
+        await self.clients.adopt(client)
         refresh = f"{family_id}.{new_secret()}"
         family = RefreshFamily(
             family_id=family_id,
