@@ -271,6 +271,9 @@ class CodeModeSettings(RequestPathSettings):
     """Pre-started worker processes; a worker runs one script at a time."""
     sandbox_runs_per_key: int = Field(default=2, ge=1)
     """Runs of one key at the same time; further runs of that key wait, so one key cannot take every worker."""
+    sandbox_burst_workers: int = Field(default=2, ge=0, le=64)
+    """Extra workers started on demand, each for one run of a key that has nothing running while every
+    pre-started worker is busy (stopped after that run): other keys' long scripts cannot hold it up."""
     sandbox_wall_seconds: float = Field(default=30.0, gt=0, le=3600)
     """Wall-clock time of a run, tool calls included; the worker is killed and replaced when exceeded."""
     sandbox_cpu_seconds: float = Field(default=10.0, gt=0, le=3600)

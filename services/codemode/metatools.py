@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,7 +70,6 @@ class MetaTools:
         gateway: PolicyGateway,
         emit: Callable[[AuditEvent], object],
         call_timeout: float,
-        runs_per_key: int,
         *,
         content: bool = True,
     ) -> None:
@@ -79,9 +77,6 @@ class MetaTools:
         self.content = content
         """The deployment's content logging, for the audit events of scripts' tool calls."""
         self.call_timeout = call_timeout
-        self.runs_per_key = runs_per_key
-        self._runs: dict[str, asyncio.Semaphore] = {}
-        """Per key: at most `runs_per_key` of its runs hold a worker at once."""
         self._table: dict[str, Callable[[CodeModeCall, ToolView], Awaitable[Answer]]] = {
             "list_tool_files": self.list_tool_files,
             "read_tool_file": self.read_tool_file,
@@ -156,18 +151,7 @@ class MetaTools:
         )
         names = [global_name(spec.module, spec.function) for spec in toolset.by_name.values()]
         code = rewrite(args.code, toolset.modules)
-        slot = self._runs.setdefault(request.caller.key_id, asyncio.Semaphore(self.runs_per_key))
-        try:  # a key's runs beyond its share wait for its own earlier runs, never for other keys'
-            await asyncio.wait_for(slot.acquire(), self.limits.wall_seconds)
-        except TimeoutError:
-            waited = f"{self.limits.wall_seconds:g} s"
-            return Answer(
-                error_result(f"LimitExceeded: this key already has {self.runs_per_key} runs going; waited {waited}")
-            )
-        try:
-            outcome = await self.pool.run(code, names, calls)
-        finally:
-            slot.release()
+        outcome = await self.pool.run(code, names, calls, owner=request.caller.key_id)
         if outcome.error is not None and outcome.error.get("type") == "limit":
             metrics.CODEMODE_LIMITS_HIT.labels(str(outcome.error.get("limit"))).inc()
         result = run_result(outcome, args.code, toolset, self.limits.max_output_bytes)

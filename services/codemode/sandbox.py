@@ -1,6 +1,11 @@
 """The pool of sandbox worker processes and one run's conversation with a worker.
 
-The pool pre-starts `size` workers (`services.codemode.worker`). A run takes an idle worker,
+The pool pre-starts `size` workers (`services.codemode.worker`) and shares them fairly between the
+keys whose scripts run: a key holds at most `per_owner` workers at once; a freed worker goes to the
+waiting run whose key has the fewest runs going (the longest waiting among those); and a key with
+nothing running that finds every worker busy gets a `burst` worker, started for its run and
+stopped after it, so a few keys with long scripts cannot make everyone else wait for them. A run
+takes a worker,
 sends it the script, performs the tool calls it asks for (through `call`, supplied by the service)
 and waits for its answer. The service enforces from outside what a process cannot be trusted to
 enforce on itself: the wall-clock limit and the CPU-time limit (read from /proc every
@@ -12,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -100,12 +106,28 @@ class _Worker:
             self.process.kill()
 
 
+@dataclass(slots=True, eq=False)
+class _Waiting:
+    owner: str
+    turn: int
+    """Arrival order: among owners with as few runs going, the longest waiting goes first."""
+    worker: asyncio.Future[_Worker]
+
+
 class WorkerPool:
     """`await start()` first; `run()` is safe to call concurrently (each run has its own worker)."""
 
-    def __init__(self, size: int, limits: Limits) -> None:
+    def __init__(self, size: int, limits: Limits, per_owner: int | None = None, burst: int = 0) -> None:
         self.size, self.limits = size, limits
-        self._idle: asyncio.Queue[_Worker] = asyncio.Queue()
+        self.per_owner = per_owner or size
+        """Workers one owner (a key) may hold at once."""
+        self.burst = burst
+        """Extra workers started on demand for owners with nothing running while every worker is busy."""
+        self._idle: deque[_Worker] = deque()
+        self._waiting: list[_Waiting] = []
+        self._running: Counter[str] = Counter()
+        self._bursting = 0
+        self._turns = itertools.count()
         self._all: set[_Worker] = set()
         self._spawning: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -114,12 +136,10 @@ class WorkerPool:
 
     @property
     def idle(self) -> int:
-        return self._idle.qsize()
+        return len(self._idle)
 
     async def start(self) -> None:
-        workers = await asyncio.gather(*(self._spawn() for _ in range(self.size)))
-        for worker in workers:
-            self._idle.put_nowait(worker)
+        self._idle.extend(await asyncio.gather(*(self._spawn() for _ in range(self.size))))
 
     async def close(self) -> None:
         self._closed = True
@@ -180,7 +200,8 @@ class WorkerPool:
                 await worker.process.wait()
             while not self._closed:
                 try:
-                    self._idle.put_nowait(await self._spawn())
+                    self._idle.append(await self._spawn())
+                    self._hand_over()
                     return
                 except RuntimeError:
                     log.exception("sandbox: could not start a replacement worker; retrying")
@@ -190,14 +211,78 @@ class WorkerPool:
         self._spawning.add(task)
         task.add_done_callback(self._spawning.discard)
 
-    async def run(self, code: str, tools: list[str], call: CallBatch) -> RunOutcome:
-        """Run one script; never raises for anything the script does."""
+    def _hand_over(self) -> None:
+        """Give idle workers to waiting runs: fewest runs going first, then first come."""
+        while self._idle and self._waiting:
+            eligible = [w for w in self._waiting if self._running[w.owner] < self.per_owner]
+            if not eligible:
+                return
+            chosen = min(eligible, key=lambda w: (self._running[w.owner], w.turn))
+            self._waiting.remove(chosen)
+            self._running[chosen.owner] += 1
+            chosen.worker.set_result(self._idle.popleft())
+
+    async def _take(self, owner: str, patience: float) -> tuple[_Worker, bool]:
+        """A worker for one run of `owner` and whether it is a burst worker; TimeoutError after `patience` seconds."""
+        if self._idle and self._running[owner] < self.per_owner:
+            self._running[owner] += 1
+            return self._idle.popleft(), False
+        if self._running[owner] == 0 and self._bursting < self.burst:
+            self._bursting += 1
+            self._running[owner] += 1
+            try:
+                return await asyncio.wait_for(self._spawn(), patience), True
+            except BaseException:
+                self._bursting -= 1
+                self._done(owner)
+                raise
+        waiting = _Waiting(owner, next(self._turns), asyncio.get_running_loop().create_future())
+        self._waiting.append(waiting)
+        try:
+            done, _ = await asyncio.wait({waiting.worker}, timeout=patience)
+        except BaseException:
+            if waiting.worker.done():  # handed over just as the run was abandoned
+                self._release(owner, waiting.worker.result(), burst=False, reusable=True)
+            else:
+                self._waiting.remove(waiting)
+            raise
+        if not done:
+            self._waiting.remove(waiting)
+            waiting.worker.cancel()
+            raise TimeoutError
+        return waiting.worker.result(), False
+
+    def _done(self, owner: str) -> None:
+        self._running[owner] -= 1
+        if self._running[owner] <= 0:
+            del self._running[owner]
+
+    def _release(self, owner: str, worker: _Worker, *, burst: bool, reusable: bool) -> None:
+        self._done(owner)
+        if burst:  # started for this run alone: stop it, the pool keeps its size
+            self._bursting -= 1
+            self._all.discard(worker)
+            worker.kill()
+            if worker.drain is not None:
+                worker.drain.cancel()
+        elif reusable:
+            worker.runs += 1
+            self._idle.append(worker)
+        else:
+            self._replace(worker)
+        self._hand_over()
+
+    async def run(self, code: str, tools: list[str], call: CallBatch, owner: str = "") -> RunOutcome:
+        """Run one script for `owner` (the key); never raises for anything the script does."""
         if len(code.encode()) > self.limits.max_code_bytes:
             return RunOutcome(error={"type": "limit", "limit": "code", "message": limit_message("code", self.limits)})
         started = time.monotonic()
         try:
-            worker = await asyncio.wait_for(self._idle.get(), self.limits.wall_seconds)
+            worker, burst = await self._take(owner, self.limits.wall_seconds)
         except TimeoutError:
+            if self._running[owner] >= self.per_owner:
+                message = f"this key already has {self.per_owner} runs going; waited {self.limits.wall_seconds:g} s"
+                return RunOutcome(error={"type": "limit", "limit": "runs", "message": message})
             return RunOutcome(error={"type": "limit", "limit": "wall", "message": limit_message("wall", self.limits)})
         budget = self.limits.wall_seconds - (time.monotonic() - started)
         cpu_start = worker.cpu_seconds()
@@ -218,11 +303,8 @@ class WorkerPool:
             watchdog.cancel()
             conversation.cancel()
             cpu_end = worker.cpu_seconds()
-            if _finished(conversation):
-                worker.runs += 1
-                self._idle.put_nowait(worker)
-            else:  # killed by a limit, died, or the run was abandoned mid-conversation
-                self._replace(worker)
+            # not finished: killed by a limit, died, or the run was abandoned mid-conversation
+            self._release(owner, worker, burst=burst, reusable=_finished(conversation))
         if cpu_start is not None and cpu_end is not None:
             outcome.cpu_seconds = cpu_end - cpu_start
         return outcome

@@ -49,7 +49,12 @@ class CodeModeService:
         self.settings = settings
         self.instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self.limits = Limits.from_settings(settings)
-        self.pool = WorkerPool(settings.sandbox_workers, self.limits)
+        self.pool = WorkerPool(
+            settings.sandbox_workers,
+            self.limits,
+            per_owner=settings.sandbox_runs_per_key,
+            burst=settings.sandbox_burst_workers,
+        )
         self.catalog = CatalogView()
         self.views = ViewCache(self.catalog)
         self._nc: NATS | None = None
@@ -91,7 +96,6 @@ class CodeModeService:
             self.gateway,
             self._audit.emit,
             self.settings.call_timeout,
-            self.settings.sandbox_runs_per_key,
             content=self.settings.audit_content,
         )
         self._acks = Acknowledger(

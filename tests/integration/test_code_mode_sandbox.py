@@ -150,3 +150,85 @@ async def test_a_tool_call_with_enormous_arguments_hits_the_message_limit():
         await _recovered(pool)
     finally:
         await pool.close()
+
+
+async def _held(pool: WorkerPool, owner: str, gate: asyncio.Event) -> RunOutcome:
+    """A run of `owner` that holds its worker until `gate` is set."""
+
+    async def tools(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        await gate.wait()
+        return [{"value": None} for _ in batch]
+
+    return await pool.run(rewrite("slow.wait(x=1)\n", {"echo", "slow"}), TOOLS, tools, owner=owner)
+
+
+async def _holding(pool: WorkerPool, count: int) -> None:
+    async with asyncio.timeout(30):
+        while pool.size - pool.idle < count:  # noqa: ASYNC110 - a bounded wait on state the pool owns
+            await asyncio.sleep(0.02)
+
+
+async def test_keys_holding_every_worker_do_not_hold_up_another_key():
+    """Two keys with long scripts take the whole pool (2 runs each); a third key's short script runs
+    on a burst worker at once, while theirs are still going, and the burst worker is stopped after."""
+    pool = WorkerPool(4, LIMITS, per_owner=2, burst=1)
+    await pool.start()
+    gate = asyncio.Event()
+    try:
+        long_runs = [asyncio.create_task(_held(pool, owner, gate)) for owner in ("a", "a", "b", "b")]
+        await _holding(pool, 4)
+        short = await pool.run(rewrite("result = 6 * 7", {"echo", "slow"}), TOOLS, _tools, owner="c")
+        assert short.result == "42"
+        assert not any(task.done() for task in long_runs), "the third key waited for the others"
+        gate.set()
+        assert all(outcome.error is None for outcome in await asyncio.gather(*long_runs))
+        assert pool.idle == pool.size and pool.replaced == 0
+    finally:
+        gate.set()
+        await pool.close()
+
+
+async def test_a_freed_worker_goes_to_the_key_with_fewest_runs_going():
+    """Without burst workers, key a's third run waits (its share is 2) and key b's run waits for a
+    worker; when one of a's runs ends, b gets the worker, not a's waiting run, though a asked first."""
+    pool = WorkerPool(2, LIMITS, per_owner=3, burst=0)
+    await pool.start()
+    first, second, later = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    try:
+        a1 = asyncio.create_task(_held(pool, "a", first))
+        a2 = asyncio.create_task(_held(pool, "a", second))
+        await _holding(pool, 2)
+        a3 = asyncio.create_task(_held(pool, "a", later))
+        await asyncio.sleep(0)  # a3 queues before b
+        b = asyncio.create_task(pool.run(rewrite("result = 1", {"echo", "slow"}), TOOLS, _tools, owner="b"))
+        first.set()
+        assert (await a1).error is None
+        assert (await b).result == "1"
+        assert not a3.done(), "a's third run took the worker ahead of b's first"
+        second.set()
+        later.set()
+        assert (await a2).error is None and (await a3).error is None
+    finally:
+        for gate in (first, second, later):
+            gate.set()
+        await pool.close()
+
+
+async def test_a_key_beyond_its_share_waits_for_its_own_runs_not_for_free_workers():
+    pool = WorkerPool(3, LIMITS, per_owner=1, burst=0)
+    await pool.start()
+    gate, again = asyncio.Event(), asyncio.Event()
+    try:
+        held = asyncio.create_task(_held(pool, "a", gate))
+        await _holding(pool, 1)
+        queued = asyncio.create_task(_held(pool, "a", again))
+        other = await pool.run(rewrite("result = 2", {"echo", "slow"}), TOOLS, _tools, owner="b")
+        assert other.result == "2"
+        assert not queued.done() and pool.idle == 2, "a's second run took a worker beyond its share"
+        gate.set()
+        again.set()
+        assert (await held).error is None and (await queued).error is None
+    finally:
+        gate.set()
+        again.set()
+        await pool.close()
