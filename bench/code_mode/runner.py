@@ -29,6 +29,7 @@ from transcript import Transcript
 
 from libs.common.codemode import CODE_MODE_HEADER
 from libs.common.naming import assign_names
+from services.codemode.answers import tool_value
 from services.codemode.toolset import Toolset
 
 __all__ = ["Outcome", "Task", "Workbench", "load_tasks"]
@@ -81,28 +82,6 @@ class Outcome:
 
 class ScriptToolError(Exception):
     pass
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _value(result: dict[str, Any], tool: dict[str, Any]) -> Any:
-    """What a tool call returns to a script, rule for rule as the codemode service does it:
-    `structuredContent` if present (FastMCP's `{"result": ...}` wrapper, flagged in the output
-    schema by `x-fastmcp-wrap-result`, unwrapped; a JSON string inside parsed), else the text
-    content parsed as JSON when it is JSON, else the text."""
-    structured = result.get("structuredContent")
-    if structured is None:
-        return _json_or_text(result_text(result))
-    wrapped = (tool.get("outputSchema") or {}).get("x-fastmcp-wrap-result") is True
-    if wrapped and isinstance(structured, dict) and set(structured) == {"result"}:
-        inner = structured["result"]
-        return _json_or_text(inner) if isinstance(inner, str) else inner
-    return structured
 
 
 def _normal(value: Any) -> Any:
@@ -188,7 +167,7 @@ class Workbench:
             transcript.add(name, upstream_arguments, text, bool(result.get("isError")))
             if result.get("isError"):
                 raise ScriptToolError(f"{qualified}: {text}")
-            return _value(result, self.definitions[(spec.server, spec.tool)])
+            return tool_value(result, self.definitions[(spec.server, spec.tool)].get("outputSchema"))
 
         class Module:
             def __init__(self, module: str) -> None:

@@ -20,7 +20,7 @@ from .rewrite import restore
 from .sandbox import RunOutcome
 from .toolset import Toolset
 
-__all__ = ["error_result", "run_result", "text_result", "tool_value"]
+__all__ = ["error_result", "lone_result", "run_result", "text_result", "tool_value"]
 
 _UNDEFINED = re.compile(r"^undefined: (\S+)$")
 _MAX_TRACE: Final = 6
@@ -115,19 +115,32 @@ def run_result(outcome: RunOutcome, code: str, toolset: Toolset, max_output_byte
     return text_result("\n".join(parts))
 
 
+def lone_result(output_schema: Any) -> dict[str, Any] | None:
+    """The schema of `result` when a tool's output schema is an object of that one property: how the
+    SDKs' servers (MCPServer, FastMCP) declare a return value that is not an object, which they send
+    wrapped as `{"result": value}`. Scripts get the value itself; stubs show its type."""
+    if not isinstance(output_schema, dict):
+        return None
+    properties = output_schema.get("properties")
+    if not isinstance(properties, dict) or set(properties) != {"result"}:
+        return None
+    inner = properties["result"]
+    return inner if isinstance(inner, dict) else {}
+
+
 def tool_value(result: dict[str, Any], output_schema: dict[str, Any] | None = None) -> Any:
     """What a tool call returns inside a script: structured content, else text (parsed as JSON when
     it is JSON), else the content blocks without binary data.
 
-    FastMCP servers wrap a non-object return value as `{"result": value}` and flag that in the
-    output schema (`x-fastmcp-wrap-result`); a script gets the value itself, parsed when it is
-    JSON text (mcp-atlassian returns its JSON that way), as it would from a plain text result."""
+    A value wrapped as `{"result": value}` (`lone_result`) is unwrapped; FastMCP flags its wrapper
+    (`x-fastmcp-wrap-result`), and then a string is parsed when it is JSON text (mcp-atlassian
+    returns its JSON that way), as it would be from a plain text result."""
     structured = result.get("structuredContent")
     if structured is not None:
-        wrapped = isinstance(output_schema, dict) and output_schema.get("x-fastmcp-wrap-result") is True
-        if wrapped and isinstance(structured, dict) and set(structured) == {"result"}:
+        if lone_result(output_schema) is not None and isinstance(structured, dict) and set(structured) == {"result"}:
             inner = structured["result"]
-            return _json_or_text(inner) if isinstance(inner, str) else inner
+            flagged = isinstance(output_schema, dict) and output_schema.get("x-fastmcp-wrap-result") is True
+            return _json_or_text(inner) if flagged and isinstance(inner, str) else inner
         return structured
     content = result.get("content") or []
     texts = [block.get("text", "") for block in content if isinstance(block, dict) and block.get("type") == "text"]

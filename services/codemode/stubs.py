@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
+from .answers import lone_result
 from .toolset import Toolset, ToolSpec
 
 __all__ = ["file_path", "list_files", "render_docs", "render_file", "signature", "summary", "type_of"]
@@ -21,6 +22,8 @@ _MAX_DEPTH: Final = 3
 _MAX_SUMMARY: Final = 160
 _MAX_DEFAULT: Final = 40
 _MAX_LITERALS: Final = 12
+_MAX_RETURN: Final = 40
+"""Longest return type a file of stubs shows; longer ones become their kind (`dict`, `list`)."""
 _SIMPLE: Final = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
 
 
@@ -159,6 +162,23 @@ def _docstring(text: str) -> str:
     return f'"""{safe} """' if safe.endswith('"') else f'"""{safe}"""'
 
 
+def returns(spec: ToolSpec, *, short: bool = True) -> str:
+    """What a call of the tool gives a script (`answers.tool_value`): the wrapped value's type, the
+    output schema's type, or `Any` (text, or its JSON value when it is JSON) without one. `short`:
+    for a file of stubs, a long type is cut to its kind (`get_tool_docs` shows it whole)."""
+    output = spec.definition.get("outputSchema")
+    inner = lone_result(output)
+    if inner is not None:
+        kind = type_of(inner, output)
+    elif isinstance(output, dict):
+        kind = type_of(output)
+    else:
+        return "Any"
+    if short and len(kind) > _MAX_RETURN:
+        return "dict" if kind.startswith("{") else kind.split("[", 1)[0]
+    return kind
+
+
 def render_file(toolset: Toolset, module: str) -> str:
     """The stub of one module (server)."""
     specs = toolset.modules[module]
@@ -170,7 +190,7 @@ def render_file(toolset: Toolset, module: str) -> str:
         "",
     ]
     for spec in specs:
-        lines.append(f"def {spec.function}{signature(spec)} -> dict:")
+        lines.append(f"def {spec.function}{signature(spec)} -> {returns(spec)}:")
         lines.append(f"    {_docstring(summary(spec.description) or spec.tool)}")
         lines.append("")
     return "\n".join(lines)
@@ -192,7 +212,11 @@ def render_docs(spec: ToolSpec) -> str:
     properties = _properties(schema)
     required = _required(schema)
     ident = {original: name for name, original in spec.params.items()}
-    lines = [f"{spec.qualified}{signature(spec)} -> dict", f"(server {spec.server!r}, tool {spec.tool!r})", ""]
+    lines = [
+        f"{spec.qualified}{signature(spec)} -> {returns(spec)}",
+        f"(server {spec.server!r}, tool {spec.tool!r})",
+        "",
+    ]
     lines.append(spec.description.strip() or "(no description)")
     if properties:
         lines += ["", "Parameters:"]
@@ -207,7 +231,8 @@ def render_docs(spec: ToolSpec) -> str:
         detail = {k: v for k, v in sub.items() if k not in ("description", "title")}
         if set(detail) - {"type"}:  # the type line already says the rest
             lines.append(f"    schema: {json.dumps(detail, ensure_ascii=False, sort_keys=True)}")
-    output = spec.definition.get("outputSchema")
-    if isinstance(output, dict):
-        lines += ["", f"Returns: {type_of(output)}"]
+    if isinstance(spec.definition.get("outputSchema"), dict):
+        lines += ["", f"Returns: {returns(spec, short=False)}"]
+    else:
+        lines += ["", "Returns: the tool's text, or the value it holds when that text is JSON (no output schema)"]
     return "\n".join(lines)

@@ -96,7 +96,7 @@ async def test_code_mode_runs_a_script_in_the_codemode_process(stack):
             "servers/echo.py  1 tool — server echo: echo",
             "servers/notes.py  1 tool — server notes: list_notes",
         ]
-        code = 'print(echo.echo(text="from a script")["result"])\nresult = len(notes.list_notes()["result"]) >= 0'
+        code = 'print(echo.echo(text="from a script"))\nresult = len(notes.list_notes()) >= 0'
         ran = await client.call_tool("execute_code", {"code": code})
         assert not ran.is_error and ran.content[0].text == "from a script\nresult: true"
 

@@ -88,15 +88,15 @@ async def test_files_docs_and_search_show_only_what_the_key_may_use(gateway):
         ]
         stub = _text(await client.call_tool("read_tool_file", {"path": "servers/echo.py"}))
         assert stub.splitlines()[0].startswith("1  ")
-        assert "def echo(text: str) -> dict:" in stub
+        assert "def echo(text: str) -> str:" in stub
         for alias in ("echo", "echo.py", "./servers/echo.py"):
             assert _text(await client.call_tool("read_tool_file", {"path": alias})) == stub
         ranged = _text(
             await client.call_tool("read_tool_file", {"path": "servers/echo.py", "start_line": 3, "end_line": 3})
         )
-        assert ranged == "3  def echo(text: str) -> dict:"
+        assert ranged == "3  def echo(text: str) -> str:"
         docs = _text(await client.call_tool("get_tool_docs", {"name": "echo.echo"}))
-        assert docs.startswith("echo.echo(text: str) -> dict")
+        assert docs.startswith("echo.echo(text: str) -> str")
         hidden = await client.call_tool("get_tool_docs", {"name": "echo.add"})  # exists, not granted
         assert hidden.is_error and "no tool echo.add for this key" in _text(hidden)
         found = _text(await client.call_tool("search_tools", {"query": "notes list"}))
@@ -109,9 +109,9 @@ async def test_a_script_calls_tools_through_policy_and_each_call_is_audited_unde
     code = (
         'a = notes.add_note(title="t1", text="hello")\n'
         'b = notes.add_note(title="t2", text="world")\n'
-        "titles = [n['title'] for n in notes.list_notes()['result']]\n"
+        "titles = [n['title'] for n in notes.list_notes()]\n"
         'print("added", a["id"], b["id"])\n'
-        "result = {'titles': titles, 'sum': echo.add(a=2, b=40)['result']}\n"
+        "result = {'titles': titles, 'sum': echo.add(a=2, b=40)}\n"
     )
     async with gateway.client(CODER_KEY) as client:
         answer = await _run(client, code)
@@ -150,7 +150,7 @@ async def test_parallel_runs_calls_concurrently_and_keeps_their_order(gateway):
     async with gateway.client(CODER_KEY) as client:
         answer = await _run(client, code)
     assert not answer.is_error, _text(answer)
-    assert _text(answer) == 'result: [{"result":"met"},{"result":"met"},{"result":"met"},{"result":"z"}]'
+    assert _text(answer) == 'result: ["met","met","met","z"]'
 
 
 async def test_errors_name_the_line_the_tool_and_the_closest_names(gateway):
@@ -181,7 +181,7 @@ async def test_errors_name_the_line_the_tool_and_the_closest_names(gateway):
 
 
 async def test_a_scripts_calls_count_against_the_keys_rate_limit(gateway):
-    code = 'for i in range(3):\n    print(echo.echo(text="call %d" % i)["result"])\n'
+    code = 'for i in range(3):\n    print(echo.echo(text="call %d" % i))\n'
     async with gateway.client(LIMITED_KEY) as client:
         answer = await _run(client, code)
     lines = _text(answer).splitlines()

@@ -92,7 +92,7 @@ async def test_agent_mode_streams_text_across_rounds(gateway, provider):
     assert summary["transcript"][1]["content"] == "x"
 
 
-SCRIPT = 'print(echo.echo(text="from a script")["result"])\n'
+SCRIPT = 'print(echo.echo(text="from a script"))\n'
 
 
 async def _audit_chain(gateway: Gateway, key_name: str, llm_rounds: int) -> tuple[list[AuditEvent], ...]:
