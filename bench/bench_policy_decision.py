@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cli.stack import EmbeddedValkey
 from libs.common.entities import Budget, RateLimit
-from services.policy.grants import GrantSet
+from libs.common.grants import GrantSet
 from services.policy.limits import Charged, LimitEngine, ToolTable, plan_for
 
 GRANTS = [

@@ -16,12 +16,12 @@ from cachetools import LRUCache
 from libs.common.config import ServerConfig
 from libs.common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
 from libs.common.errors import ErrorKind
+from libs.common.grants import GrantSet
 from libs.common.kvwatch import decode_value
 from libs.common.messages import Caller, GatewayError, KeyRecord, ServerRecord
 from libs.common.oauth import USER_CALLER_PREFIX
 
 from .filters import Narrowing, union_of_grants
-from .grants import GrantSet
 from .visibility import Visibility
 
 __all__ = ["COMPILED_KEYS", "CompiledKey", "PolicyView"]

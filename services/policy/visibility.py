@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
+from libs.common.grants import GrantSet
 from libs.common.messages import pairs_digest
 
 from .filters import Narrowing
-from .grants import GrantSet
 
 __all__ = ["Visibility"]
 

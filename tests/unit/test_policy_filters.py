@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from libs.common.grants import GrantSet
 from services.policy.filters import Narrowing, narrowing, union_of_grants
-from services.policy.grants import GrantSet
 
 pytestmark = pytest.mark.unit
 

@@ -1,5 +1,8 @@
 """Grant patterns, compiled once: `server/tool` with `*` and `?` wildcards, or `*` for everything.
 
+Shared by policy (which tools a caller may use) and the executor (which tools a guardrail rule
+covers): one matcher, so a rule written like a grant covers exactly what that grant would.
+
 Pure module: no NATS, no I/O. Matching a call is two precompiled regex matches, so a decision
 costs microseconds whatever the number of grants.
 """
