@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 from .llm_config import AgentMode, LlmSection
+from .pins import PinMode
 
 __all__ = [
     "BastionConfig",
@@ -126,6 +127,11 @@ class ServerConfig(_Strict):
     per_user: bool = False
     """An OAuth upstream called with each user's own token, over that user's own session (never
     another user's); a caller who is no user, or has not authorized yet, is refused (docs/oauth.md)."""
+    pinning: PinMode = "tofu"
+    """How drift of this server's tool, prompt and template definitions is handled (docs/supply-chain.md):
+    "tofu" trusts what the server lists when first added and quarantines later additions and changes
+    until a person approves them; "approve" quarantines everything until approved; "warn" serves drift,
+    flagged."""
 
     @model_validator(mode="before")
     @classmethod

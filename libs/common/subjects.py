@@ -44,6 +44,7 @@ __all__ = [
     "KV_OAUTH_REGISTRATIONS",
     "KV_OAUTH_REVOKED",
     "KV_OAUTH_UPSTREAM",
+    "KV_PINS",
     "KV_POLICY",
     "KV_ROOT",
     "KV_SERVERS",
@@ -280,6 +281,10 @@ KV_LLM: Final = "bastion_llm"
 
 KV_CATALOG: Final = "bastion_catalog"
 """server name -> `ServerCatalog` (tools the executor discovered, already namespaced)."""
+
+KV_PINS: Final = "bastion_pins"
+"""`def.<server>.<kind>.<name>` -> `PinRecord` (a definition's approved and pending versions),
+`baseline.<server>` -> `PinBaseline` (`libs.common.pins`, docs/supply-chain.md)."""
 
 KV_SESSIONS: Final = "bastion_sessions"
 """`<session>.level` and `<session>.sub.<uri hash>` -> what an agent session asked for (its log level,

@@ -1,0 +1,258 @@
+"""The pin decision: (mode, pinned records, what the upstream lists now) -> per definition, served,
+flagged or quarantined, with the reason, and the records to write back.
+
+Pure: the caller reads the server's records and baseline from KV, calls `decide` on every listing
+(first connect, `list_changed`, reconnect), writes `PinOutcome.writes` (and the baseline once),
+serves `PinOutcome.served(kind)` and asks `PinOutcome.refusal(kind, name)` before each call.
+
+| mode    | first listing of the server | later: new / changed / renamed / re-added changed | rejected by a person |
+|---------|-----------------------------|---------------------------------------------------|----------------------|
+| approve | quarantined (new)           | quarantined                                       | quarantined          |
+| tofu    | served, pinned (first_use)  | quarantined                                       | quarantined          |
+| warn    | served, pinned (first_use)  | served, flagged                                   | quarantined          |
+
+A definition equal to its approved version is served in every mode. A name listed twice with two
+different definitions is quarantined whole: which copy an agent would get is the upstream's choice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from libs.common.pins import (
+    DefinitionKind,
+    PinBaseline,
+    PinMode,
+    PinnedVersion,
+    PinReason,
+    PinRecord,
+    body_sha256,
+    definition_name,
+    definition_sha256,
+)
+
+__all__ = ["DRIFT_REASONS", "PinDecision", "PinOutcome", "Verdict", "decide", "quarantine_message"]
+
+Verdict = Literal["served", "flagged", "quarantined", "absent"]
+"""served: listed as approved. flagged: listed although it drifted (warn mode). quarantined: neither
+listed nor callable until a person approves it. absent: approved once, no longer listed upstream."""
+
+DRIFT_REASONS: Final = frozenset({"new", "changed", "renamed", "removed", "readded_changed"})
+"""Reasons that are drift: worth a metric, an event and a person's attention."""
+
+_KINDS: Final[tuple[DefinitionKind, ...]] = ("tool", "prompt", "resource_template")
+
+
+@dataclass(frozen=True, slots=True)
+class PinDecision:
+    server: str
+    kind: DefinitionKind
+    name: str
+    verdict: Verdict
+    reason: PinReason
+    sha256: str | None
+    """The listed definition's hash (None for an absent one)."""
+    approved_sha256: str | None = None
+    renamed_from: str | None = None
+
+    @property
+    def served(self) -> bool:
+        return self.verdict in ("served", "flagged")
+
+
+@dataclass(frozen=True, slots=True)
+class PinOutcome:
+    server: str
+    decisions: tuple[PinDecision, ...]
+    writes: tuple[PinRecord, ...]
+    """Records that changed (first-use pins, pending versions, removals): put them in KV."""
+    baseline: PinBaseline | None
+    """Set on the server's first listing: put it in KV (create-only, so racing replicas agree)."""
+    _listed: Mapping[tuple[DefinitionKind, str], Sequence[Mapping[str, Any]]] = field(repr=False)
+    _by_name: Mapping[tuple[DefinitionKind, str], PinDecision] = field(repr=False)
+
+    def served(self, kind: DefinitionKind) -> list[Mapping[str, Any]]:
+        """The definitions of `kind` to list, in the upstream's order."""
+        return [
+            definition
+            for (k, name), definitions in self._listed.items()
+            if k == kind and self._by_name[(k, name)].served
+            for definition in definitions[:1]
+        ]
+
+    def decision(self, kind: DefinitionKind, name: str) -> PinDecision | None:
+        return self._by_name.get((kind, name))
+
+    def refusal(self, kind: DefinitionKind, name: str) -> str | None:
+        """Why a call of `name` is refused (naming the approval it needs), or None when it may run.
+        A name the upstream does not list is not refused here: the call fails as any unknown name does."""
+        decision = self._by_name.get((kind, name))
+        if decision is None or decision.served or decision.verdict == "absent":
+            return None
+        return quarantine_message(decision)
+
+    @property
+    def drift(self) -> list[PinDecision]:
+        return [d for d in self.decisions if d.reason in DRIFT_REASONS]
+
+
+_WHY: Final[Mapping[str, str]] = {
+    "new": "is new",
+    "changed": "changed since it was approved",
+    "renamed": "is a renamed copy of {renamed_from!r}",
+    "readded_changed": "was removed and came back with another definition",
+    "rejected": "was rejected by a person",
+}
+
+
+def quarantine_message(decision: PinDecision) -> str:
+    label = decision.kind.replace("_", " ")
+    what = f"{decision.server}/{decision.name}"
+    why = _WHY.get(decision.reason, decision.reason).format(renamed_from=decision.renamed_from)
+    if decision.reason == "rejected":
+        return f"{label} {what!r} is quarantined: its definition {why}"
+    digest = (decision.sha256 or "")[:12]
+    return (
+        f"{label} {what!r} is quarantined: its definition {why} and waits for approval"
+        f" (definition {digest}; see `bastion tools diff {what}`, then `bastion tools approve {what}`)"
+    )
+
+
+def _group(
+    listing: Mapping[DefinitionKind, Sequence[Mapping[str, Any]]],
+) -> dict[tuple[DefinitionKind, str], list[Mapping[str, Any]]]:
+    grouped: dict[tuple[DefinitionKind, str], list[Mapping[str, Any]]] = {}
+    for kind in _KINDS:
+        for definition in listing.get(kind, ()):
+            grouped.setdefault((kind, definition_name(kind, definition)), []).append(definition)
+    return grouped
+
+
+def decide(
+    server: str,
+    mode: PinMode,
+    baseline: PinBaseline | None,
+    records: Iterable[PinRecord],
+    listing: Mapping[DefinitionKind, Sequence[Mapping[str, Any]]],
+    now: float | None = None,
+) -> PinOutcome:
+    """Decide every definition `listing` holds (`{"tool": [...], "prompt": [...], "resource_template":
+    [...]}`, wire objects) against the server's `records`, in `mode`; `baseline` None means the server
+    was never listed before."""
+    now = time.time() if now is None else now
+    by_key = {(r.kind, r.name): r for r in records if r.server == server}
+    listed = _group(listing)
+    first = baseline is None and mode != "approve"
+    writes: list[PinRecord] = []
+    decisions: list[PinDecision] = []
+
+    # approved bodies no longer listed under their own name: a new name carrying one is a rename
+    gone: dict[tuple[DefinitionKind, str], str] = {}
+    for (kind, name), pinned in by_key.items():
+        if pinned.approved is not None and (kind, name) not in listed:
+            gone.setdefault((kind, body_sha256(kind, pinned.approved.definition)), name)
+
+    for (kind, name), definitions in listed.items():
+        hashes = sorted({definition_sha256(d) for d in definitions})
+        sha = hashes[0]
+        record = by_key.get((kind, name))
+        version = PinnedVersion(sha256=sha, definition=dict(definitions[0]), seen_at=now)
+        approved = record.approved.sha256 if record is not None and record.approved is not None else None
+        decision, write = _one(server, mode, first, kind, name, sha, version, record, approved, gone, now)
+        if len(hashes) > 1 or not name:  # two copies that differ, or no name to call it by
+            decision = PinDecision(server, kind, name, "quarantined", decision.reason, sha, approved)
+            if decision.reason in ("pinned", "first_use"):
+                decision = PinDecision(server, kind, name, "quarantined", "changed", sha, approved)
+                write = None
+        decisions.append(decision)
+        if write is not None and name:
+            writes.append(write)
+
+    for (kind, name), record in by_key.items():
+        if (kind, name) in listed or not record.listed:
+            continue
+        approved = record.approved.sha256 if record.approved is not None else None
+        decisions.append(PinDecision(server, kind, name, "absent", "removed", None, approved))
+        unlisted = {"listed": False, "pending": None, "pending_reason": None, "renamed_from": None, "updated_at": now}
+        writes.append(record.model_copy(update=unlisted))
+
+    return PinOutcome(
+        server=server,
+        decisions=tuple(decisions),
+        writes=tuple(writes),
+        baseline=PinBaseline(server=server, established_at=now) if baseline is None else None,
+        _listed=listed,
+        _by_name={(d.kind, d.name): d for d in decisions if d.verdict != "absent"},
+    )
+
+
+def _one(
+    server: str,
+    mode: PinMode,
+    first: bool,
+    kind: DefinitionKind,
+    name: str,
+    sha: str,
+    version: PinnedVersion,
+    record: PinRecord | None,
+    approved: str | None,
+    gone: Mapping[tuple[DefinitionKind, str], str],
+    now: float,
+) -> tuple[PinDecision, PinRecord | None]:
+    if record is not None and approved == sha:
+        settled = record.listed and record.pending is None
+        write = None if settled else _listed_again(record, now)
+        return PinDecision(server, kind, name, "served", "pinned", sha, approved), write
+    if record is not None and sha in record.rejected:
+        settled = record.listed and record.pending is None
+        write = None if settled else _listed_again(record, now)
+        return PinDecision(server, kind, name, "quarantined", "rejected", sha, approved), write
+    if first and approved is None:
+        trusted = (record or PinRecord(server=server, kind=kind, name=name)).model_copy(
+            update={
+                "approved": version,
+                "approved_by": "tofu",
+                "approved_at": now,
+                "pending": None,
+                "pending_reason": None,
+                "listed": True,
+                "updated_at": now,
+            }
+        )
+        return PinDecision(server, kind, name, "served", "first_use", sha, sha), trusted
+
+    verdict: Verdict = "flagged" if mode == "warn" else "quarantined"
+    reason: PinReason
+    if record is not None and record.listed and record.pending is not None and record.pending.sha256 == sha:
+        # already waiting, as it was: the reason it was first seen for stays (a re-added definition
+        # does not become a mere "changed" one on the next listing)
+        reason = record.pending_reason or "changed"
+        return PinDecision(server, kind, name, verdict, reason, sha, approved, record.renamed_from), None
+
+    renamed_from = None
+    if approved is not None:
+        reason = "changed" if record is not None and record.listed else "readded_changed"
+    else:
+        renamed_from = gone.get((kind, body_sha256(kind, version.definition)))
+        reason = "renamed" if renamed_from is not None else "new"
+    base = record or PinRecord(server=server, kind=kind, name=name)
+    write = base.model_copy(
+        update={
+            "pending": version,
+            "pending_reason": reason,
+            "renamed_from": renamed_from,
+            "listed": True,
+            "updated_at": now,
+        }
+    )
+    return PinDecision(server, kind, name, verdict, reason, sha, approved, renamed_from), write
+
+
+def _listed_again(record: PinRecord, now: float) -> PinRecord:
+    """The record once its listed version is the approved (or a rejected) one again: nothing waits."""
+    return record.model_copy(
+        update={"listed": True, "pending": None, "pending_reason": None, "renamed_from": None, "updated_at": now}
+    )
