@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from .guardrails import GuardrailsSection
 from .llm_config import AgentMode, LlmSection
 from .pins import PinMode
 
@@ -281,6 +282,8 @@ class BastionConfig(_Strict):
     stack: StackSection = Field(default_factory=StackSection)
     llm: LlmSection = Field(default_factory=LlmSection)
     """OpenAI-compatible providers behind `/v1/chat/completions` (docs/llm.md)."""
+    guardrails: GuardrailsSection = Field(default_factory=GuardrailsSection)
+    """Checks on definitions, arguments and results (docs/guardrails.md)."""
 
     @field_validator("mcp_servers")
     @classmethod
@@ -310,6 +313,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "keys": KeyConfig,
     "gateway": GatewaySection,
     "stack": StackSection,
+    "guardrails": GuardrailsSection,
 }
 
 

@@ -1,0 +1,309 @@
+"""The guardrails engine: the rules in force, compiled once, applied to one payload at a time.
+
+Pure and synchronous for the built-in detectors (`Guardrails.inspect`); `Guardrails.ainspect` adds
+the rules that ask an external service (`webhook.WebhookClient`). The executor's hooks call it with
+`where` = "arguments" before the upstream is called, "result" on the parsed result before it is
+encoded, "definition" on each tool, prompt and template definition when the catalog is published.
+
+One payload is serialized once (orjson) and lower-cased once; each detector looks there for its
+anchors, and only the detectors that found one walk the payload's strings. Findings become
+decisions (rule, detector, entity, action, where, JSON pointer; never the matched text), and the
+strongest action wins: block > redact > warn > log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from libs.common.grants import GrantSet
+from libs.common.guardrails import (
+    ACTION_ORDER,
+    Action,
+    GuardrailDecision,
+    GuardrailRule,
+    GuardrailsSection,
+    Where,
+    effective_rules,
+)
+from libs.common.messages_base import Caller
+
+from .base import Detector, Finding, Scan
+from .deny import DenyDetector
+from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
+from .pii import PiiDetector
+from .secrets import SecretsDetector
+from .walk import Path, pointer, rewrite, strings
+from .webhook import WebhookClient, webhook_request
+
+__all__ = ["Guardrails", "Inspection", "Subject"]
+
+_SEEN: Final = 16_384
+"""(where, server, name, caller) combinations whose applicable rules one engine remembers."""
+
+_BUILTIN: Final[Mapping[str, Callable[[frozenset[str] | None], Detector]]] = {
+    "secrets": SecretsDetector,
+    "pii": PiiDetector,
+    "injection": InjectionDetector,
+    "hidden_unicode": HiddenUnicodeDetector,
+    "exfil_links": ExfilLinksDetector,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What a payload belongs to: the upstream server, the tool's (prompt's, template's) own name, and
+    for arguments and results the caller."""
+
+    server: str
+    name: str
+    caller: Caller | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    action: Action | None
+    """The strongest action a rule took; None when no rule fired."""
+    content: Any
+    """The payload to pass on: a redacted copy when a rule redacted, else the payload itself."""
+    decisions: tuple[GuardrailDecision, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        return self.action == "block"
+
+    @property
+    def warned(self) -> bool:
+        return any(d.action == "warn" for d in self.decisions)
+
+    def refusal(self) -> str | None:
+        """The error a blocked call or listing gets: which rule, what kind of thing, where; None if not blocked."""
+        if not self.blocked:
+            return None
+        first = next(d for d in self.decisions if d.action == "block")
+        what = f"{first.detector}: {first.entity}" if first.entity else first.detector
+        at = f" at {first.path}" if first.path else ""
+        return f"blocked by guardrail rule {first.rule!r} ({what} in the {first.where}{at})"
+
+
+@dataclass(slots=True)
+class _Rule:
+    spec: GuardrailRule
+    tools: GrantSet
+    detector: Detector | None
+    callers: tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
+
+    def covers_caller(self, caller: Caller | None) -> bool:
+        keys, users, teams, customers = self.callers
+        if not (keys or users or teams or customers):
+            return True
+        if caller is None:
+            return False
+        return (
+            caller.key_name in keys
+            or caller.key_id in keys
+            or caller.user_id in users
+            or caller.team_id in teams
+            or caller.customer_id in customers
+        )
+
+
+def _compile_rule(rule: GuardrailRule, groups: Mapping[str, Sequence[str]]) -> _Rule:
+    patterns = [*rule.tools, *(p for g in rule.groups for p in groups.get(g, ()))]
+    detector: Detector | None = None
+    if rule.detector in _BUILTIN:
+        detector = _BUILTIN[rule.detector](frozenset(rule.entities) if rule.entities is not None else None)
+    elif rule.detector == "deny":
+        detector = DenyDetector(rule.terms, rule.patterns)
+    callers = (frozenset(rule.keys), frozenset(rule.users), frozenset(rule.teams), frozenset(rule.customers))
+    return _Rule(rule, GrantSet.compile(patterns), detector, callers)
+
+
+@dataclass(slots=True)
+class _Found:
+    rule: _Rule
+    findings: dict[Path, list[Finding]] = field(default_factory=dict)
+
+
+class Guardrails:
+    """The compiled rules of one configuration. Build a new one when the configuration or the tool
+    groups change; `inspect` is safe to call from any number of tasks."""
+
+    def __init__(self, rules: Sequence[_Rule], max_scan_bytes: int) -> None:
+        self._rules = tuple(rules)
+        self._max_scan_bytes = max_scan_bytes
+        self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], tuple[_Rule, ...]] = {}
+
+    @classmethod
+    def compile(cls, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> Guardrails:
+        """The rules in force for `section` (built-in ones included, `effective_rules`); `groups` maps
+        tool-group ids to their grant patterns (the config file's and the admin API's)."""
+        groups = groups or {}
+        return cls([_compile_rule(r, groups) for r in effective_rules(section)], section.max_scan_bytes)
+
+    @property
+    def rules(self) -> tuple[GuardrailRule, ...]:
+        return tuple(r.spec for r in self._rules)
+
+    def _applicable(self, where: Where, subject: Subject) -> tuple[_Rule, ...]:
+        caller = subject.caller
+        who = (caller.key_id, caller.key_name, caller.user_id, caller.team_id, caller.customer_id) if caller else ()
+        cache_key = (where, subject.server, subject.name, who)
+        found = self._seen.get(cache_key)
+        if found is None:
+            found = tuple(
+                r
+                for r in self._rules
+                if where in r.spec.where
+                and r.tools.allows(subject.server, subject.name)
+                and (where == "definition" or r.covers_caller(caller))
+            )
+            if len(self._seen) >= _SEEN:
+                self._seen.clear()
+            self._seen[cache_key] = found
+        return found
+
+    def applies(self, where: Where, subject: Subject) -> bool:
+        """Whether any rule looks at this payload (the hook can skip the call entirely when not)."""
+        return bool(self._applicable(where, subject))
+
+    def inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
+        """The built-in rules (every detector but `webhook`) on one payload."""
+        rules = [r for r in self._applicable(where, subject) if r.spec.detector != "webhook"]
+        if not rules:
+            return Inspection(None, payload)
+        try:
+            blob = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:  # not JSON (a value the codec would refuse too): looked at as its text
+            blob = orjson.dumps(str(payload))
+        decisions: list[GuardrailDecision] = []
+        scans: list[tuple[_Found, Scan]] = []
+        text: str | None = None
+        lower = ""
+        for rule in rules:
+            spec = rule.spec
+            if spec.detector == "size":
+                if spec.max_bytes is not None and len(blob) > spec.max_bytes:
+                    decisions.append(_decision(spec, "too_large", where, ""))
+                continue
+            if rule.detector is None:
+                continue
+            if len(blob) > self._max_scan_bytes:
+                decisions.append(
+                    GuardrailDecision(rule=spec.name, detector="size", entity="not_scanned", action="warn", where=where)
+                )
+                continue
+            if text is None:
+                text = blob.decode()
+                lower = text.lower()
+            scan = rule.detector.prepare(text, lower)
+            if scan is not None:
+                scans.append((_Found(rule), scan))
+        if scans:
+            for path, key, value in strings(payload):
+                for found, scan in scans:
+                    hits = scan(value, key)
+                    if hits:
+                        found.findings.setdefault(path, []).extend(hits)
+        return _settle(where, payload, decisions, [f for f, _ in scans if f.findings])
+
+    async def ainspect(self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient) -> Inspection:
+        """`inspect`, then the rules that ask an external service (in rule order, each seeing what the
+        earlier ones left: a redacted payload, never the original)."""
+        first = self.inspect(where, subject, payload)
+        hooks = [r.spec for r in self._applicable(where, subject) if r.spec.detector == "webhook"]
+        if first.blocked or not hooks:
+            return first
+        content, decisions, action = first.content, list(first.decisions), first.action
+        for spec in hooks:
+            assert spec.webhook is not None
+            verdict = await webhooks.check(spec.webhook, webhook_request(spec.name, where, subject, content))
+            if verdict.failed is not None:
+                fail_action: Action = "block" if spec.webhook.fail == "closed" else "log"
+                decisions.append(_decision(spec, f"unavailable:{verdict.failed}", where, "", fail_action))
+            elif verdict.match:
+                taken: Action = spec.action
+                if taken == "redact":
+                    if verdict.has_content:
+                        content = verdict.content
+                    else:
+                        taken = "block"  # asked to redact without saying into what: nothing safe to send
+                decisions.append(_decision(spec, verdict.entity, where, "", taken))
+            else:
+                continue
+            action = _stronger(action, decisions[-1].action)
+            if action == "block":
+                break
+        return Inspection(action, content, tuple(decisions))
+
+
+def _decision(
+    rule: GuardrailRule, entity: str | None, where: Where, path: str, action: Action | None = None, count: int = 1
+) -> GuardrailDecision:
+    return GuardrailDecision(
+        rule=rule.name,
+        detector=rule.detector,
+        entity=entity,
+        action=action or rule.action,
+        where=where,
+        path=path,
+        count=count,
+    )
+
+
+def _stronger(a: Action | None, b: Action) -> Action:
+    return b if a is None or ACTION_ORDER[b] > ACTION_ORDER[a] else a
+
+
+_MARK: Final = "[REDACTED:{}]"
+
+
+def _redacted(text: str, findings: Sequence[Finding]) -> str:
+    """`text` with every finding's span replaced by a marker naming its entity; overlapping spans
+    merge (the first one's entity names the merged span)."""
+    spans = sorted((f.start, f.end, f.entity) for f in findings)
+    out, at = [], 0
+    merged: list[list[Any]] = []
+    for start, end, entity in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end, entity])
+    for start, end, entity in merged:
+        out.append(text[at:start])
+        out.append(_MARK.format(entity))
+        at = end
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _settle(where: Where, payload: Any, decisions: list[GuardrailDecision], found: Sequence[_Found]) -> Inspection:
+    action: Action | None = None
+    for decision in decisions:
+        action = _stronger(action, decision.action)
+    to_redact: dict[Path, list[Finding]] = {}
+    for item in found:
+        spec = item.rule.spec
+        for path, findings in item.findings.items():
+            counts: dict[str, int] = {}
+            for finding in findings:
+                counts[finding.entity] = counts.get(finding.entity, 0) + 1
+            where_at = pointer(path)
+            decisions.extend(_decision(spec, entity, where, where_at, count=n) for entity, n in sorted(counts.items()))
+            if spec.action == "redact":
+                to_redact.setdefault(path, []).extend(findings)
+        action = _stronger(action, spec.action)
+    if action == "block" or not to_redact:
+        return Inspection(action, payload, tuple(decisions))
+    changes = {path: _redacted(_at(payload, path), findings) for path, findings in to_redact.items()}
+    return Inspection(action, rewrite(payload, changes), tuple(decisions))
+
+
+def _at(value: Any, path: Path) -> str:
+    for part in path:
+        value = value[part]
+    assert isinstance(value, str)
+    return value

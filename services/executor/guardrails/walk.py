@@ -1,0 +1,77 @@
+"""Walking a JSON payload's strings, naming them by JSON pointer, and rewriting some of them.
+
+Redaction never edits the caller's object: the containers on the way to a changed string are
+copied (copy on write), everything else is shared, so a definition the pin store holds or a result
+another consumer reads stays as it was. Only string values change, so the structure stays valid
+JSON whatever is replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final
+
+__all__ = ["Path", "pointer", "rewrite", "strings"]
+
+Path = tuple[str | int, ...]
+
+_BINARY_KEYS: Final = frozenset({"data", "blob"})
+"""MCP carries images, audio and resource blobs as base64 under these keys, beside a `mimeType`:
+random base64 is not text, and scanning megabytes of it would only find accidents."""
+_PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:\-]{1,40}\Z")
+
+
+def strings(value: Any) -> Iterator[tuple[Path, str | None, str]]:
+    """Every string value of `value` (depth first, iteratively: no recursion limit to hit) as its path,
+    the object key it is the value of (None inside a list), and the string."""
+    stack: list[tuple[Path, str | None, Any]] = [((), None, value)]
+    while stack:
+        path, key, item = stack.pop()
+        if isinstance(item, str):
+            yield path, key, item
+        elif isinstance(item, Mapping):
+            binary = "mimeType" in item
+            for k, v in reversed(list(item.items())):
+                if binary and k in _BINARY_KEYS and isinstance(v, str):
+                    continue
+                stack.append(((*path, str(k)), str(k), v))
+        elif isinstance(item, list | tuple):
+            for i in range(len(item) - 1, -1, -1):
+                stack.append(((*path, i), None, item[i]))
+
+
+def _segment(part: str | int) -> str:
+    if isinstance(part, int):
+        return str(part)
+    if not _PLAIN_KEY.match(part) or (len(part) >= 16 and any(c.isdigit() for c in part)):
+        return "*"  # a key that may itself be a secret (an id-shaped map key): not repeated in records
+    return part.replace("~", "~0").replace("/", "~1")
+
+
+def pointer(path: Path) -> str:
+    """RFC 6901 pointer of `path`, with object keys that could be secrets shown as `*`."""
+    return "".join("/" + _segment(p) for p in path)
+
+
+def rewrite(value: Any, changes: Mapping[Path, str]) -> Any:
+    """`value` with the strings at `changes`' paths replaced (copy on write)."""
+    if not changes:
+        return value
+    if () in changes:
+        return changes[()]
+    heads: dict[str | int, dict[Path, str]] = {}
+    for path, text in changes.items():
+        heads.setdefault(path[0], {})[path[1:]] = text
+    if isinstance(value, Mapping):
+        copy = dict(value)
+        for key, rest in heads.items():
+            copy[str(key)] = rewrite(value[str(key)], rest)
+        return copy
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        items = list(value)
+        for index, rest in heads.items():
+            assert isinstance(index, int)
+            items[index] = rewrite(items[index], rest)
+        return items
+    return value
