@@ -52,6 +52,8 @@ _PLACEHOLDERS: Final = re.compile(
     r"|string|str|required|optional|value|\w*_here|\[redacted[^\]]*\]|env|environ)\Z"
     r"|\A(?:\$\{.*\}|\$\(.*\)|<.*>|\{\{.*\}\}|%\(?\w*\)?s|\$[A-Za-z_]\w*)\Z"
 )
+_TEMPLATED: Final = re.compile(r"\{\{.*?\}\}|\$\{[^}]*\}|%\(\w+\)s")
+"""A value with a template in it (`{{ vault_password }}`, `${DB_PASSWORD}`) is filled in elsewhere."""
 _EXPRESSION: Final = re.compile(
     r"[(){}\[\]<>$]"  # a call, an index, a template, a shell or env reference
     r"|\A[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+\Z"  # a dotted name: process.env.X, self.password
@@ -62,7 +64,7 @@ _EXPRESSION: Final = re.compile(
 def _credible(value: str, *, password: bool, quoted: bool = True) -> bool:
     """Whether a value next to a secret-ish keyword looks like a real credential: not a placeholder,
     not (unquoted, in code) an expression or a variable, and random enough for what the key says."""
-    if _PLACEHOLDERS.match(value) or (not quoted and _EXPRESSION.search(value)):
+    if _PLACEHOLDERS.match(value) or _TEMPLATED.search(value) or (not quoted and _EXPRESSION.search(value)):
         return False
     if password:
         return len(value) >= 6 and mixed_classes(value) >= 2
@@ -311,7 +313,7 @@ class SecretsDetector:
         found: list[Finding] = []
         if key is not None and self._keyed and _KEY_IS_SECRET.search(key) and not _NOT_SECRET_KEY.search(key):
             if _credible(text, password=bool(_PASSWORDISH.search(key))):  # {"password": "…"}: the whole value
-                return [Finding(self.name, "password_assignment", 0, len(text))]
+                found.append(Finding(self.name, "password_assignment", 0, len(text)))
         lower: str | None = None
         for pattern in active:
             if pattern.lower:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
+from .secrets import SecretsDetector
+
 __all__ = ["Path", "pointer", "rewrite", "strings"]
 
 Path = tuple[str | int, ...]
@@ -19,7 +21,8 @@ Path = tuple[str | int, ...]
 _BINARY_KEYS: Final = frozenset({"data", "blob"})
 """MCP carries images, audio and resource blobs as base64 under these keys, beside a `mimeType`:
 random base64 is not text, and scanning megabytes of it would only find accidents."""
-_PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:\-]{1,40}\Z")
+_PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:/~ \-]{1,40}\Z")
+_SECRETS: Final = SecretsDetector()
 
 
 def strings(value: Any) -> Iterator[tuple[Path, str | None, str]]:
@@ -41,16 +44,24 @@ def strings(value: Any) -> Iterator[tuple[Path, str | None, str]]:
                 stack.append(((*path, i), None, item[i]))
 
 
+def _secret_like(key: str) -> bool:
+    if not _PLAIN_KEY.match(key) or (len(key) >= 16 and any(c.isdigit() for c in key)):
+        return True
+    scan = _SECRETS.prepare(key, key.lower())
+    return scan is not None and bool(scan(key, None))
+
+
 def _segment(part: str | int) -> str:
     if isinstance(part, int):
         return str(part)
-    if not _PLAIN_KEY.match(part) or (len(part) >= 16 and any(c.isdigit() for c in part)):
-        return "*"  # a key that may itself be a secret (an id-shaped map key): not repeated in records
+    if _secret_like(part):
+        return "*"  # a key that may itself be a secret (a token-keyed map): never repeated in records
     return part.replace("~", "~0").replace("/", "~1")
 
 
 def pointer(path: Path) -> str:
-    """RFC 6901 pointer of `path`, with object keys that could be secrets shown as `*`."""
+    """RFC 6901 pointer of `path`, with object keys that could be secrets shown as `*` (built only for
+    decisions, so the secrets scan of each key costs nothing on a clean payload)."""
     return "".join("/" + _segment(p) for p in path)
 
 
