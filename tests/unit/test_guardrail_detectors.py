@@ -100,6 +100,7 @@ SECRET_LOOKALIKES = [
     "-----BEGIN CERTIFICATE-----\nMIIDdzCCAl+gAwIBAgIEAgAAuTANBgkqhkiG9w0BAQUFADBa\n-----END CERTIFICATE-----",
     "AKIA is how AWS key ids start; ASIA ones are temporary.",
     "https://user@example.com/path and mailto:ops@example.com and http://localhost:8080/health",
+    f"inside longer tokens: xghp_{_r(36)} XAKIA{_r(16, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567')}",
 ]
 
 
@@ -116,6 +117,7 @@ PII_LOOKALIKES = [
     "icon@2x.png and git@github.com:org/repo.git and @types/node",
     "uuid 123e4567-e89b-12d3-a456-426614174000",
     "SSN-like 000-12-3456 and 666-12-3456 are never issued",
+    "trace_id=a4111111111111111fb835f6 etag 599f85fb131430aa4111111111111111a",  # digits inside hex ids
 ]
 
 

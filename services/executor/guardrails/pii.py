@@ -119,9 +119,9 @@ _PATTERNS: Final[tuple[tuple[str, str | None, re.Pattern[str], _Check | None], .
         ),
         _phone,
     ),
-    ("payment_card", None, re.compile(r"(?<![\d\-.])\d(?:[ \-]?\d){12,18}(?![\d\-.])"), _card),
+    ("payment_card", None, re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){12,18}(?![\w\-.])"), _card),
     ("iban", None, re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])"), _iban),
-    ("us_ssn", "-", re.compile(r"(?<![\d\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d\-])"), None),
+    ("us_ssn", "-", re.compile(r"(?<![\w\-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w\-])"), None),
     (
         "uk_nino",
         None,

@@ -40,6 +40,8 @@ class _Pattern:
     validate: Validator | None = None
     lower: bool = False
     """Anchors are lower-case, looked for in the lower-cased payload."""
+    before: re.Pattern[str] | None = None
+    """A character that may not precede a match (the pattern's leading look-behind, checked here)."""
 
 
 def _group(n: int) -> Validator:
@@ -148,10 +150,19 @@ def _pem_block(m: re.Match[str]) -> tuple[int, int]:
     return m.start(), body.end() if body else m.end()
 
 
+_LEADING_LOOKBEHIND: Final = re.compile(r"\A\(\?<!\[((?:\\.|[^\]])*)\]\)")
+
+
 def _p(
     entity: str, anchors: Sequence[str], regex: str, validate: Validator | None = None, lower: bool = False
 ) -> _Pattern:
-    return _Pattern(entity, tuple(anchors), re.compile(regex), validate, lower)
+    # A leading look-behind stops the regex engine from jumping to the pattern's literal start (ghp_,
+    # AKIA): with it, matching a 10 KB string costs 100 µs; without it, 4 µs. It is checked on the
+    # (rare) matches instead.
+    lookbehind = _LEADING_LOOKBEHIND.match(regex)
+    before = re.compile(f"[{lookbehind.group(1)}]") if lookbehind else None
+    body = regex[lookbehind.end() :] if lookbehind else regex
+    return _Pattern(entity, tuple(anchors), re.compile(body), validate, lower, before)
 
 
 _NA: Final = r"(?![A-Za-z0-9_\-])"
@@ -323,6 +334,9 @@ class SecretsDetector:
             elif not any(a in text for a in pattern.anchors):
                 continue
             for match in pattern.regex.finditer(text):
+                start = match.start()
+                if pattern.before is not None and start and pattern.before.match(text, start - 1):
+                    continue
                 span = pattern.validate(match) if pattern.validate is not None else match.span()
                 if span is not None and span[1] > span[0]:
                     found.append(Finding(self.name, pattern.entity, *span))
