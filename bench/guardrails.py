@@ -116,25 +116,19 @@ def false_positives() -> dict[str, Any]:
     per_detector: Counter[str] = Counter()
     on_results: Counter[str] = Counter()
     examples: dict[str, list[str]] = defaultdict(list)
-    for server, tool in definitions:
-        subject = Subject(server, tool["name"])
-        if defaults.inspect("definition", subject, tool).decisions:
+    checks = [
+        ("definition", Subject(server, tool["name"]), tool, f"{server}/{tool['name']}") for server, tool in definitions
+    ]
+    checks += [("result", Subject("bench", kind, CALLER), result, kind) for kind, result in results]
+    for where, subject, payload, label in checks:
+        if defaults.inspect(where, subject, payload).decisions:
             flagged_default += 1
         for name, guard in single.items():
-            found = guard.inspect("definition", subject, tool).decisions
+            found = guard.inspect(where, subject, payload).decisions
             if found:
                 per_detector[name] += 1
-                examples[name].append(f"{server}/{tool['name']}: {sorted({d.entity for d in found})}")
-    for kind, result in results:
-        subject = Subject("bench", kind, CALLER)
-        if defaults.inspect("result", subject, result).decisions:
-            flagged_default += 1
-        for name, guard in single.items():
-            found = guard.inspect("result", subject, result).decisions
-            if found:
-                per_detector[name] += 1
-                on_results[name] += 1
-                examples[name].append(f"{kind}: {sorted({d.entity for d in found})}")
+                on_results[name] += where == "result"
+                examples[name].append(f"{label}: {sorted({d.entity for d in found})}")
     items = len(definitions) + len(results)
     return {
         "items": items,

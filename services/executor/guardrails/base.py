@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Detector", "Finding", "Scan", "any_in", "mixed_classes", "shannon_entropy"]
+__all__ = ["Detector", "Finding", "Scan", "any_in", "mixed_classes", "narrowed", "shannon_entropy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,11 @@ class Detector(Protocol):
         """A scan for this payload, or None when nothing in it can match (`blob` is the payload as
         JSON, `lower` the same lower-cased)."""
         ...
+
+
+def narrowed(entities: frozenset[str] | None, known: frozenset[str]) -> frozenset[str]:
+    """The entities a detector looks for: all it knows, or those of a rule's `entities` it knows."""
+    return known if entities is None else frozenset(entities) & known
 
 
 def any_in(needles: Iterable[str], haystack: str) -> bool:

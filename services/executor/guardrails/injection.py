@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from libs.common.guardrails import EXFIL_ENTITIES, INJECTION_ENTITIES, UNICODE_ENTITIES
 
-from .base import Finding, Scan, any_in, shannon_entropy
+from .base import Finding, Scan, any_in, narrowed, shannon_entropy
 
 __all__ = ["ExfilLinksDetector", "HiddenUnicodeDetector", "InjectionDetector", "visible_text"]
 
@@ -152,7 +152,7 @@ class InjectionDetector:
     name = "injection"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = INJECTION_ENTITIES if entities is None else frozenset(entities) & INJECTION_ENTITIES
+        self.entities = narrowed(entities, INJECTION_ENTITIES)
         self._phrases = tuple(p for p in _PHRASES if p[0] in self.entities)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
@@ -176,7 +176,7 @@ class HiddenUnicodeDetector:
     name = "hidden_unicode"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = UNICODE_ENTITIES if entities is None else frozenset(entities) & UNICODE_ENTITIES
+        self.entities = narrowed(entities, UNICODE_ENTITIES)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         del lower
@@ -241,7 +241,7 @@ class ExfilLinksDetector:
     name = "exfil_links"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = EXFIL_ENTITIES if entities is None else frozenset(entities) & EXFIL_ENTITIES
+        self.entities = narrowed(entities, EXFIL_ENTITIES)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         del blob

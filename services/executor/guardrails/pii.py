@@ -14,7 +14,7 @@ from typing import Final
 
 from libs.common.guardrails import PII_ENTITIES
 
-from .base import Finding, Scan
+from .base import Finding, Scan, narrowed
 
 __all__ = ["PiiDetector", "iban_valid", "luhn_valid"]
 
@@ -138,7 +138,7 @@ class PiiDetector:
     name = "pii"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = PII_ENTITIES if entities is None else frozenset(entities) & PII_ENTITIES
+        self.entities = narrowed(entities, PII_ENTITIES)
         self._patterns = tuple(p for p in _PATTERNS if p[0] in self.entities)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:

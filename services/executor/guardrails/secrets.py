@@ -24,7 +24,7 @@ import ahocorasick
 
 from libs.common.guardrails import SECRET_ENTITIES
 
-from .base import Finding, Scan, mixed_classes, shannon_entropy
+from .base import Finding, Scan, mixed_classes, narrowed, shannon_entropy
 
 __all__ = ["PATTERNS", "SecretsDetector"]
 
@@ -294,7 +294,7 @@ class SecretsDetector:
     name = "secrets"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = SECRET_ENTITIES if entities is None else frozenset(entities) & SECRET_ENTITIES
+        self.entities = narrowed(entities, SECRET_ENTITIES)
         self._patterns = tuple(p for p in PATTERNS if p.entity in self.entities)
         self._pairs = "aws_secret_access_key" in self.entities
         self._keyed = "password_assignment" in self.entities
