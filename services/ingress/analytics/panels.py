@@ -15,6 +15,9 @@ __all__ = ["PANELS", "STATUSES", "Filters", "panel_query"]
 
 STATUSES: Final = ("ok", "tool_error", "error", "denied")
 _EVENTS_LIMIT: Final = 200
+_SERVER_KINDS: Final = "kind IN ('tool_call', 'prompt_get', 'resource_read', 'resource_subscribe', 'completion')"
+"""Events an upstream MCP server answered (a chat completion's `server` is its LLM provider)."""
+_KEY_LABEL: Final = "if(key_name = '', if(kind = 'admin', '(admin API)', '(no key)'), key_name)"
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,14 @@ def _latency(f: Filters) -> tuple[str, dict[str, Any]]:
 
 
 def _tools(f: Filters) -> tuple[str, dict[str, Any]]:
+    """Per operation: `kind` tells a Code Mode meta-tool, a model (LLM) or an admin action from an
+    upstream's tool, whose `server` is empty or not an MCP server."""
     where, params = _where(f, "hour", rollup=True)
     return (
-        "SELECT server, tool, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
+        "SELECT kind, server, tool, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
         " round(sum(cost_usd), 6) AS spend_usd"
-        f" FROM bastion.calls_hourly WHERE {where} GROUP BY server, tool ORDER BY operations DESC, server, tool"
-        " LIMIT 10",
+        f" FROM bastion.calls_hourly WHERE {where} GROUP BY kind, server, tool"
+        " ORDER BY operations DESC, kind, server, tool LIMIT 10",
         params,
     )
 
@@ -91,8 +96,8 @@ def _tools(f: Filters) -> tuple[str, dict[str, Any]]:
 def _keys(f: Filters) -> tuple[str, dict[str, Any]]:
     where, params = _where(f, "hour", rollup=True)
     return (
-        "SELECT key_name, sum(calls) AS operations, sum(denied) AS refusals, sum(response_bytes) AS response_bytes,"
-        " round(sum(cost_usd), 6) AS spend_usd"
+        f"SELECT {_KEY_LABEL} AS key_name, sum(calls) AS operations, sum(denied) AS refusals,"
+        " sum(response_bytes) AS response_bytes, round(sum(cost_usd), 6) AS spend_usd"
         f" FROM bastion.calls_hourly WHERE {where} GROUP BY key_name ORDER BY operations DESC, key_name LIMIT 20",
         params,
     )
@@ -109,23 +114,34 @@ def _teams(f: Filters) -> tuple[str, dict[str, Any]]:
     )
 
 
-def _servers(f: Filters) -> tuple[str, dict[str, Any]]:
+def _health(f: Filters, kinds: str) -> tuple[str, dict[str, Any]]:
     where, params = _where(f, "hour", rollup=True)
     return (
         "SELECT server, operations, round(errors / operations, 4) AS error_rate, round(q[2], 2) AS p95_ms,"
         " toUnixTimestamp(last_hour) AS last_hour FROM ("
         " SELECT server, sum(calls) AS operations, sum(errors) AS errors,"
         " quantilesMerge(0.5, 0.95, 0.99)(latency) AS q, max(hour) AS last_hour"
-        f" FROM bastion.calls_hourly WHERE {where} GROUP BY server) ORDER BY server",
+        f" FROM bastion.calls_hourly WHERE {where} AND {kinds} AND server != '' GROUP BY server) ORDER BY server",
         params,
     )
+
+
+def _servers(f: Filters) -> tuple[str, dict[str, Any]]:
+    """Upstream MCP servers only: Code Mode runs and admin actions have none, and an LLM provider is
+    not a server (`providers`)."""
+    return _health(f, _SERVER_KINDS)
+
+
+def _providers(f: Filters) -> tuple[str, dict[str, Any]]:
+    """LLM providers, from the chat completions of `/v1` (`server` is the provider)."""
+    return _health(f, "kind = 'llm_request'")
 
 
 def _events(f: Filters) -> tuple[str, dict[str, Any]]:
     where, params = _where(f, "ts", rollup=False)
     return (
-        "SELECT toUnixTimestamp64Milli(ts) AS ts_ms, key_name, server, tool, status, error_kind,"
-        " round(latency_ms, 2) AS latency_ms, ifNull(team_id, '') AS team, cost_usd"
+        f"SELECT toUnixTimestamp64Milli(ts) AS ts_ms, {_KEY_LABEL} AS key_name, server, tool, status, error_kind,"
+        " round(latency_ms, 2) AS latency_ms, ifNull(team_id, '') AS team, cost_usd, kind"
         f" FROM bastion.audit_events FINAL WHERE {where} ORDER BY ts DESC, event_id DESC LIMIT {_EVENTS_LIMIT}",
         params,
     )
@@ -135,7 +151,8 @@ def _choices(f: Filters) -> tuple[str, dict[str, Any]]:
     """Keys, servers and teams seen in the range, for the filter drop-downs (ignores those filters)."""
     where, params = _where(Filters(f.since, f.until), "hour", rollup=True)
     return (
-        "SELECT groupUniqArray(100)(key_name) AS keys, groupUniqArray(100)(server) AS servers,"
+        "SELECT groupUniqArrayIf(100)(key_name, key_name != '') AS keys,"
+        " groupUniqArrayIf(100)(server, server != '') AS servers,"
         " groupUniqArray(100)(team) AS teams"
         f" FROM bastion.calls_hourly WHERE {where}",
         params,
@@ -149,6 +166,7 @@ PANELS: Final[dict[str, Callable[[Filters], tuple[str, dict[str, Any]]]]] = {
     "keys": _keys,
     "teams": _teams,
     "servers": _servers,
+    "providers": _providers,
     "events": _events,
     "choices": _choices,
 }
