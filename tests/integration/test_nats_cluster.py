@@ -1,0 +1,76 @@
+"""A real 3-server NATS cluster on loopback (`cli.nats_cluster`): a replicated stream loses nothing when
+the server leading it is killed, and the gateway keeps answering through the loss of a server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from cli.nats_cluster import EmbeddedNatsCluster
+from tests.support.gateway import running_gateway
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[EmbeddedNatsCluster]:
+    nodes = EmbeddedNatsCluster(tmp_path / "cluster").start()
+    yield nodes
+    nodes.stop()
+
+
+async def _publish(js: nats.js.JetStreamContext, subject: str, payload: bytes, msg_id: str) -> None:
+    """Publish until the stream acknowledges (a new leader is being elected: seconds); the message id
+    makes a retry of a publish that was stored but not acknowledged a duplicate the stream drops."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                await js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id}, timeout=2)
+                return
+            except (nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError):
+                await asyncio.sleep(0.2)
+
+
+async def test_an_r3_stream_loses_nothing_when_its_leader_is_killed(cluster: EmbeddedNatsCluster) -> None:
+    nc = await nats.connect(servers=cluster.url.split(","), max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    try:
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name="LOSS", subjects=["loss.>"], num_replicas=3))
+        for i in range(50):
+            await _publish(js, "loss.x", b"%d" % i, f"m{i}")
+        leader = (await js.stream_info("LOSS")).cluster.leader  # type: ignore[union-attr]
+        assert leader is not None
+        cluster.kill(cluster.member_named(leader))
+        for i in range(50, 100):
+            await _publish(js, "loss.x", b"%d" % i, f"m{i}")
+        info = await js.stream_info("LOSS")
+        assert info.cluster is not None and info.cluster.leader not in (None, leader)
+        assert info.state.messages == 100
+        cluster.restart(cluster.member_named(leader))
+        seen = []
+        sub = await js.pull_subscribe("loss.>", durable="reader")
+        while len(seen) < 100:
+            seen += [int(m.data) for m in await sub.fetch(100, timeout=10)]
+        assert seen == list(range(100))
+    finally:
+        await nc.close()
+
+
+async def test_the_gateway_runs_on_the_cluster_and_rides_out_a_lost_server(
+    cluster: EmbeddedNatsCluster, redis_url: str, tmp_path: Path
+) -> None:
+    async with running_gateway(cluster.url, redis_url, tmp_path) as gateway, gateway.client() as client:
+        assert (await client.call_tool("echo__echo", {"text": "before"})).content[0].text == "before"  # type: ignore[union-attr]
+        cluster.kill(0)
+        answers = []
+        async with asyncio.timeout(120):
+            while len(answers) < 5:
+                result = await client.call_tool("echo__echo", {"text": f"after {len(answers)}"})
+                if not result.is_error:
+                    answers.append(result.content[0].text)  # type: ignore[union-attr]
+        assert answers == [f"after {i}" for i in range(5)]
