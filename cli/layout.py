@@ -7,24 +7,34 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from libs.common.config import BastionConfig
-from libs.common.permissions import ADMIN
 
 from .colocated import COLOCATED_ENV
 from .credentials import StackCredentials
 from .stack import free_port
 from .supervisor import ChildSpec
 
-__all__ = ["COLOCATED", "METRICS_SERVICES", "SERVICES", "Endpoints", "resolve_endpoints", "service_specs"]
+__all__ = [
+    "ADMIN_PORT",
+    "COLOCATED",
+    "METRICS_SERVICES",
+    "SERVICES",
+    "Endpoints",
+    "resolve_endpoints",
+    "service_specs",
+]
 
-SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "ingress")
-METRICS_SERVICES = ("policy", "executor", "audit", "codemode", "oauth")
-"""Services serving `/metrics` on a port of their own (ingress serves it on the gateway port)."""
+SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "admin", "ingress")
+METRICS_SERVICES = SERVICES
+"""Services serving `/metrics` on a port of their own (every one: never on a public port)."""
+ADMIN_PORT = 8421
+"""The admin service's port unless `--admin-port` or BASTION_ADMIN_PORT says otherwise."""
 COLOCATED = ("executor", "ingress")
 """With `stack.colocate`, these run as one process named ingress (`cli.colocated`), in this order."""
 
@@ -39,6 +49,11 @@ class Endpoints:
     data_dir: Path
     public_url: str = ""
     """`BASTION_PUBLIC_URL` or `gateway.public_url` (behind a proxy); empty: the local address."""
+    admin_host: str = "127.0.0.1"
+    """Where the admin service binds (BASTION_ADMIN_HOST): loopback unless asked, whatever `host` is."""
+    admin_port: int = ADMIN_PORT
+    admin_public_url: str = ""
+    """`BASTION_ADMIN_PUBLIC_URL` (behind a proxy); empty: the admin service's local address."""
 
     @property
     def local_host(self) -> str:
@@ -64,25 +79,56 @@ class Endpoints:
         return f"http://{self.local_host}:{self.port}/"
 
     @property
+    def admin_base_url(self) -> str:
+        """The admin service's base URL: its API, `/docs`, the dashboard and the login."""
+        if self.admin_public_url:
+            return self.admin_public_url
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.admin_host, self.admin_host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.admin_port}"
+
+    @property
+    def admin_health_url(self) -> str:
+        return f"{self.admin_base_url}/healthz"
+
+    @property
     def docs_url(self) -> str:
-        return f"http://{self.local_host}:{self.port}/docs"
+        return f"{self.admin_base_url}/docs"
 
     @property
     def admin_url(self) -> str:
-        return f"http://{self.local_host}:{self.port}/admin/v1"
+        return f"{self.admin_base_url}/admin/v1"
 
     @property
     def dashboard_url(self) -> str:
-        return f"http://{self.local_host}:{self.port}/dashboard"
+        return f"{self.admin_base_url}/dashboard"
+
+
+def _port_free(host: str, port: int) -> bool:
+    try:
+        socket.create_server((host, port)).close()
+    except OSError:
+        return False
+    return True
 
 
 def resolve_endpoints(
-    config: BastionConfig, host: str | None, port: int | None, data_dir: Path | None, environ: Mapping[str, str]
+    config: BastionConfig,
+    host: str | None,
+    port: int | None,
+    data_dir: Path | None,
+    environ: Mapping[str, str],
+    admin_port: int | None = None,
 ) -> Endpoints:
-    """Flags beat the environment, which beats the config file."""
+    """Flags beat the environment, which beats the config file. The admin port is `admin_port`, else
+    BASTION_ADMIN_PORT, else 8421 (a free one when 8421 is taken: the banner and stack file say which)."""
     root = Path(data_dir or config.stack.data_dir).expanduser().resolve()
     host = host or config.gateway.host
     port = config.gateway.port if port is None else port
+    admin_host = environ.get("BASTION_ADMIN_HOST") or "127.0.0.1"
+    if admin_port is None and environ.get("BASTION_ADMIN_PORT"):
+        admin_port = int(environ["BASTION_ADMIN_PORT"])
+    if admin_port is None:
+        admin_port = ADMIN_PORT if _port_free(admin_host, ADMIN_PORT) else 0
     return Endpoints(
         nats_url=environ.get("BASTION_NATS_URL") or config.stack.nats_url,
         redis_url=environ.get("BASTION_REDIS_URL") or config.stack.redis_url,
@@ -93,12 +139,16 @@ def resolve_endpoints(
         port=port or free_port(host or "127.0.0.1"),
         data_dir=root,
         public_url=(environ.get("BASTION_PUBLIC_URL") or config.gateway.public_url or "").rstrip("/"),
+        admin_host=admin_host,
+        admin_port=admin_port or free_port(admin_host),
+        admin_public_url=environ.get("BASTION_ADMIN_PUBLIC_URL", "").rstrip("/"),
     )
 
 
 _PRIVATE_VARIABLES = (
     "BASTION_SESSION_SECRET",
     "BASTION_ADMIN_TOKEN",
+    "BASTION_ANALYST_TOKEN",
     "BASTION_SECRETS_KEY",
     "BASTION_REDIS_URL",
     "BASTION_NATS_NKEY_SEED_FILE",
@@ -124,12 +174,12 @@ def service_specs(
 ) -> list[ChildSpec]:
     """One `python -m services.<svc>` per service, configured only through BASTION_* variables.
 
-    The session secret, the admin token and the admin NKey reach ingress alone, the Redis URL (with
-    Valkey's password) policy alone, the secrets key ingress (to seal, in the admin API) and the
-    executor (to open), the work-signing key policy and the executor, the checkpoint key audit; each
-    service gets its own NKey seed (none when `creds` has none: an open NATS). None of these is
-    inherited from `environ`. `metrics_ports` gives a service its own `/metrics` port (ingress
-    serves its metrics on the gateway port, behind the admin token)."""
+    The session secret reaches ingress alone, the admin token the admin service alone, the Redis URL
+    (with Valkey's password) policy alone, the secrets key the admin service (to seal), the executor
+    (to open) and oauth, the work-signing key policy and the executor, the checkpoint key audit; each
+    service gets its own NKey seed (none when `creds` has none: an open NATS), and only the admin
+    service the admin role's. None of these is inherited from `environ`. `metrics_ports` gives a
+    service its own `/metrics` port."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
     base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
     base.update(
@@ -150,11 +200,15 @@ def service_specs(
             "BASTION_RESPONSE_MODE": config.gateway.response_mode,
             "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),
             "BASTION_SESSION_SECRET": session_secret,
-            "BASTION_ADMIN_TOKEN": admin_token,
-            "BASTION_SECRETS_KEY": secrets_key,
-            "BASTION_ADMIN_NATS_NKEY_SEED_FILE": creds.seed_file(ADMIN) if creds else "",
             # one slot ("ingress"): a restarted ingress replays what the killed one left
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),
+        },
+        "admin": {
+            "BASTION_ADMIN_HOST": ep.admin_host,
+            "BASTION_ADMIN_PORT": str(ep.admin_port),
+            "BASTION_ADMIN_TOKEN": admin_token,
+            "BASTION_SECRETS_KEY": secrets_key,
+            "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),  # its own slot ("admin")
         },
         "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
         "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},

@@ -49,11 +49,15 @@ def up(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Gateway bind address (default: gateway.host, 127.0.0.1).")] = None,
     data_dir: DataDir = None,
+    admin_port: Annotated[
+        int | None,
+        typer.Option(min=0, max=65535, help="Admin service port (default: BASTION_ADMIN_PORT, 8421, else a free one)."),
+    ] = None,
 ) -> None:
     """Run the whole gateway locally: NATS, Valkey and every service, until Ctrl-C."""
     from .up import run_up
 
-    raise typer.Exit(run_up(config, host=host, port=port, data_dir=data_dir))
+    raise typer.Exit(run_up(config, host=host, port=port, data_dir=data_dir, admin_port=admin_port))
 
 
 @config_app.command("check")

@@ -53,7 +53,7 @@ from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervis
 __all__ = ["INFRA", "STOP_ORDER", "bind_problem", "port_problem", "run_up"]
 
 INFRA = ("nats", "valkey")
-STOP_ORDER = (("ingress",), ("codemode",), ("executor", "policy", "audit", "oauth"))
+STOP_ORDER = (("ingress", "admin"), ("codemode",), ("executor", "policy", "audit", "oauth"))
 """Services only: the embedded servers stop after the services' orphans are swept."""
 INFRA_BACKOFF = Backoff(initial=0.2, maximum=5.0, reset_after=30.0)
 """Every service waits on NATS and Valkey, so they come back at once (same port, same data)."""
@@ -62,13 +62,13 @@ GRACE = 10.0
 HEALTH_WARN_AFTER = 30.0
 
 
-def port_problem(host: str, port: int) -> str | None:
-    """Why ingress could not listen on host:port, or None. Same SO_REUSEADDR semantics as uvicorn."""
+def port_problem(host: str, port: int, flag: str = "--port") -> str | None:
+    """Why a service could not listen on host:port, or None. Same SO_REUSEADDR semantics as uvicorn."""
     try:
         socket.create_server((host, port)).close()
     except OSError as exc:
         reason = "it is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
-        return f"cannot listen on {host}:{port}: {reason}; pick another with --port or stop what uses it"
+        return f"cannot listen on {host}:{port}: {reason}; pick another with {flag} or stop what uses it"
     return None
 
 
@@ -152,6 +152,8 @@ class _Stack:
         if self.stop.requested:
             return False
         self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
+        if self.config.stack.colocate:  # one process: its services share one registry and one port
+            self.metrics_ports["executor"] = self.metrics_ports["ingress"]
         specs = service_specs(
             self.config,
             ep,
@@ -202,8 +204,9 @@ class _Stack:
         self.wrote_stack_file = True
 
     def _healthy(self, client: httpx.Client) -> bool:
+        """Ingress and the admin service both answer (the CLI's commands need the latter)."""
         try:
-            return client.get(self.ep.health_url).status_code == 200
+            return all(client.get(url).status_code == 200 for url in (self.ep.health_url, self.ep.admin_health_url))
         except httpx.HTTPError:
             return False
 
@@ -224,9 +227,10 @@ class _Stack:
                         self._banner()
                     elif not warned and time.monotonic() - started > HEALTH_WARN_AFTER:
                         warned = True
+                        logs = self.ep.data_dir / "logs"
                         self._event(
-                            f"ingress is not answering {self.ep.health_url} yet; "
-                            f"see {self.ep.data_dir / 'logs' / 'ingress.log'}"
+                            f"ingress or the admin service is not answering {self.ep.health_url} or "
+                            f"{self.ep.admin_health_url} yet; see {logs / 'ingress.log'} and {logs / 'admin.log'}"
                         )
                 time.sleep(0.25 if ready else 0.1)
         return 0
@@ -252,13 +256,15 @@ class _Stack:
         )
         out.print(f"  servers     {escape(servers)}")
         out.print(f"  web page    {ep.web_url}")
+        out.print(f"  admin       {ep.admin_base_url}  [dim](the admin service: API, docs, dashboard)[/]")
         out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")
         out.print(f"  API docs    {ep.docs_url}")
-        out.print(f"  dashboard   {ep.dashboard_url}  [dim](admin token; `bastion analytics query` for SQL)[/]")
-        if self.metrics_ports:
-            out.print(f"  metrics     {ep.web_url}metrics  [dim](ingress, admin token)[/]")
-            for svc, port in self.metrics_ports.items():
-                out.print(f"              http://127.0.0.1:{port}/metrics  [dim]({svc})[/]")
+        out.print(f"  dashboard   {ep.dashboard_url}  [dim](`bastion analytics query` for SQL)[/]")
+        first = True
+        for svc, port in self.metrics_ports.items():
+            label = "metrics" if first else ""
+            out.print(f"  {label:<12}http://127.0.0.1:{port}/metrics  [dim]({svc})[/]")
+            first = False
         out.print(f"  NATS        {origin(ep.nats_url, self.nats)}")
         out.print(f"  Redis       {origin(ep.redis_url, self.valkey)}")
         clickhouse = escape(ep.clickhouse_url) + " [dim](embedded)[/]" if chdb else origin(ep.clickhouse_url, False)
@@ -294,6 +300,7 @@ def run_up(
     host: str | None = None,
     port: int | None = None,
     data_dir: Path | None = None,
+    admin_port: int | None = None,
     out: Console | None = None,
     err: Console | None = None,
 ) -> int:
@@ -306,7 +313,7 @@ def run_up(
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    ep = resolve_endpoints(config, host, port, data_dir, os.environ)
+    ep = resolve_endpoints(config, host, port, data_dir, os.environ, admin_port)
     if (other := running_stack(ep.data_dir)) is not None:
         err.print(
             f"[red]error:[/] a stack is already running from {escape(str(ep.data_dir))} (pid {other.get('pid')}, "
@@ -317,9 +324,10 @@ def run_up(
     if (problem := bind_problem(ep.host, os.environ)) is not None:
         err.print(f"[red]error:[/] {escape(problem)}")
         return 1
-    if (problem := port_problem(ep.host, ep.port)) is not None:
-        err.print(f"[red]error:[/] {escape(problem)}")
-        return 1
+    for bind, number, flag in ((ep.host, ep.port, "--port"), (ep.admin_host, ep.admin_port, "--admin-port")):
+        if (problem := port_problem(bind, number, flag)) is not None:
+            err.print(f"[red]error:[/] {escape(problem)}")
+            return 1
 
     set_child_subreaper()
     os.umask(PRIVATE_UMASK)  # logs, stores, the ClickHouse files: everything the stack writes is private

@@ -17,9 +17,9 @@ Three rules shape it:
   and outcome, up to the call timeout later, which a response allowance's count and expiry would
   have to be tuned to; an executor answers the requester whose call policy forwarded to it, not the
   publisher; its call-stream events are not responses at all);
-- the audit stream is written by its producers alone (ingress, which also emits the admin API's
-  changes, and codemode) and read (consumed) by the audit service alone; the admin role may watch
-  live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
+- the audit stream is written by its producers alone (ingress, codemode, and the admin service for
+  the changes made through it) and read (consumed) by the audit service alone; the admin role may
+  watch live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
   analytics queries), which answers only on the admin role's inbox.
 - the oauth service's state (client records, codes, refresh families, password hashes, the sealed
   signing key) and the upstream tokens are readable by the oauth role alone; ingress reads only the
@@ -61,7 +61,8 @@ __all__ = [
 INGRESS: Final = "ingress"
 """The public `/mcp` endpoint (no admin credentials: a public replica cannot change configuration)."""
 ADMIN: Final = "admin"
-"""The admin API's own connection inside ingress, `bastion config apply` and `bastion audit tail`."""
+"""The admin service (`services/admin`: the admin API, analytics, the dashboard), `bastion config
+apply` and `bastion audit tail`; no other service holds it."""
 POLICY: Final = "policy"
 EXECUTOR: Final = "executor"
 AUDIT: Final = "audit"
@@ -204,6 +205,10 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_CATALOG),
             s.OAUTH_PASSWORD,  # `bastion users create --password`: the oauth service hashes it
             s.OAUTH_UPSTREAM_LINK,  # an admin's link to authorize an upstream (`bastion servers list`)
+            f"{s.AUDIT_EVENTS}.>",  # the admin service's changes, on its own chain
+            s.AUDIT_DEAD,
+            *_stream_owner(s.AUDIT_STREAM),
+            *_stream_owner(s.AUDIT_DEAD_STREAM),
         ),
         subscribe=(_inbox(ADMIN), f"{s.AUDIT_EVENTS}.>"),
     ),

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "AdminSettings",
     "AuditSettings",
     "CodeModeSettings",
     "ExecutorSettings",
@@ -127,12 +128,6 @@ class IngressSettings(RequestPathSettings):
     other address, ingress refuses to start unless `allow_any_host` is set."""
     allow_any_host: bool = False
     """Serve any Host and Origin (a proxy in front checks them). Off: fail closed."""
-    admin_token: SecretStr = SecretStr("")
-    """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
-    analyst_token: SecretStr = SecretStr("")
-    """Bearer credential that reads analytics only (`/admin/v1/analytics/*`, the `/dashboard` page's
-    data) and nothing else of the admin API. Needs the admin API enabled on the same replica
-    (its NATS connection carries the queries); empty: only the admin token reads analytics."""
     audit_buffer: int = Field(default=100_000, ge=1)
     """Audit events held in memory until JetStream acked them, e.g. while NATS restarts (minutes of
     traffic); beyond it new events are dropped, each counted and logged."""
@@ -199,16 +194,31 @@ class IngressSettings(RequestPathSettings):
             raise ValueError(problem)
         return self
 
-    admin_nats_nkey_seed_file: str = ""
-    """NKey seed of the admin role: the admin API's own NATS connection (the only one that may write
-    keys, servers and policy), opened only when the admin API is enabled. Empty with an admin token
-    set: the admin API uses an anonymous connection (an open nats-server)."""
-    secrets_key: SecretStr = SecretStr("")
-    """Fernet key(s) sealing upstream secrets the admin API writes (`libs.common.sealing`)."""
     public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
     """Scheme and authority agents reach this gateway under (`https://mcp.example.com`), the same on
     every replica: the OAuth issuer, and the resource (`<public_url>/mcp`) access tokens are bound
     to. Empty: `http://<host>:<port>` (fine for local use)."""
+
+
+class AdminSettings(ServiceSettings):
+    """The admin service: the admin REST API (`/admin/v1`), analytics and the dashboard, on a port of
+    its own (docs/admin-api.md). The only holder of the admin NATS role among the services."""
+
+    admin_host: str = "127.0.0.1"
+    """Address the admin service binds to. Keep it off the public network: put it behind your VPN or
+    an authenticating proxy, apart from ingress."""
+    admin_port: int = Field(default=8421, ge=0, le=65535)
+    """Port of the admin API, the dashboard and `/docs` (0: a free one, logged)."""
+    admin_token: SecretStr = SecretStr("")
+    """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
+    analyst_token: SecretStr = SecretStr("")
+    """Bearer credential that reads analytics only (`/admin/v1/analytics/*`, the `/dashboard` page's
+    data) and nothing else of the admin API; empty: only the admin token reads analytics."""
+    secrets_key: SecretStr = SecretStr("")
+    """Fernet key(s) sealing the upstream secrets the admin API writes (`libs.common.sealing`)."""
+    audit_journal_dir: str = ""
+    """Directory of the audit write-ahead journal of the admin changes (as ingress's: a killed admin
+    replica loses no event); each replica writes under `<dir>/<instance or "admin">`. Empty: none."""
 
 
 class PolicySettings(RequestPathSettings):

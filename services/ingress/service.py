@@ -16,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi_offline import FastAPIOffline
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
 from nats.aio.client import Client as NATS
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from libs.common import observability, permissions, subjects
 from libs.common.audit_chain import producer_id
@@ -30,14 +28,9 @@ from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
 from libs.common.kvwatch import BucketWatch
 from libs.common.metrics import MetricsServer
 from libs.common.nats import connect, drain_or_close, ensure_audit_stream, kv_bucket, processed
-from libs.common.sealing import Sealer
 from libs.common.settings import IngressSettings
 
 from .access_tokens import AccessTokens, Authenticator
-from .admin import PREFIX, admin_api
-from .admin.auth import AdminAuth
-from .admin.errors import AdminRoute
-from .analytics import AnalyticsAuth, analytics_router, dashboard_router
 from .catalog import Catalog
 from .codemode import CodeModeRouter
 from .endpoint import McpEndpoint
@@ -51,7 +44,7 @@ from .llm_endpoint import LlmEndpoint, ModelDirectory
 from .notifications import Notifier
 from .oauth_routes import oauth_router
 from .owners import Owners
-from .pages import admin_index, landing_page
+from .pages import landing_page
 from .session_state import SessionState
 from .sessions import SessionCodec
 from .streams import CallStreams
@@ -88,18 +81,6 @@ class _McpFirst:
             await self.app(scope, receive, send)
 
 
-def metrics_router(auth: AdminAuth) -> APIRouter:
-    """`GET /metrics` on the gateway's port, behind the admin token: metrics name servers, methods and
-    error rates, the operators' view and not an agent's (401 without a token, 403 for a virtual key)."""
-    router = APIRouter(route_class=type("MetricsRoute", (AdminRoute,), {"auth": auth}))
-
-    @router.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
-
-    return router
-
-
 class IngressService:
     def __init__(self, settings: IngressSettings) -> None:
         self.settings = settings
@@ -111,7 +92,6 @@ class IngressService:
         self.models = ModelDirectory()
         self.port: int = settings.port
         self._nc: NATS | None = None
-        self._admin_nc: NATS | None = None
         self._watches: list[BucketWatch] = []
         self._audit: AuditPublisher | None = None
         self._journal: AuditJournal | None = None
@@ -129,8 +109,8 @@ class IngressService:
         return self.settings.public_url or f"http://{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
-        # ingress's metrics are served on the gateway's own port behind the admin token (`build_app`);
-        # this starts tracing, and a separate `/metrics` port only when BASTION_METRICS_PORT is set
+        # tracing, and `/metrics` on a port of its own when BASTION_METRICS_PORT is set (never on the
+        # public port: metrics name servers, methods and error rates, the operators' view)
         self.metrics_server = observability.start("ingress", self.settings)
         self._nc = nc = await connect(
             self.settings.nats_url,
@@ -213,15 +193,6 @@ class IngressService:
             header_timeout=s.header_timeout,
             body_timeout=s.body_timeout,
         )
-        if self.settings.admin_token.get_secret_value():
-            # its own connection and credentials: only the admin role may write keys, servers and policy,
-            # and a public replica (no admin token) never holds them
-            self._admin_nc = await connect(
-                self.settings.nats_url,
-                name=f"bastion-admin{self.settings.instance}",
-                role=permissions.ADMIN,
-                nkey_seed_file=self.settings.admin_nats_nkey_seed_file,
-            )
         config = uvicorn.Config(
             self.build_app(nc),
             host=s.host,
@@ -283,37 +254,13 @@ class IngressService:
             fields=fields,
             max_listen_resources=self.settings.max_listen_resources,
         )
-        # /docs serves Swagger UI from the fastapi-offline wheel: it works without internet access
-        app: FastAPI = FastAPIOffline(
-            title="Bastion ingress", version=VERSION, docs_url="/docs", redoc_url=None, static_url="/docs/assets"
-        )
-        admin_nc = self._admin_nc or nc  # without admin credentials the admin API is off (no token) anyway
-        sealer = Sealer(self.settings.secrets_key)
-        # admin changes are audit events on ingress's own chain, published over its own connection
-        admin = admin_api(
-            admin_nc.jetstream(),
-            self.settings.admin_token,
-            self.keys,
-            sealer,
-            nc=self._admin_nc,
-            audit=self._audit.emit,
-        )
-        app.include_router(admin)
+        # the admin API, analytics and the dashboard are the admin service's (services/admin), never here
+        app = FastAPI(title="Bastion ingress", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None)
         app.include_router(oauth_router(nc, self.public_url))
-        analytics_auth = AnalyticsAuth(self.settings.admin_token, self.settings.analyst_token, self.keys)
-        app.include_router(analytics_router(admin_nc, analytics_auth))
-        app.include_router(dashboard_router())
-        index = admin_index(PREFIX, [getattr(route, "path", "") for route in admin.routes])
-        app.include_router(metrics_router(AdminAuth(self.settings.admin_token, self.keys)))
 
         @app.get("/", include_in_schema=False)
         async def landing(request: Request) -> HTMLResponse:
             return HTMLResponse(landing_page(str(request.base_url).rstrip("/"), VERSION))
-
-        # a map of the API rather than a part of it: kept out of the OpenAPI document it points to
-        @app.get(PREFIX, include_in_schema=False)
-        async def admin_api_index() -> dict[str, Any]:
-            return index
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:
@@ -344,8 +291,6 @@ class IngressService:
             self._journal.close()
         for watch in self._watches:
             await watch.stop()
-        if self._admin_nc is not None:
-            await drain_or_close(self._admin_nc)
         if self._nc is not None:
             await drain_or_close(self._nc)
         if self.metrics_server is not None:

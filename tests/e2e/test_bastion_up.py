@@ -117,13 +117,15 @@ async def test_audit_tail_shows_the_calls(stack):
 
 def test_every_url_the_banner_prints_answers(stack):
     """What a newcomer clicks first: each http(s) URL in the banner answers, and /docs needs no CDN."""
-    _, port, _, tmp_path = stack
+    _, port, data_dir, tmp_path = stack
     poll_until_blocking(lambda: "Ctrl-C to stop" in output(tmp_path), "the whole banner", within=30)
     banner = (tmp_path / "up.out").read_text()
     urls = set(re.findall(r"https?://[^\s)\]]+", banner))
     base = f"http://127.0.0.1:{port}"
-    assert {f"{base}/mcp", f"{base}/", f"{base}/admin/v1", f"{base}/docs"} <= urls, banner
-    for service in ("policy", "executor", "audit", "codemode", "oauth"):  # each its own /metrics port
+    admin = json.loads((data_dir / "stack.json").read_text())["admin_url"].removesuffix("/admin/v1")
+    assert admin != base and admin.startswith("http://127.0.0.1:"), "the admin service has its own port"
+    assert {f"{base}/mcp", f"{base}/", admin, f"{admin}/admin/v1", f"{admin}/docs", f"{admin}/dashboard"} <= urls
+    for service in ("policy", "executor", "audit", "codemode", "oauth", "admin", "ingress"):  # each its own port
         assert re.search(rf"http://127\.0\.0\.1:\d+/metrics\s+\({service}\)", banner), (service, banner)
     with httpx.Client(timeout=10, trust_env=False) as http:
         answers = {url: http.get(url) for url in urls}
@@ -131,13 +133,15 @@ def test_every_url_the_banner_prints_answers(stack):
             assert answer.status_code not in (404, 405) and answer.status_code < 500, (url, answer.text[:200])
         landing = answers[f"{base}/"]
         assert landing.headers["content-type"].startswith("text/html") and f"{base}/mcp" in landing.text
-        index = answers[f"{base}/admin/v1"].json()
+        index = answers[f"{admin}/admin/v1"].json()
         assert index["collections"]["keys"] == "/admin/v1/keys" and index["docs"] == "/docs"
-        docs = answers[f"{base}/docs"].text
+        docs = answers[f"{admin}/docs"].text
         assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs)
         assert assets and all(a.startswith("/") for a in assets), assets  # same origin: works offline
         for asset in assets:
-            assert http.get(base + asset).status_code == 200, asset
+            assert http.get(admin + asset).status_code == 200, asset
+        for path in ("/admin/v1", "/docs", "/dashboard"):  # none of it on the public gateway
+            assert http.get(base + path).status_code == 404, path
         assert answers[f"{base}/mcp"].json()["error"]  # a browser at the MCP URL gets an explanation
 
 

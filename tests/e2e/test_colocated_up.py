@@ -58,7 +58,7 @@ def test_ingress_and_the_executor_are_one_process(stack):
     services = _services(marker)
     assert list(services.get("cli.colocated executor ingress", [])) != [], services
     assert not any(s.startswith(("services.ingress", "services.executor")) for s in services), services
-    for alone in ("services.policy", "services.audit", "services.codemode", "services.oauth"):
+    for alone in ("services.policy", "services.audit", "services.codemode", "services.oauth", "services.admin"):
         assert alone in services, (alone, services)
 
 

@@ -1,5 +1,6 @@
-"""The admin REST API against a real NATS, with ingress served in-process: every status code it
-promises, secrets shown once and stored never, and rotate/revoke as every replica sees them.
+"""The admin REST API against a real NATS, with the admin service (and an ingress replica, where a
+change must arrive) served in-process: every status code it promises, secrets shown once and stored
+never, and rotate/revoke as every replica sees them.
 Schema-driven requests are in test_admin_api_schema.py."""
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from nats.js.errors import KeyNotFoundError
 from libs.common import subjects
 from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
 from libs.common.nats import kv_bucket
-from libs.common.settings import IngressSettings
-from services.ingress.admin import AdminAuth, AdminStore, admin_router
-from services.ingress.keys import KeyDirectory
+from libs.common.settings import AdminSettings
+from services.admin.api import AdminAuth, AdminStore, admin_router
+from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.admin_api import ECHO, TOKEN, base_url
 from tests.support.polling import poll_until
@@ -51,8 +52,8 @@ def assert_error(response: httpx.Response, status: int, *says: str) -> dict[str,
 # ---------------------------------------------------------------- credentials
 
 
-async def test_credentials(ingress: IngressService, api: httpx.AsyncClient) -> None:
-    url = base_url(ingress) + "/keys"
+async def test_credentials(admin: AdminService, ingress: IngressService, api: httpx.AsyncClient) -> None:
+    url = base_url(admin) + "/keys"
     async with httpx.AsyncClient(timeout=10) as anon:
         missing = await anon.get(url)
         assert_error(missing, 401, "Authorization: Bearer")
@@ -79,7 +80,7 @@ async def test_credentials(ingress: IngressService, api: httpx.AsyncClient) -> N
 
 
 async def test_disabled_without_a_token(nats_url: str) -> None:
-    service = IngressService(IngressSettings(nats_url=nats_url, port=0))
+    service = AdminService(AdminSettings(nats_url=nats_url, admin_port=0))
     await service.start()
     try:
         async with httpx.AsyncClient(base_url=base_url(service), timeout=10) as client:
@@ -87,17 +88,12 @@ async def test_disabled_without_a_token(nats_url: str) -> None:
                 response = await client.request(method, path, headers={"Authorization": "Bearer anything"})
                 assert_error(response, 503, "BASTION_ADMIN_TOKEN")
             assert_error(await client.get("/keys"), 503, "disabled")
-            # the MCP endpoint is untouched by the admin API being off
-            mcp = await client.post(
-                f"http://127.0.0.1:{service.port}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
-            )
-            assert mcp.status_code == 401
     finally:
         await service.stop()
 
 
-async def test_openapi_and_docs_are_served(ingress: IngressService) -> None:
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ingress.port}", timeout=10) as client:
+async def test_openapi_and_docs_are_served(admin: AdminService) -> None:
+    async with httpx.AsyncClient(base_url=admin.url, timeout=10) as client:
         schema = (await client.get("/openapi.json")).json()
         assert (await client.get("/docs")).status_code == 200
     paths = schema["paths"]
@@ -320,7 +316,7 @@ async def test_a_write_racing_a_patch_gets_409_not_a_lost_update(js: Any) -> Non
     and its write makes it fail, and the other write survives."""
     store = AdminStore(js)
     app = FastAPI()
-    app.include_router(admin_router(store, AdminAuth(__import__("pydantic").SecretStr(TOKEN), KeyDirectory())))
+    app.include_router(admin_router(store, AdminAuth(__import__("pydantic").SecretStr(TOKEN), store)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
         transport=transport, base_url="http://admin/admin/v1", headers={"Authorization": f"Bearer {TOKEN}"}

@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from libs.common.sealing import new_key
 from libs.common.settings import AuditSettings, OAuthSettings
+from services.admin.service import AdminService
 from services.audit import AuditService
-from services.ingress.service import IngressService
 from services.oauth.service import OAuthService
 from tests.support.admin_api import ECHO, TOKEN
 
@@ -75,21 +75,21 @@ async def oauth(nats_url: str) -> AsyncIterator[OAuthService]:
 
 
 async def test_schema_driven_requests_never_get_a_5xx(
-    ingress: IngressService, api: httpx.AsyncClient, oauth: OAuthService, nats_url: str, tmp_path: Path
+    admin: AdminService, api: httpx.AsyncClient, oauth: OAuthService, nats_url: str, tmp_path: Path
 ) -> None:
     # the analytics routes ask the audit service, which owns the store: without it they answer 503
     audit = AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=f"chdb://{tmp_path / 'ch'}"))
     await audit.start()
     try:
-        await _fuzz_everything(ingress, api)
+        await _fuzz_everything(admin, api)
     finally:
         await audit.stop()
 
 
-async def _fuzz_everything(ingress: IngressService, api: httpx.AsyncClient) -> None:
+async def _fuzz_everything(admin: AdminService, api: httpx.AsyncClient) -> None:
     await api.post("/groups", json={"id": "g1"})
     await api.post("/servers", json={"name": "echo", "config": ECHO})
-    root = f"http://127.0.0.1:{ingress.port}"
+    root = admin.url
     async with httpx.AsyncClient(timeout=10) as client:
         openapi = (await client.get(root + "/openapi.json")).json()
     # blocking HTTP from a worker thread while this loop serves it; the bound is a hang guard, not a

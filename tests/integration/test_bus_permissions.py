@@ -135,7 +135,8 @@ RULES: dict[str, set[str]] = {
     f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_OAUTH_REVOKED)}": {OAUTH},
     f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_SESSIONS)}": {INGRESS},
     f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_KEYS)}": set(),
-    s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
+    # the producers: ingress, codemode for scripts' calls, the admin service for admin changes
+    s.audit_subject("tool_call"): {INGRESS, CODEMODE, ADMIN},
     s.CODEMODE_CALL: {INGRESS},
     # analysts' questions and the auditors' check: asked by the admin role alone, answered by audit
     s.AUDIT_EXPORT: {ADMIN},

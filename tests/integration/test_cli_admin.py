@@ -1,5 +1,6 @@
 """`bastion keys|groups|servers|customers|teams|users` as a user runs them: the real CLI in a
-subprocess, against ingress's admin API served in-process over a real NATS."""
+subprocess, against the admin service served in-process over a real NATS (with an ingress replica
+where a change must arrive)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from cli.stackfile import write_stack
 from libs.common import subjects
 from libs.common.messages import KeyRecord
 from libs.common.nats import kv_bucket
-from libs.common.settings import IngressSettings
+from libs.common.settings import AdminSettings
+from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.polling import poll_until
 from tests.support.processes import fake_bastion_up
@@ -30,8 +32,8 @@ TOKEN = "cli-test-admin-token-000000000000"
 
 
 @pytest.fixture
-async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
-    service = IngressService(IngressSettings(nats_url=nats_url, port=0, admin_token=TOKEN))
+async def admin(nats_url: str) -> AsyncIterator[AdminService]:
+    service = AdminService(AdminSettings(nats_url=nats_url, admin_port=0, admin_token=TOKEN))
     await service.start()
     yield service
     await service.stop()
@@ -58,8 +60,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(ingress: IngressService, tmp_path: Path) -> Cli:
-    return Cli(f"http://127.0.0.1:{ingress.port}", tmp_path)
+def cli(admin: AdminService, tmp_path: Path) -> Cli:
+    return Cli(admin.url, tmp_path)
 
 
 async def ok(cli: Cli, *args: str) -> str:

@@ -1,5 +1,5 @@
 """The analytics HTTP API and the `/dashboard` page against a real run: nats-server, the audit service
-on chdb fed through the real pipeline, and ingress. The page is loaded in headless Chromium (Debian's),
+on chdb fed through the real pipeline, and the admin service. The page is loaded in headless Chromium (Debian's),
 its charts are checked against the events, and a screenshot is saved (`.artifacts/dashboard.png`).
 """
 
@@ -19,9 +19,9 @@ import pytest
 
 from cli.stack import EmbeddedNats
 from libs.common.messages import AuditEvent
-from libs.common.settings import AuditSettings, IngressSettings
+from libs.common.settings import AdminSettings, AuditSettings
+from services.admin.service import AdminService
 from services.audit import AuditService
-from services.ingress.service import IngressService
 from tests.support.analytics_data import dataset, stored_through_the_pipeline
 from tests.support.chromium import dump_dom, screenshot
 
@@ -48,16 +48,16 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     audit = AuditService(
         AuditSettings(nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'ch'}", batch_size=500, flush_interval=0.05)
     )
-    ingress = IngressService(IngressSettings(nats_url=server.url, port=0, admin_token=ADMIN, analyst_token=ANALYST))
+    admin = AdminService(AdminSettings(nats_url=server.url, admin_port=0, admin_token=ADMIN, analyst_token=ANALYST))
     now = time.time()
     events = dataset(now)
     try:
         await audit.start()
-        await ingress.start()
+        await admin.start()
         await stored_through_the_pipeline(server.url, audit, events)
-        yield Run(f"http://127.0.0.1:{ingress.port}", events, now)
+        yield Run(admin.url, events, now)
     finally:
-        await ingress.stop()
+        await admin.stop()
         await audit.stop()
         server.stop()
 

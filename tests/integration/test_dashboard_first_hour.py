@@ -17,9 +17,9 @@ import pytest
 
 from cli.stack import EmbeddedNats
 from libs.common.messages import AuditEvent
-from libs.common.settings import AuditSettings, IngressSettings
+from libs.common.settings import AdminSettings, AuditSettings
+from services.admin.service import AdminService
 from services.audit import AuditService
-from services.ingress.service import IngressService
 from tests.integration.test_dashboard import _Dom
 from tests.support.analytics_data import stored_through_the_pipeline
 from tests.support.chromium import dump_dom
@@ -58,17 +58,19 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     audit = AuditService(
         AuditSettings(nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'ch'}", batch_size=50, flush_interval=0.05)
     )
-    ingress = IngressService(
-        IngressSettings(nats_url=server.url, port=0, admin_token="admin-token-first-hour-000", analyst_token=ANALYST)
+    admin = AdminService(
+        AdminSettings(
+            nats_url=server.url, admin_port=0, admin_token="admin-token-first-hour-000", analyst_token=ANALYST
+        )
     )
     events = _events(time.time())
     try:
         await audit.start()
-        await ingress.start()
+        await admin.start()
         await stored_through_the_pipeline(server.url, audit, events)
-        yield Run(f"http://127.0.0.1:{ingress.port}", events)
+        yield Run(admin.url, events)
     finally:
-        await ingress.stop()
+        await admin.stop()
         await audit.stop()
         server.stop()
 

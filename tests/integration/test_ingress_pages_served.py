@@ -1,6 +1,6 @@
 """The pages a person opens at the gateway's address, served by a real ingress: the landing page,
-the admin API index (no token needed to learn what exists) and /docs with its assets from the
-gateway itself (it works offline). `tests/e2e` fetches the same URLs from `bastion up`'s banner."""
+and nothing of the admin side (the admin API, its reference and the dashboard live on the admin
+service's own address: test_admin_pages_served.py). `tests/e2e` fetches the banner's URLs."""
 
 from __future__ import annotations
 
@@ -24,33 +24,11 @@ async def test_the_landing_page_shows_the_mcp_url(http: httpx.AsyncClient, ingre
     page = await http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f"http://127.0.0.1:{ingress.port}/mcp" in page.text
-
-
-async def test_the_admin_api_index_answers_without_a_token(http: httpx.AsyncClient) -> None:
-    index = await http.get("/admin/v1")
-    assert index.status_code == 200
-    collections = index.json()["collections"]
-    assert {"keys", "groups", "servers", "users", "teams", "customers"} <= set(collections)
-    assert (await http.get(collections["keys"])).status_code == 401  # what is in them still needs it
-
-
-async def test_docs_load_every_asset_from_the_gateway(http: httpx.AsyncClient) -> None:
-    docs = await http.get("/docs")
-    assert docs.status_code == 200
-    assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs.text)
-    assert any(a.endswith(".js") for a in assets) and all(a.startswith("/docs/assets/") for a in assets), assets
-    for asset in assets:
-        assert (await http.get(asset)).status_code == 200, asset
-    assert (await http.get("/openapi.json")).json()["paths"]
-
-
-async def test_every_landing_page_link_answers_and_the_dashboard_is_self_contained(http: httpx.AsyncClient) -> None:
-    page = (await http.get("/")).text
-    links = re.findall(r'href="([^"]+)"', page)
-    assert "/dashboard" in links
-    for link in links:
+    for link in re.findall(r'href="([^"]+)"', page.text):
         assert (await http.get(link)).status_code == 200, link
-    dashboard = await http.get("/dashboard")
-    assert dashboard.headers["content-type"].startswith("text/html")
-    external = re.findall(r"""(?:src|href)=['"]([^'"#]+)['"]""", dashboard.text)
-    assert external == [], external  # scripts and styles are inline: it works offline
+
+
+async def test_the_public_gateway_serves_nothing_of_the_admin_side(http: httpx.AsyncClient) -> None:
+    for path in ("/admin/v1", "/admin/v1/keys", "/admin/v1/analytics/panels/tools", "/dashboard", "/docs", "/metrics"):
+        assert (await http.get(path)).status_code == 404, path
+    assert (await http.get("/openapi.json")).status_code == 404

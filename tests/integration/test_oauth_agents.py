@@ -93,7 +93,7 @@ async def test_cli_creates_a_user_with_a_password_who_can_then_log_in(nats_url, 
         nats_url, redis_url, tmp_path, oauth_config(), oauth=True, secrets_key=new_key(), admin_token=token
     ) as gateway:
         base = gateway.url.removesuffix("/mcp")
-        flags = ["--admin-url", base, "--admin-token", token]
+        flags = ["--admin-url", gateway.admin_api, "--admin-token", gateway.admin_token]
         clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
 
         async def bastion(*args: str, stdin: str) -> tuple[int, str, str]:

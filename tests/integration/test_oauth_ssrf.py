@@ -78,15 +78,15 @@ async def test_an_upstreams_metadata_on_an_internal_address_is_refused(nats_url,
             default_config({server: {"url": f"{upstream}/mcp"}}),
             ADMIN_TOKEN,
             allow_private=False,
-        ) as (gateway, public):
+        ) as (gateway, _public):
             health, error = await poll_until(
                 lambda: (found := _server(gateway, server))[1] and "refused to connect" in found[1] and found,
                 "needs_auth naming the refusal",
                 30,
             )
             assert health == "needs_auth" and "127.0.0.1 is a loopback address" in (error or "")
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-                link = (await admin.get(f"{public}/admin/v1/servers/{server}")).json()["authorize_url"]
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                link = (await admin.get(f"{gateway.admin_api}/servers/{server}")).json()["authorize_url"]
             async with httpx2.AsyncClient(timeout=20, follow_redirects=False) as browser:
                 started = await browser.get(link)
             assert started.status_code == 502 and "refused to connect to 127.0.0.1" in started.text
@@ -126,8 +126,8 @@ async def test_an_allow_listed_internal_host_is_reached_and_the_others_still_ref
         ) as (gateway, public):
             # the upstream side: the listed one registers Bastion and sends the admin on to its login page
             await poll_until(lambda: _server(gateway, listed)[0] == "needs_auth", "needs_auth", 30)
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-                link = (await admin.get(f"{public}/admin/v1/servers/{listed}")).json()["authorize_url"]
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                link = (await admin.get(f"{gateway.admin_api}/servers/{listed}")).json()["authorize_url"]
             async with httpx2.AsyncClient(timeout=20, follow_redirects=False) as browser:
                 started = await browser.get(link)
             assert started.status_code == 302 and started.headers["location"].startswith(upstream), started.text

@@ -22,7 +22,6 @@ from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-ADMIN_TOKEN = "test-admin-token-for-metrics-000000"
 TRACED = str(Path(__file__).resolve().parents[1] / "support" / "traced_server.py")
 
 
@@ -45,20 +44,22 @@ async def _calls(gateway: Gateway) -> None:
 async def test_every_service_is_scraped_over_http_and_its_counters_move_with_real_calls(
     nats_url: str, redis_url: str, tmp_path: Path
 ) -> None:
-    async with running_gateway(nats_url, redis_url, tmp_path, metrics=True, admin_token=ADMIN_TOKEN) as gateway:
+    async with running_gateway(nats_url, redis_url, tmp_path, metrics=True) as gateway:
         audit, policy, executor = gateway.services[:3]
         urls = {svc: s.metrics_server.url for svc, s in (("audit", audit), ("policy", policy), ("executor", executor))}
-        ingress_metrics = gateway.url.removesuffix("/mcp") + "/metrics"
-        # ingress serves its metrics behind the admin token only: they name servers and error rates
+        assert gateway.ingress.metrics_server is not None
+        ingress_metrics = gateway.ingress.metrics_server.url
+        # never on the public port, whatever the credential: metrics name servers and error rates
         async with httpx2.AsyncClient(timeout=10) as http:
-            assert (await http.get(ingress_metrics)).status_code == 401
+            public = gateway.url.removesuffix("/mcp") + "/metrics"
             agent = {"Authorization": f"Bearer {ADMIN_KEY}"}  # an agent's key, even one granted every tool
-            assert (await http.get(ingress_metrics, headers=agent)).status_code == 403
+            assert (await http.get(public)).status_code == 404
+            assert (await http.get(public, headers=agent)).status_code == 404
         before = {svc: await scrape(url) for svc, url in urls.items()}
-        before["ingress"] = await scrape(ingress_metrics, ADMIN_TOKEN)
+        before["ingress"] = await scrape(ingress_metrics)
         await _calls(gateway)
 
-        after_ingress = await scrape(ingress_metrics, ADMIN_TOKEN)
+        after_ingress = await scrape(ingress_metrics)
         call = {"service": "ingress", "method": "tools/call"}
         assert moved(before["ingress"], after_ingress, "bastion_requests_total", **call, outcome="ok") == 3
         assert moved(before["ingress"], after_ingress, "bastion_ingress_routed_sends_total", route="policy") == 4

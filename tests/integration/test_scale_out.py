@@ -134,8 +134,8 @@ async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, t
         stop, answers = asyncio.Event(), []
         steady = asyncio.create_task(_keep_calling(gw, stop, answers))
         admin = httpx.AsyncClient(
-            base_url=gw.url.removesuffix("/mcp") + "/admin/v1",
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            base_url=gw.admin_api,
+            headers=gw.admin_headers,
             timeout=10,
         )
         echo = [sys.executable, str(SERVERS / "echo_server.py")]

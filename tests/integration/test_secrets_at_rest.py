@@ -126,8 +126,8 @@ async def test_the_executor_opens_sealed_headers_and_the_admin_api_never_shows_t
         async with gateway.client(ADMIN_KEY) as client:
             result = await client.call_tool("unlocked__echo", {"text": "through sealed headers"})
             assert result.content[0].text == "through sealed headers"
-        async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
-            base = gateway.url.removesuffix("/mcp") + "/admin/v1/servers"
+        async with httpx2.AsyncClient(headers=gateway.admin_headers) as http:
+            base = gateway.admin_api + "/servers"
             added = await http.post(
                 base,
                 json={

@@ -26,7 +26,8 @@ from libs.common.messages import AuditQuery, AuditRows, Caller
 from libs.common.nats import credentials
 from libs.common.permissions import ADMIN, AUDIT, EXECUTOR, INGRESS, POLICY
 from libs.common.sealing import Sealer
-from libs.common.settings import AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
+from libs.common.settings import AdminSettings, AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
+from services.admin.service import AdminService
 from services.audit.service import AuditService
 from services.executor.service import ExecutorService
 from services.ingress.service import IngressService
@@ -92,21 +93,20 @@ async def secured_stack(tmp_path: Path) -> AsyncIterator[tuple[StackCredentials,
         for service in services:
             await service.start()
             started.append(service)
-        admin_replica = IngressService(
-            IngressSettings(
+        admin_service = AdminService(
+            AdminSettings(
                 **common,
-                port=0,
-                nats_nkey_seed_file=creds.seed_file(INGRESS),
+                admin_port=0,
+                nats_nkey_seed_file=creds.seed_file(ADMIN),
                 admin_token=ADMIN_TOKEN,
-                admin_nats_nkey_seed_file=creds.seed_file(ADMIN),
                 secrets_key=creds.secrets_key,
             )
         )
         public_replica = IngressService(IngressSettings(**common, port=0, nats_nkey_seed_file=creds.seed_file(INGRESS)))
-        for front in (admin_replica, public_replica):
+        for front in (admin_service, public_replica):
             await front.start()
             started.append(front)
-        yield creds, bus, [admin_replica, public_replica]
+        yield creds, bus, (admin_service, public_replica)
     finally:
         for service in reversed(started):
             await service.stop()
@@ -118,7 +118,7 @@ async def test_each_service_does_its_job_with_only_its_own_credentials(tmp_path:
     refusals = Refusals()
     logging.getLogger().addHandler(refusals)
     try:
-        async with secured_stack(tmp_path) as (creds, bus, (admin_replica, public_replica)):
+        async with secured_stack(tmp_path) as (creds, bus, (admin_service, public_replica)):
             public = Gateway(public_replica.url, bus.url, parse_config(default_config()), public_replica)
             await public.wait_for_servers("echo", "notes")  # sealed config, opened by the executor
             async with public.client(ADMIN_KEY) as client:
@@ -126,12 +126,12 @@ async def test_each_service_does_its_job_with_only_its_own_credentials(tmp_path:
                 assert added.structured_content == {"result": 42}
 
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
-                admin = admin_replica.url.removesuffix("/mcp") + "/admin/v1"
+                admin = admin_service.url + "/admin/v1"
                 made = await http.post(f"{admin}/keys", json={"name": "made-live", "grants": ["echo/echo"]})
                 assert made.status_code == 201, made.text
                 secret = made.json()["secret"]
                 public_admin = public_replica.url.removesuffix("/mcp") + "/admin/v1/keys"
-                assert (await http.get(public_admin)).status_code == 503, "no admin API on a public replica"
+                assert (await http.get(public_admin)).status_code == 404, "no admin API on a public replica"
             await poll_until(
                 lambda: isinstance(public_replica.keys.authenticate(f"Bearer {secret}"), Caller),
                 "the new key at the public replica",
@@ -164,9 +164,9 @@ async def test_the_llm_side_runs_with_only_each_services_own_credentials(tmp_pat
     refusals = Refusals()
     logging.getLogger().addHandler(refusals)
     try:
-        async with scripted_provider() as provider, secured_stack(tmp_path) as (_, _bus, (admin_replica, public)):
+        async with scripted_provider() as provider, secured_stack(tmp_path) as (_, _bus, (admin_service, public)):
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
-                admin = admin_replica.url.removesuffix("/mcp") + "/admin/v1"
+                admin = admin_service.url + "/admin/v1"
                 config = {"base_url": provider.base_url, "api_key": "sk-secured-provider-key", "models": ["gpt-sec"]}
                 added = await http.post(f"{admin}/llm-providers", json={"name": "scripted", "config": config})
                 assert added.status_code == 201, added.text

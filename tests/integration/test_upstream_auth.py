@@ -31,8 +31,8 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
             )
             locked = catalog.server_status("down-locked")
             assert locked is not None and locked.status == "unavailable" and "HTTP 401" in (locked.error or "")
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
-                base = gateway.url.removesuffix("/mcp") + "/admin/v1/servers"
+            async with httpx2.AsyncClient(headers=gateway.admin_headers) as http:
+                base = gateway.admin_api + "/servers"
                 shown = (await http.get(f"{base}/down-locked")).json()
                 assert shown["health"] == "needs_auth" and "HTTP 401" in shown["error"]
                 unlocked = (await http.get(f"{base}/unlocked")).json()

@@ -95,8 +95,8 @@ async def test_a_second_resource_of_the_same_authorization_server_needs_no_secon
             # an admin authorizes each server once, so Bastion can list their tools
             for server in (FIRST, SECOND):
                 await poll_until(lambda server=server: _needs_auth(gateway, server), f"{server} needs_auth", 30)
-                async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-                    link = (await admin.get(f"{public}/admin/v1/servers/{server}")).json()["authorize_url"]
+                async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                    link = (await admin.get(f"{gateway.admin_api}/servers/{server}")).json()["authorize_url"]
                 await follow_authorization_link(link, public, "admin-ann")
                 await poll_until(lambda server=server: _ready(gateway, server), f"{server} listed", 30)
 

@@ -43,10 +43,10 @@ def _ready(gateway: Gateway, server: str) -> bool:
     return status is not None and status.status == "ready"
 
 
-async def _servers_list(public: str) -> str:
+async def _servers_list(gateway: Gateway) -> str:
     """`bastion servers list` against this gateway's admin API, as an admin runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
-    argv = ["servers", "list", "--admin-url", public, "--admin-token", ADMIN_TOKEN]
+    argv = ["servers", "list", "--admin-url", gateway.admin_api, "--admin-token", gateway.admin_token]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cli", *argv, env=env, stdout=asyncio.subprocess.PIPE
     )
@@ -56,13 +56,13 @@ async def _servers_list(public: str) -> str:
 
 
 async def _authorize_as_admin(gateway: Gateway, public: str, base: str, server: str, username: str) -> None:
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-        shown = (await admin.get(f"{public}/admin/v1/servers/{server}")).json()
+    async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+        shown = (await admin.get(f"{gateway.admin_api}/servers/{server}")).json()
     assert shown["health"] == "needs_auth", shown
     assert "HTTP 401" in shown["error"]  # the reason names the authorization step once the oauth service answered
     link = shown["authorize_url"]
     assert link and link.startswith(f"{public}/oauth/upstream/authorize?ticket=")
-    listed = await _servers_list(public)  # the CLI prints a link of its own (each read mints a fresh one)
+    listed = await _servers_list(gateway)  # the CLI prints a link of its own (each read mints a fresh one)
     assert f"authorize {server}: {public}/oauth/upstream/authorize?ticket=" in listed, listed
     async with httpx2.AsyncClient(timeout=20) as browser:
         started = await browser.get(link)
@@ -118,6 +118,6 @@ async def test_admin_authorizes_through_bastion_then_calls_refresh_and_fall_back
                 await poll_until(lambda: _health(gateway, server) == "needs_auth", "needs_auth again", 30)
                 listed = (await client.list_tools()).tools
                 assert not any(t.name.startswith(f"{server}__") for t in listed), "unusable tools are not offered"
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-                shown = (await admin.get(f"{public}/admin/v1/servers/{server}")).json()
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{server}")).json()
             assert shown["authorize_url"], shown

@@ -81,8 +81,8 @@ async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
             nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN, codemode=CodeModeSettings(sandbox_workers=1)
         ) as (gateway, public):
             await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-                shown = (await admin.get(f"{public}/admin/v1/servers/{SERVER}")).json()
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
             await _authorize(shown["authorize_url"], public, "admin-ann")
             await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
             caplog.clear()  # the admin's own link went through this test's HTTP client, which logs its URLs
@@ -123,8 +123,8 @@ async def test_each_user_calls_with_their_own_token_never_another_users(nats_url
         ):
             # an admin authorizes once so Bastion can list the server's tools
             await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=20) as admin:
-                shown = (await admin.get(f"{public}/admin/v1/servers/{SERVER}")).json()
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
             await _authorize(shown["authorize_url"], public, "admin-ann")
             await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
 

@@ -27,6 +27,7 @@ from libs.common.local_lane import LocalLane
 from libs.common.nats import connect
 from libs.common.sealing import Sealer
 from libs.common.settings import (
+    AdminSettings,
     AuditSettings,
     CodeModeSettings,
     ExecutorSettings,
@@ -34,6 +35,7 @@ from libs.common.settings import (
     OAuthSettings,
     PolicySettings,
 )
+from services.admin.service import AdminService
 from services.audit.service import AuditService
 from services.codemode.service import CodeModeService
 from services.executor.service import ExecutorService
@@ -93,6 +95,19 @@ class Gateway:
     config: BastionConfig
     ingress: IngressService
     services: list[Any] = field(default_factory=list)
+    admin: AdminService | None = None
+    """The admin service, when the gateway was started with an admin token."""
+    admin_token: str = ""
+
+    @property
+    def admin_api(self) -> str:
+        """The admin API's root (`http://127.0.0.1:<admin port>/admin/v1`)."""
+        assert self.admin is not None, "start the gateway with admin_token=... to get the admin service"
+        return f"{self.admin.url}/admin/v1"
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
 
     @contextlib.asynccontextmanager
     async def client(
@@ -143,6 +158,7 @@ async def running_gateway(
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
     lane: bool = False,
+    admin_token: str = "",
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
@@ -152,8 +168,8 @@ async def running_gateway(
     when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
     `ExecutorSettings`, `policy_options` further `PolicySettings`. `codemode` starts the codemode
     service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
-    audit, policy, executor and oauth on a free port each (`service.metrics_server.url`); ingress
-    serves its own on the gateway port behind the admin token. `lane`: every service's connection
+    every service on a free port each (`service.metrics_server.url`). `admin_token` starts the admin
+    service too (`Gateway.admin_api`, `Gateway.admin_headers`). `lane`: every service's connection
     joins one in-process lane (`libs.common.local_lane`), as co-located services do."""
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
@@ -201,16 +217,26 @@ async def running_gateway(
                 else []
             ),
             *([CodeModeService(codemode.model_copy(update={"nats_url": nats_url}))] if codemode else []),
+            *(
+                [
+                    AdminService(
+                        AdminSettings(
+                            nats_url=nats_url, admin_port=0, admin_token=admin_token, secrets_key=secrets_key, **own
+                        )
+                    )
+                ]
+                if admin_token
+                else []
+            ),
         ):
             await service.start()
             started.append(service)
-        front = IngressService(
-            IngressSettings(**{"nats_url": nats_url, "port": 0, "secrets_key": secrets_key, **ingress})
-        )
+        front = IngressService(IngressSettings(**{"nats_url": nats_url, "port": 0, **own, **ingress}))
         await front.start()
         started.append(front)
         joining.close()  # the test's own connections stay off it
-        gateway = Gateway(front.url, nats_url, config, front, started)
+        admin = next((s for s in started if isinstance(s, AdminService)), None)
+        gateway = Gateway(front.url, nats_url, config, front, started, admin, admin_token)
         if executor:
             await gateway.wait_for_servers(
                 *(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down"))

@@ -113,6 +113,8 @@ def start_up(
                 str(cfg),
                 "--port",
                 str(port),
+                "--admin-port",
+                str(free_port()),
                 "--data-dir",
                 str(data_dir),
             ],

@@ -9,7 +9,7 @@ import pytest
 
 from cli.analytics import CliFailure, parse_time
 from libs.common.analytics import read_only
-from services.ingress.analytics.panels import PANELS, Filters, panel_query
+from services.admin.analytics.panels import PANELS, Filters, panel_query
 
 pytestmark = pytest.mark.unit
 

@@ -67,3 +67,33 @@ def test_import_names_are_folder_paths():
 def test_subject_strings_live_in_one_module():
     for path in [*ROOT.joinpath("services").rglob("*.py"), *ROOT.joinpath("cli").rglob("*.py")]:
         assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use libs.common.subjects"
+
+
+def _roles_connected_as(service: str) -> set[str]:
+    """The NATS roles a service's code connects as (`role=permissions.<ROLE>` in its calls)."""
+    found: set[str] = set()
+    for path in (ROOT / "services" / service).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                for keyword in node.keywords:
+                    if keyword.arg != "role":
+                        continue
+                    if isinstance(keyword.value, ast.Attribute):  # role=permissions.INGRESS
+                        found.add(keyword.value.attr)
+                    elif isinstance(keyword.value, ast.Name) and keyword.value.id.isupper():  # role=ADMIN
+                        found.add(keyword.value.id)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_connects_as_its_own_role_and_only_admin_holds_the_admin_role(service):
+    """The admin role writes keys, servers and policy: the public ingress (or any other service) holding
+    it would put those credentials on every internet-facing replica (issue 26)."""
+    assert _roles_connected_as(service) == {service.upper()}, f"services/{service} connects as another role"
+
+
+def test_ingress_has_no_admin_setting():
+    from libs.common.settings import IngressSettings
+
+    leaked = [name for name in IngressSettings.model_fields if "admin" in name or "analyst" in name]
+    assert not leaked, f"IngressSettings.{leaked}: admin credentials belong to the admin service (AdminSettings)"

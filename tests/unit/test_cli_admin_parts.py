@@ -82,11 +82,20 @@ def test_a_bad_value_is_a_usage_error(parse, value) -> None:
     assert failure.value.exit_code == 2 and repr(value) in str(failure.value)
 
 
-def test_up_hands_the_admin_token_to_ingress_only(tmp_path: Path) -> None:
+def test_up_hands_the_admin_token_to_the_admin_service_only(tmp_path: Path) -> None:
     config = parse_config({"mcpServers": {}, "gateway": {"port": 9999}})
-    ep = resolve_endpoints(config, None, None, tmp_path, {})
-    assert ep.admin_url == "http://127.0.0.1:9999/admin/v1"
+    ep = resolve_endpoints(config, None, None, tmp_path, {"BASTION_ADMIN_PORT": "9998"})
+    assert ep.admin_url == "http://127.0.0.1:9998/admin/v1" and ep.dashboard_url == "http://127.0.0.1:9998/dashboard"
     base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell"}
     specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", base, "admin-tok")}
-    assert specs["ingress"]["BASTION_ADMIN_TOKEN"] == "admin-tok"
-    assert all("BASTION_ADMIN_TOKEN" not in env for name, env in specs.items() if name != "ingress")
+    assert specs["admin"]["BASTION_ADMIN_TOKEN"] == "admin-tok"
+    assert specs["admin"]["BASTION_ADMIN_PORT"] == "9998" and specs["admin"]["BASTION_ADMIN_HOST"] == "127.0.0.1"
+    assert all("BASTION_ADMIN_TOKEN" not in env for name, env in specs.items() if name != "admin")
+
+
+def test_the_admin_service_binds_loopback_whatever_the_gateway_binds(tmp_path: Path) -> None:
+    config = parse_config({"mcpServers": {}, "gateway": {"host": "0.0.0.0", "port": 9999}})
+    ep = resolve_endpoints(config, None, None, tmp_path, {}, admin_port=9997)
+    assert (ep.admin_host, ep.admin_port, ep.admin_base_url) == ("127.0.0.1", 9997, "http://127.0.0.1:9997")
+    public = resolve_endpoints(config, None, None, tmp_path, {"BASTION_ADMIN_PUBLIC_URL": "https://admin.example/"})
+    assert public.admin_url == "https://admin.example/admin/v1"

@@ -122,13 +122,14 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
     specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", inherited, "admin-tok", creds)}
     for name, env in specs.items():
         assert env["BASTION_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / f"{name}.nk")
-        others = [str(p) for role, p in creds.seed_files.items() if role not in (name, "admin")]
+        others = [str(p) for role, p in creds.seed_files.items() if role != name]
         assert not set(others) & set(env.values()), f"{name} holds another service's NKey"
-    assert specs["ingress"]["BASTION_ADMIN_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / "admin.nk")
-    assert [n for n, env in specs.items() if "admin.nk" in str(env.values())] == ["ingress"]
+    # the admin role (the only one writing keys, servers and policy) is the admin service's alone
+    assert [n for n, env in specs.items() if "admin.nk" in str(env.values())] == ["admin"]
+    assert not any("ADMIN" in variable for variable in specs["ingress"]), specs["ingress"]
     assert [n for n, env in specs.items() if "valkey-pw" in str(env.values())] == ["policy"]
     holders = [n for n, env in specs.items() if env.get("BASTION_SECRETS_KEY")]
-    assert sorted(holders) == ["executor", "ingress", "oauth"]  # oauth: the signing key and upstream tokens
+    assert sorted(holders) == ["admin", "executor", "oauth"]  # oauth: the signing key and upstream tokens
     for secret in ("idp-secret", "vault-token"):  # the identity provider's and Vault's: the oauth service alone
         assert [n for n, env in specs.items() if secret in env.values()] == ["oauth"]
     assert all(env.get("BASTION_SECRETS_KEY") in (None, creds.secrets_key) for env in specs.values())

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.unit
 
 REQUIRED = re.compile(r"\$\{(BASTION_[A-Z_]+):\?([^}]*)\}")
 """`${VAR:?message}`: Compose refuses to start without VAR and prints the message."""
-SEED_VARIABLES = ("BASTION_NATS_NKEY_SEED_FILE", "BASTION_ADMIN_NATS_NKEY_SEED_FILE")
+SEED_VARIABLES = ("BASTION_NATS_NKEY_SEED_FILE",)
 UID = "10001"
 """The image's user (deploy/Dockerfile `USER`): the owner of the seed files Compose copies in."""
 
@@ -119,9 +119,6 @@ def _seed_secret(svc: str, path: str) -> dict[str, Any]:
 def test_each_container_holds_only_its_roles_seed(svc):
     env = _environment(svc)
     expected = {"BASTION_NATS_NKEY_SEED_FILE": ADMIN if svc == "cli" else svc}
-    if "BASTION_ADMIN_NATS_NKEY_SEED_FILE" in env:
-        assert svc == "ingress", f"{svc} must not hold the admin role's seed"
-        expected["BASTION_ADMIN_NATS_NKEY_SEED_FILE"] = ADMIN
     sources = []
     for variable, role in expected.items():
         secret = _seed_secret(svc, env[variable])
@@ -129,6 +126,11 @@ def test_each_container_holds_only_its_roles_seed(svc):
         assert (secret["uid"], secret["gid"], secret["mode"]) == (UID, UID, 0o400), f"{svc}: {secret}"
         sources.append(secret["source"])
     assert sorted(s["source"] for s in _service(svc)["secrets"]) == sorted(sources), f"{svc} holds extra secrets"
+
+
+def test_only_the_admin_service_and_the_cli_hold_the_admin_seed():
+    holders = [svc for svc, spec in _services().items() for s in spec.get("secrets", []) if s["source"] == "nkey_admin"]
+    assert sorted(holders) == ["admin", "cli"]
 
 
 def test_one_seed_per_role_from_the_environment():
@@ -182,7 +184,7 @@ def test_ingress_and_oauth_agree_on_the_public_url():
 def test_work_signing_and_sealing_keys_are_one_value_each():
     for variable, holders in (
         ("BASTION_BUS_SIGNING_KEY", ("policy", "executor")),
-        ("BASTION_SECRETS_KEY", ("ingress", "executor", "oauth", "cli")),
+        ("BASTION_SECRETS_KEY", ("admin", "executor", "oauth", "cli")),
     ):
         for svc in holders:  # each holder reads the one variable of the environment, nothing else
             found = REQUIRED.fullmatch(_environment(svc)[variable])
@@ -207,7 +209,8 @@ def test_metrics_and_health_where_the_service_has_them(svc):
     else:  # a variable it does not act on would only mislead
         assert not {"BASTION_METRICS_PORT", "BASTION_OTLP_ENDPOINT"} & set(env), f"{svc} serves no metrics"
         metrics = None
-    expected = f":{env['BASTION_PORT']}/healthz" if svc == "ingress" else metrics
+    own_port = {"ingress": "BASTION_PORT", "admin": "BASTION_ADMIN_PORT"}  # their own /healthz
+    expected = f":{env[own_port[svc]]}/healthz" if svc in own_port else metrics
     assert _healthcheck_url(svc) == expected
     assert _service(svc)["restart"] == "unless-stopped"
 
@@ -219,10 +222,15 @@ def test_every_bastion_container_drops_privileges():
         assert spec["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-def test_the_ingress_journal_is_the_containers_own_volume():
-    env = _environment("ingress")
-    assert env["BASTION_AUDIT_JOURNAL_DIR"] in _service("ingress")["volumes"], "an anonymous volume per container"
+@pytest.mark.parametrize("svc", ["ingress", "admin"])
+def test_an_audit_journal_is_the_containers_own_volume(svc):
+    env = _environment(svc)
+    assert env["BASTION_AUDIT_JOURNAL_DIR"] in _service(svc)["volumes"], "an anonymous volume per container"
     assert env["BASTION_INSTANCE"], "a fixed slot name, so a restarted container replays its journal"
+
+
+def test_the_admin_service_is_published_on_the_hosts_loopback_only():
+    assert _service("admin")["ports"] == ["127.0.0.1:${BASTION_ADMIN_HTTP_PORT:-8421}:8421"]
 
 
 def test_the_file_is_valid_compose():

@@ -16,7 +16,6 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from libs.common.permissions import ADMIN
 from tests.support.deploy import (
     KUBERNETES,
     ROOT,
@@ -88,7 +87,7 @@ def test_each_service_gets_the_secrets_it_needs_and_no_other(svc):
     for name, ref in container.secret_refs().items():
         assert ref["name"] in SECRETS, f"{svc}: {name} comes from an unknown Secret {ref['name']}"
         assert ref.get("optional", False) == (name in UP_OPTIONAL_SECRETS), f"{svc}: {name} optional?"
-    for name in need - {"BASTION_NATS_NKEY_SEED_FILE", "BASTION_ADMIN_NATS_NKEY_SEED_FILE"}:
+    for name in need - {"BASTION_NATS_NKEY_SEED_FILE"}:
         assert name in container.secret_refs(), f"{svc}: {name} must come from a Secret, not a literal"
 
 
@@ -96,10 +95,7 @@ def test_each_service_gets_the_secrets_it_needs_and_no_other(svc):
 def test_each_pod_mounts_only_its_roles_seed(svc):
     container = _containers()[svc]
     env = container.environment()
-    expected = {"BASTION_NATS_NKEY_SEED_FILE": svc}
-    if "BASTION_ADMIN_NATS_NKEY_SEED_FILE" in env:
-        assert svc == "ingress", f"{svc} must not hold the admin role's seed"
-        expected["BASTION_ADMIN_NATS_NKEY_SEED_FILE"] = ADMIN
+    expected = {"BASTION_NATS_NKEY_SEED_FILE": svc}  # the admin role's seed: the admin pod's alone
     items = []
     for variable, role in expected.items():
         path = env[variable]
@@ -138,9 +134,9 @@ def test_pods_are_restricted(svc):
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    # what is written goes to a volume: /tmp, and ingress's audit journal
+    # what is written goes to a volume: /tmp, and the audit journals of ingress and admin
     container.volume("/tmp/x")
-    if svc == "ingress":
+    if svc in ("ingress", "admin"):
         journal = container.environment()["BASTION_AUDIT_JOURNAL_DIR"]
         assert "emptyDir" in container.volume(journal), "the journal must outlive a container restart"
         # the journal's slot: stable for the pod (replayed after a container restart), unique per pod
@@ -179,8 +175,8 @@ def test_probes_and_metrics_where_the_service_has_them(svc):
         assert not {"BASTION_METRICS_PORT", "BASTION_OTLP_ENDPOINT"} & set(env), f"{svc} serves no metrics"
         assert not annotations
     probes = {kind: container.spec.get(kind) for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
-    if svc == "ingress":
-        http = int(env["BASTION_PORT"])
+    if svc in ("ingress", "admin"):
+        http = int(env["BASTION_PORT" if svc == "ingress" else "BASTION_ADMIN_PORT"])
         assert container.port("http") == http
         assert _probe_target(probes["readinessProbe"], container) == f":{http}/healthz"
         # a NATS outage makes /healthz answer 503: not a reason to restart the process
@@ -239,13 +235,17 @@ def test_every_deployment_has_a_disruption_budget_that_lets_nodes_drain():
 
 
 def test_selectors_match_their_pods():
-    for deployment in kubernetes_objects("Deployment").values():
+    deployments = kubernetes_objects("Deployment")
+    for deployment in deployments.values():
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    (service,) = kubernetes_objects("Service").values()
-    ingress = kubernetes_objects("Deployment")["bastion-ingress"]
-    assert service["spec"]["selector"].items() <= ingress["spec"]["template"]["metadata"]["labels"].items()
-    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"], "metrics stay off the Service"
+    services = kubernetes_objects("Service")
+    assert sorted(services) == ["bastion-admin", "bastion-ingress"], "only the HTTP services have one"
+    for name, service in services.items():
+        pods = deployments[name]["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pods.items()
+        assert [p["targetPort"] for p in service["spec"]["ports"]] == ["http"], "metrics stay off the Service"
+        assert "type" not in service["spec"], f"{name}: ClusterIP; what is exposed, and how, is the operator's call"
 
 
 def test_every_manifest_is_valid_for_the_api_server():

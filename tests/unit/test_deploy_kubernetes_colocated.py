@@ -15,7 +15,6 @@ import yaml
 
 from cli.colocated import own_variables
 from cli.layout import COLOCATED
-from libs.common.permissions import ADMIN
 from tests.support.deploy import (
     DEPLOY,
     Container,
@@ -29,7 +28,7 @@ from tests.support.deploy import (
 pytestmark = pytest.mark.unit
 
 OVERLAY = DEPLOY / "kubernetes-colocated"
-SEEDS = ("BASTION_NATS_NKEY_SEED_FILE", "BASTION_ADMIN_NATS_NKEY_SEED_FILE")
+SEEDS = ("BASTION_NATS_NKEY_SEED_FILE",)
 
 
 @cache
@@ -101,6 +100,6 @@ def test_no_secret_or_seed_is_left_where_the_other_service_or_an_upstream_child_
     for service in COLOCATED:
         assert up_private_variables()[service] <= set(own[service]), f"{service} lacks a secret of its own"
     seeds = sorted(_seed_key(combined, own[s][v]) for s in COLOCATED for v in SEEDS if v in own[s])
-    assert seeds == sorted(["ingress.nk", f"{ADMIN}.nk", "executor.nk"])
+    assert seeds == sorted(["ingress.nk", "executor.nk"])  # never the admin role's: the admin pod's alone
     (volume,) = [v for v in combined.pod["volumes"] if "secret" in v]
     assert sorted(i["key"] for i in volume["secret"]["items"]) == seeds, "no other role's seed is mounted"

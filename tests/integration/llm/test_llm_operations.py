@@ -18,7 +18,7 @@ from libs.common.audit_journal import JournalContents, read_segments
 from libs.common.nats import connect, kv_bucket
 from tests.support.debian import debian_binary
 from tests.support.gateway import ADMIN_KEY, Gateway
-from tests.support.llm_gateway import ADMIN_TOKEN, AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client
+from tests.support.llm_gateway import AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client
 from tests.support.llm_provider import Held, Reply
 from tests.support.polling import poll_until
 
@@ -44,11 +44,9 @@ async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:
 
 
 async def test_providers_are_added_changed_and_removed_at_run_time(gateway, second_provider):
-    base = gateway.url.removesuffix("/mcp")
-    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     config = {"base_url": second_provider.base_url, "api_key": RUNTIME_KEY, "models": ["gpt-runtime"]}
     client = sdk_client(gateway)
-    async with httpx.AsyncClient(base_url=f"{base}/admin/v1", headers=headers, timeout=30) as admin:
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
         created = await admin.post("/llm-providers", json={"name": "runtime", "config": config})
         assert created.status_code == 201, created.text
         assert created.json()["config"]["api_key"] == "***"
@@ -95,10 +93,8 @@ def provider_models(page: Any) -> set[str]:
 
 
 async def test_a_key_created_through_the_admin_api_can_be_an_agent(gateway, provider):
-    base = gateway.url.removesuffix("/mcp")
-    headers = {"authorization": f"Bearer {ADMIN_TOKEN}"}
     body = {"name": "made-agent", "grants": ["echo/*"], "agent": {"tools_to_auto_execute": ["echo__echo"]}}
-    async with httpx.AsyncClient(base_url=f"{base}/admin/v1", headers=headers, timeout=30) as admin:
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
         created = await admin.post("/keys", json=body)
         assert created.status_code == 201, created.text
         assert created.json()["key"]["agent"] == {"tools_to_auto_execute": ["echo__echo"], "max_depth": 10}

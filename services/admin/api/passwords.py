@@ -1,7 +1,7 @@
 """`PUT /admin/v1/users/{id}/password`: set a user's password in the built-in user store.
 
 The password is handed to the oauth service over NATS (`subjects.OAUTH_PASSWORD`), which hashes
-it (scrypt) and keeps only the hash; ingress never stores it, and nothing logs it. The change is an
+it (scrypt) and keeps only the hash; the admin service never stores it, and nothing logs it. The change is an
 admin audit event that names the user, never the password.
 """
 

@@ -1,7 +1,7 @@
 """Every failure of the admin API as one `ErrorBody`, with the right status.
 
 `AdminRoute` wraps each route: it checks the admin credential before FastAPI reads the body (an
-anonymous caller gets 401 whatever it sends, and never makes ingress buffer a large body), then
+anonymous caller gets 401 whatever it sends, and never makes the service buffer a large body), then
 maps what the layers below raise: `AdminError` as is, request validation to 422 naming the field,
 `store.NotFound` to 404, `store.Conflict` to 409, NATS trouble to 503, anything else to a 500 that
 says nothing about its cause (that goes to the log). Validation details lose their `input`: a
@@ -85,7 +85,7 @@ class AdminRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             try:
-                self.auth.check(request.headers.get("authorization"))
+                await self.auth.check(request.headers.get("authorization"))
                 if _content_length(request) > MAX_BODY_BYTES:
                     raise AdminError(413, "too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
                 return await handler(request)
@@ -106,7 +106,7 @@ class AdminRoute(APIRoute):
                 return _response(AdminError(503, "store_unavailable", unavailable))
             except Exception:
                 log.exception("admin API: unexpected error on %s %s", request.method, request.url.path)
-                return _response(AdminError(500, "internal", "internal error; see the ingress log"))
+                return _response(AdminError(500, "internal", "internal error; see the admin service's log"))
 
         return guarded
 

@@ -1,7 +1,7 @@
 """The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users, servers and LLM providers.
 
-Runs inside ingress (no extra service to deploy) and writes only to JetStream KV, which every
-policy and ingress replica watches: a change made through any replica reaches all of them.
+Served by the admin service and written only to JetStream KV, which every policy and ingress
+replica watches: a change made through any admin replica reaches all of them.
 `models` holds the bodies, `store` the KV access, `routes` the HTTP layer, `auth` the admin token.
 """
 
@@ -18,7 +18,6 @@ from pydantic import SecretStr
 from libs.common.messages import AuditEvent
 from libs.common.sealing import Sealer
 
-from ..keys import KeyDirectory
 from .auth import AdminAuth
 from .changes import ChangeLog
 from .passwords import password_routes
@@ -32,18 +31,18 @@ __all__ = ["PREFIX", "AdminAuth", "AdminStore", "admin_api", "admin_router"]
 def admin_api(
     js: JetStreamContext,
     token: SecretStr,
-    keys: KeyDirectory,
     sealer: Sealer | None = None,
     nc: NATS | None = None,
     audit: Callable[[AuditEvent], Any] | None = None,
 ) -> APIRouter:
-    """The router ingress mounts: KV through `js`, guarded by `token`; `keys` tells virtual keys apart (403);
-    `sealer` seals upstream secrets before they are stored; `nc` (the admin connection) reaches the
-    oauth service for user passwords and for authorization links of upstreams that need OAuth; `audit`
+    """The router the admin service mounts: KV through `js`, guarded by `token`; `sealer` seals
+    upstream secrets before they are stored; `nc` (its NATS connection) reaches the oauth service for
+    user passwords and for authorization links of upstreams that need OAuth; `audit`
     is given an event per change made, password set and authorization link minted."""
     changes = ChangeLog(audit) if audit is not None else None
     links = UpstreamLinks(nc, changes) if nc else None
-    router = admin_router(AdminStore(js, sealer, changes), AdminAuth(token, keys), links)
+    store = AdminStore(js, sealer, changes)
+    router = admin_router(store, AdminAuth(token, store), links)
     if nc is not None:
         password_routes(router, nc, changes)
     return router

@@ -32,10 +32,10 @@ from libs.common.analytics import (
     read_only,
 )
 
-from ..admin.auth import AdminAuth
-from ..admin.errors import AdminError, AdminRoute, documented
-from ..admin.models import ErrorBody
-from ..keys import KeyDirectory
+from ..api.auth import AdminAuth
+from ..api.errors import AdminError, AdminRoute, documented
+from ..api.models import ErrorBody
+from ..api.store import AdminStore
 from .panels import PANELS, Filters, panel_query
 
 __all__ = ["DASHBOARD_PATH", "AnalyticsAuth", "analytics_router", "dashboard_router"]
@@ -53,12 +53,12 @@ def _digest(value: str) -> bytes:
 class AnalyticsAuth(AdminAuth):
     """The admin token, or the analyst token, which opens analytics and nothing else."""
 
-    def __init__(self, admin_token: SecretStr, analyst_token: SecretStr, keys: KeyDirectory) -> None:
-        super().__init__(admin_token, keys)
+    def __init__(self, admin_token: SecretStr, analyst_token: SecretStr, store: AdminStore) -> None:
+        super().__init__(admin_token, store)
         analyst = analyst_token.get_secret_value()
         self._analyst = _digest(analyst) if analyst else None
 
-    def check(self, authorization: str | None) -> None:
+    async def check(self, authorization: str | None) -> None:
         scheme, _, credential = (authorization or "").partition(" ")
         credential = credential.strip()
         if (
@@ -69,7 +69,7 @@ class AnalyticsAuth(AdminAuth):
             and hmac.compare_digest(_digest(credential), self._analyst)
         ):
             return
-        super().check(authorization)
+        await super().check(authorization)
 
 
 class QueryBody(BaseModel):
@@ -106,7 +106,7 @@ def _dashboard_html() -> str:
 
 
 def analytics_router(nc: NATS, auth: AnalyticsAuth) -> APIRouter:
-    """The analytics routes ingress mounts; `nc` is the admin API's NATS connection."""
+    """The analytics routes the admin service mounts; `nc` is its NATS connection."""
     route_class = type("BoundAnalyticsRoute", (AdminRoute,), {"auth": auth})
     router = APIRouter(prefix="/admin/v1/analytics", route_class=route_class, tags=["analytics"])
     failed = {"model": ErrorBody, "description": "The engine refused or failed the query (its message says why)"}

@@ -1,0 +1,104 @@
+"""Admin service composition root: the admin API, analytics and the dashboard on their own port.
+
+`start()` connects to NATS as the admin role (the only service that holds it: it alone may write
+keys, servers, policy and LLM providers), starts the audit publisher its changes are recorded with
+(its own hash chain), and serves HTTP. Replicas share nothing but NATS: any replica answers any
+request, and every policy and ingress replica sees a change through its KV watches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import uvicorn
+from nats.aio.client import Client as NATS
+
+from libs.common import observability, permissions
+from libs.common.audit_chain import producer_id
+from libs.common.audit_journal import AuditJournal
+from libs.common.audit_publisher import AuditPublisher
+from libs.common.metrics import MetricsServer
+from libs.common.nats import connect, drain_or_close, ensure_audit_stream
+from libs.common.settings import AdminSettings
+
+from .app import build_app
+
+__all__ = ["AdminService"]
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the service runner owns signals
+        yield
+
+
+class AdminService:
+    def __init__(self, settings: AdminSettings) -> None:
+        self.settings = settings
+        self.port: int = settings.admin_port
+        self._nc: NATS | None = None
+        self._audit: AuditPublisher | None = None
+        self._journal: AuditJournal | None = None
+        self._server: _Server | None = None
+        self._serving: asyncio.Task[None] | None = None
+        self.metrics_server: MetricsServer | None = None
+
+    @property
+    def url(self) -> str:
+        """Where this replica answers (its bound address, not the public one)."""
+        return f"http://{self.settings.admin_host}:{self.port}"
+
+    async def start(self) -> None:
+        s = self.settings
+        self.metrics_server = observability.start("admin", s)
+        self._nc = nc = await connect(
+            s.nats_url, name=f"bastion-admin{s.instance}", role=permissions.ADMIN, nkey_seed_file=s.nats_nkey_seed_file
+        )
+        await ensure_audit_stream(nc.jetstream())
+        if s.audit_journal_dir:
+            self._journal = AuditJournal(Path(s.audit_journal_dir) / (s.instance or "admin"))
+        # admin changes are audit events on this replica's own chain
+        self._audit = AuditPublisher(nc, producer=producer_id("admin"), journal=self._journal)
+        await self._audit.start()
+        if self._journal is not None and (owed := self._journal.replay(self._audit.emit)):
+            log.warning("audit journal: re-published %d event(s) a previous process left unacked", owed)
+        config = uvicorn.Config(
+            build_app(nc, s, self._audit.emit),
+            host=s.admin_host,
+            port=s.admin_port,
+            loop="none",
+            lifespan="off",
+            access_log=False,
+            log_level="warning",
+            limit_concurrency=256,
+            timeout_keep_alive=30,
+        )
+        self._server = _Server(config)
+        self._serving = asyncio.create_task(self._server.serve(), name="uvicorn-admin")
+        while not self._server.started:
+            if self._serving.done():
+                self._serving.result()  # raises the bind error
+                raise RuntimeError("admin HTTP server stopped during start-up")
+            await asyncio.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        log.info("admin API listening on %s/admin/v1", self.url)
+
+    async def stop(self) -> None:
+        if self._server is not None and self._serving is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._serving, 10)
+        if self._audit is not None:
+            await self._audit.aclose()
+        if self._journal is not None:
+            self._journal.close()
+        if self._nc is not None:
+            await drain_or_close(self._nc)
+        if self.metrics_server is not None:
+            self.metrics_server.close()
