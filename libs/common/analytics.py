@@ -61,6 +61,11 @@ class AnalyticsQuery(_Contract):
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     """Bytes of result the engine may produce (the reply must also fit the NATS max payload)."""
     timeout: float = Field(default=10.0, gt=0, le=MAX_QUERY_SECONDS)
+    principal: str = Field(default="", max_length=256)
+    """Who asks (`alice@example.com`, `ci-bot`): the admin service names the principal."""
+    payloads: bool = False
+    """Whether the caller may read payload columns (arguments, results, admin records): the admin
+    service sets it from the principal's `audit:payloads` permission (the auditor role)."""
 
 
 class AnalyticsAnswer(_Contract):

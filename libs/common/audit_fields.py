@@ -28,6 +28,8 @@ _TEXT_FIELDS: Final = (
     "team_id",
     "customer_id",
     "actor",
+    "actor_role",
+    "actor_address",
     "action",
     "target",
 )

@@ -94,7 +94,12 @@ class AuditEvent(BusMessage):
     result_sha256: str | None = None
     """sha256 of the whole JSON (before any size cut), recorded whether or not the content is."""
     actor: str | None = None
-    """`admin`: who made the change ("admin-token@<client address>")."""
+    """`admin`: the principal who made the change (`alice@example.com`, `ci-bot`; `bootstrap` for the
+    bootstrap token creating the first owner)."""
+    actor_role: str | None = None
+    """`admin`: the actor's roles as bound (`owner`, `key_manager@team:payments`, comma-separated)."""
+    actor_address: str | None = None
+    """`admin`: the client address the change came from."""
     action: str | None = None
     """`admin`: what was done, `<record kind>.<create|update|delete|...>` (e.g. `key.revoke`)."""
     target: str | None = None

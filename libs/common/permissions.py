@@ -205,6 +205,9 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_CATALOG),
             s.OAUTH_PASSWORD,  # `bastion users create --password`: the oauth service hashes it
             s.OAUTH_UPSTREAM_LINK,  # an admin's link to authorize an upstream (`bastion servers list`)
+            *_kv_own(s.KV_ADMIN),  # principals, their token digests and sessions: no other role reads them
+            s.OAUTH_HTTP,  # a person's sign-in: the admin service is an OAuth client of the oauth service
+            *_kv_read(s.KV_OAUTH_PUBLIC),  # ... and verifies the access token that proves who signed in
             f"{s.AUDIT_EVENTS}.>",  # the admin service's changes, on its own chain
             s.AUDIT_DEAD,
             *_stream_owner(s.AUDIT_STREAM),

@@ -209,11 +209,20 @@ class AdminSettings(ServiceSettings):
     an authenticating proxy, apart from ingress."""
     admin_port: int = Field(default=8421, ge=0, le=65535)
     """Port of the admin API, the dashboard and `/docs` (0: a free one, logged)."""
-    admin_token: SecretStr = SecretStr("")
-    """Bearer credential of the admin REST API (`/admin/v1`); empty disables the admin API (503)."""
-    analyst_token: SecretStr = SecretStr("")
-    """Bearer credential that reads analytics only (`/admin/v1/analytics/*`, the `/dashboard` page's
-    data) and nothing else of the admin API; empty: only the admin token reads analytics."""
+    admin_public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
+    """Scheme and authority people reach the admin service under (`https://admin.example.com`): the
+    browser sign-in's redirect URI. Empty: `http://<admin host>:<admin port>`."""
+    public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
+    """The gateway's public URL, as on ingress and oauth (`BASTION_PUBLIC_URL`): where a person signs in
+    (the oauth service's form, or the OpenID provider behind it). Empty: browser sign-in is off
+    (API tokens only)."""
+    admin_bootstrap_token: SecretStr = SecretStr("")
+    """Creates the first owner (`POST /admin/v1/principals`, nothing else) and stops working once an
+    owner exists. Empty: off (`bastion up` makes its owner itself)."""
+    admin_session_ttl: float = Field(default=8 * 3600.0, ge=60, le=7 * 24 * 3600.0)
+    """Seconds a browser session lasts after signing in."""
+    admin_token_days: int = Field(default=90, ge=1, le=366)
+    """Lifetime in days of an API token whose request names none (at most 366: every token expires)."""
     secrets_key: SecretStr = SecretStr("")
     """Fernet key(s) sealing the upstream secrets the admin API writes (`libs.common.sealing`)."""
     audit_journal_dir: str = ""

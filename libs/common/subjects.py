@@ -36,6 +36,7 @@ __all__ = [
     "JS_ACK",
     "JS_API",
     "JS_FLOW_CONTROL",
+    "KV_ADMIN",
     "KV_CATALOG",
     "KV_KEYS",
     "KV_LLM",
@@ -285,6 +286,12 @@ KV_CATALOG: Final = "bastion_catalog"
 KV_PINS: Final = "bastion_pins"
 """`def.<server>.<kind>.<name>` -> `PinRecord` (a definition's approved and pending versions),
 `baseline.<server>` -> `PinBaseline` (`libs.common.pins`, docs/supply-chain.md)."""
+
+KV_ADMIN: Final = "bastion_admin"
+"""The admin service's principals and their credentials (`libs.common.admin_principals`):
+`principal.<hex of the name>`, `token.<sha256 of the token>`, `role.<name>` (custom roles),
+`session.<sha256 of the session id>`, `login.<sha256 of the state>`. Tokens and sessions are kept
+only as their sha256; only the admin role may read or write it."""
 
 KV_SESSIONS: Final = "bastion_sessions"
 """`<session>.level` and `<session>.sub.<uri hash>` -> what an agent session asked for (its log level,

@@ -71,6 +71,9 @@ _ADDED_COLUMNS: Final = {
     "seq": "UInt64",
     "prev_hash": "String",
     "hash": "String",
+    # issue 26: admin changes name the principal's roles and address besides the principal (`actor`)
+    "actor_role": "LowCardinality(Nullable(String))",
+    "actor_address": "Nullable(String)",
 }
 """Columns added after the table was first released, in order: a table created by an older
 version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its

@@ -76,6 +76,8 @@ def test_columns_added_later_reach_older_tables_by_migration_never_by_a_drop() -
         "seq",
         "prev_hash",
         "hash",
+        "actor_role",
+        "actor_address",
     ]
     for column in added:
         assert f"    {column}" in create  # a new table has them from the start
