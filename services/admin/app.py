@@ -1,13 +1,18 @@
-"""The admin service's HTTP app: the admin API, analytics, the dashboard, `/docs`, the index and
-`/healthz`, built from its NATS connection and settings."""
+"""The admin service's HTTP app: the admin API, principals and roles, the audit routes, analytics, the
+dashboard, the browser sign-in, `/docs`, the index and `/healthz`.
+
+Every route is an `AdminRoute` that declares its permission (or `public`), except FastAPI's own
+documentation routes (`DOCS_PATHS`); `tests/integration/test_admin_roles.py` checks each role
+against every route of this app, so a route added without a permission fails the suite.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import version
-from typing import Any
+from typing import Any, Final
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
@@ -16,42 +21,61 @@ from libs.common.messages import AuditEvent
 from libs.common.sealing import Sealer
 from libs.common.settings import AdminSettings
 
-from .analytics import AnalyticsAuth, analytics_router, dashboard_router
-from .api import PREFIX, AdminStore, admin_api
+from .analytics import analytics_router, dashboard_router
+from .api import PREFIX, AdminStore, Authenticator, ChangeLog, admin_api
+from .api.access_routes import access_routes
+from .api.audit_routes import audit_routes
+from .api.errors import bound_route, needs
+from .login import OAuthLogin, login_router
 from .pages import admin_index, start_page
+from .roles import PUBLIC
 from .routing import flat_routes
 
-__all__ = ["VERSION", "build_app"]
+__all__ = ["DOCS_PATHS", "VERSION", "build_app"]
 
 VERSION = version("bastion-gateway")
+DOCS_PATHS: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs/assets"})
+"""FastAPI's own routes (the reference and its assets): public, and not `AdminRoute`s."""
 
 
-def build_app(nc: NATS, settings: AdminSettings, audit: Callable[[AuditEvent], Any]) -> FastAPI:
+def build_app(
+    nc: NATS, settings: AdminSettings, audit: Callable[[AuditEvent], Any], local_url: Callable[[], str]
+) -> FastAPI:
+    """`audit` takes an event per admin change; `local_url()` is this replica's own address once it listens."""
     # /docs serves Swagger UI from the fastapi-offline wheel: it works without internet access
     app: FastAPI = FastAPIOffline(
         title="Bastion admin API", version=VERSION, docs_url="/docs", redoc_url=None, static_url="/docs/assets"
     )
-    js = nc.jetstream()
-    admin = admin_api(js, settings.admin_token, Sealer(settings.secrets_key), nc=nc, audit=audit)
-    app.include_router(admin)
-    analytics_auth = AnalyticsAuth(settings.admin_token, settings.analyst_token, AdminStore(js))
-    app.include_router(analytics_router(nc, analytics_auth))
-    app.include_router(dashboard_router())
+    changes = ChangeLog(audit)
+    store = AdminStore(nc.jetstream(), Sealer(settings.secrets_key), changes)
+    auth = Authenticator(store, settings.admin_bootstrap_token)
+    for router in (
+        admin_api(store, auth, nc, changes),
+        access_routes(store, auth, settings.admin_token_days),
+        audit_routes(nc, auth),
+        analytics_router(nc, auth),
+        dashboard_router(auth),
+        login_router(OAuthLogin(nc, store, settings, changes, local_url), auth),
+    ):
+        app.include_router(router)
     index = admin_index(PREFIX, [getattr(route, "path", "") for route in flat_routes(app.routes)])
     page = start_page(VERSION)
+    pages = APIRouter(route_class=bound_route(auth))
+    public = needs(PUBLIC)
 
-    @app.get("/", include_in_schema=False)
+    @pages.get("/", include_in_schema=False, openapi_extra=public)
     async def start() -> HTMLResponse:
         return HTMLResponse(page)
 
     # a map of the API rather than a part of it: kept out of the OpenAPI document it points to
-    @app.get(PREFIX, include_in_schema=False)
+    @pages.get(PREFIX, include_in_schema=False, openapi_extra=public)
     async def admin_api_index() -> dict[str, Any]:
         return index
 
-    @app.get("/healthz")
+    @pages.get("/healthz", openapi_extra=public)
     async def healthz() -> JSONResponse:
         ready = nc.is_connected
         return JSONResponse({"status": "ok" if ready else "starting"}, status_code=200 if ready else 503)
 
+    app.include_router(pages)
     return app

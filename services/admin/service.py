@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
+from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
 from libs.common import observability, permissions
@@ -25,11 +26,15 @@ from libs.common.metrics import MetricsServer
 from libs.common.nats import connect, drain_or_close, ensure_audit_stream
 from libs.common.settings import AdminSettings
 
+from .api.access_store import AccessStore
+from .api.tables import Buckets
 from .app import build_app
 
 __all__ = ["AdminService"]
 
 log = logging.getLogger(__name__)
+
+_SWEEP_EVERY = 3600.0
 
 
 class _Server(uvicorn.Server):
@@ -48,11 +53,17 @@ class AdminService:
         self._server: _Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self.metrics_server: MetricsServer | None = None
+        self.app: FastAPI | None = None
+        self._sweeping: asyncio.Task[None] | None = None
+        """The HTTP app, once started (`tests/integration/test_admin_roles.py` checks every route of it)."""
 
     @property
     def url(self) -> str:
         """Where this replica answers (its bound address, not the public one)."""
-        return f"http://{self.settings.admin_host}:{self.port}"
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]"}.get(
+            self.settings.admin_host, self.settings.admin_host
+        )
+        return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
         s = self.settings
@@ -68,8 +79,10 @@ class AdminService:
         await self._audit.start()
         if self._journal is not None and (owed := self._journal.replay(self._audit.emit)):
             log.warning("audit journal: re-published %d event(s) a previous process left unacked", owed)
+        self.app = build_app(nc, s, self._audit.emit, lambda: self.url)
+        self._sweeping = asyncio.create_task(self._sweep(AccessStore(Buckets(nc.jetstream()))), name="admin-sweep")
         config = uvicorn.Config(
-            build_app(nc, s, self._audit.emit),
+            self.app,
             host=s.admin_host,
             port=s.admin_port,
             loop="none",
@@ -89,7 +102,22 @@ class AdminService:
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
         log.info("admin API listening on %s/admin/v1", self.url)
 
+    async def _sweep(self, access: AccessStore) -> None:
+        """Every `_SWEEP_EVERY` seconds, forget sessions and sign-ins past their expiry (any replica may:
+        each deletion is revision-checked)."""
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY)
+            try:
+                if swept := await access.sweep():
+                    log.info("forgot %d expired session(s) and sign-in(s)", swept)
+            except Exception as exc:  # NATS away: the next round tries again
+                log.warning("sweeping expired sessions failed: %s", type(exc).__name__)
+
     async def stop(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
         if self._server is not None and self._serving is not None:
             self._server.should_exit = True
             with contextlib.suppress(Exception):

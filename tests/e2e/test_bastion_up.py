@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -179,3 +182,34 @@ async def test_the_stack_is_closed_to_strangers_and_private_on_disk(stack):
     assert loose == []
     for part in ("logs", "clickhouse", "nats/jetstream", "valkey/appendonlydir", "credentials"):
         assert (data_dir / part).is_dir(), f"{part} was not created where expected"
+
+
+def test_the_cli_acts_as_the_stacks_owner_and_ingress_holds_no_admin_credential(stack):
+    """`bastion up` made its owner `local-cli` in KV (no bootstrap token) and keeps its API token in
+    the stack file; the CLI finds both, and the public ingress's process got none of it."""
+    _, _, data_dir, _ = stack
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
+    whoami = subprocess.run(
+        [sys.executable, "-m", "cli", "whoami", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert whoami.returncode == 0, whoami.stderr
+    assert "local-cli" in whoami.stdout and "owner" in whoami.stdout
+    info = json.loads((data_dir / "stack.json").read_text())
+    assert info["admin_token"].startswith("bat_")
+    public = [*_environs("services.ingress"), *_environs("cli.colocated")]  # alone, or with the executor
+    ours = [environ for environ in public if str(data_dir).encode() in environ]
+    assert ours, "no ingress process of this stack found"
+    for environ in ours:
+        assert b"admin.nk" not in environ and info["admin_token"].encode() not in environ
+        assert b"BASTION_ADMIN" not in environ
+
+
+def _environs(module: str) -> list[bytes]:
+    """The environments of the processes running `module` (this machine may run other stacks too)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if proc.name.isdigit() and module in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append((proc / "environ").read_bytes())
+    return found

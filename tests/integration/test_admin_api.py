@@ -17,13 +17,14 @@ from fastapi import FastAPI
 from nats.js.errors import KeyNotFoundError
 
 from libs.common import subjects
+from libs.common.admin_principals import Principal, RoleBinding
 from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
 from libs.common.nats import kv_bucket
 from libs.common.settings import AdminSettings
-from services.admin.api import AdminAuth, AdminStore, admin_router
+from services.admin.api import AdminStore, Authenticator, admin_router
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
-from tests.support.admin_api import ECHO, TOKEN, base_url
+from tests.support.admin_api import ECHO, base_url
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -52,19 +53,24 @@ def assert_error(response: httpx.Response, status: int, *says: str) -> dict[str,
 # ---------------------------------------------------------------- credentials
 
 
-async def test_credentials(admin: AdminService, ingress: IngressService, api: httpx.AsyncClient) -> None:
+async def test_credentials(
+    admin: AdminService, owner_token: str, ingress: IngressService, api: httpx.AsyncClient
+) -> None:
     url = base_url(admin) + "/keys"
     async with httpx.AsyncClient(timeout=10) as anon:
         missing = await anon.get(url)
         assert_error(missing, 401, "Authorization: Bearer")
         assert missing.headers["WWW-Authenticate"].startswith("Bearer")
         assert_error(await anon.get(url, headers={"Authorization": "Basic abc"}), 401)
-        assert_error(await anon.get(url, headers={"Authorization": f"Bearer {TOKEN}x"}), 401, "not the admin token")
-        assert_error(await anon.get(url, headers={"Authorization": f"Bearer {TOKEN[:-1]}"}), 401)
+        wrong = await anon.get(url, headers={"Authorization": f"Bearer {owner_token}x"})
+        assert_error(wrong, 401, "not a valid API token")
+        assert_error(await anon.get(url, headers={"Authorization": f"Bearer {owner_token[:-1]}"}), 401)
         # the credential is checked before the body is even read
         garbage = await anon.post(url, content=b"{not json", headers={"Content-Type": "application/json"})
         assert_error(garbage, 401)
-        huge = await anon.post(url, content=b"x" * (2 * 1024 * 1024), headers={"Authorization": f"Bearer {TOKEN}"})
+        huge = await anon.post(
+            url, content=b"x" * (2 * 1024 * 1024), headers={"Authorization": f"Bearer {owner_token}"}
+        )
         assert_error(huge, 413, "exceeds")
 
         created = (await api.post("/keys", json={"name": "agent", "grants": ["*"]})).json()
@@ -79,15 +85,20 @@ async def test_credentials(admin: AdminService, ingress: IngressService, api: ht
         assert_error(await anon.get(url, headers={"Authorization": f"Bearer {secret}"}), 401)
 
 
-async def test_disabled_without_a_token(nats_url: str) -> None:
+async def test_without_a_bootstrap_token_or_principal_nothing_is_open(nats_url: str) -> None:
     service = AdminService(AdminSettings(nats_url=nats_url, admin_port=0))
     await service.start()
     try:
         async with httpx.AsyncClient(base_url=base_url(service), timeout=10) as client:
-            for method, path in (("GET", "/keys"), ("POST", "/groups"), ("DELETE", "/servers/x")):
+            for method, path in (
+                ("GET", "/keys"),
+                ("POST", "/groups"),
+                ("DELETE", "/servers/x"),
+                ("POST", "/principals"),
+            ):
                 response = await client.request(method, path, headers={"Authorization": "Bearer anything"})
-                assert_error(response, 503, "BASTION_ADMIN_TOKEN")
-            assert_error(await client.get("/keys"), 503, "disabled")
+                assert_error(response, 401, "not a valid API token")
+            assert_error(await client.get("/keys"), 401)
     finally:
         await service.stop()
 
@@ -315,11 +326,14 @@ async def test_a_write_racing_a_patch_gets_409_not_a_lost_update(js: Any) -> Non
     """Without If-Match the PATCH still checks the revision it read: a write landing between its read
     and its write makes it fail, and the other write survives."""
     store = AdminStore(js)
+    owner = Principal(name="racer", kind="automation", roles=[RoleBinding(role="owner")])
+    await store.access.principals.create(owner.name, owner)
+    token, _ = await store.access.issue_token(owner.name, "race", 1, "test")
     app = FastAPI()
-    app.include_router(admin_router(store, AdminAuth(__import__("pydantic").SecretStr(TOKEN), store)))
+    app.include_router(admin_router(store, Authenticator(store)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(
-        transport=transport, base_url="http://admin/admin/v1", headers={"Authorization": f"Bearer {TOKEN}"}
+        transport=transport, base_url="http://admin/admin/v1", headers={"Authorization": f"Bearer {token}"}
     ) as client:
         await client.post("/groups", json={"id": "raced", "tools": ["a/original"]})
         table = store.entities["group"]

@@ -21,18 +21,18 @@ from libs.common.settings import AuditSettings, OAuthSettings
 from services.admin.service import AdminService
 from services.audit import AuditService
 from services.oauth.service import OAuthService
-from tests.support.admin_api import ECHO, TOKEN
+from tests.support.admin_api import ECHO
 
 pytestmark = pytest.mark.integration
 
 
-def _fuzz(openapi: dict[str, Any], base: str, examples: int) -> list[str]:
+def _fuzz(openapi: dict[str, Any], base: str, examples: int, token: str) -> list[str]:
     """Requests generated from the schema, valid and invalid, for every admin operation against the
     live API. Returns what went wrong: a 5xx, a leaked secret, or (for valid requests) an answer
     whose status or body the schema does not document."""
     schema = schemathesis.openapi.from_dict(openapi).include(path_regex="^/admin/")
     failures: list[str] = []
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
 
     def run_cases(strategy: Any, checks: list[Any]) -> None:
         @settings(
@@ -49,7 +49,7 @@ def _fuzz(openapi: dict[str, Any], base: str, examples: int) -> list[str]:
             except (AssertionError, BaseExceptionGroup) as exc:  # a schemathesis Failure or FailureGroup
                 failures.append(f"{case.method} {case.formatted_path}: {str(exc)[:300]}")
                 return
-            if "upstream-secret-value" in response.text or TOKEN in response.text:
+            if "upstream-secret-value" in response.text or token in response.text:
                 failures.append(f"{case.method} {case.formatted_path}: a secret in the answer")
 
         run()
@@ -75,18 +75,23 @@ async def oauth(nats_url: str) -> AsyncIterator[OAuthService]:
 
 
 async def test_schema_driven_requests_never_get_a_5xx(
-    admin: AdminService, api: httpx.AsyncClient, oauth: OAuthService, nats_url: str, tmp_path: Path
+    admin: AdminService,
+    owner_token: str,
+    api: httpx.AsyncClient,
+    oauth: OAuthService,
+    nats_url: str,
+    tmp_path: Path,
 ) -> None:
     # the analytics routes ask the audit service, which owns the store: without it they answer 503
     audit = AuditService(AuditSettings(nats_url=nats_url, clickhouse_url=f"chdb://{tmp_path / 'ch'}"))
     await audit.start()
     try:
-        await _fuzz_everything(admin, api)
+        await _fuzz_everything(admin, owner_token, api)
     finally:
         await audit.stop()
 
 
-async def _fuzz_everything(admin: AdminService, api: httpx.AsyncClient) -> None:
+async def _fuzz_everything(admin: AdminService, owner_token: str, api: httpx.AsyncClient) -> None:
     await api.post("/groups", json={"id": "g1"})
     await api.post("/servers", json={"name": "echo", "config": ECHO})
     root = admin.url
@@ -94,5 +99,5 @@ async def _fuzz_everything(admin: AdminService, api: httpx.AsyncClient) -> None:
         openapi = (await client.get(root + "/openapi.json")).json()
     # blocking HTTP from a worker thread while this loop serves it; the bound is a hang guard, not a
     # speed bar (it took over 90 s once on a 2-core machine at load 15)
-    failures = await asyncio.wait_for(asyncio.to_thread(_fuzz, openapi, root, 12), 600)
+    failures = await asyncio.wait_for(asyncio.to_thread(_fuzz, openapi, root, 12, owner_token), 600)
     assert not failures, "\n".join(failures[:10])

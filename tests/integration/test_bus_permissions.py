@@ -44,6 +44,7 @@ KV_BUCKETS = (
     s.KV_OAUTH_PUBLIC,
     s.KV_OAUTH_REVOKED,
     s.KV_OAUTH_UPSTREAM,
+    s.KV_ADMIN,
 )
 API = s.JS_API
 
@@ -163,8 +164,15 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_OAUTH_REVOKED}.some-key": {OAUTH},
     f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH)}.{s.KV_ROOT}.{s.KV_OAUTH}.some-key": {OAUTH},
     f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH_UPSTREAM)}.{s.KV_ROOT}.{s.KV_OAUTH_UPSTREAM}.some-key": {OAUTH},
-    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH_PUBLIC)}.{s.KV_ROOT}.{s.KV_OAUTH_PUBLIC}.some-key": {OAUTH, INGRESS},
-    s.OAUTH_HTTP: {INGRESS},
+    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_OAUTH_PUBLIC)}.{s.KV_ROOT}.{s.KV_OAUTH_PUBLIC}.some-key": {
+        OAUTH,
+        INGRESS,
+        ADMIN,
+    },
+    # issue 26: the admin principals, their token digests and sessions: the admin role's alone
+    f"{s.KV_ROOT}.{s.KV_ADMIN}.some-key": {ADMIN},
+    f"{API}.DIRECT.GET.{s.kv_stream(s.KV_ADMIN)}.{s.KV_ROOT}.{s.KV_ADMIN}.some-key": {ADMIN},
+    s.OAUTH_HTTP: {INGRESS, ADMIN},  # ADMIN: the admin service's sign-in, as an OAuth client
     s.OAUTH_PASSWORD: {ADMIN},
     s.OAUTH_UPSTREAM_LINK: {ADMIN},
     s.OAUTH_UPSTREAM_TOKEN: {EXECUTOR},

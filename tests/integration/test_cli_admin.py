@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -20,7 +19,6 @@ from cli.stackfile import write_stack
 from libs.common import subjects
 from libs.common.messages import KeyRecord
 from libs.common.nats import kv_bucket
-from libs.common.settings import AdminSettings
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.polling import poll_until
@@ -28,26 +26,16 @@ from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "cli-test-admin-token-000000000000"
-
-
-@pytest.fixture
-async def admin(nats_url: str) -> AsyncIterator[AdminService]:
-    service = AdminService(AdminSettings(nats_url=nats_url, admin_port=0, admin_token=TOKEN))
-    await service.start()
-    yield service
-    await service.stop()
-
 
 class Cli:
-    def __init__(self, url: str, cwd: Path) -> None:
-        self.url, self.cwd = url, cwd
+    def __init__(self, url: str, cwd: Path, token: str) -> None:
+        self.url, self.cwd, self.token = url, cwd, token
 
     async def __call__(
         self, *args: str, auth: bool = True, env: dict[str, str] | None = None, stdin: bytes | None = None
     ) -> tuple[int, str, str]:
         """Run `bastion ARGS` without blocking the loop that serves the API (`stdin` fed to it)."""
-        flags = ["--admin-url", self.url, "--admin-token", TOKEN] if auth else []
+        flags = ["--admin-url", self.url, "--admin-token", self.token] if auth else []
         clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "cli", *args[:2], *flags, *args[2:],
@@ -60,8 +48,8 @@ class Cli:
 
 
 @pytest.fixture
-def cli(admin: AdminService, tmp_path: Path) -> Cli:
-    return Cli(admin.url, tmp_path)
+def cli(admin: AdminService, owner_token: str, tmp_path: Path) -> Cli:
+    return Cli(admin.url, tmp_path, owner_token)
 
 
 async def ok(cli: Cli, *args: str) -> str:
@@ -187,7 +175,7 @@ async def test_errors_are_one_line_with_exit_codes(cli: Cli, tmp_path: Path) -> 
 
 
 async def test_settings_from_environment_and_stack_file(cli: Cli, tmp_path: Path) -> None:
-    env = {"BASTION_ADMIN_URL": cli.url, "BASTION_ADMIN_TOKEN": TOKEN}
+    env = {"BASTION_ADMIN_URL": cli.url, "BASTION_ADMIN_TOKEN": cli.token}
     code, out, _ = await cli("groups", "list", auth=False, env=env)
     assert code == 0 and "0 group(s)" in out
 
@@ -196,7 +184,7 @@ async def test_settings_from_environment_and_stack_file(cli: Cli, tmp_path: Path
     try:
         data_dir = tmp_path / "data"
         data_dir.mkdir()
-        write_stack(data_dir, {"pid": stand_in.pid, "admin_url": cli.url + "/admin/v1", "admin_token": TOKEN})
+        write_stack(data_dir, {"pid": stand_in.pid, "admin_url": cli.url + "/admin/v1", "admin_token": cli.token})
         code, out, err = await cli("groups", "list", "--data-dir", str(data_dir), auth=False)
         assert code == 0 and "0 group(s)" in out, err
         # the stack's token is never sent to another URL
@@ -226,3 +214,59 @@ async def test_llm_providers(cli: Cli, nats_url: str) -> None:
     assert code == 2 and "at least one --model" in one_line_error(err)
     assert "removed llm provider 'ollama'" in await ok(cli, "llm-providers", "remove", "ollama")
     assert "qwen3" not in await ok(cli, "llm-providers", "list")
+
+
+async def test_keys_with_code_mode_and_agent_mode(cli: Cli, nats_url: str) -> None:
+    """Issue 24 item 11: `keys create` sets Code Mode and agent mode, and `keys list`/`show` say so."""
+    out = await ok(cli, "keys", "create", "coder", "--grant", "echo/*", "--code-mode")
+    coder = out.strip().splitlines()[-1]
+    await ok(cli, "keys", "create", "agent", "--grant", "echo/*", "--agent", "echo__*", "--agent-depth", "3")
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+        record = KeyRecord.model_validate_json((await kv.get(hashlib.sha256(coder.encode()).hexdigest())).value)
+    finally:
+        await nc.close()
+    assert record.code_mode is True and record.agent is None
+    agent = json.loads(await ok(cli, "keys", "show", "agent", "--json"))
+    assert (agent["code_mode"], agent["agent"]) == (False, {"tools_to_auto_execute": ["echo__*"], "max_depth": 3})
+    listing = await ok(cli, "keys", "list")
+    assert "code mode" in listing and "agent: echo__* (depth 3)" in listing
+    assert "mode       agent: echo__* (depth 3)" in await ok(cli, "keys", "show", "agent")
+    code, _, err = await cli("keys", "create", "half", "--agent-depth", "2")
+    assert code == 2 and "--agent-depth needs --agent" in one_line_error(err)
+
+
+async def test_principals_roles_and_whoami(cli: Cli) -> None:
+    """A principal with a token made from the terminal, then used: it is who `whoami` says, and a key
+    manager of one team lists only that team's keys."""
+    await ok(cli, "teams", "create", "pay", "--name", "Payments")
+    await ok(cli, "keys", "create", "pay-key", "--team", "pay")
+    await ok(cli, "keys", "create", "other-key")
+    out = await ok(cli, "principals", "create", "km@example.com", "--person", "--role", "key_manager@team:pay",
+                   "--token", "--days", "7")  # fmt: skip
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("bat_") and "shown once" in out and "key_manager@team:pay" in out
+    listed = await ok(cli, "principals", "list")
+    assert "km@example.com" in listed and "person" in listed and token not in listed
+    assert "1 token(s) of km@example.com" in await ok(cli, "principals", "tokens", "km@example.com")
+
+    km = Cli(cli.url, cli.cwd, token)
+    assert "km@example.com" in await ok(km, "whoami") and "keys:write for team:pay only" in await ok(km, "whoami")
+    keys = await ok(km, "keys", "list")
+    assert "pay-key" in keys and "other-key" not in keys
+    code, _, err = await km("servers", "list")
+    assert code == 1 and "lacks the permission 'servers:read'" in one_line_error(err) and "[HTTP 403]" in err
+
+    await ok(cli, "roles", "create", "approver", "--permission", "tools:approve", "--permission", "servers:read")
+    assert "approver (custom)" in await ok(cli, "roles", "list")
+    assert "tools:approve" in await ok(cli, "roles", "permissions")
+    code, _, err = await cli("principals", "create", "x", "--role", "owner@planet:mars")
+    assert code == 2 and "ROLE@team:ID" in one_line_error(err)
+
+    rotated = await ok(
+        cli, "principals", "rotate-token", "km@example.com", hashlib.sha256(token.encode()).hexdigest()[:8]
+    )
+    assert rotated.strip().splitlines()[-1].startswith("bat_")
+    code, _, err = await km("whoami")
+    assert code == 1 and "[HTTP 401]" in one_line_error(err)

@@ -21,18 +21,18 @@ from libs.common.settings import AdminSettings, AuditSettings
 from services.admin.service import AdminService
 from services.audit import AuditService
 from tests.integration.test_dashboard import _Dom
+from tests.support.admin_api import seeded_token
 from tests.support.analytics_data import stored_through_the_pipeline
 from tests.support.chromium import dump_dom
 
 pytestmark = pytest.mark.integration
-
-ANALYST = "analyst-token-for-the-first-hour-test-1"
 
 
 @dataclass
 class Run:
     base: str
     events: list[AuditEvent]
+    analyst: str
 
 
 def _events(now: float) -> list[AuditEvent]:
@@ -47,7 +47,7 @@ def _events(now: float) -> list[AuditEvent]:
         event(3, key_id="k1", key_name="alice", kind="code_run", tool="execute_code", name="execute_code"),
         event(4, key_id="k1", key_name="alice", kind="code_mode", tool="search_tools", name="search_tools"),
         event(5, key_id="k1", key_name="alice", kind="llm_request", server="openai", tool="gpt-4o", name="gpt-4o"),
-        event(6, kind="admin", tool="key.create", name="key.create", actor="admin-token@127.0.0.1"),
+        event(6, kind="admin", tool="key.create", name="key.create", actor="alice@example.com"),
     ]
 
 
@@ -58,17 +58,15 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     audit = AuditService(
         AuditSettings(nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'ch'}", batch_size=50, flush_interval=0.05)
     )
-    admin = AdminService(
-        AdminSettings(
-            nats_url=server.url, admin_port=0, admin_token="admin-token-first-hour-000", analyst_token=ANALYST
-        )
-    )
     events = _events(time.time())
+    admin = AdminService(AdminSettings(nats_url=server.url, admin_port=0))
     try:
         await audit.start()
         await admin.start()
+        # made in KV directly: the admin service's own events (principals made through it) would count
+        analyst = await seeded_token(server.url, "ann@example.com", {"role": "analyst"}, kind="person")
         await stored_through_the_pipeline(server.url, audit, events)
-        yield Run(admin.url, events)
+        yield Run(admin.url, events, analyst)
     finally:
         await admin.stop()
         await audit.stop()
@@ -76,7 +74,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
 
 
 async def test_operations_without_a_server_are_labelled_and_providers_are_not_servers(run: Run) -> None:
-    headers = {"Authorization": f"Bearer {ANALYST}"}
+    headers = {"Authorization": f"Bearer {run.analyst}"}
     async with httpx.AsyncClient(base_url=run.base, headers=headers, timeout=30) as http:
         servers = (await http.get("/admin/v1/analytics/panels/servers")).json()["rows"]
         providers = (await http.get("/admin/v1/analytics/panels/providers")).json()["rows"]
@@ -89,7 +87,7 @@ async def test_operations_without_a_server_are_labelled_and_providers_are_not_se
 
 
 async def test_the_first_hour_renders_with_labels_a_latency_point_and_free_spend(run: Run, tmp_path: Path) -> None:
-    html = await dump_dom(f"{run.base}/dashboard#token={ANALYST}", tmp_path / "profile")
+    html = await dump_dom(f"{run.base}/dashboard#token={run.analyst}", tmp_path / "profile")
     dom = _Dom()
     dom.feed(html)
     assert dom.body.get("data-state") == "ready", dom.by_id.get("status")

@@ -88,9 +88,8 @@ async def test_sdk_oauth_client_logs_in_then_lists_and_calls_tools_as_the_user(g
 
 
 async def test_cli_creates_a_user_with_a_password_who_can_then_log_in(nats_url, redis_url, tmp_path):
-    token = "oauth-test-admin-token-00000000000"
     async with running_gateway(
-        nats_url, redis_url, tmp_path, oauth_config(), oauth=True, secrets_key=new_key(), admin_token=token
+        nats_url, redis_url, tmp_path, oauth_config(), oauth=True, secrets_key=new_key(), admin=True
     ) as gateway:
         base = gateway.url.removesuffix("/mcp")
         flags = ["--admin-url", gateway.admin_api, "--admin-token", gateway.admin_token]

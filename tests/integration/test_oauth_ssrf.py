@@ -28,7 +28,6 @@ from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oa
 pytestmark = pytest.mark.integration
 
 REDIRECT = "http://127.0.0.1:33422/callback"
-ADMIN_TOKEN = "admin-token-for-the-ssrf-tests-000"
 
 
 def _authorize_url(base: str, client_id: str) -> str:
@@ -76,7 +75,6 @@ async def test_an_upstreams_metadata_on_an_internal_address_is_refused(nats_url,
             redis_url,
             tmp_path,
             default_config({server: {"url": f"{upstream}/mcp"}}),
-            ADMIN_TOKEN,
             allow_private=False,
         ) as (gateway, _public):
             health, error = await poll_until(
@@ -116,7 +114,6 @@ async def test_an_allow_listed_internal_host_is_reached_and_the_others_still_ref
             redis_url,
             tmp_path,
             default_config(servers),
-            ADMIN_TOKEN,
             allow_private=False,
             oauth_options={
                 "upstream_oauth_allow_hosts": ["localhost"],

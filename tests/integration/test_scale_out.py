@@ -32,7 +32,6 @@ from tests.support.replicas import AlternatingTransport, ExecutorProcess
 pytestmark = pytest.mark.integration
 
 SECRET = "shared-session-secret-for-tests-0001"
-ADMIN_TOKEN = "test-admin-token-scale-out-0123456789"
 
 
 def _text(result: CallToolResult) -> str:
@@ -129,7 +128,7 @@ async def _tool_names(client: Client) -> set[str]:
 
 
 async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, admin_token=ADMIN_TOKEN) as gw:
+    async with running_gateway(nats_url, redis_url, tmp_path, admin=True) as gw:
         services_before = list(gw.services)
         stop, answers = asyncio.Event(), []
         steady = asyncio.create_task(_keep_calling(gw, stop, answers))

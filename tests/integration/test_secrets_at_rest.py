@@ -31,7 +31,6 @@ pytestmark = pytest.mark.integration
 
 UPSTREAM_TOKEN = "upstream-token-sealed-4b1d"
 ENV_SECRET = "env-secret-value-9c2e"
-ADMIN_TOKEN = "admin-token-for-sealing-test-0"
 
 
 def _config(extra: dict[str, object] | None = None) -> dict[str, object]:
@@ -120,9 +119,7 @@ async def test_the_executor_opens_sealed_headers_and_the_admin_api_never_shows_t
     config = default_config(
         {"unlocked": {"url": locked_upstream, "headers": {"Authorization": f"Bearer {UPSTREAM_TOKEN}"}}}
     )
-    async with running_gateway(
-        nats_url, redis_url, tmp_path, config, admin_token=ADMIN_TOKEN, secrets_key=key
-    ) as gateway:
+    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, secrets_key=key) as gateway:
         async with gateway.client(ADMIN_KEY) as client:
             result = await client.call_tool("unlocked__echo", {"text": "through sealed headers"})
             assert result.content[0].text == "through sealed headers"

@@ -32,13 +32,12 @@ from services.audit.service import AuditService
 from services.executor.service import ExecutorService
 from services.ingress.service import IngressService
 from services.policy.service import PolicyService
+from tests.support.admin_api import BOOTSTRAP, first_owner
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.llm_provider import Reply, scripted_provider
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
-
-ADMIN_TOKEN = "admin-token-secured-gateway-00"
 
 
 class Refusals(logging.Handler):
@@ -55,7 +54,9 @@ class Refusals(logging.Handler):
 
 
 @contextlib.asynccontextmanager
-async def secured_stack(tmp_path: Path) -> AsyncIterator[tuple[StackCredentials, EmbeddedNats, list[IngressService]]]:
+async def secured_stack(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[StackCredentials, EmbeddedNats, tuple[AdminService, IngressService, str]]]:
     creds = make_credentials(tmp_path, {})
     bus = EmbeddedNats(tmp_path / "nats", authorization=creds.authorization).start()
     valkey = EmbeddedValkey(tmp_path / "valkey", password=creds.valkey_password).start()
@@ -98,7 +99,7 @@ async def secured_stack(tmp_path: Path) -> AsyncIterator[tuple[StackCredentials,
                 **common,
                 admin_port=0,
                 nats_nkey_seed_file=creds.seed_file(ADMIN),
-                admin_token=ADMIN_TOKEN,
+                admin_bootstrap_token=BOOTSTRAP,
                 secrets_key=creds.secrets_key,
             )
         )
@@ -106,7 +107,7 @@ async def secured_stack(tmp_path: Path) -> AsyncIterator[tuple[StackCredentials,
         for front in (admin_service, public_replica):
             await front.start()
             started.append(front)
-        yield creds, bus, (admin_service, public_replica)
+        yield creds, bus, (admin_service, public_replica, await first_owner(admin_service))
     finally:
         for service in reversed(started):
             await service.stop()
@@ -118,14 +119,14 @@ async def test_each_service_does_its_job_with_only_its_own_credentials(tmp_path:
     refusals = Refusals()
     logging.getLogger().addHandler(refusals)
     try:
-        async with secured_stack(tmp_path) as (creds, bus, (admin_service, public_replica)):
+        async with secured_stack(tmp_path) as (creds, bus, (admin_service, public_replica, owner)):
             public = Gateway(public_replica.url, bus.url, parse_config(default_config()), public_replica)
             await public.wait_for_servers("echo", "notes")  # sealed config, opened by the executor
             async with public.client(ADMIN_KEY) as client:
                 added = await client.call_tool("echo__add", {"a": 20, "b": 22})  # signed by policy, run
                 assert added.structured_content == {"result": 42}
 
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {owner}"}) as http:
                 admin = admin_service.url + "/admin/v1"
                 made = await http.post(f"{admin}/keys", json={"name": "made-live", "grants": ["echo/echo"]})
                 assert made.status_code == 201, made.text
@@ -164,8 +165,11 @@ async def test_the_llm_side_runs_with_only_each_services_own_credentials(tmp_pat
     refusals = Refusals()
     logging.getLogger().addHandler(refusals)
     try:
-        async with scripted_provider() as provider, secured_stack(tmp_path) as (_, _bus, (admin_service, public)):
-            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}) as http:
+        async with (
+            scripted_provider() as provider,
+            secured_stack(tmp_path) as (_, _bus, (admin_service, public, owner)),
+        ):
+            async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {owner}"}) as http:
                 admin = admin_service.url + "/admin/v1"
                 config = {"base_url": provider.base_url, "api_key": "sk-secured-provider-key", "models": ["gpt-sec"]}
                 added = await http.post(f"{admin}/llm-providers", json={"name": "scripted", "config": config})

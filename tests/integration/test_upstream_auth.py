@@ -12,7 +12,6 @@ from tests.support.polling import poll_until
 pytestmark = pytest.mark.integration
 
 UPSTREAM_TOKEN = "upstream-token-7f3a9c"
-ADMIN_TOKEN = "admin-token-for-auth-test-000"
 
 
 async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_url, tmp_path):
@@ -23,7 +22,7 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
                 "unlocked": {"url": url, "headers": {"Authorization": f"Bearer {UPSTREAM_TOKEN}"}},
             }
         )
-        async with running_gateway(nats_url, redis_url, tmp_path, config, admin_token=ADMIN_TOKEN) as gateway:
+        async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True) as gateway:
             catalog = gateway.ingress.catalog
             await poll_until(
                 lambda: (s := catalog.server_status("down-locked")) is not None and s.health == "needs_auth",

@@ -26,7 +26,6 @@ from tests.support.upstream_login import follow_authorization_link, gateway_for_
 pytestmark = pytest.mark.integration
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
-ADMIN_TOKEN = "admin-token-for-token-exchange-00"
 ALICE_KEY = "bk_test_alice_exchange_key_00000"
 BOB_KEY = "bk_test_bob_exchange_key_0000000"
 FIRST, SECOND = "down-tracker", "down-tracker-sse"  # "down*": running_gateway does not wait for them
@@ -88,7 +87,7 @@ async def test_a_second_resource_of_the_same_authorization_server_needs_no_secon
     nats_url, redis_url, tmp_path
 ) -> None:
     with running_oauth_upstream() as base:
-        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN) as (
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (
             gateway,
             public,
         ):

@@ -22,9 +22,6 @@ from tests.support.upstream_login import gateway_for_oauth_upstreams, log_in, ru
 pytestmark = pytest.mark.integration
 
 
-ADMIN_TOKEN = "admin-token-for-oauth-upstream-0"
-
-
 def _health(gateway: Gateway, server: str) -> str | None:
     status = gateway.ingress.catalog.server_status(server)
     return status.health if status is not None else None
@@ -82,9 +79,10 @@ async def test_admin_authorizes_through_bastion_then_calls_refresh_and_fall_back
     with running_oauth_upstream() as base:
         server = "down-oauth"  # "down*": running_gateway does not wait for it to be ready
         entry = {"url": f"{base}/mcp"} if transport == "http" else {"url": f"{base}/sse", "type": "sse"}
-        async with gateway_for_oauth_upstreams(
-            nats_url, redis_url, tmp_path, default_config({server: entry}), ADMIN_TOKEN
-        ) as (gateway, public):
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, default_config({server: entry})) as (
+            gateway,
+            public,
+        ):
             await poll_until(lambda: _health(gateway, server) == "needs_auth", "needs_auth", 30)
             await _authorize_as_admin(gateway, public, base, server, "admin-ann")
             await poll_until(lambda: _ready(gateway, server), "ready after authorization", 30)

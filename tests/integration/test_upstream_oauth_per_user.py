@@ -26,7 +26,6 @@ from tests.support.upstream_login import follow_authorization_link, gateway_for_
 pytestmark = pytest.mark.integration
 
 
-ADMIN_TOKEN = "admin-token-for-per-user-oauth-00"
 ALICE_KEY = "bk_test_alice_key_000000000000000"
 BOB_KEY = "bk_test_bob_key_00000000000000000"
 SERVER = "down-peruser"  # "down*": running_gateway does not wait for it to be ready
@@ -78,7 +77,7 @@ async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
     caplog.set_level(logging.DEBUG)
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(
-            nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN, codemode=CodeModeSettings(sandbox_workers=1)
+            nats_url, redis_url, tmp_path, config(base), codemode=CodeModeSettings(sandbox_workers=1)
         ) as (gateway, public):
             await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
             async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
@@ -117,7 +116,7 @@ async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
 
 async def test_each_user_calls_with_their_own_token_never_another_users(nats_url, redis_url, tmp_path) -> None:
     with running_oauth_upstream() as base:
-        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base), ADMIN_TOKEN) as (
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (
             gateway,
             public,
         ):

@@ -1,30 +1,114 @@
-"""The admin service in-process, with an ingress beside it to see changes arrive: fixtures `admin`,
-`api` and `ingress` (a pytest plugin, registered in tests/conftest.py; a module may define its own,
-which wins)."""
+"""The admin service in-process, its first owner made with the bootstrap token, and an ingress beside it
+to see changes arrive: fixtures `admin`, `owner_token`, `api` and `ingress` (a pytest plugin,
+registered in tests/conftest.py; a module may define its own, which wins), and `principal_token` for
+a principal of any role."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from libs.common.admin_principals import Principal, RoleBinding
+from libs.common.nats import connect
 from libs.common.settings import AdminSettings, IngressSettings
+from services.admin.api.access_store import AccessStore
+from services.admin.api.tables import Buckets
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
 
-__all__ = ["ECHO", "TOKEN", "admin", "api", "base_url", "ingress"]
+__all__ = [
+    "BOOTSTRAP",
+    "ECHO",
+    "admin",
+    "api",
+    "base_url",
+    "first_owner",
+    "ingress",
+    "owner_token",
+    "principal_token",
+    "running_admin",
+    "seeded_token",
+]
 
-TOKEN = "test-admin-token-0123456789abcdef"
+BOOTSTRAP = "test-bootstrap-token-0123456789abcdef"
 ECHO = {"command": "python", "args": ["echo_server.py"], "env": {"API_TOKEN": "upstream-secret-value"}}
 
 
-@pytest.fixture
-async def admin(nats_url: str) -> AsyncIterator[AdminService]:
-    service = AdminService(AdminSettings(nats_url=nats_url, admin_port=0, admin_token=TOKEN))
+def base_url(service: AdminService) -> str:
+    return f"{service.url}/admin/v1"
+
+
+async def first_owner(service: AdminService, name: str = "test-owner") -> str:
+    """The bootstrap token's one job: an owner, with an API token (returned)."""
+    body = {"name": name, "kind": "automation", "roles": [{"role": "owner"}], "token": {"label": "tests"}}
+    async with httpx.AsyncClient(timeout=10) as http:
+        made = await http.post(
+            f"{base_url(service)}/principals", json=body, headers={"Authorization": f"Bearer {BOOTSTRAP}"}
+        )
+    assert made.status_code == 201, made.text
+    secret: str = made.json()["token"]["secret"]
+    return secret
+
+
+async def principal_token(
+    service: AdminService, owner: str, name: str, *roles: dict[str, Any], kind: str = "automation"
+) -> str:
+    """A principal holding `roles` (`{"role": "analyst"}`, `{"role": "key_manager", "team_id": "a"}`),
+    made by the owner; returns its API token."""
+    body = {"name": name, "kind": kind, "roles": list(roles), "token": {"label": "tests"}}
+    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {owner}"}) as http:
+        made = await http.post(f"{base_url(service)}/principals", json=body)
+    assert made.status_code == 201, made.text
+    secret: str = made.json()["token"]["secret"]
+    return secret
+
+
+async def seeded_token(nats_url: str, name: str, *roles: dict[str, Any], kind: str = "automation") -> str:
+    """A principal and its API token written straight into KV `bastion_admin`, as `bastion up` makes its
+    owner: no admin event is published (for tests that count the audit trail's events)."""
+    nc = await connect(nats_url, "test-seed")
+    try:
+        access = AccessStore(Buckets(nc.jetstream()))
+        bindings = [RoleBinding.model_validate(role) for role in roles]
+        await access.principals.create(name, Principal(name=name, kind=kind, roles=bindings))  # type: ignore[arg-type]
+        secret, _ = await access.issue_token(name, "tests", 1, "tests")
+    finally:
+        await nc.close()
+    return secret
+
+
+@contextlib.asynccontextmanager
+async def running_admin(nats_url: str, **settings: Any) -> AsyncIterator[tuple[AdminService, str]]:
+    """An admin service on a free port and its first owner's token."""
+    service = AdminService(
+        AdminSettings(nats_url=nats_url, admin_port=0, admin_bootstrap_token=SecretStr(BOOTSTRAP), **settings)
+    )
     await service.start()
-    yield service
-    await service.stop()
+    try:
+        yield service, await first_owner(service)
+    finally:
+        await service.stop()
+
+
+@pytest.fixture
+async def admin_and_owner(nats_url: str) -> AsyncIterator[tuple[AdminService, str]]:
+    async with running_admin(nats_url) as both:
+        yield both
+
+
+@pytest.fixture
+def admin(admin_and_owner: tuple[AdminService, str]) -> AdminService:
+    return admin_and_owner[0]
+
+
+@pytest.fixture
+def owner_token(admin_and_owner: tuple[AdminService, str]) -> str:
+    return admin_and_owner[1]
 
 
 @pytest.fixture
@@ -36,12 +120,8 @@ async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
     await service.stop()
 
 
-def base_url(service: AdminService) -> str:
-    return f"{service.url}/admin/v1"
-
-
 @pytest.fixture
-async def api(admin: AdminService) -> AsyncIterator[httpx.AsyncClient]:
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+async def api(admin: AdminService, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {owner_token}"}
     async with httpx.AsyncClient(base_url=base_url(admin), headers=headers, timeout=10) as client:
         yield client

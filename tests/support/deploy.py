@@ -109,15 +109,19 @@ def up_private_variables() -> dict[str, frozenset[str]]:
     )
     endpoints = Endpoints("nats://n:4222", "redis://r:6379/0", "http://c:8123/db", "127.0.0.1", 8420, Path("/data"))
     optional = {"BASTION_OIDC_CLIENT_SECRET": "o", "BASTION_VAULT_TOKEN": "t"}
-    specs = service_specs(parse_config({}, "test"), endpoints, "s", optional, "a", creds, {})
+    specs = service_specs(parse_config({}, "test"), endpoints, "s", optional, creds, {})
     return {
         spec.name: frozenset(k for k in _PRIVATE_VARIABLES if (spec.env or {}).get(k) and k not in optional)
         for spec in specs
     }
 
 
-UP_OPTIONAL_SECRETS: frozenset[str] = frozenset({"BASTION_OIDC_CLIENT_SECRET", "BASTION_VAULT_TOKEN"})
-"""Secrets `bastion up` passes on (to oauth) only when they are set: a deployment may omit them."""
+UP_OPTIONAL_SECRETS: frozenset[str] = frozenset(
+    {"BASTION_OIDC_CLIENT_SECRET", "BASTION_VAULT_TOKEN", "BASTION_ADMIN_BOOTSTRAP_TOKEN"}
+)
+"""Secrets a deployment may omit: those `bastion up` passes on (to oauth) only when they are set, and
+the admin service's bootstrap token (`bastion up` makes its owner without one; a deployment drops it
+once it has one)."""
 
 
 def _cli_variables() -> frozenset[str]:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
 
 from cli.apply import apply_config
 from libs.common import local_lane
@@ -42,6 +43,7 @@ from services.executor.service import ExecutorService
 from services.ingress.service import IngressService
 from services.oauth.service import OAuthService
 from services.policy.service import PolicyService
+from tests.support.admin_api import BOOTSTRAP, first_owner
 from tests.support.polling import poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,13 +98,14 @@ class Gateway:
     ingress: IngressService
     services: list[Any] = field(default_factory=list)
     admin: AdminService | None = None
-    """The admin service, when the gateway was started with an admin token."""
+    """The admin service, when the gateway was started with `admin=True`."""
     admin_token: str = ""
+    """Its first owner's API token (made with the bootstrap token)."""
 
     @property
     def admin_api(self) -> str:
         """The admin API's root (`http://127.0.0.1:<admin port>/admin/v1`)."""
-        assert self.admin is not None, "start the gateway with admin_token=... to get the admin service"
+        assert self.admin is not None, "start the gateway with admin=True to get the admin service"
         return f"{self.admin.url}/admin/v1"
 
     @property
@@ -158,7 +161,7 @@ async def running_gateway(
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
     lane: bool = False,
-    admin_token: str = "",
+    admin: bool = False,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
@@ -168,8 +171,8 @@ async def running_gateway(
     when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
     `ExecutorSettings`, `policy_options` further `PolicySettings`. `codemode` starts the codemode
     service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
-    every service on a free port each (`service.metrics_server.url`). `admin_token` starts the admin
-    service too (`Gateway.admin_api`, `Gateway.admin_headers`). `lane`: every service's connection
+    every service on a free port each (`service.metrics_server.url`). `admin` starts the admin service
+    too, with a first owner (`Gateway.admin_api`, `Gateway.admin_headers`). `lane`: every service's connection
     joins one in-process lane (`libs.common.local_lane`), as co-located services do."""
     own = {"metrics_port": 0} if metrics else {}
     config = parse_config(raw_config or default_config())
@@ -221,11 +224,16 @@ async def running_gateway(
                 [
                     AdminService(
                         AdminSettings(
-                            nats_url=nats_url, admin_port=0, admin_token=admin_token, secrets_key=secrets_key, **own
+                            nats_url=nats_url,
+                            admin_port=0,
+                            admin_bootstrap_token=SecretStr(BOOTSTRAP),
+                            secrets_key=SecretStr(secrets_key),
+                            **own,
+                            **_public_url(ingress),
                         )
                     )
                 ]
-                if admin_token
+                if admin
                 else []
             ),
         ):
@@ -235,8 +243,9 @@ async def running_gateway(
         await front.start()
         started.append(front)
         joining.close()  # the test's own connections stay off it
-        admin = next((s for s in started if isinstance(s, AdminService)), None)
-        gateway = Gateway(front.url, nats_url, config, front, started, admin, admin_token)
+        service = next((s for s in started if isinstance(s, AdminService)), None)
+        owner = await first_owner(service) if service is not None else ""
+        gateway = Gateway(front.url, nats_url, config, front, started, service, owner)
         if executor:
             await gateway.wait_for_servers(
                 *(n for n, s in config.mcp_servers.items() if not s.disabled and not n.startswith("down"))

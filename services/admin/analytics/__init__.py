@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from .routes import DASHBOARD_PATH, AnalyticsAuth, analytics_router, dashboard_router
+from .routes import DASHBOARD_PATH, analytics_router, dashboard_router
 
-__all__ = ["DASHBOARD_PATH", "AnalyticsAuth", "analytics_router", "dashboard_router"]
+__all__ = ["DASHBOARD_PATH", "analytics_router", "dashboard_router"]

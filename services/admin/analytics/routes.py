@@ -1,25 +1,25 @@
 """HTTP layer of analytics: `POST /admin/v1/analytics/query`, `GET /admin/v1/analytics/panels/{name}`
 and the `/dashboard` page.
 
-The query and panel routes take the admin token or the analyst token (`AnalyticsAuth`) and answer
-errors in the admin API's `ErrorBody` shape. Queries are checked read-only here and again by the
-audit service, which owns ClickHouse and runs them (over NATS, `ANALYTICS_QUERY`). The dashboard
-page itself is static and public (it holds no data); it asks for a token and reads the panels.
+The query and panel routes need `analytics:read` and answer errors in the admin API's `ErrorBody`
+shape; whether a query may read payload columns (arguments, results) is the principal's
+`audit:payloads` (the auditor's, not the analyst's), carried to the audit service with the
+principal's name. Queries are checked read-only here and again by the audit service, which owns
+ClickHouse and runs them (over NATS, `ANALYTICS_QUERY`). The dashboard page itself is static and
+public (it holds no data); it signs in (or takes an API token) and reads the panels.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
 
-import hashlib
-import hmac
 import time
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 import nats.errors
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import HTMLResponse
 from nats.aio.client import Client as NATS
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common import subjects
 from libs.common.analytics import (
@@ -32,44 +32,19 @@ from libs.common.analytics import (
     read_only,
 )
 
-from ..api.auth import AdminAuth
-from ..api.errors import AdminError, AdminRoute, documented
+from ..api.auth import Authenticator, security_schemes
+from ..api.errors import AdminError, bound_route, documented, needs
+from ..api.identity import current
 from ..api.models import ErrorBody
-from ..api.store import AdminStore
+from ..roles import PUBLIC
 from .panels import PANELS, Filters, panel_query
 
-__all__ = ["DASHBOARD_PATH", "AnalyticsAuth", "analytics_router", "dashboard_router"]
+__all__ = ["DASHBOARD_PATH", "analytics_router", "dashboard_router"]
 
 DASHBOARD_PATH = "/dashboard"
 _MAX_RANGE = 400 * 24 * 3600.0
 _PANEL_ROWS = 5_000
 _PANEL_SECONDS = 10.0
-
-
-def _digest(value: str) -> bytes:
-    return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
-
-
-class AnalyticsAuth(AdminAuth):
-    """The admin token, or the analyst token, which opens analytics and nothing else."""
-
-    def __init__(self, admin_token: SecretStr, analyst_token: SecretStr, store: AdminStore) -> None:
-        super().__init__(admin_token, store)
-        analyst = analyst_token.get_secret_value()
-        self._analyst = _digest(analyst) if analyst else None
-
-    async def check(self, authorization: str | None) -> None:
-        scheme, _, credential = (authorization or "").partition(" ")
-        credential = credential.strip()
-        if (
-            self.enabled
-            and self._analyst is not None
-            and scheme.lower() == "bearer"
-            and credential
-            and hmac.compare_digest(_digest(credential), self._analyst)
-        ):
-            return
-        await super().check(authorization)
 
 
 class QueryBody(BaseModel):
@@ -90,6 +65,10 @@ class QueryAnswer(BaseModel):
 
 
 async def _ask(nc: NATS, query: AnalyticsQuery) -> QueryAnswer:
+    identity = current()
+    query = query.model_copy(
+        update={"principal": identity.principal, "payloads": identity.grants.allows("audit:payloads")}
+    )
     try:
         reply = await nc.request(subjects.ANALYTICS_QUERY, query.model_dump_json().encode(), query.timeout + 5)
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError):
@@ -105,14 +84,19 @@ def _dashboard_html() -> str:
     return files(__package__).joinpath("dashboard.html").read_text(encoding="utf-8")
 
 
-def analytics_router(nc: NATS, auth: AnalyticsAuth) -> APIRouter:
+def analytics_router(nc: NATS, auth: Authenticator) -> APIRouter:
     """The analytics routes the admin service mounts; `nc` is its NATS connection."""
-    route_class = type("BoundAnalyticsRoute", (AdminRoute,), {"auth": auth})
-    router = APIRouter(prefix="/admin/v1/analytics", route_class=route_class, tags=["analytics"])
+    router = APIRouter(
+        prefix="/admin/v1/analytics",
+        route_class=bound_route(auth),
+        tags=["analytics"],
+        dependencies=[Depends(security_schemes)],
+    )
     failed = {"model": ErrorBody, "description": "The engine refused or failed the query (its message says why)"}
     responses = documented(401, 403, 422, 503) | {400: failed}
+    read = needs("analytics:read")
 
-    @router.post("/query", response_model=QueryAnswer, responses=responses)
+    @router.post("/query", response_model=QueryAnswer, responses=responses, openapi_extra=read)
     async def query(body: QueryBody) -> QueryAnswer:
         """Run one read-only SQL query on the analytics store (docs/analytics.md)."""
         try:
@@ -121,7 +105,7 @@ def analytics_router(nc: NATS, auth: AnalyticsAuth) -> APIRouter:
             raise AdminError(422, "not_read_only", str(exc)) from None
         return await _ask(nc, AnalyticsQuery.model_validate(body.model_dump()))
 
-    @router.get("/panels/{name}", response_model=QueryAnswer, responses=responses)
+    @router.get("/panels/{name}", response_model=QueryAnswer, responses=responses, openapi_extra=read)
     async def panel(
         name: Annotated[Literal[tuple(PANELS)], Path(description="Which dashboard panel.")],  # type: ignore[valid-type]  # the names are data
         since: Annotated[float | None, Query(description="Start, epoch seconds (default: 24 h before until).")] = None,
@@ -142,12 +126,12 @@ def analytics_router(nc: NATS, auth: AnalyticsAuth) -> APIRouter:
     return router
 
 
-def dashboard_router() -> APIRouter:
-    """`GET /dashboard`: the page (static; its data comes from the panel routes with a token)."""
-    router = APIRouter()
+def dashboard_router(auth: Authenticator) -> APIRouter:
+    """`GET /dashboard`: the page (static; its data comes from the panel routes, with a session or a token)."""
+    router = APIRouter(route_class=bound_route(auth))
     page = _dashboard_html()
 
-    @router.get(DASHBOARD_PATH, response_class=HTMLResponse, include_in_schema=False)
+    @router.get(DASHBOARD_PATH, response_class=HTMLResponse, include_in_schema=False, openapi_extra=needs(PUBLIC))
     async def dashboard() -> HTMLResponse:
         return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
 

@@ -1,48 +1,35 @@
-"""The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users, servers and LLM providers.
+"""The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users, servers and LLM
+providers (`routes`), principals, their tokens and roles (`access_routes`), the audit trail
+(`audit_routes`).
 
 Served by the admin service and written only to JetStream KV, which every policy and ingress
-replica watches: a change made through any admin replica reaches all of them.
-`models` holds the bodies, `store` the KV access, `routes` the HTTP layer, `auth` the admin token.
+replica watches: a change made through any admin replica reaches all of them. `models` holds the
+bodies, `store` the KV access, `auth` who is asking, `errors` the permission each route declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from fastapi import APIRouter
 from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
-from pydantic import SecretStr
 
-from libs.common.messages import AuditEvent
-from libs.common.sealing import Sealer
-
-from .auth import AdminAuth
+from .auth import Authenticator
 from .changes import ChangeLog
 from .passwords import password_routes
-from .routes import PREFIX, admin_router
+from .routes import PREFIX, admin_router, api_router
 from .store import AdminStore
 from .upstream_links import UpstreamLinks
 
-__all__ = ["PREFIX", "AdminAuth", "AdminStore", "admin_api", "admin_router"]
+__all__ = ["PREFIX", "AdminStore", "Authenticator", "ChangeLog", "admin_api", "admin_router", "api_router"]
 
 
 def admin_api(
-    js: JetStreamContext,
-    token: SecretStr,
-    sealer: Sealer | None = None,
-    nc: NATS | None = None,
-    audit: Callable[[AuditEvent], Any] | None = None,
+    store: AdminStore, auth: Authenticator, nc: NATS | None = None, changes: ChangeLog | None = None
 ) -> APIRouter:
-    """The router the admin service mounts: KV through `js`, guarded by `token`; `sealer` seals
-    upstream secrets before they are stored; `nc` (its NATS connection) reaches the oauth service for
-    user passwords and for authorization links of upstreams that need OAuth; `audit`
-    is given an event per change made, password set and authorization link minted."""
-    changes = ChangeLog(audit) if audit is not None else None
+    """The configuration routes: KV through `store`, credentials checked by `auth`; `nc` reaches the
+    oauth service for user passwords and for authorization links of upstreams that need OAuth;
+    `changes` records each password set and authorization link minted."""
     links = UpstreamLinks(nc, changes) if nc else None
-    store = AdminStore(js, sealer, changes)
-    router = admin_router(store, AdminAuth(token, store), links)
+    router = admin_router(store, auth, links)
     if nc is not None:
         password_routes(router, nc, changes)
     return router

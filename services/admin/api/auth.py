@@ -1,75 +1,136 @@
-"""Who may use the admin API: the holder of the admin token, and nobody else.
+"""Who is asking: a principal's API token, a browser session after a login through the oauth service,
+or (only until the first owner exists) the bootstrap token; and what that principal may do.
 
-The token is compared in constant time (sha256 digests of equal length through `hmac.compare_digest`),
-so response timing tells nothing about how much of a guess was right. A virtual key (its sha256 is
-its id in the keys bucket) is recognized only to give a clearer answer (403: right gateway, wrong
-kind of credential) than an unknown one (401).
+Tokens and sessions are looked up by their sha256 (`libs.common.admin_principals`), so the bucket
+never holds one and a lookup leaks nothing through timing; the bootstrap token is compared in
+constant time. A session authenticates through its cookie, which a browser sends on its own: a
+request that changes something must then also carry `X-Bastion-CSRF: 1`, a header no other site
+can make a browser send (this service answers no CORS preflight), so a page elsewhere cannot act
+with a signed-in person's session. A virtual key is recognized only to say so (403).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from typing import Literal
 
 from fastapi import Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from .changes import ACTOR
+from libs.common.admin_principals import Principal, RoleBinding, token_digest
+
+from ..roles import BUILTIN_ROLES, Grants, grants_of
 from .errors import AdminError
+from .identity import Identity
 from .store import AdminStore
 
-__all__ = ["AdminAuth"]
+__all__ = ["BOOTSTRAP", "CSRF_HEADER", "SESSION_COOKIE", "Authenticator", "security_schemes"]
 
-
-_bearer = HTTPBearer(auto_error=False, description="The admin token (BASTION_ADMIN_TOKEN of the admin service).")
+SESSION_COOKIE = "bastion_admin_session"
+CSRF_HEADER = "X-Bastion-CSRF"
+BOOTSTRAP = "bootstrap"
+"""The name the bootstrap token acts under (in audit events); never a principal's name (no such role)."""
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="bastion-admin"'}
+
+_bearer = HTTPBearer(auto_error=False, description="A principal's API token (`bat_…`).")
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE, auto_error=False, description="A browser session (`GET /login`); send `X-Bastion-CSRF: 1`."
+)
+
+
+async def security_schemes(
+    _token: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008 - documents the scheme
+    _session: str | None = Security(_cookie),
+) -> None:
+    """Puts both schemes in the OpenAPI document; the checking is `errors.AdminRoute`'s (before the body is read)."""
 
 
 def _digest(value: str) -> bytes:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).digest()
 
 
-class AdminAuth:
-    """Guards every admin route: `check` runs before the request body is read (see `routes`), and
-    again as the router's dependency, which is also what puts the bearer scheme in the OpenAPI schema."""
+def _unauthorized(error: str, message: str) -> AdminError:
+    return AdminError(401, error, message, headers=_CHALLENGE)
 
-    def __init__(self, token: SecretStr, store: AdminStore) -> None:
-        secret = token.get_secret_value()
-        self._digest = _digest(secret) if secret else None
-        self._store = store
 
-    @property
-    def enabled(self) -> bool:
-        return self._digest is not None
+class Authenticator:
+    """Turns a request's credential into an `Identity`, or raises the `AdminError` saying why not."""
 
-    async def check(self, authorization: str | None) -> None:
-        """Raise the `AdminError` (503, 401 or 403) unless `authorization` carries the admin token."""
-        if self._digest is None:
-            raise AdminError(
-                503,
-                "admin_disabled",
-                "the admin API is disabled: start the admin service with BASTION_ADMIN_TOKEN set to enable it",
-            )
-        scheme, _, credential = (authorization or "").partition(" ")
+    def __init__(self, store: AdminStore, bootstrap: SecretStr | None = None) -> None:
+        self.store = store
+        secret = bootstrap.get_secret_value() if bootstrap is not None else ""
+        self._bootstrap = _digest(secret) if secret else None
+
+    async def identify(self, request: Request) -> Identity:
+        address = request.client.host if request.client else "unknown"
+        scheme, _, credential = (request.headers.get("authorization") or "").partition(" ")
         credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise AdminError(
-                401,
-                "missing_credentials",
-                "the admin API needs 'Authorization: Bearer <admin token>'",
-                headers=_CHALLENGE,
-            )
-        if hmac.compare_digest(_digest(credential), self._digest):
-            return
-        if (key := await self._store.keys.find(_digest(credential).hex())) is not None and not key.value.revoked:
-            raise AdminError(403, "forbidden", "a virtual key cannot use the admin API; send the admin token instead")
-        raise AdminError(401, "invalid_credentials", "the credential is not the admin token", headers=_CHALLENGE)
+        if scheme.lower() == "bearer" and credential:
+            return await self._bearer(credential, address)
+        if scheme:
+            raise _unauthorized("missing_credentials", "the admin API takes 'Authorization: Bearer <API token>'")
+        session = request.cookies.get(SESSION_COOKIE)
+        if session:
+            identity = await self._session(session, address)
+            if request.method not in _SAFE_METHODS and request.headers.get(CSRF_HEADER) != "1":
+                raise AdminError(
+                    403, "csrf", f"a change made with a session cookie needs the header '{CSRF_HEADER}: 1'"
+                )
+            return identity
+        raise _unauthorized(
+            "missing_credentials",
+            "the admin API needs 'Authorization: Bearer <API token>' or a signed-in session (GET /login)",
+        )
 
-    async def __call__(
-        self,
-        request: Request,
-        _credentials: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008 - documents the scheme
-    ) -> None:
-        await self.check(request.headers.get("authorization"))
-        ACTOR.set(f"admin-token@{request.client.host if request.client else 'unknown'}")
+    async def _bearer(self, credential: str, address: str) -> Identity:
+        if self._bootstrap is not None and hmac.compare_digest(_digest(credential), self._bootstrap):
+            return await self._bootstrap_identity(address)
+        digest = token_digest(credential)
+        found = await self.store.access.tokens.find(digest)
+        if found is None:
+            key = await self.store.keys.find(digest)  # a key's id is the sha256 of its secret, too
+            if key is not None and not key.value.revoked:
+                raise AdminError(403, "forbidden", "a virtual key cannot use the admin API; send an API token")
+            raise _unauthorized("invalid_credentials", "the credential is not a valid API token")
+        token = found.value
+        if token.revoked:
+            raise _unauthorized("invalid_credentials", "the API token was revoked")
+        if token.expires_at <= time.time():
+            when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(token.expires_at))
+            raise _unauthorized("expired_credentials", f"the API token expired at {when}; ask for a new one")
+        return await self._principal(token.principal, address, "token", digest)
+
+    async def _session(self, session: str, address: str) -> Identity:
+        digest = token_digest(session)
+        found = await self.store.access.sessions.find(digest)
+        if found is None or found.value.expires_at <= time.time():
+            raise _unauthorized("session_expired", "the session has ended; sign in again (GET /login)")
+        return await self._principal(found.value.principal, address, "session", digest)
+
+    async def _principal(self, name: str, address: str, via: Literal["token", "session"], credential: str) -> Identity:
+        found = await self.store.access.principals.find(name)
+        if found is None:
+            raise _unauthorized("invalid_credentials", "the credential's principal no longer exists")
+        principal: Principal = found.value
+        if principal.disabled:
+            raise _unauthorized("disabled", f"the principal {name!r} is disabled")
+        custom = await self.store.access.custom_roles() if any(_custom(b) for b in principal.roles) else {}
+        grants = grants_of(principal.roles, custom)
+        return Identity(name, principal.kind, tuple(principal.roles), grants, address, via, credential)
+
+    async def _bootstrap_identity(self, address: str) -> Identity:
+        """The bootstrap token creates the first owner, and nothing else; once an owner exists it is spent."""
+        if await self.store.access.owners():
+            raise _unauthorized(
+                "bootstrap_spent", "the bootstrap token is spent: an owner exists; use a principal's API token"
+            )
+        grants = Grants(frozenset({"principals:write"}))
+        return Identity(BOOTSTRAP, "bootstrap", (), grants, address, "bootstrap")
+
+
+def _custom(binding: RoleBinding) -> bool:
+    return binding.role not in BUILTIN_ROLES

@@ -1,13 +1,12 @@
 """Admin changes as audit events: who changed which record, and how it read before and after.
 
-The actor is set per request by `AdminAuth` (a context variable, so concurrent requests never mix
-them up); `Table` reports each write it made. Before/after are the records as JSON with every
-secret redacted (`libs.common.audit_redact`).
+Who is the request's identity (`identity.CURRENT`: the principal, its roles, its address), set per
+request by `errors.AdminRoute`; `Table` reports each write it made. Before/after are the records as
+JSON with every secret redacted (`libs.common.audit_redact`).
 """
 
 from __future__ import annotations
 
-import contextvars
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +17,9 @@ from libs.common.audit_content import to_json
 from libs.common.audit_redact import redacted
 from libs.common.messages import AuditEvent
 
-__all__ = ["ACTOR", "ChangeLog"]
+from .identity import CURRENT
 
-ACTOR: contextvars.ContextVar[str] = contextvars.ContextVar("bastion_admin_actor", default="admin")
-"""Who is making the current admin request: "admin-token@<client address>"."""
+__all__ = ["ChangeLog"]
 
 
 def _json(record: BaseModel | None) -> str | None:
@@ -34,11 +32,15 @@ class ChangeLog:
 
     def record(self, kind: str, action: str, target: str, before: BaseModel | None, after: BaseModel | None) -> None:
         started = time.perf_counter()
+        identity = CURRENT.get()
         self._emit(
             AuditEvent(
                 kind="admin",
-                actor=ACTOR.get(),
+                actor=identity.principal if identity is not None else "admin",
+                actor_role=identity.role_label if identity is not None else None,
+                actor_address=identity.address if identity is not None else None,
                 action=f"{kind}.{action}",
+                tool=f"{kind}.{action}",  # what the dashboard's operations panel names it by
                 target=target,
                 name=target,
                 before=_json(before),

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from .errors import documented
+from .errors import documented, needs
 from .route_helpers import IfMatch, build, check_expected, check_refs, etag, expected_revision, referrers
 from .store import LABELS, AdminStore, Conflict
 
@@ -31,8 +31,11 @@ def entity_routes(
     patch_model: type[BaseModel],
     out_model: type[BaseModel],
     refs: dict[str, str],
+    permissions: tuple[str, str],
 ) -> None:
-    """Create, list, get, replace, patch and delete for one entity kind in the policy bucket."""
+    """Create, list, get, replace, patch and delete for one entity kind in the policy bucket, reading
+    with the first of `permissions` and writing with the second."""
+    may_read, may_write = (needs(p) for p in permissions)
     table = store.entities[kind]
     label, tag = LABELS[kind], path.strip("/")
     model = table.model
@@ -113,6 +116,7 @@ def entity_routes(
         status_code=201,
         tags=[tag],
         name=f"create_{kind}",
+        openapi_extra=may_write,
         summary=f"Create a {label}",
         responses=documented(409, 422),
     )
@@ -123,6 +127,7 @@ def entity_routes(
         methods=["GET"],
         tags=[tag],
         name=f"list_{kind}s",
+        openapi_extra=may_read,
         summary=f"List {label}s",
     )
     router.add_api_route(
@@ -132,6 +137,7 @@ def entity_routes(
         methods=["GET"],
         tags=[tag],
         name=f"get_{kind}",
+        openapi_extra=may_read,
         summary=f"Get a {label}",
         responses=documented(404),
     )
@@ -142,6 +148,7 @@ def entity_routes(
         methods=["PUT"],
         tags=[tag],
         name=f"replace_{kind}",
+        openapi_extra=may_write,
         summary=f"Replace a {label} (absent fields get their defaults)",
         responses=documented(404, 409, 422),
     )
@@ -152,6 +159,7 @@ def entity_routes(
         methods=["PATCH"],
         tags=[tag],
         name=f"update_{kind}",
+        openapi_extra=may_write,
         summary=f"Update a {label} (absent fields stay as they are)",
         responses=documented(404, 409, 422),
     )
@@ -162,6 +170,7 @@ def entity_routes(
         status_code=204,
         tags=[tag],
         name=f"delete_{kind}",
+        openapi_extra=may_write,
         summary=f"Delete a {label} (409 while still referenced, unless force=true)",
         responses=documented(404, 409),
     )

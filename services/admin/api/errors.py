@@ -1,8 +1,11 @@
-"""Every failure of the admin API as one `ErrorBody`, with the right status.
+"""Every failure of the admin API as one `ErrorBody`, with the right status; and the permission every
+route declares.
 
-`AdminRoute` wraps each route: it checks the admin credential before FastAPI reads the body (an
-anonymous caller gets 401 whatever it sends, and never makes the service buffer a large body), then
-maps what the layers below raise: `AdminError` as is, request validation to 422 naming the field,
+`AdminRoute` wraps each route. Deny by default: a route that declares no permission (`needs`) is
+refused when it is built, so it never answers. Before FastAPI reads the body it checks the
+credential (`auth`) and the route's permission (an anonymous caller gets 401 whatever it sends, a
+principal without the permission 403 naming it, and neither makes the service buffer a large body),
+then maps what the layers below raise: `AdminError` as is, request validation to 422 naming the field,
 `store.NotFound` to 404, `store.Conflict` to 409, NATS trouble to 503, anything else to a 500 that
 says nothing about its cause (that goes to the log). Validation details lose their `input`: a
 server's `env` or `headers` usually hold credentials.
@@ -21,17 +24,32 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from ..roles import AUTHENTICATED, PERMISSIONS, PUBLIC, Scope
+from .identity import CURRENT, Identity
 from .models import ErrorBody, FieldError, field_errors
-from .store import Conflict, NotFound
+from .tables import Conflict, NotFound
 
 if TYPE_CHECKING:
-    from .auth import AdminAuth
+    from .auth import Authenticator
 
-__all__ = ["MAX_BODY_BYTES", "AdminError", "AdminRoute", "documented", "invalid"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "PERMISSION_KEY",
+    "AdminError",
+    "AdminRoute",
+    "bound_route",
+    "documented",
+    "forbidden",
+    "invalid",
+    "needs",
+    "permission_of",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
+PERMISSION_KEY = "x-bastion-permission"
+"""Where a route declares its permission: its OpenAPI operation (`/docs` shows it on every route)."""
 
 
 class AdminError(Exception):
@@ -44,13 +62,39 @@ class AdminError(Exception):
         message: str,
         detail: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        permission: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status, self.error, self.message, self.detail, self.headers = status, error, message, detail, headers
+        self.permission = permission
+
+
+def forbidden(identity: Identity, permission: str, scope: Scope | None = None) -> AdminError:
+    """403 naming the permission (and the team or customer) the principal lacks."""
+    where = f" for {scope}" if scope is not None else ""
+    return AdminError(
+        403,
+        "forbidden",
+        f"{identity.principal} ({identity.role_label}) lacks the permission {permission!r}{where}",
+        permission=permission,
+    )
+
+
+def needs(permission: str) -> dict[str, Any]:
+    """A route's declaration (`openapi_extra=needs("keys:write")`): the permission it requires, or
+    `roles.PUBLIC` / `roles.AUTHENTICATED`. A name that is neither fails when the app is built."""
+    if permission not in PERMISSIONS and permission not in (PUBLIC, AUTHENTICATED):
+        raise ValueError(f"{permission!r} is not a permission (libs: services/admin/roles.py PERMISSIONS)")
+    return {PERMISSION_KEY: permission}
+
+
+def permission_of(route: object) -> str | None:
+    """What a route declared, or None (a route that is not an admin route, or declared nothing)."""
+    return getattr(route, "permission", None)
 
 
 def _response(exc: AdminError) -> JSONResponse:
-    body = ErrorBody(error=exc.error, message=exc.message, detail=exc.detail)
+    body = ErrorBody(error=exc.error, message=exc.message, detail=exc.detail, permission=exc.permission)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers)
 
 
@@ -76,16 +120,29 @@ def _content_length(request: Request) -> int:
 
 
 class AdminRoute(APIRoute):
-    """Route class of the admin router; `admin_router` subclasses it with its `auth` bound."""
+    """Route class of the admin routers; `bound_route` subclasses it with the `auth` to use."""
 
-    auth: AdminAuth
+    auth: Authenticator
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        permission = (self.openapi_extra or {}).get(PERMISSION_KEY)
+        if not isinstance(permission, str):
+            methods = ",".join(sorted(self.methods or ()))
+            raise ValueError(f"{methods} {path} declares no permission (openapi_extra=needs(...)): deny by default")
+        self.permission: str = permission
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def guarded(request: Request) -> Response:
+            token = None
             try:
-                await self.auth.check(request.headers.get("authorization"))
+                if self.permission != PUBLIC:
+                    identity = await self.auth.identify(request)
+                    if self.permission != AUTHENTICATED and not identity.grants.allows(self.permission):
+                        raise forbidden(identity, self.permission)
+                    token = CURRENT.set(identity)
                 if _content_length(request) > MAX_BODY_BYTES:
                     raise AdminError(413, "too_large", f"the request body exceeds {MAX_BODY_BYTES} bytes")
                 return await handler(request)
@@ -107,17 +164,25 @@ class AdminRoute(APIRoute):
             except Exception:
                 log.exception("admin API: unexpected error on %s %s", request.method, request.url.path)
                 return _response(AdminError(500, "internal", "internal error; see the admin service's log"))
+            finally:
+                if token is not None:
+                    CURRENT.reset(token)
 
         return guarded
 
 
+def bound_route(auth: Authenticator) -> type[AdminRoute]:
+    """`AdminRoute` checking credentials with `auth` (a router's `route_class`)."""
+    return type("BoundAdminRoute", (AdminRoute,), {"auth": auth})
+
+
 _DESCRIPTIONS = {
-    401: "No credential, or not the admin token",
-    403: "A virtual key was sent instead of the admin token",
+    401: "No credential, or not a valid one (unknown, expired or revoked token; ended session)",
+    403: "The principal lacks the route's permission (named in `permission`), or a virtual key was sent",
     404: "No such record",
     409: "Already exists, or changed since it was read (stale `If-Match` or a concurrent write)",
     422: "Invalid request: the message and `detail` name the field",
-    503: "Admin API disabled (no BASTION_ADMIN_TOKEN), or NATS unreachable",
+    503: "NATS, or the service this route asks, unreachable",
 }
 
 

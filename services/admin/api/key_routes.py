@@ -1,6 +1,10 @@
 """`/admin/v1/keys`: create, list, show, change, revoke, rotate and delete virtual keys. A secret is
 in the answers to create and rotate only; Bastion stores its sha256, which is the key's id.
 
+`keys:read` and `keys:write` may be held for a team or a customer only (a scoped key manager): such
+a principal lists only that team's or customer's keys, and may create, change, rotate, revoke or
+delete only those, never moving one out of (or into) its reach (`key_scope`).
+
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
 
@@ -10,7 +14,8 @@ from fastapi import APIRouter, Response
 
 from libs.common.messages import KeyRecord
 
-from .errors import documented
+from .errors import documented, needs
+from .key_scope import KeyScopes
 from .models import KeyCreate, KeyCreated, KeyOut, KeyPatch
 from .route_helpers import IfMatch, build, check_expected, check_refs, etag, expected_revision
 from .store import AdminStore, Conflict
@@ -33,51 +38,61 @@ async def _check_key_name(store: AdminStore, name: str, own_id: str | None = Non
 
 
 def key_routes(router: APIRouter, store: AdminStore) -> None:
-    @router.post("/keys", status_code=201, tags=["keys"], responses=documented(409, 422))
+    scopes = KeyScopes(store)
+    read, write = needs("keys:read"), needs("keys:write")
+
+    @router.post("/keys", status_code=201, tags=["keys"], responses=documented(409, 422), openapi_extra=write)
     async def create_key(body: KeyCreate) -> KeyCreated:
         """Create a virtual key. The answer holds the secret, the only time it is ever shown: Bastion
         stores just its sha256, which is the key's id."""
         values = body.model_dump()
+        await scopes.require("keys:write", body.team_id, body.customer_id)
         await check_refs(store, values, _KEY_REFS)
         await _check_key_name(store, body.name)
         secret, stored = await store.create_key(KeyRecord(id="", **values))
         log.info("admin: created key %r (%s…)", body.name, stored.value.id[:12])
         return KeyCreated(secret=secret, key=_key_out(stored.value, stored.revision))
 
-    @router.get("/keys", tags=["keys"])
+    @router.get("/keys", tags=["keys"], openapi_extra=read)
     async def list_keys() -> list[KeyOut]:
-        """Every key, revoked ones included. Secrets are never stored, so never listed."""
-        return [_key_out(v.value, v.revision) for _, v in await store.keys.list()]
+        """Every key (a scoped key manager: its team's or customer's), revoked ones included. Secrets
+        are never stored, so never listed."""
+        found = [v for _, v in await store.keys.list()]
+        return [_key_out(v.value, v.revision) for v in await scopes.visible("keys:read", found)]
 
-    @router.get("/keys/{key_id}", tags=["keys"], responses=documented(404))
+    @router.get("/keys/{key_id}", tags=["keys"], responses=documented(404), openapi_extra=read)
     async def get_key(key_id: str, response: Response) -> KeyOut:
         """One key by id (the sha256 hex of its secret)."""
         found = await store.keys.get(key_id)
+        await scopes.require_key("keys:read", found.value)
         etag(response, found.revision)
         return _key_out(found.value, found.revision)
 
-    @router.patch("/keys/{key_id}", tags=["keys"], responses=documented(404, 409, 422))
+    @router.patch("/keys/{key_id}", tags=["keys"], responses=documented(404, 409, 422), openapi_extra=write)
     async def update_key(key_id: str, body: KeyPatch, response: Response, if_match: IfMatch = None) -> KeyOut:
         """Change a key's name, grants, groups, links, budget, rate limit, Code Mode or agent mode;
         absent fields stay as they are, `null` clears a link, budget, rate limit or agent mode."""
         expected = expected_revision(if_match)
         changes = body.model_dump(include=body.model_fields_set)
         current = await store.keys.get(key_id)
+        await scopes.require_key("keys:write", current.value)
         check_expected(current, expected, store.keys.stale(key_id))
         await check_refs(store, changes, _KEY_REFS)
         if "name" in changes and changes["name"] != current.value.name and not current.value.revoked:
             await _check_key_name(store, changes["name"], key_id)
         updated = build(KeyRecord, {**current.value.model_dump(), **changes})
+        await scopes.require_key("keys:write", updated)  # not out of the principal's reach either
         revision = await store.keys.update(key_id, updated, current.revision)
         log.info("admin: updated key %r (%s…): %s", updated.name, key_id[:12], ", ".join(sorted(changes)) or "nothing")
         etag(response, revision)
         return _key_out(updated, revision)
 
-    @router.post("/keys/{key_id}/revoke", tags=["keys"], responses=documented(404, 409))
+    @router.post("/keys/{key_id}/revoke", tags=["keys"], responses=documented(404, 409), openapi_extra=write)
     async def revoke_key(key_id: str, response: Response, if_match: IfMatch = None) -> KeyOut:
         """Revoke a key: every replica refuses it within moments. Revoking twice is harmless."""
         expected = expected_revision(if_match)
         current = await store.keys.get(key_id)
+        await scopes.require_key("keys:write", current.value)
         check_expected(current, expected, store.keys.stale(key_id))
         revision = current.revision
         if not current.value.revoked:
@@ -86,17 +101,23 @@ def key_routes(router: APIRouter, store: AdminStore) -> None:
         etag(response, revision)
         return _key_out(current.value.model_copy(update={"revoked": True}), revision)
 
-    @router.post("/keys/{key_id}/rotate", status_code=201, tags=["keys"], responses=documented(404, 409))
+    @router.post(
+        "/keys/{key_id}/rotate", status_code=201, tags=["keys"], responses=documented(404, 409), openapi_extra=write
+    )
     async def rotate_key(key_id: str, if_match: IfMatch = None) -> KeyCreated:
         """Issue a new secret with the same name, grants, links and limits, and revoke the old key.
         The new secret is shown once, here. Budgets are counted per name, so spend carries over."""
+        await scopes.require_key("keys:write", (await store.keys.get(key_id)).value)
         secret, new = await store.rotate_key(key_id, expected_revision(if_match))
         log.info("admin: rotated key %r (%s… -> %s…)", new.value.name, key_id[:12], new.value.id[:12])
         return KeyCreated(secret=secret, key=_key_out(new.value, new.revision))
 
-    @router.delete("/keys/{key_id}", status_code=204, tags=["keys"], responses=documented(404, 409))
+    @router.delete(
+        "/keys/{key_id}", status_code=204, tags=["keys"], responses=documented(404, 409), openapi_extra=write
+    )
     async def delete_key(key_id: str, if_match: IfMatch = None) -> Response:
         """Delete a key's record (revoking keeps it visible; deleting forgets it)."""
+        await scopes.require_key("keys:write", (await store.keys.get(key_id)).value)
         await store.keys.delete(key_id, expected_revision(if_match))
         log.info("admin: deleted key %s…", key_id[:12])
         return Response(status_code=204)

@@ -108,6 +108,8 @@ class ErrorBody(BaseModel):
     error: str
     message: str
     detail: list[FieldError] | None = None
+    permission: str | None = None
+    """403: the permission the principal lacks (`docs/admin-api.md` lists them)."""
 
 
 # ---------------------------------------------------------------- keys

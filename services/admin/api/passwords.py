@@ -17,7 +17,7 @@ from libs.common import subjects
 from libs.common.oauth import PasswordChange, PasswordChanged
 
 from .changes import ChangeLog
-from .errors import AdminError, documented
+from .errors import AdminError, documented, needs
 
 __all__ = ["PasswordSet", "password_routes"]
 
@@ -31,7 +31,13 @@ def password_routes(router: APIRouter, nc: NATS, changes: ChangeLog | None = Non
     """`changes` records each password set as an admin event (`user.set_password`: who, which user;
     never the password)."""
 
-    @router.put("/users/{user_id}/password", status_code=204, responses=documented(404, 422, 503))
+    @router.put(
+        "/users/{user_id}/password",
+        status_code=204,
+        tags=["users"],
+        responses=documented(404, 422, 503),
+        openapi_extra=needs("users:password"),
+    )
     async def set_password(
         user_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], body: PasswordSet
     ) -> Response:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 from libs.common.llm import ProviderRecord
 from libs.common.llm_config import ProviderConfig
 
-from .errors import documented, invalid
+from .errors import documented, invalid, needs
 from .models import MASK, FieldError, ProviderCreate, ProviderOut, ProviderUpdate
 from .route_helpers import IfMatch, check_expected, etag, expected_revision
 from .store import AdminStore, Conflict
@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def provider_routes(router: APIRouter, store: AdminStore) -> None:
+    read, write = needs("providers:read"), needs("providers:write")
+
     def provider_out(record: ProviderRecord, revision: int) -> ProviderOut:
         config = record.config.model_copy(update={"api_key": MASK if record.config.api_key is not None else None})
         return ProviderOut(name=record.name, config=config, source=record.source, revision=revision)
@@ -42,19 +44,19 @@ def provider_routes(router: APIRouter, store: AdminStore) -> None:
                 raise invalid([FieldError(loc=["body", "config", "api_key"], msg="no stored key to keep", type="mask")])
         return config.model_copy(update={"api_key": store.sealer.seal_value(api_key) if api_key is not None else None})
 
-    @router.get("/llm-providers", tags=["llm"])
+    @router.get("/llm-providers", tags=["llm"], openapi_extra=read)
     async def list_providers() -> list[ProviderOut]:
         """The OpenAI-compatible providers behind `/v1/chat/completions`; `api_key` values are masked."""
         return [provider_out(v.value, v.revision) for _, v in await store.providers.list()]
 
-    @router.get("/llm-providers/{name}", tags=["llm"], responses=documented(404))
+    @router.get("/llm-providers/{name}", tags=["llm"], responses=documented(404), openapi_extra=read)
     async def get_provider(name: str, response: Response) -> ProviderOut:
         """One provider (its `api_key` masked)."""
         found = await store.providers.get(name)
         etag(response, found.revision)
         return provider_out(found.value, found.revision)
 
-    @router.post("/llm-providers", status_code=201, tags=["llm"], responses=documented(409, 422))
+    @router.post("/llm-providers", status_code=201, tags=["llm"], responses=documented(409, 422), openapi_extra=write)
     async def add_provider(body: ProviderCreate) -> ProviderOut:
         """Add a provider; ingress lists its models and executors call it at once (no restart)."""
         await served_elsewhere(body.name, body.config)
@@ -63,7 +65,7 @@ def provider_routes(router: APIRouter, store: AdminStore) -> None:
         log.info("admin: added llm provider %r (%d model(s))", body.name, len(body.config.models))
         return provider_out(record, revision)
 
-    @router.put("/llm-providers/{name}", tags=["llm"], responses=documented(404, 409, 422))
+    @router.put("/llm-providers/{name}", tags=["llm"], responses=documented(404, 409, 422), openapi_extra=write)
     async def update_provider(
         name: str, body: ProviderUpdate, response: Response, if_match: IfMatch = None
     ) -> ProviderOut:
@@ -78,7 +80,9 @@ def provider_routes(router: APIRouter, store: AdminStore) -> None:
         etag(response, revision)
         return provider_out(record, revision)
 
-    @router.delete("/llm-providers/{name}", status_code=204, tags=["llm"], responses=documented(404, 409))
+    @router.delete(
+        "/llm-providers/{name}", status_code=204, tags=["llm"], responses=documented(404, 409), openapi_extra=write
+    )
     async def remove_provider(name: str, if_match: IfMatch = None) -> Response:
         """Remove a provider; its models disappear from `/v1/models`."""
         await store.providers.delete(name, expected_revision(if_match))

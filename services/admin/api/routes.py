@@ -1,6 +1,6 @@
-"""The admin REST API's router (`/admin/v1`): every route behind the admin token, one module per
-collection (`key_routes`, `entity_routes`, `server_routes`, `provider_routes`; `passwords` is added
-by `admin_api`). KV access goes through `store`.
+"""The admin REST API's router (`/admin/v1`): every route behind a principal's credential and the
+permission it declares, one module per collection (`key_routes`, `entity_routes`, `server_routes`,
+`provider_routes`; `passwords` is added by `admin_api`). KV access goes through `store`.
 
 Every write validates everything first (body, references to other entities, name uniqueness) and
 then makes one KV write, revision-checked, so a request either changes one record completely or
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from .auth import AdminAuth
+from .auth import Authenticator, security_schemes
 from .entity_routes import entity_routes
-from .errors import AdminRoute, documented
+from .errors import bound_route, documented
 from .key_routes import key_routes
 from .models import (
     CustomerCreate,
@@ -40,22 +40,27 @@ from .server_routes import server_routes
 from .store import AdminStore
 from .upstream_links import UpstreamLinks
 
-__all__ = ["PREFIX", "admin_router"]
+__all__ = ["PREFIX", "admin_router", "api_router"]
 
 PREFIX = "/admin/v1"
 
 
-def admin_router(store: AdminStore, auth: AdminAuth, links: UpstreamLinks | None = None) -> APIRouter:
-    """Every admin route under `/admin/v1`, all behind the admin token."""
-    route_class = type("BoundAdminRoute", (AdminRoute,), {"auth": auth})
-    router = APIRouter(
+def api_router(auth: Authenticator) -> APIRouter:
+    """An empty router under `/admin/v1` whose routes check credentials with `auth`."""
+    return APIRouter(
         prefix=PREFIX,
-        route_class=route_class,
-        dependencies=[Depends(auth)],
+        route_class=bound_route(auth),
+        dependencies=[Depends(security_schemes)],
         responses=documented(401, 403, 503),
     )
+
+
+def admin_router(store: AdminStore, auth: Authenticator, links: UpstreamLinks | None = None) -> APIRouter:
+    """The configuration routes under `/admin/v1`: keys, groups, customers, teams, users, servers, LLM providers."""
+    router = api_router(auth)
     key_routes(router, store)
-    entity_routes(router, store, "group", "/groups", GroupCreate, GroupFields, GroupPatch, GroupOut, {})
+    groups, directory = ("groups:read", "groups:write"), ("directory:read", "directory:write")
+    entity_routes(router, store, "group", "/groups", GroupCreate, GroupFields, GroupPatch, GroupOut, {}, groups)
     entity_routes(
         router,
         store,
@@ -66,6 +71,7 @@ def admin_router(store: AdminStore, auth: AdminAuth, links: UpstreamLinks | None
         CustomerPatch,
         CustomerOut,
         {"groups": "group"},
+        directory,
     )
     entity_routes(
         router,
@@ -77,6 +83,7 @@ def admin_router(store: AdminStore, auth: AdminAuth, links: UpstreamLinks | None
         TeamPatch,
         TeamOut,
         {"groups": "group", "customer_id": "customer"},
+        directory,
     )
     entity_routes(
         router,
@@ -88,6 +95,7 @@ def admin_router(store: AdminStore, auth: AdminAuth, links: UpstreamLinks | None
         UserPatch,
         UserOut,
         {"groups": "group", "team_id": "team"},
+        directory,
     )
     server_routes(router, store, links)
     provider_routes(router, store)

@@ -11,7 +11,7 @@ from libs.common.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, running_gateway
-from tests.support.llm_gateway import ADMIN_TOKEN, MODEL, OPEN_CLIENTS, PROVIDER_KEY, llm_config
+from tests.support.llm_gateway import MODEL, OPEN_CLIENTS, PROVIDER_KEY, llm_config
 from tests.support.llm_provider import ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
@@ -32,7 +32,7 @@ async def second_provider() -> AsyncIterator[ScriptedProvider]:
 async def gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> AsyncIterator[Gateway]:
     """With the admin API on, and provider keys sealed at rest."""
     monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-    settings = {"admin_token": ADMIN_TOKEN, "secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
+    settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
     async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), **settings) as gw:
         await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
         try:

@@ -1,0 +1,161 @@
+"""Permissions and roles of the admin API: the documented permission strings, the built-in roles, and
+what a principal's role bindings grant. Pure: no I/O.
+
+Deny by default: a route declares the one permission it needs (`routes` refuses to build one that
+declares none), a principal holds only what its roles list, and a refusal names the permission. A
+binding scoped to a team or a customer grants only the role's key permissions (`SCOPABLE`), and only
+for the virtual keys of that team or customer. Nobody may grant more than they hold: creating a
+principal, a token for one, or a role is refused when it would give a permission the caller lacks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from libs.common.admin_principals import OWNER, RoleBinding
+
+__all__ = [
+    "AUTHENTICATED",
+    "BUILTIN_ROLES",
+    "PERMISSIONS",
+    "PUBLIC",
+    "SCOPABLE",
+    "Grants",
+    "Scope",
+    "grants_of",
+    "missing_to_grant",
+    "unknown_permissions",
+]
+
+PERMISSIONS: Final[Mapping[str, str]] = {
+    "keys:read": "list and show virtual keys (never their secrets)",
+    "keys:write": "create, change, revoke, rotate and delete virtual keys",
+    "groups:read": "list and show tool groups",
+    "groups:write": "create, change and delete tool groups",
+    "directory:read": "list and show customers, teams and users",
+    "directory:write": "create, change and delete customers, teams and users",
+    "users:password": "set a user's password in the built-in user store",
+    "servers:read": "list and show upstream servers and their health (`env` and `headers` masked)",
+    "servers:write": "add, change and remove upstream servers, and get their OAuth authorization links",
+    "providers:read": "list and show LLM providers (`api_key` masked)",
+    "providers:write": "add, change and remove LLM providers",
+    "tools:approve": "approve or reject changed tool definitions (pinning, docs/supply-chain.md)",
+    "analytics:read": "the dashboard's panels and read-only SQL over the audit metadata",
+    "audit:payloads": "see tool arguments and results, and admin changes' before and after, in analytics and exports",
+    "audit:verify": "check the audit trail's hash chains and signed checkpoints",
+    "audit:export": "export audit events",
+    "principals:read": "list and show admin principals and their API tokens (never a token itself)",
+    "principals:write": "create, change, disable and delete principals; issue, rotate and revoke their API tokens",
+    "roles:read": "list and show roles",
+    "roles:write": "create, change and delete custom roles",
+}
+"""Every permission, with what it opens. A route needs exactly one."""
+
+SCOPABLE: Final = frozenset({"keys:read", "keys:write"})
+"""What a binding scoped to a team or customer grants (for that team's or customer's keys only)."""
+
+AUTHENTICATED: Final = "authenticated"
+"""A route's marker, not a permission: any signed-in principal (who am I, sign out)."""
+PUBLIC: Final = "public"
+"""A route's marker, not a permission: no credential (the login, the index, health, static pages)."""
+
+_READ_CONFIG = frozenset({"keys:read", "groups:read", "directory:read", "servers:read", "providers:read"})
+
+BUILTIN_ROLES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
+    OWNER: ("everything, principals and roles included", frozenset(PERMISSIONS)),
+    "operator": (
+        "servers, LLM providers, tool groups and tool approvals; reads the rest of the configuration",
+        _READ_CONFIG | {"servers:write", "providers:write", "groups:write", "tools:approve"},
+    ),
+    "key_manager": (
+        "issues, rotates and revokes virtual keys (bind it to a team or customer to keep it there)",
+        frozenset({"keys:read", "keys:write"}),
+    ),
+    "analyst": ("the dashboard and analytics on metadata: no arguments or results", frozenset({"analytics:read"})),
+    "auditor": (
+        "analytics with arguments and results, audit verify and export",
+        frozenset({"analytics:read", "audit:payloads", "audit:verify", "audit:export"}),
+    ),
+    "viewer": ("reads the configuration (no secrets: they are never shown)", _READ_CONFIG),
+}
+"""name -> (what it is for, its permissions). Custom roles may not take these names."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: Literal["team", "customer"]
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class Grants:
+    """What a principal may do: permissions everywhere, and key permissions for some scopes only."""
+
+    everywhere: frozenset[str] = frozenset()
+    scoped: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
+
+    def allows(self, permission: str) -> bool:
+        """Whether any of its bindings grants `permission` (a scoped one only for some keys)."""
+        return permission in self.everywhere or bool(self.scoped.get(permission))
+
+    def scopes(self, permission: str) -> frozenset[Scope] | None:
+        """None: `permission` everywhere; else the scopes it holds it for (maybe none)."""
+        return None if permission in self.everywhere else self.scoped.get(permission, frozenset())
+
+    def allows_in(self, permission: str, scope: Scope) -> bool:
+        found = self.scopes(permission)
+        return found is None or scope in found
+
+
+def _scope(binding: RoleBinding) -> Scope | None:
+    if binding.team_id is not None:
+        return Scope("team", binding.team_id)
+    if binding.customer_id is not None:
+        return Scope("customer", binding.customer_id)
+    return None
+
+
+def role_permissions(role: str, custom: Mapping[str, frozenset[str]]) -> frozenset[str] | None:
+    """A role's permissions, or None when there is no such role."""
+    if role in BUILTIN_ROLES:
+        return BUILTIN_ROLES[role][1]
+    return custom.get(role)
+
+
+def grants_of(bindings: Iterable[RoleBinding], custom: Mapping[str, frozenset[str]]) -> Grants:
+    """What `bindings` grant; a binding naming a role that no longer exists grants nothing."""
+    everywhere: set[str] = set()
+    scoped: dict[str, set[Scope]] = {}
+    for binding in bindings:
+        permissions = role_permissions(binding.role, custom) or frozenset()
+        scope = _scope(binding)
+        if scope is None:
+            everywhere |= permissions
+            continue
+        for permission in permissions & SCOPABLE:
+            scoped.setdefault(permission, set()).add(scope)
+    return Grants(frozenset(everywhere), {p: frozenset(s) for p, s in scoped.items() if p not in everywhere})
+
+
+def unknown_permissions(permissions: Iterable[str]) -> list[str]:
+    return sorted(set(permissions) - set(PERMISSIONS))
+
+
+def missing_to_grant(
+    caller: Grants, bindings: Iterable[RoleBinding], custom: Mapping[str, frozenset[str]]
+) -> tuple[str, Scope | None] | None:
+    """The first permission (and scope) `bindings` would grant that `caller` does not hold, or None:
+    nobody hands out more than they have. A role that does not exist is the caller's to fix first."""
+    for binding in bindings:
+        permissions = role_permissions(binding.role, custom) or frozenset()
+        scope = _scope(binding)
+        for permission in sorted(permissions & SCOPABLE if scope is not None else permissions):
+            held = caller.allows_in(permission, scope) if scope is not None else permission in caller.everywhere
+            if not held:
+                return permission, scope
+    return None
