@@ -34,7 +34,7 @@ _CONNECTION = [
             str | None,
             typer.Option(
                 "--admin-url",
-                help="Gateway or admin API URL (default: BASTION_ADMIN_URL, then the running stack's).",
+                help="The admin service's URL (default: BASTION_ADMIN_URL, then the running stack's).",
                 rich_help_panel="Connection",
             ),
         ],
@@ -47,7 +47,7 @@ _CONNECTION = [
             str | None,
             typer.Option(
                 "--admin-token",
-                help="Admin token (default: BASTION_ADMIN_TOKEN, then the running stack's).",
+                help="A principal's API token (default: BASTION_ADMIN_TOKEN, then the running stack's).",
                 show_default=False,
                 rich_help_panel="Connection",
             ),

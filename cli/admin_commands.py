@@ -1,17 +1,20 @@
-"""`bastion keys|groups|servers|llm-providers|customers|teams|users ...`: the admin API from a terminal.
+"""`bastion keys|groups|servers|llm-providers|customers|teams|users|principals|roles|whoami ...`: the
+admin API from a terminal.
 
 Each command is one or two HTTP calls (`admin_client`) and a rich table or a line of text; `--json`
 prints the API's answer as is, for scripts (`admin_base`). One module per kind of record:
 `key_commands`, `entity_commands` (groups, customers, teams, users), `server_commands` (servers,
-LLM providers).
+LLM providers), `principal_commands` (who may use the admin API).
 """
 
 from __future__ import annotations
 
 import typer
 
+from .admin_base import command
 from .entity_commands import customers_app, groups_app, teams_app, users_app
 from .key_commands import keys_app
+from .principal_commands import principals_app, roles_app, whoami
 from .server_commands import providers_app, servers_app
 
 __all__ = ["register"]
@@ -27,5 +30,8 @@ def register(app: typer.Typer) -> None:
         ("customers", customers_app),
         ("teams", teams_app),
         ("users", users_app),
+        ("principals", principals_app),
+        ("roles", roles_app),
     ):
         app.add_typer(group, name=name)
+    command(app, "whoami")(whoami)

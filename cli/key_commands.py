@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .admin_base import Json, command, group, limits, out, print_json
+from .admin_base import Json, command, group, limits, out, print_json, usage
 from .admin_client import AdminClient, AdminFailure
 from .admin_values import parse_budget, parse_rate
 
@@ -48,6 +48,20 @@ def _status(key: dict[str, Any]) -> str:
     return status + (f" [dim]({escape(key['source'])})[/]" if key.get("source") else "")
 
 
+def _agent(tools: list[str] | None, depth: int | None) -> dict[str, Any] | None:
+    if not tools:
+        return None
+    return {"tools_to_auto_execute": tools, **({"max_depth": depth} if depth is not None else {})}
+
+
+def _mode(key: dict[str, Any]) -> str:
+    """`code mode`, `agent: echo__* (depth 10)`, both, or `-`."""
+    parts = ["code mode"] if key.get("code_mode") else []
+    if agent := key.get("agent"):
+        parts.append(f"agent: {', '.join(agent['tools_to_auto_execute'])} (depth {agent['max_depth']})")
+    return "; ".join(parts) or "-"
+
+
 def _print_secret(created: dict[str, Any], verb: str) -> None:
     key = created["key"]
     out.print(f"[green]{verb}[/] key {escape(key['name'])!r} [dim](id {key['id'][:12]})[/]")
@@ -66,9 +80,24 @@ def keys_create(
     customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
     budget: Annotated[str | None, typer.Option(help="USD or USD/PERIOD, e.g. 25/month.")] = None,
     rate_limit: Annotated[str | None, typer.Option(help="REQUESTS or REQUESTS/WINDOW, e.g. 60/minute.")] = None,
+    code_mode: Annotated[
+        bool, typer.Option("--code-mode", help="Offer the Code Mode meta-tools instead of the catalog.")
+    ] = False,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--agent",
+            help="Agent mode on /v1/chat/completions: a tool Bastion runs itself (server__tool, *); repeatable.",
+        ),
+    ] = None,
+    agent_depth: Annotated[
+        int | None, typer.Option("--agent-depth", min=1, max=100, help="Model round trips at most (default 10).")
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Create a key; its secret is printed once."""
+    if agent_depth is not None and not agent:
+        raise usage("--agent-depth needs --agent (the tools Bastion runs itself)")
     body = {
         "name": name,
         "grants": grant or [],
@@ -78,6 +107,8 @@ def keys_create(
         "customer_id": customer,
         "budget": parse_budget(budget),
         "rate_limit": parse_rate(rate_limit),
+        "code_mode": code_mode,
+        "agent": _agent(agent, agent_depth),
     }
     created = api.post("/keys", body)
     if as_json:
@@ -91,7 +122,9 @@ def keys_list(api: AdminClient, as_json: Json = False) -> None:
     keys = api.get("/keys")
     if as_json:
         return print_json(keys)
-    table = Table("id", "name", "grants", "groups", "belongs to", "limits", "status", title=f"{len(keys)} key(s)")
+    table = Table(
+        "id", "name", "grants", "groups", "belongs to", "limits", "mode", "status", title=f"{len(keys)} key(s)"
+    )
     for k in keys:
         table.add_row(
             k["id"][:12],
@@ -100,6 +133,7 @@ def keys_list(api: AdminClient, as_json: Json = False) -> None:
             escape(", ".join(k["groups"]) or "-"),
             escape(_owner(k) or "-"),
             limits(k) or "-",
+            escape(_mode(k)),
             _status(k),
         )
     out.print(table)
@@ -122,6 +156,7 @@ def keys_show(
         ("groups", escape(", ".join(found["groups"]) or "-")),
         ("belongs to", escape(_owner(found) or "-")),
         ("limits", limits(found) or "-"),
+        ("mode", escape(_mode(found))),
         ("created", created),
     ]
     for label, value in rows:

@@ -149,6 +149,7 @@ _PRIVATE_VARIABLES = (
     "BASTION_SESSION_SECRET",
     "BASTION_ADMIN_TOKEN",
     "BASTION_ANALYST_TOKEN",
+    "BASTION_ADMIN_BOOTSTRAP_TOKEN",
     "BASTION_SECRETS_KEY",
     "BASTION_REDIS_URL",
     "BASTION_NATS_NKEY_SEED_FILE",
@@ -167,19 +168,18 @@ def service_specs(
     ep: Endpoints,
     session_secret: str,
     environ: Mapping[str, str],
-    admin_token: str = "",
     creds: StackCredentials | None = None,
     metrics_ports: Mapping[str, int] | None = None,
     colocate: bool = False,
 ) -> list[ChildSpec]:
     """One `python -m services.<svc>` per service, configured only through BASTION_* variables.
 
-    The session secret reaches ingress alone, the admin token the admin service alone, the Redis URL
-    (with Valkey's password) policy alone, the secrets key the admin service (to seal), the executor
-    (to open) and oauth, the work-signing key policy and the executor, the checkpoint key audit; each
-    service gets its own NKey seed (none when `creds` has none: an open NATS), and only the admin
-    service the admin role's. None of these is inherited from `environ`. `metrics_ports` gives a
-    service its own `/metrics` port."""
+    The session secret reaches ingress alone, the Redis URL (with Valkey's password) policy alone,
+    the secrets key the admin service (to seal), the executor (to open) and oauth, the work-signing
+    key policy and the executor, the checkpoint key audit; each service gets its own NKey seed (none
+    when `creds` has none: an open NATS), and only the admin service the admin role's. No service
+    gets an admin token: `bastion up` makes its owner in KV (`cli.admin_owner`). None of these is
+    inherited from `environ`. `metrics_ports` gives a service its own `/metrics` port."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
     base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
     base.update(
@@ -206,7 +206,6 @@ def service_specs(
         "admin": {
             "BASTION_ADMIN_HOST": ep.admin_host,
             "BASTION_ADMIN_PORT": str(ep.admin_port),
-            "BASTION_ADMIN_TOKEN": admin_token,
             "BASTION_SECRETS_KEY": secrets_key,
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),  # its own slot ("admin")
         },

@@ -42,6 +42,7 @@ from libs.common.permissions import ADMIN
 from libs.common.sealing import Sealer
 from libs.common.settings import unguarded_bind_problem
 
+from .admin_owner import local_owner_token
 from .apply import apply_config, key_records
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
@@ -82,7 +83,8 @@ def bind_problem(host: str, environ: Mapping[str, str]) -> str | None:
 
 async def _apply(
     nats_url: str, config: BastionConfig, creds: StackCredentials | None = None, limit: float = 30.0
-) -> None:
+) -> str:
+    """Write the config into KV, and make the local owner's API token (returned) for the CLI."""
     seed = creds.seed_file(ADMIN) if creds else ""
     try:  # 20 attempts: ~10 s for an external NATS that is still starting
         nc = await asyncio.wait_for(connect_as_admin(nats_url, seed, "bastion-up", attempts=20), limit)
@@ -93,6 +95,7 @@ async def _apply(
     sealer = Sealer(creds.secrets_key if creds else os.environ.get("BASTION_SECRETS_KEY", ""))
     try:
         await asyncio.wait_for(apply_config(nc, config, sealer), limit)
+        return await asyncio.wait_for(local_owner_token(nc), limit)
     finally:
         await nc.close()
 
@@ -113,8 +116,9 @@ class _Stack:
     creds: StackCredentials | None = None
     """Made at start: NKeys (new for the embedded NATS, from BASTION_NATS_CREDENTIALS_DIR for an
     external one), Valkey's password, the secrets and signing keys."""
-    admin_token: str = field(default_factory=lambda: os.environ.get("BASTION_ADMIN_TOKEN") or secrets.token_urlsafe(32))
-    """The admin API's token: BASTION_ADMIN_TOKEN if set, else new for every `up`; kept in stack.json (0600)."""
+    admin_token: str = ""
+    """The API token of `local-cli`, the stack's owner (`cli.admin_owner`): new for every `up`; kept in
+    stack.json (0600) for the `bastion` CLI."""
     started_at: float = field(default_factory=time.time)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     """Each service's own `/metrics` port (chosen free at start; a restarted service keeps it)."""
@@ -148,7 +152,7 @@ class _Stack:
             ep.redis_url = self.valkey.url
         if self.stop.requested:
             return False
-        asyncio.run(_apply(ep.nats_url, self.config, self.creds))
+        self.admin_token = asyncio.run(_apply(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
         self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
@@ -159,7 +163,6 @@ class _Stack:
             ep,
             secrets.token_urlsafe(32),
             os.environ,
-            self.admin_token,
             self.creds,
             self.metrics_ports,
             colocate=self.config.stack.colocate,

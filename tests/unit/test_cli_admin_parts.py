@@ -82,15 +82,16 @@ def test_a_bad_value_is_a_usage_error(parse, value) -> None:
     assert failure.value.exit_code == 2 and repr(value) in str(failure.value)
 
 
-def test_up_hands_the_admin_token_to_the_admin_service_only(tmp_path: Path) -> None:
+def test_up_gives_no_service_an_admin_token_and_binds_the_admin_service(tmp_path: Path) -> None:
+    """`bastion up` makes its owner in KV (`cli.admin_owner`): no bootstrap token, and a token in the
+    shell never reaches a service."""
     config = parse_config({"mcpServers": {}, "gateway": {"port": 9999}})
     ep = resolve_endpoints(config, None, None, tmp_path, {"BASTION_ADMIN_PORT": "9998"})
     assert ep.admin_url == "http://127.0.0.1:9998/admin/v1" and ep.dashboard_url == "http://127.0.0.1:9998/dashboard"
-    base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell"}
-    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", base, "admin-tok")}
-    assert specs["admin"]["BASTION_ADMIN_TOKEN"] == "admin-tok"
+    base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell", "BASTION_ADMIN_BOOTSTRAP_TOKEN": "boot"}
+    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", base)}
     assert specs["admin"]["BASTION_ADMIN_PORT"] == "9998" and specs["admin"]["BASTION_ADMIN_HOST"] == "127.0.0.1"
-    assert all("BASTION_ADMIN_TOKEN" not in env for name, env in specs.items() if name != "admin")
+    assert not [n for n, env in specs.items() if {"from-the-shell", "boot"} & set(env.values())]
 
 
 def test_the_admin_service_binds_loopback_whatever_the_gateway_binds(tmp_path: Path) -> None:

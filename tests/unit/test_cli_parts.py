@@ -119,7 +119,7 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
         "BASTION_OIDC_CLIENT_SECRET": "idp-secret",
         "BASTION_VAULT_TOKEN": "vault-token",
     }
-    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", inherited, "admin-tok", creds)}
+    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", inherited, creds)}
     for name, env in specs.items():
         assert env["BASTION_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / f"{name}.nk")
         others = [str(p) for role, p in creds.seed_files.items() if role != name]
@@ -165,8 +165,8 @@ def test_colocated_ingress_and_executor_keep_their_own_environments(config, tmp_
     ep = resolve_endpoints(config, None, None, tmp_path, {})
     creds = make_credentials(tmp_path, {})
     inherited = {"PATH": "/usr/bin", "BASTION_SECRETS_KEY": "from-the-shell", "BASTION_BUS_SIGNING_KEY": "shell"}
-    separate = {s.name: s for s in service_specs(config, ep, "session", inherited, "admin-tok", creds)}
-    together = {s.name: s for s in service_specs(config, ep, "session", inherited, "admin-tok", creds, colocate=True)}
+    separate = {s.name: s for s in service_specs(config, ep, "session", inherited, creds)}
+    together = {s.name: s for s in service_specs(config, ep, "session", inherited, creds, colocate=True)}
 
     assert sorted(together) == sorted(set(SERVICES) - {"executor"})
     joint = together["ingress"]

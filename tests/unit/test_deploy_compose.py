@@ -97,7 +97,6 @@ def test_required_variables_say_what_to_set():
     required = REQUIRED.findall(text)
     assert {name for name, _ in required} >= {
         "BASTION_SESSION_SECRET",
-        "BASTION_ADMIN_TOKEN",
         "BASTION_SECRETS_KEY",
         "BASTION_BUS_SIGNING_KEY",
         "BASTION_CHECKPOINT_KEY",
@@ -177,8 +176,15 @@ def test_clickhouse_is_yours():
     assert REQUIRED.fullmatch(_environment("audit")["BASTION_CLICKHOUSE_URL"])
 
 
-def test_ingress_and_oauth_agree_on_the_public_url():
-    assert _environment("ingress")["BASTION_PUBLIC_URL"] == _environment("oauth")["BASTION_PUBLIC_URL"]
+def test_ingress_oauth_and_admin_agree_on_the_public_url():
+    urls = {svc: _environment(svc)["BASTION_PUBLIC_URL"] for svc in ("ingress", "oauth", "admin")}
+    assert len(set(urls.values())) == 1, urls
+
+
+def test_the_bootstrap_token_is_optional_and_only_the_admin_services():
+    assert _environment("admin")["BASTION_ADMIN_BOOTSTRAP_TOKEN"] == "${BASTION_ADMIN_BOOTSTRAP_TOKEN:-}"
+    holders = [svc for svc in _services() if "BASTION_ADMIN_BOOTSTRAP_TOKEN" in _environment(svc)]
+    assert holders == ["admin"]
 
 
 def test_work_signing_and_sealing_keys_are_one_value_each():

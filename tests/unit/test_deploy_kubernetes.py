@@ -110,9 +110,9 @@ def test_each_pod_mounts_only_its_roles_seed(svc):
     assert sorted(i["key"] for i in secret["items"]) == sorted(items), f"{svc} mounts other roles' seeds"
 
 
-def test_ingress_and_oauth_agree_on_the_public_url():
-    assert "bastion-public" in _containers()["ingress"].config_maps
-    assert "bastion-public" in _containers()["oauth"].config_maps
+def test_ingress_oauth_and_admin_agree_on_the_public_url():
+    for svc in ("ingress", "oauth", "admin"):
+        assert "bastion-public" in _containers()[svc].config_maps, svc
     assert "BASTION_PUBLIC_URL" not in kubernetes_objects("ConfigMap")["bastion-ingress"]["data"]
 
 
