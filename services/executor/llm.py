@@ -3,10 +3,11 @@
 Providers arrive through KV `bastion_llm` (a watch, like servers). A request is sent as the body
 ingress built (tools injected); a streamed answer is relayed chunk by chunk to the request's stream
 subject as it arrives, and summed up (text, tool calls, usage) in the final `LlmOutcome`.
-Transport errors (connection refused, reset, timed out before an answer) are retried, but only
-before any chunk went to the agent: after that a retry would repeat text it has already seen.
-Provider keys live only here (opened from the sealed record or read from the executor's
-environment) and never appear in an outcome, a log line or an error message.
+Transport errors (connection refused, reset, timed out before an answer, a stream ended before its
+finish reason and `[DONE]`) are retried, but only before any chunk went to the agent: after that a
+retry would repeat text it has already seen. Provider keys live only here (opened from the sealed
+record or read from the executor's environment) and never appear in an outcome, a log line or an
+error message; errors name the URL tried without its userinfo or query string.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from libs.common.messages import GatewayError, StreamEvent
 from libs.common.sealing import Sealer, SealingError
 
 from .breaker import CircuitBreaker
+from .outcomes import scrub_urls
 
 __all__ = ["LlmProviders"]
 
@@ -43,7 +45,7 @@ _MAX_ERROR_CHARS = 2000
 
 
 class _Transport(Exception):
-    """The provider could not be reached, or the connection broke before any chunk was relayed."""
+    """The provider could not be reached, the connection broke, or the stream ended unfinished."""
 
 
 @dataclass
@@ -53,6 +55,10 @@ class _Provider:
     api_key: str | None
     client: httpx.AsyncClient
     breaker: CircuitBreaker
+    url: httpx.URL
+    """`<base_url>/chat/completions` (a query string in `base_url` kept after the path)."""
+    label: str
+    """"provider 'name' at <url>" for error messages: the URL without userinfo, query or key."""
 
 
 @dataclass
@@ -97,7 +103,8 @@ class LlmProviders:
         try:
             record = ProviderRecord.model_validate_json(value)
             api_key = self._key(record.config)
-        except (ValidationError, SealingError) as exc:
+            url = _endpoint(record.config.base_url)
+        except (ValidationError, SealingError, httpx.InvalidURL) as exc:
             log.error("llm provider %s: unusable configuration (%s); not serving it", name, type(exc).__name__)
             await self.delete(name)
             return
@@ -112,6 +119,8 @@ class LlmProviders:
             api_key=api_key,
             client=httpx.AsyncClient(timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))),
             breaker=CircuitBreaker(config.failure_threshold, config.reset_timeout),
+            url=url,
+            label=_redact(f"provider {name!r} at {scrub_urls(str(url))}", api_key),
         )
         log.info("llm provider %s: serving %d model(s)", name, len(config.models))
 
@@ -155,7 +164,8 @@ class LlmProviders:
             outcome = _failed(request, ErrorKind.UPSTREAM_UNAVAILABLE, _redact(str(exc), provider.api_key))
         except httpx.TimeoutException:
             provider.breaker.failure()
-            outcome = _failed(request, ErrorKind.UPSTREAM_TIMEOUT, f"provider {provider.name!r} did not answer in time")
+            message = f"{provider.label} did not answer within {provider.config.timeout:g}s"
+            outcome = _failed(request, ErrorKind.UPSTREAM_TIMEOUT, message)
         except BaseException:
             provider.breaker.release()
             raise
@@ -188,9 +198,10 @@ class LlmProviders:
         headers = {"content-type": "application/json"}
         if provider.api_key:
             headers["authorization"] = f"Bearer {provider.api_key}"
-        url = f"{provider.config.base_url}/chat/completions"
         try:
-            async with provider.client.stream("POST", url, content=orjson.dumps(body), headers=headers) as response:
+            async with provider.client.stream(
+                "POST", provider.url, content=orjson.dumps(body), headers=headers
+            ) as response:
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")
                     return self._http_error(provider, request, response.status_code, text)
@@ -198,12 +209,18 @@ class LlmProviders:
                     payload = orjson.loads(await response.aread())
                     provider.breaker.success()
                     return _completed(request, payload)
-                await self._relay(request, response, stream)
+                if not await self._relay(request, response, stream):
+                    unfinished = "before the answer was complete (no finish reason, no [DONE])"
+                    raise _Transport(f"{provider.label} ended its stream {unfinished}")
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _Transport(f"provider {provider.name!r} unreachable ({type(exc).__name__})") from None
+            if stream.events:
+                raise _Transport(
+                    f"the connection to {provider.label} broke mid-answer ({type(exc).__name__})"
+                ) from None
+            raise _Transport(f"{provider.label} is unreachable ({type(exc).__name__})") from None
         except orjson.JSONDecodeError:
             provider.breaker.success()
-            return _failed(request, ErrorKind.UPSTREAM_ERROR, f"provider {provider.name!r} answered with invalid JSON")
+            return _failed(request, ErrorKind.UPSTREAM_ERROR, f"{provider.label} answered with invalid JSON")
         provider.breaker.success()
         return LlmOutcome(
             id=request.id,
@@ -213,13 +230,15 @@ class LlmProviders:
             tool_calls=[stream.tool_calls[i] for i in sorted(stream.tool_calls)],
         )
 
-    async def _relay(self, request: LlmRequest, response: httpx.Response, stream: _Stream) -> None:
+    async def _relay(self, request: LlmRequest, response: httpx.Response, stream: _Stream) -> bool:
+        """Publish each chunk as it comes; whether the stream ended as a finished answer does (with
+        `[DONE]` or at least a finish reason), not just stopped."""
         async for line in response.aiter_lines():
             if not line.startswith("data:"):
                 continue  # blank separators, comments, `event:` lines
             data = line[5:].strip()
             if data == "[DONE]":
-                break
+                return True
             chunk = orjson.loads(data)
             if not isinstance(chunk, dict):
                 continue
@@ -228,6 +247,7 @@ class LlmProviders:
                 event = StreamEvent(method=LLM_CHUNK, params=chunk)
                 await self._publish(request.stream, event.model_dump_json().encode())
                 stream.events += 1
+        return stream.finish_reason is not None
 
     def _http_error(self, provider: _Provider, request: LlmRequest, status: int, text: str) -> LlmOutcome:
         if status >= 500 or status == 429:
@@ -238,7 +258,7 @@ class LlmProviders:
             detail = orjson.loads(text)["error"]["message"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
             detail = text
-        message = f"provider {provider.name!r} answered HTTP {status}: {_redact(str(detail), provider.api_key)}"
+        message = f"{provider.label} answered HTTP {status}: {_redact(str(detail), provider.api_key)}"
         kind = ErrorKind.RATE_LIMITED if status == 429 else ErrorKind.UPSTREAM_ERROR
         outcome = _failed(request, kind, message[:_MAX_ERROR_CHARS])
         assert outcome.error is not None
@@ -264,6 +284,11 @@ def _completed(request: LlmRequest, payload: Any) -> LlmOutcome:
 def _failed(request: LlmRequest, kind: ErrorKind, message: str, retry_after: float | None = None) -> LlmOutcome:
     data = {"retry_after": round(retry_after, 3)} if retry_after is not None else None
     return LlmOutcome(id=request.id, error=GatewayError(kind=kind, message=message, data=data))
+
+
+def _endpoint(base_url: str) -> httpx.URL:
+    url = httpx.URL(base_url)
+    return url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
 
 
 def _redact(text: str, secret: str | None) -> str:
