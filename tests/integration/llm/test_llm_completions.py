@@ -168,26 +168,15 @@ async def test_a_stalled_provider_times_out(gateway, provider):
     assert (row.status, row.error_kind, row.server) == ("error", "upstream_timeout", "slow")
 
 
-async def test_a_stream_broken_after_its_first_tokens_is_not_retried(gateway, provider):
-    provider.script = [Cut("Half an ans"), Reply("a retry would repeat the text")]
-    stream = await sdk_client(gateway).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
-    )
-    text = []
-    with pytest.raises(openai.APIError) as broken:
-        async for chunk in stream:
-            text += [choice.delta.content or "" for choice in chunk.choices]
-    assert "".join(text) == "Half an ans"  # relayed as it came, then the error as an event of its own
-    assert "broke mid-answer" in broken.value.message
-    assert len(provider.received) == 1  # tokens had reached the client: no second attempt
-    (row,) = await audit_rows(gateway, 1)
-    assert (row.status, row.error_kind) == ("error", "upstream_unavailable")
-
-
-async def test_a_stream_the_provider_ends_early_is_an_error_not_an_answer(gateway, provider):
-    """A provider that closes its stream cleanly but before a finish reason or `[DONE]` cut the answer:
-    the client must not take the text so far for all of it."""
-    provider.script = [Stop("Half an ans"), Stop("Half again")]
+@pytest.mark.parametrize(
+    ("step", "why"),
+    [(Cut, "broke mid-answer"), (Stop, "before the answer was complete")],
+    ids=["connection-broken", "stream-ended-early"],
+)
+async def test_a_stream_cut_after_its_first_tokens_ends_in_an_error_and_is_not_retried(gateway, provider, step, why):
+    """The connection breaking, or the provider closing its stream cleanly before a finish reason or
+    `[DONE]`: the client must not take the text so far for the whole answer; a retry would repeat it."""
+    provider.script = [step("Half an ans"), step("Half again"), Reply("a retry would repeat the text")]
     stream = await sdk_client(gateway).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
     )
@@ -195,8 +184,8 @@ async def test_a_stream_the_provider_ends_early_is_an_error_not_an_answer(gatewa
     with pytest.raises(openai.APIError) as cut:
         async for chunk in stream:
             text += [choice.delta.content or "" for choice in chunk.choices]
-    assert "".join(text) == "Half an ans"
-    assert "before the answer was complete" in cut.value.message
+    assert "".join(text) == "Half an ans"  # relayed as it came, then the error as an event of its own
+    assert why in cut.value.message
     # on the wire: the error event ends the stream, and no `[DONE]` follows it
     base = gateway.url.removesuffix("/mcp")
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
@@ -206,7 +195,7 @@ async def test_a_stream_the_provider_ends_early_is_an_error_not_an_answer(gatewa
         )
     events = [event for event in raw.text.split("\n\n") if event]
     assert events[-1].startswith('data: {"error":') and "data: [DONE]" not in events
-    assert len(provider.received) == 2  # tokens had reached the client: no retry
+    assert len(provider.received) == 2  # tokens had reached the client: no second attempt
     rows = await audit_rows(gateway, 2)
     assert [(r.status, r.error_kind) for r in rows] == [("error", "upstream_unavailable")] * 2
 
