@@ -58,19 +58,23 @@ def up(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
-    """Validate a config file and summarize it (never showing secrets)."""
+    """Validate a config file and summarize it (never showing secrets); OpenAPI documents are read and
+    what they turn into (or refuse) is listed."""
     from .apply import key_records
+    from .openapi_check import load_openapi_servers, print_openapi_report
     from .summary import print_summary
 
     try:
         config = load_config(file)
         key_records(config)
+        apis = load_openapi_servers(config, str(file))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise typer.Exit(2) from None
     out = console()
     out.print(f"[green]ok[/]: {escape(str(file))} is valid")
     print_summary(config, out)
+    print_openapi_report(apis, out)
 
 
 @config_app.command("apply")

@@ -27,6 +27,7 @@ __all__ = [
     "authorize_url_of",
     "for_the_agent",
     "oauth_applies",
+    "oauth_target",
     "with_authorize_url",
 ]
 
@@ -98,5 +99,20 @@ def with_authorize_url(data: Any, url: str) -> dict[str, Any]:
 
 
 def oauth_applies(config: ServerConfig) -> bool:
-    """OAuth is for remote servers whose configuration does not bring its own credentials."""
+    """OAuth is for remote servers whose configuration does not bring its own credentials (an OpenAPI
+    server: one whose `openapi.auth` asks for it)."""
+    if config.openapi is not None:
+        return config.openapi.oauth_resource is not None
     return config.transport != "stdio" and not any(k.lower() == "authorization" for k in config.headers)
+
+
+def oauth_target(config: ServerConfig) -> tuple[str, Literal["http", "sse"]] | None:
+    """The URL Bastion's upstream OAuth probes and asks tokens for, and how (its transport), or None."""
+    if not oauth_applies(config):
+        return None
+    if config.openapi is not None:
+        resource = config.openapi.oauth_resource
+        return (resource, "http") if resource is not None else None
+    if config.url is None:
+        return None
+    return config.url, "sse" if config.transport == "sse" else "http"

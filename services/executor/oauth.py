@@ -21,7 +21,7 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from libs.common import subjects
 from libs.common.config import ServerConfig
-from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery, oauth_applies
+from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery, oauth_applies, oauth_target
 
 __all__ = ["OAuthTokens", "oauth_applies", "token_fetcher"]
 
@@ -36,13 +36,14 @@ _EARLY = 30.0
 
 def token_fetcher(nc: NATS, server: str, config: ServerConfig, user: str | None = None, timeout: float = 20.0) -> Fetch:
     """Fetches the server's shared token, or with `user` that user's own (a per-user server's session)."""
-    assert config.url is not None
-    transport = "sse" if config.transport == "sse" else "http"
+    target = oauth_target(config)
+    assert target is not None
+    url, transport = target
 
     async def fetch(rejected: str | None) -> UpstreamToken:
         query = UpstreamTokenQuery(
             server=server,
-            url=config.url or "",
+            url=url,
             transport=transport,
             rejected=rejected,
             per_user=user is not None,
