@@ -58,6 +58,7 @@ from .breaker import BreakerState
 from .connection import Connection
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
+from .openapi.glue import OpenApiUpstream
 from .outcomes import describe_exception, for_the_wire, outcome_label, refusal, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
@@ -245,7 +246,8 @@ class ExecutorService:
         """A session to `name`; with `user`, one that carries that user's own OAuth token (a per-user server)."""
         assert self._nc is not None
         oauth = OAuthTokens(token_fetcher(self._nc, name, config, user)) if oauth_applies(config) else None
-        return Upstream(
+        kind = OpenApiUpstream if config.transport == "openapi" else Upstream  # interim: kinds by registry next
+        return kind(
             name,
             config,
             connect_timeout=self.settings.connect_timeout,

@@ -66,8 +66,6 @@ def apply_static(auth: OpenApiAuth | None, request: PreparedRequest) -> None:
 class ClientCredentials(httpx2.Auth):
     """OAuth 2 client credentials as an httpx2 auth flow (RFC 6749 section 4.4)."""
 
-    requires_response_body = True
-
     def __init__(self, spec: OpenApiClientCredentials, token_url: str) -> None:
         self._spec = spec
         self._token_url = token_url
@@ -118,7 +116,9 @@ class ClientCredentials(httpx2.Auth):
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         async with self._lock:
             if not self._fresh():
-                self._take((yield self._token_request()))
+                response = yield self._token_request()
+                await response.aread()
+                self._take(response)
         used = self._token
         request.headers["Authorization"] = f"Bearer {used}"
         response = yield request
@@ -126,6 +126,8 @@ class ClientCredentials(httpx2.Auth):
             return
         async with self._lock:
             if self._token == used:  # nobody replaced it meanwhile: this one was refused
-                self._take((yield self._token_request()))
+                response = yield self._token_request()
+                await response.aread()
+                self._take(response)
         request.headers["Authorization"] = f"Bearer {self._token}"
         yield request
