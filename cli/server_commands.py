@@ -109,11 +109,11 @@ def openapi_section(
         section["base_url"] = base_url
     if include_tags:
         section["include"] = {"tags": include_tags}
-    exclude: dict[str, Any] = {}
+    exclude: list[dict[str, Any]] = []
     if exclude_tags:
-        exclude["tags"] = exclude_tags
+        exclude.append({"tags": exclude_tags})
     if exclude_methods:
-        exclude["methods"] = [m.lower() for m in exclude_methods]
+        exclude.append({"methods": [m.lower() for m in exclude_methods]})
     if exclude:
         section["exclude"] = exclude
     return section

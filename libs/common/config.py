@@ -398,6 +398,8 @@ def _nested_model(model: type[BaseModel], path: tuple[int | str, ...]) -> type[B
     parts = list(path)
     while parts:
         part = str(parts.pop(0))
+        if part.isdigit():  # an entry of a list: the same model
+            continue
         field = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
         candidates = _models_in(field.annotation) if field is not None else []
         if len(candidates) > 1 and parts:  # a tagged union: the next part is the member's tag

@@ -185,10 +185,11 @@ class OpenApiSection(_Strict):
     base_url: str | None = None
     """Where requests go, instead of the document's `servers` (needed when those are relative and the
     document is a file)."""
-    include: OpenApiFilter | None = None
-    """Only the operations this filter matches become tools (all when omitted)."""
-    exclude: OpenApiFilter | None = None
-    """Operations this filter matches do not become tools (applied after `include`)."""
+    include: list[OpenApiFilter] | None = None
+    """Only the operations one of these filters matches become tools (all when omitted); one filter may be
+    written without the list."""
+    exclude: list[OpenApiFilter] | None = None
+    """Operations one of these filters matches do not become tools (applied after `include`)."""
     operations: dict[Annotated[str, Field(min_length=1, max_length=1024)], OpenApiOperation] = Field(
         default_factory=dict
     )
@@ -199,6 +200,11 @@ class OpenApiSection(_Strict):
     match its document (clients check structured results against the schema)."""
     max_document_bytes: Annotated[int, Field(gt=0, le=_MAX_DOCUMENT)] = 64 * 1024 * 1024
     """The document and every file it refers to, together, are read up to this size."""
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
 
     @field_validator("base_url")
     @classmethod

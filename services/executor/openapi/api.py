@@ -140,8 +140,8 @@ def _curated(section: OpenApiSection, operations: list[Operation]) -> tuple[list
     kept = [
         op
         for op in operations
-        if (section.include is None or matches(op, section.include))
-        and (section.exclude is None or not matches(op, section.exclude))
+        if (section.include is None or any(matches(op, f) for f in section.include))
+        and not any(matches(op, f) for f in section.exclude or [])
     ]
     return kept, len(operations) - len(kept)
 

@@ -18,15 +18,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+import orjson
 from libs.common.openapi_config import OpenApiOperation
 
 from .operations import Operation, Parameter
 from .schemas import Bundle, SchemaSet, is_object_schema
 
-__all__ = ["MAX_DESCRIPTION", "Argument", "Binding", "define"]
+__all__ = ["MAX_DESCRIPTION", "MAX_OUTPUT_SCHEMA", "Argument", "Binding", "define"]
 
 MAX_DESCRIPTION: Final = 4096
 """Characters of a tool's description at most (a document's may be pages of markdown)."""
+MAX_OUTPUT_SCHEMA: Final = 16 * 1024
+"""Bytes of JSON an output schema may take; a larger one is left out (the answer is still structured).
+GitHub's document: 817 of its 891 output schemas fit, and its catalog shrinks from 6.4 to 4.4 MB."""
 _MAX_PARAM_DESCRIPTION: Final = 1024
 _SAFE: Final = frozenset({"get", "head", "options", "trace"})
 _IDEMPOTENT: Final = frozenset({"get", "head", "options", "trace", "put", "delete"})
@@ -208,4 +212,6 @@ def _output(operation: Operation, schemas: SchemaSet) -> tuple[dict[str, Any] | 
         wrapped = True
     if defs:
         schema["$defs"] = {**schema.get("$defs", {}), **defs}
+    if len(orjson.dumps(schema)) > MAX_OUTPUT_SCHEMA:
+        return None, False
     return schema, wrapped

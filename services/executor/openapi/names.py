@@ -3,7 +3,7 @@
 A name comes from the curation's rename, else the operationId (characters outside the set become `_`),
 else the method and path (`GET /pets/{petId}` is `get_pets_petId`). Names that come out alike are told
 apart by a short hash of each operation's method and path, except the one name that is exactly what
-it says (a rename, or an operationId used unchanged), which keeps it. So a name depends only on its
+it says (a rename first, else an operationId used unchanged), which keeps it. So a name depends only on its
 own operation and the ones it collides with, never on the order of the document or on operations
 added elsewhere in it. The gateway then namespaces each name like any tool (`libs.common.naming`).
 """
@@ -45,17 +45,18 @@ def _from_path(operation: Operation) -> str:
     return "_".join([operation.method, *(s for s in segments if s)]) if any(segments) else f"{operation.method}_root"
 
 
-def _natural(operation: Operation, renames: Mapping[str, str]) -> tuple[str, bool]:
-    """The name the operation asks for, and whether it is exactly that (nothing replaced or cut)."""
+def _natural(operation: Operation, renames: Mapping[str, str]) -> tuple[str, int]:
+    """The name the operation asks for, and how firmly: 2 a rename, 1 an operationId used unchanged, 0 a
+    name made up (characters replaced, cut, or from the method and path)."""
     renamed = renames.get(operation.operation_id or "") or renames.get(operation.key)
     if renamed is not None:
-        return renamed, True
+        return renamed, 2
     if operation.operation_id is not None:
         cleaned = _clean(operation.operation_id)
         if re.search(r"[A-Za-z0-9]", cleaned):
             fitted = _fit(cleaned, operation.operation_id)
-            return fitted, fitted == operation.operation_id
-    return _fit(_from_path(operation), operation.key), False
+            return fitted, int(fitted == operation.operation_id)
+    return _fit(_from_path(operation), operation.key), 0
 
 
 def tool_names(operations: Sequence[Operation], renames: Mapping[str, str]) -> list[str]:
@@ -71,8 +72,9 @@ def tool_names(operations: Sequence[Operation], renames: Mapping[str, str]) -> l
         if not clashes:
             return names
         for indexes in clashes:
-            exact = [i for i in indexes if wanted[i][1] and names[i] == wanted[i][0]]
-            keeper = exact[0] if len(exact) == 1 else None
+            claims = [wanted[i][1] if names[i] == wanted[i][0] else 0 for i in indexes]
+            best = max(claims)
+            keeper = indexes[claims.index(best)] if best and claims.count(best) == 1 else None
             for i in indexes:
                 if i != keeper:
                     suffix = _digest(operations[i].key, size)
