@@ -237,7 +237,7 @@ def test_documents_that_cannot_be_served_say_why(tmp_path, document, message):
 def test_unparseable_and_oversized_documents(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("openapi: 3.0.0\npaths: {\n")
-    with pytest.raises(DocumentError, match="neither JSON nor YAML.*line"):
+    with pytest.raises(DocumentError, match=r"neither JSON nor YAML.*line"):
         _api(broken)
     big = _write(tmp_path, "big.yaml", _doc({"/a": {"get": _op("a", description="x" * 5000)}}))
     with pytest.raises(DocumentError, match="larger than 1,000 bytes together"):
@@ -311,7 +311,7 @@ def test_names_are_stable_valid_and_collisions_resolved_the_same_way_every_time(
     }
     api = _api(_write(tmp_path, "d.yaml", _doc(paths)))
     names = [t["name"] for t in api.tools]
-    assert all(len(n) <= 64 and all(c.isalnum() and c.isascii() or c in "_-" for c in n) for n in names)
+    assert all(len(n) <= 64 and all((c.isalnum() and c.isascii()) or c in "_-" for c in n) for n in names)
     assert names[1] == "list_things", "the operationId used unchanged keeps its name"
     assert names[0].startswith("list_things_") and names[0] != names[1]
     assert names[2] != names[3] and names[2].startswith("repos_very-long")

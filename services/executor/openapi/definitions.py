@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import orjson
+
 from libs.common.openapi_config import OpenApiOperation
 
 from .operations import Operation, Parameter
