@@ -12,7 +12,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from libs.common.config import ServerConfig
+from libs.common.config import ServerConfig, parse_config
 from libs.common.openapi_config import OpenApiSection
 from libs.common.pins import definition_sha256
 from services.executor.openapi.api import load_api
@@ -356,3 +356,14 @@ def test_server_config_validates_the_openapi_section():
     ]:
         with pytest.raises(ValueError, match=message):
             ServerConfig.model_validate(bad)
+
+
+def test_the_docs_examples_are_valid_configs():
+    import re
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "openapi.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", page, re.S) if "mcpServers" in b]
+    assert blocks
+    for block in blocks:
+        config = parse_config(yaml.safe_load(block), "docs/openapi.md")
+        assert all(s.transport == "openapi" for s in config.mcp_servers.values())
