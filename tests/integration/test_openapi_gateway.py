@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Iterator
 from typing import Any
 
+import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
@@ -230,3 +231,17 @@ async def test_a_code_mode_script_calls_the_rest_api(version, store, nats_url, r
         assert _text(answer).splitlines()[-1] == 'result: {"id":2,"names":["Rex","Kit"],"path":"/echo/x%2Fy"}'
         rows = await audit_rows(gateway.nats_url, "coder", 5)
         assert {"pets__createPet", "pets__listPets", "pets__echo"} <= {r.name for r in rows}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+async def test_only_idempotent_operations_are_retried(version, store, nats_url, redis_url, tmp_path):
+    config = _config(version, store)
+    config["mcpServers"]["pets"] |= {"retries": 2, "circuit_breaker": {"failure_threshold": 10}}
+    async with running_gateway(nats_url, redis_url, tmp_path, config) as gateway:
+        async with gateway.client(ADMIN_KEY) as client:
+            for tool in ("pets__getStatus", "pets__postStatus"):
+                with pytest.raises(MCPError, match="answered HTTP 502"):
+                    await client.call_tool(tool, {"code": 502})
+    async with httpx2.AsyncClient() as http:
+        hits = (await http.get(f"{store}/hits")).json()
+    assert hits == {"GET 502": 3, "POST 502": 1}, "a GET is sent again after a 502, a POST never"

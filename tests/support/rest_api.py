@@ -199,8 +199,19 @@ def build_app() -> FastAPI:
     def count(category: Category) -> Count:
         return Count(count=_count(category))
 
+    hits: dict[str, int] = {}
+
+    @app.post("/status/{code}", operation_id="postStatus", tags=["debug"])
+    def post_status(code: int) -> Response:
+        return status(code, "POST")
+
+    @app.get("/hits", include_in_schema=False)
+    def hit_counts() -> dict[str, int]:
+        return hits
+
     @app.get("/status/{code}", operation_id="getStatus", tags=["debug"])
-    def status(code: int) -> Response:
+    def status(code: int, method: str = "GET") -> Response:
+        hits[f"{method} {code}"] = hits.get(f"{method} {code}", 0) + 1
         if code == 204:
             return Response(status_code=204)
         return JSONResponse({"detail": f"status {code} as asked", "padding": "x" * 10_000}, status_code=code)
@@ -297,6 +308,7 @@ def _document(app: FastAPI) -> dict[str, Any]:
         {"name": "session", "in": "cookie", "schema": {"type": "string"}},
     ]
     del paths["/health"]["get"]["operationId"]
+    paths["/status/{code}"]["get"]["parameters"] = paths["/status/{code}"]["post"]["parameters"]
     paths["/status/{code}"]["get"]["responses"]["204"] = {"description": "No content"}
     doc["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer"},
