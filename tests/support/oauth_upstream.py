@@ -20,7 +20,6 @@ __all__ = ["build_app", "serve"]
 import argparse
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +29,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
+from tests.support.asgi_serve import bind, serve_ready
 from tests.support.oauth_upstream_as import SCOPE, STORE, as_routes
 
 # ------------------------------------------------------------------ the protected MCP resources
@@ -111,22 +111,9 @@ def build_app(base: str) -> Any:
 
 
 async def serve(host: str, port: int, lifetime: int) -> None:
-    import uvicorn
-
     STORE.lifetime = lifetime
-    sock = socket.socket(socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    base = f"http://{host}:{sock.getsockname()[1]}"
-
-    class Uvicorn(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                print(f"READY {base}", flush=True)
-
-    config = uvicorn.Config(build_app(base), log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    await Uvicorn(config).serve(sockets=[sock])
+    sock, base = bind(host, port)
+    await serve_ready(build_app(base), sock, base)
 
 
 if __name__ == "__main__":

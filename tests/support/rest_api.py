@@ -19,13 +19,14 @@ import asyncio
 import base64
 import hashlib
 import secrets
-import socket
 import time
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, File, Form, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
+
+from tests.support.asgi_serve import bind, serve_ready
 
 __all__ = [
     "API_KEY",
@@ -323,21 +324,8 @@ def _document(app: FastAPI) -> dict[str, Any]:
 
 
 async def main(host: str, port: int) -> None:
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    base = f"http://{host}:{sock.getsockname()[1]}"
-
-    class Uvicorn(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                print(f"READY {base}", flush=True)
-
-    config = uvicorn.Config(build_app(), log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
-    await Uvicorn(config).serve(sockets=[sock])
+    sock, base = bind(host, port)
+    await serve_ready(build_app(), sock, base, lifespan="off")
 
 
 if __name__ == "__main__":
