@@ -89,3 +89,16 @@ async def test_an_unreachable_api_is_unavailable_and_probed():
         assert outcome.error is not None and outcome.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE
         assert outcome.execution == "not_run" and "unreachable" in outcome.error.message
         assert await opened.ping(2) is not None, "after a failure the health check probes the API"
+
+
+async def test_upstream_oauth_probes_its_resource_when_a_session_opens(store):
+    """`auth: {type: oauth}`: a 401 no token answers fails the opening (the owner then reports
+    `needs_auth` with the authorization link, as for an MCP server); a resource that lets the request
+    through opens the session."""
+    refused = {"auth": {"type": "oauth", "resource": f"{store}/secure/whoami"}}
+    with pytest.raises(PermissionError, match=r"answered HTTP 401 at http://127\.0\.0\.1:[0-9]+/secure/whoami"):
+        async with session("3.0", store, openapi=refused):
+            pass
+    allowed = {"auth": {"type": "oauth", "resource": f"{store}/pets"}}
+    async with session("3.0", store, openapi=allowed) as opened:
+        assert (await call(opened, "getPet", {"petId": 1})).result is not None
