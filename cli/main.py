@@ -249,6 +249,10 @@ def analytics_query(
     fmt: Annotated[str, typer.Option("--format", help="table (for people) or jsonl (one object per row).")] = "table",
     max_rows: Annotated[int, typer.Option(min=1, max=100_000, help="Rows the answer may have.")] = 10_000,
     timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds the query may run.")] = 10.0,
+    payloads: Annotated[
+        bool,
+        typer.Option(help="Read payload columns too (arguments, results, admin records), as an auditor may."),
+    ] = False,
     clickhouse_url: Annotated[
         str | None,
         typer.Option(help="Ask a ClickHouse server directly (http(s)://user:pass@host:8123/db), not the stack."),
@@ -259,13 +263,13 @@ def analytics_query(
     """Run one read-only SQL query on the audit store (docs/analytics.md has ten ready-made ones)."""
     from libs.common.analytics import AnalyticsQuery, NotReadOnly
 
-    from .analytics import CliFailure, print_answer, query_clickhouse, query_nats
+    from .analytics import CliFailure, principal, print_answer, query_clickhouse, query_nats
 
     if fmt not in ("table", "jsonl"):
         print(f"error: unknown --format {fmt!r}: table or jsonl", file=sys.stderr)
         raise typer.Exit(2)
     try:
-        query = AnalyticsQuery(sql=sql, max_rows=max_rows, timeout=timeout)
+        query = AnalyticsQuery(sql=sql, max_rows=max_rows, timeout=timeout, payloads=payloads, principal=principal())
         if clickhouse_url:
             answer = query_clickhouse(clickhouse_url, query)
         else:

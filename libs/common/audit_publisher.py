@@ -46,7 +46,7 @@ from nats.errors import MaxPayloadError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 
 from . import subjects
-from .audit_chain import AuditChain, producer_id
+from .audit_chain import AuditChain, producer_role
 from .audit_fields import FieldLimits, bounded
 from .audit_journal import AuditJournal
 from .messages import AuditBatch, AuditEvent, new_id
@@ -100,12 +100,15 @@ class AuditPublisher:
         linger: float = 0.005,
         publish_timeout: float = 5.0,
         max_backoff: float = 2.0,
-        producer: str | None = None,
+        producer: str,
         journal: AuditJournal | None = None,
     ) -> None:
         self._nc = nc
-        self.chain = AuditChain(producer or producer_id("bastion"))
-        """This process's hash chain; events are linked in `emit`, in publishing order."""
+        self.chain = AuditChain(producer)
+        """This process's hash chain (`audit_chain.producer_id`: named after the producer's bus role);
+        events are linked in `emit`, in publishing order."""
+        self.subject = subjects.audit_subject(producer_role(producer), producer)
+        """Where the events go: the role's own subject, which only that role may publish."""
         self._journal = journal
         self._journaled: dict[str, bytes] = {}
         """Event id -> the JSON the journal serialized it to, so the event is serialized once."""
@@ -243,9 +246,7 @@ class AuditPublisher:
         while True:
             await self._connected()
             try:
-                await self._js.publish(
-                    subjects.audit_subject("batch"), payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id}
-                )
+                await self._js.publish(self.subject, payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id})
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -279,7 +280,7 @@ class AuditPublisher:
         headers = {
             MSG_ID_HEADER: f"dead-{event.event_id}",
             DEAD_REASON_HEADER: " ".join(reason.split())[:512],
-            DEAD_SUBJECT_HEADER: subjects.audit_subject("batch"),
+            DEAD_SUBJECT_HEADER: self.subject,
             DEAD_EVENT_HEADER: event.event_id[:128],
         }
         delay = 0.0

@@ -17,8 +17,9 @@ Three rules shape it:
   and outcome, up to the call timeout later, which a response allowance's count and expiry would
   have to be tuned to; an executor answers the requester whose call policy forwarded to it, not the
   publisher; its call-stream events are not responses at all);
-- the audit stream is written by its producers alone (ingress, which also emits the admin API's
-  changes, and codemode) and read (consumed) by the audit service alone; the admin role may watch
+- the audit stream is written by its producers alone (`AUDIT_PRODUCERS`), each on its own subjects
+  (`bastion.audit.events.<role>.>`), and read (consumed) by the audit service alone, which checks
+  that every event's chain belongs to the role whose subject it came on; the admin role may watch
   live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
   analytics queries), which answers only on the admin role's inbox.
 - the oauth service's state (client records, codes, refresh families, password hashes, the sealed
@@ -47,6 +48,7 @@ from . import subjects as s
 __all__ = [
     "ADMIN",
     "AUDIT",
+    "AUDIT_PRODUCERS",
     "CODEMODE",
     "EXECUTOR",
     "INGRESS",
@@ -156,7 +158,25 @@ def _own_inbox(role: str) -> tuple[str, ...]:
     return (_inbox(role),)  # `processed()` and request/reply talk to themselves through it
 
 
-PERMISSIONS: Final[Mapping[str, Permissions]] = {
+AUDIT_PRODUCERS: Final = (INGRESS, CODEMODE)
+"""The roles that write the audit trail (ingress: agents' requests and the admin API's changes;
+codemode: scripts' runs and calls). Each publishes on `bastion.audit.events.<role>.>` alone
+(`_audit_producer`), and the audit service stores an event only if its chain belongs to the role
+whose subject it came on: adding a producer is one entry here."""
+
+
+def _audit_producer(role: str) -> tuple[str, ...]:
+    """Publish events on the role's own audit subjects, dead-letter what the stream refuses
+    (`AuditPublisher`), and declare both streams."""
+    return (
+        f"{s.AUDIT_EVENTS}.{role}.>",
+        s.AUDIT_DEAD,
+        *_stream_owner(s.AUDIT_STREAM),
+        *_stream_owner(s.AUDIT_DEAD_STREAM),
+    )
+
+
+_BY_ROLE: Final[Mapping[str, Permissions]] = {
     INGRESS: Permissions(
         publish=(
             *_own_inbox(INGRESS),
@@ -174,10 +194,6 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.CODEMODE_CALL,
             f"{s.CODEMODE_ALIVE}.*",
             _inbox(EXECUTOR),  # an agent's answer (`ClientReply`) to an upstream's request mid-call
-            f"{s.AUDIT_EVENTS}.>",
-            s.AUDIT_DEAD,  # an event the audit stream refuses, with the reason (`AuditPublisher`)
-            *_stream_owner(s.AUDIT_STREAM),
-            *_stream_owner(s.AUDIT_DEAD_STREAM),
             *_object_store(s.OBJ_BLOBS),  # arguments too large for one message; results as large
             *_kv_read(s.KV_KEYS),
             *_kv_read(s.KV_CATALOG),
@@ -197,6 +213,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.AUDIT_EXPORT,  # `bastion audit export`
             s.AUDIT_VERIFY,  # `bastion audit verify`
             s.ANALYTICS_QUERY,  # `bastion analytics query`, the admin API's analytics routes and dashboard
+            s.ANALYTICS_CANCEL,  # the caller of a query gave up
             *_kv_write(s.KV_KEYS),
             *_kv_write(s.KV_SERVERS),
             *_kv_write(s.KV_POLICY),
@@ -254,8 +271,16 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_stream_owner(s.AUDIT_STREAM),
             *_stream_owner(s.AUDIT_DEAD_STREAM),
             *_stream_consumer(s.AUDIT_STREAM),
+            *_kv_read(s.KV_KEYS),  # an event naming a key that does not exist is flagged
         ),
-        subscribe=(_inbox(AUDIT), s.AUDIT_QUERY, s.AUDIT_EXPORT, s.AUDIT_VERIFY, s.ANALYTICS_QUERY),
+        subscribe=(
+            _inbox(AUDIT),
+            s.AUDIT_QUERY,
+            s.AUDIT_EXPORT,
+            s.AUDIT_VERIFY,
+            s.ANALYTICS_QUERY,
+            s.ANALYTICS_CANCEL,
+        ),
     ),
     CODEMODE: Permissions(
         publish=(
@@ -267,10 +292,6 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             f"{s.EXEC_ALIVE}.*",  # the executor replica holding a script's call
             s.POLICY_REFUND,  # a script's tool call it failed as lost or late
             s.EXEC_CANCEL,  # abandons the calls of a cancelled run
-            f"{s.AUDIT_EVENTS}.>",
-            s.AUDIT_DEAD,
-            *_stream_owner(s.AUDIT_STREAM),
-            *_stream_owner(s.AUDIT_DEAD_STREAM),
             *_object_store(s.OBJ_BLOBS),  # a script's tool call with a result too large for one message
             *_kv_read(s.KV_CATALOG),
         ),
@@ -297,6 +318,12 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.OAUTH_UPSTREAM_LINK,
         ),
     ),
+}
+
+
+PERMISSIONS: Final[Mapping[str, Permissions]] = {
+    role: Permissions(perms.publish + (_audit_producer(role) if role in AUDIT_PRODUCERS else ()), perms.subscribe)
+    for role, perms in _BY_ROLE.items()
 }
 
 

@@ -30,8 +30,21 @@ BROKERS = [
 ]
 
 
+PRODUCER = "ingress-consumer-test"
+SUBJECT = subjects.audit_subject("ingress", PRODUCER)
+
+
 def _event(i: int) -> AuditEvent:
-    return AuditEvent(key_name="ci", server="notes", tool=f"t{i}", name=f"notes__t{i}", status="ok", latency_ms=i)
+    return AuditEvent(
+        key_name="ci",
+        server="notes",
+        tool=f"t{i}",
+        name=f"notes__t{i}",
+        status="ok",
+        latency_ms=i,
+        producer=PRODUCER,
+        seq=i + 1,
+    )
 
 
 @asynccontextmanager
@@ -79,18 +92,18 @@ async def test_events_become_rows_and_what_is_no_event_is_dead_lettered(
     single = _event(3)
     async with consumer(kind, tmp_path, request) as (broker, store, dead):
         stream = subjects.AUDIT_STREAM
-        await broker.publish(batch.model_dump_json().encode(), subjects.audit_subject("batch"), stream=stream)
-        await broker.publish(b'{"not": "an event"}', subjects.audit_subject("tool_call"), stream=stream)
-        await broker.publish(single.model_dump_json().encode(), subjects.audit_subject("tool_call"), stream=stream)
+        await broker.publish(batch.model_dump_json().encode(), SUBJECT, stream=stream)
+        await broker.publish(b'{"not": "an event"}', SUBJECT, stream=stream)
+        await broker.publish(single.model_dump_json().encode(), SUBJECT, stream=stream)
 
         async def written() -> bool:
             return await asyncio.to_thread(store.count) == 4 and len(dead) == 1
 
         # well within the 30 s after which an unacked message is redelivered: it must come the first time
         await poll_until(written, "4 rows and 1 dead letter", within=15)
-        rows = {row.event_id for row in await asyncio.to_thread(store.chain, "", None)}
+        rows = {row.event_id for row in await asyncio.to_thread(store.chain, PRODUCER, None)}
     assert rows == {e.event_id for e in [*batch.events, single]}
     (letter,) = dead
     assert letter.body == b'{"not": "an event"}'
     assert "not an AuditEvent" in letter.headers["Bastion-Dead-Reason"]
-    assert letter.headers["Bastion-Dead-Subject"] == subjects.audit_subject("tool_call")
+    assert letter.headers["Bastion-Dead-Subject"] == SUBJECT

@@ -25,6 +25,7 @@ from nats.aio.client import Client as NATS
 from cli.stack import EmbeddedNats, kill_with_parent
 from libs.common import subjects
 from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery
+from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from services.audit.auditor import Auditor
@@ -150,7 +151,7 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     first = AuditProcess(nats_server.url, chdb_url, log)
     second: AuditProcess | None = None
     try:
-        async with AuditPublisher(nc) as publisher:
+        async with AuditPublisher(nc, producer=producer_id("ingress")) as publisher:
             # 1. ClickHouse unavailable: the audit service cannot open its store; events wait in the stream
             for e in sent[:quarter]:
                 assert publisher.emit(e)

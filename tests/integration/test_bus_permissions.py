@@ -61,12 +61,13 @@ PUBLISH_PROBES = (
     s.executor_alive_subject("replica-1"),
     s.CALL_CANCEL,
     s.RESOURCE_UPDATED,
-    s.audit_subject("tool_call"),
-    s.audit_subject("batch"),
+    *(s.audit_subject(role, f"{role}-host-1-abcd") for role in ROLES),
+    f"{s.AUDIT_EVENTS}.batch",
     s.AUDIT_QUERY,
     s.AUDIT_EXPORT,
     s.AUDIT_VERIFY,
     s.ANALYTICS_QUERY,
+    s.ANALYTICS_CANCEL,
     s.AUDIT_DEAD,
     s.OAUTH_HTTP,
     s.OAUTH_PASSWORD,
@@ -115,6 +116,7 @@ SUBSCRIBE_PROBES = (
     s.AUDIT_EXPORT,
     s.AUDIT_VERIFY,
     s.ANALYTICS_QUERY,
+    s.ANALYTICS_CANCEL,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",
@@ -135,7 +137,11 @@ RULES: dict[str, set[str]] = {
     f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_OAUTH_REVOKED)}": {OAUTH},
     f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_SESSIONS)}": {INGRESS},
     f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_KEYS)}": set(),
-    s.audit_subject("tool_call"): {INGRESS, CODEMODE},  # the producers: ingress, and codemode for scripts' calls
+    # each audit producer publishes on its own subjects alone (issue 26: a chain is its producer's)
+    s.audit_subject(INGRESS, "ingress-host-1-abcd"): {INGRESS},
+    s.audit_subject(CODEMODE, "codemode-host-1-abcd"): {CODEMODE},
+    f"{s.AUDIT_EVENTS}.batch": set(),  # the shared subject of old: nobody
+    s.ANALYTICS_CANCEL: {ADMIN},
     s.CODEMODE_CALL: {INGRESS},
     # analysts' questions and the auditors' check: asked by the admin role alone, answered by audit
     s.AUDIT_EXPORT: {ADMIN},
@@ -180,6 +186,7 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.AUDIT_EXPORT: {AUDIT},
     s.AUDIT_VERIFY: {AUDIT},
     s.ANALYTICS_QUERY: {AUDIT},
+    s.ANALYTICS_CANCEL: {AUDIT},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),

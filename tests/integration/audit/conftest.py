@@ -11,6 +11,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
@@ -30,7 +31,7 @@ async def nc(nats_url: str) -> AsyncIterator[NATS]:
 
 @pytest.fixture
 async def publisher(nc: NATS) -> AsyncIterator[AuditPublisher]:
-    async with AuditPublisher(nc) as pub:
+    async with AuditPublisher(nc, producer=producer_id("ingress")) as pub:
         yield pub
 
 
