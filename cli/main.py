@@ -192,8 +192,9 @@ def audit_verify(
     nats_url: NatsUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Check the stored audit events against their hash chains and signed checkpoints: OK, or the
-    first modified, deleted, inserted or reordered row (exit 1; 2 when the check could not run)."""
+    """Check the stored audit events against their hash chains and signed checkpoints, and say which
+    producer vouches for each chain: OK, or the first modified, deleted, inserted or reordered row, or
+    the events the writer flagged or refused (exit 1; 2 when the check could not run)."""
     from .analytics import CliFailure, parse_time
     from .audit import verify
 
