@@ -268,7 +268,8 @@ class AuditSettings(ServiceSettings):
     read-only per query. Ignored by the embedded engine, which has no users."""
     clickhouse_analyst_password: SecretStr = SecretStr("")
     analytics_queries: int = Field(default=3, ge=1, le=64)
-    """Analytics queries running at once, in all; one more is answered "busy, retry after"."""
+    """Analytics queries running at once, in all; one more waits a moment for a slot, then is answered
+    "busy, retry after"."""
     analytics_queries_per_principal: int = Field(default=2, ge=1, le=64)
     """Analytics queries one principal (an admin person, a token) may run at once."""
     analytics_query_memory_mb: int = Field(default=512, ge=16, le=1024 * 1024)

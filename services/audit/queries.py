@@ -3,9 +3,10 @@ connections, and stopped in the engine when their time is up or their caller giv
 
 - Checked: the allow-list (`libs.common.analytics.read_only`); a refusal never reaches the engine.
 - Admitted: at most `analytics_queries` run at once, `analytics_queries_per_principal` of one
-  principal; one more is answered at once, "busy, retry after" (never queued behind the others).
-  A slot is held until the engine has really let go of the query, not until its caller stopped
-  waiting, so the bound is on the engine's work.
+  principal. One more waits up to `QUEUE_WAIT` seconds for a slot (a dashboard asks for its nine
+  panels at once), in a short line (`WAITING`, `WAITING_PER_PRINCIPAL`); past that, or with the
+  line full, it is answered "busy, retry after". A slot is held until the engine has really let go
+  of the query, not until its caller stopped waiting, so the bound is on the engine's work.
 - Run: on a pool of threads of their own (`analytics_queries` of them), each on a connection of
   its own (`ClickHouseStore.analytics`: read-only, with the query's time, memory, row, byte and
   thread limits), so the writer, the checkpoints and the other requests never wait for one.
@@ -17,6 +18,7 @@ connections, and stopped in the engine when their time is up or their caller giv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -35,6 +37,11 @@ __all__ = ["STOP_GRACE", "AnalyticsRunner", "QueryLimits"]
 
 log = logging.getLogger(__name__)
 
+QUEUE_WAIT: Final = 3.0
+"""Seconds a query waits for a slot before it is answered busy (its caller waits its `timeout` and 5 s)."""
+WAITING: Final = 16
+WAITING_PER_PRINCIPAL: Final = 8
+"""Queries that may wait for a slot, in all and of one principal; one more is answered busy at once."""
 STOP_GRACE: Final = 1.0
 """Seconds past its timeout before a query the engine has not stopped itself is killed."""
 STOP_WAIT: Final = 10.0
@@ -75,6 +82,8 @@ class AnalyticsRunner:
         self.running: dict[str, _Running] = {}
         """Queries the engine is running, by id: each holds its slot until the engine returned."""
         self._per_principal: Counter[str] = Counter()
+        self._waiting: Counter[str] = Counter()
+        self._slot_freed = asyncio.Event()
 
     async def run(self, query: AnalyticsQuery) -> AnalyticsAnswer:
         try:
@@ -83,7 +92,7 @@ class AnalyticsRunner:
             return AnalyticsAnswer(error=str(exc), error_kind="refused")
         if query.query_id in self.running:
             return AnalyticsAnswer(error=f"query {query.query_id} is running already", error_kind="refused")
-        busy = self._busy(query.principal)
+        busy = await self._admitted(query.principal)
         if busy is not None:
             return busy
         running = _Running(
@@ -131,14 +140,38 @@ class AnalyticsRunner:
             await self._kill(running)
         self._pool.shutdown(wait=False)
 
-    def _busy(self, principal: str) -> AnalyticsAnswer | None:
+    def _free(self, principal: str) -> bool:
+        return len(self.running) < self.limits.queries and self._per_principal[principal] < self.limits.per_principal
+
+    async def _admitted(self, principal: str) -> AnalyticsAnswer | None:
+        """None once a slot is free for `principal` (the caller takes it before its next await), or
+        the busy answer."""
+        if self._free(principal):
+            return None
+        if sum(self._waiting.values()) >= WAITING or self._waiting[principal] >= WAITING_PER_PRINCIPAL:
+            return self._busy(principal)
+        self._waiting[principal] += 1
+        deadline = time.monotonic() + QUEUE_WAIT
+        try:
+            while not self._free(principal):
+                self._slot_freed.clear()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return self._busy(principal)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_freed.wait(), left)
+        finally:
+            self._waiting[principal] -= 1
+            if self._waiting[principal] <= 0:
+                del self._waiting[principal]
+        return None
+
+    def _busy(self, principal: str) -> AnalyticsAnswer:
         if len(self.running) >= self.limits.queries:
             why = f"{len(self.running)} analytics queries are running, the most at once"
-        elif self._per_principal[principal] >= self.limits.per_principal:
+        else:
             who = principal or "unnamed callers"
             why = f"{who} has {self._per_principal[principal]} analytics queries running, the most for one principal"
-        else:
-            return None
         soonest = min(running.deadline for running in self.running.values()) - time.monotonic()
         after = max(1.0, round(soonest + STOP_GRACE, 1))
         return AnalyticsAnswer(error=f"busy: {why}; retry after {after:g} s", error_kind="busy", retry_after=after)
@@ -152,6 +185,7 @@ class AnalyticsRunner:
         self._per_principal[running.principal] -= 1
         if self._per_principal[running.principal] <= 0:
             del self._per_principal[running.principal]
+        self._slot_freed.set()
 
     async def _kill(self, running: _Running) -> None:
         try:

@@ -32,7 +32,7 @@ from libs.common.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerif
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
-from .queries import AnalyticsRunner
+from .queries import WAITING, AnalyticsRunner
 from .store import ClickHouseStore
 
 __all__ = ["Responders"]
@@ -59,7 +59,7 @@ class Responders:
         self.store, self.auditor, self.runner, self._max_payload = store, auditor, runner, max_payload
         errors = ExceptionMiddleware(publish_handlers={ValidationError: _invalid, DependsValidationError: _invalid})
         self.router = NatsRouter(middlewares=[errors])
-        at_once = runner.limits.queries + 4  # the admitted ones, and room to answer the others "busy"
+        at_once = runner.limits.queries + WAITING + 4  # running, waiting for a slot, and answering "busy"
         for subject, handler, title, workers, queue in (
             (subjects.AUDIT_QUERY, self.query, "recent audit events", 1, subjects.QUEUE_AUDIT),
             (subjects.AUDIT_EXPORT, self.export, "one page of an audit export", 1, subjects.QUEUE_AUDIT),

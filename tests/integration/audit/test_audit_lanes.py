@@ -81,6 +81,14 @@ async def test_queries_are_bounded_per_principal_and_in_total_and_the_rest_told_
         assert (await ask(nc, AnalyticsQuery(sql="SELECT 1", principal="alice"))).rows == [[1]]
 
 
+async def test_a_burst_of_quick_queries_waits_in_line_instead_of_being_refused(audit, nc: NATS) -> None:
+    """A dashboard asks for its nine panels at once: beyond the slots they wait a moment, not fail."""
+    async with audit(analytics_queries=2, analytics_queries_per_principal=1):
+        burst = [AnalyticsQuery(sql=f"SELECT {i}", principal="dashboard") for i in range(9)]
+        answers = await asyncio.gather(*(ask(nc, query) for query in burst))
+        assert [answer.rows for answer in answers] == [[[i]] for i in range(9)]
+
+
 async def test_a_query_whose_caller_gives_up_is_stopped_in_the_engine(audit, nc: NATS) -> None:
     async with audit() as service:
         runner = service.runner
