@@ -24,10 +24,11 @@ from nats.aio.client import Client as NATS
 
 from cli.stack import EmbeddedNats, kill_with_parent
 from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, engine_limits, read_only
 from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
+from libs.common.nats import kv_bucket
 from services.audit.auditor import Auditor
 from services.audit.store import ClickHouseStore
 from services.audit.writer import DURABLE
@@ -146,6 +147,9 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     chdb_url = f"chdb://{tmp_path / 'clickhouse'}"
     log = tmp_path / "audit.log"
     sent = [_event(i) for i in range(TOTAL)]
+    keys = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+    for key_id in {e.key_id for e in sent}:  # the keys exist: no event is flagged for naming an unknown one
+        await keys.put(key_id, KeyRecord(id=key_id, name=key_id).model_dump_json().encode())
     quarter = TOTAL // 4
     holder = _hold_store(chdb_url)
     first = AuditProcess(nats_server.url, chdb_url, log)
@@ -212,9 +216,9 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     store = ClickHouseStore(chdb_url)  # the stopped process released it
     try:
         count = "SELECT count() AS rows, uniqExact(event_id) AS distinct_ids FROM bastion.audit_events FINAL"
-        counted = await asyncio.to_thread(store.select, AnalyticsQuery(sql=count), count)
+        counted = await asyncio.to_thread(_select, store, AnalyticsQuery(sql=count))
         ids = "SELECT event_id FROM bastion.audit_events FINAL"
-        stored_ids = await asyncio.to_thread(store.select, AnalyticsQuery(sql=ids, max_rows=100_000), ids)
+        stored_ids = await asyncio.to_thread(_select, store, AnalyticsQuery(sql=ids, max_rows=100_000))
         verdict = await asyncio.to_thread(Auditor(store, CHECKPOINT_KEY.encode()).verify)
     finally:
         await asyncio.to_thread(store.close)
@@ -226,6 +230,11 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
 
 def _ready(log: Path, n: int) -> bool:
     return log.exists() and log.read_text(errors="replace").count("audit ready") >= n
+
+
+def _select(store: ClickHouseStore, query: AnalyticsQuery) -> AnalyticsAnswer:
+    limits = engine_limits(query, max_bytes=64 << 20, memory=1 << 30, threads=2)
+    return store.analytics(query, read_only(query.sql), limits, "volume-test")
 
 
 async def _zero(publisher: AuditPublisher) -> bool:
