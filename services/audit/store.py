@@ -257,19 +257,14 @@ class ClickHouseStore:
         and `readonly = 1` on the query. `marker` starts the text, for `kill`."""
         text = f"/* {marker} */ {sql}"
         options: dict[str, Any] = {"database": DATABASE}
+        url = self.url
         if self.embedded:
             options["settings"] = {**limits, "readonly": 1}
-            url = self.url
+        elif self._analyst is not None:
+            url = _as_user(self.url, self._analyst.user, self._analyst.password)
         else:
-            options["autogenerate_session_id"] = False
-            if self._analyst is not None:
-                url = _as_user(self.url, self._analyst.user, self._analyst.password)
-            else:
-                url, text = self.url, limited(text, dict(limits))
-        try:
-            client = clickhouse_connect.get_client(dsn=url, **options)
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot open an analytics connection to {_redact(self.url)}: {exc}") from exc
+            text = limited(text, dict(limits))
+        client = self._open("an analytics connection", url, **options)
         try:
             result = client.query(text, parameters=query.parameters or None)
         except Exception as exc:  # the engine quotes the query: not the clause Bastion added
@@ -288,11 +283,7 @@ class ClickHouseStore:
         if not re.fullmatch(r"[A-Za-z0-9:_-]+", marker):
             raise ValueError(f"not a query marker: {marker!r}")
         statement = f"KILL QUERY WHERE startsWith(query, '/* {marker} */') ASYNC"
-        options: dict[str, Any] = {} if self.embedded else {"autogenerate_session_id": False}
-        try:
-            client = clickhouse_connect.get_client(dsn=self.url, **options)
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot open a connection to {_redact(self.url)} to stop a query: {exc}") from exc
+        client = self._open("a connection to stop a query")
         try:
             client.command(statement)
         except Exception as exc:
@@ -328,11 +319,7 @@ class ClickHouseStore:
             return client
         if self._closed:
             raise StoreUnavailable("the store is closed")
-        options: dict[str, Any] = {} if self.embedded else {"autogenerate_session_id": False}
-        try:
-            client = clickhouse_connect.get_client(dsn=self.url, **options)
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot open ClickHouse at {_redact(self.url)}: {exc}") from exc
+        client = self._open("ClickHouse")
         try:
             self._create(client)
         except Exception as exc:
@@ -340,6 +327,15 @@ class ClickHouseStore:
             raise StoreUnavailable(f"cannot create {TABLE}: {exc}") from exc
         self._clients[lane] = client
         return client
+
+    def _open(self, what: str, url: str = "", **options: Any) -> Client:
+        """A new connection (`url`: the store's own unless given); `StoreUnavailable` saying `what` failed."""
+        if not self.embedded:
+            options.setdefault("autogenerate_session_id", False)
+        try:
+            return clickhouse_connect.get_client(dsn=url or self.url, **options)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot open {what} at {_redact(self.url)}: {exc}") from exc
 
     def _create(self, client: Client) -> None:
         """Run the DDL once per store (idempotent, so any replica may run it on any older table)."""

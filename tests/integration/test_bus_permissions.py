@@ -231,18 +231,6 @@ class Violations:
                 await self.changed.wait()
 
 
-@pytest.fixture
-def creds(tmp_path: Path) -> StackCredentials:
-    return make_credentials(tmp_path, {})
-
-
-@pytest.fixture
-def secured_nats(tmp_path: Path, creds: StackCredentials) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", authorization=creds.authorization).start()
-    yield server
-    server.stop()
-
-
 @contextlib.asynccontextmanager
 async def connected(url: str, creds: StackCredentials, role: str) -> AsyncIterator[tuple[nats.NATS, Violations]]:
     violations = Violations()

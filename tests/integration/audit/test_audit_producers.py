@@ -22,7 +22,7 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 
 from cli.audit import verify
-from cli.credentials import StackCredentials, make_credentials
+from cli.credentials import StackCredentials
 from cli.stack import EmbeddedNats
 from libs.common import subjects
 from libs.common.audit_chain import AuditChain, producer_id
@@ -49,18 +49,6 @@ class Violations:
 
     def about(self, subject: str) -> bool:
         return any(f'publish to "{subject.lower()}"' in seen for seen in self.seen)
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> StackCredentials:
-    return make_credentials(tmp_path, {})
-
-
-@pytest.fixture
-def secured_nats(tmp_path: Path, creds: StackCredentials) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", authorization=creds.authorization).start()
-    yield server
-    server.stop()
 
 
 async def _connect(url: str, creds: StackCredentials, role: str, violations: Violations | None = None) -> NATS:
