@@ -317,8 +317,6 @@ class ClickHouseStore:
         client = self._clients.get(lane)
         if client is not None:
             return client
-        if self._closed:
-            raise StoreUnavailable("the store is closed")
         client = self._open("ClickHouse")
         try:
             self._create(client)
@@ -330,6 +328,8 @@ class ClickHouseStore:
 
     def _open(self, what: str, url: str = "", **options: Any) -> Client:
         """A new connection (`url`: the store's own unless given); `StoreUnavailable` saying `what` failed."""
+        if self._closed:  # the embedded engine must not be reopened behind the next owner's back
+            raise StoreUnavailable("the store is closed")
         if not self.embedded:
             options.setdefault("autogenerate_session_id", False)
         try:
