@@ -44,6 +44,8 @@ WAITING_PER_PRINCIPAL: Final = 8
 """Queries that may wait for a slot, in all and of one principal; one more is answered busy at once."""
 STOP_GRACE: Final = 1.0
 """Seconds past its timeout before a query the engine has not stopped itself is killed."""
+KILL_AGAIN: Final = 0.5
+"""Seconds between kills of a query the engine has not let go of yet."""
 STOP_WAIT: Final = 10.0
 """Seconds the caller is kept waiting for a killed query to end; its slot stays taken until it does."""
 _CODE = re.compile(r"Code: (\d+)")
@@ -70,6 +72,8 @@ class _Running:
     marker: str
     deadline: float
     stopped: Literal["", "limit", "cancelled"] = ""
+    future: asyncio.Future[AnalyticsAnswer] | None = None
+    """The engine's work: done once the engine let go of the query."""
 
 
 class AnalyticsRunner:
@@ -103,17 +107,17 @@ class AnalyticsRunner:
             query, max_bytes=self._max_bytes(), memory=self.limits.memory, threads=self.limits.threads
         )
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._pool, self._store.analytics, query, sql, limits, running.marker)
+        running.future = future = loop.run_in_executor(
+            self._pool, self._store.analytics, query, sql, limits, running.marker
+        )
         future.add_done_callback(lambda _: self._leave(running))
         try:
             done, _ = await asyncio.wait({future}, timeout=query.timeout + STOP_GRACE)
             if not done:  # the engine did not stop it at its time limit
-                running.stopped = running.stopped or "limit"
-                await self._kill(running)
-                done, _ = await asyncio.wait({future}, timeout=STOP_WAIT)
+                await self._stop(running, "limit")
+                done = {future} if future.done() else set()
         except asyncio.CancelledError:  # the service is stopping
-            running.stopped = "cancelled"
-            await asyncio.shield(self._kill(running))
+            await asyncio.shield(self._stop(running, "cancelled"))
             raise
         if not done:
             return AnalyticsAnswer(
@@ -129,16 +133,23 @@ class AnalyticsRunner:
         """Stop query `query_id` (its caller gave up), if this replica runs it."""
         running = self.running.get(query_id)
         if running is not None:
-            running.stopped = "cancelled"
             log.info("analytics: stopping query %s, its caller gave up", query_id)
-            await self._kill(running)
+            await self._stop(running, "cancelled")
 
     async def close(self) -> None:
         """Stop every query still running, and let the threads go."""
-        for running in list(self.running.values()):
-            running.stopped = "cancelled"
-            await self._kill(running)
+        await asyncio.gather(*(self._stop(running, "cancelled") for running in list(self.running.values())))
         self._pool.shutdown(wait=False)
+
+    async def _stop(self, running: _Running, why: Literal["limit", "cancelled"]) -> None:
+        """Kill the query in the engine, again until the engine let go of it (at most `STOP_WAIT`
+        seconds): a kill sent while its connection is still opening finds nothing to stop yet."""
+        running.stopped = running.stopped or why
+        future = running.future
+        until = time.monotonic() + STOP_WAIT
+        while future is not None and not future.done() and time.monotonic() < until:
+            await self._kill(running)
+            await asyncio.wait({future}, timeout=KILL_AGAIN)
 
     def _free(self, principal: str) -> bool:
         return len(self.running) < self.limits.queries and self._per_principal[principal] < self.limits.per_principal

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -109,6 +110,30 @@ async def test_a_query_whose_caller_gives_up_is_stopped_in_the_engine(audit, nc:
         await nc.publish(subjects.ANALYTICS_CANCEL, AnalyticsCancel(query_id=other.query_id).model_dump_json().encode())
         stopped: AnalyticsAnswer = await answer
         assert stopped.error_kind == "cancelled", stopped.error
+
+
+async def test_a_cancel_that_arrives_before_the_engine_started_the_query_still_stops_it(
+    audit, nc: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kill finds nothing while the query's connection is still opening: it is sent again until
+    the engine let go (here the connection takes a second to open, as it may on a loaded machine)."""
+    async with audit() as service:
+        runner, store = service.runner, service.store
+        assert runner is not None
+        opening = store.analytics
+
+        def slow_to_open(*args: object) -> AnalyticsAnswer:
+            time.sleep(1.0)
+            return opening(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "analytics", slow_to_open)
+        query = _long("alice", timeout=60)
+        answer = asyncio.create_task(ask(nc, query))
+        await poll_until(lambda: query.query_id in runner.running, "the query admitted")
+        await nc.publish(subjects.ANALYTICS_CANCEL, AnalyticsCancel(query_id=query.query_id).model_dump_json().encode())
+        stopped = await answer
+        assert stopped.error_kind == "cancelled", stopped.error
+        assert query.query_id not in runner.running
 
 
 async def test_events_are_written_and_acked_and_checkpoints_signed_while_long_queries_run(
