@@ -96,6 +96,7 @@ def _blobs(settings: StoreSettings) -> StreamConfig:
         name=subjects.obj_stream(bucket),
         subjects=[f"{subjects.OBJ_ROOT}.{bucket}.C.>", f"{subjects.OBJ_ROOT}.{bucket}.M.>"],
         max_age=settings.blob_ttl,
+        duplicate_window=min(_DUPLICATE_WINDOW, settings.blob_ttl),  # the server refuses a longer one
         max_bytes=settings.blob_store_max_bytes,
         storage=StorageType.FILE,
         num_replicas=settings.nats_replicas,
@@ -145,7 +146,7 @@ STORES: Final[Mapping[str, _Store]] = {
         _audit(subjects.AUDIT_DEAD_STREAM, subjects.AUDIT_DEAD, lambda _s: _AUDIT_DEAD_MAX_AGE, sized=False),
         ("subjects", *_LIMITS),
     ),
-    subjects.obj_stream(subjects.OBJ_BLOBS): _Store(_blobs, _LIMITS),
+    subjects.obj_stream(subjects.OBJ_BLOBS): _Store(_blobs, ("duplicate_window", *_LIMITS)),
     **{
         subjects.kv_stream(bucket): _Store(_kv(bucket, ttl), _KV_FIELDS)
         for bucket, ttl in (
