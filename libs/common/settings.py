@@ -12,7 +12,9 @@ import re
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .handed_secrets import HandedSecrets
 
 __all__ = [
     "AuditSettings",
@@ -77,6 +79,19 @@ class StoreSettings(BaseSettings):
 
 class ServiceSettings(StoreSettings):
     model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets handed through a descriptor (`libs.common.handed_secrets`, `bastion up`) come
+        before the environment (a container's)."""
+        return init_settings, HandedSecrets(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
     nats_url: str = "nats://127.0.0.1:4222"
     """Comma-separated list of NATS servers."""
