@@ -11,6 +11,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,7 +32,7 @@ from cli.summary import safe_url
 from libs.common.nats import credentials
 from libs.common.permissions import EXECUTOR
 from tests.support.nats_refusal import refusal
-from tests.support.polling import poll_until_blocking
+from tests.support.polling import poll_until, poll_until_blocking
 from tests.support.processes import assert_none_left, audit_tail, descendants, output, stop_up, up_with_example
 
 pytestmark = pytest.mark.e2e
@@ -220,3 +222,35 @@ def test_no_service_holds_a_secret_in_its_environment_nor_another_services_crede
                 open_files.append(os.readlink(fd))
         credentials = [f for f in open_files if f.startswith(str(data_dir / "credentials")) or f.endswith("stack.json")]
         assert credentials == [], f"{cmdline} keeps credentials open: {credentials}"
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_ADMIN")}
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args, "--data-dir", str(data_dir)], capture_output=True, text=True, env=env
+    )
+
+
+async def test_results_over_one_message_arrive_through_the_stacks_own_permissions(stack):
+    """Issue 24: under `bastion up` (its nats-server secured with every role's permissions, 8 MiB
+    messages) a stdio tool's result too large for one message was lost after a 5 s timeout; the
+    ingress role could not read the object store. Both layouts, a server added while running."""
+    _, port, data_dir, _ = stack
+    large = ROOT / "tests" / "support" / "large_server.py"
+    added = _cli(data_dir, "servers", "add", "large", "--", sys.executable, str(large))
+    assert added.returncode == 0, added.stderr
+    try:
+        async with _client(port, DEMO, "auto") as client:
+
+            async def listed() -> bool:
+                return "large__blob" in {t.name for t in (await client.list_tools()).tools}
+
+            await poll_until(listed, "the large server's tools", within=60)
+            for megabytes in (2.0, 12.0, 20.0):  # inline, then through the object store
+                result = await client.call_tool("large__blob", {"megabytes": megabytes})
+                assert not result.is_error, result.content[0].text[:300]
+                assert len(result.content[0].text) == int(megabytes * 1_000_000)
+    finally:
+        assert _cli(data_dir, "servers", "remove", "large").returncode == 0
+    violations = [line for line in (data_dir / "nats" / "nats.log").read_text().splitlines() if "Violation" in line]
+    assert violations == [], violations[:3]
