@@ -224,11 +224,10 @@ def test_no_service_holds_a_secret_in_its_environment_nor_another_services_crede
         assert credentials == [], f"{cmdline} keeps credentials open: {credentials}"
 
 
-def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(data_dir: Path, group: str, command: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_ADMIN")}
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args, "--data-dir", str(data_dir)], capture_output=True, text=True, env=env
-    )
+    argv = [sys.executable, "-m", "cli", group, command, "--data-dir", str(data_dir), *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env)
 
 
 async def test_results_over_one_message_arrive_through_the_stacks_own_permissions(stack):
