@@ -59,6 +59,7 @@ USES: dict[str, dict[str, str]] = {
     CODEMODE: {s.KV_CATALOG: READ, s.OBJ_BLOBS: BLOBS, s.AUDIT_STREAM: PRODUCE},
     OAUTH: {
         s.KV_OAUTH: WRITE,
+        s.KV_OAUTH_REGISTRATIONS: WRITE,
         s.KV_OAUTH_PUBLIC: WRITE,
         s.KV_OAUTH_REVOKED: WRITE,
         s.KV_OAUTH_UPSTREAM: WRITE,

@@ -3,21 +3,23 @@
 fewer to that count and never lowers one (the audit streams used to be re-declared at every start
 with the default of one replica); a count the servers cannot honour fails the start, saying so.
 
-Real nats-servers: one, and three clustered on loopback (`tests/support/nats_cluster.py`)."""
+Real nats-servers: one, and three clustered on loopback (`cli.nats_cluster`)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import nats
 import pytest
+from nats.js.api import StreamConfig
 
+from cli.nats_cluster import EmbeddedNatsCluster
 from libs.common import subjects
 from libs.common.permissions import AUDIT, OWNERS, ROLES
 from libs.common.settings import AuditSettings, StoreSettings
 from libs.common.stores import STORES, StoreError, declare, declare_owned, owned_by
 from services.audit.service import AuditService
-from tests.support.nats_cluster import nats_cluster
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -25,6 +27,16 @@ pytestmark = pytest.mark.integration
 
 async def _replicas(js: nats.js.JetStreamContext) -> dict[str, int]:
     return {stream: (await js.stream_info(stream)).config.num_replicas or 1 for stream in OWNERS}
+
+
+async def _places_three(js: nats.js.JetStreamContext) -> bool:
+    """Whether every member has joined JetStream's meta group (a leader alone cannot place three)."""
+    try:
+        await js.add_stream(StreamConfig(name="PROBE", subjects=["probe"], num_replicas=3))
+    except nats.js.errors.APIError:
+        return False
+    await js.delete_stream("PROBE")
+    return True
 
 
 def test_every_owned_store_has_a_configuration_and_every_configured_one_an_owner() -> None:
@@ -69,10 +81,13 @@ async def test_on_a_cluster_a_start_raises_replicas_and_never_lowers_them(tmp_pa
     BASTION_NATS_REPLICAS=3 (the documented path), then kept at three by starts with the default of
     one: by each owner's declaration, and by the real audit service, whose start re-declared the
     audit streams with one replica before."""
-    async with nats_cluster(tmp_path) as urls:
+    cluster = await asyncio.to_thread(EmbeddedNatsCluster(tmp_path / "cluster").start)
+    try:
+        urls = cluster.url
         nc = await nats.connect(urls.split(","))
         js = nc.jetstream()
         try:
+            await poll_until(lambda: _places_three(js), "the cluster to place three replicas", every=0.2)
             for role in ROLES:
                 await declare_owned(js, role, StoreSettings())
             assert set((await _replicas(js)).values()) == {1}
@@ -95,3 +110,5 @@ async def test_on_a_cluster_a_start_raises_replicas_and_never_lowers_them(tmp_pa
             assert set((await _replicas(js)).values()) == {3}, "a start with the default lowered a store"
         finally:
             await nc.close()
+    finally:
+        await asyncio.to_thread(cluster.stop)
