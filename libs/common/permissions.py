@@ -171,6 +171,7 @@ OWNERS: Final[Mapping[str, str]] = {
     # what a service discovers or keeps for itself: its one writer
     s.kv_stream(s.KV_CATALOG): EXECUTOR,
     s.obj_stream(s.OBJ_BLOBS): EXECUTOR,  # ingress and codemode store and take payloads in it too
+    s.kv_stream(s.KV_PINS): EXECUTOR,  # it records what it sees first; approvals come through the admin role
     s.kv_stream(s.KV_SESSIONS): INGRESS,
     s.kv_stream(s.KV_OAUTH): OAUTH,
     s.kv_stream(s.KV_OAUTH_REGISTRATIONS): OAUTH,
@@ -269,6 +270,7 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_SERVERS),
             *_kv_read(s.KV_LLM),
             *_kv_write(s.KV_CATALOG),
+            *_kv_write(s.KV_PINS),  # the definitions it sees (supply-chain pinning)
             *_owned(EXECUTOR),
             s.OAUTH_UPSTREAM_TOKEN,  # an OAuth upstream's current access token (answered to its own inbox)
         ),

@@ -155,6 +155,7 @@ STORES: Final[Mapping[str, _Store]] = {
             (subjects.KV_POLICY, None),
             (subjects.KV_LLM, None),
             (subjects.KV_CATALOG, None),
+            (subjects.KV_PINS, None),
             (subjects.KV_SESSIONS, SESSION_STATE_TTL),
             (subjects.KV_OAUTH, None),
             (subjects.KV_OAUTH_REGISTRATIONS, REGISTRATION_TTL),  # a registration never used is forgotten

@@ -174,6 +174,7 @@ OWNERSHIP: dict[str, str] = {
     **{s.kv_stream(bucket): ADMIN for bucket in (s.KV_KEYS, s.KV_SERVERS, s.KV_POLICY, s.KV_LLM)},
     s.kv_stream(s.KV_CATALOG): EXECUTOR,
     s.obj_stream(s.OBJ_BLOBS): EXECUTOR,
+    s.kv_stream(s.KV_PINS): EXECUTOR,
     s.kv_stream(s.KV_SESSIONS): INGRESS,
     **{
         s.kv_stream(bucket): OAUTH

@@ -41,6 +41,10 @@ async def _places_three(js: nats.js.JetStreamContext) -> bool:
 
 def test_every_owned_store_has_a_configuration_and_every_configured_one_an_owner() -> None:
     assert set(STORES) == set(OWNERS)
+    buckets = {getattr(subjects, n) for n in dir(subjects) if n.startswith("KV_") and n != "KV_ROOT"}
+    streams = {subjects.kv_stream(b) for b in buckets} | {subjects.obj_stream(subjects.OBJ_BLOBS)}
+    streams |= {subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM}
+    assert streams == set(OWNERS), "a store without an owner (permissions.OWNERS) or config (stores.STORES)"
     assert sorted(stream for role in ROLES for stream in owned_by(role)) == sorted(OWNERS)
 
 
