@@ -22,7 +22,10 @@ from libs.common.entities import entity_key
 from libs.common.llm import ProviderRecord
 from libs.common.messages import KeyRecord, ServerRecord
 from libs.common.nats import kv_bucket, kv_snapshot
+from libs.common.permissions import ADMIN
 from libs.common.sealing import Sealer, SealingError
+from libs.common.settings import StoreSettings
+from libs.common.stores import declare_owned
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 
@@ -62,7 +65,7 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
 
 
 async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[str, bytes]]:
-    """The bucket (created if missing) and what it holds now."""
+    """The bucket (declared by `apply_config`) and what it holds now."""
     kv = await kv_bucket(js, bucket)
     return kv, {name: entry.value or b"" for name, entry in (await kv_snapshot(js, bucket)).items()}
 
@@ -222,6 +225,7 @@ async def apply_config(nc: NATS, config: BastionConfig, sealer: Sealer | None = 
     records = key_records(config)
     entities = entity_records(config)
     js = nc.jetstream()
+    await declare_owned(js, ADMIN, StoreSettings())  # the admin role's buckets: created here if missing
     await _apply_servers(js, config, sealer or Sealer())
     await _apply_entities(js, entities)
     await _apply_keys(js, records)

@@ -15,8 +15,8 @@ What can go wrong, and what happens:
   which holds `max_queue` of them and `max_bytes` of their text (minutes of traffic), and drops,
   loudly and counted, beyond that.
   Once the connection is back the backlog is published in order.
-- A transient failure (no ack in time, the stream not created yet): the same batch, same id, is
-  retried with backoff until acked.
+- A transient failure (no ack in time, the stream not created yet: only its owner, the audit
+  service, creates it): the same batch, same id, is retried with backoff until acked.
 - The server refuses a batch for what it is (too large for the stream or the connection): the batch
   is split in two and each half published on its own, down to single events; a single event still
   refused, or one that cannot even be serialized, goes to the dead-letter stream
@@ -50,7 +50,6 @@ from .audit_chain import AuditChain, producer_role
 from .audit_fields import FieldLimits, bounded
 from .audit_journal import AuditJournal
 from .messages import AuditBatch, AuditEvent, new_id
-from .nats import ensure_audit_dead_stream, ensure_audit_stream
 
 __all__ = ["AuditPublisher", "FieldLimits"]
 
@@ -80,6 +79,13 @@ def _unpublishable(error: BaseException) -> bool:
     if isinstance(error, MaxPayloadError | BadRequestError):
         return True
     return isinstance(error, APIError) and not isinstance(error, NoStreamResponseError) and error.code == _BAD_REQUEST
+
+
+def _why(error: BaseException) -> str:
+    """A failed publish, said for the log: a missing stream is its owner's to create."""
+    if isinstance(error, NoStreamResponseError):
+        return f"no stream takes {subjects.AUDIT_EVENTS}.> yet: the audit service creates it when it starts"
+    return repr(error)
 
 
 def _describe(error: BaseException) -> str:
@@ -197,7 +203,6 @@ class AuditPublisher:
     # ------------------------------------------------------------------ the background task
 
     async def _run(self) -> None:
-        await self._ensure_streams()
         while True:
             events = await self._next_events()
             self._unacked = len(events)
@@ -254,9 +259,9 @@ class AuditPublisher:
                     await self._refused(batch_id, part, error)
                     return
                 delay = min(self._max_backoff, max(0.05, delay * 2))
-                log.warning("audit: publishing %d event(s) failed (%r); retrying in %.2fs", len(part), error, delay)
-                if isinstance(error, NoStreamResponseError):
-                    await self._ensure_streams()
+                log.warning(
+                    "audit: publishing %d event(s) failed (%s); retrying in %.2fs", len(part), _why(error), delay
+                )
                 await asyncio.sleep(delay)
             else:
                 self.published += len(part)
@@ -295,8 +300,6 @@ class AuditPublisher:
                     self._drop(f"{reason}; and the dead-letter stream refused it too: {_describe(error)}", event)
                     return
                 delay = min(self._max_backoff, max(0.05, delay * 2))
-                if isinstance(error, NoStreamResponseError):
-                    await self._ensure_streams()
                 await asyncio.sleep(delay)
             else:
                 self.dead_lettered += 1
@@ -315,13 +318,6 @@ class AuditPublisher:
             delay = min(self._max_backoff, delay * 2)
         self.holding = False
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
-
-    async def _ensure_streams(self) -> None:
-        # best effort: whichever service starts first creates them
-        with contextlib.suppress(Exception):
-            await ensure_audit_stream(self._js)
-        with contextlib.suppress(Exception):
-            await ensure_audit_dead_stream(self._js)
 
 
 def _weight(event: AuditEvent) -> int:

@@ -14,9 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError
 from pydantic import BaseModel, ValidationError
-
-from .nats import kv_bucket
 
 __all__ = ["BucketWatch", "decode_value"]
 
@@ -41,6 +40,8 @@ def decode_value(model: type[M], value: bytes, what: str) -> M | None:
 OnPut = Callable[[str, bytes, int], Awaitable[None] | None]
 OnDelete = Callable[[str], Awaitable[None] | None]
 
+MISSING_RETRY = 0.5
+"""Seconds between looks for a bucket that does not exist yet."""
 RECONNECT_CHECK = 0.25
 """Seconds between looks at the connection's reconnect count (a local counter, no round trip)."""
 
@@ -88,7 +89,11 @@ class BucketWatch:
         backoff = 0.2
         while True:
             try:
-                kv = await kv_bucket(self._js, self._bucket)
+                try:
+                    kv = await self._js.key_value(self._bucket)
+                except BucketNotFoundError:
+                    await self._missing()
+                    continue
                 connection = self._nc.stats["reconnects"]
                 watcher = await kv.watchall()
                 self.watches += 1
@@ -114,6 +119,14 @@ class BucketWatch:
                 log.warning("watch on %s broke (%s); re-creating in %.1fs", self._bucket, exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _missing(self) -> None:
+        """The bucket does not exist (its owner has not started yet): its content is nothing, so the
+        view is complete, and the watch starts once the bucket appears."""
+        if not self.ready.is_set():
+            log.info("watch on %s: the bucket does not exist yet; empty until its owner creates it", self._bucket)
+            self.ready.set()
+        await asyncio.sleep(MISSING_RETRY)
 
     async def _consume(self, watcher: Any) -> None:
         async for entry in watcher:

@@ -12,7 +12,9 @@ import re
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .handed_secrets import HandedSecrets
 
 __all__ = [
     "AuditSettings",
@@ -23,6 +25,7 @@ __all__ = [
     "PolicySettings",
     "RequestPathSettings",
     "ServiceSettings",
+    "StoreSettings",
     "unguarded_bind_problem",
 ]
 
@@ -44,8 +47,51 @@ def unguarded_bind_problem(bind_host: str, allowed_hosts: list[str], allow_any_h
     )
 
 
-class ServiceSettings(BaseSettings):
+class StoreSettings(BaseSettings):
+    """How the JetStream streams, KV buckets and object store are configured (`libs.common.stores`).
+
+    Every service reads them, but only a store's owner applies them: when it creates the store, and
+    at every start to an existing one (limits as set; the replica count raised, never lowered)."""
+
     model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    """Replicas of every stream, KV bucket and object store: 1 on one NATS server; 3 on a cluster
+    of three or more JetStream servers (each replica on another server, so one may be lost). An
+    owner raises an existing store with fewer to this count when it starts; it never lowers one."""
+    nats_placement_cluster: str = ""
+    """JetStream cluster the stores are placed in (a super-cluster's member); empty: the server decides."""
+    nats_placement_tags: list[str] = Field(default_factory=list)
+    """Server tags every replica's server must carry (e.g. `["ssd"]`, `["az:eu-1a"]`; a JSON list)."""
+    audit_stream_max_age: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Seconds the audit stream keeps an event, written to ClickHouse or not: the longest audit
+    outage events survive."""
+    audit_stream_max_bytes: int = Field(default=-1, ge=-1)
+    """Bytes the audit stream may hold (-1: no bound but the disk); beyond it the oldest events
+    are discarded, written or not: size it to the longest outage it must carry."""
+    blob_ttl: float = Field(default=300.0, ge=10)
+    """Seconds a payload too large for one message stays in the object store if its receiver
+    never takes it: far longer than a receiver needs, short enough to clean up."""
+    blob_store_max_bytes: int = Field(default=4 * 1024**3, ge=1024 * 1024)
+    """Bytes the payload object store may hold in all; a store beyond it fails (and its request,
+    with a clear error)."""
+
+
+class ServiceSettings(StoreSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets handed through a descriptor (`libs.common.handed_secrets`, `bastion up`) come
+        before the environment (a container's)."""
+        return init_settings, HandedSecrets(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
     nats_url: str = "nats://127.0.0.1:4222"
     """Comma-separated list of NATS servers."""

@@ -25,8 +25,9 @@ from nats.aio.client import Client as NATS
 
 from libs.common import metrics, observability, permissions, subjects
 from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect, drain_or_close, ensure_audit_dead_stream, ensure_audit_stream, processed
+from libs.common.nats import connect, drain_or_close, processed
 from libs.common.settings import AuditSettings
+from libs.common.stores import declare_owned
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
@@ -68,9 +69,7 @@ class AuditService:
             role=permissions.AUDIT,
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
-        js = nc.jetstream()
-        await ensure_audit_stream(js)
-        await ensure_audit_dead_stream(js)
+        await declare_owned(nc.jetstream(), permissions.AUDIT, self.settings)  # the audit streams: its own
         try:
             await asyncio.to_thread(self.store.open)
         except StoreUnavailable as exc:  # the writer keeps retrying; events wait in the stream

@@ -168,7 +168,7 @@ class AuditConsumer:
         )
         self.subscriber = broker.subscriber(
             f"{subjects.AUDIT_EVENTS}.>",
-            stream=JStream(subjects.AUDIT_STREAM, declare=False),  # declared by `ensure_audit_stream`
+            stream=JStream(subjects.AUDIT_STREAM, declare=False),  # declared by its owner (`stores.declare_owned`)
             durable=DURABLE,
             config=config,
             pull_sub=PullSub(batch_size, timeout=flush_interval, batch=True),

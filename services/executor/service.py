@@ -51,6 +51,7 @@ from libs.common.relay import Acknowledger, reply_subject, too_late
 from libs.common.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
 from libs.common.signing import WorkSigner
+from libs.common.stores import declare_owned
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
@@ -125,6 +126,7 @@ class ExecutorService:
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
         js = self._nc.jetstream()
+        await declare_owned(js, permissions.EXECUTOR, self.settings)  # the catalog and the payload store
         self._catalog = await kv_bucket(js, subjects.KV_CATALOG)
         self._blobs = await Blobs.open(self._nc)
         # apply what is already configured before taking calls, so none is refused for lack of a server

@@ -239,6 +239,8 @@ class Handlers(RoutedRequests):
             client=list(ctx.client),
             version=ctx.version,
         )
+        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
+            self.journal.routed(ctx.audit_id, entry.server, entry.tool, arguments)
         outcome = await self._streamed(ctx, call, self.gateway.call)
         audit = self._audit(
             ctx,

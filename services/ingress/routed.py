@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from mcp_types import INVALID_PARAMS
 
 from libs.common.audit_content import content_fields
+from libs.common.audit_journal import AuditJournal
 from libs.common.errors import ErrorKind
 from libs.common.messages import (
     AuditEvent,
@@ -52,6 +53,7 @@ class RoutedRequests:
     audits_owed: int
     audit_content: bool
     audit_limit: int | None
+    journal: AuditJournal | None
 
     def _audit(
         self,
@@ -221,6 +223,8 @@ class RoutedRequests:
             client=list(ctx.client),
             version=ctx.version,
         )
+        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
+            self.journal.routed(ctx.audit_id, entry.server, entry.tool)
         outcome = await self._streamed(ctx, request, self.gateway.request)
         label = name or entry.name
         audit = self._audit(

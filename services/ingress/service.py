@@ -29,9 +29,10 @@ from libs.common.audit_publisher import AuditPublisher
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
 from libs.common.kvwatch import BucketWatch
 from libs.common.metrics import MetricsServer
-from libs.common.nats import connect, drain_or_close, ensure_audit_stream, kv_bucket, processed
+from libs.common.nats import connect, drain_or_close, kv_bucket, processed
 from libs.common.sealing import Sealer
 from libs.common.settings import IngressSettings
+from libs.common.stores import declare_owned
 
 from .access_tokens import AccessTokens, Authenticator
 from .admin import PREFIX, admin_api
@@ -139,7 +140,7 @@ class IngressService:
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
         js = nc.jetstream()
-        await ensure_audit_stream(js)
+        await declare_owned(js, permissions.INGRESS, self.settings)  # the sessions bucket
         if self.settings.audit_journal_dir:
             self._journal = AuditJournal(
                 Path(self.settings.audit_journal_dir) / (self.settings.instance or "ingress"),
@@ -165,7 +166,7 @@ class IngressService:
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()
         state = SessionState()
-        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, owner=True))
+        state.attach(await kv_bucket(js, subjects.KV_SESSIONS))
         self.notifier = Notifier(self.catalog, state)
         state.on_ended = self.notifier.session_ended
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
@@ -222,6 +223,7 @@ class IngressService:
                 role=permissions.ADMIN,
                 nkey_seed_file=self.settings.admin_nats_nkey_seed_file,
             )
+            await declare_owned(self._admin_nc.jetstream(), permissions.ADMIN, self.settings)  # the config buckets
         config = uvicorn.Config(
             self.build_app(nc),
             host=s.host,

@@ -19,7 +19,9 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, TestNatsBroker
 
 from libs.common import subjects
 from libs.common.messages import AuditBatch, AuditEvent
-from libs.common.nats import ensure_audit_dead_stream, ensure_audit_stream
+from libs.common.permissions import AUDIT
+from libs.common.settings import StoreSettings
+from libs.common.stores import declare_owned
 from services.audit.store import ClickHouseStore
 from services.audit.writer import AuditConsumer, BatchWriter
 from tests.support.polling import poll_until
@@ -56,9 +58,7 @@ async def consumer(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     if kind == "nats":
         url = request.getfixturevalue("nats_url")
         nc = await nats.connect(url)
-        js = nc.jetstream()
-        await ensure_audit_stream(js)
-        await ensure_audit_dead_stream(js)
+        await declare_owned(nc.jetstream(), AUDIT, StoreSettings())
         await nc.close()
         broker = NatsBroker(url, logger=None)
     else:

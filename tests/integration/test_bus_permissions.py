@@ -26,8 +26,9 @@ from libs.common import subjects as s
 from libs.common.messages import Caller, Grant, ToolCall, decode_outcome
 from libs.common.nats import credentials, kv_bucket, processed
 from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
-from libs.common.settings import ExecutorSettings
+from libs.common.settings import ExecutorSettings, StoreSettings
 from libs.common.signing import WorkSigner
+from libs.common.stores import declare_owned
 from services.executor.service import ExecutorService
 from tests.support.nats_refusal import refusal
 
@@ -133,10 +134,8 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_POLICY}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
-    # a bucket's configuration (its TTL) is updated by its one writer only, never by a reader
-    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_OAUTH_REVOKED)}": {OAUTH},
-    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_SESSIONS)}": {INGRESS},
-    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_KEYS)}": set(),
+    # every store is created and updated by its one owner (below), deleted by no one; nobody lists streams
+    f"{API}.STREAM.NAMES": set(),
     # each audit producer publishes on its own subjects alone (issue 26: a chain is its producer's)
     s.audit_subject(INGRESS, "ingress-host-1-abcd"): {INGRESS},
     s.audit_subject(CODEMODE, "codemode-host-1-abcd"): {CODEMODE},
@@ -174,6 +173,28 @@ RULES: dict[str, set[str]] = {
     s.OAUTH_UPSTREAM_LINK: {ADMIN},
     s.OAUTH_UPSTREAM_TOKEN: {EXECUTOR},
 }
+OWNERSHIP: dict[str, str] = {
+    # issue 30: only a stream's owner creates or updates it; producers of the audit trail only publish
+    s.AUDIT_STREAM: AUDIT,
+    s.AUDIT_DEAD_STREAM: AUDIT,
+    **{s.kv_stream(bucket): ADMIN for bucket in (s.KV_KEYS, s.KV_SERVERS, s.KV_POLICY, s.KV_LLM)},
+    s.kv_stream(s.KV_CATALOG): EXECUTOR,
+    s.obj_stream(s.OBJ_BLOBS): EXECUTOR,
+    s.kv_stream(s.KV_PINS): EXECUTOR,
+    s.kv_stream(s.KV_SESSIONS): INGRESS,
+    **{
+        s.kv_stream(bucket): OAUTH
+        for bucket in (s.KV_OAUTH, s.KV_OAUTH_REGISTRATIONS, s.KV_OAUTH_PUBLIC, s.KV_OAUTH_REVOKED, s.KV_OAUTH_UPSTREAM)
+    },
+}
+BLOB_USERS = {INGRESS, EXECUTOR, CODEMODE}
+"""They purge single objects of the payload store (a filtered purge, which permissions cannot tell apart)."""
+for _stream, _owner in OWNERSHIP.items():
+    RULES[f"{API}.STREAM.CREATE.{_stream}"] = {_owner}
+    RULES[f"{API}.STREAM.UPDATE.{_stream}"] = {_owner}
+    RULES[f"{API}.STREAM.DELETE.{_stream}"] = set()
+    RULES[f"{API}.STREAM.PURGE.{_stream}"] = BLOB_USERS if _stream == s.obj_stream(s.OBJ_BLOBS) else set()
+
 SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.EXEC_CALL: {EXECUTOR},
     s.POLICY_CALL: {POLICY},
@@ -366,6 +387,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
     executor_log.addHandler(refused)
     try:
         async with ExecutorService(settings), connected(secured_nats.url, creds, INGRESS) as (ingress, _):
+            await declare_owned(ingress.jetstream(), INGRESS, StoreSettings())
             sessions = await kv_bucket(ingress.jetstream(), s.KV_SESSIONS)
             await sessions.put("forged", call.model_dump_json().encode())
             await ingress.jetstream()._jsm.add_consumer(

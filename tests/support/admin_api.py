@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from libs.common import subjects
+from libs.common.nats import connect
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
+from tests.support.stores import declared
 
 __all__ = ["ECHO", "TOKEN", "api", "base_url", "ingress"]
 
@@ -19,6 +22,11 @@ ECHO = {"command": "python", "args": ["echo_server.py"], "env": {"API_TOKEN": "u
 
 @pytest.fixture
 async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
+    """An ingress with the admin API, on a NATS whose audit streams exist (as once the audit
+    service, their owner, has started): the admin changes' events are published at once."""
+    nc = await connect(nats_url, "test-audit-owner")
+    await declared(nc.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM)
+    await nc.close()
     service = IngressService(IngressSettings(nats_url=nats_url, port=0, admin_token=TOKEN))
     await service.start()
     yield service

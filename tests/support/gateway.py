@@ -21,10 +21,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from cli.apply import apply_config
+from cli.credentials import StackCredentials
 from libs.common import local_lane
 from libs.common.config import BastionConfig, parse_config
 from libs.common.local_lane import LocalLane
 from libs.common.nats import connect
+from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
 from libs.common.sealing import Sealer
 from libs.common.settings import (
     AuditSettings,
@@ -143,6 +145,7 @@ async def running_gateway(
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
     lane: bool = False,
+    creds: StackCredentials | None = None,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
@@ -154,10 +157,18 @@ async def running_gateway(
     service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
     audit, policy, executor and oauth on a free port each (`service.metrics_server.url`); ingress
     serves its own on the gateway port behind the admin token. `lane`: every service's connection
-    joins one in-process lane (`libs.common.local_lane`), as co-located services do."""
+    joins one in-process lane (`libs.common.local_lane`), as co-located services do. `creds`: the
+    NATS is secured with these (`cli.credentials`): each service connects as its own role, the
+    config is applied as the admin role, policy signs work and the executor verifies it."""
     own = {"metrics_port": 0} if metrics else {}
+
+    def role(name: str, **more: Any) -> dict[str, Any]:
+        """Settings of the service `name` with its NKey when NATS is secured."""
+        return {**({"nats_nkey_seed_file": creds.seed_file(name)} if creds else {}), **more}
+
+    signed = {"bus_signing_key": creds.bus_signing_key} if creds else {}
     config = parse_config(raw_config or default_config())
-    nc = await connect(nats_url, "test-setup")
+    nc = await connect(nats_url, "test-setup", role=ADMIN, nkey_seed_file=creds.seed_file(ADMIN) if creds else "")
     await apply_config(nc, config, Sealer(secrets_key))
     await nc.close()
     started: list[Any] = []
@@ -168,18 +179,32 @@ async def running_gateway(
         for service in (
             AuditService(
                 AuditSettings(
-                    nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}", **own
+                    nats_url=nats_url,
+                    clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}",
+                    **role(AUDIT, **own),
                 )
             ),
             *(
-                [PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, **own, **(policy_options or {})))]
+                [
+                    PolicyService(
+                        PolicySettings(
+                            nats_url=nats_url,
+                            redis_url=redis_url,
+                            **role(POLICY, **own, **signed, **(policy_options or {})),
+                        )
+                    )
+                ]
                 if policy
                 else []
             ),
             *(
                 [
                     ExecutorService(
-                        ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key, **own, **(executor_options or {}))
+                        ExecutorSettings(
+                            nats_url=nats_url,
+                            secrets_key=secrets_key,
+                            **role(EXECUTOR, **own, **signed, **(executor_options or {})),
+                        )
                     )
                 ]
                 if executor
@@ -191,21 +216,23 @@ async def running_gateway(
                         OAuthSettings(
                             nats_url=nats_url,
                             secrets_key=secrets_key,
-                            **own,
-                            **_public_url(ingress),
-                            **(oauth_options or {}),
+                            **role(OAUTH, **own, **_public_url(ingress), **(oauth_options or {})),
                         )
                     )
                 ]
                 if oauth
                 else []
             ),
-            *([CodeModeService(codemode.model_copy(update={"nats_url": nats_url}))] if codemode else []),
+            *(
+                [CodeModeService(codemode.model_copy(update={"nats_url": nats_url, **role(CODEMODE)}))]
+                if codemode
+                else []
+            ),
         ):
             await service.start()
             started.append(service)
         front = IngressService(
-            IngressSettings(**{"nats_url": nats_url, "port": 0, "secrets_key": secrets_key, **ingress})
+            IngressSettings(**{"nats_url": nats_url, "port": 0, "secrets_key": secrets_key, **role(INGRESS), **ingress})
         )
         await front.start()
         started.append(front)

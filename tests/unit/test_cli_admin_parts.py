@@ -87,6 +87,7 @@ def test_up_hands_the_admin_token_to_ingress_only(tmp_path: Path) -> None:
     ep = resolve_endpoints(config, None, None, tmp_path, {})
     assert ep.admin_url == "http://127.0.0.1:9999/admin/v1"
     base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell"}
-    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", base, "admin-tok")}
-    assert specs["ingress"]["BASTION_ADMIN_TOKEN"] == "admin-tok"
-    assert all("BASTION_ADMIN_TOKEN" not in env for name, env in specs.items() if name != "ingress")
+    specs = {s.name: s for s in service_specs(config, ep, "session", base, "admin-tok")}
+    assert (specs["ingress"].secrets or {})["BASTION_ADMIN_TOKEN"] == "admin-tok"  # through its pipe
+    assert all("BASTION_ADMIN_TOKEN" not in (spec.env or {}) for spec in specs.values())
+    assert all("BASTION_ADMIN_TOKEN" not in (spec.secrets or {}) for name, spec in specs.items() if name != "ingress")

@@ -55,7 +55,7 @@ class Versioned(Generic[M]):
 
 
 class _Buckets:
-    """KV handles, opened (and created if missing) on first use."""
+    """KV handles, opened on first use (the admin role declares its buckets when it connects)."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js

@@ -28,6 +28,7 @@ from tests.support.audit_pipeline import (
     stored_is,
 )
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -243,6 +244,7 @@ async def test_a_full_buffer_drops_loudly_and_counts(
     nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
+    await declared(client.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM)  # as audit would
     async with AuditPublisher(client, max_queue=10, producer=PRODUCER) as pub:
         nats_server.stop()
         await poll_until(lambda: _true(not client.is_connected), "the client to notice")

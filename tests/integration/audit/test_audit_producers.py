@@ -34,6 +34,7 @@ from libs.common.settings import AuditSettings
 from services.audit import AuditService
 from tests.support.audit_pipeline import WAIT, stored_is
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,8 @@ async def _connect(url: str, creds: StackCredentials, role: str, violations: Vio
 @pytest.fixture
 async def service(secured_nats: EmbeddedNats, creds: StackCredentials, tmp_path: Path) -> AsyncIterator[AuditService]:
     admin = await _connect(secured_nats.url, creds, ADMIN)
-    try:  # a key that exists, as `bastion keys create` makes it
+    try:  # a key that exists, as `bastion keys create` makes it (the admin role owns the bucket)
+        await declared(admin.jetstream(), subjects.KV_KEYS)
         keys = await kv_bucket(admin.jetstream(), subjects.KV_KEYS)
         await keys.put(REAL_KEY, KeyRecord(id=REAL_KEY, name="ci").model_dump_json().encode())
     finally:
