@@ -29,11 +29,12 @@ from libs.common.messages import ServerCatalog
 from .agents import AgentLink
 from .breaker import CircuitBreaker
 from .catalog import CatalogPublisher, Snapshot
+from .error_mapping import describe_exception
 from .features import LIST_CHANGED, Features, list_features
 from .lean import LeanLink
 from .listening import ChangeListener
 from .oauth import OAuthTokens
-from .outcomes import backoff_delay, describe_exception
+from .reconnect import backoff_delay
 from .requests import ping
 from .tools import ExposurePolicy, ToolSet, list_tool_definitions
 from .transports import open_transport

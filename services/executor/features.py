@@ -17,7 +17,7 @@ from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp_types import PaginatedRequestParams
 
-from .outcomes import describe_exception
+from .error_mapping import describe_exception
 
 __all__ = ["Features", "list_features"]
 

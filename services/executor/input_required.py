@@ -18,7 +18,7 @@ from typing import Any
 import mcp_types as types
 from pydantic import ValidationError
 
-from .outcomes import InputUnanswered
+from .error_mapping import InputUnanswered
 
 __all__ = ["MAX_ROUNDS", "Ask", "needs_bridge", "resolve_input_required"]
 

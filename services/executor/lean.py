@@ -50,8 +50,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from libs.common import json_codec
 
+from .answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit
 from .http1 import BodyTooLarge, HttpPool, Response
-from .outcomes import AnswerTooLarge, answer_cutoff, sse_event_limit
 
 __all__ = [
     "HttpLink",

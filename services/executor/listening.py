@@ -17,7 +17,7 @@ from mcp.client.session import ClientSession
 from mcp.client.subscriptions import listen
 from mcp.shared.subscriptions import ResourceUpdated
 
-from .outcomes import describe_exception
+from .error_mapping import describe_exception
 
 __all__ = ["ChangeListener"]
 

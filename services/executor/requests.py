@@ -25,9 +25,9 @@ from libs.common import tracing
 from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
+from .error_mapping import describe_exception, error_from_exception
 from .input_required import Ask, needs_bridge, resolve_input_required
 from .lean import LeanLink, Redirected, Unauthorized
-from .outcomes import describe_exception, error_from_exception
 
 __all__ = [
     "REQUEST_TYPES",

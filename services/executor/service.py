@@ -56,9 +56,10 @@ from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
 from .breaker import BreakerState
 from .connection import Connection
+from .error_mapping import describe_exception
 from .llm import LlmProviders
 from .oauth import OAuthTokens, oauth_applies, token_fetcher
-from .outcomes import describe_exception, for_the_wire, outcome_label, refusal, reply_headers, undeliverable
+from .replies import for_the_wire, outcome_label, refusal, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
 

@@ -21,10 +21,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from libs.common.config import ServerConfig
 
+from .answer_limits import answer_cutoff, sse_event_limit
 from .bounded_http import BoundedTransport
 from .lean import LeanLink, LogFn, lean_http_transport
 from .lean_stdio import StdioLink
-from .outcomes import answer_cutoff, sse_event_limit
 from .stderr import stderr_to_log
 from .stdio_pipe import stdio_pipe
 
@@ -147,7 +147,7 @@ async def open_transport(
     `auth` of its own sends nothing lean: the SDK's way signs each request; stdio and SSE links write
     through the SDK transport itself); that link gives log messages to `on_log` (what the session's
     logging callback is) itself. A lean call's answer too long for a result of `max_result` bytes is not
-    read past `outcomes.answer_cutoff(max_result)` and fails the call (`outcomes.AnswerTooLarge`); on
+    read past `answer_limits.answer_cutoff(max_result)` and fails the call (`answer_limits.AnswerTooLarge`); on
     the SDK's own HTTP path the same cutoff bounds every answer body (`bounded_http`) and each
     server-sent event (`max_sse_event_size`; the SDK's HTTP+SSE transport keeps its own 1 MiB)."""
     cutoff = answer_cutoff(max_result) if max_result is not None else None

@@ -21,9 +21,10 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 
 from .agents import ActiveCall
+from .budgets import call_budget
 from .connection import Connection, Publish, State
 from .listening import ChangeListener
-from .outcomes import call_budget, refusal
+from .replies import refusal
 from .requests import send_tool_call, send_upstream_request
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
 

@@ -25,7 +25,7 @@ from libs.common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamR
 from libs.common.oauth_upstream import with_authorize_url
 
 from .connection import Connection
-from .outcomes import refusal
+from .replies import refusal
 from .upstream import Upstream
 
 __all__ = ["UserSessions", "no_catalog"]
