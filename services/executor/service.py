@@ -55,10 +55,9 @@ from libs.common.signing import WorkSigner
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
 from .breaker import BreakerState
-from .connection import Connection
 from .error_mapping import describe_exception
 from .llm import LlmProviders
-from .oauth import OAuthTokens, oauth_applies, token_fetcher
+from .oauth_tokens import OAuthTokens, oauth_applies, token_fetcher
 from .replies import for_the_wire, outcome_label, refusal, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
@@ -292,7 +291,7 @@ class ExecutorService:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._publish_locks.setdefault(name, asyncio.Lock())
 
-    async def _publish(self, upstream: Connection, catalog: ServerCatalog) -> bool:
+    async def _publish(self, upstream: Upstream, catalog: ServerCatalog) -> bool:
         """Write a catalog entry, unless `upstream` has been replaced or removed meanwhile."""
         async with self._lock(upstream.name):
             if self._upstreams.get(upstream.name) is not upstream or self._catalog is None:

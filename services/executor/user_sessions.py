@@ -24,7 +24,6 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
 from libs.common.oauth_upstream import with_authorize_url
 
-from .connection import Connection
 from .replies import refusal
 from .upstream import Upstream
 
@@ -36,7 +35,7 @@ MakeSession = Callable[[str, ServerConfig, str], Upstream]
 """(server, config, user) -> a new, not yet started, `Upstream` carrying that user's token."""
 
 
-async def no_catalog(_upstream: Connection, _catalog: ServerCatalog) -> bool:
+async def no_catalog(_upstream: Upstream, _catalog: ServerCatalog) -> bool:
     """A per-user session's catalog is not published: the shared session's is the server's."""
     return False
 

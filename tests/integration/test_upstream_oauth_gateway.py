@@ -33,7 +33,7 @@ def _health(gateway: Gateway, server: str) -> str | None:
 def _lean_sent(gateway: Gateway, server: str) -> int:
     """Requests the executor sent `server` the lean way (one POST on `http1.HttpPool`, `lean.HttpLink`) so far."""
     executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
-    link = executor.upstreams[server].lean_link
+    link = executor.upstreams[server].session.lean_link
     assert link is not None and link.usable, "an OAuth upstream keeps the lean send"
     return link.sent
 

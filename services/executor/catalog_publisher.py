@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 from libs.common.messages import ServerCatalog
 
 from .breaker import CircuitBreaker
-from .features import Features
 from .resilience import health_of
 from .tools import ToolSet
+from .upstreams.interface import Features
 
 __all__ = ["HEALTH_PUBLISH_EVERY", "CatalogPublisher", "Snapshot"]
 
