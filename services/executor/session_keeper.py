@@ -26,6 +26,7 @@ from .agents import AgentLink
 from .breaker import CircuitBreaker
 from .catalog_publisher import CatalogPublisher, Snapshot
 from .error_mapping import describe_exception
+from .last_words import LastWords, configured_secrets
 from .oauth_tokens import OAuthTokens
 from .reconnect import Backoff, keep_reconnecting
 from .tools import ExposurePolicy, ToolSet
@@ -84,6 +85,8 @@ class SessionKeeper:
         self._max_backoff = max_backoff
         self._catalog = CatalogPublisher(name, publish, self._snapshot)
         self.session: UpstreamSession | None = None
+        self.last_words = LastWords(configured_secrets(config))
+        """What the server last said about itself, published with its status when it is unavailable."""
         self._connector = connector_for(
             name,
             config,
@@ -96,6 +99,7 @@ class SessionKeeper:
                 on_unauthorized=self._on_unauthorized,
                 auth=oauth,
                 subscriptions=subscriptions,
+                last_words=self.last_words,
             ),
         )
         self._state = State.CONNECTING
@@ -245,7 +249,7 @@ class SessionKeeper:
         log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, self._failures)
         self._error = reason
         self._set_state(State.DOWN)
-        await self._catalog.publish("unavailable", reason)
+        await self._catalog.publish("unavailable", reason, self.last_words.lines())
         raise Backoff(reason)
 
     async def _serve_session(self) -> None:

@@ -31,6 +31,7 @@ from libs.common.config import ServerConfig
 from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
 
 from ..agents import ActiveCall, AgentLink
+from ..last_words import LastWords
 
 __all__ = [
     "CallContext",
@@ -83,6 +84,8 @@ class SessionHooks:
     """Credentials added to every HTTP request (the upstream's OAuth tokens, `oauth_tokens.py`)."""
     subscriptions: Mapping[str, set[str]] = field(default_factory=dict)
     """Resource URI -> agent sessions following it through this executor (a new session restores them)."""
+    last_words: LastWords = field(default_factory=LastWords)
+    """Where a kind keeps what the server said about itself (a stdio child's stderr), for its status."""
 
 
 @dataclass(slots=True)

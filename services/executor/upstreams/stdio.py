@@ -1,8 +1,9 @@
 """The stdio kind: the server is a child process speaking MCP on its stdin and stdout.
 
 The child is started and stopped by the SDK's own code (`stdio_pipe`); its stderr goes to the
-executor's log, line by line (`stderr`). Lean calls are written to its stdin as JSON lines and
-their answers taken off its stdout before the SDK session sees them (`lean_stdio.StdioLink`).
+executor's log, line by line, its last lines kept for the server's status (`stderr`). Lean calls
+are written to its stdin as JSON lines and their answers taken off its stdout before the SDK
+session sees them (`lean_stdio.StdioLink`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ async def open_streams(
     `answer_cutoff` and fails the call (`answer_limits.AnswerTooLarge`)."""
     max_result = hooks.max_result
     cutoff = answer_cutoff(max_result) if max_result is not None else None
-    async with stderr_to_log(name) as pipe:
+    async with stderr_to_log(name, hooks.last_words) as pipe:
         link = StdioLink(on_log=hooks.agents.on_log, max_result=max_result)
         opened = stdio_pipe(stdio_parameters(config), pipe.errlog, link.line, cutoff, link.overlong)
         async with opened as ((read_stream, write_stream), send):
