@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import ErrorKind
-from .messages_base import BusMessage, Caller, Execution, GatewayError, new_id
+from .messages_base import BusMessage, Caller, Execution, GatewayError, InterceptorDecision, new_id
 
 __all__ = [
     "REFUNDED",
@@ -228,6 +228,9 @@ class CallOutcome(BusMessage):
     cost_usd: float | None = None
     """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
     header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
+    interceptions: list[InterceptorDecision] = Field(default_factory=list, max_length=64)
+    """What the executor's interceptors decided on the way (refused, redacted, flagged ...): the
+    requester copies it into the request's audit row. Empty when none acted."""
 
     def result_value(self) -> dict[str, Any] | None:
         """The result as a dict, parsed from `raw_result` when that is how it came."""

@@ -9,7 +9,7 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import REFUNDED, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 from libs.common.results import encode_result, shape_result
 
-__all__ = ["charged_usd", "for_the_wire", "outcome_label", "refusal", "reply_headers", "undeliverable"]
+__all__ = ["charged_usd", "for_the_wire", "outcome_label", "refunded", "refusal", "reply_headers", "undeliverable"]
 
 
 def refusal(
@@ -31,6 +31,7 @@ def undeliverable(outcome: CallOutcome, kind: ErrorKind, message: str) -> CallOu
         upstream_ms=outcome.upstream_ms,
         events=outcome.events,
         execution="ran",
+        interceptions=outcome.interceptions,
     )
 
 
@@ -43,14 +44,26 @@ def outcome_label(outcome: CallOutcome) -> str:
     return "ok"
 
 
+def refunded(outcome: CallOutcome) -> bool:
+    """Whether the call's charge is given back: it did not run (or the gateway cannot know it did,
+    `messages.REFUNDED`), or an interceptor refused it before the upstream was called."""
+    error = outcome.error
+    if error is None:
+        return False
+    if error.kind in REFUNDED:
+        return True
+    return outcome.execution == "not_run" and any(
+        d.action == "block" and d.where == "arguments" for d in outcome.interceptions
+    )
+
+
 def charged_usd(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
     """A priced call's cost for the requester's audit event: the price policy forwarded it with, or 0
     when the call did not run (its charge is refunded); None (no header) for a call without a price."""
     price = (headers or {}).get(subjects.CHARGED_USD)
     if price is None:
         return None
-    refunded = outcome.error is not None and outcome.error.kind in REFUNDED
-    return {subjects.CHARGED_USD: "0.0" if refunded else price}
+    return {subjects.CHARGED_USD: "0.0" if refunded(outcome) else price}
 
 
 def reply_headers(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:

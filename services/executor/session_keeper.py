@@ -26,6 +26,7 @@ from .agents import AgentLink
 from .breaker import CircuitBreaker
 from .catalog_publisher import CatalogPublisher, Snapshot
 from .error_mapping import describe_exception
+from .interceptors.chain import InterceptorChain
 from .last_words import LastWords, configured_secrets
 from .oauth_tokens import OAuthTokens
 from .reconnect import Backoff, keep_reconnecting
@@ -67,9 +68,12 @@ class SessionKeeper:
         health_interval: float = 15.0,
         oauth: OAuthTokens | None = None,
         max_result: int | None = None,
+        interceptors: InterceptorChain | None = None,
     ) -> None:
         self.name = name
         self.config = config
+        self._interceptors = interceptors
+        """Their listing hooks see every listing before it is published (`interceptors.chain`)."""
         self._oauth = oauth
         """Adds the server's OAuth access token to its requests (None: no OAuth for this server)."""
         if oauth is not None:
@@ -80,7 +84,7 @@ class SessionKeeper:
         self.protocol_version: str | None = None
         self.policy = ExposurePolicy(config.tools)
         self._listed: list[dict[str, Any]] = []
-        """Every tool the server listed, before `config.tools` filtering."""
+        """Every tool the server listed (as the listing interceptors left them), before `config.tools` filtering."""
         self._connect_timeout = connect_timeout
         self._max_backoff = max_backoff
         self._catalog = CatalogPublisher(name, publish, self._snapshot)
@@ -323,6 +327,9 @@ class SessionKeeper:
 
     async def _list(self, session: UpstreamSession) -> None:
         listing: Listing = await session.list()
+        chain = self._interceptors
+        if chain is not None and chain.on_listings:
+            listing = await chain.at_listing(self.name, self.config, listing)
         self.features = listing.features
         self._listed = listing.tools
         self.tools = ToolSet(listing.tools, self.policy, previous=self.tools)

@@ -19,6 +19,7 @@ from libs.common.messages import CallOutcome, GatewayError, ServerCatalog, ToolC
 from .agents import ActiveCall, AgentLink
 from .breaker import CircuitBreaker
 from .budgets import call_budget
+from .interceptors.chain import InterceptorChain
 from .oauth_tokens import OAuthTokens
 from .replies import refusal
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
@@ -49,6 +50,7 @@ class Upstream:
         oauth: OAuthTokens | None = None,
         lean_calls: bool = True,
         max_result: int | None = None,
+        interceptors: InterceptorChain | None = None,
     ) -> None:
         self.name = name
         self.agents = agents or AgentLink(None, name)
@@ -69,6 +71,7 @@ class Upstream:
             health_interval=health_interval,
             oauth=oauth,
             max_result=max_result,
+            interceptors=interceptors,
         )
         self.breaker: CircuitBreaker = self.keeper.breaker
 
@@ -113,6 +116,10 @@ class Upstream:
         live = ("tools", "timeout", "retries", "circuit_breaker", "namespace")
         current = self.keeper.config
         return config.model_copy(update={k: getattr(current, k) for k in live}) == current
+
+    def relist(self) -> None:
+        """List the server again soon, and publish what the listing interceptors leave of it."""
+        self.keeper.relist()
 
     async def reconfigure(self, config: ServerConfig) -> None:
         """Apply new `tools` patterns, `timeout`, retries and breaker settings to the live session."""

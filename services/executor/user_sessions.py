@@ -94,6 +94,11 @@ class UserSessions:
         for key in [k for k in self._sessions if k[0] == server]:
             self._close(key)
 
+    def relist(self) -> None:
+        """Every open session lists its server again (the listing interceptors changed)."""
+        for session in self._sessions.values():
+            session.relist()
+
     async def stop(self) -> None:
         for key in list(self._sessions):
             self._close(key)
