@@ -131,6 +131,7 @@ class ExecutorService:
         js = self._nc.jetstream()
         self._catalog = await kv_bucket(js, subjects.KV_CATALOG)
         self._blobs = await Blobs.open(self._nc)
+        await self.interceptors.start(self._nc)  # before the first listing or call reaches them
         # apply what is already configured before taking calls, so none is refused for lack of a server
         self._servers_watch = BucketWatch(self._nc, subjects.KV_SERVERS, self._put_server, self._remove_server)
         await self._servers_watch.start()
@@ -176,6 +177,7 @@ class ExecutorService:
         await self._users.stop()
         upstreams, self._upstreams = list(self._upstreams.values()), {}
         await asyncio.gather(*(u.stop() for u in upstreams), *set(self._background), return_exceptions=True)
+        await self.interceptors.stop()
         if self._nc is not None:
             await drain_or_close(self._nc)
             self._nc = None
@@ -264,10 +266,10 @@ class ExecutorService:
             interceptors=self.interceptors,
         )
 
-    def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
+    async def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
         """Run `interceptors` from now on (a configuration change); every server is listed again so
         what they hide or annotate holds for its catalog too."""
-        self.interceptors.set(interceptors)
+        await self.interceptors.replace(interceptors)
         for upstream in list(self._upstreams.values()):
             upstream.relist()
         self._users.relist()

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common.settings import CodeModeSettings
+from libs.common.settings import CodeModeSettings, DenyList
 from services.codemode.service import CodeModeService
+from services.executor.interceptors import DenyListInterceptor
 from services.executor.service import ExecutorService
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, default_config, example_server_over_http, running_gateway
@@ -93,3 +94,24 @@ async def test_each_hook_acts_on_real_calls_and_lands_in_the_audit_row(nats_url,
             inner = await audit_rows(nats_url, "coder", at_least=2)
             call = next(r for r in inner if r.kind == "tool_call")
             assert call.parent_id is not None and _decisions(call) == [("deny_list", "terms", "redact", "result")]
+
+
+async def test_interceptors_swapped_at_run_time_apply_to_listings_and_calls(nats_url, redis_url, tmp_path):
+    async with running_gateway(nats_url, redis_url, tmp_path, default_config()) as gateway:
+        executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
+        assert not executor.interceptors.on_calls, "nothing configured: the request path passes no hook"
+        catalog = gateway.ingress.catalog
+
+        def listed(name: str) -> bool:
+            status = catalog.server_status("echo")
+            return status is not None and any(t.tool == name for t in status.tools)
+
+        assert listed("add")
+        await executor.use_interceptors([DenyListInterceptor(DenyList(tools=["echo/add"], terms=["hidden"]))])
+        await poll_until(lambda: not listed("add"), "echo/add to leave the catalog")
+        async with gateway.client(ADMIN_KEY) as client:
+            assert _text(await client.call_tool("echo__echo", {"text": "not hidden"})) == "not [REDACTED]"
+        await executor.use_interceptors([])
+        await poll_until(lambda: listed("add"), "echo/add back in the catalog")
+        async with gateway.client(ADMIN_KEY) as client:
+            assert _text(await client.call_tool("echo__add", {"a": 1, "b": 2})) == "3"

@@ -244,3 +244,28 @@ async def test_the_deny_list_redacts_its_terms_from_results_copy_on_write() -> N
     clean = Upstream()
     plain = await InterceptorChain([DenyListInterceptor(DENY)]).run(request, CONFIG, clean.execute(request))
     assert plain.result is clean.result and plain.interceptions == []
+
+
+class Lifecycle(Interceptor):
+    name: ClassVar[str] = "lifecycle"
+
+    def __init__(self, events: list[str], label: str) -> None:
+        self.events, self.label = events, label
+
+    async def start(self, nc: Any) -> None:
+        self.events.append(f"start {self.label}")
+
+    async def stop(self) -> None:
+        self.events.append(f"stop {self.label}")
+
+
+async def test_replacing_the_chain_starts_the_new_and_stops_the_dropped() -> None:
+    events: list[str] = []
+    kept, dropped, added = Lifecycle(events, "kept"), Lifecycle(events, "dropped"), Lifecycle(events, "added")
+    chain = InterceptorChain([kept, dropped])
+    await chain.replace([kept])
+    assert events == [], "not started yet: nothing to start or stop"
+    await chain.start(object())  # type: ignore[arg-type]  # a stand-in for the executor's NATS client
+    await chain.replace([kept, added])
+    await chain.stop()
+    assert events == ["start kept", "start added", "stop kept", "stop added"]

@@ -10,8 +10,10 @@ and is retried like any other listing failure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+
+from nats.aio.client import Client as NATS
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
@@ -34,7 +36,31 @@ class InterceptorChain:
     """An ordered list of interceptors; replace it whole with `set` (a configuration change)."""
 
     def __init__(self, interceptors: Sequence[Interceptor] = ()) -> None:
+        self._nc: NATS | None = None
         self.set(interceptors)
+
+    async def start(self, nc: NATS) -> None:
+        """Start every interceptor (`Interceptor.start`), and those `replace` adds from now on."""
+        self._nc = nc
+        for interceptor in self.interceptors:
+            await interceptor.start(nc)
+
+    async def stop(self) -> None:
+        self._nc = None
+        await _stop(self.interceptors)
+
+    async def replace(self, interceptors: Sequence[Interceptor]) -> None:
+        """Run `interceptors` from now on: the new ones started first, the ones left out stopped after
+        (a request already past one of them finishes with it)."""
+        old = self.interceptors
+        if self._nc is None:  # not started: nothing to start or stop yet
+            self.set(interceptors)
+            return
+        for interceptor in interceptors:
+            if interceptor not in old:
+                await interceptor.start(self._nc)
+        self.set(interceptors)
+        await _stop(i for i in old if i not in interceptors)
 
     def set(self, interceptors: Sequence[Interceptor]) -> None:
         self.interceptors = tuple(interceptors)
@@ -107,6 +133,14 @@ class InterceptorChain:
         return Listing(
             view.tools, Features(features.capabilities, view.prompts, view.resources, view.resource_templates)
         )
+
+
+async def _stop(interceptors: Iterable[Interceptor]) -> None:
+    for interceptor in interceptors:
+        try:
+            await interceptor.stop()
+        except Exception:
+            log.exception("interceptor %s failed to stop", interceptor.name)
 
 
 def _intercepted(request: ToolCall | UpstreamRequest, config: ServerConfig) -> tuple[InterceptedCall, dict[str, Any]]:

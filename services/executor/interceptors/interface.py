@@ -21,13 +21,16 @@ are logged. A decision names the rule and the kind of thing found, never the mat
 
 Subclass `Interceptor` and override only the hooks you need: the chain calls an interceptor only at
 the hooks it overrides, and with no interceptor on the calls the request path does nothing more
-than read one attribute.
+than read one attribute. `start(nc)` and `stop()` bracket an interceptor's life in the executor
+(clients it needs, KV buckets it reads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+
+from nats.aio.client import Client as NATS
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
@@ -107,6 +110,13 @@ class Interceptor:
 
     name: ClassVar[str] = "interceptor"
     """Names the interceptor in decisions and logs."""
+
+    async def start(self, nc: NATS) -> None:
+        """The executor is connected (`nc`: its NATS client, for KV reads and writes): open what the
+        hooks need. Called before the first listing or call this interceptor sees."""
+
+    async def stop(self) -> None:
+        """The executor stops, or replaced this interceptor: close what `start` opened."""
 
     async def before_call(self, call: InterceptedCall) -> None:
         """Before the upstream is called: raise `Refused` to refuse, assign `call.arguments` to rewrite."""
