@@ -273,6 +273,11 @@ class ExecutorSettings(RequestPathSettings):
     """Tools hidden and refused, an argument size limit and terms redacted from results, for every
     caller (`interceptors.deny_list`); None: no such checks (and none of their cost)."""
 
+    @field_validator("deny_list", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
 
 class AuditSettings(ServiceSettings):
     clickhouse_url: str = "chdb:///tmp/bastion-clickhouse"
