@@ -138,6 +138,18 @@ _HEALTH_STYLE = {
 }
 
 
+_STDERR_SHOWN = 3
+"""Lines of a failed stdio server's stderr shown under its error (`--json` has all the executor kept)."""
+
+
+def _error_cell(server: dict[str, Any]) -> str:
+    """The server's error, and under it the last lines it wrote on stderr: often the real cause."""
+    cell = escape(server.get("error") or "")
+    tail = server.get("stderr_tail") or []
+    lines = [f"[dim]stderr:[/] {escape(line)}" for line in tail[-_STDERR_SHOWN:]]
+    return "\n".join([cell, *lines]) if cell else "\n".join(lines)
+
+
 @command(servers_app, "list")
 def servers_list(api: AdminClient, as_json: Json = False) -> None:
     """List upstream servers with the status the executors report."""
@@ -162,7 +174,7 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
             f"[{style}]{s['status']}[/]",
             f"[{_HEALTH_STYLE.get(s.get('health', ''), 'white')}]{s.get('health', '-')}[/]",
             str(s["tools"]) if s["status"] == "ready" else "-",
-            escape(s.get("error") or ""),
+            _error_cell(s),
         )
     out.print(table)
     for name, url in links:  # whole, on their own lines: a terminal must not wrap or cut a link

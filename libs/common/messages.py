@@ -23,7 +23,7 @@ from .messages_audit import (
     TamperKind,
     audit_events,
 )
-from .messages_base import SCHEMA_VERSION, Caller, Execution, GatewayError, new_id
+from .messages_base import SCHEMA_VERSION, Caller, Execution, GatewayError, InterceptorDecision, new_id
 from .messages_records import BreakerStatus, CatalogTool, KeyRecord, ServerCatalog, ServerRecord
 from .messages_routed import (
     REFUNDED,
@@ -72,6 +72,7 @@ __all__ = [
     "FlaggedEvent",
     "GatewayError",
     "Grant",
+    "InterceptorDecision",
     "KeyRecord",
     "PairList",
     "Refund",

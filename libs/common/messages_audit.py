@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .messages_base import BusMessage, Execution, new_id
+from .messages_base import BusMessage, Execution, InterceptorDecision, new_id
 
 __all__ = [
     "AuditBatch",
@@ -85,6 +85,9 @@ class AuditEvent(BusMessage):
     truncated: dict[str, int] = Field(default_factory=dict)
     """Fields the publisher cut to its size limits (`BASTION_AUDIT_MAX_*_BYTES`) -> their original
     size in UTF-8 bytes. Empty when the event is complete."""
+    interceptions: list[InterceptorDecision] = Field(default_factory=list)
+    """What the executor's interceptors decided about the request (`CallOutcome.interceptions`): the
+    rule, the action and where, never the matched content."""
     parent_id: str | None = None
     """`event_id` of the event this one happened inside: a Code Mode run, for the tool calls its script made;
     the `llm_request` whose proposed tool call ran (`/v1/mcp/tool/execute`, agent mode)."""

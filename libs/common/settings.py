@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .handed_secrets import HandedSecrets
@@ -19,6 +19,7 @@ from .handed_secrets import HandedSecrets
 __all__ = [
     "AuditSettings",
     "CodeModeSettings",
+    "DenyList",
     "ExecutorSettings",
     "IngressSettings",
     "OAuthSettings",
@@ -272,6 +273,27 @@ class PolicySettings(RequestPathSettings):
     outlives a change neither has seen. 0: policy decides every call."""
 
 
+class DenyList(BaseModel):
+    """`BASTION_DENY_LIST` (JSON): what every executor refuses, whoever calls (the `deny_list` interceptor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[str] = Field(default_factory=list, max_length=1024)
+    """Grant patterns (`server/tool`, `server/prompt:name`, `*/delete_*`): hidden from every listing,
+    and refused when called by name."""
+    max_argument_bytes: int | None = Field(default=None, gt=0)
+    """Arguments (their JSON) larger than this are refused before the upstream is called."""
+    terms: list[str] = Field(default_factory=list, max_length=256)
+    """Words or phrases (case-insensitive) replaced by `[REDACTED]` in every result before the agent sees it."""
+
+    @field_validator("terms")
+    @classmethod
+    def _plain_terms(cls, terms: list[str]) -> list[str]:
+        if any(not term.strip() or len(term) > 1024 for term in terms):
+            raise ValueError("each term is 1 to 1,024 characters, not only spaces")
+        return terms
+
+
 class ExecutorSettings(RequestPathSettings):
     bus_signing_key: SecretStr = SecretStr("")
     """Policy's HMAC key (`libs.common.signing`): set, the executor runs only work signed with it."""
@@ -293,6 +315,14 @@ class ExecutorSettings(RequestPathSettings):
     through the MCP SDK's dispatcher (which still handles setup, listings, notifications and server
     requests). Measured: most of the executor's CPU per call on HTTP (docs/benchmarks.md). False:
     every call the SDK's way."""
+    deny_list: DenyList | None = None
+    """Tools hidden and refused, an argument size limit and terms redacted from results, for every
+    caller (`interceptors.deny_list`); None: no such checks (and none of their cost)."""
+
+    @field_validator("deny_list", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class AuditSettings(ServiceSettings):

@@ -90,6 +90,11 @@ _ADDED_COLUMNS: Final = {
     "seq": "UInt64",
     "prev_hash": "String",
     "hash": "String",
+    # issue 25: what the executor's interceptors decided (messages.InterceptorDecision)
+    "interceptions": (
+        "Array(Tuple(interceptor String, rule String, action LowCardinality(String), `where` LowCardinality(String),"
+        " detail Nullable(String)))"
+    ),
 }
 """Columns added after the table was first released, in order: a table created by an older
 version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its
@@ -114,6 +119,9 @@ _REFUSED_TYPES: Final = {
     "reason": "String",
 }
 REFUSED_COLUMNS: Final = tuple(_REFUSED_TYPES)
+_INTERCEPTIONS: Final = COLUMNS.index("interceptions")
+_DECISION: Final = ("interceptor", "rule", "action", "where", "detail")
+"""The fields of one `interceptions` tuple, in column order."""
 
 DDL: Final = (
     f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
@@ -166,6 +174,7 @@ def to_row(event: AuditEvent, *, vouched_by: str = "", flags: Sequence[str] = ()
         raise BadEvent("truncated: a size does not fit its column")
     row = [getattr(event, name) for name in COLUMNS]  # twice as fast as model_dump()
     row[_TS] = datetime.fromtimestamp(event.ts, UTC)
+    row[_INTERCEPTIONS] = [tuple(getattr(d, name) for name in _DECISION) for d in event.interceptions]
     return (*row, vouched_by, list(flags))
 
 
@@ -176,4 +185,8 @@ def from_row(row: Sequence[Any]) -> AuditEvent:
     values = dict(zip(COLUMNS, row, strict=True))
     ts: datetime = values["ts"]
     values["ts"] = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+    # named tuples read back as dicts; `to_row`'s own tuples (a round trip without the engine) too
+    values["interceptions"] = [
+        dict(zip(_DECISION, d, strict=True)) if isinstance(d, tuple) else d for d in values["interceptions"]
+    ]
     return AuditEvent.model_validate(values)

@@ -31,7 +31,7 @@ from libs.common.messages import GatewayError, StreamEvent
 from libs.common.sealing import Sealer, SealingError
 
 from .breaker import CircuitBreaker
-from .outcomes import scrub_urls
+from .error_mapping import scrub_urls
 
 __all__ = ["LlmProviders"]
 

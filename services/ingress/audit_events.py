@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent, Execution, GatewayError, new_id
+from libs.common.messages import AuditEvent, Execution, GatewayError, InterceptorDecision, new_id
 
 from .context import RequestContext
 
@@ -39,6 +39,8 @@ class Ending:
     execution: Execution | None = None
     """As the outcome said; without one, a result ran and an error stopped it here."""
     cost_usd: float | None = None
+    interceptions: list[InterceptorDecision] | None = None
+    """What the executor's interceptors decided (`CallOutcome.interceptions`)."""
 
 
 def audit_event(
@@ -78,6 +80,7 @@ def audit_event(
         request_bytes=ctx.request_bytes,
         execution=ending.execution or ("ran" if error is None else "not_run"),
         cost_usd=ending.cost_usd,
+        interceptions=ending.interceptions or [],
     )
 
 

@@ -254,6 +254,7 @@ class Handlers(RoutedRequests):
             arguments=arguments,
             result=outcome.raw_result,
             cost_usd=outcome.cost_usd,
+            interceptions=outcome.interceptions,
         )
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:

@@ -21,6 +21,7 @@ from libs.common.messages import (
     CallOutcome,
     Execution,
     GatewayError,
+    InterceptorDecision,
     PairList,
     ToolCall,
     UpstreamRequest,
@@ -70,13 +71,14 @@ class RoutedRequests:
         arguments: dict[str, Any] | None = None,
         result: bytes | None = None,
         cost_usd: float | None = None,
+        interceptions: list[InterceptorDecision] | None = None,
     ) -> AuditEvent:
         """The request's audit event (`audit_events.audit_event`), its content recorded as the
         deployment and the key say."""
         content = content_fields(
             arguments, result, keep=self.audit_content and ctx.caller.content_logging, limit=self.audit_limit
         )
-        outcome = Ending(error, tool_error, upstream_ms, execution, cost_usd)
+        outcome = Ending(error, tool_error, upstream_ms, execution, cost_usd, interceptions)
         return audit_event(ctx, kind, name, server, tool, outcome, content)
 
     def _answer(self, ctx: RequestContext, outcome: CallOutcome, empty: dict[str, Any]) -> dict[str, Any]:
@@ -237,6 +239,7 @@ class RoutedRequests:
             outcome.upstream_ms,
             outcome.execution,
             kind=kind,
+            interceptions=outcome.interceptions,
         )
         if outcome.error is not None:
             return gateway_error_body(ctx.request_id, outcome.error, server=entry.server), audit

@@ -73,13 +73,13 @@ async def test_a_changed_document_file_is_listed_again(store, tmp_path):
         on_list_changed=lambda: changed.append(True),
     )
     async with connector.open() as opened:
-        first = {t["name"] for t in await opened.list_tools()}
+        first = {t["name"] for t in (await opened.list()).tools}
         assert await opened.ping(5) is None and not changed
         raw = yaml.safe_load(document.read_text())
         raw["paths"]["/pets/{petId}"]["get"]["operationId"] = "fetchPet"
         document.write_text(yaml.safe_dump(raw))
         assert await opened.ping(5) is None and changed == [True]
-        second = {t["name"] for t in await opened.list_tools()}
+        second = {t["name"] for t in (await opened.list()).tools}
     assert first - second == {"getPet"} and second - first == {"fetchPet"}
 
 

@@ -3,6 +3,9 @@ registered in tests/conftest.py; a module may define its own `ingress`, which wi
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -14,7 +17,7 @@ from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
 from tests.support.stores import declared
 
-__all__ = ["ECHO", "TOKEN", "api", "base_url", "ingress"]
+__all__ = ["ECHO", "TOKEN", "api", "base_url", "ingress", "servers_list"]
 
 TOKEN = "test-admin-token-0123456789abcdef"
 ECHO = {"command": "python", "args": ["echo_server.py"], "env": {"API_TOKEN": "upstream-secret-value"}}
@@ -42,3 +45,16 @@ async def api(ingress: IngressService) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=base_url(ingress), headers=headers, timeout=10) as client:
         yield client
+
+
+async def servers_list(public: str, admin_token: str) -> str:
+    """`bastion servers list` against the admin API at `public` (a gateway's base URL), as an admin
+    runs it: its output, on a terminal wide enough not to wrap a link."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
+    argv = ["servers", "list", "--admin-url", public, "--admin-token", admin_token]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", *argv, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out
+    return out.decode()

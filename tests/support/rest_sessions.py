@@ -15,7 +15,8 @@ import httpx2
 from libs.common.config import ServerConfig
 from libs.common.messages import Caller, CallOutcome, ToolCall
 from services.executor.openapi.upstream import OpenApiConnector, OpenApiSession
-from services.executor.transports import http_client
+from services.executor.upstreams.http_client import http_client
+from services.executor.upstreams.interface import CallContext
 from tests.support.processes import serving_process
 
 __all__ = ["DOCUMENTS", "VERSIONS", "call", "document_for", "pet_store", "session"]
@@ -65,4 +66,4 @@ async def call(opened: OpenApiSession, tool: str, arguments: dict[str, Any] | No
         timeout=10.0,
     )
     loop = asyncio.get_running_loop()
-    return await opened.call_tool(request, loop.time() + 10.0, 10.0)
+    return await opened.call_tool(request, CallContext(deadline=loop.time() + 10.0, budget=10.0))

@@ -32,13 +32,16 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 from libs.common.openapi_config import OpenApiClientCredentials, OpenApiSection, OpenApiUpstreamOAuth
 
+from ..answer_limits import answer_cutoff
+from ..upstreams.http_client import http_client
+from ..upstreams.interface import CallContext, Connector, Listing, SessionHooks
 from .api import Api, load_api
 from .auth import ClientCredentials, TokenError, apply_static
 from .http_request import ArgumentError, build_request
 from .results import Answer, OutputCheck, to_result
 from .source import is_url
 
-__all__ = ["MakeClient", "OpenApiConnector", "OpenApiSession"]
+__all__ = ["MakeClient", "OpenApiConnector", "OpenApiSession", "connector"]
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +102,7 @@ class OpenApiSession:
         self._unwell = False
         """The last call could not reach the API, or it answered 502-504: health checks probe it."""
 
-    async def list_tools(self) -> list[dict[str, Any]]:
+    async def list(self) -> Listing:
         """The tools; read from the document again after the first listing (a relisting is a reload)."""
         if self._listed:
             stamp = None if self._section.is_url else _stamp(self._section.document)
@@ -107,7 +110,7 @@ class OpenApiSession:
             self._stamp = stamp
             self._checks = {}
         self._listed = True
-        return self.api.tools
+        return Listing(tools=self.api.tools)
 
     async def ping(self, within: float) -> str | None:
         if not self._section.is_url and _stamp(self._section.document) != self._stamp:
@@ -125,15 +128,16 @@ class OpenApiSession:
         self._unwell = False
         return None
 
-    async def request(self, request: UpstreamRequest) -> CallOutcome:
+    async def request(self, request: UpstreamRequest, ctx: CallContext) -> CallOutcome:
         message = f"server {self.name!r} is a REST API: it offers tools only, not {request.method}"
         outcome = _outcome(request.id, ErrorKind.UPSTREAM_ERROR, message, "not_run")
         assert outcome.error is not None
         outcome.error.code = types.METHOD_NOT_FOUND
         return outcome
 
-    async def call_tool(self, call: ToolCall, deadline: float, budget: float) -> CallOutcome:
-        """One HTTP request for the call; `deadline` is event-loop time (the arguments were checked)."""
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> CallOutcome:
+        """One HTTP request for the call, due by `ctx.deadline` (event-loop time; the arguments were checked)."""
+        deadline, budget = ctx.deadline, ctx.budget
         binding = self.api.bindings.get(call.tool)
         if binding is None:
             return _outcome(
@@ -281,3 +285,21 @@ class OpenApiConnector:
 
 def _shown(url: str) -> str:
     return url.split("?", 1)[0] if is_url(url) else url
+
+
+def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
+    """The `openapi` kind (`upstreams.registry.KINDS`): REST calls on the executor's upstream client,
+    answers bounded at the result limit, 401s reported, the upstream's OAuth tokens when it has any."""
+    cutoff = answer_cutoff(hooks.max_result) if hooks.max_result is not None else None
+
+    def make_client(headers: dict[str, str], timeout: httpx2.Timeout, auth: httpx2.Auth | None) -> httpx2.AsyncClient:
+        return http_client(headers, timeout, auth, hooks.on_unauthorized, cutoff)
+
+    return OpenApiConnector(
+        name,
+        config,
+        connect_timeout=hooks.connect_timeout,
+        make_client=make_client,
+        oauth=hooks.auth,
+        on_list_changed=hooks.on_list_changed,
+    )

@@ -286,6 +286,8 @@ class ServerOut(BaseModel):
     breaker refuses calls until a probe succeeds; `needs_auth` = the server answers HTTP 401."""
     breaker: BreakerStatus | None = None
     error: str | None = None
+    stderr_tail: list[str] = Field(default_factory=list)
+    """While unavailable: the last lines a stdio server wrote on stderr (its configured secrets masked)."""
     tools: int = 0
     """Tools the upstream exposes through Bastion (when ready)."""
     authorize_url: str | None = None

@@ -39,6 +39,7 @@ def server_routes(router: APIRouter, store: AdminStore, links: UpstreamLinks | N
             health=health,
             breaker=catalog.value.breaker,
             error=catalog.value.error,
+            stderr_tail=catalog.value.stderr_tail,
             tools=tools,
             authorize_url=link,
             revision=revision,

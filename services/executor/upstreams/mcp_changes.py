@@ -17,7 +17,7 @@ from mcp.client.session import ClientSession
 from mcp.client.subscriptions import listen
 from mcp.shared.subscriptions import ResourceUpdated
 
-from .outcomes import describe_exception
+from ..error_mapping import describe_exception
 
 __all__ = ["ChangeListener"]
 
@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 
 _RETRY_AFTER = 1.0
 """Seconds before reopening a stream that failed (a server without `subscriptions/listen` support
-fails at once; this keeps that from spinning)."""
+fails at once; this keeps that from spinning). A fixed pause, not tenacity: it must end early when
+the filter changes (an agent's `resources/subscribe` waits for the reopened stream), and the session
+it belongs to is health-checked and reconnected by its owner (`reconnect`) anyway."""
 
 
 class ChangeListener:

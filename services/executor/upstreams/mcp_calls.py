@@ -1,7 +1,7 @@
-"""What the executor asks of a live session: a `tools/call`, and the tool-change stream.
+"""What an MCP session (`mcp_session.McpSession`) sends: a `tools/call`, the other routed requests,
+and the health check's `ping`.
 
-Stateless functions over an SDK `ClientSession`, so `upstream.py` keeps only the connection's
-life cycle and the breaker bookkeeping.
+Stateless functions over an SDK `ClientSession`, each mapping what happens to a `CallOutcome`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from libs.common import tracing
 from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
 
-from .input_required import Ask, needs_bridge, resolve_input_required
-from .lean import LeanLink, Redirected, Unauthorized
-from .outcomes import describe_exception, error_from_exception
+from ..error_mapping import describe_exception, error_from_exception
+from ..input_required import Ask, needs_bridge, resolve_input_required
+from ..lean import LeanLink, Redirected, Unauthorized
 
 __all__ = [
     "REQUEST_TYPES",

@@ -1,4 +1,4 @@
-"""What one upstream offers besides tools: its prompts, resources and resource templates.
+"""What one MCP server lists: its tools, prompts, resources and resource templates.
 
 Listed on connect and again whenever the server announces a change, every page, kept as wire
 JSON for the catalog (ingress aggregates and answers the lists from memory). A server that does
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import mcp_types as types
@@ -17,21 +16,33 @@ from mcp.client.session import ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp_types import PaginatedRequestParams
 
-from .outcomes import describe_exception
+from ..error_mapping import describe_exception
+from .interface import Features, Listing
 
-__all__ = ["Features", "list_features"]
+__all__ = ["LIST_CHANGED", "list_everything", "list_features", "list_tool_definitions"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PAGES = 100
+"""A paginating server that never ends its listing must not hang the connection."""
 
 
-@dataclass(frozen=True, slots=True)
-class Features:
-    capabilities: dict[str, Any] = field(default_factory=dict)
-    prompts: list[dict[str, Any]] = field(default_factory=list)
-    resources: list[dict[str, Any]] = field(default_factory=list)
-    resource_templates: list[dict[str, Any]] = field(default_factory=list)
+async def list_everything(session: ClientSession, server: str) -> Listing:
+    definitions = await list_tool_definitions(session)
+    return Listing(definitions, await list_features(session, server))
+
+
+async def list_tool_definitions(session: ClientSession) -> list[dict[str, Any]]:
+    """Every page of `tools/list`, as wire JSON (camelCase, no nulls) for the catalog."""
+    definitions: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(_MAX_PAGES):
+        page = await session.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None)
+        definitions += [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in page.tools]
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return definitions
 
 
 async def list_features(session: ClientSession, server: str) -> Features:

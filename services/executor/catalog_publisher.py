@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 from libs.common.messages import ServerCatalog
 
 from .breaker import CircuitBreaker
-from .features import Features
 from .resilience import health_of
 from .tools import ToolSet
+from .upstreams.interface import Features
 
 __all__ = ["HEALTH_PUBLISH_EVERY", "CatalogPublisher", "Snapshot"]
 
@@ -44,7 +44,7 @@ class CatalogPublisher:
         self._snapshot = snapshot
         self._lock = asyncio.Lock()
         self._dirty = asyncio.Event()
-        self._status: tuple[str, str | None] | None = None
+        self._status: tuple[str, str | None, list[str]] | None = None
         """The last status the owner published; health-only updates repeat it."""
         self._published: tuple[Any, ...] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -62,8 +62,10 @@ class CatalogPublisher:
         """Health or breaker state may have changed: republish soon (rate-limited)."""
         self._dirty.set()
 
-    async def publish(self, status: str, error: str | None = None) -> None:
-        self._status = (status, error)
+    async def publish(self, status: str, error: str | None = None, stderr_tail: list[str] | None = None) -> None:
+        """Publish `status` (with `error`, and what the server last wrote on stderr when it failed)."""
+        stderr_tail = stderr_tail or []
+        self._status = (status, error, stderr_tail)
         async with self._lock:  # a health update must not overtake a newer listing
             snap = self._snapshot()
             tools = snap.tools.catalog() if status == "ready" and snap.tools is not None else []
@@ -73,6 +75,7 @@ class CatalogPublisher:
             key = (
                 status,
                 error,
+                stderr_tail,
                 health,
                 breaker.state,
                 snap.protocol_version,
@@ -86,6 +89,7 @@ class CatalogPublisher:
                 server=self.name,
                 status=status,
                 error=error,
+                stderr_tail=stderr_tail,
                 health=health.value,
                 breaker=breaker,
                 protocol_version=snap.protocol_version,
