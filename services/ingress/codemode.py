@@ -48,7 +48,7 @@ class CodeModeRouter:
         )
 
         self.running: dict[tuple[str, str, Any], str] | None = None
-        """The handlers' map of session requests to the calls running for them (set by `Handlers`), so
+        """The map of session requests to the calls running for them (`RoutedSender.running`, set by the service), so
         an agent's `notifications/cancelled` reaches a run like a tool call."""
 
     async def start(self) -> None:

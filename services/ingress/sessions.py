@@ -24,9 +24,9 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from .session_state import session_key
+from .session_state import SessionState, session_key
 
-__all__ = ["SessionCodec", "SessionInfo"]
+__all__ = ["LiveSessions", "SessionCodec", "SessionInfo"]
 
 _HEADER = {"alg": "HS256"}
 _ALGORITHMS = ["HS256"]
@@ -90,9 +90,6 @@ class SessionCodec:
             self._verified[remembered] = session
         return session if time.time() <= session.expires_at else None
 
-    def expires_at(self, session: SessionInfo) -> float:
-        return session.expires_at
-
     def _check(self, session_id: str, key_id: str) -> SessionInfo | None:
         if len(session_id) > _MAX_ID:
             return None
@@ -128,3 +125,19 @@ class SessionCodec:
         if claims.get("k") != _bound(key_id) or not isinstance(subject, str):
             return None
         return subject
+
+
+class LiveSessions:
+    """The sessions `/mcp` serves: an id this deployment issued, to this key, not expired, and not
+    ended by its agent (`DELETE /mcp`, on any replica)."""
+
+    __slots__ = ("codec", "state")
+
+    def __init__(self, codec: SessionCodec, state: SessionState) -> None:
+        self.codec, self.state = codec, state
+
+    def find(self, session_id: str, key_id: str) -> SessionInfo | None:
+        session = self.codec.verify(session_id, key_id)
+        if session is None or self.state.is_ended(session.handle):
+            return None
+        return session
