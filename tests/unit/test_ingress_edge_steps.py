@@ -15,7 +15,7 @@ from services.ingress.answers import Answer
 from services.ingress.context import RequestContext
 from services.ingress.field_limits import FieldLimits
 from services.ingress.hosts import HostGuard
-from services.ingress.keys import KeyDirectory
+from services.ingress.keys import UNAUTHENTICATED, KeyDirectory
 from services.ingress.mcp_edge import (
     Audit,
     Authenticate,
@@ -160,12 +160,19 @@ async def test_check_headers_passes_an_allowed_host_again_and_again():
         assert (await run(CheckHeaders(guard), x)).count == 1 and wire.sent == []
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer nope", "Basic x"])
-async def test_authenticate_refuses_without_a_valid_key(authorization):
+@pytest.mark.parametrize(
+    ("authorization", "kind"),
+    [(None, "missing_key"), ("Bearer nope", "invalid_key"), ("Basic x", "malformed_authorization")],
+)
+async def test_authenticate_answers_a_json_rpc_error_naming_what_is_wrong(authorization, kind):
     x, wire = exchange(*([("authorization", authorization)] if authorization else []))
     reached = await run(Authenticate(keys()), x)
-    assert reached.count == 0 and wire.status == 401 and wire.json()["message"]
-    assert wire.headers[b"www-authenticate"].startswith(b"Bearer ")
+    error = wire.json()["error"]
+    assert reached.count == 0 and wire.status == 401 and wire.json()["id"] is None
+    assert error["code"] == UNAUTHENTICATED and error["data"]["kind"] == kind
+    assert error["message"].startswith(kind.split("_")[0])  # "missing ...", "invalid ...", "malformed ..."
+    challenge = wire.headers[b"www-authenticate"].decode()
+    assert challenge.startswith("Bearer ") and ("error=" in challenge) == (authorization is not None)
 
 
 async def test_authenticate_passes_the_caller_on():

@@ -12,7 +12,7 @@ from ..access_tokens import Authenticator
 from ..answers import Answer
 from ..hosts import HostGuard
 from ..http_headers import repeated_headers
-from ..keys import AuthFailure, KeyDirectory
+from ..keys import AuthFailure, KeyDirectory, unauthorized
 from ..protocol import error_body
 from .chain import Answering, Check, Exchange, Receive, Refusal, Step
 
@@ -57,8 +57,8 @@ class CheckHeaders(Check):
 
 
 class Authenticate(Check):
-    """401 without a valid virtual key or OAuth access token (the challenge names the protected
-    resource metadata); else the caller is known from here on."""
+    """401 without a valid virtual key or OAuth access token (`keys.unauthorized` says why, in a
+    way each MCP client shows); else the caller is known from here on."""
 
     __slots__ = ("authenticator",)
 
@@ -68,10 +68,7 @@ class Authenticate(Check):
     def check(self, x: Exchange) -> Answering | None:
         caller = self.authenticator.authenticate(x.headers.get("authorization"))
         if isinstance(caller, AuthFailure):
-            challenge = caller.challenge or f'Bearer realm="bastion", error="{caller.error}"'
-            return Refusal(
-                401, {"error": caller.error, "message": caller.message}, [(b"www-authenticate", challenge.encode())]
-            )
+            return Refusal(401, *unauthorized(caller))
         x.caller = caller
         return None
 
