@@ -1,12 +1,16 @@
-"""Headers a request to `/mcp` may send once only: a proxy in front and the app behind could each
-read a different copy. `Host` and `Origin`, which `hosts.HostGuard` checks.
+"""Headers a request to ingress may send once only, whichever route it takes (`/mcp`, `/v1`, the
+admin API): a proxy in front and the app behind could each read a different copy.
+
+`Host` and `Origin` (`hosts.HostGuard` checks them), and `Authorization`: with two credentials, a
+proxy that checks the first would let the second, which the app reads, through unchecked.
 """
 
 from __future__ import annotations
 
-__all__ = ["repeated_headers"]
+__all__ = ["REPEATED_AUTHORIZATION", "repeated_headers"]
 
-_SINGLE = (b"host", b"origin")
+_SINGLE = (b"host", b"origin", b"authorization")
+REPEATED_AUTHORIZATION = "the Authorization header appears more than once; send exactly one credential"
 
 
 def repeated_headers(raw_headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:

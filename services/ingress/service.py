@@ -39,15 +39,18 @@ from .admin import PREFIX, admin_api
 from .admin.auth import AdminAuth
 from .admin.errors import AdminRoute
 from .analytics import AnalyticsAuth, analytics_router, dashboard_router
+from .answers import plain
 from .audit_events import AuditRecorder
 from .catalog import Catalog
 from .codemode import CodeModeRouter
 from .field_limits import FieldLimits
 from .handlers import Handlers
 from .hosts import HostGuard
+from .http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from .http_limits import HttpLimits, guarded_protocol
 from .keys import KeyDirectory
 from .llm_endpoint import LlmEndpoint, ModelDirectory
+from .llm_wire import send_error
 from .mcp_edge import (
     Audit,
     Authenticate,
@@ -117,7 +120,7 @@ def mcp_endpoint(
     standalone = StandaloneStream(notifier, sessions) if notifier is not None else None
     return McpEndpoint(
         [
-            CheckHeaders(hosts),  # 403 unknown host or origin, or sent twice
+            CheckHeaders(hosts),  # 403 unknown host or origin; 400 two Authorization headers
             Authenticate(authenticator),  # 401 no valid key or access token
             RouteMethod(EndSession(sessions), standalone),  # DELETE ends a session, GET streams it; 405
             ReadBody(max_body_bytes),  # 413
@@ -143,7 +146,8 @@ class _McpFirst:
     """`/mcp` and the OpenAI-compatible `/v1/...` straight to their endpoints, everything else through FastAPI.
 
     The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
-    exception handlers, routing) would only add per-request work on the hot path.
+    exception handlers, routing) would only add per-request work on the hot path. Every route but
+    `/mcp` (whose pipeline checks it) refuses two `Authorization` headers here.
     """
 
     def __init__(self, endpoint: McpEndpoint, app: FastAPI, llm: LlmEndpoint | None = None) -> None:
@@ -152,7 +156,15 @@ class _McpFirst:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp":
             await self.endpoint(scope, receive, send)
-        elif scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/"):
+            return
+        llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/")
+        if scope["type"] == "http" and "authorization" in repeated_headers(scope["headers"]):
+            if llm:
+                await send_error(send, 400, REPEATED_AUTHORIZATION, "invalid_request_error", "repeated_authorization")
+            else:
+                await plain(send, 400, {"error": "repeated_authorization", "message": REPEATED_AUTHORIZATION})
+        elif llm:
+            assert self.llm is not None
             await self.llm(scope, receive, send)
         else:
             await self.app(scope, receive, send)

@@ -126,6 +126,26 @@ async def test_the_official_sdk_shows_why_a_key_was_refused(gateway, key, shown)
     assert not any("Server returned an error response" in message for message in messages)
 
 
+@pytest.mark.parametrize("valid_first", [True, False])
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/mcp"), ("GET", "/v1/models"), ("GET", "/admin/v1/keys"), ("GET", "/metrics")]
+)
+async def test_two_authorization_headers_are_refused_on_every_route(gateway, http, valid_first, method, path):
+    """A proxy checking the first `Authorization` and the app reading the last would disagree on who
+    calls: a request carrying two is refused, whichever of them is valid, before it is read further."""
+    base = gateway.url.removesuffix("/mcp")
+    credentials = [("Authorization", f"Bearer {ADMIN_KEY}"), ("Authorization", "Bearer bk_someone_else")]
+    headers = [*(credentials if valid_first else credentials[::-1]), ("Accept", "application/json")]
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}' if method == "POST" else None
+    response = await http.request(method, base + path, headers=headers, content=body)
+    assert response.status_code == 400
+    answer = response.json()
+    code = answer["error"]["code"] if path.startswith("/v1") else answer["error"]
+    assert code == "repeated_authorization"
+    assert "more than once" in str(answer)
+    await _still_serving(gateway, http)
+
+
 async def test_oversized_bodies_are_refused_before_parsing(gateway, http):
     big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * LIMIT + b'"}}'
     response = await http.post(gateway.url, headers=AUTH, content=big)

@@ -139,6 +139,12 @@ def sessions() -> LiveSessions:
 # ---------------------------------------------------------------------------------------- HTTP
 
 
+async def test_check_headers_refuses_two_authorization_headers():
+    x, wire = exchange(("host", "localhost"), ("authorization", "Bearer a"), ("authorization", f"Bearer {SECRET}"))
+    reached = await run(CheckHeaders(HostGuard("127.0.0.1", [])), x)
+    assert reached.count == 0 and wire.status == 400 and wire.json()["error"] == "repeated_authorization"
+
+
 @pytest.mark.parametrize(
     "headers",
     [

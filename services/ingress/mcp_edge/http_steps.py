@@ -11,7 +11,7 @@ from mcp_types import INVALID_REQUEST
 from ..access_tokens import Authenticator
 from ..answers import Answer
 from ..hosts import HostGuard
-from ..http_headers import repeated_headers
+from ..http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from ..keys import AuthFailure, KeyDirectory, unauthorized
 from ..protocol import error_body
 from .chain import Answering, Check, Exchange, Receive, Refusal, Step
@@ -30,6 +30,7 @@ __all__ = [
 Branch = Callable[[Exchange], Awaitable[None]]
 """What answers a request `RouteMethod` sends elsewhere (`DELETE`, `GET`)."""
 
+_REPEATED_AUTHORIZATION = Refusal(400, {"error": "repeated_authorization", "message": REPEATED_AUTHORIZATION})
 _NOT_POST = Refusal(
     405,
     {"error": "method_not_allowed", "message": "use POST to send MCP messages"},
@@ -41,7 +42,9 @@ _NOT_ACCEPTABLE = Refusal(
 
 
 class CheckHeaders(Check):
-    """403 for a host or origin this gateway does not serve (DNS rebinding), or sent twice."""
+    """403 for a host or origin this gateway does not serve (DNS rebinding) or sent twice; 400 for
+    two `Authorization` headers (a proxy checking the first and the app reading the last could
+    disagree on who is calling)."""
 
     __slots__ = ("guard",)
 
@@ -51,6 +54,8 @@ class CheckHeaders(Check):
     def check(self, x: Exchange) -> Answering | None:
         headers = x.headers
         repeated = repeated_headers(x.raw_headers) if len(headers) != len(x.raw_headers) else ()
+        if "authorization" in repeated:
+            return _REPEATED_AUTHORIZATION
         if refused := self.guard.problem(headers.get("host"), headers.get("origin"), repeated):
             return Refusal(403, {"error": "forbidden_host", "message": refused})
         return None
