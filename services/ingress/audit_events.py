@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from libs.common.audit_content import content_fields
 from libs.common.audit_journal import AuditJournal
@@ -21,6 +21,7 @@ from .context import RequestContext
 
 __all__ = [
     "AUDITED",
+    "TOOL_ERROR",
     "AuditRecorder",
     "Ending",
     "audit_event",
@@ -39,6 +40,9 @@ AUDITED = {
 }
 """Methods whose every request that reaches its handler ends in exactly one audit event, and its kind."""
 _DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
+TOOL_ERROR: Final = "tool_error"
+"""The `error_kind` of a request whose upstream answered with an error result (`isError`): the
+tool ran and reported a failure, as opposed to a gateway error kind (`ErrorKind`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +72,7 @@ def audit_event(
         status = "denied" if error.kind in _DENIED else "error"
         code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
     else:
-        status = "tool_error" if ending.tool_error else "ok"
+        status = TOOL_ERROR if ending.tool_error else "ok"
         code = None
     return AuditEvent(
         event_id=ctx.audit_id or new_id(),
@@ -82,7 +86,7 @@ def audit_event(
         tool=tool or "",
         name=name,
         status=status,
-        error_kind=error.kind.value if error else None,
+        error_kind=error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
         error_code=code,
         error=error.message if error else None,
         latency_ms=(time.perf_counter() - ctx.started) * 1000,

@@ -24,6 +24,7 @@ from libs.common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, Gatew
 from libs.common.relay import AckedRequester, ResponderLost
 from libs.common.settings import IngressSettings
 
+from .audit_events import TOOL_ERROR
 from .keys import KeyDirectory
 from .protocol import error_body, gateway_error_body, ok_body
 
@@ -149,7 +150,7 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: 
         status = "error"
         code: int | None = error.code if error.code is not None else JSONRPC_CODE[error.kind]
     else:
-        status = "tool_error" if (answer.result or {}).get("isError") else "ok"
+        status = TOOL_ERROR if (answer.result or {}).get("isError") else "ok"
         code = None
     return AuditEvent(
         event_id=request.parent_id,
@@ -162,7 +163,7 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: 
         name=request.tool,
         tool=request.tool,
         status=status,
-        error_kind=error.kind.value if error else None,
+        error_kind=error.kind.value if error else (TOOL_ERROR if status == TOOL_ERROR else None),
         error_code=code,
         error=error.message if error else None,
         latency_ms=(time.perf_counter() - ctx.started) * 1000,
