@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
-from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common import metrics
 from libs.common.audit_journal import AuditJournal
@@ -134,10 +134,6 @@ class Handlers:
     def initialize(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.version = negotiate_handshake(params.get("protocolVersion"))
         return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version))
-
-    @staticmethod
-    def supported_versions() -> list[str]:
-        return list(KNOWN_PROTOCOL_VERSIONS)
 
     # ------------------------------------------------------------------ tools
 

@@ -26,6 +26,7 @@ from services.ingress.mcp_edge import (
     CheckHeaders,
     ChooseAnswer,
     Dispatch,
+    EndSession,
     Exchange,
     IssueSession,
     Listen,
@@ -339,6 +340,17 @@ async def test_resolve_era_checks_a_modern_request_and_its_repeated_routing_head
     assert (await run(ResolveEra(sessions()), x)).count == 1 and x.modern and x.ctx.version == MODERN
     x, wire = request(message, *routing, ("mcp-method", "tools/list"))
     assert (await run(ResolveEra(sessions()), x)).count == 0 and wire.json()["error"]["code"] == -32020
+
+
+async def test_end_session_ends_a_live_session_of_the_key_on_every_replica():
+    live = sessions()
+    session_id = live.codec.issue("2025-06-18", KEY_ID)
+    for headers, status in (([], 400), ([("mcp-session-id", "forged")], 404), ([("mcp-session-id", session_id)], 200)):
+        x, wire = exchange(*headers, method="DELETE")
+        x.caller = CALLER
+        await EndSession(live)(x)
+        assert wire.status == status
+    assert live.find(session_id, KEY_ID) is None  # ended: refused from now on
 
 
 async def test_listen_takes_only_modern_listen_requests():

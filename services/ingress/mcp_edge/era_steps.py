@@ -23,11 +23,19 @@ from ..answers import plain
 from ..context import RequestContext
 from ..field_limits import FieldLimits, Oversized, header_patterns
 from ..protocol import DEFAULT_LEGACY_VERSION, error_body
-from ..sessions import LiveSessions
+from ..sessions import LiveSessions, SessionInfo
 from .chain import Answering, Check, Exchange, Refusal
 from .jsonrpc_steps import SESSION_HEADER
 
-__all__ = ["SESSION_GONE", "SESSION_NOT_FOUND", "BuildContext", "EndSession", "ResolveEra", "positive_float"]
+__all__ = [
+    "SESSION_GONE",
+    "SESSION_NOT_FOUND",
+    "BuildContext",
+    "EndSession",
+    "ResolveEra",
+    "named_session",
+    "positive_float",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +136,16 @@ class ResolveEra(Check):
         return None
 
 
+def named_session(x: Exchange, sessions: LiveSessions, request: str) -> SessionInfo | Refusal:
+    """The live session a `GET` or `DELETE` names (`request` says which, for the refusal), or why not:
+    400 without an `Mcp-Session-Id`, 404 for one that is not a live session of this key."""
+    session_id = x.headers.get(SESSION_HEADER)
+    if not session_id:
+        return Refusal(400, {"error": "missing_session", "message": f"{request} needs an Mcp-Session-Id header"})
+    session = sessions.find(session_id, x.caller.key_id)
+    return session if session is not None else Refusal(404, error_body(None, SESSION_NOT_FOUND, SESSION_GONE))
+
+
 class EndSession:
     """`DELETE /mcp`: the agent is done with its session; every replica refuses it from now on."""
 
@@ -137,13 +155,9 @@ class EndSession:
         self.sessions = sessions
 
     async def __call__(self, x: Exchange) -> None:
-        session_id = x.headers.get(SESSION_HEADER)
-        if not session_id:
-            await plain(x.send, 400, {"error": "missing_session", "message": "DELETE needs an Mcp-Session-Id header"})
-            return
-        session = self.sessions.find(session_id, x.caller.key_id)
-        if session is None:
-            await plain(x.send, 404, error_body(None, SESSION_NOT_FOUND, SESSION_GONE))
+        session = named_session(x, self.sessions, "DELETE")
+        if isinstance(session, Refusal):
+            await session(x)
             return
         try:
             await self.sessions.state.end(session.handle, session.expires_at)

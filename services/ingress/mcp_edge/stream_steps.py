@@ -24,9 +24,8 @@ from ..request_path import RequestPath
 from ..routed_sender import RoutedSender
 from ..sessions import LiveSessions
 from ..streams import sse_event
-from .chain import Answering, Check, Exchange, Send, disconnected
-from .era_steps import SESSION_GONE, SESSION_NOT_FOUND
-from .jsonrpc_steps import SESSION_HEADER
+from .chain import Answering, Check, Exchange, Refusal, Send, disconnected
+from .era_steps import named_session
 
 __all__ = ["Listen", "ListenSubscriptions", "StandaloneStream", "listen_problem", "serve_listener"]
 
@@ -75,13 +74,9 @@ class StandaloneStream:
         if "text/event-stream" not in x.headers.get("accept", ""):
             await plain(x.send, 406, {"error": "not_acceptable", "message": "GET /mcp needs Accept: text/event-stream"})
             return
-        session_id = x.headers.get(SESSION_HEADER)
-        if not session_id:
-            await plain(x.send, 400, {"error": "missing_session", "message": "GET /mcp needs an Mcp-Session-Id header"})
-            return
-        session = self.sessions.find(session_id, x.caller.key_id)
-        if session is None:
-            await plain(x.send, 404, error_body(None, SESSION_NOT_FOUND, SESSION_GONE))
+        session = named_session(x, self.sessions, "GET /mcp")
+        if isinstance(session, Refusal):
+            await session(x)
             return
         listener = self.notifier.listen(session.handle)
         await serve_listener(self.notifier, listener, [b": bastion\n\n"], x.receive, x.send)
