@@ -90,7 +90,7 @@ class CodeModeRouter:
             arguments=arguments,
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
-            parent_id=new_id(),
+            parent_id=ctx.audit_id or new_id(),  # the id the audit journal gave the request, if any
             timeout=timeout,
         )
         ctx.call_id = request.id  # a cancellation abandons it: EXEC_CANCEL, which codemode also hears
