@@ -38,7 +38,6 @@ from libs.common.messages import AuditEvent, Caller, GatewayError, new_id
 from .access_tokens import Authenticator
 from .context import RequestContext
 from .field_limits import FieldLimits, Oversized, header_patterns
-from .gateway import Gateway
 from .handlers import Handlers
 from .keys import AuthFailure, KeyDirectory
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
@@ -57,6 +56,7 @@ from .llm_wire import (
     send_json,
 )
 from .protocol import DEFAULT_LEGACY_VERSION, result_object
+from .request_path import RequestPath as Gateway
 from .streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]

@@ -1,5 +1,5 @@
 """Ingress's side of the request path: NATS request/reply to the policy service, or straight to
-the executors for a call policy has already allowed with nothing to count (`grants`).
+the executors for a call policy has already allowed with nothing to count (`grant_cache`).
 
 One persistent NATS connection; every in-flight call shares a single wildcard inbox
 subscription, so a call costs one publish and one delivery, no per-call setup. Policy forwards an
@@ -40,9 +40,9 @@ from libs.common.relay import ResponderLost, call_outcome, routed_requester
 from libs.common.settings import RequestPathSettings
 from libs.common.visible import ask_visible
 
-from .grants import GrantCache
+from .grant_cache import GrantCache
 
-__all__ = ["Gateway"]
+__all__ = ["RequestPath"]
 
 _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
 _SENT = {route: metrics.ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale")}
@@ -58,7 +58,7 @@ def _reason(exc: PydanticSerializationError) -> str:
     return text[:200]
 
 
-class Gateway:
+class RequestPath:
     """`await start()` before the first call."""
 
     def __init__(self, nc: NATS, settings: RequestPathSettings) -> None:
