@@ -18,7 +18,9 @@ from nats.js.errors import KeyNotFoundError
 from libs.common import subjects
 from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
 from libs.common.nats import kv_bucket
-from libs.common.settings import IngressSettings
+from libs.common.permissions import ADMIN
+from libs.common.settings import IngressSettings, StoreSettings
+from libs.common.stores import declare_owned
 from services.ingress.admin import AdminAuth, AdminStore, admin_router
 from services.ingress.keys import KeyDirectory
 from services.ingress.service import IngressService
@@ -30,7 +32,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def js(nats_url: str) -> AsyncIterator[Any]:
+    """The bus as the admin role sees it: its configuration buckets exist (the admin API, their
+    owner, declares them when it starts; a test using `AdminStore` alone declares them here)."""
     nc = await nats.connect(nats_url)
+    await declare_owned(nc.jetstream(), ADMIN, StoreSettings())
     yield nc.jetstream()
     await nc.close()
 

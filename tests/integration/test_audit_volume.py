@@ -33,6 +33,7 @@ from services.audit.auditor import Auditor
 from services.audit.store import ClickHouseStore
 from services.audit.writer import DURABLE
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -147,6 +148,7 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     chdb_url = f"chdb://{tmp_path / 'clickhouse'}"
     log = tmp_path / "audit.log"
     sent = [_event(i) for i in range(TOTAL)]
+    await declared(nc.jetstream(), subjects.KV_KEYS)  # as its owner, the admin role, would
     keys = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
     for key_id in {e.key_id for e in sent}:  # the keys exist: no event is flagged for naming an unknown one
         await keys.put(key_id, KeyRecord(id=key_id, name=key_id).model_dump_json().encode())

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.api import StreamConfig
 
 from cli.nats_cluster import EmbeddedNatsCluster
 from libs.common import subjects
@@ -20,6 +19,7 @@ from libs.common.permissions import AUDIT, OWNERS, ROLES
 from libs.common.settings import AuditSettings, StoreSettings
 from libs.common.stores import STORES, StoreError, declare, declare_owned, owned_by
 from services.audit.service import AuditService
+from tests.support.cluster_ready import places
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.integration
 
 async def _replicas(js: nats.js.JetStreamContext) -> dict[str, int]:
     return {stream: (await js.stream_info(stream)).config.num_replicas or 1 for stream in OWNERS}
-
-
-async def _places_three(js: nats.js.JetStreamContext) -> bool:
-    """Whether every member has joined JetStream's meta group (a leader alone cannot place three)."""
-    try:
-        await js.add_stream(StreamConfig(name="PROBE", subjects=["probe"], num_replicas=3))
-    except nats.js.errors.APIError:
-        return False
-    await js.delete_stream("PROBE")
-    return True
 
 
 def test_every_owned_store_has_a_configuration_and_every_configured_one_an_owner() -> None:
@@ -91,7 +81,7 @@ async def test_on_a_cluster_a_start_raises_replicas_and_never_lowers_them(tmp_pa
         nc = await nats.connect(urls.split(","))
         js = nc.jetstream()
         try:
-            await poll_until(lambda: _places_three(js), "the cluster to place three replicas", every=0.2)
+            await poll_until(lambda: places(js, 3), "the cluster to place three replicas", every=0.2)
             for role in ROLES:
                 await declare_owned(js, role, StoreSettings())
             assert set((await _replicas(js)).values()) == {1}

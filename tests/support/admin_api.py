@@ -25,10 +25,11 @@ ECHO = {"command": "python", "args": ["echo_server.py"], "env": {"API_TOKEN": "u
 
 @pytest.fixture
 async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
-    """An ingress with the admin API, on a NATS whose audit streams exist (as once the audit
-    service, their owner, has started): the admin changes' events are published at once."""
-    nc = await connect(nats_url, "test-audit-owner")
-    await declared(nc.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM)
+    """An ingress with the admin API, on a NATS whose audit streams and catalog exist (as once the
+    audit service and an executor, their owners, have started): the admin changes' events are
+    published at once, and a test may write the catalog as an executor would."""
+    nc = await connect(nats_url, "test-store-owners")
+    await declared(nc.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM, subjects.KV_CATALOG)
     await nc.close()
     service = IngressService(IngressSettings(nats_url=nats_url, port=0, admin_token=TOKEN))
     await service.start()
