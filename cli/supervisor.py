@@ -44,7 +44,11 @@ Notify = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Backoff:
-    """Restart delays: `initial` doubling up to `maximum`, back to `initial` once a child stayed up."""
+    """Restart delays: `initial` doubling up to `maximum`, back to `initial` once a child stayed up.
+
+    Not tenacity (`libs.common.patience`): the supervisor is one synchronous poll loop over many
+    children, each with its own next start time, and there is no call to wrap; only the delay is
+    computed here, and the uptime reset needs the child's, not an attempt count."""
 
     initial: float = 1.0
     maximum: float = 30.0

@@ -38,18 +38,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from . import subjects
 from .audit_chain import AuditChain, producer_role
 from .audit_fields import FieldLimits, bounded
 from .audit_journal import AuditJournal
 from .messages import AuditBatch, AuditEvent, new_id
+from .patience import patiently, until
 
 __all__ = ["AuditPublisher", "FieldLimits"]
 
@@ -247,25 +249,30 @@ class AuditPublisher:
     async def _deliver(self, batch_id: str, part: list[_Encoded]) -> None:
         """Publish `part` as one batch until acked; split it when the server refuses it for its content."""
         payload = _batch_json(batch_id, part)
-        delay = 0.0
-        while True:
-            await self._connected()
-            try:
-                await self._js.publish(self.subject, payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id})
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if _unpublishable(error):
-                    await self._refused(batch_id, part, error)
-                    return
-                delay = min(self._max_backoff, max(0.05, delay * 2))
-                log.warning(
-                    "audit: publishing %d event(s) failed (%s); retrying in %.2fs", len(part), _why(error), delay
-                )
-                await asyncio.sleep(delay)
-            else:
-                self.published += len(part)
-                return
+
+        def warn(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            why = _why(error) if error is not None else "no answer"
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("audit: publishing %d event(s) failed (%s); retrying in %.2fs", len(part), why, wait)
+
+        try:
+            async for attempt in self._patiently(warn):
+                with attempt:
+                    await self._connected()
+                    await self._js.publish(
+                        self.subject, payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id}
+                    )
+        except Exception as error:  # only what `_unpublishable` says no retry will fix
+            await self._refused(batch_id, part, error)
+            return
+        self.published += len(part)
+
+    def _patiently(self, before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
+        """Retries of a publish while the error is one that passes (NATS away, no stream leader yet)."""
+        # a cancellation is an exception to tenacity too: never retried, always re-raised
+        passing = retry_if_exception(lambda error: isinstance(error, Exception) and not _unpublishable(error))
+        return patiently(most=self._max_backoff, retry=passing, before_sleep=before_sleep)
 
     async def _refused(self, batch_id: str, part: list[_Encoded], error: BaseException) -> None:
         if len(part) > 1:
@@ -288,23 +295,16 @@ class AuditPublisher:
             DEAD_SUBJECT_HEADER: self.subject,
             DEAD_EVENT_HEADER: event.event_id[:128],
         }
-        delay = 0.0
-        while True:
-            await self._connected()
-            try:
-                await self._js.publish(subjects.AUDIT_DEAD, payload, timeout=self._timeout, headers=headers)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if _unpublishable(error):
-                    self._drop(f"{reason}; and the dead-letter stream refused it too: {_describe(error)}", event)
-                    return
-                delay = min(self._max_backoff, max(0.05, delay * 2))
-                await asyncio.sleep(delay)
-            else:
-                self.dead_lettered += 1
-                log.error("audit: event %s dead-lettered to %s: %s", event.event_id, subjects.AUDIT_DEAD, reason)
-                return
+        try:
+            async for attempt in self._patiently():
+                with attempt:
+                    await self._connected()
+                    await self._js.publish(subjects.AUDIT_DEAD, payload, timeout=self._timeout, headers=headers)
+        except Exception as error:  # refused for good
+            self._drop(f"{reason}; and the dead-letter stream refused it too: {_describe(error)}", event)
+            return
+        self.dead_lettered += 1
+        log.error("audit: event %s dead-lettered to %s: %s", event.event_id, subjects.AUDIT_DEAD, reason)
 
     async def _connected(self) -> None:
         """Return once the connection is up; while NATS is away, events wait in the queue."""
@@ -312,10 +312,7 @@ class AuditPublisher:
             return
         log.warning("audit: NATS unreachable; holding %d event(s), at most %d", self.pending, self._queue.maxsize)
         self.holding = True
-        delay = 0.05
-        while not self._nc.is_connected:
-            await asyncio.sleep(delay)
-            delay = min(self._max_backoff, delay * 2)
+        await until(lambda: self._nc.is_connected, most=self._max_backoff)
         self.holding = False
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
 
