@@ -22,6 +22,7 @@ __all__ = [
     "AUTHORIZE_URL",
     "AuthorizeLink",
     "AuthorizeLinkQuery",
+    "UpstreamProbe",
     "UpstreamToken",
     "UpstreamTokenQuery",
     "authorize_url_of",
@@ -30,6 +31,10 @@ __all__ = [
     "oauth_target",
     "with_authorize_url",
 ]
+
+UpstreamProbe = Literal["http", "sse", "rest"]
+"""How a server is probed for its 401 challenge: an MCP POST (streamable HTTP), an SSE GET, or a
+plain GET of a REST API's resource (an OpenAPI server: its resources need not accept POST)."""
 
 AUTHORIZE_URL: Final = "authorize_url"
 """Key of a refusal's `GatewayError.data` holding the calling user's authorization link (a per-user
@@ -49,7 +54,7 @@ class UpstreamTokenQuery(_Contract):
 
     server: Annotated[str, Field(max_length=64)]
     url: _Text
-    transport: Literal["http", "sse"]
+    transport: UpstreamProbe
     per_user: bool = False
     user: Annotated[str | None, Field(max_length=256)] = None
     """The calling user (per-user servers only); never another user's token is answered."""
@@ -72,7 +77,7 @@ class AuthorizeLinkQuery(_Contract):
 
     server: Annotated[str, Field(max_length=64)]
     url: _Text
-    transport: Literal["http", "sse"]
+    transport: UpstreamProbe
 
 
 class AuthorizeLink(_Contract):
@@ -106,13 +111,13 @@ def oauth_applies(config: ServerConfig) -> bool:
     return config.transport != "stdio" and not any(k.lower() == "authorization" for k in config.headers)
 
 
-def oauth_target(config: ServerConfig) -> tuple[str, Literal["http", "sse"]] | None:
+def oauth_target(config: ServerConfig) -> tuple[str, UpstreamProbe] | None:
     """The URL Bastion's upstream OAuth probes and asks tokens for, and how (its transport), or None."""
     if not oauth_applies(config):
         return None
     if config.openapi is not None:
         resource = config.openapi.oauth_resource
-        return (resource, "http") if resource is not None else None
+        return (resource, "rest") if resource is not None else None
     if config.url is None:
         return None
     return config.url, "sse" if config.transport == "sse" else "http"
