@@ -11,6 +11,9 @@ first key of `BASTION_SECRETS_KEY` is re-sealed: applying after a key rotation r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
+
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -82,6 +85,26 @@ def _unchanged(stored: bytes | None, wanted: ServerRecord, sealer: Sealer) -> bo
         return False
 
 
+async def _drop_unlisted(
+    kv: KeyValue,
+    current: dict[str, bytes],
+    listed: AbstractSet[str],
+    record: type[ServerRecord] | type[ProviderRecord],
+    keep: Callable[[str], Awaitable[None]],
+) -> None:
+    """Records the file no longer names: removed if a file put them there, else kept (`keep`: added
+    at run time through the admin API, re-sealed if needed)."""
+    for name in current.keys() - listed:
+        try:
+            managed = record.model_validate_json(current[name]).source == CONFIG_SOURCE
+        except ValueError:
+            managed = False
+        if managed:
+            await kv.delete(name)
+        else:
+            await keep(name)
+
+
 async def _reseal(kv: KeyValue, name: str, sealer: Sealer) -> None:
     """Re-seal a server added at run time under the first key (revision-checked: a concurrent admin
     change wins, and was sealed under the current key by the admin API anyway)."""
@@ -105,15 +128,7 @@ async def _apply_servers(js: JetStreamContext, config: BastionConfig, sealer: Se
         if not _unchanged(current.get(name), wanted, sealer):
             sealed = wanted.model_copy(update={"config": sealer.seal(server)})
             await kv.put(name, sealed.model_dump_json().encode())
-    for name in current.keys() - config.mcp_servers.keys():
-        try:
-            managed = ServerRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
-        except ValueError:
-            managed = False
-        if managed:
-            await kv.delete(name)
-        else:
-            await _reseal(kv, name, sealer)
+    await _drop_unlisted(kv, current, config.mcp_servers.keys(), ServerRecord, lambda name: _reseal(kv, name, sealer))
 
 
 def _provider_unchanged(stored: bytes | None, wanted: ProviderRecord, sealer: Sealer) -> bool:
@@ -157,15 +172,9 @@ async def _apply_providers(js: JetStreamContext, config: BastionConfig, sealer: 
             key = provider.api_key
             sealed = provider.model_copy(update={"api_key": sealer.seal_value(key) if key is not None else None})
             await kv.put(name, wanted.model_copy(update={"config": sealed}).model_dump_json().encode())
-    for name in current.keys() - config.llm.providers.keys():
-        try:
-            managed = ProviderRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
-        except ValueError:
-            managed = False
-        if managed:
-            await kv.delete(name)
-        else:
-            await _reseal_provider(kv, name, sealer)
+    await _drop_unlisted(
+        kv, current, config.llm.providers.keys(), ProviderRecord, lambda name: _reseal_provider(kv, name, sealer)
+    )
 
 
 async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:

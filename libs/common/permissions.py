@@ -93,7 +93,11 @@ def _api(*parts: str) -> str:
 
 def _kv_read(bucket: str) -> tuple[str, ...]:
     """What nats-py needs to open, read and watch a bucket its owner created."""
-    stream = s.kv_stream(bucket)
+    return _stream_reads(s.kv_stream(bucket))
+
+
+def _stream_reads(stream: str) -> tuple[str, ...]:
+    """Look a stream up, get its messages (direct or not) and watch it through a consumer of one's own."""
     return (
         _api("STREAM.INFO", stream),
         _api("STREAM.MSG.GET", stream),
@@ -117,16 +121,8 @@ def _object_store(bucket: str) -> tuple[str, ...]:
     a user of the bucket could purge all of it, losing only payloads in flight, never stored state)."""
     stream = s.obj_stream(bucket)
     return (
-        _api("STREAM.INFO", stream),
+        *_stream_reads(stream),
         _api("STREAM.PURGE", stream),
-        _api("STREAM.MSG.GET", stream),
-        _api("DIRECT.GET", stream),
-        _api("DIRECT.GET", stream, ">"),
-        _api("CONSUMER.CREATE", stream),
-        _api("CONSUMER.CREATE", stream, ">"),
-        _api("CONSUMER.INFO", stream, ">"),
-        _api("CONSUMER.DELETE", stream, ">"),
-        f"{s.JS_FLOW_CONTROL}.{stream}.>",
         f"{s.OBJ_ROOT}.{bucket}.>",
     )
 
