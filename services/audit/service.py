@@ -31,7 +31,7 @@ from libs.common.stores import declare_owned
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
-from .keys import KnownKeys
+from .known_keys import KnownKeys
 from .queries import AnalyticsRunner, QueryLimits
 from .responders import Responders
 from .store import Analyst, ClickHouseStore

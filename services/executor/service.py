@@ -57,7 +57,7 @@ from .agents import AgentLink
 from .breaker import BreakerState
 from .error_mapping import describe_exception
 from .interceptors import Interceptor, InterceptorChain, configured
-from .llm import LlmProviders
+from .llm_providers import LlmProviders
 from .oauth_tokens import OAuthTokens, oauth_applies, token_fetcher
 from .replies import for_the_wire, outcome_label, refunded, refusal, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from libs.common.config import parse_config
 from libs.common.llm import DEFAULT_MAX_TOKENS, Usage, cost_usd, max_cost_usd
 from libs.common.llm_config import LlmSection, ModelPrice, ProviderConfig
-from services.executor.llm import _Stream
+from services.executor.llm_providers import _Stream
 from services.ingress.llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
 from tests.support.llm_provider import conversation_problem
 
