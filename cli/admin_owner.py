@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from libs.common import subjects
 from libs.common.admin_principals import (
@@ -24,7 +24,7 @@ from libs.common.admin_principals import (
     token_digest,
     token_key,
 )
-from libs.common.nats import kv_bucket
+from libs.common.nats import kv_bucket, kv_names
 
 __all__ = ["LOCAL_OWNER", "TOKEN_DAYS", "local_owner_token"]
 
@@ -50,12 +50,13 @@ async def local_owner_token(nc: NATS) -> str:
             await kv.create(principal_key(LOCAL_OWNER), owner.model_dump_json().encode())
         except KeyWrongLastSequenceError:
             pass  # made meanwhile
-    try:
-        keys = [key for key in await kv.keys() if key.startswith("token.")]
-    except NoKeysError:
-        keys = []
-    for key in keys:
-        entry = await kv.get(key)
+    for key in await kv_names(nc.jetstream(), subjects.KV_ADMIN):
+        if not key.startswith("token."):
+            continue
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            continue  # deleted (its subject stays until compacted)
         if ApiToken.model_validate_json(entry.value or b"").principal == LOCAL_OWNER:
             await kv.delete(key)
     secret = new_token()

@@ -2,7 +2,8 @@
 
 A query goes over NATS to the audit service (the one process that opens the embedded ClickHouse)
 or, given `--clickhouse-url`, straight to a ClickHouse server; either way it passes the same
-read-only check and runs under the same engine limits. An export asks the audit service page by
+allow-list and runs under the same engine limits. Over NATS it names its principal (`cli:<user>`)
+and, interrupted, tells the service to stop it (`libs.common.analytics.ask`). An export asks the audit service page by
 page (a cursor on (ts, event_id)), writing each page as JSON lines before asking for the next, so
 memory stays constant however long the range.
 """
@@ -10,6 +11,7 @@ memory stays constant however long the range.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import re
 from collections.abc import AsyncIterator, Callable
@@ -32,13 +34,19 @@ from libs.common.analytics import (
     AnalyticsQuery,
     ExportPage,
     ExportRows,
+    ask,
+    engine_limits,
     limited,
     read_only,
 )
 
 from .credentials import CredentialsRefused, connect_as_admin
 
-__all__ = ["CliFailure", "export", "parse_time", "print_answer", "query_clickhouse", "query_nats"]
+__all__ = ["CliFailure", "cell", "export", "parse_time", "principal", "print_answer", "query_clickhouse", "query_nats"]
+
+CLI_MEMORY = 512 * 1024 * 1024
+"""Bytes a `--clickhouse-url` query may allocate on the server (the audit service's default)."""
+CLI_ANSWER_BYTES = 64 * 1024 * 1024
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -79,28 +87,40 @@ async def _ask(nc: NATS, subject: str, payload: bytes, wait: float) -> bytes:
     return reply.data
 
 
+def principal() -> str:
+    """Who the CLI asks as: `cli:<the local user>` (its queries share that principal's allowance)."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no user name in this environment (a container without passwd)
+        return "cli"
+
+
 async def query_nats(nats_url: str, query: AnalyticsQuery, *, nkey_seed_file: str = "") -> AnalyticsAnswer:
     """Run `query` on the running stack's analytics store, through the audit service."""
-    read_only(query.sql)  # refuse early, with the same words the service would use
+    read_only(query.sql, payloads=query.payloads)  # refuse early, with the same words the service would use
     nc = await _connect(nats_url, nkey_seed_file)
     try:
-        data = await _ask(nc, subjects.ANALYTICS_QUERY, query.model_dump_json().encode(), query.timeout + 5)
+        return await ask(nc, query)
+    except NoRespondersError:
+        raise CliFailure("no audit service answered; is `bastion up` running?") from None
+    except TimeoutError:
+        raise CliFailure("the audit service did not answer in time; the query was cancelled") from None
     finally:
         with contextlib.suppress(Exception):
             await nc.close()
-    return AnalyticsAnswer.model_validate_json(data)
 
 
 def query_clickhouse(url: str, query: AnalyticsQuery) -> AnalyticsAnswer:
     """Run `query` on a ClickHouse server (`http(s)://user:pass@host:8123/db`), read-only."""
-    sql = read_only(query.sql)
+    sql = read_only(query.sql, payloads=query.payloads)
+    limits = engine_limits(query, max_bytes=CLI_ANSWER_BYTES, memory=CLI_MEMORY, threads=2)
     try:
-        client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False)
+        client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False, database="bastion")
     except Exception as exc:
         host = url.partition("://")[2].rpartition("@")[2]
         raise CliFailure(f"cannot connect to ClickHouse at {host}: {exc}") from None
     try:
-        result = client.query(limited(sql, query), parameters=query.parameters or None)
+        result = client.query(limited(sql, limits), parameters=query.parameters or None)
     except Exception as exc:
         return AnalyticsAnswer(error=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     finally:
@@ -131,9 +151,19 @@ def print_answer(answer: AnalyticsAnswer, fmt: str, console: Console, out: IO[st
         return
     table = Table(*answer.columns, show_lines=False)
     for row in answer.rows:
-        table.add_row(*(Text("" if value is None else str(value)) for value in row))
+        table.add_row(*(Text(cell(value)) for value in row))
     console.print(table)
     console.print(f"[dim]{len(answer.rows)} row(s)[/]")
+
+
+def cell(value: Any) -> str:
+    """A value as a table cell: JSON's words for booleans and null inside arrays and maps (as the
+    jsonl format writes them), `NULL` for a missing value, text as it is."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False)
 
 
 async def _pages(nc: NATS, since: float, until: float, page_size: int) -> AsyncIterator[ExportRows]:

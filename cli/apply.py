@@ -11,6 +11,9 @@ first key of `BASTION_SECRETS_KEY` is re-sealed: applying after a key rotation r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
+
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
@@ -22,7 +25,10 @@ from libs.common.entities import entity_key
 from libs.common.llm import ProviderRecord
 from libs.common.messages import KeyRecord, ServerRecord
 from libs.common.nats import kv_bucket, kv_snapshot
+from libs.common.permissions import ADMIN
 from libs.common.sealing import Sealer, SealingError
+from libs.common.settings import StoreSettings
+from libs.common.stores import declare_owned
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 
@@ -62,7 +68,7 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
 
 
 async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[str, bytes]]:
-    """The bucket (created if missing) and what it holds now."""
+    """The bucket (declared by `apply_config`) and what it holds now."""
     kv = await kv_bucket(js, bucket)
     return kv, {name: entry.value or b"" for name, entry in (await kv_snapshot(js, bucket)).items()}
 
@@ -77,6 +83,26 @@ def _unchanged(stored: bytes | None, wanted: ServerRecord, sealer: Sealer) -> bo
         return sealer.is_current(old.config) and old.model_copy(update={"config": sealer.open(old.config)}) == wanted
     except (ValueError, SealingError):
         return False
+
+
+async def _drop_unlisted(
+    kv: KeyValue,
+    current: dict[str, bytes],
+    listed: AbstractSet[str],
+    record: type[ServerRecord] | type[ProviderRecord],
+    keep: Callable[[str], Awaitable[None]],
+) -> None:
+    """Records the file no longer names: removed if a file put them there, else kept (`keep`: added
+    at run time through the admin API, re-sealed if needed)."""
+    for name in current.keys() - listed:
+        try:
+            managed = record.model_validate_json(current[name]).source == CONFIG_SOURCE
+        except ValueError:
+            managed = False
+        if managed:
+            await kv.delete(name)
+        else:
+            await keep(name)
 
 
 async def _reseal(kv: KeyValue, name: str, sealer: Sealer) -> None:
@@ -102,15 +128,7 @@ async def _apply_servers(js: JetStreamContext, config: BastionConfig, sealer: Se
         if not _unchanged(current.get(name), wanted, sealer):
             sealed = wanted.model_copy(update={"config": sealer.seal(server)})
             await kv.put(name, sealed.model_dump_json().encode())
-    for name in current.keys() - config.mcp_servers.keys():
-        try:
-            managed = ServerRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
-        except ValueError:
-            managed = False
-        if managed:
-            await kv.delete(name)
-        else:
-            await _reseal(kv, name, sealer)
+    await _drop_unlisted(kv, current, config.mcp_servers.keys(), ServerRecord, lambda name: _reseal(kv, name, sealer))
 
 
 def _provider_unchanged(stored: bytes | None, wanted: ProviderRecord, sealer: Sealer) -> bool:
@@ -154,15 +172,9 @@ async def _apply_providers(js: JetStreamContext, config: BastionConfig, sealer: 
             key = provider.api_key
             sealed = provider.model_copy(update={"api_key": sealer.seal_value(key) if key is not None else None})
             await kv.put(name, wanted.model_copy(update={"config": sealed}).model_dump_json().encode())
-    for name in current.keys() - config.llm.providers.keys():
-        try:
-            managed = ProviderRecord.model_validate_json(current[name]).source == CONFIG_SOURCE
-        except ValueError:
-            managed = False
-        if managed:
-            await kv.delete(name)
-        else:
-            await _reseal_provider(kv, name, sealer)
+    await _drop_unlisted(
+        kv, current, config.llm.providers.keys(), ProviderRecord, lambda name: _reseal_provider(kv, name, sealer)
+    )
 
 
 async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:
@@ -222,6 +234,7 @@ async def apply_config(nc: NATS, config: BastionConfig, sealer: Sealer | None = 
     records = key_records(config)
     entities = entity_records(config)
     js = nc.jetstream()
+    await declare_owned(js, ADMIN, StoreSettings())  # the admin role's buckets: created here if missing
     await _apply_servers(js, config, sealer or Sealer())
     await _apply_entities(js, entities)
     await _apply_keys(js, records)

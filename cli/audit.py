@@ -207,9 +207,45 @@ async def verify(
     if verdict.error:
         console.print(f"[red]audit verify could not run: {escape(verdict.error)}[/]")
         return 2
+    _vouchers(verdict, console)
     if verdict.ok:
         console.print(f"[green]OK[/]: {scope}")
         return 0
     console.print(f"[red]{verdict.problem}[/]: {escape(verdict.detail or '')}")
-    console.print(f"checked before it: {scope}")
+    _flagged(verdict, console)
+    console.print(f"checked before it: {scope}" if verdict.problem != "flagged" else f"checked: {scope}")
     return 1
+
+
+def _vouchers(verdict: AuditVerdict, console: Console) -> None:
+    """Which producer vouches for each chain: the bus role whose subjects its events came on."""
+    if not verdict.vouchers:
+        return
+    table = Table("chain", "vouched for by", "events", "flagged", box=None, pad_edge=False)
+    for chain in verdict.vouchers:
+        roles = ", ".join(role or "(no role: stored before producers were bound)" for role in chain.roles)
+        table.add_row(
+            Text(chain.producer or "(no chain)"),
+            Text(roles or "-", style="red" if len(chain.roles) != 1 or not chain.roles[0] else ""),
+            str(chain.events),
+            Text(str(chain.flagged), style="red" if chain.flagged else ""),
+        )
+    console.print(table)
+
+
+def _flagged(verdict: AuditVerdict, console: Console) -> None:
+    """The events the writer flagged (stored) or refused (dead-lettered), newest first."""
+    if not verdict.flagged:
+        return
+    table = Table("event", "chain", "sent as", "", "why", box=None, pad_edge=False)
+    for event in verdict.flagged:
+        table.add_row(
+            Text(event.event_id or "-"),
+            Text(event.producer or "-"),
+            Text(event.role or "-"),
+            "stored" if event.stored else "refused",
+            Text(event.reason),
+        )
+    console.print(table)
+    if verdict.flagged_total > len(verdict.flagged):
+        console.print(f"... and {verdict.flagged_total - len(verdict.flagged)} more")

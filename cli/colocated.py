@@ -1,8 +1,9 @@
 """`python -m cli.colocated executor ingress`: several services as one process.
 
 Each service is built exactly as its own `python -m services.<svc>` would build it, from its own
-variables (`own_variables`) laid over this process's environment while its settings are read, with
-its own NATS connection, NKey and role. What changes is the lane between them
+variables (`own_variables`) laid over this process's environment while its settings are read, and
+its own secrets (handed per service through the pipe `bastion up` gives the process,
+`libs.common.handed_secrets`), with its own NATS connection, NKey and role. What changes is the lane between them
 (`libs.common.local_lane`): a message one of them sends to a subscriber in this process is handed
 over in memory instead of crossing nats-server.
 The services still speak only NATS subjects and contracts to each other, so a co-located replica and
@@ -23,7 +24,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Final
 
-from libs.common import local_lane
+from libs.common import handed_secrets, local_lane
 from libs.common.logs import setup_logging
 from libs.common.runner import Service, run_services
 
@@ -68,7 +69,7 @@ def _environment(overlay: Mapping[str, str]) -> Iterator[None]:
 def own_variables(names: list[str], environ: MutableMapping[str, str]) -> dict[str, dict[str, str]]:
     """Each service's own variables, taken out of `environ` (so no child process inherits them):
     `BASTION_<SERVICE>__<NAME>` as its `BASTION_<NAME>` (what a manifest can fill from secrets), then
-    the JSON object `BASTION_COLOCATED_ENV` (what `bastion up` passes) on top."""
+    the JSON object `BASTION_COLOCATED_ENV` (what `bastion up` passes, its secrets apart) on top."""
     own: dict[str, dict[str, str]] = {name: {} for name in names}
     for name in names:
         prefix = f"BASTION_{name.upper()}__"
@@ -85,7 +86,7 @@ def build(names: list[str], environments: Mapping[str, Mapping[str, str]]) -> li
         raise SystemExit(f"colocated: can run {', '.join(BUILDERS)}; got {', '.join(names) or 'nothing'}")
     services = []
     for name in names:
-        with _environment(environments.get(name, {})):
+        with _environment(environments.get(name, {})), handed_secrets.serving(name):
             services.append(BUILDERS[name]())
     return services
 

@@ -65,9 +65,9 @@ class StackCredentials:
 
     @property
     def authorization(self) -> str:
+        """The nats-server `authorization` block for these keys."""
         if set(self.public_keys) != set(ROLES):
             raise ValueError("an NKey for every role is needed to secure an embedded NATS")
-        """The nats-server `authorization` block for these keys."""
         return render_authorization(self.public_keys)
 
     def seed_file(self, role: str) -> str:

@@ -1,6 +1,7 @@
 """What `bastion up` runs, where: the stack's addresses (`Endpoints`, from flags, environment and
 config) and one supervised child per service (`service_specs`), each configured only through its own
-BASTION_* variables, so each secret reaches only the services that need it.
+BASTION_* variables, so each secret reaches only the service that needs it, through a pipe rather
+than its environment.
 """
 
 from __future__ import annotations
@@ -12,8 +13,22 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings
 
 from libs.common.config import BastionConfig
+from libs.common.settings import (
+    AdminSettings,
+    AuditSettings,
+    CodeModeSettings,
+    ExecutorSettings,
+    IngressSettings,
+    OAuthSettings,
+    PolicySettings,
+    ServiceSettings,
+)
 
 from .colocated import COLOCATED_ENV
 from .credentials import StackCredentials
@@ -24,13 +39,28 @@ __all__ = [
     "ADMIN_PORT",
     "COLOCATED",
     "METRICS_SERVICES",
+    "SECRET_VARIABLES",
     "SERVICES",
+    "SETTINGS",
     "Endpoints",
     "resolve_endpoints",
+    "secret_variables",
     "service_specs",
 ]
 
-SERVICES = ("policy", "executor", "audit", "codemode", "oauth", "admin", "ingress")
+SETTINGS: Final[Mapping[str, type[ServiceSettings]]] = {
+    "policy": PolicySettings,
+    "executor": ExecutorSettings,
+    "audit": AuditSettings,
+    "codemode": CodeModeSettings,
+    "oauth": OAuthSettings,
+    "admin": AdminSettings,
+    "ingress": IngressSettings,
+}
+"""Every service `bastion up` starts, in start order (ingress last), with its settings: which of
+its variables are secrets (`secret_variables`) follows from them. A new service is one entry here
+(and a role in `libs.common.permissions`)."""
+SERVICES = tuple(SETTINGS)
 METRICS_SERVICES = SERVICES
 """Services serving `/metrics` on a port of their own (every one: never on a public port)."""
 ADMIN_PORT = 8421
@@ -145,22 +175,32 @@ def resolve_endpoints(
     )
 
 
-_PRIVATE_VARIABLES = (
-    "BASTION_SESSION_SECRET",
-    "BASTION_ADMIN_TOKEN",
-    "BASTION_ANALYST_TOKEN",
-    "BASTION_ADMIN_BOOTSTRAP_TOKEN",
-    "BASTION_SECRETS_KEY",
-    "BASTION_REDIS_URL",
+def secret_variables(settings: type[BaseSettings]) -> frozenset[str]:
+    """The variables of `settings` that hold secrets (its `SecretStr` fields)."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return frozenset(
+        f"{prefix}{name}".upper() for name, field in settings.model_fields.items() if field.annotation is SecretStr
+    )
+
+
+SECRET_VARIABLES: Final = frozenset().union(*(secret_variables(settings) for settings in SETTINGS.values()))
+"""Every service's secrets: handed to the one process that needs each through a pipe
+(`libs.common.handed_secrets`), never put in an environment (any process of the same user can read
+another's `/proc/<pid>/environ`)."""
+_PRIVATE_VARIABLES: Final = SECRET_VARIABLES | {
+    "BASTION_ADMIN_TOKEN",  # the CLI's credential (a principal's API token): no service takes one
+    "BASTION_ANALYST_TOKEN",  # gone with the shared tokens; never handed on should a shell still set it
     "BASTION_NATS_NKEY_SEED_FILE",
     "BASTION_ADMIN_NATS_NKEY_SEED_FILE",
-    "BASTION_BUS_SIGNING_KEY",
     "BASTION_NATS_CREDENTIALS_DIR",
-    "BASTION_OIDC_CLIENT_SECRET",
-    "BASTION_VAULT_TOKEN",
-    "BASTION_CHECKPOINT_KEY",
-)
-"""Set per service below (each secret reaches only the service that needs it), never inherited."""
+}
+"""Set per service below (each reaches only the service that needs it), never inherited from ours."""
+
+
+def _split(variables: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(what goes in the environment, what is handed through the pipe)."""
+    public = {k: v for k, v in variables.items() if k not in SECRET_VARIABLES}
+    return public, {k: v for k, v in variables.items() if k in SECRET_VARIABLES}
 
 
 def service_specs(
@@ -176,10 +216,13 @@ def service_specs(
 
     The session secret reaches ingress alone, the Redis URL (with Valkey's password) policy alone,
     the secrets key the admin service (to seal), the executor (to open) and oauth, the work-signing
-    key policy and the executor, the checkpoint key audit; each service gets its own NKey seed (none
-    when `creds` has none: an open NATS), and only the admin service the admin role's. No service
-    gets an admin token: `bastion up` makes its owner in KV (`cli.admin_owner`). None of these is
-    inherited from `environ`. `metrics_ports` gives a service its own `/metrics` port."""
+    key policy and the executor, the checkpoint key audit; a secret set in our environment
+    (`BASTION_OIDC_CLIENT_SECRET`, ...) reaches only the services whose settings have it. Every
+    secret is handed through the child's pipe (`ChildSpec.secrets`), never its environment. Each
+    service gets its own NKey seed file (none when `creds` has none: an open NATS), and only the
+    admin service the admin role's. No service gets an admin token: `bastion up` makes its owner in
+    KV (`cli.admin_owner`). Nothing private is inherited from `environ`. `metrics_ports` gives a
+    service its own `/metrics` port."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
     base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
     base.update(
@@ -208,28 +251,34 @@ def service_specs(
             "BASTION_ADMIN_PORT": str(ep.admin_port),
             "BASTION_SECRETS_KEY": secrets_key,
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),  # its own slot ("admin")
+            "BASTION_ADMIN_BOOTSTRAP_TOKEN": "",  # off: `bastion up` makes its owner itself (cli.admin_owner)
         },
         "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
         "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
         "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
         "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
-        "oauth": {  # seals the access token signing key; the identity provider's and Vault's secrets
-            "BASTION_SECRETS_KEY": secrets_key,
-            **{k: environ[k] for k in ("BASTION_OIDC_CLIENT_SECRET", "BASTION_VAULT_TOKEN") if k in environ},
-        },
+        "oauth": {"BASTION_SECRETS_KEY": secrets_key},  # seals the access token signing key
     }
-    for svc in SERVICES:
+    for svc, settings in SETTINGS.items():
+        mine = own.setdefault(svc, {})
+        # a secret of ours reaches the services whose settings have it (the identity provider's and
+        # Vault's: oauth), unless set for it above
+        for name in sorted(secret_variables(settings) - set(mine)):
+            if name in environ:
+                mine[name] = environ[name]
         # a service is its own NATS role (libs.common.permissions); one without a role gets no
         # seed, and a secured NATS refuses it: add its role to the table
-        own.setdefault(svc, {})["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
+        mine["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
     for svc, port in (metrics_ports or {}).items():
         own[svc]["BASTION_METRICS_PORT"] = str(port)
+    split = {svc: _split(variables) for svc, variables in own.items()}
     specs = [
         ChildSpec(
             name=svc,
             argv=[sys.executable, "-m", f"services.{svc}"],
-            env={**base, **own[svc]},
+            env={**base, **split[svc][0]},
             log_path=ep.data_dir / "logs" / f"{svc}.log",
+            secrets=split[svc][1],
         )
         for svc in SERVICES
         if not (colocate and svc in COLOCATED)
@@ -239,8 +288,9 @@ def service_specs(
             ChildSpec(
                 name="ingress",
                 argv=[sys.executable, "-m", "cli.colocated", *COLOCATED],
-                env={**base, COLOCATED_ENV: json.dumps({svc: own[svc] for svc in COLOCATED})},
+                env={**base, COLOCATED_ENV: json.dumps({svc: split[svc][0] for svc in COLOCATED})},
                 log_path=ep.data_dir / "logs" / "ingress.log",
+                secrets={svc: split[svc][1] for svc in COLOCATED},
             )
         )
     return specs

@@ -62,19 +62,23 @@ def up(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
-    """Validate a config file and summarize it (never showing secrets)."""
+    """Validate a config file and summarize it (never showing secrets); OpenAPI documents are read and
+    what they turn into (or refuse) is listed."""
     from .apply import key_records
+    from .openapi_check import load_openapi_servers, print_openapi_report
     from .summary import print_summary
 
     try:
         config = load_config(file)
         key_records(config)
+        apis = load_openapi_servers(config, str(file))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         raise typer.Exit(2) from None
     out = console()
     out.print(f"[green]ok[/]: {escape(str(file))} is valid")
     print_summary(config, out)
+    print_openapi_report(apis, out)
 
 
 @config_app.command("apply")
@@ -192,8 +196,9 @@ def audit_verify(
     nats_url: NatsUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Check the stored audit events against their hash chains and signed checkpoints: OK, or the
-    first modified, deleted, inserted or reordered row (exit 1; 2 when the check could not run)."""
+    """Check the stored audit events against their hash chains and signed checkpoints, and say which
+    producer vouches for each chain: OK, or the first modified, deleted, inserted or reordered row, or
+    the events the writer flagged or refused (exit 1; 2 when the check could not run)."""
     from .analytics import CliFailure, parse_time
     from .audit import verify
 
@@ -249,6 +254,10 @@ def analytics_query(
     fmt: Annotated[str, typer.Option("--format", help="table (for people) or jsonl (one object per row).")] = "table",
     max_rows: Annotated[int, typer.Option(min=1, max=100_000, help="Rows the answer may have.")] = 10_000,
     timeout: Annotated[float, typer.Option(min=0.1, max=60, help="Seconds the query may run.")] = 10.0,
+    payloads: Annotated[
+        bool,
+        typer.Option(help="Read payload columns too (arguments, results, admin records), as an auditor may."),
+    ] = False,
     clickhouse_url: Annotated[
         str | None,
         typer.Option(help="Ask a ClickHouse server directly (http(s)://user:pass@host:8123/db), not the stack."),
@@ -259,13 +268,13 @@ def analytics_query(
     """Run one read-only SQL query on the audit store (docs/analytics.md has ten ready-made ones)."""
     from libs.common.analytics import AnalyticsQuery, NotReadOnly
 
-    from .analytics import CliFailure, print_answer, query_clickhouse, query_nats
+    from .analytics import CliFailure, principal, print_answer, query_clickhouse, query_nats
 
     if fmt not in ("table", "jsonl"):
         print(f"error: unknown --format {fmt!r}: table or jsonl", file=sys.stderr)
         raise typer.Exit(2)
     try:
-        query = AnalyticsQuery(sql=sql, max_rows=max_rows, timeout=timeout)
+        query = AnalyticsQuery(sql=sql, max_rows=max_rows, timeout=timeout, payloads=payloads, principal=principal())
         if clickhouse_url:
             answer = query_clickhouse(clickhouse_url, query)
         else:

@@ -7,7 +7,8 @@ link to authorize one that needs OAuth) and the OpenAI-compatible providers behi
 
 import json
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -17,7 +18,7 @@ from .admin_base import Json, command, group, out, print_json, usage
 from .admin_client import AdminClient
 from .admin_values import parse_pairs
 
-__all__ = ["providers_app", "servers_app"]
+__all__ = ["openapi_section", "providers_app", "servers_app"]
 
 servers_app = group("Upstream MCP servers and their status.")
 providers_app = group("OpenAI-compatible LLM providers behind /v1 (docs/llm.md).")
@@ -37,20 +38,52 @@ def servers_add(
     tools: Annotated[
         list[str] | None, typer.Option("--tool", help="Only expose these tool patterns; repeatable.")
     ] = None,
+    openapi: Annotated[
+        str | None,
+        typer.Option(
+            "--openapi",
+            help="A REST API: its OpenAPI 3.0 / 3.1 or Swagger 2.0 document, a file (read by the executors) or a URL.",
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="--openapi: where requests go (default: the document's servers).")
+    ] = None,
+    include_tags: Annotated[
+        list[str] | None, typer.Option("--include-tag", help="--openapi: only operations with this tag; repeatable.")
+    ] = None,
+    exclude_tags: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-tag", help="--openapi: leave out operations with this tag; repeatable."),
+    ] = None,
+    exclude_methods: Annotated[
+        list[str] | None,
+        typer.Option("--exclude-method", help="--openapi: leave out operations of this method (delete); repeatable."),
+    ] = None,
     entry: Annotated[
         str | None, typer.Option("--entry", help="The whole mcpServers entry as JSON (instead of the flags).")
     ] = None,
 ) -> None:
-    """Add an upstream MCP server, e.g. `bastion servers add notes -- python notes_server.py`."""
+    """Add an upstream MCP server, e.g. `bastion servers add notes -- python notes_server.py`, or a REST API
+    as one: `bastion servers add petstore --openapi ./petstore.yaml --base-url https://petstore.example/v3`."""
+    rest = (base_url, include_tags, exclude_tags, exclude_methods)
     if entry is not None:
-        if command or url or env or header or tools or transport:
+        if command or url or env or header or tools or transport or openapi or any(rest):
             raise usage("--entry replaces every other server flag; give one or the other")
         try:
             config = json.loads(entry)
         except ValueError as exc:
             raise usage(f"--entry: not valid JSON ({exc})") from None
+    elif openapi is not None:
+        if command or url or env or transport:
+            raise usage("--openapi is a server of its own: no command, --url, --env or --type with it")
+        config = {"openapi": openapi_section(openapi, base_url, include_tags, exclude_tags, exclude_methods)}
+        config["headers"] = parse_pairs(header, "--header")
+        if tools:
+            config["tools"] = tools
+    elif any(rest):
+        raise usage("--base-url, --include-tag, --exclude-tag and --exclude-method go with --openapi")
     elif bool(command) == bool(url):
-        raise usage("give the command to run (after --) or --url, exactly one")
+        raise usage("give the command to run (after --), --url or --openapi, exactly one")
     else:
         config = {"env": parse_pairs(env, "--env"), "headers": parse_pairs(header, "--header")}
         config |= {"command": command[0], "args": command[1:]} if command else {"url": url}
@@ -60,6 +93,30 @@ def servers_add(
             config["tools"] = tools
     added = api.post("/servers", {"name": name, "config": config})
     out.print(f"[green]added[/] server {escape(name)!r} [dim]({added['status']}: executors connect to it now)[/]")
+
+
+def openapi_section(
+    document: str,
+    base_url: str | None,
+    include_tags: list[str] | None,
+    exclude_tags: list[str] | None,
+    exclude_methods: list[str] | None,
+) -> dict[str, Any]:
+    """The `openapi` section the flags describe; a file document by its absolute path (the executors read it)."""
+    location = document if document.lower().startswith(("http://", "https://")) else str(Path(document).resolve())
+    section: dict[str, Any] = {"document": location}
+    if base_url:
+        section["base_url"] = base_url
+    if include_tags:
+        section["include"] = {"tags": include_tags}
+    exclude: list[dict[str, Any]] = []
+    if exclude_tags:
+        exclude.append({"tags": exclude_tags})
+    if exclude_methods:
+        exclude.append({"methods": [m.lower() for m in exclude_methods]})
+    if exclude:
+        section["exclude"] = exclude
+    return section
 
 
 @command(servers_app, "remove")
@@ -79,6 +136,18 @@ _HEALTH_STYLE = {
     "disabled": "dim",
     "pending": "yellow",
 }
+
+
+_STDERR_SHOWN = 3
+"""Lines of a failed stdio server's stderr shown under its error (`--json` has all the executor kept)."""
+
+
+def _error_cell(server: dict[str, Any]) -> str:
+    """The server's error, and under it the last lines it wrote on stderr: often the real cause."""
+    cell = escape(server.get("error") or "")
+    tail = server.get("stderr_tail") or []
+    lines = [f"[dim]stderr:[/] {escape(line)}" for line in tail[-_STDERR_SHOWN:]]
+    return "\n".join([cell, *lines]) if cell else "\n".join(lines)
 
 
 @command(servers_app, "list")
@@ -105,7 +174,7 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
             f"[{style}]{s['status']}[/]",
             f"[{_HEALTH_STYLE.get(s.get('health', ''), 'white')}]{s.get('health', '-')}[/]",
             str(s["tools"]) if s["status"] == "ready" else "-",
-            escape(s.get("error") or ""),
+            _error_cell(s),
         )
     out.print(table)
     for name, url in links:  # whole, on their own lines: a terminal must not wrap or cut a link

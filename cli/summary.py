@@ -53,6 +53,9 @@ def server_target(server: ServerConfig) -> str:
     """What the server runs or where it lives, with likely secrets masked."""
     if server.command:
         return " ".join([server.command, *_redacted_args(server.args)])
+    if server.openapi is not None:
+        document = server.openapi.document
+        return safe_url(document) if server.openapi.is_url else document
     return safe_url(server.url or "")
 
 
@@ -83,8 +86,10 @@ def print_summary(config: BastionConfig, console: Console) -> None:
             notes.append(f"exposes {_plural(len(server.tools), 'tool pattern')}")
         if server.env or server.headers:
             notes.append(f"{_plural(len(server.env) + len(server.headers), 'env/header value')} (hidden)")
+        if server.openapi is not None and server.openapi.auth is not None:
+            notes.append(f"auth {server.openapi.auth.type} (secrets hidden)")
         suffix = f"  [dim]{escape(', '.join(notes))}[/]" if notes else ""
-        console.print(f"  {name:<{width}}  {server.transport:<5}  {escape(server_target(server))}{suffix}")
+        console.print(f"  {name:<{width}}  {server.transport:<7}  {escape(server_target(server))}{suffix}")
     keys = config.keys
     console.print(f"[bold]keys[/] ({len(keys)}):" if keys else "[bold]keys[/]: none (every request will be refused)")
     width = max((len(k.name) for k in keys), default=0)

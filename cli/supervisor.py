@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+
+from libs.common.handed_secrets import FD_VARIABLE, MAX_BYTES
 
 from .stack import kill_with_parent
 
@@ -41,7 +44,11 @@ Notify = Callable[[str], None]
 
 @dataclass(frozen=True)
 class Backoff:
-    """Restart delays: `initial` doubling up to `maximum`, back to `initial` once a child stayed up."""
+    """Restart delays: `initial` doubling up to `maximum`, back to `initial` once a child stayed up.
+
+    Not tenacity (`libs.common.patience`): the supervisor is one synchronous poll loop over many
+    children, each with its own next start time, and there is no call to wrap; only the delay is
+    computed here, and the uptime reset needs the child's, not an attempt count."""
 
     initial: float = 1.0
     maximum: float = 30.0
@@ -63,6 +70,9 @@ class ChildSpec:
     backoff: Backoff | None = None
     """Restart delays for this child alone (None: the supervisor's). The bus and Valkey come back
     sooner than a crashing service, because every service waits on them."""
+    secrets: Mapping[str, object] | None = None
+    """Handed to the child, at every start, through the read end of a pipe it inherits (named by
+    `BASTION_SECRETS_FD`, `libs.common.handed_secrets`), never through its environment."""
 
 
 @dataclass
@@ -93,6 +103,29 @@ def _last_line(path: Path | None, limit: int = 240) -> str:
             if line.strip() and not line.startswith("=== "):
                 return line.strip()[:limit]
     return ""
+
+
+@contextlib.contextmanager
+def _handover(spec: ChildSpec) -> Iterator[tuple[dict[str, str] | None, tuple[int, ...]]]:
+    """The child's environment and the descriptors it inherits: with secrets, a pipe already
+    holding them (less than a pipe's buffer, so this write never waits), whose read end is closed
+    here once the child has its copy."""
+    if not spec.secrets:
+        yield spec.env, ()
+        return
+    data = json.dumps(spec.secrets).encode()
+    if len(data) > MAX_BYTES:
+        raise OSError(f"{spec.name}: {len(data):,} bytes of secrets are more than a pipe hands over at once")
+    read, write = os.pipe()
+    try:
+        os.write(write, data)
+        os.close(write)
+        write = -1
+        yield {**(os.environ if spec.env is None else spec.env), FD_VARIABLE: str(read)}, (read,)
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
 
 
 def _killpg(pid: int, sig: signal.Signals) -> None:
@@ -148,14 +181,16 @@ class Supervisor:
                 out = spec.log_path.open("ab")
                 out.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} bastion: starting {spec.name}\n".encode())
                 out.flush()
-            child.proc = subprocess.Popen(
-                spec.argv,
-                env=spec.env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                preexec_fn=kill_with_parent,  # own process group + dies with us
-            )
+            with _handover(spec) as (env, fds):
+                child.proc = subprocess.Popen(
+                    spec.argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT if out else None,
+                    pass_fds=fds,
+                    preexec_fn=kill_with_parent,  # own process group + dies with us
+                )
         except OSError as exc:
             child.proc = None
             child.delay = (spec.backoff or self.backoff).next_delay(child.delay, 0.0)

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.support.admin_api",  # `ingress` and `api`: the admin API in-process
     "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
     "tests.support.nats_leaks",  # a module that leaves a NATS client open fails, not the session's end
+    "tests.support.secured_bus",  # `creds` and `secured_nats`: the bus with `bastion up`'s permissions
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

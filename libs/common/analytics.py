@@ -1,22 +1,25 @@
-"""Analytics contracts: a read-only SQL query and its answer, an audit export page, and the
-read-only check every query passes before it reaches ClickHouse.
+"""Analytics contracts: a read-only SQL query and its answer (and the cancel a caller sends when it
+gives up), an audit export page, and the check every query passes before it reaches ClickHouse.
 
-The check parses the SQL (sqlglot's ClickHouse dialect) instead of matching words: exactly one
-statement, a `SELECT` (with `WITH`, `UNION`, subqueries), no `SETTINGS` clause (it could lift the
-limits), no `INTO OUTFILE`, no table function that reaches outside the database (`file`, `url`,
-`remote`, `s3`, ...). The engine then runs it with `readonly=1` as a second wall.
+The check is the allow-list of `analytics_sql` (`read_only` here, for the HTTP layer and the CLI
+to refuse early with the audit service's own words): tables of the `bastion` database only,
+functions from a documented list, one `SELECT`. The audit service checks again and runs the query
+behind a second wall in the engine (read-only connection, per-query limits; docs/analytics.md).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+import asyncio
+import contextlib
+from typing import Any, Final, Literal
 
-import sqlglot
+from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field
-from sqlglot import exp
-from sqlglot.errors import ParseError, SqlglotError
 
+from . import subjects
+from .analytics_sql import MAX_SQL_CHARS, NotReadOnly, checked
 from .messages import AuditEvent
+from .messages_base import new_id
 
 __all__ = [
     "MAX_EXPORT_PAGE",
@@ -24,26 +27,25 @@ __all__ = [
     "MAX_QUERY_SECONDS",
     "MAX_SQL_CHARS",
     "AnalyticsAnswer",
+    "AnalyticsCancel",
     "AnalyticsQuery",
     "ExportPage",
     "ExportRows",
     "NotReadOnly",
+    "ask",
+    "engine_limits",
     "limited",
-    "limits_clause",
     "read_only",
 ]
 
-MAX_SQL_CHARS: Final = 20_000
 MAX_QUERY_ROWS: Final = 100_000
 MAX_QUERY_SECONDS: Final = 60.0
 MAX_EXPORT_PAGE: Final = 1000
+ANSWER_GRACE: Final = 5.0
+"""Seconds a caller waits beyond a query's `timeout`: the audit service stops it at `timeout` and
+answers well before."""
 
-_TABLE_FUNCTIONS_ALLOWED: Final = frozenset({"numbers", "range", "values", "generate_series", "zeros", "one"})
-"""Table functions that compute rows; every other one reads files, URLs or other servers."""
-
-
-class NotReadOnly(ValueError):
-    """The SQL is not a single read-only query; the message says why."""
+_QUERY_ID: Final = r"^[A-Za-z0-9_-]{1,64}$"
 
 
 class _Contract(BaseModel):
@@ -52,7 +54,7 @@ class _Contract(BaseModel):
 
 
 class AnalyticsQuery(_Contract):
-    """ingress / CLI -> audit (`ANALYTICS_QUERY`): run one read-only query on the analytics store."""
+    """admin API / CLI -> audit (`ANALYTICS_QUERY`): run one read-only query on the analytics store."""
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
     parameters: dict[str, str | int | float] = Field(default_factory=dict, max_length=64)
@@ -62,10 +64,14 @@ class AnalyticsQuery(_Contract):
     """Bytes of result the engine may produce (the reply must also fit the NATS max payload)."""
     timeout: float = Field(default=10.0, gt=0, le=MAX_QUERY_SECONDS)
     principal: str = Field(default="", max_length=256)
-    """Who asks (`alice@example.com`, `ci-bot`): the admin service names the principal."""
+    """Who asks (`alice@example.com`, `ci-bot`, `cli:<user>`): concurrent queries and their memory are
+    bounded per principal. Empty: an unnamed caller, all of whom share one allowance."""
     payloads: bool = False
-    """Whether the caller may read payload columns (arguments, results, admin records): the admin
-    service sets it from the principal's `audit:payloads` permission (the auditor role)."""
+    """Whether the caller may read payload columns (arguments, results, admin records and their
+    digests: `analytics_sql.PAYLOAD_COLUMNS`); the admin service sets it from the principal's
+    `audit:payloads` permission (the auditor role)."""
+    query_id: str = Field(default_factory=new_id, pattern=_QUERY_ID)
+    """Names the query for `AnalyticsCancel`."""
 
 
 class AnalyticsAnswer(_Contract):
@@ -74,6 +80,18 @@ class AnalyticsAnswer(_Contract):
     rows: list[list[Any]] = Field(default_factory=list)
     error: str | None = None
     """Why the query was refused or failed; `rows` is empty then."""
+    error_kind: Literal["refused", "busy", "limit", "cancelled", "failed"] | None = None
+    """`refused`: the allow-list refused it (not run); `busy`: too many queries run (retry after
+    `retry_after`); `limit`: it hit a limit (time, memory, rows, bytes) and was stopped; `cancelled`:
+    its caller gave up; `failed`: the engine failed it (a bad column, the store unavailable)."""
+    retry_after: float | None = None
+    """With `busy`: seconds after which a slot is likely free."""
+
+
+class AnalyticsCancel(_Contract):
+    """admin API / CLI -> audit (`ANALYTICS_CANCEL`): the caller of `query_id` gave up; stop it."""
+
+    query_id: str = Field(pattern=_QUERY_ID)
 
 
 class ExportPage(_Contract):
@@ -92,62 +110,46 @@ class ExportRows(_Contract):
     error: str | None = None
 
 
-def _table_function(node: object) -> str | None:
-    """The name of a table function used as a FROM / JOIN source, if `node` is one."""
-    if isinstance(node, exp.Table) and isinstance(node.this, exp.Func):
-        func = node.this
-        return (func.name if isinstance(func, exp.Anonymous) else func.sql_name()).lower()
-    return None
+def read_only(sql: str, *, payloads: bool = False) -> str:
+    """The SQL the engine runs for `sql` if the allow-list admits it; else `NotReadOnly` naming the
+    part refused (`analytics_sql.checked`)."""
+    return checked(sql, payloads=payloads)
 
 
-def read_only(sql: str) -> str:
-    """`sql` without a trailing semicolon if it is a single read-only query; else `NotReadOnly`."""
-    text = sql.strip().rstrip(";").strip()
-    if not text:
-        raise NotReadOnly("the query is empty")
-    if len(text) > MAX_SQL_CHARS:
-        raise NotReadOnly(f"the query is longer than {MAX_SQL_CHARS} characters")
+def engine_limits(query: AnalyticsQuery, *, max_bytes: int, memory: int, threads: int) -> dict[str, int | float | str]:
+    """The engine settings a query runs under: a limit hit fails the query instead of silently
+    returning part of the answer. `max_bytes` caps the query's own `max_bytes` (what one reply can
+    carry), `memory` is the bytes one query may allocate, `threads` the cores it may use."""
+    return {
+        "max_result_rows": int(query.max_rows),
+        "max_result_bytes": int(min(query.max_bytes, max_bytes)),
+        "result_overflow_mode": "throw",
+        "max_execution_time": float(query.timeout),
+        "timeout_overflow_mode": "throw",
+        "max_memory_usage": int(memory),
+        "max_threads": int(threads),
+    }
+
+
+def limited(sql: str, settings: dict[str, int | float | str]) -> str:
+    """`sql` (checked by `read_only`) with `settings` as a SETTINGS clause ending in `readonly = 1`
+    (nothing may be set after it): for a connection whose session must stay writable. The newline
+    ends a trailing `--` comment."""
+    values = ", ".join(f"{name} = {value!r}" for name, value in settings.items())
+    return f"{sql}\nSETTINGS {values}, readonly = 1"
+
+
+async def ask(nc: NATS, query: AnalyticsQuery) -> AnalyticsAnswer:
+    """Send `query` to the audit service and wait for its answer (at most `timeout` +
+    `ANSWER_GRACE`). A caller that gives up (cancelled, or no answer in time) tells the service to
+    stop the query (`AnalyticsCancel`) before raising: a query nobody waits for is never left running."""
     try:
-        statements = [s for s in sqlglot.parse(text, read="clickhouse") if s is not None]
-    except ParseError as exc:
-        raise NotReadOnly(f"not valid SQL: {exc.errors[0]['description'] if exc.errors else exc}") from None
-    except SqlglotError as exc:  # the tokenizer's errors are not ParseErrors
-        raise NotReadOnly(f"not valid SQL: {exc}") from None
-    if len(statements) != 1:
-        raise NotReadOnly(f"exactly one statement is allowed, got {len(statements)}")
-    (statement,) = statements
-    if not isinstance(statement, exp.Query):
-        verb = text.split(None, 1)[0].upper() if isinstance(statement, exp.Command) else statement.key.upper()
-        raise NotReadOnly(f"only SELECT (or WITH ... SELECT) is allowed, not {verb}")
-    for node in statement.walk():
-        if isinstance(node, exp.Command | exp.DDL | exp.DML):
-            raise NotReadOnly(f"only SELECT is allowed, found {node.key.upper()}")
-        if isinstance(node, exp.Into) or node.args.get("into") is not None:
-            raise NotReadOnly("INTO is not allowed in a read-only query")
-        if node.args.get("settings"):
-            raise NotReadOnly("a SETTINGS clause is not allowed (limits are set by Bastion)")
-        if node.args.get("format") is not None:
-            raise NotReadOnly("a FORMAT clause is not allowed (the answer is always JSON rows)")
-        function = _table_function(node)
-        if function is not None and function not in _TABLE_FUNCTIONS_ALLOWED:
-            raise NotReadOnly(f"table function {function}() is not allowed (it reads outside the database)")
-    return text
-
-
-def limits_clause(query: AnalyticsQuery) -> str:
-    """The SETTINGS clause a query runs under: read-only, and a limit hit fails the query instead of
-    silently returning part of the answer; `readonly` comes last because nothing may be set after it."""
-    return (
-        f"SETTINGS max_result_rows = {int(query.max_rows)}, max_result_bytes = {int(query.max_bytes)}, "
-        f"result_overflow_mode = 'throw', max_execution_time = {float(query.timeout)!r}, readonly = 1"
-    )
-
-
-def limited(sql: str, query: AnalyticsQuery) -> str:
-    """`sql` (checked by `read_only`) with `limits_clause` appended.
-
-    A query-level clause, not connection settings: the embedded engine keeps connection settings for
-    the whole session, and `readonly=1` there would stop the audit writer's inserts. The newline ends
-    a trailing `--` comment.
-    """
-    return f"{sql}\n{limits_clause(query)}"
+        reply = await nc.request(
+            subjects.ANALYTICS_QUERY, query.model_dump_json().encode(), timeout=query.timeout + ANSWER_GRACE
+        )
+    except (asyncio.CancelledError, TimeoutError):
+        with contextlib.suppress(Exception):
+            cancel = AnalyticsCancel(query_id=query.query_id).model_dump_json().encode()
+            await asyncio.shield(nc.publish(subjects.ANALYTICS_CANCEL, cancel))
+        raise
+    return AnalyticsAnswer.model_validate_json(reply.data)

@@ -22,11 +22,10 @@ from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
 from . import subjects as s
-from .analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, ExportRows
+from .analytics import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ExportPage, ExportRows
 from .llm import LlmOutcome, LlmRequest
 from .messages import (
     AuditBatch,
-    AuditEvent,
     AuditQuery,
     AuditRows,
     AuditVerdict,
@@ -45,6 +44,7 @@ from .messages import (
 )
 from .oauth import HttpExchangeRequest, HttpExchangeResponse, PasswordChange, PasswordChanged
 from .oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
+from .permissions import AUDIT_PRODUCERS
 
 __all__ = ["CHANNELS", "Channel", "specification"]
 
@@ -118,12 +118,12 @@ CHANNELS: Final = (
     Channel(s.EXEC_CANCEL, CancelExecution, "ingress -> every executor and codemode replica: abandon a call"),
     Channel(s.RESOURCE_UPDATED, ResourceUpdated, "executor -> every ingress: an upstream resource changed"),
     Channel(
-        s.audit_subject("{kind}"),
-        AuditEvent,
-        f"ingress (and its admin API), codemode -> audit (JetStream stream {s.AUDIT_STREAM}): one event per operation; "
-        f"a batch of them travels as an `AuditBatch` on {s.audit_subject('batch')}",
+        f"{s.AUDIT_EVENTS}.{{role}}.{{instance}}",
+        AuditBatch,
+        f"each audit producer ({', '.join(AUDIT_PRODUCERS)}) -> audit (JetStream stream {s.AUDIT_STREAM}): its "
+        "events, batched (a single `AuditEvent` is accepted too), on the subject of its own bus role, which "
+        "only that role may publish: the audit service stores an event only if its chain belongs to that role",
     ),
-    Channel(s.audit_subject("batch"), AuditBatch, "ingress, codemode -> audit: events published together"),
     Channel(s.AUDIT_QUERY, AuditQuery, "CLI -> audit: recent audit events", AuditRows, s.QUEUE_AUDIT),
     Channel(s.AUDIT_EXPORT, ExportPage, "CLI -> audit: one page of an export", ExportRows, s.QUEUE_AUDIT),
     Channel(
@@ -132,6 +132,11 @@ CHANNELS: Final = (
         "admin, CLI -> audit: one read-only SQL query",
         AnalyticsAnswer,
         s.QUEUE_AUDIT,
+    ),
+    Channel(
+        s.ANALYTICS_CANCEL,
+        AnalyticsCancel,
+        "admin, CLI -> every audit replica: the caller of a query gave up; the replica running it stops it",
     ),
     Channel(
         s.AUDIT_VERIFY, AuditVerify, "CLI -> audit: check the hash chains and checkpoints", AuditVerdict, s.QUEUE_AUDIT

@@ -1,7 +1,8 @@
 """Tamper evidence for audit events: one hash chain per producer, and signed checkpoints.
 
 Every producer (each ingress, codemode or admin replica, each process start) keeps its own chain,
-so replicas never serialize on a shared one: event n carries `producer`, `seq` = n, `prev_hash` =
+named after its bus role (`producer_id`; the audit service checks a chain against the role that
+published it), so replicas never serialize on a shared one: event n carries `producer`, `seq` = n, `prev_hash` =
 the hash of event n-1 and `hash` = sha256 over its canonical form. The canonical form is what a
 ClickHouse row reads back as, whatever the column types: fields holding their empty value (None,
 "", 0, {}, []) are left out, so a column added later does not change the hash of older events, and `ts`
@@ -25,7 +26,7 @@ import orjson
 
 from .messages import AuditEvent, new_id
 
-__all__ = ["AuditChain", "canonical", "checkpoint_signature", "event_hash", "producer_id"]
+__all__ = ["AuditChain", "canonical", "checkpoint_signature", "event_hash", "producer_id", "producer_role"]
 
 
 def _micros(ts: float) -> int:
@@ -66,9 +67,16 @@ def checkpoint_signature(key: bytes, producer: str, seq: int, head: str, ts: flo
     return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def producer_id(service: str) -> str:
-    """A chain name unique to this process: a restarted replica starts a new chain at seq 1."""
-    return f"{service}-{socket.gethostname()}-{os.getpid()}-{new_id()[:8]}"
+def producer_id(role: str) -> str:
+    """A chain name unique to this process, starting with its bus role (`permissions.AUDIT_PRODUCERS`):
+    a restarted replica starts a new chain at seq 1."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}-{new_id()[:8]}"
+
+
+def producer_role(chain: str) -> str:
+    """The bus role a chain belongs to: what its name starts with (`producer_id`). The audit service
+    stores an event only when this is the role whose subject it arrived on."""
+    return chain.partition("-")[0]
 
 
 class AuditChain:

@@ -18,12 +18,18 @@ import hashlib
 import json
 from typing import Any
 
-__all__ = ["content_fields", "to_json"]
+__all__ = ["content_fields", "sha256_of", "to_json"]
 
 
 def to_json(value: Any) -> str:
     """Compact JSON with sorted keys: the same content always gives the same digest."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def sha256_of(value: Any) -> str:
+    """The digest an event records of `value` (`*_sha256`): of its bytes, or of its `to_json`."""
+    data = value if isinstance(value, bytes) else to_json(value).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
 
 
 def content_fields(arguments: Any, result: Any, *, keep: bool, limit: int | None = None) -> dict[str, Any]:

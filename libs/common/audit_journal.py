@@ -6,6 +6,7 @@ journal writes them down first, in a segment file of its own directory (one dire
 replica *slot*, a stable name such as the replica's instance, never its pid):
 
     B {"id": ..., "kind": ..., "name": ..., ...}   a request now owes an event (before it is forwarded)
+    R {"id": ..., "server": ..., "tool": ..., ...}  it is being forwarded there, with these arguments
     E {...AuditEvent JSON...}                       its event was emitted (queued for publishing)
     A 42                                            the first 42 E records of this segment are acked
     X <event id>                                    the event was dropped on purpose (buffer full)
@@ -18,7 +19,9 @@ A record cut short by the kill (no trailing newline) is ignored.
 On start, `replay` reads what a previous process of the same slot left: every E record past the
 last A watermark is emitted again (same event id; ClickHouse's ReplacingMergeTree collapses the
 copy of one that had been published after all), and every B with no E becomes an event saying the
-gateway stopped before it knew the outcome (`execution="may_have_run"`, status error).
+gateway stopped before it knew the outcome (`execution="may_have_run"`, status error), naming the
+server, tool and arguments' sha256 its R record gave (so queries by server or tool find exactly the
+calls whose outcome is unknown).
 
 Once a segment grows past `segment_bytes`, the journal starts a new one holding only what is still
 open (unacked events, requests without an event) and deletes the old one, so it stays small.
@@ -37,6 +40,7 @@ from pathlib import Path
 import orjson
 from pydantic import ValidationError
 
+from .audit_content import sha256_of
 from .errors import JSONRPC_CODE, ErrorKind
 from .messages import AuditEvent, new_id
 
@@ -101,6 +105,9 @@ def _read_segment(data: bytes, contents: JournalContents) -> None:
             elif tag == b"B":
                 begun = orjson.loads(body)
                 contents.begun.setdefault(str(begun["id"]), begun)
+            elif tag == b"R":
+                routed = orjson.loads(body)
+                contents.begun.setdefault(str(routed["id"]), {}).update(routed)
             elif tag == b"A":
                 watermark = max(watermark, int(body))
             elif tag == b"X":
@@ -130,6 +137,10 @@ def _stopped(begun: dict[str, object]) -> AuditEvent:
             "team_id": text("team_id") or None,
             "customer_id": text("customer_id") or None,
             "name": text("name"),
+            "server": text("server"),
+            # a chat completion names its model as its tool (`AuditEvent`), known from the start
+            "tool": text("tool") or (text("name") if text("kind") == "llm_request" else ""),
+            "arguments_sha256": text("arguments_sha256") or None,
             "status": "error",
             "error_kind": ErrorKind.INTERNAL.value,
             "error_code": JSONRPC_CODE[ErrorKind.INTERNAL],
@@ -175,6 +186,8 @@ class AuditJournal:
         self._size = 0
         self._open_begun: dict[str, bytes] = {}
         """Event id -> B record of each request that owes an event not emitted yet."""
+        self._open_routed: dict[str, bytes] = {}
+        """Event id -> R record of those of them forwarded already."""
         self._unacked: deque[bytes | None] = deque()
         """E records of emitted events not acked yet, in publishing order (None: not journaled)."""
         self._acked_here = 0
@@ -218,10 +231,24 @@ class AuditJournal:
         self._write(line)
         return event_id
 
+    def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> None:
+        """Record where a begun request is being forwarded (its server and tool) and the sha256 of
+        its arguments, as its event would; called once the handler has resolved them. One write
+        more per forwarded request (~5 µs), and its digest (~4 µs for small arguments)."""
+        if event_id not in self._open_begun:  # no event owed (or already emitted)
+            return
+        record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
+        if arguments is not None:
+            record["arguments_sha256"] = sha256_of(arguments)
+        line = b"R " + _dumps(record) + b"\n"
+        self._open_routed[event_id] = line
+        self._write(line)
+
     def emitted(self, event: AuditEvent) -> bytes | None:
         """Record an event just queued for publishing (call in publishing order); returns its JSON
         (for the publisher, which would serialize it again otherwise), None if it has none."""
         begun = self._open_begun.pop(event.event_id, None)
+        self._open_routed.pop(event.event_id, None)
         try:
             json = event.model_dump_json().encode()
         except Exception:  # unserializable: the publisher dead-letters it; a replay must not invent one
@@ -236,6 +263,7 @@ class AuditJournal:
 
     def dropped(self, event_id: str) -> None:
         """The producer gave up on an event (its buffer is full): a replay must not invent one."""
+        self._open_routed.pop(event_id, None)
         if self._open_begun.pop(event_id, None) is not None:
             self._write(b"X " + event_id.encode() + b"\n")
 
@@ -256,7 +284,13 @@ class AuditJournal:
         """Start a new segment with only what is still open, then delete the old one."""
         old_fd, old_path = self._fd, self._path
         self._number += 1
-        self._open_segment([*self._open_begun.values(), *(line for line in self._unacked if line is not None)])
+        self._open_segment(
+            [
+                *self._open_begun.values(),
+                *self._open_routed.values(),
+                *(line for line in self._unacked if line is not None),
+            ]
+        )
         os.close(old_fd)
         old_path.unlink(missing_ok=True)
 

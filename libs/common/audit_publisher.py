@@ -15,8 +15,8 @@ What can go wrong, and what happens:
   which holds `max_queue` of them and `max_bytes` of their text (minutes of traffic), and drops,
   loudly and counted, beyond that.
   Once the connection is back the backlog is published in order.
-- A transient failure (no ack in time, the stream not created yet): the same batch, same id, is
-  retried with backoff until acked.
+- A transient failure (no ack in time, the stream not created yet: only its owner, the audit
+  service, creates it): the same batch, same id, is retried with backoff until acked.
 - The server refuses a batch for what it is (too large for the stream or the connection): the batch
   is split in two and each half published on its own, down to single events; a single event still
   refused, or one that cannot even be serialized, goes to the dead-letter stream
@@ -38,19 +38,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
 from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from . import subjects
-from .audit_chain import AuditChain, producer_id
+from .audit_chain import AuditChain, producer_role
 from .audit_fields import FieldLimits, bounded
 from .audit_journal import AuditJournal
 from .messages import AuditBatch, AuditEvent, new_id
-from .nats import ensure_audit_dead_stream, ensure_audit_stream
+from .patience import patiently, until
 
 __all__ = ["AuditPublisher", "FieldLimits"]
 
@@ -82,6 +83,13 @@ def _unpublishable(error: BaseException) -> bool:
     return isinstance(error, APIError) and not isinstance(error, NoStreamResponseError) and error.code == _BAD_REQUEST
 
 
+def _why(error: BaseException) -> str:
+    """A failed publish, said for the log: a missing stream is its owner's to create."""
+    if isinstance(error, NoStreamResponseError):
+        return f"no stream takes {subjects.AUDIT_EVENTS}.> yet: the audit service creates it when it starts"
+    return repr(error)
+
+
 def _describe(error: BaseException) -> str:
     if isinstance(error, APIError):
         return f"{error.description or type(error).__name__} (status {error.code}, error code {error.err_code})"
@@ -100,12 +108,15 @@ class AuditPublisher:
         linger: float = 0.005,
         publish_timeout: float = 5.0,
         max_backoff: float = 2.0,
-        producer: str | None = None,
+        producer: str,
         journal: AuditJournal | None = None,
     ) -> None:
         self._nc = nc
-        self.chain = AuditChain(producer or producer_id("bastion"))
-        """This process's hash chain; events are linked in `emit`, in publishing order."""
+        self.chain = AuditChain(producer)
+        """This process's hash chain (`audit_chain.producer_id`: named after the producer's bus role);
+        events are linked in `emit`, in publishing order."""
+        self.subject = subjects.audit_subject(producer_role(producer), producer)
+        """Where the events go: the role's own subject, which only that role may publish."""
         self._journal = journal
         self._journaled: dict[str, bytes] = {}
         """Event id -> the JSON the journal serialized it to, so the event is serialized once."""
@@ -194,7 +205,6 @@ class AuditPublisher:
     # ------------------------------------------------------------------ the background task
 
     async def _run(self) -> None:
-        await self._ensure_streams()
         while True:
             events = await self._next_events()
             self._unacked = len(events)
@@ -239,27 +249,30 @@ class AuditPublisher:
     async def _deliver(self, batch_id: str, part: list[_Encoded]) -> None:
         """Publish `part` as one batch until acked; split it when the server refuses it for its content."""
         payload = _batch_json(batch_id, part)
-        delay = 0.0
-        while True:
-            await self._connected()
-            try:
-                await self._js.publish(
-                    subjects.audit_subject("batch"), payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id}
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if _unpublishable(error):
-                    await self._refused(batch_id, part, error)
-                    return
-                delay = min(self._max_backoff, max(0.05, delay * 2))
-                log.warning("audit: publishing %d event(s) failed (%r); retrying in %.2fs", len(part), error, delay)
-                if isinstance(error, NoStreamResponseError):
-                    await self._ensure_streams()
-                await asyncio.sleep(delay)
-            else:
-                self.published += len(part)
-                return
+
+        def warn(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            why = _why(error) if error is not None else "no answer"
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("audit: publishing %d event(s) failed (%s); retrying in %.2fs", len(part), why, wait)
+
+        try:
+            async for attempt in self._patiently(warn):
+                with attempt:
+                    await self._connected()
+                    await self._js.publish(
+                        self.subject, payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id}
+                    )
+        except Exception as error:  # only what `_unpublishable` says no retry will fix
+            await self._refused(batch_id, part, error)
+            return
+        self.published += len(part)
+
+    def _patiently(self, before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
+        """Retries of a publish while the error is one that passes (NATS away, no stream leader yet)."""
+        # a cancellation is an exception to tenacity too: never retried, always re-raised
+        passing = retry_if_exception(lambda error: isinstance(error, Exception) and not _unpublishable(error))
+        return patiently(most=self._max_backoff, retry=passing, before_sleep=before_sleep)
 
     async def _refused(self, batch_id: str, part: list[_Encoded], error: BaseException) -> None:
         if len(part) > 1:
@@ -279,28 +292,19 @@ class AuditPublisher:
         headers = {
             MSG_ID_HEADER: f"dead-{event.event_id}",
             DEAD_REASON_HEADER: " ".join(reason.split())[:512],
-            DEAD_SUBJECT_HEADER: subjects.audit_subject("batch"),
+            DEAD_SUBJECT_HEADER: self.subject,
             DEAD_EVENT_HEADER: event.event_id[:128],
         }
-        delay = 0.0
-        while True:
-            await self._connected()
-            try:
-                await self._js.publish(subjects.AUDIT_DEAD, payload, timeout=self._timeout, headers=headers)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if _unpublishable(error):
-                    self._drop(f"{reason}; and the dead-letter stream refused it too: {_describe(error)}", event)
-                    return
-                delay = min(self._max_backoff, max(0.05, delay * 2))
-                if isinstance(error, NoStreamResponseError):
-                    await self._ensure_streams()
-                await asyncio.sleep(delay)
-            else:
-                self.dead_lettered += 1
-                log.error("audit: event %s dead-lettered to %s: %s", event.event_id, subjects.AUDIT_DEAD, reason)
-                return
+        try:
+            async for attempt in self._patiently():
+                with attempt:
+                    await self._connected()
+                    await self._js.publish(subjects.AUDIT_DEAD, payload, timeout=self._timeout, headers=headers)
+        except Exception as error:  # refused for good
+            self._drop(f"{reason}; and the dead-letter stream refused it too: {_describe(error)}", event)
+            return
+        self.dead_lettered += 1
+        log.error("audit: event %s dead-lettered to %s: %s", event.event_id, subjects.AUDIT_DEAD, reason)
 
     async def _connected(self) -> None:
         """Return once the connection is up; while NATS is away, events wait in the queue."""
@@ -308,19 +312,9 @@ class AuditPublisher:
             return
         log.warning("audit: NATS unreachable; holding %d event(s), at most %d", self.pending, self._queue.maxsize)
         self.holding = True
-        delay = 0.05
-        while not self._nc.is_connected:
-            await asyncio.sleep(delay)
-            delay = min(self._max_backoff, delay * 2)
+        await until(lambda: self._nc.is_connected, most=self._max_backoff)
         self.holding = False
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
-
-    async def _ensure_streams(self) -> None:
-        # best effort: whichever service starts first creates them
-        with contextlib.suppress(Exception):
-            await ensure_audit_stream(self._js)
-        with contextlib.suppress(Exception):
-            await ensure_audit_dead_stream(self._js)
 
 
 def _weight(event: AuditEvent) -> int:

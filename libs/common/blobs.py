@@ -3,32 +3,36 @@
 A tool result (or a request's arguments) can be larger than the server's max payload (1 MiB by
 default, 8 MiB under `bastion up`). The sender stores such a payload as an object and sends its name
 in the message instead (`CallOutcome.result_blob`, `ToolCall.arguments_blob`); the receiver takes
-it (reads, then deletes it). The bucket keeps objects `BLOB_TTL` seconds at most, so one whose
-receiver gave up or died disappears by itself, and holds `BLOB_BUCKET_BYTES` at most.
+it (reads, then deletes it). The bucket keeps objects `BASTION_BLOB_TTL` seconds at most, so one
+whose receiver gave up or died disappears by itself, and holds `BASTION_BLOB_STORE_MAX_BYTES` at
+most (settings of its owner, the executor, which creates it: `libs.common.stores`).
+
+Every read names the bucket's stream: nats-py's `ObjectStore.get` subscribes to the object's chunks
+without it and so first asks the server which stream holds that subject (`$JS.API.STREAM.NAMES`),
+a request no role may make (it lists every stream). Refused, it timed out after 5 s and lost every
+answer between one message and the 32 MiB cap (issue 24).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.js.api import ObjectMeta, ObjectMetaOptions, ObjectStoreConfig, StorageType
-from nats.js.errors import BucketNotFoundError
+from nats.js.api import ObjectInfo, ObjectMeta, ObjectMetaOptions
+from nats.js.errors import BadObjectMetaError, DigestMismatchError
 from nats.js.object_store import ObjectStore
 
 from . import subjects
 from .errors import ErrorKind
 from .messages import CallOutcome, GatewayError, new_id
 
-__all__ = ["BLOB_BUCKET_BYTES", "BLOB_TTL", "BlobTooLarge", "Blobs", "fits"]
+__all__ = ["BlobTooLarge", "Blobs", "fits"]
 
 log = logging.getLogger(__name__)
 
-BLOB_TTL = 300.0
-"""Seconds an object lives: far longer than a receiver needs to take it, short enough to clean up."""
-BLOB_BUCKET_BYTES = 4 * 1024**3
-"""Bytes the bucket may hold in all; a store beyond it fails (and the request with a clear error)."""
 BLOB_TIMEOUT = 30.0
 """Seconds one store or take may last (a NATS outage must not hold a request forever)."""
 MESSAGE_ROOM = 16 * 1024
@@ -54,16 +58,9 @@ class Blobs:
 
     @classmethod
     async def open(cls, nc: NATS) -> Blobs:
-        """The bucket, created if missing (any service may be first)."""
-        js = nc.jetstream()
-        try:
-            store = await js.object_store(subjects.OBJ_BLOBS)
-        except BucketNotFoundError:
-            config = ObjectStoreConfig(ttl=BLOB_TTL, max_bytes=BLOB_BUCKET_BYTES, storage=StorageType.FILE)
-            try:
-                store = await js.create_object_store(subjects.OBJ_BLOBS, config=config)
-            except Exception:  # another replica created it between our two calls
-                store = await js.object_store(subjects.OBJ_BLOBS)
+        """The bucket's handle, without a round trip: its owner (the executor) declares it; until it
+        has, a store fails (no stream answers) and a take finds nothing."""
+        store = ObjectStore(name=subjects.OBJ_BLOBS, stream=subjects.obj_stream(subjects.OBJ_BLOBS), js=nc.jetstream())
         return cls(nc, store)
 
     async def put(self, data: bytes, *, what: str) -> str:
@@ -83,9 +80,35 @@ class Blobs:
             if size > limit:
                 await self._delete(name)
                 raise BlobTooLarge(f"{size:,} bytes, over the limit of {limit:,} bytes")
-            data = (await self._store.get(name)).data
+            data = await self._chunks(info)
         await self._delete(name)
-        return data or b""
+        return data
+
+    async def _chunks(self, info: ObjectInfo) -> bytes:
+        """The object's content, from an ordered consumer on the bucket's own stream (named, unlike
+        nats-py's `ObjectStore.get`: see the module's doc), checked against its digest."""
+        if not info.nuid or not info.digest:
+            raise BadObjectMetaError
+        if not info.size:
+            return b""
+        sub = await self._nc.jetstream().subscribe(
+            f"{subjects.OBJ_ROOT}.{subjects.OBJ_BLOBS}.C.{info.nuid}",
+            stream=subjects.obj_stream(subjects.OBJ_BLOBS),
+            ordered_consumer=True,
+        )
+        parts: list[bytes] = []
+        digest = hashlib.sha256()
+        try:
+            async for msg in sub.messages:
+                parts.append(msg.data)
+                digest.update(msg.data)
+                if msg.metadata.num_pending == 0:
+                    break
+        finally:
+            await sub.unsubscribe()
+        if digest.digest() != base64.urlsafe_b64decode(info.digest.split("=", 1)[1]):
+            raise DigestMismatchError
+        return b"".join(parts)
 
     async def with_result(self, outcome: CallOutcome, limit: int) -> CallOutcome:
         """`outcome` with its result taken from the store (it was too large to travel in the reply);
@@ -121,4 +144,4 @@ class Blobs:
             async with asyncio.timeout(BLOB_TIMEOUT):
                 await self._store.delete(name)
         except Exception as exc:  # the bucket's TTL removes it anyway
-            log.warning("blob %s: not deleted (%r); it expires within %.0fs", name, exc, BLOB_TTL)
+            log.warning("blob %s: not deleted (%r); it expires with the bucket's TTL (BASTION_BLOB_TTL)", name, exc)

@@ -17,9 +17,9 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 from .guardrails import GuardrailsSection
 from .llm_config import AgentMode, LlmSection
+from .openapi_config import OpenApiSection, check_http_url
 from .pins import PinMode
 
 __all__ = [
@@ -96,7 +97,7 @@ def grant_problem(pattern: str) -> str | None:
 class ServerConfig(_Strict):
     """One upstream MCP server, in the `mcpServers` dialect plus Bastion's optional knobs."""
 
-    type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse"] | None = None
+    type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"] | None = None
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -104,6 +105,9 @@ class ServerConfig(_Strict):
     url: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     # Bastion additions
+    openapi: OpenApiSection | None = None
+    """A REST API described by an OpenAPI 3.0 / 3.1 or Swagger 2.0 document, served as this server's tools
+    (docs/openapi.md); `headers` go on each of its requests."""
     timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     """Seconds a single upstream call may take before it fails with a timeout error."""
     disabled: bool = False
@@ -157,6 +161,8 @@ class ServerConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_transport(self) -> ServerConfig:
+        if self.openapi is not None or self.type == "openapi":
+            return self._openapi_only()
         if self.command and self.url:
             raise ValueError("give either 'command' (stdio) or 'url' (http/sse), not both")
         if not self.command and not self.url:
@@ -173,23 +179,53 @@ class ServerConfig(_Strict):
             raise ValueError("'per_user' needs each user's own OAuth token: drop the 'Authorization' header")
         return self
 
+    def _openapi_only(self) -> ServerConfig:
+        if self.openapi is None:
+            raise ValueError("type 'openapi' needs an 'openapi' section naming the document")
+        if self.command or self.url:
+            raise ValueError("an 'openapi' server takes no 'command' or 'url' (give 'openapi.base_url')")
+        if self.type not in (None, "openapi"):
+            raise ValueError(f"an 'openapi' server cannot have type {self.type!r}")
+        if self.env:
+            raise ValueError("an 'openapi' server runs no process: 'env' does not apply (secrets go in 'openapi.auth')")
+        if self.per_user and self.openapi.oauth_resource is None:
+            raise ValueError("'per_user' needs 'openapi.auth' of type 'oauth' (each user's own OAuth token)")
+        if self.per_user and any(k.lower() == "authorization" for k in self.headers):
+            raise ValueError("'per_user' needs each user's own OAuth token: drop the 'Authorization' header")
+        return self
+
     @property
-    def transport(self) -> Literal["stdio", "http", "sse"]:
+    def transport(self) -> Literal["stdio", "http", "sse", "openapi"]:
+        if self.openapi is not None:
+            return "openapi"
         if self.command:
             return "stdio"
         if self.type == "sse":
             return "sse"
         return "http"
 
+    def secret_values(self) -> list[str]:
+        """Every value sealed at rest (`libs.common.sealing`): `env`, `headers`, an OpenAPI server's auth secrets."""
+        extra = self.openapi.secret_values() if self.openapi is not None else []
+        return [*self.env.values(), *self.headers.values(), *extra]
+
+    def map_secrets(self, fn: Callable[[str, str], str]) -> ServerConfig:
+        """A copy with every secret value replaced by `fn(where, value)`; `where` names it for messages
+        (`env 'TOKEN'`, `header 'Authorization'`, `openapi.auth.token`)."""
+        if not self.secret_values():
+            return self
+        update: dict[str, Any] = {
+            "env": {k: fn(f"env {k!r}", v) for k, v in self.env.items()},
+            "headers": {k: fn(f"header {k!r}", v) for k, v in self.headers.items()},
+        }
+        if self.openapi is not None:
+            update["openapi"] = self.openapi.map_secrets(lambda where, v: fn(f"openapi.{where}", v))
+        return self.model_copy(update=update)
+
 
 def _check_url(url: str) -> None:
     # the URL itself stays out of the message: query strings often carry tokens
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        got = f" (got scheme {parts.scheme!r})" if parts.scheme else ""
-        raise ValueError(f"'url' must start with http:// or https://{got}")
-    if not parts.hostname:
-        raise ValueError("'url' has no host")
+    check_http_url(url, "url")
 
 
 class KeyConfig(_Strict):
@@ -349,11 +385,39 @@ def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names: `X | None`, `Annotated[A | B, ...]`, ..."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
+
+
+def _nested_model(model: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose entry `path` (below `model`) is: `openapi.include` of a server is an `OpenApiFilter`,
+    `openapi.auth.bearer` (pydantic names a tagged union's member by its tag) an `OpenApiBearer`."""
+    parts = list(path)
+    while parts:
+        part = str(parts.pop(0))
+        if part.isdigit():  # an entry of a list: the same model
+            continue
+        field = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
+        candidates = _models_in(field.annotation) if field is not None else []
+        if len(candidates) > 1 and parts:  # a tagged union: the next part is the member's tag
+            tag = str(parts.pop(0))
+            candidates = [m for m in candidates if tag in get_args(m.model_fields["type"].annotation)]
+        if len(candidates) != 1:
+            return None
+        model = candidates[0]
+    return model
+
+
 def _unknown_key(loc: tuple[int | str, ...]) -> str:
     """Message for a key no model declares: the closest allowed key, then all of them."""
     model = BastionConfig if len(loc) == 1 else _SECTION_MODELS.get(str(loc[0]))
     if model is None:  # pragma: no cover - every section with extra="forbid" is listed
         return "unknown key"
+    if model is ServerConfig and len(loc) > 3:  # below a server entry: `mcpServers.<name>.openapi.<key>`
+        model = _nested_model(model, loc[2:-1]) or model
     allowed = [field.alias or name for name, field in model.model_fields.items()]
     close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -454,4 +518,6 @@ def load_config(path: str | Path) -> BastionConfig:
     for server in config.mcp_servers.values():
         if server.command:
             server.cwd = str((base / Path(server.cwd).expanduser()).resolve()) if server.cwd else str(base)
+        if server.openapi is not None and not server.openapi.is_url:
+            server.openapi.document = str((base / Path(server.openapi.document).expanduser()).resolve())
     return config

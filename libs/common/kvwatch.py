@@ -14,9 +14,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
+from nats.js.errors import BucketNotFoundError
 from pydantic import BaseModel, ValidationError
+from tenacity import RetryCallState
 
-from .nats import kv_bucket
+from .patience import patiently
 
 __all__ = ["BucketWatch", "decode_value"]
 
@@ -41,6 +43,8 @@ def decode_value(model: type[M], value: bytes, what: str) -> M | None:
 OnPut = Callable[[str, bytes, int], Awaitable[None] | None]
 OnDelete = Callable[[str], Awaitable[None] | None]
 
+MISSING_RETRY = 0.5
+"""Seconds between looks for a bucket that does not exist yet."""
 RECONNECT_CHECK = 0.25
 """Seconds between looks at the connection's reconnect count (a local counter, no round trip)."""
 
@@ -85,35 +89,51 @@ class BucketWatch:
                 await self._task
 
     async def _run(self) -> None:
-        backoff = 0.2
+        """Keep a watch on the bucket for good: re-created after NATS reconnects, and after it breaks
+        (waits doubling from 0.2 s to 5 s while it keeps breaking, from 0.2 s again once one held)."""
+
+        def warn(state: RetryCallState) -> None:
+            wait = state.next_action.sleep if state.next_action else 0.0
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("watch on %s broke (%s); re-creating in %.1fs", self._bucket, error, wait)
+
         while True:
-            try:
-                kv = await kv_bucket(self._js, self._bucket)
-                connection = self._nc.stats["reconnects"]
-                watcher = await kv.watchall()
-                self.watches += 1
-                consume = asyncio.create_task(self._consume(watcher))
-                try:
-                    while not consume.done() and self._nc.stats["reconnects"] == connection:
-                        await asyncio.wait({consume}, timeout=RECONNECT_CHECK)
-                    if not consume.done():
-                        log.info("watch on %s: NATS reconnected; re-creating the watch", self._bucket)
-                        backoff = 0.2
-                        continue
-                    consume.result()  # raises what broke the watch
-                finally:
-                    consume.cancel()
-                    await asyncio.wait({consume})  # its outcome is not ours to raise; our own cancel still is
-                    with contextlib.suppress(Exception):
-                        await watcher.stop()
-                backoff = 0.2
-                await asyncio.sleep(backoff)  # the watch ended without an error: start over
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("watch on %s broke (%s); re-creating in %.1fs", self._bucket, exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+            async for attempt in patiently(first=0.2, most=5.0, before_sleep=warn):
+                with attempt:
+                    await self._watch_once()
+            await asyncio.sleep(0.2)  # the watch ended without an error, or NATS reconnected: start over
+
+    async def _watch_once(self) -> None:
+        """One watch, until it ends (returns), NATS reconnects (returns) or it breaks (raises)."""
+        try:
+            kv = await self._js.key_value(self._bucket)
+        except BucketNotFoundError:
+            await self._missing()
+            return
+        connection = self._nc.stats["reconnects"]
+        watcher = await kv.watchall()
+        self.watches += 1
+        consume = asyncio.create_task(self._consume(watcher))
+        try:
+            while not consume.done() and self._nc.stats["reconnects"] == connection:
+                await asyncio.wait({consume}, timeout=RECONNECT_CHECK)
+            if not consume.done():
+                log.info("watch on %s: NATS reconnected; re-creating the watch", self._bucket)
+                return
+            consume.result()  # raises what broke the watch
+        finally:
+            consume.cancel()
+            await asyncio.wait({consume})  # its outcome is not ours to raise; our own cancel still is
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    async def _missing(self) -> None:
+        """The bucket does not exist (its owner has not started yet): its content is nothing, so the
+        view is complete, and the watch starts once the bucket appears."""
+        if not self.ready.is_set():
+            log.info("watch on %s: the bucket does not exist yet; empty until its owner creates it", self._bucket)
+            self.ready.set()
+        await asyncio.sleep(MISSING_RETRY)
 
     async def _consume(self, watcher: Any) -> None:
         async for entry in watcher:

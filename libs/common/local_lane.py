@@ -22,13 +22,14 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 
-from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import (
     DEFAULT_SUB_PENDING_BYTES_LIMIT,
     DEFAULT_SUB_PENDING_MSGS_LIMIT,
     Subscription,
 )
+
+from .bus_client import BusClient
 
 __all__ = ["LaneClient", "LocalLane", "enable", "new_client", "sharing"]
 
@@ -101,19 +102,19 @@ def sharing(lane: LocalLane) -> Iterator[LocalLane]:
         _process_lane = before
 
 
-def new_client(lane: LocalLane | None = None) -> NATS:
+def new_client(lane: LocalLane | None = None) -> BusClient:
     """A client (not yet connected) on `lane`, by default the process's once `enable()` was called;
-    a plain nats-py client when there is none."""
+    one on no lane when there is none."""
     if lane is None:
         lane = _process_lane
     if lane is None:
-        return NATS()
+        return BusClient()
     client = LaneClient()
     client.lane = lane
     return client
 
 
-class LaneClient(NATS):
+class LaneClient(BusClient):
     """A nats-py client that registers its subscriptions on `lane` and delivers there when it can."""
 
     lane: LocalLane | None = None

@@ -18,10 +18,12 @@ from .messages_audit import (
     AuditRows,
     AuditVerdict,
     AuditVerify,
+    ChainVoucher,
+    FlaggedEvent,
     TamperKind,
     audit_events,
 )
-from .messages_base import SCHEMA_VERSION, Caller, Execution, GatewayError, new_id
+from .messages_base import SCHEMA_VERSION, Caller, Execution, GatewayError, InterceptorDecision, new_id
 from .messages_records import BreakerStatus, CatalogTool, KeyRecord, ServerCatalog, ServerRecord
 from .messages_routed import (
     REFUNDED,
@@ -62,12 +64,15 @@ __all__ = [
     "CancelCall",
     "CancelExecution",
     "CatalogTool",
+    "ChainVoucher",
     "ClientReply",
     "CodeModeAnswer",
     "CodeModeCall",
     "Execution",
+    "FlaggedEvent",
     "GatewayError",
     "Grant",
+    "InterceptorDecision",
     "KeyRecord",
     "PairList",
     "Refund",

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .messages_base import BusMessage, Execution, new_id
+from .messages_base import BusMessage, Execution, InterceptorDecision, new_id
 
 __all__ = [
     "AuditBatch",
@@ -19,6 +19,8 @@ __all__ = [
     "AuditRows",
     "AuditVerdict",
     "AuditVerify",
+    "ChainVoucher",
+    "FlaggedEvent",
     "TamperKind",
     "audit_events",
 ]
@@ -83,6 +85,9 @@ class AuditEvent(BusMessage):
     truncated: dict[str, int] = Field(default_factory=dict)
     """Fields the publisher cut to its size limits (`BASTION_AUDIT_MAX_*_BYTES`) -> their original
     size in UTF-8 bytes. Empty when the event is complete."""
+    interceptions: list[InterceptorDecision] = Field(default_factory=list)
+    """What the executor's interceptors decided about the request (`CallOutcome.interceptions`): the
+    rule, the action and where, never the matched content."""
     parent_id: str | None = None
     """`event_id` of the event this one happened inside: a Code Mode run, for the tool calls its script made;
     the `llm_request` whose proposed tool call ran (`/v1/mcp/tool/execute`, agent mode)."""
@@ -153,11 +158,37 @@ class AuditVerify(BusMessage):
     """Check only events at or after this Unix time (each chain from its first row in range)."""
 
 
-TamperKind = Literal["modified", "deleted", "inserted", "reordered", "checkpoint"]
+TamperKind = Literal["modified", "deleted", "inserted", "reordered", "checkpoint", "flagged"]
+"""`flagged`: no stored row was tampered with, but the writer flagged or refused events (`flagged`)."""
+
+
+class ChainVoucher(BusMessage):
+    """Who vouches for one hash chain: the bus role(s) whose audit subjects its events arrived on.
+    Only a role may publish on its own subjects, and the writer stores an event only when its chain
+    belongs to that role, so a chain has exactly one; none for rows stored before events were bound
+    to their producers' subjects."""
+
+    producer: str
+    roles: list[str] = Field(default_factory=list)
+    events: int = 0
+    flagged: int = 0
+
+
+class FlaggedEvent(BusMessage):
+    """An event the writer stored with a flag (`stored`: a key that does not exist) or refused and
+    dead-lettered (not stored: a chain of another producer, a subject no producer owns, not an event)."""
+
+    event_id: str
+    producer: str
+    role: str
+    """The bus role whose subject it arrived on ("" when the subject named none)."""
+    reason: str
+    stored: bool
 
 
 class AuditVerdict(BusMessage):
-    """The answer to `AuditVerify`: OK, or the first tampered row."""
+    """The answer to `AuditVerify`: OK, or the first tampered row (or, with none, the flagged events);
+    and which producer vouches for each chain."""
 
     ok: bool
     problem: TamperKind | None = None
@@ -170,5 +201,9 @@ class AuditVerdict(BusMessage):
     events: int = 0
     checkpoints: int = 0
     """How much was checked (up to the finding, when there is one)."""
+    vouchers: list[ChainVoucher] = Field(default_factory=list)
+    flagged: list[FlaggedEvent] = Field(default_factory=list)
+    """The newest flagged or refused events (at most 20); `flagged_total` counts them all."""
+    flagged_total: int = 0
     error: str | None = None
     """Why the check could not run (the store is unavailable, a bad request)."""

@@ -6,11 +6,11 @@ import itertools
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import ErrorKind
 
-__all__ = ["SCHEMA_VERSION", "BusMessage", "Caller", "Execution", "GatewayError", "new_id"]
+__all__ = ["SCHEMA_VERSION", "BusMessage", "Caller", "Execution", "GatewayError", "InterceptorDecision", "new_id"]
 
 SCHEMA_VERSION = 1
 
@@ -77,3 +77,25 @@ class GatewayError(BaseModel):
     code: int | None = None
     """Set when an upstream answered with its own JSON-RPC error code."""
     data: Any = None
+
+
+class InterceptorDecision(BaseModel):
+    """What one of the executor's interceptors decided about a request (`CallOutcome.interceptions`)
+    or a listing, as its audit row records it (docs/architecture.md, "Where to add a check on every
+    call"). Names the rule and the kind of thing found, never the matched content: a decision about
+    a secret must not carry the secret."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    interceptor: str = Field(max_length=64)
+    """Which interceptor: `deny_list`, `guardrails`, `pinning`, ..."""
+    rule: str = Field(max_length=128)
+    """The interceptor's own name for what fired (a guardrail rule's name, `max_argument_bytes`, ...)."""
+    action: Literal["block", "redact", "rewrite", "warn", "log", "hide"]
+    """block: the request refused (or its result withheld); redact / rewrite: the arguments or the
+    result changed on the way; warn, log: passed, flagged; hide: a definition left out of a listing."""
+    where: Literal["arguments", "result", "definition"]
+    """What was looked at: the request's arguments (before the upstream is called), its result (before
+    the agent sees it), or a definition the server listed."""
+    detail: str | None = Field(default=None, max_length=512)
+    """More of what fired, never the matched content (`secrets: aws_access_key_id at /content/0/text`)."""

@@ -75,6 +75,10 @@ class ServerCatalog(BusMessage):
     status: Literal["ready", "unavailable"]
     """Whether the server's tools are listed (ingress includes them when "ready"); see `health`."""
     error: str | None = None
+    stderr_tail: list[str] = Field(default_factory=list, max_length=16)
+    """With status "unavailable": the last lines the server wrote on its stderr (a stdio server)
+    before the attempt failed, at most a few KiB, its configured `env` and `headers` values masked:
+    often the real cause behind `error` ("can't open file ...")."""
     health: Literal["healthy", "degraded", "open", "down", "needs_auth", "disabled"] | None = None
     """Finer than `status`: degraded = recent failures, breaker still closed; open = calls are
     refused at once; down = not connected. None from executors that predate it."""

@@ -1,7 +1,6 @@
 """NATS connection and JetStream resources shared by every service.
 
-Streams and KV buckets are declared here, idempotently, so whichever service starts first
-creates them and none depends on another being up.
+Streams and buckets are declared by their owners (`libs.common.stores`); here, every service opens them.
 """
 
 from __future__ import annotations
@@ -9,26 +8,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from . import local_lane, subjects
-from .oauth import REGISTRATION_TTL, REVOCATION_TTL
 
 __all__ = [
-    "BUCKET_TTL",
-    "SESSION_STATE_TTL",
     "connect",
     "credentials",
     "drain_or_close",
-    "ensure_audit_dead_stream",
-    "ensure_audit_stream",
     "kv_bucket",
     "kv_names",
     "kv_snapshot",
@@ -36,10 +28,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-SESSION_STATE_TTL: Final = 7 * 24 * 3600.0
-"""Seconds an agent session's log level and subscriptions (KV `bastion_sessions`) are kept after their
-last change."""
 
 
 async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_file: str = "") -> NATS:
@@ -51,7 +39,10 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
     anonymous, which only an open nats-server (a test fixture) accepts."""
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats: %s", exc)
+        if "permissions violation" in str(exc).lower():  # a bug: the permissions table misses what the code does
+            log.error("nats: the bus refused role %r: %s (libs/common/permissions.py)", role, exc)
+        else:
+            log.warning("nats: %s", exc)
 
     async def on_disconnect() -> None:
         log.warning("nats: disconnected")
@@ -60,6 +51,7 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
         log.info("nats: reconnected")
 
     nc = local_lane.new_client()
+    nc.role = role or ""
     await nc.connect(
         servers=[u.strip() for u in url.split(",") if u.strip()],
         name=name,
@@ -67,7 +59,7 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # annotated int; any float is slept
         connect_timeout=5,
         allow_reconnect=True,
-        error_cb=on_error,
+        error_cb=nc.reporting(on_error),
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
         pending_size=64 * 1024 * 1024,
@@ -112,35 +104,18 @@ def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:
     return options
 
 
-BUCKET_TTL: Final[Mapping[str, float]] = {
-    subjects.KV_OAUTH_REVOKED: REVOCATION_TTL,
-    subjects.KV_OAUTH_REGISTRATIONS: REGISTRATION_TTL,
-    subjects.KV_SESSIONS: SESSION_STATE_TTL,
-}
-"""Seconds an entry of these buckets lives after its last write (others keep entries until deleted).
-Defined once, here, so a bucket has the same configuration whichever service creates it first: a
-reader (ingress watching the revocation list) may well start before the writer (the oauth service)."""
-
-
-async def kv_bucket(js: JetStreamContext, bucket: str, *, owner: bool = False) -> KeyValue:
-    """The bucket, created if missing, with its TTL from `BUCKET_TTL`.
-
-    `owner`: the service that writes the bucket also brings an existing one to that TTL (one created
-    before the TTL was defined here, by whichever service came first); only its NATS role may update
-    the bucket's stream (`libs.common.permissions`)."""
-    ttl = BUCKET_TTL.get(bucket)
+async def kv_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
+    """The bucket's handle. Only its owner creates it (`libs.common.stores.declare_owned`); one it
+    has not created yet reads as empty (a `get` finds no key) until it has, and a write fails."""
     try:
-        kv = await js.key_value(bucket)
+        return await js.key_value(bucket)
     except BucketNotFoundError:
-        try:
-            return await js.create_key_value(bucket=bucket, history=1, storage=StorageType.FILE, ttl=ttl)
-        except Exception:  # another replica created it between our two calls
-            kv = await js.key_value(bucket)
-    if owner and ttl is not None and (await kv.status()).ttl != ttl:
-        info = await js.stream_info(subjects.kv_stream(bucket))
-        await js.update_stream(info.config.evolve(max_age=ttl))
-        log.info("KV bucket %s: entries now expire %gs after their last write", bucket, ttl)
-    return kv
+        log.warning("KV bucket %s does not exist yet: it reads as empty until its owner creates it", bucket)
+        # through the stream's API (not direct gets, which only an existing stream answers): a
+        # missing stream answers "not found", which nats-py reports as a missing key
+        return KeyValue(
+            name=bucket, stream=subjects.kv_stream(bucket), pre=f"{subjects.KV_ROOT}.{bucket}.", js=js, direct=False
+        )
 
 
 async def kv_names(js: JetStreamContext, bucket: str) -> list[str]:
@@ -166,33 +141,6 @@ async def kv_snapshot(js: JetStreamContext, bucket: str) -> dict[str, KeyValue.E
         except KeyNotFoundError:
             continue
     return entries
-
-
-async def _ensure_file_stream(js: JetStreamContext, name: str, subject: str, max_age_days: int) -> None:
-    """Create the stream, or bring an existing one to this configuration (idempotent, any replica)."""
-    config = StreamConfig(
-        name=name,
-        subjects=[subject],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        max_age=max_age_days * 24 * 3600,
-        discard=DiscardPolicy.OLD,
-        duplicate_window=120,
-    )
-    try:
-        await js.add_stream(config)
-    except Exception:
-        await js.update_stream(config)
-
-
-async def ensure_audit_stream(js: JetStreamContext) -> None:
-    """The durable audit stream: file storage, kept until the audit service has written it."""
-    await _ensure_file_stream(js, subjects.AUDIT_STREAM, f"{subjects.AUDIT_EVENTS}.>", max_age_days=7)
-
-
-async def ensure_audit_dead_stream(js: JetStreamContext) -> None:
-    """Dead letters of the audit stream: kept 30 days for a human to look at, never replayed."""
-    await _ensure_file_stream(js, subjects.AUDIT_DEAD_STREAM, subjects.AUDIT_DEAD, max_age_days=30)
 
 
 async def processed(nc: NATS) -> None:

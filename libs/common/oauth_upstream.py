@@ -22,13 +22,19 @@ __all__ = [
     "AUTHORIZE_URL",
     "AuthorizeLink",
     "AuthorizeLinkQuery",
+    "UpstreamProbe",
     "UpstreamToken",
     "UpstreamTokenQuery",
     "authorize_url_of",
     "for_the_agent",
     "oauth_applies",
+    "oauth_target",
     "with_authorize_url",
 ]
+
+UpstreamProbe = Literal["http", "sse", "rest"]
+"""How a server is probed for its 401 challenge: an MCP POST (streamable HTTP), an SSE GET, or a
+plain GET of a REST API's resource (an OpenAPI server: its resources need not accept POST)."""
 
 AUTHORIZE_URL: Final = "authorize_url"
 """Key of a refusal's `GatewayError.data` holding the calling user's authorization link (a per-user
@@ -48,7 +54,7 @@ class UpstreamTokenQuery(_Contract):
 
     server: Annotated[str, Field(max_length=64)]
     url: _Text
-    transport: Literal["http", "sse"]
+    transport: UpstreamProbe
     per_user: bool = False
     user: Annotated[str | None, Field(max_length=256)] = None
     """The calling user (per-user servers only); never another user's token is answered."""
@@ -71,7 +77,7 @@ class AuthorizeLinkQuery(_Contract):
 
     server: Annotated[str, Field(max_length=64)]
     url: _Text
-    transport: Literal["http", "sse"]
+    transport: UpstreamProbe
 
 
 class AuthorizeLink(_Contract):
@@ -98,5 +104,20 @@ def with_authorize_url(data: Any, url: str) -> dict[str, Any]:
 
 
 def oauth_applies(config: ServerConfig) -> bool:
-    """OAuth is for remote servers whose configuration does not bring its own credentials."""
+    """OAuth is for remote servers whose configuration does not bring its own credentials (an OpenAPI
+    server: one whose `openapi.auth` asks for it)."""
+    if config.openapi is not None:
+        return config.openapi.oauth_resource is not None
     return config.transport != "stdio" and not any(k.lower() == "authorization" for k in config.headers)
+
+
+def oauth_target(config: ServerConfig) -> tuple[str, UpstreamProbe] | None:
+    """The URL Bastion's upstream OAuth probes and asks tokens for, and how (its transport), or None."""
+    if not oauth_applies(config):
+        return None
+    if config.openapi is not None:
+        resource = config.openapi.oauth_resource
+        return (resource, "rest") if resource is not None else None
+    if config.url is None:
+        return None
+    return config.url, "sse" if config.transport == "sse" else "http"

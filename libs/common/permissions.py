@@ -17,18 +17,22 @@ Three rules shape it:
   and outcome, up to the call timeout later, which a response allowance's count and expiry would
   have to be tuned to; an executor answers the requester whose call policy forwarded to it, not the
   publisher; its call-stream events are not responses at all);
-- the audit stream is written by its producers alone (ingress, codemode, and the admin service for
-  the changes made through it) and read (consumed) by the audit service alone; the admin role may
-  watch live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
+- the audit stream is written by its producers alone (`AUDIT_PRODUCERS`), each on its own subjects
+  (`bastion.audit.events.<role>.>`), and read (consumed) by the audit service alone, which checks
+  that every event's chain belongs to the role whose subject it came on; the admin role may watch
+  live events (`bastion audit tail --follow`) and ask the audit service (tail, export, verify,
   analytics queries), which answers only on the admin role's inbox.
 - the oauth service's state (client records, codes, refresh families, password hashes, the sealed
   signing key) and the upstream tokens are readable by the oauth role alone; ingress reads only the
   public keys and the revocation list it verifies access tokens with, and only the executor may ask
   for an upstream's access token.
 
-A reader of a bucket may also create it (stream `KV_<bucket>`) when it is missing, so services can
-start in any order; every creator takes the configuration from one table (`nats.BUCKET_TTL`), and
-only a bucket's writer may update it (bring an older bucket to that configuration).
+Every stream, KV bucket and object store has one owner (`OWNERS`), the only role that may create
+it or update its configuration (`libs.common.stores`); no role may delete or purge one (but the
+object store's users, object by object). Producers of the audit stream only publish into it, so a
+compromised ingress or Code Mode host cannot shrink or discard the audit backlog. A reader started
+before the owner finds the store missing and waits for it (a KV watch reads it as empty), so
+services still start in any order.
 
 Permissions cannot say what a JetStream consumer may deliver where: a client allowed to watch a
 bucket it can write may have the server deliver that content to any subject. Hence the executors
@@ -47,10 +51,12 @@ from . import subjects as s
 __all__ = [
     "ADMIN",
     "AUDIT",
+    "AUDIT_PRODUCERS",
     "CODEMODE",
     "EXECUTOR",
     "INGRESS",
     "OAUTH",
+    "OWNERS",
     "PERMISSIONS",
     "POLICY",
     "ROLES",
@@ -87,11 +93,14 @@ def _api(*parts: str) -> str:
 
 
 def _kv_read(bucket: str) -> tuple[str, ...]:
-    """What nats-py needs to open, read and watch a bucket (and create it when missing)."""
-    stream = s.kv_stream(bucket)
+    """What nats-py needs to open, read and watch a bucket its owner created."""
+    return _stream_reads(s.kv_stream(bucket))
+
+
+def _stream_reads(stream: str) -> tuple[str, ...]:
+    """Look a stream up, get its messages (direct or not) and watch it through a consumer of one's own."""
     return (
         _api("STREAM.INFO", stream),
-        _api("STREAM.CREATE", stream),
         _api("STREAM.MSG.GET", stream),
         _api("DIRECT.GET", stream),
         _api("DIRECT.GET", stream, ">"),
@@ -107,34 +116,26 @@ def _kv_write(bucket: str) -> tuple[str, ...]:
     return (*_kv_read(bucket), f"{s.KV_ROOT}.{bucket}.>")
 
 
-def _kv_own(bucket: str) -> tuple[str, ...]:
-    """Write a bucket, and bring its configuration (its TTL: `libs.common.nats.BUCKET_TTL`) up to
-    date: only the one service that writes it."""
-    return (*_kv_write(bucket), _api("STREAM.UPDATE", s.kv_stream(bucket)))
-
-
 def _object_store(bucket: str) -> tuple[str, ...]:
-    """Put, read and delete objects (`libs.common.blobs`), and create the bucket when missing."""
+    """Put, read and delete objects (`libs.common.blobs`) in a bucket its owner created. Deleting an
+    object purges its chunks' subject (`STREAM.PURGE` with a filter, which permissions cannot see:
+    a user of the bucket could purge all of it, losing only payloads in flight, never stored state)."""
     stream = s.obj_stream(bucket)
     return (
-        _api("STREAM.INFO", stream),
-        _api("STREAM.CREATE", stream),
+        *_stream_reads(stream),
         _api("STREAM.PURGE", stream),
-        _api("STREAM.MSG.GET", stream),
-        _api("DIRECT.GET", stream),
-        _api("DIRECT.GET", stream, ">"),
-        _api("CONSUMER.CREATE", stream),
-        _api("CONSUMER.CREATE", stream, ">"),
-        _api("CONSUMER.INFO", stream, ">"),
-        _api("CONSUMER.DELETE", stream, ">"),
-        f"{s.JS_FLOW_CONTROL}.{stream}.>",
         f"{s.OBJ_ROOT}.{bucket}.>",
     )
 
 
-def _stream_owner(stream: str) -> tuple[str, ...]:
-    """Declare a stream idempotently (`libs.common.nats._ensure_file_stream`)."""
-    return (_api("STREAM.INFO", stream), _api("STREAM.CREATE", stream), _api("STREAM.UPDATE", stream))
+def _owned(role: str) -> tuple[str, ...]:
+    """Create and update (`libs.common.stores.declare_owned`) the streams `role` owns: no one else may."""
+    return tuple(
+        _api(call, stream)
+        for stream, owner in OWNERS.items()
+        if owner == role
+        for call in ("STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE")
+    )
 
 
 def _stream_consumer(stream: str) -> tuple[str, ...]:
@@ -157,7 +158,47 @@ def _own_inbox(role: str) -> tuple[str, ...]:
     return (_inbox(role),)  # `processed()` and request/reply talk to themselves through it
 
 
-PERMISSIONS: Final[Mapping[str, Permissions]] = {
+OWNERS: Final[Mapping[str, str]] = {
+    # the audit trail's backlog: its consumer keeps it; the producers only publish into it
+    s.AUDIT_STREAM: AUDIT,
+    s.AUDIT_DEAD_STREAM: AUDIT,
+    # configuration: written by the admin role alone (the admin API, `bastion config apply`)
+    s.kv_stream(s.KV_KEYS): ADMIN,
+    s.kv_stream(s.KV_SERVERS): ADMIN,
+    s.kv_stream(s.KV_POLICY): ADMIN,
+    s.kv_stream(s.KV_LLM): ADMIN,
+    s.kv_stream(s.KV_ADMIN): ADMIN,  # principals, API token digests, custom roles, sessions: read by no one else
+    # what a service discovers or keeps for itself: its one writer
+    s.kv_stream(s.KV_CATALOG): EXECUTOR,
+    s.obj_stream(s.OBJ_BLOBS): EXECUTOR,  # ingress and codemode store and take payloads in it too
+    s.kv_stream(s.KV_PINS): EXECUTOR,  # it records what it sees first; approvals come through the admin role
+    s.kv_stream(s.KV_SESSIONS): INGRESS,
+    s.kv_stream(s.KV_OAUTH): OAUTH,
+    s.kv_stream(s.KV_OAUTH_REGISTRATIONS): OAUTH,
+    s.kv_stream(s.KV_OAUTH_PUBLIC): OAUTH,
+    s.kv_stream(s.KV_OAUTH_REVOKED): OAUTH,
+    s.kv_stream(s.KV_OAUTH_UPSTREAM): OAUTH,
+}
+"""Stream (a KV bucket's `KV_<bucket>`, the object store's `OBJ_<bucket>`) -> the one role that
+creates it and updates its configuration (`libs.common.stores`). Every other role may at most read
+it and write messages into it: none may update, delete or purge it (the object store's users purge
+single objects, see `_object_store`)."""
+
+AUDIT_PRODUCERS: Final = (INGRESS, CODEMODE, ADMIN)
+"""The roles that write the audit trail (ingress: agents' requests; codemode: scripts' runs and
+calls; admin: the changes made through the admin service, each naming its principal). Each
+publishes on `bastion.audit.events.<role>.>` alone (`_audit_producer`), and the audit service
+stores an event only if its chain belongs to the role whose subject it came on: adding a producer
+is one entry here."""
+
+
+def _audit_producer(role: str) -> tuple[str, ...]:
+    """Publish events on the role's own audit subjects, dead-letter what the stream refuses
+    (`AuditPublisher`); the streams are the audit service's (`OWNERS`): a producer may not change them."""
+    return (f"{s.AUDIT_EVENTS}.{role}.>", s.AUDIT_DEAD)
+
+
+_BY_ROLE: Final[Mapping[str, Permissions]] = {
     INGRESS: Permissions(
         publish=(
             *_own_inbox(INGRESS),
@@ -175,16 +216,13 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.CODEMODE_CALL,
             f"{s.CODEMODE_ALIVE}.*",
             _inbox(EXECUTOR),  # an agent's answer (`ClientReply`) to an upstream's request mid-call
-            f"{s.AUDIT_EVENTS}.>",
-            s.AUDIT_DEAD,  # an event the audit stream refuses, with the reason (`AuditPublisher`)
-            *_stream_owner(s.AUDIT_STREAM),
-            *_stream_owner(s.AUDIT_DEAD_STREAM),
             *_object_store(s.OBJ_BLOBS),  # arguments too large for one message; results as large
             *_kv_read(s.KV_KEYS),
             *_kv_read(s.KV_CATALOG),
             *_kv_read(s.KV_POLICY),
             *_kv_read(s.KV_LLM),  # which provider serves a model, and its prices
-            *_kv_own(s.KV_SESSIONS),
+            *_kv_write(s.KV_SESSIONS),
+            *_owned(INGRESS),
             s.OAUTH_HTTP,  # the OAuth routes, forwarded to the oauth service
             *_kv_read(s.KV_OAUTH_PUBLIC),  # verifies access tokens locally
             *_kv_read(s.KV_OAUTH_REVOKED),
@@ -198,20 +236,18 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.AUDIT_EXPORT,  # `bastion audit export`
             s.AUDIT_VERIFY,  # `bastion audit verify`
             s.ANALYTICS_QUERY,  # `bastion analytics query`, the admin API's analytics routes and dashboard
+            s.ANALYTICS_CANCEL,  # the caller of a query gave up
             *_kv_write(s.KV_KEYS),
             *_kv_write(s.KV_SERVERS),
             *_kv_write(s.KV_POLICY),
             *_kv_write(s.KV_LLM),
+            *_owned(ADMIN),
             *_kv_read(s.KV_CATALOG),
             s.OAUTH_PASSWORD,  # `bastion users create --password`: the oauth service hashes it
             s.OAUTH_UPSTREAM_LINK,  # an admin's link to authorize an upstream (`bastion servers list`)
-            *_kv_own(s.KV_ADMIN),  # principals, their token digests and sessions: no other role reads them
+            *_kv_write(s.KV_ADMIN),  # principals, their token digests and sessions: no other role reads them
             s.OAUTH_HTTP,  # a person's sign-in: the admin service is an OAuth client of the oauth service
             *_kv_read(s.KV_OAUTH_PUBLIC),  # ... and verifies the access token that proves who signed in
-            f"{s.AUDIT_EVENTS}.>",  # the admin service's changes, on its own chain
-            s.AUDIT_DEAD,
-            *_stream_owner(s.AUDIT_STREAM),
-            *_stream_owner(s.AUDIT_DEAD_STREAM),
         ),
         subscribe=(_inbox(ADMIN), f"{s.AUDIT_EVENTS}.>"),
     ),
@@ -250,6 +286,8 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_SERVERS),
             *_kv_read(s.KV_LLM),
             *_kv_write(s.KV_CATALOG),
+            *_kv_write(s.KV_PINS),  # the definitions it sees (supply-chain pinning)
+            *_owned(EXECUTOR),
             s.OAUTH_UPSTREAM_TOKEN,  # an OAuth upstream's current access token (answered to its own inbox)
         ),
         subscribe=(_inbox(EXECUTOR), s.EXEC_CALL, s.EXEC_REQUEST, s.EXEC_LLM, s.EXEC_CANCEL, f"{s.EXEC_ALIVE}.*"),
@@ -259,11 +297,18 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             *_own_inbox(AUDIT),
             _inbox(ADMIN),  # answers to `bastion audit tail|export|verify`, `bastion analytics query`
             s.AUDIT_DEAD,
-            *_stream_owner(s.AUDIT_STREAM),
-            *_stream_owner(s.AUDIT_DEAD_STREAM),
+            *_owned(AUDIT),
             *_stream_consumer(s.AUDIT_STREAM),
+            *_kv_read(s.KV_KEYS),  # an event naming a key that does not exist is flagged
         ),
-        subscribe=(_inbox(AUDIT), s.AUDIT_QUERY, s.AUDIT_EXPORT, s.AUDIT_VERIFY, s.ANALYTICS_QUERY),
+        subscribe=(
+            _inbox(AUDIT),
+            s.AUDIT_QUERY,
+            s.AUDIT_EXPORT,
+            s.AUDIT_VERIFY,
+            s.ANALYTICS_QUERY,
+            s.ANALYTICS_CANCEL,
+        ),
     ),
     CODEMODE: Permissions(
         publish=(
@@ -275,10 +320,6 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             f"{s.EXEC_ALIVE}.*",  # the executor replica holding a script's call
             s.POLICY_REFUND,  # a script's tool call it failed as lost or late
             s.EXEC_CANCEL,  # abandons the calls of a cancelled run
-            f"{s.AUDIT_EVENTS}.>",
-            s.AUDIT_DEAD,
-            *_stream_owner(s.AUDIT_STREAM),
-            *_stream_owner(s.AUDIT_DEAD_STREAM),
             *_object_store(s.OBJ_BLOBS),  # a script's tool call with a result too large for one message
             *_kv_read(s.KV_CATALOG),
         ),
@@ -291,10 +332,11 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             _inbox(ADMIN),  # answers to password changes and authorization links
             _inbox(EXECUTOR),  # upstream access tokens, to the executor's own inbox only
             *_kv_write(s.KV_OAUTH),
-            *_kv_own(s.KV_OAUTH_REGISTRATIONS),
+            *_kv_write(s.KV_OAUTH_REGISTRATIONS),
             *_kv_write(s.KV_OAUTH_PUBLIC),
-            *_kv_own(s.KV_OAUTH_REVOKED),
+            *_kv_write(s.KV_OAUTH_REVOKED),
             *_kv_write(s.KV_OAUTH_UPSTREAM),
+            *_owned(OAUTH),
             *_kv_read(s.KV_POLICY),  # a user must exist to log in or get a password
         ),
         subscribe=(
@@ -305,6 +347,12 @@ PERMISSIONS: Final[Mapping[str, Permissions]] = {
             s.OAUTH_UPSTREAM_LINK,
         ),
     ),
+}
+
+
+PERMISSIONS: Final[Mapping[str, Permissions]] = {
+    role: Permissions(perms.publish + (_audit_producer(role) if role in AUDIT_PRODUCERS else ()), perms.subscribe)
+    for role, perms in _BY_ROLE.items()
 }
 
 

@@ -1,4 +1,5 @@
-"""Upstream secrets at rest: the `env` and `headers` values of a server in KV `bastion_servers`.
+"""Upstream secrets at rest: the `env` and `headers` values of a server in KV `bastion_servers` (and an
+OpenAPI server's `openapi.auth` secrets: `ServerConfig.secret_values`).
 
 Those values usually hold upstream credentials (API tokens, `Authorization` headers), and KV is
 readable by every client allowed to read the bucket and by anyone holding the JetStream store files.
@@ -102,19 +103,14 @@ class Sealer:
         return _map(config, lambda v: v if self.current(v) else self.seal_value(self.open_value(v)))
 
     def is_current(self, config: ServerConfig) -> bool:
-        return all(self.current(v) for v in (*config.env.values(), *config.headers.values()))
+        return all(self.current(v) for v in config.secret_values())
 
 
 def _map(config: ServerConfig, fn: Callable[[str], str]) -> ServerConfig:
-    def each(kind: str, values: dict[str, str]) -> dict[str, str]:
-        out = {}
-        for name, value in values.items():
-            try:
-                out[name] = fn(value)
-            except SealingError as exc:
-                raise SealingError(f"{kind} {name!r}: {exc}") from None
-        return out
+    def each(where: str, value: str) -> str:
+        try:
+            return fn(value)
+        except SealingError as exc:
+            raise SealingError(f"{where}: {exc}") from None
 
-    if not config.env and not config.headers:
-        return config
-    return config.model_copy(update={"env": each("env", config.env), "headers": each("header", config.headers)})
+    return config.map_secrets(each)

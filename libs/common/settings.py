@@ -11,19 +11,23 @@ import ipaddress
 import re
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .handed_secrets import HandedSecrets
 
 __all__ = [
     "AdminSettings",
     "AuditSettings",
     "CodeModeSettings",
+    "DenyList",
     "ExecutorSettings",
     "IngressSettings",
     "OAuthSettings",
     "PolicySettings",
     "RequestPathSettings",
     "ServiceSettings",
+    "StoreSettings",
     "unguarded_bind_problem",
 ]
 
@@ -45,8 +49,51 @@ def unguarded_bind_problem(bind_host: str, allowed_hosts: list[str], allow_any_h
     )
 
 
-class ServiceSettings(BaseSettings):
+class StoreSettings(BaseSettings):
+    """How the JetStream streams, KV buckets and object store are configured (`libs.common.stores`).
+
+    Every service reads them, but only a store's owner applies them: when it creates the store, and
+    at every start to an existing one (limits as set; the replica count raised, never lowered)."""
+
     model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    nats_replicas: int = Field(default=1, ge=1, le=5)
+    """Replicas of every stream, KV bucket and object store: 1 on one NATS server; 3 on a cluster
+    of three or more JetStream servers (each replica on another server, so one may be lost). An
+    owner raises an existing store with fewer to this count when it starts; it never lowers one."""
+    nats_placement_cluster: str = ""
+    """JetStream cluster the stores are placed in (a super-cluster's member); empty: the server decides."""
+    nats_placement_tags: list[str] = Field(default_factory=list)
+    """Server tags every replica's server must carry (e.g. `["ssd"]`, `["az:eu-1a"]`; a JSON list)."""
+    audit_stream_max_age: float = Field(default=7 * 24 * 3600.0, gt=0)
+    """Seconds the audit stream keeps an event, written to ClickHouse or not: the longest audit
+    outage events survive."""
+    audit_stream_max_bytes: int = Field(default=-1, ge=-1)
+    """Bytes the audit stream may hold (-1: no bound but the disk); beyond it the oldest events
+    are discarded, written or not: size it to the longest outage it must carry."""
+    blob_ttl: float = Field(default=300.0, ge=10)
+    """Seconds a payload too large for one message stays in the object store if its receiver
+    never takes it: far longer than a receiver needs, short enough to clean up."""
+    blob_store_max_bytes: int = Field(default=4 * 1024**3, ge=1024 * 1024)
+    """Bytes the payload object store may hold in all; a store beyond it fails (and its request,
+    with a clear error)."""
+
+
+class ServiceSettings(StoreSettings):
+    model_config = SettingsConfigDict(env_prefix="BASTION_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Secrets handed through a descriptor (`libs.common.handed_secrets`, `bastion up`) come
+        before the environment (a container's)."""
+        return init_settings, HandedSecrets(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
     nats_url: str = "nats://127.0.0.1:4222"
     """Comma-separated list of NATS servers."""
@@ -245,6 +292,27 @@ class PolicySettings(RequestPathSettings):
     outlives a change neither has seen. 0: policy decides every call."""
 
 
+class DenyList(BaseModel):
+    """`BASTION_DENY_LIST` (JSON): what every executor refuses, whoever calls (the `deny_list` interceptor)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tools: list[str] = Field(default_factory=list, max_length=1024)
+    """Grant patterns (`server/tool`, `server/prompt:name`, `*/delete_*`): hidden from every listing,
+    and refused when called by name."""
+    max_argument_bytes: int | None = Field(default=None, gt=0)
+    """Arguments (their JSON) larger than this are refused before the upstream is called."""
+    terms: list[str] = Field(default_factory=list, max_length=256)
+    """Words or phrases (case-insensitive) replaced by `[REDACTED]` in every result before the agent sees it."""
+
+    @field_validator("terms")
+    @classmethod
+    def _plain_terms(cls, terms: list[str]) -> list[str]:
+        if any(not term.strip() or len(term) > 1024 for term in terms):
+            raise ValueError("each term is 1 to 1,024 characters, not only spaces")
+        return terms
+
+
 class ExecutorSettings(RequestPathSettings):
     bus_signing_key: SecretStr = SecretStr("")
     """Policy's HMAC key (`libs.common.signing`): set, the executor runs only work signed with it."""
@@ -266,6 +334,14 @@ class ExecutorSettings(RequestPathSettings):
     through the MCP SDK's dispatcher (which still handles setup, listings, notifications and server
     requests). Measured: most of the executor's CPU per call on HTTP (docs/benchmarks.md). False:
     every call the SDK's way."""
+    deny_list: DenyList | None = None
+    """Tools hidden and refused, an argument size limit and terms redacted from results, for every
+    caller (`interceptors.deny_list`); None: no such checks (and none of their cost)."""
+
+    @field_validator("deny_list", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
 
 class AuditSettings(ServiceSettings):
@@ -281,6 +357,22 @@ class AuditSettings(ServiceSettings):
     `bastion up` keeps one in `<data_dir>/credentials/checkpoint.key`."""
     checkpoint_interval: float = Field(default=60.0, gt=0)
     """Seconds between checkpoints: each signs the head of every chain that grew since the last."""
+    clickhouse_analyst_user: str = ""
+    """On a ClickHouse server: the restricted user analytics queries run as (`CREATE USER ... SETTINGS
+    readonly = 1`, grants on `bastion` only: docs/analytics.md). Empty: they run as the store's user,
+    read-only per query. Ignored by the embedded engine, which has no users."""
+    clickhouse_analyst_password: SecretStr = SecretStr("")
+    analytics_queries: int = Field(default=3, ge=1, le=64)
+    """Analytics queries running at once, in all; one more waits a moment for a slot, then is answered
+    "busy, retry after"."""
+    analytics_queries_per_principal: int = Field(default=2, ge=1, le=64)
+    """Analytics queries one principal (an admin person, a token) may run at once."""
+    analytics_query_memory_mb: int = Field(default=512, ge=16, le=1024 * 1024)
+    """Memory one analytics query may take in the engine (`max_memory_usage`); a principal's queries
+    together take at most this times `analytics_queries_per_principal`, all of them this times
+    `analytics_queries`. A query that needs more fails with "memory limit"."""
+    analytics_query_threads: int = Field(default=1, ge=1, le=64)
+    """Cores one analytics query may use (`max_threads`): the rest stay with the audit writer."""
 
 
 class CodeModeSettings(RequestPathSettings):

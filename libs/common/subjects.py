@@ -5,10 +5,12 @@ Subject strings appear nowhere else in the code base: services import them from 
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 __all__ = [
     "ACCEPT_BY",
+    "ANALYTICS_CANCEL",
     "ANALYTICS_QUERY",
     "AUDIT_DEAD",
     "AUDIT_DEAD_STREAM",
@@ -71,6 +73,7 @@ __all__ = [
     "RESOURCE_UPDATED",
     "WANT_ACK",
     "WORK_SIGNATURE",
+    "audit_producer",
     "audit_subject",
     "codemode_alive_subject",
     "executor_alive_subject",
@@ -252,8 +255,10 @@ AUDIT_QUERY: Final = "bastion.audit.query"
 AUDIT_EXPORT: Final = "bastion.audit.export"
 """CLI -> audit: an `ExportPage`; answered with `ExportRows` (`bastion audit export` asks page by page)."""
 ANALYTICS_QUERY: Final = "bastion.analytics.query"
-"""ingress (admin API) / CLI -> audit: an `AnalyticsQuery` (one read-only SQL query); answered with
+"""admin API / CLI -> audit: an `AnalyticsQuery` (one read-only SQL query); answered with
 `AnalyticsAnswer`."""
+ANALYTICS_CANCEL: Final = "bastion.analytics.cancel"
+"""admin API / CLI -> audit: an `AnalyticsCancel`, the caller of a query gave up (no answer)."""
 AUDIT_VERIFY: Final = "bastion.audit.verify"
 """CLI -> audit: an `AuditVerify`; answered with an `AuditVerdict` (hash chains and checkpoints checked)."""
 AUDIT_DEAD: Final = "bastion.audit.dead"
@@ -262,9 +267,24 @@ AUDIT_DEAD_STREAM: Final = "BASTION_AUDIT_DEAD"
 """Keeps dead letters for inspection (they are not on `AUDIT_EVENTS`, so not in `AUDIT_STREAM`)."""
 
 
-def audit_subject(kind: str) -> str:
-    """Subject one audit event kind is published on (`tool_call`, ...)."""
-    return f"{AUDIT_EVENTS}.{kind}"
+_NOT_IN_TOKEN: Final = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def audit_subject(role: str, instance: str) -> str:
+    """Where a producer of bus role `role` publishes its events: `bastion.audit.events.<role>.<instance>`.
+    Only `role` may publish under `bastion.audit.events.<role>.>` (`permissions`), so the subject
+    an event arrives on proves which role sent it; `instance` (its chain, made a subject token) is
+    for people reading the stream."""
+    return f"{AUDIT_EVENTS}.{role}.{_NOT_IN_TOKEN.sub('_', instance) or '_'}"
+
+
+def audit_producer(subject: str) -> str | None:
+    """The bus role whose events `subject` carries (`audit_subject`), or None for any other shape."""
+    prefix, _, rest = subject.partition(f"{AUDIT_EVENTS}.")
+    role, _, instance = rest.partition(".")
+    if prefix or not role or not instance or "." in instance:
+        return None
+    return role
 
 
 # --- configuration and discovered state (JetStream KV) ---

@@ -1,9 +1,10 @@
 """Admin service composition root: the admin API, analytics and the dashboard on their own port.
 
 `start()` connects to NATS as the admin role (the only service that holds it: it alone may write
-keys, servers, policy and LLM providers), starts the audit publisher its changes are recorded with
-(its own hash chain), and serves HTTP. Replicas share nothing but NATS: any replica answers any
-request, and every policy and ingress replica sees a change through its KV watches.
+keys, servers, policy and LLM providers, and its principals' bucket), declares the stores it owns,
+starts the audit publisher its changes are recorded with (its own hash chain), and serves HTTP.
+Replicas share nothing but NATS: any replica answers any request, and every policy and ingress
+replica sees a change through its KV watches.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from libs.common.audit_chain import producer_id
 from libs.common.audit_journal import AuditJournal
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.metrics import MetricsServer
-from libs.common.nats import connect, drain_or_close, ensure_audit_stream
+from libs.common.nats import connect, drain_or_close
 from libs.common.settings import AdminSettings
+from libs.common.stores import declare_owned
 
 from .api.access_store import AccessStore
 from .api.tables import Buckets
@@ -71,7 +73,8 @@ class AdminService:
         self._nc = nc = await connect(
             s.nats_url, name=f"bastion-admin{s.instance}", role=permissions.ADMIN, nkey_seed_file=s.nats_nkey_seed_file
         )
-        await ensure_audit_stream(nc.jetstream())
+        # the configuration buckets and its own (principals): it owns them, the audit streams are audit's
+        await declare_owned(nc.jetstream(), permissions.ADMIN, s)
         if s.audit_journal_dir:
             self._journal = AuditJournal(Path(s.audit_journal_dir) / (s.instance or "admin"))
         # admin changes are audit events on this replica's own chain

@@ -46,7 +46,23 @@ class Auditor:
         return len(points)
 
     def verify(self, since: float | None = None) -> AuditVerdict:
-        """OK, or the first modified, deleted, inserted or reordered row (chain by chain)."""
+        """OK, or the first modified, deleted, inserted or reordered row (chain by chain), or else the
+        events the writer flagged or refused; with the role vouching for each chain."""
+        flagged, total = self.store.flagged(since)
+        accounts = {"vouchers": self.store.vouchers(since), "flagged": flagged, "flagged_total": total}
+        verdict = self._tamper(since)
+        if verdict.ok and total:
+            first = flagged[0] if flagged else None
+            detail = f"{total} event(s) flagged or refused by the writer" + (
+                f"; newest: event {first.event_id} (chain {first.producer or '-'}, sent as {first.role or '-'}): "
+                f"{first.reason}"
+                if first
+                else ""
+            )
+            verdict = verdict.model_copy(update={"ok": False, "problem": "flagged", "detail": detail})
+        return verdict.model_copy(update=accounts)
+
+    def _tamper(self, since: float | None) -> AuditVerdict:
         points = self.store.checkpoints() if self.key else []
         by_producer: dict[str, list[Checkpoint]] = {}
         for point in points:

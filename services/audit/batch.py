@@ -1,23 +1,57 @@
 """Pure steps of the writer: split a fetched batch into rows and rejects, and pace retries.
 
-No NATS and no ClickHouse here, so the decisions (what is dead-lettered, how long to back off)
-are unit-tested alone.
+A message is stored only when its producer vouches for it: it arrived on the audit subject of a
+producer role (`permissions.AUDIT_PRODUCERS`; only that role may publish there), and every event in
+it is on a chain of that role (`audit_chain.producer_role`). Anything else (a chain of another
+producer, a subject no producer owns, a payload that is no event) is rejected whole, with the
+reason, to be dead-lettered. Events that are stored may still be flagged: one naming a key that
+does not exist (`known_key`).
+
+No NATS and no ClickHouse here, so the decisions (what is dead-lettered, flagged, how long to back
+off) are unit-tested alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from pydantic import ValidationError
 
+from libs.common import subjects
+from libs.common.audit_chain import producer_role
 from libs.common.messages import AuditEvent, audit_events
+from libs.common.oauth import USER_CALLER_PREFIX
+from libs.common.permissions import AUDIT_PRODUCERS
 
 from .errors import BadEvent
 from .schema import to_row
 
-__all__ = ["Backoff", "Split", "decode", "decode_many", "split"]
+__all__ = ["UNKNOWN_KEY", "Arrival", "Backoff", "Rejected", "Split", "decode", "decode_many", "split"]
+
+UNKNOWN_KEY: Final = "unknown_key"
+"""The flag of an event naming a key id that `bastion_keys` does not hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """One fetched message: the subject it was published on and its payload."""
+
+    subject: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    index: int
+    """Into the fetched messages."""
+    reason: str
+    role: str = ""
+    """The producer role whose subject it came on ("" for a subject no producer owns)."""
+    producer: str = ""
+    event_id: str = ""
+    """The first offending event, when the payload was one."""
 
 
 def decode(payload: bytes) -> tuple[Any, ...]:
@@ -29,15 +63,12 @@ def decode(payload: bytes) -> tuple[Any, ...]:
     return to_row(event)
 
 
-def decode_many(payload: bytes) -> list[tuple[Any, ...]]:
-    """The rows of one message, an `AuditBatch` or a single `AuditEvent`; all or nothing."""
-    if b'"events"' not in payload:
-        return [decode(payload)]
+def decode_many(payload: bytes) -> list[AuditEvent]:
+    """The events of one message, an `AuditBatch` or a single `AuditEvent`; all or nothing."""
     try:
-        events = audit_events(payload)
+        return audit_events(payload)
     except ValidationError as exc:
-        raise BadEvent(_reason("AuditBatch", exc)) from None
-    return [to_row(event) for event in events]
+        raise BadEvent(_reason("AuditBatch" if b'"events"' in payload else "AuditEvent", exc)) from None
 
 
 def _reason(model: str, exc: ValidationError) -> str:
@@ -46,24 +77,62 @@ def _reason(model: str, exc: ValidationError) -> str:
     return f"not an {model}: {where}: {first['msg']}"
 
 
+def _unvouched(role: str, events: list[AuditEvent]) -> AuditEvent | None:
+    """The first event whose chain is not `role`'s."""
+    return next((event for event in events if not event.producer or producer_role(event.producer) != role), None)
+
+
+def _flags(event: AuditEvent, known_key: Callable[[str], bool]) -> tuple[str, ...]:
+    key = event.key_id
+    if key and not key.startswith(USER_CALLER_PREFIX) and not known_key(key):
+        return (UNKNOWN_KEY,)
+    return ()
+
+
 @dataclass
 class Split:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     good: list[int] = field(default_factory=list)
     """Indexes (into the fetched messages) of the messages `rows` came from."""
-    bad: list[tuple[int, str]] = field(default_factory=list)
-    """(index, reason) of the messages to dead-letter."""
+    bad: list[Rejected] = field(default_factory=list)
+    """The messages to dead-letter, with why."""
 
 
-def split(payloads: Sequence[bytes]) -> Split:
+def _vouched(index: int, arrival: Arrival, known_key: Callable[[str], bool]) -> list[tuple[Any, ...]] | Rejected:
+    role = subjects.audit_producer(arrival.subject)
+    if role not in AUDIT_PRODUCERS:
+        return Rejected(
+            index,
+            f"published on {arrival.subject}, which no audit producer owns "
+            f"(producers publish on {subjects.AUDIT_EVENTS}.<role>.<instance>: {', '.join(AUDIT_PRODUCERS)})",
+            role or "",
+        )
+    try:
+        events = decode_many(arrival.payload)
+        stranger = _unvouched(role, events)
+        if stranger is not None:
+            owner = producer_role(stranger.producer) if stranger.producer else ""
+            why = (
+                f"event {stranger.event_id} is on chain {stranger.producer}, which belongs to {owner or 'no role'}, "
+                f"but arrived on {role}'s subject: only {owner or 'a producer'} writes {owner or 'its'} chains"
+                if stranger.producer
+                else f"event {stranger.event_id} is on no hash chain"
+            )
+            return Rejected(index, why, role, stranger.producer, stranger.event_id)
+        return [to_row(event, vouched_by=role, flags=_flags(event, known_key)) for event in events]
+    except BadEvent as exc:
+        return Rejected(index, str(exc), role)
+
+
+def split(arrivals: Sequence[Arrival], known_key: Callable[[str], bool] = lambda _key: True) -> Split:
+    """Rows of the messages their producer vouches for; the others rejected, whole."""
     result = Split()
-    for index, payload in enumerate(payloads):
-        try:
-            rows = decode_many(payload)
-        except BadEvent as exc:
-            result.bad.append((index, str(exc)))
+    for index, arrival in enumerate(arrivals):
+        outcome = _vouched(index, arrival, known_key)
+        if isinstance(outcome, Rejected):
+            result.bad.append(outcome)
         else:
-            result.rows.extend(rows)
+            result.rows.extend(outcome)
             result.good.append(index)
     return result
 

@@ -1,6 +1,11 @@
 """What the audit service answers over NATS, as typed FastStream handlers on one router:
 `AUDIT_QUERY` (recent events), `AUDIT_EXPORT` (a page of an export), `ANALYTICS_QUERY` (one
-read-only SQL query) and `AUDIT_VERIFY` (hash chains and checkpoints).
+read-only SQL query, run by `queries.AnalyticsRunner`), `ANALYTICS_CANCEL` (its caller gave up) and
+`AUDIT_VERIFY` (hash chains, checkpoints and who vouches for each chain).
+
+Each subscriber handles its own messages; the analytics one handles several at once (more than
+the runner admits, so a query beyond them is answered "busy" at once instead of waiting behind a
+long one).
 
 Each handler takes its contract model (`libs.common.messages`, `libs.common.analytics`) and
 returns its answer model; FastStream validates the request and sends the answer to the reply
@@ -22,18 +27,12 @@ from faststream.nats import NatsRouter
 from pydantic import BaseModel, ValidationError
 
 from libs.common import subjects
-from libs.common.analytics import (
-    AnalyticsAnswer,
-    AnalyticsQuery,
-    ExportPage,
-    ExportRows,
-    NotReadOnly,
-    read_only,
-)
+from libs.common.analytics import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ExportPage, ExportRows
 from libs.common.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerify
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
+from .queries import WAITING, AnalyticsRunner
 from .store import ClickHouseStore
 
 __all__ = ["Responders"]
@@ -54,17 +53,21 @@ class Responders:
     """The audit service's request/reply subjects (queue group `audit`) over `store` and `auditor`;
     `max_payload` is the connection's largest message (known once connected)."""
 
-    def __init__(self, store: ClickHouseStore, auditor: Auditor, max_payload: Callable[[], int]) -> None:
-        self.store, self.auditor, self._max_payload = store, auditor, max_payload
+    def __init__(
+        self, store: ClickHouseStore, auditor: Auditor, runner: AnalyticsRunner, max_payload: Callable[[], int]
+    ) -> None:
+        self.store, self.auditor, self.runner, self._max_payload = store, auditor, runner, max_payload
         errors = ExceptionMiddleware(publish_handlers={ValidationError: _invalid, DependsValidationError: _invalid})
         self.router = NatsRouter(middlewares=[errors])
-        for subject, handler, title in (
-            (subjects.AUDIT_QUERY, self.query, "recent audit events"),
-            (subjects.AUDIT_EXPORT, self.export, "one page of an audit export"),
-            (subjects.ANALYTICS_QUERY, self.analytics, "one read-only SQL query"),
-            (subjects.AUDIT_VERIFY, self.verify, "check the hash chains and checkpoints"),
+        at_once = runner.limits.queries + WAITING + 4  # running, waiting for a slot, and answering "busy"
+        for subject, handler, title, workers, queue in (
+            (subjects.AUDIT_QUERY, self.query, "recent audit events", 1, subjects.QUEUE_AUDIT),
+            (subjects.AUDIT_EXPORT, self.export, "one page of an audit export", 1, subjects.QUEUE_AUDIT),
+            (subjects.ANALYTICS_QUERY, self.analytics, "one read-only SQL query", at_once, subjects.QUEUE_AUDIT),
+            (subjects.ANALYTICS_CANCEL, self.cancel, "stop a query whose caller gave up", 1, ""),  # every replica
+            (subjects.AUDIT_VERIFY, self.verify, "check the hash chains and checkpoints", 1, subjects.QUEUE_AUDIT),
         ):
-            self.router.subscriber(subject, queue=subjects.QUEUE_AUDIT, title=subject, description=title)(handler)
+            self.router.subscriber(subject, queue=queue, title=subject, description=title, max_workers=workers)(handler)
 
     # every handler names its parameter `request`: error locations start with it (`_invalid` drops it)
 
@@ -88,13 +91,12 @@ class Responders:
         return self._fitting(answer, "the page ({size} bytes) exceeds the NATS max payload; ask for fewer rows")
 
     async def analytics(self, request: AnalyticsQuery) -> AnalyticsAnswer:
-        try:
-            sql = read_only(request.sql)
-            answer = await asyncio.to_thread(self.store.select, request, sql)
-        except (NotReadOnly, StoreUnavailable) as exc:
-            return AnalyticsAnswer(error=str(exc))
+        answer = await self.runner.run(request)
         too_big = "the answer ({size} bytes) exceeds the NATS max payload; add a LIMIT or fewer columns"
         return self._fitting(answer, too_big)
+
+    async def cancel(self, request: AnalyticsCancel) -> None:
+        await self.runner.cancel(request.query_id)
 
     async def verify(self, request: AuditVerify) -> AuditVerdict:
         try:
@@ -107,7 +109,7 @@ class Responders:
         size = self._size(answer)
         if size <= self._max_payload():
             return answer
-        return type(answer).model_validate({"error": too_big.format(size=size)})
+        return type(answer).model_validate({"error": too_big.format(size=size), "error_kind": "limit"})
 
     @staticmethod
     def _size(answer: BaseModel) -> int:

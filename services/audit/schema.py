@@ -6,8 +6,15 @@ ReplacingMergeTree collapses rows with the same sorting key; a redelivered event
 `FINAL` never counts it twice. The key starts with who/what (key, server, tool) then when, which
 is how analysts slice; `event_id` last makes it unique.
 
+Two columns are the audit service's own, not the event's (so not in its hash): `vouched_by`, the
+bus role whose subject the event arrived on (only that role may publish there, and the event's chain
+belongs to it), and `flags`, what the service found wrong with an event it stored anyway (a key that
+does not exist). A redelivered event is not inserted again at all (`ClickHouseStore.insert` looks
+its id up first), so the rollups, which count inserts, count it once.
+
 `audit_checkpoints` holds the signed heads of the events' hash chains (`libs.common.audit_chain`,
-`verify`): one row per (producer, seq) signed, never updated.
+`verify`): one row per (producer, seq) signed, never updated. `audit_refused` records every message
+the writer dead-lettered (which role sent it, and why), for `bastion audit verify` to report.
 """
 
 from __future__ import annotations
@@ -20,11 +27,23 @@ from libs.common.messages import AuditEvent
 
 from .errors import BadEvent
 
-__all__ = ["CHECKPOINTS", "COLUMNS", "DATABASE", "DDL", "TABLE", "from_row", "to_row"]
+__all__ = [
+    "CHECKPOINTS",
+    "COLUMNS",
+    "DATABASE",
+    "DDL",
+    "REFUSED",
+    "REFUSED_COLUMNS",
+    "STORED_COLUMNS",
+    "TABLE",
+    "from_row",
+    "to_row",
+]
 
 DATABASE: Final = "bastion"
 TABLE: Final = f"{DATABASE}.audit_events"
 CHECKPOINTS: Final = f"{DATABASE}.audit_checkpoints"
+REFUSED: Final = f"{DATABASE}.audit_refused"
 
 _COLUMN_TYPES: Final = {
     "v": "UInt16",
@@ -71,6 +90,11 @@ _ADDED_COLUMNS: Final = {
     "seq": "UInt64",
     "prev_hash": "String",
     "hash": "String",
+    # issue 25: what the executor's interceptors decided (messages.InterceptorDecision)
+    "interceptions": (
+        "Array(Tuple(interceptor String, rule String, action LowCardinality(String), `where` LowCardinality(String),"
+        " detail Nullable(String)))"
+    ),
     # issue 26: admin changes name the principal's roles and address besides the principal (`actor`)
     "actor_role": "LowCardinality(Nullable(String))",
     "actor_address": "Nullable(String)",
@@ -78,15 +102,42 @@ _ADDED_COLUMNS: Final = {
 """Columns added after the table was first released, in order: a table created by an older
 version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its
 old rows read back with the column's default."""
+_SERVICE_COLUMNS: Final = {
+    "vouched_by": "LowCardinality(String)",
+    "flags": "Array(LowCardinality(String))",
+}
+"""Set by the audit service when it stores an event (never part of the event or its hash)."""
 COLUMNS: Final = (*_COLUMN_TYPES, *_ADDED_COLUMNS)
+"""The event's own columns: what a row reads back as (`from_row`)."""
+STORED_COLUMNS: Final = (*COLUMNS, *_SERVICE_COLUMNS)
+"""What an insert writes (`to_row`)."""
 _TS: Final = COLUMNS.index("ts")
+_REFUSED_TYPES: Final = {
+    "stream_seq": "UInt64",
+    "ts": "DateTime64(6, 'UTC')",
+    "subject": "String",
+    "role": "LowCardinality(String)",
+    "producer": "String",
+    "event_id": "String",
+    "reason": "String",
+}
+REFUSED_COLUMNS: Final = tuple(_REFUSED_TYPES)
+_INTERCEPTIONS: Final = COLUMNS.index("interceptions")
+_DECISION: Final = ("interceptor", "rule", "action", "where", "detail")
+"""The fields of one `interceptions` tuple, in column order."""
 
 DDL: Final = (
     f"CREATE DATABASE IF NOT EXISTS {DATABASE}",
     f"CREATE TABLE IF NOT EXISTS {TABLE} (\n"
-    + ",\n".join(f"    {name} {kind}" for name, kind in (_COLUMN_TYPES | _ADDED_COLUMNS).items())
+    + ",\n".join(f"    {name} {kind}" for name, kind in (_COLUMN_TYPES | _ADDED_COLUMNS | _SERVICE_COLUMNS).items())
     + "\n)\nENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (key_name, server, tool, ts, event_id)",
-    *(f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in _ADDED_COLUMNS.items()),
+    *(
+        f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}"
+        for name, kind in (_ADDED_COLUMNS | _SERVICE_COLUMNS).items()
+    ),
+    # the writer looks up a batch's event ids before inserting it (redeliveries are not inserted twice)
+    f"ALTER TABLE {TABLE} ADD INDEX IF NOT EXISTS event_id_bloom event_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    f"ALTER TABLE {TABLE} ADD INDEX IF NOT EXISTS ts_minmax ts TYPE minmax GRANULARITY 1",
     f"CREATE TABLE IF NOT EXISTS {CHECKPOINTS} (\n"
     "    producer String,\n"
     "    seq UInt64,\n"
@@ -94,6 +145,9 @@ DDL: Final = (
     "    ts DateTime64(6, 'UTC'),\n"
     "    signature String\n"
     ")\nENGINE = ReplacingMergeTree\nORDER BY (producer, seq)",
+    f"CREATE TABLE IF NOT EXISTS {REFUSED} (\n"
+    + ",\n".join(f"    {name} {kind}" for name, kind in _REFUSED_TYPES.items())
+    + "\n)\nENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(ts)\nORDER BY (stream_seq, event_id)",
 )
 """Run in order at every start: idempotent, so any replica may run it against any older table."""
 
@@ -110,8 +164,9 @@ _INT_RANGE: Final = {
 }
 
 
-def to_row(event: AuditEvent) -> tuple[Any, ...]:
-    """The event as a row in `COLUMNS` order; `BadEvent` if a value does not fit its column."""
+def to_row(event: AuditEvent, *, vouched_by: str = "", flags: Sequence[str] = ()) -> tuple[Any, ...]:
+    """The event as a row in `STORED_COLUMNS` order; `BadEvent` if a value does not fit its column.
+    `vouched_by` and `flags` are the service's own columns (`_SERVICE_COLUMNS`)."""
     if not _TS_RANGE[0] <= event.ts <= _TS_RANGE[1]:
         raise BadEvent(f"ts {event.ts} is outside what DateTime64 can store")
     for field, (low, high) in _INT_RANGE.items():
@@ -122,11 +177,19 @@ def to_row(event: AuditEvent) -> tuple[Any, ...]:
         raise BadEvent("truncated: a size does not fit its column")
     row = [getattr(event, name) for name in COLUMNS]  # twice as fast as model_dump()
     row[_TS] = datetime.fromtimestamp(event.ts, UTC)
-    return tuple(row)
+    row[_INTERCEPTIONS] = [tuple(getattr(d, name) for name in _DECISION) for d in event.interceptions]
+    return (*row, vouched_by, list(flags))
 
 
 def from_row(row: Sequence[Any]) -> AuditEvent:
+    """The event a row of `COLUMNS` (or of `STORED_COLUMNS`: the service's own are not the event's) holds."""
+    if len(row) == len(STORED_COLUMNS):
+        row = row[: len(COLUMNS)]
     values = dict(zip(COLUMNS, row, strict=True))
     ts: datetime = values["ts"]
     values["ts"] = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
+    # named tuples read back as dicts; `to_row`'s own tuples (a round trip without the engine) too
+    values["interceptions"] = [
+        dict(zip(_DECISION, d, strict=True)) if isinstance(d, tuple) else d for d in values["interceptions"]
+    ]
     return AuditEvent.model_validate(values)

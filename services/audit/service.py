@@ -2,7 +2,10 @@
 
 It builds, from one `AuditSettings`, the store, one FastStream broker with the stream consumer
 (`writer`) and the request/reply handlers (`responders`: `AUDIT_QUERY`, `AUDIT_EXPORT`,
-`AUDIT_VERIFY`, `ANALYTICS_QUERY`), and the checkpoint loop; nothing connects before `start()`.
+`AUDIT_VERIFY`, `ANALYTICS_QUERY` through `queries.AnalyticsRunner`), a watch on `bastion_keys` (the
+writer flags events naming keys that do not exist) and the checkpoint loop; nothing connects before
+`start()`. Writing, reading, checkpoints and analytics each have their own threads and store
+connections, so none of them waits for another.
 Others read the audit log through those subjects because the embedded engine can be opened by one
 process only. A plain nats-py connection declares the streams and proves the subscriptions live.
 """
@@ -14,18 +17,24 @@ import contextlib
 import logging
 import os
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from faststream.nats import NatsBroker, NatsNKey
 from nats.aio.client import Client as NATS
 
 from libs.common import metrics, observability, permissions, subjects
-from libs.common.nats import connect, drain_or_close, ensure_audit_dead_stream, ensure_audit_stream, processed
+from libs.common.kvwatch import BucketWatch
+from libs.common.nats import connect, drain_or_close, processed
 from libs.common.settings import AuditSettings
+from libs.common.stores import declare_owned
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
+from .known_keys import KnownKeys
+from .queries import AnalyticsRunner, QueryLimits
 from .responders import Responders
-from .store import ClickHouseStore
+from .store import Analyst, ClickHouseStore
 from .writer import AuditConsumer, BatchWriter
 
 __all__ = ["AuditService"]
@@ -36,12 +45,19 @@ log = logging.getLogger(__name__)
 class AuditService:
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
-        self.store = ClickHouseStore(settings.clickhouse_url)
+        analyst = Analyst(settings.clickhouse_analyst_user, settings.clickhouse_analyst_password.get_secret_value())
+        self.store = ClickHouseStore(settings.clickhouse_url, analyst)
         self.auditor = Auditor(self.store, settings.checkpoint_key.get_secret_value().encode())
+        self.runner: AnalyticsRunner | None = None
+        self.keys = KnownKeys()
         self.writer: BatchWriter | None = None
         self.consumer: AuditConsumer | None = None
         self._nc: NATS | None = None
+        self._keys_watch: BucketWatch | None = None
         self._checkpoints: asyncio.Task[None] | None = None
+        self._checkpoint_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-checkpoints")
+        self.checkpoint_rounds = 0
+        """Checkpoint rounds that ran (whether or not a chain had grown)."""
         self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
@@ -53,16 +69,23 @@ class AuditService:
             role=permissions.AUDIT,
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
-        js = nc.jetstream()
-        await ensure_audit_stream(js)
-        await ensure_audit_dead_stream(js)
+        await declare_owned(nc.jetstream(), permissions.AUDIT, self.settings)  # the audit streams: its own
         try:
             await asyncio.to_thread(self.store.open)
         except StoreUnavailable as exc:  # the writer keeps retrying; events wait in the stream
             log.error("%s", exc)
+        self._keys_watch = BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete)
+        await self._keys_watch.start()  # before the writer: an existing key is never flagged unknown
+        limits = QueryLimits(
+            queries=self.settings.analytics_queries,
+            per_principal=self.settings.analytics_queries_per_principal,
+            memory=self.settings.analytics_query_memory_mb * 1024 * 1024,
+            threads=self.settings.analytics_query_threads,
+        )
+        self.runner = AnalyticsRunner(self.store, limits, lambda: nc.max_payload)
         broker = self._broker(instance)
-        broker.include_router(Responders(self.store, self.auditor, lambda: nc.max_payload).router)
-        self.writer = BatchWriter(self.store)
+        broker.include_router(Responders(self.store, self.auditor, self.runner, lambda: nc.max_payload).router)
+        self.writer = BatchWriter(self.store, known_key=self.keys)
         self.consumer = AuditConsumer(
             broker,
             self.writer,
@@ -102,23 +125,35 @@ class AuditService:
                     await self._checkpoints
             if self.consumer is not None:
                 await self.consumer.stop()
-        except Exception as exc:  # NATS down: acks not sent mean redeliveries, which the table collapses
+            if self.runner is not None:
+                await self.runner.close()
+            if self._keys_watch is not None:
+                await self._keys_watch.stop()
+        except Exception as exc:  # NATS down: acks not sent mean redeliveries, which are not inserted twice
             log.warning("audit: unclean NATS shutdown: %r", exc)
         finally:
             if self._nc is not None:
                 await drain_or_close(self._nc)
+            self._checkpoint_lane.shutdown(wait=False)
             await asyncio.to_thread(self.store.close)
             if self.metrics_server is not None:
                 self.metrics_server.close()
 
     async def _checkpoint_loop(self) -> None:
-        """Sign the chains' heads every `checkpoint_interval`; a store that is down only delays it."""
+        """Sign the chains' heads every `checkpoint_interval`, on a fixed schedule (a slow round does
+        not push the next ones back) and on a thread and store connection of their own, so no query
+        delays them; a store that is down only delays one."""
+        interval = self.settings.checkpoint_interval
+        loop = asyncio.get_running_loop()
+        due = time.monotonic() + interval
         while True:
-            await asyncio.sleep(self.settings.checkpoint_interval)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            due += interval * max(1, int((time.monotonic() - due) // interval) + 1)  # skip rounds already missed
             try:
-                signed = await asyncio.to_thread(self.auditor.checkpoint)
+                signed = await loop.run_in_executor(self._checkpoint_lane, self.auditor.checkpoint)
             except StoreUnavailable as exc:
                 log.warning("audit: checkpoint not taken: %s", exc)
             else:
+                self.checkpoint_rounds += 1
                 if signed:
                     log.info("audit: checkpoint signed %d chain head(s)", signed)

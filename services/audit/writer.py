@@ -4,15 +4,18 @@ FastStream runs the durable JetStream pull consumer (`AuditConsumer`): it fetche
 `batch_size` messages or waits `flush_interval` seconds, then hands the batch to one typed handler
 and fetches the next batch only once that handler returned, so a slow store slows the fetching
 down instead of piling messages up in memory. The handler (`BatchWriter.write`) splits the batch
-into rows and rejects, and:
+into rows and rejects (`batch.split`: a message is stored only when the producer role whose
+subject it came on owns every chain in it), and:
 
 - acknowledges a message only after the insert holding its rows returned (`AckPolicy.MANUAL`);
-- copies a message that can never be a row to the dead-letter stream and terminates it: it is
-  never retried and never blocks the valid ones;
+- records why a rejected message was refused (`schema.REFUSED`, for `bastion audit verify`), copies
+  it to the dead-letter stream and terminates it: it is never retried and never blocks the valid ones;
 - when ClickHouse fails or refuses (down, overloaded: too many parts, a timeout), naks the batch
   with a growing delay and pauses, so events wait in the stream and none is lost.
 
-A redelivery after a lost ack is harmless: the table collapses duplicates (see `schema`).
+The inserts run on a thread of their own and the store's `events` lane (a connection nothing else
+uses), so no query, export or checkpoint can hold them up. A redelivery after a lost ack is
+harmless: the store inserts only events it does not hold yet, so the rollups count them once.
 The request path does not use FastStream (it costs 2-3x the latency of raw nats-py there,
 docs/architecture.md); this consumer is off the hot path.
 """
@@ -22,7 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 from faststream import Context
@@ -37,7 +43,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from libs.common import metrics, subjects
 from libs.common.nats import drain_or_close
 
-from .batch import Backoff, split
+from .batch import Arrival, Backoff, Rejected, split
 from .errors import StoreUnavailable
 
 __all__ = ["DURABLE", "AuditConsumer", "BatchWriter", "Publish", "Sink"]
@@ -48,9 +54,9 @@ DURABLE = "audit-writer"
 
 
 class Sink(Protocol):
-    """Where rows go: `ClickHouseStore.insert` (synchronous; run in a thread)."""
+    """Where rows go: `ClickHouseStore.write` (synchronous; run in the writer's thread)."""
 
-    def insert(self, rows: list[tuple[Any, ...]]) -> None: ...
+    def write(self, rows: Sequence[tuple[Any, ...]], refused: Sequence[tuple[Any, ...]] = ()) -> int: ...
 
 
 class Publish(Protocol):
@@ -62,43 +68,58 @@ class Publish(Protocol):
 class BatchWriter:
     """What happens to one fetched batch: rows inserted then acked, rejects dead-lettered."""
 
-    def __init__(self, store: Sink, backoff: Backoff | None = None) -> None:
+    def __init__(
+        self, store: Sink, backoff: Backoff | None = None, known_key: Callable[[str], bool] = lambda _key: True
+    ) -> None:
         self._store = store
         self._backoff = backoff or Backoff()
+        self._known_key = known_key
+        """Whether a key id exists (`bastion_keys`): an event naming one that does not is flagged."""
         self._stopping = asyncio.Event()
+        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
         self.written = 0
+        """Events inserted (a redelivered one is not inserted again)."""
+        self.duplicates = 0
+        """Events received again after they were stored (an ack that was lost), not inserted."""
         self.dead_lettered = 0
 
     def stop(self) -> None:
         """End a pause in progress (the batch in hand was nak'd already)."""
         self._stopping.set()
 
+    def close(self) -> None:
+        """Let the writer's thread go, once no batch is handled any more."""
+        self._lane.shutdown(wait=False)
+
     async def write(self, msgs: list[Msg], publish: Publish) -> None:
         if msgs and (pending := _pending(msgs[-1])) is not None:
             metrics.AUDIT_BACKLOG.set(pending)
-        batch = split([msg.data for msg in msgs])
-        for index, reason in batch.bad:
-            await self._dead_letter(msgs[index], reason, publish)
-        if not batch.rows:
+        batch = split([Arrival(msg.subject, msg.data) for msg in msgs], self._known_key)
+        if not batch.rows and not batch.bad:
             return
+        refused = [_refusal(msgs[bad.index], bad) for bad in batch.bad]
         try:
             with metrics.AUDIT_INSERT_SECONDS.time():
-                await asyncio.to_thread(self._store.insert, batch.rows)
+                loop = asyncio.get_running_loop()
+                fresh = await loop.run_in_executor(self._lane, self._store.write, batch.rows, refused)
         except StoreUnavailable as exc:
             delay = self._backoff.next()
-            log.warning("audit: %d event(s) not written, retrying in %.1fs: %s", len(batch.rows), delay, exc)
-            await _settle(msgs[i].nak(delay=delay) for i in batch.good)
+            log.warning("audit: %d message(s) not written, retrying in %.1fs: %s", len(msgs), delay, exc)
+            await _settle(msgs[i].nak(delay=delay) for i in [*batch.good, *(bad.index for bad in batch.bad)])
             await self._pause(delay)  # the consumer fetches nothing meanwhile
             return
         self._backoff.reset()
+        for bad in batch.bad:
+            await self._dead_letter(msgs[bad.index], bad.reason, publish)
         await _settle(msgs[i].ack() for i in batch.good)
-        self.written += len(batch.rows)
-        metrics.AUDIT_INSERTED.inc(len(batch.rows))
+        self.written += fresh
+        self.duplicates += len(batch.rows) - fresh
+        metrics.AUDIT_INSERTED.inc(fresh)
 
     async def _dead_letter(self, msg: Msg, reason: str, publish: Publish) -> None:
         seq = _sequence(msg)
         headers = {
-            "Nats-Msg-Id": f"dead-{seq}" if seq is not None else f"dead-{hash(msg.data)}",
+            "Nats-Msg-Id": f"dead-{seq}" if seq is not None else f"dead-{_fallback_seq(msg)}",
             "Bastion-Dead-Reason": " ".join(reason.split())[:512],
             "Bastion-Dead-Subject": msg.subject,
             "Bastion-Dead-Seq": str(seq),
@@ -147,7 +168,7 @@ class AuditConsumer:
         )
         self.subscriber = broker.subscriber(
             f"{subjects.AUDIT_EVENTS}.>",
-            stream=JStream(subjects.AUDIT_STREAM, declare=False),  # declared by `ensure_audit_stream`
+            stream=JStream(subjects.AUDIT_STREAM, declare=False),  # declared by its owner (`stores.declare_owned`)
             durable=DURABLE,
             config=config,
             pull_sub=PullSub(batch_size, timeout=flush_interval, batch=True),
@@ -181,6 +202,7 @@ class AuditConsumer:
         try:
             await self.broker.stop()
         finally:
+            self.writer.close()
             if connection is not None:
                 await drain_or_close(connection)  # a no-op after FastStream's drain
 
@@ -210,6 +232,19 @@ class _NatsTimeouts:
         except TimeoutError:
             raise NatsTimeoutError from None
         return messages
+
+
+def _refusal(msg: Msg, bad: Rejected) -> tuple[Any, ...]:
+    """The `schema.REFUSED` row of a rejected message."""
+    seq = _sequence(msg)
+    now = datetime.fromtimestamp(time.time(), UTC)
+    seq = seq if seq is not None else _fallback_seq(msg)
+    return (seq, now, msg.subject, bad.role, bad.producer, bad.event_id, bad.reason)
+
+
+def _fallback_seq(msg: Msg) -> int:
+    """A stand-in for the stream sequence of a message that did not come from JetStream."""
+    return hash((msg.subject, msg.data)) & 0x7FFF_FFFF_FFFF_FFFF
 
 
 def _sequence(msg: Msg) -> int | None:

@@ -67,6 +67,7 @@ def audit_event(
         latency_ms=latency_ms,
         upstream_ms=outcome.upstream_ms,
         cost_usd=outcome.cost_usd,
+        interceptions=outcome.interceptions,
         parent_id=request.parent_id,
     )
 

@@ -29,7 +29,7 @@ from libs.common.codemode import EXECUTE_CODE
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
-from libs.common.nats import connect, drain_or_close, ensure_audit_stream, processed
+from libs.common.nats import connect, drain_or_close, processed
 from libs.common.relay import Acknowledger
 from libs.common.settings import CodeModeSettings
 
@@ -78,8 +78,6 @@ class CodeModeService:
             role=permissions.CODEMODE,
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
-        js = nc.jetstream()
-        await ensure_audit_stream(js)
         self._audit = AuditPublisher(
             nc,
             limits=FieldLimits(content=self.settings.audit_max_content_bytes),

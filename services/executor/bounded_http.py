@@ -8,7 +8,7 @@ declared `content-length` over it, before anything is read) fails with `AnswerTo
 `httpx2.StreamError`: the SDK turns that into an error answer to the request at once ("Failed to
 parse JSON response: ..."), so the request fails with a message naming the limit instead of the
 executor buffering any size. Event streams are left to the per-event bound, which the executor sets
-to the same limit (`transports.open_transport`): a stream of small events may run for hours.
+to the same limit (`upstreams.streamable_http`, `upstreams.sse`): a stream of small events may run for hours.
 """
 
 from __future__ import annotations

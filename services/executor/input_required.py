@@ -18,7 +18,7 @@ from typing import Any
 import mcp_types as types
 from pydantic import ValidationError
 
-from .outcomes import InputUnanswered
+from .error_mapping import InputUnanswered
 
 __all__ = ["MAX_ROUNDS", "Ask", "needs_bridge", "resolve_input_required"]
 
@@ -27,7 +27,8 @@ MAX_ROUNDS = 10
 
 _STATE_ONLY_DELAYS = (0.05, 0.1, 0.2, 0.25)
 """Pause before retrying a round that carried only `requestState` (the server is still working),
-as the official client does: 50 ms doubling to a 250 ms cap."""
+as the official client does: 50 ms doubling to a 250 ms cap. Pacing a server that is still working,
+not a backoff after a failure, so not tenacity (`reconnect` is the executor's backoff)."""
 
 Ask = Callable[[types.InputRequest], Awaitable[Any]]
 """Puts one input request to the agent: its result model, or `ErrorData` when it cannot answer."""

@@ -50,8 +50,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from libs.common import json_codec
 
+from .answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit
 from .http1 import BodyTooLarge, HttpPool, Response
-from .outcomes import AnswerTooLarge, answer_cutoff, sse_event_limit
 
 __all__ = [
     "HttpLink",
@@ -75,7 +75,7 @@ _CANCEL_REASON = "the gateway abandoned the call"
 _ERROR_BODY = 1 << 20
 """Bytes of an HTTP error answer read at most, for the JSON-RPC error it may hold."""
 _MAX_CONNECTIONS = 256
-"""Connections to one upstream at most, as for the SDK's client (`transports.http_client`)."""
+"""Connections to one upstream at most, as for the SDK's client (`upstreams.http_client`)."""
 
 
 class Redirected(Exception):

@@ -29,8 +29,8 @@ from mcp_types import CONNECTION_CLOSED
 
 from libs.common import json_codec
 
+from .answer_limits import AnswerTooLarge
 from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
-from .outcomes import AnswerTooLarge
 from .stdio_pipe import SendLine
 
 __all__ = ["StdioLink"]

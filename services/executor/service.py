@@ -17,7 +17,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -35,7 +35,6 @@ from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
 from libs.common.llm import LlmOutcome, LlmRequest
 from libs.common.messages import (
-    REFUNDED,
     CallOutcome,
     CancelExecution,
     GatewayError,
@@ -51,14 +50,16 @@ from libs.common.relay import Acknowledger, reply_subject, too_late
 from libs.common.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
 from libs.common.signing import WorkSigner
+from libs.common.stores import declare_owned
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
 from .breaker import BreakerState
-from .connection import Connection
-from .llm import LlmProviders
-from .oauth import OAuthTokens, oauth_applies, token_fetcher
-from .outcomes import describe_exception, for_the_wire, outcome_label, refusal, reply_headers, undeliverable
+from .error_mapping import describe_exception
+from .interceptors import Interceptor, InterceptorChain, configured
+from .llm_providers import LlmProviders
+from .oauth_tokens import OAuthTokens, oauth_applies, token_fetcher
+from .replies import for_the_wire, outcome_label, refunded, refusal, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
 from .user_sessions import UserSessions, no_catalog
 
@@ -73,8 +74,13 @@ class ExecutorService:
     """Start with `await start()` (returns once every configured server has been handed its
     connection task and the call subscription is live); stop with `await stop()`."""
 
-    def __init__(self, settings: ExecutorSettings | None = None) -> None:
+    def __init__(
+        self, settings: ExecutorSettings | None = None, interceptors: Sequence[Interceptor] | None = None
+    ) -> None:
         self.settings = settings or ExecutorSettings()
+        self.interceptors = InterceptorChain(configured(self.settings) if interceptors is None else interceptors)
+        """Checks every request to an upstream, and every listing, passes (`interceptors`); by default
+        those the settings turn on."""
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._signer = WorkSigner(self.settings.bus_signing_key)
         self._admission = Admission(self._signer, self._servers_revision)
@@ -124,8 +130,10 @@ class ExecutorService:
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
         js = self._nc.jetstream()
+        await declare_owned(js, permissions.EXECUTOR, self.settings)  # the catalog and the payload store
         self._catalog = await kv_bucket(js, subjects.KV_CATALOG)
         self._blobs = await Blobs.open(self._nc)
+        await self.interceptors.start(self._nc)  # before the first listing or call reaches them
         # apply what is already configured before taking calls, so none is refused for lack of a server
         self._servers_watch = BucketWatch(self._nc, subjects.KV_SERVERS, self._put_server, self._remove_server)
         await self._servers_watch.start()
@@ -171,6 +179,7 @@ class ExecutorService:
         await self._users.stop()
         upstreams, self._upstreams = list(self._upstreams.values()), {}
         await asyncio.gather(*(u.stop() for u in upstreams), *set(self._background), return_exceptions=True)
+        await self.interceptors.stop()
         if self._nc is not None:
             await drain_or_close(self._nc)
             self._nc = None
@@ -256,7 +265,16 @@ class ExecutorService:
             oauth=oauth,
             lean_calls=self.settings.lean_calls,
             max_result=self.settings.max_result_bytes,
+            interceptors=self.interceptors,
         )
+
+    async def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
+        """Run `interceptors` from now on (a configuration change); every server is listed again so
+        what they hide or annotate holds for its catalog too."""
+        await self.interceptors.replace(interceptors)
+        for upstream in list(self._upstreams.values()):
+            upstream.relist()
+        self._users.relist()
 
     def _user_session(self, name: str, config: ServerConfig, user: str) -> Upstream:
         return self._new_upstream(name, config, no_catalog, user)
@@ -291,7 +309,7 @@ class ExecutorService:
     def _lock(self, name: str) -> asyncio.Lock:
         return self._publish_locks.setdefault(name, asyncio.Lock())
 
-    async def _publish(self, upstream: Connection, catalog: ServerCatalog) -> bool:
+    async def _publish(self, upstream: Upstream, catalog: ServerCatalog) -> bool:
         """Write a catalog entry, unless `upstream` has been replaced or removed meanwhile."""
         async with self._lock(upstream.name):
             if self._upstreams.get(upstream.name) is not upstream or self._catalog is None:
@@ -376,7 +394,7 @@ class ExecutorService:
                 await self._nc.publish(reply, data, headers=reply_headers(msg.headers, outcome))
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
-        if outcome.error is not None and outcome.error.kind in REFUNDED and subjects.CHARGED in (msg.headers or {}):
+        if refunded(outcome) and subjects.CHARGED in (msg.headers or {}):
             await self._refund(outcome.id)
 
     async def _refund(self, call_id: str) -> None:
@@ -431,6 +449,8 @@ class ExecutorService:
         assert task is not None  # always: this runs in the task `_on_call` created
         self._running[request.id] = task
         try:
+            if self.interceptors.on_calls:
+                return await self._intercepted(request)
             return await self._execute(request)
         except asyncio.CancelledError:
             if request.id not in self._cancelled:
@@ -472,6 +492,14 @@ class ExecutorService:
             )
             return undeliverable(outcome, ErrorKind.GATEWAY_UNAVAILABLE, message)
         return outcome.model_copy(update={"raw_result": None, "result_blob": name})
+
+    async def _intercepted(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
+        """`_execute` through the interceptors' before and after hooks (a server that is not configured
+        is refused as it would be without them)."""
+        upstream = self._upstreams.get(request.server)
+        if upstream is None:
+            return await self._execute(request)
+        return await self.interceptors.run(request, upstream.config, lambda: self._execute(request))
 
     async def _execute(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
         upstream = self._upstreams.get(request.server)

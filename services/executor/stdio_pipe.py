@@ -54,7 +54,7 @@ async def stdio_pipe(
 ) -> AsyncIterator[tuple[TransportStreams, SendLine]]:
     """`mcp.client.stdio.stdio_client(server, errlog)`, offering each line to `take` first, and also
     yielding a writer of raw lines to the child's stdin. Lines are UTF-8 (the SDK's default, and
-    what `transports.stdio_parameters` gives). A line longer than `max_line` bytes is not buffered
+    what `upstreams.stdio.stdio_parameters` gives). A line longer than `max_line` bytes is not buffered
     past that: its start goes to `overlong`, the rest is skipped up to its end (the SDK's reader
     would hold any line whole, however long)."""
     if server.encoding.lower().replace("-", "") != "utf8":

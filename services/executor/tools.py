@@ -19,8 +19,6 @@ from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import ValidationError
 from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
-from mcp.client.session import ClientSession
-from mcp_types import PaginatedRequestParams
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
@@ -33,26 +31,9 @@ __all__ = [
     "ToolSet",
     "format_validation_error",
     "format_violations",
-    "list_tool_definitions",
 ]
 
 log = logging.getLogger(__name__)
-
-_MAX_PAGES = 100
-"""A paginating server that never ends its listing must not hang the connection."""
-
-
-async def list_tool_definitions(session: ClientSession) -> list[dict[str, Any]]:
-    """Every page of `tools/list`, as wire JSON (camelCase, no nulls) for the catalog."""
-    definitions: list[dict[str, Any]] = []
-    cursor: str | None = None
-    for _ in range(_MAX_PAGES):
-        page = await session.list_tools(params=PaginatedRequestParams(cursor=cursor) if cursor else None)
-        definitions += [t.model_dump(by_alias=True, mode="json", exclude_none=True) for t in page.tools]
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return definitions
 
 
 class ExposurePolicy:

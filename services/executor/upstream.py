@@ -1,6 +1,6 @@
-"""Calls on one upstream's live session, from any task: `tools/call` (checked, retried when safe,
-sent lean where it can be) and the other routed requests, each through the circuit breaker. The
-session itself is `connection.Connection`'s.
+"""One upstream server as the executor service sees it, whatever its kind: its session (kept by a
+`SessionKeeper`, opened through the kind's `Connector`), its circuit breaker, and the calls on it:
+`tools/call` (checked, retried when safe) and the other routed requests, each through the breaker.
 """
 
 from __future__ import annotations
@@ -9,42 +9,133 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
-from mcp.client.session import ClientSession
-from mcp.shared.dispatcher import ProgressFnT
-from mcp_types.version import MODERN_PROTOCOL_VERSIONS
-
 from libs.common import tracing
+from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
+from libs.common.messages import CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
 
-from .agents import ActiveCall
-from .connection import Connection, Publish, State
-from .listening import ChangeListener
-from .outcomes import call_budget, refusal
-from .requests import send_tool_call, send_upstream_request
+from .agents import ActiveCall, AgentLink
+from .breaker import CircuitBreaker
+from .budgets import call_budget
+from .interceptors.chain import InterceptorChain
+from .oauth_tokens import OAuthTokens
+from .replies import refusal
 from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
+from .session_keeper import SessionKeeper, State
+from .tools import ToolSet
+from .upstreams.interface import CallContext, UpstreamSession
 
 __all__ = ["Publish", "State", "Upstream"]
 
 log = logging.getLogger(__name__)
 
+Publish = Callable[["Upstream", ServerCatalog], Awaitable[bool]]
 
-class Upstream(Connection):
-    """One server's connection and the calls on it; `call()` is safe from any task."""
+
+class Upstream:
+    """One server's session and the calls on it; `call()` and `request()` are safe from any task."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        *,
+        connect_timeout: float,
+        max_backoff: float,
+        publish: Publish,
+        health_interval: float = 15.0,
+        agents: AgentLink | None = None,
+        oauth: OAuthTokens | None = None,
+        lean_calls: bool = True,
+        max_result: int | None = None,
+        interceptors: InterceptorChain | None = None,
+    ) -> None:
+        self.name = name
+        self.agents = agents or AgentLink(None, name)
+        """Routes what the server sends during a call back to that call's agent."""
+        self._subscriptions: dict[str, set[str]] = {}
+        """Resource URI -> agent sessions subscribed to it through this executor; the upstream is
+        subscribed while the set is non-empty, and again after every reconnect."""
+        self.lean_calls = lean_calls
+        """Send `tools/call` the session's lean way where it has one (`lean.py`); False: always the SDK's."""
+        self.keeper = SessionKeeper(
+            name,
+            config,
+            agents=self.agents,
+            subscriptions=self._subscriptions,
+            connect_timeout=connect_timeout,
+            max_backoff=max_backoff,
+            publish=lambda catalog: publish(self, catalog),
+            health_interval=health_interval,
+            oauth=oauth,
+            max_result=max_result,
+            interceptors=interceptors,
+        )
+        self.breaker: CircuitBreaker = self.keeper.breaker
+
+    @property
+    def config(self) -> ServerConfig:
+        return self.keeper.config
+
+    @property
+    def state(self) -> State:
+        return self.keeper.state
+
+    @property
+    def session(self) -> UpstreamSession | None:
+        """The live session, if there is one."""
+        return self.keeper.session
+
+    @property
+    def tools(self) -> ToolSet | None:
+        return self.keeper.tools
+
+    @property
+    def connects(self) -> int:
+        """Connection attempts so far (tests count restarts with it)."""
+        return self.keeper.connects
+
+    @property
+    def needs_auth(self) -> bool:
+        return self.keeper.needs_auth
+
+    @property
+    def authorize_url(self) -> str | None:
+        return self.keeper.authorize_url
+
+    def start(self) -> None:
+        self.keeper.start()
+
+    async def stop(self) -> None:
+        await self.keeper.stop()
+
+    def reconfigurable(self, config: ServerConfig) -> bool:
+        """True when `config` differs from ours only in what `reconfigure` applies without reconnecting."""
+        live = ("tools", "timeout", "retries", "circuit_breaker", "namespace")
+        current = self.keeper.config
+        return config.model_copy(update={k: getattr(current, k) for k in live}) == current
+
+    def relist(self) -> None:
+        """List the server again soon, and publish what the listing interceptors leave of it."""
+        self.keeper.relist()
+
+    async def reconfigure(self, config: ServerConfig) -> None:
+        """Apply new `tools` patterns, `timeout`, retries and breaker settings to the live session."""
+        await self.keeper.reconfigure(config)
 
     # ------------------------------------------------------------------ calls (any task)
 
     async def call(self, call: ToolCall) -> CallOutcome:
-        budget = call_budget(call.timeout, self.config.timeout, time.time() - call.sent_at)
-        if not self._policy.allows(call.tool):
+        keeper = self.keeper
+        budget = call_budget(call.timeout, keeper.config.timeout, time.time() - call.sent_at)
+        if not keeper.policy.allows(call.tool):
             return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + budget
-        tools = self.tools
-        retries = self.config.retries if tools is not None and retry_safe(tools.definition(call.tool)) else 0
+        tools = keeper.tools
+        retries = keeper.config.retries if tools is not None and retry_safe(tools.definition(call.tool)) else 0
         active = _active_call(call.id, call.stream, call.client, call.meta, budget)
         with self.agents.running(active):
             outcome = await with_retries(
@@ -59,38 +150,28 @@ class Upstream(Connection):
     async def request(self, request: UpstreamRequest) -> CallOutcome:
         """A routed request other than `tools/call`; never retried (reads are cheap to re-ask,
         but `resources/subscribe` bookkeeping must not run twice)."""
-        budget = call_budget(request.timeout, self.config.timeout, time.time() - request.sent_at)
+        budget = call_budget(request.timeout, self.keeper.config.timeout, time.time() - request.sent_at)
         deadline = asyncio.get_running_loop().time() + budget
-        if (refused := await self._session_problem(request, deadline)) is not None:
-            return refused
+        if not await self.keeper.settled(deadline):
+            return _still_connecting(request, self.name)
         method, uri = request.method, request.params.get("uri")
         if method in ("resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
             return await self._subscription(request, uri, deadline, budget)
         active = _active_call(request.id, request.stream, request.client, request.params.get("_meta"), budget)
+        context = CallContext(deadline, budget, active)
         with self.agents.running(active):
-            outcome = await self._send(
-                lambda session: send_upstream_request(
-                    session,
-                    request,
-                    deadline,
-                    budget,
-                    server=self.name,
-                    progress=self._progress(active),
-                    ask=partial(self.agents.answer, active),
-                ),
-                request.id,
-                method,
-            )
+            outcome = await self._send(lambda session: session.request(request, context), request.id, method)
         outcome.events = active.events
         return outcome
 
     async def _subscription(self, request: UpstreamRequest, uri: str, deadline: float, budget: float) -> CallOutcome:
-        """Subscribe upstream for the first agent session only, unsubscribe after the last one.
-        A 2026-07-28 session has no `resources/subscribe`: its change stream's filter is updated."""
+        """Subscribe upstream for the first agent session only, unsubscribe after the last one; a
+        session that follows resources by one filter (2026-07-28) has that filter updated instead."""
         subscriber = request.subscriber or request.id
-        session = self._session
-        if session is not None and session.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            return await self._listen_for(request, uri, subscriber, session, deadline)
+        session = self.keeper.session
+        style = session.subscription_style if session is not None else "requests"
+        if session is not None and style != "requests":
+            return await self._follow(request, uri, subscriber, session, deadline)
         holders = self._subscriptions.setdefault(uri, set())
         if request.method == "resources/subscribe":
             first = not holders
@@ -102,21 +183,18 @@ class Upstream(Connection):
             if holders:
                 return CallOutcome(id=request.id, result={}, decided_by="executor")
             self._subscriptions.pop(uri, None)
-        outcome = await self._send(
-            lambda session: send_upstream_request(session, request, deadline, budget, server=self.name),
-            request.id,
-            request.method,
-        )
+        context = CallContext(deadline, budget)
+        outcome = await self._send(lambda session: session.request(request, context), request.id, request.method)
         if outcome.error is not None and request.method == "resources/subscribe":
             holders.discard(subscriber)
             if not holders:
                 self._subscriptions.pop(uri, None)
         return outcome
 
-    async def _listen_for(
-        self, request: UpstreamRequest, uri: str, subscriber: str, session: ClientSession, deadline: float
+    async def _follow(
+        self, request: UpstreamRequest, uri: str, subscriber: str, session: UpstreamSession, deadline: float
     ) -> CallOutcome:
-        if not ChangeListener.supports_resource_subscriptions(session):
+        if session.subscription_style == "none":
             return _refused(
                 request.id, ErrorKind.UPSTREAM_ERROR, f"server {self.name!r} does not support resource subscriptions"
             )
@@ -127,10 +205,7 @@ class Upstream(Connection):
             if not holders:
                 del self._subscriptions[uri]
         within = max(deadline - asyncio.get_running_loop().time(), 0.0)
-        if (
-            not await self._listener.subscribe_to(self._subscriptions, within)
-            and request.method == "resources/subscribe"
-        ):
+        if not await session.follow(self._subscriptions, within) and request.method == "resources/subscribe":
             return _refused(
                 request.id,
                 ErrorKind.UPSTREAM_TIMEOUT,
@@ -138,92 +213,58 @@ class Upstream(Connection):
             )
         return CallOutcome(id=request.id, result={}, decided_by="executor")
 
-    async def _session_problem(self, request: ToolCall | UpstreamRequest, deadline: float) -> CallOutcome | None:
-        if self._state is State.CONNECTING:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._settled.wait()
-            except TimeoutError:
-                return _refused(request.id, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {self.name!r} is still connecting")
-        return None
-
     async def _send(
-        self, send: Callable[[ClientSession], Awaitable[CallOutcome]], request_id: str, method: str = "tools/call"
+        self, send: Callable[[UpstreamSession], Awaitable[CallOutcome]], request_id: str, method: str = "tools/call"
     ) -> CallOutcome:
         """Ask the breaker, send on the live session, tell the breaker how it went."""
-        session = self._session
+        keeper = self.keeper
+        session = keeper.session
         if session is None:  # known to be down: the reconnect loop, not a probe, finds out when it is back
-            return _refused(request_id, ErrorKind.UPSTREAM_UNAVAILABLE, self._unavailable_reason())
-        if not self.breaker.allow():
-            message = circuit_open_message(self.name, self.breaker.seconds_to_probe())
+            return _refused(request_id, ErrorKind.UPSTREAM_UNAVAILABLE, keeper.unavailable_reason())
+        breaker = self.breaker
+        if not breaker.allow():
+            message = circuit_open_message(self.name, breaker.seconds_to_probe())
             return _refused(request_id, ErrorKind.CIRCUIT_OPEN, message)
         outcome: CallOutcome | None = None
         try:
-            # the upstream request's `_meta.traceparent` names this span (`requests.py`)
+            # the upstream request's `_meta.traceparent` names this span (`upstreams.mcp_calls`)
             with tracing.client_span("executor", f"upstream {self.name} {method}"):
                 outcome = await send(session)
         finally:
             kind = None if outcome is None or outcome.error is None else outcome.error.kind
             if outcome is None or kind is ErrorKind.INTERNAL:
-                self.breaker.release()  # cancelled, or our own bug: says nothing about the server
+                breaker.release()  # cancelled, or our own bug: says nothing about the server
             elif kind in BREAKER_FAILURES:
-                self.breaker.failure()
+                breaker.failure()
             else:
-                self.breaker.success()
-                self._last_ok = asyncio.get_running_loop().time()
+                breaker.success()
+                keeper.succeeded()
         return outcome
-
-    def _progress(self, active: ActiveCall) -> ProgressFnT | None:
-        if active.progress_token is None or active.stream is None:
-            return None
-
-        async def forward(progress: float, total: float | None, message: str | None) -> None:
-            await self.agents.progress(active, progress, total, message)
-
-        return forward
 
     async def _attempt(self, call: ToolCall, deadline: float, budget: float, active: ActiveCall) -> CallOutcome:
         """One try: wait for a session, check the call, ask the breaker, send, tell the breaker."""
-        if (refused := await self._session_problem(call, deadline)) is not None:
-            return refused
-        tools = self.tools
+        keeper = self.keeper
+        if not await keeper.settled(deadline):
+            return _still_connecting(call, self.name)
+        tools = keeper.tools
         if tools is not None:
             if call.tool not in tools:
                 return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
             problem = tools.check_arguments(call.tool, call.arguments)
             if problem is not None:
                 return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
-        progress = self._progress(active)
-        return await self._send(
-            lambda session: send_tool_call(
-                session,
-                call,
-                deadline,
-                budget,
-                server=self.name,
-                on_stale=self._stale,
-                progress=progress,
-                ask=partial(self.agents.answer, active),
-                # progress is matched by the token the SDK's dispatcher gives its own requests
-                lean=self._lean if progress is None and self.lean_calls else None,
-            ),
-            call.id,
-        )
-
-    def _stale(self) -> None:
-        self._relist = True  # 2026-07-28: our copy of the tool's schema is stale
-        self._poke()
-
-    def _unavailable_reason(self) -> str:
-        if self._state is State.STOPPED:
-            return self._error
-        return f"server {self.name!r} is unavailable: {self._error}"
+        context = CallContext(deadline, budget, active, self.lean_calls)
+        return await self._send(lambda session: session.call_tool(call, context), call.id)
 
 
 def _refused(request_id: str, kind: ErrorKind, message: str) -> CallOutcome:
     return CallOutcome(
         id=request_id, error=GatewayError(kind=kind, message=message), decided_by="executor", execution="not_run"
     )
+
+
+def _still_connecting(request: ToolCall | UpstreamRequest, server: str) -> CallOutcome:
+    return _refused(request.id, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {server!r} is still connecting")
 
 
 def _active_call(request_id: str, stream: str | None, client: list[str], meta: Any, budget: float) -> ActiveCall:

@@ -24,8 +24,7 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
 from libs.common.oauth_upstream import with_authorize_url
 
-from .connection import Connection
-from .outcomes import refusal
+from .replies import refusal
 from .upstream import Upstream
 
 __all__ = ["UserSessions", "no_catalog"]
@@ -36,7 +35,7 @@ MakeSession = Callable[[str, ServerConfig, str], Upstream]
 """(server, config, user) -> a new, not yet started, `Upstream` carrying that user's token."""
 
 
-async def no_catalog(_upstream: Connection, _catalog: ServerCatalog) -> bool:
+async def no_catalog(_upstream: Upstream, _catalog: ServerCatalog) -> bool:
     """A per-user session's catalog is not published: the shared session's is the server's."""
     return False
 
@@ -94,6 +93,11 @@ class UserSessions:
         """The server was removed or reconfigured: its users' sessions go with it."""
         for key in [k for k in self._sessions if k[0] == server]:
             self._close(key)
+
+    def relist(self) -> None:
+        """Every open session lists its server again (the listing interceptors changed)."""
+        for session in self._sessions.values():
+            session.relist()
 
     async def stop(self) -> None:
         for key in list(self._sessions):

@@ -7,8 +7,10 @@ keeps the public keys (KV `bastion_oauth_public`) and the revoked token ids (KV
 resolves to the user, their team, customer and groups, exactly like a key bound to that user; the
 caller also names the user's team and customer (`owners.Owners`), so its audit rows do too.
 
-Every 401 carries `WWW-Authenticate: Bearer resource_metadata="<protected resource metadata URL>"`
-(RFC 9728 §5.1), which is how an MCP client discovers where to log in.
+While OAuth is offered (the oauth service has published its signing keys), every 401 carries
+`WWW-Authenticate: Bearer resource_metadata="<protected resource metadata URL>"` (RFC 9728 §5.1),
+which is how an MCP client discovers where to log in; without it, no client is sent to log in
+where nobody could.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from libs.common.kvwatch import decode_value
 from libs.common.messages import Caller
 from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
 
-from .keys import AuthFailure, KeyDirectory
+from .keys import AuthFailure, KeyDirectory, bearer_challenge
 from .owners import Owners
 
 __all__ = ["AccessTokens", "Authenticator"]
@@ -43,7 +45,7 @@ _LEEWAY = 30
 
 
 def _invalid(message: str) -> AuthFailure:
-    return AuthFailure("invalid_token", message)
+    return AuthFailure("invalid_token", f"invalid access token: {message}")
 
 
 class AccessTokens:
@@ -86,6 +88,11 @@ class AccessTokens:
 
     def is_revoked(self, jti: str) -> bool:
         return jti in self._revoked
+
+    @property
+    def offered(self) -> bool:
+        """Whether agents can log in: the oauth service has published the keys its tokens verify with."""
+        return self._keys is not None
 
     # ---- verification
 
@@ -153,27 +160,24 @@ class AccessTokens:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Authenticator:
-    """Virtual keys (`bk_…`) and access tokens side by side; every failure with the RFC 9728 challenge."""
+    """Virtual keys (`bk_…`) and access tokens side by side; every failure with its challenge."""
 
     keys: KeyDirectory
     tokens: AccessTokens
     public_url: Callable[[], str]
 
     def authenticate(self, authorization: str | None) -> Caller | AuthFailure:
-        base = self.public_url()
-        metadata = f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
         scheme, _, credential = (authorization or "").partition(" ")
         credential = credential.strip()
         if scheme.lower() == "bearer" and _looks_like_jwt(credential):
+            base = self.public_url()
             result = self.tokens.verify(credential, issuer=base, audience=f"{base}/mcp")
         else:
             result = self.keys.authenticate(authorization)
         if isinstance(result, Caller):
             return result
-        if not authorization:  # RFC 6750 §3.1: no error code when the request carried no credentials
-            return dataclasses.replace(result, challenge=f"Bearer {metadata}")
-        description = result.message.replace('"', "'")
-        challenge = f'Bearer error="invalid_token", error_description="{description}", {metadata}'
+        metadata = f"{self.public_url()}/.well-known/oauth-protected-resource/mcp" if self.tokens.offered else None
+        challenge = bearer_challenge(result, credentials_sent=bool(authorization), metadata_url=metadata)
         return dataclasses.replace(result, challenge=challenge)
 
 

@@ -1,21 +1,34 @@
 """The audit event each request that reached an audited handler ends in, built from what the
-handler knows (`audit_event`); which methods owe one (`AUDITED`), and what their metrics say.
+handler knows (`audit_event`, `AuditRecorder`); which methods owe one (`AUDITED`), and what their
+metrics say.
 
-Pure functions: the handlers call them, the endpoint emits the events (`handlers.Handlers.dispatch`).
+The handlers build the events; the `/mcp` pipeline emits them, in one place
+(`mcp_edge.handler_steps.Audit`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
+from libs.common.audit_content import content_fields
+from libs.common.audit_journal import AuditJournal
 from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent, Execution, GatewayError, new_id
+from libs.common.messages import AuditEvent, Execution, GatewayError, InterceptorDecision, new_id
 
 from .context import RequestContext
 
-__all__ = ["AUDITED", "Ending", "audit_event", "audit_name", "metrics_outcome"]
+__all__ = [
+    "AUDITED",
+    "TOOL_ERROR",
+    "AuditRecorder",
+    "Ending",
+    "audit_event",
+    "audit_name",
+    "failure",
+    "metrics_outcome",
+]
 
 AUDITED = {
     "tools/call": "tool_call",
@@ -27,6 +40,9 @@ AUDITED = {
 }
 """Methods whose every request that reaches its handler ends in exactly one audit event, and its kind."""
 _DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
+TOOL_ERROR: Final = "tool_error"
+"""The `error_kind` of a request whose upstream answered with an error result (`isError`): the
+tool ran and reported a failure, as opposed to a gateway error kind (`ErrorKind`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +55,8 @@ class Ending:
     execution: Execution | None = None
     """As the outcome said; without one, a result ran and an error stopped it here."""
     cost_usd: float | None = None
+    interceptions: list[InterceptorDecision] | None = None
+    """What the executor's interceptors decided (`CallOutcome.interceptions`)."""
 
 
 def audit_event(
@@ -56,7 +74,7 @@ def audit_event(
         status = "denied" if error.kind in _DENIED else "error"
         code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
     else:
-        status = "tool_error" if ending.tool_error else "ok"
+        status = TOOL_ERROR if ending.tool_error else "ok"
         code = None
     return AuditEvent(
         event_id=ctx.audit_id or new_id(),
@@ -70,7 +88,7 @@ def audit_event(
         tool=tool or "",
         name=name,
         status=status,
-        error_kind=error.kind.value if error else None,
+        error_kind=error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
         error_code=code,
         error=error.message if error else None,
         latency_ms=(time.perf_counter() - ctx.started) * 1000,
@@ -78,6 +96,7 @@ def audit_event(
         request_bytes=ctx.request_bytes,
         execution=ending.execution or ("ran" if error is None else "not_run"),
         cost_usd=ending.cost_usd,
+        interceptions=ending.interceptions or [],
     )
 
 
@@ -97,3 +116,72 @@ def metrics_outcome(payload: dict[str, Any], audit: AuditEvent | None) -> str:
     if audit is not None:
         return audit.error_kind or audit.status
     return "error" if "error" in payload else "ok"
+
+
+class AuditRecorder:
+    """Builds the events of one replica's requests: `audit_event` with the request's content as the
+    deployment and the key say; counts every event owed and journals it before it is forwarded."""
+
+    def __init__(self, *, content: bool = True, limit: int | None = None, journal: AuditJournal | None = None) -> None:
+        self.content = content
+        """Deployment switch: False keeps only sizes and sha256 of arguments and results."""
+        self.limit = limit
+        """UTF-8 bytes of arguments and results an event records at most (the publisher's content
+        limit): cut before they are decoded, so a large result costs its digest, not its size again."""
+        self.journal = journal
+        """Where a request that owes an event is written down before it is forwarded (`begin`)."""
+        self.owed = 0
+        """Events this replica owes: one per request that reached an audited handler, one per upstream
+        (un)subscribe made for a `subscriptions/listen` stream. Each is emitted exactly once."""
+
+    def begin(self, ctx: RequestContext, method: str, params: Any) -> bool:
+        """`method` reached its handler: whether it owes an event; a replica killed from here on
+        still leaves it (the journal assigns its id, `ctx.audit_id`)."""
+        kind = AUDITED.get(method)
+        if kind is None:
+            return False
+        self.owed += 1
+        if self.journal is not None:
+            ctx.audit_id = self.journal.begun(
+                kind,
+                audit_name(params),
+                ctx.caller.key_id,
+                ctx.caller.key_name,
+                ctx.trace_id,
+                ctx.request_bytes,
+                **ctx.caller.owner(),
+            )
+        return True
+
+    def record(
+        self,
+        ctx: RequestContext,
+        kind: str,
+        name: str,
+        server: str | None,
+        tool: str | None,
+        ending: Ending,
+        *,
+        arguments: dict[str, Any] | None = None,
+        result: bytes | None = None,
+    ) -> AuditEvent:
+        content = content_fields(arguments, result, keep=self.content and ctx.caller.content_logging, limit=self.limit)
+        return audit_event(ctx, kind, name, server, tool, ending, content)
+
+    def interrupted(
+        self, ctx: RequestContext, method: str, params: Any, error: GatewayError | None = None
+    ) -> AuditEvent | None:
+        """The event of a request whose handler did not finish (it failed, or was cancelled), or
+        None when `method` is not audited."""
+        kind = AUDITED.get(method)
+        if kind is None:
+            return None
+        error = error or failure(ctx, "the gateway stopped handling this request (shutting down?)")
+        return self.record(ctx, kind, audit_name(params), None, None, Ending(error))
+
+
+def failure(ctx: RequestContext, what: str) -> GatewayError:
+    """An internal error of ours, saying whether the request had already been sent upstream."""
+    if ctx.call_id is not None:
+        what += "; it had been sent upstream and may have run"
+    return GatewayError(kind=ErrorKind.INTERNAL, message=what)

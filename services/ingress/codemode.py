@@ -24,6 +24,7 @@ from libs.common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, Gatew
 from libs.common.relay import AckedRequester, ResponderLost
 from libs.common.settings import IngressSettings
 
+from .audit_events import TOOL_ERROR
 from .keys import KeyDirectory
 from .protocol import error_body, gateway_error_body, ok_body
 
@@ -48,7 +49,7 @@ class CodeModeRouter:
         )
 
         self.running: dict[tuple[str, str, Any], str] | None = None
-        """The handlers' map of session requests to the calls running for them (set by `Handlers`), so
+        """The map of session requests to the calls running for them (`RoutedSender.running`, set by the service), so
         an agent's `notifications/cancelled` reaches a run like a tool call."""
 
     async def start(self) -> None:
@@ -89,7 +90,7 @@ class CodeModeRouter:
             arguments=arguments,
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
-            parent_id=new_id(),
+            parent_id=ctx.audit_id or new_id(),  # the id the audit journal gave the request, if any
             timeout=timeout,
         )
         ctx.call_id = request.id  # a cancellation abandons it: EXEC_CANCEL, which codemode also hears
@@ -149,7 +150,7 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: 
         status = "error"
         code: int | None = error.code if error.code is not None else JSONRPC_CODE[error.kind]
     else:
-        status = "tool_error" if (answer.result or {}).get("isError") else "ok"
+        status = TOOL_ERROR if (answer.result or {}).get("isError") else "ok"
         code = None
     return AuditEvent(
         event_id=request.parent_id,
@@ -162,7 +163,7 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: 
         name=request.tool,
         tool=request.tool,
         status=status,
-        error_kind=error.kind.value if error else None,
+        error_kind=error.kind.value if error else (TOOL_ERROR if status == TOOL_ERROR else None),
         error_code=code,
         error=error.message if error else None,
         latency_ms=(time.perf_counter() - ctx.started) * 1000,

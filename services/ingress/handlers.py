@@ -1,7 +1,9 @@
 """MCP methods as Bastion answers them: from memory where it can, over NATS where it must.
 
-Each handler returns the JSON-RPC response body. `tools/call` also returns the audit event the
-endpoint emits once it knows the response size. Only ingress turns `GatewayError`s into
+One table names the handler of each method (`_METHODS`; Code Mode's meta-tools are routed before
+it). Each handler returns the JSON-RPC response body and, for an audited method (`AUDITED`), the
+audit event the request owes, which the `/mcp` pipeline emits once the answer is sent. What goes
+upstream is sent by the `RoutedSender` the handlers hold. Only ingress turns `GatewayError`s into
 JSON-RPC errors (see `protocol.gateway_error_body`).
 """
 
@@ -11,94 +13,77 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
-from mcp_types.version import KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from pydantic import ValidationError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common import metrics
 from libs.common.audit_journal import AuditJournal
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
-from libs.common.messages import (
-    AuditEvent,
-    CancelCall,
-    GatewayError,
-    ToolCall,
-    UpstreamRequest,
-)
+from libs.common.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
 
-from .audit_events import AUDITED, audit_name, metrics_outcome
-from .catalog import Catalog, Listing
+from .audit_events import AuditRecorder, Ending, failure, metrics_outcome
+from .catalog import Catalog, CatalogEntry, Listing
 from .codemode import CodeModeRouter
 from .context import RequestContext
-from .gateway import Gateway
 from .keys import KeyDirectory
 from .lifecycle import discovery, initialize_result
 from .protocol import (
+    RawJson,
     error_body,
     gateway_error_body,
     negotiate_handshake,
     ok_body,
     tool_error_result,
 )
-from .routed import RoutedRequests, forwarded_meta
+from .request_path import RequestPath
+from .routed_sender import RoutedSender, forwarded_meta
 from .session_state import SessionState
-from .streams import LOG_LEVELS, CallStreams
+from .streams import LOG_LEVELS
 from .tool_lists import ListCache, answer_holds
 
-__all__ = ["Handlers", "RequestContext"]
+__all__ = ["Handlers", "RequestContext", "upstream_answer"]
 
 log = logging.getLogger(__name__)
 
 _RESOURCE_NOT_FOUND = -32002
 """The MCP spec's code for a resource that does not exist."""
-_Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
 
 
-class Handlers(RoutedRequests):
+class Handlers:
     def __init__(
         self,
         catalog: Catalog,
         keys: KeyDirectory,
-        gateway: Gateway,
-        call_timeout: float,
-        streams: CallStreams | None = None,
+        path: RequestPath,
+        sender: RoutedSender,
+        audits: AuditRecorder,
         state: SessionState | None = None,
         code_mode: CodeModeRouter | None = None,
-        journal: AuditJournal | None = None,
-        *,
-        audit_content: bool = True,
-        audit_limit: int | None = None,
     ) -> None:
-        self.catalog, self.keys, self.gateway = catalog, keys, gateway
-        self.audit_content = audit_content
-        """Deployment switch: False keeps only sizes and sha256 of arguments and results."""
-        self.audit_limit = audit_limit
-        """UTF-8 bytes of arguments and results an event records at most (the publisher's content
-        limit): cut before they are decoded, so a large result costs its digest, not its size again."""
-        self.code_mode = code_mode
-        self.journal = journal
-        """Where a request that owes an event is written down before it is forwarded (`dispatch`)."""
-        self.call_timeout = call_timeout
-        self.streams = streams
+        self.catalog, self.keys = catalog, keys
+        self.gateway = path
+        """The request path over NATS: policy's answers for lists (the `/v1` side sends on it too)."""
+        self.sender = sender
+        self.audits = audits
         self.state = state or SessionState()
-        self.running: dict[tuple[str, str, Any], str] = {}
-        """(key id, session, JSON-RPC id) -> id of the call this replica is running for it, so an
-        agent's `notifications/cancelled` finds it. Only session requests: without a session, two
-        agents sharing a key may use the same JSON-RPC id."""
-        if code_mode is not None:
-            code_mode.running = self.running
+        self.code_mode = code_mode
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
         self.policy_inputs: list[BucketWatch] = []
         """The watches of the buckets policy decides `tools/list` from (keys, policy), whose
         revisions say whether its answer is as new as this replica's view (`tools_list`)."""
-        self.audits_owed = 0
-        """Audit events this replica owes: one per request that reached an audited handler, one per
-        upstream (un)subscribe made for a `subscriptions/listen` stream. Each is emitted exactly once."""
         self._list_cache = ListCache()
+
+    @property
+    def audits_owed(self) -> int:
+        return self.audits.owed
+
+    @property
+    def journal(self) -> AuditJournal | None:
+        return self.audits.journal
 
     def policy_changed(self, *_: Any) -> None:
         self.policy_revision += 1
@@ -108,51 +93,26 @@ class Handlers(RoutedRequests):
         a failure of ours becomes an internal error with an event that says so. Never raises,
         except `CancelledError` (see `interrupted`)."""
         started = time.perf_counter()
-        audited = method in AUDITED
-        if audited:
-            self.audits_owed += 1
-            if self.journal is not None:  # a replica killed from here on still owes its event
-                ctx.audit_id = self.journal.begun(
-                    AUDITED[method],
-                    audit_name(params),
-                    ctx.caller.key_id,
-                    ctx.caller.key_name,
-                    ctx.trace_id,
-                    ctx.request_bytes,
-                    **ctx.caller.owner(),
-                )
+        audited = self.audits.begin(ctx, method, params)
         try:
             payload, audit = await self._dispatch(ctx, method, params)
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log the trace, the audit a row
             log.exception("internal error while handling %s", method)
-            error = self._failure(ctx, "internal gateway error; see the ingress log")
+            error = failure(ctx, "internal gateway error; see the ingress log")
             metrics.observe("ingress", method, error.kind, time.perf_counter() - started)
-            return gateway_error_body(ctx.request_id, error), self.interrupted(ctx, method, params, error)
+            return gateway_error_body(ctx.request_id, error), self.audits.interrupted(ctx, method, params, error)
         if audited and audit is None:  # refused before it was routed (malformed params): audited all the same
             refused = payload.get("error") or {}
             error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=str(refused.get("message", "")))
-            audit = self.interrupted(ctx, method, params, error)
+            audit = self.audits.interrupted(ctx, method, params, error)
         metrics.observe("ingress", method, metrics_outcome(payload, audit), time.perf_counter() - started)
         return payload, audit
 
-    def interrupted(
-        self, ctx: RequestContext, method: str, params: Any, error: GatewayError | None = None
-    ) -> AuditEvent | None:
-        """The audit event of a request whose handler did not finish (it failed, or was cancelled),
-        or None when `method` is not audited."""
-        kind = AUDITED.get(method)
-        if kind is None:
-            return None
-        error = error or self._failure(ctx, "the gateway stopped handling this request (shutting down?)")
-        return self._audit(ctx, audit_name(params), None, None, error, kind=kind)
-
-    @staticmethod
-    def _failure(ctx: RequestContext, what: str) -> GatewayError:
-        if ctx.call_id is not None:
-            what += "; it had been sent upstream and may have run"
-        return GatewayError(kind=ErrorKind.INTERNAL, message=what)
+    def interrupted(self, ctx: RequestContext, method: str, params: Any) -> AuditEvent | None:
+        """The audit event of a request whose handler was cancelled, or None when `method` is not audited."""
+        return self.audits.interrupted(ctx, method, params)
 
     async def _dispatch(
         self, ctx: RequestContext, method: str, params: Any
@@ -174,10 +134,6 @@ class Handlers(RoutedRequests):
     def initialize(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.version = negotiate_handshake(params.get("protocolVersion"))
         return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version))
-
-    @staticmethod
-    def supported_versions() -> list[str]:
-        return list(KNOWN_PROTOCOL_VERSIONS)
 
     # ------------------------------------------------------------------ tools
 
@@ -221,7 +177,8 @@ class Handlers(RoutedRequests):
                 kind=ErrorKind.UNKNOWN_TOOL,
                 message=f"Unknown tool: {name!r}. Call tools/list to see the tools this key may use.",
             )
-            return gateway_error_body(ctx.request_id, error, tool=name), self._audit(ctx, name, None, None, error)
+            audit = self.audits.record(ctx, "tool_call", name, None, None, Ending(error))
+            return gateway_error_body(ctx.request_id, error, tool=name), audit
         meta = forwarded_meta(params)
         extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")} or None
         call = ToolCall(
@@ -235,29 +192,35 @@ class Handlers(RoutedRequests):
             extra=extra,
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
-            timeout=self._timeout(ctx),
+            timeout=self.sender.timeout(ctx),
             client=list(ctx.client),
             version=ctx.version,
         )
-        outcome = await self._streamed(ctx, call, self.gateway.call)
-        audit = self._audit(
+        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
+            self.journal.routed(ctx.audit_id, entry.server, entry.tool, arguments)
+        outcome = await self.sender.call(ctx, call)
+        audit = self.audits.record(
             ctx,
+            "tool_call",
             name,
             entry.server,
             entry.tool,
-            outcome.error,
-            outcome.is_error,
-            outcome.upstream_ms,
-            outcome.execution,
+            Ending(
+                outcome.error,
+                outcome.is_error,
+                outcome.upstream_ms,
+                outcome.execution,
+                outcome.cost_usd,
+                outcome.interceptions,
+            ),
             arguments=arguments,
             result=outcome.raw_result,
-            cost_usd=outcome.cost_usd,
         )
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
                 return ok_body(ctx.request_id, ctx.version, as_result), audit
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit
-        return self._answer(ctx, outcome, {"content": []}), audit
+        return upstream_answer(ctx, outcome, {"content": []}), audit
 
     # ------------------------------------------------------------------ prompts, resources, completion
 
@@ -271,6 +234,86 @@ class Handlers(RoutedRequests):
         listed = [entries[i].fragment for i in answer.allowed]
         return ok_body(ctx.request_id, ctx.version, {field_name: listed, **cache})
 
+    async def prompts_get(
+        self, ctx: RequestContext, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], AuditEvent | None]:
+        name = params.get("name")
+        if not isinstance(name, str) or not name:
+            return error_body(
+                ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"
+            ), None
+        entry = self.catalog.prompt_by_name.get(name)
+        if entry is None:
+            error = GatewayError(
+                kind=ErrorKind.UNKNOWN_TOOL,
+                message=f"Unknown prompt: {name!r}. Call prompts/list to see the prompts this key may use.",
+            )
+            audit = self.audits.record(ctx, "prompt_get", name, None, None, Ending(error))
+            return gateway_error_body(ctx.request_id, error, prompt=name), audit
+        return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
+
+    async def resources_request(
+        self, ctx: RequestContext, method: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any], AuditEvent | None]:
+        uri = params.get("uri")
+        if not isinstance(uri, str) or not uri:
+            return error_body(ctx.request_id, INVALID_PARAMS, f"{method} needs 'params.uri', the resource's URI"), None
+        entry = self.catalog.resource_owner(uri)
+        kind = "resource_read" if method == "resources/read" else "resource_subscribe"
+        if entry is None:
+            error = GatewayError(
+                kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
+            )
+            body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
+            return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
+        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=f"resource:{uri}")
+        if "result" in payload and ctx.session is not None and method != "resources/read":
+            change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
+            await change(ctx.session, entry.server, uri)
+        return payload, audit
+
+    async def complete(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
+        ref = params.get("ref")
+        entry: CatalogEntry | None = None
+        if isinstance(ref, dict) and ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+            entry = self.catalog.prompt_by_name.get(ref["name"])
+            params = {**params, "ref": {**ref, "name": entry.tool}} if entry else params
+        elif isinstance(ref, dict) and ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+            entry = self.catalog.template_owner(ref["uri"]) or self.catalog.resource_owner(ref["uri"])
+        else:
+            return error_body(
+                ctx.request_id,
+                INVALID_PARAMS,
+                "completion/complete needs 'params.ref': a ref/prompt with a name or a ref/resource with a uri",
+            ), None
+        if entry is None:
+            return error_body(
+                ctx.request_id, INVALID_PARAMS, f"nothing to complete for {ref!r}: unknown prompt or resource"
+            ), None
+        return await self._route(ctx, "completion/complete", entry, params, "completion")
+
+    async def _route(
+        self,
+        ctx: RequestContext,
+        method: str,
+        entry: CatalogEntry,
+        params: dict[str, Any],
+        kind: str,
+        *,
+        name: str | None = None,
+        target: str | None = None,
+    ) -> tuple[dict[str, Any], AuditEvent]:
+        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
+            self.journal.routed(ctx.audit_id, entry.server, entry.tool)
+        outcome = await self.sender.request(ctx, method, entry, params, target)
+        ending = Ending(  # uncharged
+            outcome.error, outcome.is_error, outcome.upstream_ms, outcome.execution, interceptions=outcome.interceptions
+        )
+        audit = self.audits.record(ctx, kind, name or entry.name, entry.server, entry.tool, ending)
+        if outcome.error is not None:
+            return gateway_error_body(ctx.request_id, outcome.error, server=entry.server), audit
+        return upstream_answer(ctx, outcome, {}), audit
+
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Per session: the level filters the log notifications Bastion forwards to this agent (upstream
         sessions are shared, so an agent's level is applied here, not sent upstream)."""
@@ -280,16 +323,6 @@ class Handlers(RoutedRequests):
         if ctx.session is not None:
             await self.state.set_level(ctx.session, level)
         return ok_body(ctx.request_id, ctx.version, {})
-
-    async def on_cancel(self, msg: Any) -> None:
-        """`CALL_CANCEL` from any replica: abandon the call if this replica runs it."""
-        try:
-            cancel = CancelCall.model_validate_json(msg.data)
-        except ValidationError:
-            return
-        call_id = self.running.get((cancel.key_id, cancel.session, cancel.request_id))
-        if call_id is not None:
-            await self.gateway.abandon(call_id)
 
 
 Answered = tuple[dict[str, Any], AuditEvent | None]
@@ -338,3 +371,11 @@ _METHODS: dict[str, Handler] = {
     "logging/setLevel": _unaudited(Handlers.set_level),
 }
 """The MCP methods ingress answers (Code Mode's meta-tools are routed before these), by name."""
+
+
+def upstream_answer(ctx: RequestContext, outcome: CallOutcome, empty: dict[str, Any]) -> dict[str, Any]:
+    """The answer carrying an upstream's result: the executor shaped and encoded it for this
+    agent's revision (`version` of the request), so its bytes go in untouched."""
+    if outcome.raw_result is not None:
+        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": RawJson(outcome.raw_result)}
+    return ok_body(ctx.request_id, ctx.version, outcome.result or empty)

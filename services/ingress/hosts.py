@@ -18,6 +18,9 @@ from libs.common.settings import unguarded_bind_problem
 __all__ = ["HostGuard"]
 
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_SEEN_HOSTS = 1024
+"""Spellings of allowed hosts remembered (`host`, `host:port`, case variants): a client can make up
+many spellings of one allowed name, so the set stops growing at this size."""
 
 
 def _hostname(value: str) -> str:
@@ -36,6 +39,9 @@ class HostGuard:
         if not allowed and not allow_any_host:
             allowed = set(_LOOPBACK_NAMES)
         self._allowed: frozenset[str] | None = frozenset(allowed) if allowed else None
+        self._seen: set[str] = set()
+        """`Host` values exactly as sent that were allowed: the next request sending one costs a set
+        lookup, not a parse. Only allowed values are kept, so their number is bounded by the allow-list."""
 
     def problem(self, host: str | None, origin: str | None, repeated: tuple[str, ...] = ()) -> str | None:
         """Why this request must be refused, or None. `repeated`: which of host / origin the
@@ -44,8 +50,11 @@ class HostGuard:
             return f"the {' and '.join(repeated)} header appears more than once"
         if self._allowed is None:
             return None
-        if host is not None and _hostname(host) not in self._allowed:
-            return f"host {_hostname(host)!r} is not allowed here (see BASTION_ALLOWED_HOSTS)"
+        if host is not None and host not in self._seen:
+            if _hostname(host) not in self._allowed:
+                return f"host {_hostname(host)!r} is not allowed here (see BASTION_ALLOWED_HOSTS)"
+            if len(self._seen) < _SEEN_HOSTS:
+                self._seen.add(host)
         if origin is not None:
             return self._origin_problem(origin)
         return None

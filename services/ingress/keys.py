@@ -6,14 +6,16 @@ HTTP 401 before any message is sent; the policy service re-checks on every call.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from libs.common.kvwatch import decode_value
 from libs.common.messages import Caller, KeyRecord
 
-__all__ = ["AuthFailure", "KeyDirectory"]
+__all__ = ["UNAUTHENTICATED", "AuthFailure", "KeyDirectory", "bearer_challenge", "unauthorized"]
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,52 @@ class AuthFailure:
     """The `WWW-Authenticate` value to answer with (RFC 9728 §5.1: names the protected resource metadata)."""
 
 
-_MISSING = AuthFailure("missing_key", "this endpoint needs a Bastion virtual key: send 'Authorization: Bearer <key>'")
-_MALFORMED = AuthFailure("malformed_authorization", "the Authorization header must be 'Bearer <key>'")
-_UNKNOWN = AuthFailure("invalid_key", "the key is not a valid Bastion virtual key")
-_REVOKED = AuthFailure("revoked_key", "the key has been revoked; ask your administrator for a new one")
+def bearer_challenge(failure: AuthFailure, credentials_sent: bool, metadata_url: str | None = None) -> str:
+    """The `WWW-Authenticate` value of a 401 (RFC 6750 §3): no error code when the request carried
+    no credentials; `resource_metadata` (RFC 9728 §5.1) only where OAuth is offered."""
+    params = []
+    if credentials_sent:
+        description = failure.message.replace('"', "'").replace("\\", "/")  # a quoted-string, unescaped
+        params += ['error="invalid_token"', f'error_description="{description}"']
+    if metadata_url is not None:
+        params.append(f'resource_metadata="{metadata_url}"')
+    return "Bearer " + ", ".join(params) if params else 'Bearer realm="bastion"'
+
+
+def _failure(error: str, message: str, credentials_sent: bool = True) -> AuthFailure:
+    failure = AuthFailure(error, message)
+    return dataclasses.replace(failure, challenge=bearer_challenge(failure, credentials_sent))
+
+
+# Each message starts with what is wrong in the words a user looks for ("invalid key"): it is what
+# MCP clients show of a 401 (`unauthorized`).
+_MISSING = _failure(
+    "missing_key",
+    "missing key: this endpoint needs a Bastion virtual key; send 'Authorization: Bearer <key>'",
+    credentials_sent=False,
+)
+_MALFORMED = _failure(
+    "malformed_authorization", "malformed Authorization header: it must be 'Bearer <key>' (a Bastion virtual key)"
+)
+_UNKNOWN = _failure("invalid_key", "invalid key: this is not a Bastion virtual key of this gateway")
+_REVOKED = _failure("revoked_key", "revoked key: this key has been revoked; ask your administrator for a new one")
+
+UNAUTHENTICATED = -32054
+"""The JSON-RPC code of a 401: no valid key or access token (`error.data.kind` says what was wrong)."""
+
+
+def unauthorized(failure: AuthFailure) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
+    """The body and headers of a 401 on `/mcp`. The body is a JSON-RPC error, which is what the
+    official SDK (and clients built on it, fastmcp) show of an error status: without one they say
+    only "Server returned an error response". The challenge carries the message as
+    `error_description`, which OAuth-aware clients (MCP Inspector) read of a 401."""
+    challenge = failure.challenge or bearer_challenge(failure, credentials_sent=True)
+    body = {
+        "jsonrpc": "2.0",
+        "id": None,  # answered before the body is read
+        "error": {"code": UNAUTHENTICATED, "message": failure.message, "data": {"kind": failure.error}},
+    }
+    return body, [(b"www-authenticate", challenge.encode())]
 
 
 class KeyDirectory:

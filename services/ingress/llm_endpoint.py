@@ -38,7 +38,6 @@ from libs.common.messages import AuditEvent, Caller, GatewayError, new_id
 from .access_tokens import Authenticator
 from .context import RequestContext
 from .field_limits import FieldLimits, Oversized, header_patterns
-from .gateway import Gateway
 from .handlers import Handlers
 from .keys import AuthFailure, KeyDirectory
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
@@ -57,6 +56,7 @@ from .llm_wire import (
     send_json,
 )
 from .protocol import DEFAULT_LEGACY_VERSION, result_object
+from .request_path import RequestPath as Gateway
 from .streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]
@@ -71,6 +71,13 @@ _REMEMBERED_CALLS = 100_000
 """Tool call ids remembered with the completion that proposed them (for `parent_id`), least recent dropped."""
 _TIMEOUT_MARGIN = 5.0
 """Seconds ingress waits beyond the provider's own timeout (retries and the hops in between)."""
+_NO_PROVIDER = (
+    "No LLM provider is configured: add one under `llm: providers:` in the config file (then `bastion config "
+    "apply`), or while the gateway runs with POST /admin/v1/llm-providers or `bastion llm-providers add` "
+    "(docs/llm.md#configure-providers)."
+)
+_NAMED_MODELS = 20
+"""Served models a 404 names at most."""
 
 
 class ModelDirectory:
@@ -150,7 +157,22 @@ class LlmEndpoint:
             {"id": model, "object": "model", "created": 0, "owned_by": provider}
             for model, (provider, _, _) in sorted(self.models.models.items())
         ]
+        if not data:  # the same list shape, and what to do about it
+            return {
+                "object": "list",
+                "data": data,
+                "bastion": {"hint": f"{_NO_PROVIDER[0].upper()}{_NO_PROVIDER[1:]}."},
+            }
         return {"object": "list", "data": data}
+
+    def _unknown_model(self, model: str) -> Refused:
+        served = sorted(self.models.models)
+        if not served:
+            why = _NO_PROVIDER
+        else:
+            more = f" and {len(served) - _NAMED_MODELS} more" if len(served) > _NAMED_MODELS else ""
+            why = f"This gateway serves {', '.join(served[:_NAMED_MODELS])}{more} (GET /v1/models lists them)."
+        return Refused(404, f"The model {model!r} does not exist or is not served here. {why}", code="model_not_found")
 
     # ------------------------------------------------------------------ chat completions
 
@@ -163,7 +185,7 @@ class LlmEndpoint:
             raise Refused(400, "'messages' must be a non-empty array", code="invalid_messages")
         served = self.models.models.get(model)
         if served is None:
-            raise Refused(404, f"The model {model!r} does not exist or is not served here", code="model_not_found")
+            raise self._unknown_model(model)
         app_tools = body.get("tools") or []
         if not isinstance(app_tools, list):
             raise Refused(400, "'tools' must be an array", code="invalid_tools")
@@ -172,7 +194,11 @@ class LlmEndpoint:
         self._context(chat.caller, chat.headers, "tools", 0)  # a malformed narrowing header is refused up front
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
-        writer = ResponseWriter(send, streaming=body.get("stream") is True, agent=agent is not None)
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        writer = ResponseWriter(
+            send, streaming=body.get("stream") is True, agent=agent is not None, include_usage=include_usage
+        )
         # From here on the request has reached its handler: each provider round trip ends in one audit event.
         first = chat.audit()
         try:
@@ -301,23 +327,38 @@ class LlmEndpoint:
         stops, proposes a call Bastion may not run on its own, or `max_depth` rounds were made."""
         transcript: list[dict[str, Any]] = []
         messages = list(body["messages"])
+        taken = _call_ids(messages)
         for depth in range(1, agent.max_depth + 1):
             outcome = await self._round(chat, {**body, "messages": [*messages, *transcript]}, writer, audit)
             calls = outcome.tool_calls
             if outcome.error is not None or not calls:
                 await writer.close(outcome, _agent_summary(transcript, depth, None, []))
                 return
+            self._own_ids(calls, taken, audit.event_id, chat.injected)
             auto = [c for c in calls if _auto(agent, _call_name(c), chat.injected)]
             if depth == agent.max_depth or not auto:
                 await writer.close(outcome, _agent_summary(transcript, depth, _stop(depth, agent, auto), calls))
                 return
             results = await asyncio.gather(*(self._auto_execute(chat, call, audit.event_id) for call in auto))
             pending = [c for c in calls if c not in auto]
-            transcript += [_assistant(outcome), *results]
+            # a mixed round is split: what ran (its calls, their results) goes in the transcript, what is
+            # pending (and the round's text) in the answer's message, so each call is answered once, in order
+            transcript += [_assistant(outcome, auto, with_text=not pending), *results]
             if pending:
                 await writer.close(outcome, _agent_summary(transcript, depth, "pending_tool_calls", pending))
                 return
             audit = chat.audit()
+
+    def _own_ids(self, calls: list[dict[str, Any]], taken: set[str], parent: str, injected: set[str]) -> None:
+        """A fresh id for each call whose id is missing or already used in the conversation (some
+        providers number calls per answer, or leave ids out): a transcript repeating an id is refused."""
+        for call in calls:
+            call_id = call.get("id")
+            if not isinstance(call_id, str) or not call_id or call_id in taken:
+                call_id = call["id"] = f"call_{new_id()}"
+                if _call_name(call) in injected:
+                    self._parents[call_id] = parent
+            taken.add(call_id)
 
     async def _auto_execute(self, chat: _Chat, call: dict[str, Any], parent: str) -> dict[str, Any]:
         """One auto-executable call, run like `/v1/mcp/tool/execute`; its `tool` message (a failure
@@ -439,16 +480,29 @@ def _stop(depth: int, agent: AgentMode, auto: list[dict[str, Any]]) -> str:
     return "max_depth" if auto and depth == agent.max_depth else "pending_tool_calls"
 
 
-def _assistant(outcome: LlmOutcome) -> dict[str, Any]:
-    """The assistant message of a round whose calls Bastion ran, as the conversation continues with it."""
+def _assistant(outcome: LlmOutcome, calls: list[dict[str, Any]], *, with_text: bool) -> dict[str, Any]:
+    """The assistant message of a round whose `calls` Bastion ran, as the conversation continues with it."""
     if outcome.response is not None:
         choices = outcome.response.get("choices") or [{}]
         message = dict(choices[0].get("message") or {})
     else:
         message = {"role": "assistant", "content": outcome.content or None}
     message["role"] = "assistant"
-    message["tool_calls"] = outcome.tool_calls
+    if not with_text:
+        message["content"] = None
+    message["tool_calls"] = calls
     return message
+
+
+def _call_ids(messages: list[Any]) -> set[str]:
+    """The tool-call ids the application's conversation already holds."""
+    return {
+        call["id"]
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("tool_calls"), list)
+        for call in message["tool_calls"]
+        if isinstance(call, dict) and isinstance(call.get("id"), str)
+    }
 
 
 def _auto(agent: AgentMode, name: str, injected: set[str]) -> bool:

@@ -69,16 +69,21 @@ class Refused(Exception):
 class ResponseWriter:
     """The HTTP answer of one chat completion: one JSON body, or an SSE stream spanning every round.
 
-    In agent mode a stream carries the rounds' text as it comes; tool-call deltas, finish reasons and
-    usage chunks of the rounds are held back, and the end of the loop is told in chunks of its own."""
+    A stream's first chunk carries `delta.role` (the SDKs' accumulators take the message's role from
+    the deltas, once); a usage chunk (no choices) goes out only when the client asked for one with
+    `stream_options.include_usage` (Bastion always asks the provider, for audit and budgets). In agent
+    mode a stream carries the rounds' text as it comes; tool-call deltas, finish reasons and usage
+    chunks of the rounds are held back, and the end of the loop is told in chunks of its own."""
 
-    def __init__(self, send: Send, *, streaming: bool, agent: bool) -> None:
+    def __init__(self, send: Send, *, streaming: bool, agent: bool, include_usage: bool = False) -> None:
         self._send = send
-        self.streaming, self.agent = streaming, agent
+        self.streaming, self.agent, self.include_usage = streaming, agent, include_usage
         self.sent = 0
         self.request_id = ""
         self._started = False
         self._last: dict[str, Any] = {}
+        self._roles: set[int] = set()
+        """Indexes of the choices whose role went out."""
 
     def _headers(self, base: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         return [*base, (REQUEST_ID_HEADER.encode(), self.request_id.encode())]
@@ -87,17 +92,37 @@ class ResponseWriter:
         self._last = chunk
         if self.agent:
             chunk = _text_only(chunk)
-            if not chunk:
-                return
-        await self._event(chunk)
+        elif not self.include_usage:
+            chunk = _without_usage(chunk)
+        if chunk:
+            await self._event(self._with_role(chunk))
+
+    def _with_role(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        """`chunk` with `delta.role` on each choice whose first chunk it is."""
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return chunk
+        roled = []
+        for choice in choices:
+            index = choice.get("index", 0) if isinstance(choice, dict) else None
+            if isinstance(index, int) and index not in self._roles:
+                self._roles.add(index)
+                delta = choice.get("delta")
+                choice = {**choice, "delta": {"role": "assistant", **(delta if isinstance(delta, dict) else {})}}
+            roled.append(choice)
+        return {**chunk, "choices": roled}
 
     async def _event(self, payload: dict[str, Any] | None) -> None:
-        if not self._started:
-            self._started = True
-            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(_SSE)})
+        """One SSE event; None is the closing `[DONE]`."""
+        await self._start()
         data = b"data: " + (orjson.dumps(payload) if payload is not None else b"[DONE]") + b"\n\n"
         await self._send({"type": "http.response.body", "body": data, "more_body": payload is not None})
         self.sent += len(data)
+
+    async def _start(self) -> None:
+        if not self._started:
+            self._started = True
+            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(_SSE)})
 
     async def close(self, outcome: LlmOutcome, summary: dict[str, Any] | None = None) -> None:
         """The answer's end: the completion (JSON), or the stream's last chunks and `[DONE]`; or the error."""
@@ -112,32 +137,45 @@ class ResponseWriter:
                 response["bastion"] = summary
             self.sent += await send_json(self._send, 200, response, self._headers([]))
             return
-        if error is not None:  # mid-stream: OpenAI sends the error as an event of its own
-            await self._event(error_body(error.message, "api_error", error.kind.value))
-        elif summary is not None:
+        if error is not None:
+            # mid-stream: OpenAI sends the error as an event of its own, which the SDKs raise; no
+            # `[DONE]` after it, so no client takes the text so far for a whole answer
+            data = b"data: " + orjson.dumps(error_body(error.message, "api_error", error.kind.value)) + b"\n\n"
+            await self._send({"type": "http.response.body", "body": data, "more_body": False})
+            self.sent += len(data)
+            return
+        if summary is not None:
             base = {k: self._last.get(k) for k in ("id", "object", "created", "model")}
             pending = summary.pop("pending")
             if pending:
                 deltas = [{"index": i, **call} for i, call in enumerate(pending)]
-                await self._event({**base, "choices": [{"index": 0, "delta": {"tool_calls": deltas}}]})
+                await self._event(self._with_role({**base, "choices": [{"index": 0, "delta": {"tool_calls": deltas}}]}))
             finish = "tool_calls" if pending else outcome.finish_reason or "stop"
-            await self._event(
-                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "bastion": summary}
-            )
-            if outcome.usage is not None:
+            last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}], "bastion": summary}
+            await self._event(self._with_role(last))
+            if outcome.usage is not None and self.include_usage:
                 await self._event({**base, "choices": [], "usage": outcome.usage.model_dump()})
         await self._event(None)
 
 
 def _text_only(chunk: dict[str, Any]) -> dict[str, Any]:
-    """A chunk with only its text deltas (agent mode holds tool calls, finish reasons and usage back)."""
+    """A chunk with only its text deltas (agent mode holds tool calls, finish reasons and usage back;
+    the role goes out once, with the stream's first chunk)."""
     choices = []
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {} if isinstance(choice, dict) else {}
-        kept = {k: v for k, v in delta.items() if k in ("role", "content") and v is not None}
-        if kept.get("content"):
-            choices.append({"index": choice.get("index", 0), "delta": kept, "finish_reason": None})
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            choices.append(
+                {"index": choice.get("index", 0), "delta": {"content": delta["content"]}, "finish_reason": None}
+            )
     return {**{k: v for k, v in chunk.items() if k not in ("choices", "usage")}, "choices": choices} if choices else {}
+
+
+def _without_usage(chunk: dict[str, Any]) -> dict[str, Any]:
+    """A chunk as a client that did not ask for usage gets it: a usage-only chunk not at all."""
+    if chunk.get("usage") is None:
+        return chunk
+    return {k: v for k, v in chunk.items() if k != "usage"} if chunk.get("choices") else {}
 
 
 def _with_pending(response: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -26,30 +26,60 @@ from libs.common.audit_journal import AuditJournal
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
 from libs.common.kvwatch import BucketWatch
+from libs.common.messages import AuditEvent
 from libs.common.metrics import MetricsServer
-from libs.common.nats import connect, drain_or_close, ensure_audit_stream, kv_bucket, processed
+from libs.common.nats import connect, drain_or_close, kv_bucket, processed
 from libs.common.settings import IngressSettings
+from libs.common.stores import declare_owned
 
 from .access_tokens import AccessTokens, Authenticator
+from .answers import plain
+from .audit_events import AuditRecorder
 from .catalog import Catalog
 from .codemode import CodeModeRouter
-from .endpoint import McpEndpoint
 from .field_limits import FieldLimits
-from .gateway import Gateway
 from .handlers import Handlers
 from .hosts import HostGuard
+from .http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from .http_limits import HttpLimits, guarded_protocol
 from .keys import KeyDirectory
 from .llm_endpoint import LlmEndpoint, ModelDirectory
+from .llm_wire import send_error
+from .mcp_edge import (
+    Audit,
+    Authenticate,
+    BuildContext,
+    CancelOnDisconnect,
+    CapFields,
+    CheckEnvelope,
+    CheckHeaders,
+    ChooseAnswer,
+    Dispatch,
+    EndSession,
+    IssueSession,
+    Listen,
+    ListenSubscriptions,
+    McpEndpoint,
+    ParseJson,
+    ReadBody,
+    Reply,
+    ResolveEra,
+    RouteMethod,
+    StandaloneStream,
+    TakeNotification,
+    Trace,
+)
 from .notifications import Notifier
 from .oauth_routes import oauth_router
 from .owners import Owners
 from .pages import landing_page
+from .request_path import RequestPath
+from .routed_sender import RoutedSender
 from .session_state import SessionState
-from .sessions import SessionCodec
+from .sessions import LiveSessions, SessionCodec
 from .streams import CallStreams
 
-__all__ = ["IngressService"]
+__all__ = ["IngressService", "mcp_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +92,56 @@ class _Server(uvicorn.Server):
         yield
 
 
+def mcp_endpoint(
+    handlers: Handlers,
+    *,
+    authenticator: KeyDirectory | Authenticator,
+    sessions: LiveSessions,
+    path: RequestPath,
+    subscriptions: ListenSubscriptions,
+    streams: CallStreams | None,
+    notifier: Notifier | None,
+    emit_audit: Callable[[AuditEvent], object],
+    hosts: HostGuard,
+    fields: FieldLimits,
+    max_body_bytes: int,
+    prefer_sse: bool = False,
+    max_listen_resources: int = 100,
+) -> McpEndpoint:
+    """`/mcp`: the steps a request meets, in order, cheapest and least revealing first; each
+    answers (the status beside it) or passes the request on (`mcp_edge`)."""
+    audit = Audit(emit_audit)
+    standalone = StandaloneStream(notifier, sessions) if notifier is not None else None
+    return McpEndpoint(
+        [
+            CheckHeaders(hosts),  # 403 unknown host or origin; 400 two Authorization headers
+            Authenticate(authenticator),  # 401 no valid key or access token
+            RouteMethod(EndSession(sessions), standalone),  # DELETE ends a session, GET streams it; 405
+            ReadBody(max_body_bytes),  # 413
+            ChooseAnswer(prefer_sse),  # 406 neither JSON nor SSE accepted
+            ParseJson(),  # 400 -32700
+            CheckEnvelope(),  # 400 -32600 not one JSON-RPC message
+            CapFields(fields),  # 400 a field over its cap
+            TakeNotification(streams, path.cancel, sessions),  # 202 notifications, agents' answers
+            BuildContext(fields),  # 400 narrowing headers over their caps
+            ResolveEra(sessions),  # 400 version, envelope; 404 session
+            Listen(notifier, subscriptions, audit.owe, max_listen_resources),  # a 2026-07-28 listen stream
+            audit,  # from here on: exactly one audit event per audited request, emitted here
+            Reply(),  # sends the answer: status, Retry-After
+            IssueSession(sessions.codec),  # Mcp-Session-Id for a handshake-era initialize
+            CancelOnDisconnect(path.abandon),  # 2026-07-28: closing the stream cancels
+            Trace(),  # the request's span
+            Dispatch(handlers),  # the method's handler
+        ]
+    )
+
+
 class _McpFirst:
     """`/mcp` and the OpenAI-compatible `/v1/...` straight to their endpoints, everything else through FastAPI.
 
     The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
-    exception handlers, routing) would only add per-request work on the hot path.
+    exception handlers, routing) would only add per-request work on the hot path. Every route but
+    `/mcp` (whose pipeline checks it) refuses two `Authorization` headers here.
     """
 
     def __init__(self, endpoint: McpEndpoint, app: FastAPI, llm: LlmEndpoint | None = None) -> None:
@@ -75,7 +150,15 @@ class _McpFirst:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp":
             await self.endpoint(scope, receive, send)
-        elif scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/"):
+            return
+        llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/")
+        if scope["type"] == "http" and "authorization" in repeated_headers(scope["headers"]):
+            if llm:
+                await send_error(send, 400, REPEATED_AUTHORIZATION, "invalid_request_error", "repeated_authorization")
+            else:
+                await plain(send, 400, {"error": "repeated_authorization", "message": REPEATED_AUTHORIZATION})
+        elif llm:
+            assert self.llm is not None
             await self.llm(scope, receive, send)
         else:
             await self.app(scope, receive, send)
@@ -119,7 +202,7 @@ class IngressService:
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
         js = nc.jetstream()
-        await ensure_audit_stream(js)
+        await declare_owned(js, permissions.INGRESS, self.settings)  # the sessions bucket
         if self.settings.audit_journal_dir:
             self._journal = AuditJournal(
                 Path(self.settings.audit_journal_dir) / (self.settings.instance or "ingress"),
@@ -144,33 +227,27 @@ class IngressService:
         self.sessions = SessionCodec(self.settings.session_secret.get_secret_value(), self.settings.session_max_age)
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()
-        state = SessionState()
-        state.attach(await kv_bucket(js, subjects.KV_SESSIONS, owner=True))
+        self.state = state = SessionState()
+        state.attach(await kv_bucket(js, subjects.KV_SESSIONS))
         self.notifier = Notifier(self.catalog, state)
         state.on_ended = self.notifier.session_ended
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
-        gateway = Gateway(nc, self.settings)
-        await gateway.start()
+        self.request_path = path = RequestPath(nc, self.settings)
+        await path.start()
         code_mode = CodeModeRouter(nc, self.keys, self.settings)
         await code_mode.start()
-        self.handlers = Handlers(
-            self.catalog,
-            self.keys,
-            gateway,
-            self.settings.call_timeout,
-            self.streams,
-            state,
-            code_mode,
-            self._journal,
-            audit_content=self.settings.audit_content,
-            audit_limit=self.settings.audit_max_content_bytes,
+        self.audits = AuditRecorder(
+            content=self.settings.audit_content, limit=self.settings.audit_max_content_bytes, journal=self._journal
         )
-        await nc.subscribe(subjects.CALL_CANCEL, cb=self.handlers.on_cancel)
+        self.sender = sender = RoutedSender(path, self.settings.call_timeout, self.streams, state)
+        code_mode.running = sender.running  # an agent's notifications/cancelled reaches a Code Mode run too
+        self.handlers = Handlers(self.catalog, self.keys, path, sender, self.audits, state, code_mode)
+        await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
         await processed(nc)
         keys_watch = BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete)
         policy_watch = BucketWatch(nc, subjects.KV_POLICY, self._policy_put, self._policy_delete)
         self.handlers.policy_inputs = [keys_watch, policy_watch]
-        gateway.grants.inputs = self.handlers.policy_inputs
+        path.grants.inputs = self.handlers.policy_inputs
         self._watches = [
             keys_watch,
             BucketWatch(nc, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
@@ -241,17 +318,19 @@ class IngressService:
             include_patterns=self.settings.max_include_patterns,
             pattern_chars=self.settings.max_pattern_chars,
         )
-        endpoint = McpEndpoint(
+        endpoint = mcp_endpoint(
             self.handlers,
-            self.authenticator,
-            self.sessions,
-            self._audit.emit,
-            self.settings.max_body_bytes,
-            prefer_sse=self.settings.response_mode == "sse",
-            hosts=HostGuard(self.settings.host, self.settings.allowed_hosts, self.settings.allow_any_host),
+            authenticator=self.authenticator,
+            sessions=LiveSessions(self.sessions, self.state),
+            path=self.request_path,
+            subscriptions=ListenSubscriptions(self.catalog, self.request_path, self.sender, self.audits),
             streams=self.streams,
             notifier=self.notifier,
+            emit_audit=self._audit.emit,
+            hosts=HostGuard(self.settings.host, self.settings.allowed_hosts, self.settings.allow_any_host),
             fields=fields,
+            max_body_bytes=self.settings.max_body_bytes,
+            prefer_sse=self.settings.response_mode == "sse",
             max_listen_resources=self.settings.max_listen_resources,
         )
         # the admin API, analytics and the dashboard are the admin service's (services/admin), never here

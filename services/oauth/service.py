@@ -21,6 +21,7 @@ from libs.common.nats import connect, drain_or_close, kv_bucket, processed
 from libs.common.oauth import HttpExchangeRequest
 from libs.common.sealing import Sealer
 from libs.common.settings import OAuthSettings
+from libs.common.stores import declare_owned
 
 from . import agents, upstream
 from .context import NatsHandler, OAuthContext
@@ -52,13 +53,14 @@ class OAuthService:
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
         js = nc.jetstream()
+        await declare_owned(js, permissions.OAUTH, self.settings)  # its state, keys, revocations, upstream tokens
         ctx = OAuthContext(
             settings=self.settings,
             nc=nc,
             state=await kv_bucket(js, subjects.KV_OAUTH),
-            registrations=await kv_bucket(js, subjects.KV_OAUTH_REGISTRATIONS, owner=True),
+            registrations=await kv_bucket(js, subjects.KV_OAUTH_REGISTRATIONS),
             public=await kv_bucket(js, subjects.KV_OAUTH_PUBLIC),
-            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED, owner=True),
+            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED),
             sealer=sealer,
         )
         self.handlers[subjects.OAUTH_HTTP] = self._http

@@ -11,7 +11,7 @@ requester). Policy acknowledges calls it still holds after a moment (a slow Redi
 own liveness subject, so ingress notices this replica dying mid-decision; once it forwards such a
 call, it tells ingress it handed it over.
 
-Chat completions (`POLICY_LLM`) are still relayed (`llm.py`): policy settles their actual cost
+Chat completions (`POLICY_LLM`) are still relayed (`llm_decisions.py`): policy settles their actual cost
 from the outcome.
 """
 
@@ -51,7 +51,7 @@ from .charging import Charger
 from .filters import Narrowing, narrowing, narrowing_problem
 from .forwarding import Charges, Forwarded, Forwarder
 from .limits import Charged, LimitEngine, LimitPlan
-from .llm import LlmDecider
+from .llm_decisions import LlmDecider
 from .view import PolicyView
 
 __all__ = ["PolicyService"]

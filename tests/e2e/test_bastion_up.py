@@ -27,12 +27,13 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from cli.layout import SECRET_VARIABLES
 from cli.summary import safe_url
 from libs.common.nats import credentials
 from libs.common.permissions import EXECUTOR
 from tests.support.nats_refusal import refusal
-from tests.support.polling import poll_until_blocking
-from tests.support.processes import assert_none_left, audit_tail, output, stop_up, up_with_example
+from tests.support.polling import poll_until, poll_until_blocking
+from tests.support.processes import assert_none_left, audit_tail, descendants, output, stop_up, up_with_example
 
 pytestmark = pytest.mark.e2e
 
@@ -213,3 +214,81 @@ def _environs(module: str) -> list[bytes]:
             if proc.name.isdigit() and module in (proc / "cmdline").read_bytes().decode(errors="replace"):
                 found.append((proc / "environ").read_bytes())
     return found
+
+
+def _known_secrets(data_dir: Path) -> dict[str, str]:
+    """Every secret of the stack a test can read off its disk: what each service must not hold."""
+    info = json.loads((data_dir / "stack.json").read_text())
+    found = {"admin token": info["admin_token"], "secrets key": info["secrets_key"]}
+    credentials = data_dir / "credentials"
+    found |= {f"{p.stem} NKey seed": p.read_text().strip() for p in credentials.glob("*.nk")}
+    found["checkpoint key"] = (credentials / "checkpoint.key").read_text().strip()
+    acl = (data_dir / "valkey" / "valkey.conf").read_text()
+    found["Valkey password"] = re.search(r" >(\S+)", acl).group(1)  # type: ignore[union-attr]
+    return found
+
+
+def test_no_service_holds_a_secret_in_its_environment_nor_another_services_credentials_open(stack):
+    """Issue 26: any process of the same user reads another's /proc/<pid>/environ, and the analytics
+    hole read the audit process's. Under `bastion up` every service's environment, read here as such
+    a process would, holds no secret at all (they come through a pipe the service read and closed),
+    and no service keeps another's credentials file open."""
+    proc, _, data_dir, _ = stack
+    secrets = _known_secrets(data_dir)
+    services = {
+        pid: cmdline
+        for pid, cmdline in descendants(proc.pid).items()
+        if " -m services." in cmdline or " -m cli.colocated" in cmdline
+    }
+    assert len(services) >= 5, services  # ingress (with the executor, co-located), policy, audit, codemode, oauth
+    for pid, cmdline in services.items():
+        environ = dict(
+            item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in item
+        )
+        named = sorted(name for name in SECRET_VARIABLES if environ.get(name))
+        assert named == [], f"{cmdline}: secrets in its environment: {named}"
+        held = sorted(what for what, value in secrets.items() if value and value in "\n".join(environ.values()))
+        assert held == [], f"{cmdline}: holds the {held} in its environment"
+        if "services.audit" in cmdline:  # its checkpoint key came through a pipe
+            assert "BASTION_SECRETS_FD" in environ
+        open_files = []
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                open_files.append(os.readlink(fd))
+        credentials = [f for f in open_files if f.startswith(str(data_dir / "credentials")) or f.endswith("stack.json")]
+        assert credentials == [], f"{cmdline} keeps credentials open: {credentials}"
+
+
+def _cli(data_dir: Path, group: str, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_ADMIN")}
+    argv = [sys.executable, "-m", "cli", group, command, "--data-dir", str(data_dir), *args]
+    return subprocess.run(argv, capture_output=True, text=True, env=env)
+
+
+async def test_results_over_one_message_arrive_through_the_stacks_own_permissions(stack):
+    """Issue 24: under `bastion up` (its nats-server secured with every role's permissions, 8 MiB
+    messages) a stdio tool's result too large for one message was lost after a 5 s timeout; the
+    ingress role could not read the object store. Both layouts, a server added while running."""
+    _, port, data_dir, _ = stack
+    nats_log = data_dir / "nats" / "nats.log"
+    before = nats_log.stat().st_size  # the stack is shared: earlier tests' attacks are logged above
+    large = ROOT / "tests" / "support" / "large_server.py"
+    added = _cli(data_dir, "servers", "add", "large", "--", sys.executable, str(large))
+    assert added.returncode == 0, added.stderr
+    try:
+        async with _client(port, DEMO, "auto") as client:
+
+            async def listed() -> bool:
+                return "large__blob" in {t.name for t in (await client.list_tools()).tools}
+
+            await poll_until(listed, "the large server's tools", within=60)
+            for megabytes in (2.0, 12.0, 20.0):  # inline, then through the object store
+                result = await client.call_tool("large__blob", {"megabytes": megabytes})
+                assert not result.is_error, result.content[0].text[:300]
+                assert len(result.content[0].text) == int(megabytes * 1_000_000)
+    finally:
+        assert _cli(data_dir, "servers", "remove", "large").returncode == 0
+    with nats_log.open("rb") as log:
+        log.seek(before)
+        violations = [line for line in log.read().decode(errors="replace").splitlines() if "Violation" in line]
+    assert violations == [], violations[:3]

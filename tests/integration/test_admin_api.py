@@ -20,7 +20,9 @@ from libs.common import subjects
 from libs.common.admin_principals import Principal, RoleBinding
 from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
 from libs.common.nats import kv_bucket
-from libs.common.settings import AdminSettings
+from libs.common.permissions import ADMIN
+from libs.common.settings import AdminSettings, StoreSettings
+from libs.common.stores import declare_owned
 from services.admin.api import AdminStore, Authenticator, admin_router
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
@@ -32,7 +34,10 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 async def js(nats_url: str) -> AsyncIterator[Any]:
+    """The bus as the admin role sees it: its configuration buckets exist (the admin API, their
+    owner, declares them when it starts; a test using `AdminStore` alone declares them here)."""
     nc = await nats.connect(nats_url)
+    await declare_owned(nc.jetstream(), ADMIN, StoreSettings())
     yield nc.jetstream()
     await nc.close()
 

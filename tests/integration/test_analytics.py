@@ -24,10 +24,11 @@ import pytest
 from cli.analytics import export, query_nats
 from cli.stack import EmbeddedNats
 from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, engine_limits
 from libs.common.messages import AuditEvent
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
+from services.audit.errors import StoreUnavailable
 from tests.support.analytics_data import dataset, percentile, stored_through_the_pipeline
 
 pytestmark = pytest.mark.integration
@@ -295,13 +296,58 @@ async def test_the_cli_refuses_before_connecting(stack: Stack) -> None:
 
 
 async def test_the_engine_itself_is_read_only(stack: Stack) -> None:
-    """The second wall: a write that got past the parser still fails in ClickHouse (`readonly = 1`)."""
+    """The second wall: a write that got past the allow-list still fails in ClickHouse (`readonly = 1`)."""
     query = AnalyticsQuery(sql="unused")
-    with pytest.raises(Exception, match="readonly"):
-        await asyncio.to_thread(stack.service.store.select, query, "CREATE TABLE default.t (a Int8) ENGINE = Memory")
+    limits = engine_limits(query, max_bytes=1 << 20, memory=1 << 28, threads=1)
+    with pytest.raises(StoreUnavailable, match="READONLY"):
+        await asyncio.to_thread(
+            stack.service.store.analytics, query, "CREATE TABLE default.t (a Int8) ENGINE = Memory", limits, "m"
+        )
     # and the writer's session is not left read-only
     answer = await ask(stack, "SELECT count() FROM bastion.audit_events FINAL")
     assert answer.rows == [[len(stack.events)]]
+
+
+@pytest.mark.parametrize(
+    ("sql", "refused"),
+    [
+        ("CREATE TABLE default.t (a Int8) ENGINE = Memory", "READONLY"),
+        ("INSERT INTO FUNCTION file('{file}', 'LineAsString') SELECT 'x'", "READONLY"),
+        ("SELECT * FROM file('{file}', 'LineAsString')", "READONLY"),
+        ("SELECT * FROM url('http://127.0.0.1:9/', 'LineAsString')", "READONLY"),
+        ("SELECT * FROM executable('cat', 'TSV', 'x String')", "READONLY"),
+        ("SELECT 1 SETTINGS max_memory_usage = 0", "Cannot modify 'max_memory_usage' setting in readonly mode"),
+        ("SELECT 1 SETTINGS readonly = 0", "Cannot modify 'readonly' setting in readonly mode"),
+        ("SET max_execution_time = 0", "Cannot modify 'max_execution_time' setting in readonly mode"),
+        ("SYSTEM FLUSH LOGS", "READONLY"),
+        # what the embedded engine does not refuse: the allow-list alone keeps these out (docs/analytics.md)
+        ("SELECT file('{file}')", None),
+        ("SELECT count() > 0 FROM system.tables", None),
+        ("SELECT currentUser()", None),
+        ("SELECT 'written' INTO OUTFILE '{file}.out'", None),
+        ("KILL QUERY WHERE 0", None),
+    ],
+)
+async def test_what_the_embedded_engine_refuses_by_itself(
+    stack: Stack, tmp_path: Path, sql: str, refused: str | None
+) -> None:
+    """The second wall, measured without the first: a query's connection is read-only with its limits
+    set before `readonly = 1`. It stops writes, settings and table functions; it does not stop the
+    scalar `file()`, the `system` database or the settings functions, which docs/analytics.md says."""
+    secret = tmp_path / "secret"
+    secret.write_text("not for analysts")
+    query = AnalyticsQuery(sql="unused")
+    limits = engine_limits(query, max_bytes=1 << 20, memory=1 << 28, threads=1)
+    run = stack.service.store.analytics
+    if refused is None:
+        answer = await asyncio.to_thread(run, query, sql.format(file=secret), limits, "bypass")
+        if "OUTFILE" in sql:
+            assert b"written" in secret.with_name("secret.out").read_bytes()  # in the Native format asked
+        elif not sql.startswith("KILL"):
+            assert answer.rows and answer.rows[0][0] in ("not for analysts", True, "default")
+        return
+    with pytest.raises(StoreUnavailable, match=re.escape(refused)):
+        await asyncio.to_thread(run, query, sql.format(file=secret), limits, "bypass")
 
 
 async def test_a_row_limit_fails_the_query_instead_of_cutting_it(stack: Stack) -> None:
@@ -313,10 +359,10 @@ async def test_a_row_limit_fails_the_query_instead_of_cutting_it(stack: Stack) -
 
 
 async def test_a_time_limit_stops_a_slow_query(stack: Stack) -> None:
-    answer = await query_nats(
-        stack.nats_url, AnalyticsQuery(sql="SELECT sleepEachRow(0.25) FROM numbers(8)", timeout=0.5)
-    )
+    sql = "SELECT count() FROM numbers(1000000000000) WHERE cityHash64(number) = 0"
+    answer = await query_nats(stack.nats_url, AnalyticsQuery(sql=sql, timeout=0.5))
     assert answer.error is not None and "timeout" in answer.error.lower()
+    assert answer.error_kind == "limit"
 
 
 async def test_parameters_are_values_not_sql(stack: Stack) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from libs.common.config import ServerConfig
 from libs.common.settings import ExecutorSettings
-from services.executor.outcomes import answer_cutoff
+from services.executor.answer_limits import answer_cutoff
 from services.executor.service import ExecutorService
 from tests.integration.test_executor import ROOT, Harness, harness, http_upstream
 

@@ -19,7 +19,9 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, TestNatsBroker
 
 from libs.common import subjects
 from libs.common.messages import AuditBatch, AuditEvent
-from libs.common.nats import ensure_audit_dead_stream, ensure_audit_stream
+from libs.common.permissions import AUDIT
+from libs.common.settings import StoreSettings
+from libs.common.stores import declare_owned
 from services.audit.store import ClickHouseStore
 from services.audit.writer import AuditConsumer, BatchWriter
 from tests.support.polling import poll_until
@@ -30,8 +32,21 @@ BROKERS = [
 ]
 
 
+PRODUCER = "ingress-consumer-test"
+SUBJECT = subjects.audit_subject("ingress", PRODUCER)
+
+
 def _event(i: int) -> AuditEvent:
-    return AuditEvent(key_name="ci", server="notes", tool=f"t{i}", name=f"notes__t{i}", status="ok", latency_ms=i)
+    return AuditEvent(
+        key_name="ci",
+        server="notes",
+        tool=f"t{i}",
+        name=f"notes__t{i}",
+        status="ok",
+        latency_ms=i,
+        producer=PRODUCER,
+        seq=i + 1,
+    )
 
 
 @asynccontextmanager
@@ -43,9 +58,7 @@ async def consumer(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     if kind == "nats":
         url = request.getfixturevalue("nats_url")
         nc = await nats.connect(url)
-        js = nc.jetstream()
-        await ensure_audit_stream(js)
-        await ensure_audit_dead_stream(js)
+        await declare_owned(nc.jetstream(), AUDIT, StoreSettings())
         await nc.close()
         broker = NatsBroker(url, logger=None)
     else:
@@ -79,18 +92,18 @@ async def test_events_become_rows_and_what_is_no_event_is_dead_lettered(
     single = _event(3)
     async with consumer(kind, tmp_path, request) as (broker, store, dead):
         stream = subjects.AUDIT_STREAM
-        await broker.publish(batch.model_dump_json().encode(), subjects.audit_subject("batch"), stream=stream)
-        await broker.publish(b'{"not": "an event"}', subjects.audit_subject("tool_call"), stream=stream)
-        await broker.publish(single.model_dump_json().encode(), subjects.audit_subject("tool_call"), stream=stream)
+        await broker.publish(batch.model_dump_json().encode(), SUBJECT, stream=stream)
+        await broker.publish(b'{"not": "an event"}', SUBJECT, stream=stream)
+        await broker.publish(single.model_dump_json().encode(), SUBJECT, stream=stream)
 
         async def written() -> bool:
             return await asyncio.to_thread(store.count) == 4 and len(dead) == 1
 
         # well within the 30 s after which an unacked message is redelivered: it must come the first time
         await poll_until(written, "4 rows and 1 dead letter", within=15)
-        rows = {row.event_id for row in await asyncio.to_thread(store.chain, "", None)}
+        rows = {row.event_id for row in await asyncio.to_thread(store.chain, PRODUCER, None)}
     assert rows == {e.event_id for e in [*batch.events, single]}
     (letter,) = dead
     assert letter.body == b'{"not": "an event"}'
     assert "not an AuditEvent" in letter.headers["Bastion-Dead-Reason"]
-    assert letter.headers["Bastion-Dead-Subject"] == subjects.audit_subject("tool_call")
+    assert letter.headers["Bastion-Dead-Subject"] == SUBJECT

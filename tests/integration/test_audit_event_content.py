@@ -107,3 +107,18 @@ async def test_the_deployment_switch_turns_content_off_for_every_key(
         (row,) = await _rows(nats_url, 1)
     assert row.arguments is None and row.result is None
     assert row.arguments_sha256 == _sha({"text": "visible words"})
+
+
+async def test_a_tool_error_row_names_its_kind(nats_url: str, redis_url: str, tmp_path: Path) -> None:
+    """A tool that ran and answered `isError` is a `tool_error` row, and its `error_kind` says so
+    (it was empty: a query by error kind missed exactly these calls)."""
+    async with running_gateway(nats_url, redis_url, tmp_path, _config()) as gateway:
+        async with gateway.client(OPEN_KEY) as client:
+            failed = await client.call_tool("echo__fail", {"message": "disk full"})
+            assert failed.is_error
+            await client.call_tool("echo__add", {"a": 1, "b": 2})
+        rows = {row.name: row for row in await _rows(nats_url, 2)}
+    failed_row, ok_row = rows["echo__fail"], rows["echo__add"]
+    assert (failed_row.status, failed_row.error_kind, failed_row.execution) == ("tool_error", "tool_error", "ran")
+    assert "disk full" in (failed_row.result or "")
+    assert (ok_row.status, ok_row.error_kind) == ("ok", None)

@@ -17,6 +17,7 @@ from nats.aio.client import Client as NATS
 
 from cli.stack import free_port
 from libs.common import subjects
+from libs.common.audit_content import sha256_of
 from libs.common.audit_journal import STOPPED
 from libs.common.messages import AuditQuery, AuditRows
 from libs.common.nats import connect
@@ -108,6 +109,9 @@ async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_pa
     (sleep_row,) = [row for row in rows if row.name == "echo__sleep"]
     assert (sleep_row.status, sleep_row.execution, sleep_row.error) == ("error", "may_have_run", STOPPED)
     assert (sleep_row.user_id, sleep_row.team_id, sleep_row.customer_id) == ("ann", "ops", "acme")
+    # what it was sent to and with (issue 24): queries by server or tool find the calls of unknown outcome
+    assert (sleep_row.server, sleep_row.tool) == ("echo", "sleep")
+    assert sleep_row.arguments_sha256 == sha256_of({"seconds": 60})
     assert not list((journal / "-k").glob("*.wal")), "the journal outlived a clean stop"
 
 

@@ -23,11 +23,13 @@ from libs.common import subjects
 from libs.common.audit_chain import event_hash
 from libs.common.audit_journal import STOPPED, AuditJournal
 from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
+from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify, KeyRecord
+from libs.common.nats import kv_bucket
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
 from services.audit.schema import TABLE, to_row
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -193,6 +195,10 @@ async def test_a_replayed_journal_keeps_each_event_on_the_chain_that_emitted_it(
     more request had begun without an event. Process B replays the journal: the six keep A's
     producer, seq and hash (the three already stored collapse with their copies), the request without
     an event starts B's chain, and every chain verifies."""
+    await declared(nc.jetstream(), subjects.KV_KEYS)  # as its owner, the admin role, would
+    keys = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+    await keys.put("id-1", KeyRecord(id="id-1", name="ci").model_dump_json().encode())  # the key of the cut call
+    await poll_until(lambda: service.keys("id-1"), "the audit service knows key id-1", within=WAIT)
     directory = tmp_path / "journal"
     journal_a = AuditJournal(directory)
     publisher_a = AuditPublisher(nc, producer="ingress-a", journal=journal_a)  # never started: nothing published

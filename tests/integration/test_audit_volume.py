@@ -24,13 +24,16 @@ from nats.aio.client import Client as NATS
 
 from cli.stack import EmbeddedNats, kill_with_parent
 from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, engine_limits, read_only
+from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
+from libs.common.nats import kv_bucket
 from services.audit.auditor import Auditor
 from services.audit.store import ClickHouseStore
 from services.audit.writer import DURABLE
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -145,12 +148,16 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     chdb_url = f"chdb://{tmp_path / 'clickhouse'}"
     log = tmp_path / "audit.log"
     sent = [_event(i) for i in range(TOTAL)]
+    await declared(nc.jetstream(), subjects.KV_KEYS)  # as its owner, the admin role, would
+    keys = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+    for key_id in {e.key_id for e in sent}:  # the keys exist: no event is flagged for naming an unknown one
+        await keys.put(key_id, KeyRecord(id=key_id, name=key_id).model_dump_json().encode())
     quarter = TOTAL // 4
     holder = _hold_store(chdb_url)
     first = AuditProcess(nats_server.url, chdb_url, log)
     second: AuditProcess | None = None
     try:
-        async with AuditPublisher(nc) as publisher:
+        async with AuditPublisher(nc, producer=producer_id("ingress")) as publisher:
             # 1. ClickHouse unavailable: the audit service cannot open its store; events wait in the stream
             for e in sent[:quarter]:
                 assert publisher.emit(e)
@@ -211,9 +218,9 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     store = ClickHouseStore(chdb_url)  # the stopped process released it
     try:
         count = "SELECT count() AS rows, uniqExact(event_id) AS distinct_ids FROM bastion.audit_events FINAL"
-        counted = await asyncio.to_thread(store.select, AnalyticsQuery(sql=count), count)
+        counted = await asyncio.to_thread(_select, store, AnalyticsQuery(sql=count))
         ids = "SELECT event_id FROM bastion.audit_events FINAL"
-        stored_ids = await asyncio.to_thread(store.select, AnalyticsQuery(sql=ids, max_rows=100_000), ids)
+        stored_ids = await asyncio.to_thread(_select, store, AnalyticsQuery(sql=ids, max_rows=100_000))
         verdict = await asyncio.to_thread(Auditor(store, CHECKPOINT_KEY.encode()).verify)
     finally:
         await asyncio.to_thread(store.close)
@@ -225,6 +232,11 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
 
 def _ready(log: Path, n: int) -> bool:
     return log.exists() and log.read_text(errors="replace").count("audit ready") >= n
+
+
+def _select(store: ClickHouseStore, query: AnalyticsQuery) -> AnalyticsAnswer:
+    limits = engine_limits(query, max_bytes=64 << 20, memory=1 << 30, threads=2)
+    return store.analytics(query, read_only(query.sql), limits, "volume-test")
 
 
 async def _zero(publisher: AuditPublisher) -> bool:

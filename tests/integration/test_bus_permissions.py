@@ -26,8 +26,9 @@ from libs.common import subjects as s
 from libs.common.messages import Caller, Grant, ToolCall, decode_outcome
 from libs.common.nats import credentials, kv_bucket, processed
 from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
-from libs.common.settings import ExecutorSettings
+from libs.common.settings import ExecutorSettings, StoreSettings
 from libs.common.signing import WorkSigner
+from libs.common.stores import declare_owned
 from services.executor.service import ExecutorService
 from tests.support.nats_refusal import refusal
 
@@ -62,12 +63,13 @@ PUBLISH_PROBES = (
     s.executor_alive_subject("replica-1"),
     s.CALL_CANCEL,
     s.RESOURCE_UPDATED,
-    s.audit_subject("tool_call"),
-    s.audit_subject("batch"),
+    *(s.audit_subject(role, f"{role}-host-1-abcd") for role in ROLES),
+    f"{s.AUDIT_EVENTS}.batch",
     s.AUDIT_QUERY,
     s.AUDIT_EXPORT,
     s.AUDIT_VERIFY,
     s.ANALYTICS_QUERY,
+    s.ANALYTICS_CANCEL,
     s.AUDIT_DEAD,
     s.OAUTH_HTTP,
     s.OAUTH_PASSWORD,
@@ -116,6 +118,7 @@ SUBSCRIBE_PROBES = (
     s.AUDIT_EXPORT,
     s.AUDIT_VERIFY,
     s.ANALYTICS_QUERY,
+    s.ANALYTICS_CANCEL,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",
@@ -132,12 +135,15 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_POLICY}.some-key": {ADMIN},
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
-    # a bucket's configuration (its TTL) is updated by its one writer only, never by a reader
-    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_OAUTH_REVOKED)}": {OAUTH},
-    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_SESSIONS)}": {INGRESS},
-    f"{API}.STREAM.UPDATE.{s.kv_stream(s.KV_KEYS)}": set(),
-    # the producers: ingress, codemode for scripts' calls, the admin service for admin changes
-    s.audit_subject("tool_call"): {INGRESS, CODEMODE, ADMIN},
+    # every store is created and updated by its one owner (below), deleted by no one; nobody lists streams
+    f"{API}.STREAM.NAMES": set(),
+    # each audit producer publishes on its own subjects alone (issue 26: a chain is its producer's);
+    # the admin service's changes are on its own
+    s.audit_subject(INGRESS, "ingress-host-1-abcd"): {INGRESS},
+    s.audit_subject(CODEMODE, "codemode-host-1-abcd"): {CODEMODE},
+    s.audit_subject(ADMIN, "admin-host-1-abcd"): {ADMIN},
+    f"{s.AUDIT_EVENTS}.batch": set(),  # the shared subject of old: nobody
+    s.ANALYTICS_CANCEL: {ADMIN},
     s.CODEMODE_CALL: {INGRESS},
     # analysts' questions and the auditors' check: asked by the admin role alone, answered by audit
     s.AUDIT_EXPORT: {ADMIN},
@@ -177,6 +183,28 @@ RULES: dict[str, set[str]] = {
     s.OAUTH_UPSTREAM_LINK: {ADMIN},
     s.OAUTH_UPSTREAM_TOKEN: {EXECUTOR},
 }
+OWNERSHIP: dict[str, str] = {
+    # issue 30: only a stream's owner creates or updates it; producers of the audit trail only publish
+    s.AUDIT_STREAM: AUDIT,
+    s.AUDIT_DEAD_STREAM: AUDIT,
+    **{s.kv_stream(bucket): ADMIN for bucket in (s.KV_KEYS, s.KV_SERVERS, s.KV_POLICY, s.KV_LLM)},
+    s.kv_stream(s.KV_CATALOG): EXECUTOR,
+    s.obj_stream(s.OBJ_BLOBS): EXECUTOR,
+    s.kv_stream(s.KV_PINS): EXECUTOR,
+    s.kv_stream(s.KV_SESSIONS): INGRESS,
+    **{
+        s.kv_stream(bucket): OAUTH
+        for bucket in (s.KV_OAUTH, s.KV_OAUTH_REGISTRATIONS, s.KV_OAUTH_PUBLIC, s.KV_OAUTH_REVOKED, s.KV_OAUTH_UPSTREAM)
+    },
+}
+BLOB_USERS = {INGRESS, EXECUTOR, CODEMODE}
+"""They purge single objects of the payload store (a filtered purge, which permissions cannot tell apart)."""
+for _stream, _owner in OWNERSHIP.items():
+    RULES[f"{API}.STREAM.CREATE.{_stream}"] = {_owner}
+    RULES[f"{API}.STREAM.UPDATE.{_stream}"] = {_owner}
+    RULES[f"{API}.STREAM.DELETE.{_stream}"] = set()
+    RULES[f"{API}.STREAM.PURGE.{_stream}"] = BLOB_USERS if _stream == s.obj_stream(s.OBJ_BLOBS) else set()
+
 SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.EXEC_CALL: {EXECUTOR},
     s.POLICY_CALL: {POLICY},
@@ -189,6 +217,7 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.AUDIT_EXPORT: {AUDIT},
     s.AUDIT_VERIFY: {AUDIT},
     s.ANALYTICS_QUERY: {AUDIT},
+    s.ANALYTICS_CANCEL: {AUDIT},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),
@@ -231,18 +260,6 @@ class Violations:
             while not self.about(kind, subject):
                 self.changed.clear()
                 await self.changed.wait()
-
-
-@pytest.fixture
-def creds(tmp_path: Path) -> StackCredentials:
-    return make_credentials(tmp_path, {})
-
-
-@pytest.fixture
-def secured_nats(tmp_path: Path, creds: StackCredentials) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", authorization=creds.authorization).start()
-    yield server
-    server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -380,6 +397,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
     executor_log.addHandler(refused)
     try:
         async with ExecutorService(settings), connected(secured_nats.url, creds, INGRESS) as (ingress, _):
+            await declare_owned(ingress.jetstream(), INGRESS, StoreSettings())
             sessions = await kv_bucket(ingress.jetstream(), s.KV_SESSIONS)
             await sessions.put("forged", call.model_dump_json().encode())
             await ingress.jetstream()._jsm.add_consumer(

@@ -201,7 +201,14 @@ async def test_an_agent_cancelling_a_run_stops_it_and_its_tool_calls(gateway, mo
         await poll_until(lambda: codemode.pool.replaced == 1, "the cancelled run's worker replaced")
         # the session keeps working
         assert _text(await _run(client, "result = 1")) == "result: 1"
-    rows = await _audit_rows(gateway, lambda rows: any(r.error_kind == "cancelled" and r.parent_id for r in rows))
+    # the run's row (ingress) and its inner call's (codemode) come from two producers: wait for both
+    rows = await _audit_rows(
+        gateway,
+        lambda rows: (
+            any(r.error_kind == "cancelled" and r.parent_id for r in rows)
+            and any(r.kind == "code_run" and r.error_kind == "cancelled" for r in rows)
+        ),
+    )
     run = next(r for r in rows if r.kind == "code_run" and r.error_kind == "cancelled")
     inner = next(r for r in rows if r.parent_id == run.event_id)
     assert inner.name == "echo__sleep" and inner.error_kind == "cancelled"

@@ -143,7 +143,7 @@ async def test_the_query_endpoint_is_read_only(run: Run) -> None:
         refused = await http.post("/admin/v1/analytics/query", json={"sql": "DROP TABLE bastion.audit_events"})
         failed = await http.post("/admin/v1/analytics/query", json={"sql": "SELECT nope FROM bastion.audit_events"})
         too_many = await http.post(
-            "/admin/v1/analytics/query", json={"sql": "SELECT * FROM bastion.audit_events", "max_rows": 10}
+            "/admin/v1/analytics/query", json={"sql": "SELECT event_id FROM bastion.audit_events", "max_rows": 10}
         )
         unknown_field = await http.post("/admin/v1/analytics/query", json={"sql": "SELECT 1", "readonly": 0})
     assert ok.status_code == 200, ok.text

@@ -28,6 +28,7 @@ from libs.common.nats import kv_bucket
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -122,6 +123,7 @@ class Harness:
 async def harness(nats_url: str) -> AsyncIterator[Harness]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
+    await declared(js, subjects.KV_SERVERS, subjects.KV_CATALOG)  # as `bastion config apply`, the executor would
     yield Harness(nc, await kv_bucket(js, subjects.KV_SERVERS), await kv_bucket(js, subjects.KV_CATALOG))
     await nc.close()
 

@@ -113,7 +113,7 @@ async def test_revoked_key_is_refused_within_a_second(gateway):
             headers={"Authorization": f"Bearer {READONLY_KEY}"},
         )
     assert response.status_code == 401
-    assert response.json()["error"] == "revoked_key"
+    assert response.json()["error"]["data"]["kind"] == "revoked_key"
 
 
 async def test_upstream_down_is_a_clear_error_and_others_keep_working(nats_url, redis_url, tmp_path):

@@ -100,8 +100,50 @@ async def test_notifications_and_client_responses_are_accepted(gateway, http):
 async def test_keys_are_required(gateway, http, headers, error):
     response = await http.post(gateway.url, headers=headers, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert response.status_code == 401
-    assert response.json()["error"] == error and response.json()["message"]
+    refusal = response.json()["error"]  # a JSON-RPC error: what MCP clients show of an error status
+    assert refusal["data"]["kind"] == error and refusal["message"].startswith(error.split("_")[0])
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
+@pytest.mark.parametrize(
+    ("key", "shown"),
+    [("bk_not_a_key_of_this_gateway", "invalid key"), (None, "missing key")],
+)
+async def test_the_official_sdk_shows_why_a_key_was_refused(gateway, key, shown):
+    """The SDK shows the JSON-RPC error of an error status; given anything else it says only
+    "Server returned an error response", which is all a user with a mistyped key used to read."""
+    with pytest.raises(BaseException) as refused:  # the SDK's client wraps it in exception groups
+        async with gateway.client(key) as client:
+            await client.list_tools()
+    messages = [str(leaf) for leaf in _leaves(refused.value)]
+    assert any(shown in message for message in messages), messages
+    assert not any("Server returned an error response" in message for message in messages)
+
+
+@pytest.mark.parametrize("valid_first", [True, False])
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/mcp"), ("GET", "/v1/models"), ("GET", "/admin/v1/keys"), ("GET", "/metrics")]
+)
+async def test_two_authorization_headers_are_refused_on_every_route(gateway, http, valid_first, method, path):
+    """A proxy checking the first `Authorization` and the app reading the last would disagree on who
+    calls: a request carrying two is refused, whichever of them is valid, before it is read further."""
+    base = gateway.url.removesuffix("/mcp")
+    credentials = [("Authorization", f"Bearer {ADMIN_KEY}"), ("Authorization", "Bearer bk_someone_else")]
+    headers = [*(credentials if valid_first else credentials[::-1]), ("Accept", "application/json")]
+    body = b'{"jsonrpc":"2.0","id":1,"method":"ping"}' if method == "POST" else None
+    response = await http.request(method, base + path, headers=headers, content=body)
+    assert response.status_code == 400
+    answer = response.json()
+    code = answer["error"]["code"] if path.startswith("/v1") else answer["error"]
+    assert code == "repeated_authorization"
+    assert "more than once" in str(answer)
+    await _still_serving(gateway, http)
 
 
 async def test_oversized_bodies_are_refused_before_parsing(gateway, http):

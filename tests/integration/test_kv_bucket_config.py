@@ -1,8 +1,8 @@
-"""A KV bucket is configured the same whichever service creates it first (`libs.common.nats.BUCKET_TTL`).
+"""A KV bucket is created and configured by its owner alone (`libs.common.stores`), whenever it starts.
 
-The revocation list is read by ingress (a watch) and written by the oauth service; ingress usually
-starts first. Its entries must still expire (`REVOCATION_TTL`, longer than any access token), and a
-bucket an older release created without a TTL is brought to it by its writer when that starts.
+The revocation list is read by ingress (a watch) and written by the oauth service, its owner; ingress
+usually starts first. Its entries must still expire (`REVOCATION_TTL`, longer than any access token),
+and a bucket an older release created without a TTL is brought to it by its owner when that starts.
 Real nats-server, the real watch ingress runs, the real oauth service.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 from nats.js.api import StorageType
+from nats.js.errors import BucketNotFoundError
 
 from libs.common import subjects
 from libs.common.kvwatch import BucketWatch
@@ -18,22 +19,36 @@ from libs.common.oauth import REVOCATION_TTL
 from libs.common.sealing import new_key
 from libs.common.settings import OAuthSettings
 from services.oauth.service import OAuthService
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 
-def _ignore(*_: object) -> None:
-    return None
-
-
-async def test_a_reader_that_starts_first_creates_the_revocation_list_with_its_ttl(nats_url: str) -> None:
+async def test_a_reader_that_starts_first_waits_for_the_owner_and_then_sees_its_entries(nats_url: str) -> None:
+    """Ingress watches the revocation list the oauth service owns, and usually starts first: its
+    view is complete (empty) at once, it creates nothing, and the owner's entries reach it once the
+    owner has created the bucket, with its TTL."""
     nc = await connect(nats_url, "test-reader")
+    seen: dict[str, bytes] = {}
     try:
-        watch = BucketWatch(nc, subjects.KV_OAUTH_REVOKED, _ignore, _ignore)  # as ingress watches it
+        watch = BucketWatch(  # as ingress watches it
+            nc, subjects.KV_OAUTH_REVOKED, lambda key, value, _revision: seen.update({key: value}), seen.pop
+        )
         await watch.start()
-        await watch.stop()
-        status = await (await nc.jetstream().key_value(subjects.KV_OAUTH_REVOKED)).status()
-        assert status.ttl == REVOCATION_TTL
+        try:
+            with pytest.raises(BucketNotFoundError):
+                await nc.jetstream().key_value(subjects.KV_OAUTH_REVOKED)  # the reader created nothing
+            oauth = OAuthService(OAuthSettings(nats_url=nats_url, secrets_key=new_key()))
+            await oauth.start()
+            try:
+                revoked = await nc.jetstream().key_value(subjects.KV_OAUTH_REVOKED)
+                assert (await revoked.status()).ttl == REVOCATION_TTL
+                await revoked.put("jti-1", b"{}")
+                await poll_until(lambda: "jti-1" in seen, "the owner's entry in the reader's view")
+            finally:
+                await oauth.stop()
+        finally:
+            await watch.stop()
     finally:
         await nc.close()
 

@@ -1,28 +1,36 @@
-"""Results and arguments larger than one NATS message (finding 5 of the hardening issue).
+"""Results and arguments larger than one NATS message (finding 5 of the hardening issue; issue 24).
 
-The NATS server here keeps its default 1 MiB max payload, as a production one may. A result too
+The NATS server here keeps its default 1 MiB max payload, as a production one may, and is secured
+with the permissions `bastion up` renders: every service connects as its own role, so each store
+operation is one its role's permissions allow (issue 24: the ingress role could not read the object
+store, and every answer between one message and 32 MiB was lost after a 5 s timeout). A result too
 large for one message travels through the object store up to `BASTION_MAX_RESULT_BYTES` (32 MiB by
 default); a larger one fails at once with `result_too_large` naming both sizes, never as a timeout.
-Arguments too large for one message travel the same way in the other direction.
+Arguments too large for one message travel the same way in the other direction. Both layouts: each
+service on its own connection, and ingress and the executor co-located (one in-process lane).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
-from nats.js.errors import NotFoundError
+from nats.aio.client import Client as NATS
 
+from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats
 from libs.common import subjects
+from libs.common.blobs import MESSAGE_ROOM
 from libs.common.messages import AuditQuery, AuditRows
 from libs.common.nats import connect
+from libs.common.permissions import ADMIN, EXECUTOR
 from libs.common.settings import CodeModeSettings
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 
@@ -38,11 +46,25 @@ def _text(result) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
 
+MIB = 1024 * 1024
+INLINE = MIB - MESSAGE_ROOM
+"""The largest result that travels in the reply itself on a 1 MiB bus (its JSON, not its text)."""
+SIZES = (INLINE - 4096, INLINE + 4096, 2 * MIB, 5 * MIB, 20 * MIB, 31 * MIB)
+"""Text sizes of the results asked for: the envelope around the text is well under 4 KiB."""
+
+
 @pytest.fixture
-def small_nats(tmp_path: Path) -> AsyncIterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", max_payload_mb=1).start()
+def creds(tmp_path: Path) -> StackCredentials:
+    return make_credentials(tmp_path / "data", {})
+
+
+@pytest.fixture
+def small_nats(tmp_path: Path, creds: StackCredentials) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path / "nats", max_payload_mb=1, authorization=creds.authorization).start()
     yield server
     server.stop()
+    violations = [line for line in server.log_path.read_text().splitlines() if "Violation" in line]
+    assert violations == [], "the bus refused a service something it does"
 
 
 @pytest.fixture
@@ -62,35 +84,53 @@ async def large_upstream() -> AsyncIterator[str]:
         await proc.wait()
 
 
-@pytest.fixture
+@pytest.fixture(params=[False, True], ids=["separate", "colocated"])
 async def gateway(
-    small_nats: EmbeddedNats, large_upstream: str, redis_url: str, tmp_path: Path
+    request: pytest.FixtureRequest,
+    small_nats: EmbeddedNats,
+    creds: StackCredentials,
+    large_upstream: str,
+    redis_url: str,
+    tmp_path: Path,
 ) -> AsyncIterator[Gateway]:
-    config = default_config({"large": {"url": large_upstream}})
+    config = default_config(
+        {"large": {"url": large_upstream}, "large_stdio": {"command": sys.executable, "args": [str(LARGE_SERVER)]}}
+    )
     # ingress refuses names over 256 characters before any handler (test_ingress_hardening); the cap is
     # lifted here so a huge name reaches the audit publisher, which must cope on its own (defence in depth)
     async with running_gateway(
-        small_nats.url, redis_url, tmp_path, config, call_timeout=CALL_TIMEOUT, max_name_chars=4_000_000
+        small_nats.url,
+        redis_url,
+        tmp_path,
+        config,
+        creds=creds,
+        lane=request.param,
+        call_timeout=CALL_TIMEOUT,
+        max_name_chars=4_000_000,
     ) as gw:
-        await gw.wait_for_servers("large")
+        await gw.wait_for_servers("large", "large_stdio")
         yield gw
 
 
 @pytest.fixture
 async def code_gateway(
-    small_nats: EmbeddedNats, large_upstream: str, redis_url: str, tmp_path: Path
+    small_nats: EmbeddedNats, creds: StackCredentials, large_upstream: str, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[Gateway]:
     config = default_config({"large": {"url": large_upstream}})
     config["keys"].append({"name": "coder", "key": CODER_KEY, "tools": ["large/*"], "code_mode": True})
     async with running_gateway(
-        small_nats.url, redis_url, tmp_path, config, codemode=CodeModeSettings(sandbox_workers=1)
+        small_nats.url, redis_url, tmp_path, config, creds=creds, codemode=CodeModeSettings(sandbox_workers=1)
     ) as gw:
         await gw.wait_for_servers("large")
         yield gw
 
 
-async def _audit_rows(nats_url: str, at_least: int, limit: int = 50) -> list:
-    nc = await connect(nats_url, "audit-query")
+async def _admin(nats_url: str, creds: StackCredentials) -> NATS:
+    return await connect(nats_url, "test-admin", role=ADMIN, nkey_seed_file=creds.seed_file(ADMIN))
+
+
+async def _audit_rows(nats_url: str, creds: StackCredentials, at_least: int, limit: int = 50) -> list:
+    nc = await _admin(nats_url, creds)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -106,31 +146,37 @@ async def _audit_rows(nats_url: str, at_least: int, limit: int = 50) -> list:
         await nc.close()
 
 
-async def test_results_of_1_5_and_20_mb_arrive_whole_and_50_mb_fails_at_once(gateway: Gateway) -> None:
+@pytest.mark.parametrize("server", ["large", "large_stdio"], ids=["http", "stdio"])
+async def test_results_across_the_range_arrive_whole_and_over_32_mib_fail_at_once(
+    gateway: Gateway, creds: StackCredentials, server: str
+) -> None:
     async with gateway.client(ADMIN_KEY) as client:
-        for megabytes in (1, 5, 20):
+        for size in SIZES:
             started = time.monotonic()
-            text = _text(await client.call_tool("large__blob", {"megabytes": megabytes}))
-            print(f"\n{megabytes} MB result: {time.monotonic() - started:.2f}s")
-            assert len(text) == megabytes * 1_000_000 and text.count("x") == len(text), megabytes
+            text = _text(await client.call_tool(f"{server}__blob", {"megabytes": (size + 0.5) / 1_000_000}))
+            print(f"\n{server} {size:,} bytes: {time.monotonic() - started:.2f}s")
+            assert len(text) == size and text.count("x") == size, size
         started = time.monotonic()
         with pytest.raises(MCPError) as too_large:
-            await client.call_tool("large__blob", {"megabytes": 50})
-        print(f"50 MB result refused after {time.monotonic() - started:.2f}s")
+            await client.call_tool(f"{server}__blob", {"megabytes": 33 * MIB / 1_000_000})
+        print(f"{server} 33 MiB result refused after {time.monotonic() - started:.2f}s")
         error = too_large.value.error
         assert error.code == -32065 and error.data["kind"] == "result_too_large", error
-        assert "50,000," in error.message and f"{32 * 1024 * 1024:,}" in error.message
+        # its size as far as it was read: an HTTP answer's whole JSON, a stdio line's up to the cutoff
+        named = re.search(r"is (?:more than )?([\d,]+) bytes", error.message)
+        assert named and int(named.group(1).replace(",", "")) > 32 * MIB, error.message
+        assert f"{32 * MIB:,}" in error.message
         assert "BASTION_MAX_RESULT_BYTES" in error.message and "did run" in error.message
         # the gateway still serves, and what travelled through the store was cleaned up behind it
         assert _text(await client.call_tool("echo__echo", {"text": "still here"})) == "still here"
-    rows = await _audit_rows(gateway.nats_url, 5)
-    blobs = sorted((row.status, row.error_kind, row.execution) for row in rows if row.name == "large__blob")
-    assert blobs == [("error", "result_too_large", "ran")] + [("ok", None, "ran")] * 3
-    nc = await connect(gateway.nats_url, "store-check")
+    rows = await _audit_rows(gateway.nats_url, creds, len(SIZES) + 2)
+    blobs = sorted((row.status, row.error_kind, row.execution) for row in rows if row.server == server)
+    assert blobs == [("error", "result_too_large", "ran")] + [("ok", None, "ran")] * len(SIZES)
+    nc = await connect(gateway.nats_url, "test-store", role=EXECUTOR, nkey_seed_file=creds.seed_file(EXECUTOR))
     try:
-        store = await nc.jetstream().object_store(subjects.OBJ_BLOBS)
-        with pytest.raises(NotFoundError):
-            await store.list(ignore_deletes=True)  # every object was taken (read and deleted) by its receiver
+        info = await nc.jetstream().stream_info(subjects.obj_stream(subjects.OBJ_BLOBS), subjects_filter=">")
+        chunks = {s: n for s, n in (info.state.subjects or {}).items() if ".C." in s}
+        assert chunks == {}, "every object was taken (read and deleted) by its receiver"
     finally:
         await nc.close()
 
@@ -141,7 +187,9 @@ async def test_arguments_larger_than_one_message_reach_the_upstream(gateway: Gat
         assert _text(await client.call_tool("large__length", {"text": text})) == "2000000"
 
 
-async def test_a_huge_tool_name_does_not_stop_the_audit_of_the_calls_behind_it(gateway: Gateway) -> None:
+async def test_a_huge_tool_name_does_not_stop_the_audit_of_the_calls_behind_it(
+    gateway: Gateway, creds: StackCredentials
+) -> None:
     """Finding 1, end to end: a key sends a ~3.8 MB tool name (its audit event, with the error quoting
     the name, is far over the 1 MiB message), then 100 ordinary calls: all 101 are audited."""
     name = "n" * 3_800_000
@@ -153,7 +201,7 @@ async def test_a_huge_tool_name_does_not_stop_the_audit_of_the_calls_behind_it(g
         assert unknown.value.error.code == -32602
         for i in range(100):
             assert _text(await client.call_tool("echo__add", {"a": i, "b": 1})) == str(i + 1)
-    rows = await _audit_rows(gateway.nats_url, 101, limit=200)
+    rows = await _audit_rows(gateway.nats_url, creds, 101, limit=200)
     assert len(rows) == 101
     (huge,) = [row for row in rows if row.status == "error"]
     assert huge.name == name[:1024] and huge.truncated["name"] == 3_800_000 and "error" in huge.truncated

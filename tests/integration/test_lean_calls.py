@@ -74,7 +74,7 @@ async def test_lean_and_sdk_sends_answer_alike(
             ]
         assert answers[True] == answers[False]
         assert answers[True][0][0]["content"][0]["text"] == "héllo ✓"
-        link = upstream.lean_link
+        link = upstream.session.lean_link
         assert link is not None and link.usable
         assert link.sent == 4  # every call that reached the upstream went the lean way (the refusal did not)
         # the session is still good after the abandoned call
@@ -122,7 +122,7 @@ async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
             result = outcome.result_value()
             assert result is not None and result["content"][0]["text"] == "model said: forty-two"
             assert len(asked) == 1 and asked[0].params is not None
-            link = executor.upstreams["interactive"].lean_link
+            link = executor.upstreams["interactive"].session.lean_link
             assert link is not None and link.sent == 1
     finally:
         await subscription.unsubscribe()

@@ -4,7 +4,7 @@ the server leading it is killed, and the gateway keeps answering through the los
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import nats
@@ -12,16 +12,23 @@ import pytest
 from nats.js.api import StreamConfig
 
 from cli.nats_cluster import EmbeddedNatsCluster
+from tests.support.cluster_ready import until_it_places
 from tests.support.gateway import running_gateway
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[EmbeddedNatsCluster]:
+async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EmbeddedNatsCluster]:
+    """Three servers that can place three replicas, and every store the services create at three
+    (`BASTION_NATS_REPLICAS`), so losing any one server loses no store."""
     nodes = EmbeddedNatsCluster(tmp_path / "cluster").start()
-    yield nodes
-    nodes.stop()
+    try:
+        await until_it_places(nodes.url, 3)
+        monkeypatch.setenv("BASTION_NATS_REPLICAS", "3")
+        yield nodes
+    finally:
+        nodes.stop()
 
 
 async def _publish(js: nats.js.JetStreamContext, subject: str, payload: bytes, msg_id: str) -> None:

@@ -19,7 +19,7 @@ import pytest
 
 from cli.stack import EmbeddedNats, kill_with_parent
 from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect, kv_bucket
+from libs.common.nats import connect
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ async def test_kv_watch_sees_changes_made_right_after_a_nats_restart(tmp_path: P
     deletes: list[str] = []
     watch = BucketWatch(nc, "restart_test", lambda k, v, _r: puts.append((k, v)), deletes.append)
     try:
-        kv = await kv_bucket(nc.jetstream(), "restart_test")
+        kv = await nc.jetstream().create_key_value(bucket="restart_test")
         await kv.put("kept", b"1")
         await kv.put("revoked", b"1")
         await watch.start()

@@ -300,7 +300,7 @@ async def test_revoked_access_token_is_refused(env):
     )
     assert revoked.status_code == 200
     answer = await env.refused_eventually(tokens["access_token"])
-    assert "revoked" in answer.json()["message"]
+    assert "revoked" in answer.json()["error"]["message"]
 
 
 async def test_forged_expired_and_misaddressed_tokens_are_refused(env):
@@ -316,7 +316,7 @@ async def test_forged_expired_and_misaddressed_tokens_are_refused(env):
     for case, (token, says) in cases.items():
         answer = await env.mcp(token)
         assert answer.status_code == 401, case
-        assert says in answer.json()["message"], (case, answer.json())
+        assert says in answer.json()["error"]["message"], (case, answer.json())
         challenge = answer.headers["www-authenticate"]
         assert 'error="invalid_token"' in challenge and "resource_metadata=" in challenge, case
 

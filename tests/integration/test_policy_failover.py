@@ -26,7 +26,7 @@ from libs.common.messages import Caller, ToolCall
 from libs.common.nats import connect
 from libs.common.relay import Acknowledger
 from libs.common.settings import IngressSettings
-from services.ingress.gateway import Gateway
+from services.ingress.request_path import RequestPath
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.polling import poll_until
@@ -153,7 +153,7 @@ async def test_a_live_policy_holding_a_call_past_its_timeout_is_a_gateway_timeou
         await policy.subscribe(subjects.POLICY_CALL, queue=subjects.QUEUE_POLICY, cb=hold)
         await acks.start()
         await processed(policy)
-        gateway = Gateway(ingress, IngressSettings(nats_url=nats_url))
+        gateway = RequestPath(ingress, IngressSettings(nats_url=nats_url))
         await gateway.start()
         call = ToolCall(
             caller=Caller(key_id="k", key_name="k"), server="echo", tool="sleep", name="echo__sleep", timeout=2.0

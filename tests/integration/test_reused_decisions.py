@@ -21,7 +21,7 @@ from libs.common.entities import RateLimit
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
 from libs.common.nats import connect, kv_bucket
 from services.executor.service import ExecutorService
-from services.ingress import grants
+from services.ingress import grant_cache
 from services.policy.service import PolicyService
 from tests.support.gateway import SERVERS, key_id, running_gateway
 from tests.support.polling import poll_until
@@ -167,7 +167,7 @@ async def test_calls_with_a_rate_limit_or_a_budget_are_decided_every_time(nats_u
 async def test_a_grant_the_executor_finds_expired_sends_the_call_to_policy(nats_url, redis_url, tmp_path, monkeypatch):
     """Ingress's clock behind the executor's: it still trusts a grant the executor holds expired.
     Nothing runs on it; the call is decided by policy and answered as usual."""
-    monkeypatch.setattr(grants, "_MARGIN", -3600.0)
+    monkeypatch.setattr(grant_cache, "_MARGIN", -3600.0)
     async with (
         _gateway(nats_url, redis_url, tmp_path, ttl=0.05) as gw,
         _decisions(nats_url) as decisions,

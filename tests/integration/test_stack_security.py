@@ -25,6 +25,7 @@ from libs.common.nats import credentials, kv_bucket, processed
 from libs.common.permissions import ADMIN, POLICY, ROLES
 from libs.common.sealing import Sealer
 from tests.support.nats_refusal import refusal
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -90,6 +91,7 @@ async def test_nats_files_and_credentials_are_private(tmp_path: Path) -> None:
         os.umask(old)
     try:
         nc = await nats.connect(server.url, **credentials(ADMIN, creds.seed_file(ADMIN)))
+        await declared(nc.jetstream(), subjects.KV_KEYS)  # the admin role owns it
         kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
         await kv.put("probe", b"something in the store")
         await nc.close()

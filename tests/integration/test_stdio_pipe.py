@@ -23,8 +23,8 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
+from services.executor.answer_limits import AnswerTooLarge, answer_cutoff
 from services.executor.lean_stdio import StdioLink
-from services.executor.outcomes import AnswerTooLarge, answer_cutoff
 from services.executor.stdio_pipe import stdio_pipe
 from tests.support.polling import poll_until
 

@@ -140,6 +140,57 @@ def test_crashed_child_is_restarted_with_doubling_backoff(tmp_path: Path, standi
     assert supervisor.pids() == set()
 
 
+HANDED = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    from libs.common.settings import AuditSettings, IngressSettings
+
+    out = Path(sys.argv[1])
+    fd = int(os.environ["BASTION_SECRETS_FD"])
+    settings = AuditSettings()  # reads the pipe once, and closes it
+    again = IngressSettings()  # later settings read what was handed, too
+    start = len(list(out.glob("start-*.json")))
+    (out / f"start-{start}.json").write_text(json.dumps({
+        "checkpoint_key": settings.checkpoint_key.get_secret_value(),
+        "log_level": again.log_level,
+        "environ": Path("/proc/self/environ").read_bytes().decode(errors="replace"),
+        "fd_open": os.path.exists(f"/proc/self/fd/{fd}"),
+    }))
+    sys.exit(3 if start == 0 else 0)
+    """
+)
+
+
+def test_a_child_gets_its_secrets_through_a_pipe_at_every_start_never_its_environment(tmp_path: Path) -> None:
+    """Issue 26: any process of the same user reads another's /proc/<pid>/environ. The child reads
+    its secrets from an inherited pipe (once, then closes it), on its first start and on the restart
+    after it died; its environment holds only the descriptor's number."""
+    script = tmp_path / "handed.py"
+    script.write_text(HANDED)
+    secret = "checkpoint-key-" + uuid.uuid4().hex
+    spec = ChildSpec(
+        "audit",
+        [sys.executable, str(script), str(tmp_path)],
+        env={**os.environ, "BASTION_LOG_LEVEL": "DEBUG", "PYTHONPATH": str(ROOT)},
+        log_path=tmp_path / "audit.log",
+        secrets={"BASTION_CHECKPOINT_KEY": secret},
+    )
+    supervisor = Supervisor([spec], backoff=Backoff(initial=0.05, maximum=0.05), notify=lambda _m: None)
+    supervisor.start()
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob("start-*.json"))) < 2 and time.monotonic() < deadline:
+        supervisor.poll()
+        time.sleep(0.01)
+    supervisor.stop()
+    starts = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("start-*.json"))]
+    assert len(starts) == 2, (tmp_path / "audit.log").read_text()
+    for seen in starts:
+        assert seen["checkpoint_key"] == secret and seen["log_level"] == "DEBUG"
+        assert secret not in seen["environ"] and "BASTION_CHECKPOINT_KEY" not in seen["environ"]
+        assert not seen["fd_open"], "the pipe stays open in the child"
+
+
 def test_adopted_child_is_restarted_from_its_spec_with_its_own_backoff(tmp_path: Path, standin: Path) -> None:
     """NATS and Valkey are started before the supervisor (their first start picks the port): the
     supervisor adopts them, and restarts them from their spec (same port) on their own, shorter backoff."""

@@ -18,6 +18,7 @@ from libs.common.nats import connect, kv_bucket
 from libs.common.visible import ask_visible
 from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +93,7 @@ async def test_policy_answers_with_the_revisions_its_view_holds(gateway):
 async def test_a_watch_knows_the_bucket_revision_it_has_delivered(nats_url):
     nc = await connect(nats_url, "test-watch-revision")
     try:
+        await declared(nc.jetstream(), subjects.KV_SESSIONS)  # as ingress would
         bucket = await kv_bucket(nc.jetstream(), subjects.KV_SESSIONS)
         seen: list[str] = []
         watch = BucketWatch(nc, subjects.KV_SESSIONS, lambda key, *_: seen.append(key), seen.append)

@@ -23,6 +23,7 @@ from services.oauth.upstream.errors import UpstreamOAuthError
 from services.oauth.upstream.records import Records
 from services.oauth.upstream.secret_stores import SealedKVStore
 from services.oauth.upstream.tickets import TicketError, Tickets
+from tests.support.stores import declared
 from tests.support.upstream_login import callback_params, log_in, running_oauth_upstream
 
 pytestmark = pytest.mark.integration
@@ -43,6 +44,7 @@ class Setup:
 @pytest.fixture
 async def setup(nats_url: str) -> AsyncIterator[Setup]:
     nc = await connect(nats_url, "test-oauth")
+    await declared(nc.jetstream(), KV_OAUTH_UPSTREAM)  # as the oauth service would
     kv = await kv_bucket(nc.jetstream(), KV_OAUTH_UPSTREAM)
     key = new_key()
     store = SealedKVStore(kv, Sealer(key))

@@ -6,15 +6,12 @@ the upstream token, a refused token is refreshed on the 401, and when refresh fa
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
 from services.executor.service import ExecutorService
+from tests.support.admin_api import servers_list
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, log_in, running_oauth_upstream
@@ -30,7 +27,7 @@ def _health(gateway: Gateway, server: str) -> str | None:
 def _lean_sent(gateway: Gateway, server: str) -> int:
     """Requests the executor sent `server` the lean way (one POST on `http1.HttpPool`, `lean.HttpLink`) so far."""
     executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
-    link = executor.upstreams[server].lean_link
+    link = executor.upstreams[server].session.lean_link
     assert link is not None and link.usable, "an OAuth upstream keeps the lean send"
     return link.sent
 
@@ -40,18 +37,6 @@ def _ready(gateway: Gateway, server: str) -> bool:
     return status is not None and status.status == "ready"
 
 
-async def _servers_list(gateway: Gateway) -> str:
-    """`bastion servers list` against this gateway's admin API, as an admin runs it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
-    argv = ["servers", "list", "--admin-url", gateway.admin_api, "--admin-token", gateway.admin_token]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "cli", *argv, env=env, stdout=asyncio.subprocess.PIPE
-    )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, out
-    return out.decode()
-
-
 async def _authorize_as_admin(gateway: Gateway, public: str, base: str, server: str, username: str) -> None:
     async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
         shown = (await admin.get(f"{gateway.admin_api}/servers/{server}")).json()
@@ -59,7 +44,7 @@ async def _authorize_as_admin(gateway: Gateway, public: str, base: str, server: 
     assert "HTTP 401" in shown["error"]  # the reason names the authorization step once the oauth service answered
     link = shown["authorize_url"]
     assert link and link.startswith(f"{public}/oauth/upstream/authorize?ticket=")
-    listed = await _servers_list(gateway)  # the CLI prints a link of its own (each read mints a fresh one)
+    listed = await servers_list(gateway.admin_api, gateway.admin_token)  # the CLI prints a link of its own
     assert f"authorize {server}: {public}/oauth/upstream/authorize?ticket=" in listed, listed
     async with httpx2.AsyncClient(timeout=20) as browser:
         started = await browser.get(link)

@@ -5,7 +5,10 @@ a principal of any role."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +16,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from libs.common import subjects
 from libs.common.admin_principals import Principal, RoleBinding
 from libs.common.nats import connect
 from libs.common.settings import AdminSettings, IngressSettings
@@ -20,6 +24,7 @@ from services.admin.api.access_store import AccessStore
 from services.admin.api.tables import Buckets
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
+from tests.support.stores import declared
 
 __all__ = [
     "BOOTSTRAP",
@@ -33,6 +38,7 @@ __all__ = [
     "principal_token",
     "running_admin",
     "seeded_token",
+    "servers_list",
 ]
 
 BOOTSTRAP = "test-bootstrap-token-0123456789abcdef"
@@ -84,7 +90,12 @@ async def seeded_token(nats_url: str, name: str, *roles: dict[str, Any], kind: s
 
 @contextlib.asynccontextmanager
 async def running_admin(nats_url: str, **settings: Any) -> AsyncIterator[tuple[AdminService, str]]:
-    """An admin service on a free port and its first owner's token."""
+    """An admin service on a free port and its first owner's token, on a NATS whose audit streams and
+    catalog exist (as once the audit service and an executor, their owners, have started): the admin
+    changes' events are published at once, and a test may write the catalog as an executor would."""
+    nc = await connect(nats_url, "test-store-owners")
+    await declared(nc.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM, subjects.KV_CATALOG)
+    await nc.close()
     service = AdminService(
         AdminSettings(nats_url=nats_url, admin_port=0, admin_bootstrap_token=SecretStr(BOOTSTRAP), **settings)
     )
@@ -125,3 +136,16 @@ async def api(admin: AdminService, owner_token: str) -> AsyncIterator[httpx.Asyn
     headers = {"Authorization": f"Bearer {owner_token}"}
     async with httpx.AsyncClient(base_url=base_url(admin), headers=headers, timeout=10) as client:
         yield client
+
+
+async def servers_list(public: str, admin_token: str) -> str:
+    """`bastion servers list` against the admin API at `public` (a gateway's base URL), as an admin
+    runs it: its output, on a terminal wide enough not to wrap a link."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
+    argv = ["servers", "list", "--admin-url", public, "--admin-token", admin_token]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "cli", *argv, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out
+    return out.decode()

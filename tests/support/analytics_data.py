@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import nats
 
+from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import AuditEvent
 from services.audit import AuditService
@@ -101,7 +102,7 @@ async def stored_through_the_pipeline(nats_url: str, service: AuditService, even
     once the running audit service has written every one of them."""
     nc = await nats.connect(nats_url)
     try:
-        async with AuditPublisher(nc) as publisher:
+        async with AuditPublisher(nc, producer=producer_id("ingress")) as publisher:
             for event in events:
                 assert publisher.emit(event)
     finally:

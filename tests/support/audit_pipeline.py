@@ -14,6 +14,9 @@ from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from services.audit import AuditService
 from services.audit.writer import DURABLE
 
+PRODUCER = "ingress-pipeline-test"
+"""The chain of events published straight to the stream (on `SUBJECT`, ingress's)."""
+SUBJECT = subjects.audit_subject("ingress", PRODUCER)
 WAIT = 60.0
 """Upper bound for a condition; tests return as soon as it holds (a lost ack is redelivered after 30 s)."""
 
@@ -27,6 +30,8 @@ def event(i: int = 0, **fields: object) -> AuditEvent:
         "name": f"srv-{i % 2}__tool_{i}",
         "status": "ok",
         "latency_ms": 1.5 + i,
+        "producer": PRODUCER,  # a publisher links it on its own chain instead
+        "seq": i + 1,
     }
     return AuditEvent.model_validate(base | fields)
 

@@ -111,7 +111,9 @@ def up_private_variables() -> dict[str, frozenset[str]]:
     optional = {"BASTION_OIDC_CLIENT_SECRET": "o", "BASTION_VAULT_TOKEN": "t"}
     specs = service_specs(parse_config({}, "test"), endpoints, "s", optional, creds, {})
     return {
-        spec.name: frozenset(k for k in _PRIVATE_VARIABLES if (spec.env or {}).get(k) and k not in optional)
+        spec.name: frozenset(
+            k for k in _PRIVATE_VARIABLES if {**(spec.env or {}), **(spec.secrets or {})}.get(k) and k not in optional
+        )
         for spec in specs
     }
 

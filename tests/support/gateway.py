@@ -22,10 +22,12 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 
 from cli.apply import apply_config
+from cli.credentials import StackCredentials
 from libs.common import local_lane
 from libs.common.config import BastionConfig, parse_config
 from libs.common.local_lane import LocalLane
 from libs.common.nats import connect
+from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
 from libs.common.sealing import Sealer
 from libs.common.settings import (
     AdminSettings,
@@ -162,6 +164,7 @@ async def running_gateway(
     metrics: bool = False,
     lane: bool = False,
     admin: bool = False,
+    creds: StackCredentials | None = None,
     **ingress: Any,
 ) -> AsyncIterator[Gateway]:
     """`executor=False` starts no executor (the test runs its own replicas, e.g. as processes it can
@@ -171,12 +174,21 @@ async def running_gateway(
     when given; `oauth_options` are further `OAuthSettings`); `executor_options` are further
     `ExecutorSettings`, `policy_options` further `PolicySettings`. `codemode` starts the codemode
     service with those settings (its NATS URL is filled in). `metrics` serves the `/metrics` of
-    every service on a free port each (`service.metrics_server.url`). `admin` starts the admin service
-    too, with a first owner (`Gateway.admin_api`, `Gateway.admin_headers`). `lane`: every service's connection
-    joins one in-process lane (`libs.common.local_lane`), as co-located services do."""
+    audit, policy, executor, oauth, admin and ingress on a free port each (`service.metrics_server.url`).
+    `admin` starts the admin service too, with a first owner (`Gateway.admin_api`,
+    `Gateway.admin_headers`). `lane`: every service's connection joins one in-process lane
+    (`libs.common.local_lane`), as co-located services do. `creds`: the NATS is secured with these
+    (`cli.credentials`): each service connects as its own role, the config is applied as the admin
+    role, policy signs work and the executor verifies it."""
     own = {"metrics_port": 0} if metrics else {}
+
+    def role(name: str, **more: Any) -> dict[str, Any]:
+        """Settings of the service `name` with its NKey when NATS is secured."""
+        return {**({"nats_nkey_seed_file": creds.seed_file(name)} if creds else {}), **more}
+
+    signed = {"bus_signing_key": creds.bus_signing_key} if creds else {}
     config = parse_config(raw_config or default_config())
-    nc = await connect(nats_url, "test-setup")
+    nc = await connect(nats_url, "test-setup", role=ADMIN, nkey_seed_file=creds.seed_file(ADMIN) if creds else "")
     await apply_config(nc, config, Sealer(secrets_key))
     await nc.close()
     started: list[Any] = []
@@ -187,18 +199,32 @@ async def running_gateway(
         for service in (
             AuditService(
                 AuditSettings(
-                    nats_url=nats_url, clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}", **own
+                    nats_url=nats_url,
+                    clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}",
+                    **role(AUDIT, **own),
                 )
             ),
             *(
-                [PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, **own, **(policy_options or {})))]
+                [
+                    PolicyService(
+                        PolicySettings(
+                            nats_url=nats_url,
+                            redis_url=redis_url,
+                            **role(POLICY, **own, **signed, **(policy_options or {})),
+                        )
+                    )
+                ]
                 if policy
                 else []
             ),
             *(
                 [
                     ExecutorService(
-                        ExecutorSettings(nats_url=nats_url, secrets_key=secrets_key, **own, **(executor_options or {}))
+                        ExecutorSettings(
+                            nats_url=nats_url,
+                            secrets_key=secrets_key,
+                            **role(EXECUTOR, **own, **signed, **(executor_options or {})),
+                        )
                     )
                 ]
                 if executor
@@ -210,16 +236,18 @@ async def running_gateway(
                         OAuthSettings(
                             nats_url=nats_url,
                             secrets_key=secrets_key,
-                            **own,
-                            **_public_url(ingress),
-                            **(oauth_options or {}),
+                            **role(OAUTH, **own, **_public_url(ingress), **(oauth_options or {})),
                         )
                     )
                 ]
                 if oauth
                 else []
             ),
-            *([CodeModeService(codemode.model_copy(update={"nats_url": nats_url}))] if codemode else []),
+            *(
+                [CodeModeService(codemode.model_copy(update={"nats_url": nats_url, **role(CODEMODE)}))]
+                if codemode
+                else []
+            ),
             *(
                 [
                     AdminService(
@@ -228,8 +256,7 @@ async def running_gateway(
                             admin_port=0,
                             admin_bootstrap_token=SecretStr(BOOTSTRAP),
                             secrets_key=SecretStr(secrets_key),
-                            **own,
-                            **_public_url(ingress),
+                            **role(ADMIN, **own, **_public_url(ingress)),
                         )
                     )
                 ]
@@ -239,7 +266,7 @@ async def running_gateway(
         ):
             await service.start()
             started.append(service)
-        front = IngressService(IngressSettings(**{"nats_url": nats_url, "port": 0, **own, **ingress}))
+        front = IngressService(IngressSettings(**{"nats_url": nats_url, "port": 0, **own, **role(INGRESS), **ingress}))
         await front.start()
         started.append(front)
         joining.close()  # the test's own connections stay off it

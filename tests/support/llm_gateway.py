@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 import openai
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk, ParsedChatCompletionMessage
 
 from libs.common import subjects
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows
@@ -26,6 +28,9 @@ CODE_AGENT_KEY = "bk_test_llm_code_agent_key_00"
 SQUAD_KEY = "bk_test_llm_squad_member_key_0"
 DOCS_MODEL = "gpt-4.1-mini"
 """The model docs/llm.md's examples name."""
+DOWN_PASSWORD = "pw-in-the-url-never-shown"
+DOWN_TOKEN = "tok-in-the-query-never-shown"
+"""Credentials in the unreachable provider's `base_url`, which its errors must not repeat."""
 PRICEY = "gpt-pricey"
 """Output at $1000 per million tokens, input free: `max_tokens=5` may cost at most $0.005."""
 
@@ -66,15 +71,17 @@ def llm_config(provider: ScriptedProvider) -> dict[str, Any]:
                 "failure_threshold": 2,
                 "reset_timeout": 60,
             },
-            "down": {"base_url": "http://127.0.0.1:9/v1", "models": ["gpt-down"], "retries": 0, "failure_threshold": 2},
+            "down": {
+                "base_url": f"http://bastion:{DOWN_PASSWORD}@127.0.0.1:9/v1?api-key={DOWN_TOKEN}",
+                "models": ["gpt-down"],
+                "retries": 0,
+                "failure_threshold": 2,
+            },
             # the same server under a short timeout: a stalled answer becomes a timeout
             "slow": {"base_url": provider.base_url, "models": ["gpt-slow"], "timeout": 0.5, "retries": 0},
         }
     }
     return config
-
-
-"""SDK clients the running test made, closed with its gateway (an open connection would warn)."""
 
 
 OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
@@ -114,3 +121,17 @@ async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
 
 def tool_names(body: dict[str, Any]) -> list[str]:
     return [tool["function"]["name"] for tool in body.get("tools", [])]
+
+
+async def accumulated(
+    stream: openai.AsyncStream[ChatCompletionChunk],
+) -> tuple[list[ChatCompletionChunk], ParsedChatCompletionMessage[Any], dict[str, Any] | None]:
+    """A stream read as applications read one: every chunk, the message the SDK's own accumulator
+    (`ChatCompletionStreamState`) builds from them, and the agent-mode `bastion` object if any."""
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    chunks, summary = [], None
+    async for chunk in stream:
+        chunks.append(chunk)
+        state.handle_chunk(chunk)
+        summary = (chunk.model_extra or {}).get("bastion") or summary
+    return chunks, state.get_final_completion().choices[0].message, summary

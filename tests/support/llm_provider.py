@@ -4,6 +4,10 @@ completions wire format (JSON answers, and server-sent-event chunks with tool-ca
 Written on raw asyncio streams so a test can also make it misbehave at the transport level: close
 the connection without answering (a reset before any token), or answer with an HTTP error. Each
 request takes the next step of the script; every request received is recorded (headers, body).
+
+It checks each conversation as strict OpenAI-compatible providers do (`conversation_problem`) and
+answers a malformed one with HTTP 400, taking no step: a message without a role, a tool call no
+`tool` message answers, a call id used twice, a `tool` message answering no call.
 """
 
 from __future__ import annotations
@@ -17,16 +21,31 @@ from typing import Any
 
 import orjson
 
-__all__ = ["Cut", "Drop", "Fail", "Held", "Reply", "ScriptedProvider", "Stall", "scripted_provider"]
+__all__ = [
+    "Cut",
+    "Drop",
+    "Fail",
+    "Held",
+    "Reply",
+    "ScriptedProvider",
+    "Stall",
+    "Stop",
+    "conversation_problem",
+    "scripted_provider",
+]
+
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 @dataclass
 class Reply:
-    """A completion: assistant text and/or tool calls `(name, arguments)`."""
+    """A completion: assistant text and/or tool calls `(name, arguments)`; `ids` are the calls' ids
+    when a test chooses them (some providers repeat ids across answers, or leave them empty)."""
 
     text: str | None = None
     tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     usage: tuple[int, int] = (10, 5)
+    ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,13 +72,20 @@ class Cut:
 
 
 @dataclass
+class Stop:
+    """Stream `text` as a reply would, then end the response cleanly: no finish reason, no usage, no `[DONE]`."""
+
+    text: str
+
+
+@dataclass
 class Held:
     """Answer `reply` once the test sets `ScriptedProvider.release`."""
 
     reply: Reply
 
 
-Step = Reply | Fail | Drop | Stall | Cut | Held
+Step = Reply | Fail | Drop | Stall | Cut | Stop | Held
 
 
 @dataclass
@@ -72,6 +98,8 @@ class ScriptedProvider:
     def __init__(self) -> None:
         self.script: list[Step] = []
         self.received: list[Received] = []
+        self.refused: list[str] = []
+        """Why each malformed conversation was answered 400 (a test expecting none asserts it empty)."""
         self.release = asyncio.Event()
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
@@ -98,6 +126,15 @@ class ScriptedProvider:
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
             body = orjson.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
             self.received.append(Received(headers, body))
+            problem = conversation_problem(body.get("messages"))
+            if problem is not None:
+                self.refused.append(problem)
+                payload = orjson.dumps(
+                    {"error": {"message": problem, "type": "invalid_request_error", "param": "messages", "code": None}}
+                )
+                writer.write(_head(400, "application/json", len(payload)) + payload)
+                await writer.drain()
+                return
             step = self.script.pop(0) if self.script else Fail(500, "the test script ran out of steps")
             if isinstance(step, Drop):
                 return
@@ -107,9 +144,10 @@ class ScriptedProvider:
             if isinstance(step, Stall):
                 await asyncio.wait_for(reader.read(), 60)  # EOF: the client closed its side
                 return
-            if isinstance(step, Cut):
-                # a declared length the body never reaches: the client sees the connection break
-                writer.write(_head(200, "text/event-stream", 1_000_000))
+            if isinstance(step, Cut | Stop):
+                # Cut: a declared length the body never reaches, the client sees the connection break;
+                # Stop: no length, the body ends cleanly when the connection closes
+                writer.write(_head(200, "text/event-stream", 1_000_000 if isinstance(step, Cut) else None))
                 for chunk in self._chunks(Reply(step.text), body)[:-2]:  # no finish reason, no usage
                     writer.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
                 await writer.drain()
@@ -135,13 +173,14 @@ class ScriptedProvider:
                 await writer.wait_closed()
 
     def _tool_calls(self, step: Reply) -> list[dict[str, Any]]:
+        ids = step.ids or tuple(f"call_{next(self._ids)}" for _ in step.tool_calls)
         return [
             {
-                "id": f"call_{next(self._ids)}",
+                "id": call_id,
                 "type": "function",
                 "function": {"name": name, "arguments": orjson.dumps(arguments).decode()},
             }
-            for name, arguments in step.tool_calls
+            for call_id, (name, arguments) in zip(ids, step.tool_calls, strict=True)
         ]
 
     @staticmethod
@@ -191,6 +230,44 @@ class ScriptedProvider:
         if (body.get("stream_options") or {}).get("include_usage"):
             chunks.append({**base, "choices": [], "usage": self._usage(step)})
         return chunks
+
+
+def conversation_problem(messages: Any) -> str | None:
+    """Why a strict provider would refuse these `messages` (OpenAI's own wording where it has one), or None."""
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty array"
+    seen: set[str] = set()
+    unanswered: list[str] = []  # the calls of the last assistant message no tool message answered yet
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in _ROLES:
+            return f"messages[{i}]: missing or unknown 'role' ({role!r})"
+        if role == "tool":
+            call_id = message.get("tool_call_id")
+            if call_id not in unanswered:
+                return (
+                    f"messages[{i}]: messages with role 'tool' must be a response to a preceding message with "
+                    f"'tool_calls' ({call_id!r} answers none, or was answered already)"
+                )
+            unanswered.remove(call_id)
+            continue
+        if unanswered:
+            break
+        calls = message.get("tool_calls") if role == "assistant" else None
+        for call in calls or []:
+            call_id = call.get("id") if isinstance(call, dict) else None
+            if not isinstance(call_id, str) or not call_id:
+                return f"messages[{i}]: each tool call needs an 'id'"
+            if call_id in seen:
+                return f"messages[{i}]: duplicate tool_call id {call_id!r}"
+            seen.add(call_id)
+            unanswered.append(call_id)
+    if unanswered:
+        return (
+            "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+            f"'tool_call_id'. The following tool_call_ids did not have response messages: {', '.join(unanswered)}"
+        )
+    return None
 
 
 def _head(status: int, content_type: str, length: int | None) -> bytes:

@@ -1,6 +1,7 @@
 """A real OAuth-protected upstream MCP server for the tests: its own authorization server (authlib,
 `oauth_upstream_as.py`) and two resources served by the official SDK, `/mcp` (streamable HTTP) and
-`/sse` (HTTP+SSE).
+`/sse` (HTTP+SSE), and a REST API under `/api` described by its own OpenAPI 3.1 document
+(`/api/openapi.json`, public; `GET /api/whoami` needs a token for the resource `<base>/api`).
 
     python -m tests.support.oauth_upstream [--host 127.0.0.1] [--port 0]     (from the repository root)
 
@@ -20,7 +21,6 @@ __all__ = ["build_app", "serve"]
 import argparse
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,7 +29,11 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from tests.support.asgi_serve import bind, serve_ready
 from tests.support.oauth_upstream_as import SCOPE, STORE, as_routes
 
 # ------------------------------------------------------------------ the protected MCP resources
@@ -84,6 +88,60 @@ def _resource_server(base: str, path: str) -> MCPServer:
     return server
 
 
+def _rest_api(base: str) -> Starlette:
+    """The REST resource: a bearer token for exactly `<base>/api`, or 401 with the RFC 9728
+    challenge naming its protected resource metadata (what Bastion's upstream OAuth probes)."""
+    resource = f"{base}/api"
+    verifier = Verifier(resource)
+    metadata_url = f"{base}/.well-known/oauth-protected-resource/api"
+    document = {
+        "openapi": "3.1.0",
+        "info": {"title": "locked REST API", "version": "1"},
+        "servers": [{"url": resource}],
+        "paths": {
+            "/whoami": {
+                "get": {
+                    "operationId": "whoami",
+                    "summary": "The user whose token this call carries.",
+                    "responses": {
+                        "200": {
+                            "description": "the user",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"type": "object", "properties": {"user": {"type": "string"}}}
+                                }
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    }
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    async def metadata(request: Request) -> Response:
+        return JSONResponse({"resource": resource, "authorization_servers": [base], "scopes_supported": [SCOPE]})
+
+    async def whoami(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        token = await verifier.verify_token(header[7:]) if header.lower().startswith("bearer ") else None
+        if token is None:
+            challenge = f'Bearer error="invalid_token", resource_metadata="{metadata_url}"'
+            return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": challenge})
+        return JSONResponse({"user": token.subject or ""})
+
+    return Starlette(
+        routes=[
+            Route("/api/openapi.json", openapi),
+            Route("/api/whoami", whoami),
+            Route("/api", whoami),  # the resource itself, where a client probes for the challenge
+            Route("/.well-known/oauth-protected-resource/api", metadata),
+        ]
+    )
+
+
 def build_app(base: str) -> Any:
     """One ASGI app: each resource is its SDK app as built (with its bearer middleware), the
     authorization server answers everything else."""
@@ -97,6 +155,7 @@ def build_app(base: str) -> Any:
             yield
 
     authorization = Starlette(routes=as_routes(base), lifespan=lifespan)
+    rest = _rest_api(base)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         path = scope.get("path", "")
@@ -104,6 +163,8 @@ def build_app(base: str) -> Any:
             await http(scope, receive, send)
         elif path.startswith(("/sse", "/messages", "/.well-known/oauth-protected-resource/sse")):
             await sse(scope, receive, send)
+        elif path == "/api" or path.startswith(("/api/", "/.well-known/oauth-protected-resource/api")):
+            await rest(scope, receive, send)
         else:
             await authorization(scope, receive, send)
 
@@ -111,22 +172,9 @@ def build_app(base: str) -> Any:
 
 
 async def serve(host: str, port: int, lifetime: int) -> None:
-    import uvicorn
-
     STORE.lifetime = lifetime
-    sock = socket.socket(socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    base = f"http://{host}:{sock.getsockname()[1]}"
-
-    class Uvicorn(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                print(f"READY {base}", flush=True)
-
-    config = uvicorn.Config(build_app(base), log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    await Uvicorn(config).serve(sockets=[sock])
+    sock, base = bind(host, port)
+    await serve_ready(build_app(base), sock, base)
 
 
 if __name__ == "__main__":

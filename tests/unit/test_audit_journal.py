@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from libs.common.audit_content import sha256_of
 from libs.common.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
 from libs.common.messages import AuditEvent
 
@@ -113,6 +114,26 @@ def test_unserializable_events_keep_the_ack_count_aligned(tmp_path: Path) -> Non
     killed(journal)
 
     assert [e.event_id for e in replayed(tmp_path)] == [good]
+
+
+def test_a_request_cut_after_it_was_routed_names_its_server_tool_and_arguments(tmp_path: Path) -> None:
+    """Issue 24: a rebuilt event had no server, tool or argument hash, so a query by server or tool
+    missed exactly the calls whose outcome is unknown. Carried across a rotation, too."""
+    journal = AuditJournal(tmp_path)
+    routed, rotated = begin(journal, "echo__add"), begin(journal, "notes__add")
+    begin(journal, "echo__x")  # cut before it was routed
+    journal.routed(rotated, "notes", "add_note", {"title": "t"})
+    journal.rotate()  # the new segment carries the B records alone
+    journal.routed(routed, "echo", "add", {"a": 1, "b": 2})  # an R record in the segment
+    killed(journal)
+
+    events = {e.name: e for e in replayed(tmp_path)}
+    assert (events["echo__add"].server, events["echo__add"].tool) == ("echo", "add")
+    assert events["echo__add"].arguments_sha256 == sha256_of({"b": 2, "a": 1})  # as its event would say
+    assert (events["notes__add"].server, events["notes__add"].tool) == ("notes", "add_note")
+    assert events["notes__add"].arguments_sha256 == sha256_of({"title": "t"})
+    assert (events["echo__x"].server, events["echo__x"].tool, events["echo__x"].arguments_sha256) == ("", "", None)
+    assert {e.execution for e in events.values()} == {"may_have_run"}
 
 
 def test_segments_rotate_keeping_only_what_is_open(tmp_path: Path) -> None:

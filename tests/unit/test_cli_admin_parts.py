@@ -89,9 +89,11 @@ def test_up_gives_no_service_an_admin_token_and_binds_the_admin_service(tmp_path
     ep = resolve_endpoints(config, None, None, tmp_path, {"BASTION_ADMIN_PORT": "9998"})
     assert ep.admin_url == "http://127.0.0.1:9998/admin/v1" and ep.dashboard_url == "http://127.0.0.1:9998/dashboard"
     base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell", "BASTION_ADMIN_BOOTSTRAP_TOKEN": "boot"}
-    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", base)}
-    assert specs["admin"]["BASTION_ADMIN_PORT"] == "9998" and specs["admin"]["BASTION_ADMIN_HOST"] == "127.0.0.1"
-    assert not [n for n, env in specs.items() if {"from-the-shell", "boot"} & set(env.values())]
+    specs = {s.name: s for s in service_specs(config, ep, "session", base)}
+    admin = specs["admin"].env or {}
+    assert admin["BASTION_ADMIN_PORT"] == "9998" and admin["BASTION_ADMIN_HOST"] == "127.0.0.1"
+    for spec in specs.values():
+        assert not {"from-the-shell", "boot"} & {*(spec.env or {}).values(), *map(str, (spec.secrets or {}).values())}
 
 
 def test_the_admin_service_binds_loopback_whatever_the_gateway_binds(tmp_path: Path) -> None:

@@ -11,10 +11,10 @@ import pytest
 
 from cli.colocated import COLOCATED_ENV
 from cli.credentials import make_credentials
-from cli.layout import SERVICES, resolve_endpoints, service_specs
+from cli.layout import SECRET_VARIABLES, SERVICES, resolve_endpoints, service_specs
 from cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
 from cli.summary import safe_url
-from cli.supervisor import Backoff, describe_exit
+from cli.supervisor import Backoff, ChildSpec, describe_exit
 from libs.common.config import load_config
 from libs.common.settings import ExecutorSettings, IngressSettings
 from tests.support.processes import fake_bastion_up
@@ -80,13 +80,19 @@ def test_endpoints_flags_beat_env_beat_config(config, tmp_path: Path, monkeypatc
     assert resolve_endpoints(config, "::", 5, None, {}).health_url == "http://[::1]:5/healthz"
 
 
+def seen(spec: ChildSpec) -> dict[str, str]:
+    """Every variable a service started from `spec` reads: its environment and its handed secrets."""
+    return {**(spec.env or {}), **{k: str(v) for k, v in (spec.secrets or {}).items()}}
+
+
 def test_service_environments(config, tmp_path: Path) -> None:
     ep = resolve_endpoints(config, None, None, tmp_path, {"BASTION_REDIS_URL": "redis://r:1/0"})
     base = {"PATH": "/usr/bin", "BASTION_SESSION_SECRET": "from-the-shell", "HOME": "/root"}
     specs = {s.name: s for s in service_specs(config, ep, "per-run-secret", base)}
     assert tuple(specs) == SERVICES
     for name, spec in specs.items():
-        env = spec.env or {}
+        env = seen(spec)
+        assert not SECRET_VARIABLES & set(spec.env or {}), f"a secret in {name}'s environment"
         assert spec.argv == [sys.executable, "-m", f"services.{name}"]
         assert env["PATH"] == os.path.dirname(sys.executable) + os.pathsep + "/usr/bin"
         assert env["BASTION_NATS_URL"] == "nats://from-config:4222"
@@ -119,7 +125,7 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
         "BASTION_OIDC_CLIENT_SECRET": "idp-secret",
         "BASTION_VAULT_TOKEN": "vault-token",
     }
-    specs = {s.name: s.env or {} for s in service_specs(config, ep, "session", inherited, creds)}
+    specs = {s.name: seen(s) for s in service_specs(config, ep, "session", inherited, creds)}
     for name, env in specs.items():
         assert env["BASTION_NATS_NKEY_SEED_FILE"] == str(tmp_path / "credentials" / f"{name}.nk")
         others = [str(p) for role, p in creds.seed_files.items() if role != name]
@@ -174,10 +180,12 @@ def test_colocated_ingress_and_executor_keep_their_own_environments(config, tmp_
     assert joint.log_path == tmp_path / "logs" / "ingress.log"
     own = json.loads((joint.env or {})[COLOCATED_ENV])
     shared = {k: v for k, v in (joint.env or {}).items() if k != COLOCATED_ENV}
+    handed = joint.secrets or {}
     for name in ("executor", "ingress"):
-        alone = separate[name].env or {}
-        assert {**shared, **own[name]} == alone, f"{name} would see a different environment co-located"
-    assert "BASTION_BUS_SIGNING_KEY" not in shared and "BASTION_SECRETS_KEY" not in shared
+        alone = separate[name]
+        assert {**shared, **own[name]} == alone.env, f"{name} would see a different environment co-located"
+        assert handed[name] == alone.secrets, f"{name} would get other secrets co-located"
+    assert not SECRET_VARIABLES & {*shared, *own["executor"], *own["ingress"]}, "a secret in the environment"
     for name in ("policy", "audit", "codemode", "oauth"):
         assert together[name] == separate[name]
 
@@ -192,6 +200,23 @@ def test_a_colocated_service_reads_its_settings_from_its_own_variables(monkeypat
         assert ExecutorSettings().log_level == "DEBUG"
     assert "BASTION_BUS_SIGNING_KEY" not in os.environ and os.environ["BASTION_LOG_LEVEL"] == "INFO"
     assert IngressSettings().log_level == "INFO"
+
+
+def test_colocated_services_read_each_its_own_handed_secrets(monkeypatch) -> None:
+    """What `bastion up` hands a co-located process: one object per service; each service's settings
+    read its own, and settings built outside any (none are) read none."""
+    from libs.common import handed_secrets
+
+    handed = {"executor": {"BASTION_BUS_SIGNING_KEY": "executor-only"}, "ingress": {"BASTION_SESSION_SECRET": "ingress"}}
+    monkeypatch.setattr(handed_secrets, "_handed", handed)
+    monkeypatch.delenv("BASTION_BUS_SIGNING_KEY", raising=False)
+    with handed_secrets.serving("executor"):
+        assert ExecutorSettings().bus_signing_key.get_secret_value() == "executor-only"
+        assert IngressSettings().session_secret.get_secret_value() != "ingress"
+    with handed_secrets.serving("ingress"):
+        assert IngressSettings().session_secret.get_secret_value() == "ingress"
+        assert ExecutorSettings().bus_signing_key.get_secret_value() == ""
+    assert ExecutorSettings().bus_signing_key.get_secret_value() == ""
 
 
 def test_a_colocated_services_own_variables_come_by_prefix_or_as_json_and_leave_the_environment() -> None:

@@ -10,8 +10,8 @@ import mcp_types as types
 import pytest
 
 from libs.common.errors import ErrorKind
+from services.executor.error_mapping import InputUnanswered, error_from_exception
 from services.executor.input_required import MAX_ROUNDS, needs_bridge, resolve_input_required
-from services.executor.outcomes import InputUnanswered, error_from_exception
 
 pytestmark = pytest.mark.unit
 

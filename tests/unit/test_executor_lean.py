@@ -33,10 +33,11 @@ from pydantic import ValidationError
 
 from libs.common import json_codec
 from libs.common.errors import ErrorKind
+from services.executor.answer_limits import ANSWER_ENVELOPE, AnswerTooLarge
+from services.executor.error_mapping import error_from_exception
 from services.executor.http1 import HttpPool
 from services.executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
 from services.executor.lean_stdio import StdioLink
-from services.executor.outcomes import ANSWER_ENVELOPE, AnswerTooLarge, error_from_exception
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit

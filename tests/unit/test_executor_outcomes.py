@@ -10,14 +10,9 @@ from mcp_types import CONNECTION_CLOSED
 from pydantic import BaseModel, ValidationError
 
 from libs.common.errors import ErrorKind
-from services.executor.outcomes import (
-    UpstreamUnavailable,
-    backoff_delay,
-    call_budget,
-    describe_exception,
-    error_from_exception,
-    scrub_urls,
-)
+from services.executor.budgets import call_budget
+from services.executor.error_mapping import UpstreamUnavailable, describe_exception, error_from_exception, scrub_urls
+from services.executor.reconnect import backoff_delay
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,8 @@ import anyio
 import pytest
 
 from libs.common.config import ServerConfig
-from services.executor.transports import _WatchedReadStream, stdio_parameters
+from services.executor.upstreams.stdio import stdio_parameters
+from services.executor.upstreams.watched_stream import WatchedReadStream
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +27,7 @@ def test_stdio_child_gets_safe_variables_and_its_own_env_only(monkeypatch: pytes
 async def test_watched_stream_reports_end_of_stream_once_read() -> None:
     ended: list[bool] = []
     send, receive = anyio.create_memory_object_stream[int](1)
-    watched = _WatchedReadStream(receive, lambda: ended.append(True))
+    watched = WatchedReadStream(receive, lambda: ended.append(True))
     await send.send(1)
     await send.aclose()
     async with watched:  # closing it after the end must not report the end a second time
@@ -38,6 +39,6 @@ async def test_watched_stream_reports_end_of_stream_once_read() -> None:
 async def test_watched_stream_reports_local_close() -> None:
     ended: list[bool] = []
     send, receive = anyio.create_memory_object_stream[int](1)
-    async with send, _WatchedReadStream(receive, lambda: ended.append(True)):
+    async with send, WatchedReadStream(receive, lambda: ended.append(True)):
         pass
     assert ended == [True]

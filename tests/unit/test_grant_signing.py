@@ -1,5 +1,5 @@
 """Policy's reusable decisions: what a grant's MAC binds (`signing.WorkSigner.grant_mac`), and
-when ingress keeps and uses one (`services.ingress.grants.GrantCache`)."""
+when ingress keeps and uses one (`services.ingress.grant_cache.GrantCache`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from libs.common import subjects
 from libs.common.messages import Caller, Grant, ToolCall, UpstreamRequest
 from libs.common.signing import WorkSigner
 from services.executor.admission import FORGED, Admission, Admitted, Stale
-from services.ingress import grants
-from services.ingress.grants import GrantCache
+from services.ingress import grant_cache
+from services.ingress.grant_cache import GrantCache
 
 CALL = ToolCall(caller=Caller(key_id="k1", key_name="ci"), server="echo", tool="echo", name="echo__echo", timeout=5)
 SIGNER = WorkSigner("policy-key")
@@ -134,7 +134,7 @@ def test_any_change_ingress_sees_drops_the_grants(bucket: int) -> None:
 
 def test_a_grant_close_to_its_expiry_is_no_longer_sent() -> None:
     cache, _ = _cache()
-    cache.keep(subjects.EXEC_CALL, CALL, _header(expires=time.time() + grants._MARGIN / 2), cache.seen())
+    cache.keep(subjects.EXEC_CALL, CALL, _header(expires=time.time() + grant_cache._MARGIN / 2), cache.seen())
     assert cache.find(subjects.EXEC_CALL, CALL) is None
 
 

@@ -10,10 +10,12 @@ import pytest
 
 from libs.common import json_codec
 from libs.common.messages import Caller, CallOutcome, CatalogTool, ServerCatalog, ToolCall
+from services.ingress.audit_events import AuditRecorder
 from services.ingress.catalog import Catalog
 from services.ingress.handlers import Handlers, RequestContext
 from services.ingress.keys import KeyDirectory
 from services.ingress.protocol import encode_json
+from services.ingress.routed_sender import RoutedSender
 
 pytestmark = pytest.mark.unit
 
@@ -29,7 +31,9 @@ def _handlers() -> Handlers:
     catalog = Catalog()
     tool = CatalogTool(tool="add", definition={"name": "add", "inputSchema": {"type": "object"}})
     catalog.put("echo", ServerCatalog(server="echo", status="ready", tools=[tool]).model_dump_json().encode())
-    return Handlers(catalog, KeyDirectory(), _BrokenBus(), call_timeout=5.0)  # type: ignore[arg-type]
+    bus = _BrokenBus()
+    sender = RoutedSender(bus, call_timeout=5.0)  # type: ignore[arg-type]
+    return Handlers(catalog, KeyDirectory(), bus, sender, AuditRecorder())  # type: ignore[arg-type]
 
 
 def _ctx() -> RequestContext:

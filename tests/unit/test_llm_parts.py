@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from libs.common.config import parse_config
 from libs.common.llm import DEFAULT_MAX_TOKENS, Usage, cost_usd, max_cost_usd
 from libs.common.llm_config import LlmSection, ModelPrice, ProviderConfig
-from services.executor.llm import _Stream
+from services.executor.llm_providers import _Stream
 from services.ingress.llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from tests.support.llm_provider import conversation_problem
 
 pytestmark = pytest.mark.unit
 
@@ -131,3 +132,42 @@ def test_streamed_deltas_add_up_to_text_tool_calls_and_usage() -> None:
     assert stream.tool_calls == {0: {"id": "c1", "type": "function", "function": {"name": "t", "arguments": '{"a":1}'}}}
     assert stream.finish_reason == "tool_calls"
     assert stream.usage == Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7)
+
+
+def _call(call_id: str) -> dict[str, object]:
+    return {"id": call_id, "type": "function", "function": {"name": "t", "arguments": "{}"}}
+
+
+def _asked(*ids: str) -> dict[str, object]:
+    return {"role": "assistant", "content": None, "tool_calls": [_call(i) for i in ids]}
+
+
+def _answer(call_id: str) -> dict[str, object]:
+    return {"role": "tool", "tool_call_id": call_id, "content": "ok"}
+
+
+USER = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("messages", "problem"),
+    [
+        ([USER, {"content": "no role"}], "role"),
+        ([USER, _asked("a", "b"), _answer("a")], "did not have response messages: b"),
+        ([USER, _asked("a", "b"), _answer("a"), _asked("b"), _answer("b")], "did not have response messages: b"),
+        ([USER, _asked("a"), _answer("a"), _asked("a"), _answer("a")], "duplicate tool_call id 'a'"),
+        ([USER, _answer("a")], "must be a response to a preceding message"),
+        ([USER, _asked("a"), _answer("a"), _answer("a")], "must be a response to a preceding message"),
+    ],
+)
+def test_the_provider_double_refuses_conversations_strict_providers_refuse(
+    messages: list[object], problem: str
+) -> None:
+    """The scripted provider the `/v1` tests run against is as strict as the real ones (else a test
+    continuing a conversation through it would prove nothing)."""
+    found = conversation_problem(messages)
+    assert found is not None and problem in found
+
+
+def test_the_provider_double_accepts_answered_calls_in_any_order() -> None:
+    assert conversation_problem([USER, _asked("a", "b"), _answer("b"), _answer("a"), _asked("c"), _answer("c")]) is None

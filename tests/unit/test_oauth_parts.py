@@ -4,9 +4,10 @@ router, the 401 challenge, and how policy resolves a token's user."""
 from __future__ import annotations
 
 import pytest
+from joserfc.jwk import ECKey
 
 from libs.common.entities import ToolGroup, User
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.oauth import JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
 from services.ingress.access_tokens import AccessTokens, Authenticator
 from services.ingress.keys import KeyDirectory
 from services.oauth.agents.clients import redirect_uri_problem
@@ -114,8 +115,16 @@ def test_forms_must_be_urlencoded_without_repeated_parameters() -> None:
         form_of(_request("POST", "/t", '{"a": 1}', "application/json"))
 
 
+def _offering_oauth() -> AccessTokens:
+    """Access tokens as ingress holds them once the oauth service has published its signing key."""
+    tokens = AccessTokens()
+    public = ECKey.generate_key("P-256").as_dict(private=False)
+    tokens.put_keys(JWKS_KEY, AccessTokenKeys(keys=[{**public, "kid": "k1"}]).model_dump_json().encode())
+    return tokens
+
+
 def test_the_401_challenge_points_at_protected_resource_metadata() -> None:
-    auth = Authenticator(KeyDirectory(), AccessTokens(), lambda: BASE)
+    auth = Authenticator(KeyDirectory(), _offering_oauth(), lambda: BASE)
     metadata = f'resource_metadata="{BASE}/.well-known/oauth-protected-resource/mcp"'
     missing = auth.authenticate(None)
     assert not hasattr(missing, "key_id") and missing.challenge == f"Bearer {metadata}"  # type: ignore[union-attr]
@@ -124,6 +133,17 @@ def test_the_401_challenge_points_at_protected_resource_metadata() -> None:
         challenge = refused.challenge  # type: ignore[union-attr]
         assert challenge.startswith('Bearer error="invalid_token", error_description="')
         assert challenge.endswith(metadata)
+
+
+def test_without_oauth_no_401_sends_the_agent_to_log_in() -> None:
+    """No signing key published (no oauth service): a client told where to log in would start a
+    login nobody can complete, so the challenge names no metadata, and says what was wrong."""
+    auth = Authenticator(KeyDirectory(), AccessTokens(), lambda: BASE)
+    missing = auth.authenticate(None)
+    assert missing.challenge == 'Bearer realm="bastion"'  # type: ignore[union-attr]
+    refused = auth.authenticate("Bearer bk_unknown_key")
+    description = "invalid key: this is not a Bastion virtual key of this gateway"
+    assert refused.challenge == f'Bearer error="invalid_token", error_description="{description}"'  # type: ignore[union-attr]
 
 
 def test_a_token_user_is_resolved_by_policy_like_a_key_bound_to_that_user() -> None:

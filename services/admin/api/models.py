@@ -279,7 +279,8 @@ class ServerUpdate(_Request):
 class ServerOut(BaseModel):
     name: str
     config: ServerConfig
-    """With every `env` and `headers` value replaced by the mask: they usually hold upstream credentials."""
+    """With every `env` and `headers` value (and an OpenAPI server's auth secrets) replaced by the mask: they
+    usually hold upstream credentials."""
     status: Literal["ready", "unavailable", "pending", "disabled"]
     """What the executor reports: `pending` until it has tried to connect, `disabled` when the entry is."""
     health: Literal["healthy", "degraded", "open", "down", "needs_auth", "disabled", "pending"] = "pending"
@@ -287,6 +288,8 @@ class ServerOut(BaseModel):
     breaker refuses calls until a probe succeeds; `needs_auth` = the server answers HTTP 401."""
     breaker: BreakerStatus | None = None
     error: str | None = None
+    stderr_tail: list[str] = Field(default_factory=list)
+    """While unavailable: the last lines a stdio server wrote on stderr (its configured secrets masked)."""
     tools: int = 0
     """Tools the upstream exposes through Bastion (when ready)."""
     authorize_url: str | None = None
@@ -321,13 +324,16 @@ class ProviderOut(BaseModel):
     revision: int
 
 
-def masked(values: dict[str, str]) -> dict[str, str]:
-    return dict.fromkeys(values, MASK)
+def masked(config: ServerConfig) -> ServerConfig:
+    """`config` with every secret value (`env`, `headers`, an OpenAPI server's auth secrets) replaced by the mask."""
+    return config.map_secrets(lambda _where, _value: MASK)
 
 
-def unmask(new: dict[str, str], old: dict[str, str]) -> dict[str, str]:
-    """`new` with every masked value that names a stored entry replaced by the stored value."""
-    return {k: old[k] if v == MASK and k in old else v for k, v in new.items()}
+def unmask(new: ServerConfig, old: ServerConfig) -> ServerConfig:
+    """`new` with every masked value that names a stored secret replaced by the stored value."""
+    stored: dict[str, str] = {}
+    old.map_secrets(lambda where, value: stored.setdefault(where, value))
+    return new.map_secrets(lambda where, value: stored.get(where, value) if value == MASK else value)
 
 
 _VALUE_ERROR = re.compile(r"^(Value|Assertion) error, ")

@@ -26,9 +26,7 @@ def server_routes(router: APIRouter, store: AdminStore, links: UpstreamLinks | N
     read, write = needs("servers:read"), needs("servers:write")
 
     async def server_out(record: ServerRecord, revision: int) -> ServerOut:
-        config = record.config.model_copy(
-            update={"env": masked(record.config.env), "headers": masked(record.config.headers)}
-        )
+        config = masked(record.config)
         if record.config.disabled:
             return ServerOut(name=record.name, config=config, status="disabled", health="disabled", revision=revision)
         catalog = await store.catalog.find(record.name)
@@ -46,6 +44,7 @@ def server_routes(router: APIRouter, store: AdminStore, links: UpstreamLinks | N
             health=health,
             breaker=catalog.value.breaker,
             error=catalog.value.error,
+            stderr_tail=catalog.value.stderr_tail,
             tools=tools,
             authorize_url=link,
             revision=revision,
@@ -54,7 +53,7 @@ def server_routes(router: APIRouter, store: AdminStore, links: UpstreamLinks | N
     @router.get("/servers", tags=["servers"], openapi_extra=read)
     async def list_servers() -> list[ServerOut]:
         """Every upstream server with what the executor reports about it. `env` and `headers`
-        values are masked: they usually hold the upstream's credentials."""
+        values (and an OpenAPI server's auth secrets) are masked: they usually hold the upstream's credentials."""
         return [await server_out(v.value, v.revision) for _, v in await store.servers.list()]
 
     @router.get("/servers/{name}", tags=["servers"], responses=documented(404), openapi_extra=read)
@@ -79,10 +78,7 @@ def server_routes(router: APIRouter, store: AdminStore, links: UpstreamLinks | N
         expected = expected_revision(if_match)
         current = await store.servers.get(name)
         check_expected(current, expected, store.servers.stale(name))
-        old = current.value.config
-        config = body.config.model_copy(
-            update={"env": unmask(body.config.env, old.env), "headers": unmask(body.config.headers, old.headers)}
-        )
+        config = unmask(body.config, current.value.config)
         record = ServerRecord(name=name, config=store.sealer.seal(config))
         revision = await store.servers.update(name, record, current.revision)
         log.info("admin: updated server %r", name)

@@ -47,7 +47,7 @@ class Versioned(Generic[M]):
 
 
 class Buckets:
-    """KV handles, opened (and created if missing) on first use."""
+    """KV handles, opened on first use (the admin service declares its buckets when it connects)."""
 
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from libs.common import subjects
 from libs.common.config import ServerConfig
-from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_applies
+from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_target
 
 from .changes import ChangeLog
 
@@ -38,11 +38,10 @@ class UpstreamLinks:
 
     async def link(self, server: str, config: ServerConfig) -> str | None:
         """A link to authorize `server`, or None (no OAuth for it, or the oauth service is not running)."""
-        if not oauth_applies(config) or config.url is None:
+        target = oauth_target(config)
+        if target is None:
             return None
-        query = AuthorizeLinkQuery(
-            server=server, url=config.url, transport="sse" if config.transport == "sse" else "http"
-        )
+        query = AuthorizeLinkQuery(server=server, url=target[0], transport=target[1])
         try:
             reply = await self._nc.request(subjects.OAUTH_UPSTREAM_LINK, query.model_dump_json().encode(), _TIMEOUT)
             answer = AuthorizeLink.model_validate_json(reply.data)

@@ -55,6 +55,8 @@ async def discover(http: httpx2.AsyncClient, server_url: str, transport: str = "
     try:
         if transport == "sse":
             probe = await http.get(server_url, headers={"Accept": "text/event-stream"})
+        elif transport == "rest":
+            probe = await http.get(server_url, headers={"Accept": "application/json"})
         else:
             probe = await http.post(server_url, json=_PROBE, headers={"Accept": "application/json, text/event-stream"})
     except httpx2.HTTPError as exc:

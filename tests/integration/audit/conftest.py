@@ -11,9 +11,12 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
+from libs.common import subjects
+from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
+from tests.support.stores import declared
 
 
 @pytest.fixture
@@ -23,14 +26,17 @@ def chdb_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    """A client of a NATS whose audit streams exist, as they do once the audit service (their owner)
+    has started for the first time: producers publish into them whether it runs or not."""
     client = await nats.connect(nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    await declared(client.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM)
     yield client
     await client.close()
 
 
 @pytest.fixture
 async def publisher(nc: NATS) -> AsyncIterator[AuditPublisher]:
-    async with AuditPublisher(nc) as pub:
+    async with AuditPublisher(nc, producer=producer_id("ingress")) as pub:
         yield pub
 
 

@@ -54,11 +54,11 @@ async def test_same_event_twice_is_stored_once(audit, publisher: AuditPublisher,
     publisher.emit(e)  # a producer retry: the same event_id and ts, so the same sorting key
     await poll_until(lambda: drained(publisher), what="publisher drained")
     # a copy the server cannot dedup (other msg id) of the event exactly as it was published (linked on
-    # the chain, its ts on whole microseconds): ClickHouse must collapse it
+    # the chain, its ts on whole microseconds): the writer must not store it twice
     published = audit_events((await js.get_msg(subjects.AUDIT_STREAM, seq=1)).data or b"")
     assert {p.event_id for p in published} == {e.event_id}
     copy = published[0].model_dump_json().encode()
-    await js.publish(subjects.audit_subject("tool_call"), copy, headers={"Nats-Msg-Id": "x"})
+    await js.publish(publisher.subject, copy, headers={"Nats-Msg-Id": "x"})
     assert (await js.stream_info(subjects.AUDIT_STREAM)).state.messages == 2
     async with audit() as service:
         await poll_until(lambda: consumer_idle(js), what="both copies settled")

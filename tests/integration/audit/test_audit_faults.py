@@ -17,8 +17,18 @@ from cli.stack import EmbeddedNats, free_port
 from libs.common import subjects
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import AuditEvent
-from tests.support.audit_pipeline import consumer_idle, drained, event, query, redelivered, stored_is
+from tests.support.audit_pipeline import (
+    PRODUCER,
+    SUBJECT,
+    consumer_idle,
+    drained,
+    event,
+    query,
+    redelivered,
+    stored_is,
+)
 from tests.support.polling import poll_until
+from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 async def test_garbage_is_dead_lettered_and_does_not_block_valid_events(audit, nc: NATS) -> None:
     js = nc.jetstream()
-    subject = subjects.audit_subject("tool_call")
+    subject = SUBJECT
     garbage = [
         b"not json",
         b"",
@@ -113,7 +123,7 @@ async def test_clickhouse_outage_and_recovery_within_one_service(
 
 
 async def test_publisher_overflow_is_logged_not_raised(nc: NATS, caplog: pytest.LogCaptureFixture) -> None:
-    pub = AuditPublisher(nc, max_queue=2)
+    pub = AuditPublisher(nc, max_queue=2, producer=PRODUCER)
     assert [pub.emit(event(i)) for i in range(3)] == [True, True, False]
     assert pub.dropped == 1
     assert "buffer full" in caplog.text
@@ -132,7 +142,7 @@ async def test_a_huge_event_is_cut_and_never_blocks_the_ones_behind_it(audit, tm
         name = "x" * 3_800_000
         huge = event(0, status="error", name=name, error=f"Unknown tool: {name!r}", error_kind="unknown_tool")
         ordinary = [event(i) for i in range(1, 101)]
-        async with AuditPublisher(client) as pub, audit(nats_url=server.url) as service:
+        async with AuditPublisher(client, producer=PRODUCER) as pub, audit(nats_url=server.url) as service:
             assert pub.emit(huge)
             for e in ordinary:
                 assert pub.emit(e)
@@ -200,7 +210,7 @@ async def test_nats_killed_and_restarted_loses_no_event_and_piles_up_no_copies(
     is away, events wait in the publisher (not as retried copies in the client's send buffer), and
     all of them are stored once it is back."""
     client = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
-    async with AuditPublisher(client, publish_timeout=0.5) as pub, audit() as service:
+    async with AuditPublisher(client, publish_timeout=0.5, producer=PRODUCER) as pub, audit() as service:
         for i in range(200):
             pub.emit(event(i))
         await poll_until(lambda: stored_is(service, 200), "first 200")
@@ -223,7 +233,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_the_buffer_is_bounded_in_bytes_too_and_events_are_cut_before_they_are_held(nc: NATS) -> None:
-    pub = AuditPublisher(nc, max_bytes=10_000)  # not started: everything emitted stays held
+    pub = AuditPublisher(nc, max_bytes=10_000, producer=PRODUCER)  # not started: everything emitted stays held
     assert pub.emit(event(0, name="n" * 3_800_000))  # held as its first KiB, not 3.8 MB
     accepted = [pub.emit(event(i, error="e" * 3000)) for i in range(1, 6)]
     assert accepted == [True, True, False, False, False]
@@ -234,7 +244,8 @@ async def test_a_full_buffer_drops_loudly_and_counts(
     nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)
-    async with AuditPublisher(client, max_queue=10) as pub:
+    await declared(client.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM)  # as audit would
+    async with AuditPublisher(client, max_queue=10, producer=PRODUCER) as pub:
         nats_server.stop()
         await poll_until(lambda: _true(not client.is_connected), "the client to notice")
         pub.emit(event(0))

@@ -3,6 +3,8 @@ through the codemode service), feeds results back, and audits each round as the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from libs.common import subjects
@@ -16,6 +18,7 @@ from tests.support.llm_gateway import (
     CODER_KEY,
     MODEL,
     SHALLOW_KEY,
+    accumulated,
     audit_rows,
     sdk_client,
     tool_names,
@@ -90,6 +93,100 @@ async def test_agent_mode_streams_text_across_rounds(gateway, provider):
     assert (tool_deltas, finish) == (0, "stop")
     assert summary is not None and [m["role"] for m in summary["transcript"]] == ["assistant", "tool"]
     assert summary["transcript"][1]["content"] == "x"
+
+
+async def test_every_stream_opens_with_the_assistant_role_once_and_its_message_can_be_sent_back(gateway, provider):
+    """The SDK's accumulator takes the role from the deltas: without it the message it builds has
+    none (and a strict provider refuses it sent back); sent twice it would read "assistantassistant"."""
+    provider.script = [
+        Reply("Checking. ", tool_calls=[("echo__echo", {"text": "x"})]),  # agent: text, a call run, then
+        Reply("Done."),  # more text from a second round
+        Reply(tool_calls=[("echo__add", {"a": 1, "b": 2})]),  # agent: no text at all, one pending call
+        Reply("Plain."),  # explicit mode
+        Reply("Thanks."),  # the continued conversation
+    ]
+    agent, explicit = sdk_client(gateway, AGENT_KEY), sdk_client(gateway)
+    user = {"role": "user", "content": "go"}
+    texts, pending, plain = [
+        await accumulated(await client.chat.completions.create(model=MODEL, messages=[user], stream=True))
+        for client in (agent, agent, explicit)
+    ]
+    for chunks, message, _ in (texts, pending, plain):
+        assert chunks[0].choices[0].delta.role == "assistant"
+        assert message.role == "assistant"
+    assert texts[1].content == "Checking. Done."
+    assert [call.function.name for call in pending[1].tool_calls or []] == ["echo__add"]
+
+    _, message, summary = texts
+    assert summary is not None
+    messages = [user, *summary["transcript"], message.model_dump(exclude_none=True), {"role": "user", "content": "ok"}]
+    again = await agent.chat.completions.create(model=MODEL, messages=messages)
+    assert again.choices[0].message.content == "Thanks."
+    assert provider.refused == []
+    assert provider.received[-1].body["messages"][3] == {"role": "assistant", "content": "Checking. Done."}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_an_agent_answer_after_a_mixed_round_continues_as_sent(gateway, provider, stream):
+    """One call run, one returned pending: what the application got (transcript, then the answer's
+    message) plus its own result for the pending call is a conversation a strict provider accepts,
+    each call answered once, in the order proposed."""
+    provider.script = [
+        Reply("Both. ", tool_calls=[("echo__echo", {"text": "ran"}), ("echo__add", {"a": 1, "b": 2})]),
+        Reply("All done."),
+    ]
+    client = sdk_client(gateway, AGENT_KEY)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "both"}]
+    if stream:
+        _, message, summary = await accumulated(
+            await client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+        )
+    else:
+        completion = await client.chat.completions.create(model=MODEL, messages=messages)
+        message, summary = completion.choices[0].message, completion.model_extra["bastion"]
+    assert summary is not None and summary["stopped"] == "pending_tool_calls"
+    (pending,) = message.tool_calls or []
+    assert pending.function.name == "echo__add"
+    messages += [*summary["transcript"], message.model_dump(exclude_none=True)]
+    messages.append(await client.post("/mcp/tool/execute", body=pending.model_dump(), cast_to=object))
+
+    final = await client.chat.completions.create(model=MODEL, messages=messages)
+    assert final.choices[0].message.content == "All done."
+    assert provider.refused == []
+    sent = provider.received[-1].body["messages"]
+    proposed = [c["id"] for m in sent if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    answered = [m["tool_call_id"] for m in sent if m["role"] == "tool"]
+    names = [c["function"]["name"] for m in sent if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    assert proposed == answered and len(set(proposed)) == 2 and names == ["echo__echo", "echo__add"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert [m["content"] for m in sent if m["role"] == "tool"] == ["ran", "3"]
+    assert "".join(m.get("content") or "" for m in sent if m["role"] == "assistant") == "Both. "  # said once
+
+
+async def test_agent_mode_gives_repeated_or_missing_call_ids_ids_of_their_own(gateway, provider):
+    """A provider numbering its calls per answer (`call_0` every round) or leaving ids out would make
+    the conversation Bastion sends back repeat an id, which strict providers refuse."""
+    provider.script = [
+        Reply(tool_calls=[("echo__echo", {"text": "a"})], ids=("call_0",)),
+        Reply(tool_calls=[("echo__echo", {"text": "b"})], ids=("call_0",)),
+        Reply(tool_calls=[("echo__echo", {"text": "c"}), ("echo__add", {"a": 1, "b": 2})], ids=("", "")),
+        Reply("done"),
+    ]
+    client = sdk_client(gateway, AGENT_KEY)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "echo thrice"}]
+    completion = await client.chat.completions.create(model=MODEL, messages=messages)
+    summary = completion.model_extra["bastion"]
+    assert (summary["depth"], summary["stopped"]) == (3, "pending_tool_calls")
+    (pending,) = completion.choices[0].message.tool_calls
+    messages += [*summary["transcript"], completion.choices[0].message.model_dump(exclude_none=True)]
+    messages.append(await client.post("/mcp/tool/execute", body=pending.model_dump(), cast_to=object))
+    final = await client.chat.completions.create(model=MODEL, messages=messages)
+    assert final.choices[0].message.content == "done" and provider.refused == []
+    ids = [c["id"] for m in provider.received[-1].body["messages"] for c in m.get("tool_calls") or []]
+    assert len(ids) == len(set(ids)) == 4 and "" not in ids
+    rows = await audit_rows(gateway, 8)
+    rounds = {r.event_id for r in rows if r.kind == "llm_request"}
+    assert all(r.parent_id in rounds for r in rows if r.kind == "tool_call")  # the renamed ids still link up
 
 
 SCRIPT = 'print(echo.echo(text="from a script"))\n'

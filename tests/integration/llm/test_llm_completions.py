@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import logging
 
+import httpx
 import openai
 import pytest
 
-from tests.support.gateway import READONLY_KEY
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY
 from tests.support.llm_gateway import (
+    AGENT_KEY,
     BROKE_KEY,
     DOCS_MODEL,
+    DOWN_PASSWORD,
+    DOWN_TOKEN,
     MODEL,
     PRICEY,
     PROVIDER_KEY,
@@ -22,7 +26,7 @@ from tests.support.llm_gateway import (
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Cut, Drop, Fail, Reply, Stall
+from tests.support.llm_provider import Cut, Drop, Fail, Reply, Stall, Stop
 
 pytestmark = pytest.mark.integration
 
@@ -164,20 +168,56 @@ async def test_a_stalled_provider_times_out(gateway, provider):
     assert (row.status, row.error_kind, row.server) == ("error", "upstream_timeout", "slow")
 
 
-async def test_a_stream_broken_after_its_first_tokens_is_not_retried(gateway, provider):
-    provider.script = [Cut("Half an ans"), Reply("a retry would repeat the text")]
+@pytest.mark.parametrize(
+    ("step", "why"),
+    [(Cut, "broke mid-answer"), (Stop, "before the answer was complete")],
+    ids=["connection-broken", "stream-ended-early"],
+)
+async def test_a_stream_cut_after_its_first_tokens_ends_in_an_error_and_is_not_retried(gateway, provider, step, why):
+    """The connection breaking, or the provider closing its stream cleanly before a finish reason or
+    `[DONE]`: the client must not take the text so far for the whole answer; a retry would repeat it."""
+    provider.script = [step("Half an ans"), step("Half again"), Reply("a retry would repeat the text")]
     stream = await sdk_client(gateway).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "hi"}], stream=True
     )
     text = []
-    with pytest.raises(openai.APIError) as broken:
+    with pytest.raises(openai.APIError) as cut:
         async for chunk in stream:
             text += [choice.delta.content or "" for choice in chunk.choices]
     assert "".join(text) == "Half an ans"  # relayed as it came, then the error as an event of its own
-    assert "unreachable" in broken.value.message
-    assert len(provider.received) == 1  # tokens had reached the client: no second attempt
-    (row,) = await audit_rows(gateway, 1)
-    assert (row.status, row.error_kind) == ("error", "upstream_unavailable")
+    assert why in cut.value.message
+    # on the wire: the error event ends the stream, and no `[DONE]` follows it
+    base = gateway.url.removesuffix("/mcp")
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    async with httpx.AsyncClient(timeout=30) as http:
+        raw = await http.post(
+            f"{base}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {ADMIN_KEY}"}
+        )
+    events = [event for event in raw.text.split("\n\n") if event]
+    assert events[-1].startswith('data: {"error":') and "data: [DONE]" not in events
+    assert len(provider.received) == 2  # tokens had reached the client: no second attempt
+    rows = await audit_rows(gateway, 2)
+    assert [(r.status, r.error_kind) for r in rows] == [("error", "upstream_unavailable")] * 2
+
+
+@pytest.mark.parametrize("key", [ADMIN_KEY, AGENT_KEY], ids=["explicit", "agent"])
+async def test_a_usage_chunk_comes_only_when_the_client_asks_for_it(gateway, provider, key):
+    """A chunk without choices breaks the common `chunk.choices[0]` loop: OpenAI sends one only on
+    `stream_options.include_usage`, and so must Bastion (which always asks the provider for usage)."""
+    provider.script = [Reply("Hi there.", usage=(3, 4)), Reply("Hi again.", usage=(3, 4))]
+    client = sdk_client(gateway, key)
+    messages = [{"role": "user", "content": "hi"}]
+    plain = [chunk async for chunk in await client.chat.completions.create(model=MODEL, messages=messages, stream=True)]
+    assert plain and all(chunk.choices and chunk.usage is None for chunk in plain)
+    assert "".join(chunk.choices[0].delta.content or "" for chunk in plain) == "Hi there."
+    asked = await client.chat.completions.create(
+        model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    *chunks, last = [chunk async for chunk in asked]
+    assert all(chunk.choices for chunk in chunks)
+    assert last.choices == [] and last.usage is not None and last.usage.completion_tokens == 4
+    rows = await audit_rows(gateway, 2)
+    assert [(r.status, r.completion_tokens) for r in rows] == [("ok", 4)] * 2  # audit has the usage either way
 
 
 async def test_tool_prices_and_token_costs_share_the_team_budget(gateway, provider):
@@ -208,6 +248,9 @@ async def test_an_unreachable_provider_opens_its_breaker_and_only_its_own(gatewa
         with pytest.raises(openai.APIStatusError) as down:
             await client.chat.completions.create(model="gpt-down", messages=[{"role": "user", "content": "hi"}])
         assert down.value.status_code == 502
+        # the URL it tried, without the credentials its base_url carries (userinfo, a token in the query)
+        assert "http://127.0.0.1:9/v1/chat/completions" in down.value.message
+        assert all(secret not in down.value.message for secret in ("bastion:", "@", DOWN_PASSWORD, DOWN_TOKEN))
     with pytest.raises(openai.APIStatusError) as refused:
         await client.chat.completions.create(model="gpt-down", messages=[{"role": "user", "content": "hi"}])
     assert refused.value.status_code == 503 and refused.value.body["code"] == "circuit_open"
@@ -216,6 +259,8 @@ async def test_an_unreachable_provider_opens_its_breaker_and_only_its_own(gatewa
     assert completion.choices[0].message.content == "still here"
 
 
-async def test_an_unknown_model_is_a_404(gateway):
-    with pytest.raises(openai.NotFoundError):
+async def test_an_unknown_model_is_a_404_naming_the_served_ones(gateway):
+    with pytest.raises(openai.NotFoundError) as unknown:
         await sdk_client(gateway).chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+    assert unknown.value.body["code"] == "model_not_found"
+    assert "'nope'" in unknown.value.message and MODEL in unknown.value.message

@@ -17,9 +17,9 @@ from libs.common import subjects
 from libs.common.audit_journal import JournalContents, read_segments
 from libs.common.nats import connect, kv_bucket
 from tests.support.debian import debian_binary
-from tests.support.gateway import ADMIN_KEY, Gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 from tests.support.llm_gateway import AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client
-from tests.support.llm_provider import Held, Reply
+from tests.support.llm_provider import Held, Reply, conversation_problem
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -122,13 +122,16 @@ def _docs_blocks(language: str, gateway: Gateway, key: str = ADMIN_KEY) -> list[
 
 
 async def test_the_docs_sdk_examples_run_as_written(gateway, provider, capsys):
-    explicit, streaming, agent = _docs_blocks("python", gateway)
+    explicit, streaming, agent, streamed_agent = _docs_blocks("python", gateway)
     namespace: dict[str, Any] = {}
     provider.script = [
         Reply(tool_calls=[("notes__add_note", {"title": "hello", "text": "hello"})]),
         Reply("Hello there!"),
         Reply(tool_calls=[("echo__echo", {"text": "hi"})]),
         Reply("It said hi."),
+        Reply("Both. ", tool_calls=[("echo__echo", {"text": "ran"}), ("echo__add", {"a": 1, "b": 2})]),
+        Reply("Streaming. ", tool_calls=[("echo__echo", {"text": "again"})]),
+        Reply("Streamed."),
     ]
     try:
         await asyncio.to_thread(exec, explicit, namespace)
@@ -141,11 +144,19 @@ async def test_the_docs_sdk_examples_run_as_written(gateway, provider, capsys):
     namespace["client"] = namespace["OpenAI"](base_url=f"{gateway.url.removesuffix('/mcp')}/v1", api_key=AGENT_KEY)
     try:
         await asyncio.to_thread(exec, agent, namespace)
+        assert namespace["loop"]["depth"] == 2
+        assert [m["role"] for m in namespace["messages"]] == ["user", "assistant", "tool", "assistant"]
+        assert namespace["messages"][-1]["content"] == "It said hi."
+        # a mixed round (one call run, one pending): the same lines leave a conversation to send back
+        await asyncio.to_thread(exec, agent, namespace)
+        assert namespace["loop"]["stopped"] == "pending_tool_calls"
+        assert conversation_problem(namespace["messages"]) is None
+        await asyncio.to_thread(exec, streamed_agent, namespace)  # continues it, streaming
     finally:
         namespace["client"].close()
-    assert namespace["loop"]["depth"] == 2
-    assert [m["role"] for m in namespace["messages"]] == ["user", "assistant", "tool", "assistant"]
-    assert namespace["messages"][-1]["content"] == "It said hi."
+    assert provider.refused == [] and not provider.script
+    assert namespace["message"].role == "assistant" and namespace["message"].content == "Streaming. Streamed."
+    assert conversation_problem(namespace["messages"]) is None
 
 
 async def test_the_docs_curl_examples_run_as_written(gateway, provider):
@@ -186,3 +197,25 @@ async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, prov
     await poll_until(lambda: begun["id"] in journal().emitted, "its event journaled as emitted")
     (row,) = await audit_rows(gateway, 1)
     assert (row.event_id, row.status) == (begun["id"], "ok")
+
+
+async def test_without_a_provider_the_models_list_and_the_docs_first_example_say_how_to_add_one(
+    nats_url, redis_url, tmp_path
+):
+    """A new user's first call (the example config has no `llm:` section): the empty list and the
+    404 both say what to configure, in the shapes OpenAI clients parse."""
+    namespace: dict[str, Any] = {}
+    async with running_gateway(nats_url, redis_url, tmp_path, default_config()) as gw:
+        base = gw.url.removesuffix("/mcp")
+        async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=ADMIN_KEY, max_retries=0) as client:
+            models = await client.models.list()
+        assert models.data == [] and "llm:" in (models.model_extra or {})["bastion"]["hint"]
+        try:
+            with pytest.raises(openai.NotFoundError) as missing:
+                await asyncio.to_thread(exec, _docs_blocks("python", gw)[0], namespace)
+        finally:
+            namespace["client"].close()
+    assert missing.value.body["code"] == "model_not_found"
+    message = missing.value.message
+    assert "'gpt-4.1-mini'" in message and "No LLM provider is configured" in message
+    assert "llm:" in message and "/admin/v1/llm-providers" in message and "docs/llm.md" in message

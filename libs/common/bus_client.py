@@ -1,0 +1,98 @@
+"""The NATS client every service connects with: a request the bus refuses fails at once, saying so.
+
+nats-server answers a publish its permissions refuse (`libs.common.permissions`) with nothing but an
+asynchronous `-ERR 'Permissions Violation for Publish to "<subject>"'`, which nats-py hands to the
+connection's error callback and nowhere else: the request (a JetStream API call, a KV read, an
+object-store chunk, a service request) then waits out its whole timeout and fails as a
+`TimeoutError`, indistinguishable from a slow or absent responder. A missing permission looked
+exactly like that in production (issue 24: a 5 s timeout, then "could not be fetched").
+
+`BusClient` remembers the subject of each request it has in flight; when the server refuses a
+publish to that subject, every such request fails with `BusPermissionError`, naming the subject and
+the role, as soon as the refusal arrives (one round trip instead of the timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import nats.errors
+from nats.aio.client import Client as NATS
+
+__all__ = ["BusClient", "BusPermissionError", "refused_publish"]
+
+_REFUSED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
+
+
+def refused_publish(error: object) -> str | None:
+    """The subject of a publish the server refused, from the error nats-py reports (lower case:
+    nats-py lowers the server's text), or None when `error` is something else."""
+    found = _REFUSED_PUBLISH.search(str(error))
+    return found.group(1).lower() if found else None
+
+
+class BusPermissionError(nats.errors.Error):
+    """The server refused this connection's role a publish the request needed."""
+
+    def __init__(self, subject: str, role: str) -> None:
+        self.subject, self.role = subject, role
+        super().__init__(
+            f"nats: the bus refused role {role or '(anonymous)'!r} the publish to {subject!r} this request "
+            "needs: that role's permissions (libs/common/permissions.py, rendered into nats-server's "
+            "authorization) do not allow it"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class BusClient(NATS):
+    """nats-py's client, failing refused requests at once (see the module's doc)."""
+
+    role: str = ""
+    """The role the connection authenticates as (`libs.common.permissions`), named in errors."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._asking: dict[str, tuple[str, asyncio.Future[Any]]] = {}
+        """Reply token -> (subject lower-cased, the request's future), for the requests in flight."""
+        self._replies = ""
+        """The reply prefix of this connection's requests (`_INBOX.<role>.<nuid>.`), once it has one."""
+
+    def reporting(self, error_cb: Callable[[Exception], Awaitable[None]]) -> Callable[[Exception], Awaitable[None]]:
+        """`error_cb` for `connect`, failing the requests a refusal it reports is about first."""
+
+        async def on_error(exc: Exception) -> None:
+            if (subject := refused_publish(exc)) is not None:
+                self.refuse(subject)
+            await error_cb(exc)
+
+        return on_error
+
+    async def publish(
+        self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        if reply:
+            if not self._replies and self._resp_sub_prefix:
+                self._replies = self._resp_sub_prefix.decode()
+            if self._replies and reply.startswith(self._replies):
+                self._remember(subject, reply[len(self._replies) :])
+        await super().publish(subject, payload, reply, headers)
+
+    def _remember(self, subject: str, token: str) -> None:
+        future = self._resp_map.get(token)
+        if future is not None:  # a request: nats-py's `_request_new_style` made its future
+            self._asking[token] = (subject.lower(), future)
+            future.add_done_callback(lambda _f: self._asking.pop(token, None))
+
+    def refuse(self, subject: str) -> int:
+        """Fail the requests in flight to `subject` (lower case) as refused; how many there were."""
+        refused = 0
+        for asked, future in list(self._asking.values()):
+            if asked == subject and not future.done():
+                future.set_exception(BusPermissionError(subject, self.role))
+                refused += 1
+        return refused

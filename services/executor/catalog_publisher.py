@@ -1,0 +1,112 @@
+"""Publishing one upstream's catalog entry: its status and tools, plus health and breaker state.
+
+Status changes (ready / unavailable, a new listing) are published when the owning task says so.
+Health and breaker changes happen on the call path, possibly thousands of times a second, so they
+only mark the entry dirty; one task republishes the last status at most every
+`HEALTH_PUBLISH_EVERY` seconds, and only when something a consumer would see changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+
+from libs.common.messages import ServerCatalog
+
+from .breaker import CircuitBreaker
+from .resilience import health_of
+from .tools import ToolSet
+from .upstreams.interface import Features
+
+__all__ = ["HEALTH_PUBLISH_EVERY", "CatalogPublisher", "Snapshot"]
+
+HEALTH_PUBLISH_EVERY = 1.0
+
+
+class Snapshot(NamedTuple):
+    tools: ToolSet | None
+    protocol_version: str | None
+    connected: bool
+    breaker: CircuitBreaker
+    features: Features = Features()
+    namespace: bool = True
+    needs_auth: bool = False
+
+
+class CatalogPublisher:
+    def __init__(
+        self, name: str, send: Callable[[ServerCatalog], Awaitable[bool]], snapshot: Callable[[], Snapshot]
+    ) -> None:
+        self.name = name
+        self._send = send
+        self._snapshot = snapshot
+        self._lock = asyncio.Lock()
+        self._dirty = asyncio.Event()
+        self._status: tuple[str, str | None, list[str]] | None = None
+        """The last status the owner published; health-only updates repeat it."""
+        self._published: tuple[Any, ...] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._republish(), name=f"upstream:{self.name}:health")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def dirty(self) -> None:
+        """Health or breaker state may have changed: republish soon (rate-limited)."""
+        self._dirty.set()
+
+    async def publish(self, status: str, error: str | None = None, stderr_tail: list[str] | None = None) -> None:
+        """Publish `status` (with `error`, and what the server last wrote on stderr when it failed)."""
+        stderr_tail = stderr_tail or []
+        self._status = (status, error, stderr_tail)
+        async with self._lock:  # a health update must not overtake a newer listing
+            snap = self._snapshot()
+            tools = snap.tools.catalog() if status == "ready" and snap.tools is not None else []
+            health = health_of(snap.connected, snap.breaker, snap.needs_auth)
+            breaker = snap.breaker.status()
+            features = snap.features if status == "ready" else Features()
+            key = (
+                status,
+                error,
+                stderr_tail,
+                health,
+                breaker.state,
+                snap.protocol_version,
+                [t.definition for t in tools],
+                features,
+                snap.namespace,
+            )
+            if key == self._published:
+                return
+            catalog = ServerCatalog(
+                server=self.name,
+                status=status,
+                error=error,
+                stderr_tail=stderr_tail,
+                health=health.value,
+                breaker=breaker,
+                protocol_version=snap.protocol_version,
+                tools=tools,
+                namespace=snap.namespace,
+                capabilities=features.capabilities,
+                prompts=features.prompts,
+                resources=features.resources,
+                resource_templates=features.resource_templates,
+            )
+            if await self._send(catalog):
+                self._published = key
+
+    async def _republish(self) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            if self._status is not None:
+                await self.publish(*self._status)
+            await asyncio.sleep(HEALTH_PUBLISH_EVERY)

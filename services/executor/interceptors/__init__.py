@@ -1,0 +1,30 @@
+"""Checks on every request an upstream gets and every listing it makes (`interface`), run in
+order by one chain (`chain`). `configured` is the ordered list a deployment's settings turn on:
+add a line there for a new interceptor."""
+
+from __future__ import annotations
+
+from libs.common.settings import ExecutorSettings
+
+from .chain import InterceptorChain
+from .deny_list import DenyListInterceptor
+from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+
+__all__ = [
+    "DenyListInterceptor",
+    "InterceptedCall",
+    "InterceptedListing",
+    "Interceptor",
+    "InterceptorChain",
+    "Refused",
+    "configured",
+]
+
+
+def configured(settings: ExecutorSettings) -> list[Interceptor]:
+    """The interceptors `settings` turn on, in the order they run (before the call and at listing;
+    after the result too, in this order)."""
+    chain: list[Interceptor] = []
+    if settings.deny_list is not None:
+        chain.append(DenyListInterceptor(settings.deny_list))
+    return chain

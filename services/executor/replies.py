@@ -1,0 +1,91 @@
+"""The outcome as it leaves the executor: the executor's own answers (`refusal`, `undeliverable`),
+the result shaped and encoded once (`for_the_wire`), the headers it carries (the call's cost,
+policy's grant) and its metrics label."""
+
+from __future__ import annotations
+
+from libs.common import subjects
+from libs.common.errors import ErrorKind
+from libs.common.messages import REFUNDED, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from libs.common.results import encode_result, shape_result
+
+__all__ = ["charged_usd", "for_the_wire", "outcome_label", "refunded", "refusal", "reply_headers", "undeliverable"]
+
+
+def refusal(
+    call: ToolCall | UpstreamRequest, kind: ErrorKind, message: str, execution: Execution = "not_run"
+) -> CallOutcome:
+    """The executor's answer when it decides a call without asking the upstream (or, with
+    `execution="may_have_run"`, when it lost track of a call it had sent)."""
+    return CallOutcome(
+        id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor", execution=execution
+    )
+
+
+def undeliverable(outcome: CallOutcome, kind: ErrorKind, message: str) -> CallOutcome:
+    """The answer when the upstream did answer but its result cannot be delivered."""
+    return CallOutcome(
+        id=outcome.id,
+        error=GatewayError(kind=kind, message=message),
+        decided_by="executor",
+        upstream_ms=outcome.upstream_ms,
+        events=outcome.events,
+        execution="ran",
+        interceptions=outcome.interceptions,
+    )
+
+
+def outcome_label(outcome: CallOutcome) -> str:
+    """The `outcome` label of a request's metrics: its error kind, `tool_error`, or `ok`."""
+    if outcome.error is not None:
+        return str(outcome.error.kind)
+    if outcome.result is not None and outcome.result.get("isError") is True:
+        return "tool_error"
+    return "ok"
+
+
+def refunded(outcome: CallOutcome) -> bool:
+    """Whether the call's charge is given back: it did not run (or the gateway cannot know it did,
+    `messages.REFUNDED`), or an interceptor refused it before the upstream was called."""
+    error = outcome.error
+    if error is None:
+        return False
+    if error.kind in REFUNDED:
+        return True
+    return outcome.execution == "not_run" and any(
+        d.action == "block" and d.where == "arguments" for d in outcome.interceptions
+    )
+
+
+def charged_usd(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
+    """A priced call's cost for the requester's audit event: the price policy forwarded it with, or 0
+    when the call did not run (its charge is refunded); None (no header) for a call without a price."""
+    price = (headers or {}).get(subjects.CHARGED_USD)
+    if price is None:
+        return None
+    return {subjects.CHARGED_USD: "0.0" if refunded(outcome) else price}
+
+
+def reply_headers(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
+    """Headers of the outcome sent to the requester: the call's cost (`charged_usd`), and policy's
+    `GRANT` of a call it forwarded, handed back so the requester can reuse the decision."""
+    reply = charged_usd(headers, outcome)
+    grant = (headers or {}).get(subjects.GRANT)
+    if grant is not None and subjects.REPLY_TO in (headers or {}):
+        reply = {**(reply or {}), subjects.GRANT: grant}
+    return reply
+
+
+def for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
+    """The outcome with its result shaped for the agent's revision and encoded once, to travel
+    after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
+    result = outcome.result
+    if result is None:
+        return outcome
+    shaped = shape_result(result, version) if version else result
+    try:
+        raw = encode_result(shaped)
+    except ValueError as exc:
+        return undeliverable(outcome, ErrorKind.UPSTREAM_ERROR, f"the upstream's result is not valid JSON: {exc}")
+    outcome.result, outcome.raw_result, outcome.is_error = None, raw, shaped.get("isError") is True
+    return outcome

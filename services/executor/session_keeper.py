@@ -1,0 +1,346 @@
+"""One upstream server's live session, kept by one dedicated task, whatever the server's kind.
+
+A kind's sessions are context managers that must be entered and exited by the same task, so one
+task (`_run`) owns them for the server's whole life: it opens a session through the server's
+`Connector` (`upstreams.registry`), lists what the server offers, publishes it, health-checks an
+idle session and reconnects with backoff (`reconnect`) when the session ends. Calls
+(`upstream.Upstream`) come from many other tasks and only use the live session (`session`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Any
+
+import anyio
+
+from libs.common.config import ServerConfig
+from libs.common.messages import ServerCatalog
+
+from .agents import AgentLink
+from .breaker import CircuitBreaker
+from .catalog_publisher import CatalogPublisher, Snapshot
+from .error_mapping import describe_exception
+from .interceptors.chain import InterceptorChain
+from .last_words import LastWords, configured_secrets
+from .oauth_tokens import OAuthTokens
+from .reconnect import Backoff, keep_reconnecting
+from .tools import ExposurePolicy, ToolSet
+from .upstreams.interface import Features, Listing, SessionHooks, UpstreamSession
+from .upstreams.registry import connector_for
+
+__all__ = ["Publish", "SessionKeeper", "State"]
+
+log = logging.getLogger(__name__)
+
+_STABLE_AFTER = 10.0
+"""A session that lived this long resets the backoff: its loss is news, not a crash loop."""
+
+
+class State(StrEnum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+Publish = Callable[[ServerCatalog], Awaitable[bool]]
+
+
+class SessionKeeper:
+    """Owns the session to one server; `session` is the live one (None while there is none)."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        *,
+        agents: AgentLink,
+        subscriptions: dict[str, set[str]],
+        connect_timeout: float,
+        max_backoff: float,
+        publish: Publish,
+        health_interval: float = 15.0,
+        oauth: OAuthTokens | None = None,
+        max_result: int | None = None,
+        interceptors: InterceptorChain | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._interceptors = interceptors
+        """Their listing hooks see every listing before it is published (`interceptors.chain`)."""
+        self._oauth = oauth
+        """Adds the server's OAuth access token to its requests (None: no OAuth for this server)."""
+        if oauth is not None:
+            oauth.on_lost = self._on_transport_end
+        self.features = Features()
+        self.tools: ToolSet | None = None
+        """Last listing (kept while reconnecting, so bad calls are still refused locally)."""
+        self.protocol_version: str | None = None
+        self.policy = ExposurePolicy(config.tools)
+        self._listed: list[dict[str, Any]] = []
+        """Every tool the server listed (as the listing interceptors left them), before `config.tools` filtering."""
+        self._connect_timeout = connect_timeout
+        self._max_backoff = max_backoff
+        self._catalog = CatalogPublisher(name, publish, self._snapshot)
+        self.session: UpstreamSession | None = None
+        self.last_words = LastWords(configured_secrets(config))
+        """What the server last said about itself, published with its status when it is unavailable."""
+        self._connector = connector_for(
+            name,
+            config,
+            SessionHooks(
+                connect_timeout=connect_timeout,
+                max_result=max_result,
+                agents=agents,
+                on_end=self._on_transport_end,
+                on_list_changed=self.relist,
+                on_unauthorized=self._on_unauthorized,
+                auth=oauth,
+                subscriptions=subscriptions,
+                last_words=self.last_words,
+            ),
+        )
+        self._state = State.CONNECTING
+        self._error = "connecting"
+        self._settled = asyncio.Event()
+        self._wake = anyio.Event()
+        self._closed = False
+        self._relist = False
+        self._ready_at: float | None = None
+        self._failures = 0
+        self._scope = anyio.CancelScope()
+        self._task: asyncio.Task[None] | None = None
+        self._health_interval = health_interval
+        self._unauthorized = False
+        """The last finished connection attempt got HTTP 401 (health "needs_auth"). It changes only
+        when an attempt ends, so health never flaps to "down" while the next attempt is under way."""
+        self._attempt_unauthorized = False
+        """The attempt under way got HTTP 401."""
+        self._last_ok = 0.0
+        self.connects = 0
+        """Connection attempts so far (tests count restarts with it)."""
+        breaker = config.circuit_breaker
+        self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout, on_change=self._catalog.dirty)
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def needs_auth(self) -> bool:
+        """Down because the server answered HTTP 401 and no usable token could be had."""
+        return self._state is State.DOWN and self._unauthorized
+
+    @property
+    def authorize_url(self) -> str | None:
+        """While `needs_auth` on a per-user session: the link its user opens (`oauth_tokens.OAuthTokens`)."""
+        return self._oauth.authorize_url if self._oauth is not None and self.needs_auth else None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
+        self._catalog.start()
+
+    async def reconfigure(self, config: ServerConfig) -> None:
+        """Apply new `tools` patterns and breaker settings to the live session, and republish the catalog."""
+        self.config = config
+        self.policy = ExposurePolicy(config.tools)
+        self.breaker.configure(config.circuit_breaker.failure_threshold, config.circuit_breaker.reset_timeout)
+        if self.tools is not None:
+            self.tools = ToolSet(self._listed, self.policy, previous=self.tools)
+            if self._state is State.READY:
+                await self._catalog.publish("ready")
+
+    async def stop(self) -> None:
+        """Close the session (a stdio child is stopped and reaped) and wait until it is gone."""
+        self._scope.cancel()
+        await self._catalog.stop()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._error = f"server {self.name!r} was removed from the configuration"
+        self._set_state(State.STOPPED)
+
+    def relist(self) -> None:
+        """List the server again soon (it announced a change, or a call found our copy stale)."""
+        self._relist = True
+        self._poke()
+
+    def succeeded(self) -> None:
+        """A call just got an answer: the session works (no health check needed for a while)."""
+        self._last_ok = asyncio.get_running_loop().time()
+
+    async def settled(self, deadline: float) -> bool:
+        """Wait (until event-loop time `deadline`) while a connection attempt is under way; False if
+        it still is."""
+        if self._state is State.CONNECTING:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._settled.wait()
+            except TimeoutError:
+                return False
+        return True
+
+    def unavailable_reason(self) -> str:
+        if self._state is State.STOPPED:
+            return self._error
+        return f"server {self.name!r} is unavailable: {self._error}"
+
+    # ------------------------------------------------------------------ the owning task
+
+    def _set_state(self, state: State) -> None:
+        if (state is State.READY) != (self._state is State.READY):
+            self._catalog.dirty()
+        self._state = state
+        if state is State.CONNECTING:
+            self._settled.clear()
+        else:
+            self._settled.set()
+
+    def _poke(self) -> None:
+        self._wake.set()
+
+    def _on_transport_end(self) -> None:
+        self._closed = True
+        if self._state is State.READY:
+            self._set_state(State.CONNECTING)  # calls arriving now wait for the reconnect
+        self._poke()
+
+    def _on_unauthorized(self) -> None:
+        self._attempt_unauthorized = True
+
+    async def _run(self) -> None:
+        try:
+            with self._scope:
+                await keep_reconnecting(self._attempt, self._max_backoff)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                log.exception("upstream %s: connection task crashed", self.name)
+            raise
+
+    async def _attempt(self) -> None:
+        """One connection attempt and the session it leads to. Returns when a session that lived long
+        enough ends (reconnect at once); raises `Backoff` otherwise (`reconnect.keep_reconnecting`)."""
+        self._set_state(State.CONNECTING)
+        try:
+            await self._serve_session()
+            reason = "the server closed the connection"
+        except Exception as exc:
+            reason = describe_exception(exc)
+            self._unauthorized = self._attempt_unauthorized
+            if self._unauthorized:
+                reason = (
+                    f"the server answered HTTP 401: {self._oauth.problem}"
+                    if self._oauth is not None and self._oauth.problem
+                    else "the server answered HTTP 401: it needs credentials (set them in the server's `headers`)"
+                )
+        if self._ready_at is not None:
+            log.warning("upstream %s: session lost (%s); reconnecting", self.name, reason)
+            if time.monotonic() - self._ready_at >= _STABLE_AFTER:
+                self._failures = 0
+                return
+            self._failures += 1
+            raise Backoff(reason)
+        self._failures += 1
+        self._connector.attempt_failed()
+        if not self._unauthorized:  # up but not authorized: calls must not wait for the breaker
+            self.breaker.failure()
+        level = logging.WARNING if reason != self._error or self._failures == 1 else logging.DEBUG
+        log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, self._failures)
+        self._error = reason
+        self._set_state(State.DOWN)
+        await self._catalog.publish("unavailable", reason, self.last_words.lines())
+        raise Backoff(reason)
+
+    async def _serve_session(self) -> None:
+        """Connect, list, publish, then wait until the session ends (returns) or fails (raises)."""
+        self._closed = self._relist = self._attempt_unauthorized = False
+        self._ready_at = None
+        self.connects += 1
+        timeout = self._connect_timeout
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
+            async with self._connector.open() as session:
+                await self._list(session)
+                connect_scope.deadline = math.inf
+                self.protocol_version = session.protocol_version
+                self.session = session
+                self._ready_at = time.monotonic()
+                self.succeeded()
+                self._unauthorized = False  # a 401 answered by an OAuth retry is not "needs auth"
+                self._set_state(State.READY)
+                assert self.tools is not None
+                log.info(
+                    "upstream %s: ready over %s (protocol %s, %d tools exposed)",
+                    self.name,
+                    self.config.transport,
+                    session.protocol_version,
+                    len(self.tools),
+                )
+                await self._catalog.publish("ready")
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(session.run)
+                        await self._watch(session)
+                        tg.cancel_scope.cancel()
+                finally:
+                    self.session = None
+        if connect_scope.cancelled_caught and self._ready_at is None:
+            raise TimeoutError(f"no MCP session within {timeout:g} seconds")
+
+    async def _watch(self, session: UpstreamSession) -> None:
+        while not self._closed:
+            if self._relist:
+                self._relist = False
+                try:
+                    with anyio.fail_after(self._connect_timeout):
+                        await self._list(session)
+                except Exception as exc:
+                    log.warning("upstream %s: re-listing tools failed (%s)", self.name, describe_exception(exc))
+                    continue
+                await self._catalog.publish("ready")
+                continue
+            self._wake = anyio.Event()
+            if not (self._closed or self._relist):
+                with anyio.move_on_after(self._health_interval):
+                    await self._wake.wait()
+                idle = asyncio.get_running_loop().time() - self._last_ok
+                if not (self._closed or self._relist or self._wake.is_set()) and idle >= self._health_interval:
+                    if not await self._ping(session):
+                        return  # ends the session: `_run` reconnects
+
+    async def _ping(self, session: UpstreamSession) -> bool:
+        """Health check of an idle session. While the breaker is open the ping doubles as its
+        probe, so a server that recovers is trusted again without waiting for traffic."""
+        probe = self.breaker.allow()
+        problem = await session.ping(min(self._connect_timeout, max(self._health_interval, 1.0)))
+        if problem is not None:
+            log.warning("upstream %s: health check failed (%s); reconnecting", self.name, problem)
+        else:
+            self.succeeded()
+        if probe:
+            self.breaker.failure() if problem is not None else self.breaker.success()
+        return problem is None
+
+    async def _list(self, session: UpstreamSession) -> None:
+        listing: Listing = await session.list()
+        chain = self._interceptors
+        if chain is not None and chain.on_listings:
+            listing = await chain.at_listing(self.name, self.config, listing)
+        self.features = listing.features
+        self._listed = listing.tools
+        self.tools = ToolSet(listing.tools, self.policy, previous=self.tools)
+
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.tools,
+            self.protocol_version,
+            self._state is State.READY,
+            self.breaker,
+            self.features,
+            self.config.namespace,
+            self._unauthorized,
+        )

@@ -1,0 +1,161 @@
+"""The one interface between the executor and an upstream server of any kind.
+
+`Upstream` (`upstream.py`) keeps every server the same way: a connection task that reconnects with
+backoff, the listing it publishes, health checks, the circuit breaker, retries, argument checks.
+What differs by kind is only how a session is opened and spoken to, and that is behind two small
+protocols here:
+
+- a `Connector`, made once per configured server by its kind's factory in `registry.KINDS` and kept
+  across reconnects, opens sessions (`open()`);
+- an `UpstreamSession` is one live session: it lists what the server offers (`list`), answers a
+  health check (`ping`), runs a `tools/call` (`call_tool`) and the other routed requests
+  (`request`: prompts, resources, completions), follows resources when the kind can (`follow`), and
+  does its own background work for its life (`run`).
+
+Nothing here assumes an MCP `ClientSession` underneath: the stdio, streamable-HTTP and SSE kinds
+share one MCP implementation (`mcp_session.py`); a REST adapter (OpenAPI) answers the same calls
+from its own HTTP requests. A new kind is one module with a factory, and one entry in
+`registry.KINDS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import httpx2
+
+from libs.common.config import ServerConfig
+from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
+
+from ..agents import ActiveCall, AgentLink
+from ..last_words import LastWords
+
+__all__ = [
+    "CallContext",
+    "Connector",
+    "ConnectorFactory",
+    "Features",
+    "Listing",
+    "SessionHooks",
+    "SubscriptionStyle",
+    "UpstreamSession",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Features:
+    """What a server offers besides tools, as wire JSON for the catalog: its capabilities, prompts,
+    resources and resource templates."""
+
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    prompts: list[dict[str, Any]] = field(default_factory=list)
+    resources: list[dict[str, Any]] = field(default_factory=list)
+    resource_templates: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Everything one server lists, as wire JSON: its tools (before `ServerConfig.tools` narrows
+    them) and its other features."""
+
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    features: Features = Features()
+
+
+@dataclass(slots=True)
+class SessionHooks:
+    """What every kind is given by the `Upstream` that owns it: limits, and where to report."""
+
+    connect_timeout: float
+    max_result: int | None
+    """`BASTION_MAX_RESULT_BYTES`: answers are not read far past it (`answer_limits`)."""
+    agents: AgentLink
+    """Routes what the server sends during a call (progress, logs, requests to the agent) to that call's agent."""
+    on_end: Callable[[], None]
+    """The server's side of the session ended: reconnect now, not at the next failed call."""
+    on_list_changed: Callable[[], None]
+    """The server's listing changed (or a call found our copy stale): list it again."""
+    on_unauthorized: Callable[[], None] = lambda: None
+    """The server answered HTTP 401."""
+    auth: httpx2.Auth | None = None
+    """Credentials added to every HTTP request (the upstream's OAuth tokens, `oauth_tokens.py`)."""
+    subscriptions: Mapping[str, set[str]] = field(default_factory=dict)
+    """Resource URI -> agent sessions following it through this executor (a new session restores them)."""
+    last_words: LastWords = field(default_factory=LastWords)
+    """Where a kind keeps what the server said about itself (a stdio child's stderr), for its status."""
+
+
+@dataclass(slots=True)
+class CallContext:
+    """One call's limits and its way back to the agent."""
+
+    deadline: float
+    """Event-loop time by which the answer is due."""
+    budget: float
+    """Seconds the call may take (for the message of a timeout)."""
+    active: ActiveCall | None = None
+    """The agent's side of the call (progress, logs, input requests), None for bookkeeping requests."""
+    lean: bool = True
+    """The session may send it its fastest way (`BASTION_LEAN_CALLS`)."""
+
+
+SubscriptionStyle = Literal["none", "requests", "filter"]
+"""How a session follows resources: not at all; one `resources/subscribe` per URI (handshake-era
+MCP); or one filter naming every URI (`follow`, 2026-07-28 MCP)."""
+
+
+class UpstreamSession(Protocol):
+    """One live session to a server, usable from any task while its `Connector.open()` is entered."""
+
+    @property
+    def protocol_version(self) -> str | None:
+        """What the session negotiated (None for kinds without one)."""
+        ...
+
+    @property
+    def subscription_style(self) -> SubscriptionStyle: ...
+
+    async def list(self) -> Listing:
+        """Every tool and feature the server offers now, every page."""
+        ...
+
+    async def ping(self, within: float) -> str | None:
+        """None when the server answered within `within` seconds, else why not."""
+        ...
+
+    async def call_tool(self, call: ToolCall, ctx: CallContext) -> CallOutcome:
+        """Run one `tools/call` (arguments already checked) and map what happens to an outcome."""
+        ...
+
+    async def request(self, request: UpstreamRequest, ctx: CallContext) -> CallOutcome:
+        """Run one routed request other than `tools/call` (`prompts/get`, `resources/read`,
+        `completion/complete`, and with the "requests" style `resources/(un)subscribe`)."""
+        ...
+
+    async def follow(self, uris: Iterable[str], within: float) -> bool:
+        """The "filter" style: want updates for exactly `uris` from now on; True once the server
+        acknowledged it (within `within` seconds)."""
+        ...
+
+    async def run(self) -> None:
+        """Background work for the session's life (a change stream); returns at once if none."""
+        ...
+
+
+class Connector(Protocol):
+    """How one configured server is reached. State that outlives one session lives here."""
+
+    def open(self) -> AbstractAsyncContextManager[UpstreamSession]:
+        """A new session, closed (a stdio child stopped and reaped) when the context exits."""
+        ...
+
+    def attempt_failed(self) -> None:
+        """The last `open()` did not lead to a ready session (a kind may try differently next)."""
+        ...
+
+
+ConnectorFactory = Callable[[str, ServerConfig, SessionHooks], Connector]
+"""(server name, its configuration, hooks) -> its connector: one entry of `registry.KINDS`."""

@@ -1,0 +1,32 @@
+"""Which implementation serves which kind of server: one entry per kind, keyed by
+`ServerConfig.transport`. A new kind is its module (a `ConnectorFactory`) and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from libs.common.config import ServerConfig
+
+from ..openapi import upstream as openapi
+from . import sse, stdio, streamable_http
+from .interface import Connector, ConnectorFactory, SessionHooks
+
+__all__ = ["KINDS", "connector_for"]
+
+KINDS: Mapping[str, ConnectorFactory] = MappingProxyType(
+    {
+        "stdio": stdio.connector,
+        "http": streamable_http.connector,
+        "sse": sse.connector,
+        "openapi": openapi.connector,  # a REST API served from its OpenAPI document
+    }
+)
+
+
+def connector_for(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
+    """The connector of `config`'s kind; `KeyError` naming the kinds known for one that is not."""
+    factory = KINDS.get(config.transport)
+    if factory is None:
+        raise KeyError(f"server {name!r}: no upstream kind {config.transport!r} (known: {', '.join(sorted(KINDS))})")
+    return factory(name, config, hooks)

@@ -1,0 +1,43 @@
+"""`/mcp`, the MCP streamable HTTP endpoint, as a pipeline of small steps.
+
+The order is one list, in the composition root (`services.ingress.service.mcp_endpoint`): HTTP
+checks (`http_steps`), the JSON-RPC message (`jsonrpc_steps`), its context, era and session
+(`era_steps`), streams of notifications (`stream_steps`), then the handler and what surrounds it:
+audit, answer, session issue, cancellation, trace (`handler_steps`). Each step is a small class
+that answers the request or passes it on (`chain.Step`); nothing here raises into the server:
+every failure is an answer. Written against ASGI directly because it is the hot path.
+"""
+
+from .chain import Exchange, McpEndpoint, Step
+from .era_steps import BuildContext, EndSession, ResolveEra
+from .handler_steps import Audit, CancelOnDisconnect, Dispatch, IssueSession, Reply, Trace
+from .http_steps import Authenticate, CheckHeaders, ChooseAnswer, ReadBody, RouteMethod
+from .jsonrpc_steps import CapFields, CheckEnvelope, ParseJson, TakeNotification
+from .stream_steps import Listen, ListenSubscriptions, StandaloneStream
+
+__all__ = [
+    "Audit",
+    "Authenticate",
+    "BuildContext",
+    "CancelOnDisconnect",
+    "CapFields",
+    "CheckEnvelope",
+    "CheckHeaders",
+    "ChooseAnswer",
+    "Dispatch",
+    "EndSession",
+    "Exchange",
+    "IssueSession",
+    "Listen",
+    "ListenSubscriptions",
+    "McpEndpoint",
+    "ParseJson",
+    "ReadBody",
+    "Reply",
+    "ResolveEra",
+    "RouteMethod",
+    "StandaloneStream",
+    "Step",
+    "TakeNotification",
+    "Trace",
+]

@@ -1,0 +1,172 @@
+"""The steps of `/mcp` that place a request: what its headers ask for (`BuildContext`), which
+protocol era it speaks and, in the handshake era, which session it belongs to (`ResolveEra`);
+and `DELETE /mcp`, which ends a session on every replica (`EndSession`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_PROTOCOL_VERSION_HEADER,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from mcp_types import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+
+from libs.common.codemode import CODE_MODE_HEADER
+
+from ..answers import plain
+from ..context import RequestContext
+from ..field_limits import FieldLimits, Oversized, header_patterns
+from ..protocol import DEFAULT_LEGACY_VERSION, error_body
+from ..sessions import LiveSessions, SessionInfo
+from .chain import Answering, Check, Exchange, Refusal
+from .jsonrpc_steps import SESSION_HEADER
+
+__all__ = [
+    "SESSION_GONE",
+    "SESSION_NOT_FOUND",
+    "BuildContext",
+    "EndSession",
+    "ResolveEra",
+    "named_session",
+    "positive_float",
+]
+
+log = logging.getLogger(__name__)
+
+SESSION_NOT_FOUND = -32001
+"""What the SDK answers for an unknown session, with HTTP 404."""
+SESSION_GONE = "Session not found: it expired, was ended, belongs to another key or is invalid; send initialize again"
+
+
+def positive_float(value: str | None) -> float | None:
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and 0 < number < 1e6 else None
+
+
+class BuildContext(Check):
+    """400 for a narrowing header (`X-Bastion-Include-Servers/-Tools`) with too many or too long
+    items; else the request's context: who asks, what it narrows to, how long it may take
+    (`X-Bastion-Timeout`), whether it may stream, the Code Mode override."""
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: FieldLimits) -> None:
+        self.limits = limits
+
+    def check(self, x: Exchange) -> Answering | None:
+        message, headers = x.message, x.headers
+        request_id = message["id"]
+        include_servers = header_patterns(
+            "X-Bastion-Include-Servers", headers.get("x-bastion-include-servers"), self.limits
+        )
+        if isinstance(include_servers, Oversized):
+            return Refusal(400, include_servers.body(request_id))
+        include_tools = header_patterns("X-Bastion-Include-Tools", headers.get("x-bastion-include-tools"), self.limits)
+        if isinstance(include_tools, Oversized):
+            return Refusal(400, include_tools.body(request_id))
+        x.method = message["method"]
+        x.ctx = RequestContext(
+            caller=x.caller,
+            version=DEFAULT_LEGACY_VERSION,
+            request_id=request_id,
+            request_bytes=len(x.body),
+            include_servers=include_servers,
+            include_tools=include_tools,
+            timeout=positive_float(headers.get("x-bastion-timeout")),
+            emit=x.answer.event if x.sse_ok else None,
+            code_mode=headers.get(CODE_MODE_HEADER),
+        )
+        return None
+
+
+def modern_rejection(x: Exchange) -> InboundLadderRejection | None:
+    """Why a 2026-07-28 request is refused (the SDK's inbound ladder: envelope in `_meta`, headers
+    mirroring it, each routing header once), or None."""
+    if len(x.headers) != len(x.raw_headers):  # some header repeats: is it a routing header?
+        pairs = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in x.raw_headers)
+        if (duplicated := find_duplicated_routing_header(pairs)) is not None:
+            return InboundLadderRejection(code=HEADER_MISMATCH, message=f"{duplicated} header appears more than once")
+    verdict = classify_inbound_request(x.message, headers=x.headers)
+    return verdict if isinstance(verdict, InboundLadderRejection) else None
+
+
+class ResolveEra(Check):
+    """A 2026-07-28 request must carry its envelope (in `_meta`, mirrored in headers); a handshake-
+    era one names a version Bastion speaks (400) and, past `initialize`, a live session of its key
+    (404): the request then speaks that session's version."""
+
+    __slots__ = ("sessions",)
+
+    def __init__(self, sessions: LiveSessions) -> None:
+        self.sessions = sessions
+
+    def check(self, x: Exchange) -> Answering | None:
+        ctx = x.ctx
+        requested = x.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        x.modern = modern = requested in MODERN_PROTOCOL_VERSIONS
+        if modern:
+            if (rejection := modern_rejection(x)) is not None:
+                status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
+                return Refusal(status, error_body(ctx.request_id, rejection.code, rejection.message, rejection.data))
+            ctx.version = requested  # type: ignore[assignment]  # modern: one of the version strings
+            ctx.client = ("input_required",)  # 2026-07-28: the agent resolves input requests itself
+        elif requested is not None and requested not in HANDSHAKE_PROTOCOL_VERSIONS:
+            data = {"supported": list(KNOWN_PROTOCOL_VERSIONS), "requested": requested}
+            message = f"Unsupported protocol version {requested!r}"
+            return Refusal(400, error_body(ctx.request_id, UNSUPPORTED_PROTOCOL_VERSION, message, data))
+        elif x.method != "initialize":
+            if session_id := x.headers.get(SESSION_HEADER):
+                session = self.sessions.find(session_id, x.caller.key_id)
+                if session is None:
+                    return Refusal(404, error_body(ctx.request_id, SESSION_NOT_FOUND, SESSION_GONE))
+                ctx.version = requested or session.protocol_version
+                ctx.session = session.handle
+                ctx.client = session.client
+            elif requested:
+                ctx.version = requested
+        return None
+
+
+def named_session(x: Exchange, sessions: LiveSessions, request: str) -> SessionInfo | Refusal:
+    """The live session a `GET` or `DELETE` names (`request` says which, for the refusal), or why not:
+    400 without an `Mcp-Session-Id`, 404 for one that is not a live session of this key."""
+    session_id = x.headers.get(SESSION_HEADER)
+    if not session_id:
+        return Refusal(400, {"error": "missing_session", "message": f"{request} needs an Mcp-Session-Id header"})
+    session = sessions.find(session_id, x.caller.key_id)
+    return session if session is not None else Refusal(404, error_body(None, SESSION_NOT_FOUND, SESSION_GONE))
+
+
+class EndSession:
+    """`DELETE /mcp`: the agent is done with its session; every replica refuses it from now on."""
+
+    __slots__ = ("sessions",)
+
+    def __init__(self, sessions: LiveSessions) -> None:
+        self.sessions = sessions
+
+    async def __call__(self, x: Exchange) -> None:
+        session = named_session(x, self.sessions, "DELETE")
+        if isinstance(session, Refusal):
+            await session(x)
+            return
+        try:
+            await self.sessions.state.end(session.handle, session.expires_at)
+        except Exception as exc:  # KV unreachable: say so rather than claim the session ended everywhere
+            log.warning("cannot record the end of a session (%s)", exc)
+            body: dict[str, Any] = {
+                "error": "unavailable",
+                "message": "the session could not be ended on every replica; retry",
+            }
+            await plain(x.send, 503, body)
+            return
+        await plain(x.send, 200, {})

@@ -1,0 +1,162 @@
+"""The steps of `/mcp` around the handler: the audit event (`Audit`), the answer (`Reply`), a new
+session for a handshake-era `initialize` (`IssueSession`), cancellation by closing the stream
+(`CancelOnDisconnect`), the trace (`Trace`), and the handler itself (`Dispatch`).
+
+From `Audit` on the request has reached its handler: whatever happens next (a failure of ours,
+an answer that cannot be encoded or sent, a cancellation, the agent leaving), an audited method
+ends in exactly one audit event, which `Audit` emits, after the answer went out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
+
+from libs.common import tracing
+from libs.common.messages import AuditEvent
+
+from ..context import RequestContext
+from ..handlers import Handlers
+from ..sessions import SessionCodec
+from .chain import Exchange, Receive, Step, disconnected
+
+__all__ = ["ROUTED", "Audit", "CancelOnDisconnect", "Dispatch", "IssueSession", "Reply", "Trace", "agent_requests"]
+
+ROUTED = frozenset({"tools/call", "prompts/get", "resources/read", "completion/complete"})
+"""Requests that run upstream, so an agent may cancel them."""
+_AGENT_REQUESTS = ("sampling", "elicitation", "roots")
+"""Client capabilities that let an upstream ask the agent something mid-call."""
+
+
+class Audit(Step):
+    """Emits the audit event the request owes (`Exchange.audit`, set by `Dispatch`), once the steps
+    after it are done, however they ended, with the size of the answer sent. The one place events
+    of `/mcp` requests leave ingress (`owe` for those of a `subscriptions/listen` stream)."""
+
+    __slots__ = ("emit",)
+
+    def __init__(self, emit: Callable[[AuditEvent], object]) -> None:
+        self.emit = emit
+
+    async def __call__(self, x: Exchange) -> None:
+        x.audit = None
+        x.sent = 0
+        try:
+            await self.next(x)
+        finally:
+            if (event := x.audit) is not None:
+                x.audit = None
+                event.response_bytes = x.sent
+                self.emit(event)
+
+    def owe(self, events: Iterable[AuditEvent]) -> None:
+        """Emit events a request owes besides its own: the upstream (un)subscribes of a stream."""
+        for event in events:
+            self.emit(event)
+
+
+class Reply(Step):
+    """Sends the handler's answer: HTTP status by the era (2026-07-28 maps JSON-RPC errors to HTTP
+    statuses, the handshake era answers 200), `Retry-After` when the error says when to retry."""
+
+    __slots__ = ()
+
+    async def __call__(self, x: Exchange) -> None:
+        x.extra = extra = []
+        await self.next(x)
+        payload = x.payload
+        status = 200
+        if "error" in payload:
+            error = payload["error"]
+            if x.modern:
+                status = ERROR_CODE_HTTP_STATUS.get(error["code"], 200)
+            retry_after = (error.get("data") or {}).get("retry_after")
+            if isinstance(retry_after, int | float):
+                extra.append((b"retry-after", str(max(1, math.ceil(retry_after))).encode()))
+        x.sent = await x.answer.final(payload, status, extra)
+
+
+def agent_requests(params: Any) -> tuple[str, ...]:
+    """What an agent declared at `initialize` that an upstream may ask of it mid-call."""
+    capabilities = params.get("capabilities") if isinstance(params, dict) else None
+    if not isinstance(capabilities, dict):
+        return ()
+    return tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+
+
+class IssueSession(Step):
+    """A handshake-era `initialize` that succeeded gets its `Mcp-Session-Id`."""
+
+    __slots__ = ("codec",)
+
+    def __init__(self, codec: SessionCodec) -> None:
+        self.codec = codec
+
+    async def __call__(self, x: Exchange) -> None:
+        await self.next(x)
+        if x.method == "initialize" and not x.modern and "result" in x.payload:
+            client = agent_requests(x.message.get("params"))
+            session_id = self.codec.issue(x.ctx.version, x.caller.key_id, client)
+            x.extra.append((b"mcp-session-id", session_id.encode()))
+
+
+class CancelOnDisconnect(Step):
+    """2026-07-28 has no `notifications/cancelled`: an agent that closes the stream of a request
+    running upstream cancels it. The executor abandons the call (and tells the upstream); the
+    handler still finishes, so the request keeps its audit event."""
+
+    __slots__ = ("abandon",)
+
+    def __init__(self, abandon: Callable[[str], Awaitable[None]]) -> None:
+        self.abandon = abandon
+
+    async def __call__(self, x: Exchange) -> None:
+        if not (x.modern and x.method in ROUTED):
+            await self.next(x)
+            return
+        # the watch holds the context, not the exchange: a cancelled task is a reference cycle
+        # (its CancelledError's traceback holds its frame) that only the GC frees, with all it holds
+        watch = asyncio.ensure_future(self._cancel_on_disconnect(x.ctx, x.receive))
+        try:
+            await self.next(x)
+        finally:
+            watch.cancel()
+
+    async def _cancel_on_disconnect(self, ctx: RequestContext, receive: Receive) -> None:
+        await disconnected(receive)
+        if ctx.call_id is not None:
+            await self.abandon(ctx.call_id)
+
+
+class Trace(Step):
+    """One trace from the agent's `traceparent` on: relayed in NATS headers, then in the upstream's `_meta`."""
+
+    __slots__ = ()
+
+    async def __call__(self, x: Exchange) -> None:
+        with tracing.server_span("ingress", "POST /mcp", x.headers) as span:
+            if span is not None:
+                x.ctx.trace_id = tracing.trace_id(span)
+            await self.next(x)
+
+
+class Dispatch(Step):
+    """The handler of the method (`handlers.Handlers`): the answer, and the audit event an audited
+    method owes, also when the request is cancelled mid-way. The last step."""
+
+    __slots__ = ("handlers",)
+
+    def __init__(self, handlers: Handlers) -> None:
+        self.handlers = handlers
+
+    async def __call__(self, x: Exchange) -> None:
+        params = x.message.get("params")
+        try:
+            x.payload, x.audit = await self.handlers.dispatch(x.ctx, x.method, params)
+        except asyncio.CancelledError:
+            x.audit = self.handlers.interrupted(x.ctx, x.method, params)
+            raise
