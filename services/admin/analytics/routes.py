@@ -2,26 +2,30 @@
 and the `/dashboard` page.
 
 The query and panel routes need `analytics:read` and answer errors in the admin API's `ErrorBody`
-shape; whether a query may read payload columns (arguments, results) is the principal's
-`audit:payloads` (the auditor's, not the analyst's), carried to the audit service with the
-principal's name. Queries are checked read-only here and again by the audit service, which owns
-ClickHouse and runs them (over NATS, `ANALYTICS_QUERY`). The dashboard page itself is static and
-public (it holds no data); it signs in (or takes an API token) and reads the panels.
+shape. A query goes to the audit service (which owns ClickHouse) with `libs.common.analytics.ask`,
+naming the principal (its queries share that principal's allowance of concurrent queries) and
+whether it may read payload columns (arguments, results: the principal's `audit:payloads`, the
+auditor's, not the analyst's). The allow-list is checked here first, with the audit service's own
+words, and again there. A caller that hangs up has its query stopped in the engine; "busy" is 503
+with `Retry-After`. The dashboard page itself is static and public (it holds no data); it signs in
+(or takes an API token) and reads the panels.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
 
+import asyncio
+import contextlib
+import math
 import time
 from importlib.resources import files
 from typing import Annotated, Any, Literal
 
 import nats.errors
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common import subjects
 from libs.common.analytics import (
     MAX_QUERY_ROWS,
     MAX_QUERY_SECONDS,
@@ -29,6 +33,7 @@ from libs.common.analytics import (
     AnalyticsAnswer,
     AnalyticsQuery,
     NotReadOnly,
+    ask,
     read_only,
 )
 
@@ -64,19 +69,49 @@ class QueryAnswer(BaseModel):
     rows: list[list[Any]]
 
 
-async def _ask(nc: NATS, query: AnalyticsQuery) -> QueryAnswer:
-    identity = current()
-    query = query.model_copy(
-        update={"principal": identity.principal, "payloads": identity.grants.allows("audit:payloads")}
-    )
+_STATUS = {"refused": 422, "busy": 503, "limit": 400, "cancelled": 503, "failed": 400}
+"""HTTP status of each `AnalyticsAnswer.error_kind`: the allow-list refused it (422, as the check here
+would have), too many queries run (503, retry), a limit stopped it or the engine failed it (400)."""
+_ERROR = {"refused": "not_read_only", "busy": "busy", "limit": "query_limit", "cancelled": "cancelled"}
+
+
+def _payloads() -> bool:
+    """Whether the caller may read payload columns: the auditor's permission, not the analyst's."""
+    return current().grants.allows("audit:payloads")
+
+
+async def _hung_up(request: Request) -> None:
+    """Returns when the HTTP caller disconnects (the body is read by then: only `http.disconnect` is left)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _ask(nc: NATS, request: Request, query: AnalyticsQuery) -> QueryAnswer:
+    """Ask the audit service as the calling principal; stop the query if the caller hangs up."""
+    query = query.model_copy(update={"principal": current().principal, "payloads": _payloads()})
+    asking = asyncio.ensure_future(ask(nc, query))
+    watching = asyncio.ensure_future(_hung_up(request))
     try:
-        reply = await nc.request(subjects.ANALYTICS_QUERY, query.model_dump_json().encode(), query.timeout + 5)
+        await asyncio.wait((asking, watching), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watching.cancel()
+        if not asking.done():  # hung up (or we were cancelled): `ask` tells the service to stop the query
+            asking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asking
+    if asking.cancelled():
+        raise AdminError(503, "cancelled", "the caller went away; the query was stopped")
+    try:
+        answer: AnalyticsAnswer = asking.result()
     except (nats.errors.NoRespondersError, nats.errors.TimeoutError, TimeoutError):
-        unreachable = "no audit service answered; the analytics store is not reachable"
+        unreachable = "no audit service answered in time; the query was stopped"
         raise AdminError(503, "analytics_unavailable", unreachable) from None
-    answer = AnalyticsAnswer.model_validate_json(reply.data)
-    if answer.error is not None:  # the SQL passed `read_only` here: the engine refused or failed it
-        raise AdminError(400, "query_failed", answer.error)
+    if answer.error is not None:
+        kind = answer.error_kind or "failed"
+        headers = None
+        if kind == "busy":
+            headers = {"Retry-After": str(max(1, math.ceil(answer.retry_after or 1)))}
+        raise AdminError(_STATUS[kind], _ERROR.get(kind, "query_failed"), answer.error, headers=headers)
     return QueryAnswer(columns=answer.columns, types=answer.types, rows=answer.rows)
 
 
@@ -92,21 +127,24 @@ def analytics_router(nc: NATS, auth: Authenticator) -> APIRouter:
         tags=["analytics"],
         dependencies=[Depends(security_schemes)],
     )
-    failed = {"model": ErrorBody, "description": "The engine refused or failed the query (its message says why)"}
-    responses = documented(401, 403, 422, 503) | {400: failed}
+    failed = {"model": ErrorBody, "description": "A limit stopped the query, or the engine failed it (it says why)"}
+    busy = {"model": ErrorBody, "description": "Busy (retry after `Retry-After` seconds), or no audit service"}
+    responses = documented(401, 403, 422) | {400: failed, 503: busy}
     read = needs("analytics:read")
 
     @router.post("/query", response_model=QueryAnswer, responses=responses, openapi_extra=read)
-    async def query(body: QueryBody) -> QueryAnswer:
-        """Run one read-only SQL query on the analytics store (docs/analytics.md)."""
+    async def query(body: QueryBody, request: Request) -> QueryAnswer:
+        """Run one read-only SQL query on the analytics store (docs/analytics.md): the `bastion` database's
+        tables, functions from the allow-list; payload columns only with `audit:payloads`."""
         try:
-            read_only(body.sql)
+            read_only(body.sql, payloads=_payloads())
         except NotReadOnly as exc:
             raise AdminError(422, "not_read_only", str(exc)) from None
-        return await _ask(nc, AnalyticsQuery.model_validate(body.model_dump()))
+        return await _ask(nc, request, AnalyticsQuery.model_validate(body.model_dump()))
 
     @router.get("/panels/{name}", response_model=QueryAnswer, responses=responses, openapi_extra=read)
     async def panel(
+        request: Request,
         name: Annotated[Literal[tuple(PANELS)], Path(description="Which dashboard panel.")],  # type: ignore[valid-type]  # the names are data
         since: Annotated[float | None, Query(description="Start, epoch seconds (default: 24 h before until).")] = None,
         until: Annotated[float | None, Query(description="End (exclusive), epoch seconds (default: now).")] = None,
@@ -121,7 +159,8 @@ def analytics_router(nc: NATS, auth: Authenticator) -> APIRouter:
         if not 0 < end - start <= _MAX_RANGE:
             raise AdminError(422, "validation_error", "since must be before until, and the range at most 400 days")
         sql, params = panel_query(name, Filters(start, end, key or None, server or None, status, team or None))
-        return await _ask(nc, AnalyticsQuery(sql=sql, parameters=params, max_rows=_PANEL_ROWS, timeout=_PANEL_SECONDS))
+        asked = AnalyticsQuery(sql=sql, parameters=params, max_rows=_PANEL_ROWS, timeout=_PANEL_SECONDS)
+        return await _ask(nc, request, asked)
 
     return router
 
