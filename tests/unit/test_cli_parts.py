@@ -207,7 +207,10 @@ def test_colocated_services_read_each_its_own_handed_secrets(monkeypatch) -> Non
     read its own, and settings built outside any (none are) read none."""
     from libs.common import handed_secrets
 
-    handed = {"executor": {"BASTION_BUS_SIGNING_KEY": "executor-only"}, "ingress": {"BASTION_SESSION_SECRET": "ingress"}}
+    handed = {
+        "executor": {"BASTION_BUS_SIGNING_KEY": "executor-only"},
+        "ingress": {"BASTION_SESSION_SECRET": "ingress"},
+    }
     monkeypatch.setattr(handed_secrets, "_handed", handed)
     monkeypatch.delenv("BASTION_BUS_SIGNING_KEY", raising=False)
     with handed_secrets.serving("executor"):
