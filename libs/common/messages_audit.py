@@ -44,7 +44,7 @@ class AuditEvent(BusMessage):
 
     Arguments and results are recorded as JSON text when content logging is on for the deployment
     and the key, else only their sha256 (`audit_content`); secrets never appear (admin changes are
-    redacted, `audit_redact`). `producer`, `seq`, `prev_hash` and `hash` place the event on its
+    redacted, `services.admin.api.redaction`). `producer`, `seq`, `prev_hash` and `hash` place the event on its
     producer's hash chain (`audit_chain`), set by the publisher when the event is emitted."""
 
     event_id: str = Field(default_factory=new_id)

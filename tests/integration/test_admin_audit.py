@@ -20,8 +20,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from libs.common import subjects
-from libs.common.audit_redact import REDACTED
 from libs.common.messages import AuditEvent, audit_events
+from services.admin.api.redaction import REDACTED
 from tests.support.admin_api import ECHO
 from tests.support.gateway import default_config
 from tests.support.polling import poll_until

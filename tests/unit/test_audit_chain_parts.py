@@ -10,8 +10,8 @@ import pytest
 from libs.common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
 from libs.common.audit_content import content_fields, to_json
 from libs.common.audit_fields import FieldLimits, bounded
-from libs.common.audit_redact import REDACTED, redacted
 from libs.common.messages import AuditEvent
+from services.admin.api.redaction import REDACTED, redacted
 from services.audit.verify import Checkpoint, verify_chain, verify_checkpoints
 
 pytestmark = pytest.mark.unit

@@ -2,7 +2,7 @@
 
 Who is the request's identity (`identity.CURRENT`: the principal, its roles, its address), set per
 request by `errors.AdminRoute`; `Table` reports each write it made. Before/after are the records as
-JSON with every secret redacted (`libs.common.audit_redact`).
+JSON with every secret redacted (`services.admin.api.redaction`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from libs.common.audit_content import to_json
-from libs.common.audit_redact import redacted
 from libs.common.messages import AuditEvent
+from services.admin.api.redaction import redacted
 
 from .identity import CURRENT
 
