@@ -18,6 +18,7 @@ from .gateway import PolicyGateway
 from .limits import Limits
 from .rewrite import global_name, rewrite
 from .sandbox import WorkerPool
+from .searcher import Searcher
 from .stubs import list_files, render_docs, signature, summary
 from .views import ToolView
 
@@ -70,10 +71,12 @@ class MetaTools:
         gateway: PolicyGateway,
         emit: Callable[[AuditEvent], object],
         call_timeout: float,
+        searcher: Searcher,
         *,
         content: bool = True,
     ) -> None:
         self.pool, self.limits, self.gateway, self.emit = pool, limits, gateway, emit
+        self.searcher = searcher
         self.content = content
         """The deployment's content logging, for the audit events of scripts' tool calls."""
         self.call_timeout = call_timeout
@@ -134,11 +137,15 @@ class MetaTools:
             args = _Search.model_validate(request.arguments)
         except ValidationError as exc:
             return _invalid(request.tool, exc)
-        found = view.index.search(args.query, args.limit)
-        if not found:
-            return Answer(text_result(f"no tool matches {args.query!r}; try other words or list_tool_files"))
-        lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found]
-        return Answer(text_result("\n".join(lines)))
+        view.index = await self.searcher.index(view.toolset, view.index)
+        found = await self.searcher.search(view.index, args.query, args.limit)
+        note = [f"(lexical only: {found.lexical_only})"] if found.lexical_only else []
+        if not found.tools:
+            return Answer(
+                text_result("\n".join([*note, f"no tool matches {args.query!r}; try other words or list_tool_files"]))
+            )
+        lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found.tools]
+        return Answer(text_result("\n".join([*note, *lines])))
 
     async def execute_code(self, request: CodeModeCall, view: ToolView) -> Answer:
         try:
