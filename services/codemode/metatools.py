@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.common import metrics
 from libs.common.codemode import EXECUTE_CODE
+from libs.common.discovery import FIND_TOOLS_NAME, MAX_FOUND
 from libs.common.messages import AuditEvent, CodeModeCall
 
 from .answers import error_result, run_result, text_result
@@ -42,6 +43,11 @@ class _Docs(_Args):
 class _Search(_Args):
     query: str = Field(min_length=1, max_length=1000)
     limit: int = Field(default=10, ge=1, le=50)
+
+
+class _Find(_Args):
+    query: str = Field(min_length=1, max_length=1000)
+    limit: int = Field(default=5, ge=1, le=MAX_FOUND)
 
 
 class _Execute(_Args):
@@ -86,6 +92,7 @@ class MetaTools:
             "get_tool_docs": self.get_tool_docs,
             "search_tools": self.search_tools,
             EXECUTE_CODE: self.execute_code,
+            FIND_TOOLS_NAME: self.find_tools,
         }
 
     async def answer(self, request: CodeModeCall, view: ToolView) -> Answer:
@@ -146,6 +153,23 @@ class MetaTools:
             )
         lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found.tools]
         return Answer(text_result("\n".join([*note, *lines])))
+
+    async def find_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+        """Discovery mode's search: the (server, tool) pairs found, for ingress to name and list."""
+        try:
+            args = _Find.model_validate(request.arguments)
+        except ValidationError as exc:
+            return _invalid(request.tool, exc)
+        view.index = await self.searcher.index(view.toolset, view.index)
+        found = await self.searcher.search(view.index, args.query, args.limit)
+        pairs = [[spec.server, spec.tool] for spec in found.tools]
+        text = f"{len(pairs)} tools found" + (f" (lexical only: {found.lexical_only})" if found.lexical_only else "")
+        return Answer(
+            {
+                "content": [{"type": "text", "text": text}],
+                "structuredContent": {"found": pairs, "lexical_only": found.lexical_only},
+            }
+        )
 
     async def execute_code(self, request: CodeModeCall, view: ToolView) -> Answer:
         try:
