@@ -79,9 +79,10 @@ class CodeModeRouter:
             arguments = {}
         elif not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
-        return await self._call(ctx, name, arguments)
+        return await self.call(ctx, name, arguments)
 
-    async def _call(self, ctx: Any, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent]:
+    async def call(self, ctx: Any, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent]:
+        """Send one meta-tool call (Code Mode's, or discovery's `find_tools`) to the codemode service."""
         timeout = min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout
         request = CodeModeCall(
             trace_id=ctx.trace_id,
