@@ -19,7 +19,7 @@ from .gateway import PolicyGateway
 from .limits import Limits
 from .rewrite import global_name, rewrite
 from .sandbox import WorkerPool
-from .searcher import Searcher
+from .searcher import Found, Searcher
 from .stubs import list_files, render_docs, signature, summary
 from .views import ToolView
 
@@ -139,29 +139,33 @@ class MetaTools:
             return Answer(error_result(f"no tool {args.name} for this key{hint}"))
         return Answer(text_result(render_docs(spec)))
 
-    async def search_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+    async def _search(self, request: CodeModeCall, view: ToolView, form: type[_Search] | type[_Find]) -> Found | Answer:
+        """The search `request` asks for over `view` (built or upgraded on the way), or the error."""
         try:
-            args = _Search.model_validate(request.arguments)
+            args = form.model_validate(request.arguments)
         except ValidationError as exc:
             return _invalid(request.tool, exc)
         view.index = await self.searcher.index(view.toolset, view.index)
-        found = await self.searcher.search(view.index, args.query, args.limit)
+        return await self.searcher.search(view.index, args.query, args.limit)
+
+    async def search_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+        found = await self._search(request, view, _Search)
+        if isinstance(found, Answer):
+            return found
+        query = request.arguments["query"]
         note = [f"(lexical only: {found.lexical_only})"] if found.lexical_only else []
         if not found.tools:
             return Answer(
-                text_result("\n".join([*note, f"no tool matches {args.query!r}; try other words or list_tool_files"]))
+                text_result("\n".join([*note, f"no tool matches {query!r}; try other words or list_tool_files"]))
             )
         lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found.tools]
         return Answer(text_result("\n".join([*note, *lines])))
 
     async def find_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
         """Discovery mode's search: the (server, tool) pairs found, for ingress to name and list."""
-        try:
-            args = _Find.model_validate(request.arguments)
-        except ValidationError as exc:
-            return _invalid(request.tool, exc)
-        view.index = await self.searcher.index(view.toolset, view.index)
-        found = await self.searcher.search(view.index, args.query, args.limit)
+        found = await self._search(request, view, _Find)
+        if isinstance(found, Answer):
+            return found
         pairs = [[spec.server, spec.tool] for spec in found.tools]
         text = f"{len(pairs)} tools found" + (f" (lexical only: {found.lexical_only})" if found.lexical_only else "")
         return Answer(

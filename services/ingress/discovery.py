@@ -17,7 +17,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
-from mcp_types import INVALID_PARAMS, INVALID_REQUEST
+from mcp_types import INVALID_REQUEST
 
 from libs.common.discovery import FIND_TOOLS, FIND_TOOLS_NAME, discovery_choice
 
@@ -57,12 +57,7 @@ class DiscoveryRouter:
             return await self._list(ctx, handlers, set(pinned)), None
         if params.get("name") != FIND_TOOLS_NAME:
             return None  # a tool called by name: policy decides as usual
-        arguments = params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        elif not isinstance(arguments, dict):
-            return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
-        body, audit = await self.code_mode.call(ctx, FIND_TOOLS_NAME, arguments)
+        body, audit = await self.code_mode.route(ctx, FIND_TOOLS_NAME, params)
         result = body.get("result")
         if isinstance(result, dict) and not result.get("isError"):
             result.update(self._answer(ctx, result))  # the version's own fields (resultType) stay
