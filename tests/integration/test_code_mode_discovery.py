@@ -1,17 +1,27 @@
-"""Discovery mode through a real gateway, driven by the official MCP Python SDK: `tools/list` offers
-the pinned tools and `find_tools`, found tools are answered with their definitions, called by name,
-and listed for the rest of the session; a key never finds what it may not call."""
+"""Discovery mode through a real gateway, driven by real clients (the official MCP Python SDK in
+both its eras, and its 1.x releases of the three older protocol revisions): `tools/list` offers the
+pinned tools and `find_tools`, found tools are answered with their definitions, called by name, and
+listed for the rest of the session; a key never finds what it may not call, nor a definition the
+catalog no longer serves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from libs.common import subjects
+from libs.common.kvwatch import decode_value
+from libs.common.messages import ServerCatalog
+from libs.common.nats import connect, kv_bucket
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
+from tests.support.legacy_sdk import legacy_python
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -53,8 +63,9 @@ async def _names(client) -> set[str]:
     return {tool.name for tool in (await client.list_tools()).tools}
 
 
-async def test_found_tools_are_answered_callable_and_listed_for_the_session(gateway):
-    async with gateway.client(FINDER_KEY) as client:
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 without sessions, 2025-11-25 with
+async def test_found_tools_are_answered_callable_and_listed_for_the_session(gateway, mode):
+    async with gateway.client(FINDER_KEY, mode=mode) as client:
         assert await _names(client) == {"notes__list_notes", "find_tools"}
         found = await client.call_tool("find_tools", {"query": "sum of two integers", "limit": 3})
         assert not found.is_error, _text(found)
@@ -67,8 +78,38 @@ async def test_found_tools_are_answered_callable_and_listed_for_the_session(gate
         assert _text(added) == "5"
         listed = await _names(client)
         assert listed == {"notes__list_notes", "find_tools", *(json.loads(line)["name"] for line in lines[1:])}
-    async with gateway.client(NARROW_KEY) as client:  # another key's list is its own
+    if mode == "legacy":  # what a session found is that session's
+        async with gateway.client(FINDER_KEY, mode=mode) as client:
+            assert await _names(client) == {"notes__list_notes", "find_tools"}
+    async with gateway.client(NARROW_KEY, mode=mode) as client:  # another key's list is its own
         assert await _names(client) == {"find_tools"}
+
+
+LEGACY_CLIENT = Path(__file__).resolve().parents[1] / "support" / "legacy_client.py"
+
+
+@pytest.mark.parametrize("era", ["2024-11-05", "2025-03-26", "2025-06-18"])  # mcp 1.8.1, 1.9.4, 1.23.0
+async def test_older_sdk_clients_find_a_tool_and_call_it_by_name(gateway, era):
+    python = await asyncio.to_thread(legacy_python, era)
+    plan = [["find_tools", {"query": "sum of two integers", "limit": 3}], ["echo__add", {"a": 2, "b": 3}]]
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        str(LEGACY_CLIENT),
+        gateway.url,
+        FINDER_KEY,
+        json.dumps(plan),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    run = json.loads(out)
+    assert run["protocolVersion"] == era
+    assert set(run["tools"]) == {"notes__list_notes", "find_tools"}
+    found, added = run["calls"]
+    lines = found["content"][0]["text"].splitlines()
+    assert lines[0].endswith("found; call them by name") and json.loads(lines[1])["name"] == "echo__add", lines
+    assert added["content"][0]["text"] == "5"
 
 
 async def test_the_header_switches_discovery_for_one_request(gateway):
@@ -92,6 +133,34 @@ async def test_a_key_never_finds_or_lists_a_tool_it_may_not_call(gateway):
         with pytest.raises(MCPError) as refused:
             await client.call_tool("echo__add", {"a": 1, "b": 2})
         assert "not allowed to call tool 'add'" in refused.value.error.message
+
+
+async def test_a_definition_the_catalog_stops_serving_is_never_found(gateway):
+    """The executor publishes only the definitions it serves (pinning withholds a quarantined or
+    unapproved one the same way): search follows the catalog at once, though the withdrawn
+    definition's vector stays in the codemode service's cache."""
+
+    async def found(client, query: str) -> set[str]:
+        answer = await client.call_tool("find_tools", {"query": query, "limit": 20})
+        return {tool["name"] for tool in answer.structured_content["tools"]}
+
+    async with gateway.client(FINDER_KEY) as client:
+        assert "notes__add_note" in await found(client, "write down a new note")
+    nc = await connect(gateway.nats_url, "test-catalog")
+    try:
+        catalog = await kv_bucket(nc.jetstream(), subjects.KV_CATALOG)
+        served = decode_value(ServerCatalog, (await catalog.get("notes")).value, "notes")
+        assert served is not None
+        served.tools = [tool for tool in served.tools if tool.tool != "add_note"]
+        await catalog.put("notes", served.model_dump_json().encode())
+    finally:
+        await nc.close()
+    codemode = next(s for s in gateway.services if isinstance(s, CodeModeService))
+    await poll_until(lambda: ("notes", "add_note") not in codemode.catalog.pairs, "add_note out of the catalog")
+    async with gateway.client(FINDER_KEY) as client:
+        for query in ("write down a new note", "notes__add_note", "add note"):
+            assert "notes__add_note" not in await found(client, query), query
+        assert "notes__add_note" not in await _names(client)
 
 
 async def test_bad_find_tools_arguments_are_clear(gateway):
