@@ -6,10 +6,7 @@ catalog no longer serves."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -21,7 +18,7 @@ from libs.common.nats import connect, kv_bucket
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
-from tests.support.legacy_sdk import legacy_python
+from tests.support.legacy_sdk import run_legacy_client
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -85,25 +82,10 @@ async def test_found_tools_are_answered_callable_and_listed_for_the_session(gate
         assert await _names(client) == {"find_tools"}
 
 
-LEGACY_CLIENT = Path(__file__).resolve().parents[1] / "support" / "legacy_client.py"
-
-
 @pytest.mark.parametrize("era", ["2024-11-05", "2025-03-26", "2025-06-18"])  # mcp 1.8.1, 1.9.4, 1.23.0
 async def test_older_sdk_clients_find_a_tool_and_call_it_by_name(gateway, era):
-    python = await asyncio.to_thread(legacy_python, era)
     plan = [["find_tools", {"query": "sum of two integers", "limit": 3}], ["echo__add", {"a": 2, "b": 3}]]
-    proc = await asyncio.create_subprocess_exec(
-        str(python),
-        str(LEGACY_CLIENT),
-        gateway.url,
-        FINDER_KEY,
-        json.dumps(plan),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    run = json.loads(out)
+    run = await run_legacy_client(era, gateway.url, FINDER_KEY, plan)
     assert run["protocolVersion"] == era
     assert set(run["tools"]) == {"notes__list_notes", "find_tools"}
     found, added = run["calls"]
