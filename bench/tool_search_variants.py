@@ -209,6 +209,7 @@ class Bench:
                 gradient += rows[qi].T @ (p / p.sum() - wanted / wanted.sum())
                 counted += 1
             weights -= 0.5 * (gradient / counted + 1e-3 * weights)
+        self.learned_weights = weights
 
         def scores(qi: int) -> np.ndarray:
             out = np.full(len(self.specs), -1e9)
@@ -235,6 +236,8 @@ def main() -> None:
             return " ".join(f"{v:.1%}" for v in m[:3]) + f" {m[3]:.3f}"
 
         print(f"{name:<24}{show(even):<30}{show(odd)}")
+    signals = "usual name params first bm25 server_bonus name_bonus verbs".split()
+    print("learned weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(signals, bench.learned_weights, strict=True)))
 
 
 if __name__ == "__main__":
