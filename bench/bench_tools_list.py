@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_tools_list.py --calls 100 --baseline 390e463
     .venv/bin/python bench/bench_tools_list.py --calls 100 --baseline main --rounds 3   # alternating; medians too
 
-The catalog is built deterministically from the 16 real tool dumps in tests/data/tool-schemas (516
+The catalog is built deterministically from the 16 real tool dumps of tests/data/tool-schemas/code-mode-set.txt (516
 tools): server n is a renamed copy of dump n mod 16 (`github-legacy-2`, ...), and every copy keeps
 the same share of its dump's tools (largest remainders, ties by name), so the 56 servers list
 exactly 1,343 tools (`catalog`). One process serves them all over streamable HTTP
@@ -40,9 +40,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_stack import KEY, export_baseline, start_gateway, start_server
 from mcp_clients import McpClient, Result, summarize
+from tool_dumps import CODE_MODE_SET, dump_files
 
 ROOT = Path(__file__).resolve().parent.parent
-DUMPS = ROOT / "tests" / "data" / "tool-schemas"
 UPSTREAMS = ROOT / "bench" / "code_mode" / "upstreams.py"
 SERVERS, TOOLS = 56, 1343
 _FRESH_AFTER = 0.55
@@ -51,7 +51,7 @@ _FRESH_AFTER = 0.55
 
 def catalog(servers: int = SERVERS, tools: int = TOOLS) -> dict[str, dict]:
     """Server name -> its `tools/list` result: renamed copies of the dumps, `tools` tools in all."""
-    dumps = [(path.stem, json.loads(path.read_text())["tools"]) for path in sorted(DUMPS.glob("*.json"))]
+    dumps = [(path.stem, json.loads(path.read_text())["tools"]) for path in dump_files(CODE_MODE_SET)]
     copies = [
         (f"{stem}-{n // len(dumps)}", listed) for n, (stem, listed) in enumerate(dumps * -(-servers // len(dumps)))
     ]

@@ -42,9 +42,10 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE / "code_mode"))
 from runner import Outcome, Workbench, load_tasks  # noqa: E402
 from tokens import count_json, definition  # noqa: E402
+from tool_dumps import CODE_MODE_SET, dump_files  # noqa: E402
 
 ROOT = HERE.parent
-SCHEMAS = ROOT / "tests" / "data" / "tool-schemas"
+SCHEMAS = CODE_MODE_SET
 TASKS = HERE / "code_mode" / "tasks.yaml"
 KEY = "bk_bench_code_mode_key_0123456789"
 STARTUP_TIMEOUT = 120.0
@@ -128,7 +129,7 @@ def gateway(upstreams_url: str, servers: list[str], tools: int, workdir: Path) -
 
 
 def listings(schemas: Path) -> dict[str, list[dict[str, Any]]]:
-    return {path.stem: json.loads(path.read_text())["tools"] for path in sorted(schemas.glob("*.json"))}
+    return {path.stem: json.loads(path.read_text())["tools"] for path in dump_files(schemas)}
 
 
 def run(schemas: Path, tasks_file: Path, only: set[str] | None = None) -> tuple[list[Outcome], dict[str, Any]]:
@@ -195,7 +196,9 @@ def report(outcomes: list[Outcome], summary: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemas", type=Path, default=SCHEMAS, help="folder of tools/list results (*.json)")
+    parser.add_argument(
+        "--schemas", type=Path, default=SCHEMAS, help="folder of tools/list results (*.json), or a .txt list of them"
+    )
     parser.add_argument("--tasks", type=Path, default=TASKS, help="the task set (YAML)")
     parser.add_argument("--only", help="comma-separated task ids to run (default: all)")
     args = parser.parse_args()

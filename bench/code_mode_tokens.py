@@ -1,8 +1,9 @@
 """Tool-definition tokens per request: the classic catalog against Code Mode's meta-tools.
 
-    .venv/bin/python bench/code_mode_tokens.py --schemas tests/data/tool-schemas
+    .venv/bin/python bench/code_mode_tokens.py --schemas tests/data/tool-schemas/code-mode-set.txt
 
-Reads every `*.json` in the folder (a `tools/list` result per server, named after the server)
+Reads every `*.json` in the folder, or the dumps a `.txt` list names (`bench/tool_dumps.py`): a
+`tools/list` result per server, named after the server,
 and counts o200k_base tokens of what a model receives with every request:
   classic    every tool, named as Bastion lists it (`<server>__<tool>`), with its description and
              input schema
@@ -22,6 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tokens import count_json, definition
+from tool_dumps import dump_files
 
 from libs.common.codemode import META_TOOLS
 from libs.common.naming import assign_names
@@ -30,7 +32,7 @@ __all__ = ["measure"]
 
 
 def load_listings(folder: Path) -> dict[str, list[dict[str, Any]]]:
-    files = sorted(folder.glob("*.json"))
+    files = dump_files(folder)
     if not files:
         raise SystemExit(f"no *.json tool listings in {folder}")
     listings = {}
@@ -71,7 +73,9 @@ def measure(folder: Path) -> tuple[dict[str, Any], list[tuple[str, int, int]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemas", type=Path, required=True, help="folder of tools/list results (*.json)")
+    parser.add_argument(
+        "--schemas", type=Path, required=True, help="folder of tools/list results (*.json), or a .txt list of them"
+    )
     args = parser.parse_args()
     summary, per_server = measure(args.schemas)
     print(f"{'server':24} {'tools':>6} {'tokens':>8}")

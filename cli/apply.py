@@ -58,6 +58,8 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
             rate_limit=key.rate_limit,
             agent=key.agent,
             code_mode=key.code_mode,
+            discovery=key.discovery,
+            discovery_pinned=list(key.discovery_pinned),
             content_logging=key.content_logging,
             source=CONFIG_SOURCE,
         )

@@ -256,7 +256,10 @@ def service_specs(
         "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
         "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
         "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
-        "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
+        "codemode": {
+            "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),  # a script's tool calls, likewise
+            "BASTION_SEARCH_CACHE_FILE": str(ep.data_dir / "codemode" / "tool-vectors.npz"),
+        },
         "oauth": {"BASTION_SECRETS_KEY": secrets_key},  # seals the access token signing key
     }
     for svc, settings in SETTINGS.items():

@@ -69,10 +69,15 @@ def python_exe() -> str:
 
 
 @pytest.fixture(scope="session")
-def tool_schemas_dir() -> Path:
-    """The 16 real `tools/list` dumps the repository carries; missing data fails loudly, never as an empty list."""
-    folder = DATA / "tool-schemas"
-    found = sorted(folder.glob("*.json"))
-    if len(found) != 16:
-        pytest.fail(f"expected the 16 real tool schemas in {folder}, found {len(found)}: the test data is missing")
+def tool_schemas_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of the 16 real `tools/list` dumps of the Code Mode set (tests/data/tool-schemas/code-mode-set.txt;
+    the folder itself holds more, for search); missing data fails loudly, never as an empty list."""
+    source = DATA / "tool-schemas"
+    stems = [line.split("#", 1)[0].strip() for line in (source / "code-mode-set.txt").read_text().splitlines()]
+    found = [source / f"{stem}.json" for stem in stems if stem]
+    if len(found) != 16 or not all(path.is_file() for path in found):
+        pytest.fail(f"expected the 16 real tool schemas of the Code Mode set in {source}: the test data is missing")
+    folder = tmp_path_factory.mktemp("tool-schemas")
+    for path in found:
+        (folder / path.name).symlink_to(path)
     return folder

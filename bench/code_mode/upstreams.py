@@ -1,6 +1,6 @@
 """The benchmark's upstream MCP servers: one per schema file, all in one process, over streamable HTTP.
 
-    python bench/code_mode/upstreams.py --schemas tests/data/tool-schemas --port 0
+    python bench/code_mode/upstreams.py --schemas tests/data/tool-schemas/code-mode-set.txt --port 0
 
 Each server is the official SDK's low-level `Server`, so `tools/list` answers exactly the dumped
 tool definitions (names, descriptions, schemas, annotations, `_meta`), served at
@@ -35,7 +35,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from handlers import HANDLERS, ToolFailure, World, generic_answer, load_world
+from tool_dumps import dump_files
 
 __all__ = ["build_app"]
 
@@ -91,9 +93,7 @@ def public_state(world: World) -> dict[str, Any]:
 
 def build_app(schemas: Path) -> Starlette:
     journal: list[dict[str, Any]] = []  # every call received since the last reset
-    upstreams = {
-        path.stem: Upstream(path.stem, json.loads(path.read_text()), journal) for path in sorted(schemas.glob("*.json"))
-    }
+    upstreams = {path.stem: Upstream(path.stem, json.loads(path.read_text()), journal) for path in dump_files(schemas)}
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     mounts = [
         Mount(f"/{name}", app=u.server.streamable_http_app(transport_security=security, json_response=True))
@@ -149,7 +149,12 @@ async def serve(schemas: Path, host: str, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemas", type=Path, required=True, help="folder of tools/list results, one per server")
+    parser.add_argument(
+        "--schemas",
+        type=Path,
+        required=True,
+        help="folder of tools/list results, one per server, or a .txt list of them",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()

@@ -15,6 +15,7 @@ __all__ = [
     "META_TOOLS",
     "META_TOOL_NAMES",
     "code_mode_choice",
+    "on_off",
 ]
 
 CODE_MODE_HEADER: Final = "x-bastion-code-mode"
@@ -97,13 +98,19 @@ META_TOOLS: Final[tuple[dict[str, Any], ...]] = (
 META_TOOL_NAMES: Final = frozenset(tool["name"] for tool in META_TOOLS)
 
 
+def on_off(header: str | None, default: bool, name: str) -> bool | str:
+    """A request switch: the header `name` if given (`on`/`off`), else `default`; an error message
+    (str) for any other value."""
+    if header is None:
+        return default
+    value = header.strip().lower()
+    if value in ("on", "off"):
+        return value == "on"
+    return f"{name} must be 'on' or 'off', got {header[:40]!r}"
+
+
 def code_mode_choice(header: str | None, key_default: bool) -> bool | str:
     """Whether a request is in Code Mode: the header if given (`on`/`off`), else the key's setting.
 
     Returns an error message (str) for any other header value."""
-    if header is None:
-        return key_default
-    value = header.strip().lower()
-    if value in ("on", "off"):
-        return value == "on"
-    return f"X-Bastion-Code-Mode must be 'on' or 'off', got {header[:40]!r}"
+    return on_off(header, key_default, "X-Bastion-Code-Mode")

@@ -248,6 +248,11 @@ class KeyConfig(_Strict):
     """Agent mode on `/v1/chat/completions` (docs/llm.md); None: tool calls come back to the application."""
     code_mode: bool = False
     """Offer this key the Code Mode meta-tools instead of the catalog (docs/code-mode.md)."""
+    discovery: bool = False
+    """Discovery mode: `tools/list` offers `find_tools` and `discovery_pinned` instead of the
+    catalog, and what the agent finds joins its list (docs/code-mode.md, "Discovery mode")."""
+    discovery_pinned: list[str] = Field(default_factory=list, max_length=100)
+    """Tools (gateway names, e.g. `time__get_current_time`) always listed in discovery mode."""
     content_logging: bool = True
     """Record this key's tool arguments and results in audit events (else only sizes and sha256)."""
 

@@ -37,6 +37,11 @@ class KeyRecord(BusMessage):
     code_mode: bool = False
     """Whether `tools/list` offers this key the Code Mode meta-tools instead of the catalog
     (docs/code-mode.md); the `X-Bastion-Code-Mode` request header overrides it."""
+    discovery: bool = False
+    """Whether `tools/list` offers this key `find_tools` and its pinned tools instead of the catalog
+    (docs/code-mode.md, "Discovery mode"); the `X-Bastion-Discovery` request header overrides it."""
+    discovery_pinned: list[str] = Field(default_factory=list, max_length=100)
+    """Gateway tool names always listed in discovery mode (when the key may use them)."""
     created_at: float = Field(default_factory=time.time)
     source: str | None = None
     """Who manages the record: "config" for keys `bastion up` applied from the config file (removed

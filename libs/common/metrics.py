@@ -30,6 +30,9 @@ __all__ = [
     "AUDIT_INSERT_SECONDS",
     "CODEMODE_LIMITS_HIT",
     "CODEMODE_RUNS",
+    "CODEMODE_SEARCHES",
+    "CODEMODE_SEARCH_MODEL",
+    "CODEMODE_SEARCH_VECTORS",
     "METHODS",
     "OAUTH_LOGINS",
     "OAUTH_TOKENS_ISSUED",
@@ -87,6 +90,15 @@ AUDIT_DEAD_LETTERS = Counter(
 CODEMODE_RUNS = Counter("bastion_codemode_runs", "Code Mode runs, by outcome.", ["outcome"])
 CODEMODE_LIMITS_HIT = Counter(
     "bastion_codemode_limits_hit", "Code Mode runs stopped by a sandbox limit, by limit.", ["limit"]
+)
+CODEMODE_SEARCHES = Counter(
+    "bastion_codemode_searches", "Tool searches, by the engine that ranked them (hybrid, lexical).", ["engine"]
+)
+CODEMODE_SEARCH_MODEL = Gauge(
+    "bastion_codemode_search_model_loaded", "1 when tool search has its embedding model, 0 when it is lexical only."
+)
+CODEMODE_SEARCH_VECTORS = Counter(
+    "bastion_codemode_search_vectors_computed", "Tool definitions embedded for search (not found in the cache)."
 )
 OAUTH_TOKENS_ISSUED = Counter(
     "bastion_oauth_tokens_issued", "Access tokens the oauth service issued to agents, by grant type.", ["grant"]

@@ -403,6 +403,15 @@ class CodeModeSettings(RequestPathSettings):
     """Size of a script."""
     call_timeout: float = Field(default=120.0, gt=0)
     """Seconds one tool call of a script may take (the run's wall-clock limit still applies)."""
+    search_embeddings: bool = True
+    """Tool search ranks with a sentence-embedding model beside BM25 (docs/code-mode.md); False, or a
+    model that cannot be loaded, leaves it lexical only, and its answers say so."""
+    search_cache_file: str = ""
+    """File keeping tool embeddings across restarts (computed once per tool definition); empty: in
+    memory only. `bastion up` keeps it in `<data_dir>/codemode/tool-vectors.npz`."""
+    search_cache_entries: int = Field(default=20_000, ge=100, le=1_000_000)
+    """Tool embeddings kept (in memory and in the file), the least recently used dropped first
+    (1.5 KB each in memory, 0.8 KB in the file)."""
 
 
 class OAuthSettings(ServiceSettings):

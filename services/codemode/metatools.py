@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.common import metrics
 from libs.common.codemode import EXECUTE_CODE
+from libs.common.discovery import FIND_TOOLS_NAME, MAX_FOUND
 from libs.common.messages import AuditEvent, CodeModeCall
 
 from .answers import error_result, run_result, text_result
@@ -18,6 +19,7 @@ from .gateway import PolicyGateway
 from .limits import Limits
 from .rewrite import global_name, rewrite
 from .sandbox import WorkerPool
+from .searcher import Found, Searcher
 from .stubs import list_files, render_docs, signature, summary
 from .views import ToolView
 
@@ -41,6 +43,11 @@ class _Docs(_Args):
 class _Search(_Args):
     query: str = Field(min_length=1, max_length=1000)
     limit: int = Field(default=10, ge=1, le=50)
+
+
+class _Find(_Args):
+    query: str = Field(min_length=1, max_length=1000)
+    limit: int = Field(default=5, ge=1, le=MAX_FOUND)
 
 
 class _Execute(_Args):
@@ -70,10 +77,12 @@ class MetaTools:
         gateway: PolicyGateway,
         emit: Callable[[AuditEvent], object],
         call_timeout: float,
+        searcher: Searcher,
         *,
         content: bool = True,
     ) -> None:
         self.pool, self.limits, self.gateway, self.emit = pool, limits, gateway, emit
+        self.searcher = searcher
         self.content = content
         """The deployment's content logging, for the audit events of scripts' tool calls."""
         self.call_timeout = call_timeout
@@ -83,6 +92,7 @@ class MetaTools:
             "get_tool_docs": self.get_tool_docs,
             "search_tools": self.search_tools,
             EXECUTE_CODE: self.execute_code,
+            FIND_TOOLS_NAME: self.find_tools,
         }
 
     async def answer(self, request: CodeModeCall, view: ToolView) -> Answer:
@@ -129,16 +139,41 @@ class MetaTools:
             return Answer(error_result(f"no tool {args.name} for this key{hint}"))
         return Answer(text_result(render_docs(spec)))
 
-    async def search_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+    async def _search(self, request: CodeModeCall, view: ToolView, form: type[_Search] | type[_Find]) -> Found | Answer:
+        """The search `request` asks for over `view` (built or upgraded on the way), or the error."""
         try:
-            args = _Search.model_validate(request.arguments)
+            args = form.model_validate(request.arguments)
         except ValidationError as exc:
             return _invalid(request.tool, exc)
-        found = view.index.search(args.query, args.limit)
-        if not found:
-            return Answer(text_result(f"no tool matches {args.query!r}; try other words or list_tool_files"))
-        lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found]
-        return Answer(text_result("\n".join(lines)))
+        view.index = await self.searcher.index(view.toolset, view.index)
+        return await self.searcher.search(view.index, args.query, args.limit)
+
+    async def search_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+        found = await self._search(request, view, _Search)
+        if isinstance(found, Answer):
+            return found
+        query = request.arguments["query"]
+        note = [f"(lexical only: {found.lexical_only})"] if found.lexical_only else []
+        if not found.tools:
+            return Answer(
+                text_result("\n".join([*note, f"no tool matches {query!r}; try other words or list_tool_files"]))
+            )
+        lines = [f"{spec.qualified}{signature(spec)} — {summary(spec.description, 120)}" for spec in found.tools]
+        return Answer(text_result("\n".join([*note, *lines])))
+
+    async def find_tools(self, request: CodeModeCall, view: ToolView) -> Answer:
+        """Discovery mode's search: the (server, tool) pairs found, for ingress to name and list."""
+        found = await self._search(request, view, _Find)
+        if isinstance(found, Answer):
+            return found
+        pairs = [[spec.server, spec.tool] for spec in found.tools]
+        text = f"{len(pairs)} tools found" + (f" (lexical only: {found.lexical_only})" if found.lexical_only else "")
+        return Answer(
+            {
+                "content": [{"type": "text", "text": text}],
+                "structuredContent": {"found": pairs, "lexical_only": found.lexical_only},
+            }
+        )
 
     async def execute_code(self, request: CodeModeCall, view: ToolView) -> Answer:
         try:

@@ -1,84 +1,100 @@
-"""`search_tools`: BM25 over each tool's name, description and parameter names.
+"""`search_tools`: hybrid retrieval over one key's tools, lexical (BM25) and semantic (embeddings).
 
-Name words count three times (a query word in the name is the strongest signal), the module
-name once; a tool whose name consists only of query words gets a bonus. Words are lower-cased,
-split at non-letters and camelCase, and a plural `s` is dropped, so "Issues" finds `list_issues`
-and `createIssue`. Ties rank by qualified name: the same query always gives the same order.
+Both halves score every tool the view holds; their scores are fused, then re-ranked:
+- lexical: BM25 (`lexical.LexicalIndex`), divided by the best lexical score of the query, so it
+  lies in 0..1 whatever the query's length;
+- semantic: cosine similarity of the query's embedding with the tool's (`embedding.Embedder`,
+  vectors cached per definition by `vectors.VectorStore`);
+- fused: `SEMANTIC_WEIGHT` × semantic + (1 − `SEMANTIC_WEIGHT`) × lexical;
+- re-ranked: a tool whose server the query names (an entity: "on GitLab", "in Sentry") gains
+  `SERVER_BONUS`, one whose whole name the query spells out ("create pull request") `NAME_BONUS`.
+The weights were chosen on the even half of tests/data/tool_search/queries.jsonl and checked on
+the odd half (docs/code-mode.md, "How search is judged").
+Without vectors (no model, or not yet computed) the lexical score alone ranks, and the index
+says so (`engine`). Ties rank by qualified name: the same query always gives the same order.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from collections import Counter
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
+import numpy as np
+
+from .lexical import LexicalIndex
+from .terms import Terms
 from .toolset import Toolset, ToolSpec
 
-__all__ = ["SearchIndex", "words"]
+__all__ = ["Engine", "SearchIndex"]
 
-_K1: Final = 1.2
-_B: Final = 0.75
-_NAME_WEIGHT: Final = 3
-_WHOLE_NAME_BONUS: Final = 2.0
-_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
-_SPLIT = re.compile(r"[^a-z0-9]+")
-_STOP: Final = frozenset("a an and the of to in for on by with or is are be it this that from as at".split())
+Engine = Literal["hybrid", "lexical", "embedding"]
+Vector = np.ndarray[Any, np.dtype[np.float32]]
 
-
-def words(text: str) -> list[str]:
-    """Search terms of a text: lower-case word stems."""
-    out = []
-    for word in _SPLIT.split(_CAMEL.sub(r"\1 \2", text).lower()):
-        if not word or word in _STOP:
-            continue
-        if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-            word = word[:-1]
-        out.append(word)
-    return out
-
-
-def _document(spec: ToolSpec) -> Counter[str]:
-    terms: Counter[str] = Counter()
-    for word in words(spec.function) + words(spec.tool):
-        terms[word] += _NAME_WEIGHT
-    terms.update(words(spec.module))
-    terms.update(words(spec.description))
-    for name in spec.params.values():
-        terms.update(words(name))
-    return terms
+SEMANTIC_WEIGHT: Final = 0.9
+SERVER_BONUS: Final = 0.1
+NAME_BONUS: Final = 0.2
+MIN_SIMILARITY: Final = 0.1
+"""A tool neither half finds (no query term, cosine below this) is not offered at all."""
+_CANDIDATES: Final = 100
+"""Tools kept from each half before fusion (the rest score 0 on it)."""
 
 
 class SearchIndex:
-    """Built once per toolset; `search` costs one pass over the documents with a query word."""
+    """Built once per toolset (and its vectors); immutable, so a view shares it between keys."""
 
-    def __init__(self, toolset: Toolset) -> None:
-        self._specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
-        self._docs = [_document(spec) for spec in self._specs]
-        self._lengths = [sum(doc.values()) for doc in self._docs]
-        self._average = (sum(self._lengths) / len(self._lengths)) if self._lengths else 1.0
-        self._names = [frozenset(words(spec.function)) for spec in self._specs]
-        self._postings: dict[str, list[int]] = {}
-        for i, doc in enumerate(self._docs):
-            for term in doc:
-                self._postings.setdefault(term, []).append(i)
+    def __init__(
+        self,
+        toolset: Toolset,
+        vectors: Vector | None = None,
+        encode: Callable[[str], Vector] | None = None,
+        *,
+        engine: Engine | None = None,
+    ) -> None:
+        self.specs: list[ToolSpec] = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+        self.terms = Terms(_product(spec.server) for spec in self.specs)
+        self.lexical = LexicalIndex(self.specs, self.terms)
+        self._products = [_product(spec.server) for spec in self.specs]
+        semantic = vectors is not None and encode is not None and len(vectors) == len(self.specs)
+        self._vectors = vectors if semantic else None
+        self._encode = encode if semantic else None
+        self.engine: Engine = engine or ("hybrid" if semantic else "lexical")
+        if self.engine != "lexical" and not semantic:
+            raise ValueError(f"the {self.engine} engine needs a vector for every tool and a query encoder")
 
     def search(self, query: str, limit: int = 10) -> list[ToolSpec]:
-        """The best `limit` tools for `query`; only tools matching at least one query word."""
-        scores: dict[int, float] = {}
-        total = len(self._docs)
-        for term in set(words(query)):
-            postings = self._postings.get(term, [])
-            if not postings:
-                continue
-            idf = math.log(1 + (total - len(postings) + 0.5) / (len(postings) + 0.5))
-            for i in postings:
-                tf = self._docs[i][term]
-                norm = tf + _K1 * (1 - _B + _B * self._lengths[i] / self._average)
-                scores[i] = scores.get(i, 0.0) + idf * tf * (_K1 + 1) / norm
-        asked = frozenset(words(query))
-        for i in scores:
-            if self._names[i] <= asked:  # every word of the name was asked for: "create pull request"
-                scores[i] += _WHOLE_NAME_BONUS
-        ranked = sorted(scores, key=lambda i: (-scores[i], self._specs[i].qualified))
-        return [self._specs[i] for i in ranked[:limit]]
+        """The best `limit` tools for `query`: tools with a query term or a close enough meaning."""
+        scores = self.scores(query)
+        ranked = sorted(scores, key=lambda i: (-scores[i], self.specs[i].qualified))
+        return [self.specs[i] for i in ranked[:limit]]
+
+    def scores(self, query: str) -> dict[int, float]:
+        lexical = self.lexical.scores(query)
+        best = max(lexical.values(), default=0.0)
+        if best > 0:
+            lexical = {i: score / best for i, score in lexical.items()}
+        if self.engine == "lexical":
+            fused = lexical
+        else:
+            assert self._vectors is not None and self._encode is not None
+            similarity = self._vectors @ self._encode(query)
+            top = np.argpartition(-similarity, min(_CANDIDATES, len(similarity) - 1))[:_CANDIDATES]
+            semantic = {int(i): float(similarity[i]) for i in top if similarity[i] >= MIN_SIMILARITY}
+            if self.engine == "embedding":
+                return semantic
+            fused = {
+                i: SEMANTIC_WEIGHT * semantic.get(i, 0.0) + (1 - SEMANTIC_WEIGHT) * lexical.get(i, 0.0)
+                for i in semantic.keys() | lexical.keys()
+            }
+        asked = frozenset(self.terms(query))
+        for i in fused:
+            if self._products[i] in asked:
+                fused[i] += SERVER_BONUS
+            if self.lexical.names[i] <= asked:
+                fused[i] += NAME_BONUS
+        return fused
+
+
+def _product(server: str) -> str:
+    """The product a server's name names first, by the usual convention: `github-legacy` -> github,
+    `aws-cloudwatch` -> aws, `digitalocean` -> digitalocean."""
+    return server.replace("_", "-").split("-", 1)[0].lower()

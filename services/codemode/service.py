@@ -37,6 +37,7 @@ from .gateway import PolicyGateway
 from .limits import Limits
 from .metatools import MetaTools
 from .sandbox import WorkerPool
+from .searcher import Searcher
 from .views import CatalogView, ViewCache
 
 __all__ = ["CodeModeService"]
@@ -55,7 +56,8 @@ class CodeModeService:
             per_owner=settings.sandbox_runs_per_key,
             burst=settings.sandbox_burst_workers,
         )
-        self.catalog = CatalogView()
+        self.searcher = Searcher(settings)
+        self.catalog = CatalogView(on_change=self.searcher.catalog_changed)
         self.views = ViewCache(self.catalog)
         self._nc: NATS | None = None
         self._audit: AuditPublisher | None = None
@@ -72,6 +74,7 @@ class CodeModeService:
     async def start(self) -> None:
         self.metrics_server = observability.start("codemode", self.settings)
         await self.pool.start()
+        await self.searcher.start()  # before the catalog arrives: its definitions are embedded as they come
         self._nc = nc = await connect(
             self.settings.nats_url,
             name=f"bastion-codemode-{self.instance}",
@@ -94,6 +97,7 @@ class CodeModeService:
             self.gateway,
             self._audit.emit,
             self.settings.call_timeout,
+            self.searcher,
             content=self.settings.audit_content,
         )
         self._acks = Acknowledger(
@@ -107,7 +111,12 @@ class CodeModeService:
         await nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         await self._acks.start()  # after the calls: answering it also means "taking calls"
         await processed(nc)
-        log.info("codemode %s ready: %d sandbox workers", self.instance, self.pool.size)
+        log.info(
+            "codemode %s ready: %d sandbox workers, tool search %s",
+            self.instance,
+            self.pool.size,
+            "hybrid" if self.searcher.embedder is not None else "lexical only",
+        )
 
     async def stop(self) -> None:
         if self._calls is not None and self._nc is not None and not self._nc.is_closed:
@@ -117,6 +126,7 @@ class CodeModeService:
             await asyncio.wait(self._inflight, timeout=self.limits.wall_seconds + 5)
         if self._watch is not None:
             await self._watch.stop()
+        await self.searcher.close()
         if self._audit is not None:
             await self._audit.aclose()  # before the connection goes: the runs' audit events are in it
         if self._nc is not None:

@@ -9,6 +9,7 @@ headers); the toolset, its rendered stub files and its search index are built on
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,7 +26,9 @@ _MAX_VIEWS: Final = 256
 
 
 class CatalogView:
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[Toolset], object] | None = None) -> None:
+        self.on_change = on_change
+        """Told every ready tool after each change (search embeds the new definitions)."""
         self._servers: dict[str, ServerCatalog] = {}
         self.revision = 0
         self.listed = PairList.of([])
@@ -57,6 +60,8 @@ class CatalogView:
         self.listed = PairList.of([(server, tool) for server, tool, _ in tools])
         self.definitions = [definition for _, _, definition in tools]
         self.revision += 1
+        if self.on_change is not None:
+            self.on_change(Toolset((server, definition) for server, _, definition in tools))
 
 
 @dataclass(slots=True)
@@ -64,14 +69,10 @@ class ToolView:
     """One allowed set of tools, with what the meta-tools derive from it (built on first use)."""
 
     toolset: Toolset
-    _index: SearchIndex | None = None
+    index: SearchIndex | None = None
+    """Its search index, built by `searcher.Searcher.index` on the first search (and rebuilt hybrid
+    once the view's tools all have vectors)."""
     _files: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def index(self) -> SearchIndex:
-        if self._index is None:
-            self._index = SearchIndex(self.toolset)
-        return self._index
 
     def file(self, path: str) -> str | None:
         """The stub text at `path` (`servers/<module>.py`; `<module>.py` and `<module>` also do),

@@ -74,14 +74,17 @@ class CodeModeRouter:
         name = params.get("name")
         if not isinstance(name, str) or name not in META_TOOL_NAMES:
             return None  # a catalog tool called directly: policy decides as usual
-        arguments = params.get("arguments")
-        if arguments is None:
-            arguments = {}
-        elif not isinstance(arguments, dict):
-            return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
-        return await self._call(ctx, name, arguments)
+        return await self.route(ctx, name, params)
 
-    async def _call(self, ctx: Any, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent]:
+    async def route(self, ctx: Any, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """A `tools/call` of meta-tool `name` (Code Mode's, or discovery's `find_tools`), its
+        arguments checked, sent to the codemode service."""
+        arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
+        return await self.call(ctx, name, arguments or {})
+
+    async def call(self, ctx: Any, name: str, arguments: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent]:
         timeout = min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout
         request = CodeModeCall(
             trace_id=ctx.trace_id,

@@ -37,5 +37,7 @@ class RequestContext:
     """Id of the call or routed request this request became, once sent (cancellation needs it)."""
     code_mode: str | None = None
     """`X-Bastion-Code-Mode` as sent (`on` / `off`): overrides the key's Code Mode setting."""
+    discovery: str | None = None
+    """`X-Bastion-Discovery` as sent (`on` / `off`): overrides the key's discovery-mode setting."""
     audit_id: str | None = None
     """Event id of the audit event this request owes, when the journal assigned it in advance."""

@@ -28,6 +28,7 @@ from .audit_events import AuditRecorder, Ending, failure, metrics_outcome
 from .catalog import Catalog, CatalogEntry, Listing
 from .codemode import CodeModeRouter
 from .context import RequestContext
+from .discovery import DiscoveryRouter
 from .keys import KeyDirectory
 from .lifecycle import discovery, initialize_result
 from .protocol import (
@@ -62,6 +63,7 @@ class Handlers:
         audits: AuditRecorder,
         state: SessionState | None = None,
         code_mode: CodeModeRouter | None = None,
+        discovery: DiscoveryRouter | None = None,
     ) -> None:
         self.catalog, self.keys = catalog, keys
         self.gateway = path
@@ -70,6 +72,7 @@ class Handlers:
         self.audits = audits
         self.state = state or SessionState()
         self.code_mode = code_mode
+        self.discovery = discovery
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
         self.policy_inputs: list[BucketWatch] = []
@@ -121,6 +124,8 @@ class Handlers:
             return error_body(ctx.request_id, INVALID_PARAMS, "'params' must be an object"), None
         params = params or {}
         if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
+            return routed
+        if self.discovery is not None and (routed := await self.discovery.dispatch(ctx, method, params, self)):
             return routed
         handler = _METHODS.get(method)
         if handler is None:

@@ -106,6 +106,11 @@ class KeyDirectory:
         entry = self._by_id.get(key_id)
         return entry is not None and entry[0].code_mode
 
+    def discovery(self, key_id: str) -> tuple[bool, list[str]]:
+        """The key's discovery-mode setting (a request header may override it) and pinned tools."""
+        entry = self._by_id.get(key_id)
+        return (entry[0].discovery, entry[0].discovery_pinned) if entry is not None else (False, [])
+
     def revision(self, key_id: str) -> int:
         entry = self._by_id.get(key_id)
         return entry[2] if entry else -1

@@ -37,6 +37,7 @@ from .answers import plain
 from .audit_events import AuditRecorder
 from .catalog import Catalog
 from .codemode import CodeModeRouter
+from .discovery import DiscoveryRouter
 from .field_limits import FieldLimits
 from .handlers import Handlers
 from .hosts import HostGuard
@@ -241,7 +242,8 @@ class IngressService:
         )
         self.sender = sender = RoutedSender(path, self.settings.call_timeout, self.streams, state)
         code_mode.running = sender.running  # an agent's notifications/cancelled reaches a Code Mode run too
-        self.handlers = Handlers(self.catalog, self.keys, path, sender, self.audits, state, code_mode)
+        discovery = DiscoveryRouter(self.keys, self.catalog, code_mode)
+        self.handlers = Handlers(self.catalog, self.keys, path, sender, self.audits, state, code_mode, discovery)
         await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
         await processed(nc)
         keys_watch = BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete)

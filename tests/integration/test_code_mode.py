@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
+from prometheus_client import REGISTRY
 
 from libs.common.codemode import META_TOOL_NAMES
 from libs.common.messages import AuditEvent
@@ -108,6 +109,33 @@ async def test_files_docs_and_search_show_only_what_the_key_may_use(gateway):
         assert found.splitlines()[0].startswith("notes.list_notes() — ")
         bad = await client.call_tool("search_tools", {"query": "x", "limit": 500})
         assert bad.is_error and "limit" in _text(bad)
+
+
+async def test_search_understands_meaning_and_never_offers_a_tool_the_key_may_not_call(gateway):
+    """Hybrid search through the gateway: a need with no word of the tool's name finds it, and a
+    key's search never reaches the tools it was not granted, however exactly the query names them."""
+    async with gateway.client(CODER_KEY) as client:
+        found = _text(await client.call_tool("search_tools", {"query": "sum of two integers", "limit": 3}))
+        assert found.splitlines()[0].startswith("echo.add(a: int, b: int)"), found
+        assert "lexical only" not in found
+    async with gateway.client(NARROW_KEY) as client:
+        for query in ("add two numbers", "echo.add", "sum of two integers", "search the notes"):
+            found = _text(await client.call_tool("search_tools", {"query": query, "limit": 50}))
+            offered = {line.split("(", 1)[0] for line in found.splitlines() if "(" in line}
+            assert offered <= {"echo.echo", "notes.list_notes"}, (query, found)
+
+
+async def test_without_its_model_search_is_lexical_and_says_so(nats_url, redis_url, tmp_path):
+    settings = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
+    async with running_gateway(nats_url, redis_url, tmp_path, code_mode_config(), codemode=settings) as gw:
+        assert REGISTRY.get_sample_value("bastion_codemode_search_model_loaded") == 0
+        async with gw.client(CODER_KEY) as client:
+            found = _text(await client.call_tool("search_tools", {"query": "notes list"}))
+        first, second = found.splitlines()[:2]
+        assert first == "(lexical only: embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false))"
+        assert second.startswith("notes.list_notes() — ")
+        lexical = REGISTRY.get_sample_value("bastion_codemode_searches_total", {"engine": "lexical"})
+        assert lexical is not None and lexical >= 1
 
 
 async def test_a_script_calls_tools_through_policy_and_each_call_is_audited_under_its_run(gateway):

@@ -22,8 +22,6 @@ prompts/get and resources/read become one more `Check` in `CHECKS` once the gate
 
 from __future__ import annotations
 
-import asyncio
-import json
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -37,13 +35,12 @@ from mcp.shared.exceptions import MCPError
 
 from cli.stack import EmbeddedNats, EmbeddedValkey
 from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
-from tests.support.legacy_sdk import LEGACY_SDKS, legacy_python
+from tests.support.legacy_sdk import LEGACY_SDKS, legacy_python, run_legacy_client
 
 pytestmark = pytest.mark.integration
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 SERVER_SCRIPT = SUPPORT / "legacy_server.py"
-CLIENT_SCRIPT = SUPPORT / "legacy_client.py"
 
 VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28")
 TRANSPORTS = ("stdio", "sse", "http")
@@ -115,18 +112,7 @@ async def run_legacy_agent(gateway: Gateway, version: str, requests: list[Reques
     for method, params in requests:
         assert method in ("tools/call", "prompts/get"), method
         plan.append([("prompt:" if method == "prompts/get" else "") + params["name"], params["arguments"]])
-    proc = await asyncio.create_subprocess_exec(
-        _python(version),
-        str(CLIENT_SCRIPT),
-        gateway.url,
-        ADMIN_KEY,
-        json.dumps(plan),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, f"legacy client {version} failed:\n{err.decode()}"
-    run = json.loads(out)
+    run = await run_legacy_client(version, gateway.url, ADMIN_KEY, plan)
     return AgentRun(run["protocolVersion"], run["tools"], run["calls"])
 
 

@@ -19,15 +19,18 @@ interrupted build or a changed pin rebuilds it.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
+import json
 import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["LEGACY_SDKS", "LegacySdk", "legacy_python"]
+__all__ = ["LEGACY_SDKS", "LegacySdk", "legacy_python", "run_legacy_client"]
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = ROOT / ".tools" / "legacy-mcp"
@@ -151,3 +154,25 @@ def _base_python() -> str:
 if __name__ == "__main__":  # build them all ahead of a test run: python -m tests.support.legacy_sdk
     for version in LEGACY_SDKS:
         print(version, legacy_python(version))
+
+
+CLIENT_SCRIPT = Path(__file__).resolve().parent / "legacy_client.py"
+
+
+async def run_legacy_client(protocol_version: str, url: str, key: str, plan: list[Any]) -> dict[str, Any]:
+    """`legacy_client.py` in the venv for `protocol_version` against `url` with `key`: what it
+    printed (protocolVersion, serverInfo, tools, calls); see that script for `plan`."""
+    python = await asyncio.to_thread(legacy_python, protocol_version)
+    proc = await asyncio.create_subprocess_exec(
+        str(python),
+        str(CLIENT_SCRIPT),
+        url,
+        key,
+        json.dumps(plan),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, f"legacy client {protocol_version} failed:\n{err.decode()}"
+    run: dict[str, Any] = json.loads(out)
+    return run

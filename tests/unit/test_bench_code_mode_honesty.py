@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.codemode import embedding
 from services.codemode.search import SearchIndex
 from services.codemode.stubs import render_docs, render_file, signature, summary
 from services.codemode.toolset import Toolset
+from services.codemode.vectors import VectorStore
 
 pytestmark = pytest.mark.unit
 
@@ -137,7 +139,12 @@ def test_every_task_of_the_workload_passes_against_the_real_stubs_and_search(too
         for path in sorted(tool_schemas_dir.glob("*.json"))
         for tool in json.loads(path.read_text())["tools"]
     )
-    index = SearchIndex(toolset)
+    embedder = embedding.load()  # the service's search is hybrid: the transcripts must hold against it
+    assert not isinstance(embedder, str), embedder
+    store = VectorStore(embedder)
+    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+    store.compute(specs, store.keys_for(specs))
+    index = SearchIndex(toolset, store.matrix(store.keys_for(specs)), lambda text: embedder.encode([text])[0])
     tasks = load_tasks(yaml.safe_load((ROOT / "bench" / "code_mode" / "tasks.yaml").read_text()))
     assert len(tasks) >= 30
     assert {server for server in toolset.servers.values()} == {

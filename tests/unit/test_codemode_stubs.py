@@ -1,4 +1,4 @@
-"""Code Mode stubs and search over the 16 real tool schemas in tests/data."""
+"""Code Mode stubs over the 16 real tool schemas in tests/data (search: test_codemode_search.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from services.codemode.search import SearchIndex, words
 from services.codemode.stubs import list_files, render_docs, render_file, signature, type_of
 from services.codemode.toolset import Toolset, identifier
 
@@ -107,31 +106,3 @@ def test_docs_carry_the_full_description_and_every_parameter(toolset):
 def test_closest_names_for_a_typo(toolset):
     assert toolset.closest("github_legacy.create_isue")[0] == "github_legacy.create_issue"
     assert "github_legacy.create_issue" in toolset.closest("github.create_issue")
-
-
-@pytest.mark.parametrize(
-    ("query", "best"),
-    [
-        ("post a message to a slack channel", "slack_legacy.slack_post_message"),
-        ("create pull request", "github_legacy.create_pull_request"),
-        ("current time in a timezone", "time.get_current_time"),
-        ("run a sql query", "supabase.execute_sql"),
-        ("take a screenshot of the page", "playwright.browser_take_screenshot"),
-    ],
-)
-def test_search_ranks_the_obvious_tool_first(toolset, query, best):
-    assert SearchIndex(toolset).search(query, 3)[0].qualified == best
-
-
-def test_search_is_deterministic_and_bounded(toolset):
-    index = SearchIndex(toolset)
-    first = [spec.qualified for spec in index.search("issue", 10)]
-    assert len(first) == 10
-    assert first == [spec.qualified for spec in SearchIndex(Toolset(list(toolset_pairs(toolset)))).search("issue", 10)]
-    assert index.search("zzzz qqqq", 10) == []
-    assert words("listIssues Pull-Requests") == ["list", "issue", "pull", "request"]
-
-
-def toolset_pairs(toolset: Toolset):
-    for spec in reversed(list(toolset.by_name.values())):
-        yield spec.server, spec.definition

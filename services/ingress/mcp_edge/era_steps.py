@@ -18,6 +18,7 @@ from mcp_types import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from libs.common.codemode import CODE_MODE_HEADER
+from libs.common.discovery import DISCOVERY_HEADER
 
 from ..answers import plain
 from ..context import RequestContext
@@ -84,6 +85,7 @@ class BuildContext(Check):
             timeout=positive_float(headers.get("x-bastion-timeout")),
             emit=x.answer.event if x.sse_ok else None,
             code_mode=headers.get(CODE_MODE_HEADER),
+            discovery=headers.get(DISCOVERY_HEADER),
         )
         return None
 

@@ -1,0 +1,164 @@
+"""Tool search as the codemode service runs it: the model (or why there is none), the vectors, one
+index per view.
+
+At start the embedding model loads (about a second, off the event loop); when it cannot, search is
+lexical only, the log says why once, `bastion_codemode_search_model_loaded` is 0 and every answer
+says "lexical only". Whenever the catalog changes, the definitions without a vector are embedded
+in the background and the cache file is rewritten; a view's index is hybrid once every tool it
+holds has a vector. A view with few tools missing (a definition just changed) embeds them on the
+spot; one with many (a fresh start without a cache file) answers lexically meanwhile, saying so.
+
+An index only ever holds the tools of its view, the tools a key may call: the vectors of other
+definitions sit in the cache but no search reaches them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from libs.common import metrics
+from libs.common.settings import CodeModeSettings
+
+from . import embedding
+from .search import SearchIndex
+from .toolset import Toolset, ToolSpec
+from .vectors import VectorStore
+
+__all__ = ["Found", "Searcher"]
+
+log = logging.getLogger(__name__)
+
+_EMBED_INLINE: Final = 64
+"""A view missing at most this many vectors embeds them before answering (a few ms each)."""
+_QUERY_CACHE: Final = 1024
+"""Query embeddings kept: agents repeat their searches."""
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    tools: list[ToolSpec]
+    lexical_only: str | None = None
+    """Why the ranking is lexical only (None: hybrid)."""
+
+
+class Searcher:
+    def __init__(self, settings: CodeModeSettings) -> None:
+        self.settings = settings
+        self.embedder: embedding.Embedder | None = None
+        self.unavailable: str | None = "the embedding model is still loading"
+        self.store: VectorStore | None = None
+        self._queries: OrderedDict[str, Any] = OrderedDict()
+        self._queries_lock = threading.Lock()  # queries are embedded in worker threads
+        self._background: asyncio.Task[None] | None = None
+        self._pending: list[ToolSpec] = []
+
+    async def start(self) -> None:
+        if not self.settings.search_embeddings:
+            self.unavailable = "embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false)"
+        else:
+            started = time.perf_counter()
+            loaded = await asyncio.to_thread(embedding.load)
+            if isinstance(loaded, str):
+                self.unavailable = loaded
+            else:
+                self.embedder, self.unavailable = loaded, None
+                path = Path(self.settings.search_cache_file) if self.settings.search_cache_file else None
+                self.store = await asyncio.to_thread(VectorStore, loaded, path, self.settings.search_cache_entries)
+                log.info(
+                    "tool search: hybrid, %s loaded in %.2f s, %d tool vectors from the cache",
+                    loaded.model_id,
+                    time.perf_counter() - started,
+                    len(self.store),
+                )
+        if self.unavailable is not None:
+            log.warning("tool search is lexical only: %s", self.unavailable)
+        metrics.CODEMODE_SEARCH_MODEL.set(0 if self.embedder is None else 1)
+
+    async def close(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        if self.store is not None:
+            await asyncio.to_thread(self.store.save)
+
+    def catalog_changed(self, toolset: Toolset) -> None:
+        """Embed, in the background, the catalog's definitions that have no vector yet."""
+        if self.store is None:
+            return
+        self._pending = list(toolset.by_name.values())
+        if self._background is None or self._background.done():
+            self._background = asyncio.create_task(self._embed_pending())
+
+    async def _embed_pending(self) -> None:
+        assert self.store is not None
+        while self._pending:
+            specs, self._pending = self._pending, []
+            await self._embed(specs)
+        await asyncio.to_thread(self.store.save)
+
+    async def _embed(self, specs: list[ToolSpec]) -> None:
+        assert self.store is not None
+        keys = self.store.keys_for(specs)
+        try:
+            computed = await asyncio.to_thread(self.store.compute, specs, keys)
+        except Exception:  # a model that fails on some text must not take search down: it stays lexical
+            log.exception("tool search: embedding %d tools failed", len(specs))
+            return
+        metrics.CODEMODE_SEARCH_VECTORS.inc(computed)
+
+    async def index(self, toolset: Toolset, current: SearchIndex | None) -> SearchIndex:
+        """The view's index: `current` while it is as good as it gets, else a new one."""
+        if current is not None and (current.engine == "hybrid" or self.store is None):
+            return current
+        if self.store is None:
+            return SearchIndex(toolset)
+        specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+        keys = self.store.keys_for(specs)
+        missing = self.store.missing(keys)
+        if 0 < len(missing) <= _EMBED_INLINE:
+            await self._embed([specs[i] for i in missing])
+        vectors = self.store.matrix(keys)
+        if vectors is None:
+            self.catalog_changed(toolset)
+            return current or SearchIndex(toolset)
+        return SearchIndex(toolset, vectors, self._encode_query)
+
+    def why_lexical(self, index: SearchIndex) -> str | None:
+        if index.engine == "hybrid":
+            return None
+        if self.unavailable is not None:
+            return self.unavailable
+        return "the tools are still being embedded for search; ask again in a moment"
+
+    async def search(self, index: SearchIndex, query: str, limit: int) -> Found:
+        if index.engine == "hybrid":
+            found = await asyncio.to_thread(index.search, query, limit)
+        else:
+            found = index.search(query, limit)
+        metrics.CODEMODE_SEARCHES.labels(index.engine).inc()
+        return Found(found, self.why_lexical(index))
+
+    def _encode_query(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        assert self.embedder is not None
+        with self._queries_lock:
+            vector = self._queries.get(text)
+            if vector is not None:
+                self._queries.move_to_end(text)
+                return vector  # type: ignore[no-any-return]
+        vector = self.embedder.encode([text])[0]
+        with self._queries_lock:
+            self._queries[text] = vector
+            if len(self._queries) > _QUERY_CACHE:
+                self._queries.popitem(last=False)
+        return vector  # type: ignore[no-any-return]

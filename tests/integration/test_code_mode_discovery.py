@@ -1,0 +1,151 @@
+"""Discovery mode through a real gateway, driven by real clients (the official MCP Python SDK in
+both its eras, and its 1.x releases of the three older protocol revisions): `tools/list` offers the
+pinned tools and `find_tools`, found tools are answered with their definitions, called by name, and
+listed for the rest of the session; a key never finds what it may not call, nor a definition the
+catalog no longer serves."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from libs.common import subjects
+from libs.common.kvwatch import decode_value
+from libs.common.messages import ServerCatalog
+from libs.common.nats import connect, kv_bucket
+from libs.common.settings import CodeModeSettings
+from services.codemode.service import CodeModeService
+from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
+from tests.support.legacy_sdk import run_legacy_client
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+FINDER_KEY = "bk_test_discovery_finder_0000"
+NARROW_KEY = "bk_test_discovery_narrow_0000"
+
+
+def discovery_config() -> dict:
+    config = default_config()
+    config["keys"] += [
+        {
+            "name": "finder",
+            "key": FINDER_KEY,
+            "tools": ["echo/*", "notes/*"],
+            "discovery": True,
+            "discovery_pinned": ["notes__list_notes"],
+        },
+        {"name": "narrow", "key": NARROW_KEY, "tools": ["echo/echo", "notes/*"], "discovery": True},
+    ]
+    return config
+
+
+@pytest.fixture
+async def gateway(nats_url, redis_url, tmp_path):
+    settings = CodeModeSettings(sandbox_workers=1)
+    async with running_gateway(nats_url, redis_url, tmp_path, discovery_config(), codemode=settings) as gw:
+        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
+        servers = lambda: {server for server, _ in codemode.catalog.pairs}  # noqa: E731
+        await poll_until(lambda: servers() == {"echo", "notes"}, "both servers in the codemode catalog")
+        yield gw
+
+
+def _text(result) -> str:
+    return "".join(getattr(block, "text", "") for block in result.content)
+
+
+async def _names(client) -> set[str]:
+    return {tool.name for tool in (await client.list_tools()).tools}
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 without sessions, 2025-11-25 with
+async def test_found_tools_are_answered_callable_and_listed_for_the_session(gateway, mode):
+    async with gateway.client(FINDER_KEY, mode=mode) as client:
+        assert await _names(client) == {"notes__list_notes", "find_tools"}
+        found = await client.call_tool("find_tools", {"query": "sum of two integers", "limit": 3})
+        assert not found.is_error, _text(found)
+        lines = _text(found).splitlines()
+        assert lines[0].endswith("found; call them by name"), lines
+        first = json.loads(lines[1])
+        assert first["name"] == "echo__add" and set(first["inputSchema"]["properties"]) == {"a", "b"}
+        assert found.structured_content["tools"][0]["name"] == "echo__add"
+        added = await client.call_tool("echo__add", {"a": 2, "b": 3})
+        assert _text(added) == "5"
+        listed = await _names(client)
+        assert listed == {"notes__list_notes", "find_tools", *(json.loads(line)["name"] for line in lines[1:])}
+    if mode == "legacy":  # what a session found is that session's
+        async with gateway.client(FINDER_KEY, mode=mode) as client:
+            assert await _names(client) == {"notes__list_notes", "find_tools"}
+    async with gateway.client(NARROW_KEY, mode=mode) as client:  # another key's list is its own
+        assert await _names(client) == {"find_tools"}
+
+
+@pytest.mark.parametrize("era", ["2024-11-05", "2025-03-26", "2025-06-18"])  # mcp 1.8.1, 1.9.4, 1.23.0
+async def test_older_sdk_clients_find_a_tool_and_call_it_by_name(gateway, era):
+    plan = [["find_tools", {"query": "sum of two integers", "limit": 3}], ["echo__add", {"a": 2, "b": 3}]]
+    run = await run_legacy_client(era, gateway.url, FINDER_KEY, plan)
+    assert run["protocolVersion"] == era
+    assert set(run["tools"]) == {"notes__list_notes", "find_tools"}
+    found, added = run["calls"]
+    lines = found["content"][0]["text"].splitlines()
+    assert lines[0].endswith("found; call them by name") and json.loads(lines[1])["name"] == "echo__add", lines
+    assert added["content"][0]["text"] == "5"
+
+
+async def test_the_header_switches_discovery_for_one_request(gateway):
+    async with gateway.client(FINDER_KEY, headers={"X-Bastion-Discovery": "off"}) as client:
+        assert {"echo__add", "echo__echo", "notes__list_notes"} <= await _names(client)
+    async with gateway.client(ADMIN_KEY, headers={"X-Bastion-Discovery": "on"}) as client:
+        assert await _names(client) == {"find_tools"}
+    async with gateway.client(FINDER_KEY, headers={"X-Bastion-Discovery": "sometimes"}) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.list_tools()
+        assert "X-Bastion-Discovery must be 'on' or 'off'" in refused.value.error.message
+
+
+async def test_a_key_never_finds_or_lists_a_tool_it_may_not_call(gateway):
+    async with gateway.client(NARROW_KEY) as client:
+        for query in ("sum of two integers", "echo__add", "add"):
+            found = await client.call_tool("find_tools", {"query": query, "limit": 20})
+            names = {tool["name"] for tool in found.structured_content["tools"]}
+            assert names <= {"echo__echo", "notes__list_notes", "notes__add_note", "notes__search", "notes__echo"}
+        assert "echo__add" not in await _names(client)
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("echo__add", {"a": 1, "b": 2})
+        assert "not allowed to call tool 'add'" in refused.value.error.message
+
+
+async def test_a_definition_the_catalog_stops_serving_is_never_found(gateway):
+    """The executor publishes only the definitions it serves (pinning withholds a quarantined or
+    unapproved one the same way): search follows the catalog at once, though the withdrawn
+    definition's vector stays in the codemode service's cache."""
+
+    async def found(client, query: str) -> set[str]:
+        answer = await client.call_tool("find_tools", {"query": query, "limit": 20})
+        return {tool["name"] for tool in answer.structured_content["tools"]}
+
+    async with gateway.client(FINDER_KEY) as client:
+        assert "notes__add_note" in await found(client, "write down a new note")
+    nc = await connect(gateway.nats_url, "test-catalog")
+    try:
+        catalog = await kv_bucket(nc.jetstream(), subjects.KV_CATALOG)
+        served = decode_value(ServerCatalog, (await catalog.get("notes")).value, "notes")
+        assert served is not None
+        served.tools = [tool for tool in served.tools if tool.tool != "add_note"]
+        await catalog.put("notes", served.model_dump_json().encode())
+    finally:
+        await nc.close()
+    codemode = next(s for s in gateway.services if isinstance(s, CodeModeService))
+    await poll_until(lambda: ("notes", "add_note") not in codemode.catalog.pairs, "add_note out of the catalog")
+    async with gateway.client(FINDER_KEY) as client:
+        for query in ("write down a new note", "notes__add_note", "add note"):
+            assert "notes__add_note" not in await found(client, query), query
+        assert "notes__add_note" not in await _names(client)
+
+
+async def test_bad_find_tools_arguments_are_clear(gateway):
+    async with gateway.client(FINDER_KEY) as client:
+        bad = await client.call_tool("find_tools", {"query": "x", "limit": 500})
+        assert bad.is_error and "limit" in _text(bad)

@@ -1,0 +1,259 @@
+"""Tool search: terms, the lexical and hybrid rankings, the vector cache, and search without a model.
+
+The hybrid tests run the real model (all-MiniLM-L6-v2 on ONNX Runtime, a declared dependency) over
+real tool dumps; how good the ranking is on the whole graded set is a benchmark
+(bench/tool_search.py, docs/benchmarks.md), not a test.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from libs.common.settings import CodeModeSettings
+from services.codemode import embedding
+from services.codemode.search import SearchIndex
+from services.codemode.searcher import Searcher
+from services.codemode.terms import Terms
+from services.codemode.toolset import Toolset
+from services.codemode.vectors import VectorStore, definition_key
+
+pytestmark = pytest.mark.unit
+
+DUMPS = Path(__file__).resolve().parents[1] / "data" / "tool-schemas"
+SOME = ("git", "github-legacy", "gitlab-zereight", "google-maps", "kubernetes", "time", "slack-legacy")
+
+
+def _pairs(servers: tuple[str, ...] | None = None) -> list[tuple[str, dict]]:
+    paths = sorted(DUMPS.glob("*.json")) if servers is None else [DUMPS / f"{s}.json" for s in servers]
+    return [(path.stem, tool) for path in paths for tool in json.loads(path.read_text())["tools"]]
+
+
+def _names(found) -> list[str]:
+    return [f"{spec.server}__{spec.tool}" for spec in found]
+
+
+@pytest.fixture(scope="module")
+def everything() -> Toolset:
+    return Toolset(_pairs())
+
+
+@pytest.fixture(scope="module")
+def embedder() -> embedding.Embedder:
+    loaded = embedding.load()
+    if isinstance(loaded, str):
+        pytest.fail(f"the embedding model is a declared dependency and must load: {loaded}")
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def some(embedder) -> tuple[Toolset, VectorStore]:
+    toolset = Toolset(_pairs(SOME))
+    store = VectorStore(embedder)
+    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+    store.compute(specs, store.keys_for(specs))
+    return toolset, store
+
+
+def _hybrid(toolset: Toolset, store: VectorStore) -> SearchIndex:
+    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+    vectors = store.matrix(store.keys_for(specs))
+    assert vectors is not None
+    return SearchIndex(toolset, vectors, lambda text: store.embedder.encode([text])[0])
+
+
+# terms
+
+
+def test_products_are_one_term_and_names_split_where_they_are_written_apart():
+    terms = Terms(["digitalocean"])
+    assert terms("GitHub") == ["github"] == terms("github")
+    assert "github" in terms("Git Hub")
+    assert terms("Digital Ocean droplets")[-2:] == ["ocean", "droplet"] and "digitalocean" in terms("Digital Ocean")
+    assert terms("listMergeRequests") == terms("list_merge_requests") == terms("list-merge-requests")
+    assert terms("merging") == terms("merged") == terms("merges")
+    assert terms("PRs and URLs") == ["pr", "url"]
+
+
+# lexical
+
+
+@pytest.mark.parametrize(
+    ("query", "best"),
+    [
+        ("post a message to a slack channel", "slack-legacy__slack_post_message"),
+        ("create pull request", "github-legacy__create_pull_request"),
+        ("current time in a timezone", "time__get_current_time"),
+        ("take a screenshot of the page with playwright", "playwright__browser_take_screenshot"),
+        ("list the commits of a GitHub repository", "github-legacy__list_commits"),
+    ],
+)
+def test_lexical_ranks_the_obvious_tool_first(everything, query, best):
+    assert _names(SearchIndex(everything).search(query, 3))[0] == best
+
+
+def test_github_is_not_git_plus_hub(everything):
+    """Split as git + hub, "GitHub" made a local git tool outrank GitHub's own."""
+    found = _names(SearchIndex(everything).search("GitHub commit history", 5))
+    assert found[0].startswith("github-legacy__"), found
+
+
+def test_lexical_search_is_deterministic_and_bounded(everything):
+    index = SearchIndex(everything)
+    first = _names(index.search("issue", 10))
+    assert len(first) == 10
+    reversed_input = Toolset([(spec.server, spec.definition) for spec in reversed(list(everything.by_name.values()))])
+    assert _names(SearchIndex(reversed_input).search("issue", 10)) == first
+    assert index.search("zzzz qqqq", 10) == []
+    assert index.engine == "lexical"
+
+
+# hybrid
+
+
+def test_hybrid_finds_tools_by_meaning_where_words_do_not_match(some):
+    toolset, _ = some
+    hybrid, lexical = _hybrid(*some), SearchIndex(toolset)
+    assert hybrid.engine == "hybrid"
+    query = "how high above sea level is this trailhead"
+    assert _names(hybrid.search(query, 1)) == ["google-maps__maps_elevation"]
+    assert "google-maps__maps_elevation" not in _names(lexical.search(query, 10))
+    assert "kubernetes__kubectl_rollout" in _names(hybrid.search("revert the deployment to its previous version", 5))
+
+
+def test_a_named_product_brings_its_servers_tools_forward(some):
+    found = _names(_hybrid(*some).search("commit history on GitHub", 3))
+    assert found[0] == "github-legacy__list_commits", found
+
+
+def test_an_index_only_ever_returns_the_tools_of_its_view(some):
+    """Search respects governance: a view of two time tools never offers a GitLab tool, however
+    exactly the query names it, even with every catalog vector in the store."""
+    toolset, store = some
+    view = Toolset([(spec.server, spec.definition) for spec in toolset.by_name.values() if spec.server == "time"])
+    index = _hybrid(view, store)
+    for query in ("create a merge request on GitLab", "approve_merge_request", "gitlab-zereight"):
+        assert all(name.startswith("time__") for name in _names(index.search(query, 50)))
+    assert index.search("approve_merge_request", 50) == []
+
+
+def test_hybrid_search_is_deterministic(some):
+    index = _hybrid(*some)
+    first = _names(index.search("create a new issue in the repository", 10))
+    assert _names(index.search("create a new issue in the repository", 10)) == first and len(first) == 10
+
+
+def test_an_index_refuses_vectors_that_do_not_match_its_tools(some):
+    toolset, _ = some
+    with pytest.raises(ValueError, match="needs a vector for every tool"):
+        SearchIndex(toolset, np.zeros((3, embedding.DIMENSIONS), dtype=np.float32), lambda _: None, engine="hybrid")  # type: ignore[arg-type,return-value]
+
+
+# the vector cache
+
+
+def test_each_definition_is_embedded_once_and_kept_across_restarts(embedder, tmp_path):
+    toolset = Toolset(_pairs(("time", "git")))
+    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+    path = tmp_path / "vectors.npz"
+    store = VectorStore(embedder, path)
+    keys = store.keys_for(specs)
+    assert store.compute(specs, keys) == len(specs) == 14
+    assert store.compute(specs, keys) == 0
+    store.save()
+    again = VectorStore(embedder, path)
+    assert len(again) == 14 and again.computed == 0
+    assert np.allclose(again.matrix(keys), store.matrix(keys), atol=1e-3)  # float16 in the file
+
+
+def test_a_changed_definition_gets_a_new_vector(embedder):
+    store = VectorStore(embedder)
+    tool = {"name": "get_forecast", "description": "Weather forecast for a city", "inputSchema": {"type": "object"}}
+    first = Toolset([("weather", tool)])
+    specs = list(first.by_name.values())
+    store.compute(specs, store.keys_for(specs))
+    changed = Toolset([("weather", {**tool, "description": "Tide tables for a harbour"})])
+    specs2 = list(changed.by_name.values())
+    assert store.keys_for(specs2) != store.keys_for(specs)
+    assert store.missing(store.keys_for(specs2)) == [0]
+    assert store.compute(specs2, store.keys_for(specs2)) == 1
+    assert definition_key("other-model", specs[0]) != store.keys_for(specs)[0]
+
+
+def test_the_cache_is_bounded_least_recently_used_first(embedder, tmp_path):
+    toolset = Toolset(_pairs(("git", "time", "slack-legacy")))
+    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+    store = VectorStore(embedder, tmp_path / "v.npz", max_entries=10)
+    keys = store.keys_for(specs)
+    store.compute(specs[:10], keys[:10])
+    assert store.matrix(keys[:1]) is not None  # used: the first is now the most recent
+    store.compute(specs[10:15], keys[10:15])
+    assert len(store) == 10
+    assert store.missing(keys[:15]) == [1, 2, 3, 4, 5]
+    store.save()
+    assert len(VectorStore(embedder, tmp_path / "v.npz", max_entries=10)) == 10
+
+
+def test_a_damaged_or_foreign_cache_file_is_ignored_and_replaced(embedder, tmp_path, caplog):
+    toolset = Toolset(_pairs(("time",)))
+    specs = list(toolset.by_name.values())
+    path = tmp_path / "vectors.npz"
+    path.write_bytes(b"not a numpy file at all")
+    store = VectorStore(embedder, path)
+    assert len(store) == 0 and "ignoring the unreadable vector cache" in caplog.text
+    store.compute(specs, store.keys_for(specs))
+    store.save()
+    assert len(VectorStore(embedder, path)) == 2
+    np.savez(path, keys=np.array([b"x" * 64]), vectors=np.zeros((1, 384)), model=np.array("another-model/1"))
+    assert len(VectorStore(embedder, path)) == 0
+
+
+def test_an_unwritable_cache_file_leaves_search_in_memory(embedder, tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    store = VectorStore(embedder, blocker / "vectors.npz")
+    specs = list(Toolset(_pairs(("time",))).by_name.values())
+    store.compute(specs, store.keys_for(specs))
+    store.save()
+    assert "could not write the vector cache" in caplog.text and len(store) == 2
+
+
+# without a model
+
+
+def test_a_missing_runtime_is_a_reason_not_a_crash():
+    code = (
+        "import sys; sys.modules['onnxruntime'] = None\n"
+        "from services.codemode import embedding\n"
+        "print(embedding.load())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "the embedding model is not installed (onnxruntime is missing)"
+
+
+async def test_search_without_embeddings_is_lexical_and_says_why(everything):
+    searcher = Searcher(CodeModeSettings(search_embeddings=False))
+    await searcher.start()
+    index = await searcher.index(everything, None)
+    found = await searcher.search(index, "post a message to a slack channel", 3)
+    assert found.lexical_only == "embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false)"
+    assert _names(found.tools)[0] == "slack-legacy__slack_post_message"
+    await searcher.close()
+
+
+async def test_a_view_becomes_hybrid_once_its_tools_are_embedded(tmp_path):
+    searcher = Searcher(CodeModeSettings(search_cache_file=str(tmp_path / "v.npz")))
+    await searcher.start()
+    assert searcher.embedder is not None
+    small = Toolset(_pairs(("time",)))
+    index = await searcher.index(small, None)  # two tools missing: embedded on the spot
+    assert index.engine == "hybrid"
+    assert (await searcher.search(index, "what hour is it in Tokyo", 1)).lexical_only is None
+    assert await searcher.index(small, index) is index
+    await searcher.close()
+    assert (tmp_path / "v.npz").is_file()
