@@ -53,7 +53,16 @@ USES: dict[str, dict[str, str]] = {
         s.OBJ_BLOBS: BLOBS,
         s.AUDIT_STREAM: PRODUCE,
     },
-    ADMIN: {s.KV_KEYS: WRITE, s.KV_SERVERS: WRITE, s.KV_POLICY: WRITE, s.KV_LLM: WRITE, s.KV_CATALOG: READ},
+    ADMIN: {
+        s.KV_KEYS: WRITE,
+        s.KV_SERVERS: WRITE,
+        s.KV_POLICY: WRITE,
+        s.KV_LLM: WRITE,
+        s.KV_CATALOG: READ,
+        s.KV_ADMIN: WRITE,  # principals, token digests, sessions (issue 26)
+        s.KV_OAUTH_PUBLIC: READ,  # verifies the access token a person signed in with
+        s.AUDIT_STREAM: PRODUCE,  # the admin changes, on its own chain
+    },
     POLICY: {s.KV_KEYS: READ, s.KV_POLICY: READ, s.KV_SERVERS: READ},
     EXECUTOR: {s.KV_SERVERS: READ, s.KV_LLM: READ, s.KV_CATALOG: WRITE, s.KV_PINS: WRITE, s.OBJ_BLOBS: BLOBS},
     AUDIT: {s.AUDIT_STREAM: CONSUME, s.KV_KEYS: READ},  # events naming a key that does not exist are flagged
