@@ -1,0 +1,78 @@
+"""The playground: act as a virtual key through the gateway's real `/mcp` (ingress, policy, budgets,
+the executor, audit), from the admin service, which the browser reaches on its own origin.
+
+The key's secret comes with each request (the console keeps it in the tab's memory only); it is
+sent to ingress as the bearer and nowhere else: not stored, not logged, never in an answer. The
+answer carries the key's id (its sha256) and when the call started, which is how the console finds
+the call's audit row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from .mcp_client import connected, failure, list_all_tools
+
+__all__ = ["CALL_SECONDS", "Playground", "PlaygroundAnswer", "PlaygroundCall", "PlaygroundKey"]
+
+CALL_SECONDS = 120.0
+_MAX_ARGUMENTS = 64
+
+
+class PlaygroundKey(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: SecretStr = Field(min_length=1, max_length=512, description="The virtual key to act as.")
+
+
+class PlaygroundCall(PlaygroundKey):
+    tool: str = Field(min_length=1, max_length=256, description="The tool's gateway name, as `tools/list` gives it.")
+    arguments: dict[str, Any] = Field(default_factory=dict, max_length=_MAX_ARGUMENTS)
+
+
+class PlaygroundAnswer(BaseModel):
+    ok: bool
+    """The request was answered (a tool's own error is `ok` with `result.isError`)."""
+    key_id: str
+    started_at: float
+    tools: list[dict[str, Any]] | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class Playground:
+    """Requests to `<gateway_url>/mcp`; no gateway URL (`BASTION_PUBLIC_URL`) leaves it off."""
+
+    def __init__(self, gateway_url: str) -> None:
+        self.url = f"{gateway_url.rstrip('/')}/mcp" if gateway_url else ""
+
+    async def tools(self, body: PlaygroundKey) -> PlaygroundAnswer:
+        return await self._run(body.secret, None, {})
+
+    async def call(self, body: PlaygroundCall) -> PlaygroundAnswer:
+        return await self._run(body.secret, body.tool, body.arguments)
+
+    async def _run(self, secret: SecretStr, tool: str | None, arguments: dict[str, Any]) -> PlaygroundAnswer:
+        value = secret.get_secret_value()
+        answer = PlaygroundAnswer(ok=False, key_id=hashlib.sha256(value.encode()).hexdigest(), started_at=time.time())
+        headers = {"Authorization": f"Bearer {value}"}
+        try:
+            async with asyncio.timeout(CALL_SECONDS):
+                async with connected(self.url, headers, read_seconds=CALL_SECONDS) as client:
+                    if tool is None:
+                        answer.tools = await list_all_tools(client)
+                    else:
+                        result = await client.call_tool(tool, arguments)
+                        answer.result = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+        except TimeoutError:
+            answer.error = f"no answer within {CALL_SECONDS:.0f} s"
+            return answer
+        except Exception as exc:  # the gateway's refusal (401, denied, ...) is the answer
+            answer.error = failure(exc, self.url).replace(value, "***")
+            return answer
+        answer.ok = True
+        return answer
