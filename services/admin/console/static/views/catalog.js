@@ -42,7 +42,7 @@ export function Catalog({ access }) {
       <div class="toolbar"><h2 style="margin:0">Catalog</h2>
         <input id="catalog-search" type="search" placeholder="search every tool: name, server, description" size="40"
           value=${q} onInput=${(e) => { setQ(e.target.value); setOffset(0); }} aria-label="search tools" />
-        ${data && html`<span class="muted" id="catalog-count">${data.total} tools${q ? " match" : ""} · ${data.servers} servers</span>`}</div>
+        ${data && html`<span class="muted" id="catalog-count">${data.total} ${data.total === 1 ? "tool" : "tools"}${q ? (data.total === 1 ? " matches" : " match") : ""} · ${data.servers} servers</span>`}</div>
       ${access.can("groups:write") && picked.size > 0 && html`<div class="toolbar notice">
         ${picked.size} selected · add to group
         <select id="bulk-group" value=${group} onChange=${(e) => setGroup(e.target.value)}>

@@ -1,7 +1,7 @@
 // Servers: health, breaker, last error, tools, latency; add, edit, remove; a remote server is tested
 // before it is saved (POST /console/servers/test), a stdio one is watched until the executor reports.
 "use strict";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
 import { api, get, post } from "../api.js";
 import { Action, Empty, ErrorBox, html, parseJson, pretty, useLoad } from "../ui.js";
 
@@ -53,6 +53,13 @@ export function Servers({ access }) {
   const [editing, setEditing] = useState(null); // null, "new" or a server
   const [failure, setFailure] = useState(null);
   const writable = access.can("servers:write");
+  // a server just saved is pending until an executor reports on it: watch it until then
+  const pending = !!data && data.servers.some((s) => s.status === "pending");
+  useEffect(() => {
+    if (!pending) return undefined;
+    const timer = setTimeout(reload, 1500);
+    return () => clearTimeout(timer);
+  }, [pending, data]);
   const remove = async (server) => {
     if (!confirm(`Remove ${server.name}? Its tools disappear from every catalog.`)) return;
     await api("DELETE", `/servers/${encodeURIComponent(server.name)}`);

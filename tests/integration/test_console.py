@@ -1,0 +1,261 @@
+"""The web console in a real browser (Debian's Chromium over the DevTools Protocol) against a real
+running stack: every service from its composition root, real upstream MCP servers (one with 1,200
+tools), the admin service with the console, the gateway's `/mcp` behind the playground.
+
+A person signs in, sees every view, issues a key, calls a tool with it (through an agent's client
+and through the playground), and finds the calls in live traffic with their audit rows; adds a
+server after testing its connection; revokes keys in bulk. Screenshots of each view are saved as
+test artifacts under `.artifacts/console/` (docs/console.md names them).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.stack import EmbeddedNats, EmbeddedValkey
+from libs.common.settings import AdminSettings
+from services.admin.service import AdminService
+from tests.support.console_browser import Page, browser
+from tests.support.gateway import Gateway, default_config, example_server_over_http, running_gateway
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / ".artifacts" / "console"
+TOKEN = "console-admin-token-0000000000000"
+ANALYST = "console-analyst-token-000000000000"
+MANY = ROOT / "tests" / "support" / "many_tools_server.py"
+
+
+@dataclass
+class Stack:
+    gateway: Gateway
+    admin: AdminService
+
+    @property
+    def console(self) -> str:
+        return f"{self.admin.url}/console"
+
+    def api(self, token: str = TOKEN) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=f"{self.admin.url}/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    tmp = tmp_path_factory.mktemp("console")
+    nats = EmbeddedNats(tmp / "nats").start()
+    valkey = EmbeddedValkey(tmp / "valkey").start()
+    config = default_config({"many": {"command": sys.executable, "args": [str(MANY)]}})
+    try:
+        async with running_gateway(nats.url, valkey.url, tmp, config) as gateway:
+            # the console's admin service knows where the gateway is, as under `bastion up`
+            admin = AdminService(
+                AdminSettings(
+                    nats_url=nats.url,
+                    admin_port=0,
+                    admin_token=TOKEN,
+                    analyst_token=ANALYST,
+                    public_url=gateway.url.removesuffix("/mcp"),
+                )
+            )
+            await admin.start()
+            try:
+                yield Stack(gateway, admin)
+            finally:
+                await admin.stop()
+    finally:
+        valkey.stop()
+        nats.stop()
+
+
+async def _signed_in(page: Page, stack: Stack, token: str = TOKEN, view: str = "servers") -> None:
+    await page.open(f"{stack.console}#token={token}")
+    await page.wait("document.body.dataset.state === 'ready'", "the console signed in")
+    await page.click(f"#nav-{view}")
+    await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")
+
+
+async def _shot(page: Page, name: str) -> None:
+    await page.screenshot(ARTIFACTS / f"{name}.png")
+
+
+async def test_the_login_page_says_where_the_first_token_is_and_refuses_a_wrong_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await page.open(stack.console)
+        await page.wait("document.body.dataset.state === 'login'", "the sign-in form")
+        assert "stack.json" in await page.text("main")
+        await _shot(page, "console-login")
+        await page.fill("#login-token", "not-a-token")
+        await page.click("#login-open")
+        await page.wait("!!document.querySelector('.error')", "the refusal")
+        assert "refused" in await page.text(".error")
+        assert await page.evaluate("document.body.dataset.state") == "login"
+        assert page.errors == []
+
+
+async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack)
+        await page.shown("#servers-table tr[data-server='echo']")
+        await page.wait("document.querySelectorAll('#servers-table tbody tr').length === 3", "three servers")
+        many = await page.text("#servers-table tr[data-server='many']")
+        assert "healthy" in many and "1200" in many
+        await _shot(page, "console-servers")
+
+        async with stack.api() as api:
+            total = sum(s["tools"] for s in (await api.get("/servers")).json())
+        assert total > 1200
+        await page.click("#nav-catalog")
+        await page.wait(
+            f"document.querySelector('#catalog-count')?.innerText.startsWith('{total} tools')", "every tool"
+        )
+        assert await page.evaluate("document.querySelectorAll('#catalog-table tbody tr').length") == 50  # one page
+        await page.fill("#catalog-search", "invoice 0150")
+        await page.wait("document.querySelector('#catalog-count')?.innerText.startsWith('1 tool matches')", "one match")
+        await page.click("#catalog-table tr[data-tool='many__invoice_0150']")
+        await page.shown("#tool-detail pre")
+        assert '"name": "invoice_0150"' in await page.text("#tool-detail pre")
+        assert "Pin state and drift" in await page.text("#tool-detail")  # the slot, not a fake
+        await _shot(page, "console-catalog")
+
+        for view, ready in (
+            ("keys", "#keys-table tr[data-key='admin']"),
+            ("groups", "#groups-table, .empty"),
+            ("providers", "#providers-table, .empty"),
+            ("traffic", "#traffic-table, .empty"),
+            ("playground", "#play-key"),
+        ):
+            await page.click(f"#nav-{view}")
+            await page.shown(ready)
+            await _shot(page, f"console-{view}")
+        assert await page.evaluate("!!document.querySelector('#nav-dashboard')")
+        assert page.errors == []
+
+
+async def test_a_key_issued_in_the_ui_is_used_and_its_calls_appear_in_live_traffic(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="keys")
+        await page.click("#key-new")
+        await page.fill("#key-name", "console-made")
+        await page.fill("#key-budget", "5")
+        await page.fill("#grant-search", "echo")
+        await page.click("#key-issue tr[data-grant='echo/echo']")  # picked from the catalog
+        await page.click("#key-create")
+        await page.shown("#key-secret-value")
+        secret = (await page.text("#key-secret-value")).strip()
+        assert secret.startswith("bk_")
+        async with stack.api() as api:
+            made = next(k for k in (await api.get("/keys")).json() if k["name"] == "console-made")
+        assert made["grants"] == ["echo/echo"] and made["budget"] == {"limit_usd": 5.0, "period": "month"}
+
+        # an agent uses it: the official client through the gateway
+        async with stack.gateway.client(key=secret) as client:
+            answer = await client.call_tool("echo__echo", {"text": "from an agent"})
+            assert not answer.is_error
+
+        # ... and the person tries it in the playground, where the tab still holds the secret
+        await page.click("#key-try")
+        await page.wait("document.body.dataset.view === 'playground'", "the playground")
+        await page.wait("document.querySelector('#play-secret')?.value.length > 0", "the secret carried over")
+        await page.click("#play-list")
+        await page.shown("#play-tool")
+        assert await page.evaluate("[...document.querySelectorAll('#play-tool option')].map(o => o.value)") == [
+            "",
+            "echo__echo",
+        ]  # what the key may call, as the gateway lists it
+        await page.fill("#play-tool", "echo__echo")
+        await page.fill("#arg-text", "from the playground")
+        await page.click("#play-call")
+        await page.shown("#play-result")
+        assert "from the playground" in await page.text("#play-result")
+        await page.shown("#play-audit")  # the call's own audit row
+        audit = await page.text("#play-audit")
+        assert "console-made" in audit and "echo__echo" in audit and "ok" in audit
+        assert "from the playground" in await page.text("#event-arguments")  # the admin token may see payloads
+        await _shot(page, "console-playground-call")
+
+        await page.click("#nav-traffic")
+        await page.fill("#filter-key", "console-made")
+        await page.wait(
+            "document.querySelectorAll('#traffic-table tr[data-tool=\"echo__echo\"]').length === 2",
+            "both calls of the key in live traffic",
+        )
+        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.shown("#event-detail")
+        detail = await page.text("#event-detail")
+        assert "ms upstream" in detail and "trace id" in detail
+        await _shot(page, "console-traffic")
+        assert page.errors == []
+
+
+async def test_a_server_is_tested_before_it_is_saved(stack: Stack, tmp_path: Path) -> None:
+    async with example_server_over_http("--http") as url, browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack)
+        await page.click("#server-add")
+        await page.fill("#server-name", "remote")
+        await page.fill("#server-config", '{"url": "http://127.0.0.1:9/mcp"}')  # nothing listens there
+        await page.click("#server-test")
+        await page.shown("#server-probe.error")
+        assert "Connection failed" in await page.text("#server-probe")
+        await page.fill("#server-config", f'{{"url": "{url}"}}')
+        await page.click("#server-test")
+        await page.shown("#server-probe.notice")
+        assert "echo" in await page.text("#server-probe")
+        await _shot(page, "console-server-test")
+        await page.click("#server-save")
+        await page.wait(
+            "document.querySelector(\"#servers-table tr[data-server='remote']\")?.innerText.includes('healthy')",
+            "the saved server connected by the executor",
+        )
+        async with stack.api() as api:
+            assert (await api.get("/servers/remote")).json()["config"]["url"] == url
+            assert (await api.delete("/servers/remote")).status_code == 204
+        assert page.errors == []
+
+
+async def test_many_keys_are_revoked_at_once(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        for name in ("bulk-1", "bulk-2", "bulk-3"):
+            assert (await api.post("/keys", json={"name": name, "grants": ["echo/echo"]})).status_code == 201
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="keys")
+        for name in ("bulk-1", "bulk-2"):
+            await page.click(f"#keys-table tr[data-key='{name}'] input[type=checkbox]")
+        await page.click("#keys-revoke-selected")
+        await page.wait(
+            "document.querySelector(\"#keys-table tr[data-key='bulk-2']\")?.innerText.includes('revoked')",
+            "the revoked keys",
+        )
+    async with stack.api() as api:
+        revoked = {k["name"]: k["revoked"] for k in (await api.get("/keys")).json() if k["name"].startswith("bulk-")}
+    assert revoked == {"bulk-1": True, "bulk-2": True, "bulk-3": False}
+
+
+async def test_a_role_without_a_permission_sees_neither_the_view_nor_the_route(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await page.open(f"{stack.console}#token={ANALYST}")
+        await page.wait("document.body.dataset.state === 'ready'", "the analyst signed in")
+        links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
+        assert links == ["nav-traffic", "nav-dashboard"]  # analytics only: no servers, keys, playground
+        assert await page.evaluate("document.body.dataset.view") == "traffic"
+        await page.open(f"{stack.console}#/keys")  # asking for the view by its address changes nothing
+        await page.wait("document.body.dataset.view === 'traffic'", "the analyst kept out of keys")
+        await _shot(page, "console-analyst")
+        assert page.errors == []
+    async with stack.api(ANALYST) as api:  # and the API refuses what the console hides
+        assert (await api.get("/keys")).status_code in (401, 403)
+        assert (await api.get("/console/catalog")).status_code in (401, 403)
+        refused = await api.post("/console/playground/call", json={"secret": "bk_x", "tool": "echo__echo"})
+        assert refused.status_code in (401, 403)
