@@ -21,6 +21,7 @@ import pytest
 from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common.settings import AdminSettings
 from services.admin.service import AdminService
+from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
 from tests.support.gateway import Gateway, default_config, example_server_over_http, running_gateway
 
@@ -28,8 +29,6 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
-TOKEN = "console-admin-token-0000000000000"
-ANALYST = "console-analyst-token-000000000000"
 MANY = ROOT / "tests" / "support" / "many_tools_server.py"
 
 
@@ -37,15 +36,19 @@ MANY = ROOT / "tests" / "support" / "many_tools_server.py"
 class Stack:
     gateway: Gateway
     admin: AdminService
+    owner: str
+    """API tokens of an owner, an analyst, an auditor and a viewer (docs/admin-api.md)."""
+    analyst: str
+    auditor: str
+    viewer: str
 
     @property
     def console(self) -> str:
         return f"{self.admin.url}/console"
 
-    def api(self, token: str = TOKEN) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=f"{self.admin.url}/admin/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
+    def api(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token or self.owner}"}
+        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -61,14 +64,18 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 AdminSettings(
                     nats_url=nats.url,
                     admin_port=0,
-                    admin_token=TOKEN,
-                    analyst_token=ANALYST,
+                    admin_bootstrap_token=BOOTSTRAP,
                     public_url=gateway.url.removesuffix("/mcp"),
                 )
             )
             await admin.start()
             try:
-                yield Stack(gateway, admin)
+                owner = await first_owner(admin)
+                roles = {
+                    role: await principal_token(admin, owner, f"{role}@example.com", {"role": role}, kind="person")
+                    for role in ("analyst", "auditor", "viewer")
+                }
+                yield Stack(gateway, admin, owner, **roles)
             finally:
                 await admin.stop()
     finally:
@@ -76,8 +83,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         nats.stop()
 
 
-async def _signed_in(page: Page, stack: Stack, token: str = TOKEN, view: str = "servers") -> None:
-    await page.open(f"{stack.console}#token={token}")
+async def _signed_in(page: Page, stack: Stack, token: str | None = None, view: str = "servers") -> None:
+    await page.open(f"{stack.console}#token={token or stack.owner}")
     await page.wait("document.body.dataset.state === 'ready'", "the console signed in")
     await page.click(f"#nav-{view}")
     await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")
@@ -243,19 +250,62 @@ async def test_many_keys_are_revoked_at_once(stack: Stack, tmp_path: Path) -> No
     assert revoked == {"bulk-1": True, "bulk-2": True, "bulk-3": False}
 
 
-async def test_a_role_without_a_permission_sees_neither_the_view_nor_the_route(stack: Stack, tmp_path: Path) -> None:
+async def test_an_analyst_sees_traffic_without_payloads_and_nothing_else(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:  # a call with arguments to look at
+        assert not (await client.call_tool("echo__echo", {"text": "analyst-must-not-read-this"})).is_error
     async with browser(tmp_path / "profile") as page:
-        await page.open(f"{stack.console}#token={ANALYST}")
+        await page.open(f"{stack.console}#token={stack.analyst}")
         await page.wait("document.body.dataset.state === 'ready'", "the analyst signed in")
         links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
         assert links == ["nav-traffic", "nav-dashboard"]  # analytics only: no servers, keys, playground
+        assert "analyst@example.com (analyst)" in await page.text("#who")
         assert await page.evaluate("document.body.dataset.view") == "traffic"
         await page.open(f"{stack.console}#/keys")  # asking for the view by its address changes nothing
         await page.wait("document.body.dataset.view === 'traffic'", "the analyst kept out of keys")
+        await page.fill("#filter-key", "admin")
+        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.shown("#event-payloads-hidden")
+        assert "analyst-must-not-read-this" not in await page.text("main")
         await _shot(page, "console-analyst")
         assert page.errors == []
-    async with stack.api(ANALYST) as api:  # and the API refuses what the console hides
-        assert (await api.get("/keys")).status_code in (401, 403)
-        assert (await api.get("/console/catalog")).status_code in (401, 403)
-        refused = await api.post("/console/playground/call", json={"secret": "bk_x", "tool": "echo__echo"})
-        assert refused.status_code in (401, 403)
+    async with stack.api(stack.analyst) as api:  # and the API refuses what the console hides
+        for refused in (
+            await api.get("/keys"),
+            await api.get("/console/catalog"),
+            await api.post("/console/playground/call", json={"secret": "bk_x", "tool": "echo__echo"}),
+        ):
+            assert refused.status_code == 403, refused.text
+
+
+async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:
+        assert not (await client.call_tool("echo__echo", {"text": "for-the-auditor"})).is_error
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, stack.auditor, view="traffic")
+        await page.fill("#filter-key", "admin")
+        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.shown("#event-arguments")
+        await page.wait(
+            "document.querySelector('#event-detail')?.innerText.includes('for-the-auditor')", "the arguments"
+        )
+        assert page.errors == []
+
+
+async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, stack.viewer, view="keys")
+        await page.shown("#keys-table tr[data-key='admin']")
+        links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
+        assert links == ["nav-servers", "nav-catalog", "nav-keys", "nav-groups", "nav-providers", "nav-playground"]
+        buttons = "document.querySelectorAll('#key-new, #keys-table input[type=checkbox], [data-revoke]').length"
+        assert await page.evaluate(buttons) == 0  # no issue, select or revoke
+        await page.click("#nav-servers")
+        await page.shown("#servers-table tr[data-server='echo']")
+        assert await page.evaluate("document.querySelectorAll('#server-add, #servers-table button').length") == 0
+        await _shot(page, "console-viewer")
+        assert page.errors == []
+    async with stack.api(stack.viewer) as api:
+        refused = await api.post("/keys", json={"name": "viewer-made"})
+        assert refused.status_code == 403 and refused.json()["permission"] == "keys:write"
+        probe = await api.post("/console/servers/test", json={"name": "x", "config": {"url": "http://127.0.0.1:9/"}})
+        assert probe.status_code == 403 and probe.json()["permission"] == "servers:write"

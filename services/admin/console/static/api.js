@@ -19,7 +19,9 @@ export function signIn(value) { sessionStorage.setItem(TOKEN, value.trim()); }
 export function signOut() { sessionStorage.removeItem(TOKEN); }
 
 export async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${token() || ""}` };
+  // a pasted API token, else the session cookie of a sign-in (same origin; changes carry the CSRF header)
+  const headers = { "X-Bastion-CSRF": "1" };
+  if (token()) headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(API + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   if (response.status === 204) return null;
@@ -38,48 +40,35 @@ export async function query(sql, parameters) {
   return answer.rows.map((row) => Object.fromEntries(answer.columns.map((c, i) => [c, row[i]])));
 }
 
-// The permissions of the admin API (docs/admin-api.md); the built-in owner holds them all.
-export const ALL = [
-  "keys:read", "keys:write", "groups:read", "groups:write", "directory:read", "directory:write", "users:password",
-  "servers:read", "servers:write", "providers:read", "providers:write", "tools:approve", "analytics:read",
-  "audit:payloads", "audit:verify", "audit:export", "principals:read", "principals:write", "roles:read", "roles:write",
-];
+const binding = (b) => (typeof b === "string" ? b
+  : b.role + (b.team_id ? `@team:${b.team_id}` : b.customer_id ? `@customer:${b.customer_id}` : ""));
 
 class Access {
   constructor(me) {
     this.principal = me.principal;
-    this.roles = me.roles || [];
+    this.roles = (me.roles || []).map(binding);
     this.permissions = new Set(me.permissions || []);
-    this.scoped = me.scoped || {};
+    this.scoped = me.scoped || {}; // permission -> ["team:payments", ...]: held for those keys only
+    this.via = me.via;
   }
   can(permission) { return this.permissions.has(permission) || (this.scoped[permission] || []).length > 0; }
   get label() { return `${this.principal} (${this.roles.join(", ") || "no role"})`; }
 }
 
-// Who the credential is: `GET /admin/v1/me`. A server without that route (an admin API before named
-// principals) knows two credentials: the admin token (everything) and the analyst token (analytics).
-// Answers null when the credential is refused (the console then asks to sign in).
+// Who is signed in and what they may do: `GET /admin/v1/me`, with a pasted token or the session of a
+// sign-in. Null when neither is accepted (the console then asks to sign in).
 export async function whoami() {
-  if (!token()) return null;
   try {
     return new Access(await get("/me"));
   } catch (err) {
     if (err.status === 401) return null;
-    if (err.status !== 404) throw err;
-  }
-  try {
-    await get("/keys");
-    return new Access({ principal: "admin token", roles: ["owner"], permissions: ALL });
-  } catch (err) {
-    if (err.status !== 401 && err.status !== 403) throw err;
-  }
-  try {
-    await get("/analytics/panels/choices");
-    return new Access({ principal: "analyst token", roles: ["analyst"], permissions: ["analytics:read"] });
-  } catch (err) {
-    if (err.status === 401 || err.status === 403) return null;
     throw err;
   }
+}
+
+// Ends a sign-in's session (a pasted token is only forgotten by the tab).
+export async function endSession(access) {
+  if (access && access.via === "session") await post("/logout").catch(() => null);
 }
 
 // Keys issued or rotated in this tab: their secrets, for the playground; in memory only, gone on reload.

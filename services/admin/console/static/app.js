@@ -4,7 +4,7 @@
 "use strict";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { signIn, signOut, token, whoami } from "./api.js";
+import { endSession, signIn, signOut, token, whoami } from "./api.js";
 import { ErrorBox, html } from "./ui.js";
 import { Servers } from "./views/servers.js";
 import { Catalog } from "./views/catalog.js";
@@ -35,11 +35,11 @@ function Login({ error, onDone }) {
   const submit = (event) => { event.preventDefault(); if (value.trim()) { signIn(value); onDone(); } };
   return html`<main class="login"><section class="panel">
     <h2>Sign in to the Bastion console</h2>
-    <p>Paste an admin API token. It stays in this browser tab only (and opens the dashboard too).</p>
-    <p class="muted">Under <code>bastion up</code> the first token is printed at start and kept in
-      <code>&lt;data dir&gt;/stack.json</code> (<code>admin_token</code>; the data dir is <code>.bastion</code>
-      by default); elsewhere it is the admin service's <code>BASTION_ADMIN_TOKEN</code>, or a token an owner
-      issued you.</p>
+    <p><a id="sign-in" href="/login?next=/console">Sign in</a> as your Bastion user (or through your identity
+      provider), or paste a principal's API token: it stays in this browser tab only, and opens the dashboard too.</p>
+    <p class="muted">Under <code>bastion up</code> the first owner's token is kept in <code>&lt;data dir&gt;/stack.json</code>
+      (<code>admin_token</code>; the data dir is <code>.bastion</code> by default). An owner makes tokens for others:
+      <code>bastion principals create ... --role operator --token</code>.</p>
     <${ErrorBox} error=${error} />
     <form onSubmit=${submit}>
       <input id="login-token" type="password" autocomplete="off" aria-label="admin API token"
@@ -85,7 +85,7 @@ function App() {
   useEffect(() => { document.body.dataset.state = !state.checked ? "loading" : state.access ? "ready" : "login"; });
   if (!state.checked) return html`<p class="pad muted">Loading…</p>`;
   if (!state.access) return html`<${Login} error=${state.error} onDone=${check} />`;
-  const out = () => { signOut(); setState({ access: null, error: null, checked: true }); };
+  const out = async () => { await endSession(state.access); signOut(); setState({ access: null, error: null, checked: true }); };
   return html`<${Shell} access=${state.access} onSignOut=${out} />`;
 }
 
