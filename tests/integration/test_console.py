@@ -309,3 +309,21 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         assert refused.status_code == 403 and refused.json()["permission"] == "keys:write"
         probe = await api.post("/console/servers/test", json={"name": "x", "config": {"url": "http://127.0.0.1:9/"}})
         assert probe.status_code == 403 and probe.json()["permission"] == "servers:write"
+
+
+async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: Stack, tmp_path: Path) -> None:
+    for token, expected in (
+        (stack.owner, ["servers", "catalog", "keys", "groups", "providers", "traffic", "playground"]),
+        (stack.analyst, ["traffic"]),
+    ):
+        async with browser(tmp_path / f"profile-{len(expected)}") as page:
+            await page.open(f"{stack.admin.url}/dashboard#token={token}")
+            await page.shown("#bastion-nav #nav-dashboard")
+            links = await page.evaluate("[...document.querySelectorAll('#bastion-nav a')].map(a => a.id)")
+            assert links == [f"nav-{name}" for name in [*expected, "dashboard"]]
+            assert await page.evaluate("document.querySelector('#nav-traffic').getAttribute('href')") == (
+                "/console#/traffic"
+            )
+            if token == stack.owner:
+                await _shot(page, "dashboard-with-console-navigation")
+            assert page.errors == []

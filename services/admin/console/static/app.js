@@ -6,6 +6,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { endSession, signIn, signOut, token, whoami } from "./api.js";
 import { ErrorBox, html } from "./ui.js";
+import { DASHBOARD, PLACES } from "./nav.js";
 import { Servers } from "./views/servers.js";
 import { Catalog } from "./views/catalog.js";
 import { Keys } from "./views/keys.js";
@@ -14,16 +15,9 @@ import { Providers } from "./views/providers.js";
 import { Traffic } from "./views/traffic.js";
 import { Playground } from "./views/playground.js";
 
-// route, title, the permission that shows it, the view
-export const VIEWS = [
-  ["servers", "Servers", "servers:read", Servers],
-  ["catalog", "Catalog", "servers:read", Catalog],
-  ["keys", "Keys", "keys:read", Keys],
-  ["groups", "Groups", "groups:read", Groups],
-  ["providers", "LLM providers", "providers:read", Providers],
-  ["traffic", "Live traffic", "analytics:read", Traffic],
-  ["playground", "Playground", "keys:read", Playground],
-];
+// the shared navigation's places (nav.js), each with its view
+const VIEW_OF = { servers: Servers, catalog: Catalog, keys: Keys, groups: Groups, providers: Providers, traffic: Traffic, playground: Playground };
+export const VIEWS = PLACES.map(([name, title, permission]) => [name, title, permission, VIEW_OF[name]]);
 
 function route() {
   const [name, query] = location.hash.replace(/^#\/?/, "").split("?");
@@ -65,7 +59,7 @@ function Shell({ access, onSignOut }) {
       <nav class="main" aria-label="console">
         ${allowed.map(([name, title]) => html`<a href=${"#/" + name} id=${"nav-" + name}
           aria-current=${current && current[0] === name ? "page" : undefined}>${title}</a>`)}
-        ${access.can("analytics:read") ? html`<a href="/dashboard" id="nav-dashboard">Dashboard</a>` : null}
+        ${access.can(DASHBOARD.permission) ? html`<a href=${DASHBOARD.href} id="nav-dashboard">${DASHBOARD.title}</a>` : null}
       </nav>
       <span class="who"><span id="who">${access.label}</span>
         <button type="button" id="sign-out" onClick=${onSignOut}>Sign out</button></span>

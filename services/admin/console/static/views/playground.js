@@ -7,7 +7,7 @@ import { Action, Empty, ErrorBox, html, parseJson, pretty, useLoad } from "../ui
 import { EventDetail, eventById } from "./traffic.js";
 
 const FIND = "SELECT event_id FROM bastion.audit_events FINAL WHERE key_id = {key_id:String} AND name = {tool:String}"
-  + " AND ts >= fromUnixTimestamp64Milli({since_ms:Int64}) ORDER BY ts DESC LIMIT 1";
+  + " AND ts >= fromUnixTimestamp64Milli({since_ms:Int64}) ORDER BY ts LIMIT 1"; // the key's first such call since this one started
 
 // One input per top-level property; objects and arrays are JSON text. Returns [inputs, values -> arguments].
 function fieldsOf(schema) {
@@ -63,7 +63,7 @@ export function Playground({ access, params }) {
   const findRow = async (called) => {
     if (!access.can("analytics:read")) return;
     for (let attempt = 0; attempt < 20; attempt++) { // the audit row lands within moments of the call
-      const rows = await query(FIND, { key_id: called.key_id, tool: tool.name, since_ms: Math.floor(called.started_at * 1000) - 1000 });
+      const rows = await query(FIND, { key_id: called.key_id, tool: tool.name, since_ms: Math.floor(called.started_at * 1000) });
       if (rows.length) { setRow(await eventById(access, rows[0].event_id)); return; }
       await new Promise((done) => setTimeout(done, 500));
     }
