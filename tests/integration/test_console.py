@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common.settings import AdminSettings
+from libs.common.settings import AdminSettings, CodeModeSettings
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
@@ -58,7 +58,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     valkey = EmbeddedValkey(tmp / "valkey").start()
     config = default_config({"many": {"command": sys.executable, "args": [str(MANY)]}})
     try:
-        async with running_gateway(nats.url, valkey.url, tmp, config) as gateway:
+        codemode = CodeModeSettings(sandbox_workers=1)
+        async with running_gateway(nats.url, valkey.url, tmp, config, codemode=codemode) as gateway:
             # the console's admin service knows where the gateway is, as under `bastion up`
             admin = AdminService(
                 AdminSettings(
@@ -204,6 +205,32 @@ async def test_a_key_issued_in_the_ui_is_used_and_its_calls_appear_in_live_traff
         detail = await page.text("#event-detail")
         assert "ms upstream" in detail and "trace id" in detail
         await _shot(page, "console-traffic")
+        assert page.errors == []
+
+
+async def test_the_playground_runs_a_code_mode_script_as_a_key(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        made = await api.post("/keys", json={"name": "scripted", "grants": ["echo/*"], "code_mode": True})
+    assert made.status_code == 201, made.text
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="playground")
+        await page.shown(f"#play-key option[value='{made.json()['key']['id']}']")
+        await page.fill("#play-key", made.json()["key"]["id"])
+        await page.fill("#play-secret", made.json()["secret"])
+        await page.click("#play-list")
+        await page.shown("#play-tool option[value='execute_code']")
+        await page.fill("#play-tool", "execute_code")
+        await page.fill("textarea#arg-code", 'print(echo.echo(text="from a script"))')
+        await page.click("#play-call")
+        await page.shown("#play-result")
+        assert "from a script" in await page.text("#play-result")
+        await page.shown("#play-audit")
+        assert "execute_code" in await page.text("#play-audit")
+        await page.wait(
+            "document.querySelector('#event-detail')?.innerText.includes('Calls made inside it')", "the run's calls"
+        )
+        assert "echo__echo" in await page.text("#event-detail")  # the tool call the script made, inside the run
+        await _shot(page, "console-playground-code-mode")
         assert page.errors == []
 
 

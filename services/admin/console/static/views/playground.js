@@ -9,6 +9,9 @@ import { EventDetail, eventById } from "./traffic.js";
 const FIND = "SELECT event_id FROM bastion.audit_events FINAL WHERE key_id = {key_id:String} AND name = {tool:String}"
   + " AND ts >= fromUnixTimestamp64Milli({since_ms:Int64}) ORDER BY ts LIMIT 1"; // the key's first such call since this one started
 
+// strings that are programs or queries get a text area (Code Mode's `code`)
+const MULTILINE = new Set(["code", "script", "source", "sql", "query"]);
+
 // One input per top-level property; objects and arrays are JSON text. Returns [inputs, values -> arguments].
 function fieldsOf(schema) {
   const properties = (schema && schema.properties) || {};
@@ -24,7 +27,7 @@ function argumentsOf(fields, values) {
     if (type === "boolean") { if (raw !== undefined) out[name] = !!raw; continue; }
     if (raw === undefined || raw === "") { if (required) throw new Error(`${name} is required`); continue; }
     if (type === "integer" || type === "number") out[name] = Number(raw);
-    else if (type === "object" || type === "array" || (!type && /^[[{]/.test(raw))) out[name] = parseJson(raw, name);
+    else if (type === "object" || type === "array") out[name] = parseJson(raw, name);
     else out[name] = raw;
   }
   return out;
@@ -38,7 +41,7 @@ function Field({ field, value, onValue }) {
   if (spec.enum) return html`<label style="display:flex">${label}<select id=${id} value=${value ?? ""} onChange=${(e) => onValue(e.target.value)}>
     <option value=""></option>${spec.enum.map((v) => html`<option value=${v}>${String(v)}</option>`)}</select></label>`;
   if (type === "boolean") return html`<label class="inline"><input id=${id} type="checkbox" checked=${!!value} onChange=${(e) => onValue(e.target.checked)} />${label}</label>`;
-  if (type === "object" || type === "array") return html`<label style="display:flex">${label}<textarea id=${id} rows="3" value=${value ?? ""} onInput=${(e) => onValue(e.target.value)}></textarea></label>`;
+  if (type === "object" || type === "array" || MULTILINE.has(name)) return html`<label style="display:flex">${label}<textarea id=${id} rows="3" value=${value ?? ""} onInput=${(e) => onValue(e.target.value)}></textarea></label>`;
   return html`<label style="display:flex">${label}<input id=${id} type=${type === "integer" || type === "number" ? "number" : "text"}
     value=${value ?? ""} onInput=${(e) => onValue(e.target.value)} /></label>`;
 }

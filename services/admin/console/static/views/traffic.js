@@ -35,7 +35,7 @@ export function EventDetail({ access, event }) {
     ["time", when(event.ts_ms / 1000)], ["kind", event.kind], ["status", event.status],
     ["error", [event.error_kind, event.error_code, event.error].filter((x) => x != null && x !== "").join(" · ")],
     ["key", event.key_name], ["user / team / customer", [event.user_id, event.team_id, event.customer_id].filter(Boolean).join(" / ")],
-    ["server / tool", `${event.server} / ${event.tool}`], ["gateway name", event.name],
+    ["server / tool", event.server ? `${event.server} / ${event.tool}` : event.tool], ["gateway name", event.name],
     ["latency", `${Number(event.latency_ms).toFixed(2)} ms total` + (gateway != null
       ? ` = ${Number(event.upstream_ms).toFixed(2)} ms upstream + ${gateway.toFixed(2)} ms gateway` : "")],
     ["bytes in / out", `${event.request_bytes} / ${event.response_bytes}`], ["cost USD", event.cost_usd ?? ""],
