@@ -15,8 +15,8 @@ const LIST = `SELECT event_id, toUnixTimestamp64Milli(ts) AS ts_ms, kind, key_na
 
 const DETAIL = `event_id, toUnixTimestamp64Milli(ts) AS ts_ms, kind, trace_id, key_name, key_id, user_id, team_id, customer_id,
   server, tool, name, status, error_kind, error_code, error, latency_ms, upstream_ms, request_bytes, response_bytes, cost_usd,
-  parent_id, actor, action, target, arguments_sha256, result_sha256`;
-const PAYLOADS = ", arguments, result, before, after";
+  parent_id, actor, action, target`;
+const PAYLOADS = ", arguments, result, before, after, arguments_sha256, result_sha256"; // audit:payloads only
 
 const RANGES = [["300", "last 5 minutes"], ["3600", "last hour"], ["86400", "last 24 hours"], ["604800", "last 7 days"]];
 
@@ -48,8 +48,8 @@ export function EventDetail({ access, event }) {
       ? html`<h3>Arguments</h3>${event.arguments != null ? html`<pre id="event-arguments">${pretty(event.arguments)}</pre>` : html`<p class="muted">not recorded (the key logs no content)</p>`}
         <h3>Result</h3>${event.result != null ? html`<pre id="event-result">${pretty(event.result)}</pre>` : html`<p class="muted">not recorded</p>`}
         ${event.before != null && html`<h3>Before</h3><pre>${pretty(event.before)}</pre>`}${event.after != null && html`<h3>After</h3><pre>${pretty(event.after)}</pre>`}`
-      : html`<p class="muted" id="event-payloads-hidden">Arguments and results are shown to roles with <code>audit:payloads</code> (auditors);
-          their sha256 digests: <code>${event.arguments_sha256 || "—"}</code>, <code>${event.result_sha256 || "—"}</code>.</p>`}
+      : html`<p class="muted" id="event-payloads-hidden">Arguments and results (and their digests) are shown to roles
+          with <code>audit:payloads</code> (auditors).</p>`}
     ${children.data && children.data.length > 0 && html`<h3>Calls made inside it</h3><table><tbody>${children.data.map((c) =>
       html`<tr><td><code>${c.name}</code></td><td class=${"st-" + c.status}>${c.status}</td><td class="num">${c.latency_ms} ms</td></tr>`)}</tbody></table>`}
   </div>`;
