@@ -17,11 +17,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
-from libs.common.config import ServerConfig
-
 from ..api.auth import Authenticator
 from ..api.errors import AdminError, bound_route, documented, needs
-from ..api.models import MASK, ServerCreate, unmask
+from ..api.models import ServerCreate, unmask
 from ..api.routes import api_router
 from ..api.store import AdminStore
 from ..roles import PUBLIC
@@ -114,17 +112,18 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
     )
     async def test_server(body: ServerCreate) -> ProbeAnswer:
         """Connect to a remote server's configuration and list its tools, without saving it. Masked
-        `headers` values (`***`) of an existing server of that name are its stored ones."""
+        values (`***`) of an existing server of that name are its stored ones."""
         config = body.config
-        if config.transport == "stdio":
+        if config.transport not in ("http", "sse"):
+            stdio = " (a stdio server is a command the executors run, not the admin service)"
             raise AdminError(
                 422,
                 "not_testable",
-                "a stdio server is a command the executors run: save it and its status shows what the executor found",
+                f"a {config.transport} server is tested by saving it: its status shows what the executor found"
+                + (stdio if config.transport == "stdio" else ""),
             )
-        if MASK in config.headers.values() and (stored := await store.servers.find(body.name)) is not None:
-            old = store.sealer.open(stored.value.config).headers
-            config = ServerConfig.model_validate(config.model_dump() | {"headers": unmask(config.headers, old)})
+        if (stored := await store.servers.find(body.name)) is not None:
+            config = unmask(config, store.sealer.open(stored.value.config))  # `***` keeps a stored secret
         return await probe(config)
 
     def _playground() -> Playground:
