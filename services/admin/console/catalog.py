@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from libs.common.messages import ServerCatalog
+from libs.common.messages import CatalogTool, ServerCatalog
 
 __all__ = ["MAX_PAGE", "CatalogPage", "ToolRow", "gateway_name", "search"]
 
@@ -43,33 +43,31 @@ def gateway_name(server: str, tool: str, namespace: bool) -> str:
     return f"{server}{NAME_SEPARATOR}{tool}" if namespace else tool
 
 
-def _rows(catalogs: Iterable[ServerCatalog], server: str | None) -> list[ToolRow]:
+def search(catalogs: Iterable[ServerCatalog], query: str, server: str | None, offset: int, limit: int) -> CatalogPage:
+    """One page of the tools matching `query` (every word), name matches first, alphabetical within.
+    Only the page's rows become models: a search of thousands of tools stays a few milliseconds."""
+    ready = [c for c in catalogs if c.status == "ready"]
+    words = query.lower().split()
+    ranked: list[tuple[int, str, str, str, ServerCatalog, CatalogTool]] = []
+    for catalog in ready:
+        if server is not None and catalog.server != server:
+            continue
+        for tool in catalog.tools:
+            name = gateway_name(catalog.server, tool.tool, catalog.namespace)
+            label = f"{name} {catalog.server} {tool.tool}".lower()
+            text = f"{label} {tool.definition.get('title') or ''} {tool.definition.get('description') or ''}".lower()
+            if all(w in text for w in words):
+                rank = 0 if all(w in label for w in words) else 1
+                ranked.append((rank, catalog.server, tool.tool, name, catalog, tool))
+    ranked.sort(key=lambda r: r[:3])
     rows = [
         ToolRow(
             server=c.server,
             tool=t.tool,
-            name=gateway_name(c.server, t.tool, c.namespace),
+            name=name,
             description=str(t.definition.get("description") or ""),
             definition=t.definition,
         )
-        for c in catalogs
-        if c.status == "ready" and (server is None or c.server == server)
-        for t in c.tools
+        for _, _, _, name, c, t in ranked[offset : offset + limit]
     ]
-    rows.sort(key=lambda r: (r.server, r.tool))
-    return rows
-
-
-def search(catalogs: Iterable[ServerCatalog], query: str, server: str | None, offset: int, limit: int) -> CatalogPage:
-    """One page of the tools matching `query` (every word), name matches first."""
-    ready = [c for c in catalogs if c.status == "ready"]
-    words = query.lower().split()
-    ranked: list[tuple[int, ToolRow]] = []
-    for row in _rows(ready, server):
-        name = f"{row.name} {row.server} {row.tool}".lower()
-        text = f"{name} {row.definition.get('title') or ''} {row.description}".lower()
-        if all(w in text for w in words):
-            ranked.append((0 if all(w in name for w in words) else 1, row))
-    ranked.sort(key=lambda pair: pair[0])  # stable: alphabetical within each rank
-    page = [row for _, row in ranked[offset : offset + limit]]
-    return CatalogPage(total=len(ranked), offset=offset, rows=page, servers=len(ready))
+    return CatalogPage(total=len(ranked), offset=offset, rows=rows, servers=len(ready))
