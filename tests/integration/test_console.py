@@ -17,13 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
+from cli.apply import key_records
 from cli.stack import EmbeddedNats, EmbeddedValkey
+from libs.common.config import parse_config
 from libs.common.settings import AdminSettings, CodeModeSettings
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
-from tests.support.gateway import Gateway, default_config, example_server_over_http, running_gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -323,7 +326,9 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         await _signed_in(page, stack, stack.viewer, view="keys")
         await page.shown("#keys-table tr[data-key='admin']")
         links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
-        assert links == ["nav-servers", "nav-catalog", "nav-keys", "nav-groups", "nav-providers", "nav-playground"]
+        assert links == [
+            *("nav-servers", "nav-catalog", "nav-keys", "nav-groups", "nav-providers", "nav-playground", "nav-export")
+        ]
         buttons = "document.querySelectorAll('#key-new, #keys-table input[type=checkbox], [data-revoke]').length"
         assert await page.evaluate(buttons) == 0  # no issue, select or revoke
         await page.click("#nav-servers")
@@ -340,7 +345,7 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
 
 async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: Stack, tmp_path: Path) -> None:
     for token, expected in (
-        (stack.owner, ["servers", "catalog", "keys", "groups", "providers", "traffic", "playground"]),
+        (stack.owner, ["servers", "catalog", "keys", "groups", "providers", "traffic", "playground", "export"]),
         (stack.analyst, ["traffic"]),
     ):
         async with browser(tmp_path / f"profile-{len(expected)}") as page:
@@ -354,3 +359,32 @@ async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: 
             if token == stack.owner:
                 await _shot(page, "dashboard-with-console-navigation")
             assert page.errors == []
+
+
+async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_secret(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_header = "Bearer upstream-secret-not-for-export"
+    guarded = {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": secret_header}, "disabled": True}
+    async with stack.api() as api:
+        assert (await api.post("/servers", json={"name": "guarded", "config": guarded})).status_code == 201
+        keys = {k["name"]: k["id"] for k in (await api.get("/keys")).json() if not k["revoked"]}
+    try:
+        async with browser(tmp_path / "profile") as page:
+            await _signed_in(page, stack, view="export")
+            await page.click("#export-run")
+            await page.shown("#export-text")
+            text = str(await page.evaluate("document.querySelector('#export-text').value"))
+            await page.shown("#export-download[download='bastion-config.yaml']")
+            await _shot(page, "console-export")
+            assert page.errors == []
+    finally:
+        async with stack.api() as api:
+            await api.delete("/servers/guarded")
+    assert "upstream-secret-not-for-export" not in text and ADMIN_KEY not in text
+    assert "BASTION_SECRET_GUARDED_HEADERS_AUTHORIZATION" in text.splitlines()[2]  # the header says what to set
+    monkeypatch.setenv("BASTION_SECRET_GUARDED_HEADERS_AUTHORIZATION", secret_header)
+    config = parse_config(yaml.safe_load(text))  # what `bastion config apply` reads
+    assert config.mcp_servers["guarded"].headers == {"Authorization": secret_header}
+    assert {"echo", "notes", "many", "guarded"} <= set(config.mcp_servers)
+    assert {r.name: r.id for r in key_records(config)} == keys  # the same keys, by their sha256

@@ -13,6 +13,7 @@ export const PLACES = [
   ["providers", "LLM providers", "providers:read"],
   ["traffic", "Live traffic", "analytics:read"],
   ["playground", "Playground", "keys:read"],
+  ["export", "Export", "servers:read"],
 ];
 export const DASHBOARD = { href: "/dashboard", title: "Dashboard", permission: "analytics:read" };
 
