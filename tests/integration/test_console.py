@@ -142,6 +142,7 @@ async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path
         for view, ready in (
             ("keys", "#keys-table tr[data-key='admin']"),
             ("groups", "#groups-table, .empty"),
+            ("directory", "#directory-users"),
             ("providers", "#providers-table, .empty"),
             ("traffic", "#traffic-table, .empty"),
             ("playground", "#play-key"),
@@ -149,6 +150,20 @@ async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path
             await page.click(f"#nav-{view}")
             await page.shown(ready)
             await _shot(page, f"console-{view}")
+        await page.click("#nav-directory")  # a customer and a team in it, made in the UI
+        await page.click("#customers-new")
+        await page.fill("#customers-id", "acme")
+        await page.fill("#customers-name", "Acme")
+        await page.click("#customers-save")
+        await page.shown("#directory-customers tr[data-entity='acme']")
+        await page.click("#teams-new")
+        await page.fill("#teams-id", "payments")
+        await page.fill("#teams-name", "Payments")
+        await page.fill("#teams-create select", "acme")
+        await page.click("#teams-save")
+        await page.shown("#directory-teams tr[data-entity='payments']")
+        assert "acme" in await page.text("#directory-teams tr[data-entity='payments']")
+        await _shot(page, "console-people")
         assert await page.evaluate("!!document.querySelector('#nav-dashboard')")
         assert page.errors == []
 
@@ -327,7 +342,8 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         await page.shown("#keys-table tr[data-key='admin']")
         links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
         assert links == [
-            *("nav-servers", "nav-catalog", "nav-keys", "nav-groups", "nav-providers", "nav-playground", "nav-export")
+            *("nav-servers", "nav-catalog", "nav-keys", "nav-groups", "nav-directory", "nav-providers"),
+            *("nav-playground", "nav-export"),
         ]
         buttons = "document.querySelectorAll('#key-new, #keys-table input[type=checkbox], [data-revoke]').length"
         assert await page.evaluate(buttons) == 0  # no issue, select or revoke
@@ -345,7 +361,10 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
 
 async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: Stack, tmp_path: Path) -> None:
     for token, expected in (
-        (stack.owner, ["servers", "catalog", "keys", "groups", "providers", "traffic", "playground", "export"]),
+        (
+            stack.owner,
+            ["servers", "catalog", "keys", "groups", "directory", "providers", "traffic", "playground", "export"],
+        ),
         (stack.analyst, ["traffic"]),
     ):
         async with browser(tmp_path / f"profile-{len(expected)}") as page:

@@ -15,9 +15,10 @@ import { Providers } from "./views/providers.js";
 import { Traffic } from "./views/traffic.js";
 import { Playground } from "./views/playground.js";
 import { Export } from "./views/export.js";
+import { Directory } from "./views/directory.js";
 
 // the shared navigation's places (nav.js), each with its view
-const VIEW_OF = { servers: Servers, catalog: Catalog, keys: Keys, groups: Groups, providers: Providers, traffic: Traffic, playground: Playground, export: Export };
+const VIEW_OF = { servers: Servers, catalog: Catalog, keys: Keys, groups: Groups, directory: Directory, providers: Providers, traffic: Traffic, playground: Playground, export: Export };
 export const VIEWS = PLACES.map(([name, title, permission]) => [name, title, permission, VIEW_OF[name]]);
 
 function route() {

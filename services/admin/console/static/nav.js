@@ -10,6 +10,7 @@ export const PLACES = [
   ["catalog", "Catalog", "servers:read"],
   ["keys", "Keys", "keys:read"],
   ["groups", "Groups", "groups:read"],
+  ["directory", "People", "directory:read"],
   ["providers", "LLM providers", "providers:read"],
   ["traffic", "Live traffic", "analytics:read"],
   ["playground", "Playground", "keys:read"],
