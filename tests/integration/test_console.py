@@ -407,3 +407,31 @@ async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_sec
     assert config.mcp_servers["guarded"].headers == {"Authorization": secret_header}
     assert {"echo", "notes", "many", "guarded"} <= set(config.mcp_servers)
     assert {r.name: r.id for r in key_records(config)} == keys  # the same keys, by their sha256
+
+
+async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        assert (await api.post("/teams", json={"id": "kmteam", "name": "KM team"})).status_code == 201
+    manager = await principal_token(
+        stack.admin, stack.owner, "km@example.com", {"role": "key_manager", "team_id": "kmteam"}, kind="person"
+    )
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, manager, view="keys")
+        links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
+        assert links == ["nav-keys", "nav-playground"]
+        await page.wait("!!document.querySelector('#keys-table, .empty')", "the team's keys")
+        assert not await page.evaluate("!!document.querySelector('#keys-table tr[data-key=admin]')")
+        await page.click("#key-new")
+        options = await page.evaluate("[...document.querySelectorAll('#key-owner option')].map(o => o.value)")
+        assert options == ["team:kmteam"]  # where this role may issue, and nowhere else
+        await page.fill("#key-name", "km-made")
+        await page.fill("#grant-pattern", "echo/echo")
+        await page.click("#grant-add-pattern")
+        await page.click("#key-create")
+        await page.shown("#key-secret-value")
+        await page.shown("#keys-table tr[data-key='km-made']")
+        await _shot(page, "console-key-manager")
+        assert page.errors == []
+    async with stack.api() as api:
+        made = next(k for k in (await api.get("/keys")).json() if k["name"] == "km-made")
+    assert made["team_id"] == "kmteam" and made["grants"] == ["echo/echo"]

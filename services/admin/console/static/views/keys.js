@@ -32,21 +32,40 @@ export function GrantPicker({ grants, setGrants }) {
       <input id="grant-pattern" placeholder="or a pattern: server/*" value=${free} onInput=${(e) => setFree(e.target.value)} />
       <button type="button" id="grant-add-pattern" onClick=${() => { add(free.trim()); setFree(""); }}>Add pattern</button></div>
     ${q && data && html`<div class="scroll" style="max-height:180px"><table><tbody>${data.rows.slice(0, 20).map((r) =>
-      html`<tr class="clickable" data-grant=${grantOf(r)} onClick=${() => add(grantOf(r))}><td><code>${grantOf(r)}</code></td>
+      html`<tr class="clickable" tabindex="0" data-grant=${grantOf(r)} onClick=${() => add(grantOf(r))}
+        onKeyDown=${(e) => e.key === "Enter" && add(grantOf(r))}><td><code>${grantOf(r)}</code></td>
         <td class="muted">${r.description.slice(0, 80)}</td></tr>`)}</tbody></table></div>`}
   </div>`;
 }
 
-function Issue({ onIssued }) {
+// Where a key may be issued: anywhere, or (a key manager bound to teams or customers) only there.
+function scopesOf(access) {
+  if (access.permissions.has("keys:write")) return null;
+  const scoped = (access.scoped["keys:write"] || []).map((s) => s.split(":"));
+  return { teams: scoped.filter(([k]) => k === "team").map(([, id]) => id), customers: scoped.filter(([k]) => k === "customer").map(([, id]) => id) };
+}
+
+function Issue({ access, onIssued }) {
+  const scopes = scopesOf(access);
+  const [owner, setOwner] = useState(scopes ? (scopes.teams.length ? `team:${scopes.teams[0]}` : `customer:${scopes.customers[0]}`) : "");
   const [name, setName] = useState("");
   const [grants, setGrants] = useState([]);
   const [groups, setGroups] = useState([]);
   const [budget, setBudget] = useState("");
   const [period, setPeriod] = useState("month");
   const [error, setError] = useState(null);
-  const known = useLoad(() => get("/groups").catch(() => []), []);
+  const known = useLoad(async () => {
+    const read = (permission, path) => (access.can(permission) ? get(path).catch(() => []) : Promise.resolve([]));
+    const [groups, teams, customers] = await Promise.all([
+      read("groups:read", "/groups"), read("directory:read", "/teams"), read("directory:read", "/customers"),
+    ]);
+    return { groups, teams: teams.map((t) => t.id), customers: customers.map((c) => c.id) };
+  }, []);
   const issue = async () => {
     const body = { name, grants, groups };
+    const [kind, id] = owner.split(":");
+    if (kind === "team") body.team_id = id;
+    if (kind === "customer") body.customer_id = id;
     if (budget !== "") body.budget = { limit_usd: Number(budget), period };
     const created = await post("/keys", body);
     secrets.set(created.key.id, created.secret);
@@ -54,13 +73,18 @@ function Issue({ onIssued }) {
   };
   return html`<section class="panel" id="key-issue"><h2>Issue a key</h2>
     <label>Name<input id="key-name" value=${name} onInput=${(e) => setName(e.target.value)} /></label>
+    <label>For<select id="key-owner" value=${owner} onChange=${(e) => setOwner(e.target.value)}>
+      ${!scopes && html`<option value="">no team or customer</option>`}
+      ${(scopes ? scopes.teams : (known.data ? known.data.teams : [])).map((t) => html`<option value=${"team:" + t}>team ${t}</option>`)}
+      ${(scopes ? scopes.customers : (known.data ? known.data.customers : [])).map((c) => html`<option value=${"customer:" + c}>customer ${c}</option>`)}
+    </select></label>
     <label>Budget (USD, empty: none)<input id="key-budget" type="number" min="0" step="0.01" value=${budget} onInput=${(e) => setBudget(e.target.value)} /></label>
     <label>per<select value=${period} onChange=${(e) => setPeriod(e.target.value)}>
       ${["day", "week", "month"].map((p) => html`<option value=${p}>${p}</option>`)}</select></label>
     <h3>Tool groups</h3>
-    ${(known.data || []).map((g) => html`<label class="inline"><input type="checkbox" data-group=${g.id} checked=${groups.includes(g.id)}
+    ${(known.data ? known.data.groups : []).map((g) => html`<label class="inline"><input type="checkbox" data-group=${g.id} checked=${groups.includes(g.id)}
       onChange=${(e) => setGroups(e.target.checked ? [...groups, g.id] : groups.filter((x) => x !== g.id))} />${g.id}</label>`)}
-    ${known.data && !known.data.length && html`<span class="muted">no groups yet</span>`}
+    ${known.data && !known.data.groups.length && html`<span class="muted">no groups you may read</span>`}
     <h3>Grants</h3><${GrantPicker} grants=${grants} setGrants=${setGrants} />
     <div class="toolbar"><${Action} id="key-create" class="primary" onRun=${issue} setError=${setError} disabled=${!name}>Issue</${Action}></div>
     <${ErrorBox} error=${error} /></section>`;
@@ -89,7 +113,7 @@ export function Keys({ access }) {
       <div class="secret" id="key-secret-value">${shown.secret}</div>
       <div class="toolbar" style="margin-top:8px"><a href=${"#/playground?key=" + shown.id} id="key-try">Try it in the playground</a>
         <button type="button" onClick=${() => setShown(null)}>Done</button></div></section>`}
-    ${issuing && html`<${Issue} onIssued=${fresh} />`}
+    ${issuing && html`<${Issue} access=${access} onIssued=${fresh} />`}
     <section class="panel">
       <div class="toolbar"><h2 style="margin:0">Keys</h2><button type="button" onClick=${reload}>Refresh</button>
         ${writable && html`<button type="button" class="primary" id="key-new" onClick=${() => setIssuing(!issuing)}>Issue a key</button>`}
