@@ -27,6 +27,7 @@ from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
+from tests.support.llm_provider import Reply, scripted_provider
 
 pytestmark = pytest.mark.integration
 
@@ -435,3 +436,32 @@ async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(
     async with stack.api() as api:
         made = next(k for k in (await api.get("/keys")).json() if k["name"] == "km-made")
     assert made["team_id"] == "kmteam" and made["grants"] == ["echo/echo"]
+
+
+async def test_the_playground_sends_a_chat_completion_as_a_key(stack: Stack, tmp_path: Path) -> None:
+    async with scripted_provider() as provider, stack.api() as api:
+        provider.script.append(Reply(text="hello from the scripted model"))
+        config = {"base_url": provider.base_url, "models": ["console-model"]}
+        assert (await api.post("/llm-providers", json={"name": "scripted", "config": config})).status_code == 201
+        made = (await api.post("/keys", json={"name": "chatty", "grants": []})).json()
+        try:
+            async with browser(tmp_path / "profile") as page:
+                await _signed_in(page, stack, view="playground")
+                await page.shown(f"#play-key option[value='{made['key']['id']}']")
+                await page.fill("#play-key", made["key"]["id"])
+                await page.fill("#play-secret", made["secret"])
+                await page.fill("#play-mode", "chat")
+                await page.shown("#play-models option[value='console-model']")  # offered from the providers
+                await page.fill("#play-model", "console-model")
+                await page.fill("#play-message", "say hello")
+                await page.click("#play-send")
+                await page.shown("#play-chat-answer")
+                assert await page.text("#play-chat-answer") == "hello from the scripted model"
+                await page.shown("#play-audit")
+                audit = await page.text("#play-audit")
+                assert "llm_request" in audit and "chatty" in audit and "console-model" in audit
+                await _shot(page, "console-playground-chat")
+                assert page.errors == []
+        finally:
+            await api.delete("/llm-providers/scripted")
+    assert provider.received and provider.received[0].body["messages"] == [{"role": "user", "content": "say hello"}]

@@ -24,7 +24,7 @@ from ..api.routes import api_router
 from ..api.store import AdminStore
 from ..roles import PUBLIC
 from .catalog import MAX_PAGE, CatalogPage, search
-from .playground import Playground, PlaygroundAnswer, PlaygroundCall, PlaygroundKey
+from .playground import Playground, PlaygroundAnswer, PlaygroundCall, PlaygroundChat, PlaygroundKey
 from .probe import ProbeAnswer, probe
 
 __all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
@@ -149,5 +149,13 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
         """Call a tool as a virtual key through the gateway's `/mcp`: a real call (policy, budgets,
         audit). The key's secret is used for this request only."""
         return await _playground().call(body)
+
+    @router.post(
+        prefix + "/playground/chat", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_chat(body: PlaygroundChat) -> PlaygroundAnswer:
+        """One chat completion through the gateway's `/v1` as a virtual key: a real request (its budget,
+        the provider's price, audit). The key's secret is used for this request only."""
+        return await _playground().chat(body)
 
     return router

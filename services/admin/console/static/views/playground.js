@@ -1,5 +1,6 @@
 // Playground: act as a key through the gateway's real /mcp (policy, budgets, audit: a real call), with a
-// form generated from the tool's input schema; shows the result and the call's own audit row.
+// form generated from the tool's input schema, or send a chat completion through its /v1; shows the
+// answer and the request's own audit row.
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { get, post, query, secrets } from "../api.js";
@@ -63,10 +64,15 @@ export function Playground({ access, params }) {
     if (!found.ok) throw new Error(`the gateway refused: ${found.error}`);
     setTools(found.tools);
   };
-  const findRow = async (called) => {
+  const [mode, setMode] = useState("tool");
+  const [model, setModel] = useState("");
+  const [message, setMessage] = useState("");
+  const models = useLoad(async () => (access.can("providers:read")
+    ? (await get("/llm-providers").catch(() => [])).flatMap((p) => p.config.models) : []), []);
+  const findRow = async (called, name) => {
     if (!access.can("analytics:read")) return;
     for (let attempt = 0; attempt < 20; attempt++) { // the audit row lands within moments of the call
-      const rows = await query(FIND, { key_id: called.key_id, tool: tool.name, since_ms: Math.floor(called.started_at * 1000) });
+      const rows = await query(FIND, { key_id: called.key_id, tool: name, since_ms: Math.floor(called.started_at * 1000) });
       if (rows.length) { setRow(await eventById(access, rows[0].event_id)); return; }
       await new Promise((done) => setTimeout(done, 500));
     }
@@ -76,7 +82,13 @@ export function Playground({ access, params }) {
     setAnswer(null); setRow(null);
     const called = await post("/console/playground/call", { secret, tool: tool.name, arguments: argumentsOf(fieldsOf(tool.inputSchema), values) });
     setAnswer(called);
-    await findRow(called);
+    await findRow(called, tool.name);
+  };
+  const chat = async () => {
+    setAnswer(null); setRow(null);
+    const called = await post("/console/playground/chat", { secret, model, message });
+    setAnswer(called);
+    if (called.ok) await findRow(called, model);
   };
   const active = (keys.data || []).filter((k) => !k.revoked);
   const fields = tool ? fieldsOf(tool.inputSchema) : [];
@@ -87,13 +99,21 @@ export function Playground({ access, params }) {
         <option value="">choose a key…</option>${active.map((k) => html`<option value=${k.id}>${k.name}</option>`)}</select></label>
       <label>Its secret ${secrets.has(keyId) ? "(issued in this tab)" : "(shown once when issued)"}
         <input id="play-secret" type="password" size="36" autocomplete="off" value=${secret} onInput=${(e) => setSecret(e.target.value)} /></label>
-      <div class="toolbar"><${Action} id="play-list" onRun=${list} setError=${setError} disabled=${!secret}>List its tools</${Action}></div>
+      <label>Try<select id="play-mode" value=${mode} onChange=${(e) => { setMode(e.target.value); setAnswer(null); setRow(null); }}>
+        <option value="tool">a tool</option><option value="chat">a chat completion</option></select></label>
       <${ErrorBox} error=${error} />
-      ${tools && !tools.length && html`<${Empty}>This key may call no tool.</${Empty}>`}
-      ${tools && tools.length > 0 && html`<label>Tool<select id="play-tool" value=${tool ? tool.name : ""}
+      ${mode === "chat" && html`<form id="play-chat" onSubmit=${(e) => e.preventDefault()}>
+        <label>Model<input id="play-model" list="play-models" value=${model} onInput=${(e) => setModel(e.target.value)} /></label>
+        <datalist id="play-models">${(models.data || []).map((m) => html`<option value=${m} />`)}</datalist>
+        <label style="display:flex">Message<textarea id="play-message" rows="4" value=${message} onInput=${(e) => setMessage(e.target.value)}></textarea></label>
+        <div class="toolbar"><${Action} id="play-send" class="primary" onRun=${chat} setError=${setError} disabled=${!secret || !model || !message}>Send</${Action}></div>
+      </form>`}
+      ${mode === "tool" && html`<div class="toolbar"><${Action} id="play-list" onRun=${list} setError=${setError} disabled=${!secret}>List its tools</${Action}></div>`}
+      ${mode === "tool" && tools && !tools.length && html`<${Empty}>This key may call no tool.</${Empty}>`}
+      ${mode === "tool" && tools && tools.length > 0 && html`<label>Tool<select id="play-tool" value=${tool ? tool.name : ""}
           onChange=${(e) => { setTool(tools.find((t) => t.name === e.target.value) || null); setValues({}); setAnswer(null); setRow(null); }}>
         <option value="">choose a tool…</option>${tools.map((t) => html`<option value=${t.name}>${t.name}</option>`)}</select></label>`}
-      ${tool && html`<form id="play-form" onSubmit=${(e) => e.preventDefault()}><p>${tool.description || ""}</p>
+      ${mode === "tool" && tool && html`<form id="play-form" onSubmit=${(e) => e.preventDefault()}><p>${tool.description || ""}</p>
         ${fields.map((f) => html`<${Field} field=${f} value=${values[f.name]} onValue=${(v) => setValues({ ...values, [f.name]: v })} />`)}
         ${!fields.length && html`<p class="muted">No arguments.</p>`}
         <div class="toolbar"><${Action} id="play-call" class="primary" onRun=${call} setError=${setError}>Call</${Action}></div></form>`}
@@ -101,6 +121,8 @@ export function Playground({ access, params }) {
     <section class="panel"><h2>Result</h2>
       ${!answer && html`<${Empty}>The tool's answer and its audit row show here.</${Empty}>`}
       ${answer && !answer.ok && html`<div class="error" id="play-error">${answer.error}</div>`}
+      ${answer && answer.ok && mode === "chat" && html`<div id="play-chat-answer" class="notice">${
+        ((answer.result.choices || [])[0] || {}).message?.content || "(no text: see the answer below)"}</div>`}
       ${answer && answer.ok && html`<div id="play-result" data-is-error=${answer.result.isError ? "1" : "0"}>
         ${answer.result.isError && html`<div class="error">The tool reported an error.</div>`}<pre>${pretty(answer.result)}</pre></div>`}
       ${answer && html`<h3>Audit row</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
