@@ -132,6 +132,10 @@ class Endpoints:
     def dashboard_url(self) -> str:
         return f"{self.admin_base_url}/dashboard"
 
+    @property
+    def console_url(self) -> str:
+        return f"{self.admin_base_url}/console"
+
 
 def _port_free(host: str, port: int) -> bool:
     try:

@@ -262,6 +262,7 @@ class _Stack:
         out.print(f"  admin       {ep.admin_base_url}  [dim](the admin service: API, docs, dashboard)[/]")
         out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")
         out.print(f"  API docs    {ep.docs_url}")
+        out.print(f"  console     {ep.console_url}  [dim](the web console: servers, keys, traffic, playground)[/]")
         out.print(f"  dashboard   {ep.dashboard_url}  [dim](`bastion analytics query` for SQL)[/]")
         first = True
         for svc, port in self.metrics_ports.items():

@@ -261,8 +261,8 @@ class AdminSettings(ServiceSettings):
     browser sign-in's redirect URI. Empty: `http://<admin host>:<admin port>`."""
     public_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+)?$")
     """The gateway's public URL, as on ingress and oauth (`BASTION_PUBLIC_URL`): where a person signs in
-    (the oauth service's form, or the OpenID provider behind it). Empty: browser sign-in is off
-    (API tokens only)."""
+    (the oauth service's form, or the OpenID provider behind it), and where the console's playground
+    calls `<public_url>/mcp` as a key. Empty: browser sign-in and the playground are off (API tokens only)."""
     admin_bootstrap_token: SecretStr = SecretStr("")
     """Creates the first owner (`POST /admin/v1/principals`, nothing else) and stops working once an
     owner exists. Empty: off (`bastion up` makes its owner itself)."""

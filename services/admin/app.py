@@ -26,6 +26,7 @@ from .api import PREFIX, AdminStore, Authenticator, ChangeLog, admin_api
 from .api.access_routes import access_routes
 from .api.audit_routes import audit_routes
 from .api.errors import bound_route, needs
+from .console import console_api, console_pages
 from .login import OAuthLogin, login_router
 from .pages import admin_index, start_page
 from .roles import PUBLIC
@@ -56,6 +57,8 @@ def build_app(
         analytics_router(nc, auth),
         dashboard_router(auth),
         login_router(OAuthLogin(nc, store, settings, changes, local_url), auth),
+        console_api(store, auth, settings.public_url),  # the web console (docs/console.md)
+        console_pages(auth),
     ):
         app.include_router(router)
     index = admin_index(PREFIX, [getattr(route, "path", "") for route in flat_routes(app.routes)])

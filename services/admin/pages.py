@@ -19,6 +19,7 @@ _STYLE = (
 )
 
 _LINKS = (
+    ("/console", "Web console", "servers, catalog, keys, groups, LLM providers, live traffic, playground"),
     ("/dashboard", "Analytics dashboard", "calls, errors, latency, top tools, keys, recent events"),
     ("/docs", "Admin API reference", "every admin endpoint, with the permission each one needs"),
     ("/admin/v1", "Admin API index", "the resources the admin API manages, as JSON"),

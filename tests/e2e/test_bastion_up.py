@@ -128,7 +128,15 @@ def test_every_url_the_banner_prints_answers(stack):
     base = f"http://127.0.0.1:{port}"
     admin = json.loads((data_dir / "stack.json").read_text())["admin_url"].removesuffix("/admin/v1")
     assert admin != base and admin.startswith("http://127.0.0.1:"), "the admin service has its own port"
-    assert {f"{base}/mcp", f"{base}/", admin, f"{admin}/admin/v1", f"{admin}/docs", f"{admin}/dashboard"} <= urls
+    assert {
+        f"{base}/mcp",
+        f"{base}/",
+        admin,
+        f"{admin}/admin/v1",
+        f"{admin}/docs",
+        f"{admin}/dashboard",
+        f"{admin}/console",
+    } <= urls
     for service in ("policy", "executor", "audit", "codemode", "oauth", "admin", "ingress"):  # each its own port
         assert re.search(rf"http://127\.0\.0\.1:\d+/metrics\s+\({service}\)", banner), (service, banner)
     with httpx.Client(timeout=10, trust_env=False) as http:
@@ -144,7 +152,7 @@ def test_every_url_the_banner_prints_answers(stack):
         assert assets and all(a.startswith("/") for a in assets), assets  # same origin: works offline
         for asset in assets:
             assert http.get(admin + asset).status_code == 200, asset
-        for path in ("/admin/v1", "/docs", "/dashboard"):  # none of it on the public gateway
+        for path in ("/admin/v1", "/docs", "/dashboard", "/console"):  # none of it on the public gateway
             assert http.get(base + path).status_code == 404, path
         assert answers[f"{base}/mcp"].json()["error"]  # a browser at the MCP URL gets an explanation
 

@@ -47,4 +47,7 @@ async def test_every_start_page_link_answers_and_the_dashboard_is_self_contained
     dashboard = await http.get("/dashboard")
     assert dashboard.headers["content-type"].startswith("text/html")
     linked = re.findall(r"""(?:src|href)=['"]([^'"#]+)['"]""", dashboard.text)
-    assert linked == ["/login?next=/dashboard"], linked  # scripts and styles are inline: it works offline
+    # its scripts and styles are inline but for the navigation it shares with the console: it works offline
+    assert linked == ["/console/nav.css", "/console/nav.js", "/login?next=/dashboard"], linked
+    for asset in linked[:2]:
+        assert (await http.get(asset)).status_code == 200, asset

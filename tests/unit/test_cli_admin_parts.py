@@ -88,6 +88,7 @@ def test_up_gives_no_service_an_admin_token_and_binds_the_admin_service(tmp_path
     config = parse_config({"mcpServers": {}, "gateway": {"port": 9999}})
     ep = resolve_endpoints(config, None, None, tmp_path, {"BASTION_ADMIN_PORT": "9998"})
     assert ep.admin_url == "http://127.0.0.1:9998/admin/v1" and ep.dashboard_url == "http://127.0.0.1:9998/dashboard"
+    assert ep.console_url == "http://127.0.0.1:9998/console"
     base = {"PATH": "/usr/bin", "BASTION_ADMIN_TOKEN": "from-the-shell", "BASTION_ADMIN_BOOTSTRAP_TOKEN": "boot"}
     specs = {s.name: s for s in service_specs(config, ep, "session", base)}
     admin = specs["admin"].env or {}

@@ -1,0 +1,161 @@
+"""The console's routes: its page and static files (`/console`, public: they hold no data), and the
+few API routes the console needs beyond the admin API (`/admin/v1/console/...`, behind the same
+credential): the catalog searched server-side, a remote server's connectivity test, and the
+playground's calls as a virtual key through the gateway.
+
+(No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
+"""
+
+import base64
+import hashlib
+import mimetypes
+import re
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse, Response
+
+from ..api.auth import Authenticator
+from ..api.errors import AdminError, bound_route, documented, needs
+from ..api.models import ServerCreate, unmask
+from ..api.routes import api_router
+from ..api.store import AdminStore
+from ..roles import PUBLIC
+from .catalog import MAX_PAGE, CatalogPage, search
+from .playground import Playground, PlaygroundAnswer, PlaygroundCall, PlaygroundChat, PlaygroundKey
+from .probe import ProbeAnswer, probe
+
+__all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
+
+CONSOLE_PATH = "/console"
+_IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.S)
+
+
+def _static() -> dict[str, tuple[bytes, str]]:
+    """Every file under `static/` by its path there, read once: nothing else can be asked for."""
+    found: dict[str, tuple[bytes, str]] = {}
+
+    def walk(node: Traversable, prefix: str) -> None:
+        for child in node.iterdir():
+            name = f"{prefix}{child.name}"
+            if child.is_dir():
+                walk(child, name + "/")
+            elif not child.name.startswith("."):
+                kind = mimetypes.guess_type(child.name)[0] or "application/octet-stream"
+                if child.name.endswith(".js"):
+                    kind = "text/javascript"
+                found[name] = (child.read_bytes(), kind)
+
+    walk(files(__package__).joinpath("static"), "")
+    return found
+
+
+def _headers(page: str) -> dict[str, str]:
+    # the import map is the one inline script: allowed by its hash, nothing else inline runs
+    scripts = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'" for m in _IMPORT_MAP.findall(page)
+    )
+    policy = (
+        f"default-src 'self'; script-src 'self' {scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+    return {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": policy}
+
+
+def console_pages(auth: Authenticator) -> APIRouter:
+    """`GET /console` (the page) and `GET /console/{file}` (its scripts, styles, vendored toolkit):
+    public, they hold no data."""
+    router = APIRouter(route_class=bound_route(auth))
+    public = needs(PUBLIC)
+    assets = _static()
+    page = assets.pop("index.html")[0].decode()
+    headers = _headers(page)
+
+    @router.get(CONSOLE_PATH, response_class=HTMLResponse, include_in_schema=False, openapi_extra=public)
+    async def console() -> HTMLResponse:
+        return HTMLResponse(page, headers=headers)
+
+    @router.get(CONSOLE_PATH + "/{name:path}", include_in_schema=False, openapi_extra=public)
+    async def asset(name: str) -> Response:
+        if name not in assets:
+            return Response("not found", status_code=404, media_type="text/plain")
+        body, kind = assets[name]
+        return Response(
+            body, media_type=kind, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+        )
+
+    return router
+
+
+def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> APIRouter:
+    """The console's API routes under `/admin/v1/console`, each behind the permission it declares:
+    the catalog reads servers, the connectivity test writes them, the playground acts as a key whose
+    secret the person holds (listing keys is what it needs of the admin API)."""
+    router = api_router(auth)
+    prefix = "/console"
+    playground = Playground(gateway_url)
+
+    @router.get(prefix + "/catalog", tags=["console"], openapi_extra=needs("servers:read"))
+    async def catalog(
+        q: Annotated[str, Query(max_length=256, description="Words each matching tool contains.")] = "",
+        server: Annotated[str | None, Query(max_length=256)] = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    ) -> CatalogPage:
+        """One page of the tools of every ready server matching `q`, with their definitions."""
+        return search([v.value for _, v in await store.catalog.list()], q, server or None, offset, limit)
+
+    @router.post(
+        prefix + "/servers/test", tags=["console"], responses=documented(422), openapi_extra=needs("servers:write")
+    )
+    async def test_server(body: ServerCreate) -> ProbeAnswer:
+        """Connect to a remote server's configuration and list its tools, without saving it. Masked
+        values (`***`) of an existing server of that name are its stored ones."""
+        config = body.config
+        if config.transport not in ("http", "sse"):
+            stdio = " (a stdio server is a command the executors run, not the admin service)"
+            raise AdminError(
+                422,
+                "not_testable",
+                f"a {config.transport} server is tested by saving it: its status shows what the executor found"
+                + (stdio if config.transport == "stdio" else ""),
+            )
+        if (stored := await store.servers.find(body.name)) is not None:
+            config = unmask(config, store.sealer.open(stored.value.config))  # `***` keeps a stored secret
+        return await probe(config)
+
+    def _playground() -> Playground:
+        if not playground.url:
+            raise AdminError(
+                503,
+                "playground_unavailable",
+                "the playground needs the gateway's address: start the admin service with BASTION_PUBLIC_URL",
+            )
+        return playground
+
+    @router.post(
+        prefix + "/playground/tools", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_tools(body: PlaygroundKey) -> PlaygroundAnswer:
+        """The tools a virtual key sees, listed through the gateway's `/mcp` with that key."""
+        return await _playground().tools(body)
+
+    @router.post(
+        prefix + "/playground/call", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_call(body: PlaygroundCall) -> PlaygroundAnswer:
+        """Call a tool as a virtual key through the gateway's `/mcp`: a real call (policy, budgets,
+        audit). The key's secret is used for this request only."""
+        return await _playground().call(body)
+
+    @router.post(
+        prefix + "/playground/chat", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_chat(body: PlaygroundChat) -> PlaygroundAnswer:
+        """One chat completion through the gateway's `/v1` as a virtual key: a real request (its budget,
+        the provider's price, audit). The key's secret is used for this request only."""
+        return await _playground().chat(body)
+
+    return router

@@ -1,0 +1,467 @@
+"""The web console in a real browser (Debian's Chromium over the DevTools Protocol) against a real
+running stack: every service from its composition root, real upstream MCP servers (one with 1,200
+tools), the admin service with the console, the gateway's `/mcp` behind the playground.
+
+A person signs in, sees every view, issues a key, calls a tool with it (through an agent's client
+and through the playground), and finds the calls in live traffic with their audit rows; adds a
+server after testing its connection; revokes keys in bulk. Screenshots of each view are saved as
+test artifacts under `.artifacts/console/` (docs/console.md names them).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from cli.apply import key_records
+from cli.stack import EmbeddedNats, EmbeddedValkey
+from libs.common.config import parse_config
+from libs.common.settings import AdminSettings, CodeModeSettings
+from services.admin.service import AdminService
+from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
+from tests.support.console_browser import Page, browser
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
+from tests.support.llm_provider import Reply, scripted_provider
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / ".artifacts" / "console"
+MANY = ROOT / "tests" / "support" / "many_tools_server.py"
+
+
+@dataclass
+class Stack:
+    gateway: Gateway
+    admin: AdminService
+    owner: str
+    """API tokens of an owner, an analyst, an auditor and a viewer (docs/admin-api.md)."""
+    analyst: str
+    auditor: str
+    viewer: str
+
+    @property
+    def console(self) -> str:
+        return f"{self.admin.url}/console"
+
+    def api(self, token: str | None = None) -> httpx.AsyncClient:
+        headers = {"Authorization": f"Bearer {token or self.owner}"}
+        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="module")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    tmp = tmp_path_factory.mktemp("console")
+    nats = EmbeddedNats(tmp / "nats").start()
+    valkey = EmbeddedValkey(tmp / "valkey").start()
+    config = default_config({"many": {"command": sys.executable, "args": [str(MANY)]}})
+    try:
+        codemode = CodeModeSettings(sandbox_workers=1)
+        async with running_gateway(nats.url, valkey.url, tmp, config, codemode=codemode) as gateway:
+            # the console's admin service knows where the gateway is, as under `bastion up`
+            admin = AdminService(
+                AdminSettings(
+                    nats_url=nats.url,
+                    admin_port=0,
+                    admin_bootstrap_token=BOOTSTRAP,
+                    public_url=gateway.url.removesuffix("/mcp"),
+                )
+            )
+            await admin.start()
+            try:
+                owner = await first_owner(admin)
+                roles = {
+                    role: await principal_token(admin, owner, f"{role}@example.com", {"role": role}, kind="person")
+                    for role in ("analyst", "auditor", "viewer")
+                }
+                yield Stack(gateway, admin, owner, **roles)
+            finally:
+                await admin.stop()
+    finally:
+        valkey.stop()
+        nats.stop()
+
+
+async def _signed_in(page: Page, stack: Stack, token: str | None = None, view: str = "servers") -> None:
+    await page.open(f"{stack.console}#token={token or stack.owner}")
+    await page.wait("document.body.dataset.state === 'ready'", "the console signed in")
+    await page.click(f"#nav-{view}")
+    await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")
+
+
+async def _shot(page: Page, name: str) -> None:
+    await page.screenshot(ARTIFACTS / f"{name}.png")
+
+
+async def test_the_login_page_says_where_the_first_token_is_and_refuses_a_wrong_one(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await page.open(stack.console)
+        await page.wait("document.body.dataset.state === 'login'", "the sign-in form")
+        assert "stack.json" in await page.text("main")
+        await _shot(page, "console-login")
+        await page.fill("#login-token", "not-a-token")
+        await page.click("#login-open")
+        await page.wait("!!document.querySelector('.error')", "the refusal")
+        assert "refused" in await page.text(".error")
+        assert await page.evaluate("document.body.dataset.state") == "login"
+        assert page.errors == []
+
+
+async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack)
+        await page.shown("#servers-table tr[data-server='echo']")
+        await page.wait("document.querySelectorAll('#servers-table tbody tr').length === 3", "three servers")
+        many = await page.text("#servers-table tr[data-server='many']")
+        assert "healthy" in many and "1200" in many
+        await _shot(page, "console-servers")
+
+        async with stack.api() as api:
+            total = sum(s["tools"] for s in (await api.get("/servers")).json())
+        assert total > 1200
+        await page.click("#nav-catalog")
+        await page.wait(
+            f"document.querySelector('#catalog-count')?.innerText.startsWith('{total} tools')", "every tool"
+        )
+        assert await page.evaluate("document.querySelectorAll('#catalog-table tbody tr').length") == 50  # one page
+        await page.fill("#catalog-search", "invoice 0150")
+        await page.wait("document.querySelector('#catalog-count')?.innerText.startsWith('1 tool matches')", "one match")
+        await page.click("#catalog-table tr[data-tool='many__invoice_0150']")
+        await page.shown("#tool-detail pre")
+        assert '"name": "invoice_0150"' in await page.text("#tool-detail pre")
+        assert "Pin state and drift" in await page.text("#tool-detail")  # the slot, not a fake
+        await _shot(page, "console-catalog")
+
+        for view, ready in (
+            ("keys", "#keys-table tr[data-key='admin']"),
+            ("groups", "#groups-table, .empty"),
+            ("directory", "#directory-users"),
+            ("providers", "#providers-table, .empty"),
+            ("traffic", "#traffic-table, .empty"),
+            ("playground", "#play-key"),
+        ):
+            await page.click(f"#nav-{view}")
+            await page.shown(ready)
+            await _shot(page, f"console-{view}")
+        await page.click("#nav-directory")  # a customer and a team in it, made in the UI
+        await page.click("#customers-new")
+        await page.fill("#customers-id", "acme")
+        await page.fill("#customers-name", "Acme")
+        await page.click("#customers-save")
+        await page.shown("#directory-customers tr[data-entity='acme']")
+        await page.click("#teams-new")
+        await page.fill("#teams-id", "payments")
+        await page.fill("#teams-name", "Payments")
+        await page.fill("#teams-create select", "acme")
+        await page.click("#teams-save")
+        await page.shown("#directory-teams tr[data-entity='payments']")
+        assert "acme" in await page.text("#directory-teams tr[data-entity='payments']")
+        await _shot(page, "console-people")
+        assert await page.evaluate("!!document.querySelector('#nav-dashboard')")
+        assert page.errors == []
+
+
+async def test_a_key_issued_in_the_ui_is_used_and_its_calls_appear_in_live_traffic(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="keys")
+        await page.click("#key-new")
+        await page.fill("#key-name", "console-made")
+        await page.fill("#key-budget", "5")
+        await page.fill("#grant-search", "echo")
+        await page.click("#key-issue tr[data-grant='echo/echo']")  # picked from the catalog
+        await page.click("#key-create")
+        await page.shown("#key-secret-value")
+        secret = (await page.text("#key-secret-value")).strip()
+        assert secret.startswith("bk_")
+        async with stack.api() as api:
+            made = next(k for k in (await api.get("/keys")).json() if k["name"] == "console-made")
+        assert made["grants"] == ["echo/echo"] and made["budget"] == {"limit_usd": 5.0, "period": "month"}
+
+        # an agent uses it: the official client through the gateway
+        async with stack.gateway.client(key=secret) as client:
+            answer = await client.call_tool("echo__echo", {"text": "from an agent"})
+            assert not answer.is_error
+
+        # ... and the person tries it in the playground, where the tab still holds the secret
+        await page.click("#key-try")
+        await page.wait("document.body.dataset.view === 'playground'", "the playground")
+        await page.wait("document.querySelector('#play-secret')?.value.length > 0", "the secret carried over")
+        await page.click("#play-list")
+        await page.shown("#play-tool")
+        assert await page.evaluate("[...document.querySelectorAll('#play-tool option')].map(o => o.value)") == [
+            "",
+            "echo__echo",
+        ]  # what the key may call, as the gateway lists it
+        await page.fill("#play-tool", "echo__echo")
+        await page.fill("#arg-text", "from the playground")
+        await page.click("#play-call")
+        await page.shown("#play-result")
+        assert "from the playground" in await page.text("#play-result")
+        await page.shown("#play-audit")  # the call's own audit row
+        audit = await page.text("#play-audit")
+        assert "console-made" in audit and "echo__echo" in audit and "ok" in audit
+        assert "from the playground" in await page.text("#event-arguments")  # the admin token may see payloads
+        await _shot(page, "console-playground-call")
+
+        await page.click("#nav-traffic")
+        await page.fill("#filter-key", "console-made")
+        await page.wait(
+            "document.querySelectorAll('#traffic-table tr[data-tool=\"echo__echo\"]').length === 2",
+            "both calls of the key in live traffic",
+        )
+        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.shown("#event-detail")
+        detail = await page.text("#event-detail")
+        assert "ms upstream" in detail and "trace id" in detail
+        await _shot(page, "console-traffic")
+        assert page.errors == []
+
+
+async def test_the_playground_runs_a_code_mode_script_as_a_key(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        made = await api.post("/keys", json={"name": "scripted", "grants": ["echo/*"], "code_mode": True})
+    assert made.status_code == 201, made.text
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="playground")
+        await page.shown(f"#play-key option[value='{made.json()['key']['id']}']")
+        await page.fill("#play-key", made.json()["key"]["id"])
+        await page.fill("#play-secret", made.json()["secret"])
+        await page.click("#play-list")
+        await page.shown("#play-tool option[value='execute_code']")
+        await page.fill("#play-tool", "execute_code")
+        await page.fill("textarea#arg-code", 'print(echo.echo(text="from a script"))')
+        await page.click("#play-call")
+        await page.shown("#play-result")
+        assert "from a script" in await page.text("#play-result")
+        await page.shown("#play-audit")
+        assert "execute_code" in await page.text("#play-audit")
+        await page.wait(
+            "document.querySelector('#event-detail')?.innerText.includes('Calls made inside it')", "the run's calls"
+        )
+        assert "echo__echo" in await page.text("#event-detail")  # the tool call the script made, inside the run
+        await _shot(page, "console-playground-code-mode")
+        assert page.errors == []
+
+
+async def test_a_server_is_tested_before_it_is_saved(stack: Stack, tmp_path: Path) -> None:
+    async with example_server_over_http("--http") as url, browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack)
+        await page.click("#server-add")
+        await page.fill("#server-name", "remote")
+        await page.fill("#server-config", '{"url": "http://127.0.0.1:9/mcp"}')  # nothing listens there
+        await page.click("#server-test")
+        await page.shown("#server-probe.error")
+        assert "Connection failed" in await page.text("#server-probe")
+        await page.fill("#server-config", f'{{"url": "{url}"}}')
+        await page.click("#server-test")
+        await page.shown("#server-probe.notice")
+        assert "echo" in await page.text("#server-probe")
+        await _shot(page, "console-server-test")
+        await page.click("#server-save")
+        await page.wait(
+            "document.querySelector(\"#servers-table tr[data-server='remote']\")?.innerText.includes('healthy')",
+            "the saved server connected by the executor",
+        )
+        async with stack.api() as api:
+            assert (await api.get("/servers/remote")).json()["config"]["url"] == url
+            assert (await api.delete("/servers/remote")).status_code == 204
+        assert page.errors == []
+
+
+async def test_many_keys_are_revoked_at_once(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        for name in ("bulk-1", "bulk-2", "bulk-3"):
+            assert (await api.post("/keys", json={"name": name, "grants": ["echo/echo"]})).status_code == 201
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="keys")
+        for name in ("bulk-1", "bulk-2"):
+            await page.click(f"#keys-table tr[data-key='{name}'] input[type=checkbox]")
+        await page.click("#keys-revoke-selected")
+        await page.wait(
+            "document.querySelector(\"#keys-table tr[data-key='bulk-2']\")?.innerText.includes('revoked')",
+            "the revoked keys",
+        )
+    async with stack.api() as api:
+        revoked = {k["name"]: k["revoked"] for k in (await api.get("/keys")).json() if k["name"].startswith("bulk-")}
+    assert revoked == {"bulk-1": True, "bulk-2": True, "bulk-3": False}
+
+
+async def test_an_analyst_sees_traffic_without_payloads_and_nothing_else(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:  # a call with arguments to look at
+        assert not (await client.call_tool("echo__echo", {"text": "analyst-must-not-read-this"})).is_error
+    async with browser(tmp_path / "profile") as page:
+        await page.open(f"{stack.console}#token={stack.analyst}")
+        await page.wait("document.body.dataset.state === 'ready'", "the analyst signed in")
+        links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
+        assert links == ["nav-traffic", "nav-dashboard"]  # analytics only: no servers, keys, playground
+        assert "analyst@example.com (analyst)" in await page.text("#who")
+        assert await page.evaluate("document.body.dataset.view") == "traffic"
+        await page.open(f"{stack.console}#/keys")  # asking for the view by its address changes nothing
+        await page.wait("document.body.dataset.view === 'traffic'", "the analyst kept out of keys")
+        await page.fill("#filter-key", "admin")
+        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.shown("#event-payloads-hidden")
+        assert "analyst-must-not-read-this" not in await page.text("main")
+        await _shot(page, "console-analyst")
+        assert page.errors == []
+    async with stack.api(stack.analyst) as api:  # and the API refuses what the console hides
+        for refused in (
+            await api.get("/keys"),
+            await api.get("/console/catalog"),
+            await api.post("/console/playground/call", json={"secret": "bk_x", "tool": "echo__echo"}),
+        ):
+            assert refused.status_code == 403, refused.text
+
+
+async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:
+        assert not (await client.call_tool("echo__echo", {"text": "for-the-auditor"})).is_error
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, stack.auditor, view="traffic")
+        await page.fill("#filter-key", "admin")
+        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.shown("#event-arguments")
+        await page.wait(
+            "document.querySelector('#event-detail')?.innerText.includes('for-the-auditor')", "the arguments"
+        )
+        assert page.errors == []
+
+
+async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, stack.viewer, view="keys")
+        await page.shown("#keys-table tr[data-key='admin']")
+        links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
+        assert links == [
+            *("nav-servers", "nav-catalog", "nav-keys", "nav-groups", "nav-directory", "nav-providers"),
+            *("nav-playground", "nav-export"),
+        ]
+        buttons = "document.querySelectorAll('#key-new, #keys-table input[type=checkbox], [data-revoke]').length"
+        assert await page.evaluate(buttons) == 0  # no issue, select or revoke
+        await page.click("#nav-servers")
+        await page.shown("#servers-table tr[data-server='echo']")
+        assert await page.evaluate("document.querySelectorAll('#server-add, #servers-table button').length") == 0
+        await _shot(page, "console-viewer")
+        assert page.errors == []
+    async with stack.api(stack.viewer) as api:
+        refused = await api.post("/keys", json={"name": "viewer-made"})
+        assert refused.status_code == 403 and refused.json()["permission"] == "keys:write"
+        probe = await api.post("/console/servers/test", json={"name": "x", "config": {"url": "http://127.0.0.1:9/"}})
+        assert probe.status_code == 403 and probe.json()["permission"] == "servers:write"
+
+
+async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: Stack, tmp_path: Path) -> None:
+    for token, expected in (
+        (
+            stack.owner,
+            ["servers", "catalog", "keys", "groups", "directory", "providers", "traffic", "playground", "export"],
+        ),
+        (stack.analyst, ["traffic"]),
+    ):
+        async with browser(tmp_path / f"profile-{len(expected)}") as page:
+            await page.open(f"{stack.admin.url}/dashboard#token={token}")
+            await page.shown("#bastion-nav #nav-dashboard")
+            links = await page.evaluate("[...document.querySelectorAll('#bastion-nav a')].map(a => a.id)")
+            assert links == [f"nav-{name}" for name in [*expected, "dashboard"]]
+            assert await page.evaluate("document.querySelector('#nav-traffic').getAttribute('href')") == (
+                "/console#/traffic"
+            )
+            if token == stack.owner:
+                await _shot(page, "dashboard-with-console-navigation")
+            assert page.errors == []
+
+
+async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_secret(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret_header = "Bearer upstream-secret-not-for-export"
+    guarded = {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": secret_header}, "disabled": True}
+    async with stack.api() as api:
+        assert (await api.post("/servers", json={"name": "guarded", "config": guarded})).status_code == 201
+        keys = {k["name"]: k["id"] for k in (await api.get("/keys")).json() if not k["revoked"]}
+    try:
+        async with browser(tmp_path / "profile") as page:
+            await _signed_in(page, stack, view="export")
+            await page.click("#export-run")
+            await page.shown("#export-text")
+            text = str(await page.evaluate("document.querySelector('#export-text').value"))
+            await page.shown("#export-download[download='bastion-config.yaml']")
+            await _shot(page, "console-export")
+            assert page.errors == []
+    finally:
+        async with stack.api() as api:
+            await api.delete("/servers/guarded")
+    assert "upstream-secret-not-for-export" not in text and ADMIN_KEY not in text
+    assert "BASTION_SECRET_GUARDED_HEADERS_AUTHORIZATION" in text.splitlines()[2]  # the header says what to set
+    monkeypatch.setenv("BASTION_SECRET_GUARDED_HEADERS_AUTHORIZATION", secret_header)
+    config = parse_config(yaml.safe_load(text))  # what `bastion config apply` reads
+    assert config.mcp_servers["guarded"].headers == {"Authorization": secret_header}
+    assert {"echo", "notes", "many", "guarded"} <= set(config.mcp_servers)
+    assert {r.name: r.id for r in key_records(config)} == keys  # the same keys, by their sha256
+
+
+async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        assert (await api.post("/teams", json={"id": "kmteam", "name": "KM team"})).status_code == 201
+    manager = await principal_token(
+        stack.admin, stack.owner, "km@example.com", {"role": "key_manager", "team_id": "kmteam"}, kind="person"
+    )
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, manager, view="keys")
+        links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
+        assert links == ["nav-keys", "nav-playground"]
+        await page.wait("!!document.querySelector('#keys-table, .empty')", "the team's keys")
+        assert not await page.evaluate("!!document.querySelector('#keys-table tr[data-key=admin]')")
+        await page.click("#key-new")
+        options = await page.evaluate("[...document.querySelectorAll('#key-owner option')].map(o => o.value)")
+        assert options == ["team:kmteam"]  # where this role may issue, and nowhere else
+        await page.fill("#key-name", "km-made")
+        await page.fill("#grant-pattern", "echo/echo")
+        await page.click("#grant-add-pattern")
+        await page.click("#key-create")
+        await page.shown("#key-secret-value")
+        await page.shown("#keys-table tr[data-key='km-made']")
+        await _shot(page, "console-key-manager")
+        assert page.errors == []
+    async with stack.api() as api:
+        made = next(k for k in (await api.get("/keys")).json() if k["name"] == "km-made")
+    assert made["team_id"] == "kmteam" and made["grants"] == ["echo/echo"]
+
+
+async def test_the_playground_sends_a_chat_completion_as_a_key(stack: Stack, tmp_path: Path) -> None:
+    async with scripted_provider() as provider, stack.api() as api:
+        provider.script.append(Reply(text="hello from the scripted model"))
+        config = {"base_url": provider.base_url, "models": ["console-model"]}
+        assert (await api.post("/llm-providers", json={"name": "scripted", "config": config})).status_code == 201
+        made = (await api.post("/keys", json={"name": "chatty", "grants": []})).json()
+        try:
+            async with browser(tmp_path / "profile") as page:
+                await _signed_in(page, stack, view="playground")
+                await page.shown(f"#play-key option[value='{made['key']['id']}']")
+                await page.fill("#play-key", made["key"]["id"])
+                await page.fill("#play-secret", made["secret"])
+                await page.fill("#play-mode", "chat")
+                await page.shown("#play-models option[value='console-model']")  # offered from the providers
+                await page.fill("#play-model", "console-model")
+                await page.fill("#play-message", "say hello")
+                await page.click("#play-send")
+                await page.shown("#play-chat-answer")
+                assert await page.text("#play-chat-answer") == "hello from the scripted model"
+                await page.shown("#play-audit")
+                audit = await page.text("#play-audit")
+                assert "llm_request" in audit and "chatty" in audit and "console-model" in audit
+                await _shot(page, "console-playground-chat")
+                assert page.errors == []
+        finally:
+            await api.delete("/llm-providers/scripted")
+    assert provider.received and provider.received[0].body["messages"] == [{"role": "user", "content": "say hello"}]
