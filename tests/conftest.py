@@ -7,9 +7,11 @@ reasoning about state shared between tests.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+import httpx2
 import pytest
 
 from cli.stack import EmbeddedNats, EmbeddedValkey
@@ -24,12 +26,24 @@ pytest_plugins = [
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 
+Server = TypeVar("Server", EmbeddedNats, EmbeddedValkey)
+
+
+def _running(server: Server) -> Iterator[Server]:
+    """A fixture's body for an embedded server: started for the test, stopped after it."""
+    server.start()
+    yield server
+    server.stop()
+
 
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats").start()
-    yield server
-    server.stop()
+    yield from _running(EmbeddedNats(tmp_path / "nats"))
+
+
+@pytest.fixture
+def valkey_server(tmp_path: Path) -> Iterator[EmbeddedValkey]:
+    yield from _running(EmbeddedValkey(tmp_path / "valkey"))
 
 
 @pytest.fixture
@@ -38,15 +52,15 @@ def nats_url(nats_server: EmbeddedNats) -> str:
 
 
 @pytest.fixture
-def valkey_server(tmp_path: Path) -> Iterator[EmbeddedValkey]:
-    server = EmbeddedValkey(tmp_path / "valkey").start()
-    yield server
-    server.stop()
+def redis_url(valkey_server: EmbeddedValkey) -> str:
+    return valkey_server.url
 
 
 @pytest.fixture
-def redis_url(valkey_server: EmbeddedValkey) -> str:
-    return valkey_server.url
+async def http() -> AsyncIterator[httpx2.AsyncClient]:
+    """A plain HTTP client, for the raw requests a test sends to a gateway."""
+    async with httpx2.AsyncClient(timeout=30) as client:
+        yield client
 
 
 @pytest.fixture

@@ -19,8 +19,16 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
-from tests.support.gateway import ADMIN_KEY, NOTHING_KEY, READONLY_KEY, ROOT, default_config, running_gateway
+from tests.support.gateway import (
+    ADMIN_HEADERS,
+    ADMIN_KEY,
+    NOTHING_KEY,
+    READONLY_KEY,
+    ROOT,
+    default_config,
+    gateway_on_own_servers,
+    legacy_initialize,
+)
 from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
@@ -72,15 +80,8 @@ def _config() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("fuzz")
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
-    try:
-        async with running_gateway(
-            nats.url, valkey.url, workdir, _config(), call_timeout=10.0, header_timeout=5.0
-        ) as gw:
-            yield gw
-    finally:
-        nats.stop()
-        valkey.stop()
+    async with gateway_on_own_servers(workdir, _config(), call_timeout=10.0, header_timeout=5.0) as gw:
+        yield gw
 
 
 # ---------------------------------------------------------------------- what the fuzzer sends
@@ -267,17 +268,8 @@ def _campaign(url: str, sessions: tuple[str, str], outcomes: collections.Counter
 async def test_fuzzed_requests_get_answers_not_errors_and_every_handled_request_is_audited(gateway):
     ingress, audit_service = gateway.ingress, gateway.services[0]
     async with httpx2.AsyncClient(timeout=30) as http:
-        auth = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
-        init = {
-            "jsonrpc": "2.0",
-            "id": 0,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "fuzz", "version": "1"},
-            },
-        }
+        auth = ADMIN_HEADERS
+        init = legacy_initialize(request_id=0, client="fuzz")
         sessions = tuple(
             [(await http.post(gateway.url, headers=auth, json=init)).headers["mcp-session-id"] for _ in "ab"]
         )

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import httpx2
 import pytest
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
-from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, gateway_on_own_servers
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
+AUTH = ADMIN_HEADERS
 LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bad-input")
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
-    try:
-        async with running_gateway(nats.url, valkey.url, workdir, max_body_bytes=LIMIT) as gw:
-            yield gw
-    finally:
-        nats.stop()
-        valkey.stop()
-
-
-@pytest.fixture
-async def http():
-    async with httpx2.AsyncClient(timeout=30) as client:
-        yield client
+    async with gateway_on_own_servers(workdir, max_body_bytes=LIMIT) as gw:
+        yield gw
 
 
 async def _still_serving(gateway, http) -> None:

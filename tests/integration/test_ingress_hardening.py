@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx2
 import pytest
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
 from services.ingress.session_state import session_key
-from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.gateway import ADMIN_HEADERS, gateway_on_own_servers, legacy_initialize
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
+AUTH = ADMIN_HEADERS
 MODERN = "2026-07-28"
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 SESSION_MAX_AGE = 3.0
@@ -27,26 +25,10 @@ SECRET = "hardening-test-shared-session-secret"
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hardening")
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
-    try:
-        async with running_gateway(
-            nats.url,
-            valkey.url,
-            workdir,
-            session_max_age=SESSION_MAX_AGE,
-            session_secret=SECRET,
-            max_name_chars=300,
-        ) as gw:
-            yield gw
-    finally:
-        nats.stop()
-        valkey.stop()
-
-
-@pytest.fixture
-async def http():
-    async with httpx2.AsyncClient(timeout=30) as client:
-        yield client
+    async with gateway_on_own_servers(
+        workdir, session_max_age=SESSION_MAX_AGE, session_secret=SECRET, max_name_chars=300
+    ) as gw:
+        yield gw
 
 
 def _audit_rows(gateway) -> int:
@@ -222,13 +204,7 @@ async def test_subscriptions_listen_with_a_malformed_resource_list_is_a_clear_er
 
 
 async def _initialize(http, url: str) -> str:
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-    }
-    response = await http.post(url, headers=AUTH, json=init)
+    response = await http.post(url, headers=AUTH, json=legacy_initialize())
     assert response.status_code == 200
     return response.headers["mcp-session-id"]
 

@@ -9,12 +9,11 @@ import contextlib
 import httpx2
 import pytest
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
-from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.gateway import ADMIN_HEADERS, gateway_on_own_servers
 
 pytestmark = pytest.mark.integration
 
-AUTH = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
+AUTH = ADMIN_HEADERS
 HEADER_TIMEOUT = 1.0
 BODY_TIMEOUT = 1.0
 MAX_CONNECTIONS = 50
@@ -25,23 +24,16 @@ CUT_WITHIN = 20.0
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("http-limits")
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
-    try:
-        async with running_gateway(
-            nats.url,
-            valkey.url,
-            workdir,
-            header_timeout=HEADER_TIMEOUT,
-            body_timeout=BODY_TIMEOUT,
-            max_connections=MAX_CONNECTIONS,
-            max_header_bytes=8 * 1024,
-            max_headers=30,
-            max_request_line_bytes=1024,
-        ) as gw:
-            yield gw
-    finally:
-        nats.stop()
-        valkey.stop()
+    async with gateway_on_own_servers(
+        workdir,
+        header_timeout=HEADER_TIMEOUT,
+        body_timeout=BODY_TIMEOUT,
+        max_connections=MAX_CONNECTIONS,
+        max_header_bytes=8 * 1024,
+        max_headers=30,
+        max_request_line_bytes=1024,
+    ) as gw:
+        yield gw
 
 
 async def _serves(gateway) -> None:

@@ -12,8 +12,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
-from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, ROOT, default_config, gateway_on_own_servers
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 
@@ -23,15 +22,10 @@ INTERACTIVE = str(ROOT / "tests" / "support" / "interactive_server.py")
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("input_required")
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
     config = default_config({"interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "auto"}})
-    try:
-        async with running_gateway(nats.url, valkey.url, workdir, config) as gw:
-            assert gw.ingress.catalog.server_status("interactive").protocol_version == "2026-07-28"
-            yield gw
-    finally:
-        nats.stop()
-        valkey.stop()
+    async with gateway_on_own_servers(workdir, config) as gw:
+        assert gw.ingress.catalog.server_status("interactive").protocol_version == "2026-07-28"
+        yield gw
 
 
 class Agent:

@@ -25,7 +25,7 @@ from mcp_types import CallToolResult
 
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
-from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway
+from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, SERVERS, default_config, legacy_initialize, running_gateway
 from tests.support.polling import poll_until
 from tests.support.replicas import AlternatingTransport, ExecutorProcess
 
@@ -86,17 +86,8 @@ async def test_a_session_from_another_deployment_is_refused(two_ingresses, nats_
     foreign = IngressService(settings)
     await foreign.start()
     try:
-        headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        }
+        headers = ADMIN_HEADERS
+        init = legacy_initialize()
         listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
         async with httpx.AsyncClient(headers=headers, timeout=10) as http:
             ours = (await http.post(gw.url, json=init)).headers["mcp-session-id"]

@@ -14,8 +14,14 @@ import orjson
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
-from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway
+from tests.support.gateway import (
+    ADMIN_HEADERS,
+    ADMIN_KEY,
+    ROOT,
+    default_config,
+    gateway_on_own_servers,
+    legacy_initialize,
+)
 from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
@@ -46,15 +52,10 @@ def _config() -> dict[str, Any]:
 async def gateway(request, tmp_path_factory):
     """Every test twice: services over nats-server, and sharing one in-process lane (co-located)."""
     workdir = tmp_path_factory.mktemp("whole")
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
-    try:
-        async with running_gateway(
-            nats.url, valkey.url, workdir, _config(), session_secret="shared-test-secret", lane=request.param
-        ) as gw:
-            yield gw
-    finally:
-        nats.stop()
-        valkey.stop()
+    async with gateway_on_own_servers(
+        workdir, _config(), session_secret="shared-test-secret", lane=request.param
+    ) as gw:
+        yield gw
 
 
 class Inbox:
@@ -217,17 +218,8 @@ async def test_an_agents_answer_may_reach_any_ingress_replica(gateway):
     await second.start()
     try:
         async with httpx2.AsyncClient(timeout=30) as http:
-            headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
-            init = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {"sampling": {}},
-                    "clientInfo": {"name": "raw", "version": "1"},
-                },
-            }
+            headers = dict(ADMIN_HEADERS)
+            init = legacy_initialize(client="raw", capabilities={"sampling": {}})
             response = await http.post(gateway.url, headers=headers, json=init)
             headers["Mcp-Session-Id"] = response.headers["mcp-session-id"]
             headers["MCP-Protocol-Version"] = "2025-06-18"

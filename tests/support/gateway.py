@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from cli.apply import apply_config
 from cli.credentials import StackCredentials
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common import local_lane
 from libs.common.config import BastionConfig, parse_config
 from libs.common.local_lane import LocalLane
@@ -54,6 +55,25 @@ SERVERS = ROOT / "examples" / "servers"
 ADMIN_KEY = "bk_test_admin_key_000000000000"
 READONLY_KEY = "bk_test_readonly_key_00000000"
 NOTHING_KEY = "bk_test_no_grants_key_0000000"
+
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
+"""What a raw HTTP client sends to `/mcp` as the admin key (the SDK client sets its own)."""
+
+
+def legacy_initialize(
+    request_id: int = 1, client: str = "t", capabilities: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A handshake-era (2025-06-18) `initialize` request, as a raw HTTP client posts it."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": capabilities or {},
+            "clientInfo": {"name": client, "version": "1"},
+        },
+    }
 
 
 def default_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -282,3 +302,18 @@ async def running_gateway(
         joining.close()
         for service in reversed(started):
             await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def gateway_on_own_servers(
+    workdir: Path, raw_config: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[Gateway]:
+    """`running_gateway` on a NATS and a Valkey of its own under `workdir`, stopped after it: the
+    module-scoped gateway of a test module (the `nats_url` and `redis_url` fixtures live one test)."""
+    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
+    try:
+        async with running_gateway(nats.url, valkey.url, workdir, raw_config, **options) as gw:
+            yield gw
+    finally:
+        nats.stop()
+        valkey.stop()
