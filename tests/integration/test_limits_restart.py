@@ -5,7 +5,6 @@ on a connection that died with the old server, not one per pooled connection."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import socket
 import subprocess
 import time
@@ -13,32 +12,18 @@ from pathlib import Path
 
 from redis.exceptions import RedisError
 
-from cli.stack import EmbeddedValkey, kill_with_parent
+from cli.stack import EmbeddedValkey
 from libs.common.entities import Budget, RateLimit
 from services.policy.limits import Charged, LimitEngine, plan_for
+from tests.support.restarts import restart_on_same_port
 
 CONCURRENT = 8
 """Calls decided at once before the restart: the pool then holds this many connections."""
 
 
-def restart_on_same_port(server: EmbeddedValkey) -> subprocess.Popen[bytes]:
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(10)
-    with server.log_path.open("ab") as log:
-        proc = subprocess.Popen(server.command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((server.host, server.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError("valkey-server did not come back on its port")
+def _pongs(sock: socket.socket) -> bool:
+    sock.sendall(b"PING\r\n")
+    return sock.recv(16).startswith(b"+PONG")
 
 
 async def test_after_a_valkey_restart_at_most_one_call_fails_and_budgets_survive(tmp_path: Path) -> None:
@@ -52,7 +37,7 @@ async def test_after_a_valkey_restart_at_most_one_call_fails_and_budgets_survive
         assert all(isinstance(c, Charged) for c in charged)
         spent_before = await engine.spent("key:restart", Budget(limit_usd=100.0), now)
 
-        restarted = await asyncio.to_thread(restart_on_same_port, server)
+        restarted = await asyncio.to_thread(restart_on_same_port, server, _pongs)
         failures = 0
         for _ in range(CONCURRENT + 1):  # one at a time: each takes the next pooled connection
             try:

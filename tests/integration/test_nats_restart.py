@@ -9,41 +9,22 @@ missed. `BucketWatch` re-creates its watch after each reconnect instead.
 from __future__ import annotations
 
 import asyncio
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from cli.stack import EmbeddedNats, kill_with_parent
+from cli.stack import EmbeddedNats
 from libs.common.kvwatch import BucketWatch
 from libs.common.nats import connect
+from tests.support.restarts import restart_on_same_port
 
 pytestmark = pytest.mark.integration
 
 CHANGE_SEEN_WITHIN = 8.0
 """Bound on waiting for a change made after the restart: under nats-py's heartbeat recovery (10 s
 at the earliest), so a watch that is not re-created on reconnect fails here."""
-
-
-def restart_on_same_port(server: EmbeddedNats) -> subprocess.Popen[bytes]:
-    """SIGKILL the server and start it again from its command line (same port, same store)."""
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGKILL)
-    server.proc.wait(10)
-    with server.log_path.open("ab") as log:
-        proc = subprocess.Popen(server.command(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection((server.host, server.port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise AssertionError("nats-server did not come back on its port")
 
 
 async def eventually(condition, within: float, what: str) -> None:
