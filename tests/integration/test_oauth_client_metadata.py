@@ -8,20 +8,21 @@ SHA-256 of their secret.
 
 from __future__ import annotations
 
-import base64
+import contextlib
 import hashlib
 import secrets
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx2
 import pytest
 
 from libs.common.sealing import new_key
 from tests.support.documents import serving_documents
-from tests.support.gateway import SERVERS, running_gateway
-from tests.support.oauth_browser import Browser, set_password
+from tests.support.gateway import SERVERS, Gateway, running_gateway
+from tests.support.oauth_browser import Browser, authorization_url, s256, set_password
 
 pytestmark = pytest.mark.integration
 
@@ -37,16 +38,20 @@ def config() -> dict:
     }
 
 
-def authorization_url(base: str, client_id: str, challenge: str, redirect_uri: str = REDIRECT) -> str:
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "state": "s-1",
-    }
-    return f"{base}/oauth/authorize?{urlencode(query)}"
+@contextlib.asynccontextmanager
+async def gateway_for_dora(
+    nats_url: str, redis_url: str, workdir: Path, oauth_options: dict[str, Any]
+) -> AsyncIterator[Gateway]:
+    """The gateway with its OAuth service (`oauth_options`), where Dora has her password."""
+    async with running_gateway(
+        nats_url, redis_url, workdir, config(), oauth=True, secrets_key=new_key(), oauth_options=oauth_options
+    ) as gateway:
+        assert (await set_password(gateway.nats_url, "dora", PASSWORD)).ok
+        yield gateway
+
+
+def authorize_at(base: str, client_id: str, challenge: str, redirect_uri: str = REDIRECT) -> str:
+    return authorization_url(base, client_id, redirect_uri, challenge, state="s-1")
 
 
 async def test_a_client_known_only_by_its_metadata_document_logs_in_and_calls_tools(
@@ -58,26 +63,18 @@ async def test_a_client_known_only_by_its_metadata_document_logs_in_and_calls_to
         documents["/clients/good.json"] = {"client_id": good, "client_name": "Doc Client", "redirect_uris": [REDIRECT]}
         documents["/clients/liar.json"] = {"client_id": f"{site}/clients/good.json", "redirect_uris": [REDIRECT]}
         documents["/clients/huge.json"] = b"{" + b" " * 10_000 + b"}"
-        async with running_gateway(
-            nats_url,
-            redis_url,
-            tmp_path,
-            config(),
-            oauth=True,
-            secrets_key=new_key(),
-            # the documents are served by the test on 127.0.0.1 over plain http: development settings
-            oauth_options={"client_metadata_allow_http_loopback": True, "client_metadata_allow_private": True},
-        ) as gateway:
+        # the documents are served by the test on 127.0.0.1 over plain http: development settings
+        development = {"client_metadata_allow_http_loopback": True, "client_metadata_allow_private": True}
+        async with gateway_for_dora(nats_url, redis_url, tmp_path, development) as gateway:
             base = gateway.url.removesuffix("/mcp")
-            assert (await set_password(gateway.nats_url, "dora", PASSWORD)).ok
             async with httpx2.AsyncClient(timeout=30) as http:
                 server = (await http.get(f"{base}/.well-known/oauth-authorization-server")).json()
             assert server["client_id_metadata_document_supported"] is True
 
             verifier = secrets.token_urlsafe(48)
-            challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            challenge = s256(verifier)
             browser = Browser("dora", PASSWORD)
-            back = await browser.login(authorization_url(base, good, challenge))
+            back = await browser.login(authorize_at(base, good, challenge))
             assert "Doc Client" in browser.pages[0]
             async with httpx2.AsyncClient(timeout=30) as http:
                 tokens = await http.post(
@@ -102,10 +99,10 @@ async def test_a_client_known_only_by_its_metadata_document_logs_in_and_calls_to
             }
             async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
                 for client_id, reason in refusals.items():
-                    page = await http.get(authorization_url(base, client_id, challenge))
+                    page = await http.get(authorize_at(base, client_id, challenge))
                     assert page.status_code == 400 and reason in page.text, (client_id, page.text[:300])
                     assert "location" not in page.headers  # never redirected anywhere
-                unlisted = await http.get(authorization_url(base, good, challenge, "http://127.0.0.1:1/elsewhere"))
+                unlisted = await http.get(authorize_at(base, good, challenge, "http://127.0.0.1:1/elsewhere"))
             assert unlisted.status_code == 400 and "location" not in unlisted.headers
 
 
@@ -121,22 +118,13 @@ async def test_a_client_an_operator_declared_in_a_file_authenticates_with_its_se
         "  token_endpoint_auth_method: client_secret_basic\n"
         f"  client_secret_sha256: {hashlib.sha256(secret.encode()).hexdigest()}\n"
     )
-    async with running_gateway(
-        nats_url,
-        redis_url,
-        tmp_path,
-        config(),
-        oauth=True,
-        secrets_key=new_key(),
-        oauth_options={"oauth_clients_file": str(clients)},
-    ) as gateway:
+    async with gateway_for_dora(nats_url, redis_url, tmp_path, {"oauth_clients_file": str(clients)}) as gateway:
         base = gateway.url.removesuffix("/mcp")
-        assert (await set_password(gateway.nats_url, "dora", PASSWORD)).ok
         verifier = secrets.token_urlsafe(48)
-        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        challenge = s256(verifier)
 
         async def exchange(password: str) -> httpx2.Response:
-            back = await Browser("dora", PASSWORD).login(authorization_url(base, "internal-agent", challenge))
+            back = await Browser("dora", PASSWORD).login(authorize_at(base, "internal-agent", challenge))
             form = {
                 "grant_type": "authorization_code",
                 "code": back.params["code"],

@@ -7,8 +7,6 @@ refused.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import secrets
 import sys
@@ -25,6 +23,7 @@ from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.nats import connect
 from libs.common.sealing import new_key
 from tests.support.gateway import SERVERS, Gateway, running_gateway
+from tests.support.oauth_browser import s256
 from tests.support.oidc_idp import running_oidc_provider, sign_in_at_provider
 from tests.support.polling import poll_until
 
@@ -61,7 +60,7 @@ async def _federated_login(public: str, login: str) -> FederatedLogin:
             "client_id"
         ]
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = s256(verifier)
     query = {
         "response_type": "code",
         "client_id": client_id,

@@ -8,7 +8,6 @@ KV and unsealed, so only the claim under test is wrong.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 import sys
@@ -28,8 +27,8 @@ from libs.common.nats import connect
 from libs.common.oauth import REGISTRATION_TTL
 from libs.common.sealing import Sealer, new_key
 from services.oauth.agents.clients import client_key
-from tests.support.gateway import SERVERS, example_server_over_http, running_gateway
-from tests.support.oauth_browser import Browser, set_password
+from tests.support.gateway import SERVERS, example_server_over_http, legacy_initialize, running_gateway
+from tests.support.oauth_browser import Browser, s256, set_password
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -101,16 +100,7 @@ class Env:
         return await self.http.post(
             self.gateway.url,
             headers={"authorization": f"Bearer {token}", "accept": "application/json, text/event-stream"},
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "t", "version": "1"},
-                },
-            },
+            json=legacy_initialize(),
         )
 
     async def refused_eventually(self, token: str) -> httpx2.Response:
@@ -145,10 +135,6 @@ class Env:
         } | claims
         header = {"alg": "ES256", "kid": key.kid, "typ": "at+jwt"}
         return jwt.encode(header, {k: v for k, v in body.items() if v is not None}, key, algorithms=["ES256"])
-
-
-def s256(verifier: str) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 def query(location: str) -> dict[str, str]:

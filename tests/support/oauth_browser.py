@@ -23,20 +23,29 @@ from libs.common import subjects
 from libs.common.nats import connect
 from libs.common.oauth import PasswordChange, PasswordChanged
 
-__all__ = ["Browser", "LoginResult", "authorization_url", "log_in_for_tokens", "set_password"]
+__all__ = ["Browser", "LoginResult", "authorization_url", "log_in_for_tokens", "s256", "set_password"]
 
 FIXED_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 """A valid PKCE S256 challenge, for flows a test never takes to the token endpoint."""
 
 
-def authorization_url(base: str, client_id: str, redirect_uri: str) -> str:
-    """The gateway's authorization endpoint for `client_id`, as a client sends the browser there."""
+def s256(verifier: str) -> str:
+    """The PKCE S256 challenge of `verifier` (RFC 7636)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def authorization_url(
+    base: str, client_id: str, redirect_uri: str, challenge: str = FIXED_CHALLENGE, **more: str
+) -> str:
+    """The gateway's authorization endpoint for `client_id`, as a client sends the browser there
+    (`more`: further query parameters, such as `state`)."""
     query = {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": redirect_uri,
-        "code_challenge": FIXED_CHALLENGE,
+        "code_challenge": challenge,
         "code_challenge_method": "S256",
+        **more,
     }
     return f"{base}/oauth/authorize?{urlencode(query)}"
 
@@ -93,7 +102,7 @@ async def log_in_for_tokens(base: str, username: str, password: str) -> dict[str
     the token endpoint's answer (`access_token`, `refresh_token`, ...)."""
     redirect = "http://127.0.0.1:33420/callback"
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = s256(verifier)
     async with httpx2.AsyncClient(timeout=30) as http:
         registered = await http.post(f"{base}/oauth/register", json={"redirect_uris": [redirect]})
         assert registered.status_code == 201, registered.text
