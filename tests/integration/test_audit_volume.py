@@ -32,6 +32,7 @@ from libs.common.nats import kv_bucket
 from services.audit.auditor import Auditor
 from services.audit.store import ClickHouseStore
 from services.audit.writer import DURABLE
+from tests.support.audit_pipeline import hold_store
 from tests.support.polling import poll_until
 from tests.support.stores import declared
 
@@ -80,19 +81,6 @@ class AuditProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
-
-
-def _hold_store(chdb_url: str) -> subprocess.Popen[bytes]:
-    """Another process holding the embedded store open: for the audit service, ClickHouse is down."""
-    code = (
-        "import sys, clickhouse_connect\n"
-        f"client = clickhouse_connect.get_client(dsn={chdb_url!r})\n"
-        "print('holding', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline() == b"holding\n"
-    return proc
 
 
 def _release(holder: subprocess.Popen[bytes]) -> None:
@@ -153,7 +141,7 @@ async def test_ten_thousand_events_survive_kill_restart_store_outage_and_nats_re
     for key_id in {e.key_id for e in sent}:  # the keys exist: no event is flagged for naming an unknown one
         await keys.put(key_id, KeyRecord(id=key_id, name=key_id).model_dump_json().encode())
     quarter = TOTAL // 4
-    holder = _hold_store(chdb_url)
+    holder = hold_store(chdb_url)
     first = AuditProcess(nats_server.url, chdb_url, log)
     second: AuditProcess | None = None
     try:

@@ -4,6 +4,8 @@ the stream's durable consumer."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -64,3 +66,17 @@ async def stored_is(service: AuditService, n: int) -> bool:
 async def drained(publisher: AuditPublisher) -> bool:
     """Every event the publisher took was acked or dead-lettered."""
     return publisher.pending == 0
+
+
+def hold_store(chdb_url: str) -> subprocess.Popen[bytes]:
+    """Another process holding the embedded store open, until its stdin closes: the audit service
+    cannot open it (for it, ClickHouse is down)."""
+    code = (
+        "import sys, clickhouse_connect\n"
+        f"client = clickhouse_connect.get_client(dsn={chdb_url!r})\n"
+        "print('holding', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"holding\n", f"could not lock {chdb_url}"
+    return proc

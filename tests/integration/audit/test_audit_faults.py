@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from tests.support.audit_pipeline import (
     consumer_idle,
     drained,
     event,
+    hold_store,
     query,
     redelivered,
     stored_is,
@@ -84,16 +84,8 @@ async def test_clickhouse_unreachable_keeps_events_until_a_store_works(
 
 @pytest.fixture
 def store_lock_holder(chdb_url: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Another process holding the embedded store open: the audit service cannot open it."""
-    path = chdb_url.removeprefix("chdb://")
-    code = (
-        "import sys, clickhouse_connect\n"
-        f"client = clickhouse_connect.get_client(dsn={chdb_url!r})\n"
-        "print('holding', flush=True)\n"
-        "sys.stdin.read()\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert proc.stdout is not None and proc.stdout.readline() == b"holding\n", f"could not lock {path}"
+    """Another process holding the embedded store open (`hold_store`) for the test, then ended."""
+    proc = hold_store(chdb_url)
     yield proc
     if proc.poll() is None:
         proc.kill()
