@@ -3,21 +3,18 @@ workers) -> policy -> executor -> real upstream servers, with audit rows in Clic
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from pathlib import Path
 
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common import subjects
 from libs.common.codemode import META_TOOL_NAMES
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
+from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -64,6 +61,14 @@ def _text(result) -> str:
 
 async def _run(client, code: str):
     return await client.call_tool("execute_code", {"code": code})
+
+
+async def _coder_runs(gateway, code: str) -> str:
+    """What `code` printed and returned, run on the coder key; a run that failed fails the test."""
+    async with gateway.client(CODER_KEY) as client:
+        answer = await _run(client, code)
+    assert not answer.is_error, _text(answer)
+    return _text(answer)
 
 
 async def test_a_code_mode_key_lists_the_five_meta_tools_and_headers_switch(gateway):
@@ -113,27 +118,16 @@ async def test_a_script_calls_tools_through_policy_and_each_call_is_audited_unde
         'print("added", a["id"], b["id"])\n'
         "result = {'titles': titles, 'sum': echo.add(a=2, b=40)}\n"
     )
-    async with gateway.client(CODER_KEY) as client:
-        answer = await _run(client, code)
-    assert not answer.is_error, _text(answer)
-    lines = _text(answer).splitlines()
+    lines = (await _coder_runs(gateway, code)).splitlines()
     assert lines[0] == "added 1 2"
     assert lines[1] == 'result: {"titles":["t1","t2"],"sum":42}'
 
-    nc = await connect(gateway.nats_url, "test-audit")
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            reply = await nc.request(subjects.AUDIT_QUERY, AuditQuery(key_name="coder").model_dump_json().encode(), 10)
-            rows = AuditRows.model_validate_json(reply.data).rows
-            runs = [r for r in rows if r.kind == "code_run"]
-            if runs and len([r for r in rows if r.parent_id == runs[0].event_id]) == 4:
-                break
-            assert time.monotonic() < deadline, f"audit rows never arrived: {rows}"
-            await asyncio.sleep(0.2)
-    finally:
-        await nc.close()
-    run = runs[0]
+    def four_calls_under_a_run(rows: list[AuditEvent]) -> bool:
+        runs = [r for r in rows if r.kind == "code_run"]
+        return bool(runs) and len([r for r in rows if r.parent_id == runs[0].event_id]) == 4
+
+    rows = await audit_rows_when(gateway.nats_url, "coder", four_calls_under_a_run)
+    run = next(r for r in rows if r.kind == "code_run")
     children: list[AuditEvent] = [r for r in rows if r.parent_id == run.event_id]
     assert run.name == "execute_code" and run.status == "ok"
     assert sorted(c.name for c in children) == ["echo__add", "notes__add_note", "notes__add_note", "notes__list_notes"]
@@ -147,10 +141,7 @@ async def test_parallel_runs_calls_concurrently_and_keeps_their_order(gateway):
         ' + [("echo.echo", {"text": "z"})])\n'
         "result = r"
     )
-    async with gateway.client(CODER_KEY) as client:
-        answer = await _run(client, code)
-    assert not answer.is_error, _text(answer)
-    assert _text(answer) == 'result: ["met","met","met","z"]'
+    assert await _coder_runs(gateway, code) == 'result: ["met","met","met","z"]'
 
 
 async def test_errors_name_the_line_the_tool_and_the_closest_names(gateway):
@@ -202,8 +193,9 @@ async def test_an_agent_cancelling_a_run_stops_it_and_its_tool_calls(gateway, mo
         # the session keeps working
         assert _text(await _run(client, "result = 1")) == "result: 1"
     # the run's row (ingress) and its inner call's (codemode) come from two producers: wait for both
-    rows = await _audit_rows(
-        gateway,
+    rows = await audit_rows_when(
+        gateway.nats_url,
+        "coder",
         lambda rows: (
             any(r.error_kind == "cancelled" and r.parent_id for r in rows)
             and any(r.kind == "code_run" and r.error_kind == "cancelled" for r in rows)
@@ -212,21 +204,6 @@ async def test_an_agent_cancelling_a_run_stops_it_and_its_tool_calls(gateway, mo
     run = next(r for r in rows if r.kind == "code_run" and r.error_kind == "cancelled")
     inner = next(r for r in rows if r.parent_id == run.event_id)
     assert inner.name == "echo__sleep" and inner.error_kind == "cancelled"
-
-
-async def _audit_rows(gateway, done) -> list[AuditEvent]:
-    """The key's audit rows once `done(rows)` holds (bounded wait)."""
-    nc = await connect(gateway.nats_url, "test-audit")
-    try:
-        query = AuditQuery(key_name="coder").model_dump_json().encode()
-        async with asyncio.timeout(30):
-            while True:
-                rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, 10)).data).rows
-                if done(rows):
-                    return rows
-                await asyncio.sleep(0.2)
-    finally:
-        await nc.close()
 
 
 async def test_a_direct_call_of_a_catalog_tool_still_works_in_code_mode(gateway):

@@ -10,11 +10,10 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common import subjects
-from libs.common.messages import AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
+from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -44,6 +43,12 @@ async def gateway(nats_url, redis_url, tmp_path):
 
 def _text(result) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
+
+
+def _inner_calls(rows: list[AuditEvent]) -> list[AuditEvent]:
+    """The rows of the calls made inside the first code run among `rows`."""
+    runs = [row for row in rows if row.kind == "code_run"]
+    return [row for row in rows if runs and row.parent_id == runs[0].event_id]
 
 
 async def test_runaway_scripts_are_stopped_and_take_only_their_keys_share(gateway):
@@ -104,17 +109,5 @@ async def test_a_tool_call_cut_off_by_the_wall_clock_limit_ends_the_run_and_is_a
         async with gw.client(GREEDY_KEY) as client:
             stuck = await client.call_tool("execute_code", {"code": "echo.sleep(seconds=60)\n"})
         assert _text(stuck) == "LimitExceeded: wall-clock time limit of 2 s per run"
-        nc = await connect(gw.nats_url, "test-audit")
-        try:
-            query = AuditQuery(key_name="greedy").model_dump_json().encode()
-            async with asyncio.timeout(30):
-                while True:
-                    rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, 10)).data).rows
-                    runs = [row for row in rows if row.kind == "code_run"]
-                    inner = [row for row in rows if runs and row.parent_id == runs[0].event_id]
-                    if inner:
-                        break
-                    await asyncio.sleep(0.2)
-        finally:
-            await nc.close()
+        inner = _inner_calls(await audit_rows_when(gw.nats_url, "greedy", _inner_calls))
     assert inner[0].name == "echo__sleep" and inner[0].error_kind == "upstream_timeout" and inner[0].status == "error"
