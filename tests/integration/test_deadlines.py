@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -25,8 +25,8 @@ from nats.errors import TimeoutError as NatsTimeout
 from libs.common import subjects
 from libs.common.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
 from libs.common.nats import connect
-from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.inbox_spy import inbox_spy
 from tests.support.replicas import ExecutorProcess, PolicyProcess, ServiceProcess
 
 pytestmark = pytest.mark.integration
@@ -46,22 +46,9 @@ def _text(result) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
 
-@contextlib.asynccontextmanager
-async def _unrun_answers(nats_url: str) -> AsyncIterator[list[CallOutcome]]:
-    """Every outcome a replica sent saying a request came too late and did not run."""
-    nc = await connect(nats_url, "spy")
-    seen: list[CallOutcome] = []
-
-    async def on_msg(msg: Msg) -> None:
-        if b"did not run" in msg.data:
-            seen.append(decode_outcome(msg.data))
-
-    await nc.subscribe("_INBOX.>", cb=on_msg)
-    await processed(nc)
-    try:
-        yield seen
-    finally:
-        await nc.close()
+def _unrun(msg: Msg) -> list[CallOutcome]:
+    """The outcome in `msg` if a replica sent it saying a request came too late and did not run."""
+    return [decode_outcome(msg.data)] if b"did not run" in msg.data else []
 
 
 async def _answers(nats_url: str, subject: str) -> bool:
@@ -122,7 +109,7 @@ async def test_a_call_the_gateway_gave_up_on_never_runs_when_the_paused_replica_
                 assert time.monotonic() < deadline, f"{paused} replica did not start"
                 await asyncio.sleep(0.05)
             await gw.wait_for_servers("notes", within=WITHIN)
-            async with _unrun_answers(nats_url) as unrun, gw.client(ADMIN_KEY) as client:
+            async with inbox_spy(nats_url, _unrun) as unrun, gw.client(ADMIN_KEY) as client:
                 await client.call_tool("notes__add_note", {"title": "before", "text": "ran"})
                 with _paused(replica):
                     with pytest.raises(MCPError) as lost:

@@ -11,8 +11,6 @@ run in the test's event loop. A spy on the reply inboxes sees who acknowledged a
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -29,6 +27,7 @@ from libs.common.settings import IngressSettings
 from services.ingress.request_path import RequestPath
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.inbox_spy import inbox_spy
 from tests.support.polling import poll_until
 from tests.support.replicas import PolicyProcess
 
@@ -54,23 +53,13 @@ async def _serving(nc, instance: str) -> bool:
     return True
 
 
-@contextlib.asynccontextmanager
-async def _acks(nats_url: str) -> AsyncIterator[list[tuple[str, str]]]:
-    """(acknowledgement header, instance) of every acknowledgement sent to ingress, in order."""
-    nc = await connect(nats_url, "spy")
-    seen: list[tuple[str, str]] = []
-
-    async def on_msg(msg: Msg) -> None:
-        for header in (subjects.POLICY_ACCEPTED_BY, subjects.EXEC_ACCEPTED_BY):
-            if msg.headers and header in msg.headers:
-                seen.append((header, msg.headers[header]))
-
-    await nc.subscribe("_INBOX.>", cb=on_msg)
-    await processed(nc)
-    try:
-        yield seen
-    finally:
-        await nc.close()
+def _acks(msg: Msg) -> list[tuple[str, str]]:
+    """(acknowledgement header, instance) of an acknowledgement sent to ingress."""
+    return [
+        (header, msg.headers[header])
+        for header in (subjects.POLICY_ACCEPTED_BY, subjects.EXEC_ACCEPTED_BY)
+        if msg.headers and header in msg.headers
+    ]
 
 
 @pytest.fixture
@@ -91,7 +80,7 @@ async def gateway_with_two_policies(nats_url, redis_url, tmp_path):
 
 async def test_a_forwarded_call_outlives_every_policy_replica(gateway_with_two_policies, nats_url):
     gw, policies = gateway_with_two_policies
-    async with _acks(nats_url) as acks, gw.client(ADMIN_KEY) as client:
+    async with inbox_spy(nats_url, _acks) as acks, gw.client(ADMIN_KEY) as client:
         # fast calls: answered as before, and not one acknowledgement among them
         for i in range(20):
             assert _text(await client.call_tool("echo__echo", {"text": f"fast {i}"})) == f"fast {i}"

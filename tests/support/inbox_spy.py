@@ -1,0 +1,35 @@
+"""A spy on the replies the bus carries back to requesters (`_INBOX.>`): who acknowledged a call,
+what a replica answered after its requester gave up."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import TypeVar
+
+from nats.aio.msg import Msg
+
+from libs.common.nats import connect
+from tests.support.barrier import processed
+
+__all__ = ["inbox_spy"]
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def inbox_spy(nats_url: str, pick: Callable[[Msg], Iterable[T]]) -> AsyncIterator[list[T]]:
+    """What `pick` takes from each reply sent to any inbox while the spy is open, in order; the
+    spy's subscription is in place when this yields."""
+    nc = await connect(nats_url, "spy")
+    seen: list[T] = []
+
+    async def on_msg(msg: Msg) -> None:
+        seen.extend(pick(msg))
+
+    await nc.subscribe("_INBOX.>", cb=on_msg)
+    await processed(nc)
+    try:
+        yield seen
+    finally:
+        await nc.close()
