@@ -16,6 +16,7 @@ import pytest
 
 from libs.common.config import CircuitBreakerConfig, ServerConfig
 from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.integration.test_executor import ECHO, Harness, harness, http_upstream, stdio
@@ -87,37 +88,38 @@ def faulty(tmp_path: Path, **extra: Any) -> ServerConfig:
 # ---------------------------------------------------------------------------- killed mid-call
 
 
+async def _killed_once_reached(
+    harness: Harness, folder: Path, tool: str, key: str, release: bool = True
+) -> CallOutcome:
+    """The outcome of calling `tool` of the server "bad" with `key`, its server SIGKILLed as soon as
+    the call reached it; `release` first lets a later attempt with that key answer (`<key>.done`)."""
+    call = asyncio.create_task(harness.call("bad", tool, {"key": key}, deadline=60))
+    started = folder / f"{key}.started"
+    await poll_until(started.exists, f"call {key} to reach the server")
+    if release:
+        (folder / f"{key}.done").write_text("")
+    os.kill(int(started.read_text()), signal.SIGKILL)
+    return await call
+
+
 async def test_killed_mid_call(harness: Harness, executor: ExecutorService, tmp_path: Path) -> None:
     await harness.configure("bad", faulty(tmp_path, circuit_breaker=breaker(failures=3, reset=600)))
     await harness.wait_status("bad", "ready")
     async with healthy_traffic(harness):
         # not annotated: the in-flight call fails at once with upstream_unavailable, never re-sent
-        call = asyncio.create_task(harness.call("bad", "hang_once_unsafe", {"key": "u"}, deadline=60))
-        started = tmp_path / "u.started"
-        await poll_until(started.exists, "the unsafe call to reach the server")
-        (tmp_path / "u.done").write_text("")
-        os.kill(int(started.read_text()), signal.SIGKILL)
-        outcome = await call
+        outcome = await _killed_once_reached(harness, tmp_path, "hang_once_unsafe", "u")
         assert outcome.error is not None and outcome.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE, outcome.error
         assert (tmp_path / "u.attempts").read_text() == "x"
 
         # read-only: re-sent once the server is back, and answered
-        retried = asyncio.create_task(harness.call("bad", "hang_once", {"key": "s"}, deadline=60))
-        started = tmp_path / "s.started"
-        await poll_until(started.exists, "the safe call to reach the restarted server")
-        (tmp_path / "s.done").write_text("")
-        os.kill(int(started.read_text()), signal.SIGKILL)
-        outcome = await retried
+        outcome = await _killed_once_reached(harness, tmp_path, "hang_once", "s")
         assert outcome.error is None and outcome.result is not None, outcome.error
         assert outcome.result["content"][0]["text"] == "done s"
 
         # the success reset the count; three kills in a row open the breaker (threshold 3)
         for key in ("k1", "k2", "k3"):
-            pending = asyncio.create_task(harness.call("bad", "hang_once_unsafe", {"key": key}, deadline=60))
-            started = tmp_path / f"{key}.started"
-            await poll_until(started.exists, f"call {key} to reach the server")
-            os.kill(int(started.read_text()), signal.SIGKILL)
-            assert (await pending).error.kind is ErrorKind.UPSTREAM_UNAVAILABLE  # type: ignore[union-attr]
+            outcome = await _killed_once_reached(harness, tmp_path, "hang_once_unsafe", key, release=False)
+            assert outcome.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE  # type: ignore[union-attr]
         # reconnected, tools still listed, but calls refused at once
         await harness.wait_status("bad", "ready", lambda e: e.health == "open" and e.breaker.state == "open")
         refused = await harness.call("bad", "echo", {"text": "x"})
