@@ -15,6 +15,11 @@ from libs.common.settings import ExecutorSettings, IngressSettings, PolicySettin
 pytestmark = pytest.mark.unit
 
 
+def _detection(settings: RequestPathSettings) -> tuple[float, float, float, float, int]:
+    """The failure detection settings: ack_after, ack_grace, probe_every, probe_timeout, probe_misses."""
+    return settings.ack_after, settings.ack_grace, settings.probe_every, settings.probe_timeout, settings.probe_misses
+
+
 def test_read_from_the_environment(monkeypatch):
     for name, value in {
         "ACK_AFTER": "0.5",
@@ -25,24 +30,11 @@ def test_read_from_the_environment(monkeypatch):
     }.items():
         monkeypatch.setenv(f"BASTION_{name}", value)
     for settings in (IngressSettings(), PolicySettings(), ExecutorSettings()):
-        assert (
-            settings.ack_after,
-            settings.ack_grace,
-            settings.probe_every,
-            settings.probe_timeout,
-            settings.probe_misses,
-        ) == (0.5, 7.0, 2.0, 0.5, 4)
+        assert _detection(settings) == (0.5, 7.0, 2.0, 0.5, 4)
 
 
 def test_defaults():
-    settings = RequestPathSettings()
-    assert (
-        settings.ack_after,
-        settings.ack_grace,
-        settings.probe_every,
-        settings.probe_timeout,
-        settings.probe_misses,
-    ) == (0.25, 5.0, 1.0, 1.0, 3)
+    assert _detection(RequestPathSettings()) == (0.25, 5.0, 1.0, 1.0, 3)
 
 
 def test_ack_grace_must_exceed_ack_after():
