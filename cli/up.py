@@ -52,7 +52,7 @@ from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
 from .summary import grant_warnings, safe_url
 from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
 
-__all__ = ["INFRA", "STOP_ORDER", "bind_problem", "port_problem", "run_up"]
+__all__ = ["INFRA", "STOP_ORDER", "apply_to", "bind_problem", "port_problem", "run_up"]
 
 INFRA = ("nats", "valkey")
 STOP_ORDER = (("ingress", "admin"), ("codemode",), ("executor", "policy", "audit", "oauth"))
@@ -82,10 +82,11 @@ def bind_problem(host: str, environ: Mapping[str, str]) -> str | None:
     return unguarded_bind_problem(host, ["set"] if allowed else [], any_host)
 
 
-async def _apply(
+async def apply_to(
     nats_url: str, config: BastionConfig, creds: StackCredentials | None = None, limit: float = 30.0
 ) -> str:
-    """Write the config into KV, and make the local owner's API token (returned) for the CLI."""
+    """Write `config` into the stack's KV as the admin role (`creds`: the stack's), sealing secrets;
+    make the local owner's API token (returned) for the CLI."""
     seed = creds.seed_file(ADMIN) if creds else ""
     try:  # 20 attempts: ~10 s for an external NATS that is still starting
         nc = await asyncio.wait_for(connect_as_admin(nats_url, seed, "bastion-up", attempts=20), limit)
@@ -168,7 +169,7 @@ class _Stack:
             ep.redis_url = self.valkey.url
         if self.stop.requested:
             return False
-        self.admin_token = asyncio.run(_apply(ep.nats_url, self.config, self.creds))
+        self.admin_token = asyncio.run(apply_to(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
         self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
