@@ -61,7 +61,7 @@ async def rows(nc: NATS) -> AuditRows:
 async def publish(nc: NATS, start: int, count: int) -> None:
     js = nc.jetstream()
     for i in range(start, start + count):
-        await js.publish(subjects.audit_subject("tool_call"), event(i).model_dump_json().encode())
+        await js.publish(subjects.audit_subject("ingress", "standby-test"), event(i).model_dump_json().encode())
 
 
 async def stored(nc: NATS, want: int) -> bool:
