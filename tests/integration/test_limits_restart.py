@@ -69,3 +69,30 @@ async def test_after_a_valkey_restart_at_most_one_call_fails_and_budgets_survive
             restarted.kill()
             restarted.wait()
         server.stop()
+
+
+async def test_after_a_valkey_restart_no_pooled_connection_fails_a_burst(tmp_path: Path) -> None:
+    """A pooled connection the old server closed is noticed and replaced when it is taken from the
+    pool, so a burst of decisions after the restart all succeed. redis-py 8 skips that check while
+    its maintenance notifications are on ("auto", the default): every stale connection failed one
+    call, 62 of them 2 to 22 s after Valkey was back in the failover benchmark."""
+    server = EmbeddedValkey(tmp_path / "valkey").start()
+    restarted: subprocess.Popen[bytes] | None = None
+    engine = LimitEngine.from_url(server.url)
+    plan = plan_for(0.01, [("key:burst", Budget(limit_usd=100.0))], [("key:burst", RateLimit(requests=10**6))])
+    now = time.time()
+    try:
+        charged = await asyncio.gather(*(engine.check_and_charge(plan, now) for _ in range(CONCURRENT)))
+        assert all(isinstance(c, Charged) for c in charged)
+        restarted = await asyncio.to_thread(restart_on_same_port, server)
+        burst = await asyncio.gather(
+            *(engine.check_and_charge(plan, now) for _ in range(CONCURRENT)), return_exceptions=True
+        )
+        assert [str(b) for b in burst if isinstance(b, BaseException)] == []
+        assert all(isinstance(c, Charged) for c in burst)
+    finally:
+        await engine.redis.aclose()
+        if restarted is not None:
+            restarted.kill()
+            restarted.wait()
+        server.stop()
