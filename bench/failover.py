@@ -50,9 +50,9 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from replicated_stack import ReplicatedStack
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's packages
 
+from bench.replicated_stack import ReplicatedStack
 from libs.common import subjects
 from libs.common.audit_content import to_json
 from libs.common.messages import AuditEvent
@@ -245,20 +245,26 @@ class Fault:
     name: str
     injected: float
     """Monotonic time of the SIGKILL."""
-    back: float = 0.0
-    """When the killed part was running again (restarted by the supervisor)."""
+    back: float | None = None
+    """When the killed part was running again (restarted by the supervisor); None: it was not."""
     detail: dict = field(default_factory=dict)
     ended: float = 0.0
     """When the next fault was injected (or the load ended)."""
 
 
-async def wait_for(condition: Callable[[], bool], within: float) -> float:
-    """The monotonic time `condition` first held (polled every 0.1 s), or the deadline's."""
+async def wait_for(condition: Callable[[], bool], within: float) -> float | None:
+    """The monotonic time `condition` first held (polled every 0.1 s); None if it did not within `within` s."""
     deadline = time.monotonic() + within
-    while True:
-        if condition() or time.monotonic() >= deadline:
-            return time.monotonic()
+    while not condition():
+        if time.monotonic() >= deadline:
+            return None
         await asyncio.sleep(0.1)
+    return time.monotonic()
+
+
+def after(fault: Fault, moment: float | None) -> float | None:
+    """Seconds from the fault to `moment` (None: it never came)."""
+    return None if moment is None else round(moment - fault.injected, 2)
 
 
 async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: float) -> list[Fault]:
@@ -272,7 +278,7 @@ async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: fl
         starts = stack.starts(name)
         fault = Fault(f"nats-server {leader} (audit stream leader)", stack.kill(name))
         elected = await wait_for(lambda: stack.stream_leader(subjects.AUDIT_STREAM) not in (None, leader), 60)
-        fault.detail["leader_elected_s"] = round(elected - fault.injected, 2)
+        fault.detail["leader_elected_s"] = after(fault, elected)
         fault.back = await wait_for(lambda: stack.starts(name) > starts, 120)
         return fault
 
@@ -287,7 +293,7 @@ async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: fl
             if svc == "audit":
                 standby = next(n for n in stack.children("audit-") if n != name)
                 took = await wait_for(lambda: "took the store over" in stack.log(standby), 60)
-                fault.detail["takeover_s"] = round(took - fault.injected, 2)
+                fault.detail["takeover_s"] = after(fault, took)
             return fault
 
         return inject
@@ -304,7 +310,7 @@ async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: fl
         if faults:
             faults[-1].ended = fault.injected
         faults.append(fault)
-        print(f"  {fault.name}: back after {fault.back - fault.injected:.1f}s {fault.detail or ''}", flush=True)
+        print(f"  {fault.name}: back after {after(fault, fault.back)}s {fault.detail or ''}", flush=True)
         await asyncio.sleep(settle)
     load.faults_done.set()
     return faults
@@ -323,20 +329,22 @@ def p99(values: list[float]) -> float:
 
 
 def fault_figures(fault: Fault, results: list[Call]) -> dict:
+    """A fault's calls are those sent while it was the latest; its errors, those that ended while it
+    was (a call cut by the next fault is that fault's); recovery, until its last error ended."""
     phase = [c for c in results if fault.injected <= c.started < fault.ended]
-    bad = [c for c in phase if c.outcome != "ok"]
+    bad = [c for c in results if c.outcome != "ok" and fault.injected <= c.ended < fault.ended]
     recovery = max((c.ended for c in bad), default=fault.injected) - fault.injected
-    window = fault.injected + max(recovery, fault.back - fault.injected, 5.0)
+    window = fault.injected + max(recovery, (fault.back or fault.ended) - fault.injected, 5.0)
     during = [c.latency for c in phase if c.started <= window]
     return {
         "fault": fault.name,
         "calls": len(phase),
         "errors": len(bad),
         "errors_by_kind": dict(Counter(c.detail.split(" (")[0][:70] for c in bad).most_common(6)),
-        "failed": sum(c.outcome in ("failed", "hung") for c in phase),
+        "failed": sum(c.outcome in ("failed", "hung") for c in bad),
         "p99_during_ms": round(1000 * p99(during), 1),
         "recovery_s": round(recovery, 2),
-        "back_after_s": round(fault.back - fault.injected, 2),
+        "back_after_s": after(fault, fault.back),
         **fault.detail,
     }
 
@@ -493,7 +501,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict:
             "chains": {"ok": chains.ok, "chains": chains.chains, "events": chains.events, "error": chains.error}
             | ({"problem": chains.problem, "detail": chains.detail} if not chains.ok else {}),
         }
-        report["problems"] = verdict(check, chains.ok and not chains.error)
+        report["problems"] = verdict(check, chains.ok and not chains.error) + [
+            f"{f['fault']}: {what} never came"
+            for f in report["faults"]
+            for what in ("back_after_s", "leader_elected_s", "takeover_s")
+            if what in f and f[what] is None
+        ]
         report["_calls"] = [asdict(c) for c in results] if args.calls_log else []
         return report
     finally:
@@ -521,7 +534,7 @@ def show(report: dict) -> None:
     print("\nALL CHECKS HELD" if not report["problems"] else "\nPROBLEMS: " + "; ".join(report["problems"]))
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=20_000, help="calls in all, at least (default 20,000)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight (default 64)")
@@ -532,7 +545,11 @@ def main() -> int:
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--calls-log", help="write every call (JSON lines) to this file")
     parser.add_argument("--workdir", help="keep the stack's files here (default: a temporary folder)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> int:
+    args = parse_args()
     if args.workdir:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
         report = asyncio.run(bench(args, Path(args.workdir)))
