@@ -41,7 +41,6 @@ import itertools
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -52,7 +51,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's packages
 
-from bench.replicated_stack import ReplicatedStack
+from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, p99, run_in
 from libs.common import subjects
 from libs.common.audit_content import to_json
 from libs.common.messages import AuditEvent
@@ -177,15 +176,7 @@ class Agent:
 
 
 def _answer(response: httpx.Response) -> dict:
-    text = response.text
-    if text.startswith("event:") or "\ndata: " in text:
-        text = next((line[6:] for line in text.splitlines() if line.startswith("data: ")), "{}")
-    try:
-        answer = json.loads(text) if text else {}
-    except ValueError:
-        answer = {"error": {"code": None, "message": text[:200]}}
-    if not isinstance(answer, dict):
-        answer = {"error": {"code": None, "message": str(answer)[:200]}}
+    answer = jsonrpc_answer(response)
     if session := response.headers.get("mcp-session-id"):
         answer["_session"] = session
     return answer
@@ -320,12 +311,6 @@ def owner(stack: ReplicatedStack) -> str:
     """The audit replica holding the store's lock file (it wrote its pid there)."""
     pid = int((stack.data_dir / "clickhouse.owner").read_text().split()[0])
     return next(n for n in stack.children("audit-") if stack.pid(n) == pid)
-
-
-def p99(values: list[float]) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[98]
 
 
 def fault_figures(fault: Fault, results: list[Call]) -> dict:
@@ -550,12 +535,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(bench(args, Path(args.workdir)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bastion-failover-") as tmp:
-            report = asyncio.run(bench(args, Path(tmp)))
+    report = run_in(args.workdir, "bastion-failover-", lambda workdir: bench(args, workdir))
     if calls := report.pop("_calls"):
         Path(args.calls_log).write_text("\n".join(json.dumps(c) for c in calls))
     show(report)

@@ -14,13 +14,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import os
 import secrets
 import signal
+import statistics
+import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import nats
@@ -39,7 +43,9 @@ from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
 from libs.common.nats import credentials
 from libs.common.permissions import ADMIN
 
-__all__ = ["ReplicatedStack"]
+__all__ = ["ReplicatedStack", "jsonrpc_answer", "p99", "run_in"]
+
+T = TypeVar("T")
 
 SERVICES = ("audit", "policy", "executor", "codemode", "oauth", "ingress")
 """Start order: the store's owner first, ingress last (it serves once the rest can answer)."""
@@ -48,7 +54,7 @@ SERVICES = ("audit", "policy", "executor", "codemode", "oauth", "ingress")
 @dataclass
 class ReplicatedStack:
     workdir: Path
-    config: dict
+    config: dict[str, Any]
     """A `bastion.yaml` as a dict (`mcpServers`, `keys`, `gateway`)."""
     replicas: Mapping[str, int] = field(default_factory=dict)
     """Replicas per service (default 2; oauth 1)."""
@@ -266,3 +272,30 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def run_in(workdir: str | None, prefix: str, bench: Callable[[Path], Coroutine[Any, Any, T]]) -> T:
+    """Run `bench` on `workdir` (kept, for its logs), or on a temporary folder removed afterwards."""
+    if workdir:
+        Path(workdir).mkdir(parents=True, exist_ok=True)
+        return asyncio.run(bench(Path(workdir)))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        return asyncio.run(bench(Path(tmp)))
+
+
+def p99(values: list[float]) -> float:
+    if len(values) < 2:
+        return values[0] if values else 0.0
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+def jsonrpc_answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC message of a `/mcp` answer, JSON or one SSE event; an error object if neither."""
+    text = response.text
+    if text.startswith(("event:", "data: ")) or "\ndata: " in text:
+        text = next((line[6:] for line in text.splitlines() if line.startswith("data: ")), "{}")
+    try:
+        answer = json.loads(text) if text else {}
+    except ValueError:
+        return {"error": {"code": None, "message": text[:200]}}
+    return answer if isinstance(answer, dict) else {"error": {"code": None, "message": str(answer)[:200]}}

@@ -29,7 +29,6 @@ import contextlib
 import json
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's packages
 
-from bench.replicated_stack import ReplicatedStack
+from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, p99, run_in
 
 ROOT = Path(__file__).resolve().parent.parent
 LEDGER_SERVER = ROOT / "tests" / "support" / "ledger_server.py"
@@ -61,12 +60,6 @@ def open_fds(pid: int | None) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir())) if pid is not None else 0
 
 
-def p99(values: list[float]) -> float:
-    if len(values) < 2:
-        return values[0] if values else 0.0
-    return statistics.quantiles(values, n=100, method="inclusive")[98]
-
-
 def figures(latencies: list[float]) -> dict[str, Any]:
     if not latencies:
         return {"n": 0}
@@ -75,17 +68,6 @@ def figures(latencies: list[float]) -> dict[str, Any]:
         "p50_ms": round(1000 * statistics.median(latencies), 1),
         "p99_ms": round(1000 * p99(latencies), 1),
     }
-
-
-def _answer(response: httpx.Response) -> dict[str, Any]:
-    text = response.text
-    if text.startswith("event:") or "\ndata: " in text or text.startswith("data: "):
-        text = next((line[6:] for line in text.splitlines() if line.startswith("data: ")), "{}")
-    try:
-        answer = json.loads(text) if text else {}
-    except ValueError:
-        return {"error": {"message": text[:200]}}
-    return answer if isinstance(answer, dict) else {"error": {"message": str(answer)[:200]}}
 
 
 @dataclass
@@ -105,7 +87,7 @@ class Session:
         message = {"jsonrpc": "2.0", "id": self.next_id, "method": method, **({"params": params} if params else {})}
         began = time.monotonic()
         response = await self.http.post(self.url, json=message, headers=self.headers())
-        answer = _answer(response)
+        answer = jsonrpc_answer(response)
         if method == "initialize" and (sid := response.headers.get("mcp-session-id")):
             self.id = sid
         if response.status_code != 200 or "error" in answer or (answer.get("result") or {}).get("isError"):
@@ -306,12 +288,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    if args.workdir:
-        Path(args.workdir).mkdir(parents=True, exist_ok=True)
-        report = asyncio.run(soak(args, Path(args.workdir)))
-    else:
-        with tempfile.TemporaryDirectory(prefix="bastion-sessions-") as tmp:
-            report = asyncio.run(soak(args, Path(tmp)))
+    report = run_in(args.workdir, "bastion-sessions-", lambda workdir: soak(args, workdir))
     print(json.dumps(report["per_session_kib"], indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
