@@ -279,12 +279,16 @@ async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: fl
             if svc == "audit":  # the replica owning the store; the other one stands by
                 name = owner(stack)
             starts = stack.starts(name)
+            standby = next((n for n in stack.children("audit-") if n != name), "") if svc == "audit" else ""
+            taken = stack.log(standby).count("took the store over")
             fault = Fault(f"{svc} replica {name} SIGKILL", stack.kill(name))
-            fault.back = await wait_for(lambda: stack.starts(name) > starts, 60)
-            if svc == "audit":
-                standby = next(n for n in stack.children("audit-") if n != name)
-                took = await wait_for(lambda: "took the store over" in stack.log(standby), 60)
-                fault.detail["takeover_s"] = after(fault, took)
+            back = wait_for(lambda: stack.starts(name) > starts, 60)
+            if not standby:
+                fault.back = await back
+                return fault
+            took = wait_for(lambda: stack.log(standby).count("took the store over") > taken, 60)
+            fault.back, took_at = await asyncio.gather(back, took)  # both watched from the kill on
+            fault.detail["takeover_s"] = after(fault, took_at)
             return fault
 
         return inject

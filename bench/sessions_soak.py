@@ -248,7 +248,14 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
             close.set()
             await asyncio.gather(*holders, return_exceptions=True)
-            await asyncio.gather(*(s.end() for s in sessions if s.id))
+            ended = time.monotonic()
+
+            async def end_one(session: Session) -> None:
+                async with gate:  # thousands queued in httpx's pool at once cost it quadratic time
+                    await session.end()
+
+            await asyncio.gather(*(end_one(s) for s in sessions if s.id))
+            report["ended_s"] = round(time.monotonic() - ended, 1)
         await asyncio.sleep(args.after)
         report["after"] = {"memory": memory(stack), "probe": await probe(urls[0], args.probe, 16, "after")}
         print(f"after closing: {report['after']}", flush=True)
