@@ -117,7 +117,7 @@ class ReplicatedStack:
             port=self.ingress_ports[0],
             data_dir=data,
         )
-        one = {spec.name: spec for spec in service_specs(config, ep, secrets.token_urlsafe(32), env, "", creds)}
+        one = {spec.name: spec for spec in service_specs(config, ep, secrets.token_urlsafe(32), env, creds)}
         specs = [self._replica(one[svc], n) for svc in SERVICES for n in range(1, self.count(svc) + 1)]
         down = Backoff(initial=self.nats_down, maximum=self.nats_down, reset_after=0.0)
         infra = [
