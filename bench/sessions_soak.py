@@ -176,6 +176,78 @@ def config(ledger: Path) -> dict[str, Any]:
     }
 
 
+async def one_round(args: argparse.Namespace, stack: ReplicatedStack, urls: list[str], n: int) -> dict[str, Any]:
+    """Round `n`: the sessions open, the streams open, both close; the figures of each phase."""
+    report: dict[str, Any] = {}
+    limits = httpx.Limits(max_connections=args.open_concurrency, max_keepalive_connections=args.open_concurrency)
+    async with (
+        httpx.AsyncClient(timeout=120, limits=limits, trust_env=False) as http,
+        httpx.AsyncClient(
+            timeout=httpx.Timeout(120, read=None),
+            limits=httpx.Limits(max_connections=args.streams + 10),
+            trust_env=False,
+        ) as streams_http,
+    ):
+        sessions = [Session(urls[i % len(urls)], http) for i in range(args.sessions_count)]
+        gate = asyncio.Semaphore(args.open_concurrency)
+        latencies: list[float] = []
+
+        async def open_one(i: int, session: Session) -> None:
+            async with gate:
+                try:
+                    latencies.extend(await session.open(args.calls_each, f"r{n}s{i}"))
+                except httpx.HTTPError as exc:
+                    session.errors.append(f"open: {type(exc).__name__}")
+
+        began = time.monotonic()
+        await asyncio.gather(*(open_one(i, s) for i, s in enumerate(sessions)))
+        opened_s = time.monotonic() - began
+        errors = [e for s in sessions for e in s.errors]
+        report["open"] = {
+            "seconds": round(opened_s, 1),
+            "requests": figures(latencies),
+            "errors": len(errors),
+            "error_examples": errors[:5],
+            "memory": memory(stack),
+        }
+        print(f"{args.sessions_count} sessions open: {report['open']}", flush=True)
+
+        close = asyncio.Event()
+        with_stream = [s for s in sessions if s.id][: args.streams]
+        events = [asyncio.Event() for _ in with_stream]
+        holders = [
+            asyncio.ensure_future(hold_stream(s, e, close, streams_http))
+            for s, e in zip(with_stream, events, strict=True)
+        ]
+        await asyncio.gather(*(e.wait() for e in events))
+        await asyncio.sleep(2)
+        early = [h.result() for h in holders if h.done()]
+        report["streams_open"] = {
+            "opened": len(holders) - len(early),
+            "refused_or_ended": len(early),
+            "why": sorted(set(early))[:5],
+            "memory": memory(stack),
+            "probe": await probe(urls[0], args.probe, 16, f"open{n}"),
+            "probe_replica2": await probe(urls[1], args.probe, 16, f"open{n}b"),
+        }
+        print(f"{len(holders)} streams open: {report['streams_open']}", flush=True)
+
+        close.set()
+        await asyncio.gather(*holders, return_exceptions=True)
+        ended = time.monotonic()
+
+        async def end_one(session: Session) -> None:
+            async with gate:  # thousands queued in httpx's pool at once cost it quadratic time
+                await session.end()
+
+        await asyncio.gather(*(end_one(s) for s in sessions if s.id))
+        report["ended_s"] = round(time.monotonic() - ended, 1)
+    await asyncio.sleep(args.after)
+    report["after"] = {"memory": memory(stack), "probe": await probe(urls[0], args.probe, 16, f"after{n}")}
+    print(f"after closing: {report['after']}", flush=True)
+    return report
+
+
 async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     replicas = {"ingress": 2, "policy": 1, "executor": 1, "codemode": 1, "audit": 1, "oauth": 1}
     # every open stream holds a connection: room for them, the sessions' requests and the probe
@@ -193,72 +265,10 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         report["baseline"] = {"memory": memory(stack), "probe": await probe(urls[0], args.probe, 16, "base")}
         print(f"baseline: {report['baseline']}", flush=True)
 
-        limits = httpx.Limits(max_connections=args.open_concurrency, max_keepalive_connections=args.open_concurrency)
-        async with (
-            httpx.AsyncClient(timeout=120, limits=limits, trust_env=False) as http,
-            httpx.AsyncClient(
-                timeout=httpx.Timeout(120, read=None),
-                limits=httpx.Limits(max_connections=args.streams + 10),
-                trust_env=False,
-            ) as streams_http,
-        ):
-            sessions = [Session(urls[i % len(urls)], http) for i in range(args.sessions_count)]
-            gate = asyncio.Semaphore(args.open_concurrency)
-            latencies: list[float] = []
-
-            async def open_one(i: int, session: Session) -> None:
-                async with gate:
-                    try:
-                        latencies.extend(await session.open(args.calls_each, f"s{i}"))
-                    except httpx.HTTPError as exc:
-                        session.errors.append(f"open: {type(exc).__name__}")
-
-            began = time.monotonic()
-            await asyncio.gather(*(open_one(i, s) for i, s in enumerate(sessions)))
-            opened_s = time.monotonic() - began
-            errors = [e for s in sessions for e in s.errors]
-            report["open"] = {
-                "seconds": round(opened_s, 1),
-                "requests": figures(latencies),
-                "errors": len(errors),
-                "error_examples": errors[:5],
-                "memory": memory(stack),
-            }
-            print(f"{args.sessions_count} sessions open: {report['open']}", flush=True)
-
-            close = asyncio.Event()
-            with_stream = [s for s in sessions if s.id][: args.streams]
-            events = [asyncio.Event() for _ in with_stream]
-            holders = [
-                asyncio.ensure_future(hold_stream(s, e, close, streams_http))
-                for s, e in zip(with_stream, events, strict=True)
-            ]
-            await asyncio.gather(*(e.wait() for e in events))
-            await asyncio.sleep(2)
-            early = [h.result() for h in holders if h.done()]
-            report["streams_open"] = {
-                "opened": len(holders) - len(early),
-                "refused_or_ended": len(early),
-                "why": sorted(set(early))[:5],
-                "memory": memory(stack),
-                "probe": await probe(urls[0], args.probe, 16, "open"),
-                "probe_replica2": await probe(urls[1], args.probe, 16, "open2"),
-            }
-            print(f"{len(holders)} streams open: {report['streams_open']}", flush=True)
-
-            close.set()
-            await asyncio.gather(*holders, return_exceptions=True)
-            ended = time.monotonic()
-
-            async def end_one(session: Session) -> None:
-                async with gate:  # thousands queued in httpx's pool at once cost it quadratic time
-                    await session.end()
-
-            await asyncio.gather(*(end_one(s) for s in sessions if s.id))
-            report["ended_s"] = round(time.monotonic() - ended, 1)
-        await asyncio.sleep(args.after)
-        report["after"] = {"memory": memory(stack), "probe": await probe(urls[0], args.probe, 16, "after")}
-        print(f"after closing: {report['after']}", flush=True)
+        report["rounds"] = []
+        for n in range(1, args.rounds + 1):
+            report["rounds"].append(await one_round(args, stack, urls, n))
+        report.update(report["rounds"][0])  # the first round's figures at the top, as before
         report["per_session_kib"] = per_session(report, args.sessions_count)
         return report
     finally:
@@ -274,6 +284,9 @@ def per_session(report: dict[str, Any], sessions: int) -> dict[str, Any]:
         streaming = report["streams_open"]["memory"][name]["rss_mib"] - base["rss_mib"]
         out[name] = {
             "sessions_kib_each": round(1024 * opened / held, 2),
+            "after_each_round_mib": [
+                round(r["after"]["memory"][name]["rss_mib"] - base["rss_mib"], 1) for r in report["rounds"]
+            ],
             "sessions_and_streams_mib": round(streaming, 1),
             "after_mib_over_baseline": round(report["after"]["memory"][name]["rss_mib"] - base["rss_mib"], 1),
         }
@@ -287,6 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls-each", type=int, default=2, help="tools/call per session (default 2)")
     parser.add_argument("--open-concurrency", type=int, default=128, help="sessions opening at once")
     parser.add_argument("--probe", type=int, default=400, help="calls of each latency probe")
+    parser.add_argument("--rounds", type=int, default=1, help="open and close everything this many times")
     parser.add_argument("--after", type=float, default=15.0, help="seconds after closing before measuring")
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--workdir", help="keep the stack's files here (default: a temporary folder)")
