@@ -53,11 +53,21 @@ def up(
         int | None,
         typer.Option(min=0, max=65535, help="Admin service port (default: BASTION_ADMIN_PORT, 8421, else a free one)."),
     ] = None,
+    nats_cluster: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Embedded nats-servers: 3 or more run as a cluster with every stream replicated 3 times "
+            "(default: stack.nats_cluster, 1). Ignored with an external NATS.",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole gateway locally: NATS, Valkey and every service, until Ctrl-C."""
     from .up import run_up
 
-    raise typer.Exit(run_up(config, host=host, port=port, data_dir=data_dir, admin_port=admin_port))
+    raise typer.Exit(
+        run_up(config, host=host, port=port, data_dir=data_dir, admin_port=admin_port, nats_cluster=nats_cluster)
+    )
 
 
 @config_app.command("check")

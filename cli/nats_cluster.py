@@ -18,9 +18,15 @@ from pathlib import Path
 
 from .stack import EmbeddedNats, StackError
 
-__all__ = ["CLUSTER_NAME", "EmbeddedNatsCluster"]
+__all__ = ["CLUSTER_NAME", "EmbeddedNatsCluster", "cluster_replicas"]
 
 CLUSTER_NAME = "bastion"
+
+
+def cluster_replicas(size: int) -> int:
+    """Replicas of every store on a cluster of `size`: 3 (JetStream's recommendation: one server may be
+    lost), fewer only on fewer servers."""
+    return min(size, 3)
 
 
 def _free_port(host: str) -> int:

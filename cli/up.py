@@ -46,12 +46,13 @@ from .admin_owner import local_owner_token
 from .apply import apply_config, key_records
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
+from .nats_cluster import EmbeddedNatsCluster, cluster_replicas
 from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_port, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
 from .summary import grant_warnings, safe_url
 from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
 
-__all__ = ["INFRA", "STOP_ORDER", "bind_problem", "port_problem", "run_up"]
+__all__ = ["INFRA", "STOP_ORDER", "apply_to", "bind_problem", "port_problem", "run_up"]
 
 INFRA = ("nats", "valkey")
 STOP_ORDER = (("ingress", "admin"), ("codemode",), ("executor", "policy", "audit", "oauth"))
@@ -81,10 +82,11 @@ def bind_problem(host: str, environ: Mapping[str, str]) -> str | None:
     return unguarded_bind_problem(host, ["set"] if allowed else [], any_host)
 
 
-async def _apply(
+async def apply_to(
     nats_url: str, config: BastionConfig, creds: StackCredentials | None = None, limit: float = 30.0
 ) -> str:
-    """Write the config into KV, and make the local owner's API token (returned) for the CLI."""
+    """Write `config` into the stack's KV as the admin role (`creds`: the stack's), sealing secrets;
+    make the local owner's API token (returned) for the CLI."""
     seed = creds.seed_file(ADMIN) if creds else ""
     try:  # 20 attempts: ~10 s for an external NATS that is still starting
         nc = await asyncio.wait_for(connect_as_admin(nats_url, seed, "bastion-up", attempts=20), limit)
@@ -108,7 +110,9 @@ class _Stack:
     out: Console
     err: Console
     stop: StopSignals
-    nats: EmbeddedNats | None = None
+    nats_cluster: int = 1
+    """Embedded nats-servers: 1, or a cluster of 3 or more (`--nats-cluster`, `stack.nats_cluster`)."""
+    nats: EmbeddedNats | EmbeddedNatsCluster | None = None
     valkey: EmbeddedValkey | None = None
     supervisor: Supervisor | None = None
     sweeper: OrphanSweeper = field(default_factory=OrphanSweeper)
@@ -123,11 +127,17 @@ class _Stack:
     metrics_ports: dict[str, int] = field(default_factory=dict)
     """Each service's own `/metrics` port (chosen free at start; a restarted service keeps it)."""
 
+    def embedded(self) -> dict[str, EmbeddedNats | EmbeddedValkey]:
+        """The embedded servers by child name: `nats` (`nats1`... for a cluster's members), `valkey`."""
+        members = self.nats.members if isinstance(self.nats, EmbeddedNatsCluster) else [self.nats]
+        named = {f"nats{i}" if len(members) > 1 else "nats": m for i, m in enumerate(members, 1) if m is not None}
+        return {**named, **({"valkey": self.valkey} if self.valkey is not None else {})}
+
     def infra_pids(self) -> set[int]:
         """The embedded servers' pids: before the supervisor has adopted them, then from it."""
         if self.supervisor is None:
-            return {s.proc.pid for s in (self.nats, self.valkey) if s is not None and s.proc is not None}
-        return self.supervisor.pids(INFRA)
+            return {s.proc.pid for s in self.embedded().values() if s.proc is not None}
+        return self.supervisor.pids(self.embedded())
 
     def known_pids(self) -> set[int]:
         return self.infra_pids() | (self.supervisor.pids() if self.supervisor else set())
@@ -139,11 +149,18 @@ class _Stack:
         private_dir(ep.data_dir / "logs")
         self.creds = make_credentials(ep.data_dir, os.environ, new_nkeys=ep.nats_url is None)
         if ep.nats_url is None:
-            self.nats = EmbeddedNats(
-                ep.data_dir / "nats",
-                authorization=self.creds.authorization,
-                monitor=os.environ.get("BASTION_NATS_MONITOR") == "1",
-            ).start()
+            monitor = os.environ.get("BASTION_NATS_MONITOR") == "1"
+            if self.nats_cluster > 1:  # every store replicated on the members: one may be lost
+                os.environ.setdefault("BASTION_NATS_REPLICAS", str(cluster_replicas(self.nats_cluster)))
+                self.nats = EmbeddedNatsCluster(
+                    ep.data_dir / "nats-cluster",
+                    self.nats_cluster,
+                    authorization=self.creds.authorization,
+                    monitor=monitor,
+                ).start()
+            else:
+                self.nats = EmbeddedNats(ep.data_dir / "nats", authorization=self.creds.authorization, monitor=monitor)
+                self.nats.start()
             ep.nats_url = self.nats.url
         if self.stop.requested:
             return False
@@ -152,7 +169,7 @@ class _Stack:
             ep.redis_url = self.valkey.url
         if self.stop.requested:
             return False
-        self.admin_token = asyncio.run(_apply(ep.nats_url, self.config, self.creds))
+        self.admin_token = asyncio.run(apply_to(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
         self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
@@ -167,7 +184,7 @@ class _Stack:
             self.metrics_ports,
             colocate=self.config.stack.colocate,
         )
-        servers = {name: s for name, s in zip(INFRA, (self.nats, self.valkey), strict=True) if s is not None}
+        servers = self.embedded()
         infra = [
             ChildSpec(name, server.command(), log_path=server.log_path, backoff=INFRA_BACKOFF)
             for name, server in servers.items()
@@ -270,6 +287,11 @@ class _Stack:
             out.print(f"  {label:<12}http://127.0.0.1:{port}/metrics  [dim]({svc})[/]")
             first = False
         out.print(f"  NATS        {origin(ep.nats_url, self.nats)}")
+        if isinstance(self.nats, EmbeddedNatsCluster):
+            out.print(
+                f"              a {len(self.nats.members)}-server cluster, "
+                f"{os.environ.get('BASTION_NATS_REPLICAS')} replicas of every stream [dim](--nats-cluster)[/]"
+            )
         out.print(f"  Redis       {origin(ep.redis_url, self.valkey)}")
         clickhouse = escape(ep.clickhouse_url) + " [dim](embedded)[/]" if chdb else origin(ep.clickhouse_url, False)
         out.print(f"  ClickHouse  {clickhouse}")
@@ -286,13 +308,13 @@ class _Stack:
         if self.supervisor is not None:
             why = f"{self.stop.received} received; " if self.stop.received else ""
             self.err.print(f"[dim]bastion: {why}stopping services…[/]")
-            self.supervisor.stop(STOP_ORDER, force=lambda: self.stop.force, keep=INFRA)
+            self.supervisor.stop(STOP_ORDER, force=lambda: self.stop.force, keep=self.embedded())
         self.sweeper.finish(self.infra_pids(), timeout=0.0 if self.stop.force else 3.0)
+        servers = self.embedded()
         if self.supervisor is not None:
-            self.supervisor.stop([("valkey",), ("nats",)], force=lambda: self.stop.force)
-        for server in (self.valkey, self.nats):  # not adopted yet if the start was cut short
-            if server is not None:
-                server.stop()
+            self.supervisor.stop([("valkey",), [n for n in servers if n != "valkey"]], force=lambda: self.stop.force)
+        for server in servers.values():  # not adopted yet if the start was cut short
+            server.stop()
         self.sweeper.finish(set(), timeout=1.0)
         if self.wrote_stack_file:
             remove_stack(self.ep.data_dir)
@@ -305,10 +327,12 @@ def run_up(
     port: int | None = None,
     data_dir: Path | None = None,
     admin_port: int | None = None,
+    nats_cluster: int | None = None,
     out: Console | None = None,
     err: Console | None = None,
 ) -> int:
-    """Run the stack until Ctrl-C/SIGTERM; the exit code (2: bad config, 1: could not run)."""
+    """Run the stack until Ctrl-C/SIGTERM; the exit code (2: bad config, 1: could not run).
+    `nats_cluster` (3 or more) overrides `stack.nats_cluster`."""
     out = out or Console(soft_wrap=True)
     err = err or Console(stderr=True, soft_wrap=True)
     try:
@@ -332,11 +356,15 @@ def run_up(
         if (problem := port_problem(bind, number, flag)) is not None:
             err.print(f"[red]error:[/] {escape(problem)}")
             return 1
+    cluster = config.stack.nats_cluster if nats_cluster is None else nats_cluster
+    if cluster == 2:
+        err.print("[red]error:[/] --nats-cluster: a cluster needs 3 or more servers to survive losing one")
+        return 2
 
     set_child_subreaper()
     os.umask(PRIVATE_UMASK)  # logs, stores, the ClickHouse files: everything the stack writes is private
     with StopSignals() as stop:
-        stack = _Stack(config, Path(config_path), ep, out, err, stop)
+        stack = _Stack(config, Path(config_path), ep, out, err, stop, nats_cluster=cluster)
         try:
             err.print(f"[dim]bastion: starting from {escape(str(config_path))} (data in {escape(str(ep.data_dir))})[/]")
             try:

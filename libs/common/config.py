@@ -310,6 +310,17 @@ class StackSection(_Strict):
     nats-server (~15-20 % less gateway CPU per call, ~0.4 ms less latency). The internet-facing
     process then also holds policy's work-signing key and the upstream sessions; under `bastion up`
     (one host, one user) that separation was nominal anyway. Off: every service is its own process."""
+    nats_cluster: int = Field(default=1, ge=1, le=7)
+    """Embedded nats-servers `bastion up` runs (no `nats_url`): 1, or a cluster of 3 to 7 on this
+    machine, joined by routes on loopback, with every stream, bucket and object store replicated on
+    3 of them (`BASTION_NATS_REPLICAS`), so one may be lost (deploy/README.md, "Trying a NATS cluster")."""
+
+    @field_validator("nats_cluster")
+    @classmethod
+    def _quorum(cls, size: int) -> int:
+        if size == 2:
+            raise ValueError("a NATS cluster needs 3 or more servers to survive losing one (1: a single server)")
+        return size
 
 
 class BastionConfig(_Strict):

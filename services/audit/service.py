@@ -8,6 +8,10 @@ writer flags events naming keys that do not exist) and the checkpoint loop; noth
 connections, so none of them waits for another.
 Others read the audit log through those subjects because the embedded engine can be opened by one
 process only. A plain nats-py connection declares the streams and proves the subscriptions live.
+
+A second replica configured with the same embedded store stands by (`ownership`): it subscribes to
+nothing until the owner is gone, then takes the store over and serves; with a ClickHouse server every
+replica serves.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +37,7 @@ from libs.common.stores import declare_owned
 from .auditor import Auditor
 from .errors import StoreUnavailable
 from .known_keys import KnownKeys
+from .ownership import StoreLock
 from .queries import AnalyticsRunner, QueryLimits
 from .responders import Responders
 from .store import Analyst, ClickHouseStore
@@ -41,12 +47,17 @@ __all__ = ["AuditService"]
 
 log = logging.getLogger(__name__)
 
+TAKEOVER_POLL = 0.2
+"""Seconds between a standby's attempts to take the embedded store's lock."""
+
 
 class AuditService:
     def __init__(self, settings: AuditSettings) -> None:
         self.settings = settings
         analyst = Analyst(settings.clickhouse_analyst_user, settings.clickhouse_analyst_password.get_secret_value())
         self.store = ClickHouseStore(settings.clickhouse_url, analyst)
+        self.ownership = StoreLock(settings.clickhouse_url)
+        self._standby: asyncio.Task[None] | None = None
         self.auditor = Auditor(self.store, settings.checkpoint_key.get_secret_value().encode())
         self.runner: AnalyticsRunner | None = None
         self.keys = KnownKeys()
@@ -61,6 +72,30 @@ class AuditService:
         self.metrics_server: metrics.MetricsServer | None = None
 
     async def start(self) -> None:
+        """Serve; or, when another process owns the embedded store, stand by and take it over once free."""
+        if self.ownership.acquire():
+            await self._serve()
+            return
+        log.warning(
+            "audit: another process owns the store at %s; standing by (no queries, no events) until it stops",
+            self.ownership.path,
+        )
+        self._standby = asyncio.create_task(self._take_over(), name="audit-standby")
+
+    async def _take_over(self) -> None:
+        since = time.monotonic()
+        while True:  # polled: a thread blocked in flock could not be cancelled by a stop
+            if self.ownership.acquire():
+                break
+            await asyncio.sleep(TAKEOVER_POLL)
+        log.warning("audit: took the store over after %.1fs standing by", time.monotonic() - since)
+        try:
+            await self._serve()
+        except Exception:  # a start that fails here has nobody to report to: end the process, to be restarted
+            log.exception("audit: serving the store taken over failed; stopping")
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    async def _serve(self) -> None:
         self.metrics_server = observability.start("audit", self.settings)
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._nc = nc = await connect(
@@ -118,6 +153,10 @@ class AuditService:
 
     async def stop(self) -> None:
         """Finish the batch in hand, flush its acks, then release the store for the next owner."""
+        if self._standby is not None:
+            self._standby.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._standby
         try:
             if self._checkpoints is not None:
                 self._checkpoints.cancel()
@@ -136,6 +175,7 @@ class AuditService:
                 await drain_or_close(self._nc)
             self._checkpoint_lane.shutdown(wait=False)
             await asyncio.to_thread(self.store.close)
+            self.ownership.release()
             if self.metrics_server is not None:
                 self.metrics_server.close()
 

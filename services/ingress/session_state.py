@@ -53,7 +53,7 @@ class SessionState:
         except orjson.JSONDecodeError:
             log.warning("ignoring an unreadable session record")
             return
-        if rest == "level" and isinstance(data, str):
+        if rest == "level" and isinstance(data, str) and session not in self.ended:
             self.levels[session] = data
         elif rest == "ended" and isinstance(data, int | float):
             self._ended(session, float(data))
@@ -81,6 +81,7 @@ class SessionState:
             self.ended = {s: t for s, t in self.ended.items() if t > now}
         known = session in self.ended
         self.ended[session] = expires_at
+        self.levels.pop(session, None)  # kept for ever otherwise, on every replica: one per session
         if not known and self.on_ended is not None:
             self.on_ended(session)
 

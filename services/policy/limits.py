@@ -42,6 +42,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
+from redis.maint_notifications import MaintNotificationsConfig
 
 from libs.common.entities import Budget, RateLimit
 from libs.common.errors import ErrorKind
@@ -295,6 +296,9 @@ class LimitEngine:
         burst of decisions wait up to `pool_timeout` s for a connection. (redis-py's default pool
         raises MaxConnectionsError beyond 100 concurrent commands.)"""
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
+        # on, redis-py does not check a pooled connection before lending it: after a Valkey restart
+        # each connection the old server closed would fail one decision, long after it is back
+        kwargs.setdefault("maint_notifications_config", MaintNotificationsConfig(enabled=False))
         pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=pool_timeout, **kwargs)
         return cls(Redis.from_pool(pool), prefix)
 

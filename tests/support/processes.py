@@ -92,8 +92,9 @@ def assert_none_left(marker: str, within: float = 2.0) -> None:
 
 
 def start_up(
-    tmp_path: Path, config: str, marker: str, extra_env: dict[str, str] | None = None
+    tmp_path: Path, config: str, marker: str, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`bastion up` (with further command-line `args`) on a free port, data under `tmp_path`."""
     cfg = tmp_path / "bastion.yaml"
     cfg.write_text(config)
     port = free_port()
@@ -117,6 +118,7 @@ def start_up(
                 str(free_port()),
                 "--data-dir",
                 str(data_dir),
+                *args,
             ],
             env=env,
             cwd=tmp_path,
@@ -127,17 +129,21 @@ def start_up(
 
 
 def up_with_example(
-    tmp_path: Path, marker: str, stack: dict[str, Any] | None = None, extra_env: dict[str, str] | None = None
+    tmp_path: Path,
+    marker: str,
+    stack: dict[str, Any] | None = None,
+    extra_env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """`bastion up` with the bundled example config (its `stack` section updated with `stack`),
-    returned once it serves the example catalog."""
+    """`bastion up` with the bundled example config (its `stack` section updated with `stack`, further
+    command-line `args`), returned once it serves the example catalog."""
     root = Path(__file__).resolve().parents[2]
     config = (root / "examples" / "bastion.yaml").read_text().replace("servers/", f"{root}/examples/servers/")
     if stack:
         loaded = yaml.safe_load(config)
         loaded.setdefault("stack", {}).update(stack)
         config = yaml.safe_dump(loaded)
-    proc, port, data_dir = start_up(tmp_path, config, marker, extra_env)
+    proc, port, data_dir = start_up(tmp_path, config, marker, extra_env, args)
 
     def ready() -> bool:
         try:
