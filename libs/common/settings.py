@@ -14,6 +14,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .guardrails import GuardrailsSection
 from .handed_secrets import HandedSecrets
 
 __all__ = [
@@ -338,10 +339,25 @@ class ExecutorSettings(RequestPathSettings):
     """Tools hidden and refused, an argument size limit and terms redacted from results, for every
     caller (`interceptors.deny_list`); None: no such checks (and none of their cost)."""
 
+    guardrails: GuardrailsSection = Field(default_factory=GuardrailsSection)
+    """`BASTION_GUARDRAILS` (JSON, the config file's `guardrails` section: `bastion up` sets it):
+    checks on definitions, arguments and results (docs/guardrails.md). Unset: the built-in rules
+    (credentials in arguments and results redacted; injection markers, hidden Unicode and
+    exfiltration links in definitions flagged). `{"defaults": false}` with no rules: none at all."""
+    pinning: bool = True
+    """Pin every tool, prompt and template definition and quarantine drift, per each server's
+    `pinning` mode (docs/supply-chain.md). False: definitions are served as listed, unpinned (a
+    deployment that pins elsewhere; not recommended)."""
+
     @field_validator("deny_list", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("guardrails", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return {} if isinstance(value, str) and not value.strip() else value
 
 
 class AuditSettings(ServiceSettings):
