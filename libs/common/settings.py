@@ -20,6 +20,7 @@ from .handed_secrets import HandedSecrets
 __all__ = [
     "AdminSettings",
     "AuditSettings",
+    "CatalogSettings",
     "CodeModeSettings",
     "DenyList",
     "ExecutorSettings",
@@ -358,6 +359,21 @@ class ExecutorSettings(RequestPathSettings):
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return {} if isinstance(value, str) and not value.strip() else value
+
+
+class CatalogSettings(BaseSettings):
+    """`bastion catalog export|verify|import` (docs/supply-chain.md, "Signed catalog")."""
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_CATALOG_", extra="ignore")
+
+    signing_key: SecretStr = SecretStr("")
+    """`BASTION_CATALOG_SIGNING_KEY`: this deployment's private ed25519 key (PEM or JWK) that signs
+    exported catalogs (`bastion catalog keygen` makes one); a secret, never printed or logged."""
+    trusted_keys: list[dict[str, str]] = Field(default_factory=list)
+    """`BASTION_CATALOG_TRUSTED_KEYS`: public JWKs (a JSON list) whose catalogs this deployment
+    verifies and imports (the exporting deployment's `bastion catalog keygen` prints its one)."""
+    deployment: str = Field(default="default", max_length=128)
+    """`BASTION_CATALOG_DEPLOYMENT`: names this deployment in the catalogs it exports (`dev`, `staging-eu`)."""
 
 
 class AuditSettings(ServiceSettings):
