@@ -64,11 +64,13 @@ class PinChange:
 async def read_records(kv: KeyValue) -> dict[str, Held]:
     """Every pin record in the bucket, by KV key."""
     try:
-        keys = await kv.keys(filters=["def.>"])
+        keys = await kv.keys()
     except NoKeysError:
         return {}
     held: dict[str, Held] = {}
     for key in keys:
+        if not key.startswith("def."):
+            continue
         try:
             entry = await kv.get(key)
         except KeyNotFoundError:

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from libs.common.settings import ExecutorSettings
 
-from ..guardrails.interceptor import GuardrailsInterceptor
-from ..pinning.interceptor import PinningInterceptor
 from .chain import InterceptorChain
 from .deny_list import DenyListInterceptor
+from .guardrails import GuardrailsInterceptor
 from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+from .pinning import PinningInterceptor
 
 __all__ = [
     "DenyListInterceptor",

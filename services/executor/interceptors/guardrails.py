@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 from libs.common import metrics
 from libs.common.guardrails import GuardrailDecision, GuardrailsSection, Where
 
-from ..interceptors.interface import InterceptedCall, InterceptedListing, Interceptor, Refused
-from .engine import Guardrails, Inspection, Subject
-from .webhook import WebhookClient
+from ..guardrails.engine import Guardrails, Inspection, Subject
+from ..guardrails.webhook import WebhookClient
+from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
 
 __all__ = ["GuardrailsInterceptor", "decision_detail"]
 

@@ -31,8 +31,8 @@ from libs.common.kvwatch import BucketWatch, decode_value
 from libs.common.nats import kv_bucket
 from libs.common.pins import DefinitionKind, PinBaseline, PinDrift, PinRecord, baseline_key, pin_key
 
-from ..interceptors.interface import InterceptedCall, InterceptedListing, Interceptor, Refused
-from .decide import PinDecision, PinOutcome, decide
+from ..pinning.decide import PinDecision, PinOutcome, decide
+from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
 
 __all__ = ["PinningInterceptor", "call_name"]
 
