@@ -121,7 +121,7 @@ async def test_default_guardrails_on_every_path(nats_url, redis_url, tmp_path, c
                 "secrets: github_token at /content/0/text",
             ) in found
             echo = next(r for r in rows if r.name == "web__echo")
-            assert [(d.rule, d.action, d.where) for d in echo.interceptions][0] == (
+            assert next((d.rule, d.action, d.where) for d in echo.interceptions) == (
                 "default-secrets",
                 "redact",
                 "arguments",
