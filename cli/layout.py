@@ -257,7 +257,12 @@ def service_specs(
         "executor": {
             "BASTION_SECRETS_KEY": secrets_key,
             "BASTION_BUS_SIGNING_KEY": signing_key,
-            "BASTION_GUARDRAILS": config.guardrails.model_dump_json(),  # the config file's section
+            # the config file's section, when it has one (else the executor's own setting: the defaults)
+            **(
+                {"BASTION_GUARDRAILS": config.guardrails.model_dump_json()}
+                if "guardrails" in config.model_fields_set
+                else {}
+            ),
         },
         "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
         "codemode": {"BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout)},  # a script's tool calls, likewise
