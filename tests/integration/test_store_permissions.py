@@ -63,7 +63,8 @@ USES: dict[str, dict[str, str]] = {
         s.KV_LLM: WRITE,
         s.KV_CATALOG: READ,
         s.KV_PINS: DECIDE,
-        s.AUDIT_STREAM: PRODUCE,  # `bastion tools approve|reject`: audit events naming who
+        s.KV_OAUTH_PUBLIC: READ,  # the admin service verifies the access token of a person's sign-in
+        s.AUDIT_STREAM: PRODUCE,  # the admin service's changes, `bastion tools approve|reject`: naming who
     },
     POLICY: {s.KV_KEYS: READ, s.KV_POLICY: READ, s.KV_SERVERS: READ},
     EXECUTOR: {s.KV_SERVERS: READ, s.KV_LLM: READ, s.KV_CATALOG: WRITE, s.KV_PINS: WRITE, s.OBJ_BLOBS: BLOBS},
