@@ -285,7 +285,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="VAR=VALUE",
-        help="also run this checkout with this setting in the services' environment (repeatable)",
+        help="also run this checkout with this setting in the services' environment (repeatable; several"
+        " settings at once separated by spaces: 'BASTION_PINNING=false BASTION_GUARDRAILS={\"defaults\":false}')",
     )
     parser.add_argument(
         "--colocated",
@@ -310,7 +311,7 @@ def main() -> None:
         builds: list[tuple[str, dict | None, dict | None]] = [
             (ref, export_baseline(ref, Path(tmp) / str(n)), None) for n, ref in enumerate(args.baseline)
         ]
-        builds += [(f"this checkout, {v}", dict([v.split("=", 1)]), None) for v in args.variant]
+        builds += [(f"this checkout, {v}", dict(part.split("=", 1) for part in v.split()), None) for v in args.variant]
         if args.colocated:
             builds.append(("this checkout, co-located", None, {"colocate": True}))
         builds.append(("this checkout", None, None))

@@ -258,7 +258,16 @@ def service_specs(
             "BASTION_ADMIN_BOOTSTRAP_TOKEN": "",  # off: `bastion up` makes its owner itself (cli.admin_owner)
         },
         "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
-        "executor": {"BASTION_SECRETS_KEY": secrets_key, "BASTION_BUS_SIGNING_KEY": signing_key},
+        "executor": {
+            "BASTION_SECRETS_KEY": secrets_key,
+            "BASTION_BUS_SIGNING_KEY": signing_key,
+            # the config file's section, when it has one (else the executor's own setting: the defaults)
+            **(
+                {"BASTION_GUARDRAILS": config.guardrails.model_dump_json()}
+                if "guardrails" in config.model_fields_set
+                else {}
+            ),
+        },
         "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
         "codemode": {
             "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),  # a script's tool calls, likewise

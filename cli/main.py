@@ -15,6 +15,7 @@ from libs.common.config import ConfigError, load_config
 
 from .admin_commands import register as register_admin_commands
 from .terminal import FlagsGroup, console
+from .tool_commands import register as register_supply_chain_commands
 
 __all__ = ["app"]
 
@@ -33,6 +34,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(analytics_app, name="analytics")
 register_admin_commands(app)
+register_supply_chain_commands(app)
 
 NatsUrl = Annotated[str | None, typer.Option(help="NATS of the stack (default: BASTION_NATS_URL, then stack.json).")]
 DataDir = Annotated[

@@ -45,6 +45,7 @@ from .messages import (
 from .oauth import HttpExchangeRequest, HttpExchangeResponse, PasswordChange, PasswordChanged
 from .oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
 from .permissions import AUDIT_PRODUCERS
+from .pins import PinDrift
 
 __all__ = ["CHANNELS", "Channel", "specification"]
 
@@ -117,6 +118,11 @@ CHANNELS: Final = (
     Channel(s.CALL_CANCEL, CancelCall, "ingress -> every ingress: an agent cancelled a request"),
     Channel(s.EXEC_CANCEL, CancelExecution, "ingress -> every executor and codemode replica: abandon a call"),
     Channel(s.RESOURCE_UPDATED, ResourceUpdated, "executor -> every ingress: an upstream resource changed"),
+    Channel(
+        s.PIN_DRIFT,
+        PinDrift,
+        "executor -> the admin role: a listed definition drifted from its pin (quarantined, flagged or removed)",
+    ),
     Channel(
         f"{s.AUDIT_EVENTS}.{{role}}.{{instance}}",
         AuditBatch,

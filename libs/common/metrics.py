@@ -33,11 +33,14 @@ __all__ = [
     "CODEMODE_SEARCHES",
     "CODEMODE_SEARCH_MODEL",
     "CODEMODE_SEARCH_VECTORS",
+    "GUARDRAIL_DECISIONS",
     "METHODS",
     "OAUTH_LOGINS",
     "OAUTH_TOKENS_ISSUED",
     "OAUTH_TOKEN_REFUSALS",
     "OAUTH_UPSTREAM_TOKENS",
+    "PIN_DRIFT",
+    "PIN_QUARANTINED",
     "POLICY_REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
@@ -118,6 +121,23 @@ OAUTH_UPSTREAM_TOKENS = Counter(
     "Upstream access tokens asked for by executors, by outcome (kept, refreshed, exchanged, needs_auth, "
     "refresh_failed, refused, error).",
     ["outcome"],
+)
+PIN_DRIFT = Counter(
+    "bastion_pin_drift",
+    "Definitions an upstream listed that drifted from their pins, by server, kind (tool, prompt, "
+    "resource_template), reason (new, changed, renamed, removed, readded_changed) and verdict (quarantined, "
+    "flagged, absent).",
+    ["server", "kind", "reason", "verdict"],
+)
+PIN_QUARANTINED = Gauge(
+    "bastion_pin_quarantined",
+    "Definitions this executor holds quarantined (neither listed nor callable) until a person decides, by server.",
+    ["server"],
+)
+GUARDRAIL_DECISIONS = Counter(
+    "bastion_guardrail_decisions",
+    "Guardrail rules that fired, by rule, action (block, redact, warn, log) and where (arguments, result, definition).",
+    ["rule", "action", "where"],
 )
 
 

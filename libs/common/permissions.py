@@ -186,10 +186,11 @@ single objects, see `_object_store`)."""
 
 AUDIT_PRODUCERS: Final = (INGRESS, CODEMODE, ADMIN)
 """The roles that write the audit trail (ingress: agents' requests; codemode: scripts' runs and
-calls; admin: the changes made through the admin service, each naming its principal). Each
-publishes on `bastion.audit.events.<role>.>` alone (`_audit_producer`), and the audit service
-stores an event only if its chain belongs to the role whose subject it came on: adding a producer
-is one entry here."""
+calls; admin: the changes made through the admin service, and a person's decisions on pinned
+definitions from the CLI (`bastion tools approve`), each naming its principal). Each publishes on
+`bastion.audit.events.<role>.>` alone (`_audit_producer`), and the audit service stores an event
+only if its chain belongs to the role whose subject it came on: adding a producer is one entry
+here."""
 
 
 def _audit_producer(role: str) -> tuple[str, ...]:
@@ -248,8 +249,13 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_kv_write(s.KV_ADMIN),  # principals, their token digests and sessions: no other role reads them
             s.OAUTH_HTTP,  # a person's sign-in: the admin service is an OAuth client of the oauth service
             *_kv_read(s.KV_OAUTH_PUBLIC),  # ... and verifies the access token that proves who signed in
+            # a person's decisions on pinned definitions and imported
+            # catalogs; the baselines stay the executors'
+            *_kv_read(s.KV_PINS),
+            f"{s.KV_ROOT}.{s.KV_PINS}.def.>",
+            f"{s.KV_ROOT}.{s.KV_PINS}.imported.>",
         ),
-        subscribe=(_inbox(ADMIN), f"{s.AUDIT_EVENTS}.>"),
+        subscribe=(_inbox(ADMIN), f"{s.AUDIT_EVENTS}.>", s.PIN_DRIFT),
     ),
     POLICY: Permissions(
         publish=(
@@ -287,6 +293,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_LLM),
             *_kv_write(s.KV_CATALOG),
             *_kv_write(s.KV_PINS),  # the definitions it sees (supply-chain pinning)
+            s.PIN_DRIFT,  # a definition that drifted from its pin
             *_owned(EXECUTOR),
             s.OAUTH_UPSTREAM_TOKEN,  # an OAuth upstream's current access token (answered to its own inbox)
         ),

@@ -32,8 +32,10 @@ from .messages_base import BusMessage
 __all__ = [
     "IDENTITY_FIELD",
     "MAX_REJECTED",
+    "CatalogImport",
     "DefinitionKind",
     "PinBaseline",
+    "PinDrift",
     "PinError",
     "PinMode",
     "PinReason",
@@ -45,6 +47,7 @@ __all__ = [
     "canonical_json",
     "definition_name",
     "definition_sha256",
+    "import_key",
     "pin_key",
     "reject",
 ]
@@ -148,6 +151,11 @@ def baseline_key(server: str) -> str:
     return f"baseline.{_token(server)}"
 
 
+def import_key(kid: str) -> str:
+    """KV key of the `CatalogImport` from the signing key `kid`."""
+    return f"imported.{_token(kid)}"
+
+
 class PinnedVersion(BaseModel):
     """One version of a definition, as hashed."""
 
@@ -185,6 +193,33 @@ class PinBaseline(BusMessage):
 
     server: str
     established_at: float = Field(default_factory=time.time)
+
+
+class CatalogImport(BusMessage):
+    """The last signed catalog imported from one key: a manifest not above `sequence` is a replay."""
+
+    kid: str
+    sequence: int
+    imported_at: float = Field(default_factory=time.time)
+    imported_by: str = ""
+
+
+class PinDrift(BusMessage):
+    """`subjects.PIN_DRIFT`: a listing found a definition that drifted from its pin. Names it and why,
+    never its text (`bastion tools diff` shows that, from the record)."""
+
+    server: str
+    kind: DefinitionKind
+    name: str
+    reason: PinReason
+    verdict: Literal["quarantined", "flagged", "absent"]
+    sha256: str | None = None
+    approved_sha256: str | None = None
+    renamed_from: str | None = None
+    mode: PinMode
+    instance: str = ""
+    """The executor replica that saw it (every replica lists every server: each may report it)."""
+    ts: float = Field(default_factory=time.time)
 
 
 # --------------------------------------------------------------------------- a person's decision

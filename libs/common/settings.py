@@ -14,11 +14,13 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .guardrails import GuardrailsSection
 from .handed_secrets import HandedSecrets
 
 __all__ = [
     "AdminSettings",
     "AuditSettings",
+    "CatalogSettings",
     "CodeModeSettings",
     "DenyList",
     "ExecutorSettings",
@@ -338,10 +340,40 @@ class ExecutorSettings(RequestPathSettings):
     """Tools hidden and refused, an argument size limit and terms redacted from results, for every
     caller (`interceptors.deny_list`); None: no such checks (and none of their cost)."""
 
+    guardrails: GuardrailsSection = Field(default_factory=GuardrailsSection)
+    """`BASTION_GUARDRAILS` (JSON, the config file's `guardrails` section: `bastion up` sets it):
+    checks on definitions, arguments and results (docs/guardrails.md). Unset: the built-in rules
+    (credentials in arguments and results redacted; injection markers, hidden Unicode and
+    exfiltration links in definitions flagged). `{"defaults": false}` with no rules: none at all."""
+    pinning: bool = True
+    """Pin every tool, prompt and template definition and quarantine drift, per each server's
+    `pinning` mode (docs/supply-chain.md). False: definitions are served as listed, unpinned (a
+    deployment that pins elsewhere; not recommended)."""
+
     @field_validator("deny_list", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("guardrails", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return {} if isinstance(value, str) and not value.strip() else value
+
+
+class CatalogSettings(BaseSettings):
+    """`bastion catalog export|verify|import` (docs/supply-chain.md, "Signed catalog")."""
+
+    model_config = SettingsConfigDict(env_prefix="BASTION_CATALOG_", extra="ignore")
+
+    signing_key: SecretStr = SecretStr("")
+    """`BASTION_CATALOG_SIGNING_KEY`: this deployment's private ed25519 key (PEM or JWK) that signs
+    exported catalogs (`bastion catalog keygen` makes one); a secret, never printed or logged."""
+    trusted_keys: list[dict[str, str]] = Field(default_factory=list)
+    """`BASTION_CATALOG_TRUSTED_KEYS`: public JWKs (a JSON list) whose catalogs this deployment
+    verifies and imports (the exporting deployment's `bastion catalog keygen` prints its one)."""
+    deployment: str = Field(default="default", max_length=128)
+    """`BASTION_CATALOG_DEPLOYMENT`: names this deployment in the catalogs it exports (`dev`, `staging-eu`)."""
 
 
 class AuditSettings(ServiceSettings):

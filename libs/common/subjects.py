@@ -57,6 +57,7 @@ __all__ = [
     "OAUTH_UPSTREAM_LINK",
     "OAUTH_UPSTREAM_TOKEN",
     "OBJ_BLOBS",
+    "PIN_DRIFT",
     "POLICY_ACCEPTED_BY",
     "POLICY_ALIVE",
     "POLICY_CALL",
@@ -180,6 +181,10 @@ and abandons its tool calls the same way)."""
 RESOURCE_UPDATED: Final = "bastion.events.resource-updated"
 """executor -> every ingress (no queue group): a `ResourceUpdated`; each ingress tells the agent
 sessions it streams to that subscribed to the resource."""
+
+PIN_DRIFT: Final = "bastion.events.pin-drift"
+"""executor -> anyone watching (the admin role): a `PinDrift` each time a listing finds a definition
+that drifted from its pin (docs/supply-chain.md); the record waiting for a person is in `KV_PINS`."""
 
 WORK_SIGNATURE: Final = "Bastion-Signature"
 """Header of an `EXEC_CALL` / `EXEC_REQUEST`: policy's HMAC over subject, reply and body
@@ -305,7 +310,8 @@ KV_CATALOG: Final = "bastion_catalog"
 
 KV_PINS: Final = "bastion_pins"
 """`def.<server>.<kind>.<name>` -> `PinRecord` (a definition's approved and pending versions),
-`baseline.<server>` -> `PinBaseline` (`libs.common.pins`, docs/supply-chain.md)."""
+`baseline.<server>` -> `PinBaseline` (written by executors), `imported.<key id>` -> `CatalogImport`
+(the last signed catalog imported from that key; `libs.common.pins`, docs/supply-chain.md)."""
 
 KV_ADMIN: Final = "bastion_admin"
 """The admin service's principals and their credentials (`libs.common.admin_principals`):

@@ -133,6 +133,7 @@ class ExecutorService:
         await declare_owned(js, permissions.EXECUTOR, self.settings)  # the catalog and the payload store
         self._catalog = await kv_bucket(js, subjects.KV_CATALOG)
         self._blobs = await Blobs.open(self._nc)
+        self.interceptors.on_relist = self._relist
         await self.interceptors.start(self._nc)  # before the first listing or call reaches them
         # apply what is already configured before taking calls, so none is refused for lack of a server
         self._servers_watch = BucketWatch(self._nc, subjects.KV_SERVERS, self._put_server, self._remove_server)
@@ -275,6 +276,13 @@ class ExecutorService:
         for upstream in list(self._upstreams.values()):
             upstream.relist()
         self._users.relist()
+
+    def _relist(self, name: str) -> None:
+        """An interceptor's verdict on `name`'s definitions changed (an approval): list it again."""
+        upstream = self._upstreams.get(name)
+        if upstream is not None:
+            upstream.relist()
+            self._users.relist(name)
 
     def _user_session(self, name: str, config: ServerConfig, user: str) -> Upstream:
         return self._new_upstream(name, config, no_catalog, user)

@@ -94,10 +94,12 @@ class UserSessions:
         for key in [k for k in self._sessions if k[0] == server]:
             self._close(key)
 
-    def relist(self) -> None:
-        """Every open session lists its server again (the listing interceptors changed)."""
-        for session in self._sessions.values():
-            session.relist()
+    def relist(self, server: str | None = None) -> None:
+        """Every open session (of `server`, or of every server) lists its server again (the listing
+        interceptors changed, or their verdict on that server did)."""
+        for (name, _user), session in self._sessions.items():
+            if server is None or name == server:
+                session.relist()
 
     async def stop(self) -> None:
         for key in list(self._sessions):

@@ -48,6 +48,9 @@ KV_BUCKETS = (
     s.KV_ADMIN,
 )
 API = s.JS_API
+PIN_APPROVAL = f"{s.KV_ROOT}.{s.KV_PINS}.def.bZ2l0aHVi.tool.bYWRk"
+PIN_BASELINE = f"{s.KV_ROOT}.{s.KV_PINS}.baseline.bZ2l0aHVi"
+PIN_IMPORT = f"{s.KV_ROOT}.{s.KV_PINS}.imported.bc29tZS1raWQ"
 
 PUBLISH_PROBES = (
     s.POLICY_CALL,
@@ -75,6 +78,10 @@ PUBLISH_PROBES = (
     s.OAUTH_PASSWORD,
     s.OAUTH_UPSTREAM_TOKEN,
     s.OAUTH_UPSTREAM_LINK,
+    s.PIN_DRIFT,
+    PIN_APPROVAL,
+    PIN_BASELINE,
+    PIN_IMPORT,
     *(f"{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
     *(f"{API}.DIRECT.GET.{s.kv_stream(bucket)}.{s.KV_ROOT}.{bucket}.some-key" for bucket in KV_BUCKETS),
     *(f"{API}.STREAM.DELETE.{s.kv_stream(bucket)}" for bucket in KV_BUCKETS),
@@ -119,6 +126,7 @@ SUBSCRIBE_PROBES = (
     s.AUDIT_VERIFY,
     s.ANALYTICS_QUERY,
     s.ANALYTICS_CANCEL,
+    s.PIN_DRIFT,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",
@@ -141,7 +149,13 @@ RULES: dict[str, set[str]] = {
     # the admin service's changes are on its own
     s.audit_subject(INGRESS, "ingress-host-1-abcd"): {INGRESS},
     s.audit_subject(CODEMODE, "codemode-host-1-abcd"): {CODEMODE},
-    s.audit_subject(ADMIN, "admin-host-1-abcd"): {ADMIN},
+    s.audit_subject(ADMIN, "admin-host-1-abcd"): {ADMIN},  # a person's decisions from the CLI (pins)
+    # supply-chain pinning: executors record what they see and announce drift; a person (the admin
+    # role) approves, rejects and imports signed catalogs, but never forges a server's first listing
+    PIN_APPROVAL: {EXECUTOR, ADMIN},
+    PIN_IMPORT: {EXECUTOR, ADMIN},
+    PIN_BASELINE: {EXECUTOR},
+    s.PIN_DRIFT: {EXECUTOR},
     f"{s.AUDIT_EVENTS}.batch": set(),  # the shared subject of old: nobody
     s.ANALYTICS_CANCEL: {ADMIN},
     s.CODEMODE_CALL: {INGRESS},
@@ -219,6 +233,7 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.ANALYTICS_QUERY: {AUDIT},
     s.ANALYTICS_CANCEL: {AUDIT},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
+    s.PIN_DRIFT: {ADMIN},
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),
     **{f"{s.inbox_prefix(role)}.>": {role} for role in ROLES},

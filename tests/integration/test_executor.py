@@ -312,7 +312,9 @@ async def test_disabled_server_is_not_run(harness: Harness, executor: ExecutorSe
 
 
 async def test_tool_list_changes_are_republished(harness: Harness, executor: ExecutorService) -> None:
-    await harness.configure("changing", stdio(CHANGING))
+    # warn: a tool added after the first listing is served, flagged (tofu would quarantine it until a
+    # person approves it: tests/integration/test_supply_chain.py)
+    await harness.configure("changing", stdio(CHANGING, pinning="warn"))
     entry = await harness.wait_status("changing", "ready")
     assert [t.tool for t in entry.tools] == ["grow"]
     assert await harness.text("changing", "grow", {"name": "sprout"}) == "added sprout"

@@ -97,7 +97,8 @@ async def test_each_hook_acts_on_real_calls_and_lands_in_the_audit_row(nats_url,
 
 
 async def test_interceptors_swapped_at_run_time_apply_to_listings_and_calls(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, default_config()) as gateway:
+    bare = {"pinning": False, "guardrails": {"defaults": False}}  # neither of the default interceptors
+    async with running_gateway(nats_url, redis_url, tmp_path, default_config(), executor_options=bare) as gateway:
         executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
         assert not executor.interceptors.on_calls, "nothing configured: the request path passes no hook"
         catalog = gateway.ingress.catalog

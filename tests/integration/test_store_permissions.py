@@ -39,6 +39,9 @@ from libs.common.stores import declare, declare_owned, owned_by
 pytestmark = pytest.mark.integration
 
 READ, WRITE = "read", "write"
+DECIDE = "decide on pins"
+"""The admin role on `bastion_pins`: reads everything, writes a person's decisions (`def.>`) and catalog
+imports (`imported.>`), never an executor's record of a server's first listing (`baseline.>`)."""
 BLOBS, PRODUCE, CONSUME = "blobs", "produce audit events", "consume audit events"
 
 USES: dict[str, dict[str, str]] = {
@@ -60,8 +63,9 @@ USES: dict[str, dict[str, str]] = {
         s.KV_LLM: WRITE,
         s.KV_CATALOG: READ,
         s.KV_ADMIN: WRITE,  # principals, token digests, sessions (issue 26)
-        s.KV_OAUTH_PUBLIC: READ,  # verifies the access token a person signed in with
-        s.AUDIT_STREAM: PRODUCE,  # the admin changes, on its own chain
+        s.KV_PINS: DECIDE,
+        s.KV_OAUTH_PUBLIC: READ,  # verifies the access token of a person's sign-in
+        s.AUDIT_STREAM: PRODUCE,  # the admin changes, `bastion tools approve|reject`: naming who, on its own chain
     },
     POLICY: {s.KV_KEYS: READ, s.KV_POLICY: READ, s.KV_SERVERS: READ},
     EXECUTOR: {s.KV_SERVERS: READ, s.KV_LLM: READ, s.KV_CATALOG: WRITE, s.KV_PINS: WRITE, s.OBJ_BLOBS: BLOBS},
@@ -146,6 +150,14 @@ async def _write(nc: NATS, bucket: str) -> None:
     await kv.purge("gone")
 
 
+async def _decide(nc: NATS, bucket: str) -> None:
+    await _read(nc, bucket)
+    kv = await kv_bucket(nc.jetstream(), bucket)
+    for key in ("def.bZ2l0aHVi.tool.bYWRk", "imported.bc29tZS1raWQ"):
+        revision = await kv.create(key, b"1")
+        await kv.update(key, b"2", last=revision)  # compare-and-set, as pin_store writes
+
+
 async def _blobs(nc: NATS, other: NATS) -> None:
     """Store a payload for another role and take one it stored (arguments one way, results the other)."""
     mine, theirs = await Blobs.open(nc), await Blobs.open(other)
@@ -180,6 +192,8 @@ async def _uses(bus: Bus, role: str) -> None:
             await _read(nc, store)
         elif use == WRITE:
             await _write(nc, store)
+        elif use == DECIDE:
+            await _decide(nc, store)
         elif use == BLOBS:
             await _blobs(nc, bus.connections[EXECUTOR if role != EXECUTOR else INGRESS])
         elif use == PRODUCE:
@@ -202,9 +216,12 @@ async def test_each_role_does_what_its_service_does_and_is_refused_the_rest_at_o
                 await (await kv_bucket(js, bucket)).get("seed")
             with pytest.raises(BusPermissionError):
                 await js.stream_info(s.kv_stream(bucket))
-        elif USES[role][bucket] == READ:
+        elif USES[role][bucket] in (READ, DECIDE):
             with pytest.raises(BusPermissionError, match=r"\$kv\."):
                 await (await kv_bucket(js, bucket)).put("forged", b"x")
+        if USES[role].get(bucket) == DECIDE:  # a server's first listing is the executors' to record
+            with pytest.raises(BusPermissionError, match=r"\$kv\."):
+                await (await kv_bucket(js, bucket)).put("baseline.bZ2l0aHVi", b"x")
     if s.OBJ_BLOBS not in USES[role]:
         with pytest.raises(BusPermissionError):
             await (await Blobs.open(bus.connections[role])).take("result.any", 1024)

@@ -79,7 +79,10 @@ async def test_no_interceptor_on_calls_keeps_the_request_path_untouched() -> Non
     assert not InterceptorChain().on_calls
     chain = InterceptorChain([ListingOnly()])
     assert not chain.on_calls and chain.on_listings, "a listing-only interceptor costs calls nothing"
-    assert configured(ExecutorSettings()) == [], "nothing configured, nothing in the chain"
+    bare = ExecutorSettings(pinning=False, guardrails={"defaults": False})
+    assert configured(bare) == [], "nothing configured, nothing in the chain"
+    names = [i.name for i in configured(ExecutorSettings())]
+    assert names == ["pinning", "guardrails"], "on by default: pins first (they hash what the upstream sent)"
 
 
 async def test_hooks_run_in_order_once_each_and_see_the_caller() -> None:

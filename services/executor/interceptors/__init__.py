@@ -8,14 +8,18 @@ from libs.common.settings import ExecutorSettings
 
 from .chain import InterceptorChain
 from .deny_list import DenyListInterceptor
+from .guardrails import GuardrailsInterceptor
 from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+from .pinning import PinningInterceptor
 
 __all__ = [
     "DenyListInterceptor",
+    "GuardrailsInterceptor",
     "InterceptedCall",
     "InterceptedListing",
     "Interceptor",
     "InterceptorChain",
+    "PinningInterceptor",
     "Refused",
     "configured",
 ]
@@ -23,8 +27,14 @@ __all__ = [
 
 def configured(settings: ExecutorSettings) -> list[Interceptor]:
     """The interceptors `settings` turn on, in the order they run (before the call and at listing;
-    after the result too, in this order)."""
+    after the result too, in this order). Pinning sees each definition as the upstream sent it (its
+    hash is of that), before the guardrails may redact one."""
     chain: list[Interceptor] = []
     if settings.deny_list is not None:
         chain.append(DenyListInterceptor(settings.deny_list))
+    if settings.pinning:
+        chain.append(PinningInterceptor(settings.instance))
+    guardrails = GuardrailsInterceptor(settings.guardrails)
+    if guardrails.engine.rules:
+        chain.append(guardrails)
     return chain

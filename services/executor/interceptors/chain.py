@@ -21,7 +21,7 @@ from libs.common.messages import CallOutcome, InterceptorDecision, ToolCall, Ups
 
 from ..replies import refusal, undeliverable
 from ..upstreams.interface import Features, Listing
-from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused, Where
+from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused, Relist, Where
 
 __all__ = ["InterceptorChain"]
 
@@ -37,13 +37,23 @@ class InterceptorChain:
 
     def __init__(self, interceptors: Sequence[Interceptor] = ()) -> None:
         self._nc: NATS | None = None
+        self.on_relist: Relist | None = None
+        """The executor's: lists a server again (an interceptor asks through `Interceptor.relist`)."""
         self.set(interceptors)
+
+    def _relist(self, server: str) -> None:
+        if self.on_relist is not None:
+            self.on_relist(server)
+
+    async def _start(self, interceptor: Interceptor, nc: NATS) -> None:
+        interceptor.relist = self._relist
+        await interceptor.start(nc)
 
     async def start(self, nc: NATS) -> None:
         """Start every interceptor (`Interceptor.start`), and those `replace` adds from now on."""
         self._nc = nc
         for interceptor in self.interceptors:
-            await interceptor.start(nc)
+            await self._start(interceptor, nc)
 
     async def stop(self) -> None:
         self._nc = None
@@ -58,7 +68,7 @@ class InterceptorChain:
             return
         for interceptor in interceptors:
             if interceptor not in old:
-                await interceptor.start(self._nc)
+                await self._start(interceptor, self._nc)
         self.set(interceptors)
         await _stop(i for i in old if i not in interceptors)
 

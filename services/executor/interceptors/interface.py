@@ -22,11 +22,14 @@ are logged. A decision names the rule and the kind of thing found, never the mat
 Subclass `Interceptor` and override only the hooks you need: the chain calls an interceptor only at
 the hooks it overrides, and with no interceptor on the calls the request path does nothing more
 than read one attribute. `start(nc)` and `stop()` bracket an interceptor's life in the executor
-(clients it needs, KV buckets it reads).
+(clients it needs, KV buckets it reads). An interceptor whose verdict on a listing changes without
+the server changing (a person approved a pinned definition) calls `self.relist(server)`: the
+executor lists that server again and publishes what the hooks leave of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -36,10 +39,16 @@ from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
 from libs.common.messages import Caller, InterceptorDecision, ToolCall, UpstreamRequest
 
-__all__ = ["Action", "InterceptedCall", "InterceptedListing", "Interceptor", "Refused", "Where"]
+__all__ = ["Action", "InterceptedCall", "InterceptedListing", "Interceptor", "Refused", "Relist", "Where"]
 
 Action = Literal["block", "redact", "rewrite", "warn", "log", "hide"]
 Where = Literal["arguments", "result", "definition"]
+Relist = Callable[[str], None]
+"""Lists the named server again (the executor's; a no-op until the chain is started)."""
+
+
+def _no_relist(_server: str) -> None:
+    return None
 
 
 class Refused(Exception):
@@ -110,6 +119,8 @@ class Interceptor:
 
     name: ClassVar[str] = "interceptor"
     """Names the interceptor in decisions and logs."""
+    relist: Relist = staticmethod(_no_relist)
+    """Set by the chain when it starts the interceptor: list a server again."""
 
     async def start(self, nc: NATS) -> None:
         """The executor is connected (`nc`: its NATS client, for KV reads and writes): open what the

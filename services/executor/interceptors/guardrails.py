@@ -1,0 +1,120 @@
+"""Guardrails on the executor's interceptor seam (docs/guardrails.md): the engine's rules on every
+request's arguments before the upstream is called, on its result before the agent sees it, and on
+every definition a server lists. Every protocol and transport, Code Mode's inner calls and the LLM
+side's tool calls reach an upstream through the executor, so through here.
+
+Each rule that fires becomes a decision on the request's audit row (`InterceptorDecision`: the
+rule, the action, where, and `detector: entity at /json/pointer`, never the matched text) and a
+count in `bastion_guardrail_decisions`; a block is a refusal naming the rule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from nats.aio.client import Client as NATS
+
+from libs.common import metrics
+from libs.common.guardrails import GuardrailDecision, GuardrailsSection, Where
+
+from ..guardrails.engine import Guardrails, Inspection, Subject
+from ..guardrails.webhook import WebhookClient
+from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+
+__all__ = ["GuardrailsInterceptor", "decision_detail"]
+
+log = logging.getLogger(__name__)
+
+
+def decision_detail(decision: GuardrailDecision) -> str:
+    """What an audit row says of a rule that fired: the kind of thing and where, never the thing."""
+    what = f"{decision.detector}: {decision.entity}" if decision.entity else decision.detector
+    at = f" at {decision.path}" if decision.path else ""
+    times = f" ({decision.count}x)" if decision.count > 1 else ""
+    return f"{what}{at}{times}"[:512]
+
+
+class GuardrailsInterceptor(Interceptor):
+    name: ClassVar[str] = "guardrails"
+
+    def __init__(self, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.engine = Guardrails.compile(section, groups)
+        self._webhooks: WebhookClient | None = None
+        self._asks = any(rule.detector == "webhook" for rule in self.engine.rules)
+
+    async def start(self, nc: NATS) -> None:
+        if self._asks and self._webhooks is None:
+            self._webhooks = WebhookClient()
+
+    async def stop(self) -> None:
+        if self._webhooks is not None:
+            await self._webhooks.aclose()
+            self._webhooks = None
+
+    async def _inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
+        if self._webhooks is not None:
+            return await self.engine.ainspect(where, subject, payload, self._webhooks)
+        return self.engine.inspect(where, subject, payload)
+
+    async def before_call(self, call: InterceptedCall) -> None:
+        subject = Subject(call.server, call.name, call.caller)
+        if not self.engine.applies("arguments", subject):
+            return
+        inspection = await self._inspect("arguments", subject, call.arguments)
+        if inspection.action is None:
+            return
+        self._record(call, inspection, "arguments")
+        if inspection.content is not call.arguments:
+            call.arguments = inspection.content
+
+    async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
+        subject = Subject(call.server, call.name, call.caller)
+        if not self.engine.applies("result", subject):
+            return result
+        inspection = await self._inspect("result", subject, result)
+        if inspection.action is None:
+            return result
+        self._record(call, inspection, "result")
+        content: dict[str, Any] = inspection.content
+        return content
+
+    def _record(self, call: InterceptedCall, inspection: Inspection, where: Where) -> None:
+        """The decisions onto the request (its audit row); a block raised as the chain's refusal."""
+        blocking = next((d for d in inspection.decisions if d.action == "block"), None) if inspection.blocked else None
+        for decision in inspection.decisions:
+            metrics.GUARDRAIL_DECISIONS.labels(decision.rule, decision.action, where).inc()
+            if decision is not blocking:
+                call.decide(self.name, decision.rule, decision.action, where, decision_detail(decision))
+        if blocking is not None:
+            message = inspection.refusal() or f"blocked by guardrail rule {blocking.rule!r}"
+            raise Refused(message, rule=blocking.rule, detail=decision_detail(blocking))
+
+    async def at_listing(self, listing: InterceptedListing) -> None:
+        listing.tools = await self._definitions(listing, listing.tools, "", "name")
+        listing.prompts = await self._definitions(listing, listing.prompts, "prompt:", "name")
+        listing.resources = await self._definitions(listing, listing.resources, "resource:", "uri")
+        listing.resource_templates = await self._definitions(
+            listing, listing.resource_templates, "resource:", "uriTemplate"
+        )
+
+    async def _definitions(
+        self, listing: InterceptedListing, definitions: list[dict[str, Any]], prefix: str, field: str
+    ) -> list[dict[str, Any]]:
+        kept: list[dict[str, Any]] = []
+        for definition in definitions:
+            name = f"{prefix}{definition.get(field, '')}"
+            subject = Subject(listing.server, name)
+            if not self.engine.applies("definition", subject):
+                kept.append(definition)
+                continue
+            inspection = await self._inspect("definition", subject, definition)
+            for decision in inspection.decisions:
+                metrics.GUARDRAIL_DECISIONS.labels(decision.rule, decision.action, "definition").inc()
+                action = "hide" if inspection.blocked else decision.action
+                listing.decide(self.name, decision.rule, action, f"{name!r}: {decision_detail(decision)}"[:512])
+            if inspection.blocked:
+                continue
+            kept.append(inspection.content if isinstance(inspection.content, dict) else definition)
+        return kept

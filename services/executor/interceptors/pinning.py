@@ -1,0 +1,245 @@
+"""Pinning on the executor's interceptor seam (docs/supply-chain.md): every listing decided against
+the pins in KV `bastion_pins`, every call checked against that decision.
+
+- `at_listing`: `decide` on the server's tools, prompts and resource templates, in its `pinning`
+  mode; what is quarantined is left out of the listing (neither published nor callable), what
+  changed is written back (first-use pins, pending versions, removals), and newly seen drift is
+  counted (`bastion_pin_drift`) and announced (`subjects.PIN_DRIFT`).
+- `before_call`: one dict lookup; a call of a quarantined tool or prompt is refused with the
+  approval it needs (a call routed before the catalog caught up, a Code Mode script, the LLM side).
+
+The records are watched (`BucketWatch`): an approval or rejection made anywhere (`bastion tools
+approve`, a signed catalog) reaches every replica, which lists the server again so its catalog
+follows. Writes are compare-and-set on the record's revision, so an executor never overwrites a
+person's decision it has not seen yet (it skips its write and re-decides when the watch delivers it).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from libs.common import metrics, subjects
+from libs.common.kvwatch import BucketWatch, decode_value
+from libs.common.nats import kv_bucket
+from libs.common.pins import DefinitionKind, PinBaseline, PinDrift, PinRecord, baseline_key, pin_key
+
+from ..pinning.decide import PinDecision, PinOutcome, decide
+from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+
+__all__ = ["PinningInterceptor", "call_name"]
+
+log = logging.getLogger(__name__)
+
+_CALLED_AS: Mapping[DefinitionKind, str] = {"tool": "", "prompt": "prompt:"}
+"""How a call names a definition of that kind (`InterceptedCall.name`); templates are read by URI."""
+
+
+def call_name(kind: DefinitionKind, name: str) -> str | None:
+    """What `InterceptedCall.name` is for a call of this definition (None: not called by name)."""
+    prefix = _CALLED_AS.get(kind)
+    return None if prefix is None else prefix + name
+
+
+class PinningInterceptor(Interceptor):
+    name: ClassVar[str] = "pinning"
+
+    def __init__(self, instance: str = "") -> None:
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self._nc: NATS | None = None
+        self._kv: KeyValue | None = None
+        self._watch: BucketWatch | None = None
+        self._records: dict[str, dict[tuple[DefinitionKind, str], tuple[PinRecord, int]]] = {}
+        """server -> (kind, name) -> its record and the KV revision it was read (or written) at."""
+        self._by_key: dict[str, tuple[str, DefinitionKind, str]] = {}
+        self._baselines: dict[str, PinBaseline] = {}
+        self._baseline_keys: dict[str, str] = {}
+        self._refusals: dict[str, dict[str, str]] = {}
+        """server -> call name -> why it is refused: the only thing a call looks at."""
+        self.outcomes: dict[str, PinOutcome] = {}
+        """server -> the last listing's decisions (tests and `bastion tools pending` read the records)."""
+
+    # ------------------------------------------------------------------ life
+
+    async def start(self, nc: NATS) -> None:
+        self._nc = nc
+        self._kv = await kv_bucket(nc.jetstream(), subjects.KV_PINS)
+        self._watch = BucketWatch(nc, subjects.KV_PINS, self._on_put, self._on_delete)
+        await self._watch.start()  # every pin known before the first listing is decided
+
+    async def stop(self) -> None:
+        if self._watch is not None:
+            await self._watch.stop()
+            self._watch = None
+        self._nc = self._kv = None
+
+    # ------------------------------------------------------------------ the records, as KV has them
+
+    def _on_put(self, key: str, value: bytes, revision: int) -> None:
+        if key.startswith("def."):
+            record = decode_value(PinRecord, value, f"pin record {key}")
+            if record is not None:
+                self._remember(key, record, revision)
+        elif key.startswith("baseline."):
+            baseline = decode_value(PinBaseline, value, f"pin baseline {key}")
+            if baseline is not None:
+                self._baselines[baseline.server] = baseline
+                self._baseline_keys[key] = baseline.server
+
+    def _on_delete(self, key: str) -> None:
+        if key in self._by_key:
+            server, kind, name = self._by_key.pop(key)
+            if self._records.get(server, {}).pop((kind, name), None) is not None:
+                self._decision_changed(server)
+        elif key in self._baseline_keys:
+            self._baselines.pop(self._baseline_keys.pop(key), None)
+
+    def _remember(self, key: str, record: PinRecord, revision: int) -> None:
+        held = self._records.setdefault(record.server, {})
+        old = held.get((record.kind, record.name))
+        if old is not None and old[1] > revision:
+            return  # a re-created watch delivering an older value than one we wrote since
+        held[(record.kind, record.name)] = (record, revision)
+        self._by_key[key] = (record.server, record.kind, record.name)
+        if old is None or _verdict_inputs(old[0]) != _verdict_inputs(record):
+            self._decision_changed(record.server)
+
+    def _decision_changed(self, server: str) -> None:
+        """What decides a served definition changed (an approval, a rejection, a catalog import):
+        list the server again, if this executor serves it."""
+        if server in self.outcomes:
+            log.info("pins of server %s changed; listing it again", server)
+            self.relist(server)
+
+    # ------------------------------------------------------------------ hooks
+
+    async def at_listing(self, listing: InterceptedListing) -> None:
+        server, mode = listing.server, listing.config.pinning
+        held = self._records.get(server, {})
+        outcome = decide(
+            server,
+            mode,
+            self._baselines.get(server),
+            [record for record, _ in held.values()],
+            {"tool": listing.tools, "prompt": listing.prompts, "resource_template": listing.resource_templates},
+        )
+        written = await self._write(outcome)
+        listing.tools = _served(outcome, "tool")
+        listing.prompts = _served(outcome, "prompt")
+        listing.resource_templates = _served(outcome, "resource_template")
+        refusals: dict[str, str] = {}
+        for decision in outcome.decisions:
+            if decision.verdict == "quarantined":
+                called = call_name(decision.kind, decision.name)
+                message = outcome.refusal(decision.kind, decision.name)
+                if called is not None and message is not None:
+                    refusals[called] = message
+                listing.decide(self.name, decision.reason, "hide", _detail(decision))
+            elif decision.verdict == "flagged":
+                listing.decide(self.name, decision.reason, "warn", _detail(decision))
+        self._refusals[server] = refusals
+        self.outcomes[server] = outcome
+        metrics.PIN_QUARANTINED.labels(server).set(sum(1 for d in outcome.decisions if d.verdict == "quarantined"))
+        for decision in outcome.drift:
+            if (decision.kind, decision.name) in written:  # newly seen: reported once, not on every listing
+                await self._report(decision, mode)
+
+    async def before_call(self, call: InterceptedCall) -> None:
+        refusals = self._refusals.get(call.server)
+        if refusals:
+            message = refusals.get(call.name)
+            if message is not None:
+                raise Refused(message, rule="quarantined", detail=call.name)
+
+    # ------------------------------------------------------------------ writes and reports
+
+    async def _write(self, outcome: PinOutcome) -> set[tuple[DefinitionKind, str]]:
+        """Put the outcome's records (compare-and-set: a record someone else changed since we read it
+        is left to them, and decided again when the watch delivers it) and the baseline (create-only,
+        so racing replicas agree). Returns the (kind, name) of the records written. A failure to write
+        fails the listing: nothing undecided is published."""
+        assert self._kv is not None
+        kv = self._kv
+        held = self._records.setdefault(outcome.server, {})
+        written: set[tuple[DefinitionKind, str]] = set()
+        for record in outcome.writes:
+            key = pin_key(record.server, record.kind, record.name)
+            previous = held.get((record.kind, record.name))
+            value = record.model_dump_json().encode()
+            try:
+                revision = await kv.update(key, value, last=previous[1]) if previous else await kv.create(key, value)
+            except KeyWrongLastSequenceError:
+                log.info("pin %s/%s changed meanwhile; deciding it again when it arrives", record.server, record.name)
+                continue
+            except Exception as exc:
+                if previous is None and "wrong last sequence" in str(exc).lower():
+                    continue  # nats-py reports a create that lost a race this way
+                raise
+            held[(record.kind, record.name)] = (record, revision)
+            self._by_key[key] = (record.server, record.kind, record.name)
+            written.add((record.kind, record.name))
+        if outcome.baseline is not None:
+            key = baseline_key(outcome.server)
+            try:
+                await kv.create(key, outcome.baseline.model_dump_json().encode())
+            except KeyWrongLastSequenceError:
+                pass  # another replica established it first: same meaning
+            except Exception as exc:
+                if "wrong last sequence" not in str(exc).lower():
+                    raise
+            self._baselines.setdefault(outcome.server, outcome.baseline)
+            self._baseline_keys[key] = outcome.server
+        return written
+
+    async def _report(self, decision: PinDecision, mode: Any) -> None:
+        verdict = "absent" if decision.verdict == "absent" else decision.verdict
+        metrics.PIN_DRIFT.labels(decision.server, decision.kind, decision.reason, verdict).inc()
+        log.warning(
+            "pinning: %s %s/%s %s (%s); see `bastion tools pending`",
+            decision.kind.replace("_", " "),
+            decision.server,
+            decision.name,
+            verdict,
+            decision.reason,
+        )
+        if self._nc is None or verdict not in ("quarantined", "flagged", "absent"):
+            return
+        event = PinDrift(
+            server=decision.server,
+            kind=decision.kind,
+            name=decision.name,
+            reason=decision.reason,
+            verdict=verdict,
+            sha256=decision.sha256,
+            approved_sha256=decision.approved_sha256,
+            renamed_from=decision.renamed_from,
+            mode=mode,
+            instance=self.instance,
+        )
+        try:
+            await self._nc.publish(subjects.PIN_DRIFT, event.model_dump_json().encode())
+        except Exception as exc:  # the record in KV is what counts; the event is a courtesy
+            log.warning("pinning: cannot publish a drift event (%s)", exc)
+
+
+def _verdict_inputs(record: PinRecord) -> tuple[str | None, frozenset[str]]:
+    """What in a record can change a definition's verdict without the server changing."""
+    return (record.approved.sha256 if record.approved is not None else None, frozenset(record.rejected))
+
+
+def _served(outcome: PinOutcome, kind: DefinitionKind) -> list[dict[str, Any]]:
+    return [d if isinstance(d, dict) else dict(d) for d in outcome.served(kind)]
+
+
+def _detail(decision: PinDecision) -> str:
+    text = f"{decision.kind.replace('_', ' ')} {decision.name!r}"
+    if decision.renamed_from:
+        text += f" (renamed from {decision.renamed_from!r})"
+    return text[:512]
