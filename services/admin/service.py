@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -23,6 +22,7 @@ from libs.common import observability, permissions
 from libs.common.audit_chain import producer_id
 from libs.common.audit_journal import AuditJournal
 from libs.common.audit_publisher import AuditPublisher
+from libs.common.http_serving import serve_http
 from libs.common.metrics import MetricsServer
 from libs.common.nats import connect, drain_or_close
 from libs.common.settings import AdminSettings
@@ -39,12 +39,6 @@ log = logging.getLogger(__name__)
 _SWEEP_EVERY = 3600.0
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the service runner owns signals
-        yield
-
-
 class AdminService:
     def __init__(self, settings: AdminSettings) -> None:
         self.settings = settings
@@ -52,7 +46,7 @@ class AdminService:
         self._nc: NATS | None = None
         self._audit: AuditPublisher | None = None
         self._journal: AuditJournal | None = None
-        self._server: _Server | None = None
+        self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self.metrics_server: MetricsServer | None = None
         self.app: FastAPI | None = None
@@ -95,14 +89,8 @@ class AdminService:
             limit_concurrency=256,
             timeout_keep_alive=30,
         )
-        self._server = _Server(config)
-        self._serving = asyncio.create_task(self._server.serve(), name="uvicorn-admin")
-        while not self._server.started:
-            if self._serving.done():
-                self._serving.result()  # raises the bind error
-                raise RuntimeError("admin HTTP server stopped during start-up")
-            await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        serving = await serve_http(config, "admin")
+        self._server, self._serving, self.port = serving.server, serving.task, serving.port
         log.info("admin API listening on %s/admin/v1", self.url)
 
     async def _sweep(self, access: AccessStore) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from libs.common.audit_chain import producer_id
 from libs.common.audit_journal import AuditJournal
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
+from libs.common.http_serving import serve_http
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import AuditEvent
 from libs.common.metrics import MetricsServer
@@ -85,12 +86,6 @@ __all__ = ["IngressService", "mcp_endpoint"]
 log = logging.getLogger(__name__)
 
 VERSION = version("bastion-gateway")
-
-
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:  # the service runner owns signals
-        yield
 
 
 def mcp_endpoint(
@@ -179,7 +174,7 @@ class IngressService:
         self._watches: list[BucketWatch] = []
         self._audit: AuditPublisher | None = None
         self._journal: AuditJournal | None = None
-        self._server: _Server | None = None
+        self._server: uvicorn.Server | None = None
         self._serving: asyncio.Task[None] | None = None
         self.metrics_server: MetricsServer | None = None
 
@@ -283,14 +278,8 @@ class IngressService:
             log_level="warning",
             timeout_keep_alive=max(1, round(s.idle_timeout)),
         )
-        self._server = _Server(config)
-        self._serving = asyncio.create_task(self._server.serve(), name="uvicorn")
-        while not self._server.started:
-            if self._serving.done():
-                self._serving.result()  # raises the bind error
-                raise RuntimeError("ingress HTTP server stopped during start-up")
-            await asyncio.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        serving = await serve_http(config, "ingress")
+        self._server, self._serving, self.port = serving.server, serving.task, serving.port
         log.info("ingress listening on %s", self.url)
 
     def _catalog_put(self, server: str, value: bytes, revision: int = 0) -> None:

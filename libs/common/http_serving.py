@@ -1,0 +1,41 @@
+"""A service's HTTP server (uvicorn) started inside the service's own event loop: the service runner
+(`libs.common.runner`) owns the signals, and a start that cannot bind fails the service's start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+
+__all__ = ["ServingHttp", "serve_http"]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the service runner owns signals
+        yield
+
+
+class ServingHttp:
+    """A running uvicorn server and the task serving it."""
+
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
+        self.server, self.task = server, task
+
+    @property
+    def port(self) -> int:
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
+
+async def serve_http(config: uvicorn.Config, name: str) -> ServingHttp:
+    """Start serving `config`; returns once it listens. Raises the bind error (or says it stopped)."""
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(), name=f"uvicorn-{name}")
+    while not server.started:
+        if task.done():
+            task.result()  # raises the bind error
+            raise RuntimeError(f"{name} HTTP server stopped during start-up")
+        await asyncio.sleep(0.01)
+    return ServingHttp(server, task)
