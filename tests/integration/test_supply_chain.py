@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner
@@ -24,6 +25,7 @@ from libs.common.pin_store import find, read_records
 from libs.common.pin_store import pending as pending_records
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
+from tests.support.admin_api import principal_token, running_admin
 from tests.support.gateway import ADMIN_KEY, ROOT, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -204,3 +206,59 @@ async def test_approve_makes_it_callable_reject_keeps_it_quarantined_each_audite
             await nc.close()
         assert ("pin.approve", PRINCIPAL, "drift/tool/add") in decisions
         assert ("pin.reject", PRINCIPAL, "drift/tool/add") in decisions
+
+
+async def test_the_admin_api_shows_the_diff_and_a_person_with_tools_approve_decides(nats_url, redis_url, tmp_path):
+    """The same decision over `/admin/v1/tools` (what the console's catalog view calls): pending, the
+    diff, a viewer refused with 403 naming `tools:approve`, a stale version refused with 409, an
+    operator's approval serves the definition, and the admin audit event names the operator."""
+    state, calls = tmp_path / "state", tmp_path / "calls"
+    state.write_text("base")
+    async with (
+        running_gateway(nats_url, redis_url, tmp_path, drifting_config(state, calls)) as gateway,
+        running_admin(nats_url) as (admin, owner),
+    ):
+        pinning = _pinning(gateway)
+        state.write_text("property")
+        await poll_until(
+            lambda: (d := pinning.outcomes["drift"].decision("tool", "add")) is not None and d.verdict == "quarantined",
+            "drift/add quarantined",
+        )
+        operator = await principal_token(admin, owner, "olga@example.com", {"role": "operator"}, kind="person")
+        viewer = await principal_token(admin, owner, "vic@example.com", {"role": "viewer"}, kind="person")
+        url = f"{admin.url}/admin/v1/tools"
+        async with httpx.AsyncClient(timeout=10) as http:
+            as_operator = {"Authorization": f"Bearer {operator}"}
+            waiting = (await http.get(f"{url}/pending", headers=as_operator)).json()
+            assert [(w["server"], w["name"], w["reason"]) for w in waiting] == [("drift", "add", "changed")]
+            shown = (await http.get(f"{url}/drift/add/diff", headers=as_operator)).json()
+            assert "property 'note' added" in shown["diff"]
+
+            refused = await http.post(f"{url}/drift/add/approve", headers={"Authorization": f"Bearer {viewer}"})
+            assert refused.status_code == 403 and "tools:approve" in refused.text
+            stale = await http.post(f"{url}/drift/add/approve", headers=as_operator, json={"sha256": "0123456789ab"})
+            assert stale.status_code == 409 and "look at the diff again" in stale.text
+            approved = await http.post(
+                f"{url}/drift/add/approve", headers=as_operator, json={"sha256": shown["pending"][:12]}
+            )
+            assert approved.status_code == 200, approved.text
+            assert (await http.get(f"{url}/drift/nothing/diff", headers=as_operator)).status_code == 404
+
+        await poll_until(lambda: _listed(gateway, "add"), "drift/add served again")
+        async with gateway.client(ADMIN_KEY) as client:
+            assert (await client.call_tool("drift__add", {"a": 2, "b": 3, "note": "n"})).content[0].text == "5"
+
+        nc = await connect(nats_url, "test-audit")
+        try:
+
+            async def decision() -> list[tuple[Any, ...]] | None:
+                query = AuditQuery(limit=100).model_dump_json().encode()
+                rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=5)).data)
+                found = [(r.action, r.actor, r.target) for r in rows.rows if r.action == "pin.approve"]
+                return found or None
+
+            assert await poll_until(decision, "the approval's audit row") == [
+                ("pin.approve", "olga@example.com", "drift/add")
+            ]
+        finally:
+            await nc.close()

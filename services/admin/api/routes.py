@@ -35,6 +35,7 @@ from .models import (
     UserOut,
     UserPatch,
 )
+from .pin_routes import pin_routes
 from .provider_routes import provider_routes
 from .server_routes import server_routes
 from .store import AdminStore
@@ -99,4 +100,5 @@ def admin_router(store: AdminStore, auth: Authenticator, links: UpstreamLinks | 
     )
     server_routes(router, store, links)
     provider_routes(router, store)
+    pin_routes(router, store)
     return router

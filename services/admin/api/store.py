@@ -33,7 +33,9 @@ class AdminStore:
 
     def __init__(self, js: JetStreamContext, sealer: Sealer | None = None, changes: ChangeLog | None = None) -> None:
         self.sealer = sealer or Sealer()
-        buckets = Buckets(js)
+        self.buckets = buckets = Buckets(js)
+        self.changes = changes
+        """Where every write is reported as an admin audit event (None: not reported, in tests)."""
         self.keys: Table[KeyRecord] = Table(buckets, subjects.KV_KEYS, KeyRecord, "key", changes=changes)
         self.servers: Table[ServerRecord] = Table(buckets, subjects.KV_SERVERS, ServerRecord, "server", changes=changes)
         self.catalog: Table[ServerCatalog] = Table(buckets, subjects.KV_CATALOG, ServerCatalog, "server catalog")

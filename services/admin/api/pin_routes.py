@@ -1,0 +1,112 @@
+"""`/admin/v1/tools`: definitions pinning holds back (docs/supply-chain.md), the field-level diff of
+each, and a person's approve or reject — the same functions `bastion tools …` runs
+(`libs.common.pin_store`), each decision an admin audit event naming who.
+
+(No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
+"""
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from libs.common import subjects
+from libs.common.pin_store import decide_pending, diff_text, find, pending, read_records
+from libs.common.pins import PinError, PinRecord
+
+from .errors import documented, needs
+from .identity import CURRENT
+from .store import AdminStore
+from .tables import Conflict, NotFound
+
+__all__ = ["pin_routes"]
+
+
+class PendingOut(BaseModel):
+    server: str
+    name: str
+    kind: str
+    reason: str | None
+    approved: str | None = Field(description="sha256 of the approved definition, if any")
+    pending: str = Field(description="sha256 of the definition waiting for a person")
+    renamed_from: str | None = None
+
+
+class DiffOut(PendingOut):
+    diff: str = Field(description="the field-level diff, as `bastion tools diff` prints it")
+
+
+class Decision(BaseModel):
+    sha256: str | None = Field(
+        default=None, description="the pending version looked at (8+ hex digits): refused if another waits now"
+    )
+
+
+def _out(record: PinRecord) -> dict[str, Any]:
+    assert record.pending is not None
+    return {
+        "server": record.server,
+        "name": record.name,
+        "kind": record.kind,
+        "reason": record.pending_reason,
+        "approved": record.approved.sha256 if record.approved is not None else None,
+        "pending": record.pending.sha256,
+        "renamed_from": record.renamed_from,
+    }
+
+
+def pin_routes(router: APIRouter, store: AdminStore) -> None:
+    read, decide = needs("servers:read"), needs("tools:approve")
+
+    async def pins() -> Any:
+        return await store.buckets.get(subjects.KV_PINS)
+
+    @router.get("/tools/pending", tags=["tools"], openapi_extra=read)
+    async def list_pending() -> list[PendingOut]:
+        """Every definition held back, oldest first."""
+        return [PendingOut(**_out(r)) for r in pending((await read_records(await pins())).values())]
+
+    @router.get("/tools/{server}/{name:path}/diff", tags=["tools"], responses=documented(404), openapi_extra=read)
+    async def show_diff(server: str, name: str) -> DiffOut:
+        try:
+            record = (await find(await pins(), server, name)).record
+        except PinError as exc:
+            raise NotFound(str(exc)) from None
+        if record.pending is None:
+            raise NotFound(f"{server}/{name} has no change waiting for approval")
+        return DiffOut(**_out(record), diff=diff_text(record))
+
+    async def decided(server: str, name: str, body: Decision, what: Literal["approve", "reject"]) -> PendingOut:
+        identity = CURRENT.get()
+        by = identity.principal if identity is not None else "admin"
+        kv = await pins()
+        try:
+            await find(kv, server, name)
+        except PinError as exc:
+            raise NotFound(str(exc)) from None
+        try:  # nothing waits, another version waits now, or a concurrent decision
+            change = await decide_pending(kv, server, name, what, by, body.sha256)
+        except PinError as exc:
+            raise Conflict(str(exc)) from None
+        if store.changes is not None:
+            store.changes.record("pin", what, f"{server}/{name}", change.before, change.after)
+        after = change.after
+        return PendingOut(
+            server=after.server,
+            name=after.name,
+            kind=after.kind,
+            reason=after.pending_reason,
+            approved=after.approved.sha256 if after.approved is not None else None,
+            pending=change.before.pending.sha256 if change.before and change.before.pending else "",
+            renamed_from=after.renamed_from,
+        )
+
+    @router.post("/tools/{server}/{name:path}/approve", tags=["tools"], responses=documented(404, 409), openapi_extra=decide)
+    async def approve(server: str, name: str, body: Decision | None = None) -> PendingOut:
+        """Serve the pending definition from now on (every executor relists the server)."""
+        return await decided(server, name, body or Decision(), "approve")
+
+    @router.post("/tools/{server}/{name:path}/reject", tags=["tools"], responses=documented(404, 409), openapi_extra=decide)
+    async def reject(server: str, name: str, body: Decision | None = None) -> PendingOut:
+        """Keep the pending definition out for good (it is not asked about again)."""
+        return await decided(server, name, body or Decision(), "reject")
