@@ -72,7 +72,7 @@ def digest(arguments: dict) -> str:
 
 
 def script(token: str) -> str:
-    return f'result = ledger.record(token="{token}")'
+    return f'result = ledger.record(mark="{token}")'
 
 
 @dataclass
@@ -96,7 +96,7 @@ class Call:
     def arguments(self) -> dict | None:
         if self.kind == "list":
             return None
-        return {"token": self.token} if self.kind == "call" else {"code": script(self.token)}
+        return {"mark": self.token} if self.kind == "call" else {"code": script(self.token)}
 
 
 @dataclass
@@ -370,11 +370,11 @@ def checks(results: list[Call], ledger: list[str], rows: list[AuditEvent], prefi
     for call in handled:
         expected[digest(call.arguments or {})] = call
         if call.kind == "code":  # the tool call its script made
-            expected[digest({"token": call.token})] = call
+            expected[digest({"mark": call.token})] = call
     answered = [c for c in handled if not c.detail.startswith("connection lost") and c.outcome != "hung"]
     missing = [c for c in answered if by_digest[digest(c.arguments or {})] != 1]
     inner_missing = [
-        c for c in handled if c.kind == "code" and ran[c.token] and not by_digest[digest({"token": c.token})]
+        c for c in handled if c.kind == "code" and ran[c.token] and not by_digest[digest({"mark": c.token})]
     ]
     cut_ran_unrecorded = [
         c

@@ -102,7 +102,7 @@ class Session:
         )
         took.append((await self.rpc("tools/list"))[0])
         for i in range(calls):
-            args = {"name": "ledger__record", "arguments": {"token": f"{token}-{i}"}}
+            args = {"name": "ledger__record", "arguments": {"mark": f"{token}-{i}"}}
             took.append((await self.rpc("tools/call", args))[0])
         return took
 
@@ -145,7 +145,7 @@ async def probe(url: str, count: int, concurrency: int, tag: str) -> dict[str, A
 
         async def worker() -> None:
             for n in numbers:
-                args = {"name": "ledger__record", "arguments": {"token": f"{tag}-probe-{n}"}}
+                args = {"name": "ledger__record", "arguments": {"mark": f"{tag}-probe-{n}"}}
                 latencies.append((await session.rpc("tools/call", args))[0])
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

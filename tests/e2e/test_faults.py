@@ -258,7 +258,7 @@ notice a KV watch lost with the server, so only watches re-created on reconnect 
 async def call_once(http: httpx.AsyncClient, url: str, key: str) -> str:
     """One `ledger__record` call: "ok", or what went wrong."""
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ledger__record", "arguments": {}}}
-    body["params"]["arguments"] = {"token": f"revoked-{uuid.uuid4().hex[:8]}"}
+    body["params"]["arguments"] = {"mark": f"revoked-{uuid.uuid4().hex[:8]}"}
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
     try:
         response = await http.post(url, json=body, headers=headers)

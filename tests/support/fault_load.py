@@ -75,7 +75,7 @@ class Load:
                 "jsonrpc": "2.0",
                 "id": n,
                 "method": "tools/call",
-                "params": {"name": self.tool, "arguments": {"token": token}},
+                "params": {"name": self.tool, "arguments": {"mark": token}},
             }
             started = time.monotonic()
             try:

@@ -57,6 +57,7 @@ def _out(record: PinRecord) -> dict[str, Any]:
 
 def pin_routes(router: APIRouter, store: AdminStore) -> None:
     read, decide = needs("servers:read"), needs("tools:approve")
+    refusals = documented(404, 409)
 
     async def pins() -> Any:
         return await store.buckets.get(subjects.KV_PINS)
@@ -101,12 +102,12 @@ def pin_routes(router: APIRouter, store: AdminStore) -> None:
             renamed_from=after.renamed_from,
         )
 
-    @router.post("/tools/{server}/{name:path}/approve", tags=["tools"], responses=documented(404, 409), openapi_extra=decide)
+    @router.post("/tools/{server}/{name:path}/approve", tags=["tools"], responses=refusals, openapi_extra=decide)
     async def approve(server: str, name: str, body: Decision | None = None) -> PendingOut:
         """Serve the pending definition from now on (every executor relists the server)."""
         return await decided(server, name, body or Decision(), "approve")
 
-    @router.post("/tools/{server}/{name:path}/reject", tags=["tools"], responses=documented(404, 409), openapi_extra=decide)
+    @router.post("/tools/{server}/{name:path}/reject", tags=["tools"], responses=refusals, openapi_extra=decide)
     async def reject(server: str, name: str, body: Decision | None = None) -> PendingOut:
         """Keep the pending definition out for good (it is not asked about again)."""
         return await decided(server, name, body or Decision(), "reject")
