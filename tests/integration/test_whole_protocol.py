@@ -33,8 +33,20 @@ SCOPED_KEY = "bk_test_scoped_key_0000000000"
 def _config() -> dict[str, Any]:
     config = default_config(
         {
-            "interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "legacy"},
-            "modern": {"command": sys.executable, "args": [INTERACTIVE], "env": {"MEMO_SCHEME": "fresh"}},
+            # both add definitions while running, to show list changes reach agents: served and flagged
+            # (`warn`), where the default `tofu` holds additions back for a person (test_supply_chain)
+            "interactive": {
+                "command": sys.executable,
+                "args": [INTERACTIVE],
+                "protocol": "legacy",
+                "pinning": "warn",
+            },
+            "modern": {
+                "command": sys.executable,
+                "args": [INTERACTIVE],
+                "env": {"MEMO_SCHEME": "fresh"},
+                "pinning": "warn",
+            },
         }
     )
     config["mcpServers"]["echo"]["namespace"] = False
