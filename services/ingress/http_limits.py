@@ -12,7 +12,7 @@ subclass adds, per connection:
   connection).
 
 Everything else (parsing, keep-alive, pipelining, flow control) is uvicorn's, so the hot path
-pays a few integer additions per request.
+pays a few integer additions per request. Answers leave in one write each (`response_writes`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
 
@@ -67,6 +69,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # answers leave in one write (`response_writes`); flow control keeps the bare transport
+        self.transport = HeadWithBody(transport, self.loop)  # type: ignore[assignment]
         if len(self.connections) > self.limits.max_connections:
             _log_now_and_then(
                 "over_connections",
