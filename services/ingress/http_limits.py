@@ -26,6 +26,7 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from .lost_connections import LOST, Callbacks, call_lost
 from .response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
@@ -64,6 +65,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for: str | None = None
         """"head" or "body": what the armed deadline is waiting for."""
+        self._lost: Callbacks = set()
+        """Called when the connection is lost (`lost_connections`): set by the request running."""
 
     # ------------------------------------------------------------------ connection
 
@@ -85,6 +88,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self._lost:
+            call_lost(self._lost)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -125,6 +130,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {LOST: self._lost}  # type: ignore[dict-item]  # ASGI types extensions as dicts
         if not self._reading_head:  # the next request on a kept-alive connection
             self._reading_head, self._head_bytes = True, 0
 
