@@ -12,7 +12,7 @@ subclass adds, per connection:
   connection).
 
 Everything else (parsing, keep-alive, pipelining, flow control) is uvicorn's, so the hot path
-pays a few integer additions per request.
+pays a few integer additions per request. Answers leave in one write each (`response_writes`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from typing import Any, ClassVar
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from .lost_connections import LOST, Callbacks, call_lost
+from .response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
 
@@ -62,11 +65,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline: asyncio.TimerHandle | None = None
         self._deadline_for: str | None = None
         """"head" or "body": what the armed deadline is waiting for."""
+        self._lost: Callbacks = set()
+        """Called when the connection is lost (`lost_connections`): set by the request running."""
 
     # ------------------------------------------------------------------ connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # answers leave in one write (`response_writes`); flow control keeps the bare transport
+        self.transport = HeadWithBody(transport, self.loop)  # type: ignore[assignment]
         if len(self.connections) > self.limits.max_connections:
             _log_now_and_then(
                 "over_connections",
@@ -81,6 +88,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+        if self._lost:
+            call_lost(self._lost)
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -121,6 +130,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope["extensions"] = {LOST: self._lost}  # type: ignore[dict-item]  # ASGI types extensions as dicts
         if not self._reading_head:  # the next request on a kept-alive connection
             self._reading_head, self._head_bytes = True, 0
 

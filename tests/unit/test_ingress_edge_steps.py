@@ -16,6 +16,7 @@ from services.ingress.context import RequestContext
 from services.ingress.field_limits import FieldLimits
 from services.ingress.hosts import HostGuard
 from services.ingress.keys import UNAUTHENTICATED, KeyDirectory
+from services.ingress.lost_connections import LOST, call_lost
 from services.ingress.mcp_edge import (
     Audit,
     Authenticate,
@@ -452,6 +453,49 @@ async def test_cancel_on_disconnect_abandons_the_call_of_a_modern_request():
     release.set()
     await task
     assert abandoned == ["call-1"]
+
+
+async def test_cancel_on_disconnect_is_told_by_ingress_s_own_server_without_a_watching_task():
+    """Served by ingress's protocol (`http_limits`), the scope carries the connection's callbacks:
+    a connection lost while the call runs abandons it; one lost after the step ended does not."""
+    abandoned: list[str] = []
+    release, running = asyncio.Event(), asyncio.Event()
+
+    async def abandon(call_id: str) -> None:
+        abandoned.append(call_id)
+
+    class Running(Step):
+        async def __call__(self, x: Exchange) -> None:
+            x.ctx.call_id = "call-1"
+            running.set()
+            await release.wait()
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("nothing reads the request to watch it")
+
+    for lost_while_running in (True, False):
+        abandoned.clear()
+        release.clear()
+        running.clear()
+        x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "tools/call"})
+        callbacks: set[Any] = set()
+        x.scope["extensions"] = {LOST: callbacks}
+        x.receive, x.modern = receive, True
+        step = CancelOnDisconnect(abandon)
+        step.next = Running()
+        task = asyncio.create_task(step(x))
+        await running.wait()
+        assert len(callbacks) == 1
+        if lost_while_running:
+            call_lost(callbacks)
+            await asyncio.sleep(0)  # the abandon runs as its own task
+            assert abandoned == ["call-1"]
+        release.set()
+        await task
+        assert not callbacks
+        call_lost(callbacks)
+        await asyncio.sleep(0)
+        assert abandoned == (["call-1"] if lost_while_running else [])
 
 
 async def test_trace_passes_on():

@@ -21,6 +21,7 @@ from libs.common.messages import AuditEvent
 
 from ..context import RequestContext
 from ..handlers import Handlers
+from ..lost_connections import watch
 from ..sessions import SessionCodec
 from .chain import Exchange, Receive, Step, disconnected
 
@@ -109,22 +110,38 @@ class CancelOnDisconnect(Step):
     running upstream cancels it. The executor abandons the call (and tells the upstream); the
     handler still finishes, so the request keeps its audit event."""
 
-    __slots__ = ("abandon",)
+    __slots__ = ("_abandoning", "abandon")
 
     def __init__(self, abandon: Callable[[str], Awaitable[None]]) -> None:
         self.abandon = abandon
+        self._abandoning: set[asyncio.Task[None]] = set()
 
     async def __call__(self, x: Exchange) -> None:
         if not (x.modern and x.method in ROUTED):
             await self.next(x)
             return
+        if (lost := watch(x.scope)) is not None:  # ingress's own server tells us: no task to watch
+            ctx = x.ctx
+
+            def gone() -> None:
+                if ctx.call_id is not None:
+                    task = asyncio.ensure_future(self.abandon(ctx.call_id))
+                    self._abandoning.add(task)
+                    task.add_done_callback(self._abandoning.discard)
+
+            lost.add(gone)
+            try:
+                await self.next(x)
+            finally:
+                lost.discard(gone)
+            return
         # the watch holds the context, not the exchange: a cancelled task is a reference cycle
         # (its CancelledError's traceback holds its frame) that only the GC frees, with all it holds
-        watch = asyncio.ensure_future(self._cancel_on_disconnect(x.ctx, x.receive))
+        watcher = asyncio.ensure_future(self._cancel_on_disconnect(x.ctx, x.receive))
         try:
             await self.next(x)
         finally:
-            watch.cancel()
+            watcher.cancel()
 
     async def _cancel_on_disconnect(self, ctx: RequestContext, receive: Receive) -> None:
         await disconnected(receive)
