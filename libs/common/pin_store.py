@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import orjson
 from joserfc.jwk import OKPKey
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
 from nats.js.kv import KeyValue
 
 from .catalog_manifest import ManifestError, export_manifest, pins_from_manifest, verify_manifest
@@ -65,7 +65,7 @@ async def read_records(kv: KeyValue) -> dict[str, Held]:
     """Every pin record in the bucket, by KV key."""
     try:
         keys = await kv.keys()
-    except NoKeysError:
+    except (NoKeysError, NotFoundError):  # empty, or not created yet (no executor has run)
         return {}
     held: dict[str, Held] = {}
     for key in keys:
