@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["LOST", "call_lost", "watch"]
 
-LOST = "bastion.connection_lost"
+LOST = "x-bastion-connection-lost"  # an ASGI scope extension, not a bus subject
 """The scope's `extensions` entry: the set of callbacks to call when the connection is lost."""
 
 Callbacks = set[Callable[[], object]]

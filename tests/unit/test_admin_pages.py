@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 def test_the_start_page_links_only_to_the_admin_service():
     page = start_page("1.2.3")
     assert "v1.2.3" in page
-    assert set(re.findall(r'href="([^"]+)"', page)) == {"/docs", "/admin/v1", "/dashboard"}
+    assert set(re.findall(r'href="([^"]+)"', page)) == {"/docs", "/admin/v1", "/dashboard", "/console"}
     assert "<script" not in page and "src=" not in page
 
 
