@@ -25,8 +25,8 @@ PACKAGE, VERSION = "@octokit/openapi", "23.0.2"
 
 @pytest.fixture(scope="module")
 def github() -> Iterator[Path]:
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not on PATH: GitHub's OpenAPI document comes from the npm package @octokit/openapi")
+    # `./run test` provides Node and npm (it installs Node 22 on first use): no skip, a clear failure
+    assert shutil.which("npm"), "npm is not on PATH: GitHub's OpenAPI document comes from @octokit/openapi"
     yield ensure_package("octokit-openapi", PACKAGE, VERSION) / "generated" / "api.github.com.json"
 
 

@@ -13,6 +13,7 @@ answer).
 
 from __future__ import annotations
 
+import abc
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -75,7 +76,7 @@ class Exchange:
         repetitions that matter)."""
 
 
-class Step:
+class Step(abc.ABC):
     """One stage of the pipeline: answer `x`, or pass it on with `await self.next(x)`."""
 
     __slots__ = ("next",)
@@ -83,8 +84,8 @@ class Step:
     next: Step
     """The step after this one, set once by `McpEndpoint`."""
 
-    async def __call__(self, x: Exchange) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def __call__(self, x: Exchange) -> None: ...
 
 
 Answering = Callable[[Exchange], Awaitable[None]]
@@ -97,8 +98,8 @@ class Check(Step):
 
     __slots__ = ()
 
-    def check(self, x: Exchange) -> Answering | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def check(self, x: Exchange) -> Answering | None: ...
 
     async def __call__(self, x: Exchange) -> None:
         if (answer := self.check(x)) is None:
