@@ -47,6 +47,9 @@ MISSING_RETRY = 0.5
 """Seconds between looks for a bucket that does not exist yet."""
 RECONNECT_CHECK = 0.25
 """Seconds between looks at the connection's reconnect count (a local counter, no round trip)."""
+LATE_VALUES = 2.0
+"""Seconds the view waits, after nats-py's end-of-values marker, for values it knows were in the bucket
+when the watch began but that have not arrived (see `_consume`), before calling itself complete anyway."""
 
 
 class BucketWatch:
@@ -111,9 +114,11 @@ class BucketWatch:
             await self._missing()
             return
         connection = self._nc.stats["reconnects"]
+        # what the bucket held before the watch began: its initial values reach at least this revision
+        floor = (await kv.status()).stream_info.state.last_seq
         watcher = await kv.watchall()
         self.watches += 1
-        consume = asyncio.create_task(self._consume(watcher))
+        consume = asyncio.create_task(self._consume(watcher, floor))
         try:
             while not consume.done() and self._nc.stats["reconnects"] == connection:
                 await asyncio.wait({consume}, timeout=RECONNECT_CHECK)
@@ -135,10 +140,19 @@ class BucketWatch:
             self.ready.set()
         await asyncio.sleep(MISSING_RETRY)
 
-    async def _consume(self, watcher: Any) -> None:
+    async def _consume(self, watcher: Any, floor: int) -> None:
+        """Deliver the watch's entries; the view is `ready` once it holds the bucket's content as of the
+        watch's start (revision `floor`). nats-py sends its end-of-values marker (None) when a consumer
+        info says nothing is pending, which can race values already sent and not yet through this loop,
+        so the marker alone would let a service serve from a view missing a key (a revoked key honoured,
+        a tool unknown). A last revision that never arrives (expired by max-age since it was read) is
+        waited for `LATE_VALUES` seconds, not forever."""
         async for entry in watcher:
-            if entry is None:  # end of the initial values
-                self.ready.set()
+            if entry is None:  # nats-py's end of the initial values
+                if self.revision >= floor:
+                    self.ready.set()
+                elif not self.ready.is_set():
+                    asyncio.get_running_loop().call_later(LATE_VALUES, self.ready.set)
                 continue
             key, revision = entry.key, entry.revision or 0
             result: Awaitable[None] | None = None
@@ -151,3 +165,5 @@ class BucketWatch:
             if asyncio.iscoroutine(result):
                 await result
             self.revision = revision  # only once the view holds the change
+            if revision >= floor and not self.ready.is_set():
+                self.ready.set()

@@ -131,6 +131,13 @@ async def kv_names(js: JetStreamContext, bucket: str) -> list[str]:
     return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
 
 
+async def kv_keys(kv: KeyValue) -> list[str]:
+    """`kv_names` for a bucket handle, where only the handle is at hand. nats-py keeps the context and
+    bucket name a handle was made from in private attributes (`KeyValue.__init__`, stable across 2.x,
+    which pyproject pins); reading them beats `kv.keys()`, whose race `kv_names` explains."""
+    return await kv_names(kv._js, kv._name)
+
+
 async def kv_snapshot(js: JetStreamContext, bucket: str) -> dict[str, KeyValue.Entry]:
     """Every live entry of `bucket` (see `kv_names`); keys deleted between listing and reading are left out."""
     kv = await js.key_value(bucket)

@@ -17,11 +17,12 @@ from typing import Any, Literal
 
 import orjson
 from joserfc.jwk import OKPKey
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from .catalog_manifest import ManifestError, export_manifest, pins_from_manifest, verify_manifest
 from .messages_audit import AuditEvent
+from .nats import kv_keys
 from .pin_diff import definition_diff, render_diff
 from .pins import CatalogImport, DefinitionKind, PinError, PinRecord, approve, import_key, pin_key, reject
 
@@ -64,8 +65,8 @@ class PinChange:
 async def read_records(kv: KeyValue) -> dict[str, Held]:
     """Every pin record in the bucket, by KV key."""
     try:
-        keys = await kv.keys()
-    except (NoKeysError, NotFoundError):  # empty, or not created yet (no executor has run)
+        keys = await kv_keys(kv)
+    except NotFoundError:  # not created yet (no executor has run)
         return {}
     held: dict[str, Held] = {}
     for key in keys:

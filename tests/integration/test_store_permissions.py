@@ -31,7 +31,7 @@ from libs.common.blobs import Blobs
 from libs.common.bus_client import BusPermissionError
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import AuditEvent
-from libs.common.nats import connect, kv_bucket, kv_names, kv_snapshot
+from libs.common.nats import connect, kv_bucket, kv_keys, kv_names, kv_snapshot
 from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, OWNERS, POLICY, ROLES
 from libs.common.settings import StoreSettings
 from libs.common.stores import declare, declare_owned, owned_by
@@ -134,7 +134,7 @@ async def _read(nc: NATS, bucket: str) -> None:
     await _watch_sees_the_seed(nc, bucket)
     kv = await kv_bucket(js, bucket)
     assert (await kv.get("seed")).value == b"by its owner"  # the oauth and admin stores' lookups
-    assert await kv.keys() == ["seed"]  # the oauth upstream store's listing
+    assert await kv_keys(kv) == ["seed"]  # the listing of the oauth upstream store and the pin store
     assert list(await kv_snapshot(js, bucket)) == ["seed"]  # `bastion config apply`, the admin store
     assert await kv_names(js, bucket) == ["seed"]
 

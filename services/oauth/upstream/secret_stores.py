@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from libs.common.nats import kv_keys
 from libs.common.sealing import Sealer
 
 __all__ = ["EnvStore", "ReadOnlySecrets", "SealedKVStore", "SecretStore", "VaultStore"]
@@ -61,13 +62,12 @@ class SealedKVStore:
 
     async def reseal(self) -> int:
         """Rewrite every value not sealed under the newest key; returns how many were rewritten."""
-        try:
-            names = await self._kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            return 0
         rewritten = 0
-        for name in names:
-            entry = await self._kv.get(name)
+        for name in await kv_keys(self._kv):
+            try:
+                entry = await self._kv.get(name)
+            except KeyNotFoundError:
+                continue  # its last write was a purge, or it went between the listing and the read
             if entry.value and not self._sealer.current(entry.value.decode()):
                 await self.put(name, self._sealer.open_value(entry.value.decode()))
                 rewritten += 1
