@@ -74,6 +74,10 @@ async def oauth(nats_url: str) -> AsyncIterator[OAuthService]:
     await service.stop()
 
 
+# schemathesis's own strategies draw from `random` (its header and query generators), which
+# Hypothesis flags with a deprecation warning on some draws only; that is the library's business, not a
+# failure of the API under test, and with warnings as errors it made this test fail at random.
+@pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 async def test_schema_driven_requests_never_get_a_5xx(
     admin: AdminService,
     owner_token: str,

@@ -287,18 +287,26 @@ keys:
         assert info["nats_url"] == nats_url and info["redis_url"] == redis_url
         assert info["pid"] == proc.pid
         assert info["clickhouse_url"] == f"chdb://{data_dir.resolve() / 'clickhouse'}"
-        tree = descendants(proc.pid)
-        assert not [c for c in tree.values() if "nats-server" in c or "valkey-server" in c], tree
-        assert not (data_dir / "nats").exists() and not (data_dir / "valkey").exists()
-        services = {c.split(" -m ")[1].split()[0] for c in tree.values() if " -m services." in c}
-        assert services == {
+        every_service = {
             "services.policy",
             "services.executor",
             "services.audit",
             "services.codemode",
             "services.oauth",
             "services.ingress",
-        } | ({"services.codemode.worker"} & services), tree  # the sandbox workers may still be starting
+            "services.admin",
+        }
+
+        def started() -> set[str]:
+            return {c.split(" -m ")[1].split()[0] for c in descendants(proc.pid).values() if " -m services." in c}
+
+        # stack.json is written once the stores answer; the supervisor starts the services one after
+        # another from there, so the last ones may not be running yet when it appears
+        poll_until_blocking(lambda: every_service <= started(), "every service started", within=60)
+        tree = descendants(proc.pid)
+        assert not [c for c in tree.values() if "nats-server" in c or "valkey-server" in c], tree
+        assert not (data_dir / "nats").exists() and not (data_dir / "valkey").exists()
+        assert started() - {"services.codemode.worker"} == every_service, tree  # workers may still be starting
 
         async def read_kv() -> tuple[ServerRecord, KeyRecord, list[bytes]]:
             nc = await nats.connect(nats_url)
