@@ -28,6 +28,7 @@ from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
 from tests.support.llm_provider import Reply, scripted_provider
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -323,13 +324,29 @@ async def test_an_analyst_sees_traffic_without_payloads_and_nothing_else(stack: 
             assert refused.status_code == 403, refused.text
 
 
+async def _event_with_arguments(stack: Stack, text: str) -> str:
+    """The id of the audit event whose arguments hold `text`, once it has reached ClickHouse."""
+    sql = "SELECT event_id FROM bastion.audit_events FINAL WHERE position(arguments, {text:String}) > 0 LIMIT 1"
+
+    async def landed() -> str | None:
+        async with stack.api(stack.auditor) as api:
+            answer = await api.post("/analytics/query", json={"sql": sql, "parameters": {"text": text}})
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()["rows"]
+        return str(rows[0][0]) if rows else None
+
+    return await poll_until(landed, f"the event of the call with {text!r}", 60, every=0.5)
+
+
 async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack, tmp_path: Path) -> None:
     async with stack.gateway.client() as client:
         assert not (await client.call_tool("echo__echo", {"text": "for-the-auditor"})).is_error
+    # Other tests of this module call echo__echo as the same key: open this call's own row, not the newest
+    event_id = await _event_with_arguments(stack, "for-the-auditor")
     async with browser(tmp_path / "profile") as page:
         await _signed_in(page, stack, stack.auditor, view="traffic")
         await page.fill("#filter-key", "admin")
-        await page.click("#traffic-table tr[data-tool='echo__echo']")
+        await page.click(f"#traffic-table tr[data-event='{event_id}']")
         await page.shown("#event-arguments")
         await page.wait(
             "document.querySelector('#event-detail')?.innerText.includes('for-the-auditor')", "the arguments"
