@@ -99,4 +99,8 @@ class ServerCatalog(BusMessage):
     """The upstream's prompts (wire JSON), every page."""
     resources: list[dict[str, Any]] = Field(default_factory=list)
     resource_templates: list[dict[str, Any]] = Field(default_factory=list)
+    withheld: list[str] = Field(default_factory=list)
+    """Tools (upstream names) held out of `tools` but answered for by name: a quarantined definition
+    waiting for a person's approval. Ingress routes a call of one so the executor refuses it naming
+    the approval needed, instead of answering that no such tool exists."""
     updated_at: float = Field(default_factory=time.time)

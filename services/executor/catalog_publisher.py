@@ -33,6 +33,7 @@ class Snapshot(NamedTuple):
     features: Features = Features()
     namespace: bool = True
     needs_auth: bool = False
+    withheld: tuple[str, ...] = ()
 
 
 class CatalogPublisher:
@@ -72,6 +73,7 @@ class CatalogPublisher:
             health = health_of(snap.connected, snap.breaker, snap.needs_auth)
             breaker = snap.breaker.status()
             features = snap.features if status == "ready" else Features()
+            withheld = list(snap.withheld) if status == "ready" else []
             key = (
                 status,
                 error,
@@ -82,6 +84,7 @@ class CatalogPublisher:
                 [t.definition for t in tools],
                 features,
                 snap.namespace,
+                withheld,
             )
             if key == self._published:
                 return
@@ -99,6 +102,7 @@ class CatalogPublisher:
                 prompts=features.prompts,
                 resources=features.resources,
                 resource_templates=features.resource_templates,
+                withheld=withheld,
             )
             if await self._send(catalog):
                 self._published = key

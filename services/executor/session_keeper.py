@@ -79,6 +79,7 @@ class SessionKeeper:
         if oauth is not None:
             oauth.on_lost = self._on_transport_end
         self.features = Features()
+        self.withheld: tuple[str, ...] = ()
         self.tools: ToolSet | None = None
         """Last listing (kept while reconnecting, so bad calls are still refused locally)."""
         self.protocol_version: str | None = None
@@ -331,6 +332,7 @@ class SessionKeeper:
         if chain is not None and chain.on_listings:
             listing = await chain.at_listing(self.name, self.config, listing)
         self.features = listing.features
+        self.withheld = listing.withheld
         self._listed = listing.tools
         self.tools = ToolSet(listing.tools, self.policy, previous=self.tools)
 
@@ -343,4 +345,5 @@ class SessionKeeper:
             self.features,
             self.config.namespace,
             self._unauthorized,
+            self.withheld,
         )

@@ -93,6 +93,9 @@ class Catalog:
         self._servers: dict[str, ServerCatalog] = {}
         self.tools: Listing = _EMPTY
         self.by_name: dict[str, CatalogEntry] = {}
+        self.withheld_by_name: dict[str, CatalogEntry] = {}
+        """Tools the executors hold back (`ServerCatalog.withheld`), by the name they would be listed
+        under: a call of one is routed so that the executor says what it waits for."""
         self.prompts: Listing = _EMPTY
         self.prompt_by_name: dict[str, CatalogEntry] = {}
         self.resources: Listing = _EMPTY
@@ -143,6 +146,14 @@ class Catalog:
         tools = {(name, tool.tool): tool.definition for name, catalog in ready.items() for tool in catalog.tools}
         self.tools = Listing.of(_named_entries(tools, gateway_names(tools, plain), "name", ""))
         self.by_name = {entry.name: entry for entry in self.tools.entries}
+        held: dict[Pair, dict[str, Any]] = {
+            (name, tool): {} for name, catalog in ready.items() for tool in catalog.withheld
+        }
+        self.withheld_by_name = {
+            entry.name: entry
+            for entry in _named_entries(held, gateway_names(held, plain), "name", "")
+            if entry.name not in self.by_name
+        }
 
         prompts = {(name, p["name"]): p for name, catalog in ready.items() for p in catalog.prompts if "name" in p}
         self.prompts = Listing.of(_named_entries(prompts, gateway_names(prompts, plain), "name", "prompt:"))

@@ -176,7 +176,8 @@ class Handlers:
             arguments = {}
         elif not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
-        entry = self.catalog.by_name.get(name)
+        # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
+        entry = self.catalog.by_name.get(name) or self.catalog.withheld_by_name.get(name)
         if entry is None:
             error = GatewayError(
                 kind=ErrorKind.UNKNOWN_TOOL,

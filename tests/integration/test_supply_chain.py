@@ -26,7 +26,7 @@ from libs.common.pin_store import pending as pending_records
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
 from tests.support.admin_api import principal_token, running_admin
-from tests.support.gateway import ADMIN_KEY, ROOT, Gateway, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, ROOT, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -107,8 +107,13 @@ async def test_a_definition_changed_after_approval_is_quarantined_and_never_call
 
         async with gateway.client(ADMIN_KEY) as client:
             assert not {"drift__add", "drift__sum"} & {t.name for t in (await client.list_tools()).tools}
-            with pytest.raises(MCPError):
+            with pytest.raises(MCPError) as held:  # the agent learns what the call waits for
                 await client.call_tool(f"drift__{name}", {"a": 1, "b": 2, "note": "n"})
+            assert f"`bastion tools approve drift/{name}`" in held.value.error.message
+        async with gateway.client(READONLY_KEY) as client:  # a key without the grant learns nothing of it
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool(f"drift__{name}", {"a": 1, "b": 2, "note": "n"})
+            assert "approve" not in refused.value.error.message
         outcome = await _routed_call(gateway, name)
         assert outcome.error is not None and outcome.error.kind == "forbidden"
         assert f"`bastion tools approve drift/{name}`" in outcome.error.message

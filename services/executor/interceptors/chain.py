@@ -141,7 +141,9 @@ class InterceptorChain:
                 decision.rule,
             )
         return Listing(
-            view.tools, Features(features.capabilities, view.prompts, view.resources, view.resource_templates)
+            view.tools,
+            Features(features.capabilities, view.prompts, view.resources, view.resource_templates),
+            tuple(view.withheld),
         )
 
 

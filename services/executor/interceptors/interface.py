@@ -106,6 +106,10 @@ class InterceptedListing:
     resources: list[dict[str, Any]]
     resource_templates: list[dict[str, Any]]
     decisions: list[InterceptorDecision] = field(default_factory=list)
+    withheld: list[str] = field(default_factory=list)
+    """Tools (upstream names) a hook took out of the lists but still answers for when called by name,
+    so the caller learns why (pinning: the approval a quarantined tool waits for) rather than that
+    no such tool exists."""
 
     def decide(self, interceptor: str, rule: str, action: Action, detail: str | None = None) -> None:
         """Record a decision about a definition (logged by the executor)."""

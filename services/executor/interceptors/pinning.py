@@ -141,6 +141,8 @@ class PinningInterceptor(Interceptor):
                 message = outcome.refusal(decision.kind, decision.name)
                 if called is not None and message is not None:
                     refusals[called] = message
+                if decision.kind == "tool":
+                    listing.withheld.append(decision.name)
                 listing.decide(self.name, decision.reason, "hide", _detail(decision))
             elif decision.verdict == "flagged":
                 listing.decide(self.name, decision.reason, "warn", _detail(decision))

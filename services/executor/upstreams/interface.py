@@ -63,6 +63,8 @@ class Listing:
 
     tools: list[dict[str, Any]] = field(default_factory=list)
     features: Features = Features()
+    withheld: tuple[str, ...] = ()
+    """Tools the interceptors keep out of `tools` but answer for by name (`InterceptedListing.withheld`)."""
 
 
 @dataclass(slots=True)
