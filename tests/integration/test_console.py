@@ -354,6 +354,32 @@ async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack
         assert page.errors == []
 
 
+async def test_a_call_from_live_traffic_is_replayed_in_the_playground(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:
+        assert not (await client.call_tool("echo__echo", {"text": "replay-me"})).is_error
+    event_id = await _event_with_arguments(stack, "replay-me")
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="traffic")
+        await page.fill("#filter-key", "admin")
+        await page.click(f"#traffic-table tr[data-event='{event_id}']")
+        await page.click("#event-replay")
+        await page.wait("document.body.dataset.view === 'playground'", "the playground")
+        assert "echo__echo" in await page.text("#play-replay")
+        assert await page.evaluate("document.querySelector('#play-key').value") != ""  # the call's key, chosen
+        assert "replay-me" not in await page.evaluate("location.href")  # arguments never enter the address
+        await page.fill("#play-secret", ADMIN_KEY)  # not issued in this tab: the person pastes it
+        await page.click("#play-list")
+        await page.wait("document.querySelector('#play-tool')?.value === 'echo__echo'", "the tool chosen")
+        assert await page.evaluate("document.querySelector('#arg-text').value") == "replay-me"
+        await _shot(page, "console-replay")
+        await page.click("#play-call")
+        await page.shown("#play-result")
+        assert "replay-me" in await page.text("#play-result")
+        await page.shown("#play-audit")  # the replay is a real call with its own audit row
+        assert await page.evaluate("document.querySelector('#play-audit').dataset.event") != event_id
+        assert page.errors == []
+
+
 async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack, tmp_path: Path) -> None:
     async with browser(tmp_path / "profile") as page:
         await _signed_in(page, stack, stack.viewer, view="keys")

@@ -5,6 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { get, post, query, secrets } from "../api.js";
 import { Action, Empty, ErrorBox, html, parseJson, pretty, useLoad } from "../ui.js";
+import { takeReplay } from "./replay.js";
 import { EventDetail, eventById } from "./traffic.js";
 
 const FIND = "SELECT event_id FROM bastion.audit_events FINAL WHERE key_id = {key_id:String} AND name = {tool:String}"
@@ -34,6 +35,17 @@ function argumentsOf(fields, values) {
   return out;
 }
 
+// The form's values for recorded arguments (objects and arrays as JSON text, as the form takes them).
+function valuesOf(fields, args) {
+  const values = {};
+  for (const { name, spec } of fields) {
+    if (!args || args[name] === undefined) continue;
+    const type = Array.isArray(spec.type) ? spec.type[0] : spec.type;
+    values[name] = type === "object" || type === "array" ? JSON.stringify(args[name], null, 2) : args[name];
+  }
+  return values;
+}
+
 function Field({ field, value, onValue }) {
   const { name, spec, required } = field;
   const type = Array.isArray(spec.type) ? spec.type[0] : spec.type;
@@ -57,6 +69,7 @@ export function Playground({ access, params }) {
   const [answer, setAnswer] = useState(null);
   const [row, setRow] = useState(null);
   const [error, setError] = useState(null);
+  const [replaying] = useState(takeReplay); // a call opened from live traffic, if any
   useEffect(() => { if (secrets.has(keyId)) setSecret(secrets.get(keyId)); }, [keyId]);
   const list = async () => {
     setTools(null); setTool(null); setAnswer(null); setRow(null);
@@ -64,6 +77,14 @@ export function Playground({ access, params }) {
     if (!found.ok) throw new Error(`the gateway refused: ${found.error}`);
     setTools(found.tools);
   };
+  useEffect(() => { if (replaying && secret) list().catch(setError); }, []); // the key's secret is known in this tab
+  useEffect(() => {
+    if (!replaying || !tools) return;
+    const found = tools.find((t) => t.name === replaying.tool);
+    if (!found) { setError(new Error(`this key may not call ${replaying.tool} now`)); return; }
+    setTool(found);
+    setValues(valuesOf(fieldsOf(found.inputSchema), replaying.arguments));
+  }, [tools]);
   const [mode, setMode] = useState("tool");
   const [model, setModel] = useState("");
   const [message, setMessage] = useState("");
@@ -95,6 +116,8 @@ export function Playground({ access, params }) {
   return html`<div class="split">
     <section class="panel"><h2>Playground</h2>
       <p class="muted">A real call through the gateway's <code>/mcp</code> as the key: its grants, budget and rate limits apply, and it is audited.</p>
+      ${replaying && html`<p class="notice" id="play-replay">Replaying <code>${replaying.tool}</code>${secret ? ""
+        : ": paste the key's secret, then list its tools"}; check the arguments, then call it.</p>`}
       <label>Key<select id="play-key" value=${keyId} onChange=${(e) => setKeyId(e.target.value)}>
         <option value="">choose a key…</option>${active.map((k) => html`<option value=${k.id}>${k.name}</option>`)}</select></label>
       <label>Its secret ${secrets.has(keyId) ? "(issued in this tab)" : "(shown once when issued)"}

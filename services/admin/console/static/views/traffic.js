@@ -5,6 +5,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { query } from "../api.js";
 import { Empty, ErrorBox, html, pretty, useLoad, when } from "../ui.js";
+import { replayInPlayground } from "./replay.js";
 
 const LIST = `SELECT event_id, toUnixTimestamp64Milli(ts) AS ts_ms, kind, key_name, server, tool, name, status, error_kind,
   round(latency_ms, 2) AS latency_ms FROM bastion.audit_events FINAL
@@ -42,7 +43,11 @@ export function EventDetail({ access, event }) {
     ["trace id", event.trace_id || "(tracing off)"], ["part of", event.parent_id || ""],
     ["admin change", [event.actor, event.action, event.target].filter(Boolean).join(" · ")], ["event id", event.event_id],
   ];
+  const replayable = event.kind === "tool_call" && event.name && access.can("keys:read"); // the playground's permission
   return html`<div id="event-detail">
+    ${replayable && html`<div class="toolbar"><button type="button" id="event-replay" onClick=${() => replayInPlayground(event)}>
+      Replay in the playground</button>${access.can("audit:payloads") ? "" : html`<span class="muted">with the arguments
+      filled in for a role with <code>audit:payloads</code></span>`}</div>`}
     <table><tbody>${fields.filter(([, v]) => v !== "" && v != null).map(([k, v]) => html`<tr><th>${k}</th><td>${v}</td></tr>`)}</tbody></table>
     ${access.can("audit:payloads")
       ? html`<h3>Arguments</h3>${event.arguments != null ? html`<pre id="event-arguments">${pretty(event.arguments)}</pre>` : html`<p class="muted">not recorded (the key logs no content)</p>`}
