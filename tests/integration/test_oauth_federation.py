@@ -7,11 +7,9 @@ refused.
 
 from __future__ import annotations
 
-import re
 import secrets
 import sys
 from dataclasses import dataclass
-from html import unescape
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
@@ -24,7 +22,7 @@ from libs.common.nats import connect
 from libs.common.sealing import new_key
 from tests.support.gateway import SERVERS, Gateway, running_gateway
 from tests.support.oauth_browser import s256
-from tests.support.oidc_idp import running_oidc_provider, sign_in_at_provider
+from tests.support.oidc_idp import running_oidc_provider, sign_in_through_bastion
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -32,7 +30,6 @@ pytestmark = pytest.mark.integration
 CLIENT_ID = "bastion-gateway"
 CLIENT_SECRET = "oidc-test-client-secret-not-a-real-one"
 REDIRECT = "http://127.0.0.1:33420/callback"
-_LINK = re.compile(r"id='federated' href='([^']+)'")
 
 
 def config() -> dict:
@@ -70,15 +67,8 @@ async def _federated_login(public: str, login: str) -> FederatedLogin:
         "state": "client-state-1",
     }
     async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as browser:
-        page = await browser.get(f"{public}/oauth/authorize?{urlencode(query)}")
-        assert page.status_code == 200 and "Sign in with Test IdP" in page.text, page.text
-        link = _LINK.search(page.text)
-        assert link is not None
-        started = await browser.get(public + unescape(link.group(1)))
-        assert started.status_code == 302, started.text
-        to_provider = started.headers["location"]
-        assert "code_challenge_method=S256" in to_provider and "nonce=" in to_provider
-        callback = await sign_in_at_provider(browser, to_provider, login)
+        authorize = f"{public}/oauth/authorize?{urlencode(query)}"
+        callback = await sign_in_through_bastion(browser, authorize, login, "Test IdP")
         assert callback.startswith(f"{public}/oauth/federated/callback?"), callback
         answer = await browser.get(callback)
     return FederatedLogin(answer, callback, client_id, verifier)

@@ -3,7 +3,9 @@ first use exactly as the conformance suite installs its Node and npm package (te
 
 `running_oidc_provider(client_id, secret, redirect_uri)` yields the provider's issuer URL; its
 development login form signs in any login (the account id) and then asks for consent;
-`sign_in_at_provider` drives both forms like a person with a browser (cookies kept).
+`sign_in_at_provider` drives both forms like a person with a browser (cookies kept);
+`sign_in_through_bastion` starts one step earlier, at Bastion's own authorization page, and takes its
+"Sign in with <provider>" link there.
 """
 
 from __future__ import annotations
@@ -22,12 +24,13 @@ import httpx2
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.processes import serving_process
 
-__all__ = ["OIDC_PROVIDER_VERSION", "running_oidc_provider", "sign_in_at_provider"]
+__all__ = ["OIDC_PROVIDER_VERSION", "running_oidc_provider", "sign_in_at_provider", "sign_in_through_bastion"]
 
 OIDC_PROVIDER_VERSION = "9.13.3"
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 _FORM = re.compile(r"<form[^>]*action=\"([^\"]+)\"[^>]*>(.*?)</form>", re.S)
 _HIDDEN = re.compile(r"<input type=\"hidden\" name=\"([^\"]+)\" value=\"([^\"]*)\"")
+_FEDERATED_LINK = re.compile(r"id='federated' href='([^']+)'")
 
 
 @contextmanager
@@ -62,3 +65,17 @@ async def sign_in_at_provider(browser: httpx2.AsyncClient, authorization_url: st
         assert posted.status_code in (302, 303), f"HTTP {posted.status_code} posting at {url}: {posted.text[:300]}"
         url = urljoin(url, posted.headers["location"])
     raise AssertionError("the provider kept the browser going in circles")
+
+
+async def sign_in_through_bastion(browser: httpx2.AsyncClient, authorize_url: str, login: str, label: str) -> str:
+    """From Bastion's `/oauth/authorize` page, "Sign in with `label`" and the provider's forms as `login`;
+    returns the URL the provider sends the browser back to (Bastion's federated callback)."""
+    page = await browser.get(authorize_url)
+    assert page.status_code == 200 and f"Sign in with {label}" in page.text, page.text[:300]
+    link = _FEDERATED_LINK.search(page.text)
+    assert link is not None, page.text[:300]
+    started = await browser.get(urljoin(authorize_url, unescape(link.group(1))))
+    assert started.status_code == 302, started.text
+    to_provider = started.headers["location"]
+    assert "code_challenge_method=S256" in to_provider and "nonce=" in to_provider
+    return await sign_in_at_provider(browser, to_provider, login)
