@@ -272,6 +272,8 @@ def service_specs(
         "codemode": {
             "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),  # a script's tool calls, likewise
             "BASTION_SEARCH_CACHE_FILE": str(ep.data_dir / "codemode" / "tool-vectors.npz"),
+            # its own slot ("codemode"): a killed replica's scripts' tool calls keep their rows
+            "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),
         },
         "oauth": {"BASTION_SECRETS_KEY": secrets_key},  # seals the access token signing key
     }

@@ -35,6 +35,12 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
+def _knows_meta_leader(log: Path) -> bool:
+    text = log.read_text(errors="replace")
+    # the leader logs "Self is new JetStream cluster metadata leader", the others the one they follow
+    return "new JetStream cluster metadata leader" in text or "JetStream cluster new metadata leader" in text
+
+
 @dataclass
 class EmbeddedNatsCluster:
     data_dir: Path
@@ -75,7 +81,7 @@ class EmbeddedNatsCluster:
         return ",".join(member.url for member in self.members)
 
     def start(self, timeout: float = 30.0) -> EmbeddedNatsCluster:
-        """Start every member; return once JetStream has a meta leader (streams can be created)."""
+        """Start every member; return once every member knows JetStream's meta leader (streams can be created)."""
         try:
             for member in self.members:
                 member.start()
@@ -106,13 +112,11 @@ class EmbeddedNatsCluster:
 
     def wait_for_meta_leader(self, timeout: float = 30.0) -> None:
         """JetStream in a cluster accepts nothing until its members elected a meta leader; the log of a
-        member says when it knows one."""
+        member says when it knows one. Every member must: a leader that some member has not joined yet
+        cannot place a stream of three replicas ("no suitable peers for placement")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for member in self.members:
-                if member.log_path.exists() and "JetStream cluster new metadata leader" in member.log_path.read_text(
-                    errors="replace"
-                ):
-                    return
+            if all(member.log_path.exists() and _knows_meta_leader(member.log_path) for member in self.members):
+                return
             time.sleep(0.1)
         raise StackError(f"the NATS cluster elected no JetStream leader within {timeout:g}s; see {self.data_dir}")

@@ -44,7 +44,7 @@ from .audit_content import sha256_of
 from .errors import JSONRPC_CODE, ErrorKind
 from .messages import AuditEvent, new_id
 
-__all__ = ["AuditJournal", "JournalBusyError", "JournalContents", "read_segments"]
+__all__ = ["AuditJournal", "JournalBusyError", "JournalContents", "open_slot", "read_segments"]
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ def _stopped(begun: dict[str, object]) -> AuditEvent:
             "latency_ms": 0.0,
             "request_bytes": size if isinstance(size, int) else 0,
             "execution": "may_have_run",
+            "parent_id": text("parent_id") or None,
         }
     )
 
@@ -208,10 +209,12 @@ class AuditJournal:
         user_id: str | None = None,
         team_id: str | None = None,
         customer_id: str | None = None,
+        parent_id: str | None = None,
     ) -> str:
         """Record that a request now owes an audit event; returns the event id it must carry. The
         caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
-        was calling as fully as the event the request would have made."""
+        was calling as fully as the event the request would have made; so does `parent_id` (the
+        Code Mode run a script's tool call belongs to), so that event still links to its run."""
         event_id = new_id()
         record = {
             "id": event_id,
@@ -223,6 +226,7 @@ class AuditJournal:
             "user_id": user_id,
             "team_id": team_id,
             "customer_id": customer_id,
+            "parent_id": parent_id,
             "trace_id": trace_id,
             "request_bytes": request_bytes,
         }
@@ -308,6 +312,8 @@ class AuditJournal:
             emit(event)
         if contents.skipped:
             log.warning("audit journal: %d partial record(s) ignored in %s", contents.skipped, self.directory)
+        if owed:
+            log.warning("audit journal: re-published %d event(s) a previous process left unacked", len(owed))
         for path in self._previous:
             path.unlink(missing_ok=True)
         self._previous = []
@@ -344,3 +350,13 @@ class AuditJournal:
             written = os.write(self._fd, view)
             view = view[written:]
         self._size += len(data)
+
+
+def open_slot(directory: str, slot: str, *, segment_bytes: int = 4 * 1024 * 1024) -> AuditJournal | None:
+    """The journal of one replica of a producer (ingress, codemode, admin) as its settings name it:
+    `directory` (`BASTION_AUDIT_JOURNAL_DIR`; empty, no journal) and `slot`, the replica's
+    `BASTION_INSTANCE` or, without one, the service's name, so that a restarted replica finds its
+    predecessor's journal."""
+    if not directory:
+        return None
+    return AuditJournal(Path(directory) / slot, segment_bytes=segment_bytes)

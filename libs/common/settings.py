@@ -444,6 +444,12 @@ class CodeModeSettings(RequestPathSettings):
     search_cache_entries: int = Field(default=20_000, ge=100, le=1_000_000)
     """Tool embeddings kept (in memory and in the file), the least recently used dropped first
     (1.5 KB each in memory, 0.8 KB in the file)."""
+    audit_journal_dir: str = ""
+    """Directory of the audit write-ahead journal of scripts' tool calls (as ingress's: a replica
+    killed while a script waits for a tool loses no row); each replica writes under
+    `<dir>/<instance or "codemode">`. Empty: no journal. `bastion up` sets it."""
+    audit_journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    """Size past which the journal starts a new segment (as ingress's)."""
 
 
 class OAuthSettings(ServiceSettings):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
@@ -20,7 +19,7 @@ from nats.aio.client import Client as NATS
 
 from libs.common import observability, permissions
 from libs.common.audit_chain import producer_id
-from libs.common.audit_journal import AuditJournal
+from libs.common.audit_journal import AuditJournal, open_slot
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.http_serving import serve_http
 from libs.common.metrics import MetricsServer
@@ -69,13 +68,12 @@ class AdminService:
         )
         # the configuration buckets and its own (principals): it owns them, the audit streams are audit's
         await declare_owned(nc.jetstream(), permissions.ADMIN, s)
-        if s.audit_journal_dir:
-            self._journal = AuditJournal(Path(s.audit_journal_dir) / (s.instance or "admin"))
+        self._journal = open_slot(s.audit_journal_dir, s.instance or "admin")
         # admin changes are audit events on this replica's own chain
         self._audit = AuditPublisher(nc, producer=producer_id("admin"), journal=self._journal)
         await self._audit.start()
-        if self._journal is not None and (owed := self._journal.replay(self._audit.emit)):
-            log.warning("audit journal: re-published %d event(s) a previous process left unacked", owed)
+        if self._journal is not None:
+            self._journal.replay(self._audit.emit)
         self.app = build_app(nc, s, self._audit.emit, lambda: self.url)
         self._sweeping = asyncio.create_task(self._sweep(AccessStore(Buckets(nc.jetstream()))), name="admin-sweep")
         config = uvicorn.Config(

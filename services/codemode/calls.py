@@ -9,9 +9,10 @@ from collections.abc import Callable
 from typing import Any, Final, Literal
 
 from libs.common.audit_content import content_fields
+from libs.common.audit_journal import AuditJournal
 from libs.common.codemode import META_TOOL_NAMES
 from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall
+from libs.common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall, new_id
 from libs.common.naming import namespaced
 from libs.common.oauth_upstream import authorize_url_of
 
@@ -34,10 +35,11 @@ def audit_event(
     latency_ms: float,
     *,
     content: bool = True,
+    event_id: str | None = None,
 ) -> AuditEvent:
     """The audit row of one tool call a run made, under the run (`parent_id`); its arguments and
     result are recorded when `content` (the deployment's setting) and the key's own allow it, else
-    only their sha256."""
+    only their sha256. `event_id`: the one the audit journal gave the call before it was sent."""
     error = outcome.error
     status: Literal["ok", "tool_error", "error", "denied"]
     if error is not None:
@@ -47,6 +49,7 @@ def audit_event(
         status = "tool_error" if outcome.is_error or (outcome.result and outcome.result.get("isError")) else "ok"
         code = None
     return AuditEvent(
+        event_id=event_id or new_id(),
         kind="tool_call",
         trace_id=request.trace_id,
         key_id=request.caller.key_id,
@@ -90,10 +93,13 @@ class ScriptCalls:
         call_timeout: float,
         *,
         content: bool = True,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.request, self.toolset, self.gateway, self.emit = request, toolset, gateway, emit
         self.content = content
         """The deployment's content logging (`BASTION_AUDIT_CONTENT`)."""
+        self.journal = journal
+        """Where each call is written down before it is sent (`_owe`), as ingress does for an agent's."""
         self.limits = limits
         self.call_timeout = call_timeout
         self.deadline = time.monotonic() + min(limits.wall_seconds, request.timeout)
@@ -105,13 +111,33 @@ class ScriptCalls:
         self._slots = asyncio.Semaphore(limits.max_parallel)
         self._abandoning: set[asyncio.Task[None]] = set()
 
-    def _abandoned(self, spec: ToolSpec, call: ToolCall, latency_ms: float) -> None:
+    def _owe(self, call: ToolCall) -> str | None:
+        """Journal the call's audit event before the call is sent (and where to, with what): a
+        replica killed while the tool runs still leaves its row, under the run, once the slot's next
+        process replays the journal. The event id to give that row; None without a journal."""
+        if self.journal is None:
+            return None
+        request = self.request
+        event_id = self.journal.begun(
+            "tool_call",
+            call.name,
+            request.caller.key_id,
+            request.caller.key_name,
+            request.trace_id,
+            0,  # as `audit_event`: the script's call has no request body of its own
+            **request.caller.owner(),
+            parent_id=request.parent_id,
+        )
+        self.journal.routed(event_id, call.server, call.tool, call.arguments)
+        return event_id
+
+    def _abandoned(self, spec: ToolSpec, call: ToolCall, latency_ms: float, event_id: str | None) -> None:
         """A call in flight when its run stopped: still one audit row, and the executor lets it go."""
         error = GatewayError(
             kind=ErrorKind.CANCELLED, message="the run stopped before the tool answered; it may have run"
         )
         outcome = CallOutcome(id=call.id, error=error, decided_by="executor")
-        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content))
+        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content, event_id=event_id))
         task = asyncio.create_task(self.gateway.abandon(call.id))
         self._abandoning.add(task)
         task.add_done_callback(self._abandoning.discard)
@@ -147,13 +173,14 @@ class ScriptCalls:
         capped = call.timeout < self.call_timeout  # the run's wall-clock limit bounds this call
         async with self._slots:
             started = time.perf_counter()
+            event_id = self._owe(call)
             try:
                 outcome = await self.gateway.call(call)
             except asyncio.CancelledError:  # the run stopped (a limit, or the service stopping)
-                self._abandoned(spec, call, (time.perf_counter() - started) * 1000)
+                self._abandoned(spec, call, (time.perf_counter() - started) * 1000, event_id)
                 raise
             latency_ms = (time.perf_counter() - started) * 1000
-        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content))
+        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content, event_id=event_id))
         if outcome.error is not None:
             if capped and outcome.error.kind in _TIMEOUTS:
                 return {"error": limit_message("wall", self.limits), "limit": "wall"}

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from libs.common import metrics
+from libs.common.audit_journal import AuditJournal
 from libs.common.codemode import EXECUTE_CODE
 from libs.common.discovery import FIND_TOOLS_NAME, MAX_FOUND
 from libs.common.messages import AuditEvent, CodeModeCall
@@ -80,11 +81,14 @@ class MetaTools:
         searcher: Searcher,
         *,
         content: bool = True,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.pool, self.limits, self.gateway, self.emit = pool, limits, gateway, emit
         self.searcher = searcher
         self.content = content
         """The deployment's content logging, for the audit events of scripts' tool calls."""
+        self.journal = journal
+        """The replica's audit journal, where scripts' tool calls are written down before they are sent."""
         self.call_timeout = call_timeout
         self._table: dict[str, Callable[[CodeModeCall, ToolView], Awaitable[Answer]]] = {
             "list_tool_files": self.list_tool_files,
@@ -182,7 +186,14 @@ class MetaTools:
             return _invalid(request.tool, exc)
         toolset = view.toolset
         calls = ScriptCalls(
-            request, toolset, self.gateway, self.emit, self.limits, self.call_timeout, content=self.content
+            request,
+            toolset,
+            self.gateway,
+            self.emit,
+            self.limits,
+            self.call_timeout,
+            content=self.content,
+            journal=self.journal,
         )
         names = [global_name(spec.module, spec.function) for spec in toolset.by_name.values()]
         code = rewrite(args.code, toolset.modules)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 
@@ -23,6 +24,7 @@ from pydantic import ValidationError
 
 from libs.common import metrics, observability, permissions, subjects, tracing
 from libs.common.audit_chain import producer_id
+from libs.common.audit_journal import AuditJournal, open_slot
 from libs.common.audit_publisher import AuditPublisher, FieldLimits
 from libs.common.blobs import Blobs
 from libs.common.codemode import EXECUTE_CODE
@@ -49,6 +51,10 @@ class CodeModeService:
     def __init__(self, settings: CodeModeSettings) -> None:
         self.settings = settings
         self.instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+        # new at every start even when BASTION_INSTANCE is fixed (it names the audit journal's slot,
+        # which a restart must find): a restarted replica must not answer the liveness probes meant
+        # for the runs its killed predecessor held, or their agents wait for the timeout
+        self.alive_name = f"{self.instance}-{secrets.token_hex(4)}"
         self.limits = Limits.from_settings(settings)
         self.pool = WorkerPool(
             settings.sandbox_workers,
@@ -61,6 +67,7 @@ class CodeModeService:
         self.views = ViewCache(self.catalog)
         self._nc: NATS | None = None
         self._audit: AuditPublisher | None = None
+        self._journal: AuditJournal | None = None
         self._watch: BucketWatch | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._runs: dict[str, asyncio.Task[CodeModeAnswer]] = {}
@@ -81,12 +88,21 @@ class CodeModeService:
             role=permissions.CODEMODE,
             nkey_seed_file=self.settings.nats_nkey_seed_file,
         )
+        # the slot is the configured instance, never the host-and-pid default: a restart must find it
+        self._journal = open_slot(
+            self.settings.audit_journal_dir,
+            self.settings.instance or "codemode",
+            segment_bytes=self.settings.audit_journal_segment_bytes,
+        )
         self._audit = AuditPublisher(
             nc,
             limits=FieldLimits(content=self.settings.audit_max_content_bytes),
             producer=producer_id("codemode"),  # its own chain: replicas never serialize on one
+            journal=self._journal,
         )
         await self._audit.start()
+        if self._journal is not None:  # the tool calls of scripts a killed predecessor was running
+            self._journal.replay(self._audit.emit)
         self._watch = BucketWatch(nc, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete)
         await self._watch.start()
         self.gateway = PolicyGateway(nc, self.settings, await Blobs.open(nc))
@@ -99,12 +115,13 @@ class CodeModeService:
             self.settings.call_timeout,
             self.searcher,
             content=self.settings.audit_content,
+            journal=self._journal,
         )
         self._acks = Acknowledger(
             nc,
-            instance=self.instance,
+            instance=self.alive_name,
             accepted_by=subjects.CODEMODE_ACCEPTED_BY,
-            alive_subject=subjects.codemode_alive_subject(self.instance),
+            alive_subject=subjects.codemode_alive_subject(self.alive_name),
             after=self.settings.ack_after,
         )
         self._calls = await nc.subscribe(subjects.CODEMODE_CALL, queue=subjects.QUEUE_CODEMODE, cb=self._on_call)
@@ -129,6 +146,8 @@ class CodeModeService:
         await self.searcher.close()
         if self._audit is not None:
             await self._audit.aclose()  # before the connection goes: the runs' audit events are in it
+        if self._journal is not None:
+            self._journal.close()
         if self._nc is not None:
             await drain_or_close(self._nc)
         await self.pool.close()

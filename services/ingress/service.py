@@ -12,7 +12,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -22,7 +21,7 @@ from nats.aio.client import Client as NATS
 
 from libs.common import observability, permissions, subjects
 from libs.common.audit_chain import producer_id
-from libs.common.audit_journal import AuditJournal
+from libs.common.audit_journal import AuditJournal, open_slot
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
 from libs.common.http_serving import serve_http
@@ -199,11 +198,11 @@ class IngressService:
         )
         js = nc.jetstream()
         await declare_owned(js, permissions.INGRESS, self.settings)  # the sessions bucket
-        if self.settings.audit_journal_dir:
-            self._journal = AuditJournal(
-                Path(self.settings.audit_journal_dir) / (self.settings.instance or "ingress"),
-                segment_bytes=self.settings.audit_journal_segment_bytes,
-            )
+        self._journal = open_slot(
+            self.settings.audit_journal_dir,
+            self.settings.instance or "ingress",
+            segment_bytes=self.settings.audit_journal_segment_bytes,
+        )
         self._audit = AuditPublisher(
             nc,
             limits=AuditFieldLimits(
@@ -218,8 +217,8 @@ class IngressService:
             journal=self._journal,
         )
         await self._audit.start()
-        if self._journal is not None and (owed := self._journal.replay(self._audit.emit)):
-            log.warning("audit journal: re-published %d event(s) a previous process left unacked", owed)
+        if self._journal is not None:
+            self._journal.replay(self._audit.emit)
         self.sessions = SessionCodec(self.settings.session_secret.get_secret_value(), self.settings.session_max_age)
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()

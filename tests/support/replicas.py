@@ -1,5 +1,6 @@
 """Helpers for scale-out tests: a client transport that spreads one MCP session over several
-ingress replicas, and executor and policy replicas run as real processes that a test can SIGKILL.
+ingress replicas, and executor, policy, ingress and codemode replicas run as real processes that a
+test can SIGKILL.
 
 Alternating replicas request by request is the worst case a non-sticky load balancer can
 produce; if a session survives it, it survives any balancing.
@@ -18,7 +19,14 @@ from typing import ClassVar, Self
 import httpx2
 import orjson
 
-__all__ = ["AlternatingTransport", "ExecutorProcess", "IngressProcess", "PolicyProcess", "ServiceProcess"]
+__all__ = [
+    "AlternatingTransport",
+    "CodeModeProcess",
+    "ExecutorProcess",
+    "IngressProcess",
+    "PolicyProcess",
+    "ServiceProcess",
+]
 
 
 class AlternatingTransport(httpx2.AsyncBaseTransport):
@@ -123,3 +131,22 @@ class IngressProcess(ServiceProcess):
 
     def environment(self) -> dict[str, str]:
         return {**super().environment(), "BASTION_HOST": "127.0.0.1", "BASTION_PORT": str(self.port), **self.env}
+
+
+@dataclass
+class CodeModeProcess(ServiceProcess):
+    """A codemode replica (its sandbox workers are its children: a kill takes them too); tool search
+    lexical only, so it starts without loading an embedding model."""
+
+    module: ClassVar[str] = "services.codemode"
+    env: dict[str, str] = field(default_factory=dict)
+    """Further BASTION_* settings."""
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **super().environment(),
+            "BASTION_SANDBOX_WORKERS": "1",
+            "BASTION_SANDBOX_BURST_WORKERS": "0",
+            "BASTION_SEARCH_EMBEDDINGS": "false",
+            **self.env,
+        }

@@ -136,6 +136,22 @@ def test_a_request_cut_after_it_was_routed_names_its_server_tool_and_arguments(t
     assert {e.execution for e in events.values()} == {"may_have_run"}
 
 
+def test_a_script_call_cut_short_still_names_its_code_mode_run(tmp_path: Path) -> None:
+    """A Code Mode script's tool call is journaled with its run's event id as parent: the event a
+    replay rebuilds links to that run, carried across a rotation, and a call of no run has none."""
+    journal = AuditJournal(tmp_path)
+    inner = journal.begun("tool_call", "echo__sleep", "key-1", "coder", None, 0, parent_id="run-1")
+    journal.rotate()
+    carried = journal.begun("tool_call", "echo__add", "key-1", "coder", None, 0, parent_id="run-2")
+    begin(journal, "echo__x")
+    killed(journal)
+
+    events = {e.event_id: e for e in replayed(tmp_path)}
+    assert events[inner].parent_id == "run-1"
+    assert events[carried].parent_id == "run-2"
+    assert [e.parent_id for e in events.values() if e.name == "echo__x"] == [None]
+
+
 def test_segments_rotate_keeping_only_what_is_open(tmp_path: Path) -> None:
     journal = AuditJournal(tmp_path, segment_bytes=64 * 1024)
     open_request = begin(journal, "still-running")

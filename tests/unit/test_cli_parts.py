@@ -112,6 +112,9 @@ def test_service_environments(config, tmp_path: Path) -> None:
             assert "BASTION_SESSION_SECRET" not in env
         if name == "codemode":  # a script's tool calls get the gateway's call timeout too
             assert env["BASTION_CALL_TIMEOUT"] == "7.0"
+        # the producers of audit events write them down first; each replica takes its own slot there
+        journaled = name in ("ingress", "admin", "codemode")
+        assert env.get("BASTION_AUDIT_JOURNAL_DIR") == (str(tmp_path / "journal") if journaled else None)
 
 
 def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(config, tmp_path: Path) -> None:

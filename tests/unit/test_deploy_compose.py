@@ -228,7 +228,7 @@ def test_every_bastion_container_drops_privileges():
         assert spec["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
 
 
-@pytest.mark.parametrize("svc", ["ingress", "admin"])
+@pytest.mark.parametrize("svc", ["ingress", "admin", "codemode"])
 def test_an_audit_journal_is_the_containers_own_volume(svc):
     env = _environment(svc)
     assert env["BASTION_AUDIT_JOURNAL_DIR"] in _service(svc)["volumes"], "an anonymous volume per container"

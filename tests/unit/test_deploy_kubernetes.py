@@ -134,9 +134,9 @@ def test_pods_are_restricted(svc):
         "runAsNonRoot": True,
         "capabilities": {"drop": ["ALL"]},
     }
-    # what is written goes to a volume: /tmp, and the audit journals of ingress and admin
+    # what is written goes to a volume: /tmp, and the audit journals of ingress, admin and codemode
     container.volume("/tmp/x")
-    if svc in ("ingress", "admin"):
+    if svc in ("ingress", "admin", "codemode"):
         journal = container.environment()["BASTION_AUDIT_JOURNAL_DIR"]
         assert "emptyDir" in container.volume(journal), "the journal must outlive a container restart"
         # the journal's slot: stable for the pod (replayed after a container restart), unique per pod
