@@ -137,7 +137,9 @@ async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path
         await page.click("#catalog-table tr[data-tool='many__invoice_0150']")
         await page.shown("#tool-detail pre")
         assert '"name": "invoice_0150"' in await page.text("#tool-detail pre")
-        assert "Pin state and drift" in await page.text("#tool-detail")  # the slot, not a fake
+        await page.wait(  # its pin: trusted on first use (pinning is on by default)
+            "document.querySelector('#pin-state')?.innerText.includes('by tofu')", "the tool's pin state"
+        )
         await _shot(page, "console-catalog")
 
         for view, ready in (
