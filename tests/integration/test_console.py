@@ -353,6 +353,9 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         await page.click("#nav-servers")
         await page.shown("#servers-table tr[data-server='echo']")
         assert await page.evaluate("document.querySelectorAll('#server-add, #servers-table button').length") == 0
+        await page.click("#nav-export")
+        await page.shown("#export-run")
+        assert await page.evaluate("document.querySelectorAll('#import, #export-edit').length") == 0  # no import
         await _shot(page, "console-viewer")
         assert page.errors == []
     async with stack.api(stack.viewer) as api:
@@ -410,6 +413,42 @@ async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_sec
     assert config.mcp_servers["guarded"].headers == {"Authorization": secret_header}
     assert {"echo", "notes", "many", "guarded"} <= set(config.mcp_servers)
     assert {r.name: r.id for r in key_records(config)} == keys  # the same keys, by their sha256
+
+
+async def test_an_exported_file_is_edited_and_imported_in_the_browser(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        made = await api.post("/groups", json={"id": "imported", "description": "before the import", "tools": []})
+        assert made.status_code == 201, made.text
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="export")
+        await page.click("#export-run")
+        await page.click("#export-edit")  # the export, handed to the import form
+        await page.wait("document.querySelector('#import-text')?.value.includes('before the import')", "the draft")
+        exported = str(await page.evaluate("document.querySelector('#import-text').value"))
+        added = '{"id": "oncall", "description": "added by the import", "tools": ["echo/*"]},'
+        section = '\n  "groups": ['  # the top-level section (a key's groups are indented deeper)
+        edited = exported.replace('"before the import"', '"after the import"').replace(section, section + added, 1)
+        await page.fill("#import-text", edited)
+        assert await page.evaluate("document.querySelector('#import-apply').disabled")  # a plan comes first
+        await page.click("#import-plan")
+        await page.shown("#import-plan-result tr[data-section='groups']")
+        groups = await page.text("#import-plan-result tr[data-section='groups']")
+        assert "oncall" in groups and "imported" in groups  # one added, one changed
+        assert await page.text("#import-plan-result tr[data-section='servers'] .changed") == "—"  # the rest as stored
+        async with stack.api() as api:  # the plan wrote nothing
+            assert (await api.get("/groups/oncall")).status_code == 404
+        await page.click("#import-apply")
+        await page.shown("#import-done")
+        assert "1 added, 1 changed, nothing deleted" in await page.text("#import-done")
+        await _shot(page, "console-import")
+        await page.click("#nav-groups")
+        await page.shown("#groups-table tr[data-group='oncall']")
+        assert "after the import" in await page.text("#groups-table tr[data-group='imported']")
+        assert page.errors == []
+    async with stack.api() as api:
+        assert (await api.get("/groups/oncall")).json()["tools"] == ["echo/*"]
+        for group in ("oncall", "imported"):
+            assert (await api.delete(f"/groups/{group}")).status_code == 204
 
 
 async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(stack: Stack, tmp_path: Path) -> None:
