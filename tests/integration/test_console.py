@@ -355,7 +355,7 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         assert await page.evaluate("document.querySelectorAll('#server-add, #servers-table button').length") == 0
         await page.click("#nav-export")
         await page.shown("#export-run")
-        assert await page.evaluate("document.querySelectorAll('#import, #export-edit').length") == 0  # no import
+        assert await page.evaluate("document.querySelectorAll('#import-panel, #export-edit').length") == 0  # no import
         await _shot(page, "console-viewer")
         assert page.errors == []
     async with stack.api(stack.viewer) as api:
@@ -449,6 +449,43 @@ async def test_an_exported_file_is_edited_and_imported_in_the_browser(stack: Sta
         assert (await api.get("/groups/oncall")).json()["tools"] == ["echo/*"]
         for group in ("oncall", "imported"):
             assert (await api.delete(f"/groups/{group}")).status_code == 204
+
+
+async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        for customer in ("first-co", "second-co"):
+            assert (await api.post("/customers", json={"id": customer, "name": customer})).status_code == 201
+        made = await api.post("/teams", json={"id": "platform", "name": "Platform", "customer_id": "first-co"})
+        assert made.status_code == 201, made.text
+    row = "#directory-teams tr[data-entity='platform']"
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="directory")
+        await page.click(f"{row} [data-edit]")
+        await page.shown("#teams-edit")
+        assert await page.evaluate("document.querySelector('#teams-id').readOnly")  # the id stays
+        await page.fill("#teams-name", "Platform engineering")
+        await page.fill("#teams-edit select", "second-co")
+        await page.fill("#teams-limit", "40")
+        await page.click("#teams-save")
+        await page.wait(f"document.querySelector(\"{row}\")?.innerText.includes('40 USD / month')", "the edited team")
+        shown = await page.text(row)
+        assert "Platform engineering" in shown and "second-co" in shown
+        await _shot(page, "console-people-edit")
+        await page.click(f"{row} [data-edit]")  # and the budget cleared again
+        await page.fill("#teams-limit", "")
+        await page.click("#teams-save")
+        await page.wait(f"!document.querySelector(\"{row}\")?.innerText.includes('USD')", "the budget cleared")
+        assert page.errors == []
+    async with stack.api() as api:
+        team = (await api.get("/teams/platform")).json()
+    assert (team["name"], team["customer_id"], team["budget"]) == ("Platform engineering", "second-co", None)
+    async with browser(tmp_path / "viewer") as page:
+        await _signed_in(page, stack, stack.viewer, view="directory")
+        await page.shown(row)
+        assert await page.evaluate("document.querySelectorAll('[data-edit]').length") == 0
+    async with stack.api(stack.viewer) as api:
+        refused = await api.patch("/teams/platform", json={"name": "viewer-made"})
+    assert refused.status_code == 403 and refused.json()["permission"] == "directory:write"
 
 
 async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(stack: Stack, tmp_path: Path) -> None:

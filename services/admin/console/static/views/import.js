@@ -38,13 +38,13 @@ export function Import({ draft }) {
     if (file) file.text().then(edit, setError);
   };
   const count = (p, what) => Object.values(p.sections).reduce((n, s) => n + s[what].length, 0);
-  return html`<section class="panel" id="import"><h2>Import a configuration file</h2>
+  return html`<section class="panel" id="import-panel"><h2>Import a configuration file</h2>
     <p>A file <code>bastion config apply</code> takes (YAML or JSON; the export above, edited). An import <strong>adds
       and changes</strong> what the file names and <strong>never deletes</strong> what it leaves out. A <code>\${VARIABLE}</code> must
       be set in the admin service's environment; write <code>***</code> to keep a stored secret. Nothing is
       written until you apply, and the whole file is checked first.</p>
     <div class="toolbar"><label>File<input type="file" id="import-file" accept=".yaml,.yml,.json" onChange=${load} /></label></div>
-    <textarea id="import-text" rows="16" value=${text} onInput=${(e) => edit(e.target.value)} aria-label="configuration to import"></textarea>
+    <textarea id="import-text" rows="16" value=${text} onInput=${(e) => edit(e.target.value)} aria-label="the configuration file"></textarea>
     <div class="toolbar">
       <${Action} id="import-plan" onRun=${async () => { setPlan(await post("/config/plan", { yaml: text })); setDone(null); }}
         setError=${setError} disabled=${!text.trim()}>Plan</${Action}>
