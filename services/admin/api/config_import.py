@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from libs.common.config import BastionConfig, ConfigError, ServerConfig, parse_config, parse_untrusted_text
 from libs.common.config_records import entity_records, key_records
+from libs.common.entities import Entity
 from libs.common.llm import ProviderRecord
 from libs.common.llm_config import ProviderConfig
 from libs.common.messages import KeyRecord, ServerRecord
@@ -173,15 +174,15 @@ class Importer:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
             raise AdminError(422, "unknown_reference", f"import: {missing[0]} is neither stored nor in the file{more}")
 
-    async def _entity(self, kind: str, entity: BaseModel) -> _Write | None:
+    async def _entity(self, kind: str, entity: Entity) -> _Write | None:
         table = self._store.entities[kind]
-        stored = await table.find(entity.id)  # type: ignore[attr-defined]  # every entity has an id
+        stored = await table.find(entity.id)
         if stored is None:
-            return _Write(table, entity.id, entity, None)  # type: ignore[attr-defined]
+            return _Write(table, entity.id, entity, None)
         if stored.value.model_dump(exclude=_TIMES) == entity.model_dump(exclude=_TIMES):
             return None
-        times = {"created_at": stored.value.created_at, "updated_at": time.time()}  # type: ignore[attr-defined]
-        return _Write(table, entity.id, entity.model_copy(update=times), stored.revision)  # type: ignore[attr-defined]
+        times = {"created_at": getattr(stored.value, "created_at", time.time()), "updated_at": time.time()}
+        return _Write(table, entity.id, entity.model_copy(update=times), stored.revision)
 
     async def _server(self, name: str, server: ServerConfig) -> _Write | None:
         stored = await self._store.servers.find(name)

@@ -47,7 +47,7 @@ def config_routes(router: APIRouter, store: AdminStore) -> None:
         if apply:
             await importer.write(writes)
             if store.changes is not None:  # one event for the import beside one for each record written
-                store.changes.record("config", "import", f"{len(writes)} records", None, plan)
+                store.changes.record("config", "import", "config", None, plan)
             log.info("admin: %s imported a configuration (%d records written)", identity.principal, len(writes))
         return plan
 
