@@ -457,6 +457,7 @@ async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_
             assert (await api.post("/customers", json={"id": customer, "name": customer})).status_code == 201
         made = await api.post("/teams", json={"id": "platform", "name": "Platform", "customer_id": "first-co"})
         assert made.status_code == 201, made.text
+        assert (await api.post("/users", json={"id": "uma", "name": "Uma"})).status_code == 201
     row = "#directory-teams tr[data-entity='platform']"
     async with browser(tmp_path / "profile") as page:
         await _signed_in(page, stack, view="directory")
@@ -471,6 +472,12 @@ async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_
         shown = await page.text(row)
         assert "Platform engineering" in shown and "second-co" in shown
         await _shot(page, "console-people-edit")
+        user = "#directory-users tr[data-entity='uma']"  # a user: its rate limit, and a team to be in
+        await page.click(f"{user} [data-edit]")
+        await page.fill("#users-edit select", "platform")
+        await page.fill("#users-limit", "30")
+        await page.click("#users-save")
+        await page.wait(f"document.querySelector(\"{user}\")?.innerText.includes('30 / minute')", "the edited user")
         await page.click(f"{row} [data-edit]")  # and the budget cleared again
         await page.fill("#teams-limit", "")
         await page.click("#teams-save")
@@ -478,7 +485,9 @@ async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_
         assert page.errors == []
     async with stack.api() as api:
         team = (await api.get("/teams/platform")).json()
+        user_after = (await api.get("/users/uma")).json()
     assert (team["name"], team["customer_id"], team["budget"]) == ("Platform engineering", "second-co", None)
+    assert (user_after["team_id"], user_after["rate_limit"]) == ("platform", {"requests": 30, "per": "minute"})
     async with browser(tmp_path / "viewer") as page:
         await _signed_in(page, stack, stack.viewer, view="directory")
         await page.shown(row)

@@ -8,6 +8,7 @@ import { Action, Empty, ErrorBox, html, pretty, useLoad } from "../ui.js";
 import { PendingApprovals, PinPanel } from "./pins.js";
 
 const PAGE = 50;
+const FOLLOW_MS = 10000;
 
 export function useCatalog(q, server, offset) {
   const [debounced, setDebounced] = useState(q);
@@ -31,6 +32,8 @@ export function Catalog({ access }) {
   const [held, setHeld] = useState(null); // a pending definition opened: not in the catalog while it waits
   const { data, error: failed, reload: reloadCatalog } = useCatalog(q, "", offset);
   const pending = useLoad(() => get("/tools/pending"), []);
+  // a change an upstream makes while the person looks shows up without a reload
+  useEffect(() => { const t = setInterval(pending.reload, FOLLOW_MS); return () => clearInterval(t); }, [pending.reload]);
   const decided = () => { pending.reload(); reloadCatalog(); };
   const show = (row) => { setHeld(null); setOpen(row); };
   const showHeld = (p) => { setOpen(null); setHeld(p); };
