@@ -20,8 +20,8 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import subjects
-from libs.common.config import BastionConfig, ConfigError
-from libs.common.entities import entity_key
+from libs.common.config import BastionConfig
+from libs.common.config_records import CONFIG_SOURCE, entity_records, key_records
 from libs.common.llm import ProviderRecord
 from libs.common.messages import KeyRecord, ServerRecord
 from libs.common.nats import kv_bucket, kv_snapshot
@@ -31,42 +31,6 @@ from libs.common.settings import StoreSettings
 from libs.common.stores import declare_owned
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
-
-CONFIG_SOURCE = "config"
-
-
-def key_records(config: BastionConfig) -> list[KeyRecord]:
-    """The KV records for the config's keys; also the checks the schema alone cannot make.
-
-    Raises `ConfigError` if a `key_env` variable is unset, two keys share a secret, or a server
-    name cannot be a KV key (a trailing '.').
-    """
-    for name in config.mcp_servers:
-        if name.endswith("."):
-            raise ConfigError(f"mcpServers.{name}: a server name cannot end with '.'")
-    records: dict[str, KeyRecord] = {}
-    for key in config.keys:
-        record = KeyRecord(
-            id=key.key_hash(),
-            name=key.name,
-            grants=list(key.tools),
-            groups=list(key.groups),
-            user_id=key.user,
-            team_id=key.team,
-            customer_id=key.customer,
-            budget=key.budget,
-            rate_limit=key.rate_limit,
-            agent=key.agent,
-            code_mode=key.code_mode,
-            discovery=key.discovery,
-            discovery_pinned=list(key.discovery_pinned),
-            content_logging=key.content_logging,
-            source=CONFIG_SOURCE,
-        )
-        if (twin := records.get(record.id)) is not None:
-            raise ConfigError(f"keys.{key.name}: has the same secret as key {twin.name!r}; give each key its own")
-        records[record.id] = record
-    return list(records.values())
 
 
 async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[str, bytes]]:
@@ -199,24 +163,6 @@ async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:
     for key_id, old in current.items():
         if key_id not in wanted and old is not None and old.source == CONFIG_SOURCE:
             await kv.delete(key_id)
-
-
-def entity_records(config: BastionConfig) -> dict[str, bytes]:
-    """KV_POLICY entries (`<kind>.<id>`) for the config's groups, customers, teams and users."""
-    entries: dict[str, bytes] = {}
-    for kind, items in (
-        ("group", config.groups),
-        ("customer", config.customers),
-        ("team", config.teams),
-        ("user", config.users),
-    ):
-        for item in items:
-            name = entity_key(kind, item.id)
-            if name in entries:
-                raise ConfigError(f"{kind}s: id {item.id!r} is used twice")
-            # timestamps would make every apply look like a change
-            entries[name] = item.model_dump_json(exclude={"created_at", "updated_at"}).encode()
-    return entries
 
 
 async def _apply_entities(js: JetStreamContext, entries: dict[str, bytes]) -> None:

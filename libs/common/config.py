@@ -41,6 +41,7 @@ __all__ = [
     "grant_problem",
     "load_config",
     "parse_config",
+    "parse_untrusted_text",
 ]
 
 # \Z, not $: `$` also matches before a trailing newline, which would let "github\n" through
@@ -498,6 +499,8 @@ def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
     """The parser's complaint and position, without the echoed source line (it may hold a secret)."""
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character, or bytes that are not text
+        return f"character #x{exc.character:04x} is not allowed (position {exc.position})"
     if not isinstance(exc, yaml.MarkedYAMLError):  # pragma: no cover - the parsers always mark
         return type(exc).__name__
     mark = exc.problem_mark or exc.context_mark
@@ -518,6 +521,58 @@ def _parse_text(text: str, path: Path) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
     except ValueError as exc:  # a scalar that looks like a date but is not one: 2024-02-30
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+MAX_UNTRUSTED_VALUES = 100_000
+"""Values (mappings, lists, scalars) a document sent over the network may expand to, aliases counted
+as often as they are used: a YAML bomb (a few lines of nested aliases) expands to billions."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], source: str) -> int:
+    """How many values `node` stands for once its aliases are expanded, each node counted once (`sizes`)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        if known < 0:
+            raise ConfigError(f"{source}: a YAML alias refers to a value that contains it")
+        return known
+    sizes[id(node)] = -1  # being counted: meeting it again below is a cycle
+    children: list[yaml.Node] = []
+    if isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    elif isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, source)
+        if total > MAX_UNTRUSTED_VALUES:
+            raise ConfigError(f"{source}: the document expands to more than {MAX_UNTRUSTED_VALUES} values")
+    sizes[id(node)] = total
+    return total
+
+
+def parse_untrusted_text(text: str, source: str) -> Any:
+    """A YAML (or JSON) document from someone else, e.g. sent to the admin API: parsed as a config file
+    is, refusing documents whose aliases expand past `MAX_UNTRUSTED_VALUES` or that nest too deep for
+    the parser. `ConfigError` on any problem; the message never echoes the text."""
+    loader = None
+    try:
+        loader = _UniqueKeyLoader(text)  # refuses a control character at once
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _expanded_size(node, {}, source)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    except ValueError as exc:  # a scalar that looks like a date but is not one: 2024-02-30
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: the document nests too deep") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
 
 
 def load_config(path: str | Path) -> BastionConfig:

@@ -138,7 +138,9 @@ async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path
         await page.click("#catalog-table tr[data-tool='many__invoice_0150']")
         await page.shown("#tool-detail pre")
         assert '"name": "invoice_0150"' in await page.text("#tool-detail pre")
-        assert "Pin state and drift" in await page.text("#tool-detail")  # the slot, not a fake
+        await page.wait(  # its pin: trusted on first use (pinning is on by default)
+            "document.querySelector('#pin-state')?.innerText.includes('by tofu')", "the tool's pin state"
+        )
         await _shot(page, "console-catalog")
 
         for view, ready in (
@@ -394,6 +396,9 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         await page.click("#nav-servers")
         await page.shown("#servers-table tr[data-server='echo']")
         assert await page.evaluate("document.querySelectorAll('#server-add, #servers-table button').length") == 0
+        await page.click("#nav-export")
+        await page.shown("#export-run")
+        assert await page.evaluate("document.querySelectorAll('#import-panel, #export-edit').length") == 0  # no import
         await _shot(page, "console-viewer")
         assert page.errors == []
     async with stack.api(stack.viewer) as api:
@@ -451,6 +456,88 @@ async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_sec
     assert config.mcp_servers["guarded"].headers == {"Authorization": secret_header}
     assert {"echo", "notes", "many", "guarded"} <= set(config.mcp_servers)
     assert {r.name: r.id for r in key_records(config)} == keys  # the same keys, by their sha256
+
+
+async def test_an_exported_file_is_edited_and_imported_in_the_browser(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        made = await api.post("/groups", json={"id": "imported", "description": "before the import", "tools": []})
+        assert made.status_code == 201, made.text
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="export")
+        await page.click("#export-run")
+        await page.click("#export-edit")  # the export, handed to the import form
+        await page.wait("document.querySelector('#import-text')?.value.includes('before the import')", "the draft")
+        exported = str(await page.evaluate("document.querySelector('#import-text').value"))
+        added = '{"id": "oncall", "description": "added by the import", "tools": ["echo/*"]},'
+        section = '\n  "groups": ['  # the top-level section (a key's groups are indented deeper)
+        edited = exported.replace('"before the import"', '"after the import"').replace(section, section + added, 1)
+        await page.fill("#import-text", edited)
+        assert await page.evaluate("document.querySelector('#import-apply').disabled")  # a plan comes first
+        await page.click("#import-plan")
+        await page.shown("#import-plan-result tr[data-section='groups']")
+        groups = await page.text("#import-plan-result tr[data-section='groups']")
+        assert "oncall" in groups and "imported" in groups  # one added, one changed
+        assert await page.text("#import-plan-result tr[data-section='servers'] .changed") == "—"  # the rest as stored
+        async with stack.api() as api:  # the plan wrote nothing
+            assert (await api.get("/groups/oncall")).status_code == 404
+        await page.click("#import-apply")
+        await page.shown("#import-done")
+        assert "1 added, 1 changed, nothing deleted" in await page.text("#import-done")
+        await _shot(page, "console-import")
+        await page.click("#nav-groups")
+        await page.shown("#groups-table tr[data-group='oncall']")
+        assert "after the import" in await page.text("#groups-table tr[data-group='imported']")
+        assert page.errors == []
+    async with stack.api() as api:
+        assert (await api.get("/groups/oncall")).json()["tools"] == ["echo/*"]
+        for group in ("oncall", "imported"):
+            assert (await api.delete(f"/groups/{group}")).status_code == 204
+
+
+async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        for customer in ("first-co", "second-co"):
+            assert (await api.post("/customers", json={"id": customer, "name": customer})).status_code == 201
+        made = await api.post("/teams", json={"id": "platform", "name": "Platform", "customer_id": "first-co"})
+        assert made.status_code == 201, made.text
+        assert (await api.post("/users", json={"id": "uma", "name": "Uma"})).status_code == 201
+    row = "#directory-teams tr[data-entity='platform']"
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="directory")
+        await page.click(f"{row} [data-edit]")
+        await page.shown("#teams-edit")
+        assert await page.evaluate("document.querySelector('#teams-id').readOnly")  # the id stays
+        await page.fill("#teams-name", "Platform engineering")
+        await page.fill("#teams-edit select", "second-co")
+        await page.fill("#teams-limit", "40")
+        await page.click("#teams-save")
+        await page.wait(f"document.querySelector(\"{row}\")?.innerText.includes('40 USD / month')", "the edited team")
+        shown = await page.text(row)
+        assert "Platform engineering" in shown and "second-co" in shown
+        await _shot(page, "console-people-edit")
+        user = "#directory-users tr[data-entity='uma']"  # a user: its rate limit, and a team to be in
+        await page.click(f"{user} [data-edit]")
+        await page.fill("#users-edit select", "platform")
+        await page.fill("#users-limit", "30")
+        await page.click("#users-save")
+        await page.wait(f"document.querySelector(\"{user}\")?.innerText.includes('30 / minute')", "the edited user")
+        await page.click(f"{row} [data-edit]")  # and the budget cleared again
+        await page.fill("#teams-limit", "")
+        await page.click("#teams-save")
+        await page.wait(f"!document.querySelector(\"{row}\")?.innerText.includes('USD')", "the budget cleared")
+        assert page.errors == []
+    async with stack.api() as api:
+        team = (await api.get("/teams/platform")).json()
+        user_after = (await api.get("/users/uma")).json()
+    assert (team["name"], team["customer_id"], team["budget"]) == ("Platform engineering", "second-co", None)
+    assert (user_after["team_id"], user_after["rate_limit"]) == ("platform", {"requests": 30, "per": "minute"})
+    async with browser(tmp_path / "viewer") as page:
+        await _signed_in(page, stack, stack.viewer, view="directory")
+        await page.shown(row)
+        assert await page.evaluate("document.querySelectorAll('[data-edit]').length") == 0
+    async with stack.api(stack.viewer) as api:
+        refused = await api.patch("/teams/platform", json={"name": "viewer-made"})
+    assert refused.status_code == 403 and refused.json()["permission"] == "directory:write"
 
 
 async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(stack: Stack, tmp_path: Path) -> None:

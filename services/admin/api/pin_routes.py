@@ -36,6 +36,19 @@ class DiffOut(PendingOut):
     diff: str = Field(description="the field-level diff, as `bastion tools diff` prints it")
 
 
+class PinStateOut(BaseModel):
+    server: str
+    name: str
+    kind: str
+    approved: str | None = Field(description="sha256 of the approved definition, if any")
+    approved_by: str | None = None
+    approved_at: float | None = None
+    pending: str | None = Field(description="sha256 of a definition waiting for a person, if any")
+    reason: str | None = None
+    rejected: int = Field(description="how many definitions a person rejected (kept out for good)")
+    listed: bool = Field(description="whether the upstream lists the definition now")
+
+
 class Decision(BaseModel):
     sha256: str | None = Field(
         default=None, description="the pending version looked at (8+ hex digits): refused if another waits now"
@@ -76,6 +89,27 @@ def pin_routes(router: APIRouter, store: AdminStore) -> None:
         if record.pending is None:
             raise NotFound(f"{server}/{name} has no change waiting for approval")
         return DiffOut(**_out(record), diff=diff_text(record))
+
+    @router.get("/tools/{server}/{name:path}/pin", tags=["tools"], responses=documented(404), openapi_extra=read)
+    async def show_pin(server: str, name: str) -> PinStateOut:
+        """A definition's pin: the approved version, who approved it, what waits. 404 when nothing is
+        pinned under that name (pinning off, or the server not listed since it was turned on)."""
+        try:
+            record = (await find(await pins(), server, name)).record
+        except PinError as exc:
+            raise NotFound(str(exc)) from None
+        return PinStateOut(
+            server=record.server,
+            name=record.name,
+            kind=record.kind,
+            approved=record.approved.sha256 if record.approved is not None else None,
+            approved_by=record.approved_by,
+            approved_at=record.approved_at,
+            pending=record.pending.sha256 if record.pending is not None else None,
+            reason=record.pending_reason,
+            rejected=len(record.rejected),
+            listed=record.listed,
+        )
 
     async def decided(server: str, name: str, body: Decision, what: Literal["approve", "reject"]) -> PendingOut:
         identity = CURRENT.get()

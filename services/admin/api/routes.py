@@ -1,12 +1,14 @@
 """The admin REST API's router (`/admin/v1`): every route behind a principal's credential and the
 permission it declares, one module per collection (`key_routes`, `entity_routes`, `server_routes`,
-`provider_routes`; `passwords` is added by `admin_api`). KV access goes through `store`.
+`provider_routes`, `pin_routes`; `config_routes` imports a configuration file; `passwords` is added
+by `admin_api`). KV access goes through `store`.
 
 Every write validates everything first (body, references to other entities, name uniqueness) and
 then makes one KV write, revision-checked, so a request either changes one record completely or
-changes nothing. Errors are one `ErrorBody` shape whatever their origin: a request model, a
-missing reference, a lost race, NATS being unreachable. Secrets appear only in the answers to
-key create and rotate; error bodies never echo the request (its `input` is dropped).
+changes nothing (an import checks the whole file, then writes record by record). Errors are one
+`ErrorBody` shape whatever their origin: a request model, a missing reference, a lost race, NATS
+being unreachable. Secrets appear only in the answers to key create and rotate; error bodies never
+echo the request (its `input` is dropped).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from .auth import Authenticator, security_schemes
+from .config_routes import config_routes
 from .entity_routes import entity_routes
 from .errors import bound_route, documented
 from .key_routes import key_routes
@@ -101,4 +104,5 @@ def admin_router(store: AdminStore, auth: Authenticator, links: UpstreamLinks | 
     server_routes(router, store, links)
     provider_routes(router, store)
     pin_routes(router, store)
+    config_routes(router, store)
     return router

@@ -51,6 +51,3 @@ export function pretty(value) {
 export function parseJson(text, what) {
   try { return JSON.parse(text); } catch (err) { throw new Error(`${what} is not valid JSON: ${err.message}`); }
 }
-
-// A slot for something the API does not offer yet: says so plainly, fakes nothing.
-export function Slot({ title, children }) { return html`<div class="slot"><strong>${title}</strong> — ${children}</div>`; }

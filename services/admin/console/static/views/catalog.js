@@ -1,11 +1,14 @@
 // Catalog: every tool of every server, searched and paged by the admin service (fast on thousands of
-// tools: the browser holds one page); a tool's full definition; many tools added to a group at once.
+// tools: the browser holds one page); a tool's full definition and pin; changed definitions waiting for
+// approval; many tools added to a group at once.
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { api, get } from "../api.js";
-import { Action, Empty, ErrorBox, Slot, html, pretty, useLoad } from "../ui.js";
+import { Action, Empty, ErrorBox, html, pretty, useLoad } from "../ui.js";
+import { PendingApprovals, PinPanel } from "./pins.js";
 
 const PAGE = 50;
+const FOLLOW_MS = 10000;
 
 export function useCatalog(q, server, offset) {
   const [debounced, setDebounced] = useState(q);
@@ -26,7 +29,14 @@ export function Catalog({ access }) {
   const [group, setGroup] = useState("");
   const [error, setError] = useState(null);
   const [done, setDone] = useState("");
-  const { data, error: failed } = useCatalog(q, "", offset);
+  const [held, setHeld] = useState(null); // a pending definition opened: not in the catalog while it waits
+  const { data, error: failed, reload: reloadCatalog } = useCatalog(q, "", offset);
+  const pending = useLoad(() => get("/tools/pending"), []);
+  // a change an upstream makes while the person looks shows up without a reload
+  useEffect(() => { const t = setInterval(pending.reload, FOLLOW_MS); return () => clearInterval(t); }, [pending.reload]);
+  const decided = () => { pending.reload(); reloadCatalog(); };
+  const show = (row) => { setHeld(null); setOpen(row); };
+  const showHeld = (p) => { setOpen(null); setHeld(p); };
   const groups = useLoad(() => (access.can("groups:write") ? get("/groups") : Promise.resolve([])), []);
   const toggle = (grant) => { const next = new Set(picked); next.has(grant) ? next.delete(grant) : next.add(grant); setPicked(next); };
   const addToGroup = async () => {
@@ -37,7 +47,8 @@ export function Catalog({ access }) {
     setPicked(new Set());
   };
   const rows = data ? data.rows : [];
-  return html`<div class="split">
+  return html`<div><${PendingApprovals} pending=${pending.data || []} openKey=${held && `${held.server}/${held.name}`} onOpen=${showHeld} />
+    <div class="split">
     <section class="panel">
       <div class="toolbar"><h2 style="margin:0">Catalog</h2>
         <input id="catalog-search" type="search" placeholder="search every tool: name, server, description" size="40"
@@ -54,7 +65,7 @@ export function Catalog({ access }) {
       ${rows.length > 0 && html`<table id="catalog-table"><thead><tr>${access.can("groups:write") ? html`<th></th>` : null}
         <th>tool</th><th>server</th><th>description</th></tr></thead>
         <tbody>${rows.map((r) => html`<tr class=${"clickable" + (open && open.name === r.name ? " selected" : "")}
-            data-tool=${r.name} tabindex="0" onClick=${() => setOpen(r)} onKeyDown=${(e) => e.key === "Enter" && setOpen(r)}>
+            data-tool=${r.name} tabindex="0" onClick=${() => show(r)} onKeyDown=${(e) => e.key === "Enter" && show(r)}>
           ${access.can("groups:write") ? html`<td onClick=${(e) => e.stopPropagation()}><input type="checkbox" aria-label=${"select " + r.name}
             checked=${picked.has(grantOf(r))} onChange=${() => toggle(grantOf(r))} /></td>` : null}
           <td><code>${r.name}</code></td><td>${r.server}</td><td class="muted">${r.description.slice(0, 140)}</td></tr>`)}</tbody></table>
@@ -63,13 +74,14 @@ export function Catalog({ access }) {
           <button type="button" id="catalog-next" disabled=${offset + rows.length >= data.total} onClick=${() => setOffset(offset + PAGE)}>Next</button></div>`}
     </section>
     <section class="panel" id="tool-detail">
+      <${ErrorBox} error=${pending.error} />
       ${open ? html`<h2><code>${open.name}</code></h2>
         <p>${open.description}</p>
         <h3>Definition</h3><pre>${pretty(open.definition)}</pre>
         <h3>Pinning</h3>
-        <${Slot} title="Pin state and drift">the approval API for changed definitions is being added
-          (docs/supply-chain.md); this slot shows the pinned definition, the drift diff and approve/reject
-          ${access.can("tools:approve") ? "" : " (for a role with tools:approve)"} once it answers.</${Slot}>`
-        : html`<${Empty}>Pick a tool to see its definition.</${Empty}>`}
-    </section></div>`;
+        <${PinPanel} key=${grantOf(open)} server=${open.server} name=${open.tool} access=${access} onDecided=${decided} />`
+        : held ? html`<h2><code>${held.server}/${held.name}</code> <span class="muted">waiting for approval</span></h2>
+          <${PinPanel} key=${"held:" + held.server + "/" + held.name} server=${held.server} name=${held.name} access=${access} onDecided=${decided} />`
+        : html`<${Empty}>Pick a tool to see its definition and pin, or a pending approval to decide it.</${Empty}>`}
+    </section></div></div>`;
 }

@@ -1,5 +1,5 @@
 // People: customers, teams and users (who keys and OAuth logins belong to), with their groups, budgets
-// and rate limits; a user's password for the built-in sign-in.
+// and rate limits, created or edited in place; a user's password for the built-in sign-in.
 "use strict";
 import { useState } from "preact/hooks";
 import { api, get, post } from "../api.js";
@@ -14,24 +14,38 @@ const KINDS = [
 
 const limit = (e) => (e.budget ? `${e.budget.limit_usd} USD / ${e.budget.period}` : e.rate_limit ? `${e.rate_limit.requests} / ${e.rate_limit.per}` : "");
 
-function Create({ kind, parent, parents, groups, onDone }) {
-  const [values, setValues] = useState({ id: "", name: "", parent: "", groups: [] });
+// the limit each kind carries: a budget in USD (its period kept, a month when new) or a rate limit
+const LIMITS = {
+  customers: ["budget", "budget (USD)", (e) => e.budget && e.budget.limit_usd, (v, old) => ({ limit_usd: Number(v), period: old ? old.period : "month" })],
+  teams: ["budget", "budget (USD)", (e) => e.budget && e.budget.limit_usd, (v, old) => ({ limit_usd: Number(v), period: old ? old.period : "month" })],
+  users: ["rate_limit", "requests", (e) => e.rate_limit && e.rate_limit.requests, (v, old) => ({ requests: Number(v), per: old ? old.per : "minute" })],
+};
+
+// Create an entity, or edit one in place (`editing`: PATCH its name, parent, groups and limit; the id stays).
+function EntityForm({ kind, parent, parents, groups, editing, onDone }) {
+  const [field, label, current, build] = LIMITS[kind];
+  const [values, setValues] = useState(editing
+    ? { id: editing.id, name: editing.name, parent: (parent && editing[parent]) || "", groups: editing.groups, limit: String(current(editing) ?? "") }
+    : { id: "", name: "", parent: "", groups: [], limit: "" });
   const [error, setError] = useState(null);
-  const set = (field) => (e) => setValues({ ...values, [field]: e.target.value });
+  const set = (name) => (e) => setValues({ ...values, [name]: e.target.value });
   const save = async () => {
-    const body = { id: values.id, name: values.name, groups: values.groups };
-    if (parent && values.parent) body[parent] = values.parent;
-    await post(`/${kind}`, body);
+    const body = { name: values.name, groups: values.groups };
+    if (parent) body[parent] = values.parent || null;
+    body[field] = values.limit.trim() ? build(values.limit, editing && editing[field]) : null;
+    if (editing) await api("PATCH", `/${kind}/${encodeURIComponent(editing.id)}`, body);
+    else await post(`/${kind}`, { id: values.id, ...body });
     onDone();
   };
-  return html`<div class="notice" id=${`${kind}-create`}>
-    <label>Id<input id=${`${kind}-id`} value=${values.id} onInput=${set("id")} /></label>
+  return html`<div class="notice" id=${`${kind}-${editing ? "edit" : "create"}`}>
+    <label>Id<input id=${`${kind}-id`} value=${values.id} readonly=${!!editing} onInput=${set("id")} /></label>
     <label>Name<input id=${`${kind}-name`} value=${values.name} onInput=${set("name")} /></label>
     ${parent && html`<label>${parent.replace("_id", "")}<select value=${values.parent} onChange=${set("parent")}>
       <option value="">none</option>${parents.map((p) => html`<option value=${p.id}>${p.id}</option>`)}</select></label>`}
+    <label>${label}<input id=${`${kind}-limit`} type="number" min="0" size="8" value=${values.limit} onInput=${set("limit")} /></label>
     ${groups.map((g) => html`<label class="inline"><input type="checkbox" checked=${values.groups.includes(g.id)}
       onChange=${(e) => setValues({ ...values, groups: e.target.checked ? [...values.groups, g.id] : values.groups.filter((x) => x !== g.id) })} />${g.id}</label>`)}
-    <${Action} id=${`${kind}-save`} class="primary" onRun=${save} setError=${setError} disabled=${!values.id || !values.name}>Create</${Action}>
+    <${Action} id=${`${kind}-save`} class="primary" onRun=${save} setError=${setError} disabled=${!values.id || !values.name}>${editing ? "Save" : "Create"}</${Action}>
     <${ErrorBox} error=${error} /></div>`;
 }
 
@@ -43,6 +57,7 @@ export function Directory({ access }) {
     return { customers, teams, users, groups };
   }, []);
   const [creating, setCreating] = useState(null);
+  const [editing, setEditing] = useState(null); // [kind, entity]
   const [failure, setFailure] = useState(null);
   const writable = access.can("directory:write");
   const remove = async (kind, entity) => {
@@ -57,14 +72,17 @@ export function Directory({ access }) {
   return html`<${ErrorBox} error=${error || failure} />
     ${data && KINDS.map(([kind, title, parent, parentKind]) => html`<section class="panel" id=${`directory-${kind}`}>
       <div class="toolbar"><h2 style="margin:0">${title}</h2>
-        ${writable && html`<button type="button" id=${`${kind}-new`} onClick=${() => setCreating(creating === kind ? null : kind)}>New</button>`}</div>
-      ${creating === kind && html`<${Create} kind=${kind} parent=${parent} parents=${parentKind ? data[parentKind] : []}
+        ${writable && html`<button type="button" id=${`${kind}-new`} onClick=${() => { setEditing(null); setCreating(creating === kind ? null : kind); }}>New</button>`}</div>
+      ${creating === kind && html`<${EntityForm} kind=${kind} parent=${parent} parents=${parentKind ? data[parentKind] : []}
         groups=${data.groups} onDone=${() => { setCreating(null); reload(); }} />`}
+      ${editing && editing[0] === kind && html`<${EntityForm} key=${editing[1].id} kind=${kind} parent=${parent}
+        parents=${parentKind ? data[parentKind] : []} groups=${data.groups} editing=${editing[1]} onDone=${() => { setEditing(null); reload(); }} />`}
       ${!data[kind].length ? html`<${Empty}>No ${title.toLowerCase()} yet.</${Empty}>`
         : html`<table><thead><tr><th>id</th><th>name</th>${parent ? html`<th>${parent.replace("_id", "")}</th>` : null}<th>groups</th><th>limit</th><th></th></tr></thead>
           <tbody>${data[kind].map((e) => html`<tr data-entity=${e.id}><td><strong>${e.id}</strong></td><td>${e.name}</td>
             ${parent ? html`<td>${e[parent] || ""}</td>` : null}<td>${e.groups.map((g) => html`<span class="tag">${g}</span>`)}</td><td>${limit(e)}</td>
             <td>${kind === "users" && access.can("users:password") && html`<${Action} onRun=${() => password(e)} setError=${setFailure}>Set password</${Action}>`}
-              ${writable && html`<${Action} class="danger" onRun=${() => remove(kind, e)} setError=${setFailure}>Delete</${Action}>`}</td></tr>`)}</tbody></table>`}
+              ${writable && html`<button type="button" data-edit onClick=${() => { setCreating(null); setEditing([kind, e]); }}>Edit</button>
+                <${Action} class="danger" onRun=${() => remove(kind, e)} setError=${setFailure}>Delete</${Action}>`}</td></tr>`)}</tbody></table>`}
     </section>`)}`;
 }

@@ -1,11 +1,12 @@
 // Export: the configuration the role may read, as a file `bastion config apply` takes (YAML; written in
 // its JSON flow style, which YAML includes). No secret is in it: a server's secret values become
 // ${VARIABLES} the file expands when applied, an LLM provider's key an api_key_env, and keys are named
-// by their sha256 (key_sha256), never their secret.
+// by their sha256 (key_sha256), never their secret. Import (./import.js) takes the same file back.
 "use strict";
 import { useState } from "preact/hooks";
 import { get } from "../api.js";
 import { Action, ErrorBox, html } from "../ui.js";
+import { Import, mayImport } from "./import.js";
 
 const MASK = "***";
 const variable = (...parts) => parts.join("_").toUpperCase().replace(/[^A-Z0-9_]/g, "_");
@@ -60,13 +61,16 @@ export async function exportConfig(access) {
 export function Export({ access }) {
   const [text, setText] = useState("");
   const [error, setError] = useState(null);
+  const [draft, setDraft] = useState(null); // the export handed to the import form to edit
   const download = () => URL.createObjectURL(new Blob([text], { type: "application/yaml" }));
-  return html`<section class="panel"><h2>Export the configuration</h2>
+  return html`<div><section class="panel"><h2>Export the configuration</h2>
     <p>Servers, keys (without secrets), groups, customers, teams, users and LLM providers your role may read, as a
       file <code>bastion config apply</code> takes. Secrets stay out: the file names the variables that must hold them.</p>
     <div class="toolbar"><${Action} id="export-run" class="primary" onRun=${async () => setText(await exportConfig(access))} setError=${setError}>Export</${Action}>
-      ${text && html`<a id="export-download" href=${download()} download="bastion-config.yaml">Download bastion-config.yaml</a>`}</div>
+      ${text && html`<a id="export-download" href=${download()} download="bastion-config.yaml">Download bastion-config.yaml</a>`}
+      ${text && mayImport(access) && html`<button type="button" id="export-edit" onClick=${() => setDraft({ text })}>Edit and import it</button>`}</div>
     <${ErrorBox} error=${error} />
     ${text && html`<textarea id="export-text" rows="24" readonly value=${text}></textarea>`}
-  </section>`;
+  </section>
+  ${mayImport(access) && html`<${Import} draft=${draft} />`}</div>`;
 }
