@@ -29,7 +29,7 @@ from libs.common.codemode import EXECUTE_CODE
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
-from libs.common.nats import connect, drain_or_close, processed
+from libs.common.nats import connect_service, drain_or_close, processed
 from libs.common.relay import Acknowledger
 from libs.common.settings import CodeModeSettings
 
@@ -75,12 +75,7 @@ class CodeModeService:
         self.metrics_server = observability.start("codemode", self.settings)
         await self.pool.start()
         await self.searcher.start()  # before the catalog arrives: its definitions are embedded as they come
-        self._nc = nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-codemode-{self.instance}",
-            role=permissions.CODEMODE,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
-        )
+        self._nc = nc = await connect_service(self.settings, permissions.CODEMODE, f"bastion-codemode-{self.instance}")
         self._audit = AuditPublisher(
             nc,
             limits=FieldLimits(content=self.settings.audit_max_content_bytes),
