@@ -11,9 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from .admin_base import Json, command, group, limits, out, print_json, usage
+from .admin_base import Json, command, group, limits, out, print_json, print_listing, usage
 from .admin_client import AdminClient, AdminFailure
 from .admin_values import parse_budget, parse_rate
 
@@ -119,24 +118,21 @@ def keys_create(
 @command(keys_app, "list")
 def keys_list(api: AdminClient, as_json: Json = False) -> None:
     """List keys (never their secrets)."""
-    keys = api.get("/keys")
-    if as_json:
-        return print_json(keys)
-    table = Table(
-        "id", "name", "grants", "groups", "belongs to", "limits", "mode", "status", title=f"{len(keys)} key(s)"
+    columns = ("id", "name", "grants", "groups", "belongs to", "limits", "mode", "status")
+    print_listing(api.get("/keys"), as_json, columns, _key_row, "key")
+
+
+def _key_row(k: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        k["id"][:12],
+        escape(k["name"]),
+        escape(", ".join(k["grants"]) or "-"),
+        escape(", ".join(k["groups"]) or "-"),
+        escape(_owner(k) or "-"),
+        limits(k) or "-",
+        escape(_mode(k)),
+        _status(k),
     )
-    for k in keys:
-        table.add_row(
-            k["id"][:12],
-            escape(k["name"]),
-            escape(", ".join(k["grants"]) or "-"),
-            escape(", ".join(k["groups"]) or "-"),
-            escape(_owner(k) or "-"),
-            limits(k) or "-",
-            escape(_mode(k)),
-            _status(k),
-        )
-    out.print(table)
 
 
 @command(keys_app, "show")
