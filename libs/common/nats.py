@@ -75,7 +75,7 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
     return nc
 
 
-async def connect_service(settings: ServiceSettings, role: str, name: str) -> NATS:
+async def connect_service(settings: ServiceSettings, *, role: str, name: str) -> NATS:
     """A service's connection as bus role `role`, to the servers and with the seed its settings name."""
     return await connect(settings.nats_url, name, role=role, nkey_seed_file=settings.nats_nkey_seed_file)
 

@@ -63,7 +63,7 @@ class AdminService:
     async def start(self) -> None:
         s = self.settings
         self.metrics_server = observability.start("admin", s)
-        self._nc = nc = await connect_service(s, permissions.ADMIN, f"bastion-admin{s.instance}")
+        self._nc = nc = await connect_service(s, role=permissions.ADMIN, name=f"bastion-admin{s.instance}")
         # the configuration buckets and its own (principals): it owns them, the audit streams are audit's
         await declare_owned(nc.jetstream(), permissions.ADMIN, s)
         if s.audit_journal_dir:

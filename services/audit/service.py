@@ -98,7 +98,7 @@ class AuditService:
     async def _serve(self) -> None:
         self.metrics_server = observability.start("audit", self.settings)
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
-        self._nc = nc = await connect_service(self.settings, permissions.AUDIT, f"bastion-audit-{instance}")
+        self._nc = nc = await connect_service(self.settings, role=permissions.AUDIT, name=f"bastion-audit-{instance}")
         await declare_owned(nc.jetstream(), permissions.AUDIT, self.settings)  # the audit streams: its own
         try:
             await asyncio.to_thread(self.store.open)

@@ -75,7 +75,9 @@ class CodeModeService:
         self.metrics_server = observability.start("codemode", self.settings)
         await self.pool.start()
         await self.searcher.start()  # before the catalog arrives: its definitions are embedded as they come
-        self._nc = nc = await connect_service(self.settings, permissions.CODEMODE, f"bastion-codemode-{self.instance}")
+        self._nc = nc = await connect_service(
+            self.settings, role=permissions.CODEMODE, name=f"bastion-codemode-{self.instance}"
+        )
         self._audit = AuditPublisher(
             nc,
             limits=FieldLimits(content=self.settings.audit_max_content_bytes),

@@ -123,7 +123,9 @@ class ExecutorService:
 
     async def start(self) -> None:
         self.metrics_server = observability.start("executor", self.settings)
-        self._nc = await connect_service(self.settings, permissions.EXECUTOR, f"bastion-executor-{self.instance}")
+        self._nc = await connect_service(
+            self.settings, role=permissions.EXECUTOR, name=f"bastion-executor-{self.instance}"
+        )
         js = self._nc.jetstream()
         await declare_owned(js, permissions.EXECUTOR, self.settings)  # the catalog and the payload store
         self._catalog = await kv_bucket(js, subjects.KV_CATALOG)

@@ -189,7 +189,7 @@ class IngressService:
         # public port: metrics name servers, methods and error rates, the operators' view)
         self.metrics_server = observability.start("ingress", self.settings)
         self._nc = nc = await connect_service(
-            self.settings, permissions.INGRESS, f"bastion-ingress{self.settings.instance}"
+            self.settings, role=permissions.INGRESS, name=f"bastion-ingress{self.settings.instance}"
         )
         js = nc.jetstream()
         await declare_owned(js, permissions.INGRESS, self.settings)  # the sessions bucket

@@ -47,7 +47,7 @@ class OAuthService:
         if not sealer.enabled:  # the signing key and upstream tokens are never kept in plain text
             raise ValueError("the oauth service needs BASTION_SECRETS_KEY (Fernet key(s), newest first)")
         self._nc = nc = await connect_service(
-            self.settings, permissions.OAUTH, f"bastion-oauth{self.settings.instance}"
+            self.settings, role=permissions.OAUTH, name=f"bastion-oauth{self.settings.instance}"
         )
         js = nc.jetstream()
         await declare_owned(js, permissions.OAUTH, self.settings)  # its state, keys, revocations, upstream tokens

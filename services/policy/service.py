@@ -98,7 +98,9 @@ class PolicyService:
         engine = LimitEngine.from_url(self.settings.redis_url.get_secret_value())
         self._redis = engine.redis
         self.charger = Charger(engine, self.view)
-        self._nc = nc = await connect_service(self.settings, permissions.POLICY, f"bastion-policy-{self.instance}")
+        self._nc = nc = await connect_service(
+            self.settings, role=permissions.POLICY, name=f"bastion-policy-{self.instance}"
+        )
         view = self.view
         self._watches = [
             BucketWatch(nc, subjects.KV_KEYS, view.put_key, view.delete_key),
