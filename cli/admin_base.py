@@ -22,7 +22,7 @@ from rich.table import Table
 from .admin_client import AdminClient, AdminFailure, find_admin
 from .terminal import FlagsGroup, console
 
-__all__ = ["Json", "command", "group", "limits", "out", "print_json", "print_listing", "usage"]
+__all__ = ["Json", "command", "group", "limits", "out", "print_json", "print_listing", "print_secret", "usage"]
 
 out = console()
 
@@ -128,6 +128,12 @@ def print_listing(
     for item in items:
         table.add_row(*row(item))
     out.print(table)
+
+
+def print_secret(noun: str, secret: str) -> None:
+    """A secret the API answers this once, on a line of its own (plain print: never wrapped or cut)."""
+    out.print(f"{noun} (shown once, store it now; send it as 'Authorization: Bearer <{noun}>'):", highlight=False)
+    print(secret)
 
 
 def limits(item: dict[str, Any]) -> str:

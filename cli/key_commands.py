@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from .admin_base import Json, command, group, limits, out, print_json, print_listing, usage
+from .admin_base import Json, command, group, limits, out, print_json, print_listing, print_secret, usage
 from .admin_client import AdminClient, AdminFailure
 from .admin_values import parse_budget, parse_rate
 
@@ -64,8 +64,7 @@ def _mode(key: dict[str, Any]) -> str:
 def _print_secret(created: dict[str, Any], verb: str) -> None:
     key = created["key"]
     out.print(f"[green]{verb}[/] key {escape(key['name'])!r} [dim](id {key['id'][:12]})[/]")
-    out.print("secret (shown once, store it now; send it as 'Authorization: Bearer <secret>'):", highlight=False)
-    print(created["secret"])
+    print_secret("secret", created["secret"])
 
 
 @command(keys_app, "create")

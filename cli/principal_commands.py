@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from .admin_base import Json, command, group, out, print_json, print_listing, usage
+from .admin_base import Json, command, group, out, print_json, print_listing, print_secret, usage
 from .admin_client import AdminClient, AdminFailure
 
 __all__ = ["parse_role", "principals_app", "roles_app", "whoami"]
@@ -62,8 +62,7 @@ def _print_token(created: dict[str, Any], verb: str) -> None:
         f"[green]{verb}[/] API token {escape(token['label'] or '-')!r} of {escape(token['principal'])!r} "
         f"[dim](id {token['id'][:12]}, expires {_when(token['expires_at'])})[/]"
     )
-    out.print("token (shown once, store it now; send it as 'Authorization: Bearer <token>'):", highlight=False)
-    print(created["secret"])
+    print_secret("token", created["secret"])
 
 
 @command(principals_app, "create")
