@@ -42,6 +42,7 @@ from libs.common.config import parse_config
 from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
 from libs.common.nats import credentials
 from libs.common.permissions import ADMIN
+from libs.common.tasks import cancel_and_wait
 
 __all__ = ["ReplicatedStack", "jsonrpc_answer", "p99", "run_in"]
 
@@ -249,10 +250,7 @@ class ReplicatedStack:
         return AuditVerdict.model_validate_json(reply.data)
 
     async def stop(self) -> None:
-        if self._polling is not None:
-            self._polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._polling
+        await cancel_and_wait(self._polling)
         if self.supervisor is not None:
             order = [("ingress-",), ("codemode-",), ("executor-", "policy-", "oauth-", "audit-")]
             groups = [[n for n in self.supervisor.children if n.startswith(prefixes)] for prefixes in order]

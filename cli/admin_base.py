@@ -12,16 +12,17 @@ import functools
 import inspect
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
 from .admin_client import AdminClient, AdminFailure, find_admin
 from .terminal import FlagsGroup, console
 
-__all__ = ["Json", "command", "group", "limits", "out", "print_json", "usage"]
+__all__ = ["Json", "command", "group", "limits", "out", "print_json", "print_listing", "print_secret", "usage"]
 
 out = console()
 
@@ -109,6 +110,30 @@ def usage(message: str) -> AdminFailure:
 
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
+
+
+def print_listing(
+    items: list[dict[str, Any]],
+    as_json: bool,
+    columns: Sequence[str],
+    row: Callable[[dict[str, Any]], Sequence[str]],
+    noun: str,
+    of: str = "",
+) -> None:
+    """A list the API answered: its JSON with `--json`, else a table of `row(item)` per item, titled
+    `<count> <noun>(s)` and `of` (whose they are)."""
+    if as_json:
+        return print_json(items)
+    table = Table(*columns, title=f"{len(items)} {noun}(s){of}")
+    for item in items:
+        table.add_row(*row(item))
+    out.print(table)
+
+
+def print_secret(noun: str, secret: str) -> None:
+    """A secret the API answers this once, on a line of its own (plain print: never wrapped or cut)."""
+    out.print(f"{noun} (shown once, store it now; send it as 'Authorization: Bearer <{noun}>'):", highlight=False)
+    print(secret)
 
 
 def limits(item: dict[str, Any]) -> str:

@@ -7,13 +7,12 @@ user), and users' passwords for OAuth logins.
 
 import getpass
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from .admin_base import Json, command, group, limits, out, print_json, usage
+from .admin_base import Json, command, group, limits, out, print_listing, usage
 from .admin_client import AdminClient
 from .admin_values import parse_budget, parse_rate
 
@@ -53,13 +52,11 @@ def groups_set_tools(
 @command(groups_app, "list")
 def groups_list(api: AdminClient, as_json: Json = False) -> None:
     """List tool groups."""
-    groups = api.get("/groups")
-    if as_json:
-        return print_json(groups)
-    table = Table("id", "tools", "description", title=f"{len(groups)} group(s)")
-    for g in groups:
-        table.add_row(escape(g["id"]), escape(", ".join(g["tools"]) or "-"), escape(g["description"]))
-    out.print(table)
+    print_listing(api.get("/groups"), as_json, ("id", "tools", "description"), _group_row, "group")
+
+
+def _group_row(g: dict[str, Any]) -> tuple[str, ...]:
+    return escape(g["id"]), escape(", ".join(g["tools"]) or "-"), escape(g["description"])
 
 
 def delete_command(group: typer.Typer, path: str, label: str) -> None:
@@ -149,23 +146,20 @@ def read_password() -> str:
 
 
 def list_command(group: typer.Typer, path: str, label: str, link: str | None) -> None:
+    def row(item: dict[str, Any]) -> tuple[str, ...]:
+        linked = [escape(item.get(link) or "-")] if link else []
+        return (
+            escape(item["id"]),
+            escape(item["name"]),
+            *linked,
+            escape(", ".join(item["groups"]) or "-"),
+            limits(item) or "-",
+        )
+
     @command(group, "list")
     def list_entities(api: AdminClient, as_json: Json = False) -> None:
-        items = api.get(path)
-        if as_json:
-            return print_json(items)
         columns = ["id", "name", *([link.removesuffix("_id")] if link else []), "groups", "limits"]
-        table = Table(*columns, title=f"{len(items)} {label}(s)")
-        for item in items:
-            linked = [escape(item.get(link) or "-")] if link else []
-            table.add_row(
-                escape(item["id"]),
-                escape(item["name"]),
-                *linked,
-                escape(", ".join(item["groups"]) or "-"),
-                limits(item) or "-",
-            )
-        out.print(table)
+        print_listing(api.get(path), as_json, columns, row, label)
 
     list_entities.__doc__ = f"List {label}s."
 

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from .admin_base import Json, command, group, limits, out, print_json, usage
+from .admin_base import Json, command, group, limits, out, print_json, print_listing, print_secret, usage
 from .admin_client import AdminClient, AdminFailure
 from .admin_values import parse_budget, parse_rate
 
@@ -65,8 +64,7 @@ def _mode(key: dict[str, Any]) -> str:
 def _print_secret(created: dict[str, Any], verb: str) -> None:
     key = created["key"]
     out.print(f"[green]{verb}[/] key {escape(key['name'])!r} [dim](id {key['id'][:12]})[/]")
-    out.print("secret (shown once, store it now; send it as 'Authorization: Bearer <secret>'):", highlight=False)
-    print(created["secret"])
+    print_secret("secret", created["secret"])
 
 
 @command(keys_app, "create")
@@ -119,24 +117,21 @@ def keys_create(
 @command(keys_app, "list")
 def keys_list(api: AdminClient, as_json: Json = False) -> None:
     """List keys (never their secrets)."""
-    keys = api.get("/keys")
-    if as_json:
-        return print_json(keys)
-    table = Table(
-        "id", "name", "grants", "groups", "belongs to", "limits", "mode", "status", title=f"{len(keys)} key(s)"
+    columns = ("id", "name", "grants", "groups", "belongs to", "limits", "mode", "status")
+    print_listing(api.get("/keys"), as_json, columns, _key_row, "key")
+
+
+def _key_row(k: dict[str, Any]) -> tuple[str, ...]:
+    return (
+        k["id"][:12],
+        escape(k["name"]),
+        escape(", ".join(k["grants"]) or "-"),
+        escape(", ".join(k["groups"]) or "-"),
+        escape(_owner(k) or "-"),
+        limits(k) or "-",
+        escape(_mode(k)),
+        _status(k),
     )
-    for k in keys:
-        table.add_row(
-            k["id"][:12],
-            escape(k["name"]),
-            escape(", ".join(k["grants"]) or "-"),
-            escape(", ".join(k["groups"]) or "-"),
-            escape(_owner(k) or "-"),
-            limits(k) or "-",
-            escape(_mode(k)),
-            _status(k),
-        )
-    out.print(table)
 
 
 @command(keys_app, "show")

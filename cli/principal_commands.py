@@ -12,9 +12,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from .admin_base import Json, command, group, out, print_json, usage
+from .admin_base import Json, command, group, out, print_json, print_listing, print_secret, usage
 from .admin_client import AdminClient, AdminFailure
 
 __all__ = ["parse_role", "principals_app", "roles_app", "whoami"]
@@ -63,8 +62,7 @@ def _print_token(created: dict[str, Any], verb: str) -> None:
         f"[green]{verb}[/] API token {escape(token['label'] or '-')!r} of {escape(token['principal'])!r} "
         f"[dim](id {token['id'][:12]}, expires {_when(token['expires_at'])})[/]"
     )
-    out.print("token (shown once, store it now; send it as 'Authorization: Bearer <token>'):", highlight=False)
-    print(created["secret"])
+    print_secret("token", created["secret"])
 
 
 @command(principals_app, "create")
@@ -103,16 +101,13 @@ def principals_create(
 @command(principals_app, "list")
 def principals_list(api: AdminClient, as_json: Json = False) -> None:
     """List principals (never their tokens)."""
-    principals = api.get("/principals")
-    if as_json:
-        return print_json(principals)
-    table = Table("name", "kind", "user", "roles", "status", title=f"{len(principals)} principal(s)")
-    for p in principals:
-        status = "[red]disabled[/]" if p["disabled"] else "[green]active[/]"
-        table.add_row(
-            escape(p["name"]), p["kind"], escape(p["user_id"] or "-"), escape(_role_labels(p["roles"])), status
-        )
-    out.print(table)
+    columns = ("name", "kind", "user", "roles", "status")
+    print_listing(api.get("/principals"), as_json, columns, _principal_row, "principal")
+
+
+def _principal_row(p: dict[str, Any]) -> tuple[str, ...]:
+    status = "[red]disabled[/]" if p["disabled"] else "[green]active[/]"
+    return escape(p["name"]), p["kind"], escape(p["user_id"] or "-"), escape(_role_labels(p["roles"])), status
 
 
 @command(principals_app, "update")
@@ -150,19 +145,19 @@ def principals_delete(api: AdminClient, name: Annotated[str, typer.Argument()]) 
 def principals_tokens(api: AdminClient, name: Annotated[str, typer.Argument()], as_json: Json = False) -> None:
     """List a principal's API tokens (ids, never the tokens)."""
     tokens = api.get(f"/principals/{name}/tokens")
-    if as_json:
-        return print_json(tokens)
-    table = Table("id", "label", "created", "expires", "status", title=f"{len(tokens)} token(s) of {escape(name)}")
-    for t in tokens:
-        status = (
-            "[red]revoked[/]"
-            if t["revoked"]
-            else "[yellow]expired[/]"
-            if t["expires_at"] < time.time()
-            else "[green]active[/]"
-        )
-        table.add_row(t["id"][:12], escape(t["label"] or "-"), _when(t["created_at"]), _when(t["expires_at"]), status)
-    out.print(table)
+    columns = ("id", "label", "created", "expires", "status")
+    print_listing(tokens, as_json, columns, _token_row, "token", of=f" of {escape(name)}")
+
+
+def _token_row(t: dict[str, Any]) -> tuple[str, ...]:
+    status = (
+        "[red]revoked[/]"
+        if t["revoked"]
+        else "[yellow]expired[/]"
+        if t["expires_at"] < time.time()
+        else "[green]active[/]"
+    )
+    return t["id"][:12], escape(t["label"] or "-"), _when(t["created_at"]), _when(t["expires_at"]), status
 
 
 def _token_id(api: AdminClient, name: str, ref: str) -> str:
@@ -208,14 +203,12 @@ def principals_revoke_token(
 @command(roles_app, "list")
 def roles_list(api: AdminClient, as_json: Json = False) -> None:
     """List the roles and their permissions."""
-    roles = api.get("/roles")
-    if as_json:
-        return print_json(roles)
-    table = Table("role", "permissions", "about", title=f"{len(roles)} role(s)")
-    for r in roles:
-        name = escape(r["name"]) + ("" if r["builtin"] else " [dim](custom)[/]")
-        table.add_row(name, escape(", ".join(r["permissions"])), escape(r["description"]))
-    out.print(table)
+    print_listing(api.get("/roles"), as_json, ("role", "permissions", "about"), _role_row, "role")
+
+
+def _role_row(r: dict[str, Any]) -> tuple[str, ...]:
+    name = escape(r["name"]) + ("" if r["builtin"] else " [dim](custom)[/]")
+    return name, escape(", ".join(r["permissions"])), escape(r["description"])
 
 
 @command(roles_app, "create")
@@ -240,13 +233,11 @@ def roles_delete(api: AdminClient, name: Annotated[str, typer.Argument()]) -> No
 @command(roles_app, "permissions")
 def roles_permissions(api: AdminClient, as_json: Json = False) -> None:
     """List every permission a role may hold."""
-    permissions = api.get("/permissions")
-    if as_json:
-        return print_json(permissions)
-    table = Table("permission", "opens", title=f"{len(permissions)} permission(s)")
-    for p in permissions:
-        table.add_row(p["name"] + (" [dim](scopable)[/]" if p["scopable"] else ""), escape(p["description"]))
-    out.print(table)
+    print_listing(api.get("/permissions"), as_json, ("permission", "opens"), _permission_row, "permission")
+
+
+def _permission_row(p: dict[str, Any]) -> tuple[str, ...]:
+    return p["name"] + (" [dim](scopable)[/]" if p["scopable"] else ""), escape(p["description"])
 
 
 def whoami(api: AdminClient, as_json: Json = False) -> None:

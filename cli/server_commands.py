@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .admin_base import Json, command, group, out, print_json, usage
+from .admin_base import Json, command, group, out, print_json, print_listing, usage
 from .admin_client import AdminClient
 from .admin_values import parse_pairs
 
@@ -233,18 +233,17 @@ def providers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -
 @command(providers_app, "list")
 def providers_list(api: AdminClient, as_json: Json = False) -> None:
     """List the providers, their models and where their key comes from (never the key)."""
-    providers = api.get("/llm-providers")
-    if as_json:
-        return print_json(providers)
-    table = Table("name", "base url", "models", "key", "managed by", title=f"{len(providers)} provider(s)")
-    for p in providers:
-        config = p["config"]
-        key = "stored" if config.get("api_key") else f"${config['api_key_env']}" if config.get("api_key_env") else "-"
-        table.add_row(
-            escape(p["name"]),
-            escape(config["base_url"]),
-            escape(", ".join(config["models"])),
-            escape(key),
-            "config file" if p.get("source") == "config" else "admin API",
-        )
-    out.print(table)
+    columns = ("name", "base url", "models", "key", "managed by")
+    print_listing(api.get("/llm-providers"), as_json, columns, _provider_row, "provider")
+
+
+def _provider_row(p: dict[str, Any]) -> tuple[str, ...]:
+    config = p["config"]
+    key = "stored" if config.get("api_key") else f"${config['api_key_env']}" if config.get("api_key_env") else "-"
+    return (
+        escape(p["name"]),
+        escape(config["base_url"]),
+        escape(", ".join(config["models"])),
+        escape(key),
+        "config file" if p.get("source") == "config" else "admin API",
+    )

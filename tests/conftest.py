@@ -17,7 +17,7 @@ import pytest
 from cli.stack import EmbeddedNats, EmbeddedValkey
 
 pytest_plugins = [
-    "tests.support.admin_api",  # `ingress` and `api`: the admin API in-process
+    "tests.support.admin_api",  # `ingress`, `api` and `admin_pages`: the admin API in-process
     "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
     "tests.support.nats_leaks",  # a module that leaves a NATS client open fails, not the session's end
     "tests.support.secured_bus",  # `creds` and `secured_nats`: the bus with `bastion up`'s permissions

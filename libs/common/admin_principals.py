@@ -18,6 +18,8 @@ from typing import Annotated, Final, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .messages_base import BusMessage
+
 __all__ = [
     "MAX_TOKEN_DAYS",
     "OWNER",
@@ -50,11 +52,6 @@ PrincipalName = Annotated[str, Field(pattern=PRINCIPAL_NAME.pattern, examples=["
 _Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
-
-
 class RoleBinding(BaseModel):
     """One role a principal holds: everywhere, or (`team_id` / `customer_id`) only for the virtual keys
     of that team or customer, where only the role's key permissions apply."""
@@ -83,7 +80,7 @@ class RoleBinding(BaseModel):
         return self.role
 
 
-class Principal(_Record):
+class Principal(BusMessage):
     name: str
     kind: Literal["person", "automation"]
     """A person signs in through the oauth service (as `user_id`) and may hold API tokens; automation
@@ -98,7 +95,7 @@ class Principal(_Record):
     created_by: str = ""
 
 
-class ApiToken(_Record):
+class ApiToken(BusMessage):
     id: str
     """The sha256 hex of the token: its key in the bucket and how it is named everywhere."""
     principal: str

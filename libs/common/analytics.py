@@ -14,12 +14,12 @@ import contextlib
 from typing import Any, Final, Literal
 
 from nats.aio.client import Client as NATS
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from . import subjects
 from .analytics_sql import MAX_SQL_CHARS, NotReadOnly, checked
 from .messages import AuditEvent
-from .messages_base import new_id
+from .messages_base import BusMessage, new_id
 
 __all__ = [
     "MAX_EXPORT_PAGE",
@@ -48,12 +48,7 @@ answers well before."""
 _QUERY_ID: Final = r"^[A-Za-z0-9_-]{1,64}$"
 
 
-class _Contract(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
-
-
-class AnalyticsQuery(_Contract):
+class AnalyticsQuery(BusMessage):
     """admin API / CLI -> audit (`ANALYTICS_QUERY`): run one read-only query on the analytics store."""
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
@@ -74,7 +69,7 @@ class AnalyticsQuery(_Contract):
     """Names the query for `AnalyticsCancel`."""
 
 
-class AnalyticsAnswer(_Contract):
+class AnalyticsAnswer(BusMessage):
     columns: list[str] = Field(default_factory=list)
     types: list[str] = Field(default_factory=list)
     rows: list[list[Any]] = Field(default_factory=list)
@@ -88,13 +83,13 @@ class AnalyticsAnswer(_Contract):
     """With `busy`: seconds after which a slot is likely free."""
 
 
-class AnalyticsCancel(_Contract):
+class AnalyticsCancel(BusMessage):
     """admin API / CLI -> audit (`ANALYTICS_CANCEL`): the caller of `query_id` gave up; stop it."""
 
     query_id: str = Field(pattern=_QUERY_ID)
 
 
-class ExportPage(_Contract):
+class ExportPage(BusMessage):
     """CLI -> audit (`AUDIT_EXPORT`): the events with `since <= ts < until`, oldest first, after a cursor."""
 
     since: float
@@ -105,7 +100,7 @@ class ExportPage(_Contract):
     limit: int = Field(default=MAX_EXPORT_PAGE, ge=1, le=MAX_EXPORT_PAGE)
 
 
-class ExportRows(_Contract):
+class ExportRows(BusMessage):
     rows: list[AuditEvent] = Field(default_factory=list)
     error: str | None = None
 

@@ -52,6 +52,7 @@ from .audit_fields import FieldLimits, bounded
 from .audit_journal import AuditJournal
 from .messages import AuditBatch, AuditEvent, new_id
 from .patience import patiently, until
+from .tasks import cancel_and_wait
 
 __all__ = ["AuditPublisher", "FieldLimits"]
 
@@ -182,9 +183,7 @@ class AuditPublisher:
         if not self._task.done():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), timeout)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         if self.pending:
             log.error("audit: %d event(s) not published before shutdown", self.pending)
 

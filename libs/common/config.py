@@ -29,6 +29,7 @@ from .guardrails import GuardrailsSection
 from .llm_config import AgentMode, LlmSection
 from .openapi_config import OpenApiSection, check_http_url
 from .pins import PinMode
+from .repeats import first_repeat
 
 __all__ = [
     "BastionConfig",
@@ -352,11 +353,8 @@ class BastionConfig(_Strict):
     @field_validator("keys")
     @classmethod
     def _unique_keys(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
-        seen: set[str] = set()
-        for key in keys:
-            if key.name in seen:
-                raise ValueError(f"key name {key.name!r} is used twice")
-            seen.add(key.name)
+        if (twice := first_repeat(key.name for key in keys)) is not None:
+            raise ValueError(f"key name {twice!r} is used twice")
         return keys
 
 
@@ -489,11 +487,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """json.loads hook: a key written twice in one object is an error, not "the last one wins"."""
-    seen: set[str] = set()
-    for key, _ in pairs:
-        if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
-        seen.add(key)
+    if (twice := first_repeat(key for key, _ in pairs)) is not None:
+        raise ValueError(f"duplicate key {twice!r}")
     return dict(pairs)
 
 

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .repeats import first_repeat
+
 __all__ = [
     "ACTION_ORDER",
     "DEFAULT_RULES",
@@ -235,11 +237,8 @@ class GuardrailsSection(_Strict):
     @field_validator("rules")
     @classmethod
     def _unique_names(cls, rules: list[GuardrailRule]) -> list[GuardrailRule]:
-        seen: set[str] = set()
-        for rule in rules:
-            if rule.name in seen:
-                raise ValueError(f"rule name {rule.name!r} is used twice")
-            seen.add(rule.name)
+        if (twice := first_repeat(rule.name for rule in rules)) is not None:
+            raise ValueError(f"rule name {twice!r} is used twice")
         return rules
 
 

@@ -28,6 +28,13 @@ class ServingHttp:
     def port(self) -> int:
         return int(self.server.servers[0].sockets[0].getsockname()[1])
 
+    async def stop(self, within: float = 10) -> None:
+        """Let the requests in flight finish; a server still busy after `within` seconds is left to
+        the process's end rather than holding up the rest of the shutdown."""
+        self.server.should_exit = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.task, within)
+
 
 async def serve_http(config: uvicorn.Config, name: str) -> ServingHttp:
     """Start serving `config`; returns once it listens. Raises the bind error (or says it stopped)."""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import RetryCallState
 
 from .patience import patiently
+from .tasks import cancel_and_wait
 
 __all__ = ["BucketWatch", "decode_value"]
 
@@ -86,10 +87,7 @@ class BucketWatch:
         await asyncio.wait_for(self.ready.wait(), READY_WITHIN)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         """Keep a watch on the bucket for good: re-created after NATS reconnects, and after it breaks

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .llm_config import ModelPrice, ProviderConfig
 from .messages import Caller, GatewayError, new_id
+from .messages_base import BusMessage
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -36,11 +37,9 @@ _CHARS_PER_TOKEN: Final = 3
 """A deliberately pessimistic characters-per-token ratio: the prompt estimate must not undercut the real count."""
 
 
-class ProviderRecord(BaseModel):
+class ProviderRecord(BusMessage):
     """KV `bastion_llm` value: one provider (its `api_key` sealed when a secrets key is set)."""
 
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
     name: str
     config: ProviderConfig
     source: str | None = None
@@ -53,11 +52,9 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
 
-class LlmRequest(BaseModel):
+class LlmRequest(BusMessage):
     """ingress -> policy -> executor: one chat completion."""
 
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
     id: str = Field(default_factory=new_id)
     trace_id: str | None = None
     caller: Caller
@@ -81,11 +78,9 @@ class LlmRequest(BaseModel):
         return self
 
 
-class LlmOutcome(BaseModel):
+class LlmOutcome(BusMessage):
     """executor or policy -> ingress: the completion (non-streaming), or the streamed one's summary."""
 
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
     id: str
     response: dict[str, Any] | None = None
     """Non-streaming: the provider's `ChatCompletion` as it sent it."""

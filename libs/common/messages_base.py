@@ -42,7 +42,7 @@ gateway lost track after sending it, or cannot tell whether it was sent ("may_ha
 
 
 class BusMessage(BaseModel):
-    """The envelope every bus message shares: a schema version, unknown fields ignored."""
+    """The envelope every bus message and stored record shares: a schema version, unknown fields ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=False)
     v: int = SCHEMA_VERSION

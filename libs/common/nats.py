@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
@@ -17,8 +17,12 @@ from nats.js.kv import KeyValue
 
 from . import local_lane, subjects
 
+if TYPE_CHECKING:
+    from .settings import ServiceSettings
+
 __all__ = [
     "connect",
+    "connect_service",
     "credentials",
     "drain_or_close",
     "kv_bucket",
@@ -69,6 +73,11 @@ async def connect(url: str, name: str, *, role: str | None = None, nkey_seed_fil
         **credentials(role, nkey_seed_file),
     )
     return nc
+
+
+async def connect_service(settings: ServiceSettings, *, role: str, name: str) -> NATS:
+    """A service's connection as bus role `role`, to the servers and with the seed its settings name."""
+    return await connect(settings.nats_url, name, role=role, nkey_seed_file=settings.nats_nkey_seed_file)
 
 
 async def drain_or_close(nc: NATS) -> None:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from .messages_base import BusMessage
 
 __all__ = [
     "ACCESS_TOKEN_TYP",
@@ -60,12 +62,7 @@ USER_CALLER_PREFIX: Final = "user:"
 resolves it to the user (and their team, customer and groups) the way it resolves a key."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
-
-
-class HttpExchangeRequest(_Model):
+class HttpExchangeRequest(BusMessage):
     method: str
     path: str
     query: str = ""
@@ -81,26 +78,26 @@ class HttpExchangeRequest(_Model):
     from the Host header: issuer, resource and redirect targets are built from it."""
 
 
-class HttpExchangeResponse(_Model):
+class HttpExchangeResponse(BusMessage):
     status: int
     headers: list[tuple[str, str]] = Field(default_factory=list)
     body: str = ""
 
 
-class AccessTokenKeys(_Model):
+class AccessTokenKeys(BusMessage):
     """The public JWK set access tokens are signed with (current key first; old ones until they expire)."""
 
     keys: list[dict[str, Any]]
     updated_at: float = Field(default_factory=time.time)
 
 
-class RevokedToken(_Model):
+class RevokedToken(BusMessage):
     jti: str
     expires_at: float
     """When the token would have expired anyway; ingress forgets the entry after that."""
 
 
-class PasswordChange(_Model):
+class PasswordChange(BusMessage):
     """admin -> oauth (`subjects.OAUTH_PASSWORD`): set the built-in store's password of an existing user."""
 
     user_id: str
@@ -108,6 +105,6 @@ class PasswordChange(_Model):
     """Plain text on the wire (the bus is private and per-role), hashed by the oauth service; kept out of reprs."""
 
 
-class PasswordChanged(_Model):
+class PasswordChanged(BusMessage):
     ok: bool
     error: str | None = None

@@ -10,10 +10,13 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
-__all__ = ["Service", "run_service", "run_services", "serve"]
+from libs.common.logs import setup_logging
+from libs.common.settings import ServiceSettings
+
+__all__ = ["Service", "run_from_environment", "run_service", "run_services", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,9 @@ _STOP_WITHIN = 15.0
 class Service(Protocol):
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+
+
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
 
 async def serve(services: Sequence[Service]) -> None:
@@ -64,3 +70,13 @@ def run_services(services: Sequence[Service]) -> None:
 
 def run_service(service: Service) -> None:
     run_services([service])
+
+
+def run_from_environment(
+    name: str, settings_type: Callable[[], SettingsT], service_type: Callable[[SettingsT], Service]
+) -> None:
+    """`python -m services.<name>`: settings read from the environment, logging at their level, then
+    the service until a signal."""
+    settings = settings_type()
+    setup_logging(name, settings.log_level)
+    run_service(service_type(settings))

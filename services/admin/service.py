@@ -10,7 +10,6 @@ replica sees a change through its KV watches.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import uvicorn
@@ -21,11 +20,12 @@ from libs.common import observability, permissions
 from libs.common.audit_chain import producer_id
 from libs.common.audit_journal import AuditJournal, open_slot
 from libs.common.audit_publisher import AuditPublisher
-from libs.common.http_serving import serve_http
+from libs.common.http_serving import ServingHttp, serve_http
 from libs.common.metrics import MetricsServer
-from libs.common.nats import connect, drain_or_close
+from libs.common.nats import connect_service, drain_or_close
 from libs.common.settings import AdminSettings
 from libs.common.stores import declare_owned
+from libs.common.tasks import cancel_and_wait
 
 from .api.access_store import AccessStore
 from .api.tables import Buckets
@@ -45,8 +45,7 @@ class AdminService:
         self._nc: NATS | None = None
         self._audit: AuditPublisher | None = None
         self._journal: AuditJournal | None = None
-        self._server: uvicorn.Server | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._http: ServingHttp | None = None
         self.metrics_server: MetricsServer | None = None
         self.app: FastAPI | None = None
         self._sweeping: asyncio.Task[None] | None = None
@@ -63,9 +62,7 @@ class AdminService:
     async def start(self) -> None:
         s = self.settings
         self.metrics_server = observability.start("admin", s)
-        self._nc = nc = await connect(
-            s.nats_url, name=f"bastion-admin{s.instance}", role=permissions.ADMIN, nkey_seed_file=s.nats_nkey_seed_file
-        )
+        self._nc = nc = await connect_service(s, role=permissions.ADMIN, name=f"bastion-admin{s.instance}")
         # the configuration buckets and its own (principals): it owns them, the audit streams are audit's
         await declare_owned(nc.jetstream(), permissions.ADMIN, s)
         self._journal = open_slot(s.audit_journal_dir, s.instance or "admin")
@@ -87,8 +84,8 @@ class AdminService:
             limit_concurrency=256,
             timeout_keep_alive=30,
         )
-        serving = await serve_http(config, "admin")
-        self._server, self._serving, self.port = serving.server, serving.task, serving.port
+        self._http = await serve_http(config, "admin")
+        self.port = self._http.port
         log.info("admin API listening on %s/admin/v1", self.url)
 
     async def _sweep(self, access: AccessStore) -> None:
@@ -103,14 +100,9 @@ class AdminService:
                 log.warning("sweeping expired sessions failed: %s", type(exc).__name__)
 
     async def stop(self) -> None:
-        if self._sweeping is not None:
-            self._sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeping
-        if self._server is not None and self._serving is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._serving, 10)
+        await cancel_and_wait(self._sweeping)
+        if self._http is not None:
+            await self._http.stop()
         if self._audit is not None:
             await self._audit.aclose()
         if self._journal is not None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from libs.common.logs import setup_logging
-from libs.common.runner import run_service
+from libs.common.runner import run_from_environment
 from libs.common.settings import AuditSettings
 
 from .service import AuditService
 
 
 def main() -> None:
-    settings = AuditSettings()
-    setup_logging("audit", settings.log_level)
-    run_service(AuditService(settings))
+    run_from_environment("audit", AuditSettings, AuditService)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ replica serves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -30,9 +29,10 @@ from nats.aio.client import Client as NATS
 
 from libs.common import metrics, observability, permissions, subjects
 from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect, drain_or_close, processed
+from libs.common.nats import connect_service, drain_or_close, processed
 from libs.common.settings import AuditSettings
 from libs.common.stores import declare_owned
+from libs.common.tasks import cancel_and_wait
 
 from .auditor import Auditor
 from .errors import StoreUnavailable
@@ -98,12 +98,7 @@ class AuditService:
     async def _serve(self) -> None:
         self.metrics_server = observability.start("audit", self.settings)
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
-        self._nc = nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-audit-{instance}",
-            role=permissions.AUDIT,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
-        )
+        self._nc = nc = await connect_service(self.settings, role=permissions.AUDIT, name=f"bastion-audit-{instance}")
         await declare_owned(nc.jetstream(), permissions.AUDIT, self.settings)  # the audit streams: its own
         try:
             await asyncio.to_thread(self.store.open)
@@ -153,15 +148,9 @@ class AuditService:
 
     async def stop(self) -> None:
         """Finish the batch in hand, flush its acks, then release the store for the next owner."""
-        if self._standby is not None:
-            self._standby.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._standby
+        await cancel_and_wait(self._standby)
         try:
-            if self._checkpoints is not None:
-                self._checkpoints.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._checkpoints
+            await cancel_and_wait(self._checkpoints)
             if self.consumer is not None:
                 await self.consumer.stop()
             if self.runner is not None:

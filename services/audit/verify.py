@@ -43,6 +43,11 @@ def _finding(problem: TamperKind, event: AuditEvent, detail: str, seq: int | Non
     )
 
 
+def _checkpoint_finding(problem: TamperKind, point: Checkpoint, detail: str) -> AuditVerdict:
+    """A finding at a checkpoint's place, where no stored row can be named."""
+    return AuditVerdict(ok=False, problem=problem, detail=detail, producer=point.producer, seq=point.seq)
+
+
 def _where(event: AuditEvent) -> str:
     return f"event {event.event_id} (producer {event.producer or '-'}, seq {event.seq})"
 
@@ -112,22 +117,12 @@ def verify_checkpoints(
         checked += 1
         expected = checkpoint_signature(key, point.producer, point.seq, point.head, point.ts)
         if not hmac.compare_digest(expected, point.signature):
-            return AuditVerdict(
-                ok=False,
-                problem="checkpoint",
-                detail=f"the checkpoint of producer {point.producer} at seq {point.seq} has a bad signature",
-                producer=point.producer,
-                seq=point.seq,
-            ), checked
+            detail = f"the checkpoint of producer {point.producer} at seq {point.seq} has a bad signature"
+            return _checkpoint_finding("checkpoint", point, detail), checked
         row = heads.get((point.producer, point.seq))
         if row is None:
-            return AuditVerdict(
-                ok=False,
-                problem="deleted",
-                detail=f"seq {point.seq} of producer {point.producer}, signed by a checkpoint, is gone",
-                producer=point.producer,
-                seq=point.seq,
-            ), checked
+            detail = f"seq {point.seq} of producer {point.producer}, signed by a checkpoint, is gone"
+            return _checkpoint_finding("deleted", point, detail), checked
         if row.hash != point.head:
             return _finding(
                 "modified", row, f"{_where(row)} differs from the signed checkpoint: the chain was rewritten"

@@ -3,17 +3,14 @@ from the environment."""
 
 from __future__ import annotations
 
-from libs.common.logs import setup_logging
-from libs.common.runner import run_service
+from libs.common.runner import run_from_environment
 from libs.common.settings import CodeModeSettings
 
 from .service import CodeModeService
 
 
 def main() -> None:
-    settings = CodeModeSettings()
-    setup_logging("codemode", settings.log_level)
-    run_service(CodeModeService(settings))
+    run_from_environment("codemode", CodeModeSettings, CodeModeService)
 
 
 if __name__ == "__main__":

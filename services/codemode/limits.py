@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,24 +44,20 @@ class Limits:
         }
 
 
-def _amount(value: float, unit: str) -> str:
-    return f"{value:g} {unit}"
+_MESSAGES: dict[str, Callable[[Limits], str]] = {
+    "wall": lambda limits: f"wall-clock time limit of {limits.wall_seconds:g} s per run",
+    "cpu": lambda limits: f"CPU time limit of {limits.cpu_seconds:g} s per run",
+    "memory": lambda limits: f"memory limit of {limits.memory_bytes // (1024 * 1024)} MiB per run",
+    "code": lambda limits: f"script size limit of {limits.max_code_bytes} bytes",
+    "calls": lambda limits: f"tool call limit of {limits.max_calls} per run",
+    "result": lambda limits: f"result size limit of {limits.max_result_bytes} bytes",
+    "output": lambda limits: f"printed output limit of {limits.max_output_bytes} bytes",
+}
 
 
 def limit_message(limit: str, limits: Limits) -> str:
     """`<limit> of <value>` for a limit enforced from outside the worker, or found in its death."""
-    if limit == "wall":
-        return f"wall-clock time limit of {_amount(limits.wall_seconds, 's')} per run"
-    if limit == "cpu":
-        return f"CPU time limit of {_amount(limits.cpu_seconds, 's')} per run"
-    if limit == "memory":
-        return f"memory limit of {limits.memory_bytes // (1024 * 1024)} MiB per run"
-    if limit == "code":
-        return f"script size limit of {limits.max_code_bytes} bytes"
-    if limit == "calls":
-        return f"tool call limit of {limits.max_calls} per run"
-    if limit == "result":
-        return f"result size limit of {limits.max_result_bytes} bytes"
-    if limit == "output":
-        return f"printed output limit of {limits.max_output_bytes} bytes"
-    raise ValueError(f"unknown limit {limit!r}")
+    message = _MESSAGES.get(limit)
+    if message is None:
+        raise ValueError(f"unknown limit {limit!r}")
+    return message(limits)

@@ -15,7 +15,6 @@ definitions sit in the cache but no search reaches them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
@@ -28,6 +27,7 @@ import numpy as np
 
 from libs.common import metrics
 from libs.common.settings import CodeModeSettings
+from libs.common.tasks import cancel_and_wait
 
 from . import embedding
 from .search import SearchIndex
@@ -85,10 +85,7 @@ class Searcher:
         metrics.CODEMODE_SEARCH_MODEL.set(0 if self.embedder is None else 1)
 
     async def close(self) -> None:
-        if self._background is not None:
-            self._background.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._background
+        await cancel_and_wait(self._background)
         if self.store is not None:
             await asyncio.to_thread(self.store.save)
 

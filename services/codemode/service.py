@@ -31,7 +31,7 @@ from libs.common.codemode import EXECUTE_CODE
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
-from libs.common.nats import connect, drain_or_close, processed
+from libs.common.nats import connect_service, drain_or_close, processed
 from libs.common.relay import Acknowledger
 from libs.common.settings import CodeModeSettings
 
@@ -82,11 +82,8 @@ class CodeModeService:
         self.metrics_server = observability.start("codemode", self.settings)
         await self.pool.start()
         await self.searcher.start()  # before the catalog arrives: its definitions are embedded as they come
-        self._nc = nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-codemode-{self.instance}",
-            role=permissions.CODEMODE,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        self._nc = nc = await connect_service(
+            self.settings, role=permissions.CODEMODE, name=f"bastion-codemode-{self.instance}"
         )
         # the slot is the configured instance, never the host-and-pid default: a restart must find it
         self._journal = open_slot(

@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-from libs.common.logs import setup_logging
-from libs.common.runner import run_service
+from libs.common.runner import run_from_environment
 from libs.common.settings import ExecutorSettings
 
 from .service import ExecutorService
 
 
 def run() -> None:
-    settings = ExecutorSettings()
-    setup_logging("executor", settings.log_level)
-    run_service(ExecutorService(settings))
+    run_from_environment("executor", ExecutorSettings, ExecutorService)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ only mark the entry dirty; one task republishes the last status at most every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from libs.common.messages import ServerCatalog
+from libs.common.tasks import cancel_and_wait
 
 from .breaker import CircuitBreaker
 from .resilience import health_of
@@ -54,10 +54,7 @@ class CatalogPublisher:
         self._task = asyncio.create_task(self._republish(), name=f"upstream:{self.name}:health")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def dirty(self) -> None:
         """Health or breaker state may have changed: republish soon (rate-limited)."""

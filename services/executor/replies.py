@@ -13,13 +13,17 @@ __all__ = ["charged_usd", "for_the_wire", "outcome_label", "refunded", "refusal"
 
 
 def refusal(
-    call: ToolCall | UpstreamRequest, kind: ErrorKind, message: str, execution: Execution = "not_run"
+    call: ToolCall | UpstreamRequest,
+    kind: ErrorKind,
+    message: str,
+    execution: Execution = "not_run",
+    code: int | None = None,
 ) -> CallOutcome:
     """The executor's answer when it decides a call without asking the upstream (or, with
-    `execution="may_have_run"`, when it lost track of a call it had sent)."""
-    return CallOutcome(
-        id=call.id, error=GatewayError(kind=kind, message=message), decided_by="executor", execution=execution
-    )
+    `execution="may_have_run"`, when it lost track of a call it had sent); `code` a JSON-RPC error
+    code the answer must carry."""
+    error = GatewayError(kind=kind, message=message, code=code)
+    return CallOutcome(id=call.id, error=error, decided_by="executor", execution=execution)
 
 
 def undeliverable(outcome: CallOutcome, kind: ErrorKind, message: str) -> CallOutcome:

@@ -45,7 +45,7 @@ from libs.common.messages import (
     UpstreamRequest,
     encode_outcome,
 )
-from libs.common.nats import connect, drain_or_close, kv_bucket, processed
+from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.relay import Acknowledger, reply_subject, too_late
 from libs.common.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
@@ -123,11 +123,8 @@ class ExecutorService:
 
     async def start(self) -> None:
         self.metrics_server = observability.start("executor", self.settings)
-        self._nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-executor-{self.instance}",
-            role=permissions.EXECUTOR,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        self._nc = await connect_service(
+            self.settings, role=permissions.EXECUTOR, name=f"bastion-executor-{self.instance}"
         )
         js = self._nc.jetstream()
         await declare_owned(js, permissions.EXECUTOR, self.settings)  # the catalog and the payload store

@@ -13,6 +13,8 @@ from libs.common.errors import ErrorKind
 from libs.common.llm import LlmOutcome
 from libs.common.messages import GatewayError
 
+from .answers import JSON_HEADERS, SSE_HEADERS
+
 __all__ = [
     "REQUEST_ID_HEADER",
     "STATUS",
@@ -33,12 +35,6 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_JSON = [(b"content-type", b"application/json")]
-_SSE = [
-    (b"content-type", b"text/event-stream"),
-    (b"cache-control", b"no-cache, no-transform"),
-    (b"x-accel-buffering", b"no"),
-]
 REQUEST_ID_HEADER = "x-bastion-request-id"
 """Response header naming the `llm_request` audit event; send it back as `X-Bastion-Parent-Id` when
 executing one of its tool calls from another replica (this one remembers its own tool calls)."""
@@ -122,7 +118,7 @@ class ResponseWriter:
     async def _start(self) -> None:
         if not self._started:
             self._started = True
-            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(_SSE)})
+            await self._send({"type": "http.response.start", "status": 200, "headers": self._headers(SSE_HEADERS)})
 
     async def close(self, outcome: LlmOutcome, summary: dict[str, Any] | None = None) -> None:
         """The answer's end: the completion (JSON), or the stream's last chunks and `[DONE]`; or the error."""
@@ -237,7 +233,7 @@ async def send_error(send: Send, status: int, message: str, kind: str, code: str
 
 async def send_json(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> int:
     data = orjson.dumps(payload)
-    headers = [*_JSON, (b"content-length", str(len(data)).encode()), *(extra or [])]
+    headers = [*JSON_HEADERS, (b"content-length", str(len(data)).encode()), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
     return len(data)

@@ -7,8 +7,6 @@ but NATS and the session secret.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from importlib.metadata import version
@@ -24,11 +22,11 @@ from libs.common.audit_chain import producer_id
 from libs.common.audit_journal import AuditJournal, open_slot
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
-from libs.common.http_serving import serve_http
+from libs.common.http_serving import ServingHttp, serve_http
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import AuditEvent
 from libs.common.metrics import MetricsServer
-from libs.common.nats import connect, drain_or_close, kv_bucket, processed
+from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.settings import IngressSettings
 from libs.common.stores import declare_owned
 
@@ -173,8 +171,7 @@ class IngressService:
         self._watches: list[BucketWatch] = []
         self._audit: AuditPublisher | None = None
         self._journal: AuditJournal | None = None
-        self._server: uvicorn.Server | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._http: ServingHttp | None = None
         self.metrics_server: MetricsServer | None = None
 
     @property
@@ -190,11 +187,8 @@ class IngressService:
         # tracing, and `/metrics` on a port of its own when BASTION_METRICS_PORT is set (never on the
         # public port: metrics name servers, methods and error rates, the operators' view)
         self.metrics_server = observability.start("ingress", self.settings)
-        self._nc = nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-ingress{self.settings.instance}",
-            role=permissions.INGRESS,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        self._nc = nc = await connect_service(
+            self.settings, role=permissions.INGRESS, name=f"bastion-ingress{self.settings.instance}"
         )
         js = nc.jetstream()
         await declare_owned(js, permissions.INGRESS, self.settings)  # the sessions bucket
@@ -277,8 +271,8 @@ class IngressService:
             log_level="warning",
             timeout_keep_alive=max(1, round(s.idle_timeout)),
         )
-        serving = await serve_http(config, "ingress")
-        self._server, self._serving, self.port = serving.server, serving.task, serving.port
+        self._http = await serve_http(config, "ingress")
+        self.port = self._http.port
         log.info("ingress listening on %s", self.url)
 
     def _catalog_put(self, server: str, value: bytes, revision: int = 0) -> None:
@@ -350,10 +344,8 @@ class IngressService:
         return _McpFirst(endpoint, app, llm)
 
     async def stop(self) -> None:
-        if self._server is not None and self._serving is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._serving, 10)
+        if self._http is not None:
+            await self._http.stop()
         if self._audit is not None:
             await self._audit.aclose()
         if self._journal is not None:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from libs.common.logs import setup_logging
-from libs.common.runner import run_service
+from libs.common.runner import run_from_environment
 from libs.common.settings import OAuthSettings
 
 from .service import OAuthService
 
 
 def main() -> None:
-    settings = OAuthSettings()
-    setup_logging("oauth", settings.log_level)
-    run_service(OAuthService(settings))
+    run_from_environment("oauth", OAuthSettings, OAuthService)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from libs.common import metrics, observability, permissions, subjects
-from libs.common.nats import connect, drain_or_close, kv_bucket, processed
+from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.oauth import HttpExchangeRequest
 from libs.common.sealing import Sealer
 from libs.common.settings import OAuthSettings
@@ -46,11 +46,8 @@ class OAuthService:
         sealer = Sealer(self.settings.secrets_key)
         if not sealer.enabled:  # the signing key and upstream tokens are never kept in plain text
             raise ValueError("the oauth service needs BASTION_SECRETS_KEY (Fernet key(s), newest first)")
-        self._nc = nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-oauth{self.settings.instance}",
-            role=permissions.OAUTH,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        self._nc = nc = await connect_service(
+            self.settings, role=permissions.OAUTH, name=f"bastion-oauth{self.settings.instance}"
         )
         js = nc.jetstream()
         await declare_owned(js, permissions.OAUTH, self.settings)  # its state, keys, revocations, upstream tokens

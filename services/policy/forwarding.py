@@ -15,7 +15,6 @@ the executor, or by the requester when it lost track of the call) gives its budg
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import time
@@ -27,6 +26,7 @@ from nats.aio.msg import Msg
 
 from libs.common import subjects
 from libs.common.signing import WorkSigner
+from libs.common.tasks import cancel_and_wait
 
 from .limits import Charged
 
@@ -65,10 +65,7 @@ class Forwarder:
         self._rotation = asyncio.create_task(self._rotate(), name="policy-forwarded-rotation")
 
     async def stop(self) -> None:
-        if self._rotation is not None:
-            self._rotation.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._rotation
+        await cancel_and_wait(self._rotation)
 
     async def forward(self, subject: str, data: bytes, headers: dict[str, str], forwarded: Forwarded) -> None:
         """Send `data` to the executors; they answer `forwarded.reply`, which the signature covers."""

@@ -42,7 +42,7 @@ from libs.common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from libs.common.nats import connect, drain_or_close, processed
+from libs.common.nats import connect_service, drain_or_close, processed
 from libs.common.relay import AckedRequester, Acknowledger, too_late
 from libs.common.settings import PolicySettings
 from libs.common.signing import WorkSigner
@@ -98,11 +98,8 @@ class PolicyService:
         engine = LimitEngine.from_url(self.settings.redis_url.get_secret_value())
         self._redis = engine.redis
         self.charger = Charger(engine, self.view)
-        self._nc = nc = await connect(
-            self.settings.nats_url,
-            name=f"bastion-policy-{self.instance}",
-            role=permissions.POLICY,
-            nkey_seed_file=self.settings.nats_nkey_seed_file,
+        self._nc = nc = await connect_service(
+            self.settings, role=permissions.POLICY, name=f"bastion-policy-{self.instance}"
         )
         view = self.view
         self._watches = [

@@ -15,11 +15,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from cli.stack import EmbeddedNats
-from libs.common.settings import AdminSettings, AuditSettings
-from services.admin.service import AdminService
 from services.audit import AuditService
 from tests.support.admin_api import seeded_token
+from tests.support.analytics_stack import analytics_stack
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -40,26 +38,10 @@ class Run:
 @pytest.fixture(scope="module")
 async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     tmp = tmp_path_factory.mktemp("admin-analytics")
-    server = EmbeddedNats(tmp / "nats").start()
-    audit = AuditService(
-        AuditSettings(
-            nats_url=server.url,
-            clickhouse_url=f"chdb://{tmp / 'ch'}",
-            analytics_queries=3,
-            analytics_queries_per_principal=1,
-        )
-    )
-    admin = AdminService(AdminSettings(nats_url=server.url, admin_port=0))
-    try:
-        await audit.start()
-        await admin.start()
-        analyst = await seeded_token(server.url, "ann@example.com", {"role": "analyst"}, kind="person")
-        auditor = await seeded_token(server.url, "audra@example.com", {"role": "auditor"}, kind="person")
-        yield Run(admin.url, audit, analyst, auditor)
-    finally:
-        await admin.stop()
-        await audit.stop()
-        server.stop()
+    async with analytics_stack(tmp, analytics_queries=3, analytics_queries_per_principal=1) as stack:
+        analyst = await seeded_token(stack.nats_url, "ann@example.com", {"role": "analyst"}, kind="person")
+        auditor = await seeded_token(stack.nats_url, "audra@example.com", {"role": "auditor"}, kind="person")
+        yield Run(stack.admin_url, stack.audit, analyst, auditor)
 
 
 def _client(run: Run, token: str) -> httpx.AsyncClient:

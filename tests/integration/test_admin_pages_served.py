@@ -9,45 +9,39 @@ import re
 import httpx
 import pytest
 
-from services.admin.service import AdminService
-
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def http(admin: AdminService):
-    async with httpx.AsyncClient(base_url=admin.url, timeout=10, trust_env=False) as client:
-        yield client
-
-
-async def test_the_admin_api_index_answers_without_a_token(http: httpx.AsyncClient) -> None:
-    index = await http.get("/admin/v1")
+async def test_the_admin_api_index_answers_without_a_token(admin_pages: httpx.AsyncClient) -> None:
+    index = await admin_pages.get("/admin/v1")
     assert index.status_code == 200
     collections = index.json()["collections"]
     assert {"keys", "groups", "servers", "users", "teams", "customers", "analytics"} <= set(collections)
-    assert (await http.get(collections["keys"])).status_code == 401  # what is in them still needs it
+    assert (await admin_pages.get(collections["keys"])).status_code == 401  # what is in them still needs it
 
 
-async def test_docs_load_every_asset_from_the_admin_service(http: httpx.AsyncClient) -> None:
-    docs = await http.get("/docs")
+async def test_docs_load_every_asset_from_the_admin_service(admin_pages: httpx.AsyncClient) -> None:
+    docs = await admin_pages.get("/docs")
     assert docs.status_code == 200
     assets = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", docs.text)
     assert any(a.endswith(".js") for a in assets) and all(a.startswith("/docs/assets/") for a in assets), assets
     for asset in assets:
-        assert (await http.get(asset)).status_code == 200, asset
-    assert (await http.get("/openapi.json")).json()["paths"]
+        assert (await admin_pages.get(asset)).status_code == 200, asset
+    assert (await admin_pages.get("/openapi.json")).json()["paths"]
 
 
-async def test_every_start_page_link_answers_and_the_dashboard_is_self_contained(http: httpx.AsyncClient) -> None:
-    page = (await http.get("/")).text
+async def test_every_start_page_link_answers_and_the_dashboard_is_self_contained(
+    admin_pages: httpx.AsyncClient,
+) -> None:
+    page = (await admin_pages.get("/")).text
     links = re.findall(r'href="([^"]+)"', page)
     assert "/dashboard" in links
     for link in links:
-        assert (await http.get(link)).status_code == 200, link
-    dashboard = await http.get("/dashboard")
+        assert (await admin_pages.get(link)).status_code == 200, link
+    dashboard = await admin_pages.get("/dashboard")
     assert dashboard.headers["content-type"].startswith("text/html")
     linked = re.findall(r"""(?:src|href)=['"]([^'"#]+)['"]""", dashboard.text)
     # its scripts and styles are inline but for the navigation it shares with the console: it works offline
     assert linked == ["/console/nav.css", "/console/nav.js", "/login?next=/dashboard"], linked
     for asset in linked[:2]:
-        assert (await http.get(asset)).status_code == 200, asset
+        assert (await admin_pages.get(asset)).status_code == 200, asset

@@ -22,14 +22,13 @@ import nats
 import pytest
 
 from cli.analytics import export, query_nats
-from cli.stack import EmbeddedNats
 from libs.common import subjects
 from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, engine_limits
 from libs.common.messages import AuditEvent
-from libs.common.settings import AuditSettings
 from services.audit import AuditService
 from services.audit.errors import StoreUnavailable
 from tests.support.analytics_data import dataset, percentile, stored_through_the_pipeline
+from tests.support.analytics_stack import analytics_stack
 
 pytestmark = pytest.mark.integration
 
@@ -50,20 +49,11 @@ class Stack:
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """One audit service holding the dataset, shared by the module: seeding takes a few seconds."""
     tmp = tmp_path_factory.mktemp("analytics")
-    server = EmbeddedNats(tmp / "nats").start()
-    settings = AuditSettings(
-        nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'clickhouse'}", batch_size=500, flush_interval=0.05
-    )
-    service = AuditService(settings)
     now = time.time()
     events = dataset(now)
-    try:
-        await service.start()
-        await stored_through_the_pipeline(server.url, service, events)
-        yield Stack(server.url, service, events, now)
-    finally:
-        await service.stop()
-        server.stop()
+    async with analytics_stack(tmp, admin=False, batch_size=500, flush_interval=0.05) as services:
+        await stored_through_the_pipeline(services.nats_url, services.audit, events)
+        yield Stack(services.nats_url, services.audit, events, now)
 
 
 async def ask(stack: Stack, sql: str, **fields: Any) -> AnalyticsAnswer:

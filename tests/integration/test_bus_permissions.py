@@ -52,9 +52,8 @@ PIN_APPROVAL = f"{s.KV_ROOT}.{s.KV_PINS}.def.bZ2l0aHVi.tool.bYWRk"
 PIN_BASELINE = f"{s.KV_ROOT}.{s.KV_PINS}.baseline.bZ2l0aHVi"
 PIN_IMPORT = f"{s.KV_ROOT}.{s.KV_PINS}.imported.bc29tZS1raWQ"
 
-PUBLISH_PROBES = (
+SERVICE_SUBJECTS = (
     s.POLICY_CALL,
-    s.POLICY_LIST,
     s.POLICY_REQUEST,
     s.POLICY_LLM,
     s.POLICY_REFUND,
@@ -66,19 +65,25 @@ PUBLISH_PROBES = (
     s.executor_alive_subject("replica-1"),
     s.CALL_CANCEL,
     s.RESOURCE_UPDATED,
-    *(s.audit_subject(role, f"{role}-host-1-abcd") for role in ROLES),
-    f"{s.AUDIT_EVENTS}.batch",
     s.AUDIT_QUERY,
     s.AUDIT_EXPORT,
     s.AUDIT_VERIFY,
     s.ANALYTICS_QUERY,
     s.ANALYTICS_CANCEL,
-    s.AUDIT_DEAD,
     s.OAUTH_HTTP,
     s.OAUTH_PASSWORD,
     s.OAUTH_UPSTREAM_TOKEN,
     s.OAUTH_UPSTREAM_LINK,
     s.PIN_DRIFT,
+)
+"""The services' requests and notifications, probed both ways: who may send them, who may hear them."""
+
+PUBLISH_PROBES = (
+    *SERVICE_SUBJECTS,
+    s.POLICY_LIST,
+    *(s.audit_subject(role, f"{role}-host-1-abcd") for role in ROLES),
+    f"{s.AUDIT_EVENTS}.batch",
+    s.AUDIT_DEAD,
     PIN_APPROVAL,
     PIN_BASELINE,
     PIN_IMPORT,
@@ -104,29 +109,8 @@ PUBLISH_PROBES = (
     "anything.else",
 )
 SUBSCRIBE_PROBES = (
-    s.POLICY_CALL,
-    s.POLICY_REQUEST,
-    s.POLICY_LLM,
-    s.POLICY_REFUND,
-    s.policy_alive_subject("replica-1"),
-    s.EXEC_CALL,
-    s.EXEC_REQUEST,
-    s.EXEC_LLM,
-    s.EXEC_CANCEL,
-    s.executor_alive_subject("replica-1"),
-    s.CALL_CANCEL,
-    s.RESOURCE_UPDATED,
+    *SERVICE_SUBJECTS,
     f"{s.AUDIT_EVENTS}.>",
-    s.AUDIT_QUERY,
-    s.OAUTH_HTTP,
-    s.OAUTH_PASSWORD,
-    s.OAUTH_UPSTREAM_TOKEN,
-    s.OAUTH_UPSTREAM_LINK,
-    s.AUDIT_EXPORT,
-    s.AUDIT_VERIFY,
-    s.ANALYTICS_QUERY,
-    s.ANALYTICS_CANCEL,
-    s.PIN_DRIFT,
     *(f"{s.KV_ROOT}.{bucket}.>" for bucket in KV_BUCKETS),
     *(f"{s.inbox_prefix(role)}.>" for role in ROLES),
     "_INBOX.>",

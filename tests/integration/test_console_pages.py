@@ -13,21 +13,14 @@ import httpx
 import pytest
 
 from services.admin.console.routes import _static
-from services.admin.service import AdminService
 
 pytestmark = pytest.mark.integration
 
 _IMPORT = re.compile(r"""(?:import|from)\s*["']([^"']+)["']""")
 
 
-@pytest.fixture
-async def http(admin: AdminService):
-    async with httpx.AsyncClient(base_url=admin.url, timeout=10, trust_env=False) as client:
-        yield client
-
-
-async def test_the_page_and_every_file_it_loads_come_from_the_admin_service(http: httpx.AsyncClient) -> None:
-    page = await http.get("/console")
+async def test_the_page_and_every_file_it_loads_come_from_the_admin_service(admin_pages: httpx.AsyncClient) -> None:
+    page = await admin_pages.get("/console")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     linked = re.findall(r"""(?:src|href)=['"]([^'"]+)['"]""", page.text)
     imports = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.S)
@@ -41,7 +34,7 @@ async def test_the_page_and_every_file_it_loads_come_from_the_admin_service(http
         if url in seen:
             continue
         seen.add(url)
-        answer = await http.get(url)
+        answer = await admin_pages.get(url)
         assert answer.status_code == 200, url
         if url.endswith(".js"):
             assert answer.headers["content-type"].startswith("text/javascript"), url
@@ -56,8 +49,8 @@ async def test_the_page_and_every_file_it_loads_come_from_the_admin_service(http
     assert {"/console/app.js", "/console/vendor/preact.module.js", "/console/views/playground.js"} <= seen
 
 
-async def test_only_its_own_files_and_its_import_map_may_run(http: httpx.AsyncClient) -> None:
-    page = await http.get("/console")
+async def test_only_its_own_files_and_its_import_map_may_run(admin_pages: httpx.AsyncClient) -> None:
+    page = await admin_pages.get("/console")
     policy = page.headers["content-security-policy"]
     imports = re.search(r'<script type="importmap">(.*?)</script>', page.text, re.S)
     assert imports is not None
@@ -77,19 +70,19 @@ def test_no_file_names_another_origin() -> None:
             assert text.startswith(allowed) or text in examples, (name, text)
 
 
-async def test_nothing_else_answers_under_console(http: httpx.AsyncClient) -> None:
+async def test_nothing_else_answers_under_console(admin_pages: httpx.AsyncClient) -> None:
     for path in ("/console/nope.js", "/console/../app.py", "/console/%2e%2e/routes.py", "/console/index.html"):
-        answer = await http.get(path)
+        answer = await admin_pages.get(path)
         assert answer.status_code == 404, path
         assert b"import" not in answer.content
 
 
-async def test_the_console_routes_need_a_credential(http: httpx.AsyncClient) -> None:
+async def test_the_console_routes_need_a_credential(admin_pages: httpx.AsyncClient) -> None:
     for method, path in (
         ("GET", "/admin/v1/console/catalog"),
         ("POST", "/admin/v1/console/servers/test"),
         ("POST", "/admin/v1/console/playground/tools"),
         ("POST", "/admin/v1/console/playground/call"),
     ):
-        answer = await http.request(method, path, json={})
+        answer = await admin_pages.request(method, path, json={})
         assert answer.status_code == 401, (path, answer.text)

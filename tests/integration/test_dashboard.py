@@ -17,13 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.stack import EmbeddedNats
 from libs.common.messages import AuditEvent
-from libs.common.settings import AdminSettings, AuditSettings
-from services.admin.service import AdminService
-from services.audit import AuditService
 from tests.support.admin_api import seeded_token
 from tests.support.analytics_data import dataset, stored_through_the_pipeline
+from tests.support.analytics_stack import analytics_stack
 from tests.support.chromium import dump_dom, screenshot
 
 pytestmark = pytest.mark.integration
@@ -47,25 +44,14 @@ class Run:
 @pytest.fixture(scope="module")
 async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     tmp = tmp_path_factory.mktemp("dashboard")
-    server = EmbeddedNats(tmp / "nats").start()
-    audit = AuditService(
-        AuditSettings(nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'ch'}", batch_size=500, flush_interval=0.05)
-    )
     now = time.time()
     events = dataset(now)
-    admin = AdminService(AdminSettings(nats_url=server.url, admin_port=0))
-    try:
-        await audit.start()
-        await admin.start()
+    async with analytics_stack(tmp, batch_size=500, flush_interval=0.05) as stack:
         # made in KV directly: the admin service's own events (principals made through it) would count
-        owner = await seeded_token(server.url, "owner", {"role": "owner"})
-        analyst = await seeded_token(server.url, "ann@example.com", {"role": "analyst"}, kind="person")
-        await stored_through_the_pipeline(server.url, audit, events)
-        yield Run(admin.url, events, now, owner, analyst)
-    finally:
-        await admin.stop()
-        await audit.stop()
-        server.stop()
+        owner = await seeded_token(stack.nats_url, "owner", {"role": "owner"})
+        analyst = await seeded_token(stack.nats_url, "ann@example.com", {"role": "analyst"}, kind="person")
+        await stored_through_the_pipeline(stack.nats_url, stack.audit, events)
+        yield Run(stack.admin_url, events, now, owner, analyst)
 
 
 def _last_day(run: Run) -> list[AuditEvent]:

@@ -15,14 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.stack import EmbeddedNats
 from libs.common.messages import AuditEvent
-from libs.common.settings import AdminSettings, AuditSettings
-from services.admin.service import AdminService
-from services.audit import AuditService
 from tests.integration.test_dashboard import _Dom
 from tests.support.admin_api import seeded_token
 from tests.support.analytics_data import stored_through_the_pipeline
+from tests.support.analytics_stack import analytics_stack
 from tests.support.chromium import dump_dom
 
 pytestmark = pytest.mark.integration
@@ -54,23 +51,12 @@ def _events(now: float) -> list[AuditEvent]:
 @pytest.fixture(scope="module")
 async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     tmp = tmp_path_factory.mktemp("first-hour")
-    server = EmbeddedNats(tmp / "nats").start()
-    audit = AuditService(
-        AuditSettings(nats_url=server.url, clickhouse_url=f"chdb://{tmp / 'ch'}", batch_size=50, flush_interval=0.05)
-    )
     events = _events(time.time())
-    admin = AdminService(AdminSettings(nats_url=server.url, admin_port=0))
-    try:
-        await audit.start()
-        await admin.start()
+    async with analytics_stack(tmp, batch_size=50, flush_interval=0.05) as stack:
         # made in KV directly: the admin service's own events (principals made through it) would count
-        analyst = await seeded_token(server.url, "ann@example.com", {"role": "analyst"}, kind="person")
-        await stored_through_the_pipeline(server.url, audit, events)
-        yield Run(admin.url, events, analyst)
-    finally:
-        await admin.stop()
-        await audit.stop()
-        server.stop()
+        analyst = await seeded_token(stack.nats_url, "ann@example.com", {"role": "analyst"}, kind="person")
+        await stored_through_the_pipeline(stack.nats_url, stack.audit, events)
+        yield Run(stack.admin_url, events, analyst)
 
 
 async def test_operations_without_a_server_are_labelled_and_providers_are_not_servers(run: Run) -> None:

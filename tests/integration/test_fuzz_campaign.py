@@ -281,7 +281,7 @@ async def test_fuzzed_requests_get_answers_not_errors_and_every_handled_request_
         await asyncio.to_thread(_campaign, gateway.url, sessions, outcomes)
 
         # still serving, nothing restarted: the same upstream process answers through the same services
-        assert not ingress._serving.done()
+        assert ingress._http is not None and not ingress._http.task.done()
         assert await _echo_pid(http, gateway.url, auth) == upstream_pid
     owed = ingress.handlers.audits_owed - owed_before
     publisher = ingress._audit

@@ -30,6 +30,7 @@ __all__ = [
     "BOOTSTRAP",
     "ECHO",
     "admin",
+    "admin_pages",
     "api",
     "base_url",
     "first_owner",
@@ -129,6 +130,13 @@ async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
     await service.start()
     yield service
     await service.stop()
+
+
+@pytest.fixture
+async def admin_pages(admin: AdminService) -> AsyncIterator[httpx.AsyncClient]:
+    """The admin service's pages as a browser without a token asks for them (not below `/admin/v1`)."""
+    async with httpx.AsyncClient(base_url=admin.url, timeout=10, trust_env=False) as client:
+        yield client
 
 
 @pytest.fixture

@@ -60,14 +60,14 @@ def services() -> tuple[str, ...]:
 
 
 def settings_class(service: str) -> type[BaseSettings]:
-    """The `libs.common.settings` class the service's `__main__` instantiates."""
+    """The `libs.common.settings` class the service's `__main__` runs with (`run_from_environment`)."""
     tree = ast.parse((ROOT / "services" / service / "__main__.py").read_text())
     names = {
-        node.func.id
+        node.id
         for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id.endswith("Settings")
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id.endswith("Settings")
     }
-    assert len(names) == 1, f"services/{service}/__main__.py builds {names or 'no'} settings class(es)"
+    assert len(names) == 1, f"services/{service}/__main__.py uses {names or 'no'} settings class(es)"
     cls = getattr(settings_module, names.pop())
     assert issubclass(cls, BaseSettings)
     return cls

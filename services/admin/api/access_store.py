@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import time
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from libs.common import subjects
 from libs.common.admin_principals import OWNER, ApiToken, Principal, new_token, token_digest
+from libs.common.messages_base import BusMessage
 
 from .changes import ChangeLog
 from .tables import Buckets, Conflict, NotFound, Table, Versioned, revoke_replaced
@@ -21,12 +22,7 @@ __all__ = ["AccessStore", "CustomRole", "OAuthClient", "PendingLogin", "Session"
 _DAY = 24 * 3600.0
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
-
-
-class CustomRole(_Record):
+class CustomRole(BusMessage):
     name: str
     description: str = ""
     permissions: list[str]
@@ -34,7 +30,7 @@ class CustomRole(_Record):
     updated_at: float = Field(default_factory=time.time)
 
 
-class Session(_Record):
+class Session(BusMessage):
     """A browser session after a login through the oauth service (the cookie holds its secret id)."""
 
     principal: str
@@ -43,7 +39,7 @@ class Session(_Record):
     address: str = ""
 
 
-class PendingLogin(_Record):
+class PendingLogin(BusMessage):
     """A login started here and not yet back from the authorization server (under its `state`)."""
 
     verifier: str = Field(repr=False)
@@ -52,7 +48,7 @@ class PendingLogin(_Record):
     expires_at: float
 
 
-class OAuthClient(_Record):
+class OAuthClient(BusMessage):
     """This service as an OAuth client of Bastion's own authorization server."""
 
     client_id: str

@@ -7,7 +7,8 @@ variables, which FastAPI must be able to evaluate.)
 
 import logging
 import time
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
@@ -70,26 +71,21 @@ def entity_routes(
         etag(response, found.revision)
         return out(found.value, found.revision)
 
-    async def replace(
-        entity_id: str,
-        body: fields_model,  # type: ignore[valid-type]  # a model class held in a variable: FastAPI reads it at run time
-        response: Response,
-        if_match: IfMatch = None,
-    ) -> Any:
-        entity, revision = await write(entity_id, body.model_dump(), expected_revision(if_match), replace=True)  # type: ignore[attr-defined]  # an instance of that model
-        etag(response, revision)
-        return out(entity, revision)
+    def writing(body_model: type[BaseModel], replace: bool) -> Callable[..., Any]:
+        """PUT (`replace`: absent fields get their defaults) or PATCH (absent fields stay as they are)."""
 
-    async def patch(
-        entity_id: str,
-        body: patch_model,  # type: ignore[valid-type]  # a model class held in a variable: FastAPI reads it at run time
-        response: Response,
-        if_match: IfMatch = None,
-    ) -> Any:
-        changes = body.model_dump(include=body.model_fields_set)  # type: ignore[attr-defined]  # an instance of that model
-        entity, revision = await write(entity_id, changes, expected_revision(if_match), replace=False)
-        etag(response, revision)
-        return out(entity, revision)
+        async def endpoint(
+            entity_id: str,
+            body: body_model,  # type: ignore[valid-type]  # a model class held in a variable: FastAPI reads it at run time
+            response: Response,
+            if_match: IfMatch = None,
+        ) -> Any:
+            changes = body.model_dump(include=None if replace else body.model_fields_set)  # type: ignore[attr-defined]  # an instance of that model
+            entity, revision = await write(entity_id, changes, expected_revision(if_match), replace=replace)
+            etag(response, revision)
+            return out(entity, revision)
+
+        return endpoint
 
     async def delete(
         entity_id: str,
@@ -108,69 +104,65 @@ def entity_routes(
         return Response(status_code=204)
 
     item = f"{path}/{{entity_id}}"
-    router.add_api_route(
-        path,
-        create,
-        response_model=out_model,
-        methods=["POST"],
-        status_code=201,
-        tags=[tag],
-        name=f"create_{kind}",
-        openapi_extra=may_write,
-        summary=f"Create a {label}",
-        responses=documented(409, 422),
-    )
-    router.add_api_route(
-        path,
-        list_all,
-        response_model=list[out_model],  # type: ignore[valid-type]  # a model class held in a variable (as above)
-        methods=["GET"],
-        tags=[tag],
-        name=f"list_{kind}s",
-        openapi_extra=may_read,
-        summary=f"List {label}s",
-    )
-    router.add_api_route(
-        item,
-        get_one,
-        response_model=out_model,
-        methods=["GET"],
-        tags=[tag],
-        name=f"get_{kind}",
-        openapi_extra=may_read,
-        summary=f"Get a {label}",
-        responses=documented(404),
-    )
-    router.add_api_route(
-        item,
-        replace,
-        response_model=out_model,
-        methods=["PUT"],
-        tags=[tag],
-        name=f"replace_{kind}",
-        openapi_extra=may_write,
-        summary=f"Replace a {label} (absent fields get their defaults)",
-        responses=documented(404, 409, 422),
-    )
-    router.add_api_route(
-        item,
-        patch,
-        response_model=out_model,
-        methods=["PATCH"],
-        tags=[tag],
-        name=f"update_{kind}",
-        openapi_extra=may_write,
-        summary=f"Update a {label} (absent fields stay as they are)",
-        responses=documented(404, 409, 422),
-    )
-    router.add_api_route(
-        item,
-        delete,
-        methods=["DELETE"],
-        status_code=204,
-        tags=[tag],
-        name=f"delete_{kind}",
-        openapi_extra=may_write,
-        summary=f"Delete a {label} (409 while still referenced, unless force=true)",
-        responses=documented(404, 409),
-    )
+    for route in (
+        _Route(path, create, "POST", f"create_{kind}", f"Create a {label}", may_write, out_model, (409, 422), 201),
+        _Route(path, list_all, "GET", f"list_{kind}s", f"List {label}s", may_read, list[out_model]),  # type: ignore[valid-type]  # a model class held in a variable (as above)
+        _Route(item, get_one, "GET", f"get_{kind}", f"Get a {label}", may_read, out_model, (404,)),
+        _Route(
+            item,
+            writing(fields_model, replace=True),
+            "PUT",
+            f"replace_{kind}",
+            f"Replace a {label} (absent fields get their defaults)",
+            may_write,
+            out_model,
+            (404, 409, 422),
+        ),
+        _Route(
+            item,
+            writing(patch_model, replace=False),
+            "PATCH",
+            f"update_{kind}",
+            f"Update a {label} (absent fields stay as they are)",
+            may_write,
+            out_model,
+            (404, 409, 422),
+        ),
+        _Route(
+            item,
+            delete,
+            "DELETE",
+            f"delete_{kind}",
+            f"Delete a {label} (409 while still referenced, unless force=true)",
+            may_write,
+            None,
+            (404, 409),
+            204,
+        ),
+    ):
+        router.add_api_route(
+            route.path,
+            route.endpoint,
+            response_model=route.answer,
+            methods=[route.method],
+            status_code=route.status,
+            tags=[tag],
+            name=route.name,
+            openapi_extra=route.access,
+            summary=route.summary,
+            responses=documented(*route.errors),
+        )
+
+
+class _Route(NamedTuple):
+    path: str
+    endpoint: Callable[..., Any]
+    method: str
+    name: str
+    summary: str
+    access: dict[str, Any]
+    answer: Any
+    """The response model (None: the endpoint answers a bare `Response`)."""
+    errors: tuple[int, ...] = ()
+    status: int | None = None
+    """The success status, where not 200."""

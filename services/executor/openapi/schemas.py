@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 from .refs import Location, RefError, Resolver
 from .source import DocumentError, is_url
 
-__all__ = ["Bundle", "Direction", "SchemaError", "SchemaSet", "is_object_schema"]
+__all__ = ["BOUND_KEYWORDS", "Bundle", "Direction", "SchemaError", "SchemaSet", "is_object_schema"]
 
 Direction = Literal["input", "output"]
 Dialect = Literal["3.0", "3.1"]
@@ -40,22 +40,27 @@ _MAX_NODES: Final = 5_000_000
 _ANNOTATIONS: Final = frozenset(
     {"title", "description", "default", "deprecated", "readOnly", "writeOnly", "examples", "$comment"}
 )
+BOUND_KEYWORDS: Final = (
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+)
+"""Bounds a value must keep, under the same names in Swagger 2.0 (schemas and parameters) and every
+JSON Schema dialect an OpenAPI document may use."""
 _KEYWORDS: Final = frozenset(
     {
         "type",
         "enum",
         "const",
         "multipleOf",
-        "maximum",
-        "exclusiveMaximum",
-        "minimum",
-        "exclusiveMinimum",
-        "maxLength",
-        "minLength",
-        "pattern",
-        "maxItems",
-        "minItems",
-        "uniqueItems",
+        *BOUND_KEYWORDS,
         "maxContains",
         "minContains",
         "maxProperties",

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from libs.common.openapi_config import HTTP_METHODS
 
+from .schemas import BOUND_KEYWORDS
 from .source import DocumentError, is_url
 
 __all__ = ["UnsupportedParameter", "convert"]
@@ -32,16 +33,7 @@ _SCHEMA_KEYS: Final = (
     "format",
     "items",
     "default",
-    "maximum",
-    "exclusiveMaximum",
-    "minimum",
-    "exclusiveMinimum",
-    "maxLength",
-    "minLength",
-    "pattern",
-    "maxItems",
-    "minItems",
-    "uniqueItems",
+    *BOUND_KEYWORDS,
     "enum",
     "multipleOf",
     "x-nullable",

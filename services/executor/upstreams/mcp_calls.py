@@ -23,11 +23,12 @@ from pydantic import TypeAdapter, ValidationError
 
 from libs.common import tracing
 from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from libs.common.messages import CallOutcome, Execution, ToolCall, UpstreamRequest
 
 from ..error_mapping import describe_exception, error_from_exception
 from ..input_required import Ask, needs_bridge, resolve_input_required
 from ..lean import LeanLink, Redirected, Unauthorized
+from ..replies import refusal
 
 __all__ = [
     "REQUEST_TYPES",
@@ -121,16 +122,8 @@ async def send_upstream_request(
     for `send_tool_call`."""
     model = REQUEST_TYPES.get(request.method)
     if model is None:
-        return CallOutcome(
-            id=request.id,
-            decided_by="executor",
-            execution="not_run",
-            error=GatewayError(
-                kind=ErrorKind.UPSTREAM_ERROR,
-                code=METHOD_NOT_FOUND,
-                message=f"{request.method!r} is not routed upstream",
-            ),
-        )
+        message = f"{request.method!r} is not routed upstream"
+        return refusal(request, ErrorKind.UPSTREAM_ERROR, message, code=METHOD_NOT_FOUND)
     params = request.params
     meta = tracing.with_traceparent(_with_log_level(session, params.get("_meta"), request.stream, request.log_level))
     if meta is not None:
@@ -144,15 +137,8 @@ async def send_upstream_request(
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"][1:]) or "params"
-        return CallOutcome(
-            id=request.id,
-            decided_by="executor",
-            execution="not_run",
-            error=GatewayError(
-                kind=ErrorKind.INVALID_ARGUMENTS,
-                message=f"invalid {request.method} params at {where}: {problem['msg']}",
-            ),
-        )
+        message = f"invalid {request.method} params at {where}: {problem['msg']}"
+        return refusal(request, ErrorKind.INVALID_ARGUMENTS, message)
 
     async def send(extra: dict[str, Any]) -> dict[str, Any]:
         typed = build(extra) if extra else first

@@ -11,7 +11,9 @@ import secrets
 import time
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from libs.common.messages_base import BusMessage
 
 __all__ = [
     "AuthorizationCode",
@@ -34,12 +36,7 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    v: int = 1
-
-
-class ClientRecord(_Record):
+class ClientRecord(BusMessage):
     """An OAuth client: registered dynamically (RFC 7591) or pre-registered by an operator."""
 
     client_id: str
@@ -52,21 +49,21 @@ class ClientRecord(_Record):
     source: Literal["registration", "operator", "metadata_document"] = "registration"
 
 
-class LoginFailures(_Record):
+class LoginFailures(BusMessage):
     """`failures.<digest of a user name>`: wrong passwords for that name since `since`."""
 
     count: int
     since: float
 
 
-class PasswordRecord(_Record):
+class PasswordRecord(BusMessage):
     user_id: str
     hash: str
     """`scrypt$<n>$<r>$<p>$<salt hex>$<hash hex>` (`passwords.hash_password`)."""
     updated_at: float = Field(default_factory=time.time)
 
 
-class PendingLogin(_Record):
+class PendingLogin(BusMessage):
     """A validated authorization request waiting for the user to log in (`pending.<digest of its id>`)."""
 
     client_id: str
@@ -78,12 +75,12 @@ class PendingLogin(_Record):
     expires_at: float
 
 
-class IssuedAccess(_Record):
+class IssuedAccess(BusMessage):
     jti: str
     expires_at: float
 
 
-class AuthorizationCode(_Record):
+class AuthorizationCode(BusMessage):
     """`code.<digest>`: one use. Kept after use (marked `used`) so a replay revokes what it issued."""
 
     client_id: str
@@ -97,7 +94,7 @@ class AuthorizationCode(_Record):
     family_id: str | None = None
 
 
-class RefreshFamily(_Record):
+class RefreshFamily(BusMessage):
     """`family.<id>`: every refresh token descended from one authorization code.
 
     Only the newest refresh token (`current_digest`) is valid; presenting an older one means the
