@@ -10,10 +10,12 @@ test artifacts under `.artifacts/console/` (docs/console.md names them).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +29,7 @@ from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
-from tests.support.llm_provider import Reply, scripted_provider
+from tests.support.llm_provider import Received, Reply, ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -595,3 +597,96 @@ async def test_the_playground_sends_a_chat_completion_as_a_key(stack: Stack, tmp
         finally:
             await api.delete("/llm-providers/scripted")
     assert provider.received and provider.received[0].body["messages"] == [{"role": "user", "content": "say hello"}]
+
+
+async def _chat_as(page: Page, stack: Stack, made: dict[str, Any], message: str, offer: str) -> None:
+    """Pick the key, its secret, the scripted model and one of the key's tools, and send `message`."""
+    await _signed_in(page, stack, view="playground")
+    await page.shown(f"#play-key option[value='{made['key']['id']}']")
+    await page.fill("#play-key", made["key"]["id"])
+    await page.fill("#play-secret", made["secret"])
+    await page.fill("#play-mode", "chat")
+    await page.fill("#play-model", "console-model")
+    await page.fill("#play-message", message)
+    await page.click("#play-list")
+    await page.shown(f"#play-offer input[data-tool='{offer}']")
+    await page.click(f"#play-offer input[data-tool='{offer}']")
+    await page.wait(f"document.querySelector(\"#play-offer input[data-tool='{offer}']\").checked", "the tool offered")
+    await page.click("#play-send")
+
+
+@contextlib.asynccontextmanager
+async def _scripted_model(stack: Stack) -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as provider, stack.api() as api:
+        config = {"base_url": provider.base_url, "models": ["console-model"]}
+        assert (await api.post("/llm-providers", json={"name": "scripted", "config": config})).status_code == 201
+        try:
+            yield provider
+        finally:
+            await api.delete("/llm-providers/scripted")
+
+
+def _offered(received: Received) -> list[str]:
+    return [t["function"]["name"] for t in received.body.get("tools", [])]
+
+
+async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(stack: Stack, tmp_path: Path) -> None:
+    async with _scripted_model(stack) as provider, stack.api() as api:
+        provider.script += [
+            Reply(tool_calls=[("echo__echo", {"text": "from the model"})]),
+            Reply(text="the echo said: from the model"),
+        ]
+        agent = {"tools_to_auto_execute": ["echo__*"], "max_depth": 3}
+        made = (await api.post("/keys", json={"name": "agentic", "grants": ["echo/*"], "agent": agent})).json()
+        async with browser(tmp_path / "profile") as page:
+            await _chat_as(page, stack, made, "echo something", "echo__echo")
+            assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "agent"
+            await page.shown("#play-ran li[data-call='echo__echo']")
+            ran = await page.text("#play-ran li[data-call='echo__echo']")
+            assert '"text": "from the model"' in ran  # the arguments the model wrote
+            assert await page.text("#play-ran .call-result") == "from the model"  # what the tool answered
+            assert await page.text("#play-chat-answer") == "the echo said: from the model"
+            assert not await page.evaluate("!!document.querySelector('#play-proposed')")  # nothing left to the caller
+            # the audit trail: a row per model round, and the tool call under the round that proposed it
+            await page.shown("#play-audit-rows tr[data-kind='tool_call'][data-name='echo__echo']")
+            await page.wait(
+                "document.querySelectorAll(\"#play-audit-rows tr[data-kind='llm_request']\").length === 2",
+                "both rounds",
+            )
+            first = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='llm_request']\").dataset.event"
+            )
+            call = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\").dataset.parent"
+            )
+            assert call == first
+            assert "ok" in await page.text("#play-audit-rows tr[data-kind='tool_call']")
+            await page.wait(  # the first round's detail lists the call it led to
+                "document.querySelector('#play-audit #event-detail')?.innerText.includes('Calls made inside it')",
+                "the round's tool call",
+            )
+            await _shot(page, "console-playground-chat-tools")
+            assert page.errors == []
+    assert provider.refused == []
+    assert _offered(provider.received[0]) == ["echo__echo"]  # only the tool picked, not every tool of the key
+    tool_message = provider.received[1].body["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["content"] == "from the model"
+
+
+async def test_the_playground_chat_shows_the_calls_a_model_proposes_to_an_explicit_key(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with _scripted_model(stack) as provider, stack.api() as api:
+        provider.script.append(Reply(text="I would echo", tool_calls=[("echo__echo", {"text": "not run"})]))
+        made = (await api.post("/keys", json={"name": "explicit", "grants": ["echo/*"]})).json()
+        async with browser(tmp_path / "profile") as page:
+            await _chat_as(page, stack, made, "echo something", "echo__echo")
+            assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "explicit"
+            await page.shown("#play-proposed li[data-call='echo__echo']")
+            assert '"text": "not run"' in await page.text("#play-proposed")
+            assert not await page.evaluate("!!document.querySelector('#play-ran')")
+            assert await page.text("#play-chat-answer") == "I would echo"
+            await page.shown("#play-audit-rows tr[data-kind='llm_request']")
+            assert not await page.evaluate("!!document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\")")
+            assert page.errors == []
+    assert len(provider.received) == 1 and _offered(provider.received[0]) == ["echo__echo"]

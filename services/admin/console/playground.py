@@ -23,6 +23,7 @@ __all__ = ["CALL_SECONDS", "Playground", "PlaygroundAnswer", "PlaygroundCall", "
 
 CALL_SECONDS = 120.0
 _MAX_ARGUMENTS = 64
+_MAX_TOOLS = 32
 
 
 class PlaygroundKey(BaseModel):
@@ -38,6 +39,11 @@ class PlaygroundCall(PlaygroundKey):
 class PlaygroundChat(PlaygroundKey):
     model: str = Field(min_length=1, max_length=256, description="A model an LLM provider serves.")
     message: str = Field(min_length=1, max_length=32_768, description="The user's message.")
+    tools: list[str] = Field(
+        default_factory=list,
+        max_length=_MAX_TOOLS,
+        description="Gateway names of the key's tools to offer the model; none by default.",
+    )
 
 
 class PlaygroundAnswer(BaseModel):
@@ -64,14 +70,18 @@ class Playground:
     async def call(self, body: PlaygroundCall) -> PlaygroundAnswer:
         return await self._run(body.secret, body.tool, body.arguments)
 
-    async def chat(self, body: PlaygroundChat) -> PlaygroundAnswer:
-        """One chat completion through the gateway's `/v1` as the key (its budget applies, it is audited)."""
+    async def chat(self, body: PlaygroundChat, include_tools: list[str]) -> PlaygroundAnswer:
+        """One chat completion through the gateway's `/v1` as the key (its budget applies, it is audited),
+        offering the model only the key's tools that `include_tools` (`server/tool` patterns) names: the
+        gateway injects every tool of the key unless the narrowing header says otherwise. A key in agent
+        mode has the gateway run the calls on its allow-list; the answer then carries `bastion.transcript`."""
         value = body.secret.get_secret_value()
         answer = PlaygroundAnswer(ok=False, key_id=hashlib.sha256(value.encode()).hexdigest(), started_at=time.time())
         request = {"model": body.model, "messages": [{"role": "user", "content": body.message}]}
+        headers = {"Authorization": f"Bearer {value}", "X-Bastion-Include-Tools": ", ".join(include_tools)}
         try:
             async with httpx2.AsyncClient(timeout=CALL_SECONDS) as http:
-                reply = await http.post(self.chat_url, json=request, headers={"Authorization": f"Bearer {value}"})
+                reply = await http.post(self.chat_url, json=request, headers=headers)
             found = reply.json()
         except (httpx2.HTTPError, ValueError) as exc:
             answer.error = failure(exc, self.chat_url).replace(value, "***")
