@@ -690,3 +690,109 @@ async def test_the_playground_chat_shows_the_calls_a_model_proposes_to_an_explic
             assert not await page.evaluate("!!document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\")")
             assert page.errors == []
     assert len(provider.received) == 1 and _offered(provider.received[0]) == ["echo__echo"]
+
+
+# What shows a view has its data: its table, or its empty state.
+_READY = {
+    "servers": "#servers-table",
+    "catalog": "#catalog-table",
+    "keys": "#keys-table",
+    "groups": "#groups-table, .empty",
+    "directory": "#directory-users",
+    "providers": "#providers-table, .empty",
+    "traffic": "#traffic-table, .empty",
+    "playground": "#play-key",
+    "export": "#export-run",
+}
+# Something a click works but the keyboard cannot reach: a clickable row without a tab stop, or a
+# control taken out of the tab order.
+_UNREACHABLE = (
+    ".clickable:not([tabindex]), a[tabindex='-1'], button[tabindex='-1'], input[tabindex='-1'],"
+    " select[tabindex='-1'], textarea[tabindex='-1'], tr[tabindex='-1']"
+)
+_WIDE = (
+    "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+    ".slice(0, 3).map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + e.className)"
+)
+
+
+async def _laptop_check(page: Page, where: str) -> None:
+    """Nothing in the view is out of the keyboard's reach, and nothing makes the page scroll sideways."""
+    assert await page.evaluate(f"document.querySelectorAll({_UNREACHABLE!r}).length") == 0, where
+    width = await page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert width[0] <= width[1], f"{where} scrolls sideways ({width}); too wide: {await page.evaluate(_WIDE)}"
+
+
+async def _tab_to(page: Page, selector: str, what: str) -> None:
+    """Press Tab (from where the focus is) until the focus is on `selector`, as a person would."""
+    for _ in range(25):
+        if await page.evaluate(f"!!document.activeElement?.matches({selector!r})"):
+            return
+        await page.press("Tab")
+    focused = await page.evaluate("document.activeElement.outerHTML.slice(0, 200)")
+    raise AssertionError(f"Tab never reached {what}; the focus is on {focused}")
+
+
+async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:  # a row in live traffic to open
+        assert not (await client.call_tool("echo__echo", {"text": "for the keyboard"})).is_error
+    roles = (("owner", stack.owner), ("viewer", stack.viewer), ("auditor", stack.auditor), ("analyst", stack.analyst))
+    for role, token in roles:
+        async with browser(tmp_path / role, width=1366, height=768) as page:
+            await page.open(f"{stack.console}#token={token}")
+            await page.wait("document.body.dataset.state === 'ready'", f"the {role} signed in")
+            views = await page.evaluate(
+                "[...document.querySelectorAll('nav.main a[id^=nav-]')].map(a => a.id.slice(4))"
+                ".filter(v => v !== 'dashboard')"
+            )
+            assert views, role
+            for view in views:
+                await page.click(f"#nav-{view}")
+                await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")
+                await page.shown(_READY[view])
+                if view == "export":  # the longest thing it shows: the whole configuration
+                    await page.click("#export-run")
+                    await page.shown("#export-text")
+                await _laptop_check(page, f"{view} for the {role}")
+            if await page.evaluate("!!document.querySelector('#nav-dashboard')"):  # one look with the console
+                await page.open(f"{stack.admin.url}/dashboard#token={token}")
+                await page.shown("#bastion-nav #nav-dashboard")
+                await page.wait("document.querySelector('#status').innerText.startsWith('updated')", "the charts drawn")
+                await _laptop_check(page, f"the dashboard for the {role}")
+                await page.open(f"{stack.console}#/servers")
+                await page.wait("document.body.dataset.state === 'ready'", f"the {role} back in the console")
+            if role != "owner":
+                continue
+            # the rows that open something, by keyboard only: Tab to the row, Enter
+            await page.click("#nav-catalog")
+            await page.fill("#catalog-search", "echo")
+            await page.shown("#catalog-table tr[data-tool='echo__echo']")
+            await page.evaluate("document.querySelector('#catalog-search').focus()")
+            await _tab_to(page, "#catalog-table tr.clickable", "a catalog row")
+            await page.press("Enter")
+            await page.shown("#tool-detail pre")
+            await _laptop_check(page, "a tool's detail")
+
+            await page.click("#nav-traffic")
+            await page.shown("#traffic-table tr.clickable")
+            await page.evaluate("document.querySelector('#filter-key').focus()")
+            await _tab_to(page, "#traffic-table tr.clickable", "a traffic row")
+            await page.press("Enter")
+            await page.shown("#event-detail")
+            await _laptop_check(page, "an event's detail")
+            await _shot(page, "console-laptop-traffic")
+
+            await page.click("#nav-keys")
+            await page.click("#key-new")
+            await page.fill("#grant-search", "echo")
+            await page.shown("#key-issue tr[data-grant='echo/echo']")
+            await page.evaluate("document.querySelector('#grant-search').focus()")
+            await _tab_to(page, "#key-issue tr.clickable", "a grant to pick")
+            picked = await page.evaluate("document.activeElement.dataset.grant")
+            await page.press("Enter")
+            await page.wait(
+                f"[...document.querySelectorAll('#key-issue .tag')].some(t => t.innerText.includes({picked!r}))",
+                "the grant picked by keyboard",
+            )
+            await _laptop_check(page, "issuing a key")
+            assert page.errors == []
