@@ -689,6 +689,10 @@ async def test_the_playground_chat_shows_the_calls_a_model_proposes_to_an_explic
             await page.shown("#play-audit-rows tr[data-kind='llm_request']")
             assert not await page.evaluate("!!document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\")")
             assert page.errors == []
+        unknown = {"secret": made["secret"], "model": "console-model", "message": "hi", "tools": ["nowhere__nothing"]}
+        refused = await api.post("/console/playground/chat", json=unknown)  # offered only what a server has
+        assert refused.status_code == 422 and refused.json()["error"] == "unknown_tool", refused.text
+        assert made["secret"] not in refused.text
     assert len(provider.received) == 1 and _offered(provider.received[0]) == ["echo__echo"]
 
 

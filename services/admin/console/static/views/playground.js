@@ -111,7 +111,7 @@ export function Playground({ access, params }) {
     setAnswer(null); setRow(null);
     const called = await post("/console/playground/chat", { secret, model, message, tools: offered });
     setAnswer(called);
-    if (called.ok) await findRow(called, model);
+    await findRow(called, model); // a refused request (budget, rate limit) is audited too
   };
   const active = (keys.data || []).filter((k) => !k.revoked);
   const record = active.find((k) => k.id === keyId);
@@ -157,7 +157,7 @@ export function Playground({ access, params }) {
       ${answer && answer.ok && mode === "tool" && html`<div id="play-result" data-is-error=${answer.result.isError ? "1" : "0"}>
         ${answer.result.isError && html`<div class="error">The tool reported an error.</div>`}<pre>${pretty(answer.result)}</pre></div>`}
       ${answer && answer.ok && mode === "chat" && access.can("analytics:read") && html`<h3>Audit rows</h3><${ChatAuditRows} answer=${answer} />`}
-      ${answer && html`<h3>${mode === "chat" ? "Its first round" : "Audit row"}</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
+      ${answer && html`<h3>${mode === "chat" ? "The first round's audit row" : "Audit row"}</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
         : row === null ? html`<p class="muted">looking for it…</p>` : row.missing ? html`<p class="error">Not in the audit store yet; see Live traffic.</p>`
         : html`<div id="play-audit" data-event=${row.event_id}><${EventDetail} access=${access} event=${row} /></div>`}`}
     </section></div>`;
