@@ -677,17 +677,30 @@ async def test_the_playground_chat_shows_the_calls_a_model_proposes_to_an_explic
     stack: Stack, tmp_path: Path
 ) -> None:
     async with _scripted_model(stack) as provider, stack.api() as api:
-        provider.script.append(Reply(text="I would echo", tool_calls=[("echo__echo", {"text": "not run"})]))
+        provider.script.append(Reply(text="I would echo", tool_calls=[("echo__echo", {"text": "when asked"})]))
         made = (await api.post("/keys", json={"name": "explicit", "grants": ["echo/*"]})).json()
         async with browser(tmp_path / "profile") as page:
             await _chat_as(page, stack, made, "echo something", "echo__echo")
             assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "explicit"
             await page.shown("#play-proposed li[data-call='echo__echo']")
-            assert '"text": "not run"' in await page.text("#play-proposed")
-            assert not await page.evaluate("!!document.querySelector('#play-ran')")
+            assert '"text": "when asked"' in await page.text("#play-proposed")
+            assert not await page.evaluate("!!document.querySelector('#play-ran, #play-proposed .call-result')")
             assert await page.text("#play-chat-answer") == "I would echo"
             await page.shown("#play-audit-rows tr[data-kind='llm_request']")
             assert not await page.evaluate("!!document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\")")
+            # the person runs it, as the application would: as the key, audited under the round that proposed it
+            await page.click("#play-execute")
+            await page.shown("#play-proposed .call-result")
+            assert await page.text("#play-proposed .call-result") == "when asked"
+            await page.shown("#play-audit-rows tr[data-kind='tool_call'][data-name='echo__echo']")
+            round_id = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='llm_request']\").dataset.event"
+            )
+            parent = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\").dataset.parent"
+            )
+            assert parent == round_id
+            await _shot(page, "console-playground-chat-explicit")
             assert page.errors == []
         unknown = {"secret": made["secret"], "model": "console-model", "message": "hi", "tools": ["nowhere__nothing"]}
         refused = await api.post("/console/playground/chat", json=unknown)  # offered only what a server has

@@ -24,7 +24,14 @@ from ..api.routes import api_router
 from ..api.store import AdminStore
 from ..roles import PUBLIC
 from .catalog import MAX_PAGE, CatalogPage, gateway_name, search
-from .playground import Playground, PlaygroundAnswer, PlaygroundCall, PlaygroundChat, PlaygroundKey
+from .playground import (
+    Playground,
+    PlaygroundAnswer,
+    PlaygroundCall,
+    PlaygroundChat,
+    PlaygroundExecute,
+    PlaygroundKey,
+)
 from .probe import ProbeAnswer, probe
 
 __all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
@@ -168,5 +175,13 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
         if unknown:
             raise AdminError(422, "unknown_tool", f"no server offers {', '.join(unknown)}")
         return await chat.chat(body, [named[name] for name in body.tools])
+
+    @router.post(
+        prefix + "/playground/execute", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_execute(body: PlaygroundExecute) -> PlaygroundAnswer:
+        """Run one tool call a model proposed in a playground chat through the gateway's
+        `/v1/mcp/tool/execute` as the virtual key: a real call (policy, budgets, audit)."""
+        return await _playground().execute(body)
 
     return router

@@ -1,10 +1,11 @@
 // The playground's chat completion with tools: which of the key's tools the model is offered, what the
 // key's mode means for their calls, and the answer: the calls the gateway ran (agent mode), the calls
-// proposed to the caller (explicit), the model's text, and every audit row the request left.
+// proposed to the caller (explicit), which the person may run as the key, the model's text, and every
+// audit row the request left.
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { query } from "../api.js";
-import { Empty, html, pretty } from "../ui.js";
+import { Action, Empty, ErrorBox, html, pretty } from "../ui.js";
 
 export const MAX_OFFERED = 32; // the admin API's cap on the tools one playground chat offers
 
@@ -46,30 +47,45 @@ function ranCalls(transcript) {
     id: c.id, name: c.function.name, arguments: c.function.arguments, result: results.get(c.id) ?? "(no result)" })));
 }
 
-function Calls({ id, calls, results }) {
+function Calls({ id, calls }) {
   return html`<ol id=${id} class="calls">${calls.map((c) => html`<li data-call=${c.name}><code>${c.name}</code>
-    <pre class="call-arguments">${pretty(c.arguments)}</pre>${results && html`<pre class="call-result">${c.result}</pre>`}</li>`)}</ol>`;
+    <pre class="call-arguments">${pretty(c.arguments)}</pre>${c.result !== undefined && html`<pre class="call-result">${c.result}</pre>`}
+    ${c.error && html`<div class="error call-error">${c.error}</div>`}</li>`)}</ol>`;
 }
 
-export function ChatAnswer({ answer }) {
+// `execute(toolCall)` runs one proposed call as the key (/v1/mcp/tool/execute); `onExecuted(n)` says how many ran.
+export function ChatAnswer({ answer, execute, onExecuted }) {
+  const [outcomes, setOutcomes] = useState({}); // call id -> the gateway's answer to running it
+  const [error, setError] = useState(null);
   const completion = answer.result;
   const message = ((completion.choices || [])[0] || {}).message || {};
   const loop = completion.bastion || null;
   const ran = loop ? ranCalls(loop.transcript || []) : [];
-  const proposed = (message.tool_calls || []).map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments }));
+  const outcome = (id) => (outcomes[id] ? (outcomes[id].ok ? { result: outcomes[id].result.content } : { error: outcomes[id].error }) : {});
+  const proposed = (message.tool_calls || []).map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments, ...outcome(c.id) }));
+  const runAll = async () => {
+    const done = {};
+    for (const call of message.tool_calls) done[call.id] = await execute(call); // in the order proposed, as a client would
+    setOutcomes(done);
+    onExecuted(message.tool_calls.length);
+  };
   return html`
-    ${ran.length > 0 && html`<h3>Tool calls the gateway ran</h3><${Calls} id="play-ran" calls=${ran} results=${true} />`}
+    ${ran.length > 0 && html`<h3>Tool calls the gateway ran</h3><${Calls} id="play-ran" calls=${ran} />`}
     ${proposed.length > 0 && html`<h3>Tool calls proposed to you</h3><p class="muted">${loop
-      ? `The gateway may not run these on its own (stopped: ${loop.stopped}).` : "None was run: the caller runs them (explicit mode)."}</p>
-      <${Calls} id="play-proposed" calls=${proposed} results=${false} />`}
+      ? `The gateway may not run these on its own (stopped: ${loop.stopped}).` : "The gateway runs none of them itself (explicit mode)."}
+      ${Object.keys(outcomes).length ? " Run as the key: each result is below its arguments." : ""}</p>
+      <${Calls} id="play-proposed" calls=${proposed} /><${ErrorBox} error=${error} />
+      ${!Object.keys(outcomes).length && html`<div class="toolbar"><${Action} id="play-execute" onRun=${runAll} setError=${setError}>Run
+        ${proposed.length === 1 ? " it" : " them"} as the key</${Action}><span class="muted">through <code>/v1/mcp/tool/execute</code>:
+        policy, budget, audit</span></div>`}`}
     <h3>Answer</h3><div id="play-chat-answer" class="notice">${message.content || "(no text)"}</div>
     ${loop && html`<p class="muted" id="play-rounds">${loop.depth} model round${loop.depth === 1 ? "" : "s"}</p>`}`;
 }
 
 // Every audit row of the request: one per model round, one per tool call it ran (under its round).
-export function ChatAuditRows({ answer }) {
+export function ChatAuditRows({ answer, executed }) {
   const loop = answer.result.bastion;
-  const expected = loop ? loop.depth + ranCalls(loop.transcript || []).length : 1;
+  const expected = (loop ? loop.depth + ranCalls(loop.transcript || []).length : 1) + executed;
   const [rows, setRows] = useState(null);
   useEffect(() => {
     let live = true;
@@ -82,7 +98,7 @@ export function ChatAuditRows({ answer }) {
       }
     })().catch(() => live && setRows([]));
     return () => { live = false; };
-  }, [answer]);
+  }, [answer, executed]);
   if (!rows) return html`<p class="muted">looking for its audit rows…</p>`;
   // ids share their node's prefix: rows are told apart by their place in this list, their events by a title
   const place = new Map(rows.map((r, i) => [r.event_id, i + 1]));

@@ -90,6 +90,7 @@ export function Playground({ access, params }) {
   const [model, setModel] = useState("");
   const [message, setMessage] = useState("");
   const [offered, setOffered] = useState([]);
+  const [executed, setExecuted] = useState(0); // proposed calls the person ran since the answer
   const models = useLoad(async () => (access.can("providers:read")
     ? (await get("/llm-providers").catch(() => [])).flatMap((p) => p.config.models) : []), []);
   const findRow = async (called, name) => {
@@ -107,8 +108,9 @@ export function Playground({ access, params }) {
     setAnswer(called);
     await findRow(called, tool.name);
   };
+  const execute = (toolCall) => post("/console/playground/execute", { secret, tool_call: toolCall });
   const chat = async () => {
-    setAnswer(null); setRow(null);
+    setAnswer(null); setRow(null); setExecuted(0);
     const called = await post("/console/playground/chat", { secret, model, message, tools: offered });
     setAnswer(called);
     await findRow(called, model); // a refused request (budget, rate limit) is audited too
@@ -151,12 +153,12 @@ export function Playground({ access, params }) {
     <section class="panel"><h2>Result</h2>
       ${!answer && html`<${Empty}>The tool's answer and its audit row show here.</${Empty}>`}
       ${answer && !answer.ok && html`<div class="error" id="play-error">${answer.error}</div>`}
-      ${answer && answer.ok && mode === "chat" && html`<${ChatAnswer} answer=${answer} />`}
+      ${answer && answer.ok && mode === "chat" && html`<${ChatAnswer} answer=${answer} execute=${execute} onExecuted=${setExecuted} />`}
       ${answer && answer.ok && mode === "chat" && html`<details id="play-completion"><summary>The completion as the gateway answered it</summary>
         <pre>${pretty(answer.result)}</pre></details>`}
       ${answer && answer.ok && mode === "tool" && html`<div id="play-result" data-is-error=${answer.result.isError ? "1" : "0"}>
         ${answer.result.isError && html`<div class="error">The tool reported an error.</div>`}<pre>${pretty(answer.result)}</pre></div>`}
-      ${answer && answer.ok && mode === "chat" && access.can("analytics:read") && html`<h3>Audit rows</h3><${ChatAuditRows} answer=${answer} />`}
+      ${answer && answer.ok && mode === "chat" && access.can("analytics:read") && html`<h3>Audit rows</h3><${ChatAuditRows} answer=${answer} executed=${executed} />`}
       ${answer && html`<h3>${mode === "chat" ? "The first round's audit row" : "Audit row"}</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
         : row === null ? html`<p class="muted">looking for it…</p>` : row.missing ? html`<p class="error">Not in the audit store yet; see Live traffic.</p>`
         : html`<div id="play-audit" data-event=${row.event_id}><${EventDetail} access=${access} event=${row} /></div>`}`}
