@@ -369,7 +369,9 @@ async def test_a_call_from_live_traffic_is_replayed_in_the_playground(stack: Sta
         await page.click("#event-replay")
         await page.wait("document.body.dataset.view === 'playground'", "the playground")
         assert "echo__echo" in await page.text("#play-replay")
-        assert await page.evaluate("document.querySelector('#play-key').value") != ""  # the call's key, chosen
+        await page.wait(  # the call's key, chosen once the view has the keys
+            "document.querySelector('#play-key').value !== ''", "the replayed call's key chosen"
+        )
         assert "replay-me" not in await page.evaluate("location.href")  # arguments never enter the address
         await page.fill("#play-secret", ADMIN_KEY)  # not issued in this tab: the person pastes it
         await page.click("#play-list")
@@ -638,7 +640,7 @@ async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(
         ]
         agent = {"tools_to_auto_execute": ["echo__*"], "max_depth": 3}
         made = (await api.post("/keys", json={"name": "agentic", "grants": ["echo/*"], "agent": agent})).json()
-        async with browser(tmp_path / "profile") as page:
+        async with browser(tmp_path / "profile", width=1366, height=768) as page:  # a laptop's screen
             await _chat_as(page, stack, made, "echo something", "echo__echo")
             assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "agent"
             await page.shown("#play-ran li[data-call='echo__echo']")
@@ -665,6 +667,7 @@ async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(
                 "document.querySelector('#play-audit #event-detail')?.innerText.includes('Calls made inside it')",
                 "the round's tool call",
             )
+            await _laptop_check(page, "a chat's tool calls and audit rows")
             await _shot(page, "console-playground-chat-tools")
             assert page.errors == []
     assert provider.refused == []
