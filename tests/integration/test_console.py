@@ -10,10 +10,12 @@ test artifacts under `.artifacts/console/` (docs/console.md names them).
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,7 +29,7 @@ from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, browser
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
-from tests.support.llm_provider import Reply, scripted_provider
+from tests.support.llm_provider import Received, Reply, ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -367,7 +369,9 @@ async def test_a_call_from_live_traffic_is_replayed_in_the_playground(stack: Sta
         await page.click("#event-replay")
         await page.wait("document.body.dataset.view === 'playground'", "the playground")
         assert "echo__echo" in await page.text("#play-replay")
-        assert await page.evaluate("document.querySelector('#play-key').value") != ""  # the call's key, chosen
+        await page.wait(  # the call's key, chosen once the view has the keys
+            "document.querySelector('#play-key').value !== ''", "the replayed call's key chosen"
+        )
         assert "replay-me" not in await page.evaluate("location.href")  # arguments never enter the address
         await page.fill("#play-secret", ADMIN_KEY)  # not issued in this tab: the person pastes it
         await page.click("#play-list")
@@ -595,3 +599,220 @@ async def test_the_playground_sends_a_chat_completion_as_a_key(stack: Stack, tmp
         finally:
             await api.delete("/llm-providers/scripted")
     assert provider.received and provider.received[0].body["messages"] == [{"role": "user", "content": "say hello"}]
+
+
+async def _chat_as(page: Page, stack: Stack, made: dict[str, Any], message: str, offer: str) -> None:
+    """Pick the key, its secret, the scripted model and one of the key's tools, and send `message`."""
+    await _signed_in(page, stack, view="playground")
+    await page.shown(f"#play-key option[value='{made['key']['id']}']")
+    await page.fill("#play-key", made["key"]["id"])
+    await page.fill("#play-secret", made["secret"])
+    await page.fill("#play-mode", "chat")
+    await page.fill("#play-model", "console-model")
+    await page.fill("#play-message", message)
+    await page.click("#play-list")
+    await page.shown(f"#play-offer input[data-tool='{offer}']")
+    await page.click(f"#play-offer input[data-tool='{offer}']")
+    await page.wait(f"document.querySelector(\"#play-offer input[data-tool='{offer}']\").checked", "the tool offered")
+    await page.click("#play-send")
+
+
+@contextlib.asynccontextmanager
+async def _scripted_model(stack: Stack) -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as provider, stack.api() as api:
+        config = {"base_url": provider.base_url, "models": ["console-model"]}
+        assert (await api.post("/llm-providers", json={"name": "scripted", "config": config})).status_code == 201
+        try:
+            yield provider
+        finally:
+            await api.delete("/llm-providers/scripted")
+
+
+def _offered(received: Received) -> list[str]:
+    return [t["function"]["name"] for t in received.body.get("tools", [])]
+
+
+async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(stack: Stack, tmp_path: Path) -> None:
+    async with _scripted_model(stack) as provider, stack.api() as api:
+        provider.script += [
+            Reply(tool_calls=[("echo__echo", {"text": "from the model"})]),
+            Reply(text="the echo said: from the model"),
+        ]
+        agent = {"tools_to_auto_execute": ["echo__*"], "max_depth": 3}
+        made = (await api.post("/keys", json={"name": "agentic", "grants": ["echo/*"], "agent": agent})).json()
+        async with browser(tmp_path / "profile", width=1366, height=768) as page:  # a laptop's screen
+            await _chat_as(page, stack, made, "echo something", "echo__echo")
+            assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "agent"
+            await page.shown("#play-ran li[data-call='echo__echo']")
+            ran = await page.text("#play-ran li[data-call='echo__echo']")
+            assert '"text": "from the model"' in ran  # the arguments the model wrote
+            assert await page.text("#play-ran .call-result") == "from the model"  # what the tool answered
+            assert await page.text("#play-chat-answer") == "the echo said: from the model"
+            assert not await page.evaluate("!!document.querySelector('#play-proposed')")  # nothing left to the caller
+            # the audit trail: a row per model round, and the tool call under the round that proposed it
+            await page.shown("#play-audit-rows tr[data-kind='tool_call'][data-name='echo__echo']")
+            await page.wait(
+                "document.querySelectorAll(\"#play-audit-rows tr[data-kind='llm_request']\").length === 2",
+                "both rounds",
+            )
+            first = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='llm_request']\").dataset.event"
+            )
+            call = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\").dataset.parent"
+            )
+            assert call == first
+            assert "ok" in await page.text("#play-audit-rows tr[data-kind='tool_call']")
+            await page.wait(  # the first round's detail lists the call it led to
+                "document.querySelector('#play-audit #event-detail')?.innerText.includes('Calls made inside it')",
+                "the round's tool call",
+            )
+            await _laptop_check(page, "a chat's tool calls and audit rows")
+            await _shot(page, "console-playground-chat-tools")
+            assert page.errors == []
+    assert provider.refused == []
+    assert _offered(provider.received[0]) == ["echo__echo"]  # only the tool picked, not every tool of the key
+    tool_message = provider.received[1].body["messages"][-1]
+    assert tool_message["role"] == "tool" and tool_message["content"] == "from the model"
+
+
+async def test_the_playground_chat_shows_the_calls_a_model_proposes_to_an_explicit_key(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with _scripted_model(stack) as provider, stack.api() as api:
+        provider.script.append(Reply(text="I would echo", tool_calls=[("echo__echo", {"text": "when asked"})]))
+        made = (await api.post("/keys", json={"name": "explicit", "grants": ["echo/*"]})).json()
+        async with browser(tmp_path / "profile") as page:
+            await _chat_as(page, stack, made, "echo something", "echo__echo")
+            assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "explicit"
+            await page.shown("#play-proposed li[data-call='echo__echo']")
+            assert '"text": "when asked"' in await page.text("#play-proposed")
+            assert not await page.evaluate("!!document.querySelector('#play-ran, #play-proposed .call-result')")
+            assert await page.text("#play-chat-answer") == "I would echo"
+            await page.shown("#play-audit-rows tr[data-kind='llm_request']")
+            assert not await page.evaluate("!!document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\")")
+            # the person runs it, as the application would: as the key, audited under the round that proposed it
+            await page.click("#play-execute")
+            await page.shown("#play-proposed .call-result")
+            assert await page.text("#play-proposed .call-result") == "when asked"
+            await page.shown("#play-audit-rows tr[data-kind='tool_call'][data-name='echo__echo']")
+            round_id = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='llm_request']\").dataset.event"
+            )
+            parent = await page.evaluate(
+                "document.querySelector(\"#play-audit-rows tr[data-kind='tool_call']\").dataset.parent"
+            )
+            assert parent == round_id
+            await _shot(page, "console-playground-chat-explicit")
+            assert page.errors == []
+        unknown = {"secret": made["secret"], "model": "console-model", "message": "hi", "tools": ["nowhere__nothing"]}
+        refused = await api.post("/console/playground/chat", json=unknown)  # offered only what a server has
+        assert refused.status_code == 422 and refused.json()["error"] == "unknown_tool", refused.text
+        assert made["secret"] not in refused.text
+    assert len(provider.received) == 1 and _offered(provider.received[0]) == ["echo__echo"]
+
+
+# What shows a view has its data: its table, or its empty state.
+_READY = {
+    "servers": "#servers-table",
+    "catalog": "#catalog-table",
+    "keys": "#keys-table",
+    "groups": "#groups-table, .empty",
+    "directory": "#directory-users",
+    "providers": "#providers-table, .empty",
+    "traffic": "#traffic-table, .empty",
+    "playground": "#play-key",
+    "export": "#export-run",
+}
+# Something a click works but the keyboard cannot reach: a clickable row without a tab stop, or a
+# control taken out of the tab order.
+_UNREACHABLE = (
+    ".clickable:not([tabindex]), a[tabindex='-1'], button[tabindex='-1'], input[tabindex='-1'],"
+    " select[tabindex='-1'], textarea[tabindex='-1'], tr[tabindex='-1']"
+)
+_WIDE = (
+    "[...document.querySelectorAll('main *')].filter(e => e.getBoundingClientRect().right > innerWidth + 1)"
+    ".slice(0, 3).map(e => e.tagName + (e.id ? '#' + e.id : '') + ' ' + e.className)"
+)
+
+
+async def _laptop_check(page: Page, where: str) -> None:
+    """Nothing in the view is out of the keyboard's reach, and nothing makes the page scroll sideways."""
+    assert await page.evaluate(f"document.querySelectorAll({_UNREACHABLE!r}).length") == 0, where
+    width = await page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+    assert width[0] <= width[1], f"{where} scrolls sideways ({width}); too wide: {await page.evaluate(_WIDE)}"
+
+
+async def _tab_to(page: Page, selector: str, what: str) -> None:
+    """Press Tab (from where the focus is) until the focus is on `selector`, as a person would."""
+    for _ in range(25):
+        if await page.evaluate(f"!!document.activeElement?.matches({selector!r})"):
+            return
+        await page.press("Tab")
+    focused = await page.evaluate("document.activeElement.outerHTML.slice(0, 200)")
+    raise AssertionError(f"Tab never reached {what}; the focus is on {focused}")
+
+
+async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client() as client:  # a row in live traffic to open
+        assert not (await client.call_tool("echo__echo", {"text": "for the keyboard"})).is_error
+    roles = (("owner", stack.owner), ("viewer", stack.viewer), ("auditor", stack.auditor), ("analyst", stack.analyst))
+    for role, token in roles:
+        async with browser(tmp_path / role, width=1366, height=768) as page:
+            await page.open(f"{stack.console}#token={token}")
+            await page.wait("document.body.dataset.state === 'ready'", f"the {role} signed in")
+            views = await page.evaluate(
+                "[...document.querySelectorAll('nav.main a[id^=nav-]')].map(a => a.id.slice(4))"
+                ".filter(v => v !== 'dashboard')"
+            )
+            assert views, role
+            for view in views:
+                await page.click(f"#nav-{view}")
+                await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")
+                await page.shown(_READY[view])
+                if view == "export":  # the longest thing it shows: the whole configuration
+                    await page.click("#export-run")
+                    await page.shown("#export-text")
+                await _laptop_check(page, f"{view} for the {role}")
+            if await page.evaluate("!!document.querySelector('#nav-dashboard')"):  # one look with the console
+                await page.open(f"{stack.admin.url}/dashboard#token={token}")
+                await page.shown("#bastion-nav #nav-dashboard")
+                await page.wait("document.querySelector('#status').innerText.startsWith('updated')", "the charts drawn")
+                await _laptop_check(page, f"the dashboard for the {role}")
+                await page.open(f"{stack.console}#/servers")
+                await page.wait("document.body.dataset.state === 'ready'", f"the {role} back in the console")
+            if role != "owner":
+                continue
+            # the rows that open something, by keyboard only: Tab to the row, Enter
+            await page.click("#nav-catalog")
+            await page.fill("#catalog-search", "echo")
+            await page.shown("#catalog-table tr[data-tool='echo__echo']")
+            await page.evaluate("document.querySelector('#catalog-search').focus()")
+            await _tab_to(page, "#catalog-table tr.clickable", "a catalog row")
+            await page.press("Enter")
+            await page.shown("#tool-detail pre")
+            await _laptop_check(page, "a tool's detail")
+
+            await page.click("#nav-traffic")
+            await page.shown("#traffic-table tr.clickable")
+            await page.evaluate("document.querySelector('#filter-key').focus()")
+            await _tab_to(page, "#traffic-table tr.clickable", "a traffic row")
+            await page.press("Enter")
+            await page.shown("#event-detail")
+            await _laptop_check(page, "an event's detail")
+            await _shot(page, "console-laptop-traffic")
+
+            await page.click("#nav-keys")
+            await page.click("#key-new")
+            await page.fill("#grant-search", "echo")
+            await page.shown("#key-issue tr[data-grant='echo/echo']")
+            await page.evaluate("document.querySelector('#grant-search').focus()")
+            await _tab_to(page, "#key-issue tr.clickable", "a grant to pick")
+            picked = await page.evaluate("document.activeElement.dataset.grant")
+            await page.press("Enter")
+            await page.wait(
+                f"[...document.querySelectorAll('#key-issue .tag')].some(t => t.innerText.includes({picked!r}))",
+                "the grant picked by keyboard",
+            )
+            await _laptop_check(page, "issuing a key")
+            assert page.errors == []

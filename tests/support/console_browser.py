@@ -2,7 +2,7 @@
 over the Chrome DevTools Protocol, for the console tests.
 
 `browser(profile)` starts Chromium with a fresh profile and yields a `Page`: open a URL, click,
-type, pick, wait for what the page shows (every wait bounded by `polling.poll_until`, which names
+type, pick, press keys, wait for what the page shows (every wait bounded by `polling.poll_until`, which names
 what it waited for), read text, save a screenshot. Confirm dialogs are accepted, as a person
 would; uncaught script errors are kept in `Page.errors` so a test can require there were none.
 """
@@ -39,6 +39,10 @@ _FILL = """(sel, value) => {
   el.dispatchEvent(new Event("change", { bubbles: true }));
   return true;
 }"""
+
+
+_KEYS = {"Tab": (9, ""), "Enter": (13, "\r")}
+"""Key -> its virtual key code and the text it types."""
 
 
 class Page:
@@ -125,6 +129,15 @@ class Page:
         """Type `value` into an input, text area or select as a person would (input and change events)."""
         await self.shown(selector)
         assert await self.call(_FILL, selector, value), selector
+
+    async def press(self, key: str) -> None:
+        """Press and release a key on whatever has the focus, as the keyboard would (`Tab`, `Enter`)."""
+        code, text = _KEYS[key]
+        down = {"key": key, "code": key, "windowsVirtualKeyCode": code, "nativeVirtualKeyCode": code}
+        await self.send(
+            "Input.dispatchKeyEvent", **({"type": "keyDown", "text": text} if text else {"type": "rawKeyDown"}), **down
+        )
+        await self.send("Input.dispatchKeyEvent", type="keyUp", **down)
 
     async def screenshot(self, target: Path) -> Path:
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)

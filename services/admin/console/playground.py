@@ -19,10 +19,19 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from .mcp_client import connected, failure, list_all_tools
 
-__all__ = ["CALL_SECONDS", "Playground", "PlaygroundAnswer", "PlaygroundCall", "PlaygroundChat", "PlaygroundKey"]
+__all__ = [
+    "CALL_SECONDS",
+    "Playground",
+    "PlaygroundAnswer",
+    "PlaygroundCall",
+    "PlaygroundChat",
+    "PlaygroundExecute",
+    "PlaygroundKey",
+]
 
 CALL_SECONDS = 120.0
 _MAX_ARGUMENTS = 64
+_MAX_TOOLS = 32
 
 
 class PlaygroundKey(BaseModel):
@@ -38,6 +47,17 @@ class PlaygroundCall(PlaygroundKey):
 class PlaygroundChat(PlaygroundKey):
     model: str = Field(min_length=1, max_length=256, description="A model an LLM provider serves.")
     message: str = Field(min_length=1, max_length=32_768, description="The user's message.")
+    tools: list[str] = Field(
+        default_factory=list,
+        max_length=_MAX_TOOLS,
+        description="Gateway names of the key's tools to offer the model; none by default.",
+    )
+
+
+class PlaygroundExecute(PlaygroundKey):
+    tool_call: dict[str, Any] = Field(
+        max_length=8, description="One OpenAI `tool_call` the model proposed (`id`, `type`, `function`), as it came."
+    )
 
 
 class PlaygroundAnswer(BaseModel):
@@ -57,6 +77,7 @@ class Playground:
     def __init__(self, gateway_url: str) -> None:
         self.url = f"{gateway_url.rstrip('/')}/mcp" if gateway_url else ""
         self.chat_url = f"{gateway_url.rstrip('/')}/v1/chat/completions" if gateway_url else ""
+        self.execute_url = f"{gateway_url.rstrip('/')}/v1/mcp/tool/execute" if gateway_url else ""
 
     async def tools(self, body: PlaygroundKey) -> PlaygroundAnswer:
         return await self._run(body.secret, None, {})
@@ -64,17 +85,33 @@ class Playground:
     async def call(self, body: PlaygroundCall) -> PlaygroundAnswer:
         return await self._run(body.secret, body.tool, body.arguments)
 
-    async def chat(self, body: PlaygroundChat) -> PlaygroundAnswer:
-        """One chat completion through the gateway's `/v1` as the key (its budget applies, it is audited)."""
-        value = body.secret.get_secret_value()
-        answer = PlaygroundAnswer(ok=False, key_id=hashlib.sha256(value.encode()).hexdigest(), started_at=time.time())
+    async def chat(self, body: PlaygroundChat, include_tools: list[str]) -> PlaygroundAnswer:
+        """One chat completion through the gateway's `/v1` as the key (its budget applies, it is audited),
+        offering the model only the key's tools that `include_tools` (`server/tool` patterns) names: the
+        gateway injects every tool of the key unless the narrowing header says otherwise. A key in agent
+        mode has the gateway run the calls on its allow-list; the answer then carries `bastion.transcript`."""
         request = {"model": body.model, "messages": [{"role": "user", "content": body.message}]}
+        return await self._v1(
+            self.chat_url, body.secret, request, {"X-Bastion-Include-Tools": ", ".join(include_tools)}
+        )
+
+    async def execute(self, body: PlaygroundExecute) -> PlaygroundAnswer:
+        """Run one tool call a model proposed (explicit mode) through the gateway's `/v1/mcp/tool/execute`
+        as the key: policy, budgets, the executor, and an audit row under the round that proposed it."""
+        return await self._v1(self.execute_url, body.secret, body.tool_call, {})
+
+    async def _v1(
+        self, url: str, secret: SecretStr, request: dict[str, Any], headers: dict[str, str]
+    ) -> PlaygroundAnswer:
+        """POST `request` to the gateway's OpenAI-compatible side as the key; its JSON answer, or why not."""
+        value = secret.get_secret_value()
+        answer = PlaygroundAnswer(ok=False, key_id=hashlib.sha256(value.encode()).hexdigest(), started_at=time.time())
         try:
             async with httpx2.AsyncClient(timeout=CALL_SECONDS) as http:
-                reply = await http.post(self.chat_url, json=request, headers={"Authorization": f"Bearer {value}"})
+                reply = await http.post(url, json=request, headers={**headers, "Authorization": f"Bearer {value}"})
             found = reply.json()
         except (httpx2.HTTPError, ValueError) as exc:
-            answer.error = failure(exc, self.chat_url).replace(value, "***")
+            answer.error = failure(exc, url).replace(value, "***")
             return answer
         if reply.status_code != 200:
             error = found.get("error") if isinstance(found, dict) else None

@@ -23,8 +23,15 @@ from ..api.models import ServerCreate, unmask
 from ..api.routes import api_router
 from ..api.store import AdminStore
 from ..roles import PUBLIC
-from .catalog import MAX_PAGE, CatalogPage, search
-from .playground import Playground, PlaygroundAnswer, PlaygroundCall, PlaygroundChat, PlaygroundKey
+from .catalog import MAX_PAGE, CatalogPage, gateway_name, search
+from .playground import (
+    Playground,
+    PlaygroundAnswer,
+    PlaygroundCall,
+    PlaygroundChat,
+    PlaygroundExecute,
+    PlaygroundKey,
+)
 from .probe import ProbeAnswer, probe
 
 __all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
@@ -155,7 +162,26 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
     )
     async def playground_chat(body: PlaygroundChat) -> PlaygroundAnswer:
         """One chat completion through the gateway's `/v1` as a virtual key: a real request (its budget,
-        the provider's price, audit). The key's secret is used for this request only."""
-        return await _playground().chat(body)
+        the provider's price, audit). The key's secret is used for this request only. `tools` are
+        gateway names from the key's list; the model is offered those only (none when empty)."""
+        chat = _playground()
+        named = {
+            gateway_name(c.server, t.tool, c.namespace): f"{c.server}/{t.tool}"
+            for _, v in await store.catalog.list()
+            if (c := v.value).status == "ready"
+            for t in c.tools
+        }
+        unknown = [name for name in body.tools if name not in named]
+        if unknown:
+            raise AdminError(422, "unknown_tool", f"no server offers {', '.join(unknown)}")
+        return await chat.chat(body, [named[name] for name in body.tools])
+
+    @router.post(
+        prefix + "/playground/execute", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_execute(body: PlaygroundExecute) -> PlaygroundAnswer:
+        """Run one tool call a model proposed in a playground chat through the gateway's
+        `/v1/mcp/tool/execute` as the virtual key: a real call (policy, budgets, audit)."""
+        return await _playground().execute(body)
 
     return router

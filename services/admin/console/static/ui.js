@@ -37,6 +37,11 @@ export function Action({ onRun, setError, children, ...rest }) {
   return html`<button type="button" ...${rest} disabled=${busy || rest.disabled} onClick=${click}>${children}</button>`;
 }
 
+// Enter on a focused clickable row does what a click does; Enter on a control inside the row is the control's.
+export function onEnter(event, run) {
+  if (event.key === "Enter" && event.target === event.currentTarget) { event.preventDefault(); run(); }
+}
+
 export function when(epoch) {
   if (!epoch) return "";
   return new Date(epoch * 1000).toISOString().replace("T", " ").slice(0, 19);

@@ -4,7 +4,7 @@
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { api, get } from "../api.js";
-import { Action, Empty, ErrorBox, html, pretty, useLoad } from "../ui.js";
+import { Action, Empty, ErrorBox, html, onEnter, pretty, useLoad } from "../ui.js";
 import { PendingApprovals, PinPanel } from "./pins.js";
 
 const PAGE = 50;
@@ -65,7 +65,7 @@ export function Catalog({ access }) {
       ${rows.length > 0 && html`<table id="catalog-table"><thead><tr>${access.can("groups:write") ? html`<th></th>` : null}
         <th>tool</th><th>server</th><th>description</th></tr></thead>
         <tbody>${rows.map((r) => html`<tr class=${"clickable" + (open && open.name === r.name ? " selected" : "")}
-            data-tool=${r.name} tabindex="0" onClick=${() => show(r)} onKeyDown=${(e) => e.key === "Enter" && show(r)}>
+            data-tool=${r.name} tabindex="0" onClick=${() => show(r)} onKeyDown=${(e) => onEnter(e, () => show(r))}>
           ${access.can("groups:write") ? html`<td onClick=${(e) => e.stopPropagation()}><input type="checkbox" aria-label=${"select " + r.name}
             checked=${picked.has(grantOf(r))} onChange=${() => toggle(grantOf(r))} /></td>` : null}
           <td><code>${r.name}</code></td><td>${r.server}</td><td class="muted">${r.description.slice(0, 140)}</td></tr>`)}</tbody></table>

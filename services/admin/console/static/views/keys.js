@@ -3,7 +3,7 @@
 "use strict";
 import { useState } from "preact/hooks";
 import { get, post, query, secrets } from "../api.js";
-import { Action, Empty, ErrorBox, html, useLoad, when } from "../ui.js";
+import { Action, Empty, ErrorBox, html, onEnter, useLoad, when } from "../ui.js";
 import { grantOf, useCatalog } from "./catalog.js";
 
 const SPEND = "SELECT key_name, sum(calls) AS calls, round(sum(cost_usd), 6) AS spend_usd FROM bastion.calls_hourly"
@@ -33,7 +33,7 @@ export function GrantPicker({ grants, setGrants }) {
       <button type="button" id="grant-add-pattern" onClick=${() => { add(free.trim()); setFree(""); }}>Add pattern</button></div>
     ${q && data && html`<div class="scroll" style="max-height:180px"><table><tbody>${data.rows.slice(0, 20).map((r) =>
       html`<tr class="clickable" tabindex="0" data-grant=${grantOf(r)} onClick=${() => add(grantOf(r))}
-        onKeyDown=${(e) => e.key === "Enter" && add(grantOf(r))}><td><code>${grantOf(r)}</code></td>
+        onKeyDown=${(e) => onEnter(e, () => add(grantOf(r)))}><td><code>${grantOf(r)}</code></td>
         <td class="muted">${r.description.slice(0, 80)}</td></tr>`)}</tbody></table></div>`}
   </div>`;
 }

@@ -3,7 +3,7 @@
 "use strict";
 import { useState } from "preact/hooks";
 import { ApiError, get, post } from "../api.js";
-import { Action, Empty, ErrorBox, html, useLoad, when } from "../ui.js";
+import { Action, Empty, ErrorBox, html, onEnter, useLoad, when } from "../ui.js";
 
 const path = (server, name) => `/tools/${encodeURIComponent(server)}/${encodeURIComponent(name)}`;
 const short = (sha) => (sha ? sha.slice(0, 12) : "none");
@@ -23,7 +23,7 @@ export function PendingApprovals({ pending, openKey, onOpen }) {
       <tbody>${pending.map((p) => {
         const key = `${p.server}/${p.name}`;
         return html`<tr class=${"clickable" + (openKey === key ? " selected" : "")} data-pending=${key} tabindex="0"
-          onClick=${() => onOpen(p)} onKeyDown=${(e) => e.key === "Enter" && onOpen(p)}>
+          onClick=${() => onOpen(p)} onKeyDown=${(e) => onEnter(e, () => onOpen(p))}>
           <td><code>${key}</code></td><td>${p.kind}</td>
           <td>${p.reason || "changed"}${p.renamed_from ? ` (from ${p.renamed_from})` : ""}</td></tr>`;
       })}</tbody></table>

@@ -1,12 +1,13 @@
 // Playground: act as a key through the gateway's real /mcp (policy, budgets, audit: a real call), with a
-// form generated from the tool's input schema, or send a chat completion through its /v1; shows the
-// answer and the request's own audit row.
+// form generated from the tool's input schema, or send a chat completion offering some of the key's tools
+// through its /v1 (chat.js); shows the answer and the request's own audit rows.
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { get, post, query, secrets } from "../api.js";
 import { Action, Empty, ErrorBox, html, parseJson, pretty, useLoad } from "../ui.js";
 import { takeReplay } from "./replay.js";
 import { EventDetail, eventById } from "./traffic.js";
+import { ChatAnswer, ChatAuditRows, ModeNote, OfferedTools } from "./chat.js";
 
 const FIND = "SELECT event_id FROM bastion.audit_events FINAL WHERE key_id = {key_id:String} AND name = {tool:String}"
   + " AND ts >= fromUnixTimestamp64Milli({since_ms:Int64}) ORDER BY ts LIMIT 1"; // the key's first such call since this one started
@@ -72,7 +73,7 @@ export function Playground({ access, params }) {
   const [replaying] = useState(takeReplay); // a call opened from live traffic, if any
   useEffect(() => { if (secrets.has(keyId)) setSecret(secrets.get(keyId)); }, [keyId]);
   const list = async () => {
-    setTools(null); setTool(null); setAnswer(null); setRow(null);
+    setTools(null); setTool(null); setAnswer(null); setRow(null); setOffered([]);
     const found = await post("/console/playground/tools", { secret });
     if (!found.ok) throw new Error(`the gateway refused: ${found.error}`);
     setTools(found.tools);
@@ -88,6 +89,8 @@ export function Playground({ access, params }) {
   const [mode, setMode] = useState("tool");
   const [model, setModel] = useState("");
   const [message, setMessage] = useState("");
+  const [offered, setOffered] = useState([]);
+  const [executed, setExecuted] = useState(0); // proposed calls the person ran since the answer
   const models = useLoad(async () => (access.can("providers:read")
     ? (await get("/llm-providers").catch(() => [])).flatMap((p) => p.config.models) : []), []);
   const findRow = async (called, name) => {
@@ -105,17 +108,20 @@ export function Playground({ access, params }) {
     setAnswer(called);
     await findRow(called, tool.name);
   };
+  const execute = (toolCall) => post("/console/playground/execute", { secret, tool_call: toolCall });
   const chat = async () => {
-    setAnswer(null); setRow(null);
-    const called = await post("/console/playground/chat", { secret, model, message });
+    setAnswer(null); setRow(null); setExecuted(0);
+    const called = await post("/console/playground/chat", { secret, model, message, tools: offered });
     setAnswer(called);
-    if (called.ok) await findRow(called, model);
+    await findRow(called, model); // a refused request (budget, rate limit) is audited too
   };
   const active = (keys.data || []).filter((k) => !k.revoked);
+  const record = active.find((k) => k.id === keyId);
   const fields = tool ? fieldsOf(tool.inputSchema) : [];
   return html`<div class="split">
     <section class="panel"><h2>Playground</h2>
-      <p class="muted">A real call through the gateway's <code>/mcp</code> as the key: its grants, budget and rate limits apply, and it is audited.</p>
+      <p class="muted">A real request through the gateway as the key (<code>/mcp</code> for a tool, <code>/v1/chat/completions</code> for
+        a chat): its grants, budget and rate limits apply, and it is audited.</p>
       ${replaying && html`<p class="notice" id="play-replay">Replaying <code>${replaying.tool}</code>${secret ? ""
         : ": paste the key's secret, then list its tools"}; check the arguments, then call it.</p>`}
       <label>Key<select id="play-key" value=${keyId} onChange=${(e) => setKeyId(e.target.value)}>
@@ -129,6 +135,9 @@ export function Playground({ access, params }) {
         <label>Model<input id="play-model" list="play-models" value=${model} onInput=${(e) => setModel(e.target.value)} /></label>
         <datalist id="play-models">${(models.data || []).map((m) => html`<option value=${m} />`)}</datalist>
         <label style="display:flex">Message<textarea id="play-message" rows="4" value=${message} onInput=${(e) => setMessage(e.target.value)}></textarea></label>
+        <${ModeNote} record=${record} />
+        <div class="toolbar"><${Action} id="play-list" onRun=${list} setError=${setError} disabled=${!secret}>List its tools</${Action}></div>
+        <${OfferedTools} tools=${tools} picked=${offered} setPicked=${setOffered} />
         <div class="toolbar"><${Action} id="play-send" class="primary" onRun=${chat} setError=${setError} disabled=${!secret || !model || !message}>Send</${Action}></div>
       </form>`}
       ${mode === "tool" && html`<div class="toolbar"><${Action} id="play-list" onRun=${list} setError=${setError} disabled=${!secret}>List its tools</${Action}></div>`}
@@ -144,11 +153,13 @@ export function Playground({ access, params }) {
     <section class="panel"><h2>Result</h2>
       ${!answer && html`<${Empty}>The tool's answer and its audit row show here.</${Empty}>`}
       ${answer && !answer.ok && html`<div class="error" id="play-error">${answer.error}</div>`}
-      ${answer && answer.ok && mode === "chat" && html`<div id="play-chat-answer" class="notice">${
-        ((answer.result.choices || [])[0] || {}).message?.content || "(no text: see the answer below)"}</div>`}
-      ${answer && answer.ok && html`<div id="play-result" data-is-error=${answer.result.isError ? "1" : "0"}>
+      ${answer && answer.ok && mode === "chat" && html`<${ChatAnswer} answer=${answer} execute=${execute} onExecuted=${setExecuted} />`}
+      ${answer && answer.ok && mode === "chat" && html`<details id="play-completion"><summary>The completion as the gateway answered it</summary>
+        <pre>${pretty(answer.result)}</pre></details>`}
+      ${answer && answer.ok && mode === "tool" && html`<div id="play-result" data-is-error=${answer.result.isError ? "1" : "0"}>
         ${answer.result.isError && html`<div class="error">The tool reported an error.</div>`}<pre>${pretty(answer.result)}</pre></div>`}
-      ${answer && html`<h3>Audit row</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
+      ${answer && answer.ok && mode === "chat" && access.can("analytics:read") && html`<h3>Audit rows</h3><${ChatAuditRows} answer=${answer} executed=${executed} />`}
+      ${answer && html`<h3>${mode === "chat" ? "The first round's audit row" : "Audit row"}</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
         : row === null ? html`<p class="muted">looking for it…</p>` : row.missing ? html`<p class="error">Not in the audit store yet; see Live traffic.</p>`
         : html`<div id="play-audit" data-event=${row.event_id}><${EventDetail} access=${access} event=${row} /></div>`}`}
     </section></div>`;

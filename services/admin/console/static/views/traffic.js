@@ -4,7 +4,7 @@
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { query } from "../api.js";
-import { Empty, ErrorBox, html, pretty, useLoad, when } from "../ui.js";
+import { Empty, ErrorBox, html, onEnter, pretty, useLoad, when } from "../ui.js";
 import { replayInPlayground } from "./replay.js";
 
 const LIST = `SELECT event_id, toUnixTimestamp64Milli(ts) AS ts_ms, kind, key_name, server, tool, name, status, error_kind,
@@ -89,7 +89,7 @@ export function Traffic({ access, params }) {
       ${data && !rows.length && html`<${Empty}>No event in this range with these filters. Calls appear here within seconds.</${Empty}>`}
       ${rows.length > 0 && html`<div class="scroll"><table id="traffic-table"><thead><tr><th>time</th><th>key</th><th>server</th><th>tool</th>
         <th>status</th><th class="num">ms</th></tr></thead><tbody>${rows.map((r) => html`<tr class=${"clickable" + (open === r.event_id ? " selected" : "")}
-          data-event=${r.event_id} data-tool=${r.name} tabindex="0" onClick=${() => setOpen(r.event_id)} onKeyDown=${(e) => e.key === "Enter" && setOpen(r.event_id)}>
+          data-event=${r.event_id} data-tool=${r.name} tabindex="0" onClick=${() => setOpen(r.event_id)} onKeyDown=${(e) => onEnter(e, () => setOpen(r.event_id))}>
           <td>${when(r.ts_ms / 1000)}</td><td>${r.key_name || (r.kind === "admin" ? "(admin API)" : "")}</td><td>${r.server}</td><td><code>${r.tool}</code></td>
           <td class=${"st-" + r.status}>${r.status}${r.error_kind ? ` (${r.error_kind})` : ""}</td><td class="num">${r.latency_ms}</td></tr>`)}</tbody></table></div>`}
     </section>
