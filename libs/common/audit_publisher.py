@@ -118,8 +118,8 @@ class AuditPublisher:
         self.subject = subjects.audit_subject(producer_role(producer), producer)
         """Where the events go: the role's own subject, which only that role may publish."""
         self._journal = journal
-        self._journaled: dict[str, bytes] = {}
-        """Event id -> the JSON the journal serialized it to, so the event is serialized once."""
+        self._encoded: dict[str, bytes] = {}
+        """Event id -> the JSON the chain wrote when linking it, so the event is serialized once."""
         self._js = nc.jetstream()
         self._limits = limits or FieldLimits()
         self._queue: asyncio.Queue[AuditEvent] = asyncio.Queue(max_queue)
@@ -159,15 +159,18 @@ class AuditPublisher:
         if self._queue.full():
             self._drop(f"buffer full: {self._queue.maxsize} events wait for NATS", event)
             return False
+        json: bytes | None = None
         if not event.hash:  # a replayed event is already on its own producer's chain
             try:
-                event = self.chain.link(event)
+                event, json = self.chain.link_encoded(event)
             except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
                 log.warning("audit: event %s cannot be hashed (%s); it is dead-lettered", event.event_id, exc)
         self._queue.put_nowait(event)
         self._held_bytes += weight
-        if self._journal is not None and (json := self._journal.emitted(event)) is not None:
-            self._journaled[event.event_id] = json
+        if self._journal is not None:
+            json = self._journal.emitted(event, json)
+        if json is not None:
+            self._encoded[event.event_id] = json
         return True
 
     async def start(self) -> None:
@@ -211,7 +214,7 @@ class AuditPublisher:
             encoded: list[_Encoded] = []
             for event in events:
                 try:
-                    json = self._journaled.pop(event.event_id, None) or event.model_dump_json().encode()
+                    json = self._encoded.pop(event.event_id, None) or event.model_dump_json().encode()
                     encoded.append(_Encoded(event, json))
                 except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
                     await self._dead_letter(event, b"", f"cannot be serialized: {type(exc).__name__}: {exc}")
