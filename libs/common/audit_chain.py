@@ -35,8 +35,13 @@ def _micros(ts: float) -> int:
 
 def canonical(event: AuditEvent) -> bytes:
     """The bytes `hash` is taken over: sorted compact JSON of the non-empty fields but `hash`."""
+    return _canonical(event.model_dump(mode="json"))
+
+
+def _canonical(dumped: dict[str, Any]) -> bytes:
+    """`canonical` of an event's `model_dump(mode="json")`."""
     # the empty values (None, "", 0, 0.0, False, {}, []) are exactly the falsy ones
-    fields: dict[str, Any] = {name: value for name, value in event.model_dump(mode="json").items() if value}
+    fields: dict[str, Any] = {name: value for name, value in dumped.items() if value}
     fields.pop("hash", None)
     if "ts" in fields:
         fields["ts"] = _micros(fields["ts"])
@@ -89,6 +94,11 @@ class AuditChain:
 
     def link(self, event: AuditEvent) -> AuditEvent:
         """`event` as the next link; raises (and links nothing) if it cannot be made canonical."""
+        return self.link_encoded(event)[0]
+
+    def link_encoded(self, event: AuditEvent) -> tuple[AuditEvent, bytes]:
+        """`event` as the next link, and its JSON (what `model_dump_json` writes, for the journal and
+        the bus), written from the one dump the hash is taken over rather than serialized again."""
         linked = event.model_copy(
             update={
                 "ts": _micros(event.ts) / 1_000_000,
@@ -98,8 +108,14 @@ class AuditChain:
                 "hash": "",
             }
         )
-        digest = event_hash(linked)
-        linked.hash = digest
+        dumped = linked.model_dump(mode="json")
+        digest = hashlib.sha256(_canonical(dumped)).hexdigest()
+        dumped["hash"] = linked.hash = digest
+        try:
+            # orjson writes what pydantic's JSON does (field order, floats, inf and nan as null)
+            encoded = orjson.dumps(dumped)
+        except TypeError:  # an integer beyond 64 bits: pydantic's own serializer decides
+            encoded = linked.model_dump_json().encode()
         self.seq += 1
         self.head = digest
-        return linked
+        return linked, encoded

@@ -248,13 +248,14 @@ class AuditJournal:
         self._open_routed[event_id] = line
         self._write(line)
 
-    def emitted(self, event: AuditEvent) -> bytes | None:
-        """Record an event just queued for publishing (call in publishing order); returns its JSON
-        (for the publisher, which would serialize it again otherwise), None if it has none."""
+    def emitted(self, event: AuditEvent, json: bytes | None = None) -> bytes | None:
+        """Record an event just queued for publishing (call in publishing order), given its JSON if
+        already written (`AuditChain.link_encoded`); returns its JSON (for the publisher, which would
+        serialize it again otherwise), None if it has none."""
         begun = self._open_begun.pop(event.event_id, None)
         self._open_routed.pop(event.event_id, None)
         try:
-            json = event.model_dump_json().encode()
+            json = json or event.model_dump_json().encode()
         except Exception:  # unserializable: the publisher dead-letters it; a replay must not invent one
             self._unacked.append(None)
             if begun is not None:

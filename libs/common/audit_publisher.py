@@ -77,6 +77,15 @@ class _Encoded:
     json: bytes
 
 
+@dataclass(slots=True)
+class _Queued:
+    event: AuditEvent
+    json: bytes | None
+    """What the chain (or the journal) wrote it as; None: serialized when published."""
+    weight: int
+    """`_weight(event)`, taken once: what the event adds to the bytes held until it is acked."""
+
+
 def _unpublishable(error: BaseException) -> bool:
     """True when the server will refuse this very message again however often it is retried."""
     if isinstance(error, MaxPayloadError | BadRequestError):
@@ -119,11 +128,9 @@ class AuditPublisher:
         self.subject = subjects.audit_subject(producer_role(producer), producer)
         """Where the events go: the role's own subject, which only that role may publish."""
         self._journal = journal
-        self._journaled: dict[str, bytes] = {}
-        """Event id -> the JSON the journal serialized it to, so the event is serialized once."""
         self._js = nc.jetstream()
         self._limits = limits or FieldLimits()
-        self._queue: asyncio.Queue[AuditEvent] = asyncio.Queue(max_queue)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(max_queue)
         self._max_batch = max_batch
         self._linger = linger
         self._timeout = publish_timeout
@@ -160,15 +167,16 @@ class AuditPublisher:
         if self._queue.full():
             self._drop(f"buffer full: {self._queue.maxsize} events wait for NATS", event)
             return False
+        json: bytes | None = None
         if not event.hash:  # a replayed event is already on its own producer's chain
             try:
-                event = self.chain.link(event)
+                event, json = self.chain.link_encoded(event)
             except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
                 log.warning("audit: event %s cannot be hashed (%s); it is dead-lettered", event.event_id, exc)
-        self._queue.put_nowait(event)
+        if self._journal is not None:
+            json = self._journal.emitted(event, json)
+        self._queue.put_nowait(_Queued(event, json, weight))
         self._held_bytes += weight
-        if self._journal is not None and (json := self._journal.emitted(event)) is not None:
-            self._journaled[event.event_id] = json
         return True
 
     async def start(self) -> None:
@@ -205,25 +213,25 @@ class AuditPublisher:
 
     async def _run(self) -> None:
         while True:
-            events = await self._next_events()
-            self._unacked = len(events)
+            queued = await self._next_events()
+            self._unacked = len(queued)
             encoded: list[_Encoded] = []
-            for event in events:
+            for item in queued:
                 try:
-                    json = self._journaled.pop(event.event_id, None) or event.model_dump_json().encode()
-                    encoded.append(_Encoded(event, json))
+                    encoded.append(_Encoded(item.event, item.json or item.event.model_dump_json().encode()))
                 except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
-                    await self._dead_letter(event, b"", f"cannot be serialized: {type(exc).__name__}: {exc}")
+                    reason = f"cannot be serialized: {type(exc).__name__}: {exc}"
+                    await self._dead_letter(item.event, b"", reason)
             for batch_id, part in self._pack(encoded):
                 await self._deliver(batch_id, part)
             self._unacked = 0
             if self._journal is not None:
-                self._journal.acked(len(events))
-            for event in events:
-                self._held_bytes -= _weight(event)
+                self._journal.acked(len(queued))
+            for item in queued:
+                self._held_bytes -= item.weight
                 self._queue.task_done()
 
-    async def _next_events(self) -> list[AuditEvent]:
+    async def _next_events(self) -> list[_Queued]:
         events = [await self._queue.get()]
         if self._linger > 0 and self._queue.qsize() < self._max_batch and not self._closed:
             await asyncio.sleep(self._linger)  # let the calls in flight join this batch

@@ -25,12 +25,18 @@ acknowledgement starts again. `routed_requester` builds the requester that knows
 
 `AckedRequester` is the requester's side (ingress, codemode -> policy -> executor; policy ->
 executor for chat completions); `Acknowledger` the responder's (policy, executor).
+
+Neither arms a timer per request: every call is due a look (its next probe, its deadline, its
+acknowledgement) that almost never happens, because the answer comes first. Each side keeps those
+looks in one heap on one loop timer (`_Timetable`), which serves, at most once per `slack`, every
+look then due; a look is late by at most that slack, never early.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import itertools
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -66,12 +72,67 @@ class ResponderLost(Exception):
     """The replica that held the call is gone (or none ever took it); the call may have run."""
 
 
+_SLACK = 0.05
+"""Seconds a look at a call may come late (`_Timetable`): probes come every second, timeouts are
+seconds long, and an acknowledgement is due `ack_margin` before its requester would give up."""
+
+
+class _Timetable:
+    """Actions due at given times, run by one loop timer: a timer armed and cancelled per request
+    costs more than the request's bookkeeping itself. Each time the timer fires it runs every
+    action due by then, and it fires `slack` seconds after the earliest action, so under load one
+    firing serves the actions of many requests."""
+
+    def __init__(self, slack: float) -> None:
+        self._slack = slack
+        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def at(self, delay: float, action: Callable[[Any], None], arg: Any) -> None:
+        """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        heapq.heappush(self._heap, (when, next(self._order), action, arg))
+        if self._timer is None or when + self._slack < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(loop, when + self._slack)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self._timer, self._timer_at = loop.call_at(at, self._fire), at
+
+    def _fire(self) -> None:
+        self._timer = None
+        heap = self._heap
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while heap and heap[0][0] <= now:
+            _, _, action, arg = heapq.heappop(heap)
+            action(arg)
+        if heap and self._timer is None:
+            self._arm(loop, heap[0][0] + self._slack)
+
+
 @dataclass
 class _Pending:
-    future: asyncio.Future[Msg]
+    wake: asyncio.Future[None]
+    """Done when the request has its answer (`reply` or `error`) or is due a look (its timetable)."""
+    reply: Msg | None = None
+    error: BaseException | None = None
     holder: tuple[str, str] | None = None
     """(who, its liveness subject) of the replica that acknowledged the request last."""
     sent_at: float = field(default_factory=time.monotonic)
+
+    def answer(self, reply: Msg | None = None, error: BaseException | None = None) -> None:
+        self.reply, self.error = reply, error
+        if not self.wake.done():
+            self.wake.set_result(None)
+
+    @property
+    def answered(self) -> bool:
+        return self.reply is not None or self.error is not None
 
 
 class AckedRequester:
@@ -102,6 +163,7 @@ class AckedRequester:
         self._pending: dict[str, _Pending] = {}
         self._probes: dict[str, asyncio.Task[bool]] = {}
         self._misses: dict[str, int] = {}
+        self._looks = _Timetable(_SLACK)
 
     async def start(self) -> None:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
@@ -114,7 +176,8 @@ class AckedRequester:
         of the further holders (a call sent straight to the executors) rather than the first."""
         settings = self._settings
         token = str(next(self._tokens))
-        pending = _Pending(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        pending = _Pending(loop.create_future())
         self._pending[token] = pending
         try:
             reply = f"{self._prefix}.{token}"
@@ -128,12 +191,18 @@ class AckedRequester:
             await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:
+                if pending.reply is not None:
+                    return pending.reply
+                if pending.error is not None:
+                    raise pending.error
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise NatsTimeout
-                with contextlib.suppress(asyncio.TimeoutError):
-                    wait = min(remaining, settings.probe_every)
-                    return await asyncio.wait_for(asyncio.shield(pending.future), wait)
+                self._looks.at(min(remaining, settings.probe_every), self._look, token)
+                await pending.wake
+                if pending.answered:
+                    continue
+                pending.wake = loop.create_future()
                 holder = pending.holder
                 if holder is None:
                     if time.monotonic() - pending.sent_at > settings.ack_grace:
@@ -142,18 +211,22 @@ class AckedRequester:
                     raise ResponderLost(f"{holder[0]} stopped before answering")
         finally:
             self._pending.pop(token, None)
-            if not pending.future.done():
-                pending.future.cancel()
+
+    def _look(self, token: str) -> None:
+        """A request is due a look at how it is going (a probe, its deadline), if still unanswered."""
+        pending = self._pending.get(token)
+        if pending is not None and not pending.wake.done():
+            pending.wake.set_result(None)
 
     async def _on_reply(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject.rpartition(".")[2])
-        if pending is None or pending.future.done():
+        if pending is None or pending.answered:
             return
         headers = msg.headers
         if not headers or msg.data:  # the answer (an empty answer carries no header of ours)
-            pending.future.set_result(msg)
+            pending.answer(msg)
         elif headers.get(_STATUS) == _NO_RESPONDERS:
-            pending.future.set_exception(NoRespondersError())
+            pending.answer(error=NoRespondersError())
         elif subjects.HANDED_OVER in headers:  # policy forwarded it: an executor acknowledges it anew
             pending.holder, pending.sent_at = None, time.monotonic()
         else:
@@ -162,7 +235,7 @@ class AckedRequester:
                     instance = headers[header]
                     pending.holder = (f"{role} replica {instance!r}", alive_subject(instance))
                     return
-            pending.future.set_result(msg)
+            pending.answer(msg)
 
     async def _alive(self, subject: str) -> bool:
         """One probe at a time per replica (its liveness subject), shared by every call waiting on it."""
@@ -221,6 +294,9 @@ class Acknowledger:
         self._sending: set[asyncio.Task[None]] = set()
         self._acknowledged: dict[str, asyncio.Task[None]] = {}
         """Reply subject of each request acknowledged and still running -> the task sending the ack."""
+        self._due = _Timetable(min(_SLACK, margin / 5))
+        """When each watched request is due its acknowledgement; late by a fifth of `margin` at most,
+        which leaves the rest for the acknowledgement's way to the requester."""
 
     async def start(self) -> None:
         # answered until the connection drains, so calls still in flight during a stop are not declared lost
@@ -243,13 +319,7 @@ class Acknowledger:
         if reply and msg.headers and subjects.WANT_ACK in msg.headers:
             left = _time_left(msg)
             delay = self._after if left is None else max(0.0, min(self._after, left - self._margin))
-            timer = asyncio.get_running_loop().call_later(delay, self._acknowledge, reply)
-
-            def done(_: object) -> None:
-                timer.cancel()
-                self._acknowledged.pop(reply, None)
-
-            call.add_done_callback(done)
+            self._due.at(delay, self._acknowledge_running, (reply, call))
 
     def acknowledged(self, reply: str) -> bool:
         """Whether the request answered on `reply` has been acknowledged (and is still running)."""
@@ -260,9 +330,12 @@ class Acknowledger:
         if msg.reply:
             await self._nc.publish(msg.reply, b"")
 
-    def _acknowledge(self, reply: str) -> None:
-        if not self._nc.is_closed:
-            self._acknowledged[reply] = self._spawn(self._publish(reply, self._headers))
+    def _acknowledge_running(self, watched: tuple[str, asyncio.Task[Any]]) -> None:
+        reply, call = watched
+        if call.done() or self._nc.is_closed:
+            return
+        self._acknowledged[reply] = self._spawn(self._publish(reply, self._headers))
+        call.add_done_callback(lambda _: self._acknowledged.pop(reply, None))
 
     async def hand_over(self, reply: str) -> bool:
         """If the request answered on `reply` was acknowledged by this replica, tell its requester

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -51,12 +52,21 @@ async def serve(services: Sequence[Service]) -> None:
                 await asyncio.gather(starting, return_exceptions=True)
                 return
             starting.result()  # a failed start exits with its error
+        _settle_heap()
         await stop.wait()
         log.info("signal received; stopping")
     finally:
         for service in reversed(started):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(service.stop(), _STOP_WITHIN)
+
+
+def _settle_heap() -> None:
+    """Move what start-up built (modules, pydantic schemas, settings, views) out of the cyclic
+    collector's reach: it lives as long as the process, yet every full collection under load
+    walked all of it again, for the few hundred short-lived objects a request leaves."""
+    gc.collect()
+    gc.freeze()
 
 
 def run_services(services: Sequence[Service]) -> None:

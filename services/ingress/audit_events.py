@@ -162,9 +162,10 @@ class AuditRecorder:
         tool: str | None,
         ending: Ending,
         *,
-        arguments: dict[str, Any] | None = None,
+        arguments: dict[str, Any] | bytes | None = None,
         result: bytes | None = None,
     ) -> AuditEvent:
+        """The event of a request; `arguments` as a value or as its `audit_content.to_json` bytes."""
         content = content_fields(arguments, result, keep=self.content and ctx.caller.content_logging, limit=self.limit)
         return audit_event(ctx, kind, name, server, tool, ending, content)
 

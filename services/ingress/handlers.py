@@ -19,6 +19,7 @@ from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common import metrics
+from libs.common.audit_content import to_json
 from libs.common.audit_journal import AuditJournal
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
@@ -202,8 +203,10 @@ class Handlers:
             client=list(ctx.client),
             version=ctx.version,
         )
+        # the journal's R record and the event digest (and may record) the arguments: encoded once for both
+        encoded = to_json(arguments).encode("utf-8", "surrogatepass")
         if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
-            self.journal.routed(ctx.audit_id, entry.server, entry.tool, arguments)
+            self.journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
         outcome = await self.sender.call(ctx, call)
         audit = self.audits.record(
             ctx,
@@ -219,7 +222,7 @@ class Handlers:
                 outcome.cost_usd,
                 outcome.interceptions,
             ),
-            arguments=arguments,
+            arguments=encoded,
             result=outcome.raw_result,
         )
         if outcome.error is not None:

@@ -40,6 +40,21 @@ def test_links_carry_seq_prev_hash_and_microsecond_times() -> None:
     assert all(event_hash(row) == row.hash for row in rows)
 
 
+def test_a_link_s_json_reads_back_as_the_linked_event_whose_hash_verifies() -> None:
+    chain = AuditChain("ingress-a")
+    events = [
+        AuditEvent(tool="t", status="ok", latency_ms=0.0, cost_usd=0.00001, ts=1.7e9 + 1 / 3),
+        AuditEvent(name='ü\n"x"', status="error", latency_ms=3.0, truncated={"result": 2**70}),
+        AuditEvent(status="ok", latency_ms=1.5, tool_calls=["a", "b"], arguments='{"k":1}', upstream_ms=1e20),
+    ]
+    for event in events:
+        linked, encoded = chain.link_encoded(event)
+        read = AuditEvent.model_validate_json(encoded)
+        assert read == AuditEvent.model_validate_json(linked.model_dump_json())
+        assert read.hash == linked.hash == event_hash(read)
+    assert [chain.seq, chain.head] == [3, linked.hash]
+
+
 def test_an_intact_chain_verifies_and_each_tamper_is_named() -> None:
     rows = _chain(6)
     assert verify_chain(rows, anchored=True) is None
