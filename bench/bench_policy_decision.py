@@ -31,7 +31,7 @@ from pathlib import Path
 from cli.stack import EmbeddedValkey
 from libs.common.entities import Budget, RateLimit
 from libs.common.grants import GrantSet
-from services.policy.limits import Charged, LimitEngine, ToolTable, plan_for
+from services.policy.quotas import Charged, LimitEngine, ToolTable, plan_for
 
 GRANTS = [
     "github/get_*",

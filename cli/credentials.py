@@ -7,7 +7,7 @@
   `BASTION_NATS_CREDENTIALS_DIR` (what `bastion config nats-credentials` wrote for that server), or
   there are none and the services connect anonymously.
 - the Valkey password of the policy service, new on every `up`, carried only in policy's Redis URL.
-- the key policy signs the executors' work with (`libs.common.signing`), new on every `up`.
+- the key policy signs the executors' work with (`libs.common.work_signing`), new on every `up`.
 - the key sealing upstream secrets in KV (`libs.common.sealing`): `BASTION_SECRETS_KEY` if set,
   else `secrets.key`, made once and kept, because the JetStream store (and the sealed values in it)
   outlives a run.

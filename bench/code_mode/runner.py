@@ -29,7 +29,7 @@ from transcript import Transcript
 
 from libs.common.codemode import CODE_MODE_HEADER
 from libs.common.naming import assign_names
-from services.codemode.answers import tool_value
+from services.codemode.metatool_answers import tool_value
 from services.codemode.toolset import Toolset
 
 __all__ = ["Outcome", "Task", "Workbench", "load_tasks"]

@@ -36,7 +36,7 @@ services still start in any order.
 
 Permissions cannot say what a JetStream consumer may deliver where: a client allowed to watch a
 bucket it can write may have the server deliver that content to any subject. Hence the executors
-also verify policy's signature on their work (`libs.common.signing`).
+also verify policy's signature on their work (`libs.common.work_signing`).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from . import subjects, tracing
 from .errors import ErrorKind
 from .messages import CallOutcome, GatewayError, decode_outcome
 from .settings import RequestPathSettings
-from .signing import WorkSigner
+from .work_signing import WorkSigner
 
 __all__ = [
     "AckedRequester",

@@ -283,7 +283,7 @@ class PolicySettings(RequestPathSettings):
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
     """May carry credentials (`redis://policy:<password>@host:port/0`), hence never shown."""
     bus_signing_key: SecretStr = SecretStr("")
-    """HMAC key signing the work policy sends executors (`libs.common.signing`); the same value
+    """HMAC key signing the work policy sends executors (`libs.common.work_signing`); the same value
     on every policy and executor replica. Empty: unsigned (only for an open test bus)."""
     grant_ttl: float = Field(default=5.0, ge=0.0, le=300.0)
     """Seconds ingress may reuse policy's decision to allow a caller a tool when nothing about the
@@ -317,7 +317,7 @@ class DenyList(BaseModel):
 
 class ExecutorSettings(RequestPathSettings):
     bus_signing_key: SecretStr = SecretStr("")
-    """Policy's HMAC key (`libs.common.signing`): set, the executor runs only work signed with it."""
+    """Policy's HMAC key (`libs.common.work_signing`): set, the executor runs only work signed with it."""
     secrets_key: SecretStr = SecretStr("")
     """Fernet key(s), comma-separated, newest first: opens the sealed `env`/`headers` values of
     `bastion_servers` (`libs.common.sealing`). Every key in the list can decrypt."""

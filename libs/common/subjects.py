@@ -188,7 +188,7 @@ that drifted from its pin (docs/supply-chain.md); the record waiting for a perso
 
 WORK_SIGNATURE: Final = "Bastion-Signature"
 """Header of an `EXEC_CALL` / `EXEC_REQUEST`: policy's HMAC over subject, reply and body
-(`libs.common.signing`); an executor with a signing key runs nothing without a valid one."""
+(`libs.common.work_signing`); an executor with a signing key runs nothing without a valid one."""
 
 EXEC_ACCEPTED_BY: Final = "Bastion-Executor"
 """Header of an executor replica's acknowledgement of an `EXEC_CALL`: its instance name."""

@@ -16,9 +16,9 @@ from libs.common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayE
 from libs.common.naming import namespaced
 from libs.common.oauth_upstream import authorize_url_of
 
-from .answers import tool_value
 from .gateway import PolicyGateway
-from .limits import Limits, limit_message
+from .metatool_answers import tool_value
+from .sandbox_limits import Limits, limit_message
 from .toolset import Toolset, ToolSpec
 
 __all__ = ["ScriptCalls", "audit_event"]

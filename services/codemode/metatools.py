@@ -14,12 +14,12 @@ from libs.common.codemode import EXECUTE_CODE
 from libs.common.discovery import FIND_TOOLS_NAME, MAX_FOUND
 from libs.common.messages import AuditEvent, CodeModeCall
 
-from .answers import error_result, run_result, text_result
 from .calls import ScriptCalls
 from .gateway import PolicyGateway
-from .limits import Limits
+from .metatool_answers import error_result, run_result, text_result
 from .rewrite import global_name, rewrite
 from .sandbox import WorkerPool
+from .sandbox_limits import Limits
 from .searcher import Found, Searcher
 from .stubs import list_files, render_docs, signature, summary
 from .views import ToolView

@@ -29,7 +29,7 @@ from typing import Any, Final
 
 import orjson
 
-from .limits import Limits, limit_message
+from .sandbox_limits import Limits, limit_message
 
 __all__ = ["CallBatch", "RunOutcome", "WorkerPool"]
 

@@ -36,9 +36,9 @@ from libs.common.relay import Acknowledger
 from libs.common.settings import CodeModeSettings
 
 from .gateway import PolicyGateway
-from .limits import Limits
 from .metatools import MetaTools
 from .sandbox import WorkerPool
+from .sandbox_limits import Limits
 from .searcher import Searcher
 from .views import CatalogView, ViewCache
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any, Final
 
-from .answers import lone_result
+from .metatool_answers import lone_result
 from .toolset import Toolset, ToolSpec
 
 __all__ = ["file_path", "list_files", "render_docs", "render_file", "signature", "summary", "type_of"]

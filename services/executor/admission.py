@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from libs.common import subjects
 from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, GatewayError, Grant, ToolCall, UpstreamRequest, encode_outcome
-from libs.common.signing import WorkSigner
+from libs.common.work_signing import WorkSigner
 
 __all__ = ["Admission", "Admitted", "Stale", "stale_answer"]
 

@@ -49,8 +49,8 @@ from libs.common.nats import connect_service, drain_or_close, kv_bucket, process
 from libs.common.relay import Acknowledger, reply_subject, too_late
 from libs.common.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
-from libs.common.signing import WorkSigner
 from libs.common.stores import declare_owned
+from libs.common.work_signing import WorkSigner
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink

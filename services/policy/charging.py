@@ -17,7 +17,7 @@ from libs.common.entities import RateLimit
 from libs.common.errors import ErrorKind
 from libs.common.messages import GatewayError
 
-from .limits import Charged, LimitEngine, LimitPlan, Refused, ToolTable, micro_usd, plan_for
+from .quotas import Charged, LimitEngine, LimitPlan, Refused, ToolTable, micro_usd, plan_for
 from .view import CompiledKey, PolicyView
 
 __all__ = ["Charger"]

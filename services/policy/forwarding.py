@@ -25,10 +25,10 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from libs.common import subjects
-from libs.common.signing import WorkSigner
 from libs.common.tasks import cancel_and_wait
+from libs.common.work_signing import WorkSigner
 
-from .limits import Charged
+from .quotas import Charged
 
 __all__ = ["Charges", "Forwarded", "Forwarder"]
 

@@ -45,13 +45,13 @@ from libs.common.messages import (
 from libs.common.nats import connect_service, drain_or_close, processed
 from libs.common.relay import AckedRequester, Acknowledger, too_late
 from libs.common.settings import PolicySettings
-from libs.common.signing import WorkSigner
+from libs.common.work_signing import WorkSigner
 
 from .charging import Charger
 from .filters import Narrowing, narrowing, narrowing_problem
 from .forwarding import Charges, Forwarded, Forwarder
-from .limits import Charged, LimitEngine, LimitPlan
 from .llm_decisions import LlmDecider
+from .quotas import Charged, LimitEngine, LimitPlan
 from .view import PolicyView
 
 __all__ = ["PolicyService"]

@@ -27,8 +27,8 @@ from libs.common.messages import Caller, Grant, ToolCall, decode_outcome
 from libs.common.nats import credentials, kv_bucket, processed
 from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
 from libs.common.settings import ExecutorSettings, StoreSettings
-from libs.common.signing import WorkSigner
 from libs.common.stores import declare_owned
+from libs.common.work_signing import WorkSigner
 from services.executor.service import ExecutorService
 from tests.support.nats_refusal import refusal
 
@@ -382,7 +382,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
     """Subject permissions cannot stop a JetStream push consumer from delivering a stored value to
     any subject: with ingress credentials, a `ToolCall` written to `bastion_sessions` and a consumer
     whose deliver subject is `bastion.exec.call` reaches the executors. Policy's signature is what
-    tells real work apart (`libs.common.signing`)."""
+    tells real work apart (`libs.common.work_signing`)."""
     key = "bus-signing-key-for-this-test"
     call = ToolCall(caller=Caller(key_id="k", key_name="k"), server="nowhere", tool="t", name="nowhere__t", timeout=5)
     settings = ExecutorSettings(

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from services.codemode.limits import Limits
 from services.codemode.rewrite import global_name, rewrite
 from services.codemode.sandbox import RunOutcome, WorkerPool
+from services.codemode.sandbox_limits import Limits
 
 pytestmark = pytest.mark.integration
 

@@ -60,7 +60,7 @@ async def test_a_changed_document_file_is_listed_again(store, tmp_path):
     document = tmp_path / "docs" / "petstore-3.0.yaml"
     changed: list[bool] = []
     from libs.common.config import ServerConfig
-    from services.executor.openapi.upstream import OpenApiConnector
+    from services.executor.openapi.connector import OpenApiConnector
     from tests.support.rest_sessions import _client
 
     config = ServerConfig.model_validate({"openapi": {"document": str(document), "base_url": store}})

@@ -23,7 +23,7 @@ from libs.common.messages import Caller, CallOutcome, Refund, ToolCall, decode_o
 from libs.common.nats import connect
 from libs.common.relay import AckedRequester, routed_requester
 from libs.common.settings import IngressSettings, PolicySettings
-from libs.common.signing import WorkSigner
+from libs.common.work_signing import WorkSigner
 from services.policy.service import PolicyService
 from tests.support.barrier import processed
 from tests.support.gateway import SERVERS, key_id

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from libs.common.entities import Budget, RateLimit
 from libs.common.errors import ErrorKind
-from services.policy.limits import Charged, LimitEngine, LimitPlan, Refused, plan_for
+from services.policy.quotas import Charged, LimitEngine, LimitPlan, Refused, plan_for
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ import json
 from redis.asyncio import Redis
 
 from libs.common.entities import Budget, RateLimit
-from services.policy.limits import Charged, LimitEngine, plan_for
+from services.policy.quotas import Charged, LimitEngine, plan_for
 
 
 async def main() -> None:

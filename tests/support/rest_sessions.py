@@ -14,7 +14,7 @@ import httpx2
 
 from libs.common.config import ServerConfig
 from libs.common.messages import Caller, CallOutcome, ToolCall
-from services.executor.openapi.upstream import OpenApiConnector, OpenApiSession
+from services.executor.openapi.connector import OpenApiConnector, OpenApiSession
 from services.executor.upstreams.http_client import http_client
 from services.executor.upstreams.interface import CallContext
 from tests.support.processes import serving_process

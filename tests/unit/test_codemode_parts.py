@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from libs.common.codemode import code_mode_choice
-from services.codemode.answers import run_result, tool_value
-from services.codemode.limits import Limits, limit_message
+from services.codemode.metatool_answers import run_result, tool_value
 from services.codemode.rewrite import DOT, restore, rewrite
 from services.codemode.sandbox import RunOutcome
+from services.codemode.sandbox_limits import Limits, limit_message
 from services.codemode.toolset import Toolset
 
 pytestmark = pytest.mark.unit

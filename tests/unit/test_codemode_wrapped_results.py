@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from services.codemode.answers import tool_value
+from services.codemode.metatool_answers import tool_value
 from services.codemode.stubs import render_docs, render_file, returns
 from services.codemode.toolset import Toolset, ToolSpec
 

@@ -11,7 +11,7 @@ import pytest
 
 from libs.common import subjects
 from libs.common.messages import Caller, Grant, ToolCall, UpstreamRequest
-from libs.common.signing import WorkSigner
+from libs.common.work_signing import WorkSigner
 from services.executor.admission import FORGED, Admission, Admitted, Stale
 from services.ingress import grant_cache
 from services.ingress.grant_cache import GrantCache

@@ -11,7 +11,7 @@ from libs.common.oauth import JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, Ht
 from services.ingress.access_tokens import AccessTokens, Authenticator
 from services.ingress.keys import KeyDirectory
 from services.oauth.agents.clients import redirect_uri_problem
-from services.oauth.agents.passwords import hash_password, verify_password
+from services.oauth.agents.password_hashing import hash_password, verify_password
 from services.oauth.http import HttpError, Router, form_of
 from services.policy.view import PolicyView
 

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from libs.common.entities import Budget, RateLimit
 from libs.common.errors import ErrorKind
-from services.policy.limits import BudgetCheck, LimitPlan, RateCheck, Refused, ToolTable, micro_usd, plan_for, price_for
+from services.policy.quotas import BudgetCheck, LimitPlan, RateCheck, Refused, ToolTable, micro_usd, plan_for, price_for
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 
 from .auth import Authenticator
 from .changes import ChangeLog
-from .passwords import password_routes
+from .password_routes import password_routes
 from .routes import PREFIX, admin_router, api_router
 from .store import AdminStore
 from .upstream_links import UpstreamLinks

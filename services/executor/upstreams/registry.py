@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 from libs.common.config import ServerConfig
 
-from ..openapi import upstream as openapi
+from ..openapi import connector as openapi
 from . import sse, stdio, streamable_http
 from .interface import Connector, ConnectorFactory, SessionHooks
 

@@ -19,7 +19,7 @@ from .federation import Federation
 from .login_metrics import counted_login
 from .metadata import authorization_server_metadata, protected_resource_metadata
 from .preregistered import load_clients
-from .signing import load_signing_key
+from .token_signing import load_signing_key
 from .tokens import Tokens
 from .users import Passwords
 

@@ -24,7 +24,7 @@ from ..store import Records
 from .client_metadata import ClientMetadataError
 from .clients import ClientAuthenticator
 from .metadata import SCOPES, issuer_of, resource_of
-from .passwords import hash_password, verify_password
+from .password_hashing import hash_password, verify_password
 from .records import (
     AuthorizationCode,
     ClientRecord,

@@ -25,7 +25,7 @@ from .authorize import _CHALLENGE
 from .clients import ClientAuthenticator
 from .metadata import issuer_of, resource_of
 from .records import AuthorizationCode, ClientRecord, IssuedAccess, RefreshFamily, digest, new_secret
-from .signing import SigningKey
+from .token_signing import SigningKey
 
 __all__ = ["Tokens"]
 

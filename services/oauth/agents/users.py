@@ -13,7 +13,7 @@ from libs.common.oauth import PasswordChange, PasswordChanged
 
 from ..store import Records
 from .authorize import password_key
-from .passwords import hash_password
+from .password_hashing import hash_password
 from .records import PasswordRecord
 
 __all__ = ["Passwords"]
