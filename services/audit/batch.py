@@ -139,7 +139,10 @@ def split(arrivals: Sequence[Arrival], known_key: Callable[[str], bool] = lambda
 
 @dataclass
 class Backoff:
-    """Exponential delay between attempts against a failing dependency, reset by a success."""
+    """Exponential delay between attempts against a failing dependency, reset by a success.
+
+    Not tenacity: there is no call to wrap in a retry loop. Each attempt is another batch, and the delay is
+    handed to JetStream (a NAK with it) while the consumer pauses, so the state lives across batches."""
 
     initial: float = 0.2
     maximum: float = 5.0
