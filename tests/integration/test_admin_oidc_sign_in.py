@@ -15,12 +15,16 @@ from libs.common.messages import AuditEvent
 from libs.common.sealing import new_key
 from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import running_gateway
-from tests.support.oidc_idp import running_oidc_provider, sign_in_through_bastion
+from tests.support.oidc_idp import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    federation_options,
+    running_oidc_provider,
+    sign_in_through_bastion,
+)
 
 pytestmark = pytest.mark.integration
 
-CLIENT_ID = "bastion-gateway"
-CLIENT_SECRET = "oidc-test-client-secret-not-a-real-one"
 CSRF = {"X-Bastion-CSRF": "1"}
 PERSON = "alice@example.com"
 
@@ -51,12 +55,7 @@ async def test_a_person_signs_in_to_the_admin_service_through_an_external_openid
     # the provider's `preferred_username` (Bastion's default user claim) is the login: `alice` -> user alice
     config = {"mcpServers": {}, "users": [{"id": "alice", "name": "Alice"}, {"id": "bob", "name": "Bob"}]}
     with running_oidc_provider(CLIENT_ID, CLIENT_SECRET, f"{public}/oauth/federated/callback") as issuer:
-        options = {
-            "oidc_issuer": issuer,
-            "oidc_name": "Test IdP",
-            "oidc_client_id": CLIENT_ID,
-            "oidc_client_secret": CLIENT_SECRET,
-        }
+        options = federation_options(issuer)
         async with running_gateway(
             nats_url,
             redis_url,

@@ -22,13 +22,17 @@ from libs.common.nats import connect
 from libs.common.sealing import new_key
 from tests.support.gateway import SERVERS, Gateway, running_gateway
 from tests.support.oauth_browser import s256
-from tests.support.oidc_idp import running_oidc_provider, sign_in_through_bastion
+from tests.support.oidc_idp import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    federation_options,
+    running_oidc_provider,
+    sign_in_through_bastion,
+)
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-CLIENT_ID = "bastion-gateway"
-CLIENT_SECRET = "oidc-test-client-secret-not-a-real-one"
 REDIRECT = "http://127.0.0.1:33420/callback"
 
 
@@ -94,12 +98,7 @@ async def test_a_login_at_an_external_openid_provider_yields_a_bastion_token_for
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     with running_oidc_provider(CLIENT_ID, CLIENT_SECRET, f"{public}/oauth/federated/callback") as issuer:
-        options = {
-            "oidc_issuer": issuer,
-            "oidc_name": "Test IdP",
-            "oidc_client_id": CLIENT_ID,
-            "oidc_client_secret": CLIENT_SECRET,
-        }
+        options = federation_options(issuer)
         async with running_gateway(
             nats_url,
             redis_url,

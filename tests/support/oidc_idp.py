@@ -79,3 +79,17 @@ async def sign_in_through_bastion(browser: httpx2.AsyncClient, authorize_url: st
     to_provider = started.headers["location"]
     assert "code_challenge_method=S256" in to_provider and "nonce=" in to_provider
     return await sign_in_at_provider(browser, to_provider, login)
+
+
+CLIENT_ID = "bastion-gateway"
+CLIENT_SECRET = "oidc-test-client-secret-not-a-real-one"
+
+
+def federation_options(issuer: str) -> dict[str, str]:
+    """The oauth service's settings that federate its logins to the test provider at `issuer`."""
+    return {
+        "oidc_issuer": issuer,
+        "oidc_name": "Test IdP",
+        "oidc_client_id": CLIENT_ID,
+        "oidc_client_secret": CLIENT_SECRET,
+    }
