@@ -2,7 +2,9 @@
 discovery mode, `tools/list` answers the key's pinned tools, the tools its session has found, and
 `find_tools`; a `find_tools` call is searched by the codemode service over the caller's own view
 (sent like a Code Mode meta-tool, audited as one) and answered here with the tools' gateway names
-and full definitions, which the session's later `tools/list` answers include. Any tool the key may
+and full definitions, which the session's later `tools/list` answers include. A session whose list
+grew is told so (`notifications/tools/list_changed` on its stream): desktop agents offer their model
+only the tools of their own copy of the list, refreshed on that notification. Any tool the key may
 use stays callable by name whether listed or not (policy decides, as always).
 
 What a session found is remembered by this replica (bounded); an agent without a session (the
@@ -14,6 +16,7 @@ the pinned set again, and can still call what it found by name.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 import orjson
@@ -36,8 +39,16 @@ _FOUND_PER_SESSION: Final = 200
 
 
 class DiscoveryRouter:
-    def __init__(self, keys: KeyDirectory, catalog: Catalog, code_mode: CodeModeRouter) -> None:
+    def __init__(
+        self,
+        keys: KeyDirectory,
+        catalog: Catalog,
+        code_mode: CodeModeRouter,
+        list_grew: Callable[[str], None] = lambda session: None,
+    ) -> None:
         self.keys, self.catalog, self.code_mode = keys, catalog, code_mode
+        self._list_grew = list_grew
+        """Called with a session whose found tools gained one (its streams are told)."""
         self._found: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         """(key id, session or "") -> gateway names its agent found, oldest first."""
 
@@ -92,7 +103,10 @@ class DiscoveryRouter:
 
     def _remember(self, session: tuple[str, str], names: list[str]) -> None:
         known = self._found.pop(session, [])
+        grew = not set(names) <= set(known)
         known = [name for name in known if name not in names] + names
         self._found[session] = known[-_FOUND_PER_SESSION:]
         while len(self._found) > _SESSIONS:
             self._found.popitem(last=False)
+        if grew and session[1]:
+            self._list_grew(session[1])

@@ -1,8 +1,9 @@
 """Server-initiated messages on agents' standalone streams (`GET /mcp`).
 
 Each replica tells the streams it holds when the catalog's tools, prompts or resources change
-(`notifications/*/list_changed`), and delivers `notifications/resources/updated` to the sessions
-that subscribed to that resource, whichever replica took the subscription.
+(`notifications/*/list_changed`), and a session's streams when its own tool list grew (discovery
+mode); it delivers `notifications/resources/updated` to the sessions that subscribed to that
+resource, whichever replica took the subscription.
 """
 
 from __future__ import annotations
@@ -90,6 +91,13 @@ class Notifier:
             for listener in self._listeners:
                 if listener.kinds is None or kind in listener.kinds:
                     listener.push(message)
+
+    def session_tools_changed(self, session: str) -> None:
+        """One session's own tool list changed (discovery mode found it tools): only its streams hear."""
+        message = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
+        for listener in self._listeners:
+            if listener.session == session and (listener.kinds is None or "tools" in listener.kinds):
+                listener.push(message)
 
     async def on_resource_updated(self, msg: Msg) -> None:
         try:

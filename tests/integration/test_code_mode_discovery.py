@@ -1,8 +1,9 @@
 """Discovery mode through a real gateway, driven by real clients (the official MCP Python SDK in
-both its eras, and its 1.x releases of the three older protocol revisions): `tools/list` offers the
-pinned tools and `find_tools`, found tools are answered with their definitions, called by name, and
-listed for the rest of the session; a key never finds what it may not call, nor a definition the
-catalog no longer serves."""
+both its eras, its 1.x releases of the three older protocol revisions, and the official TypeScript
+SDK as a desktop agent uses it): `tools/list` offers the pinned tools and `find_tools`, found tools
+are answered with their definitions, called by name, and listed for the rest of the session (the
+session is told `notifications/tools/list_changed`); a key never finds what it may not call, nor a
+definition the catalog no longer serves."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from services.codemode.service import CodeModeService
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.legacy_sdk import run_legacy_client
 from tests.support.polling import poll_until
+from tests.support.ts_sdk import run_ts_client
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +94,28 @@ async def test_older_sdk_clients_find_a_tool_and_call_it_by_name(gateway, era):
     lines = found["content"][0]["text"].splitlines()
     assert lines[0].endswith("found; call them by name") and json.loads(lines[1])["name"] == "echo__add", lines
     assert added["content"][0]["text"] == "5"
+
+
+async def test_a_typescript_sdk_agent_is_told_its_list_changed_and_calls_what_it_found(gateway):
+    """A desktop agent offers its model only the tools of its own copy of the list, refreshed on
+    `notifications/tools/list_changed`: without the notification a found tool is never callable."""
+    plan = [["find_tools", {"query": "sum of two integers", "limit": 3}], ["echo__add", {"a": 2, "b": 3}]]
+    run = await run_ts_client(gateway.url, FINDER_KEY, plan)
+    assert run["protocolVersion"] == "2025-11-25"
+    assert run["tools"] == ["find_tools", "notes__list_notes"]
+    found, added = run["calls"]
+    lines = found["content"][0]["text"].splitlines()
+    assert lines[0].endswith("found; call them by name") and json.loads(lines[1])["name"] == "echo__add", lines
+    assert added["content"][0]["text"] == "5" and not added.get("isError")
+    assert run["refreshes"] >= 1
+    assert {"echo__add", "find_tools", "notes__list_notes"} <= set(run["toolsAtEnd"])
+
+
+async def test_a_search_that_finds_nothing_new_does_not_tell_the_session_again(gateway):
+    plan = [["find_tools", {"query": "sum of two integers", "limit": 1}]] * 2 + [["echo__add", {"a": 1, "b": 1}]]
+    run = await run_ts_client(gateway.url, FINDER_KEY, plan)
+    assert [call["content"][0]["text"] for call in run["calls"][2:]] == ["2"]
+    assert run["refreshes"] == 1, run
 
 
 async def test_the_header_switches_discovery_for_one_request(gateway):
