@@ -447,8 +447,9 @@ class CodeModeSettings(RequestPathSettings):
     (1.5 KB each in memory, 0.8 KB in the file)."""
     search_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
     """Threads that embed one search's query (ONNX Runtime intra-op threads; they sleep between
-    searches rather than spin). Two cut a query's embedding from about 6 ms to under 4 on an idle
-    machine; more do not help a query of a dozen tokens. Default: two, or one on a one-core machine."""
+    searches rather than spin: the cores are shared with the sandbox workers). Two took a query's
+    embedding from about 6 ms to 3.6 on an idle machine; a query is a dozen tokens, too little work
+    to share among more. Default: two, or one on a one-core machine."""
     search_query_cache: int = Field(default=1024, ge=0, le=1_000_000)
     """Query embeddings kept (1.5 KB each), the least recently used dropped first: agents repeat
     their searches, and a repeated one skips the model. 0: none kept."""
