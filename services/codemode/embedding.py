@@ -44,10 +44,11 @@ class Embedder:
         """Names the vectors' space: vectors of another model id are never compared with these."""
 
     @property
-    def threads(self) -> int:
-        """ONNX Runtime threads one `encode` runs on."""
-        threads: int = self._session.get_session_options().intra_op_num_threads
-        return threads
+    def threads(self) -> tuple[int, bool]:
+        """ONNX Runtime threads one `encode` runs on, and whether they spin between runs."""
+        options = self._session.get_session_options()
+        spinning = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+        return int(options.intra_op_num_threads), spinning
 
     def encode(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
         """One unit vector per text, (len(texts), 384) float32; batched by length to pad little."""

@@ -271,6 +271,8 @@ def test_search_threads_default_to_two_at_most_and_are_settable(monkeypatch):
     assert CodeModeSettings().search_threads == min(2, os.cpu_count() or 1)
     monkeypatch.setenv("BASTION_SEARCH_THREADS", "1")
     assert CodeModeSettings().search_threads == 1
+    loaded = embedding.load(2)
+    assert not isinstance(loaded, str) and loaded.threads == (2, False)  # sleeping, not spinning
     monkeypatch.setenv("BASTION_SEARCH_THREADS", "0")
     with pytest.raises(ValueError, match="search_threads"):
         CodeModeSettings()
@@ -280,7 +282,7 @@ async def test_the_searcher_embeds_queries_on_its_threads_and_remembers_them():
     searcher = Searcher(CodeModeSettings(search_threads=1, search_query_cache=8))
     await searcher.start()
     assert searcher.embedder is not None and searcher.queries is not None
-    assert searcher.embedder.threads == 1
+    assert searcher.embedder.threads == (1, False)
     index = await searcher.index(Toolset(_pairs(("time",))), None)
     for _ in range(3):
         found = await searcher.search(index, "what hour is it in Tokyo", 1)
