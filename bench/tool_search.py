@@ -11,9 +11,10 @@ server named after its dump's file stem (tests/data/tool_search/README.md).
 The index is the codemode service's own (`services.codemode.search.SearchIndex`), built as a view
 builds it; tool vectors come from the same cache the service keeps (`--cache`, computed on the
 first run). Each query is searched once for the scores (top 10) and its time is the wall-clock
-time of that one `search` call, query embedding included; the CPU time of the same call (the
-thread's, which ONNX Runtime's single intra-op thread runs on) is printed beside it, the figure to
-read on a machine whose cores are busy with other work, where wall-clock time is mostly waiting.
+time of that one `search` call, query embedding included (no query cache: every query is
+embedded), with `--threads` ONNX Runtime threads as the service's `BASTION_SEARCH_THREADS`; the
+CPU time of the same call (the process's, all threads) is printed beside it, the figure to read on
+a machine whose cores are busy with other work, where wall-clock time is mostly waiting.
 
 - recall@k: share of queries with at least one relevant tool among the first k results;
 - MRR@10: mean over queries of 1 / rank of the first relevant tool in the top 10 (0 if none).
@@ -36,6 +37,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tool_dumps import dump_files
 
+from libs.common.settings import CodeModeSettings
 from services.codemode import embedding
 from services.codemode.search import SearchIndex
 from services.codemode.toolset import Toolset
@@ -67,14 +69,16 @@ def load_queries(path: Path, split: str = "all") -> list[dict[str, Any]]:
     return [q for q in queries if int("".join(c for c in q["id"] if c.isdigit()) or 0) % 2 == parity]
 
 
-def build_index(toolset: Toolset, engine: str, cache: Path | None) -> tuple[SearchIndex, dict[str, float]]:
+def build_index(
+    toolset: Toolset, engine: str, cache: Path | None, threads: int = 1
+) -> tuple[SearchIndex, dict[str, float]]:
     """The index and what building it cost (model load, vectors computed, seconds)."""
     if engine == "lexical":
         started = time.perf_counter()
         index = SearchIndex(toolset)
         return index, {"build_s": time.perf_counter() - started}
     started = time.perf_counter()
-    embedder = embedding.load()
+    embedder = embedding.load(threads)
     if isinstance(embedder, str):
         raise SystemExit(f"--engine {engine} needs the embedding model: {embedder}")
     loaded = time.perf_counter()
@@ -102,10 +106,10 @@ def evaluate(index: SearchIndex, queries: list[dict[str, Any]]) -> dict[str, Any
     misses = []
     for query in queries:
         relevant = set(query["relevant"])
-        started, started_cpu = time.perf_counter(), time.thread_time()
+        started, started_cpu = time.perf_counter(), time.process_time()
         found = index.search(query["query"], 10)
         times.append((time.perf_counter() - started) * 1000)
-        cpu.append((time.thread_time() - started_cpu) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
         names = [f"{spec.server}__{spec.tool}" for spec in found]
         rank = next((n for n, name in enumerate(names, 1) if name in relevant), None)
         for k in hits:
@@ -136,15 +140,20 @@ def main() -> None:
     parser.add_argument("--engine", choices=["lexical", "embedding", "hybrid"], default="hybrid")
     parser.add_argument("--split", choices=["all", "even", "odd"], default="all", help="queries by id parity")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="tool vector cache file")
+    parser.add_argument(
+        "--threads", type=int, default=CodeModeSettings().search_threads, help="ONNX Runtime threads per query"
+    )
     parser.add_argument("--misses", action="store_true", help="list the queries whose first result is wrong")
     args = parser.parse_args()
     toolset = load_toolset(args.schemas)
     queries = load_queries(args.queries, args.split)
     if not queries:
         raise SystemExit(f"no queries in {args.queries} (split {args.split})")
-    index, cost = build_index(toolset, args.engine, args.cache)
+    index, cost = build_index(toolset, args.engine, args.cache, args.threads)
     result = evaluate(index, queries)
-    print(f"engine {args.engine}: {len(toolset)} tools, {len(queries)} queries ({args.split})")
+    print(
+        f"engine {args.engine}: {len(toolset)} tools, {len(queries)} queries ({args.split}), {args.threads} thread(s)"
+    )
     print("  " + ", ".join(f"{name} {value:.3f}" for name, value in cost.items()))
     if args.misses:
         for ident, text, rank, top in result["misses"]:

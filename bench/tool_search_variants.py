@@ -14,6 +14,15 @@ tool vectors `VectorStore` caches) and changes one thing:
 - `params`: the tool text embedded with its parameter names appended;
 - `sentences`: 0.3 × the best cosine of the query with any one sentence of the description (up
   to 8 a tool, each embedded on its own with the tool's name), 0.7 × the usual one;
+- `prf`: pseudo-relevance feedback: the query's vector plus 0.1 × the mean vector of the fused
+  ranking's top 5 tools, re-normalised, then scored and fused again;
+- `multi`: several vectors a tool: 0.1 × the cosine with its name alone and 0.1 × with its name and
+  first sentence added to the usual one (weights the best of a grid on the even half);
+- `multi-max`: the best of the three cosines;
+- `server-prior`: + 0.05 × the cosine of the query with its server's text (the server's name and
+  all its tools' names, embedded once);
+- `bm25f-name5`, `bm25f-noparams`: the lexical half with the name counted 5 times instead of 3, or
+  the parameter names left out;
 - `learned`: a linear re-ranker of the top 50 over eight signals (cosine with four tool texts:
   the usual, name only, with parameters, name and first sentence; BM25; the two bonuses; verbs),
   trained on the even half (listwise softmax, L2 1e-3).
@@ -36,7 +45,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tool_search import DEFAULT_CACHE, load_queries, load_toolset
 
-from services.codemode import embedding, search
+from services.codemode import embedding, lexical, search
 from services.codemode.search import SearchIndex
 from services.codemode.terms import Terms
 from services.codemode.vectors import VectorStore, _readable, tool_text
@@ -107,6 +116,7 @@ class Bench:
             self.verbs.append(np.array([bool(a & wanted) for a in tool_actions], dtype=float))
         servers = sorted({s.server for s in self.specs})
         self.server_of = np.array([servers.index(s.server) for s in self.specs])
+        self.vectors = vectors
 
     def embed_variants(self) -> None:
         def params(spec: Any) -> str:
@@ -128,27 +138,57 @@ class Bench:
             for sentence in [s for s in re.split(r"(?<=[.!?])\s+", prose) if len(s) > 15][:8]:
                 sentences.append(f"{_readable(spec.tool)}: {sentence[:300]}")
                 owner.append(i)
+        servers = sorted({s.server for s in self.specs})
+        server_texts = [
+            f"{_readable(server)}: " + ", ".join(_readable(s.tool) for s in self.specs if s.server == server)
+            for server in servers
+        ]
+        self.sim["server"] = (self.q @ self.embedder.encode(server_texts).T)[:, self.server_of]
         per_sentence = self.q @ self.embedder.encode(sentences).T
         best = np.zeros_like(self.sim["usual"])
         for column, i in enumerate(owner):
             best[:, i] = np.maximum(best[:, i], per_sentence[:, column])
         self.sim["sentences"] = best
 
-    def fused(self, semantic: Scores, rrf: int | None = None) -> Scores:
+    def lexical_with(self, name_weight: int, param_weight: int) -> list[np.ndarray]:
+        """The lexical half's normalised scores with other field weights (BM25F)."""
+        saved = lexical.NAME_WEIGHT, lexical.PARAM_WEIGHT
+        lexical.NAME_WEIGHT, lexical.PARAM_WEIGHT = name_weight, param_weight
+        try:
+            index = lexical.LexicalIndex(self.specs, self.index.terms)
+        finally:
+            lexical.NAME_WEIGHT, lexical.PARAM_WEIGHT = saved
+        out = []
+        for q in self.queries:
+            scores = np.zeros(len(self.specs))
+            for i, score in index.scores(q["query"]).items():
+                scores[i] = score
+            out.append(scores / scores.max() if scores.max() > 0 else scores)
+        return out
+
+    def prf(self, reference: Scores, share: float = 0.1, top: int = 5) -> Scores:
+        def semantic(qi: int) -> np.ndarray:
+            best = np.argsort(-reference(qi))[:top]
+            query = self.q[qi] + share * self.vectors[best].mean(axis=0)
+            return np.asarray(self.vectors @ (query / np.linalg.norm(query)))
+
+        return self.fused(semantic)
+
+    def fused(self, semantic: Scores, rrf: int | None = None, lexical: list[np.ndarray] | None = None) -> Scores:
         """The service's fusion (search.py's weights) over `semantic`, or reciprocal rank fusion."""
 
         def scores(qi: int) -> np.ndarray:
             s = np.where(semantic(qi) >= search.MIN_SIMILARITY, semantic(qi), 0.0)
-            lexical = self.lexical[qi]
+            words = (lexical or self.lexical)[qi]
             if rrf is None:
-                out = search.SEMANTIC_WEIGHT * s + (1 - search.SEMANTIC_WEIGHT) * lexical
+                out = search.SEMANTIC_WEIGHT * s + (1 - search.SEMANTIC_WEIGHT) * words
             else:
                 ranks_s = np.empty(len(s))
                 ranks_s[np.argsort(-s)] = np.arange(1, len(s) + 1)
                 ranks_l = np.empty(len(s))
-                ranks_l[np.argsort(-lexical)] = np.arange(1, len(s) + 1)
+                ranks_l[np.argsort(-words)] = np.arange(1, len(s) + 1)
                 out = search.SEMANTIC_WEIGHT / (rrf + ranks_s) + np.where(
-                    lexical > 0, (1 - search.SEMANTIC_WEIGHT) / (rrf + ranks_l), 0.0
+                    words > 0, (1 - search.SEMANTIC_WEIGHT) / (rrf + ranks_l), 0.0
                 )
                 out = out / out.max()
             return out + search.SERVER_BONUS * self.server_bonus[qi] + search.NAME_BONUS * self.name_bonus[qi]
@@ -185,6 +225,16 @@ class Bench:
             "verbs": lambda qi: reference(qi) + 0.04 * self.verbs[qi],
             "params": self.fused(lambda qi: self.sim["params"][qi]),
             "sentences": self.fused(lambda qi: 0.7 * usual[qi] + 0.3 * self.sim["sentences"][qi]),
+            "prf": self.prf(reference),
+            "multi": self.fused(
+                lambda qi: (usual[qi] + 0.1 * self.sim["name"][qi] + 0.1 * self.sim["first"][qi]) / 1.2
+            ),
+            "multi-max": self.fused(
+                lambda qi: np.maximum.reduce([usual[qi], self.sim["name"][qi], self.sim["first"][qi]])
+            ),
+            "server-prior": lambda qi: reference(qi) + 0.05 * self.sim["server"][qi],
+            "bm25f-name5": self.fused(lambda qi: usual[qi], lexical=self.lexical_with(5, lexical.PARAM_WEIGHT)),
+            "bm25f-noparams": self.fused(lambda qi: usual[qi], lexical=self.lexical_with(lexical.NAME_WEIGHT, 0)),
             "learned": self.learned(reference),
         }
 

@@ -8,6 +8,7 @@ the container environment.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Literal, Self
 
@@ -444,6 +445,14 @@ class CodeModeSettings(RequestPathSettings):
     search_cache_entries: int = Field(default=20_000, ge=100, le=1_000_000)
     """Tool embeddings kept (in memory and in the file), the least recently used dropped first
     (1.5 KB each in memory, 0.8 KB in the file)."""
+    search_threads: int = Field(default_factory=lambda: min(2, os.cpu_count() or 1), ge=1, le=64)
+    """Threads that embed one search's query (ONNX Runtime intra-op threads; they sleep between
+    searches rather than spin: the cores are shared with the sandbox workers). Two took a query's
+    embedding from about 6 ms to 3.6 on an idle machine; a query is a dozen tokens, too little work
+    to share among more. Default: two, or one on a one-core machine."""
+    search_query_cache: int = Field(default=1024, ge=0, le=1_000_000)
+    """Query embeddings kept (1.5 KB each), the least recently used dropped first: agents repeat
+    their searches, and a repeated one skips the model. 0: none kept."""
     audit_journal_dir: str = ""
     """Directory of the audit write-ahead journal of scripts' tool calls (as ingress's: a replica
     killed while a script waits for a tool loses no row); each replica writes under

@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
-
-import numpy as np
+from typing import Final
 
 from libs.common import metrics
 from libs.common.settings import CodeModeSettings
@@ -40,8 +36,6 @@ log = logging.getLogger(__name__)
 
 _EMBED_INLINE: Final = 64
 """A view missing at most this many vectors embeds them before answering (a few ms each)."""
-_QUERY_CACHE: Final = 1024
-"""Query embeddings kept: agents repeat their searches."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +51,7 @@ class Searcher:
         self.embedder: embedding.Embedder | None = None
         self.unavailable: str | None = "the embedding model is still loading"
         self.store: VectorStore | None = None
-        self._queries: OrderedDict[str, Any] = OrderedDict()
-        self._queries_lock = threading.Lock()  # queries are embedded in worker threads
+        self.queries: embedding.QueryVectors | None = None
         self._background: asyncio.Task[None] | None = None
         self._pending: list[ToolSpec] = []
 
@@ -67,11 +60,12 @@ class Searcher:
             self.unavailable = "embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false)"
         else:
             started = time.perf_counter()
-            loaded = await asyncio.to_thread(embedding.load)
+            loaded = await asyncio.to_thread(embedding.load, self.settings.search_threads)
             if isinstance(loaded, str):
                 self.unavailable = loaded
             else:
                 self.embedder, self.unavailable = loaded, None
+                self.queries = embedding.QueryVectors(loaded, self.settings.search_query_cache)
                 path = Path(self.settings.search_cache_file) if self.settings.search_cache_file else None
                 self.store = await asyncio.to_thread(VectorStore, loaded, path, self.settings.search_cache_entries)
                 log.info(
@@ -129,7 +123,7 @@ class Searcher:
         if vectors is None:
             self.catalog_changed(toolset)
             return current or SearchIndex(toolset)
-        return SearchIndex(toolset, vectors, self._encode_query)
+        return SearchIndex(toolset, vectors, self.queries)
 
     def why_lexical(self, index: SearchIndex) -> str | None:
         if index.engine == "hybrid":
@@ -145,17 +139,3 @@ class Searcher:
             found = index.search(query, limit)
         metrics.CODEMODE_SEARCHES.labels(index.engine).inc()
         return Found(found, self.why_lexical(index))
-
-    def _encode_query(self, text: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-        assert self.embedder is not None
-        with self._queries_lock:
-            vector = self._queries.get(text)
-            if vector is not None:
-                self._queries.move_to_end(text)
-                return vector  # type: ignore[no-any-return]
-        vector = self.embedder.encode([text])[0]
-        with self._queries_lock:
-            self._queries[text] = vector
-            if len(self._queries) > _QUERY_CACHE:
-                self._queries.popitem(last=False)
-        return vector  # type: ignore[no-any-return]

@@ -8,6 +8,7 @@ real tool dumps; how good the ranking is on the whole graded set is a benchmark
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -243,6 +244,50 @@ async def test_search_without_embeddings_is_lexical_and_says_why(everything):
     found = await searcher.search(index, "post a message to a slack channel", 3)
     assert found.lexical_only == "embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false)"
     assert _names(found.tools)[0] == "slack-legacy__slack_post_message"
+    await searcher.close()
+
+
+def test_a_repeated_query_skips_the_model_and_the_query_cache_is_bounded(embedder):
+    queries = embedding.QueryVectors(embedder, entries=2)
+    first = queries("List open pull requests")
+    assert np.array_equal(queries("list  open PULL requests "), first)  # the model is uncased
+    assert queries.encoded == 1
+    np.testing.assert_allclose(first, embedder.encode(["list open pull requests"])[0], atol=1e-6)
+    queries("what time is it")
+    queries("List open pull requests")  # used again: the most recent
+    queries("rollback a deployment")  # evicts "what time is it"
+    assert len(queries) == 2
+    queries("list open pull requests")
+    assert queries.encoded == 3
+    queries("what time is it")
+    assert queries.encoded == 4
+    off = embedding.QueryVectors(embedder, entries=0)
+    off("what time is it")
+    off("what time is it")
+    assert (off.encoded, len(off)) == (2, 0)
+
+
+def test_search_threads_default_to_two_at_most_and_are_settable(monkeypatch):
+    assert CodeModeSettings().search_threads == min(2, os.cpu_count() or 1)
+    monkeypatch.setenv("BASTION_SEARCH_THREADS", "1")
+    assert CodeModeSettings().search_threads == 1
+    loaded = embedding.load(2)
+    assert not isinstance(loaded, str) and loaded.threads == (2, False)  # sleeping, not spinning
+    monkeypatch.setenv("BASTION_SEARCH_THREADS", "0")
+    with pytest.raises(ValueError, match="search_threads"):
+        CodeModeSettings()
+
+
+async def test_the_searcher_embeds_queries_on_its_threads_and_remembers_them():
+    searcher = Searcher(CodeModeSettings(search_threads=1, search_query_cache=8))
+    await searcher.start()
+    assert searcher.embedder is not None and searcher.queries is not None
+    assert searcher.embedder.threads == (1, False)
+    index = await searcher.index(Toolset(_pairs(("time",))), None)
+    for _ in range(3):
+        found = await searcher.search(index, "what hour is it in Tokyo", 1)
+        assert _names(found.tools) == ["time__get_current_time"]
+    assert searcher.queries.encoded == 1
     await searcher.close()
 
 
