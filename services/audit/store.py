@@ -23,6 +23,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.insert import InsertContext
 
 from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, limited
 from libs.common.messages import AuditEvent, AuditQuery, ChainVoucher, FlaggedEvent
@@ -85,6 +86,8 @@ class ClickHouseStore:
         self.embedded = url.startswith("chdb:")
         self._analyst = analyst if not self.embedded and analyst is not None and analyst.user else None
         self._clients: dict[Lane, Client] = {}
+        self._insert_contexts: dict[str, InsertContext] = {}
+        """The events lane's insert contexts by table, for its current connection."""
         self._locks: dict[Lane, threading.Lock] = {lane: threading.Lock() for lane in _LANES}
         self._ready = threading.Lock()
         self._created = False
@@ -111,12 +114,24 @@ class ClickHouseStore:
         def action(client: Client) -> int:
             fresh = _fresh(client, rows)
             if fresh:
-                client.insert(TABLE, fresh, column_names=STORED_COLUMNS)
+                self._insert(client, TABLE, STORED_COLUMNS, fresh)
             if refused:
-                client.insert(REFUSED, list(refused), column_names=REFUSED_COLUMNS)
+                self._insert(client, REFUSED, REFUSED_COLUMNS, list(refused))
             return len(fresh)
 
         return self._call("events", "insert", action)
+
+    def _insert(self, client: Client, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert through the events lane's context for `table`, made once per connection: a fresh
+        one runs `DESCRIBE TABLE` first (a query, a round trip to a server) for types we already know."""
+        context = self._insert_contexts.get(table)
+        if context is None:
+            context = self._insert_contexts[table] = client.create_insert_context(table, columns)
+        context.data = rows
+        try:
+            client.data_insert(context)
+        finally:
+            context.data = None  # the rows are not kept until the next batch
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """`write` without refusals."""
@@ -318,6 +333,8 @@ class ClickHouseStore:
         if client is not None:
             return client
         client = self._open("ClickHouse")
+        if lane == "events":
+            self._insert_contexts.clear()  # they belong to the connection they were made on
         try:
             self._create(client)
         except Exception as exc:
