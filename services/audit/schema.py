@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any, Final
 
 from libs.common.messages import AuditEvent
@@ -162,23 +163,29 @@ _INT_RANGE: Final = {
     "completion_tokens": (0, 2**64 - 1),
     "seq": (0, 2**64 - 1),
 }
+_INT_VALUES: Final = itemgetter(*_INT_RANGE)
+_VALUES: Final = itemgetter(*COLUMNS)
 
 
 def to_row(event: AuditEvent, *, vouched_by: str = "", flags: Sequence[str] = ()) -> tuple[Any, ...]:
     """The event as a row in `STORED_COLUMNS` order; `BadEvent` if a value does not fit its column.
     `vouched_by` and `flags` are the service's own columns (`_SERVICE_COLUMNS`)."""
-    if not _TS_RANGE[0] <= event.ts <= _TS_RANGE[1]:
-        raise BadEvent(f"ts {event.ts} is outside what DateTime64 can store")
-    for field, (low, high) in _INT_RANGE.items():
-        value = getattr(event, field)
+    # read from the model's field dict in one C call: ~5x cheaper than an attribute access per column
+    values = event.__dict__
+    ts = values["ts"]
+    if not _TS_RANGE[0] <= ts <= _TS_RANGE[1]:
+        raise BadEvent(f"ts {ts} is outside what DateTime64 can store")
+    for (field, (low, high)), value in zip(_INT_RANGE.items(), _INT_VALUES(values), strict=True):
         if value is not None and not low <= value <= high:
             raise BadEvent(f"{field}={value} does not fit its column")
-    if any(not 0 <= size < 2**64 for size in event.truncated.values()):
+    truncated, decisions = values["truncated"], values["interceptions"]
+    if truncated and any(not 0 <= size < 2**64 for size in truncated.values()):
         raise BadEvent("truncated: a size does not fit its column")
-    row = [getattr(event, name) for name in COLUMNS]  # twice as fast as model_dump()
-    row[_TS] = datetime.fromtimestamp(event.ts, UTC)
-    row[_INTERCEPTIONS] = [tuple(getattr(d, name) for name in _DECISION) for d in event.interceptions]
-    return (*row, vouched_by, list(flags))
+    row = list(_VALUES(values))
+    row[_TS] = datetime.fromtimestamp(ts, UTC)
+    row[_INTERCEPTIONS] = [tuple(getattr(d, name) for name in _DECISION) for d in decisions] if decisions else []
+    row += (vouched_by, list(flags))
+    return tuple(row)
 
 
 def from_row(row: Sequence[Any]) -> AuditEvent:

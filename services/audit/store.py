@@ -16,13 +16,15 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.insert import InsertContext
 
 from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, limited
 from libs.common.messages import AuditEvent, AuditQuery, ChainVoucher, FlaggedEvent
@@ -85,6 +87,8 @@ class ClickHouseStore:
         self.embedded = url.startswith("chdb:")
         self._analyst = analyst if not self.embedded and analyst is not None and analyst.user else None
         self._clients: dict[Lane, Client] = {}
+        self._insert_contexts: dict[str, InsertContext] = {}
+        """The events lane's insert contexts by table, for its current connection."""
         self._locks: dict[Lane, threading.Lock] = {lane: threading.Lock() for lane in _LANES}
         self._ready = threading.Lock()
         self._created = False
@@ -111,12 +115,24 @@ class ClickHouseStore:
         def action(client: Client) -> int:
             fresh = _fresh(client, rows)
             if fresh:
-                client.insert(TABLE, fresh, column_names=STORED_COLUMNS)
+                self._insert(client, TABLE, STORED_COLUMNS, fresh)
             if refused:
-                client.insert(REFUSED, list(refused), column_names=REFUSED_COLUMNS)
+                self._insert(client, REFUSED, REFUSED_COLUMNS, list(refused))
             return len(fresh)
 
         return self._call("events", "insert", action)
+
+    def _insert(self, client: Client, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert through the events lane's context for `table`, made once per connection: a fresh
+        one runs `DESCRIBE TABLE` first (a query, a round trip to a server) for types we already know."""
+        context = self._insert_contexts.get(table)
+        if context is None:
+            context = self._insert_contexts[table] = client.create_insert_context(table, columns)
+        context.data = rows
+        try:
+            client.data_insert(context)
+        finally:
+            context.data = None  # the rows are not kept until the next batch
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """`write` without refusals."""
@@ -318,6 +334,8 @@ class ClickHouseStore:
         if client is not None:
             return client
         client = self._open("ClickHouse")
+        if lane == "events":
+            self._insert_contexts.clear()  # they belong to the connection they were made on
         try:
             self._create(client)
         except Exception as exc:
@@ -359,10 +377,27 @@ def _fresh(client: Client, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, .
     stored = client.query(
         f"SELECT DISTINCT event_id FROM {TABLE} WHERE ts >= {{low:DateTime64(6)}} AND ts <= {{high:DateTime64(6)}}"
         " AND event_id IN {ids:Array(String)}",
-        parameters={"low": min(times), "high": max(times), "ids": list(unique)},
+        parameters={"low": min(times), "high": max(times), "ids": _StringArray(unique)},
     )
     seen = {str(row[0]) for row in stored.result_rows}
     return [row for event_id, row in unique.items() if event_id not in seen]
+
+
+_ESCAPED: Final = str.maketrans({char: f"\\{char}" for char in binding.must_escape})
+
+
+class _StringArray:
+    """Strings as clickhouse-connect binds an `Array(String)` (`binding.format_bind_value` of a list
+    of them), each escaped by one `str.translate` instead of a Python step per character: ~2.5 µs
+    of the lookup per event id. The driver binds a value of a type it does not know as its `str()`."""
+
+    __slots__ = ("_text",)
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self._text = "[" + ", ".join([f"'{value.translate(_ESCAPED)}'" for value in values]) + "]"
+
+    def __str__(self) -> str:
+        return self._text
 
 
 def _since(since: float | None) -> tuple[str, dict[str, Any]]:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol
 
 from faststream import Context
+from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
@@ -173,6 +174,7 @@ class AuditConsumer:
             config=config,
             pull_sub=PullSub(batch_size, timeout=flush_interval, batch=True),
             ack_policy=AckPolicy.MANUAL,  # acked by `BatchWriter`, message by message, after the insert
+            decoder=_undecoded,
             inbox_prefix=f"{inbox_prefix}.".encode(),  # where fetched messages arrive: a reply subject of the role
             title="audit writer",
             description="Writes audit events to ClickHouse; acks after the insert, dead-letters what is no event.",
@@ -232,6 +234,12 @@ class _NatsTimeouts:
         except TimeoutError:
             raise NatsTimeoutError from None
         return messages
+
+
+async def _undecoded(message: StreamMessage[Any]) -> Any:
+    """The batch's payloads as fetched. `BatchWriter` validates each one itself (`batch.split`);
+    FastStream's own decoder would JSON-parse every payload first, for nothing (~3 µs per event)."""
+    return message.body
 
 
 def _refusal(msg: Msg, bad: Rejected) -> tuple[Any, ...]:

@@ -18,6 +18,7 @@ from libs.common import subjects
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import audit_events
 from services.audit import AuditService
+from services.audit.schema import STORED_COLUMNS, to_row
 from services.audit.store import ClickHouseStore
 from tests.support.audit_pipeline import consumer_idle, drained, event, query, stored, stored_is
 from tests.support.polling import poll_until
@@ -64,6 +65,22 @@ async def test_same_event_twice_is_stored_once(audit, publisher: AuditPublisher,
         await poll_until(lambda: consumer_idle(js), what="both copies settled")
         assert await stored(service) == 1
         assert [row.event_id for row in (await query(nc, limit=10)).rows] == [e.event_id]
+
+
+def test_event_ids_the_lookup_must_escape_are_found_and_not_stored_twice(chdb_url: str) -> None:
+    """The writer looks a batch's event ids up before inserting it; an id with a quote, a backslash
+    or a control character must match itself as stored, or its redelivery would be stored again."""
+    ids = ["it's", "back\\slash", "tick`", "tab\there", "new\nline", "car\rriage", "\\N", "é漢", "{ids:String}", "x"]
+    rows = [to_row(event(i, event_id=event_id, ts=1.7e9 + i)) for i, event_id in enumerate(ids)]
+    store = ClickHouseStore(chdb_url)
+    try:
+        assert store.write(rows) == len(ids)
+        assert store.write(rows) == 0
+        assert store.write([*rows[:3], to_row(event(99, ts=1.7e9))]) == 1
+        assert store.count() == len(ids) + 1
+        assert {row.event_id for row in store.chain(rows[0][STORED_COLUMNS.index("producer")], None)} >= set(ids)
+    finally:
+        store.close()
 
 
 async def test_events_published_while_audit_is_down_are_written_when_it_starts(
