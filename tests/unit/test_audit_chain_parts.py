@@ -10,7 +10,7 @@ import pytest
 from libs.common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
 from libs.common.audit_content import content_fields, to_json
 from libs.common.audit_fields import FieldLimits, bounded
-from libs.common.messages import AuditEvent
+from libs.common.messages import AuditEvent, InterceptorDecision
 from services.admin.api.redaction import REDACTED, redacted
 from services.audit.verify import Checkpoint, verify_chain, verify_checkpoints
 
@@ -53,6 +53,25 @@ def test_a_link_s_json_reads_back_as_the_linked_event_whose_hash_verifies() -> N
         assert read == AuditEvent.model_validate_json(linked.model_dump_json())
         assert read.hash == linked.hash == event_hash(read)
     assert [chain.seq, chain.head] == [3, linked.hash]
+
+
+def test_a_link_written_from_the_event_s_own_values_is_pydantic_s_json_and_canonical_hash() -> None:
+    # the usual event (nested interceptor decisions, a truncated map, text JSON escapes) takes the
+    # fast path, which never dumps the model: its bytes and hash must be the dump's, byte for byte
+    chain = AuditChain("ingress-a")
+    decision = InterceptorDecision(interceptor="guardrails", rule="r1", action="warn", where="result")
+    events = [
+        AuditEvent(status="ok", latency_ms=12.5, interceptions=[decision], truncated={"result": 70_000}),
+        AuditEvent(name='ü\n"x" \U0001f600', status="tool_error", latency_ms=3, cost_usd=0.25, tool_calls=["a"]),
+        AuditEvent(status="error", error_code=-32602, latency_ms=0.0, ts=1.7e9),
+    ]
+    head = ""
+    for seq, event in enumerate(events, 1):
+        linked, encoded = chain.link_encoded(event)
+        assert encoded == linked.model_dump_json().encode()
+        assert linked.hash == event_hash(linked) == hashlib.sha256(canonical(linked)).hexdigest()
+        assert (linked.seq, linked.prev_hash, linked.producer) == (seq, head, "ingress-a")
+        head = linked.hash
 
 
 def test_an_intact_chain_verifies_and_each_tamper_is_named() -> None:
