@@ -24,6 +24,8 @@ from referencing.exceptions import Unresolvable
 
 from libs.common.messages import CatalogTool
 
+from .schema_fastpath import Predicate, compile_predicate
+
 __all__ = [
     "MAX_VIOLATIONS",
     "ArgumentsValidator",
@@ -114,11 +116,12 @@ class ArgumentsValidator:
     """One tool's compiled `inputSchema` validator. An invalid schema validates nothing (the upstream
     will judge the arguments itself) rather than making the tool uncallable."""
 
-    __slots__ = ("_validator", "key")
+    __slots__ = ("_valid", "_validator", "key")
 
     def __init__(self, schema: Mapping[str, Any], key: bytes, tool: str) -> None:
         self.key = key
         self._validator: Validator | None
+        self._valid: Predicate | None = None
         cls = validator_for(schema, default=Draft202012Validator)
         try:
             cls.check_schema(dict(schema))
@@ -128,11 +131,14 @@ class ArgumentsValidator:
             return
         # an empty registry: `$ref`s resolve inside the schema only, never over the network
         self._validator = cls(schema, registry=Registry())
+        self._valid = compile_predicate(schema, cls)
 
     def check(self, arguments: Mapping[str, Any]) -> str | None:
         """None when valid, else a message a person can act on."""
         if self._validator is None:
             return None
+        if self._valid is not None and self._valid(arguments):
+            return None  # the usual answer, without jsonschema's walk; a refusal is still worded by it
         try:
             errors = list(itertools.islice(self._validator.iter_errors(arguments), _MAX_COLLECTED))
         except Unresolvable:

@@ -1,4 +1,4 @@
-"""The executor's pure rules: call budgets, reconnect backoff, and exception -> GatewayError."""
+"""The executor's pure rules: call budgets, reconnect backoff, exception -> GatewayError, and the answered outcome."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from mcp_types import CONNECTION_CLOSED
 from pydantic import BaseModel, ValidationError
 
 from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome, InterceptorDecision, encode_outcome
 from services.executor.budgets import call_budget
 from services.executor.error_mapping import UpstreamUnavailable, describe_exception, error_from_exception, scrub_urls
 from services.executor.reconnect import backoff_delay
+from services.executor.replies import ran
 
 pytestmark = pytest.mark.unit
 
@@ -145,3 +147,17 @@ def test_description_hides_url_credentials_and_queries() -> None:
 
 def test_scrub_keeps_plain_urls() -> None:
     assert scrub_urls("see http://127.0.0.1:8000/mcp now") == "see http://127.0.0.1:8000/mcp now"
+
+
+# ---------------------------------------------------------------- an answered request's outcome
+
+
+def test_an_answered_outcome_is_what_model_construct_built_and_shares_nothing() -> None:
+    result = {"content": [{"type": "text", "text": "hi"}], "isError": False}
+    first, second = ran("c1", result, 1.5), ran("c2", result, 2.0)
+    built = CallOutcome.model_construct(id="c1", result=result, decided_by="executor", upstream_ms=1.5, execution="ran")
+    assert first.model_dump() == built.model_dump()
+    assert encode_outcome(first) == encode_outcome(built)  # the same bytes on the bus
+    assert (second.id, second.upstream_ms, second.result) == ("c2", 2.0, result)
+    first.interceptions.append(InterceptorDecision(interceptor="guardrails", rule="r", action="redact", where="result"))
+    assert second.interceptions == [] and ran("c3", result, 0.1).interceptions == []

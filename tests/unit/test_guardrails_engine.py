@@ -77,6 +77,18 @@ def test_rules_bind_to_tools_like_grants_and_to_groups():
     assert fired("github/x", "y") == set()  # a "/" in a name cannot spill a server pattern into the tool part
 
 
+def test_webhook_rules_apply_but_are_left_to_ainspect():
+    hook = {"name": "dlp", "detector": "webhook", "webhook": {"url": "http://127.0.0.1:9/check"}, "tools": ["crm/*"]}
+    deny = {"name": "d", "detector": "deny", "terms": ["forbidden"], "action": "block", "tools": ["github/*"]}
+    guard = compiled(defaults=False, rules=[hook, deny])
+    payload = {"q": "forbidden"}
+    assert guard.applies("arguments", Subject("crm", "get", ANA))
+    out = guard.inspect("arguments", Subject("crm", "get", ANA), payload)  # the webhook is not asked here
+    assert out.action is None and out.content is payload and out.decisions == ()
+    assert guard.inspect("arguments", Subject("github", "get", ANA), payload).blocked
+    assert not guard.applies("arguments", Subject("gitlab", "get", ANA))
+
+
 def test_rules_bind_to_keys_users_teams_and_customers_but_not_on_definitions():
     rules = [
         {"name": "by-key", "detector": "deny", "terms": ["x1"], "keys": ["ana-key"]},

@@ -135,7 +135,7 @@ class Guardrails:
     def __init__(self, rules: Sequence[_Rule], max_scan_bytes: int) -> None:
         self._rules = tuple(rules)
         self._max_scan_bytes = max_scan_bytes
-        self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], tuple[_Rule, ...]] = {}
+        self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], tuple[tuple[_Rule, ...], tuple[_Rule, ...]]] = {}
 
     @classmethod
     def compile(cls, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> Guardrails:
@@ -148,18 +148,23 @@ class Guardrails:
     def rules(self) -> tuple[GuardrailRule, ...]:
         return tuple(r.spec for r in self._rules)
 
-    def _applicable(self, where: Where, subject: Subject) -> tuple[_Rule, ...]:
+    def _applicable(self, where: Where, subject: Subject) -> tuple[tuple[_Rule, ...], tuple[_Rule, ...]]:
+        """The rules that look at this payload: the built-in ones, then those asking a webhook."""
         caller = subject.caller
         who = (caller.key_id, caller.key_name, caller.user_id, caller.team_id, caller.customer_id) if caller else ()
         cache_key = (where, subject.server, subject.name, who)
         found = self._seen.get(cache_key)
         if found is None:
-            found = tuple(
+            rules = tuple(
                 r
                 for r in self._rules
                 if where in r.spec.where
                 and r.tools.allows(subject.server, subject.name)
                 and (where == "definition" or r.covers_caller(caller))
+            )
+            found = (
+                tuple(r for r in rules if r.spec.detector != "webhook"),
+                tuple(r for r in rules if r.spec.detector == "webhook"),
             )
             if len(self._seen) >= _SEEN:
                 self._seen.clear()
@@ -168,11 +173,12 @@ class Guardrails:
 
     def applies(self, where: Where, subject: Subject) -> bool:
         """Whether any rule looks at this payload (the hook can skip the call entirely when not)."""
-        return bool(self._applicable(where, subject))
+        builtin, hooks = self._applicable(where, subject)
+        return bool(builtin or hooks)
 
     def inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
         """The built-in rules (every detector but `webhook`) on one payload."""
-        rules = [r for r in self._applicable(where, subject) if r.spec.detector != "webhook"]
+        rules = self._applicable(where, subject)[0]
         if not rules:
             return Inspection(None, payload)
         try:
@@ -214,7 +220,7 @@ class Guardrails:
         """`inspect`, then the rules that ask an external service (in rule order, each seeing what the
         earlier ones left: a redacted payload, never the original)."""
         first = self.inspect(where, subject, payload)
-        hooks = [r.spec for r in self._applicable(where, subject) if r.spec.detector == "webhook"]
+        hooks = [r.spec for r in self._applicable(where, subject)[1]]
         if first.blocked or not hooks:
             return first
         content, decisions, action = first.content, list(first.decisions), first.action
@@ -281,6 +287,8 @@ def _redacted(text: str, findings: Sequence[Finding]) -> str:
 
 
 def _settle(where: Where, payload: Any, decisions: list[GuardrailDecision], found: Sequence[_Found]) -> Inspection:
+    if not decisions and not found:
+        return Inspection(None, payload)  # the usual case: no rule fired
     action: Action | None = None
     for decision in decisions:
         action = _stronger(action, decision.action)

@@ -307,9 +307,11 @@ class SecretsDetector:
         self._lowered = tuple((p, tuple(a.lower() for a in p.anchors)) for p in self._patterns)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
-        present = {anchor for _, anchor in self._anchors.iter(lower)}
-        if not present:
+        found = self._anchors.iter(lower)
+        first = next(found, None)
+        if first is None:  # the usual payload: no anchor, so no set to build
             return None
+        present = {first[1], *(anchor for _, anchor in found)}
         active = tuple(
             p
             for p, lowered in self._lowered

@@ -59,10 +59,8 @@ class GuardrailsInterceptor(Interceptor):
         return self.engine.inspect(where, subject, payload)
 
     async def before_call(self, call: InterceptedCall) -> None:
-        subject = Subject(call.server, call.name, call.caller)
-        if not self.engine.applies("arguments", subject):
-            return
-        inspection = await self._inspect("arguments", subject, call.arguments)
+        # no `applies` first: `inspect` asks the same (cached) question and returns at once when no rule applies
+        inspection = await self._inspect("arguments", Subject(call.server, call.name, call.caller), call.arguments)
         if inspection.action is None:
             return
         self._record(call, inspection, "arguments")
@@ -70,10 +68,7 @@ class GuardrailsInterceptor(Interceptor):
             call.arguments = inspection.content
 
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
-        subject = Subject(call.server, call.name, call.caller)
-        if not self.engine.applies("result", subject):
-            return result
-        inspection = await self._inspect("result", subject, result)
+        inspection = await self._inspect("result", Subject(call.server, call.name, call.caller), result)
         if inspection.action is None:
             return result
         self._record(call, inspection, "result")

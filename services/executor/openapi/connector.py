@@ -33,6 +33,7 @@ from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall,
 from libs.common.openapi_config import OpenApiClientCredentials, OpenApiSection, OpenApiUpstreamOAuth
 
 from ..answer_limits import answer_cutoff
+from ..replies import ran
 from ..upstreams.http_client import http_client
 from ..upstreams.interface import CallContext, Connector, Listing, SessionHooks
 from .api import Api, load_api
@@ -192,9 +193,7 @@ class OpenApiSession:
                 id=call.id, error=result, decided_by="executor", execution="ran", upstream_ms=upstream_ms
             )
         self._unwell = False
-        return CallOutcome.model_construct(
-            id=call.id, result=result, decided_by="executor", upstream_ms=upstream_ms, execution="ran"
-        )
+        return ran(call.id, result, upstream_ms)
 
     def _check(self, tool: str) -> OutputCheck | None:
         binding = self.api.bindings[tool]

@@ -28,7 +28,7 @@ from libs.common.messages import CallOutcome, Execution, ToolCall, UpstreamReque
 from ..error_mapping import describe_exception, error_from_exception
 from ..input_required import Ask, needs_bridge, resolve_input_required
 from ..lean import LeanLink, Redirected, Unauthorized
-from ..replies import refusal
+from ..replies import ran, refusal
 
 __all__ = [
     "REQUEST_TYPES",
@@ -197,9 +197,7 @@ async def _exchange(
         return CallOutcome(
             id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started), execution=execution
         )
-    return CallOutcome.model_construct(
-        id=request_id, result=result, decided_by="executor", upstream_ms=_ms(started), execution="ran"
-    )
+    return ran(request_id, result, _ms(started))
 
 
 async def ping(session: ClientSession, within: float) -> str | None:

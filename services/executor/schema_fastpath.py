@@ -1,0 +1,261 @@
+"""A tool's `inputSchema` compiled to one Python predicate: "these arguments are valid", decided
+without jsonschema's generic machinery.
+
+jsonschema validates by walking the schema per call: a generator per keyword, an `is_type` lookup
+per check, descend() per subschema. For the schemas tools publish (an object of typed properties,
+some required) that is ~7 µs of an executor's call, to learn what is almost always "valid". Here the
+walk happens once, when the validator is built: the schema becomes nested closures.
+
+Only a subset of keywords is compiled, each with jsonschema's exact meaning (drafts 6 to 2020-12,
+no format assertion, as `ArgumentsValidator` builds its validators). A schema that uses any other
+keyword jsonschema knows (`$ref`, `pattern`, `if`, ...) gets no predicate and is validated by
+jsonschema alone. The predicate only ever answers the success case: when it says "not valid",
+jsonschema runs and words every violation, so a refusal reads exactly as before.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from jsonschema import Draft6Validator, Draft7Validator, Draft201909Validator, Draft202012Validator
+
+__all__ = ["Predicate", "compile_predicate"]
+
+Predicate = Callable[[Any], bool]
+_Compiler = Callable[[Any, Mapping[str, Any], frozenset[str]], Predicate]
+"""A keyword's compiler: (its value, the schema it is in, the keywords the draft knows) -> its check."""
+
+_DRAFTS: Final = (Draft6Validator, Draft7Validator, Draft201909Validator, Draft202012Validator)
+"""Drafts whose meaning of the compiled keywords is the same (integers include 1.0; numeric exclusive bounds)."""
+
+_ANNOTATIONS: Final = frozenset({"format"})
+"""Keywords jsonschema knows that assert nothing here: formats are checked only with a format checker."""
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword not compiled here."""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_integer(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+
+
+_TYPES: Final[Mapping[str, Predicate]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": _is_integer,
+    "number": _is_number,
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+def _always(_: Any) -> bool:
+    return True
+
+
+def _never(_: Any) -> bool:
+    return False
+
+
+def compile_predicate(schema: Mapping[str, Any] | bool, cls: type[Any]) -> Predicate | None:
+    """A predicate true exactly when `cls(schema)` finds no error; None when the schema (or its draft)
+    uses something not compiled here."""
+    if cls not in _DRAFTS:
+        return None
+    try:
+        return _compile(schema, frozenset(cls.VALIDATORS))
+    except _Unsupported:
+        return None
+
+
+def _compile(schema: Any, known: frozenset[str]) -> Predicate:
+    if schema is True:
+        return _always
+    if schema is False:
+        return _never
+    if not isinstance(schema, Mapping):
+        raise _Unsupported
+    checks: list[Predicate] = []
+    for keyword, value in schema.items():
+        if keyword not in known or keyword in _ANNOTATIONS:
+            continue  # an annotation (title, description, $defs, x-...): jsonschema ignores it too
+        compile_keyword = _KEYWORDS.get(keyword)
+        if compile_keyword is None:
+            raise _Unsupported
+        checks.append(compile_keyword(value, schema, known))
+    if not checks:
+        return _always
+    if len(checks) == 1:
+        return checks[0]
+    checks_ = tuple(checks)
+    return lambda v: all(check(v) for check in checks_)
+
+
+def _type(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n in _TYPES for n in names):
+        raise _Unsupported
+    tests = tuple(_TYPES[n] for n in names)
+    if len(tests) == 1:
+        return tests[0]
+    return lambda v: any(test(v) for test in tests)
+
+
+def _properties(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, Mapping):
+        raise _Unsupported
+    compiled = tuple((name, _compile(sub, known)) for name, sub in value.items())
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, dict):
+            return True
+        for name, sub in compiled:
+            if name in v and not sub(v[name]):
+                return False
+        return True
+
+    return check
+
+
+def _additional_properties(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if "patternProperties" in schema:
+        raise _Unsupported
+    declared = schema.get("properties", {})
+    if not isinstance(declared, Mapping):
+        raise _Unsupported
+    names = frozenset(declared)
+    sub = _compile(value, known)
+    if sub is _always:
+        return _always
+    return lambda v: not isinstance(v, dict) or all(sub(item) for key, item in v.items() if key not in names)
+
+
+def _required(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+        raise _Unsupported
+    names = tuple(value)
+    return lambda v: not isinstance(v, dict) or all(name in v for name in names)
+
+
+def _items(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, Mapping | bool) or "prefixItems" in schema:
+        raise _Unsupported  # a list of schemas (tuple validation, before 2020-12)
+    sub = _compile(value, known)
+    return lambda v: not isinstance(v, list) or all(sub(item) for item in v)
+
+
+def _strings_only(value: Any) -> tuple[str, ...]:
+    """`enum` or `const` values compiled only when all are strings: a string equals only a string in
+    jsonschema's `equal` too, so plain `==` is its meaning; anything else stays with jsonschema."""
+    if not all(isinstance(item, str) for item in value):
+        raise _Unsupported
+    return tuple(value)
+
+
+def _enum(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, list):
+        raise _Unsupported
+    allowed = frozenset(_strings_only(value))
+    return lambda v: isinstance(v, str) and v in allowed
+
+
+def _const(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    (only,) = _strings_only([value])
+    return lambda v: isinstance(v, str) and v == only
+
+
+def _bound(value: Any) -> float | int:
+    if not _is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
+        raise _Unsupported
+    return value  # type: ignore[no-any-return]
+
+
+def _minimum(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    low = _bound(value)
+    return lambda v: not _is_number(v) or v >= low
+
+
+def _maximum(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    high = _bound(value)
+    return lambda v: not _is_number(v) or v <= high
+
+
+def _exclusive_minimum(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    low = _bound(value)
+    return lambda v: not _is_number(v) or v > low
+
+
+def _exclusive_maximum(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    high = _bound(value)
+    return lambda v: not _is_number(v) or v < high
+
+
+def _count(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _Unsupported
+    return value
+
+
+def _sized(kind: type[str | list[Any] | dict[str, Any]], least: bool) -> _Compiler:
+    def compile_size(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+        n = _count(value)
+        if least:
+            return lambda v: not isinstance(v, kind) or len(v) >= n
+        return lambda v: not isinstance(v, kind) or len(v) <= n
+
+    return compile_size
+
+
+def _any_of(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, list) or not value:
+        raise _Unsupported
+    subs = tuple(_compile(sub, known) for sub in value)
+    return lambda v: any(sub(v) for sub in subs)
+
+
+def _all_of(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, list) or not value:
+        raise _Unsupported
+    subs = tuple(_compile(sub, known) for sub in value)
+    return lambda v: all(sub(v) for sub in subs)
+
+
+def _one_of(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
+    if not isinstance(value, list) or not value:
+        raise _Unsupported
+    subs = tuple(_compile(sub, known) for sub in value)
+    return lambda v: sum(1 for sub in subs if sub(v)) == 1
+
+
+_KEYWORDS: Final[Mapping[str, _Compiler]] = {
+    "type": _type,
+    "properties": _properties,
+    "additionalProperties": _additional_properties,
+    "required": _required,
+    "items": _items,
+    "enum": _enum,
+    "const": _const,
+    "minimum": _minimum,
+    "maximum": _maximum,
+    "exclusiveMinimum": _exclusive_minimum,
+    "exclusiveMaximum": _exclusive_maximum,
+    "minLength": _sized(str, least=True),
+    "maxLength": _sized(str, least=False),
+    "minItems": _sized(list, least=True),
+    "maxItems": _sized(list, least=False),
+    "minProperties": _sized(dict, least=True),
+    "maxProperties": _sized(dict, least=False),
+    "anyOf": _any_of,
+    "allOf": _all_of,
+    "oneOf": _one_of,
+}
