@@ -39,12 +39,13 @@ def refusal(
     message: str,
     execution: Execution = "not_run",
     code: int | None = None,
+    upstream_ms: float | None = None,
 ) -> CallOutcome:
     """The executor's answer when it decides a call without asking the upstream (or, with
     `execution="may_have_run"`, when it lost track of a call it had sent); `code` a JSON-RPC error
-    code the answer must carry."""
+    code the answer must carry, `upstream_ms` how long the upstream had the request, if it did."""
     error = GatewayError(kind=kind, message=message, code=code)
-    return CallOutcome(id=call.id, error=error, decided_by="executor", execution=execution)
+    return CallOutcome(id=call.id, error=error, decided_by="executor", execution=execution, upstream_ms=upstream_ms)
 
 
 def undeliverable(outcome: CallOutcome, kind: ErrorKind, message: str) -> CallOutcome:

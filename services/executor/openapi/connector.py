@@ -29,11 +29,11 @@ import mcp_types as types
 from libs.common import tracing
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from libs.common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
 from libs.common.openapi_config import OpenApiClientCredentials, OpenApiSection, OpenApiUpstreamOAuth
 
 from ..answer_limits import answer_cutoff
-from ..replies import ran
+from ..replies import ran, refusal
 from ..upstreams.http_client import http_client
 from ..upstreams.interface import CallContext, Connector, Listing, SessionHooks
 from .api import Api, load_api
@@ -54,17 +54,8 @@ _NOT_SENT: Final = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeo
 """Failures before the request left: the API did not run it."""
 
 
-def _outcome(
-    call_id: str, kind: ErrorKind, message: str, execution: Execution, started: float | None = None
-) -> CallOutcome:
-    upstream_ms = round((time.perf_counter() - started) * 1000, 3) if started is not None else None
-    return CallOutcome(
-        id=call_id,
-        error=GatewayError(kind=kind, message=message),
-        decided_by="executor",
-        execution=execution,
-        upstream_ms=upstream_ms,
-    )
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
 
 
 def _stamp(location: str) -> tuple[int, int] | None:
@@ -131,25 +122,20 @@ class OpenApiSession:
 
     async def request(self, request: UpstreamRequest, ctx: CallContext) -> CallOutcome:
         message = f"server {self.name!r} is a REST API: it offers tools only, not {request.method}"
-        outcome = _outcome(request.id, ErrorKind.UPSTREAM_ERROR, message, "not_run")
-        assert outcome.error is not None
-        outcome.error.code = types.METHOD_NOT_FOUND
-        return outcome
+        return refusal(request, ErrorKind.UPSTREAM_ERROR, message, code=types.METHOD_NOT_FOUND)
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> CallOutcome:
         """One HTTP request for the call, due by `ctx.deadline` (event-loop time; the arguments were checked)."""
         deadline, budget = ctx.deadline, ctx.budget
         binding = self.api.bindings.get(call.tool)
         if binding is None:
-            return _outcome(
-                call.id, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}", "not_run"
-            )
+            return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}", "not_run")
         operation = binding.operation
         base = operation.servers[0] if operation.servers else self.api.base_url
         try:
             prepared = build_request(binding, call.arguments, base)
         except ArgumentError as exc:
-            return _outcome(call.id, ErrorKind.INVALID_ARGUMENTS, str(exc), "not_run")
+            return refusal(call, ErrorKind.INVALID_ARGUMENTS, str(exc), "not_run")
         apply_static(self._section.auth, prepared)
         headers = dict[str, str]()
         tracing.inject(headers)
@@ -164,19 +150,19 @@ class OpenApiSession:
                 )
         except TimeoutError:
             message = f"server {self.name!r} did not answer within {budget:.3g} seconds"
-            return _outcome(call.id, ErrorKind.UPSTREAM_TIMEOUT, message, "may_have_run", started)
+            return refusal(call, ErrorKind.UPSTREAM_TIMEOUT, message, "may_have_run", upstream_ms=_since(started))
         except TokenError as exc:
-            return _outcome(call.id, ErrorKind.UPSTREAM_ERROR, str(exc), "not_run", started)
+            return refusal(call, ErrorKind.UPSTREAM_ERROR, str(exc), "not_run", upstream_ms=_since(started))
         except httpx2.StreamError as exc:  # the answer is longer than the result limit lets the executor read
-            return _outcome(call.id, ErrorKind.RESULT_TOO_LARGE, str(exc), "ran", started)
+            return refusal(call, ErrorKind.RESULT_TOO_LARGE, str(exc), "ran", upstream_ms=_since(started))
         except _NOT_SENT as exc:
             self._unwell = True
             message = f"server {self.name!r} is unreachable: {type(exc).__name__}"
-            return _outcome(call.id, ErrorKind.UPSTREAM_UNAVAILABLE, message, "not_run", started)
+            return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, message, "not_run", upstream_ms=_since(started))
         except httpx2.HTTPError as exc:
             self._unwell = True
             message = f"server {self.name!r} failed during the request: {type(exc).__name__}"
-            return _outcome(call.id, ErrorKind.UPSTREAM_UNAVAILABLE, message, "may_have_run", started)
+            return refusal(call, ErrorKind.UPSTREAM_UNAVAILABLE, message, "may_have_run", upstream_ms=_since(started))
         answer = Answer(
             status=response.status_code,
             reason=response.reason_phrase,
@@ -186,7 +172,7 @@ class OpenApiSession:
             location=response.headers.get("location"),
         )
         result = to_result(binding, answer, self._check(call.tool), self.name)
-        upstream_ms = round((time.perf_counter() - started) * 1000, 3)
+        upstream_ms = _since(started)
         if isinstance(result, GatewayError):
             self._unwell = True
             return CallOutcome(
