@@ -12,10 +12,9 @@ search then runs on its lexical half alone and says so.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -79,34 +78,27 @@ class QueryVectors:
 
     Keyed by the query lower-cased with its white space collapsed: the model is uncased and reads
     words, so "List  Issues" and "list issues" have the same vector. Thread-safe (queries are
-    embedded in worker threads); two threads missing the same query at once both embed it.
+    embedded in worker threads), as `functools.lru_cache` is.
     """
 
     def __init__(self, embedder: Embedder, entries: int = 1024) -> None:
         self.embedder = embedder
         self.entries = entries
-        self.encoded = 0
+        self._vector = functools.lru_cache(maxsize=entries)(self._embed)
+
+    @property
+    def encoded(self) -> int:
         """Queries this cache had the model embed (a repeated query costs none)."""
-        self._vectors: OrderedDict[str, np.ndarray[Any, np.dtype[np.float32]]] = OrderedDict()
-        self._lock = threading.Lock()
+        return self._vector.cache_info().misses
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return self._vector.cache_info().currsize
 
     def __call__(self, query: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-        key = " ".join(query.lower().split())
-        with self._lock:
-            vector = self._vectors.get(key)
-            if vector is not None:
-                self._vectors.move_to_end(key)
-                return vector
-        vector = self.embedder.encode([query])[0:1].reshape(DIMENSIONS)
-        with self._lock:
-            self.encoded += 1
-            if self.entries > 0:
-                self._vectors[key] = vector
-                while len(self._vectors) > self.entries:
-                    self._vectors.popitem(last=False)
+        return self._vector(" ".join(query.lower().split()))
+
+    def _embed(self, key: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        vector: np.ndarray[Any, np.dtype[np.float32]] = self.embedder.encode([key])[0]
         return vector
 
 
