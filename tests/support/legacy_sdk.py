@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.support.processes import run_json_client
+
 __all__ = ["LEGACY_SDKS", "LegacySdk", "legacy_python", "run_legacy_client"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,16 +165,5 @@ async def run_legacy_client(protocol_version: str, url: str, key: str, plan: lis
     """`legacy_client.py` in the venv for `protocol_version` against `url` with `key`: what it
     printed (protocolVersion, serverInfo, tools, calls); see that script for `plan`."""
     python = await asyncio.to_thread(legacy_python, protocol_version)
-    proc = await asyncio.create_subprocess_exec(
-        str(python),
-        str(CLIENT_SCRIPT),
-        url,
-        key,
-        json.dumps(plan),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, f"legacy client {protocol_version} failed:\n{err.decode()}"
-    run: dict[str, Any] = json.loads(out)
-    return run
+    argv = [str(python), str(CLIENT_SCRIPT), url, key, json.dumps(plan)]
+    return await run_json_client(argv, f"legacy client {protocol_version}")

@@ -6,7 +6,9 @@ a unique BASTION_TEST_MARKER in its environment, and afterwards /proc must hold 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -28,6 +30,7 @@ __all__ = [
     "fake_bastion_up",
     "marked_processes",
     "output",
+    "run_json_client",
     "serving_process",
     "start_up",
     "stop_up",
@@ -208,3 +211,18 @@ def serving_process(argv: list[str], what: str, **popen: Any) -> Iterator[str]:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+async def run_json_client(argv: list[str], what: str, within: float = 120) -> dict[str, Any]:
+    """Run a test client that prints one JSON object and exit 0: that object. Its stderr is the
+    failure's message; a client still running after `within` seconds is killed and fails."""
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), within)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"{what} did not finish in {within:g} s") from None
+    assert proc.returncode == 0, f"{what} failed:\n{err.decode()}"
+    run: dict[str, Any] = json.loads(out)
+    return run

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from tests.support.node_tools import ensure_node, ensure_package
+from tests.support.processes import run_json_client
 
 __all__ = ["TS_SDK_VERSION", "run_ts_client"]
 
@@ -21,22 +21,5 @@ async def run_ts_client(url: str, key: str, plan: list[Any]) -> dict[str, Any]:
     """Run the script's agent against `url` with `key` (see the script for `plan` and what it prints)."""
     node = await asyncio.to_thread(ensure_node)
     sdk = await asyncio.to_thread(ensure_package, "ts-sdk", "@modelcontextprotocol/sdk", TS_SDK_VERSION)
-    proc = await asyncio.create_subprocess_exec(
-        str(node),
-        str(SCRIPT),
-        str(sdk),
-        url,
-        key,
-        json.dumps(plan),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-    except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise AssertionError("the TypeScript SDK client did not finish in 60 s") from None
-    assert proc.returncode == 0, f"the TypeScript SDK client failed:\n{err.decode()}"
-    run: dict[str, Any] = json.loads(out)
-    return run
+    argv = [str(node), str(SCRIPT), str(sdk), url, key, json.dumps(plan)]
+    return await run_json_client(argv, "the TypeScript SDK client", within=60)
