@@ -37,9 +37,11 @@ from faststream.middlewares import AckPolicy
 from faststream.nats import JStream, NatsBroker, PullSub
 from faststream.nats.message import NatsBatchMessage
 from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from libs.common import metrics, subjects
 from libs.common.nats import drain_or_close
@@ -209,6 +211,10 @@ class AuditConsumer:
                 await drain_or_close(connection)  # a no-op after FastStream's drain
 
 
+_AFTER_REFUSED_FETCH = 0.1
+"""Seconds the pull loop waits after a fetch the connection refused (closed, or JetStream away)."""
+
+
 class _NatsTimeouts:
     """The pull subscription FastStream fetches from, with every fetch timeout raised as nats-py's own
     `TimeoutError`.
@@ -233,6 +239,13 @@ class _NatsTimeouts:
             raise
         except TimeoutError:
             raise NatsTimeoutError from None
+        except (ConnectionClosedError, ServiceUnavailableError):
+            # FastStream answers these by fetching again at once for as long as its broker runs; a
+            # closed connection fails each fetch without ever waiting, so without a pause that loop
+            # never yields and starves the event loop, the service's own stop included (seen once:
+            # a suite hung in a teardown with FastStream's pull loop at 43 % of a core)
+            await asyncio.sleep(_AFTER_REFUSED_FETCH)
+            raise
         return messages
 
 
