@@ -3,8 +3,9 @@ discovery mode, `tools/list` answers the key's pinned tools, the tools its sessi
 `find_tools`; a `find_tools` call is searched by the codemode service over the caller's own view
 (sent like a Code Mode meta-tool, audited as one) and answered here with the tools' gateway names
 and full definitions, which the session's later `tools/list` answers include. A session whose list
-grew is told so (`notifications/tools/list_changed` on its stream): desktop agents offer their model
-only the tools of their own copy of the list, refreshed on that notification. Any tool the key may
+grew is told so (`notifications/tools/list_changed` on its stream; sessionless agents on the
+`subscriptions/listen` streams of their key): desktop agents offer their model only the tools of
+their own copy of the list, refreshed on that notification. Any tool the key may
 use stays callable by name whether listed or not (policy decides, as always).
 
 What a session found is remembered by this replica (bounded); an agent without a session (the
@@ -44,11 +45,12 @@ class DiscoveryRouter:
         keys: KeyDirectory,
         catalog: Catalog,
         code_mode: CodeModeRouter,
-        list_grew: Callable[[str], None] = lambda session: None,
+        list_grew: Callable[[str, str], None] = lambda key_id, session: None,
     ) -> None:
         self.keys, self.catalog, self.code_mode = keys, catalog, code_mode
         self._list_grew = list_grew
-        """Called with a session whose found tools gained one (its streams are told)."""
+        """Called with the key and session ("": the key's sessionless agents) whose found tools gained
+        one (their streams are told)."""
         self._found: OrderedDict[tuple[str, str], list[str]] = OrderedDict()
         """(key id, session or "") -> gateway names its agent found, oldest first."""
 
@@ -108,5 +110,5 @@ class DiscoveryRouter:
         self._found[session] = known[-_FOUND_PER_SESSION:]
         while len(self._found) > _SESSIONS:
             self._found.popitem(last=False)
-        if grew and session[1]:
-            self._list_grew(session[1])
+        if grew:
+            self._list_grew(*session)

@@ -44,6 +44,8 @@ class Listener:
     resources: set[tuple[str, str]] | None = None
     """(server, uri) whose updates this stream wants; None: the session's subscriptions."""
     subscription_id: Any = None
+    key_id: str | None = None
+    """The key a sessionless stream listens for: what that key's sessionless agents found reaches it."""
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=lambda: asyncio.Queue(_QUEUE_LIMIT))
     """Messages for the stream; None ends it (its session was ended)."""
 
@@ -92,11 +94,14 @@ class Notifier:
                 if listener.kinds is None or kind in listener.kinds:
                     listener.push(message)
 
-    def session_tools_changed(self, session: str) -> None:
-        """One session's own tool list changed (discovery mode found it tools): only its streams hear."""
+    def tools_found(self, key_id: str, session: str) -> None:
+        """Discovery mode found tools for one list: a session's own (only its streams hear), or, with
+        no session (2026-07-28), the list the key's sessionless agents share (only their streams,
+        `subscriptions/listen` opened with that key, hear)."""
         message = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
         for listener in self._listeners:
-            if listener.session == session and (listener.kinds is None or "tools" in listener.kinds):
+            hears = listener.session == session if session else listener.session is None and listener.key_id == key_id
+            if hears and (listener.kinds is None or "tools" in listener.kinds):
                 listener.push(message)
 
     async def on_resource_updated(self, msg: Msg) -> None:

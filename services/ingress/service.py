@@ -230,7 +230,7 @@ class IngressService:
         )
         self.sender = sender = RoutedSender(path, self.settings.call_timeout, self.streams, state)
         code_mode.running = sender.running  # an agent's notifications/cancelled reaches a Code Mode run too
-        discovery = DiscoveryRouter(self.keys, self.catalog, code_mode, self.notifier.session_tools_changed)
+        discovery = DiscoveryRouter(self.keys, self.catalog, code_mode, self.notifier.tools_found)
         self.handlers = Handlers(self.catalog, self.keys, path, sender, self.audits, state, code_mode, discovery)
         await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
         await processed(nc)

@@ -7,6 +7,7 @@ definition the catalog no longer serves."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -116,6 +117,22 @@ async def test_a_search_that_finds_nothing_new_does_not_tell_the_session_again(g
     run = await run_ts_client(gateway.url, FINDER_KEY, plan)
     assert [call["content"][0]["text"] for call in run["calls"][2:]] == ["2"]
     assert run["refreshes"] == 1, run
+
+
+async def test_sessionless_agents_listening_for_their_key_are_told_what_another_found(gateway):
+    """2026-07-28 has no sessions: what one agent of a key finds, the key's other sessionless agents
+    list too, and those listening (`subscriptions/listen`) are told their list changed."""
+    async with gateway.client(FINDER_KEY, mode="auto") as listening, gateway.client(FINDER_KEY) as finder:
+        assert listening.protocol_version == "2026-07-28"
+        async with listening.listen(tools_list_changed=True) as sub:
+            assert sub.honored.tools_list_changed is True
+            events = aiter(sub)
+            found = await finder.call_tool("find_tools", {"query": "sum of two integers", "limit": 3})
+            assert not found.is_error, _text(found)
+            async with asyncio.timeout(15):
+                changed = await anext(events)
+            assert type(changed).__name__ == "ToolsListChanged"
+            assert "echo__add" in await _names(listening)
 
 
 async def test_the_header_switches_discovery_for_one_request(gateway):

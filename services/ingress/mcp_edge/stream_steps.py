@@ -178,7 +178,9 @@ class Listen(Check):
         honoured: dict[str, Any] = {f"{k}ListChanged": True for k in sorted(kinds)}
         if held:
             honoured["resourceSubscriptions"] = [uri for _, uri in held]
-        listener = self.notifier.listen(None, kinds=kinds, resources=set(held), subscription_id=ctx.request_id)
+        listener = self.notifier.listen(
+            None, kinds=kinds, resources=set(held), subscription_id=ctx.request_id, key_id=ctx.caller.key_id
+        )
         ack = {
             "jsonrpc": "2.0",
             "method": "notifications/subscriptions/acknowledged",
