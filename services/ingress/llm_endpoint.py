@@ -21,7 +21,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from typing import Any
 
 import orjson
@@ -40,6 +39,7 @@ from .context import RequestContext
 from .field_limits import FieldLimits, Oversized, header_patterns
 from .handlers import Handlers
 from .keys import AuthFailure, KeyDirectory
+from .llm_agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
 from .llm_wire import (
     STATUS,
@@ -312,7 +312,7 @@ class LlmEndpoint:
         audit.execution = "not_run" if outcome.error is not None and outcome.decided_by == "policy" else "ran"
         names = []
         for call in outcome.tool_calls[:_MAX_AUDITED_CALLS]:
-            name = _call_name(call)
+            name = call_name(call)
             names.append(name[:128])
             if isinstance(call.get("id"), str) and name in injected:
                 self._parents[call["id"]] = audit.event_id
@@ -327,25 +327,25 @@ class LlmEndpoint:
         stops, proposes a call Bastion may not run on its own, or `max_depth` rounds were made."""
         transcript: list[dict[str, Any]] = []
         messages = list(body["messages"])
-        taken = _call_ids(messages)
+        taken = call_ids(messages)
         for depth in range(1, agent.max_depth + 1):
             outcome = await self._round(chat, {**body, "messages": [*messages, *transcript]}, writer, audit)
             calls = outcome.tool_calls
             if outcome.error is not None or not calls:
-                await writer.close(outcome, _agent_summary(transcript, depth, None, []))
+                await writer.close(outcome, agent_summary(transcript, depth, None, []))
                 return
             self._own_ids(calls, taken, audit.event_id, chat.injected)
-            auto = [c for c in calls if _auto(agent, _call_name(c), chat.injected)]
+            auto = [c for c in calls if auto_executable(agent, call_name(c), chat.injected)]
             if depth == agent.max_depth or not auto:
-                await writer.close(outcome, _agent_summary(transcript, depth, _stop(depth, agent, auto), calls))
+                await writer.close(outcome, agent_summary(transcript, depth, stop_reason(depth, agent, auto), calls))
                 return
             results = await asyncio.gather(*(self._auto_execute(chat, call, audit.event_id) for call in auto))
             pending = [c for c in calls if c not in auto]
             # a mixed round is split: what ran (its calls, their results) goes in the transcript, what is
             # pending (and the round's text) in the answer's message, so each call is answered once, in order
-            transcript += [_assistant(outcome, auto, with_text=not pending), *results]
+            transcript += [assistant_message(outcome, auto, with_text=not pending), *results]
             if pending:
-                await writer.close(outcome, _agent_summary(transcript, depth, "pending_tool_calls", pending))
+                await writer.close(outcome, agent_summary(transcript, depth, "pending_tool_calls", pending))
                 return
             audit = chat.audit()
 
@@ -356,7 +356,7 @@ class LlmEndpoint:
             call_id = call.get("id")
             if not isinstance(call_id, str) or not call_id or call_id in taken:
                 call_id = call["id"] = f"call_{new_id()}"
-                if _call_name(call) in injected:
+                if call_name(call) in injected:
                     self._parents[call_id] = parent
             taken.add(call_id)
 
@@ -466,54 +466,6 @@ class _Chat:
             latency_ms=0.0,
             request_bytes=self.request_bytes,
         )
-
-
-def _agent_summary(
-    transcript: list[dict[str, Any]], depth: int, stopped: str | None, pending: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """The `bastion` field of an agent-mode answer: what Bastion added to the conversation (append it
-    before the final message), how many model rounds it made, and why it stopped if not by the model."""
-    return {"transcript": transcript, "depth": depth, "stopped": stopped, "pending": pending}
-
-
-def _stop(depth: int, agent: AgentMode, auto: list[dict[str, Any]]) -> str:
-    return "max_depth" if auto and depth == agent.max_depth else "pending_tool_calls"
-
-
-def _assistant(outcome: LlmOutcome, calls: list[dict[str, Any]], *, with_text: bool) -> dict[str, Any]:
-    """The assistant message of a round whose `calls` Bastion ran, as the conversation continues with it."""
-    if outcome.response is not None:
-        choices = outcome.response.get("choices") or [{}]
-        message = dict(choices[0].get("message") or {})
-    else:
-        message = {"role": "assistant", "content": outcome.content or None}
-    message["role"] = "assistant"
-    if not with_text:
-        message["content"] = None
-    message["tool_calls"] = calls
-    return message
-
-
-def _call_ids(messages: list[Any]) -> set[str]:
-    """The tool-call ids the application's conversation already holds."""
-    return {
-        call["id"]
-        for message in messages
-        if isinstance(message, dict) and isinstance(message.get("tool_calls"), list)
-        for call in message["tool_calls"]
-        if isinstance(call, dict) and isinstance(call.get("id"), str)
-    }
-
-
-def _auto(agent: AgentMode, name: str, injected: set[str]) -> bool:
-    """Bastion runs a call itself only for an MCP tool the key was given, on the key's allow-list."""
-    return name in injected and any(fnmatchcase(name, pattern) for pattern in agent.tools_to_auto_execute)
-
-
-def _call_name(call: dict[str, Any]) -> str:
-    function = call.get("function")
-    name = function.get("name") if isinstance(function, dict) else None
-    return name if isinstance(name, str) else ""
 
 
 def _failed(audit: AuditEvent, error: GatewayError) -> None:
