@@ -126,5 +126,7 @@ def for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
         raw = encode_result(shaped)
     except ValueError as exc:
         return undeliverable(outcome, ErrorKind.UPSTREAM_ERROR, f"the upstream's result is not valid JSON: {exc}")
-    outcome.result, outcome.raw_result, outcome.is_error = None, raw, shaped.get("isError") is True
+    outcome.result, outcome.raw_result = None, raw
+    if (is_error := shaped.get("isError") is True) != outcome.is_error:  # mostly both False: no assignment
+        outcome.is_error = is_error
     return outcome

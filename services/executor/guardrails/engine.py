@@ -13,6 +13,7 @@ strongest action wins: block > redact > warn > log.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -41,6 +42,8 @@ from .webhook import WebhookClient, webhook_request
 
 __all__ = ["Guardrails", "Inspection", "Subject"]
 
+_WHO: Final = operator.attrgetter("key_id", "key_name", "user_id", "team_id", "customer_id")
+"""What of a caller decides which rules cover it (`_Rule.covers_caller`): one C call per payload."""
 _SEEN: Final = 16_384
 """(where, server, name, caller) combinations whose applicable rules one engine remembers."""
 
@@ -151,7 +154,7 @@ class Guardrails:
     def _applicable(self, where: Where, subject: Subject) -> tuple[tuple[_Rule, ...], tuple[_Rule, ...]]:
         """The rules that look at this payload: the built-in ones, then those asking a webhook."""
         caller = subject.caller
-        who = (caller.key_id, caller.key_name, caller.user_id, caller.team_id, caller.customer_id) if caller else ()
+        who = _WHO(caller) if caller else ()
         cache_key = (where, subject.server, subject.name, who)
         found = self._seen.get(cache_key)
         if found is None:
@@ -214,6 +217,8 @@ class Guardrails:
                     hits = scan(value, key)
                     if hits:
                         found.findings.setdefault(path, []).extend(hits)
+        elif not decisions:
+            return Inspection(None, payload)  # the usual case: no detector had anything to look for
         return _settle(where, payload, decisions, [f for f, _ in scans if f.findings])
 
     async def ainspect(self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient) -> Inspection:
