@@ -66,8 +66,9 @@ class Subject(NamedTuple):
     caller: Caller | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Inspection:
+class Inspection(NamedTuple):
+    """What the rules made of one payload; a named tuple like `Subject` (one per payload looked at)."""
+
     action: Action | None
     """The strongest action a rule took; None when no rule fired."""
     content: Any
