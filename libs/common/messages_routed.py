@@ -5,9 +5,11 @@ outcome, and Code Mode's calls. Serialized with orjson-backed `model_dump_json` 
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import operator
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -84,12 +86,22 @@ class RoutedHead(BusMessage):
         exactly this (its MAC covers it, requesters and executors key their grants by it)."""
         c = self.caller
         return (
-            tuple(getattr(c, name) for name in type(c).model_fields),
+            _field_values(type(c))(c),
             self.server,
             self.granted_as,
             tuple(self.include_servers) if self.include_servers is not None else None,
             tuple(self.include_tools) if self.include_tools is not None else None,
         )
+
+
+@functools.cache
+def _field_values(model: type[BaseModel]) -> Callable[[BaseModel], tuple[object, ...]]:
+    """A model's field values as a tuple, in field order: once per call, so one C getter rather
+    than a generator (and pydantic's `model_fields` descriptor) per call, 1.4 -> 0.5 µs."""
+    names = tuple(model.model_fields)
+    if len(names) == 1:  # attrgetter of one name returns the value, not a tuple
+        return lambda item: (getattr(item, names[0]),)
+    return operator.attrgetter(*names)
 
 
 class Grant(BaseModel):

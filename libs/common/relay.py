@@ -35,6 +35,7 @@ look then due; a look is late by at most that slack, never early.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import heapq
 import itertools
@@ -81,10 +82,15 @@ class _Timetable:
     """Actions due at given times, run by one loop timer: a timer armed and cancelled per request
     costs more than the request's bookkeeping itself. Each time the timer fires it runs every
     action due by then, and it fires `slack` seconds after the earliest action, so under load one
-    firing serves the actions of many requests."""
+    firing serves the actions of many requests.
+
+    Nearly every action comes a fixed delay after its request (the probe interval, `ack_after`),
+    so each is due no sooner than the one before it: those queue in arrival order (an append and a
+    pop, half a heap's push and pop); an action due sooner than the queue's last goes to the heap."""
 
     def __init__(self, slack: float) -> None:
         self._slack = slack
+        self._queue: collections.deque[tuple[float, Callable[[Any], None], Any]] = collections.deque()
         self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -94,25 +100,37 @@ class _Timetable:
         """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
-        heapq.heappush(self._heap, (when, next(self._order), action, arg))
+        queue = self._queue
+        if not queue or queue[-1][0] <= when:
+            queue.append((when, action, arg))
+        else:
+            heapq.heappush(self._heap, (when, next(self._order), action, arg))
         if self._timer is None or when + self._slack < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
             self._arm(loop, when + self._slack)
+
+    def __len__(self) -> int:
+        """Actions waiting (run or not yet)."""
+        return len(self._queue) + len(self._heap)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
         self._timer, self._timer_at = loop.call_at(at, self._fire), at
 
     def _fire(self) -> None:
         self._timer = None
-        heap = self._heap
+        queue, heap = self._queue, self._heap
         loop = asyncio.get_running_loop()
         now = loop.time()
+        while queue and queue[0][0] <= now:
+            _, action, arg = queue.popleft()
+            action(arg)
         while heap and heap[0][0] <= now:
             _, _, action, arg = heapq.heappop(heap)
             action(arg)
-        if heap and self._timer is None:
-            self._arm(loop, heap[0][0] + self._slack)
+        firsts = [waiting[0][0] for waiting in (queue, heap) if waiting]
+        if firsts and self._timer is None:
+            self._arm(loop, min(firsts) + self._slack)
 
 
 @dataclass

@@ -144,7 +144,8 @@ class Upstream:
                 deadline=deadline,
                 clock=loop.time,
             )
-        outcome.events = active.events
+        if outcome.events != active.events:  # mostly both 0: no pydantic assignment then
+            outcome.events = active.events
         return outcome
 
     async def request(self, request: UpstreamRequest) -> CallOutcome:

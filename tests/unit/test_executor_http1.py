@@ -129,6 +129,23 @@ async def test_answers_come_back_on_one_kept_connection(served: Served) -> None:
 
 
 @on_both_loops
+async def test_each_post_carries_its_own_length_and_headers_whatever_came_before(served: Served) -> None:
+    """Heads are kept by their headers: the same headers with another body, changed headers, and a
+    caller's own content-length (replaced, in its place) must each go out as if built afresh."""
+    state, pool = served.state, served.pool
+    session = {"Accept": "application/json", "Mcp-Session-Id": "s1"}
+    assert await post(pool, b"{}", session) == (200, b"{}")
+    assert await post(pool, b'{"longer": true}', session) == (200, b"{}")
+    assert await post(pool, b"[]", {**session, "Mcp-Session-Id": "s2"}) == (200, b"{}")
+    assert await post(pool, b"[1]", {"Content-Length": "999", "X-After": "1"}) == (200, b"{}")
+    sent = [(r.headers["content-length"], r.headers.get("mcp-session-id"), r.body) for r in state.requests]
+    assert sent == [("2", "s1", b"{}"), ("16", "s1", b'{"longer": true}'), ("2", "s2", b"[]"), ("3", None, b"[1]")]
+    last = state.requests[-1].head
+    assert last.index("content-length: 3") < last.index("x-after: 1")  # where the caller put it
+    assert not any(line.lower().startswith("content-length: 999") for line in last)
+
+
+@on_both_loops
 async def test_chunked_and_connection_delimited_bodies_arrive_whole(served: Served) -> None:
     state, pool = served.state, served.pool
 

@@ -161,3 +161,21 @@ def test_an_answered_outcome_is_what_model_construct_built_and_shares_nothing() 
     assert (second.id, second.upstream_ms, second.result) == ("c2", 2.0, result)
     first.interceptions.append(InterceptorDecision(interceptor="guardrails", rule="r", action="redact", where="result"))
     assert second.interceptions == [] and ran("c3", result, 0.1).interceptions == []
+
+
+def test_an_answered_outcome_holds_in_every_slot_what_model_copy_would_have_put_there() -> None:
+    """`ran` fills a model's slots itself: a pydantic that keeps an instance's state otherwise (a new
+    slot, a fields-set no longer a set) must fail here, not make outcomes that dump differently."""
+    result = {"content": [{"type": "text", "text": "hi"}]}
+    ours = ran("c1", result, 1.5)
+    theirs = CallOutcome.model_construct(id="", decided_by="executor", execution="ran").model_copy(
+        update={"id": "c1", "result": result, "upstream_ms": 1.5, "interceptions": []}
+    )
+    assert BaseModel.__slots__ == ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+    for slot in BaseModel.__slots__:
+        assert getattr(ours, slot) == getattr(theirs, slot), slot
+        assert type(getattr(ours, slot)) is type(getattr(theirs, slot)), slot
+    assert list(ours.__dict__) == list(theirs.__dict__)  # the field order the envelope is dumped in
+    ours.is_error = True  # assignment still goes through pydantic's own bookkeeping
+    assert "is_error" in ours.model_fields_set and ours.is_error
+    assert ours.model_copy().model_dump() == {**theirs.model_dump(), "is_error": True}

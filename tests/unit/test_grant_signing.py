@@ -45,6 +45,16 @@ def test_a_grant_is_genuine_for_its_own_request_alone(other: ToolCall) -> None:
     assert not SIGNER.genuine(subjects.EXEC_CALL, other, grant)
 
 
+def test_a_grant_mac_stays_byte_for_byte_what_policy_signs() -> None:
+    """A known answer: grants outlive a rollout (policy and executors of two versions verify each
+    other's), so how a decision is encoded, every caller field in order, must not drift."""
+    caller = Caller(key_id="k1", key_name="ci", user_id="u", team_id="t", customer_id="c", content_logging=False)
+    call = _changed(caller=caller, include_tools=["echo"])
+    assert call.decision()[0] == tuple(caller.model_dump().values())
+    mac = SIGNER.grant_mac(subjects.EXEC_CALL, call, 1764093737.5, 0.01, {subjects.KV_SERVERS: 4})
+    assert mac == "c53a68186312ffd06e6678ae205b882235130a73d33fdfc3c0b2b6b07c2ab140"
+
+
 def test_the_kind_the_expiry_the_price_and_the_key_are_bound_too() -> None:
     mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, LATER, 0.01)
     assert SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, price=0.01, mac=mac))

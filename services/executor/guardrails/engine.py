@@ -13,9 +13,10 @@ strongest action wins: block > redact > warn > log.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -41,6 +42,8 @@ from .webhook import WebhookClient, webhook_request
 
 __all__ = ["Guardrails", "Inspection", "Subject"]
 
+_WHO: Final = operator.attrgetter("key_id", "key_name", "user_id", "team_id", "customer_id")
+"""What of a caller decides which rules cover it (`_Rule.covers_caller`): one C call per payload."""
 _SEEN: Final = 16_384
 """(where, server, name, caller) combinations whose applicable rules one engine remembers."""
 
@@ -53,18 +56,19 @@ _BUILTIN: Final[Mapping[str, Callable[[frozenset[str] | None], Detector]]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Subject:
+class Subject(NamedTuple):
     """What a payload belongs to: the upstream server, the tool's (prompt's, template's) own name, and
-    for arguments and results the caller."""
+    for arguments and results the caller. A named tuple, immutable as a frozen dataclass and made in
+    half its time (0.46 -> 0.25 µs): two per call."""
 
     server: str
     name: str
     caller: Caller | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Inspection:
+class Inspection(NamedTuple):
+    """What the rules made of one payload; a named tuple like `Subject` (one per payload looked at)."""
+
     action: Action | None
     """The strongest action a rule took; None when no rule fired."""
     content: Any
@@ -151,7 +155,7 @@ class Guardrails:
     def _applicable(self, where: Where, subject: Subject) -> tuple[tuple[_Rule, ...], tuple[_Rule, ...]]:
         """The rules that look at this payload: the built-in ones, then those asking a webhook."""
         caller = subject.caller
-        who = (caller.key_id, caller.key_name, caller.user_id, caller.team_id, caller.customer_id) if caller else ()
+        who = _WHO(caller) if caller else ()
         cache_key = (where, subject.server, subject.name, who)
         found = self._seen.get(cache_key)
         if found is None:
@@ -214,6 +218,8 @@ class Guardrails:
                     hits = scan(value, key)
                     if hits:
                         found.findings.setdefault(path, []).extend(hits)
+        elif not decisions:
+            return Inspection(None, payload)  # the usual case: no detector had anything to look for
         return _settle(where, payload, decisions, [f for f, _ in scans if f.findings])
 
     async def ainspect(self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient) -> Inspection:

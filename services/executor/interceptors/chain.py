@@ -114,7 +114,8 @@ class InterceptorChain:
                         f"the gateway's {interceptor.name} check failed on the result; the request did run upstream"
                     )
                     return _with(undeliverable(outcome, ErrorKind.INTERNAL, message), call.decisions)
-            outcome.result = result
+            if result is not outcome.result:  # a pydantic assignment costs ~0.25 µs: none when nothing changed
+                outcome.result = result
         return _with(outcome, call.decisions)
 
     async def at_listing(self, server: str, config: ServerConfig, listing: Listing) -> Listing:
