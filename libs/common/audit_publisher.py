@@ -40,6 +40,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Final
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
@@ -324,23 +326,13 @@ class AuditPublisher:
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
 
 
+_WEIGHED: Final = itemgetter("name", "tool", "server", "key_name", "error", "arguments", "result", "before", "after")
+"""The fields whose text an event's weight counts, read from its field dict in one C call."""
+
+
 def _weight(event: AuditEvent) -> int:
     """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
-    return 512 + sum(
-        len(value)
-        for value in (
-            event.name,
-            event.tool,
-            event.server,
-            event.key_name,
-            event.error,
-            event.arguments,
-            event.result,
-            event.before,
-            event.after,
-        )
-        if value
-    )
+    return 512 + sum(map(len, filter(None, _WEIGHED(event.__dict__))))
 
 
 def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
