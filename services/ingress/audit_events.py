@@ -142,7 +142,8 @@ class AuditRecorder:
             return False
         self.owed += 1
         if self.journal is not None:
-            ctx.audit_id = self.journal.begun(
+            # the handlers journal the route (`routed`) before they forward a request
+            ctx.audit_id = self.journal.begun_held(
                 kind,
                 audit_name(params),
                 ctx.caller.key_id,
