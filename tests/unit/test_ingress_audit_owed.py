@@ -10,7 +10,7 @@ import pytest
 
 from libs.common import json_codec
 from libs.common.messages import Caller, CallOutcome, CatalogTool, ServerCatalog, ToolCall
-from services.ingress.audit_events import AuditRecorder
+from services.ingress.audit_events import AuditRecorder, audit_name
 from services.ingress.catalog import Catalog
 from services.ingress.handlers import Handlers, RequestContext
 from services.ingress.keys import KeyDirectory
@@ -115,3 +115,19 @@ def test_request_bodies_keep_integers_beyond_64_bits_exact(body, expected):
 def test_what_is_not_json_is_refused_on_either_parser(body):
     with pytest.raises(ValueError):
         json_codec.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"name": "echo__add", "uri": "file:///a"}, "echo__add"),
+        ({"name": 5, "uri": "file:///a"}, "file:///a"),
+        ({"uri": None, "ref": {"type": "ref/prompt", "name": "greet", "uri": "x"}}, "greet"),
+        ({"ref": {"type": "ref/resource", "name": 1, "uri": "file:///{p}"}}, "file:///{p}"),
+        ({"ref": ["greet"], "arguments": {"name": "n"}}, ""),
+        (["echo__add"], ""),
+        (None, ""),
+    ],
+)
+def test_an_audit_row_names_the_request_by_its_first_text_name_uri_or_ref(params: object, name: str) -> None:
+    assert audit_name(params) == name
