@@ -76,28 +76,29 @@ def audit_event(
     else:
         status = TOOL_ERROR if ending.tool_error else "ok"
         code = None
-    return AuditEvent(
-        event_id=ctx.audit_id or new_id(),
-        kind=kind,
-        trace_id=ctx.trace_id,
-        key_id=ctx.caller.key_id,
-        key_name=ctx.caller.key_name,
-        **ctx.caller.owner(),
-        **content,
-        server=server or "",
-        tool=tool or "",
-        name=name,
-        status=status,
-        error_kind=error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
-        error_code=code,
-        error=error.message if error else None,
-        latency_ms=(time.perf_counter() - ctx.started) * 1000,
-        upstream_ms=ending.upstream_ms,
-        request_bytes=ctx.request_bytes,
-        execution=ending.execution or ("ran" if error is None else "not_run"),
-        cost_usd=ending.cost_usd,
-        interceptions=ending.interceptions or [],
-    )
+    # validated from one dict: `AuditEvent(**fields)` validates the same, ~1 µs slower (keyword
+    # arguments packed again, then validated into an instance made beforehand)
+    fields = {
+        "event_id": ctx.audit_id or new_id(),
+        "kind": kind,
+        "trace_id": ctx.trace_id,
+        "key_id": ctx.caller.key_id,
+        "key_name": ctx.caller.key_name,
+        "server": server or "",
+        "tool": tool or "",
+        "name": name,
+        "status": status,
+        "error_kind": error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
+        "error_code": code,
+        "error": error.message if error else None,
+        "latency_ms": (time.perf_counter() - ctx.started) * 1000,
+        "upstream_ms": ending.upstream_ms,
+        "request_bytes": ctx.request_bytes,
+        "execution": ending.execution or ("ran" if error is None else "not_run"),
+        "cost_usd": ending.cost_usd,
+        "interceptions": ending.interceptions or [],
+    }
+    return AuditEvent.model_validate(fields | ctx.caller.owner() | content)
 
 
 def audit_name(params: Any) -> str:
