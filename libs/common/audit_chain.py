@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import socket
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -153,7 +154,8 @@ def _linked_json(fields: dict[str, Any]) -> tuple[str, bytes] | None:
     None when the values take the slow path of `_canonical` (a float orjson writes differently from
     `json.dumps`, an integer beyond 64 bits, a lone surrogate). Sets `fields["hash"]`: `fields`
     becomes the linked event's own field dict."""
-    canonical = {name: value for name, value in fields.items() if value}
+    # the non-empty (truthy) fields, picked in C: what `_canonical`'s comprehension keeps
+    canonical = dict(compress(fields.items(), fields.values()))
     canonical.pop("hash", None)
     if "ts" in canonical:
         canonical["ts"] = _micros(canonical["ts"])
