@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import socket
+from itertools import compress
 from typing import Any
 
 import orjson
@@ -107,9 +108,11 @@ class AuditChain:
             "prev_hash": self.head,
             "hash": "",
         }
-        fast = _linked_json(event.__dict__ | update)
-        if fast is not None:
+        fields = event.__dict__ | update
+        fast = _linked_json(fields)
+        if fast is not None:  # `fields` now holds the hash: the linked event's values as they are
             update["hash"], encoded = fast
+            linked = _with_values(event, fields, update)
         else:  # what orjson or the fast canonical form cannot take: from pydantic's dump, as before
             dumped = event.model_copy(update=update).model_dump(mode="json")
             update["hash"] = dumped["hash"] = hashlib.sha256(_canonical(dumped)).hexdigest()
@@ -118,10 +121,23 @@ class AuditChain:
                 encoded = orjson.dumps(dumped)
             except TypeError:  # an integer beyond 64 bits: pydantic's own serializer decides
                 encoded = b""
-        linked = event.model_copy(update=update)
+            linked = event.model_copy(update=update)
         self.seq += 1
         self.head = linked.hash
         return linked, encoded or linked.model_dump_json().encode()
+
+
+def _with_values(event: AuditEvent, values: dict[str, Any], update: dict[str, Any]) -> AuditEvent:
+    """What `event.model_copy(update=update)` makes, given its field dict already updated
+    (`values`): a copy that takes that dict over instead of copying and updating one of its own
+    (half the cost, ~1 µs per event). An event has no extra fields (`extra="ignore"`) and no
+    private attributes."""
+    linked = object.__new__(type(event))
+    object.__setattr__(linked, "__dict__", values)
+    object.__setattr__(linked, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
+    object.__setattr__(linked, "__pydantic_extra__", None)
+    object.__setattr__(linked, "__pydantic_private__", None)
+    return linked
 
 
 def _nested_json(value: object) -> Any:
@@ -136,8 +152,10 @@ def _linked_json(fields: dict[str, Any]) -> tuple[str, bytes] | None:
     values as its `model_dump(mode="json")` but for nested models, encoded through `_nested_json`):
     the model dump, the one layer of per-event work this saves, is the costliest part of linking.
     None when the values take the slow path of `_canonical` (a float orjson writes differently from
-    `json.dumps`, an integer beyond 64 bits, a lone surrogate)."""
-    canonical = {name: value for name, value in fields.items() if value}
+    `json.dumps`, an integer beyond 64 bits, a lone surrogate). Sets `fields["hash"]`: `fields`
+    becomes the linked event's own field dict."""
+    # the non-empty (truthy) fields, picked in C: what `_canonical`'s comprehension keeps
+    canonical = dict(compress(fields.items(), fields.values()))
     canonical.pop("hash", None)
     if "ts" in canonical:
         canonical["ts"] = _micros(canonical["ts"])
@@ -146,6 +164,7 @@ def _linked_json(fields: dict[str, Any]) -> tuple[str, bytes] | None:
             return None
     try:
         digest = hashlib.sha256(orjson.dumps(canonical, default=_nested_json, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        return digest, orjson.dumps(fields | {"hash": digest}, default=_nested_json)
+        fields["hash"] = digest
+        return digest, orjson.dumps(fields, default=_nested_json)
     except TypeError:
         return None

@@ -8,7 +8,8 @@ functions, no I/O: the publisher applies them before it serializes an event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from operator import itemgetter
+from typing import Any, Final
 
 from .messages import AuditEvent
 
@@ -39,6 +40,9 @@ _LONG_FIELDS: Final = ("error",)
 _CONTENT_FIELDS: Final = ("arguments", "result", "before", "after")
 """Recorded content (JSON text): its sha256 is taken before any cut, so it always names the whole."""
 _ALL_FIELDS: Final = frozenset(_TEXT_FIELDS + _LONG_FIELDS + _CONTENT_FIELDS)
+# each group's values read from the model's field dict in one C call (an attribute per field costs ~5x)
+_TEXT_VALUES: Final = itemgetter(*_TEXT_FIELDS)
+_CONTENT_VALUES: Final = itemgetter(*_CONTENT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ def cut_utf8(text: str, limit: int) -> tuple[str, int]:
 def bounded(event: AuditEvent, limits: FieldLimits) -> AuditEvent:
     """`event` with every text field within `limits`: the same object when nothing had to be cut,
     else a copy whose `truncated` map names each field cut with its original size."""
+    if not event.truncated and _within(event.__dict__, limits):
+        return event
     cuts: dict[str, str] = {}
     sizes: dict[str, int] = {}
     for fields, limit in (
@@ -92,3 +98,15 @@ def bounded(event: AuditEvent, limits: FieldLimits) -> AuditEvent:
         k: v for k, v in sizes.items() if k not in event.truncated
     }
     return event.model_copy(update={**cuts, "truncated": truncated})
+
+
+def _within(values: dict[str, Any], limits: FieldLimits) -> bool:
+    """True when no field can need a cut, checked in a few C calls instead of a step per field:
+    the fields of each group hold, all together, at most a quarter of its limit in characters (no
+    character takes more than 4 bytes). False only sends the event through `bounded`'s own checks."""
+    error = values["error"]
+    return (
+        len("".join(filter(None, _TEXT_VALUES(values)))) * 4 <= limits.text
+        and sum(map(len, filter(None, _CONTENT_VALUES(values)))) * 4 <= limits.content
+        and (not error or len(error) * 4 <= limits.error)
+    )

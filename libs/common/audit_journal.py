@@ -11,7 +11,11 @@ replica *slot*, a stable name such as the replica's instance, never its pid):
     A 42                                            the first 42 E records of this segment are acked
     X <event id>                                    the event was dropped on purpose (buffer full)
 
-Each record is one `os.write` on an `O_APPEND` descriptor: no user-space buffer, no fsync. A
+Each record is one `os.write` on an `O_APPEND` descriptor: no user-space buffer, no fsync. A B
+record its producer lets wait (`begun_held`: one that writes the R record before it forwards
+the request, or forwards it only in a later turn of the event loop) is written at the end of the
+loop's turn, or in one write with that R record when it comes first, or not at all when the E record
+does: a process killed within that turn had forwarded nothing, as if killed before it began. A
 SIGKILLed process leaves everything it wrote in the page cache, which the next process reads; a
 machine crash (power, kernel panic) can lose the last seconds the kernel had not flushed yet.
 A record cut short by the kill (no trailing newline) is ignored.
@@ -29,6 +33,7 @@ open (unacked events, requests without an event) and deletes the old one, so it 
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
 import os
@@ -189,6 +194,10 @@ class AuditJournal:
         """Event id -> B record of each request that owes an event not emitted yet."""
         self._open_routed: dict[str, bytes] = {}
         """Event id -> R record of those of them forwarded already."""
+        self._held: dict[str, bytes] = {}
+        """Event id -> B record held (`begun_held`), not written yet: written at the end of this
+        turn of the event loop (`_write_held`), with the request's R record, or never when its E
+        record came first."""
         self._unacked: deque[bytes | None] = deque()
         """E records of emitted events not acked yet, in publishing order (None: not journaled)."""
         self._acked_here = 0
@@ -215,6 +224,48 @@ class AuditJournal:
         caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
         was calling as fully as the event the request would have made; so does `parent_id` (the
         Code Mode run a script's tool call belongs to), so that event still links to its run."""
+        event_id, line = self._begun_record(
+            kind, name, key_id, key_name, trace_id, request_bytes, user_id, team_id, customer_id, parent_id
+        )
+        self._write(line)
+        return event_id
+
+    def begun_held(
+        self,
+        kind: str,
+        name: str,
+        key_id: str,
+        key_name: str,
+        trace_id: str | None,
+        request_bytes: int,
+        *,
+        user_id: str | None = None,
+        team_id: str | None = None,
+        customer_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> str:
+        """`begun` for a caller that calls `routed` before it forwards the request (or forwards it
+        only after this turn of the event loop): the B record waits for the end of the turn, written
+        with the R record in one write, or not at all when the event came first (~1 µs a request)."""
+        event_id, line = self._begun_record(
+            kind, name, key_id, key_name, trace_id, request_bytes, user_id, team_id, customer_id, parent_id
+        )
+        self._hold(event_id, line)
+        return event_id
+
+    def _begun_record(
+        self,
+        kind: str,
+        name: str,
+        key_id: str,
+        key_name: str,
+        trace_id: str | None,
+        request_bytes: int,
+        user_id: str | None,
+        team_id: str | None,
+        customer_id: str | None,
+        parent_id: str | None,
+    ) -> tuple[str, bytes]:
         event_id = new_id()
         record = {
             "id": event_id,
@@ -232,8 +283,7 @@ class AuditJournal:
         }
         line = b"B " + _dumps(record) + b"\n"
         self._open_begun[event_id] = line
-        self._write(line)
-        return event_id
+        return event_id, line
 
     def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> None:
         """Record where a begun request is being forwarded (its server and tool) and the sha256 of
@@ -246,7 +296,7 @@ class AuditJournal:
             record["arguments_sha256"] = sha256_of(arguments)
         line = b"R " + _dumps(record) + b"\n"
         self._open_routed[event_id] = line
-        self._write(line)
+        self._write(self._held.pop(event_id, b"") + line)
 
     def emitted(self, event: AuditEvent, json: bytes | None = None) -> bytes | None:
         """Record an event just queued for publishing (call in publishing order), given its JSON if
@@ -254,6 +304,8 @@ class AuditJournal:
         serialize it again otherwise), None if it has none."""
         begun = self._open_begun.pop(event.event_id, None)
         self._open_routed.pop(event.event_id, None)
+        if self._held.pop(event.event_id, None) is not None:
+            begun = None  # never written: nothing owed on disk for an X record to settle
         try:
             json = json or event.model_dump_json().encode()
         except Exception:  # unserializable: the publisher dead-letters it; a replay must not invent one
@@ -269,7 +321,7 @@ class AuditJournal:
     def dropped(self, event_id: str) -> None:
         """The producer gave up on an event (its buffer is full): a replay must not invent one."""
         self._open_routed.pop(event_id, None)
-        if self._open_begun.pop(event_id, None) is not None:
+        if self._open_begun.pop(event_id, None) is not None and self._held.pop(event_id, None) is None:
             self._write(b"X " + event_id.encode() + b"\n")
 
     # ------------------------------------------------------------------ the publisher's side
@@ -288,6 +340,7 @@ class AuditJournal:
     def rotate(self) -> None:
         """Start a new segment with only what is still open, then delete the old one."""
         old_fd, old_path = self._fd, self._path
+        self._held.clear()  # carried into the new segment with the other open B records
         self._number += 1
         self._open_segment(
             [
@@ -329,6 +382,7 @@ class AuditJournal:
         """Release the slot; the segment is deleted when nothing in it is owed any more."""
         if self._fd < 0:
             return
+        self._write_held()
         os.close(self._fd)
         self._fd = -1
         if not self.open_records:
@@ -344,6 +398,23 @@ class AuditJournal:
         self._fd, self._path, self._size, self._acked_here = fd, path, 0, 0
         if carried:
             self._write(b"".join(carried))
+
+    def _hold(self, event_id: str, line: bytes) -> None:
+        """Keep a B record for the end of this turn of the event loop; outside one, write it now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(line)
+            return
+        if not self._held:
+            loop.call_soon(self._write_held)
+        self._held[event_id] = line
+
+    def _write_held(self) -> None:
+        """The B records still held, in one write (the loop runs this once per turn that held any)."""
+        if self._held and self._fd >= 0:
+            self._write(b"".join(self._held.values()))
+        self._held.clear()
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)

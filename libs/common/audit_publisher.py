@@ -16,7 +16,7 @@ What can go wrong, and what happens:
   loudly and counted, beyond that.
   Once the connection is back the backlog is published in order.
 - A transient failure (no ack in time, the stream not created yet: only its owner, the audit
-  service, creates it): the same batch, same id, is retried with backoff until acked.
+  service, creates it): the same batch, same id, is retried at once, then with backoff until acked.
 - The server refuses a batch for what it is (too large for the stream or the connection): the batch
   is split in two and each half published on its own, down to single events; a single event still
   refused, or one that cannot even be serialized, goes to the dead-letter stream
@@ -40,6 +40,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Final
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
@@ -256,6 +258,18 @@ class AuditPublisher:
     async def _deliver(self, batch_id: str, part: list[_Encoded]) -> None:
         """Publish `part` as one batch until acked; split it when the server refuses it for its content."""
         payload = _batch_json(batch_id, part)
+        headers = {MSG_ID_HEADER: batch_id}
+        try:  # the first attempt without tenacity, whose machinery costs ~20 µs a batch: nearly all pass
+            await self._connected()
+            await self._js.publish(self.subject, payload, timeout=self._timeout, headers=headers)
+        except Exception as error:
+            if _unpublishable(error):
+                await self._refused(batch_id, part, error)
+                return
+            log.warning("audit: publishing %d event(s) failed (%s); retrying", len(part), _why(error))
+        else:
+            self.published += len(part)
+            return
 
         def warn(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -263,13 +277,11 @@ class AuditPublisher:
             wait = state.next_action.sleep if state.next_action else 0.0
             log.warning("audit: publishing %d event(s) failed (%s); retrying in %.2fs", len(part), why, wait)
 
-        try:
+        try:  # the same batch id: a copy the server got after all is dropped as a duplicate
             async for attempt in self._patiently(warn):
                 with attempt:
                     await self._connected()
-                    await self._js.publish(
-                        self.subject, payload, timeout=self._timeout, headers={MSG_ID_HEADER: batch_id}
-                    )
+                    await self._js.publish(self.subject, payload, timeout=self._timeout, headers=headers)
         except Exception as error:  # only what `_unpublishable` says no retry will fix
             await self._refused(batch_id, part, error)
             return
@@ -324,23 +336,13 @@ class AuditPublisher:
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
 
 
+_WEIGHED: Final = itemgetter("name", "tool", "server", "key_name", "error", "arguments", "result", "before", "after")
+"""The fields whose text an event's weight counts, read from its field dict in one C call."""
+
+
 def _weight(event: AuditEvent) -> int:
     """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
-    return 512 + sum(
-        len(value)
-        for value in (
-            event.name,
-            event.tool,
-            event.server,
-            event.key_name,
-            event.error,
-            event.arguments,
-            event.result,
-            event.before,
-            event.after,
-        )
-        if value
-    )
+    return 512 + sum(map(len, filter(None, _WEIGHED(event.__dict__))))
 
 
 def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:

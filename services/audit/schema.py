@@ -164,6 +164,11 @@ _INT_RANGE: Final = {
     "seq": (0, 2**64 - 1),
 }
 _INT_VALUES: Final = itemgetter(*_INT_RANGE)
+_UNSIGNED_VALUES: Final = itemgetter(*(field for field, (low, _) in _INT_RANGE.items() if low == 0))
+_EVERY_UNSIGNED_HOLDS: Final = min(high for low, high in _INT_RANGE.values() if low == 0)
+"""The largest value every unsigned integer column holds (each holds 0 too)."""
+_I32: Final = 2**31
+"""`error_code`'s quick bound: any 32-bit code (JSON-RPC's are); the column holds 64 bits."""
 _VALUES: Final = itemgetter(*COLUMNS)
 
 
@@ -175,9 +180,16 @@ def to_row(event: AuditEvent, *, vouched_by: str = "", flags: Sequence[str] = ()
     ts = values["ts"]
     if not _TS_RANGE[0] <= ts <= _TS_RANGE[1]:
         raise BadEvent(f"ts {ts} is outside what DateTime64 can store")
-    for (field, (low, high)), value in zip(_INT_RANGE.items(), _INT_VALUES(values), strict=True):
-        if value is not None and not low <= value <= high:
-            raise BadEvent(f"{field}={value} does not fit its column")
+    # the unsigned columns all hold 0..65535 (the narrowest, `v`) and `error_code` any JSON-RPC code:
+    # a few C calls decide for the usual event; anything else is checked column by column
+    ints = tuple(filter(None, _UNSIGNED_VALUES(values)))
+    code = values["error_code"]
+    if (ints and (min(ints) < 0 or max(ints) > _EVERY_UNSIGNED_HOLDS)) or (
+        code is not None and not -_I32 <= code < _I32
+    ):
+        for (field, (low, high)), value in zip(_INT_RANGE.items(), _INT_VALUES(values), strict=True):
+            if value is not None and not low <= value <= high:
+                raise BadEvent(f"{field}={value} does not fit its column")
     truncated, decisions = values["truncated"], values["interceptions"]
     if truncated and any(not 0 <= size < 2**64 for size in truncated.values()):
         raise BadEvent("truncated: a size does not fit its column")

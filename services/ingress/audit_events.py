@@ -76,39 +76,48 @@ def audit_event(
     else:
         status = TOOL_ERROR if ending.tool_error else "ok"
         code = None
-    return AuditEvent(
-        event_id=ctx.audit_id or new_id(),
-        kind=kind,
-        trace_id=ctx.trace_id,
-        key_id=ctx.caller.key_id,
-        key_name=ctx.caller.key_name,
-        **ctx.caller.owner(),
-        **content,
-        server=server or "",
-        tool=tool or "",
-        name=name,
-        status=status,
-        error_kind=error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
-        error_code=code,
-        error=error.message if error else None,
-        latency_ms=(time.perf_counter() - ctx.started) * 1000,
-        upstream_ms=ending.upstream_ms,
-        request_bytes=ctx.request_bytes,
-        execution=ending.execution or ("ran" if error is None else "not_run"),
-        cost_usd=ending.cost_usd,
-        interceptions=ending.interceptions or [],
-    )
+    # validated from one dict: `AuditEvent(**fields)` validates the same, ~1 µs slower (keyword
+    # arguments packed again, then validated into an instance made beforehand)
+    fields = {
+        "event_id": ctx.audit_id or new_id(),
+        "kind": kind,
+        "trace_id": ctx.trace_id,
+        "key_id": ctx.caller.key_id,
+        "key_name": ctx.caller.key_name,
+        "server": server or "",
+        "tool": tool or "",
+        "name": name,
+        "status": status,
+        "error_kind": error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
+        "error_code": code,
+        "error": error.message if error else None,
+        "latency_ms": (time.perf_counter() - ctx.started) * 1000,
+        "upstream_ms": ending.upstream_ms,
+        "request_bytes": ctx.request_bytes,
+        "execution": ending.execution or ("ran" if error is None else "not_run"),
+        "cost_usd": ending.cost_usd,
+        "interceptions": ending.interceptions or [],
+    }
+    return AuditEvent.model_validate(fields | ctx.caller.owner() | content)
 
 
 def audit_name(params: Any) -> str:
     """What an audit row names for a request whose handler did not say: its name, URI or ref."""
     if not isinstance(params, dict):
         return ""
+    # the first text of: name, uri, ref.name, ref.uri (a test pins the order); no list or
+    # generator built for what is nearly always the first one (~0.4 µs a request)
+    if isinstance(name := params.get("name"), str):
+        return name
+    if isinstance(uri := params.get("uri"), str):
+        return uri
     ref = params.get("ref")
-    candidates = [params.get("name"), params.get("uri")]
     if isinstance(ref, dict):
-        candidates += [ref.get("name"), ref.get("uri")]
-    return next((value for value in candidates if isinstance(value, str)), "")
+        if isinstance(name := ref.get("name"), str):
+            return name
+        if isinstance(uri := ref.get("uri"), str):
+            return uri
+    return ""
 
 
 def metrics_outcome(payload: dict[str, Any], audit: AuditEvent | None) -> str:
@@ -142,7 +151,8 @@ class AuditRecorder:
             return False
         self.owed += 1
         if self.journal is not None:
-            ctx.audit_id = self.journal.begun(
+            # the handlers journal the route (`routed`) before they forward a request
+            ctx.audit_id = self.journal.begun_held(
                 kind,
                 audit_name(params),
                 ctx.caller.key_id,

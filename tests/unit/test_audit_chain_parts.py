@@ -69,6 +69,11 @@ def test_a_link_written_from_the_event_s_own_values_is_pydantic_s_json_and_canon
     for seq, event in enumerate(events, 1):
         linked, encoded = chain.link_encoded(event)
         assert encoded == linked.model_dump_json().encode()
+        # the same model `model_copy` makes, fields set included; the given event left as it was
+        chained = {"ts": linked.ts, "producer": "ingress-a", "seq": seq, "prev_hash": head, "hash": linked.hash}
+        assert linked == event.model_copy(update=chained) and linked.__dict__ is not event.__dict__
+        assert linked.model_fields_set == event.model_fields_set | chained.keys()
+        assert (event.seq, event.hash, event.producer) == (0, "", "")
         assert linked.hash == event_hash(linked) == hashlib.sha256(canonical(linked)).hexdigest()
         assert (linked.seq, linked.prev_hash, linked.producer) == (seq, head, "ingress-a")
         head = linked.hash

@@ -28,6 +28,15 @@ def test_an_event_within_the_limits_is_left_alone() -> None:
     assert bounded(event, FieldLimits()) is event
 
 
+def test_fields_each_within_their_limit_are_left_alone_however_large_together() -> None:
+    # the quick check (all of a group's characters, 4 bytes each) fails here: each field is checked alone
+    names = {field: "n" * 1024 for field in ("name", "tool", "server", "key_name", "trace_id")}
+    event = _event(**names, arguments="a" * 65536, result="r" * 65536, error="e" * 8192)
+    assert bounded(event, FieldLimits()) is event
+    over = bounded(_event(**(names | {"tool": "é" * 513})), FieldLimits())
+    assert over.truncated == {"tool": 1026} and over.name == "n" * 1024
+
+
 def test_the_given_event_is_never_changed() -> None:
     event = _event(name="n" * 5000)
     cut = bounded(event, FieldLimits())

@@ -4,6 +4,7 @@ torn records ignored, segments kept small. A "kill" here is dropping the journal
 
 from __future__ import annotations
 
+import asyncio
 import stat
 from pathlib import Path
 
@@ -198,3 +199,33 @@ def test_files_are_private_and_a_slot_has_one_owner(tmp_path: Path) -> None:
         AuditJournal(directory)
     journal.close()
     AuditJournal(directory).close()  # free again once its owner is gone
+
+
+async def test_a_held_begin_is_written_by_the_end_of_its_turn_with_its_route_or_not_at_all(tmp_path: Path) -> None:
+    """`begun_held` (ingress's requests): the B record waits for the end of the event loop's
+    turn, written in one write with the R record when the request is routed in that turn, never when
+    its event came first, and on its own at the end of the turn otherwise: a kill after that turn
+    still leaves every request its row."""
+    journal = AuditJournal(tmp_path)
+    segment = journal._path
+    owner = {"user_id": "ann", "team_id": "ops", "customer_id": "acme"}
+    routed = journal.begun_held("tool_call", "echo__add", "key-1", "demo", None, 7, **owner)
+    answered = journal.begun_held("tool_call", "echo__nope", "key-1", "demo", None, 7)
+    waiting = journal.begun_held("prompt_get", "greet", "key-1", "demo", None, 7)
+    assert len({routed, answered, waiting}) == 3
+    assert segment.read_bytes() == b""  # held, all three, until the turn ends
+    journal.routed(routed, "echo", "add", {"a": 1})
+    journal.emitted(event(answered, "echo__nope"))
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"R", b"E"]
+    await asyncio.sleep(0)  # the turn ends: the one still held is written
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"R", b"E", b"B"]
+    killed(journal)
+
+    events = {e.name: e for e in replayed(tmp_path)}
+    assert set(events) == {"echo__add", "echo__nope", "greet"}
+    assert (events["echo__add"].server, events["echo__add"].user_id, events["echo__add"].execution) == (
+        "echo",
+        "ann",
+        "may_have_run",
+    )
+    assert events["echo__nope"].execution == "ran" and events["greet"].kind == "prompt_get"

@@ -50,11 +50,27 @@ def test_row_round_trip_keeps_every_field() -> None:
 
 @pytest.mark.parametrize(
     "fields",
-    [{"ts": 1e12}, {"ts": -3e9}, {"request_bytes": -1}, {"response_bytes": 2**64}, {"error_code": 2**63}],
+    [
+        {"ts": 1e12},
+        {"ts": -3e9},
+        {"request_bytes": -1},
+        {"response_bytes": 2**64},
+        {"error_code": 2**63},
+        {"v": 2**16},
+        {"seq": -1, "error_code": -32602},
+        {"prompt_tokens": 1, "completion_tokens": -1},
+    ],
 )
 def test_values_the_columns_cannot_hold_are_bad_events(fields: dict[str, object]) -> None:
     with pytest.raises(BadEvent):
         to_row(_event(**fields))
+
+
+def test_values_at_their_columns_bounds_are_stored() -> None:
+    highest = {"request_bytes": 2**64 - 1, "response_bytes": 2**64 - 1, "seq": 2**64 - 1, "v": 2**16 - 1}
+    for fields in ({"error_code": -(2**63)}, {"error_code": 2**63 - 1}, highest, {"prompt_tokens": 0}):
+        event = _event(ts=1.5e9, **fields)
+        assert from_row(to_row(event)) == event
 
 
 def test_columns_added_later_reach_older_tables_by_migration_never_by_a_drop() -> None:

@@ -9,8 +9,17 @@ import orjson
 import pytest
 
 from libs.common import json_codec
-from libs.common.messages import Caller, CallOutcome, CatalogTool, ServerCatalog, ToolCall
-from services.ingress.audit_events import AuditRecorder
+from libs.common.errors import JSONRPC_CODE, ErrorKind
+from libs.common.messages import (
+    Caller,
+    CallOutcome,
+    CatalogTool,
+    GatewayError,
+    InterceptorDecision,
+    ServerCatalog,
+    ToolCall,
+)
+from services.ingress.audit_events import AuditRecorder, Ending, audit_name
 from services.ingress.catalog import Catalog
 from services.ingress.handlers import Handlers, RequestContext
 from services.ingress.keys import KeyDirectory
@@ -115,3 +124,48 @@ def test_request_bodies_keep_integers_beyond_64_bits_exact(body, expected):
 def test_what_is_not_json_is_refused_on_either_parser(body):
     with pytest.raises(ValueError):
         json_codec.loads(body)
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"name": "echo__add", "uri": "file:///a"}, "echo__add"),
+        ({"name": 5, "uri": "file:///a"}, "file:///a"),
+        ({"uri": None, "ref": {"type": "ref/prompt", "name": "greet", "uri": "x"}}, "greet"),
+        ({"ref": {"type": "ref/resource", "name": 1, "uri": "file:///{p}"}}, "file:///{p}"),
+        ({"ref": ["greet"], "arguments": {"name": "n"}}, ""),
+        (["echo__add"], ""),
+        (None, ""),
+    ],
+)
+def test_an_audit_row_names_the_request_by_its_first_text_name_uri_or_ref(params: object, name: str) -> None:
+    assert audit_name(params) == name
+
+
+def test_a_recorded_event_names_the_caller_its_owner_the_target_and_the_content() -> None:
+    owner = Caller(key_id="k1", key_name="dev", user_id="ann", team_id="ops", customer_id="acme")
+    ctx = RequestContext(caller=owner, version="2025-06-18", request_id=7, request_bytes=33, trace_id="t1")
+    decision = InterceptorDecision(interceptor="guardrails", rule="r1", action="warn", where="result")
+    ran = Ending(None, upstream_ms=0.5, execution="ran", cost_usd=0.25, interceptions=[decision])
+    event = AuditRecorder(limit=64).record(ctx, "tool_call", "echo__add", "echo", "add", ran, arguments=b'{"a":1}')
+    assert (event.key_id, event.key_name, event.trace_id, event.request_bytes) == ("k1", "dev", "t1", 33)
+    assert (event.user_id, event.team_id, event.customer_id) == ("ann", "ops", "acme")
+    assert (event.name, event.server, event.tool, event.status, event.execution) == (
+        "echo__add",
+        "echo",
+        "add",
+        "ok",
+        "ran",
+    )
+    assert (event.arguments, event.result, event.cost_usd, event.interceptions) == ('{"a":1}', None, 0.25, [decision])
+    assert event.model_fields_set >= {"user_id", "arguments", "arguments_sha256", "interceptions", "event_id"}
+    denied = Ending(GatewayError(kind=ErrorKind.FORBIDDEN, message="no"))
+    refused = AuditRecorder(content=False).record(ctx, "tool_call", "echo__add", None, None, denied, arguments={"a": 1})
+    assert (refused.status, refused.error_kind, refused.error_code, refused.execution) == (
+        "denied",
+        "forbidden",
+        JSONRPC_CODE[ErrorKind.FORBIDDEN],
+        "not_run",
+    )
+    assert refused.arguments is None and refused.arguments_sha256 == event.arguments_sha256
+    assert (refused.server, refused.tool, refused.truncated) == ("", "", {})

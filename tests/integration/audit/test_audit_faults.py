@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from cli.stack import EmbeddedNats, free_port
 from libs.common import subjects
 from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent
+from libs.common.messages import AuditBatch, AuditEvent
 from tests.support.audit_pipeline import (
     PRODUCER,
     SUBJECT,
@@ -193,6 +193,29 @@ async def test_an_event_no_json_can_carry_is_dead_lettered(publisher: AuditPubli
     kept = AuditEvent.model_validate_json(letter.data)
     assert kept.event_id == broken.event_id and kept.name == "lone ? surrogate"
     assert letter.headers is not None and "cannot be serialized" in letter.headers["Bastion-Dead-Reason"]
+
+
+async def test_a_batch_published_before_its_stream_exists_is_retried_until_acked(
+    nats_server: EmbeddedNats, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The publisher's first attempt at a batch runs outside its retry loop: one that fails for a
+    passing reason (no stream yet: only the audit service creates it) still goes on to that loop."""
+    client = await nats.connect(nats_server.url)
+    async with AuditPublisher(client, producer=PRODUCER, max_backoff=0.1) as pub:
+        sent = [event(i) for i in range(3)]
+        assert all(pub.emit(e) for e in sent)
+        await poll_until(
+            lambda: _true("no stream takes" in caplog.text), "a first attempt refused for want of a stream"
+        )
+        assert pub.published == 0 and pub.pending == 3
+        await declared(client.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM)
+        await poll_until(lambda: drained(pub), "the batch acked once its stream exists")
+        assert pub.published == 3 and pub.dead_lettered == 0 and pub.dropped == 0
+    messages = await client.jetstream().pull_subscribe(SUBJECT, durable="t", stream=subjects.AUDIT_STREAM)
+    batches = await messages.fetch(10, timeout=5)
+    stored = [e.event_id for batch in batches for e in AuditBatch.model_validate_json(batch.data).events]
+    assert sorted(stored) == sorted(e.event_id for e in sent)  # each once: a retry is the same batch id
+    await client.close()
 
 
 async def test_nats_killed_and_restarted_loses_no_event_and_piles_up_no_copies(
