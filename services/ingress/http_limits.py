@@ -60,6 +60,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._reading_body = False
         self._head_bytes = 0
+        """Bytes read since this request's head began; may include some of its body."""
+        self._chunk_bytes = 0
+        """Size of the chunk being parsed."""
+        self._head_slack = 0
+        """Bytes of the chunk in which this request began that `_head_bytes` does not count (a
+        request pipelined behind the previous one): `_head_bytes + _head_slack` bounds the head."""
         self._refusal: tuple[int, str] | None = None
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
@@ -94,8 +100,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # answered already: what the client still sends is read and dropped (see _refuse)
+        self._chunk_bytes = size = len(data)
         if self._reading_head:
-            self._head_bytes += len(data)
+            self._head_bytes += size
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -132,7 +139,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.scope["extensions"] = {LOST: self._lost}  # type: ignore[dict-item]  # ASGI types extensions as dicts
         if not self._reading_head:  # the next request on a kept-alive connection
-            self._reading_head, self._head_bytes = True, 0
+            self._reading_head, self._head_bytes, self._head_slack = True, 0, self._chunk_bytes
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -142,9 +149,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if len(self.headers) > self.limits.max_headers:
             self._stop(431, f"more than {self.limits.max_headers} header fields")
-        if sum(len(name) + len(value) for name, value in self.headers) > self.limits.max_header_bytes:
+        # the fields are part of what was read: only a head read in more bytes than the limit
+        # needs them counted one by one
+        limit = self.limits.max_header_bytes
+        if self._head_bytes + self._head_slack > limit and sum(len(n) + len(v) for n, v in self.headers) > limit:
             self._stop(431, f"header fields exceed {self.limits.max_header_bytes} bytes")
-        self._reading_head, self._reading_body = False, True
+        self._reading_head, self._reading_body, self._head_slack = False, True, 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
