@@ -11,6 +11,10 @@ subclass adds, per connection:
 - a deadline for the body once the head is in (the app sees a disconnect, the client a closed
   connection).
 
+uvicorn's keep-alive timeout is kept, but its timer is not re-armed on every response and
+cancelled on every read: one timer per connection, which on firing closes the connection if it
+has been idle long enough, or waits for the rest of the idle time.
+
 Everything else (parsing, keep-alive, pipelining, flow control) is uvicorn's, so the hot path
 pays a few integer additions per request. Answers leave in one write each (`response_writes`).
 """
@@ -73,6 +77,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """"head" or "body": what the armed deadline is waiting for."""
         self._lost: Callbacks = set()
         """Called when the connection is lost (`lost_connections`): set by the request running."""
+        self._idle_since: float | None = None
+        """When the last response ended with no request since (None while one is being served)."""
 
     # ------------------------------------------------------------------ connection
 
@@ -93,6 +99,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         super().connection_lost(exc)
         if self._lost:
             call_lost(self._lost)
@@ -132,6 +141,37 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # in one, and pay for no timer
         if wanted != self._deadline_for:
             self._arm(wanted)
+
+    # ------------------------------------------------------------------ keep-alive
+
+    def _unset_keepalive_if_required(self) -> None:
+        """uvicorn calls this on each read and response: the connection is busy, its timer stays."""
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timer armed only when none is (`_keep_alive_due`)."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # serving a request: its response arms the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
 
     # ------------------------------------------------------------------ parser callbacks
 

@@ -152,3 +152,32 @@ async def test_an_answer_outside_ingress_own_server_takes_the_asgi_sends() -> No
 
     await _served(_REQUEST % b"", app)
     assert refused == [False]
+
+
+async def test_a_kept_alive_connection_closes_once_idle_for_the_keep_alive_timeout() -> None:
+    """One keep-alive timer per connection: a request that came meanwhile pushes the close back
+    to a whole timeout after its own answer; an idle connection is closed."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await respond(send, {}, 200, False, None)
+
+    protocol, socket = await _served(_REQUEST % b"", app)
+    protocol.timeout_keep_alive = 0.5  # the first answer's timer is already armed at uvicorn's 5 s
+    protocol.data_received(_REQUEST % b"")  # the connection is busy again ...
+    await asyncio.gather(*protocol.tasks)  # ... and idle from this answer on
+    timer = protocol.timeout_keep_alive_task
+    assert timer is not None
+    timer.cancel()
+    protocol._keep_alive_due()  # the first timer firing early: not idle long enough, it waits for the rest
+    assert ("close", b"") not in socket.calls and protocol.timeout_keep_alive_task is not None
+    await asyncio.sleep(0.3)
+    protocol.data_received(_REQUEST % b"")
+    await asyncio.gather(*protocol.tasks)
+    await asyncio.sleep(0.3)  # past the first deadline, not the second
+    assert ("close", b"") not in socket.calls
+    for _ in range(100):  # a hang guard, not a timing claim
+        if ("close", b"") in socket.calls:
+            break
+        await asyncio.sleep(0.05)
+    assert ("close", b"") in socket.calls
+    assert [data[:15] for call, data in socket.calls if call == "write"] == [b"HTTP/1.1 200 OK"] * 3
