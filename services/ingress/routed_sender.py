@@ -96,7 +96,8 @@ class RoutedSender:
             level = self.state.levels.get(ctx.session) if ctx.session else None
             stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
             message.stream = stream.subject
-            message.log_level = level
+            if level is not None:  # None is the message's own default
+                message.log_level = level
             try:
                 outcome = await send(message)
                 if outcome.events > stream.received:
