@@ -103,12 +103,12 @@ def send_whole(send: Any, status: int, headers: list[tuple[bytes, bytes]], body:
     ):
         return False
     global _defaults
-    default_headers = cycle.default_headers
-    if _defaults[0] is not default_headers:
+    default_headers, defaults = cycle.default_headers, _defaults
+    if defaults[0] is not default_headers:
         if any(name.lower() in _FRAMING for name, _ in default_headers):
             return False
-        _defaults = (default_headers, b"".join(b"%s: %s\r\n" % (n.lower(), v) for n, v in default_headers))
-    parts = [STATUS_LINE[status], _defaults[1]]
+        defaults = _defaults = (default_headers, b"".join(b"%s: %s\r\n" % (n.lower(), v) for n, v in default_headers))
+    parts = [STATUS_LINE[status], defaults[1]]
     for name, value in headers:
         parts += (name, b": ", value, b"\r\n")
     keep_alive = cycle.keep_alive
