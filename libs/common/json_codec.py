@@ -18,9 +18,12 @@ import orjson
 
 __all__ = ["dumps", "loads"]
 
-_LONG_INTEGER = re.compile(rb"\d{19}")
+_DIGIT_MARKS = bytes(49 if 48 <= byte <= 57 else 48 for byte in range(256))
+"""Each ASCII digit as b"1", every other byte as b"0" (`bytes.translate`)."""
+_LONG_INTEGER = b"1" * 19
 """Nineteen digits in a row: possibly an integer orjson cannot hold (below -2**63, which has 19
-digits, or beyond 2**64 - 1)."""
+digits, or beyond 2**64 - 1). Found as a substring of the marks, where a regular expression
+searching the bytes costs ~3 µs per 250 (its matcher starts at every byte)."""
 _LONG_INTEGER_TEXT = re.compile(r"\d{19}")
 
 
@@ -31,8 +34,11 @@ def _no_constants(name: str) -> Any:
 def loads(data: bytes | str) -> Any:
     """`data` as JSON, integers exact; raises `ValueError` (orjson's or json's decode error, or
     nesting too deep for the standard library) when it is not JSON."""
-    pattern = _LONG_INTEGER if isinstance(data, bytes) else _LONG_INTEGER_TEXT
-    if pattern.search(data) is None:  # type: ignore[arg-type]
+    if (
+        _LONG_INTEGER not in data.translate(_DIGIT_MARKS)
+        if isinstance(data, bytes)
+        else _LONG_INTEGER_TEXT.search(data) is None
+    ):
         return orjson.loads(data)
     try:
         return json.loads(data, parse_constant=_no_constants)

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from .protocol import encode_json
+from .response_writes import send_whole
 from .streams import sse_event
 
 __all__ = ["JSON_HEADERS", "SSE_HEADERS", "Answer", "plain", "respond"]
@@ -55,7 +56,11 @@ async def respond(
     sse = sse and status == 200  # errors with an HTTP status go out as plain JSON, as the SDK does
     if sse:
         data = b"event: message\ndata: " + data + b"\n\n"
-    headers = (SSE_HEADERS if sse else JSON_HEADERS) + [(b"content-length", str(len(data)).encode())] + (extra or [])
+    headers = (SSE_HEADERS if sse else JSON_HEADERS) + [(b"content-length", str(len(data)).encode())]
+    if extra:
+        headers += extra
+    elif send_whole(send, status, headers, data):  # headers set by a handler take uvicorn's checks
+        return len(data)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
     return len(data)

@@ -13,12 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Protocol
 
 from pydantic import ValidationError
 
 from libs.common import subjects
-from libs.common.messages import Grant, RoutedHead
+from libs.common.messages import Caller, Grant, RoutedHead
 
 from .tool_lists import answer_holds
 
@@ -49,8 +50,20 @@ class Held:
     """The revisions of `GrantCache.inputs` when it was asked for."""
 
 
+_caller_values = attrgetter(*Caller.model_fields)
+
+
 def _key(kind: str, head: RoutedHead) -> _Key:
-    return (kind, *head.decision())
+    """`(kind, *head.decision())`, built without its generator and property (a test holds them equal)."""
+    servers, tools = head.include_servers, head.include_tools
+    return (
+        kind,
+        _caller_values(head.caller),
+        head.server,
+        head.tool or head.target or "",
+        tuple(servers) if servers is not None else None,
+        tuple(tools) if tools is not None else None,
+    )
 
 
 class GrantCache:

@@ -41,7 +41,7 @@ from .protocol import (
     tool_error_result,
 )
 from .request_path import RequestPath
-from .routed_sender import RoutedSender, forwarded_meta
+from .routed_sender import RoutedSender, call_extra, forwarded_meta
 from .session_state import SessionState
 from .streams import LOG_LEVELS
 from .tool_lists import ListCache, answer_holds
@@ -187,7 +187,7 @@ class Handlers:
             audit = self.audits.record(ctx, "tool_call", name, None, None, Ending(error))
             return gateway_error_body(ctx.request_id, error, tool=name), audit
         meta = forwarded_meta(params)
-        extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")} or None
+        extra = call_extra(params)
         call = ToolCall(
             trace_id=ctx.trace_id,
             caller=ctx.caller,

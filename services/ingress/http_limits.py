@@ -11,6 +11,10 @@ subclass adds, per connection:
 - a deadline for the body once the head is in (the app sees a disconnect, the client a closed
   connection).
 
+uvicorn's keep-alive timeout is kept, but its timer is not re-armed on every response and
+cancelled on every read: one timer per connection, which on firing closes the connection if it
+has been idle long enough, or waits for the rest of the idle time.
+
 Everything else (parsing, keep-alive, pipelining, flow control) is uvicorn's, so the hot path
 pays a few integer additions per request. Answers leave in one write each (`response_writes`).
 """
@@ -60,6 +64,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._reading_body = False
         self._head_bytes = 0
+        """Bytes read since this request's head began; may include some of its body."""
+        self._chunk_bytes = 0
+        """Size of the chunk being parsed."""
+        self._head_slack = 0
+        """Bytes of the chunk in which this request began that `_head_bytes` does not count (a
+        request pipelined behind the previous one): `_head_bytes + _head_slack` bounds the head."""
         self._refusal: tuple[int, str] | None = None
         self._refused = False
         self._deadline: asyncio.TimerHandle | None = None
@@ -67,6 +77,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """"head" or "body": what the armed deadline is waiting for."""
         self._lost: Callbacks = set()
         """Called when the connection is lost (`lost_connections`): set by the request running."""
+        self._idle_since: float | None = None
+        """When the last response ended with no request since (None while one is being served)."""
 
     # ------------------------------------------------------------------ connection
 
@@ -87,6 +99,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.timeout_keep_alive_task is not None:
+            self.timeout_keep_alive_task.cancel()
+            self.timeout_keep_alive_task = None
         super().connection_lost(exc)
         if self._lost:
             call_lost(self._lost)
@@ -94,8 +109,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # answered already: what the client still sends is read and dropped (see _refuse)
+        self._chunk_bytes = size = len(data)
         if self._reading_head:
-            self._head_bytes += len(data)
+            self._head_bytes += size
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -126,13 +142,44 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if wanted != self._deadline_for:
             self._arm(wanted)
 
+    # ------------------------------------------------------------------ keep-alive
+
+    def _unset_keepalive_if_required(self) -> None:
+        """uvicorn calls this on each read and response: the connection is busy, its timer stays."""
+        self._idle_since = None
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the keep-alive timer armed only when none is (`_keep_alive_due`)."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_since = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self.timeout_keep_alive_task is None:
+            self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self._keep_alive_due)
+
+    def _keep_alive_due(self) -> None:
+        self.timeout_keep_alive_task = None
+        if self._idle_since is None:
+            return  # serving a request: its response arms the timer again
+        left = self._idle_since + self.timeout_keep_alive - self.loop.time()
+        if left > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(left, self._keep_alive_due)
+        else:
+            self.timeout_keep_alive_handler()
+
     # ------------------------------------------------------------------ parser callbacks
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = {LOST: self._lost}  # type: ignore[dict-item]  # ASGI types extensions as dicts
         if not self._reading_head:  # the next request on a kept-alive connection
-            self._reading_head, self._head_bytes = True, 0
+            self._reading_head, self._head_bytes, self._head_slack = True, 0, self._chunk_bytes
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -142,9 +189,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if len(self.headers) > self.limits.max_headers:
             self._stop(431, f"more than {self.limits.max_headers} header fields")
-        if sum(len(name) + len(value) for name, value in self.headers) > self.limits.max_header_bytes:
+        # the fields are part of what was read: only a head read in more bytes than the limit
+        # needs them counted one by one
+        limit = self.limits.max_header_bytes
+        if self._head_bytes + self._head_slack > limit and sum(len(n) + len(v) for n, v in self.headers) > limit:
             self._stop(431, f"header fields exceed {self.limits.max_header_bytes} bytes")
-        self._reading_head, self._reading_body = False, True
+        self._reading_head, self._reading_body, self._head_slack = False, True, 0
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:

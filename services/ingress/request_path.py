@@ -51,6 +51,12 @@ _EXECUTORS = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST:
 """Where a routed request goes when ingress holds policy's grant for it."""
 
 
+def encoded(message: ToolCall | UpstreamRequest) -> bytes:
+    """`message.model_dump_json().encode()`, the bytes straight from pydantic's serializer: no str
+    made and encoded again, none of `model_dump_json`'s option handling (~0.7 µs a call)."""
+    return message.__pydantic_serializer__.to_json(message)
+
+
 def _reason(exc: PydanticSerializationError) -> str:
     text = str(exc).removeprefix("Error serializing to JSON: ")
     if "depth" in text:
@@ -118,7 +124,7 @@ class RequestPath:
             return CallOutcome(id=message.id, error=error, decided_by="executor", execution=execution)
 
         try:
-            data = message.model_dump_json().encode()
+            data = encoded(message)
         except PydanticSerializationError as exc:  # e.g. arguments nested deeper than JSON serializers go
             return failed(ErrorKind.INVALID_ARGUMENTS, f"{what} cannot be forwarded: {_reason(exc)}", "not_run")
         if not fits(self._nc, len(data)):

@@ -23,7 +23,7 @@ from .request_path import RequestPath
 from .session_state import SessionState
 from .streams import CallStreams
 
-__all__ = ["RoutedSender", "forwarded_meta"]
+__all__ = ["RoutedSender", "call_extra", "forwarded_meta"]
 
 _Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
 
@@ -96,7 +96,8 @@ class RoutedSender:
             level = self.state.levels.get(ctx.session) if ctx.session else None
             stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
             message.stream = stream.subject
-            message.log_level = level
+            if level is not None:  # None is the message's own default
+                message.log_level = level
             try:
                 outcome = await send(message)
                 if outcome.events > stream.received:
@@ -122,6 +123,17 @@ class RoutedSender:
 def forwarded_meta(params: dict[str, Any]) -> dict[str, Any] | None:
     """The request's `_meta` minus the 2026-07-28 envelope (which describes the agent's hop only)."""
     meta = params.get("_meta")
-    if not isinstance(meta, dict):
+    if not isinstance(meta, dict) or meta.keys() <= ENVELOPE_META_KEYS:  # the usual: nothing but the envelope
         return None
     return {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS} or None
+
+
+_CALL_FIELDS = frozenset(("name", "arguments", "_meta"))
+
+
+def call_extra(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The `params` of a `tools/call` besides name, arguments and `_meta` (2026-07-28
+    `inputResponses`, `requestState`), forwarded as they are; None when there are none."""
+    if params.keys() <= _CALL_FIELDS:
+        return None
+    return {k: v for k, v in params.items() if k not in _CALL_FIELDS} or None

@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from nats.aio.client import Client as NATS
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from libs.common import observability, permissions, subjects
 from libs.common.audit_chain import producer_id
@@ -139,11 +140,21 @@ class _McpFirst:
 
     def __init__(self, endpoint: McpEndpoint, app: FastAPI, llm: LlmEndpoint | None = None) -> None:
         self.endpoint, self.app, self.llm = endpoint, app, llm
+        self.rest: Any = self._rest
+        """Every route but `/mcp` (`behind_proxies` wraps it)."""
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp":
             await self.endpoint(scope, receive, send)
             return
+        await self.rest(scope, receive, send)
+
+    def behind_proxies(self, trusted: list[str] | str) -> None:
+        """Honour `X-Forwarded-For` / `-Proto` from `trusted` addresses (uvicorn's middleware) on
+        every route but `/mcp`, which reads neither the client's address nor the scheme."""
+        self.rest = ProxyHeadersMiddleware(self._rest, trusted_hosts=trusted)
+
+    async def _rest(self, scope: Any, receive: Any, send: Any) -> None:
         llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/")
         if scope["type"] == "http" and "authorization" in repeated_headers(scope["headers"]):
             if llm:
@@ -260,8 +271,9 @@ class IngressService:
             header_timeout=s.header_timeout,
             body_timeout=s.body_timeout,
         )
+        app = self.build_app(nc)
         config = uvicorn.Config(
-            self.build_app(nc),
+            app,
             host=s.host,
             port=s.port,
             loop="none",
@@ -270,7 +282,9 @@ class IngressService:
             access_log=False,
             log_level="warning",
             timeout_keep_alive=max(1, round(s.idle_timeout)),
+            proxy_headers=False,  # /mcp skips the middleware: see `_McpFirst.behind_proxies`
         )
+        app.behind_proxies(config.forwarded_allow_ips)
         self._http = await serve_http(config, "ingress")
         self.port = self._http.port
         log.info("ingress listening on %s", self.url)

@@ -38,13 +38,15 @@ _SETTLE_WAIT = 2.0
 
 
 class CallStream:
-    def __init__(self, subject: str, key_id: str, emit: Emit, log_level: str | None) -> None:
-        self.subject = subject
-        self.key_id = key_id
+    __slots__ = ("_changed", "_emit", "_min_rank", "key_id", "received", "subject", "token")
+
+    def __init__(self, subject: str, token: str, key_id: str, emit: Emit, log_level: str | None) -> None:
+        self.subject, self.token, self.key_id = subject, token, key_id
         self._emit = emit
-        self._min_rank = _RANK.get(log_level or "", 0)
+        self._min_rank = _RANK.get(log_level, 0) if log_level else 0
         self.received = 0
-        self._changed = asyncio.Event()
+        self._changed: asyncio.Event | None = None
+        """Made by `settle`, the rare wait: most calls send no event, or all of them before their answer."""
 
     def wants(self, event: StreamEvent) -> bool:
         if event.method != "notifications/message" or not event.params:
@@ -55,21 +57,22 @@ class CallStream:
         try:
             await self._emit(message)
         finally:
-            self.received += 1
-            self._changed.set()
+            self.skip()
 
     def skip(self) -> None:
         self.received += 1
-        self._changed.set()
+        if self._changed is not None:
+            self._changed.set()
 
     async def settle(self, expected: int) -> None:
         """Wait (briefly) until `expected` events went out, so none arrives after the answer."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SETTLE_WAIT
+        changed = self._changed = self._changed or asyncio.Event()
         while self.received < expected and loop.time() < deadline:
-            self._changed.clear()
+            changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
+                await asyncio.wait_for(changed.wait(), deadline - loop.time())
             except TimeoutError:
                 break
 
@@ -87,11 +90,11 @@ class CallStreams:
 
     def open(self, key_id: str, emit: Emit, log_level: str | None = None) -> CallStream:
         token = str(next(self._tokens))
-        stream = self._open[token] = CallStream(f"{self._prefix}.{token}", key_id, emit, log_level)
+        stream = self._open[token] = CallStream(f"{self._prefix}.{token}", token, key_id, emit, log_level)
         return stream
 
     def close(self, stream: CallStream) -> None:
-        self._open.pop(stream.subject.rpartition(".")[2], None)
+        self._open.pop(stream.token, None)
 
     async def _on_event(self, msg: Msg) -> None:
         stream = self._open.get(msg.subject.rpartition(".")[2])

@@ -136,6 +136,18 @@ async def test_too_many_or_too_large_headers(gateway, head, status, says):
     writer.close()
 
 
+async def test_too_large_headers_of_a_pipelined_request_are_refused(gateway):
+    """The head counted from where its request begins, also mid-read: a request pipelined behind
+    another, in the same write, is held to the same limit."""
+    reader, writer = await _open(gateway)
+    first = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    second = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 4500 + b"\r\nX-B: " + b"b" * 4500
+    writer.write(first + second + b"\r\n\r\n")
+    answer = await _answer(reader)
+    assert b"HTTP/1.1 431 " in answer and b"exceed 8192 bytes" in answer, answer
+    writer.close()
+
+
 async def test_a_long_request_line_is_refused(gateway):
     reader, writer = await _open(gateway)
     writer.write(b"GET /" + b"p" * 2000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

@@ -32,3 +32,12 @@ async def test_the_public_gateway_serves_nothing_of_the_admin_side(http: httpx.A
     for path in ("/admin/v1", "/admin/v1/keys", "/admin/v1/analytics/panels/tools", "/dashboard", "/docs", "/metrics"):
         assert (await http.get(path)).status_code == 404, path
     assert (await http.get("/openapi.json")).status_code == 404
+
+
+async def test_the_pages_honour_a_local_proxys_forwarded_scheme(
+    http: httpx.AsyncClient, ingress: IngressService
+) -> None:
+    """Behind a proxy on this host (uvicorn's default trusted address), `X-Forwarded-Proto` names
+    the scheme the agents use: every route but `/mcp` (which reads no scheme) sees it."""
+    page = await http.get("/", headers={"X-Forwarded-Proto": "https"})
+    assert f"https://127.0.0.1:{ingress.port}/mcp" in page.text

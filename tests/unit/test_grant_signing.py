@@ -207,3 +207,18 @@ def test_work_policy_signed_is_admitted_unparsed_and_anything_else_unanswered() 
     signed = SIGNER.headers(subjects.EXEC_CALL, "inbox", data)
     assert Admission(SIGNER).admit(subjects.EXEC_CALL, "inbox", signed, data, time.time()) == Admitted(None)
     assert Admission(SIGNER).admit(subjects.EXEC_CALL, "elsewhere", signed, data, time.time()) != Admitted(None)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        CALL,
+        _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u", team_id="t", customer_id="c")),
+        _changed(include_servers=["echo", "notes"], include_tools=[]),
+        UpstreamRequest(
+            caller=Caller(key_id="k1", key_name="ci"), server="echo", method="prompts/get", target="prompt:p", timeout=5
+        ),
+    ],
+)
+def test_ingress_keys_a_grant_by_exactly_what_the_decision_depends_on(head: ToolCall | UpstreamRequest) -> None:
+    assert grant_cache._key(subjects.EXEC_CALL, head) == (subjects.EXEC_CALL, *head.decision())

@@ -9,7 +9,10 @@ from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from libs.common import tracing
 from libs.common.messages import AuditEvent, Caller, CancelCall, KeyRecord
 from services.ingress.answers import Answer
 from services.ingress.context import RequestContext
@@ -501,6 +504,22 @@ async def test_cancel_on_disconnect_is_told_by_ingress_s_own_server_without_a_wa
 async def test_trace_passes_on():
     x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert (await run(Trace(), x)).count == 1
+    assert x.ctx.trace_id is None  # tracing off: no span, no trace id
+
+
+async def test_trace_names_the_requests_trace_when_tracing_is_on():
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    exporter = InMemorySpanExporter()
+    assert tracing.configure("test", processor=SimpleSpanProcessor(exporter))
+    try:
+        x, _ = request(
+            {"jsonrpc": "2.0", "id": 1, "method": "ping"}, ("traceparent", f"00-{trace}-00f067aa0ba902b7-01")
+        )
+        assert (await run(Trace(), x)).count == 1
+    finally:
+        tracing.reset()
+    assert x.ctx.trace_id == trace
+    assert [span.name for span in exporter.get_finished_spans()] == ["POST /mcp"]
 
 
 async def test_dispatch_owes_an_event_for_a_cancelled_audited_request():

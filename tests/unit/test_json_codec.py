@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from libs.common import json_codec
 
@@ -42,3 +46,11 @@ def test_the_common_message_takes_orjsons_path_and_means_the_same() -> None:
         == b'{"jsonrpc":"2.0","id":"bastion-1","result":{"n":9223372036854775807,"f":0.5,"s":"\xc3\xa9"}}'
     )
     assert json_codec.loads(json_codec.dumps(message)) == message
+
+
+@given(st.lists(st.sampled_from([b"1", b"9", b"0", b"a", b" ", b",", b"-", b".", b"\xd9\xa3"]), max_size=60))
+def test_bytes_go_to_the_standard_library_exactly_when_they_hold_nineteen_digits_in_a_row(parts: list[bytes]) -> None:
+    """The digit-run check (`bytes.translate`, a substring) is the regular expression `\\d{19}` it replaced."""
+    data = b"".join(parts)
+    holds = re.search(rb"\d{19}", data) is not None
+    assert (json_codec._LONG_INTEGER in data.translate(json_codec._DIGIT_MARKS)) == holds

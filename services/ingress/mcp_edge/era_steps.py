@@ -9,12 +9,21 @@ from typing import Any
 
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
     MCP_PROTOCOL_VERSION_HEADER,
+    NAME_BEARING_METHODS,
     InboundLadderRejection,
     classify_inbound_request,
+    decode_header_value,
     find_duplicated_routing_header,
 )
-from mcp_types import HEADER_MISMATCH, UNSUPPORTED_PROTOCOL_VERSION
+from mcp_types import (
+    CLIENT_CAPABILITIES_META_KEY,
+    HEADER_MISMATCH,
+    PROTOCOL_VERSION_META_KEY,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from libs.common.codemode import CODE_MODE_HEADER
@@ -97,8 +106,31 @@ def modern_rejection(x: Exchange) -> InboundLadderRejection | None:
         pairs = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in x.raw_headers)
         if (duplicated := find_duplicated_routing_header(pairs)) is not None:
             return InboundLadderRejection(code=HEADER_MISMATCH, message=f"{duplicated} header appears more than once")
+    if _accepted(x.message, x.headers):
+        return None
     verdict = classify_inbound_request(x.message, headers=x.headers)
     return verdict if isinstance(verdict, InboundLadderRejection) else None
+
+
+def _accepted(message: dict[str, Any], headers: dict[str, str]) -> bool:
+    """True when the SDK's ladder (`classify_inbound_request`) would accept the request: its rungs
+    asked in a few lookups for the usual request, without the verdict object. False does not mean
+    refused: the SDK's ladder then decides, and words the refusal."""
+    params = message.get("params")
+    if type(params) is not dict:
+        return False
+    meta = params.get("_meta")
+    if type(meta) is not dict or CLIENT_CAPABILITIES_META_KEY not in meta:
+        return False
+    version = meta.get(PROTOCOL_VERSION_META_KEY)
+    if type(version) is not str or version not in MODERN_PROTOCOL_VERSIONS:
+        return False
+    method = message["method"]
+    if headers.get(MCP_PROTOCOL_VERSION_HEADER) != version or headers.get(MCP_METHOD_HEADER) != method:
+        return False
+    named = NAME_BEARING_METHODS.get(method)
+    name = params.get(named) if named is not None else None
+    return name is None or decode_header_value(headers.get(MCP_NAME_HEADER)) == name
 
 
 class ResolveEra(Check):
