@@ -382,8 +382,11 @@ class AuditSettings(ServiceSettings):
     """A `chdb:///abs/path` DSN (embedded engine) or an `http(s)://user:pass@host:8123/db` URL."""
     batch_size: int = 1000
     """Messages (each an event or a batch of events) per ClickHouse insert, at most."""
-    flush_interval: float = 1.0
-    """Seconds an event may wait for its batch to fill before it is written anyway."""
+    flush_interval: float = 2.0
+    """Seconds an event may wait for its batch to fill before it is written anyway. Under load the
+    writer inserts once per interval, and a ClickHouse insert costs ~30 ms of CPU whatever it holds:
+    2 s instead of 1 s takes ~25-30 µs per call off the audit service at 500-1,000 calls/s, for rows
+    visible ~0.5 s later at the median (docs/benchmarks.md, issue 30 item 5, fourth session)."""
     checkpoint_key: SecretStr = SecretStr("")
     """HMAC key signing audit checkpoints (`libs.common.audit_chain`); empty: no checkpoints, and
     `bastion audit verify` checks the hash chains only (a rewritten chain then goes unnoticed).

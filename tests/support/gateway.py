@@ -221,6 +221,7 @@ async def running_gateway(
                 AuditSettings(
                     nats_url=nats_url,
                     clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}",
+                    flush_interval=1.0,  # tests wait for rows often: half the default's wait, as before it grew
                     **role(AUDIT, **own),
                 )
             ),
