@@ -50,6 +50,8 @@ class EmbeddedNatsCluster:
     authorization: str = ""
     """The same `authorization { users = [...] }` block on every member (routes need none on loopback)."""
     monitor: bool = False
+    threads: int = 0
+    """Each member's GOMAXPROCS (`EmbeddedNats.threads`; 0: Go's default)."""
     members: list[EmbeddedNats] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +74,7 @@ class EmbeddedNatsCluster:
                     authorization=self.authorization,
                     extra_config=cluster,
                     monitor=self.monitor,
+                    threads=self.threads,
                 )
             )
 

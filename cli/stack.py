@@ -127,11 +127,18 @@ class EmbeddedNats:
     monitor: bool = False
     """Serve nats-server's HTTP monitoring (`/varz`, ...) on a free port of `host`, named in the
     ports file (`bastion up` with BASTION_NATS_MONITOR=1; `./run bench` reads message counts there)."""
+    threads: int = 0
+    """GOMAXPROCS in the server's environment (`stack.nats_threads`): how many cores its Go scheduler
+    runs goroutines on. 0: Go's default (every core), or whatever GOMAXPROCS we inherited."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str] | None:
+        """The server's environment: ours, with `threads` as GOMAXPROCS when set (None: ours as is)."""
+        return {**os.environ, "GOMAXPROCS": str(self.threads)} if self.threads else None
 
     @property
     def log_path(self) -> Path:
@@ -164,7 +171,9 @@ class EmbeddedNats:
         )
         argv = self.command()
         with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
+            self.proc = subprocess.Popen(
+                argv, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
+            )
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -150,6 +150,7 @@ class _Stack:
         self.creds = make_credentials(ep.data_dir, os.environ, new_nkeys=ep.nats_url is None)
         if ep.nats_url is None:
             monitor = os.environ.get("BASTION_NATS_MONITOR") == "1"
+            threads = self.config.stack.nats_threads
             if self.nats_cluster > 1:  # every store replicated on the members: one may be lost
                 os.environ.setdefault("BASTION_NATS_REPLICAS", str(cluster_replicas(self.nats_cluster)))
                 self.nats = EmbeddedNatsCluster(
@@ -157,9 +158,12 @@ class _Stack:
                     self.nats_cluster,
                     authorization=self.creds.authorization,
                     monitor=monitor,
+                    threads=threads,
                 ).start()
             else:
-                self.nats = EmbeddedNats(ep.data_dir / "nats", authorization=self.creds.authorization, monitor=monitor)
+                self.nats = EmbeddedNats(
+                    ep.data_dir / "nats", authorization=self.creds.authorization, monitor=monitor, threads=threads
+                )
                 self.nats.start()
             ep.nats_url = self.nats.url
         if self.stop.requested:
@@ -186,7 +190,13 @@ class _Stack:
         )
         servers = self.embedded()
         infra = [
-            ChildSpec(name, server.command(), log_path=server.log_path, backoff=INFRA_BACKOFF)
+            ChildSpec(
+                name,
+                server.command(),
+                env=server.environment() if isinstance(server, EmbeddedNats) else None,  # a restart's too
+                log_path=server.log_path,
+                backoff=INFRA_BACKOFF,
+            )
             for name, server in servers.items()
         ]
         self.supervisor = Supervisor(infra + specs, backoff=Backoff(), grace=GRACE, notify=self._event)

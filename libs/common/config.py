@@ -311,6 +311,11 @@ class StackSection(_Strict):
     """Embedded nats-servers `bastion up` runs (no `nats_url`): 1, or a cluster of 3 to 7 on this
     machine, joined by routes on loopback, with every stream, bucket and object store replicated on
     3 of them (`BASTION_NATS_REPLICAS`), so one may be lost (deploy/README.md, "Trying a NATS cluster")."""
+    nats_threads: int = Field(default=1, ge=0, le=1024)
+    """GOMAXPROCS of the embedded nats-servers (no `nats_url`): the cores Go schedules their goroutines
+    on. 1: Go does not wake idle cores to look for work each time a message readies a goroutine, CPU
+    that the gateway's own processes on the same machine could use (docs/configuration.md has the
+    figures). 0: Go's default, every core (or the GOMAXPROCS `bastion up` was started with)."""
 
     @field_validator("nats_cluster")
     @classmethod

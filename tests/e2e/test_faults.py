@@ -37,7 +37,7 @@ from libs.common.nats import credentials
 from libs.common.permissions import ADMIN
 from tests.support.fault_load import CallResult, Load
 from tests.support.polling import poll_until_blocking
-from tests.support.processes import assert_none_left, descendants, output, start_up, stop_up
+from tests.support.processes import assert_none_left, descendants, environ, output, start_up, stop_up
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc")]
 
@@ -281,6 +281,7 @@ async def test_a_key_revoked_right_after_a_nats_restart_is_refused(stack: Stack)
         while (seen := await call_once(http, stack.url, key)) != "ok":
             assert time.monotonic() < deadline, f"the gateway did not serve again after the NATS restart: {seen}"
             await asyncio.sleep(0.1)
+        assert environ(stack.child("nats")).get("GOMAXPROCS") == "1"  # the restarted server's too (nats_threads)
 
         info = json.loads((stack.data_dir / "stack.json").read_text())
         key_id = hashlib.sha256(key.encode()).hexdigest()

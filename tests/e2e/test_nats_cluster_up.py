@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from cli.stack import nats_monitoring_url
 from libs.common import subjects
 from tests.support.polling import poll_until, poll_until_blocking
-from tests.support.processes import assert_none_left, descendants, output, stop_up, up_with_example
+from tests.support.processes import assert_none_left, descendants, environ, output, stop_up, up_with_example
 
 pytestmark = pytest.mark.e2e
 
@@ -62,8 +62,9 @@ def _streams(data_dir: Path) -> dict[str, dict]:
 
 async def test_the_stack_serves_on_three_clustered_servers(stack):
     proc, port, _, tmp_path = stack
-    servers = [cmd for cmd in descendants(proc.pid).values() if "nats-server" in cmd]
+    servers = {pid: cmd for pid, cmd in descendants(proc.pid).items() if "nats-server" in cmd}
     assert len(servers) == 3, servers
+    assert [environ(pid).get("GOMAXPROCS") for pid in servers] == ["1"] * 3  # stack.nats_threads' default
     assert "a 3-server cluster, 3 replicas of every stream" in output(tmp_path)
     async with _client(port) as client:
         assert "echo__echo" in {t.name for t in (await client.list_tools()).tools}

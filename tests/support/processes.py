@@ -27,6 +27,7 @@ __all__ = [
     "alive",
     "assert_none_left",
     "descendants",
+    "environ",
     "fake_bastion_up",
     "marked_processes",
     "output",
@@ -52,6 +53,12 @@ def marked_processes(marker: str) -> list[int]:
         if state != "Z" and needle in environ.split(b"\0"):
             found.append(int(entry))
     return found
+
+
+def environ(pid: int) -> dict[str, str]:
+    """The environment process `pid` was started with, as any process of the same user reads it."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
 def alive(pid: int) -> bool:

@@ -325,5 +325,6 @@ def test_bastion_config_defaults() -> None:
     config = BastionConfig()
     assert (config.gateway.host, config.gateway.port, config.gateway.response_mode) == ("127.0.0.1", 8420, "json")
     assert config.stack.data_dir == ".bastion"
+    assert config.stack.nats_threads == 1  # the embedded nats-server's GOMAXPROCS (docs/configuration.md)
     assert config.mcp_servers == {}
     assert config.keys == []

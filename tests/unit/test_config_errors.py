@@ -132,6 +132,14 @@ REMOTE = {"url": "https://example.com/mcp"}
         ),
         pytest.param({"keys": [{"key": SECRET}]}, "keys[0].name: Field required", id="key-without-name"),
         pytest.param({"keys": {"ci": SECRET}}, "keys: Input should be a valid list", id="keys-mapping"),
+        pytest.param(
+            {"stack": {"nats_threads": -1}},
+            "stack.nats_threads: Input should be greater than or equal to 0",
+            id="negative-nats-threads",
+        ),
+        pytest.param(
+            {"stack": {"nats_threads": "two"}}, "stack.nats_threads: Input should be a valid integer", id="nats-threads"
+        ),
     ],
 )
 def test_invalid_config_names_the_field(raw: Any, expected: str) -> None:
