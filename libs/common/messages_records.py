@@ -104,3 +104,8 @@ class ServerCatalog(BusMessage):
     waiting for a person's approval. Ingress routes a call of one so the executor refuses it naming
     the approval needed, instead of answering that no such tool exists."""
     updated_at: float = Field(default_factory=time.time)
+    publisher: str | None = None
+    """The executor process that wrote the entry (its instance name and a per-start nonce). Another
+    replica does not overwrite a fresh "ready" with its own "unavailable" (`executor.catalog_store`);
+    a "ready" is refreshed every `catalog_heartbeat` seconds so a dead replica's one ages out. None
+    from executors that predate it."""

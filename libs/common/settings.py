@@ -328,6 +328,10 @@ class ExecutorSettings(RequestPathSettings):
     health_interval: float = 15.0
     """Seconds a connected upstream may stay idle before the executor pings it; a failed ping
     reconnects the session."""
+    catalog_heartbeat: float = Field(default=10.0, gt=0)
+    """Seconds between refreshes of a "ready" catalog entry. Another replica's "unavailable" for the
+    same server does not replace a "ready" refreshed within 3 heartbeats (the server works here), so
+    a replica that dies stops hiding the failure of the others after at most that long."""
     max_user_sessions: int = Field(default=256, ge=1, le=100_000)
     """Upstream sessions this executor keeps open for users of `per_user` servers; beyond it the least
     recently used one is closed (that user's next call opens a new one)."""

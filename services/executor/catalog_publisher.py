@@ -3,12 +3,16 @@
 Status changes (ready / unavailable, a new listing) are published when the owning task says so.
 Health and breaker changes happen on the call path, possibly thousands of times a second, so they
 only mark the entry dirty; one task republishes the last status at most every
-`HEALTH_PUBLISH_EVERY` seconds, and only when something a consumer would see changed.
+`HEALTH_PUBLISH_EVERY` seconds, and only when something a consumer would see changed. The same
+task refreshes a "ready" every `heartbeat` seconds, so other executor replicas can tell it is still
+served here (`catalog_store`), and retries an entry that did not land (deferred to another replica's
+"ready", or KV failed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
@@ -38,9 +42,14 @@ class Snapshot(NamedTuple):
 
 class CatalogPublisher:
     def __init__(
-        self, name: str, send: Callable[[ServerCatalog], Awaitable[bool]], snapshot: Callable[[], Snapshot]
+        self,
+        name: str,
+        send: Callable[[ServerCatalog], Awaitable[bool]],
+        snapshot: Callable[[], Snapshot],
+        heartbeat: float = 10.0,
     ) -> None:
         self.name = name
+        self._heartbeat = heartbeat
         self._send = send
         self._snapshot = snapshot
         self._lock = asyncio.Lock()
@@ -60,8 +69,11 @@ class CatalogPublisher:
         """Health or breaker state may have changed: republish soon (rate-limited)."""
         self._dirty.set()
 
-    async def publish(self, status: str, error: str | None = None, stderr_tail: list[str] | None = None) -> None:
-        """Publish `status` (with `error`, and what the server last wrote on stderr when it failed)."""
+    async def publish(
+        self, status: str, error: str | None = None, stderr_tail: list[str] | None = None, *, refresh: bool = False
+    ) -> None:
+        """Publish `status` (with `error`, and what the server last wrote on stderr when it failed);
+        `refresh`: even when it is what was last published (a heartbeat)."""
         stderr_tail = stderr_tail or []
         self._status = (status, error, stderr_tail)
         async with self._lock:  # a health update must not overtake a newer listing
@@ -83,7 +95,7 @@ class CatalogPublisher:
                 snap.namespace,
                 withheld,
             )
-            if key == self._published:
+            if key == self._published and not refresh:
                 return
             catalog = ServerCatalog(
                 server=self.name,
@@ -106,8 +118,11 @@ class CatalogPublisher:
 
     async def _republish(self) -> None:
         while True:
-            await self._dirty.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dirty.wait(), self._heartbeat)
+            beat = not self._dirty.is_set()
             self._dirty.clear()
             if self._status is not None:
-                await self.publish(*self._status)
+                status, error, stderr_tail = self._status
+                await self.publish(status, error, stderr_tail, refresh=beat and status == "ready")
             await asyncio.sleep(HEALTH_PUBLISH_EVERY)

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,6 +56,7 @@ from libs.common.work_signing import WorkSigner
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
 from .breaker import BreakerState
+from .catalog_store import write_entry
 from .error_mapping import describe_exception
 from .interceptors import Interceptor, InterceptorChain, configured
 from .llm_providers import LlmProviders
@@ -82,6 +84,11 @@ class ExecutorService:
         """Checks every request to an upstream, and every listing, passes (`interceptors`); by default
         those the settings turn on."""
         self.instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.publisher = f"{self.instance}-{secrets.token_hex(4)}"
+        """Names this process in the catalog entries it writes: unique even when instance names are
+        reused (a restarted replica, replicas sharing a BASTION_INSTANCE)."""
+        self._served_elsewhere: dict[str, str] = {}
+        """Server -> the replica whose "ready" this one last left in place (logged once per change)."""
         self._signer = WorkSigner(self.settings.bus_signing_key)
         self._admission = Admission(self._signer, self._servers_revision)
         """Work runs only when policy signed it, or granted it: the bus alone cannot prove who sent it."""
@@ -264,6 +271,7 @@ class ExecutorService:
             lean_calls=self.settings.lean_calls,
             max_result=self.settings.max_result_bytes,
             interceptors=self.interceptors,
+            catalog_heartbeat=self.settings.catalog_heartbeat,
         )
 
     async def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
@@ -301,8 +309,7 @@ class ExecutorService:
         entry = ServerCatalog(server=name, status="unavailable", health="down", error=reason)
         async with self._lock(name):
             try:
-                assert self._catalog is not None
-                await self._catalog.put(name, entry.model_dump_json().encode())
+                await self._write(entry)
             except Exception as exc:
                 log.warning("server %s: cannot publish the catalog (%s)", name, describe_exception(exc))
 
@@ -320,12 +327,26 @@ class ExecutorService:
             if self._upstreams.get(upstream.name) is not upstream or self._catalog is None:
                 return False
             try:
-                await self._catalog.put(upstream.name, catalog.model_dump_json().encode())
+                if not await self._write(catalog):
+                    return False
             except Exception as exc:
                 log.warning("server %s: cannot publish the catalog (%s)", upstream.name, describe_exception(exc))
                 return False
         log.info("server %s: catalog %s (%d tools)", upstream.name, catalog.status, len(catalog.tools))
         return True
+
+    async def _write(self, entry: ServerCatalog) -> bool:
+        """Write `entry` as this replica's; False when another replica's fresh "ready" was kept."""
+        assert self._catalog is not None
+        entry.publisher = self.publisher
+        serving = await write_entry(self._catalog, entry, 3 * self.settings.catalog_heartbeat)
+        if serving is None:
+            self._served_elsewhere.pop(entry.server, None)
+            return True
+        if self._served_elsewhere.get(entry.server) != serving:
+            self._served_elsewhere[entry.server] = serving
+            log.info("server %s: unavailable here (%s), served by %s", entry.server, entry.error, serving)
+        return False
 
     # ------------------------------------------------------------------ hot path
 

@@ -69,6 +69,7 @@ class SessionKeeper:
         oauth: OAuthTokens | None = None,
         max_result: int | None = None,
         interceptors: InterceptorChain | None = None,
+        catalog_heartbeat: float = 10.0,
     ) -> None:
         self.name = name
         self.config = config
@@ -88,7 +89,7 @@ class SessionKeeper:
         """Every tool the server listed (as the listing interceptors left them), before `config.tools` filtering."""
         self._connect_timeout = connect_timeout
         self._max_backoff = max_backoff
-        self._catalog = CatalogPublisher(name, publish, self._snapshot)
+        self._catalog = CatalogPublisher(name, publish, self._snapshot, catalog_heartbeat)
         self.session: UpstreamSession | None = None
         self.last_words = LastWords(configured_secrets(config))
         """What the server last said about itself, published with its status when it is unavailable."""

@@ -51,6 +51,7 @@ class Upstream:
         lean_calls: bool = True,
         max_result: int | None = None,
         interceptors: InterceptorChain | None = None,
+        catalog_heartbeat: float = 10.0,
     ) -> None:
         self.name = name
         self.agents = agents or AgentLink(None, name)
@@ -72,6 +73,7 @@ class Upstream:
             oauth=oauth,
             max_result=max_result,
             interceptors=interceptors,
+            catalog_heartbeat=catalog_heartbeat,
         )
         self.breaker: CircuitBreaker = self.keeper.breaker
 
