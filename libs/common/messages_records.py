@@ -109,3 +109,9 @@ class ServerCatalog(BusMessage):
     replica does not overwrite a fresh "ready" with its own "unavailable" (`executor.catalog_store`);
     a "ready" is refreshed every `catalog_heartbeat` seconds so a dead replica's one ages out. None
     from executors that predate it."""
+
+    def same_listing(self, other: ServerCatalog) -> bool:
+        """`other` says what this entry says: only a heartbeat (or another replica) wrote it again,
+        so a consumer need not rebuild what it derives from the catalog."""
+        refresh = {"updated_at", "publisher"}
+        return self.model_dump(exclude=refresh) == other.model_dump(exclude=refresh)

@@ -42,8 +42,11 @@ class CatalogView:
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> None:
         catalog = decode_value(ServerCatalog, value, f"catalog of {server}")
-        if catalog is not None:
-            self._servers[server] = catalog
+        if catalog is None:
+            return
+        previous = self._servers.get(server)
+        self._servers[server] = catalog
+        if previous is None or not previous.same_listing(catalog):  # a heartbeat changes nothing here
             self._rebuild()
 
     def delete(self, server: str) -> None:

@@ -106,12 +106,17 @@ class Catalog:
         """What the servers behind the gateway offer together: prompts, resources, completions, logging."""
         self.revision = 0
 
-    def put(self, server: str, value: bytes, _revision: int = 0) -> None:
+    def put(self, server: str, value: bytes, _revision: int = 0) -> bool:
+        """Take `server`'s entry; True when what it lists changed (not a mere heartbeat)."""
         catalog = decode_value(ServerCatalog, value, f"catalog of {server}")
         if catalog is None:
-            return
+            return False
+        previous = self._servers.get(server)
         self._servers[server] = catalog
+        if previous is not None and previous.same_listing(catalog):
+            return False
         self._rebuild()
+        return True
 
     def delete(self, server: str) -> None:
         if self._servers.pop(server, None) is not None:

@@ -290,8 +290,8 @@ class IngressService:
         log.info("ingress listening on %s", self.url)
 
     def _catalog_put(self, server: str, value: bytes, revision: int = 0) -> None:
-        self.catalog.put(server, value, revision)
-        self.notifier.catalog_changed()
+        if self.catalog.put(server, value, revision):
+            self.notifier.catalog_changed()
 
     def _catalog_delete(self, server: str) -> None:
         self.catalog.delete(server)

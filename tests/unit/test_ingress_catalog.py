@@ -83,3 +83,21 @@ def test_reply_ids_round_trip_only_for_their_key(subject):
     assert codec.reply_subject(reply_id[:-2] + "zz", "key-a") is None
     assert SessionCodec("other").reply_subject(reply_id, "key-a") is None
     assert codec.reply_subject(7, "key-a") is None
+
+
+def test_a_heartbeat_of_an_entry_rebuilds_nothing_but_a_new_listing_does():
+    catalog = Catalog()
+    get = CatalogTool(tool="get", definition={"name": "get", "inputSchema": {}})
+    first = ServerCatalog(server="web", status="ready", tools=[get], publisher="a-1", updated_at=100.0)
+    assert catalog.put("web", first.model_dump_json().encode())
+    revision = catalog.revision
+    beat = first.model_copy(update={"publisher": "b-2", "updated_at": 110.0})
+    assert not catalog.put("web", beat.model_dump_json().encode())
+    assert catalog.revision == revision
+    status = catalog.server_status("web")
+    assert status is not None and (status.publisher, status.updated_at) == ("b-2", 110.0)  # kept, for its age
+    put = CatalogTool(tool="put", definition={"name": "put", "inputSchema": {}})
+    assert catalog.put("web", beat.model_copy(update={"tools": [get, put]}).model_dump_json().encode())
+    assert catalog.revision > revision and {e.tool for e in catalog.entries} == {"get", "put"}
+    down = beat.model_copy(update={"status": "unavailable", "tools": []})
+    assert catalog.put("web", down.model_dump_json().encode()) and catalog.entries == []

@@ -1,0 +1,22 @@
+"""Code Mode's view of the catalog: a heartbeat of an entry (executor replicas refresh their "ready"
+every few seconds) must not rebuild stubs and search; a changed listing must."""
+
+from __future__ import annotations
+
+from libs.common.messages import CatalogTool, ServerCatalog
+from services.codemode.toolset import Toolset
+from services.codemode.views import CatalogView
+
+
+def test_only_a_changed_listing_rebuilds_the_view():
+    told: list[Toolset] = []
+    view = CatalogView(on_change=told.append)
+    get = CatalogTool(tool="get", definition={"name": "get", "inputSchema": {"type": "object"}})
+    entry = ServerCatalog(server="web", status="ready", tools=[get], publisher="a-1", updated_at=100.0)
+    view.put("web", entry.model_dump_json().encode())
+    assert view.pairs == [("web", "get")] and len(told) == 1
+    for publisher, at in (("a-1", 110.0), ("b-2", 111.0)):
+        view.put("web", entry.model_copy(update={"publisher": publisher, "updated_at": at}).model_dump_json().encode())
+    assert len(told) == 1 and view.revision == 1
+    view.put("web", entry.model_copy(update={"status": "unavailable", "tools": []}).model_dump_json().encode())
+    assert view.pairs == [] and len(told) == 2
