@@ -58,11 +58,16 @@ class CatalogPublisher:
         """The last status the owner published; health-only updates repeat it."""
         self._published: tuple[Any, ...] | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        """Ends the republish loop even when its cancellation was swallowed (nats-py's publish
+        swallows a CancelledError that reaches it while flushing)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._republish(), name=f"upstream:{self.name}:health")
 
     async def stop(self) -> None:
+        self._stopping = True
+        self._dirty.set()
         await cancel_and_wait(self._task)
 
     def dirty(self) -> None:
@@ -117,9 +122,12 @@ class CatalogPublisher:
                 self._published = key
 
     async def _republish(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._dirty.wait(), self._heartbeat)
+                async with asyncio.timeout(self._heartbeat):
+                    await self._dirty.wait()
+            if self._stopping:
+                return
             beat = not self._dirty.is_set()
             self._dirty.clear()
             if self._status is not None:
