@@ -12,7 +12,7 @@ replica *slot*, a stable name such as the replica's instance, never its pid):
     X <event id>                                    the event was dropped on purpose (buffer full)
 
 Each record is one `os.write` on an `O_APPEND` descriptor: no user-space buffer, no fsync. A B
-record its producer lets wait (`begun_held`: one that writes the R record before it forwards
+record its producer lets wait (`begun(..., held=True)`: one that writes the R record before it forwards
 the request, or forwards it only in a later turn of the event loop) is written at the end of the
 loop's turn, or in one write with that R record when it comes first, or not at all when the E record
 does: a process killed within that turn had forwarded nothing, as if killed before it began. A
@@ -195,7 +195,7 @@ class AuditJournal:
         self._open_routed: dict[str, bytes] = {}
         """Event id -> R record of those of them forwarded already."""
         self._held: dict[str, bytes] = {}
-        """Event id -> B record held (`begun_held`), not written yet: written at the end of this
+        """Event id -> B record held (`begun(..., held=True)`), not written yet: written at the end of this
         turn of the event loop (`_write_held`), with the request's R record, or never when its E
         record came first."""
         self._unacked: deque[bytes | None] = deque()
@@ -219,53 +219,15 @@ class AuditJournal:
         team_id: str | None = None,
         customer_id: str | None = None,
         parent_id: str | None = None,
+        held: bool = False,
     ) -> str:
         """Record that a request now owes an audit event; returns the event id it must carry. The
         caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
         was calling as fully as the event the request would have made; so does `parent_id` (the
-        Code Mode run a script's tool call belongs to), so that event still links to its run."""
-        event_id, line = self._begun_record(
-            kind, name, key_id, key_name, trace_id, request_bytes, user_id, team_id, customer_id, parent_id
-        )
-        self._write(line)
-        return event_id
-
-    def begun_held(
-        self,
-        kind: str,
-        name: str,
-        key_id: str,
-        key_name: str,
-        trace_id: str | None,
-        request_bytes: int,
-        *,
-        user_id: str | None = None,
-        team_id: str | None = None,
-        customer_id: str | None = None,
-        parent_id: str | None = None,
-    ) -> str:
-        """`begun` for a caller that calls `routed` before it forwards the request (or forwards it
-        only after this turn of the event loop): the B record waits for the end of the turn, written
-        with the R record in one write, or not at all when the event came first (~1 µs a request)."""
-        event_id, line = self._begun_record(
-            kind, name, key_id, key_name, trace_id, request_bytes, user_id, team_id, customer_id, parent_id
-        )
-        self._hold(event_id, line)
-        return event_id
-
-    def _begun_record(
-        self,
-        kind: str,
-        name: str,
-        key_id: str,
-        key_name: str,
-        trace_id: str | None,
-        request_bytes: int,
-        user_id: str | None,
-        team_id: str | None,
-        customer_id: str | None,
-        parent_id: str | None,
-    ) -> tuple[str, bytes]:
+        Code Mode run a script's tool call belongs to), so that event still links to its run.
+        `held`: the caller calls `routed` before it forwards the request (or forwards it only after
+        this turn of the event loop), so the B record waits for the end of the turn, written with the
+        R record in one write, or not at all when the event came first (~1 µs a request)."""
         event_id = new_id()
         record = {
             "id": event_id,
@@ -283,7 +245,11 @@ class AuditJournal:
         }
         line = b"B " + _dumps(record) + b"\n"
         self._open_begun[event_id] = line
-        return event_id, line
+        if held:
+            self._hold(event_id, line)
+        else:
+            self._write(line)
+        return event_id
 
     def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> None:
         """Record where a begun request is being forwarded (its server and tool) and the sha256 of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,6 +49,14 @@ class BusMessage(BaseModel):
     """Schema version of the envelope; consumers ignore fields they do not know."""
 
 
+class Owner(TypedDict):
+    """Who an audit event is charged to, beside its key (`Caller.owner`)."""
+
+    user_id: str | None
+    team_id: str | None
+    customer_id: str | None
+
+
 class Caller(BaseModel):
     """Who is calling: resolved by ingress from the bearer key or OAuth access token, never the secret itself."""
 
@@ -66,7 +74,7 @@ class Caller(BaseModel):
     """The key's `content_logging`: False keeps only sizes and sha256 of its arguments and results
     in audit events (docs/analytics.md)."""
 
-    def owner(self) -> dict[str, str | None]:
+    def owner(self) -> Owner:
         """The `user_id`, `team_id` and `customer_id` fields of this caller's audit events."""
         return {"user_id": self.user_id, "team_id": self.team_id, "customer_id": self.customer_id}
 

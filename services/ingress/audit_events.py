@@ -152,7 +152,7 @@ class AuditRecorder:
         self.owed += 1
         if self.journal is not None:
             # the handlers journal the route (`routed`) before they forward a request
-            ctx.audit_id = self.journal.begun_held(
+            ctx.audit_id = self.journal.begun(
                 kind,
                 audit_name(params),
                 ctx.caller.key_id,
@@ -160,6 +160,7 @@ class AuditRecorder:
                 ctx.trace_id,
                 ctx.request_bytes,
                 **ctx.caller.owner(),
+                held=True,
             )
         return True
 

@@ -202,16 +202,16 @@ def test_files_are_private_and_a_slot_has_one_owner(tmp_path: Path) -> None:
 
 
 async def test_a_held_begin_is_written_by_the_end_of_its_turn_with_its_route_or_not_at_all(tmp_path: Path) -> None:
-    """`begun_held` (ingress's requests): the B record waits for the end of the event loop's
+    """`begun(..., held=True)` (ingress's requests): the B record waits for the end of the event loop's
     turn, written in one write with the R record when the request is routed in that turn, never when
     its event came first, and on its own at the end of the turn otherwise: a kill after that turn
     still leaves every request its row."""
     journal = AuditJournal(tmp_path)
     segment = journal._path
     owner = {"user_id": "ann", "team_id": "ops", "customer_id": "acme"}
-    routed = journal.begun_held("tool_call", "echo__add", "key-1", "demo", None, 7, **owner)
-    answered = journal.begun_held("tool_call", "echo__nope", "key-1", "demo", None, 7)
-    waiting = journal.begun_held("prompt_get", "greet", "key-1", "demo", None, 7)
+    routed = journal.begun("tool_call", "echo__add", "key-1", "demo", None, 7, **owner, held=True)
+    answered = journal.begun("tool_call", "echo__nope", "key-1", "demo", None, 7, held=True)
+    waiting = journal.begun("prompt_get", "greet", "key-1", "demo", None, 7, held=True)
     assert len({routed, answered, waiting}) == 3
     assert segment.read_bytes() == b""  # held, all three, until the turn ends
     journal.routed(routed, "echo", "add", {"a": 1})
