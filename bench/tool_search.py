@@ -12,7 +12,8 @@ The index is the codemode service's own (`services.codemode.search.SearchIndex`)
 builds it; tool vectors come from the same cache the service keeps (`--cache`, computed on the
 first run). Each query is searched once for the scores (top 10) and its time is the wall-clock
 time of that one `search` call, query embedding included (no query cache: every query is
-embedded), with `--threads` ONNX Runtime threads as the service's `BASTION_SEARCH_THREADS`; the
+embedded, by `--query-model` as the service's `BASTION_SEARCH_QUERY_MODEL`: `tuned`, the default, or
+`base`), with `--threads` ONNX Runtime threads as the service's `BASTION_SEARCH_THREADS`; the
 CPU time of the same call (the process's, all threads) is printed beside it, the figure to read on
 a machine whose cores are busy with other work, where wall-clock time is mostly waiting.
 
@@ -70,7 +71,7 @@ def load_queries(path: Path, split: str = "all") -> list[dict[str, Any]]:
 
 
 def build_index(
-    toolset: Toolset, engine: str, cache: Path | None, threads: int = 1
+    toolset: Toolset, engine: str, cache: Path | None, threads: int = 1, query_model: embedding.QueryModel = "tuned"
 ) -> tuple[SearchIndex, dict[str, float]]:
     """The index and what building it cost (model load, vectors computed, seconds)."""
     if engine == "lexical":
@@ -78,9 +79,11 @@ def build_index(
         index = SearchIndex(toolset)
         return index, {"build_s": time.perf_counter() - started}
     started = time.perf_counter()
-    embedder = embedding.load(threads)
+    embedder = embedding.load(threads, query_model)
     if isinstance(embedder, str):
         raise SystemExit(f"--engine {engine} needs the embedding model: {embedder}")
+    if embedder.query_fallback:
+        raise SystemExit(f"--query-model {query_model}: {embedder.query_fallback}")
     loaded = time.perf_counter()
     store = VectorStore(embedder, cache)
     specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
@@ -89,7 +92,7 @@ def build_index(
     store.save()
     vectors = store.matrix(keys)
     embedded = time.perf_counter()
-    index = SearchIndex(toolset, vectors, lambda text: embedder.encode([text])[0], engine=engine)  # type: ignore[arg-type]
+    index = SearchIndex(toolset, vectors, lambda text: embedder.encode_queries([text])[0], engine=engine)  # type: ignore[arg-type]
     return index, {
         "model_load_s": loaded - started,
         "vectors_computed": float(store.computed),
@@ -143,16 +146,23 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=CodeModeSettings().search_threads, help="ONNX Runtime threads per query"
     )
+    parser.add_argument(
+        "--query-model",
+        choices=["tuned", "base"],
+        default=CodeModeSettings().search_query_model,
+        help="what embeds queries (BASTION_SEARCH_QUERY_MODEL): the fine-tuned model or the tools' own",
+    )
     parser.add_argument("--misses", action="store_true", help="list the queries whose first result is wrong")
     args = parser.parse_args()
     toolset = load_toolset(args.schemas)
     queries = load_queries(args.queries, args.split)
     if not queries:
         raise SystemExit(f"no queries in {args.queries} (split {args.split})")
-    index, cost = build_index(toolset, args.engine, args.cache, args.threads)
+    index, cost = build_index(toolset, args.engine, args.cache, args.threads, args.query_model)
     result = evaluate(index, queries)
     print(
-        f"engine {args.engine}: {len(toolset)} tools, {len(queries)} queries ({args.split}), {args.threads} thread(s)"
+        f"engine {args.engine}: {len(toolset)} tools, {len(queries)} queries ({args.split}), {args.threads} thread(s), "
+        f"queries embedded by the {args.query_model} model"
     )
     print("  " + ", ".join(f"{name} {value:.3f}" for name, value in cost.items()))
     if args.misses:

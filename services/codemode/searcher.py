@@ -60,7 +60,9 @@ class Searcher:
             self.unavailable = "embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false)"
         else:
             started = time.perf_counter()
-            loaded = await asyncio.to_thread(embedding.load, self.settings.search_threads)
+            loaded = await asyncio.to_thread(
+                embedding.load, self.settings.search_threads, self.settings.search_query_model
+            )
             if isinstance(loaded, str):
                 self.unavailable = loaded
             else:
@@ -69,8 +71,9 @@ class Searcher:
                 path = Path(self.settings.search_cache_file) if self.settings.search_cache_file else None
                 self.store = await asyncio.to_thread(VectorStore, loaded, path, self.settings.search_cache_entries)
                 log.info(
-                    "tool search: hybrid, %s loaded in %.2f s, %d tool vectors from the cache",
+                    "tool search: hybrid, tools by %s, queries by %s, loaded in %.2f s, %d tool vectors from the cache",
                     loaded.model_id,
+                    loaded.query_model_id,
                     time.perf_counter() - started,
                     len(self.store),
                 )

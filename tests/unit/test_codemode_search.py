@@ -61,11 +61,13 @@ def some(embedder) -> tuple[Toolset, VectorStore]:
     return toolset, store
 
 
-def _hybrid(toolset: Toolset, store: VectorStore) -> SearchIndex:
+def _hybrid(toolset: Toolset, store: VectorStore, queries: embedding.Embedder | None = None) -> SearchIndex:
+    """The view's index as the service builds it; `queries`: another embedder for the queries."""
     specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
     vectors = store.matrix(store.keys_for(specs))
     assert vectors is not None
-    return SearchIndex(toolset, vectors, lambda text: store.embedder.encode([text])[0])
+    encoder = queries or store.embedder
+    return SearchIndex(toolset, vectors, lambda text: encoder.encode_queries([text])[0])
 
 
 # terms
@@ -252,7 +254,7 @@ def test_a_repeated_query_skips_the_model_and_the_query_cache_is_bounded(embedde
     first = queries("List open pull requests")
     assert np.array_equal(queries("list  open PULL requests "), first)  # the model is uncased
     assert queries.encoded == 1
-    np.testing.assert_allclose(first, embedder.encode(["list open pull requests"])[0], atol=1e-6)
+    np.testing.assert_allclose(first, embedder.encode_queries(["list open pull requests"])[0], atol=1e-6)
     queries("what time is it")
     queries("List open pull requests")  # used again: the most recent
     queries("rollback a deployment")  # evicts "what time is it"
@@ -283,6 +285,7 @@ async def test_the_searcher_embeds_queries_on_its_threads_and_remembers_them():
     await searcher.start()
     assert searcher.embedder is not None and searcher.queries is not None
     assert searcher.embedder.threads == (1, False)
+    assert searcher.embedder.query_model_id.startswith("minilm-tool-queries")  # the default: tuned
     index = await searcher.index(Toolset(_pairs(("time",))), None)
     for _ in range(3):
         found = await searcher.search(index, "what hour is it in Tokyo", 1)
@@ -302,3 +305,66 @@ async def test_a_view_becomes_hybrid_once_its_tools_are_embedded(tmp_path):
     assert await searcher.index(small, index) is index
     await searcher.close()
     assert (tmp_path / "v.npz").is_file()
+
+
+# the query model
+
+
+def test_queries_are_embedded_by_the_fine_tuned_model_into_the_tools_space(embedder):
+    assert embedder.query_fallback is None
+    assert embedder.query_model_id.startswith("minilm-tool-queries.int8@")
+    assert embedder.query_model_id != embedder.model_id
+    text = "roll the api deployment back to the previous revision"
+    query, tool = embedder.encode_queries([text])[0], embedder.encode([text])[0]
+    assert np.linalg.norm(query) == pytest.approx(1.0, abs=1e-5)
+    assert 0.5 < float(query @ tool) < 0.99  # the same space, moved
+
+
+@pytest.mark.parametrize(
+    ("need", "tool"),
+    [
+        ("let the team know in a channel that the deploy is done", "slack-legacy__slack_post_message"),
+        ("the pod keeps restarting, what did it print before dying", "kubernetes__kubectl_logs"),
+    ],
+)
+def test_the_fine_tuned_query_model_puts_first_what_the_published_one_ranks_lower(some, need, tool):
+    """Needs written for this test (in neither the training set nor the graded one): search with the
+    service's query model finds the tool first; with the published model's query vector, not."""
+    base = embedding.load(1, "base")
+    assert not isinstance(base, str)
+    assert _names(_hybrid(*some).search(need, 1)) == [tool]
+    assert _names(_hybrid(*some, queries=base).search(need, 1)) != [tool]
+
+
+def test_the_base_query_model_embeds_queries_as_it_embeds_tools():
+    base = embedding.load(1, "base")
+    assert not isinstance(base, str)
+    assert (base.query_model_id, base.query_fallback) == (base.model_id, None)
+    texts = ["list open pull requests", "what time is it in Tokyo"]
+    np.testing.assert_array_equal(base.encode_queries(texts), base.encode(texts))
+
+
+@pytest.mark.parametrize("damage", ["flipped", "missing"])
+def test_a_damaged_query_model_leaves_queries_on_the_tools_model_and_says_why(damage, tmp_path, monkeypatch, caplog):
+    copy = tmp_path / "queries.onnx"
+    if damage == "flipped":
+        data = bytearray(embedding.QUERY_MODEL.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        copy.write_bytes(bytes(data))
+    monkeypatch.setattr(embedding, "QUERY_MODEL", copy)
+    loaded = embedding.load(1)
+    assert not isinstance(loaded, str), "search stays hybrid"
+    reason = "is damaged (sha256" if damage == "flipped" else "cannot be read"
+    assert loaded.query_fallback is not None and reason in loaded.query_fallback
+    assert loaded.query_model_id == loaded.model_id
+    assert any("queries are embedded by the tools' model" in r.getMessage() for r in caplog.records)
+    np.testing.assert_array_equal(loaded.encode_queries(["what time is it"]), loaded.encode(["what time is it"]))
+
+
+def test_the_query_model_is_a_setting(monkeypatch):
+    assert CodeModeSettings().search_query_model == "tuned"
+    monkeypatch.setenv("BASTION_SEARCH_QUERY_MODEL", "base")
+    assert CodeModeSettings().search_query_model == "base"
+    monkeypatch.setenv("BASTION_SEARCH_QUERY_MODEL", "large")
+    with pytest.raises(ValueError, match="search_query_model"):
+        CodeModeSettings()
