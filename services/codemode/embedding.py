@@ -61,7 +61,8 @@ class Embedder:
         query_fallback: str | None = None,
     ) -> None:
         self._session = session
-        self._queries = queries if queries is not None else session
+        self._tools = _Model(session)
+        self._queries = _Model(queries) if queries is not None else self._tools
         self._tokenizer = tokenizer
         self.model_id = model_id
         """Names the tool vectors' space: vectors of another model id are never compared with these."""
@@ -79,31 +80,37 @@ class Embedder:
 
     def encode(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per tool text, (len(texts), 384) float32; batched by length to pad little."""
-        return _encode(self._session, self._tokenizer, texts)
+        return self._tools.encode(self._tokenizer, texts)
 
     def encode_queries(self, texts: Sequence[str]) -> Vectors:
         """One unit vector per query, in the tools' space (compare with `encode`'s vectors)."""
-        return _encode(self._queries, self._tokenizer, texts)
+        return self._queries.encode(self._tokenizer, texts)
 
 
-def _encode(session: Any, tokenizer: Any, texts: Sequence[str]) -> Vectors:
-    out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    inputs = {i.name for i in session.get_inputs()}
-    for start in range(0, len(order), _BATCH):
-        chunk = order[start : start + _BATCH]
-        encodings = tokenizer.encode_batch([texts[i] for i in chunk])
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask}
-        if "token_type_ids" in inputs:
-            feeds["token_type_ids"] = np.zeros_like(ids)
-        hidden = session.run(None, feeds)[0]
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        out[chunk] = pooled / np.clip(norms, 1e-12, None)
-    return out
+class _Model:
+    """One ONNX Runtime session and what its inputs are, read once (not on every search)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.token_types = "token_type_ids" in {i.name for i in session.get_inputs()}
+
+    def encode(self, tokenizer: Any, texts: Sequence[str]) -> Vectors:
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), _BATCH):
+            chunk = order[start : start + _BATCH]
+            encodings = tokenizer.encode_batch([texts[i] for i in chunk])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask}
+            if self.token_types:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, feeds)[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out[chunk] = pooled / np.clip(norms, 1e-12, None)
+        return out
 
 
 class QueryVectors:
