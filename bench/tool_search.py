@@ -13,9 +13,12 @@ builds it; tool vectors come from the same cache the service keeps (`--cache`, c
 first run). Each query is searched once for the scores (top 10) and its time is the wall-clock
 time of that one `search` call, query embedding included (no query cache: every query is
 embedded, by `--query-model` as the service's `BASTION_SEARCH_QUERY_MODEL`: `tuned`, the default, or
-`base`), with `--threads` ONNX Runtime threads as the service's `BASTION_SEARCH_THREADS`; the
-CPU time of the same call (the process's, all threads) is printed beside it, the figure to read on
-a machine whose cores are busy with other work, where wall-clock time is mostly waiting.
+`base`), tools ranked with their known needs as the service ranks them (`--needs shipped`, the
+default, as `BASTION_SEARCH_NEEDS`; `none` ranks by definitions alone; `--needs-file` adds a
+deployment's own, as `BASTION_SEARCH_NEEDS_FILE`), with `--threads` ONNX Runtime threads as the
+service's `BASTION_SEARCH_THREADS`; the CPU time of the same call (the process's, all threads) is
+printed beside it, the figure to read on a machine whose cores are busy with other work, where
+wall-clock time is mostly waiting.
 
 - recall@k: share of queries with at least one relevant tool among the first k results;
 - MRR@10: mean over queries of 1 / rank of the first relevant tool in the top 10 (0 if none).
@@ -39,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tool_dumps import dump_files
 
 from libs.common.settings import CodeModeSettings
-from services.codemode import embedding
+from services.codemode import embedding, needs
 from services.codemode.search import SearchIndex
 from services.codemode.toolset import Toolset
 from services.codemode.vectors import VectorStore
@@ -71,7 +74,12 @@ def load_queries(path: Path, split: str = "all") -> list[dict[str, Any]]:
 
 
 def build_index(
-    toolset: Toolset, engine: str, cache: Path | None, threads: int = 1, query_model: embedding.QueryModel = "tuned"
+    toolset: Toolset,
+    engine: str,
+    cache: Path | None,
+    threads: int = 1,
+    query_model: embedding.QueryModel = "tuned",
+    known: needs.Needs | None = None,
 ) -> tuple[SearchIndex, dict[str, float]]:
     """The index and what building it cost (model load, vectors computed, seconds)."""
     if engine == "lexical":
@@ -85,7 +93,7 @@ def build_index(
     if embedder.query_fallback:
         raise SystemExit(f"--query-model {query_model}: {embedder.query_fallback}")
     loaded = time.perf_counter()
-    store = VectorStore(embedder, cache)
+    store = VectorStore(embedder, cache, needs=known)
     specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
     keys = store.keys_for(specs)
     store.compute(specs, keys)
@@ -152,17 +160,26 @@ def main() -> None:
         default=CodeModeSettings().search_query_model,
         help="what embeds queries (BASTION_SEARCH_QUERY_MODEL): the fine-tuned model or the tools' own",
     )
+    parser.add_argument(
+        "--needs",
+        choices=["shipped", "none"],
+        default="shipped" if CodeModeSettings().search_needs else "none",
+        help="rank with the shipped needs (BASTION_SEARCH_NEEDS) or by definitions alone",
+    )
+    parser.add_argument("--needs-file", type=Path, help="a deployment's own needs (BASTION_SEARCH_NEEDS_FILE)")
     parser.add_argument("--misses", action="store_true", help="list the queries whose first result is wrong")
     args = parser.parse_args()
     toolset = load_toolset(args.schemas)
     queries = load_queries(args.queries, args.split)
     if not queries:
         raise SystemExit(f"no queries in {args.queries} (split {args.split})")
-    index, cost = build_index(toolset, args.engine, args.cache, args.threads, args.query_model)
+    known = needs.load(args.needs == "shipped", args.needs_file)
+    index, cost = build_index(toolset, args.engine, args.cache, args.threads, args.query_model, known)
     result = evaluate(index, queries)
     print(
         f"engine {args.engine}: {len(toolset)} tools, {len(queries)} queries ({args.split}), {args.threads} thread(s), "
-        f"queries embedded by the {args.query_model} model"
+        f"queries embedded by the {args.query_model} model, needs: {args.needs}"
+        + (f" and {args.needs_file}" if args.needs_file else "")
     )
     print("  " + ", ".join(f"{name} {value:.3f}" for name, value in cost.items()))
     if args.misses:

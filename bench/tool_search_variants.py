@@ -91,7 +91,7 @@ class Bench:
         vectors = store.matrix(keys)
         assert vectors is not None
         self.q = loaded.encode_queries([q["query"] for q in self.queries])
-        self.sim = {"usual": self.q @ vectors.T}
+        self.sim = {"usual": self.q @ vectors.vectors.T}
         names = [f"{s.server}__{s.tool}" for s in self.specs]
         self.relevant = [np.array([n in set(q["relevant"]) for n in names]) for q in self.queries]
         self.even = [i for i, q in enumerate(self.queries) if int(re.sub(r"\D", "", q["id"]) or 0) % 2 == 0]

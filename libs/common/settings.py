@@ -449,7 +449,15 @@ class CodeModeSettings(RequestPathSettings):
     search_query_model: Literal["tuned", "base"] = "tuned"
     """What embeds a search's query: `tuned`, the model fine-tuned for agents' needs (recall@5 84.5 →
     94.0 % on the repository's query set; docs/code-mode.md), or `base`, the published model that
-    embeds the tools. Tool vectors are the same either way, so switching recomputes nothing."""
+    embeds the tools. Switching recomputes the tool vectors (their needs are embedded by the query model)."""
+    search_needs: bool = True
+    """Rank with the shipped needs: what agents ask for when they want each of 1,587 tools of 68
+    public MCP servers, matched by tool name and description (recall@1 71.5 → 87.5 % on the
+    repository's query set; docs/code-mode.md, "Needs")."""
+    search_needs_file: str = ""
+    """A JSON-lines file of this deployment's own needs, `{"server", "tool", "needs": [...]}` per
+    line, in its own server names (docs/code-mode.md, "Needs"). One that cannot be read or parsed
+    is left out, and the log says which line."""
     search_cache_file: str = ""
     """File keeping tool embeddings across restarts (computed once per tool definition); empty: in
     memory only. `bastion up` keeps it in `<data_dir>/codemode/tool-vectors.npz`."""

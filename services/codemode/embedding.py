@@ -7,9 +7,10 @@ Two models share one vector space:
   (`models/minilm-tool-queries.int8.onnx`, 23 MB, sha256 pinned here): trained so that a need
   lands next to the vector the published model gives the tool that meets it. How it was made, on
   what, and how it is judged: tools/search_model/README.md.
-Tool vectors (the cached, per-definition ones) are those of the published model, whichever model
-embeds queries; `BASTION_SEARCH_QUERY_MODEL=base` embeds queries with it too. A fine-tuned model
-that cannot be loaded leaves queries on the published model, and the log says why.
+A tool's definition is embedded by the published model; its known needs (`needs.py`), like queries,
+by the query model; `BASTION_SEARCH_QUERY_MODEL=base` embeds queries and needs with the published
+model too. A fine-tuned model that cannot be loaded leaves them on the published model, and the
+log says why.
 
 The WordPiece tokenizer ships beside this module (`models/all-MiniLM-L6-v2.tokenizer.json`, the
 same file the model's other packagings carry). Nothing is downloaded at run time. Vectors are

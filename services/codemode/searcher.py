@@ -25,7 +25,7 @@ from libs.common import metrics
 from libs.common.settings import CodeModeSettings
 from libs.common.tasks import cancel_and_wait
 
-from . import embedding
+from . import embedding, needs
 from .search import SearchIndex
 from .toolset import Toolset, ToolSpec
 from .vectors import VectorStore
@@ -69,17 +69,30 @@ class Searcher:
                 self.embedder, self.unavailable = loaded, None
                 self.queries = embedding.QueryVectors(loaded, self.settings.search_query_cache)
                 path = Path(self.settings.search_cache_file) if self.settings.search_cache_file else None
-                self.store = await asyncio.to_thread(VectorStore, loaded, path, self.settings.search_cache_entries)
+                known = await asyncio.to_thread(self._needs)
+                self.store = await asyncio.to_thread(
+                    VectorStore, loaded, path, self.settings.search_cache_entries, known
+                )
                 log.info(
-                    "tool search: hybrid, tools by %s, queries by %s, loaded in %.2f s, %d tool vectors from the cache",
+                    "tool search: hybrid, tools by %s, queries by %s, needs of %d definitions, loaded in %.2f s, "
+                    "%d tool vectors from the cache",
                     loaded.model_id,
                     loaded.query_model_id,
+                    len(known),
                     time.perf_counter() - started,
                     len(self.store),
                 )
         if self.unavailable is not None:
             log.warning("tool search is lexical only: %s", self.unavailable)
         metrics.CODEMODE_SEARCH_MODEL.set(0 if self.embedder is None else 1)
+
+    def _needs(self) -> needs.Needs:
+        shipped, extra = self.settings.search_needs, self.settings.search_needs_file
+        try:
+            return needs.load(shipped, Path(extra) if extra else None)
+        except needs.NeedsError as exc:
+            log.error("tool search: the needs file is left out: %s", exc)
+            return needs.load(shipped)
 
     async def close(self) -> None:
         await cancel_and_wait(self._background)

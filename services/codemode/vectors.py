@@ -1,12 +1,21 @@
-"""Tool embeddings computed once per definition, kept across restarts in a bounded cache file.
+"""Tool vectors computed once per definition, kept across restarts in a bounded cache file.
 
-A tool's vector is the embedding of its text (`tool_text`: server, name, description), keyed by
-the sha256 of the model id, the text recipe's version, the server name and the definition's
-canonical JSON: a definition that changes gets a new key, so its vector is recomputed, and one
-that does not is never embedded twice. The cache holds at most `max_entries` vectors (the least
-recently used go first) and is written to `path` (an `.npz` file: keys, float16 vectors, the
-model id; written to a temporary file then renamed, so a crash never leaves half a file). A file
-of another model or recipe, or one that cannot be read, is ignored and replaced.
+A tool's vector is the embedding of its text (`tool_text`: server, name, description), blended,
+when the tool has known needs (`needs.Needs`), with the mean embedding of those needs:
+`DEFINITION_SHARE` of the first, the rest of the second. Needs are embedded by the model that
+embeds queries, so they sit where agents' queries do. Beside each vector the store keeps the
+tool's **hubness**: the mean of its `HUB_NEIGHBOURS` highest cosines with a fixed sample of needs
+(`Needs.reference`). A tool whose vector is near needs in general (one with many needs, whose
+mean is a hub) would otherwise outrank tools with none for queries meant for neither; search
+subtracts a share of it (`search.HUBNESS_WEIGHT`), as CSLS does for cross-lingual retrieval.
+
+Vectors are keyed by the sha256 of the text recipe's version, the server name, the definition's
+canonical JSON and its needs: a definition (or its needs) that changes gets a new key, so its
+vector is recomputed, and one that does not is never embedded twice. The cache holds at most
+`max_entries` vectors (the least recently used go first) and is written to `path` (an `.npz`
+file: keys, float16 vectors and hubness, the reference needs' vectors, the models' ids; written to
+a temporary file then renamed, so a crash never leaves half a file). A file of other models,
+recipe or reference, or one that cannot be read, is ignored and replaced.
 
 Why a file in the codemode service's data directory and not a NATS bucket: the vectors are
 derived data that any replica recomputes in seconds, they are only ever read by the replica that
@@ -25,26 +34,46 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import orjson
 
 from .embedding import DIMENSIONS, Embedder
+from .needs import Needs
 from .toolset import ToolSpec
 
-__all__ = ["RECIPE", "VectorStore", "definition_key", "tool_text"]
+__all__ = ["RECIPE", "ToolVectors", "VectorStore", "definition_key", "tool_text"]
 
 log = logging.getLogger(__name__)
 
-RECIPE: Final = "1"
-"""Version of `tool_text`: changing how a tool's text is made changes every key."""
+RECIPE: Final = "2"
+"""Version of how a tool's vector is made (`tool_text`, the blend with needs, hubness): changing it
+changes every key."""
+DEFINITION_SHARE: Final = 0.3
+"""Of a tool with needs, the share of its definition's embedding in its vector (the rest: its
+needs' mean). Chosen on the even half of the graded set, 0.2 and 0.3 tried (docs/code-mode.md)."""
+HUB_NEIGHBOURS: Final = 3
+"""Of the reference needs (`Needs.reference`, 1,000): the 3 nearest, as 10 of 3,000 (0.95 of the
+figures either way on the even half; docs/code-mode.md)."""
+REFERENCE_VECTORS = Path(__file__).with_name("models") / "reference-needs.npz"
+"""The reference needs' vectors by the fine-tuned query model, so a fresh start embeds none of them
+(`tools/search_model/reference.py` writes it; used only while its model and needs match)."""
 _WORDS = re.compile(r"[A-Za-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _DESCRIPTION_CHARS: Final = 1000
 """The model reads 128 tokens: more of a long description would be cut anyway."""
+_ROW: Final = DIMENSIONS + 1
+"""A stored row: the vector, then the tool's hubness."""
 
 Vector = np.ndarray[Any, np.dtype[np.float32]]
+
+
+class ToolVectors(NamedTuple):
+    """The vectors of a view's tools (one row each, unit length) and each tool's hubness."""
+
+    vectors: Vector
+    hubness: Vector
 
 
 def _readable(name: str) -> str:
@@ -58,19 +87,25 @@ def tool_text(spec: ToolSpec) -> str:
     return f"{_readable(spec.server)}: {_readable(spec.tool)}. {description}"
 
 
-def definition_key(model_id: str, spec: ToolSpec) -> str:
+def definition_key(spec: ToolSpec, needs: Sequence[str] = ()) -> str:
     canonical = orjson.dumps(spec.definition, option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha256(f"{model_id}\0{RECIPE}\0{spec.server}\0".encode() + canonical)
+    digest = hashlib.sha256(f"{RECIPE}\0{spec.server}\0".encode() + canonical)
+    digest.update(orjson.dumps(list(needs)))
     return digest.hexdigest()
 
 
 class VectorStore:
     """Vectors by definition key, for one embedder. Thread-safe: computing runs off the event loop."""
 
-    def __init__(self, embedder: Embedder, path: Path | None = None, max_entries: int = 20_000) -> None:
+    def __init__(
+        self, embedder: Embedder, path: Path | None = None, max_entries: int = 20_000, needs: Needs | None = None
+    ) -> None:
         self.embedder = embedder
         self.path = path
         self.max_entries = max_entries
+        self.needs = needs or Needs()
+        self._reference_texts = self.needs.reference
+        self._reference: Vector | None = shipped_reference(embedder.query_model_id, self._reference_texts)
         self._vectors: OrderedDict[str, Vector] = OrderedDict()
         self._lock = threading.Lock()
         self._dirty = False
@@ -83,14 +118,14 @@ class VectorStore:
         return len(self._vectors)
 
     def keys_for(self, specs: Sequence[ToolSpec]) -> list[str]:
-        return [definition_key(self.embedder.model_id, spec) for spec in specs]
+        return [definition_key(spec, self.needs.of(spec)) for spec in specs]
 
     def missing(self, keys: Sequence[str]) -> list[int]:
         """Positions in `keys` that have no vector yet."""
         with self._lock:
             return [i for i, key in enumerate(keys) if key not in self._vectors]
 
-    def matrix(self, keys: Sequence[str]) -> Vector | None:
+    def matrix(self, keys: Sequence[str]) -> ToolVectors | None:
         """The vectors of `keys` as rows, or None while any is missing."""
         with self._lock:
             try:
@@ -99,7 +134,8 @@ class VectorStore:
                 return None
             for key in keys:
                 self._vectors.move_to_end(key)
-        return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, DIMENSIONS), dtype=np.float32)
+        table = np.vstack(rows).astype(np.float32) if rows else np.zeros((0, _ROW), dtype=np.float32)
+        return ToolVectors(np.ascontiguousarray(table[:, :DIMENSIONS]), np.ascontiguousarray(table[:, DIMENSIONS]))
 
     def compute(self, specs: Sequence[ToolSpec], keys: Sequence[str]) -> int:
         """Embed the tools among `specs` (with their `keys`) that have no vector; how many it embedded."""
@@ -107,15 +143,42 @@ class VectorStore:
         if not todo:
             return 0
         vectors = self.embedder.encode([tool_text(specs[i]) for i in todo])
+        needs = [self.needs.of(specs[i]) for i in todo]
+        flat = [need for group in needs for need in group]
+        if flat:
+            need_vectors = self.embedder.encode_queries(flat)
+            start = 0
+            for row, group in enumerate(needs):
+                if group:
+                    mean = need_vectors[start : start + len(group)].mean(axis=0)
+                    start += len(group)
+                    blend = DEFINITION_SHARE * vectors[row] + (1 - DEFINITION_SHARE) * _unit(mean)
+                    vectors[row] = _unit(blend)
+        hubness = self._hubness(vectors)
         with self._lock:
             for row, i in enumerate(todo):
-                self._vectors[keys[i]] = vectors[row]
+                self._vectors[keys[i]] = np.append(vectors[row], hubness[row]).astype(np.float32)
                 self._vectors.move_to_end(keys[i])
             while len(self._vectors) > self.max_entries:
                 self._vectors.popitem(last=False)
             self._dirty = True
             self.computed += len(todo)
         return len(todo)
+
+    def _hubness(self, vectors: Vector) -> Vector:
+        if self._reference is None:
+            self._reference = (
+                self.embedder.encode_queries(list(self._reference_texts))
+                if self._reference_texts
+                else np.zeros((0, DIMENSIONS), dtype=np.float32)
+            )
+            self._dirty = True
+        if len(self._reference) < HUB_NEIGHBOURS:
+            return np.zeros(len(vectors), dtype=np.float32)
+        similarity = vectors @ self._reference.T
+        nearest = np.partition(similarity, -HUB_NEIGHBOURS, axis=1)[:, -HUB_NEIGHBOURS:]
+        hubness: Vector = nearest.mean(axis=1).astype(np.float32)
+        return hubness
 
     def save(self) -> None:
         """Write the cache file if anything changed since it was read or last written."""
@@ -124,12 +187,19 @@ class VectorStore:
         with self._lock:
             keys = np.array(list(self._vectors), dtype="S64")
             vectors = np.vstack(list(self._vectors.values())).astype(np.float16) if len(keys) else np.zeros((0, 0))
+            reference = self._reference if self._reference is not None else np.zeros((0, 0))
             self._dirty = False
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as out:
-                np.savez(out, keys=keys, vectors=vectors, model=np.array(self._model()))
+                np.savez(
+                    out,
+                    keys=keys,
+                    vectors=vectors,
+                    reference=reference.astype(np.float16),
+                    model=np.array(self._model()),
+                )
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("tool search: could not write the vector cache %s: %s", self.path, exc)
@@ -137,20 +207,47 @@ class VectorStore:
                 tmp.unlink(missing_ok=True)
 
     def _model(self) -> str:
-        return f"{self.embedder.model_id}/{RECIPE}"
+        """What the vectors of a cache file depend on besides each tool's own key."""
+        reference = reference_digest(self._reference_texts)[:16]
+        return f"{self.embedder.model_id}+{self.embedder.query_model_id}/{RECIPE}/{reference}"
 
     def _load(self, path: Path) -> None:
         try:
             with np.load(path, allow_pickle=False) as data:
                 if str(data["model"]) != self._model():
-                    log.info("tool search: the vector cache %s is of another model; recomputing", path)
+                    log.info("tool search: the vector cache %s is of other models or needs; recomputing", path)
                     return
-                keys, vectors = data["keys"], data["vectors"]
-                if vectors.shape != (len(keys), DIMENSIONS):
+                keys, vectors, reference = data["keys"], data["vectors"], data["reference"]
+                if vectors.shape != (len(keys), _ROW):
                     raise ValueError(f"vectors of shape {vectors.shape} for {len(keys)} keys")
+                if reference.shape != (len(self._reference_texts), DIMENSIONS) and reference.size:
+                    raise ValueError(f"reference needs of shape {reference.shape}")
+                if reference.size:
+                    self._reference = reference.astype(np.float32)
                 for key, vector in zip(keys[-self.max_entries :], vectors[-self.max_entries :], strict=True):
                     self._vectors[key.decode()] = vector.astype(np.float32)
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError) as exc:
             log.warning("tool search: ignoring the unreadable vector cache %s: %s", path, exc)
+
+
+def reference_digest(texts: Sequence[str]) -> str:
+    return hashlib.sha256(orjson.dumps(list(texts))).hexdigest()
+
+
+def shipped_reference(query_model_id: str, texts: Sequence[str]) -> Vector | None:
+    """The shipped vectors of the reference needs `texts`, if they are of that model and those needs."""
+    try:
+        with np.load(REFERENCE_VECTORS, allow_pickle=False) as data:
+            if str(data["model"]) != query_model_id or str(data["needs"]) != reference_digest(texts):
+                return None
+            vectors = data["vectors"].astype(np.float32)
+    except (OSError, ValueError, KeyError):
+        return None
+    return vectors if vectors.shape == (len(texts), DIMENSIONS) else None
+
+
+def _unit(vector: Vector) -> Vector:
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm > 0 else vector

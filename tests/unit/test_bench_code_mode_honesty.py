@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.codemode import embedding
+from services.codemode import embedding, needs
 from services.codemode.search import SearchIndex
 from services.codemode.stubs import render_docs, render_file, signature, summary
 from services.codemode.toolset import Toolset
@@ -141,10 +141,10 @@ def test_every_task_of_the_workload_passes_against_the_real_stubs_and_search(too
     )
     embedder = embedding.load()  # the service's search is hybrid: the transcripts must hold against it
     assert not isinstance(embedder, str), embedder
-    store = VectorStore(embedder)
+    store = VectorStore(embedder, needs=needs.load())  # with the shipped needs, as the service ranks
     specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
     store.compute(specs, store.keys_for(specs))
-    index = SearchIndex(toolset, store.matrix(store.keys_for(specs)), lambda text: embedder.encode([text])[0])
+    index = SearchIndex(toolset, store.matrix(store.keys_for(specs)), lambda text: embedder.encode_queries([text])[0])
     tasks = load_tasks(yaml.safe_load((ROOT / "bench" / "code_mode" / "tasks.yaml").read_text()))
     assert len(tasks) >= 30
     assert {server for server in toolset.servers.values()} == {

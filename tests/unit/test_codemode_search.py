@@ -22,7 +22,7 @@ from services.codemode.search import SearchIndex
 from services.codemode.searcher import Searcher
 from services.codemode.terms import Terms
 from services.codemode.toolset import Toolset
-from services.codemode.vectors import VectorStore, definition_key
+from services.codemode.vectors import ToolVectors, VectorStore, definition_key
 
 pytestmark = pytest.mark.unit
 
@@ -154,7 +154,8 @@ def test_hybrid_search_is_deterministic(some):
 def test_an_index_refuses_vectors_that_do_not_match_its_tools(some):
     toolset, _ = some
     with pytest.raises(ValueError, match="needs a vector for every tool"):
-        SearchIndex(toolset, np.zeros((3, embedding.DIMENSIONS), dtype=np.float32), lambda _: None, engine="hybrid")  # type: ignore[arg-type,return-value]
+        vectors = ToolVectors(np.zeros((3, embedding.DIMENSIONS), dtype=np.float32), np.zeros(3, dtype=np.float32))
+        SearchIndex(toolset, vectors, lambda _: None, engine="hybrid")  # type: ignore[arg-type,return-value]
 
 
 # the vector cache
@@ -171,7 +172,7 @@ def test_each_definition_is_embedded_once_and_kept_across_restarts(embedder, tmp
     store.save()
     again = VectorStore(embedder, path)
     assert len(again) == 14 and again.computed == 0
-    assert np.allclose(again.matrix(keys), store.matrix(keys), atol=1e-3)  # float16 in the file
+    assert np.allclose(again.matrix(keys).vectors, store.matrix(keys).vectors, atol=1e-3)  # float16 in the file
 
 
 def test_a_changed_definition_gets_a_new_vector(embedder):
@@ -185,7 +186,7 @@ def test_a_changed_definition_gets_a_new_vector(embedder):
     assert store.keys_for(specs2) != store.keys_for(specs)
     assert store.missing(store.keys_for(specs2)) == [0]
     assert store.compute(specs2, store.keys_for(specs2)) == 1
-    assert definition_key("other-model", specs[0]) != store.keys_for(specs)[0]
+    assert definition_key(specs[0], ("what will the weather be",)) != store.keys_for(specs)[0]  # needs count too
 
 
 def test_the_cache_is_bounded_least_recently_used_first(embedder, tmp_path):
@@ -324,7 +325,7 @@ def test_queries_are_embedded_by_the_fine_tuned_model_into_the_tools_space(embed
     ("need", "tool"),
     [
         ("let the team know in a channel that the deploy is done", "slack-legacy__slack_post_message"),
-        ("the pod keeps restarting, what did it print before dying", "kubernetes__kubectl_logs"),
+        ("what did the crashed container write to stdout before it died", "kubernetes__kubectl_logs"),
     ],
 )
 def test_the_fine_tuned_query_model_puts_first_what_the_published_one_ranks_lower(some, need, tool):

@@ -1,5 +1,6 @@
-"""The fine-tuned query model's training queries (tools/search_model/training_queries.jsonl) never
-hold the graded set it is judged on, and name only tools the catalog has."""
+"""The shipped needs (services/codemode/models/tool-needs.jsonl), which search ranks with and the
+fine-tuned query model was trained on, never hold the graded set they are judged on, and name only
+tools the catalog has, by their definitions."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from services.codemode.needs import fingerprint
+
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
-TRAINING = ROOT / "tools" / "search_model" / "training_queries.jsonl"
+TRAINING = ROOT / "services" / "codemode" / "models" / "tool-needs.jsonl"
 JUDGED = ROOT / "tests" / "data" / "tool_search" / "queries.jsonl"
 DUMPS = ROOT / "tests" / "data" / "tool-schemas"
 TOO_CLOSE = 0.4
@@ -25,23 +28,30 @@ def _words(text: str) -> frozenset[str]:
 
 
 @pytest.fixture(scope="module")
-def training() -> list[dict]:
+def lines() -> list[dict]:
     return [json.loads(line) for line in TRAINING.read_text().splitlines()]
 
 
-def test_each_line_is_a_query_for_one_tool_of_the_catalog(training):
+@pytest.fixture(scope="module")
+def training(lines) -> list[dict]:
+    return [{"tool": f"{row['written_for']}__{row['tool']}", "query": need} for row in lines for need in row["needs"]]
+
+
+def test_each_need_is_for_one_tool_of_the_catalog_by_its_definition(lines, training):
     tools = {
-        f"{path.stem}__{tool['name']}"
+        f"{path.stem}__{tool['name']}": fingerprint(tool.get("description") or "")
         for path in DUMPS.glob("*.json")
         for tool in json.loads(path.read_text())["tools"]
     }
-    assert len(training) >= 4000
+    assert len(training) >= 13_000
+    for row in lines:
+        assert set(row) == {"tool", "description_sha256", "written_for", "needs"}, row
+        assert tools[f"{row['written_for']}__{row['tool']}"] == row["description_sha256"], row
     for row in training:
-        assert set(row) == {"tool", "query"}, row
-        assert row["tool"] in tools, row
         assert 3 <= len(row["query"].split()) <= 30, row
     per_tool = Counter(row["tool"] for row in training)
-    assert len(per_tool) / len(tools) >= 0.95, "most tools have training queries"
+    assert len(per_tool) == len(tools), "every tool of the catalog has needs"
+    assert min(per_tool.values()) >= 4
 
 
 def test_no_training_query_is_a_judged_query_or_close_to_one(training):

@@ -4,8 +4,8 @@
 
 Writes every tool of tests/data/tool-schemas: its qualified name (`<server>__<tool>`), its text
 (`services.codemode.vectors.tool_text`) and its vector from the published model the service embeds
-tools with. The fine-tuned query model is trained to land next to these vectors, so they must be
-the service's own, not a re-implementation's.
+tools with (its definition's alone, without needs). The fine-tuned query model is trained to land
+next to these vectors, so they must be the service's own, not a re-implementation's.
 """
 
 from __future__ import annotations
@@ -30,14 +30,16 @@ def main(out: Path) -> None:
     if isinstance(embedder, str):
         raise SystemExit(embedder)
     specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
-    store = VectorStore(embedder)
+    store = VectorStore(embedder)  # no needs: the definitions' own vectors
     keys = store.keys_for(specs)
     store.compute(specs, keys)
+    placed = store.matrix(keys)
+    assert placed is not None
     np.savez(
         out,
         names=np.array([f"{spec.server}__{spec.tool}" for spec in specs]),
         texts=np.array([tool_text(spec) for spec in specs]),
-        vectors=store.matrix(keys),
+        vectors=placed.vectors,
     )
     print(f"{len(specs)} tools -> {out}")
 

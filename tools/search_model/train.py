@@ -7,7 +7,8 @@ so the service's cached tool vectors stay valid and any catalog is embedded as b
 query is pulled toward its tool and pushed from every other tool of the catalog at once: a softmax
 over all tool vectors (cross-entropy, scale 20), the near-twins of the same server included.
 
-Training data: training_queries.jsonl beside this file, `{"tool": "<server>__<tool>", "query"}`.
+Training data: the shipped needs (services/codemode/models/tool-needs.jsonl), each line a tool
+(`written_for`: its server, `tool`) and its `needs`.
 `--hold-out` leaves out every third server (sorted by name, from the third), to judge how the model
 does on servers it never saw a query for (README.md).
 """
@@ -26,7 +27,8 @@ from minilm import load
 from tokenizers import Tokenizer
 
 HERE = Path(__file__).resolve().parent
-TOKENIZER = HERE.parents[1] / "services" / "codemode" / "models" / "all-MiniLM-L6-v2.tokenizer.json"
+MODELS = HERE.parents[1] / "services" / "codemode" / "models"
+TOKENIZER = MODELS / "all-MiniLM-L6-v2.tokenizer.json"
 
 
 def held_out(servers: list[str]) -> set[str]:
@@ -38,7 +40,7 @@ def main() -> None:
     parser.add_argument("--tools", type=Path, required=True, help="step 1's npz")
     parser.add_argument("--weights", type=Path, required=True, help="all-MiniLM-L6-v2 model.safetensors (fp32)")
     parser.add_argument("--out", type=Path, required=True, help="the trained state dict (.pt)")
-    parser.add_argument("--data", type=Path, default=HERE / "training_queries.jsonl")
+    parser.add_argument("--data", type=Path, default=MODELS / "tool-needs.jsonl")
     parser.add_argument("--hold-out", action="store_true", help="train without every third server")
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--lr", type=float, default=2e-5)
@@ -57,7 +59,8 @@ def main() -> None:
     row = {names[i]: n for n, i in enumerate(keep)}
     targets = torch.from_numpy(np.ascontiguousarray(tools["vectors"][keep], dtype=np.float32))
     rows = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
-    pairs = [(r["query"], row[r["tool"]]) for r in rows if r["tool"] in row]
+    qualified = [(f"{r['written_for']}__{r['tool']}", r["needs"]) for r in rows]
+    pairs = [(need, row[tool]) for tool, needs in qualified if tool in row for need in needs]
     print(f"{len(pairs)} queries over {len(keep)} tools; {len(skip)} servers held out", flush=True)
 
     tokenizer = Tokenizer.from_file(str(TOKENIZER))

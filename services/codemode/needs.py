@@ -1,0 +1,145 @@
+"""Needs: what agents ask for when they want a tool, written down ahead of time.
+
+A tool's description says what it does; an agent says what it wants ("sign off on the MR" for
+`approve_merge_request`). Search embeds a tool's known needs beside its definition and ranks by
+both (`vectors.VectorStore`), so a need phrased the way agents phrase them lands next to the
+tool: on the repository's graded set, recall@1 71.5 -> 87.5 % (docs/code-mode.md).
+
+Where needs come from:
+- **shipped**: `models/tool-needs.jsonl`, 13,715 needs for the 1,587 tools of 68 public MCP
+  servers (tools/search_model/README.md: who wrote them, and how they are kept apart from the
+  graded set). A line applies to a tool of the same name and the same description, whatever the
+  operator named its server: the same definition gets the same needs.
+- **the operator's**: `BASTION_SEARCH_NEEDS_FILE`, lines `{"server", "tool", "needs"}` in the
+  deployment's own server names, for its own tools (or to add to the shipped ones).
+
+Each line is `{"tool": name, "needs": [...]}` with `server` and/or `description_sha256`
+(`fingerprint`) saying which tools it is for: a line applies where every field it gives matches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+from .toolset import ToolSpec
+
+__all__ = ["SHIPPED", "Needs", "NeedsError", "fingerprint", "load", "parse", "sample"]
+
+SHIPPED = Path(__file__).with_name("models") / "tool-needs.jsonl"
+MAX_FILE_BYTES: Final = 16 * 1024 * 1024
+MAX_NEEDS_PER_TOOL: Final = 32
+"""More say little more about a tool and cost start-up time (each need is embedded once)."""
+MAX_NEED_CHARS: Final = 300
+REFERENCE_NEEDS: Final = 1000
+"""Needs sampled (deterministically) to measure how close a tool sits to needs in general."""
+
+
+class NeedsError(ValueError):
+    """A needs file that cannot be used, and where."""
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    by_definition: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """(tool name, fingerprint of its description) -> needs."""
+    by_server: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    """(server, tool name) -> needs."""
+
+    def __len__(self) -> int:
+        """Definitions or (server, tool) pairs with needs."""
+        return len(self.by_definition) + len(self.by_server)
+
+    def of(self, spec: ToolSpec) -> tuple[str, ...]:
+        """The needs known for `spec`, at most `MAX_NEEDS_PER_TOOL`, each once, in file order."""
+        found = self.by_definition.get((spec.tool, fingerprint(spec.description)), ())
+        found += self.by_server.get((spec.server, spec.tool), ())
+        return tuple(dict.fromkeys(found))[:MAX_NEEDS_PER_TOOL]
+
+    reference: tuple[str, ...] = ()
+    """A fixed sample of the shipped needs (of the operator's when the shipped are off): the
+    yardstick of how near a tool sits to needs at large (`vectors`: hubness)."""
+
+
+def fingerprint(description: str) -> str:
+    """The sha256 of a description with its white space collapsed."""
+    return hashlib.sha256(" ".join(description.split()).encode()).hexdigest()
+
+
+def parse(lines: Iterable[bytes], source: str) -> Needs:
+    """Needs from JSON lines; a line that is not one names its file and number."""
+    by_definition: dict[tuple[str, str], tuple[str, ...]] = {}
+    by_server: dict[tuple[str, str], tuple[str, ...]] = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+            tool, needs, server, digest = _fields(row)
+        except (orjson.JSONDecodeError, ValueError) as exc:
+            raise NeedsError(f"{source} line {number}: {exc}") from None
+        if digest is not None:
+            by_definition[tool, digest] = by_definition.get((tool, digest), ()) + needs
+        if server is not None:
+            by_server[server, tool] = by_server.get((server, tool), ()) + needs
+    return Needs(by_definition, by_server)
+
+
+def _fields(row: Any) -> tuple[str, tuple[str, ...], str | None, str | None]:
+    if not isinstance(row, dict):
+        raise ValueError("expected an object")
+    unknown = set(row) - {"tool", "needs", "server", "description_sha256", "written_for"}
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)}")
+    tool, needs = row.get("tool"), row.get("needs")
+    server, digest = row.get("server"), row.get("description_sha256")
+    if not isinstance(tool, str) or not tool:
+        raise ValueError('"tool" must be a tool name')
+    if server is None and digest is None:
+        raise ValueError('give "server" or "description_sha256": which tools the needs are for')
+    if not (server is None or (isinstance(server, str) and server)):
+        raise ValueError('"server" must be a server name')
+    if not (digest is None or (isinstance(digest, str) and len(digest) == 64)):
+        raise ValueError('"description_sha256" must be 64 hex digits')
+    if not isinstance(needs, list) or not all(isinstance(n, str) and n.strip() for n in needs):
+        raise ValueError('"needs" must be a list of non-empty strings')
+    if any(len(n) > MAX_NEED_CHARS for n in needs):
+        raise ValueError(f"a need is longer than {MAX_NEED_CHARS} characters")
+    return tool, tuple(" ".join(n.split()) for n in needs), server, digest
+
+
+def load(shipped: bool = True, extra: Path | None = None) -> Needs:
+    """The shipped needs (unless `shipped` is False) and those of the file `extra`."""
+    by_definition: dict[tuple[str, str], tuple[str, ...]] = {}
+    by_server: dict[tuple[str, str], tuple[str, ...]] = {}
+    parts = [_read(path) for path in ([SHIPPED] if shipped else []) + ([extra] if extra else [])]
+    for part in parts:
+        for key, needs in part.by_definition.items():
+            by_definition[key] = by_definition.get(key, ()) + needs
+        for key, needs in part.by_server.items():
+            by_server[key] = by_server.get(key, ()) + needs
+    return Needs(by_definition, by_server, sample(parts[0]) if parts else ())
+
+
+def sample(needs: Needs) -> tuple[str, ...]:
+    """`REFERENCE_NEEDS` of the needs of `needs`, the same ones on every run."""
+    every = sorted({need for group in (needs.by_definition, needs.by_server) for ns in group.values() for need in ns})
+    if len(every) <= REFERENCE_NEEDS:
+        return tuple(every)
+    return tuple(random.Random(0).sample(every, REFERENCE_NEEDS))
+
+
+def _read(path: Path) -> Needs:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise NeedsError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a needs file may have")
+        return parse(path.read_bytes().splitlines(), str(path))
+    except OSError as exc:
+        raise NeedsError(f"cannot read the needs file {path}: {exc.strerror or exc}") from None
