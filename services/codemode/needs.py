@@ -14,7 +14,8 @@ Where needs come from:
   deployment's own server names, for its own tools (or to add to the shipped ones).
 
 Each line is `{"tool": name, "needs": [...]}` with `server` and/or `description_sha256`
-(`fingerprint`) saying which tools it is for: a line applies where every field it gives matches.
+(`fingerprint`) saying which tools of that name it is for: a line applies where every field it
+gives matches.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import orjson
 
 from .toolset import ToolSpec
 
-__all__ = ["SHIPPED", "Needs", "NeedsError", "fingerprint", "load", "parse", "sample"]
+__all__ = ["SHIPPED", "Line", "Needs", "NeedsError", "fingerprint", "load", "parse", "sample"]
 
 SHIPPED = Path(__file__).with_name("models") / "tool-needs.jsonl"
 MAX_FILE_BYTES: Final = 16 * 1024 * 1024
@@ -46,25 +47,40 @@ class NeedsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a needs file: the needs, and which tools of that name they are for."""
+
+    server: str | None
+    description_sha256: str | None
+    needs: tuple[str, ...]
+
+    def applies(self, spec: ToolSpec, digest: str) -> bool:
+        return self.server in (None, spec.server) and self.description_sha256 in (None, digest)
+
+
+@dataclass(frozen=True, slots=True)
 class Needs:
-    by_definition: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    """(tool name, fingerprint of its description) -> needs."""
-    by_server: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    """(server, tool name) -> needs."""
-
-    def __len__(self) -> int:
-        """Definitions or (server, tool) pairs with needs."""
-        return len(self.by_definition) + len(self.by_server)
-
-    def of(self, spec: ToolSpec) -> tuple[str, ...]:
-        """The needs known for `spec`, at most `MAX_NEEDS_PER_TOOL`, each once, in file order."""
-        found = self.by_definition.get((spec.tool, fingerprint(spec.description)), ())
-        found += self.by_server.get((spec.server, spec.tool), ())
-        return tuple(dict.fromkeys(found))[:MAX_NEEDS_PER_TOOL]
-
+    lines: Mapping[str, tuple[Line, ...]] = field(default_factory=dict)
+    """Tool name -> the lines for tools of that name, in file order (the shipped file's first)."""
     reference: tuple[str, ...] = ()
     """A fixed sample of the shipped needs (of the operator's when the shipped are off): the
     yardstick of how near a tool sits to needs at large (`vectors`: hubness)."""
+
+    def __len__(self) -> int:
+        """Lines of needs known."""
+        return sum(len(lines) for lines in self.lines.values())
+
+    def of(self, spec: ToolSpec) -> tuple[str, ...]:
+        """The needs of every line that applies to `spec`, each once, at most `MAX_NEEDS_PER_TOOL`."""
+        lines = self.lines.get(spec.tool, ())
+        if not lines:
+            return ()
+        digest = fingerprint(spec.description)
+        found = (need for line in lines if line.applies(spec, digest) for need in line.needs)
+        return tuple(dict.fromkeys(found))[:MAX_NEEDS_PER_TOOL]
+
+    def every(self) -> list[str]:
+        return sorted({need for lines in self.lines.values() for line in lines for need in line.needs})
 
 
 def fingerprint(description: str) -> str:
@@ -72,26 +88,21 @@ def fingerprint(description: str) -> str:
     return hashlib.sha256(" ".join(description.split()).encode()).hexdigest()
 
 
-def parse(lines: Iterable[bytes], source: str) -> Needs:
+def parse(rows: Iterable[bytes], source: str) -> Needs:
     """Needs from JSON lines; a line that is not one names its file and number."""
-    by_definition: dict[tuple[str, str], tuple[str, ...]] = {}
-    by_server: dict[tuple[str, str], tuple[str, ...]] = {}
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
+    lines: dict[str, tuple[Line, ...]] = {}
+    for number, row in enumerate(rows, 1):
+        if not row.strip():
             continue
         try:
-            row = orjson.loads(line)
-            tool, needs, server, digest = _fields(row)
+            tool, line = _fields(orjson.loads(row))
         except (orjson.JSONDecodeError, ValueError) as exc:
             raise NeedsError(f"{source} line {number}: {exc}") from None
-        if digest is not None:
-            by_definition[tool, digest] = by_definition.get((tool, digest), ()) + needs
-        if server is not None:
-            by_server[server, tool] = by_server.get((server, tool), ()) + needs
-    return Needs(by_definition, by_server)
+        lines[tool] = (*lines.get(tool, ()), line)
+    return Needs(lines)
 
 
-def _fields(row: Any) -> tuple[str, tuple[str, ...], str | None, str | None]:
+def _fields(row: Any) -> tuple[str, Line]:
     if not isinstance(row, dict):
         raise ValueError("expected an object")
     unknown = set(row) - {"tool", "needs", "server", "description_sha256", "written_for"}
@@ -111,25 +122,22 @@ def _fields(row: Any) -> tuple[str, tuple[str, ...], str | None, str | None]:
         raise ValueError('"needs" must be a list of non-empty strings')
     if any(len(n) > MAX_NEED_CHARS for n in needs):
         raise ValueError(f"a need is longer than {MAX_NEED_CHARS} characters")
-    return tool, tuple(" ".join(n.split()) for n in needs), server, digest
+    return tool, Line(server, digest, tuple(" ".join(n.split()) for n in needs))
 
 
 def load(shipped: bool = True, extra: Path | None = None) -> Needs:
     """The shipped needs (unless `shipped` is False) and those of the file `extra`."""
-    by_definition: dict[tuple[str, str], tuple[str, ...]] = {}
-    by_server: dict[tuple[str, str], tuple[str, ...]] = {}
     parts = [_read(path) for path in ([SHIPPED] if shipped else []) + ([extra] if extra else [])]
+    lines: dict[str, tuple[Line, ...]] = {}
     for part in parts:
-        for key, needs in part.by_definition.items():
-            by_definition[key] = by_definition.get(key, ()) + needs
-        for key, needs in part.by_server.items():
-            by_server[key] = by_server.get(key, ()) + needs
-    return Needs(by_definition, by_server, sample(parts[0]) if parts else ())
+        for tool, more in part.lines.items():
+            lines[tool] = (*lines.get(tool, ()), *more)
+    return Needs(lines, sample(parts[0]) if parts else ())
 
 
 def sample(needs: Needs) -> tuple[str, ...]:
     """`REFERENCE_NEEDS` of the needs of `needs`, the same ones on every run."""
-    every = sorted({need for group in (needs.by_definition, needs.by_server) for ns in group.values() for need in ns})
+    every = needs.every()
     if len(every) <= REFERENCE_NEEDS:
         return tuple(every)
     return tuple(random.Random(0).sample(every, REFERENCE_NEEDS))

@@ -38,7 +38,7 @@ HUBNESS_WEIGHT: Final = 0.3
 SERVER_BONUS: Final = 0.1
 NAME_BONUS: Final = 0.1
 MIN_SIMILARITY: Final = 0.1
-"""A tool neither half finds (no query term, cosine below this) is not offered at all."""
+"""A tool neither half finds (no query term, similarity less hubness below this) is not offered at all."""
 _CANDIDATES: Final = 100
 """Tools kept from each half before fusion (the rest score 0 on it)."""
 

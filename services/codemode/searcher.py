@@ -74,7 +74,7 @@ class Searcher:
                     VectorStore, loaded, path, self.settings.search_cache_entries, known
                 )
                 log.info(
-                    "tool search: hybrid, tools by %s, queries by %s, needs of %d definitions, loaded in %.2f s, "
+                    "tool search: hybrid, tools by %s, queries by %s, %d lines of needs, loaded in %.2f s, "
                     "%d tool vectors from the cache",
                     loaded.model_id,
                     loaded.query_model_id,

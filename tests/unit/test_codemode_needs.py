@@ -101,6 +101,16 @@ def test_a_deployments_needs_are_for_its_server_and_add_to_the_shipped_ones(tmp_
     assert needs.load(shipped=False).of(_spec("time", tool)) == ()
 
 
+def test_a_line_giving_server_and_description_applies_only_where_both_match():
+    tool = _tool("time", "get_current_time")
+    digest = needs.fingerprint(tool["description"])
+    row = {"server": "clock", "description_sha256": digest, "tool": "get_current_time", "needs": ["hora"]}
+    known = needs.parse(_lines(row), "test")
+    assert known.of(_spec("clock", tool)) == ("hora",)
+    assert known.of(_spec("time", tool)) == ()  # the same definition on another server
+    assert known.of(_spec("clock", {**tool, "description": "Another clock"})) == ()  # another definition
+
+
 def test_needs_are_kept_once_each_and_at_most_32_per_tool():
     rows = [{"server": "s", "tool": "t", "needs": ["same  need", "same need"] + [f"need {i}" for i in range(40)]}]
     known = needs.parse(_lines(*rows), "test")
@@ -155,8 +165,8 @@ async def test_the_service_leaves_out_a_bad_needs_file_and_says_which_line(tmp_p
     with caplog.at_level(logging.ERROR):
         await searcher.start()
     assert f"the needs file is left out: {bad} line 2" in caplog.text
-    assert searcher.store is not None and searcher.store.needs.by_definition  # the shipped ones stay
-    assert ("s", "t") not in searcher.store.needs.by_server
+    assert searcher.store is not None and len(searcher.store.needs) == 1587  # the shipped ones stay
+    assert "t" not in searcher.store.needs.lines
     await searcher.close()
     off = Searcher(CodeModeSettings(search_threads=1, search_needs=False))
     await off.start()
