@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "EmbeddedValkey",
     "StackError",
     "free_port",
+    "free_ports",
     "kill_with_parent",
     "private_dir",
     "private_file",
@@ -50,6 +52,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports, none of them in `taken`. Each probe's socket stays bound until
+    all are picked: a port released between two probes could be handed out twice, and a port chosen
+    for a server that has not bound it yet (the gateway's) reads free though it is spoken for."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            sock = socket.socket()
+            held.append(sock)
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+            if port not in taken:
+                ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
 
 
 _PR_SET_PDEATHSIG = 1

@@ -47,7 +47,7 @@ from .apply import apply_config, key_records
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
 from .nats_cluster import EmbeddedNatsCluster, cluster_replicas
-from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_port, private_dir
+from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_ports, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
 from .summary import grant_warnings, safe_url
 from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
@@ -176,7 +176,9 @@ class _Stack:
         self.admin_token = asyncio.run(apply_to(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
-        self.metrics_ports = {svc: free_port("127.0.0.1") for svc in METRICS_SERVICES}
+        # Not the gateway's or the admin API's port: they read free until their services bind them.
+        ports = free_ports(len(METRICS_SERVICES), taken={ep.port, ep.admin_port})
+        self.metrics_ports = dict(zip(METRICS_SERVICES, ports, strict=True))
         if self.config.stack.colocate:  # one process: its services share one registry and one port
             self.metrics_ports["executor"] = self.metrics_ports["ingress"]
         specs = service_specs(

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.stack import free_port
+from cli.stack import free_port, free_ports
 from cli.stackfile import write_stack
 from tests.support.processes import fake_bastion_up
 
@@ -127,6 +127,15 @@ def test_config_check_rejects_two_keys_with_one_secret(tmp_path: Path) -> None:
 def test_config_check_missing_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["config", "check", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and "cannot read" in result.stderr
+
+
+def test_metrics_ports_are_distinct_and_never_one_spoken_for() -> None:
+    """`bastion up` picks the services' metrics ports at once, skipping the gateway's and the admin
+    API's: those read free until their services bind them, and a metrics server that took the
+    gateway's port left ingress restarting forever (address already in use)."""
+    spoken_for = set(free_ports(40))  # just released: the likeliest to be handed out again
+    ports = free_ports(40, taken=spoken_for)
+    assert len(set(ports)) == 40 and not spoken_for & set(ports)
 
 
 # ------------------------------------------------------------------ up: fail before starting anything
