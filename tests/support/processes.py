@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from cli.stack import free_port
+from cli.stack import free_ports
 from tests.support.polling import poll_until_blocking
 
 __all__ = [
@@ -107,7 +107,7 @@ def start_up(
     """`bastion up` (with further command-line `args`) on a free port, data under `tmp_path`."""
     cfg = tmp_path / "bastion.yaml"
     cfg.write_text(config)
-    port = free_port()
+    port, admin_port = free_ports(2)  # two distinct ports, picked at once
     data_dir = tmp_path / "data"
     env = {**os.environ, "BASTION_TEST_MARKER": marker, **(extra_env or {})}
     for var in ("BASTION_NATS_URL", "BASTION_REDIS_URL", "BASTION_CLICKHOUSE_URL"):
@@ -125,7 +125,7 @@ def start_up(
                 "--port",
                 str(port),
                 "--admin-port",
-                str(free_port()),
+                str(admin_port),
                 "--data-dir",
                 str(data_dir),
                 *args,
@@ -162,7 +162,16 @@ def up_with_example(
             assert proc.poll() is None, output(tmp_path)
             return False
 
-    poll_until_blocking(ready, "bastion up to serve the example catalog", within=90)
+    try:
+        poll_until_blocking(ready, "bastion up to serve the example catalog", within=90)
+    except AssertionError as exc:  # stop what was started: left running, it outlives the suite
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise AssertionError(f"{exc}\n{output(tmp_path)[-4000:]}") from None
     return proc, port, data_dir
 
 
