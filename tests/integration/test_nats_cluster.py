@@ -16,6 +16,7 @@ from cli.nats_cluster import EmbeddedNatsCluster
 from libs.common.errors import JSONRPC_CODE, ErrorKind
 from tests.support.cluster_ready import until_it_places
 from tests.support.gateway import running_gateway
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,6 +32,17 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         yield nodes
     finally:
         nodes.stop()
+
+
+async def _replicas_current(js: nats.js.JetStreamContext, stream: str) -> bool:
+    """Whether every replica of `stream` has caught up. Asking may time out while a server that was
+    just restarted rejoins (on a loaded machine, for longer than a JetStream request's 5 s)."""
+    try:
+        info = await js.stream_info(stream)
+    except (nats.errors.TimeoutError, nats.js.errors.APIError, nats.errors.ConnectionClosedError):
+        return False
+    replicas = info.cluster.replicas if info.cluster else None
+    return bool(replicas) and len(replicas) == 2 and all(replica.current for replica in replicas or [])
 
 
 async def _publish(js: nats.js.JetStreamContext, subject: str, payload: bytes, msg_id: str) -> None:
@@ -61,8 +73,9 @@ async def test_an_r3_stream_loses_nothing_when_its_leader_is_killed(cluster: Emb
         assert info.cluster is not None and info.cluster.leader not in (None, leader)
         assert info.state.messages == 100
         cluster.restart(cluster.member_named(leader))
+        await poll_until(lambda: _replicas_current(js, "LOSS"), "the restarted server to catch up", within=120)
         seen = []
-        sub = await js.pull_subscribe("loss.>", durable="reader")
+        sub = await js.pull_subscribe("loss.>", durable="reader", stream="LOSS")
         while len(seen) < 100:
             seen += [int(m.data) for m in await sub.fetch(100, timeout=10)]
         assert seen == list(range(100))
