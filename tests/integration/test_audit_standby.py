@@ -26,6 +26,7 @@ from libs.common import subjects
 from libs.common.messages import AuditQuery, AuditRows
 from tests.support.audit_pipeline import event
 from tests.support.polling import poll_until
+from tests.support.processes import terminate
 
 pytestmark = pytest.mark.integration
 
@@ -44,13 +45,7 @@ def audit_process(nats_url: str, store: Path, name: str, log: Path) -> Iterator[
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, grace=30)
 
 
 async def rows(nc: NATS) -> AuditRows:

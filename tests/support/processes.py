@@ -35,6 +35,7 @@ __all__ = [
     "serving_process",
     "start_up",
     "stop_up",
+    "terminate",
 ]
 
 
@@ -165,12 +166,7 @@ def up_with_example(
     try:
         poll_until_blocking(ready, "bastion up to serve the example catalog", within=90)
     except AssertionError as exc:  # stop what was started: left running, it outlives the suite
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(40)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         raise AssertionError(f"{exc}\n{output(tmp_path)[-4000:]}") from None
     return proc, port, data_dir
 
@@ -192,14 +188,22 @@ def output(tmp_path: Path) -> str:
     return (tmp_path / "up.out").read_text() + (tmp_path / "up.err").read_text()
 
 
-def stop_up(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
+def terminate(proc: subprocess.Popen[Any], grace: float = 40) -> int | None:
+    """SIGTERM, then SIGKILL after `grace` seconds; the exit code if it stopped on SIGTERM, else None."""
+    if proc.poll() is not None:
+        return proc.returncode
     proc.send_signal(signal.SIGTERM)
     try:
-        code = proc.wait(40)
+        return proc.wait(grace)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError(f"bastion up did not stop on SIGTERM:\n{output(tmp_path)}") from None
+        return None
+
+
+def stop_up(proc: subprocess.Popen[bytes], tmp_path: Path) -> None:
+    code = terminate(proc)
+    assert code is not None, f"bastion up did not stop on SIGTERM:\n{output(tmp_path)}"
     assert code == 0, output(tmp_path)
 
 
