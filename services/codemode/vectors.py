@@ -52,10 +52,10 @@ RECIPE: Final = "2"
 changes every key."""
 DEFINITION_SHARE: Final = 0.3
 """Of a tool with needs, the share of its definition's embedding in its vector (the rest: its
-needs' mean). Chosen on the even half of the graded set, 0.2 and 0.3 tried (docs/code-mode.md)."""
+needs' mean). Chosen on the even half of the graded set, 0.1 to 0.5 tried (docs/benchmarks.md)."""
 HUB_NEIGHBOURS: Final = 3
-"""Of the reference needs (`Needs.reference`, 1,000): the 3 nearest, as 10 of 3,000 (0.95 of the
-figures either way on the even half; docs/code-mode.md)."""
+"""Of the reference needs (`Needs.reference`, 1,000): the 3 nearest. Against 10 of 3,000, within two
+of 200 graded needs either way on the even half, at a third of the start-up cost (docs/benchmarks.md)."""
 REFERENCE_VECTORS = Path(__file__).with_name("models") / "reference-needs.npz"
 """The reference needs' vectors by the fine-tuned query model, so a fresh start embeds none of them
 (`tools/search_model/reference.py` writes it; used only while its model and needs match)."""
