@@ -59,7 +59,9 @@ class SearchIndex:
         self.lexical = LexicalIndex(self.specs, self.terms)
         self._products = [_product(spec.server) for spec in self.specs]
         semantic = vectors is not None and encode is not None and len(vectors.vectors) == len(self.specs)
-        self._vectors = vectors if semantic else None
+        self._vectors = vectors.vectors if vectors is not None and semantic else None
+        self._hub_offset = HUBNESS_WEIGHT * vectors.hubness if vectors is not None and semantic else None
+        """Taken off every search's similarities: computed once per index, not per search."""
         self._encode = encode if semantic else None
         self.engine: Engine = engine or ("hybrid" if semantic else "lexical")
         if self.engine != "lexical" and not semantic:
@@ -79,12 +81,12 @@ class SearchIndex:
         if self.engine == "lexical":
             fused = lexical
         else:
-            assert self._vectors is not None and self._encode is not None
+            assert self._vectors is not None and self._hub_offset is not None and self._encode is not None
             # Not `@`: numpy hands a matrix-vector product to a multi-threaded BLAS, whose threads
             # cost 7-12 ms to wake on a busy machine for a product of 0.05 ms; einsum's own loop
             # runs on this thread (0.1 ms for 1,587 tools, p95 0.4 ms at load average 15).
-            similarity = np.einsum("ij,j->i", self._vectors.vectors, self._encode(query))
-            similarity -= HUBNESS_WEIGHT * self._vectors.hubness
+            similarity = np.einsum("ij,j->i", self._vectors, self._encode(query))
+            similarity -= self._hub_offset
             top = np.argpartition(-similarity, min(_CANDIDATES, len(similarity) - 1))[:_CANDIDATES]
             semantic = {int(i): float(similarity[i]) for i in top if similarity[i] >= MIN_SIMILARITY}
             if self.engine == "embedding":

@@ -123,9 +123,6 @@ class Searcher:
             log.exception("tool search: embedding %d tools failed", len(specs))
             return
         metrics.CODEMODE_SEARCH_VECTORS.inc(computed)
-        if computed:
-            known = sum(1 for spec in specs if self.store.needs.of(spec))
-            log.info("tool search: embedded %d tools; %d of these %d have needs", computed, known, len(specs))
 
     async def index(self, toolset: Toolset, current: SearchIndex | None) -> SearchIndex:
         """The view's index: `current` while it is as good as it gets, else a new one."""

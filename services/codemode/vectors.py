@@ -139,7 +139,7 @@ class VectorStore:
 
     def compute(self, specs: Sequence[ToolSpec], keys: Sequence[str]) -> int:
         """Embed the tools among `specs` (with their `keys`) that have no vector; how many it embedded."""
-        todo = [i for i in self.missing(keys)]
+        todo = self.missing(keys)
         if not todo:
             return 0
         vectors = self.embedder.encode([tool_text(specs[i]) for i in todo])
@@ -155,6 +155,7 @@ class VectorStore:
                     blend = DEFINITION_SHARE * vectors[row] + (1 - DEFINITION_SHARE) * _unit(mean)
                     vectors[row] = _unit(blend)
         hubness = self._hubness(vectors)
+        log.info("tool search: embedded %d tools, %d of them with needs", len(todo), sum(map(bool, needs)))
         with self._lock:
             for row, i in enumerate(todo):
                 self._vectors[keys[i]] = np.append(vectors[row], hubness[row]).astype(np.float32)

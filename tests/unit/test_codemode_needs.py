@@ -170,7 +170,7 @@ async def test_the_service_leaves_out_a_bad_needs_file_and_says_which_line(tmp_p
     await searcher.close()
     with caplog.at_level(logging.INFO):
         index = await searcher.index(Toolset([("time", tool) for tool in _tools("time")]), None)
-    assert index.engine == "hybrid" and "embedded 2 tools; 2 of these 2 have needs" in caplog.text
+    assert index.engine == "hybrid" and "embedded 2 tools, 2 of them with needs" in caplog.text
     off = Searcher(CodeModeSettings(search_threads=1, search_needs=False))
     await off.start()
     assert off.store is not None and len(off.store.needs) == 0
