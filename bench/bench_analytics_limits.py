@@ -1,4 +1,5 @@
-"""What an analyst's query can cost the audit process, before and after issue 24 items 6 and 7.
+"""What an analyst's query can cost the audit process, with and without its limits
+(a memory cap, an allow-list of functions, a time limit, separate lanes for queries and inserts).
 
     .venv/bin/python bench/bench_analytics_limits.py            # every case
     .venv/bin/python bench/bench_analytics_limits.py --json out.json
@@ -6,7 +7,7 @@
 Each case runs in a fresh process holding its own embedded store (chdb, as the audit service does),
 so its peak RSS (`VmHWM`) is the query's alone:
 
-  memory, before     issue 24's query, `SELECT length(groupArray(randomString(1000000))) FROM
+  memory, before     a memory bomb, `SELECT length(groupArray(randomString(1000000))) FROM
                      numbers(1500)`, on a read-only connection without a memory cap (the old limits)
   memory, refused    the same query through the allow-list: refused (randomString is not listed)
   memory, capped     the same 1.5 GB with listed functions, on the service's connection (512 MiB cap)

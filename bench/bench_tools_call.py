@@ -32,7 +32,7 @@ With `--baseline REF` (a git commit or branch of this repository) every upstream
 twice back to back, the gateway taken from REF (exported to a temporary folder and put first on
 PYTHONPATH) and then from this checkout, and a before/after table closes the run.
 `--baseline REF@CLI_REF` runs REF's services under CLI_REF's `bastion up`: for a REF whose own
-`bastion up` serves no NATS monitoring (main before issue 10: `--baseline 9b0d56c@390e463`).
+`bastion up` serves no NATS monitoring (e.g. `--baseline 9b0d56c@390e463`).
 The load average is printed with it: on a shared machine, compare only numbers from one run.
 This is a script, not a test: numbers are noisy.
 """

@@ -49,6 +49,9 @@ SCHEMAS = CODE_MODE_SET
 TASKS = HERE / "code_mode" / "tasks.yaml"
 KEY = "bk_bench_code_mode_key_0123456789"
 STARTUP_TIMEOUT = 120.0
+LOOPBACK_EGRESS = '{"allow_private_hosts": ["127.0.0.1", "localhost"]}'
+"""`BASTION_EGRESS` for the executor: the benchmark's upstreams run on this machine (loopback is
+refused otherwise); an environment variable, which an older commit's executor ignores."""
 
 __all__ = ["main", "run"]
 
@@ -106,7 +109,7 @@ def gateway(upstreams_url: str, servers: list[str], tools: int, workdir: Path) -
         [sys.executable, "-m", "cli", "up", "--config", str(config), "--port", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "BASTION_LOG_LEVEL": "WARNING"},
+        env={**os.environ, "BASTION_LOG_LEVEL": "WARNING", "BASTION_EGRESS": LOOPBACK_EGRESS},
         cwd=workdir,
     )
     base = f"http://127.0.0.1:{port}"

@@ -15,7 +15,9 @@ While the load runs, in turn: the nats-server leading the audit stream is SIGKIL
 after `--nats-down` seconds on its ports, with its store), then one replica of ingress, policy,
 executor, codemode and audit (the one owning the ClickHouse store: the other takes it over), each
 SIGKILLed and restarted by the supervisor, then Valkey (restarted at once, its append-only file
-kept).
+kept). Then (`--faults`, bench/fault_kinds.py): the member ingress-1 is on paused (SIGSTOP) for
+`--pause` seconds, the same member answering `--slow-delay` seconds late (bench/delay_proxy.py), and
+the audit store refusing every write for as long.
 
 Afterwards it proves, and prints:
 - every call answered: a success, or an error docs/reliability.md calls retryable; none unanswered
@@ -25,8 +27,9 @@ Afterwards it proves, and prints:
   (and the tool call its script made, even when its codemode replica was killed) one row, found by
   its arguments' sha256; none twice; none that no request explains;
 - the hash chains and checkpoints verify (`bastion audit verify`);
-and per fault: calls and errors while it lasted, p99 latency during it and the time to recover (from
-the fault until the last failed call ended), plus the leader election and the audit takeover.
+and per fault: calls and errors while it lasted, p99 latency during it, the time to recover (from
+the fault until the last failed call ended), the longest time without a successful call, plus the
+leader election and the audit takeover.
 
 The exit code is 1 when a check fails. `--json` writes every figure. This is a benchmark, not a
 test: the figures are noisy. tests/e2e/test_failover.py runs a short version in the suite.
@@ -51,13 +54,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's packages
 
-from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, p99, run_in
+from bench.fault_kinds import KINDS, DelayProxies, Fault, after, pause_member, slow_member, store_away, wait_for
+from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, ledger_config, p99, parse_stack_args, run_in
 from libs.common import subjects
 from libs.common.audit_content import to_json
 from libs.common.messages import AuditEvent
 
-ROOT = Path(__file__).resolve().parent.parent
-LEDGER_SERVER = ROOT / "tests" / "support" / "ledger_server.py"
 CALL_TIMEOUT = 20.0
 """The gateway's `call_timeout`; a client gives up CALL_TIMEOUT + 10 s after sending (a hang)."""
 RETRYABLE = {-32070: "gateway_unavailable", -32071: "gateway_timeout"}
@@ -231,35 +233,11 @@ class Load:
                 await asyncio.sleep(0.1)  # an agent backs off a little after a failure
 
 
-@dataclass
-class Fault:
-    name: str
-    injected: float
-    """Monotonic time of the SIGKILL."""
-    back: float | None = None
-    """When the killed part was running again (restarted by the supervisor); None: it was not."""
-    detail: dict = field(default_factory=dict)
-    ended: float = 0.0
-    """When the next fault was injected (or the load ended)."""
-
-
-async def wait_for(condition: Callable[[], bool], within: float) -> float | None:
-    """The monotonic time `condition` first held (polled every 0.1 s); None if it did not within `within` s."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() >= deadline:
-            return None
-        await asyncio.sleep(0.1)
-    return time.monotonic()
-
-
-def after(fault: Fault, moment: float | None) -> float | None:
-    """Seconds from the fault to `moment` (None: it never came)."""
-    return None if moment is None else round(moment - fault.injected, 2)
-
-
-async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: float) -> list[Fault]:
-    """Each fault in turn, `settle` seconds apart once the killed part is back."""
+async def run_faults(
+    stack: ReplicatedStack, load: Load, args: argparse.Namespace, proxies: DelayProxies | None
+) -> list[Fault]:
+    """Each fault of `args.faults` in turn, `args.settle` seconds apart once the part is back."""
+    warmup, settle = args.calls // 20, args.settle
     faults: list[Fault] = []
     await wait_for(lambda: len(load.results) >= warmup, float("inf"))
 
@@ -299,7 +277,13 @@ async def run_faults(stack: ReplicatedStack, load: Load, warmup: int, settle: fl
         fault.back = await wait_for(lambda: stack.starts("valkey") > starts, 30)
         return fault
 
-    plan = [nats_leader, *(service(s) for s in ("ingress", "policy", "executor", "codemode", "audit")), valkey]
+    kinds: dict[str, list[Callable[[], Awaitable[Fault]]]] = {
+        "kill": [nats_leader, *(service(s) for s in ("ingress", "policy", "executor", "codemode", "audit")), valkey],
+        "pause": [lambda: pause_member(stack, args.pause)],
+        "slow": [lambda: slow_member(stack, proxies, args.pause)] if proxies else [],
+        "store": [lambda: store_away(stack, args.pause)],
+    }
+    plan = [inject for kind in args.faults for inject in kinds[kind]]
     for inject in plan:
         fault = await inject()
         if faults:
@@ -325,6 +309,13 @@ def fault_figures(fault: Fault, results: list[Call]) -> dict:
     recovery = max((c.ended for c in bad), default=fault.injected) - fault.injected
     window = fault.injected + max(recovery, (fault.back or fault.ended) - fault.injected, 5.0)
     during = [c.latency for c in phase if c.started <= window]
+    gaps: dict[str, float | int] = {"longest_gap_s": longest_gap(fault, results)}
+    if fault.replica is not None:  # a slow member shows in its replica's latency, hardly in gaps
+        its = [c for c in results if c.replica == fault.replica]
+        lasting = [c for c in its if fault.injected <= c.started < (fault.back or fault.ended)]
+        gaps["longest_gap_its_replica_s"] = longest_gap(fault, its)
+        gaps["its_replica_calls"] = len(lasting)
+        gaps["its_replica_p50_ms"] = round(1000 * statistics.median([c.latency for c in lasting]), 1) if lasting else 0
     return {
         "fault": fault.name,
         "calls": len(phase),
@@ -334,8 +325,15 @@ def fault_figures(fault: Fault, results: list[Call]) -> dict:
         "p99_during_ms": round(1000 * p99(during), 1),
         "recovery_s": round(recovery, 2),
         "back_after_s": after(fault, fault.back),
+        **gaps,
         **fault.detail,
     }
+
+
+def longest_gap(fault: Fault, calls: list[Call]) -> float:
+    """The longest time, while the fault was the latest, without a successful call sent after it began."""
+    done = sorted(c.ended for c in calls if c.outcome == "ok" and fault.injected <= c.started and c.ended < fault.ended)
+    return round(max(b - a for a, b in itertools.pairwise([fault.injected, *done, fault.ended])), 2)
 
 
 async def audit_settled(stack: ReplicatedStack, since: float, want: int, within: float) -> list[AuditEvent]:
@@ -430,28 +428,25 @@ def verdict(check: dict, chains_ok: bool) -> list[str]:
 
 
 def config(ledger: Path, keys: list[str], prefix: str) -> dict:
-    return {
-        "mcpServers": {
-            "ledger": {"command": sys.executable, "args": [str(LEDGER_SERVER)], "env": {"LEDGER_FILE": str(ledger)}}
-        },
-        "keys": [
-            {
-                "name": f"{prefix}-{i}",
-                "key": key,
-                "tools": ["ledger/*"],
-                "rate_limit": {"requests": 1_000_000, "per": "minute"},  # every call counts in Valkey
-            }
-            for i, key in enumerate(keys)
-        ],
-        "gateway": {"call_timeout": CALL_TIMEOUT},
-    }
+    agents = [
+        {
+            "name": f"{prefix}-{i}",
+            "key": key,
+            "tools": ["ledger/*"],
+            "rate_limit": {"requests": 1_000_000, "per": "minute"},  # every call counts in Valkey
+        }
+        for i, key in enumerate(keys)
+    ]
+    return {**ledger_config(ledger, agents), "gateway": {"call_timeout": CALL_TIMEOUT}}
 
 
 async def bench(args: argparse.Namespace, workdir: Path) -> dict:
     prefix = "failover"
     keys = [f"bk_failover_agent_{i:03d}_".ljust(40, "0") for i in range(args.sessions)]
     ledger = workdir / "ledger.txt"
-    stack = ReplicatedStack(workdir, config(ledger, keys, prefix), nats_down=args.nats_down)
+    proxies = DelayProxies(workdir / "slow.json", args.slow_delay) if "slow" in args.faults else None
+    through = {"ingress-1": proxies.through} if proxies else {}
+    stack = ReplicatedStack(workdir, config(ledger, keys, prefix), nats_down=args.nats_down, through=through)
     print(f"starting: 3 nats-servers, valkey, 2 replicas of audit, policy, executor, codemode, ingress ({workdir})")
     began = time.time()
     await stack.start()
@@ -460,7 +455,7 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict:
         load = Load(stack, keys, args.concurrency, args.calls, prefix)
         started = time.monotonic()
         running = asyncio.create_task(load.run())
-        faulting = asyncio.create_task(run_faults(stack, load, warmup=args.calls // 20, settle=args.settle))
+        faulting = asyncio.create_task(run_faults(stack, load, args, proxies))
         await asyncio.wait({running, faulting}, return_when=asyncio.FIRST_COMPLETED)
         if running.done() and not faulting.done():  # the load gave up (it says why)
             faulting.cancel()
@@ -507,6 +502,8 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict:
         return report
     finally:
         await stack.stop()
+        if proxies:
+            proxies.stop()
 
 
 def show(report: dict) -> None:
@@ -519,7 +516,9 @@ def show(report: dict) -> None:
     print(f"before the faults: {base['calls']} calls, p50 {base['p50_ms']} ms, p99 {base['p99_ms']} ms\n")
     print(f"{'fault':44} {'calls':>6} {'errors':>6} {'failed':>6} {'p99 ms':>8} {'recovery s':>10}  notes")
     for f in report["faults"]:
-        notes = {k: v for k, v in f.items() if k in ("leader_elected_s", "takeover_s", "back_after_s")}
+        shown = ("leader_elected_s", "takeover_s", "back_after_s", "longest_gap_s", "longest_gap_its_replica_s")
+        shown += ("its_replica_calls", "its_replica_p50_ms")
+        notes = {k: v for k, v in f.items() if k in shown or k in ("ingress_left_member_s", "audit_batches_retried")}
         print(
             f"{f['fault']:44} {f['calls']:>6} {f['errors']:>6} {f['failed']:>6} {f['p99_during_ms']:>8} "
             f"{f['recovery_s']:>10}  {notes} {f['errors_by_kind'] or ''}"
@@ -537,11 +536,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=16, help="agent sessions, one key each (default 16)")
     parser.add_argument("--settle", type=float, default=15.0, help="seconds between a part's return and the next fault")
     parser.add_argument("--nats-down", type=float, default=10.0, help="seconds the killed nats-server stays down")
+    parser.add_argument(
+        "--faults",
+        type=lambda text: [k for k in text.split(",") if k],
+        default=list(KINDS),
+        help=f"which faults, in this order (comma-separated, of {','.join(KINDS)}; default all; bench/fault_kinds.py)",
+    )
+    parser.add_argument("--pause", type=float, default=30.0, help="seconds a member is paused or slow, the store away")
+    parser.add_argument("--slow-delay", type=float, default=2.0, help="seconds the slow member holds each byte")
     parser.add_argument("--audit-wait", type=float, default=300.0, help="seconds to wait for the audit rows")
-    parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--calls-log", help="write every call (JSON lines) to this file")
-    parser.add_argument("--workdir", help="keep the stack's files here (default: a temporary folder)")
-    return parser.parse_args(argv)
+    return parse_stack_args(parser, argv)
 
 
 def main() -> int:

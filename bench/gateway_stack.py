@@ -36,6 +36,9 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY, DENIED_KEY = "bk_bench_allowed_key_0123456789", "bk_bench_denied_key_0123456789"
+LOOPBACK_EGRESS = '{"allow_private_hosts": ["127.0.0.1", "localhost"]}'
+"""`BASTION_EGRESS` for the executor: the benchmark's upstreams run on this machine (loopback is
+refused otherwise); an environment variable, which an older commit's executor ignores."""
 
 
 @dataclass
@@ -126,7 +129,7 @@ def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 
         port = s.getsockname()[1]
     path = workdir / "bench.yaml"
     path.write_text(json.dumps({**config, "stack": {**config.get("stack", {}), "data_dir": str(workdir / "data")}}))
-    env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", **extra_env}
+    env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", "BASTION_EGRESS": LOOPBACK_EGRESS, **extra_env}
     proc = subprocess.Popen(
         [sys.executable, "-c", _CLI, env.pop(_CLI_PATH, ""), "up", "--config", str(path), "--port", str(port)],
         stdout=subprocess.DEVNULL,

@@ -26,7 +26,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from services.executor.http1 import HttpPool
+from services.executor.upstreams.mcp.http1 import HttpPool
 
 __all__ = [
     "ECHO",
@@ -64,7 +64,7 @@ class McpClient:
     """One MCP client over one keep-alive HTTP connection: a handshake-era session (2025-06-18),
     or 2026-07-28 per-request envelopes (no session; `_meta` and routing headers on every call).
 
-    `lean` (the default) sends on an llhttp connection (`services.executor.http1`, ~90 µs of CPU per
+    `lean` (the default) sends on an llhttp connection (`services.executor.upstreams.mcp.http1`, ~90 µs of CPU per
     call here); `lean = False` on httpx (~950 µs). A load generator that costs as much CPU per call
     as the upstream takes a core's worth from what it measures on a two-core machine: through the
     gateway the client, the upstream and Bastion share the two cores, so the heavier the client, the

@@ -11,6 +11,7 @@ one embedded ClickHouse store: the second stands by and takes it over (`services
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import dataclasses
@@ -19,6 +20,7 @@ import os
 import secrets
 import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
@@ -44,12 +46,18 @@ from libs.common.nats import credentials
 from libs.common.permissions import ADMIN
 from libs.common.tasks import cancel_and_wait
 
-__all__ = ["ReplicatedStack", "jsonrpc_answer", "p99", "run_in"]
+__all__ = ["ReplicatedStack", "jsonrpc_answer", "ledger_config", "p99", "parse_stack_args", "run_in"]
 
 T = TypeVar("T")
 
 SERVICES = ("audit", "policy", "executor", "codemode", "oauth", "ingress")
 """Start order: the store's owner first, ingress last (it serves once the rest can answer)."""
+
+LEDGER_SERVER = Path(__file__).resolve().parent.parent / "tests" / "support" / "ledger_server.py"
+
+LOOPBACK_EGRESS = '{"allow_private_hosts": ["127.0.0.1", "localhost"]}'
+"""`BASTION_EGRESS` for the executor: the benchmark's upstreams run on this machine (loopback is
+refused otherwise); an environment variable, which an older commit's executor ignores."""
 
 
 @dataclass
@@ -66,6 +74,8 @@ class ReplicatedStack:
     """BASTION_* settings for every service."""
     service_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     """Further settings per service (`{"ingress": {"BASTION_MAX_CONNECTIONS": "4000"}}`)."""
+    through: Mapping[str, Callable[[str], str]] = field(default_factory=dict)
+    """Replica (`ingress-1`) -> what makes the NATS URL list it connects to from the cluster's (a proxy's)."""
     cluster: EmbeddedNatsCluster | None = None
     valkey: EmbeddedValkey | None = None
     supervisor: Supervisor | None = None
@@ -104,6 +114,7 @@ class ReplicatedStack:
             **{k: v for k, v in os.environ.items() if not k.startswith("BASTION_")},
             "BASTION_NATS_REPLICAS": str(cluster_replicas(self.nats_servers)),
             "BASTION_LOG_LEVEL": "WARNING",
+            "BASTION_EGRESS": LOOPBACK_EGRESS,
             **self.env,
         }
         config = parse_config(self.config)
@@ -141,6 +152,8 @@ class ReplicatedStack:
         own = {"BASTION_INSTANCE": f"{svc}-{n}", **self.service_env.get(svc, {})}
         if svc == "ingress":
             own["BASTION_PORT"] = str(self.ingress_ports[n - 1])
+        if (route := self.through.get(f"{svc}-{n}")) is not None:
+            own["BASTION_NATS_URL"] = route(self.nats_url)
         return dataclasses.replace(
             spec,
             name=f"{svc}-{n}",
@@ -272,6 +285,13 @@ def _environment(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+def parse_stack_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """`argv` read by `parser`, with the options every benchmark on this stack takes besides its own."""
+    parser.add_argument("--json", help="write every figure to this file")
+    parser.add_argument("--workdir", help="keep the stack's files here (default: a temporary folder)")
+    return parser.parse_args(argv)
+
+
 def run_in(workdir: str | None, prefix: str, bench: Callable[[Path], Coroutine[Any, Any, T]]) -> T:
     """Run `bench` on `workdir` (kept, for its logs), or on a temporary folder removed afterwards."""
     if workdir:
@@ -279,6 +299,23 @@ def run_in(workdir: str | None, prefix: str, bench: Callable[[Path], Coroutine[A
         return asyncio.run(bench(Path(workdir)))
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         return asyncio.run(bench(Path(tmp)))
+
+
+def ledger_config(ledger: Path, keys: list[dict[str, Any]]) -> dict[str, Any]:
+    """A `bastion.yaml` (as a dict) serving the ledger server, which appends each call to `ledger`, to `keys`."""
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.touch()  # a sandbox names existing paths only: the server may then write this one file
+    return {
+        "mcpServers": {
+            "ledger": {
+                "command": sys.executable,
+                "args": [str(LEDGER_SERVER)],
+                "env": {"LEDGER_FILE": str(ledger)},
+                "sandbox": {"write": [str(ledger)]},  # its sandbox lets it write the ledger, nothing else
+            }
+        },
+        "keys": keys,
+    }
 
 
 def p99(values: list[float]) -> float:

@@ -38,10 +38,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script: the checkout's packages
 
-from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, p99, run_in
+from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, ledger_config, p99, parse_stack_args, run_in
 
-ROOT = Path(__file__).resolve().parent.parent
-LEDGER_SERVER = ROOT / "tests" / "support" / "ledger_server.py"
 KEY = "bk_sessions_soak_agent_".ljust(40, "0")
 PROTOCOL = "2025-06-18"
 
@@ -161,19 +159,10 @@ def memory(stack: ReplicatedStack) -> dict[str, dict[str, float]]:
 
 
 def config(ledger: Path) -> dict[str, Any]:
-    return {
-        "mcpServers": {
-            "ledger": {"command": sys.executable, "args": [str(LEDGER_SERVER)], "env": {"LEDGER_FILE": str(ledger)}}
-        },
-        "keys": [
-            {
-                "name": "soak",
-                "key": KEY,
-                "tools": ["ledger/*"],
-                "rate_limit": {"requests": 10_000_000, "per": "minute"},
-            }
-        ],
-    }
+    return ledger_config(
+        ledger,
+        [{"name": "soak", "key": KEY, "tools": ["ledger/*"], "rate_limit": {"requests": 10_000_000, "per": "minute"}}],
+    )
 
 
 async def one_round(args: argparse.Namespace, stack: ReplicatedStack, urls: list[str], n: int) -> dict[str, Any]:
@@ -302,9 +291,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--probe", type=int, default=400, help="calls of each latency probe")
     parser.add_argument("--rounds", type=int, default=1, help="open and close everything this many times")
     parser.add_argument("--after", type=float, default=15.0, help="seconds after closing before measuring")
-    parser.add_argument("--json", help="write every figure to this file")
-    parser.add_argument("--workdir", help="keep the stack's files here (default: a temporary folder)")
-    return parser.parse_args(argv)
+    return parse_stack_args(parser, argv)
 
 
 def main() -> int:

@@ -45,7 +45,7 @@ from libs.common.settings import CodeModeSettings
 from services.codemode import embedding, needs
 from services.codemode.search import SearchIndex
 from services.codemode.toolset import Toolset
-from services.codemode.vectors import VectorStore
+from services.codemode.vectors import SHIPPED_VECTORS, VectorStore
 
 __all__ = ["build_index", "evaluate", "load_queries"]
 
@@ -93,7 +93,7 @@ def build_index(
     if embedder.query_fallback:
         raise SystemExit(f"--query-model {query_model}: {embedder.query_fallback}")
     loaded = time.perf_counter()
-    store = VectorStore(embedder, cache, needs=known)
+    store = VectorStore(embedder, cache, needs=known, shipped=SHIPPED_VECTORS)  # as the service reads them
     specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
     keys = store.keys_for(specs)
     store.compute(specs, keys)

@@ -26,46 +26,31 @@ __all__ = ["Json", "command", "group", "limits", "out", "print_json", "print_lis
 
 out = console()
 
+
+def _connection_option(name: str, kind: type, help_text: str, **more: Any) -> inspect.Parameter:
+    """`--<name>`, keyword-only and None by default, under the help's "Connection" panel."""
+    flag = "--" + name.replace("_", "-")
+    option = typer.Option(flag, help=help_text, rich_help_panel="Connection", **more)
+    annotation = Annotated[kind | None, option]  # type: ignore[valid-type]  # a type chosen at run time, for typer
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
 _CONNECTION = [
-    inspect.Parameter(
-        "admin_url",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--admin-url",
-                help="The admin service's URL (default: BASTION_ADMIN_URL, then the running stack's).",
-                rich_help_panel="Connection",
-            ),
-        ],
+    _connection_option(
+        "admin_url", str, "The admin service's URL (default: BASTION_ADMIN_URL, then the running stack's)."
     ),
-    inspect.Parameter(
+    _connection_option(
         "admin_token",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            str | None,
-            typer.Option(
-                "--admin-token",
-                help="A principal's API token (default: BASTION_ADMIN_TOKEN, then the running stack's).",
-                show_default=False,
-                rich_help_panel="Connection",
-            ),
-        ],
+        str,
+        "A principal's API token (default: BASTION_ADMIN_TOKEN, then the running stack's).",
+        show_default=False,
     ),
-    inspect.Parameter(
-        "data_dir",
-        inspect.Parameter.KEYWORD_ONLY,
-        default=None,
-        annotation=Annotated[
-            Path | None,
-            typer.Option("--data-dir", help="Where stack.json is (default: .bastion).", rich_help_panel="Connection"),
-        ],
-    ),
+    _connection_option("data_dir", Path, "Where stack.json is (default: .bastion)."),
 ]
 
 Json = Annotated[bool, typer.Option("--json", help="Print the API's JSON answer.")]
+ToolGroups = Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")]
+"""The tool groups a key or a member of the key hierarchy is granted."""
 
 
 def group(help_text: str) -> typer.Typer:

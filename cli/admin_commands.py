@@ -15,6 +15,7 @@ from .admin_base import command
 from .entity_commands import customers_app, groups_app, teams_app, users_app
 from .key_commands import keys_app
 from .principal_commands import principals_app, roles_app, whoami
+from .registry_commands import servers_search  # noqa: F401 - registers `servers search|updates|update`
 from .server_commands import providers_app, servers_app
 
 __all__ = ["register"]

@@ -34,11 +34,13 @@ from libs.common.analytics import (
     AnalyticsQuery,
     ExportPage,
     ExportRows,
+    NotReadOnly,
     ask,
     engine_limits,
     limited,
     read_only,
 )
+from libs.common.analytics_bind import run_bound
 
 from .credentials import CredentialsRefused, connect_as_admin
 
@@ -97,7 +99,9 @@ def principal() -> str:
 
 async def query_nats(nats_url: str, query: AnalyticsQuery, *, nkey_seed_file: str = "") -> AnalyticsAnswer:
     """Run `query` on the running stack's analytics store, through the audit service."""
-    read_only(query.sql, payloads=query.payloads)  # refuse early, with the same words the service would use
+    read_only(
+        query.sql, payloads=query.payloads, parameters=query.parameters
+    )  # refuse early, with the same words the service would use
     nc = await _connect(nats_url, nkey_seed_file)
     try:
         return await ask(nc, query)
@@ -112,7 +116,7 @@ async def query_nats(nats_url: str, query: AnalyticsQuery, *, nkey_seed_file: st
 
 def query_clickhouse(url: str, query: AnalyticsQuery) -> AnalyticsAnswer:
     """Run `query` on a ClickHouse server (`http(s)://user:pass@host:8123/db`), read-only."""
-    sql = read_only(query.sql, payloads=query.payloads)
+    sql = read_only(query.sql, payloads=query.payloads, parameters=query.parameters)
     limits = engine_limits(query, max_bytes=CLI_ANSWER_BYTES, memory=CLI_MEMORY, threads=2)
     try:
         client = clickhouse_connect.get_client(dsn=url, autogenerate_session_id=False, database="bastion")
@@ -120,7 +124,9 @@ def query_clickhouse(url: str, query: AnalyticsQuery) -> AnalyticsAnswer:
         host = url.partition("://")[2].rpartition("@")[2]
         raise CliFailure(f"cannot connect to ClickHouse at {host}: {exc}") from None
     try:
-        result = client.query(limited(sql, limits), parameters=query.parameters or None)
+        result = run_bound(client, limited(sql, limits), query.parameters)
+    except NotReadOnly:
+        raise
     except Exception as exc:
         return AnalyticsAnswer(error=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     finally:

@@ -26,6 +26,7 @@ from libs.common.llm import ProviderRecord
 from libs.common.messages import KeyRecord, ServerRecord
 from libs.common.nats import kv_bucket, kv_snapshot
 from libs.common.permissions import ADMIN
+from libs.common.policy_store import active_version, publish, read_version
 from libs.common.sealing import Sealer, SealingError
 from libs.common.settings import StoreSettings
 from libs.common.stores import declare_owned
@@ -187,3 +188,15 @@ async def apply_config(nc: NATS, config: BastionConfig, sealer: Sealer | None = 
     await _apply_entities(js, entities)
     await _apply_keys(js, records)
     await _apply_providers(js, config, sealer or Sealer())
+    await _apply_policies(js, config)
+
+
+async def _apply_policies(js: JetStreamContext, config: BastionConfig) -> None:
+    """The file's policies become the active version, as a new one when the active text differs."""
+    if config.policies is None:
+        return
+    kv = await kv_bucket(js, subjects.KV_POLICY)
+    active, _ = await active_version(kv)
+    current = await read_version(kv, active) if active else None
+    if current is None or current.text != config.policies:
+        await publish(kv, config.policies, by="config", comment="bastion config apply", source=CONFIG_SOURCE)

@@ -26,7 +26,7 @@ from rich.text import Text
 
 from libs.common import subjects
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows, AuditVerdict, AuditVerify, audit_events
-from libs.common.nats import credentials
+from libs.common.nats import credentials, servers
 from libs.common.permissions import ADMIN
 
 __all__ = ["tail", "verify"]
@@ -162,7 +162,7 @@ async def _connect(
 
     try:  # a few quick attempts: a CLI should fail fast, and ride out only a short NATS blip
         nc = await nats.connect(
-            nats_url,
+            servers=servers(nats_url),  # stack.json names a cluster's members comma-separated
             connect_timeout=3,
             max_reconnect_attempts=5,
             reconnect_time_wait=0.2,

@@ -22,32 +22,39 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Final
+from typing import Final, Protocol
 
 from libs.common import handed_secrets, local_lane
 from libs.common.logs import setup_logging
 from libs.common.runner import Service, run_services
+from libs.common.settings import ServiceSettings
+from libs.common.walls.boxes import confine_service
 
 __all__ = ["COLOCATED_ENV", "main"]
 
 COLOCATED_ENV: Final = "BASTION_COLOCATED_ENV"
 
 
-def _ingress() -> Service:
+class _Configured(Service, Protocol):
+    @property
+    def settings(self) -> ServiceSettings: ...
+
+
+def _ingress() -> _Configured:
     from libs.common.settings import IngressSettings
     from services.ingress.service import IngressService
 
     return IngressService(IngressSettings())
 
 
-def _executor() -> Service:
+def _executor() -> _Configured:
     from libs.common.settings import ExecutorSettings
     from services.executor.service import ExecutorService
 
     return ExecutorService(ExecutorSettings())
 
 
-BUILDERS: Final[Mapping[str, Callable[[], Service]]] = {"ingress": _ingress, "executor": _executor}
+BUILDERS: Final[Mapping[str, Callable[[], _Configured]]] = {"ingress": _ingress, "executor": _executor}
 """The services that may share a process: the request path. Policy keeps its own (it owns the
 Redis counters and signs work), audit owns its ClickHouse store, codemode runs untrusted scripts."""
 
@@ -80,7 +87,7 @@ def own_variables(names: list[str], environ: MutableMapping[str, str]) -> dict[s
     return own
 
 
-def build(names: list[str], environments: Mapping[str, Mapping[str, str]]) -> list[Service]:
+def build(names: list[str], environments: Mapping[str, Mapping[str, str]]) -> list[_Configured]:
     unknown = [name for name in names if name not in BUILDERS]
     if unknown or not names:
         raise SystemExit(f"colocated: can run {', '.join(BUILDERS)}; got {', '.join(names) or 'nothing'}")
@@ -96,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
     environments = own_variables(names, os.environ)
     setup_logging("+".join(names), os.environ.get("BASTION_LOG_LEVEL", "INFO"))
     local_lane.enable()
-    run_services(build(names, environments))
+    services = build(names, environments)
+    confine_service({name: service.settings for name, service in zip(names, services, strict=True)})
+    run_services(services)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import nats.errors
 import nkeys
 from nats.aio.client import Client as NATS
 
-from libs.common.nats import credentials, processed
+from libs.common.nats import credentials, processed, servers
 from libs.common.permissions import ADMIN, ROLES, render_authorization
 from libs.common.sealing import Sealer, new_key
 
@@ -184,7 +184,7 @@ async def connect_as_admin(url: str, seed_file: str, name: str, attempts: int = 
     )
     try:
         nc = await nats.connect(
-            servers=[u.strip() for u in url.split(",") if u.strip()],
+            servers=servers(url),
             name=name,
             connect_timeout=3,
             max_reconnect_attempts=attempts,

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from .admin_base import Json, command, group, limits, out, print_listing, usage
+from .admin_base import Json, ToolGroups, command, group, limits, out, print_listing, usage
 from .admin_client import AdminClient
 from .admin_values import parse_budget, parse_rate
 
@@ -22,6 +22,9 @@ groups_app = group("Tool groups: named bundles of grants.")
 customers_app = group("Customers (the top of the key hierarchy).")
 teams_app = group("Teams (belong to a customer).")
 users_app = group("Users (belong to a team).")
+
+EntityId = Annotated[str, typer.Argument(metavar="ID")]
+DisplayName = Annotated[str, typer.Option(help="Display name.")]
 
 
 @command(groups_app, "create")
@@ -39,7 +42,7 @@ def groups_create(
 @command(groups_app, "set-tools")
 def groups_set_tools(
     api: AdminClient,
-    group_id: Annotated[str, typer.Argument(metavar="ID")],
+    group_id: EntityId,
     tools: Annotated[
         list[str] | None, typer.Argument(help="The group's new server/tool patterns (none: empty).")
     ] = None,
@@ -63,7 +66,7 @@ def delete_command(group: typer.Typer, path: str, label: str) -> None:
     @command(group, "delete")
     def delete(
         api: AdminClient,
-        entity_id: Annotated[str, typer.Argument(metavar="ID")],
+        entity_id: EntityId,
         force: Annotated[bool, typer.Option(help="Delete even if keys or others still refer to it.")] = False,
     ) -> None:
         api.delete(f"{path}/{entity_id}", **({"force": "true"} if force else {}))
@@ -75,9 +78,9 @@ def delete_command(group: typer.Typer, path: str, label: str) -> None:
 @command(customers_app, "create")
 def customers_create(
     api: AdminClient,
-    customer_id: Annotated[str, typer.Argument(metavar="ID")],
-    name: Annotated[str, typer.Option(help="Display name.")],
-    group: Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")] = None,
+    customer_id: EntityId,
+    name: DisplayName,
+    group: ToolGroups = None,
     budget: Annotated[str | None, typer.Option(help="USD or USD/PERIOD, e.g. 500/month.")] = None,
 ) -> None:
     """Create a customer."""
@@ -88,10 +91,10 @@ def customers_create(
 @command(teams_app, "create")
 def teams_create(
     api: AdminClient,
-    team_id: Annotated[str, typer.Argument(metavar="ID")],
-    name: Annotated[str, typer.Option(help="Display name.")],
+    team_id: EntityId,
+    name: DisplayName,
     customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")] = None,
+    group: ToolGroups = None,
     budget: Annotated[str | None, typer.Option(help="USD or USD/PERIOD.")] = None,
 ) -> None:
     """Create a team."""
@@ -103,10 +106,10 @@ def teams_create(
 @command(users_app, "create")
 def users_create(
     api: AdminClient,
-    user_id: Annotated[str, typer.Argument(metavar="ID")],
-    name: Annotated[str, typer.Option(help="Display name.")],
+    user_id: EntityId,
+    name: DisplayName,
     team: Annotated[str | None, typer.Option(help="Team id.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")] = None,
+    group: ToolGroups = None,
     rate_limit: Annotated[str | None, typer.Option(help="REQUESTS or REQUESTS/WINDOW.")] = None,
     password: Annotated[
         bool,
@@ -121,14 +124,17 @@ def users_create(
     api.post("/users", body)
     out.print(f"[green]created[/] user {escape(user_id)!r}")
     if secret is not None:
-        api.request("PUT", f"/users/{user_id}/password", {"password": secret})
-        out.print(f"[green]password set[/] for user {escape(user_id)!r} [dim](only its scrypt hash is kept)[/]")
+        _set_password(api, user_id, secret)
 
 
 @command(users_app, "set-password")
-def users_set_password(api: AdminClient, user_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+def users_set_password(api: AdminClient, user_id: EntityId) -> None:
     """Set or change a user's password for OAuth logins (asked twice, or one line on standard input)."""
-    api.request("PUT", f"/users/{user_id}/password", {"password": read_password()})
+    _set_password(api, user_id, read_password())
+
+
+def _set_password(api: AdminClient, user_id: str, password: str) -> None:
+    api.request("PUT", f"/users/{user_id}/password", {"password": password})
     out.print(f"[green]password set[/] for user {escape(user_id)!r} [dim](only its scrypt hash is kept)[/]")
 
 

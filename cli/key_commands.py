@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from .admin_base import Json, command, group, limits, out, print_json, print_listing, print_secret, usage
+from .admin_base import Json, ToolGroups, command, group, limits, out, print_json, print_listing, print_secret, usage
 from .admin_client import AdminClient, AdminFailure
 from .admin_values import parse_budget, parse_rate
 
@@ -72,7 +72,7 @@ def keys_create(
     api: AdminClient,
     name: Annotated[str, typer.Argument(help="A unique name (shown in the audit trail).")],
     grant: Annotated[list[str] | None, typer.Option("--grant", "-g", help="server/tool pattern; repeatable.")] = None,
-    group: Annotated[list[str] | None, typer.Option("--group", help="Tool group id; repeatable.")] = None,
+    group: ToolGroups = None,
     user: Annotated[str | None, typer.Option(help="User id the key belongs to.")] = None,
     team: Annotated[str | None, typer.Option(help="Team id.")] = None,
     customer: Annotated[str | None, typer.Option(help="Customer id.")] = None,

@@ -69,6 +69,12 @@ COLOCATED = ("executor", "ingress")
 """With `stack.colocate`, these run as one process named ingress (`cli.colocated`), in this order."""
 
 
+def _local(host: str) -> str:
+    """Where a client on this machine reaches a server bound to `host` (a wildcard: loopback), as a URL writes it."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"[{host}]" if ":" in host else host
+
+
 @dataclass
 class Endpoints:
     nats_url: str | None
@@ -88,8 +94,7 @@ class Endpoints:
     @property
     def local_host(self) -> str:
         """Where a client on this machine reaches a server bound to `host`."""
-        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        return f"[{host}]" if ":" in host else host
+        return _local(self.host)
 
     @property
     def base_url(self) -> str:
@@ -111,10 +116,7 @@ class Endpoints:
     @property
     def admin_base_url(self) -> str:
         """The admin service's base URL: its API, `/docs`, the dashboard and the login."""
-        if self.admin_public_url:
-            return self.admin_public_url
-        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(self.admin_host, self.admin_host)
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.admin_port}"
+        return self.admin_public_url or f"http://{_local(self.admin_host)}:{self.admin_port}"
 
     @property
     def admin_health_url(self) -> str:
@@ -207,6 +209,12 @@ def _split(variables: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]
     return public, {k: v for k, v in variables.items() if k in SECRET_VARIABLES}
 
 
+def stdio_writes(config: BastionConfig) -> list[str]:
+    """Every path a stdio server's `sandbox.write` names in the config file (docs/stdio-sandbox.md)."""
+    servers = config.mcp_servers.values()
+    return sorted({path for server in servers if server.command for path in server.sandbox.write})
+
+
 def service_specs(
     config: BastionConfig,
     ep: Endpoints,
@@ -227,6 +235,15 @@ def service_specs(
     admin service the admin role's. No service gets an admin token: `bastion up` makes its owner in
     KV (`cli.admin_owner`). Nothing private is inherited from `environ`. `metrics_ports` gives a
     service its own `/metrics` port."""
+    base = _shared_variables(ep, environ)
+    own = _own_variables(config, ep, session_secret, environ, creds)
+    for svc, port in (metrics_ports or {}).items():
+        own[svc]["BASTION_METRICS_PORT"] = str(port)
+    return _children(ep, base, {svc: _split(variables) for svc, variables in own.items()}, colocate)
+
+
+def _shared_variables(ep: Endpoints, environ: Mapping[str, str]) -> dict[str, str]:
+    """What every service's environment holds: ours without anything private, and the stack's addresses."""
     python_dir = os.path.dirname(sys.executable)  # not resolved: a venv's bin/ is what we want on PATH
     base = {k: v for k, v in environ.items() if k not in _PRIVATE_VARIABLES}
     base.update(
@@ -236,7 +253,20 @@ def service_specs(
         BASTION_CLICKHOUSE_URL=ep.clickhouse_url,
         # ingress binds tokens to it, the oauth service issues them and builds links from it: one value
         BASTION_PUBLIC_URL=ep.base_url,
+        # refused to every service beyond the paths its own settings name (libs.common.walls)
+        BASTION_DATA_DIR=str(ep.data_dir),
     )
+    return base
+
+
+def _own_variables(
+    config: BastionConfig,
+    ep: Endpoints,
+    session_secret: str,
+    environ: Mapping[str, str],
+    creds: StackCredentials | None,
+) -> dict[str, dict[str, str]]:
+    """Each service's own variables, secrets among them (split off by `_split`)."""
     secrets_key = creds.secrets_key if creds else ""
     signing_key = creds.bus_signing_key if creds else ""
     own: dict[str, dict[str, str]] = {
@@ -256,10 +286,18 @@ def service_specs(
             "BASTION_SECRETS_KEY": secrets_key,
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),  # its own slot ("admin")
             "BASTION_ADMIN_BOOTSTRAP_TOKEN": "",  # off: `bastion up` makes its owner itself (cli.admin_owner)
+            "BASTION_REGISTRIES": json.dumps(config.registries),
         },
-        "policy": {"BASTION_REDIS_URL": ep.redis_url or "", "BASTION_BUS_SIGNING_KEY": signing_key},
+        "policy": {
+            "BASTION_REDIS_URL": ep.redis_url or "",
+            "BASTION_BUS_SIGNING_KEY": signing_key,
+            "BASTION_SECRETS_KEY": secrets_key,  # seals the calls parked for approval
+        },
         "executor": {
             "BASTION_SECRETS_KEY": secrets_key,
+            "BASTION_STDIO_ROOT": str(ep.data_dir / "servers"),
+            # its own box must hold what its stdio servers' boxes may write: Landlock boxes nest
+            "BASTION_STDIO_WRITE": json.dumps(stdio_writes(config)),
             "BASTION_BUS_SIGNING_KEY": signing_key,
             # the config file's section, when it has one (else the executor's own setting: the defaults)
             **(
@@ -267,6 +305,7 @@ def service_specs(
                 if "guardrails" in config.model_fields_set
                 else {}
             ),
+            **({"BASTION_EGRESS": config.egress.model_dump_json()} if "egress" in config.model_fields_set else {}),
         },
         "audit": {"BASTION_CHECKPOINT_KEY": creds.checkpoint_key if creds else ""},
         "codemode": {
@@ -275,7 +314,11 @@ def service_specs(
             # its own slot ("codemode"): a killed replica's scripts' tool calls keep their rows
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),
         },
-        "oauth": {"BASTION_SECRETS_KEY": secrets_key},  # seals the access token signing key
+        "oauth": {
+            "BASTION_SECRETS_KEY": secrets_key,  # seals the access token signing key
+            # hosts upstreams may reach, their OAuth endpoints may too (its own list kept beside them)
+            **_oauth_allow_hosts(config, environ),
+        },
     }
     for svc, settings in SETTINGS.items():
         mine = own.setdefault(svc, {})
@@ -287,9 +330,14 @@ def service_specs(
         # a service is its own NATS role (libs.common.permissions); one without a role gets no
         # seed, and a secured NATS refuses it: add its role to the table
         mine["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
-    for svc, port in (metrics_ports or {}).items():
-        own[svc]["BASTION_METRICS_PORT"] = str(port)
-    split = {svc: _split(variables) for svc, variables in own.items()}
+    return own
+
+
+def _children(
+    ep: Endpoints, base: dict[str, str], split: dict[str, tuple[dict[str, str], dict[str, str]]], colocate: bool
+) -> list[ChildSpec]:
+    """One child per service (ingress and the executor as one with `colocate`), each with its own
+    environment over `base` and its secrets for the pipe."""
     specs = [
         ChildSpec(
             name=svc,
@@ -312,3 +360,17 @@ def service_specs(
             )
         )
     return specs
+
+
+def _oauth_allow_hosts(config: BastionConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS` with the config's `egress.allow_private_hosts` added."""
+    allowed = config.egress.allow_private_hosts
+    if not allowed:
+        return {}
+    try:
+        own = json.loads(environ.get("BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS") or "[]")
+    except ValueError:
+        own = []
+    # that list takes RFC 1123 names only: a name with '_' (a container's, say) stays the executor's
+    hosts = [*(own if isinstance(own, list) else []), *(host.strip("[]") for host in allowed if "_" not in host)]
+    return {"BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS": json.dumps(list(dict.fromkeys(hosts)))}

@@ -14,8 +14,10 @@ from rich.markup import escape
 from libs.common.config import ConfigError, load_config
 
 from .admin_commands import register as register_admin_commands
+from .approval_commands import register as register_approval_commands
+from .catalog_commands import catalog_app
 from .terminal import FlagsGroup, console
-from .tool_commands import register as register_supply_chain_commands
+from .tool_commands import tools_app
 
 __all__ = ["app"]
 
@@ -34,7 +36,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(analytics_app, name="analytics")
 register_admin_commands(app)
-register_supply_chain_commands(app)
+app.add_typer(tools_app, name="tools")
+app.add_typer(catalog_app, name="catalog")
+register_approval_commands(app)
 
 NatsUrl = Annotated[str | None, typer.Option(help="NATS of the stack (default: BASTION_NATS_URL, then stack.json).")]
 DataDir = Annotated[
@@ -105,8 +109,8 @@ def config_apply(
     from libs.common.sealing import Sealer, SealingError
 
     from .apply import apply_config, key_records
-    from .credentials import CredentialsRefused, connect_as_admin
     from .stackfile import find_admin_credentials, find_nats_url
+    from .tool_commands import run_as_admin
 
     try:
         config = load_config(file)
@@ -118,21 +122,13 @@ def config_apply(
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
 
-    async def apply() -> None:
-        nc = await connect_as_admin(url, creds.nkey_seed_file, "bastion-cli")
-        try:
-            await apply_config(nc, config, sealer)
-        finally:
-            await nc.close()
-
-    try:
-        asyncio.run(asyncio.wait_for(apply(), 30))
-    except CredentialsRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
-    except Exception as exc:
-        print(f"error: could not apply to NATS at {url}: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    run_as_admin(
+        url,
+        creds.nkey_seed_file,
+        lambda nc: apply_config(nc, config, sealer),
+        within=30,
+        failing=f"could not apply to NATS at {url}",
+    )
     console().print(f"[green]applied[/]: {len(config.mcp_servers)} server(s), {len(config.keys)} key(s)")
 
 
@@ -164,22 +160,13 @@ def config_nats_credentials(
 def audit_tail(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="How many recent events to show.")] = 20,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new events.")] = False,
-    nats_url: Annotated[
-        str | None, typer.Option(help="NATS of the stack (default: BASTION_NATS_URL, then stack.json).")
-    ] = None,
+    nats_url: NatsUrl = None,
     data_dir: DataDir = None,
 ) -> None:
     """Show recent tool calls, newest last."""
-    from .stackfile import find_admin_credentials, find_nats_url
-
-    try:
-        url = find_nats_url(nats_url, data_dir or Path(".bastion"))
-    except LookupError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
     from .audit import tail  # written separately; imported only when used
 
-    seed = find_admin_credentials(data_dir or Path(".bastion")).nkey_seed_file
+    url, seed = _stack(nats_url, data_dir)
     try:
         code = asyncio.run(tail(url, limit, follow, console(), nkey_seed_file=seed))
     except KeyboardInterrupt:

@@ -21,6 +21,9 @@ from .stack import EmbeddedNats, StackError
 __all__ = ["CLUSTER_NAME", "EmbeddedNatsCluster", "cluster_replicas"]
 
 CLUSTER_NAME = "bastion"
+ROUTE_PING = '"1s"'
+"""Each member's `ping_interval` (to its routes and silent clients; nats-server's default is 2 minutes):
+a hung member's routes, and the queue subscriptions its departed clients had, are dropped after 2 to 3 s."""
 
 
 def cluster_replicas(size: int) -> int:
@@ -63,6 +66,9 @@ class EmbeddedNatsCluster:
             others = ", ".join(f"nats-route://{self.host}:{port}" for j, port in enumerate(routes) if j != i)
             cluster = (
                 f"server_name: n{i + 1}\n"
+                # routes too: a member that hangs keeps its routes open, and the others go on sending
+                # it what its (departed) subscribers had asked for until these PINGs go unanswered
+                f"ping_interval: {ROUTE_PING}\nping_max: 2\n"
                 f"cluster {{\n  name: {CLUSTER_NAME}\n  listen: {self.host}:{routes[i]}\n  routes: [{others}]\n}}\n"
             )
             self.members.append(

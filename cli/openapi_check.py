@@ -7,8 +7,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from libs.common.config import BastionConfig, ConfigError
-from services.executor.openapi.api import Api
-from services.executor.openapi.source import DocumentError
+from libs.common.egress import EgressRules
+from services.executor.upstreams.openapi.api import Api
+from services.executor.upstreams.openapi.source import DocumentError
 
 from .summary import safe_url
 
@@ -17,14 +18,16 @@ __all__ = ["load_openapi_servers", "print_openapi_report"]
 
 def load_openapi_servers(config: BastionConfig, source: str) -> dict[str, Api]:
     """Each enabled `openapi` server's API; `ConfigError` naming the first document that cannot be served."""
-    from services.executor.openapi.api import load_api
+    from services.executor.upstreams.openapi.api import load_api
 
     apis: dict[str, Api] = {}
     for name, server in config.mcp_servers.items():
         if server.openapi is None or server.disabled:
             continue
         try:
-            apis[name] = load_api(server.openapi)
+            # within the same egress rules as the executor: a document it would refuse fails here too
+            egress = EgressRules([*config.egress.allow_private_hosts, *server.allow_private_hosts])
+            apis[name] = load_api(server.openapi, egress=egress)
         except DocumentError as exc:
             raise ConfigError(f"{source}: mcpServers.{name}.openapi.document: {exc}") from None
     return apis

@@ -21,6 +21,8 @@ __all__ = ["parse_role", "principals_app", "roles_app", "whoami"]
 principals_app = group("Admin principals (people and automation), their roles and API tokens.")
 roles_app = group("Roles: the built-in ones and custom sets of permissions.")
 
+_Principal = Annotated[str, typer.Argument(help="The principal's name.")]
+_Token = Annotated[str, typer.Argument(help="The token's id or a prefix of it.")]
 _Roles = Annotated[
     list[str] | None,
     typer.Option("--role", "-r", help="ROLE, ROLE@team:ID or ROLE@customer:ID; repeatable."),
@@ -113,7 +115,7 @@ def _principal_row(p: dict[str, Any]) -> tuple[str, ...]:
 @command(principals_app, "update")
 def principals_update(
     api: AdminClient,
-    name: Annotated[str, typer.Argument()],
+    name: _Principal,
     role: _Roles = None,
     user: Annotated[str | None, typer.Option(help="Link the person to this Bastion user.")] = None,
     disable: Annotated[
@@ -135,14 +137,14 @@ def principals_update(
 
 
 @command(principals_app, "delete")
-def principals_delete(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
+def principals_delete(api: AdminClient, name: _Principal) -> None:
     """Delete a principal with its API tokens and sessions."""
     api.delete(f"/principals/{name}")
     out.print(f"[green]deleted[/] {escape(name)!r}")
 
 
 @command(principals_app, "tokens")
-def principals_tokens(api: AdminClient, name: Annotated[str, typer.Argument()], as_json: Json = False) -> None:
+def principals_tokens(api: AdminClient, name: _Principal, as_json: Json = False) -> None:
     """List a principal's API tokens (ids, never the tokens)."""
     tokens = api.get(f"/principals/{name}/tokens")
     columns = ("id", "label", "created", "expires", "status")
@@ -170,7 +172,7 @@ def _token_id(api: AdminClient, name: str, ref: str) -> str:
 @command(principals_app, "issue-token")
 def principals_issue_token(
     api: AdminClient,
-    name: Annotated[str, typer.Argument()],
+    name: _Principal,
     label: Annotated[str, typer.Option(help="What it is for.")] = "",
     days: Annotated[int | None, typer.Option("--days", min=1, max=366, help="Lifetime (default 90).")] = None,
 ) -> None:
@@ -181,8 +183,8 @@ def principals_issue_token(
 @command(principals_app, "rotate-token")
 def principals_rotate_token(
     api: AdminClient,
-    name: Annotated[str, typer.Argument()],
-    token: Annotated[str, typer.Argument(help="Id or id prefix.")],
+    name: _Principal,
+    token: _Token,
 ) -> None:
     """Replace a token by a new one (printed once) and revoke it."""
     _print_token(api.post(f"/principals/{name}/tokens/{_token_id(api, name, token)}/rotate"), "rotated")
@@ -191,8 +193,8 @@ def principals_rotate_token(
 @command(principals_app, "revoke-token")
 def principals_revoke_token(
     api: AdminClient,
-    name: Annotated[str, typer.Argument()],
-    token: Annotated[str, typer.Argument(help="Id or id prefix.")],
+    name: _Principal,
+    token: _Token,
 ) -> None:
     """Revoke a token: refused at once."""
     token_id = _token_id(api, name, token)

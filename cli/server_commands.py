@@ -59,15 +59,33 @@ def servers_add(
         list[str] | None,
         typer.Option("--exclude-method", help="--openapi: leave out operations of this method (delete); repeatable."),
     ] = None,
+    allow_private_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-private-host",
+            help="--url / --openapi: a host, as its URLs write it, the server may reach although it is not a "
+            "public address (10.0.0.5, mcp.internal); repeatable. Only an owner may.",
+        ),
+    ] = None,
     entry: Annotated[
         str | None, typer.Option("--entry", help="The whole mcpServers entry as JSON (instead of the flags).")
     ] = None,
+    registry: Annotated[str | None, typer.Option(help="Import NAME (SERVER[@VERSION]) from this registry.")] = None,
+    local: Annotated[str | None, typer.Option("--as", help="--registry: the server's name here.")] = None,
+    choice: Annotated[str | None, typer.Option(help="--registry: remote:N or package:N (default: first).")] = None,
+    value: Annotated[list[str] | None, typer.Option("--value", help="--registry: ARG=VALUE; repeatable.")] = None,
 ) -> None:
-    """Add an upstream MCP server, e.g. `bastion servers add notes -- python notes_server.py`, or a REST API
-    as one: `bastion servers add petstore --openapi ./petstore.yaml --base-url https://petstore.example/v3`."""
+    """Add an upstream MCP server, e.g. `bastion servers add notes -- python notes_server.py`, a REST API
+    as one: `bastion servers add petstore --openapi ./petstore.yaml --base-url https://petstore.example/v3`,
+    or one from an MCP Registry: `bastion servers add --registry official io.github.user/weather@1.2.0`."""
+    if registry is not None:
+        from .registry_commands import import_server  # it registers its commands on servers_app: imported late
+
+        values = parse_pairs(env, "--env") | parse_pairs(header, "--header") | parse_pairs(value, "--value")
+        return import_server(api, registry, name, local, choice, values, bool(command or url or openapi or entry))
     rest = (base_url, include_tags, exclude_tags, exclude_methods)
     if entry is not None:
-        if command or url or env or header or tools or transport or openapi or any(rest):
+        if command or url or env or header or tools or transport or openapi or allow_private_hosts or any(rest):
             raise usage("--entry replaces every other server flag; give one or the other")
         try:
             config = json.loads(entry)
@@ -91,6 +109,10 @@ def servers_add(
             config["type"] = transport
         if tools:
             config["tools"] = tools
+    if allow_private_hosts and entry is None:
+        if command:
+            raise usage("--allow-private-host is for --url and --openapi servers (a stdio server makes no connection)")
+        config["allow_private_hosts"] = allow_private_hosts
     added = api.post("/servers", {"name": name, "config": config})
     out.print(f"[green]added[/] server {escape(name)!r} [dim]({added['status']}: executors connect to it now)[/]")
 

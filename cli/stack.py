@@ -25,6 +25,10 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from libs.common.walls import confine as confine_module
+from libs.common.walls.confine import Confinement
+from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ
+
 __all__ = [
     "PRIVATE_UMASK",
     "VALKEY_USER",
@@ -110,6 +114,29 @@ def kill_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def boxed(
+    argv: list[str],
+    writes: Path,
+    *,
+    bind_ports: list[int] | None,
+    connect_ports: list[int] | None,
+    reads: Collection[Path] = (),
+) -> list[str]:
+    """`argv` run inside an OS box (`libs.common.walls.confine`, as a launcher that confines itself,
+    then execs the server): the system, the server's own binary, and `writes` (its own folder, never
+    the data dir beside it: `stack.json` and the credentials are not a server's to read)."""
+    binary = Path(argv[0]).resolve()
+    box = Confinement(
+        read=[*SYSTEM_READ, *map(str, reads)],
+        execute=[str(binary.parent), *SYSTEM_EXECUTE],  # a dynamic binary's loader is executed too
+        write=[str(writes)],
+        devices=list(DEVICES),
+        bind_ports=bind_ports,
+        connect_ports=connect_ports,
+    )
+    return [sys.executable, "-I", "-S", confine_module.__file__, box.to_json(), "--", *argv]
+
+
 def _wheel_binary(dist: str, name: str) -> Path:
     for entry in importlib.metadata.files(dist) or []:
         if entry.name == name:
@@ -152,6 +179,9 @@ class EmbeddedNats:
     threads: int = 0
     """GOMAXPROCS in the server's environment (`stack.nats_threads`): how many cores its Go scheduler
     runs goroutines on. 0: Go's default (every core), or whatever GOMAXPROCS we inherited."""
+    readable: tuple[Path, ...] = ()
+    """Files or folders outside `data_dir` its configuration includes (its box reads only its own
+    folder otherwise)."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -191,7 +221,8 @@ class EmbeddedNats:
             + self.extra_config
             + self.authorization,
         )
-        argv = self.command()
+        # its ports may be chosen at start (client, cluster, monitoring) and it connects to its routes
+        argv = boxed(self.command(), self.data_dir, bind_ports=None, connect_ports=None, reads=self.readable)
         with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 argv, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
@@ -304,9 +335,8 @@ class EmbeddedValkey:
         for _attempt in range(5):  # a free port can be taken between probe and bind: retry
             port = self.port or free_port(self.host)
             with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
-                self.proc = subprocess.Popen(
-                    self.command(port), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
-                )
+                argv = boxed(self.command(port), self.data_dir, bind_ports=[port], connect_ports=[])
+                self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if self._answers(port):

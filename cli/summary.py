@@ -6,7 +6,11 @@ that look like tokens are masked, and URLs lose their userinfo and query string.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from collections.abc import Collection
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
@@ -14,7 +18,15 @@ from rich.markup import escape
 
 from libs.common.config import BastionConfig, ServerConfig
 
-__all__ = ["grant_warnings", "print_summary", "safe_url", "server_target"]
+__all__ = [
+    "banner_servers",
+    "command_problem",
+    "grant_warnings",
+    "print_summary",
+    "safe_url",
+    "server_target",
+    "server_warnings",
+]
 
 
 def safe_url(url: str) -> str:
@@ -70,6 +82,46 @@ def grant_warnings(config: BastionConfig) -> list[str]:
     return warnings
 
 
+def command_problem(server: ServerConfig, environ: dict[str, str] | None = None) -> str | None:
+    """Why a stdio server's command cannot start on this machine (not found, not executable), or
+    None. It is looked up as the executor spawns it: on the `PATH` of its `env` if it sets one, else
+    on this environment's (`bastion up` runs the executor with it), a path relative to its `cwd`."""
+    if not server.command or server.disabled:
+        return None
+    command = server.command
+    if "/" in command:
+        path = Path(command) if Path(command).is_absolute() else Path(server.cwd or ".") / command
+        if not path.is_file():
+            return f"command not found: {command}"
+        return None if os.access(path, os.X_OK) else f"command is not executable: {command}"
+    environ = dict(os.environ) if environ is None else environ
+    search = server.env.get("PATH", environ.get("PATH", os.defpath))
+    return None if shutil.which(command, path=search) else f"command not found on PATH: {command}"
+
+
+def server_warnings(config: BastionConfig) -> list[str]:
+    """Servers that will be unavailable as configured: a stdio command that cannot be found."""
+    return [
+        f"server {name!r}: {problem} (it will be unavailable: install it, or give `command` its full path)"
+        for name, server in config.mcp_servers.items()
+        if (problem := command_problem(server)) is not None
+    ]
+
+
+def banner_servers(config: BastionConfig, down: Collection[str] = ()) -> str:
+    """The `bastion up` banner's server list (rich markup): each server with its transport, marked
+    when it is unavailable: its command cannot be found here, or the gateway reports it `down`."""
+    shown = []
+    for name, server in config.mcp_servers.items():
+        if server.disabled:
+            shown.append(f"{escape(name)} ({server.transport}, disabled)")
+            continue
+        problem = command_problem(server) or ("see `bastion servers list`" if name in down else None)
+        mark = f", [red]unavailable: {escape(problem)}[/]" if problem else ""
+        shown.append(f"{escape(name)} ({server.transport}{mark})")
+    return ", ".join(shown) or "none"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -82,6 +134,8 @@ def print_summary(config: BastionConfig, console: Console) -> None:
         notes = []
         if server.disabled:
             notes.append("disabled")
+        if (problem := command_problem(server)) is not None:
+            notes.append(problem)
         if server.tools is not None:
             notes.append(f"exposes {_plural(len(server.tools), 'tool pattern')}")
         if server.env or server.headers:
@@ -98,5 +152,5 @@ def print_summary(config: BastionConfig, console: Console) -> None:
         console.print(
             f"  {escape(key.name):<{width}}  {_plural(len(key.tools), 'grant')}: {escape(grants)}", soft_wrap=True
         )
-    for warning in grant_warnings(config):
+    for warning in [*server_warnings(config), *grant_warnings(config)]:
         console.print(f"[yellow]warning:[/] {escape(warning)}")

@@ -26,6 +26,7 @@ from libs.common import subjects
 from libs.common.audit_chain import producer_id
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.catalog_manifest import ManifestError
+from libs.common.messages import AuditEvent
 from libs.common.nats import kv_bucket
 from libs.common.permissions import ADMIN
 from libs.common.pin_store import (
@@ -40,9 +41,10 @@ from libs.common.pin_store import (
 from libs.common.pin_store import pending as pending_records
 from libs.common.pins import PinError
 
+from .invocation import cli_command
 from .terminal import FlagsGroup, console
 
-__all__ = ["actor", "audited", "register", "run_on_pins", "tools_app"]
+__all__ = ["actor", "audited", "audited_events", "run_as_admin", "run_on_pins", "tools_app"]
 
 T = TypeVar("T")
 
@@ -66,9 +68,40 @@ def actor() -> str:
     return os.environ.get("BASTION_PRINCIPAL") or f"cli:{getpass.getuser()}@{socket.gethostname()}"
 
 
+def run_as_admin(
+    url: str,
+    seed: str,
+    work: Callable[[NATS], Awaitable[T]],
+    *,
+    within: float,
+    failing: str,
+    expected: tuple[type[Exception], ...] = (),
+) -> T:
+    """`work(nc)` over the admin role's NATS connection, given `within` seconds. A failure is one line
+    and exit code 1: refused credentials and `expected` exceptions as they say, anything else as
+    `<failing>: <what happened>`."""
+    from .credentials import CredentialsRefused, connect_as_admin
+
+    async def run() -> T:
+        nc = await connect_as_admin(url, seed, "bastion-cli")
+        try:
+            return await work(nc)
+        finally:
+            await nc.close()
+
+    said: tuple[type[Exception], ...] = (CredentialsRefused, *expected)
+    try:
+        return asyncio.run(asyncio.wait_for(run(), within))
+    except said as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except Exception as exc:
+        print(f"error: {failing}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
 def run_on_pins(nats_url: str | None, data_dir: Path | None, work: Callable[[NATS, KeyValue], Awaitable[T]]) -> T:
     """`work(nc, pins)` over the admin role's connection; a clear message and exit code 1 or 2 on failure."""
-    from .credentials import CredentialsRefused, connect_as_admin
     from .stackfile import find_admin_credentials, find_nats_url
 
     folder = data_dir or Path(".bastion")
@@ -79,32 +112,24 @@ def run_on_pins(nats_url: str | None, data_dir: Path | None, work: Callable[[NAT
         print(f"error: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
 
-    async def run() -> T:
-        nc = await connect_as_admin(url, seed, "bastion-cli")
-        try:
-            return await work(nc, await kv_bucket(nc.jetstream(), subjects.KV_PINS))
-        finally:
-            await nc.close()
+    async def on_pins(nc: NATS) -> T:
+        return await work(nc, await kv_bucket(nc.jetstream(), subjects.KV_PINS))
 
-    try:
-        return asyncio.run(asyncio.wait_for(run(), 60))
-    except (PinError, ManifestError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
-    except CredentialsRefused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
-    except Exception as exc:
-        print(f"error: could not reach the pins at NATS {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    failing = f"could not reach the pins at NATS {url}"
+    return run_as_admin(url, seed, on_pins, within=60, failing=failing, expected=(PinError, ManifestError))
 
 
 async def audited(nc: NATS, changes: Sequence[PinChange], by: str, within: float = 10.0) -> int:
     """Publish one admin audit event per change; returns how many the audit stream did not take."""
+    return await audited_events(nc, [pin_audit_event(change, by) for change in changes], within)
+
+
+async def audited_events(nc: NATS, events: Sequence[AuditEvent], within: float = 10.0) -> int:
+    """Publish admin audit events on the admin role's chain; returns how many the stream did not take."""
     publisher = AuditPublisher(nc, producer=producer_id(ADMIN))
     await publisher.start()
-    for change in changes:
-        publisher.emit(pin_audit_event(change, by))
+    for event in events:
+        publisher.emit(event)
     await publisher.aclose(within)
     return publisher.pending + publisher.dropped
 
@@ -134,7 +159,8 @@ def pending(nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
                 _ago(record.pending.seen_at),
             )
         out.print(table)
-        out.print("see `bastion tools diff SERVER/NAME`, then `bastion tools approve|reject SERVER/NAME --sha HASH`")
+        cli = escape(cli_command())
+        out.print(f"see `{cli} tools diff SERVER/NAME`, then `{cli} tools approve|reject SERVER/NAME --sha HASH`")
         return len(waiting)
 
     run_on_pins(nats_url, data_dir, work)
@@ -195,11 +221,3 @@ def _ago(ts: float) -> str:
         if seconds >= size:
             return f"{seconds // size}{unit} ago"
     return f"{seconds}s ago"
-
-
-def register(app: typer.Typer) -> None:
-    """Add `bastion tools` and `bastion catalog` to the app."""
-    from .catalog_commands import catalog_app
-
-    app.add_typer(tools_app, name="tools")
-    app.add_typer(catalog_app, name="catalog")

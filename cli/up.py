@@ -45,11 +45,12 @@ from libs.common.settings import unguarded_bind_problem
 from .admin_owner import local_owner_token
 from .apply import apply_config, key_records
 from .credentials import CredentialsRefused, StackCredentials, connect_as_admin, make_credentials
+from .invocation import cli_command, data_dir_flag
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
 from .nats_cluster import EmbeddedNatsCluster, cluster_replicas
 from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_ports, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
-from .summary import grant_warnings, safe_url
+from .summary import banner_servers, grant_warnings, safe_url, server_warnings
 from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
 
 __all__ = ["INFRA", "STOP_ORDER", "apply_to", "bind_problem", "port_problem", "run_up"]
@@ -256,7 +257,7 @@ class _Stack:
                     if self._healthy(client):
                         ready = True
                         self._write_stack_file(ready=True)
-                        self._banner()
+                        self._banner(self._down(client))
                     elif not warned and time.monotonic() - started > HEALTH_WARN_AFTER:
                         warned = True
                         logs = self.ep.data_dir / "logs"
@@ -267,15 +268,25 @@ class _Stack:
                 time.sleep(0.25 if ready else 0.1)
         return 0
 
-    def _banner(self) -> None:
+    def _down(self, client: httpx.Client) -> list[str]:
+        """The servers ingress reports unavailable so far (those still connecting are not yet)."""
+        try:
+            down = client.get(self.ep.health_url).json().get("unavailable", [])
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return []
+        return [name for name in down if isinstance(name, str)] if isinstance(down, list) else []
+
+    def _banner(self, down: list[str]) -> None:
         ep, config, out = self.ep, self.config, self.out
         keys = ", ".join(escape(k.name) for k in config.keys) or "[yellow]none: every request will be refused[/]"
-        servers = ", ".join(f"{n} ({s.transport})" for n, s in config.mcp_servers.items()) or "none"
+        servers = banner_servers(config, down)
 
         def origin(url: str | None, embedded: object) -> str:
             return escape(safe_url(url or "")) + (" [dim](embedded)[/]" if embedded else " [dim](external)[/]")
 
         chdb = ep.clickhouse_url.startswith("chdb://")
+        cli = escape(cli_command())  # hints that run as printed: `./run keys list` when started by ./run
+        at = escape(data_dir_flag(ep.data_dir))
         out.print()
         out.print(f"[bold green]Bastion is up[/] [dim]v{version('bastion-gateway')}[/]")
         out.print(f"  MCP URL     [bold]{ep.mcp_url}[/]")
@@ -283,16 +294,16 @@ class _Stack:
             out.print(f"  listening   on all interfaces ({escape(ep.host or '*')}:{ep.port})")
         out.print(f"  keys        {keys}  [dim](send one as 'Authorization: Bearer <key>')[/]")
         out.print(
-            "  OAuth       or log in without a key, once `bastion users create <id> --password` made a user "
+            f"  OAuth       or log in without a key, once `{cli} users create <id> --password{at}` made a user "
             "[dim](docs/oauth.md)[/]"
         )
-        out.print(f"  servers     {escape(servers)}")
+        out.print(f"  servers     {servers}")
         out.print(f"  web page    {ep.web_url}")
         out.print(f"  admin       {ep.admin_base_url}  [dim](the admin service: API, docs, dashboard)[/]")
-        out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `bastion keys list`)[/]")
+        out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `{cli} keys list{at}`)[/]")
         out.print(f"  API docs    {ep.docs_url}")
         out.print(f"  console     {ep.console_url}  [dim](the web console: servers, keys, traffic, playground)[/]")
-        out.print(f"  dashboard   {ep.dashboard_url}  [dim](`bastion analytics query` for SQL)[/]")
+        out.print(f"  dashboard   {ep.dashboard_url}  [dim](`{cli} analytics query{at}` for SQL)[/]")
         first = True
         for svc, port in self.metrics_ports.items():
             label = "metrics" if first else ""
@@ -311,7 +322,7 @@ class _Stack:
             out.print("  services    ingress and executor in one process [dim](stack.colocate)[/], the others apart")
         out.print(f"  logs        {escape(str(ep.data_dir / 'logs'))}/<service>.log")
         out.print(f"  stack file  {escape(str(ep.data_dir / STACK_FILE))}")
-        for warning in grant_warnings(config):
+        for warning in [*server_warnings(config), *grant_warnings(config)]:
             out.print(f"  [yellow]warning:[/] {escape(warning)}")
         out.print("[bold]Ctrl-C to stop[/]")
 

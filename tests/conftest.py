@@ -6,6 +6,7 @@ reasoning about state shared between tests.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,15 +14,23 @@ from typing import TypeVar
 
 import httpx2
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cli.stack import EmbeddedNats, EmbeddedValkey
+from libs.common import tracing
 
 pytest_plugins = [
     "tests.support.admin_api",  # `ingress`, `api` and `admin_pages`: the admin API in-process
     "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
     "tests.support.nats_leaks",  # a module that leaves a NATS client open fails, not the session's end
+    "tests.support.process_leaks",  # a test that leaves a chdb connection or a thread fails, and they end
     "tests.support.secured_bus",  # `creds` and `secured_nats`: the bus with `bastion up`'s permissions
 ]
+
+# `./run test` exports BASTION_CLI=./run for the CLI's hints; a stack a test starts in its own tmp dir
+# would then print `./run ...` hints that do not run there (cli/invocation.py names the CLI itself)
+os.environ.pop("BASTION_CLI", None)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
@@ -81,3 +90,14 @@ def tool_schemas_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for path in found:
         (folder / path.name).symlink_to(path)
     return folder
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test, every span kept in memory (the SDK's own exporter), off after it."""
+    exporter = InMemorySpanExporter()
+    assert tracing.configure("test", processor=SimpleSpanProcessor(exporter))
+    try:
+        yield exporter
+    finally:
+        tracing.reset()

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import mcp_types as types
-import uvicorn
 from mcp.server.lowlevel.server import Server
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -36,8 +35,11 @@ from starlette.routing import Mount, Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from handlers import HANDLERS, ToolFailure, World, generic_answer, load_world
 from tool_dumps import dump_files
+
+from examples.servers._runner import serve_ready
 
 __all__ = ["build_app"]
 
@@ -136,15 +138,7 @@ async def serve(schemas: Path, host: str, port: int) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     base = f"http://{host}:{sock.getsockname()[1]}"
-
-    class ReadyServer(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                print(f"READY {base}", flush=True)
-
-    config = uvicorn.Config(build_app(schemas), log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    await ReadyServer(config).serve(sockets=[sock])
+    await serve_ready(build_app(schemas), sock, base)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import EmptyResult, SubscribeRequestParams, UnsubscribeRequestParams
 
 
 class HandshakeCounter:
@@ -28,6 +29,24 @@ class HandshakeCounter:
         if ctx.method in ("initialize", "server/discover"):
             self.count += 1
         return await call_next(ctx)
+
+
+def keep_subscriptions(server: MCPServer) -> set[str]:
+    """Answer `resources/subscribe` and `resources/unsubscribe` on `server` (the high-level API has
+    no decorator for them); the set of the URIs subscribed to now, for a server that notifies."""
+    subscribed: set[str] = set()
+
+    async def subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        subscribed.add(str(params.uri))
+        return EmptyResult()
+
+    async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        subscribed.discard(str(params.uri))
+        return EmptyResult()
+
+    server._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    server._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    return subscribed
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -61,8 +80,6 @@ def _require_bearer(app: Any, token: str) -> Any:
 
 
 async def _serve_http(server: MCPServer, host: str, port: int, sse: bool, bearer: str | None = None) -> None:
-    import uvicorn
-
     # DNS-rebinding protection would reject a Host header of a port we only learn after binding
     security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
     if sse:
@@ -77,6 +94,13 @@ async def _serve_http(server: MCPServer, host: str, port: int, sse: bool, bearer
     sock.bind((host, port))
     port = sock.getsockname()[1]
     url = f"http://{host}:{port}{path}"
+    await serve_ready(app, sock, url)
+
+
+async def serve_ready(app: Any, sock: socket.socket, url: str) -> None:
+    """Serve `app` on the bound `sock`; print `READY <url>` once it accepts connections. A graceful
+    shutdown gives open streams 2 s: long-lived ones (SSE, listen) would otherwise hold it open forever."""
+    import uvicorn
 
     class Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -84,7 +108,6 @@ async def _serve_http(server: MCPServer, host: str, port: int, sse: bool, bearer
             if not self.should_exit:
                 print(f"READY {url}", flush=True)
 
-    # long-lived streams (SSE, listen) would otherwise hold a graceful shutdown open forever
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
     await Server(config).serve(sockets=[sock])
 

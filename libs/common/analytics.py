@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Any, Final, Literal
 
 from nats.aio.client import Client as NATS
@@ -53,7 +54,8 @@ class AnalyticsQuery(BusMessage):
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS)
     parameters: dict[str, str | int | float] = Field(default_factory=dict, max_length=64)
-    """ClickHouse query parameters (`{name:Type}` placeholders): values never become SQL text."""
+    """Values of the query's typed placeholders (`{name:String}`), sent to ClickHouse apart from the
+    SQL text; a parameter no typed placeholder uses is refused (`analytics_params`)."""
     max_rows: int = Field(default=10_000, ge=1, le=MAX_QUERY_ROWS)
     max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     """Bytes of result the engine may produce (the reply must also fit the NATS max payload)."""
@@ -105,10 +107,10 @@ class ExportRows(BusMessage):
     error: str | None = None
 
 
-def read_only(sql: str, *, payloads: bool = False) -> str:
-    """The SQL the engine runs for `sql` if the allow-list admits it; else `NotReadOnly` naming the
-    part refused (`analytics_sql.checked`)."""
-    return checked(sql, payloads=payloads)
+def read_only(sql: str, *, payloads: bool = False, parameters: Mapping[str, object] | None = None) -> str:
+    """The SQL the engine runs for `sql` with `parameters` if the allow-list admits both; else
+    `NotReadOnly` naming the part refused (`analytics_sql.checked`)."""
+    return checked(sql, payloads=payloads, parameters=parameters)
 
 
 def engine_limits(query: AnalyticsQuery, *, max_bytes: int, memory: int, threads: int) -> dict[str, int | float | str]:

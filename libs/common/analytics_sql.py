@@ -5,7 +5,9 @@ A query is parsed (sqlglot, ClickHouse dialect) and the whole tree is walked: on
 `WITH`, `UNION`, subqueries, joins), reading only tables of the `bastion` database (or a `WITH`
 name), calling only the functions listed in `FUNCTIONS` and the table functions in
 `TABLE_FUNCTIONS`. Anything else is refused with a message naming the part refused; SQL that does
-not parse is refused too (fail closed).
+not parse is refused too (fail closed). Tables ClickHouse reads where sqlglot sees a column (the
+right side of `IN`) are refused too (`analytics_hidden_tables`), and every parameter must be the
+value of a typed placeholder of the checked query (`analytics_params`).
 
 What runs is not the text the caller wrote but the checked tree written out again (`checked`), so
 the engine parses exactly what was checked: a comment, an escape or a quoting trick that
@@ -20,7 +22,7 @@ is refused as well, since it would select them.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -29,6 +31,10 @@ from sqlglot import exp
 from sqlglot.dialects.clickhouse import ClickHouse
 from sqlglot.errors import ParseError, SqlglotError
 from sqlglot.tokenizer_core import Token, TokenType
+
+from .analytics_hidden_tables import names_with_query, table_behind_in
+from .analytics_params import check_parameters
+from .analytics_refusal import NotReadOnly
 
 __all__ = [
     "AGGREGATE_COMBINATORS",
@@ -169,10 +175,6 @@ _NOT_NAMES: Final = frozenset(
 )
 
 
-class NotReadOnly(ValueError):
-    """The SQL is not a query the allow-list admits; the message names the part refused."""
-
-
 def allowed_function(name: str) -> bool:
     """Whether `name` is a listed function, or a listed aggregate with combinators (`sumIfOrNull`)."""
     lowered = name.lower()
@@ -222,16 +224,17 @@ def _query(text: str) -> _Parsed:
     return _Parsed(statement, _rewritten(statement))
 
 
-def _ctes(tree: exp.Expr) -> set[str]:
-    return {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
-
-
-def _check_table(table: exp.Table, ctes: set[str]) -> None:
+def _check_table(table: exp.Table) -> None:
     source = table.this
     if isinstance(source, exp.Placeholder):
         raise NotReadOnly("a table cannot be a query parameter: name a table of the bastion database")
     if isinstance(source, exp.Func):
         name = source.name if isinstance(source, exp.Anonymous) else source.sql_name()
+        if table.args.get("db") is not None or table.args.get("catalog") is not None:
+            raise NotReadOnly(  # `db.name(...)` is a parameterized view of that database to ClickHouse
+                f"table {table.sql(dialect='clickhouse')} is not allowed: "
+                "a table function is written without a database"
+            )
         if name.lower() not in _TABLE_FUNCTIONS:
             raise NotReadOnly(
                 f"table function {name}() is not allowed (only {', '.join(TABLE_FUNCTIONS)}(); "
@@ -244,13 +247,11 @@ def _check_table(table: exp.Table, ctes: set[str]) -> None:
     if table.args.get("catalog") is not None:
         raise NotReadOnly(f"table {table.sql(dialect='clickhouse')} is not allowed: name it as bastion.<table>")
     database = table.text("db")
-    if not database and table.name.lower() in ctes:
-        return
     if database and database != DATABASE:
         raise NotReadOnly(f"database {database} is not allowed: queries read the bastion database only")
 
 
-def _check_node(node: exp.Expr, ctes: set[str]) -> None:
+def _check_node(node: exp.Expr) -> None:
     if isinstance(node, exp.Command | exp.DDL | exp.DML):
         raise NotReadOnly(f"only SELECT is allowed, found {node.key.upper()}")
     if isinstance(node, exp.Into) or node.args.get("into") is not None:
@@ -265,7 +266,14 @@ def _check_node(node: exp.Expr, ctes: set[str]) -> None:
             f"{node.args.get('kind') or 'none'} (parameters are values, never names)"
         )
     if isinstance(node, exp.Table):
-        _check_table(node, ctes)
+        _check_table(node)
+    hidden = table_behind_in(node)
+    if hidden is not None:
+        raise NotReadOnly(
+            f"IN {hidden.sql(dialect='clickhouse')} is not allowed: ClickHouse reads a name on the right of IN as "
+            "a table; write the values (IN (1, 2)), a parameter (IN {ids:Array(String)}) or a subquery "
+            "(IN (SELECT ... FROM bastion.<table>))"
+        )
 
 
 def _calls(tokens: list[Token]) -> Iterator[str]:
@@ -294,15 +302,15 @@ def _check_calls(text: str) -> None:
             )
 
 
-def _reads_payload_table(tree: exp.Expr, ctes: set[str]) -> bool:
+def _reads_payload_table(tree: exp.Expr) -> bool:
     for table in tree.find_all(exp.Table):
         if isinstance(table.this, exp.Identifier) and table.name.lower() in PAYLOAD_TABLES:
-            if table.text("db") or table.name.lower() not in ctes:
+            if table.text("db") or not names_with_query(table):
                 return True
     return False
 
 
-def _check_payloads(tree: exp.Expr, ctes: set[str]) -> None:
+def _check_payloads(tree: exp.Expr) -> None:
     for name in tree.find_all(exp.Identifier):
         if name.name.lower() not in _PAYLOADS:
             continue
@@ -313,7 +321,7 @@ def _check_payloads(tree: exp.Expr, ctes: set[str]) -> None:
             f"column {name.name} holds call payloads: it needs the auditor role (arguments, results, "
             "admin records and their digests)"
         )
-    if not _reads_payload_table(tree, ctes):
+    if not _reads_payload_table(tree):
         return
     for star in tree.find_all(exp.Star):
         if isinstance(star.parent, exp.Count):
@@ -325,18 +333,18 @@ def _check_payloads(tree: exp.Expr, ctes: set[str]) -> None:
 
 
 def _check(parsed: _Parsed, text: str, payloads: bool) -> None:
-    ctes = _ctes(parsed.tree)
     for node in parsed.tree.walk():
-        _check_node(node, ctes)
+        _check_node(node)
     _check_calls(text)
     if not payloads:
-        _check_payloads(parsed.tree, ctes)
+        _check_payloads(parsed.tree)
 
 
-def checked(sql: str, *, payloads: bool = False) -> str:
+def checked(sql: str, *, payloads: bool = False, parameters: Mapping[str, object] | None = None) -> str:
     """The SQL the engine runs for `sql`: the checked tree written out again (no comments, no
     trailing semicolon). Raises `NotReadOnly`, naming the part refused, for anything the allow-list
-    does not admit; `payloads`: the caller may read `PAYLOAD_COLUMNS`."""
+    does not admit; `payloads`: the caller may read `PAYLOAD_COLUMNS`; `parameters`: the values the
+    query is run with, each of which must have a typed placeholder (`analytics_params`)."""
     text = sql.strip().rstrip(";").strip()
     if not text:
         raise NotReadOnly("the query is empty")
@@ -348,6 +356,7 @@ def checked(sql: str, *, payloads: bool = False) -> str:
     if again.text != parsed.text:
         raise NotReadOnly("the query cannot be checked: it does not read back as written")
     _check(again, again.text, payloads)
+    check_parameters(again.tree, parameters or {})
     return again.text
 
 

@@ -33,6 +33,7 @@ _TEXT_FIELDS: Final = (
     "actor_address",
     "action",
     "target",
+    "credential",
 )
 """Identifiers and names: short in every honest request."""
 _LONG_FIELDS: Final = ("error",)

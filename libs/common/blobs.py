@@ -10,7 +10,7 @@ most (settings of its owner, the executor, which creates it: `libs.common.stores
 Every read names the bucket's stream: nats-py's `ObjectStore.get` subscribes to the object's chunks
 without it and so first asks the server which stream holds that subject (`$JS.API.STREAM.NAMES`),
 a request no role may make (it lists every stream). Refused, it timed out after 5 s and lost every
-answer between one message and the 32 MiB cap (issue 24).
+answer between one message and the 32 MiB cap.
 """
 
 from __future__ import annotations

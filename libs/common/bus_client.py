@@ -5,11 +5,22 @@ asynchronous `-ERR 'Permissions Violation for Publish to "<subject>"'`, which na
 connection's error callback and nowhere else: the request (a JetStream API call, a KV read, an
 object-store chunk, a service request) then waits out its whole timeout and fails as a
 `TimeoutError`, indistinguishable from a slow or absent responder. A missing permission looked
-exactly like that in production (issue 24: a 5 s timeout, then "could not be fetched").
+exactly like that in production: a 5 s timeout, then "could not be fetched", and nothing naming the cause.
 
 `BusClient` remembers the subject of each request it has in flight; when the server refuses a
 publish to that subject, every such request fails with `BusPermissionError`, naming the subject and
 the role, as soon as the refusal arrives (one round trip instead of the timeout).
+
+It also notices a member that stops answering while the socket stays open (a paused or hung
+nats-server: nothing closes the connection, every request just times out). nats-py's own PINGs catch
+it after `ping_interval` x `max_outstanding_pings` (`libs.common.settings`); `BusClient` also counts
+requests that time out in a row, and after `timeout_streak` of them sends one PING: no PONG within
+`ping_wait` seconds (the connect timeout), and the connection moves to another member
+(`force_reconnect`). A member that still answers its PING keeps the connection: the responders are
+slow, not the bus. Moves are announced to `when_moved` callbacks (`moved()`), so a call waiting on
+the connection it left learns it at once (`libs.common.relay`).
+`stuck_since(mark)` tells a caller whose request timed out whether the bus was the part that went
+silent, so its error can name NATS rather than the service it was asking.
 
 It also parses and writes message headers for less CPU than nats-py does, to the same bytes and
 dicts (`parse_header_lines`, `header_block`): every routed request and acknowledgement carries some.
@@ -18,16 +29,28 @@ dicts (`parse_header_lines`, `header_block`): every routed request and acknowled
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
-from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES
+from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, Srv
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.protocol import command as prot_command
 
-__all__ = ["BusClient", "BusPermissionError", "header_block", "parse_header_lines", "refused_publish"]
+__all__ = [
+    "BusClient",
+    "BusMark",
+    "BusPermissionError",
+    "BusStuck",
+    "header_block",
+    "parse_header_lines",
+    "refused_publish",
+]
+
+log = logging.getLogger(__name__)
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s").search
@@ -110,20 +133,137 @@ class BusPermissionError(nats.errors.Error):
         return str(self.args[0])
 
 
+class BusStuck(nats.errors.TimeoutError):
+    """A request timed out because the NATS member went silent (or was left), not its responder."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        return f"nats: {self.reason}"
+
+
+BusMark = tuple[int, int, int]
+"""What the connection had heard when a request left (`BusClient.mark`): messages in, PONGs, reconnects."""
+
+
 class BusClient(NATS):
-    """nats-py's client, failing refused requests at once (see the module's doc)."""
+    """nats-py's client, failing refused requests at once and leaving a silent member (see the module's doc)."""
 
     _parse_header_lines = staticmethod(parse_header_lines)
 
     role: str = ""
     """The role the connection authenticates as (`libs.common.permissions`), named in errors."""
+    timeout_streak = 3
+    """Requests timed out in a row after which the member is asked for a PONG (`connect` sets it)."""
+    ping_wait = 2.0
+    """Seconds that PONG may take before the connection moves to another member (`connect` sets it)."""
 
     def __init__(self) -> None:
         super().__init__()
+        self._timeouts = 0
+        """Requests timed out since the last one answered."""
+        self._checking: asyncio.Task[None] | None = None
+        self.left = ""
+        """The last member this connection lost (`connect`'s disconnect callback names it)."""
+        self._movers: list[Callable[[], None]] = []
         self._asking: dict[str, tuple[str, asyncio.Future[Any]]] = {}
         """Reply token -> (subject lower-cased, the request's future), for the requests in flight."""
         self._replies = ""
         """The reply prefix of this connection's requests (`_INBOX.<role>.<nuid>.`), once it has one."""
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float = 0.5,  # noqa: ASYNC109 - nats-py's signature
+        old_style: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> Msg:
+        mark = self.mark()
+        try:
+            reply = await super().request(subject, payload, timeout, old_style, headers)
+        except nats.errors.TimeoutError:
+            self.timed_out()
+            if (reason := self.stuck_since(mark)) is not None:
+                raise BusStuck(f"{reason} (a request to {subject} got no answer within {timeout:g}s)") from None
+            raise
+        self._timeouts = 0
+        return reply
+
+    def when_moved(self, callback: Callable[[], None]) -> None:
+        """Call `callback` each time the connection is back, on another member or the same."""
+        self._movers.append(callback)
+
+    def moved(self) -> None:
+        """The connection is back (`connect`'s reconnect callback): what waits on the old one learns it."""
+        for callback in self._movers:
+            callback()
+
+    async def _connect_to_server(self, s: Srv) -> None:
+        # nats-py reuses one transport for every attempt and replaces its socket: an attempt that timed
+        # out waiting for a paused member's hello would leave that socket open
+        if self._transport is not None:
+            self._transport.close()
+        await super()._connect_to_server(s)
+
+    def mark(self) -> BusMark:
+        """What the connection has heard so far; `stuck_since` compares a later state with it."""
+        return self.stats["in_msgs"], self._pongs_received, self.stats["reconnects"]
+
+    def stuck_since(self, mark: BusMark) -> str | None:
+        """Why the bus, not a responder, explains a request (sent at `mark`) that got no answer: the
+        connection moved to another member since, or has heard nothing at all (not a PONG) while a
+        PING was due; None when the member kept talking."""
+        messages, pongs, reconnects = mark
+        if self.stats["reconnects"] != reconnects:
+            return (
+                f"the connection to the NATS member {self.left or '?'} broke (it stopped answering or went "
+                "away) and moved to another member"
+            )
+        # silence means something only while a PING waits for its PONG
+        if (
+            self.stats["in_msgs"] == messages
+            and self._pongs_received == pongs
+            and (self._pings_outstanding or self._pongs)
+        ):
+            member = self.connected_url.netloc if self.connected_url else "?"
+            return f"the NATS member {member} has answered nothing since, not even a PING"
+        return None
+
+    def timed_out(self) -> None:
+        """A request went unanswered (here or in a caller's own request loop): `timeout_streak` in a
+        row and the member must answer a PING or be left."""
+        if not self.is_connected:
+            return
+        self._timeouts += 1
+        if self._timeouts >= self.timeout_streak and (self._checking is None or self._checking.done()):
+            self._timeouts = 0
+            self._checking = asyncio.create_task(self._check_member(), name="nats-member-check")
+
+    def answered(self) -> None:
+        """A request got its answer: the timeouts before it were the responders', not the member's."""
+        self._timeouts = 0
+
+    async def _check_member(self) -> None:
+        member = self.connected_url.netloc if self.connected_url else "?"
+        connection = self.stats["reconnects"]
+        try:
+            await self.flush(timeout=self.ping_wait)  # type: ignore[arg-type]  # annotated int; a float is waited
+        except TimeoutError:  # nats-py's FlushTimeoutError is one
+            if self.stats["reconnects"] != connection:
+                return  # its PINGs left that member meanwhile (the PING asked it was dropped with it)
+            log.warning(
+                "nats: %d requests in a row timed out and %s did not answer a PING within %gs; "
+                "moving to another member",
+                self.timeout_streak,
+                member,
+                self.ping_wait,
+            )
+            await self.force_reconnect()
+        except nats.errors.Error:
+            return  # closed or reconnecting already
 
     def reporting(self, error_cb: Callable[[Exception], Awaitable[None]]) -> Callable[[Exception], Awaitable[None]]:
         """`error_cb` for `connect`, failing the requests a refusal it reports is about first."""

@@ -13,7 +13,6 @@ Any problem raises one `ConfigError` whose message starts with the file and the 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -23,12 +22,16 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config_text import ConfigError, parse_text, parse_untrusted_text
+from .egress import EgressSection, check_allowed_hosts
 from .entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from .gateway_tasks import HostedTask
 from .guardrails import GuardrailsSection
+from .keys import key_id
 from .llm_config import AgentMode, LlmSection
 from .openapi_config import OpenApiSection, check_http_url
 from .pins import PinMode
-from .repeats import first_repeat
+from .registry_entries import OFFICIAL_REGISTRY, RegistryOrigin
+from .repeats import named_once
 
 __all__ = [
     "BastionConfig",
@@ -36,6 +39,7 @@ __all__ = [
     "ConfigError",
     "GatewaySection",
     "KeyConfig",
+    "SandboxConfig",
     "ServerConfig",
     "StackSection",
     "grant_problem",
@@ -79,6 +83,43 @@ class CircuitBreakerConfig(_Strict):
     failed probe, up to ten times this)."""
 
 
+class SandboxConfig(_Strict):
+    """The operating system's wall around one stdio server (docs/stdio-sandbox.md): what it may read,
+    write and connect to beyond its defaults, and its resource limits."""
+
+    mode: Literal["on", "off"] = "on"
+    """"off" runs the server with every right of the executor's user (owner-only; logged as a
+    warning every time the server starts)."""
+    read: list[str] = Field(default_factory=list)
+    """Further folders or files it may read (and execute), e.g. the data a server serves."""
+    write: list[str] = Field(default_factory=list)
+    """Further folders or files it may write, e.g. a filesystem server's folder."""
+    connect: list[Annotated[int, Field(ge=1, le=65535)]] | None = None
+    """TCP ports it may connect to; None (the default): any, [] none."""
+    memory_mb: Annotated[int, Field(ge=64, le=1_048_576)] = 1024
+    """Its heap and other private writable memory, in MiB (RLIMIT_DATA)."""
+    processes: Annotated[int, Field(ge=1, le=100_000)] = 128
+    """Processes and threads it may start beyond what the user already runs (RLIMIT_NPROC)."""
+    cpu_seconds: Annotated[int, Field(ge=1)] | None = None
+    """CPU seconds over its whole life (RLIMIT_CPU); None: no limit (a server lives for days)."""
+    open_files: Annotated[int, Field(ge=16, le=1_048_576)] = 4096
+    """Open files and sockets at once (RLIMIT_NOFILE)."""
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_switch(cls, mode: Any) -> Any:
+        """YAML 1.1 reads an unquoted `on`/`off` as a boolean."""
+        return {True: "on", False: "off"}.get(mode, mode) if isinstance(mode, bool) else mode
+
+    @field_validator("read", "write")
+    @classmethod
+    def _paths(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            if not path.strip() or "\x00" in path:
+                raise ValueError(f"{path!r} is not a path")
+        return paths
+
+
 def grant_problem(pattern: str) -> str | None:
     """Why `pattern` is not a grant, or None. Grants are `*`, `server/tool`, `server/prompt:name` or
     `server/resource:uri` (a URI may contain `/`), wildcards allowed (docs/access-control.md)."""
@@ -115,6 +156,9 @@ class ServerConfig(_Strict):
     rate_limits: dict[str, RateLimit] = Field(default_factory=dict)
     """Requests per window by tool name (wildcards allowed), across every caller of that tool."""
     circuit_breaker: CircuitBreakerConfig = Field(default_factory=CircuitBreakerConfig)
+    tasks: dict[str, HostedTask] = Field(default_factory=dict)
+    """Tools (by name, wildcards allowed; the most specific match wins) the gateway turns into a task of
+    its own when a call outlasts `after_ms`, for agents that speak MCP tasks (docs/tasks.md)."""
     retries: Annotated[int, Field(ge=0, le=10)] = 2
     """Re-sends after a connection failure, only for tools annotated idempotent or read-only."""
     protocol: Literal["auto", "legacy"] = "auto"
@@ -129,11 +173,21 @@ class ServerConfig(_Strict):
     per_user: bool = False
     """An OAuth upstream called with each user's own token, over that user's own session (never
     another user's); a caller who is no user, or has not authorized yet, is refused (docs/oauth.md)."""
+    allow_private_hosts: list[str] = Field(default_factory=list)
+    """Hosts, exactly as this server's URLs write them (`url`, `openapi.document`, `openapi.base_url`,
+    their redirects and OAuth token URLs), it may reach although they are (or resolve to) loopback,
+    private, link-local or other non-public addresses; refused otherwise (`libs.common.egress`,
+    docs/configuration.md "Egress"). Only an owner may set it."""
     pinning: PinMode = "tofu"
     """How drift of this server's tool, prompt and template definitions is handled (docs/supply-chain.md):
     "tofu" trusts what the server lists when first added and quarantines later additions and changes
     until a person approves them; "approve" quarantines everything until approved; "warn" serves drift,
     flagged."""
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+    """The wall around a stdio server's process (docs/stdio-sandbox.md); on by default."""
+    registry: RegistryOrigin | None = None
+    """Set when the entry was imported from an MCP Registry (docs/registry.md): which registry, which
+    server, the version it is pinned at. A newer version there is offered as an update to approve."""
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +199,11 @@ class ServerConfig(_Strict):
         if "type" not in cleaned and not cleaned.get("command") and legacy in _LEGACY_TRANSPORTS:
             cleaned["type"] = legacy
         return cleaned
+
+    @field_validator("allow_private_hosts")
+    @classmethod
+    def _allowed_hosts(cls, hosts: list[str]) -> list[str]:
+        return check_allowed_hosts(hosts)
 
     @field_validator("args", mode="before")
     @classmethod
@@ -170,6 +229,8 @@ class ServerConfig(_Strict):
             raise ValueError(f"type {self.type!r} needs 'url'")
         if self.url:
             _check_url(self.url)
+        if self.url and self.sandbox != SandboxConfig():
+            raise ValueError("'sandbox' is for stdio servers (a process Bastion starts), not remote ones")
         if self.per_user and not self.url:
             raise ValueError("'per_user' is for remote (http/sse) servers that use OAuth, not stdio")
         if self.per_user and any(k.lower() == "authorization" for k in self.headers):
@@ -183,6 +244,8 @@ class ServerConfig(_Strict):
             raise ValueError("an 'openapi' server takes no 'command' or 'url' (give 'openapi.base_url')")
         if self.type not in (None, "openapi"):
             raise ValueError(f"an 'openapi' server cannot have type {self.type!r}")
+        if self.sandbox != SandboxConfig():
+            raise ValueError("'sandbox' is for stdio servers (a process Bastion starts), not 'openapi' ones")
         if self.env:
             raise ValueError("an 'openapi' server runs no process: 'env' does not apply (secrets go in 'openapi.auth')")
         if self.per_user and self.openapi.oauth_resource is None:
@@ -279,7 +342,7 @@ class KeyConfig(_Strict):
         secret = self.key if self.key is not None else os.environ.get(self.key_env or "", "")
         if not secret:
             raise ConfigError(f"keys.{self.name}.key_env: environment variable {self.key_env!r} is not set")
-        return hashlib.sha256(secret.encode()).hexdigest()
+        return key_id(secret)
 
 
 class GatewaySection(_Strict):
@@ -327,7 +390,7 @@ class StackSection(_Strict):
 
 class BastionConfig(_Strict):
     mcp_servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
-    keys: list[KeyConfig] = Field(default_factory=list)
+    keys: Annotated[list[KeyConfig], named_once("key")] = Field(default_factory=list)
     groups: list[ToolGroup] = Field(default_factory=list)
     customers: list[Customer] = Field(default_factory=list)
     teams: list[Team] = Field(default_factory=list)
@@ -338,6 +401,39 @@ class BastionConfig(_Strict):
     """OpenAI-compatible providers behind `/v1/chat/completions` (docs/llm.md)."""
     guardrails: GuardrailsSection = Field(default_factory=GuardrailsSection)
     """Checks on definitions, arguments and results (docs/guardrails.md)."""
+    egress: EgressSection = Field(default_factory=EgressSection)
+    """Where upstream connections may go: `allow_private_hosts` lets every server reach those hosts
+    although they are not public addresses (docs/configuration.md, "Egress")."""
+    registries: dict[str, str] = Field(default_factory=lambda: {"official": OFFICIAL_REGISTRY})
+    """MCP Registries servers are imported from, by name: each the base URL of a server serving the
+    registry API (`/v0.1/servers`, docs/registry.md). The official one by default."""
+
+    @field_validator("registries")
+    @classmethod
+    def _registry_urls(cls, registries: dict[str, str]) -> dict[str, str]:
+        for name, url in registries.items():
+            if not SERVER_NAME.match(name):
+                raise ValueError(f"registry name {name!r}: letters, digits, '_', '-', '.' only")
+            if not re.match(r"\Ahttps?://[^\s/?#]+(/[^\s?#]*)?\Z", url):
+                raise ValueError(f"registry {name!r}: {url!r} is not an http(s) base URL")
+        return {name: url.rstrip("/") for name, url in registries.items()}
+
+    policies: str | None = None
+    """Cedar policies beside the grants (docs/policy.md), checked when the file is read: applying
+    the file publishes them as a new version when they differ from the active one. Absent: the
+    policies stay as the admin API last set them."""
+
+    @field_validator("policies")
+    @classmethod
+    def _policies_compile(cls, text: str | None) -> str | None:
+        if text is not None:
+            from .cedar_policies import PolicyProblem, compile_policies  # the Cedar engine: 20 ms, only when used
+
+            try:
+                compile_policies(text)
+            except PolicyProblem as exc:
+                raise ValueError(f"{exc} (lines count from the first line of the policies' text)") from None
+        return text
 
     @field_validator("mcp_servers")
     @classmethod
@@ -350,13 +446,6 @@ class BastionConfig(_Strict):
                 )
         return servers
 
-    @field_validator("keys")
-    @classmethod
-    def _unique_keys(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
-        if (twice := first_repeat(key.name for key in keys)) is not None:
-            raise ValueError(f"key name {twice!r} is used twice")
-        return keys
-
 
 # where each section's entries are validated, to list the allowed keys when one is unknown
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
@@ -365,6 +454,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "gateway": GatewaySection,
     "stack": StackSection,
     "guardrails": GuardrailsSection,
+    "egress": EgressSection,
 }
 
 
@@ -467,7 +557,8 @@ def parse_config(raw: Any, source: str = "config") -> BastionConfig:
 
 
 def load_config(path: str | Path) -> BastionConfig:
-    """Read and validate a config file; relative stdio `cwd`s resolve against the file's folder."""
+    """Read and validate a config file; relative stdio `cwd`s and `sandbox` paths resolve against
+    the file's folder."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: editors on Windows may add a BOM
@@ -480,6 +571,9 @@ def load_config(path: str | Path) -> BastionConfig:
     for server in config.mcp_servers.values():
         if server.command:
             server.cwd = str((base / Path(server.cwd).expanduser()).resolve()) if server.cwd else str(base)
+            sandbox = server.sandbox
+            sandbox.read = [str((base / Path(p).expanduser()).resolve()) for p in sandbox.read]
+            sandbox.write = [str((base / Path(p).expanduser()).resolve()) for p in sandbox.write]
         if server.openapi is not None and not server.openapi.is_url:
             server.openapi.document = str((base / Path(server.openapi.document).expanduser()).resolve())
     return config

@@ -64,26 +64,25 @@ class ToolGroup(_Entity):
     tools: list[str] = Field(default_factory=list)
 
 
-class Customer(_Entity):
+class _Member(_Entity):
+    """A customer, a team or a user: named, and granted the tools of its groups."""
+
     id: Slug
     name: str
     groups: list[Slug] = Field(default_factory=list)
+
+
+class Customer(_Member):
     budget: Budget | None = None
 
 
-class Team(_Entity):
-    id: Slug
-    name: str
+class Team(_Member):
     customer_id: Slug | None = None
-    groups: list[Slug] = Field(default_factory=list)
     budget: Budget | None = None
 
 
-class User(_Entity):
-    id: Slug
-    name: str
+class User(_Member):
     team_id: Slug | None = None
-    groups: list[Slug] = Field(default_factory=list)
     rate_limit: RateLimit | None = None
 
 

@@ -25,6 +25,7 @@ class ErrorKind(StrEnum):
     KEY_REVOKED = "key_revoked"
     RATE_LIMITED = "rate_limited"
     BUDGET_EXCEEDED = "budget_exceeded"
+    APPROVAL_REQUIRED = "approval_required"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     UPSTREAM_TIMEOUT = "upstream_timeout"
     UPSTREAM_ERROR = "upstream_error"
@@ -43,6 +44,7 @@ JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
     ErrorKind.KEY_REVOKED: -32051,
     ErrorKind.RATE_LIMITED: -32052,
     ErrorKind.BUDGET_EXCEEDED: -32053,
+    ErrorKind.APPROVAL_REQUIRED: -32055,  # parked for a person: call again naming the approval (docs/approvals.md)
     ErrorKind.UPSTREAM_UNAVAILABLE: -32060,
     ErrorKind.UPSTREAM_TIMEOUT: -32061,
     ErrorKind.UPSTREAM_ERROR: -32062,

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .repeats import first_repeat
+from .repeats import named_once
 
 __all__ = [
     "ACTION_ORDER",
@@ -221,7 +221,11 @@ class GuardrailsSection(_Strict):
     pii: bool = False
     """Also redact personal data (`pii_entities`) in results: the `default-pii` rule."""
     pii_entities: list[str] = Field(default_factory=lambda: sorted(PII_ENTITIES))
-    rules: list[GuardrailRule] = Field(default_factory=list)
+    rules: Annotated[list[GuardrailRule], named_once("rule")] = Field(default_factory=list)
+    arguments: Literal["refuse", "warn"] = "refuse"
+    """What a rule that would redact does to a call's arguments: `refuse` the call with an error
+    naming the rule and the field, or `warn` (record it and send the arguments as they are). Arguments
+    are never altered: a tool run on an input nobody sent is worse than either."""
     max_scan_bytes: Annotated[int, Field(gt=0, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
     """Payloads larger than this (as JSON) are not scanned by the built-in detectors; the decision says
     so (`detector: size`, `entity: not_scanned`) and the rule's action is `warn`."""
@@ -233,13 +237,6 @@ class GuardrailsSection(_Strict):
         if unknown:
             raise ValueError(f"unknown pii entities {unknown}; known: {', '.join(sorted(PII_ENTITIES))}")
         return entities
-
-    @field_validator("rules")
-    @classmethod
-    def _unique_names(cls, rules: list[GuardrailRule]) -> list[GuardrailRule]:
-        if (twice := first_repeat(rule.name for rule in rules)) is not None:
-            raise ValueError(f"rule name {twice!r} is used twice")
-        return rules
 
 
 def effective_rules(section: GuardrailsSection) -> list[GuardrailRule]:

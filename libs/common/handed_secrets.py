@@ -1,7 +1,7 @@
 """Secrets a supervisor hands a service through an inherited descriptor, never its environment.
 
-Any process of the same Unix user can read another's `/proc/<pid>/environ` (issue 26: an analytics
-query read the other services' keys there). `bastion up` therefore starts each service with only
+Any process of the same Unix user can read another's `/proc/<pid>/environ` (an analytics query once
+read the other services' keys there). `bastion up` therefore starts each service with only
 `BASTION_SECRETS_FD=<n>` in its environment: descriptor `n` is the read end of a pipe holding a JSON
 object of that service's secret settings (`{"BASTION_SECRETS_KEY": "..."}`), or, for services sharing
 one process (`cli.colocated`), one such object per service (`{"ingress": {...}, "executor": {...}}`).

@@ -15,5 +15,10 @@ def generate_key() -> str:
 
 
 def key_id(secret: str) -> str:
-    """sha256 hex of the secret: keys are 256-bit random, so a fast hash is enough (no KDF)."""
+    """A virtual key's id: the sha256 hex of its secret, the only form of it that is ever stored.
+
+    The one rule for it: the config loader, the admin API and ingress's lookup all call this, so a
+    key declared in a file, created through the API or presented as a bearer token gets the same id.
+    Keys are 256-bit random, so a fast hash is enough (no KDF).
+    """
     return hashlib.sha256(secret.encode()).hexdigest()

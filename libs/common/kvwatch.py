@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from tenacity import RetryCallState
 
 from .patience import patiently
+from .starting import patient_start
 from .tasks import cancel_and_wait
 
 __all__ = ["BucketWatch", "decode_value"]
@@ -27,8 +28,10 @@ log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
+STOP_WITHIN = 2.0
+"""Seconds a watch's end may wait for its consumer and its unsubscribe before it lets them go."""
 READY_WITHIN = 10.0
-"""Seconds `BucketWatch.start` waits for a bucket's current content before failing the start."""
+"""Seconds `BucketWatch.start` waits for a bucket's current content before it logs that it still waits."""
 
 
 def decode_value(model: type[M], value: bytes, what: str) -> M | None:
@@ -82,8 +85,15 @@ class BucketWatch:
         return self._bucket
 
     async def start(self) -> None:
-        """Start watching; returns once the bucket's current content has been delivered."""
-        self._task = asyncio.create_task(self._run(), name=f"watch:{self._bucket}")
+        """Start watching; returns once the bucket's current content has been delivered, however long
+        the bucket takes to answer (a replicated bucket without a leader: `libs.common.starting`)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"watch:{self._bucket}")
+        await patient_start(f"the content of KV bucket {self._bucket}", self._ready_within)
+
+    async def _ready_within(self) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()  # a watch that ended for good says why
         await asyncio.wait_for(self.ready.wait(), READY_WITHIN)
 
     async def stop(self) -> None:
@@ -126,9 +136,11 @@ class BucketWatch:
             consume.result()  # raises what broke the watch
         finally:
             consume.cancel()
-            await asyncio.wait({consume})  # its outcome is not ours to raise; our own cancel still is
+            # its outcome is not ours to raise; our own cancel still is. Both waits are bounded: a stop
+            # must never hang on a connection that no longer answers (nats-py's unsubscribe flushes)
+            await asyncio.wait({consume}, timeout=STOP_WITHIN)
             with contextlib.suppress(Exception):
-                await watcher.stop()
+                await asyncio.wait_for(watcher.stop(), STOP_WITHIN)
 
     async def _missing(self) -> None:
         """The bucket does not exist (its owner has not started yet): its content is nothing, so the

@@ -10,85 +10,13 @@ MCP bodies inside them (tool definitions, call results) stay as the wire dicts o
 
 from __future__ import annotations
 
-from .messages_audit import (
-    AuditBatch,
-    AuditEvent,
-    AuditKind,
-    AuditQuery,
-    AuditRows,
-    AuditVerdict,
-    AuditVerify,
-    ChainVoucher,
-    FlaggedEvent,
-    TamperKind,
-    audit_events,
-)
+from . import messages_audit, messages_records, messages_routed
+from .messages_audit import *  # noqa: F403
 from .messages_base import SCHEMA_VERSION, Caller, Execution, GatewayError, InterceptorDecision, new_id
-from .messages_records import BreakerStatus, CatalogTool, KeyRecord, ServerCatalog, ServerRecord
-from .messages_routed import (
-    REFUNDED,
-    CallOutcome,
-    CancelCall,
-    CancelExecution,
-    ClientReply,
-    CodeModeAnswer,
-    CodeModeCall,
-    Grant,
-    PairList,
-    Refund,
-    ResourceUpdated,
-    RoutedHead,
-    StreamEvent,
-    ToolCall,
-    UpstreamRequest,
-    VisibleTools,
-    VisibleToolsQuery,
-    decode_outcome,
-    encode_outcome,
-    pairs_digest,
-)
+from .messages_records import *  # noqa: F403
+from .messages_routed import *  # noqa: F403
 
-__all__ = [
-    "REFUNDED",
-    "SCHEMA_VERSION",
-    "AuditBatch",
-    "AuditEvent",
-    "AuditKind",
-    "AuditQuery",
-    "AuditRows",
-    "AuditVerdict",
-    "AuditVerify",
-    "BreakerStatus",
-    "CallOutcome",
-    "Caller",
-    "CancelCall",
-    "CancelExecution",
-    "CatalogTool",
-    "ChainVoucher",
-    "ClientReply",
-    "CodeModeAnswer",
-    "CodeModeCall",
-    "Execution",
-    "FlaggedEvent",
-    "GatewayError",
-    "Grant",
-    "InterceptorDecision",
-    "KeyRecord",
-    "PairList",
-    "Refund",
-    "ResourceUpdated",
-    "RoutedHead",
-    "ServerCatalog",
-    "ServerRecord",
-    "StreamEvent",
-    "TamperKind",
-    "ToolCall",
-    "UpstreamRequest",
-    "VisibleTools",
-    "VisibleToolsQuery",
-    "audit_events",
-    "decode_outcome",
-    "encode_outcome",
-    "new_id",
-    "pairs_digest",
-]
+__all__ = ["SCHEMA_VERSION", "Caller", "Execution", "GatewayError", "InterceptorDecision", "new_id"]
+__all__ += messages_audit.__all__
+__all__ += messages_records.__all__
+__all__ += messages_routed.__all__

@@ -36,6 +36,8 @@ AuditKind = Literal[
     "code_mode",
     "llm_request",
     "admin",
+    "auth.refused",
+    "task",
 ]
 
 
@@ -53,7 +55,11 @@ class AuditEvent(BusMessage):
     """What the agent did: `name` is the tool or prompt's gateway name, or the resource URI.
     `code_run` is an `execute_code` run and `code_mode` another Code Mode meta-tool (`name` is the meta-tool).
     For an `llm_request` (a chat completion), `server` is the provider and `tool` and `name` the model.
-    `admin`: a change made through the admin API (`actor`, `action`, `target`, `before`, `after`)."""
+    `admin`: a change made through the admin API (`actor`, `action`, `target`, `before`, `after`).
+    `auth.refused`: requests refused for their credential in one window (`libs.common.refusals`):
+    `name` is the surface (`mcp`, `llm`, `admin`), `error_kind` the reason (`missing`, `invalid`,
+    `expired`, `revoked`; `mixed` for an overflow bucket holding several), `actor_address` the client
+    address, `credential` what was presented, `refusals` how many, `first_seen` and `last_seen` when."""
     trace_id: str | None = None
     key_id: str = ""
     key_name: str = ""
@@ -104,7 +110,7 @@ class AuditEvent(BusMessage):
     actor_role: str | None = None
     """`admin`: the actor's roles as bound (`owner`, `key_manager@team:payments`, comma-separated)."""
     actor_address: str | None = None
-    """`admin`: the client address the change came from."""
+    """`admin`: the client address the change came from; `auth.refused`: the refused requests' (or `other`)."""
     action: str | None = None
     """`admin`: what was done, `<record kind>.<create|update|delete|...>` (e.g. `key.revoke`)."""
     target: str | None = None
@@ -112,6 +118,20 @@ class AuditEvent(BusMessage):
     before: str | None = None
     after: str | None = None
     """`admin`: the record as JSON before and after the change, every secret redacted; None when absent."""
+    credential: str | None = None
+    """`auth.refused`: the credential presented, as `refusals.credential_label` says it: its public kind
+    and the first 12 hex digits of its sha256 (`bk_ sha256:3f2a9c01b7de`), `none`, or `other` (overflow)."""
+    refusals: int | None = None
+    """`auth.refused`: requests refused in the window for this surface, address, credential and reason."""
+    first_seen: float | None = None
+    last_seen: float | None = None
+    """`auth.refused`: Unix times of the first and the last of those requests."""
+    policy_id: str | None = None
+    """The Cedar policy (`@id`) that decided the request: refused it, parked it for approval, or
+    `grants` when no policy forbade it (docs/policy.md); None when no policy set was consulted."""
+    approval_id: str | None = None
+    """The approval the request waited for or ran under (docs/approvals.md); on an `admin` event
+    deciding one, `target` names it too."""
     producer: str = ""
     """The hash chain the event is on: one per producer process (`audit_chain.producer_id`)."""
     seq: int = 0
@@ -144,6 +164,8 @@ class AuditQuery(BusMessage):
     limit: int = Field(default=20, ge=1, le=1000)
     key_name: str | None = None
     server: str | None = None
+    kind: str | None = Field(default=None, max_length=64)
+    """Only events of this kind (`auth.refused`, `admin`, ...)."""
 
 
 class AuditRows(BusMessage):

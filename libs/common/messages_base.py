@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, Self, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import ErrorKind
 
@@ -47,6 +47,15 @@ class BusMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=False)
     v: int = SCHEMA_VERSION
     """Schema version of the envelope; consumers ignore fields they do not know."""
+
+    @classmethod
+    def parsed(cls, data: bytes) -> Self | None:
+        """`data` as this message, or None when it is not one: what a listener to a broadcast (a
+        cancel every replica hears) ignores instead of failing on."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError:
+            return None
 
 
 class Owner(TypedDict):

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .config import ServerConfig
 from .entities import Budget, RateLimit
+from .gateway_tasks import HostedTask
 from .llm_config import AgentMode
 from .messages_base import BusMessage
 
@@ -103,6 +104,13 @@ class ServerCatalog(BusMessage):
     """Tools (upstream names) held out of `tools` but answered for by name: a quarantined definition
     waiting for a person's approval. Ingress routes a call of one so the executor refuses it naming
     the approval needed, instead of answering that no such tool exists."""
+    withheld_prompts: list[str] = Field(default_factory=list)
+    """The same for prompts (upstream names): a `prompts/get` of one is routed and refused there."""
+    withheld_templates: list[str] = Field(default_factory=list)
+    """The same for resource templates (`uriTemplate`): a read of a URI only one of them matches is
+    routed to the executor, which refuses it naming the approval needed."""
+    hosted_tasks: dict[str, HostedTask] = Field(default_factory=dict)
+    """`ServerConfig.tasks`: tools (name patterns) ingress turns into tasks of its own when slow."""
     updated_at: float = Field(default_factory=time.time)
     publisher: str | None = None
     """The executor process that wrote the entry (its instance name and a per-start nonce). Another

@@ -11,7 +11,7 @@ import operator
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,6 +21,7 @@ from .messages_base import BusMessage, Caller, Execution, GatewayError, Intercep
 
 __all__ = [
     "REFUNDED",
+    "BusMoved",
     "CallOutcome",
     "CancelCall",
     "CancelExecution",
@@ -31,7 +32,9 @@ __all__ = [
     "PairList",
     "Refund",
     "ResourceUpdated",
+    "Routed",
     "RoutedHead",
+    "RoutedSession",
     "StreamEvent",
     "ToolCall",
     "UpstreamRequest",
@@ -159,6 +162,53 @@ class ToolCall(_Routed):
     """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding them as JSON; `arguments` is then empty (`libs.common.blobs`)."""
 
+    refunded_when_lost: ClassVar[bool] = True
+    """A tool call may be charged by policy: one this side failed without an answer is refunded."""
+    subscription: ClassVar[None] = None
+    subscriber: ClassVar[None] = None
+
+    @property
+    def rpc_method(self) -> str:
+        return "tools/call"
+
+    @property
+    def tool_name(self) -> str | None:
+        """The tool it runs: exposure, argument checks and retries apply to it."""
+        return self.tool
+
+    @property
+    def asked_for(self) -> str:
+        """What it names upstream, for checks and logs: the tool."""
+        return self.tool
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """What it asks of the upstream, as checks see it: the tool's arguments."""
+        return self.arguments
+
+    def replace_payload(self, payload: dict[str, Any]) -> None:
+        self.arguments = payload
+
+    @property
+    def agent_meta(self) -> Any:
+        """The agent's `_meta` (its progress token)."""
+        return self.meta
+
+    @property
+    def offloadable(self) -> bool:
+        """Its arguments may travel through the object store when too large for one message."""
+        return bool(self.arguments)
+
+    def describe(self) -> str:
+        return f"tool {self.name!r}"
+
+    def offloaded(self, blob: str) -> ToolCall:
+        """This call with its arguments in the object store under `blob` (`offloadable`)."""
+        return self.model_copy(update={"arguments": {}, "arguments_blob": blob})
+
+    async def send(self, session: RoutedSession, ctx: Any) -> CallOutcome:
+        return await session.call_tool(self, ctx)
+
 
 class UpstreamRequest(_Routed):
     """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
@@ -170,6 +220,66 @@ class UpstreamRequest(_Routed):
     target: str
     subscriber: str | None = None
     """`resources/(un)subscribe`: the agent session the subscription belongs to."""
+
+    refunded_when_lost: ClassVar[bool] = False
+    arguments_blob: ClassVar[None] = None
+    offloadable: ClassVar[bool] = False
+
+    @property
+    def rpc_method(self) -> str:
+        return self.method
+
+    @property
+    def tool_name(self) -> str | None:
+        return None
+
+    @property
+    def subscription(self) -> str | None:
+        """The resource URI of a `resources/(un)subscribe`: bookkeeping shared by the agents
+        following it, not a request each sends upstream."""
+        uri = self.params.get("uri")
+        if self.method in ("resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
+            return uri
+        return None
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """What it asks of the upstream, as checks see it: its params without the `_meta` envelope."""
+        return {k: v for k, v in self.params.items() if k != "_meta"}
+
+    def replace_payload(self, payload: dict[str, Any]) -> None:
+        meta = self.params.get("_meta")
+        self.params = {**payload, "_meta": meta} if meta is not None else dict(payload)
+
+    @property
+    def agent_meta(self) -> Any:
+        return self.params.get("_meta")
+
+    @property
+    def asked_for(self) -> str:
+        """What it names upstream (`prompt:<name>`, `resource:<uri>`)."""
+        return self.target
+
+    def describe(self) -> str:
+        return self.method
+
+    def offloaded(self, blob: str) -> UpstreamRequest:
+        raise TypeError(f"{self.method} params do not travel through the object store (`offloadable` is False)")
+
+    async def send(self, session: RoutedSession, ctx: Any) -> CallOutcome:
+        return await session.request(self, ctx)
+
+
+Routed = ToolCall | UpstreamRequest
+"""A request routed to one upstream: what differs between the kinds is on the classes themselves."""
+
+
+class RoutedSession(Protocol):
+    """What a routed request is sent over (`Routed.send`): the executor's upstream sessions."""
+
+    async def call_tool(self, call: ToolCall, ctx: Any, /) -> CallOutcome: ...
+
+    async def request(self, request: UpstreamRequest, ctx: Any, /) -> CallOutcome: ...
 
 
 class StreamEvent(BusMessage):
@@ -202,6 +312,16 @@ class CancelExecution(BusMessage):
     """ingress -> every executor: abandon the call or request with this id."""
 
     id: str
+
+
+class BusMoved(BusMessage):
+    """A replica that holds calls (policy, executor, codemode) -> every requester: its connection is back
+    after it lost its NATS member `left` (`libs.common.nats`); calls sent to it before, and not
+    acknowledged, may be lost in that member (`libs.common.relay`)."""
+
+    role: str
+    left: str
+    """The member it lost (`host:port`), as its connection named it."""
 
 
 class ResourceUpdated(BusMessage):
@@ -240,6 +360,11 @@ class CallOutcome(BusMessage):
     cost_usd: float | None = None
     """What policy charged for the call (USD), read by the requester from policy's `Bastion-Charged-Usd`
     header (`relay.call_outcome`): policy relays the executor's bytes untouched. None: nothing priced."""
+    policy_id: str | None = None
+    """The Cedar policy that decided the call (its `@id`): the one that refused it, asked for
+    approval, or `grants` for a call no policy forbade; None when no policy set applies."""
+    approval_id: str | None = None
+    """The approval the call waits for, or ran under (`libs.common.approvals`)."""
     interceptions: list[InterceptorDecision] = Field(default=[], max_length=64)
     """What the executor's interceptors decided on the way (refused, redacted, flagged ...): the
     requester copies it into the request's audit row. Empty when none acted. A plain default, not a

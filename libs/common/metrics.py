@@ -1,4 +1,9 @@
-"""Prometheus metrics of every Bastion service (`docs/observability.md` lists them all).
+"""The Prometheus metrics two or more Bastion services share (`docs/observability.md` lists them all):
+requests and their latency (`observe`), the OpenTelemetry MCP and GenAI histograms (`semconv`),
+credentials refused (`refusals`), gauges read at scrape time (`StateCollector`) and the `/metrics`
+endpoint (`serve`). A metric only one service updates lives in that service (`services/<svc>/metrics.py`),
+except the executor's guardrail and pinning metrics, which are still here until the executor's
+restructuring moves them.
 
 The metrics live in prometheus-client's process-wide registry, so services run side by side in one
 process (the in-process test gateway) share them; the `service` label tells whose a sample is.
@@ -24,27 +29,18 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
-    "AUDIT_BACKLOG",
-    "AUDIT_DEAD_LETTERS",
-    "AUDIT_INSERTED",
-    "AUDIT_INSERT_SECONDS",
-    "CODEMODE_LIMITS_HIT",
-    "CODEMODE_RUNS",
-    "CODEMODE_SEARCHES",
-    "CODEMODE_SEARCH_MODEL",
-    "CODEMODE_SEARCH_VECTORS",
+    "AUTH_REFUSED",
+    "GEN_AI_DURATION",
+    "GEN_AI_TOKENS",
     "GUARDRAIL_DECISIONS",
+    "LATENCY_BUCKETS",
+    "MCP_CLIENT_DURATION",
+    "MCP_SERVER_DURATION",
     "METHODS",
-    "OAUTH_LOGINS",
-    "OAUTH_TOKENS_ISSUED",
-    "OAUTH_TOKEN_REFUSALS",
-    "OAUTH_UPSTREAM_TOKENS",
     "PIN_DRIFT",
     "PIN_QUARANTINED",
-    "POLICY_REFUSALS",
     "REQUESTS",
     "REQUEST_SECONDS",
-    "ROUTED_SENDS",
     "MetricsServer",
     "Sample",
     "StateCollector",
@@ -53,7 +49,7 @@ __all__ = [
     "subscription_lag",
 ]
 
-_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 """Seconds: the gateway's own overhead is sub-millisecond, upstream calls take up to the call timeout."""
 
 REQUESTS = Counter(
@@ -65,62 +61,41 @@ REQUEST_SECONDS = Histogram(
     "bastion_request_seconds",
     "Time from receiving a request to answering it, by service, MCP method and outcome.",
     ["service", "method", "outcome"],
-    buckets=_LATENCY_BUCKETS,
+    buckets=LATENCY_BUCKETS,
 )
-POLICY_REFUSALS = Counter(
-    "bastion_policy_refusals",
-    "Requests policy refused, by reason (budget_exceeded, rate_limited, forbidden, ...).",
-    ["reason"],
+_MCP_LABELS = ["mcp_method_name", "gen_ai_tool_name", "error_type", "mcp_protocol_version"]
+MCP_SERVER_DURATION = Histogram(
+    "mcp_server_operation_duration_seconds",
+    "OpenTelemetry `mcp.server.operation.duration`: an agent's MCP request at ingress, from its context "
+    "being built to its answer (`libs.common.semconv`).",
+    _MCP_LABELS,
+    buckets=LATENCY_BUCKETS,
 )
-ROUTED_SENDS = Counter(
-    "bastion_ingress_routed_sends",
-    "Routed requests (tool calls, prompts, resources) ingress sent, by route: policy (decided there), "
-    "granted (straight to an executor on policy's grant), stale (a grant the executor found expired).",
-    ["route"],
+MCP_CLIENT_DURATION = Histogram(
+    "mcp_client_operation_duration_seconds",
+    "OpenTelemetry `mcp.client.operation.duration`: one request the executor sent an upstream MCP server.",
+    _MCP_LABELS,
+    buckets=LATENCY_BUCKETS,
 )
-AUDIT_INSERTED = Counter("bastion_audit_inserted_events", "Audit events written to ClickHouse.")
-AUDIT_INSERT_SECONDS = Histogram(
-    "bastion_audit_insert_seconds", "Time one ClickHouse insert of a batch took.", buckets=_LATENCY_BUCKETS
+_GEN_AI_LABELS = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
+GEN_AI_DURATION = Histogram(
+    "gen_ai_client_operation_duration_seconds",
+    "OpenTelemetry `gen_ai.client.operation.duration`: one chat completion the executor asked of an LLM provider.",
+    [*_GEN_AI_LABELS, "error_type"],
+    buckets=LATENCY_BUCKETS,
 )
-AUDIT_BACKLOG = Gauge(
-    "bastion_audit_backlog_events",
-    "Audit events in the stream not yet delivered to the audit service (its JetStream consumer's lag), "
-    "as of the last fetch.",
+GEN_AI_TOKENS = Histogram(
+    "gen_ai_client_token_usage",
+    "OpenTelemetry `gen_ai.client.token.usage`: tokens of one chat completion, by `gen_ai_token_type` (input, output).",
+    [*_GEN_AI_LABELS, "gen_ai_token_type"],
+    buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864),
 )
-AUDIT_DEAD_LETTERS = Counter(
-    "bastion_audit_dead_letters", "Audit messages that could never be a row, moved to the dead-letter stream."
-)
-CODEMODE_RUNS = Counter("bastion_codemode_runs", "Code Mode runs, by outcome.", ["outcome"])
-CODEMODE_LIMITS_HIT = Counter(
-    "bastion_codemode_limits_hit", "Code Mode runs stopped by a sandbox limit, by limit.", ["limit"]
-)
-CODEMODE_SEARCHES = Counter(
-    "bastion_codemode_searches", "Tool searches, by the engine that ranked them (hybrid, lexical).", ["engine"]
-)
-CODEMODE_SEARCH_MODEL = Gauge(
-    "bastion_codemode_search_model_loaded", "1 when tool search has its embedding model, 0 when it is lexical only."
-)
-CODEMODE_SEARCH_VECTORS = Counter(
-    "bastion_codemode_search_vectors_computed", "Tool definitions embedded for search (not found in the cache)."
-)
-OAUTH_TOKENS_ISSUED = Counter(
-    "bastion_oauth_tokens_issued", "Access tokens the oauth service issued to agents, by grant type.", ["grant"]
-)
-OAUTH_TOKEN_REFUSALS = Counter(
-    "bastion_oauth_token_refusals",
-    "Token endpoint requests the oauth service refused, by OAuth error code (invalid_grant, invalid_client, ...).",
-    ["reason"],
-)
-OAUTH_LOGINS = Counter(
-    "bastion_oauth_logins",
-    "Sign-ins at Bastion's login page, by method (password, federated) and outcome (ok, refused, locked, expired).",
-    ["method", "outcome"],
-)
-OAUTH_UPSTREAM_TOKENS = Counter(
-    "bastion_oauth_upstream_token_fetches",
-    "Upstream access tokens asked for by executors, by outcome (kept, refreshed, exchanged, needs_auth, "
-    "refresh_failed, refused, error).",
-    ["outcome"],
+"""The buckets the GenAI conventions advise for token counts."""
+AUTH_REFUSED = Counter(
+    "bastion_auth_refused",
+    "Requests refused for their credential, by surface (mcp, llm, admin) and reason (missing, invalid, expired, "
+    "revoked); who sent them is in the `auth.refused` audit events (`libs.common.refusals`).",
+    ["surface", "reason"],
 )
 PIN_DRIFT = Counter(
     "bastion_pin_drift",

@@ -1,5 +1,6 @@
 """A service's observability switched on from its settings: tracing (`tracing`) and `/metrics`
-(`metrics`). Each service calls `start` first thing in its own `start()` and `stop` last."""
+(`metrics`). Each service calls `start` first thing in its own `start()` and `stop` last (it ends the
+health probes too)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import logging
 
 from . import tracing
 from .metrics import MetricsServer, serve
+from .probes import Probes
 from .settings import ServiceSettings
 
-__all__ = ["start"]
+__all__ = ["start", "stop"]
 
 log = logging.getLogger(__name__)
 
@@ -22,3 +24,12 @@ def start(service: str, settings: ServiceSettings) -> MetricsServer | None:
     server = serve(settings.metrics_host, settings.metrics_port)
     log.info("%s metrics at %s", service, server.url)
     return server
+
+
+async def stop(metrics_server: MetricsServer | None, probes: Probes | None) -> None:
+    """The last step of a service's `stop()`: its `/metrics` and its health probes no longer served
+    (each only once every service sharing the endpoint has stopped it)."""
+    if metrics_server is not None:
+        metrics_server.close()
+    if probes is not None:
+        await probes.stop()

@@ -13,7 +13,7 @@ document, served as an MCP server (docs/openapi.md).
           auth: {type: bearer, token: "${PETSTORE_TOKEN}"}
 
 Only the shape is checked here; whether the document loads and what it turns into is the executor's
-business (`services/executor/openapi`), and `bastion config check` reports it. Secret values of `auth`
+business (`services/executor/upstreams/openapi`), and `bastion config check` reports it. Secret values of `auth`
 (token, key value, password, client secret) are sealed at rest like a server's `env` and `headers`
 (`secret_fields`, `libs.common.sealing`).
 """
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "HTTP_METHODS",
@@ -61,6 +61,15 @@ def check_http_url(url: str, field: str) -> None:
         raise ValueError(f"{field!r} must start with http:// or https://{got}")
     if not parts.hostname:
         raise ValueError(f"{field!r} has no host")
+
+
+def _http_url(url: str, info: ValidationInfo) -> str:
+    check_http_url(url, info.field_name or "url")
+    return url
+
+
+_HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http(s) URL with a host, refused naming its field (`check_http_url`)."""
 
 
 class OpenApiFilter(_Strict):
@@ -127,7 +136,7 @@ class OpenApiClientCredentials(_Strict):
     shortly before it expires, and fetches another when the API refuses it."""
 
     type: Literal["oauth2_client_credentials"]
-    token_url: str | None = None
+    token_url: _HttpUrl | None = None
     """The token endpoint; when omitted, the document's one `clientCredentials` flow names it."""
     client_id: Annotated[str, Field(min_length=1, max_length=1024)]
     client_secret: _Secret
@@ -136,13 +145,6 @@ class OpenApiClientCredentials(_Strict):
     client_auth: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
     """How the client authenticates at the token endpoint."""
 
-    @field_validator("token_url")
-    @classmethod
-    def _url(cls, url: str | None) -> str | None:
-        if url is not None:
-            check_http_url(url, "token_url")
-        return url
-
 
 class OpenApiUpstreamOAuth(_Strict):
     """Bastion's own OAuth client toward upstreams (docs/oauth.md): the API answers 401 with a Bearer
@@ -150,15 +152,8 @@ class OpenApiUpstreamOAuth(_Strict):
     token is the server's shared one, or each user's own with `per_user: true`."""
 
     type: Literal["oauth"]
-    resource: str | None = None
+    resource: _HttpUrl | None = None
     """The URL probed for the 401 challenge and the resource tokens are asked for (default: `base_url`)."""
-
-    @field_validator("resource")
-    @classmethod
-    def _url(cls, url: str | None) -> str | None:
-        if url is not None:
-            check_http_url(url, "resource")
-        return url
 
 
 OpenApiAuth = Annotated[
@@ -182,7 +177,7 @@ class OpenApiSection(_Strict):
     """The OpenAPI 3.0 / 3.1 or Swagger 2.0 document, YAML or JSON: a file path (a relative one is
     resolved against the config file's folder) or an http(s) URL. Read again whenever the executor
     (re)connects the server, and a changed file is noticed by the health check."""
-    base_url: str | None = None
+    base_url: _HttpUrl | None = None
     """Where requests go, instead of the document's `servers` (needed when those are relative and the
     document is a file)."""
     include: list[OpenApiFilter] | None = None
@@ -205,13 +200,6 @@ class OpenApiSection(_Strict):
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base(cls, url: str | None) -> str | None:
-        if url is not None:
-            check_http_url(url, "base_url")
-        return url
 
     @field_validator("operations")
     @classmethod

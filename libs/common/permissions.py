@@ -52,6 +52,7 @@ __all__ = [
     "ADMIN",
     "AUDIT",
     "AUDIT_PRODUCERS",
+    "CALL_HOLDERS",
     "CODEMODE",
     "EXECUTOR",
     "INGRESS",
@@ -78,6 +79,9 @@ OAUTH: Final = "oauth"
 """The authorization server toward agents and the OAuth client toward upstreams: the only reader of
 its state and of upstream tokens (`bastion_oauth`, `bastion_oauth_upstream`)."""
 ROLES: Final = (INGRESS, ADMIN, POLICY, EXECUTOR, AUDIT, CODEMODE, OAUTH)
+CALL_HOLDERS: Final = (POLICY, EXECUTOR, CODEMODE)
+"""The roles that take calls from a requester (`libs.common.relay`): each says on `BUS_MOVED` when its
+connection is back after losing its NATS member, so requesters fail the calls likely lost there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,8 @@ OWNERS: Final[Mapping[str, str]] = {
     s.obj_stream(s.OBJ_BLOBS): EXECUTOR,  # ingress and codemode store and take payloads in it too
     s.kv_stream(s.KV_PINS): EXECUTOR,  # it records what it sees first; approvals come through the admin role
     s.kv_stream(s.KV_SESSIONS): INGRESS,
+    s.kv_stream(s.KV_TASKS): INGRESS,
+    s.kv_stream(s.KV_APPROVALS): POLICY,  # parked calls; the admin role writes a person's decision
     s.kv_stream(s.KV_OAUTH): OAUTH,
     s.kv_stream(s.KV_OAUTH_REGISTRATIONS): OAUTH,
     s.kv_stream(s.KV_OAUTH_PUBLIC): OAUTH,
@@ -217,18 +223,21 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             s.CODEMODE_CALL,
             f"{s.CODEMODE_ALIVE}.*",
             _inbox(EXECUTOR),  # an agent's answer (`ClientReply`) to an upstream's request mid-call
+            _inbox(POLICY),  # ... and to the confirmation a `@confirm` policy asks of the agent's user
             *_object_store(s.OBJ_BLOBS),  # arguments too large for one message; results as large
             *_kv_read(s.KV_KEYS),
             *_kv_read(s.KV_CATALOG),
             *_kv_read(s.KV_POLICY),
             *_kv_read(s.KV_LLM),  # which provider serves a model, and its prices
             *_kv_write(s.KV_SESSIONS),
+            *_kv_write(s.KV_TASKS),
+            s.TASK_CANCEL,
             *_owned(INGRESS),
             s.OAUTH_HTTP,  # the OAuth routes, forwarded to the oauth service
             *_kv_read(s.KV_OAUTH_PUBLIC),  # verifies access tokens locally
             *_kv_read(s.KV_OAUTH_REVOKED),
         ),
-        subscribe=(_inbox(INGRESS), s.RESOURCE_UPDATED, s.CALL_CANCEL),
+        subscribe=(_inbox(INGRESS), s.RESOURCE_UPDATED, s.CALL_CANCEL, s.BUS_MOVED, s.TASK_CANCEL),
     ),
     ADMIN: Permissions(
         publish=(
@@ -252,6 +261,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             # a person's decisions on pinned definitions and imported
             # catalogs; the baselines stay the executors'
             *_kv_read(s.KV_PINS),
+            *_kv_write(s.KV_APPROVALS),  # a person's approval or denial of a parked call
             f"{s.KV_ROOT}.{s.KV_PINS}.def.>",
             f"{s.KV_ROOT}.{s.KV_PINS}.imported.>",
         ),
@@ -269,6 +279,10 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_KEYS),
             *_kv_read(s.KV_POLICY),
             *_kv_read(s.KV_SERVERS),
+            s.BUS_MOVED,  # back after losing its NATS member: calls sent to it meanwhile may be lost there
+            *_kv_read(s.KV_CATALOG),  # tools' annotations (`destructiveHint`) for the Cedar policies
+            *_kv_write(s.KV_APPROVALS),  # calls parked for a person's approval, and their runs
+            *_owned(POLICY),
         ),
         subscribe=(
             _inbox(POLICY),
@@ -278,6 +292,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             s.POLICY_LLM,
             s.POLICY_REFUND,
             f"{s.POLICY_ALIVE}.*",
+            s.BUS_MOVED,  # an executor replica that lost its NATS member (the chat completions policy relays)
         ),
     ),
     EXECUTOR: Permissions(
@@ -296,6 +311,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             s.PIN_DRIFT,  # a definition that drifted from its pin
             *_owned(EXECUTOR),
             s.OAUTH_UPSTREAM_TOKEN,  # an OAuth upstream's current access token (answered to its own inbox)
+            s.BUS_MOVED,
         ),
         subscribe=(_inbox(EXECUTOR), s.EXEC_CALL, s.EXEC_REQUEST, s.EXEC_LLM, s.EXEC_CANCEL, f"{s.EXEC_ALIVE}.*"),
     ),
@@ -329,8 +345,9 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             s.EXEC_CANCEL,  # abandons the calls of a cancelled run
             *_object_store(s.OBJ_BLOBS),  # a script's tool call with a result too large for one message
             *_kv_read(s.KV_CATALOG),
+            s.BUS_MOVED,
         ),
-        subscribe=(_inbox(CODEMODE), s.CODEMODE_CALL, f"{s.CODEMODE_ALIVE}.*", s.EXEC_CANCEL),
+        subscribe=(_inbox(CODEMODE), s.CODEMODE_CALL, f"{s.CODEMODE_ALIVE}.*", s.EXEC_CANCEL, s.BUS_MOVED),
     ),
     OAUTH: Permissions(
         publish=(

@@ -18,10 +18,11 @@ answers it unrun (`Acknowledger.admit`), and one that takes it acknowledges befo
 
 A routed call (`ToolCall`, `UpstreamRequest`) has two possible holders: policy while it decides
 and charges, then the executor policy forwarded it to, which answers the requester directly
-(`subjects.REPLY_TO`). Each acknowledges with its own header (`POLICY_ACCEPTED_BY`,
-`EXEC_ACCEPTED_BY`), so the requester probes whichever holds the call; policy tells a requester
-whose call it had acknowledged that it handed it over (`subjects.HANDED_OVER`), and the wait for an
-acknowledgement starts again. `routed_requester` builds the requester that knows both.
+(`subjects.REPLY_TO`). Each acknowledges with its own header (`subjects.Holders` names each kind's
+role, header and liveness subjects: `POLICY_HOLDERS`, `EXEC_HOLDERS`), so the requester probes
+whichever holds the call; policy tells a requester whose call it had acknowledged that it handed it
+over (`subjects.HANDED_OVER`), and the wait for an acknowledgement starts again. `routed_requester`
+builds the requester that knows both.
 
 `AckedRequester` is the requester's side (ingress, codemode -> policy -> executor; policy ->
 executor for chat completions); `Acknowledger` the responder's (policy, executor).
@@ -40,7 +41,7 @@ import contextlib
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,9 +51,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from . import subjects, tracing
+from .bus_client import BusClient, BusMark, BusStuck
 from .errors import ErrorKind
-from .messages import CallOutcome, GatewayError, decode_outcome
+from .messages import BusMoved, CallOutcome, GatewayError, decode_outcome
 from .settings import RequestPathSettings
+from .subjects import Holders
 from .work_signing import WorkSigner
 
 __all__ = [
@@ -154,27 +157,24 @@ class _Pending:
 
 
 class AckedRequester:
-    """Sends requests to replicas of one kind (`role`, e.g. "policy"), whose liveness subjects are
-    `alive_subject(instance)` and whose acknowledgements carry the header `accepted_by`; `also`
-    names further holders a request may pass to (acknowledgement header -> (role, liveness subject)).
+    """Sends requests to replicas of one kind (`holders`, e.g. `subjects.POLICY_HOLDERS`); `also`
+    names further kinds of holders a request may pass to (an executor, after policy).
 
     All replies arrive on one wildcard inbox subscription (`start()` first), as with `nc.request`."""
 
     def __init__(
         self,
         nc: NATS,
+        holders: Holders,
         *,
-        role: str,
-        accepted_by: str,
-        alive_subject: Callable[[str], str],
         settings: RequestPathSettings,
         signer: WorkSigner | None = None,
-        also: Mapping[str, tuple[str, Callable[[str], str]]] | None = None,
+        also: tuple[Holders, ...] = (),
     ) -> None:
         self._nc = nc
         self._signer = signer
-        self._role = role
-        self._holders = {accepted_by: (role, alive_subject), **(also or {})}
+        self._role = holders.role
+        self._holders = {h.accepted_by: (h.role, h.alive_subject) for h in (holders, *also)}
         self._settings = settings
         self._prefix = nc.new_inbox()
         self._tokens = itertools.count()
@@ -182,9 +182,48 @@ class AckedRequester:
         self._probes: dict[str, asyncio.Task[bool]] = {}
         self._misses: dict[str, int] = {}
         self._looks = _Timetable(_SLACK)
+        self._moved: tuple[float, BusMoved] | None = None
+        """When a replica of a role holding these calls last said it lost its NATS member, and what it said."""
 
     async def start(self) -> None:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        if isinstance(self._nc, BusClient):
+            self._nc.when_moved(self._wake_all)
+            await self._nc.subscribe(subjects.BUS_MOVED, cb=self._on_moved)
+
+    async def _on_moved(self, msg: Msg) -> None:
+        """A replica that may hold these calls is back from a member it lost: the calls it was sent
+        meanwhile and has not acknowledged are likely lost there, so every call looks (`request`)."""
+        try:
+            moved = BusMoved.model_validate_json(msg.data)
+        except ValueError:
+            return
+        if moved.role in {role for role, _ in self._holders.values()}:
+            self._moved = (time.monotonic(), moved)
+            self._wake_all()
+
+    def _lost_in_move(self, pending: _Pending, role: str) -> ResponderLost | None:
+        """A call sent before a replica said it lost its member, unacknowledged longer than a replica
+        that had it would take to say so (`ack_after`, plus `ack_margin` for the message's way)."""
+        if self._moved is None:
+            return None
+        moved_at, moved = self._moved
+        if moved_at <= pending.sent_at or time.monotonic() - pending.sent_at <= self._lost_after:
+            return None
+        return ResponderLost(
+            f"a {moved.role} replica lost its NATS member {moved.left or '?'} (it stopped answering or went "
+            f"away) and no {role} replica acknowledged the call, so it may be lost in that member"
+        )
+
+    @property
+    def _lost_after(self) -> float:
+        return self._settings.ack_after + self._settings.ack_margin
+
+    def _wake_all(self) -> None:
+        """The connection moved: every call waiting for an acknowledgement looks at once (`request`)."""
+        for pending in self._pending.values():
+            if not pending.wake.done():
+                pending.wake.set_result(None)
 
     async def request(
         self, subject: str, data: bytes, within: float, extra: dict[str, str] | None = None, role: str | None = None
@@ -206,29 +245,59 @@ class AckedRequester:
                 headers.update(self._signer.headers(subject, reply, data))
             if tracing.enabled():
                 tracing.inject(headers)  # the responder's span continues the caller's trace
+            mark = self._nc.mark() if isinstance(self._nc, BusClient) else None
+            # sent into a socket it later left: unacknowledged then, the request went down with the member
+            sent_on = mark[2] if mark is not None and self._nc.is_connected else None
             await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:
                 if pending.reply is not None:
+                    if isinstance(self._nc, BusClient):
+                        self._nc.answered()
                     return pending.reply
                 if pending.error is not None:
                     raise pending.error
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise NatsTimeout
-                self._looks.at(min(remaining, settings.probe_every), self._look, token)
+                    raise self._timed_out(mark, within)
+                # an unacknowledged call looks sooner: a replica that lost its member may have had it
+                every = settings.probe_every if pending.holder else min(settings.probe_every, self._lost_after)
+                self._looks.at(min(remaining, every), self._look, token)
                 await pending.wake
                 if pending.answered:
                     continue
                 pending.wake = loop.create_future()
                 holder = pending.holder
                 if holder is None:
+                    if sent_on is not None and self._nc.stats["reconnects"] != sent_on:
+                        raise self._unacknowledged(mark, role or self._role)
+                    if (lost := self._lost_in_move(pending, role or self._role)) is not None:
+                        raise lost
                     if time.monotonic() - pending.sent_at > settings.ack_grace:
-                        raise ResponderLost(f"no {role or self._role} replica acknowledged the call")
+                        raise self._unacknowledged(mark, role or self._role)
                 elif not await self._alive(holder[1]):
                     raise ResponderLost(f"{holder[0]} stopped before answering")
         finally:
             self._pending.pop(token, None)
+
+    def _timed_out(self, mark: BusMark | None, within: float) -> NatsTimeout:
+        """The deadline passed: `BusStuck` (naming the NATS member) when the bus went silent."""
+        if isinstance(self._nc, BusClient) and mark is not None:
+            self._nc.timed_out()
+            if (reason := self._nc.stuck_since(mark)) is not None:
+                return BusStuck(f"{reason}: no answer within {within:g}s")
+        return NatsTimeout()
+
+    def _unacknowledged(self, mark: BusMark | None, role: str) -> ResponderLost:
+        """No replica acknowledged in time: lost on the way to a dying replica, or in a silent NATS member."""
+        if isinstance(self._nc, BusClient) and mark is not None:
+            self._nc.timed_out()
+            if (reason := self._nc.stuck_since(mark)) is not None:
+                return ResponderLost(f"{reason}, so the call may not have reached any {role} replica")
+        return ResponderLost(
+            f"no {role} replica acknowledged the call (the replica, or the NATS member it is connected to, "
+            "stopped answering)"
+        )
 
     def _look(self, token: str) -> None:
         """A request is due a look at how it is going (a probe, its deadline), if still unanswered."""
@@ -279,14 +348,7 @@ class AckedRequester:
 def routed_requester(nc: NATS, settings: RequestPathSettings) -> AckedRequester:
     """The requester of routed calls (`POLICY_CALL`, `POLICY_REQUEST`; `POLICY_LLM` too): held first
     by a policy replica, then by the executor policy forwarded it to, which answers it directly."""
-    return AckedRequester(
-        nc,
-        role="policy",
-        accepted_by=subjects.POLICY_ACCEPTED_BY,
-        alive_subject=subjects.policy_alive_subject,
-        settings=settings,
-        also={subjects.EXEC_ACCEPTED_BY: ("executor", subjects.executor_alive_subject)},
-    )
+    return AckedRequester(nc, subjects.POLICY_HOLDERS, settings=settings, also=(subjects.EXEC_HOLDERS,))
 
 
 def reply_subject(msg: Msg) -> str | None:
@@ -301,12 +363,10 @@ class Acknowledger:
     it and is still running `after` seconds later, or sooner when its requester's grace runs out
     before that (`watch()`)."""
 
-    def __init__(
-        self, nc: NATS, *, instance: str, accepted_by: str, alive_subject: str, after: float, margin: float = 0.5
-    ) -> None:
+    def __init__(self, nc: NATS, holders: Holders, *, instance: str, after: float, margin: float = 0.5) -> None:
         self._nc = nc
-        self._headers = {accepted_by: instance}
-        self._alive_subject = alive_subject
+        self._headers = {holders.accepted_by: instance}
+        self._alive_subject = holders.alive_subject(instance)
         self._after = after
         self._margin = margin
         self._sending: set[asyncio.Task[None]] = set()

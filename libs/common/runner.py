@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 import signal
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from libs.common.logs import setup_logging
 from libs.common.settings import ServiceSettings
+from libs.common.walls.boxes import confine_service
 
 __all__ = ["Service", "run_from_environment", "run_service", "run_services", "serve"]
 
@@ -83,10 +85,20 @@ def run_service(service: Service) -> None:
 
 
 def run_from_environment(
-    name: str, settings_type: Callable[[], SettingsT], service_type: Callable[[SettingsT], Service]
+    name: str, settings_type: Callable[[], SettingsT], service_type: Callable[[SettingsT], Service] | str
 ) -> None:
-    """`python -m services.<name>`: settings read from the environment, logging at their level, then
-    the service until a signal."""
+    """`python -m services.<name>`: settings read from the environment, logging at their level, the
+    process confined to what the service's job needs (`libs.common.walls`), then the service until a
+    signal. `service_type` named as `"package.module:Class"` is imported only once the process is
+    confined: its libraries may start threads."""
     settings = settings_type()
     setup_logging(name, settings.log_level)
-    run_service(service_type(settings))
+    confine_service({name: settings})  # after its secrets were taken from the pipe, before any request
+    make = _imported(service_type) if isinstance(service_type, str) else service_type
+    run_service(make(settings))
+
+
+def _imported(where: str) -> Callable[[Any], Service]:
+    module, _, attribute = where.partition(":")
+    made: Callable[[Any], Service] = getattr(importlib.import_module(module), attribute)
+    return made

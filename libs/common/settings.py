@@ -15,11 +15,13 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .egress import EgressSection
 from .guardrails import GuardrailsSection
 from .handed_secrets import HandedSecrets
 
 __all__ = [
     "AdminSettings",
+    "AuditJournalSettings",
     "AuditSettings",
     "CatalogSettings",
     "CodeModeSettings",
@@ -28,6 +30,7 @@ __all__ = [
     "IngressSettings",
     "OAuthSettings",
     "PolicySettings",
+    "RefusalSettings",
     "RequestPathSettings",
     "ServiceSettings",
     "StoreSettings",
@@ -104,7 +107,31 @@ class ServiceSettings(StoreSettings):
     """File holding this service's NATS NKey seed (`S…`, mode 0600); its public key must be a user of
     the nats-server with this service's permissions (`libs.common.permissions`). Empty: connect
     without credentials (only an open nats-server accepts that)."""
+    nats_ping_interval: float = Field(default=1.0, gt=0)
+    """Seconds between the client's PINGs to its NATS member. A member that answers
+    `nats_max_outstanding_pings` of them in a row with nothing (a paused or hung nats-server, whose
+    socket stays open) is left for another member of the cluster after interval x max to interval x
+    (max + 1) seconds: 2 to 3 s by default (docs/reliability.md). A service whose event loop stalls
+    longer than that leaves a healthy member too (its calls in flight then fail as may-have-run)."""
+    nats_max_outstanding_pings: int = Field(default=2, ge=1)
+    """Unanswered PINGs the client tolerates before it leaves its NATS member (see `nats_ping_interval`)."""
+    nats_timeout_streak: int = Field(default=3, ge=1)
+    """Requests timed out in a row after which the member is sent one PING; no PONG within
+    `nats_connect_timeout` seconds, and the connection moves to another member. A member that answers
+    keeps the connection: the timeouts were slow responders."""
+    nats_connect_timeout: float = Field(default=2.0, gt=0)
+    """Seconds a (re)connect to one NATS member may take before the next member is tried: a paused
+    member still accepts TCP connections and never says hello. Also how long a timeout streak's PING
+    waits for its PONG."""
     log_level: str = "INFO"
+    confine: bool = True
+    """Confine the process with the operating system at start (Landlock, seccomp, rlimits: the files
+    and ports its job needs, `libs.common.walls`, docs/security.md). Off only to debug; a service
+    started with it off says so in its log."""
+    data_dir: str = ""
+    """The folder `bastion up` keeps the stack's state in (`stack.json`, credentials, stores): no
+    service may read it beyond the paths its own settings name. Empty: nothing extra is protected
+    (a container's filesystem is the wall)."""
     instance: str = ""
     """Replica name used in logs and liveness subjects (policy and executor default it to the host
     name and pid). Must differ between replicas: a replica answering for a dead one hides the death."""
@@ -113,6 +140,10 @@ class ServiceSettings(StoreSettings):
     `bastion up` gives every service one and prints where (docs/observability.md)."""
     metrics_host: str = "127.0.0.1"
     """Address the `/metrics` endpoint binds to."""
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the `/livez` and `/readyz` probes (`libs.common.probes`), answered by the service's own
+    event loop (a stuck loop fails liveness; readiness checks NATS and the service's streams); unset:
+    none. Bound on `metrics_host`; services sharing a process share one (deploy/README.md)."""
     otlp_endpoint: str = ""
     """OTLP/HTTP traces URL (e.g. `http://collector:4318/v1/traces`): set, the service records
     OpenTelemetry spans and exports them there; empty, tracing is off and costs nothing."""
@@ -163,12 +194,48 @@ class RequestPathSettings(ServiceSettings):
         return self
 
 
-class IngressSettings(RequestPathSettings):
+class AuditJournalSettings(BaseModel):
+    """A producer of audit events that journals them first (ingress, admin, codemode:
+    `libs.common.service_trail`)."""
+
+    audit_journal_dir: str = ""
+    """Directory of the audit write-ahead journal (`libs.common.audit_journal`): each replica writes
+    under `<dir>/<instance, else the service's name>` what it owes the audit log (ingress: its calls;
+    admin: its changes; codemode: scripts' tool calls) and replays it when it starts again, so a
+    killed replica loses no event. Empty: no journal. `bastion up` sets it."""
+    audit_journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    """Size past which the journal starts a new segment (carrying only what is still open) and
+    deletes the old one."""
+
+
+class RefusalSettings(BaseModel):
+    """A service that checks credentials (ingress, admin) and audits the refused ones (`libs.common.refusals`)."""
+
+    auth_refusal_window: float = Field(default=10.0, gt=0, le=3600)
+    """Seconds of one window of refused credentials (`libs.common.refusals`): each (surface, client
+    address, credential, reason) refused in it becomes one `auth.refused` audit event at its end."""
+    auth_refusal_buckets: int = Field(default=100, ge=1, le=100_000)
+    """Distinct (address, credential, reason) buckets one window holds; refusals beyond them are counted
+    into one `other` bucket per surface, so a flood of distinct keys costs bounded memory and events."""
+
+
+class IngressSettings(RequestPathSettings, AuditJournalSettings, RefusalSettings):
     host: str = "127.0.0.1"
     port: int = 8420
     max_body_bytes: int = 4 * 1024 * 1024
     response_mode: str = Field(default="json", pattern="^(json|sse)$")
     call_timeout: float = 120.0
+    task_max_per_caller: int = Field(default=100, ge=1)
+    """MCP tasks (docs/tasks.md): live tasks one key may hold at once; one more is refused."""
+    task_max_ttl_ms: int = Field(default=86_400_000, ge=1000, le=86_400_000)
+    """The longest a task is kept (an agent asking for more gets this); a day at most."""
+    task_default_ttl_ms: int = Field(default=3_600_000, ge=1000)
+    """The ttl of a task whose agent asked for none."""
+    task_max_result_bytes: int = Field(default=512 * 1024, ge=1024, le=768 * 1024)
+    """A gateway-hosted task's result at most (kept in one bus message); larger fails the task."""
+    task_poll_interval_ms: int = Field(default=500, ge=10)
+    """The poll interval the gateway suggests, and how often it polls an upstream task for an agent
+    that speaks no tasks."""
     session_secret: SecretStr = SecretStr("")
     """HMAC key for session ids; shared by all ingress replicas so any replica serves any session.
     Empty means a random per-process secret (fine for one replica)."""
@@ -194,13 +261,6 @@ class IngressSettings(RequestPathSettings):
     longer one is cut and the event lists it in `truncated` with its original size."""
     audit_max_error_bytes: int = Field(default=8192, ge=64)
     """Longest error message kept in an audit event (cut and listed in `truncated` beyond it)."""
-    audit_journal_dir: str = ""
-    """Directory of the audit write-ahead journal (`libs.common.audit_journal`): each replica
-    writes under `<dir>/<instance or "ingress">` what it owes the audit log and replays it when it
-    starts again, so a killed replica loses no event. Empty: no journal. `bastion up` sets it."""
-    audit_journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
-    """Size past which the journal starts a new segment (carrying only what is still open) and
-    deletes the old one."""
     session_max_age: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600.0)
     """Seconds an `Mcp-Session-Id` stays valid after `initialize`; then the agent initializes again.
     At most 7 days, the lifetime of the session records in KV (a deleted session stays deleted)."""
@@ -250,7 +310,7 @@ class IngressSettings(RequestPathSettings):
     to. Empty: `http://<host>:<port>` (fine for local use)."""
 
 
-class AdminSettings(ServiceSettings):
+class AdminSettings(ServiceSettings, AuditJournalSettings, RefusalSettings):
     """The admin service: the admin REST API (`/admin/v1`), analytics and the dashboard, on a port of
     its own (docs/admin-api.md). The only holder of the admin NATS role among the services."""
 
@@ -275,9 +335,11 @@ class AdminSettings(ServiceSettings):
     """Lifetime in days of an API token whose request names none (at most 366: every token expires)."""
     secrets_key: SecretStr = SecretStr("")
     """Fernet key(s) sealing the upstream secrets the admin API writes (`libs.common.sealing`)."""
-    audit_journal_dir: str = ""
-    """Directory of the audit write-ahead journal of the admin changes (as ingress's: a killed admin
-    replica loses no event); each replica writes under `<dir>/<instance or "admin">`. Empty: none."""
+    registries: dict[str, str] = Field(default_factory=lambda: {"official": "https://registry.modelcontextprotocol.io"})
+    """MCP Registries servers may be imported from (`BASTION_REGISTRIES`, JSON: name -> base URL;
+    the configuration file's `registries`), docs/registry.md."""
+    registry_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds a request to a registry may take."""
 
 
 class PolicySettings(RequestPathSettings):
@@ -293,6 +355,16 @@ class PolicySettings(RequestPathSettings):
     Ingress drops grants as soon as it sees keys or policy change, and executors hold them stale
     once they apply a servers change (prices, tool rate limits); this bounds how long a grant
     outlives a change neither has seen. 0: policy decides every call."""
+    secrets_key: SecretStr = SecretStr("")
+    """Fernet key(s) sealing the calls parked for approval, and their outcomes, in KV
+    (`libs.common.sealing`): the same value as the admin service's, which opens them for approvers."""
+    approval_ttl: float = Field(default=3600.0, ge=10.0, le=30 * 24 * 3600.0)
+    """Seconds a call parked for approval waits for a person (and, once approved, for the agent to
+    call again) before it expires unrun (docs/approvals.md)."""
+    approval_webhook_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
+    """POSTed a JSON notice (no arguments) each time a call is parked, for a chat tool; empty: none."""
+    approval_webhook_secret: SecretStr = SecretStr("")
+    """HMAC-SHA256 key signing each webhook body (`X-Bastion-Signature: sha256=<hex>`)."""
 
 
 class DenyList(BaseModel):
@@ -322,12 +394,26 @@ class ExecutorSettings(RequestPathSettings):
     secrets_key: SecretStr = SecretStr("")
     """Fernet key(s), comma-separated, newest first: opens the sealed `env`/`headers` values of
     `bastion_servers` (`libs.common.sealing`). Every key in the list can decrypt."""
+    stdio_root: str = ""
+    """Folder holding each stdio server's own working folder (`<stdio_root>/<server>`), the only
+    place a sandboxed server may write by default (docs/security.md). `bastion up` uses
+    `<data_dir>/servers`; empty: a folder under the system's temporary directory."""
+    stdio_write: list[str] = Field(default_factory=list)
+    """Paths beyond `stdio_root` its stdio servers' `sandbox.write` may name: the executor's own box
+    holds them too when it is confined (`libs.common.walls.boxes`), since a server's box lies inside
+    it. `bastion up` gives every `sandbox.write` of its config file."""
     connect_timeout: float = 30.0
     """Seconds to wait for an upstream to accept a session before marking it unavailable."""
     reconnect_max_backoff: float = 30.0
     health_interval: float = 15.0
     """Seconds a connected upstream may stay idle before the executor pings it; a failed ping
     reconnects the session."""
+    drift_interval: float = Field(default=2.0, ge=0)
+    """Seconds between re-listings of every connected upstream's definitions (tools, prompts,
+    resource templates), notification or not, so a definition changed silently is pinned against
+    within this long plus one listing (docs/supply-chain.md); a listing equal to the last one costs
+    the listing and one comparison. A server whose listing takes longer than a tenth of this waits
+    ten times its listing's time instead. 0: re-list only when the upstream announces a change."""
     catalog_heartbeat: float = Field(default=10.0, gt=0)
     """Seconds between refreshes of a "ready" catalog entry. Another replica's "unavailable" for the
     same server does not replace a "ready" refreshed within 3 heartbeats (the server works here), so
@@ -350,6 +436,10 @@ class ExecutorSettings(RequestPathSettings):
     checks on definitions, arguments and results (docs/guardrails.md). Unset: the built-in rules
     (credentials in arguments and results redacted; injection markers, hidden Unicode and
     exfiltration links in definitions flagged). `{"defaults": false}` with no rules: none at all."""
+    egress: EgressSection = Field(default_factory=EgressSection)
+    """`BASTION_EGRESS` (JSON, the config file's `egress` section: `bastion up` sets it): hosts every
+    upstream may reach although they are not public addresses (`allow_private_hosts`), besides each
+    server's own list. Unset: public addresses only."""
     pinning: bool = True
     """Pin every tool, prompt and template definition and quarantine drift, per each server's
     `pinning` mode (docs/supply-chain.md). False: definitions are served as listed, unpinned (a
@@ -360,7 +450,7 @@ class ExecutorSettings(RequestPathSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("guardrails", mode="before")
+    @field_validator("guardrails", "egress", mode="before")
     @classmethod
     def _empty_is_default(cls, value: object) -> object:
         return {} if isinstance(value, str) and not value.strip() else value
@@ -390,7 +480,7 @@ class AuditSettings(ServiceSettings):
     """Seconds an event may wait for its batch to fill before it is written anyway. Under load the
     writer inserts once per interval, and a ClickHouse insert costs ~30 ms of CPU whatever it holds:
     2 s instead of 1 s takes ~25-30 µs per call off the audit service at 500-1,000 calls/s, for rows
-    visible ~0.5 s later at the median (docs/benchmarks.md, issue 30 item 5, fourth session)."""
+    visible ~0.5 s later at the median (measured in docs/benchmarks.md)."""
     checkpoint_key: SecretStr = SecretStr("")
     """HMAC key signing audit checkpoints (`libs.common.audit_chain`); empty: no checkpoints, and
     `bastion audit verify` checks the hash chains only (a rewritten chain then goes unnoticed).
@@ -415,7 +505,7 @@ class AuditSettings(ServiceSettings):
     """Cores one analytics query may use (`max_threads`): the rest stay with the audit writer."""
 
 
-class CodeModeSettings(RequestPathSettings):
+class CodeModeSettings(RequestPathSettings, AuditJournalSettings):
     """The codemode service: its sandbox worker pool and the limits of every run (docs/code-mode.md)."""
 
     sandbox_workers: int = Field(default=4, ge=1, le=64)
@@ -469,15 +559,13 @@ class CodeModeSettings(RequestPathSettings):
     searches rather than spin: the cores are shared with the sandbox workers). Two took a query's
     embedding from about 6 ms to 3.6 on an idle machine; a query is a dozen tokens, too little work
     to share among more. Default: two, or one on a one-core machine."""
+    search_warmup_wait: float = Field(default=30.0, ge=0, le=600)
+    """Seconds a search waits for its tools to be embedded when many are new (a fresh start with
+    tools the shipped vectors do not cover): it then ranks as a warm replica does. Past it the
+    answer is lexical and says so; 0: never wait (docs/code-mode.md, "From the first search")."""
     search_query_cache: int = Field(default=1024, ge=0, le=1_000_000)
     """Query embeddings kept (1.5 KB each), the least recently used dropped first: agents repeat
     their searches, and a repeated one skips the model. 0: none kept."""
-    audit_journal_dir: str = ""
-    """Directory of the audit write-ahead journal of scripts' tool calls (as ingress's: a replica
-    killed while a script waits for a tool loses no row); each replica writes under
-    `<dir>/<instance or "codemode">`. Empty: no journal. `bastion up` sets it."""
-    audit_journal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
-    """Size past which the journal starts a new segment (as ingress's)."""
 
 
 class OAuthSettings(ServiceSettings):

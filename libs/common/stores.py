@@ -46,6 +46,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SESSION_STATE_TTL: Final = 7 * 24 * 3600.0
+TASK_RECORD_TTL: Final = 2 * 24 * 3600.0
+"""Beyond the longest task lifetime (`HostedTask.ttl_ms`, 24 h) plus a day: records outlive their ttl
+only as long as a stopped replica may need to see them expired."""
 """Seconds an agent session's log level and subscriptions (KV `bastion_sessions`) are kept after their
 last change."""
 _AUDIT_DEAD_MAX_AGE: Final = 30 * 24 * 3600.0
@@ -56,7 +59,13 @@ _STREAM_EXISTS: Final = 10058
 
 
 class StoreError(RuntimeError):
-    """The server would not create or update a store as configured; the message says which and why."""
+    """The server would not create or update a store as configured; the message says which and why.
+    `transient`: the refusal is a cluster state that passes (no leader, members down), not the
+    configuration (`libs.common.starting` waits for the one, fails the start on the other)."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 def _placement(settings: StoreSettings) -> Placement | None:
@@ -158,6 +167,8 @@ STORES: Final[Mapping[str, _Store]] = {
             (subjects.KV_CATALOG, None),
             (subjects.KV_PINS, None),
             (subjects.KV_SESSIONS, SESSION_STATE_TTL),
+            (subjects.KV_TASKS, TASK_RECORD_TTL),
+            (subjects.KV_APPROVALS, None),  # a record carries its own expiry (`approvals`)
             (subjects.KV_OAUTH, None),
             (subjects.KV_OAUTH_REGISTRATIONS, REGISTRATION_TTL),  # a registration never used is forgotten
             (subjects.KV_OAUTH_PUBLIC, None),
@@ -234,6 +245,11 @@ async def declare(js: JetStreamContext, stream: str, settings: StoreSettings) ->
     return updated
 
 
+PASSING_ERR_CODES = frozenset({10005, 10008, 10023})
+"""JetStream refusals that pass once the cluster is whole: no suitable peers, temporarily unavailable,
+insufficient resources."""
+
+
 def _refused(what: str, stream: str, config: StreamConfig, exc: APIError) -> StoreError:
     hint = ""
     if (config.num_replicas or 1) > 1:
@@ -241,7 +257,8 @@ def _refused(what: str, stream: str, config: StreamConfig, exc: APIError) -> Sto
             f"; BASTION_NATS_REPLICAS={config.num_replicas} needs a NATS cluster with at least that many "
             "JetStream servers (1 on a single server)"
         )
-    return StoreError(f"NATS would not {what} stream {stream}: {exc.description or exc}{hint}")
+    transient = exc.code == 503 or exc.err_code in PASSING_ERR_CODES
+    return StoreError(f"NATS would not {what} stream {stream}: {exc.description or exc}{hint}", transient=transient)
 
 
 async def declare_owned(js: JetStreamContext, role: str, settings: StoreSettings) -> list[StreamConfig]:

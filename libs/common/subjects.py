@@ -6,6 +6,9 @@ Subject strings appear nowhere else in the code base: services import them from 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Final
 
 __all__ = [
@@ -19,16 +22,19 @@ __all__ = [
     "AUDIT_QUERY",
     "AUDIT_STREAM",
     "AUDIT_VERIFY",
+    "BUS_MOVED",
     "CALL_CANCEL",
     "CHARGED",
     "CHARGED_USD",
     "CODEMODE_ACCEPTED_BY",
     "CODEMODE_ALIVE",
     "CODEMODE_CALL",
+    "CODEMODE_HOLDERS",
     "EXEC_ACCEPTED_BY",
     "EXEC_ALIVE",
     "EXEC_CALL",
     "EXEC_CANCEL",
+    "EXEC_HOLDERS",
     "EXEC_LLM",
     "EXEC_REQUEST",
     "GRANT",
@@ -39,6 +45,7 @@ __all__ = [
     "JS_API",
     "JS_FLOW_CONTROL",
     "KV_ADMIN",
+    "KV_APPROVALS",
     "KV_CATALOG",
     "KV_KEYS",
     "KV_LLM",
@@ -52,6 +59,7 @@ __all__ = [
     "KV_ROOT",
     "KV_SERVERS",
     "KV_SESSIONS",
+    "KV_TASKS",
     "OAUTH_HTTP",
     "OAUTH_PASSWORD",
     "OAUTH_UPSTREAM_LINK",
@@ -61,6 +69,7 @@ __all__ = [
     "POLICY_ACCEPTED_BY",
     "POLICY_ALIVE",
     "POLICY_CALL",
+    "POLICY_HOLDERS",
     "POLICY_LIST",
     "POLICY_LLM",
     "POLICY_REFUND",
@@ -72,8 +81,11 @@ __all__ = [
     "QUEUE_POLICY",
     "REPLY_TO",
     "RESOURCE_UPDATED",
+    "TASK_CANCEL",
     "WANT_ACK",
     "WORK_SIGNATURE",
+    "Holders",
+    "alive_subject",
     "audit_producer",
     "audit_subject",
     "codemode_alive_subject",
@@ -173,6 +185,10 @@ CALL_CANCEL: Final = "bastion.calls.cancel"
 """ingress -> every ingress: a `CancelCall` (an agent's `notifications/cancelled`, which may reach any
 replica); the replica running that request tells the executors."""
 
+TASK_CANCEL: Final = "bastion.tasks.cancel"
+"""ingress -> every ingress: the KV key of a gateway-hosted task an agent cancelled (on any replica);
+the replica running it stops it."""
+
 EXEC_CANCEL: Final = "bastion.exec.cancel"
 """ingress -> every executor and codemode replica: a `CancelExecution`; the replica running that call
 abandons it (an executor's SDK sends the upstream `notifications/cancelled`; codemode stops the run
@@ -197,6 +213,12 @@ EXEC_ALIVE: Final = "bastion.exec.alive"
 """policy -> one executor replica: as `POLICY_ALIVE`, for the executor replica holding a call."""
 
 
+BUS_MOVED: Final = "bastion.bus.moved"
+"""A replica that holds calls (policy, executor, codemode) -> the requesters, when its connection is
+back after it lost its NATS member (one that stopped answering, or went away): `BusMoved`. A call
+sent to it before then and not acknowledged is likely lost in that member (`libs.common.relay`)."""
+
+
 CODEMODE_CALL: Final = "bastion.codemode.call"
 """ingress -> codemode: a `CodeModeCall` (one of the five meta-tools); answered with `CodeModeAnswer`.
 The codemode service sends the tool calls of a script on `POLICY_CALL` like ingress does. Carries
@@ -215,19 +237,29 @@ def _token(instance: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in instance)
 
 
-def policy_alive_subject(instance: str) -> str:
-    """The liveness subject of one policy replica."""
-    return f"{POLICY_ALIVE}.{_token(instance)}"
+def alive_subject(root: str, instance: str) -> str:
+    """The liveness subject of one replica: `root` (`POLICY_ALIVE`, ...) and its instance name as a token."""
+    return f"{root}.{_token(instance)}"
 
 
-def codemode_alive_subject(instance: str) -> str:
-    """The liveness subject of one codemode replica."""
-    return f"{CODEMODE_ALIVE}.{_token(instance)}"
+policy_alive_subject: Final = partial(alive_subject, POLICY_ALIVE)
+codemode_alive_subject: Final = partial(alive_subject, CODEMODE_ALIVE)
+executor_alive_subject: Final = partial(alive_subject, EXEC_ALIVE)
 
 
-def executor_alive_subject(instance: str) -> str:
-    """The liveness subject of one executor replica."""
-    return f"{EXEC_ALIVE}.{_token(instance)}"
+@dataclass(frozen=True, slots=True)
+class Holders:
+    """A kind of replica that holds the requests it is sent and acknowledges them (`libs.common.relay`):
+    its role, the header naming the replica in its acknowledgements, and its liveness subjects."""
+
+    role: str
+    accepted_by: str
+    alive_subject: Callable[[str], str]
+
+
+POLICY_HOLDERS: Final = Holders("policy", POLICY_ACCEPTED_BY, policy_alive_subject)
+EXEC_HOLDERS: Final = Holders("executor", EXEC_ACCEPTED_BY, executor_alive_subject)
+CODEMODE_HOLDERS: Final = Holders("codemode", CODEMODE_ACCEPTED_BY, codemode_alive_subject)
 
 
 QUEUE_POLICY: Final = "policy"
@@ -319,9 +351,17 @@ KV_ADMIN: Final = "bastion_admin"
 `session.<sha256 of the session id>`, `login.<sha256 of the state>`. Tokens and sessions are kept
 only as their sha256; only the admin role may read or write it."""
 
+KV_APPROVALS: Final = "bastion_approvals"
+"""`approval.<id>` -> `ApprovalRecord`: a tool call parked until a person approves or denies it
+(`libs.common.approvals`); its call and outcome sealed. Written by policy (park, run) and admin (decide)."""
+
 KV_SESSIONS: Final = "bastion_sessions"
 """`<session>.level` and `<session>.sub.<uri hash>` -> what an agent session asked for (its log level,
 its resource subscriptions), so whichever ingress replica holds the session's stream honours it."""
+
+KV_TASKS: Final = "bastion_tasks"
+"""`<caller prefix>.<task digest>` -> `gateway_tasks.TaskRecord`: every MCP task an agent holds
+through the gateway (an upstream's, passed through, or one the gateway hosts), for any replica."""
 
 KV_OAUTH: Final = "bastion_oauth"
 """The oauth service's own state: `client.<id>`, `password.<user>`, `code.<sha256>`, `family.<id>`,

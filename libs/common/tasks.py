@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["cancel_and_wait"]
+log = logging.getLogger(__name__)
+
+__all__ = ["cancel_and_wait", "every"]
 
 
 async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
@@ -17,3 +21,19 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `work` every `seconds` until cancelled; a round that fails is logged (`what` failed) and
+    the next one tries again. It stops once cancelled even when the cancel landed inside `work` and
+    came out as another error, or as nothing (a NATS request can turn it into a timeout, and
+    Python 3.11's `wait_for` can drop it): a loop that slept again would never let `stop()` end."""
+    task = asyncio.current_task()
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except Exception as exc:
+            log.warning("%s failed: %s", what, type(exc).__name__)
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError

@@ -173,21 +173,26 @@ _OFF: AbstractContextManager[None] = nullcontext(None)
 
 
 def server_span(
-    service: str, name: str, carrier: Mapping[str, str] | None = None
+    service: str,
+    name: str,
+    carrier: Mapping[str, str] | None = None,
+    attributes: Mapping[str, str | int | float | bool] | None = None,
 ) -> AbstractContextManager[Span | None]:
     """A SERVER span for a request entering `service` (continuing the `traceparent` in `carrier`);
     when tracing is off, a shared no-op: no generator, no allocation on the request path."""
     if _provider is None:
         return _OFF
-    return span(service, name, kind=SpanKind.SERVER, carrier=carrier)
+    return span(service, name, kind=SpanKind.SERVER, carrier=carrier, attributes=attributes)
 
 
-def client_span(service: str, name: str) -> AbstractContextManager[Span | None]:
-    """A CLIENT span for a request `service` sends outside Bastion (an upstream MCP server), child of
-    the current span; a shared no-op when tracing is off."""
+def client_span(
+    service: str, name: str, attributes: Mapping[str, str | int | float | bool] | None = None
+) -> AbstractContextManager[Span | None]:
+    """A CLIENT span for a request `service` sends outside Bastion (an upstream MCP server, an LLM
+    provider), child of the current span; a shared no-op when tracing is off."""
     if _provider is None:
         return _OFF
-    return span(service, name, kind=SpanKind.CLIENT)
+    return span(service, name, kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def trace_id(current: Span | None) -> str | None:

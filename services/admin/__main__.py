@@ -5,11 +5,9 @@ from __future__ import annotations
 from libs.common.runner import run_from_environment
 from libs.common.settings import AdminSettings
 
-from .service import AdminService
-
 
 def main() -> None:
-    run_from_environment("admin", AdminSettings, AdminService)
+    run_from_environment("admin", AdminSettings, "services.admin.service:AdminService")
 
 
 if __name__ == "__main__":

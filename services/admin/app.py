@@ -1,9 +1,11 @@
 """The admin service's HTTP app: the admin API, principals and roles, the audit routes, analytics, the
 dashboard, the browser sign-in, `/docs`, the index and `/healthz`.
 
-Every route is an `AdminRoute` that declares its permission (or `public`), except FastAPI's own
-documentation routes (`DOCS_PATHS`); `tests/integration/test_admin_roles.py` checks each role
-against every route of this app, so a route added without a permission fails the suite.
+Every route is an `AdminRoute` that declares its permission (or `public`), except the OpenAPI document
+and the reference's assets (`DOCS_PATHS`); `tests/integration/test_admin_roles.py` checks each role
+against every route of this app, so a route added without a permission fails the suite. Every
+response carries the page security headers (`libs.common.page_security`; a page with inline scripts
+allows exactly those by their hash).
 """
 
 from __future__ import annotations
@@ -18,40 +20,51 @@ from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
 
 from libs.common.messages import AuditEvent
+from libs.common.page_security import PageSecurity
+from libs.common.refusals import RefusalLog
 from libs.common.sealing import Sealer
 from libs.common.settings import AdminSettings
 
 from .analytics import analytics_router, dashboard_router
 from .api import PREFIX, AdminStore, Authenticator, ChangeLog, admin_api
 from .api.access_routes import access_routes
+from .api.admin_route import bound_route
 from .api.audit_routes import audit_routes
-from .api.errors import bound_route, needs
+from .api.errors import needs
+from .api.registry_client import RegistryClient
 from .console import console_api, console_pages
 from .login import OAuthLogin, login_router
 from .pages import admin_index, start_page
+from .reference import ASSETS_PATH, OPENAPI_PATH, reference_router
 from .roles import PUBLIC
 from .routing import flat_routes
 
 __all__ = ["DOCS_PATHS", "VERSION", "build_app"]
 
 VERSION = version("bastion-gateway")
-DOCS_PATHS: Final = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/docs/assets"})
-"""FastAPI's own routes (the reference and its assets): public, and not `AdminRoute`s."""
+DOCS_PATHS: Final = frozenset({OPENAPI_PATH, ASSETS_PATH})
+"""FastAPI's own routes (the OpenAPI document, the reference's assets): public, and not `AdminRoute`s."""
 
 
 def build_app(
-    nc: NATS, settings: AdminSettings, audit: Callable[[AuditEvent], Any], local_url: Callable[[], str]
+    nc: NATS,
+    settings: AdminSettings,
+    audit: Callable[[AuditEvent], Any],
+    local_url: Callable[[], str],
+    refusals: RefusalLog | None = None,
 ) -> FastAPI:
-    """`audit` takes an event per admin change; `local_url()` is this replica's own address once it listens."""
-    # /docs serves Swagger UI from the fastapi-offline wheel: it works without internet access
+    """`audit` takes an event per admin change; `local_url()` is this replica's own address once it
+    listens; `refusals` counts and audits the requests refused for their credential."""
+    # the reference's assets come from the fastapi-offline wheel; its pages are `reference_router`'s
     app: FastAPI = FastAPIOffline(
-        title="Bastion admin API", version=VERSION, docs_url="/docs", redoc_url=None, static_url="/docs/assets"
+        title="Bastion admin API", version=VERSION, docs_url=None, redoc_url=None, static_url=ASSETS_PATH
     )
+    app.add_middleware(PageSecurity)
     changes = ChangeLog(audit)
     store = AdminStore(nc.jetstream(), Sealer(settings.secrets_key), changes)
-    auth = Authenticator(store, settings.admin_bootstrap_token)
+    auth = Authenticator(store, settings.admin_bootstrap_token, refusals, audit)
     for router in (
-        admin_api(store, auth, nc, changes),
+        admin_api(store, auth, nc, changes, RegistryClient(settings.registries, settings.registry_timeout)),
         access_routes(store, auth, settings.admin_token_days),
         audit_routes(nc, auth),
         analytics_router(nc, auth),
@@ -59,6 +72,7 @@ def build_app(
         login_router(OAuthLogin(nc, store, settings, changes, local_url), auth),
         console_api(store, auth, settings.public_url),  # the web console (docs/console.md)
         console_pages(auth),
+        reference_router(auth, app.title),
     ):
         app.include_router(router)
     index = admin_index(PREFIX, [getattr(route, "path", "") for route in flat_routes(app.routes)])

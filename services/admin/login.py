@@ -40,12 +40,14 @@ from libs.common import subjects
 from libs.common.admin_principals import Principal, token_digest
 from libs.common.nats import kv_bucket
 from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
+from libs.common.page_security import page_headers
 from libs.common.settings import AdminSettings
 
 from .api.access_store import OAuthClient, PendingLogin, Session
+from .api.admin_route import bound_route
 from .api.auth import SESSION_COOKIE, Authenticator
 from .api.changes import ChangeLog
-from .api.errors import bound_route, needs
+from .api.errors import needs
 from .api.identity import CURRENT, Identity, current
 from .api.store import AdminStore
 from .api.tables import Conflict
@@ -75,7 +77,7 @@ def _page(title: str, message: str, status: int) -> HTMLResponse:
         f"<h1>{html.escape(title)}</h1><p>{html.escape(message)}</p><p><a href='{LOGIN_PATH}'>Sign in again</a></p>"
         "</body></html>"
     )
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+    return HTMLResponse(body, status_code=status, headers={**page_headers(), "Cache-Control": "no-store"})
 
 
 def safe_next(value: str | None) -> str:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from libs.common.admin_principals import OWNER, RoleBinding
+from libs.common.command_servers import COMMAND_PERMISSION, WHY_OWNER_ONLY
 
 __all__ = [
     "AUTHENTICATED",
     "BUILTIN_ROLES",
+    "OWNER_ONLY",
     "PERMISSIONS",
     "PUBLIC",
     "SCOPABLE",
@@ -39,6 +41,10 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     "users:password": "set a user's password in the built-in user store",
     "servers:read": "list and show upstream servers and their health (`env` and `headers` masked)",
     "servers:write": "add, change and remove upstream servers, and get their OAuth authorization links",
+    COMMAND_PERMISSION: "add a stdio server or change what it runs (`command`, `args`, `env`, `cwd`) and a server's"
+    " other owner-only fields (`sandbox`, `allow_private_hosts`), with `POST` or `PUT /servers`, `POST /config/apply`,"
+    " `POST /console/servers/test` or a registry import of a package (beside `servers:write`): the owner role's"
+    " alone, no custom role may hold it",
     "providers:read": "list and show LLM providers (`api_key` masked)",
     "providers:write": "add, change and remove LLM providers",
     "tools:approve": "approve or reject changed tool definitions (pinning, docs/supply-chain.md)",
@@ -50,11 +56,20 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     "principals:write": "create, change, disable and delete principals; issue, rotate and revoke their API tokens",
     "roles:read": "list and show roles",
     "roles:write": "create, change and delete custom roles",
+    "policies:read": "list and show the Cedar policy versions, and check a policy text against a sample call",
+    "policies:write": "publish a new Cedar policy version, or make an earlier one active again (docs/policy.md)",
+    "approvals:decide": "see the tool calls parked for approval, their arguments included, and approve or deny"
+    " them (docs/approvals.md)",
 }
 """Every permission, with what it opens. A route needs exactly one."""
 
 SCOPABLE: Final = frozenset({"keys:read", "keys:write"})
 """What a binding scoped to a team or customer grants (for that team's or customer's keys only)."""
+
+OWNER_ONLY: Final[Mapping[str, str]] = {COMMAND_PERMISSION: WHY_OWNER_ONLY}
+"""Permissions the owner role alone holds, with why: a custom role may not be given one (the admin API
+refuses such a role, and a stored custom role listing one grants it nothing), so holding one means
+being an owner."""
 
 AUTHENTICATED: Final = "authenticated"
 """A route's marker, not a permission: any signed-in principal (who am I, sign out)."""
@@ -64,10 +79,18 @@ PUBLIC: Final = "public"
 _READ_CONFIG = frozenset({"keys:read", "groups:read", "directory:read", "servers:read", "providers:read"})
 
 BUILTIN_ROLES: Final[Mapping[str, tuple[str, frozenset[str]]]] = {
-    OWNER: ("everything, principals and roles included", frozenset(PERMISSIONS)),
+    OWNER: ("everything, principals, roles and what stdio servers run included", frozenset(PERMISSIONS)),
     "operator": (
         "servers, LLM providers, tool groups and tool approvals; reads the rest of the configuration",
-        _READ_CONFIG | {"servers:write", "providers:write", "groups:write", "tools:approve"},
+        _READ_CONFIG | {"servers:write", "providers:write", "groups:write", "tools:approve", "policies:read"},
+    ),
+    "policy_admin": (
+        "the Cedar policies: reads and publishes them (docs/policy.md)",
+        frozenset({"policies:read", "policies:write"}),
+    ),
+    "call_approver": (
+        "sees the tool calls parked for approval, with their arguments, and approves or denies them",
+        frozenset({"approvals:decide"}),
     ),
     "key_manager": (
         "issues, rotates and revokes virtual keys (bind it to a team or customer to keep it there)",
@@ -124,7 +147,8 @@ def role_permissions(role: str, custom: Mapping[str, frozenset[str]]) -> frozens
     """A role's permissions, or None when there is no such role."""
     if role in BUILTIN_ROLES:
         return BUILTIN_ROLES[role][1]
-    return custom.get(role)
+    found = custom.get(role)
+    return None if found is None else found - OWNER_ONLY.keys()
 
 
 def grants_of(bindings: Iterable[RoleBinding], custom: Mapping[str, frozenset[str]]) -> Grants:

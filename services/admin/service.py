@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 
 import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
-from libs.common import observability, permissions
-from libs.common.audit_chain import producer_id
-from libs.common.audit_journal import AuditJournal, open_slot
-from libs.common.audit_publisher import AuditPublisher
+from libs.common import approvals, observability, permissions, subjects
 from libs.common.http_serving import ServingHttp, serve_http
 from libs.common.metrics import MetricsServer
 from libs.common.nats import connect_service, drain_or_close
+from libs.common.probes import Probes, start_probes
+from libs.common.service_trail import ServiceTrail
 from libs.common.settings import AdminSettings
-from libs.common.stores import declare_owned
-from libs.common.tasks import cancel_and_wait
+from libs.common.starting import patient_start
+from libs.common.stores import declare_owned, owned_by
+from libs.common.tasks import cancel_and_wait, every
 
 from .api.access_store import AccessStore
 from .api.tables import Buckets
@@ -36,6 +37,9 @@ __all__ = ["AdminService"]
 log = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 3600.0
+_EXPIRE_EVERY = 2.0
+"""Seconds between looks for approvals past their expiry (a bucket listing: cheap, and an expiry is
+on the record within that)."""
 
 
 class AdminService:
@@ -43,12 +47,14 @@ class AdminService:
         self.settings = settings
         self.port: int = settings.admin_port
         self._nc: NATS | None = None
-        self._audit: AuditPublisher | None = None
-        self._journal: AuditJournal | None = None
+        self.trail: ServiceTrail | None = None
+        """Its audit journal, publisher, and the refused credentials counted and audited per window."""
         self._http: ServingHttp | None = None
         self.metrics_server: MetricsServer | None = None
+        self.probes: Probes | None = None
         self.app: FastAPI | None = None
         self._sweeping: asyncio.Task[None] | None = None
+        self._expiring: asyncio.Task[None] | None = None
         """The HTTP app, once started (`tests/integration/test_admin_roles.py` checks every route of it)."""
 
     @property
@@ -63,16 +69,18 @@ class AdminService:
         s = self.settings
         self.metrics_server = observability.start("admin", s)
         self._nc = nc = await connect_service(s, role=permissions.ADMIN, name=f"bastion-admin{s.instance}")
+        self.probes = await start_probes("admin", s, nc, streams=owned_by(permissions.ADMIN))
         # the configuration buckets and its own (principals): it owns them, the audit streams are audit's
-        await declare_owned(nc.jetstream(), permissions.ADMIN, s)
-        self._journal = open_slot(s.audit_journal_dir, s.instance or "admin")
+        await patient_start("its streams", lambda: declare_owned(nc.jetstream(), permissions.ADMIN, s))
         # admin changes are audit events on this replica's own chain
-        self._audit = AuditPublisher(nc, producer=producer_id("admin"), journal=self._journal)
-        await self._audit.start()
-        if self._journal is not None:
-            self._journal.replay(self._audit.emit)
-        self.app = build_app(nc, s, self._audit.emit, lambda: self.url)
-        self._sweeping = asyncio.create_task(self._sweep(AccessStore(Buckets(nc.jetstream()))), name="admin-sweep")
+        self.trail = trail = await ServiceTrail.start(nc, "admin", s, refusals=s)
+        self.app = build_app(nc, s, trail.publisher.emit, lambda: self.url, trail.refusals)
+        buckets = Buckets(nc.jetstream())  # one set of KV handles for both loops
+        access = AccessStore(buckets)
+        sweeping = every(_SWEEP_EVERY, partial(self._sweep, access), "sweeping expired sessions")
+        self._sweeping = asyncio.create_task(sweeping, name="admin-sweep")
+        expiring = every(_EXPIRE_EVERY, partial(self._expire_approvals, buckets), "expiring approvals")
+        self._expiring = asyncio.create_task(expiring, name="admin-expire")
         config = uvicorn.Config(
             self.app,
             host=s.admin_host,
@@ -87,27 +95,31 @@ class AdminService:
         self._http = await serve_http(config, "admin")
         self.port = self._http.port
         log.info("admin API listening on %s/admin/v1", self.url)
+        if self.probes is not None:
+            self.probes.started("admin")
 
     async def _sweep(self, access: AccessStore) -> None:
-        """Every `_SWEEP_EVERY` seconds, forget sessions and sign-ins past their expiry (any replica may:
-        each deletion is revision-checked)."""
-        while True:
-            await asyncio.sleep(_SWEEP_EVERY)
-            try:
-                if swept := await access.sweep():
-                    log.info("forgot %d expired session(s) and sign-in(s)", swept)
-            except Exception as exc:  # NATS away: the next round tries again
-                log.warning("sweeping expired sessions failed: %s", type(exc).__name__)
+        """Forget sessions and sign-ins past their expiry (any replica may: each deletion is
+        revision-checked)."""
+        if swept := await access.sweep():
+            log.info("forgot %d expired session(s) and sign-in(s)", swept)
+
+    async def _expire_approvals(self, buckets: Buckets) -> None:
+        """Mark the parked calls nobody decided in time (or approved ones the agent never came back
+        for) expired, each an admin audit event by `timeout` (docs/approvals.md). Any replica may:
+        each record moves once (compare-and-set)."""
+        kv = await buckets.get(subjects.KV_APPROVALS)
+        for before, after in await approvals.expire_due(kv):
+            assert self.trail is not None
+            self.trail.publisher.emit(approvals.approval_audit_event(before, after, "timeout", "expire"))
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._expiring)
         await cancel_and_wait(self._sweeping)
         if self._http is not None:
             await self._http.stop()
-        if self._audit is not None:
-            await self._audit.aclose()
-        if self._journal is not None:
-            self._journal.close()
+        if self.trail is not None:
+            await self.trail.aclose()
         if self._nc is not None:
             await drain_or_close(self._nc)
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        await observability.stop(self.metrics_server, self.probes)

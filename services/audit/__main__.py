@@ -5,11 +5,9 @@ from __future__ import annotations
 from libs.common.runner import run_from_environment
 from libs.common.settings import AuditSettings
 
-from .service import AuditService
-
 
 def main() -> None:
-    run_from_environment("audit", AuditSettings, AuditService)
+    run_from_environment("audit", AuditSettings, "services.audit.service:AuditService")
 
 
 if __name__ == "__main__":

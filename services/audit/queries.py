@@ -91,7 +91,7 @@ class AnalyticsRunner:
 
     async def run(self, query: AnalyticsQuery) -> AnalyticsAnswer:
         try:
-            sql = read_only(query.sql, payloads=query.payloads)
+            sql = read_only(query.sql, payloads=query.payloads, parameters=query.parameters)
         except NotReadOnly as exc:
             return AnalyticsAnswer(error=str(exc), error_kind="refused")
         if query.query_id in self.running:
@@ -126,6 +126,8 @@ class AnalyticsRunner:
             )
         try:
             return future.result()
+        except NotReadOnly as exc:  # the driver would not have sent it as checked (`run_bound`)
+            return AnalyticsAnswer(error=str(exc), error_kind="refused")
         except StoreUnavailable as exc:
             return _failed(running, query, exc)
 

@@ -74,7 +74,7 @@ _ADDED_COLUMNS: Final = {
     "completion_tokens": "Nullable(UInt64)",
     "cost_usd": "Nullable(Float64)",
     "tool_calls": "Array(String)",
-    # issue 11: who (owner of the key), what (content or its digest), admin changes, the hash chain
+    # who (owner of the key), what (content or its digest), admin changes, the hash chain
     "user_id": "LowCardinality(Nullable(String))",
     "team_id": "LowCardinality(Nullable(String))",
     "customer_id": "LowCardinality(Nullable(String))",
@@ -91,14 +91,23 @@ _ADDED_COLUMNS: Final = {
     "seq": "UInt64",
     "prev_hash": "String",
     "hash": "String",
-    # issue 25: what the executor's interceptors decided (messages.InterceptorDecision)
+    # what the executor's interceptors decided (messages.InterceptorDecision)
     "interceptions": (
         "Array(Tuple(interceptor String, rule String, action LowCardinality(String), `where` LowCardinality(String),"
         " detail Nullable(String)))"
     ),
-    # issue 26: admin changes name the principal's roles and address besides the principal (`actor`)
+    # admin changes name the principal's roles and address besides the principal (`actor`)
     "actor_role": "LowCardinality(Nullable(String))",
     "actor_address": "Nullable(String)",
+    # refused credentials, aggregated per window (libs.common.refusals)
+    "credential": "Nullable(String)",
+    "refusals": "Nullable(UInt64)",
+    # Unix seconds as the event has them (a float reads back exactly, so the row keeps its hash)
+    "first_seen": "Nullable(Float64)",
+    "last_seen": "Nullable(Float64)",
+    # the Cedar policy that decided a call, and the approval it waited for (docs/policy.md, docs/approvals.md)
+    "policy_id": "LowCardinality(Nullable(String))",
+    "approval_id": "Nullable(String)",
 }
 """Columns added after the table was first released, in order: a table created by an older
 version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its
@@ -162,6 +171,7 @@ _INT_RANGE: Final = {
     "prompt_tokens": (0, 2**64 - 1),
     "completion_tokens": (0, 2**64 - 1),
     "seq": (0, 2**64 - 1),
+    "refusals": (0, 2**64 - 1),
 }
 _INT_VALUES: Final = itemgetter(*_INT_RANGE)
 _UNSIGNED_VALUES: Final = itemgetter(*(field for field, (low, _) in _INT_RANGE.items() if low == 0))

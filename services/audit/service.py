@@ -22,6 +22,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from faststream.nats import NatsBroker, NatsNKey
@@ -29,9 +30,10 @@ from nats.aio.client import Client as NATS
 
 from libs.common import metrics, observability, permissions, subjects
 from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect_service, drain_or_close, processed
+from libs.common.nats import connect_service, drain_or_close, processed, servers
+from libs.common.probes import Probes
 from libs.common.settings import AuditSettings
-from libs.common.stores import declare_owned
+from libs.common.starting import patient_start, start_owning
 from libs.common.tasks import cancel_and_wait
 
 from .auditor import Auditor
@@ -70,6 +72,7 @@ class AuditService:
         self.checkpoint_rounds = 0
         """Checkpoint rounds that ran (whether or not a chain had grown)."""
         self.metrics_server: metrics.MetricsServer | None = None
+        self.probes: Probes | None = None
 
     async def start(self) -> None:
         """Serve; or, when another process owns the embedded store, stand by and take it over once free."""
@@ -99,7 +102,8 @@ class AuditService:
         self.metrics_server = observability.start("audit", self.settings)
         instance = self.settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self._nc = nc = await connect_service(self.settings, role=permissions.AUDIT, name=f"bastion-audit-{instance}")
-        await declare_owned(nc.jetstream(), permissions.AUDIT, self.settings)  # the audit streams: its own
+        # first: a start that waits is alive, and its readiness says what it waits for
+        self.probes = await start_owning("audit", permissions.AUDIT, self.settings, nc)
         try:
             await asyncio.to_thread(self.store.open)
         except StoreUnavailable as exc:  # the writer keeps retrying; events wait in the stream
@@ -123,23 +127,25 @@ class AuditService:
             flush_interval=self.settings.flush_interval,
             inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),
         )
-        await self.consumer.start()
+        await patient_start("its stream consumer", self.consumer.start)
         if self.auditor.key:
             self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="audit-checkpoints")
         await processed(broker.config.connection_state.connection)  # "started" means "subscribed"
+        if self.probes is not None:
+            self.probes.started("audit")
         log.info("audit ready")
 
     def _broker(self, instance: str) -> NatsBroker:
         """FastStream's connection, with the audit role's credentials and every service's reconnects."""
         seed = self.settings.nats_nkey_seed_file
         return NatsBroker(
-            servers=[u.strip() for u in self.settings.nats_url.split(",") if u.strip()],
+            servers=servers(self.settings.nats_url),
             name=f"bastion-audit-broker-{instance}",
             max_reconnect_attempts=-1,  # like every service connection: ride out NATS restarts
             reconnect_time_wait=1,  # seconds (FastStream types it as an int)
-            connect_timeout=5,
-            ping_interval=20,
-            max_outstanding_pings=3,
+            connect_timeout=self.settings.nats_connect_timeout,  # type: ignore[arg-type]  # a float is waited
+            ping_interval=self.settings.nats_ping_interval,  # type: ignore[arg-type]  # a float is slept
+            max_outstanding_pings=self.settings.nats_max_outstanding_pings,
             logger=logging.getLogger("services.audit.broker"),
             log_level=logging.DEBUG,  # its per-message access log; failures still log as errors
             inbox_prefix=subjects.inbox_prefix(permissions.AUDIT),  # the replies the audit role may read
@@ -150,23 +156,30 @@ class AuditService:
         """Finish the batch in hand, flush its acks, then release the store for the next owner."""
         await cancel_and_wait(self._standby)
         try:
-            await cancel_and_wait(self._checkpoints)
-            if self.consumer is not None:
-                await self.consumer.stop()
-            if self.runner is not None:
-                await self.runner.close()
-            if self._keys_watch is not None:
-                await self._keys_watch.stop()
-        except Exception as exc:  # NATS down: acks not sent mean redeliveries, which are not inserted twice
-            log.warning("audit: unclean NATS shutdown: %r", exc)
+            await self._stop_parts()
         finally:
             if self._nc is not None:
                 await drain_or_close(self._nc)
             self._checkpoint_lane.shutdown(wait=False)
             await asyncio.to_thread(self.store.close)
             self.ownership.release()
-            if self.metrics_server is not None:
-                self.metrics_server.close()
+            await observability.stop(self.metrics_server, self.probes)
+
+    async def _stop_parts(self) -> None:
+        """Stop each part even when one before it fails (NATS down, the consumer's drain raises): a
+        part left running, the keys watch say, keeps retrying on a connection about to be closed."""
+        parts: list[Callable[[], Awaitable[object]]] = [lambda: cancel_and_wait(self._checkpoints)]
+        if self.consumer is not None:
+            parts.append(self.consumer.stop)
+        if self.runner is not None:
+            parts.append(self.runner.close)
+        if self._keys_watch is not None:
+            parts.append(self._keys_watch.stop)
+        for stop in parts:
+            try:
+                await stop()
+            except Exception as exc:  # NATS down: acks not sent mean redeliveries, which are not inserted twice
+                log.warning("audit: unclean NATS shutdown: %r", exc)
 
     async def _checkpoint_loop(self) -> None:
         """Sign the chains' heads every `checkpoint_interval`, on a fixed schedule (a slow round does

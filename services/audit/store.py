@@ -26,7 +26,8 @@ from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, limited
+from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, NotReadOnly, limited
+from libs.common.analytics_bind import run_bound
 from libs.common.messages import AuditEvent, AuditQuery, ChainVoucher, FlaggedEvent
 
 from . import rollups
@@ -141,15 +142,12 @@ class ClickHouseStore:
     # ------------------------------------------------------------------ reads
 
     def recent(self, query: AuditQuery) -> list[AuditEvent]:
-        """Newest first, duplicates collapsed (`FINAL`), optionally for one key and/or server."""
-        where: list[str] = []
-        params: dict[str, Any] = {"limit": query.limit}
-        if query.key_name is not None:
-            where.append("key_name = {key_name:String}")
-            params["key_name"] = query.key_name
-        if query.server is not None:
-            where.append("server = {server:String}")
-            params["server"] = query.server
+        """Newest first, duplicates collapsed (`FINAL`), optionally for one key, server and/or kind."""
+        # the column names are these three constants; only the values travel as parameters
+        wanted = {"key_name": query.key_name, "server": query.server, "kind": query.kind}
+        params: dict[str, Any] = {column: value for column, value in wanted.items() if value is not None}
+        where = [f"{column} = {{{column}:String}}" for column in params]
+        params["limit"] = query.limit
         sql = (
             f"SELECT {', '.join(COLUMNS)} FROM {TABLE} FINAL"
             + (f" WHERE {' AND '.join(where)}" if where else "")
@@ -270,7 +268,8 @@ class ClickHouseStore:
         the engine's walls: on the embedded engine a fresh handle whose session is read-only with
         `limits` (set before `readonly = 1`, so the query can change neither); on a server the
         restricted analyst user (its profile holds the limits), else the store's user with `limits`
-        and `readonly = 1` on the query. `marker` starts the text, for `kill`."""
+        and `readonly = 1` on the query. `marker` starts the text, for `kill`. The parameters travel
+        apart from the text, as the engine's own (`run_bound`: `NotReadOnly` if they would not)."""
         text = f"/* {marker} */ {sql}"
         options: dict[str, Any] = {"database": DATABASE}
         url = self.url
@@ -282,7 +281,9 @@ class ClickHouseStore:
             text = limited(text, dict(limits))
         client = self._open("an analytics connection", url, **options)
         try:
-            result = client.query(text, parameters=query.parameters or None)
+            result = run_bound(client, text, query.parameters)
+        except NotReadOnly:
+            raise
         except Exception as exc:  # the engine quotes the query: not the clause Bastion added
             raise StoreUnavailable(_LIMITS_QUOTED.sub("", f"analytics query failed: {exc}")) from exc
         finally:

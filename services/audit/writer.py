@@ -43,11 +43,12 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 
-from libs.common import metrics, subjects
+from libs.common import subjects
 from libs.common.nats import drain_or_close
 
 from .batch import Arrival, Backoff, Rejected, split
 from .errors import StoreUnavailable
+from .metrics import AUDIT_BACKLOG, AUDIT_DEAD_LETTERS, AUDIT_INSERT_SECONDS, AUDIT_INSERTED
 
 __all__ = ["DURABLE", "AuditConsumer", "BatchWriter", "Publish", "Sink"]
 
@@ -96,13 +97,13 @@ class BatchWriter:
 
     async def write(self, msgs: list[Msg], publish: Publish) -> None:
         if msgs and (pending := _pending(msgs[-1])) is not None:
-            metrics.AUDIT_BACKLOG.set(pending)
+            AUDIT_BACKLOG.set(pending)
         batch = split([Arrival(msg.subject, msg.data) for msg in msgs], self._known_key)
         if not batch.rows and not batch.bad:
             return
         refused = [_refusal(msgs[bad.index], bad) for bad in batch.bad]
         try:
-            with metrics.AUDIT_INSERT_SECONDS.time():
+            with AUDIT_INSERT_SECONDS.time():
                 loop = asyncio.get_running_loop()
                 fresh = await loop.run_in_executor(self._lane, self._store.write, batch.rows, refused)
         except StoreUnavailable as exc:
@@ -117,7 +118,7 @@ class BatchWriter:
         await _settle(msgs[i].ack() for i in batch.good)
         self.written += fresh
         self.duplicates += len(batch.rows) - fresh
-        metrics.AUDIT_INSERTED.inc(fresh)
+        AUDIT_INSERTED.inc(fresh)
 
     async def _dead_letter(self, msg: Msg, reason: str, publish: Publish) -> None:
         seq = _sequence(msg)
@@ -135,7 +136,7 @@ class BatchWriter:
             return
         await _settle([msg.term()])
         self.dead_lettered += 1
-        metrics.AUDIT_DEAD_LETTERS.inc()
+        AUDIT_DEAD_LETTERS.inc()
         log.warning("audit: dead-lettered message %s: %s", seq, reason)
 
     async def _pause(self, seconds: float) -> None:

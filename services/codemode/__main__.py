@@ -6,11 +6,9 @@ from __future__ import annotations
 from libs.common.runner import run_from_environment
 from libs.common.settings import CodeModeSettings
 
-from .service import CodeModeService
-
 
 def main() -> None:
-    run_from_environment("codemode", CodeModeSettings, CodeModeService)
+    run_from_environment("codemode", CodeModeSettings, "services.codemode.service:CodeModeService")
 
 
 if __name__ == "__main__":

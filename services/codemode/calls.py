@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from libs.common.audit_content import content_fields
@@ -21,7 +22,7 @@ from .metatool_answers import tool_value
 from .sandbox_limits import Limits, limit_message
 from .toolset import Toolset, ToolSpec
 
-__all__ = ["ScriptCalls", "audit_event"]
+__all__ = ["CallPath", "ScriptCalls", "audit_event"]
 
 _TIMEOUTS: Final = (ErrorKind.UPSTREAM_TIMEOUT, ErrorKind.GATEWAY_TIMEOUT)
 _DENIED: Final = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
@@ -80,28 +81,28 @@ def _tool_error_text(result: dict[str, Any]) -> str:
     return "\n".join(texts).strip() or "the tool reported an error without a message"
 
 
+@dataclass(frozen=True, slots=True)
+class CallPath:
+    """Where every script's tool calls go on this replica, and the limits they run under."""
+
+    gateway: PolicyGateway
+    emit: Callable[[AuditEvent], object]
+    """Publishes a call's audit event."""
+    limits: Limits
+    call_timeout: float
+    """The most one call may take (`BASTION_CALL_TIMEOUT`); the run's wall-clock limit may leave less."""
+    content: bool = True
+    """The deployment's content logging (`BASTION_AUDIT_CONTENT`)."""
+    journal: AuditJournal | None = None
+    """Where each call is written down before it is sent (`ScriptCalls._owe`), as ingress does for an agent's."""
+
+
 class ScriptCalls:
     """Performs the batches of tool calls one run asks for (`sandbox.CallBatch`)."""
 
-    def __init__(
-        self,
-        request: CodeModeCall,
-        toolset: Toolset,
-        gateway: PolicyGateway,
-        emit: Callable[[AuditEvent], object],
-        limits: Limits,
-        call_timeout: float,
-        *,
-        content: bool = True,
-        journal: AuditJournal | None = None,
-    ) -> None:
-        self.request, self.toolset, self.gateway, self.emit = request, toolset, gateway, emit
-        self.content = content
-        """The deployment's content logging (`BASTION_AUDIT_CONTENT`)."""
-        self.journal = journal
-        """Where each call is written down before it is sent (`_owe`), as ingress does for an agent's."""
-        self.limits = limits
-        self.call_timeout = call_timeout
+    def __init__(self, request: CodeModeCall, toolset: Toolset, path: CallPath) -> None:
+        self.request, self.toolset, self.path = request, toolset, path
+        limits = path.limits
         self.deadline = time.monotonic() + min(limits.wall_seconds, request.timeout)
         self.count = 0
         self.authorize_urls: dict[str, str] = {}
@@ -115,10 +116,11 @@ class ScriptCalls:
         """Journal the call's audit event before the call is sent (and where to, with what): a
         replica killed while the tool runs still leaves its row, under the run, once the slot's next
         process replays the journal. The event id to give that row; None without a journal."""
-        if self.journal is None:
+        journal = self.path.journal
+        if journal is None:
             return None
         request = self.request
-        event_id = self.journal.begun(
+        event_id = journal.begun(
             "tool_call",
             call.name,
             request.caller.key_id,
@@ -128,8 +130,15 @@ class ScriptCalls:
             **request.caller.owner(),
             parent_id=request.parent_id,
         )
-        self.journal.routed(event_id, call.server, call.tool, call.arguments)
+        journal.routed(event_id, call.server, call.tool, call.arguments)
         return event_id
+
+    def _audit(
+        self, spec: ToolSpec, call: ToolCall, outcome: CallOutcome, latency_ms: float, event_id: str | None
+    ) -> None:
+        self.path.emit(
+            audit_event(self.request, spec, call, outcome, latency_ms, content=self.path.content, event_id=event_id)
+        )
 
     def _abandoned(self, spec: ToolSpec, call: ToolCall, latency_ms: float, event_id: str | None) -> None:
         """A call in flight when its run stopped: still one audit row, and the executor lets it go."""
@@ -137,8 +146,8 @@ class ScriptCalls:
             kind=ErrorKind.CANCELLED, message="the run stopped before the tool answered; it may have run"
         )
         outcome = CallOutcome(id=call.id, error=error, decided_by="executor")
-        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content, event_id=event_id))
-        task = asyncio.create_task(self.gateway.abandon(call.id))
+        self._audit(spec, call, outcome, latency_ms, event_id)
+        task = asyncio.create_task(self.path.gateway.abandon(call.id))
         self._abandoning.add(task)
         task.add_done_callback(self._abandoning.discard)
 
@@ -157,8 +166,8 @@ class ScriptCalls:
             hint = f"; closest: {', '.join(closest)}" if closest else "; search_tools finds tools by keyword"
             return {"error": f"no tool {name} for this key{hint}"}
         self.count += 1
-        if self.count > self.limits.max_calls:
-            return {"error": f"tool call limit of {self.limits.max_calls} per run"}
+        if self.count > self.path.limits.max_calls:
+            return {"error": f"tool call limit of {self.path.limits.max_calls} per run"}
         call = ToolCall(
             trace_id=self.request.trace_id,
             caller=self.request.caller,
@@ -168,22 +177,22 @@ class ScriptCalls:
             arguments=spec.upstream_arguments(arguments),
             include_servers=self.request.include_servers,
             include_tools=self.request.include_tools,
-            timeout=max(0.1, min(self.call_timeout, self.deadline - time.monotonic())),
+            timeout=max(0.1, min(self.path.call_timeout, self.deadline - time.monotonic())),
         )
-        capped = call.timeout < self.call_timeout  # the run's wall-clock limit bounds this call
+        capped = call.timeout < self.path.call_timeout  # the run's wall-clock limit bounds this call
         async with self._slots:
             started = time.perf_counter()
             event_id = self._owe(call)
             try:
-                outcome = await self.gateway.call(call)
+                outcome = await self.path.gateway.call(call)
             except asyncio.CancelledError:  # the run stopped (a limit, or the service stopping)
                 self._abandoned(spec, call, (time.perf_counter() - started) * 1000, event_id)
                 raise
             latency_ms = (time.perf_counter() - started) * 1000
-        self.emit(audit_event(self.request, spec, call, outcome, latency_ms, content=self.content, event_id=event_id))
+        self._audit(spec, call, outcome, latency_ms, event_id)
         if outcome.error is not None:
             if capped and outcome.error.kind in _TIMEOUTS:
-                return {"error": limit_message("wall", self.limits), "limit": "wall"}
+                return {"error": limit_message("wall", self.path.limits), "limit": "wall"}
             message = f"{outcome.error.kind.value}: {outcome.error.message}"
             if (link := authorize_url_of(outcome.error.data)) is not None:
                 self.authorize_urls[spec.server] = link

@@ -8,18 +8,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from libs.common import metrics
-from libs.common.audit_journal import AuditJournal
 from libs.common.codemode import EXECUTE_CODE
 from libs.common.discovery import FIND_TOOLS_NAME, MAX_FOUND
-from libs.common.messages import AuditEvent, CodeModeCall
+from libs.common.messages import CodeModeCall
 
-from .calls import ScriptCalls
-from .gateway import PolicyGateway
+from .calls import CallPath, ScriptCalls
 from .metatool_answers import error_result, run_result, text_result
+from .metrics import CODEMODE_LIMITS_HIT
 from .rewrite import global_name, rewrite
 from .sandbox import WorkerPool
-from .sandbox_limits import Limits
 from .searcher import Found, Searcher
 from .stubs import list_files, render_docs, signature, summary
 from .views import ToolView
@@ -71,25 +68,10 @@ def _invalid(tool: str, exc: ValidationError) -> Answer:
 
 
 class MetaTools:
-    def __init__(
-        self,
-        pool: WorkerPool,
-        limits: Limits,
-        gateway: PolicyGateway,
-        emit: Callable[[AuditEvent], object],
-        call_timeout: float,
-        searcher: Searcher,
-        *,
-        content: bool = True,
-        journal: AuditJournal | None = None,
-    ) -> None:
-        self.pool, self.limits, self.gateway, self.emit = pool, limits, gateway, emit
-        self.searcher = searcher
-        self.content = content
-        """The deployment's content logging, for the audit events of scripts' tool calls."""
-        self.journal = journal
-        """The replica's audit journal, where scripts' tool calls are written down before they are sent."""
-        self.call_timeout = call_timeout
+    def __init__(self, pool: WorkerPool, searcher: Searcher, calls: CallPath) -> None:
+        self.pool, self.searcher = pool, searcher
+        self.calls = calls
+        """Where scripts' tool calls go (`execute_code`)."""
         self._table: dict[str, Callable[[CodeModeCall, ToolView], Awaitable[Answer]]] = {
             "list_tool_files": self.list_tool_files,
             "read_tool_file": self.read_tool_file,
@@ -185,20 +167,11 @@ class MetaTools:
         except ValidationError as exc:
             return _invalid(request.tool, exc)
         toolset = view.toolset
-        calls = ScriptCalls(
-            request,
-            toolset,
-            self.gateway,
-            self.emit,
-            self.limits,
-            self.call_timeout,
-            content=self.content,
-            journal=self.journal,
-        )
+        calls = ScriptCalls(request, toolset, self.calls)
         names = [global_name(spec.module, spec.function) for spec in toolset.by_name.values()]
         code = rewrite(args.code, toolset.modules)
         outcome = await self.pool.run(code, names, calls, owner=request.caller.key_id)
         if outcome.error is not None and outcome.error.get("type") == "limit":
-            metrics.CODEMODE_LIMITS_HIT.labels(str(outcome.error.get("limit"))).inc()
-        result = run_result(outcome, args.code, toolset, self.limits.max_output_bytes)
+            CODEMODE_LIMITS_HIT.labels(str(outcome.error.get("limit"))).inc()
+        result = run_result(outcome, args.code, toolset, self.calls.limits.max_output_bytes)
         return Answer(result, calls.count, calls.authorize_urls)

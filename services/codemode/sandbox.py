@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -28,6 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
+
+from libs.common.walls import confine as confine_module
+from libs.common.walls.confine import Confinement
+from libs.common.walls.profiles import DEVICES, LOADERS, SYSTEM_READ, own_packages, python_paths
 
 from .sandbox_limits import Limits, limit_message
 
@@ -45,6 +50,22 @@ _START_TIMEOUT: Final = 30.0
 CallBatch = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 """Performs a batch of a script's tool calls: `[{"name", "arguments"}]` -> `[{"value"} | {"error"}]`
 (with `"limit"` naming the run's limit when that is what stopped the call)."""
+
+
+@functools.cache
+def _worker_box() -> list[str]:
+    """The launcher that boxes a worker before Python even imports Starlark (whose Go runtime starts
+    threads a later confinement would not reach): it reads only the interpreter and the packages,
+    writes nothing, binds and connects to no port, executes only the interpreter (and its loader)."""
+    python = python_paths([])
+    box = Confinement(
+        read=[*SYSTEM_READ, *python, *own_packages()],
+        execute=[*LOADERS, *python],
+        devices=list(DEVICES),
+        bind_ports=[],
+        connect_ports=[],
+    )
+    return [sys.executable, "-I", "-S", confine_module.__file__, box.to_json(), "--"]
 
 
 @dataclass(slots=True)
@@ -155,6 +176,7 @@ class WorkerPool:
 
     async def _spawn(self) -> _Worker:
         process = await asyncio.create_subprocess_exec(
+            *_worker_box(),
             sys.executable,
             "-I",
             "-m",

@@ -3,10 +3,16 @@ index per view.
 
 At start the embedding model loads (about a second, off the event loop); when it cannot, search is
 lexical only, the log says why once, `bastion_codemode_search_model_loaded` is 0 and every answer
-says "lexical only". Whenever the catalog changes, the definitions without a vector are embedded
-in the background and the cache file is rewritten; a view's index is hybrid once every tool it
-holds has a vector. A view with few tools missing (a definition just changed) embeds them on the
-spot; one with many (a fresh start without a cache file) answers lexically meanwhile, saying so.
+says "lexical only". The shipped vectors (`vectors.SHIPPED_VECTORS`: the public servers' tools the
+needs file covers) are read with it, so those tools rank from the first search exactly as on a
+warm replica, without a cache file. Whenever the catalog changes, the definitions without a vector
+are embedded in the background and the cache file is rewritten; a view's index is hybrid once
+every tool it holds has a vector. A view with few tools missing (a definition just changed) embeds
+them on the spot; one with many (tools of the deployment's own servers on a fresh start) waits
+for the background embedding, at most `search_warmup_wait` seconds: an agent is better served by
+one slow first answer than by a lexical ranking it will act on. Past that, the answer is lexical
+and says so ("the tools are still being embedded"); readiness does not wait for it, since a replica
+that is not ready takes no call at all, not only no search.
 
 An index only ever holds the tools of its view, the tools a key may call: the vectors of other
 definitions sit in the cache but no search reaches them.
@@ -15,20 +21,21 @@ definitions sit in the cache but no search reaches them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from libs.common import metrics
 from libs.common.settings import CodeModeSettings
 from libs.common.tasks import cancel_and_wait
 
 from . import embedding, needs
+from .metrics import CODEMODE_SEARCH_MODEL, CODEMODE_SEARCH_VECTORS, CODEMODE_SEARCHES
 from .search import SearchIndex
 from .toolset import Toolset, ToolSpec
-from .vectors import VectorStore
+from .vectors import SHIPPED_VECTORS, VectorStore
 
 __all__ = ["Found", "Searcher"]
 
@@ -54,6 +61,8 @@ class Searcher:
         self.queries: embedding.QueryVectors | None = None
         self._background: asyncio.Task[None] | None = None
         self._pending: list[ToolSpec] = []
+        self._warm_by: float | None = None
+        """While the background embeds what searches wait for: until when they may wait."""
 
     async def start(self) -> None:
         if not self.settings.search_embeddings:
@@ -71,20 +80,21 @@ class Searcher:
                 path = Path(self.settings.search_cache_file) if self.settings.search_cache_file else None
                 known = await asyncio.to_thread(self._needs)
                 self.store = await asyncio.to_thread(
-                    VectorStore, loaded, path, self.settings.search_cache_entries, known
+                    VectorStore, loaded, path, self.settings.search_cache_entries, known, shipped=SHIPPED_VECTORS
                 )
                 log.info(
                     "tool search: hybrid, tools by %s, queries by %s, %d lines of needs, loaded in %.2f s, "
-                    "%d tool vectors from the cache",
+                    "%d tool vectors from the cache, %d shipped",
                     loaded.model_id,
                     loaded.query_model_id,
                     len(known),
                     time.perf_counter() - started,
                     len(self.store),
+                    self.store.shipped,
                 )
         if self.unavailable is not None:
             log.warning("tool search is lexical only: %s", self.unavailable)
-        metrics.CODEMODE_SEARCH_MODEL.set(0 if self.embedder is None else 1)
+        CODEMODE_SEARCH_MODEL.set(0 if self.embedder is None else 1)
 
     def _needs(self) -> needs.Needs:
         shipped, extra = self.settings.search_needs, self.settings.search_needs_file
@@ -112,6 +122,7 @@ class Searcher:
         while self._pending:
             specs, self._pending = self._pending, []
             await self._embed(specs)
+        self._warm_by = None
         await asyncio.to_thread(self.store.save)
 
     async def _embed(self, specs: list[ToolSpec]) -> None:
@@ -122,7 +133,7 @@ class Searcher:
         except Exception:  # a model that fails on some text must not take search down: it stays lexical
             log.exception("tool search: embedding %d tools failed", len(specs))
             return
-        metrics.CODEMODE_SEARCH_VECTORS.inc(computed)
+        CODEMODE_SEARCH_VECTORS.inc(computed)
 
     async def index(self, toolset: Toolset, current: SearchIndex | None) -> SearchIndex:
         """The view's index: `current` while it is as good as it gets, else a new one."""
@@ -135,11 +146,29 @@ class Searcher:
         missing = self.store.missing(keys)
         if 0 < len(missing) <= _EMBED_INLINE:
             await self._embed([specs[i] for i in missing])
+        elif missing:
+            await self._warm_up(toolset)
         vectors = self.store.matrix(keys)
         if vectors is None:
             self.catalog_changed(toolset)
             return current or SearchIndex(toolset)
         return SearchIndex(toolset, vectors, self.queries)
+
+    async def _warm_up(self, toolset: Toolset) -> None:
+        """Wait, at most `search_warmup_wait` seconds, for the background embedding of `toolset`."""
+        if self._background is None or self._background.done():
+            self.catalog_changed(toolset)
+        task = self._background
+        if task is None:
+            return
+        now = time.monotonic()
+        if self._warm_by is None:  # one deadline for every search of this warm-up, not one each
+            self._warm_by = now + self.settings.search_warmup_wait
+        if now >= self._warm_by:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), self._warm_by - now)
+        log.info("tool search: a search waited %.2f s for new tools to be embedded", time.monotonic() - now)
 
     def why_lexical(self, index: SearchIndex) -> str | None:
         if index.engine == "hybrid":
@@ -153,5 +182,5 @@ class Searcher:
             found = await asyncio.to_thread(index.search, query, limit)
         else:
             found = index.search(query, limit)
-        metrics.CODEMODE_SEARCHES.labels(index.engine).inc()
+        CODEMODE_SEARCHES.labels(index.engine).inc()
         return Found(found, self.why_lexical(index))

@@ -23,20 +23,22 @@ from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
 from libs.common import metrics, observability, permissions, subjects, tracing
-from libs.common.audit_chain import producer_id
-from libs.common.audit_journal import AuditJournal, open_slot
-from libs.common.audit_publisher import AuditPublisher, FieldLimits
+from libs.common.audit_publisher import FieldLimits
 from libs.common.blobs import Blobs
 from libs.common.codemode import EXECUTE_CODE
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
 from libs.common.nats import connect_service, drain_or_close, processed
+from libs.common.probes import Probes, start_probes
 from libs.common.relay import Acknowledger
+from libs.common.service_trail import ServiceTrail
 from libs.common.settings import CodeModeSettings
 
+from .calls import CallPath
 from .gateway import PolicyGateway
 from .metatools import MetaTools
+from .metrics import CODEMODE_RUNS
 from .sandbox import WorkerPool
 from .sandbox_limits import Limits
 from .searcher import Searcher
@@ -66,8 +68,7 @@ class CodeModeService:
         self.catalog = CatalogView(on_change=self.searcher.catalog_changed)
         self.views = ViewCache(self.catalog)
         self._nc: NATS | None = None
-        self._audit: AuditPublisher | None = None
-        self._journal: AuditJournal | None = None
+        self.trail: ServiceTrail | None = None
         self._watch: BucketWatch | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._runs: dict[str, asyncio.Task[CodeModeAnswer]] = {}
@@ -77,6 +78,7 @@ class CodeModeService:
         self._acks: Acknowledger | None = None
         self._calls: Subscription | None = None
         self.metrics_server: metrics.MetricsServer | None = None
+        self.probes: Probes | None = None
 
     async def start(self) -> None:
         self.metrics_server = observability.start("codemode", self.settings)
@@ -85,41 +87,34 @@ class CodeModeService:
         self._nc = nc = await connect_service(
             self.settings, role=permissions.CODEMODE, name=f"bastion-codemode-{self.instance}"
         )
-        # the slot is the configured instance, never the host-and-pid default: a restart must find it
-        self._journal = open_slot(
-            self.settings.audit_journal_dir,
-            self.settings.instance or "codemode",
-            segment_bytes=self.settings.audit_journal_segment_bytes,
-        )
-        self._audit = AuditPublisher(
+        self.probes = await start_probes("codemode", self.settings, nc)
+        # its own chain (replicas never serialize on one); the journal's slot is the configured instance,
+        # never the host-and-pid default, so a restart finds and replays a killed predecessor's tool calls
+        self.trail = trail = await ServiceTrail.start(
             nc,
+            "codemode",
+            self.settings,
             limits=FieldLimits(content=self.settings.audit_max_content_bytes),
-            producer=producer_id("codemode"),  # its own chain: replicas never serialize on one
-            journal=self._journal,
         )
-        await self._audit.start()
-        if self._journal is not None:  # the tool calls of scripts a killed predecessor was running
-            self._journal.replay(self._audit.emit)
         self._watch = BucketWatch(nc, subjects.KV_CATALOG, self.catalog.put, self.catalog.delete)
         await self._watch.start()
         self.gateway = PolicyGateway(nc, self.settings, await Blobs.open(nc))
         await self.gateway.start()
-        self.meta = MetaTools(
-            self.pool,
-            self.limits,
+        calls = CallPath(
             self.gateway,
-            self._audit.emit,
+            trail.publisher.emit,
+            self.limits,
             self.settings.call_timeout,
-            self.searcher,
             content=self.settings.audit_content,
-            journal=self._journal,
+            journal=trail.journal,
         )
+        self.meta = MetaTools(self.pool, self.searcher, calls)
         self._acks = Acknowledger(
             nc,
+            subjects.CODEMODE_HOLDERS,
             instance=self.alive_name,
-            accepted_by=subjects.CODEMODE_ACCEPTED_BY,
-            alive_subject=subjects.codemode_alive_subject(self.alive_name),
             after=self.settings.ack_after,
+            margin=self.settings.ack_margin,
         )
         self._calls = await nc.subscribe(subjects.CODEMODE_CALL, queue=subjects.QUEUE_CODEMODE, cb=self._on_call)
         await nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
@@ -131,6 +126,8 @@ class CodeModeService:
             self.pool.size,
             "hybrid" if self.searcher.embedder is not None else "lexical only",
         )
+        if self.probes is not None:
+            self.probes.started("codemode")
 
     async def stop(self) -> None:
         if self._calls is not None and self._nc is not None and not self._nc.is_closed:
@@ -141,15 +138,12 @@ class CodeModeService:
         if self._watch is not None:
             await self._watch.stop()
         await self.searcher.close()
-        if self._audit is not None:
-            await self._audit.aclose()  # before the connection goes: the runs' audit events are in it
-        if self._journal is not None:
-            self._journal.close()
+        if self.trail is not None:
+            await self.trail.aclose()  # before the connection goes: the runs' audit events are in it
         if self._nc is not None:
             await drain_or_close(self._nc)
         await self.pool.close()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        await observability.stop(self.metrics_server, self.probes)
 
     async def _on_call(self, msg: Msg) -> None:
         # a run can take seconds: never hold up the subscription's other messages
@@ -188,7 +182,7 @@ class CodeModeService:
             answer = work.result()
         outcome = answer.error.kind.value if answer.error else "ok"
         if request.tool == EXECUTE_CODE:
-            metrics.CODEMODE_RUNS.labels(outcome).inc()
+            CODEMODE_RUNS.labels(outcome).inc()
         metrics.observe("codemode", "tools/call", outcome, time.perf_counter() - started)
         if msg.reply:
             try:
@@ -198,11 +192,8 @@ class CodeModeService:
 
     async def _on_cancel(self, msg: Msg) -> None:
         """`EXEC_CANCEL` (to every executor and codemode replica): stop the run if it is ours."""
-        try:
-            cancel = CancelExecution.model_validate_json(msg.data)
-        except ValidationError:
-            return
-        work = self._runs.get(cancel.id)
+        cancel = CancelExecution.parsed(msg.data)
+        work = self._runs.get(cancel.id) if cancel is not None else None
         if work is not None:
             work.cancel()
 

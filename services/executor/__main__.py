@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
-from libs.common.runner import run_from_environment
+from libs.common.runner import Service, run_from_environment
 from libs.common.settings import ExecutorSettings
-
-from .service import ExecutorService
 
 
 def run() -> None:
-    run_from_environment("executor", ExecutorSettings, ExecutorService)
+    run_from_environment("executor", ExecutorSettings, _service)
+
+
+def _service(settings: ExecutorSettings) -> Service:
+    from .service import ExecutorService  # imported once the process is confined: its libraries may start threads
+
+    return ExecutorService(settings)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from libs.common import subjects
 from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError, Grant, ToolCall, UpstreamRequest, encode_outcome
+from libs.common.messages import CallOutcome, GatewayError, Grant, Routed, ToolCall, UpstreamRequest, encode_outcome
 from libs.common.work_signing import WorkSigner
 
 __all__ = ["Admission", "Admitted", "Stale", "stale_answer"]
@@ -36,7 +36,7 @@ FORGED = "with a grant policy did not make"
 
 @dataclass(frozen=True, slots=True)
 class Admitted:
-    request: ToolCall | UpstreamRequest | None
+    request: Routed | None
     """The request, when admitting it meant parsing it (a granted call); None: parse it to run it."""
 
 
@@ -92,7 +92,7 @@ class Admission:
             return Admitted(request)
         return Stale(request.id)
 
-    def _verify(self, subject: str, given: str, request: ToolCall | UpstreamRequest) -> _Verified | None:
+    def _verify(self, subject: str, given: str, request: Routed) -> _Verified | None:
         try:
             grant = Grant.model_validate_json(given)
         except ValidationError:

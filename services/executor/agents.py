@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +29,13 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ValidationError
 
 from libs.common import subjects
-from libs.common.messages import ClientReply, ResourceUpdated, StreamEvent
+from libs.common.messages import Caller, ClientReply, ResourceUpdated, StreamEvent
 
-__all__ = ["ActiveCall", "AgentLink"]
+__all__ = ["ActiveCall", "AgentLink", "Guard"]
+
+Guard = Callable[[str, str, dict[str, Any], Caller | None], Awaitable[dict[str, Any] | None]]
+"""(server, channel, payload, the caller whose call it is) -> the payload to forward, or None to
+withhold it."""
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ class ActiveCall:
     events: int = 0
     """StreamEvents sent so far; the outcome reports it so ingress can wait for stragglers."""
     progress_token: Any = None
+    caller: Caller | None = None
+    """Whose call it is: a guardrail rule scoped to callers applies to what is sent to its agent."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,10 +76,18 @@ class _Running:
 class AgentLink:
     """One per upstream: the in-flight calls on its session, and how to reach their agents."""
 
-    def __init__(self, nc: NATS | None, server: str) -> None:
+    def __init__(self, nc: NATS | None, server: str, guard: Guard | None = None) -> None:
         self._nc = nc
         self.server = server
+        self._guard = guard
+        """The interceptors' `at_message` hooks (`InterceptorChain.outgoing`): everything sent to an
+        agent passes them first (`interceptors.channels`)."""
         self._active: dict[str, ActiveCall] = {}
+
+    @property
+    def in_flight(self) -> int:
+        """Calls on this session now (`running`)."""
+        return len(self._active)
 
     def running(self, call: ActiveCall) -> _Running:
         """`with link.running(call):` the call is in flight on this session for the block."""
@@ -81,6 +96,11 @@ class AgentLink:
     async def notify(self, call: ActiveCall, method: str, params: dict[str, Any]) -> None:
         if call.stream is None or self._nc is None:
             return
+        if self._guard is not None:
+            checked = await self._guard(self.server, method, params, call.caller)
+            if checked is None:
+                return
+            params = checked
         call.events += 1
         try:
             event = StreamEvent(method=method, params=params)
@@ -101,12 +121,17 @@ class AgentLink:
     async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
         owner = self._sole(None)
         if owner is None:
-            log.debug("upstream %s: log message outside a single call: %s", self.server, params.data)
+            log.debug("upstream %s: log message outside a single call, not forwarded", self.server)
             return
         wire = params.model_dump(by_alias=True, mode="json", exclude_none=True)
         await self.notify(owner, "notifications/message", wire)
 
     async def on_resource_updated(self, uri: str) -> None:
+        if self._guard is not None:
+            checked = await self._guard(self.server, "notifications/resources/updated", {"uri": uri}, None)
+            if checked is None or not isinstance(checked.get("uri"), str):
+                return
+            uri = checked["uri"]
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.publish(
@@ -174,6 +199,13 @@ class AgentLink:
         call = candidates[0]
         assert call.stream is not None and self._nc is not None
         wire = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params is not None else None
+        if wire is not None and self._guard is not None:
+            wire = await self._guard(self.server, method, wire, call.caller)
+            if wire is None:
+                log.info("upstream %s: %s withheld by the gateway's checks", self.server, method)
+                return types.ErrorData(
+                    code=_INTERNAL_ERROR, message=f"Bastion gateway: the {method} request was withheld"
+                )
         call.events += 1
         try:
             event = StreamEvent(method=method, params=wire).model_dump_json().encode()

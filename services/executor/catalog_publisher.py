@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
+from libs.common.gateway_tasks import HostedTask
 from libs.common.messages import ServerCatalog
 from libs.common.tasks import cancel_and_wait
 
@@ -38,6 +39,7 @@ class Snapshot(NamedTuple):
     namespace: bool = True
     needs_auth: bool = False
     withheld: tuple[str, ...] = ()
+    hosted_tasks: Mapping[str, HostedTask] = {}
 
 
 class CatalogPublisher:
@@ -99,6 +101,7 @@ class CatalogPublisher:
                 features,
                 snap.namespace,
                 withheld,
+                dict(snap.hosted_tasks),
             )
             if key == self._published and not refresh:
                 return
@@ -117,6 +120,9 @@ class CatalogPublisher:
                 resources=features.resources,
                 resource_templates=features.resource_templates,
                 withheld=withheld,
+                withheld_prompts=features.withheld_prompts,
+                withheld_templates=features.withheld_templates,
+                hosted_tasks=dict(snap.hosted_tasks),
             )
             if await self._send(catalog):
                 self._published = key

@@ -22,8 +22,10 @@ from typing import Any
 
 import httpx
 import orjson
+from opentelemetry.trace import Span
 from pydantic import ValidationError
 
+from libs.common import semconv, tracing
 from libs.common.errors import ErrorKind
 from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
 from libs.common.llm_config import ProviderConfig
@@ -154,6 +156,30 @@ class LlmProviders:
                 f"provider {provider.name!r} failed repeatedly; calls are refused for {wait:.0f}s more",
                 retry_after=wait,
             )
+        if not tracing.enabled():
+            return await self._measured(None, provider, request)
+        name, attributes = semconv.llm_started(provider.name, request.model, str(provider.url))
+        with tracing.client_span("executor", name, attributes) as span:
+            return await self._measured(span, provider, request)
+
+    async def _measured(self, span: Span | None, provider: _Provider, request: LlmRequest) -> LlmOutcome:
+        """The completion, recorded as `gen_ai.client.*` metrics (and on `span`) by `semconv`."""
+        started = time.perf_counter()
+        outcome = await self._sent(provider, request)
+        usage, error = outcome.usage, outcome.error
+        semconv.llm_finished(
+            span,
+            provider.name,
+            request.model,
+            None if error is None else error.kind.value,
+            None if usage is None else usage.prompt_tokens,
+            None if usage is None else usage.completion_tokens,
+            outcome.finish_reason,
+            time.perf_counter() - started,
+        )
+        return outcome
+
+    async def _sent(self, provider: _Provider, request: LlmRequest) -> LlmOutcome:
         started = time.perf_counter()
         stream = _Stream()
         outcome: LlmOutcome

@@ -8,7 +8,7 @@ from typing import Any
 
 from libs.common import subjects
 from libs.common.errors import ErrorKind
-from libs.common.messages import REFUNDED, CallOutcome, Execution, GatewayError, ToolCall, UpstreamRequest
+from libs.common.messages import REFUNDED, CallOutcome, Execution, GatewayError, Routed
 from libs.common.results import encode_result, shape_result
 
 __all__ = [
@@ -47,7 +47,7 @@ def ran(request_id: str, result: dict[str, Any], upstream_ms: float) -> CallOutc
 
 
 def refusal(
-    call: ToolCall | UpstreamRequest,
+    call: Routed,
     kind: ErrorKind,
     message: str,
     execution: Execution = "not_run",

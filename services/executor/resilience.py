@@ -7,13 +7,11 @@ unit-tested without a server.
 
 from __future__ import annotations
 
-import asyncio
+import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
-
-from tenacity import AsyncRetrying, retry_if_result, stop_after_attempt, stop_before_delay, wait_exponential_jitter
 
 from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome
@@ -23,10 +21,10 @@ from .breaker import BreakerState, CircuitBreaker
 __all__ = [
     "BREAKER_FAILURES",
     "Health",
+    "RetryPlan",
     "circuit_open_message",
     "health_of",
     "retry_safe",
-    "with_retries",
 ]
 
 BREAKER_FAILURES = frozenset({ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.UPSTREAM_TIMEOUT})
@@ -80,31 +78,36 @@ def _retryable(outcome: CallOutcome) -> bool:
     return outcome.error is not None and outcome.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE
 
 
-async def with_retries(
-    attempt: Callable[[], Awaitable[CallOutcome]],
-    *,
-    retries: int,
-    deadline: float,
-    clock: Callable[[], float] = time.monotonic,
-    initial: float = RETRY_INITIAL,
-) -> CallOutcome:
-    """Run `attempt` and re-run it after a connection failure (exponential backoff with jitter),
-    at most `retries` more times and never past `deadline` (a `clock()` reading): a retry whose
-    backoff would end after the deadline is not started, and the last outcome is returned."""
-    first = await attempt()
-    if retries <= 0 or not _retryable(first):
-        return first  # the common case: no retry machinery built (it costs more than the call's own work)
-    retrying = AsyncRetrying(
-        stop=stop_after_attempt(retries + 1) | stop_before_delay(max(0.0, deadline - clock())),
-        wait=wait_exponential_jitter(multiplier=initial, max=RETRY_MAX, jitter=initial),
-        retry=retry_if_result(_retryable),
-        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
-        sleep=asyncio.sleep,
-    )
+class RetryPlan:
+    """How often a call whose connection failed is tried again: at most `retries` more times,
+    after an exponential backoff with jitter, and never past `deadline` (a `clock()` reading): a
+    retry whose backoff would end after the deadline is not started."""
 
-    outcomes = iter([first])
+    __slots__ = ("_clock", "_deadline", "_initial", "_started", "_window", "retries", "tries")
 
-    async def once() -> CallOutcome:  # tenacity awaits only what it sees is a coroutine function
-        return next(outcomes, None) or await attempt()  # its first attempt is the one made above
+    def __init__(
+        self,
+        retries: int,
+        deadline: float,
+        clock: Callable[[], float] = time.monotonic,
+        initial: float = RETRY_INITIAL,
+    ) -> None:
+        self.retries, self._deadline, self._clock, self._initial = retries, deadline, clock, initial
+        self.tries = 1
+        """Tries made so far, the one under way included."""
+        self._started: float | None = None
+        self._window = 0.0
 
-    return await retrying(once)
+    def pause(self, outcome: CallOutcome) -> float | None:
+        """Seconds to wait before trying `outcome`'s call again; None: `outcome` is the answer."""
+        if self.tries > self.retries or not _retryable(outcome):
+            return None
+        now = self._clock()
+        if self._started is None:  # the time left is measured once, when retrying begins
+            self._started, self._window = now, max(0.0, self._deadline - now)
+        backoff = self._initial * 2.0 ** (self.tries - 1) + random.uniform(0, self._initial)
+        backoff = max(0.0, min(backoff, RETRY_MAX))
+        if now - self._started + backoff >= self._window:
+            return None
+        self.tries += 1
+        return backoff

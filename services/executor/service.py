@@ -16,13 +16,13 @@ import contextlib
 import logging
 import os
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -40,6 +40,7 @@ from libs.common.messages import (
     CancelExecution,
     GatewayError,
     Refund,
+    Routed,
     ServerCatalog,
     ServerRecord,
     ToolCall,
@@ -47,22 +48,26 @@ from libs.common.messages import (
     encode_outcome,
 )
 from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
-from libs.common.relay import Acknowledger, reply_subject, too_late
+from libs.common.probes import Probes
+from libs.common.relay import Acknowledger, reply_subject
 from libs.common.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
-from libs.common.stores import declare_owned
+from libs.common.starting import patient_start, start_owning
 from libs.common.work_signing import WorkSigner
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
 from .breaker import BreakerState
+from .call_path import Call, CallPath, call_path
 from .catalog_store import write_entry
 from .error_mapping import describe_exception
 from .interceptors import Interceptor, InterceptorChain, configured
 from .llm_providers import LlmProviders
 from .oauth_tokens import OAuthTokens, oauth_applies, token_fetcher
-from .replies import for_the_wire, outcome_label, refunded, refusal, reply_headers, undeliverable
+from .replies import for_the_wire, outcome_label, refunded, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
+from .upstreams.interface import UpstreamSettings
+from .upstreams.mcp.stdio_sandbox import StdioRoot
 from .user_sessions import UserSessions, no_catalog
 
 __all__ = ["ExecutorService"]
@@ -94,6 +99,10 @@ class ExecutorService:
         """Work runs only when policy signed it, or granted it: the bus alone cannot prove who sent it."""
         self._sealer = Sealer(self.settings.secrets_key)
         """The only place upstream secrets are opened (they are sealed in KV: `libs.common.sealing`)."""
+        self.stdio_root = StdioRoot.of(self.settings.stdio_root, self.settings.data_dir)
+        """Each stdio server's sandbox has its working folder here (`upstreams.mcp.stdio_sandbox`)."""
+        self._upstream_settings = UpstreamSettings.of(self.settings, self.stdio_root)
+        """What every upstream is kept and called with."""
         self._nc: NATS | None = None
         self._catalog: KeyValue | None = None
         self._subs: list[Subscription] = []
@@ -102,16 +111,15 @@ class ExecutorService:
         self._upstreams: dict[str, Upstream] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
-        self._running: dict[str, asyncio.Task[Any]] = {}
-        """Call id -> the task running it, so an agent's cancellation can reach it."""
-        self._cancelled: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._blobs: Blobs | None = None
         self._llm: LlmProviders | None = None
         self._llm_watch: BucketWatch | None = None
         self._users = UserSessions(self._user_session, self.settings.max_user_sessions)
         """Per-user sessions of `per_user` servers: each user's calls over their own session and token."""
+        self.calls: CallPath
         self.metrics_server: metrics.MetricsServer | None = None
+        self.probes: Probes | None = None
         self._state = metrics.StateCollector(self._gauges)
 
     @property
@@ -133,9 +141,10 @@ class ExecutorService:
         self._nc = await connect_service(
             self.settings, role=permissions.EXECUTOR, name=f"bastion-executor-{self.instance}"
         )
+        # the catalog and the payload store
+        self.probes = await start_owning("executor", permissions.EXECUTOR, self.settings, self._nc)
         js = self._nc.jetstream()
-        await declare_owned(js, permissions.EXECUTOR, self.settings)  # the catalog and the payload store
-        self._catalog = await kv_bucket(js, subjects.KV_CATALOG)
+        self._catalog = await patient_start("the catalog bucket", lambda: kv_bucket(js, subjects.KV_CATALOG))
         self._blobs = await Blobs.open(self._nc)
         self.interceptors.on_relist = self._relist
         await self.interceptors.start(self._nc)  # before the first listing or call reaches them
@@ -148,13 +157,21 @@ class ExecutorService:
         # lets policy notice this replica dying mid-call (libs.common.relay)
         self._acks = Acknowledger(
             self._nc,
+            subjects.EXEC_HOLDERS,
             instance=self.instance,
-            accepted_by=subjects.EXEC_ACCEPTED_BY,
-            alive_subject=subjects.executor_alive_subject(self.instance),
             after=self.settings.ack_after,
             margin=self.settings.ack_margin,
         )
         await self._acks.start()
+        self.calls = call_path(
+            self._upstreams,
+            interceptors=self.interceptors,
+            users=self._users,
+            blobs=self._blobs,
+            max_arguments=self.settings.max_result_bytes,
+            acks=self._acks,
+        )
+        """Every routed request policy allowed goes through these steps (`call_path`)."""
         await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         self._subs = [
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
@@ -164,6 +181,8 @@ class ExecutorService:
         await processed(self._nc)
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
         self._state.register()  # upstream health, breaker state and NATS lag, read when scraped
+        if self.probes is not None:
+            self.probes.started("executor")
 
     async def stop(self) -> None:
         """Stop taking calls, let in-flight ones answer, then close every upstream session."""
@@ -189,8 +208,9 @@ class ExecutorService:
             await drain_or_close(self._nc)
             self._nc = None
         self._state.unregister()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        if not self.settings.stdio_root:  # a temporary root of its own
+            shutil.rmtree(self.stdio_root.folder, ignore_errors=True)
+        await observability.stop(self.metrics_server, self.probes)
         log.info("executor %s: stopped", self.instance)
 
     def _gauges(self) -> Iterator[metrics.Sample]:
@@ -262,16 +282,11 @@ class ExecutorService:
         return Upstream(
             name,
             config,
-            connect_timeout=self.settings.connect_timeout,
-            max_backoff=self.settings.reconnect_max_backoff,
+            self._upstream_settings,
             publish=publish,
-            health_interval=self.settings.health_interval,
-            agents=AgentLink(self._nc, name),
+            agents=AgentLink(self._nc, name, self.interceptors.outgoing),
             oauth=oauth,
-            lean_calls=self.settings.lean_calls,
-            max_result=self.settings.max_result_bytes,
             interceptors=self.interceptors,
-            catalog_heartbeat=self.settings.catalog_heartbeat,
         )
 
     async def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
@@ -375,19 +390,14 @@ class ExecutorService:
     async def _on_cancel(self, msg: Msg) -> None:
         """Every replica hears it; the one running the call abandons it (the SDK then sends the
         upstream `notifications/cancelled`) and answers with a `cancelled` outcome."""
-        try:
-            call_id = CancelExecution.model_validate_json(msg.data).id
-        except ValidationError:
-            return
-        task = self._running.get(call_id)
-        if task is not None and not task.done():
-            self._cancelled.add(call_id)
-            task.cancel()
+        cancel = CancelExecution.parsed(msg.data)
+        if cancel is not None:
+            self.calls.running.cancel(cancel.id)
 
     def _servers_revision(self) -> int:
         return self._servers_watch.revision if self._servers_watch is not None else 0
 
-    async def _handle(self, msg: Msg, reply: str | None, parsed: ToolCall | UpstreamRequest | None = None) -> None:
+    async def _handle(self, msg: Msg, reply: str | None, parsed: Routed | None = None) -> None:
         if msg.subject == subjects.EXEC_LLM:
             await self._handle_llm(msg)
             return
@@ -408,9 +418,8 @@ class ExecutorService:
         else:
             version = request.version
             started = time.perf_counter()
-            outcome = await self._run(msg, request)
-            method = "tools/call" if isinstance(request, ToolCall) else request.method
-            metrics.observe("executor", method, outcome_label(outcome), time.perf_counter() - started)
+            outcome = await self.calls.run(Call(request, msg))
+            metrics.observe("executor", request.rpc_method, outcome_label(outcome), time.perf_counter() - started)
         if reply and self._nc is not None:
             try:
                 outcome = for_the_wire(outcome, version)
@@ -458,42 +467,6 @@ class ExecutorService:
             except Exception as exc:
                 log.warning("llm request %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
 
-    async def _run(self, msg: Msg, request: ToolCall | UpstreamRequest) -> CallOutcome:
-        assert self._acks is not None
-        if not self._acks.admit(msg) or time.time() >= request.deadline:
-            # policy has failed this call already (a paused or overloaded executor got it late):
-            # running it now would do what the agent was told had failed
-            log.warning("request %s to %s arrived after policy stopped waiting; not run", request.id, request.server)
-            return too_late(request.id, "executor")
-        if isinstance(request, ToolCall) and request.arguments_blob is not None:
-            try:
-                request.arguments = await self._arguments(request.arguments_blob)
-            except Exception as exc:
-                problem = f"the call's arguments could not be fetched: {describe_exception(exc)}"
-                return refusal(request, ErrorKind.GATEWAY_UNAVAILABLE, problem)
-        task = asyncio.current_task()
-        assert task is not None  # always: this runs in the task `_on_call` created
-        self._running[request.id] = task
-        try:
-            if self.interceptors.on_calls:
-                return await self._intercepted(request)
-            return await self._execute(request)
-        except asyncio.CancelledError:
-            if request.id not in self._cancelled:
-                raise  # the executor is stopping
-            task.uncancel()
-            return refusal(request, ErrorKind.CANCELLED, "the agent cancelled the request", "may_have_run")
-        finally:
-            self._running.pop(request.id, None)
-            self._cancelled.discard(request.id)
-
-    async def _arguments(self, name: str) -> dict[str, Any]:
-        assert self._blobs is not None
-        arguments = orjson.loads(await self._blobs.take(name, self.settings.max_result_bytes))
-        if not isinstance(arguments, dict):
-            raise ValueError("the stored arguments are not an object")
-        return arguments
-
     async def _oversized(self, outcome: CallOutcome, size: int) -> CallOutcome:
         """An outcome too large for one NATS message: its result goes through the object store, up
         to `max_result_bytes`; beyond that (or if it cannot be stored) the agent hears why at once."""
@@ -518,23 +491,3 @@ class ExecutorService:
             )
             return undeliverable(outcome, ErrorKind.GATEWAY_UNAVAILABLE, message)
         return outcome.model_copy(update={"raw_result": None, "result_blob": name})
-
-    async def _intercepted(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
-        """`_execute` through the interceptors' before and after hooks (a server that is not configured
-        is refused as it would be without them)."""
-        upstream = self._upstreams.get(request.server)
-        if upstream is None:
-            return await self._execute(request)
-        return await self.interceptors.run(request, upstream.config, lambda: self._execute(request))
-
-    async def _execute(self, request: ToolCall | UpstreamRequest) -> CallOutcome:
-        upstream = self._upstreams.get(request.server)
-        if upstream is None:
-            return refusal(request, ErrorKind.UNKNOWN_TOOL, f"no server named {request.server!r} is configured")
-        try:
-            if upstream.config.per_user:  # never over the shared session: the caller's own, or none
-                return await self._users.run(upstream, request)
-            return await (upstream.call(request) if isinstance(request, ToolCall) else upstream.request(request))
-        except Exception:
-            log.exception("request %s to %s failed unexpectedly", request.id, request.server)
-            return refusal(request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")

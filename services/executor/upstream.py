@@ -1,281 +1,401 @@
-"""One upstream server as the executor service sees it, whatever its kind: its session (kept by a
-`SessionKeeper`, opened through the kind's `Connector`), its circuit breaker, and the calls on it:
-`tools/call` (checked, retried when safe) and the other routed requests, each through the breaker.
+"""One upstream server as the executor sees it, whatever its kind: its live session, kept by one
+dedicated task, its listing, its circuit breaker, and what calls on it share (the agents of the
+calls in flight, resource subscriptions). Calls reach it through the executor's call path
+(`call_path`), from many other tasks, and only use the live session (`session`).
+
+A kind's sessions are context managers that must be entered and exited by the same task, so one
+task (`_run`) owns them for the server's whole life: it opens a session through the server's
+`Connector` (`upstreams.registry`), lists what the server offers, publishes it, health-checks an
+idle session and reconnects with backoff (`reconnect`) when the session ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
+from enum import StrEnum
 from typing import Any
 
-from libs.common import tracing
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
+import anyio
 
-from .agents import ActiveCall, AgentLink
+from libs.common.config import ServerConfig
+from libs.common.egress import EgressRules
+from libs.common.messages import ServerCatalog
+
+from .agents import AgentLink
 from .breaker import CircuitBreaker
-from .budgets import call_budget
+from .catalog_publisher import CatalogPublisher, Snapshot
+from .error_mapping import describe_exception
 from .interceptors.chain import InterceptorChain
 from .oauth_tokens import OAuthTokens
-from .replies import refusal
-from .resilience import BREAKER_FAILURES, circuit_open_message, retry_safe, with_retries
-from .session_keeper import SessionKeeper, State
-from .tools import ToolSet
-from .upstreams.interface import CallContext, UpstreamSession
+from .tools import ExposurePolicy, ToolSet
+from .upstreams.interface import Features, Listing, SessionHooks, UpstreamSession, UpstreamSettings
+from .upstreams.last_words import LastWords, configured_secrets
+from .upstreams.reconnect import Backoff, keep_reconnecting
+from .upstreams.registry import connector_for
 
-__all__ = ["Publish", "State", "Upstream"]
+__all__ = ["Publish", "State", "Upstream", "UpstreamSettings"]
 
 log = logging.getLogger(__name__)
+
+_STABLE_AFTER = 10.0
+"""A session that lived this long resets the backoff: its loss is news, not a crash loop."""
+
+
+_RELIST_SHARE = 10
+"""A server that takes long to list (thousands of tools, a slow link) waits at least this many times
+its listing's time before the next scheduled one, so re-listing never takes more than about a tenth
+of its session's time (docs/supply-chain.md)."""
+
+
+class State(StrEnum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    DOWN = "down"
+    STOPPED = "stopped"
+
 
 Publish = Callable[["Upstream", ServerCatalog], Awaitable[bool]]
 
 
 class Upstream:
-    """One server's session and the calls on it; `call()` and `request()` are safe from any task."""
+    """One server's session and what calls on it share; `session` is the live one (None while
+    there is none). Safe to read from any task."""
 
     def __init__(
         self,
         name: str,
         config: ServerConfig,
+        settings: UpstreamSettings,
         *,
-        connect_timeout: float,
-        max_backoff: float,
         publish: Publish,
-        health_interval: float = 15.0,
         agents: AgentLink | None = None,
         oauth: OAuthTokens | None = None,
-        lean_calls: bool = True,
-        max_result: int | None = None,
         interceptors: InterceptorChain | None = None,
-        catalog_heartbeat: float = 10.0,
     ) -> None:
         self.name = name
+        self.config = config
+        self.settings = settings
         self.agents = agents or AgentLink(None, name)
         """Routes what the server sends during a call back to that call's agent."""
-        self._subscriptions: dict[str, set[str]] = {}
+        self.subscriptions: dict[str, set[str]] = {}
         """Resource URI -> agent sessions subscribed to it through this executor; the upstream is
         subscribed while the set is non-empty, and again after every reconnect."""
-        self.lean_calls = lean_calls
+        self.lean_calls = settings.lean_calls
         """Send `tools/call` the session's lean way where it has one (`lean.py`); False: always the SDK's."""
-        self.keeper = SessionKeeper(
+        self._interceptors = interceptors
+        """Their listing hooks see every listing before it is published (`interceptors.chain`)."""
+        self._oauth = oauth
+        """Adds the server's OAuth access token to its requests (None: no OAuth for this server)."""
+        if oauth is not None:
+            oauth.on_lost = self._on_transport_end
+        self.features = Features()
+        self.withheld: tuple[str, ...] = ()
+        self.tools: ToolSet | None = None
+        """Last listing (kept while reconnecting, so bad calls are still refused locally)."""
+        self.protocol_version: str | None = None
+        self.policy = ExposurePolicy(config.tools)
+        self._listed: list[dict[str, Any]] = []
+        """Every tool the server listed (as the listing interceptors left them), before `config.tools` filtering."""
+        self._catalog = CatalogPublisher(
+            name, lambda catalog: publish(self, catalog), self._snapshot, settings.catalog_heartbeat
+        )
+        self.session: UpstreamSession | None = None
+        self.last_words = LastWords(configured_secrets(config))
+        """What the server last said about itself, published with its status when it is unavailable."""
+        self._connector = connector_for(
             name,
             config,
-            agents=self.agents,
-            subscriptions=self._subscriptions,
-            connect_timeout=connect_timeout,
-            max_backoff=max_backoff,
-            publish=lambda catalog: publish(self, catalog),
-            health_interval=health_interval,
-            oauth=oauth,
-            max_result=max_result,
-            interceptors=interceptors,
-            catalog_heartbeat=catalog_heartbeat,
+            SessionHooks(
+                settings,
+                agents=self.agents,
+                on_end=self._on_transport_end,
+                on_list_changed=self.relist,
+                on_unauthorized=self._on_unauthorized,
+                auth=oauth,
+                subscriptions=self.subscriptions,
+                last_words=self.last_words,
+                egress=EgressRules([*settings.egress_allowed, *config.allow_private_hosts]),
+            ),
         )
-        self.breaker: CircuitBreaker = self.keeper.breaker
-
-    @property
-    def config(self) -> ServerConfig:
-        return self.keeper.config
+        self._state = State.CONNECTING
+        self._error = "connecting"
+        self._settled = asyncio.Event()
+        self._wake = anyio.Event()
+        self._closed = False
+        self._relist = False
+        self._ready_at: float | None = None
+        self._failures = 0
+        self._scope = anyio.CancelScope()
+        self._task: asyncio.Task[None] | None = None
+        self._health_interval = settings.health_interval
+        self._drift_interval = settings.drift_interval if settings.drift_interval > 0 else math.inf
+        """Seconds between scheduled re-listings: an upstream that changes without announcing it."""
+        self._raw: Listing | None = None
+        """The last listing as the server sent it, so a scheduled re-listing that finds it unchanged
+        costs no decision and no publish."""
+        self._unauthorized = False
+        """The last finished connection attempt got HTTP 401 (health "needs_auth"). It changes only
+        when an attempt ends, so health never flaps to "down" while the next attempt is under way."""
+        self._attempt_unauthorized = False
+        """The attempt under way got HTTP 401."""
+        self._last_ok = 0.0
+        self.connects = 0
+        """Connection attempts so far (tests count restarts with it)."""
+        breaker = config.circuit_breaker
+        self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout, on_change=self._catalog.dirty)
 
     @property
     def state(self) -> State:
-        return self.keeper.state
-
-    @property
-    def session(self) -> UpstreamSession | None:
-        """The live session, if there is one."""
-        return self.keeper.session
-
-    @property
-    def tools(self) -> ToolSet | None:
-        return self.keeper.tools
-
-    @property
-    def connects(self) -> int:
-        """Connection attempts so far (tests count restarts with it)."""
-        return self.keeper.connects
+        return self._state
 
     @property
     def needs_auth(self) -> bool:
-        return self.keeper.needs_auth
+        """Down because the server answered HTTP 401 and no usable token could be had."""
+        return self._state is State.DOWN and self._unauthorized
 
     @property
     def authorize_url(self) -> str | None:
-        return self.keeper.authorize_url
-
-    def start(self) -> None:
-        self.keeper.start()
-
-    async def stop(self) -> None:
-        await self.keeper.stop()
+        """While `needs_auth` on a per-user session: the link its user opens (`oauth_tokens.OAuthTokens`)."""
+        return self._oauth.authorize_url if self._oauth is not None and self.needs_auth else None
 
     def reconfigurable(self, config: ServerConfig) -> bool:
         """True when `config` differs from ours only in what `reconfigure` applies without reconnecting."""
         live = ("tools", "timeout", "retries", "circuit_breaker", "namespace")
-        current = self.keeper.config
-        return config.model_copy(update={k: getattr(current, k) for k in live}) == current
+        return config.model_copy(update={k: getattr(self.config, k) for k in live}) == self.config
 
-    def relist(self) -> None:
-        """List the server again soon, and publish what the listing interceptors leave of it."""
-        self.keeper.relist()
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"upstream:{self.name}")
+        self._catalog.start()
 
     async def reconfigure(self, config: ServerConfig) -> None:
-        """Apply new `tools` patterns, `timeout`, retries and breaker settings to the live session."""
-        await self.keeper.reconfigure(config)
+        """Apply new `tools` patterns, `timeout`, retries and breaker settings to the live session,
+        and republish the catalog."""
+        self.config = config
+        self.policy = ExposurePolicy(config.tools)
+        self.breaker.configure(config.circuit_breaker.failure_threshold, config.circuit_breaker.reset_timeout)
+        if self.tools is not None:
+            self.tools = ToolSet(self._listed, self.policy, previous=self.tools)
+            if self._state is State.READY:
+                await self._catalog.publish("ready")
 
-    # ------------------------------------------------------------------ calls (any task)
+    async def stop(self) -> None:
+        """Close the session (a stdio child is stopped and reaped) and wait until it is gone."""
+        self._scope.cancel()
+        await self._catalog.stop()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._error = f"server {self.name!r} was removed from the configuration"
+        self._set_state(State.STOPPED)
 
-    async def call(self, call: ToolCall) -> CallOutcome:
-        keeper = self.keeper
-        budget = call_budget(call.timeout, keeper.config.timeout, time.time() - call.sent_at)
-        if not keeper.policy.allows(call.tool):
-            return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        tools = keeper.tools
-        retries = keeper.config.retries if tools is not None and retry_safe(tools.definition(call.tool)) else 0
-        active = _active_call(call.id, call.stream, call.client, call.meta, budget)
-        with self.agents.running(active):
-            outcome = await with_retries(
-                lambda: self._attempt(call, deadline, budget, active),
-                retries=retries,
-                deadline=deadline,
-                clock=loop.time,
-            )
-        if outcome.events != active.events:  # mostly both 0: no pydantic assignment then
-            outcome.events = active.events
-        return outcome
+    def relist(self) -> None:
+        """List the server again soon (it announced a change, or a call found our copy stale)."""
+        self._relist = True
+        self._poke()
 
-    async def request(self, request: UpstreamRequest) -> CallOutcome:
-        """A routed request other than `tools/call`; never retried (reads are cheap to re-ask,
-        but `resources/subscribe` bookkeeping must not run twice)."""
-        budget = call_budget(request.timeout, self.keeper.config.timeout, time.time() - request.sent_at)
-        deadline = asyncio.get_running_loop().time() + budget
-        if not await self.keeper.settled(deadline):
-            return _still_connecting(request, self.name)
-        method, uri = request.method, request.params.get("uri")
-        if method in ("resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
-            return await self._subscription(request, uri, deadline, budget)
-        active = _active_call(request.id, request.stream, request.client, request.params.get("_meta"), budget)
-        context = CallContext(deadline, budget, active)
-        with self.agents.running(active):
-            outcome = await self._send(lambda session: session.request(request, context), request.id, method)
-        outcome.events = active.events
-        return outcome
+    def succeeded(self) -> None:
+        """A call just got an answer: the session works (no health check needed for a while)."""
+        self._last_ok = asyncio.get_running_loop().time()
 
-    async def _subscription(self, request: UpstreamRequest, uri: str, deadline: float, budget: float) -> CallOutcome:
-        """Subscribe upstream for the first agent session only, unsubscribe after the last one; a
-        session that follows resources by one filter (2026-07-28) has that filter updated instead."""
-        subscriber = request.subscriber or request.id
-        session = self.keeper.session
-        style = session.subscription_style if session is not None else "requests"
-        if session is not None and style != "requests":
-            return await self._follow(request, uri, subscriber, session, deadline)
-        holders = self._subscriptions.setdefault(uri, set())
-        if request.method == "resources/subscribe":
-            first = not holders
-            holders.add(subscriber)
-            if not first:
-                return CallOutcome(id=request.id, result={}, decided_by="executor")
+    async def settled(self, deadline: float) -> bool:
+        """Wait (until event-loop time `deadline`) while a connection attempt is under way; False if
+        it still is."""
+        if self._state is State.CONNECTING:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._settled.wait()
+            except TimeoutError:
+                return False
+        return True
+
+    def unavailable_reason(self) -> str:
+        if self._state is State.STOPPED:
+            return self._error
+        return f"server {self.name!r} is unavailable: {self._error}"
+
+    # ------------------------------------------------------------------ the owning task
+
+    def _set_state(self, state: State) -> None:
+        if (state is State.READY) != (self._state is State.READY):
+            self._catalog.dirty()
+        self._state = state
+        if state is State.CONNECTING:
+            self._settled.clear()
         else:
-            holders.discard(subscriber)
-            if holders:
-                return CallOutcome(id=request.id, result={}, decided_by="executor")
-            self._subscriptions.pop(uri, None)
-        context = CallContext(deadline, budget)
-        outcome = await self._send(lambda session: session.request(request, context), request.id, request.method)
-        if outcome.error is not None and request.method == "resources/subscribe":
-            holders.discard(subscriber)
-            if not holders:
-                self._subscriptions.pop(uri, None)
-        return outcome
+            self._settled.set()
 
-    async def _follow(
-        self, request: UpstreamRequest, uri: str, subscriber: str, session: UpstreamSession, deadline: float
-    ) -> CallOutcome:
-        if session.subscription_style == "none":
-            return _refused(
-                request.id, ErrorKind.UPSTREAM_ERROR, f"server {self.name!r} does not support resource subscriptions"
-            )
-        if request.method == "resources/subscribe":
-            self._subscriptions.setdefault(uri, set()).add(subscriber)
-        elif (holders := self._subscriptions.get(uri)) is not None:
-            holders.discard(subscriber)
-            if not holders:
-                del self._subscriptions[uri]
-        within = max(deadline - asyncio.get_running_loop().time(), 0.0)
-        if not await session.follow(self._subscriptions, within) and request.method == "resources/subscribe":
-            return _refused(
-                request.id,
-                ErrorKind.UPSTREAM_TIMEOUT,
-                f"server {self.name!r} did not acknowledge the subscription in time",
-            )
-        return CallOutcome(id=request.id, result={}, decided_by="executor")
+    def _poke(self) -> None:
+        self._wake.set()
 
-    async def _send(
-        self, send: Callable[[UpstreamSession], Awaitable[CallOutcome]], request_id: str, method: str = "tools/call"
-    ) -> CallOutcome:
-        """Ask the breaker, send on the live session, tell the breaker how it went."""
-        keeper = self.keeper
-        session = keeper.session
-        if session is None:  # known to be down: the reconnect loop, not a probe, finds out when it is back
-            return _refused(request_id, ErrorKind.UPSTREAM_UNAVAILABLE, keeper.unavailable_reason())
-        breaker = self.breaker
-        if not breaker.allow():
-            message = circuit_open_message(self.name, breaker.seconds_to_probe())
-            return _refused(request_id, ErrorKind.CIRCUIT_OPEN, message)
-        outcome: CallOutcome | None = None
+    def _on_transport_end(self) -> None:
+        self._closed = True
+        if self._state is State.READY:
+            self._set_state(State.CONNECTING)  # calls arriving now wait for the reconnect
+        self._poke()
+
+    def _on_unauthorized(self) -> None:
+        self._attempt_unauthorized = True
+
+    async def _run(self) -> None:
         try:
-            # the upstream request's `_meta.traceparent` names this span (`upstreams.mcp_calls`)
-            with tracing.client_span("executor", f"upstream {self.name} {method}"):
-                outcome = await send(session)
-        finally:
-            kind = None if outcome is None or outcome.error is None else outcome.error.kind
-            if outcome is None or kind is ErrorKind.INTERNAL:
-                breaker.release()  # cancelled, or our own bug: says nothing about the server
-            elif kind in BREAKER_FAILURES:
-                breaker.failure()
-            else:
-                breaker.success()
-                keeper.succeeded()
-        return outcome
+            with self._scope:
+                await keep_reconnecting(self._attempt, self.settings.max_backoff)
+        except BaseException as exc:
+            if not isinstance(exc, asyncio.CancelledError | GeneratorExit):
+                log.exception("upstream %s: connection task crashed", self.name)
+            raise
 
-    async def _attempt(self, call: ToolCall, deadline: float, budget: float, active: ActiveCall) -> CallOutcome:
-        """One try: wait for a session, check the call, ask the breaker, send, tell the breaker."""
-        keeper = self.keeper
-        if not await keeper.settled(deadline):
-            return _still_connecting(call, self.name)
-        tools = keeper.tools
-        if tools is not None:
-            if call.tool not in tools:
-                return refusal(call, ErrorKind.UNKNOWN_TOOL, f"server {self.name!r} has no tool {call.tool!r}")
-            problem = tools.check_arguments(call.tool, call.arguments)
-            if problem is not None:
-                return refusal(call, ErrorKind.INVALID_ARGUMENTS, problem)
-        context = CallContext(deadline, budget, active, self.lean_calls)
-        return await self._send(lambda session: session.call_tool(call, context), call.id)
+    async def _attempt(self) -> None:
+        """One connection attempt and the session it leads to. Returns when a session that lived long
+        enough ends (reconnect at once); raises `Backoff` otherwise (`reconnect.keep_reconnecting`)."""
+        self._set_state(State.CONNECTING)
+        try:
+            await self._serve_session()
+            reason = "the server closed the connection"
+        except Exception as exc:
+            reason = describe_exception(exc)
+            self._unauthorized = self._attempt_unauthorized
+            if self._unauthorized:
+                reason = (
+                    f"the server answered HTTP 401: {self._oauth.problem}"
+                    if self._oauth is not None and self._oauth.problem
+                    else "the server answered HTTP 401: it needs credentials (set them in the server's `headers`)"
+                )
+        if self._ready_at is not None:
+            log.warning("upstream %s: session lost (%s); reconnecting", self.name, reason)
+            if time.monotonic() - self._ready_at >= _STABLE_AFTER:
+                self._failures = 0
+                return
+            self._failures += 1
+            raise Backoff(reason)
+        self._failures += 1
+        self._connector.attempt_failed()
+        if not self._unauthorized:  # up but not authorized: calls must not wait for the breaker
+            self.breaker.failure()
+        level = logging.WARNING if reason != self._error or self._failures == 1 else logging.DEBUG
+        log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, self._failures)
+        self._error = reason
+        self._set_state(State.DOWN)
+        await self._catalog.publish("unavailable", reason, self.last_words.lines())
+        raise Backoff(reason)
 
+    async def _serve_session(self) -> None:
+        """Connect, list, publish, then wait until the session ends (returns) or fails (raises)."""
+        self._closed = self._relist = self._attempt_unauthorized = False
+        self._ready_at = None
+        self.connects += 1
+        timeout = self.settings.connect_timeout
+        with anyio.CancelScope(deadline=anyio.current_time() + timeout) as connect_scope:
+            async with self._connector.open() as session:
+                await self._list(session)
+                connect_scope.deadline = math.inf
+                self.protocol_version = session.protocol_version
+                self.session = session
+                self._ready_at = time.monotonic()
+                self.succeeded()
+                self._unauthorized = False  # a 401 answered by an OAuth retry is not "needs auth"
+                self._set_state(State.READY)
+                assert self.tools is not None
+                log.info(
+                    "upstream %s: ready over %s (protocol %s, %d tools exposed)",
+                    self.name,
+                    self.config.transport,
+                    session.protocol_version,
+                    len(self.tools),
+                )
+                await self._catalog.publish("ready")
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(session.run)
+                        await self._watch(session)
+                        tg.cancel_scope.cancel()
+                finally:
+                    self.session = None
+        if connect_scope.cancelled_caught and self._ready_at is None:
+            raise TimeoutError(f"no MCP session within {timeout:g} seconds")
 
-def _refused(request_id: str, kind: ErrorKind, message: str) -> CallOutcome:
-    return CallOutcome(
-        id=request_id, error=GatewayError(kind=kind, message=message), decided_by="executor", execution="not_run"
-    )
+    async def _watch(self, session: UpstreamSession) -> None:
+        next_poll = anyio.current_time() + self._drift_interval
+        while not self._closed:
+            if self._relist or anyio.current_time() >= next_poll:
+                forced, self._relist = self._relist, False
+                began = anyio.current_time()
+                await self._relist_now(session, forced)
+                took = anyio.current_time() - began
+                next_poll = began + took + max(self._drift_interval, _RELIST_SHARE * took)
+                continue
+            self._wake = anyio.Event()
+            if not (self._closed or self._relist):
+                with anyio.move_on_after(min(self._health_interval, next_poll - anyio.current_time())):
+                    await self._wake.wait()
+                idle = asyncio.get_running_loop().time() - self._last_ok
+                if not (self._closed or self._relist or self._wake.is_set()) and idle >= self._health_interval:
+                    if not await self._ping(session):
+                        return  # ends the session: `_run` reconnects
 
+    async def _relist_now(self, session: UpstreamSession, forced: bool) -> None:
+        """List the server again: `forced` (it announced a change, a pin changed) decides and publishes
+        whatever it lists; a scheduled re-listing only when the server lists something else."""
+        # a scheduled one waits no longer than a health ping would: a frozen server is for the ping to find
+        within = (
+            self.settings.connect_timeout
+            if forced
+            else min(self.settings.connect_timeout, max(self._health_interval, 1.0))
+        )
+        try:
+            with anyio.fail_after(within):
+                changed = await self._list(session, forced)
+        except Exception as exc:
+            log.warning("upstream %s: re-listing tools failed (%s)", self.name, describe_exception(exc))
+            return
+        self.succeeded()
+        if changed:
+            if not forced:
+                log.warning("upstream %s: its definitions changed without a notification", self.name)
+            await self._catalog.publish("ready")
 
-def _still_connecting(request: ToolCall | UpstreamRequest, server: str) -> CallOutcome:
-    return _refused(request.id, ErrorKind.UPSTREAM_UNAVAILABLE, f"server {server!r} is still connecting")
+    async def _ping(self, session: UpstreamSession) -> bool:
+        """Health check of an idle session. While the breaker is open the ping doubles as its
+        probe, so a server that recovers is trusted again without waiting for traffic."""
+        probe = self.breaker.allow()
+        problem = await session.ping(min(self.settings.connect_timeout, max(self._health_interval, 1.0)))
+        if problem is not None:
+            log.warning("upstream %s: health check failed (%s); reconnecting", self.name, problem)
+        else:
+            self.succeeded()
+        if probe:
+            self.breaker.failure() if problem is not None else self.breaker.success()
+        return problem is None
 
+    async def _list(self, session: UpstreamSession, forced: bool = True) -> bool:
+        """List, decide and keep what the server offers; False when not `forced` and the server
+        listed exactly what it did last time (nothing decided again)."""
+        raw: Listing = await session.list()
+        if not forced and raw == self._raw:
+            return False
+        listing = raw
+        chain = self._interceptors
+        if chain is not None and chain.on_listings:
+            listing = await chain.at_listing(self.name, self.config, raw)
+        self._raw = raw  # only once decided: a listing the interceptors failed on is decided again
+        self.features = listing.features
+        self.withheld = listing.withheld
+        self._listed = listing.tools
+        self.tools = ToolSet(listing.tools, self.policy, previous=self.tools)
+        return True
 
-def _active_call(request_id: str, stream: str | None, client: list[str], meta: Any, budget: float) -> ActiveCall:
-    token = meta.get("progressToken") if isinstance(meta, dict) else None
-    return ActiveCall(
-        request_id,
-        stream,
-        frozenset(client),
-        time.monotonic() + budget,
-        progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None,
-    )
+    def _snapshot(self) -> Snapshot:
+        return Snapshot(
+            self.tools,
+            self.protocol_version,
+            self._state is State.READY,
+            self.breaker,
+            self.features,
+            self.config.namespace,
+            self._unauthorized,
+            self.withheld,
+            self.config.tasks,
+        )

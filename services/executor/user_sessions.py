@@ -21,8 +21,7 @@ from typing import Any
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, ServerCatalog, ToolCall, UpstreamRequest
-from libs.common.oauth_upstream import with_authorize_url
+from libs.common.messages import CallOutcome, Routed, ServerCatalog
 
 from .replies import refusal
 from .upstream import Upstream
@@ -50,8 +49,9 @@ class UserSessions:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    async def run(self, shared: Upstream, request: ToolCall | UpstreamRequest) -> CallOutcome:
-        """Send `request` to a per-user server over the calling user's own session."""
+    def session_for(self, shared: Upstream, request: Routed) -> tuple[tuple[str, str], Upstream] | CallOutcome:
+        """The calling user's own session to the per-user server `shared` (and its key for
+        `close`), or the refusal of a request that names no user."""
         user = request.caller.user_id
         if user is None:
             message = (
@@ -59,30 +59,24 @@ class UserSessions:
                 "(an OAuth login, or a key bound to a user)"
             )
             return refusal(request, ErrorKind.FORBIDDEN, message)
-        session = self._session(shared, user)
-        outcome = await (session.call(request) if isinstance(request, ToolCall) else session.request(request))
-        if session.needs_auth:
-            if outcome.error is not None and (link := session.authorize_url):
-                outcome.error.data = with_authorize_url(outcome.error.data, link)
-            self._close((shared.name, user))
-        return outcome
+        return (shared.name, user), self._session(shared, user)
 
     def _session(self, shared: Upstream, user: str) -> Upstream:
         key = (shared.name, user)
         session = self._sessions.get(key)
         if session is not None and session.config != shared.config:
-            self._close(key)
+            self.close(key)
             session = None
         if session is None:
             session = self._sessions[key] = self._make(shared.name, shared.config, user)
             session.start()
             log.info("server %s: opened a per-user session (%d open)", shared.name, len(self._sessions))
             while len(self._sessions) > self._limit:
-                self._close(next(iter(self._sessions)))
+                self.close(next(iter(self._sessions)))
         self._sessions.move_to_end(key)
         return session
 
-    def _close(self, key: tuple[str, str]) -> None:
+    def close(self, key: tuple[str, str]) -> None:
         session = self._sessions.pop(key, None)
         if session is not None:
             task = asyncio.create_task(session.stop())
@@ -92,7 +86,7 @@ class UserSessions:
     def close_server(self, server: str) -> None:
         """The server was removed or reconfigured: its users' sessions go with it."""
         for key in [k for k in self._sessions if k[0] == server]:
-            self._close(key)
+            self.close(key)
 
     def relist(self, server: str | None = None) -> None:
         """Every open session (of `server`, or of every server) lists its server again (the listing
@@ -103,6 +97,6 @@ class UserSessions:
 
     async def stop(self) -> None:
         for key in list(self._sessions):
-            self._close(key)
+            self.close(key)
         if self._closing:
             await asyncio.gather(*set(self._closing), return_exceptions=True)

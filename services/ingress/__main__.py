@@ -5,11 +5,9 @@ from __future__ import annotations
 from libs.common.runner import run_from_environment
 from libs.common.settings import IngressSettings
 
-from .service import IngressService
-
 
 def main() -> None:
-    run_from_environment("ingress", IngressSettings, IngressService)
+    run_from_environment("ingress", IngressSettings, "services.ingress.service:IngressService")
 
 
 if __name__ == "__main__":

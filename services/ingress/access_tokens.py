@@ -29,6 +29,7 @@ from joserfc.jwk import KeySet
 from libs.common.kvwatch import decode_value
 from libs.common.messages import Caller
 from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
+from libs.common.refusals import RefusalReason
 
 from .keys import AuthFailure, KeyDirectory, bearer_challenge
 from .owners import Owners
@@ -44,8 +45,12 @@ _LEEWAY = 30
 """Seconds of clock skew tolerated between the oauth service and this replica."""
 
 
-def _invalid(message: str) -> AuthFailure:
-    return AuthFailure("invalid_token", f"invalid access token: {message}")
+def _invalid(message: str, reason: RefusalReason = "invalid") -> AuthFailure:
+    return AuthFailure("invalid_token", f"invalid access token: {message}", reason=reason)
+
+
+_EXPIRED = _invalid("the access token has expired; refresh it or log in again", "expired")
+_REVOKED = _invalid("the access token has been revoked; log in again", "revoked")
 
 
 class AccessTokens:
@@ -106,9 +111,9 @@ class AccessTokens:
         user_id, jti, expires_at = known
         if expires_at + _LEEWAY < time.time():
             self._verified.pop(token, None)
-            return _invalid("the access token has expired; refresh it or log in again")
+            return _EXPIRED
         if self.is_revoked(jti):
-            return _invalid("the access token has been revoked; log in again")
+            return _REVOKED
         team_id, customer_id = self._owners.of(user_id)
         return Caller(
             key_id=USER_CALLER_PREFIX + user_id,
@@ -141,7 +146,7 @@ class AccessTokens:
         try:
             registry.validate(claims)
         except ExpiredTokenError:
-            return _invalid("the access token has expired; refresh it or log in again")
+            return _EXPIRED
         except InvalidClaimError as exc:
             if exc.claim == "aud":
                 return _invalid(f"the access token is for another resource, not {audience}")

@@ -1,5 +1,5 @@
 """The audit event each request that reached an audited handler ends in, built from what the
-handler knows (`audit_event`, `AuditRecorder`); which methods owe one (`AUDITED`), and what their
+handler knows (`AuditRecorder`); which methods owe one (`AUDITED`), and what their
 metrics say.
 
 The handlers build the events; the `/mcp` pipeline emits them, in one place
@@ -24,7 +24,6 @@ __all__ = [
     "TOOL_ERROR",
     "AuditRecorder",
     "Ending",
-    "audit_event",
     "audit_name",
     "failure",
     "metrics_outcome",
@@ -37,9 +36,20 @@ AUDITED = {
     "resources/subscribe": "resource_subscribe",
     "resources/unsubscribe": "resource_subscribe",
     "completion/complete": "completion",
+    # MCP tasks: `action` names the method, `target` the task, `parent_id` the call that made it
+    "tasks/get": "task",
+    "tasks/result": "task",
+    "tasks/cancel": "task",
+    "tasks/update": "task",
 }
 """Methods whose every request that reaches its handler ends in exactly one audit event, and its kind."""
-_DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
+_DENIED = (
+    ErrorKind.FORBIDDEN,
+    ErrorKind.KEY_REVOKED,
+    ErrorKind.RATE_LIMITED,
+    ErrorKind.BUDGET_EXCEEDED,
+    ErrorKind.APPROVAL_REQUIRED,
+)
 TOOL_ERROR: Final = "tool_error"
 """The `error_kind` of a request whose upstream answered with an error result (`isError`): the
 tool ran and reported a failure, as opposed to a gateway error kind (`ErrorKind`)."""
@@ -57,48 +67,9 @@ class Ending:
     cost_usd: float | None = None
     interceptions: list[InterceptorDecision] | None = None
     """What the executor's interceptors decided (`CallOutcome.interceptions`)."""
-
-
-def audit_event(
-    ctx: RequestContext,
-    kind: str,
-    name: str,
-    server: str | None,
-    tool: str | None,
-    ending: Ending,
-    content: dict[str, Any],
-) -> AuditEvent:
-    """The event of one request; `content` is `audit_content.content_fields` of its arguments and result."""
-    error = ending.error
-    if error is not None:
-        status = "denied" if error.kind in _DENIED else "error"
-        code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
-    else:
-        status = TOOL_ERROR if ending.tool_error else "ok"
-        code = None
-    # validated from one dict: `AuditEvent(**fields)` validates the same, ~1 µs slower (keyword
-    # arguments packed again, then validated into an instance made beforehand)
-    fields = {
-        "event_id": ctx.audit_id or new_id(),
-        "kind": kind,
-        "trace_id": ctx.trace_id,
-        "key_id": ctx.caller.key_id,
-        "key_name": ctx.caller.key_name,
-        "server": server or "",
-        "tool": tool or "",
-        "name": name,
-        "status": status,
-        "error_kind": error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
-        "error_code": code,
-        "error": error.message if error else None,
-        "latency_ms": (time.perf_counter() - ctx.started) * 1000,
-        "upstream_ms": ending.upstream_ms,
-        "request_bytes": ctx.request_bytes,
-        "execution": ending.execution or ("ran" if error is None else "not_run"),
-        "cost_usd": ending.cost_usd,
-        "interceptions": ending.interceptions or [],
-    }
-    return AuditEvent.model_validate(fields | ctx.caller.owner() | content)
+    policy_id: str | None = None
+    approval_id: str | None = None
+    """The Cedar policy that decided, and the approval waited for (`CallOutcome`'s)."""
 
 
 def audit_name(params: Any) -> str:
@@ -128,7 +99,7 @@ def metrics_outcome(payload: dict[str, Any], audit: AuditEvent | None) -> str:
 
 
 class AuditRecorder:
-    """Builds the events of one replica's requests: `audit_event` with the request's content as the
+    """Builds the events of one replica's requests, with the request's content as the
     deployment and the key say; counts every event owed and journals it before it is forwarded."""
 
     def __init__(self, *, content: bool = True, limit: int | None = None, journal: AuditJournal | None = None) -> None:
@@ -178,7 +149,38 @@ class AuditRecorder:
     ) -> AuditEvent:
         """The event of a request; `arguments` as a value or as its `audit_content.to_json` bytes."""
         content = content_fields(arguments, result, keep=self.content and ctx.caller.content_logging, limit=self.limit)
-        return audit_event(ctx, kind, name, server, tool, ending, content)
+        error = ending.error
+        if error is not None:
+            status = "denied" if error.kind in _DENIED else "error"
+            code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
+        else:
+            status = TOOL_ERROR if ending.tool_error else "ok"
+            code = None
+        # validated from one dict: `AuditEvent(**fields)` validates the same, ~1 µs slower (keyword
+        # arguments packed again, then validated into an instance made beforehand)
+        fields = {
+            "event_id": ctx.audit_id or new_id(),
+            "kind": kind,
+            "trace_id": ctx.trace_id,
+            "key_id": ctx.caller.key_id,
+            "key_name": ctx.caller.key_name,
+            "server": server or "",
+            "tool": tool or "",
+            "name": name,
+            "status": status,
+            "error_kind": error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
+            "error_code": code,
+            "error": error.message if error else None,
+            "latency_ms": (time.perf_counter() - ctx.started) * 1000,
+            "upstream_ms": ending.upstream_ms,
+            "request_bytes": ctx.request_bytes,
+            "execution": ending.execution or ("ran" if error is None else "not_run"),
+            "cost_usd": ending.cost_usd,
+            "interceptions": ending.interceptions or [],
+            "policy_id": ending.policy_id,
+            "approval_id": ending.approval_id,
+        }
+        return AuditEvent.model_validate(fields | ctx.caller.owner() | content)
 
     def interrupted(
         self, ctx: RequestContext, method: str, params: Any, error: GatewayError | None = None

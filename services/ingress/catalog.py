@@ -18,9 +18,10 @@ from typing import Any
 
 import orjson
 
+from libs.common.gateway_tasks import HostedTask, hosted_setting
 from libs.common.kvwatch import decode_value
 from libs.common.messages import PairList, ServerCatalog
-from libs.common.naming import VALID_NAME, assign_names
+from libs.common.naming import SEPARATOR, VALID_NAME, assign_names, server_slug
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
 
@@ -93,17 +94,27 @@ class Catalog:
         self._servers: dict[str, ServerCatalog] = {}
         self.tools: Listing = _EMPTY
         self.by_name: dict[str, CatalogEntry] = {}
+        self.hosted_by_name: dict[str, HostedTask] = {}
+        """The operator's task setting (`ServerConfig.tasks`) of each tool that has one."""
         self.withheld_by_name: dict[str, CatalogEntry] = {}
         """Tools the executors hold back (`ServerCatalog.withheld`), by the name they would be listed
         under: a call of one is routed so that the executor says what it waits for."""
         self.prompts: Listing = _EMPTY
         self.prompt_by_name: dict[str, CatalogEntry] = {}
+        self.withheld_prompt_by_name: dict[str, CatalogEntry] = {}
+        """Prompts the executors hold back (`ServerCatalog.withheld_prompts`), routed like withheld tools."""
         self.resources: Listing = _EMPTY
         self.resource_by_uri: dict[str, CatalogEntry] = {}
         self.templates: Listing = _EMPTY
         self._template_patterns: list[tuple[re.Pattern[str], CatalogEntry]] = []
+        self._read_patterns: list[tuple[re.Pattern[str], CatalogEntry]] = []
+        """Listed templates and those the executors hold back (`ServerCatalog.withheld_templates`), in
+        server order: what a read of a URI is routed by (a held-back one to be refused there)."""
         self.capabilities: dict[str, Any] = {}
         """What the servers behind the gateway offer together: prompts, resources, completions, logging."""
+        self.down: dict[str, ServerCatalog] = {}
+        """Configured servers an executor reports unavailable, by name: none of their tools is listed,
+        and a call of one is answered with why (`down_owners`), not as an unknown tool."""
         self.revision = 0
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> bool:
@@ -130,39 +141,66 @@ class Catalog:
     def server_status(self, server: str) -> ServerCatalog | None:
         return self._servers.get(server)
 
+    def down_owners(self, name: str) -> list[Pair]:
+        """(server, upstream tool name) of each unavailable server `name` could be a tool of: the
+        namespaced server its prefix names, else every server that keeps its tools' own names (none
+        of them is listed while down, so which one offers it cannot be known)."""
+        owners: list[Pair] = []
+        for server, catalog in sorted(self.down.items()):
+            prefix = f"{server_slug(server)}{SEPARATOR}"
+            if catalog.namespace and name.startswith(prefix) and len(name) > len(prefix):
+                owners.append((server, name[len(prefix) :]))
+        if owners:
+            return owners
+        return [(server, name) for server, catalog in sorted(self.down.items()) if not catalog.namespace]
+
     def server_offers(self, server: str, capability: str) -> bool:
         catalog = self._servers.get(server)
         return catalog is not None and capability in catalog.capabilities
 
     def resource_owner(self, uri: str) -> CatalogEntry | None:
         """The resource (or template) `uri` is read from: an exact URI first, then the first
-        template it matches, in server order."""
+        template it matches, in server order. A held-back template keeps its place: a read under it
+        goes to its server (which refuses it, naming the approval), not to the next server's."""
         entry = self.resource_by_uri.get(uri)
         if entry is not None:
             return entry
-        return next((entry for pattern, entry in self._template_patterns if pattern.fullmatch(uri)), None)
+        return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
 
     def template_owner(self, uri_template: str) -> CatalogEntry | None:
         return next((entry for _, entry in self._template_patterns if entry.tool == uri_template), None)
 
     def _rebuild(self) -> None:
         ready = {name: catalog for name, catalog in self._servers.items() if catalog.status == "ready"}
+        self.down = {name: catalog for name, catalog in self._servers.items() if catalog.status == "unavailable"}
         plain = {name for name, catalog in ready.items() if not catalog.namespace}
-        tools = {(name, tool.tool): tool.definition for name, catalog in ready.items() for tool in catalog.tools}
-        self.tools = Listing.of(_named_entries(tools, gateway_names(tools, plain), "name", ""))
+        hosted = {
+            (name, tool.tool): setting
+            for name, catalog in ready.items()
+            if catalog.hosted_tasks
+            for tool in catalog.tools
+            if (setting := hosted_setting(catalog.hosted_tasks, tool.tool)) is not None
+        }
+        tools = {
+            (name, tool.tool): _offered(tool.definition, (name, tool.tool) in hosted)
+            for name, catalog in ready.items()
+            for tool in catalog.tools
+        }
+        self.tools = Listing.of(_named_entries(tools, plain, ""))
         self.by_name = {entry.name: entry for entry in self.tools.entries}
-        held: dict[Pair, dict[str, Any]] = {
-            (name, tool): {} for name, catalog in ready.items() for tool in catalog.withheld
+        self.hosted_by_name = {  # matched once here, not on every call
+            entry.name: hosted[(entry.server, entry.tool)]
+            for entry in self.tools.entries
+            if (entry.server, entry.tool) in hosted
         }
-        self.withheld_by_name = {
-            entry.name: entry
-            for entry in _named_entries(held, gateway_names(held, plain), "name", "")
-            if entry.name not in self.by_name
-        }
+        held = [(name, tool) for name, catalog in ready.items() for tool in catalog.withheld]
+        self.withheld_by_name = _withheld(held, plain, "", self.by_name)
 
         prompts = {(name, p["name"]): p for name, catalog in ready.items() for p in catalog.prompts if "name" in p}
-        self.prompts = Listing.of(_named_entries(prompts, gateway_names(prompts, plain), "name", "prompt:"))
+        self.prompts = Listing.of(_named_entries(prompts, plain, "prompt:"))
         self.prompt_by_name = {entry.name: entry for entry in self.prompts.entries}
+        held_prompts = [(name, prompt) for name, catalog in ready.items() for prompt in catalog.withheld_prompts]
+        self.withheld_prompt_by_name = _withheld(held_prompts, plain, "prompt:", self.prompt_by_name)
 
         resources: list[CatalogEntry] = []
         seen: dict[str, str] = {}
@@ -189,6 +227,12 @@ class Catalog:
         ]
         self.templates = Listing.of(templates)
         self._template_patterns = [(_template_regex(entry.tool), entry) for entry in templates]
+        held_templates = [
+            (_template_regex(template), _entry(template, name, template, {}, f"resource:{template}"))
+            for name in sorted(ready)
+            for template in ready[name].withheld_templates
+        ]
+        self._read_patterns = sorted(self._template_patterns + held_templates, key=lambda held: held[1].server)
 
         self.capabilities = {}
         for catalog in ready.values():
@@ -208,18 +252,34 @@ class Catalog:
         )
 
 
+def _offered(definition: dict[str, Any], hosted: bool) -> dict[str, Any]:
+    """A tool the gateway may host as a task (`ServerConfig.tasks`) says it takes one
+    (`execution.taskSupport`, which 2025-11-25 agents read before asking for a task)."""
+    if not hosted or "execution" in definition:
+        return definition
+    return {**definition, "execution": {"taskSupport": "optional"}}
+
+
 def _entry(name: str, server: str, upstream: str, definition: dict[str, Any], target: str) -> CatalogEntry:
     return CatalogEntry(name, server, upstream, definition, orjson.Fragment(orjson.dumps(definition)), target)
 
 
-def _named_entries(
-    definitions: dict[Pair, dict[str, Any]], names: dict[str, Pair], field: str, prefix: str
-) -> list[CatalogEntry]:
+def _named_entries(definitions: dict[Pair, dict[str, Any]], plain: set[str], prefix: str) -> list[CatalogEntry]:
+    """The definitions of one kind (tools or prompts) under their gateway names (`gateway_names`)."""
     entries = []
+    names = gateway_names(definitions, plain)
     for name, (server, upstream) in sorted(names.items(), key=lambda item: (item[1], item[0])):
-        definition = {**definitions[(server, upstream)], field: name}
+        definition = {**definitions[(server, upstream)], "name": name}
         entries.append(_entry(name, server, upstream, definition, f"{prefix}{upstream}"))
     return entries
+
+
+def _withheld(
+    held: list[Pair], plain: set[str], prefix: str, listed: dict[str, CatalogEntry]
+) -> dict[str, CatalogEntry]:
+    """Held-back definitions by gateway name, but for a name a listed definition already has."""
+    entries = _named_entries({pair: {} for pair in held}, plain, prefix)
+    return {entry.name: entry for entry in entries if entry.name not in listed}
 
 
 _EXPRESSION = re.compile(r"\{([+#./;?&]?)([^}]*)\}")

@@ -37,20 +37,20 @@ _NO_SERVICE = "no codemode service is running behind this gateway; retry shortly
 class CodeModeRouter:
     """`await start()` before the first call."""
 
-    def __init__(self, nc: NATS, keys: KeyDirectory, settings: IngressSettings) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        keys: KeyDirectory,
+        settings: IngressSettings,
+        running: dict[tuple[str, str, Any], str] | None = None,
+    ) -> None:
         self.keys, self.call_timeout = keys, settings.call_timeout
         self.audit_content = settings.audit_content
-        self._codemode = AckedRequester(
-            nc,
-            role="codemode",
-            accepted_by=subjects.CODEMODE_ACCEPTED_BY,
-            alive_subject=subjects.codemode_alive_subject,
-            settings=settings,
-        )
+        self._codemode = AckedRequester(nc, subjects.CODEMODE_HOLDERS, settings=settings)
 
-        self.running: dict[tuple[str, str, Any], str] | None = None
-        """The map of session requests to the calls running for them (`RoutedSender.running`, set by the service), so
-        an agent's `notifications/cancelled` reaches a run like a tool call."""
+        self.running = running
+        """The map of session requests to the calls running for them (`RoutedSender.running`), so an
+        agent's `notifications/cancelled` reaches a run like a tool call."""
 
     async def start(self) -> None:
         await self._codemode.start()

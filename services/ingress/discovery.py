@@ -17,8 +17,8 @@ the pinned set again, and can still call what it found by name.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
 
 import orjson
 from mcp_types import INVALID_REQUEST
@@ -29,9 +29,6 @@ from .catalog import Catalog
 from .codemode import CodeModeRouter
 from .keys import KeyDirectory
 from .protocol import error_body
-
-if TYPE_CHECKING:
-    from .handlers import Handlers
 
 __all__ = ["DiscoveryRouter"]
 
@@ -55,9 +52,10 @@ class DiscoveryRouter:
         """(key id, session or "") -> gateway names its agent found, oldest first."""
 
     async def dispatch(
-        self, ctx: Any, method: str, params: dict[str, Any], handlers: Handlers
+        self, ctx: Any, method: str, params: dict[str, Any], tools_list: Callable[[Any], Awaitable[dict[str, Any]]]
     ) -> tuple[dict[str, Any], Any] | None:
-        """The answer (and audit event) when the request is discovery mode's to answer, else None."""
+        """The answer (and audit event) when the request is discovery mode's to answer, else None.
+        `tools_list` answers `tools/list` with the key's whole view, every filter layer applied."""
         if method not in ("tools/list", "tools/call"):
             return None
         enabled, pinned = self.keys.discovery(ctx.caller.key_id)
@@ -67,7 +65,7 @@ class DiscoveryRouter:
         if not choice:
             return None
         if method == "tools/list":
-            return await self._list(ctx, handlers, set(pinned)), None
+            return await self._list(ctx, tools_list, set(pinned)), None
         if params.get("name") != FIND_TOOLS_NAME:
             return None  # a tool called by name: policy decides as usual
         body, audit = await self.code_mode.route(ctx, FIND_TOOLS_NAME, params)
@@ -76,8 +74,10 @@ class DiscoveryRouter:
             result.update(self._answer(ctx, result))  # the version's own fields (resultType) stay
         return body, audit
 
-    async def _list(self, ctx: Any, handlers: Handlers, pinned: set[str]) -> dict[str, Any]:
-        body = await handlers.tools_list(ctx)  # the key's whole view, every filter layer applied
+    async def _list(
+        self, ctx: Any, tools_list: Callable[[Any], Awaitable[dict[str, Any]]], pinned: set[str]
+    ) -> dict[str, Any]:
+        body = await tools_list(ctx)
         result = body.get("result")
         if not isinstance(result, dict):
             return body

@@ -67,8 +67,8 @@ def _key(kind: str, head: RoutedHead) -> _Key:
 
 
 class GrantCache:
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self.inputs: Sequence[Watched] = ()
+    def __init__(self, inputs: Sequence[Watched] = (), max_entries: int = 10_000) -> None:
+        self.inputs = inputs
         """The keys and policy watches: a grant holds while their revisions stay as they were."""
         self._max = max_entries
         self._held: dict[_Key, Held] = {}

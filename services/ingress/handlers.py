@@ -30,6 +30,7 @@ from .catalog import Catalog, CatalogEntry, Listing
 from .codemode import CodeModeRouter
 from .context import RequestContext
 from .discovery import DiscoveryRouter
+from .down_servers import down_names, unavailable_call, with_down_servers
 from .keys import KeyDirectory
 from .lifecycle import discovery, initialize_result
 from .protocol import (
@@ -44,6 +45,7 @@ from .request_path import RequestPath
 from .routed_sender import RoutedSender, call_extra, forwarded_meta
 from .session_state import SessionState
 from .streams import LOG_LEVELS
+from .task_router import TaskRouter
 from .tool_lists import ListCache, answer_holds
 
 __all__ = ["Handlers", "RequestContext", "upstream_answer"]
@@ -65,6 +67,8 @@ class Handlers:
         state: SessionState | None = None,
         code_mode: CodeModeRouter | None = None,
         discovery: DiscoveryRouter | None = None,
+        policy_inputs: list[BucketWatch] | None = None,
+        tasks: TaskRouter | None = None,
     ) -> None:
         self.catalog, self.keys = catalog, keys
         self.gateway = path
@@ -74,9 +78,10 @@ class Handlers:
         self.state = state or SessionState()
         self.code_mode = code_mode
         self.discovery = discovery
+        self.tasks = tasks
         self.policy_revision = 0
         """Bumped on every change of a tool group, user, team or customer."""
-        self.policy_inputs: list[BucketWatch] = []
+        self.policy_inputs = policy_inputs or []
         """The watches of the buckets policy decides `tools/list` from (keys, policy), whose
         revisions say whether its answer is as new as this replica's view (`tools_list`)."""
         self._list_cache = ListCache()
@@ -126,7 +131,11 @@ class Handlers:
         params = params or {}
         if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
             return routed
-        if self.discovery is not None and (routed := await self.discovery.dispatch(ctx, method, params, self)):
+        if self.discovery is not None and (
+            routed := await self.discovery.dispatch(ctx, method, params, self.tools_list)
+        ):
+            return routed
+        if self.tasks is not None and (routed := await self.tasks.dispatch(ctx, method, params, self)):
             return routed
         handler = _METHODS.get(method)
         if handler is None:
@@ -165,6 +174,7 @@ class Handlers:
         result: dict[str, Any] = {"tools": tools_json}
         if ctx.version in MODERN_PROTOCOL_VERSIONS:
             result |= {"cacheScope": "private", "ttlMs": 0}
+        result = with_down_servers(result, down_names(self.catalog, ctx.include_servers))
         return ok_body(ctx.request_id, ctx.version, result)
 
     async def tools_call(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
@@ -179,13 +189,11 @@ class Handlers:
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
         entry = self.catalog.by_name.get(name) or self.catalog.withheld_by_name.get(name)
+        if entry is None and (down := await unavailable_call(self.catalog, self.gateway, ctx, name)) is not None:
+            audit = self.audits.record(ctx, "tool_call", name, down.server, down.tool, Ending(down.error))
+            return gateway_error_body(ctx.request_id, down.error, tool=name, server=down.server), audit
         if entry is None:
-            error = GatewayError(
-                kind=ErrorKind.UNKNOWN_TOOL,
-                message=f"Unknown tool: {name!r}. Call tools/list to see the tools this key may use.",
-            )
-            audit = self.audits.record(ctx, "tool_call", name, None, None, Ending(error))
-            return gateway_error_body(ctx.request_id, error, tool=name), audit
+            return self._unknown(ctx, "tool", "tool_call", name)
         meta = forwarded_meta(params)
         extra = call_extra(params)
         call = ToolCall(
@@ -221,6 +229,8 @@ class Handlers:
                 outcome.execution,
                 outcome.cost_usd,
                 outcome.interceptions,
+                outcome.policy_id,
+                outcome.approval_id,
             ),
             arguments=encoded,
             result=outcome.raw_result,
@@ -251,15 +261,20 @@ class Handlers:
             return error_body(
                 ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"
             ), None
-        entry = self.catalog.prompt_by_name.get(name)
+        # a held-back prompt goes the whole way, as a held-back tool does: the executor says why
+        entry = self.catalog.prompt_by_name.get(name) or self.catalog.withheld_prompt_by_name.get(name)
         if entry is None:
-            error = GatewayError(
-                kind=ErrorKind.UNKNOWN_TOOL,
-                message=f"Unknown prompt: {name!r}. Call prompts/list to see the prompts this key may use.",
-            )
-            audit = self.audits.record(ctx, "prompt_get", name, None, None, Ending(error))
-            return gateway_error_body(ctx.request_id, error, prompt=name), audit
+            return self._unknown(ctx, "prompt", "prompt_get", name)
         return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
+
+    def _unknown(self, ctx: RequestContext, what: str, kind: str, name: str) -> tuple[dict[str, Any], AuditEvent]:
+        """The answer and `kind` audit event of a `what` (tool, prompt) that is not this key's to use."""
+        error = GatewayError(
+            kind=ErrorKind.UNKNOWN_TOOL,
+            message=f"Unknown {what}: {name!r}. Call {what}s/list to see the {what}s this key may use.",
+        )
+        audit = self.audits.record(ctx, kind, name, None, None, Ending(error))
+        return gateway_error_body(ctx.request_id, error, **{what: name}), audit
 
     async def resources_request(
         self, ctx: RequestContext, method: str, params: dict[str, Any]

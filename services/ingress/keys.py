@@ -7,13 +7,14 @@ HTTP 401 before any message is sent; the policy service re-checks on every call.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from libs.common.keys import key_id as key_id_of
 from libs.common.kvwatch import decode_value
 from libs.common.messages import Caller, KeyRecord
+from libs.common.refusals import RefusalReason
 
 __all__ = ["UNAUTHENTICATED", "AuthFailure", "KeyDirectory", "bearer_challenge", "unauthorized"]
 
@@ -26,6 +27,8 @@ class AuthFailure:
     message: str
     challenge: str | None = None
     """The `WWW-Authenticate` value to answer with (RFC 9728 §5.1: names the protected resource metadata)."""
+    reason: RefusalReason = "invalid"
+    """How the refusal is counted and audited (`libs.common.refusals`); the answer never says more than `message`."""
 
 
 def bearer_challenge(failure: AuthFailure, credentials_sent: bool, metadata_url: str | None = None) -> str:
@@ -40,8 +43,8 @@ def bearer_challenge(failure: AuthFailure, credentials_sent: bool, metadata_url:
     return "Bearer " + ", ".join(params) if params else 'Bearer realm="bastion"'
 
 
-def _failure(error: str, message: str, credentials_sent: bool = True) -> AuthFailure:
-    failure = AuthFailure(error, message)
+def _failure(error: str, message: str, credentials_sent: bool = True, reason: RefusalReason = "invalid") -> AuthFailure:
+    failure = AuthFailure(error, message, reason=reason)
     return dataclasses.replace(failure, challenge=bearer_challenge(failure, credentials_sent))
 
 
@@ -51,12 +54,15 @@ _MISSING = _failure(
     "missing_key",
     "missing key: this endpoint needs a Bastion virtual key; send 'Authorization: Bearer <key>'",
     credentials_sent=False,
+    reason="missing",
 )
 _MALFORMED = _failure(
     "malformed_authorization", "malformed Authorization header: it must be 'Bearer <key>' (a Bastion virtual key)"
 )
 _UNKNOWN = _failure("invalid_key", "invalid key: this is not a Bastion virtual key of this gateway")
-_REVOKED = _failure("revoked_key", "revoked key: this key has been revoked; ask your administrator for a new one")
+_REVOKED = _failure(
+    "revoked_key", "revoked key: this key has been revoked; ask your administrator for a new one", reason="revoked"
+)
 
 UNAUTHENTICATED = -32054
 """The JSON-RPC code of a 401: no valid key or access token (`error.data.kind` says what was wrong)."""
@@ -122,7 +128,7 @@ class KeyDirectory:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             return _MALFORMED
-        entry = self._by_id.get(hashlib.sha256(secret.encode()).hexdigest())
+        entry = self._by_id.get(key_id_of(secret))
         if entry is None:
             return _UNKNOWN
         if entry[0].revoked:

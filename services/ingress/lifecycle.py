@@ -6,6 +6,8 @@ from typing import Any
 
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from libs.common.gateway_tasks import LEGACY_TASKS_VERSION, TASKS_EXTENSION
+
 from .protocol import SERVER_INFO
 
 __all__ = ["discovery", "initialize_result"]
@@ -19,21 +21,26 @@ _INSTRUCTIONS = (
 def capabilities(version: str) -> dict[str, Any]:
     """Everything Bastion proxies, whatever servers are connected right now (lists may be empty).
     2026-07-28 dropped `logging`; its change notifications and resource updates travel on
-    `subscriptions/listen` streams."""
+    `subscriptions/listen` streams. MCP tasks (docs/tasks.md): 2025-11-25's experimental `tasks`, the
+    2026-07-28 tasks extension."""
     if version in MODERN_PROTOCOL_VERSIONS:
         return {
             "tools": {"listChanged": True},
             "prompts": {"listChanged": True},
             "resources": {"subscribe": True, "listChanged": True},
             "completions": {},
+            "extensions": {TASKS_EXTENSION: {}},
         }
-    return {
+    handshake: dict[str, Any] = {
         "tools": {"listChanged": True},
         "prompts": {"listChanged": True},
         "resources": {"subscribe": True, "listChanged": True},
         "completions": {},
         "logging": {},
     }
+    if version == LEGACY_TASKS_VERSION:
+        handshake["tasks"] = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
+    return handshake
 
 
 def initialize_result(version: str) -> dict[str, Any]:

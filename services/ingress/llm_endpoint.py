@@ -33,6 +33,7 @@ from libs.common.kvwatch import decode_value
 from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
 from libs.common.llm_config import AgentMode, ModelPrice
 from libs.common.messages import AuditEvent, Caller, GatewayError, new_id
+from libs.common.refusals import RefusalLog
 
 from .access_tokens import Authenticator
 from .context import RequestContext
@@ -56,6 +57,7 @@ from .llm_wire import (
     send_json,
 )
 from .protocol import DEFAULT_LEGACY_VERSION, result_object
+from .refused_credentials import note_refusal
 from .request_path import RequestPath as Gateway
 from .streams import CallStreams
 
@@ -119,10 +121,13 @@ class LlmEndpoint:
         max_body_bytes: int,
         fields: FieldLimits | None = None,
         authenticator: Authenticator | None = None,
+        refusals: RefusalLog | None = None,
     ) -> None:
         self.handlers, self.keys, self.models, self.streams = handlers, keys, models, streams
         self.authenticator: KeyDirectory | Authenticator = authenticator or keys
         """Virtual keys and, with an `Authenticator`, OAuth access tokens: exactly as on `/mcp`."""
+        self.refusals = refusals
+        """Where a 401 is counted and audited (`libs.common.refusals`)."""
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
@@ -136,6 +141,7 @@ class LlmEndpoint:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         caller = self.authenticator.authenticate(headers.get("authorization"))
         if isinstance(caller, AuthFailure):
+            note_refusal(self.refusals, "llm", caller, headers.get("authorization"), scope)
             challenge = [(b"www-authenticate", caller.challenge.encode())] if caller.challenge else []
             await send_json(send, 401, error_body(caller.message, "authentication_error", caller.error), challenge)
             return
@@ -161,7 +167,7 @@ class LlmEndpoint:
             return {
                 "object": "list",
                 "data": data,
-                "bastion": {"hint": f"{_NO_PROVIDER[0].upper()}{_NO_PROVIDER[1:]}."},
+                "bastion": {"hint": _NO_PROVIDER},
             }
         return {"object": "list", "data": data}
 

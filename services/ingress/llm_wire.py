@@ -14,6 +14,8 @@ from libs.common.llm import LlmOutcome
 from libs.common.messages import GatewayError
 
 from .answers import JSON_HEADERS, SSE_HEADERS
+from .mcp_edge.http_steps import Gone, TooLarge
+from .mcp_edge.http_steps import read_body as edge_read_body
 
 __all__ = [
     "REQUEST_ID_HEADER",
@@ -199,19 +201,13 @@ def json_object(raw: bytes) -> dict[str, Any]:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise Refused(400, "the client disconnected before its body arrived")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise Refused(413, f"request body is larger than this gateway accepts ({limit} bytes)")
-        parts.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(parts)
+    """The request body as `/mcp` reads it (`mcp_edge.read_body`), refused in OpenAI's shape."""
+    try:
+        return await edge_read_body(receive, limit)
+    except Gone:
+        raise Refused(400, "the client disconnected before its body arrived") from None
+    except TooLarge:
+        raise Refused(413, f"request body is larger than this gateway accepts ({limit} bytes)") from None
 
 
 def error_body(message: str, kind: str, code: str | None) -> dict[str, Any]:

@@ -64,9 +64,8 @@ class Listener:
 
 
 class Notifier:
-    def __init__(self, catalog: Catalog, state: SessionState) -> None:
+    def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._state = state
         self._listeners: set[Listener] = set()
         self._signatures = self._signature()
 
@@ -104,7 +103,9 @@ class Notifier:
             if hears and (listener.kinds is None or "tools" in listener.kinds):
                 listener.push(message)
 
-    async def on_resource_updated(self, msg: Msg) -> None:
+    async def on_resource_updated(self, sessions: SessionState, msg: Msg) -> None:
+        """An upstream resource changed: the streams that asked for it hear (`sessions` holds what each
+        session subscribed to)."""
         try:
             update = ResourceUpdated.model_validate_json(msg.data)
         except ValidationError:
@@ -115,7 +116,7 @@ class Notifier:
             wanted = (
                 listener.resources
                 if listener.resources is not None
-                else self._state.subscriptions.get(listener.session or "", ())
+                else sessions.subscriptions.get(listener.session or "", ())
             )
             if pair in wanted:
                 listener.push(message)

@@ -11,6 +11,8 @@ refunded (`Refund`), since it may not have run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -19,8 +21,9 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from libs.common import metrics, subjects
+from libs.common import subjects
 from libs.common.blobs import Blobs, fits
+from libs.common.bus_client import BusStuck
 from libs.common.errors import ErrorKind
 from libs.common.llm import LlmOutcome, LlmRequest
 from libs.common.messages import (
@@ -32,6 +35,7 @@ from libs.common.messages import (
     GatewayError,
     PairList,
     Refund,
+    Routed,
     ToolCall,
     UpstreamRequest,
     VisibleTools,
@@ -40,18 +44,19 @@ from libs.common.relay import ResponderLost, call_outcome, routed_requester
 from libs.common.settings import RequestPathSettings
 from libs.common.visible import ask_visible
 
-from .grant_cache import GrantCache
+from .grant_cache import GrantCache, Watched
+from .metrics import ROUTED_SENDS
 
 __all__ = ["RequestPath"]
 
 _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
-_SENT = {route: metrics.ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale")}
+_SENT = {route: ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale")}
 """Children resolved once: a label lookup per call costs more than the increment."""
 _EXECUTORS = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
 """Where a routed request goes when ingress holds policy's grant for it."""
 
 
-def encoded(message: ToolCall | UpstreamRequest) -> bytes:
+def encoded(message: Routed) -> bytes:
     """`message.model_dump_json().encode()`, the bytes straight from pydantic's serializer: no str
     made and encoded again, none of `model_dump_json`'s option handling (~0.7 µs a call)."""
     return message.__pydantic_serializer__.to_json(message)
@@ -67,13 +72,14 @@ def _reason(exc: PydanticSerializationError) -> str:
 class RequestPath:
     """`await start()` before the first call."""
 
-    def __init__(self, nc: NATS, settings: RequestPathSettings) -> None:
+    def __init__(self, nc: NATS, settings: RequestPathSettings, grant_inputs: Sequence[Watched] = ()) -> None:
+        """`grant_inputs`: the keys and policy watches, whose revisions say whether a reused decision holds."""
         self._nc = nc
         self._settings = settings
         self._blobs: Blobs | None = None
         self._policy = routed_requester(nc, settings)
-        self.grants = GrantCache()
-        """Policy's reusable decisions; the service sets `grants.inputs` (the keys and policy watches)."""
+        self.grants = GrantCache(grant_inputs)
+        """Policy's reusable decisions."""
 
     async def start(self) -> None:
         self._blobs = await Blobs.open(self._nc)
@@ -113,9 +119,7 @@ class RequestPath:
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
 
-    async def _routed(
-        self, subject: str, message: ToolCall | UpstreamRequest, what: str, *, ask_policy: bool = False
-    ) -> CallOutcome:
+    async def _routed(self, subject: str, message: Routed, what: str, *, ask_policy: bool = False) -> CallOutcome:
         """`message` to policy on `subject`, or straight to the executors with policy's grant for
         it (`grants`) unless `ask_policy`."""
 
@@ -152,6 +156,9 @@ class RequestPath:
             # policy answers for the executors when none is subscribed
             what_is_missing = "policy" if held is None else "executor"
             return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what=what_is_missing), "not_run")
+        except BusStuck as exc:  # the bus, not the tool, went silent
+            await self._refund(message)
+            return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run")
         except NatsTimeout:
             await self._refund(message)
             return failed(
@@ -173,24 +180,24 @@ class RequestPath:
             return await self._with_result(outcome)
         return outcome
 
-    async def _refund(self, message: ToolCall | UpstreamRequest) -> None:
+    async def _refund(self, message: Routed) -> None:
         """This side failed a tool call that policy may have charged: give the charge back, as the
         executor would have for a call that did not run (policy holds no charge otherwise)."""
-        if isinstance(message, ToolCall):
+        if message.refunded_when_lost:
             await self._nc.publish(subjects.POLICY_REFUND, Refund(id=message.id).model_dump_json().encode())
 
-    async def _shrunk(self, message: ToolCall | UpstreamRequest, size: int) -> bytes | GatewayError:
+    async def _shrunk(self, message: Routed, size: int) -> bytes | GatewayError:
         """A request too large for one NATS message, its arguments moved to the object store; or
         why it cannot be sent."""
-        if isinstance(message, ToolCall) and message.arguments and self._blobs is not None:
+        if message.offloadable and self._blobs is not None:
             try:
-                name = await self._blobs.put(orjson.dumps(message.arguments), what="arguments")
+                name = await self._blobs.put(orjson.dumps(message.payload), what="arguments")
             except Exception as exc:
                 return GatewayError(
                     kind=ErrorKind.GATEWAY_UNAVAILABLE,
                     message=f"the call's arguments ({size:,} bytes) could not be stored for transfer: {exc!r}",
                 )
-            data = message.model_copy(update={"arguments": {}, "arguments_blob": name}).model_dump_json().encode()
+            data = message.offloaded(name).model_dump_json().encode()
             if fits(self._nc, len(data)):
                 return data
         return GatewayError(

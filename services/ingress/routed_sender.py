@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from pydantic import ValidationError
-
 from libs.common.messages import CallOutcome, CancelCall, ToolCall, UpstreamRequest
 
 from .catalog import CatalogEntry
@@ -111,9 +109,8 @@ class RoutedSender:
 
     async def on_cancel(self, msg: Any) -> None:
         """`CALL_CANCEL` from any replica: abandon the call if this replica runs it."""
-        try:
-            cancel = CancelCall.model_validate_json(msg.data)
-        except ValidationError:
+        cancel = CancelCall.parsed(msg.data)
+        if cancel is None:
             return
         call_id = self.running.get((cancel.key_id, cancel.session, cancel.request_id))
         if call_id is not None:

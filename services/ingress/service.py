@@ -9,27 +9,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from importlib.metadata import version
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from libs.common import observability, permissions, subjects
-from libs.common.audit_chain import producer_id
-from libs.common.audit_journal import AuditJournal, open_slot
-from libs.common.audit_publisher import AuditPublisher
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
+from libs.common.favicon import FAVICON, FAVICON_TYPE
 from libs.common.http_serving import ServingHttp, serve_http
 from libs.common.kvwatch import BucketWatch
-from libs.common.messages import AuditEvent
+from libs.common.messages import AuditEvent, Caller
 from libs.common.metrics import MetricsServer
 from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.page_security import page_headers
+from libs.common.probes import Probes
+from libs.common.refusals import RefusalLog
+from libs.common.service_trail import ServiceTrail
 from libs.common.settings import IngressSettings
-from libs.common.stores import declare_owned
+from libs.common.starting import patient_start, start_owning
 
 from .access_tokens import AccessTokens, Authenticator
 from .answers import plain
@@ -37,12 +41,14 @@ from .audit_events import AuditRecorder
 from .catalog import Catalog
 from .codemode import CodeModeRouter
 from .discovery import DiscoveryRouter
+from .down_servers import health_body
 from .field_limits import FieldLimits
 from .handlers import Handlers
+from .hosted_tasks import HostedTasks
 from .hosts import HostGuard
 from .http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from .http_limits import HttpLimits, guarded_protocol
-from .keys import KeyDirectory
+from .keys import AuthFailure, KeyDirectory
 from .llm_endpoint import LlmEndpoint, ModelDirectory
 from .llm_wire import send_error
 from .mcp_edge import (
@@ -73,11 +79,15 @@ from .notifications import Notifier
 from .oauth_routes import oauth_router
 from .owners import Owners
 from .pages import landing_page
+from .refused_credentials import note_refusal
+from .registry_out import registry_router
 from .request_path import RequestPath
 from .routed_sender import RoutedSender
 from .session_state import SessionState
 from .sessions import LiveSessions, SessionCodec
 from .streams import CallStreams
+from .task_router import TaskRouter
+from .task_store import TaskLimits, TaskStore
 
 __all__ = ["IngressService", "mcp_endpoint"]
 
@@ -101,6 +111,7 @@ def mcp_endpoint(
     max_body_bytes: int,
     prefer_sse: bool = False,
     max_listen_resources: int = 100,
+    refusals: RefusalLog | None = None,
 ) -> McpEndpoint:
     """`/mcp`: the steps a request meets, in order, cheapest and least revealing first; each
     answers (the status beside it) or passes the request on (`mcp_edge`)."""
@@ -109,7 +120,7 @@ def mcp_endpoint(
     return McpEndpoint(
         [
             CheckHeaders(hosts),  # 403 unknown host or origin; 400 two Authorization headers
-            Authenticate(authenticator),  # 401 no valid key or access token
+            Authenticate(authenticator, refusals),  # 401 no valid key or access token (counted, audited)
             RouteMethod(EndSession(sessions), standalone),  # DELETE ends a session, GET streams it; 405
             ReadBody(max_body_bytes),  # 413
             ChooseAnswer(prefer_sse),  # 406 neither JSON nor SSE accepted
@@ -180,10 +191,12 @@ class IngressService:
         self.port: int = settings.port
         self._nc: NATS | None = None
         self._watches: list[BucketWatch] = []
-        self._audit: AuditPublisher | None = None
-        self._journal: AuditJournal | None = None
+        self.trail: ServiceTrail | None = None
+        """Its audit journal, publisher, and the refused credentials counted and audited per window."""
         self._http: ServingHttp | None = None
         self.metrics_server: MetricsServer | None = None
+        self.probes: Probes | None = None
+        self.hosted_tasks: HostedTasks | None = None
 
     @property
     def url(self) -> str:
@@ -201,54 +214,36 @@ class IngressService:
         self._nc = nc = await connect_service(
             self.settings, role=permissions.INGRESS, name=f"bastion-ingress{self.settings.instance}"
         )
+        self.probes = await start_owning("ingress", permissions.INGRESS, self.settings, nc)  # the sessions bucket
         js = nc.jetstream()
-        await declare_owned(js, permissions.INGRESS, self.settings)  # the sessions bucket
-        self._journal = open_slot(
-            self.settings.audit_journal_dir,
-            self.settings.instance or "ingress",
-            segment_bytes=self.settings.audit_journal_segment_bytes,
-        )
-        self._audit = AuditPublisher(
-            nc,
-            limits=AuditFieldLimits(
-                text=self.settings.audit_max_text_bytes,
-                error=self.settings.audit_max_error_bytes,
-                content=self.settings.audit_max_content_bytes,
-            ),
-            max_queue=self.settings.audit_buffer,
-            max_bytes=self.settings.audit_buffer_bytes,
-            producer=producer_id("ingress"),
-            linger=self.settings.audit_linger,
-            journal=self._journal,
-        )
-        await self._audit.start()
-        if self._journal is not None:
-            self._journal.replay(self._audit.emit)
+        self.trail = trail = await self._start_audit(nc)
         self.sessions = SessionCodec(self.settings.session_secret.get_secret_value(), self.settings.session_max_age)
         self.streams = CallStreams(nc, self.sessions)
         await self.streams.start()
-        self.state = state = SessionState()
-        state.attach(await kv_bucket(js, subjects.KV_SESSIONS))
-        self.notifier = Notifier(self.catalog, state)
-        state.on_ended = self.notifier.session_ended
-        await nc.subscribe(subjects.RESOURCE_UPDATED, cb=self.notifier.on_resource_updated)
-        self.request_path = path = RequestPath(nc, self.settings)
-        await path.start()
-        code_mode = CodeModeRouter(nc, self.keys, self.settings)
-        await code_mode.start()
-        self.audits = AuditRecorder(
-            content=self.settings.audit_content, limit=self.settings.audit_max_content_bytes, journal=self._journal
-        )
-        self.sender = sender = RoutedSender(path, self.settings.call_timeout, self.streams, state)
-        code_mode.running = sender.running  # an agent's notifications/cancelled reaches a Code Mode run too
-        discovery = DiscoveryRouter(self.keys, self.catalog, code_mode, self.notifier.tools_found)
-        self.handlers = Handlers(self.catalog, self.keys, path, sender, self.audits, state, code_mode, discovery)
-        await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
-        await processed(nc)
+        self.notifier = notifier = Notifier(self.catalog)
+        sessions_kv = await patient_start("the sessions bucket", lambda: kv_bucket(js, subjects.KV_SESSIONS))
+        self.state = state = SessionState(sessions_kv, on_ended=notifier.session_ended)
+        await nc.subscribe(subjects.RESOURCE_UPDATED, cb=partial(notifier.on_resource_updated, state))
+        # a reused policy decision holds while the keys and policy buckets stay at the revisions it saw
         keys_watch = BucketWatch(nc, subjects.KV_KEYS, self.keys.put, self.keys.delete)
         policy_watch = BucketWatch(nc, subjects.KV_POLICY, self._policy_put, self._policy_delete)
-        self.handlers.policy_inputs = [keys_watch, policy_watch]
-        path.grants.inputs = self.handlers.policy_inputs
+        policy_inputs = [keys_watch, policy_watch]
+        self.request_path = path = RequestPath(nc, self.settings, grant_inputs=policy_inputs)
+        await path.start()
+        self.audits = AuditRecorder(
+            content=self.settings.audit_content, limit=self.settings.audit_max_content_bytes, journal=trail.journal
+        )
+        self.sender = sender = RoutedSender(path, self.settings.call_timeout, self.streams, state)
+        # an agent's notifications/cancelled reaches a Code Mode run too
+        code_mode = CodeModeRouter(nc, self.keys, self.settings, running=sender.running)
+        await code_mode.start()
+        discovery = DiscoveryRouter(self.keys, self.catalog, code_mode, notifier.tools_found)
+        tasks = await self._start_tasks(nc, js, trail)
+        self.handlers = Handlers(
+            self.catalog, self.keys, path, sender, self.audits, state, code_mode, discovery, policy_inputs, tasks
+        )
+        await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
+        await processed(nc)
         self._watches = [
             keys_watch,
             BucketWatch(nc, subjects.KV_CATALOG, self._catalog_put, self._catalog_delete),
@@ -262,6 +257,45 @@ class IngressService:
         ]
         for watch in self._watches:
             await watch.start()
+        await self._serve(nc)
+        log.info("ingress listening on %s", self.url)
+        if self.probes is not None:
+            self.probes.started("ingress")
+
+    async def _start_tasks(self, nc: NATS, js: JetStreamContext, trail: ServiceTrail) -> TaskRouter:
+        """MCP tasks: their records on the bus, the tasks this replica hosts (docs/tasks.md)."""
+        s = self.settings
+        limits = TaskLimits(
+            max_per_caller=s.task_max_per_caller,
+            max_ttl_ms=s.task_max_ttl_ms,
+            default_ttl_ms=min(s.task_default_ttl_ms, s.task_max_ttl_ms),
+            max_result_bytes=s.task_max_result_bytes,
+            poll_interval_ms=s.task_poll_interval_ms,
+        )
+        store = TaskStore(await patient_start("the tasks bucket", lambda: kv_bucket(js, subjects.KV_TASKS)), limits)
+        self.hosted_tasks = HostedTasks(nc, store, s.instance or "ingress")
+        await self.hosted_tasks.start()
+        return TaskRouter(store, self.hosted_tasks, trail.publisher.emit)
+
+    async def _start_audit(self, nc: NATS) -> ServiceTrail:
+        """The audit journal's slot (a killed predecessor's events replayed), the publisher, and the
+        log that counts and audits refused credentials."""
+        s = self.settings
+        return await ServiceTrail.start(
+            nc,
+            "ingress",
+            s,
+            refusals=s,
+            limits=AuditFieldLimits(
+                text=s.audit_max_text_bytes, error=s.audit_max_error_bytes, content=s.audit_max_content_bytes
+            ),
+            max_queue=s.audit_buffer,
+            max_bytes=s.audit_buffer_bytes,
+            linger=s.audit_linger,
+        )
+
+    async def _serve(self, nc: NATS) -> None:
+        """The public HTTP front: bounded by `HttpLimits`, on uvicorn with this service's app."""
         s = self.settings
         limits = HttpLimits(
             max_connections=s.max_connections,
@@ -287,7 +321,6 @@ class IngressService:
         app.behind_proxies(config.forwarded_allow_ips)
         self._http = await serve_http(config, "ingress")
         self.port = self._http.port
-        log.info("ingress listening on %s", self.url)
 
     def _catalog_put(self, server: str, value: bytes, revision: int = 0) -> None:
         if self.catalog.put(server, value, revision):
@@ -306,7 +339,8 @@ class IngressService:
         self.handlers.policy_changed()
 
     def build_app(self, nc: NATS) -> _McpFirst:
-        assert self._audit is not None
+        trail = self.trail
+        assert trail is not None
         fields = FieldLimits(
             method_chars=self.settings.max_method_chars,
             id_chars=self.settings.max_id_chars,
@@ -324,12 +358,13 @@ class IngressService:
             subscriptions=ListenSubscriptions(self.catalog, self.request_path, self.sender, self.audits),
             streams=self.streams,
             notifier=self.notifier,
-            emit_audit=self._audit.emit,
+            emit_audit=trail.publisher.emit,
             hosts=HostGuard(self.settings.host, self.settings.allowed_hosts, self.settings.allow_any_host),
             fields=fields,
             max_body_bytes=self.settings.max_body_bytes,
             prefer_sse=self.settings.response_mode == "sse",
             max_listen_resources=self.settings.max_listen_resources,
+            refusals=trail.refusals,
         )
         # the admin API, analytics and the dashboard are the admin service's (services/admin), never here
         app = FastAPI(title="Bastion ingress", version=VERSION, docs_url=None, redoc_url=None, openapi_url=None)
@@ -337,36 +372,48 @@ class IngressService:
 
         @app.get("/", include_in_schema=False)
         async def landing(request: Request) -> HTMLResponse:
-            return HTMLResponse(landing_page(str(request.base_url).rstrip("/"), VERSION))
+            page = landing_page(str(request.base_url).rstrip("/"), VERSION)
+            return HTMLResponse(page, headers=page_headers())  # it has no script: none inline may run
+
+        @app.get("/favicon.ico", include_in_schema=False)
+        async def favicon() -> Response:  # the landing page's
+            return Response(FAVICON, media_type=FAVICON_TYPE, headers={"Cache-Control": "max-age=86400"})
+
+        def registry_caller(request: Request) -> Caller | AuthFailure:
+            found = self.authenticator.authenticate(request.headers.get("authorization"))
+            if isinstance(found, AuthFailure):  # the same credential as on /mcp: counted as its refusals are
+                note_refusal(trail.refusals, "mcp", found, request.headers.get("authorization"), request.scope)
+            return found
+
+        app.include_router(registry_router(self.catalog, self.request_path, registry_caller, self.public_url))
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:
             ready = nc.is_connected and all(w.ready.is_set() for w in self._watches)
-            body = {"status": "ok" if ready else "starting", "tools": len(self.catalog.entries)}
-            return JSONResponse(body, status_code=200 if ready else 503)
+            return JSONResponse(health_body(ready, self.catalog), status_code=200 if ready else 503)
 
         llm = LlmEndpoint(
             self.handlers,
             self.keys,
             self.models,
             self.streams,
-            self._audit.emit,
+            trail.publisher.emit,
             self.settings.max_body_bytes,
             fields,
             authenticator=self.authenticator,
+            refusals=trail.refusals,
         )
         return _McpFirst(endpoint, app, llm)
 
     async def stop(self) -> None:
         if self._http is not None:
             await self._http.stop()
-        if self._audit is not None:
-            await self._audit.aclose()
-        if self._journal is not None:
-            self._journal.close()
+        if self.hosted_tasks is not None:  # their runs end (cancelled) and are audited before the publisher drains
+            await self.hosted_tasks.stop()
+        if self.trail is not None:
+            await self.trail.aclose()
         for watch in self._watches:
             await watch.stop()
         if self._nc is not None:
             await drain_or_close(self._nc)
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        await observability.stop(self.metrics_server, self.probes)

@@ -30,18 +30,16 @@ def _subscription_key(session: str, server: str, uri: str) -> str:
 
 
 class SessionState:
-    def __init__(self) -> None:
+    def __init__(self, kv: KeyValue | None = None, on_ended: Callable[[str], None] | None = None) -> None:
+        """`kv`: the sessions bucket, which every replica watches (None: this replica only)."""
         self.levels: dict[str, str] = {}
         self.subscriptions: dict[str, set[tuple[str, str]]] = {}
         """session -> {(server, uri)}"""
         self._by_key: dict[str, tuple[str, tuple[str, str]]] = {}
         self.ended: dict[str, float] = {}
         """session -> when its id would have expired anyway (unix time): until then it is refused."""
-        self.on_ended: Callable[[str], None] | None = None
+        self.on_ended = on_ended
         """Told of each session ended, by this replica or another (to end its open streams)."""
-        self._kv: KeyValue | None = None
-
-    def attach(self, kv: KeyValue) -> None:
         self._kv = kv
 
     # ------------------------------------------------------------------ KV watch feed

@@ -5,11 +5,9 @@ from __future__ import annotations
 from libs.common.runner import run_from_environment
 from libs.common.settings import OAuthSettings
 
-from .service import OAuthService
-
 
 def main() -> None:
-    run_from_environment("oauth", OAuthSettings, OAuthService)
+    run_from_environment("oauth", OAuthSettings, "services.oauth.service:OAuthService")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 The service fetches URLs other parties choose: a stranger's `client_id` is the URL of its metadata
 document, and an upstream's 401 and metadata name the URLs of its authorization server. Without a
 guard, either could make Bastion call into its own network (a cloud metadata endpoint, an admin port
-on 127.0.0.1, a service on 10.x). So every connection resolves the host first, refuses loopback,
-private, link-local, multicast, reserved and unspecified addresses, and then connects to the very
-address it checked: a second DNS answer (rebinding) cannot swap in another one between check and
-connect. Redirects are never followed. An operator lets named internal hosts through (`AllowList`:
-host names, `*.suffix` patterns, addresses and CIDR blocks), or switches the check off altogether
-(tests, development).
+on 127.0.0.1, a service on 10.x). So every connection resolves the host first, refuses the addresses
+every upstream connection refuses (`libs.common.egress`: loopback, private, link-local, metadata,
+their IPv6 forms, ...), and then connects to the very address it checked (`libs.common.guarded_http`,
+the executor's too): a second DNS answer (rebinding) cannot swap in another one between check and
+connect. Redirects are never followed. An operator lets
+named internal hosts through (`AllowList`: host names, `*.suffix` patterns, addresses and CIDR
+blocks), or switches the check off altogether (tests, development).
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import httpcore2
 import httpx2
+
+from libs.common import egress
+from libs.common.guarded_http import Addresses, Refused, guarded_transport
 
 __all__ = ["AllowList", "ForbiddenAddress", "address_problem", "guarded_client", "why_unreachable"]
 
-
-_SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -71,80 +72,39 @@ class AllowList:
         return any(ip in network for network in self.networks)
 
 
-class ForbiddenAddress(httpcore2.ConnectError):
-    """The host resolves only to addresses the service may not reach (httpx2 reports a `ConnectError`
-    with this message)."""
+ForbiddenAddress = Refused
+"""The host resolves only to addresses the service may not reach (httpx2 reports a `ConnectError`
+with this message)."""
 
 
 def address_problem(address: str) -> str | None:
-    """Why the service may not connect to `address` (an IP address), or None when it may."""
+    """Why the service may not connect to `address` (an IP address), or None when it may: the rule
+    of every upstream connection (`libs.common.egress`), IPv4 addresses in IPv6 forms included."""
     ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone (`fe80::1%eth0`) is not part of it
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for kind, hit in (
-        ("loopback", ip.is_loopback),
-        ("unspecified", ip.is_unspecified),
-        ("link-local", ip.is_link_local),
-        ("multicast", ip.is_multicast),
-        ("reserved", ip.is_reserved),
-        ("shared (carrier-grade NAT)", ip in _SHARED),
-        ("private", ip.is_private),
-    ):
-        if hit:
-            return f"{address} is a {kind} address"
-    return None
+    kind = egress.address_kind(ip)
+    return None if kind is None else f"{address} is {kind}"
 
 
-class _GuardedBackend(httpcore2.AsyncNetworkBackend):
-    """Resolves, checks, then connects to the checked address (never resolving twice)."""
+def _admitted(allow: AllowList) -> Addresses:
+    """The addresses a host resolves to that the service may reach: public ones, and those `allow` lists."""
 
-    def __init__(self, allow: AllowList) -> None:
-        self._inner = httpcore2.AnyIOBackend()
-        self._allow = allow
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        try:
-            found = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), timeout
-            )
-        except (OSError, TimeoutError) as exc:
-            raise httpcore2.ConnectError(f"cannot resolve {host}: {exc}") from None
+    async def addresses(host: str, port: int) -> list[str]:
+        found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        listed = allow.admits_host(host)
+        admitted: list[str] = []
         problems: list[str] = []
-        listed = self._allow.admits_host(host)
         for *_, sockaddr in found:
             address = str(sockaddr[0])
-            problem = None if listed or self._allow.admits_address(address) else address_problem(address)
+            problem = None if listed or allow.admits_address(address) else address_problem(address)
             if problem is None:
-                return await self._inner.connect_tcp(address, port, timeout, local_address, socket_options)
-            problems.append(problem)
-        raise ForbiddenAddress(f"refused to connect to {host}: {'; '.join(dict.fromkeys(problems))}")
+                admitted.append(address)
+            else:
+                problems.append(problem)
+        if not admitted:
+            raise ForbiddenAddress(f"refused to connect to {host}: {'; '.join(dict.fromkeys(problems))}")
+        return admitted
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's interface
-        socket_options: Iterable[httpcore2.SOCKET_OPTION] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
-        raise ForbiddenAddress("refused to connect to a unix socket")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class _GuardedTransport(httpx2.AsyncHTTPTransport):
-    def __init__(self, allow: AllowList) -> None:
-        super().__init__(trust_env=False)
-        # the pool the parent built, with the checking backend instead of the default one
-        self._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(trust_env=False), network_backend=_GuardedBackend(allow)
-        )
+    return addresses
 
 
 def guarded_client(
@@ -152,7 +112,7 @@ def guarded_client(
 ) -> httpx2.AsyncClient:
     """A client that follows no redirect and reaches public addresses only, plus the hosts `allow`
     lists; `allow_private` switches the check off."""
-    transport = None if allow_private else _GuardedTransport(allow or AllowList())
+    transport = None if allow_private else guarded_transport(_admitted(allow or AllowList()), trust_env=False)
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(timeout), follow_redirects=False, transport=transport, trust_env=False
     )

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from libs.common import metrics, observability, permissions, subjects
 from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.oauth import HttpExchangeRequest
+from libs.common.probes import Probes
 from libs.common.sealing import Sealer
 from libs.common.settings import OAuthSettings
-from libs.common.stores import declare_owned
+from libs.common.starting import patient_start, start_owning
 
 from . import agents, upstream
 from .context import NatsHandler, OAuthContext
@@ -40,6 +43,7 @@ class OAuthService:
         self._nc: NATS | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self.metrics_server: metrics.MetricsServer | None = None
+        self.probes: Probes | None = None
 
     async def start(self) -> None:
         self.metrics_server = observability.start("oauth", self.settings)
@@ -49,15 +53,20 @@ class OAuthService:
         self._nc = nc = await connect_service(
             self.settings, role=permissions.OAUTH, name=f"bastion-oauth{self.settings.instance}"
         )
+        # its state, keys, revocations, upstream tokens
+        self.probes = await start_owning("oauth", permissions.OAUTH, self.settings, nc)
         js = nc.jetstream()
-        await declare_owned(js, permissions.OAUTH, self.settings)  # its state, keys, revocations, upstream tokens
+
+        def bucket(name: str) -> Awaitable[KeyValue]:
+            return patient_start(f"bucket {name}", lambda: kv_bucket(js, name))
+
         ctx = OAuthContext(
             settings=self.settings,
             nc=nc,
-            state=await kv_bucket(js, subjects.KV_OAUTH),
-            registrations=await kv_bucket(js, subjects.KV_OAUTH_REGISTRATIONS),
-            public=await kv_bucket(js, subjects.KV_OAUTH_PUBLIC),
-            revoked=await kv_bucket(js, subjects.KV_OAUTH_REVOKED),
+            state=await bucket(subjects.KV_OAUTH),
+            registrations=await bucket(subjects.KV_OAUTH_REGISTRATIONS),
+            public=await bucket(subjects.KV_OAUTH_PUBLIC),
+            revoked=await bucket(subjects.KV_OAUTH_REVOKED),
             sealer=sealer,
         )
         self.handlers[subjects.OAUTH_HTTP] = self._http
@@ -70,6 +79,8 @@ class OAuthService:
             await nc.subscribe(subject, queue=subjects.QUEUE_OAUTH, cb=self._on_message)
         await processed(nc)
         log.info("oauth service ready (%d routes)", len(self.router.exact) + len(self.router.prefixes))
+        if self.probes is not None:
+            self.probes.started("oauth")
 
     async def _on_message(self, msg: Msg) -> None:
         # each request runs on its own task: password hashing must not hold up the subscription
@@ -101,6 +112,10 @@ class OAuthService:
             await asyncio.wait(self._inflight, timeout=5)
         if self._nc is not None:
             await drain_or_close(self._nc)
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-            self.metrics_server = None
+        # past the grace, or arrived during the drain: ended here, never left running after stop()
+        leftover = list(self._inflight)
+        for task in leftover:
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
+        await observability.stop(self.metrics_server, self.probes)
+        self.metrics_server = None

@@ -5,11 +5,9 @@ from __future__ import annotations
 from libs.common.runner import run_from_environment
 from libs.common.settings import PolicySettings
 
-from .service import PolicyService
-
 
 def main() -> None:
-    run_from_environment("policy", PolicySettings, PolicyService)
+    run_from_environment("policy", PolicySettings, "services.policy.service:PolicyService")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -42,17 +42,23 @@ from libs.common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from libs.common.nats import connect_service, drain_or_close, processed
+from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.probes import Probes, start_probes
 from libs.common.relay import AckedRequester, Acknowledger, too_late
 from libs.common.settings import PolicySettings
+from libs.common.stores import declare_owned
 from libs.common.work_signing import WorkSigner
 
+from .approval_desk import ApprovalDesk
+from .cedar_gate import Ask, Gate, Park, Refuse, Resume
 from .charging import Charger
 from .filters import Narrowing, narrowing, narrowing_problem
 from .forwarding import Charges, Forwarded, Forwarder
 from .llm_decisions import LlmDecider
+from .metrics import POLICY_REFUSALS
 from .quotas import Charged, LimitEngine, LimitPlan
-from .view import PolicyView
+from .user_confirm import CONFIRMED, UserConfirmation
+from .view import CompiledKey, PolicyView
 
 __all__ = ["PolicyService"]
 
@@ -77,6 +83,9 @@ class PolicyService:
         self.settings = settings
         self.instance = settings.instance or f"{socket.gethostname()}-{os.getpid()}"
         self.view = PolicyView()
+        self.gate = Gate()
+        self._desk: ApprovalDesk | None = None
+        self._confirm: UserConfirmation | None = None
         self._nc: NATS | None = None
         self._redis: aioredis.Redis | None = None
         self.charger: Charger | None = None
@@ -89,6 +98,7 @@ class PolicyService:
         self._acks: Acknowledger | None = None
         self._llm: LlmDecider | None = None
         self.metrics_server: metrics.MetricsServer | None = None
+        self.probes: Probes | None = None
         self._lag = metrics.StateCollector(self._gauges)
         self._signer = WorkSigner(settings.bus_signing_key)
 
@@ -101,31 +111,35 @@ class PolicyService:
         self._nc = nc = await connect_service(
             self.settings, role=permissions.POLICY, name=f"bastion-policy-{self.instance}"
         )
+        self.probes = await start_probes("policy", self.settings, nc, valkey=self._valkey_answers)
         view = self.view
+        await declare_owned(nc.jetstream(), permissions.POLICY, self.settings)  # the approvals bucket
         self._watches = [
-            BucketWatch(nc, subjects.KV_KEYS, view.put_key, view.delete_key),
-            BucketWatch(nc, subjects.KV_POLICY, view.put_entity, view.delete_entity),
+            BucketWatch(nc, subjects.KV_KEYS, self._put_key, self._delete_key),
+            BucketWatch(nc, subjects.KV_POLICY, self._put_policy, self._delete_policy),
             BucketWatch(nc, subjects.KV_SERVERS, view.put_server, view.delete_server),
+            BucketWatch(nc, subjects.KV_CATALOG, self.gate.put_catalog, self.gate.delete_catalog),
         ]
         for watch in self._watches:
             await watch.start()
         self._executors = AckedRequester(
             nc,
-            role="executor",
-            accepted_by=subjects.EXEC_ACCEPTED_BY,
-            alive_subject=subjects.executor_alive_subject,
+            subjects.EXEC_HOLDERS,
             settings=self.settings,
             signer=self._signer,  # executors run only what policy signed
         )
         await self._executors.start()
+        self._desk = ApprovalDesk(
+            await kv_bucket(nc.jetstream(), subjects.KV_APPROVALS), self._executors, self.settings
+        )
+        self._confirm = UserConfirmation(nc, self._executors)
         self._forwarder = Forwarder(nc, self._signer, self._no_executor)
         await self._forwarder.start()
         await nc.subscribe(subjects.POLICY_REFUND, cb=self._on_refund)
         self._acks = Acknowledger(
             nc,
+            subjects.POLICY_HOLDERS,
             instance=self.instance,
-            accepted_by=subjects.POLICY_ACCEPTED_BY,
-            alive_subject=subjects.policy_alive_subject(self.instance),
             after=self.settings.ack_after,
             margin=self.settings.ack_margin,
         )
@@ -139,6 +153,8 @@ class PolicyService:
         await processed(nc)
         self._lag.register()
         log.info("policy %s ready", self.instance)
+        if self.probes is not None:
+            self.probes.started("policy")
 
     async def stop(self) -> None:
         if self._inflight:
@@ -147,13 +163,41 @@ class PolicyService:
             await watch.stop()
         if self._forwarder is not None:
             await self._forwarder.stop()
+        if self._desk is not None:
+            await self._desk.stop()
         if self._nc is not None:
             await drain_or_close(self._nc)
         if self._redis is not None:
             await self._redis.aclose()
         self._lag.unregister()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
+        await observability.stop(self.metrics_server, self.probes)
+
+    # the Cedar decisions depend on keys and the directory too: a change of either forgets them
+    def _put_key(self, key_id: str, value: bytes, revision: int = 0) -> None:
+        self.view.put_key(key_id, value, revision)
+        self.gate.cedar.forget()
+
+    def _delete_key(self, key_id: str) -> None:
+        self.view.delete_key(key_id)
+        self.gate.cedar.forget()
+
+    def _put_policy(self, kv_key: str, value: bytes, revision: int = 0) -> None:
+        if not self.gate.put_policy(kv_key, value):
+            self.view.put_entity(kv_key, value, revision)
+            self.gate.cedar.forget()
+
+    def _delete_policy(self, kv_key: str) -> None:
+        if not self.gate.delete_policy(kv_key):
+            self.view.delete_entity(kv_key)
+            self.gate.cedar.forget()
+
+    async def _valkey_answers(self) -> str | None:
+        """Readiness: Valkey, which holds the limits' counters, answers a PING."""
+        try:
+            await self._redis.ping()  # type: ignore[union-attr]  # set before the probes start
+        except Exception as exc:
+            return f"Valkey does not answer ({type(exc).__name__})"  # its text may carry the URL's password
+        return None
 
     def _gauges(self) -> Iterator[metrics.Sample]:
         """This replica's NATS lag (messages waiting for a handler), as of the scrape."""
@@ -210,17 +254,81 @@ class PolicyService:
                 msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
             )
             return
+        reusable = True
+        if charged and message.tool is not None:  # tool calls meet the Cedar policies
+            gate = self.gate.check(decision, message.server, message.tool, msg.data)
+            if isinstance(gate, Refuse):
+                _refused(method, gate.error, started)
+                outcome = CallOutcome(
+                    id=message.id, error=gate.error, decided_by="policy", execution="not_run", policy_id=gate.policy
+                )
+                await self._answer(msg.reply, outcome)
+                return
+            if isinstance(gate, Park | Resume):
+                self._held(msg, self._approval(msg.reply, gate))
+                return
+            if isinstance(gate, Ask):
+                self._held(msg, self._user_confirms(msg, gate, decision, target))
+                return
+            reusable = gate.reusable
         assert self.charger is not None
         plan = self.charger.plan(decision, message.server, target) if charged else None
         price = self.charger.price(message.server, target) if charged else 0.0
         if not plan:  # nothing to count or charge: no Redis, no task
             metrics.observe("policy", method, "allowed", time.perf_counter() - started)
-            await self._forward(msg, subject, message, None, price, method, reusable=True)
+            await self._forward(msg, subject, message, None, price, method, reusable=reusable)
             return
-        task = asyncio.create_task(self._charge_and_forward(msg, subject, message, plan, price, (method, started)))
+        self._held(msg, self._charge_and_forward(msg, subject, message, plan, price, (method, started)))
+
+    def _held(self, msg: Msg, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` for a request policy holds on to (charging, an approval's KV round trips)."""
+        assert self._acks is not None
+        task = asyncio.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         self._acks.watch(msg, task)  # names this replica to ingress if the request is still here shortly
+
+    async def _approval(self, reply: str, gate: Park | Resume) -> None:
+        """Park a call a policy wants a person to approve, or answer a call naming an approval."""
+        assert self._desk is not None and self._nc is not None
+        try:
+            if isinstance(gate, Park):
+                await self._answer(reply, await self._desk.park(gate.call, gate.verdict))
+            else:
+                await self._nc.publish(reply, await self._desk.resume(gate.call, gate.approval_id))
+        except Exception as exc:  # the approvals bucket unreachable: nothing was parked or run
+            log.warning("approval of call %s failed: %s", gate.call.id, type(exc).__name__)
+            message = "the approvals store is unreachable; the call did not run, retry shortly"
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=message)
+            await self._answer(
+                reply, CallOutcome(id=gate.call.id, error=error, decided_by="policy", execution="not_run")
+            )
+
+    async def _user_confirms(self, msg: Msg, gate: Ask, key: CompiledKey, target: str) -> None:
+        """Ask the agent's own user to confirm a call a `@confirm` policy holds; once they do, charge
+        it like any call and run it once (the refund of a call that did not run as for any)."""
+        assert self._confirm is not None and self._nc is not None and self.charger is not None and msg.reply
+        call = gate.call
+        refusal = await self._confirm.ask(call, gate.verdict)
+        if refusal is not None:
+            await self._nc.publish(msg.reply, refusal)
+            return
+        headers: dict[str, str] = {}
+        charge = await self.charger.charge_plan(self.charger.plan(key, call.server, target), time.time())
+        if isinstance(charge, GatewayError):
+            outcome = CallOutcome(
+                id=call.id, error=charge, decided_by="policy", execution="not_run", policy_id=gate.verdict.policy
+            )
+            outcome.approval_id = CONFIRMED
+            await self._answer(msg.reply, outcome)
+            return
+        if charge is not None:
+            headers[subjects.CHARGED] = "1"
+            self.charges.hold(call.id, charge, call.deadline + _CHARGE_KEPT)
+        if price := self.charger.price(call.server, target):
+            headers[subjects.CHARGED_USD] = repr(price)
+        data, answered = await self._confirm.run(call, gate.verdict, msg.data, headers)
+        await self._nc.publish(msg.reply, data, headers=answered)
 
     async def _charge_and_forward(
         self,
@@ -345,7 +453,7 @@ class PolicyService:
 
 def _refused(method: str, error: GatewayError, started: float) -> None:
     """Count a refusal by its reason (grants, budget, rate limit, ...) and the decision's time."""
-    metrics.POLICY_REFUSALS.labels(error.kind.value).inc()
+    POLICY_REFUSALS.labels(error.kind.value).inc()
     metrics.observe("policy", method, error.kind.value, time.perf_counter() - started)
 
 

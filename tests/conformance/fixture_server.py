@@ -15,6 +15,8 @@ import argparse
 import asyncio
 import base64
 import json
+import sys
+from pathlib import Path
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import UserMessage
@@ -27,18 +29,18 @@ from mcp.types import (
     ImageContent,
     SamplingMessage,
     SetLevelRequestParams,
-    SubscribeRequestParams,
     TextContent,
     TextResourceContents,
-    UnsubscribeRequestParams,
 )
 from pydantic import BaseModel, Field
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "servers"))
+from _runner import keep_subscriptions  # the example servers' shared helpers
 
 PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_EMPTY = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA="
 
 mcp = MCPServer(name="mcp-conformance-fixture", version="1.0.0")
-subscriptions: set[str] = set()
 
 
 class MemoryEventStore(EventStore):
@@ -257,24 +259,12 @@ def watched() -> str:
     return "Watched resource content"
 
 
-async def _subscribe(ctx, params: SubscribeRequestParams) -> EmptyResult:
-    subscriptions.add(str(params.uri))
-    return EmptyResult()
-
-
-async def _unsubscribe(ctx, params: UnsubscribeRequestParams) -> EmptyResult:
-    subscriptions.discard(str(params.uri))
-    return EmptyResult()
-
-
 async def _set_level(ctx, params: SetLevelRequestParams) -> EmptyResult:
     return EmptyResult()
 
 
-_low = mcp._lowlevel_server
-_low.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
-_low.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
-_low.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
+keep_subscriptions(mcp)
+mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
 
 
 # --- prompts and completion ----------------------------------------------------------------------

@@ -157,8 +157,30 @@ def test_every_url_the_banner_prints_answers(stack):
         assert answers[f"{base}/mcp"].json()["error"]  # a browser at the MCP URL gets an explanation
 
 
+def test_the_commands_the_banner_suggests_run_as_printed(stack):
+    """Pasted into a shell where `bastion up` was started, each hint works: the CLI named as it can
+    be typed here (not a `bastion` off PATH) and the stack's data dir named when it is not `.bastion`."""
+    _, _, data_dir, tmp_path = stack
+    poll_until_blocking(lambda: "Ctrl-C to stop" in output(tmp_path), "the whole banner", within=30)
+    banner = (tmp_path / "up.out").read_text()
+    printed = re.findall(r"`([^`]+)`", banner)
+    hints = {words: [h for h in printed if words in h] for words in ("keys list", "analytics query", "users create")}
+    assert all(len(found) == 1 for found in hints.values()), printed
+    assert all(f"--data-dir {data_dir}" in found[0] for found in hints.values()), hints  # not ./.bastion
+    env = {k: v for k, v in os.environ.items() if k != "BASTION_NATS_URL"} | {"COLUMNS": "200"}
+
+    def run(command: str) -> str:
+        done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (command, done.stdout, done.stderr)
+        return done.stdout
+
+    listed = run(hints["keys list"][0])
+    assert "demo" in listed and "readonly" in listed
+    assert "4242" in run(f"{hints['analytics query'][0]} 'SELECT 4242 AS answer'")
+
+
 async def test_the_stack_is_closed_to_strangers_and_private_on_disk(stack):
-    """Zero-trust bus and private files (issue 9): the embedded NATS refuses a client without
+    """Zero-trust bus and private files: the embedded NATS refuses a client without
     credentials, another service's NKey cannot write keys, Valkey wants policy's password, and
     nothing `bastion up` wrote (logs, ClickHouse, JetStream, Valkey AOF, seeds) is readable by others."""
     _, _, data_dir, _ = stack
@@ -183,14 +205,24 @@ async def test_the_stack_is_closed_to_strangers_and_private_on_disk(stack):
         with pytest.raises(redis.exceptions.AuthenticationError):
             anonymous.ping()
 
-    loose = [
-        f"{oct(stat.S_IMODE(p.lstat().st_mode))} {p}"
-        for p in [data_dir, *data_dir.rglob("*")]
-        if not p.is_symlink() and stat.S_IMODE(p.lstat().st_mode) & 0o077
-    ]
-    assert loose == []
+    assert _open_to_others(data_dir) == []
     for part in ("logs", "clickhouse", "nats/jetstream", "valkey/appendonlydir", "credentials"):
         assert (data_dir / part).is_dir(), f"{part} was not created where expected"
+
+
+def _open_to_others(data_dir: Path) -> list[str]:
+    """Whatever under `data_dir` its group or others may touch. The stack is running: a part its store
+    writes and removes meanwhile (ClickHouse's `tmp_insert_*`) may be gone before it is looked at."""
+    loose = []
+    walked = os.walk(data_dir)  # a folder that vanishes mid-walk is passed over, where rglob would raise
+    for path in [data_dir, *(Path(top) / name for top, dirs, files in walked for name in (*dirs, *files))]:
+        try:
+            found = path.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISLNK(found) and stat.S_IMODE(found) & 0o077:
+            loose.append(f"{oct(stat.S_IMODE(found))} {path}")
+    return loose
 
 
 def test_the_cli_acts_as_the_stacks_owner_and_ingress_holds_no_admin_credential(stack):
@@ -237,8 +269,8 @@ def _known_secrets(data_dir: Path) -> dict[str, str]:
 
 
 def test_no_service_holds_a_secret_in_its_environment_nor_another_services_credentials_open(stack):
-    """Issue 26: any process of the same user reads another's /proc/<pid>/environ, and the analytics
-    hole read the audit process's. Under `bastion up` every service's environment, read here as such
+    """Any process of the same user reads another's /proc/<pid>/environ, and an analytics query
+    could read the audit process's. Under `bastion up` every service's environment, read here as such
     a process would, holds no secret at all (they come through a pipe the service read and closed),
     and no service keeps another's credentials file open."""
     proc, _, data_dir, _ = stack
@@ -274,14 +306,17 @@ def _cli(data_dir: Path, group: str, command: str, *args: str) -> subprocess.Com
 
 
 async def test_results_over_one_message_arrive_through_the_stacks_own_permissions(stack):
-    """Issue 24: under `bastion up` (its nats-server secured with every role's permissions, 8 MiB
-    messages) a stdio tool's result too large for one message was lost after a 5 s timeout; the
+    """Under `bastion up` (its nats-server secured with every role's permissions, 8 MiB
+    messages) a stdio tool's result too large for one message was once lost after a 5 s timeout; the
     ingress role could not read the object store. Both layouts, a server added while running."""
     _, port, data_dir, _ = stack
     nats_log = data_dir / "nats" / "nats.log"
     before = nats_log.stat().st_size  # the stack is shared: earlier tests' attacks are logged above
     large = ROOT / "tests" / "support" / "large_server.py"
-    added = _cli(data_dir, "servers", "add", "large", "--", sys.executable, str(large))
+    # it imports the example servers' `_runner`, beside its own folder: its sandbox may read them
+    sandbox = {"read": [str(ROOT / "examples" / "servers")]}
+    entry = json.dumps({"command": sys.executable, "args": [str(large)], "sandbox": sandbox})
+    added = _cli(data_dir, "servers", "add", "large", "--entry", entry)
     assert added.returncode == 0, added.stderr
     try:
         async with _client(port, DEMO, "auto") as client:
@@ -300,3 +335,33 @@ async def test_results_over_one_message_arrive_through_the_stacks_own_permission
         log.seek(before)
         violations = [line for line in log.read().decode(errors="replace").splitlines() if "Violation" in line]
     assert violations == [], violations[:3]
+
+
+async def test_a_hostile_stdio_server_added_to_the_stack_reaches_no_credential(stack):
+    """Both walls at once: the executor `bastion up` confined, and the server's own box inside it
+    (docs/stdio-sandbox.md). A server added while running cannot read the stack's credentials nor
+    write into its data dir; it writes its own working folder there."""
+    _, port, data_dir, _ = stack
+    hostile = ROOT / "tests" / "support" / "hostile_stdio_server.py"
+    added = _cli(data_dir, "servers", "add", "hostile", "--", sys.executable, str(hostile))
+    assert added.returncode == 0, added.stderr
+    seeds = sorted((data_dir / "credentials").glob("*.nk"))
+    assert seeds
+    try:
+        async with _client(port, DEMO, "auto") as client:
+
+            async def listed() -> bool:
+                return "hostile__read_file" in {t.name for t in (await client.list_tools()).tools}
+
+            async def attack(tool: str, path: Path) -> str:
+                result = await client.call_tool(tool, {"path": str(path)})
+                return result.content[0].text
+
+            await poll_until(listed, "the hostile server's tools", within=60)
+            for secret in (data_dir / "stack.json", *seeds):
+                assert await attack("hostile__read_file", secret) == "refused: EACCES", secret
+            assert await attack("hostile__write_file", data_dir / "planted") == "refused: EACCES"
+            own = data_dir / "servers" / "hostile"
+            assert await attack("hostile__write_file", own / "tmp" / "scratch") == "ok written"
+    finally:
+        assert _cli(data_dir, "servers", "remove", "hostile").returncode == 0

@@ -19,7 +19,22 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_the_stack_survives_each_fault_in_turn(tmp_path: Path) -> None:
-    args = parse_args(["--calls", "600", "--concurrency", "8", "--sessions", "4", "--settle", "2", "--nats-down", "3"])
+    args = parse_args(
+        [
+            "--calls",
+            "600",
+            "--concurrency",
+            "8",
+            "--sessions",
+            "4",
+            "--settle",
+            "2",
+            "--nats-down",
+            "3",
+            "--faults",
+            "kill",
+        ]
+    )
     report = await bench(args, tmp_path)
     check = report["checks"]
     assert report["problems"] == [], f"{report['problems']}: {check}"

@@ -1,4 +1,4 @@
-"""Admin changes are audit events: who, what, before/after, and never a secret (issue 11 item 1),
+"""Admin changes are audit events: who, what, before/after, and never a secret,
 including the admin routes that reach the oauth service (a user's password, an authorization link).
 
 An in-process admin service (the whole gateway with the oauth service for the latter);
@@ -68,7 +68,7 @@ async def test_key_and_server_changes_are_audited_with_before_and_after_and_no_s
     secret, key_id = created.json()["secret"], created.json()["key"]["id"]
     event = await next_admin(events)
     assert (event.action, event.target, event.status, event.before) == ("key.create", key_id, "ok", None)
-    # the principal, its role and its address (issue 26): never a shared token
+    # the principal, its role and its address: never a shared token
     assert (event.actor, event.actor_role, event.actor_address) == ("test-owner", "owner", "127.0.0.1")
     assert json.loads(event.after or "")["name"] == "ci"
     assert event.producer.startswith("admin-") and event.seq >= 1 and event.hash  # the admin replica's chain
@@ -78,6 +78,11 @@ async def test_key_and_server_changes_are_audited_with_before_and_after_and_no_s
     assert event.action == "key.update"
     assert json.loads(event.before or "")["grants"] == ["echo/*"]
     assert json.loads(event.after or "")["grants"] == ["echo/*", "notes/*"]
+
+    assert (await api.post(f"/keys/{key_id}/revoke")).status_code == 200
+    event = await next_admin(events)
+    assert (event.action, event.target) == ("key.revoke", key_id)  # named for what it did, not "key.update"
+    assert (json.loads(event.before or "")["revoked"], json.loads(event.after or "")["revoked"]) == (False, True)
 
     assert (await api.post("/servers", json={"name": "echo", "config": ECHO})).status_code == 201
     event = await next_admin(events)

@@ -1,4 +1,4 @@
-"""Roles, deny by default, proven against the running admin service (issue 26 item 3).
+"""Roles, deny by default, proven against the running admin service.
 
 The table test is generated from the app's own route list: every route of the admin service, for
 every built-in role, a custom role and an anonymous caller, answers 401/403 exactly when the
@@ -157,7 +157,14 @@ def test_the_roles_mean_what_the_issue_asks() -> None:
         "viewer": {"keys:read", "groups:read", "directory:read", "servers:read", "providers:read"},
     }
     must_not = {
-        "operator": {"keys:write", "principals:read", "principals:write", "roles:write", "audit:payloads"},
+        "operator": {
+            "keys:write",
+            "principals:read",
+            "principals:write",
+            "roles:write",
+            "audit:payloads",
+            "servers:command",
+        },
         "key_manager": {"servers:write", "principals:write", "analytics:read"},
         "analyst": {"audit:payloads", "audit:export", "keys:read", "servers:read"},
         "auditor": {"keys:write", "servers:write", "principals:write"},

@@ -10,7 +10,6 @@ import io
 import json
 import re
 import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, 
 from libs.common.messages import AuditEvent
 from services.audit import AuditService
 from services.audit.errors import StoreUnavailable
-from tests.support.analytics_data import dataset, percentile, stored_through_the_pipeline
-from tests.support.analytics_stack import analytics_stack
+from tests.support.analytics_data import percentile
+from tests.support.analytics_stack import stack_with_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +47,7 @@ class Stack:
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """One audit service holding the dataset, shared by the module: seeding takes a few seconds."""
-    tmp = tmp_path_factory.mktemp("analytics")
-    now = time.time()
-    events = dataset(now)
-    async with analytics_stack(tmp, admin=False, batch_size=500, flush_interval=0.05) as services:
-        await stored_through_the_pipeline(services.nats_url, services.audit, events)
+    async with stack_with_dataset(tmp_path_factory.mktemp("analytics"), admin=False) as (services, events, now):
         yield Stack(services.nats_url, services.audit, events, now)
 
 

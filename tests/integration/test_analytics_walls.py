@@ -1,4 +1,4 @@
-"""Analytics that cannot leave the audit database (issue 26, item 4), end to end: the audit service
+"""Analytics that cannot leave the audit database, end to end: the audit service
 runs as its own process (`python -m services.audit`, the AUDIT role's NKey) with a canary secret in
 its environment and a canary file beside its store; every hostile query of `tests.support.hostile_sql`
 goes through the real NATS path (the ADMIN role, as the admin API and the CLI ask) to the real

@@ -17,6 +17,7 @@ from libs.common.settings import ExecutorSettings
 from services.executor.answer_limits import answer_cutoff
 from services.executor.service import ExecutorService
 from tests.integration.test_executor import ROOT, Harness, harness, http_upstream
+from tests.support.egress import LOOPBACK_UPSTREAMS
 
 pytestmark = pytest.mark.integration
 __all__ = ["harness"]  # the fixture, re-exported for pytest
@@ -28,7 +29,11 @@ LIMIT = 20_000
 
 def executor_settings(nats_url: str, max_result_bytes: int) -> ExecutorSettings:
     return ExecutorSettings(
-        nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0, max_result_bytes=max_result_bytes
+        nats_url=nats_url,
+        connect_timeout=15.0,
+        reconnect_max_backoff=1.0,
+        max_result_bytes=max_result_bytes,
+        egress=LOOPBACK_UPSTREAMS,
     )
 
 

@@ -26,9 +26,11 @@ from services.audit.store import ClickHouseStore
 from services.audit.writer import AuditConsumer, BatchWriter
 from tests.support.polling import poll_until
 
+pytestmark = pytest.mark.integration  # both brokers write to the real ClickHouse engine (chdb)
+
 BROKERS = [
-    pytest.param("memory", marks=pytest.mark.unit, id="in-memory-test-broker"),
-    pytest.param("nats", marks=pytest.mark.integration, id="real-nats-server"),
+    pytest.param("memory", id="in-memory-test-broker"),
+    pytest.param("nats", id="real-nats-server"),
 ]
 
 
@@ -69,7 +71,8 @@ async def consumer(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     async def keep(message: NatsMessage) -> None:  # what an operator reading the dead letters sees
         dead.append(message)
 
-    audit = AuditConsumer(broker, BatchWriter(store), batch_size=50, flush_interval=0.05)
+    writer = BatchWriter(store)
+    audit = AuditConsumer(broker, writer, batch_size=50, flush_interval=0.05)
     try:
         if kind == "nats":
             await audit.start()
@@ -78,8 +81,11 @@ async def consumer(kind: str, tmp_path: Path, request: pytest.FixtureRequest) ->
             finally:
                 await audit.stop()
         else:
-            async with TestNatsBroker(broker) as memory:
-                yield memory, store, dead
+            try:
+                async with TestNatsBroker(broker) as memory:
+                    yield memory, store, dead
+            finally:
+                writer.close()  # what `audit.stop()` does for the real broker: the writer's thread goes
     finally:
         store.close()
 

@@ -1,4 +1,4 @@
-"""What a tool call's audit event says about who and what (issue 11 item 1), through the whole
+"""What a tool call's audit event says about who and what, through the whole
 gateway: the key's user/team/customer, the arguments and result when content logging is on, only
 their sha256 when it is off for the key or the deployment, and a place on the ingress chain."""
 

@@ -67,6 +67,7 @@ async def _sleep_call(url: str) -> str:
 async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_path):
     ledger = tmp_path / "ledger.txt"
     servers = {"ledger": {"command": sys.executable, "args": [str(LEDGER_SERVER)], "env": {"LEDGER_FILE": str(ledger)}}}
+    servers["ledger"]["sandbox"] = {"write": [str(tmp_path)]}
     journal = tmp_path / "journal"
     raw = default_config(servers)
     raw["customers"] = [{"id": "acme", "name": "Acme"}]
@@ -109,7 +110,7 @@ async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_pa
     (sleep_row,) = [row for row in rows if row.name == "echo__sleep"]
     assert (sleep_row.status, sleep_row.execution, sleep_row.error) == ("error", "may_have_run", STOPPED)
     assert (sleep_row.user_id, sleep_row.team_id, sleep_row.customer_id) == ("ann", "ops", "acme")
-    # what it was sent to and with (issue 24): queries by server or tool find the calls of unknown outcome
+    # what it was sent to and with: queries by server or tool find the calls of unknown outcome
     assert (sleep_row.server, sleep_row.tool) == ("echo", "sleep")
     assert sleep_row.arguments_sha256 == sha256_of({"seconds": 60})
     assert not list((journal / "-k").glob("*.wal")), "the journal outlived a clean stop"

@@ -1,4 +1,4 @@
-"""Nothing lost at volume (issue 11, item 3): 10,000 audit events published while the audit service
+"""Nothing lost at volume: 10,000 audit events published while the audit service
 (`python -m services.audit`, as ops run it) starts against a store it cannot open, is SIGKILLed
 mid-stream and restarted, and nats-server restarts; ClickHouse then holds exactly 10,000 distinct
 events, no copies, and the hash chain and the signed checkpoints verify.

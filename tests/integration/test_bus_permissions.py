@@ -3,7 +3,7 @@ every client outside its role's allow lists (`libs.common.permissions`), and one
 credentials altogether.
 
 Each probe is a concrete subject a service really uses (or an attacker would try). What must be
-refused is stated twice: once as the security rules of issue 9 in plain words (`RULES`, written
+refused is stated twice: once as the security rules in plain words (`RULES`, written
 independently of the table), and once for every probe against the table itself."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import nats
@@ -118,7 +118,7 @@ SUBSCRIBE_PROBES = (
 )
 
 RULES: dict[str, set[str]] = {
-    # subject -> the only roles that may publish it (issue 9, finding 2)
+    # subject -> the only roles that may publish it
     s.EXEC_CALL: {POLICY, INGRESS},  # ingress's calls there run only with policy's grant
     s.EXEC_REQUEST: {POLICY, INGRESS},
     s.EXEC_LLM: {POLICY},
@@ -129,7 +129,7 @@ RULES: dict[str, set[str]] = {
     f"{s.KV_ROOT}.{s.KV_CATALOG}.some-key": {EXECUTOR},
     # every store is created and updated by its one owner (below), deleted by no one; nobody lists streams
     f"{API}.STREAM.NAMES": set(),
-    # each audit producer publishes on its own subjects alone (issue 26: a chain is its producer's);
+    # each audit producer publishes on its own subjects alone (a chain is its producer's);
     # the admin service's changes are on its own
     s.audit_subject(INGRESS, "ingress-host-1-abcd"): {INGRESS},
     s.audit_subject(CODEMODE, "codemode-host-1-abcd"): {CODEMODE},
@@ -160,7 +160,7 @@ RULES: dict[str, set[str]] = {
     f"{API}.STREAM.PURGE.{s.AUDIT_STREAM}": set(),
     f"{API}.DIRECT.GET.{s.kv_stream(s.KV_SERVERS)}.{s.KV_ROOT}.{s.KV_SERVERS}.some-key": {ADMIN, POLICY, EXECUTOR},
     "$SYS.REQ.SERVER.PING": set(),
-    # OAuth (issue 13): the oauth service's state and upstream tokens are its own; ingress reads
+    # OAuth: the oauth service's state and upstream tokens are its own; ingress reads
     # only what it verifies access tokens with; only the executor may ask for an upstream's token
     f"{s.KV_ROOT}.{s.KV_OAUTH}.some-key": {OAUTH},
     f"{s.KV_ROOT}.{s.KV_OAUTH_UPSTREAM}.some-key": {OAUTH},
@@ -173,7 +173,7 @@ RULES: dict[str, set[str]] = {
         INGRESS,
         ADMIN,
     },
-    # issue 26: the admin principals, their token digests and sessions: the admin role's alone
+    # the admin principals, their token digests and sessions: the admin role's alone
     f"{s.KV_ROOT}.{s.KV_ADMIN}.some-key": {ADMIN},
     f"{API}.DIRECT.GET.{s.kv_stream(s.KV_ADMIN)}.{s.KV_ROOT}.{s.KV_ADMIN}.some-key": {ADMIN},
     s.OAUTH_HTTP: {INGRESS, ADMIN},  # ADMIN: the admin service's sign-in, as an OAuth client
@@ -182,7 +182,8 @@ RULES: dict[str, set[str]] = {
     s.OAUTH_UPSTREAM_TOKEN: {EXECUTOR},
 }
 OWNERSHIP: dict[str, str] = {
-    # issue 30: only a stream's owner creates or updates it; producers of the audit trail only publish
+    # only a stream's owner creates or updates it (a non-owner could shrink the audit stream);
+    # producers of the audit trail only publish
     s.AUDIT_STREAM: AUDIT,
     s.AUDIT_DEAD_STREAM: AUDIT,
     **{s.kv_stream(bucket): ADMIN for bucket in (s.KV_KEYS, s.KV_SERVERS, s.KV_POLICY, s.KV_LLM)},
@@ -208,14 +209,8 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     s.POLICY_CALL: {POLICY},
     s.POLICY_REFUND: {POLICY},
     s.CODEMODE_CALL: {CODEMODE},
-    s.OAUTH_HTTP: {OAUTH},
-    s.OAUTH_PASSWORD: {OAUTH},
-    s.OAUTH_UPSTREAM_TOKEN: {OAUTH},
-    s.OAUTH_UPSTREAM_LINK: {OAUTH},
-    s.AUDIT_EXPORT: {AUDIT},
-    s.AUDIT_VERIFY: {AUDIT},
-    s.ANALYTICS_QUERY: {AUDIT},
-    s.ANALYTICS_CANCEL: {AUDIT},
+    **{subject: {OAUTH} for subject in (s.OAUTH_HTTP, s.OAUTH_PASSWORD, s.OAUTH_UPSTREAM_TOKEN, s.OAUTH_UPSTREAM_LINK)},
+    **{subject: {AUDIT} for subject in (s.AUDIT_EXPORT, s.AUDIT_VERIFY, s.ANALYTICS_QUERY, s.ANALYTICS_CANCEL)},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     s.PIN_DRIFT: {ADMIN},
     "_INBOX.>": set(),  # nobody reads every reply on the bus
@@ -292,43 +287,49 @@ def test_the_rules_of_the_issue_hold_in_the_table() -> None:
         assert granted == allowed, f"subscribe {subject}: table grants {sorted(granted)}, rules say {sorted(allowed)}"
 
 
+Attempt = Callable[[nats.NATS, str], Awaitable[object]]
+
+
+async def refused_exactly_outside_its_table(
+    secured_nats: EmbeddedNats, creds: StackCredentials, role: str, kind: str, probes: tuple[str, ...], attempt: Attempt
+) -> None:
+    """`role` makes an `attempt` (a publish or a subscription, `kind` in the server's words) on every
+    probe: the server refuses each one its table does not allow, and none that it does."""
+    table = PERMISSIONS[role].publish if kind == "publish" else PERMISSIONS[role].subscribe
+    forbidden = [p for p in probes if not table_allows(table, p)]
+    allowed = [p for p in probes if table_allows(table, p)]
+    assert forbidden and allowed
+    async with connected(secured_nats.url, creds, role) as (nc, violations):
+        for subject in forbidden:
+            await attempt(nc, subject)
+        for subject in forbidden:
+            await violations.wait_for(kind, subject)
+        for subject in allowed:
+            await attempt(nc, subject)
+        await processed(nc)  # the server has handled every attempt above
+        wrongly = [p for p in allowed if violations.about(kind, p)]
+        assert not wrongly, f"{role} was refused a {kind} its table allows: {wrongly}"
+
+
 @pytest.mark.parametrize("role", ROLES)
 async def test_each_role_is_refused_every_publish_outside_its_table(
     secured_nats: EmbeddedNats, creds: StackCredentials, role: str
 ) -> None:
-    forbidden = [p for p in PUBLISH_PROBES if not table_allows(PERMISSIONS[role].publish, p)]
-    allowed = [p for p in PUBLISH_PROBES if table_allows(PERMISSIONS[role].publish, p)]
-    assert forbidden and allowed
-    async with connected(secured_nats.url, creds, role) as (nc, violations):
-        for subject in forbidden:
-            await nc.publish(subject, b"{}")
-        for subject in forbidden:
-            await violations.wait_for("publish", subject)
-        for subject in allowed:
-            # harmless payloads: nothing here subscribes, and JetStream rejects `{}` as a request
-            await nc.publish(subject, b"")
-        await processed(nc)  # the server has handled every publish above
-        wrongly = [p for p in allowed if violations.about("publish", p)]
-        assert not wrongly, f"{role} was refused what its table allows: {wrongly}"
+    async def publish(nc: nats.NATS, subject: str) -> None:
+        # a harmless payload: nothing here subscribes, and JetStream rejects `{}` as a request
+        await nc.publish(subject, b"")
+
+    await refused_exactly_outside_its_table(secured_nats, creds, role, "publish", PUBLISH_PROBES, publish)
 
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_each_role_is_refused_every_subscription_outside_its_table(
     secured_nats: EmbeddedNats, creds: StackCredentials, role: str
 ) -> None:
-    forbidden = [p for p in SUBSCRIBE_PROBES if not table_allows(PERMISSIONS[role].subscribe, p)]
-    allowed = [p for p in SUBSCRIBE_PROBES if table_allows(PERMISSIONS[role].subscribe, p)]
-    assert forbidden and allowed
-    async with connected(secured_nats.url, creds, role) as (nc, violations):
-        for subject in forbidden:
-            await nc.subscribe(subject)
-        for subject in forbidden:
-            await violations.wait_for("subscription", subject)
-        for subject in allowed:
-            await nc.subscribe(subject)
-        await processed(nc)
-        wrongly = [p for p in allowed if violations.about("subscription", p)]
-        assert not wrongly, f"{role} was refused a subscription its table allows: {wrongly}"
+    async def subscribe(nc: nats.NATS, subject: str) -> None:
+        await nc.subscribe(subject)
+
+    await refused_exactly_outside_its_table(secured_nats, creds, role, "subscription", SUBSCRIBE_PROBES, subscribe)
 
 
 async def test_another_roles_credentials_cannot_run_a_tool_or_grant_a_key(

@@ -34,7 +34,8 @@ async def _cli(*args: str) -> Any:
 
 
 def _drift(state: Path, calls: Path, **extra: Any) -> dict[str, Any]:
-    return {"command": sys.executable, "args": [str(DRIFTING), str(state), str(calls)], **extra}
+    sandbox = {"read": [str(state.parent)], "write": [str(calls.parent)]}
+    return {"command": sys.executable, "args": [str(DRIFTING), str(state), str(calls)], "sandbox": sandbox, **extra}
 
 
 async def test_a_signed_catalog_pins_the_same_definitions_in_another_deployment(nats_url, redis_url, tmp_path):

@@ -1,5 +1,5 @@
 """Two executor replicas share one catalog entry per server: one that cannot reach a server must not
-hide it while another serves it (issue 30, failover), and must report it once nobody does.
+hide it while another serves it (failover), and must report it once nobody does.
 
 Real NATS, two in-process executors; every wait is on a condition, no assertion is about timing."""
 
@@ -35,7 +35,7 @@ async def test_a_replica_that_cannot_connect_keeps_the_ready_of_another(
     harness: Harness, nats_url: str, tmp_path: Path
 ) -> None:
     marker = tmp_path / "refuse"
-    await harness.configure("s", stdio(REFUSING, env={"REFUSE_WHILE": str(marker)}))
+    await harness.configure("s", stdio(REFUSING, env={"REFUSE_WHILE": str(marker)}, sandbox={"read": [str(tmp_path)]}))
     a = ExecutorService(_settings(nats_url, "a"))
     b = ExecutorService(_settings(nats_url, "b"))
     await a.start()
@@ -45,7 +45,7 @@ async def test_a_replica_that_cannot_connect_keeps_the_ready_of_another(
         assert {t.tool for t in ready.tools} >= {"echo", "add"}
         marker.write_text("")  # from now on the server refuses every new connection: b's
         await b.start()
-        await poll_until(lambda: "s" in b.upstreams and b.upstreams["s"].keeper.connects >= 2, "b to fail twice")
+        await poll_until(lambda: "s" in b.upstreams and b.upstreams["s"].connects >= 2, "b to fail twice")
         entry = await harness.entry("s")
         assert entry is not None and entry.status == "ready", entry
         assert entry.publisher == a.publisher

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import nats
 import pytest
 
@@ -58,6 +59,16 @@ async def ok(cli: Cli, *args: str) -> str:
     return out
 
 
+async def stored_key(nats_url: str, secret: str) -> KeyRecord:
+    """The key record the CLI stored for `secret`, read from KV under its id (the secret's sha256)."""
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
+        return KeyRecord.model_validate_json((await kv.get(hashlib.sha256(secret.encode()).hexdigest())).value)
+    finally:
+        await nc.close()
+
+
 def one_line_error(err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), err
@@ -76,12 +87,7 @@ async def test_keys_groups_and_hierarchy(cli: Cli, ingress: IngressService, nats
     secret = out.strip().splitlines()[-1]
     assert secret.startswith("bk_") and "shown once" in out
 
-    nc = await nats.connect(nats_url)
-    try:
-        kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
-        record = KeyRecord.model_validate_json((await kv.get(hashlib.sha256(secret.encode()).hexdigest())).value)
-    finally:
-        await nc.close()
+    record = await stored_key(nats_url, secret)
     assert (record.grants, record.groups, record.user_id) == (["echo/*"], ["readers"], "ann")
     assert record.budget is not None and (record.budget.limit_usd, record.budget.period) == (5.0, "day")
 
@@ -148,6 +154,13 @@ async def test_servers(cli: Cli) -> None:
     assert "echo.py" not in await ok(cli, "servers", "list")
     code, _, err = await cli("servers", "add", "remote", "--url", "https://elsewhere.example.com/mcp")
     assert code == 1 and "already exists [HTTP 409]" in one_line_error(err)
+    # an owner lets a server on the internal network through (docs/configuration.md, "egress")
+    await ok(cli, "servers", "add", "wiki", "--url", "http://10.0.0.7:8080/mcp", "--allow-private-host", "10.0.0.7")
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {cli.token}"}) as http:
+        stored = (await http.get(f"{cli.url}/admin/v1/servers/wiki")).json()
+    assert stored["config"]["allow_private_hosts"] == ["10.0.0.7"]
+    code, _, err = await cli("servers", "add", "box", "--allow-private-host", "10.0.0.7", "--", "python", "x.py")
+    assert code == 2 and "--allow-private-host is for --url and --openapi servers" in one_line_error(err)
 
 
 async def test_errors_are_one_line_with_exit_codes(cli: Cli, tmp_path: Path) -> None:
@@ -217,16 +230,11 @@ async def test_llm_providers(cli: Cli, nats_url: str) -> None:
 
 
 async def test_keys_with_code_mode_and_agent_mode(cli: Cli, nats_url: str) -> None:
-    """Issue 24 item 11: `keys create` sets Code Mode and agent mode, and `keys list`/`show` say so."""
+    """`keys create` sets Code Mode and agent mode, and `keys list`/`show` say so."""
     out = await ok(cli, "keys", "create", "coder", "--grant", "echo/*", "--code-mode")
     coder = out.strip().splitlines()[-1]
     await ok(cli, "keys", "create", "agent", "--grant", "echo/*", "--agent", "echo__*", "--agent-depth", "3")
-    nc = await nats.connect(nats_url)
-    try:
-        kv = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
-        record = KeyRecord.model_validate_json((await kv.get(hashlib.sha256(coder.encode()).hexdigest())).value)
-    finally:
-        await nc.close()
+    record = await stored_key(nats_url, coder)
     assert record.code_mode is True and record.agent is None
     agent = json.loads(await ok(cli, "keys", "show", "agent", "--json"))
     assert (agent["code_mode"], agent["agent"]) == (False, {"tools_to_auto_execute": ["echo__*"], "max_depth": 3})

@@ -3,7 +3,6 @@ workers) -> policy -> executor -> real upstream servers, with audit rows in Clic
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import httpx2
@@ -16,7 +15,7 @@ from libs.common.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, default_config, running_gateway, stdio_server
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -27,10 +26,7 @@ LIMITED_KEY = "bk_test_code_mode_limited_000"
 
 
 def code_mode_config() -> dict:
-    rendezvous = {
-        "command": sys.executable,
-        "args": [str(Path(__file__).parents[1] / "support" / "rendezvous_server.py")],
-    }
+    rendezvous = stdio_server(Path(__file__).parents[1] / "support" / "rendezvous_server.py")
     config = default_config({"rendezvous": rendezvous})
     config["keys"] += [
         {"name": "coder", "key": CODER_KEY, "tools": ["echo/*", "notes/*", "rendezvous/*"], "code_mode": True},
@@ -73,16 +69,10 @@ async def _coder_runs(gateway, code: str) -> str:
 
 
 async def test_a_code_mode_key_lists_the_five_meta_tools_and_headers_switch(gateway):
-    async with gateway.client(CODER_KEY) as client:
-        assert {tool.name for tool in (await client.list_tools()).tools} == META_TOOL_NAMES
-    async with gateway.client(CODER_KEY, headers={"X-Bastion-Code-Mode": "off"}) as client:
-        assert "echo__echo" in {tool.name for tool in (await client.list_tools()).tools}
-    async with gateway.client(ADMIN_KEY, headers={"X-Bastion-Code-Mode": "on"}) as client:
-        assert {tool.name for tool in (await client.list_tools()).tools} == META_TOOL_NAMES
-    async with gateway.client(CODER_KEY, headers={"X-Bastion-Code-Mode": "maybe"}) as client:
-        with pytest.raises(MCPError) as refused:
-            await client.list_tools()
-        assert "must be 'on' or 'off'" in refused.value.error.message
+    assert await gateway.tool_names(CODER_KEY) == META_TOOL_NAMES
+    assert "echo__echo" in await gateway.tool_names(CODER_KEY, {"X-Bastion-Code-Mode": "off"})
+    assert await gateway.tool_names(ADMIN_KEY, {"X-Bastion-Code-Mode": "on"}) == META_TOOL_NAMES
+    assert "must be 'on' or 'off'" in await gateway.refused_listing(CODER_KEY, {"X-Bastion-Code-Mode": "maybe"})
 
 
 async def test_files_docs_and_search_show_only_what_the_key_may_use(gateway):

@@ -136,14 +136,11 @@ async def test_sessionless_agents_listening_for_their_key_are_told_what_another_
 
 
 async def test_the_header_switches_discovery_for_one_request(gateway):
-    async with gateway.client(FINDER_KEY, headers={"X-Bastion-Discovery": "off"}) as client:
-        assert {"echo__add", "echo__echo", "notes__list_notes"} <= await _names(client)
-    async with gateway.client(ADMIN_KEY, headers={"X-Bastion-Discovery": "on"}) as client:
-        assert await _names(client) == {"find_tools"}
-    async with gateway.client(FINDER_KEY, headers={"X-Bastion-Discovery": "sometimes"}) as client:
-        with pytest.raises(MCPError) as refused:
-            await client.list_tools()
-        assert "X-Bastion-Discovery must be 'on' or 'off'" in refused.value.error.message
+    listed = await gateway.tool_names(FINDER_KEY, {"X-Bastion-Discovery": "off"})
+    assert {"echo__add", "echo__echo", "notes__list_notes"} <= listed
+    assert await gateway.tool_names(ADMIN_KEY, {"X-Bastion-Discovery": "on"}) == {"find_tools"}
+    refused = await gateway.refused_listing(FINDER_KEY, {"X-Bastion-Discovery": "sometimes"})
+    assert "X-Bastion-Discovery must be 'on' or 'off'" in refused
 
 
 async def test_a_key_never_finds_or_lists_a_tool_it_may_not_call(gateway):

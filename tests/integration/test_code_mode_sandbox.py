@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from libs.common.walls.confine import abi_version
 from services.codemode.rewrite import global_name, rewrite
-from services.codemode.sandbox import RunOutcome, WorkerPool
+from services.codemode.sandbox import RunOutcome, WorkerPool, _worker_box
 from services.codemode.sandbox_limits import Limits
 
 pytestmark = pytest.mark.integration
@@ -232,3 +237,38 @@ async def test_a_key_beyond_its_share_waits_for_its_own_runs_not_for_free_worker
         gate.set()
         again.set()
         await pool.close()
+
+
+@pytest.mark.skipif(abi_version() == 0, reason="this kernel has no Landlock")
+def test_a_worker_process_box_reaches_no_file_port_or_process(tmp_path):
+    """Below Starlark's own limits, the OS box every worker starts in: were the interpreter ever
+    escaped, the process could still read only the interpreter, write nothing, reach no port."""
+    secret = tmp_path / "secret"
+    secret.write_text("not for scripts")
+    escape = f"""
+import errno, json, os, socket
+out = {{}}
+for name, act in {{
+    "read": lambda: open({str(secret)!r}).read(),
+    "write": lambda: open({str(tmp_path / "planted")!r}, "w"),
+    "connect": lambda: socket.create_connection(("127.0.0.1", 9), timeout=2),
+    "environ": lambda: open("/proc/{os.getpid()}/environ").read(),
+    "exec": lambda: os.execv("/bin/sh", ["sh", "-c", "true"]),
+}}.items():
+    try:
+        act()
+        out[name] = "ok"
+    except OSError as exc:
+        out[name] = errno.errorcode[exc.errno]
+print(json.dumps(out))
+"""
+    argv = [*_worker_box(), sys.executable, "-I", "-c", escape]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "read": "EACCES",
+        "write": "EACCES",
+        "connect": "EACCES",
+        "environ": "EACCES",
+        "exec": "EACCES",
+    }

@@ -55,6 +55,7 @@ async def test_a_killed_codemode_loses_no_audit_row_of_a_scripts_tool_call(nats_
     gates = tmp_path / "gates"
     gates.mkdir()
     gate = {"command": sys.executable, "args": [str(GATE_SERVER)], "env": {"GATE_DIR": str(gates)}}
+    gate["sandbox"] = {"write": [str(gates)]}
     config = default_config({"gate": gate})
     config["keys"] += [
         {"name": name, "key": key, "tools": ["echo/*", "gate/*"], "code_mode": True}

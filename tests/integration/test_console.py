@@ -27,8 +27,15 @@ from libs.common.config import parse_config
 from libs.common.settings import AdminSettings, CodeModeSettings
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
-from tests.support.console_browser import Page, browser
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
+from tests.support.console_browser import Page, browser, open_console
+from tests.support.gateway import (
+    ADMIN_KEY,
+    READS_EXAMPLES,
+    Gateway,
+    default_config,
+    example_server_over_http,
+    running_gateway,
+)
 from tests.support.llm_provider import Received, Reply, ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
@@ -37,6 +44,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
 MANY = ROOT / "tests" / "support" / "many_tools_server.py"
+PETSTORE = "https://api.example/openapi.json"
 
 
 @dataclass
@@ -63,7 +71,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     tmp = tmp_path_factory.mktemp("console")
     nats = EmbeddedNats(tmp / "nats").start()
     valkey = EmbeddedValkey(tmp / "valkey").start()
-    config = default_config({"many": {"command": sys.executable, "args": [str(MANY)]}})
+    config = default_config({"many": {"command": sys.executable, "args": [str(MANY)], "sandbox": READS_EXAMPLES}})
     try:
         codemode = CodeModeSettings(sandbox_workers=1)
         async with running_gateway(nats.url, valkey.url, tmp, config, codemode=codemode) as gateway:
@@ -92,10 +100,20 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 
 async def _signed_in(page: Page, stack: Stack, token: str | None = None, view: str = "servers") -> None:
-    await page.open(f"{stack.console}#token={token or stack.owner}")
-    await page.wait("document.body.dataset.state === 'ready'", "the console signed in")
-    await page.click(f"#nav-{view}")
-    await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")
+    await open_console(page, stack.console, token or stack.owner, view)
+
+
+async def _created_in_directory(page: Page, kind: str, entity: str, fields: dict[str, str]) -> str:
+    """A customer or team (`kind`) made with the directory's form, `fields` filled (`#<kind>-<field>`):
+    the text of its new row."""
+    await page.click(f"#{kind}-new")
+    await page.fill(f"#{kind}-id", entity)
+    for field, value in fields.items():
+        await page.fill(f"#{kind}-{field}", value)
+    await page.click(f"#{kind}-save")
+    row = f"#directory-{kind} tr[data-entity='{entity}']"
+    await page.shown(row)
+    return await page.text(row)
 
 
 async def _shot(page: Page, name: str) -> None:
@@ -157,18 +175,9 @@ async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path
             await page.shown(ready)
             await _shot(page, f"console-{view}")
         await page.click("#nav-directory")  # a customer and a team in it, made in the UI
-        await page.click("#customers-new")
-        await page.fill("#customers-id", "acme")
-        await page.fill("#customers-name", "Acme")
-        await page.click("#customers-save")
-        await page.shown("#directory-customers tr[data-entity='acme']")
-        await page.click("#teams-new")
-        await page.fill("#teams-id", "payments")
-        await page.fill("#teams-name", "Payments")
-        await page.fill("#teams-create select", "acme")
-        await page.click("#teams-save")
-        await page.shown("#directory-teams tr[data-entity='payments']")
-        assert "acme" in await page.text("#directory-teams tr[data-entity='payments']")
+        await _created_in_directory(page, "customers", "acme", {"name": "Acme"})
+        team = await _created_in_directory(page, "teams", "payments", {"name": "Payments", "create select": "acme"})
+        assert "acme" in team
         await _shot(page, "console-people")
         assert await page.evaluate("!!document.querySelector('#nav-dashboard')")
         assert page.errors == []
@@ -416,7 +425,10 @@ async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: 
     for token, expected in (
         (
             stack.owner,
-            ["servers", "catalog", "keys", "groups", "directory", "providers", "traffic", "playground", "export"],
+            [
+                *("servers", "catalog", "keys", "groups", "directory", "providers", "traffic", "playground"),
+                *("export", "approvals"),
+            ],
         ),
         (stack.analyst, ["traffic"]),
     ):
@@ -723,6 +735,7 @@ _READY = {
     "traffic": "#traffic-table, .empty",
     "playground": "#play-key",
     "export": "#export-run",
+    "approvals": "#approvals-table, .empty",
 }
 # Something a click works but the keyboard cannot reach: a clickable row without a tab stop, or a
 # control taken out of the tab order.
@@ -743,14 +756,22 @@ async def _laptop_check(page: Page, where: str) -> None:
     assert width[0] <= width[1], f"{where} scrolls sideways ({width}); too wide: {await page.evaluate(_WIDE)}"
 
 
-async def _tab_to(page: Page, selector: str, what: str) -> None:
-    """Press Tab (from where the focus is) until the focus is on `selector`, as a person would."""
+async def _tab_to(page: Page, start: str, selector: str, what: str) -> None:
+    """Put the focus on `start`, then press Tab until the focus is on `selector`, as a person would."""
+    await page.evaluate(f"document.querySelector({start!r}).focus()")
     for _ in range(25):
         if await page.evaluate(f"!!document.activeElement?.matches({selector!r})"):
             return
         await page.press("Tab")
     focused = await page.evaluate("document.activeElement.outerHTML.slice(0, 200)")
     raise AssertionError(f"Tab never reached {what}; the focus is on {focused}")
+
+
+async def _open_by_keyboard(page: Page, start: str, row: str, what: str, detail: str) -> None:
+    """From `start`, Tab to a `row` that opens something and press Enter: its `detail` shows."""
+    await _tab_to(page, start, row, what)
+    await page.press("Enter")
+    await page.shown(detail)
 
 
 async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: Stack, tmp_path: Path) -> None:
@@ -787,18 +808,16 @@ async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: 
             await page.click("#nav-catalog")
             await page.fill("#catalog-search", "echo")
             await page.shown("#catalog-table tr[data-tool='echo__echo']")
-            await page.evaluate("document.querySelector('#catalog-search').focus()")
-            await _tab_to(page, "#catalog-table tr.clickable", "a catalog row")
-            await page.press("Enter")
-            await page.shown("#tool-detail pre")
+            await _open_by_keyboard(
+                page, "#catalog-search", "#catalog-table tr.clickable", "a catalog row", "#tool-detail pre"
+            )
             await _laptop_check(page, "a tool's detail")
 
             await page.click("#nav-traffic")
             await page.shown("#traffic-table tr.clickable")
-            await page.evaluate("document.querySelector('#filter-key').focus()")
-            await _tab_to(page, "#traffic-table tr.clickable", "a traffic row")
-            await page.press("Enter")
-            await page.shown("#event-detail")
+            await _open_by_keyboard(
+                page, "#filter-key", "#traffic-table tr.clickable", "a traffic row", "#event-detail"
+            )
             await _laptop_check(page, "an event's detail")
             await _shot(page, "console-laptop-traffic")
 
@@ -806,8 +825,7 @@ async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: 
             await page.click("#key-new")
             await page.fill("#grant-search", "echo")
             await page.shown("#key-issue tr[data-grant='echo/echo']")
-            await page.evaluate("document.querySelector('#grant-search').focus()")
-            await _tab_to(page, "#key-issue tr.clickable", "a grant to pick")
+            await _tab_to(page, "#grant-search", "#key-issue tr.clickable", "a grant to pick")
             picked = await page.evaluate("document.activeElement.dataset.grant")
             await page.press("Enter")
             await page.wait(
@@ -816,3 +834,99 @@ async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: 
             )
             await _laptop_check(page, "issuing a key")
             assert page.errors == []
+
+
+# ------------------------------------------------------------------ what a new user trips on
+
+
+async def test_the_sign_in_page_explains_both_ways_in_with_the_exact_commands(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await page.open(stack.console)
+        await page.wait("document.body.dataset.state === 'login'", "the sign-in form")
+        text = " ".join((await page.text("main")).split())
+        assert "<data dir>/stack.json" in text and "&lt;" not in text  # the placeholder, not its entity
+        assert "the admin_token in <data dir>/stack.json (the data dir" in text  # words keep their spaces
+        assert "for others: bastion principals create" in text
+        assert "docs/console.md" in text and "No user exists until one is made" in text
+        assert await page.text("#login-make-user") == "bastion users create alice --name Alice --password"
+        assert "--user alice --role" in await page.text("#login-bind-user")
+        assert await page.evaluate("document.querySelector('#sign-in').getAttribute('href')") == "/login?next=/console"
+        assert page.errors == []
+    async with httpx.AsyncClient(trust_env=False) as http:
+        icon = await http.get(f"{stack.admin.url}/favicon.ico")
+        landing_icon = await http.get(stack.gateway.url.removesuffix("/mcp") + "/favicon.ico")
+    for answer in (icon, landing_icon):
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/x-icon"
+        assert answer.content[:4] == b"\x00\x00\x01\x00" and b"PNG" in answer.content  # an ICO holding a PNG
+
+
+async def test_a_new_secret_reads_as_written_and_copies_with_one_click(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="keys")
+        await page.click("#key-new")
+        await page.fill("#key-name", "copied")
+        await page.click("#key-create")
+        await page.shown("#key-secret-value")
+        assert "Authorization: Bearer <secret>" in await page.text("#key-secret")
+        secret = (await page.text("#key-secret-value")).strip()
+        # the browser lets this origin use the clipboard, as a person's browser does once asked
+        clipboard = ["clipboardReadWrite", "clipboardSanitizedWrite"]
+        await page.send("Browser.grantPermissions", permissions=clipboard, origin=stack.admin.url)
+        await page.send("Emulation.setFocusEmulationEnabled", enabled=True)  # a headless page never has the focus
+        await page.click("#key-secret-copy")
+        await page.wait("document.querySelector('#key-secret-copy').dataset.said !== 'Copy'", "the copy's outcome")
+        assert await page.text("#key-secret-copy") == "Copied"
+        assert await page.evaluate("navigator.clipboard.readText()") == secret
+        assert page.errors == []
+
+
+async def test_add_a_server_reads_in_lines_and_an_openapi_server_is_named_so(stack: Stack, tmp_path: Path) -> None:
+    async with stack.api() as api:
+        entry = {"openapi": {"document": PETSTORE}}
+        made = await api.post("/servers", json={"name": "petstore", "config": entry})
+        assert made.status_code == 201, made.text
+        refused = await api.post("/console/servers/test", json={"name": "x", "config": entry})
+    assert refused.json()["message"].startswith("an OpenAPI server is tested by saving it")
+    try:
+        async with browser(tmp_path / "profile") as page:
+            await _signed_in(page, stack)
+            await page.shown("#servers-table tr[data-server='petstore']")
+            assert await page.text("#servers-table tr[data-server='petstore'] td[data-transport]") == "openapi"
+            assert await page.text("#servers-table tr[data-server='echo'] td[data-transport]") == "stdio"
+            await page.click("#server-add")
+            await page.shown("#server-config-help")
+            # the help is one paragraph as wide as the form, not a column of one word per line
+            lines = await page.evaluate(
+                "(() => { const e = document.querySelector('#server-config-help');"
+                " const line = parseFloat(getComputedStyle(e).lineHeight);"
+                " return Math.round(e.getBoundingClientRect().height / line); })()"
+            )
+            assert lines <= 2, f"the help wraps over {lines} lines"
+            assert "command, args, env" in " ".join((await page.text("#server-config-help")).split())
+            assert page.errors == []
+    finally:
+        async with stack.api() as api:
+            await api.delete("/servers/petstore")
+
+
+async def test_a_tool_error_in_live_traffic_is_named_once(stack: Stack, tmp_path: Path) -> None:
+    async with stack.gateway.client(ADMIN_KEY) as client:
+        assert (await client.call_tool("echo__fail", {"message": "on purpose"})).is_error
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="traffic")
+        await page.fill("#filter-tool", "echo__fail")
+        await page.shown("#traffic-table tr[data-tool='echo__fail']")
+        row = await page.text("#traffic-table tr[data-tool='echo__fail']")
+        assert row.count("tool_error") == 1, row
+        assert page.errors == []
+
+
+async def test_a_team_budget_is_saved_for_the_period_picked(stack: Stack, tmp_path: Path) -> None:
+    async with browser(tmp_path / "profile") as page:
+        await _signed_in(page, stack, view="directory")
+        fields = {"name": "Weekly", "limit": "7", "period": "week"}
+        assert "7 USD / week" in await _created_in_directory(page, "teams", "weekly", fields)
+        assert page.errors == []
+    async with stack.api() as api:
+        assert (await api.get("/teams/weekly")).json()["budget"] == {"limit_usd": 7.0, "period": "week"}
+        assert (await api.delete("/teams/weekly")).status_code == 204

@@ -16,7 +16,7 @@ from services.admin.console.routes import _static
 
 pytestmark = pytest.mark.integration
 
-_IMPORT = re.compile(r"""(?:import|from)\s*["']([^"']+)["']""")
+_IMPORT = re.compile(r"""\b(?:import|from)\s*["']([^"'\s]+)["']""")  # a specifier has no space: not prose
 
 
 async def test_the_page_and_every_file_it_loads_come_from_the_admin_service(admin_pages: httpx.AsyncClient) -> None:

@@ -18,7 +18,7 @@ import pytest
 from cli.stack import EmbeddedNats, EmbeddedValkey
 from services.admin.service import AdminService
 from tests.support.admin_api import principal_token, running_admin
-from tests.support.console_browser import Page, browser
+from tests.support.console_browser import Page, browser, open_console
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -65,14 +65,20 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     state.write_text("base")
     nats = EmbeddedNats(tmp / "nats").start()
     valkey = EmbeddedValkey(tmp / "valkey").start()
-    config = default_config({"drift": {"command": sys.executable, "args": [str(DRIFTING), str(state), str(calls)]}})
+    config = default_config(
+        {
+            "drift": {
+                "command": sys.executable,
+                "args": [str(DRIFTING), str(state), str(calls)],
+                "sandbox": {"write": [str(calls.parent)]},
+            }
+        }
+    )
     try:
         async with (
             running_gateway(nats.url, valkey.url, tmp, config) as gateway,
-            running_admin(nats.url) as (
-                admin,
-                owner,
-            ),
+            # the playground's calls go to the gateway, as under `bastion up`
+            running_admin(nats.url, public_url=gateway.url.removesuffix("/mcp")) as (admin, owner),
         ):
             viewer = await principal_token(admin, owner, "vera@example.com", {"role": "viewer"}, kind="person")
             yield Stack(gateway, admin, owner, viewer, state)
@@ -82,10 +88,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 
 
 async def _catalog(page: Page, stack: Stack, token: str) -> None:
-    await page.open(f"{stack.admin.url}/console#token={token}")
-    await page.wait("document.body.dataset.state === 'ready'", "the console signed in")
-    await page.click("#nav-catalog")
-    await page.wait("document.body.dataset.view === 'catalog'", "the catalog")
+    await open_console(page, f"{stack.admin.url}/console", token, "catalog")
 
 
 async def test_an_owner_sees_the_drift_and_approves_or_rejects_it_in_the_browser(stack: Stack, tmp_path: Path) -> None:
@@ -149,3 +152,48 @@ async def test_a_viewer_sees_what_waits_without_buttons_and_the_api_refuses_the_
     assert refused.status_code == 403 and refused.json()["permission"] == "tools:approve"
     async with stack.api() as api:  # still waiting: the refusal changed nothing
         assert [w["pending"] for w in (await api.get("/tools/pending")).json()] == [waiting["pending"]]
+
+
+async def _serve_what_waits(stack: Stack) -> None:
+    """Approve whatever definition of drift/add waits, and wait until it is listed again."""
+    async with stack.api() as api:
+        for waiting in (await api.get("/tools/pending")).json():
+            approved = await api.post("/tools/drift/add/approve", json={"sha256": waiting["pending"]})
+            assert approved.status_code == 200, approved.text
+    await poll_until(stack.listed, "drift/add listed")
+
+
+async def test_the_playground_form_shows_the_schema_defaults(stack: Stack, tmp_path: Path) -> None:
+    await _serve_what_waits(stack)
+    async with stack.api() as api:
+        admin = next(k for k in (await api.get("/keys")).json() if k["name"] == "admin")
+    async with browser(tmp_path / "profile") as page:
+        await open_console(page, f"{stack.admin.url}/console", stack.owner, "playground")
+        await page.shown(f"#play-key option[value='{admin['id']}']")
+        await page.fill("#play-key", admin["id"])
+        await page.fill("#play-secret", ADMIN_KEY)
+        await page.click("#play-list")
+        await page.shown("#play-tool option[value='drift__add']")
+        await page.fill("#play-tool", "drift__add")
+        await page.shown("#arg-retries")
+        assert await page.text("[data-default='retries']") == "(default: 3)"
+        assert await page.evaluate("document.querySelector('#arg-retries').placeholder") == "3"
+        assert await page.evaluate("document.querySelectorAll('[data-default]').length") == 1  # a and b have none
+        assert page.errors == []
+
+
+async def test_an_open_catalog_drops_a_tool_pinning_withholds_and_says_so(stack: Stack, tmp_path: Path) -> None:
+    await _serve_what_waits(stack)
+    async with browser(tmp_path / "profile") as page:
+        await _catalog(page, stack, stack.owner)
+        await page.fill("#catalog-search", "drift add")
+        await page.click("#catalog-table tr[data-tool='drift__add']")
+        await page.wait("document.querySelector('#pin-listed')?.innerText === 'yes'", "listed and served")
+        await stack.drift_to("property")  # the upstream changes it while the page is open
+        await page.wait("!document.querySelector(\"#catalog-table tr[data-tool='drift__add']\")", "the row gone")
+        await page.shown("#tool-withheld")
+        await page.wait(
+            "document.querySelector('#pin-listed')?.innerText.startsWith('no: withheld')", "the pin says withheld"
+        )
+        assert "not listed or callable" in await page.text("#tool-withheld")
+        assert page.errors == []

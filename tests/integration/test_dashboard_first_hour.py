@@ -17,7 +17,6 @@ import pytest
 
 from libs.common.messages import AuditEvent
 from tests.integration.test_dashboard import _Dom
-from tests.support.admin_api import seeded_token
 from tests.support.analytics_data import stored_through_the_pipeline
 from tests.support.analytics_stack import analytics_stack
 from tests.support.chromium import dump_dom
@@ -54,7 +53,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
     events = _events(time.time())
     async with analytics_stack(tmp, batch_size=50, flush_interval=0.05) as stack:
         # made in KV directly: the admin service's own events (principals made through it) would count
-        analyst = await seeded_token(stack.nats_url, "ann@example.com", {"role": "analyst"}, kind="person")
+        analyst = await stack.person_token("ann@example.com", "analyst")
         await stored_through_the_pipeline(stack.nats_url, stack.audit, events)
         yield Run(stack.admin_url, events, analyst)
 

@@ -1,4 +1,4 @@
-"""A request the gateway gave up on never runs afterwards (finding 6 of the hardening issue).
+"""A request the gateway gave up on never runs afterwards.
 
 A policy or executor replica paused with SIGSTOP holds a call it has not acknowledged; its
 requester fails the call with -32070 after the ack grace. When the replica resumes, the call is
@@ -9,12 +9,9 @@ says what ingress could tell.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import time
-from collections.abc import Callable
 
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -27,19 +24,13 @@ from libs.common.messages import AuditQuery, AuditRows, CallOutcome, decode_outc
 from libs.common.nats import connect
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.inbox_spy import inbox_spy
+from tests.support.polling import poll_until
 from tests.support.replicas import ExecutorProcess, PolicyProcess, ServiceProcess
 
 pytestmark = pytest.mark.integration
 
 WITHIN = 60.0
 """Upper bound of every wait; each returns as soon as its condition holds."""
-
-
-async def _until(condition: Callable[[], bool], what: str, within: float = WITHIN) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 def _text(result) -> str:
@@ -104,10 +95,9 @@ async def test_a_call_the_gateway_gave_up_on_never_runs_when_the_paused_replica_
     ) as gw:
         replica.start()
         try:
-            deadline = time.monotonic() + WITHIN
-            while not await _answers(nats_url, alive):
-                assert time.monotonic() < deadline, f"{paused} replica did not start"
-                await asyncio.sleep(0.05)
+            await poll_until(
+                lambda: _answers(nats_url, alive), f"the {paused} replica to start", within=WITHIN, every=0.05
+            )
             await gw.wait_for_servers("notes", within=WITHIN)
             async with inbox_spy(nats_url, _unrun) as unrun, gw.client(ADMIN_KEY) as client:
                 await client.call_tool("notes__add_note", {"title": "before", "text": "ran"})
@@ -117,7 +107,7 @@ async def test_a_call_the_gateway_gave_up_on_never_runs_when_the_paused_replica_
                     assert lost.value.error.code == -32070, lost.value.error
                     assert "may or may not have run" in lost.value.error.message
                 # resumed: the replica finds the call in its socket, late, and answers it unrun
-                await _until(lambda: bool(unrun), f"the resumed {paused} to answer the late call unrun")
+                await poll_until(lambda: unrun, f"the resumed {paused} to answer the late call unrun", within=WITHIN)
                 assert unrun[0].execution == "not_run" and unrun[0].decided_by == paused
                 notes = _text(await client.call_tool("notes__list_notes", {}))
             assert "before" in notes and "while paused" not in notes
@@ -128,10 +118,7 @@ async def test_a_call_the_gateway_gave_up_on_never_runs_when_the_paused_replica_
                 rows[:] = await _audit_rows(nats_url)
                 return len(rows) >= 3
 
-            deadline = time.monotonic() + WITHIN
-            while not await three_rows():
-                assert time.monotonic() < deadline, "the three calls were not audited"
-                await asyncio.sleep(0.1)
+            await poll_until(three_rows, "the three calls to be audited", within=WITHIN, every=0.1)
             by_status = sorted((row.name, row.status, row.execution) for row in rows)
             assert by_status == [
                 ("notes__add_note", "error", "may_have_run"),  # all ingress could know when it answered

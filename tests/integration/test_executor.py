@@ -27,6 +27,7 @@ from libs.common.messages import Caller, CallOutcome, ServerCatalog, ServerRecor
 from libs.common.nats import kv_bucket
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
+from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.polling import poll_until
 from tests.support.stores import declared
 
@@ -41,7 +42,11 @@ WAIT = 30.0
 
 
 def stdio(script: str = ECHO, **extra: Any) -> ServerConfig:
-    return ServerConfig(command=sys.executable, args=[script], **extra)
+    """A stdio server running `script`; its sandbox may read the example servers' folder (test servers
+    import their `_runner`), plus `extra["sandbox"]`."""
+    sandbox = extra.pop("sandbox", {})
+    sandbox = {**sandbox, "read": [str(ROOT / "examples" / "servers"), *sandbox.get("read", [])]}
+    return ServerConfig(command=sys.executable, args=[script], sandbox=sandbox, **extra)
 
 
 @contextlib.asynccontextmanager
@@ -96,11 +101,14 @@ class Harness:
         return await poll_until(check, f"catalog {name!r} to be {status!r}")
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any] | None = None, deadline: float = 20.0
+        self, server: str, tool: str, arguments: dict[str, Any] | None = None, deadline: float = 20.0, **fields: Any
     ) -> CallOutcome:
-        """Send a ToolCall as policy does; `deadline` is the call's `timeout` field."""
+        """Send a ToolCall as policy does; `deadline` is the call's `timeout` field, `fields` are more of
+        its fields (`stream`, `client`, ...)."""
         name = f"{server}__{tool}"
-        call = ToolCall(caller=CALLER, server=server, tool=tool, name=name, arguments=arguments or {}, timeout=deadline)
+        call = ToolCall(
+            caller=CALLER, server=server, tool=tool, name=name, arguments=arguments or {}, timeout=deadline, **fields
+        )
         reply = await self.nc.request(subjects.EXEC_CALL, call.model_dump_json().encode(), timeout=deadline + 5)
         outcome = decode_outcome(reply.data)
         outcome.result_value()  # the tests read results as dicts
@@ -130,7 +138,9 @@ async def harness(nats_url: str) -> AsyncIterator[Harness]:
 
 @pytest.fixture
 def settings(nats_url: str) -> ExecutorSettings:
-    return ExecutorSettings(nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0)
+    return ExecutorSettings(
+        nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0, egress=LOOPBACK_UPSTREAMS
+    )
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from libs.common.messages import CallOutcome
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.integration.test_executor import ECHO, Harness, harness, http_upstream, stdio
+from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,13 @@ FAULTY = str(ROOT / "tests" / "support" / "faulty_server.py")
 
 @pytest.fixture
 def settings(nats_url: str) -> ExecutorSettings:
-    return ExecutorSettings(nats_url=nats_url, connect_timeout=10.0, reconnect_max_backoff=0.2, health_interval=60)
+    return ExecutorSettings(
+        nats_url=nats_url,
+        connect_timeout=10.0,
+        reconnect_max_backoff=0.2,
+        health_interval=60,
+        egress=LOOPBACK_UPSTREAMS,
+    )
 
 
 @pytest.fixture
@@ -82,7 +89,7 @@ async def breaker_state(h: Harness, name: str, state: str) -> Any:
 
 
 def faulty(tmp_path: Path, **extra: Any) -> ServerConfig:
-    return stdio(FAULTY, env={"FAULTY_DIR": str(tmp_path)}, **extra)
+    return stdio(FAULTY, env={"FAULTY_DIR": str(tmp_path)}, sandbox={"write": [str(tmp_path)]}, **extra)
 
 
 # ---------------------------------------------------------------------------- killed mid-call

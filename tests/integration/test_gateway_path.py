@@ -8,6 +8,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from libs.common import subjects
+from libs.common.keys import key_id
 from libs.common.messages import AuditQuery, AuditRows, KeyRecord
 from libs.common.nats import connect, kv_bucket
 from tests.support.gateway import (
@@ -16,7 +17,6 @@ from tests.support.gateway import (
     READONLY_KEY,
     default_config,
     example_server_over_http,
-    key_id,
     running_gateway,
 )
 from tests.support.polling import poll_until

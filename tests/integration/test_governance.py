@@ -4,13 +4,12 @@ refunds, through the real request path (official client → ingress → policy �
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.support.gateway import SERVERS, running_gateway
+from tests.support.gateway import SERVERS, running_gateway, stdio_server
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +21,12 @@ CAPPED = "bk_test_capped_key_00000000000"
 
 
 def governance_config() -> dict:
-    echo = {
-        "command": sys.executable,
-        "args": [str(SERVERS / "echo_server.py")],
-        "prices": {"*": 0.01, "echo": 0.02},
-        "rate_limits": {"sleep": {"requests": 1, "per": "day"}},
-    }
-    notes = {"command": sys.executable, "args": [str(SERVERS / "notes_server.py")]}
+    echo = stdio_server(
+        SERVERS / "echo_server.py",
+        prices={"*": 0.01, "echo": 0.02},
+        rate_limits={"sleep": {"requests": 1, "per": "day"}},
+    )
+    notes = stdio_server(SERVERS / "notes_server.py")
     return {
         "mcpServers": {"echo": echo, "notes": notes},
         "groups": [

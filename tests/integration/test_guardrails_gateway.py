@@ -14,6 +14,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from mcp.shared.exceptions import MCPError
 
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
@@ -59,7 +60,11 @@ async def test_default_guardrails_on_every_path(nats_url, redis_url, tmp_path, c
     async with example_server_over_http("--http") as url:
         config = default_config(
             {
-                "drift": {"command": sys.executable, "args": [str(DRIFTING), str(state), str(calls)]},
+                "drift": {
+                    "command": sys.executable,
+                    "args": [str(DRIFTING), str(state), str(calls)],
+                    "sandbox": {"write": [str(tmp_path)]},
+                },
                 "web": {"url": url},
             }
         )
@@ -73,10 +78,14 @@ async def test_default_guardrails_on_every_path(nats_url, redis_url, tmp_path, c
                 assert _clean(leaked), leaked
                 assert "[REDACTED:aws_access_key_id]" in leaked and "[REDACTED:github_token]" in leaked
                 assert "deploy log" in leaked and "done" in leaked
-                # arguments: redacted before the upstream gets them (it echoes what it got), stdio and HTTP
+                # arguments: a credential in them refuses the call, naming the rule and the field; the
+                # upstream never runs on an altered value (stdio and HTTP)
                 for server in ("echo", "web"):
-                    echoed = _text(await client.call_tool(f"{server}__echo", {"text": f"push with {token}"}))
-                    assert echoed == "push with [REDACTED:github_token]", server
+                    with pytest.raises(MCPError) as refused:
+                        await client.call_tool(f"{server}__echo", {"text": f"push with {token}"})
+                    message = refused.value.error.message
+                    assert "'default-secrets'" in message and "github_token" in message, message
+                    assert "at /text" in message and _clean(message), message
                 # an ordinary call passes untouched
                 assert _text(await client.call_tool("echo__echo", {"text": "plain"})) == "plain"
 
@@ -94,8 +103,8 @@ async def test_default_guardrails_on_every_path(nats_url, redis_url, tmp_path, c
                 "function": {"name": "echo__echo", "arguments": json.dumps({"text": f"token {token}"})},
             }
             answer = await execute_call(gateway, call)
-            assert answer.status_code == 200, answer.text
-            assert answer.json()["content"] == "token [REDACTED:github_token]"
+            assert answer.status_code == 403 and "'default-secrets'" in answer.text, answer.text
+            assert _clean(answer.text), answer.text
 
             rows = await audit_rows(nats_url, "admin", at_least=5)
             # what the gateway recorded of the upstream's side: results and decisions (a row's `arguments`
@@ -121,9 +130,10 @@ async def test_default_guardrails_on_every_path(nats_url, redis_url, tmp_path, c
                 "secrets: github_token at /content/0/text",
             ) in found
             echo = next(r for r in rows if r.name == "web__echo")
+            assert echo.status == "denied" and echo.execution == "not_run"
             assert next((d.rule, d.action, d.where) for d in echo.interceptions) == (
                 "default-secrets",
-                "redact",
+                "block",
                 "arguments",
             )
             plain = [r for r in rows if r.name == "echo__echo" and not r.interceptions]

@@ -29,7 +29,8 @@ async def test_a_meta_tool_call_leaves_no_open_journal_entry(nats_url, redis_url
         async with gateway.client(CODER_KEY) as client:
             listed = await client.call_tool("list_tool_files", {})
             assert not listed.is_error
-        owed = gateway.ingress._journal
+        assert gateway.ingress.trail is not None
+        owed = gateway.ingress.trail.journal
         assert owed is not None
         # the event is emitted, published and acked: nothing stays owed
         await poll_until(lambda: owed.open_records == 0, "the journal to settle", within=10)

@@ -42,7 +42,8 @@ async def _rows_settle_at(gateway, expected: int) -> int:
         if asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.05)
-    publisher = gateway.ingress._audit
+    assert gateway.ingress.trail is not None
+    publisher = gateway.ingress.trail.publisher
     await poll_until(lambda: publisher.pending == 0, "the audit publisher to drain", within=10)
     return await asyncio.to_thread(_audit_rows, gateway)
 
@@ -52,7 +53,7 @@ def _call(name: str, arguments: object, request_id: object = 1) -> dict:
     return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
-# ---------------------------------------------------------------------- finding 4: one call, one row
+# ---------------------------------------------------------------------- one call, one row
 
 
 async def test_a_result_orjson_cannot_encode_is_answered_and_audited(gateway, http):
@@ -87,7 +88,7 @@ async def test_deeply_nested_arguments_get_a_clear_error_and_a_row(gateway, http
     assert await _rows_settle_at(gateway, before + 1) == before + 1
 
 
-# ---------------------------------------------------------------------- finding 1: fields capped on the way in
+# ---------------------------------------------------------------------- fields capped on the way in
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ async def test_narrowing_headers_are_bounded(gateway, http, header, value, says)
     assert header in response.json()["error"]["message"] and says in response.json()["error"]["message"]
 
 
-# ---------------------------------------------------------------------- finding 8: hosts, listen, sessions
+# ---------------------------------------------------------------------- hosts, listen, sessions
 
 
 @pytest.mark.parametrize(

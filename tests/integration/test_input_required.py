@@ -12,7 +12,7 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.support.gateway import ADMIN_KEY, ROOT, default_config, gateway_on_own_servers
+from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, ROOT, default_config, gateway_on_own_servers
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 
@@ -22,7 +22,16 @@ INTERACTIVE = str(ROOT / "tests" / "support" / "interactive_server.py")
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("input_required")
-    config = default_config({"interactive": {"command": sys.executable, "args": [INTERACTIVE], "protocol": "auto"}})
+    config = default_config(
+        {
+            "interactive": {
+                "command": sys.executable,
+                "args": [INTERACTIVE],
+                "protocol": "auto",
+                "sandbox": READS_EXAMPLES,
+            }
+        }
+    )
     async with gateway_on_own_servers(workdir, config) as gw:
         assert gw.ingress.catalog.server_status("interactive").protocol_version == "2026-07-28"
         yield gw

@@ -1,8 +1,8 @@
-"""Results and arguments larger than one NATS message (finding 5 of the hardening issue; issue 24).
+"""Results and arguments larger than one NATS message.
 
 The NATS server here keeps its default 1 MiB max payload, as a production one may, and is secured
 with the permissions `bastion up` renders: every service connects as its own role, so each store
-operation is one its role's permissions allow (issue 24: the ingress role could not read the object
+operation is one its role's permissions allow (the ingress role once could not read the object
 store, and every answer between one message and 32 MiB was lost after a 5 s timeout). A result too
 large for one message travels through the object store up to `BASTION_MAX_RESULT_BYTES` (32 MiB by
 default); a larger one fails at once with `result_too_large` naming both sizes, never as a timeout.
@@ -32,7 +32,7 @@ from libs.common.messages import AuditQuery, AuditRows
 from libs.common.nats import connect
 from libs.common.permissions import ADMIN, EXECUTOR
 from libs.common.settings import CodeModeSettings
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, Gateway, default_config, running_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +94,10 @@ async def gateway(
     tmp_path: Path,
 ) -> AsyncIterator[Gateway]:
     config = default_config(
-        {"large": {"url": large_upstream}, "large_stdio": {"command": sys.executable, "args": [str(LARGE_SERVER)]}}
+        {
+            "large": {"url": large_upstream},
+            "large_stdio": {"command": sys.executable, "args": [str(LARGE_SERVER)], "sandbox": READS_EXAMPLES},
+        }
     )
     # ingress refuses names over 256 characters before any handler (test_ingress_hardening); the cap is
     # lifted here so a huge name reaches the audit publisher, which must cope on its own (defence in depth)
@@ -190,7 +193,7 @@ async def test_arguments_larger_than_one_message_reach_the_upstream(gateway: Gat
 async def test_a_huge_tool_name_does_not_stop_the_audit_of_the_calls_behind_it(
     gateway: Gateway, creds: StackCredentials
 ) -> None:
-    """Finding 1, end to end: a key sends a ~3.8 MB tool name (its audit event, with the error quoting
+    """End to end: a key sends a ~3.8 MB tool name (its audit event, with the error quoting
     the name, is far over the 1 MiB message), then 100 ordinary calls: all 101 are audited."""
     name = "n" * 3_800_000
     # a handshake-era client: a 2026-07-28 one also sends the name as an `Mcp-Name` header, which the

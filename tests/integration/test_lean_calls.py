@@ -1,4 +1,4 @@
-"""The lean `tools/call` send (`services.executor.lean`, `services.executor.lean_stdio`) against the
+"""The lean `tools/call` send (`services.executor.upstreams.mcp.lean`, `...mcp.lean_stdio`) against the
 official SDK's servers over streamable HTTP, stdio and HTTP+SSE, in both protocol eras: the same calls answer
 exactly as they do through the SDK's client."""
 
@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
-from libs.common import subjects
 from libs.common.config import ServerConfig
-from libs.common.messages import CallOutcome, ClientReply, StreamEvent, ToolCall, decode_outcome, new_id
+from libs.common.messages import CallOutcome, ClientReply, StreamEvent, new_id
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
-from tests.integration.test_executor import CALLER, ECHO, ROOT, Harness, harness, http_upstream, stdio
+from tests.integration.test_executor import ECHO, ROOT, Harness, harness, http_upstream, stdio
+from tests.support.egress import LOOPBACK_UPSTREAMS
 
 pytestmark = pytest.mark.integration
 __all__ = ["harness"]  # the fixture, re-exported for pytest
@@ -35,7 +35,9 @@ CALLS: list[tuple[str, dict[str, Any]]] = [
 
 @pytest.fixture
 async def executor(nats_url: str) -> AsyncIterator[ExecutorService]:
-    settings = ExecutorSettings(nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0)
+    settings = ExecutorSettings(
+        nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0, egress=LOOPBACK_UPSTREAMS
+    )
     async with ExecutorService(settings) as service:
         yield service
 
@@ -106,18 +108,8 @@ async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
         async with upstream_config(INTERACTIVE, transport, "legacy") as config:
             await harness.configure("interactive", config)
             await harness.wait_status("interactive", "ready")
-            call = ToolCall(
-                caller=CALLER,
-                server="interactive",
-                tool="ask_llm",
-                name="interactive__ask_llm",
-                arguments={"prompt": "the answer?"},
-                timeout=20.0,
-                stream=stream,
-                client=["sampling"],
-            )
-            reply = await harness.nc.request(subjects.EXEC_CALL, call.model_dump_json().encode(), timeout=25)
-            outcome = decode_outcome(reply.data)
+            asking = {"prompt": "the answer?"}
+            outcome = await harness.call("interactive", "ask_llm", asking, stream=stream, client=["sampling"])
             assert outcome.error is None, outcome.error
             result = outcome.result_value()
             assert result is not None and result["content"][0]["text"] == "model said: forty-two"

@@ -12,12 +12,15 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from redis.exceptions import RedisError
 
 from cli.stack import EmbeddedValkey
 from libs.common.entities import Budget, RateLimit
 from services.policy.quotas import Charged, LimitEngine, LimitPlan, plan_for
 from tests.support.restarts import restart_on_same_port
+
+pytestmark = pytest.mark.integration
 
 CONCURRENT = 8
 """Calls decided at once before the restart: the pool then holds this many connections."""

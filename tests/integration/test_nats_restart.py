@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ import pytest
 from cli.stack import EmbeddedNats
 from libs.common.kvwatch import BucketWatch
 from libs.common.nats import connect
+from tests.support.polling import poll_until
 from tests.support.restarts import restart_on_same_port
 
 pytestmark = pytest.mark.integration
@@ -25,14 +25,6 @@ pytestmark = pytest.mark.integration
 CHANGE_SEEN_WITHIN = 8.0
 """Bound on waiting for a change made after the restart: under nats-py's heartbeat recovery (10 s
 at the earliest), so a watch that is not re-created on reconnect fails here."""
-
-
-async def eventually(condition, within: float, what: str) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within}s: {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_kv_watch_sees_changes_made_right_after_a_nats_restart(tmp_path: Path) -> None:
@@ -47,10 +39,10 @@ async def test_kv_watch_sees_changes_made_right_after_a_nats_restart(tmp_path: P
         await kv.put("kept", b"1")
         await kv.put("revoked", b"1")
         await watch.start()
-        await eventually(lambda: len(puts) == 2, 5, "the initial values")
+        await poll_until(lambda: len(puts) == 2, "the initial values", within=5)
 
         restarted = await asyncio.to_thread(restart_on_same_port, server)
-        await eventually(lambda: nc.is_connected, 10, "the client to reconnect")
+        await poll_until(lambda: nc.is_connected, "the client to reconnect", within=10)
         for _ in range(100):  # JetStream may take a moment to load the stream from disk
             try:
                 await kv.delete("revoked")
@@ -59,7 +51,9 @@ async def test_kv_watch_sees_changes_made_right_after_a_nats_restart(tmp_path: P
             except Exception:
                 await asyncio.sleep(0.1)
 
-        await eventually(lambda: "revoked" in deletes and ("added", b"2") in puts, CHANGE_SEEN_WITHIN, "the changes")
+        await poll_until(
+            lambda: "revoked" in deletes and ("added", b"2") in puts, "the changes", within=CHANGE_SEEN_WITHIN
+        )
         assert puts == [("kept", b"1"), ("revoked", b"1"), ("added", b"2")], "re-delivered values are not repeated"
         assert deletes == ["revoked"]
     finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import secrets
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 
 from libs.common.sealing import new_key
 from tests.support.documents import serving_documents
-from tests.support.gateway import SERVERS, Gateway, running_gateway
+from tests.support.gateway import Gateway, echoers_config, running_gateway
 from tests.support.oauth_browser import Browser, authorization_url, s256, set_password
 
 pytestmark = pytest.mark.integration
@@ -31,11 +30,7 @@ PASSWORD = "dora's long enough password"
 
 
 def config() -> dict:
-    return {
-        "mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}},
-        "groups": [{"id": "echoers", "tools": ["echo/echo", "echo/add"]}],
-        "users": [{"id": "dora", "name": "Dora", "groups": ["echoers"]}],
-    }
+    return echoers_config(users=[{"id": "dora", "name": "Dora", "groups": ["echoers"]}])
 
 
 @contextlib.asynccontextmanager

@@ -8,28 +8,19 @@ refused.
 from __future__ import annotations
 
 import secrets
-import sys
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx2
 import pytest
 
-from cli.stack import free_port
-from libs.common import subjects
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
-from libs.common.sealing import new_key
-from tests.support.gateway import SERVERS, Gateway, running_gateway
+from tests.support.audit_rows import audit_rows
+from tests.support.gateway import Gateway, echoers_config
 from tests.support.oauth_browser import s256
 from tests.support.oidc_idp import (
-    CLIENT_ID,
-    CLIENT_SECRET,
-    federation_options,
-    running_oidc_provider,
+    gateway_federated_to_provider,
     sign_in_through_bastion,
 )
-from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +28,8 @@ REDIRECT = "http://127.0.0.1:33420/callback"
 
 
 def config() -> dict:
-    return {
-        "mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}},
-        "groups": [{"id": "echoers", "tools": ["echo/echo", "echo/add"]}],
-        "teams": [{"id": "eng", "name": "Engineering", "groups": ["echoers"]}],
-        "users": [{"id": "alice", "name": "Alice", "team_id": "eng"}],
-    }
+    teams = [{"id": "eng", "name": "Engineering", "groups": ["echoers"]}]
+    return echoers_config(teams=teams, users=[{"id": "alice", "name": "Alice", "team_id": "eng"}])
 
 
 @dataclass
@@ -78,46 +65,18 @@ async def _federated_login(public: str, login: str) -> FederatedLogin:
     return FederatedLogin(answer, callback, client_id, verifier)
 
 
-async def _audit_rows(nats_url: str, actor: str) -> list[AuditEvent]:
-    nc = await connect(nats_url, "test-audit-query")
-    query = AuditQuery(limit=100, key_name=actor).model_dump_json().encode()
-
-    async def rows() -> list[AuditEvent] | None:
-        found = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=10)).data).rows
-        return found or None
-
-    try:
-        return await poll_until(rows, f"audit rows of {actor}", every=0.1)
-    finally:
-        await nc.close()
-
-
 async def test_a_login_at_an_external_openid_provider_yields_a_bastion_token_for_that_user(
     nats_url, redis_url, tmp_path
 ) -> None:
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    with running_oidc_provider(CLIENT_ID, CLIENT_SECRET, f"{public}/oauth/federated/callback") as issuer:
-        options = federation_options(issuer)
-        async with running_gateway(
-            nats_url,
-            redis_url,
-            tmp_path,
-            config(),
-            oauth=True,
-            oauth_options=options,
-            secrets_key=new_key(),
-            port=port,
-            public_url=public,
-        ) as gateway:
-            await _alice_signs_in_and_calls_tools(gateway, public)
+    async with gateway_federated_to_provider(nats_url, redis_url, tmp_path, config()) as (gateway, public):
+        await _alice_signs_in_and_calls_tools(gateway, public)
 
-            # the provider vouches for mallory, but Bastion has no such user: no token
-            refused = await _federated_login(public, "mallory")
-            assert refused.answer.status_code == 403 and "no Bastion user matches" in refused.answer.text
-            async with httpx2.AsyncClient(timeout=30) as browser:  # the state was single-use
-                replayed = await browser.get(refused.callback)
-            assert replayed.status_code == 400 and "unknown or expired sign-in state" in replayed.text
+        # the provider vouches for mallory, but Bastion has no such user: no token
+        refused = await _federated_login(public, "mallory")
+        assert refused.answer.status_code == 403 and "no Bastion user matches" in refused.answer.text
+        async with httpx2.AsyncClient(timeout=30) as browser:  # the state was single-use
+            replayed = await browser.get(refused.callback)
+        assert replayed.status_code == 400 and "unknown or expired sign-in state" in replayed.text
 
 
 async def _alice_signs_in_and_calls_tools(gateway: Gateway, public: str) -> None:
@@ -142,5 +101,5 @@ async def _alice_signs_in_and_calls_tools(gateway: Gateway, public: str) -> None
     async with gateway.client(tokens.json()["access_token"]) as client:
         assert {t.name for t in (await client.list_tools()).tools} == {"echo__echo", "echo__add"}
         assert (await client.call_tool("echo__add", {"a": 1, "b": 41})).structured_content == {"result": 42}
-    rows = await _audit_rows(gateway.nats_url, "user:alice")
+    rows = await audit_rows(gateway.nats_url, "user:alice", at_least=1)
     assert ("add", "ok") in {(r.tool, r.status) for r in rows}

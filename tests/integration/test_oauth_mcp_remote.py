@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from pathlib import Path
 
 import httpx2
@@ -20,7 +19,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from cli.stack import free_port
 from libs.common.sealing import new_key
-from tests.support.gateway import SERVERS, running_gateway
+from tests.support.gateway import echoers_config, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.oauth_browser import Browser, set_password
 from tests.support.polling import poll_until
@@ -33,11 +32,7 @@ _AUTHORIZE = re.compile(r"Please authorize this client by visiting:\s+(\S+)")
 
 
 def config() -> dict:
-    return {
-        "mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}},
-        "groups": [{"id": "echoers", "tools": ["echo/echo", "echo/add"]}],
-        "users": [{"id": "carol", "name": "Carol", "groups": ["echoers"]}],
-    }
+    return echoers_config(users=[{"id": "carol", "name": "Carol", "groups": ["echoers"]}])
 
 
 async def _act_as_the_browser(log: Path, callback_port: int) -> None:

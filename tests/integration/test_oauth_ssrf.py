@@ -1,4 +1,4 @@
-"""Server-side request forgery through the oauth service is refused (issue 13): a URL someone else
+"""Server-side request forgery through the oauth service is refused: a URL someone else
 chose is never fetched when its host resolves to a loopback, private, link-local or multicast
 address, unless a development setting says so.
 
@@ -18,9 +18,8 @@ from typing import Any
 import httpx2
 import pytest
 
-from libs.common.sealing import new_key
 from tests.support.documents import serving_documents
-from tests.support.gateway import SERVERS, Gateway, default_config, running_gateway
+from tests.support.gateway import SERVERS, Gateway, default_config, running_oauth_gateway
 from tests.support.oauth_browser import authorization_url
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
@@ -43,17 +42,9 @@ async def test_a_metadata_document_on_an_internal_address_is_never_fetched(nats_
         for host in ("127.0.0.1", "localhost"):
             url = f"http://{host}:{port}/clients/{host}.json"
             documents[f"/clients/{host}.json"] = {"client_id": url, "redirect_uris": [REDIRECT]}
-        async with running_gateway(
-            nats_url,
-            redis_url,
-            tmp_path,
-            config,
-            oauth=True,
-            secrets_key=new_key(),
-            # plain http on loopback is allowed (development), internal addresses are not
-            oauth_options={"client_metadata_allow_http_loopback": True},
-        ) as gateway:
-            base = gateway.url.removesuffix("/mcp")
+        # plain http on loopback is allowed (development), internal addresses are not
+        options = {"client_metadata_allow_http_loopback": True}
+        async with running_oauth_gateway(nats_url, redis_url, tmp_path, config, oauth_options=options) as (_, base):
             async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
                 for host in ("127.0.0.1", "localhost"):
                     page = await http.get(_authorize_url(base, f"http://{host}:{port}/clients/{host}.json"))

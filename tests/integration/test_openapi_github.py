@@ -14,7 +14,7 @@ from jsonschema import Draft202012Validator
 
 from libs.common.naming import VALID_NAME
 from libs.common.openapi_config import OpenApiSection
-from services.executor.openapi.api import load_api
+from services.executor.upstreams.openapi.api import load_api
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.node_tools import ensure_package
 

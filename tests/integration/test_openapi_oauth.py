@@ -1,4 +1,4 @@
-"""A REST API behind OAuth, imported from its OpenAPI document, end to end (issue 28 item 4): the
+"""A REST API behind OAuth, imported from its OpenAPI document, end to end: the
 OAuth-protected test upstream's `/api` (its own authorization server, RFC 9728 challenge, tokens bound
 to the resource) through the whole gateway.
 

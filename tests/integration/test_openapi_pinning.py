@@ -1,5 +1,5 @@
 """A REST API's tools are pinned like any server's: an OpenAPI document changed after its operations
-were trusted is a drift a person approves (issue 28 item 5), through the whole gateway and a real REST
+were trusted is a drift a person approves, through the whole gateway and a real REST
 API (the FastAPI pet store), with the document re-read from its file as a running deployment does."""
 
 from __future__ import annotations

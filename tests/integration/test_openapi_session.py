@@ -60,7 +60,8 @@ async def test_a_changed_document_file_is_listed_again(store, tmp_path):
     document = tmp_path / "docs" / "petstore-3.0.yaml"
     changed: list[bool] = []
     from libs.common.config import ServerConfig
-    from services.executor.openapi.connector import OpenApiConnector
+    from services.executor.upstreams.openapi.connector import OpenApiConnector
+    from tests.support.egress import LOOPBACK_RULES
     from tests.support.rest_sessions import _client
 
     config = ServerConfig.model_validate({"openapi": {"document": str(document), "base_url": store}})
@@ -69,6 +70,7 @@ async def test_a_changed_document_file_is_listed_again(store, tmp_path):
         config,
         connect_timeout=10,
         make_client=_client,
+        egress=LOOPBACK_RULES,
         oauth=None,
         on_list_changed=lambda: changed.append(True),
     )

@@ -126,13 +126,7 @@ async def test_a_live_policy_holding_a_call_past_its_timeout_is_a_gateway_timeou
     policy = await connect(nats_url, "silent-policy")
     ingress = await connect(nats_url, "ingress")
     try:
-        acks = Acknowledger(
-            policy,
-            instance="silent",
-            accepted_by=subjects.POLICY_ACCEPTED_BY,
-            alive_subject=subjects.policy_alive_subject("silent"),
-            after=0.05,
-        )
+        acks = Acknowledger(policy, subjects.POLICY_HOLDERS, instance="silent", after=0.05)
         held: list[asyncio.Task[None]] = []
 
         async def hold(msg: Msg) -> None:

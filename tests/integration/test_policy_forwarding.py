@@ -19,6 +19,7 @@ from libs.common import subjects
 from libs.common.config import parse_config
 from libs.common.entities import Budget
 from libs.common.errors import ErrorKind
+from libs.common.keys import key_id
 from libs.common.messages import Caller, CallOutcome, Refund, ToolCall, decode_outcome
 from libs.common.nats import connect
 from libs.common.relay import AckedRequester, routed_requester
@@ -26,7 +27,7 @@ from libs.common.settings import IngressSettings, PolicySettings
 from libs.common.work_signing import WorkSigner
 from services.policy.service import PolicyService
 from tests.support.barrier import processed
-from tests.support.gateway import SERVERS, key_id
+from tests.support.gateway import SERVERS
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

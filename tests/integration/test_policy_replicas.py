@@ -12,6 +12,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from libs.common import subjects
 from libs.common.entities import ToolGroup, entity_key
+from libs.common.keys import key_id
 from libs.common.messages import Caller, GatewayError, KeyRecord
 from libs.common.nats import connect, kv_bucket
 from libs.common.settings import IngressSettings, PolicySettings
@@ -19,7 +20,7 @@ from services.ingress.keys import AuthFailure
 from services.ingress.service import IngressService
 from services.policy.filters import narrowing
 from services.policy.service import PolicyService
-from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
+from tests.support.gateway import READONLY_KEY, default_config, running_gateway
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager as AsyncContextManager
 
@@ -19,9 +20,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from libs.common import subjects
+from libs.common.messages import BusMoved
 from libs.common.nats import connect
 from libs.common.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
 from libs.common.settings import RequestPathSettings
+from libs.common.subjects import Holders
 from tests.support.barrier import processed
 from tests.support.polling import poll_until
 
@@ -39,6 +42,9 @@ def alive_subject(instance: str) -> str:
     return f"relaytest.alive.{instance}"
 
 
+REPLICAS = Holders("test", HOLDER, alive_subject)
+
+
 Handler = Callable[[NATS, Msg], Awaitable[None]]
 
 
@@ -49,14 +55,13 @@ async def responder(
     run: Callable[[NATS, Acknowledger, Msg], Awaitable[None]],
     *,
     subject: str = SUBJECT,
-    accepted_by: str = HOLDER,
-    alive: Callable[[str], str] = lambda instance: alive_subject(instance),
+    holders: Holders = REPLICAS,
     after: float = 0.05,
 ) -> AsyncIterator[NATS]:
     """One responder replica: its own connection, acknowledging (to the requester a forwarding
     replica named, else to the reply subject) as the services do; `run` answers each request."""
-    nc = await connect(nats_url, f"{accepted_by}-{instance}")
-    acks = Acknowledger(nc, instance=instance, accepted_by=accepted_by, alive_subject=alive(instance), after=after)
+    nc = await connect(nats_url, f"{holders.accepted_by}-{instance}")
+    acks = Acknowledger(nc, holders, instance=instance, after=after)
     await acks.start()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -85,7 +90,7 @@ def replica(nats_url: str, instance: str, handler: Handler, after: float = 0.05)
 @pytest.fixture
 async def requester(nats_url) -> AsyncIterator[AckedRequester]:
     nc = await connect(nats_url, "requester")
-    relay = AckedRequester(nc, role="test", accepted_by=HOLDER, alive_subject=alive_subject, settings=QUICK)
+    relay = AckedRequester(nc, REPLICAS, settings=QUICK)
     await relay.start()
     yield relay
     await nc.close()
@@ -226,6 +231,49 @@ async def test_a_call_no_replica_acknowledges_is_lost(nats_url, requester):
         await nc.close()
 
 
+PATIENT = RequestPathSettings(ack_after=0.05, ack_grace=2 * NEVER)
+"""A grace longer than any call's wait: only a replica's word that it lost its member fails a call early."""
+
+
+async def _swallowed_then_moved(nats_url: str, moved: BusMoved, within: float) -> None:
+    """A call taken by a subscriber that neither answers nor acknowledges (it went down with its
+    member), after which a replica says on `BUS_MOVED` that it is back from a lost member."""
+    nc = await connect(nats_url, "requester")
+    black_hole = await connect(nats_url, "black-hole")
+    try:
+        relay = AckedRequester(nc, REPLICAS, settings=PATIENT)
+        await relay.start()
+        took = asyncio.Event()
+
+        async def swallow(msg: Msg) -> None:
+            took.set()
+
+        await black_hole.subscribe(SUBJECT, queue=QUEUE, cb=swallow)
+        await processed(black_hole)
+        call = asyncio.create_task(relay.request(SUBJECT, b"x", within=within))
+        await asyncio.wait_for(took.wait(), NEVER)
+        await poll_until(lambda: call.done() or relay._lost_after < _age(relay), "the call to be older than a fast ack")
+        await black_hole.publish(subjects.BUS_MOVED, moved.model_dump_json().encode())
+        await call
+    finally:
+        await nc.close()
+        await black_hole.close()
+
+
+def _age(relay: AckedRequester) -> float:
+    return max((time.monotonic() - p.sent_at for p in relay._pending.values()), default=0.0)
+
+
+async def test_a_call_lost_with_a_replicas_member_fails_when_the_replica_says_it_moved(nats_url):
+    with pytest.raises(ResponderLost, match=r"a test replica lost its NATS member 10\.9\.9\.9:4222"):
+        await _swallowed_then_moved(nats_url, BusMoved(role="test", left="10.9.9.9:4222"), within=NEVER)
+
+
+async def test_a_move_of_a_role_the_call_never_reached_leaves_it_waiting(nats_url):
+    with pytest.raises(NatsTimeout):  # its own deadline, not the other role's move
+        await _swallowed_then_moved(nats_url, BusMoved(role="elsewhere", left="10.9.9.9:4222"), within=2.0)
+
+
 async def test_a_live_replica_that_never_answers_times_out(nats_url, requester, spy):
     async with replica(nats_url, "a", never_answer):
         with pytest.raises(NatsTimeout):
@@ -246,6 +294,9 @@ def worker_alive(instance: str) -> str:
     return f"relaytest.worker-alive.{instance}"
 
 
+WORKERS = Holders("worker", WORKER, worker_alive)
+
+
 def worker(nats_url: str, instance: str, handler: Handler) -> AsyncContextManager[NATS]:
     """A second kind of holder (as an executor is after policy): it takes what a decider passes on
     and answers the original requester (`subjects.REPLY_TO`), acknowledging it there."""
@@ -255,7 +306,7 @@ def worker(nats_url: str, instance: str, handler: Handler) -> AsyncContextManage
         assert reply is not None and reply != msg.reply  # the requester's, not the decider's
         await handler(nc, Msg(nc, subject=msg.subject, reply=reply, data=msg.data, headers=msg.headers))
 
-    return responder(nats_url, instance, run, subject=WORKER_SUBJECT, accepted_by=WORKER, alive=worker_alive)
+    return responder(nats_url, instance, run, subject=WORKER_SUBJECT, holders=WORKERS)
 
 
 def decider(nats_url: str, instance: str) -> AsyncContextManager[NATS]:
@@ -275,14 +326,7 @@ def decider(nats_url: str, instance: str) -> AsyncContextManager[NATS]:
 @pytest.fixture
 async def two_stage(nats_url) -> AsyncIterator[AckedRequester]:
     nc = await connect(nats_url, "requester")
-    relay = AckedRequester(
-        nc,
-        role="test",
-        accepted_by=HOLDER,
-        alive_subject=alive_subject,
-        settings=QUICK,
-        also={WORKER: ("worker", worker_alive)},
-    )
+    relay = AckedRequester(nc, REPLICAS, settings=QUICK, also=(WORKERS,))
     await relay.start()
     yield relay
     await nc.close()

@@ -18,12 +18,13 @@ from nats.aio.msg import Msg
 
 from libs.common import subjects
 from libs.common.entities import RateLimit
+from libs.common.keys import key_id
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
 from libs.common.nats import connect, kv_bucket
 from services.executor.service import ExecutorService
 from services.ingress import grant_cache
 from services.policy.service import PolicyService
-from tests.support.gateway import SERVERS, key_id, running_gateway
+from tests.support.gateway import SERVERS, running_gateway
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

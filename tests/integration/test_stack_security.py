@@ -125,7 +125,8 @@ async def test_nats_credentials_command_makes_a_config_a_production_server_can_i
     data_dir = tmp_path / "nats"
     data_dir.mkdir()
     # as a production nats.conf would: `include` resolves next to the config file (tmp_path/nats/nats.conf)
-    server = EmbeddedNats(data_dir, authorization="include ../creds/authorization.conf\n").start()
+    # its box reads only its own folder unless told what else its configuration includes
+    server = EmbeddedNats(data_dir, authorization="include ../creds/authorization.conf\n", readable=(out,)).start()
     try:
         assert "Authorization Violation" in str(await refusal(server.url))
         for role in ROLES:

@@ -1,4 +1,4 @@
-"""A stdio server that fails to start says why where an operator looks (issue 24 item 9): the last
+"""A stdio server that fails to start says why where an operator looks: the last
 lines of its stderr ride with its status, through the catalog, the admin API and `bastion servers
 list`, instead of only "Connection closed (code -32000)"; its own configured secrets are masked
 there (and in the executor's log), and the lines kept stay bounded however much it writes."""
@@ -30,7 +30,7 @@ NOISY = (
 
 
 async def test_a_stdio_server_that_cannot_start_shows_its_stderr(nats_url, redis_url, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="services.executor.stderr")
+    caplog.set_level(logging.INFO, logger="services.executor.upstreams.mcp.stderr")
     config = default_config(
         {
             "down-missing": {"command": sys.executable, "args": [MISSING]},
@@ -66,14 +66,14 @@ async def test_a_stdio_server_that_cannot_start_shows_its_stderr(nats_url, redis
         assert healthy is not None and healthy.status == "ready" and healthy.stderr_tail == []
 
         assert SECRET not in str(noisy) + str(shown) + listed
-    logged = [r.getMessage() for r in caplog.records if r.name == "services.executor.stderr"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "services.executor.upstreams.mcp.stderr"]
     assert any("token *** was refused" in line for line in logged)
     assert not any(SECRET in line for line in logged)
 
 
 def test_configured_secrets_are_masked_whole_and_plain_values_kept() -> None:
     from libs.common.config import ServerConfig
-    from services.executor.last_words import LastWords, configured_secrets
+    from services.executor.upstreams.last_words import LastWords, configured_secrets
 
     config = ServerConfig(
         url="https://mcp.example/",

@@ -1,4 +1,4 @@
-"""The executor's stdio transport (`services.executor.stdio_pipe`) with its lean link
+"""The executor's stdio transport (`services.executor.upstreams.mcp.stdio_pipe`) with its lean link
 (`lean_stdio.StdioLink` on the pipe) against a real child process: lean answers and log lines are
 taken off the pipe as bytes and never reach the SDK session; every other line reaches it as
 `stdio_client` would hand it over; the child is stopped on exit, as the SDK stops it."""
@@ -24,8 +24,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 
 from services.executor.answer_limits import AnswerTooLarge, answer_cutoff
-from services.executor.lean_stdio import StdioLink
-from services.executor.stdio_pipe import stdio_pipe
+from services.executor.upstreams.mcp.lean_stdio import StdioLink
+from services.executor.upstreams.mcp.stdio_pipe import stdio_pipe
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

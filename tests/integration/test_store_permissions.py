@@ -1,6 +1,6 @@
 """Every store operation each service makes, with its own credentials, on a nats-server secured
-with the authorization `bastion up` renders (issue 24: the ingress role could not read the object
-store, which only a timeout revealed, in production; issue 30: non-owners could update, and so
+with the authorization `bastion up` renders (the ingress role once could not read the object
+store, which only a timeout revealed, in production; non-owners once could update, and so
 shrink, the audit stream).
 
 `USES` states what each role's code does with each store, written from the services' code (not
@@ -62,12 +62,19 @@ USES: dict[str, dict[str, str]] = {
         s.KV_POLICY: WRITE,
         s.KV_LLM: WRITE,
         s.KV_CATALOG: READ,
-        s.KV_ADMIN: WRITE,  # principals, token digests, sessions (issue 26)
+        s.KV_ADMIN: WRITE,  # principals, token digests, sessions
         s.KV_PINS: DECIDE,
+        s.KV_APPROVALS: WRITE,  # a person's approval or denial of a parked call
         s.KV_OAUTH_PUBLIC: READ,  # verifies the access token of a person's sign-in
         s.AUDIT_STREAM: PRODUCE,  # the admin changes, `bastion tools approve|reject`: naming who, on its own chain
     },
-    POLICY: {s.KV_KEYS: READ, s.KV_POLICY: READ, s.KV_SERVERS: READ},
+    POLICY: {
+        s.KV_KEYS: READ,
+        s.KV_POLICY: READ,
+        s.KV_SERVERS: READ,
+        s.KV_CATALOG: READ,  # tools' annotations, which Cedar policies read
+        s.KV_APPROVALS: WRITE,  # calls parked for approval, and their runs
+    },
     EXECUTOR: {s.KV_SERVERS: READ, s.KV_LLM: READ, s.KV_CATALOG: WRITE, s.KV_PINS: WRITE, s.OBJ_BLOBS: BLOBS},
     AUDIT: {s.AUDIT_STREAM: CONSUME, s.KV_KEYS: READ},  # events naming a key that does not exist are flagged
     CODEMODE: {s.KV_CATALOG: READ, s.OBJ_BLOBS: BLOBS, s.AUDIT_STREAM: PRODUCE},
@@ -238,7 +245,7 @@ def _attempts(js: JetStreamContext, stream: str, config: StreamConfig) -> dict[s
 
 @pytest.mark.parametrize("role", ROLES)
 async def test_no_role_but_the_owner_may_change_a_store_and_none_may_delete_one(bus: Bus, role: str) -> None:
-    """Issue 30's attack, for every store: the ingress and codemode credentials shrank the audit
+    """The attack, for every store: the ingress and codemode credentials once shrank the audit
     stream to one message. With this role's credentials: update, delete, purge (and re-create)
     each store it does not own; all refused, the backlog intact."""
     await _produce(bus.connections[INGRESS], INGRESS)

@@ -1,4 +1,4 @@
-"""Replication as settings (issue 30): every stream, KV bucket and object store gets
+"""Replication as settings: every stream, KV bucket and object store gets
 `BASTION_NATS_REPLICAS` replicas when its owner creates it; a start raises an existing store with
 fewer to that count and never lowers one (the audit streams used to be re-declared at every start
 with the default of one replica); a count the servers cannot honour fails the start, saying so.

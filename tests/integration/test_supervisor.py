@@ -163,7 +163,7 @@ HANDED = textwrap.dedent(
 
 
 def test_a_child_gets_its_secrets_through_a_pipe_at_every_start_never_its_environment(tmp_path: Path) -> None:
-    """Issue 26: any process of the same user reads another's /proc/<pid>/environ. The child reads
+    """Any process of the same user reads another's /proc/<pid>/environ. The child reads
     its secrets from an inherited pipe (once, then closes it), on its first start and on the restart
     after it died; its environment holds only the descriptor's number."""
     script = tmp_path / "handed.py"

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from libs.common import subjects
-from libs.common.messages import AuditQuery, AuditRows, ToolCall, decode_outcome
+from libs.common.messages import AuditEvent, ToolCall, decode_outcome
 from libs.common.messages_base import Caller
 from libs.common.nats import connect, kv_bucket
 from libs.common.pin_store import find, read_records
@@ -26,6 +26,7 @@ from libs.common.pin_store import pending as pending_records
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
 from tests.support.admin_api import principal_token, running_admin
+from tests.support.audit_rows import kind_rows_when
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, ROOT, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -36,7 +37,15 @@ PRINCIPAL = "ana@example.com"
 
 
 def drifting_config(state: Path, calls: Path) -> dict[str, Any]:
-    return default_config({"drift": {"command": sys.executable, "args": [str(DRIFTING), str(state), str(calls)]}})
+    return default_config(
+        {
+            "drift": {
+                "command": sys.executable,
+                "args": [str(DRIFTING), str(state), str(calls)],
+                "sandbox": {"write": [str(calls.parent)]},
+            }
+        }
+    )
 
 
 def _pinning(gateway: Gateway) -> PinningInterceptor:
@@ -197,18 +206,8 @@ async def test_approve_makes_it_callable_reject_keeps_it_quarantined_each_audite
         assert outcome.error is not None and "was rejected by a person" in outcome.error.message
         assert _calls(calls) == ["property"]
 
-        nc = await connect(nats_url, "test-audit")
-        try:
-
-            async def decided() -> list[tuple[Any, ...]] | None:
-                query = AuditQuery(limit=100).model_dump_json().encode()
-                rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=5)).data)
-                found = [(r.action, r.actor, r.target) for r in rows.rows if r.kind == "admin"]
-                return found if len(found) >= 2 else None
-
-            decisions = await poll_until(decided, "the two decisions in the audit trail")
-        finally:
-            await nc.close()
+        rows = await kind_rows_when(nats_url, "admin", lambda found: len(found) >= 2)  # the two decisions
+        decisions = [(r.action, r.actor, r.target) for r in rows]
         assert ("pin.approve", PRINCIPAL, "drift/tool/add") in decisions
         assert ("pin.reject", PRINCIPAL, "drift/tool/add") in decisions
 
@@ -253,17 +252,8 @@ async def test_the_admin_api_shows_the_diff_and_a_person_with_tools_approve_deci
         async with gateway.client(ADMIN_KEY) as client:
             assert (await client.call_tool("drift__add", {"a": 2, "b": 3, "note": "n"})).content[0].text == "5"
 
-        nc = await connect(nats_url, "test-audit")
-        try:
+        def approvals(rows: list[AuditEvent]) -> list[tuple[str | None, ...]]:
+            return [(r.action, r.actor, r.target) for r in rows if r.action == "pin.approve"]
 
-            async def decision() -> list[tuple[Any, ...]] | None:
-                query = AuditQuery(limit=100).model_dump_json().encode()
-                rows = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=5)).data)
-                found = [(r.action, r.actor, r.target) for r in rows.rows if r.action == "pin.approve"]
-                return found or None
-
-            assert await poll_until(decision, "the approval's audit row") == [
-                ("pin.approve", "olga@example.com", "drift/add")
-            ]
-        finally:
-            await nc.close()
+        rows = await kind_rows_when(nats_url, "admin", approvals)
+        assert approvals(rows) == [("pin.approve", "olga@example.com", "drift/add")]

@@ -12,11 +12,12 @@ import pytest
 from nats.aio.msg import Msg
 
 from libs.common import subjects
+from libs.common.keys import key_id
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
 from libs.common.nats import connect, kv_bucket
 from libs.common.visible import ask_visible
-from tests.support.gateway import READONLY_KEY, default_config, key_id, running_gateway
+from tests.support.gateway import READONLY_KEY, default_config, running_gateway
 from tests.support.polling import poll_until
 from tests.support.stores import declared
 

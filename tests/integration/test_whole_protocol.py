@@ -17,6 +17,7 @@ from mcp.shared.exceptions import MCPError
 from tests.support.gateway import (
     ADMIN_HEADERS,
     ADMIN_KEY,
+    READS_EXAMPLES,
     ROOT,
     default_config,
     gateway_on_own_servers,
@@ -38,12 +39,14 @@ def _config() -> dict[str, Any]:
             "interactive": {
                 "command": sys.executable,
                 "args": [INTERACTIVE],
+                "sandbox": READS_EXAMPLES,
                 "protocol": "legacy",
                 "pinning": "warn",
             },
             "modern": {
                 "command": sys.executable,
                 "args": [INTERACTIVE],
+                "sandbox": READS_EXAMPLES,
                 "env": {"MEMO_SCHEME": "fresh"},
                 "pinning": "warn",
             },

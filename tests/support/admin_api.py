@@ -53,7 +53,7 @@ def base_url(service: AdminService) -> str:
 async def first_owner(service: AdminService, name: str = "test-owner") -> str:
     """The bootstrap token's one job: an owner, with an API token (returned)."""
     body = {"name": name, "kind": "automation", "roles": [{"role": "owner"}], "token": {"label": "tests"}}
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=30) as http:
         made = await http.post(
             f"{base_url(service)}/principals", json=body, headers={"Authorization": f"Bearer {BOOTSTRAP}"}
         )
@@ -68,7 +68,7 @@ async def principal_token(
     """A principal holding `roles` (`{"role": "analyst"}`, `{"role": "key_manager", "team_id": "a"}`),
     made by the owner; returns its API token."""
     body = {"name": name, "kind": kind, "roles": list(roles), "token": {"label": "tests"}}
-    async with httpx.AsyncClient(timeout=10, headers={"Authorization": f"Bearer {owner}"}) as http:
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {owner}"}) as http:
         made = await http.post(f"{base_url(service)}/principals", json=body)
     assert made.status_code == 201, made.text
     secret: str = made.json()["token"]["secret"]
@@ -142,7 +142,7 @@ async def admin_pages(admin: AdminService) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def api(admin: AdminService, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {owner_token}"}
-    async with httpx.AsyncClient(base_url=base_url(admin), headers=headers, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base_url(admin), headers=headers, timeout=30) as client:
         yield client
 
 

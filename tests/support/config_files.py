@@ -11,7 +11,7 @@ import yaml
 
 from libs.common.config import ConfigError, parse_config
 
-__all__ = ["SECRET", "_error", "_servers", "_write"]
+__all__ = ["SECRET", "_ci_key", "_error", "_servers", "_write"]
 
 SECRET = "sk-bastion-live-7f3c9a1e5b2d4f60"  # 32 characters: a valid `key`
 
@@ -33,3 +33,8 @@ def _error(raw: Any) -> str:
 
 def _servers(servers: dict[str, Any]) -> dict[str, Any]:
     return {"mcpServers": servers}
+
+
+def _ci_key(**fields: Any) -> dict[str, Any]:
+    """A config with one key, named `ci`, of these `fields`."""
+    return {"keys": [{"name": "ci", **fields}]}

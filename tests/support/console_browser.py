@@ -4,7 +4,9 @@ over the Chrome DevTools Protocol, for the console tests.
 `browser(profile)` starts Chromium with a fresh profile and yields a `Page`: open a URL, click,
 type, pick, press keys, wait for what the page shows (every wait bounded by `polling.poll_until`, which names
 what it waited for), read text, save a screenshot. Confirm dialogs are accepted, as a person
-would; uncaught script errors are kept in `Page.errors` so a test can require there were none.
+would; uncaught script errors are kept in `Page.errors` so a test can require there were none, and
+what the Content-Security-Policy refused in `Page.csp_violations()`. `open_console(page, console,
+token, view)` signs in with a token as the console's login page does and goes to one view.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import httpx
 from tests.support.chromium import FLAGS, chromium
 from tests.support.polling import poll_until
 
-__all__ = ["Page", "browser"]
+__all__ = ["Page", "browser", "open_console"]
 
 _LISTENING = re.compile(rb"DevTools listening on (ws://[^\s]+)")
 
@@ -41,6 +43,11 @@ _FILL = """(sel, value) => {
 }"""
 
 
+_RECORD_VIOLATIONS = """window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(
+  `${e.effectiveDirective} refused ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`));"""
+"""Run before any script of each page (DevTools' own, not subject to the page's policy)."""
+
 _KEYS = {"Tab": (9, ""), "Enter": (13, "\r")}
 """Key -> its virtual key code and the text it types."""
 
@@ -51,6 +58,8 @@ class Page:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.errors: list[str] = []
+        self.logged: list[str] = []
+        """What the browser itself logged on the console (refusals of the page's policy among them)."""
         self._reader = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
@@ -63,6 +72,8 @@ class Page:
                 # answered here, not through `send`: this loop is what would read the reply
                 accept = {"id": next(self._ids), "method": "Page.handleJavaScriptDialog", "params": {"accept": True}}
                 await self._socket.send_str(json.dumps(accept))
+            elif message.get("method") == "Log.entryAdded":
+                self.logged.append(str(message["params"]["entry"].get("text", "")))
             elif message.get("method") == "Runtime.exceptionThrown":
                 details = message["params"]["exceptionDetails"]
                 self.errors.append(str(details.get("exception", {}).get("description") or details.get("text")))
@@ -111,6 +122,11 @@ class Page:
 
     async def shown(self, selector: str, within: float = 60.0) -> None:
         await self.wait(f"!!document.querySelector({json.dumps(selector)})", f"{selector} on the page", within)
+
+    async def csp_violations(self) -> list[str]:
+        """What the page's Content-Security-Policy refused since it loaded, seen by the page and logged."""
+        seen = await self.evaluate("window.__cspViolations || []")
+        return [*seen, *(line for line in self.logged if "Content Security Policy" in line)]
 
     async def text(self, selector: str) -> str:
         found = await self.evaluate(f"document.querySelector({json.dumps(selector)})?.innerText ?? null")
@@ -180,8 +196,9 @@ async def browser(profile: Path, width: int = 1400, height: int = 1000) -> Async
         drain = asyncio.ensure_future(proc.stderr.read())  # chromium keeps logging: never let the pipe fill
         async with aiohttp.ClientSession() as session, session.ws_connect(url, max_msg_size=64 * 1024 * 1024) as socket:
             page = Page(socket)
-            for domain in ("Page", "Runtime"):
+            for domain in ("Page", "Runtime", "Log"):
                 await page.send(f"{domain}.enable")
+            await page.send("Page.addScriptToEvaluateOnNewDocument", source=_RECORD_VIOLATIONS)
             await page.send(
                 "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
             )
@@ -194,3 +211,11 @@ async def browser(profile: Path, width: int = 1400, height: int = 1000) -> Async
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+async def open_console(page: Page, console: str, token: str, view: str) -> None:
+    """The console at `console` (its URL) signed in with `token`, showing `view` (a `#nav-<view>` entry)."""
+    await page.open(f"{console}#token={token}")
+    await page.wait("document.body.dataset.state === 'ready'", "the console signed in")
+    await page.click(f"#nav-{view}")
+    await page.wait(f"document.body.dataset.view === {view!r}", f"the {view} view")

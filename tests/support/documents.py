@@ -4,12 +4,13 @@ metadata documents, and the fetches the SSRF guard must stop before they are mad
 from __future__ import annotations
 
 import json
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.threaded_http import serving_on_a_thread
 
 __all__ = ["serving_documents"]
 
@@ -39,12 +40,5 @@ def serving_documents(documents: dict[str, Any], hits: Counter[str] | None = Non
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving_on_a_thread(Handler) as url:
+        yield url

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,19 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 from pydantic import SecretStr
 
 from cli.apply import apply_config
 from cli.credentials import StackCredentials
-from cli.stack import EmbeddedNats, EmbeddedValkey
+from cli.stack import EmbeddedNats, EmbeddedValkey, free_port
 from libs.common import local_lane
 from libs.common.config import BastionConfig, parse_config
 from libs.common.local_lane import LocalLane
 from libs.common.nats import connect
 from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
-from libs.common.sealing import Sealer
+from libs.common.sealing import Sealer, new_key
 from libs.common.settings import (
     AdminSettings,
     AuditSettings,
@@ -47,10 +48,14 @@ from services.ingress.service import IngressService
 from services.oauth.service import OAuthService
 from services.policy.service import PolicyService
 from tests.support.admin_api import BOOTSTRAP, first_owner
+from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.polling import poll_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "examples" / "servers"
+READS_EXAMPLES = {"read": [str(SERVERS)]}
+"""The `sandbox` of a test server that imports the example servers' `_runner` from beside its own
+folder (docs/stdio-sandbox.md: a server reads its own script's folder, not the whole checkout)."""
 
 ADMIN_KEY = "bk_test_admin_key_000000000000"
 READONLY_KEY = "bk_test_readonly_key_00000000"
@@ -76,11 +81,16 @@ def legacy_initialize(
     }
 
 
+def stdio_server(script: Path, **more: Any) -> dict[str, Any]:
+    """The config entry of a stdio server that this python runs from `script`; `more` are further fields."""
+    return {"command": sys.executable, "args": [str(script)], **more}
+
+
 def default_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "mcpServers": {
-            "echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]},
-            "notes": {"command": sys.executable, "args": [str(SERVERS / "notes_server.py")]},
+            "echo": stdio_server(SERVERS / "echo_server.py"),
+            "notes": stdio_server(SERVERS / "notes_server.py"),
             **(extra_servers or {}),
         },
         "keys": [
@@ -89,6 +99,22 @@ def default_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any
             {"name": "nothing", "key": NOTHING_KEY, "tools": []},
         ],
     }
+
+
+def echoers_config(**sections: Any) -> dict[str, Any]:
+    """A config serving the echo example, whose `echo` and `add` the group `echoers` may call: the
+    OAuth tests' users are given it; `sections` are the rest (`users`, `teams`, ...)."""
+    return {
+        "mcpServers": {"echo": stdio_server(SERVERS / "echo_server.py")},
+        "groups": [{"id": "echoers", "tools": ["echo/echo", "echo/add"]}],
+        **sections,
+    }
+
+
+def _executor_egress(config: BastionConfig, options: dict[str, Any] | None) -> dict[str, Any]:
+    """`options` with the executor's `egress`: the config's section, else the suite's loopback hosts."""
+    egress = config.egress if "egress" in config.model_fields_set else LOOPBACK_UPSTREAMS
+    return {"egress": egress, **(options or {})}
 
 
 @contextlib.asynccontextmanager
@@ -106,10 +132,6 @@ async def example_server_over_http(*args: str) -> AsyncIterator[str]:
         if proc.returncode is None:
             proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
-
-
-def key_id(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass
@@ -144,6 +166,18 @@ class Gateway:
         async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
             async with Client(streamable_http_client(self.url, http_client=http), mode=mode, **kw) as client:
                 yield client
+
+    async def tool_names(self, key: str | None, headers: dict[str, str] | None = None) -> set[str]:
+        """The names `tools/list` shows `key`, sending these request `headers`."""
+        async with self.client(key, headers=headers) as client:
+            return {tool.name for tool in (await client.list_tools()).tools}
+
+    async def refused_listing(self, key: str | None, headers: dict[str, str]) -> str:
+        """The error message of a `tools/list` refused to `key` for these request `headers`."""
+        async with self.client(key, headers=headers) as client:
+            with pytest.raises(MCPError) as refused:
+                await client.list_tools()
+        return refused.value.error.message
 
     async def wait_for_servers(self, *servers: str, within: float = 30.0) -> None:
         catalog = self.ingress.catalog
@@ -180,6 +214,7 @@ async def running_gateway(
     oauth_options: dict[str, Any] | None = None,
     executor_options: dict[str, Any] | None = None,
     policy_options: dict[str, Any] | None = None,
+    admin_options: dict[str, Any] | None = None,
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
     lane: bool = False,
@@ -197,9 +232,11 @@ async def running_gateway(
     audit, policy, executor, oauth, admin and ingress on a free port each (`service.metrics_server.url`).
     `admin` starts the admin service too, with a first owner (`Gateway.admin_api`,
     `Gateway.admin_headers`). `lane`: every service's connection joins one in-process lane
-    (`libs.common.local_lane`), as co-located services do. `creds`: the NATS is secured with these
+    (`libs.common.local_lane`), as co-located services do. The executor runs with the config's
+    `egress` section as `bastion up` gives it one; a config without one gets `LOOPBACK_UPSTREAMS`
+    (the suite's upstreams run on this machine). `creds`: the NATS is secured with these
     (`cli.credentials`): each service connects as its own role, the config is applied as the admin
-    role, policy signs work and the executor verifies it."""
+    role, policy signs work and the executor verifies it. `admin_options` are further `AdminSettings`."""
     own = {"metrics_port": 0} if metrics else {}
 
     def role(name: str, **more: Any) -> dict[str, Any]:
@@ -244,7 +281,7 @@ async def running_gateway(
                         ExecutorSettings(
                             nats_url=nats_url,
                             secrets_key=secrets_key,
-                            **role(EXECUTOR, **own, **signed, **(executor_options or {})),
+                            **role(EXECUTOR, **own, **signed, **_executor_egress(config, executor_options)),
                         )
                     )
                 ]
@@ -277,7 +314,7 @@ async def running_gateway(
                             admin_port=0,
                             admin_bootstrap_token=SecretStr(BOOTSTRAP),
                             secrets_key=SecretStr(secrets_key),
-                            **role(ADMIN, **own, **_public_url(ingress)),
+                            **role(ADMIN, **own, **_public_url(ingress), **(admin_options or {})),
                         )
                     )
                 ]
@@ -303,6 +340,29 @@ async def running_gateway(
         joining.close()
         for service in reversed(started):
             await service.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_oauth_gateway(
+    nats_url: str, redis_url: str, workdir: Path, raw_config: dict[str, Any], port: int | None = None, **options: Any
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """`running_gateway` with the oauth service (its signing key sealed under a fresh `secrets_key`),
+    listening on `port` (a free one unless given) so that its public URL, the OAuth issuer and the base
+    of every redirect URI, is known before it starts; yields the gateway and that URL."""
+    port = port or free_port()
+    public = f"http://127.0.0.1:{port}"
+    async with running_gateway(
+        nats_url,
+        redis_url,
+        workdir,
+        raw_config,
+        oauth=True,
+        secrets_key=new_key(),
+        port=port,
+        public_url=public,
+        **options,
+    ) as gateway:
+        yield gateway, public
 
 
 @contextlib.asynccontextmanager

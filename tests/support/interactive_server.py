@@ -19,24 +19,21 @@ from mcp.types import (
     CreateMessageResult,
     ElicitRequest,
     ElicitRequestFormParams,
-    EmptyResult,
     InputRequiredResult,
     ListRootsResult,
     SamplingMessage,
-    SubscribeRequestParams,
     TextContent,
-    UnsubscribeRequestParams,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "servers"))
-from _runner import parse_args, run
+from _runner import keep_subscriptions, parse_args, run
 
 SCHEME = os.environ.get("MEMO_SCHEME", "memo")
 """URI scheme of this server's resources, so two copies behind one gateway list different URIs."""
 mcp = MCPServer(name="interactive", version="1.0.0")
-subscribed: set[str] = set()
+subscribed = keep_subscriptions(mcp)
 cancelled: list[str] = []
 
 
@@ -215,20 +212,6 @@ def note(note_id: str) -> str:
 async def complete(ref, argument, context) -> Completion:
     values = [v for v in ("alice", "albert", "bob") if v.startswith(argument.value)]
     return Completion(values=values, total=len(values), has_more=False)
-
-
-async def _subscribe(ctx, params: SubscribeRequestParams) -> EmptyResult:
-    subscribed.add(str(params.uri))
-    return EmptyResult()
-
-
-async def _unsubscribe(ctx, params: UnsubscribeRequestParams) -> EmptyResult:
-    subscribed.discard(str(params.uri))
-    return EmptyResult()
-
-
-mcp._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
-mcp._lowlevel_server.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe)
 
 
 if __name__ == "__main__":

@@ -9,15 +9,14 @@ offers the very same tools, prompt and resources.
     <venv>/bin/python tests/support/legacy_server.py --sse --port 0   # HTTP+SSE at /sse
     <venv>/bin/python tests/support/legacy_server.py --http --port 0  # streamable HTTP at /mcp (mcp >= 1.8)
 
-HTTP servers print one `READY <url>` line once the socket accepts connections (like
-`examples/servers/_runner.py`). The code sticks to the API that every release from 1.8 to 2.3
+HTTP servers print one `READY <url>` line once the socket accepts connections (`asgi_serve`, like
+every test server). The code sticks to the API that every release from 1.8 to 2.3
 shares.
 """
 
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 
 import anyio
@@ -28,6 +27,8 @@ try:
 except ImportError:  # mcp 2.x
     from mcp.server.mcpserver import MCPServer as FastMCP
     from mcp.server.mcpserver.exceptions import ToolError
+
+from asgi_serve import bind, serve_ready  # beside this script: a stdio server's box reads only its folder
 
 mcp = FastMCP("legacy")
 
@@ -71,23 +72,9 @@ def item(item_id: str) -> str:
 
 
 async def _serve_http(host: str, port: int, sse: bool) -> None:
-    import uvicorn
-
     app, path = (mcp.sse_app(), "/sse") if sse else (mcp.streamable_http_app(), "/mcp")
-    sock = socket.socket(socket.AF_INET)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    url = f"http://{host}:{sock.getsockname()[1]}{path}"
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            if not self.should_exit:
-                print(f"READY {url}", flush=True)
-
-    # long-lived SSE streams would otherwise hold a graceful shutdown open forever
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    await Server(config).serve(sockets=[sock])
+    sock, base = bind(host, port)
+    await serve_ready(app, sock, base + path)
 
 
 def main() -> None:

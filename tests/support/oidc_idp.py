@@ -5,7 +5,8 @@ first use exactly as the conformance suite installs its Node and npm package (te
 development login form signs in any login (the account id) and then asks for consent;
 `sign_in_at_provider` drives both forms like a person with a browser (cookies kept);
 `sign_in_through_bastion` starts one step earlier, at Bastion's own authorization page, and takes its
-"Sign in with <provider>" link there.
+"Sign in with <provider>" link there. `gateway_federated_to_provider` runs the gateway with its oauth
+service federated to a running provider.
 """
 
 from __future__ import annotations
@@ -13,18 +14,27 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from html import unescape
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx2
 
+from cli.stack import free_port
+from tests.support.gateway import Gateway, running_oauth_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.processes import serving_process
 
-__all__ = ["OIDC_PROVIDER_VERSION", "running_oidc_provider", "sign_in_at_provider", "sign_in_through_bastion"]
+__all__ = [
+    "OIDC_PROVIDER_VERSION",
+    "gateway_federated_to_provider",
+    "running_oidc_provider",
+    "sign_in_at_provider",
+    "sign_in_through_bastion",
+]
 
 OIDC_PROVIDER_VERSION = "9.13.3"
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
@@ -93,3 +103,18 @@ def federation_options(issuer: str) -> dict[str, str]:
         "oidc_client_id": CLIENT_ID,
         "oidc_client_secret": CLIENT_SECRET,
     }
+
+
+@asynccontextmanager
+async def gateway_federated_to_provider(
+    nats_url: str, redis_url: str, workdir: Path, raw_config: dict[str, Any], **options: Any
+) -> AsyncIterator[tuple[Gateway, str]]:
+    """The gateway whose oauth service offers "Sign in with Test IdP", a provider running for it;
+    yields the gateway and its public URL. `options` go to `running_gateway` (`admin=True`, ...)."""
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/oauth/federated/callback"
+    with running_oidc_provider(CLIENT_ID, CLIENT_SECRET, callback) as issuer:
+        async with running_oauth_gateway(
+            nats_url, redis_url, workdir, raw_config, port, oauth_options=federation_options(issuer), **options
+        ) as (gateway, public):
+            yield gateway, public

@@ -19,6 +19,8 @@ from typing import ClassVar, Self
 import httpx2
 import orjson
 
+from tests.support.egress import LOOPBACK_UPSTREAMS
+
 __all__ = [
     "AlternatingTransport",
     "CodeModeProcess",
@@ -103,6 +105,10 @@ class ServiceProcess:
 @dataclass
 class ExecutorProcess(ServiceProcess):
     module: ClassVar[str] = "services.executor"
+
+    def environment(self) -> dict[str, str]:
+        # the suite's upstreams run on this machine, which the executor refuses unless allowed
+        return {**super().environment(), "BASTION_EGRESS": LOOPBACK_UPSTREAMS.model_dump_json()}
 
 
 @dataclass

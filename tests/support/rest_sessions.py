@@ -14,9 +14,10 @@ import httpx2
 
 from libs.common.config import ServerConfig
 from libs.common.messages import Caller, CallOutcome, ToolCall
-from services.executor.openapi.connector import OpenApiConnector, OpenApiSession
-from services.executor.upstreams.http_client import http_client
 from services.executor.upstreams.interface import CallContext
+from services.executor.upstreams.mcp.http_client import http_client
+from services.executor.upstreams.openapi.connector import OpenApiConnector, OpenApiSession
+from tests.support.egress import LOOPBACK_RULES
 from tests.support.processes import serving_process
 
 __all__ = ["DOCUMENTS", "VERSIONS", "call", "document_for", "pet_store", "session"]
@@ -41,7 +42,7 @@ def document_for(version: str, base: str) -> str:
 
 
 def _client(headers: dict[str, str], timeout: httpx2.Timeout, auth: httpx2.Auth | None) -> httpx2.AsyncClient:
-    return http_client(headers, timeout, auth, None, 1024 * 1024)
+    return http_client(LOOPBACK_RULES, headers, timeout, auth, None, 1024 * 1024)
 
 
 @contextlib.asynccontextmanager
@@ -50,7 +51,13 @@ async def session(version: str, base: str, **section: Any) -> AsyncIterator[Open
     raw = {"openapi": {"document": document_for(version, base), "base_url": base, **section.pop("openapi", {})}}
     config = ServerConfig.model_validate({**raw, **section})
     connector = OpenApiConnector(
-        "pets", config, connect_timeout=10.0, make_client=_client, oauth=None, on_list_changed=lambda: None
+        "pets",
+        config,
+        connect_timeout=10.0,
+        make_client=_client,
+        egress=LOOPBACK_RULES,
+        oauth=None,
+        on_list_changed=lambda: None,
     )
     async with connector.open() as opened:
         yield opened

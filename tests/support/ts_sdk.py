@@ -11,10 +11,11 @@ from typing import Any
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.processes import run_json_client
 
-__all__ = ["TS_SDK_VERSION", "run_ts_client"]
+__all__ = ["TS_SDK_VERSION", "run_ts_client", "run_ts_tasks"]
 
 TS_SDK_VERSION = "1.32.2"
 SCRIPT = Path(__file__).with_name("ts_sdk_client.mjs")
+TASKS_SCRIPT = Path(__file__).with_name("ts_sdk_tasks.mjs")
 
 
 async def run_ts_client(url: str, key: str, plan: list[Any]) -> dict[str, Any]:
@@ -23,3 +24,11 @@ async def run_ts_client(url: str, key: str, plan: list[Any]) -> dict[str, Any]:
     sdk = await asyncio.to_thread(ensure_package, "ts-sdk", "@modelcontextprotocol/sdk", TS_SDK_VERSION)
     argv = [str(node), str(SCRIPT), str(sdk), url, key, json.dumps(plan)]
     return await run_json_client(argv, "the TypeScript SDK client", within=60)
+
+
+async def run_ts_tasks(url: str, key: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """Run the SDK's 2025-11-25 task agent (`ts_sdk_tasks.mjs`, which says what `plan` holds)."""
+    node = await asyncio.to_thread(ensure_node)
+    sdk = await asyncio.to_thread(ensure_package, "ts-sdk", "@modelcontextprotocol/sdk", TS_SDK_VERSION)
+    argv = [str(node), str(TASKS_SCRIPT), str(sdk), url, key, json.dumps(plan)]
+    return await run_json_client(argv, "the TypeScript SDK task client", within=60)

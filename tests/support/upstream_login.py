@@ -13,9 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-from cli.stack import free_port
-from libs.common.sealing import new_key
-from tests.support.gateway import Gateway, running_gateway
+from tests.support.gateway import Gateway, running_oauth_gateway
 from tests.support.processes import serving_process
 
 __all__ = [
@@ -83,20 +81,14 @@ async def gateway_for_oauth_upstreams(
     registers upstream is built from it). `allow_private`: let the oauth service reach the upstream
     on 127.0.0.1, which its SSRF guard refuses otherwise; `oauth_options` are further `OAuthSettings`.
     `options` go to `running_gateway` (e.g. `codemode`)."""
-    port = free_port()
-    public = f"http://127.0.0.1:{port}"
-    async with running_gateway(
+    async with running_oauth_gateway(
         nats_url,
         redis_url,
         workdir,
         raw_config,
-        secrets_key=new_key(),
-        oauth=True,
         admin=True,
-        port=port,
-        public_url=public,
         executor_options={"reconnect_max_backoff": 0.5},
         oauth_options={"upstream_oauth_allow_private": allow_private, **(oauth_options or {})},
         **options,
-    ) as gateway:
+    ) as (gateway, public):
         yield gateway, public

@@ -14,8 +14,10 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.threaded_http import serving_on_a_thread
 
 __all__ = ["VaultDouble", "running_vault_double"]
 
@@ -102,12 +104,5 @@ def _handler(vault: VaultDouble) -> type[BaseHTTPRequestHandler]:
 def running_vault_double(token: str, mount: str = "secret") -> Iterator[tuple[str, VaultDouble]]:
     """(its URL, the double) while it serves on a free loopback port."""
     vault = VaultDouble(token, mount)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(vault))
-    thread = threading.Thread(target=server.serve_forever, name="vault-double", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", vault
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving_on_a_thread(_handler(vault)) as url:
+        yield url, vault

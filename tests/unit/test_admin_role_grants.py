@@ -7,7 +7,8 @@ import pytest
 from fastapi import APIRouter
 
 from libs.common.admin_principals import RoleBinding
-from services.admin.api.errors import AdminRoute, needs
+from services.admin.api.admin_route import AdminRoute
+from services.admin.api.errors import needs
 from services.admin.login import safe_next
 from services.admin.roles import BUILTIN_ROLES, PERMISSIONS, SCOPABLE, Grants, Scope, grants_of, missing_to_grant
 

@@ -88,7 +88,7 @@ def _roles_connected_as(service: str) -> set[str]:
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_service_connects_as_its_own_role_and_only_admin_holds_the_admin_role(service):
     """The admin role writes keys, servers and policy: the public ingress (or any other service) holding
-    it would put those credentials on every internet-facing replica (issue 26)."""
+    it would put those credentials on every internet-facing replica."""
     assert _roles_connected_as(service) == {service.upper()}, f"services/{service} connects as another role"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from libs.common import subjects
-from libs.common.asyncapi import CHANNELS, specification
+from tools.asyncapi import CHANNELS, specification
 
 pytestmark = pytest.mark.unit
 
@@ -17,7 +17,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 
 def test_the_committed_document_is_what_the_contracts_generate() -> None:
     assert json.loads(DOC.read_text()) == specification(), (
-        "docs/asyncapi.json is stale: python -m libs.common.asyncapi docs/asyncapi.json"
+        "docs/asyncapi.json is stale: python -m tools.asyncapi docs/asyncapi.json"
     )
 
 

@@ -14,6 +14,8 @@ from libs.common.audit_content import sha256_of
 from libs.common.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
 from libs.common.messages import AuditEvent
 
+pytestmark = pytest.mark.unit
+
 
 def begin(journal: AuditJournal, name: str = "echo__add") -> str:
     owner = {"user_id": "ann", "team_id": "ops", "customer_id": "acme"}
@@ -118,7 +120,7 @@ def test_unserializable_events_keep_the_ack_count_aligned(tmp_path: Path) -> Non
 
 
 def test_a_request_cut_after_it_was_routed_names_its_server_tool_and_arguments(tmp_path: Path) -> None:
-    """Issue 24: a rebuilt event had no server, tool or argument hash, so a query by server or tool
+    """A rebuilt event once had no server, tool or argument hash, so a query by server or tool
     missed exactly the calls whose outcome is unknown. Carried across a rotation, too."""
     journal = AuditJournal(tmp_path)
     routed, rotated = begin(journal, "echo__add"), begin(journal, "notes__add")

@@ -13,6 +13,8 @@ from nats.js.errors import ServiceUnavailableError
 
 from services.audit.writer import _NatsTimeouts
 
+pytestmark = pytest.mark.unit
+
 
 class _Refusing:
     """A pull subscription on a closed connection: nats-py raises before anything is sent."""

@@ -59,6 +59,7 @@ def test_row_round_trip_keeps_every_field() -> None:
         {"v": 2**16},
         {"seq": -1, "error_code": -32602},
         {"prompt_tokens": 1, "completion_tokens": -1},
+        {"refusals": -1},
     ],
 )
 def test_values_the_columns_cannot_hold_are_bad_events(fields: dict[str, object]) -> None:
@@ -104,6 +105,12 @@ def test_columns_added_later_reach_older_tables_by_migration_never_by_a_drop() -
         "interceptions",
         "actor_role",
         "actor_address",
+        "credential",
+        "refusals",
+        "first_seen",
+        "last_seen",
+        "policy_id",
+        "approval_id",
         "vouched_by",  # the audit service's own (not the event's)
         "flags",
     ]

@@ -15,6 +15,8 @@ from nats.aio.msg import Msg
 
 from libs.common.bus_client import BusClient, parse_header_lines
 
+pytestmark = pytest.mark.integration  # two of its tests go through a real nats-server
+
 nats_py = NATS._parse_header_lines
 
 BLOCKS = [

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from nats.js.kv import KeyValue
 from cli.apply import apply_config
 from libs.common import subjects
 from libs.common.config import BastionConfig, ConfigError, ServerConfig, load_config
+from libs.common.keys import key_id
 from libs.common.llm import ProviderRecord
 from libs.common.llm_config import ProviderConfig
 from libs.common.messages import KeyRecord, ServerRecord
@@ -42,10 +42,6 @@ mcpServers:
 keys:
   - {{name: demo, key: {DEMO}, tools: ["*"]}}
 """
-
-
-def sha(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def config(tmp_path: Path, text: str, name: str = "bastion.yaml") -> BastionConfig:
@@ -84,10 +80,10 @@ async def test_servers_and_keys_appear_without_secrets(nc: NATS, tmp_path: Path)
     assert ServerRecord.model_validate_json(servers["remote"]).config.url == "https://mcp.example.com/mcp"
 
     keys = await contents(nc, subjects.KV_KEYS)
-    assert set(keys) == {sha(DEMO), sha(OTHER)}
-    other = KeyRecord.model_validate_json(keys[sha(OTHER)])
+    assert set(keys) == {key_id(DEMO), key_id(OTHER)}
+    other = KeyRecord.model_validate_json(keys[key_id(OTHER)])
     assert (other.id, other.name, other.grants, other.revoked) == (
-        sha(OTHER),
+        key_id(OTHER),
         "other",
         ["echo/echo", "remote/list_*"],
         False,
@@ -100,7 +96,7 @@ async def test_servers_and_keys_appear_without_secrets(nc: NATS, tmp_path: Path)
 async def test_removed_entries_disappear_and_runtime_keys_stay(nc: NATS, tmp_path: Path) -> None:
     await apply_config(nc, config(tmp_path, FULL))
     keys_kv = await bucket(nc, subjects.KV_KEYS)
-    runtime = KeyRecord(id=sha(RUNTIME), name="made-by-hand", grants=["echo/echo"])
+    runtime = KeyRecord(id=key_id(RUNTIME), name="made-by-hand", grants=["echo/echo"])
     await keys_kv.put(runtime.id, runtime.model_dump_json().encode())
     servers_kv = await bucket(nc, subjects.KV_SERVERS)
     added = ServerRecord(name="added-live", config=ServerConfig(url="http://127.0.0.1:9/mcp"))  # admin API style
@@ -113,11 +109,11 @@ async def test_removed_entries_disappear_and_runtime_keys_stay(nc: NATS, tmp_pat
     )
     with pytest.raises(KeyNotFoundError):
         await servers_kv.get("remote")
-    assert set(await contents(nc, subjects.KV_KEYS)) == {sha(DEMO), sha(RUNTIME)}, (
+    assert set(await contents(nc, subjects.KV_KEYS)) == {key_id(DEMO), key_id(RUNTIME)}, (
         "config keys removed, runtime key kept"
     )
     with pytest.raises(KeyNotFoundError):
-        await keys_kv.get(sha(OTHER))
+        await keys_kv.get(key_id(OTHER))
 
 
 async def test_apply_is_idempotent(nc: NATS, tmp_path: Path) -> None:
@@ -132,20 +128,20 @@ async def test_apply_is_idempotent(nc: NATS, tmp_path: Path) -> None:
 
     changed = FULL.replace('tools: ["*"]', 'tools: ["echo/*"]')
     await apply_config(nc, config(tmp_path, changed))
-    demo = KeyRecord.model_validate_json((await keys_kv.get(sha(DEMO))).value)
+    demo = KeyRecord.model_validate_json((await keys_kv.get(key_id(DEMO))).value)
     assert demo.grants == ["echo/*"]
-    assert (await keys_kv.get(sha(DEMO))).revision > before[1][sha(DEMO)]
+    assert (await keys_kv.get(key_id(DEMO))).revision > before[1][key_id(DEMO)]
 
 
 async def test_a_revocation_survives_reapplying(nc: NATS, tmp_path: Path) -> None:
     await apply_config(nc, config(tmp_path, FULL))
     keys_kv = await bucket(nc, subjects.KV_KEYS)
-    record = KeyRecord.model_validate_json((await keys_kv.get(sha(OTHER))).value)
+    record = KeyRecord.model_validate_json((await keys_kv.get(key_id(OTHER))).value)
     record.revoked = True
     await keys_kv.put(record.id, record.model_dump_json().encode())
 
     await apply_config(nc, config(tmp_path, FULL))
-    again = KeyRecord.model_validate_json((await keys_kv.get(sha(OTHER))).value)
+    again = KeyRecord.model_validate_json((await keys_kv.get(key_id(OTHER))).value)
     assert again.revoked and again.created_at == record.created_at
 
 

@@ -96,6 +96,45 @@ def test_config_check_masks_upstream_secrets(tmp_path: Path) -> None:
     assert "https://mcp.example.com/mcp" in result.stdout
 
 
+def test_config_check_warns_of_a_command_not_found_and_stays_valid(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "mcpServers:\n"
+        "  gone:\n    command: bastion-test-no-such-command\n"
+        "  local:\n    command: ./missing-server.sh\n"
+        f"  fine:\n    command: {sys.executable}\n"
+        "  elsewhere:\n    command: python3\n    env: {PATH: /nonexistent-bin}\n"
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output  # valid: the command may be installed before `bastion up`
+    out = " ".join(result.stdout.split())
+    assert "warning: server 'gone': command not found on PATH: bastion-test-no-such-command" in out
+    assert "warning: server 'local': command not found: ./missing-server.sh" in out
+    assert "warning: server 'elsewhere': command not found on PATH: python3" in out  # its own env's PATH
+    assert "'fine'" not in out
+
+
+def test_the_up_banner_marks_a_server_that_cannot_start_or_that_ingress_reports_down() -> None:
+    from cli.summary import banner_servers
+    from libs.common.config import parse_config
+
+    config = parse_config(
+        {
+            "mcpServers": {
+                "gone": {"command": "bastion-test-no-such-command"},
+                "ok": {"command": sys.executable},
+                "remote": {"url": "https://mcp.example.com/mcp"},
+                "off": {"command": "bastion-test-no-such-command", "disabled": True},
+            }
+        }
+    )
+    shown = banner_servers(config, down=["remote"])
+    assert shown == (
+        "gone (stdio, [red]unavailable: command not found on PATH: bastion-test-no-such-command[/]), ok (stdio), "
+        "remote (http, [red]unavailable: see `bastion servers list`[/]), off (stdio, disabled)"
+    )
+
+
 def test_config_check_rejects_a_bad_file_naming_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(BAD_CONFIG)

@@ -138,7 +138,8 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
     assert not any("ADMIN" in variable for variable in specs["ingress"]), specs["ingress"]
     assert [n for n, env in specs.items() if "valkey-pw" in str(env.values())] == ["policy"]
     holders = [n for n, env in specs.items() if env.get("BASTION_SECRETS_KEY")]
-    assert sorted(holders) == ["admin", "executor", "oauth"]  # oauth: the signing key and upstream tokens
+    # oauth: the signing key and upstream tokens; policy: the calls parked for approval
+    assert sorted(holders) == ["admin", "executor", "oauth", "policy"]
     for secret in ("idp-secret", "vault-token"):  # the identity provider's and Vault's: the oauth service alone
         assert [n for n, env in specs.items() if secret in env.values()] == ["oauth"]
     assert all(env.get("BASTION_SECRETS_KEY") in (None, creds.secrets_key) for env in specs.values())

@@ -3,9 +3,13 @@ every few seconds) must not rebuild stubs and search; a changed listing must."""
 
 from __future__ import annotations
 
+import pytest
+
 from libs.common.messages import CatalogTool, ServerCatalog
 from services.codemode.toolset import Toolset
 from services.codemode.views import CatalogView
+
+pytestmark = pytest.mark.unit
 
 
 def test_only_a_changed_listing_rebuilds_the_view():

@@ -20,7 +20,7 @@ from services.codemode import embedding, needs
 from services.codemode.search import SearchIndex
 from services.codemode.searcher import Searcher
 from services.codemode.toolset import Toolset
-from services.codemode.vectors import ToolVectors, VectorStore, shipped_reference
+from services.codemode.vectors import NEEDS_HUBNESS, ToolVectors, VectorStore, shipped_reference
 
 pytestmark = pytest.mark.unit
 
@@ -46,13 +46,6 @@ def _names(found) -> list[str]:
 
 def _lines(*rows: dict) -> list[bytes]:
     return [json.dumps(row).encode() for row in rows]
-
-
-@pytest.fixture(scope="module")
-def embedder() -> embedding.Embedder:
-    loaded = embedding.load()
-    assert not isinstance(loaded, str), loaded
-    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +163,8 @@ async def test_the_service_leaves_out_a_bad_needs_file_and_says_which_line(tmp_p
     await searcher.close()
     with caplog.at_level(logging.INFO):
         index = await searcher.index(Toolset([("time", tool) for tool in _tools("time")]), None)
-    assert index.engine == "hybrid" and "embedded 2 tools, 2 of them with needs" in caplog.text
+    # served by the shipped vectors, which are used only while the shipped needs are
+    assert index.engine == "hybrid" and searcher.store.shipped > 0 and searcher.store.computed == 0
     off = Searcher(CodeModeSettings(search_threads=1, search_needs=False))
     await off.start()
     assert off.store is not None and len(off.store.needs) == 0
@@ -251,9 +245,28 @@ def test_without_shipped_vectors_the_store_embeds_the_reference_itself(tmp_path)
     specs = list(Toolset([("clock", {"name": "now", "description": "Current time"})]).by_name.values())
     store.compute(specs, store.keys_for(specs))
     first = store.matrix(store.keys_for(specs))
-    assert first is not None and 0.5 < float(first.hubness[0]) < 1.0
+    # its nearness to needs at large, and the share a tool with needs carries beside tools without
+    assert first is not None and 0.5 < float(first.hubness[0]) - NEEDS_HUBNESS < 1.0
     store.save()
     again = VectorStore(base, tmp_path / "v.npz", needs=known)
     kept = again.matrix(again.keys_for(specs))
     assert kept is not None and again.computed == 0
     assert float(kept.hubness[0]) == pytest.approx(float(first.hubness[0]), abs=1e-3)
+
+
+def test_a_tool_with_needs_carries_a_fixed_share_more_hubness_than_one_without(tmp_path):
+    base = embedding.load(1, "base")
+    assert not isinstance(base, str)
+    mine = tmp_path / "needs.jsonl"
+    mine.write_text(json.dumps({"server": "clock", "tool": "now", "needs": ["what time is it in Lima"]}))
+    specs = list(Toolset([("clock", {"name": "now", "description": "Current time"})]).by_name.values())
+    with_needs = VectorStore(base, needs=needs.load(shipped=False, extra=mine))
+    without = VectorStore(base, needs=needs.Needs({}, with_needs.needs.reference))
+    for store in (with_needs, without):
+        store.compute(specs, store.keys_for(specs))
+    near, far = with_needs.matrix(with_needs.keys_for(specs)), without.matrix(without.keys_for(specs))
+    assert near is not None and far is not None
+    raw = float(near.vectors[0] @ far.vectors[0])
+    assert raw < 0.999  # the needs moved the vector
+    # one reference need, fewer than a tool's hubness reads: the raw hubness is 0 for both
+    assert float(near.hubness[0]) == pytest.approx(float(far.hubness[0]) + NEEDS_HUBNESS)

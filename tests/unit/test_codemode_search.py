@@ -45,14 +45,6 @@ def everything() -> Toolset:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> embedding.Embedder:
-    loaded = embedding.load()
-    if isinstance(loaded, str):
-        pytest.fail(f"the embedding model is a declared dependency and must load: {loaded}")
-    return loaded
-
-
-@pytest.fixture(scope="module")
 def some(embedder) -> tuple[Toolset, VectorStore]:
     toolset = Toolset(_pairs(SOME))
     store = VectorStore(embedder)
@@ -299,7 +291,10 @@ async def test_a_view_becomes_hybrid_once_its_tools_are_embedded(tmp_path):
     searcher = Searcher(CodeModeSettings(search_cache_file=str(tmp_path / "v.npz")))
     await searcher.start()
     assert searcher.embedder is not None
-    small = Toolset(_pairs(("time",)))
+    # descriptions of our own, so the shipped vectors do not cover them
+    small = Toolset(
+        (server, {**tool, "description": tool["description"] + " Ours."}) for server, tool in _pairs(("time",))
+    )
     index = await searcher.index(small, None)  # two tools missing: embedded on the spot
     assert index.engine == "hybrid"
     assert (await searcher.search(index, "what hour is it in Tokyo", 1)).lexical_only is None

@@ -12,7 +12,7 @@ from libs.common.config import (
     load_config,
     parse_config,
 )
-from tests.support.config_files import SECRET, _error, _servers, _write
+from tests.support.config_files import SECRET, _ci_key, _error, _servers, _write
 
 pytestmark = pytest.mark.unit
 
@@ -86,7 +86,7 @@ REMOTE = {"url": "https://example.com/mcp"}
             {"stack": {"nats_ulr": "x"}}, "stack.nats_ulr: unknown key (did you mean 'nats_url'?)", id="stack"
         ),
         pytest.param(
-            {"keys": [{"name": "ci", "key": SECRET, "tool": ["*"]}]},
+            _ci_key(key=SECRET, tool=["*"]),
             "keys[0] (name 'ci').tool: unknown key (did you mean 'tools'?)",
             id="key-typo",
         ),
@@ -106,29 +106,21 @@ REMOTE = {"url": "https://example.com/mcp"}
             id="duplicate-key-names",
         ),
         pytest.param(
-            {"keys": [{"name": "ci", "tools": ["*"]}]},
-            "keys[0] (name 'ci'): needs one of 'key', 'key_env' or 'key_sha256'",
-            id="no-secret",
+            _ci_key(tools=["*"]), "keys[0] (name 'ci'): needs one of 'key', 'key_env' or 'key_sha256'", id="no-secret"
         ),
         pytest.param(
-            {"keys": [{"name": "ci", "key": SECRET, "key_env": "CI_KEY"}]},
+            _ci_key(key=SECRET, key_env="CI_KEY"),
             "keys[0] (name 'ci'): give only one of 'key', 'key_env' or 'key_sha256', not 'key' and 'key_env'",
             id="two-secrets",
         ),
         pytest.param(
-            {"keys": [{"name": "ci", "key": "short-key"}]},
-            "keys[0] (name 'ci'): 'key' must be at least 16 characters",
-            id="short-key",
+            _ci_key(key="short-key"), "keys[0] (name 'ci'): 'key' must be at least 16 characters", id="short-key"
         ),
         pytest.param(
-            {"keys": [{"name": "ci", "key_sha256": "ABC"}]},
-            "keys[0] (name 'ci').key_sha256: String should match pattern",
-            id="bad-sha256",
+            _ci_key(key_sha256="ABC"), "keys[0] (name 'ci').key_sha256: String should match pattern", id="bad-sha256"
         ),
         pytest.param(
-            {"keys": [{"name": "ci", "key_env": "CI KEY"}]},
-            "keys[0] (name 'ci').key_env: String should match pattern",
-            id="bad-env-name",
+            _ci_key(key_env="CI KEY"), "keys[0] (name 'ci').key_env: String should match pattern", id="bad-env-name"
         ),
         pytest.param({"keys": [{"key": SECRET}]}, "keys[0].name: Field required", id="key-without-name"),
         pytest.param({"keys": {"ci": SECRET}}, "keys: Input should be a valid list", id="keys-mapping"),
@@ -150,7 +142,7 @@ def test_invalid_config_names_the_field(raw: Any, expected: str) -> None:
 
 @pytest.mark.parametrize("grant", ["github", "github/", "/create_issue", "github/issues/create", "", "**"])
 def test_malformed_grant_names_the_field_and_the_grant(grant: str) -> None:
-    message = _error({"keys": [{"name": "ci", "key": SECRET, "tools": ["github/*", grant]}]})
+    message = _error(_ci_key(key=SECRET, tools=["github/*", grant]))
     assert message == (
         f"config: keys[0] (name 'ci').tools: grant {grant!r} must look like 'server/tool', 'server/prompt:name' "
         "or 'server/resource:uri' (wildcards allowed) or '*'"
@@ -170,7 +162,7 @@ def test_malformed_grant_names_the_field_and_the_grant(grant: str) -> None:
     ],
 )
 def test_well_formed_grants(grant: str) -> None:
-    assert parse_config({"keys": [{"name": "ci", "key": SECRET, "tools": [grant]}]}).keys[0].tools == [grant]
+    assert parse_config(_ci_key(key=SECRET, tools=[grant])).keys[0].tools == [grant]
 
 
 @pytest.mark.parametrize(
@@ -281,17 +273,17 @@ def test_errors_from_a_file_name_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        {"keys": [{"name": "ci", "key": SECRET, "key_env": "CI_KEY"}]},
-        {"keys": [{"name": "ci", "key": SECRET, "key_sha256": SECRET}]},
-        {"keys": [{"name": "ci", "key": SECRET, "secret": SECRET}]},
+        _ci_key(key=SECRET, key_env="CI_KEY"),
+        _ci_key(key=SECRET, key_sha256=SECRET),
+        _ci_key(key=SECRET, secret=SECRET),
         {"keys": [{"name": "ci", "key": SECRET}, {"name": "ci", "key": SECRET}]},
-        {"keys": [{"name": "ci", "key": SECRET, "tools": ["bad"]}]},
-        {"keys": [{"name": "ci", "key": [SECRET]}]},
-        {"keys": [{"name": "ci", "key": {SECRET: SECRET}}]},
-        {"keys": [{"name": "ci", "key_sha256": SECRET}]},
+        _ci_key(key=SECRET, tools=["bad"]),
+        _ci_key(key=[SECRET]),
+        _ci_key(key={SECRET: SECRET}),
+        _ci_key(key_sha256=SECRET),
         {"keys": [{"name": "", "key": SECRET}]},
         {"keys": [SECRET]},
-        {"keys": [{"name": "ci", "key": SECRET[:10]}]},
+        _ci_key(key=SECRET[:10]),
         {"mcpServers": {"x": {"url": f"ftp://example.com/mcp?token={SECRET}"}}},
         {"mcpServers": {"x": {"url": f"https:///mcp?token={SECRET}"}}},
         {"mcpServers": {"x": {"command": "npx", "url": f"https://example.com/?k={SECRET}"}}},
@@ -329,6 +321,6 @@ def test_json_syntax_errors_do_not_echo_a_secret(tmp_path: Path) -> None:
 
 
 def test_repr_of_a_loaded_config_hides_the_secret() -> None:
-    config = parse_config({"keys": [{"name": "ci", "key": SECRET}]})
+    config = parse_config(_ci_key(key=SECRET))
     assert SECRET not in repr(config)
     assert SECRET not in str(config.keys[0])

@@ -3,9 +3,13 @@ matches rank first, pages walk every match once, servers that are not ready are 
 
 from __future__ import annotations
 
+import pytest
+
 from libs.common.messages import ServerCatalog
 from libs.common.messages_records import CatalogTool
 from services.admin.console.catalog import MAX_PAGE, search
+
+pytestmark = pytest.mark.unit
 
 
 def _catalog(server: str, tools: dict[str, str], status: str = "ready", namespace: bool = True) -> ServerCatalog:

@@ -9,7 +9,7 @@ import httpx2
 import pytest
 from aiohttp import web
 
-from services.executor.bounded_http import AnswerTooLong, BoundedTransport
+from services.executor.upstreams.mcp.bounded_http import AnswerTooLong, BoundedTransport
 
 pytestmark = pytest.mark.unit
 

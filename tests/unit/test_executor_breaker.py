@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, GatewayError
 from services.executor.breaker import BreakerState, CircuitBreaker
-from services.executor.resilience import Health, circuit_open_message, health_of, retry_safe, with_retries
+from services.executor.resilience import Health, RetryPlan, circuit_open_message, health_of, retry_safe
 
 pytestmark = pytest.mark.unit
 
@@ -148,7 +150,11 @@ async def _run(kinds: list[ErrorKind | None], retries: int, deadline: float = 10
         attempts += 1
         return _outcome(kinds[min(attempts - 1, len(kinds) - 1)])
 
-    outcome = await with_retries(attempt, retries=retries, deadline=deadline, clock=lambda: 0.0, initial=0.001)
+    plan = RetryPlan(retries, deadline, clock=lambda: 0.0, initial=0.001)
+    outcome = await attempt()
+    while (pause := plan.pause(outcome)) is not None:  # as the call path's `Retry` step goes round
+        await asyncio.sleep(pause)
+        outcome = await attempt()
     return outcome, attempts
 
 

@@ -1,4 +1,4 @@
-"""The executor's HTTP/1.1 client for lean sends (`services.executor.http1`) against a real socket
+"""The executor's HTTP/1.1 client for lean sends (`services.executor.upstreams.mcp.http1`) against a real socket
 server on a free port that answers byte for byte what each test writes: keep-alive, chunked and
 connection-delimited bodies, interim answers, answers cut short or malformed, TLS."""
 
@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from services.executor.http1 import BodyTooLarge, HttpClosed, HttpPool
+from services.executor.upstreams.mcp.http1 import BodyTooLarge, HttpClosed, HttpPool
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -67,8 +67,16 @@ class Server:
             writer.close()
 
 
-async def answer_ok(writer: asyncio.StreamWriter, n: int) -> None:
-    writer.write(OK)
+def writing(reply: bytes | Callable[[int], bytes]) -> Answer:
+    """An answer that writes `reply` (or `reply(n)` to the n-th request) and nothing else."""
+
+    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(reply if isinstance(reply, bytes) else reply(n))
+
+    return answer
+
+
+answer_ok = writing(OK)
 
 
 @dataclass
@@ -171,10 +179,7 @@ async def test_chunked_and_connection_delimited_bodies_arrive_whole(served: Serv
 async def test_an_answer_saying_close_is_not_reused(served: Served) -> None:
     state, pool = served.state, served.pool
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n%d" % n)
-
-    state.answer = answer
+    state.answer = writing(lambda n: b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n%d" % n)
     assert await post(pool) == (200, b"1")
     assert await post(pool) == (200, b"2")
     assert state.connections == 2
@@ -184,10 +189,7 @@ async def test_an_answer_saying_close_is_not_reused(served: Served) -> None:
 async def test_interim_answers_are_skipped(served: Served) -> None:
     state, pool = served.state, served.pool
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n" + OK)
-
-    state.answer = answer
+    state.answer = writing(b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>\r\n\r\n" + OK)
     async with pool.post(b"{}", {}) as response:
         assert response.status == 200 and "link" not in response.headers
         assert await response.read() == b"{}"
@@ -197,13 +199,10 @@ async def test_interim_answers_are_skipped(served: Served) -> None:
 async def test_repeated_headers_are_joined(served: Served) -> None:
     state, pool = served.state, served.pool
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        writer.write(
-            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer a\r\n"
-            b"www-authenticate: Basic\r\ncontent-length: 0\r\n\r\n"
-        )
-
-    state.answer = answer
+    state.answer = writing(
+        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer a\r\n"
+        b"www-authenticate: Basic\r\ncontent-length: 0\r\n\r\n"
+    )
     async with pool.post(b"{}", {}) as response:
         assert response.status == 401 and response.headers["www-authenticate"] == "Bearer a, Basic"
 
@@ -243,10 +242,7 @@ async def test_a_server_that_closes_without_answering_is_a_closed_connection(ser
 async def test_malformed_answers_are_a_closed_connection(served: Served) -> None:
     state, pool = served.state, served.pool
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        writer.write(b"this is not HTTP\r\n\r\n" if n == 1 else OK)
-
-    state.answer = answer
+    state.answer = writing(lambda n: b"this is not HTTP\r\n\r\n" if n == 1 else OK)
     with pytest.raises(HttpClosed, match="not valid HTTP"):
         await post(pool)
     assert await post(pool) == (200, b"{}")
@@ -320,10 +316,7 @@ async def test_large_bodies_go_and_come_whole(served: Served) -> None:
     state, pool = served.state, served.pool
     big = b"x" * 5_000_000
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big)
-
-    state.answer = answer
+    state.answer = writing(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(big) + big)
     assert await post(pool, big) == (200, big)
     assert state.requests[0].body == big
 

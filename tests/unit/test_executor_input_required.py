@@ -11,7 +11,7 @@ import pytest
 
 from libs.common.errors import ErrorKind
 from services.executor.error_mapping import InputUnanswered, error_from_exception
-from services.executor.input_required import MAX_ROUNDS, needs_bridge, resolve_input_required
+from services.executor.upstreams.mcp.input_required import MAX_ROUNDS, needs_bridge, resolve_input_required
 
 pytestmark = pytest.mark.unit
 

@@ -24,6 +24,7 @@ from services.executor.interceptors import (
 )
 from services.executor.replies import refunded
 from services.executor.upstreams.interface import Features, Listing
+from tests.support.intercepted import through
 
 pytestmark = pytest.mark.unit
 
@@ -45,7 +46,7 @@ class Upstream:
     def execute(self, request: ToolCall | UpstreamRequest) -> Any:
         async def run() -> CallOutcome:
             self.sent.append(request.arguments if isinstance(request, ToolCall) else request.params)
-            # as the executor's own calls build it (`upstreams.mcp_calls`): the upstream's dict itself
+            # as the executor's own calls build it (`upstreams.mcp.mcp_calls`): the upstream's dict itself
             return CallOutcome.model_construct(
                 id=request.id, result=self.result, decided_by="executor", execution="ran"
             )
@@ -54,10 +55,18 @@ class Upstream:
 
 
 class Recorder(Interceptor):
+    """Writes each hook it is given into `seen`, under its `label`: when it ran, and what it saw."""
+
     name: ClassVar[str] = "recorder"
 
     def __init__(self, seen: list[str], label: str) -> None:
         self.seen, self.label = seen, label
+
+    async def start(self, nc: Any) -> None:
+        self.seen.append(f"{self.label}:start")
+
+    async def stop(self) -> None:
+        self.seen.append(f"{self.label}:stop")
 
     async def before_call(self, call: InterceptedCall) -> None:
         self.seen.append(f"{self.label}:before:{call.method}:{call.name}:{call.caller.user_id}")
@@ -90,13 +99,13 @@ async def test_hooks_run_in_order_once_each_and_see_the_caller() -> None:
     chain = InterceptorChain([Recorder(seen, "a"), ListingOnly(), Recorder(seen, "b")])
     upstream = Upstream()
     request = tool_call({"text": "hi"})
-    outcome = await chain.run(request, CONFIG, upstream.execute(request))
+    outcome = await through(chain, request, CONFIG, upstream.execute(request))
     assert outcome.error is None and outcome.result == upstream.result and outcome.interceptions == []
     assert seen == ["a:before:tools/call:echo:ann", "b:before:tools/call:echo:ann", "a:after", "b:after"]
     prompt = UpstreamRequest(
         caller=CALLER, server="srv", method="prompts/get", params={"name": "p"}, target="prompt:p", timeout=5
     )
-    await chain.run(prompt, CONFIG, upstream.execute(prompt))
+    await through(chain, prompt, CONFIG, upstream.execute(prompt))
     assert seen[4] == "a:before:prompts/get:prompt:p:ann"
 
 
@@ -111,7 +120,7 @@ class Rewriter(Interceptor):
 async def test_rewritten_arguments_are_what_the_upstream_gets() -> None:
     upstream = Upstream()
     request = tool_call({"text": "hi"})
-    outcome = await InterceptorChain([Rewriter()]).run(request, CONFIG, upstream.execute(request))
+    outcome = await through(InterceptorChain([Rewriter()]), request, CONFIG, upstream.execute(request))
     assert upstream.sent == [{"text": "hi", "added": True}]
     assert [d.action for d in outcome.interceptions] == ["rewrite"]
     read = UpstreamRequest(
@@ -122,7 +131,7 @@ async def test_rewritten_arguments_are_what_the_upstream_gets() -> None:
         target="resource:x://a",
         timeout=5,
     )
-    await InterceptorChain([Rewriter()]).run(read, CONFIG, upstream.execute(read))
+    await through(InterceptorChain([Rewriter()]), read, CONFIG, upstream.execute(read))
     assert upstream.sent[-1] == {"uri": "x://a", "added": True, "_meta": {"progressToken": 1}}, "_meta kept"
 
 
@@ -150,7 +159,7 @@ class Gate(Interceptor):
 async def test_a_refusal_before_the_call_sends_nothing_and_is_refunded() -> None:
     upstream = Upstream()
     request = tool_call({"text": "hi"})
-    outcome = await InterceptorChain([Gate("before"), Rewriter()]).run(request, CONFIG, upstream.execute(request))
+    outcome = await through(InterceptorChain([Gate("before"), Rewriter()]), request, CONFIG, upstream.execute(request))
     assert upstream.sent == []
     assert outcome.error is not None and outcome.error.kind is ErrorKind.FORBIDDEN
     assert outcome.error.message == "not this one" and outcome.execution == "not_run"
@@ -164,7 +173,7 @@ async def test_a_refusal_before_the_call_sends_nothing_and_is_refunded() -> None
 async def test_a_refusal_after_the_result_withholds_it_and_stays_charged() -> None:
     upstream = Upstream()
     request = tool_call({"text": "hi"})
-    outcome = await InterceptorChain([Gate("after")]).run(request, CONFIG, upstream.execute(request))
+    outcome = await through(InterceptorChain([Gate("after")]), request, CONFIG, upstream.execute(request))
     assert upstream.sent == [{"text": "hi"}]
     assert outcome.error is not None and outcome.error.kind is ErrorKind.FORBIDDEN
     assert outcome.result is None and outcome.execution == "ran"
@@ -177,7 +186,7 @@ async def test_a_failing_hook_fails_closed(when: str, caplog: pytest.LogCaptureF
     upstream = Upstream()
     request = tool_call({"text": "hi"})
     with caplog.at_level(logging.ERROR):
-        outcome = await InterceptorChain([Gate(when)]).run(request, CONFIG, upstream.execute(request))
+        outcome = await through(InterceptorChain([Gate(when)]), request, CONFIG, upstream.execute(request))
     assert outcome.error is not None and outcome.error.kind is ErrorKind.INTERNAL
     assert outcome.result is None and "gate check failed" in outcome.error.message
     assert len(upstream.sent) == (0 if when == "crash-before" else 1)
@@ -206,7 +215,7 @@ async def test_the_deny_list_hides_and_refuses_listed_tools_and_prompts() -> Non
     assert [p["name"] for p in shown.features.prompts] == ["other"]
     upstream = Upstream()
     request = tool_call({"seconds": 1}, tool="sleep")  # called by name though hidden
-    outcome = await InterceptorChain([deny]).run(request, CONFIG, upstream.execute(request))
+    outcome = await through(InterceptorChain([deny]), request, CONFIG, upstream.execute(request))
     assert upstream.sent == [] and outcome.error is not None
     assert "srv/sleep is on this gateway's deny list" in outcome.error.message
     assert [(d.rule, d.action) for d in outcome.interceptions] == [("tools", "block")]
@@ -216,9 +225,9 @@ async def test_the_deny_list_refuses_arguments_over_its_size() -> None:
     upstream = Upstream()
     chain = InterceptorChain([DenyListInterceptor(DENY)])
     small = tool_call({"text": "x" * 10})
-    assert (await chain.run(small, CONFIG, upstream.execute(small))).error is None
+    assert (await through(chain, small, CONFIG, upstream.execute(small))).error is None
     large = tool_call({"text": "x" * 100})
-    outcome = await chain.run(large, CONFIG, upstream.execute(large))
+    outcome = await through(chain, large, CONFIG, upstream.execute(large))
     assert outcome.error is not None and "over this gateway's limit of 64 bytes" in outcome.error.message
     assert len(upstream.sent) == 1
     assert [(d.rule, d.detail) for d in outcome.interceptions] == [("max_argument_bytes", "111 bytes")]
@@ -235,7 +244,7 @@ async def test_the_deny_list_redacts_its_terms_from_results_copy_on_write() -> N
     }
     upstream = Upstream(result)
     request = tool_call({"text": "hi"})
-    outcome = await InterceptorChain([DenyListInterceptor(DENY)]).run(request, CONFIG, upstream.execute(request))
+    outcome = await through(InterceptorChain([DenyListInterceptor(DENY)]), request, CONFIG, upstream.execute(request))
     assert outcome.result is not None
     assert outcome.result["content"][0]["text"] == "the [REDACTED] plan"
     assert outcome.result["content"][1]["text"] == "then [REDACTED] twice: [REDACTED]", "terms JSON escapes, too"
@@ -245,30 +254,17 @@ async def test_the_deny_list_redacts_its_terms_from_results_copy_on_write() -> N
         ("terms", "redact", "result", "3 match(es)")
     ]
     clean = Upstream()
-    plain = await InterceptorChain([DenyListInterceptor(DENY)]).run(request, CONFIG, clean.execute(request))
+    plain = await through(InterceptorChain([DenyListInterceptor(DENY)]), request, CONFIG, clean.execute(request))
     assert plain.result is clean.result and plain.interceptions == []
-
-
-class Lifecycle(Interceptor):
-    name: ClassVar[str] = "lifecycle"
-
-    def __init__(self, events: list[str], label: str) -> None:
-        self.events, self.label = events, label
-
-    async def start(self, nc: Any) -> None:
-        self.events.append(f"start {self.label}")
-
-    async def stop(self) -> None:
-        self.events.append(f"stop {self.label}")
 
 
 async def test_replacing_the_chain_starts_the_new_and_stops_the_dropped() -> None:
     events: list[str] = []
-    kept, dropped, added = Lifecycle(events, "kept"), Lifecycle(events, "dropped"), Lifecycle(events, "added")
+    kept, dropped, added = Recorder(events, "kept"), Recorder(events, "dropped"), Recorder(events, "added")
     chain = InterceptorChain([kept, dropped])
     await chain.replace([kept])
     assert events == [], "not started yet: nothing to start or stop"
     await chain.start(object())  # type: ignore[arg-type]  # a stand-in for the executor's NATS client
     await chain.replace([kept, added])
     await chain.stop()
-    assert events == ["start kept", "start added", "stop kept", "stop added"]
+    assert events == ["kept:start", "added:start", "kept:stop", "added:stop"]

@@ -1,7 +1,7 @@
-"""The executor's lean `tools/call` send (`services.executor.lean`) against a real HTTP server
+"""The executor's lean `tools/call` send (`services.executor.upstreams.mcp.lean`) against a real HTTP server
 (aiohttp.web on a free port) answering the ways a streamable-HTTP MCP server may: JSON, SSE with
 other messages before the answer, errors at HTTP level, redirects; and the stdio link
-(`services.executor.lean_stdio`) on the in-memory streams the SDK's stdio transport hands it."""
+(`services.executor.upstreams.mcp.lean_stdio`) on the in-memory streams the SDK's stdio transport hands it."""
 
 from __future__ import annotations
 
@@ -35,9 +35,10 @@ from libs.common import json_codec
 from libs.common.errors import ErrorKind
 from services.executor.answer_limits import ANSWER_ENVELOPE, AnswerTooLarge
 from services.executor.error_mapping import error_from_exception
-from services.executor.http1 import HttpPool
-from services.executor.lean import HttpLink, Redirected, _proxied, lean_http_transport
-from services.executor.lean_stdio import StdioLink
+from services.executor.upstreams.mcp.http1 import HttpPool
+from services.executor.upstreams.mcp.lean import HttpLink, Redirected, _proxied, lean_http_transport
+from services.executor.upstreams.mcp.lean_stdio import StdioLink
+from tests.support.egress import LOOPBACK_RULES
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -359,7 +360,10 @@ async def test_clients_that_sign_their_requests_keep_the_sdk_path(
     server: tuple[Server, str], auth: httpx2.Auth | None, usable: bool
 ) -> None:
     """An httpx2 `Auth` on the session's client (OAuth toward the upstream) signs only what the SDK sends."""
-    async with httpx2.AsyncClient(auth=auth) as client, lean_http_transport(server[1], client, {}) as (_, link):
+    async with (
+        httpx2.AsyncClient(auth=auth) as client,
+        lean_http_transport(server[1], client, {}, egress=LOOPBACK_RULES) as (_, link),
+    ):
         assert link.usable is usable
 
 

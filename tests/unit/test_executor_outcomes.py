@@ -13,8 +13,8 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import CallOutcome, InterceptorDecision, encode_outcome
 from services.executor.budgets import call_budget
 from services.executor.error_mapping import UpstreamUnavailable, describe_exception, error_from_exception, scrub_urls
-from services.executor.reconnect import backoff_delay
 from services.executor.replies import ran
+from services.executor.upstreams.reconnect import backoff_delay
 
 pytestmark = pytest.mark.unit
 

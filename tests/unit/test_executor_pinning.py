@@ -190,8 +190,8 @@ def test_records_of_other_servers_are_ignored():
     assert verdicts(other) == {"a": ("quarantined", "new")}
 
 
-def test_the_issue_mutations_are_all_quarantined_within_one_listing():
-    """Issue 27's drill: description, rename, new schema property, changed default."""
+def test_the_four_kinds_of_drift_are_all_quarantined_within_one_listing():
+    """The drill of a rug pull: description, rename, new schema property, changed default."""
 
     def schema(**props):
         return {"type": "object", "properties": props}

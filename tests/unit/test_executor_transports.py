@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anyio
 import pytest
 
-from libs.common.config import ServerConfig
-from services.executor.upstreams.stdio import stdio_parameters
-from services.executor.upstreams.watched_stream import WatchedReadStream
+from libs.common.config import SandboxConfig, ServerConfig
+from services.executor.upstreams.mcp.stdio import stdio_parameters
+from services.executor.upstreams.mcp.stdio_sandbox import StdioRoot
+from services.executor.upstreams.mcp.watched_stream import WatchedReadStream
 
 pytestmark = pytest.mark.unit
 
 
-def test_stdio_child_gets_safe_variables_and_its_own_env_only(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stdio_child_gets_safe_variables_and_its_own_env_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("BASTION_SESSION_SECRET", "do-not-leak")
     monkeypatch.setenv("PATH", "/usr/bin")
-    config = ServerConfig(command="srv", args=["-v"], env={"API_KEY": "k", "PATH": "/opt"}, cwd="/tmp")
-    params = stdio_parameters(config)
+    config = ServerConfig(
+        command="srv", args=["-v"], env={"API_KEY": "k", "PATH": "/opt"}, cwd="/tmp", sandbox=SandboxConfig(mode="off")
+    )
+    params = stdio_parameters("srv", config, StdioRoot.of(str(tmp_path)))
     assert params.command == "srv" and params.args == ["-v"] and str(params.cwd) == "/tmp"
     assert params.env is not None
     assert "BASTION_SESSION_SECRET" not in params.env

@@ -14,9 +14,16 @@ import pytest
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
 from libs.common.messages import Caller, CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
+from services.executor.call_path import Call, call_path
 from services.executor.upstream import State, Upstream
 from services.executor.upstreams import registry
-from services.executor.upstreams.interface import CallContext, Listing, SessionHooks, SubscriptionStyle
+from services.executor.upstreams.interface import (
+    CallContext,
+    Listing,
+    SessionHooks,
+    SubscriptionStyle,
+    UpstreamSettings,
+)
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -38,7 +45,7 @@ def test_every_transport_a_server_can_be_configured_with_has_a_kind() -> None:
 
 def test_an_unknown_kind_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "KINDS", {})
-    hooks = SessionHooks(1.0, None, None, lambda: None, lambda: None)  # type: ignore[arg-type]
+    hooks = SessionHooks(UpstreamSettings(), None, lambda: None, lambda: None)  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="no upstream kind 'stdio'"):
         registry.connector_for("srv", ServerConfig(command="srv"), hooks)
 
@@ -121,24 +128,25 @@ async def test_a_kind_that_is_no_mcp_session_is_served_like_any_other(monkeypatc
         return True
 
     config = ServerConfig.model_validate({"url": "https://api.example/", "circuit_breaker": {"failure_threshold": 1}})
-    upstream = Upstream("rest", config, connect_timeout=5, max_backoff=1, publish=publish)
+    upstream = Upstream("rest", config, UpstreamSettings(connect_timeout=5, max_backoff=1), publish=publish)
+    path = call_path({"rest": upstream})
     upstream.start()
     try:
         await poll_until(lambda: upstream.state is State.READY, "the REST kind to be ready")
         await poll_until(lambda: bool(published) and published[-1].status == "ready", "its catalog")
         assert [t.tool for t in published[-1].tools] == ["add"]
 
-        ok = await upstream.call(call(a=2, b=3))
+        ok = await path.run(Call(call(a=2, b=3)))
         assert ok.error is None and ok.result == {"content": [{"type": "text", "text": "5"}]}
 
-        refused = await upstream.call(call(a="two", b=3))  # the executor's own argument check, as for MCP
+        refused = await path.run(Call(call(a="two", b=3)))  # the executor's own argument check, as for MCP
         assert refused.error is not None and refused.error.kind is ErrorKind.INVALID_ARGUMENTS
         assert calls == [{"a": 2, "b": 3}], "a call refused by the schema never reaches the kind"
 
         fail[0] = True
-        down = await upstream.call(call(a=1, b=1))
+        down = await path.run(Call(call(a=1, b=1)))
         assert down.error is not None and down.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE
-        open_ = await upstream.call(call(a=1, b=1))  # the breaker opened after one failure
+        open_ = await path.run(Call(call(a=1, b=1)))  # the breaker opened after one failure
         assert open_.error is not None and open_.error.kind is ErrorKind.CIRCUIT_OPEN
         assert len(calls) == 2
     finally:

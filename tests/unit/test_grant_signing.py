@@ -16,6 +16,8 @@ from services.executor.admission import FORGED, Admission, Admitted, Stale
 from services.ingress import grant_cache
 from services.ingress.grant_cache import GrantCache
 
+pytestmark = pytest.mark.unit
+
 CALL = ToolCall(caller=Caller(key_id="k1", key_name="ci"), server="echo", tool="echo", name="echo__echo", timeout=5)
 SIGNER = WorkSigner("policy-key")
 LATER = time.time() + 60

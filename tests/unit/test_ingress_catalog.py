@@ -8,6 +8,8 @@ from libs.common.messages import CatalogTool, ServerCatalog
 from services.ingress.catalog import Catalog, gateway_names
 from services.ingress.sessions import SessionCodec
 
+pytestmark = pytest.mark.unit
+
 
 def test_plain_servers_keep_their_names_unless_contested():
     pairs = [("a", "search"), ("b", "search"), ("b", "fetch"), ("c", "fetch"), ("c", "only_c")]
@@ -101,3 +103,23 @@ def test_a_heartbeat_of_an_entry_rebuilds_nothing_but_a_new_listing_does():
     assert catalog.revision > revision and {e.tool for e in catalog.entries} == {"get", "put"}
     down = beat.model_copy(update={"status": "unavailable", "tools": []})
     assert catalog.put("web", down.model_dump_json().encode()) and catalog.entries == []
+
+
+def _down(server: str, **fields) -> bytes:
+    return ServerCatalog(server=server, status="unavailable", health="down", **fields).model_dump_json().encode()
+
+
+def test_a_name_is_owned_by_the_unavailable_server_its_prefix_names_else_by_the_plain_ones():
+    catalog = Catalog()
+    catalog.put("gh", _catalog("gh", tools=[CatalogTool(tool="search", definition={"name": "search"})]))
+    catalog.put("jira", _down("jira", error="command not found: jira-mcp"))
+    catalog.put("my.files", _down("my.files", error="refused"))
+    catalog.put("local", _down("local", error="exited", namespace=False))
+    assert set(catalog.down) == {"jira", "my.files", "local"}
+    assert catalog.down_owners("jira__create_issue") == [("jira", "create_issue")]
+    assert catalog.down_owners("my_files__read") == [("my.files", "read")]  # the server's slug prefixes its tools
+    # no prefix matches: only a server that keeps its tools' own names could offer it
+    assert catalog.down_owners("jira__") == [("local", "jira__")]
+    assert catalog.down_owners("read_file") == [("local", "read_file")]
+    catalog.put("local", _catalog("local", namespace=False))  # back: nothing is down there any more
+    assert catalog.down_owners("read_file") == [] and "local" not in catalog.down

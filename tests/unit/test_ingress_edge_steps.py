@@ -361,7 +361,7 @@ async def test_listen_takes_only_modern_listen_requests():
     from services.ingress.catalog import Catalog
     from services.ingress.notifications import Notifier
 
-    step = Listen(Notifier(Catalog(), SessionState()), None, lambda events: None, 10)  # type: ignore[arg-type]
+    step = Listen(Notifier(Catalog()), None, lambda events: None, 10)  # type: ignore[arg-type]
     x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen"})
     x.modern = False
     assert (await run(step, x)).count == 1
@@ -519,7 +519,10 @@ async def test_trace_names_the_requests_trace_when_tracing_is_on():
     finally:
         tracing.reset()
     assert x.ctx.trace_id == trace
-    assert [span.name for span in exporter.get_finished_spans()] == ["POST /mcp"]
+    (span,) = exporter.get_finished_spans()
+    # named and described by the OpenTelemetry MCP conventions (`tests/integration/test_semconv.py`)
+    assert (span.name, span.kind.name) == ("ping", "SERVER")
+    assert (span.attributes or {})["mcp.method.name"] == "ping"
 
 
 async def test_dispatch_owes_an_event_for_a_cancelled_audited_request():

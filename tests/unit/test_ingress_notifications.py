@@ -4,9 +4,12 @@ tool list changes; nobody else."""
 
 from __future__ import annotations
 
+import pytest
+
 from services.ingress.catalog import Catalog
 from services.ingress.notifications import Listener, Notifier
-from services.ingress.session_state import SessionState
+
+pytestmark = pytest.mark.unit
 
 CHANGED = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
 
@@ -19,7 +22,7 @@ def heard(listener: Listener) -> list[dict]:
 
 
 def test_found_tools_reach_the_session_or_the_keys_sessionless_listeners_only():
-    notifier = Notifier(Catalog(), SessionState())
+    notifier = Notifier(Catalog())
     session_a = notifier.listen("session-a")
     session_b = notifier.listen("session-b")
     key_tools = notifier.listen(None, kinds=frozenset({"tools"}), subscription_id=7, key_id="k1")

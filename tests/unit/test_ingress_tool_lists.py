@@ -7,8 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+import pytest
 
 from services.ingress.tool_lists import ListCache, answer_holds
+
+pytestmark = pytest.mark.unit
 
 
 @dataclass

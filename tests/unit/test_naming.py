@@ -302,8 +302,8 @@ def test_hash_collisions_at_one_byte_are_resolved(count: int) -> None:
 
 
 def test_a_name_taken_in_an_earlier_round_is_not_stolen() -> None:
-    """Round 1 (1 byte): P and Q collide and move on; R takes P's future 4-byte name as its
-    readable name; round 2: P finds that name taken and moves on again; round 3: P is named."""
+    """First round (1 byte): P and Q collide and move on; R takes P's future 4-byte name as its
+    readable name; second round: P finds that name taken and moves on again; third round: P is named."""
     server = "s"
     p_tool, q_tool = _colliding_tools(server, "a", size=1, count=2)
     p_future = namespaced(server, p_tool, digest_size=4)

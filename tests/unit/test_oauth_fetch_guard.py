@@ -28,7 +28,8 @@ pytestmark = pytest.mark.unit
         ("172.16.0.1", "private"),
         ("192.168.1.1", "private"),
         ("fd00::1", "private"),
-        ("169.254.169.254", "link-local"),  # cloud metadata endpoints
+        ("169.254.169.254", "cloud metadata"),
+        ("169.254.1.1", "link-local"),
         ("fe80::1%eth0", "link-local"),
         ("224.0.0.1", "multicast"),
         ("ff02::1", "multicast"),
@@ -36,6 +37,9 @@ pytestmark = pytest.mark.unit
         ("240.0.0.1", "reserved"),
         ("::ffff:127.0.0.1", "loopback"),  # an IPv4-mapped IPv6 address is its IPv4 address
         ("::ffff:10.0.0.1", "private"),
+        ("2002:7f00:1::", "loopback"),  # 127.0.0.1 and the metadata address in 6to4 and NAT64 forms
+        ("64:ff9b::a9fe:a9fe", "cloud metadata"),
+        ("fd00:ec2::254", "cloud metadata"),
     ],
 )
 def test_internal_addresses_are_refused(address: str, kind: str) -> None:

@@ -10,8 +10,8 @@ from libs.common.entities import ToolGroup, User
 from libs.common.oauth import JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
 from services.ingress.access_tokens import AccessTokens, Authenticator
 from services.ingress.keys import KeyDirectory
-from services.oauth.agents.clients import redirect_uri_problem
 from services.oauth.agents.password_hashing import hash_password, verify_password
+from services.oauth.agents.redirect_uris import redirect_uri_problem
 from services.oauth.http import HttpError, Router, form_of
 from services.policy.view import PolicyView
 

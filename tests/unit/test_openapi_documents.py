@@ -15,9 +15,9 @@ from jsonschema import Draft202012Validator
 from libs.common.config import ServerConfig, parse_config
 from libs.common.openapi_config import OpenApiSection
 from libs.common.pins import definition_sha256
-from services.executor.openapi.api import load_api
-from services.executor.openapi.names import tool_names
-from services.executor.openapi.source import DocumentError
+from services.executor.upstreams.openapi.api import load_api
+from services.executor.upstreams.openapi.names import tool_names
+from services.executor.upstreams.openapi.source import DocumentError
 from tests.support.rest_api import build_app
 from tests.support.rest_sessions import DOCUMENTS
 
@@ -321,7 +321,7 @@ def test_names_are_stable_valid_and_collisions_resolved_the_same_way_every_time(
 
 
 def test_a_rename_wins_over_an_operation_id(documents):
-    from services.executor.openapi.operations import Operation
+    from services.executor.upstreams.openapi.operations import Operation
 
     def op(operation_id: str, path: str) -> Operation:
         return Operation("get", path, operation_id, [], None, None, False, [], None, None, [], "")

@@ -13,10 +13,10 @@ import yaml
 from libs.common.errors import ErrorKind
 from libs.common.messages import GatewayError
 from libs.common.openapi_config import OpenApiApiKey, OpenApiBasic, OpenApiBearer, OpenApiSection
-from services.executor.openapi.api import Api, load_api
-from services.executor.openapi.auth import apply_static
-from services.executor.openapi.http_request import ArgumentError, PreparedRequest, build_request
-from services.executor.openapi.results import Answer, OutputCheck, to_result
+from services.executor.upstreams.openapi.api import Api, load_api
+from services.executor.upstreams.openapi.auth import apply_static
+from services.executor.upstreams.openapi.http_request import ArgumentError, PreparedRequest, build_request
+from services.executor.upstreams.openapi.results import Answer, OutputCheck, to_result
 
 pytestmark = pytest.mark.unit
 

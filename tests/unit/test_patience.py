@@ -10,6 +10,8 @@ from tenacity import RetryCallState, retry_if_exception
 
 from libs.common.patience import patiently, until
 
+pytestmark = pytest.mark.unit
+
 
 async def test_waits_double_to_the_cap_and_a_success_ends_them() -> None:
     failures, waits = 6, list[float]()

@@ -71,7 +71,7 @@ def _request(accept_by: float | None) -> Msg:
 def test_a_request_is_run_only_while_its_requester_still_waits_for_the_acknowledgement(seconds_left, admitted):
     """Margin 0.5 s: a request its requester gives up on within half a second (or already has) is
     answered unrun; one without the header (an older requester) is always taken."""
-    acks = Acknowledger(None, instance="p", accepted_by="X", alive_subject="s", after=0.25, margin=0.5)  # type: ignore[arg-type]
+    acks = Acknowledger(None, subjects.POLICY_HOLDERS, instance="p", after=0.25, margin=0.5)  # type: ignore[arg-type]
     accept_by = None if seconds_left is None else time.time() + seconds_left
     assert acks.admit(_request(accept_by)) is admitted
 

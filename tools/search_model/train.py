@@ -35,18 +35,24 @@ def held_out(servers: list[str]) -> set[str]:
     return {server for i, server in enumerate(sorted(servers)) if i % 3 == 2}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tools", type=Path, required=True, help="step 1's npz")
+def training_parser(doc: str | None, out: str) -> argparse.ArgumentParser:
+    """The options every training script here takes (`out`: what `--out` names)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tools", type=Path, required=True, help="step 1's npz (names, texts, vectors)")
     parser.add_argument("--weights", type=Path, required=True, help="all-MiniLM-L6-v2 model.safetensors (fp32)")
-    parser.add_argument("--out", type=Path, required=True, help="the trained state dict (.pt)")
+    parser.add_argument("--out", type=Path, required=True, help=out)
     parser.add_argument("--data", type=Path, default=MODELS / "tool-needs.jsonl")
     parser.add_argument("--hold-out", action="store_true", help="train without every third server")
-    parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--lr", type=float, default=2e-5)
     parser.add_argument("--scale", type=float, default=20.0)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main() -> None:
+    parser = training_parser(__doc__, "the trained state dict (.pt)")
+    parser.add_argument("--epochs", type=float, default=2)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from ._base import ToolFailure, World, find_item, handles
 
@@ -12,36 +13,40 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
 
 
+class _Kind(NamedTuple):
+    """How `kubectl get` shows one resource type: its items in the world, as JSON, as a table."""
+
+    items: str
+    header: list[str]
+    as_json: Callable[[str, dict[str, Any]], dict[str, Any]]
+    as_row: Callable[[dict[str, Any]], list[str]]
+
+
+_KINDS: dict[str, _Kind] = {
+    "pod": _Kind(
+        "pods",
+        ["NAME", "READY", "STATUS", "RESTARTS"],
+        lambda ns, p: {"name": p["name"], "namespace": ns, "status": p["status"], "restarts": p["restarts"]},
+        lambda p: [p["name"], p["ready"], p["status"], str(p["restarts"])],
+    ),
+    "deployment": _Kind(
+        "deployments",
+        ["NAME", "READY", "UP-TO-DATE"],
+        lambda ns, d: {"name": d["name"], "namespace": ns, "replicas": d["replicas"], "readyReplicas": d["ready"]},
+        lambda d: [d["name"], f"{d['ready']}/{d['replicas']}", str(d["replicas"])],
+    ),
+}
+
+
 @handles("kubernetes", "kubectl_get")
 def kubectl_get(world: World, args: dict[str, Any]) -> Any:
-    namespace, kind = args.get("namespace", "default"), args["resourceType"].lower().rstrip("s")
-    if kind == "pod":
-        items = world["pods"].get(namespace, [])
-        if args.get("output") == "json":
-            return {
-                "items": [
-                    {"name": p["name"], "namespace": namespace, "status": p["status"], "restarts": p["restarts"]}
-                    for p in items
-                ]
-            }
-        return _table(
-            [["NAME", "READY", "STATUS", "RESTARTS"]]
-            + [[p["name"], p["ready"], p["status"], str(p["restarts"])] for p in items]
-        )
-    if kind == "deployment":
-        items = world["deployments"].get(namespace, [])
-        if args.get("output") == "json":
-            return {
-                "items": [
-                    {"name": d["name"], "namespace": namespace, "replicas": d["replicas"], "readyReplicas": d["ready"]}
-                    for d in items
-                ]
-            }
-        return _table(
-            [["NAME", "READY", "UP-TO-DATE"]]
-            + [[d["name"], f"{d['ready']}/{d['replicas']}", str(d["replicas"])] for d in items]
-        )
-    raise ToolFailure(f'error: the server doesn\'t have a resource type "{args["resourceType"]}"')
+    namespace, kind = args.get("namespace", "default"), _KINDS.get(args["resourceType"].lower().rstrip("s"))
+    if kind is None:
+        raise ToolFailure(f'error: the server doesn\'t have a resource type "{args["resourceType"]}"')
+    items = world[kind.items].get(namespace, [])
+    if args.get("output") == "json":
+        return {"items": [kind.as_json(namespace, item) for item in items]}
+    return _table([kind.header] + [kind.as_row(item) for item in items])
 
 
 @handles("kubernetes", "kubectl_logs")

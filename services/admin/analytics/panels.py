@@ -7,7 +7,6 @@ SQL text, so the dashboard's data endpoint runs nothing a caller wrote. The roll
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -61,117 +60,82 @@ def _where(filters: Filters, time_column: str, *, rollup: bool) -> tuple[str, di
     return " AND ".join(clauses), params
 
 
-def _timeline(f: Filters) -> tuple[str, dict[str, Any]]:
-    where, params = _where(f, "hour", rollup=True)
-    return (
-        "SELECT toUnixTimestamp(hour) AS hour, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
-        f" sum(denied) AS refusals FROM bastion.calls_hourly WHERE {where} GROUP BY hour ORDER BY hour",
-        params,
-    )
+@dataclass(frozen=True, slots=True)
+class _Panel:
+    sql: str
+    """The query; `{where}` stands for the time range and the filters (`_where`)."""
+    rollup: bool = True
+    """Reads the hourly rollups (`calls_hourly`, by `hour`), else the events (`audit_events`, by `ts`)."""
+    filtered: bool = True
+    """False: only the time range applies (the filter drop-downs list what the range holds)."""
 
 
-def _latency(f: Filters) -> tuple[str, dict[str, Any]]:
-    where, params = _where(f, "hour", rollup=True)
-    return (
-        "SELECT hour, round(q[1], 2) AS p50, round(q[2], 2) AS p95, round(q[3], 2) AS p99 FROM ("
-        " SELECT toUnixTimestamp(hour) AS hour, quantilesMerge(0.5, 0.95, 0.99)(latency) AS q"
-        f" FROM bastion.calls_hourly WHERE {where} GROUP BY hour) ORDER BY hour",
-        params,
-    )
-
-
-def _tools(f: Filters) -> tuple[str, dict[str, Any]]:
-    """Per operation: `kind` tells a Code Mode meta-tool, a model (LLM) or an admin action from an
-    upstream's tool, whose `server` is empty or not an MCP server."""
-    where, params = _where(f, "hour", rollup=True)
-    return (
-        "SELECT kind, server, tool, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
-        " round(sum(cost_usd), 6) AS spend_usd"
-        f" FROM bastion.calls_hourly WHERE {where} GROUP BY kind, server, tool"
-        " ORDER BY operations DESC, kind, server, tool LIMIT 10",
-        params,
-    )
-
-
-def _keys(f: Filters) -> tuple[str, dict[str, Any]]:
-    where, params = _where(f, "hour", rollup=True)
-    return (
-        f"SELECT {_KEY_LABEL} AS key_name, sum(calls) AS operations, sum(denied) AS refusals,"
-        " sum(response_bytes) AS response_bytes, round(sum(cost_usd), 6) AS spend_usd"
-        f" FROM bastion.calls_hourly WHERE {where} GROUP BY key_name ORDER BY operations DESC, key_name LIMIT 20",
-        params,
-    )
-
-
-def _teams(f: Filters) -> tuple[str, dict[str, Any]]:
-    """Spend per team and customer (the rollups' cost sums), dearest first."""
-    where, params = _where(f, "hour", rollup=True)
-    return (
-        "SELECT team, customer, sum(calls) AS operations, round(sum(cost_usd), 6) AS spend_usd"
-        f" FROM bastion.calls_hourly WHERE {where} GROUP BY team, customer"
-        " ORDER BY spend_usd DESC, team, customer LIMIT 20",
-        params,
-    )
-
-
-def _health(f: Filters, kinds: str) -> tuple[str, dict[str, Any]]:
-    where, params = _where(f, "hour", rollup=True)
-    return (
+def _health(kinds: str) -> _Panel:
+    """Per server: operations, error rate, p95 and the last hour seen, of the events `kinds` selects."""
+    return _Panel(
         "SELECT server, operations, round(errors / operations, 4) AS error_rate, round(q[2], 2) AS p95_ms,"
         " toUnixTimestamp(last_hour) AS last_hour FROM ("
         " SELECT server, sum(calls) AS operations, sum(errors) AS errors,"
         " quantilesMerge(0.5, 0.95, 0.99)(latency) AS q, max(hour) AS last_hour"
-        f" FROM bastion.calls_hourly WHERE {where} AND {kinds} AND server != '' GROUP BY server) ORDER BY server",
-        params,
+        f" FROM bastion.calls_hourly WHERE {{where}} AND {kinds} AND server != '' GROUP BY server) ORDER BY server"
     )
 
 
-def _servers(f: Filters) -> tuple[str, dict[str, Any]]:
-    """Upstream MCP servers only: Code Mode runs and admin actions have none, and an LLM provider is
-    not a server (`providers`)."""
-    return _health(f, _SERVER_KINDS)
-
-
-def _providers(f: Filters) -> tuple[str, dict[str, Any]]:
-    """LLM providers, from the chat completions of `/v1` (`server` is the provider)."""
-    return _health(f, "kind = 'llm_request'")
-
-
-def _events(f: Filters) -> tuple[str, dict[str, Any]]:
-    where, params = _where(f, "ts", rollup=False)
-    return (
+PANELS: Final[dict[str, _Panel]] = {
+    "timeline": _Panel(
+        "SELECT toUnixTimestamp(hour) AS hour, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
+        " sum(denied) AS refusals FROM bastion.calls_hourly WHERE {where} GROUP BY hour ORDER BY hour"
+    ),
+    "latency": _Panel(
+        "SELECT hour, round(q[1], 2) AS p50, round(q[2], 2) AS p95, round(q[3], 2) AS p99 FROM ("
+        " SELECT toUnixTimestamp(hour) AS hour, quantilesMerge(0.5, 0.95, 0.99)(latency) AS q"
+        " FROM bastion.calls_hourly WHERE {where} GROUP BY hour) ORDER BY hour"
+    ),
+    # per operation: `kind` tells a Code Mode meta-tool, a model (LLM) or an admin action from an
+    # upstream's tool, whose `server` is empty or not an MCP server
+    "tools": _Panel(
+        "SELECT kind, server, tool, sum(calls) AS operations, sum(errors) + sum(tool_errors) AS failures,"
+        " round(sum(cost_usd), 6) AS spend_usd"
+        " FROM bastion.calls_hourly WHERE {where} GROUP BY kind, server, tool"
+        " ORDER BY operations DESC, kind, server, tool LIMIT 10"
+    ),
+    "keys": _Panel(
+        f"SELECT {_KEY_LABEL} AS key_name, sum(calls) AS operations, sum(denied) AS refusals,"
+        " sum(response_bytes) AS response_bytes, round(sum(cost_usd), 6) AS spend_usd"
+        " FROM bastion.calls_hourly WHERE {where} GROUP BY key_name ORDER BY operations DESC, key_name LIMIT 20"
+    ),
+    # spend per team and customer (the rollups' cost sums), dearest first
+    "teams": _Panel(
+        "SELECT team, customer, sum(calls) AS operations, round(sum(cost_usd), 6) AS spend_usd"
+        " FROM bastion.calls_hourly WHERE {where} GROUP BY team, customer"
+        " ORDER BY spend_usd DESC, team, customer LIMIT 20"
+    ),
+    # upstream MCP servers only: Code Mode runs and admin actions have none, and an LLM provider is
+    # not a server (`providers`)
+    "servers": _health(_SERVER_KINDS),
+    # LLM providers, from the chat completions of `/v1` (`server` is the provider)
+    "providers": _health("kind = 'llm_request'"),
+    "events": _Panel(
         f"SELECT toUnixTimestamp64Milli(ts) AS ts_ms, {_KEY_LABEL} AS key_name, server, tool, status, error_kind,"
         " round(latency_ms, 2) AS latency_ms, ifNull(team_id, '') AS team, cost_usd, kind"
-        f" FROM bastion.audit_events FINAL WHERE {where} ORDER BY ts DESC, event_id DESC LIMIT {_EVENTS_LIMIT}",
-        params,
-    )
-
-
-def _choices(f: Filters) -> tuple[str, dict[str, Any]]:
-    """Keys, servers and teams seen in the range, for the filter drop-downs (ignores those filters)."""
-    where, params = _where(Filters(f.since, f.until), "hour", rollup=True)
-    return (
+        f" FROM bastion.audit_events FINAL WHERE {{where}} ORDER BY ts DESC, event_id DESC LIMIT {_EVENTS_LIMIT}",
+        rollup=False,
+    ),
+    # keys, servers and teams seen in the range, for the filter drop-downs
+    "choices": _Panel(
         "SELECT groupUniqArrayIf(100)(key_name, key_name != '') AS keys,"
         " groupUniqArrayIf(100)(server, server != '') AS servers,"
         " groupUniqArray(100)(team) AS teams"
-        f" FROM bastion.calls_hourly WHERE {where}",
-        params,
-    )
-
-
-PANELS: Final[dict[str, Callable[[Filters], tuple[str, dict[str, Any]]]]] = {
-    "timeline": _timeline,
-    "latency": _latency,
-    "tools": _tools,
-    "keys": _keys,
-    "teams": _teams,
-    "servers": _servers,
-    "providers": _providers,
-    "events": _events,
-    "choices": _choices,
+        " FROM bastion.calls_hourly WHERE {where}",
+        filtered=False,
+    ),
 }
 
 
 def panel_query(name: str, filters: Filters) -> tuple[str, dict[str, Any]]:
     """The SQL and parameters of panel `name`; `KeyError` for an unknown panel."""
-    return PANELS[name](filters)
+    panel = PANELS[name]
+    if not panel.filtered:
+        filters = Filters(filters.since, filters.until)
+    where, params = _where(filters, "hour" if panel.rollup else "ts", rollup=panel.rollup)
+    return panel.sql.format(where=where), params

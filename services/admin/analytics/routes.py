@@ -36,9 +36,11 @@ from libs.common.analytics import (
     ask,
     read_only,
 )
+from libs.common.page_security import page_headers
 
+from ..api.admin_route import bound_route
 from ..api.auth import Authenticator, security_schemes
-from ..api.errors import AdminError, bound_route, documented, needs
+from ..api.errors import AdminError, documented, needs
 from ..api.identity import current
 from ..api.models import ErrorBody
 from ..roles import PUBLIC
@@ -57,7 +59,10 @@ class QueryBody(BaseModel):
 
     sql: str = Field(min_length=1, max_length=MAX_SQL_CHARS, description="One SELECT (or WITH ... SELECT) query.")
     parameters: dict[str, str | int | float] = Field(
-        default_factory=dict, max_length=64, description="Values for `{name:Type}` placeholders."
+        default_factory=dict,
+        max_length=64,
+        description="Values of the query's typed placeholders (`{name:String}`), sent apart from the SQL text; "
+        "a parameter that no typed placeholder uses is refused.",
     )
     max_rows: int = Field(default=10_000, ge=1, le=MAX_QUERY_ROWS, description="Fail if the answer has more rows.")
     timeout: float = Field(default=10.0, gt=0, le=MAX_QUERY_SECONDS, description="Seconds the query may run.")
@@ -137,7 +142,7 @@ def analytics_router(nc: NATS, auth: Authenticator) -> APIRouter:
         """Run one read-only SQL query on the analytics store (docs/analytics.md): the `bastion` database's
         tables, functions from the allow-list; payload columns only with `audit:payloads`."""
         try:
-            read_only(body.sql, payloads=_payloads())
+            read_only(body.sql, payloads=_payloads(), parameters=body.parameters)
         except NotReadOnly as exc:
             raise AdminError(422, "not_read_only", str(exc)) from None
         return await _ask(nc, request, AnalyticsQuery.model_validate(body.model_dump()))
@@ -169,9 +174,10 @@ def dashboard_router(auth: Authenticator) -> APIRouter:
     """`GET /dashboard`: the page (static; its data comes from the panel routes, with a session or a token)."""
     router = APIRouter(route_class=bound_route(auth))
     page = _dashboard_html()
+    headers = {**page_headers(page), "Cache-Control": "no-store"}  # its one inline script, by hash
 
     @router.get(DASHBOARD_PATH, response_class=HTMLResponse, include_in_schema=False, openapi_extra=needs(PUBLIC))
     async def dashboard() -> HTMLResponse:
-        return HTMLResponse(page, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+        return HTMLResponse(page, headers=headers)
 
     return router

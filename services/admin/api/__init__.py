@@ -15,6 +15,8 @@ from nats.aio.client import Client as NATS
 from .auth import Authenticator
 from .changes import ChangeLog
 from .password_routes import password_routes
+from .registry_client import RegistryClient
+from .registry_routes import registry_routes
 from .routes import PREFIX, admin_router, api_router
 from .store import AdminStore
 from .upstream_links import UpstreamLinks
@@ -23,13 +25,20 @@ __all__ = ["PREFIX", "AdminStore", "Authenticator", "ChangeLog", "admin_api", "a
 
 
 def admin_api(
-    store: AdminStore, auth: Authenticator, nc: NATS | None = None, changes: ChangeLog | None = None
+    store: AdminStore,
+    auth: Authenticator,
+    nc: NATS | None = None,
+    changes: ChangeLog | None = None,
+    registries: RegistryClient | None = None,
 ) -> APIRouter:
     """The configuration routes: KV through `store`, credentials checked by `auth`; `nc` reaches the
     oauth service for user passwords and for authorization links of upstreams that need OAuth;
-    `changes` records each password set and authorization link minted."""
+    `changes` records each password set and authorization link minted; `registries` are the MCP
+    Registries servers are imported from."""
     links = UpstreamLinks(nc, changes) if nc else None
     router = admin_router(store, auth, links)
     if nc is not None:
         password_routes(router, nc, changes)
+    if registries is not None:
+        registry_routes(router, store, registries)
     return router

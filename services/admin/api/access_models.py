@@ -119,6 +119,8 @@ class PermissionOut(BaseModel):
     description: str
     scopable: bool
     """Whether a binding scoped to a team or customer grants it (for that team's or customer's keys)."""
+    owner_only: bool = False
+    """Whether only the owner role holds it (no custom role may: `servers:command`)."""
 
 
 class Me(BaseModel):

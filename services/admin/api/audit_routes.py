@@ -21,8 +21,9 @@ from libs.common.analytics import MAX_EXPORT_PAGE, ExportPage, ExportRows
 from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
 
 from .auth import Authenticator
-from .errors import AdminError, documented, needs
+from .errors import AdminError
 from .identity import current
+from .route_table import Route, register
 from .routes import api_router
 
 __all__ = ["audit_routes"]
@@ -54,37 +55,44 @@ async def _request(nc: NATS, subject: str, body: BaseModel, within: float) -> by
     return bytes(reply.data)
 
 
+async def verify(nc: NATS, body: VerifyBody) -> AuditVerdict:
+    """Check the stored events against their hash chains and signed checkpoints: OK, or the first
+    tampered row (`bastion audit verify`)."""
+    reply = await _request(nc, subjects.AUDIT_VERIFY, AuditVerify(since=body.since), _VERIFY_SECONDS)
+    return AuditVerdict.model_validate_json(reply)
+
+
+async def export(
+    nc: NATS,
+    since: Annotated[float, Query(description="Start, epoch seconds.")],
+    until: Annotated[float | None, Query(description="End (exclusive), epoch seconds; default now.")] = None,
+    after_ts: Annotated[float | None, Query(description="The cursor: the previous page's last `ts`.")] = None,
+    after_id: Annotated[str, Query(max_length=64, description="... and its last `event_id`.")] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_EXPORT_PAGE)] = MAX_EXPORT_PAGE,
+) -> ExportAnswer:
+    """One page of audit events, oldest first (`bastion audit export`)."""
+    page = ExportPage(
+        since=since,
+        until=time.time() if until is None else until,
+        after_ts=after_ts,
+        after_id=after_id,
+        limit=limit,
+    )
+    answer = ExportRows.model_validate_json(await _request(nc, subjects.AUDIT_EXPORT, page, _EXPORT_SECONDS))
+    if answer.error is not None:
+        raise AdminError(503, "audit_unavailable", answer.error)
+    payloads = current().grants.allows("audit:payloads")
+    rows = answer.rows if payloads else [row.model_copy(update=_PAYLOADS) for row in answer.rows]
+    return ExportAnswer(rows=rows, payloads=payloads)
+
+
+AUDIT_ROUTES = (
+    Route("POST", "/audit/verify", "audit:verify", verify, errors=(422, 503)),
+    Route("GET", "/audit/export", "audit:export", export, errors=(422, 503)),
+)
+
+
 def audit_routes(nc: NATS, auth: Authenticator) -> APIRouter:
     router = api_router(auth)
-
-    @router.post("/audit/verify", tags=["audit"], responses=documented(422, 503), openapi_extra=needs("audit:verify"))
-    async def verify(body: VerifyBody) -> AuditVerdict:
-        """Check the stored events against their hash chains and signed checkpoints: OK, or the first
-        tampered row (`bastion audit verify`)."""
-        reply = await _request(nc, subjects.AUDIT_VERIFY, AuditVerify(since=body.since), _VERIFY_SECONDS)
-        return AuditVerdict.model_validate_json(reply)
-
-    @router.get("/audit/export", tags=["audit"], responses=documented(422, 503), openapi_extra=needs("audit:export"))
-    async def export(
-        since: Annotated[float, Query(description="Start, epoch seconds.")],
-        until: Annotated[float | None, Query(description="End (exclusive), epoch seconds; default now.")] = None,
-        after_ts: Annotated[float | None, Query(description="The cursor: the previous page's last `ts`.")] = None,
-        after_id: Annotated[str, Query(max_length=64, description="... and its last `event_id`.")] = "",
-        limit: Annotated[int, Query(ge=1, le=MAX_EXPORT_PAGE)] = MAX_EXPORT_PAGE,
-    ) -> ExportAnswer:
-        """One page of audit events, oldest first (`bastion audit export`)."""
-        page = ExportPage(
-            since=since,
-            until=time.time() if until is None else until,
-            after_ts=after_ts,
-            after_id=after_id,
-            limit=limit,
-        )
-        answer = ExportRows.model_validate_json(await _request(nc, subjects.AUDIT_EXPORT, page, _EXPORT_SECONDS))
-        if answer.error is not None:
-            raise AdminError(503, "audit_unavailable", answer.error)
-        payloads = current().grants.allows("audit:payloads")
-        rows = answer.rows if payloads else [row.model_copy(update=_PAYLOADS) for row in answer.rows]
-        return ExportAnswer(rows=rows, payloads=payloads)
-
+    register(router, AUDIT_ROUTES, "audit", nc)
     return router

@@ -1,7 +1,7 @@
 """Admin changes as audit events: who changed which record, and how it read before and after.
 
 Who is the request's identity (`identity.CURRENT`: the principal, its roles, its address), set per
-request by `errors.AdminRoute`; `Table` reports each write it made. Before/after are the records as
+request by `admin_route.AdminRoute`; `Table` reports each write it made. Before/after are the records as
 JSON with every secret redacted (`services.admin.api.redaction`).
 """
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from libs.common.command_servers import owner_only_changes
 from libs.common.config import BastionConfig, ConfigError, ServerConfig, parse_config, parse_untrusted_text
 from libs.common.config_records import entity_records, key_records
 from libs.common.entities import Entity
@@ -42,7 +43,9 @@ SECTIONS = {
 }
 """Each section of the plan and the permission (held everywhere, not for one team) writing it needs."""
 
-_START_ONLY = ("gateway", "stack", "guardrails")
+_START_ONLY = ("gateway", "stack", "guardrails", "policies")
+"""Sections an import does not write: read when a service starts, or (`policies`) published through
+`POST /policies` with its own permission and versions."""
 _ENTITY_SECTIONS = {"group": "groups", "customer": "customers", "team": "teams", "user": "users"}
 _ENTITY_REFS = {"customer": {"groups": "group"}, "team": {"groups": "group", "customer_id": "customer"}}
 _ENTITY_REFS["user"] = {"groups": "group", "team_id": "team"}
@@ -60,8 +63,17 @@ class ConfigPlan(BaseModel):
     sections: dict[str, SectionPlan] = Field(
         description="per kind: the names the file adds, changes, or holds as stored (nothing is deleted)"
     )
-    ignored: list[str] = Field(description="sections of the file read only when a service starts")
+    ignored: list[str] = Field(
+        description="sections of the file an import does not write: read only when a service starts, or"
+        " `policies` (publish them with `POST /policies`)"
+    )
     applied: bool = Field(description="whether the changes were written (false: a plan only)")
+    needs_command: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="the servers the file adds or changes in an owner-only field (a stdio server's `command`,"
+        " `args`, `env`, `cwd`; `sandbox`; `allow_private_hosts`), with those fields: applying them needs"
+        " `servers:command`, the owner's",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +131,14 @@ class Importer:
             if items and identity.grants.scopes(permission) is not None:  # a team's key manager: not here
                 raise forbidden(identity, permission)
 
-    async def plan(self, config: BastionConfig, keys: list[KeyRecord]) -> tuple[dict[str, SectionPlan], list[_Write]]:
-        """What the import would change, and the writes that do it; raises before any write is made."""
+    async def plan(
+        self, config: BastionConfig, keys: list[KeyRecord]
+    ) -> tuple[dict[str, SectionPlan], list[_Write], dict[str, list[str]]]:
+        """What the import would change, the writes that do it, and the servers among them whose owner-only
+        fields it sets (`libs.common.command_servers`); raises before any write is made."""
         sections = {name: SectionPlan() for name in SECTIONS}
         writes: list[_Write] = []
+        owner_only: dict[str, list[str]] = {}
 
         def note(section: str, name: str, write: _Write | None) -> None:
             found = sections[section]
@@ -137,14 +153,17 @@ class Importer:
             for entity in getattr(config, section):
                 note(section, entity.id, await self._entity(kind, entity))
         for name, server in config.mcp_servers.items():
-            note("servers", name, await self._server(name, server))
+            write, changed = await self._server(name, server)
+            note("servers", name, write)
+            if write is not None and changed:
+                owner_only[name] = changed
         await self._check_models(config)
         for name, provider in config.llm.providers.items():
             note("llm_providers", name, await self._provider(name, provider))
         await self._check_key_names(keys)
         for record in keys:
             note("keys", record.name, await self._key(record))
-        return sections, writes
+        return sections, writes, owner_only
 
     async def write(self, writes: Iterable[_Write]) -> None:
         """Each write revision-checked (a concurrent change is a 409, and what follows is not written);
@@ -184,17 +203,19 @@ class Importer:
         times = {"created_at": getattr(stored.value, "created_at", time.time()), "updated_at": time.time()}
         return _Write(table, entity.id, entity.model_copy(update=times), stored.revision)
 
-    async def _server(self, name: str, server: ServerConfig) -> _Write | None:
+    async def _server(self, name: str, server: ServerConfig) -> tuple[_Write | None, list[str]]:
+        """The write (None: stored as the file says) and the owner-only fields it sets."""
         stored = await self._store.servers.find(name)
         opened = self._store.sealer.open(stored.value.config) if stored is not None else None
         wanted = unmask(server, opened) if opened is not None else server
         if MASK in wanted.secret_values():
             raise _invalid(f"import: mcpServers.{name}: {MASK} keeps a stored value, and this server has none")
         if stored is not None and wanted == opened:
-            return None
+            return None, []
         source = stored.value.source if stored is not None else None  # who manages it does not change
         record = ServerRecord(name=name, config=self._store.sealer.seal(wanted), source=source)
-        return _Write(self._store.servers, name, record, stored.revision if stored is not None else None)
+        write = _Write(self._store.servers, name, record, stored.revision if stored is not None else None)
+        return write, owner_only_changes(opened, wanted)
 
     async def _check_models(self, config: BastionConfig) -> None:
         """A model has one provider (a request's `model` names it), as the provider routes require."""

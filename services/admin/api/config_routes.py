@@ -11,9 +11,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..roles import AUTHENTICATED
+from .command_rights import require_fields
 from .config_import import ConfigPlan, Importer
-from .errors import documented, needs
 from .identity import current
+from .route_table import Route, register
 from .store import AdminStore
 
 __all__ = ["MAX_CONFIG_CHARS", "config_routes"]
@@ -32,36 +33,47 @@ class ConfigText(BaseModel):
     )
 
 
-def config_routes(router: APIRouter, store: AdminStore) -> None:
+async def planned(store: AdminStore, body: ConfigText, apply: bool) -> ConfigPlan:
+    identity = current()
     importer = Importer(store)
-    # each section the file fills is checked against its own write permission (config_import.SECTIONS)
-    signed_in = needs(AUTHENTICATED)
-    refusals = documented(409, 422)
+    config, keys, ignored = importer.read(body.yaml)
+    importer.require(identity, config)
+    sections, writes, owner_only = await importer.plan(config, keys)
+    plan = ConfigPlan(sections=sections, ignored=ignored, applied=apply, needs_command=owner_only)
+    if apply:
+        for name, changed in owner_only.items():  # a plan says so; an apply refuses
+            require_fields(identity, f"import: mcpServers.{name}", changed)
+        await importer.write(writes)
+        if store.changes is not None:  # one event for the import beside one for each record written
+            store.changes.record("config", "import", "config", None, plan)
+        log.info("admin: %s imported a configuration (%d records written)", identity.principal, len(writes))
+    return plan
 
-    async def planned(body: ConfigText, apply: bool) -> ConfigPlan:
-        identity = current()
-        config, keys, ignored = importer.read(body.yaml)
-        importer.require(identity, config)
-        sections, writes = await importer.plan(config, keys)
-        plan = ConfigPlan(sections=sections, ignored=ignored, applied=apply)
-        if apply:
-            await importer.write(writes)
-            if store.changes is not None:  # one event for the import beside one for each record written
-                store.changes.record("config", "import", "config", None, plan)
-            log.info("admin: %s imported a configuration (%d records written)", identity.principal, len(writes))
-        return plan
 
-    @router.post("/config/plan", tags=["config"], responses=refusals, openapi_extra=signed_in)
-    async def plan_config(body: ConfigText) -> ConfigPlan:
-        """What importing the file would add and change, per kind, without writing anything. Needs the
-        write permission of every section the file fills (servers:write for `mcpServers`, keys:write held
-        everywhere for `keys`, groups:write, directory:write for customers, teams and users,
-        providers:write for `llm.providers`)."""
-        return await planned(body, apply=False)
+async def plan_config(store: AdminStore, body: ConfigText) -> ConfigPlan:
+    """What importing the file would add and change, per kind, without writing anything. Needs the
+    write permission of every section the file fills (servers:write for `mcpServers`, keys:write held
+    everywhere for `keys`, groups:write, directory:write for customers, teams and users,
+    providers:write for `llm.providers`). `needs_command` names the servers whose owner-only fields
+    (what a stdio server runs) the file sets: applying those needs `servers:command`, the owner's."""
+    return await planned(store, body, apply=False)
 
-    @router.post("/config/apply", tags=["config"], responses=refusals, openapi_extra=signed_in)
-    async def apply_config(body: ConfigText) -> ConfigPlan:
-        """Import the file: add and change what it names (nothing it leaves out is deleted), after
-        checking all of it. A `${VAR}` the admin service cannot expand is a 422 naming it (`***` keeps a
-        stored secret). Every record written is an admin audit event, and so is the import."""
-        return await planned(body, apply=True)
+
+async def apply_config(store: AdminStore, body: ConfigText) -> ConfigPlan:
+    """Import the file: add and change what it names (nothing it leaves out is deleted), after
+    checking all of it. A `${VAR}` the admin service cannot expand is a 422 naming it (`***` keeps a
+    stored secret). Every record written is an admin audit event, and so is the import. A file that
+    adds or changes a stdio server's command (`needs_command` in the plan) is refused (403) without
+    `servers:command`, and nothing of it is written."""
+    return await planned(store, body, apply=True)
+
+
+# each section the file fills is checked against its own write permission (config_import.SECTIONS)
+CONFIG_ROUTES = (
+    Route("POST", "/config/plan", AUTHENTICATED, plan_config, errors=(409, 422)),
+    Route("POST", "/config/apply", AUTHENTICATED, apply_config, errors=(409, 422)),
+)
+
+
+def config_routes(router: APIRouter, store: AdminStore) -> None:
+    register(router, CONFIG_ROUTES, "config", store)

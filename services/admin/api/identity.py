@@ -1,5 +1,5 @@
 """The principal behind the request being handled: who, with which roles, from where, and what
-that lets them do (`roles.Grants`). Set once per request by `errors.AdminRoute` after `auth` has
+that lets them do (`roles.Grants`). Set once per request by `admin_route.AdminRoute` after `auth` has
 checked the credential; read by the routes that narrow what they answer (a key manager's keys) and
 by `changes` (every admin event names the principal, its role and its address)."""
 
@@ -38,7 +38,7 @@ class Identity:
 
 
 CURRENT: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("bastion_admin_identity", default=None)
-"""The identity of the request being handled (set by `errors.AdminRoute`; a context variable, so
+"""The identity of the request being handled (set by `admin_route.AdminRoute`; a context variable, so
 concurrent requests never mix them up)."""
 
 

@@ -197,9 +197,19 @@ class GroupOut(ToolGroup):
     revision: int
 
 
-class CustomerFields(_Request):
+class _MemberFields(_Request):
+    """What a customer, a team and a user all have (`entities._Member`)."""
+
     name: Name
     groups: list[Slug] = Field(default_factory=list)
+
+
+class _MemberPatch(_Request):
+    name: Name = None  # type: ignore[assignment]  # absent: unchanged
+    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
+
+
+class CustomerFields(_MemberFields):
     budget: Budget | None = None
 
 
@@ -207,9 +217,7 @@ class CustomerCreate(CustomerFields):
     id: Slug
 
 
-class CustomerPatch(_Request):
-    name: Name = None  # type: ignore[assignment]  # absent: unchanged
-    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
+class CustomerPatch(_MemberPatch):
     budget: Budget | None = None
 
 
@@ -217,10 +225,8 @@ class CustomerOut(Customer):
     revision: int
 
 
-class TeamFields(_Request):
-    name: Name
+class TeamFields(_MemberFields):
     customer_id: Slug | None = None
-    groups: list[Slug] = Field(default_factory=list)
     budget: Budget | None = None
 
 
@@ -228,10 +234,8 @@ class TeamCreate(TeamFields):
     id: Slug
 
 
-class TeamPatch(_Request):
-    name: Name = None  # type: ignore[assignment]  # absent: unchanged
+class TeamPatch(_MemberPatch):
     customer_id: Slug | None = None
-    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
     budget: Budget | None = None
 
 
@@ -239,10 +243,8 @@ class TeamOut(Team):
     revision: int
 
 
-class UserFields(_Request):
-    name: Name
+class UserFields(_MemberFields):
     team_id: Slug | None = None
-    groups: list[Slug] = Field(default_factory=list)
     rate_limit: RateLimit | None = None
 
 
@@ -250,10 +252,8 @@ class UserCreate(UserFields):
     id: Slug
 
 
-class UserPatch(_Request):
-    name: Name = None  # type: ignore[assignment]  # absent: unchanged
+class UserPatch(_MemberPatch):
     team_id: Slug | None = None
-    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
     rate_limit: RateLimit | None = None
 
 

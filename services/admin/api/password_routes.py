@@ -5,6 +5,7 @@ it (scrypt) and keeps only the hash; the admin service never stores it, and noth
 admin audit event that names the user, never the password.
 """
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
@@ -17,7 +18,8 @@ from libs.common import subjects
 from libs.common.oauth import PasswordChange, PasswordChanged
 
 from .changes import ChangeLog
-from .errors import AdminError, documented, needs
+from .errors import AdminError
+from .route_table import Route, register
 
 __all__ = ["PasswordSet", "password_routes"]
 
@@ -27,33 +29,40 @@ class PasswordSet(BaseModel):
     password: str = Field(min_length=8, max_length=1024, repr=False)
 
 
-def password_routes(router: APIRouter, nc: NATS, changes: ChangeLog | None = None) -> None:
-    """`changes` records each password set as an admin event (`user.set_password`: who, which user;
-    never the password)."""
+@dataclass(frozen=True, slots=True)
+class Passwords:
+    """What the password route needs: NATS to reach the oauth service; `changes` records each password
+    set as an admin event (`user.set_password`: who, which user; never the password)."""
 
-    @router.put(
-        "/users/{user_id}/password",
-        status_code=204,
-        tags=["users"],
-        responses=documented(404, 422, 503),
-        openapi_extra=needs("users:password"),
-    )
-    async def set_password(
-        user_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")], body: PasswordSet
-    ) -> Response:
-        """Let the user log in through Bastion's own login form (OAuth for agents)."""
-        change = PasswordChange(user_id=user_id, password=body.password)
-        try:
-            reply = await nc.request(subjects.OAUTH_PASSWORD, change.model_dump_json().encode(), timeout=10)
-        except NoRespondersError:
-            raise AdminError(503, "unavailable", "the oauth service is not running") from None
-        except NatsTimeout:
-            raise AdminError(503, "unavailable", "the oauth service did not answer within 10s") from None
-        answer = PasswordChanged.model_validate_json(reply.data)
-        if not answer.ok:
-            if answer.error and answer.error.startswith("there is no user"):
-                raise AdminError(404, "not_found", answer.error)
-            raise AdminError(422, "invalid", answer.error or "the oauth service refused the password")
-        if changes is not None:
-            changes.record("user", "set_password", user_id, None, None)
-        return Response(status_code=204)
+    nc: NATS
+    changes: ChangeLog | None
+
+
+async def set_password(
+    passwords: Passwords,
+    user_id: Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")],
+    body: PasswordSet,
+) -> Response:
+    """Let the user log in through Bastion's own login form (OAuth for agents)."""
+    change = PasswordChange(user_id=user_id, password=body.password)
+    try:
+        reply = await passwords.nc.request(subjects.OAUTH_PASSWORD, change.model_dump_json().encode(), timeout=10)
+    except NoRespondersError:
+        raise AdminError(503, "unavailable", "the oauth service is not running") from None
+    except NatsTimeout:
+        raise AdminError(503, "unavailable", "the oauth service did not answer within 10s") from None
+    answer = PasswordChanged.model_validate_json(reply.data)
+    if not answer.ok:
+        if answer.error and answer.error.startswith("there is no user"):
+            raise AdminError(404, "not_found", answer.error)
+        raise AdminError(422, "invalid", answer.error or "the oauth service refused the password")
+    if passwords.changes is not None:
+        passwords.changes.record("user", "set_password", user_id, None, None)
+    return Response(status_code=204)
+
+
+PASSWORD_ROUTES = (Route("PUT", "/users/{user_id}/password", "users:password", set_password, 204, (404, 422, 503)),)
+
+
+def password_routes(router: APIRouter, nc: NATS, changes: ChangeLog | None = None) -> None:
+    register(router, PASSWORD_ROUTES, "users", Passwords(nc, changes))

@@ -14,8 +14,8 @@ from libs.common import subjects
 from libs.common.pin_store import decide_pending, diff_text, find, pending, read_records
 from libs.common.pins import PinError, PinRecord
 
-from .errors import documented, needs
 from .identity import CURRENT
+from .route_table import Route, register
 from .store import AdminStore
 from .tables import Conflict, NotFound
 
@@ -68,80 +68,92 @@ def _out(record: PinRecord) -> dict[str, Any]:
     }
 
 
+async def pins(store: AdminStore) -> Any:
+    return await store.buckets.get(subjects.KV_PINS)
+
+
+async def list_pending(store: AdminStore) -> list[PendingOut]:
+    """Every definition held back, oldest first."""
+    return [PendingOut(**_out(r)) for r in pending((await read_records(await pins(store))).values())]
+
+
+async def show_diff(store: AdminStore, server: str, name: str) -> DiffOut:
+    try:
+        record = (await find(await pins(store), server, name)).record
+    except PinError as exc:
+        raise NotFound(str(exc)) from None
+    if record.pending is None:
+        raise NotFound(f"{server}/{name} has no change waiting for approval")
+    return DiffOut(**_out(record), diff=diff_text(record))
+
+
+async def show_pin(store: AdminStore, server: str, name: str) -> PinStateOut:
+    """A definition's pin: the approved version, who approved it, what waits. 404 when nothing is
+    pinned under that name (pinning off, or the server not listed since it was turned on)."""
+    try:
+        record = (await find(await pins(store), server, name)).record
+    except PinError as exc:
+        raise NotFound(str(exc)) from None
+    return PinStateOut(
+        server=record.server,
+        name=record.name,
+        kind=record.kind,
+        approved=record.approved.sha256 if record.approved is not None else None,
+        approved_by=record.approved_by,
+        approved_at=record.approved_at,
+        pending=record.pending.sha256 if record.pending is not None else None,
+        reason=record.pending_reason,
+        rejected=len(record.rejected),
+        listed=record.listed,
+    )
+
+
+async def decided(
+    store: AdminStore, server: str, name: str, body: Decision, what: Literal["approve", "reject"]
+) -> PendingOut:
+    identity = CURRENT.get()
+    by = identity.principal if identity is not None else "admin"
+    kv = await pins(store)
+    try:
+        await find(kv, server, name)
+    except PinError as exc:
+        raise NotFound(str(exc)) from None
+    try:  # nothing waits, another version waits now, or a concurrent decision
+        change = await decide_pending(kv, server, name, what, by, body.sha256)
+    except PinError as exc:
+        raise Conflict(str(exc)) from None
+    if store.changes is not None:
+        store.changes.record("pin", what, f"{server}/{name}", change.before, change.after)
+    after = change.after
+    return PendingOut(
+        server=after.server,
+        name=after.name,
+        kind=after.kind,
+        reason=after.pending_reason,
+        approved=after.approved.sha256 if after.approved is not None else None,
+        pending=change.before.pending.sha256 if change.before and change.before.pending else "",
+        renamed_from=after.renamed_from,
+    )
+
+
+async def approve(store: AdminStore, server: str, name: str, body: Decision | None = None) -> PendingOut:
+    """Serve the pending definition from now on (every executor relists the server)."""
+    return await decided(store, server, name, body or Decision(), "approve")
+
+
+async def reject(store: AdminStore, server: str, name: str, body: Decision | None = None) -> PendingOut:
+    """Keep the pending definition out for good (it is not asked about again)."""
+    return await decided(store, server, name, body or Decision(), "reject")
+
+
+PIN_ROUTES = (
+    Route("GET", "/tools/pending", "servers:read", list_pending),
+    Route("GET", "/tools/{server}/{name:path}/diff", "servers:read", show_diff, errors=(404,)),
+    Route("GET", "/tools/{server}/{name:path}/pin", "servers:read", show_pin, errors=(404,)),
+    Route("POST", "/tools/{server}/{name:path}/approve", "tools:approve", approve, errors=(404, 409)),
+    Route("POST", "/tools/{server}/{name:path}/reject", "tools:approve", reject, errors=(404, 409)),
+)
+
+
 def pin_routes(router: APIRouter, store: AdminStore) -> None:
-    read, decide = needs("servers:read"), needs("tools:approve")
-    refusals = documented(404, 409)
-
-    async def pins() -> Any:
-        return await store.buckets.get(subjects.KV_PINS)
-
-    @router.get("/tools/pending", tags=["tools"], openapi_extra=read)
-    async def list_pending() -> list[PendingOut]:
-        """Every definition held back, oldest first."""
-        return [PendingOut(**_out(r)) for r in pending((await read_records(await pins())).values())]
-
-    @router.get("/tools/{server}/{name:path}/diff", tags=["tools"], responses=documented(404), openapi_extra=read)
-    async def show_diff(server: str, name: str) -> DiffOut:
-        try:
-            record = (await find(await pins(), server, name)).record
-        except PinError as exc:
-            raise NotFound(str(exc)) from None
-        if record.pending is None:
-            raise NotFound(f"{server}/{name} has no change waiting for approval")
-        return DiffOut(**_out(record), diff=diff_text(record))
-
-    @router.get("/tools/{server}/{name:path}/pin", tags=["tools"], responses=documented(404), openapi_extra=read)
-    async def show_pin(server: str, name: str) -> PinStateOut:
-        """A definition's pin: the approved version, who approved it, what waits. 404 when nothing is
-        pinned under that name (pinning off, or the server not listed since it was turned on)."""
-        try:
-            record = (await find(await pins(), server, name)).record
-        except PinError as exc:
-            raise NotFound(str(exc)) from None
-        return PinStateOut(
-            server=record.server,
-            name=record.name,
-            kind=record.kind,
-            approved=record.approved.sha256 if record.approved is not None else None,
-            approved_by=record.approved_by,
-            approved_at=record.approved_at,
-            pending=record.pending.sha256 if record.pending is not None else None,
-            reason=record.pending_reason,
-            rejected=len(record.rejected),
-            listed=record.listed,
-        )
-
-    async def decided(server: str, name: str, body: Decision, what: Literal["approve", "reject"]) -> PendingOut:
-        identity = CURRENT.get()
-        by = identity.principal if identity is not None else "admin"
-        kv = await pins()
-        try:
-            await find(kv, server, name)
-        except PinError as exc:
-            raise NotFound(str(exc)) from None
-        try:  # nothing waits, another version waits now, or a concurrent decision
-            change = await decide_pending(kv, server, name, what, by, body.sha256)
-        except PinError as exc:
-            raise Conflict(str(exc)) from None
-        if store.changes is not None:
-            store.changes.record("pin", what, f"{server}/{name}", change.before, change.after)
-        after = change.after
-        return PendingOut(
-            server=after.server,
-            name=after.name,
-            kind=after.kind,
-            reason=after.pending_reason,
-            approved=after.approved.sha256 if after.approved is not None else None,
-            pending=change.before.pending.sha256 if change.before and change.before.pending else "",
-            renamed_from=after.renamed_from,
-        )
-
-    @router.post("/tools/{server}/{name:path}/approve", tags=["tools"], responses=refusals, openapi_extra=decide)
-    async def approve(server: str, name: str, body: Decision | None = None) -> PendingOut:
-        """Serve the pending definition from now on (every executor relists the server)."""
-        return await decided(server, name, body or Decision(), "approve")
-
-    @router.post("/tools/{server}/{name:path}/reject", tags=["tools"], responses=refusals, openapi_extra=decide)
-    async def reject(server: str, name: str, body: Decision | None = None) -> PendingOut:
-        """Keep the pending definition out for good (it is not asked about again)."""
-        return await decided(server, name, body or Decision(), "reject")
+    register(router, PIN_ROUTES, "tools", store)

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
+from .admin_route import bound_route
+from .approval_routes import approval_routes
 from .auth import Authenticator, security_schemes
 from .config_routes import config_routes
-from .entity_routes import entity_routes
-from .errors import bound_route, documented
+from .entity_routes import EntityKind, entity_routes
+from .errors import documented
 from .key_routes import key_routes
 from .models import (
     CustomerCreate,
@@ -39,6 +41,7 @@ from .models import (
     UserPatch,
 )
 from .pin_routes import pin_routes
+from .policy_routes import policy_routes
 from .provider_routes import provider_routes
 from .server_routes import server_routes
 from .store import AdminStore
@@ -59,50 +62,51 @@ def api_router(auth: Authenticator) -> APIRouter:
     )
 
 
+GROUPS = EntityKind(
+    "group", "/groups", GroupCreate, GroupFields, GroupPatch, GroupOut, {}, ("groups:read", "groups:write")
+)
+CUSTOMERS = EntityKind(
+    "customer",
+    "/customers",
+    CustomerCreate,
+    CustomerFields,
+    CustomerPatch,
+    CustomerOut,
+    {"groups": "group"},
+    ("directory:read", "directory:write"),
+)
+TEAMS = EntityKind(
+    "team",
+    "/teams",
+    TeamCreate,
+    TeamFields,
+    TeamPatch,
+    TeamOut,
+    {"groups": "group", "customer_id": "customer"},
+    ("directory:read", "directory:write"),
+)
+USERS = EntityKind(
+    "user",
+    "/users",
+    UserCreate,
+    UserFields,
+    UserPatch,
+    UserOut,
+    {"groups": "group", "team_id": "team"},
+    ("directory:read", "directory:write"),
+)
+
+
 def admin_router(store: AdminStore, auth: Authenticator, links: UpstreamLinks | None = None) -> APIRouter:
     """The configuration routes under `/admin/v1`: keys, groups, customers, teams, users, servers, LLM providers."""
     router = api_router(auth)
     key_routes(router, store)
-    groups, directory = ("groups:read", "groups:write"), ("directory:read", "directory:write")
-    entity_routes(router, store, "group", "/groups", GroupCreate, GroupFields, GroupPatch, GroupOut, {}, groups)
-    entity_routes(
-        router,
-        store,
-        "customer",
-        "/customers",
-        CustomerCreate,
-        CustomerFields,
-        CustomerPatch,
-        CustomerOut,
-        {"groups": "group"},
-        directory,
-    )
-    entity_routes(
-        router,
-        store,
-        "team",
-        "/teams",
-        TeamCreate,
-        TeamFields,
-        TeamPatch,
-        TeamOut,
-        {"groups": "group", "customer_id": "customer"},
-        directory,
-    )
-    entity_routes(
-        router,
-        store,
-        "user",
-        "/users",
-        UserCreate,
-        UserFields,
-        UserPatch,
-        UserOut,
-        {"groups": "group", "team_id": "team"},
-        directory,
-    )
+    for kind in (GROUPS, CUSTOMERS, TEAMS, USERS):
+        entity_routes(router, store, kind)
     server_routes(router, store, links)
     provider_routes(router, store)
     pin_routes(router, store)
+    policy_routes(router, store)
+    approval_routes(router, store)
     config_routes(router, store)
     return router

@@ -161,7 +161,8 @@ class Table(Generic[M]):
             written = await kv.update(self._key(record_id), value.model_dump_json().encode(), last=revision)
         except KeyWrongLastSequenceError:
             raise self.stale(record_id) from None
-        self._changed("update", record_id, before.value if before is not None else None, value)
+        previous = before.value if before is not None else None
+        self._changed(_action_of(previous, value), record_id, previous, value)
         return written
 
     async def delete(self, record_id: str, revision: int | None = None) -> None:
@@ -179,6 +180,14 @@ class Table(Generic[M]):
 
     def stale(self, record_id: str) -> Conflict:
         return Conflict(f"{self.label} {record_id!r} was changed by someone else meanwhile; read it again and retry")
+
+
+def _action_of(before: BaseModel | None, after: BaseModel) -> str:
+    """What an update did, as the audit trail names it: `revoke` when it revoked a record (a key, a
+    token), which an auditor looks for by name, else `update`."""
+    if getattr(after, "revoked", False) is True and before is not None and getattr(before, "revoked", None) is False:
+        return "revoke"
+    return "update"
 
 
 async def revoke_replaced(

@@ -10,12 +10,13 @@ the call's audit row.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from typing import Any
 
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from libs.common.keys import key_id as key_id_of
 
 from .mcp_client import connected, failure, list_all_tools
 
@@ -105,7 +106,7 @@ class Playground:
     ) -> PlaygroundAnswer:
         """POST `request` to the gateway's OpenAI-compatible side as the key; its JSON answer, or why not."""
         value = secret.get_secret_value()
-        answer = PlaygroundAnswer(ok=False, key_id=hashlib.sha256(value.encode()).hexdigest(), started_at=time.time())
+        answer = PlaygroundAnswer(ok=False, key_id=key_id_of(value), started_at=time.time())
         try:
             async with httpx2.AsyncClient(timeout=CALL_SECONDS) as http:
                 reply = await http.post(url, json=request, headers={**headers, "Authorization": f"Bearer {value}"})
@@ -123,7 +124,7 @@ class Playground:
 
     async def _run(self, secret: SecretStr, tool: str | None, arguments: dict[str, Any]) -> PlaygroundAnswer:
         value = secret.get_secret_value()
-        answer = PlaygroundAnswer(ok=False, key_id=hashlib.sha256(value.encode()).hexdigest(), started_at=time.time())
+        answer = PlaygroundAnswer(ok=False, key_id=key_id_of(value), started_at=time.time())
         headers = {"Authorization": f"Bearer {value}"}
         try:
             async with asyncio.timeout(CALL_SECONDS):

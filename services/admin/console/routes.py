@@ -6,10 +6,7 @@ playground's calls as a virtual key through the gateway.
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
 
-import base64
-import hashlib
 import mimetypes
-import re
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Annotated
@@ -17,8 +14,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
+from libs.common.favicon import FAVICON, FAVICON_TYPE
+from libs.common.page_security import page_headers
+
+from ..api.admin_route import bound_route
 from ..api.auth import Authenticator
-from ..api.errors import AdminError, bound_route, documented, needs
+from ..api.command_rights import require_command
+from ..api.errors import AdminError, documented, needs
+from ..api.identity import current
 from ..api.models import ServerCreate, unmask
 from ..api.routes import api_router
 from ..api.store import AdminStore
@@ -37,7 +40,7 @@ from .probe import ProbeAnswer, probe
 __all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
 
 CONSOLE_PATH = "/console"
-_IMPORT_MAP = re.compile(r'<script type="importmap">(.*?)</script>', re.S)
+_NAMED = {"stdio": "a stdio server", "openapi": "an OpenAPI server", "http": "an HTTP server", "sse": "an SSE server"}
 
 
 def _static() -> dict[str, tuple[bytes, str]]:
@@ -61,14 +64,7 @@ def _static() -> dict[str, tuple[bytes, str]]:
 
 def _headers(page: str) -> dict[str, str]:
     # the import map is the one inline script: allowed by its hash, nothing else inline runs
-    scripts = " ".join(
-        f"'sha256-{base64.b64encode(hashlib.sha256(m.encode()).digest()).decode()}'" for m in _IMPORT_MAP.findall(page)
-    )
-    policy = (
-        f"default-src 'self'; script-src 'self' {scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
-        " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-    )
-    return {"Cache-Control": "no-store", "X-Frame-Options": "DENY", "Content-Security-Policy": policy}
+    return {**page_headers(page), "Cache-Control": "no-store"}
 
 
 def console_pages(auth: Authenticator) -> APIRouter:
@@ -92,6 +88,10 @@ def console_pages(auth: Authenticator) -> APIRouter:
         return Response(
             body, media_type=kind, headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
         )
+
+    @router.get("/favicon.ico", include_in_schema=False, openapi_extra=public)
+    async def favicon() -> Response:  # every page of this service: the console, the dashboard, the API docs
+        return Response(FAVICON, media_type=FAVICON_TYPE, headers={"Cache-Control": "max-age=86400"})
 
     return router
 
@@ -119,14 +119,16 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
     )
     async def test_server(body: ServerCreate) -> ProbeAnswer:
         """Connect to a remote server's configuration and list its tools, without saving it. Masked
-        values (`***`) of an existing server of that name are its stored ones."""
+        values (`***`) of an existing server of that name are its stored ones. Testing an entry with
+        an owner-only field (a command, which a test would start) needs `servers:command`."""
         config = body.config
+        require_command(current(), f"testing server {body.name!r}", None, config)
         if config.transport not in ("http", "sse"):
             stdio = " (a stdio server is a command the executors run, not the admin service)"
             raise AdminError(
                 422,
                 "not_testable",
-                f"a {config.transport} server is tested by saving it: its status shows what the executor found"
+                f"{_NAMED[config.transport]} is tested by saving it: its status shows what the executor found"
                 + (stdio if config.transport == "stdio" else ""),
             )
         if (stored := await store.servers.find(body.name)) is not None:

@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Detector", "Finding", "Scan", "any_in", "mixed_classes", "narrowed", "shannon_entropy"]
+from libs.common.guardrails import DETECTOR_ENTITIES
+
+__all__ = ["Detector", "EntityDetector", "Finding", "Scan", "any_in", "mixed_classes", "shannon_entropy"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +43,15 @@ class Detector(Protocol):
         ...
 
 
-def narrowed(entities: frozenset[str] | None, known: frozenset[str]) -> frozenset[str]:
-    """The entities a detector looks for: all it knows, or those of a rule's `entities` it knows."""
-    return known if entities is None else frozenset(entities) & known
+class EntityDetector:
+    """A built-in detector of the entities `DETECTOR_ENTITIES` lists under its `name`: it looks for
+    all of them, or for those of a rule's `entities` among them."""
+
+    name: str
+
+    def __init__(self, entities: frozenset[str] | None = None) -> None:
+        known = DETECTOR_ENTITIES[self.name]
+        self.entities = known if entities is None else frozenset(entities) & known
 
 
 def any_in(needles: Iterable[str], haystack: str) -> bool:

@@ -33,6 +33,8 @@ from libs.common.guardrails import (
 from libs.common.messages_base import Caller
 
 from .base import Detector, Finding, Scan
+from .decode import Budget
+from .deep import deep_findings
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
 from .pii import PiiDetector
@@ -54,6 +56,13 @@ _BUILTIN: Final[Mapping[str, Callable[[frozenset[str] | None], Detector]]] = {
     "hidden_unicode": HiddenUnicodeDetector,
     "exfil_links": ExfilLinksDetector,
 }
+
+
+_DECODE_FLOOR: Final = 65_536
+"""Characters any payload may decode, however small (`decode.Budget`)."""
+_DEEP: Final = frozenset({"secrets"})
+"""Detectors that also read each string decoded and normalised, and neighbouring strings joined
+(`deep`): a credential is one whether the agent reads it plain, encoded or in pieces."""
 
 
 class Subject(NamedTuple):
@@ -191,6 +200,7 @@ class Guardrails:
             blob = orjson.dumps(str(payload))
         decisions: list[GuardrailDecision] = []
         scans: list[tuple[_Found, Scan]] = []
+        deep: list[_Rule] = []
         text: str | None = None
         lower = ""
         for rule in rules:
@@ -212,15 +222,21 @@ class Guardrails:
             scan = rule.detector.prepare(text, lower)
             if scan is not None:
                 scans.append((_Found(rule), scan))
+            if rule.detector.name in _DEEP:
+                deep.append(rule)
         if scans:
             for path, key, value in strings(payload):
                 for found, scan in scans:
                     hits = scan(value, key)
                     if hits:
                         found.findings.setdefault(path, []).extend(hits)
-        elif not decisions:
+        found_all = [f for f, _ in scans]
+        if deep:
+            found_all.extend(_deeper(payload, deep, found_all, len(blob)))
+        found_all = [f for f in found_all if f.findings]
+        if not found_all and not decisions:
             return Inspection(None, payload)  # the usual case: no detector had anything to look for
-        return _settle(where, payload, decisions, [f for f, _ in scans if f.findings])
+        return _settle(where, payload, decisions, found_all)
 
     async def ainspect(self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient) -> Inspection:
         """`inspect`, then the rules that ask an external service (in rule order, each seeing what the
@@ -250,6 +266,35 @@ class Guardrails:
             if action == "block":
                 break
         return Inspection(action, content, tuple(decisions))
+
+
+def _deeper(payload: Any, rules: Sequence[_Rule], found: Sequence[_Found], size: int) -> list[_Found]:
+    """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their
+    plain scan found (each span once); returns the rules the plain scan had nothing for."""
+    items = [(path, value) for path, _key, value in strings(payload)]
+    # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
+    # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
+    # real one, and the work stays linear in the payload (itself capped by `max_scan_bytes`)
+    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * size)
+    by_rule = {id(f.rule): f for f in found}
+    added: list[_Found] = []
+    for rule in rules:
+        assert rule.detector is not None
+        extra = deep_findings(rule.detector, items, budget)
+        if not extra:
+            continue
+        target = by_rule.get(id(rule))
+        if target is None:
+            target = _Found(rule)
+            added.append(target)
+        for path, findings in extra.items():
+            have = target.findings.setdefault(path, [])
+            seen = {(f.start, f.end) for f in have}
+            for finding in findings:
+                if finding.end > finding.start and (finding.start, finding.end) not in seen:
+                    seen.add((finding.start, finding.end))
+                    have.append(finding)
+    return added
 
 
 def _decision(

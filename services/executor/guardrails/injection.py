@@ -25,9 +25,7 @@ import re
 from typing import Final
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from libs.common.guardrails import EXFIL_ENTITIES, INJECTION_ENTITIES, UNICODE_ENTITIES
-
-from .base import Finding, Scan, any_in, narrowed, shannon_entropy
+from .base import EntityDetector, Finding, Scan, any_in, shannon_entropy
 
 __all__ = ["ExfilLinksDetector", "HiddenUnicodeDetector", "InjectionDetector", "visible_text"]
 
@@ -148,11 +146,11 @@ def visible_text(text: str) -> str:
     return _TAGS.sub(lambda m: chr(ord(m.group()) - 0xE0000) if 0x20 <= ord(m.group()) - 0xE0000 < 0x7F else "", text)
 
 
-class InjectionDetector:
+class InjectionDetector(EntityDetector):
     name = "injection"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = narrowed(entities, INJECTION_ENTITIES)
+        super().__init__(entities)
         self._phrases = tuple(p for p in _PHRASES if p[0] in self.entities)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
@@ -172,11 +170,8 @@ class InjectionDetector:
         return found
 
 
-class HiddenUnicodeDetector:
+class HiddenUnicodeDetector(EntityDetector):
     name = "hidden_unicode"
-
-    def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = narrowed(entities, UNICODE_ENTITIES)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         del lower
@@ -237,11 +232,8 @@ def _carries_data(url: str, image: bool) -> bool:
     return False
 
 
-class ExfilLinksDetector:
+class ExfilLinksDetector(EntityDetector):
     name = "exfil_links"
-
-    def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = narrowed(entities, EXFIL_ENTITIES)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         del blob

@@ -12,9 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Final
 
-from libs.common.guardrails import PII_ENTITIES
-
-from .base import Finding, Scan, narrowed
+from .base import EntityDetector, Finding, Scan
 
 __all__ = ["PiiDetector", "iban_valid", "luhn_valid"]
 
@@ -134,11 +132,11 @@ _PATTERNS: Final[tuple[tuple[str, str | None, re.Pattern[str], _Check | None], .
 )
 
 
-class PiiDetector:
+class PiiDetector(EntityDetector):
     name = "pii"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = narrowed(entities, PII_ENTITIES)
+        super().__init__(entities)
         self._patterns = tuple(p for p in _PATTERNS if p[0] in self.entities)
 
     def prepare(self, blob: str, lower: str) -> Scan | None:

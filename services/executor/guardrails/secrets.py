@@ -15,6 +15,8 @@ JSON text (a file's content) never breaks that text.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +24,7 @@ from typing import Final
 
 import ahocorasick
 
-from libs.common.guardrails import SECRET_ENTITIES
-
-from .base import Finding, Scan, mixed_classes, narrowed, shannon_entropy
+from .base import EntityDetector, Finding, Scan, mixed_classes, shannon_entropy
 
 __all__ = ["PATTERNS", "SecretsDetector"]
 
@@ -70,7 +70,32 @@ def _credible(value: str, *, password: bool, quoted: bool = True) -> bool:
         return False
     if password:
         return len(value) >= 6 and mixed_classes(value) >= 2
+    if _IDENTIFIER.match(value) or any(c.isspace() for c in value) or _cursor(value):
+        return False
     return len(value) >= 12 and mixed_classes(value) >= 2 and shannon_entropy(value) >= 3.0
+
+
+_IDENTIFIER: Final = re.compile(
+    r"(?i)\A(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # a UUID
+    r"|[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}"  # the same, dashes dropped
+    r"|[\d._:-]+"  # a counter, a timestamp, a version
+    r"|[a-z]+[_-]?\d{1,6}(?:[_-][a-z]+[_-]?\d{1,6})*)\Z"  # `page_2`, `call-17-attempt-0`
+)
+"""Values under a `token` key that name something rather than open it: request ids, page counters."""
+_B64_CURSOR: Final = re.compile(r"\A[A-Za-z0-9+/_\-]{8,}={0,2}\Z")
+
+
+def _cursor(value: str) -> bool:
+    """An opaque pagination cursor: base64 of a JSON object or list (`eyJwYWdlIjoyfQ==`), which is
+    where an API keeps its offset, not a credential."""
+    if not _B64_CURSOR.match(value) or not value.startswith(("ey", "W3", "WyI")):
+        return False
+    body = value.rstrip("=").replace("-", "+").replace("_", "/")
+    try:
+        decoded = base64.b64decode(body + "=" * (-len(body) % 4), validate=True).decode()
+    except (binascii.Error, ValueError):
+        return False
+    return decoded[:1] in ("{", "[") and decoded.rstrip()[-1:] in ("}", "]")
 
 
 _KEYWORD: Final = (
@@ -288,13 +313,13 @@ def _distinct(found: list[Finding]) -> list[Finding]:
     return out
 
 
-class SecretsDetector:
+class SecretsDetector(EntityDetector):
     """Credentials; `entities` narrows it (all of `SECRET_ENTITIES` by default)."""
 
     name = "secrets"
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
-        self.entities = narrowed(entities, SECRET_ENTITIES)
+        super().__init__(entities)
         self._patterns = tuple(p for p in PATTERNS if p.entity in self.entities)
         self._pairs = "aws_secret_access_key" in self.entities
         self._keyed = "password_assignment" in self.entities

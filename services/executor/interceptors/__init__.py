@@ -9,7 +9,7 @@ from libs.common.settings import ExecutorSettings
 from .chain import InterceptorChain
 from .deny_list import DenyListInterceptor
 from .guardrails import GuardrailsInterceptor
-from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 from .pinning import PinningInterceptor
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "GuardrailsInterceptor",
     "InterceptedCall",
     "InterceptedListing",
+    "InterceptedMessage",
     "Interceptor",
     "InterceptorChain",
     "PinningInterceptor",

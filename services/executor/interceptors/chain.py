@@ -1,8 +1,8 @@
 """The interceptors in force, run in order at each hook point (`interface`): the one place every
 request to an upstream, and every listing, passes through them.
 
-The request path asks `on_calls` (one attribute) and calls `run` only when some interceptor hooks
-calls; listings call `at_listing` only when `on_listings`. A hook that fails (a bug, not a
+The call path asks `on_calls` (one attribute) and calls `before` and `after` only when some
+interceptor hooks calls; listings call `at_listing` only when `on_listings`. A hook that fails (a bug, not a
 `Refused`) fails closed: the request is not sent, or its result is withheld, or the listing fails
 and is retried like any other listing failure.
 """
@@ -10,18 +10,18 @@ and is retried like any other listing failure.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, InterceptorDecision, ToolCall, UpstreamRequest
+from libs.common.messages import Caller, CallOutcome, Routed
 
 from ..replies import refusal, undeliverable
 from ..upstreams.interface import Features, Listing
-from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused, Relist, Where
+from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused, Relist, Where
 
 __all__ = ["InterceptorChain"]
 
@@ -77,29 +77,37 @@ class InterceptorChain:
         self._before = tuple(i for i in self.interceptors if _overrides(i, "before_call"))
         self._after = tuple(i for i in self.interceptors if _overrides(i, "after_result"))
         self._listing = tuple(i for i in self.interceptors if _overrides(i, "at_listing"))
+        self._messages = tuple(i for i in self.interceptors if _overrides(i, "at_message"))
         self.on_calls = bool(self._before or self._after)
-        """Some interceptor hooks requests: the request path goes through `run`."""
+        """Some interceptor hooks requests: the call path goes through `before` and `after`."""
         self.on_listings = bool(self._listing)
 
-    async def run(
-        self, request: ToolCall | UpstreamRequest, config: ServerConfig, execute: Callable[[], Awaitable[CallOutcome]]
-    ) -> CallOutcome:
-        """The before hooks, then `execute()` (the upstream call), then the after hooks on its result;
-        the decisions made on the way ride on the outcome."""
-        call, original = _intercepted(request, config)
+    async def before(self, request: Routed, config: ServerConfig) -> tuple[InterceptedCall, CallOutcome | None]:
+        """The before hooks on `request`: what they saw (and decided), and their refusal if one
+        refused; a rewrite of what it asks is applied to `request`."""
+        original = request.payload
+        call = InterceptedCall(
+            request.server, config, request.rpc_method, request.asked_for, original, request.caller, request
+        )
         for interceptor in self._before:
             try:
                 await interceptor.before_call(call)
             except Refused as refused:
                 _blocked(call, interceptor, refused, "arguments")
-                return _with(refusal(request, refused.kind, refused.message), call.decisions)
+                return call, refusal(request, refused.kind, refused.message)
             except Exception:
                 log.exception("interceptor %s failed before a call to %s; not sent", interceptor.name, call.server)
                 message = f"the gateway's {interceptor.name} check failed; the request was not sent"
-                return _with(refusal(request, ErrorKind.INTERNAL, message), call.decisions)
+                return call, refusal(request, ErrorKind.INTERNAL, message)
         if call.arguments is not original:
-            _rewrite(request, call.arguments)
-        outcome = await execute()
+            request.replace_payload(call.arguments)
+        return call, None
+
+    async def after(self, call: InterceptedCall, outcome: CallOutcome) -> CallOutcome:
+        """The after hooks on what the upstream answered for `call` (which `before` let through):
+        an error's text is checked like a message, a result by each hook in turn."""
+        if outcome.error is not None and self._messages:
+            await self._guard_error(call, outcome)
         if outcome.result is not None and self._after:
             result: dict[str, Any] = outcome.result
             for interceptor in self._after:
@@ -107,16 +115,46 @@ class InterceptorChain:
                     result = await interceptor.after_result(call, result)
                 except Refused as refused:
                     _blocked(call, interceptor, refused, "result")
-                    return _with(undeliverable(outcome, refused.kind, refused.message), call.decisions)
+                    return undeliverable(outcome, refused.kind, refused.message)
                 except Exception:
                     log.exception("interceptor %s failed on a result of %s; withheld", interceptor.name, call.server)
                     message = (
                         f"the gateway's {interceptor.name} check failed on the result; the request did run upstream"
                     )
-                    return _with(undeliverable(outcome, ErrorKind.INTERNAL, message), call.decisions)
+                    return undeliverable(outcome, ErrorKind.INTERNAL, message)
             if result is not outcome.result:  # a pydantic assignment costs ~0.25 µs: none when nothing changed
                 outcome.result = result
-        return _with(outcome, call.decisions)
+        return outcome
+
+    async def outgoing(
+        self, server: str, channel: str, payload: dict[str, Any], caller: Caller | None = None
+    ) -> dict[str, Any] | None:
+        """`payload` as the message hooks leave it, or None when one withheld it (or failed: nothing
+        unchecked reaches the agent)."""
+        message = InterceptedMessage(server, channel, payload, caller)
+        for interceptor in self._messages:
+            try:
+                message.payload = await interceptor.at_message(message)
+            except Refused as refused:
+                log.info("server %s: %s withheld a %s (rule %s)", server, interceptor.name, channel, refused.rule)
+                return None
+            except Exception:
+                log.exception("interceptor %s failed on a %s of %s; withheld", interceptor.name, channel, server)
+                return None
+        return message.payload
+
+    async def _guard_error(self, call: InterceptedCall, outcome: CallOutcome) -> None:
+        """An error's text is the upstream's own words too: checked like a message, replaced when withheld."""
+        error = outcome.error
+        assert error is not None
+        said = {"message": error.message, "data": error.data}
+        checked = await self.outgoing(call.server, "error", said, call.caller)
+        if checked is None:
+            outcome.error = error.model_copy(
+                update={"message": "the upstream's error was withheld by the gateway's checks", "data": None}
+            )
+        elif checked is not said:
+            outcome.error = error.model_copy(update={"message": checked["message"], "data": checked["data"]})
 
     async def at_listing(self, server: str, config: ServerConfig, listing: Listing) -> Listing:
         """`listing` as the listing hooks leave it; their decisions are logged. A hook that raises
@@ -143,7 +181,14 @@ class InterceptorChain:
             )
         return Listing(
             view.tools,
-            Features(features.capabilities, view.prompts, view.resources, view.resource_templates),
+            Features(
+                features.capabilities,
+                view.prompts,
+                view.resources,
+                view.resource_templates,
+                view.withheld_prompts,
+                view.withheld_templates,
+            ),
             tuple(view.withheld),
         )
 
@@ -156,31 +201,5 @@ async def _stop(interceptors: Iterable[Interceptor]) -> None:
             log.exception("interceptor %s failed to stop", interceptor.name)
 
 
-def _intercepted(request: ToolCall | UpstreamRequest, config: ServerConfig) -> tuple[InterceptedCall, dict[str, Any]]:
-    if isinstance(request, ToolCall):
-        arguments = request.arguments
-        return InterceptedCall(
-            request.server, config, "tools/call", request.tool, arguments, request.caller, request
-        ), arguments
-    params = {k: v for k, v in request.params.items() if k != "_meta"}
-    return InterceptedCall(
-        request.server, config, request.method, request.target, params, request.caller, request
-    ), params
-
-
-def _rewrite(request: ToolCall | UpstreamRequest, arguments: dict[str, Any]) -> None:
-    if isinstance(request, ToolCall):
-        request.arguments = arguments
-        return
-    meta = request.params.get("_meta")
-    request.params = {**arguments, "_meta": meta} if meta is not None else dict(arguments)
-
-
 def _blocked(call: InterceptedCall, interceptor: Interceptor, refused: Refused, where: Where) -> None:
     call.decide(interceptor.name, refused.rule, "block", where, refused.detail)
-
-
-def _with(outcome: CallOutcome, decisions: list[InterceptorDecision]) -> CallOutcome:
-    if decisions:
-        outcome.interceptions = decisions
-    return outcome

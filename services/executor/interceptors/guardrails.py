@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 from nats.aio.client import Client as NATS
 
 from libs.common import metrics
-from libs.common.guardrails import GuardrailDecision, GuardrailsSection, Where
+from libs.common.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
 
 from ..guardrails.engine import Guardrails, Inspection, Subject
 from ..guardrails.webhook import WebhookClient
-from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
+from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 
 __all__ = ["GuardrailsInterceptor", "decision_detail"]
 
@@ -36,11 +36,24 @@ def decision_detail(decision: GuardrailDecision) -> str:
     return f"{what}{at}{times}"[:512]
 
 
+def _unaltered(inspection: Inspection, instead: Action) -> Inspection:
+    """Arguments as they came: a rule that would have redacted them refuses the call (`block`) or
+    only warns, so the upstream never runs on a value nobody sent."""
+    if inspection.action != "redact" and not any(d.action == "redact" for d in inspection.decisions):
+        return inspection
+    decisions = tuple(
+        d.model_copy(update={"action": instead}) if d.action == "redact" else d for d in inspection.decisions
+    )
+    strongest = max((d.action for d in decisions), key=ACTION_ORDER.__getitem__)
+    return Inspection(strongest, None, decisions)
+
+
 class GuardrailsInterceptor(Interceptor):
     name: ClassVar[str] = "guardrails"
 
     def __init__(self, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> None:
         self.engine = Guardrails.compile(section, groups)
+        self._on_arguments: Action = "block" if section.arguments == "refuse" else "warn"
         self._webhooks: WebhookClient | None = None
         self._asks = any(rule.detector == "webhook" for rule in self.engine.rules)
 
@@ -63,15 +76,35 @@ class GuardrailsInterceptor(Interceptor):
         inspection = await self._inspect("arguments", Subject(call.server, call.name, call.caller), call.arguments)
         if inspection.action is None:
             return
-        self._record(call, inspection, "arguments")
-        if inspection.content is not call.arguments:
-            call.arguments = inspection.content
+        self._record(call, _unaltered(inspection, self._on_arguments), "arguments")
 
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
         inspection = await self._inspect("result", Subject(call.server, call.name, call.caller), result)
         if inspection.action is None:
             return result
         self._record(call, inspection, "result")
+        content: dict[str, Any] = inspection.content
+        return content
+
+    async def at_message(self, message: InterceptedMessage) -> dict[str, Any]:
+        # the rules on results hold for whatever else the upstream sends the agent: it is the same
+        # party writing, read by the same reader
+        subject = Subject(message.server, message.channel, message.caller)
+        inspection = await self._inspect("result", subject, message.payload)
+        if inspection.action is None:
+            return message.payload
+        for decision in inspection.decisions:
+            metrics.GUARDRAIL_DECISIONS.labels(decision.rule, decision.action, "result").inc()
+            log.info(
+                "server %s: guardrails %s on a %s (rule %s: %s)",
+                message.server,
+                decision.action,
+                message.channel,
+                decision.rule,
+                decision_detail(decision),
+            )
+        if inspection.blocked:
+            raise Refused(inspection.refusal() or "withheld", rule=inspection.decisions[0].rule)
         content: dict[str, Any] = inspection.content
         return content
 

@@ -11,6 +11,9 @@ Code Mode script makes, the tool calls of the LLM side, `prompts/get`, `resource
 - `after_result(call, result)`: on the parsed result, before it is encoded for the agent. Returns
   the result to pass on (the same, or a rewritten copy); may refuse (`raise Refused(...)`: the agent
   gets an error instead, and the call did run).
+- `at_message(message)`: on everything else an upstream sends the agent (progress and log
+  notifications, sampling and elicitation requests, resource updates, error text; the list is
+  `channels.UPSTREAM_CHANNELS`). Returns the payload to forward; may refuse (withhold it).
 - `at_listing(listing)`: on each server's tool, prompt, resource and template definitions when the
   executor lists it (on connect and on every change); may hide (remove) or annotate them. What it
   hides is neither published nor callable.
@@ -37,9 +40,18 @@ from nats.aio.client import Client as NATS
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, InterceptorDecision, ToolCall, UpstreamRequest
+from libs.common.messages import Caller, InterceptorDecision, Routed
 
-__all__ = ["Action", "InterceptedCall", "InterceptedListing", "Interceptor", "Refused", "Relist", "Where"]
+__all__ = [
+    "Action",
+    "InterceptedCall",
+    "InterceptedListing",
+    "InterceptedMessage",
+    "Interceptor",
+    "Refused",
+    "Relist",
+    "Where",
+]
 
 Action = Literal["block", "redact", "rewrite", "warn", "log", "hide"]
 Where = Literal["arguments", "result", "definition"]
@@ -83,7 +95,7 @@ class InterceptedCall:
     dict to rewrite them; the upstream gets what is here after the last `before_call`."""
     caller: Caller
     """Who is calling: key, user, team, customer."""
-    request: ToolCall | UpstreamRequest = field(repr=False)
+    request: Routed = field(repr=False)
     """The request as it came (read-only: rewrite `arguments` instead)."""
     decisions: list[InterceptorDecision] = field(default_factory=list)
 
@@ -92,6 +104,20 @@ class InterceptedCall:
         self.decisions.append(
             InterceptorDecision(interceptor=interceptor, rule=rule, action=action, where=where, detail=detail)
         )
+
+
+@dataclass(slots=True)
+class InterceptedMessage:
+    """Something an upstream sends an agent outside a result (`channels.UPSTREAM_CHANNELS`): a
+    notification, a request to the agent, an error's text."""
+
+    server: str
+    channel: str
+    """The method (`notifications/progress`, `elicitation/create`, ...) or `error`."""
+    payload: dict[str, Any]
+    """Its params as wire JSON (an error: `{"message": ...}`)."""
+    caller: Caller | None = None
+    """Whose call it is sent during; None for what belongs to no call (a resource update)."""
 
 
 @dataclass(slots=True)
@@ -110,6 +136,10 @@ class InterceptedListing:
     """Tools (upstream names) a hook took out of the lists but still answers for when called by name,
     so the caller learns why (pinning: the approval a quarantined tool waits for) rather than that
     no such tool exists."""
+    withheld_prompts: list[str] = field(default_factory=list)
+    """The same for prompts (their upstream names)."""
+    withheld_templates: list[str] = field(default_factory=list)
+    """The same for resource templates (their `uriTemplate`): reads of URIs under one are routed."""
 
     def decide(self, interceptor: str, rule: str, action: Action, detail: str | None = None) -> None:
         """Record a decision about a definition (logged by the executor)."""
@@ -143,3 +173,9 @@ class Interceptor:
 
     async def at_listing(self, listing: InterceptedListing) -> None:
         """On a server's definitions before they are published: remove what must be hidden."""
+
+    async def at_message(self, message: InterceptedMessage) -> dict[str, Any]:
+        """On what an upstream sends the agent outside a result (progress, logs, requests to the agent,
+        resource updates, errors) before it is forwarded: return the payload, or a rewritten copy;
+        raise `Refused` to withhold it (a request to the agent is then answered with an error)."""
+        return message.payload

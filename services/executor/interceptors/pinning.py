@@ -17,8 +17,10 @@ person's decision it has not seen yet (it skips its write and re-decides when th
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
+import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -27,11 +29,13 @@ from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from libs.common import metrics, subjects
+from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch, decode_value
 from libs.common.nats import kv_bucket
 from libs.common.pins import DefinitionKind, PinBaseline, PinDrift, PinRecord, baseline_key, pin_key
 
 from ..pinning.decide import PinDecision, PinOutcome, decide
+from ..pinning.pinned_calls import QuarantinedTemplates, argument_problem
 from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
 
 __all__ = ["PinningInterceptor", "call_name"]
@@ -40,6 +44,10 @@ log = logging.getLogger(__name__)
 
 _CALLED_AS: Mapping[DefinitionKind, str] = {"tool": "", "prompt": "prompt:"}
 """How a call names a definition of that kind (`InterceptedCall.name`); templates are read by URI."""
+
+
+_HINT_EVERY = 5.0
+"""Seconds between re-listings a refused call may ask for, per server (the schedule runs anyway)."""
 
 
 def call_name(kind: DefinitionKind, name: str) -> str | None:
@@ -63,6 +71,12 @@ class PinningInterceptor(Interceptor):
         self._baseline_keys: dict[str, str] = {}
         self._refusals: dict[str, dict[str, str]] = {}
         """server -> call name -> why it is refused: the only thing a call looks at."""
+        self._templates: dict[str, QuarantinedTemplates] = {}
+        """server -> its quarantined resource templates: a read of a URI under one is refused."""
+        self._hinted: dict[str, float] = {}
+        """server -> when a refused call last made it list the server again (monotonic)."""
+        self._pinned: dict[str, dict[str, Any]] = {}
+        """server -> tool -> the approved `inputSchema` its calls are held to (tools served as approved)."""
         self.outcomes: dict[str, PinOutcome] = {}
         """server -> the last listing's decisions (tests and `bastion tools pending` read the records)."""
 
@@ -135,18 +149,27 @@ class PinningInterceptor(Interceptor):
         listing.prompts = _served(outcome, "prompt")
         listing.resource_templates = _served(outcome, "resource_template")
         refusals: dict[str, str] = {}
+        templates: dict[str, str] = {}
         for decision in outcome.decisions:
             if decision.verdict == "quarantined":
                 called = call_name(decision.kind, decision.name)
                 message = outcome.refusal(decision.kind, decision.name)
                 if called is not None and message is not None:
                     refusals[called] = message
+                elif decision.kind == "resource_template" and message is not None:
+                    templates[decision.name] = message
                 if decision.kind == "tool":
                     listing.withheld.append(decision.name)
+                elif decision.kind == "prompt":
+                    listing.withheld_prompts.append(decision.name)
+                else:
+                    listing.withheld_templates.append(decision.name)
                 listing.decide(self.name, decision.reason, "hide", _detail(decision))
             elif decision.verdict == "flagged":
                 listing.decide(self.name, decision.reason, "warn", _detail(decision))
         self._refusals[server] = refusals
+        self._templates[server] = QuarantinedTemplates.of(templates)
+        self._pinned[server] = _approved_schemas(outcome) if mode != "warn" else {}
         self.outcomes[server] = outcome
         metrics.PIN_QUARANTINED.labels(server).set(sum(1 for d in outcome.decisions if d.verdict == "quarantined"))
         for decision in outcome.drift:
@@ -159,6 +182,30 @@ class PinningInterceptor(Interceptor):
             message = refusals.get(call.name)
             if message is not None:
                 raise Refused(message, rule="quarantined", detail=call.name)
+        if call.method == "tools/call":
+            pinned = self._pinned.get(call.server)
+            if pinned and call.name in pinned:
+                problem = argument_problem(call.name, pinned[call.name], call.arguments)
+                if problem is not None:
+                    self._look_again(call.server)
+                    # an argument problem, answered as one (a tool error the agent can correct)
+                    kind = ErrorKind.INVALID_ARGUMENTS
+                    raise Refused(problem, rule="unpinned_arguments", detail=call.name, kind=kind)
+        elif call.method in ("resources/read", "resources/subscribe"):
+            templates = self._templates.get(call.server)
+            uri = call.arguments.get("uri")
+            if templates is not None and templates.templates and isinstance(uri, str):
+                message = templates.refusal(uri)
+                if message is not None:
+                    raise Refused(message, rule="quarantined", detail="resource template")
+
+    def _look_again(self, server: str) -> None:
+        """Only a changed definition would want a call the approved one refuses: list the server now,
+        but at most once per `_HINT_EVERY` so an agent's refused calls cannot keep it listing."""
+        now = time.monotonic()
+        if now - self._hinted.get(server, -math.inf) >= _HINT_EVERY:
+            self._hinted[server] = now
+            self.relist(server)
 
     # ------------------------------------------------------------------ writes and reports
 
@@ -229,6 +276,18 @@ class PinningInterceptor(Interceptor):
             await self._nc.publish(subjects.PIN_DRIFT, event.model_dump_json().encode())
         except Exception as exc:  # the record in KV is what counts; the event is a courtesy
             log.warning("pinning: cannot publish a drift event (%s)", exc)
+
+
+def _approved_schemas(outcome: PinOutcome) -> dict[str, Any]:
+    """Tool -> the `inputSchema` of each tool served because it hashes as its approved version (so
+    the listed copy is the approved one, byte for byte)."""
+    schemas: dict[str, Any] = {}
+    for definition in outcome.served("tool"):
+        name = definition.get("name")
+        decision = outcome.decision("tool", name) if isinstance(name, str) else None
+        if decision is not None and decision.verdict == "served" and decision.sha256 == decision.approved_sha256:
+            schemas[decision.name] = definition.get("inputSchema")
+    return schemas
 
 
 def _verdict_inputs(record: PinRecord) -> tuple[str | None, frozenset[str]]:

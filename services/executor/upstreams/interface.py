@@ -1,7 +1,8 @@
 """The one interface between the executor and an upstream server of any kind.
 
 `Upstream` (`upstream.py`) keeps every server the same way: a connection task that reconnects with
-backoff, the listing it publishes, health checks, the circuit breaker, retries, argument checks.
+backoff, the listing it publishes, health checks, the circuit breaker; the call path (`call_path`)
+calls every kind the same way: argument checks, the breaker, retries.
 What differs by kind is only how a session is opened and spoken to, and that is behind two small
 protocols here:
 
@@ -28,10 +29,13 @@ from typing import Any, Literal, Protocol
 import httpx2
 
 from libs.common.config import ServerConfig
+from libs.common.egress import EgressRules
 from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
+from libs.common.settings import ExecutorSettings
 
 from ..agents import ActiveCall, AgentLink
-from ..last_words import LastWords
+from .last_words import LastWords
+from .mcp.stdio_sandbox import StdioRoot
 
 __all__ = [
     "CallContext",
@@ -42,6 +46,7 @@ __all__ = [
     "SessionHooks",
     "SubscriptionStyle",
     "UpstreamSession",
+    "UpstreamSettings",
 ]
 
 
@@ -54,6 +59,11 @@ class Features:
     prompts: list[dict[str, Any]] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
     resource_templates: list[dict[str, Any]] = field(default_factory=list)
+    withheld_prompts: list[str] = field(default_factory=list)
+    """Prompts the interceptors keep out of `prompts` but answer for by name (pinning: quarantined)."""
+    withheld_templates: list[str] = field(default_factory=list)
+    """Resource templates (`uriTemplate`) kept out of `resource_templates` but answered for: a read
+    of a URI under one is routed, so the executor refuses it naming the approval it waits for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +77,50 @@ class Listing:
     """Tools the interceptors keep out of `tools` but answer for by name (`InterceptedListing.withheld`)."""
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """What every upstream of one executor is kept and called with (`ExecutorSettings`, docs/configuration.md)."""
+
+    connect_timeout: float = 30.0
+    """Seconds a connection attempt (and a forced re-listing) may take."""
+    max_backoff: float = 30.0
+    """The longest pause between reconnection attempts."""
+    health_interval: float = 15.0
+    """An idle session is pinged after this many seconds."""
+    drift_interval: float = 0.0
+    """Seconds between scheduled re-listings (0: none): an upstream that changes without announcing it."""
+    catalog_heartbeat: float = 10.0
+    """A ready server's catalog entry is written again this often (`catalog_publisher`)."""
+    lean_calls: bool = True
+    """Send `tools/call` the session's lean way where it has one (`BASTION_LEAN_CALLS`)."""
+    max_result: int | None = None
+    """`BASTION_MAX_RESULT_BYTES`: answers are not read far past it (`answer_limits`)."""
+    egress_allowed: tuple[str, ...] = ()
+    """Non-public hosts every server may reach (`egress.allow_private_hosts`), besides its own."""
+    stdio_root: StdioRoot | None = None
+    """Where a stdio server's sandbox keeps its working folder (`ExecutorSettings.stdio_root`)."""
+
+    @classmethod
+    def of(cls, settings: ExecutorSettings, stdio_root: StdioRoot) -> UpstreamSettings:
+        return cls(
+            connect_timeout=settings.connect_timeout,
+            max_backoff=settings.reconnect_max_backoff,
+            health_interval=settings.health_interval,
+            drift_interval=settings.drift_interval,
+            catalog_heartbeat=settings.catalog_heartbeat,
+            lean_calls=settings.lean_calls,
+            max_result=settings.max_result_bytes,
+            egress_allowed=tuple(settings.egress.allow_private_hosts),
+            stdio_root=stdio_root,
+        )
+
+
 @dataclass(slots=True)
 class SessionHooks:
     """What every kind is given by the `Upstream` that owns it: limits, and where to report."""
 
-    connect_timeout: float
-    max_result: int | None
-    """`BASTION_MAX_RESULT_BYTES`: answers are not read far past it (`answer_limits`)."""
+    settings: UpstreamSettings
+    """Its limits: `connect_timeout`, `max_result`, `stdio_root`."""
     agents: AgentLink
     """Routes what the server sends during a call (progress, logs, requests to the agent) to that call's agent."""
     on_end: Callable[[], None]
@@ -88,6 +135,8 @@ class SessionHooks:
     """Resource URI -> agent sessions following it through this executor (a new session restores them)."""
     last_words: LastWords = field(default_factory=LastWords)
     """Where a kind keeps what the server said about itself (a stdio child's stderr), for its status."""
+    egress: EgressRules = field(default_factory=EgressRules)
+    """Where its HTTP connections may go: public addresses, and the hosts its owner allowed (`libs.common.egress`)."""
 
 
 @dataclass(slots=True)

@@ -8,9 +8,9 @@ from types import MappingProxyType
 
 from libs.common.config import ServerConfig
 
-from ..openapi import connector as openapi
-from . import sse, stdio, streamable_http
 from .interface import Connector, ConnectorFactory, SessionHooks
+from .mcp import sse, stdio, streamable_http
+from .openapi import connector as openapi
 
 __all__ = ["KINDS", "connector_for"]
 

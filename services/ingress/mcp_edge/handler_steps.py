@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 
-from libs.common import tracing
+from libs.common import semconv, tracing
 from libs.common.messages import AuditEvent
 
 from ..context import RequestContext
@@ -150,18 +151,39 @@ class CancelOnDisconnect(Step):
 
 
 class Trace(Step):
-    """One trace from the agent's `traceparent` on: relayed in NATS headers, then in the upstream's `_meta`."""
+    """The request's span (named and described by the OpenTelemetry MCP conventions, `semconv`),
+    continuing the agent's `traceparent`, then relayed in NATS headers and the upstream's `_meta`;
+    and its `mcp.server.operation.duration`, recorded with tracing on or off."""
 
     __slots__ = ()
 
     async def __call__(self, x: Exchange) -> None:
         if not tracing.enabled():  # what the span would be: a no-op context, no trace id
-            await self.next(x)
+            try:
+                await self.next(x)
+            finally:
+                self._finished(None, x)
             return
-        with tracing.server_span("ingress", "POST /mcp", x.headers) as span:
+        ctx = x.ctx
+        name, attributes = semconv.server_started(
+            x.method, x.message.get("params"), ctx.version, ctx.request_id, ctx.session
+        )
+        with tracing.server_span("ingress", name, x.headers, attributes) as span:
             if span is not None:
-                x.ctx.trace_id = tracing.trace_id(span)
-            await self.next(x)
+                ctx.trace_id = tracing.trace_id(span)
+            try:
+                await self.next(x)
+            finally:
+                self._finished(span, x)
+
+    @staticmethod
+    def _finished(span: Any, x: Exchange) -> None:
+        if not hasattr(x, "payload"):
+            return  # the handler did not answer (cancelled): no operation to measure
+        ctx = x.ctx
+        params = x.message.get("params")
+        seconds = time.perf_counter() - ctx.started
+        semconv.server_finished(span, x.method, params, ctx.version, x.payload, x.audit, seconds, ctx.call_id)
 
 
 class Dispatch(Step):

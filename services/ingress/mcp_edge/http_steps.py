@@ -8,12 +8,15 @@ from collections.abc import Awaitable, Callable
 
 from mcp_types import INVALID_REQUEST
 
+from libs.common.refusals import RefusalLog
+
 from ..access_tokens import Authenticator
 from ..answers import Answer
 from ..hosts import HostGuard
 from ..http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from ..keys import AuthFailure, KeyDirectory, unauthorized
 from ..protocol import error_body
+from ..refused_credentials import note_refusal
 from .chain import Answering, Check, Exchange, Receive, Refusal, Step
 
 __all__ = [
@@ -63,16 +66,18 @@ class CheckHeaders(Check):
 
 class Authenticate(Check):
     """401 without a valid virtual key or OAuth access token (`keys.unauthorized` says why, in a
-    way each MCP client shows); else the caller is known from here on."""
+    way each MCP client shows), counted and audited (`refusals`); else the caller is known from here on."""
 
-    __slots__ = ("authenticator",)
+    __slots__ = ("authenticator", "refusals")
 
-    def __init__(self, authenticator: KeyDirectory | Authenticator) -> None:
-        self.authenticator = authenticator
+    def __init__(self, authenticator: KeyDirectory | Authenticator, refusals: RefusalLog | None = None) -> None:
+        self.authenticator, self.refusals = authenticator, refusals
 
     def check(self, x: Exchange) -> Answering | None:
-        caller = self.authenticator.authenticate(x.headers.get("authorization"))
+        authorization = x.headers.get("authorization")
+        caller = self.authenticator.authenticate(authorization)
         if isinstance(caller, AuthFailure):
+            note_refusal(self.refusals, "mcp", caller, authorization, x.scope)
             return Refusal(401, *unauthorized(caller))
         x.caller = caller
         return None

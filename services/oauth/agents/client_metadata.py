@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..fetch import AllowList, guarded_client, why_unreachable
 from .records import ClientRecord
+from .redirect_uris import LOOPBACK, redirect_uri_problem
 
 __all__ = ["ClientMetadataDocuments", "ClientMetadataError", "is_metadata_url"]
 
@@ -37,7 +38,6 @@ _MAX_URL = 2000
 _TIMEOUT = 5.0
 _CACHE_SECONDS = 300.0
 _CACHE_ENTRIES = 1000
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class ClientMetadataError(Exception):
@@ -77,7 +77,7 @@ class ClientMetadataDocuments:
             parts = urlsplit(url)
         except ValueError:
             return "the client_id is not a URL"
-        loopback_http = parts.scheme == "http" and parts.hostname in _LOOPBACK and self.allow_http_loopback
+        loopback_http = parts.scheme == "http" and parts.hostname in LOOPBACK and self.allow_http_loopback
         if parts.scheme != "https" and not loopback_http:
             return "a client_id URL must use https"
         if not parts.hostname or parts.username or parts.password or parts.fragment or "#" in url:
@@ -101,7 +101,6 @@ class ClientMetadataDocuments:
         return record
 
     async def _fetch(self, url: str) -> ClientRecord:
-        from .clients import redirect_uri_problem  # clients imports this module
 
         try:
             async with (

@@ -1,6 +1,6 @@
 """OAuth clients: dynamic registration (RFC 7591) and client authentication at the token endpoints.
 
-Redirect URIs are where codes go, so registration is strict: absolute, no fragment, and either
+Redirect URIs are where codes go, so registration is strict (`redirect_uris`): absolute, no fragment, and either
 https, http on a loopback address (native apps, RFC 8252 §7.3), or a private-use scheme
 (`cursor://...`, RFC 8252 §7.1). At authorization time they are matched exactly.
 
@@ -18,7 +18,7 @@ import binascii
 import hmac
 import time
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import orjson
 from nats.js.kv import KeyValue
@@ -30,41 +30,18 @@ from ..http import HttpError, json_response
 from ..store import Conflict, Records
 from .client_metadata import ClientMetadataDocuments, ClientMetadataError, is_metadata_url
 from .records import ClientRecord, digest, new_secret
+from .redirect_uris import redirect_uri_problem
 
-__all__ = ["ClientAuthenticator", "Registration", "client_key", "redirect_uri_problem"]
+__all__ = ["ClientAuthenticator", "Registration", "client_key"]
 
 _MAX_REDIRECT_URIS = 10
-_MAX_URI = 2000
 _MAX_REDIRECT_CHARS = 4096
 """All redirect URIs of one registration together: real clients name one or two."""
 _RATE_WINDOW = 3600
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def client_key(client_id: str) -> str:
     return f"client.{digest(client_id)[:48]}"
-
-
-def redirect_uri_problem(uri: str) -> str | None:
-    """Why `uri` may not be registered as a redirect URI, or None."""
-    if len(uri) > _MAX_URI:
-        return f"a redirect URI may have at most {_MAX_URI} characters"
-    try:
-        parts = urlsplit(uri)
-    except ValueError:
-        return f"{uri!r} is not a URI"
-    if not parts.scheme or parts.fragment or "#" in uri:
-        return f"{uri!r} must be absolute and carry no fragment"
-    scheme = parts.scheme.lower()
-    if scheme == "https":
-        return None if parts.hostname else f"{uri!r} has no host"
-    if scheme == "http":
-        if parts.hostname in _LOOPBACK:
-            return None
-        return f"{uri!r}: plain http is allowed only for loopback addresses (127.0.0.1, localhost, [::1])"
-    if scheme in {"javascript", "data", "file", "vbscript", "about", "blob"}:
-        return f"{uri!r}: the {scheme!r} scheme cannot be a redirect URI"
-    return None  # a private-use scheme of a native app
 
 
 class _RegistrationRequest(BaseModel):

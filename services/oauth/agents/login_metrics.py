@@ -9,10 +9,10 @@ keeps the routes free of metric calls on each of their many ways out.
 
 from __future__ import annotations
 
-from libs.common import metrics
 from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import Route
+from ..metrics import OAUTH_LOGINS
 
 __all__ = ["counted_login", "login_outcome"]
 
@@ -28,7 +28,7 @@ def counted_login(method: str, route: Route) -> Route:
 
     async def counted(request: HttpExchangeRequest) -> HttpExchangeResponse:
         response = await route(request)
-        metrics.OAUTH_LOGINS.labels(method, login_outcome(response.status)).inc()
+        OAUTH_LOGINS.labels(method, login_outcome(response.status)).inc()
         return response
 
     return counted

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .records import ClientRecord
+from .redirect_uris import redirect_uri_problem
 
 __all__ = ["load_clients"]
 
@@ -45,7 +46,6 @@ class _Declared(BaseModel):
 
 def load_clients(path: str) -> dict[str, ClientRecord]:
     """client_id -> record; `ValueError` naming the file and the problem."""
-    from .clients import redirect_uri_problem  # clients imports this module
 
     try:
         raw = yaml.safe_load(Path(path).read_text())

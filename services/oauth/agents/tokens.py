@@ -16,10 +16,10 @@ import re
 import time
 from typing import Any
 
-from libs.common import metrics
 from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse, RevokedToken
 
 from ..http import HttpError, form_of, json_response
+from ..metrics import OAUTH_TOKEN_REFUSALS, OAUTH_TOKENS_ISSUED
 from ..store import Conflict, Records
 from .authorize import _CHALLENGE
 from .clients import ClientAuthenticator
@@ -58,9 +58,9 @@ class Tokens:
         try:
             grant, response = await self._token(request)
         except HttpError as exc:
-            metrics.OAUTH_TOKEN_REFUSALS.labels(exc.error).inc()
+            OAUTH_TOKEN_REFUSALS.labels(exc.error).inc()
             raise
-        metrics.OAUTH_TOKENS_ISSUED.labels(grant).inc()
+        OAUTH_TOKENS_ISSUED.labels(grant).inc()
         return response
 
     async def _token(self, request: HttpExchangeRequest) -> tuple[str, HttpExchangeResponse]:

@@ -23,10 +23,10 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from libs.common import metrics
 from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
 
 from ..fetch import AllowList, guarded_client
+from ..metrics import OAUTH_UPSTREAM_TOKENS
 from . import client as oauth
 from .discovery import discover
 from .errors import UpstreamOAuthError
@@ -126,7 +126,7 @@ class Authorizer:
 
     async def token(self, query: UpstreamTokenQuery) -> UpstreamToken:
         if query.per_user and query.user is None:
-            metrics.OAUTH_UPSTREAM_TOKENS.labels("refused").inc()
+            OAUTH_UPSTREAM_TOKENS.labels("refused").inc()
             return UpstreamToken(
                 error="this server is configured per user, and the call names no user (use a key bound to a user)"
             )
@@ -137,9 +137,9 @@ class Authorizer:
             try:
                 tokens, how = await self._current(query, user)
             except UpstreamOAuthError as exc:
-                metrics.OAUTH_UPSTREAM_TOKENS.labels("error").inc()
+                OAUTH_UPSTREAM_TOKENS.labels("error").inc()
                 return self._unauthorized(query, user, str(exc))
-        metrics.OAUTH_UPSTREAM_TOKENS.labels(how).inc()
+        OAUTH_UPSTREAM_TOKENS.labels(how).inc()
         if tokens is None:
             return self._unauthorized(query, user, "not authorized yet")
         return UpstreamToken(access_token=tokens.access_token, expires_at=tokens.expires_at)

@@ -126,7 +126,7 @@ async def test_publisher_overflow_is_logged_not_raised(nc: NATS, caplog: pytest.
 
 
 async def test_a_huge_event_is_cut_and_never_blocks_the_ones_behind_it(audit, tmp_path: Path) -> None:
-    """Finding 1: a 3.8 MB tool name (and the error quoting it) against a NATS with its default 1 MB
+    """A 3.8 MB tool name (and the error quoting it) against a NATS with its default 1 MB
     max payload used to be retried forever, and no later event on that publisher was ever stored."""
     server = EmbeddedNats(tmp_path / "nats-1mb", max_payload_mb=1).start()
     try:
@@ -221,7 +221,7 @@ async def test_a_batch_published_before_its_stream_exists_is_retried_until_acked
 async def test_nats_killed_and_restarted_loses_no_event_and_piles_up_no_copies(
     audit, nats_server: EmbeddedNats
 ) -> None:
-    """Finding 7: nats-server SIGKILLed and restarted on the same port (JetStream on disk). While it
+    """nats-server SIGKILLed and restarted on the same port (JetStream on disk). While it
     is away, events wait in the publisher (not as retried copies in the client's send buffer), and
     all of them are stored once it is back."""
     client = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1)

@@ -1,4 +1,4 @@
-"""Analytics cannot stall the audit service (issue 24, items 6 and 7), against a real nats-server and
+"""Analytics cannot stall the audit service, against a real nats-server and
 the real engine: a query's memory is capped, queries are bounded per principal and in total (beyond:
 "busy, retry after"), a query is stopped in the engine when its caller gives up, events keep being
 written and acknowledged and checkpoints keep being signed while long queries run, and a redelivered

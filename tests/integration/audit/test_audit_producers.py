@@ -1,11 +1,11 @@
-"""Only rightful producers write the audit trail (issue 26, item 6), proven by attack on a real
+"""Only rightful producers write the audit trail, proven by attack on a real
 nats-server with the permissions `bastion up` renders: each producer role publishes on its own
 subjects alone, the audit service stores an event only when its chain belongs to the role whose
 subject it came on, flags events naming keys that do not exist, and `bastion audit verify` says
 which producer vouches for each chain and reports every forgery.
 
-The attacker holds the ingress NKey (as `file()` once handed it out) and publishes, like the issue's
-three invented events, an event on codemode's chain, one on a made-up chain, and one for a key that
+The attacker holds the ingress NKey (as `file()` once handed it out) and publishes three invented
+events, an event on codemode's chain, one on a made-up chain, and one for a key that
 does not exist (user alice, status ok) on a chain that looks like an ingress replica's.
 """
 

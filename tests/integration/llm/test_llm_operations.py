@@ -209,7 +209,9 @@ async def test_without_a_provider_the_models_list_and_the_docs_first_example_say
         base = gw.url.removesuffix("/mcp")
         async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=ADMIN_KEY, max_retries=0) as client:
             models = await client.models.list()
-        assert models.data == [] and "llm:" in (models.model_extra or {})["bastion"]["hint"]
+        hint = (models.model_extra or {})["bastion"]["hint"]
+        assert models.data == [] and "llm:" in hint
+        assert hint.endswith(").") and not hint.endswith("..")  # one full stop, not two
         try:
             with pytest.raises(openai.NotFoundError) as missing:
                 await asyncio.to_thread(exec, _docs_blocks("python", gw)[0], namespace)

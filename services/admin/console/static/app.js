@@ -16,9 +16,10 @@ import { Traffic } from "./views/traffic.js";
 import { Playground } from "./views/playground.js";
 import { Export } from "./views/export.js";
 import { Directory } from "./views/directory.js";
+import { Approvals } from "./views/approvals.js";
 
 // the shared navigation's places (nav.js), each with its view
-const VIEW_OF = { servers: Servers, catalog: Catalog, keys: Keys, groups: Groups, directory: Directory, providers: Providers, traffic: Traffic, playground: Playground, export: Export };
+const VIEW_OF = { servers: Servers, catalog: Catalog, keys: Keys, groups: Groups, directory: Directory, providers: Providers, traffic: Traffic, playground: Playground, export: Export, approvals: Approvals };
 export const VIEWS = PLACES.map(([name, title, permission]) => [name, title, permission, VIEW_OF[name]]);
 
 function route() {
@@ -26,19 +27,29 @@ function route() {
   return { name: name || "", params: new URLSearchParams(query || "") };
 }
 
+// The two ways in, said in full: a person may arrive with neither a token nor a user.
+const TOKEN_FILE = "<data dir>/stack.json";
+const MAKE_USER = "bastion users create alice --name Alice --password";
+const BIND_USER = "bastion principals create alice@example.com --person --user alice --role operator";
+
 function Login({ error, onDone }) {
   const [value, setValue] = useState("");
   const submit = (event) => { event.preventDefault(); if (value.trim()) { signIn(value); onDone(); } };
   return html`<main class="login"><section class="panel">
     <h2>Sign in to the Bastion console</h2>
-    <p><a id="sign-in" href="/login?next=/console">Sign in</a> as your Bastion user (or through your identity
-      provider), or paste a principal's API token: it stays in this browser tab only, and opens the dashboard too.</p>
-    <p class="muted">Under <code>bastion up</code> the first owner's token is kept in <code>&lt;data dir&gt;/stack.json</code>
-      (<code>admin_token</code>; the data dir is <code>.bastion</code> by default). An owner makes tokens for others:
-      <code>bastion principals create ... --role operator --token</code>.</p>
+    <p>Two ways in ${"(docs/console.md, "}<em>Signing in</em>${"):"}</p>
+    <ol id="login-ways">
+      <li><strong>Paste an API token</strong> below. Under <code>bastion up</code> the first owner's token is the
+        ${" "}<code>admin_token</code> in <code>${TOKEN_FILE}</code>${" "}(the data dir is <code>.bastion</code> by default).
+        It stays in this browser tab only, and opens the dashboard too. An owner makes tokens for others:
+        ${" "}<code>bastion principals create ... --role operator --token</code>.</li>
+      <li><strong>Sign in as a Bastion user</strong> with a password (or through your identity provider). No user
+        exists until one is made: <code id="login-make-user">${MAKE_USER}</code>, then give that person a role:
+        ${" "}<code id="login-bind-user">${BIND_USER}</code>.${" "}Then <a id="sign-in" href="/login?next=/console">sign in</a>.</li>
+    </ol>
     <${ErrorBox} error=${error} />
     <form onSubmit=${submit}>
-      <input id="login-token" type="password" autocomplete="off" aria-label="admin API token"
+      <input id="login-token" type="password" autocomplete="off" aria-label="admin API token" placeholder="API token"
         value=${value} onInput=${(e) => setValue(e.target.value)} />
       <button class="primary" id="login-open">Open the console</button>
     </form>

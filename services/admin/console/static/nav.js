@@ -15,6 +15,7 @@ export const PLACES = [
   ["traffic", "Live traffic", "analytics:read"],
   ["playground", "Playground", "keys:read"],
   ["export", "Export", "servers:read"],
+  ["approvals", "Approvals", "approvals:decide"],
 ];
 export const DASHBOARD = { href: "/dashboard", title: "Dashboard", permission: "analytics:read" };
 

@@ -56,3 +56,25 @@ export function pretty(value) {
 export function parseJson(text, what) {
   try { return JSON.parse(text); } catch (err) { throw new Error(`${what} is not valid JSON: ${err.message}`); }
 }
+
+// Copies `text` (a secret shown once): the clipboard API where the browser grants it, else the old
+// select-and-copy of the element `from`; says whether it worked, and if not, to copy it by hand.
+export function CopyButton({ text, from, ...rest }) {
+  const [said, setSaid] = useState("Copy");
+  const byHand = () => {
+    const node = document.getElementById(from);
+    if (!node) return false;
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+    return document.execCommand("copy");
+  };
+  const copy = async () => {
+    let copied = false;
+    try { await navigator.clipboard.writeText(text); copied = true; } catch (_) { copied = byHand(); }
+    setSaid(copied ? "Copied" : "Select it and copy it by hand");
+  };
+  return html`<button type="button" ...${rest} data-said=${said} onClick=${copy}>${said}</button>`;
+}

@@ -32,8 +32,15 @@ export function Catalog({ access }) {
   const [held, setHeld] = useState(null); // a pending definition opened: not in the catalog while it waits
   const { data, error: failed, reload: reloadCatalog } = useCatalog(q, "", offset);
   const pending = useLoad(() => get("/tools/pending"), []);
-  // a change an upstream makes while the person looks shows up without a reload
-  useEffect(() => { const t = setInterval(pending.reload, FOLLOW_MS); return () => clearInterval(t); }, [pending.reload]);
+  // a change an upstream makes while the person looks shows up without a reload: what waits, and the
+  // catalog itself (a definition held back for approval leaves it)
+  useEffect(() => {
+    const t = setInterval(() => { pending.reload(); reloadCatalog(); }, FOLLOW_MS);
+    return () => clearInterval(t);
+  }, [pending.reload, reloadCatalog]);
+  const waiting = (pending.data || []).map((p) => `${p.server}/${p.name}`);
+  // a listed row whose definition is held back is stale: it goes with the next page the API answers
+  const withheld = open && waiting.includes(grantOf(open));
   const decided = () => { pending.reload(); reloadCatalog(); };
   const show = (row) => { setHeld(null); setOpen(row); };
   const showHeld = (p) => { setOpen(null); setHeld(p); };
@@ -46,7 +53,7 @@ export function Catalog({ access }) {
     setDone(`${picked.size} tools added to ${group}`);
     setPicked(new Set());
   };
-  const rows = data ? data.rows : [];
+  const rows = data ? data.rows.filter((r) => !waiting.includes(grantOf(r))) : [];
   return html`<div><${PendingApprovals} pending=${pending.data || []} openKey=${held && `${held.server}/${held.name}`} onOpen=${showHeld} />
     <div class="split">
     <section class="panel">
@@ -76,10 +83,12 @@ export function Catalog({ access }) {
     <section class="panel" id="tool-detail">
       <${ErrorBox} error=${pending.error} />
       ${open ? html`<h2><code>${open.name}</code></h2>
+        ${withheld && html`<div class="notice" id="tool-withheld">Held back: a changed definition waits for approval,
+          so this tool is not listed or callable until a person decides.</div>`}
         <p>${open.description}</p>
         <h3>Definition</h3><pre>${pretty(open.definition)}</pre>
         <h3>Pinning</h3>
-        <${PinPanel} key=${grantOf(open)} server=${open.server} name=${open.tool} access=${access} onDecided=${decided} />`
+        <${PinPanel} key=${grantOf(open) + (withheld ? ":held" : "")} server=${open.server} name=${open.tool} access=${access} onDecided=${decided} />`
         : held ? html`<h2><code>${held.server}/${held.name}</code> <span class="muted">waiting for approval</span></h2>
           <${PinPanel} key=${"held:" + held.server + "/" + held.name} server=${held.server} name=${held.name} access=${access} onDecided=${decided} />`
         : html`<${Empty}>Pick a tool to see its definition and pin, or a pending approval to decide it.</${Empty}>`}

@@ -14,10 +14,11 @@ const KINDS = [
 
 const limit = (e) => (e.budget ? `${e.budget.limit_usd} USD / ${e.budget.period}` : e.rate_limit ? `${e.rate_limit.requests} / ${e.rate_limit.per}` : "");
 
-// the limit each kind carries: a budget in USD (its period kept, a month when new) or a rate limit
+// the limit each kind carries: a budget in USD per the period picked, or a rate limit (its window kept)
+const PERIODS = ["day", "week", "month"];
 const LIMITS = {
-  customers: ["budget", "budget (USD)", (e) => e.budget && e.budget.limit_usd, (v, old) => ({ limit_usd: Number(v), period: old ? old.period : "month" })],
-  teams: ["budget", "budget (USD)", (e) => e.budget && e.budget.limit_usd, (v, old) => ({ limit_usd: Number(v), period: old ? old.period : "month" })],
+  customers: ["budget", "budget (USD)", (e) => e.budget && e.budget.limit_usd, (v, old, period) => ({ limit_usd: Number(v), period })],
+  teams: ["budget", "budget (USD)", (e) => e.budget && e.budget.limit_usd, (v, old, period) => ({ limit_usd: Number(v), period })],
   users: ["rate_limit", "requests", (e) => e.rate_limit && e.rate_limit.requests, (v, old) => ({ requests: Number(v), per: old ? old.per : "minute" })],
 };
 
@@ -25,14 +26,15 @@ const LIMITS = {
 function EntityForm({ kind, parent, parents, groups, editing, onDone }) {
   const [field, label, current, build] = LIMITS[kind];
   const [values, setValues] = useState(editing
-    ? { id: editing.id, name: editing.name, parent: (parent && editing[parent]) || "", groups: editing.groups, limit: String(current(editing) ?? "") }
-    : { id: "", name: "", parent: "", groups: [], limit: "" });
+    ? { id: editing.id, name: editing.name, parent: (parent && editing[parent]) || "", groups: editing.groups, limit: String(current(editing) ?? ""),
+      period: (editing.budget && editing.budget.period) || "month" }
+    : { id: "", name: "", parent: "", groups: [], limit: "", period: "month" });
   const [error, setError] = useState(null);
   const set = (name) => (e) => setValues({ ...values, [name]: e.target.value });
   const save = async () => {
     const body = { name: values.name, groups: values.groups };
     if (parent) body[parent] = values.parent || null;
-    body[field] = values.limit.trim() ? build(values.limit, editing && editing[field]) : null;
+    body[field] = values.limit.trim() ? build(values.limit, editing && editing[field], values.period) : null;
     if (editing) await api("PATCH", `/${kind}/${encodeURIComponent(editing.id)}`, body);
     else await post(`/${kind}`, { id: values.id, ...body });
     onDone();
@@ -43,6 +45,8 @@ function EntityForm({ kind, parent, parents, groups, editing, onDone }) {
     ${parent && html`<label>${parent.replace("_id", "")}<select value=${values.parent} onChange=${set("parent")}>
       <option value="">none</option>${parents.map((p) => html`<option value=${p.id}>${p.id}</option>`)}</select></label>`}
     <label>${label}<input id=${`${kind}-limit`} type="number" min="0" size="8" value=${values.limit} onInput=${set("limit")} /></label>
+    ${field === "budget" && html`<label>per<select id=${`${kind}-period`} value=${values.period} onChange=${set("period")}>
+      ${PERIODS.map((p) => html`<option value=${p}>${p}</option>`)}</select></label>`}
     ${groups.map((g) => html`<label class="inline"><input type="checkbox" checked=${values.groups.includes(g.id)}
       onChange=${(e) => setValues({ ...values, groups: e.target.checked ? [...values.groups, g.id] : values.groups.filter((x) => x !== g.id) })} />${g.id}</label>`)}
     <${Action} id=${`${kind}-save`} class="primary" onRun=${save} setError=${setError} disabled=${!values.id || !values.name}>${editing ? "Save" : "Create"}</${Action}>

@@ -3,7 +3,7 @@
 "use strict";
 import { useState } from "preact/hooks";
 import { get, post, query, secrets } from "../api.js";
-import { Action, Empty, ErrorBox, html, onEnter, useLoad, when } from "../ui.js";
+import { Action, CopyButton, Empty, ErrorBox, html, onEnter, useLoad, when } from "../ui.js";
 import { grantOf, useCatalog } from "./catalog.js";
 
 const SPEND = "SELECT key_name, sum(calls) AS calls, round(sum(cost_usd), 6) AS spend_usd FROM bastion.calls_hourly"
@@ -109,9 +109,10 @@ export function Keys({ access }) {
   const keys = data ? data.keys : [];
   return html`
     ${shown && html`<section class="panel" id="key-secret"><h2>Key ${shown.name}: its secret, shown once</h2>
-      <p>Store it now; Bastion keeps only its sha256. Send it as <code>Authorization: Bearer &lt;secret&gt;</code>.</p>
+      <p>Store it now; Bastion keeps only its sha256. Send it as <code>${"Authorization: Bearer <secret>"}</code>.</p>
       <div class="secret" id="key-secret-value">${shown.secret}</div>
-      <div class="toolbar" style="margin-top:8px"><a href=${"#/playground?key=" + shown.id} id="key-try">Try it in the playground</a>
+      <div class="toolbar" style="margin-top:8px"><${CopyButton} id="key-secret-copy" text=${shown.secret} from="key-secret-value" />
+        <a href=${"#/playground?key=" + shown.id} id="key-try">Try it in the playground</a>
         <button type="button" onClick=${() => setShown(null)}>Done</button></div></section>`}
     ${issuing && html`<${Issue} access=${access} onIssued=${fresh} />`}
     <section class="panel">

@@ -14,6 +14,10 @@ const pinOf = (server, name) => get(`${path(server, name)}/pin`).catch((err) => 
   throw err;
 });
 
+// Whether agents see it: the upstream listing it is not enough while a changed definition waits.
+const listedOf = (state) => (!state.listed ? "no: the upstream no longer lists it"
+  : state.pending ? "no: withheld until a person approves the change" : "yes");
+
 export function PendingApprovals({ pending, openKey, onOpen }) {
   if (!pending.length) return null;
   return html`<section class="panel" id="pending-approvals">
@@ -55,7 +59,7 @@ export function PinPanel({ server, name, access, onDecided }) {
       <tr><th>approved</th><td><code>${short(state.approved)}</code>${state.approved_by ? ` by ${state.approved_by}` : ""}${state.approved_at ? `, ${when(state.approved_at)}` : ""}</td></tr>
       <tr><th>waiting</th><td id="pin-waiting">${state.pending ? html`<code>${short(state.pending)}</code> (${state.reason || "changed"})` : "nothing"}</td></tr>
       <tr><th>rejected</th><td>${state.rejected}</td></tr>
-      <tr><th>listed</th><td>${state.listed ? "yes" : "no: the upstream no longer lists it"}</td></tr></tbody></table>`}
+      <tr><th>listed</th><td id="pin-listed">${listedOf(state)}</td></tr></tbody></table>`}
     ${waiting && diff.data && html`<h3>Drift</h3><pre id="pin-diff">${diff.data.diff}</pre>
       ${access.can("tools:approve")
         ? html`<div class="toolbar">

@@ -51,13 +51,16 @@ function Field({ field, value, onValue }) {
   const { name, spec, required } = field;
   const type = Array.isArray(spec.type) ? spec.type[0] : spec.type;
   const id = "arg-" + name;
-  const label = html`${name}${required ? " *" : ""} <span class="muted">${type || ""}${spec.description ? " — " + spec.description : ""}</span>`;
+  // the schema's default is what the tool uses when the field is left empty: said, and shown as the placeholder
+  const fallback = spec.default === undefined ? undefined : typeof spec.default === "string" ? spec.default : JSON.stringify(spec.default);
+  const label = html`<span>${name}${required ? " *" : ""} <span class="muted">${type || ""}${spec.description ? " — " + spec.description : ""}</span>${fallback !== undefined
+    ? html` <span class="muted" data-default=${name}>(default: ${fallback})</span>` : ""}</span>`;
   if (spec.enum) return html`<label style="display:flex">${label}<select id=${id} value=${value ?? ""} onChange=${(e) => onValue(e.target.value)}>
     <option value=""></option>${spec.enum.map((v) => html`<option value=${v}>${String(v)}</option>`)}</select></label>`;
   if (type === "boolean") return html`<label class="inline"><input id=${id} type="checkbox" checked=${!!value} onChange=${(e) => onValue(e.target.checked)} />${label}</label>`;
   if (type === "object" || type === "array" || MULTILINE.has(name)) return html`<label style="display:flex">${label}<textarea id=${id} rows="3" value=${value ?? ""} onInput=${(e) => onValue(e.target.value)}></textarea></label>`;
   return html`<label style="display:flex">${label}<input id=${id} type=${type === "integer" || type === "number" ? "number" : "text"}
-    value=${value ?? ""} onInput=${(e) => onValue(e.target.value)} /></label>`;
+    value=${value ?? ""} placeholder=${fallback ?? ""} onInput=${(e) => onValue(e.target.value)} /></label>`;
 }
 
 export function Playground({ access, params }) {

@@ -4,8 +4,12 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, get, post } from "../api.js";
 import { Action, Empty, ErrorBox, html, parseJson, pretty, useLoad } from "../ui.js";
+import { RegistryImport, RegistryUpdates } from "./registry.js";
 
 const EXAMPLE = '{\n  "url": "https://mcp.example.com/mcp",\n  "headers": {"Authorization": "Bearer ..."}\n}';
+
+// What the executor speaks to it with (ServerConfig.transport): an OpenAPI server is neither stdio nor MCP over HTTP
+export const transportOf = (config) => (config.openapi ? "openapi" : config.command ? "stdio" : config.type === "sse" ? "sse" : "http");
 
 async function load(access) {
   const servers = await get("/servers");
@@ -34,7 +38,9 @@ function Editor({ editing, onDone, onCancel }) {
   return html`<section class="panel" id="server-editor">
     <h2>${editing ? `Edit ${editing.name}` : "Add a server"}</h2>
     <label>Name<input id="server-name" value=${name} disabled=${!!editing} onInput=${(e) => setName(e.target.value)} /></label>
-    <label style="display:flex">Entry (one <code>mcpServers</code> entry: <code>url</code> and <code>headers</code>, or <code>command</code>, <code>args</code>, <code>env</code>)
+    <label class="wide">
+      <span id="server-config-help">Entry (one <code>mcpServers</code> entry: <code>url</code> and <code>headers</code>, or <code>command</code>,${" "}
+        <code>args</code>, <code>env</code>; or <code>openapi</code>)</span>
       <textarea id="server-config" rows="8" value=${text} onInput=${(e) => setText(e.target.value)}></textarea></label>
     <div class="toolbar">
       <${Action} id="server-test" onRun=${test} setError=${setError}>Test connection</${Action}>
@@ -50,7 +56,7 @@ function Editor({ editing, onDone, onCancel }) {
 
 export function Servers({ access }) {
   const { data, error, reload } = useLoad(() => load(access), []);
-  const [editing, setEditing] = useState(null); // null, "new" or a server
+  const [editing, setEditing] = useState(null); // null, "new", "registry", "updates" or a server
   const [failure, setFailure] = useState(null);
   const writable = access.can("servers:write");
   // a server just saved is pending until an executor reports on it: watch it until then
@@ -67,12 +73,16 @@ export function Servers({ access }) {
   };
   const rows = data ? data.servers : [];
   return html`
-    ${editing && html`<${Editor} editing=${editing === "new" ? null : editing}
+    ${editing === "registry" && html`<${RegistryImport} onDone=${() => { setEditing(null); reload(); }} onCancel=${() => setEditing(null)} />`}
+    ${editing === "updates" && html`<${RegistryUpdates} writable=${writable} onDone=${reload} onCancel=${() => setEditing(null)} />`}
+    ${editing && editing !== "registry" && editing !== "updates" && html`<${Editor} editing=${editing === "new" ? null : editing}
       onDone=${() => { setEditing(null); reload(); }} onCancel=${() => setEditing(null)} />`}
     <section class="panel">
       <div class="toolbar"><h2 style="margin:0">Servers</h2>
         <button type="button" onClick=${reload}>Refresh</button>
-        ${writable && html`<button type="button" class="primary" id="server-add" onClick=${() => setEditing("new")}>Add a server</button>`}</div>
+        ${writable && html`<button type="button" class="primary" id="server-add" onClick=${() => setEditing("new")}>Add a server</button>
+          <button type="button" id="server-from-registry" onClick=${() => setEditing("registry")}>From a registry</button>`}
+        <button type="button" id="server-updates" onClick=${() => setEditing("updates")}>Registry updates</button></div>
       <${ErrorBox} error=${error || failure} />
       ${data && !rows.length && html`<${Empty}>No upstream server yet.${writable ? " Add one: its tools appear in the catalog once the executor connects." : ""}</${Empty}>`}
       ${rows.length > 0 && html`<table id="servers-table"><thead><tr><th></th><th>server</th><th>transport</th><th>status</th>
@@ -82,7 +92,7 @@ export function Servers({ access }) {
           return html`<tr data-server=${s.name}>
             <td><span class=${"dot h-" + (s.health || s.status)} title=${s.health || s.status}></span></td>
             <td><strong>${s.name}</strong></td>
-            <td>${s.config.command ? "stdio" : s.config.type === "sse" ? "sse" : "http"}</td>
+            <td data-transport>${transportOf(s.config)}</td>
             <td>${s.health || s.status}${s.authorize_url && html` · <a href=${s.authorize_url} target="_blank" rel="noopener">authorize</a>`}</td>
             <td>${s.breaker ? `${s.breaker.state}${s.breaker.failures ? ` (${s.breaker.failures} failures)` : ""}` : ""}</td>
             <td class="muted">${s.error || ""}</td>

@@ -91,7 +91,7 @@ export function Traffic({ access, params }) {
         <th>status</th><th class="num">ms</th></tr></thead><tbody>${rows.map((r) => html`<tr class=${"clickable" + (open === r.event_id ? " selected" : "")}
           data-event=${r.event_id} data-tool=${r.name} tabindex="0" onClick=${() => setOpen(r.event_id)} onKeyDown=${(e) => onEnter(e, () => setOpen(r.event_id))}>
           <td>${when(r.ts_ms / 1000)}</td><td>${r.key_name || (r.kind === "admin" ? "(admin API)" : "")}</td><td>${r.server}</td><td><code>${r.tool}</code></td>
-          <td class=${"st-" + r.status}>${r.status}${r.error_kind ? ` (${r.error_kind})` : ""}</td><td class="num">${r.latency_ms}</td></tr>`)}</tbody></table></div>`}
+          <td class=${"st-" + r.status}>${r.status}${r.error_kind && r.error_kind !== r.status ? ` (${r.error_kind})` : ""}</td><td class="num">${r.latency_ms}</td></tr>`)}</tbody></table></div>`}
     </section>
     <section class="panel"><h2>Event</h2>
       <${ErrorBox} error=${detail.error} />

@@ -1,0 +1,177 @@
+"""One Cedar decision over one tool call: allow, deny (naming the policy and its reason), approval
+(a person decides) or confirm (the agent's own user decides).
+
+The request Cedar sees: principal `Key::"<key name>"` (attributes `name`, `user`, `team`,
+`customer`, "" when none; parents `User::`, `Team::`, `Customer::` so `principal in Team::"support"`
+reads naturally), action `Action::"tools/call"`, resource `Tool::"<server>/<tool>"` (attributes
+`server`, `tool`, `annotations`: the tool's MCP annotations, `destructiveHint` ...; parent
+`Server::"<server>"`) and, for per-call policies, context `arguments` (the call's) and `time`
+(`unix`, `hour`, `weekday` in UTC, Monday = 0).
+
+Pure: the policy service decides calls with it, the admin API's `POST /policies/check` tries a text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cedarpy
+
+from .cedar_policies import BASELINE_ID, CompiledPolicies, PolicyInfo
+
+__all__ = ["ALLOWED", "Principal", "Verdict", "call_context", "entities", "evaluate", "per_call_applicable"]
+
+_ACTION = 'Action::"tools/call"'
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    user: str | None = None
+    team: str | None = None
+    customer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    effect: Literal["allow", "deny", "approval", "confirm"]
+    policy: str
+    """The policy that decided (`grants` when none forbade)."""
+    reason: str | None = None
+    approvers: str | None = None
+    timeout: float | None = None
+    """How long an approval waits (`@timeout`); None: the service's default."""
+    question: str | None = None
+    """`confirm`: what the agent's user is asked (`@confirm`)."""
+
+
+ALLOWED = Verdict("allow", BASELINE_ID)
+_UNEVALUATED = "the policy could not be evaluated for this call (a value it reads is missing or of another type)"
+"""Cedar's own error text is not passed on: it may quote an argument, which audit rows keep only when
+content logging is on."""
+
+
+def _uid(kind: str, value: str) -> dict[str, Any]:
+    return {"__entity": {"type": kind, "id": value}}
+
+
+def _entities(who: Principal, server: str, tool: str, annotations: dict[str, Any]) -> list[dict[str, Any]]:
+    owners = (("User", who.user), ("Team", who.team), ("Customer", who.customer))
+    parents = [_uid(kind, value) for kind, value in owners if value]
+    principal = {
+        "uid": _uid("Key", who.name),
+        "attrs": {"name": who.name, "user": who.user or "", "team": who.team or "", "customer": who.customer or ""},
+        "parents": parents,
+    }
+    resource = {
+        "uid": _uid("Tool", f"{server}/{tool}"),
+        "attrs": {"server": server, "tool": tool, "annotations": annotations},
+        "parents": [_uid("Server", server)],
+    }
+    return [principal, resource, *({"uid": p, "attrs": {}, "parents": []} for p in parents)]
+
+
+def _request(who: Principal, server: str, tool: str, context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "principal": f"Key::{_quoted(who.name)}",
+        "action": _ACTION,
+        "resource": f"Tool::{_quoted(f'{server}/{tool}')}",
+        "context": context,
+    }
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def call_context(arguments: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    at = time.time() if now is None else now
+    moment = time.gmtime(at)
+    return {
+        "arguments": _cedar_value(arguments),
+        "time": {"unix": int(at), "hour": moment.tm_hour, "weekday": moment.tm_wday},
+    }
+
+
+def _cedar_value(value: Any) -> Any:
+    """JSON as Cedar takes it: a whole number as a Long (`150.0` is `150`), a fraction as a `decimal`
+    (compare it with `.greaterThan(decimal("100.0"))`), a null as an absent attribute (`has` says so)."""
+    if isinstance(value, dict):
+        return {k: _cedar_value(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_cedar_value(v) for v in value if v is not None]
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 2**63:
+            return int(value)
+        return {"__extn": {"fn": "decimal", "arg": f"{value:.4f}"}}
+    return value
+
+
+def entities(who: Principal, target: tuple[str, str, dict[str, Any]]) -> cedarpy.Entities:
+    """The entities of `who` calling `target`, parsed once (a pair's calls reuse them)."""
+    return cedarpy.Entities.from_json_str(json.dumps(_entities(who, *target)))
+
+
+def evaluate(
+    compiled: CompiledPolicies,
+    policies: cedarpy.PolicySet,
+    who: Principal,
+    target: tuple[str, str, dict[str, Any]],
+    context: dict[str, Any],
+    parsed: cedarpy.Entities | None = None,
+) -> Verdict:
+    """`policies` (one of `compiled`'s sets) over `who` calling `target` (server, tool, annotations);
+    `parsed`: `entities(who, target)` when the caller holds them already."""
+    server, tool, _ = target
+    given = parsed if parsed is not None else _entities(who, *target)
+    result = cedarpy.is_authorized(_request(who, server, tool, context), policies, given)
+    for error in result.diagnostics.errors:
+        # a forbid whose condition cannot be evaluated (an argument missing or of another type)
+        # refuses: skipping it, as Cedar does, would let an agent pass a limit by leaving it out
+        failed = _failed_policy(error)
+        if failed in compiled.policies:
+            return Verdict("deny", failed, _UNEVALUATED)
+    if result.decision == cedarpy.Decision.Allow:
+        return ALLOWED
+    matched = [compiled.policies[p] for p in result.diagnostics.reasons if p in compiled.policies]
+    if not matched:  # the baseline permit always applies: only a broken set gets here, so refuse
+        return Verdict("deny", BASELINE_ID, "the policies could not be evaluated for this call")
+    plain = [p for p in matched if p.approval is None and p.confirm is None]
+    if plain:
+        return _deny(plain[0])
+    # a person's approval outranks the user's own confirmation: asking the user too would add nothing
+    approving = [p for p in matched if p.approval is not None]
+    if not approving:
+        first = matched[0]
+        return Verdict("confirm", first.id, first.reason, question=first.confirm)
+    timeouts = [p.timeout for p in approving if p.timeout is not None]
+    first = approving[0]
+    return Verdict("approval", first.id, first.reason, _approvers(approving), min(timeouts, default=None))
+
+
+def per_call_applicable(
+    compiled: CompiledPolicies, who: Principal, target: tuple[str, str, dict[str, Any]]
+) -> frozenset[str]:
+    """The per-call policies whose scope (principal, action, resource) covers `who` calling `target`."""
+    if compiled.per_call_scopes is None:
+        return frozenset()
+    server, tool, _ = target
+    result = cedarpy.is_authorized(_request(who, server, tool, {}), compiled.per_call_scopes, _entities(who, *target))
+    return frozenset(result.diagnostics.reasons)
+
+
+def _failed_policy(error: str) -> str:
+    """The policy id in one of Cedar's evaluation errors ("error while evaluating policy `x`: ...")."""
+    _, tick, rest = error.partition("`")
+    return rest.partition("`")[0] if tick else ""
+
+
+def _deny(policy: PolicyInfo) -> Verdict:
+    return Verdict("deny", policy.id, policy.reason)
+
+
+def _approvers(matched: list[PolicyInfo]) -> str:
+    return ", ".join(dict.fromkeys(p.approval or "" for p in matched))

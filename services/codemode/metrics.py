@@ -1,0 +1,30 @@
+"""The Code Mode service's metrics: runs by outcome, sandbox limits hit, and tool search (which engine
+ranked, whether the embedding model is loaded, definitions embedded). Served with the shared ones
+(`libs.common.metrics`) on its `/metrics`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+__all__ = [
+    "CODEMODE_LIMITS_HIT",
+    "CODEMODE_RUNS",
+    "CODEMODE_SEARCHES",
+    "CODEMODE_SEARCH_MODEL",
+    "CODEMODE_SEARCH_VECTORS",
+]
+
+CODEMODE_RUNS = Counter("bastion_codemode_runs", "Code Mode runs, by outcome.", ["outcome"])
+CODEMODE_LIMITS_HIT = Counter(
+    "bastion_codemode_limits_hit", "Code Mode runs stopped by a sandbox limit, by limit.", ["limit"]
+)
+CODEMODE_SEARCHES = Counter(
+    "bastion_codemode_searches", "Tool searches, by the engine that ranked them (hybrid, lexical).", ["engine"]
+)
+CODEMODE_SEARCH_MODEL = Gauge(
+    "bastion_codemode_search_model_loaded", "1 when tool search has its embedding model, 0 when it is lexical only."
+)
+CODEMODE_SEARCH_VECTORS = Counter(
+    "bastion_codemode_search_vectors_computed", "Tool definitions embedded for search (not found in the cache)."
+)

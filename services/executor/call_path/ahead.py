@@ -1,0 +1,157 @@
+"""The steps ahead of the upstream: is the call still wanted, what does it carry, which server
+answers it, do the interceptors let it through, over whose session, and within what time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING
+
+import orjson
+
+from libs.common.blobs import Blobs
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome
+from libs.common.relay import Acknowledger, too_late
+
+from ..agents import ActiveCall
+from ..budgets import call_budget
+from ..error_mapping import describe_exception
+from ..interceptors.chain import InterceptorChain
+from ..replies import refusal
+from ..resilience import RetryPlan, retry_safe
+from .state import Call, RunningCalls
+
+if TYPE_CHECKING:
+    from ..upstream import Upstream
+    from ..user_sessions import UserSessions
+
+__all__ = ["Admit", "Budget", "FetchArguments", "FindServer", "InterceptBefore", "OwnSession"]
+
+
+class Admit:
+    """Run it only while its requester still waits: policy has failed a call that reached a paused
+    or overloaded executor late, and running it now would do what the agent was told had failed.
+    An admitted call can be cancelled by its agent from here on."""
+
+    def __init__(self, running: RunningCalls, acks: Acknowledger | None = None) -> None:
+        self.running, self.acks = running, acks
+
+    def __call__(self, call: Call) -> None:
+        request = call.request
+        late = call.msg is not None and self.acks is not None and not self.acks.admit(call.msg)
+        if late or time.time() >= request.deadline:
+            call.outcome = too_late(request.id, "executor")
+            return
+        call.task = asyncio.current_task()
+        self.running.enter(call)
+
+
+class FetchArguments:
+    """Arguments too large for one bus message came through the object store: fetch them."""
+
+    def __init__(self, blobs: Blobs | None, limit: int) -> None:
+        self.blobs, self.limit = blobs, limit
+
+    def __call__(self, call: Call) -> Awaitable[None] | None:
+        return None if call.request.arguments_blob is None else self._fetch(call)
+
+    async def _fetch(self, call: Call) -> None:
+        name = call.request.arguments_blob
+        assert name is not None
+        try:
+            assert self.blobs is not None, "no object store to fetch arguments from"
+            arguments = orjson.loads(await self.blobs.take(name, self.limit))
+            if not isinstance(arguments, dict):
+                raise ValueError("the stored arguments are not an object")
+        except Exception as exc:
+            problem = f"the call's arguments could not be fetched: {describe_exception(exc)}"
+            call.outcome = refusal(call.request, ErrorKind.GATEWAY_UNAVAILABLE, problem)
+            return
+        call.request.replace_payload(arguments)
+
+
+class FindServer:
+    """The server it names, among those this executor runs."""
+
+    def __init__(self, upstreams: Mapping[str, Upstream]) -> None:
+        self.upstreams = upstreams
+
+    def __call__(self, call: Call) -> None:
+        server = call.request.server
+        upstream = self.upstreams.get(server)
+        if upstream is None:
+            call.outcome = refusal(call.request, ErrorKind.UNKNOWN_TOOL, f"no server named {server!r} is configured")
+            return
+        call.upstream = upstream
+
+
+class InterceptBefore:
+    """The interceptors' before hooks (deny lists, guardrails, pinned schemas): each may refuse the
+    request or rewrite what it asks."""
+
+    def __init__(self, chain: InterceptorChain) -> None:
+        self.chain = chain
+
+    def __call__(self, call: Call) -> Awaitable[None] | None:
+        return self._before(call) if self.chain.on_calls else None
+
+    async def _before(self, call: Call) -> None:
+        call.intercepted, call.outcome = await self.chain.before(call.request, call.upstream.config)
+        call.cleared = call.outcome is None
+
+
+class OwnSession:
+    """A `per_user` server is never called over its shared session: the calling user's own, or none."""
+
+    def __init__(self, users: UserSessions | None) -> None:
+        self.users = users
+
+    def __call__(self, call: Call) -> None:
+        if self.users is None or not call.upstream.config.per_user:
+            return
+        own = self.users.session_for(call.upstream, call.request)
+        if isinstance(own, CallOutcome):
+            call.outcome = own
+            return
+        call.own_session, call.upstream = own
+
+
+class Budget:
+    """The time the upstream may take, whether the tool is exposed at all, how often a lost
+    connection may be tried again, and the agent's side of the call (progress, logs, questions)."""
+
+    def __call__(self, call: Call) -> None:
+        request, upstream = call.request, call.upstream
+        config = upstream.config
+        call.budget = call_budget(request.timeout, config.timeout, time.time() - request.sent_at)
+        loop = asyncio.get_running_loop()
+        call.deadline = loop.time() + call.budget
+        tool = request.tool_name
+        if tool is not None:
+            if not upstream.policy.allows(tool):
+                message = f"server {upstream.name!r} has no tool {tool!r}"
+                call.outcome = refusal(request, ErrorKind.UNKNOWN_TOOL, message)
+                return
+            tools = upstream.tools
+            retries = config.retries if tools is not None and retry_safe(tools.definition(tool)) else 0
+            if retries > 0:  # mostly not: no plan is made then
+                call.retry = RetryPlan(retries, call.deadline, loop.time)
+        if request.subscription is None:  # bookkeeping requests have no agent side
+            call.active = _active_call(call)
+            call.hold(upstream.agents.running(call.active))
+
+
+def _active_call(call: Call) -> ActiveCall:
+    request = call.request
+    meta = request.agent_meta
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return ActiveCall(
+        request.id,
+        request.stream,
+        frozenset(request.client),
+        time.monotonic() + call.budget,
+        progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None,
+        caller=request.caller,
+    )

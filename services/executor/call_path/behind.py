@@ -1,0 +1,83 @@
+"""The steps behind the upstream: the call leaves its session, resource subscriptions and per-user
+sessions are squared with the answer, the interceptors' after hooks see the result, and the
+answer carries what the gateway decided on the way."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+from libs.common.oauth_upstream import with_authorize_url
+
+from ..interceptors.chain import InterceptorChain
+from .state import Call
+
+if TYPE_CHECKING:
+    from ..user_sessions import UserSessions
+
+__all__ = ["InterceptAfter", "KeepSubscriptions", "LeaveSession", "ShapeAnswer", "SignInLink"]
+
+
+class LeaveSession:
+    """The call is no longer in flight on the session; the answer counts the events its agent got
+    while it was (ingress waits for stragglers)."""
+
+    def __call__(self, call: Call) -> None:
+        call.leave()
+        active, outcome = call.active, call.outcome
+        if active is not None and outcome is not None and outcome.events != active.events:
+            outcome.events = active.events  # mostly both 0: no pydantic assignment then
+
+
+class KeepSubscriptions:
+    """A subscription the upstream refused is not kept for the agent that asked."""
+
+    def __call__(self, call: Call) -> None:
+        if call.subscribed is None or call.outcome is None or call.outcome.error is None:
+            return
+        holders, subscriber = call.subscribed
+        holders.discard(subscriber)
+        uri = call.request.subscription
+        if not holders and uri is not None:
+            call.upstream.subscriptions.pop(uri, None)
+
+
+class SignInLink:
+    """A per-user session whose user has not authorized answers with their sign-in link, and is
+    closed, so their next call asks again instead of a background loop asking for a token nobody has."""
+
+    def __init__(self, users: UserSessions | None) -> None:
+        self.users = users
+
+    def __call__(self, call: Call) -> None:
+        if self.users is None or call.own_session is None or call.outcome is None:
+            return
+        session, outcome = call.upstream, call.outcome
+        if session.needs_auth:
+            if outcome.error is not None and (link := session.authorize_url):
+                outcome.error.data = with_authorize_url(outcome.error.data, link)
+            self.users.close(call.own_session)
+
+
+class InterceptAfter:
+    """The interceptors' after hooks on what the upstream answered (a result, or an error's text),
+    for a request their before hooks let through."""
+
+    def __init__(self, chain: InterceptorChain) -> None:
+        self.chain = chain
+
+    def __call__(self, call: Call) -> Awaitable[None] | None:
+        return self._after(call) if call.cleared else None
+
+    async def _after(self, call: Call) -> None:
+        if call.intercepted is not None and call.outcome is not None:
+            call.outcome = await self.chain.after(call.intercepted, call.outcome)
+
+
+class ShapeAnswer:
+    """The interceptors' decisions ride on the answer, for the request's audit row."""
+
+    def __call__(self, call: Call) -> None:
+        intercepted = call.intercepted
+        if intercepted is not None and intercepted.decisions and call.outcome is not None:
+            call.outcome.interceptions = intercepted.decisions

@@ -1,0 +1,93 @@
+"""The machinery of the call path: what a step is (`Step`), and the runner that takes one call
+through the steps in order (`CallPath`).
+
+Unlike the ingress's `/mcp` chain, no step holds the next one: a step gets the call (`state.Call`),
+reads what earlier steps set on it, and sets its own part, or its `outcome` when it answers the
+call. The runner walks three lists: the steps ahead of the upstream, while nothing answered; one
+try at the upstream, again as often as the retry policy says; and the steps behind it, which see
+every answer the tries ended with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Sequence
+from typing import Protocol
+
+from libs.common.errors import ErrorKind
+from libs.common.messages import CallOutcome
+
+from ..replies import refusal
+from .state import Call, RunningCalls
+
+__all__ = ["CallPath", "Step"]
+
+log = logging.getLogger(__name__)
+
+
+class Step(Protocol):
+    """One named stage of the path: reads and sets `call`, or answers it (`call.outcome`). A step
+    that has to wait returns what to await (a coroutine); one that decided at once returns None, so
+    a call costs an await only where something is awaited (as the ingress's `Check`s)."""
+
+    def __call__(self, call: Call) -> Awaitable[None] | None: ...
+
+
+class CallPath:
+    """`ahead`, then `attempt` (tried again while `retry` clears the outcome), then `behind`."""
+
+    def __init__(
+        self,
+        ahead: Sequence[Step],
+        attempt: Sequence[Step],
+        retry: Step,
+        behind: Sequence[Step],
+        running: RunningCalls | None = None,
+    ) -> None:
+        self.ahead, self.attempt, self.retry, self.behind = tuple(ahead), tuple(attempt), retry, tuple(behind)
+        self.running = running if running is not None else RunningCalls()
+        """Calls in flight, by id: an agent's cancellation reaches them (`RunningCalls.cancel`)."""
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every step, in the order a call meets them."""
+        return (*self.ahead, *self.attempt, self.retry, *self.behind)
+
+    async def run(self, call: Call) -> CallOutcome:
+        """Take `call` through the path; its outcome, whatever happened on the way."""
+        try:
+            try:
+                await self._ahead_and_tries(call)
+            except Exception:
+                log.exception("request %s to %s failed unexpectedly", call.request.id, call.request.server)
+                call.outcome = refusal(call.request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")
+            for step in self.behind:  # each decides whether the answer is one of its own
+                if (waiting := step(call)) is not None:
+                    await waiting
+        except asyncio.CancelledError:
+            if not call.cancelled:
+                raise  # the executor is stopping
+            assert call.task is not None
+            call.task.uncancel()
+            return refusal(call.request, ErrorKind.CANCELLED, "the agent cancelled the request", "may_have_run")
+        finally:
+            call.leave()
+            self.running.exit(call)
+        assert call.outcome is not None
+        return call.outcome
+
+    async def _ahead_and_tries(self, call: Call) -> None:
+        for step in self.ahead:
+            if (waiting := step(call)) is not None:
+                await waiting
+            if call.outcome is not None:
+                return
+        while call.outcome is None:
+            for step in self.attempt:
+                if (waiting := step(call)) is not None:
+                    await waiting
+                if call.outcome is not None:
+                    break
+            if (waiting := self.retry(call)) is not None:  # clears the outcome, after its pause, for one more try
+                await waiting

@@ -1,0 +1,256 @@
+"""What a string says once its disguises are taken off: the views of it a credential scan must see.
+
+An upstream that wants a secret past the scan writes it so the patterns miss it and the agent
+still reads it: fullwidth letters (NFKC folds them), zero-width and bidi characters between its
+characters, spaces between them, `\\uXXXX` or `%XX` escapes, base64, base64url or hex (once, or
+nested). `views(text)` returns each disguise undone as a `View`: the derived text and, for any span
+of it, the span of the original that produced it, so a redaction covers the encoded form and
+nothing decodable is left.
+
+Bounded (`Budget`): a payload decodes at most `max_bytes` characters in all (the engine gives it
+64 KiB plus four times the payload's size, more than it can decode, so decoys cannot use it up) and
+nests at most `max_depth` encodings. The usual text costs a few C-level checks (`isascii`, `in`, two regex scans).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["Budget", "View", "views"]
+
+Origin = Callable[[int, int], tuple[int, int]]
+"""The original text's span behind a span of a view."""
+
+_INVISIBLE: Final = frozenset(
+    "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u200b\u200c\u200d\u200e\u200f"
+    "\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\u206a\u206b"
+    "\u206c\u206d\u206e\u206f\u3164\ufeff\uffa0"
+)
+"""Zero-width, joiner, bidi-control and filler characters: they render as nothing."""
+_INVISIBLE_RUN: Final = re.compile("[" + "".join(sorted(_INVISIBLE)) + "]+")
+_FOLDABLE: Final = re.compile("[^\\x00-\\x7f" + "".join(sorted(_INVISIBLE)) + "]+")
+"""Runs of non-ASCII characters NFKC may fold (invisible ones are dropped, not folded)."""
+_ESCAPE: Final = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|%([0-9A-Fa-f]{2})")
+_SPACED: Final = re.compile(r"(?:\S[ \t\u00a0]{1,3}){11,}\S")
+"""At least twelve single characters with spaces between them: `A K I A ...`. Its first character
+may end a word (`key=A K I A`, `done g h p _`): which one is the token's is read both ways."""
+_SHAPE: Final = bytes(0x20 if chr(b) in " \t\n\r\f\v" else 0x78 for b in range(256))
+_CONTINUATION: Final = bytes(range(0x80, 0xC0))
+_SPACED_SHAPE: Final = b" x" * 12
+"""What a spaced run looks like once every character is `x` and every space ` `: found by a plain
+substring search (5 µs per 10 KB) before the regex (150 µs per 10 KB) is asked where."""
+_B64: Final = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{27,}={0,2}")
+_ASCII_LEAD: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef")
+"""Base64 characters for 0-31: the first of every four encodes the top six bits of a byte, which
+is below 0x80 in ASCII, so base64 of text has one of these at every fourth place."""
+_HEX_LEAD: Final = frozenset("01234567")
+_HEX: Final = re.compile(r"\A(?:[0-9A-Fa-f]{2})+\Z")
+_PRINTABLE: Final = re.compile(r"[\t\n\r\x20-\x7e]*")
+
+
+@dataclass(slots=True)
+class Budget:
+    """What one payload may still decode: characters, and how deep encodings nest."""
+
+    max_bytes: int = 65_536
+    max_depth: int = 2
+
+    def take(self, n: int) -> bool:
+        if n > self.max_bytes:
+            return False
+        self.max_bytes -= n
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    text: str
+    origin: Origin
+
+
+def _identity(start: int, end: int) -> tuple[int, int]:
+    return start, end
+
+
+def _whole(span: tuple[int, int]) -> Origin:
+    return lambda _start, _end: span
+
+
+def views(text: str, budget: Budget, depth: int = 0) -> list[View]:
+    """Every disguise of `text` undone: its normalised form (if it differs) and each encoded run
+    decoded, each of those looked at again while `budget` allows."""
+    found: list[View] = []
+    base = text
+    origin: Origin = _identity
+    for normal in _normalised(text):
+        if not found:
+            base, origin = normal.text, normal.origin
+        found.append(normal)
+    if depth >= budget.max_depth:
+        return found
+    for run in _B64.finditer(base):
+        decoded = _decoded(run.group())
+        if decoded is None or not budget.take(len(decoded)):
+            continue
+        whole = _whole(origin(*run.span()))  # a finding anywhere in the decoded run: the whole run
+        found.append(View(decoded, whole))
+        found.extend(View(inner.text, whole) for inner in views(decoded, budget, depth + 1))
+    return found
+
+
+def _decoded(run: str) -> str | None:
+    """The run as hex or base64(url), when that gives printable ASCII text (a credential's shape);
+    random bytes (a hash, a nonce, image data) are not text and are left alone."""
+    raw: bytes | None = None
+    if _HEX.match(run):
+        if not _HEX_LEAD.issuperset(run[::2]):
+            return None
+        raw = bytes.fromhex(run)
+    else:
+        if not _ASCII_LEAD.issuperset(run[::4]):
+            return None  # random bytes (a hash, a nonce) fail this within a few groups
+
+        body = run.rstrip("=")
+        if len(body) % 4 == 1:
+            return None
+        padded = body + "=" * (-len(body) % 4)
+        try:
+            raw = base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    if len(raw) < 12 or not raw.isascii():
+        return None
+    text = raw.decode("ascii")
+    return text if _PRINTABLE.fullmatch(text) else None
+
+
+def _normalised(text: str) -> list[View]:
+    """`text` with escapes decoded, NFKC applied, invisible characters dropped and spaced-out
+    characters joined (twice when a spaced run's first character may belong to the word before);
+    nothing when that changes nothing (the usual case, decided without a copy)."""
+    plain = text.isascii()
+    escaped = ("\\" in text or "%" in text) and _ESCAPE.search(text) is not None
+    spaced = [m.span() for m in _SPACED.finditer(text)] if _spaced_out(text) else []
+    if plain and not escaped and not spaced:
+        return []
+    edits = _edits(text, escaped)
+    if not spaced:
+        view = _rebuilt(text, edits, frozenset())
+        return [view] if view is not None else []
+    # a run's first character may be the token's or not (`key=A K I A`, `a g h p _`), and so may
+    # its last (`E u done`): each of the four readings is a view
+    readings = {
+        _gaps(
+            text,
+            [(_after_first(text, a) if cut_start else a, _before_last(text, b) if cut_end else b) for a, b in spaced],
+        )
+        for cut_start in (False, True)
+        for cut_end in (False, True)
+    }
+    out = [_rebuilt(text, edits, gaps) for gaps in readings]
+    return [view for view in out if view is not None]
+
+
+def _after_first(text: str, at: int) -> int:
+    """Where a spaced run starts if its first character is not the token's (it ends the word
+    before, `key=A K I A`, or is a word of its own, `a g h p _`)."""
+    at += 1
+    while at < len(text) and text[at] in " \t\u00a0":
+        at += 1
+    return at
+
+
+def _before_last(text: str, end: int) -> int:
+    """Where a spaced run ends if its last character is not the token's (it starts the word after,
+    `E u done`, or is a word of its own)."""
+    end -= 1
+    while end > 0 and text[end - 1] in " \t\u00a0":
+        end -= 1
+    return end
+
+
+Edit = tuple[int, int, str, bool]
+"""(start, end, replacement, one character for one) in the original text."""
+
+
+def _edits(text: str, escaped: bool) -> list[Edit]:
+    """What normalising changes, spaced-run gaps aside: escapes decoded, invisible characters
+    dropped, characters NFKC changes folded. Found by C-level scans: text NFKC leaves as it is
+    (accented words, CJK) costs one `is_normalized` call, text it folds one for one (fullwidth
+    letters) one `normalize` call."""
+    edits: list[Edit] = []
+    if escaped:
+        for m in _ESCAPE.finditer(text):
+            char = chr(int(m.group(1) or m.group(2) or m.group(3), 16))
+            folded = char if char.isascii() else unicodedata.normalize("NFKC", char)
+            edits.append((m.start(), m.end(), "".join(c for c in folded if c not in _INVISIBLE), False))
+    if text.isascii():
+        return edits
+    edits.extend((m.start(), m.end(), "", False) for m in _INVISIBLE_RUN.finditer(text))
+    if unicodedata.is_normalized("NFKC", text):
+        return sorted(edits)
+    if not edits:
+        folded = unicodedata.normalize("NFKC", text)
+        if len(folded) == len(text):
+            return [(0, len(text), folded, True)]
+    for run in _FOLDABLE.finditer(text):
+        word = run.group()
+        if not unicodedata.is_normalized("NFKC", word):
+            folded = "".join(c for c in unicodedata.normalize("NFKC", word) if c not in _INVISIBLE)
+            edits.append((run.start(), run.end(), folded, len(folded) == len(word)))
+    return sorted(edits)
+
+
+def _rebuilt(text: str, edits: list[Edit], gaps: frozenset[int]) -> View | None:
+    """`text` with `edits` applied and the `gaps` dropped, and the map back: the derived text is
+    copied in chunks; a span of it maps to the original chunk by chunk (bisect), and a character an
+    edit produced maps to the edit's whole original span (an escape, a folded character)."""
+    changes = sorted([*edits, *((at, at + 1, "", False) for at in gaps)])
+    if not changes:
+        return None
+    parts: list[str] = []
+    segments: list[tuple[int, int, int, bool]] = []
+    """(derived start, original start, original end, copied 1:1) per chunk of the derived text."""
+    done = length = 0
+    for start, end, replacement, one_for_one in changes:
+        if start < done:
+            continue  # edits never overlap (escapes are ASCII, gaps spaces, folds non-ASCII); defensive
+        if start > done:
+            segments.append((length, done, start, True))
+            parts.append(text[done:start])
+            length += start - done
+        if replacement:
+            segments.append((length, start, end, one_for_one))
+            parts.append(replacement)
+            length += len(replacement)
+        done = end
+    if done < len(text):
+        segments.append((length, done, len(text), True))
+        parts.append(text[done:])
+    starts = [segment[0] for segment in segments]
+
+    def origin(start: int, end: int) -> tuple[int, int]:
+        first = segments[bisect.bisect_right(starts, start) - 1]
+        last = segments[bisect.bisect_right(starts, max(end - 1, start)) - 1]
+        lo = first[1] + (start - first[0]) if first[3] else first[1]
+        hi = last[1] + (end - last[0]) if last[3] else last[2]
+        return lo, max(hi, lo)
+
+    return View("".join(parts), origin)
+
+
+def _spaced_out(text: str) -> bool:
+    shape = text.encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
+    return _SPACED_SHAPE in b" " + shape
+
+
+def _gaps(text: str, spaced: list[tuple[int, int]]) -> frozenset[int]:
+    """The positions of the spaces inside spaced-out runs."""
+    return frozenset(i for a, b in spaced for i in range(a, b) if text[i] in " \t\u00a0")

@@ -1,0 +1,171 @@
+"""The credential scan past disguises and splits: each string's decoded and normalised views
+(`decode.views`), and strings that sit side by side read as one text.
+
+A credential cut in two (`AKIAIOSF` in one content block, `ODNN7EXAMPLE` in the next; the first half
+of a token in one field, the rest in its sibling) is whole again for the agent that concatenates
+them, so the scan reads each group of neighbours joined: the `text` of consecutive content blocks
+(the same key across the items of a list), the string members of one object, the strings of one
+list. A finding in a joined text is redacted in every member it covers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from .base import Detector, Finding
+from .decode import Budget, View, views
+from .walk import Path, strings
+
+__all__ = ["deep_findings"]
+
+_MAX_GROUP = 256
+"""Neighbours read as one text at most (a list of thousands of rows is read row by row)."""
+_VOCABULARY = frozenset({"type", "mimeType", "role", "resultType", "action", "uri", "uriTemplate"})
+"""MCP's own fields: protocol words, not text an agent reads on, so never joined (and never cut
+into by a finding that runs past the end of its neighbour)."""
+_MAX_JSON_TEXT = 1 << 20
+"""A string longer than this is not parsed as JSON (its own text is still scanned)."""
+_TOKEN_CHAR = re.compile(r"[A-Za-z0-9_\-]")
+_REACH = 512
+"""Characters either side of a join read together: longer than any credential format, and than the
+300 characters an AWS secret may sit from its key id."""
+
+
+def _scan(detector: Detector, text: str) -> list[Finding]:
+    scan = detector.prepare(text, text.lower())
+    return scan(text, None) if scan is not None else []
+
+
+def _neighbours(items: Sequence[tuple[Path, str]]) -> Iterable[list[tuple[Path, str]]]:
+    """Groups of strings an agent may read as one: siblings in an object, the same key across a
+    list's items, the items of a list of strings (walk order, which is document order)."""
+    groups: dict[tuple[object, ...], list[tuple[Path, str]]] = {}
+    for path, value in items:
+        if not path or path[-1] in _VOCABULARY:
+            continue
+        parent, last = path[:-1], path[-1]
+        if isinstance(last, str):
+            groups.setdefault(("object", parent), []).append((path, value))
+            if len(parent) >= 1 and isinstance(parent[-1], int):
+                groups.setdefault(("column", parent[:-1], last), []).append((path, value))
+        else:
+            groups.setdefault(("list", parent), []).append((path, value))
+    return (g[:_MAX_GROUP] for g in groups.values() if len(g) > 1)
+
+
+def deep_findings(
+    detector: Detector, items: Sequence[tuple[Path, str]], budget: Budget, nested: bool = True
+) -> dict[Path, list[Finding]]:
+    """What `detector` finds in the strings' views and in their joined neighbours, as spans of the
+    original strings (the per-string plain scan is the engine's own; the engine counts a span found twice once)."""
+    out: dict[Path, list[Finding]] = {}
+    for path, value in items:
+        for view in views(value, budget):
+            for finding in _scan(detector, view.text):
+                start, end = view.origin(finding.start, finding.end)
+                out.setdefault(path, []).append(Finding(finding.detector, finding.entity, start, end))
+        if nested and value[:1] in "{[" and len(value) <= _MAX_JSON_TEXT:
+            found = _inside_json(detector, value, budget)
+            if found:
+                out.setdefault(path, []).extend(found)
+    for group in _neighbours(items):
+        joined = "".join(value for _, value in group)
+        bounds, at = [], 0
+        for path, value in group:
+            bounds.append((path, at, at + len(value)))
+            at += len(value)
+        cuts = [b for _, _, b in bounds[:-1]]
+        # a string that starts where its neighbour ends in a letter or digit is read from its own
+        # start too: joined, the neighbour's last character would hide where a token begins
+        starts = [(cut, min(len(joined), cut + _REACH)) for cut in cuts if _TOKEN_CHAR.match(joined, cut - 1)]
+        for lo, hi in (*_windows(cuts, len(joined)), *starts):
+            window = joined[lo:hi]
+            for view in (View(window, _same), *views(window, budget)):
+                for finding in _scan(detector, view.text):
+                    start, end = view.origin(finding.start, finding.end)
+                    end = _clipped(detector, finding.entity, joined, start + lo, end + lo, cuts)
+                    _split(out, finding, start + lo, end, bounds)
+    return {path: _shortest(findings) for path, findings in out.items()}
+
+
+def _clipped(detector: Detector, entity: str, joined: str, start: int, end: int, cuts: list[int]) -> int:
+    """Where a finding in joined text ends: at a join after which it only runs on through letters
+    (`deploy`, the `https` of a URL in the next field) when the credential is already whole
+    without them, so the token's pattern does not eat its neighbour. A continuation with digits
+    or symbols is taken as the credential's tail: better a word too many redacted than a tail let
+    through."""
+    for cut in cuts:
+        if start < cut < end and joined[cut:end].isalpha():
+            head = joined[start:cut]
+            if any(f.entity == entity and f.start == 0 and f.end == len(head) for f in _scan(detector, head)):
+                return cut
+    return end
+
+
+def _shortest(findings: list[Finding]) -> list[Finding]:
+    """Of findings of one kind that start at one place (two readings of a spaced-out run, one
+    running on into the next word), the shortest."""
+    kept: dict[tuple[str, int], Finding] = {}
+    for finding in findings:
+        key = (finding.entity, finding.start)
+        have = kept.get(key)
+        if have is None or finding.end < have.end:
+            kept[key] = finding
+    return list(kept.values())
+
+
+def _inside_json(detector: Detector, text: str, budget: Budget) -> list[Finding]:
+    """A string that is itself JSON (a tool's structured result repeated as text) read as the JSON
+    it is, its fields side by side; each piece found is redacted wherever the text spells it."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(parsed, dict | list):
+        return []
+    inner = [(path, value) for path, _key, value in strings(parsed)]
+    pieces: set[tuple[str, str]] = set()
+    for _path, value in inner:
+        pieces.update((f.entity, value[f.start : f.end]) for f in _scan(detector, value))
+    for path, findings in deep_findings(detector, inner, budget, nested=False).items():
+        value = next(v for p, v in inner if p == path)
+        pieces.update((f.entity, value[f.start : f.end]) for f in findings)
+    found = []
+    for entity, piece in pieces:
+        spelled = orjson.dumps(piece).decode()[1:-1]
+        at = text.find(spelled) if spelled else -1
+        while at != -1:
+            found.append(Finding(detector.name, entity, at, at + len(spelled)))
+            at = text.find(spelled, at + len(spelled))
+    return found
+
+
+def _same(start: int, end: int) -> tuple[int, int]:
+    return start, end
+
+
+def _windows(cuts: list[int], size: int) -> list[tuple[int, int]]:
+    """The stretches of a joined text around the places where one string ends and the next
+    begins, merged where they overlap: only there can a joined read find what the strings' own
+    scans did not, and a long string is not read twice."""
+    spans: list[tuple[int, int]] = []
+    for cut in cuts:
+        lo, hi = max(0, cut - _REACH), min(size, cut + _REACH)
+        if spans and lo <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], hi)
+        else:
+            spans.append((lo, hi))
+    return spans
+
+
+def _split(
+    out: dict[Path, list[Finding]], finding: Finding, start: int, end: int, bounds: list[tuple[Path, int, int]]
+) -> None:
+    """A finding across members: the part of it in each member it covers."""
+    for path, lo, hi in bounds:
+        if start < hi and lo < end:
+            part = Finding(finding.detector, finding.entity, max(start, lo) - lo, min(end, hi) - lo)
+            out.setdefault(path, []).append(part)

@@ -1,0 +1,16 @@
+"""Ingress's own metric: how it routed each request that reaches an upstream. Served with the shared
+ones (`libs.common.metrics`) on ingress's `/metrics`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+__all__ = ["ROUTED_SENDS"]
+
+ROUTED_SENDS = Counter(
+    "bastion_ingress_routed_sends",
+    "Routed requests (tool calls, prompts, resources) ingress sent, by route: policy (decided there), "
+    "granted (straight to an executor on policy's grant), stale (a grant the executor found expired).",
+    ["route"],
+)

@@ -1,0 +1,40 @@
+"""One key-id rule: a key written in the config file (as itself, through an environment variable, or
+as its sha256), one the admin API makes, and the bearer token ingress is sent all come to the same id,
+the sha256 hex of the secret, computed by `libs.common.keys.key_id` alone."""
+
+import hashlib
+
+import pytest
+
+from libs.common.config import KeyConfig
+from libs.common.keys import generate_key, key_id
+from libs.common.messages import Caller, KeyRecord
+from services.ingress.keys import KeyDirectory
+
+pytestmark = pytest.mark.unit
+
+SECRET = "bk_one_rule_for_every_key_id_000"
+
+
+def test_the_id_is_the_sha256_hex_of_the_secret() -> None:
+    assert key_id(SECRET) == hashlib.sha256(SECRET.encode()).hexdigest()
+    assert key_id(SECRET) != key_id(SECRET + "x")
+
+
+def test_every_way_to_write_a_key_in_the_file_gives_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONE_RULE_KEY", SECRET)
+    written = [
+        KeyConfig(name="inline", key=SECRET),
+        KeyConfig(name="env", key_env="ONE_RULE_KEY"),
+        KeyConfig(name="hashed", key_sha256=key_id(SECRET)),
+    ]
+    assert {key.key_hash() for key in written} == {key_id(SECRET)}
+
+
+def test_ingress_finds_a_generated_key_by_that_id() -> None:
+    secret = generate_key()
+    keys = KeyDirectory()
+    keys.put(key_id(secret), KeyRecord(id=key_id(secret), name="made").model_dump_json().encode())
+    caller = keys.authenticate(f"Bearer {secret}")
+    assert isinstance(caller, Caller) and caller.key_id == key_id(secret) and caller.key_name == "made"
+    assert keys.authenticate(f"Bearer {SECRET}").error == "invalid_key"  # type: ignore[union-attr]
