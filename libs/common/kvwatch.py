@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 from nats.aio.client import Client as NATS
 from nats.js.errors import BucketNotFoundError
 from pydantic import BaseModel, ValidationError
-from tenacity import RetryCallState
+from tenacity import RetryCallState, retry_if_exception
 
 from .patience import patiently
 from .starting import patient_start
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, cancel_requested, stop_if_cancelled
 
 __all__ = ["BucketWatch", "decode_value"]
 
@@ -54,6 +54,10 @@ RECONNECT_CHECK = 0.25
 LATE_VALUES = 2.0
 """Seconds the view waits, after nats-py's end-of-values marker, for values it knows were in the bucket
 when the watch began but that have not arrived (see `_consume`), before calling itself complete anyway."""
+
+_unless_stopping = retry_if_exception(lambda exc: isinstance(exc, Exception) and not cancel_requested())
+"""A watch that broke is re-created, unless its task is being stopped and the break was the stop's
+cancel come out as another error."""
 
 
 class BucketWatch:
@@ -109,9 +113,13 @@ class BucketWatch:
             log.warning("watch on %s broke (%s); re-creating in %.1fs", self._bucket, error, wait)
 
         while True:
-            async for attempt in patiently(first=0.2, most=5.0, before_sleep=warn):
-                with attempt:
-                    await self._watch_once()
+            try:
+                async for attempt in patiently(first=0.2, most=5.0, before_sleep=warn, retry=_unless_stopping):
+                    with attempt:
+                        await self._watch_once()
+                        stop_if_cancelled()  # a stop whose cancel a NATS request lost is no broken watch
+            finally:
+                stop_if_cancelled()
             await asyncio.sleep(0.2)  # the watch ended without an error, or NATS reconnected: start over
 
     async def _watch_once(self) -> None:
@@ -130,6 +138,7 @@ class BucketWatch:
         try:
             while not consume.done() and self._nc.stats["reconnects"] == connection:
                 await asyncio.wait({consume}, timeout=RECONNECT_CHECK)
+                stop_if_cancelled()
             if not consume.done():
                 log.info("watch on %s: NATS reconnected; re-creating the watch", self._bucket)
                 return

@@ -18,6 +18,7 @@ import pytest
 
 from libs.common import kvwatch
 from libs.common.kvwatch import BucketWatch
+from libs.common.patience import until
 
 pytestmark = pytest.mark.unit
 
@@ -110,3 +111,43 @@ async def test_a_last_value_that_never_arrives_is_waited_for_a_bounded_time(monk
         assert seen == {"seed": b"v"} and watch.revision == 4
     finally:
         await watch.stop()
+
+
+@dataclass
+class LosingBucket(Bucket):
+    """A bucket whose first watch ends (so the watch is re-created) and whose later `status()` requests
+    lose the cancel that reaches them, as nats-py's requests do: turned into a timeout error
+    (`as_error`), or dropped when the answer lands at the same moment (Python 3.11's `wait_for`)."""
+
+    as_error: bool = True
+    looks: int = 0
+
+    async def status(self) -> Any:
+        self.looks += 1
+        if self.looks > 1:
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if self.as_error:
+                    raise TimeoutError("nats: timeout") from None
+        return await super().status()
+
+
+class EndingWatcher(LateWatcher):
+    async def _deliver(self) -> AsyncIterator[Entry | None]:
+        for entry in self.entries:
+            yield entry
+        yield None
+
+
+@pytest.mark.parametrize("as_error", [True, False], ids=["as-an-error", "as-nothing"])
+async def test_a_stop_whose_cancel_a_nats_request_loses_still_ends_the_watch(as_error: bool) -> None:
+    """The watch's task was seen 'cancelling' for good, re-creating its watch, and the service's stop
+    waited on it until the suite's timeout."""
+    bucket = LosingBucket(last_seq=1, watcher=EndingWatcher([Entry("seed", b"v", 1)]), as_error=as_error)
+    watch, seen = await _started(bucket)
+    assert seen == {"seed": b"v"}
+    await until(lambda: bucket.looks > 1)  # the re-created watch waits in its request
+    stopping = asyncio.ensure_future(watch.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=5)
+    assert done, "the watch went on after its stop"
