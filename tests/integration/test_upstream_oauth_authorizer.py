@@ -5,8 +5,10 @@ needs-auth state when refresh fails, per-user tokens, token exchange, sealing an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
@@ -111,6 +113,24 @@ async def test_shared_token_authorized_by_an_admin_then_refreshed_then_needs_aut
     after = await s.authorizer.token(_query(s, rejected=renewed.access_token))
     assert after.needs_auth and after.access_token is None
     assert await s.authorizer.token(_query(s)) == after
+
+
+async def test_a_link_opened_while_the_token_is_asked_for_registers_one_client(setup: Setup) -> None:
+    """Links opened and tokens asked for at once, before any client exists, register one client;
+    two would leave the code issued to the first refused at the callback (invalid_grant)."""
+    s = setup
+    link = s.authorizer.link("locked", s.base + "/mcp", "http", None)
+    ticket = link.split("ticket=", 1)[1].replace("%3D", "=")
+    before = (await s.http.get(s.base + "/test/stats")).json()["clients"]
+    urls, *_ = await asyncio.gather(
+        asyncio.gather(*(s.authorizer.start(ticket) for _ in range(3))),
+        *(s.authorizer.token(_query(s)) for _ in range(2)),
+    )
+    assert (await s.http.get(s.base + "/test/stats")).json()["clients"] == before + 1
+    assert len({parse_qs(urlsplit(url).query)["client_id"][0] for url in urls}) == 1
+    location = await log_in(s.http, urls[0], "admin-ann")
+    params = callback_params(location)
+    assert await s.authorizer.callback(params["state"], params.get("code"), params.get("error")) == "locked"
 
 
 async def test_tokens_and_client_secret_are_sealed_at_rest(setup: Setup) -> None:

@@ -68,6 +68,10 @@ class Authorizer:
         """Internal hosts reachable all the same (`BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS`)."""
         self._locks: dict[tuple[str, str | None], asyncio.Lock] = {}
         self._noting = asyncio.Lock()
+        self._registering: dict[str, asyncio.Lock] = {}
+        """One registration per server at a time: a link opened while the executor asks for the same
+        server's token would otherwise register two clients, the later overwriting the earlier, and
+        the code issued to the first would be refused at the callback (invalid_grant)."""
         self._noted: set[tuple[str, str]] = set()
         """(issuer, server) pairs this process has written down (`Records.note_server_at`): which servers
         share an authorization server is kept in the store, so token exchange survives a restart."""
@@ -191,11 +195,7 @@ class Authorizer:
     async def _server_auth(self, server: str, url: str, transport: str) -> ServerAuth:
         auth = await self._records.server_auth(server)
         if auth is None or auth.redirect_uri != self.redirect_uri:
-            async with self._http() as http:
-                discovered = await discover(http, url, transport)
-                registration = await oauth.register(http, discovered, self.redirect_uri)
-            auth = ServerAuth(discovered=discovered, client=registration, redirect_uri=self.redirect_uri)
-            await self._records.save_server_auth(server, auth)
+            auth = await self._registered(server, url, transport)
         issuer = str(auth.discovered.metadata.issuer)
         if (issuer, server) not in self._noted:
             # one read-modify-write at a time: two servers of one issuer noted at once (their
@@ -204,6 +204,20 @@ class Authorizer:
                 await self._records.note_server_at(issuer, server)
             self._noted.add((issuer, server))
         return auth
+
+    async def _registered(self, server: str, url: str, transport: str) -> ServerAuth:
+        """Bastion's client at `server`'s authorization server, registered now unless a registration
+        that ran meanwhile left one."""
+        async with self._registering.setdefault(server, asyncio.Lock()):
+            auth = await self._records.server_auth(server)
+            if auth is not None and auth.redirect_uri == self.redirect_uri:
+                return auth
+            async with self._http() as http:
+                discovered = await discover(http, url, transport)
+                registration = await oauth.register(http, discovered, self.redirect_uri)
+            auth = ServerAuth(discovered=discovered, client=registration, redirect_uri=self.redirect_uri)
+            await self._records.save_server_auth(server, auth)
+            return auth
 
     def _unauthorized(self, query: UpstreamTokenQuery, user: str | None, why: str) -> UpstreamToken:
         if user is None:
