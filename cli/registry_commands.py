@@ -1,50 +1,23 @@
-"""`bastion servers add --registry`, `servers search`, `servers updates` and `servers update`: servers
+"""`bastion servers search`, `servers updates` and `servers update`: servers
 found in an MCP Registry, imported pinned at a version, and newer versions approved (docs/registry.md).
 
 (No `from __future__ import annotations`: typer reads the annotations of the signatures that
 `command` assembles, and they must be real objects.)
 """
 
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .admin_base import Json, command, out, print_json, usage
+from .admin_base import Json, command, out, print_json
 from .admin_client import AdminClient
 from .admin_values import parse_pairs
 from .server_commands import servers_app
 
-__all__ = ["import_server"]
-
-
-def import_server(
-    api: AdminClient,
-    registry: str,
-    reference: str,
-    local: str | None,
-    choice: str | None,
-    values: dict[str, str],
-    other_flags: bool,
-) -> None:
-    """`servers add --registry REGISTRY SERVER[@VERSION]`: the admin API's import, its answer printed."""
-    if other_flags:
-        raise usage("--registry imports the server the registry describes: no command, --url, --openapi or --entry")
-    server, _, version = reference.partition("@")
-    body: dict[str, Any] = {"registry": registry, "server": server, "version": version or "latest", "values": values}
-    if local:
-        body["name"] = local
-    if choice:
-        body["choice"] = choice
-    added = api.post("/servers/import", body)
-    origin = added["config"]["registry"]
-    out.print(
-        f"[green]added[/] server {escape(added['name'])!r} from {escape(registry)} "
-        f"({escape(origin['server'])} {escape(origin['version'])}, {escape(origin['choice'])}) "
-        "[dim](executors connect to it now)[/]"
-    )
+__all__: list[str] = []  # commands only, registered on servers_app
 
 
 @command(servers_app, "search")

@@ -17,6 +17,7 @@ from rich.table import Table
 from .admin_base import Json, command, group, out, print_json, print_listing, usage
 from .admin_client import AdminClient
 from .admin_values import parse_pairs
+from .registry_import import import_server
 
 __all__ = ["openapi_section", "providers_app", "servers_app"]
 
@@ -79,8 +80,6 @@ def servers_add(
     as one: `bastion servers add petstore --openapi ./petstore.yaml --base-url https://petstore.example/v3`,
     or one from an MCP Registry: `bastion servers add --registry official io.github.user/weather@1.2.0`."""
     if registry is not None:
-        from .registry_commands import import_server  # it registers its commands on servers_app: imported late
-
         values = parse_pairs(env, "--env") | parse_pairs(header, "--header") | parse_pairs(value, "--value")
         return import_server(api, registry, name, local, choice, values, bool(command or url or openapi or entry))
     rest = (base_url, include_tags, exclude_tags, exclude_methods)

@@ -7,9 +7,9 @@ then `Guardrails.inspect(where, Subject(...), payload)` (built-in detectors, syn
 to record. Configuration and the decision record are the contract in `libs.common.guardrails`.
 """
 
-from .base import Detector, Finding
+from .base import Detector, Finding, Subject
 from .deny import DenyDetector
-from .engine import Guardrails, Inspection, Subject
+from .engine import Guardrails, Inspection
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector, visible_text
 from .pii import PiiDetector
 from .secrets import SecretsDetector

@@ -12,11 +12,31 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from libs.common.guardrails import DETECTOR_ENTITIES
+from libs.common.messages_base import Caller
 
-__all__ = ["Detector", "EntityDetector", "Finding", "Scan", "any_in", "mixed_classes", "shannon_entropy"]
+__all__ = [
+    "Detector",
+    "EntityDetector",
+    "Finding",
+    "Scan",
+    "Subject",
+    "any_in",
+    "mixed_classes",
+    "shannon_entropy",
+]
+
+
+class Subject(NamedTuple):
+    """What a payload belongs to: the upstream server, the tool's (prompt's, template's) own name, and
+    for arguments and results the caller. A named tuple, immutable as a frozen dataclass and made in
+    half its time (0.46 -> 0.25 µs): two per call."""
+
+    server: str
+    name: str
+    caller: Caller | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import httpx
 import orjson
 
 from libs.common.guardrails import WebhookGuard, Where
 
-if TYPE_CHECKING:
-    from .engine import Subject
+from .base import Subject
 
 __all__ = ["MAX_ANSWER_BYTES", "WebhookClient", "WebhookVerdict", "webhook_request"]
 

@@ -19,7 +19,8 @@ from nats.aio.client import Client as NATS
 from libs.common import metrics
 from libs.common.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
 
-from ..guardrails.engine import Guardrails, Inspection, Subject
+from ..guardrails.base import Subject
+from ..guardrails.engine import Guardrails, Inspection
 from ..guardrails.webhook import WebhookClient
 from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 
