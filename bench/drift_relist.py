@@ -30,13 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from services.executor.pinning.decide import decide
 from services.executor.upstreams.mcp.mcp_listing import list_everything
 
-SERVER = """
-import sys
-from mcp.server.mcpserver import MCPServer
-
-mcp = MCPServer("many")
-
-
+MANY_TOOLS = """
 def _tool(i: int) -> None:
     def look_up(query: str, region: str, limit: int = 10) -> str:
         return query
@@ -48,6 +42,18 @@ for i in range(int(sys.argv[1])):
     _tool(i)
 mcp.run("stdio")
 """
+"""The server's tools, `sys.argv[1]` of them, on the `mcp` its head made (`bench/drift_window_sizes.py`'s
+head makes one that drifts)."""
+SERVER = (
+    """
+import sys
+from mcp.server.mcpserver import MCPServer
+
+mcp = MCPServer("many")
+
+"""
+    + MANY_TOOLS
+)
 
 
 def _ms(values: list[float]) -> str:

@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from bench.drift_relist import MANY_TOOLS
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
@@ -58,7 +59,8 @@ ROUND_LIMIT = 60.0
 TOOL = "many__tool_0000"
 ARGUMENTS = {"query": "q-1", "region": "eu"}
 
-SERVER = """
+SERVER = (
+    """
 import sys
 import time
 from pathlib import Path
@@ -86,18 +88,9 @@ class Drifting(MCPServer):
 
 mcp = Drifting("many")
 
-
-def _tool(i: int) -> None:
-    def look_up(query: str, region: str, limit: int = 10) -> str:
-        return query
-
-    mcp.add_tool(look_up, name=f"tool_{i:04d}", description=f"Tool {i}: looks a record up by query in a region.")
-
-
-for i in range(int(sys.argv[1])):
-    _tool(i)
-mcp.run("stdio")
 """
+    + MANY_TOOLS
+)
 
 
 @dataclass
