@@ -22,6 +22,12 @@ the connection it left learns it at once (`libs.common.relay`).
 `stuck_since(mark)` tells a caller whose request timed out whether the bus was the part that went
 silent, so its error can name NATS rather than the service it was asking.
 
+Its `flush` keeps its promise: nats-py 2.16 writes a flush's PING straight to the socket, ahead of
+the commands still waiting for its flusher task, so the PONG could come back before the server had
+the SUB written just before it, and a message published to that subject then was lost (about 1 in 100
+times on a fresh connection, tests/unit/test_bus_client_headers.py). `_send_ping` queues the PING
+behind them, as nats-py did before.
+
 It also parses and writes message headers for less CPU than nats-py does, to the same bytes and
 dicts (`parse_header_lines`, `header_block`): every routed request and acknowledgement carries some.
 """
@@ -35,7 +41,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
-from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, Srv
+from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, PING_PROTO, Srv
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.protocol import command as prot_command
@@ -300,6 +306,11 @@ class BusClient(NATS):
         await self._send_command(command)
         if self._flush_queue is not None and self._flush_queue.empty():
             await self._flush_pending()
+
+    async def _send_ping(self, future: asyncio.Future[Any] | None = None) -> None:
+        self._pongs.append(future if future is not None else asyncio.get_running_loop().create_future())
+        await self._send_command(PING_PROTO)  # behind what is pending: its PONG then vouches for it
+        await self._flush_pending()
 
     def _remember(self, subject: str, token: str) -> None:
         future = self._resp_map.get(token)

@@ -164,7 +164,7 @@ async def test_a_bus_client_publish_arrives_with_its_headers(nats_url: str) -> N
         await receiver.flush()
         sent = {"Bastion-Accept-By": "1764093737.123456", "Broken": "a\r\nb", "Unicode": "välue ✓"}
         await sender.publish("headers.sent", b"x", headers=sent)
-        msg = await sub.next_msg(timeout=30)  # a bound on a hang, not on speed: 5 s ran out at load 8
+        msg = await sub.next_msg(timeout=30)  # a bound on a hang: a lost message (test_bus_client_flush.py) never comes
         assert msg.headers == {**sent, "Broken": "a  b"} and msg.data == b"x"
     finally:
         await sender.close()
