@@ -478,3 +478,8 @@ async def test_a_tasks_result_passes_the_guardrails_like_a_call_result(gateway, 
     result = (await agent.rpc(url, "tasks/result", {"taskId": task_id}))["result"]
     assert FAKE_AWS_KEY not in json.dumps(result), result
     assert "[REDACTED:" in _text(result) and _text(result).startswith("report leaky: the key is ")
+    # the task's status is the upstream's words as well (its statusMessage repeats the result)
+    status = (await agent.rpc(url, "tasks/get", {"taskId": task_id}))["result"]
+    listed = (await agent.rpc(url, "tasks/list", {}))["result"]
+    assert FAKE_AWS_KEY not in json.dumps([status, listed]), (status, listed)
+    assert status["statusMessage"].startswith("report leaky: the key is [REDACTED:"), status

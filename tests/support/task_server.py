@@ -139,11 +139,15 @@ async def _run(task_id: str, tool: str, job: str) -> None:
         _cancelled_jobs.append(job)
         _finish(task_id, "cancelled", None)
         raise
-    _finish(task_id, "completed", {"content": [{"type": "text", "text": f"{tool} {job}: {_texts[job]}"}]})
+    text = f"{tool} {job}: {_texts[job]}"
+    # the status message is the upstream's words too: a careless one repeats the result there
+    _finish(task_id, "completed", {"content": [{"type": "text", "text": text}]}, message=text)
 
 
-def _finish(task_id: str, status: str, result: dict[str, Any] | None) -> None:
+def _finish(task_id: str, status: str, result: dict[str, Any] | None, message: str | None = None) -> None:
     _tasks[task_id] |= {"status": status, "lastUpdatedAt": _now()}
+    if message is not None:
+        _tasks[task_id]["statusMessage"] = message
     if result is not None:
         _results[task_id] = result
     _done[task_id].set()
