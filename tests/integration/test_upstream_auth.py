@@ -34,6 +34,7 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
                 base = gateway.admin_api + "/servers"
                 shown = (await http.get(f"{base}/down-locked")).json()
                 assert shown["health"] == "needs_auth" and "HTTP 401" in shown["error"]
+
                 # healthy, though not necessarily at its first attempt: one that fails for another
                 # reason (a bus request timing out on a loaded machine) is degraded until the retry
                 async def unlocked_healthy() -> dict[str, str] | None:

@@ -64,7 +64,9 @@ async def test_a_fresh_start_ranks_the_code_mode_servers_hybrid_without_embeddin
 
 def test_shipped_vectors_are_the_ones_the_service_computes(embedder):
     toolset = Toolset(_pairs(["gitlab-zereight", "grafana", "time"]))
-    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+    # every third tool of three servers: a changed recipe or model moves every vector, and embedding
+    # all 199 tools' needs took 30 s of CPU for no more certainty
+    specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)[::3]
     shipped = VectorStore(embedder, needs=needs.load(), shipped=SHIPPED_VECTORS)
     computed = VectorStore(embedder, needs=needs.load())
     keys = computed.keys_for(specs)

@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.codemode.needs import fingerprint
@@ -56,18 +57,35 @@ def test_each_need_is_for_one_tool_of_the_catalog_by_its_definition(lines, train
 
 def test_no_training_query_is_a_judged_query_or_close_to_one(training):
     judged = [_words(json.loads(line)["query"]) for line in JUDGED.read_text().splitlines()]
-    close = []
-    for row in training:
-        words = _words(row["query"])
-        overlap = max(len(words & other) / len(words | other) for other in judged)
-        if overlap >= TOO_CLOSE:
-            close.append((round(overlap, 2), row["query"]))
-    assert not close, f"{len(close)} training queries overlap judged ones: {sorted(close, reverse=True)[:5]}"
+    queries = [_words(row["query"]) for row in training]
+    overlap = _jaccard(queries, judged).max(axis=1)
+    close = sorted((round(float(overlap[i]), 2), training[i]["query"]) for i in np.flatnonzero(overlap >= TOO_CLOSE))
+    assert not close, f"{len(close)} training queries overlap judged ones: {close[::-1][:5]}"
+
+
+def _jaccard(rows: list[frozenset[str]], columns: list[frozenset[str]]) -> np.ndarray:
+    """|a & b| / |a | b| for every row and column, as one matrix product over the columns' words
+    (pair by pair in Python took 17 s for 13,715 x 400)."""
+    vocabulary = {word: i for i, word in enumerate(sorted(set().union(*columns)))}
+    columns_words = np.zeros((len(vocabulary), len(columns)), np.float32)
+    for j, words in enumerate(columns):
+        columns_words[[vocabulary[w] for w in words], j] = 1
+    rows_words = np.zeros((len(rows), len(vocabulary)), np.float32)
+    for i, words in enumerate(rows):
+        rows_words[i, [vocabulary[w] for w in words if w in vocabulary]] = 1
+    shared = rows_words @ columns_words
+    sizes = np.array([len(words) for words in rows], np.float32)[:, None]
+    union = sizes + np.array([len(words) for words in columns], np.float32)[None, :] - shared
+    return shared / np.maximum(union, 1)
 
 
 def test_the_overlap_measure_catches_a_reworded_copy():
-    copy, judged = (
+    copy, judged, other = (
         _words("evict workloads from a worker before maintenance"),
         _words("evict workloads from a worker machine before maintenance"),
+        _words("list the open merge requests"),
     )
     assert len(copy & judged) / len(copy | judged) >= TOO_CLOSE
+    overlap = _jaccard([copy, other], [judged, other])
+    assert overlap[0, 0] == pytest.approx(len(copy & judged) / len(copy | judged))
+    assert overlap[0, 1] == 0 and overlap[1, 1] == 1 and overlap[1, 0] == 0
