@@ -26,7 +26,7 @@ from libs.common.egress import EgressRules
 from libs.common.messages import ServerCatalog
 
 from .agents import AgentLink
-from .breaker import CircuitBreaker
+from .breaker import BreakerState, CircuitBreaker
 from .catalog_publisher import CatalogPublisher, Snapshot
 from .error_mapping import describe_exception
 from .interceptors.chain import InterceptorChain
@@ -129,6 +129,8 @@ class Upstream:
         self._relist = False
         self._ready_at: float | None = None
         self._failures = 0
+        self._failed_connects = 0
+        """Breaker failures counted by connection attempts since the last session (`_connected`)."""
         self._scope = anyio.CancelScope()
         self._task: asyncio.Task[None] | None = None
         self._health_interval = settings.health_interval
@@ -275,6 +277,7 @@ class Upstream:
         self._connector.attempt_failed()
         if not self._unauthorized:  # up but not authorized: calls must not wait for the breaker
             self.breaker.failure()
+            self._failed_connects += 1
         level = logging.WARNING if reason != self._error or self._failures == 1 else logging.DEBUG
         log.log(level, "upstream %s: cannot connect (%s); attempt %d", self.name, reason, self._failures)
         self._error = reason
@@ -296,6 +299,7 @@ class Upstream:
                 self.session = session
                 self._ready_at = time.monotonic()
                 self.succeeded()
+                self._connected()
                 self._unauthorized = False  # a 401 answered by an OAuth retry is not "needs auth"
                 self._set_state(State.READY)
                 assert self.tools is not None
@@ -316,6 +320,15 @@ class Upstream:
                     self.session = None
         if connect_scope.cancelled_caught and self._ready_at is None:
             raise TimeoutError(f"no MCP session within {timeout:g} seconds")
+
+    def _connected(self) -> None:
+        """A session is up after failed attempts: the server answered its handshake and listing, so
+        the failures those attempts gave its breaker are over (it stayed "degraded" until some call
+        succeeded). Only theirs: failures of calls in between are left to the breaker's rule, or a
+        server that dies on every call but reconnects fine would never open it."""
+        counted, self._failed_connects = self._failed_connects, 0
+        if counted and self.breaker.state is BreakerState.CLOSED and self.breaker.failures <= counted:
+            self.breaker.success()
 
     async def _watch(self, session: UpstreamSession) -> None:
         next_poll = anyio.current_time() + self._drift_interval

@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx2
 import pytest
 
+from cli.stack import free_port
 from tests.support.gateway import ADMIN_KEY, default_config, example_server_over_http, running_gateway
 from tests.support.polling import poll_until
 
@@ -36,7 +37,7 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
                 assert shown["health"] == "needs_auth" and "HTTP 401" in shown["error"]
 
                 # healthy, though not necessarily at its first attempt: one that fails for another
-                # reason (a bus request timing out on a loaded machine) is degraded until the retry
+                # reason (a bus request timing out on a loaded machine) is down until the retry
                 async def unlocked_healthy() -> dict[str, str] | None:
                     shown = (await http.get(f"{base}/unlocked")).json()
                     return shown if shown["health"] == "healthy" and shown["status"] == "ready" else None
@@ -47,3 +48,28 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
                 result = await client.call_tool("unlocked__echo", {"text": "in"})
                 assert result.content[0].text == "in"
                 assert not any(t.name.startswith("down-locked__") for t in (await client.list_tools()).tools)
+
+
+async def test_a_server_that_comes_up_after_failed_attempts_is_healthy_not_degraded(nats_url, redis_url, tmp_path):
+    """Failed connection attempts count against the breaker; once a session is up the server has
+    answered, so it is healthy. It stayed "degraded" until some call succeeded (a full suite run
+    caught it after one attempt failed on a bus timeout)."""
+    port = free_port()
+    config = default_config({"down-late": {"url": f"http://127.0.0.1:{port}/mcp"}})  # nothing listens yet
+    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True) as gateway:
+        catalog = gateway.ingress.catalog
+        await poll_until(
+            lambda: (s := catalog.server_status("down-late")) is not None and s.health == "down",
+            "the server down (connection refused)",
+        )
+        async with (
+            example_server_over_http("--http", port=port),
+            httpx2.AsyncClient(headers=gateway.admin_headers) as http,
+        ):
+
+            async def shown() -> dict[str, str] | None:
+                server = (await http.get(f"{gateway.admin_api}/servers/down-late")).json()
+                return server if server["status"] == "ready" else None
+
+            server = await poll_until(shown, "server 'down-late' ready")
+            assert server["health"] == "healthy", server

@@ -118,10 +118,11 @@ def _executor_egress(config: BastionConfig, options: dict[str, Any] | None) -> d
 
 
 @contextlib.asynccontextmanager
-async def example_server_over_http(*args: str) -> AsyncIterator[str]:
-    """`examples/servers/echo_server.py` serving on a free port (`--http` or `--sse`); yields its URL."""
+async def example_server_over_http(*args: str, port: int = 0) -> AsyncIterator[str]:
+    """`examples/servers/echo_server.py` serving on `port` (0: a free one; `--http` or `--sse`);
+    yields its URL."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SERVERS / "echo_server.py"), *args, "--port", "0", stdout=asyncio.subprocess.PIPE
+        sys.executable, str(SERVERS / "echo_server.py"), *args, "--port", str(port), stdout=asyncio.subprocess.PIPE
     )
     try:
         assert proc.stdout is not None
