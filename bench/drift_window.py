@@ -44,11 +44,12 @@ def _config(state: Path, calls: Path) -> dict[str, Any]:
     return default_config({"drift": drift})
 
 
-def _quarantined(gateway: Gateway) -> bool:
+def quarantined(gateway: Gateway, server: str = "drift", tool: str = "add") -> bool:
+    """Whether the gateway's executor has quarantined `tool` of `server` (its pinning verdict)."""
     executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
     pinning = next(i for i in executor.interceptors.interceptors if isinstance(i, PinningInterceptor))
-    outcome = pinning.outcomes.get("drift")
-    decision = outcome.decision("tool", "add") if outcome is not None else None
+    outcome = pinning.outcomes.get(server)
+    decision = outcome.decision("tool", tool) if outcome is not None else None
     return decision is not None and decision.verdict == "quarantined"
 
 
@@ -63,7 +64,7 @@ async def _round(workdir: Path, interval: float) -> float | None:
         await asyncio.sleep(random.uniform(0, interval))  # any moment between two scheduled listings
         state.write_text("description silent")
         deadline = time.monotonic() + ROUND_LIMIT
-        while not _quarantined(gateway):
+        while not quarantined(gateway):
             if time.monotonic() > deadline:
                 return None
             await asyncio.sleep(0.01)

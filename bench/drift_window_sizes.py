@@ -49,9 +49,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from bench.drift_relist import MANY_TOOLS
-from services.executor.interceptors import PinningInterceptor
-from services.executor.service import ExecutorService
-from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
+from bench.drift_window import quarantined
+from tests.support.gateway import ADMIN_KEY, gateway_on_own_servers
 from tests.support.polling import poll_until
 
 ROUND_LIMIT = 60.0
@@ -114,14 +113,6 @@ def _config(folder: Path, tools: int) -> dict[str, Any]:
     return {"mcpServers": {"many": server}, "keys": [{"name": "admin", "key": ADMIN_KEY, "tools": ["*"]}]}
 
 
-def _quarantined(gateway: Gateway) -> bool:
-    executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
-    pinning = next(i for i in executor.interceptors.interceptors if isinstance(i, PinningInterceptor))
-    outcome = pinning.outcomes.get("many")
-    decision = outcome.decision("tool", "tool_0000") if outcome is not None else None
-    return decision is not None and decision.verdict == "quarantined"
-
-
 def _listings(lists: Path) -> list[float]:
     return [float(line) for line in lists.read_text().split()] if lists.exists() else []
 
@@ -167,7 +158,9 @@ async def _round(workdir: Path, tools: int, interval: float, every: float) -> Ro
             verdict: list[float] = []
 
             async def watch_verdict() -> None:
-                await poll_until(lambda: _quarantined(gateway), "the verdict", within=ROUND_LIMIT, every=0.01)
+                await poll_until(
+                    lambda: quarantined(gateway, "many", "tool_0000"), "the verdict", within=ROUND_LIMIT, every=0.01
+                )
                 verdict.append(time.time())
 
             watcher = asyncio.create_task(watch_verdict())
