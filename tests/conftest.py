@@ -22,6 +22,7 @@ from libs.common import tracing
 
 pytest_plugins = [
     "tests.support.admin_api",  # `ingress`, `api` and `admin_pages`: the admin API in-process
+    "tests.support.cpu_report",  # BASTION_TEST_CPU_REPORT=<folder>: CPU per test, to find the costly files
     "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
     "tests.support.nats_leaks",  # a module that leaves a NATS client open fails, not the session's end
     "tests.support.process_leaks",  # a test that leaves a chdb connection or a thread fails, and they end
