@@ -13,24 +13,19 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
-from nats.aio.client import Client as NATS
-from nats.js.kv import KeyValue
 from rich.markup import escape
-from rich.table import Table
 
-from libs.common import approvals, subjects
-from libs.common.approvals import ApprovalConflict, ApprovalRecord, OwnCall
-from libs.common.cedar_eval import Principal, call_context, evaluate
-from libs.common.cedar_policies import PolicyProblem, compile_policies
-from libs.common.nats import kv_bucket
-from libs.common.sealing import Sealer, SealingError
-
-from .credentials import CREDENTIALS_DIR
 from .terminal import FlagsGroup, console
 from .tool_commands import DataDir, NatsUrl, actor, audited_events, run_on_pins
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js.kv import KeyValue
+
+    from libs.common.approvals import ApprovalRecord
 
 __all__ = ["approvals_app", "policy_app", "register"]
 
@@ -46,10 +41,15 @@ Reason = Annotated[str, typer.Option("--reason", "-r", help="Why: the agent and 
 
 
 def _bucket(nc: NATS) -> Any:
+    from libs.common import subjects
+    from libs.common.nats import kv_bucket
+
     return kv_bucket(nc.jetstream(), subjects.KV_APPROVALS)
 
 
 def _arguments(record: ApprovalRecord, data_dir: Path | None) -> str:
+    from libs.common.sealing import Sealer, SealingError
+
     try:
         call = json.loads(Sealer(_secrets_key(data_dir)).open_value(record.call_sealed))
     except (SealingError, ValueError):
@@ -59,6 +59,8 @@ def _arguments(record: ApprovalRecord, data_dir: Path | None) -> str:
 
 def _secrets_key(data_dir: Path | None) -> str:
     """The stack's sealing key: `BASTION_SECRETS_KEY`, else the one `bastion up` keeps in its credentials."""
+    from .credentials import CREDENTIALS_DIR
+
     if key := os.environ.get("BASTION_SECRETS_KEY", "").strip():
         return key
     path = (data_dir or Path(".bastion")) / CREDENTIALS_DIR / "secrets.key"
@@ -79,6 +81,9 @@ def list_approvals(
     data_dir: DataDir = None,
 ) -> None:
     """The calls waiting for a person (newest first)."""
+    from rich.table import Table
+
+    from libs.common import approvals
 
     async def work(nc: NATS, _pins: KeyValue) -> list[ApprovalRecord]:
         return await approvals.list_records(await _bucket(nc))
@@ -99,6 +104,7 @@ def list_approvals(
 @approvals_app.command("show")
 def show(approval_id: ApprovalId, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """One parked call: who, which tool, which policy and why, the arguments that would run."""
+    from libs.common import approvals
 
     async def work(nc: NATS, _pins: KeyValue) -> ApprovalRecord | None:
         found = await approvals.read(await _bucket(nc), approval_id)
@@ -125,6 +131,9 @@ def show(approval_id: ApprovalId, nats_url: NatsUrl = None, data_dir: DataDir = 
 def _decide(
     approval_id: str, what: Literal["approve", "deny"], reason: str, nats_url: str | None, data_dir: Path | None
 ) -> None:
+    from libs.common import approvals
+    from libs.common.approvals import ApprovalConflict, OwnCall
+
     by = actor()
 
     async def work(nc: NATS, _pins: KeyValue) -> tuple[ApprovalRecord, int] | str:
@@ -171,6 +180,9 @@ def check(
 ) -> None:
     """Compile the policies (the line of the first problem) and, given --key and --tool, say what
     they decide for that call: allow, deny or approval, and which policy decided."""
+    from libs.common.cedar_eval import Principal, call_context, evaluate
+    from libs.common.cedar_policies import PolicyProblem, compile_policies
+
     try:
         compiled = compile_policies(file.read_text())
     except (OSError, PolicyProblem) as exc:

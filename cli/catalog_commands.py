@@ -10,26 +10,17 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from nats.aio.client import Client as NATS
-from nats.js.kv import KeyValue
 from rich.markup import escape
-
-from libs.common.catalog_manifest import (
-    MAX_MANIFEST_BYTES,
-    ManifestError,
-    generate_signing_key,
-    load_signing_key,
-    public_jwk,
-    verify_manifest,
-)
-from libs.common.pin_store import export_catalog, import_catalog
-from libs.common.settings import CatalogSettings
 
 from .terminal import FlagsGroup, console
 from .tool_commands import DataDir, NatsUrl, actor, audited, run_on_pins
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js.kv import KeyValue
 
 __all__ = ["catalog_app"]
 
@@ -56,6 +47,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _trusted(files: list[Path] | None) -> list[dict[str, Any]]:
+    from libs.common.settings import CatalogSettings
+
     if files:
         try:
             return [json.loads(path.read_text()) for path in files]
@@ -68,6 +61,8 @@ def _trusted(files: list[Path] | None) -> list[dict[str, Any]]:
 
 
 def _manifest(path: Path) -> str:
+    from libs.common.catalog_manifest import MAX_MANIFEST_BYTES
+
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
             raise _fail(f"{path} is larger than {MAX_MANIFEST_BYTES} bytes", 1)
@@ -79,6 +74,8 @@ def _manifest(path: Path) -> str:
 @catalog_app.command("keygen")
 def keygen(out: Annotated[Path, typer.Argument(help="Where to write the private key (JWK, mode 0600).")]) -> None:
     """Make a deployment signing key; prints its public JWK (what another deployment trusts)."""
+    from libs.common.catalog_manifest import generate_signing_key, public_jwk
+
     key = generate_signing_key()
     try:
         fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -97,6 +94,10 @@ def export(
     data_dir: DataDir = None,
 ) -> None:
     """Sign every approved definition of this deployment into one manifest (a compact JWS)."""
+    from libs.common.catalog_manifest import ManifestError, load_signing_key
+    from libs.common.pin_store import export_catalog
+    from libs.common.settings import CatalogSettings
+
     settings = CatalogSettings()
     try:
         text = key_file.read_text() if key_file else settings.signing_key.get_secret_value()
@@ -123,6 +124,8 @@ def export(
 @catalog_app.command("verify")
 def verify(file: Manifest, trust: TrustFile = None) -> None:
     """Check a catalog's signature (against the trusted keys) and every entry's hash; exit 1 if not valid."""
+    from libs.common.catalog_manifest import ManifestError, verify_manifest
+
     try:
         verified = verify_manifest(_manifest(file), _trusted(trust))
     except ManifestError as exc:
@@ -137,6 +140,8 @@ def verify(file: Manifest, trust: TrustFile = None) -> None:
 @catalog_app.command("import")
 def import_(file: Manifest, trust: TrustFile = None, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """Verify a catalog and make its definitions the approved ones here (every executor follows at once)."""
+    from libs.common.pin_store import import_catalog
+
     token, trusted, by = _manifest(file), _trusted(trust), actor()
 
     async def work(nc: NATS, kv: KeyValue) -> tuple[int, int]:

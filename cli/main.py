@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
-
-from libs.common.config import ConfigError, load_config
 
 from .admin_commands import register as register_admin_commands
 from .approval_commands import register as register_approval_commands
@@ -80,6 +76,8 @@ def up(
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
     """Validate a config file and summarize it (never showing secrets); OpenAPI documents are read and
     what they turn into (or refuse) is listed."""
+    from libs.common.config import ConfigError, load_config
+
     from .apply import key_records
     from .openapi_check import load_openapi_servers, print_openapi_report
     from .summary import print_summary
@@ -106,6 +104,7 @@ def config_apply(
     data_dir: DataDir = None,
 ) -> None:
     """Write a file's servers and keys into a running deployment's NATS KV (every replica sees it)."""
+    from libs.common.config import ConfigError, load_config
     from libs.common.sealing import Sealer, SealingError
 
     from .apply import apply_config, key_records
@@ -164,6 +163,8 @@ def audit_tail(
     data_dir: DataDir = None,
 ) -> None:
     """Show recent tool calls, newest last."""
+    import asyncio
+
     from .audit import tail  # written separately; imported only when used
 
     url, seed = _stack(nats_url, data_dir)
@@ -198,6 +199,8 @@ def audit_verify(
     """Check the stored audit events against their hash chains and signed checkpoints, and say which
     producer vouches for each chain: OK, or the first modified, deleted, inserted or reordered row, or
     the events the writer flagged or refused (exit 1; 2 when the check could not run)."""
+    import asyncio
+
     from .analytics import CliFailure, parse_time
     from .audit import verify
 
@@ -220,6 +223,8 @@ def audit_export(
     data_dir: DataDir = None,
 ) -> None:
     """Stream audit events as JSON lines for a SIEM, oldest first, with progress on a terminal."""
+    import asyncio
+
     from .analytics import CliFailure, export, parse_time
 
     if fmt != "jsonl":
@@ -265,6 +270,8 @@ def analytics_query(
     data_dir: DataDir = None,
 ) -> None:
     """Run one read-only SQL query on the audit store (docs/analytics.md has ten ready-made ones)."""
+    import asyncio
+
     from libs.common.analytics import AnalyticsQuery, NotReadOnly
 
     from .analytics import CliFailure, principal, print_answer, query_clickhouse, query_nats
@@ -294,6 +301,8 @@ def analytics_query(
 @app.command()
 def version() -> None:
     """Print the Bastion version."""
+    from importlib.metadata import version as dist_version
+
     typer.echo(f"bastion {dist_version('bastion-gateway')}")
 
 

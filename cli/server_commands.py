@@ -174,13 +174,13 @@ def _error_cell(server: dict[str, Any]) -> str:
 @command(servers_app, "list")
 def servers_list(api: AdminClient, as_json: Json = False) -> None:
     """List upstream servers with the status the executors report."""
+    servers = api.get("/servers")
+    if as_json:
+        return print_json(servers)
     from libs.common.config import ServerConfig
 
     from .summary import server_target
 
-    servers = api.get("/servers")
-    if as_json:
-        return print_json(servers)
     table = Table(
         "name", "transport", "target", "status", "health", "tools", "error", title=f"{len(servers)} server(s)"
     )

@@ -11,12 +11,15 @@ import re
 import shutil
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from rich.console import Console
 from rich.markup import escape
 
-from libs.common.config import BastionConfig, ServerConfig
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from libs.common.config import BastionConfig, ServerConfig
 
 __all__ = [
     "banner_servers",

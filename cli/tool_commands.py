@@ -7,42 +7,26 @@ principal: `BASTION_PRINCIPAL`, else `cli:<user>@<host>`).
 
 from __future__ import annotations
 
-import asyncio
 import getpass
 import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from nats.aio.client import Client as NATS
-from nats.js.kv import KeyValue
 from rich.markup import escape
-from rich.table import Table
-
-from libs.common import subjects
-from libs.common.audit_chain import producer_id
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.catalog_manifest import ManifestError
-from libs.common.messages import AuditEvent
-from libs.common.nats import kv_bucket
-from libs.common.permissions import ADMIN
-from libs.common.pin_store import (
-    PinChange,
-    decide_pending,
-    diff_text,
-    find,
-    parse_target,
-    pin_audit_event,
-    read_records,
-)
-from libs.common.pin_store import pending as pending_records
-from libs.common.pins import PinError
 
 from .invocation import cli_command
 from .terminal import FlagsGroup, console
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+    from nats.js.kv import KeyValue
+
+    from libs.common.messages import AuditEvent
+    from libs.common.pin_store import PinChange
 
 __all__ = ["actor", "audited", "audited_events", "run_as_admin", "run_on_pins", "tools_app"]
 
@@ -80,6 +64,8 @@ def run_as_admin(
     """`work(nc)` over the admin role's NATS connection, given `within` seconds. A failure is one line
     and exit code 1: refused credentials and `expected` exceptions as they say, anything else as
     `<failing>: <what happened>`."""
+    import asyncio
+
     from .credentials import CredentialsRefused, connect_as_admin
 
     async def run() -> T:
@@ -102,6 +88,11 @@ def run_as_admin(
 
 def run_on_pins(nats_url: str | None, data_dir: Path | None, work: Callable[[NATS, KeyValue], Awaitable[T]]) -> T:
     """`work(nc, pins)` over the admin role's connection; a clear message and exit code 1 or 2 on failure."""
+    from libs.common import subjects
+    from libs.common.catalog_manifest import ManifestError
+    from libs.common.nats import kv_bucket
+    from libs.common.pins import PinError
+
     from .stackfile import find_admin_credentials, find_nats_url
 
     folder = data_dir or Path(".bastion")
@@ -121,11 +112,17 @@ def run_on_pins(nats_url: str | None, data_dir: Path | None, work: Callable[[NAT
 
 async def audited(nc: NATS, changes: Sequence[PinChange], by: str, within: float = 10.0) -> int:
     """Publish one admin audit event per change; returns how many the audit stream did not take."""
+    from libs.common.pin_store import pin_audit_event
+
     return await audited_events(nc, [pin_audit_event(change, by) for change in changes], within)
 
 
 async def audited_events(nc: NATS, events: Sequence[AuditEvent], within: float = 10.0) -> int:
     """Publish admin audit events on the admin role's chain; returns how many the stream did not take."""
+    from libs.common.audit_chain import producer_id
+    from libs.common.audit_publisher import AuditPublisher
+    from libs.common.permissions import ADMIN
+
     publisher = AuditPublisher(nc, producer=producer_id(ADMIN))
     await publisher.start()
     for event in events:
@@ -137,6 +134,10 @@ async def audited_events(nc: NATS, events: Sequence[AuditEvent], within: float =
 @tools_app.command("pending")
 def pending(nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """List the definitions that drifted and wait for approval (quarantined, or flagged in warn mode)."""
+    from rich.table import Table
+
+    from libs.common.pin_store import pending as pending_records
+    from libs.common.pin_store import read_records
 
     async def work(_nc: NATS, kv: KeyValue) -> int:
         waiting = pending_records((await read_records(kv)).values())
@@ -169,6 +170,8 @@ def pending(nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
 @tools_app.command("diff")
 def diff(target: Target, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """Show what changed between the approved definition and the one waiting, field by field."""
+    from libs.common.pin_store import diff_text, find
+
     server, name = _target(target)
 
     async def work(_nc: NATS, kv: KeyValue) -> None:
@@ -178,6 +181,8 @@ def diff(target: Target, nats_url: NatsUrl = None, data_dir: DataDir = None) -> 
 
 
 def _decide(target: str, decision: str, sha: str | None, nats_url: str | None, data_dir: Path | None) -> None:
+    from libs.common.pin_store import decide_pending
+
     server, name = _target(target)
     by = actor()
 
@@ -206,6 +211,9 @@ def reject(target: Target, sha: Sha = None, nats_url: NatsUrl = None, data_dir: 
 
 
 def _target(target: str) -> tuple[str, str]:
+    from libs.common.pin_store import parse_target
+    from libs.common.pins import PinError
+
     try:
         return parse_target(target)
     except PinError as exc:
