@@ -43,6 +43,8 @@ COUNTER = "bastion_auth_refused_total"
 MCP_ACCEPT = {"accept": "application/json, text/event-stream"}
 HOUR = 3600.0
 DOC = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
+NO_SERVERS: dict[str, Any] = {"keys": [{"name": "admin", "key": ADMIN_KEY, "tools": ["*"]}]}
+"""The bad-key tests' config: they only initialize, so no upstream is started."""
 
 
 def _documented_query() -> str:
@@ -117,7 +119,7 @@ async def test_bursts_of_bad_keys_on_mcp_and_v1_are_counted_and_audited_once_per
     nats_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     async with running_gateway(
-        nats_url, redis_url, tmp_path, metrics=True, auth_refusal_window=HOUR, auth_refusal_buckets=50
+        nats_url, redis_url, tmp_path, NO_SERVERS, metrics=True, auth_refusal_window=HOUR, auth_refusal_buckets=50
     ) as gateway:
         base = gateway.url.removesuffix("/mcp")
         on_mcp, on_v1 = _bad_key(), _bad_key()
@@ -177,7 +179,7 @@ async def test_a_flood_of_distinct_keys_yields_at_most_the_bound_of_rows_in_a_wi
 ) -> None:
     bound, flood = 4, 40
     async with running_gateway(
-        nats_url, redis_url, tmp_path, auth_refusal_window=HOUR, auth_refusal_buckets=bound
+        nats_url, redis_url, tmp_path, NO_SERVERS, auth_refusal_window=HOUR, auth_refusal_buckets=bound
     ) as gateway:
         keys = [_bad_key() for _ in range(flood)]
         async with httpx2.AsyncClient(timeout=30) as http:

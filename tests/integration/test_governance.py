@@ -4,12 +4,13 @@ refunds, through the real request path (official client → ingress → policy �
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from tests.support.gateway import SERVERS, running_gateway, stdio_server
+from tests.support.gateway import SERVERS, Gateway, gateway_on_own_servers, stdio_server
 
 pytestmark = pytest.mark.integration
 
@@ -18,6 +19,8 @@ SUPPORT = "bk_test_support_key_0000000000"
 METERED = "bk_test_metered_key_0000000000"
 LIMITED = "bk_test_limited_key_0000000000"
 CAPPED = "bk_test_capped_key_00000000000"
+SLEEPER = "bk_test_sleeper_key_0000000000"
+RACER = "bk_test_racer_key_000000000000"
 
 
 def governance_config() -> dict:
@@ -43,6 +46,9 @@ def governance_config() -> dict:
             {"name": "finance", "key": FINANCE, "user": "ann"},  # no own grants: everything from groups
             {"name": "support", "key": SUPPORT, "groups": ["support-tier", "support-tier"]},
             {"name": "metered", "key": METERED, "tools": ["echo/*"], "budget": {"limit_usd": 0.05, "period": "day"}},
+            # metered's twins: each test that spends or counts has keys of its own on the shared gateway
+            {"name": "sleeper", "key": SLEEPER, "tools": ["echo/*"], "budget": {"limit_usd": 0.05, "period": "day"}},
+            {"name": "racer", "key": RACER, "tools": ["echo/*"], "budget": {"limit_usd": 0.05, "period": "day"}},
             {"name": "limited", "key": LIMITED, "tools": ["echo/*"], "rate_limit": {"requests": 2, "per": "hour"}},
             {
                 "name": "capped",
@@ -55,9 +61,10 @@ def governance_config() -> dict:
     }
 
 
-@pytest.fixture
-async def gateway(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, governance_config()) as gw:
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """Shared: each test spends and counts on keys (and a customer, a tool) no other test calls."""
+    async with gateway_on_own_servers(tmp_path_factory.mktemp("governance"), governance_config()) as gw:
         yield gw
 
 
@@ -138,38 +145,38 @@ async def test_rate_limits_per_key_and_per_tool_with_retry_after(gateway):
         )
     assert int(response.headers["retry-after"]) >= 1
     # a per-tool limit configured on the server applies to every caller of that tool
-    async with gateway.client(METERED) as client:
+    async with gateway.client(SLEEPER) as client:
         await client.call_tool("echo__sleep", {"seconds": 0})
         with pytest.raises(MCPError) as tool_limit:
             await client.call_tool("echo__sleep", {"seconds": 0})
     assert "tool:echo/sleep" in tool_limit.value.error.message
 
 
-async def test_two_policy_replicas_never_overspend_under_concurrent_load(nats_url, redis_url, tmp_path):
+async def test_two_policy_replicas_never_overspend_under_concurrent_load(gateway):
     from libs.common.settings import PolicySettings
     from services.policy.service import PolicyService
 
-    async with running_gateway(nats_url, redis_url, tmp_path, governance_config()) as gw:
-        second = PolicyService(PolicySettings(nats_url=nats_url, redis_url=redis_url, instance="-2"))
-        await second.start()
-        try:
-            http = httpx2.AsyncClient(  # closed below, once every answer is in
-                headers={"Authorization": f"Bearer {METERED}"}, limits=httpx2.Limits(max_connections=40)
-            )
-            body = {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": "echo__add", "arguments": {"a": 1, "b": 1}},
-            }  # $0.01 each, budget $0.05
+    first = next(s for s in gateway.services if isinstance(s, PolicyService))
+    second = PolicyService(PolicySettings(nats_url=gateway.nats_url, redis_url=first.settings.redis_url, instance="-2"))
+    await second.start()
+    try:
+        http = httpx2.AsyncClient(  # closed below, once every answer is in
+            headers={"Authorization": f"Bearer {RACER}"}, limits=httpx2.Limits(max_connections=40)
+        )
+        body = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "echo__add", "arguments": {"a": 1, "b": 1}},
+        }  # $0.01 each, budget $0.05
 
-            async def call() -> dict:
-                return (await http.post(gw.url, json=body)).json()
+        async def call() -> dict:
+            return (await http.post(gateway.url, json=body)).json()
 
-            answers = await asyncio.gather(*(call() for _ in range(40)))
-            await http.aclose()
-        finally:
-            await second.stop()
+        answers = await asyncio.gather(*(call() for _ in range(40)))
+        await http.aclose()
+    finally:
+        await second.stop()
     allowed = [a for a in answers if "result" in a]
     refused = [a for a in answers if "error" in a]
     assert len(allowed) == 5  # exactly floor($0.05 / $0.01), whichever replica decided

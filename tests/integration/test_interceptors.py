@@ -26,6 +26,13 @@ DENY = {"tools": ["*/sleep", "*/prompt:repeat"], "max_argument_bytes": 2000, "te
 SERVERS = ("echo", "web")  # stdio, streamable HTTP
 
 
+def _echo_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The default config without the notes server: no test here calls it."""
+    config = default_config(extra_servers)
+    del config["mcpServers"]["notes"]
+    return config
+
+
 def _text(result: Any) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
@@ -43,7 +50,7 @@ def _decisions(row: Any) -> list[tuple[str, str, str, str]]:
 @pytest.mark.parametrize("lean", [True, False], ids=["lean", "sdk"])
 async def test_each_hook_acts_on_real_calls_and_lands_in_the_audit_row(nats_url, redis_url, tmp_path, lean):
     async with example_server_over_http("--http") as url:
-        config = default_config({"web": {"url": url}})
+        config = _echo_config({"web": {"url": url}})
         config["keys"].append({"name": "coder", "key": CODER_KEY, "tools": ["echo/*", "web/*"], "code_mode": True})
         codemode = CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20)
         options = {"deny_list": DENY, "lean_calls": lean}
@@ -98,7 +105,7 @@ async def test_each_hook_acts_on_real_calls_and_lands_in_the_audit_row(nats_url,
 
 async def test_interceptors_swapped_at_run_time_apply_to_listings_and_calls(nats_url, redis_url, tmp_path):
     bare = {"pinning": False, "guardrails": {"defaults": False}}  # neither of the default interceptors
-    async with running_gateway(nats_url, redis_url, tmp_path, default_config(), executor_options=bare) as gateway:
+    async with running_gateway(nats_url, redis_url, tmp_path, _echo_config(), executor_options=bare) as gateway:
         executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
         assert not executor.interceptors.on_calls, "nothing configured: the request path passes no hook"
         catalog = gateway.ingress.catalog

@@ -8,11 +8,14 @@ KV and unsealed, so only the claim under test is wrong.
 from __future__ import annotations
 
 import base64
+import contextlib
+import itertools
 import json
 import secrets
-import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -27,7 +30,13 @@ from libs.common.nats import connect
 from libs.common.oauth import REGISTRATION_TTL
 from libs.common.sealing import Sealer, new_key
 from services.oauth.agents.clients import client_key
-from tests.support.gateway import SERVERS, example_server_over_http, legacy_initialize, running_gateway
+from tests.support.gateway import (
+    Gateway,
+    example_server_over_http,
+    gateway_on_own_servers,
+    legacy_initialize,
+    running_gateway,
+)
 from tests.support.oauth_browser import Browser, s256, set_password
 from tests.support.polling import poll_until
 
@@ -38,8 +47,9 @@ PASSWORD = "hunter2-but-longer"
 
 
 def config() -> dict[str, Any]:
+    """No upstream: these tests sign in, trade tokens and initialize, and never call a tool."""
     return {
-        "mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}},
+        "mcpServers": {},
         "groups": [{"id": "echoers", "tools": ["echo/*"]}],
         "users": [{"id": "carol", "name": "Carol", "groups": ["echoers"]}],
         "keys": [{"name": "admin", "key": "bk_test_admin_key_000000000000", "tools": ["*"]}],
@@ -141,13 +151,67 @@ def query(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+_addresses = itertools.count()
+
+
+def _own_address() -> str:
+    """A loopback address no earlier `env` test used (127.0.0.1 is the other tests')."""
+    n = next(_addresses)
+    return f"127.0.{n // 250}.{n % 250 + 2}"
+
+
+class Shared:
+    """The `env` tests' gateway: each of them registers clients of its own and revokes only the tokens
+    it was issued, and carol's one wrong password is far below the lockout. Started by the first of
+    them, stopped before a test starts a gateway of its own: the embedded audit store is one per
+    process, so two gateways cannot run side by side (the next `env` test starts a fresh one)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir, self.key = workdir, new_key()
+        self.gateway: Gateway | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._starts = itertools.count()
+
+    async def start(self) -> Gateway:
+        if self.gateway is None:
+            async with contextlib.AsyncExitStack() as stack:
+                workdir = self.workdir / f"gateway-{next(self._starts)}"
+                gateway = await stack.enter_async_context(
+                    gateway_on_own_servers(workdir, config(), oauth=True, secrets_key=self.key)
+                )
+                assert (await set_password(gateway.nats_url, "carol", PASSWORD)).ok
+                self._stack, self.gateway = stack.pop_all(), gateway
+        return self.gateway
+
+    async def stop(self) -> None:
+        stack, self._stack, self.gateway = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Shared]:
+    holder = Shared(tmp_path_factory.mktemp("oauth-hostile"))
+    try:
+        yield holder
+    finally:
+        await holder.stop()
+
+
 @pytest.fixture
-async def env(nats_url, redis_url, tmp_path):
-    key = new_key()
-    async with running_gateway(nats_url, redis_url, tmp_path, config(), oauth=True, secrets_key=key) as gw:
-        assert (await set_password(nats_url, "carol", PASSWORD)).ok
-        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
-            yield Env(gw, http, key)
+async def env(shared: Shared) -> AsyncIterator[Env]:
+    """Each test from an address of its own: registrations are counted per address and hour, and the
+    tests together register more clients than one address may."""
+    gateway = await shared.start()
+    own_address = httpx2.AsyncHTTPTransport(local_address=_own_address())
+    async with httpx2.AsyncClient(timeout=30, follow_redirects=False, transport=own_address) as http:
+        yield Env(gateway, http, shared.key)
+
+
+@pytest.fixture
+async def alone(shared: Shared) -> None:
+    """For a test that starts a gateway of its own: the shared one stopped first."""
+    await shared.stop()
 
 
 # ---------------------------------------------------------------- the authorization request
@@ -310,6 +374,7 @@ async def test_forged_expired_and_misaddressed_tokens_are_refused(env):
 UPSTREAM_TOKEN = "upstream-only-token-5b1e"
 
 
+@pytest.mark.usefixtures("alone")
 async def test_a_bastion_token_is_never_passed_to_an_upstream(nats_url, redis_url, tmp_path):
     """The upstream answers 401 to anything but its own credential: a call that works proves it received
     the configured header, not the agent's Bastion token."""
@@ -330,6 +395,7 @@ async def test_a_bastion_token_is_never_passed_to_an_upstream(nats_url, redis_ur
             assert status is not None and status.health == "healthy"
 
 
+@pytest.mark.usefixtures("alone")
 async def test_password_guessing_is_cut_off_per_user_name(nats_url, redis_url, tmp_path):
     options = {"login_max_failures": 3}
     async with running_gateway(
@@ -353,6 +419,7 @@ async def test_password_guessing_is_cut_off_per_user_name(nats_url, redis_url, t
 # ---------------------------------------------------------------- anonymous registration
 
 
+@pytest.mark.usefixtures("alone")
 async def test_registration_is_bounded_in_size_and_rate_per_address_and_in_all(nats_url, redis_url, tmp_path):
     """2,000 anonymous registrations of 17 KB each once grew the NATS store by 34 MB in 39 s: a
     registration is now at most 4 KiB of redirect URIs, an address may register a few clients an

@@ -15,13 +15,18 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 from libs.common import tracing
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, running_gateway
 from tests.support.metrics import Series, moved, scrape, value
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 TRACED = str(Path(__file__).resolve().parents[1] / "support" / "traced_server.py")
+TRACED_ONLY = {
+    "mcpServers": {"traced": {"command": sys.executable, "args": [TRACED]}},
+    "keys": [{"name": "admin", "key": ADMIN_KEY, "tools": ["*"]}],
+}
+"""The tracing tests' config: they call the traced server alone."""
 
 
 def _text(result: object) -> str:
@@ -130,8 +135,7 @@ def _scope(span: ReadableSpan) -> str:
 async def test_one_trace_spans_agent_ingress_policy_executor_and_upstream(
     nats_url: str, redis_url: str, tmp_path: Path, spans: InMemorySpanExporter
 ) -> None:
-    config = default_config({"traced": {"command": sys.executable, "args": [TRACED]}})
-    async with running_gateway(nats_url, redis_url, tmp_path, config) as gateway:
+    async with running_gateway(nats_url, redis_url, tmp_path, TRACED_ONLY) as gateway:
         spans.clear()
         headers = {"traceparent": f"00-{AGENT_TRACE}-{AGENT_SPAN}-01"}
         async with gateway.client(ADMIN_KEY, headers=headers) as client:
@@ -170,8 +174,7 @@ async def test_one_trace_spans_agent_ingress_policy_executor_and_upstream(
 
 async def test_tracing_off_sends_no_trace_context_upstream(nats_url: str, redis_url: str, tmp_path: Path) -> None:
     assert not tracing.enabled()
-    config = default_config({"traced": {"command": sys.executable, "args": [TRACED]}})
-    async with running_gateway(nats_url, redis_url, tmp_path, config) as gateway:
+    async with running_gateway(nats_url, redis_url, tmp_path, TRACED_ONLY) as gateway:
         headers = {"traceparent": f"00-{AGENT_TRACE}-{AGENT_SPAN}-01"}
         async with gateway.client(ADMIN_KEY, headers=headers) as client:
             assert _text(await client.call_tool("traced__traceparent", {})) == ""
@@ -185,8 +188,7 @@ async def test_an_unsampled_trace_records_no_span_anywhere_but_still_tells_the_u
     exporter = InMemorySpanExporter()
     assert tracing.configure("test", processor=SimpleSpanProcessor(exporter), sample_ratio=0.0)
     try:
-        config = default_config({"traced": {"command": sys.executable, "args": [TRACED]}})
-        async with running_gateway(nats_url, redis_url, tmp_path, config) as gateway:
+        async with running_gateway(nats_url, redis_url, tmp_path, TRACED_ONLY) as gateway:
             async with gateway.client(ADMIN_KEY) as client:
                 upstream_saw = _text(await client.call_tool("traced__traceparent", {}))
     finally:
