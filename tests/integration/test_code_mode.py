@@ -3,6 +3,9 @@ workers) -> policy -> executor -> real upstream servers, with audit rows in Clic
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
@@ -15,7 +18,16 @@ from libs.common.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, default_config, running_gateway, stdio_server
+from tests.support.gateway import (
+    ADMIN_KEY,
+    READONLY_KEY,
+    Gateway,
+    SharedGateway,
+    default_config,
+    gateway_on_own_servers,
+    running_gateway,
+    stdio_server,
+)
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -25,9 +37,10 @@ NARROW_KEY = "bk_test_code_mode_narrow_0000"
 LIMITED_KEY = "bk_test_code_mode_limited_000"
 
 
-def code_mode_config() -> dict:
-    rendezvous = stdio_server(Path(__file__).parents[1] / "support" / "rendezvous_server.py")
-    config = default_config({"rendezvous": rendezvous})
+def code_mode_config(rendezvous: bool = True) -> dict:
+    """`rendezvous=False`: without the rendezvous server, for a gateway of a test that never meets."""
+    meets = {"rendezvous": stdio_server(Path(__file__).parents[1] / "support" / "rendezvous_server.py")}
+    config = default_config(meets if rendezvous else None)
     config["keys"] += [
         {"name": "coder", "key": CODER_KEY, "tools": ["echo/*", "notes/*", "rendezvous/*"], "code_mode": True},
         {"name": "narrow", "key": NARROW_KEY, "tools": ["echo/echo", "notes/list_notes"], "code_mode": True},
@@ -42,18 +55,49 @@ def code_mode_config() -> dict:
     return config
 
 
-@pytest.fixture
-async def gateway(nats_url, redis_url, tmp_path):
-    settings = CodeModeSettings(sandbox_workers=2, sandbox_wall_seconds=20)
-    async with running_gateway(nats_url, redis_url, tmp_path, code_mode_config(), codemode=settings) as gw:
+@contextlib.asynccontextmanager
+async def _code_mode_gateway(running: contextlib.AbstractAsyncContextManager[Gateway]) -> AsyncIterator[Gateway]:
+    async with running as gw:
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
         servers = lambda: {server for server, _ in codemode.catalog.pairs}  # noqa: E731
         await poll_until(lambda: servers() == {"echo", "notes", "rendezvous"}, "both servers in the codemode catalog")
         yield gw
 
 
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway]:
+    settings = CodeModeSettings(sandbox_workers=2, sandbox_wall_seconds=20)
+    holder = SharedGateway(
+        lambda: _code_mode_gateway(
+            gateway_on_own_servers(tmp_path_factory.mktemp("codemode"), code_mode_config(), codemode=settings)
+        )
+    )
+    try:
+        yield holder
+    finally:
+        await holder.close()
+
+
+@pytest.fixture
+async def gateway(shared: SharedGateway) -> Gateway:
+    """The module's gateway: each test's audit rows are told apart by time, the pool's replacements
+    counted from where the test found them; the rate-limited key and the notes are one test's."""
+    return await shared.get()
+
+
+@pytest.fixture
+async def alone(shared: SharedGateway) -> None:
+    """For a test that starts a gateway of its own: the module's is stopped first (`SharedGateway`)."""
+    await shared.close()
+
+
 def _text(result) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
+
+
+def _since(started: float, rows: list[AuditEvent]) -> list[AuditEvent]:
+    """The rows of what happened from `started` on: the shared gateway holds earlier tests' too."""
+    return [row for row in rows if row.ts >= started]
 
 
 async def _run(client, code: str):
@@ -115,19 +159,6 @@ async def test_search_understands_meaning_and_never_offers_a_tool_the_key_may_no
             assert offered <= {"echo.echo", "notes.list_notes"}, (query, found)
 
 
-async def test_without_its_model_search_is_lexical_and_says_so(nats_url, redis_url, tmp_path):
-    settings = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
-    async with running_gateway(nats_url, redis_url, tmp_path, code_mode_config(), codemode=settings) as gw:
-        assert REGISTRY.get_sample_value("bastion_codemode_search_model_loaded") == 0
-        async with gw.client(CODER_KEY) as client:
-            found = _text(await client.call_tool("search_tools", {"query": "notes list"}))
-        first, second = found.splitlines()[:2]
-        assert first == "(lexical only: embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false))"
-        assert second.startswith("notes.list_notes() — ")
-        lexical = REGISTRY.get_sample_value("bastion_codemode_searches_total", {"engine": "lexical"})
-        assert lexical is not None and lexical >= 1
-
-
 async def test_a_script_calls_tools_through_policy_and_each_call_is_audited_under_its_run(gateway):
     code = (
         'a = notes.add_note(title="t1", text="hello")\n'
@@ -136,15 +167,17 @@ async def test_a_script_calls_tools_through_policy_and_each_call_is_audited_unde
         'print("added", a["id"], b["id"])\n'
         "result = {'titles': titles, 'sum': echo.add(a=2, b=40)}\n"
     )
+    started = time.time()
     lines = (await _coder_runs(gateway, code)).splitlines()
     assert lines[0] == "added 1 2"
     assert lines[1] == 'result: {"titles":["t1","t2"],"sum":42}'
 
     def four_calls_under_a_run(rows: list[AuditEvent]) -> bool:
+        rows = _since(started, rows)
         runs = [r for r in rows if r.kind == "code_run"]
         return bool(runs) and len([r for r in rows if r.parent_id == runs[0].event_id]) == 4
 
-    rows = await audit_rows_when(gateway.nats_url, "coder", four_calls_under_a_run)
+    rows = _since(started, await audit_rows_when(gateway.nats_url, "coder", four_calls_under_a_run))
     run = next(r for r in rows if r.kind == "code_run")
     children: list[AuditEvent] = [r for r in rows if r.parent_id == run.event_id]
     assert run.name == "execute_code" and run.status == "ok"
@@ -203,11 +236,12 @@ async def test_an_agent_cancelling_a_run_stops_it_and_its_tool_calls(gateway, mo
     import anyio
 
     codemode = next(s for s in gateway.services if isinstance(s, CodeModeService))
+    replaced, started = codemode.pool.replaced, time.time()
     async with gateway.client(CODER_KEY, mode=mode) as client:
         # legacy: the SDK sends notifications/cancelled; 2026-07-28: it closes the response stream
         with anyio.move_on_after(1.0):
             await _run(client, "echo.sleep(seconds=60)\n")
-        await poll_until(lambda: codemode.pool.replaced == 1, "the cancelled run's worker replaced")
+        await poll_until(lambda: codemode.pool.replaced == replaced + 1, "the cancelled run's worker replaced")
         # the session keeps working
         assert _text(await _run(client, "result = 1")) == "result: 1"
     # the run's row (ingress) and its inner call's (codemode) come from two producers: wait for both
@@ -215,10 +249,11 @@ async def test_an_agent_cancelling_a_run_stops_it_and_its_tool_calls(gateway, mo
         gateway.nats_url,
         "coder",
         lambda rows: (
-            any(r.error_kind == "cancelled" and r.parent_id for r in rows)
-            and any(r.kind == "code_run" and r.error_kind == "cancelled" for r in rows)
+            any(r.error_kind == "cancelled" and r.parent_id for r in _since(started, rows))
+            and any(r.kind == "code_run" and r.error_kind == "cancelled" for r in _since(started, rows))
         ),
     )
+    rows = _since(started, rows)
     run = next(r for r in rows if r.kind == "code_run" and r.error_kind == "cancelled")
     inner = next(r for r in rows if r.parent_id == run.event_id)
     assert inner.name == "echo__sleep" and inner.error_kind == "cancelled"
@@ -237,17 +272,32 @@ async def test_bad_meta_tool_arguments_are_clear(gateway):
         assert no_file.is_error and "servers/echo.py" in _text(no_file)
 
 
-async def test_without_the_codemode_service_a_meta_tool_call_fails_clearly(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, code_mode_config()) as gw:
-        async with gw.client(CODER_KEY) as client:
-            with pytest.raises(MCPError) as unavailable:
-                await client.call_tool("list_tool_files", {})
-        assert "no codemode service" in unavailable.value.error.message
-
-
 async def test_health_stays_green(gateway):
     async with httpx2.AsyncClient() as http:
         health = await http.get(gateway.url.replace("/mcp", "/healthz"))
     assert health.status_code == 200
     async with gateway.client(READONLY_KEY) as client:
         assert {tool.name for tool in (await client.list_tools()).tools} == {"echo__echo", "notes__list_notes"}
+
+
+async def test_without_its_model_search_is_lexical_and_says_so(nats_url, redis_url, tmp_path, alone):
+    settings = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
+    config = code_mode_config(rendezvous=False)
+    async with running_gateway(nats_url, redis_url, tmp_path, config, codemode=settings) as gw:
+        assert REGISTRY.get_sample_value("bastion_codemode_search_model_loaded") == 0
+        async with gw.client(CODER_KEY) as client:
+            found = _text(await client.call_tool("search_tools", {"query": "notes list"}))
+        first, second = found.splitlines()[:2]
+        assert first == "(lexical only: embeddings are turned off (BASTION_SEARCH_EMBEDDINGS=false))"
+        assert second.startswith("notes.list_notes() — ")
+        lexical = REGISTRY.get_sample_value("bastion_codemode_searches_total", {"engine": "lexical"})
+        assert lexical is not None and lexical >= 1
+
+
+async def test_without_the_codemode_service_a_meta_tool_call_fails_clearly(nats_url, redis_url, tmp_path, alone):
+    # a meta-tool call never reaches the executor: no upstream server is started
+    async with running_gateway(nats_url, redis_url, tmp_path, code_mode_config(), executor=False) as gw:
+        async with gw.client(CODER_KEY) as client:
+            with pytest.raises(MCPError) as unavailable:
+                await client.call_tool("list_tool_files", {})
+        assert "no codemode service" in unavailable.value.error.message

@@ -5,6 +5,10 @@ reach the meta-tools; the gateway stays healthy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -14,7 +18,7 @@ from libs.common.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when
-from tests.support.gateway import default_config, running_gateway
+from tests.support.gateway import Gateway, SharedGateway, default_config, gateway_on_own_servers, running_gateway
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -24,20 +28,65 @@ OTHER_KEY = "bk_test_code_mode_other_00000"
 SPIN = "for i in range(1000000000000):\n    pass\n"
 
 
-@pytest.fixture
-async def gateway(nats_url, redis_url, tmp_path):
+def echo_config(*keys: dict[str, Any]) -> dict[str, Any]:
+    """The default config with these keys, serving only echo: no test here uses notes."""
     config = default_config()
-    config["keys"] += [
-        {"name": "greedy", "key": GREEDY_KEY, "tools": ["echo/*"], "code_mode": True},
-        {"name": "other", "key": OTHER_KEY, "tools": ["echo/echo"], "code_mode": True},
-    ]
-    settings = CodeModeSettings(
-        sandbox_workers=3, sandbox_runs_per_key=2, sandbox_cpu_seconds=1, sandbox_wall_seconds=60, sandbox_max_calls=50
-    )
-    async with running_gateway(nats_url, redis_url, tmp_path, config, codemode=settings) as gw:
+    del config["mcpServers"]["notes"]
+    config["keys"] += keys
+    return config
+
+
+GREEDY = {"name": "greedy", "key": GREEDY_KEY, "tools": ["echo/*"], "code_mode": True}
+SETTINGS = CodeModeSettings(
+    sandbox_workers=3, sandbox_runs_per_key=2, sandbox_cpu_seconds=1, sandbox_wall_seconds=60, sandbox_max_calls=50
+)
+
+
+@contextlib.asynccontextmanager
+async def _abuse_gateway(running: contextlib.AbstractAsyncContextManager[Gateway]) -> AsyncIterator[Gateway]:
+    async with running as gw:
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
         await poll_until(lambda: len(codemode.catalog.pairs) > 0, "the codemode catalog")
         gw.codemode = codemode  # type: ignore[attr-defined]
+        yield gw
+
+
+def abuse_config() -> dict[str, Any]:
+    return echo_config(GREEDY, {"name": "other", "key": OTHER_KEY, "tools": ["echo/echo"], "code_mode": True})
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway]:
+    holder = SharedGateway(
+        lambda: _abuse_gateway(
+            gateway_on_own_servers(tmp_path_factory.mktemp("codemode"), abuse_config(), codemode=SETTINGS)
+        )
+    )
+    try:
+        yield holder
+    finally:
+        await holder.close()
+
+
+@pytest.fixture
+async def gateway(shared: SharedGateway) -> Gateway:
+    """The module's gateway once its pool is whole again, as a fresh one's is: a run stopped by a
+    limit leaves its worker to be replaced in the background."""
+    gw = await shared.get()
+    await poll_until(lambda: gw.codemode.pool.idle == 3, "the pool back to three workers")  # type: ignore[attr-defined]
+    return gw
+
+
+@pytest.fixture
+async def alone(shared: SharedGateway) -> None:
+    """For a test that starts a gateway of its own: the module's is stopped first (`SharedGateway`)."""
+    await shared.close()
+
+
+@pytest.fixture
+async def own_gateway(nats_url: str, redis_url: str, tmp_path: Path, alone: None) -> AsyncIterator[Gateway]:
+    """A gateway of the test's own, for a test that takes its codemode service down."""
+    async with _abuse_gateway(running_gateway(nats_url, redis_url, tmp_path, abuse_config(), codemode=SETTINGS)) as gw:
         yield gw
 
 
@@ -52,6 +101,7 @@ def _inner_calls(rows: list[AuditEvent]) -> list[AuditEvent]:
 
 
 async def test_runaway_scripts_are_stopped_and_take_only_their_keys_share(gateway):
+    replaced = gateway.codemode.pool.replaced
     async with gateway.client(GREEDY_KEY) as greedy, gateway.client(OTHER_KEY) as other:
         runaways = [asyncio.create_task(greedy.call_tool("execute_code", {"code": SPIN})) for _ in range(3)]
         # two hold workers, the third waits for the key's own share; the third worker stays free
@@ -63,7 +113,7 @@ async def test_runaway_scripts_are_stopped_and_take_only_their_keys_share(gatewa
             assert _text(finished) == "LimitExceeded: CPU time limit of 1 s per run"
     codemode = gateway.codemode
     await poll_until(lambda: codemode.pool.idle == 3, "the pool back to three workers")
-    assert codemode.pool.replaced == 3
+    assert codemode.pool.replaced == replaced + 3
     async with httpx2.AsyncClient() as http:
         assert (await http.get(gateway.url.replace("/mcp", "/healthz"))).status_code == 200
 
@@ -87,9 +137,9 @@ async def test_thousands_of_calls_stop_at_the_call_limit_and_forbidden_tools_sta
         assert forbidden.is_error and "no tool echo.add for this key" in _text(forbidden)
 
 
-async def test_a_codemode_replica_dying_mid_run_fails_the_call_within_seconds(gateway):
-    codemode = gateway.codemode
-    async with gateway.client(GREEDY_KEY) as client:
+async def test_a_codemode_replica_dying_mid_run_fails_the_call_within_seconds(own_gateway):
+    codemode = own_gateway.codemode
+    async with own_gateway.client(GREEDY_KEY) as client:
         run = asyncio.create_task(client.call_tool("execute_code", {"code": SPIN}))
         await poll_until(lambda: codemode.pool.idle < 3, "the run to hold a worker")
         await codemode._nc.close()  # its subscriptions vanish, as when the process is killed
@@ -99,11 +149,11 @@ async def test_a_codemode_replica_dying_mid_run_fails_the_call_within_seconds(ga
     assert "codemode replica" in lost.value.error.message
 
 
-async def test_a_tool_call_cut_off_by_the_wall_clock_limit_ends_the_run_and_is_audited(nats_url, redis_url, tmp_path):
-    config = default_config()
-    config["keys"] += [{"name": "greedy", "key": GREEDY_KEY, "tools": ["echo/*"], "code_mode": True}]
+async def test_a_tool_call_cut_off_by_the_wall_clock_limit_ends_the_run_and_is_audited(
+    nats_url, redis_url, tmp_path, alone
+):
     settings = CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=2)
-    async with running_gateway(nats_url, redis_url, tmp_path, config, codemode=settings) as gw:
+    async with running_gateway(nats_url, redis_url, tmp_path, echo_config(GREEDY), codemode=settings) as gw:
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
         await poll_until(lambda: len(codemode.catalog.pairs) > 0, "the codemode catalog")
         async with gw.client(GREEDY_KEY) as client:

@@ -8,7 +8,11 @@ definition the catalog no longer serves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -17,9 +21,17 @@ from libs.common import subjects
 from libs.common.kvwatch import decode_value
 from libs.common.messages import ServerCatalog
 from libs.common.nats import connect, kv_bucket
-from libs.common.settings import CodeModeSettings
+from libs.common.settings import CodeModeSettings, IngressSettings
 from services.codemode.service import CodeModeService
-from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
+from services.ingress.service import IngressService
+from tests.support.gateway import (
+    ADMIN_KEY,
+    Gateway,
+    SharedGateway,
+    default_config,
+    gateway_on_own_servers,
+    running_gateway,
+)
 from tests.support.legacy_sdk import run_legacy_client
 from tests.support.polling import poll_until
 from tests.support.ts_sdk import run_ts_client
@@ -45,13 +57,63 @@ def discovery_config() -> dict:
     return config
 
 
-@pytest.fixture
-async def gateway(nats_url, redis_url, tmp_path):
-    settings = CodeModeSettings(sandbox_workers=1)
-    async with running_gateway(nats_url, redis_url, tmp_path, discovery_config(), codemode=settings) as gw:
+@contextlib.asynccontextmanager
+async def _discovery_gateway(gateway: contextlib.AbstractAsyncContextManager[Gateway]) -> AsyncIterator[Gateway]:
+    async with gateway as gw:
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
         servers = lambda: {server for server, _ in codemode.catalog.pairs}  # noqa: E731
         await poll_until(lambda: servers() == {"echo", "notes"}, "both servers in the codemode catalog")
+        yield gw
+
+
+SETTINGS = CodeModeSettings(sandbox_workers=1)
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway]:
+    holder = SharedGateway(
+        lambda: _discovery_gateway(
+            gateway_on_own_servers(tmp_path_factory.mktemp("codemode"), discovery_config(), codemode=SETTINGS)
+        )
+    )
+    try:
+        yield holder
+    finally:
+        await holder.close()
+
+
+@pytest.fixture
+async def gateway(shared: SharedGateway) -> Gateway:
+    """The module's gateway, for the tests that leave no found tools behind for a key's sessionless
+    agents (sessions keep their own) and change no catalog."""
+    return await shared.get()
+
+
+@pytest.fixture
+async def alone(shared: SharedGateway) -> None:
+    """For a test that starts a gateway of its own: the module's is stopped first (`SharedGateway`)."""
+    await shared.close()
+
+
+@pytest.fixture
+async def fresh(gateway: Gateway) -> AsyncIterator[Gateway]:
+    """The module's gateway behind an ingress replica of the test's own: a replica remembers what a
+    key's sessionless agents found, so a test that finds without a session starts on one that has not."""
+    replica = IngressService(IngressSettings(nats_url=gateway.nats_url, port=0, instance="-fresh"))
+    await replica.start()
+    try:
+        own = dataclasses.replace(gateway, url=replica.url, ingress=replica)
+        await own.wait_for_servers("echo", "notes")
+        yield own
+    finally:
+        await replica.stop()
+
+
+@pytest.fixture
+async def own_gateway(nats_url: str, redis_url: str, tmp_path: Path, alone: None) -> AsyncIterator[Gateway]:
+    """A gateway of the test's own, for a test that changes what the catalog serves."""
+    running = running_gateway(nats_url, redis_url, tmp_path, discovery_config(), codemode=SETTINGS)
+    async with _discovery_gateway(running) as gw:
         yield gw
 
 
@@ -64,8 +126,8 @@ async def _names(client) -> set[str]:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])  # 2026-07-28 without sessions, 2025-11-25 with
-async def test_found_tools_are_answered_callable_and_listed_for_the_session(gateway, mode):
-    async with gateway.client(FINDER_KEY, mode=mode) as client:
+async def test_found_tools_are_answered_callable_and_listed_for_the_session(fresh, mode):
+    async with fresh.client(FINDER_KEY, mode=mode) as client:
         assert await _names(client) == {"notes__list_notes", "find_tools"}
         found = await client.call_tool("find_tools", {"query": "sum of two integers", "limit": 3})
         assert not found.is_error, _text(found)
@@ -79,9 +141,9 @@ async def test_found_tools_are_answered_callable_and_listed_for_the_session(gate
         listed = await _names(client)
         assert listed == {"notes__list_notes", "find_tools", *(json.loads(line)["name"] for line in lines[1:])}
     if mode == "legacy":  # what a session found is that session's
-        async with gateway.client(FINDER_KEY, mode=mode) as client:
+        async with fresh.client(FINDER_KEY, mode=mode) as client:
             assert await _names(client) == {"notes__list_notes", "find_tools"}
-    async with gateway.client(NARROW_KEY, mode=mode) as client:  # another key's list is its own
+    async with fresh.client(NARROW_KEY, mode=mode) as client:  # another key's list is its own
         assert await _names(client) == {"find_tools"}
 
 
@@ -119,10 +181,10 @@ async def test_a_search_that_finds_nothing_new_does_not_tell_the_session_again(g
     assert run["refreshes"] == 1, run
 
 
-async def test_sessionless_agents_listening_for_their_key_are_told_what_another_found(gateway):
+async def test_sessionless_agents_listening_for_their_key_are_told_what_another_found(fresh):
     """2026-07-28 has no sessions: what one agent of a key finds, the key's other sessionless agents
     list too, and those listening (`subscriptions/listen`) are told their list changed."""
-    async with gateway.client(FINDER_KEY, mode="auto") as listening, gateway.client(FINDER_KEY) as finder:
+    async with fresh.client(FINDER_KEY, mode="auto") as listening, fresh.client(FINDER_KEY) as finder:
         assert listening.protocol_version == "2026-07-28"
         async with listening.listen(tools_list_changed=True) as sub:
             assert sub.honored.tools_list_changed is True
@@ -143,8 +205,8 @@ async def test_the_header_switches_discovery_for_one_request(gateway):
     assert "X-Bastion-Discovery must be 'on' or 'off'" in refused
 
 
-async def test_a_key_never_finds_or_lists_a_tool_it_may_not_call(gateway):
-    async with gateway.client(NARROW_KEY) as client:
+async def test_a_key_never_finds_or_lists_a_tool_it_may_not_call(fresh):
+    async with fresh.client(NARROW_KEY) as client:
         for query in ("sum of two integers", "echo__add", "add"):
             found = await client.call_tool("find_tools", {"query": query, "limit": 20})
             names = {tool["name"] for tool in found.structured_content["tools"]}
@@ -155,7 +217,13 @@ async def test_a_key_never_finds_or_lists_a_tool_it_may_not_call(gateway):
         assert "not allowed to call tool 'add'" in refused.value.error.message
 
 
-async def test_a_definition_the_catalog_stops_serving_is_never_found(gateway):
+async def test_bad_find_tools_arguments_are_clear(gateway):
+    async with gateway.client(FINDER_KEY) as client:
+        bad = await client.call_tool("find_tools", {"query": "x", "limit": 500})
+        assert bad.is_error and "limit" in _text(bad)
+
+
+async def test_a_definition_the_catalog_stops_serving_is_never_found(own_gateway):
     """The executor publishes only the definitions it serves (pinning withholds a quarantined or
     unapproved one the same way): search follows the catalog at once, though the withdrawn
     definition's vector stays in the codemode service's cache."""
@@ -164,9 +232,9 @@ async def test_a_definition_the_catalog_stops_serving_is_never_found(gateway):
         answer = await client.call_tool("find_tools", {"query": query, "limit": 20})
         return {tool["name"] for tool in answer.structured_content["tools"]}
 
-    async with gateway.client(FINDER_KEY) as client:
+    async with own_gateway.client(FINDER_KEY) as client:
         assert "notes__add_note" in await found(client, "write down a new note")
-    nc = await connect(gateway.nats_url, "test-catalog")
+    nc = await connect(own_gateway.nats_url, "test-catalog")
     try:
         catalog = await kv_bucket(nc.jetstream(), subjects.KV_CATALOG)
         served = decode_value(ServerCatalog, (await catalog.get("notes")).value, "notes")
@@ -175,15 +243,9 @@ async def test_a_definition_the_catalog_stops_serving_is_never_found(gateway):
         await catalog.put("notes", served.model_dump_json().encode())
     finally:
         await nc.close()
-    codemode = next(s for s in gateway.services if isinstance(s, CodeModeService))
+    codemode = next(s for s in own_gateway.services if isinstance(s, CodeModeService))
     await poll_until(lambda: ("notes", "add_note") not in codemode.catalog.pairs, "add_note out of the catalog")
-    async with gateway.client(FINDER_KEY) as client:
+    async with own_gateway.client(FINDER_KEY) as client:
         for query in ("write down a new note", "notes__add_note", "add note"):
             assert "notes__add_note" not in await found(client, query), query
         assert "notes__add_note" not in await _names(client)
-
-
-async def test_bad_find_tools_arguments_are_clear(gateway):
-    async with gateway.client(FINDER_KEY) as client:
-        bad = await client.call_tool("find_tools", {"query": "x", "limit": 500})
-        assert bad.is_error and "limit" in _text(bad)

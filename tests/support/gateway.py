@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -379,3 +379,23 @@ async def gateway_on_own_servers(
     finally:
         nats.stop()
         valkey.stop()
+
+
+class SharedGateway:
+    """A test module's gateway, started when a test first needs it and stopped before a test starts one
+    of its own (`close`, then `get` starts it again): the embedded audit store is one per process, so a
+    second gateway's audit service could not open its own while this one's runs. `start` makes the
+    gateway's context manager, e.g. `lambda: gateway_on_own_servers(workdir, config)`."""
+
+    def __init__(self, start: Callable[[], contextlib.AbstractAsyncContextManager[Gateway]]) -> None:
+        self._start, self._running = start, contextlib.AsyncExitStack()
+        self._gateway: Gateway | None = None
+
+    async def get(self) -> Gateway:
+        if self._gateway is None:
+            self._gateway = await self._running.enter_async_context(self._start())
+        return self._gateway
+
+    async def close(self) -> None:
+        self._gateway = None
+        await self._running.aclose()
