@@ -1,6 +1,9 @@
 """The executor against a real NATS server and real upstream MCP servers (stdio, streamable HTTP,
 SSE) built with the official SDK. `ExecutorService` runs in the test's event loop; calls go
-through NATS exactly as policy sends them."""
+through NATS exactly as policy sends them.
+
+The tests that only call share one executor (`shared`) and so its upstream processes: a name means
+the same config in each of them. A test that changes, kills or counts servers has its own."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from cli.stack import free_port
+from cli.stack import EmbeddedNats, free_port
 from libs.common import subjects
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
@@ -127,26 +130,63 @@ class Harness:
         return outcome.result["structuredContent"]
 
 
-@pytest.fixture
-async def harness(nats_url: str) -> AsyncIterator[Harness]:
+@contextlib.asynccontextmanager
+async def connected(nats_url: str) -> AsyncIterator[Harness]:
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
     await declared(js, subjects.KV_SERVERS, subjects.KV_CATALOG)  # as `bastion config apply`, the executor would
-    yield Harness(nc, await kv_bucket(js, subjects.KV_SERVERS), await kv_bucket(js, subjects.KV_CATALOG))
-    await nc.close()
+    try:
+        yield Harness(nc, await kv_bucket(js, subjects.KV_SERVERS), await kv_bucket(js, subjects.KV_CATALOG))
+    finally:
+        await nc.close()
 
 
-@pytest.fixture
-def settings(nats_url: str) -> ExecutorSettings:
+def executor_settings(nats_url: str) -> ExecutorSettings:
     return ExecutorSettings(
         nats_url=nats_url, connect_timeout=15.0, reconnect_max_backoff=1.0, egress=LOOPBACK_UPSTREAMS
     )
 
 
 @pytest.fixture
+async def harness(nats_url: str) -> AsyncIterator[Harness]:
+    async with connected(nats_url) as found:
+        yield found
+
+
+@pytest.fixture
+def settings(nats_url: str) -> ExecutorSettings:
+    return executor_settings(nats_url)
+
+
+@pytest.fixture
 async def executor(settings: ExecutorSettings) -> AsyncIterator[ExecutorService]:
     async with ExecutorService(settings) as service:
         yield service
+
+
+@pytest.fixture(scope="module")
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Harness]:
+    """A harness on an executor of its own NATS, kept for the module."""
+    server = EmbeddedNats(tmp_path_factory.mktemp("executor") / "nats").start()
+    try:
+        async with connected(server.url) as found, ExecutorService(executor_settings(server.url)):
+            yield found
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+async def http_url() -> AsyncIterator[str]:
+    """The echo example over streamable HTTP, for the module."""
+    async with http_upstream(ECHO, "http") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def sse_url() -> AsyncIterator[str]:
+    """The echo example over SSE, for the module."""
+    async with http_upstream(ECHO, "sse") as url:
+        yield url
 
 
 def process_gone(pid: int) -> bool:
@@ -159,55 +199,6 @@ async def gone(pid: int) -> bool:
 
 
 # ---------------------------------------------------------------------------- discovery & calls
-
-
-async def test_catalog_and_calls_over_every_transport(harness: Harness, executor: ExecutorService) -> None:
-    async with http_upstream(ECHO, "http") as http_url, http_upstream(ECHO, "sse") as sse_url:
-        await harness.configure("local", stdio())
-        await harness.configure("remote", ServerConfig(url=http_url))
-        await harness.configure("legacy", ServerConfig(url=sse_url, type="sse"))
-        for name in ("local", "remote", "legacy"):
-            entry = await harness.wait_status(name, "ready")
-            assert {t.tool for t in entry.tools} == {"echo", "add", "sleep", "fail", "stats"}
-            echo = next(t for t in entry.tools if t.tool == "echo")
-            assert echo.definition["name"] == "echo"
-            assert echo.definition["inputSchema"]["required"] == ["text"]
-            assert echo.definition["annotations"]["readOnlyHint"] is True
-            assert entry.protocol_version
-            assert await harness.text(name, "echo", {"text": f"hi {name}"}) == f"hi {name}"
-            outcome = await harness.call(name, "add", {"a": 2, "b": 3})
-            assert outcome.result is not None and outcome.result["structuredContent"] == {"result": 5}
-            assert outcome.upstream_ms is not None
-
-
-async def test_two_servers_share_a_tool_name(harness: Harness, executor: ExecutorService) -> None:
-    await harness.configure("echo", stdio(ECHO))
-    await harness.configure("notes", stdio(NOTES))
-    await harness.wait_status("echo", "ready")
-    notes = await harness.wait_status("notes", "ready")
-    assert {"add_note", "list_notes", "search", "echo"} <= {t.tool for t in notes.tools}
-    assert await harness.text("echo", "echo", {"text": "x"}) == "x"
-    assert await harness.text("notes", "echo", {"text": "x"}) == "notes: x"
-
-
-async def test_tool_error_is_a_result_not_an_error(harness: Harness, executor: ExecutorService) -> None:
-    await harness.configure("echo", stdio())
-    await harness.wait_status("echo", "ready")
-    outcome = await harness.call("echo", "fail", {"message": "boom"})
-    assert outcome.error is None
-    assert outcome.result is not None and outcome.result["isError"] is True
-    assert "boom" in outcome.result["content"][0]["text"]
-
-
-async def test_invalid_arguments_name_the_field(harness: Harness, executor: ExecutorService) -> None:
-    await harness.configure("echo", stdio())
-    await harness.wait_status("echo", "ready")
-    missing = await harness.call("echo", "echo", {})
-    assert missing.error is not None and missing.error.kind is ErrorKind.INVALID_ARGUMENTS
-    assert missing.error.message == "arguments.text: required, but missing"
-    wrong = await harness.call("echo", "add", {"a": 1, "b": "two"})
-    assert wrong.error is not None and wrong.error.kind is ErrorKind.INVALID_ARGUMENTS
-    assert wrong.error.message.startswith("arguments.b: ")
 
 
 async def test_unknown_and_unexposed_tools(harness: Harness, executor: ExecutorService) -> None:
@@ -238,21 +229,6 @@ async def test_unreachable_upstream_fails_fast_without_leaking_secrets(
         assert "url-secret-123" not in text and "header-secret-456" not in text
 
 
-async def test_slow_tool_times_out_and_the_session_survives(harness: Harness, executor: ExecutorService) -> None:
-    await harness.configure("echo", stdio())
-    await harness.configure("strict", stdio(timeout=0.5))
-    await harness.wait_status("echo", "ready")
-    await harness.wait_status("strict", "ready")
-    by_caller = await harness.call("echo", "sleep", {"seconds": 30}, deadline=1.0)
-    assert by_caller.error is not None and by_caller.error.kind is ErrorKind.UPSTREAM_TIMEOUT
-    assert "seconds" in by_caller.error.message
-    by_server = await harness.call("strict", "sleep", {"seconds": 30}, deadline=20)
-    assert by_server.error is not None and by_server.error.kind is ErrorKind.UPSTREAM_TIMEOUT
-    assert "0.5 seconds" in by_server.error.message
-    assert await harness.text("echo", "echo", {"text": "after"}) == "after"
-    assert (await harness.stats("echo"))["handshakes"] == 1
-
-
 async def test_killed_stdio_upstream_reconnects(harness: Harness, executor: ExecutorService) -> None:
     await harness.configure("echo", stdio())
     await harness.wait_status("echo", "ready")
@@ -271,18 +247,6 @@ async def test_killed_stdio_upstream_reconnects(harness: Harness, executor: Exec
     assert second != first
     assert await harness.text("echo", "echo", {"text": "back"}) == "back"
     await harness.wait_status("echo", "ready")
-
-
-async def test_one_session_is_reused_across_calls(harness: Harness, executor: ExecutorService) -> None:
-    async with http_upstream(ECHO, "http") as url:
-        await harness.configure("local", stdio())
-        await harness.configure("remote", ServerConfig(url=url))
-        for name in ("local", "remote"):
-            await harness.wait_status(name, "ready")
-            before = await harness.stats(name)
-            await asyncio.gather(*(harness.call(name, "echo", {"text": str(i)}) for i in range(20)))
-            after = await harness.stats(name)
-            assert after == before == {"pid": before["pid"], "handshakes": 1}
 
 
 # ---------------------------------------------------------------------------- configuration changes
@@ -385,3 +349,83 @@ def _server_children(pid: int) -> set[int]:
             if int(fields[1]) == pid and fields[0] != "Z" and b"_server.py" in (proc / "cmdline").read_bytes():
                 found.add(int(proc.name))
     return found
+
+
+# ---------------------------------------------------------------------------- calls on one executor
+# These tests only configure and call, so they share one executor and its upstreams (`shared`). They
+# come last so that it stops with the last of them: an executor re-lists each upstream every 2 s
+# (`drift_interval`), which kept up through the tests above would cost much of what the shared starts save.
+
+
+async def test_catalog_and_calls_over_every_transport(shared: Harness, http_url: str, sse_url: str) -> None:
+    await shared.configure("local", stdio())
+    await shared.configure("remote", ServerConfig(url=http_url))
+    await shared.configure("legacy", ServerConfig(url=sse_url, type="sse"))
+    for name in ("local", "remote", "legacy"):
+        entry = await shared.wait_status(name, "ready")
+        assert {t.tool for t in entry.tools} == {"echo", "add", "sleep", "fail", "stats"}
+        echo = next(t for t in entry.tools if t.tool == "echo")
+        assert echo.definition["name"] == "echo"
+        assert echo.definition["inputSchema"]["required"] == ["text"]
+        assert echo.definition["annotations"]["readOnlyHint"] is True
+        assert entry.protocol_version
+        assert await shared.text(name, "echo", {"text": f"hi {name}"}) == f"hi {name}"
+        outcome = await shared.call(name, "add", {"a": 2, "b": 3})
+        assert outcome.result is not None and outcome.result["structuredContent"] == {"result": 5}
+        assert outcome.upstream_ms is not None
+
+
+async def test_two_servers_share_a_tool_name(shared: Harness) -> None:
+    await shared.configure("echo", stdio(ECHO))
+    await shared.configure("notes", stdio(NOTES))
+    await shared.wait_status("echo", "ready")
+    notes = await shared.wait_status("notes", "ready")
+    assert {"add_note", "list_notes", "search", "echo"} <= {t.tool for t in notes.tools}
+    assert await shared.text("echo", "echo", {"text": "x"}) == "x"
+    assert await shared.text("notes", "echo", {"text": "x"}) == "notes: x"
+
+
+async def test_tool_error_is_a_result_not_an_error(shared: Harness) -> None:
+    await shared.configure("echo", stdio())
+    await shared.wait_status("echo", "ready")
+    outcome = await shared.call("echo", "fail", {"message": "boom"})
+    assert outcome.error is None
+    assert outcome.result is not None and outcome.result["isError"] is True
+    assert "boom" in outcome.result["content"][0]["text"]
+
+
+async def test_invalid_arguments_name_the_field(shared: Harness) -> None:
+    await shared.configure("echo", stdio())
+    await shared.wait_status("echo", "ready")
+    missing = await shared.call("echo", "echo", {})
+    assert missing.error is not None and missing.error.kind is ErrorKind.INVALID_ARGUMENTS
+    assert missing.error.message == "arguments.text: required, but missing"
+    wrong = await shared.call("echo", "add", {"a": 1, "b": "two"})
+    assert wrong.error is not None and wrong.error.kind is ErrorKind.INVALID_ARGUMENTS
+    assert wrong.error.message.startswith("arguments.b: ")
+
+
+async def test_slow_tool_times_out_and_the_session_survives(shared: Harness) -> None:
+    await shared.configure("echo", stdio())
+    await shared.configure("strict", stdio(timeout=0.5))
+    await shared.wait_status("echo", "ready")
+    await shared.wait_status("strict", "ready")
+    by_caller = await shared.call("echo", "sleep", {"seconds": 30}, deadline=1.0)
+    assert by_caller.error is not None and by_caller.error.kind is ErrorKind.UPSTREAM_TIMEOUT
+    assert "seconds" in by_caller.error.message
+    by_server = await shared.call("strict", "sleep", {"seconds": 30}, deadline=20)
+    assert by_server.error is not None and by_server.error.kind is ErrorKind.UPSTREAM_TIMEOUT
+    assert "0.5 seconds" in by_server.error.message
+    assert await shared.text("echo", "echo", {"text": "after"}) == "after"
+    assert (await shared.stats("echo"))["handshakes"] == 1
+
+
+async def test_one_session_is_reused_across_calls(shared: Harness, http_url: str) -> None:
+    await shared.configure("local", stdio())
+    await shared.configure("remote", ServerConfig(url=http_url))
+    for name in ("local", "remote"):
+        await shared.wait_status(name, "ready")
+        before = await shared.stats(name)
+        await asyncio.gather(*(shared.call(name, "echo", {"text": str(i)}) for i in range(20)))
+        after = await shared.stats(name)
+        assert after == before == {"pid": before["pid"], "handshakes": 1}

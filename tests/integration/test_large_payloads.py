@@ -8,6 +8,9 @@ large for one message travels through the object store up to `BASTION_MAX_RESULT
 default); a larger one fails at once with `result_too_large` naming both sizes, never as a timeout.
 Arguments too large for one message travel the same way in the other direction. Both layouts: each
 service on its own connection, and ingress and the executor co-located (one in-process lane).
+
+One gateway per layout serves that layout's tests: each test that reads audit rows calls on a key of
+its own and reads that key's rows alone.
 """
 
 from __future__ import annotations
@@ -18,26 +21,39 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mcp.shared.exceptions import MCPError
 from nats.aio.client import Client as NATS
 
 from cli.credentials import StackCredentials, make_credentials
-from cli.stack import EmbeddedNats
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common import subjects
 from libs.common.blobs import MESSAGE_ROOM
 from libs.common.messages import AuditQuery, AuditRows
 from libs.common.nats import connect
 from libs.common.permissions import ADMIN, EXECUTOR
 from libs.common.settings import CodeModeSettings
-from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, Gateway, default_config, running_gateway
+from tests.support.gateway import (
+    ADMIN_KEY,
+    READS_EXAMPLES,
+    SERVERS,
+    Gateway,
+    default_config,
+    running_gateway,
+    stdio_server,
+)
 
 pytestmark = pytest.mark.integration
 
 LARGE_SERVER = Path(__file__).resolve().parent.parent / "support" / "large_server.py"
 CODER_KEY = "bk_test_large_code_mode_000000"
+RESULTS_KEYS = {"large": "bk_test_large_results_http_000", "large_stdio": "bk_test_large_results_stdio_00"}
+"""The key each server's results test calls on, named `results-<server>`: its audit rows are its own."""
+HUGE_KEY = "bk_test_large_huge_name_000000"
 CALL_TIMEOUT = 120.0
 """The gateway's own limit: an answer that waited for it would be -32061 / -32071, not -32065."""
 
@@ -53,21 +69,43 @@ SIZES = (INLINE - 4096, INLINE + 4096, 2 * MIB, 5 * MIB, 20 * MIB, 31 * MIB)
 """Text sizes of the results asked for: the envelope around the text is well under 4 KiB."""
 
 
-@pytest.fixture
-def creds(tmp_path: Path) -> StackCredentials:
-    return make_credentials(tmp_path / "data", {})
+@dataclass
+class Bus:
+    """What a gateway here runs on: a 1 MiB NATS secured with `creds`, and a Valkey."""
+
+    creds: StackCredentials
+    nats: EmbeddedNats
+    redis_url: str
+    lane: bool = False
+    """Ingress and the executor co-located on one in-process lane."""
 
 
-@pytest.fixture
-def small_nats(tmp_path: Path, creds: StackCredentials) -> Iterator[EmbeddedNats]:
-    server = EmbeddedNats(tmp_path / "nats", max_payload_mb=1, authorization=creds.authorization).start()
-    yield server
-    server.stop()
-    violations = [line for line in server.log_path.read_text().splitlines() if "Violation" in line]
+@contextlib.contextmanager
+def small_bus(folder: Path, lane: bool = False) -> Iterator[Bus]:
+    creds = make_credentials(folder / "data", {})
+    nats = EmbeddedNats(folder / "nats", max_payload_mb=1, authorization=creds.authorization).start()
+    valkey = EmbeddedValkey(folder / "valkey").start()
+    try:
+        yield Bus(creds, nats, valkey.url, lane)
+    finally:
+        valkey.stop()
+        nats.stop()
+    violations = [line for line in nats.log_path.read_text().splitlines() if "Violation" in line]
     assert violations == [], "the bus refused a service something it does"
 
 
+@pytest.fixture(scope="module", params=[False, True], ids=["separate", "colocated"])
+def bus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bus]:
+    with small_bus(tmp_path_factory.mktemp("large"), lane=request.param) as found:
+        yield found
+
+
 @pytest.fixture
+def creds(bus: Bus) -> StackCredentials:
+    return bus.creds
+
+
+@pytest.fixture(scope="module")
 async def large_upstream() -> AsyncIterator[str]:
     """The large server over streamable HTTP on a free port: its URL once it is READY."""
     proc = await asyncio.create_subprocess_exec(
@@ -84,30 +122,35 @@ async def large_upstream() -> AsyncIterator[str]:
         await proc.wait()
 
 
-@pytest.fixture(params=[False, True], ids=["separate", "colocated"])
-async def gateway(
-    request: pytest.FixtureRequest,
-    small_nats: EmbeddedNats,
-    creds: StackCredentials,
-    large_upstream: str,
-    redis_url: str,
-    tmp_path: Path,
-) -> AsyncIterator[Gateway]:
-    config = default_config(
+def _config(servers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The default keys with these servers alone: no test here calls notes."""
+    config = default_config()
+    config["mcpServers"] = servers
+    return config
+
+
+@pytest.fixture(scope="module")
+async def gateway(bus: Bus, large_upstream: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    config = _config(
         {
+            "echo": stdio_server(SERVERS / "echo_server.py"),
             "large": {"url": large_upstream},
             "large_stdio": {"command": sys.executable, "args": [str(LARGE_SERVER)], "sandbox": READS_EXAMPLES},
         }
     )
+    config["keys"] += [
+        *({"name": f"results-{server}", "key": key, "tools": ["*"]} for server, key in RESULTS_KEYS.items()),
+        {"name": "huge", "key": HUGE_KEY, "tools": ["*"]},
+    ]
     # ingress refuses names over 256 characters before any handler (test_ingress_hardening); the cap is
     # lifted here so a huge name reaches the audit publisher, which must cope on its own (defence in depth)
     async with running_gateway(
-        small_nats.url,
-        redis_url,
-        tmp_path,
+        bus.nats.url,
+        bus.redis_url,
+        tmp_path_factory.mktemp("gateway"),
         config,
-        creds=creds,
-        lane=request.param,
+        creds=bus.creds,
+        lane=bus.lane,
         call_timeout=CALL_TIMEOUT,
         max_name_chars=4_000_000,
     ) as gw:
@@ -116,29 +159,36 @@ async def gateway(
 
 
 @pytest.fixture
-async def code_gateway(
-    small_nats: EmbeddedNats, creds: StackCredentials, large_upstream: str, redis_url: str, tmp_path: Path
-) -> AsyncIterator[Gateway]:
-    config = default_config({"large": {"url": large_upstream}})
+async def code_gateway(large_upstream: str, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """A gateway of its own, for the one test that is not run in both layouts. Its test comes first
+    in the file: the embedded audit store is one per process, so while a layout's gateway runs this
+    one's audit cannot open its own store (the test reads no audit rows, and passes either way)."""
+    config = _config({"large": {"url": large_upstream}})
     config["keys"].append({"name": "coder", "key": CODER_KEY, "tools": ["large/*"], "code_mode": True})
-    async with running_gateway(
-        small_nats.url, redis_url, tmp_path, config, creds=creds, codemode=CodeModeSettings(sandbox_workers=1)
-    ) as gw:
-        await gw.wait_for_servers("large")
-        yield gw
+    with small_bus(tmp_path) as own:
+        async with running_gateway(
+            own.nats.url,
+            own.redis_url,
+            tmp_path,
+            config,
+            creds=own.creds,
+            codemode=CodeModeSettings(sandbox_workers=1),
+        ) as gw:
+            await gw.wait_for_servers("large")
+            yield gw
 
 
 async def _admin(nats_url: str, creds: StackCredentials) -> NATS:
     return await connect(nats_url, "test-admin", role=ADMIN, nkey_seed_file=creds.seed_file(ADMIN))
 
 
-async def _audit_rows(nats_url: str, creds: StackCredentials, at_least: int, limit: int = 50) -> list:
+async def _audit_rows(nats_url: str, creds: StackCredentials, key_name: str, at_least: int, limit: int = 50) -> list:
     nc = await _admin(nats_url, creds)
     try:
         deadline = time.monotonic() + 60
         while True:
             reply = await nc.request(
-                subjects.AUDIT_QUERY, AuditQuery(limit=limit).model_dump_json().encode(), timeout=10
+                subjects.AUDIT_QUERY, AuditQuery(limit=limit, key_name=key_name).model_dump_json().encode(), timeout=10
             )
             rows = AuditRows.model_validate_json(reply.data).rows
             if len(rows) >= at_least:
@@ -149,11 +199,21 @@ async def _audit_rows(nats_url: str, creds: StackCredentials, at_least: int, lim
         await nc.close()
 
 
+async def test_a_code_mode_script_gets_a_result_larger_than_one_message(code_gateway: Gateway) -> None:
+    """The codemode service takes a large result from the object store as ingress does: a script's
+    tool call returns 5 MB whole over a bus whose messages carry 1 MiB."""
+    code = "text = large.blob(megabytes=5)\nresult = {'size': len(text), 'xs': text.count('x')}\n"
+    async with code_gateway.client(CODER_KEY) as client:
+        answer = await client.call_tool("execute_code", {"code": code})
+    assert not answer.is_error, _text(answer)
+    assert _text(answer) == 'result: {"size":5000000,"xs":5000000}'
+
+
 @pytest.mark.parametrize("server", ["large", "large_stdio"], ids=["http", "stdio"])
 async def test_results_across_the_range_arrive_whole_and_over_32_mib_fail_at_once(
     gateway: Gateway, creds: StackCredentials, server: str
 ) -> None:
-    async with gateway.client(ADMIN_KEY) as client:
+    async with gateway.client(RESULTS_KEYS[server]) as client:
         for size in SIZES:
             started = time.monotonic()
             text = _text(await client.call_tool(f"{server}__blob", {"megabytes": (size + 0.5) / 1_000_000}))
@@ -172,7 +232,7 @@ async def test_results_across_the_range_arrive_whole_and_over_32_mib_fail_at_onc
         assert "BASTION_MAX_RESULT_BYTES" in error.message and "did run" in error.message
         # the gateway still serves, and what travelled through the store was cleaned up behind it
         assert _text(await client.call_tool("echo__echo", {"text": "still here"})) == "still here"
-    rows = await _audit_rows(gateway.nats_url, creds, len(SIZES) + 2)
+    rows = await _audit_rows(gateway.nats_url, creds, f"results-{server}", len(SIZES) + 2)
     blobs = sorted((row.status, row.error_kind, row.execution) for row in rows if row.server == server)
     assert blobs == [("error", "result_too_large", "ran")] + [("ok", None, "ran")] * len(SIZES)
     nc = await connect(gateway.nats_url, "test-store", role=EXECUTOR, nkey_seed_file=creds.seed_file(EXECUTOR))
@@ -198,25 +258,15 @@ async def test_a_huge_tool_name_does_not_stop_the_audit_of_the_calls_behind_it(
     name = "n" * 3_800_000
     # a handshake-era client: a 2026-07-28 one also sends the name as an `Mcp-Name` header, which the
     # HTTP edge refuses (431) long before any handler
-    async with gateway.client(ADMIN_KEY, mode="legacy") as client:
+    async with gateway.client(HUGE_KEY, mode="legacy") as client:
         with pytest.raises(MCPError) as unknown:
             await client.call_tool(name, {})
         assert unknown.value.error.code == -32602
         for i in range(100):
             assert _text(await client.call_tool("echo__add", {"a": i, "b": 1})) == str(i + 1)
-    rows = await _audit_rows(gateway.nats_url, creds, 101, limit=200)
+    rows = await _audit_rows(gateway.nats_url, creds, "huge", 101, limit=200)
     assert len(rows) == 101
     (huge,) = [row for row in rows if row.status == "error"]
     assert huge.name == name[:1024] and huge.truncated["name"] == 3_800_000 and "error" in huge.truncated
     assert huge.execution == "not_run"
     assert sorted({row.name for row in rows if row.status == "ok"}) == ["echo__add"]
-
-
-async def test_a_code_mode_script_gets_a_result_larger_than_one_message(code_gateway: Gateway) -> None:
-    """The codemode service takes a large result from the object store as ingress does: a script's
-    tool call returns 5 MB whole over a bus whose messages carry 1 MiB."""
-    code = "text = large.blob(megabytes=5)\nresult = {'size': len(text), 'xs': text.count('x')}\n"
-    async with code_gateway.client(CODER_KEY) as client:
-        answer = await client.call_tool("execute_code", {"code": code})
-    assert not answer.is_error, _text(answer)
-    assert _text(answer) == 'result: {"size":5000000,"xs":5000000}'

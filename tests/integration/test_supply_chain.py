@@ -37,15 +37,17 @@ PRINCIPAL = "ana@example.com"
 
 
 def drifting_config(state: Path, calls: Path) -> dict[str, Any]:
-    return default_config(
-        {
-            "drift": {
-                "command": sys.executable,
-                "args": [str(DRIFTING), str(state), str(calls)],
-                "sandbox": {"write": [str(calls.parent)]},
-            }
+    """The default keys with the drifting server alone: no test here calls echo or notes, and each of
+    those stdio servers costs a gateway start over a second of CPU."""
+    config = default_config()
+    config["mcpServers"] = {
+        "drift": {
+            "command": sys.executable,
+            "args": [str(DRIFTING), str(state), str(calls)],
+            "sandbox": {"write": [str(calls.parent)]},
         }
-    )
+    }
+    return config
 
 
 def _pinning(gateway: Gateway) -> PinningInterceptor:
