@@ -3,6 +3,9 @@ through the codemode service), feeds results back, and audits each round as the 
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,22 +14,110 @@ from libs.common import subjects
 from libs.common.codemode import META_TOOL_NAMES
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.nats import connect
-from tests.support.gateway import Gateway
+from libs.common.sealing import new_key
+from libs.common.settings import CodeModeSettings
+from services.codemode.service import CodeModeService
+from tests.support.gateway import Gateway, gateway_on_own_servers
 from tests.support.llm_gateway import (
     AGENT_KEY,
     CODE_AGENT_KEY,
     CODER_KEY,
     MODEL,
+    OPEN_CLIENTS,
+    PROVIDER_KEY,
     SHALLOW_KEY,
     accumulated,
-    audit_rows,
+    llm_config,
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Reply
+from tests.support.llm_provider import Reply, ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def shared_provider() -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The module's provider, with a script and a record of requests of this test's own."""
+    shared_provider.script, shared_provider.received, shared_provider.refused = [], [], []
+    shared_provider.release = asyncio.Event()
+    return shared_provider
+
+
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
+) -> AsyncIterator[Gateway]:
+    """conftest's `gateway` and `code_gateway` in one (without the admin API, which no test here uses),
+    started once: the tests here only complete, run echo's tools and Code Mode scripts, each Code Mode
+    key serves one test, and no test calls the notes server, so it has none."""
+    workdir = tmp_path_factory.mktemp("llm")
+    config = llm_config(shared_provider)
+    del config["mcpServers"]["notes"]
+    settings = {
+        "secrets_key": new_key(),
+        "audit_journal_dir": str(workdir / "journal"),
+        "codemode": CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20),
+    }
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
+        async with gateway_on_own_servers(workdir, config, **settings) as gw:
+            codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
+            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+            await poll_until(lambda: "echo" in {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
+            yield gw
+
+
+@pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    try:
+        yield shared_gateway
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
+
+
+@pytest.fixture
+def code_gateway(gateway: Gateway) -> Gateway:
+    """The Code Mode tests' name for it: it runs the codemode service."""
+    return gateway
+
+
+_THIS_TEST = {"began": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _this_test_begins() -> None:
+    _THIS_TEST["began"] = time.time()
+
+
+_UNCOUNTED = {"admin", "auth.refused"}
+
+
+async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
+    """`llm_gateway.audit_rows` of this test's requests only: the module's gateway keeps the rows of
+    the tests before it (an event's `ts` is when its request came in). Refused credentials are left
+    out too: they are audited once per window, a row that may come in during a later test."""
+    query = AuditQuery(limit=1000).model_dump_json().encode()
+    nc = await connect(gateway.nats_url, "test-audit")
+
+    async def rows() -> list[AuditEvent]:
+        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
+        found = AuditRows.model_validate_json(reply.data).rows
+        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= _THIS_TEST["began"]]
+        return found if len(found) >= wanted else []
+
+    try:
+        return await poll_until(rows, f"{wanted} audit rows of this test", every=0.05)
+    finally:
+        await nc.close()
 
 
 async def test_agent_mode_runs_allowed_calls_concurrently_and_loops_until_the_model_stops(gateway, provider):

@@ -4,13 +4,20 @@ execution, streaming, tool injection, provider failures and budgets."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY
+from libs.common import subjects
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.nats import connect
+from libs.common.sealing import new_key
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, gateway_on_own_servers
 from tests.support.llm_gateway import (
     AGENT_KEY,
     BROKE_KEY,
@@ -18,17 +25,92 @@ from tests.support.llm_gateway import (
     DOWN_PASSWORD,
     DOWN_TOKEN,
     MODEL,
+    OPEN_CLIENTS,
     PRICEY,
     PROVIDER_KEY,
     SQUAD_KEY,
-    audit_rows,
     execute_call,
+    llm_config,
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Cut, Drop, Fail, Reply, Stall, Stop
+from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, Stall, Stop, scripted_provider
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def shared_provider() -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The module's provider, with a script and a record of requests of this test's own."""
+    shared_provider.script, shared_provider.received, shared_provider.refused = [], [], []
+    shared_provider.release = asyncio.Event()
+    return shared_provider
+
+
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
+) -> AsyncIterator[Gateway]:
+    """conftest's `gateway` less the admin API (no test here uses it), started once: each key with a
+    budget (`broke`, the `squad` team) and each provider made to fail for good (`down`, `slow`) serves
+    one test only."""
+    workdir = tmp_path_factory.mktemp("llm")
+    config = llm_config(shared_provider)
+    # the tests that break the scripted provider's answers fail it up to five times in a row: its
+    # breaker must not open on one test and refuse the next one's calls (`down`'s is the one tested)
+    config["llm"]["providers"]["scripted"]["failure_threshold"] = 10
+    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
+        async with gateway_on_own_servers(workdir, config, **settings) as gw:
+            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+            yield gw
+
+
+@pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    try:
+        yield shared_gateway
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
+
+
+_THIS_TEST = {"began": 0.0}
+
+
+@pytest.fixture(autouse=True)
+def _this_test_begins() -> None:
+    _THIS_TEST["began"] = time.time()
+
+
+_UNCOUNTED = {"admin", "auth.refused"}
+
+
+async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
+    """`llm_gateway.audit_rows` of this test's requests only: the module's gateway keeps the rows of
+    the tests before it (an event's `ts` is when its request came in). Refused credentials are left
+    out too: they are audited once per window, a row that may come in during a later test."""
+    query = AuditQuery(limit=1000).model_dump_json().encode()
+    nc = await connect(gateway.nats_url, "test-audit")
+
+    async def rows() -> list[AuditEvent]:
+        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
+        found = AuditRows.model_validate_json(reply.data).rows
+        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= _THIS_TEST["began"]]
+        return found if len(found) >= wanted else []
+
+    try:
+        return await poll_until(rows, f"{wanted} audit rows of this test", every=0.05)
+    finally:
+        await nc.close()
 
 
 async def test_models_and_authentication(gateway):

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
@@ -15,14 +17,110 @@ import pytest
 
 from libs.common import subjects
 from libs.common.audit_journal import JournalContents, read_segments
+from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.nats import connect, kv_bucket
+from libs.common.sealing import new_key
 from tests.support.debian import debian_binary
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
-from tests.support.llm_gateway import AGENT_KEY, DOCS_MODEL, MODEL, RUNTIME_KEY, audit_rows, sdk_client
-from tests.support.llm_provider import Held, Reply, conversation_problem
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers, running_gateway
+from tests.support.llm_gateway import (
+    AGENT_KEY,
+    DOCS_MODEL,
+    MODEL,
+    OPEN_CLIENTS,
+    PROVIDER_KEY,
+    RUNTIME_KEY,
+    llm_config,
+    sdk_client,
+)
+from tests.support.llm_provider import Held, Reply, ScriptedProvider, conversation_problem, scripted_provider
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+async def shared_provider() -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The module's provider, with a script and a record of requests of this test's own."""
+    shared_provider.script, shared_provider.received, shared_provider.refused = [], [], []
+    shared_provider.release = asyncio.Event()
+    return shared_provider
+
+
+@pytest.fixture(scope="module")
+def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The audit journal of the module's gateway."""
+    return tmp_path_factory.mktemp("llm-journal")
+
+
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider, journal_dir: Path
+) -> AsyncIterator[Gateway]:
+    """conftest's `gateway`, started once, for the tests that change no provider: a key the admin API
+    makes has a name of its own, and the notes the docs' examples add are read by no test."""
+    workdir, config = tmp_path_factory.mktemp("llm"), llm_config(shared_provider)
+    settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(journal_dir)}
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
+        async with gateway_on_own_servers(workdir, config, **settings) as gw:
+            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+            yield gw
+
+
+@pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    try:
+        yield shared_gateway
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
+
+
+@pytest.fixture
+async def gateway_of_its_own(
+    nats_url: str, redis_url: str, tmp_path: Path, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[Gateway]:
+    """conftest's `gateway` for a test that changes the providers. No stdio server: no tool is called on
+    it. While the module's gateway runs, this one's audit store does not open (the embedded ClickHouse
+    is the process's, at the other one's path): no test on it reads audit rows."""
+    monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
+    config = {**llm_config(provider), "mcpServers": {}}
+    settings: dict[str, Any] = {"secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
+    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, **settings) as gw:
+        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+        try:
+            yield gw
+        finally:
+            while OPEN_CLIENTS:
+                await OPEN_CLIENTS.pop().close()
+
+
+_UNCOUNTED = {"admin", "auth.refused"}
+
+
+async def audit_rows(gateway: Gateway, wanted: int, since: float) -> list[AuditEvent]:
+    """`llm_gateway.audit_rows` of the requests that came in from `since` on: the module's gateway
+    keeps the rows of the tests before. Refused credentials are left out too: they are audited once
+    per window, a row that may come in during a later test."""
+    query = AuditQuery(limit=1000).model_dump_json().encode()
+    nc = await connect(gateway.nats_url, "test-audit")
+
+    async def rows() -> list[AuditEvent]:
+        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
+        found = AuditRows.model_validate_json(reply.data).rows
+        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= since]
+        return found if len(found) >= wanted else []
+
+    try:
+        return await poll_until(rows, f"{wanted} audit rows since {since}", every=0.05)
+    finally:
+        await nc.close()
 
 
 async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:
@@ -43,10 +141,12 @@ async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:
     return await poll_until(attempt, f"{model} served")
 
 
-async def test_providers_are_added_changed_and_removed_at_run_time(gateway, second_provider):
+async def test_providers_are_added_changed_and_removed_at_run_time(gateway_of_its_own, second_provider):
     config = {"base_url": second_provider.base_url, "api_key": RUNTIME_KEY, "models": ["gpt-runtime"]}
-    client = sdk_client(gateway)
-    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+    client = sdk_client(gateway_of_its_own)
+    async with httpx.AsyncClient(
+        base_url=gateway_of_its_own.admin_api, headers=gateway_of_its_own.admin_headers, timeout=30
+    ) as admin:
         created = await admin.post("/llm-providers", json={"name": "runtime", "config": config})
         assert created.status_code == 201, created.text
         assert created.json()["config"]["api_key"] == "***"
@@ -56,7 +156,7 @@ async def test_providers_are_added_changed_and_removed_at_run_time(gateway, seco
         clash = await admin.post("/llm-providers", json={"name": "again", "config": {**config, "models": [MODEL]}})
         assert clash.status_code == 409 and "'scripted' already serves 'gpt-test'" in clash.text
 
-        nc = await connect(gateway.nats_url, "test-kv")
+        nc = await connect(gateway_of_its_own.nats_url, "test-kv")
         try:
             stored = (await (await kv_bucket(nc.jetstream(), subjects.KV_LLM)).get("runtime")).value or b""
         finally:
@@ -80,7 +180,8 @@ async def test_providers_are_added_changed_and_removed_at_run_time(gateway, seco
 
         assert (await admin.delete("/llm-providers/runtime")).status_code == 204
         await poll_until(
-            lambda: "gpt-runtime-2" not in gateway.ingress.models.models, "the provider gone from the ingress view"
+            lambda: "gpt-runtime-2" not in gateway_of_its_own.ingress.models.models,
+            "the provider gone from the ingress view",
         )
         assert "gpt-runtime-2" not in provider_models(await client.models.list())
         with pytest.raises(openai.NotFoundError):
@@ -173,12 +274,13 @@ async def test_the_docs_curl_examples_run_as_written(gateway, provider):
     assert tool == '{"role":"tool","tool_call_id":"call_abc","content":"hi"}'
 
 
-async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, provider, tmp_path):
+async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, provider, journal_dir):
     """Until its answer, a completion's event is written down as begun: a replica killed meanwhile
     still leaves its row (the next process replays it), as for MCP requests."""
+    began = time.time()  # the journal and the audit store hold the earlier tests' requests too
 
     def journal() -> JournalContents:
-        return read_segments(sorted((tmp_path / "journal").rglob("*.wal")))
+        return read_segments(sorted(journal_dir.rglob("*.wal")))
 
     provider.script = [Held(Reply("at last"))]
     raw = asyncio.create_task(
@@ -187,7 +289,8 @@ async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, prov
         )
     )
     owed = await poll_until(
-        lambda: [b for b in journal().begun.values() if b["kind"] == "llm_request"], "a begun llm_request"
+        lambda: [b for b in journal().begun.values() if b["kind"] == "llm_request" and cast(float, b["ts"]) >= began],
+        "a begun llm_request",
     )
     (begun,) = owed
     assert begun["id"] not in journal().emitted and begun["name"] == MODEL
@@ -195,7 +298,7 @@ async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, prov
     answer = await raw
     assert answer.headers["x-bastion-request-id"] == begun["id"]
     await poll_until(lambda: begun["id"] in journal().emitted, "its event journaled as emitted")
-    (row,) = await audit_rows(gateway, 1)
+    (row,) = await audit_rows(gateway, 1, began)
     assert (row.event_id, row.status) == (begun["id"], "ok")
 
 
@@ -205,7 +308,10 @@ async def test_without_a_provider_the_models_list_and_the_docs_first_example_say
     """A new user's first call (the example config has no `llm:` section): the empty list and the
     404 both say what to configure, in the shapes OpenAI clients parse."""
     namespace: dict[str, Any] = {}
-    async with running_gateway(nats_url, redis_url, tmp_path, default_config()) as gw:
+    # no tool is called, so no stdio server; nor is an audit row read, so the module's gateway holding
+    # the process's embedded ClickHouse (this one's audit store then does not open) changes nothing here
+    config = {**default_config(), "mcpServers": {}}
+    async with running_gateway(nats_url, redis_url, tmp_path, config) as gw:
         base = gw.url.removesuffix("/mcp")
         async with openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=ADMIN_KEY, max_retries=0) as client:
             models = await client.models.list()
