@@ -26,7 +26,7 @@ from libs.common.egress import EgressRules
 from libs.common.messages import ServerCatalog
 
 from .agents import AgentLink
-from .breaker import BreakerState, CircuitBreaker
+from .breaker import CircuitBreaker
 from .catalog_publisher import CatalogPublisher, Snapshot
 from .error_mapping import describe_exception
 from .interceptors.chain import InterceptorChain
@@ -323,11 +323,12 @@ class Upstream:
 
     def _connected(self) -> None:
         """A session is up after failed attempts: the server answered its handshake and listing, so
-        the failures those attempts gave its breaker are over (it stayed "degraded" until some call
+        the failures those attempts gave its breaker are over, also when they opened it (calls were
+        refused for up to `reset_timeout` after it was up, or it stayed "degraded" until some call
         succeeded). Only theirs: failures of calls in between are left to the breaker's rule, or a
         server that dies on every call but reconnects fine would never open it."""
         counted, self._failed_connects = self._failed_connects, 0
-        if counted and self.breaker.state is BreakerState.CLOSED and self.breaker.failures <= counted:
+        if counted and self.breaker.failures <= counted:
             self.breaker.success()
 
     async def _watch(self, session: UpstreamSession) -> None:

@@ -3,6 +3,8 @@ through the catalog, the admin API and `bastion servers list`; with its `headers
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 import pytest
 
@@ -15,9 +17,14 @@ pytestmark = pytest.mark.integration
 UPSTREAM_TOKEN = "upstream-token-7f3a9c"
 
 
+def _config(servers: dict[str, Any]) -> dict[str, Any]:
+    """The default keys in front of `servers` only: no test here calls the example stdio servers."""
+    return {**default_config(), "mcpServers": servers}
+
+
 async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_url, tmp_path):
     async with example_server_over_http("--http", "--bearer", UPSTREAM_TOKEN) as url:
-        config = default_config(
+        config = _config(
             {
                 "down-locked": {"url": url},  # "down*": running_gateway does not wait for it to be ready
                 "unlocked": {"url": url, "headers": {"Authorization": f"Bearer {UPSTREAM_TOKEN}"}},
@@ -50,13 +57,18 @@ async def test_needs_auth_until_the_server_gets_its_credentials(nats_url, redis_
                 assert not any(t.name.startswith("down-locked__") for t in (await client.list_tools()).tools)
 
 
-async def test_a_server_that_comes_up_after_failed_attempts_is_healthy_not_degraded(nats_url, redis_url, tmp_path):
+@pytest.mark.parametrize("threshold", [1, 1000], ids=["attempts-opened-the-breaker", "breaker-stayed-closed"])
+async def test_a_server_that_comes_up_after_failed_attempts_is_healthy_not_degraded(
+    nats_url, redis_url, tmp_path, threshold
+):
     """Failed connection attempts count against the breaker; once a session is up the server has
-    answered, so it is healthy. It stayed "degraded" until some call succeeded (a full suite run
-    caught it after one attempt failed on a bus timeout)."""
+    answered, so it is healthy: not "degraded" until some call succeeds (threshold 1000: the attempts
+    never open it), and not "open", refusing calls until a probe, when they did (threshold 1)."""
     port = free_port()
-    config = default_config({"down-late": {"url": f"http://127.0.0.1:{port}/mcp"}})  # nothing listens yet
-    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True) as gateway:
+    late = {"url": f"http://127.0.0.1:{port}/mcp", "circuit_breaker": {"failure_threshold": threshold}}
+    config = _config({"down-late": late})  # nothing listens yet
+    options = {"reconnect_max_backoff": 2.0}  # the first attempt after the server is up comes soon
+    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, executor_options=options) as gateway:
         catalog = gateway.ingress.catalog
         await poll_until(
             lambda: (s := catalog.server_status("down-late")) is not None and s.health == "down",
