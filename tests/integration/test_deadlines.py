@@ -22,7 +22,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from libs.common import subjects
 from libs.common.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
 from libs.common.nats import connect
-from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.inbox_spy import inbox_spy
 from tests.support.polling import poll_until
 from tests.support.replicas import ExecutorProcess, PolicyProcess, ServiceProcess
@@ -31,6 +31,9 @@ pytestmark = pytest.mark.integration
 
 WITHIN = 60.0
 """Upper bound of every wait; each returns as soon as its condition holds."""
+
+NOTES_ONLY = {**default_config(), "mcpServers": {"notes": default_config()["mcpServers"]["notes"]}}
+"""The default config less `echo`, which no test here calls: its process would only cost start-up."""
 
 
 def _text(result) -> str:
@@ -88,6 +91,7 @@ async def test_a_call_the_gateway_gave_up_on_never_runs_when_the_paused_replica_
         nats_url,
         redis_url,
         tmp_path,
+        NOTES_ONLY,
         policy=paused != "policy",
         executor=paused != "executor",
         call_timeout=WITHIN,

@@ -12,6 +12,7 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import httpx2
@@ -22,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 
 from libs.common.sealing import new_key
 from tests.support.audit_rows import audit_rows
-from tests.support.gateway import SERVERS, running_gateway
+from tests.support.gateway import SERVERS, Gateway, gateway_on_own_servers
 from tests.support.oauth_browser import Browser, set_password
 from tests.support.oauth_sdk import REDIRECT, MemoryStorage, sdk_auth
 
@@ -44,10 +45,13 @@ def oauth_config() -> dict:
     }
 
 
-@pytest.fixture
-async def gateway(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, oauth_config(), oauth=True, secrets_key=new_key()) as gw:
-        assert (await set_password(nats_url, "alice", ALICE_PASSWORD)).ok
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Gateway]:
+    """Shared: one test only reads the metadata, one signs alice in with a client of its own, one
+    makes a user of its own (dave) through the CLI; none changes what another sees."""
+    workdir = tmp_path_factory.mktemp("oauth-agents")
+    async with gateway_on_own_servers(workdir, oauth_config(), oauth=True, secrets_key=new_key(), admin=True) as gw:
+        assert (await set_password(gw.nats_url, "alice", ALICE_PASSWORD)).ok
         yield gw
 
 
@@ -87,43 +91,40 @@ async def test_sdk_oauth_client_logs_in_then_lists_and_calls_tools_as_the_user(g
     assert storage.client is not None and storage.client.client_id.startswith("bc_")
 
 
-async def test_cli_creates_a_user_with_a_password_who_can_then_log_in(nats_url, redis_url, tmp_path):
-    async with running_gateway(
-        nats_url, redis_url, tmp_path, oauth_config(), oauth=True, secrets_key=new_key(), admin=True
-    ) as gateway:
-        base = gateway.url.removesuffix("/mcp")
-        flags = ["--admin-url", gateway.admin_api, "--admin-token", gateway.admin_token]
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+async def test_cli_creates_a_user_with_a_password_who_can_then_log_in(gateway):
+    base = gateway.url.removesuffix("/mcp")
+    flags = ["--admin-url", gateway.admin_api, "--admin-token", gateway.admin_token]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
 
-        async def bastion(*args: str, stdin: str) -> tuple[int, str, str]:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cli", "users", *args, *flags,
-                env=clean, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            )  # fmt: skip
-            out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
-            assert proc.returncode is not None
-            return proc.returncode, out.decode(), err.decode()
+    async def bastion(*args: str, stdin: str) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", "users", *args, *flags,
+            env=clean, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 60)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
 
-        code, out, err = await bastion(
-            "create", "dave", "--name", "Dave", "--team", "eng", "--password", stdin="s3cret-pass\n"
-        )
-        assert code == 0, err
-        assert "password set" in out and "s3cret-pass" not in out + err
-        short = await bastion("set-password", "dave", stdin="short\n")
-        assert short[0] != 0 and "at least 8" in short[1] + short[2]
-        missing = await bastion("set-password", "nobody", stdin="long-enough-pass\n")
-        assert missing[0] != 0 and "no user" in missing[1] + missing[2]
+    code, out, err = await bastion(
+        "create", "dave", "--name", "Dave", "--team", "eng", "--password", stdin="s3cret-pass\n"
+    )
+    assert code == 0, err
+    assert "password set" in out and "s3cret-pass" not in out + err
+    short = await bastion("set-password", "dave", stdin="short\n")
+    assert short[0] != 0 and "at least 8" in short[1] + short[2]
+    missing = await bastion("set-password", "nobody", stdin="long-enough-pass\n")
+    assert missing[0] != 0 and "no user" in missing[1] + missing[2]
 
-        async with httpx2.AsyncClient(timeout=30) as http:
-            registered = await http.post(f"{base}/oauth/register", json={"redirect_uris": [REDIRECT]})
-        url = f"{base}/oauth/authorize?" + urlencode(
-            {
-                "response_type": "code",
-                "client_id": registered.json()["client_id"],
-                "redirect_uri": REDIRECT,
-                "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-                "code_challenge_method": "S256",
-            }
-        )
-        assert "code" in (await Browser("dave", "s3cret-pass").login(url)).params
-        assert (await Browser("dave", "wrong-password").login(url)).status == 401
+    async with httpx2.AsyncClient(timeout=30) as http:
+        registered = await http.post(f"{base}/oauth/register", json={"redirect_uris": [REDIRECT]})
+    url = f"{base}/oauth/authorize?" + urlencode(
+        {
+            "response_type": "code",
+            "client_id": registered.json()["client_id"],
+            "redirect_uri": REDIRECT,
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+    )
+    assert "code" in (await Browser("dave", "s3cret-pass").login(url)).params
+    assert (await Browser("dave", "wrong-password").login(url)).status == 401

@@ -11,7 +11,6 @@ Everything is real: the gateway, the document server, and the authlib-protected 
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx2
 import pytest
 
 from tests.support.documents import serving_documents
-from tests.support.gateway import SERVERS, Gateway, default_config, running_oauth_gateway
+from tests.support.gateway import Gateway, default_config, running_oauth_gateway
 from tests.support.oauth_browser import authorization_url
 from tests.support.polling import poll_until
 from tests.support.upstream_login import gateway_for_oauth_upstreams, running_oauth_upstream
@@ -36,7 +35,8 @@ def _authorize_url(base: str, client_id: str) -> str:
 async def test_a_metadata_document_on_an_internal_address_is_never_fetched(nats_url, redis_url, tmp_path) -> None:
     hits: Counter[str] = Counter()
     documents: dict[str, Any] = {}
-    config = {"mcpServers": {"echo": {"command": sys.executable, "args": [str(SERVERS / "echo_server.py")]}}}
+    # no servers, as the test calls none; not `{}`, which running_gateway reads as the default config
+    config: dict[str, Any] = {"mcpServers": {}}
     with serving_documents(documents, hits) as site:
         port = site.rsplit(":", 1)[1]
         for host in ("127.0.0.1", "localhost"):
@@ -53,6 +53,11 @@ async def test_a_metadata_document_on_an_internal_address_is_never_fetched(nats_
     assert not hits, f"the guard must refuse before connecting, yet the server saw {dict(hits)}"
 
 
+def _config(servers: dict[str, Any]) -> dict[str, Any]:
+    """The default keys in front of `servers` only: no test here calls the example stdio servers."""
+    return {**default_config(), "mcpServers": servers}
+
+
 def _server(gateway: Gateway, name: str) -> tuple[str | None, str | None]:
     status = gateway.ingress.catalog.server_status(name)
     return (status.health, status.error) if status is not None else (None, None)
@@ -65,7 +70,7 @@ async def test_an_upstreams_metadata_on_an_internal_address_is_refused(nats_url,
             nats_url,
             redis_url,
             tmp_path,
-            default_config({server: {"url": f"{upstream}/mcp"}}),
+            _config({server: {"url": f"{upstream}/mcp"}}),
             allow_private=False,
         ) as (gateway, _public):
             health, error = await poll_until(
@@ -104,7 +109,7 @@ async def test_an_allow_listed_internal_host_is_reached_and_the_others_still_ref
             nats_url,
             redis_url,
             tmp_path,
-            default_config(servers),
+            _config(servers),
             allow_private=False,
             oauth_options={
                 "upstream_oauth_allow_hosts": ["localhost"],

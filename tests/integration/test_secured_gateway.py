@@ -39,6 +39,10 @@ from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
+# the servers each test calls, no more: every stdio server is a Python process to start
+ECHO_ONLY = {**default_config(), "mcpServers": {"echo": default_config()["mcpServers"]["echo"]}}
+NO_SERVERS = {**default_config(), "mcpServers": {}}
+
 
 class Refusals(logging.Handler):
     """Every permission or authorization error any connection of any service reported."""
@@ -55,7 +59,7 @@ class Refusals(logging.Handler):
 
 @contextlib.asynccontextmanager
 async def secured_stack(
-    tmp_path: Path,
+    tmp_path: Path, raw_config: dict[str, Any]
 ) -> AsyncIterator[tuple[StackCredentials, EmbeddedNats, tuple[AdminService, IngressService, str]]]:
     creds = make_credentials(tmp_path, {})
     bus = EmbeddedNats(tmp_path / "nats", authorization=creds.authorization).start()
@@ -63,7 +67,7 @@ async def secured_stack(
     started: list[Any] = []
     try:
         nc = await nats.connect(bus.url, **credentials(ADMIN, creds.seed_file(ADMIN)))
-        await apply_config(nc, parse_config(default_config()), Sealer(creds.secrets_key))
+        await apply_config(nc, parse_config(raw_config), Sealer(creds.secrets_key))
         await nc.close()
         common = {"nats_url": bus.url}
         services: tuple[Any, ...] = (
@@ -119,9 +123,9 @@ async def test_each_service_does_its_job_with_only_its_own_credentials(tmp_path:
     refusals = Refusals()
     logging.getLogger().addHandler(refusals)
     try:
-        async with secured_stack(tmp_path) as (creds, bus, (admin_service, public_replica, owner)):
-            public = Gateway(public_replica.url, bus.url, parse_config(default_config()), public_replica)
-            await public.wait_for_servers("echo", "notes")  # sealed config, opened by the executor
+        async with secured_stack(tmp_path, ECHO_ONLY) as (creds, bus, (admin_service, public_replica, owner)):
+            public = Gateway(public_replica.url, bus.url, parse_config(ECHO_ONLY), public_replica)
+            await public.wait_for_servers("echo")  # sealed config, opened by the executor
             async with public.client(ADMIN_KEY) as client:
                 added = await client.call_tool("echo__add", {"a": 20, "b": 22})  # signed by policy, run
                 assert added.structured_content == {"result": 42}
@@ -167,7 +171,7 @@ async def test_the_llm_side_runs_with_only_each_services_own_credentials(tmp_pat
     try:
         async with (
             scripted_provider() as provider,
-            secured_stack(tmp_path) as (_, _bus, (admin_service, public, owner)),
+            secured_stack(tmp_path, NO_SERVERS) as (_, _bus, (admin_service, public, owner)),
         ):
             async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {owner}"}) as http:
                 admin = admin_service.url + "/admin/v1"

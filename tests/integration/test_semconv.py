@@ -45,6 +45,7 @@ QUIET_KEY = "bk_test_quiet_key_00000000000"
 
 def _config() -> dict[str, Any]:
     config = default_config()
+    del config["mcpServers"]["notes"]  # no test here calls it, and its process would only cost start-up
     config["keys"].append({"name": "quiet", "key": QUIET_KEY, "tools": ["*"], "content_logging": False})
     return config
 
@@ -177,7 +178,7 @@ async def test_with_tracing_off_the_histograms_still_count_every_call(
     nats_url: str, redis_url: str, tmp_path: Path
 ) -> None:
     assert not tracing.enabled()
-    async with running_gateway(nats_url, redis_url, tmp_path, metrics=True) as gateway:
+    async with running_gateway(nats_url, redis_url, tmp_path, _config(), metrics=True) as gateway:
         assert gateway.ingress.metrics_server is not None
         url = gateway.ingress.metrics_server.url
         before = await scrape(url)

@@ -64,10 +64,8 @@ async def test_admin_authorizes_through_bastion_then_calls_refresh_and_fall_back
     with running_oauth_upstream() as base:
         server = "down-oauth"  # "down*": running_gateway does not wait for it to be ready
         entry = {"url": f"{base}/mcp"} if transport == "http" else {"url": f"{base}/sse", "type": "sse"}
-        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, default_config({server: entry})) as (
-            gateway,
-            public,
-        ):
+        config = {**default_config(), "mcpServers": {server: entry}}  # the example servers would only cost start-up
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config) as (gateway, public):
             await poll_until(lambda: _health(gateway, server) == "needs_auth", "needs_auth", 30)
             await _authorize_as_admin(gateway, public, base, server, "admin-ann")
             await poll_until(lambda: _ready(gateway, server), "ready after authorization", 30)

@@ -33,7 +33,8 @@ LINK = re.compile(r"http://\S+/oauth/upstream/authorize\?ticket=[\w.=-]+")
 
 
 def config(base: str) -> dict:
-    raw = default_config({SERVER: {"url": f"{base}/mcp", "per_user": True}})
+    # no stdio example servers: no test here calls them, and each would cost a Python process's start-up
+    raw = {**default_config(), "mcpServers": {SERVER: {"url": f"{base}/mcp", "per_user": True}}}
     raw["users"] = [{"id": "alice", "name": "Alice"}, {"id": "bob", "name": "Bob"}]
     raw["keys"] += [
         {"name": "alice-key", "key": ALICE_KEY, "user": "alice", "tools": [f"{SERVER}/*"]},
