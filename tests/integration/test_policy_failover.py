@@ -11,6 +11,7 @@ run in the test's event loop. A spy on the reply inboxes sees who acknowledged a
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -26,7 +27,7 @@ from libs.common.relay import Acknowledger
 from libs.common.settings import IngressSettings
 from services.ingress.request_path import RequestPath
 from tests.support.barrier import processed
-from tests.support.gateway import ADMIN_KEY, running_gateway
+from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.inbox_spy import inbox_spy
 from tests.support.polling import poll_until
 from tests.support.replicas import PolicyProcess
@@ -38,6 +39,17 @@ PROMPTLY = 15.0  # generous next to the ~1-3 s it takes, and far below CALL_TIME
 ACK_AFTER = "2"
 """The policy replicas acknowledge calls still running after 2 s (0.25 s by default), so the fast
 calls below certainly answer first: asserting they cost no acknowledgement stays timing-proof."""
+GRANT_TTL = "60"
+"""Seconds a grant lasts (5 by default), counted from the tool's first call: the grant of the first
+test's `echo__echo` must outlive 20 calls, a 3 s sleep and the kill on however loaded a machine, or
+its last call goes to a policy there no longer is."""
+
+
+def _echo_only() -> dict[str, Any]:
+    """The default keys with echo alone: every call here is an echo tool's."""
+    raw = default_config()
+    del raw["mcpServers"]["notes"]
+    return raw
 
 
 def _text(result) -> str:
@@ -64,8 +76,10 @@ def _acks(msg: Msg) -> list[tuple[str, str]]:
 
 @pytest.fixture
 async def gateway_with_two_policies(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, policy=False, call_timeout=CALL_TIMEOUT) as gw:
-        env = {"BASTION_ACK_AFTER": ACK_AFTER}
+    async with running_gateway(
+        nats_url, redis_url, tmp_path, _echo_only(), policy=False, call_timeout=CALL_TIMEOUT
+    ) as gw:
+        env = {"BASTION_ACK_AFTER": ACK_AFTER, "BASTION_GRANT_TTL": GRANT_TTL}
         policies = {name: PolicyProcess(nats_url, name, redis_url, env).start() for name in ("policy-a", "policy-b")}
         nc = await connect(nats_url, "test-probe")
         try:
@@ -113,7 +127,10 @@ async def test_a_slow_call_on_live_replicas_times_out_and_is_never_lost(gateway_
 
 
 async def test_no_policy_at_all_is_still_an_immediate_gateway_unavailable(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, policy=False) as gw, gw.client(ADMIN_KEY) as client:
+    async with (
+        running_gateway(nats_url, redis_url, tmp_path, _echo_only(), policy=False) as gw,
+        gw.client(ADMIN_KEY) as client,
+    ):
         with pytest.raises(MCPError) as none:
             await client.call_tool("echo__echo", {"text": "anyone?"})
     # "no responders", not a call lost after the acknowledgement grace

@@ -25,7 +25,15 @@ from mcp_types import CallToolResult
 
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
-from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, SERVERS, default_config, legacy_initialize, running_gateway
+from tests.support.gateway import (
+    ADMIN_HEADERS,
+    ADMIN_KEY,
+    SERVERS,
+    default_config,
+    gateway_on_own_servers,
+    legacy_initialize,
+    running_gateway,
+)
 from tests.support.polling import poll_until
 from tests.support.replicas import AlternatingTransport, ExecutorProcess
 
@@ -49,10 +57,12 @@ async def _client(transport: httpx2.AsyncBaseTransport, url: str, mode: str) -> 
 # ---------------------------------------------------------------- 1. sessions that scale
 
 
-@pytest.fixture
-async def two_ingresses(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, session_secret=SECRET) as gw:
-        second = IngressService(IngressSettings(nats_url=nats_url, port=0, instance="-b", session_secret=SECRET))
+@pytest.fixture(scope="module")
+async def two_ingresses(tmp_path_factory):
+    """Shared by the module's session tests: they open sessions of their own and change no config."""
+    async with gateway_on_own_servers(tmp_path_factory.mktemp("two-ingresses"), session_secret=SECRET) as gw:
+        settings = IngressSettings(nats_url=gw.nats_url, port=0, instance="-b", session_secret=SECRET)
+        second = IngressService(settings)
         await second.start()
         try:
             await poll_until(lambda: second.catalog.server_status("echo") is not None, "catalog on replica b")
@@ -80,9 +90,9 @@ async def test_one_session_alternates_between_ingress_replicas(two_ingresses, mo
         assert initialize == [0]  # session issued by replica a, then used on both
 
 
-async def test_a_session_from_another_deployment_is_refused(two_ingresses, nats_url):
+async def test_a_session_from_another_deployment_is_refused(two_ingresses):
     gw, second = two_ingresses
-    settings = IngressSettings(nats_url=nats_url, port=0, instance="-foreign", session_secret="another-secret")
+    settings = IngressSettings(nats_url=gw.nats_url, port=0, instance="-foreign", session_secret="another-secret")
     foreign = IngressService(settings)
     await foreign.start()
     try:
@@ -119,7 +129,9 @@ async def _tool_names(client: Client) -> set[str]:
 
 
 async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, admin=True) as gw:
+    raw = default_config()
+    del raw["mcpServers"]["echo"]  # notes is the server answering all along; `extra` runs its own echo
+    async with running_gateway(nats_url, redis_url, tmp_path, raw, admin=True) as gw:
         services_before = list(gw.services)
         stop, answers = asyncio.Event(), []
         steady = asyncio.create_task(_keep_calling(gw, stop, answers))

@@ -35,11 +35,21 @@ NO_SCHEDULE = {"drift_interval": 0.0}
 """Re-list only on a notification: what finds the change is then the notification or the call."""
 
 
-def _config(state: Path, calls: Path) -> dict[str, Any]:
+def _only(drift: dict[str, Any], *kept: str) -> dict[str, Any]:
+    """The default keys with `drift` and, of the default servers, only `kept`: each stdio server
+    costs a process importing the SDK, and these tests call no echo or notes tool."""
+    config = default_config({"drift": drift})
+    for name in ("echo", "notes"):
+        if name not in kept:
+            del config["mcpServers"][name]
+    return config
+
+
+def _config(state: Path, calls: Path, *kept: str) -> dict[str, Any]:
     # the server reads its state file and writes what ran beside it, through its sandbox
     sandbox = {"read": [str(state.parent)], "write": [str(calls.parent)]}
     drift = {"command": sys.executable, "args": [str(DRIFTING), str(state), str(calls)], "sandbox": sandbox}
-    return default_config({"drift": drift})
+    return _only(drift, *kept)
 
 
 def _pinning(gateway: Gateway) -> PinningInterceptor:
@@ -129,7 +139,7 @@ def _upstream(transport: str, state: Path, calls: Path) -> Iterator[dict[str, An
         return
     argv = [sys.executable, str(DRIFTING), str(state), str(calls), "--http"]
     with serving_process(argv, "the drifting server") as url:
-        yield default_config({"drift": {"url": url, "type": "http"}})
+        yield _only({"url": url, "type": "http"})
 
 
 @pytest.mark.parametrize("transport", ["stdio", "http"])  # http: inside the POST's own SSE response
@@ -177,7 +187,8 @@ async def test_an_upstream_that_changes_between_list_and_call_never_runs_the_cha
 async def test_reads_under_a_quarantined_template_and_a_quarantined_prompt_are_refused(nats_url, redis_url, tmp_path):
     state, calls = tmp_path / "state", tmp_path / "calls"
     state.write_text("base")
-    async with running_gateway(nats_url, redis_url, tmp_path, _config(state, calls)) as gateway:
+    # notes serves a template that matches notes://7 too: the read must not fall through to it
+    async with running_gateway(nats_url, redis_url, tmp_path, _config(state, calls, "notes")) as gateway:
         await _first_use(gateway, calls)
         async with gateway.client(ADMIN_KEY) as client:
             assert (await client.read_resource("notes://7")).contents[0].text == "note 7"

@@ -17,16 +17,23 @@ from libs.common.kvwatch import BucketWatch
 from libs.common.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
 from libs.common.nats import connect, kv_bucket
 from libs.common.visible import ask_visible
-from tests.support.gateway import READONLY_KEY, default_config, running_gateway
+from tests.support.gateway import READONLY_KEY, default_config, gateway_on_own_servers
 from tests.support.polling import poll_until
 from tests.support.stores import declared
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def gateway(nats_url, redis_url, tmp_path):
-    async with running_gateway(nats_url, redis_url, tmp_path, default_config()) as gw:
+LISTER_KEY = "bk_test_list_revisions_key_00"
+"""The readonly key's grants, under a key of its own: the test that grants it more changes no key
+another test of the module asks about."""
+
+
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory):
+    raw = default_config()
+    raw["keys"].append({"name": "lister", "key": LISTER_KEY, "tools": ["notes/list_notes", "echo/echo"]})
+    async with gateway_on_own_servers(tmp_path_factory.mktemp("list-revisions"), raw) as gw:
         await gw.wait_for_servers("echo", "notes")
         yield gw
 
@@ -41,7 +48,7 @@ async def test_a_key_s_list_is_asked_of_policy_once_until_something_changes(gate
     try:
         await nc.subscribe(subjects.POLICY_LIST, cb=heard)  # hears every question, answers none
         await nc.flush()
-        async with gateway.client(READONLY_KEY) as client:
+        async with gateway.client(LISTER_KEY) as client:
 
             async def names() -> set[str]:
                 return {tool.name for tool in (await client.list_tools()).tools}
@@ -55,7 +62,7 @@ async def test_a_key_s_list_is_asked_of_policy_once_until_something_changes(gate
             assert first in (1, 2) and len(asked) == first
 
             keys = await kv_bucket(nc.jetstream(), subjects.KV_KEYS)
-            record = KeyRecord.model_validate_json((await keys.get(key_id(READONLY_KEY))).value)
+            record = KeyRecord.model_validate_json((await keys.get(key_id(LISTER_KEY))).value)
             grants = {"grants": [*record.grants, "echo/add"]}
             await keys.put(record.id, record.model_copy(update=grants).model_dump_json().encode())
 

@@ -11,7 +11,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from services.ingress.down_servers import UNAVAILABLE_META_KEY
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, default_config, running_gateway
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, default_config, gateway_on_own_servers
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -20,8 +20,9 @@ MISSING = "bastion-test-no-such-command"
 PLAIN_MISSING = "bastion-test-no-such-command-either"
 
 
-@pytest.fixture
-async def gateway(nats_url: str, redis_url: str, tmp_path: Any) -> Any:
+@pytest.fixture(scope="module")
+async def gateway(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One gateway for the module: the tests only call and list, none changes what another sees."""
     # servers named down* are not waited for by running_gateway
     config = default_config(
         {
@@ -29,7 +30,8 @@ async def gateway(nats_url: str, redis_url: str, tmp_path: Any) -> Any:
             "downplain": {"command": PLAIN_MISSING, "namespace": False},
         }
     )
-    async with running_gateway(nats_url, redis_url, tmp_path, config) as gw:
+    del config["mcpServers"]["notes"]  # echo is the server that stays up; no test calls notes
+    async with gateway_on_own_servers(tmp_path_factory.mktemp("unavailable"), config) as gw:
         await poll_until(lambda: set(gw.ingress.catalog.down) == {"down-cmd", "downplain"}, "both servers down")
         yield gw
 
