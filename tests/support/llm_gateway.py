@@ -16,6 +16,7 @@ from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.nats import connect
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.llm_provider import ScriptedProvider
+from tests.support.polling import poll_until
 
 PROVIDER_KEY = "sk-provider-secret-never-shown-0123456789"
 MODEL = "gpt-test"
@@ -117,6 +118,28 @@ async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
     finally:
         await nc.close()
     raise AssertionError(f"expected {wanted} audit rows, found {len(rows)}")
+
+
+_UNCOUNTED = {"admin", "auth.refused"}
+
+
+async def audit_rows_since(gateway: Gateway, wanted: int, since: float) -> list[AuditEvent]:
+    """`audit_rows` of the requests that came in from `since` on (an event's `ts` is when its request
+    came in), for a gateway that keeps earlier tests' rows. Refused credentials are left out too: they
+    are audited once per window, a row that may come in during a later test."""
+    query = AuditQuery(limit=1000).model_dump_json().encode()
+    nc = await connect(gateway.nats_url, "test-audit")
+
+    async def rows() -> list[AuditEvent]:
+        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
+        found = AuditRows.model_validate_json(reply.data).rows
+        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= since]
+        return found if len(found) >= wanted else []
+
+    try:
+        return await poll_until(rows, f"{wanted} audit rows since {since}", every=0.05)
+    finally:
+        await nc.close()
 
 
 def tool_names(body: dict[str, Any]) -> list[str]:

@@ -105,6 +105,11 @@ class ScriptedProvider:
         self._server: asyncio.Server | None = None
         self.port = 0
 
+    def reset(self) -> None:
+        """A script, a record of requests and a `release` of the next test's own (a module's provider)."""
+        self.script, self.received, self.refused = [], [], []
+        self.release = asyncio.Event()
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"

@@ -3,6 +3,7 @@ the whole gateway in front of it, with or without the codemode service."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,6 +21,19 @@ from tests.support.polling import poll_until
 async def provider() -> AsyncIterator[ScriptedProvider]:
     async with scripted_provider() as scripted:
         yield scripted
+
+
+@pytest.fixture(scope="module")
+async def shared_provider() -> AsyncIterator[ScriptedProvider]:
+    """One provider for a module's gateway; its `provider` fixture resets it for each test."""
+    async with scripted_provider() as scripted:
+        yield scripted
+
+
+@pytest.fixture
+def began() -> float:
+    """When the test began: its audit rows are those stamped from then on (`audit_rows_since`)."""
+    return time.time()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@ through the codemode service), feeds results back, and audits each round as the 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,27 +25,21 @@ from tests.support.llm_gateway import (
     PROVIDER_KEY,
     SHALLOW_KEY,
     accumulated,
+    audit_rows_since,
     llm_config,
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Reply, ScriptedProvider, scripted_provider
+from tests.support.llm_provider import Reply, ScriptedProvider
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def shared_provider() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
-
-
 @pytest.fixture
 def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
     """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.script, shared_provider.received, shared_provider.refused = [], [], []
-    shared_provider.release = asyncio.Event()
+    shared_provider.reset()
     return shared_provider
 
 
@@ -90,37 +82,7 @@ def code_gateway(gateway: Gateway) -> Gateway:
     return gateway
 
 
-_THIS_TEST = {"began": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _this_test_begins() -> None:
-    _THIS_TEST["began"] = time.time()
-
-
-_UNCOUNTED = {"admin", "auth.refused"}
-
-
-async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
-    """`llm_gateway.audit_rows` of this test's requests only: the module's gateway keeps the rows of
-    the tests before it (an event's `ts` is when its request came in). Refused credentials are left
-    out too: they are audited once per window, a row that may come in during a later test."""
-    query = AuditQuery(limit=1000).model_dump_json().encode()
-    nc = await connect(gateway.nats_url, "test-audit")
-
-    async def rows() -> list[AuditEvent]:
-        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
-        found = AuditRows.model_validate_json(reply.data).rows
-        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= _THIS_TEST["began"]]
-        return found if len(found) >= wanted else []
-
-    try:
-        return await poll_until(rows, f"{wanted} audit rows of this test", every=0.05)
-    finally:
-        await nc.close()
-
-
-async def test_agent_mode_runs_allowed_calls_concurrently_and_loops_until_the_model_stops(gateway, provider):
+async def test_agent_mode_runs_allowed_calls_concurrently_and_loops_until_the_model_stops(began, gateway, provider):
     provider.script = [Reply(tool_calls=[("echo__echo", {"text": "a"}), ("echo__echo", {"text": "b"})]), Reply("done")]
     completion = await sdk_client(gateway, AGENT_KEY).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "echo a and b"}]
@@ -133,14 +95,14 @@ async def test_agent_mode_runs_allowed_calls_concurrently_and_loops_until_the_mo
     assert [r["content"] for r in results] == ["a", "b"]
     # the second round saw the calls and their results
     assert provider.received[1].body["messages"][1:] == summary["transcript"]
-    rows = await audit_rows(gateway, 4)
+    rows = await audit_rows_since(gateway, 4, began)
     llm = sorted((r for r in rows if r.kind == "llm_request"), key=lambda r: r.ts)
     tools = [r for r in rows if r.kind == "tool_call"]
     assert len(llm) == 2 and len(tools) == 2
     assert {t.parent_id for t in tools} == {llm[0].event_id}
 
 
-async def test_agent_mode_returns_calls_it_may_not_run_as_pending(gateway, provider):
+async def test_agent_mode_returns_calls_it_may_not_run_as_pending(began, gateway, provider):
     provider.script = [Reply(tool_calls=[("echo__echo", {"text": "ran"}), ("echo__add", {"a": 1, "b": 2})])]
     completion = await sdk_client(gateway, AGENT_KEY).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "both"}]
@@ -151,11 +113,11 @@ async def test_agent_mode_returns_calls_it_may_not_run_as_pending(gateway, provi
     assert summary["stopped"] == "pending_tool_calls"
     assert [m.get("content") for m in summary["transcript"][1:]] == ["ran"]
     assert len(provider.received) == 1
-    rows = await audit_rows(gateway, 2)
+    rows = await audit_rows_since(gateway, 2, began)
     assert [r.name for r in rows if r.kind == "tool_call"] == ["echo__echo"]  # echo__add never ran
 
 
-async def test_agent_mode_stops_at_its_depth_and_says_so(gateway, provider):
+async def test_agent_mode_stops_at_its_depth_and_says_so(began, gateway, provider):
     provider.script = [Reply(tool_calls=[("echo__echo", {"text": str(i)})]) for i in range(3)]
     completion = await sdk_client(gateway, SHALLOW_KEY).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "loop"}]
@@ -164,7 +126,7 @@ async def test_agent_mode_stops_at_its_depth_and_says_so(gateway, provider):
     assert (summary["depth"], summary["stopped"]) == (2, "max_depth")
     assert completion.choices[0].message.tool_calls[0].function.arguments == '{"text":"1"}'
     assert len(provider.received) == 2
-    rows = await audit_rows(gateway, 3)
+    rows = await audit_rows_since(gateway, 3, began)
     assert len([r for r in rows if r.kind == "tool_call"]) == 1
 
 
@@ -254,7 +216,7 @@ async def test_an_agent_answer_after_a_mixed_round_continues_as_sent(gateway, pr
     assert "".join(m.get("content") or "" for m in sent if m["role"] == "assistant") == "Both. "  # said once
 
 
-async def test_agent_mode_gives_repeated_or_missing_call_ids_ids_of_their_own(gateway, provider):
+async def test_agent_mode_gives_repeated_or_missing_call_ids_ids_of_their_own(began, gateway, provider):
     """A provider numbering its calls per answer (`call_0` every round) or leaving ids out would make
     the conversation Bastion sends back repeat an id, which strict providers refuse."""
     provider.script = [
@@ -275,7 +237,7 @@ async def test_agent_mode_gives_repeated_or_missing_call_ids_ids_of_their_own(ga
     assert final.choices[0].message.content == "done" and provider.refused == []
     ids = [c["id"] for m in provider.received[-1].body["messages"] for c in m.get("tool_calls") or []]
     assert len(ids) == len(set(ids)) == 4 and "" not in ids
-    rows = await audit_rows(gateway, 8)
+    rows = await audit_rows_since(gateway, 8, began)
     rounds = {r.event_id for r in rows if r.kind == "llm_request"}
     assert all(r.parent_id in rounds for r in rows if r.kind == "tool_call")  # the renamed ids still link up
 

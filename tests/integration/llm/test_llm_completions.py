@@ -4,18 +4,13 @@ execution, streaming, tool injection, provider failures and budgets."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
 from libs.common.sealing import new_key
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, gateway_on_own_servers
 from tests.support.llm_gateway import (
@@ -29,28 +24,22 @@ from tests.support.llm_gateway import (
     PRICEY,
     PROVIDER_KEY,
     SQUAD_KEY,
+    audit_rows_since,
     execute_call,
     llm_config,
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, Stall, Stop, scripted_provider
+from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, Stall, Stop
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def shared_provider() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
-
-
 @pytest.fixture
 def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
     """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.script, shared_provider.received, shared_provider.refused = [], [], []
-    shared_provider.release = asyncio.Event()
+    shared_provider.reset()
     return shared_provider
 
 
@@ -83,36 +72,6 @@ async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
             await OPEN_CLIENTS.pop().close()
 
 
-_THIS_TEST = {"began": 0.0}
-
-
-@pytest.fixture(autouse=True)
-def _this_test_begins() -> None:
-    _THIS_TEST["began"] = time.time()
-
-
-_UNCOUNTED = {"admin", "auth.refused"}
-
-
-async def audit_rows(gateway: Gateway, wanted: int) -> list[AuditEvent]:
-    """`llm_gateway.audit_rows` of this test's requests only: the module's gateway keeps the rows of
-    the tests before it (an event's `ts` is when its request came in). Refused credentials are left
-    out too: they are audited once per window, a row that may come in during a later test."""
-    query = AuditQuery(limit=1000).model_dump_json().encode()
-    nc = await connect(gateway.nats_url, "test-audit")
-
-    async def rows() -> list[AuditEvent]:
-        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
-        found = AuditRows.model_validate_json(reply.data).rows
-        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= _THIS_TEST["began"]]
-        return found if len(found) >= wanted else []
-
-    try:
-        return await poll_until(rows, f"{wanted} audit rows of this test", every=0.05)
-    finally:
-        await nc.close()
-
-
 async def test_models_and_authentication(gateway):
     models = await sdk_client(gateway).models.list()
     assert {model.id for model in models.data} == {MODEL, PRICEY, DOCS_MODEL, "gpt-down", "gpt-slow"}
@@ -120,7 +79,7 @@ async def test_models_and_authentication(gateway):
         await sdk_client(gateway, "bk_not_a_key_at_all_000000000").models.list()
 
 
-async def test_explicit_mode_returns_tool_calls_and_execute_runs_one(gateway, provider):
+async def test_explicit_mode_returns_tool_calls_and_execute_runs_one(began, gateway, provider):
     provider.script = [Reply(tool_calls=[("echo__echo", {"text": "hello"})], usage=(100, 20))]
     raw = await sdk_client(gateway).chat.completions.with_raw_response.create(
         model=MODEL, messages=[{"role": "user", "content": "say hello"}]
@@ -142,7 +101,7 @@ async def test_explicit_mode_returns_tool_calls_and_execute_runs_one(gateway, pr
     answer = await sdk_client(gateway).post("/mcp/tool/execute", body=call.model_dump(), cast_to=object)
     assert answer == {"role": "tool", "tool_call_id": call.id, "content": "hello"}
 
-    rows = await audit_rows(gateway, 2)
+    rows = await audit_rows_since(gateway, 2, began)
     llm = next(r for r in rows if r.kind == "llm_request")
     assert (llm.event_id, llm.server, llm.tool, llm.status) == (parent, "scripted", MODEL, "ok")
     assert (llm.prompt_tokens, llm.completion_tokens, llm.tool_calls) == (100, 20, ["echo__echo"])
@@ -152,7 +111,7 @@ async def test_explicit_mode_returns_tool_calls_and_execute_runs_one(gateway, pr
     assert all(PROVIDER_KEY not in row.model_dump_json() for row in rows)
 
 
-async def test_streaming_relays_chunks_and_tool_call_deltas(gateway, provider):
+async def test_streaming_relays_chunks_and_tool_call_deltas(began, gateway, provider):
     provider.script = [Reply(text="Let me check that.", tool_calls=[("echo__add", {"a": 2, "b": 40})], usage=(7, 9))]
     stream = await sdk_client(gateway).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "add"}], stream=True
@@ -169,11 +128,11 @@ async def test_streaming_relays_chunks_and_tool_call_deltas(gateway, provider):
     assert "".join(names) == "echo__add" and "".join(arguments) == '{"a":2,"b":40}'
     assert finish == "tool_calls"
     assert provider.received[0].body["stream_options"] == {"include_usage": True}
-    (row,) = [r for r in await audit_rows(gateway, 1) if r.kind == "llm_request"]
+    (row,) = [r for r in await audit_rows_since(gateway, 1, began) if r.kind == "llm_request"]
     assert (row.status, row.prompt_tokens, row.completion_tokens, row.tool_calls) == ("ok", 7, 9, ["echo__add"])
 
 
-async def test_an_application_tool_wins_a_name_clash_and_is_never_executed(gateway, provider):
+async def test_an_application_tool_wins_a_name_clash_and_is_never_executed(began, gateway, provider):
     own = {
         "type": "function",
         "function": {"name": "echo__echo", "description": "the app's own", "parameters": {"type": "object"}},
@@ -186,11 +145,11 @@ async def test_an_application_tool_wins_a_name_clash_and_is_never_executed(gatew
     assert names.count("echo__echo") == 1
     assert provider.received[0].body["tools"][0] == own  # the application's definition, not the MCP one
     assert completion.choices[0].message.tool_calls[0].function.name == "echo__echo"
-    rows = await audit_rows(gateway, 1)
+    rows = await audit_rows_since(gateway, 1, began)
     assert [r.kind for r in rows] == ["llm_request"]  # Bastion ran nothing
 
 
-async def test_a_forbidden_tool_proposed_by_the_model_never_runs(gateway, provider):
+async def test_a_forbidden_tool_proposed_by_the_model_never_runs(began, gateway, provider):
     provider.script = [Reply(tool_calls=[("echo__add", {"a": 1, "b": 2})])]
     completion = await sdk_client(gateway, READONLY_KEY).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": "add"}]
@@ -200,12 +159,12 @@ async def test_a_forbidden_tool_proposed_by_the_model_never_runs(gateway, provid
     refused = await execute_call(gateway, call.model_dump(), READONLY_KEY)
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "forbidden"
-    rows = await audit_rows(gateway, 2)
+    rows = await audit_rows_since(gateway, 2, began)
     tool = next(r for r in rows if r.kind == "tool_call")
     assert (tool.status, tool.execution) == ("denied", "not_run")
 
 
-async def test_budget_refusal_happens_before_the_provider_is_called(gateway, provider):
+async def test_budget_refusal_happens_before_the_provider_is_called(began, gateway, provider):
     provider.script = [Reply(text="never")]
     with pytest.raises(openai.APIStatusError) as refused:
         await sdk_client(gateway, BROKE_KEY).chat.completions.create(
@@ -214,7 +173,7 @@ async def test_budget_refusal_happens_before_the_provider_is_called(gateway, pro
     assert refused.value.status_code == 402
     assert refused.value.body["code"] == "budget_exceeded"
     assert provider.received == []
-    (row,) = await audit_rows(gateway, 1)
+    (row,) = await audit_rows_since(gateway, 1, began)
     assert (row.kind, row.status, row.error_kind) == ("llm_request", "denied", "budget_exceeded")
 
 
@@ -227,26 +186,26 @@ async def test_a_dropped_connection_is_retried_before_any_token(gateway, provide
     assert len(provider.received) == 2
 
 
-async def test_provider_errors_reach_the_client_without_the_provider_key(gateway, provider, caplog):
+async def test_provider_errors_reach_the_client_without_the_provider_key(began, gateway, provider, caplog):
     caplog.set_level(logging.DEBUG)
     provider.script = [Fail(500, f"upstream exploded near {PROVIDER_KEY}")]
     with pytest.raises(openai.APIStatusError) as failed:
         await sdk_client(gateway).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
     assert failed.value.status_code == 502
     assert "HTTP 500" in failed.value.message and PROVIDER_KEY not in failed.value.message
-    (row,) = await audit_rows(gateway, 1)
+    (row,) = await audit_rows_since(gateway, 1, began)
     assert row.status == "error" and PROVIDER_KEY not in (row.error or "")
     assert caplog.records and PROVIDER_KEY not in caplog.text  # in no service's log line, at any level
 
 
-async def test_a_stalled_provider_times_out(gateway, provider):
+async def test_a_stalled_provider_times_out(began, gateway, provider):
     provider.script = [Stall()]
     with pytest.raises(openai.APIStatusError) as stalled:
         await sdk_client(gateway).chat.completions.create(
             model="gpt-slow", messages=[{"role": "user", "content": "hi"}]
         )
     assert stalled.value.status_code == 504 and stalled.value.body["code"] == "upstream_timeout"
-    (row,) = await audit_rows(gateway, 1)
+    (row,) = await audit_rows_since(gateway, 1, began)
     assert (row.status, row.error_kind, row.server) == ("error", "upstream_timeout", "slow")
 
 
@@ -255,7 +214,9 @@ async def test_a_stalled_provider_times_out(gateway, provider):
     [(Cut, "broke mid-answer"), (Stop, "before the answer was complete")],
     ids=["connection-broken", "stream-ended-early"],
 )
-async def test_a_stream_cut_after_its_first_tokens_ends_in_an_error_and_is_not_retried(gateway, provider, step, why):
+async def test_a_stream_cut_after_its_first_tokens_ends_in_an_error_and_is_not_retried(
+    began, gateway, provider, step, why
+):
     """The connection breaking, or the provider closing its stream cleanly before a finish reason or
     `[DONE]`: the client must not take the text so far for the whole answer; a retry would repeat it."""
     provider.script = [step("Half an ans"), step("Half again"), Reply("a retry would repeat the text")]
@@ -278,12 +239,12 @@ async def test_a_stream_cut_after_its_first_tokens_ends_in_an_error_and_is_not_r
     events = [event for event in raw.text.split("\n\n") if event]
     assert events[-1].startswith('data: {"error":') and "data: [DONE]" not in events
     assert len(provider.received) == 2  # tokens had reached the client: no second attempt
-    rows = await audit_rows(gateway, 2)
+    rows = await audit_rows_since(gateway, 2, began)
     assert [(r.status, r.error_kind) for r in rows] == [("error", "upstream_unavailable")] * 2
 
 
 @pytest.mark.parametrize("key", [ADMIN_KEY, AGENT_KEY], ids=["explicit", "agent"])
-async def test_a_usage_chunk_comes_only_when_the_client_asks_for_it(gateway, provider, key):
+async def test_a_usage_chunk_comes_only_when_the_client_asks_for_it(began, gateway, provider, key):
     """A chunk without choices breaks the common `chunk.choices[0]` loop: OpenAI sends one only on
     `stream_options.include_usage`, and so must Bastion (which always asks the provider for usage)."""
     provider.script = [Reply("Hi there.", usage=(3, 4)), Reply("Hi again.", usage=(3, 4))]
@@ -298,11 +259,11 @@ async def test_a_usage_chunk_comes_only_when_the_client_asks_for_it(gateway, pro
     *chunks, last = [chunk async for chunk in asked]
     assert all(chunk.choices for chunk in chunks)
     assert last.choices == [] and last.usage is not None and last.usage.completion_tokens == 4
-    rows = await audit_rows(gateway, 2)
+    rows = await audit_rows_since(gateway, 2, began)
     assert [(r.status, r.completion_tokens) for r in rows] == [("ok", 4)] * 2  # audit has the usage either way
 
 
-async def test_tool_prices_and_token_costs_share_the_team_budget(gateway, provider):
+async def test_tool_prices_and_token_costs_share_the_team_budget(began, gateway, provider):
     """Team budget $0.01: a tool call ($0.004) and a completion (at most $0.005, actually $0.004) fit;
     then neither another completion nor another tool call does, though each alone would have."""
     client = sdk_client(gateway, SQUAD_KEY)
@@ -319,7 +280,7 @@ async def test_tool_prices_and_token_costs_share_the_team_budget(gateway, provid
     assert len(provider.received) == 1  # refused before the provider was called
     again = await execute_call(gateway, {**call, "id": "call_2"}, SQUAD_KEY)
     assert again.status_code == 402 and again.json()["error"]["code"] == "budget_exceeded"
-    rows = await audit_rows(gateway, 4)
+    rows = await audit_rows_since(gateway, 4, began)
     llm = sorted((r for r in rows if r.kind == "llm_request"), key=lambda r: r.ts)
     assert [(r.status, r.cost_usd) for r in llm] == [("ok", pytest.approx(0.004)), ("denied", 0.0)]
 

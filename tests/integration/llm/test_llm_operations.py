@@ -17,7 +17,6 @@ import pytest
 
 from libs.common import subjects
 from libs.common.audit_journal import JournalContents, read_segments
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.nats import connect, kv_bucket
 from libs.common.sealing import new_key
 from tests.support.debian import debian_binary
@@ -29,26 +28,20 @@ from tests.support.llm_gateway import (
     OPEN_CLIENTS,
     PROVIDER_KEY,
     RUNTIME_KEY,
+    audit_rows_since,
     llm_config,
     sdk_client,
 )
-from tests.support.llm_provider import Held, Reply, ScriptedProvider, conversation_problem, scripted_provider
+from tests.support.llm_provider import Held, Reply, ScriptedProvider, conversation_problem
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def shared_provider() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
-
-
 @pytest.fixture
 def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
     """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.script, shared_provider.received, shared_provider.refused = [], [], []
-    shared_provider.release = asyncio.Event()
+    shared_provider.reset()
     return shared_provider
 
 
@@ -99,28 +92,6 @@ async def gateway_of_its_own(
         finally:
             while OPEN_CLIENTS:
                 await OPEN_CLIENTS.pop().close()
-
-
-_UNCOUNTED = {"admin", "auth.refused"}
-
-
-async def audit_rows(gateway: Gateway, wanted: int, since: float) -> list[AuditEvent]:
-    """`llm_gateway.audit_rows` of the requests that came in from `since` on: the module's gateway
-    keeps the rows of the tests before. Refused credentials are left out too: they are audited once
-    per window, a row that may come in during a later test."""
-    query = AuditQuery(limit=1000).model_dump_json().encode()
-    nc = await connect(gateway.nats_url, "test-audit")
-
-    async def rows() -> list[AuditEvent]:
-        reply = await nc.request(subjects.AUDIT_QUERY, query, timeout=5)
-        found = AuditRows.model_validate_json(reply.data).rows
-        found = [row for row in found if row.kind not in _UNCOUNTED and row.ts >= since]
-        return found if len(found) >= wanted else []
-
-    try:
-        return await poll_until(rows, f"{wanted} audit rows since {since}", every=0.05)
-    finally:
-        await nc.close()
 
 
 async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:
@@ -298,7 +269,7 @@ async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, prov
     answer = await raw
     assert answer.headers["x-bastion-request-id"] == begun["id"]
     await poll_until(lambda: begun["id"] in journal().emitted, "its event journaled as emitted")
-    (row,) = await audit_rows(gateway, 1, began)
+    (row,) = await audit_rows_since(gateway, 1, began)
     assert (row.event_id, row.status) == (begun["id"], "ok")
 
 
