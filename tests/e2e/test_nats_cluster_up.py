@@ -65,7 +65,9 @@ def _streams(data_dir: Path) -> dict[str, dict]:
             jsz = httpx.get(f"{url}/jsz", params={"accounts": 1, "streams": 1, "config": 1}, timeout=5).json()
             for account in jsz.get("account_details") or []:
                 for stream in account.get("stream_detail") or []:
-                    found[stream["name"]] = stream
+                    # a member that has not yet heard of the leader reports none: keep one that has
+                    if stream["name"] not in found or stream.get("cluster", {}).get("leader"):
+                        found[stream["name"]] = stream
     return found
 
 
@@ -181,7 +183,12 @@ async def test_calls_succeed_while_the_member_ingress_uses_is_stopped(stack):
 
 async def test_it_keeps_serving_when_a_server_is_killed(stack):
     proc, port, data_dir, tmp_path = stack
-    leader = _streams(data_dir)["KV_bastion_keys"]["cluster"]["leader"]  # the keys' leader: the worst one to lose
+    # the keys' leader: the worst one to lose (an earlier test's kill may leave an election going on)
+    leader: str = poll_until_blocking(
+        lambda: _streams(data_dir).get("KV_bastion_keys", {}).get("cluster", {}).get("leader"),
+        "the keys' stream to have a leader",
+        within=30,
+    )
     member = data_dir / "nats-cluster" / leader
     pid = next(p for p, cmd in descendants(proc.pid).items() if "nats-server" in cmd and str(member) in cmd)
     os.kill(pid, signal.SIGKILL)

@@ -315,15 +315,26 @@ async def test_task_limits(gateway, http):
     """The most tasks a key may hold, the ttl bounds, the size of a hosted result, a bad id: each
     refused or clamped with a message that names it."""
     agent = await Legacy(http, LIMITED_KEY).open(gateway.url)
+    # The 1 s task is cancelled at once: left to expire, it would stop counting towards the limit
+    # at a moment a loaded machine decides.
+    tiny = (await agent.rpc(gateway.url, "tools/call", _call("report", "l1", task={"ttl": 1})))["result"]["task"]
+    assert tiny["ttl"] == 1000
+    assert "error" not in await agent.rpc(gateway.url, "tasks/cancel", {"taskId": tiny["taskId"]})
+
+    async def settled() -> bool:
+        got = await agent.rpc(gateway.url, "tasks/get", {"taskId": tiny["taskId"]})
+        return "error" in got or got["result"]["status"] != "working"
+
+    await poll_until(settled, "the 1 s task cancelled")
     huge = await agent.rpc(gateway.url, "tools/call", _call("report", "l0", task={"ttl": 10**12}))
     assert huge["result"]["task"]["ttl"] == MAX_TTL
-    tiny = await agent.rpc(gateway.url, "tools/call", _call("report", "l1", task={"ttl": 1}))
-    assert tiny["result"]["task"]["ttl"] == 1000
-    for job in ("l2", "l3"):
-        assert "task" in (await agent.rpc(gateway.url, "tools/call", _call("report", job, task={})))["result"]
-    refused = await agent.rpc(gateway.url, "tools/call", _call("report", "l4", task={}))
+    held = {"l0": huge["result"]["task"]["taskId"]}
+    for job in ("l2", "l3", "l4"):
+        made = await agent.rpc(gateway.url, "tools/call", _call("report", job, task={}))
+        held[job] = made["result"]["task"]["taskId"]
+    refused = await agent.rpc(gateway.url, "tools/call", _call("report", "l5", task={}))
     assert refused["error"]["code"] == -32052 and "BASTION_TASK_MAX_PER_CALLER" in refused["error"]["message"]
-    assert "error" in await agent.rpc(gateway.url, "tools/call", _call("slow", "l5", task={}))
+    assert "error" in await agent.rpc(gateway.url, "tools/call", _call("slow", "l6", task={}))
 
     bad = await agent.rpc(gateway.url, "tasks/get", {"taskId": 7})
     assert bad["error"]["code"] == -32602 and "taskId" in bad["error"]["message"]
@@ -337,8 +348,15 @@ async def test_task_limits(gateway, http):
 
     ended = await poll_until(failed, "the oversized hosted result")
     assert ended["status"] == "failed" and "BASTION_TASK_MAX_RESULT_BYTES" in ended["error"]["message"]
-    for job in ("l0", "l1", "l2", "l3"):
+    # the key's tasks end, and the gateway learns it when they are polled (a later test uses the key)
+    for job, task_id in held.items():
         await _release(gateway.url, http, job, "end")
+
+        async def completed(task_id: str = task_id) -> bool:
+            got = await agent.rpc(gateway.url, "tasks/get", {"taskId": task_id})
+            return got["result"]["status"] == "completed"
+
+        await poll_until(completed, f"the task of {job} completed")
 
 
 async def test_an_expired_task_is_gone(gateway, second, http):
@@ -442,7 +460,9 @@ async def test_task_requests_are_governed_by_the_tools_grant(gateway, http):
     """Polling goes through policy like any routed request: once the key may no longer use the tool,
     its task requests are refused (run last: it changes the keys)."""
     agent = Modern(http, LIMITED_KEY)
-    task_id = (await agent.rpc(gateway.url, "tools/call", _call("report", "governed")))["result"]["taskId"]
+    made = await agent.rpc(gateway.url, "tools/call", _call("report", "governed"))
+    assert "result" in made, made
+    task_id = made["result"]["taskId"]
     assert (await agent.rpc(gateway.url, "tasks/get", {"taskId": task_id}))["result"]["status"] == "working"
     raw = gateway.config.model_dump(by_alias=True, exclude_unset=True, mode="json")
     for key in raw["keys"]:
