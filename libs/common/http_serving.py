@@ -39,10 +39,24 @@ class ServingHttp:
 async def serve_http(config: uvicorn.Config, name: str) -> ServingHttp:
     """Start serving `config`; returns once it listens. Raises the bind error (or says it stopped)."""
     server = _Server(config)
-    task = asyncio.create_task(server.serve(), name=f"uvicorn-{name}")
+    task = asyncio.create_task(_serve(server, name), name=f"uvicorn-{name}")
     while not server.started:
         if task.done():
             task.result()  # raises the bind error
             raise RuntimeError(f"{name} HTTP server stopped during start-up")
         await asyncio.sleep(0.01)
     return ServingHttp(server, task)
+
+
+async def _serve(server: uvicorn.Server, name: str) -> None:
+    """uvicorn logs a bind error and exits (`SystemExit`, which asyncio would also raise out of the
+    event loop): say it as the `OSError` it was, naming the address, so that the service's start
+    fails with it and a caller can tell a taken port from anything else."""
+    try:
+        await server.serve()
+    except SystemExit as exited:
+        cause, config = exited.__context__, server.config
+        if isinstance(cause, OSError):
+            where = f"{config.host}:{config.port}"
+            raise OSError(cause.errno, f"{name} could not listen on {where}: {cause.strerror}") from None
+        raise RuntimeError(f"{name} HTTP server exited during start-up ({exited.code})") from None

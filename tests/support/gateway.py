@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -349,21 +350,30 @@ async def running_oauth_gateway(
 ) -> AsyncIterator[tuple[Gateway, str]]:
     """`running_gateway` with the oauth service (its signing key sealed under a fresh `secrets_key`),
     listening on `port` (a free one unless given) so that its public URL, the OAuth issuer and the base
-    of every redirect URI, is known before it starts; yields the gateway and that URL."""
-    port = port or free_port()
-    public = f"http://127.0.0.1:{port}"
-    async with running_gateway(
-        nats_url,
-        redis_url,
-        workdir,
-        raw_config,
-        oauth=True,
-        secrets_key=new_key(),
-        port=port,
-        public_url=public,
-        **options,
-    ) as gateway:
-        yield gateway, public
+    of every redirect URI, is known before it starts; yields the gateway and that URL. A free port
+    another process takes before the ingress binds it is given up for another, at most twice."""
+    for attempt in range(3):
+        chosen = port or free_port()
+        public = f"http://127.0.0.1:{chosen}"
+        started = False
+        try:
+            async with running_gateway(
+                nats_url,
+                redis_url,
+                workdir,
+                raw_config,
+                oauth=True,
+                secrets_key=new_key(),
+                port=chosen,
+                public_url=public,
+                **options,
+            ) as gateway:
+                started = True
+                yield gateway, public
+                return
+        except OSError as refused:
+            if started or port or attempt == 2 or refused.errno != errno.EADDRINUSE:
+                raise
 
 
 @contextlib.asynccontextmanager
