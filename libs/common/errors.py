@@ -4,8 +4,10 @@ Services report failures as a `GatewayError` (kind + message). Ingress alone dec
 reaches the agent: a JSON-RPC error with the code below, or an HTTP status before any JSON-RPC
 (authentication). One kind may instead become a tool result with `isError: true`: invalid
 arguments, for agents on 2025-11-25 and later (SEP-1303; see `services.ingress.protocol`).
-Standard JSON-RPC codes come from `mcp_types`; Bastion's own live in -32050..-32079, clear of the
-codes MCP itself assigns (-32000, -32001, -32020..-32022, -32042).
+The two standard codes are JSON-RPC 2.0's own (the same values as `mcp_types`', written here because
+importing that package builds every protocol model, a quarter-second in each process that only needs two
+integers); Bastion's own live in -32050..-32079, clear of the codes MCP itself assigns (-32000, -32001,
+-32020..-32022, -32042).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
+__all__ = ["INTERNAL_ERROR", "INVALID_PARAMS", "JSONRPC_CODE", "ErrorKind"]
 
-__all__ = ["JSONRPC_CODE", "ErrorKind"]
+INVALID_PARAMS: Final = -32602
+INTERNAL_ERROR: Final = -32603
 
 
 class ErrorKind(StrEnum):

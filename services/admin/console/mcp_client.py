@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx2
-from mcp import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
+
+if TYPE_CHECKING:
+    from mcp import Client
 
 __all__ = ["MAX_TOOLS_PAGES", "connected", "failure", "list_all_tools"]
 
@@ -25,6 +25,12 @@ async def connected(
     url: str, headers: dict[str, str], sse: bool = False, read_seconds: float = 15.0
 ) -> AsyncIterator[Client]:
     """An initialized client session with `url` (streamable HTTP, or the legacy HTTP+SSE transport)."""
+    # the SDK is imported on the first probe or playground call: building its protocol models costs
+    # the admin process about 0.4 CPU-seconds at every start otherwise
+    from mcp import Client
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+
     if sse:
         legacy = sse_client(url, headers=headers, timeout=read_seconds, sse_read_timeout=read_seconds)
         async with Client(legacy) as client:
