@@ -52,6 +52,16 @@ async def pool() -> AsyncIterator[WorkerPool]:
     await pool.close()
 
 
+@pytest.fixture(scope="module")
+async def calm_pool() -> AsyncIterator[WorkerPool]:
+    """The module's pool for the scripts a worker survives (refused, cut or stopped by a limit it
+    checks itself): no test using it kills a worker, so it stays as a fresh pool is."""
+    pool = WorkerPool(2, LIMITS)
+    await pool.start()
+    yield pool
+    await pool.close()
+
+
 async def _run(pool: WorkerPool, code: str) -> RunOutcome:
     return await pool.run(rewrite(code, {"echo", "slow"}), TOOLS, _tools)
 
@@ -88,19 +98,19 @@ async def test_a_huge_allocation_hits_the_memory_limit(pool):
     await _recovered(pool)
 
 
-async def test_recursion_and_while_loops_are_refused(pool):
-    deep = await _run(pool, "def f(n):\n    return f(n + 1)\nf(0)\n")
+async def test_recursion_and_while_loops_are_refused(calm_pool):
+    deep = await _run(calm_pool, "def f(n):\n    return f(n + 1)\nf(0)\n")
     assert deep.error is not None and deep.error["message"] == "function f called recursively"
-    loop = await _run(pool, "while True:\n    pass\n")
+    loop = await _run(calm_pool, "while True:\n    pass\n")
     assert loop.error is not None and "does not support while loops" in loop.error["message"]
-    assert pool.replaced == 0
+    assert calm_pool.replaced == 0
 
 
-async def test_enormous_output_is_cut_and_an_enormous_result_refused(pool):
-    printed = await _run(pool, 'for i in range(100000):\n    print("line", i)\nresult = "done"\n')
+async def test_enormous_output_is_cut_and_an_enormous_result_refused(calm_pool):
+    printed = await _run(calm_pool, 'for i in range(100000):\n    print("line", i)\nresult = "done"\n')
     assert printed.truncated and len(printed.output) <= LIMITS.max_output_bytes
     assert printed.result == '"done"' and printed.error is None
-    big = await _run(pool, 'result = "x" * 5000\n')
+    big = await _run(calm_pool, 'result = "x" * 5000\n')
     assert big.error == {"type": "limit", "limit": "result", "message": "result size limit of 1000 bytes"}
 
 
@@ -113,23 +123,23 @@ async def test_enormous_output_is_cut_and_an_enormous_result_refused(pool):
         ("x = time.now()\n", "undefined: time"),
     ],
 )
-async def test_no_files_network_clock_or_load(pool, code, expected):
-    outcome = await _run(pool, code)
+async def test_no_files_network_clock_or_load(calm_pool, code, expected):
+    outcome = await _run(calm_pool, code)
     assert outcome.error is not None and outcome.error["message"] == expected
 
 
-async def test_thousands_of_tool_calls_stop_at_the_call_limit(pool):
-    outcome = await _run(pool, 'for i in range(5000):\n    echo.echo(text="x")\n')
+async def test_thousands_of_tool_calls_stop_at_the_call_limit(calm_pool):
+    outcome = await _run(calm_pool, 'for i in range(5000):\n    echo.echo(text="x")\n')
     assert outcome.error is not None
     assert outcome.error["type"] == "limit" and outcome.error["message"] == "tool call limit of 20 per run"
     assert outcome.calls == 20
-    flood = await _run(pool, 'parallel([("echo.echo", {"text": "x"}) for _ in range(500)])\n')
+    flood = await _run(calm_pool, 'parallel([("echo.echo", {"text": "x"}) for _ in range(500)])\n')
     assert flood.error is not None and flood.error["message"] == "tool call limit of 20 per run"
     assert flood.calls == 0  # refused before any of the batch ran
 
 
-async def test_an_oversized_script_is_refused_before_it_runs(pool):
-    outcome = await _run(pool, "x = 1\n" * 2000)
+async def test_an_oversized_script_is_refused_before_it_runs(calm_pool):
+    outcome = await _run(calm_pool, "x = 1\n" * 2000)
     assert outcome.error == {"type": "limit", "limit": "code", "message": "script size limit of 5000 bytes"}
 
 

@@ -43,14 +43,16 @@ async def strict(nats_url: str) -> AsyncIterator[ExecutorService]:
         yield service
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def store() -> Iterator[str]:
+    """The pet store for the module: the tests here only read it (one pet, its documents)."""
     with pet_store() as base:
         yield base
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 async def echo_url() -> AsyncIterator[str]:
+    """The echo example over streamable HTTP for the module: it keeps no state a test could see."""
     async with http_upstream(ECHO, "http") as url:
         yield url
 

@@ -49,44 +49,68 @@ def comparable(outcome: CallOutcome) -> tuple[Any, ...]:
     return (outcome.result, error and (error.kind, error.code, message), outcome.execution)
 
 
-@contextlib.asynccontextmanager
-async def upstream_config(script: str, transport: str, protocol: str) -> AsyncIterator[ServerConfig]:
+class HttpUpstreams:
+    """The example servers over HTTP and SSE, each started when a test first asks for it and kept for
+    the module: every test opens sessions of its own, and the servers keep nothing between them."""
+
+    def __init__(self) -> None:
+        self._running = contextlib.AsyncExitStack()
+        self._urls: dict[tuple[str, str], str] = {}
+
+    async def url(self, script: str, transport: str) -> str:
+        if (script, transport) not in self._urls:
+            self._urls[script, transport] = await self._running.enter_async_context(http_upstream(script, transport))
+        return self._urls[script, transport]
+
+    async def close(self) -> None:
+        await self._running.aclose()
+
+
+@pytest.fixture(scope="module")
+async def upstreams() -> AsyncIterator[HttpUpstreams]:
+    started = HttpUpstreams()
+    try:
+        yield started
+    finally:
+        await started.close()
+
+
+async def upstream_config(upstreams: HttpUpstreams, script: str, transport: str, protocol: str) -> ServerConfig:
     if transport == "stdio":
-        yield stdio(script, protocol=protocol)
-        return
-    async with http_upstream(script, transport) as url:
-        yield ServerConfig(url=url, protocol=protocol, type=transport)  # type: ignore[arg-type]
+        return stdio(script, protocol=protocol)
+    url = await upstreams.url(script, transport)
+    return ServerConfig(url=url, protocol=protocol, type=transport)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("transport", ["http", "stdio", "sse"])
 @pytest.mark.parametrize("protocol", ["auto", "legacy"])
 async def test_lean_and_sdk_sends_answer_alike(
-    harness: Harness, executor: ExecutorService, protocol: str, transport: str
+    harness: Harness, executor: ExecutorService, upstreams: HttpUpstreams, protocol: str, transport: str
 ) -> None:
-    async with upstream_config(ECHO, transport, protocol) as config:
-        await harness.configure("echo", config)
-        await harness.wait_status("echo", "ready")
-        upstream = executor.upstreams["echo"]
-        answers: dict[bool, list[tuple[Any, ...]]] = {}
-        for lean in (True, False):
-            upstream.lean_calls = lean
-            answers[lean] = [
-                comparable(await harness.call("echo", tool, arguments, deadline=1.0 if tool == "sleep" else 20.0))
-                for tool, arguments in CALLS
-            ]
-        assert answers[True] == answers[False]
-        assert answers[True][0][0]["content"][0]["text"] == "héllo ✓"
-        link = upstream.session.lean_link
-        assert link is not None and link.usable
-        assert link.sent == 4  # every call that reached the upstream went the lean way (the refusal did not)
-        # the session is still good after the abandoned call
-        outcome = await harness.call("echo", "echo", {"text": "after"})
-        assert outcome.result is not None and outcome.result["content"][0]["text"] == "after"
+    config = await upstream_config(upstreams, ECHO, transport, protocol)
+    await harness.configure("echo", config)
+    await harness.wait_status("echo", "ready")
+    upstream = executor.upstreams["echo"]
+    answers: dict[bool, list[tuple[Any, ...]]] = {}
+    for lean in (True, False):
+        upstream.lean_calls = lean
+        answers[lean] = [
+            comparable(await harness.call("echo", tool, arguments, deadline=1.0 if tool == "sleep" else 20.0))
+            for tool, arguments in CALLS
+        ]
+    assert answers[True] == answers[False]
+    assert answers[True][0][0]["content"][0]["text"] == "héllo ✓"
+    link = upstream.session.lean_link
+    assert link is not None and link.usable
+    assert link.sent == 4  # every call that reached the upstream went the lean way (the refusal did not)
+    # the session is still good after the abandoned call
+    outcome = await harness.call("echo", "echo", {"text": "after"})
+    assert outcome.result is not None and outcome.result["content"][0]["text"] == "after"
 
 
 @pytest.mark.parametrize("transport", ["http", "stdio"])
 async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
-    harness: Harness, executor: ExecutorService, transport: str
+    harness: Harness, executor: ExecutorService, upstreams: HttpUpstreams, transport: str
 ) -> None:
     """Handshake era: the server asks the agent's model (sampling) during a lean call (on the SSE
     stream of the lean POST, or on the pipe); the request is handed to the SDK session, which asks
@@ -105,16 +129,16 @@ async def test_a_server_request_on_the_calls_stream_reaches_the_agent(
 
     subscription = await harness.nc.subscribe(stream, cb=agent)
     try:
-        async with upstream_config(INTERACTIVE, transport, "legacy") as config:
-            await harness.configure("interactive", config)
-            await harness.wait_status("interactive", "ready")
-            asking = {"prompt": "the answer?"}
-            outcome = await harness.call("interactive", "ask_llm", asking, stream=stream, client=["sampling"])
-            assert outcome.error is None, outcome.error
-            result = outcome.result_value()
-            assert result is not None and result["content"][0]["text"] == "model said: forty-two"
-            assert len(asked) == 1 and asked[0].params is not None
-            link = executor.upstreams["interactive"].session.lean_link
-            assert link is not None and link.sent == 1
+        config = await upstream_config(upstreams, INTERACTIVE, transport, "legacy")
+        await harness.configure("interactive", config)
+        await harness.wait_status("interactive", "ready")
+        asking = {"prompt": "the answer?"}
+        outcome = await harness.call("interactive", "ask_llm", asking, stream=stream, client=["sampling"])
+        assert outcome.error is None, outcome.error
+        result = outcome.result_value()
+        assert result is not None and result["content"][0]["text"] == "model said: forty-two"
+        assert len(asked) == 1 and asked[0].params is not None
+        link = executor.upstreams["interactive"].session.lean_link
+        assert link is not None and link.sent == 1
     finally:
         await subscription.unsubscribe()

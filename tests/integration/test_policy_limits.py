@@ -9,12 +9,13 @@ import calendar
 import json
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from cli.stack import EmbeddedValkey
 from libs.common.entities import Budget, RateLimit
 from libs.common.errors import ErrorKind
 from services.policy.quotas import Charged, LimitEngine, LimitPlan, Refused, plan_for
@@ -31,6 +32,26 @@ def at(*when: int) -> float:
 
 
 NOW = at(2026, 3, 18, 12, 30, 15)  # a Wednesday
+
+
+@pytest.fixture(scope="module")
+def shared_valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedValkey]:
+    valkey = EmbeddedValkey(tmp_path_factory.mktemp("limits") / "valkey").start()
+    yield valkey
+    valkey.stop()
+
+
+@pytest.fixture
+async def redis_url(shared_valkey: EmbeddedValkey) -> str:
+    """The module's Valkey, emptied of keys and of loaded scripts: what a fresh server holds, which
+    the exact counts and the script-loading test here rely on."""
+    client = Redis.from_url(shared_valkey.url)
+    try:
+        await client.flushall()
+        await client.script_flush()
+    finally:
+        await client.aclose()
+    return shared_valkey.url
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ needs-auth state when refresh fails, per-user tokens, token exchange, sealing an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
@@ -43,18 +44,40 @@ class Setup:
     key: str
 
 
-@pytest.fixture
-async def setup(nats_url: str) -> AsyncIterator[Setup]:
+@contextlib.asynccontextmanager
+async def authorizing(nats_url: str, base: str) -> AsyncIterator[Setup]:
+    """An authorizer with its records in a fresh KV bucket, in front of the upstream at `base`."""
     nc = await connect(nats_url, "test-oauth")
     await declared(nc.jetstream(), KV_OAUTH_UPSTREAM)  # as the oauth service would
     kv = await kv_bucket(nc.jetstream(), KV_OAUTH_UPSTREAM)
     key = new_key()
     store = SealedKVStore(kv, Sealer(key))
-    with running_oauth_upstream() as base:
-        async with httpx2.AsyncClient(timeout=10) as http:
-            authorizer = Authorizer(Records(store), Tickets(key, ttl=600), http, PUBLIC)
-            yield Setup(base, authorizer, store, kv, http, key)
+    async with httpx2.AsyncClient(timeout=10) as http:
+        authorizer = Authorizer(Records(store), Tickets(key, ttl=600), http, PUBLIC)
+        yield Setup(base, authorizer, store, kv, http, key)
     await nc.close()
+
+
+@pytest.fixture(scope="module")
+def shared_upstream() -> Iterator[str]:
+    """The upstream of the tests that read none of its grant counters and expire none of its tokens:
+    each test's authorizer, its KV fresh, registers a client of its own there and logs its own users in."""
+    with running_oauth_upstream() as base:
+        yield base
+
+
+@pytest.fixture
+async def setup(nats_url: str, shared_upstream: str) -> AsyncIterator[Setup]:
+    async with authorizing(nats_url, shared_upstream) as found:
+        yield found
+
+
+@pytest.fixture
+async def own_setup(nats_url: str) -> AsyncIterator[Setup]:
+    """An upstream of the test's own: its grant counters read exactly, its tokens expired at will."""
+    with running_oauth_upstream() as base:
+        async with authorizing(nats_url, base) as found:
+            yield found
 
 
 def _query(s: Setup, server: str = "locked", path: str = "/mcp", **kw: object) -> UpstreamTokenQuery:
@@ -88,8 +111,8 @@ async def _stats(s: Setup) -> dict[str, int]:
     return (await s.http.get(s.base + "/test/stats")).json()["grants"]
 
 
-async def test_shared_token_authorized_by_an_admin_then_refreshed_then_needs_auth_again(setup: Setup) -> None:
-    s = setup
+async def test_shared_token_authorized_by_an_admin_then_refreshed_then_needs_auth_again(own_setup: Setup) -> None:
+    s = own_setup
     before = await s.authorizer.token(_query(s))
     assert before.needs_auth and before.access_token is None
     assert before.authorize_url is None, "a caller never gets a link to bind the shared token"
@@ -182,8 +205,8 @@ async def test_per_user_tokens_are_never_shared_and_a_missing_one_names_the_user
     assert shared.access_token is None, "a per-user token is not the shared one"
 
 
-async def test_token_exchange_instead_of_a_second_login(setup: Setup) -> None:
-    s = setup
+async def test_token_exchange_instead_of_a_second_login(own_setup: Setup) -> None:
+    s = own_setup
     first = await s.authorizer.token(_query(s, per_user=True, user="alice"))
     assert first.authorize_url
     await _authorize(s, first.authorize_url, "alice-upstream")
