@@ -11,6 +11,7 @@ test artifacts under `.artifacts/console/` (docs/console.md names them).
 from __future__ import annotations
 
 import contextlib
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from libs.common.config import parse_config
 from libs.common.settings import AdminSettings, CodeModeSettings
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
-from tests.support.console_browser import Page, browser, open_console
+from tests.support.console_browser import Page, open_console
+from tests.support.console_chromium import Chromium, shared_chromium
 from tests.support.gateway import (
     ADMIN_KEY,
     READS_EXAMPLES,
@@ -45,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
 MANY = ROOT / "tests" / "support" / "many_tools_server.py"
 PETSTORE = "https://api.example/openapi.json"
+_TLS = ssl.create_default_context()
+"""One for every client of the admin API: each new one would read the CA bundle again (tens of ms of CPU)."""
 
 
 @dataclass
@@ -63,7 +67,7 @@ class Stack:
 
     def api(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token or self.owner}"}
-        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=60)
+        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=60, verify=_TLS)
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +77,13 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     valkey = EmbeddedValkey(tmp / "valkey").start()
     config = default_config({"many": {"command": sys.executable, "args": [str(MANY)], "sandbox": READS_EXAMPLES}})
     try:
-        codemode = CodeModeSettings(sandbox_workers=1)
-        async with running_gateway(nats.url, valkey.url, tmp, config, codemode=codemode) as gateway:
+        # no test here searches tools: embedding the 1,200 tools of `many` would be CPU for nothing
+        codemode = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
+        # nor changes a definition unannounced: re-listing 1,200 tools every 2 s to catch one would be too
+        drift = {"drift_interval": 0}
+        async with running_gateway(
+            nats.url, valkey.url, tmp, config, codemode=codemode, executor_options=drift
+        ) as gateway:
             # the console's admin service knows where the gateway is, as under `bastion up`
             admin = AdminService(
                 AdminSettings(
@@ -99,6 +108,13 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         nats.stop()
 
 
+@pytest.fixture(scope="module")
+async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
+    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
+    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
+        yield shared
+
+
 async def _signed_in(page: Page, stack: Stack, token: str | None = None, view: str = "servers") -> None:
     await open_console(page, stack.console, token or stack.owner, view)
 
@@ -121,9 +137,9 @@ async def _shot(page: Page, name: str) -> None:
 
 
 async def test_the_login_page_says_where_the_first_token_is_and_refuses_a_wrong_one(
-    stack: Stack, tmp_path: Path
+    stack: Stack, chromium: Chromium
 ) -> None:
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await page.open(stack.console)
         await page.wait("document.body.dataset.state === 'login'", "the sign-in form")
         assert "stack.json" in await page.text("main")
@@ -136,8 +152,8 @@ async def test_the_login_page_says_where_the_first_token_is_and_refuses_a_wrong_
         assert page.errors == []
 
 
-async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path: Path) -> None:
-    async with browser(tmp_path / "profile") as page:
+async def test_every_view_loads_against_the_running_stack(stack: Stack, chromium: Chromium) -> None:
+    async with chromium.page() as page:
         await _signed_in(page, stack)
         await page.shown("#servers-table tr[data-server='echo']")
         await page.wait("document.querySelectorAll('#servers-table tbody tr').length === 3", "three servers")
@@ -184,9 +200,9 @@ async def test_every_view_loads_against_the_running_stack(stack: Stack, tmp_path
 
 
 async def test_a_key_issued_in_the_ui_is_used_and_its_calls_appear_in_live_traffic(
-    stack: Stack, tmp_path: Path
+    stack: Stack, chromium: Chromium
 ) -> None:
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="keys")
         await page.click("#key-new")
         await page.fill("#key-name", "console-made")
@@ -241,11 +257,11 @@ async def test_a_key_issued_in_the_ui_is_used_and_its_calls_appear_in_live_traff
         assert page.errors == []
 
 
-async def test_the_playground_runs_a_code_mode_script_as_a_key(stack: Stack, tmp_path: Path) -> None:
+async def test_the_playground_runs_a_code_mode_script_as_a_key(stack: Stack, chromium: Chromium) -> None:
     async with stack.api() as api:
         made = await api.post("/keys", json={"name": "scripted", "grants": ["echo/*"], "code_mode": True})
     assert made.status_code == 201, made.text
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="playground")
         await page.shown(f"#play-key option[value='{made.json()['key']['id']}']")
         await page.fill("#play-key", made.json()["key"]["id"])
@@ -267,8 +283,8 @@ async def test_the_playground_runs_a_code_mode_script_as_a_key(stack: Stack, tmp
         assert page.errors == []
 
 
-async def test_a_server_is_tested_before_it_is_saved(stack: Stack, tmp_path: Path) -> None:
-    async with example_server_over_http("--http") as url, browser(tmp_path / "profile") as page:
+async def test_a_server_is_tested_before_it_is_saved(stack: Stack, chromium: Chromium) -> None:
+    async with example_server_over_http("--http") as url, chromium.page() as page:
         await _signed_in(page, stack)
         await page.click("#server-add")
         await page.fill("#server-name", "remote")
@@ -292,11 +308,11 @@ async def test_a_server_is_tested_before_it_is_saved(stack: Stack, tmp_path: Pat
         assert page.errors == []
 
 
-async def test_many_keys_are_revoked_at_once(stack: Stack, tmp_path: Path) -> None:
+async def test_many_keys_are_revoked_at_once(stack: Stack, chromium: Chromium) -> None:
     async with stack.api() as api:
         for name in ("bulk-1", "bulk-2", "bulk-3"):
             assert (await api.post("/keys", json={"name": name, "grants": ["echo/echo"]})).status_code == 201
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="keys")
         for name in ("bulk-1", "bulk-2"):
             await page.click(f"#keys-table tr[data-key='{name}'] input[type=checkbox]")
@@ -310,10 +326,10 @@ async def test_many_keys_are_revoked_at_once(stack: Stack, tmp_path: Path) -> No
     assert revoked == {"bulk-1": True, "bulk-2": True, "bulk-3": False}
 
 
-async def test_an_analyst_sees_traffic_without_payloads_and_nothing_else(stack: Stack, tmp_path: Path) -> None:
+async def test_an_analyst_sees_traffic_without_payloads_and_nothing_else(stack: Stack, chromium: Chromium) -> None:
     async with stack.gateway.client() as client:  # a call with arguments to look at
         assert not (await client.call_tool("echo__echo", {"text": "analyst-must-not-read-this"})).is_error
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await page.open(f"{stack.console}#token={stack.analyst}")
         await page.wait("document.body.dataset.state === 'ready'", "the analyst signed in")
         links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
@@ -351,12 +367,12 @@ async def _event_with_arguments(stack: Stack, text: str) -> str:
     return await poll_until(landed, f"the event of the call with {text!r}", 60, every=0.5)
 
 
-async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack, tmp_path: Path) -> None:
+async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack, chromium: Chromium) -> None:
     async with stack.gateway.client() as client:
         assert not (await client.call_tool("echo__echo", {"text": "for-the-auditor"})).is_error
     # Other tests of this module call echo__echo as the same key: open this call's own row, not the newest
     event_id = await _event_with_arguments(stack, "for-the-auditor")
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, stack.auditor, view="traffic")
         await page.fill("#filter-key", "admin")
         await page.click(f"#traffic-table tr[data-event='{event_id}']")
@@ -367,11 +383,11 @@ async def test_an_auditor_reads_the_arguments_and_results_of_a_call(stack: Stack
         assert page.errors == []
 
 
-async def test_a_call_from_live_traffic_is_replayed_in_the_playground(stack: Stack, tmp_path: Path) -> None:
+async def test_a_call_from_live_traffic_is_replayed_in_the_playground(stack: Stack, chromium: Chromium) -> None:
     async with stack.gateway.client() as client:
         assert not (await client.call_tool("echo__echo", {"text": "replay-me"})).is_error
     event_id = await _event_with_arguments(stack, "replay-me")
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="traffic")
         await page.fill("#filter-key", "admin")
         await page.click(f"#traffic-table tr[data-event='{event_id}']")
@@ -395,8 +411,8 @@ async def test_a_call_from_live_traffic_is_replayed_in_the_playground(stack: Sta
         assert page.errors == []
 
 
-async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack, tmp_path: Path) -> None:
-    async with browser(tmp_path / "profile") as page:
+async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack, chromium: Chromium) -> None:
+    async with chromium.page() as page:
         await _signed_in(page, stack, stack.viewer, view="keys")
         await page.shown("#keys-table tr[data-key='admin']")
         links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
@@ -421,7 +437,7 @@ async def test_a_viewer_reads_the_configuration_and_changes_nothing(stack: Stack
         assert probe.status_code == 403 and probe.json()["permission"] == "servers:write"
 
 
-async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: Stack, tmp_path: Path) -> None:
+async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: Stack, chromium: Chromium) -> None:
     for token, expected in (
         (
             stack.owner,
@@ -432,7 +448,7 @@ async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: 
         ),
         (stack.analyst, ["traffic"]),
     ):
-        async with browser(tmp_path / f"profile-{len(expected)}") as page:
+        async with chromium.page() as page:
             await page.open(f"{stack.admin.url}/dashboard#token={token}")
             await page.shown("#bastion-nav #nav-dashboard")
             links = await page.evaluate("[...document.querySelectorAll('#bastion-nav a')].map(a => a.id)")
@@ -446,7 +462,7 @@ async def test_the_dashboard_carries_the_console_navigation_for_the_role(stack: 
 
 
 async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_secret(
-    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, chromium: Chromium, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     secret_header = "Bearer upstream-secret-not-for-export"
     guarded = {"url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": secret_header}, "disabled": True}
@@ -454,7 +470,7 @@ async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_sec
         assert (await api.post("/servers", json={"name": "guarded", "config": guarded})).status_code == 201
         keys = {k["name"]: k["id"] for k in (await api.get("/keys")).json() if not k["revoked"]}
     try:
-        async with browser(tmp_path / "profile") as page:
+        async with chromium.page() as page:
             await _signed_in(page, stack, view="export")
             await page.click("#export-run")
             await page.shown("#export-text")
@@ -474,11 +490,11 @@ async def test_the_configuration_exports_as_a_file_the_cli_applies_without_a_sec
     assert {r.name: r.id for r in key_records(config)} == keys  # the same keys, by their sha256
 
 
-async def test_an_exported_file_is_edited_and_imported_in_the_browser(stack: Stack, tmp_path: Path) -> None:
+async def test_an_exported_file_is_edited_and_imported_in_the_browser(stack: Stack, chromium: Chromium) -> None:
     async with stack.api() as api:
         made = await api.post("/groups", json={"id": "imported", "description": "before the import", "tools": []})
         assert made.status_code == 201, made.text
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="export")
         await page.click("#export-run")
         await page.click("#export-edit")  # the export, handed to the import form
@@ -510,7 +526,7 @@ async def test_an_exported_file_is_edited_and_imported_in_the_browser(stack: Sta
             assert (await api.delete(f"/groups/{group}")).status_code == 204
 
 
-async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_path: Path) -> None:
+async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, chromium: Chromium) -> None:
     async with stack.api() as api:
         for customer in ("first-co", "second-co"):
             assert (await api.post("/customers", json={"id": customer, "name": customer})).status_code == 201
@@ -518,7 +534,7 @@ async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_
         assert made.status_code == 201, made.text
         assert (await api.post("/users", json={"id": "uma", "name": "Uma"})).status_code == 201
     row = "#directory-teams tr[data-entity='platform']"
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="directory")
         await page.click(f"{row} [data-edit]")
         await page.shown("#teams-edit")
@@ -547,7 +563,7 @@ async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_
         user_after = (await api.get("/users/uma")).json()
     assert (team["name"], team["customer_id"], team["budget"]) == ("Platform engineering", "second-co", None)
     assert (user_after["team_id"], user_after["rate_limit"]) == ("platform", {"requests": 30, "per": "minute"})
-    async with browser(tmp_path / "viewer") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, stack.viewer, view="directory")
         await page.shown(row)
         assert await page.evaluate("document.querySelectorAll('[data-edit]').length") == 0
@@ -556,13 +572,15 @@ async def test_a_team_is_edited_in_place_and_a_viewer_may_not(stack: Stack, tmp_
     assert refused.status_code == 403 and refused.json()["permission"] == "directory:write"
 
 
-async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(stack: Stack, tmp_path: Path) -> None:
+async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(
+    stack: Stack, chromium: Chromium
+) -> None:
     async with stack.api() as api:
         assert (await api.post("/teams", json={"id": "kmteam", "name": "KM team"})).status_code == 201
     manager = await principal_token(
         stack.admin, stack.owner, "km@example.com", {"role": "key_manager", "team_id": "kmteam"}, kind="person"
     )
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, manager, view="keys")
         links = await page.evaluate("[...document.querySelectorAll('nav.main a')].map(a => a.id)")
         assert links == ["nav-keys", "nav-playground"]
@@ -584,14 +602,14 @@ async def test_a_key_manager_of_a_team_issues_keys_there_and_sees_only_its_keys(
     assert made["team_id"] == "kmteam" and made["grants"] == ["echo/echo"]
 
 
-async def test_the_playground_sends_a_chat_completion_as_a_key(stack: Stack, tmp_path: Path) -> None:
+async def test_the_playground_sends_a_chat_completion_as_a_key(stack: Stack, chromium: Chromium) -> None:
     async with scripted_provider() as provider, stack.api() as api:
         provider.script.append(Reply(text="hello from the scripted model"))
         config = {"base_url": provider.base_url, "models": ["console-model"]}
         assert (await api.post("/llm-providers", json={"name": "scripted", "config": config})).status_code == 201
         made = (await api.post("/keys", json={"name": "chatty", "grants": []})).json()
         try:
-            async with browser(tmp_path / "profile") as page:
+            async with chromium.page() as page:
                 await _signed_in(page, stack, view="playground")
                 await page.shown(f"#play-key option[value='{made['key']['id']}']")
                 await page.fill("#play-key", made["key"]["id"])
@@ -644,7 +662,9 @@ def _offered(received: Received) -> list[str]:
     return [t["function"]["name"] for t in received.body.get("tools", [])]
 
 
-async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(stack: Stack, tmp_path: Path) -> None:
+async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(
+    stack: Stack, chromium: Chromium
+) -> None:
     async with _scripted_model(stack) as provider, stack.api() as api:
         provider.script += [
             Reply(tool_calls=[("echo__echo", {"text": "from the model"})]),
@@ -652,7 +672,7 @@ async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(
         ]
         agent = {"tools_to_auto_execute": ["echo__*"], "max_depth": 3}
         made = (await api.post("/keys", json={"name": "agentic", "grants": ["echo/*"], "agent": agent})).json()
-        async with browser(tmp_path / "profile", width=1366, height=768) as page:  # a laptop's screen
+        async with chromium.page(width=1366, height=768) as page:  # a laptop's screen
             await _chat_as(page, stack, made, "echo something", "echo__echo")
             assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "agent"
             await page.shown("#play-ran li[data-call='echo__echo']")
@@ -689,12 +709,12 @@ async def test_the_playground_chat_offers_a_tool_the_gateway_runs_in_agent_mode(
 
 
 async def test_the_playground_chat_shows_the_calls_a_model_proposes_to_an_explicit_key(
-    stack: Stack, tmp_path: Path
+    stack: Stack, chromium: Chromium
 ) -> None:
     async with _scripted_model(stack) as provider, stack.api() as api:
         provider.script.append(Reply(text="I would echo", tool_calls=[("echo__echo", {"text": "when asked"})]))
         made = (await api.post("/keys", json={"name": "explicit", "grants": ["echo/*"]})).json()
-        async with browser(tmp_path / "profile") as page:
+        async with chromium.page() as page:
             await _chat_as(page, stack, made, "echo something", "echo__echo")
             assert await page.evaluate("document.querySelector('#play-agent').dataset.mode") == "explicit"
             await page.shown("#play-proposed li[data-call='echo__echo']")
@@ -774,12 +794,12 @@ async def _open_by_keyboard(page: Page, start: str, row: str, what: str, detail:
     await page.shown(detail)
 
 
-async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: Stack, tmp_path: Path) -> None:
+async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: Stack, chromium: Chromium) -> None:
     async with stack.gateway.client() as client:  # a row in live traffic to open
         assert not (await client.call_tool("echo__echo", {"text": "for the keyboard"})).is_error
     roles = (("owner", stack.owner), ("viewer", stack.viewer), ("auditor", stack.auditor), ("analyst", stack.analyst))
     for role, token in roles:
-        async with browser(tmp_path / role, width=1366, height=768) as page:
+        async with chromium.page(width=1366, height=768) as page:
             await page.open(f"{stack.console}#token={token}")
             await page.wait("document.body.dataset.state === 'ready'", f"the {role} signed in")
             views = await page.evaluate(
@@ -839,8 +859,8 @@ async def test_every_view_is_keyboard_reachable_and_fits_a_laptop_screen(stack: 
 # ------------------------------------------------------------------ what a new user trips on
 
 
-async def test_the_sign_in_page_explains_both_ways_in_with_the_exact_commands(stack: Stack, tmp_path: Path) -> None:
-    async with browser(tmp_path / "profile") as page:
+async def test_the_sign_in_page_explains_both_ways_in_with_the_exact_commands(stack: Stack, chromium: Chromium) -> None:
+    async with chromium.page() as page:
         await page.open(stack.console)
         await page.wait("document.body.dataset.state === 'login'", "the sign-in form")
         text = " ".join((await page.text("main")).split())
@@ -860,8 +880,8 @@ async def test_the_sign_in_page_explains_both_ways_in_with_the_exact_commands(st
         assert answer.content[:4] == b"\x00\x00\x01\x00" and b"PNG" in answer.content  # an ICO holding a PNG
 
 
-async def test_a_new_secret_reads_as_written_and_copies_with_one_click(stack: Stack, tmp_path: Path) -> None:
-    async with browser(tmp_path / "profile") as page:
+async def test_a_new_secret_reads_as_written_and_copies_with_one_click(stack: Stack, chromium: Chromium) -> None:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="keys")
         await page.click("#key-new")
         await page.fill("#key-name", "copied")
@@ -880,7 +900,7 @@ async def test_a_new_secret_reads_as_written_and_copies_with_one_click(stack: St
         assert page.errors == []
 
 
-async def test_add_a_server_reads_in_lines_and_an_openapi_server_is_named_so(stack: Stack, tmp_path: Path) -> None:
+async def test_add_a_server_reads_in_lines_and_an_openapi_server_is_named_so(stack: Stack, chromium: Chromium) -> None:
     async with stack.api() as api:
         entry = {"openapi": {"document": PETSTORE}}
         made = await api.post("/servers", json={"name": "petstore", "config": entry})
@@ -888,7 +908,7 @@ async def test_add_a_server_reads_in_lines_and_an_openapi_server_is_named_so(sta
         refused = await api.post("/console/servers/test", json={"name": "x", "config": entry})
     assert refused.json()["message"].startswith("an OpenAPI server is tested by saving it")
     try:
-        async with browser(tmp_path / "profile") as page:
+        async with chromium.page() as page:
             await _signed_in(page, stack)
             await page.shown("#servers-table tr[data-server='petstore']")
             assert await page.text("#servers-table tr[data-server='petstore'] td[data-transport]") == "openapi"
@@ -909,10 +929,10 @@ async def test_add_a_server_reads_in_lines_and_an_openapi_server_is_named_so(sta
             await api.delete("/servers/petstore")
 
 
-async def test_a_tool_error_in_live_traffic_is_named_once(stack: Stack, tmp_path: Path) -> None:
+async def test_a_tool_error_in_live_traffic_is_named_once(stack: Stack, chromium: Chromium) -> None:
     async with stack.gateway.client(ADMIN_KEY) as client:
         assert (await client.call_tool("echo__fail", {"message": "on purpose"})).is_error
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="traffic")
         await page.fill("#filter-tool", "echo__fail")
         await page.shown("#traffic-table tr[data-tool='echo__fail']")
@@ -921,8 +941,8 @@ async def test_a_tool_error_in_live_traffic_is_named_once(stack: Stack, tmp_path
         assert page.errors == []
 
 
-async def test_a_team_budget_is_saved_for_the_period_picked(stack: Stack, tmp_path: Path) -> None:
-    async with browser(tmp_path / "profile") as page:
+async def test_a_team_budget_is_saved_for_the_period_picked(stack: Stack, chromium: Chromium) -> None:
+    async with chromium.page() as page:
         await _signed_in(page, stack, view="directory")
         fields = {"name": "Weekly", "limit": "7", "period": "week"}
         assert "7 USD / week" in await _created_in_directory(page, "teams", "weekly", fields)

@@ -6,6 +6,7 @@ what waits but no button, and the API refuses the decision (403)."""
 
 from __future__ import annotations
 
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import pytest
 from cli.stack import EmbeddedNats, EmbeddedValkey
 from services.admin.service import AdminService
 from tests.support.admin_api import principal_token, running_admin
-from tests.support.console_browser import Page, browser, open_console
+from tests.support.console_browser import Page, open_console
+from tests.support.console_chromium import Chromium, shared_chromium
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -26,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
+_TLS = ssl.create_default_context()
+"""One for every client of the admin API: each new one would read the CA bundle again (tens of ms of CPU)."""
 DRIFTING = ROOT / "tests" / "support" / "drifting_server.py"
 
 
@@ -40,7 +44,7 @@ class Stack:
 
     def api(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token or self.owner}"}
-        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=30)
+        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=30, verify=_TLS)
 
     async def drift_to(self, variant: str) -> dict[str, Any]:
         """Make the upstream serve `variant`; the pending record once pinning holds it back."""
@@ -51,7 +55,8 @@ class Stack:
                 waiting = (await api.get("/tools/pending")).json()
             return next((w for w in waiting if (w["server"], w["name"]) == ("drift", "add")), None)
 
-        return await poll_until(held, f"drift/add ({variant}) held back for approval")
+        # each look is an HTTP request to the admin service: not at the 20 ms that in-process checks poll at
+        return await poll_until(held, f"drift/add ({variant}) held back for approval", every=0.1)
 
     def listed(self) -> bool:
         status = self.gateway.ingress.catalog.server_status("drift")
@@ -87,15 +92,24 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         nats.stop()
 
 
+@pytest.fixture(scope="module")
+async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
+    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
+    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
+        yield shared
+
+
 async def _catalog(page: Page, stack: Stack, token: str) -> None:
     await open_console(page, f"{stack.admin.url}/console", token, "catalog")
 
 
-async def test_an_owner_sees_the_drift_and_approves_or_rejects_it_in_the_browser(stack: Stack, tmp_path: Path) -> None:
+async def test_an_owner_sees_the_drift_and_approves_or_rejects_it_in_the_browser(
+    stack: Stack, chromium: Chromium
+) -> None:
     async with stack.gateway.client(ADMIN_KEY) as client:  # trusted on first use
         assert (await client.call_tool("drift__add", {"a": 1, "b": 2})).content[0].text == "3"
     waiting = await stack.drift_to("property")
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _catalog(page, stack, stack.owner)
         await page.shown("#pending-approvals tr[data-pending='drift/add']")
         assert await page.text("#pending-count") == "1"
@@ -135,10 +149,10 @@ async def test_an_owner_sees_the_drift_and_approves_or_rejects_it_in_the_browser
 
 
 async def test_a_viewer_sees_what_waits_without_buttons_and_the_api_refuses_the_decision(
-    stack: Stack, tmp_path: Path
+    stack: Stack, chromium: Chromium
 ) -> None:
     waiting = await stack.drift_to("description")
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _catalog(page, stack, stack.viewer)
         await page.click("#pending-approvals tr[data-pending='drift/add']")
         await page.shown("#pin-diff")
@@ -163,11 +177,11 @@ async def _serve_what_waits(stack: Stack) -> None:
     await poll_until(stack.listed, "drift/add listed")
 
 
-async def test_the_playground_form_shows_the_schema_defaults(stack: Stack, tmp_path: Path) -> None:
+async def test_the_playground_form_shows_the_schema_defaults(stack: Stack, chromium: Chromium) -> None:
     await _serve_what_waits(stack)
     async with stack.api() as api:
         admin = next(k for k in (await api.get("/keys")).json() if k["name"] == "admin")
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await open_console(page, f"{stack.admin.url}/console", stack.owner, "playground")
         await page.shown(f"#play-key option[value='{admin['id']}']")
         await page.fill("#play-key", admin["id"])
@@ -182,9 +196,9 @@ async def test_the_playground_form_shows_the_schema_defaults(stack: Stack, tmp_p
         assert page.errors == []
 
 
-async def test_an_open_catalog_drops_a_tool_pinning_withholds_and_says_so(stack: Stack, tmp_path: Path) -> None:
+async def test_an_open_catalog_drops_a_tool_pinning_withholds_and_says_so(stack: Stack, chromium: Chromium) -> None:
     await _serve_what_waits(stack)
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await _catalog(page, stack, stack.owner)
         await page.fill("#catalog-search", "drift add")
         await page.click("#catalog-table tr[data-tool='drift__add']")

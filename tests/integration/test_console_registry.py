@@ -7,6 +7,7 @@ package is offered as a command, and an operator's import of one is refused nami
 from __future__ import annotations
 
 import shutil
+import ssl
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import pytest
 from cli.stack import EmbeddedNats, EmbeddedValkey
 from services.admin.service import AdminService
 from tests.support.admin_api import principal_token, running_admin
-from tests.support.console_browser import Page, browser, open_console
+from tests.support.console_browser import Page, open_console
+from tests.support.console_chromium import Chromium, shared_chromium
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
 from tests.support.mcp_registry import LIVE, PUBLISHED, live_document, publish
 from tests.support.processes import serving_process
@@ -27,6 +29,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "console"
+_TLS = ssl.create_default_context()
+"""One for every client of the admin API: each new one would read the CA bundle again (tens of ms of CPU)."""
 SECRET = "Bearer console-registry-secret-5521"
 
 
@@ -42,7 +46,7 @@ class Stack:
 
     def api(self) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self.owner}"}
-        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=30)
+        return httpx.AsyncClient(base_url=f"{self.admin.url}/admin/v1", headers=headers, timeout=30, verify=_TLS)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,13 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         nats.stop()
 
 
+@pytest.fixture(scope="module")
+async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
+    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
+    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
+        yield shared
+
+
 async def _registry_panel(page: Page, stack: Stack, token: str) -> None:
     await open_console(page, f"{stack.admin.url}/console", token, "servers")
     await page.click("#server-from-registry")
@@ -86,8 +97,8 @@ async def _choose(page: Page, search: str, server: str) -> None:
     await page.shown("#registry-importer")
 
 
-async def test_a_registry_server_is_imported_in_the_browser_and_called(stack: Stack, tmp_path: Path) -> None:
-    async with browser(tmp_path / "profile") as page:
+async def test_a_registry_server_is_imported_in_the_browser_and_called(stack: Stack, chromium: Chromium) -> None:
+    async with chromium.page() as page:
         await _registry_panel(page, stack, stack.owner)
         await _choose(page, "remote-echo", LIVE)
         assert "(required)" in await page.text("label[data-input='Authorization']")
@@ -114,12 +125,12 @@ async def test_a_registry_server_is_imported_in_the_browser_and_called(stack: St
         assert "via the console" in str((await client.call_tool("fromreg__echo", {"text": "via the console"})).content)
 
 
-async def test_a_newer_version_waits_in_the_console_until_approved(stack: Stack, tmp_path: Path) -> None:
+async def test_a_newer_version_waits_in_the_console_until_approved(stack: Stack, chromium: Chromium) -> None:
     async with stack.api() as api:
         body = {"registry": "local", "server": LIVE, "name": "tobump", "values": {"Authorization": SECRET}}
         assert (await api.post("/servers/import", json=body)).status_code == 201
     publish(stack.folder, live_document(stack.echo, "2.2.0"), "live-2.2.0.json")
-    async with browser(tmp_path / "profile") as page:
+    async with chromium.page() as page:
         await open_console(page, f"{stack.admin.url}/console", stack.owner, "servers")
         await page.click("#server-updates")
         await page.shown("#registry-updates tr[data-update='tobump']")
@@ -136,9 +147,9 @@ async def test_a_newer_version_waits_in_the_console_until_approved(stack: Stack,
 
 
 async def test_a_package_is_offered_as_a_command_and_an_operator_may_not_import_it(
-    stack: Stack, tmp_path: Path
+    stack: Stack, chromium: Chromium
 ) -> None:
-    async with browser(tmp_path / "profile", width=1366, height=768) as page:  # a laptop's screen
+    async with chromium.page(width=1366, height=768) as page:  # a laptop's screen
         await _registry_panel(page, stack, stack.operator)
         await _choose(page, "weather-mcp", "io.github.example/weather-mcp")
         width = await page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
