@@ -5,6 +5,7 @@ Schema-driven requests are in test_admin_api_schema.py."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator
@@ -21,25 +22,76 @@ from libs.common.admin_principals import Principal, RoleBinding
 from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
 from libs.common.nats import kv_bucket
 from libs.common.permissions import ADMIN
-from libs.common.settings import AdminSettings, StoreSettings
+from libs.common.settings import AdminSettings, IngressSettings, StoreSettings
 from libs.common.stores import declare_owned
 from services.admin.api import AdminStore, Authenticator, admin_router
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.admin_api import ECHO, base_url
+from tests.support.adminapi_stack import ModuleAdmin, module_admin
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
+
+
+@contextlib.asynccontextmanager
+async def _bus(nats_url: str) -> AsyncIterator[Any]:
+    nc = await nats.connect(nats_url)
+    await declare_owned(nc.jetstream(), ADMIN, StoreSettings())
+    yield nc.jetstream()
+    await nc.close()
 
 
 @pytest.fixture
 async def js(nats_url: str) -> AsyncIterator[Any]:
     """The bus as the admin role sees it: its configuration buckets exist (the admin API, their
     owner, declares them when it starts; a test using `AdminStore` alone declares them here)."""
-    nc = await nats.connect(nats_url)
-    await declare_owned(nc.jetstream(), ADMIN, StoreSettings())
-    yield nc.jetstream()
-    await nc.close()
+    async with _bus(nats_url) as bus:
+        yield bus
+
+
+# Two admin services for the module, each started once (per-test ones made most of this file's cost).
+# `writers`: tests that each write objects under names no other test uses, and assert on those only.
+# `readers`: tests that write nothing, so its key list stays empty (the 422 tests check that).
+# A test that needs an empty store or lists everything keeps its own `admin`/`api`.
+
+
+@pytest.fixture(scope="module")
+async def writers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
+    async with module_admin(tmp_path_factory.mktemp("writers")) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+async def writers_ingress(writers: ModuleAdmin) -> AsyncIterator[IngressService]:
+    service = IngressService(IngressSettings(nats_url=writers.nats_url, port=0))
+    await service.start()
+    yield service
+    await service.stop()
+
+
+@pytest.fixture
+async def writers_api(writers: ModuleAdmin) -> AsyncIterator[httpx.AsyncClient]:
+    async with writers.client() as client:
+        yield client
+
+
+@pytest.fixture
+async def writers_js(writers: ModuleAdmin) -> AsyncIterator[Any]:
+    async with _bus(writers.nats_url) as bus:
+        yield bus
+
+
+@pytest.fixture(scope="module")
+async def readers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
+    async with module_admin(tmp_path_factory.mktemp("readers")) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def readers_api(readers: ModuleAdmin) -> AsyncIterator[httpx.AsyncClient]:
+    async with readers.client() as client:
+        yield client
 
 
 def authenticates(service: IngressService, secret: str) -> bool:
@@ -59,9 +111,10 @@ def assert_error(response: httpx.Response, status: int, *says: str) -> dict[str,
 
 
 async def test_credentials(
-    admin: AdminService, owner_token: str, ingress: IngressService, api: httpx.AsyncClient
+    writers: ModuleAdmin, writers_ingress: IngressService, writers_api: httpx.AsyncClient
 ) -> None:
-    url = base_url(admin) + "/keys"
+    owner_token, ingress, api = writers.owner_token, writers_ingress, writers_api
+    url = base_url(writers.admin) + "/keys"
     async with httpx.AsyncClient(timeout=10) as anon:
         missing = await anon.get(url)
         assert_error(missing, 401, "Authorization: Bearer")
@@ -108,8 +161,8 @@ async def test_without_a_bootstrap_token_or_principal_nothing_is_open(nats_url: 
         await service.stop()
 
 
-async def test_openapi_and_docs_are_served(admin: AdminService) -> None:
-    async with httpx.AsyncClient(base_url=admin.url, timeout=10) as client:
+async def test_openapi_and_docs_are_served(readers: ModuleAdmin) -> None:
+    async with httpx.AsyncClient(base_url=readers.admin.url, timeout=10) as client:
         schema = (await client.get("/openapi.json")).json()
         assert (await client.get("/docs")).status_code == 200
     paths = schema["paths"]
@@ -129,8 +182,9 @@ async def test_openapi_and_docs_are_served(admin: AdminService) -> None:
 
 
 async def test_create_key_shows_the_secret_once_and_stores_only_its_hash(
-    ingress: IngressService, api: httpx.AsyncClient, js: Any
+    writers_ingress: IngressService, writers_api: httpx.AsyncClient, writers_js: Any
 ) -> None:
+    ingress, api, js = writers_ingress, writers_api, writers_js
     await api.post("/groups", json={"id": "readers", "tools": ["notes/list_*"]})
     body = {
         "name": "ci",
@@ -170,7 +224,8 @@ async def test_no_secret_in_any_list(api: httpx.AsyncClient) -> None:
         assert "bk_" not in text, path
 
 
-async def test_key_patch_revoke_delete(api: httpx.AsyncClient, js: Any) -> None:
+async def test_key_patch_revoke_delete(writers_api: httpx.AsyncClient, writers_js: Any) -> None:
+    api, js = writers_api, writers_js
     key = (await api.post("/keys", json={"name": "svc", "budget": {"limit_usd": 1}})).json()["key"]
     patched = await api.patch(f"/keys/{key['id']}", json={"grants": ["notes/*"], "budget": None, "name": "svc2"})
     assert patched.status_code == 200, patched.text
@@ -191,7 +246,8 @@ async def test_key_patch_revoke_delete(api: httpx.AsyncClient, js: Any) -> None:
     assert_error(await api.get(f"/keys/{key['id']}"), 404, key["id"])
 
 
-async def test_rotate(ingress: IngressService, api: httpx.AsyncClient, js: Any) -> None:
+async def test_rotate(writers_ingress: IngressService, writers_api: httpx.AsyncClient, writers_js: Any) -> None:
+    ingress, api, js = writers_ingress, writers_api, writers_js
     await api.post("/groups", json={"id": "ops"})
     old = (
         await api.post(
@@ -247,28 +303,31 @@ async def test_rotate_leaves_a_consistent_state_when_the_revoke_fails(js: Any) -
     ],
 )
 async def test_invalid_key_bodies_are_422_naming_the_field(
-    api: httpx.AsyncClient, js: Any, body: dict[str, Any], field: str, says: str
+    readers_api: httpx.AsyncClient, body: dict[str, Any], field: str, says: str
 ) -> None:
-    error = assert_error(await api.post("/keys", json=body), 422, field, says)
+    error = assert_error(await readers_api.post("/keys", json=body), 422, field, says)
     assert error["detail"][0]["loc"][0] == "body" and "input" not in error["detail"][0]
-    assert (await api.get("/keys")).json() == [], "nothing was written"
+    assert (await readers_api.get("/keys")).json() == [], "nothing was written"
 
 
-async def test_malformed_json_and_if_match(api: httpx.AsyncClient) -> None:
+async def test_malformed_json_and_if_match(writers_api: httpx.AsyncClient) -> None:
+    api = writers_api
     response = await api.post("/groups", content=b"{not json", headers={"Content-Type": "application/json"})
     assert_error(response, 422, "body")
     await api.post("/groups", json={"id": "g"})
     assert_error(await api.patch("/groups/g", json={}, headers={"If-Match": "yesterday"}), 422, "If-Match")
 
 
-async def test_validation_errors_never_echo_upstream_credentials(api: httpx.AsyncClient) -> None:
+async def test_validation_errors_never_echo_upstream_credentials(readers_api: httpx.AsyncClient) -> None:
+    api = readers_api
     bad = {"name": "leaky", "config": {"url": "ftp://x", "headers": {"Authorization": "Bearer upstream-secret-value"}}}
     response = await api.post("/servers", json=bad)
     assert_error(response, 422, "body.config", "http://")
     assert "upstream-secret-value" not in response.text
 
 
-async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
+async def test_unknown_ids_are_404(readers_api: httpx.AsyncClient) -> None:
+    api = readers_api
     missing = "0" * 64
     for method, path in [
         ("GET", f"/keys/{missing}"),
@@ -291,7 +350,8 @@ async def test_unknown_ids_are_404(api: httpx.AsyncClient) -> None:
         assert_error(response, 404, "nope" if "nope" in path else "key")
 
 
-async def test_duplicates_are_409(api: httpx.AsyncClient) -> None:
+async def test_duplicates_are_409(writers_api: httpx.AsyncClient) -> None:
+    api = writers_api
     assert (await api.post("/groups", json={"id": "dup"})).status_code == 201
     assert_error(await api.post("/groups", json={"id": "dup", "tools": ["*"]}), 409, "already exists")
     assert (await api.post("/servers", json={"name": "echo", "config": ECHO})).status_code == 201
@@ -303,7 +363,8 @@ async def test_duplicates_are_409(api: httpx.AsyncClient) -> None:
     assert (await api.post("/groups", json={"id": "dup"})).status_code == 201
 
 
-async def test_stale_updates_are_409(api: httpx.AsyncClient) -> None:
+async def test_stale_updates_are_409(writers_api: httpx.AsyncClient) -> None:
+    api = writers_api
     first = (await api.post("/groups", json={"id": "team-tools", "tools": ["a/b"]})).json()
     stale = {"If-Match": str(first["revision"])}
     second = await api.patch("/groups/team-tools", json={"tools": ["a/c"]}, headers=stale)
@@ -327,10 +388,10 @@ async def test_stale_updates_are_409(api: httpx.AsyncClient) -> None:
     assert_error(await api.put("/servers/s", json={"config": ECHO}, headers=stale), 409)
 
 
-async def test_a_write_racing_a_patch_gets_409_not_a_lost_update(js: Any) -> None:
+async def test_a_write_racing_a_patch_gets_409_not_a_lost_update(writers_js: Any) -> None:
     """Without If-Match the PATCH still checks the revision it read: a write landing between its read
     and its write makes it fail, and the other write survives."""
-    store = AdminStore(js)
+    store = AdminStore(writers_js)
     owner = Principal(name="racer", kind="automation", roles=[RoleBinding(role="owner")])
     await store.access.principals.create(owner.name, owner)
     token, _ = await store.access.issue_token(owner.name, "race", 1, "test")
@@ -456,7 +517,8 @@ async def test_servers_round_trip(api: httpx.AsyncClient, js: Any) -> None:
     assert_error(await api.delete("/servers/echo"), 404)
 
 
-async def test_a_password_needs_the_oauth_service_and_says_so(api: httpx.AsyncClient) -> None:
+async def test_a_password_needs_the_oauth_service_and_says_so(writers_api: httpx.AsyncClient) -> None:
+    api = writers_api
     assert (await api.post("/users", json={"id": "pat", "name": "Pat"})).status_code == 201
     answer = await api.put("/users/pat/password", json={"password": "long enough password"})
     assert answer.status_code == 503 and "oauth service is not running" in answer.json()["message"]

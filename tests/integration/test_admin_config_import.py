@@ -21,6 +21,7 @@ from libs.common import subjects
 from libs.common.messages import AuditEvent, audit_events
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, principal_token
+from tests.support.adminapi_stack import ModuleAdmin, module_admin
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +55,20 @@ def names(plan: dict[str, Any], what: str) -> dict[str, list[str]]:
 async def as_role(admin: AdminService, owner: str, name: str, **binding: str) -> httpx.AsyncClient:
     token = await principal_token(admin, owner, f"{name}@example.com", binding, kind="person")
     return httpx.AsyncClient(base_url=base_url(admin), headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+
+@pytest.fixture(scope="module")
+async def refusing(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
+    """One admin service for the tests whose files are refused: none of them adds a group (the hostile
+    input tests check the group list stays empty), and what else they make has names of its own."""
+    async with module_admin(tmp_path_factory.mktemp("refusing")) as stack:
+        yield stack
+
+
+@pytest.fixture
+async def refusing_api(refusing: ModuleAdmin) -> AsyncIterator[httpx.AsyncClient]:
+    async with refusing.client() as client:
+        yield client
 
 
 @pytest.fixture
@@ -121,8 +136,9 @@ async def test_a_plan_writes_nothing_and_an_apply_upserts_without_deleting(
 
 
 async def test_a_variable_the_admin_service_cannot_expand_is_named_and_nothing_is_written(
-    api: httpx.AsyncClient,
+    refusing_api: httpx.AsyncClient,
 ) -> None:
+    api = refusing_api
     config = config_file()
     config["mcpServers"]["remote"]["headers"] = {"Authorization": "${BASTION_SECRET_REMOTE_HEADERS_AUTHORIZATION}"}
     for route in ("/config/plan", "/config/apply"):
@@ -149,7 +165,8 @@ async def test_a_variable_the_admin_service_cannot_expand_is_named_and_nothing_i
     assert (await api.get("/groups/ops")).status_code == 404
 
 
-async def test_each_section_needs_its_write_permission(admin: AdminService, owner_token: str) -> None:
+async def test_each_section_needs_its_write_permission(refusing: ModuleAdmin) -> None:
+    admin, owner_token = refusing.admin, refusing.owner_token
     servers_only = text({"mcpServers": config_file()["mcpServers"]})
     with_keys = text({"keys": config_file()["keys"]})
     async with await as_role(admin, owner_token, "viewer", role="viewer") as viewer:
@@ -205,8 +222,9 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
     ],
 )
 async def test_hostile_input_is_refused_naming_the_problem(
-    api: httpx.AsyncClient, body: dict[str, Any], status: int, says: str
+    refusing_api: httpx.AsyncClient, body: dict[str, Any], status: int, says: str
 ) -> None:
+    api = refusing_api
     for route in ("/config/plan", "/config/apply"):
         refused = await api.post(route, json=body)
         assert refused.status_code == status, refused.text

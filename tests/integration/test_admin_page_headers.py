@@ -8,6 +8,7 @@ page) with nothing refused. The gateway's landing page too."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,7 @@ from libs.common.page_security import CSP, content_security_policy, inline_scrip
 from services.admin.routing import flat_routes
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
+from tests.support.adminapi_stack import module_admin
 from tests.support.console_browser import browser
 from tests.support.polling import poll_until
 
@@ -30,6 +32,14 @@ pytestmark = pytest.mark.integration
 
 PAGES = {"/", "/docs", "/docs/oauth2-redirect", "/dashboard", "/console", "/login", "/login/callback"}
 """The HTML pages there are today: the enumeration must find at least these."""
+
+
+@pytest.fixture(scope="module")
+async def admin_and_owner(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[AdminService, str]]:
+    """Every test here only reads pages: one admin service for the module (what `admin` and
+    `admin_pages` are made from), not one per test."""
+    async with module_admin(tmp_path_factory.mktemp("pages")) as stack:
+        yield stack.admin, stack.owner_token
 
 
 def _get_paths(admin: AdminService) -> list[str]:
