@@ -57,7 +57,7 @@ async def test_a_streak_on_a_silent_member_moves_the_connection(cluster: Embedde
     nc = await connect(cluster.url, "streak-test", liveness=RARE_PINGS)
     assert isinstance(nc, BusClient)
     try:
-        for _ in range(3):  # a try where the client left the member before any request proves nothing
+        for _ in range(5):  # a try where the client left the member before any request proves nothing
             if (seen := await _timeouts_on_a_stoppedmember_of(cluster, nc)) is not None:
                 break
         assert seen is not None, "the client never stayed on the member long enough to be tried"
