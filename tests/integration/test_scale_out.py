@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,6 +30,7 @@ from tests.support.gateway import (
     ADMIN_HEADERS,
     ADMIN_KEY,
     SERVERS,
+    Gateway,
     default_config,
     gateway_on_own_servers,
     legacy_initialize,
@@ -57,18 +59,47 @@ async def _client(transport: httpx2.AsyncBaseTransport, url: str, mode: str) -> 
 # ---------------------------------------------------------------- 1. sessions that scale
 
 
-@pytest.fixture(scope="module")
-async def two_ingresses(tmp_path_factory):
-    """Shared by the module's session tests: they open sessions of their own and change no config."""
-    async with gateway_on_own_servers(tmp_path_factory.mktemp("two-ingresses"), session_secret=SECRET) as gw:
-        settings = IngressSettings(nats_url=gw.nats_url, port=0, instance="-b", session_secret=SECRET)
-        second = IngressService(settings)
-        await second.start()
-        try:
+class _TwoIngresses:
+    """The session tests' gateway and a second ingress replica: started on first use, stopped before a
+    test of this module starts a gateway of its own (the embedded audit store is one per process)."""
+
+    def __init__(self, workdir: Path) -> None:
+        self._workdir, self._running = workdir, contextlib.AsyncExitStack()
+        self._pair: tuple[Gateway, IngressService] | None = None
+
+    async def get(self) -> tuple[Gateway, IngressService]:
+        if self._pair is None:
+            gw = await self._running.enter_async_context(gateway_on_own_servers(self._workdir, session_secret=SECRET))
+            second = IngressService(IngressSettings(nats_url=gw.nats_url, port=0, instance="-b", session_secret=SECRET))
+            await second.start()
+            self._running.push_async_callback(second.stop)
             await poll_until(lambda: second.catalog.server_status("echo") is not None, "catalog on replica b")
-            yield gw, second
-        finally:
-            await second.stop()
+            self._pair = (gw, second)
+        return self._pair
+
+    async def close(self) -> None:
+        self._pair = None
+        await self._running.aclose()
+
+
+@pytest.fixture(scope="module")
+async def ingresses(tmp_path_factory):
+    pair = _TwoIngresses(tmp_path_factory.mktemp("two-ingresses"))
+    try:
+        yield pair
+    finally:
+        await pair.close()
+
+
+@pytest.fixture
+async def two_ingresses(ingresses):
+    """Shared by the module's session tests: they open sessions of their own and change no config."""
+    return await ingresses.get()
+
+
+@pytest.fixture
+async def no_shared_gateway(ingresses):
+    await ingresses.close()
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
@@ -128,7 +159,7 @@ async def _tool_names(client: Client) -> set[str]:
     return {t.name for t in (await client.list_tools()).tools}
 
 
-async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, tmp_path):
+async def test_servers_are_added_changed_and_removed_live(nats_url, redis_url, tmp_path, no_shared_gateway):
     raw = default_config()
     del raw["mcpServers"]["echo"]  # notes is the server answering all along; `extra` runs its own echo
     async with running_gateway(nats_url, redis_url, tmp_path, raw, admin=True) as gw:
@@ -237,7 +268,9 @@ async def _executor_of_next_call(client: Client) -> int:
 CALL_TIMEOUT = 20.0  # the gateway's limit for one call; bounds the test if an answer is ever lost
 
 
-async def test_executor_replicas_share_work_and_survive_a_kill(nats_url, redis_url, tmp_path, shared_notes):
+async def test_executor_replicas_share_work_and_survive_a_kill(
+    nats_url, redis_url, tmp_path, shared_notes, no_shared_gateway
+):
     raw = default_config({"notes": {"url": shared_notes}})
     async with running_gateway(nats_url, redis_url, tmp_path, raw, executor=False, call_timeout=CALL_TIMEOUT) as gw:
         executors = [ExecutorProcess(nats_url, name).start() for name in ("exec-a", "exec-b")]
