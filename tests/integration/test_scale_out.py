@@ -31,6 +31,7 @@ from tests.support.gateway import (
     ADMIN_KEY,
     SERVERS,
     Gateway,
+    SharedGateway,
     default_config,
     gateway_on_own_servers,
     legacy_initialize,
@@ -59,32 +60,24 @@ async def _client(transport: httpx2.AsyncBaseTransport, url: str, mode: str) -> 
 # ---------------------------------------------------------------- 1. sessions that scale
 
 
-class _TwoIngresses:
-    """The session tests' gateway and a second ingress replica: started on first use, stopped before a
-    test of this module starts a gateway of its own (the embedded audit store is one per process)."""
-
-    def __init__(self, workdir: Path) -> None:
-        self._workdir, self._running = workdir, contextlib.AsyncExitStack()
-        self._pair: tuple[Gateway, IngressService] | None = None
-
-    async def get(self) -> tuple[Gateway, IngressService]:
-        if self._pair is None:
-            gw = await self._running.enter_async_context(gateway_on_own_servers(self._workdir, session_secret=SECRET))
-            second = IngressService(IngressSettings(nats_url=gw.nats_url, port=0, instance="-b", session_secret=SECRET))
-            await second.start()
-            self._running.push_async_callback(second.stop)
+@contextlib.asynccontextmanager
+async def _two_ingresses(workdir: Path) -> AsyncIterator[tuple[Gateway, IngressService]]:
+    """A gateway and a second ingress replica on its NATS, with the same session secret."""
+    async with gateway_on_own_servers(workdir, session_secret=SECRET) as gw:
+        second = IngressService(IngressSettings(nats_url=gw.nats_url, port=0, instance="-b", session_secret=SECRET))
+        await second.start()
+        try:
             await poll_until(lambda: second.catalog.server_status("echo") is not None, "catalog on replica b")
-            self._pair = (gw, second)
-        return self._pair
-
-    async def close(self) -> None:
-        self._pair = None
-        await self._running.aclose()
+            yield gw, second
+        finally:
+            await second.stop()
 
 
 @pytest.fixture(scope="module")
 async def ingresses(tmp_path_factory):
-    pair = _TwoIngresses(tmp_path_factory.mktemp("two-ingresses"))
+    """Stopped before a test of this module starts a gateway of its own (one audit store per process)."""
+    workdir = tmp_path_factory.mktemp("two-ingresses")
+    pair = SharedGateway(lambda: _two_ingresses(workdir))
     try:
         yield pair
     finally:

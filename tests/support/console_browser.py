@@ -31,6 +31,17 @@ __all__ = ["Page", "browser", "open_console"]
 
 _LISTENING = re.compile(rb"DevTools listening on (ws://[^\s]+)")
 
+
+async def devtools_endpoint(proc: asyncio.subprocess.Process) -> str:
+    """The browser's DevTools WebSocket URL, read from the line chromium writes on stderr once it listens."""
+    assert proc.stderr is not None
+    while True:
+        line = await asyncio.wait_for(proc.stderr.readline(), 60)
+        assert line, "chromium exited before its DevTools endpoint was up"
+        if found := _LISTENING.search(line):
+            return found.group(1).decode()
+
+
 _FILL = """(sel, value) => {
   const el = document.querySelector(sel);
   if (!el) return false;
@@ -183,13 +194,7 @@ async def browser(profile: Path, width: int = 1400, height: int = 1000) -> Async
     )
     page: Page | None = None
     try:
-        assert proc.stderr is not None
-        found = None
-        while found is None:
-            line = await asyncio.wait_for(proc.stderr.readline(), 60)
-            assert line, "chromium exited before its DevTools endpoint was up"
-            found = _LISTENING.search(line)
-        port = found.group(1).decode().split(":")[2].split("/")[0]
+        port = (await devtools_endpoint(proc)).split(":")[2].split("/")[0]
         async with httpx.AsyncClient() as http:
             targets = (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
         url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")

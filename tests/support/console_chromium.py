@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +21,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from tests.support.chromium import FLAGS, chromium
-from tests.support.console_browser import _RECORD_VIOLATIONS, Page
+from tests.support.console_browser import _RECORD_VIOLATIONS, Page, devtools_endpoint
 
 __all__ = ["Chromium", "TabPage", "shared_chromium"]
 
-_LISTENING = re.compile(rb"DevTools listening on (ws://[^\s]+)")
 _MESSAGES = 64 * 1024 * 1024
 """The largest DevTools message read: a full-page screenshot of a long view is tens of MB."""
 
@@ -109,13 +107,8 @@ async def shared_chromium(profile: Path) -> AsyncIterator[Chromium]:
         stderr=asyncio.subprocess.PIPE,
     )
     try:
+        url = await devtools_endpoint(proc)
         assert proc.stderr is not None
-        found = None
-        while found is None:
-            line = await asyncio.wait_for(proc.stderr.readline(), 60)
-            assert line, "chromium exited before its DevTools endpoint was up"
-            found = _LISTENING.search(line)
-        url = found.group(1).decode()
         drain = asyncio.ensure_future(proc.stderr.read())  # chromium keeps logging: never let the pipe fill
         try:
             async with (

@@ -14,7 +14,7 @@ import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx2
 import pytest
@@ -391,17 +391,20 @@ async def gateway_on_own_servers(
         valkey.stop()
 
 
-class SharedGateway:
+T = TypeVar("T")
+
+
+class SharedGateway(Generic[T]):
     """A test module's gateway, started when a test first needs it and stopped before a test starts one
     of its own (`close`, then `get` starts it again): the embedded audit store is one per process, so a
     second gateway's audit service could not open its own while this one's runs. `start` makes the
     gateway's context manager, e.g. `lambda: gateway_on_own_servers(workdir, config)`."""
 
-    def __init__(self, start: Callable[[], contextlib.AbstractAsyncContextManager[Gateway]]) -> None:
+    def __init__(self, start: Callable[[], contextlib.AbstractAsyncContextManager[T]]) -> None:
         self._start, self._running = start, contextlib.AsyncExitStack()
-        self._gateway: Gateway | None = None
+        self._gateway: T | None = None
 
-    async def get(self) -> Gateway:
+    async def get(self) -> T:
         if self._gateway is None:
             self._gateway = await self._running.enter_async_context(self._start())
         return self._gateway
