@@ -40,10 +40,10 @@ def _url(service: AuditService, path: str) -> str:
     return f"http://127.0.0.1:{service.probes.port}{path}"
 
 
-def _status(url: str) -> int | None:
-    """The status of a GET of `url` from a thread of its own; None when it got no answer."""
+def _status(url: str, timeout: float = 1) -> int | None:
+    """The status of a GET of `url` from a thread of its own; None when it got no answer in `timeout` s."""
     try:
-        return httpx.get(url, timeout=1).status_code
+        return httpx.get(url, timeout=timeout).status_code
     except httpx.TimeoutException:
         return None
 
@@ -58,12 +58,14 @@ async def test_liveness_fails_while_the_event_loop_is_blocked(audit: AuditServic
     def probe() -> None:
         blocked.wait()
         statuses["livez"] = _status(livez)
-        statuses["metrics"] = _status(audit.metrics_server.url)  # type: ignore[union-attr]
+        # a loaded machine may take more than a second to schedule the metrics thread; only the loop's
+        # answer is meant to be missing, so the thread gets all the time the blocked loop waits
+        statuses["metrics"] = _status(audit.metrics_server.url, timeout=20)  # type: ignore[union-attr]
         finished.set()
 
     threading.Thread(target=probe, daemon=True).start()
     blocked.set()
-    finished.wait(30)  # the loop is blocked (on purpose) until the thread has its answers
+    finished.wait(40)  # the loop is blocked (on purpose) until the thread has its answers
     assert statuses == {"livez": None, "metrics": 200}
     assert await asyncio.to_thread(_status, livez) == 200  # the loop runs again: alive again
 
