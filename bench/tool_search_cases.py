@@ -88,6 +88,7 @@ def main() -> None:
     bare = index_for(toolset, embedder, needs.Needs())
     cases: list[tuple[str, SearchIndex, list[dict[str, Any]]]] = [
         ("service: every tool its shipped needs", every, queries),
+        ("held-out servers, every tool its written needs", every, on_held),
         ("with needs (other servers' tools without)", mixed, elsewhere),
         ("without needs (held-out servers, others with)", mixed, on_held),
         ("definitions only", bare, queries),

@@ -311,6 +311,7 @@ def _own_variables(
         "codemode": {
             "BASTION_CALL_TIMEOUT": str(config.gateway.call_timeout),  # a script's tool calls, likewise
             "BASTION_SEARCH_CACHE_FILE": str(ep.data_dir / "codemode" / "tool-vectors.npz"),
+            "BASTION_SEARCH_NEEDS_WRITTEN_FILE": str(ep.data_dir / "codemode" / "written-needs.jsonl"),
             # its own slot ("codemode"): a killed replica's scripts' tool calls keep their rows
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),
         },

@@ -548,6 +548,27 @@ class CodeModeSettings(RequestPathSettings, AuditJournalSettings):
     """A JSON-lines file of this deployment's own needs, `{"server", "tool", "needs": [...]}` per
     line, in its own server names (docs/code-mode.md, "Needs"). One that cannot be read or parsed
     is left out, and the log says which line."""
+    search_needs_writer_url: str = ""
+    """An OpenAI-compatible API (up to and including `/v1`) that writes needs for every tool that has
+    none (a deployment's own servers): this gateway's own `/v1`, so each request passes a virtual
+    key's budget and the audit trail (docs/code-mode.md, "Needs written for your tools"). Empty: none
+    are written."""
+    search_needs_writer_key: SecretStr = SecretStr("")
+    """The bearer key for `search_needs_writer_url`: a virtual key of this gateway with an LLM budget."""
+    search_needs_writer_model: str = ""
+    """The model that writes needs (one a configured provider serves); empty: none are written."""
+    search_needs_writer_batch: int = Field(default=8, ge=1, le=50)
+    """Tools of one server asked about in one request."""
+    search_needs_writer_timeout: float = Field(default=120.0, gt=0, le=600)
+    """Seconds one request may take."""
+    search_needs_writer_retry_seconds: float = Field(default=5.0, ge=0, le=300)
+    """The first pause before a failed request is sent again (doubling, three tries in all)."""
+    search_needs_writer_max_tools: int = Field(default=5000, ge=0)
+    """Tools asked about per process lifetime: bounds what a catalog that keeps changing its
+    definitions can spend."""
+    search_needs_written_file: str = ""
+    """Where written needs are kept (JSON lines, a needs file's format): a restart asks for none of
+    them again. Empty: in memory only. `bastion up` keeps it in `<data_dir>/codemode/written-needs.jsonl`."""
     search_cache_file: str = ""
     """File keeping tool embeddings across restarts (computed once per tool definition); empty: in
     memory only. `bastion up` keeps it in `<data_dir>/codemode/tool-vectors.npz`."""

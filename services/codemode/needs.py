@@ -12,6 +12,8 @@ Where needs come from:
   operator named its server: the same definition gets the same needs.
 - **the operator's**: `BASTION_SEARCH_NEEDS_FILE`, lines `{"server", "tool", "needs"}` in the
   deployment's own server names, for its own tools (or to add to the shipped ones).
+- **written by the deployment's LLM** for every tool that has none of the above
+  (`needs_writer`), kept in `BASTION_SEARCH_NEEDS_WRITTEN_FILE`.
 
 Each line is `{"tool": name, "needs": [...]}` with `server` and/or `description_sha256`
 (`fingerprint`) saying which tools of that name it is for: a line applies where every field it
@@ -31,7 +33,7 @@ import orjson
 
 from .toolset import ToolSpec
 
-__all__ = ["SHIPPED", "Line", "Needs", "NeedsError", "fingerprint", "load", "parse", "sample"]
+__all__ = ["SHIPPED", "Line", "Needs", "NeedsError", "fingerprint", "load", "parse", "read_bytes", "sample"]
 
 SHIPPED = Path(__file__).with_name("models") / "tool-needs.jsonl"
 MAX_FILE_BYTES: Final = 16 * 1024 * 1024
@@ -78,6 +80,13 @@ class Needs:
         digest = fingerprint(spec.description)
         found = (need for line in lines if line.applies(spec, digest) for need in line.needs)
         return tuple(dict.fromkeys(found))[:MAX_NEEDS_PER_TOOL]
+
+    def merged(self, more: Mapping[str, tuple[Line, ...]]) -> Needs:
+        """These needs and the lines `more` (after these: a tool keeps the needs it had first)."""
+        lines = dict(self.lines)
+        for tool, added in more.items():
+            lines[tool] = (*lines.get(tool, ()), *added)
+        return Needs(lines, self.reference)
 
     def every(self) -> list[str]:
         return sorted({need for lines in self.lines.values() for line in lines for need in line.needs})
@@ -144,10 +153,15 @@ def sample(needs: Needs) -> tuple[str, ...]:
 
 
 def _read(path: Path) -> Needs:
+    return parse(read_bytes(path).splitlines(), str(path))
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of the needs file `path`, at most `MAX_FILE_BYTES` of them."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise NeedsError(f"{path} is {size} bytes, more than the {MAX_FILE_BYTES} a needs file may have")
-        return parse(path.read_bytes().splitlines(), str(path))
+        return path.read_bytes()
     except OSError as exc:
         raise NeedsError(f"cannot read the needs file {path}: {exc.strerror or exc}") from None

@@ -53,7 +53,10 @@ class SearchIndex:
         encode: Callable[[str], Vector] | None = None,
         *,
         engine: Engine | None = None,
+        revision: int = 0,
     ) -> None:
+        self.revision = revision
+        """Which needs its vectors were made with (`searcher.Searcher.revision`)."""
         self.specs: list[ToolSpec] = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
         self.terms = Terms(_product(spec.server) for spec in self.specs)
         self.lexical = LexicalIndex(self.specs, self.terms)

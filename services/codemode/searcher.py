@@ -14,6 +14,10 @@ one slow first answer than by a lexical ranking it will act on. Past that, the a
 and says so ("the tools are still being embedded"); readiness does not wait for it, since a replica
 that is not ready takes no call at all, not only no search.
 
+Tools that have no needs get some written by the deployment's LLM when one is configured
+(`needs_writer`); each written batch bumps `revision`, and a view's hybrid index is rebuilt with
+those tools' new vectors once the background has embedded them (until then it keeps serving).
+
 An index only ever holds the tools of its view, the tools a key may call: the vectors of other
 definitions sit in the cache but no search reaches them.
 """
@@ -33,6 +37,7 @@ from libs.common.tasks import cancel_and_wait
 
 from . import embedding, needs
 from .metrics import CODEMODE_SEARCH_MODEL, CODEMODE_SEARCH_VECTORS, CODEMODE_SEARCHES
+from .needs_writer import NeedsWriter, Written
 from .search import SearchIndex
 from .toolset import Toolset, ToolSpec
 from .vectors import SHIPPED_VECTORS, VectorStore
@@ -63,6 +68,10 @@ class Searcher:
         self._pending: list[ToolSpec] = []
         self._warm_by: float | None = None
         """While the background embeds what searches wait for: until when they may wait."""
+        self.writer = NeedsWriter(settings, self._needs_written)
+        self.revision = 0
+        """Batches of needs written since start: an index of an older revision is rebuilt."""
+        self._toolset: Toolset | None = None
 
     async def start(self) -> None:
         if not self.settings.search_embeddings:
@@ -79,6 +88,8 @@ class Searcher:
                 self.queries = embedding.QueryVectors(loaded, self.settings.search_query_cache)
                 path = Path(self.settings.search_cache_file) if self.settings.search_cache_file else None
                 known = await asyncio.to_thread(self._needs)
+                written = await asyncio.to_thread(self.writer.load)
+                known = known.merged(written.lines)
                 self.store = await asyncio.to_thread(
                     VectorStore, loaded, path, self.settings.search_cache_entries, known, shipped=SHIPPED_VECTORS
                 )
@@ -105,6 +116,7 @@ class Searcher:
             return needs.load(shipped)
 
     async def close(self) -> None:
+        await self.writer.close()
         await cancel_and_wait(self._background)
         if self.store is not None:
             await asyncio.to_thread(self.store.save)
@@ -113,9 +125,21 @@ class Searcher:
         """Embed, in the background, the catalog's definitions that have no vector yet."""
         if self.store is None:
             return
+        self._toolset = toolset
         self._pending = list(toolset.by_name.values())
         if self._background is None or self._background.done():
             self._background = asyncio.create_task(self._embed_pending())
+        known = self.store.needs
+        self.writer.want(spec for spec in self._pending if not known.of(spec))
+
+    def _needs_written(self, lines: Written) -> None:
+        """Rank the tools of `lines` with their new needs: embed them again in the background."""
+        if self.store is None:
+            return
+        self.store.needs = self.store.needs.merged(lines)
+        self.revision += 1
+        if self._toolset is not None:
+            self.catalog_changed(self._toolset)
 
     async def _embed_pending(self) -> None:
         assert self.store is not None
@@ -137,11 +161,12 @@ class Searcher:
 
     async def index(self, toolset: Toolset, current: SearchIndex | None) -> SearchIndex:
         """The view's index: `current` while it is as good as it gets, else a new one."""
-        if current is not None and (current.engine == "hybrid" or self.store is None):
+        if current is not None and (self.store is None or self._good_enough(current)):
             return current
         if self.store is None:
             return SearchIndex(toolset)
         specs = sorted(toolset.by_name.values(), key=lambda spec: spec.qualified)
+        revision = self.revision  # taken with the keys: needs written while this waits make it stale
         keys = self.store.keys_for(specs)
         missing = self.store.missing(keys)
         if 0 < len(missing) <= _EMBED_INLINE:
@@ -152,7 +177,12 @@ class Searcher:
         if vectors is None:
             self.catalog_changed(toolset)
             return current or SearchIndex(toolset)
-        return SearchIndex(toolset, vectors, self.queries)
+        return SearchIndex(toolset, vectors, self.queries, revision=revision)
+
+    def _good_enough(self, index: SearchIndex) -> bool:
+        """A hybrid index of the latest needs, or of older ones while the new are being embedded."""
+        embedding = self._background is not None and not self._background.done()
+        return index.engine == "hybrid" and (index.revision == self.revision or embedding)
 
     async def _warm_up(self, toolset: Toolset) -> None:
         """Wait, at most `search_warmup_wait` seconds, for the background embedding of `toolset`."""

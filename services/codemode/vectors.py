@@ -172,12 +172,15 @@ class VectorStore:
         return ToolVectors(np.ascontiguousarray(table[:, :DIMENSIONS]), np.ascontiguousarray(table[:, DIMENSIONS]))
 
     def compute(self, specs: Sequence[ToolSpec], keys: Sequence[str]) -> int:
-        """Embed the tools among `specs` (with their `keys`) that have no vector; how many it embedded."""
-        todo = self.missing(keys)
+        """Embed the tools among `specs` (with their `keys`) that have no vector; how many it embedded.
+        A tool whose needs changed since its key was taken (needs written meanwhile) is left for
+        the next call, under its new key: a vector is only ever stored under what it is made of."""
+        known = self.needs
+        todo = [i for i in self.missing(keys) if definition_key(specs[i], known.of(specs[i])) == keys[i]]
         if not todo:
             return 0
         vectors = self.embedder.encode([tool_text(specs[i]) for i in todo])
-        needs = [self.needs.of(specs[i]) for i in todo]
+        needs = [known.of(specs[i]) for i in todo]
         flat = [need for group in needs for need in group]
         if flat:
             need_vectors = self.embedder.encode_queries(flat)

@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 __all__ = [
+    "Computed",
     "Cut",
     "Drop",
     "Fail",
@@ -85,7 +86,14 @@ class Held:
     reply: Reply
 
 
-Step = Reply | Fail | Drop | Stall | Cut | Stop | Held
+@dataclass
+class Computed:
+    """Answer what `answer` makes of the request body (a provider that reads what it was asked)."""
+
+    answer: Callable[[dict[str, Any]], Reply | Fail]
+
+
+Step = Reply | Fail | Drop | Stall | Cut | Stop | Held | Computed
 
 
 @dataclass
@@ -146,6 +154,8 @@ class ScriptedProvider:
             if isinstance(step, Held):
                 await asyncio.wait_for(self.release.wait(), 60)
                 step = step.reply
+            if isinstance(step, Computed):
+                step = step.answer(body)
             if isinstance(step, Stall):
                 await asyncio.wait_for(reader.read(), 60)  # EOF: the client closed its side
                 return

@@ -6,7 +6,7 @@
 | admin | its audit journal slot | its NKey seed | admin, metrics | any |
 | policy | nothing | its NKey seed | metrics | NATS, Valkey, OTLP |
 | audit | its ClickHouse store | its NKey seed | metrics | NATS, ClickHouse, OTLP |
-| codemode | its audit journal slot, the search cache | its NKey seed, needs file | metrics | any |
+| codemode | its audit journal slot, the search cache, the written needs | its NKey seed, needs file | metrics | any |
 | oauth | nothing | its NKey seed, clients file | metrics | any |
 | executor | stdio servers' working folders | every path but the data dir | metrics | any |
 
@@ -44,6 +44,8 @@ __all__ = ["box_for", "confine_service", "merged"]
 log = logging.getLogger(__name__)
 
 _NATS_PORT: Final = 4222
+_WRITTEN_FILES: Final = frozenset({"search_cache_file", "search_needs_written_file"})
+"""`*_file` settings a service rewrites or appends to: their folder is writable, not only the file readable."""
 
 
 def _value(settings: BaseModel, name: str) -> Any:
@@ -65,7 +67,7 @@ def _own_files(service: str, settings: BaseModel) -> tuple[list[str], list[str]]
         if name.endswith("_dir"):
             os.makedirs(value, mode=0o700, exist_ok=True)
             writes.append(value)
-        elif name == "search_cache_file":
+        elif name in _WRITTEN_FILES:
             os.makedirs(os.path.dirname(value) or ".", exist_ok=True)
             writes.append(os.path.dirname(value) or ".")
         elif name.endswith("_file"):
