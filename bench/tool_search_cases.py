@@ -1,6 +1,6 @@
 """Tool search by case: tools with shipped needs, tools without, definitions only, servers held out.
 
-    .venv/bin/python bench/tool_search_cases.py [--query-model tuned|base]
+    .venv/bin/python bench/tool_search_cases.py [--query-model tuned|base] [--query-model-file F.onnx]
 
 The graded set (tests/data/tool_search/queries.jsonl, 400 needs over the 1,587 tools of the 68
 servers in tests/data/tool-schemas) is only read, never trained on. The held-out servers are the
@@ -24,6 +24,7 @@ Prints one line per case, then one JSON object of them all.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -71,7 +72,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--query-model", choices=["tuned", "base"], default="tuned")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--query-model-file",
+        type=Path,
+        help="a query model of one's own (an int8 ONNX file from tools/search_model), in place of the shipped one",
+    )
     args = parser.parse_args()
+    if args.query_model_file is not None:  # research: e.g. the model trained without the held-out servers
+        embedding.QUERY_MODEL = args.query_model_file
+        embedding._QUERY_MODEL_SHA256 = hashlib.sha256(args.query_model_file.read_bytes()).hexdigest()
     embedder = embedding.load(args.threads, args.query_model)
     if isinstance(embedder, str):
         raise SystemExit(embedder)

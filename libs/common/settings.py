@@ -562,7 +562,8 @@ class CodeModeSettings(RequestPathSettings, AuditJournalSettings):
     search_needs_writer_timeout: float = Field(default=120.0, gt=0, le=600)
     """Seconds one request may take."""
     search_needs_writer_retry_seconds: float = Field(default=5.0, ge=0, le=300)
-    """The first pause before a failed request is sent again (doubling, three tries in all)."""
+    """The first pause before a failed request is sent again (doubling, at most 300 s): three error
+    answers and that batch is left until restart; an API that cannot be reached is waited for."""
     search_needs_writer_max_tools: int = Field(default=5000, ge=0)
     """Tools asked about per process lifetime: bounds what a catalog that keeps changing its
     definitions can spend."""

@@ -14,7 +14,9 @@ tools' names, parameter names and descriptions, and the answer must be one JSON 
 name -> needs. What comes back is checked (`parse`) and kept in `search_needs_written_file`, one
 line per tool keyed by its server, name and description sha256: a restart, a second replica given
 the same file, or the same definition seen again asks nothing; a changed description is asked for
-again. A request that fails is retried with growing pauses, three times, then left until restart.
+again. A request that fails is retried with growing pauses, three times, then left until restart;
+an API that cannot be reached at all (the gateway still starting) is waited for, at most 300 s
+between tries.
 
 Why one server per request: a tool's description is its upstream's text, and the upstream may be
 hostile. It can steer what the model writes, but only for the tools of its own request, which are
@@ -35,7 +37,6 @@ from typing import Any, Final
 
 import httpx
 import orjson
-from tenacity import AsyncRetrying, stop_after_attempt, wait_exponential
 
 from libs.common.settings import CodeModeSettings
 from libs.common.tasks import cancel_and_wait
@@ -58,6 +59,7 @@ _MAX_PARAMETERS: Final = 40
 _TOKENS_PER_TOOL: Final = 600
 """`max_tokens` of a request: nine needs of up to 30 words each fit in about 400."""
 _ATTEMPTS: Final = 3
+_MAX_PAUSE: Final = 300.0
 _OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 INSTRUCTIONS: Final = f"""You write search queries for a catalog of tools that AI agents search.
@@ -79,7 +81,12 @@ of {NEEDS_PER_TOOL} strings."""
 
 
 class WriterError(Exception):
-    """Why a request for needs came back with none: the transport, the API, or an unusable answer."""
+    """Why a request for needs came back with none: the API's error, or an unusable answer."""
+
+
+class Unreachable(WriterError):
+    """The API could not be reached at all (the gateway still starting, or down): waited for, not
+    counted among a batch's tries, since no answer said anything about the batch."""
 
 
 def prompt(server: str, specs: Iterable[ToolSpec]) -> list[dict[str, str]]:
@@ -236,15 +243,20 @@ class NeedsWriter:
         self.on_written(lines)
 
     async def _ask_with_retries(self, server: str, batch: list[ToolSpec]) -> dict[str, tuple[str, ...]]:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(_ATTEMPTS),
-            wait=wait_exponential(multiplier=self.settings.search_needs_writer_retry_seconds, max=300),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
+        """The batch's needs, asked again after a pause (doubling) until `_ATTEMPTS` answers were
+        errors; while the API cannot be reached at all, it is waited for."""
+        pause, errors = self.settings.search_needs_writer_retry_seconds, 0
+        while True:
+            try:
                 return await self._ask(server, batch)
-        raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
+            except Unreachable as exc:
+                log.info("tool search: %s; trying again in %.0f s", exc, pause)
+            except WriterError:
+                errors += 1
+                if errors >= _ATTEMPTS:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(max(pause, 0.01) * 2, _MAX_PAUSE)
 
     async def _ask(self, server: str, batch: list[ToolSpec]) -> dict[str, tuple[str, ...]]:
         self.requests += 1
@@ -257,7 +269,7 @@ class NeedsWriter:
         try:
             answer = await self._http().post("/chat/completions", json=body)
         except httpx.HTTPError as exc:
-            raise WriterError(f"the needs writer's API is unreachable: {type(exc).__name__}") from None
+            raise Unreachable(f"the needs writer's API is unreachable: {type(exc).__name__}") from None
         if answer.status_code != 200:
             raise WriterError(f"the needs writer's API answered HTTP {answer.status_code}: {_reason(answer)}")
         try:

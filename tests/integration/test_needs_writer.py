@@ -6,7 +6,8 @@ budget and lands in the audit trail like any chat completion; the provider is a 
 OpenAI-compatible server that reads what it is asked. A need written for a tool moves it to the top
 of a search no definition answers; one server's tools are asked about per request, and needs the
 model names for a tool it was not asked about (a hostile description steering it) are dropped; a
-restart reads the written needs back and asks for none; a provider that fails is retried, then left."""
+restart reads the written needs back and asks for none; a provider that fails is retried, then left,
+and one that cannot be reached is waited for."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from services.codemode.service import CodeModeService
 from services.codemode.toolset import Toolset
 from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import Gateway, SharedGateway, default_config, gateway_on_own_servers
-from tests.support.llm_provider import Computed, Fail, Reply, ScriptedProvider
+from tests.support.llm_provider import Computed, Drop, Fail, Reply, ScriptedProvider
 from tests.support.polling import poll_until
 from tests.support.ports import free_port
 
@@ -209,11 +210,12 @@ async def _writer_against(
         await writer.close()
 
 
-async def test_a_failing_provider_is_tried_three_times_then_left_without_harm(
+async def test_a_failing_provider_is_tried_three_times_then_left_and_an_unreachable_one_waited_for(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     provider = ScriptedProvider()
-    provider.script = [Fail(500, "overloaded"), Reply(text="no JSON here"), Fail(429, "slow down")]
+    # a dropped connection says nothing about the batch (the API unreachable): waited for, not counted
+    provider.script = [Drop(), Fail(500, "overloaded"), Drop(), Reply(text="no JSON here"), Fail(429, "slow down")]
     await provider.start()
     toolset = Toolset([("tracker", {"name": "get_issue", "description": "Get one issue.", "inputSchema": {}})])
     try:
@@ -222,7 +224,7 @@ async def test_a_failing_provider_is_tried_three_times_then_left_without_harm(
                 writer.want(toolset.by_name.values())
                 writer.want(toolset.by_name.values())  # the same definition again: asked once
                 await poll_until(lambda: "after 3 tries" in caplog.text, "the writer to give up", within=30)
-            assert writer.requests == 3 and written == []
+            assert writer.requests == 5 and written == []
             assert "HTTP 429: slow down" in caplog.text
             assert not (tmp_path / "written.jsonl").exists()
             assert "sk-the-writers-own-key" not in caplog.text

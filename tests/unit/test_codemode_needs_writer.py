@@ -17,6 +17,8 @@ from services.codemode import needs
 from services.codemode.needs_writer import MAX_ANSWER_BYTES, NeedsWriter, WriterError, parse, prompt
 from services.codemode.toolset import Toolset
 
+pytestmark = pytest.mark.unit
+
 ASKED = ["get_issue", "list_issues"]
 GOOD = [f"show me ticket {n} from the tracker" for n in range(9)]
 
