@@ -1,5 +1,5 @@
 """The Code Mode service's metrics: runs by outcome, sandbox limits hit, and tool search (which engine
-ranked, whether the embedding model is loaded, definitions embedded). Served with the shared ones
+ranked, whether the embedding model is loaded, definitions embedded, needs written). Served with the shared ones
 (`libs.common.metrics`) on its `/metrics`.
 """
 
@@ -9,6 +9,7 @@ from prometheus_client import Counter, Gauge
 
 __all__ = [
     "CODEMODE_LIMITS_HIT",
+    "CODEMODE_NEEDS_REQUESTS",
     "CODEMODE_RUNS",
     "CODEMODE_SEARCHES",
     "CODEMODE_SEARCH_MODEL",
@@ -24,6 +25,11 @@ CODEMODE_SEARCHES = Counter(
 )
 CODEMODE_SEARCH_MODEL = Gauge(
     "bastion_codemode_search_model_loaded", "1 when tool search has its embedding model, 0 when it is lexical only."
+)
+CODEMODE_NEEDS_REQUESTS = Counter(
+    "bastion_codemode_search_needs_requests",
+    "Requests to the LLM that writes tools' needs, by outcome: written, error (an error answer), unreachable.",
+    ["outcome"],
 )
 CODEMODE_SEARCH_VECTORS = Counter(
     "bastion_codemode_search_vectors_computed", "Tool definitions embedded for search (not found in the cache)."

@@ -43,6 +43,7 @@ from libs.common.settings import CodeModeSettings
 from libs.common.tasks import cancel_and_wait
 
 from . import needs
+from .metrics import CODEMODE_NEEDS_REQUESTS
 from .toolset import ToolSpec
 
 __all__ = ["NeedsWriter", "WriterError", "parse", "prompt"]
@@ -249,13 +250,18 @@ class NeedsWriter:
         pause, errors = self.settings.search_needs_writer_retry_seconds, 0
         while True:
             try:
-                return await self._ask(server, batch)
+                written = await self._ask(server, batch)
             except Unreachable as exc:
+                CODEMODE_NEEDS_REQUESTS.labels("unreachable").inc()
                 log.info("tool search: %s; trying again in %.0f s", exc, pause)
             except WriterError:
+                CODEMODE_NEEDS_REQUESTS.labels("error").inc()
                 errors += 1
                 if errors >= _ATTEMPTS:
                     raise
+            else:
+                CODEMODE_NEEDS_REQUESTS.labels("written").inc()
+                return written
             await asyncio.sleep(pause)
             pause = min(max(pause, 0.01) * 2, _MAX_PAUSE)
 

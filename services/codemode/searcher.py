@@ -181,8 +181,8 @@ class Searcher:
 
     def _good_enough(self, index: SearchIndex) -> bool:
         """A hybrid index of the latest needs, or of older ones while the new are being embedded."""
-        embedding = self._background is not None and not self._background.done()
-        return index.engine == "hybrid" and (index.revision == self.revision or embedding)
+        busy = self._background is not None and not self._background.done()
+        return index.engine == "hybrid" and (index.revision == self.revision or busy)
 
     async def _warm_up(self, toolset: Toolset) -> None:
         """Wait, at most `search_warmup_wait` seconds, for the background embedding of `toolset`."""

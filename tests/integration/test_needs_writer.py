@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from libs.common.messages import AuditEvent
@@ -191,6 +192,10 @@ async def test_a_restart_ranks_with_the_written_needs_and_asks_for_none(gateway:
         await searcher.close()
 
 
+def _requests(outcome: str) -> float:
+    return REGISTRY.get_sample_value("bastion_codemode_search_needs_requests_total", {"outcome": outcome}) or 0.0
+
+
 @contextlib.asynccontextmanager
 async def _writer_against(
     provider: ScriptedProvider, tmp_path: Path
@@ -220,11 +225,14 @@ async def test_a_failing_provider_is_tried_three_times_then_left_and_an_unreacha
     toolset = Toolset([("tracker", {"name": "get_issue", "description": "Get one issue.", "inputSchema": {}})])
     try:
         async with _writer_against(provider, tmp_path) as (writer, written):
+            before = {outcome: _requests(outcome) for outcome in ("written", "error", "unreachable")}
             with caplog.at_level(logging.INFO):
                 writer.want(toolset.by_name.values())
                 writer.want(toolset.by_name.values())  # the same definition again: asked once
                 await poll_until(lambda: "after 3 tries" in caplog.text, "the writer to give up", within=30)
             assert writer.requests == 5 and written == []
+            after = {outcome: _requests(outcome) - before[outcome] for outcome in before}
+            assert after == {"written": 0, "error": 3, "unreachable": 2}
             assert "HTTP 429: slow down" in caplog.text
             assert not (tmp_path / "written.jsonl").exists()
             assert "sk-the-writers-own-key" not in caplog.text
@@ -234,6 +242,7 @@ async def test_a_failing_provider_is_tried_three_times_then_left_and_an_unreacha
             changed = Toolset([("tracker", {"name": "get_issue", "description": "Get an issue.", "inputSchema": {}})])
             writer.want(changed.by_name.values())
             await poll_until(lambda: written, "the changed definition's needs", within=30)
+            assert _requests("written") - before["written"] == 1
             line = written[0]["get_issue"][0]
             assert line.needs == tuple(WEATHER)
             assert line.description_sha256 == needs.fingerprint("Get an issue.")
