@@ -83,10 +83,7 @@ class Needs:
 
     def merged(self, more: Mapping[str, tuple[Line, ...]]) -> Needs:
         """These needs and the lines `more` (after these: a tool keeps the needs it had first)."""
-        lines = dict(self.lines)
-        for tool, added in more.items():
-            lines[tool] = (*lines.get(tool, ()), *added)
-        return Needs(lines, self.reference)
+        return Needs(_joined([self.lines, more]), self.reference)
 
     def every(self) -> list[str]:
         return sorted({need for lines in self.lines.values() for line in lines for need in line.needs})
@@ -97,8 +94,9 @@ def fingerprint(description: str) -> str:
     return hashlib.sha256(" ".join(description.split()).encode()).hexdigest()
 
 
-def parse(rows: Iterable[bytes], source: str) -> Needs:
-    """Needs from JSON lines; a line that is not one names its file and number."""
+def parse(rows: Iterable[bytes], source: str, skipped: list[int] | None = None) -> Needs:
+    """Needs from JSON lines; a line that is not one names its file and number, or, given
+    `skipped`, is left out and its number added there (a file we append to, that a crash may cut)."""
     lines: dict[str, tuple[Line, ...]] = {}
     for number, row in enumerate(rows, 1):
         if not row.strip():
@@ -106,6 +104,9 @@ def parse(rows: Iterable[bytes], source: str) -> Needs:
         try:
             tool, line = _fields(orjson.loads(row))
         except (orjson.JSONDecodeError, ValueError) as exc:
+            if skipped is not None:
+                skipped.append(number)
+                continue
             raise NeedsError(f"{source} line {number}: {exc}") from None
         lines[tool] = (*lines.get(tool, ()), line)
     return Needs(lines)
@@ -137,11 +138,16 @@ def _fields(row: Any) -> tuple[str, Line]:
 def load(shipped: bool = True, extra: Path | None = None) -> Needs:
     """The shipped needs (unless `shipped` is False) and those of the file `extra`."""
     parts = [_read(path) for path in ([SHIPPED] if shipped else []) + ([extra] if extra else [])]
+    return Needs(_joined([part.lines for part in parts]), sample(parts[0]) if parts else ())
+
+
+def _joined(parts: Iterable[Mapping[str, tuple[Line, ...]]]) -> dict[str, tuple[Line, ...]]:
+    """The lines of every part, each tool's in the parts' order."""
     lines: dict[str, tuple[Line, ...]] = {}
     for part in parts:
-        for tool, more in part.lines.items():
+        for tool, more in part.items():
             lines[tool] = (*lines.get(tool, ()), *more)
-    return Needs(lines, sample(parts[0]) if parts else ())
+    return lines
 
 
 def sample(needs: Needs) -> tuple[str, ...]:

@@ -96,9 +96,7 @@ def prompt(server: str, specs: Iterable[ToolSpec]) -> list[dict[str, str]]:
     tools = [
         {
             "name": spec.tool,
-            "parameters": sorted(spec.schema.get("properties") or {})[:_MAX_PARAMETERS]
-            if isinstance(spec.schema.get("properties"), dict)
-            else [],
+            "parameters": sorted(spec.params.values())[:_MAX_PARAMETERS],
             "description": " ".join(spec.description.split())[:_DESCRIPTION_CHARS],
         }
         for spec in specs
@@ -171,19 +169,16 @@ class NeedsWriter:
         except needs.NeedsError as exc:
             log.error("tool search: the written needs are left out (they will be written again): %s", exc)
             return needs.Needs()
-        lines: dict[str, tuple[needs.Line, ...]] = {}
-        skipped = 0
-        for row in rows.splitlines():
-            try:
-                part = needs.parse([row], str(self.path))
-            except needs.NeedsError:
-                skipped += 1
-                continue
-            for tool, more in part.lines.items():
-                lines[tool] = (*lines.get(tool, ()), *more)
+        skipped: list[int] = []
+        written = needs.parse(rows.splitlines(), str(self.path), skipped)
         if skipped:
-            log.warning("tool search: %d unusable lines of %s skipped: their tools are asked again", skipped, self.path)
-        return needs.Needs(lines)
+            log.warning(
+                "tool search: %d unusable lines of %s skipped (%s): their tools are asked again",
+                len(skipped),
+                self.path,
+                ", ".join(map(str, skipped[:5])),
+            )
+        return written
 
     def want(self, specs: Iterable[ToolSpec]) -> None:
         """Queue the tools of `specs` not asked for yet (the caller passes tools without needs)."""

@@ -126,11 +126,14 @@ class Searcher:
         if self.store is None:
             return
         self._toolset = toolset
+        self._embed_later(toolset)
+        known = self.store.needs
+        self.writer.want(spec for spec in toolset.by_name.values() if not known.of(spec))
+
+    def _embed_later(self, toolset: Toolset) -> None:
         self._pending = list(toolset.by_name.values())
         if self._background is None or self._background.done():
             self._background = asyncio.create_task(self._embed_pending())
-        known = self.store.needs
-        self.writer.want(spec for spec in self._pending if not known.of(spec))
 
     def _needs_written(self, lines: Written) -> None:
         """Rank the tools of `lines` with their new needs: embed them again in the background."""
@@ -139,7 +142,7 @@ class Searcher:
         self.store.needs = self.store.needs.merged(lines)
         self.revision += 1
         if self._toolset is not None:
-            self.catalog_changed(self._toolset)
+            self._embed_later(self._toolset)
 
     async def _embed_pending(self) -> None:
         assert self.store is not None
@@ -175,7 +178,7 @@ class Searcher:
             await self._warm_up(toolset)
         vectors = self.store.matrix(keys)
         if vectors is None:
-            self.catalog_changed(toolset)
+            self._embed_later(toolset)
             return current or SearchIndex(toolset)
         return SearchIndex(toolset, vectors, self.queries, revision=revision)
 
@@ -187,7 +190,7 @@ class Searcher:
     async def _warm_up(self, toolset: Toolset) -> None:
         """Wait, at most `search_warmup_wait` seconds, for the background embedding of `toolset`."""
         if self._background is None or self._background.done():
-            self.catalog_changed(toolset)
+            self._embed_later(toolset)
         task = self._background
         if task is None:
             return
