@@ -14,10 +14,11 @@ from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any, Final
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
+from starlette.exceptions import HTTPException
 
 from libs.common.messages import AuditEvent
 from libs.common.page_security import PageSecurity
@@ -31,6 +32,7 @@ from .api.access_routes import access_routes
 from .api.admin_route import bound_route
 from .api.audit_routes import audit_routes
 from .api.errors import needs
+from .api.models import ErrorBody
 from .api.registry_client import RegistryClient
 from .console import console_api, console_pages
 from .login import OAuthLogin, login_router
@@ -44,6 +46,19 @@ __all__ = ["DOCS_PATHS", "VERSION", "build_app"]
 VERSION = version("bastion-gateway")
 DOCS_PATHS: Final = frozenset({OPENAPI_PATH, ASSETS_PATH})
 """FastAPI's own routes (the OpenAPI document, the reference's assets): public, and not `AdminRoute`s."""
+
+
+_UNROUTED = {404: ("not_found", "no such route"), 405: ("method_not_allowed", "this route does not take that method")}
+
+
+async def _unrouted(request: Request, exc: Exception) -> JSONResponse:
+    """What the router refuses before any route runs (no path matches, or not with this method) is an
+    `ErrorBody` too, as the schema documents every error: a path parameter that a route's pattern cannot
+    hold (a tool name with a line break) lands here, not in the route."""
+    assert isinstance(exc, HTTPException)
+    error, message = _UNROUTED.get(exc.status_code, ("http_error", str(exc.detail)))
+    body = ErrorBody(error=error, message=f"{message}: {request.method} {request.url.path[:200]}")
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status_code, headers=exc.headers)
 
 
 def build_app(
@@ -60,6 +75,7 @@ def build_app(
         title="Bastion admin API", version=VERSION, docs_url=None, redoc_url=None, static_url=ASSETS_PATH
     )
     app.add_middleware(PageSecurity)
+    app.add_exception_handler(HTTPException, _unrouted)
     changes = ChangeLog(audit)
     store = AdminStore(nc.jetstream(), Sealer(settings.secrets_key), changes)
     auth = Authenticator(store, settings.admin_bootstrap_token, refusals, audit)

@@ -350,6 +350,16 @@ async def test_unknown_ids_are_404(readers_api: httpx.AsyncClient) -> None:
         assert_error(response, 404, "nope" if "nope" in path else "key")
 
 
+async def test_what_no_route_takes_is_an_error_body_too(readers_api: httpx.AsyncClient) -> None:
+    # a line break is what a `{name:path}` parameter cannot hold: the router refuses it, no route runs
+    response = await readers_api.get("/tools/echo/a%0Ab/pin")
+    assert assert_error(response, 404, "no such route", "/pin")["error"] == "not_found"
+    assert assert_error(await readers_api.get("/no-such-thing"), 404)["error"] == "not_found"
+    response = await readers_api.request("PATCH", "/permissions")
+    assert assert_error(response, 405, "that method")["error"] == "method_not_allowed"
+    assert response.headers["allow"]
+
+
 async def test_duplicates_are_409(writers_api: httpx.AsyncClient) -> None:
     api = writers_api
     assert (await api.post("/groups", json={"id": "dup"})).status_code == 201

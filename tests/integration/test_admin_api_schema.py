@@ -4,7 +4,8 @@ for every operation; none may get a 5xx, leak a secret, or (when valid) get an u
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from libs.common.settings import AuditSettings, OAuthSettings
 from services.admin.service import AdminService
 from services.audit import AuditService
 from services.oauth.service import OAuthService
-from tests.support.admin_api import ECHO
+from tests.support.admin_api import ECHO, running_admin
+from tests.support.mcp_registry import PUBLISHED
+from tests.support.processes import serving_process
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +66,21 @@ def _fuzz(openapi: dict[str, Any], base: str, examples: int, token: str) -> list
 
             run_cases(operation.as_strategy(generation_mode=mode), checks)
     return failures
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[str]:
+    """The registry routes are fuzzed against a real registry API on this machine (the published
+    examples, only read): the default one is on the internet, where a request may hang until its timeout."""
+    argv = [sys.executable, "-m", "tests.support.mcp_registry", str(PUBLISHED)]
+    with serving_process(argv, "the local MCP registry") as url:
+        yield url
+
+
+@pytest.fixture
+async def admin_and_owner(nats_url: str, registry: str) -> AsyncIterator[tuple[AdminService, str]]:
+    async with running_admin(nats_url, registries={"official": registry}) as both:
+        yield both
 
 
 @pytest.fixture

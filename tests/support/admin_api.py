@@ -97,6 +97,7 @@ async def running_admin(nats_url: str, **settings: Any) -> AsyncIterator[tuple[A
     nc = await connect(nats_url, "test-store-owners")
     await declared(nc.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM, subjects.KV_CATALOG)
     await nc.close()
+    settings.setdefault("registries", {})  # the default registry is on the internet: a test names its own
     service = AdminService(
         AdminSettings(nats_url=nats_url, admin_port=0, admin_bootstrap_token=SecretStr(BOOTSTRAP), **settings)
     )
