@@ -19,6 +19,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 
 from libs.common.sealing import new_key
 from libs.common.settings import AuditSettings, OAuthSettings
+from services.admin.console.probe import PROBE_SECONDS
 from services.admin.service import AdminService
 from services.audit import AuditService
 from services.oauth.service import OAuthService
@@ -27,6 +28,12 @@ from tests.support.mcp_registry import PUBLISHED
 from tests.support.processes import serving_process
 
 pytestmark = pytest.mark.integration
+
+
+_PATIENCE = 3 * PROBE_SECONDS
+"""Seconds one request may take: a hang guard above the longest wait a route itself bounds (the
+console's probe of a fuzzed server address, whose name may take that long to fail to resolve where
+DNS answers slowly), not a speed bar."""
 
 
 def _fuzz(openapi: dict[str, Any], base: str, examples: int, token: str) -> list[str]:
@@ -48,7 +55,7 @@ def _fuzz(openapi: dict[str, Any], base: str, examples: int, token: str) -> list
         @given(case=strategy)
         def run(case: Any) -> None:
             try:
-                response = case.call_and_validate(base_url=base, headers=headers, checks=checks, timeout=10)
+                response = case.call_and_validate(base_url=base, headers=headers, checks=checks, timeout=_PATIENCE)
             except (AssertionError, BaseExceptionGroup) as exc:  # a schemathesis Failure or FailureGroup
                 failures.append(f"{case.method} {case.formatted_path}: {str(exc)[:300]}")
                 return
