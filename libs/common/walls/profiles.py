@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -126,20 +127,30 @@ def everything_but(excluded: Sequence[str], root: str = "/") -> list[str]:
 
 def private_tmp(service: str, data_dir: str) -> str:
     """A temporary folder of this process's own, made the default for everything it runs:
-    `<data_dir>/tmp/<service>-<pid>` (replicas of one service each have theirs; what a dead process
-    left is removed now), or without a data dir a new folder under the system's."""
-    if not data_dir:
-        folder = tempfile.mkdtemp(prefix=f"bastion-{service}-")
-    else:
-        root = os.path.join(data_dir, "tmp")
-        os.makedirs(root, mode=0o700, exist_ok=True)
-        for entry in os.listdir(root):
-            owner = entry.rpartition("-")[2]
-            if entry.startswith(f"{service}-") and owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
-                shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
-        folder = os.path.join(root, f"{service}-{os.getpid()}")
-        shutil.rmtree(folder, ignore_errors=True)  # a reused pid's leftovers
-        os.makedirs(folder, mode=0o700)
+    `<root>/<service>-<pid>`, where the root is `<data_dir>/tmp`, or without a data dir
+    `bastion-<uid>` in the system's temporary folder. Replicas of one service each have theirs, and what
+    a dead process left there is removed now: a process boxed by the OS cannot remove its own folder
+    when it ends (that needs the right to change its parent), so the next one to start does."""
+    root = os.path.join(data_dir, "tmp") if data_dir else os.path.join(tempfile.gettempdir(), f"bastion-{os.getuid()}")
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    if not _owned_privately(root):  # another user's folder in a shared /tmp: theirs to fill, not ours
+        return _made_default(tempfile.mkdtemp(prefix=f"bastion-{service}-"))
+    for entry in os.listdir(root):
+        owner = entry.rpartition("-")[2]
+        if entry.startswith(f"{service}-") and owner.isdigit() and not os.path.exists(f"/proc/{owner}"):
+            shutil.rmtree(os.path.join(root, entry), ignore_errors=True)
+    folder = os.path.join(root, f"{service}-{os.getpid()}")
+    shutil.rmtree(folder, ignore_errors=True)  # a reused pid's leftovers
+    os.makedirs(folder, mode=0o700)
+    return _made_default(folder)
+
+
+def _owned_privately(folder: str) -> bool:
+    found = os.lstat(folder)
+    return stat.S_ISDIR(found.st_mode) and found.st_uid == os.getuid() and not found.st_mode & 0o077
+
+
+def _made_default(folder: str) -> str:
     os.environ["TMPDIR"] = folder
     tempfile.tempdir = folder
     return folder
