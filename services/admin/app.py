@@ -29,10 +29,9 @@ from libs.common.settings import AdminSettings
 from .analytics import analytics_router, dashboard_router
 from .api import PREFIX, AdminStore, Authenticator, ChangeLog, admin_api
 from .api.access_routes import access_routes
-from .api.admin_route import bound_route
+from .api.admin_route import bound_route, error_response
 from .api.audit_routes import audit_routes
-from .api.errors import needs
-from .api.models import ErrorBody
+from .api.errors import AdminError, needs
 from .api.registry_client import RegistryClient
 from .console import console_api, console_pages
 from .login import OAuthLogin, login_router
@@ -57,8 +56,8 @@ async def _unrouted(request: Request, exc: Exception) -> JSONResponse:
     hold (a tool name with a line break) lands here, not in the route."""
     assert isinstance(exc, HTTPException)
     error, message = _UNROUTED.get(exc.status_code, ("http_error", str(exc.detail)))
-    body = ErrorBody(error=error, message=f"{message}: {request.method} {request.url.path[:200]}")
-    return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status_code, headers=exc.headers)
+    said = f"{message}: {request.method} {request.url.path[:200]}"
+    return error_response(AdminError(exc.status_code, error, said, headers=dict(exc.headers or {})))
 
 
 def build_app(

@@ -30,14 +30,15 @@ from .identity import CURRENT, Identity
 from .models import ErrorBody, field_errors
 from .tables import Conflict, NotFound
 
-__all__ = ["MAX_BODY_BYTES", "AdminRoute", "bound_route"]
+__all__ = ["MAX_BODY_BYTES", "AdminRoute", "bound_route", "error_response"]
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def _response(exc: AdminError) -> JSONResponse:
+def error_response(exc: AdminError) -> JSONResponse:
+    """`exc` as the `ErrorBody` answer every admin error is (`app` answers the router's own refusals with it too)."""
     body = ErrorBody(error=exc.error, message=exc.message, detail=exc.detail, permission=exc.permission)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=exc.status, headers=exc.headers)
 
@@ -80,23 +81,24 @@ class AdminRoute(APIRoute):
             except AdminError as exc:
                 if exc.status == 403 and identity is not None:  # the route's or a handler's (servers:command)
                     self.auth.forbidden(identity, request.method, request.url.path, exc.permission, exc.message)
-                return _response(exc)
+                return error_response(exc)
             except RequestValidationError as exc:
-                return _response(invalid(field_errors(exc.errors())))
+                return error_response(invalid(field_errors(exc.errors())))
             except NotFound as exc:
-                return _response(AdminError(404, "not_found", str(exc)))
+                return error_response(AdminError(404, "not_found", str(exc)))
             except Conflict as exc:
-                return _response(AdminError(409, "conflict", str(exc)))
+                return error_response(AdminError(409, "conflict", str(exc)))
             except HTTPException as exc:  # FastAPI's own, e.g. 400 for a body that is not UTF-8
                 code = "bad_request" if exc.status_code == 400 else "http_error"
-                return _response(AdminError(exc.status_code, code, str(exc.detail), headers=dict(exc.headers or {})))
+                headers = dict(exc.headers or {})
+                return error_response(AdminError(exc.status_code, code, str(exc.detail), headers=headers))
             except (nats.errors.Error, TimeoutError, ConnectionError) as exc:
                 log.warning("admin API: NATS unavailable (%s)", type(exc).__name__)
                 unavailable = "the configuration store (NATS) is not reachable; retry shortly"
-                return _response(AdminError(503, "store_unavailable", unavailable))
+                return error_response(AdminError(503, "store_unavailable", unavailable))
             except Exception:
                 log.exception("admin API: unexpected error on %s %s", request.method, request.url.path)
-                return _response(AdminError(500, "internal", "internal error; see the admin service's log"))
+                return error_response(AdminError(500, "internal", "internal error; see the admin service's log"))
             finally:
                 if token is not None:
                     CURRENT.reset(token)
