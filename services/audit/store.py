@@ -37,6 +37,7 @@ from .schema import (
     COLUMNS,
     DATABASE,
     DDL,
+    MIGRATIONS,
     REFUSED,
     REFUSED_COLUMNS,
     STORED_COLUMNS,
@@ -361,10 +362,28 @@ class ClickHouseStore:
         with self._ready:
             if self._created:
                 return
-            for statement in (*DDL, *rollups.DDL):
+            for statement in DDL:
+                client.command(statement)
+            present = _columns_and_indexes(client)
+            for kind, name, statement in MIGRATIONS:
+                if (kind, name) not in present:
+                    client.command(statement)
+            for statement in rollups.DDL:
                 client.command(statement)
             self._created = True
             log.info("clickhouse: %s ready at %s", TABLE, _redact(self.url))
+
+
+def _columns_and_indexes(client: Client) -> set[tuple[str, str]]:
+    """("column" or "index", name) of each column and data-skipping index the events table has now."""
+    database, table = TABLE.split(".")
+    found = client.query(
+        "SELECT 'column', name FROM system.columns WHERE database = {db:String} AND table = {t:String}"
+        " UNION ALL SELECT 'index', name FROM system.data_skipping_indices"
+        " WHERE database = {db:String} AND table = {t:String}",
+        parameters={"db": database, "t": table},
+    )
+    return {(str(kind), str(name)) for kind, name in found.result_rows}
 
 
 def _fresh(client: Client, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

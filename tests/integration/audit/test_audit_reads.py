@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from cli.stack import EmbeddedNats, free_port
 from libs.common import subjects
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import AuditQuery, AuditRows
-from services.audit.schema import to_row
+from services.audit.schema import STORED_COLUMNS, to_row
 from services.audit.store import ClickHouseStore
 from tests.support.audit_pipeline import WAIT, event, query
 from tests.support.polling import poll_until
@@ -120,8 +121,8 @@ async def test_tail_follow_ends_with_an_error_when_nats_goes_away(
 
 
 def test_a_table_of_the_first_release_is_migrated_and_keeps_its_rows(chdb_url: str) -> None:
-    """Columns added later (`execution`, `truncated`) reach an existing table by ALTER ... ADD COLUMN;
-    its rows stay, reading back with the new columns' defaults."""
+    """Columns added later (`execution`, `truncated`, ...) and the indexes reach an existing table by
+    ALTER ... ADD; its rows stay, reading back with the new columns' defaults."""
     first_release = (
         "CREATE DATABASE IF NOT EXISTS bastion",
         "CREATE TABLE bastion.audit_events (v UInt16, event_id String, ts DateTime64(6, 'UTC'), "
@@ -150,3 +151,14 @@ def test_a_table_of_the_first_release_is_migrated_and_keeps_its_rows(chdb_url: s
         store.close()
     assert rows["old"].execution is None and rows["old"].truncated == {} and rows["old"].response_bytes == 20
     assert rows[new.event_id].execution == "may_have_run" and rows[new.event_id].truncated == {"name": 4_000_000}
+    listed = (
+        "import clickhouse_connect, json\n"
+        f"client = clickhouse_connect.get_client(dsn={chdb_url!r})\n"
+        "where = \"database = 'bastion' AND table = 'audit_events'\"\n"
+        "names = lambda system: [r[0] for r in client.query(f'SELECT name FROM {system} WHERE {where}').result_rows]\n"
+        "print(json.dumps([names('system.columns'), names('system.data_skipping_indices')]))\n"
+    )
+    found = subprocess.run([sys.executable, "-c", listed], check=True, timeout=120, capture_output=True, text=True)
+    columns, indexes = json.loads(found.stdout.strip().splitlines()[-1])
+    assert columns == list(STORED_COLUMNS)  # every migration ran, in order
+    assert sorted(indexes) == ["event_id_bloom", "ts_minmax"]
