@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common import tracing
+from libs.common.guarded_http import shared_tls
 
 pytest_plugins = [
     "tests.support.admin_api",  # `ingress`, `api` and `admin_pages`: the admin API in-process
@@ -69,7 +70,7 @@ def redis_url(valkey_server: EmbeddedValkey) -> str:
 @pytest.fixture
 async def http() -> AsyncIterator[httpx2.AsyncClient]:
     """A plain HTTP client, for the raw requests a test sends to a gateway."""
-    async with httpx2.AsyncClient(timeout=30) as client:
+    async with httpx2.AsyncClient(timeout=30, verify=shared_tls()) as client:
         yield client
 
 

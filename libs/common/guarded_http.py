@@ -13,6 +13,8 @@ refused: what is checked is a TCP address.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
@@ -27,6 +29,7 @@ __all__ = [
     "Refused",
     "guarded_sync_transport",
     "guarded_transport",
+    "shared_tls",
 ]
 
 Addresses = Callable[[str, int], Awaitable[list[str]]]
@@ -127,6 +130,14 @@ class GuardedSyncBackend(httpcore2.NetworkBackend):
         raise Refused(_UNIX_SOCKET)
 
 
+@functools.cache
+def shared_tls(trust_env: bool = True) -> ssl.SSLContext:
+    """The process's one verifying TLS context. Building one reads the CA bundle again, about 25-45 ms
+    of CPU, and a transport used to build two; the settings it reads (`SSL_CERT_FILE`, `SSL_CERT_DIR`)
+    are the process's own and fixed at start. A context is safe to share between connections."""
+    return httpx2.create_ssl_context(trust_env=trust_env)
+
+
 def guarded_transport(
     addresses: Addresses,
     *,
@@ -136,10 +147,12 @@ def guarded_transport(
 ) -> httpx2.AsyncHTTPTransport:
     """httpx2's transport over `GuardedBackend(addresses)`."""
     limits = limits or httpx2.Limits()
-    transport = httpx2.AsyncHTTPTransport(limits=limits, socket_options=socket_options, trust_env=trust_env)
+    transport = httpx2.AsyncHTTPTransport(
+        verify=shared_tls(trust_env), limits=limits, socket_options=socket_options, trust_env=trust_env
+    )
     # the pool the parent built (no connection yet), rebuilt the same over the checking backend
     transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=httpx2.create_ssl_context(trust_env=trust_env),
+        ssl_context=shared_tls(trust_env),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
@@ -151,8 +164,6 @@ def guarded_transport(
 
 def guarded_sync_transport(addresses: BlockingAddresses) -> httpx2.HTTPTransport:
     """httpx2's blocking transport over `GuardedSyncBackend(addresses)`."""
-    transport = httpx2.HTTPTransport()
-    transport._pool = httpcore2.ConnectionPool(
-        ssl_context=httpx2.create_ssl_context(), network_backend=GuardedSyncBackend(addresses)
-    )
+    transport = httpx2.HTTPTransport(verify=shared_tls())
+    transport._pool = httpcore2.ConnectionPool(ssl_context=shared_tls(), network_backend=GuardedSyncBackend(addresses))
     return transport

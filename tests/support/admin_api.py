@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from libs.common import subjects
 from libs.common.admin_principals import Principal, RoleBinding
+from libs.common.guarded_http import shared_tls
 from libs.common.nats import connect
 from libs.common.settings import AdminSettings, IngressSettings
 from services.admin.api.access_store import AccessStore
@@ -53,7 +54,7 @@ def base_url(service: AdminService) -> str:
 async def first_owner(service: AdminService, name: str = "test-owner") -> str:
     """The bootstrap token's one job: an owner, with an API token (returned)."""
     body = {"name": name, "kind": "automation", "roles": [{"role": "owner"}], "token": {"label": "tests"}}
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, verify=shared_tls()) as http:
         made = await http.post(
             f"{base_url(service)}/principals", json=body, headers={"Authorization": f"Bearer {BOOTSTRAP}"}
         )
@@ -68,7 +69,7 @@ async def principal_token(
     """A principal holding `roles` (`{"role": "analyst"}`, `{"role": "key_manager", "team_id": "a"}`),
     made by the owner; returns its API token."""
     body = {"name": name, "kind": kind, "roles": list(roles), "token": {"label": "tests"}}
-    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {owner}"}) as http:
+    async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {owner}"}, verify=shared_tls()) as http:
         made = await http.post(f"{base_url(service)}/principals", json=body)
     assert made.status_code == 201, made.text
     secret: str = made.json()["token"]["secret"]
@@ -136,14 +137,14 @@ async def ingress(nats_url: str) -> AsyncIterator[IngressService]:
 @pytest.fixture
 async def admin_pages(admin: AdminService) -> AsyncIterator[httpx.AsyncClient]:
     """The admin service's pages as a browser without a token asks for them (not below `/admin/v1`)."""
-    async with httpx.AsyncClient(base_url=admin.url, timeout=10, trust_env=False) as client:
+    async with httpx.AsyncClient(base_url=admin.url, timeout=10, trust_env=False, verify=shared_tls()) as client:
         yield client
 
 
 @pytest.fixture
 async def api(admin: AdminService, owner_token: str) -> AsyncIterator[httpx.AsyncClient]:
     headers = {"Authorization": f"Bearer {owner_token}"}
-    async with httpx.AsyncClient(base_url=base_url(admin), headers=headers, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base_url(admin), headers=headers, timeout=30, verify=shared_tls()) as client:
         yield client
 
 

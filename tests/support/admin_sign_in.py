@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx2
 
+from libs.common.guarded_http import shared_tls
 from tests.support.oauth_browser import Browser
 from tests.support.oidc_idp import sign_in_through_bastion
 
@@ -25,7 +26,7 @@ Proof = Callable[[httpx2.AsyncClient, str], Awaitable[str | httpx2.Response]]
 
 async def sign_in_to_admin(admin: str, public: str, proof: Proof) -> tuple[httpx2.AsyncClient, httpx2.Response]:
     """The browser (based at `admin`; the caller closes it) and the last answer of the sign-in."""
-    browser = httpx2.AsyncClient(base_url=admin, timeout=30, follow_redirects=False)
+    browser = httpx2.AsyncClient(base_url=admin, timeout=30, follow_redirects=False, verify=shared_tls())
     started = await browser.get(f"{admin}/login", params={"next": "/dashboard"})
     assert started.status_code == 302, started.text
     authorize = started.headers["location"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from cli.stack import EmbeddedNats
+from libs.common.guarded_http import shared_tls
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, running_admin
 
@@ -30,7 +31,7 @@ class ModuleAdmin:
     def client(self) -> httpx.AsyncClient:
         """The owner's client at `/admin/v1`, as the per-test `api` fixture makes it."""
         headers = {"Authorization": f"Bearer {self.owner_token}"}
-        return httpx.AsyncClient(base_url=base_url(self.admin), headers=headers, timeout=30)
+        return httpx.AsyncClient(base_url=base_url(self.admin), headers=headers, timeout=30, verify=shared_tls())
 
 
 @contextlib.asynccontextmanager

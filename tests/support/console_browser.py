@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 import httpx
 
+from libs.common.guarded_http import shared_tls
 from tests.support.chromium import FLAGS, chromium
 from tests.support.polling import poll_until
 
@@ -195,7 +196,7 @@ async def browser(profile: Path, width: int = 1400, height: int = 1000) -> Async
     page: Page | None = None
     try:
         port = (await devtools_endpoint(proc)).split(":")[2].split("/")[0]
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient(verify=shared_tls()) as http:
             targets = (await http.get(f"http://127.0.0.1:{port}/json/list")).json()
         url = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
         drain = asyncio.ensure_future(proc.stderr.read())  # chromium keeps logging: never let the pipe fill

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from libs.common.guarded_http import shared_tls
+
 __all__ = ["CallResult", "Load"]
 
 
@@ -62,7 +64,9 @@ class Load:
 
     async def run(self) -> None:
         headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json, text/event-stream"}
-        async with httpx.AsyncClient(headers=headers, timeout=self.timeout, trust_env=False) as http:
+        async with httpx.AsyncClient(
+            headers=headers, timeout=self.timeout, trust_env=False, verify=shared_tls()
+        ) as http:
             await asyncio.gather(*(self._agent(http) for _ in range(self.workers)))
 
     def stop(self) -> None:

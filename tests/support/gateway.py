@@ -28,6 +28,7 @@ from cli.credentials import StackCredentials
 from cli.stack import EmbeddedNats, EmbeddedValkey, free_port
 from libs.common import local_lane
 from libs.common.config import BastionConfig, parse_config
+from libs.common.guarded_http import shared_tls
 from libs.common.local_lane import LocalLane
 from libs.common.nats import connect
 from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
@@ -165,7 +166,7 @@ class Gateway:
         """The official client on `key`; its HTTP connections close with it (the SDK leaves a
         client it was handed open)."""
         headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
-        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        async with httpx2.AsyncClient(headers=headers, timeout=30, verify=shared_tls()) as http:
             async with Client(streamable_http_client(self.url, http_client=http), mode=mode, **kw) as client:
                 yield client
 

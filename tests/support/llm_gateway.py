@@ -12,6 +12,7 @@ from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk, ParsedChatCompletionMessage
 
 from libs.common import subjects
+from libs.common.guarded_http import shared_tls
 from libs.common.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.nats import connect
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
@@ -98,7 +99,7 @@ def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
 
 async def execute_call(gateway: Gateway, tool_call: dict[str, Any], key: str = ADMIN_KEY) -> httpx.Response:
     base = gateway.url.removesuffix("/mcp")
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, verify=shared_tls()) as http:
         return await http.post(
             f"{base}/v1/mcp/tool/execute", json=tool_call, headers={"authorization": f"Bearer {key}"}
         )

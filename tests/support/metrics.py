@@ -5,6 +5,8 @@ from __future__ import annotations
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
+from libs.common.guarded_http import shared_tls
+
 __all__ = ["Series", "moved", "scrape", "value"]
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -13,7 +15,7 @@ Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 async def scrape(url: str, token: str | None = None) -> Series:
     """One real scrape of a `/metrics` endpoint, parsed by prometheus-client's own parser."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(timeout=10) as http:
+    async with httpx2.AsyncClient(timeout=10, verify=shared_tls()) as http:
         response = await http.get(url, headers=headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")

@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import httpx2
 
 from libs.common import subjects
+from libs.common.guarded_http import shared_tls
 from libs.common.nats import connect
 from libs.common.oauth import PasswordChange, PasswordChanged
 
@@ -71,7 +72,7 @@ class Browser:
         self.pages: list[str] = []
 
     async def login(self, authorization_url: str) -> LoginResult:
-        async with httpx2.AsyncClient(timeout=30, follow_redirects=False) as http:
+        async with httpx2.AsyncClient(timeout=30, follow_redirects=False, verify=shared_tls()) as http:
             page = await http.get(authorization_url)
             if page.status_code != 200:
                 return LoginResult(page.status_code, page.headers.get("location"), page.text)
@@ -103,7 +104,7 @@ async def log_in_for_tokens(base: str, username: str, password: str) -> dict[str
     redirect = "http://127.0.0.1:33420/callback"
     verifier = secrets.token_urlsafe(48)
     challenge = s256(verifier)
-    async with httpx2.AsyncClient(timeout=30) as http:
+    async with httpx2.AsyncClient(timeout=30, verify=shared_tls()) as http:
         registered = await http.post(f"{base}/oauth/register", json={"redirect_uris": [redirect]})
         assert registered.status_code == 201, registered.text
         client_id = registered.json()["client_id"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from libs.common.guarded_http import shared_tls
 from tests.support.gateway import Gateway, gateway_on_own_servers
 
 __all__ = [
@@ -53,7 +54,9 @@ def billing_server(workdir: Path, **more: Any) -> dict[str, Any]:
 
 async def publish_policies(gateway: Gateway, text: str, comment: str) -> None:
     """Publish `text` as the active policy version, as the owner."""
-    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=10) as owner:
+    async with httpx.AsyncClient(
+        base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=10, verify=shared_tls()
+    ) as owner:
         published = await owner.post("/policies", json={"text": text, "comment": comment})
         assert published.status_code == 200, published.text
 

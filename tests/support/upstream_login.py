@@ -13,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
+from libs.common.guarded_http import shared_tls
 from tests.support.gateway import Gateway, running_oauth_gateway
 from tests.support.processes import serving_process
 
@@ -55,7 +56,7 @@ async def follow_authorization_link(link: str, public: str, upstream_account: st
     """What a person does with a Bastion authorization link (`bastion servers list`, a per-user error):
     open it, log in at the upstream as `upstream_account`, come back to Bastion's callback. Returns
     the page Bastion shows at the end."""
-    async with httpx2.AsyncClient(timeout=20) as browser:
+    async with httpx2.AsyncClient(timeout=20, verify=shared_tls()) as browser:
         started = await browser.get(link)
         assert started.status_code == 302, started.text
         back = await log_in(browser, started.headers["location"], upstream_account)

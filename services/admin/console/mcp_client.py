@@ -6,12 +6,12 @@ call tools as a virtual key through the gateway's own `/mcp` (`playground`).
 from __future__ import annotations
 
 import contextlib
-import functools
-import ssl
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx2
+
+from libs.common.guarded_http import shared_tls
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -20,13 +20,6 @@ __all__ = ["MAX_TOOLS_PAGES", "connected", "failure", "list_all_tools"]
 
 MAX_TOOLS_PAGES = 50
 _MAX_ERROR_CHARS = 300
-
-
-@functools.cache
-def _tls() -> ssl.SSLContext:
-    """One trust store for every probe and playground call: building it reads the CA bundle again,
-    about 46 ms of CPU per connection."""
-    return httpx2.create_ssl_context()
 
 
 @contextlib.asynccontextmanager
@@ -45,7 +38,7 @@ async def connected(
         async with Client(legacy) as client:
             yield client
         return
-    async with httpx2.AsyncClient(headers=headers, timeout=read_seconds, verify=_tls()) as http:
+    async with httpx2.AsyncClient(headers=headers, timeout=read_seconds, verify=shared_tls()) as http:
         async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=read_seconds) as client:
             yield client
 

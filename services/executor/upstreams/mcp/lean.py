@@ -50,6 +50,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from libs.common import json_codec
 from libs.common.egress import EgressRules
+from libs.common.guarded_http import shared_tls
 
 from ...answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit
 from .http1 import BodyTooLarge, HttpPool, Response
@@ -439,7 +440,7 @@ async def lean_http_transport(
     http = HttpPool(
         url,
         headers,
-        ssl_context=httpx2.create_ssl_context(),
+        ssl_context=shared_tls(),
         limit=_MAX_CONNECTIONS,
         addresses=(egress or EgressRules()).addresses,
     )
