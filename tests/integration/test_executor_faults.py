@@ -197,6 +197,22 @@ async def test_garbage_http_upstream(harness: Harness, executor: ExecutorService
         assert outcome.error is not None and outcome.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE
 
 
+async def test_an_sse_session_whose_post_failed_is_replaced_not_left_deaf(
+    harness: Harness, executor: ExecutorService
+) -> None:
+    """The SDK's HTTP+SSE client stops sending for good after one failed POST while its event stream
+    stays open: the session must be replaced at once, not kept answering "connection closed" to
+    every call until a health check notices (observed: four tests' calls refused in a row)."""
+    async with http_upstream(FAULTY, "sse") as url:
+        await harness.configure("flaky", ServerConfig(url=url, type="sse", circuit_breaker=breaker(50, 600)))
+        await harness.wait_status("flaky", "ready")
+        assert await harness.text("flaky", "echo", {"text": "before"}) == "before"
+        refused = await harness.call("flaky", "echo", {"text": "refuse-this-post"})
+        assert refused.error is not None and refused.error.kind is ErrorKind.UPSTREAM_UNAVAILABLE, refused
+        for n in range(3):
+            assert await harness.text("flaky", "echo", {"text": f"after {n}"}) == f"after {n}"
+
+
 # ---------------------------------------------------------------------------- flapping
 
 

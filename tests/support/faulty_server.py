@@ -4,6 +4,10 @@ It writes non-JSON lines on stdout (at startup and from `noisy`), talks on stder
 that hang: `hang` counts the cancellations it receives (`cancelled` reports them), `hang_once` /
 `hang_once_unsafe` hang only until a `<key>.done` file exists in $FAULTY_DIR and mark their
 start with `<key>.started`, so a test knows a call is in flight before it kills the process.
+
+With `--sse` it serves HTTP+SSE on a free port instead (`READY <url>` on stdout), and answers HTTP
+500 to any POST whose body holds `refuse-this-post`: what a proxy or an overloaded server may do to
+one request of a session whose event stream stays open.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -81,7 +86,47 @@ def pid() -> int:
     return os.getpid()
 
 
+REFUSED = b"refuse-this-post"
+
+
+def refusing_posts(app: Any) -> Any:
+    """`app`, except that a POST whose body holds `REFUSED` gets HTTP 500 and never reaches it."""
+
+    async def guarded(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return await app(scope, receive, send)
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        if REFUSED in body:
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            return await send({"type": "http.response.body", "body": b"refused"})
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await app(scope, replay, send)
+
+    return guarded
+
+
+def serve_sse() -> None:
+    from asgi_serve import bind, serve_ready  # beside this script
+
+    sock, base = bind("127.0.0.1", 0)
+    anyio.run(serve_ready, refusing_posts(mcp.sse_app()), sock, base + "/sse")
+
+
 if __name__ == "__main__":
-    print(f"faulty server {os.getpid()} starting", file=sys.stderr, flush=True)
-    garbage("this line is not JSON-RPC")
-    mcp.run("stdio")
+    if "--sse" in sys.argv:
+        serve_sse()
+    else:
+        print(f"faulty server {os.getpid()} starting", file=sys.stderr, flush=True)
+        garbage("this line is not JSON-RPC")
+        mcp.run("stdio")

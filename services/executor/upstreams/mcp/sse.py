@@ -23,7 +23,7 @@ from .http_client import http_client
 from .lean import LeanLink
 from .lean_stdio import StdioLink
 from .mcp_session import McpConnector
-from .watched_stream import WatchedReadStream
+from .watched_stream import WatchedReadStream, WatchedWriteStream
 
 __all__ = ["connector", "open_streams"]
 
@@ -37,11 +37,25 @@ async def open_streams(
     assert config.url is not None
     cutoff = answer_cutoff(hooks.settings.max_result) if hooks.settings.max_result is not None else None
     on_unauthorized = hooks.on_unauthorized
+    live = True
+
+    def lost() -> None:
+        """The session can send no more (its POST writer ended): end it now, so calls wait for a new
+        one instead of failing. Only while this session is the upstream's own: never a later one."""
+        if live:
+            hooks.on_end()
+
+    async def refused(response: httpx2.Response) -> None:
+        # a 401 is the auth flow's to answer (it retries); any other error answer ends the SDK's writer
+        if response.request.method == "POST" and response.status_code >= 400 and response.status_code != 401:
+            lost()
 
     def client(
         headers: dict[str, str] | None = None, timeout: httpx2.Timeout | None = None, auth: httpx2.Auth | None = None
     ) -> httpx2.AsyncClient:
-        return http_client(hooks.egress, headers, timeout, auth, on_unauthorized, cutoff)
+        made = http_client(hooks.egress, headers, timeout, auth, on_unauthorized, cutoff)
+        made.event_hooks["response"].append(refused)
+        return made
 
     transport = sse_client(
         config.url,
@@ -53,10 +67,14 @@ async def open_streams(
         auth=hooks.auth,
         httpx_client_factory=client,
     )
-    async with transport as (read_stream, write_stream):
-        link = StdioLink(write_stream, on_log=hooks.agents.on_log)
-        on_lean(link)
-        yield WatchedReadStream(read_stream, hooks.on_end, link), write_stream
+    try:
+        async with transport as (read_stream, write_stream):
+            writes = WatchedWriteStream(write_stream, lost)
+            link = StdioLink(writes, on_log=hooks.agents.on_log)
+            on_lean(link)
+            yield WatchedReadStream(read_stream, hooks.on_end, link), writes
+    finally:
+        live = False
 
 
 def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:

@@ -14,7 +14,7 @@ import anyio
 
 from .lean_stdio import StdioLink
 
-__all__ = ["WatchedReadStream"]
+__all__ = ["WatchedReadStream", "WatchedWriteStream"]
 
 
 class WatchedReadStream:
@@ -66,3 +66,37 @@ class WatchedReadStream:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+class WatchedWriteStream:
+    """Delegates to the transport's write stream; reports `on_lost` when a send finds it closed.
+
+    The SDK's HTTP+SSE client POSTs from one writer task, which ends for good at the first POST that
+    fails, while the event stream stays open: without this, every later request of the session would
+    fail as "connection closed" until a health check noticed."""
+
+    def __init__(self, inner: Any, on_lost: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_lost = on_lost
+
+    async def send(self, item: Any) -> None:
+        try:
+            await self._inner.send(item)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_lost()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    async def __aenter__(self) -> WatchedWriteStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __getattr__(self, name: str) -> Any:  # statistics(), clone(), ... as the SDK may use them
+        return getattr(self._inner, name)
