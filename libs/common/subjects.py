@@ -60,6 +60,7 @@ __all__ = [
     "KV_SERVERS",
     "KV_SESSIONS",
     "KV_TASKS",
+    "NO_EXECUTOR",
     "OAUTH_HTTP",
     "OAUTH_PASSWORD",
     "OAUTH_UPSTREAM_LINK",
@@ -156,6 +157,10 @@ GRANT_STALE: Final = "Bastion-Grant-Stale"
 """Header of an executor's answer to a call sent with a genuine `GRANT` that has expired on the
 executor's clock, or was decided before a servers change the executor has applied: nothing ran;
 the requester asks policy instead."""
+
+NO_EXECUTOR: Final = "Bastion-No-Executor"
+"""Header of policy's answer to a call it allowed and no executor was subscribed to receive (NATS
+said so): nothing ran, and the requester may send the call again (`libs.common.rejoin`)."""
 
 HANDED_OVER: Final = "Bastion-Handed-Over"
 """Header of an empty message from policy to a requester whose call it had acknowledged (it held it

@@ -4,6 +4,8 @@ the tool calls of scripts, sent to policy exactly as ingress sends an agent's (s
 
 from __future__ import annotations
 
+import time
+
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -21,9 +23,12 @@ from libs.common.messages import (
     Refund,
     ToolCall,
 )
+from libs.common.rejoin import Nobody, Rejoin
 from libs.common.relay import ResponderLost, call_outcome, routed_requester
 from libs.common.settings import RequestPathSettings
 from libs.common.visible import ask_visible
+
+from .metrics import CODEMODE_CALLS_SENT_AGAIN
 
 __all__ = ["PolicyGateway"]
 
@@ -36,6 +41,7 @@ class PolicyGateway:
         self._blobs = blobs
         self._max_result_bytes = settings.max_result_bytes
         self._policy = routed_requester(nc, settings)
+        self._rejoin = Rejoin(settings.rejoin_wait)
 
     async def start(self) -> None:
         await self._policy.start()
@@ -54,9 +60,21 @@ class PolicyGateway:
         return answer.error if answer.error else answer.allowed
 
     async def call(self, call: ToolCall) -> CallOutcome:
+        """The call's outcome; sent again while the replica it needs is rejoining (`libs.common.rejoin`)."""
+
+        def given_up(why: str) -> CallOutcome:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)
+            return CallOutcome(id=call.id, error=error, decided_by="executor", execution="not_run")
+
+        return await self._rejoin.sending(
+            lambda: self._call_once(call), call.deadline, given_up, CODEMODE_CALLS_SENT_AGAIN.inc
+        )
+
+    async def _call_once(self, call: ToolCall) -> CallOutcome | Nobody:
         def failed(kind: ErrorKind, text: str) -> CallOutcome:
             return CallOutcome(id=call.id, error=GatewayError(kind=kind, message=text), decided_by="executor")
 
+        sent_at = time.monotonic()
         try:
             reply = await self._policy.request(subjects.POLICY_CALL, call.model_dump_json().encode(), call.timeout)
         except MaxPayloadError:
@@ -65,14 +83,19 @@ class PolicyGateway:
             await self._refund(call)
             return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; the tool may or may not have run")
         except NoRespondersError:
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, "no policy service is running; retry shortly")
+            return Nobody("policy")
         except NatsTimeout:
             await self._refund(call)
             return failed(ErrorKind.GATEWAY_TIMEOUT, f"the tool did not answer within {call.timeout:g}s")
+        self._rejoin.heard("policy", sent_at)  # it answered or forwarded the call since
+        if subjects.NO_EXECUTOR in (reply.headers or {}):
+            return Nobody("executor")
         try:
             outcome = call_outcome(reply)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "malformed reply from the executor")
+        if outcome.decided_by == "executor":
+            self._rejoin.heard("executor")
         # a result too large for one NATS message waits in the object store, as it does for ingress
         outcome = await self._blobs.with_result(outcome, self._max_result_bytes)
         outcome.result_value()  # a script reads the result: parsed here, once

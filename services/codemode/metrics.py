@@ -1,5 +1,6 @@
 """The Code Mode service's metrics: runs by outcome, sandbox limits hit, and tool search (which engine
-ranked, whether the embedding model is loaded, definitions embedded, needs written). Served with the shared ones
+ranked, whether the embedding model is loaded, definitions embedded, needs written), and scripts' calls
+sent again while a replica rejoined. Served with the shared ones
 (`libs.common.metrics`) on its `/metrics`.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 __all__ = [
+    "CODEMODE_CALLS_SENT_AGAIN",
     "CODEMODE_LIMITS_HIT",
     "CODEMODE_NEEDS_REQUESTS",
     "CODEMODE_RUNS",
@@ -33,4 +35,9 @@ CODEMODE_NEEDS_REQUESTS = Counter(
 )
 CODEMODE_SEARCH_VECTORS = Counter(
     "bastion_codemode_search_vectors_computed", "Tool definitions embedded for search (not found in the cache)."
+)
+CODEMODE_CALLS_SENT_AGAIN = Counter(
+    "bastion_codemode_calls_sent_again",
+    "Scripts' tool calls sent again because no policy or executor replica was subscribed while one rejoined "
+    "(`libs.common.rejoin`).",
 )

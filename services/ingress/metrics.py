@@ -11,6 +11,7 @@ __all__ = ["ROUTED_SENDS"]
 ROUTED_SENDS = Counter(
     "bastion_ingress_routed_sends",
     "Routed requests (tool calls, prompts, resources) ingress sent, by route: policy (decided there), "
-    "granted (straight to an executor on policy's grant), stale (a grant the executor found expired).",
+    "granted (straight to an executor on policy's grant), stale (a grant the executor found expired), "
+    "again (sent again: no replica was subscribed while one rejoined, `libs.common.rejoin`).",
     ["route"],
 )

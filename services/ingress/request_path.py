@@ -11,6 +11,7 @@ refunded (`Refund`), since it may not have run.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -40,6 +41,7 @@ from libs.common.messages import (
     UpstreamRequest,
     VisibleTools,
 )
+from libs.common.rejoin import Nobody, Rejoin
 from libs.common.relay import ResponderLost, call_outcome, routed_requester
 from libs.common.settings import RequestPathSettings
 from libs.common.visible import ask_visible
@@ -50,7 +52,7 @@ from .metrics import ROUTED_SENDS
 __all__ = ["RequestPath"]
 
 _NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
-_SENT = {route: ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale")}
+_SENT = {route: ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale", "again")}
 """Children resolved once: a label lookup per call costs more than the increment."""
 _EXECUTORS = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
 """Where a routed request goes when ingress holds policy's grant for it."""
@@ -78,6 +80,7 @@ class RequestPath:
         self._settings = settings
         self._blobs: Blobs | None = None
         self._policy = routed_requester(nc, settings)
+        self._rejoin = Rejoin(settings.rejoin_wait)
         self.grants = GrantCache(grant_inputs)
         """Policy's reusable decisions."""
 
@@ -121,7 +124,20 @@ class RequestPath:
 
     async def _routed(self, subject: str, message: Routed, what: str, *, ask_policy: bool = False) -> CallOutcome:
         """`message` to policy on `subject`, or straight to the executors with policy's grant for
-        it (`grants`) unless `ask_policy`."""
+        it (`grants`) unless `ask_policy`; sent again while the replica it needs is rejoining."""
+
+        def given_up(why: str) -> CallOutcome:
+            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)
+            return CallOutcome(id=message.id, error=error, decided_by="executor", execution="not_run")
+
+        return await self._rejoin.sending(
+            lambda: self._routed_once(subject, message, what, ask_policy=ask_policy),
+            message.deadline,
+            given_up,
+            _SENT["again"].inc,
+        )
+
+    async def _routed_once(self, subject: str, message: Routed, what: str, *, ask_policy: bool) -> CallOutcome | Nobody:
 
         def failed(kind: ErrorKind, text: str, execution: Execution = "may_have_run") -> CallOutcome:
             error = GatewayError(kind=kind, message=text)
@@ -140,6 +156,7 @@ class RequestPath:
         held = None if ask_policy else self.grants.find(executors, message)
         seen = self.grants.seen() if held is None else ()  # what a grant in the answer is kept against
         _SENT["policy" if held is None else "granted"].inc()
+        sent_at = time.monotonic()
         try:
             if held is None:
                 reply = await self._send(subject, data, message.timeout)
@@ -153,9 +170,7 @@ class RequestPath:
                 ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run; retry if it is safe to"
             )
         except NoRespondersError:
-            # policy answers for the executors when none is subscribed
-            what_is_missing = "policy" if held is None else "executor"
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what=what_is_missing), "not_run")
+            return Nobody("policy" if held is None else "executor")
         except BusStuck as exc:  # the bus, not the tool, went silent
             await self._refund(message)
             return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; {what} may or may not have run")
@@ -166,16 +181,24 @@ class RequestPath:
                 f"{what} did not answer within {message.timeout:g}s (gateway limit); it may still complete upstream",
             )
         headers = reply.headers or {}
+        if held is None:
+            self._rejoin.heard("policy", sent_at)  # it answered or forwarded the call since
+        if subjects.NO_EXECUTOR in headers:  # policy allowed it and found no executor subscribed
+            return Nobody("executor")
+        if held is not None:
+            self._rejoin.heard("executor")
         if held is not None and subjects.GRANT_STALE in headers:  # expired on the executor's clock: nothing ran
             self.grants.drop(executors, message)
             _SENT["stale"].inc()
-            return await self._routed(subject, message, what, ask_policy=True)
+            return await self._routed_once(subject, message, what, ask_policy=True)
         if held is None and (grant := headers.get(subjects.GRANT)) is not None:
             self.grants.keep(executors, message, grant, seen)
         try:
             outcome = call_outcome(reply)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its executor")
+        if outcome.decided_by == "executor":
+            self._rejoin.heard("executor")
         if outcome.result_blob is not None:
             return await self._with_result(outcome)
         return outcome

@@ -401,7 +401,9 @@ class PolicyService:
         """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""
         error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=_NO_EXECUTOR)
         await self._answer(
-            forwarded.reply, CallOutcome(id=forwarded.id, error=error, decided_by="policy", execution="not_run")
+            forwarded.reply,
+            CallOutcome(id=forwarded.id, error=error, decided_by="policy", execution="not_run"),
+            {subjects.NO_EXECUTOR: "1"},  # the requester may send it again (`libs.common.rejoin`)
         )
         if (charge := self.charges.take(forwarded.id)) is not None:
             await self._refund(charge)
@@ -446,9 +448,9 @@ class PolicyService:
             return VisibleTools(error=visible)
         return VisibleTools(allowed=visible, revisions={watch.bucket: watch.revision for watch in self._watches})
 
-    async def _answer(self, reply: str, outcome: CallOutcome) -> None:
+    async def _answer(self, reply: str, outcome: CallOutcome, headers: dict[str, str] | None = None) -> None:
         assert self._nc is not None
-        await self._nc.publish(reply, outcome.model_dump_json().encode())
+        await self._nc.publish(reply, outcome.model_dump_json().encode(), headers=headers)
 
 
 def _refused(method: str, error: GatewayError, started: float) -> None:

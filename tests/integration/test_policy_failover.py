@@ -1,8 +1,9 @@
 """Policy replicas killed around calls: policy decides, forwards the call to an executor that answers
 ingress directly, and is out of the way; so a call already forwarded outlives every policy replica.
 A replica holding a call (still deciding) that dies fails it with an honest -32070 within seconds
-(`test_relay.py` and the last test here cover that mechanism); no policy at all is still an
-immediate -32070, and a call that outlives its timeout still a timeout.
+(`test_relay.py` and the last test here cover that mechanism); no policy ever is still an
+immediate -32070 (one that answered a moment ago is waited for, `libs.common.rejoin`), and a call
+that outlives its timeout still a timeout.
 
 Two policy replicas run as processes (SIGKILL, no goodbye on NATS); ingress and the executor
 run in the test's event loop. A spy on the reply inboxes sees who acknowledged a call.
@@ -77,7 +78,7 @@ def _acks(msg: Msg) -> list[tuple[str, str]]:
 @pytest.fixture
 async def gateway_with_two_policies(nats_url, redis_url, tmp_path):
     async with running_gateway(
-        nats_url, redis_url, tmp_path, _echo_only(), policy=False, call_timeout=CALL_TIMEOUT
+        nats_url, redis_url, tmp_path, _echo_only(), policy=False, call_timeout=CALL_TIMEOUT, rejoin_wait=1.0
     ) as gw:
         env = {"BASTION_ACK_AFTER": ACK_AFTER, "BASTION_GRANT_TTL": GRANT_TTL}
         policies = {name: PolicyProcess(nats_url, name, redis_url, env).start() for name in ("policy-a", "policy-b")}
@@ -110,7 +111,7 @@ async def test_a_forwarded_call_outlives_every_policy_replica(gateway_with_two_p
 
         # with no policy left, a tool policy allowed this key moments ago still runs on its grant
         assert _text(await client.call_tool("echo__echo", {"text": "granted"})) == "granted"
-        # and one it never decided is refused at once: nothing decides it
+        # and one it never decided is refused once the rejoin wait (a second here) has passed: nothing decides it
         with pytest.raises(MCPError) as none:
             await client.call_tool("echo__add", {"a": 1, "b": 2})
         assert none.value.error.code == -32070

@@ -10,11 +10,13 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import pytest
 from mcp.shared.exceptions import MCPError
 from nats.aio.msg import Msg
+from prometheus_client import REGISTRY
 
 from libs.common import subjects
 from libs.common.entities import RateLimit
@@ -48,7 +50,7 @@ def _config() -> dict:
 
 
 @contextlib.asynccontextmanager
-async def _gateway(nats_url: str, redis_url: str, tmp_path, ttl: float = 60.0) -> AsyncIterator:
+async def _gateway(nats_url: str, redis_url: str, tmp_path, ttl: float = 60.0, **ingress: Any) -> AsyncIterator:
     async with running_gateway(
         nats_url,
         redis_url,
@@ -56,6 +58,7 @@ async def _gateway(nats_url: str, redis_url: str, tmp_path, ttl: float = 60.0) -
         _config(),
         policy_options={**SIGNING, "grant_ttl": ttl},
         executor_options=SIGNING,
+        **ingress,
     ) as gw:
         yield gw
 
@@ -185,17 +188,64 @@ async def test_a_grant_the_executor_finds_expired_sends_the_call_to_policy(nats_
         assert sent_by_ingress == [False, True, False]
 
 
-async def test_a_granted_call_with_no_executor_left_is_refused_at_once(nats_url, redis_url, tmp_path):
-    async with _gateway(nats_url, redis_url, tmp_path) as gw, _decisions(nats_url) as decisions:
-        async with gw.client(PLAIN) as client:
-            assert _text(await client.call_tool("echo__echo", {"text": "first"})) == "first"
-            executor = next(s for s in gw.services if isinstance(s, ExecutorService))
-            await executor.stop()
-            with pytest.raises(MCPError) as none:
-                await client.call_tool("echo__echo", {"text": "anyone?"})
-        assert none.value.error.code == -32070
-        assert "no executor service is running" in none.value.error.message
-        assert await _heard(nats_url, decisions) == 1  # sent on the grant: NATS itself said nobody listens
+async def test_a_granted_call_with_no_executor_left_is_sent_again_for_the_rejoin_wait_then_refused(
+    nats_url, redis_url, tmp_path
+):
+    """An executor answered a moment ago: it may be leaving a NATS member that stopped answering, or
+    restarting, so the call is sent again for `rejoin_wait` seconds (`libs.common.rejoin`); then it
+    is refused, not run, saying when an executor last answered. Policy is never asked: the grant holds."""
+    async with (
+        _gateway(nats_url, redis_url, tmp_path, rejoin_wait=1.0) as gw,
+        _decisions(nats_url) as decisions,
+        gw.client(PLAIN) as client,
+    ):
+        assert _text(await client.call_tool("echo__echo", {"text": "first"})) == "first"
+        executor = next(s for s in gw.services if isinstance(s, ExecutorService))
+        await executor.stop()
+        sent_again = _sent_again()
+        with pytest.raises(MCPError) as none:
+            await client.call_tool("echo__echo", {"text": "anyone?"})
+        assert _sent_again() - sent_again >= 3  # 0.05 s, 0.1 s, 0.2 s, 0.4 s pauses fit in the second
+    assert none.value.error.code == -32070
+    assert "no executor replica has been subscribed since one answered" in none.value.error.message
+    assert "NATS member that stopped answering" in none.value.error.message
+    assert await _heard(nats_url, decisions) == 1  # sent on the grant each time: NATS itself said nobody listens
+
+
+def _sent_again() -> float:
+    """Calls ingress sent again because no replica was subscribed (its Prometheus counter)."""
+    return REGISTRY.get_sample_value("bastion_ingress_routed_sends_total", {"route": "again"}) or 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "tool", "answer"),
+    [(PLAIN, "echo__echo", "back"), (METERED, "echo__add", "5")],
+    ids=["on-the-grant", "decided-by-policy"],
+)
+async def test_a_call_that_finds_no_executor_runs_on_one_that_subscribes_within_the_rejoin_wait(
+    nats_url, redis_url, tmp_path, key: str, tool: str, answer: str
+):
+    """The executor is away (stopped here; moving between NATS members in `test_nats_member_hang`):
+    the call waits for the one that takes its place instead of failing, runs once, and keeps one
+    audit row and its price. On a grant NATS says nobody listens; with a budget, policy charges,
+    finds no executor, refunds and says so (`NO_EXECUTOR`), and ingress asks it again."""
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, gw.client(key) as client:
+        arguments = {"text": answer} if tool == "echo__echo" else {"a": 2, "b": 3}
+        assert _text(await client.call_tool(tool, arguments)) == answer
+        executor = next(s for s in gw.services if isinstance(s, ExecutorService))
+        await executor.stop()
+        sent_again = _sent_again()
+        waiting = asyncio.create_task(client.call_tool(tool, arguments))
+        await poll_until(lambda: _sent_again() > sent_again, "ingress to send the call again")
+        replacement = ExecutorService(executor.settings)
+        await replacement.start()
+        try:
+            assert _text(await asyncio.wait_for(waiting, 30)) == answer
+        finally:
+            await replacement.stop()
+        rows = [row for row in await _rows(nats_url, 2) if row.kind == "tool_call"]
+        price = 0.003 if key == METERED else None
+        assert [(row.status, row.execution, row.cost_usd) for row in rows] == [("ok", "ran", price)] * 2
 
 
 async def test_a_tool_rate_limit_added_to_the_server_is_counted_from_the_next_call(nats_url, redis_url, tmp_path):
