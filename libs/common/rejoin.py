@@ -4,10 +4,10 @@ A replica leaving a NATS member that stopped answering (`libs.common.bus_client`
 nowhere for a moment: the other members drop the hung member's routes, and with them its
 subscriptions, before the replica has reconnected elsewhere. A call sent then finds nobody
 subscribed, and NATS (or policy, for the executors) says so at once. Nothing ran, so sending the
-call again is safe. A requester (ingress, codemode) sends it again, after a short pause, for as long
-as a replica of that role answered within `BASTION_REJOIN_WAIT` seconds and the call has time left;
-a role that has not answered for that long, or never, fails the call at once (no executor started
-yet, or every one stopped).
+call again is safe. A requester (ingress, codemode; policy for the chat completions it relays) sends
+it again, after a short pause, for as long as a replica of that role answered within
+`BASTION_REJOIN_WAIT` seconds and the call has time left; a role that has not answered for that
+long, or never, fails the call at once (no executor started yet, or every one stopped).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TypeVar
 __all__ = ["Nobody", "Rejoin"]
 
 T = TypeVar("T")
+G = TypeVar("G")
 
 _FIRST_PAUSE = 0.05
 _LONGEST_PAUSE = 0.5
@@ -51,15 +52,15 @@ class Rejoin:
         self,
         send: Callable[[], Awaitable[T | Nobody]],
         deadline: float,
-        given_up: Callable[[str], T],
+        given_up: Callable[[str], G],
         again: Callable[[], object] = lambda: None,
-    ) -> T:
+    ) -> T | G:
         """What `send()` answered, sent again (`again()` each time) while it finds nobody and
         `waited` says so; else `given_up(why)`. `deadline`: the call's, Unix time."""
         tries = 0
         while isinstance(answer := await send(), Nobody):
             if not await self.waited(answer, deadline, tries):
-                return given_up(self.why(answer))
+                return given_up(self.why(answer, waited=tries > 0))
             tries += 1
             again()
         return answer
@@ -75,10 +76,10 @@ class Rejoin:
         await asyncio.sleep(pause)
         return True
 
-    def why(self, missed: Nobody) -> str:
-        """What the agent reads when the call is given up."""
+    def why(self, missed: Nobody, *, waited: bool) -> str:
+        """What the agent reads when the call is given up: `waited` for a replica to rejoin, or at once."""
         last = self._heard.get(missed.role)
-        if last is None or time.monotonic() - last > 2 * self._within:
+        if not waited or last is None:
             return f"no {missed.role} service is running behind this gateway; retry shortly or check `bastion up`"
         return (
             f"no {missed.role} replica has been subscribed since one answered {time.monotonic() - last:.1f}s ago "

@@ -51,7 +51,6 @@ from .metrics import ROUTED_SENDS
 
 __all__ = ["RequestPath"]
 
-_NO_SERVICE = "no {what} service is running behind this gateway; retry shortly or check `bastion up`"
 _SENT = {route: ROUTED_SENDS.labels(route) for route in ("policy", "granted", "stale", "again")}
 """Children resolved once: a label lookup per call costs more than the increment."""
 _EXECUTORS = {subjects.POLICY_CALL: subjects.EXEC_CALL, subjects.POLICY_REQUEST: subjects.EXEC_REQUEST}
@@ -104,19 +103,32 @@ class RequestPath:
         return await self._routed(subjects.POLICY_REQUEST, request, request.method)
 
     async def llm(self, request: LlmRequest) -> LlmOutcome:
-        """A chat completion through policy (key, budgets) to the executor (the provider call)."""
+        """A chat completion through policy (key, budgets) to the executor (the provider call); policy
+        waits for an executor rejoining, ingress for a policy replica."""
 
         def failed(kind: ErrorKind, text: str) -> LlmOutcome:
             return LlmOutcome(id=request.id, error=GatewayError(kind=kind, message=text))
 
+        async def send() -> Msg | Nobody:
+            sent_at = time.monotonic()
+            try:
+                reply = await self._send(subjects.POLICY_LLM, data, request.timeout)
+            except NoRespondersError:
+                return Nobody("policy")
+            self._rejoin.heard("policy", sent_at)
+            return reply
+
+        data = request.model_dump_json().encode()
         try:
-            reply = await self._send(subjects.POLICY_LLM, request.model_dump_json().encode(), request.timeout)
+            reply = await self._rejoin.sending(
+                send, request.deadline, lambda why: failed(ErrorKind.GATEWAY_UNAVAILABLE, why)
+            )
         except ResponderLost as exc:
             return failed(ErrorKind.GATEWAY_UNAVAILABLE, f"{exc}; the completion may or may not have run")
-        except NoRespondersError:
-            return failed(ErrorKind.GATEWAY_UNAVAILABLE, _NO_SERVICE.format(what="policy or executor"))
         except NatsTimeout:
             return failed(ErrorKind.GATEWAY_TIMEOUT, f"the provider did not answer within {request.timeout:g}s")
+        if isinstance(reply, LlmOutcome):
+            return reply
         try:
             return LlmOutcome.model_validate_json(reply.data)
         except ValidationError:

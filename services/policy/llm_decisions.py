@@ -20,9 +20,11 @@ from libs.common import subjects
 from libs.common.errors import ErrorKind
 from libs.common.llm import LlmOutcome, LlmRequest
 from libs.common.messages import GatewayError
+from libs.common.rejoin import Nobody, Rejoin
 from libs.common.relay import AckedRequester, ResponderLost
 
 from .charging import Charger
+from .metrics import POLICY_COMPLETIONS_SENT_AGAIN
 from .view import PolicyView
 
 __all__ = ["LlmDecider"]
@@ -33,9 +35,13 @@ Answer = Callable[[str, bytes], Awaitable[None]]
 
 
 class LlmDecider:
-    def __init__(self, view: PolicyView, charger: Charger, executors: AckedRequester, answer: Answer) -> None:
+    def __init__(
+        self, view: PolicyView, charger: Charger, executors: AckedRequester, answer: Answer, rejoin: Rejoin
+    ) -> None:
         self.view, self.charger, self.executors = view, charger, executors
         self._answer = answer
+        self.rejoin = rejoin
+        """Executors heard; a completion that finds none subscribed waits for one rejoining."""
 
     def parse(self, msg: Msg) -> LlmRequest | None:
         try:
@@ -68,13 +74,15 @@ class LlmDecider:
             return
         actual = 0.0
         try:
-            reply = await self.executors.request(subjects.EXEC_LLM, msg.data, within=max(request.timeout - 0.05, 0.05))
+            reply = await self.rejoin.sending(
+                lambda: self._relayed(msg.data, request),
+                request.deadline,
+                _unavailable,
+                POLICY_COMPLETIONS_SENT_AGAIN.inc,
+            )
         except ResponderLost as exc:
             await self.refuse(msg.reply, request.id, GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc)))
             actual = request.max_cost_usd  # it may have run: keep the estimate
-        except NoRespondersError:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message="no executor service is running")
-            await self.refuse(msg.reply, request.id, error)
         except NatsTimeout:
             error = GatewayError(
                 kind=ErrorKind.GATEWAY_TIMEOUT, message=f"the provider did not answer within {request.timeout:g}s"
@@ -82,10 +90,32 @@ class LlmDecider:
             await self.refuse(msg.reply, request.id, error)
             actual = request.max_cost_usd
         else:
-            await self._answer(msg.reply, reply.data)
-            try:
-                actual = LlmOutcome.model_validate_json(reply.data).cost_usd
-            except ValidationError:
-                actual = request.max_cost_usd
+            if isinstance(reply, GatewayError):  # no executor subscribed, and none rejoined in time: not run
+                await self.refuse(msg.reply, request.id, reply)
+            else:
+                await self._answer(msg.reply, reply.data)
+                actual = _cost(reply, request)
         if charge is not None:
             await self.charger.settle(charge, actual)
+
+    async def _relayed(self, data: bytes, request: LlmRequest) -> Msg | Nobody:
+        """The executor's reply; `Nobody` when none is subscribed (nothing ran)."""
+        within = max(min(request.timeout, request.deadline - time.time()) - 0.05, 0.05)
+        try:
+            reply = await self.executors.request(subjects.EXEC_LLM, data, within=within)
+        except NoRespondersError:
+            return Nobody("executor")
+        self.rejoin.heard("executor")
+        return reply
+
+
+def _unavailable(why: str) -> GatewayError:
+    return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)
+
+
+def _cost(reply: Msg, request: LlmRequest) -> float:
+    """What the completion cost, as the executor says; the estimate when its answer is unreadable."""
+    try:
+        return LlmOutcome.model_validate_json(reply.data).cost_usd
+    except ValidationError:
+        return request.max_cost_usd

@@ -44,6 +44,7 @@ from libs.common.messages import (
 )
 from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.probes import Probes, start_probes
+from libs.common.rejoin import Rejoin
 from libs.common.relay import AckedRequester, Acknowledger, too_late
 from libs.common.settings import PolicySettings
 from libs.common.stores import declare_owned
@@ -146,7 +147,8 @@ class PolicyService:
         for routed in _ROUTED:  # tool calls; prompts, resources and completions: one decision path
             await nc.subscribe(routed, queue=subjects.QUEUE_POLICY, cb=self._decide)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)
-        self._llm = LlmDecider(self.view, self.charger, self._executors, nc.publish)
+        rejoin = Rejoin(self.settings.rejoin_wait)
+        self._llm = LlmDecider(self.view, self.charger, self._executors, nc.publish, rejoin)
         await nc.subscribe(subjects.POLICY_LLM, queue=subjects.QUEUE_POLICY, cb=self._on_llm)
         # after the calls (NATS keeps a connection's order), so answering it also means "taking calls"
         await self._acks.start()

@@ -5,10 +5,7 @@ policy, executor and upstream; the gateway object is the one the codemode servic
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from prometheus_client import REGISTRY
 
 from libs.common.blobs import Blobs
 from libs.common.keys import key_id
@@ -16,9 +13,8 @@ from libs.common.messages import Caller, ToolCall
 from libs.common.nats import connect
 from libs.common.settings import CodeModeSettings
 from services.codemode.gateway import PolicyGateway
-from services.executor.service import ExecutorService
+from tests.support.executor_away import answered_by_a_new_executor, counted
 from tests.support.gateway import ADMIN_KEY, running_gateway
-from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +26,6 @@ def _echo(text: str) -> ToolCall:
     )
 
 
-def _sent_again() -> float:
-    return REGISTRY.get_sample_value("bastion_codemode_calls_sent_again_total") or 0.0
-
-
 async def test_a_scripts_call_that_finds_no_executor_runs_on_the_one_that_takes_its_place(
     nats_url, redis_url, tmp_path
 ):
@@ -43,17 +35,9 @@ async def test_a_scripts_call_that_finds_no_executor_runs_on_the_one_that_takes_
             gateway = PolicyGateway(nc, CodeModeSettings(nats_url=nats_url), await Blobs.open(nc))
             await gateway.start()
             assert (await gateway.call(_echo("first"))).result_value()["content"][0]["text"] == "first"
-            executor = next(s for s in gw.services if isinstance(s, ExecutorService))
-            await executor.stop()
-            sent_again = _sent_again()
-            waiting = asyncio.create_task(gateway.call(_echo("later")))
-            await poll_until(lambda: _sent_again() > sent_again, "codemode to send the call again")
-            replacement = ExecutorService(executor.settings)
-            await replacement.start()
-            try:
-                outcome = await asyncio.wait_for(waiting, 30)
-            finally:
-                await replacement.stop()
+            outcome = await answered_by_a_new_executor(
+                gw, lambda: gateway.call(_echo("later")), lambda: counted("bastion_codemode_calls_sent_again")
+            )
             assert outcome.error is None, outcome.error
             assert outcome.result_value()["content"][0]["text"] == "later"
         finally:

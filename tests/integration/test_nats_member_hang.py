@@ -16,11 +16,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
 
 from cli.nats_cluster import EmbeddedNatsCluster
 from tests.support.call_load import CallLoad
 from tests.support.cluster_ready import member_of, running_cluster
+from tests.support.executor_away import counted
 from tests.support.gateway import running_gateway
 from tests.support.polling import poll_until
 
@@ -81,4 +81,4 @@ async def test_calls_succeed_again_while_the_member_ingress_uses_is_still_stoppe
 
 
 def _sent_again() -> float:
-    return REGISTRY.get_sample_value("bastion_ingress_routed_sends_total", {"route": "again"}) or 0.0
+    return counted("bastion_ingress_routed_sends", {"route": "again"})

@@ -20,6 +20,7 @@ from libs.common.audit_journal import JournalContents, read_segments
 from libs.common.nats import connect, kv_bucket
 from libs.common.sealing import new_key
 from tests.support.debian import debian_binary
+from tests.support.executor_away import answered_by_a_new_executor, counted
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers, running_gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
@@ -243,6 +244,26 @@ async def test_the_docs_curl_examples_run_as_written(gateway, provider):
     assert '"object":"list"' in models and DOCS_MODEL in models
     assert '"finish_reason":"tool_calls"' in completion
     assert tool == '{"role":"tool","tool_call_id":"call_abc","content":"hi"}'
+
+
+async def test_a_completion_that_finds_no_executor_is_relayed_to_the_one_that_takes_its_place(
+    gateway_of_its_own, provider
+):
+    """The executor is away (stopped here; leaving a NATS member that stopped answering, in
+    `docs/reliability.md`): policy relays the completion again until one takes its place
+    (`libs.common.rejoin`), instead of answering "no executor service is running"; it is asked once."""
+    gw = gateway_of_its_own
+    client = sdk_client(gw)
+    provider.script = [Reply("before"), Reply("after")]
+    hi: Any = [{"role": "user", "content": "hi"}]
+    assert (await client.chat.completions.create(model=MODEL, messages=hi)).choices[0].message.content == "before"
+    answer = await answered_by_a_new_executor(
+        gw,
+        lambda: client.chat.completions.create(model=MODEL, messages=hi),
+        lambda: counted("bastion_policy_completions_sent_again"),
+    )
+    assert answer.choices[0].message.content == "after"
+    assert len(provider.received) == 2
 
 
 async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, provider, journal_dir):
