@@ -197,9 +197,8 @@ class RequestPath:
             self._rejoin.heard("policy", sent_at)  # it answered or forwarded the call since
         if subjects.NO_EXECUTOR in headers:  # policy allowed it and found no executor subscribed
             return Nobody("executor")
-        if held is not None:
-            self._rejoin.heard("executor")
         if held is not None and subjects.GRANT_STALE in headers:  # expired on the executor's clock: nothing ran
+            self._rejoin.heard("executor")
             self.grants.drop(executors, message)
             _SENT["stale"].inc()
             return await self._routed_once(subject, message, what, ask_policy=True)
