@@ -11,12 +11,11 @@ zone, TLS on routes, the official Helm chart) is in deploy/README.md.
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .stack import EmbeddedNats, StackError
+from .stack import EmbeddedNats, HeldPorts, StackError, hold_ports
 
 __all__ = ["CLUSTER_NAME", "EmbeddedNatsCluster", "cluster_replicas"]
 
@@ -30,12 +29,6 @@ def cluster_replicas(size: int) -> int:
     """Replicas of every store on a cluster of `size`: 3 (JetStream's recommendation: one server may be
     lost), fewer only on fewer servers."""
     return min(size, 3)
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _knows_meta_leader(log: Path) -> bool:
@@ -56,12 +49,17 @@ class EmbeddedNatsCluster:
     threads: int = 0
     """Each member's GOMAXPROCS (`EmbeddedNats.threads`; 0: Go's default)."""
     members: list[EmbeddedNats] = field(default_factory=list, init=False)
+    held: HeldPorts = field(init=False, repr=False)
+    """Every member's client and route ports, held from the pick until every member listens: each
+    member's configuration names the others' route ports, so they are chosen before the first starts,
+    and the last starts seconds later. Released at the pick, one was taken meanwhile on a busy CI
+    machine: the third member exited with "address already in use" and the stack did not start."""
 
     def __post_init__(self) -> None:
         if self.size < 1:
             raise ValueError("a cluster needs at least one server")
-        routes = [_free_port(self.host) for _ in range(self.size)]
-        clients = [_free_port(self.host) for _ in range(self.size)]
+        self.held = hold_ports(2 * self.size, host=self.host)
+        routes, clients = self.held.ports[: self.size], self.held.ports[self.size :]
         for i in range(self.size):
             others = ", ".join(f"nats-route://{self.host}:{port}" for j, port in enumerate(routes) if j != i)
             cluster = (
@@ -98,9 +96,12 @@ class EmbeddedNatsCluster:
         except BaseException:
             self.stop()
             raise
+        finally:
+            self.held.release()
         return self
 
     def stop(self) -> None:
+        self.held.release()
         for member in self.members:
             member.stop()
 

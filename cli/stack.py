@@ -34,9 +34,11 @@ __all__ = [
     "VALKEY_USER",
     "EmbeddedNats",
     "EmbeddedValkey",
+    "HeldPorts",
     "StackError",
     "free_port",
     "free_ports",
+    "hold_ports",
     "kill_with_parent",
     "private_dir",
     "private_file",
@@ -58,24 +60,50 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def free_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports, none of them in `taken`. Each probe's socket stays bound until
-    all are picked: a port released between two probes could be handed out twice, and a port chosen
-    for a server that has not bound it yet (the gateway's) reads free though it is spoken for."""
+@dataclass
+class HeldPorts:
+    """Free ports kept bound (SO_REUSEADDR, never listening) until `release()`. Meanwhile the kernel
+    hands them to no other socket: not to another process's bind to port 0, nor as the local port of
+    anyone's outgoing connection. A server that sets SO_REUSEADDR itself, as every Go listener does
+    (nats-server), can still bind and listen on them, so a port stays ours from the pick until the
+    server that was told it is listening. A port released at the pick can be taken in between by any
+    connection on a busy machine; the server then exits with "address already in use"."""
+
+    ports: list[int]
+    sockets: list[socket.socket]
+
+    def release(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+
+def hold_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> HeldPorts:
+    """`count` distinct free ports, none of them in `taken`, held until released (`HeldPorts`)."""
     held: list[socket.socket] = []
     ports: list[int] = []
     try:
         while len(ports) < count:
             sock = socket.socket()
             held.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, 0))
             port = int(sock.getsockname()[1])
             if port not in taken:
                 ports.append(port)
-    finally:
-        for sock in held:
-            sock.close()
-    return ports
+    except BaseException:
+        HeldPorts(ports, held).release()
+        raise
+    return HeldPorts(ports, held)
+
+
+def free_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> list[int]:
+    """`count` distinct free ports, none of them in `taken`. Each probe's socket stays bound until
+    all are picked: a port released between two probes could be handed out twice, and a port chosen
+    for a server that has not bound it yet (the gateway's) reads free though it is spoken for."""
+    held = hold_ports(count, taken, host)
+    held.release()
+    return held.ports
 
 
 _PR_SET_PDEATHSIG = 1

@@ -4,6 +4,8 @@ the server leading it is killed, and the gateway keeps answering through the los
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,6 +32,35 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         await until_it_places(nodes.url, 3)
         monkeypatch.setenv("BASTION_NATS_REPLICAS", "3")
         yield nodes
+    finally:
+        nodes.stop()
+
+
+def test_a_clusters_ports_are_its_own_from_the_pick_until_every_member_listens(tmp_path: Path) -> None:
+    """Each member's configuration names the others' route ports, so all are picked before the first
+    member starts. Until the last one listens, no one else may be handed them: a port taken meanwhile
+    (another server's pick, an outgoing connection's local port) stops that member at start."""
+    nodes = EmbeddedNatsCluster(tmp_path / "cluster")
+    ports = list(nodes.held.ports)
+    assert len(set(ports)) == 6
+    for port in ports:
+        with socket.socket() as other, pytest.raises(OSError) as taken:
+            other.bind(("127.0.0.1", port))
+        assert taken.value.errno == errno.EADDRINUSE
+    picked = [socket.socket() for _ in range(500)]
+    try:
+        for sock in picked:
+            sock.bind(("127.0.0.1", 0))
+        assert set(ports).isdisjoint(sock.getsockname()[1] for sock in picked)
+    finally:
+        for sock in picked:
+            sock.close()
+    nodes.start()
+    try:
+        assert [member.port for member in nodes.members] == ports[3:]
+        for port in ports:  # every member listens on the client and route ports it was told
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        assert not nodes.held.sockets
     finally:
         nodes.stop()
 
