@@ -66,8 +66,8 @@ class HeldPorts:
     hands them to no other socket: not to another process's bind to port 0, nor as the local port of
     anyone's outgoing connection. A server that sets SO_REUSEADDR itself, as every Go listener does
     (nats-server), can still bind and listen on them, so a port stays ours from the pick until the
-    server that was told it is listening. A port released at the pick can be taken in between by any
-    connection on a busy machine; the server then exits with "address already in use"."""
+    server that was told it is listening. A port released at the pick can be the next free port the
+    kernel hands another process (a parallel test's server); ours then exits, "address already in use"."""
 
     ports: list[int]
     sockets: list[socket.socket]
