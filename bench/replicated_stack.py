@@ -35,7 +35,8 @@ from nats.aio.client import Client as NATS
 from cli.credentials import StackCredentials, make_credentials
 from cli.layout import Endpoints, service_specs
 from cli.nats_cluster import EmbeddedNatsCluster, cluster_replicas
-from cli.stack import EmbeddedNats, EmbeddedValkey, free_port, nats_monitoring_url
+from cli.ports import free_port
+from cli.stack import EmbeddedNats, EmbeddedValkey, nats_monitoring_url
 from cli.supervisor import Backoff, ChildSpec, Supervisor
 from cli.up import INFRA_BACKOFF, apply_to
 from libs.common import subjects

@@ -32,7 +32,7 @@ from libs.common.settings import (
 
 from .colocated import COLOCATED_ENV
 from .credentials import StackCredentials
-from .stack import free_port
+from .ports import free_port
 from .supervisor import ChildSpec
 
 __all__ = [

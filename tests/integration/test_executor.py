@@ -22,7 +22,8 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from cli.stack import EmbeddedNats, free_port
+from cli.ports import free_port
+from cli.stack import EmbeddedNats
 from libs.common import subjects
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind

@@ -36,10 +36,10 @@ async def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
         nodes.stop()
 
 
-def test_a_clusters_ports_are_its_own_from_the_pick_until_every_member_listens(tmp_path: Path) -> None:
+def test_a_clusters_ports_are_its_own_from_the_pick_until_it_stops(tmp_path: Path) -> None:
     """Each member's configuration names the others' route ports, so all are picked before the first
-    member starts. Until the last one listens, no one else may be handed them: a port taken meanwhile
-    (another server's pick, an outgoing connection's local port) stops that member at start."""
+    member starts. Until the cluster stops no one else may be handed them: a port taken meanwhile
+    (another server's pick) stops that member at its start, or at a restart."""
     nodes = EmbeddedNatsCluster(tmp_path / "cluster")
     ports = list(nodes.held.ports)
     assert len(set(ports)) == 6
@@ -60,9 +60,12 @@ def test_a_clusters_ports_are_its_own_from_the_pick_until_every_member_listens(t
         assert [member.port for member in nodes.members] == ports[3:]
         for port in ports:  # every member listens on the client and route ports it was told
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
-        assert not nodes.held.sockets
+        nodes.restart(2)
+        socket.create_connection(("127.0.0.1", ports[5]), timeout=5).close()
+        assert len(nodes.held.sockets) == 6
     finally:
         nodes.stop()
+    assert not nodes.held.sockets
 
 
 async def _replicas_current(js: nats.js.JetStreamContext, stream: str) -> bool:

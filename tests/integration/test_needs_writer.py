@@ -22,6 +22,7 @@ import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
+from cli.ports import hold_ports
 from libs.common.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode import needs
@@ -33,7 +34,6 @@ from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import Gateway, SharedGateway, default_config, gateway_on_own_servers
 from tests.support.llm_provider import Computed, Drop, Fail, Reply, ScriptedProvider
 from tests.support.polling import poll_until
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -110,14 +110,16 @@ async def writer() -> AsyncIterator[Writer]:
 
 @pytest.fixture(scope="module")
 async def shared(writer: Writer, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway[Gateway]]:
-    workdir, port = tmp_path_factory.mktemp("needs-writer"), free_port()
-    holder = SharedGateway(
-        lambda: gateway_on_own_servers(workdir, _config(writer), codemode=_settings(port, workdir), port=port)
-    )
-    try:
-        yield holder
-    finally:
-        await holder.close()
+    workdir = tmp_path_factory.mktemp("needs-writer")
+    with hold_ports(1) as held:  # the gateway's, no one else's while it starts, lazily (`cli.ports`)
+        (port,) = held.ports
+        holder = SharedGateway(
+            lambda: gateway_on_own_servers(workdir, _config(writer), codemode=_settings(port, workdir), port=port)
+        )
+        try:
+            yield holder
+        finally:
+            await holder.close()
 
 
 @pytest.fixture

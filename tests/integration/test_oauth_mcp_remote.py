@@ -17,7 +17,7 @@ import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from cli.stack import free_port
+from cli.ports import hold_ports
 from libs.common.sealing import new_key
 from tests.support.gateway import echoers_config, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
@@ -53,30 +53,33 @@ async def _act_as_the_browser(log: Path, callback_port: int) -> None:
 async def test_mcp_remote_logs_in_through_oauth_then_lists_and_calls_tools(nats_url, redis_url, tmp_path) -> None:
     node = ensure_node()
     proxy = ensure_package("mcp-remote", "mcp-remote", MCP_REMOTE_VERSION) / "dist" / "proxy.js"
-    async with running_gateway(nats_url, redis_url, tmp_path, config(), oauth=True, secrets_key=new_key()) as gateway:
-        assert (await set_password(gateway.nats_url, "carol", PASSWORD)).ok
-        callback_port = free_port()
-        params = StdioServerParameters(
-            command=str(node),
-            args=[str(proxy), gateway.url, str(callback_port), "--host", "127.0.0.1"],
-            env={
-                "PATH": str(node.parent),
-                "HOME": str(tmp_path),
-                "MCP_REMOTE_CONFIG_DIR": str(tmp_path / "mcp-auth"),  # its tokens, in this test only
-                "BROWSER": "true",  # a headless machine: nothing opens, the URL is printed
-            },
-        )
-        log = tmp_path / "mcp-remote.log"
-        with log.open("w") as errlog:
-            browser = asyncio.create_task(_act_as_the_browser(log, callback_port))
-            try:
-                async with Client(stdio_client(params, errlog=errlog)) as client:
-                    await asyncio.wait_for(browser, 90)
-                    assert {t.name for t in (await client.list_tools()).tools} == {"echo__echo", "echo__add"}
-                    added = await client.call_tool("echo__add", {"a": 19, "b": 23})
-                    assert added.structured_content == {"result": 42}
-            finally:
-                browser.cancel()
-                await asyncio.gather(browser, return_exceptions=True)
-        stored = "".join(p.read_text() for p in (tmp_path / "mcp-auth").rglob("*.json"))
-        assert "refresh_token" in stored, "mcp-remote kept the tokens Bastion issued"
+    with hold_ports(1) as held:  # mcp-remote's callback port, no one else's until it listens (`cli.ports`)
+        async with running_gateway(
+            nats_url, redis_url, tmp_path, config(), oauth=True, secrets_key=new_key()
+        ) as gateway:
+            assert (await set_password(gateway.nats_url, "carol", PASSWORD)).ok
+            (callback_port,) = held.ports
+            params = StdioServerParameters(
+                command=str(node),
+                args=[str(proxy), gateway.url, str(callback_port), "--host", "127.0.0.1"],
+                env={
+                    "PATH": str(node.parent),
+                    "HOME": str(tmp_path),
+                    "MCP_REMOTE_CONFIG_DIR": str(tmp_path / "mcp-auth"),  # its tokens, in this test only
+                    "BROWSER": "true",  # a headless machine: nothing opens, the URL is printed
+                },
+            )
+            log = tmp_path / "mcp-remote.log"
+            with log.open("w") as errlog:
+                browser = asyncio.create_task(_act_as_the_browser(log, callback_port))
+                try:
+                    async with Client(stdio_client(params, errlog=errlog)) as client:
+                        await asyncio.wait_for(browser, 90)
+                        assert {t.name for t in (await client.list_tools()).tools} == {"echo__echo", "echo__add"}
+                        added = await client.call_tool("echo__add", {"a": 19, "b": 23})
+                        assert added.structured_content == {"result": 42}
+                finally:
+                    browser.cancel()
+                    await asyncio.gather(browser, return_exceptions=True)
+            stored = "".join(p.read_text() for p in (tmp_path / "mcp-auth").rglob("*.json"))
+            assert "refresh_token" in stored, "mcp-remote kept the tokens Bastion issued"

@@ -14,12 +14,12 @@ import httpx
 import nats
 import pytest
 
+from cli.ports import free_port
 from cli.stack import EmbeddedNats
 from libs.common.probes import start_probes
 from libs.common.settings import AuditSettings, ServiceSettings
 from services.audit import AuditService
 from tests.support.polling import poll_until
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.integration
 

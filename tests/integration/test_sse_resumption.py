@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mcp.shared.exceptions import MCPError
 
+from cli.ports import hold_ports
 from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
 from tests.support.polling import poll_until
 from tests.support.processes import serving_process
@@ -23,27 +24,21 @@ pytestmark = pytest.mark.integration
 FIXTURE = Path(__file__).resolve().parents[1] / "conformance" / "fixture_server.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def fixture_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The conformance fixture over streamable HTTP (it prints no READY line: its port is polled)."""
     import subprocess
 
-    port = free_port()
-    log = (tmp_path_factory.mktemp("fixture") / "fixture.log").open("wb")
-    proc = subprocess.Popen([sys.executable, str(FIXTURE), "--port", str(port)], stdout=log, stderr=log)
-    try:
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
+    with hold_ports(1) as held:  # no one else's until the fixture stops (`cli.ports`)
+        (port,) = held.ports
+        log = (tmp_path_factory.mktemp("fixture") / "fixture.log").open("wb")
+        proc = subprocess.Popen([sys.executable, str(FIXTURE), "--port", str(port)], stdout=log, stderr=log)
+        try:
+            yield f"http://127.0.0.1:{port}/mcp"
+        finally:
+            proc.terminate()
+            proc.wait(10)
+            log.close()
 
 
 @pytest.fixture(scope="module")

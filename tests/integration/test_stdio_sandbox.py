@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from cli.stack import free_port
+from cli.ports import free_port
 from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 

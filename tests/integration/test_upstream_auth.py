@@ -8,7 +8,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from cli.stack import free_port
+from cli.ports import hold_ports
 from tests.support.gateway import ADMIN_KEY, default_config, example_server_over_http, running_gateway
 from tests.support.polling import poll_until
 
@@ -64,24 +64,28 @@ async def test_a_server_that_comes_up_after_failed_attempts_is_healthy_not_degra
     """Failed connection attempts count against the breaker; once a session is up the server has
     answered, so it is healthy: not "degraded" until some call succeeds (threshold 1000: the attempts
     never open it), and not "open", refusing calls until a probe, when they did (threshold 1)."""
-    port = free_port()
-    late = {"url": f"http://127.0.0.1:{port}/mcp", "circuit_breaker": {"failure_threshold": threshold}}
-    config = _config({"down-late": late})  # nothing listens yet
-    options = {"reconnect_max_backoff": 2.0}  # the first attempt after the server is up comes soon
-    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, executor_options=options) as gateway:
-        catalog = gateway.ingress.catalog
-        await poll_until(
-            lambda: (s := catalog.server_status("down-late")) is not None and s.health == "down",
-            "the server down (connection refused)",
-        )
-        async with (
-            example_server_over_http("--http", port=port),
-            httpx2.AsyncClient(headers=gateway.admin_headers) as http,
-        ):
+    # no one else's while nothing listens on it and until the server binds it (`cli.ports`)
+    with hold_ports(1) as held:
+        (port,) = held.ports
+        late = {"url": f"http://127.0.0.1:{port}/mcp", "circuit_breaker": {"failure_threshold": threshold}}
+        config = _config({"down-late": late})  # nothing listens yet
+        options = {"reconnect_max_backoff": 2.0}  # the first attempt after the server is up comes soon
+        async with running_gateway(
+            nats_url, redis_url, tmp_path, config, admin=True, executor_options=options
+        ) as gateway:
+            catalog = gateway.ingress.catalog
+            await poll_until(
+                lambda: (s := catalog.server_status("down-late")) is not None and s.health == "down",
+                "the server down (connection refused)",
+            )
+            async with (
+                example_server_over_http("--http", port=port),
+                httpx2.AsyncClient(headers=gateway.admin_headers) as http,
+            ):
 
-            async def shown() -> dict[str, str] | None:
-                server = (await http.get(f"{gateway.admin_api}/servers/down-late")).json()
-                return server if server["status"] == "ready" else None
+                async def shown() -> dict[str, str] | None:
+                    server = (await http.get(f"{gateway.admin_api}/servers/down-late")).json()
+                    return server if server["status"] == "ready" else None
 
-            server = await poll_until(shown, "server 'down-late' ready")
-            assert server["health"] == "healthy", server
+                server = await poll_until(shown, "server 'down-late' ready")
+                assert server["health"] == "healthy", server

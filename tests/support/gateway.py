@@ -25,7 +25,8 @@ from pydantic import SecretStr
 
 from cli.apply import apply_config
 from cli.credentials import StackCredentials
-from cli.stack import EmbeddedNats, EmbeddedValkey, free_port
+from cli.ports import free_port
+from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common import local_lane
 from libs.common.config import BastionConfig, parse_config
 from libs.common.guarded_http import shared_tls

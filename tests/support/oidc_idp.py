@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 
 import httpx2
 
-from cli.stack import free_port
+from cli.ports import hold_ports
 from tests.support.gateway import Gateway, running_oauth_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.processes import serving_process
@@ -111,10 +111,11 @@ async def gateway_federated_to_provider(
 ) -> AsyncIterator[tuple[Gateway, str]]:
     """The gateway whose oauth service offers "Sign in with Test IdP", a provider running for it;
     yields the gateway and its public URL. `options` go to `running_gateway` (`admin=True`, ...)."""
-    port = free_port()
-    callback = f"http://127.0.0.1:{port}/oauth/federated/callback"
-    with running_oidc_provider(CLIENT_ID, CLIENT_SECRET, callback) as issuer:
-        async with running_oauth_gateway(
-            nats_url, redis_url, workdir, raw_config, port, oauth_options=federation_options(issuer), **options
-        ) as (gateway, public):
-            yield gateway, public
+    with hold_ports(1) as held:  # the gateway's, no one else's while the provider starts (`cli.ports`)
+        (port,) = held.ports
+        callback = f"http://127.0.0.1:{port}/oauth/federated/callback"
+        with running_oidc_provider(CLIENT_ID, CLIENT_SECRET, callback) as issuer:
+            async with running_oauth_gateway(
+                nats_url, redis_url, workdir, raw_config, port, oauth_options=federation_options(issuer), **options
+            ) as (gateway, public):
+                yield gateway, public

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import yaml
 
-from cli.stack import free_ports
+from cli.ports import hold_ports
 from tests.support.polling import poll_until_blocking
 
 __all__ = [
@@ -105,36 +105,32 @@ def assert_none_left(marker: str, within: float = 2.0) -> None:
 def start_up(
     tmp_path: Path, config: str, marker: str, extra_env: dict[str, str] | None = None, args: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """`bastion up` (with further command-line `args`) on a free port, data under `tmp_path`."""
+    """`bastion up` (with further command-line `args`) on a free port, data under `tmp_path`; returned
+    once it holds its ports (or has exited)."""
     cfg = tmp_path / "bastion.yaml"
     cfg.write_text(config)
-    port, admin_port = free_ports(2)  # two distinct ports, picked at once
     data_dir = tmp_path / "data"
     env = {**os.environ, "BASTION_TEST_MARKER": marker, **(extra_env or {})}
     for var in ("BASTION_NATS_URL", "BASTION_REDIS_URL", "BASTION_CLICKHOUSE_URL"):
         if var not in (extra_env or {}):
             env.pop(var, None)
-    with (tmp_path / "up.out").open("wb") as out, (tmp_path / "up.err").open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "cli",
-                "up",
-                "--config",
-                str(cfg),
-                "--port",
-                str(port),
-                "--admin-port",
-                str(admin_port),
-                "--data-dir",
-                str(data_dir),
-                *args,
-            ],
-            env=env,
-            cwd=tmp_path,
-            stdout=out,
-            stderr=err,
+    # Held (`cli.ports`) until `up` holds them itself, which it has done once it says it is starting.
+    # Released at the pick, either could be another test's server's by the time up checks it.
+    with hold_ports(2) as held:
+        port, admin_port = held.ports
+        flags = ["--port", str(port), "--admin-port", str(admin_port), "--data-dir", str(data_dir), *args]
+        with (tmp_path / "up.out").open("wb") as out, (tmp_path / "up.err").open("wb") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli", "up", "--config", str(cfg), *flags],
+                env=env,
+                cwd=tmp_path,
+                stdout=out,
+                stderr=err,
+            )
+        poll_until_blocking(
+            lambda: proc.poll() is not None or "bastion: starting from" in output(tmp_path),
+            "bastion up to hold its ports",
+            within=60,
         )
     return proc, port, data_dir
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from cli.stack import free_port, free_ports
+from cli.ports import free_port, free_ports
 from cli.stackfile import write_stack
 from tests.support.processes import fake_bastion_up
 

@@ -7,8 +7,8 @@ import urllib.request
 
 import pytest
 
+from cli.ports import free_port
 from libs.common.metrics import serve
-from tests.support.ports import free_port
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from cli.stack import EmbeddedNats, free_port
+from cli.ports import free_port
+from cli.stack import EmbeddedNats
 from libs.common import subjects
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import AuditBatch, AuditEvent

@@ -15,7 +15,8 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 
 from cli.audit import tail
-from cli.stack import EmbeddedNats, free_port
+from cli.ports import free_port
+from cli.stack import EmbeddedNats
 from libs.common import subjects
 from libs.common.audit_publisher import AuditPublisher
 from libs.common.messages import AuditQuery, AuditRows
