@@ -6,7 +6,7 @@ the next process that asks for a free one (on a busy machine, or under a paralle
 the second or more before our server binds it). That server then exits with "address already in use".
 A `HeldPorts` socket stays bound with SO_REUSEADDR and never listens. The kernel then gives the port
 to no other bind to port 0 nor as the local port of an outgoing connection, and a bind of it without
-SO_REUSEADDR is refused. The servers we start set SO_REUSEADDR themselves (nats-server and every Go
+SO_REUSEADDR is refused. The servers we start set SO_REUSEADDR themselves (Valkey, nats-server and every Go
 listener, uvicorn and asyncio, prometheus_client's HTTP server, Node), so they bind and listen on a
 held port, and bind it again after a restart.
 """

@@ -29,7 +29,7 @@ from libs.common.walls import confine as confine_module
 from libs.common.walls.confine import Confinement
 from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ
 
-from .ports import free_port
+from .ports import HeldPorts, hold_ports
 
 __all__ = [
     "PRIVATE_UMASK",
@@ -240,6 +240,8 @@ class EmbeddedValkey:
     """The `VALKEY_USER`'s password; the default user is off, so nothing answers without it.
     Empty: no authentication (the test fixtures). Written to a 0600 config file, never on a command line."""
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    held: HeldPorts | None = field(default=None, init=False, repr=False)
+    """Its port when we picked it, held until `stop()` (`cli.ports`); none when it was given."""
 
     @property
     def url(self) -> str:
@@ -273,8 +275,8 @@ class EmbeddedValkey:
     def log_path(self) -> Path:
         return self.data_dir / "valkey.log"
 
-    def command(self, port: int | None = None) -> list[str]:
-        """The server's command line on `port` (default: the one it runs on). The append-only file
+    def command(self) -> list[str]:
+        """The server's command line, on its port. The append-only file
         in `data_dir` makes a restarted server come back with every counter it had.
 
         `appendfsync no`: every write reaches the file (the kernel's page cache) before its reply, so
@@ -288,7 +290,7 @@ class EmbeddedValkey:
             str(get_binary_path()),
             str(self.data_dir / "valkey.conf"),
             "--port",
-            str(port or self.port),
+            str(self.port),
             "--bind",
             self.host,
             "--dir",
@@ -306,21 +308,21 @@ class EmbeddedValkey:
     def start(self, timeout: float = 10.0) -> EmbeddedValkey:
         private_dir(self.data_dir)
         self._config()
-        for _attempt in range(5):  # a free port can be taken between probe and bind: retry
-            port = self.port or free_port(self.host)
-            with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
-                argv = boxed(self.command(port), self.data_dir, bind_ports=[port], connect_ports=[])
-                self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if self._answers(port):
-                    self.port = port
-                    return self
-                time.sleep(0.02)
-            stop_process(self.proc)
-            if self.port:
-                break
+        if not self.port:  # ours from the pick until stop(), restarts included (`cli.ports`)
+            self.held = hold_ports(1, host=self.host)
+            (self.port,) = self.held.ports
+        with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
+            argv = boxed(self.command(), self.data_dir, bind_ports=[self.port], connect_ports=[])
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            if self._answers(self.port):
+                return self
+            time.sleep(0.02)
+        self.stop()
         raise StackError(f"valkey-server did not start; see {self.data_dir / 'valkey.log'}")
 
     def stop(self) -> None:
         stop_process(self.proc)
+        if self.held is not None:
+            self.held.release()

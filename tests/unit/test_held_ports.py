@@ -4,7 +4,6 @@ as nats-server, uvicorn (asyncio) and the metrics endpoint (`libs.common.metrics
 from __future__ import annotations
 
 import asyncio
-import errno
 import socket
 import urllib.request
 
@@ -12,33 +11,24 @@ import pytest
 
 from cli.ports import free_ports, hold_addresses, hold_ports
 from libs.common.metrics import serve
+from tests.support.port_checks import refused_to_others
 
 pytestmark = pytest.mark.unit
 
 
-def _refused_to_others(port: int) -> bool:
-    """Whether a plain bind of `port` (no SO_REUSEADDR: someone else's server) is refused as in use."""
-    with socket.socket() as other:
-        try:
-            other.bind(("127.0.0.1", port))
-        except OSError as taken:
-            return taken.errno == errno.EADDRINUSE
-        return False
-
-
-def test_held_ports_are_distinct_refused_to_others_and_never_handed_out() -> None:
+def test_held_ports_are_distinctrefused_to_others_and_never_handed_out() -> None:
     with hold_ports(8) as held:
         assert len(set(held.ports)) == 8
-        assert all(_refused_to_others(port) for port in held.ports)
+        assert all(refused_to_others(port) for port in held.ports)
         with hold_ports(400) as others:  # 400 more picks of port 0 while ours are held
             assert set(held.ports).isdisjoint(others.ports)
-    assert not any(_refused_to_others(port) for port in held.ports)  # released
+    assert not any(refused_to_others(port) for port in held.ports)  # released
 
 
 def test_ports_picked_for_the_caller_to_hand_on_are_released_at_once() -> None:
     ports = free_ports(3, taken=set())
     assert len(set(ports)) == 3
-    assert not any(_refused_to_others(port) for port in ports)
+    assert not any(refused_to_others(port) for port in ports)
 
 
 async def test_an_asyncio_server_as_uvicorn_starts_it_listens_on_a_held_port() -> None:
@@ -54,7 +44,7 @@ async def test_an_asyncio_server_as_uvicorn_starts_it_listens_on_a_held_port() -
             assert await reader.read() == b"hello"
             writer.close()
             await writer.wait_closed()
-        assert _refused_to_others(held.ports[0])  # the server gone, the port is still ours
+        assert refused_to_others(held.ports[0])  # the server gone, the port is still ours
 
 
 def test_the_metrics_endpoint_serves_on_a_held_port() -> None:
@@ -73,4 +63,4 @@ def test_given_addresses_are_held_except_one_something_already_listens_on() -> N
         picked.release()
         with hold_addresses([("127.0.0.1", busy), ("127.0.0.1", free)]) as held:
             assert held.ports == [free]  # the listener's port is left to the server to report
-            assert _refused_to_others(free)
+            assert refused_to_others(free)
