@@ -8,6 +8,7 @@ import json
 import random
 import string
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from libs.common.config import ConfigError, parse_config
 from libs.common.guardrails import GuardrailRule, GuardrailsSection, effective_rules
 from libs.common.messages_base import Caller
 from services.executor.guardrails import Guardrails, Subject
+from services.executor.guardrails.chunks import OVERLAP
 
 pytestmark = pytest.mark.unit
 
@@ -202,10 +204,30 @@ def test_size_rule_and_the_scan_limit():
     assert small.action is None
     big = guard.inspect("result", Subject("s", "t", ANA), text("x" * 500))
     assert big.blocked and big.decisions[0].entity == "too_large"
-    huge = guard.inspect("result", Subject("s", "t", ANA), text(ghp() + "x" * 2000))
-    assert {(d.rule, d.detector, d.entity, d.action) for d in huge.decisions} >= {
-        ("default-secrets", "size", "not_scanned", "warn")
-    }
+
+
+def test_a_payload_over_the_scan_limit_is_scanned_in_pieces():
+    """Over `max_scan_bytes` nothing passes unscanned: a token across the border of two windows (a
+    window is at least 64 KiB, `chunks.OVERLAP`), one at the end, and tokens among many small strings."""
+    guard = compiled(max_scan_bytes=1000)
+    token = ghp()
+    body = "x " * (OVERLAP // 2 - 5) + token + " y" + " z" * 40_000 + " " + token + " end"
+    out = guard.inspect("result", Subject("s", "t", ANA), text(body))
+    assert body.index(token) < OVERLAP < body.index(token) + len(token)  # straddles the first border
+    seen = out.content["content"][0]["text"]
+    assert token not in seen and seen.count("[REDACTED:github_token]") == 2 and seen.endswith(" end")
+    rows = [{"id": str(i), "note": f"row {i}" if i % 97 else f"row {token}"} for i in range(500)]
+    many = guard.inspect("result", Subject("s", "t", ANA), {"rows": rows})
+    assert token not in orjson.dumps(many.content).decode()
+    assert {d.entity for d in many.decisions} == {"github_token"}
+
+
+def test_a_token_longer_than_the_overlap_is_redacted_to_its_end():
+    """A window cut through a token: the match that reaches the cut runs on to the token's end."""
+    guard = compiled(max_scan_bytes=1000)
+    token = "ya29." + "A" * 200_000
+    out = guard.inspect("result", Subject("s", "t", ANA), text("start " + token + " tail"))
+    assert out.content["content"][0]["text"] == "start [REDACTED:gcp_access_token] tail"
 
 
 def test_a_key_that_looks_like_a_secret_is_not_repeated_in_the_path():

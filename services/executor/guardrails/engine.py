@@ -33,6 +33,7 @@ from libs.common.guardrails import (
 from libs.common.messages_base import Caller
 
 from .base import Detector, Finding, Scan, Subject
+from .chunks import extend_cut, pieces
 from .decode import Budget
 from .deep import deep_findings
 from .deny import DenyDetector
@@ -189,41 +190,23 @@ class Guardrails:
         except TypeError:  # not JSON (a value the codec would refuse too): looked at as its text
             blob = orjson.dumps(str(payload))
         decisions: list[GuardrailDecision] = []
-        scans: list[tuple[_Found, Scan]] = []
-        deep: list[_Rule] = []
-        text: str | None = None
-        lower = ""
+        detecting: list[_Rule] = []
         for rule in rules:
             spec = rule.spec
             if spec.detector == "size":
                 if spec.max_bytes is not None and len(blob) > spec.max_bytes:
                     decisions.append(_decision(spec, "too_large", where, ""))
-                continue
-            if rule.detector is None:
-                continue
-            if len(blob) > self._max_scan_bytes:
-                decisions.append(
-                    GuardrailDecision(rule=spec.name, detector="size", entity="not_scanned", action="warn", where=where)
-                )
-                continue
-            if text is None:
-                text = blob.decode()
-                lower = text.lower()
-            scan = rule.detector.prepare(text, lower)
-            if scan is not None:
-                scans.append((_Found(rule), scan))
-            if rule.detector.name in _DEEP:
-                deep.append(rule)
-        if scans:
-            for path, key, value in strings(payload):
-                for found, scan in scans:
-                    hits = scan(value, key)
-                    if hits:
-                        found.findings.setdefault(path, []).extend(hits)
-        found_all = [f for f, _ in scans]
-        if deep:
-            found_all.extend(_deeper(payload, deep, found_all, len(blob)))
-        found_all = [f for f in found_all if f.findings]
+            elif rule.detector is not None:
+                detecting.append(rule)
+        found: dict[int, _Found] = {}
+        if detecting:
+            items = [(path, key, value) for path, key, value in strings(payload)]
+            if len(blob) <= self._max_scan_bytes:
+                _scan_piece(detecting, items, blob.decode(), found)
+            else:  # too large to scan whole: in pieces, never passed unscanned (`chunks`)
+                for piece in pieces(items, self._max_scan_bytes):
+                    _scan_piece(detecting, piece.items, piece.blob(), found, piece.offsets, piece.cut)
+        found_all = [f for f in found.values() if f.findings]
         if not found_all and not decisions:
             return Inspection(None, payload)  # the usual case: no detector had anything to look for
         return _settle(where, payload, decisions, found_all)
@@ -258,33 +241,72 @@ class Guardrails:
         return Inspection(action, content, tuple(decisions))
 
 
-def _deeper(payload: Any, rules: Sequence[_Rule], found: Sequence[_Found], size: int) -> list[_Found]:
-    """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their
-    plain scan found (each span once); returns the rules the plain scan had nothing for."""
-    items = [(path, value) for path, _key, value in strings(payload)]
-    # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
-    # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
-    # real one, and the work stays linear in the payload (itself capped by `max_scan_bytes`)
-    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * size)
-    by_rule = {id(f.rule): f for f in found}
-    added: list[_Found] = []
+def _scan_piece(
+    rules: Sequence[_Rule],
+    items: Sequence[tuple[Path, str | None, str]],
+    blob: str,
+    found: dict[int, _Found],
+    offsets: Mapping[Path, int] | None = None,
+    cut: Mapping[Path, tuple[int, str]] | None = None,
+) -> None:
+    """The rules' findings in `items` (a whole payload's strings, or one piece of them: `blob` is
+    their JSON, what detectors look for anchors in), added to `found` (by rule) as spans of the
+    whole strings: `offsets` says where a piece's text starts in its string, `cut` where a window
+    ended inside its string (`chunks.extend_cut`)."""
+    lower = blob.lower()
+    scans: list[tuple[_Rule, Scan]] = []
+    deep: list[_Rule] = []
     for rule in rules:
         assert rule.detector is not None
-        extra = deep_findings(rule.detector, items, budget)
-        if not extra:
+        scan = rule.detector.prepare(blob, lower)
+        if scan is not None:
+            scans.append((rule, scan))
+        if rule.detector.name in _DEEP:
+            deep.append(rule)
+    hits: dict[int, dict[Path, list[Finding]]] = {}
+    if scans:
+        for path, key, value in items:
+            for rule, scan in scans:
+                spans = scan(value, key)
+                if spans:
+                    hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
+    if deep:
+        _deeper(items, deep, hits, len(blob))
+    for rule in rules:
+        by_path = hits.get(id(rule))
+        if not by_path:
             continue
-        target = by_rule.get(id(rule))
-        if target is None:
-            target = _Found(rule)
-            added.append(target)
-        for path, findings in extra.items():
+        target = found.setdefault(id(rule), _Found(rule))
+        for path, spans in by_path.items():
+            shift = offsets.get(path, 0) if offsets else 0
+            if shift or cut:
+                spans = [extend_cut(f, shift, cut.get(path) if cut else None) for f in spans]
             have = target.findings.setdefault(path, [])
             seen = {(f.start, f.end) for f in have}
-            for finding in findings:
+            for finding in spans:
                 if finding.end > finding.start and (finding.start, finding.end) not in seen:
                     seen.add((finding.start, finding.end))
                     have.append(finding)
-    return added
+
+
+def _deeper(
+    items: Sequence[tuple[Path, str | None, str]],
+    rules: Sequence[_Rule],
+    hits: dict[int, dict[Path, list[Finding]]],
+    size: int,
+) -> None:
+    """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their
+    plain scan found (a span found twice counts once when they are merged)."""
+    pairs = [(path, value) for path, _key, value in items]
+    # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
+    # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
+    # real one, and the work stays linear in the payload (one piece of at most `max_scan_bytes`)
+    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * size)
+    for rule in rules:
+        assert rule.detector is not None
+        extra = deep_findings(rule.detector, pairs, budget)
+        for path, findings in extra.items():
+            hits.setdefault(id(rule), {}).setdefault(path, []).extend(findings)
 
 
 def _decision(
