@@ -227,8 +227,14 @@ class GuardrailsSection(_Strict):
     naming the rule and the field, or `warn` (record it and send the arguments as they are). Arguments
     are never altered: a tool run on an input nobody sent is worse than either."""
     max_scan_bytes: Annotated[int, Field(gt=0, le=256 * 1024 * 1024)] = 8 * 1024 * 1024
-    """Payloads larger than this (as JSON) are not scanned by the built-in detectors; the decision says
-    so (`detector: size`, `entity: not_scanned`) and the rule's action is `warn`."""
+    """The largest payload (as JSON) the built-in detectors read in one piece; a larger one is read in
+    pieces of this many characters, a longer string in windows overlapping by 64 KiB, so nothing is
+    passed unscanned (docs/guardrails.md, "Large payloads")."""
+    definition_secrets: Literal["quarantine", "off"] = "quarantine"
+    """Tool, prompt, resource and template definitions that carry a credential (the `secrets`
+    detector, as on results): `quarantine` holds them back until an owner approves that version
+    (pinned kinds; with pinning off, and for resources, they are withheld while they carry it). One of
+    the built-in rules: `defaults: false` turns it off too."""
 
     @field_validator("pii_entities")
     @classmethod

@@ -57,11 +57,14 @@ PinMode = Literal["approve", "tofu", "warn"]
 """Per server (`ServerConfig.pinning`). approve: anything new or changed waits for a person. tofu
 (the default): what the server lists when it is first added is trusted, later additions and changes
 wait. warn: everything is served, drift is flagged."""
-PinReason = Literal["pinned", "first_use", "new", "changed", "renamed", "removed", "readded_changed", "rejected"]
+PinReason = Literal[
+    "pinned", "first_use", "new", "changed", "renamed", "removed", "readded_changed", "rejected", "credential"
+]
 """Why a definition got its verdict: `pinned` (as approved), `first_use` (trusted on the server's first
 listing, tofu), `new`, `changed`, `renamed` (an approved body under a new name), `removed` (approved,
 no longer listed), `readded_changed` (removed, then listed again with another definition),
-`rejected` (a person rejected exactly this definition)."""
+`rejected` (a person rejected exactly this definition), `credential` (it carries a credential, whatever
+the mode: the secrets guardrail found one in it, docs/guardrails.md)."""
 
 IDENTITY_FIELD: Final[Mapping[DefinitionKind, str]] = {
     "tool": "name",

@@ -14,6 +14,7 @@ from libs.common.errors import ErrorKind
 from libs.common.messages import Caller, CallOutcome, ToolCall, UpstreamRequest
 from libs.common.settings import DenyList, ExecutorSettings
 from services.executor.interceptors import (
+    DefinitionSecretsInterceptor,
     DenyListInterceptor,
     InterceptedCall,
     InterceptedListing,
@@ -91,7 +92,14 @@ async def test_no_interceptor_on_calls_keeps_the_request_path_untouched() -> Non
     bare = ExecutorSettings(pinning=False, guardrails={"defaults": False})
     assert configured(bare) == [], "nothing configured, nothing in the chain"
     names = [i.name for i in configured(ExecutorSettings())]
-    assert names == ["pinning", "guardrails"], "on by default: pins first (they hash what the upstream sent)"
+    assert names == ["definition_secrets", "pinning", "guardrails"], (
+        "on by default: credentials in definitions found first (pinning quarantines them), then pins (they hash"
+        " what the upstream sent)"
+    )
+    unpinned = configured(ExecutorSettings(pinning=False))
+    assert [i.name for i in unpinned] == ["definition_secrets", "guardrails"]
+    assert InterceptorChain(unpinned[:1]).on_calls, "unpinned, it refuses the calls of what it withheld"
+    assert not InterceptorChain(configured(ExecutorSettings())[:1]).on_calls, "pinned, calls never see it"
 
 
 async def test_hooks_run_in_order_once_each_and_see_the_caller() -> None:
@@ -268,3 +276,40 @@ async def test_replacing_the_chain_starts_the_new_and_stops_the_dropped() -> Non
     await chain.replace([kept, added])
     await chain.stop()
     assert events == ["kept:start", "added:start", "kept:stop", "added:stop"]
+
+
+KEY_PAIR = "AKIA" + "W7XQ2ZKD5MNV3RTB" + " r9Kd2Lx7Qp4Vz8Mn3Bw6Ht1Jy5Gc0Fs/Ea+Ub8Ni"
+
+
+async def test_with_pinning_off_definitions_carrying_a_credential_are_withheld_and_refused() -> None:
+    chain = InterceptorChain(configured(ExecutorSettings(pinning=False))[:1])
+    tools = [{"name": "echo"}, {"name": "sleep", "inputSchema": {"properties": {"k": {"default": KEY_PAIR}}}}]
+    prompts = [{"name": "repeat", "description": f"use {KEY_PAIR}"}, {"name": "other"}]
+    resources = [{"uri": "a://b", "name": f"doc {KEY_PAIR}"}, {"uri": "a://c", "name": "c"}]
+    shown = await chain.at_listing("srv", CONFIG, Listing(tools, Features({}, prompts, resources)))
+    assert [t["name"] for t in shown.tools] == ["echo"] and shown.withheld == ("sleep",)
+    assert [p["name"] for p in shown.features.prompts] == ["other"]
+    assert [r["uri"] for r in shown.features.resources] == ["a://c"]
+    upstream = Upstream()
+    request = tool_call({"seconds": 1}, tool="sleep")  # called by name though withheld
+    outcome = await through(chain, request, CONFIG, upstream.execute(request))
+    assert upstream.sent == [] and outcome.error is not None
+    assert "carries a credential (secrets: aws_access_key_id at /inputSchema/properties/k/default" in (
+        outcome.error.message
+    )
+    assert "AKIA" not in outcome.error.message
+
+
+async def test_a_definition_version_is_scanned_once() -> None:
+    screen = configured(ExecutorSettings())[0]
+    assert isinstance(screen, DefinitionSecretsInterceptor)
+    listed = [{"name": f"t{i}", "description": f"tool {i}"} for i in range(20)]
+    for _ in range(3):
+        view = InterceptedListing("srv", CONFIG, [dict(t) for t in listed], [], [], [])
+        await screen.at_listing(view)
+    assert screen.screen.scanned == 20, "listed again: answered from memory"
+    changed = InterceptedListing("srv", CONFIG, [*listed[:-1], {"name": "t19", "description": KEY_PAIR}], [], [], [])
+    await screen.at_listing(changed)
+    assert screen.screen.scanned == 21 and list(changed.credentials) == [("tool", "t19")]
+    assert "[REDACTED:aws_access_key_id]" in changed.credentials[("tool", "t19")]["description"]
+    assert [t["name"] for t in changed.tools] == [t["name"] for t in listed], "pinning decides what is served"

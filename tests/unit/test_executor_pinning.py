@@ -221,3 +221,38 @@ def test_the_real_dumps_pin_and_serve_unchanged_across_listings():
         assert all(d.reason == "pinned" for d in again.decisions) and not again.writes
         assert again.served("tool") == tools
         assert all(r.approved.sha256 == definition_sha256(r.approved.definition) for r in store.records.values())
+
+
+KEY_PAIR = "AKIA" + "W7XQ2ZKD5MNV3RTB" + " r9Kd2Lx7Qp4Vz8Mn3Bw6Ht1Jy5Gc0Fs/Ea+Ub8Ni"
+
+
+@pytest.mark.parametrize("mode", ["tofu", "warn", "approve"])
+def test_a_definition_carrying_a_credential_waits_for_an_owner_in_every_mode(mode):
+    store = Store(mode=mode)
+    poisoned = tool("lookup", f"The account is {KEY_PAIR}")
+    redacted = tool("lookup", "The account is [REDACTED:aws_access_key_id] [REDACTED:aws_secret_access_key]")
+    carrying = {("tool", "lookup"): redacted}
+
+    def listing():
+        outcome = decide(
+            "up", mode, store.baseline, store.records.values(), {"tool": [tool("a"), poisoned]}, 1.0, carrying
+        )
+        for record in outcome.writes:
+            store.records[(record.kind, record.name)] = record
+        store.baseline = store.baseline or outcome.baseline
+        return outcome
+
+    first = listing()  # even on the first listing, even in warn mode
+    assert verdicts(first)["lookup"] == ("quarantined", "credential")
+    assert "lookup" not in [t["name"] for t in first.served("tool")]
+    assert "lookup" in [d.name for d in first.drift]
+    pending = store.records[("tool", "lookup")].pending
+    assert pending is not None and pending.sha256 == definition_sha256(poisoned)
+    assert "AKIA" not in json.dumps(pending.definition), "the record keeps the redacted copy"
+    assert "carries a credential" in first.refusal("tool", "lookup")
+    again = listing()
+    assert verdicts(again)["lookup"] == ("quarantined", "credential") and not again.writes
+    store.approve("lookup")  # an owner decided the key may be shown
+    served = listing()
+    assert verdicts(served)["lookup"] == ("served", "pinned")
+    assert [t["name"] for t in served.served("tool")][-1] == "lookup"

@@ -7,12 +7,14 @@ from __future__ import annotations
 from libs.common.settings import ExecutorSettings
 
 from .chain import InterceptorChain
+from .definition_secrets import DefinitionSecretsInterceptor, WithholdingDefinitionSecrets
 from .deny_list import DenyListInterceptor
 from .guardrails import GuardrailsInterceptor
 from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 from .pinning import PinningInterceptor
 
 __all__ = [
+    "DefinitionSecretsInterceptor",
     "DenyListInterceptor",
     "GuardrailsInterceptor",
     "InterceptedCall",
@@ -22,6 +24,7 @@ __all__ = [
     "InterceptorChain",
     "PinningInterceptor",
     "Refused",
+    "WithholdingDefinitionSecrets",
     "configured",
 ]
 
@@ -29,10 +32,17 @@ __all__ = [
 def configured(settings: ExecutorSettings) -> list[Interceptor]:
     """The interceptors `settings` turn on, in the order they run (before the call and at listing;
     after the result too, in this order). Pinning sees each definition as the upstream sent it (its
-    hash is of that), before the guardrails may redact one."""
+    hash is of that), before the guardrails may redact one; definitions carrying a credential are
+    found before pinning decides, so it can quarantine them."""
     chain: list[Interceptor] = []
     if settings.deny_list is not None:
         chain.append(DenyListInterceptor(settings.deny_list))
+    section = settings.guardrails
+    if section.defaults and section.definition_secrets == "quarantine":
+        screen = (
+            DefinitionSecretsInterceptor(section, True) if settings.pinning else WithholdingDefinitionSecrets(section)
+        )
+        chain.append(screen)
     if settings.pinning:
         chain.append(PinningInterceptor(settings.instance))
     guardrails = GuardrailsInterceptor(settings.guardrails)

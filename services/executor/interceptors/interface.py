@@ -140,6 +140,9 @@ class InterceptedListing:
     """The same for prompts (their upstream names)."""
     withheld_templates: list[str] = field(default_factory=list)
     """The same for resource templates (their `uriTemplate`): reads of URIs under one are routed."""
+    credentials: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    """(kind, name) -> the definition with its credentials redacted, for each listed tool, prompt or
+    template that carries one (`definition_secrets`): pinning quarantines it until an owner approves."""
 
     def decide(self, interceptor: str, rule: str, action: Action, detail: str | None = None) -> None:
         """Record a decision about a definition (logged by the executor)."""

@@ -143,6 +143,7 @@ class PinningInterceptor(Interceptor):
             self._baselines.get(server),
             [record for record, _ in held.values()],
             {"tool": listing.tools, "prompt": listing.prompts, "resource_template": listing.resource_templates},
+            carrying=listing.credentials,
         )
         written = await self._write(outcome)
         listing.tools = _served(outcome, "tool")

@@ -40,8 +40,8 @@ Verdict = Literal["served", "flagged", "quarantined", "absent"]
 """served: listed as approved. flagged: listed although it drifted (warn mode). quarantined: neither
 listed nor callable until a person approves it. absent: approved once, no longer listed upstream."""
 
-DRIFT_REASONS: Final = frozenset({"new", "changed", "renamed", "removed", "readded_changed"})
-"""Reasons that are drift: worth a metric, an event and a person's attention."""
+DRIFT_REASONS: Final = frozenset({"new", "changed", "renamed", "removed", "readded_changed", "credential"})
+"""Reasons worth a metric, an event and a person's attention (drift, and a definition carrying a credential)."""
 
 _KINDS: Final[tuple[DefinitionKind, ...]] = ("tool", "prompt", "resource_template")
 
@@ -105,6 +105,7 @@ _WHY: Final[Mapping[str, str]] = {
     "renamed": "is a renamed copy of {renamed_from!r}",
     "readded_changed": "was removed and came back with another definition",
     "rejected": "was rejected by a person",
+    "credential": "carries a credential",
 }
 
 
@@ -138,10 +139,13 @@ def decide(
     records: Iterable[PinRecord],
     listing: Mapping[DefinitionKind, Sequence[Mapping[str, Any]]],
     now: float | None = None,
+    carrying: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> PinOutcome:
     """Decide every definition `listing` holds (`{"tool": [...], "prompt": [...], "resource_template":
     [...]}`, wire objects) against the server's `records`, in `mode`; `baseline` None means the server
-    was never listed before."""
+    was never listed before. `carrying`: (kind, name) -> the redacted copy of a definition that carries
+    a credential: quarantined in every mode unless that exact version was approved, and the redacted
+    copy is what its pending version records."""
     now = time.time() if now is None else now
     by_key = {(r.kind, r.name): r for r in records if r.server == server}
     listed = _group(listing)
@@ -161,7 +165,11 @@ def decide(
         record = by_key.get((kind, name))
         version = PinnedVersion(sha256=sha, definition=dict(definitions[0]), seen_at=now)
         approved = record.approved.sha256 if record is not None and record.approved is not None else None
-        decision, write = _one(server, mode, first, kind, name, sha, version, record, approved, gone, now)
+        redacted = carrying.get((kind, name)) if carrying else None
+        if redacted is not None and approved != sha and (record is None or sha not in record.rejected):
+            decision, write = _carrying(server, kind, name, sha, record, approved, redacted, now)
+        else:
+            decision, write = _one(server, mode, first, kind, name, sha, version, record, approved, gone, now)
         if len(hashes) > 1 or not name:  # two copies that differ, or no name to call it by
             decision = PinDecision(server, kind, name, "quarantined", decision.reason, sha, approved)
             if decision.reason in ("pinned", "first_use"):
@@ -249,6 +257,26 @@ def _one(
         }
     )
     return PinDecision(server, kind, name, verdict, reason, sha, approved, renamed_from), write
+
+
+def _carrying(
+    server: str,
+    kind: DefinitionKind,
+    name: str,
+    sha: str,
+    record: PinRecord | None,
+    approved: str | None,
+    redacted: Mapping[str, Any],
+    now: float,
+) -> tuple[PinDecision, PinRecord | None]:
+    """A definition that carries a credential: quarantined, its redacted copy waiting for an owner."""
+    decision = PinDecision(server, kind, name, "quarantined", "credential", sha, approved)
+    if record is not None and record.listed and record.pending is not None and record.pending.sha256 == sha:
+        return decision, None  # already waiting, as it was
+    base = record or PinRecord(server=server, kind=kind, name=name)
+    pending = PinnedVersion(sha256=sha, definition=dict(redacted), seen_at=now)
+    update = {"pending": pending, "pending_reason": "credential", "renamed_from": None, "listed": True}
+    return decision, base.model_copy(update={**update, "updated_at": now})
 
 
 def _listed_again(record: PinRecord, now: float) -> PinRecord:
