@@ -4,6 +4,7 @@ failing closed, and the deny list's three hooks."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, ClassVar
 
@@ -11,11 +12,13 @@ import pytest
 
 from libs.common.config import ServerConfig
 from libs.common.errors import ErrorKind
+from libs.common.guardrails import GuardrailsSection
 from libs.common.messages import Caller, CallOutcome, ToolCall, UpstreamRequest
 from libs.common.settings import DenyList, ExecutorSettings
 from services.executor.interceptors import (
     DefinitionSecretsInterceptor,
     DenyListInterceptor,
+    GuardrailsInterceptor,
     InterceptedCall,
     InterceptedListing,
     Interceptor,
@@ -313,3 +316,28 @@ async def test_a_definition_version_is_scanned_once() -> None:
     assert screen.screen.scanned == 21 and list(changed.credentials) == [("tool", "t19")]
     assert "[REDACTED:aws_access_key_id]" in changed.credentials[("tool", "t19")]["description"]
     assert [t["name"] for t in changed.tools] == [t["name"] for t in listed], "pinning decides what is served"
+
+
+async def test_a_large_result_is_scanned_while_the_executor_serves_other_calls() -> None:
+    """A MiB and more (~75 ms of CPU each) is inspected in a worker thread: the event loop keeps
+    turning meanwhile, where on the loop it would not turn once until the scan ended."""
+    chain = InterceptorChain([GuardrailsInterceptor(GuardrailsSection())])
+    big = {"content": [{"type": "text", "text": "lorem ipsum dolor " * 120_000 + KEY_PAIR}]}
+    upstream, request = Upstream(big), tool_call({"text": "hi"})
+    turns, scanning = 0, True
+
+    async def other_calls() -> None:
+        nonlocal turns
+        while scanning:
+            turns += 1
+            await asyncio.sleep(0)
+
+    others = asyncio.create_task(other_calls())
+    await asyncio.sleep(0)
+    before = turns
+    outcome = await through(chain, request, CONFIG, upstream.execute(request))
+    during = turns - before
+    scanning = False
+    await others
+    assert outcome.result is not None and "AKIA" not in outcome.result["content"][0]["text"]
+    assert during > 1, "the event loop stood still while the result was scanned"

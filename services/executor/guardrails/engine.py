@@ -211,10 +211,13 @@ class Guardrails:
             return Inspection(None, payload)  # the usual case: no detector had anything to look for
         return _settle(where, payload, decisions, found_all)
 
-    async def ainspect(self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient) -> Inspection:
-        """`inspect`, then the rules that ask an external service (in rule order, each seeing what the
-        earlier ones left: a redacted payload, never the original)."""
-        first = self.inspect(where, subject, payload)
+    async def ainspect(
+        self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient, first: Inspection | None = None
+    ) -> Inspection:
+        """`inspect` (or `first`, its answer when the caller ran it already), then the rules that ask
+        an external service (in rule order, each seeing what the earlier ones left: a redacted
+        payload, never the original)."""
+        first = self.inspect(where, subject, payload) if first is None else first
         hooks = [r.spec for r in self._applicable(where, subject)[1]]
         if first.blocked or not hooks:
             return first

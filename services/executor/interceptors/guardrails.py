@@ -10,10 +10,12 @@ count in `bastion_guardrail_decisions`; a block is a refusal naming the rule.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import orjson
 from nats.aio.client import Client as NATS
 
 from libs.common import metrics
@@ -35,6 +37,17 @@ def decision_detail(decision: GuardrailDecision) -> str:
     at = f" at {decision.path}" if decision.path else ""
     times = f" ({decision.count}x)" if decision.count > 1 else ""
     return f"{what}{at}{times}"[:512]
+
+
+_OFF_LOOP = 1 << 20
+"""Bytes of JSON from which a payload is inspected off the event loop (a MiB: ~75 ms of scanning)."""
+
+
+def _large(payload: Any) -> bool:
+    try:
+        return len(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)) > _OFF_LOOP
+    except TypeError:  # not JSON: the engine looks at its text, on the loop
+        return False
 
 
 def _unaltered(inspection: Inspection, instead: Action) -> Inspection:
@@ -68,9 +81,14 @@ class GuardrailsInterceptor(Interceptor):
             self._webhooks = None
 
     async def _inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
+        first = None
+        if _large(payload):
+            # ~75 ms of CPU a MiB (docs/benchmarks.md): in a worker thread, so the executor's other
+            # calls keep being served between its slices instead of waiting seconds for a 32 MiB scan
+            first = await asyncio.to_thread(self.engine.inspect, where, subject, payload)
         if self._webhooks is not None:
-            return await self.engine.ainspect(where, subject, payload, self._webhooks)
-        return self.engine.inspect(where, subject, payload)
+            return await self.engine.ainspect(where, subject, payload, self._webhooks, first)
+        return first if first is not None else self.engine.inspect(where, subject, payload)
 
     async def before_call(self, call: InterceptedCall) -> None:
         # no `applies` first: `inspect` asks the same (cached) question and returns at once when no rule applies
