@@ -79,9 +79,11 @@ def _append_private(path: Path) -> int:
 
 
 def kill_with_parent() -> None:
-    """`preexec_fn`: the child gets SIGTERM if its parent dies, even by SIGKILL (Linux), starts its
-    own process group so it can be stopped with everything it spawned, and creates private files."""
-    os.setpgrp()
+    """`preexec_fn`: the child gets SIGTERM if its parent dies, even by SIGKILL (Linux), starts a
+    session of its own (and so its own process group, to be stopped with everything it spawned),
+    and creates private files. A new session has no controlling terminal: nothing it runs can type
+    into the terminal `bastion up` runs in (TIOCSTI) or read it through `/dev/tty`."""
+    os.setsid()
     os.umask(PRIVATE_UMASK)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
@@ -199,7 +201,12 @@ class EmbeddedNats:
         argv = boxed(self.command(), self.data_dir, bind_ports=None, connect_ports=None, reads=self.readable)
         with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                argv, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
+                argv,
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,  # not the terminal's descriptor: a server reads no keystrokes
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=kill_with_parent,
             )
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
         deadline = time.monotonic() + timeout
@@ -313,7 +320,9 @@ class EmbeddedValkey:
             (self.port,) = self.held.ports
         with open(_append_private(self.log_path), "ab") as log:  # the child keeps its own descriptor
             argv = boxed(self.command(), self.data_dir, bind_ports=[self.port], connect_ports=[])
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent)
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:
             if self._answers(self.port):

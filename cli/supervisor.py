@@ -189,7 +189,7 @@ class Supervisor:
                     stdout=out,
                     stderr=subprocess.STDOUT if out else None,
                     pass_fds=fds,
-                    preexec_fn=kill_with_parent,  # own process group + dies with us
+                    preexec_fn=kill_with_parent,  # own session (no terminal) + dies with us
                 )
         except OSError as exc:
             child.proc = None

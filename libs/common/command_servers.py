@@ -7,7 +7,8 @@ directory: the owner's token, the secrets key, the Valkey password, every upstre
 may choose what runs may take all of that, so choosing it needs `servers:command`, which only the
 owner role holds; `servers:write` covers the rest of an entry (URLs, headers, prices, limits, tool
 filters, `disabled`) and deleting any server. Some fields of a remote entry open as much (reaching
-private hosts from inside the network): they are in `OWNER_ONLY_SERVER_FIELDS` too.
+private hosts from inside the network): they are in `OWNER_ONLY_SERVER_FIELDS` too, and so is an
+OpenAPI document that names a local file (`LOCAL_DOCUMENT`).
 
 Entries are compared by their dumped dicts, so a field named here that the model does not have (yet)
 reads as absent on both sides and changes nothing, and one added later is checked as soon as it exists.
@@ -19,7 +20,14 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-__all__ = ["COMMAND_PERMISSION", "OWNER_ONLY_SERVER_FIELDS", "WHY_OWNER_ONLY", "needs_command", "owner_only_changes"]
+__all__ = [
+    "COMMAND_PERMISSION",
+    "LOCAL_DOCUMENT",
+    "OWNER_ONLY_SERVER_FIELDS",
+    "WHY_OWNER_ONLY",
+    "needs_command",
+    "owner_only_changes",
+]
 
 COMMAND_PERMISSION: Final = "servers:command"
 
@@ -34,9 +42,23 @@ WHY_OWNER_ONLY: Final = (
 )
 
 
+LOCAL_DOCUMENT: Final = "openapi.document"
+"""An OpenAPI `document` naming a local file, not an http(s) URL: the executor reads it with every
+right of its box, so choosing it tells whether any file it can read exists and what it holds
+(docs/openapi.md). Owner-only like a command; a URL stays an operator's (its egress rules apply)."""
+
+
+def _local_document(dumped: dict[str, Any]) -> str | None:
+    openapi = dumped.get("openapi")
+    document = openapi.get("document") if isinstance(openapi, dict) else None
+    if not isinstance(document, str) or document.lower().startswith(("http://", "https://")):
+        return None
+    return document
+
+
 def _owner_only(entry: BaseModel) -> dict[str, Any]:
     dumped = entry.model_dump(mode="json")
-    return {name: dumped.get(name) for name in OWNER_ONLY_SERVER_FIELDS}
+    return {**{name: dumped.get(name) for name in OWNER_ONLY_SERVER_FIELDS}, LOCAL_DOCUMENT: _local_document(dumped)}
 
 
 def owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> list[str]:
@@ -50,7 +72,7 @@ def owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> lis
         return []
     wanted = _owner_only(after)
     stored = _owner_only(before if before is not None else type(after).model_construct())
-    return [name for name in OWNER_ONLY_SERVER_FIELDS if wanted[name] != stored[name]]
+    return [name for name in (*OWNER_ONLY_SERVER_FIELDS, LOCAL_DOCUMENT) if wanted[name] != stored[name]]
 
 
 def needs_command(before: BaseModel | None, after: BaseModel | None) -> bool:

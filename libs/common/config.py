@@ -94,8 +94,10 @@ class SandboxConfig(_Strict):
     """Further folders or files it may read (and execute), e.g. the data a server serves."""
     write: list[str] = Field(default_factory=list)
     """Further folders or files it may write, e.g. a filesystem server's folder."""
-    connect: list[Annotated[int, Field(ge=1, le=65535)]] | None = None
-    """TCP ports it may connect to; None (the default): any, [] none."""
+    connect: list[Annotated[int, Field(ge=1, le=65535)]] | Literal["any"] | None = None
+    """TCP ports it may connect to, on any host: None (the default) the web's (53, 80 and 443: DNS,
+    HTTP, HTTPS), so not the stack's own listeners on loopback (NATS, Valkey, the admin API,
+    `/metrics`); a list: those only ([] none); "any": every port (owner-only, like all of `sandbox`)."""
     memory_mb: Annotated[int, Field(ge=64, le=1_048_576)] = 1024
     """Its heap and other private writable memory, in MiB (RLIMIT_DATA)."""
     processes: Annotated[int, Field(ge=1, le=100_000)] = 128
@@ -557,8 +559,10 @@ def parse_config(raw: Any, source: str = "config") -> BastionConfig:
 
 
 def load_config(path: str | Path) -> BastionConfig:
-    """Read and validate a config file; relative stdio `cwd`s and `sandbox` paths resolve against
-    the file's folder."""
+    """Read and validate a config file; relative stdio `cwd`s, `sandbox` paths and arguments naming
+    an existing file or folder resolve against the file's folder. A stdio server without a `cwd`
+    gets none: it runs in its own working folder (`<stdio root>/<server>`), never in this file's
+    folder, which its box would then grant (this file holds keys and other servers' tokens)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: editors on Windows may add a BOM
@@ -570,10 +574,27 @@ def load_config(path: str | Path) -> BastionConfig:
     base = path.resolve().parent
     for server in config.mcp_servers.values():
         if server.command:
-            server.cwd = str((base / Path(server.cwd).expanduser()).resolve()) if server.cwd else str(base)
+            if server.cwd:
+                server.cwd = str((base / Path(server.cwd).expanduser()).resolve())
+            else:
+                server.args = [_beside(base, arg) for arg in server.args]
+                if os.sep in server.command:  # `./start.sh`; a bare name is looked up on PATH
+                    server.command = _beside(base, server.command)
             sandbox = server.sandbox
             sandbox.read = [str((base / Path(p).expanduser()).resolve()) for p in sandbox.read]
             sandbox.write = [str((base / Path(p).expanduser()).resolve()) for p in sandbox.write]
         if server.openapi is not None and not server.openapi.is_url:
             server.openapi.document = str((base / Path(server.openapi.document).expanduser()).resolve())
     return config
+
+
+def _beside(base: Path, arg: str) -> str:
+    """`arg` made absolute when it is a relative path to an existing file or folder in `base` (a
+    script beside the config file), as it named one when `base` was the server's working folder."""
+    if not arg or arg.startswith("-") or "\x00" in arg or Path(arg).expanduser().is_absolute():
+        return arg
+    try:
+        found = (base / arg).resolve()
+        return str(found) if found.exists() else arg
+    except (OSError, RuntimeError):  # a name too long, a loop of links: not a path
+        return arg

@@ -238,3 +238,22 @@ async def test_no_custom_role_may_hold_servers_command(owner: httpx.AsyncClient)
     grown = await owner.put("/roles/release", json={"permissions": ["servers:write", "servers:command"]})
     assert grown.status_code == 422 and "owner role's alone" in grown.json()["message"], grown.text
     assert (await owner.get("/roles/release")).json()["permissions"] == ["servers:write"]
+
+
+async def test_an_openapi_document_on_the_executors_disk_is_the_owners_to_name(
+    operator: httpx.AsyncClient, owner: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A local `openapi.document` is read with every right of the executor's box: an operator naming
+    one could learn whether any file it can read exists (and parts of what it holds) from the
+    error. Refused to an operator, in every form a write takes; a URL stays the operator's."""
+    local = {"openapi": {"document": "/etc/hostname", "base_url": "https://api.example"}, "disabled": True}
+    answer = await operator.post("/servers", json={"name": "oracle", "config": local})
+    refused(answer)
+    assert "'openapi.document'" in answer.json()["message"], answer.text
+    assert (await owner.get("/servers/oracle")).status_code == 404
+    remote = {"openapi": {"document": "https://api.example/openapi.json"}, "disabled": True}
+    made = await operator.post("/servers", json={"name": "spec", "config": remote})
+    assert made.status_code == 201, made.text
+    refused(await operator.put("/servers/spec", json={"config": local}))
+    assert (await owner.put("/servers/spec", json={"config": local})).status_code == 200
+    assert (await operator.delete("/servers/spec")).status_code == 204

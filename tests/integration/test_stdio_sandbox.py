@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cli.ports import free_port
+from libs.common.config import load_config
 from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 
@@ -175,3 +176,31 @@ async def test_the_reference_filesystem_server_works_in_its_folder_and_the_kerne
         assert "Access denied" in beyond, beyond
     assert _existing([shared / "planted.txt"]) == []
     assert (owned / "note.txt").read_text() == "hello"
+
+
+async def test_a_hostile_server_entered_in_a_config_file_reads_neither_it_nor_the_stacks_ports(
+    nats_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """The config file holds the keys and other servers' tokens inline: a server entered there with
+    no `cwd` runs in its own working folder, not the file's folder, so its box holds neither; and by
+    default it reaches the web's ports only, none of the stack's listeners on loopback (the bus,
+    the store) through which a stolen key would be used."""
+    path = tmp_path / "bastion.yaml"
+    path.write_text(
+        "mcpServers:\n"
+        f"  hostile: {{command: {sys.executable}, args: [{HOSTILE}]}}\n"
+        "  victim: {command: victim-server, env: {GITHUB_TOKEN: ghp_inline_token_of_another_server}, disabled: true}\n"
+        f"keys: [{{name: admin, key: {ADMIN_KEY}, tools: ['*']}}]\n"
+    )
+    entry = load_config(path).mcp_servers["hostile"]
+    config = {
+        "mcpServers": {"hostile": entry.model_dump(include={"command", "args", "cwd"}, exclude_none=True)},
+        "keys": [{"name": "admin", "key": ADMIN_KEY, "tools": ["*"]}],
+    }
+    options = {"stdio_root": str(tmp_path / "servers")}
+    async with running_gateway(nats_url, redis_url, tmp_path, config, executor_options=options) as gateway:
+        assert await _call(gateway, "hostile__read_file", path=str(path)) == "refused: EACCES"
+        for port in (urlsplit(nats_url).port, urlsplit(redis_url).port):
+            assert await _call(gateway, "hostile__connect_port", port=port) == "refused: EACCES", port
+        own = tmp_path / "servers" / "hostile"
+        assert await _call(gateway, "hostile__where") == f"{own} {own / 'tmp'}"

@@ -6,7 +6,8 @@ It prints one JSON object: for each attempt, "ok" or the error it met (`EACCES`,
 The JSON argument names the service and what to try: `read` (files), `write` (files to create),
 `environ` (pids whose `/proc/<pid>/environ` to read), `signal` (pids to signal 0), `connect` and
 `bind` (TCP ports on 127.0.0.1), `sql` (queries the embedded ClickHouse engine runs in this process,
-as a query past the analytics allow-list would: "ok", or the engine's error).
+as a query past the analytics allow-list would: "ok", or the engine's error), `terminal` (true: its
+controlling terminal, `/dev/tty`, and typing into the terminal on its stdin, `TIOCSTI`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from cli.layout import SETTINGS
 from libs.common.walls.boxes import confine_service
@@ -58,6 +60,22 @@ def _ptrace(pid: int) -> None:
     libc.ptrace(17, pid, 0, 0)  # PTRACE_DETACH
 
 
+_TIOCSTI = 0x5412
+
+
+def _terminal() -> dict[str, object]:
+    """What it can do to the terminal it may have been started in: its controlling terminal's
+    device number (0: none), opening `/dev/tty`, and pushing `id` into the input of the terminal
+    on its stdin, which the shell reading that terminal would run as the user, outside every box."""
+    import fcntl
+
+    fields = Path("/proc/self/stat").read_text().rpartition(")")[2].split()
+    found: dict[str, object] = {"controlling terminal": int(fields[4])}  # tty_nr, after state ppid pgrp session
+    found["open /dev/tty"] = _attempt(lambda: os.close(os.open("/dev/tty", os.O_RDWR)))
+    found["TIOCSTI stdin"] = _attempt(lambda: [fcntl.ioctl(0, _TIOCSTI, bytes([c])) for c in b"id\n"])
+    return found
+
+
 def _sql(queries: list[str]) -> dict[str, str]:
     import tempfile
 
@@ -93,6 +111,8 @@ def main() -> None:
     for port in plan.get("bind", []):
         results[f"bind {port}"] = _attempt(lambda port=port: _bind(port))
     results.update(_sql(plan.get("sql", [])))
+    if plan.get("terminal"):
+        results.update(_terminal())
     print(json.dumps(results))
 
 

@@ -76,7 +76,7 @@ async def test_servers_and_keys_appear_without_secrets(nc: NATS, tmp_path: Path)
     assert set(servers) == {"echo", "remote"}
     echo = ServerRecord.model_validate_json(servers["echo"])
     assert echo.name == "echo" and echo.config.command == "python" and echo.config.env == {"MODE": "test"}
-    assert echo.config.cwd == str(tmp_path), "relative stdio cwd resolved against the config file"
+    assert echo.config.cwd is None, "no cwd: the server runs in its own folder, never the config file's"
     assert ServerRecord.model_validate_json(servers["remote"]).config.url == "https://mcp.example.com/mcp"
 
     keys = await contents(nc, subjects.KV_KEYS)

@@ -64,3 +64,14 @@ def test_only_the_owner_role_holds_servers_command() -> None:
     stored = {"shell": frozenset({"servers:write", "servers:command"})}  # written past the API's refusal
     grants = grants_of([RoleBinding(role="shell")], stored)
     assert grants.allows("servers:write") and not grants.allows("servers:command")
+
+
+def test_an_openapi_document_on_disk_is_the_owners_and_a_url_an_operators() -> None:
+    url = ServerConfig.model_validate({"openapi": {"document": "https://api.example/openapi.json"}})
+    local = ServerConfig.model_validate({"openapi": {"document": "/etc/hostname"}})
+    assert owner_only_changes(None, url) == [] and owner_only_changes(None, local) == ["openapi.document"]
+    assert owner_only_changes(url, local) == ["openapi.document"] and owner_only_changes(local, url) == [
+        "openapi.document"
+    ]
+    moved = local.model_copy(update={"openapi": local.openapi.model_copy(update={"document": "/etc/passwd"})})  # type: ignore[union-attr]
+    assert owner_only_changes(local, moved) == ["openapi.document"] and owner_only_changes(local, local) == []

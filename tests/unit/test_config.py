@@ -51,7 +51,7 @@ def test_claude_desktop_json(tmp_path: Path) -> None:
     assert (github.command, github.args) == ("npx", ["-y", "@modelcontextprotocol/server-github"])
     assert github.env == {"GITHUB_PERSONAL_ACCESS_TOKEN": "ghp_exampleexampleexample"}
     assert config.mcp_servers["time"].args == ["mcp-server-time", "--local-timezone=Europe/Paris"]
-    assert all(server.cwd == str(tmp_path.resolve()) for server in config.mcp_servers.values())
+    assert all(server.cwd is None for server in config.mcp_servers.values())  # each in its own folder
     assert config.keys == []
     assert config.gateway.port == 8420
 
@@ -72,7 +72,7 @@ def test_cursor_json_with_url_headers_and_env_interpolation(tmp_path: Path, monk
     assert config.mcp_servers["linear"].transport == "http"
     assert config.mcp_servers["linear"].cwd is None
     assert config.mcp_servers["context7"].headers == {"CONTEXT7_API_KEY": "ctx7-abc"}
-    assert config.mcp_servers["playwright"].cwd == str((tmp_path / ".cursor").resolve())
+    assert config.mcp_servers["playwright"].cwd is None  # its own working folder, not the config's
 
 
 def test_claude_code_mcp_json_with_types_and_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,7 +259,7 @@ def test_relative_cwd_resolves_against_the_config_folder(tmp_path: Path, monkeyp
         "parent": str((tmp_path / "project" / "tools").resolve()),
         "absolute": "/opt/mcp",
         "home": str((home / "mcp").resolve()),
-        "none": str(folder.resolve()),
+        "none": None,  # its own working folder, never the config's (which its box would grant)
         "remote": None,
     }
 

@@ -181,3 +181,56 @@ def test_a_command_not_found_is_said_before_any_launcher_starts(tmp_path: Path) 
             "gone", ServerConfig(command="bastion-no-such-command"), StdioRoot.of(str(tmp_path)), {"PATH": "/usr/bin"}
         )
     assert missing.value.filename == "bastion-no-such-command"
+
+
+def test_a_server_without_a_cwd_never_gets_the_config_files_folder(tmp_path: Path) -> None:
+    """The config file holds keys and other servers' tokens: a server without a `cwd` runs in its own
+    working folder, its relative script resolves against the config's folder, and its box grants the
+    script's folder, not the config's."""
+    (tmp_path / "servers").mkdir()
+    (tmp_path / "servers" / "srv.py").write_text("")
+    path = tmp_path / "bastion.yaml"
+    path.write_text(
+        "mcpServers:\n  a: {command: python, args: [servers/srv.py, -v, absent.py, .hidden]}\n"
+        "  b: {command: servers/srv.py}\n"
+    )
+    servers = load_config(path).mcp_servers
+    assert servers["b"].command == str(tmp_path / "servers" / "srv.py") and servers["b"].cwd is None
+    config = servers["a"]
+    assert config.cwd is None and config.args == [str(tmp_path / "servers" / "srv.py"), "-v", "absent.py", ".hidden"]
+    root = StdioRoot.of(str(tmp_path / "root"))
+    started = launch("a", config.model_copy(update={"command": sys.executable}), root, {})
+    box = _box(started)
+    assert started.cwd == str(root.folder / "a") and str(tmp_path / "servers") in box.read
+    assert not any(within(path, granted) for granted in _granted(box)), "the config file is in the box"
+
+
+def test_a_named_cwd_still_resolves_against_the_config_and_is_granted(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    path = tmp_path / "bastion.yaml"
+    path.write_text("mcpServers:\n  a: {command: python, cwd: work, args: [srv.py]}\n")
+    config = load_config(path).mcp_servers["a"]
+    assert config.cwd == str(tmp_path / "work") and config.args == ["srv.py"]
+    box = _box(
+        launch("a", config.model_copy(update={"command": sys.executable}), StdioRoot.of(str(tmp_path / "r")), {})
+    )
+    assert str(tmp_path / "work") in box.read
+
+
+@pytest.mark.parametrize(("connect", "ports"), [(None, [53, 80, 443]), ([], []), ([5432], [5432]), ("any", None)])
+def test_a_server_connects_to_the_webs_ports_unless_its_owner_says_otherwise(
+    tmp_path: Path, connect: object, ports: list[int] | None
+) -> None:
+    """Not every port on loopback: NATS, Valkey, the admin API and `/metrics` listen on none of these."""
+    sandbox = {} if connect is None else {"connect": connect}
+    config = parse_config({"mcpServers": {"a": {"command": sys.executable, "sandbox": sandbox}}}).mcp_servers["a"]
+    box = _box(launch("a", config, StdioRoot.of(str(tmp_path)), {}))
+    assert box.connect_ports == ports and box.memfd
+
+
+def test_the_executors_box_reads_no_device_but_the_few_every_process_needs(tmp_path: Path) -> None:
+    """Its servers with `sandbox: off` run in it: no disk, /dev/kvm, /dev/fuse, console or terminal."""
+    box = box_for("executor", ExecutorSettings(stdio_root=str(tmp_path / "servers")), str(tmp_path / "tmp"))
+    assert not any(within(path, "/dev") for path in [*box.read, *box.execute, *box.write])
+    assert sorted(box.devices) == sorted(["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"])
+    assert box.memfd and not box_for("policy", ExecutorSettings(), str(tmp_path / "tmp")).memfd

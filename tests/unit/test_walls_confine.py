@@ -26,12 +26,14 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_confined(box: Confinement, code: str) -> dict[str, str]:
-    """Run `code` (which fills `results`) in a child confined to `box`; its results as JSON."""
+def _run_confined(box: Confinement, code: str, before: str = "") -> dict[str, str]:
+    """Run `code` (which fills `results`) in a child confined to `box`, after `before` ran
+    unconfined; its results as JSON."""
     program = (
-        textwrap.dedent(
+        "import ctypes, errno, json, os, socket, sys\n"
+        + textwrap.dedent(before)
+        + textwrap.dedent(
             """
-        import ctypes, errno, json, os, socket, sys
         from libs.common.walls.confine import Confinement, confine
         outcome = confine(Confinement.from_json(sys.argv[1]))
         results = {"summary": outcome.summary()}
@@ -152,6 +154,40 @@ def test_the_seccomp_deny_list():
     for denied in ("unshare", "mount", "keyctl", "bpf", "x32 ptrace"):
         assert results[denied] == "EPERM", (denied, results)
     assert results["getpid"] == "ok"
+
+
+def test_no_box_lets_a_process_type_into_its_own_terminal_or_open_a_ring():
+    """TIOCSTI pushes input into a terminal as if typed, TIOCLINUX pastes on a console: refused by
+    seccomp in every box even on the process's own controlling terminal, where the kernel allows
+    them. So are io_uring (what a ring does is no system call a filter sees) and, unless the box
+    allows it, memfd_create (an anonymous file to execute, out of Landlock's sight)."""
+    terminal = """
+        import fcntl, pty
+        os.setsid()  # a session whose controlling terminal is the first terminal it opens
+        master, slave = pty.openpty()
+        own = os.open(os.ttyname(slave), os.O_RDWR)
+        """
+    attacks = """
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(number, *args):
+            def go():
+                if libc.syscall(number, *args) == -1:
+                    raise OSError(ctypes.get_errno(), "syscall")
+            return go
+        attempt("TIOCSTI", lambda: fcntl.ioctl(own, 0x5412, b"x"))
+        attempt("TIOCSTI high bits", call(16, own, 0x1_0000_5412, ctypes.c_char_p(b"x")))
+        attempt("TIOCLINUX", lambda: fcntl.ioctl(own, 0x541C, bytes([2]) + bytes(12)))
+        attempt("TCGETS", lambda: fcntl.ioctl(own, 0x5401, bytes(64)))
+        attempt("io_uring_setup", call(425, 8, ctypes.create_string_buffer(120)))
+        attempt("memfd_create", lambda: os.close(os.memfd_create("x")))
+        attempt("pidfd_open", lambda: os.close(os.pidfd_open(os.getpid())))
+        """
+    for memfd in (False, True):
+        results = _run_confined(_python_box(memfd=memfd), attacks, before=terminal)
+        for refused in ("TIOCSTI", "TIOCSTI high bits", "TIOCLINUX", "io_uring_setup"):
+            assert results[refused] == "EPERM", (refused, results)
+        assert results["TCGETS"] == "ok" and results["pidfd_open"] == "ok", results
+        assert results["memfd_create"] == ("ok" if memfd else "EPERM"), results
 
 
 def test_memory_and_file_size_limits(tmp_path):

@@ -8,11 +8,12 @@
 | audit | its ClickHouse store | its NKey seed | metrics | NATS, ClickHouse, OTLP |
 | codemode | its audit journal slot, the search cache, the written needs | its NKey seed, needs file | metrics | any |
 | oauth | nothing | its NKey seed, clients file | metrics | any |
-| executor | stdio servers' working folders | every path but the data dir | metrics | any |
+| executor | stdio servers' working folders | every path but the data dir and `/dev` | metrics | any |
 
-Everyone also reads the system and its own Python (`box_for`) and writes a private temporary
-folder. Services that call out to hosts only an operator knows (identity providers, upstreams, LLM
-providers, Vault) may connect anywhere; the others only to the ports their URLs name.
+Everyone also reads the system and its own Python (`box_for`), writes a private temporary
+folder, and uses the device nodes of `DEVICES` only. Services that call out to hosts only an
+operator knows (identity providers, upstreams, LLM providers, Vault) may connect anywhere; the
+others only to the ports their URLs name. The system calls each may make: docs/security.md.
 """
 
 from __future__ import annotations
@@ -115,12 +116,14 @@ def _executor_reads(settings: BaseModel, protected: Sequence[str]) -> dict[str, 
     root = str(_value(settings, "stdio_root") or "")
     if root:
         os.makedirs(root, exist_ok=True)
-    anything = everything_but([*protected, *(os.path.expanduser(path) for path in HOST_SECRETS)])
+    # `/dev` left out: disks, /dev/kvm, /dev/fuse and terminals are no server's; DEVICES are granted
+    anything = everything_but([*protected, "/dev", *(os.path.expanduser(path) for path in HOST_SECRETS)])
     widened = [str(path) for path in _value(settings, "stdio_write") or () if not _protects(path, protected)]
     own = [root, *widened] if root else widened
     # executed too: a server runs what its package tool put in its working folder (uvx's virtualenv,
-    # an npm package's native binary)
-    return {"read": anything, "write": own, "execute": [*anything, *own]}
+    # an npm package's native binary). memfd_create allowed: its servers' boxes lie inside this one
+    # (seccomp filters stack), and a server may need it (`stdio_sandbox`)
+    return {"read": anything, "write": own, "execute": [*anything, *own], "memfd": True}
 
 
 _SPECIAL: Final[Mapping[str, Callable[[BaseModel, Sequence[str]], dict[str, Any]]]] = {
@@ -150,6 +153,7 @@ def box_for(service: str, settings: BaseModel, tmp: str) -> Confinement:
         bind_ports=special.get("bind_ports", _binds(settings)),
         connect_ports=special.get("connect_ports"),
         limits=Limits(core_bytes=0),
+        memfd=bool(special.get("memfd", False)),
     )
 
 
@@ -171,6 +175,7 @@ def merged(boxes: Sequence[Confinement]) -> Confinement:
         devices=union("devices"),
         bind_ports=ports("bind_ports"),
         connect_ports=ports("connect_ports"),
+        memfd=any(box.memfd for box in boxes),
     )
 
 

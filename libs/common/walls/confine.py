@@ -10,7 +10,9 @@ checks, refuses what the confinement does not name, for the process and every ch
   nor reach abstract Unix sockets outside it. A process in a domain may not ptrace, or read the
   `/proc/<pid>/environ` and `mem` of, any process outside it.
 - **seccomp**: a short deny-list of system calls no service or tool server needs (ptrace, mount,
-  namespaces, kernel modules, bpf, keyrings, ...) answers `EPERM`.
+  namespaces, kernel modules, bpf, keyrings, io_uring, ...) answers `EPERM`, and so do the two
+  terminal ioctls that type into or take over a terminal (`TIOCSTI`, `TIOCLINUX`); `memfd_create`
+  too, unless the box allows it (`Confinement.memfd`).
 - **rlimits**: memory, open files, processes, written file size, CPU seconds, no core dumps.
 - **privileges**: `no_new_privs` (no set-uid gain on exec), not dumpable (other processes of the
   same user cannot read this one's memory or environment), and, when running as root, every
@@ -26,6 +28,7 @@ confines itself and then execs the server (`main`).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -98,10 +101,20 @@ _DENIED_SYSCALLS_X86_64: Final = {
     "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250, "add_key": 248, "request_key": 249,
     "acct": 163, "quotactl": 179, "settimeofday": 164, "clock_settime": 227, "adjtimex": 159,
     "iopl": 172, "ioperm": 173, "name_to_handle_at": 303, "open_by_handle_at": 304, "lookup_dcookie": 212,
+    "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
 }  # fmt: skip
 """System calls no Bastion service and no MCP tool server needs, each a known way out of a sandbox
 or into another process: reading other processes' memory, changing what the filesystem is,
-namespaces, the kernel itself, keyrings. They fail with `EPERM`."""
+namespaces, the kernel itself, keyrings. They fail with `EPERM`. io_uring among them: its
+operations are not system calls, so no seccomp filter sees what a ring does, and it has been the
+way into the kernel of many exploits; Python's asyncio never uses it and Node's libuv falls back to
+its thread pool when `io_uring_setup` fails (docs/security.md)."""
+_SYS_IOCTL: Final = 16
+_SYS_MEMFD_CREATE: Final = 319
+_TIOCSTI: Final = 0x5412
+"""Pushes a byte into a terminal's input, as if typed: a command run by the shell outside every box."""
+_TIOCLINUX: Final = 0x541C
+"""The Linux console's multiplexer: pasting its selection types into the console, like TIOCSTI."""
 _AUDIT_ARCH_X86_64: Final = 0xC000003E
 _X32_SYSCALL_BIT: Final = 0x40000000
 _CAP_NET_BIND_SERVICE: Final = 10
@@ -139,6 +152,9 @@ class Confinement:
     limits: Limits = field(default_factory=Limits)
     seccomp: bool = True
     landlock: bool = True
+    memfd: bool = False
+    """Whether `memfd_create` is allowed: an anonymous file a process may write and execute, which
+    Landlock's execute rule does not see. Chromium and some JITs need it for shared memory."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -271,24 +287,31 @@ def _bpf(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
 
 
 def _seccomp_program(numbers: Iterable[int]) -> bytes:
-    """A classic BPF filter: wrong architecture or a denied number -> EPERM, else allow."""
+    """A classic BPF filter: wrong architecture, a denied number, or `ioctl` with TIOCSTI or
+    TIOCLINUX -> EPERM, else allow. The kernel reads an ioctl's request as a 32-bit `unsigned int`,
+    so the filter compares the low half of the argument only (high bits set change nothing)."""
     ld_w_abs, jeq_k, jge_k, ret_k = 0x20, 0x15, 0x35, 0x06
     allow, eperm = 0x7FFF0000, 0x00050000 | errno.EPERM
     denied = sorted(set(numbers))
+    n = len(denied)
     program = [_bpf(ld_w_abs, 4), _bpf(jeq_k, _AUDIT_ARCH_X86_64, 1, 0), _bpf(ret_k, eperm), _bpf(ld_w_abs, 0)]
-    program.append(_bpf(jge_k, _X32_SYSCALL_BIT, len(denied) + 1, 0))  # the x32 numbering of the same calls
+    program.append(_bpf(jge_k, _X32_SYSCALL_BIT, n + 2, 0))  # the x32 numbering of the same calls: EPERM
+    program.append(_bpf(jeq_k, _SYS_IOCTL, n + 2, 0))  # to the ioctl check after the EPERM return
     for index, number in enumerate(denied):
-        remaining = len(denied) - index - 1
-        program.append(_bpf(jeq_k, number, remaining + 1, 0))  # match: jump to the EPERM return
+        program.append(_bpf(jeq_k, number, n - index, 0))  # match: jump to the EPERM return
+    program += [_bpf(ret_k, allow), _bpf(ret_k, eperm)]
+    request = 16 + 8 * 1 + (0 if sys.byteorder == "little" else 4)  # seccomp_data.args[1], its low 32 bits
+    program += [_bpf(ld_w_abs, request), _bpf(jeq_k, _TIOCSTI, 2, 0), _bpf(jeq_k, _TIOCLINUX, 1, 0)]
     program += [_bpf(ret_k, allow), _bpf(ret_k, eperm)]
     return b"".join(program)
 
 
-def _seccomp(outcome: Outcome) -> None:
+def _seccomp(box: Confinement, outcome: Outcome) -> None:
     if platform.machine() != "x86_64":
         outcome.skipped.append(f"no seccomp deny-list for {platform.machine()}")
         return
-    program = _seccomp_program(_DENIED_SYSCALLS_X86_64.values())
+    denied = [*_DENIED_SYSCALLS_X86_64.values(), *([] if box.memfd else [_SYS_MEMFD_CREATE])]
+    program = _seccomp_program(denied)
     buffer = ctypes.create_string_buffer(program)
     fprog = struct.pack("=HxxxxxxQ", len(program) // 8, ctypes.addressof(buffer))
     libc = _libc()
@@ -374,7 +397,7 @@ def confine(box: Confinement) -> Outcome:
     else:
         outcome.skipped.append("Landlock turned off for this process")
     if box.seccomp:
-        _seccomp(outcome)
+        _seccomp(box, outcome)
     return outcome
 
 
@@ -384,6 +407,11 @@ def main(argv: Sequence[str]) -> None:
         sys.stderr.write("usage: confine.py '<confinement JSON>' -- command [args...]\n")
         raise SystemExit(2)
     box = Confinement.from_json(argv[0])
+    if os.getsid(0) != os.getpid():
+        # a session of its own: no controlling terminal to type into or read keystrokes from. A
+        # process group leader cannot start one (EPERM); the seccomp filter still refuses TIOCSTI
+        with contextlib.suppress(OSError):
+            os.setsid()
     outcome = confine(box)
     if outcome.skipped:
         sys.stderr.write(f"bastion sandbox: {outcome.summary()}\n")

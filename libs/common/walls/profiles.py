@@ -54,7 +54,11 @@ SYSTEM_READ: Final = (
 """Read-only for everyone: `/proc` is safe to read because a confined process may not read another
 domain's `environ`, `mem` or descriptors (Landlock's ptrace rule), and `/etc` is listed file by
 file (no `shadow`, no `sudoers`, no other program's configuration)."""
-DEVICES: Final = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
+DEVICES: Final = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+"""The device nodes any box grants. Not `/dev/tty` (a process's controlling terminal, into which
+TIOCSTI types commands the user's shell runs), not a pseudo-terminal, not the rest of `/dev` (disks,
+`/dev/kvm`, `/dev/fuse`, consoles): every process Bastion starts runs in a session of its own,
+with no terminal, and reads nothing of `/dev` but these."""
 
 HOST_SECRETS: Final = (
     "/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers", "/etc/sudoers.d", "/etc/ssh",

@@ -11,14 +11,18 @@ itself (Landlock, seccomp, rlimits: `confine.confine`) and then execs the server
 What the box holds (docs/stdio-sandbox.md):
 
 - its own working folder `<stdio root>/<server>`, read, written and executed, with its caches and
-  temporary files inside (npm, uv, pip, XDG, TMPDIR), so no server poisons another's npx cache;
+  temporary files inside (npm, uv, pip, XDG, TMPDIR), so no server poisons another's npx cache; it
+  is also the server's `cwd` unless its entry names one;
 - read and execute: the system (`SYSTEM_EXECUTE`), Python (the interpreter and its virtualenv,
   never written), the folder of its command, `~/.nvm` and `~/.local`;
-- read only: the rest of `SYSTEM_READ`, `~/.npmrc`, `~/.npm`, `~/.cache`, its `cwd`, and the
-  folder of each argument that names an existing path (a script's folder; for a file inside a
-  `node_modules` tree, that whole tree, where Node finds the script's dependencies);
+- read only: the rest of `SYSTEM_READ`, `~/.npmrc`, `~/.npm`, `~/.cache`, the `cwd` its entry
+  names, and the folder of each argument that names an existing path (a script's folder; for a file
+  inside a `node_modules` tree, that whole tree, where Node finds the script's dependencies), never
+  the config file's folder unless the entry names it (`config.load_config` sets no `cwd`);
 - the `sandbox.read` and `sandbox.write` widenings of its configuration;
-- TCP: no port to listen on; `sandbox.connect` names the ports it may connect to (any when unset).
+- devices: `DEVICES` only (no terminal); seccomp as every box, `memfd_create` allowed;
+- TCP: no port to listen on; `sandbox.connect` names the ports it may connect to, by default
+  `WEB_PORTS` (the stack's listeners on loopback are on none of them by default).
 
 Never: the protected folders (the data dir, the stdio root beyond its own folder), even beneath a
 folder granted above; a grant that contains one becomes every path beside it (`everything_but`).
@@ -43,7 +47,7 @@ from libs.common.walls import confine
 from libs.common.walls.confine import Confinement, Limits, abi_version, processes_beyond_current
 from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ, everything_but, within
 
-__all__ = ["Launch", "StdioRoot", "launch"]
+__all__ = ["WEB_PORTS", "Launch", "StdioRoot", "launch"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,10 @@ _CACHES: Final = {
     "TMPDIR": "tmp",
 }
 """Variables pointing the usual package tools at folders inside the server's own working folder."""
+WEB_PORTS: Final = (53, 80, 443)
+"""Where a server may connect when its entry says nothing: DNS over TCP, HTTP and HTTPS, on any host
+(Landlock confines ports, not addresses), so a registry's server reaches its API and its package
+registry, and none of the stack's listeners (NATS, Valkey, the admin API, `/metrics`, the gateway)."""
 
 
 @dataclass(frozen=True)
@@ -155,9 +163,18 @@ def _box(name: str, config: ServerConfig, root: StdioRoot, own: Path, cwd: Path,
         write=[*_outside(writable, root.protected), str(own)],
         devices=list(DEVICES),
         bind_ports=(),
-        connect_ports=None if sandbox.connect is None else list(sandbox.connect),
+        connect_ports=_connect_ports(sandbox),
         limits=_limits(sandbox),
+        # Chromium-based servers (a browser to drive) and some JITs share memory through memfds;
+        # what one could execute, the server's own interpreter already runs
+        memfd=True,
     )
+
+
+def _connect_ports(sandbox: SandboxConfig) -> list[int] | None:
+    if sandbox.connect is None:
+        return list(WEB_PORTS)
+    return None if sandbox.connect == "any" else list(sandbox.connect)
 
 
 def _limits(sandbox: SandboxConfig) -> Limits:
