@@ -74,12 +74,13 @@ def up(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
-    """Validate a config file and summarize it (never showing secrets); OpenAPI documents are read and
-    what they turn into (or refuse) is listed."""
+    """Validate a config file and summarize it (never showing secrets); its Cedar policies are compiled
+    and listed, and OpenAPI documents are read and what they turn into (or refuse) is listed."""
     from libs.common.config import ConfigError, load_config
 
     from .apply import key_records
     from .openapi_check import load_openapi_servers, print_openapi_report
+    from .policy_report import policy_problem, print_policy_report
     from .summary import print_summary
 
     try:
@@ -88,10 +89,13 @@ def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAM
         apis = load_openapi_servers(config, str(file))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        if (problem := policy_problem(file)) is not None:
+            print(problem, file=sys.stderr)  # the same problem, at the file's own line
         raise typer.Exit(2) from None
     out = console()
     out.print(f"[green]ok[/]: {escape(str(file))} is valid")
     print_summary(config, out)
+    print_policy_report(file, config.policies, out)
     print_openapi_report(apis, out)
 
 
