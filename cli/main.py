@@ -63,12 +63,29 @@ def up(
             "(default: stack.nats_cluster, 1). Ignored with an external NATS.",
         ),
     ] = None,
+    ingress_replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=32,
+            help="Ingress processes sharing the gateway's port (the kernel spreads connections among them; "
+            "a session made on one is served by any).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the whole gateway locally: NATS, Valkey and every service, until Ctrl-C."""
     from .up import run_up
 
     raise typer.Exit(
-        run_up(config, host=host, port=port, data_dir=data_dir, admin_port=admin_port, nats_cluster=nats_cluster)
+        run_up(
+            config,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            admin_port=admin_port,
+            nats_cluster=nats_cluster,
+            ingress_replicas=ingress_replicas,
+        )
     )
 
 
