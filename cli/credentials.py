@@ -11,11 +11,18 @@
 - the key sealing upstream secrets in KV (`libs.common.sealing`): `BASTION_SECRETS_KEY` if set,
   else `secrets.key`, made once and kept, because the JetStream store (and the sealed values in it)
   outlives a run.
+- the ingress replicas' session secret: `BASTION_SESSION_SECRET` if set, else derived from the
+  secrets key (HMAC-SHA256 over a label of its own), so every replica of the stack, and the stack
+  after a restart, accepts the sessions any of them issued. Never written anywhere: handed to the
+  replicas through their pipes; knowing it tells nothing of the secrets key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 from collections.abc import Mapping
@@ -42,6 +49,7 @@ __all__ = [
     "connect_as_admin",
     "make_credentials",
     "new_nkey_seed",
+    "session_secret",
     "write_nats_credentials",
 ]
 
@@ -62,6 +70,8 @@ class StackCredentials:
     bus_signing_key: str
     checkpoint_key: str = ""
     """Signs the audit trail's checkpoints; kept across restarts, or older checkpoints stop verifying."""
+    session_secret: str = ""
+    """Signs the ingress replicas' session ids (`session_secret`): one for the whole stack."""
 
     @property
     def authorization(self) -> str:
@@ -105,6 +115,18 @@ def _checkpoint_key(root: Path, environ: Mapping[str, str]) -> str:
     key = secrets.token_urlsafe(32)
     private_file(path, key + "\n")
     return key
+
+
+_SESSION_LABEL = b"bastion ingress session ids v1"
+
+
+def session_secret(secrets_key: str, environ: Mapping[str, str]) -> str:
+    """`BASTION_SESSION_SECRET` if set, else one derived from the stack's secrets key: the same for
+    every replica and every restart of the stack, changed with the secrets key."""
+    if given := environ.get("BASTION_SESSION_SECRET", "").strip():
+        return given
+    derived = hmac.new(secrets_key.encode(), _SESSION_LABEL, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(derived).rstrip(b"=").decode()
 
 
 def _seeds(root: Path) -> tuple[dict[str, Path], dict[str, str]]:
@@ -156,13 +178,15 @@ def make_credentials(data_dir: Path, environ: Mapping[str, str], *, new_nkeys: b
         seed_files, public_keys = _seeds(root)
     else:
         seed_files, public_keys = {}, {}
+    secrets_key = _secrets_key(root, environ)
     return StackCredentials(
         seed_files=seed_files,
         public_keys=public_keys,
         valkey_password=secrets.token_urlsafe(32),
-        secrets_key=_secrets_key(root, environ),
+        secrets_key=secrets_key,
         bus_signing_key=secrets.token_urlsafe(32),
         checkpoint_key=_checkpoint_key(root, environ),
+        session_secret=session_secret(secrets_key, environ),
     )
 
 

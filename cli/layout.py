@@ -33,6 +33,7 @@ from libs.common.settings import (
 from .colocated import COLOCATED_ENV
 from .credentials import StackCredentials
 from .ports import free_port
+from .replicas import replicated
 from .supervisor import ChildSpec
 
 __all__ = [
@@ -223,6 +224,7 @@ def service_specs(
     creds: StackCredentials | None = None,
     metrics_ports: Mapping[str, int] | None = None,
     colocate: bool = False,
+    ingress_replicas: int = 1,
 ) -> list[ChildSpec]:
     """One `python -m services.<svc>` per service, configured only through BASTION_* variables.
 
@@ -234,12 +236,19 @@ def service_specs(
     service gets its own NKey seed file (none when `creds` has none: an open NATS), and only the
     admin service the admin role's. No service gets an admin token: `bastion up` makes its owner in
     KV (`cli.admin_owner`). Nothing private is inherited from `environ`. `metrics_ports` gives a
-    service its own `/metrics` port."""
+    service its own `/metrics` port; `ingress_replicas` runs that many ingress children on its one
+    port (`cli.replicas`), each handed the same session secret."""
     base = _shared_variables(ep, environ)
     own = _own_variables(config, ep, session_secret, environ, creds)
     for svc, port in (metrics_ports or {}).items():
-        own[svc]["BASTION_METRICS_PORT"] = str(port)
-    return _children(ep, base, {svc: _split(variables) for svc, variables in own.items()}, colocate)
+        if svc in own:  # an ingress replica's own is set on its copy (`cli.replicas`)
+            own[svc]["BASTION_METRICS_PORT"] = str(port)
+    split = {svc: _split(variables) for svc, variables in own.items()}
+    children = _children(ep, base, split, colocate)
+    if ingress_replicas <= 1:
+        return children
+    alone = _children(ep, base, split, colocate=False)[SERVICES.index("ingress")]
+    return replicated(children, ingress_replicas, metrics_ports or {}, alone)
 
 
 def _shared_variables(ep: Endpoints, environ: Mapping[str, str]) -> dict[str, str]:

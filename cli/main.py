@@ -63,23 +63,41 @@ def up(
             "(default: stack.nats_cluster, 1). Ignored with an external NATS.",
         ),
     ] = None,
+    ingress_replicas: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=32,
+            help="Ingress processes sharing the gateway's port (the kernel spreads connections among them; "
+            "a session made on one is served by any).",
+        ),
+    ] = 1,
 ) -> None:
     """Run the whole gateway locally: NATS, Valkey and every service, until Ctrl-C."""
     from .up import run_up
 
     raise typer.Exit(
-        run_up(config, host=host, port=port, data_dir=data_dir, admin_port=admin_port, nats_cluster=nats_cluster)
+        run_up(
+            config,
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            admin_port=admin_port,
+            nats_cluster=nats_cluster,
+            ingress_replicas=ingress_replicas,
+        )
     )
 
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
-    """Validate a config file and summarize it (never showing secrets); OpenAPI documents are read and
-    what they turn into (or refuse) is listed."""
+    """Validate a config file and summarize it (never showing secrets); its Cedar policies are compiled
+    and listed, and OpenAPI documents are read and what they turn into (or refuse) is listed."""
     from libs.common.config import ConfigError, load_config
 
     from .apply import key_records
     from .openapi_check import load_openapi_servers, print_openapi_report
+    from .policy_report import policy_problem, print_policy_report
     from .summary import print_summary
 
     try:
@@ -88,10 +106,13 @@ def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAM
         apis = load_openapi_servers(config, str(file))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        if (problem := policy_problem(file)) is not None:
+            print(problem, file=sys.stderr)  # the same problem, at the file's own line
         raise typer.Exit(2) from None
     out = console()
     out.print(f"[green]ok[/]: {escape(str(file))} is valid")
     print_summary(config, out)
+    print_policy_report(file, config.policies, out)
     print_openapi_report(apis, out)
 
 

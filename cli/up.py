@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import secrets
 import socket
 import sys
 import time
@@ -49,6 +48,7 @@ from .invocation import cli_command, data_dir_flag
 from .layout import METRICS_SERVICES, Endpoints, resolve_endpoints, service_specs
 from .nats_cluster import EmbeddedNatsCluster, cluster_replicas
 from .ports import HeldPorts, hold_addresses, hold_ports
+from .replicas import MAX_INGRESS_REPLICAS, ingress_names
 from .stack import PRIVATE_UMASK, EmbeddedNats, EmbeddedValkey, private_dir
 from .stackfile import STACK_FILE, remove_stack, running_stack, write_stack
 from .summary import banner_servers, grant_warnings, safe_url, server_warnings
@@ -114,6 +114,8 @@ class _Stack:
     stop: StopSignals
     nats_cluster: int = 1
     """Embedded nats-servers: 1, or a cluster of 3 or more (`--nats-cluster`, `stack.nats_cluster`)."""
+    ingress_replicas: int = 1
+    """Ingress processes on the gateway's one port (`--ingress-replicas`, `cli.replicas`)."""
     nats: EmbeddedNats | EmbeddedNatsCluster | None = None
     valkey: EmbeddedValkey | None = None
     supervisor: Supervisor | None = None
@@ -182,19 +184,21 @@ class _Stack:
         self.admin_token = asyncio.run(apply_to(ep.nats_url, self.config, self.creds))
         if self.stop.requested:
             return False
-        metrics = hold_ports(len(METRICS_SERVICES), taken={ep.port, ep.admin_port})
+        measured = [*METRICS_SERVICES, *ingress_names(self.ingress_replicas)[1:]]
+        metrics = hold_ports(len(measured), taken={ep.port, ep.admin_port})
         self.held.append(metrics)
-        self.metrics_ports = dict(zip(METRICS_SERVICES, metrics.ports, strict=True))
+        self.metrics_ports = dict(zip(measured, metrics.ports, strict=True))
         if self.config.stack.colocate:  # one process: its services share one registry and one port
             self.metrics_ports["executor"] = self.metrics_ports["ingress"]
         specs = service_specs(
             self.config,
             ep,
-            secrets.token_urlsafe(32),
+            self.creds.session_secret,  # one for every replica, and the same after a restart
             os.environ,
             self.creds,
             self.metrics_ports,
             colocate=self.config.stack.colocate,
+            ingress_replicas=self.ingress_replicas,
         )
         servers = self.embedded()
         infra = [
@@ -303,6 +307,11 @@ class _Stack:
             "[dim](docs/oauth.md)[/]"
         )
         out.print(f"  servers     {servers}")
+        if self.ingress_replicas > 1:
+            out.print(
+                f"  ingress     {self.ingress_replicas} replicas on port {ep.port}, sessions shared "
+                "[dim](--ingress-replicas: the kernel spreads connections among them)[/]"
+            )
         out.print(f"  web page    {ep.web_url}")
         out.print(f"  admin       {ep.admin_base_url}  [dim](the admin service: API, docs, dashboard)[/]")
         out.print(f"  admin API   {ep.admin_url}  [dim](token in the stack file; try `{cli} keys list{at}`)[/]")
@@ -336,7 +345,9 @@ class _Stack:
         if self.supervisor is not None:
             why = f"{self.stop.received} received; " if self.stop.received else ""
             self.err.print(f"[dim]bastion: {why}stopping services…[/]")
-            self.supervisor.stop(STOP_ORDER, force=lambda: self.stop.force, keep=self.embedded())
+            replicas = tuple(ingress_names(self.ingress_replicas))  # first, with admin: no request taken then dropped
+            order = ((*replicas, *STOP_ORDER[0][1:]), *STOP_ORDER[1:])
+            self.supervisor.stop(order, force=lambda: self.stop.force, keep=self.embedded())
         self.sweeper.finish(self.infra_pids(), timeout=0.0 if self.stop.force else 3.0)
         servers = self.embedded()
         if self.supervisor is not None:
@@ -358,11 +369,13 @@ def run_up(
     data_dir: Path | None = None,
     admin_port: int | None = None,
     nats_cluster: int | None = None,
+    ingress_replicas: int = 1,
     out: Console | None = None,
     err: Console | None = None,
 ) -> int:
     """Run the stack until Ctrl-C/SIGTERM; the exit code (2: bad config, 1: could not run).
-    `nats_cluster` (3 or more) overrides `stack.nats_cluster`."""
+    `nats_cluster` (3 or more) overrides `stack.nats_cluster`; `ingress_replicas` ingress processes
+    share the gateway's port."""
     out = out or Console(soft_wrap=True)
     err = err or Console(stderr=True, soft_wrap=True)
     try:
@@ -390,12 +403,18 @@ def run_up(
     if cluster == 2:
         err.print("[red]error:[/] --nats-cluster: a cluster needs 3 or more servers to survive losing one")
         return 2
+    if not 1 <= ingress_replicas <= MAX_INGRESS_REPLICAS:
+        err.print(f"[red]error:[/] --ingress-replicas: 1 to {MAX_INGRESS_REPLICAS}")
+        return 2
 
     set_child_subreaper()
     os.umask(PRIVATE_UMASK)  # logs, stores, the ClickHouse files: everything the stack writes is private
     checked = hold_addresses([(ep.host, ep.port), (ep.admin_host, ep.admin_port)])
     with StopSignals() as stop:
-        stack = _Stack(config, Path(config_path), ep, out, err, stop, nats_cluster=cluster, held=[checked])
+        stack = _Stack(
+            config, Path(config_path), ep, out, err, stop, nats_cluster=cluster, ingress_replicas=ingress_replicas
+        )
+        stack.held.append(checked)
         try:
             err.print(f"[dim]bastion: starting from {escape(str(config_path))} (data in {escape(str(ep.data_dir))})[/]")
             try:

@@ -256,9 +256,12 @@ def _check_node(node: exp.Expr) -> None:
         raise NotReadOnly(f"only SELECT is allowed, found {node.key.upper()}")
     if isinstance(node, exp.Into) or node.args.get("into") is not None:
         raise NotReadOnly("INTO (OUTFILE) is not allowed: the answer is returned, never written")
-    if node.args.get("settings"):
+    # a clause is an argument of the query (or table) node: a function's own `format` argument
+    # (`formatDateTime(ts, '%F')` parses as TimeToStr(format=...)) is a value, not the answer's format
+    clause_holder = isinstance(node, exp.Query | exp.Table)
+    if clause_holder and node.args.get("settings"):
         raise NotReadOnly("a SETTINGS clause is not allowed (limits are set by Bastion)")
-    if node.args.get("format") is not None:
+    if clause_holder and node.args.get("format") is not None:
         raise NotReadOnly("a FORMAT clause is not allowed (the answer is always JSON rows)")
     if isinstance(node, exp.Placeholder) and not isinstance(node.args.get("kind"), exp.DataType):
         raise NotReadOnly(

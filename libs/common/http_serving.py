@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
 
-__all__ = ["ServingHttp", "serve_http"]
+__all__ = ["ServingHttp", "serve_http", "shared_port_socket"]
 
 
 class _Server(uvicorn.Server):
@@ -36,10 +37,27 @@ class ServingHttp:
             await asyncio.wait_for(self.task, within)
 
 
-async def serve_http(config: uvicorn.Config, name: str) -> ServingHttp:
-    """Start serving `config`; returns once it listens. Raises the bind error (or says it stopped)."""
+def shared_port_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port with SO_REUSEPORT (and SO_REUSEADDR, as uvicorn's own): every
+    replica binding it so listens on the one port, and the kernel spreads new connections among
+    them. The bind error names the address, as `serve_http`'s does."""
+    family, kind, proto, _, address = socket.getaddrinfo(host or "0.0.0.0", port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"could not listen on {host}:{port} (shared): {exc.strerror}") from None
+    return sock
+
+
+async def serve_http(config: uvicorn.Config, name: str, sockets: list[socket.socket] | None = None) -> ServingHttp:
+    """Start serving `config` (on `sockets` when given, bound already: `shared_port_socket`); returns
+    once it listens. Raises the bind error (or says it stopped)."""
     server = _Server(config)
-    task = asyncio.create_task(_serve(server, name), name=f"uvicorn-{name}")
+    task = asyncio.create_task(_serve(server, name, sockets), name=f"uvicorn-{name}")
     while not server.started:
         if task.done():
             task.result()  # raises the bind error
@@ -48,12 +66,12 @@ async def serve_http(config: uvicorn.Config, name: str) -> ServingHttp:
     return ServingHttp(server, task)
 
 
-async def _serve(server: uvicorn.Server, name: str) -> None:
+async def _serve(server: uvicorn.Server, name: str, sockets: list[socket.socket] | None) -> None:
     """uvicorn logs a bind error and exits (`SystemExit`, which asyncio would also raise out of the
     event loop): say it as the `OSError` it was, naming the address, so that the service's start
     fails with it and a caller can tell a taken port from anything else."""
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     except SystemExit as exited:
         cause, config = exited.__context__, server.config
         if isinstance(cause, OSError):

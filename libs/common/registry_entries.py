@@ -6,8 +6,13 @@ stdio entry that runs the package at its published version (`npx -y pkg@1.2.3`, 
 What the document declares as inputs (environment variables, headers, arguments, URL variables) is
 filled from the values a person gives, else the input's fixed `value` or its `default`; a required
 input left without one is refused, all such inputs named at once, so the person can give them and
-try again. The entry remembers where it came from (`RegistryOrigin`): the registry, the server's
-name and the version it is pinned at, so a newer version can be offered as an update to approve.
+try again. A value is given by the input's name (an environment variable's or header's name, a
+flag, a URL variable) or by its `valueHint` (what a positional argument is known by, and what many
+documents also give a flag or a variable); a value naming no input of the chosen remote or package
+is refused with the names it accepts, never dropped while the default runs.
+
+The entry remembers where it came from (`RegistryOrigin`): the registry, the server's name and the
+version it is pinned at, so a newer version can be offered as an update to approve.
 
 Secrets stay where Bastion seals them: environment variables and headers. A secret input that would
 land on a command line (an argument) is refused rather than stored in plain text.
@@ -67,11 +72,16 @@ def choices_of(detail: dict[str, Any]) -> list[str]:
 
 
 def entry_for(
-    detail: dict[str, Any], values: dict[str, str], choice: str | None = None
+    detail: dict[str, Any],
+    values: dict[str, str],
+    choice: str | None = None,
+    carried: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], str, dict[str, str]]:
     """The `mcpServers` entry for `detail` (a `server.json`) run the way `choice` names (default: the
-    first of `choices_of`), with `values` for its inputs; with the choice taken and the non-secret
-    argument values to remember. `ImportRefused` says what is missing or not possible."""
+    first of `choices_of`), with `values` for its inputs (each must name one), else `carried` (the
+    values an entry moving to a newer version had: those its new version no longer asks for are
+    left out); with the choice taken and the non-secret argument values to remember.
+    `ImportRefused` says what is missing, unknown or not possible."""
     available = choices_of(detail)
     if not available:
         kinds = sorted({str((p.get("transport") or {}).get("type")) for p in _list(detail, "packages")})
@@ -82,7 +92,7 @@ def entry_for(
     chosen = choice or available[0]
     if chosen not in available:
         raise ImportRefused(f"{detail.get('name')!r} has no {chosen!r}; choose one of: {', '.join(available)}")
-    inputs = _Inputs(values)
+    inputs = _Inputs(values, carried or {})
     kind, _, index = chosen.partition(":")
     if kind == "remote":
         entry = _remote_entry(_list(detail, "remotes")[int(index)], inputs)
@@ -100,21 +110,25 @@ def _list(detail: dict[str, Any], field: str) -> list[dict[str, Any]]:
 class _Inputs:
     """The values given, what is still missing, and the non-secret argument values to remember."""
 
-    def __init__(self, values: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, str], carried: dict[str, str]) -> None:
         self.values = values
+        self.carried = carried
+        self.accepted: dict[str, list[str]] = {}
+        """Each input a person may give, by its key: every name that gives it (name, valueHint)."""
         self.missing: list[str] = []
         self.refused: list[str] = []
         self.kept: dict[str, str] = {}
 
     def resolve(self, spec: dict[str, Any], key: str, *, on_command_line: bool = False) -> str | None:
-        """The value of the input `spec` known by `key`: a fixed `value` (its `{variables}` filled),
-        else the one given, else its `default`; None for an optional input left out."""
+        """The value of the input `spec` known by `key` (or its `valueHint`): a fixed `value` (its
+        `{variables}` filled), else the one given, else its `default`; None for an optional input
+        left out."""
         fixed = spec.get("value")
         if isinstance(fixed, str):
             found = spec.get("variables")
             variables: dict[str, Any] = found if isinstance(found, dict) else {}
             return _VARIABLE.sub(lambda m: self._variable(m.group(1), variables, on_command_line, m.group(0)), fixed)
-        value = self.values.get(key)
+        value = self._given(spec, key)
         if value is None:
             value = spec.get("default") if isinstance(spec.get("default"), str) else None
         elif on_command_line:
@@ -128,6 +142,18 @@ class _Inputs:
             self.refused.append(f"{key} (one of: {', '.join(map(str, choices))})")
         return value
 
+    def _given(self, spec: dict[str, Any], key: str) -> str | None:
+        hint = spec.get("valueHint")
+        names = list(dict.fromkeys(n for n in (key, hint) if isinstance(n, str) and n))
+        if names:
+            self.accepted[key or names[0]] = names
+        given = {self.values[name] for name in names if name in self.values}
+        if len(given) > 1:
+            self.refused.append(f"{' and '.join(names)} (two values for one input)")
+        if given:
+            return given.pop()
+        return next((self.carried[name] for name in names if name in self.carried), None)
+
     def _variable(self, name: str, variables: dict[str, Any], on_command_line: bool, literal: str) -> str:
         spec = variables.get(name)
         if not isinstance(spec, dict):
@@ -135,12 +161,17 @@ class _Inputs:
         return self.resolve(spec, name, on_command_line=on_command_line) or ""
 
     def check(self) -> None:
+        known = {name for names in self.accepted.values() for name in names}
+        unknown = sorted(name for name in self.values if name not in known)
+        if unknown:
+            accepted = ", ".join(" or ".join(names) for names in self.accepted.values()) or "none"
+            raise ImportRefused(f"no input is named {', '.join(unknown)}; the inputs it takes: {accepted}")
         if self.refused:
             raise ImportRefused(
                 "refused: "
                 + ", ".join(self.refused)
                 + " (a secret cannot go on a command line: Bastion seals env and header values only;"
-                " a value with choices must be one of them)"
+                " a value with choices must be one of them; one input takes one value)"
             )
         if self.missing:
             raise ImportRefused(f"give a value for: {', '.join(self.missing)}")

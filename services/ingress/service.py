@@ -23,7 +23,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from libs.common import observability, permissions, subjects
 from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
 from libs.common.favicon import FAVICON, FAVICON_TYPE
-from libs.common.http_serving import ServingHttp, serve_http
+from libs.common.http_serving import ServingHttp, serve_http, shared_port_socket
 from libs.common.kvwatch import BucketWatch
 from libs.common.messages import AuditEvent, Caller
 from libs.common.metrics import MetricsServer
@@ -319,7 +319,8 @@ class IngressService:
             proxy_headers=False,  # /mcp skips the middleware: see `_McpFirst.behind_proxies`
         )
         app.behind_proxies(config.forwarded_allow_ips)
-        self._http = await serve_http(config, "ingress")
+        shared = [shared_port_socket(s.host, s.port)] if s.reuse_port else None  # replicas on one port
+        self._http = await serve_http(config, "ingress", shared)
         self.port = self._http.port
 
     def _catalog_put(self, server: str, value: bytes, revision: int = 0) -> None:
@@ -390,7 +391,9 @@ class IngressService:
         @app.get("/healthz")
         async def healthz() -> JSONResponse:
             ready = nc.is_connected and all(w.ready.is_set() for w in self._watches)
-            return JSONResponse(health_body(ready, self.catalog), status_code=200 if ready else 503)
+            # which replica answered: replicas may share one port (`reuse_port`)
+            body = {**health_body(ready, self.catalog), "replica": self.settings.instance or "ingress"}
+            return JSONResponse(body, status_code=200 if ready else 503)
 
         llm = LlmEndpoint(
             self.handlers,

@@ -41,6 +41,7 @@ from .hosted_tasks import HostedTasks, TaskEnding
 from .protocol import RawJson, error_body, gateway_error_body, ok_body
 from .task_forms import Form, agent_form, created, detailed, listed, read_upstream_task, requested_ttl
 from .task_store import TaskStore, TooManyTasks
+from .upstream_task_ids import namespaced, namespaced_error
 
 if TYPE_CHECKING:
     from .handlers import Handlers
@@ -183,13 +184,13 @@ class TaskRouter:
             await asyncio.sleep(wait)
             outcome = await h.sender.request(ctx, "tasks/get", entry, {"taskId": record.upstream_task_id})
             if outcome.error is not None:
-                return gateway_error_body(ctx.request_id, outcome.error, server=record.server)
+                return _upstream_error_body(ctx, outcome.error, record)
             if (task := read_upstream_task(_result_of(outcome))) is not None:
                 _mirror(record, task)
         outcome = await h.sender.request(ctx, "tasks/result", entry, {"taskId": record.upstream_task_id})
         if outcome.error is not None:
-            return gateway_error_body(ctx.request_id, outcome.error, server=record.server)
-        return ok_body(ctx.request_id, ctx.version, _without_related(_result_of(outcome)))
+            return _upstream_error_body(ctx, outcome.error, record)
+        return ok_body(ctx.request_id, ctx.version, _without_related(namespaced(_result_of(outcome), record)))
 
     async def _hosted_task(
         self,
@@ -304,9 +305,9 @@ class TaskRouter:
             upstream_params["inputResponses"] = params.get("inputResponses") or {}
         outcome = await h.sender.request(ctx, method, entry, upstream_params)
         if outcome.error is not None:
-            body = gateway_error_body(ctx.request_id, outcome.error, server=record.server)
+            body = _upstream_error_body(ctx, outcome.error, record)
             return body, self._audit(h, ctx, method, record.task_id, record, outcome.error.message, outcome)
-        answer = _result_of(outcome)
+        answer = namespaced(_result_of(outcome), record)
         if (task := read_upstream_task(answer)) is not None and method != "tasks/result":
             _mirror(record, task)
             await self.store.save(record)
@@ -319,8 +320,9 @@ class TaskRouter:
         error: dict[str, Any] | None = None
         if form == "extension" and record.status in ("completed", "failed"):
             fetched = await h.sender.request(ctx, "tasks/result", entry, {"taskId": record.upstream_task_id})
-            result = _without_related(_result_of(fetched)) if fetched.error is None else None
-            error = fetched.error.model_dump(include={"code", "message"}) if fetched.error is not None else None
+            result = _without_related(namespaced(_result_of(fetched), record)) if fetched.error is None else None
+            failed = namespaced_error(fetched.error, record) if fetched.error is not None else None
+            error = failed.model_dump(include={"code", "message"}) if failed is not None else None
         return ok_body(ctx.request_id, ctx.version, detailed(record, form, result, error)), audit
 
     async def _hosted_method(
@@ -397,7 +399,7 @@ def _entry(record: TaskRecord) -> CatalogEntry:
 def _mirror(record: TaskRecord, task: dict[str, Any]) -> None:
     record.status = task["status"]
     message = task.get("statusMessage")
-    record.status_message = message if isinstance(message, str) else None
+    record.status_message = namespaced(message, record) if isinstance(message, str) else None
     interval = task.get("pollInterval")
     if isinstance(interval, int) and not isinstance(interval, bool) and interval > 0:
         record.poll_interval_ms = max(interval, record.poll_interval_ms)
@@ -428,6 +430,11 @@ def _ending_body(ctx: RequestContext, ending: TaskEnding) -> dict[str, Any]:
 
 def _detached(ctx: RequestContext) -> RequestContext:
     return replace(ctx, emit=None, audit_id=None, session=None)
+
+
+def _upstream_error_body(ctx: RequestContext, error: GatewayError, record: TaskRecord) -> dict[str, Any]:
+    """An upstream's error about a task, as the agent reads it: naming the gateway's task id."""
+    return gateway_error_body(ctx.request_id, namespaced_error(error, record), server=record.server)
 
 
 def _too_many(ctx: RequestContext, exc: TooManyTasks) -> dict[str, Any]:

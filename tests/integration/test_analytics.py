@@ -260,6 +260,7 @@ async def test_doc_query_answers_what_the_events_say(stack: Stack, number: int) 
         ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "file()"),
         ("SELECT count() FROM bastion.audit_events SETTINGS readonly = 0", "SETTINGS"),
         ("OPTIMIZE TABLE bastion.audit_events FINAL", "not OPTIMIZE"),
+        ("SELECT formatDateTime(ts, '%F') FROM bastion.audit_events FORMAT CSV", "FORMAT clause"),
     ],
 )
 async def test_anything_but_one_select_is_refused_by_the_service(stack: Stack, sql: str, reason: str) -> None:
@@ -273,6 +274,17 @@ async def test_anything_but_one_select_is_refused_by_the_service(stack: Stack, s
     assert answer.error is not None and reason in answer.error
     assert not answer.rows
     assert await asyncio.to_thread(stack.service.store.count) == len(stack.events)
+
+
+async def test_format_functions_are_values_not_a_format_clause(stack: Stack) -> None:
+    """`formatDateTime(ts, '%F')` parses with a `format` argument of its own: it runs (the rows per
+    day are what the events say), while the query's FORMAT clause above is refused."""
+    sql = (
+        "SELECT formatDateTime(ts, '%F', 'UTC') AS day, count() AS n FROM bastion.audit_events FINAL"
+        " GROUP BY day ORDER BY day"
+    )
+    per_day = Counter(_utc(e.ts).date().isoformat() for e in stack.events)
+    assert (await ask(stack, sql)).rows == [[day, per_day[day]] for day in sorted(per_day)]
 
 
 async def test_the_cli_refuses_before_connecting(stack: Stack) -> None:

@@ -7,6 +7,7 @@ package (a command) to anyone but the owner."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import sys
@@ -29,6 +30,7 @@ from tests.support.processes import serving_process
 pytestmark = pytest.mark.integration
 
 UPSTREAM_SECRET = "Bearer upstream-registry-secret-7731"
+HINTED = PUBLISHED.parent / "bastion" / "value-hints.json"
 CONFIG = {"mcpServers": {}, "keys": [{"name": "admin", "key": ADMIN_KEY, "tools": ["*"]}]}
 
 
@@ -177,3 +179,43 @@ async def test_a_registrys_credentials_appear_in_no_answer(owner: httpx.AsyncCli
     down = await owner.get("/registries/private/servers")  # nothing listens there
     assert down.status_code == 502 and "registry 'private'" in down.json()["message"]
     assert "reg-pass" not in down.text and "reg-user" not in down.text
+
+
+async def test_the_cli_gives_an_input_by_its_value_hint_and_refuses_an_unknown_name(
+    gateway: Gateway, owner: httpx.AsyncClient, registry_folder: Path
+) -> None:
+    """`--value port=9000` reaches the flag whose valueHint is `port` (not its default 8080); a name
+    the package has no input for is refused, naming the ones it has, and nothing is written."""
+    publish(registry_folder, json.loads(HINTED.read_text()), "value-hints.json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")} | {"COLUMNS": "200"}
+    connection = ["--admin-url", gateway.admin_api.removesuffix("/admin/v1"), "--admin-token", gateway.admin_token]
+    base = ["servers", "add", "--registry", "local", "io.github.example/notes-hints", "--as", "hints", *connection]
+    given = ["--value", "port=9000", "--value", "notes_dir=/srv/notes", "--env", "NOTES_TOKEN=t-1"]
+
+    async def cli(*argv: str) -> tuple[int | None, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "cli",
+            *base,
+            *argv,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode, out.decode()
+
+    code, said = await cli(*given, "--value", "prot=9001")
+    assert code != 0 and "no input is named prot" in said, said
+    assert "--listen-port or port" in said and "NOTES_LOG_LEVEL or log_level" in said
+    assert (await owner.get("/servers/hints")).status_code == 404
+    code, said = await cli(*given, "--value", "log_level=debug")
+    assert code == 0, said
+    try:
+        config = (await owner.get("/servers/hints")).json()["config"]
+        assert config["args"] == ["-y", "@example/notes-mcp@0.3.0", "--listen-port", "9000", "/srv/notes"]
+        assert set(config["env"]) == {"NOTES_LOG_LEVEL", "NOTES_TOKEN"}  # their values are answered masked
+        assert config["registry"]["inputs"] == {"--listen-port": "9000", "notes_dir": "/srv/notes"}
+    finally:
+        assert (await owner.delete("/servers/hints")).status_code == 204

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -357,6 +358,51 @@ async def test_task_limits(gateway, http):
             return got["result"]["status"] == "completed"
 
         await poll_until(completed, f"the task of {job} completed")
+
+
+UPSTREAM_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+"""The task server's ids (uuid4); the gateway's are 32 url-safe base64 characters."""
+
+
+async def test_an_upstreams_words_about_its_task_name_the_gateways_id(gateway, second, http):
+    """The upstream names its own task id in what it says about it: a failed task's status message
+    and result, and the -32602 it answers to cancelling a finished task. The agent reads the
+    gateway's id in their place, in both forms and on either replica, never the upstream's."""
+    legacy = await Legacy(http, ADMIN_KEY).open(gateway.url)
+    on_b = Legacy(http, ADMIN_KEY)
+    on_b.headers = legacy.headers
+    task_id = (await legacy.rpc(gateway.url, "tools/call", _call("report", "named", task={})))["result"]["task"][
+        "taskId"
+    ]
+    await _release(gateway.url, http, "named", "fail")
+    said = f"task {task_id} failed: the report job named could not finish"
+
+    async def failed() -> dict[str, Any] | None:
+        got = (await on_b.rpc(second.url, "tasks/get", {"taskId": task_id}))["result"]
+        return got if got["status"] == "failed" else None
+
+    answers = [await poll_until(failed, "the task failed, seen from replica b")]
+    assert answers[0]["statusMessage"] == said
+    answers.append(await on_b.rpc(second.url, "tasks/result", {"taskId": task_id}))
+    assert answers[-1]["result"]["isError"] and _text(answers[-1]["result"]) == said
+    answers.append(await legacy.rpc(gateway.url, "tasks/cancel", {"taskId": task_id}))
+    refused = answers[-1]["error"]
+    assert refused["code"] == -32602 and refused["message"].startswith(f"task {task_id} is already failed")
+    assert refused["data"]["taskId"] == task_id
+
+    modern = Modern(http)
+    other = (await modern.rpc(gateway.url, "tools/call", _call("report", "named-2")))["result"]["taskId"]
+    await _release(second.url, http, "named-2", "fail")
+
+    async def inlined() -> dict[str, Any] | None:
+        got = (await modern.rpc(second.url, "tasks/get", {"taskId": other}))["result"]
+        return got if got["status"] == "failed" else None
+
+    answers.append(await poll_until(inlined, "the extension-form task failed"))
+    assert answers[-1]["error"]["message"] == f"task {other} failed: the report job named-2 could not finish"
+    answers.append(await modern.rpc(gateway.url, "tasks/cancel", {"taskId": other}))
+    assert answers[-1]["error"]["message"].startswith(f"task {other} is already failed")
+    assert [UPSTREAM_ID.findall(json.dumps(answer)) for answer in answers] == [[]] * len(answers)
 
 
 async def test_an_expired_task_is_gone(gateway, second, http):

@@ -4,8 +4,12 @@
 `protocol: legacy` (the tasks of this revision are handshake-era).
 
 A job finishes only when `release` is called with its name, so a test decides when, never a
-clock. `report` takes a task or not (`taskSupport: optional`); `batch` must be one (`required`);
-`slow` takes none (the gateway may host it as a task of its own).
+clock; released with the text `fail`, its task fails. Like real servers, its errors and messages
+about a task name the task by its own id (cancelling a finished task is the spec's -32602 "task
+<id> is already completed"), which the gateway must never hand an agent.
+
+`report` takes a task or not (`taskSupport: optional`); `batch` must be one (`required`); `slow`
+takes none (the gateway may host it as a task of its own).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
 
 RELATED_TASK = "io.modelcontextprotocol/related-task"
 
@@ -139,6 +144,10 @@ async def _run(task_id: str, tool: str, job: str) -> None:
         _cancelled_jobs.append(job)
         _finish(task_id, "cancelled", None)
         raise
+    if _texts[job] == "fail":
+        said = f"task {task_id} failed: the {tool} job {job} could not finish"
+        _finish(task_id, "failed", {"content": [{"type": "text", "text": said}], "isError": True}, message=said)
+        return
     text = f"{tool} {job}: {_texts[job]}"
     # the status message is the upstream's words too: a careless one repeats the result there
     _finish(task_id, "completed", {"content": [{"type": "text", "text": text}]}, message=text)
@@ -177,6 +186,9 @@ async def list_tasks(_ctx: Any, _params: Any) -> types.ListTasksResult:
 
 async def cancel_task(_ctx: Any, params: types.CancelTaskRequestParams) -> types.CancelTaskResult:
     task = _task(params.task_id)
+    if task["status"] in ("completed", "failed", "cancelled"):
+        message = f"task {params.task_id} is already {task['status']}: a finished task cannot be cancelled"
+        raise MCPError(types.INVALID_PARAMS, message, {"taskId": params.task_id})
     if task["status"] == "working":
         _runners[params.task_id].cancel()
         await _done[params.task_id].wait()

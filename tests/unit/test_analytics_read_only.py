@@ -35,6 +35,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
         "SELECT * FROM bastion.calls_daily",  # a * over a table without payloads
         "SELECT count(*) FROM bastion.audit_events",
         "SELECT 1;",
+        # a function's format string is a value, not a FORMAT clause (sqlglot: TimeToStr(format=...))
+        "SELECT formatDateTime(ts, '%Y-%m-%d') AS day, count() FROM bastion.audit_events GROUP BY day",
+        "SELECT * FROM (SELECT formatDateTime(now(), '%F %T') AS format) WHERE format != ''",
     ],
 )
 def test_a_select_over_the_bastion_database_with_listed_functions_passes(sql: str) -> None:
@@ -69,6 +72,10 @@ def test_what_runs_is_the_checked_text_without_comments() -> None:
         ("SELECT {t:Identifier}", "parameter t"),
         ("SELECT 1 SETTINGS max_result_rows = 0", "SETTINGS"),
         ("SELECT 1 FORMAT CSV", "FORMAT"),
+        ("SELECT formatDateTime(now(), '%F') FORMAT CSV", "a FORMAT clause"),
+        ("SELECT 1 UNION ALL SELECT 2 FORMAT TSV", "a FORMAT clause"),
+        ("SELECT * FROM (SELECT formatDateTime(now(), '%F') FORMAT Native)", "a FORMAT clause"),
+        ("WITH d AS (SELECT 1 FORMAT CSV) SELECT * FROM d", "a FORMAT clause"),
         ("SELECT 1 INTO OUTFILE '/tmp/x'", "not valid SQL"),
         ("SELEC 1", "not"),
         ('>\xad"V/', "not valid SQL"),  # the tokenizer fails (found by the admin API's schema-driven test)

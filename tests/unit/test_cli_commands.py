@@ -144,6 +144,57 @@ def test_config_check_rejects_a_bad_file_naming_the_field(tmp_path: Path) -> Non
     assert result.stdout == ""
 
 
+POLICIES = """mcpServers: {}
+policies: |
+  @id("refund-above-100")
+  @reason("refunds above 100 need a person")
+  @approval("finance")
+  forbid (principal, action, resource == Tool::"billing/refund")
+  when { context.arguments.amount > 100 };
+
+  @id("no-deletes")
+  forbid (principal, action, resource == Tool::"files/delete");
+"""
+
+
+def test_config_check_says_which_policies_it_compiled(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(POLICIES)
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 0, result.output
+    out = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    at = out.index(f"policies (2 Cedar, from {cfg}), all compile:")
+    assert out[at + 1 : at + 3] == [
+        "refund-above-100 line 3: approval by finance, decided per call (refunds above 100 need a person)",
+        "no-deletes line 9: forbid",
+    ]  # lines of the file, where each policy starts
+    cfg.write_text("mcpServers: {}\n")
+    none = runner.invoke(app, ["config", "check", str(cfg)])
+    assert "policies: none in this file" in none.stdout
+
+
+def test_config_check_names_the_files_line_of_a_policy_that_does_not_compile(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        POLICIES.replace(
+            'forbid (principal, action, resource == Tool::"files', 'permit (principal, action, resource == Tool::"files'
+        )
+    )
+    result = runner.invoke(app, ["config", "check", str(cfg)])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert (
+        f"{cfg}: policies: the policy starting at line 9 does not compile: policy 'no-deletes' is a permit"
+        in result.stderr
+    )
+    as_json = tmp_path / "c.json"  # a JSON string keeps no lines of the file: the text's own line is named
+    as_json.write_text(
+        '{"mcpServers": {}, "policies": "@id(\\"x\\")\\nforbid (principal, action, resource) when { };"}'
+    )
+    result = runner.invoke(app, ["config", "check", str(as_json)])
+    assert result.exit_code == 2
+    assert "the policy starting at line 1 of the policies' text does not compile" in result.stderr
+
+
 def test_config_check_rejects_an_unset_key_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BASTION_TEST_UNSET_KEY", raising=False)
     cfg = tmp_path / "c.yaml"

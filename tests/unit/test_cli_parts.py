@@ -147,6 +147,49 @@ def test_each_service_gets_its_own_credentials_and_only_the_secrets_it_needs(con
     assert signers == {"policy": creds.bus_signing_key, "executor": creds.bus_signing_key}
 
 
+def test_ingress_replicas_share_the_port_and_the_session_secret_apart_in_all_else(config, tmp_path: Path) -> None:
+    """`--ingress-replicas 3`: three ingress children on the gateway's port (SO_REUSEPORT), handed the
+    one session secret through their pipes; each its own instance, log, journal slot and metrics port."""
+    ep = resolve_endpoints(config, None, None, tmp_path, {})
+    creds = make_credentials(tmp_path, {})
+    ports = {"ingress": 9101, "ingress-2": 9102, "ingress-3": 9103}
+    specs = {s.name: s for s in service_specs(config, ep, creds.session_secret, {}, creds, ports, ingress_replicas=3)}
+    assert [n for n in specs if n.startswith("ingress")] == ["ingress", "ingress-2", "ingress-3"]
+    replicas = [specs[n] for n in ("ingress", "ingress-2", "ingress-3")]
+    assert [seen(r)["BASTION_PORT"] for r in replicas] == ["9999"] * 3
+    assert [seen(r)["BASTION_REUSE_PORT"] for r in replicas] == ["true"] * 3
+    assert [seen(r).get("BASTION_INSTANCE", "") for r in replicas] == ["", "ingress-2", "ingress-3"]
+    assert [seen(r)["BASTION_METRICS_PORT"] for r in replicas] == ["9101", "9102", "9103"]
+    assert [r.log_path for r in replicas] == [
+        tmp_path / "logs" / f"{n}.log" for n in ("ingress", "ingress-2", "ingress-3")
+    ]
+    assert {r.secrets["BASTION_SESSION_SECRET"] for r in replicas if r.secrets} == {creds.session_secret}
+    assert not any("BASTION_SESSION_SECRET" in (r.env or {}) for r in replicas)  # the pipe only
+    single = {s.name: s for s in service_specs(config, ep, creds.session_secret, {}, creds, ports)}
+    assert "BASTION_REUSE_PORT" not in (single["ingress"].env or {}) and "ingress-2" not in single
+    # co-located: the first shares its process with the executor, the others are ingress alone
+    together = {
+        s.name: s
+        for s in service_specs(config, ep, creds.session_secret, {}, creds, ports, colocate=True, ingress_replicas=2)
+    }
+    assert together["ingress"].argv[-3:] == ["cli.colocated", "executor", "ingress"]
+    assert json.loads((together["ingress"].env or {})[COLOCATED_ENV])["ingress"]["BASTION_REUSE_PORT"] == "true"
+    assert together["ingress-2"].argv == [sys.executable, "-m", "services.ingress"]
+    assert together["ingress-2"].secrets == specs["ingress-2"].secrets
+
+
+def test_the_session_secret_is_the_stacks_own_derived_from_its_secrets_key(tmp_path: Path) -> None:
+    """The same across `up`s of a stack (sessions outlive a restart), another for another secrets key,
+    not the secrets key, written nowhere; BASTION_SESSION_SECRET, when set, wins."""
+    first, again = make_credentials(tmp_path, {}), make_credentials(tmp_path, {})
+    assert first.session_secret == again.session_secret and len(first.session_secret) == 43
+    assert first.session_secret != first.secrets_key
+    other = make_credentials(tmp_path / "other", {})
+    assert other.session_secret != first.session_secret
+    assert not any(first.session_secret in f.read_text() for f in tmp_path.rglob("*") if f.is_file())
+    assert make_credentials(tmp_path, {"BASTION_SESSION_SECRET": "mine"}).session_secret == "mine"
+
+
 def test_find_nats_url_precedence(tmp_path: Path) -> None:
     assert find_nats_url("nats://flag:1", tmp_path, {"BASTION_NATS_URL": "nats://env:1"}) == "nats://flag:1"
     assert find_nats_url(None, tmp_path, {"BASTION_NATS_URL": "nats://env:1"}) == "nats://env:1"

@@ -124,3 +124,34 @@ def test_a_runtime_hint_that_is_not_a_package_runner_is_refused() -> None:
     ]
     with pytest.raises(ImportRefused, match="runtimeHint 'sh' is not a package runner"):
         entry_for(doc, {"API_KEY": "k", "config_path": "/x"})
+
+
+def test_an_input_is_given_by_its_value_hint_as_well_as_its_name() -> None:
+    """A flag and an environment variable known by their `valueHint` get the value given by that hint,
+    not their default; the hint and the name give the same input."""
+    hinted = json.loads((SERVERS.parent / "bastion" / "value-hints.json").read_text())
+    given = {"port": "9000", "log_level": "debug", "notes_dir": "/srv/notes", "NOTES_TOKEN": "t"}
+    entry, _, kept = entry_for(hinted, given)
+    assert entry["args"] == ["-y", "@example/notes-mcp@0.3.0", "--listen-port", "9000", "/srv/notes"]
+    assert entry["env"] == {"NOTES_LOG_LEVEL": "debug", "NOTES_TOKEN": "t"}
+    assert kept == {"--listen-port": "9000", "notes_dir": "/srv/notes"}
+    names = {"--listen-port": "9001", "NOTES_LOG_LEVEL": "warn", "notes_dir": "/n", "NOTES_TOKEN": "t"}
+    by_name, _, _ = entry_for(hinted, names)
+    assert "9001" in by_name["args"] and by_name["env"]["NOTES_LOG_LEVEL"] == "warn"
+    with pytest.raises(ImportRefused, match=r"--listen-port and port \(two values for one input\)"):
+        entry_for(hinted, names | {"port": "9002"})
+
+
+def test_a_value_naming_no_input_is_refused_with_the_names_it_takes() -> None:
+    hinted = json.loads((SERVERS.parent / "bastion" / "value-hints.json").read_text())
+    with pytest.raises(ImportRefused) as refused:
+        entry_for(hinted, {"prot": "9000", "notes_dir": "/srv/notes", "NOTES_TOKEN": "t"})
+    assert str(refused.value) == (
+        "no input is named prot; the inputs it takes: NOTES_LOG_LEVEL or log_level, NOTES_TOKEN, "
+        "--listen-port or port, notes_dir"
+    )
+    with pytest.raises(ImportRefused, match=r"no input is named WEATHER_API_KEY; .*: host, Authorization"):
+        entry_for(document("with-remote"), {"Authorization": "Bearer t", "WEATHER_API_KEY": "w"})
+    # an update carries the old version's values: those the new one no longer takes are left out
+    entry, _, _ = entry_for(document("weather-mcp"), {}, carried={"WEATHER_API_KEY": "w", "GONE": "x"})
+    assert entry["env"] == {"WEATHER_API_KEY": "w", "WEATHER_UNITS": "celsius"}

@@ -30,7 +30,12 @@ class IngressSettings(RequestPathSettings, AuditJournalSettings, RefusalSettings
     that speaks no tasks."""
     session_secret: SecretStr = SecretStr("")
     """HMAC key for session ids; shared by all ingress replicas so any replica serves any session.
-    Empty means a random per-process secret (fine for one replica)."""
+    Empty means a random per-process secret (fine for one replica). `bastion up` derives it from the
+    stack's secrets key, so its replicas share it and sessions outlive a restart."""
+    reuse_port: bool = False
+    """Listen with SO_REUSEPORT: several replicas on one machine share `port`, the kernel spreading
+    new connections among them (`bastion up --ingress-replicas`, docs/reliability.md). Any process
+    of the same user may then join the port too: on only when replicas share it."""
     allowed_hosts: list[str] = Field(default_factory=list)
     """Host names (and origins' hosts) browsers may reach `/mcp` under. Empty: when bound to a
     loopback address only localhost names are accepted (DNS-rebinding protection); bound to any

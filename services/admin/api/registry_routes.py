@@ -49,8 +49,9 @@ class ServerImport(BaseModel):
     choice: str | None = Field(default=None, examples=["remote:0", "package:0"])
     """Which remote or package to run (`choices` of `GET .../entries`); default: the first."""
     values: dict[str, str] = Field(default_factory=dict)
-    """Values of the inputs it declares, by name: environment variables, headers, arguments (their
-    `valueHint` or flag), URL variables. Required ones without a default must be given."""
+    """Values of the inputs it declares, by name or `valueHint`: environment variables, headers,
+    arguments (their flag or `valueHint`), URL variables. Required ones without a default must be
+    given; a name no input of the chosen remote or package has is refused (422, naming those it has)."""
 
 
 class UpdateApproval(BaseModel):
@@ -58,7 +59,8 @@ class UpdateApproval(BaseModel):
 
     version: str = Field(default="latest", min_length=1, max_length=255)
     values: dict[str, str] = Field(default_factory=dict)
-    """Values for inputs the new version adds (the stored entry's env and headers are kept)."""
+    """Values for inputs the new version adds, by name or `valueHint` (the stored entry's env and
+    headers are kept); a name the new version has no input for is refused."""
 
 
 class RegistryServer(BaseModel):
@@ -184,10 +186,10 @@ async def approve_update(parts: RegistryParts, name: str, body: UpdateApproval) 
     if before.registry is None:
         raise AdminError(422, "not_imported", f"server {name!r} was not imported from a registry")
     origin = before.registry
-    given = {**origin.inputs, **before.env, **before.headers, **body.values}
+    carried = {**origin.inputs, **before.env, **before.headers}
     try:
         detail = (await parts.client.version(origin.registry, origin.server, body.version))["server"]
-        entry, choice, inputs = entry_for(detail, given, origin.choice or None)
+        entry, choice, inputs = entry_for(detail, body.values, origin.choice or None, carried)
     except _FAILURES as exc:
         raise _refused(exc) from None
     moved = origin.model_copy(update={"version": detail["version"], "choice": choice, "inputs": inputs})
