@@ -15,7 +15,7 @@ from tests.support.refund_gateway import documented_policy
 pytestmark = pytest.mark.unit
 
 SUPPORT = Principal("support", user="sam", team="support", customer="acme")
-REFUND = ("billing", "refund", {})
+REFUND: tuple[str, str, dict[str, Any]] = ("billing", "refund", {})
 
 
 def _decide(policy: str, arguments: dict[str, Any]) -> tuple[str, str]:
