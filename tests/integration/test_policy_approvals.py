@@ -452,3 +452,76 @@ async def test_concurrent_retries_of_an_approved_call_run_it_once(
     assert all(a.data["approval"]["state"] == "running" for a in waiting)  # the run was under way
     assert runs_in(ledger).splitlines().count("refund o-race 333") == 1
     assert _text(await _retry(gateway, approval["id"], {})) == "refunded 333 EUR on o-race"
+
+
+async def test_an_agent_without_meta_collects_by_calling_again_with_the_same_arguments(
+    gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
+) -> None:
+    """A stock client's LLM cannot send `params._meta`: calling again the same way finds the same
+    approval (not a second one), and, once approved, runs it once."""
+    arguments = {"order": "o-again", "amount": 4242}
+    async with gateway.client(SUPPORT_KEY) as client:
+        with pytest.raises(MCPError) as parked:
+            await client.call_tool("billing__refund", arguments)
+    approval = parked.value.data["approval"]
+    assert "To get its result once approved, call 'billing__refund' again with the same arguments" in (
+        parked.value.message
+    )
+    assert parked.value.data["retry"]["same_arguments"] is True
+    second = await _parked(gateway, arguments)  # still waiting: the same approval, not a duplicate
+    assert second["approval"]["id"] == approval["id"]
+    other = await _parked(gateway, {**arguments, "amount": 4243})  # other arguments: another call
+    assert other["approval"]["id"] != approval["id"]
+    pending = (await approver.get("/approvals", params={"state": "pending"})).json()
+    assert sum(1 for p in pending if (p["arguments"] or {}).get("order") == "o-again") == 2
+    await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
+    async with gateway.client(SUPPORT_KEY) as client:
+        ran = await client.call_tool("billing__refund", arguments)
+    assert _text(ran) == "refunded 4242 EUR on o-again"
+    assert runs_in(ledger).splitlines().count("refund o-again 4242") == 1
+    assert (await approver.get(f"/approvals/{approval['id']}")).json()["state"] == "ran"
+    # the same call once more is a new refund: a person decides it again, nothing runs meanwhile
+    anew = await _parked(gateway, arguments)
+    assert anew["approval"]["id"] not in (approval["id"], other["approval"]["id"])
+    assert runs_in(ledger).splitlines().count("refund o-again 4242") == 1
+
+
+async def test_a_denial_is_told_to_the_same_call_once_then_it_asks_anew(
+    gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
+) -> None:
+    arguments = {"order": "o-no", "amount": 777}
+    approval = (await _parked(gateway, arguments))["approval"]
+    await approver.post(f"/approvals/{approval['id']}/deny", json={"reason": "duplicate order"})
+    async with gateway.client(SUPPORT_KEY) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("billing__refund", arguments)
+    assert refused.value.code == JSONRPC_CODE[ErrorKind.FORBIDDEN]
+    assert "denied by fran@example.com: duplicate order" in refused.value.message
+    anew = await _parked(gateway, arguments)
+    assert anew["approval"]["id"] != approval["id"] and anew["approval"]["state"] == "pending"
+    assert "o-no" not in runs_in(ledger)
+
+
+async def test_the_audit_row_of_an_approved_run_says_what_ran_and_marks_replays(
+    gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
+) -> None:
+    approval = (await _parked(gateway, {"order": "o-audit", "amount": 4242}))["approval"]
+    await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
+    ran = await _retry(gateway, approval["id"], {"order": "o-audit", "amount": 999999})
+    assert _text(ran) == "refunded 4242 EUR on o-audit"
+    replayed = await _retry(gateway, approval["id"], {"order": "o-audit", "amount": 1})
+    assert _text(replayed) == "refunded 4242 EUR on o-audit"
+    assert runs_in(ledger).splitlines().count("refund o-audit 4242") == 1
+
+    def both(rows: list[AuditEvent]) -> bool:
+        return {r.action for r in rows if r.approval_id == approval["id"]} >= {"approval.run", "approval.replay"}
+
+    rows = await audit_rows_when(gateway.nats_url, "support", both)
+    (run,) = [r for r in rows if r.approval_id == approval["id"] and r.action == "approval.run"]
+    (replay,) = [r for r in rows if r.approval_id == approval["id"] and r.action == "approval.replay"]
+    approved = json.dumps({"amount": 4242, "order": "o-audit"}, separators=(",", ":"), sort_keys=True)
+    for row in (run, replay):
+        assert (row.status, row.policy_id, row.arguments) == ("ok", "refund-above-100", approved)
+        assert row.arguments_sha256 == hashlib.sha256(approved.encode()).hexdigest()
+        assert "999999" not in (row.arguments or "")
+    assert (run.execution, replay.execution) == ("ran", "not_run")  # the replay ran nothing
