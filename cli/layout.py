@@ -195,6 +195,7 @@ SECRET_VARIABLES: Final = frozenset().union(*(secret_variables(settings) for set
 another's `/proc/<pid>/environ`)."""
 _PRIVATE_VARIABLES: Final = SECRET_VARIABLES | {
     "BASTION_ADMIN_TOKEN",  # the CLI's credential (a principal's API token): no service takes one
+    "BASTION_TOKEN",  # `bastion approvals`: the deciding person's own API token
     "BASTION_ANALYST_TOKEN",  # gone with the shared tokens; never handed on should a shell still set it
     "BASTION_NATS_NKEY_SEED_FILE",
     "BASTION_ADMIN_NATS_NKEY_SEED_FILE",

@@ -18,9 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
-from typer.testing import CliRunner, Result
 
-from cli.main import app
 from libs.common import subjects
 from libs.common.approvals import APPROVAL_META, approval_key
 from libs.common.errors import JSONRPC_CODE, ErrorKind
@@ -342,29 +340,6 @@ async def test_a_policy_with_a_syntax_error_is_refused_with_its_line(gateway: Ga
         after = (await owner.get("/policies")).json()
     assert check.json()["decision"] == "approval" and check.json()["policy"] == "refund-above-100"
     assert after == before  # nothing stored, the same version active
-
-
-async def _cli(*args: str, principal: str) -> Result:
-    env = {"BASTION_PRINCIPAL": principal, "BASTION_SECRETS_KEY": SECRETS}
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-
-
-async def test_the_cli_lists_shows_and_decides(gateway: Gateway, ledger: Path) -> None:
-    approval = (await _parked(gateway, {"order": "o-cli", "amount": 120}))["approval"]
-    where = ("--nats-url", gateway.nats_url)
-    listed = await _cli("approvals", "list", *where, principal="carol")
-    assert listed.exit_code == 0 and approval["id"] in listed.output and "refund-above-100" in listed.output
-    shown = await _cli("approvals", "show", approval["id"], *where, principal="carol")
-    assert '{"amount": 120, "order": "o-cli"}' in shown.output
-    own = await _cli("approvals", "approve", approval["id"], "--reason", "mine", *where, principal="sam")
-    assert own.exit_code == 1 and "another person decides it" in own.output
-    approved = await _cli("approvals", "approve", approval["id"], "--reason", "checked", *where, principal="carol")
-    assert approved.exit_code == 0, approved.output
-    assert _text(await _retry(gateway, approval["id"], {"order": "o-cli", "amount": 1})) == "refunded 120 EUR on o-cli"
-    assert runs_in(ledger).splitlines().count("refund o-cli 120") == 1
-    rows = await kind_rows_when(gateway.nats_url, "admin", lambda rs: any(r.target == approval["id"] for r in rs))
-    (decision,) = [r for r in rows if r.target == approval["id"]]
-    assert (decision.actor, decision.action, decision.policy_id) == ("carol", "approval.approve", "refund-above-100")
 
 
 async def test_the_config_file_publishes_its_policies_once(gateway: Gateway, tmp_path: Path) -> None:
