@@ -293,6 +293,8 @@ def _own_variables(
             "BASTION_REDIS_URL": ep.redis_url or "",
             "BASTION_BUS_SIGNING_KEY": signing_key,
             "BASTION_SECRETS_KEY": secrets_key,  # seals the calls parked for approval
+            # the approval webhook is reached under the upstreams' egress rules
+            **({"BASTION_EGRESS": config.egress.model_dump_json()} if "egress" in config.model_fields_set else {}),
         },
         "executor": {
             "BASTION_SECRETS_KEY": secrets_key,

@@ -18,7 +18,7 @@ import logging
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import orjson
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
@@ -29,7 +29,9 @@ from pydantic import ValidationError
 from libs.common import approvals, subjects
 from libs.common.approvals import APPROVAL_META, ApprovalConflict, ApprovalRecord
 from libs.common.cedar_eval import Verdict
+from libs.common.egress import EgressRules
 from libs.common.errors import ErrorKind
+from libs.common.guarded_http import guarded_transport
 from libs.common.messages import CallOutcome, GatewayError, ToolCall, decode_outcome, encode_outcome
 from libs.common.relay import AckedRequester, ResponderLost
 from libs.common.sealing import Sealer, SealingError
@@ -53,6 +55,7 @@ class ApprovalDesk:
         self._ttl = settings.approval_ttl
         self._webhook = settings.approval_webhook_url
         self._webhook_key = settings.approval_webhook_secret.get_secret_value().encode()
+        self._egress = EgressRules(settings.egress.allow_private_hosts)
         self._notices: set[asyncio.Task[None]] = set()
 
     async def park(self, call: ToolCall, verdict: Verdict) -> bytes:
@@ -214,13 +217,20 @@ class ApprovalDesk:
         body = orjson.dumps({"event": "approval.pending", "approval": _public(record)})
         signature = hmac.new(self._webhook_key, body, hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json", "X-Bastion-Signature": f"sha256={signature}"}
+        # as an upstream is reached: checked addresses only, no redirect, no proxy from the environment
+        transport = guarded_transport(self._egress.addresses, trust_env=False)
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with httpx2.AsyncClient(
+                timeout=5.0, transport=transport, follow_redirects=False, trust_env=False
+            ) as client:
                 answer = await client.post(self._webhook, content=body, headers=headers)
             if answer.status_code >= 300:
                 log.warning("approval webhook answered %s for %s", answer.status_code, record.id)
-        except httpx.HTTPError as exc:
-            log.warning("approval webhook unreachable for %s: %s", record.id, type(exc).__name__)
+        except httpx2.HTTPError as exc:
+            # a connect error names the host (the egress rules' refusal, how to allow it), never the
+            # URL's path, which often holds the chat tool's token; other errors are named by kind
+            why = str(exc) if isinstance(exc, httpx2.ConnectError) else type(exc).__name__
+            log.warning("approval webhook unreachable for %s: %s", record.id, why)
 
     async def stop(self) -> None:
         if self._notices:

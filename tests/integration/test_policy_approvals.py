@@ -98,7 +98,11 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
 async def gateway(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> AsyncIterator[Gateway]:
     workdir = tmp_path_factory.mktemp("approvals")
     config = _config(workdir)
-    webhooks = {"approval_webhook_url": webhook.url, "approval_webhook_secret": WEBHOOK_SECRET}
+    webhooks = {
+        "approval_webhook_url": webhook.url,
+        "approval_webhook_secret": WEBHOOK_SECRET,
+        "egress": {"allow_private_hosts": ["127.0.0.1"]},  # the receiver is on loopback
+    }
     async with refund_gateway(workdir, config, SECRETS, POLICIES, "the refund example", **webhooks) as gw:
         yield gw
 
