@@ -53,7 +53,7 @@ POLICIES = (
 @timeout("1")
 @reason("a huge refund is decided within a second, or never")
 forbid (principal, action == Action::"tools/call", resource == Tool::"billing/refund")
-when { context.arguments.amount > 100000 };
+when { context.decimals.amount.greaterThan(decimal("100000.0")) };
 
 @id("no-delete-on-billing")
 @reason("orders are never deleted by an agent")
@@ -504,3 +504,20 @@ async def test_the_audit_row_of_an_approved_run_says_what_ran_and_marks_replays(
         assert row.arguments_sha256 == hashlib.sha256(approved.encode()).hexdigest()
         assert "999999" not in (row.arguments or "")
     assert (run.execution, replay.execution) == ("ran", "not_run")  # the replay ran nothing
+
+
+async def test_amounts_with_and_without_cents_meet_the_documented_limit(gateway: Gateway, ledger: Path) -> None:
+    """The refund example of docs/policy.md, to the letter, through the gateway: 50, 20.50 and 100 run;
+    100.01 and 500 wait for a person."""
+    async with gateway.client(SUPPORT_KEY) as client:
+        for amount in (50, 20.50, 100):
+            ran = await client.call_tool("billing__refund", {"order": "o-cents", "amount": amount})
+            assert _text(ran) == f"refunded {amount:g} EUR on o-cents"
+    for amount in (100.01, 500):
+        parked = await _parked(gateway, {"order": "o-cents", "amount": amount})
+        assert parked["approval"]["policy"] == "refund-above-100"
+    assert [line for line in runs_in(ledger).splitlines() if "o-cents" in line] == [
+        "refund o-cents 50",
+        "refund o-cents 20.5",
+        "refund o-cents 100",
+    ]
