@@ -62,8 +62,10 @@ class ApprovalDesk:
         """The answer to a call a policy parks (an outcome in its bus form): the earlier approval of
         the same call when one is open (an agent without `_meta` collects by calling again), else a
         new one."""
-        index = _call_index(call)
-        again = await self._same_again(call, index)
+        # arguments too large for the bus message travel as a blob the digest does not cover: such a
+        # call is never matched to another (it would collect that call's approved run)
+        index = _call_index(call) if call.arguments_blob is None else None
+        again = await self._same_again(call, index) if index is not None else None
         if again is not None:
             return again
         now = time.time()
@@ -86,7 +88,8 @@ class ApprovalDesk:
             expires_at=now + (verdict.timeout or self._ttl),
         )
         await approvals.create(self._kv, record)
-        await self._kv.put(index, record.id.encode())
+        if index is not None:
+            await self._kv.put(index, record.id.encode())
         if self._webhook:
             task = asyncio.create_task(self._notify(record))
             self._notices.add(task)
