@@ -110,34 +110,45 @@ async def test_an_approver_who_is_the_calling_keys_user_cannot_approve_her_refun
     assert "o-hers" not in runs_in(ledger_of(gateway))
 
 
-async def test_the_approver_who_created_the_calling_key_cannot_approve_its_calls(gateway: Gateway, fran: str) -> None:
-    token = await _token(
-        gateway, "kim@example.com", {"role": "call_approver"}, {"role": "key_manager", "customer_id": "acme"}
-    )
-    async with _as(gateway, token) as kim:
+async def _parked_once_known(gateway: Gateway, secret: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """`_parked` with a key the admin API just made: retried until ingress knows the key."""
+    found: list[dict[str, Any]] = []
+
+    async def parked() -> bool:
+        try:
+            found.append(await _parked(gateway, secret, arguments))
+        except (AssertionError, MCPError, httpx.HTTPError):
+            return False
+        return True
+
+    await poll_until(parked, "the new key's call to be parked")  # type: ignore[arg-type]  # T is bool
+    return found[0]
+
+
+async def test_the_approver_who_created_or_rotated_the_calling_key_cannot_approve_its_calls(
+    gateway: Gateway, fran: str
+) -> None:
+    manager = ({"role": "call_approver"}, {"role": "key_manager", "customer_id": "acme"})
+    kim_token, rita_token = [await _token(gateway, name, *manager) for name in ("kim@example.com", "rita@example.com")]
+    async with _as(gateway, kim_token) as kim, _as(gateway, rita_token) as rita, _as(gateway, fran) as other:
         made = await kim.post(
             "/keys", json={"name": "kims-agent", "grants": ["billing/*"], "team_id": "support", "customer_id": "acme"}
         )
         assert made.status_code in (200, 201), made.text
         assert made.json()["key"]["created_by"] == "kim@example.com"
-        secret = made.json()["secret"]
-
-        found: list[dict[str, Any]] = []
-
-        async def parked() -> bool:
-            try:
-                found.append(await _parked(gateway, secret, {"order": "o-kim", "amount": 4242}))
-            except (AssertionError, MCPError, httpx.HTTPError):
-                return False  # the new key has not reached ingress yet
-            return True
-
-        await poll_until(parked, "the new key's call to be parked")  # type: ignore[arg-type]  # T is bool
-        approval = found[0]
+        approval = await _parked_once_known(gateway, made.json()["secret"], {"order": "o-kim", "amount": 4242})
         refused = await kim.post(f"/approvals/{approval['id']}/approve", json={"reason": "my agent"})
-    assert refused.status_code == 403 and "was shown the calling key's secret" in refused.json()["message"]
-    async with _as(gateway, fran) as other:
-        approved = await other.post(f"/approvals/{approval['id']}/approve", json={"reason": "checked"})
-    assert approved.status_code == 200 and approved.json()["decided_by"] == "fran@example.com"
+        assert refused.status_code == 403 and "was shown the calling key's secret" in refused.json()["message"]
+        approved = await other.post(f"/approvals/{approval['id']}/approve", json={"reason": "ok"})
+        assert approved.status_code == 200 and approved.json()["decided_by"] == "fran@example.com"
+
+        # rotated by rita: she holds the secret now, kim's is revoked
+        rotated = await rita.post(f"/keys/{made.json()['key']['id']}/rotate")
+        assert rotated.status_code in (200, 201) and rotated.json()["key"]["created_by"] == "rita@example.com"
+        second = await _parked_once_known(gateway, rotated.json()["secret"], {"order": "o-rita", "amount": 4343})
+        refused = await rita.post(f"/approvals/{second['id']}/approve", json={"reason": "my agent now"})
+        assert refused.status_code == 403 and "was shown the calling key's secret" in refused.json()["message"]
+        assert (await kim.post(f"/approvals/{second['id']}/deny", json={"reason": "not ours"})).status_code == 200
 
 
 async def test_a_scoped_approver_sees_and_decides_only_its_tenants_calls(gateway: Gateway, fran: str) -> None:
