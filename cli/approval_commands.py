@@ -1,7 +1,8 @@
 """`bastion approvals list|show|approve|deny`: a person decides on tool calls a policy parked
-(docs/approvals.md), over the admin role's NATS connection to KV `bastion_approvals`, as `bastion
-tools` does for pins; the logic is `libs.common.approvals`', shared with the admin API. Each decision
-is an admin audit event naming who (the CLI's principal: `BASTION_PRINCIPAL`, else `cli:<user>@<host>`).
+(docs/approvals.md), through the admin API as the principal whose API token they give (`--token`,
+else `BASTION_TOKEN`): the API judges who they are (the permission, their tenant, whether the call is
+their own) and audits the decision under their name. Without a token the commands refuse: they never
+act with the stack owner's credentials, nor take the decider's name from the environment.
 
 `bastion policy check FILE`: compile a Cedar policy file and try it on a sample call, without a stack.
 """
@@ -12,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -19,13 +21,9 @@ import typer
 from rich.markup import escape
 
 from .terminal import FlagsGroup, console
-from .tool_commands import DataDir, NatsUrl, actor, audited_events, run_on_pins
 
 if TYPE_CHECKING:
-    from nats.aio.client import Client as NATS
-    from nats.js.kv import KeyValue
-
-    from libs.common.approvals import ApprovalRecord
+    from .admin_client import AdminClient
 
 __all__ = ["approvals_app", "policy_app", "register"]
 
@@ -38,133 +36,126 @@ policy_app = typer.Typer(help="Cedar policies (docs/policy.md).", no_args_is_hel
 
 ApprovalId = Annotated[str, typer.Argument(help="The approval's id (ap_...), as `list` shows it.")]
 Reason = Annotated[str, typer.Option("--reason", "-r", help="Why: the agent and the audit trail read it.")]
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        help="Your own API token (default: BASTION_TOKEN): the command acts as its principal. Required.",
+        show_default=False,
+    ),
+]
+AdminUrl = Annotated[
+    str | None, typer.Option("--admin-url", help="The admin API (default: BASTION_ADMIN_URL, then stack.json).")
+]
+DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Where stack.json is (default: .bastion).")]
+
+NO_TOKEN = (
+    "approvals are decided by a person: pass your API token with --token or set BASTION_TOKEN "
+    "(the stack's own credentials are never used)"
+)
 
 
-def _bucket(nc: NATS) -> Any:
-    from libs.common import subjects
-    from libs.common.nats import kv_bucket
+def _as_principal(
+    token: str | None, admin_url: str | None, data_dir: Path | None, work: Callable[[AdminClient], Any]
+) -> Any:
+    """`work` over the admin API as the principal of `token`; a failure printed as one line."""
+    from .admin_client import AdminClient, AdminFailure, find_admin
 
-    return kv_bucket(nc.jetstream(), subjects.KV_APPROVALS)
-
-
-def _arguments(record: ApprovalRecord, data_dir: Path | None) -> str:
-    from libs.common.sealing import Sealer, SealingError
-
+    given = token or os.environ.get("BASTION_TOKEN", "").strip()
+    if not given:
+        print(f"error: {NO_TOKEN}", file=sys.stderr)
+        raise typer.Exit(2)
     try:
-        call = json.loads(Sealer(_secrets_key(data_dir)).open_value(record.call_sealed))
-    except (SealingError, ValueError):
-        return "(sealed: set BASTION_SECRETS_KEY to the stack's key to see them)"
-    return json.dumps(call.get("arguments"), sort_keys=True)
+        # the token passed on: `find_admin` takes it first, never the stack's
+        with AdminClient(find_admin(admin_url, given, data_dir or Path(".bastion"))) as api:
+            return work(api)
+    except AdminFailure as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.exit_code) from None
 
 
-def _secrets_key(data_dir: Path | None) -> str:
-    """The stack's sealing key: `BASTION_SECRETS_KEY`, else the one `bastion up` keeps in its credentials."""
-    from .credentials import CREDENTIALS_DIR
-
-    if key := os.environ.get("BASTION_SECRETS_KEY", "").strip():
-        return key
-    path = (data_dir or Path(".bastion")) / CREDENTIALS_DIR / "secrets.key"
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
-
-
-def _state(record: ApprovalRecord) -> str:
-    return "expired" if record.expired() else record.state
+def _state(record: dict[str, Any]) -> str:
+    return str(record.get("state", ""))
 
 
 @approvals_app.command("list")
 def list_approvals(
     every: Annotated[bool, typer.Option("--all", help="Decided and expired ones too.")] = False,
-    nats_url: NatsUrl = None,
+    token: Token = None,
+    admin_url: AdminUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """The calls waiting for a person (newest first)."""
+    """The calls waiting for a person (newest first), of the tenants you decide for."""
     from rich.table import Table
 
-    from libs.common import approvals
-
-    async def work(nc: NATS, _pins: KeyValue) -> list[ApprovalRecord]:
-        return await approvals.list_records(await _bucket(nc))
-
-    records = [r for r in run_on_pins(nats_url, data_dir, work) if every or _state(r) == "pending"]
+    params = {} if every else {"state": "pending"}
+    records = _as_principal(token, admin_url, data_dir, lambda api: api.get("/approvals", **params))
     out = console()
     if not records:
         out.print("nothing waits for approval")
         return
     table = Table("approval", "state", "key", "tool", "policy", "approvers", "expires in")
     for r in records:
-        left = max(0, int(r.expires_at - time.time()))
-        names = (escape(r.key_name), escape(r.name), escape(r.policy), escape(r.approvers))
-        table.add_row(r.id, _state(r), *names, f"{left}s")
+        left = max(0, int(r["expires_at"] - time.time()))
+        names = (escape(r["key_name"]), escape(r["name"]), escape(r["policy"]), escape(r["approvers"]))
+        table.add_row(r["id"], _state(r), *names, f"{left}s")
     out.print(table)
 
 
 @approvals_app.command("show")
-def show(approval_id: ApprovalId, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
+def show(approval_id: ApprovalId, token: Token = None, admin_url: AdminUrl = None, data_dir: DataDir = None) -> None:
     """One parked call: who, which tool, which policy and why, the arguments that would run."""
-    from libs.common import approvals
-
-    async def work(nc: NATS, _pins: KeyValue) -> ApprovalRecord | None:
-        found = await approvals.read(await _bucket(nc), approval_id)
-        return found[0] if found is not None else None
-
-    record = run_on_pins(nats_url, data_dir, work)
-    if record is None:
-        print(f"error: there is no approval {approval_id!r}", file=sys.stderr)
-        raise typer.Exit(1)
+    record = _as_principal(token, admin_url, data_dir, lambda api: api.get(f"/approvals/{approval_id}"))
+    arguments = record.get("arguments")
     out = console()
     for label, value in (
-        ("approval", record.id),
+        ("approval", record["id"]),
         ("state", _state(record)),
-        ("key", f"{record.key_name} (user {record.user_id or '-'})"),
-        ("tool", f"{record.name} ({record.server}/{record.tool})"),
-        ("policy", f"{record.policy}: {record.reason or ''}"),
-        ("approvers", record.approvers),
-        ("arguments", _arguments(record, data_dir)),
-        ("decided", f"{record.decided_by}: {record.decision_reason}" if record.decided_by else "-"),
+        ("key", f"{record['key_name']} (user {record.get('user_id') or '-'})"),
+        ("tool", f"{record['name']} ({record['server']}/{record['tool']})"),
+        ("policy", f"{record['policy']}: {record.get('reason') or ''}"),
+        ("approvers", record["approvers"]),
+        ("arguments", json.dumps(arguments, sort_keys=True) if arguments is not None else "(sealed)"),
+        ("decided", f"{record['decided_by']}: {record['decision_reason']}" if record.get("decided_by") else "-"),
     ):
-        out.print(f"{label:>10}  {escape(value)}")
+        out.print(f"{label:>10}  {escape(str(value))}")
 
 
 def _decide(
-    approval_id: str, what: Literal["approve", "deny"], reason: str, nats_url: str | None, data_dir: Path | None
+    approval_id: str,
+    what: Literal["approve", "deny"],
+    reason: str,
+    connection: tuple[str | None, str | None, Path | None],
 ) -> None:
-    from libs.common import approvals
-    from libs.common.approvals import ApprovalConflict, OwnCall
-
-    by = actor()
-
-    async def work(nc: NATS, _pins: KeyValue) -> tuple[ApprovalRecord, int] | str:
-        try:
-            before, after = await approvals.decide(await _bucket(nc), approval_id, what, by, reason)
-        except KeyError:
-            return f"there is no approval {approval_id!r}"
-        except (OwnCall, ApprovalConflict) as exc:
-            return str(exc)
-        return after, await audited_events(nc, [approvals.approval_audit_event(before, after, by, what)])
-
-    done = run_on_pins(nats_url, data_dir, work)
-    if isinstance(done, str):
-        print(f"error: {done}", file=sys.stderr)
-        raise typer.Exit(1)
-    after, unaudited = done
-    console().print(f"[green]{after.state}[/] {after.id} ({escape(after.name)}) as {escape(by)}")
-    if unaudited:
-        print("warning: the audit service did not take the event of this decision (is it running?)", file=sys.stderr)
+    path = f"/approvals/{approval_id}/{what}"
+    after = _as_principal(*connection, lambda api: api.post(path, {"reason": reason}))
+    console().print(
+        f"[green]{after['state']}[/] {after['id']} ({escape(after['name'])}) as {escape(after['decided_by'])}"
+    )
 
 
 @approvals_app.command("approve")
-def approve(approval_id: ApprovalId, reason: Reason, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
-    """Approve: the agent's next call naming the approval runs the stored arguments, once."""
-    _decide(approval_id, "approve", reason, nats_url, data_dir)
+def approve(
+    approval_id: ApprovalId,
+    reason: Reason,
+    token: Token = None,
+    admin_url: AdminUrl = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Approve: the agent's next call (the same arguments, or naming the approval) runs the stored arguments, once."""
+    _decide(approval_id, "approve", reason, (token, admin_url, data_dir))
 
 
 @approvals_app.command("deny")
-def deny(approval_id: ApprovalId, reason: Reason, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
+def deny(
+    approval_id: ApprovalId,
+    reason: Reason,
+    token: Token = None,
+    admin_url: AdminUrl = None,
+    data_dir: DataDir = None,
+) -> None:
     """Deny: the call never runs; the agent is told who denied it and why."""
-    _decide(approval_id, "deny", reason, nats_url, data_dir)
+    _decide(approval_id, "deny", reason, (token, admin_url, data_dir))
 
 
 @policy_app.command("check")

@@ -196,6 +196,7 @@ SECRET_VARIABLES: Final = frozenset().union(*(secret_variables(settings) for set
 another's `/proc/<pid>/environ`)."""
 _PRIVATE_VARIABLES: Final = SECRET_VARIABLES | {
     "BASTION_ADMIN_TOKEN",  # the CLI's credential (a principal's API token): no service takes one
+    "BASTION_TOKEN",  # `bastion approvals`: the deciding person's own API token
     "BASTION_ANALYST_TOKEN",  # gone with the shared tokens; never handed on should a shell still set it
     "BASTION_NATS_NKEY_SEED_FILE",
     "BASTION_ADMIN_NATS_NKEY_SEED_FILE",
@@ -301,6 +302,8 @@ def _own_variables(
             "BASTION_REDIS_URL": ep.redis_url or "",
             "BASTION_BUS_SIGNING_KEY": signing_key,
             "BASTION_SECRETS_KEY": secrets_key,  # seals the calls parked for approval
+            # the approval webhook is reached under the upstreams' egress rules
+            **({"BASTION_EGRESS": config.egress.model_dump_json()} if "egress" in config.model_fields_set else {}),
         },
         "executor": {
             "BASTION_SECRETS_KEY": secrets_key,

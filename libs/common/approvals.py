@@ -28,6 +28,7 @@ from .messages_audit import AuditEvent
 
 __all__ = [
     "APPROVAL_META",
+    "CALL_PREFIX",
     "DECIDED",
     "ApprovalConflict",
     "ApprovalRecord",
@@ -48,6 +49,9 @@ __all__ = [
 APPROVAL_META: Final = "bastion/approval"
 """The `_meta` field of a `tools/call` naming the approval it continues."""
 _PREFIX: Final = "approval."
+CALL_PREFIX: Final = "call."
+"""`call.<sha256 of key, tool, arguments>` -> the id of the approval that call got last (the policy
+service finds it again when the agent calls the same way, `_meta` or not)."""
 
 ApprovalState = Literal["pending", "approved", "running", "ran", "denied", "expired"]
 DECIDED: Final = frozenset({"approved", "denied"})
@@ -59,6 +63,9 @@ class ApprovalRecord(BaseModel):
     key_id: str
     key_name: str
     user_id: str | None = None
+    team_id: str | None = None
+    customer_id: str | None = None
+    """The calling key's team and customer: the tenant whose approvers may decide it."""
     server: str
     tool: str
     name: str

@@ -6,7 +6,9 @@ The request Cedar sees: principal `Key::"<key name>"` (attributes `name`, `user`
 reads naturally), action `Action::"tools/call"`, resource `Tool::"<server>/<tool>"` (attributes
 `server`, `tool`, `annotations`: the tool's MCP annotations, `destructiveHint` ...; parent
 `Server::"<server>"`) and, for per-call policies, context `arguments` (the call's) and `time`
-(`unix`, `hour`, `weekday` in UTC, Monday = 0).
+(`unix`, `hour`, `weekday` in UTC, Monday = 0) and `decimals`: the arguments again with every
+number a Cedar `decimal`, so one comparison (`.greaterThan(decimal("100.0"))`) holds for 50, 20.50
+and 500 alike (Cedar compares a Long only with a Long, a decimal only with a decimal).
 
 Pure: the policy service decides calls with it, the admin API's `POST /policies/check` tries a text.
 """
@@ -16,7 +18,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final, Literal
 
 import cedarpy
 
@@ -92,22 +95,43 @@ def call_context(arguments: dict[str, Any], now: float | None = None) -> dict[st
     moment = time.gmtime(at)
     return {
         "arguments": _cedar_value(arguments),
+        "decimals": _cedar_value(arguments, as_decimal=True),
         "time": {"unix": int(at), "hour": moment.tm_hour, "weekday": moment.tm_wday},
     }
 
 
-def _cedar_value(value: Any) -> Any:
+_DECIMAL_STEP: Final = Decimal("0.0001")
+_DECIMAL_MAX: Final = Decimal("922337203685477.5807")
+"""Cedar's `decimal`: a 64-bit integer of ten-thousandths."""
+
+
+def _cedar_value(value: Any, as_decimal: bool = False) -> Any:
     """JSON as Cedar takes it: a whole number as a Long (`150.0` is `150`), a fraction as a `decimal`
-    (compare it with `.greaterThan(decimal("100.0"))`), a null as an absent attribute (`has` says so)."""
+    (compare it with `.greaterThan(decimal("100.0"))`), a null as an absent attribute (`has` says so).
+    `as_decimal`: every number a `decimal` (`context.decimals`). A number Cedar cannot hold exactly (a
+    fifth digit after the point, past a decimal's range) is left out: a policy reading it cannot be
+    evaluated and refuses, where rounding `100.00004` to `100.0` would pass a limit of 100."""
     if isinstance(value, dict):
-        return {k: _cedar_value(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in ((k, _cedar_value(v, as_decimal)) for k, v in value.items()) if v is not None}
     if isinstance(value, list):
-        return [_cedar_value(v) for v in value if v is not None]
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 2**63:
-            return int(value)
-        return {"__extn": {"fn": "decimal", "arg": f"{value:.4f}"}}
-    return value
+        return [v for v in (_cedar_value(v, as_decimal) for v in value) if v is not None]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if not as_decimal and (isinstance(value, int) or (value.is_integer() and abs(value) < 2**63)):
+        return int(value)
+    return _decimal(value)
+
+
+def _decimal(number: int | float) -> dict[str, Any] | None:
+    """`number` as a Cedar decimal, or None when it holds no such exact value."""
+    try:
+        exact = Decimal(number) if isinstance(number, int) else Decimal(repr(number))
+        held = exact.quantize(_DECIMAL_STEP)
+    except InvalidOperation:  # infinite, not a number, or too many digits to quantize
+        return None
+    if held != exact or abs(held) > _DECIMAL_MAX:
+        return None
+    return {"__extn": {"fn": "decimal", "arg": f"{held:f}"}}
 
 
 def entities(who: Principal, target: tuple[str, str, dict[str, Any]]) -> cedarpy.Entities:

@@ -44,6 +44,10 @@ class KeyRecord(BusMessage):
     discovery_pinned: list[str] = Field(default_factory=list, max_length=100)
     """Gateway tool names always listed in discovery mode (when the key may use them)."""
     created_at: float = Field(default_factory=time.time)
+    created_by: str | None = None
+    """The admin principal that was shown its secret (created or last rotated the key through the admin
+    API); None for keys made otherwise (the config file). Nobody decides an approval of a call made
+    with a key they hold the secret of (docs/approvals.md)."""
     source: str | None = None
     """Who manages the record: "config" for keys `bastion up` applied from the config file (removed
     again when they leave it); None for keys created any other way, which config runs never touch."""

@@ -365,6 +365,12 @@ class CallOutcome(BusMessage):
     approval, or `grants` for a call no policy forbade; None when no policy set applies."""
     approval_id: str | None = None
     """The approval the call waits for, or ran under (`libs.common.approvals`)."""
+    approval_run: Literal["run", "replay"] | None = None
+    """Under an approval: `run` when this call ran the approved call, `replay` when it got the kept
+    outcome of an earlier run again (nothing ran). The audit row says which (`action`)."""
+    ran_arguments: dict[str, Any] | None = None
+    """Under an approval: the APPROVED arguments that ran (never those of the call collecting them),
+    which the audit row records in place of the collecting call's."""
     interceptions: list[InterceptorDecision] = Field(default=[], max_length=64)
     """What the executor's interceptors decided on the way (refused, redacted, flagged ...): the
     requester copies it into the request's audit row. Empty when none acted. A plain default, not a

@@ -63,8 +63,9 @@ PERMISSIONS: Final[Mapping[str, str]] = {
 }
 """Every permission, with what it opens. A route needs exactly one."""
 
-SCOPABLE: Final = frozenset({"keys:read", "keys:write"})
-"""What a binding scoped to a team or customer grants (for that team's or customer's keys only)."""
+SCOPABLE: Final = frozenset({"keys:read", "keys:write", "approvals:decide"})
+"""What a binding scoped to a team or customer grants (for that team's or customer's keys only; for
+`approvals:decide`, the calls those keys made)."""
 
 OWNER_ONLY: Final[Mapping[str, str]] = {COMMAND_PERMISSION: WHY_OWNER_ONLY}
 """Permissions the owner role alone holds, with why: a custom role may not be given one (the admin API

@@ -70,6 +70,9 @@ class Ending:
     policy_id: str | None = None
     approval_id: str | None = None
     """The Cedar policy that decided, and the approval waited for (`CallOutcome`'s)."""
+    approval_run: str | None = None
+    """`run` or `replay` under an approval (`CallOutcome`'s): the row's `action` says
+    `approval.run` or `approval.replay`."""
 
 
 def audit_name(params: Any) -> str:
@@ -179,6 +182,7 @@ class AuditRecorder:
             "interceptions": ending.interceptions or [],
             "policy_id": ending.policy_id,
             "approval_id": ending.approval_id,
+            "action": f"approval.{ending.approval_run}" if ending.approval_run else None,
         }
         return AuditEvent.model_validate(fields | ctx.caller.owner() | content)
 

@@ -231,8 +231,10 @@ class Handlers:
                 outcome.interceptions,
                 outcome.policy_id,
                 outcome.approval_id,
+                outcome.approval_run,
             ),
-            arguments=encoded,
+            # an approved run records what ran (the approved arguments), not what collected it
+            arguments=encoded if outcome.ran_arguments is None else outcome.ran_arguments,
             result=outcome.raw_result,
         )
         if outcome.error is not None:

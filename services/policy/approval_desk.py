@@ -2,8 +2,9 @@
 
 Parking stores the whole `ToolCall` (sealed) in `KV_APPROVALS` and answers the agent with an
 `approval_required` error naming the approval, who decides, until when, and how to come back. The
-agent's later call of the same tool naming the approval (`params._meta["bastion/approval"]`) gets:
-still waiting, refused (denied, expired), or the outcome. The first such call after an approval
+agent's later call of the same tool naming the approval (`params._meta["bastion/approval"]`), or
+the same key's call of the same tool with the same arguments (found through `call.<digest>`, see
+`_call_index`), gets: still waiting, refused (denied, expired), or the outcome. The first such call after an approval
 moves the record to `running` (a compare-and-set: one caller wins) and runs the STORED call, never
 the arguments just sent; its outcome is kept (sealed) and every later call gets it again.
 """
@@ -17,17 +18,20 @@ import logging
 import time
 from typing import Any
 
-import httpx
+import httpx2
 import orjson
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import APIError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from libs.common import approvals, subjects
 from libs.common.approvals import APPROVAL_META, ApprovalConflict, ApprovalRecord
 from libs.common.cedar_eval import Verdict
+from libs.common.egress import EgressRules
 from libs.common.errors import ErrorKind
+from libs.common.guarded_http import guarded_transport
 from libs.common.messages import CallOutcome, GatewayError, ToolCall, decode_outcome, encode_outcome
 from libs.common.relay import AckedRequester, ResponderLost
 from libs.common.sealing import Sealer, SealingError
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 _POLL_AFTER = 5
 """Seconds the agent is told to wait before asking again."""
+_WRONG_LAST = frozenset({10071, 10164})
+"""JetStream's "wrong last sequence" errors: a delete expecting a revision lost the race."""
 
 
 class ApprovalDesk:
@@ -49,15 +55,27 @@ class ApprovalDesk:
         self._ttl = settings.approval_ttl
         self._webhook = settings.approval_webhook_url
         self._webhook_key = settings.approval_webhook_secret.get_secret_value().encode()
+        self._egress = EgressRules(settings.egress.allow_private_hosts)
         self._notices: set[asyncio.Task[None]] = set()
 
-    async def park(self, call: ToolCall, verdict: Verdict) -> CallOutcome:
+    async def park(self, call: ToolCall, verdict: Verdict) -> bytes:
+        """The answer to a call a policy parks (an outcome in its bus form): the earlier approval of
+        the same call when one is open (an agent without `_meta` collects by calling again), else a
+        new one."""
+        # arguments too large for the bus message travel as a blob the digest does not cover: such a
+        # call is never matched to another (it would collect that call's approved run)
+        index = _call_index(call) if call.arguments_blob is None else None
+        again = await self._same_again(call, index) if index is not None else None
+        if again is not None:
+            return again
         now = time.time()
         record = ApprovalRecord(
             id=approvals.new_approval_id(),
             key_id=call.caller.key_id,
             key_name=call.caller.key_name,
             user_id=call.caller.user_id,
+            team_id=call.caller.team_id,
+            customer_id=call.caller.customer_id,
             server=call.server,
             tool=call.tool,
             name=call.name,
@@ -65,16 +83,42 @@ class ApprovalDesk:
             reason=verdict.reason,
             approvers=verdict.approvers or "",
             call_sealed=self._sealer.seal_value(call.model_dump_json()),
-            arguments_sha256=hashlib.sha256(orjson.dumps(call.arguments, option=orjson.OPT_SORT_KEYS)).hexdigest(),
+            arguments_sha256=_arguments_sha256(call),
             created_at=now,
             expires_at=now + (verdict.timeout or self._ttl),
         )
         await approvals.create(self._kv, record)
+        if index is not None:
+            await self._kv.put(index, record.id.encode())
         if self._webhook:
             task = asyncio.create_task(self._notify(record))
             self._notices.add(task)
             task.add_done_callback(self._notices.discard)
-        return _waiting(call.id, record)
+        return encode_outcome(_waiting(call.id, record))
+
+    async def _same_again(self, call: ToolCall, index: str) -> bytes | None:
+        """The answer from the approval this key's same call (same tool, same arguments) got last,
+        while it means something to the agent: waiting, approved (this call collects the run), or a
+        denial or expiry not yet told. None: park anew (it ran, was told, or there is none)."""
+        try:
+            entry = await self._kv.get(index)
+        except KeyNotFoundError:
+            return None
+        found = await approvals.read(self._kv, (entry.value or b"").decode())
+        if found is None or not _same_call(found[0], call):
+            return None
+        record = found[0]
+        if record.state in ("pending", "approved", "running") and not record.expired():
+            return await self.resume(call, record.id)
+        if record.state == "ran":
+            return None
+        try:  # a denial or expiry is told once; the next same call asks a person anew
+            await self._kv.delete(index, last=entry.revision)
+        except APIError as exc:
+            if exc.err_code not in _WRONG_LAST:
+                raise
+            return None  # another call of the same arguments told it, or parked anew
+        return self._answer(call.id, record)
 
     async def resume(self, call: ToolCall, approval_id: str) -> bytes:
         """The answer to a call naming an approval (an outcome in its bus form)."""
@@ -96,7 +140,8 @@ class ApprovalDesk:
     def _answer(self, call_id: str, record: ApprovalRecord) -> bytes:
         if record.state == "ran" and record.outcome_sealed is not None:
             outcome = decode_outcome(self._sealer.open_value(record.outcome_sealed).encode())
-            outcome.id = call_id
+            # the kept outcome again: nothing ran for this call, and its audit row says so
+            outcome.id, outcome.approval_run, outcome.execution = call_id, "replay", "not_run"
             return encode_outcome(outcome)
         if record.expired() or record.state == "expired":
             message = f"approval {record.id} expired unanswered: the call did not run (call the tool again to ask anew)"
@@ -117,7 +162,7 @@ class ApprovalDesk:
             outcome = CallOutcome(
                 id=call.id, error=GatewayError(kind=ErrorKind.INTERNAL, message=str(exc)), decided_by="policy"
             )
-            return await self._ran(record, outcome)
+            return await self._ran(record, outcome, None)
         run = stored.model_copy(
             update={
                 "id": call.id,
@@ -150,10 +195,12 @@ class ApprovalDesk:
                 decided_by="policy",
                 execution="not_run",
             )
-        return await self._ran(record, outcome)
+        # the arguments that ran, for the audit row (a call whose arguments travel as a blob: its digest only)
+        return await self._ran(record, outcome, stored.arguments if stored.arguments_blob is None else None)
 
-    async def _ran(self, record: ApprovalRecord, outcome: CallOutcome) -> bytes:
-        outcome.policy_id, outcome.approval_id = record.policy, record.id
+    async def _ran(self, record: ApprovalRecord, outcome: CallOutcome, arguments: dict[str, Any] | None) -> bytes:
+        outcome.policy_id, outcome.approval_id, outcome.approval_run = record.policy, record.id, "run"
+        outcome.ran_arguments = arguments
         encoded = encode_outcome(outcome)
         try:
             await approvals.transition(
@@ -173,17 +220,35 @@ class ApprovalDesk:
         body = orjson.dumps({"event": "approval.pending", "approval": _public(record)})
         signature = hmac.new(self._webhook_key, body, hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json", "X-Bastion-Signature": f"sha256={signature}"}
+        # as an upstream is reached: checked addresses only, no redirect, no proxy from the environment
+        transport = guarded_transport(self._egress.addresses, trust_env=False)
         try:
-            async with httpx.AsyncClient(timeout=5.0) as client:
+            async with httpx2.AsyncClient(
+                timeout=5.0, transport=transport, follow_redirects=False, trust_env=False
+            ) as client:
                 answer = await client.post(self._webhook, content=body, headers=headers)
             if answer.status_code >= 300:
                 log.warning("approval webhook answered %s for %s", answer.status_code, record.id)
-        except httpx.HTTPError as exc:
-            log.warning("approval webhook unreachable for %s: %s", record.id, type(exc).__name__)
+        except httpx2.HTTPError as exc:
+            # a connect error names the host (the egress rules' refusal, how to allow it), never the
+            # URL's path, which often holds the chat tool's token; other errors are named by kind
+            why = str(exc) if isinstance(exc, httpx2.ConnectError) else type(exc).__name__
+            log.warning("approval webhook unreachable for %s: %s", record.id, why)
 
     async def stop(self) -> None:
         if self._notices:
             await asyncio.wait(self._notices, timeout=5)
+
+
+def _arguments_sha256(call: ToolCall) -> str:
+    return hashlib.sha256(orjson.dumps(call.arguments, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _call_index(call: ToolCall) -> str:
+    """The KV key naming the approval this key's call of this tool with these arguments got last
+    (its value is the approval id): what finds it again when the agent calls the same way."""
+    who = "\0".join((call.caller.key_id, call.server, call.tool, _arguments_sha256(call)))
+    return approvals.CALL_PREFIX + hashlib.sha256(who.encode()).hexdigest()
 
 
 def _same_call(record: ApprovalRecord, call: ToolCall) -> bool:
@@ -213,13 +278,15 @@ def _waiting(call_id: str, record: ApprovalRecord) -> CallOutcome:
     state = "is approved and about to run" if record.state in ("approved", "running") else "waits for approval"
     message = (
         f"this call of {record.name!r} {state} by {record.approvers} under policy {record.policy!r}{why}. "
-        f"Approval {record.id} expires at {until}. Call the same tool again with "
-        f'params._meta["{APPROVAL_META}"] = "{record.id}" (after {_POLL_AFTER}s or more) for its result: the '
-        "arguments approved run once, whatever arguments that call sends"
+        f"Approval {record.id} expires at {until}. To get its result once approved, call {record.name!r} "
+        f"again with the same arguments (after {_POLL_AFTER}s or more): that call runs the approved arguments "
+        "once and answers with their result; until a person decides it gets this answer again. "
+        f'(Or call it with params._meta["{APPROVAL_META}"] = "{record.id}": then the approved arguments run, '
+        "whatever arguments that call sends.)"
     )
     data = {
         "approval": _public(record),
-        "retry": {"_meta": {APPROVAL_META: record.id}, "after_seconds": _POLL_AFTER},
+        "retry": {"same_arguments": True, "_meta": {APPROVAL_META: record.id}, "after_seconds": _POLL_AFTER},
     }
     error = GatewayError(kind=ErrorKind.APPROVAL_REQUIRED, message=message, data=data)
     return CallOutcome(

@@ -295,7 +295,7 @@ class PolicyService:
         assert self._desk is not None and self._nc is not None
         try:
             if isinstance(gate, Park):
-                await self._answer(reply, await self._desk.park(gate.call, gate.verdict))
+                await self._nc.publish(reply, await self._desk.park(gate.call, gate.verdict))
             else:
                 await self._nc.publish(reply, await self._desk.resume(gate.call, gate.approval_id))
         except Exception as exc:  # the approvals bucket unreachable: nothing was parked or run

@@ -18,9 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
-from typer.testing import CliRunner, Result
 
-from cli.main import app
 from libs.common import subjects
 from libs.common.approvals import APPROVAL_META, approval_key
 from libs.common.errors import JSONRPC_CODE, ErrorKind
@@ -55,7 +53,7 @@ POLICIES = (
 @timeout("1")
 @reason("a huge refund is decided within a second, or never")
 forbid (principal, action == Action::"tools/call", resource == Tool::"billing/refund")
-when { context.arguments.amount > 100000 };
+when { context.decimals.amount.greaterThan(decimal("100000.0")) };
 
 @id("no-delete-on-billing")
 @reason("orders are never deleted by an agent")
@@ -100,7 +98,11 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
 async def gateway(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> AsyncIterator[Gateway]:
     workdir = tmp_path_factory.mktemp("approvals")
     config = _config(workdir)
-    webhooks = {"approval_webhook_url": webhook.url, "approval_webhook_secret": WEBHOOK_SECRET}
+    webhooks = {
+        "approval_webhook_url": webhook.url,
+        "approval_webhook_secret": WEBHOOK_SECRET,
+        "egress": {"allow_private_hosts": ["127.0.0.1"]},  # the receiver is on loopback
+    }
     async with refund_gateway(workdir, config, SECRETS, POLICIES, "the refund example", **webhooks) as gw:
         yield gw
 
@@ -344,29 +346,6 @@ async def test_a_policy_with_a_syntax_error_is_refused_with_its_line(gateway: Ga
     assert after == before  # nothing stored, the same version active
 
 
-async def _cli(*args: str, principal: str) -> Result:
-    env = {"BASTION_PRINCIPAL": principal, "BASTION_SECRETS_KEY": SECRETS}
-    return await asyncio.to_thread(CliRunner().invoke, app, list(args), env=env)
-
-
-async def test_the_cli_lists_shows_and_decides(gateway: Gateway, ledger: Path) -> None:
-    approval = (await _parked(gateway, {"order": "o-cli", "amount": 120}))["approval"]
-    where = ("--nats-url", gateway.nats_url)
-    listed = await _cli("approvals", "list", *where, principal="carol")
-    assert listed.exit_code == 0 and approval["id"] in listed.output and "refund-above-100" in listed.output
-    shown = await _cli("approvals", "show", approval["id"], *where, principal="carol")
-    assert '{"amount": 120, "order": "o-cli"}' in shown.output
-    own = await _cli("approvals", "approve", approval["id"], "--reason", "mine", *where, principal="sam")
-    assert own.exit_code == 1 and "another person decides it" in own.output
-    approved = await _cli("approvals", "approve", approval["id"], "--reason", "checked", *where, principal="carol")
-    assert approved.exit_code == 0, approved.output
-    assert _text(await _retry(gateway, approval["id"], {"order": "o-cli", "amount": 1})) == "refunded 120 EUR on o-cli"
-    assert runs_in(ledger).splitlines().count("refund o-cli 120") == 1
-    rows = await kind_rows_when(gateway.nats_url, "admin", lambda rs: any(r.target == approval["id"] for r in rs))
-    (decision,) = [r for r in rows if r.target == approval["id"]]
-    assert (decision.actor, decision.action, decision.policy_id) == ("carol", "approval.approve", "refund-above-100")
-
-
 async def test_the_config_file_publishes_its_policies_once(gateway: Gateway, tmp_path: Path) -> None:
     raw = _config(Path(gateway.config.mcp_servers["billing"].env["LEDGER_FILE"]).parent)
     async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=10) as owner:
@@ -452,3 +431,93 @@ async def test_concurrent_retries_of_an_approved_call_run_it_once(
     assert all(a.data["approval"]["state"] == "running" for a in waiting)  # the run was under way
     assert runs_in(ledger).splitlines().count("refund o-race 333") == 1
     assert _text(await _retry(gateway, approval["id"], {})) == "refunded 333 EUR on o-race"
+
+
+async def test_an_agent_without_meta_collects_by_calling_again_with_the_same_arguments(
+    gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
+) -> None:
+    """A stock client's LLM cannot send `params._meta`: calling again the same way finds the same
+    approval (not a second one), and, once approved, runs it once."""
+    arguments = {"order": "o-again", "amount": 4242}
+    async with gateway.client(SUPPORT_KEY) as client:
+        with pytest.raises(MCPError) as parked:
+            await client.call_tool("billing__refund", arguments)
+    approval = parked.value.data["approval"]
+    assert "To get its result once approved, call 'billing__refund' again with the same arguments" in (
+        parked.value.message
+    )
+    assert parked.value.data["retry"]["same_arguments"] is True
+    second = await _parked(gateway, arguments)  # still waiting: the same approval, not a duplicate
+    assert second["approval"]["id"] == approval["id"]
+    other = await _parked(gateway, {**arguments, "amount": 4243})  # other arguments: another call
+    assert other["approval"]["id"] != approval["id"]
+    pending = (await approver.get("/approvals", params={"state": "pending"})).json()
+    assert sum(1 for p in pending if (p["arguments"] or {}).get("order") == "o-again") == 2
+    await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
+    async with gateway.client(SUPPORT_KEY) as client:
+        ran = await client.call_tool("billing__refund", arguments)
+    assert _text(ran) == "refunded 4242 EUR on o-again"
+    assert runs_in(ledger).splitlines().count("refund o-again 4242") == 1
+    assert (await approver.get(f"/approvals/{approval['id']}")).json()["state"] == "ran"
+    # the same call once more is a new refund: a person decides it again, nothing runs meanwhile
+    anew = await _parked(gateway, arguments)
+    assert anew["approval"]["id"] not in (approval["id"], other["approval"]["id"])
+    assert runs_in(ledger).splitlines().count("refund o-again 4242") == 1
+
+
+async def test_a_denial_is_told_to_the_same_call_once_then_it_asks_anew(
+    gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
+) -> None:
+    arguments = {"order": "o-no", "amount": 777}
+    approval = (await _parked(gateway, arguments))["approval"]
+    await approver.post(f"/approvals/{approval['id']}/deny", json={"reason": "duplicate order"})
+    async with gateway.client(SUPPORT_KEY) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("billing__refund", arguments)
+    assert refused.value.code == JSONRPC_CODE[ErrorKind.FORBIDDEN]
+    assert "denied by fran@example.com: duplicate order" in refused.value.message
+    anew = await _parked(gateway, arguments)
+    assert anew["approval"]["id"] != approval["id"] and anew["approval"]["state"] == "pending"
+    assert "o-no" not in runs_in(ledger)
+
+
+async def test_the_audit_row_of_an_approved_run_says_what_ran_and_marks_replays(
+    gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
+) -> None:
+    approval = (await _parked(gateway, {"order": "o-audit", "amount": 4242}))["approval"]
+    await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
+    ran = await _retry(gateway, approval["id"], {"order": "o-audit", "amount": 999999})
+    assert _text(ran) == "refunded 4242 EUR on o-audit"
+    replayed = await _retry(gateway, approval["id"], {"order": "o-audit", "amount": 1})
+    assert _text(replayed) == "refunded 4242 EUR on o-audit"
+    assert runs_in(ledger).splitlines().count("refund o-audit 4242") == 1
+
+    def both(rows: list[AuditEvent]) -> bool:
+        return {r.action for r in rows if r.approval_id == approval["id"]} >= {"approval.run", "approval.replay"}
+
+    rows = await audit_rows_when(gateway.nats_url, "support", both)
+    (run,) = [r for r in rows if r.approval_id == approval["id"] and r.action == "approval.run"]
+    (replay,) = [r for r in rows if r.approval_id == approval["id"] and r.action == "approval.replay"]
+    approved = json.dumps({"amount": 4242, "order": "o-audit"}, separators=(",", ":"), sort_keys=True)
+    for row in (run, replay):
+        assert (row.status, row.policy_id, row.arguments) == ("ok", "refund-above-100", approved)
+        assert row.arguments_sha256 == hashlib.sha256(approved.encode()).hexdigest()
+        assert "999999" not in (row.arguments or "")
+    assert (run.execution, replay.execution) == ("ran", "not_run")  # the replay ran nothing
+
+
+async def test_amounts_with_and_without_cents_meet_the_documented_limit(gateway: Gateway, ledger: Path) -> None:
+    """The refund example of docs/policy.md, to the letter, through the gateway: 50, 20.50 and 100 run;
+    100.01 and 500 wait for a person."""
+    async with gateway.client(SUPPORT_KEY) as client:
+        for amount in (50, 20.50, 100):
+            ran = await client.call_tool("billing__refund", {"order": "o-cents", "amount": amount})
+            assert _text(ran) == f"refunded {amount:g} EUR on o-cents"
+    for amount in (100.01, 500):
+        parked = await _parked(gateway, {"order": "o-cents", "amount": amount})
+        assert parked["approval"]["policy"] == "refund-above-100"
+    assert [line for line in runs_in(ledger).splitlines() if "o-cents" in line] == [
+        "refund o-cents 50",
+        "refund o-cents 20.5",
+        "refund o-cents 100",
+    ]

@@ -64,11 +64,16 @@ async def first_owner(service: AdminService, name: str = "test-owner") -> str:
 
 
 async def principal_token(
-    service: AdminService, owner: str, name: str, *roles: dict[str, Any], kind: str = "automation"
+    service: AdminService,
+    owner: str,
+    name: str,
+    *roles: dict[str, Any],
+    kind: str = "automation",
+    user_id: str | None = None,
 ) -> str:
     """A principal holding `roles` (`{"role": "analyst"}`, `{"role": "key_manager", "team_id": "a"}`),
-    made by the owner; returns its API token."""
-    body = {"name": name, "kind": kind, "roles": list(roles), "token": {"label": "tests"}}
+    made by the owner (a person signing in as `user_id`, when given); returns its API token."""
+    body = {"name": name, "kind": kind, "roles": list(roles), "token": {"label": "tests"}, "user_id": user_id}
     async with httpx.AsyncClient(timeout=30, headers={"Authorization": f"Bearer {owner}"}, verify=shared_tls()) as http:
         made = await http.post(f"{base_url(service)}/principals", json=body)
     assert made.status_code == 201, made.text

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from ..egress import EgressSection
 from .base import RequestPathSettings
 
 __all__ = ["PolicySettings"]
@@ -29,6 +30,16 @@ class PolicySettings(RequestPathSettings):
     """Seconds a call parked for approval waits for a person (and, once approved, for the agent to
     call again) before it expires unrun (docs/approvals.md)."""
     approval_webhook_url: str = Field(default="", pattern=r"^(https?://\S+)?$")
-    """POSTed a JSON notice (no arguments) each time a call is parked, for a chat tool; empty: none."""
+    """POSTed a JSON notice (no arguments) each time a call is parked, for a chat tool; empty: none.
+    Its host is reached under the upstreams' egress rules (`egress`), and the service's OS box opens
+    its port (`libs.common.walls.boxes`)."""
     approval_webhook_secret: SecretStr = SecretStr("")
     """HMAC-SHA256 key signing each webhook body (`X-Bastion-Signature: sha256=<hex>`)."""
+    egress: EgressSection = Field(default_factory=EgressSection)
+    """`BASTION_EGRESS` (the config file's `egress` section, as the executor gets it): the webhook's
+    host may be a non-public address only when listed in `allow_private_hosts`, as for upstreams."""
+
+    @field_validator("egress", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return {} if isinstance(value, str) and not value.strip() else value

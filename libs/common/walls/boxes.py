@@ -4,7 +4,7 @@
 |---|---|---|---|---|
 | ingress | its audit journal slot | its NKey seed | gateway, metrics | any |
 | admin | its audit journal slot | its NKey seed | admin, metrics | any |
-| policy | nothing | its NKey seed | metrics | NATS, Valkey, OTLP |
+| policy | nothing | its NKey seed | metrics | NATS, Valkey, OTLP, the approval webhook |
 | audit | its ClickHouse store | its NKey seed | metrics | NATS, ClickHouse, OTLP |
 | codemode | its audit journal slot, the search cache, the written needs | its NKey seed, needs file | metrics | any |
 | oauth | nothing | its NKey seed, clients file | metrics | any |
@@ -131,7 +131,8 @@ _SPECIAL: Final[Mapping[str, Callable[[BaseModel, Sequence[str]], dict[str, Any]
         "write": _chdb_store(str(_value(s, "clickhouse_url"))),
         "connect_ports": _outbound(s, "clickhouse_url", "otlp_endpoint"),
     },
-    "policy": lambda s, _: {"connect_ports": _outbound(s, "redis_url", "otlp_endpoint")},
+    # the webhook's port only: which host on it, the egress rules decide in the process (`approval_desk`)
+    "policy": lambda s, _: {"connect_ports": _outbound(s, "redis_url", "otlp_endpoint", "approval_webhook_url")},
     "ingress": lambda s, _: {"bind_ports": _binds(s, "port")},
     "admin": lambda s, _: {"bind_ports": _binds(s, "admin_port")},
     "executor": _executor_reads,

@@ -1,7 +1,8 @@
 """`/admin/v1/approvals`: tool calls a policy parked for a person (docs/approvals.md). An approver
 (`approvals:decide`) sees each with its arguments, opened from their seal here only, and approves or
 denies it with a reason; each decision is an admin audit event naming who. Nobody decides a call made
-for themselves: a principal whose name is the call's user or key is refused.
+by themselves or by a key they hold, and a scoped approver sees and decides only its tenant's calls
+(`approval_judge`).
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -16,6 +17,7 @@ from libs.common import approvals, subjects
 from libs.common.approvals import ApprovalConflict, ApprovalRecord, ApprovalState, OwnCall, redacted
 from libs.common.sealing import SealingError
 
+from .approval_judge import inside_scope, own_call
 from .errors import AdminError
 from .identity import current
 from .route_table import Route, register
@@ -30,6 +32,8 @@ class ApprovalOut(BaseModel):
     state: ApprovalState
     key_name: str
     user_id: str | None
+    team_id: str | None = None
+    customer_id: str | None = None
     server: str
     tool: str
     name: str = Field(description="the tool's name as the agent called it")
@@ -72,16 +76,25 @@ async def _kv(store: AdminStore) -> Any:
 
 
 async def list_approvals(store: AdminStore, state: ApprovalState | None = None) -> list[ApprovalOut]:
-    """Every parked call, newest first (`?state=pending`: only those waiting for a person)."""
+    """Every parked call the approver decides for, newest first (`?state=pending`: only those waiting
+    for a person); a scoped approver: only its tenant's."""
+    identity = current()
     records = await approvals.list_records(await _kv(store))
-    return [_out(store, r) for r in records if state is None or _out_state(r) == state]
+    wanted = [r for r in records if state is None or _out_state(r) == state]
+    return [_out(store, r) for r in wanted if await inside_scope(store, identity, r)]
 
 
 async def show_approval(store: AdminStore, approval_id: str) -> ApprovalOut:
+    return _out(store, await _visible(store, approval_id))
+
+
+async def _visible(store: AdminStore, approval_id: str) -> ApprovalRecord:
+    """The record, when the approver decides for its tenant; 404 otherwise (another tenant's calls
+    are not shown to exist)."""
     got = await approvals.read(await _kv(store), approval_id)
-    if got is None:
+    if got is None or not await inside_scope(store, current(), got[0]):
         raise NotFound(f"there is no approval {approval_id!r}")
-    return _out(store, got[0])
+    return got[0]
 
 
 async def approve(store: AdminStore, approval_id: str, body: DecisionIn) -> ApprovalOut:
@@ -98,6 +111,9 @@ async def _decided(
     store: AdminStore, approval_id: str, body: DecisionIn, what: Literal["approve", "deny"]
 ) -> ApprovalOut:
     identity = current()
+    refused = await own_call(store, identity, await _visible(store, approval_id))
+    if refused is not None:
+        raise refused
     try:
         before, after = await approvals.decide(await _kv(store), approval_id, what, identity.principal, body.reason)
     except KeyError:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Response
 
 from libs.common.messages import KeyRecord
 
+from .identity import current as current_identity
 from .key_scope import KeyScopes
 from .models import KeyCreate, KeyCreated, KeyOut, KeyPatch
 from .route_helpers import IfMatch, build, check_expected, check_refs, etag, expected_revision
@@ -45,7 +46,7 @@ async def create_key(store: AdminStore, body: KeyCreate) -> KeyCreated:
     await scopes.require("keys:write", body.team_id, body.customer_id)
     await check_refs(store, values, _KEY_REFS)
     await _check_key_name(store, body.name)
-    secret, stored = await store.create_key(KeyRecord(id="", **values))
+    secret, stored = await store.create_key(KeyRecord(id="", **values, created_by=current_identity().principal))
     log.info("admin: created key %r (%s…)", body.name, stored.value.id[:12])
     return KeyCreated(secret=secret, key=_key_out(stored.value, stored.revision))
 
@@ -109,7 +110,7 @@ async def rotate_key(store: AdminStore, key_id: str, if_match: IfMatch = None) -
     The new secret is shown once, here. Budgets are counted per name, so spend carries over."""
     scopes = KeyScopes(store)
     await scopes.require_key("keys:write", (await store.keys.get(key_id)).value)
-    secret, new = await store.rotate_key(key_id, expected_revision(if_match))
+    secret, new = await store.rotate_key(key_id, expected_revision(if_match), by=current_identity().principal)
     log.info("admin: rotated key %r (%s… -> %s…)", new.value.name, key_id[:12], new.value.id[:12])
     return KeyCreated(secret=secret, key=_key_out(new.value, new.revision))
 

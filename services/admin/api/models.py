@@ -164,6 +164,7 @@ class KeyOut(BaseModel):
     content_logging: bool = True
     agent: AgentMode | None = None
     created_at: float
+    created_by: str | None = None
     source: str | None
     revision: int
 

@@ -61,7 +61,9 @@ class AdminStore:
         revision = await self.keys.create(stored.id, stored)
         return secret, Versioned(stored, revision)
 
-    async def rotate_key(self, old_id: str, expected: int | None = None) -> tuple[str, Versioned[KeyRecord]]:
+    async def rotate_key(
+        self, old_id: str, expected: int | None = None, by: str | None = None
+    ) -> tuple[str, Versioned[KeyRecord]]:
         """Replace a key by a new secret with the same metadata, and revoke the old one.
 
         Two writes, ordered so that every intermediate state is safe: (1) create the new record, whose
@@ -77,7 +79,9 @@ class AdminStore:
             raise Conflict(f"key {old_id[:12]}… is revoked; create a new key instead of rotating it")
         # the new key is runtime-managed: a config-managed (source="config") copy would be deleted by the
         # next `bastion config apply`, since its id is not in the file
-        secret, new = await self.create_key(old.value.model_copy(update={"revoked": False, "source": None}))
+        # `by` is shown the new secret: it holds the key now (`created_by`)
+        fresh = {"revoked": False, "source": None, "created_by": by}
+        secret, new = await self.create_key(old.value.model_copy(update=fresh))
         revoked = old.value.model_copy(update={"revoked": True})
         await revoke_replaced(self.keys, old_id, old, revoked, new.value.id, new.revision)
         return secret, new
