@@ -22,7 +22,7 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from libs.common.messages import CatalogTool
+from libs.common.messages import MAX_ALIASES, CatalogTool
 
 from .schema_fastpath import Predicate, compile_predicate
 
@@ -147,11 +147,14 @@ class ArgumentsValidator:
 
 
 class _Tool:
-    __slots__ = ("definition", "name", "schema_key", "validator")
+    __slots__ = ("aliases", "definition", "name", "schema_key", "validator")
 
-    def __init__(self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None) -> None:
+    def __init__(
+        self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None, aliases: tuple[str, ...]
+    ) -> None:
         self.name = name
         self.definition = definition
+        self.aliases = aliases
         schema = definition.get("inputSchema")
         self.schema_key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if isinstance(schema, dict) else b""
         self.validator = validator if validator is not None and validator.key == self.schema_key else None
@@ -161,15 +164,21 @@ class ToolSet:
     """The exposed tools of one server as last listed: definitions for the catalog, validators for calls."""
 
     def __init__(
-        self, definitions: Iterable[dict[str, Any]], policy: ExposurePolicy, previous: ToolSet | None = None
+        self,
+        definitions: Iterable[dict[str, Any]],
+        policy: ExposurePolicy,
+        previous: ToolSet | None = None,
+        aliases: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
+        """`aliases`: tool name -> its other stable names, published with it for Cedar (`Listing.aliases`)."""
         old = previous._tools if previous is not None else {}
+        others = aliases or {}
         self._tools: dict[str, _Tool] = {}
         for definition in definitions:
             name = definition.get("name")
             if isinstance(name, str) and policy.allows(name):
                 prior = old.get(name)
-                self._tools[name] = _Tool(name, definition, prior.validator if prior else None)
+                self._tools[name] = _Tool(name, definition, prior.validator if prior else None, others.get(name, ()))
 
     def __contains__(self, name: str) -> bool:
         return name in self._tools
@@ -195,9 +204,12 @@ class ToolSet:
         return tool.validator.check(arguments)
 
     def catalog(self) -> list[CatalogTool]:
-        return [CatalogTool(tool=t.name, definition=t.definition) for t in self._tools.values()]
+        return [
+            CatalogTool(tool=t.name, definition=t.definition, aliases=list(t.aliases[:MAX_ALIASES]))
+            for t in self._tools.values()
+        ]
 
     def same_definitions(self, other: ToolSet | None) -> bool:
-        return other is not None and [t.definition for t in other._tools.values()] == [
-            t.definition for t in self._tools.values()
+        return other is not None and [(t.definition, t.aliases) for t in other._tools.values()] == [
+            (t.definition, t.aliases) for t in self._tools.values()
         ]

@@ -110,3 +110,22 @@ def test_annotations_and_membership_reach_the_policies() -> None:
     assert evaluate(compiled, compiled.static, SUPPORT, destructive, {}).effect == "approval"
     assert evaluate(compiled, compiled.static, Principal("ci"), destructive, {}).effect == "allow"
     assert evaluate(compiled, compiled.static, SUPPORT, ("prod", "read", {"readOnlyHint": True}), {}).effect == "allow"
+
+
+def test_a_tool_is_judged_under_each_of_its_stable_names() -> None:
+    compiled = compile_policies(
+        '@id("no-whoami")\nforbid (principal, action, resource == Tool::"adm/whoami");\n'
+        + REFUND.replace('"billing/refund"', '"billing/refund_v1"')
+    )
+    renamed = ("adm", "whoami2", {})
+    assert evaluate(compiled, compiled.full, SUPPORT, renamed, {}).effect == "allow"
+    verdict = evaluate(compiled, compiled.full, SUPPORT, renamed, {}, aliases=("whoami",))
+    assert (verdict.effect, verdict.policy) == ("deny", "no-whoami")
+    # a condition on the name (`resource.tool like "delete_*"`) reads each name as well
+    tidied = ("billing", "remove_order", {})
+    assert evaluate(compiled, compiled.static, SUPPORT, tidied, {}, aliases=("delete_order",)).policy == "no-delete"
+    # a per-call policy's scope covers the tool under its old name, and decides its arguments
+    refund = ("billing", "refund", {})
+    assert per_call_applicable(compiled, SUPPORT, refund, ("refund_v1",)) == {"refund-above-100"}
+    above = evaluate(compiled, compiled.full, SUPPORT, refund, call_context({"amount": 500}), aliases=("refund_v1",))
+    assert (above.effect, above.policy) == ("approval", "refund-above-100")

@@ -140,6 +140,9 @@ class InterceptedListing:
     """The same for prompts (their upstream names)."""
     withheld_templates: list[str] = field(default_factory=list)
     """The same for resource templates (their `uriTemplate`): reads of URIs under one are routed."""
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Tool name -> its other stable names (`Listing.aliases`); pinning adds the names a tool carried
+    before a rename."""
 
     def decide(self, interceptor: str, rule: str, action: Action, detail: str | None = None) -> None:
         """Record a decision about a definition (logged by the executor)."""

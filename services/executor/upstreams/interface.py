@@ -75,6 +75,9 @@ class Listing:
     features: Features = Features()
     withheld: tuple[str, ...] = ()
     """Tools the interceptors keep out of `tools` but answer for by name (`InterceptedListing.withheld`)."""
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Tool name -> its other stable names, which Cedar policies judge it under too (`CatalogTool.aliases`):
+    an OpenAPI operation's operationId, the names pinning saw it under before an approved rename."""
 
 
 @dataclass(frozen=True, slots=True)
