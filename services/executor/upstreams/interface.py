@@ -102,6 +102,8 @@ class UpstreamSettings:
     """Non-public hosts every server may reach (`egress.allow_private_hosts`), besides its own."""
     stdio_root: StdioRoot | None = None
     """Where a stdio server's sandbox keeps its working folder (`ExecutorSettings.stdio_root`)."""
+    validation_values: bool = False
+    """`BASTION_VALIDATION_VALUES`: a refusal of arguments quotes their values to the agent."""
 
     @classmethod
     def of(cls, settings: ExecutorSettings, stdio_root: StdioRoot) -> UpstreamSettings:
@@ -115,6 +117,7 @@ class UpstreamSettings:
             max_result=settings.max_result_bytes,
             egress_allowed=tuple(settings.egress.allow_private_hosts),
             stdio_root=stdio_root,
+            validation_values=settings.validation_values,
         )
 
 
