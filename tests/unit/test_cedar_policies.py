@@ -129,3 +129,17 @@ def test_a_tool_is_judged_under_each_of_its_stable_names() -> None:
     assert per_call_applicable(compiled, SUPPORT, refund, ("refund_v1",)) == {"refund-above-100"}
     above = evaluate(compiled, compiled.full, SUPPORT, refund, call_context({"amount": 500}), aliases=("refund_v1",))
     assert (above.effect, above.policy) == ("approval", "refund-above-100")
+
+
+def test_the_cli_checks_a_call_under_the_tools_other_names(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    policies = tmp_path / "policies.cedar"
+    policies.write_text(REFUND)
+    base = ["policy", "check", str(policies), "--key", "support", "--tool", "billing/remove_order"]
+    plain = CliRunner().invoke(app, base)
+    aliased = CliRunner().invoke(app, [*base, "--alias", "delete_order"])
+    assert plain.exit_code == 0 and "allow by policy grants" in plain.output, plain.output
+    assert aliased.exit_code == 0 and "deny by policy no-delete" in aliased.output, aliased.output
