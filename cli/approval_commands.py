@@ -168,6 +168,9 @@ def check(
     tool: Annotated[str | None, typer.Option(help="SERVER/TOOL the sample call calls (the tool's own name).")] = None,
     arguments: Annotated[str, typer.Option(help="The sample call's arguments, as JSON.")] = "{}",
     annotations: Annotated[str, typer.Option(help="The tool's MCP annotations, as JSON.")] = "{}",
+    alias: Annotated[
+        list[str] | None, typer.Option(help="Another stable name of the tool (its catalog aliases); repeatable.")
+    ] = None,
 ) -> None:
     """Compile the policies (the line of the first problem) and, given --key and --tool, say what
     they decide for that call: allow, deny or approval, and which policy decided."""
@@ -190,9 +193,8 @@ def check(
     except ValueError as exc:
         print(f"error: --arguments / --annotations: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    verdict = evaluate(
-        compiled, compiled.full, Principal(key, user, team, customer), (server, name, notes), call_context(args)
-    )
+    caller, aliases = Principal(key, user, team, customer), tuple(alias or ())
+    verdict = evaluate(compiled, compiled.full, caller, (server, name, notes), call_context(args), aliases=aliases)
     why = f": {verdict.reason}" if verdict.reason else ""
     who = f" (approvers: {verdict.approvers})" if verdict.approvers else ""
     out.print(f"{verdict.effect} by policy {escape(verdict.policy)}{escape(why)}{escape(who)}")

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["content_fields", "sha256_of", "to_json"]
+if TYPE_CHECKING:
+    from .messages_base import GatewayError
+
+__all__ = ["content_fields", "error_column", "error_said", "sha256_of", "to_json"]
 
 
 def to_json(value: Any) -> str:
@@ -30,6 +33,25 @@ def sha256_of(value: Any) -> str:
     """The digest an event records of `value` (`*_sha256`): of its bytes, or of its `to_json`."""
     data = value if isinstance(value, bytes) else to_json(value).encode("utf-8", "surrogatepass")
     return hashlib.sha256(data).hexdigest()
+
+
+def error_column(error: GatewayError | None) -> str | None:
+    """The `error` column of a request's event: readable without `audit:payloads`, so it holds our own
+    words only (`GatewayError.logged` when the message carries an upstream's text or quotes arguments)."""
+    if error is None:
+        return None
+    return error.logged if error.logged is not None else error.message
+
+
+def error_said(error: GatewayError | None) -> dict[str, Any] | None:
+    """What the agent was answered that `error_column` leaves out, as the event's `result` (a payload
+    column, recorded under content logging and shown only with `audit:payloads`); None when nothing is."""
+    if error is None or error.logged is None:
+        return None
+    said: dict[str, Any] = {"message": error.message}
+    if error.data is not None:
+        said["data"] = error.data
+    return {"error": said}
 
 
 def content_fields(arguments: Any, result: Any, *, keep: bool, limit: int | None = None) -> dict[str, Any]:

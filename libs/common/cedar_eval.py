@@ -10,6 +10,11 @@ reads naturally), action `Action::"tools/call"`, resource `Tool::"<server>/<tool
 number a Cedar `decimal`, so one comparison (`.greaterThan(decimal("100.0"))`) holds for 50, 20.50
 and 500 alike (Cedar compares a Long only with a Long, a decimal only with a decimal).
 
+A tool with aliases (its stable identities: an OpenAPI operation's operationId, the names it
+carried before an approved rename; `CatalogTool.aliases`) is asked under each of its names, and
+every forbid that matches any of them applies: a rename never takes a tool out of a policy
+written against an earlier name.
+
 Pure: the policy service decides calls with it, the admin API's `POST /policies/check` tries a text.
 """
 
@@ -24,6 +29,7 @@ from typing import Any, Final, Literal
 import cedarpy
 
 from .cedar_policies import BASELINE_ID, CompiledPolicies, PolicyInfo
+from .messages_records import MAX_ALIASES
 
 __all__ = ["ALLOWED", "Principal", "Verdict", "call_context", "entities", "evaluate", "per_call_applicable"]
 
@@ -61,7 +67,14 @@ def _uid(kind: str, value: str) -> dict[str, Any]:
     return {"__entity": {"type": kind, "id": value}}
 
 
-def _entities(who: Principal, server: str, tool: str, annotations: dict[str, Any]) -> list[dict[str, Any]]:
+def _names(tool: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The tool's own name first, then its other names, once each."""
+    return tuple(dict.fromkeys((tool, *aliases[:MAX_ALIASES])))
+
+
+def _entities(
+    who: Principal, server: str, tool: str, annotations: dict[str, Any], aliases: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
     owners = (("User", who.user), ("Team", who.team), ("Customer", who.customer))
     parents = [_uid(kind, value) for kind, value in owners if value]
     principal = {
@@ -69,12 +82,15 @@ def _entities(who: Principal, server: str, tool: str, annotations: dict[str, Any
         "attrs": {"name": who.name, "user": who.user or "", "team": who.team or "", "customer": who.customer or ""},
         "parents": parents,
     }
-    resource = {
-        "uid": _uid("Tool", f"{server}/{tool}"),
-        "attrs": {"server": server, "tool": tool, "annotations": annotations},
-        "parents": [_uid("Server", server)],
-    }
-    return [principal, resource, *({"uid": p, "attrs": {}, "parents": []} for p in parents)]
+    resources = [
+        {
+            "uid": _uid("Tool", f"{server}/{name}"),
+            "attrs": {"server": server, "tool": name, "annotations": annotations},
+            "parents": [_uid("Server", server)],
+        }
+        for name in _names(tool, aliases)
+    ]
+    return [principal, *resources, *({"uid": p, "attrs": {}, "parents": []} for p in parents)]
 
 
 def _request(who: Principal, server: str, tool: str, context: dict[str, Any]) -> dict[str, Any]:
@@ -134,9 +150,12 @@ def _decimal(number: int | float) -> dict[str, Any] | None:
     return {"__extn": {"fn": "decimal", "arg": f"{held:f}"}}
 
 
-def entities(who: Principal, target: tuple[str, str, dict[str, Any]]) -> cedarpy.Entities:
-    """The entities of `who` calling `target`, parsed once (a pair's calls reuse them)."""
-    return cedarpy.Entities.from_json_str(json.dumps(_entities(who, *target)))
+def entities(
+    who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...] = ()
+) -> cedarpy.Entities:
+    """The entities of `who` calling `target` (under each of its names), parsed once (a pair's calls
+    reuse them)."""
+    return cedarpy.Entities.from_json_str(json.dumps(_entities(who, *target, aliases)))
 
 
 def evaluate(
@@ -146,23 +165,34 @@ def evaluate(
     target: tuple[str, str, dict[str, Any]],
     context: dict[str, Any],
     parsed: cedarpy.Entities | None = None,
+    aliases: tuple[str, ...] = (),
 ) -> Verdict:
-    """`policies` (one of `compiled`'s sets) over `who` calling `target` (server, tool, annotations);
-    `parsed`: `entities(who, target)` when the caller holds them already."""
+    """`policies` (one of `compiled`'s sets) over `who` calling `target` (server, tool, annotations)
+    under its own name and each of its `aliases`; `parsed`: `entities(who, target, aliases)` when the
+    caller holds them already."""
     server, tool, _ = target
-    given = parsed if parsed is not None else _entities(who, *target)
-    result = cedarpy.is_authorized(_request(who, server, tool, context), policies, given)
-    for error in result.diagnostics.errors:
-        # a forbid whose condition cannot be evaluated (an argument missing or of another type)
-        # refuses: skipping it, as Cedar does, would let an agent pass a limit by leaving it out
-        failed = _failed_policy(error)
-        if failed in compiled.policies:
-            return Verdict("deny", failed, _UNEVALUATED)
-    if result.decision == cedarpy.Decision.Allow:
-        return ALLOWED
-    matched = [compiled.policies[p] for p in result.diagnostics.reasons if p in compiled.policies]
-    if not matched:  # the baseline permit always applies: only a broken set gets here, so refuse
-        return Verdict("deny", BASELINE_ID, "the policies could not be evaluated for this call")
+    given = parsed if parsed is not None else _entities(who, *target, aliases)
+    matched: list[PolicyInfo] = []
+    for name in _names(tool, aliases):
+        result = cedarpy.is_authorized(_request(who, server, name, context), policies, given)
+        for error in result.diagnostics.errors:
+            # a forbid whose condition cannot be evaluated (an argument missing or of another type)
+            # refuses: skipping it, as Cedar does, would let an agent pass a limit by leaving it out
+            failed = _failed_policy(error)
+            if failed in compiled.policies:
+                return Verdict("deny", failed, _UNEVALUATED)
+        if result.decision == cedarpy.Decision.Allow:
+            continue
+        found = [compiled.policies[p] for p in result.diagnostics.reasons if p in compiled.policies]
+        if not found:  # the baseline permit always applies: only a broken set gets here, so refuse
+            return Verdict("deny", BASELINE_ID, "the policies could not be evaluated for this call")
+        matched += [p for p in found if p not in matched]
+    return _combined(matched) if matched else ALLOWED
+
+
+def _combined(matched: list[PolicyInfo]) -> Verdict:
+    """The verdict of the forbids that matched: a plain one refuses, else a person approves, else the
+    agent's own user confirms."""
     plain = [p for p in matched if p.approval is None and p.confirm is None]
     if plain:
         return _deny(plain[0])
@@ -177,14 +207,19 @@ def evaluate(
 
 
 def per_call_applicable(
-    compiled: CompiledPolicies, who: Principal, target: tuple[str, str, dict[str, Any]]
+    compiled: CompiledPolicies, who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...] = ()
 ) -> frozenset[str]:
-    """The per-call policies whose scope (principal, action, resource) covers `who` calling `target`."""
-    if compiled.per_call_scopes is None:
+    """The per-call policies whose scope (principal, action, resource) covers `who` calling `target`
+    under any of its names."""
+    scopes = compiled.per_call_scopes
+    if scopes is None:
         return frozenset()
     server, tool, _ = target
-    result = cedarpy.is_authorized(_request(who, server, tool, {}), compiled.per_call_scopes, _entities(who, *target))
-    return frozenset(result.diagnostics.reasons)
+    given = _entities(who, *target, aliases)
+    found: set[str] = set()
+    for name in _names(tool, aliases):
+        found.update(cedarpy.is_authorized(_request(who, server, name, {}), scopes, given).diagnostics.reasons)
+    return frozenset(found)
 
 
 def _failed_policy(error: str) -> str:

@@ -94,6 +94,12 @@ class GatewayError(BaseModel):
     code: int | None = None
     """Set when an upstream answered with its own JSON-RPC error code."""
     data: Any = None
+    logged: str | None = None
+    """What the audit row's `error` column records instead of `message` (None: `message`), when
+    `message` carries what that column must not hold: it is readable without `audit:payloads`. Set
+    for an upstream's own error text (it may echo the arguments) and for a refusal of arguments
+    that quotes them (`BASTION_VALIDATION_VALUES`); `message` then goes to the payload column
+    `result`, under the key's content logging like any result. Never sent to the agent."""
 
 
 class InterceptorDecision(BaseModel):

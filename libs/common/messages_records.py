@@ -13,7 +13,7 @@ from .gateway_tasks import HostedTask
 from .llm_config import AgentMode
 from .messages_base import BusMessage
 
-__all__ = ["BreakerStatus", "CatalogTool", "KeyRecord", "ServerCatalog", "ServerRecord"]
+__all__ = ["MAX_ALIASES", "BreakerStatus", "CatalogTool", "KeyRecord", "ServerCatalog", "ServerRecord"]
 
 
 class KeyRecord(BusMessage):
@@ -61,12 +61,20 @@ class ServerRecord(BusMessage):
     leave it); None for servers added at run time (admin API), which applying a file never touches."""
 
 
+MAX_ALIASES = 16
+"""Stable names a catalog tool carries besides its own, at most (Cedar asks the policies once per name)."""
+
+
 class CatalogTool(BaseModel):
     model_config = ConfigDict(extra="ignore")
     tool: str
     """The upstream's own name."""
     definition: dict[str, Any]
     """The upstream's `Tool` exactly as it sent it (wire JSON, camelCase)."""
+    aliases: list[str] = Field(default_factory=list, max_length=MAX_ALIASES)
+    """The tool's stable identities besides `tool`, which Cedar policies judge it under too
+    (docs/policy.md, "Stable identities"): an OpenAPI operation's operationId (or `METHOD /path`),
+    the names it was listed under before a rename a person approved."""
 
 
 class BreakerStatus(BaseModel):

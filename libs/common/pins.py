@@ -184,6 +184,9 @@ class PinRecord(BusMessage):
     pending_reason: PinReason | None = None
     renamed_from: str | None = None
     """For a `renamed` pending version: the approved name whose body it carries."""
+    aliases: list[str] = Field(default_factory=list, max_length=16)
+    """The names this definition was approved under before it was renamed (oldest first), kept once
+    seen: Cedar policies judge the tool under them too (docs/policy.md, "Stable identities")."""
     rejected: list[str] = Field(default_factory=list)
     """sha256 of versions a person rejected (newest last, at most `MAX_REJECTED`): stay quarantined."""
     listed: bool = True

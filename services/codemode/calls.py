@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from libs.common.audit_content import content_fields
+from libs.common.audit_content import content_fields, error_column, error_said
 from libs.common.audit_journal import AuditJournal
 from libs.common.codemode import META_TOOL_NAMES
 from libs.common.errors import JSONRPC_CODE, ErrorKind
@@ -58,7 +58,7 @@ def audit_event(
         **request.caller.owner(),
         **content_fields(
             call.arguments,
-            outcome.raw_result if outcome.raw_result is not None else outcome.result,  # as the upstream sent it
+            _said(outcome, error),  # as the upstream sent it
             keep=content and request.caller.content_logging,
         ),
         server=spec.server,
@@ -67,13 +67,21 @@ def audit_event(
         status=status,
         error_kind=error.kind.value if error else None,
         error_code=code,
-        error=error.message if error else None,
+        error=error_column(error),
         latency_ms=latency_ms,
         upstream_ms=outcome.upstream_ms,
         cost_usd=outcome.cost_usd,
         interceptions=outcome.interceptions,
         parent_id=request.parent_id,
     )
+
+
+def _said(outcome: CallOutcome, error: GatewayError | None) -> Any:
+    """The `result` an event records: the upstream's answer as it sent it, else what an error said
+    that the `error` column leaves out (`audit_content.error_said`)."""
+    if outcome.raw_result is not None:
+        return outcome.raw_result
+    return outcome.result if outcome.result is not None else error_said(error)
 
 
 def _tool_error_text(result: dict[str, Any]) -> str:

@@ -106,7 +106,12 @@ def error_from_exception(exc: BaseException, *, server: str, timeout: float) -> 
                 kind=ErrorKind.UPSTREAM_UNAVAILABLE,
                 message=f"server {server!r} closed the connection during the call",
             )
-        return GatewayError(kind=ErrorKind.UPSTREAM_ERROR, message=exc.message, code=exc.code, data=exc.data)
+        # the upstream's own words may echo the arguments: the agent reads them, the audit row's
+        # `error` column (readable without audit:payloads) only says what happened
+        logged = f"server {server!r} answered with JSON-RPC error {exc.code}"
+        return GatewayError(
+            kind=ErrorKind.UPSTREAM_ERROR, message=exc.message, code=exc.code, data=exc.data, logged=logged
+        )
     if isinstance(exc, ValidationError):
         return GatewayError(
             kind=ErrorKind.UPSTREAM_ERROR,

@@ -289,6 +289,8 @@ class LlmProviders:
         outcome = _failed(request, kind, message[:_MAX_ERROR_CHARS])
         assert outcome.error is not None
         outcome.error.code = status
+        # the provider's words may quote the prompt: the audit row's error column keeps only the status
+        outcome.error.logged = f"{provider.label} answered HTTP {status}"
         return outcome
 
 

@@ -53,11 +53,13 @@ def refusal(
     execution: Execution = "not_run",
     code: int | None = None,
     upstream_ms: float | None = None,
+    logged: str | None = None,
 ) -> CallOutcome:
     """The executor's answer when it decides a call without asking the upstream (or, with
     `execution="may_have_run"`, when it lost track of a call it had sent); `code` a JSON-RPC error
-    code the answer must carry, `upstream_ms` how long the upstream had the request, if it did."""
-    error = GatewayError(kind=kind, message=message, code=code)
+    code the answer must carry, `upstream_ms` how long the upstream had the request, if it did,
+    `logged` what the audit row says instead of `message` (`GatewayError.logged`)."""
+    error = GatewayError(kind=kind, message=message, code=code, logged=logged)
     return CallOutcome(id=call.id, error=error, decided_by="executor", execution=execution, upstream_ms=upstream_ms)
 
 

@@ -472,7 +472,7 @@ class ExecutorService:
         to `max_result_bytes`; beyond that (or if it cannot be stored) the agent hears why at once."""
         if outcome.raw_result is None:  # an upstream error with huge `data`: the message is what matters
             error = outcome.error or GatewayError(kind=ErrorKind.INTERNAL, message="empty outcome")
-            slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code)
+            slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code, logged=error.logged)
             return outcome.model_copy(update={"error": slim})
         limit = self.settings.max_result_bytes
         if size > limit:

@@ -22,8 +22,9 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from libs.common.messages import CatalogTool
+from libs.common.messages import MAX_ALIASES, CatalogTool
 
+from .argument_rules import path_text, rule_text
 from .schema_fastpath import Predicate, compile_predicate
 
 __all__ = [
@@ -64,13 +65,6 @@ _PY_STRING = re.compile(r"'([^'\\\"]*)'")
 """A plain Python-quoted string in a jsonschema message (no quotes or escapes inside)."""
 
 
-def _path(parts: Iterable[Any]) -> str:
-    text = "arguments"
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return text
-
-
 def _json(value: Any) -> str:
     """`value` in JSON terms (null, true, "text"), cut to a readable length."""
     try:
@@ -80,31 +74,33 @@ def _json(value: Any) -> str:
     return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """`arguments.text: "text" is a required property`: where, then what, in JSON terms.
+def format_validation_error(error: ValidationError, values: bool = False) -> list[str]:
+    """`arguments.text: required, but missing`: where, then which rule, one line per field.
 
-    jsonschema words its messages with Python reprs (`None is not of type 'string'`); the values it
-    quotes are re-rendered as JSON, which is what the agent sent and what a model reads.
+    Without `values` (the audit row always, the agent unless `BASTION_VALIDATION_VALUES`), the lines
+    name the field and the schema's rule, never what the agent sent (`argument_rules`). With it,
+    jsonschema's own wording, its Python reprs re-rendered as JSON (`null is not of type "string"`).
     """
+    if not values:
+        return rule_text(error)
     parts = list(error.absolute_path)
     message = error.message
     if error.validator == "required" and isinstance(error.validator_value, list):
-        # one error per missing property, named only in the message: `'text' is a required property`
         missing = next((p for p in error.validator_value if message.startswith(repr(p))), None)
         if missing is not None:
-            return f"{_path([*parts, missing])}: required, but missing"
+            return [f"{path_text([*parts, missing])}: required, but missing"]
     for value in (error.instance, error.validator_value):
         shown = repr(value)
         if shown in message:
             message = message.replace(shown, _json(value), 1)
     # names quoted by the message itself, e.g. `('e' was unexpected)`
     message = _PY_STRING.sub(lambda m: _json(m.group(1)), message)
-    return f"{_path(parts)}: {message}"
+    return [f"{path_text(parts)}: {message}"]
 
 
-def format_violations(errors: Iterable[ValidationError]) -> str:
+def format_violations(errors: Iterable[ValidationError], values: bool = False) -> str:
     """Every violation, one per line, in document order; the count first when there are several."""
-    lines = sorted({format_validation_error(e) for e in errors})
+    lines = sorted({line for e in errors for line in format_validation_error(e, values)})
     if len(lines) == 1:
         return lines[0]
     shown = lines[:MAX_VIOLATIONS]
@@ -133,8 +129,8 @@ class ArgumentsValidator:
         self._validator = cls(schema, registry=Registry())
         self._valid = compile_predicate(schema, cls)
 
-    def check(self, arguments: Mapping[str, Any]) -> str | None:
-        """None when valid, else a message a person can act on."""
+    def check(self, arguments: Mapping[str, Any], values: bool = False) -> str | None:
+        """None when valid, else a message a person can act on; `values`: it may quote the arguments."""
         if self._validator is None:
             return None
         if self._valid is not None and self._valid(arguments):
@@ -143,15 +139,18 @@ class ArgumentsValidator:
             errors = list(itertools.islice(self._validator.iter_errors(arguments), _MAX_COLLECTED))
         except Unresolvable:
             return None
-        return format_violations(errors) if errors else None
+        return format_violations(errors, values) if errors else None
 
 
 class _Tool:
-    __slots__ = ("definition", "name", "schema_key", "validator")
+    __slots__ = ("aliases", "definition", "name", "schema_key", "validator")
 
-    def __init__(self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None) -> None:
+    def __init__(
+        self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None, aliases: tuple[str, ...]
+    ) -> None:
         self.name = name
         self.definition = definition
+        self.aliases = aliases
         schema = definition.get("inputSchema")
         self.schema_key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if isinstance(schema, dict) else b""
         self.validator = validator if validator is not None and validator.key == self.schema_key else None
@@ -161,15 +160,21 @@ class ToolSet:
     """The exposed tools of one server as last listed: definitions for the catalog, validators for calls."""
 
     def __init__(
-        self, definitions: Iterable[dict[str, Any]], policy: ExposurePolicy, previous: ToolSet | None = None
+        self,
+        definitions: Iterable[dict[str, Any]],
+        policy: ExposurePolicy,
+        previous: ToolSet | None = None,
+        aliases: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
+        """`aliases`: tool name -> its other stable names, published with it for Cedar (`Listing.aliases`)."""
         old = previous._tools if previous is not None else {}
+        others = aliases or {}
         self._tools: dict[str, _Tool] = {}
         for definition in definitions:
             name = definition.get("name")
             if isinstance(name, str) and policy.allows(name):
                 prior = old.get(name)
-                self._tools[name] = _Tool(name, definition, prior.validator if prior else None)
+                self._tools[name] = _Tool(name, definition, prior.validator if prior else None, others.get(name, ()))
 
     def __contains__(self, name: str) -> bool:
         return name in self._tools
@@ -184,20 +189,24 @@ class ToolSet:
         tool = self._tools.get(name)
         return tool.definition if tool is not None else None
 
-    def check_arguments(self, name: str, arguments: Mapping[str, Any]) -> str | None:
-        """None when the arguments fit the tool's `inputSchema`, else why not."""
+    def check_arguments(self, name: str, arguments: Mapping[str, Any], values: bool = False) -> str | None:
+        """None when the arguments fit the tool's `inputSchema`, else why not (naming fields and rules;
+        `values`: quoting what the agent sent too)."""
         tool = self._tools[name]
         if tool.validator is None:
             schema = tool.definition.get("inputSchema")
             if not isinstance(schema, dict):
                 return None
             tool.validator = ArgumentsValidator(schema, tool.schema_key, name)
-        return tool.validator.check(arguments)
+        return tool.validator.check(arguments, values)
 
     def catalog(self) -> list[CatalogTool]:
-        return [CatalogTool(tool=t.name, definition=t.definition) for t in self._tools.values()]
+        return [
+            CatalogTool(tool=t.name, definition=t.definition, aliases=list(t.aliases[:MAX_ALIASES]))
+            for t in self._tools.values()
+        ]
 
     def same_definitions(self, other: ToolSet | None) -> bool:
-        return other is not None and [t.definition for t in other._tools.values()] == [
-            t.definition for t in self._tools.values()
+        return other is not None and [(t.definition, t.aliases) for t in other._tools.values()] == [
+            (t.definition, t.aliases) for t in self._tools.values()
         ]

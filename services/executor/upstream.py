@@ -15,7 +15,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -100,6 +100,8 @@ class Upstream:
         self.policy = ExposurePolicy(config.tools)
         self._listed: list[dict[str, Any]] = []
         """Every tool the server listed (as the listing interceptors left them), before `config.tools` filtering."""
+        self._aliases: Mapping[str, tuple[str, ...]] = {}
+        """Their other stable names (`Listing.aliases`), published with them for Cedar."""
         self._catalog = CatalogPublisher(
             name, lambda catalog: publish(self, catalog), self._snapshot, settings.catalog_heartbeat
         )
@@ -180,7 +182,7 @@ class Upstream:
         self.policy = ExposurePolicy(config.tools)
         self.breaker.configure(config.circuit_breaker.failure_threshold, config.circuit_breaker.reset_timeout)
         if self.tools is not None:
-            self.tools = ToolSet(self._listed, self.policy, previous=self.tools)
+            self.tools = ToolSet(self._listed, self.policy, previous=self.tools, aliases=self._aliases)
             if self._state is State.READY:
                 await self._catalog.publish("ready")
 
@@ -398,7 +400,8 @@ class Upstream:
         self.features = listing.features
         self.withheld = listing.withheld
         self._listed = listing.tools
-        self.tools = ToolSet(listing.tools, self.policy, previous=self.tools)
+        self._aliases = listing.aliases
+        self.tools = ToolSet(listing.tools, self.policy, previous=self.tools, aliases=listing.aliases)
         return True
 
     def _snapshot(self) -> Snapshot:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from libs.common.audit_content import content_fields
+from libs.common.audit_content import content_fields, error_column, error_said
 from libs.common.audit_journal import AuditJournal
 from libs.common.errors import JSONRPC_CODE, ErrorKind
 from libs.common.messages import AuditEvent, Execution, GatewayError, InterceptorDecision, new_id
@@ -151,8 +151,9 @@ class AuditRecorder:
         result: bytes | None = None,
     ) -> AuditEvent:
         """The event of a request; `arguments` as a value or as its `audit_content.to_json` bytes."""
-        content = content_fields(arguments, result, keep=self.content and ctx.caller.content_logging, limit=self.limit)
         error = ending.error
+        said = result if result is not None or error is None else error_said(error)
+        content = content_fields(arguments, said, keep=self.content and ctx.caller.content_logging, limit=self.limit)
         if error is not None:
             status = "denied" if error.kind in _DENIED else "error"
             code = error.code if error.code is not None else JSONRPC_CODE[error.kind]
@@ -173,7 +174,7 @@ class AuditRecorder:
             "status": status,
             "error_kind": error.kind.value if error else (TOOL_ERROR if ending.tool_error else None),
             "error_code": code,
-            "error": error.message if error else None,
+            "error": error_column(error),
             "latency_ms": (time.perf_counter() - ctx.started) * 1000,
             "upstream_ms": ending.upstream_ms,
             "request_bytes": ctx.request_bytes,

@@ -17,7 +17,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
 from libs.common import subjects
-from libs.common.audit_content import content_fields
+from libs.common.audit_content import content_fields, error_column
 from libs.common.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
 from libs.common.errors import JSONRPC_CODE, ErrorKind
 from libs.common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
@@ -168,7 +168,7 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: 
         status=status,
         error_kind=error.kind.value if error else (TOOL_ERROR if status == TOOL_ERROR else None),
         error_code=code,
-        error=error.message if error else None,
+        error=error_column(error),
         latency_ms=(time.perf_counter() - ctx.started) * 1000,
         request_bytes=ctx.request_bytes,
     )

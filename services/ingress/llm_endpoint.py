@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from cachetools import LRUCache
 
+from libs.common.audit_content import error_column
 from libs.common.audit_journal import AuditJournal
 from libs.common.codemode import CODE_MODE_HEADER
 from libs.common.errors import ErrorKind
@@ -476,7 +477,7 @@ class _Chat:
 
 def _failed(audit: AuditEvent, error: GatewayError) -> None:
     audit.status = "denied" if error.kind in _DENIED else "error"
-    audit.error_kind, audit.error, audit.error_code = error.kind.value, error.message, error.code
+    audit.error_kind, audit.error, audit.error_code = error.kind.value, error_column(error), error.code
 
 
 def _listing_error(error: dict[str, Any]) -> GatewayError:

@@ -32,6 +32,8 @@ class PairDecision:
     """The per-call policies that may apply to the pair, and the baseline (None: none may)."""
     entities: cedarpy.Entities | None = None
     who: Principal | None = None
+    aliases: tuple[str, ...] = ()
+    """The tool's other names it is judged under (`CatalogTool.aliases`)."""
 
     @property
     def decided_per_call(self) -> bool:
@@ -70,28 +72,34 @@ class CedarDecider:
         """Keys, directory or catalog changed: decisions made of them are stale."""
         self._pairs.clear()
 
-    def pair(self, key: CompiledKey, server: str, tool: str, annotations: dict[str, Any]) -> PairDecision:
+    def pair(
+        self, key: CompiledKey, server: str, tool: str, annotations: dict[str, Any], aliases: tuple[str, ...] = ()
+    ) -> PairDecision:
+        """`aliases`: the tool's other names (its stable identities); a forbid on any of them applies."""
         cache_key = (key.record.id, server, tool)
         found = self._pairs.get(cache_key)
         if found is None:
-            found = self._pairs[cache_key] = self._decide_pair(principal_of(key), (server, tool, annotations))
+            target = (server, tool, annotations)
+            found = self._pairs[cache_key] = self._decide_pair(principal_of(key), target, aliases)
         return found
 
-    def _decide_pair(self, who: Principal, target: tuple[str, str, dict[str, Any]]) -> PairDecision:
+    def _decide_pair(
+        self, who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...]
+    ) -> PairDecision:
         compiled = self.compiled
         assert compiled is not None
-        static = evaluate(compiled, compiled.static, who, target, {})
-        if static.effect == "deny" or not (ids := per_call_applicable(compiled, who, target)):
+        static = evaluate(compiled, compiled.static, who, target, {}, aliases=aliases)
+        if static.effect == "deny" or not (ids := per_call_applicable(compiled, who, target, aliases)):
             return PairDecision(static)
         subset = self._subsets.get(ids)
         if subset is None:
             subset = self._subsets[ids] = compiled.subset(ids)
-        return PairDecision(static, subset, entities(who, target), who)
+        return PairDecision(static, subset, entities(who, target, aliases), who, aliases)
 
     def per_call(self, pair: PairDecision, target: tuple[str, str, dict[str, Any]], context: dict[str, Any]) -> Verdict:
         """One call of a pair decided per call: its per-call policies over the call's `context`."""
         assert self.compiled is not None and pair.per_call is not None and pair.who is not None
-        verdict = evaluate(self.compiled, pair.per_call, pair.who, target, context, pair.entities)
+        verdict = evaluate(self.compiled, pair.per_call, pair.who, target, context, pair.entities, pair.aliases)
         static = pair.static
         if static.effect == "approval" and verdict.effect in ("allow", "confirm"):
             return static

@@ -74,6 +74,8 @@ class Gate:
         self._versions: dict[int, bytes] = {}
         self._active = 0
         self._annotations: dict[tuple[str, str], dict[str, Any]] = {}
+        self._aliases: dict[tuple[str, str], tuple[str, ...]] = {}
+        """A tool's other names (`CatalogTool.aliases`): its policies are those of every name."""
 
     # ------------------------------------------------------------------ KV feeds (KV_POLICY, KV_CATALOG)
 
@@ -121,18 +123,28 @@ class Gate:
         catalog = decode_value(ServerCatalog, value, f"catalog {server}")
         if catalog is None:
             return
-        for pair in [pair for pair in self._annotations if pair[0] == server]:
-            del self._annotations[pair]
+        self._drop(server)
         for tool in catalog.tools:
             notes = tool.definition.get("annotations")
             if isinstance(notes, dict) and notes:
                 self._annotations[(server, tool.tool)] = notes
+            if tool.aliases:
+                self._aliases[(server, tool.tool)] = tuple(tool.aliases)
         self.cedar.forget()
 
     def delete_catalog(self, server: str) -> None:
+        self._drop(server)
+        self.cedar.forget()
+
+    def aliases(self, server: str, tool: str) -> tuple[str, ...]:
+        """The other names `server`'s `tool` is judged under, as its catalog last said."""
+        return self._aliases.get((server, tool), ())
+
+    def _drop(self, server: str) -> None:
         for pair in [pair for pair in self._annotations if pair[0] == server]:
             del self._annotations[pair]
-        self.cedar.forget()
+        for pair in [pair for pair in self._aliases if pair[0] == server]:
+            del self._aliases[pair]
 
     # ------------------------------------------------------------------ decisions
 
@@ -148,7 +160,7 @@ class Gate:
         if not self.cedar.active:
             return _REUSABLE
         annotations = self._annotations.get((server, tool), {})
-        pair = self.cedar.pair(key, server, tool, annotations)
+        pair = self.cedar.pair(key, server, tool, annotations, self._aliases.get((server, tool), ()))
         static = pair.static
         if static.effect == "deny":
             return _refusal(static)

@@ -106,7 +106,7 @@ async def test_invalid_arguments_are_a_tool_error_listing_every_violation(gatewa
         refused = await client.call_tool("echo__add", {"a": None})
         assert refused.is_error
         assert _text(refused) == (
-            '2 problems with the arguments:\n- arguments.a: null is not of type "integer"\n'
+            '2 problems with the arguments:\n- arguments.a: must be of type "integer"\n'
             "- arguments.b: required, but missing"
         )
         # the model reads what to fix and calls again

@@ -341,8 +341,11 @@ async def test_a_policy_with_a_syntax_error_is_refused_with_its_line(gateway: Ga
             "/policies/check",
             json={"call": {"key": "support", "server": "billing", "tool": "refund", "arguments": {"amount": 101}}},
         )
+        renamed = {"key": "support", "server": "billing", "tool": "remove_order", "aliases": ["delete_order"]}
+        aliased = await owner.post("/policies/check", json={"call": renamed})
         after = (await owner.get("/policies")).json()
     assert check.json()["decision"] == "approval" and check.json()["policy"] == "refund-above-100"
+    assert (aliased.json()["decision"], aliased.json()["policy"]) == ("deny", "no-delete-on-billing"), aliased.text
     assert after == before  # nothing stored, the same version active
 
 

@@ -110,3 +110,36 @@ def test_annotations_and_membership_reach_the_policies() -> None:
     assert evaluate(compiled, compiled.static, SUPPORT, destructive, {}).effect == "approval"
     assert evaluate(compiled, compiled.static, Principal("ci"), destructive, {}).effect == "allow"
     assert evaluate(compiled, compiled.static, SUPPORT, ("prod", "read", {"readOnlyHint": True}), {}).effect == "allow"
+
+
+def test_a_tool_is_judged_under_each_of_its_stable_names() -> None:
+    compiled = compile_policies(
+        '@id("no-whoami")\nforbid (principal, action, resource == Tool::"adm/whoami");\n'
+        + REFUND.replace('"billing/refund"', '"billing/refund_v1"')
+    )
+    renamed = ("adm", "whoami2", {})
+    assert evaluate(compiled, compiled.full, SUPPORT, renamed, {}).effect == "allow"
+    verdict = evaluate(compiled, compiled.full, SUPPORT, renamed, {}, aliases=("whoami",))
+    assert (verdict.effect, verdict.policy) == ("deny", "no-whoami")
+    # a condition on the name (`resource.tool like "delete_*"`) reads each name as well
+    tidied = ("billing", "remove_order", {})
+    assert evaluate(compiled, compiled.static, SUPPORT, tidied, {}, aliases=("delete_order",)).policy == "no-delete"
+    # a per-call policy's scope covers the tool under its old name, and decides its arguments
+    refund = ("billing", "refund", {})
+    assert per_call_applicable(compiled, SUPPORT, refund, ("refund_v1",)) == {"refund-above-100"}
+    above = evaluate(compiled, compiled.full, SUPPORT, refund, call_context({"amount": 500}), aliases=("refund_v1",))
+    assert (above.effect, above.policy) == ("approval", "refund-above-100")
+
+
+def test_the_cli_checks_a_call_under_the_tools_other_names(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    policies = tmp_path / "policies.cedar"
+    policies.write_text(REFUND)
+    base = ["policy", "check", str(policies), "--key", "support", "--tool", "billing/remove_order"]
+    plain = CliRunner().invoke(app, base)
+    aliased = CliRunner().invoke(app, [*base, "--alias", "delete_order"])
+    assert plain.exit_code == 0 and "allow by policy grants" in plain.output, plain.output
+    assert aliased.exit_code == 0 and "deny by policy no-delete" in aliased.output, aliased.output

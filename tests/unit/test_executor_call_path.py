@@ -57,9 +57,10 @@ async def _no_catalog(_upstream: Upstream, _catalog: ServerCatalog) -> bool:
     return False
 
 
-def upstream(config: ServerConfig | None = None) -> Upstream:
+def upstream(config: ServerConfig | None = None, settings: UpstreamSettings | None = None) -> Upstream:
     """A real `Upstream`, never started: its listing is set by hand, as its session task would."""
-    server = Upstream("srv", config or ServerConfig(command="srv"), UpstreamSettings(), publish=_no_catalog)
+    given = settings or UpstreamSettings()
+    server = Upstream("srv", config or ServerConfig(command="srv"), given, publish=_no_catalog)
     server.tools = ToolSet([ADD], server.policy)
     return server
 
@@ -144,6 +145,21 @@ async def test_check_arguments_refuses_what_the_listed_schema_does_not_accept() 
     right = at(tool_call({"a": 1}), server)
     await step(CheckArguments(), right)
     assert right.outcome is None
+
+
+async def test_a_refusal_of_arguments_quotes_them_to_the_agent_only_when_the_setting_says_so() -> None:
+    secret = "sk-live-4f9a8b7c6d5e4f3a2b1c"
+    plain = at(tool_call({"a": secret}), upstream())
+    await step(CheckArguments(), plain)
+    assert plain.outcome is not None and plain.outcome.error is not None
+    error = plain.outcome.error
+    assert (error.message, error.logged) == ('arguments.a: must be of type "integer"', None)
+    quoting = at(tool_call({"a": secret}), upstream(settings=UpstreamSettings(validation_values=True)))
+    await step(CheckArguments(), quoting)
+    assert quoting.outcome is not None and quoting.outcome.error is not None
+    error = quoting.outcome.error
+    assert error.message == f'arguments.a: "{secret}" is not of type "integer"'
+    assert error.logged == 'arguments.a: must be of type "integer"'  # what the audit row's error column gets
 
 
 async def test_retry_goes_round_again_only_for_a_lost_connection_within_its_plan() -> None:

@@ -159,6 +159,22 @@ def test_a_rename_is_caught_as_a_change_needing_approval():
     assert again.decision("tool", "read_file_v2").renamed_from == "read_file" and not again.writes
 
 
+def test_an_approved_rename_keeps_every_name_it_had_for_the_policies():
+    store = Store()
+    store.listing([tool("whoami", "Says who.")])
+    out = store.listing([tool("whoami2", "Says who.")])
+    assert out.decision("tool", "whoami2").aliases == ("whoami",)
+    store.approve("whoami2")
+    served = store.listing([tool("whoami2", "Says who.")]).decision("tool", "whoami2")
+    assert (served.verdict, served.aliases) == ("served", ("whoami",))
+    # renamed again: the whole lineage, oldest first
+    store.listing([tool("whoami3", "Says who.")])
+    store.approve("whoami3")
+    assert store.listing([tool("whoami3", "Says who.")]).decision("tool", "whoami3").aliases == ("whoami", "whoami2")
+    # a new tool with another body is no rename: it has no earlier name
+    assert Store().listing([tool("fresh")]).decision("tool", "fresh").aliases == ()
+
+
 def test_a_name_listed_twice_with_two_definitions_is_quarantined_whole():
     store = Store()
     store.listing([tool("a")])

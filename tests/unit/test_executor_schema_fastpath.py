@@ -129,5 +129,6 @@ def test_a_refusal_is_worded_by_jsonschema_when_the_predicate_says_no() -> None:
     schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
     validator = ArgumentsValidator(schema, b"", "echo")
     assert validator.check({"text": "hi"}) is None
-    assert validator.check({"text": 3}) == 'arguments.text: 3 is not of type "string"'
+    assert validator.check({"text": 3}) == 'arguments.text: must be of type "string"'
+    assert validator.check({"text": 3}, values=True) == 'arguments.text: 3 is not of type "string"'
     assert validator.check({}) == "arguments.text: required, but missing"

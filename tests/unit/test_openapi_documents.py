@@ -16,7 +16,7 @@ from libs.common.config import ServerConfig, parse_config
 from libs.common.openapi_config import OpenApiSection
 from libs.common.pins import definition_sha256
 from services.executor.upstreams.openapi.api import load_api
-from services.executor.upstreams.openapi.names import tool_names
+from services.executor.upstreams.openapi.names import identities, tool_names
 from services.executor.upstreams.openapi.source import DocumentError
 from tests.support.rest_api import build_app
 from tests.support.rest_sessions import DOCUMENTS
@@ -328,6 +328,18 @@ def test_a_rename_wins_over_an_operation_id(documents):
 
     names = tool_names([op("a", "/a"), op("b", "/b")], {"a": "b"})
     assert names[0] == "b" and names[1].startswith("b_")
+
+
+def test_a_renamed_operation_keeps_its_operation_id_and_natural_name_as_stable_names():
+    from services.executor.upstreams.openapi.operations import Operation
+
+    def op(operation_id: str | None, path: str) -> Operation:
+        return Operation("get", path, operation_id, [], None, None, False, [], None, None, [], "")
+
+    assert identities(op("whoami", "/me"), "whoami2") == ("whoami",)
+    assert identities(op("whoami", "/me"), "whoami") == ()  # not renamed: no other name
+    assert identities(op("get.user", "/u"), "user") == ("get.user", "get_user")
+    assert identities(op(None, "/pets/{id}"), "pet") == ("GET /pets/{id}", "get_pets_id")
 
 
 def test_large_output_schemas_and_descriptions_are_bounded(tmp_path):

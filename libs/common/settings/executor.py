@@ -65,6 +65,11 @@ class ExecutorSettings(RequestPathSettings):
     max_user_sessions: int = Field(default=256, ge=1, le=100_000)
     """Upstream sessions this executor keeps open for users of `per_user` servers; beyond it the least
     recently used one is closed (that user's next call opens a new one)."""
+    validation_values: bool = False
+    """A tool call whose arguments the tool's `inputSchema` refuses is answered naming each field and
+    the rule it breaks, never the value sent (it may be a secret, and the refusal is kept in the audit
+    row's `error` column, which readers without `audit:payloads` see). True: the agent's answer quotes
+    the values too (jsonschema's wording); the audit row still does not."""
     lean_calls: bool = True
     """Send each `tools/call` on a streamable-HTTP session as one POST on its pooled connection,
     parsing the answer with orjson, and on a stdio session as one line on its pipe, instead of

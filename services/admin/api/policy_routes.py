@@ -5,7 +5,7 @@ is stored, and a problem answers 400 naming its line; every version is kept and 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common import subjects
 from libs.common.cedar_eval import Principal, call_context, evaluate
 from libs.common.cedar_policies import MAX_POLICY_BYTES, PolicyProblem, PolicyVersion, compile_policies
+from libs.common.messages import MAX_ALIASES
 from libs.common.policy_store import PolicyStoreError, activate, active_version, publish, read_version, read_versions
 
 from .errors import AdminError
@@ -55,6 +56,11 @@ class SampleCall(BaseModel):
     server: str = Field(max_length=256)
     tool: str = Field(max_length=256, description="the upstream's own tool name")
     annotations: dict[str, Any] = Field(default_factory=dict, description="the tool's MCP annotations")
+    aliases: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list,
+        max_length=MAX_ALIASES,
+        description="the tool's other stable names (its catalog entry's `aliases`): decided under each",
+    )
     arguments: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -166,7 +172,8 @@ async def check(store: AdminStore, body: CheckIn) -> CheckOut:
         call = body.call
         who = Principal(call.key, call.user, call.team, call.customer)
         target = (call.server, call.tool, call.annotations)
-        verdict = evaluate(compiled, compiled.full, who, target, call_context(call.arguments))
+        context, aliases = call_context(call.arguments), tuple(call.aliases)
+        verdict = evaluate(compiled, compiled.full, who, target, context, aliases=aliases)
         answer.decision, answer.policy = verdict.effect, verdict.policy
         answer.reason, answer.approvers = verdict.reason, verdict.approvers
     return answer

@@ -36,7 +36,8 @@ class Settle:
 
 class CheckArguments:
     """A tool the server lists, with arguments its schema accepts (as pinned, when pinning
-    rewrote the listing): refused here, not by the server."""
+    rewrote the listing): refused here, not by the server, naming the fields and the rules they
+    break, never the values (`argument_rules`)."""
 
     def __call__(self, call: Call) -> None:
         tool, tools = call.request.tool_name, call.upstream.tools
@@ -47,8 +48,14 @@ class CheckArguments:
             call.outcome = refusal(call.request, ErrorKind.UNKNOWN_TOOL, message)
             return
         problem = tools.check_arguments(tool, call.request.payload)
-        if problem is not None:
+        if problem is None:
+            return
+        if not call.upstream.settings.validation_values:
             call.outcome = refusal(call.request, ErrorKind.INVALID_ARGUMENTS, problem)
+            return
+        # the agent asked to see its values quoted (BASTION_VALIDATION_VALUES); the audit row never does
+        quoted = tools.check_arguments(tool, call.request.payload, values=True) or problem
+        call.outcome = refusal(call.request, ErrorKind.INVALID_ARGUMENTS, quoted, logged=problem)
 
 
 def _acknowledged(request_id: str) -> CallOutcome:

@@ -167,6 +167,7 @@ class InterceptorChain:
             list(features.prompts),
             list(features.resources),
             list(features.resource_templates),
+            aliases=dict(listing.aliases),
         )
         for interceptor in self._listing:
             await interceptor.at_listing(view)
@@ -190,6 +191,7 @@ class InterceptorChain:
                 view.withheld_templates,
             ),
             tuple(view.withheld),
+            view.aliases,
         )
 
 

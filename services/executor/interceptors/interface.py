@@ -143,6 +143,9 @@ class InterceptedListing:
     credentials: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     """(kind, name) -> the definition with its credentials redacted, for each listed tool, prompt or
     template that carries one (`definition_secrets`): pinning quarantines it until an owner approves."""
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Tool name -> its other stable names (`Listing.aliases`); pinning adds the names a tool carried
+    before a rename."""
 
     def decide(self, interceptor: str, rule: str, action: Action, detail: str | None = None) -> None:
         """Record a decision about a definition (logged by the executor)."""

@@ -149,6 +149,7 @@ class PinningInterceptor(Interceptor):
         listing.tools = _served(outcome, "tool")
         listing.prompts = _served(outcome, "prompt")
         listing.resource_templates = _served(outcome, "resource_template")
+        _add_aliases(listing.aliases, outcome)
         refusals: dict[str, str] = {}
         templates: dict[str, str] = {}
         for decision in outcome.decisions:
@@ -305,3 +306,11 @@ def _detail(decision: PinDecision) -> str:
     if decision.renamed_from:
         text += f" (renamed from {decision.renamed_from!r})"
     return text[:512]
+
+
+def _add_aliases(aliases: dict[str, tuple[str, ...]], outcome: PinOutcome) -> None:
+    """The names served tools carried before a rename join their other stable names (Cedar's)."""
+    for decision in outcome.decisions:
+        if decision.kind == "tool" and decision.served and decision.aliases:
+            held = aliases.get(decision.name, ())
+            aliases[decision.name] = tuple(dict.fromkeys((*held, *decision.aliases)))

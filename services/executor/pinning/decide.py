@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from libs.common.messages import MAX_ALIASES
 from libs.common.pins import (
     DefinitionKind,
     PinBaseline,
@@ -57,6 +58,8 @@ class PinDecision:
     """The listed definition's hash (None for an absent one)."""
     approved_sha256: str | None = None
     renamed_from: str | None = None
+    aliases: tuple[str, ...] = ()
+    """The names it was approved under before a rename (`PinRecord.aliases`)."""
 
     @property
     def served(self) -> bool:
@@ -154,10 +157,10 @@ def decide(
     decisions: list[PinDecision] = []
 
     # approved bodies no longer listed under their own name: a new name carrying one is a rename
-    gone: dict[tuple[DefinitionKind, str], str] = {}
+    gone: dict[tuple[DefinitionKind, str], list[PinRecord]] = {}
     for (kind, name), pinned in by_key.items():
         if pinned.approved is not None and (kind, name) not in listed:
-            gone.setdefault((kind, body_sha256(kind, pinned.approved.definition)), name)
+            gone.setdefault((kind, body_sha256(kind, pinned.approved.definition)), []).append(pinned)
 
     for (kind, name), definitions in listed.items():
         hashes = sorted({definition_sha256(d) for d in definitions})
@@ -207,13 +210,14 @@ def _one(
     version: PinnedVersion,
     record: PinRecord | None,
     approved: str | None,
-    gone: Mapping[tuple[DefinitionKind, str], str],
+    gone: Mapping[tuple[DefinitionKind, str], list[PinRecord]],
     now: float,
 ) -> tuple[PinDecision, PinRecord | None]:
+    aliases = tuple(record.aliases) if record is not None else ()
     if record is not None and approved == sha:
         settled = record.listed and record.pending is None
         write = None if settled else _listed_again(record, now)
-        return PinDecision(server, kind, name, "served", "pinned", sha, approved), write
+        return PinDecision(server, kind, name, "served", "pinned", sha, approved, aliases=aliases), write
     if record is not None and sha in record.rejected:
         settled = record.listed and record.pending is None
         write = None if settled else _listed_again(record, now)
@@ -238,13 +242,19 @@ def _one(
         # already waiting, as it was: the reason it was first seen for stays (a re-added definition
         # does not become a mere "changed" one on the next listing)
         reason = record.pending_reason or "changed"
-        return PinDecision(server, kind, name, verdict, reason, sha, approved, record.renamed_from), None
+        return PinDecision(server, kind, name, verdict, reason, sha, approved, record.renamed_from, aliases), None
 
     renamed_from = None
     if approved is not None:
         reason = "changed" if record is not None and record.listed else "readded_changed"
     else:
-        renamed_from = gone.get((kind, body_sha256(kind, version.definition)))
+        origins = gone.get((kind, body_sha256(kind, version.definition)), [])
+        if origins:
+            renamed_from = origins[0].name
+            # kept from now on, whatever a person decides: a name only ever adds the policies written
+            # against it, so a rename can never take a tool out of one
+            earlier = tuple(n for origin in origins for n in (*origin.aliases, origin.name))
+            aliases = _lineage(aliases, earlier, name)
         reason = "renamed" if renamed_from is not None else "new"
     base = record or PinRecord(server=server, kind=kind, name=name)
     write = base.model_copy(
@@ -252,11 +262,18 @@ def _one(
             "pending": version,
             "pending_reason": reason,
             "renamed_from": renamed_from,
+            "aliases": list(aliases),
             "listed": True,
             "updated_at": now,
         }
     )
-    return PinDecision(server, kind, name, verdict, reason, sha, approved, renamed_from), write
+    return PinDecision(server, kind, name, verdict, reason, sha, approved, renamed_from, aliases), write
+
+
+def _lineage(held: tuple[str, ...], earlier: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """The earlier names of `name`, oldest first, each once, the newest `MAX_ALIASES` of them."""
+    names = [n for n in dict.fromkeys((*held, *earlier)) if n != name]
+    return tuple(names[-MAX_ALIASES:])
 
 
 def _carrying(

@@ -75,6 +75,9 @@ class Listing:
     features: Features = Features()
     withheld: tuple[str, ...] = ()
     """Tools the interceptors keep out of `tools` but answer for by name (`InterceptedListing.withheld`)."""
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Tool name -> its other stable names, which Cedar policies judge it under too (`CatalogTool.aliases`):
+    an OpenAPI operation's operationId, the names pinning saw it under before an approved rename."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,8 @@ class UpstreamSettings:
     """Non-public hosts every server may reach (`egress.allow_private_hosts`), besides its own."""
     stdio_root: StdioRoot | None = None
     """Where a stdio server's sandbox keeps its working folder (`ExecutorSettings.stdio_root`)."""
+    validation_values: bool = False
+    """`BASTION_VALIDATION_VALUES`: a refusal of arguments quotes their values to the agent."""
 
     @classmethod
     def of(cls, settings: ExecutorSettings, stdio_root: StdioRoot) -> UpstreamSettings:
@@ -112,6 +117,7 @@ class UpstreamSettings:
             max_result=settings.max_result_bytes,
             egress_allowed=tuple(settings.egress.allow_private_hosts),
             stdio_root=stdio_root,
+            validation_values=settings.validation_values,
         )
 
 

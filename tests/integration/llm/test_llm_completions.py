@@ -195,6 +195,9 @@ async def test_provider_errors_reach_the_client_without_the_provider_key(began, 
     assert "HTTP 500" in failed.value.message and PROVIDER_KEY not in failed.value.message
     (row,) = await audit_rows_since(gateway, 1, began)
     assert row.status == "error" and PROVIDER_KEY not in (row.error or "")
+    # the provider's words (which may quote the prompt) are the client's; the row's error column says what happened
+    assert "exploded" in failed.value.message
+    assert row.error is not None and row.error.endswith("answered HTTP 500") and "exploded" not in row.error
     assert caplog.records and PROVIDER_KEY not in caplog.text  # in no service's log line, at any level
 
 

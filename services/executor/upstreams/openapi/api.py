@@ -17,7 +17,7 @@ from libs.common.egress import EgressRules
 from libs.common.openapi_config import OpenApiClientCredentials, OpenApiSection
 
 from .definitions import Binding, define
-from .names import tool_names
+from .names import identities, tool_names
 from .operations import Operation, collect, matches
 from .refs import Resolver
 from .schemas import Dialect, SchemaSet
@@ -48,6 +48,8 @@ class Api:
     base_url: str
     tools: list[dict[str, Any]] = field(default_factory=list)
     bindings: dict[str, Binding] = field(default_factory=dict)
+    aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Tool name -> its operation's stable names (`names.identities`)."""
     refused: list[Refusal] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     """What was left out that is not a problem: operations curated away, webhooks, callbacks."""
@@ -195,6 +197,8 @@ def load_api(section: OpenApiSection, *, timeout: float = 30.0, egress: EgressRu
                 continue
             api.tools.append(definition)
             api.bindings[name] = binding
+            if stable := identities(operation, name):
+                api.aliases[name] = stable
         if isinstance(section.auth, OpenApiClientCredentials):
             api.token_url = section.auth.token_url or _token_url(document, base_url)
             if api.token_url is None:

@@ -107,7 +107,7 @@ class OpenApiSession:
             self._stamp = stamp
             self._checks = {}
         self._listed = True
-        return Listing(tools=self.api.tools)
+        return Listing(tools=self.api.tools, aliases=self.api.aliases)
 
     async def ping(self, within: float) -> str | None:
         if await self._document_changed(within):

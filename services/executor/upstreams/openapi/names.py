@@ -17,7 +17,7 @@ from typing import Final
 
 from .operations import Operation
 
-__all__ = ["MAX_TOOL_NAME", "tool_names"]
+__all__ = ["MAX_TOOL_NAME", "identities", "tool_names"]
 
 MAX_TOOL_NAME: Final = 64
 _INVALID: Final = re.compile(r"[^A-Za-z0-9_-]+")
@@ -81,3 +81,12 @@ def tool_names(operations: Sequence[Operation], renames: Mapping[str, str]) -> l
                     base = wanted[i][0][: MAX_TOOL_NAME - len(suffix) - 1].rstrip("_-")
                     names[i] = f"{base}_{suffix}"
         size += 2
+
+
+def identities(operation: Operation, name: str) -> tuple[str, ...]:
+    """The operation's stable names besides its tool name `name`: its operationId (else `METHOD /path`,
+    the key its curation is written under) and the name it has without a rename. Cedar policies judge
+    the tool under each (docs/policy.md), so renaming it in `operations.<id>.name` keeps it in a
+    policy written against the name it had."""
+    stable = (operation.operation_id or operation.key, _natural(operation, {})[0])
+    return tuple(n for n in dict.fromkeys(stable) if n != name)
