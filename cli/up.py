@@ -28,7 +28,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -38,6 +37,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from libs.common.config import BastionConfig, ConfigError, load_config
+from libs.common.package_version import bastion_version
 from libs.common.permissions import ADMIN
 from libs.common.sealing import Sealer
 from libs.common.settings import unguarded_bind_problem
@@ -293,7 +293,7 @@ class _Stack:
         cli = escape(cli_command())  # hints that run as printed: `./run keys list` when started by ./run
         at = escape(data_dir_flag(ep.data_dir))
         out.print()
-        out.print(f"[bold green]Bastion is up[/] [dim]v{version('bastion-gateway')}[/]")
+        out.print(f"[bold green]Bastion is up[/] [dim]v{bastion_version()}[/]")
         out.print(f"  MCP URL     [bold]{ep.mcp_url}[/]")
         if ep.host in ("0.0.0.0", "::", ""):
             out.print(f"  listening   on all interfaces ({escape(ep.host or '*')}:{ep.port})")
