@@ -254,7 +254,8 @@ def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
         checks.check("no service restarted", "; ".join(restarts)[:1000] if restarts else None)
     finally:
         took = terminal.interrupt() if terminal.proc.poll() is None else 0.0
-        checks.check(f"Ctrl-C stops it within {STOP_WITHIN:g}s", None if took is not None else "still running")
+        stopped = f" (in {took:.1f}s)" if took else ""
+        checks.check(f"Ctrl-C stops it within {STOP_WITHIN:g}s{stopped}", None if took is not None else "still running")
         if took is None:
             os.killpg(terminal.proc.pid, signal.SIGKILL)
         time.sleep(1.0)
