@@ -270,9 +270,14 @@ def main() -> int:
     parser.add_argument("--within", type=float, default=1200.0, help="seconds to wait for the banner")
     parser.add_argument("--twice", action="store_true", help="start a second time from the same clone")
     parser.add_argument("--keep", action="store_true", help="keep the clone")
+    parser.add_argument(
+        "--parent", type=Path, help="the folder to clone into a new folder of (default: the system's temporary one)"
+    )
     args = parser.parse_args()
     readme = Readme((args.source / "README.md").read_text())
-    folder = Path(tempfile.mkdtemp(prefix="bastion-readme-up-"))
+    if args.parent:
+        args.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bastion-readme-up-", dir=args.parent)).resolve()
     clone = folder / "bastion"
     subprocess.run(["git", "clone", "--quiet", str(args.source), str(clone)], check=True)
     failed: list[str] = []
