@@ -322,9 +322,9 @@ def analytics_query(
 @app.command()
 def version() -> None:
     """Print the Bastion version."""
-    from importlib.metadata import version as dist_version
+    from libs.common.package_version import bastion_version
 
-    typer.echo(f"bastion {dist_version('bastion-gateway')}")
+    typer.echo(f"bastion {bastion_version()}")
 
 
 if __name__ == "__main__":

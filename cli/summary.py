@@ -111,9 +111,10 @@ def server_warnings(config: BastionConfig) -> list[str]:
     ]
 
 
-def banner_servers(config: BastionConfig, down: Collection[str] = ()) -> str:
+def banner_servers(config: BastionConfig, down: Collection[str] = (), starting: Collection[str] = ()) -> str:
     """The `bastion up` banner's server list (rich markup): each server with its transport, marked
-    when it is unavailable: its command cannot be found here, or the gateway reports it `down`."""
+    when it is unavailable (its command cannot be found here, or the gateway reports it `down`) or
+    still `starting` (not listed yet: its tools, prompts and resources come when it is ready)."""
     shown = []
     for name, server in config.mcp_servers.items():
         if server.disabled:
@@ -121,6 +122,8 @@ def banner_servers(config: BastionConfig, down: Collection[str] = ()) -> str:
             continue
         problem = command_problem(server) or ("see `bastion servers list`" if name in down else None)
         mark = f", [red]unavailable: {escape(problem)}[/]" if problem else ""
+        if not problem and name in starting:
+            mark = ", [yellow]still starting: not listed yet[/]"
         shown.append(f"{escape(name)} ({server.transport}{mark})")
     return ", ".join(shown) or "none"
 

@@ -3,11 +3,13 @@
 Order of events: validate everything that can be validated (config, key secrets, the port, no other
 stack in the data dir) before starting anything; then NATS and Valkey (embedded unless external URLs
 are given), the config into KV, the services under a `Supervisor` (ingress and the executor as one
-process with `stack.colocate`, `cli.colocated`); the banner once ingress
-answers /healthz. Whatever dies is restarted: a service after its backoff, embedded NATS and Valkey
-at once on the same port with the same data (JetStream on disk, Valkey's append-only file), while
-every service reconnects on its own. Shutdown runs in reverse: ingress first so no request is
-accepted that cannot be finished, then the other services, then Valkey and NATS.
+process with `stack.colocate`, `cli.colocated`); the banner once ingress and the admin service
+answer /healthz and ingress lists every configured server's tools, prompts and resources or reports
+it unavailable (one still starting after `SERVERS_WAIT` is marked so). Whatever dies is restarted: a
+service after its backoff, embedded NATS and Valkey at once on the same port with the same data
+(JetStream on disk, Valkey's append-only file), while every service reconnects on its own. Shutdown
+runs in reverse: ingress first so no request is accepted that cannot be finished, then the other
+services, then Valkey and NATS.
 
 Service output goes to `<data_dir>/logs/<service>.log` (not the terminal): the banner stays
 readable, and a crashed service's last line is quoted in the restart message.
@@ -27,7 +29,6 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from pathlib import Path
 
 import httpx
@@ -37,6 +38,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from libs.common.config import BastionConfig, ConfigError, load_config
+from libs.common.package_version import bastion_version
 from libs.common.permissions import ADMIN
 from libs.common.sealing import Sealer
 from libs.common.settings import unguarded_bind_problem
@@ -64,6 +66,9 @@ INFRA_BACKOFF = Backoff(initial=0.2, maximum=5.0, reset_after=30.0)
 GRACE = 10.0
 """Seconds a service gets to finish in-flight work after SIGTERM before SIGKILL."""
 HEALTH_WARN_AFTER = 30.0
+SERVERS_WAIT = 60.0
+"""Seconds the banner waits, once ingress and the admin service answer, for every configured server to be
+listed whole or reported unavailable; one still starting after that is marked so in the banner."""
 
 
 def port_problem(host: str, port: int, flag: str = "--port") -> str | None:
@@ -256,6 +261,7 @@ class _Stack:
         """Supervise until a stop signal (exit 0); a child that dies, NATS and Valkey included, is restarted."""
         assert self.supervisor is not None
         started, ready, warned, swept = time.monotonic(), False, False, 0.0
+        healthy_since: float | None = None
         with httpx.Client(timeout=1.0, trust_env=False) as client:
             while not self.stop.requested:
                 self.supervisor.poll()
@@ -264,9 +270,12 @@ class _Stack:
                     self.sweeper.sweep(self.known_pids())
                 if not ready:
                     if self._healthy(client):
-                        ready = True
-                        self._write_stack_file(ready=True)
-                        self._banner(self._down(client))
+                        healthy_since = healthy_since or time.monotonic()
+                        down, starting = self._servers(client)
+                        if not starting or time.monotonic() - healthy_since >= SERVERS_WAIT:
+                            ready = True
+                            self._write_stack_file(ready=True)
+                            self._banner(down, starting)
                     elif not warned and time.monotonic() - started > HEALTH_WARN_AFTER:
                         warned = True
                         logs = self.ep.data_dir / "logs"
@@ -277,18 +286,21 @@ class _Stack:
                 time.sleep(0.25 if ready else 0.1)
         return 0
 
-    def _down(self, client: httpx.Client) -> list[str]:
-        """The servers ingress reports unavailable so far (those still connecting are not yet)."""
+    def _servers(self, client: httpx.Client) -> tuple[list[str], list[str]]:
+        """(unavailable, still starting): the configured servers ingress reports unavailable, and those
+        it reports neither unavailable nor ready (whose tools, prompts and resources it serves)."""
         try:
-            down = client.get(self.ep.health_url).json().get("unavailable", [])
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return []
-        return [name for name in down if isinstance(name, str)] if isinstance(down, list) else []
+            body = client.get(self.ep.health_url).json()
+        except (httpx.HTTPError, ValueError):
+            body = {}
+        down, ready = (_names(body, key) for key in ("unavailable", "ready"))
+        enabled = [name for name, server in self.config.mcp_servers.items() if not server.disabled]
+        return down, [name for name in enabled if name not in {*down, *ready}]
 
-    def _banner(self, down: list[str]) -> None:
+    def _banner(self, down: list[str], starting: list[str]) -> None:
         ep, config, out = self.ep, self.config, self.out
         keys = ", ".join(escape(k.name) for k in config.keys) or "[yellow]none: every request will be refused[/]"
-        servers = banner_servers(config, down)
+        servers = banner_servers(config, down, starting)
 
         def origin(url: str | None, embedded: object) -> str:
             return escape(safe_url(url or "")) + (" [dim](embedded)[/]" if embedded else " [dim](external)[/]")
@@ -297,7 +309,7 @@ class _Stack:
         cli = escape(cli_command())  # hints that run as printed: `./run keys list` when started by ./run
         at = escape(data_dir_flag(ep.data_dir))
         out.print()
-        out.print(f"[bold green]Bastion is up[/] [dim]v{version('bastion-gateway')}[/]")
+        out.print(f"[bold green]Bastion is up[/] [dim]v{bastion_version()}[/]")
         out.print(f"  MCP URL     [bold]{ep.mcp_url}[/]")
         if ep.host in ("0.0.0.0", "::", ""):
             out.print(f"  listening   on all interfaces ({escape(ep.host or '*')}:{ep.port})")
@@ -359,6 +371,12 @@ class _Stack:
             remove_stack(self.ep.data_dir)
         for held in self.held:
             held.release()
+
+
+def _names(body: object, key: str) -> list[str]:
+    """The server names `/healthz` lists under `key` (none when it lists none, or is not JSON)."""
+    found = body.get(key) if isinstance(body, dict) else None
+    return [name for name in found if isinstance(name, str)] if isinstance(found, list) else []
 
 
 def run_up(

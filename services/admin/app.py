@@ -11,7 +11,6 @@ allows exactly those by their hash).
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib.metadata import version
 from typing import Any, Final
 
 from fastapi import APIRouter, FastAPI, Request
@@ -21,6 +20,7 @@ from nats.aio.client import Client as NATS
 from starlette.exceptions import HTTPException
 
 from libs.common.messages import AuditEvent
+from libs.common.package_version import bastion_version
 from libs.common.page_security import PageSecurity
 from libs.common.refusals import RefusalLog
 from libs.common.sealing import Sealer
@@ -42,7 +42,7 @@ from .routing import flat_routes
 
 __all__ = ["DOCS_PATHS", "VERSION", "build_app"]
 
-VERSION = version("bastion-gateway")
+VERSION = bastion_version()
 DOCS_PATHS: Final = frozenset({OPENAPI_PATH, ASSETS_PATH})
 """FastAPI's own routes (the OpenAPI document, the reference's assets): public, and not `AdminRoute`s."""
 

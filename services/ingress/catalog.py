@@ -115,6 +115,8 @@ class Catalog:
         self.down: dict[str, ServerCatalog] = {}
         """Configured servers an executor reports unavailable, by name: none of their tools is listed,
         and a call of one is answered with why (`down_owners`), not as an unknown tool."""
+        self.ready: frozenset[str] = frozenset()
+        """Servers an executor reports ready: their tools, prompts and resources are all listed."""
         self.revision = 0
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> bool:
@@ -173,6 +175,7 @@ class Catalog:
     def _rebuild(self) -> None:
         ready = {name: catalog for name, catalog in self._servers.items() if catalog.status == "ready"}
         self.down = {name: catalog for name, catalog in self._servers.items() if catalog.status == "unavailable"}
+        self.ready = frozenset(ready)
         plain = {name for name, catalog in ready.items() if not catalog.namespace}
         hosted = {
             (name, tool.tool): setting

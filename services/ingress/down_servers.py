@@ -84,7 +84,9 @@ def with_down_servers(result: dict[str, Any], names: list[str]) -> dict[str, Any
 def health_body(ready: bool, catalog: Catalog) -> dict[str, Any]:
     """`/healthz`'s answer: `starting` until connected and caught up, then `ok`, or `degraded` while a
     configured server is unavailable (still served with 200: the gateway works, for the other
-    servers; a probe must not restart it for a server it cannot fix), naming those servers."""
+    servers; a probe must not restart it for a server it cannot fix), naming those servers, and those
+    whose whole listing (tools, prompts, resources) it serves (`ready`): a configured server in
+    neither list is still starting (`bastion up` waits for it before its banner)."""
     down = down_names(catalog)
     status = "starting" if not ready else "degraded" if down else "ok"
-    return {"status": status, "tools": len(catalog.entries), "unavailable": down}
+    return {"status": status, "tools": len(catalog.entries), "unavailable": down, "ready": sorted(catalog.ready)}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from functools import partial
-from importlib.metadata import version
 from typing import Any
 
 import uvicorn
@@ -28,6 +27,7 @@ from libs.common.kvwatch import BucketWatch
 from libs.common.messages import AuditEvent, Caller
 from libs.common.metrics import MetricsServer
 from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.package_version import bastion_version
 from libs.common.page_security import page_headers
 from libs.common.probes import Probes
 from libs.common.refusals import RefusalLog
@@ -93,7 +93,7 @@ __all__ = ["IngressService", "mcp_endpoint"]
 
 log = logging.getLogger(__name__)
 
-VERSION = version("bastion-gateway")
+VERSION = bastion_version()
 
 
 def mcp_endpoint(

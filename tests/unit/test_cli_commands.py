@@ -133,6 +133,9 @@ def test_the_up_banner_marks_a_server_that_cannot_start_or_that_ingress_reports_
         "gone (stdio, [red]unavailable: command not found on PATH: bastion-test-no-such-command[/]), ok (stdio), "
         "remote (http, [red]unavailable: see `bastion servers list`[/]), off (stdio, disabled)"
     )
+    starting = banner_servers(config, down=[], starting=["ok", "gone"])  # a missing command says why
+    assert starting.startswith("gone (stdio, [red]unavailable: command not found")
+    assert "ok (stdio, [yellow]still starting: not listed yet[/])" in starting
 
 
 def test_config_check_rejects_a_bad_file_naming_the_field(tmp_path: Path) -> None:

@@ -123,3 +123,17 @@ def test_a_name_is_owned_by_the_unavailable_server_its_prefix_names_else_by_the_
     assert catalog.down_owners("read_file") == [("local", "read_file")]
     catalog.put("local", _catalog("local", namespace=False))  # back: nothing is down there any more
     assert catalog.down_owners("read_file") == [] and "local" not in catalog.down
+
+
+def test_healthz_names_the_servers_listed_whole_so_a_configured_one_in_neither_list_is_still_starting():
+    from services.ingress.down_servers import health_body
+
+    catalog = Catalog()
+    prompt = {"name": "summarize", "description": "summarize the notes"}
+    catalog.put("notes", _catalog("notes", prompts=[prompt]))
+    catalog.put("jira", _down("jira", error="command not found: jira-mcp"))
+    body = health_body(True, catalog)
+    assert (body["status"], body["ready"], body["unavailable"]) == ("degraded", ["notes"], ["jira"])
+    assert [entry.name for entry in catalog.prompts.entries] == ["notes__summarize"]  # listed with its "ready"
+    catalog.put("notes", _down("notes", error="exited"))
+    assert health_body(True, catalog)["ready"] == []

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel, SecretStr
 
+from ..package_version import bastion_version
 from .confine import Confinement, Limits, Outcome, confine
 from .profiles import (
     DEVICES,
@@ -189,6 +190,7 @@ def confine_service(services: Mapping[str, BaseModel]) -> Outcome | None:
     name = "+".join(services)
     tmp = private_tmp(name, _data_dir(services))
     box = merged([box_for(service, settings, tmp) for service, settings in services.items()])
+    bastion_version()  # read while the metadata may be read (`libs.common.package_version`)
     outcome = confine(box)
     where = f"{len(box.read)} read, {len(box.write)} write paths"
     log.info("%s confined by the OS: %s; %s", name, outcome.summary(), where)

@@ -32,6 +32,7 @@ __all__ = [
     "LOADERS",
     "SYSTEM_EXECUTE",
     "SYSTEM_READ",
+    "UnlistableFolder",
     "everything_but",
     "own_packages",
     "private_tmp",
@@ -48,12 +49,15 @@ SYSTEM_READ: Final = (
     *SYSTEM_EXECUTE, "/proc", "/sys",
     "/etc/ssl", "/etc/ca-certificates", "/etc/pki", "/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf",
     "/etc/gai.conf", "/etc/host.conf", "/etc/localtime", "/etc/timezone", "/etc/passwd", "/etc/group",
+    "/etc/locale.alias",
     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/mime.types", "/etc/os-release",
     "/etc/protocols", "/etc/services", "/etc/npmrc", "/etc/pip.conf", "/etc/python3",
 )  # fmt: skip
 """Read-only for everyone: `/proc` is safe to read because a confined process may not read another
 domain's `environ`, `mem` or descriptors (Landlock's ptrace rule), and `/etc` is listed file by
-file (no `shadow`, no `sudoers`, no other program's configuration)."""
+file (no `shadow`, no `sudoers`, no other program's configuration). `/etc/locale.alias` is where
+Debian's `/usr/share/locale/locale.alias` links to (Landlock checks the link's target), read by
+glibc's `setlocale` in every process."""
 DEVICES: Final = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 """The device nodes any box grants. Not `/dev/tty` (a process's controlling terminal, into which
 TIOCSTI types commands the user's shell runs), not a pseudo-terminal, not the rest of `/dev` (disks,
@@ -97,10 +101,39 @@ def python_paths(protected: Sequence[str]) -> list[str]:
     )
 
 
+_LISTED: dict[Path, list[str]] = {}
+"""What `everything_but` listed of each folder on the way down to an excluded path, kept for this
+process: once its own box closes it may no longer list those folders (they hold what its box leaves
+out), yet the executor must still compute its stdio servers' boxes from them."""
+
+
+class UnlistableFolder(PermissionError):
+    """A box was to be computed from a folder this process may not list: an error, never an empty grant."""
+
+
+def _listing(folder: Path) -> list[str]:
+    try:
+        entries = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []  # nothing there to grant
+    except OSError as exc:
+        if folder in _LISTED:  # listed before this process's box closed
+            return _LISTED[folder]
+        raise UnlistableFolder(
+            exc.errno,
+            f"cannot list {folder} to grant everything in it but a protected folder ({exc.strerror}); "
+            "name the paths the box needs beside it instead (a stdio server's `cwd` or `sandbox.read`)",
+            str(folder),
+        ) from exc
+    _LISTED[folder] = entries
+    return entries
+
+
 def everything_but(excluded: Sequence[str], root: str = "/") -> list[str]:
     """Paths that together cover the whole filesystem (or the folder `root`) except `excluded`:
     every sibling of each folder on the way from `root` down to an excluded path. A symbolic link
-    leading into an excluded path is left out too."""
+    leading into an excluded path is left out too. A folder on the way that this process cannot list
+    (and did not list before its box closed) raises `UnlistableFolder`."""
     targets = [Path(path).resolve() for path in excluded]
     found: list[str] = []
 
@@ -111,11 +144,7 @@ def everything_but(excluded: Sequence[str], root: str = "/") -> list[str]:
         return any(path in target.parents for target in targets)
 
     def walk(folder: Path) -> None:
-        try:
-            entries = sorted(os.listdir(folder))
-        except OSError:
-            return
-        for name in entries:
+        for name in _listing(folder):
             path = folder / name
             resolved = path.resolve()
             if inside(path) or inside(resolved) or (resolved != path and above(resolved)):
@@ -125,7 +154,7 @@ def everything_but(excluded: Sequence[str], root: str = "/") -> list[str]:
             else:
                 found.append(str(path))
 
-    walk(Path(root))
+    walk(Path(root).resolve())
     return found
 
 

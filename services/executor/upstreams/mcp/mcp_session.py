@@ -10,7 +10,6 @@ object, which multiplexes them over the one connection.
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +26,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common.config import ServerConfig
 from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
+from libs.common.package_version import bastion_version
 
 from ...agents import ActiveCall, AgentLink
 from ...error_mapping import describe_exception
@@ -40,11 +40,7 @@ __all__ = ["McpConnector", "McpSession", "OpenStreams"]
 
 log = logging.getLogger(__name__)
 
-try:
-    _VERSION = importlib.metadata.version("bastion-gateway")
-except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    _VERSION = "0"
-_CLIENT_INFO = types.Implementation(name="bastion", version=_VERSION)
+_CLIENT_INFO = types.Implementation(name="bastion", version=bastion_version())
 
 OpenStreams = Callable[
     [str, ServerConfig, SessionHooks, Callable[[LeanLink], None]], AbstractAsyncContextManager[TransportStreams]

@@ -1,0 +1,295 @@
+"""The README's first command as a new user meets it: a fresh clone, `./run up`, the banner, Ctrl-C.
+
+    .venv/bin/python tests/first_hour/readme_up.py [--source DIR] [--twice]
+
+Clones `--source` (default: this checkout; only what is committed travels) into a new temporary
+folder, and runs there the `./run up` line of README.md's "Two commands" block, taken from the README
+itself, with nothing but documented flags (`--port`, `--admin-port`: free ports, so that it never
+meets another stack). The clone has no `.venv`: the run installs it, as the user's first one does.
+Then it checks what the README promises:
+
+- the banner comes (within `--within` seconds, the install included);
+- every URL it prints answers (HTTP below 500; `nats://` and `redis://` accept a connection);
+- no service restarted (the supervisor's lines on the terminal say "restarting");
+- with the README's demo key, `prompts/list` and `resources/list` name every example prompt and
+  resource the README names, and a `tools/call` of the README's example call answers with its sum;
+- Ctrl-C (SIGINT to the process group, as a terminal sends it) stops everything within 30 s, and no
+  process is left that runs from the clone.
+
+`--twice` starts it a second time from the same clone (the warm start) and checks the same. It prints
+one PASS/FAIL line per check and the time from the command to the banner; exits 1 on any failure.
+CI runs it after `./run test` (`.ci/run`). Plain HTTP JSON-RPC, so it needs only `httpx`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+STOP_WITHIN = 30.0
+BANNER_END = "Ctrl-C to stop"
+
+
+class Readme:
+    """What the README tells the user to type and to expect."""
+
+    def __init__(self, text: str) -> None:
+        block = re.search(r"## Two commands.*?```bash\n(.*?)```", text, re.S)
+        assert block, "README.md has no bash block under '## Two commands'"
+        lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
+        self.up = next(line for line in lines if line.startswith("./run up"))
+        self.key = _found(r"Bearer (bk_[A-Za-z0-9_]+)", text, "a demo key")
+        call = re.search(r'call_tool\("([^"]+)", (\{[^}]*\})\)', text)
+        assert call, "README.md no longer shows an example call_tool"
+        self.tool, self.arguments = call.group(1), call.group(2)
+        self.prompts = re.findall(r"`([^`]+)`", _found(r"prompts\s+\(([^)]*)\)", text, "the example prompts"))
+        self.resources = re.findall(r"`([^`]+)`", _found(r"resources\s+\(([^)]*)\)", text, "the example resources"))
+
+
+def _found(pattern: str, text: str, what: str) -> str:
+    match = re.search(pattern, text)
+    assert match, f"README.md no longer shows {what} ({pattern})"
+    return match.group(1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Terminal:
+    """The command in a process group of its own, its output read line by line as a terminal shows it."""
+
+    def __init__(self, argv: list[str], cwd: Path) -> None:
+        self.started = time.monotonic()
+        self.lines: list[tuple[float, str]] = []
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("BASTION_", "VIRTUAL_ENV", "PYTHON"))}
+        self.proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic() - self.started, line.rstrip("\n")))
+
+    def wait_for(self, text: str, within: float) -> float | None:
+        """Seconds from the start to the first line holding `text`, or None (exited, or not within)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            seen = next((at for at, line in list(self.lines) if text in line), None)
+            if seen is not None:
+                return seen
+            if self.proc.poll() is not None:
+                time.sleep(0.5)  # the last lines
+                return next((at for at, line in list(self.lines) if text in line), None)
+            time.sleep(0.2)
+        return None
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+    def interrupt(self) -> float | None:
+        """Ctrl-C: SIGINT to the group; seconds until the command exits, or None past `STOP_WITHIN`."""
+        sent = time.monotonic()
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            return None
+        return time.monotonic() - sent
+
+
+def banner_urls(banner: str) -> list[str]:
+    return sorted(set(re.findall(r"\b(?:https?|nats|redis)://[^\s)\]]+", banner)))
+
+
+def answers(url: str) -> str | None:
+    """None when `url` answers, else why not."""
+    parts = urlsplit(url)
+    if parts.scheme in ("nats", "redis"):
+        try:
+            socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 0), timeout=5).close()
+        except OSError as exc:
+            return str(exc)
+        return None
+    try:
+        status = httpx.get(url, timeout=10, follow_redirects=True, trust_env=False).status_code
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None if status < 500 else f"HTTP {status}"
+
+
+class McpClient:
+    """Streamable HTTP JSON-RPC, as any MCP client sends it."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.ids = url, 0
+        self.headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+        self.http = httpx.Client(timeout=60, trust_env=False)
+
+    def request(self, method: str, params: dict[str, object]) -> dict[str, object]:
+        self.ids += 1
+        answer = self.http.post(
+            self.url, headers=self.headers, json={"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params}
+        )
+        answer.raise_for_status()
+        if "mcp-session-id" in answer.headers:
+            self.headers["Mcp-Session-Id"] = answer.headers["mcp-session-id"]
+        body = answer.text
+        if answer.headers.get("content-type", "").startswith("text/event-stream"):
+            body = next(line[5:] for line in body.splitlines() if line.startswith("data:"))
+        found: dict[str, object] = json.loads(body)
+        if "error" in found:
+            raise RuntimeError(f"{method}: {found['error']}")
+        return found["result"]  # type: ignore[return-value]
+
+    def start(self) -> None:
+        self.request("initialize", {"protocolVersion": "2025-06-18", "capabilities": {},
+                                    "clientInfo": {"name": "readme-up", "version": "1"}})  # fmt: skip
+        headers = {**self.headers, "Content-Type": "application/json"}
+        self.http.post(self.url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+
+    def check(self, name: str, problem: str | None) -> None:
+        print(f"{'PASS' if problem is None else 'FAIL'}  {name}{'' if problem is None else ': ' + problem}", flush=True)
+        if problem is not None:
+            self.failed.append(name)
+
+    def attempt(self, name: str, action: Callable[[], str | None]) -> None:
+        try:
+            problem = action()
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        self.check(name, problem)
+
+
+def _left_running(clone: Path) -> list[str]:
+    """Processes that run from the clone (their command line or working folder in it)."""
+    left = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+        except OSError:
+            continue
+        if str(clone) in cmdline or cwd == str(clone) or cwd.startswith(f"{clone}/"):
+            left.append(f"{entry.name}: {cmdline[:120]}")
+    return left
+
+
+def _mcp(checks: Checks, url: str, readme: Readme) -> None:
+    client = McpClient(url, readme.key)
+    checks.attempt("initialize with the README's key", lambda: client.start())
+
+    def call() -> str | None:
+        arguments = json.loads(readme.arguments)
+        result = client.request("tools/call", {"name": readme.tool, "arguments": arguments})
+        expected = str(sum(arguments.values())) if all(isinstance(v, int) for v in arguments.values()) else ""
+        text = json.dumps(result)
+        return None if expected in text and not result.get("isError") else f"answered {text[:300]}"
+
+    def prompts() -> str | None:
+        listed = {p["name"] for p in client.request("prompts/list", {})["prompts"]}  # type: ignore[index]
+        missing = sorted(set(readme.prompts) - listed)
+        return f"missing {missing}; listed {sorted(listed)}" if missing else None
+
+    def resources() -> str | None:
+        listed = {r["uri"] for r in client.request("resources/list", {})["resources"]}  # type: ignore[index]
+        missing = sorted(set(readme.resources) - listed)
+        return f"missing {missing}; listed {sorted(listed)}" if missing else None
+
+    # prompts and resources first: right after the banner is when they were once missing
+    checks.attempt(f"prompts/list names {', '.join(readme.prompts)}", prompts)
+    checks.attempt(f"resources/list names {', '.join(readme.resources)}", resources)
+    checks.attempt(f"tools/call {readme.tool} {readme.arguments}", call)
+
+
+def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
+    checks = Checks()
+    port, admin_port = free_port(), free_port()
+    argv = [*shlex.split(readme.up), "--port", str(port), "--admin-port", str(admin_port)]
+    print(f"{label}: {shlex.join(argv)}  (in {clone})", flush=True)
+    terminal = Terminal(argv, clone)
+    try:
+        banner_at = terminal.wait_for(BANNER_END, within)
+        checks.check("the banner comes", None if banner_at is not None else f"not within {within:g}s")
+        if banner_at is None:
+            print(terminal.text()[-4000:])
+            return checks
+        print(f"      time to banner: {banner_at:.1f}s", flush=True)
+        banner = terminal.text().split("Bastion is up")[-1]
+        urls = banner_urls(banner)
+        checks.check("the banner prints URLs", None if urls else "none found")
+        for url in urls:
+            checks.attempt(f"{url} answers", lambda url=url: answers(url))
+        mcp = next((u for u in urls if u.endswith("/mcp")), None)
+        if mcp:
+            _mcp(checks, mcp, readme)
+        restarts = [line for _, line in terminal.lines if "restarting" in line]
+        checks.check("no service restarted", "; ".join(restarts)[:1000] if restarts else None)
+    finally:
+        took = terminal.interrupt() if terminal.proc.poll() is None else 0.0
+        stopped = f" (in {took:.1f}s)" if took else ""
+        checks.check(f"Ctrl-C stops it within {STOP_WITHIN:g}s{stopped}", None if took is not None else "still running")
+        if took is None:
+            os.killpg(terminal.proc.pid, signal.SIGKILL)
+        time.sleep(1.0)
+        left = _left_running(clone)
+        checks.check("no process left", "; ".join(left) if left else None)
+    return checks
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source", type=Path, default=ROOT, help="the git tree to clone (default: this one)")
+    parser.add_argument("--within", type=float, default=1200.0, help="seconds to wait for the banner")
+    parser.add_argument("--twice", action="store_true", help="start a second time from the same clone")
+    parser.add_argument("--keep", action="store_true", help="keep the clone")
+    parser.add_argument(
+        "--parent", type=Path, help="the folder to clone into a new folder of (default: the system's temporary one)"
+    )
+    args = parser.parse_args()
+    readme = Readme((args.source / "README.md").read_text())
+    if args.parent:
+        args.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="bastion-readme-up-", dir=args.parent)).resolve()
+    clone = folder / "bastion"
+    subprocess.run(["git", "clone", "--quiet", str(args.source), str(clone)], check=True)
+    failed: list[str] = []
+    try:
+        for label in ["first start (installs .venv)", *(["second start"] if args.twice else [])]:
+            failed += one_start(clone, readme, args.within, label).failed
+    finally:
+        if not args.keep:
+            subprocess.run(["rm", "-rf", str(folder)], check=False)
+    print(f"readme_up: {'FAIL: ' + ', '.join(failed) if failed else 'PASS'}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
