@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-__all__ = ["LINK_VALUES", "PLACE", "lies_in", "places", "seed_tenants"]
+__all__ = ["LINK_VALUES", "PLACE", "directory_of", "lies_in", "places", "seed_tenants"]
 
 Place = tuple[str | None, str | None]
 
@@ -45,8 +45,28 @@ LINK_VALUES: dict[str, list[Any]] = {
 _LINK_KIND = {"customer_id": "customer", "team_id": "team", "user_id": "user"}
 
 
-def places(kind: str, record: dict[str, Any]) -> list[Place]:
-    """Where every scope link of `record` (an admin API answer) lies."""
+def directory_of(records: dict[tuple[str, str], dict[str, Any]]) -> dict[tuple[str, str], Place | None]:
+    """`PLACE` for the directory as it is: (kind, id) -> its record, as the owner reads them."""
+    found: dict[tuple[str, str], Place | None] = {}
+    for (kind, record_id), record in records.items():
+        if kind == "customer":
+            found[kind, record_id] = (record_id, None)
+        elif kind == "team":
+            found[kind, record_id] = (record.get("customer_id"), record_id)
+        elif kind == "group":
+            found[kind, record_id] = (record["customer_id"], None) if record.get("customer_id") else None
+    for (kind, record_id), record in records.items():
+        if kind == "user":
+            team = record.get("team_id")
+            found[kind, record_id] = (found.get(("team", team)) or (None, team)) if team else (None, None)
+    return found
+
+
+def places(
+    kind: str, record: dict[str, Any], directory: dict[tuple[str, str], Place | None] | None = None
+) -> list[Place]:
+    """Where every scope link of `record` (an admin API answer) lies, in `directory` (default: the seed's)."""
+    where = PLACE if directory is None else directory
     found: list[Place] = []
     if kind == "customer":
         found.append((record["id"], None))
@@ -56,15 +76,20 @@ def places(kind: str, record: dict[str, Any]) -> list[Place]:
         found.append((record["customer_id"], None))
     elif kind == "user":
         team = record.get("team_id")
-        found.append((PLACE.get(("team", team)) or (None, None)) if team else (None, None))
+        found.append((where.get(("team", team)) or (None, team)) if team else (None, None))
     elif kind == "key":
         for field, link in _LINK_KIND.items():
             if record.get(field):
-                found.append(PLACE[(link, record[field])] or (None, None))
+                found.append(where.get((link, record[field])) or _dangling(link, record[field]))
     for group in record.get("groups") or []:
-        if (place := PLACE[("group", group)]) is not None:
+        if (place := where.get(("group", group))) is not None:
             found.append(place)
     return found
+
+
+def _dangling(link: str, record_id: str) -> Place:
+    """Where a link to a record that is not there lies: a team in no customer, else nowhere."""
+    return (None, record_id) if link == "team" else (None, None)
 
 
 def lies_in(found: list[Place], scope: str) -> bool:
