@@ -83,21 +83,27 @@ class Outcome:
             own.append(Place(getattr(record, "id"), None))  # noqa: B009  # the models differ; each has an id
         elif kind == "team":
             own.append(Place(getattr(record, "customer_id"), getattr(record, "id")))  # noqa: B009
-        elif kind == "tool group":
-            customer = getattr(record, "customer_id", None)
-            own += [Place(customer, None)] if customer is not None else []
+        elif kind == "tool group" and (owner := getattr(record, "customer_id", None)) is not None:
+            own.append(Place(owner, None))
         elif kind == "user":
             own.append(await self._team_place(getattr(record, "team_id"), cache))  # noqa: B009
-        if kind in ("key",) and (customer := getattr(record, "customer_id", None)) is not None:
-            own.append(Place(customer, None))
-        if kind == "key" and (team := getattr(record, "team_id", None)) is not None:
-            own.append(await self._team_place(team, cache))
-        if kind == "key" and (user := getattr(record, "user_id", None)) is not None:
-            own.append(await self._user_place(user, cache))
+        elif kind == "key":
+            own += await self._key_places(record, cache)
         for group in getattr(record, "groups", None) or ():
             if (customer := await self._group_customer(group, cache)) is not None:
                 own.append(Place(customer, None))
         return own
+
+    async def _key_places(self, key: BaseModel, cache: dict[tuple[str, str], Any]) -> list[Place]:
+        """A key's customer, team (in its customer) and user (in its team)."""
+        found: list[Place] = []
+        if (customer := getattr(key, "customer_id", None)) is not None:
+            found.append(Place(customer, None))
+        if (team := getattr(key, "team_id", None)) is not None:
+            found.append(await self._team_place(team, cache))
+        if (user := getattr(key, "user_id", None)) is not None:
+            found.append(await self._user_place(user, cache))
+        return found
 
     async def _lookup(self, kind: str, record_id: str, cache: dict[tuple[str, str], Any]) -> Any:
         if (kind, record_id) not in cache:
