@@ -53,8 +53,9 @@ _Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
 class RoleBinding(BaseModel):
-    """One role a principal holds: everywhere, or (`team_id` / `customer_id`) only for the virtual keys
-    of that team or customer, where only the role's key permissions apply."""
+    """One role a principal holds: everywhere, or (`team_id` / `customer_id`) only over the objects lying
+    wholly inside that team or customer (keys, tool groups, the directory), where only the role's
+    tenant permissions apply (services/admin/roles.py `SCOPABLE`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Annotated[str, Field(pattern=ROLE_NAME.pattern, examples=["operator", "key_manager"])]

@@ -62,6 +62,9 @@ class ToolGroup(_Entity):
     id: Slug
     description: str = ""
     tools: list[str] = Field(default_factory=list)
+    customer_id: Slug | None = None
+    """The tenant that owns the group (its scoped admins may change it); None: shared by every tenant,
+    changed only by a principal holding `groups:write` everywhere."""
 
 
 class _Member(_Entity):

@@ -3,8 +3,9 @@ what a principal's role bindings grant. Pure: no I/O.
 
 Deny by default: a route declares the one permission it needs (`routes` refuses to build one that
 declares none), a principal holds only what its roles list, and a refusal names the permission. A
-binding scoped to a team or a customer grants only the role's key permissions (`SCOPABLE`), and only
-for the virtual keys of that team or customer. Nobody may grant more than they hold: creating a
+binding scoped to a team or a customer (the customer is the tenant) grants only the role's tenant
+permissions (`SCOPABLE`: keys, tool groups, the directory), and only over objects lying wholly inside
+that team or customer (`api.outcome_rules`). Nobody may grant more than they hold: creating a
 principal, a token for one, or a role is refused when it would give a permission the caller lacks.
 """
 
@@ -63,9 +64,12 @@ PERMISSIONS: Final[Mapping[str, str]] = {
 }
 """Every permission, with what it opens. A route needs exactly one."""
 
-SCOPABLE: Final = frozenset({"keys:read", "keys:write", "approvals:decide"})
-"""What a binding scoped to a team or customer grants (for that team's or customer's keys only; for
-`approvals:decide`, the calls those keys made)."""
+SCOPABLE: Final = frozenset(
+    {"keys:read", "keys:write", "groups:read", "groups:write", "directory:read", "directory:write", "approvals:decide"}
+)
+"""What a binding scoped to a team or customer grants: the permissions over objects a tenant owns (keys,
+tool groups, customers, teams, users), each for the objects lying wholly inside that team or customer, and
+`approvals:decide` for the calls those keys made."""
 
 OWNER_ONLY: Final[Mapping[str, str]] = {COMMAND_PERMISSION: WHY_OWNER_ONLY}
 """Permissions the owner role alone holds, with why: a custom role may not be given one (the admin API
@@ -118,13 +122,13 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class Grants:
-    """What a principal may do: permissions everywhere, and key permissions for some scopes only."""
+    """What a principal may do: permissions everywhere, and tenant permissions for some scopes only."""
 
     everywhere: frozenset[str] = frozenset()
     scoped: Mapping[str, frozenset[Scope]] = field(default_factory=dict)
 
     def allows(self, permission: str) -> bool:
-        """Whether any of its bindings grants `permission` (a scoped one only for some keys)."""
+        """Whether any of its bindings grants `permission` (a scoped one only for some objects)."""
         return permission in self.everywhere or bool(self.scoped.get(permission))
 
     def scopes(self, permission: str) -> frozenset[Scope] | None:

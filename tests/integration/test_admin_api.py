@@ -271,7 +271,7 @@ async def test_rotate(writers_ingress: IngressService, writers_api: httpx.AsyncC
 
 
 async def test_rotate_leaves_a_consistent_state_when_the_revoke_fails(js: Any) -> None:
-    store = AdminStore(js)
+    store = AdminStore(js, authorize=False)  # the owner's side: no request, no principal
     _, old = await store.create_key(KeyRecord(id="", name="fragile", grants=["*"]))
 
     async def failing_update(*_args: Any, **_kw: Any) -> int:
@@ -401,7 +401,7 @@ async def test_stale_updates_are_409(writers_api: httpx.AsyncClient) -> None:
 async def test_a_write_racing_a_patch_gets_409_not_a_lost_update(writers_js: Any) -> None:
     """Without If-Match the PATCH still checks the revision it read: a write landing between its read
     and its write makes it fail, and the other write survives."""
-    store = AdminStore(writers_js)
+    store = AdminStore(writers_js, authorize=False)  # seeds its owner straight into KV
     owner = Principal(name="racer", kind="automation", roles=[RoleBinding(role="owner")])
     await store.access.principals.create(owner.name, owner)
     token, _ = await store.access.issue_token(owner.name, "race", 1, "test")

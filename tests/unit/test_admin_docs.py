@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 
 from libs.common.settings import AdminSettings
 from services.admin.api.errors import permission_of
+from services.admin.api.outcome_rules import RULES
 from services.admin.app import build_app
 from services.admin.roles import AUTHENTICATED, BUILTIN_ROLES, PERMISSIONS, PUBLIC, SCOPABLE
 from services.admin.routing import flat_routes
@@ -65,3 +66,15 @@ def test_every_route_is_in_the_table() -> None:
     for routes in _routes_by_permission().values():
         for route in routes:
             assert route in documented, route
+
+
+def outcome_table() -> str:
+    lines = ["| object | write needs | scope rule | why |", "|---|---|---|---|"]
+    for rule in RULES.values():
+        lines.append(f"| {rule.kind} | `{rule.permission}` | {rule.scope} | {rule.why} |")
+    return "\n".join(lines)
+
+
+def test_the_outcome_rule_table_is_the_codes() -> None:
+    expected = outcome_table()
+    assert _block("outcome-rules") == expected, f"paste into docs/admin-api.md:\n{expected}"

@@ -1,5 +1,7 @@
 """Tool groups, customers, teams and users: the same six routes for each kind of entity in the
 policy bucket (create, list, get, replace, patch, delete), one table whose handlers take the kind.
+A principal scoped to a team or customer reads only the entities lying wholly inside it; every write
+is decided by the store's `outcome` on the entity before and after.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -77,11 +79,15 @@ async def create(entities: _Entities, body: BaseModel) -> Any:
 
 
 async def list_all(entities: _Entities) -> Any:
-    return [entities.out(v.value, v.revision) for _, v in await entities.store.entities[entities.of.kind].list()]
+    """Every one (a principal scoped to a team or customer: those lying wholly inside it)."""
+    found = [v for _, v in await entities.store.entities[entities.of.kind].list()]
+    seen = await entities.store.outcome.visible(entities.of.label, entities.of.permissions[0], found)
+    return [entities.out(v.value, v.revision) for v in seen]
 
 
 async def get_one(entities: _Entities, entity_id: str, response: Response) -> Any:
     found = await entities.store.entities[entities.of.kind].get(entity_id)
+    await entities.store.outcome.require_visible(entities.of.label, entities.of.permissions[0], found.value)
     etag(response, found.revision)
     return entities.out(found.value, found.revision)
 

@@ -2,8 +2,9 @@
 in the answers to create and rotate only; Bastion stores its sha256, which is the key's id.
 
 `keys:read` and `keys:write` may be held for a team or a customer only (a scoped key manager): such
-a principal lists only that team's or customer's keys, and may create, change, rotate, revoke or
-delete only those, never moving one out of (or into) its reach (`key_scope`).
+a principal lists and reads only the keys lying wholly inside its scope (`outcome.visible`), and every
+write is decided on the key before and after it (`outcome.decide`, asked by the store): no route
+here checks a link itself.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -15,7 +16,6 @@ from fastapi import APIRouter, Response
 from libs.common.messages import KeyRecord
 
 from .identity import current as current_identity
-from .key_scope import KeyScopes
 from .models import KeyCreate, KeyCreated, KeyOut, KeyPatch
 from .route_helpers import IfMatch, build, check_expected, check_refs, etag, expected_revision
 from .route_table import Route, register
@@ -41,9 +41,7 @@ async def _check_key_name(store: AdminStore, name: str, own_id: str | None = Non
 async def create_key(store: AdminStore, body: KeyCreate) -> KeyCreated:
     """Create a virtual key. The answer holds the secret, the only time it is ever shown: Bastion
     stores just its sha256, which is the key's id."""
-    scopes = KeyScopes(store)
     values = body.model_dump()
-    await scopes.require("keys:write", body.team_id, body.customer_id)
     await check_refs(store, values, _KEY_REFS)
     await _check_key_name(store, body.name)
     secret, stored = await store.create_key(KeyRecord(id="", **values, created_by=current_identity().principal))
@@ -54,16 +52,14 @@ async def create_key(store: AdminStore, body: KeyCreate) -> KeyCreated:
 async def list_keys(store: AdminStore) -> list[KeyOut]:
     """Every key (a scoped key manager: its team's or customer's), revoked ones included. Secrets
     are never stored, so never listed."""
-    scopes = KeyScopes(store)
     found = [v for _, v in await store.keys.list()]
-    return [_key_out(v.value, v.revision) for v in await scopes.visible("keys:read", found)]
+    return [_key_out(v.value, v.revision) for v in await store.outcome.visible("key", "keys:read", found)]
 
 
 async def get_key(store: AdminStore, key_id: str, response: Response) -> KeyOut:
     """One key by id (the sha256 hex of its secret)."""
-    scopes = KeyScopes(store)
     found = await store.keys.get(key_id)
-    await scopes.require_key("keys:read", found.value)
+    await store.outcome.require_visible("key", "keys:read", found.value)
     etag(response, found.revision)
     return _key_out(found.value, found.revision)
 
@@ -73,17 +69,14 @@ async def update_key(
 ) -> KeyOut:
     """Change a key's name, grants, groups, links, budget, rate limit, Code Mode or agent mode;
     absent fields stay as they are, `null` clears a link, budget, rate limit or agent mode."""
-    scopes = KeyScopes(store)
     expected = expected_revision(if_match)
     changes = body.model_dump(include=body.model_fields_set)
     current = await store.keys.get(key_id)
-    await scopes.require_key("keys:write", current.value)
     check_expected(current, expected, store.keys.stale(key_id))
     await check_refs(store, changes, _KEY_REFS)
     if "name" in changes and changes["name"] != current.value.name and not current.value.revoked:
         await _check_key_name(store, changes["name"], key_id)
     updated = build(KeyRecord, {**current.value.model_dump(), **changes})
-    await scopes.require_key("keys:write", updated)  # not out of the principal's reach either
     revision = await store.keys.update(key_id, updated, current.revision)
     log.info("admin: updated key %r (%s…): %s", updated.name, key_id[:12], ", ".join(sorted(changes)) or "nothing")
     etag(response, revision)
@@ -92,10 +85,9 @@ async def update_key(
 
 async def revoke_key(store: AdminStore, key_id: str, response: Response, if_match: IfMatch = None) -> KeyOut:
     """Revoke a key: every replica refuses it within moments. Revoking twice is harmless."""
-    scopes = KeyScopes(store)
     expected = expected_revision(if_match)
     current = await store.keys.get(key_id)
-    await scopes.require_key("keys:write", current.value)
+    await store.outcome.require_visible("key", "keys:write", current.value)  # it answers the key, written or not
     check_expected(current, expected, store.keys.stale(key_id))
     revision = current.revision
     if not current.value.revoked:
@@ -108,8 +100,6 @@ async def revoke_key(store: AdminStore, key_id: str, response: Response, if_matc
 async def rotate_key(store: AdminStore, key_id: str, if_match: IfMatch = None) -> KeyCreated:
     """Issue a new secret with the same name, grants, links and limits, and revoke the old key.
     The new secret is shown once, here. Budgets are counted per name, so spend carries over."""
-    scopes = KeyScopes(store)
-    await scopes.require_key("keys:write", (await store.keys.get(key_id)).value)
     secret, new = await store.rotate_key(key_id, expected_revision(if_match), by=current_identity().principal)
     log.info("admin: rotated key %r (%s… -> %s…)", new.value.name, key_id[:12], new.value.id[:12])
     return KeyCreated(secret=secret, key=_key_out(new.value, new.revision))
@@ -117,8 +107,6 @@ async def rotate_key(store: AdminStore, key_id: str, if_match: IfMatch = None) -
 
 async def delete_key(store: AdminStore, key_id: str, if_match: IfMatch = None) -> Response:
     """Delete a key's record (revoking keeps it visible; deleting forgets it)."""
-    scopes = KeyScopes(store)
-    await scopes.require_key("keys:write", (await store.keys.get(key_id)).value)
     await store.keys.delete(key_id, expected_revision(if_match))
     log.info("admin: deleted key %s…", key_id[:12])
     return Response(status_code=204)

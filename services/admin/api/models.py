@@ -183,6 +183,7 @@ class KeyCreated(BaseModel):
 class GroupFields(_Request):
     description: str = ""
     tools: list[Grant] = Field(default_factory=list)
+    customer_id: Slug | None = None
 
 
 class GroupCreate(GroupFields):
@@ -192,6 +193,7 @@ class GroupCreate(GroupFields):
 class GroupPatch(_Request):
     description: str = None  # type: ignore[assignment]  # absent: unchanged
     tools: list[Grant] = None  # type: ignore[assignment]  # absent: unchanged
+    customer_id: Slug | None = None
 
 
 class GroupOut(ToolGroup):

@@ -63,7 +63,14 @@ def api_router(auth: Authenticator) -> APIRouter:
 
 
 GROUPS = EntityKind(
-    "group", "/groups", GroupCreate, GroupFields, GroupPatch, GroupOut, {}, ("groups:read", "groups:write")
+    "group",
+    "/groups",
+    GroupCreate,
+    GroupFields,
+    GroupPatch,
+    GroupOut,
+    {"customer_id": "customer"},
+    ("groups:read", "groups:write"),
 )
 CUSTOMERS = EntityKind(
     "customer",

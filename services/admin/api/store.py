@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from nats.js import JetStreamContext
 from pydantic import BaseModel
@@ -16,6 +17,7 @@ from libs.common.sealing import Sealer
 
 from .access_store import AccessStore
 from .changes import ChangeLog
+from .outcome import Outcome
 from .tables import Buckets, Conflict, NotFound, Table, Versioned, revoke_replaced
 
 __all__ = ["LABELS", "AdminStore", "Buckets", "Conflict", "NotFound", "Table", "Versioned"]
@@ -29,9 +31,19 @@ class AdminStore:
 
     `sealer` seals the `env`/`headers` values of servers and the `api_key` of LLM providers before they
     are written; the admin API never opens them (it answers them masked), so a sealed value sent back
-    unchanged is stored as it is."""
+    unchanged is stored as it is.
 
-    def __init__(self, js: JetStreamContext, sealer: Sealer | None = None, changes: ChangeLog | None = None) -> None:
+    Every write of its tables is decided first by `outcome` (the admin API's one authorization model),
+    as the principal of the request being handled; `authorize=False` is for the owner's own tools and
+    tests that write the store directly, with no request and no principal."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        sealer: Sealer | None = None,
+        changes: ChangeLog | None = None,
+        authorize: bool = True,
+    ) -> None:
         self.sealer = sealer or Sealer()
         self.buckets = buckets = Buckets(js)
         self.changes = changes
@@ -48,6 +60,16 @@ class AdminStore:
         }
         self.access = AccessStore(buckets, changes)
         """Principals, their tokens and sessions, custom roles (KV `bastion_admin`)."""
+        self.outcome = Outcome(self.entities)
+        if authorize:
+            for table in self.tables():
+                table.guard = self.outcome.decide
+
+    def tables(self) -> list[Table[Any]]:
+        """Every table this store writes."""
+        access = self.access
+        own: list[Table[Any]] = [self.keys, self.servers, self.catalog, self.providers, *self.entities.values()]
+        return [*own, access.principals, access.tokens, access.roles, access.sessions, access.logins, access.clients]
 
     async def missing(self, kind: str, ids: list[str]) -> list[str]:
         """Which of `ids` name no `kind` entity (checked one by one: lists here are short)."""

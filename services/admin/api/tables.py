@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -22,13 +23,18 @@ from libs.common.nats import kv_bucket
 
 from .changes import ChangeLog
 
-__all__ = ["Buckets", "Conflict", "NotFound", "Table", "Versioned", "revoke_replaced"]
+__all__ = ["Buckets", "Conflict", "Guard", "NotFound", "Table", "Versioned", "revoke_replaced"]
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
 
 _WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's "expected last subject sequence" mismatch
+
+
+Guard = Callable[[str, str, BaseModel | None, BaseModel | None], Awaitable[None]]
+"""Decides a write before it is made: (the table's label, the record's id, before, after), None for
+absent; raises to refuse it (`outcome.Outcome.decide`)."""
 
 
 class NotFound(LookupError):
@@ -84,6 +90,8 @@ class Table(Generic[M]):
         """Told every write made (an audit event each); None for tables the admin API only reads."""
         self._hex_ids = hex_ids
         """Ids that may hold characters KV keys may not (a principal's `@`) are stored hex-encoded."""
+        self.guard: Guard | None = None
+        """Asked before every write (`AdminStore` sets it: the admin API's one authorization model)."""
 
     def _key(self, record_id: str) -> str:
         return self.prefix + (record_id.encode("utf-8", "surrogatepass").hex() if self._hex_ids else record_id)
@@ -144,6 +152,8 @@ class Table(Generic[M]):
         return sorted(found, key=lambda item: item[0])
 
     async def create(self, record_id: str, value: M) -> int:
+        if self.guard is not None:
+            await self.guard(self.label, record_id, None, value)
         kv = await self._buckets.get(self.bucket)
         try:
             revision = await kv.create(self._key(record_id), value.model_dump_json().encode())
@@ -155,8 +165,13 @@ class Table(Generic[M]):
     async def update(self, record_id: str, value: M, revision: int) -> int:
         """Write `value` only if the record is still at `revision`."""
         kv = await self._buckets.get(self.bucket)
-        # read first for the audit trail: a write at `revision` replaces exactly what is there now, or fails
-        before = await self.find(record_id) if self._changes is not None else None
+        # read first for the audit trail and the guard: a write at `revision` replaces exactly what is
+        # there now, or fails
+        before = await self.find(record_id) if self._changes is not None or self.guard is not None else None
+        if self.guard is not None:
+            if before is None or before.revision != revision:
+                raise self.stale(record_id)
+            await self.guard(self.label, record_id, before.value, value)
         try:
             written = await kv.update(self._key(record_id), value.model_dump_json().encode(), last=revision)
         except KeyWrongLastSequenceError:
@@ -169,6 +184,8 @@ class Table(Generic[M]):
         """Delete the record; with `revision`, only if it is still at that revision."""
         current = await self.get(record_id)
         expected = current.revision if revision is None else revision
+        if self.guard is not None:
+            await self.guard(self.label, record_id, current.value, None)
         kv = await self._buckets.get(self.bucket)
         try:
             await kv.delete(self._key(record_id), last=expected)
