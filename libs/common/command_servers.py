@@ -19,7 +19,15 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-__all__ = ["COMMAND_PERMISSION", "OWNER_ONLY_SERVER_FIELDS", "WHY_OWNER_ONLY", "needs_command", "owner_only_changes"]
+__all__ = [
+    "COMMAND_PERMISSION",
+    "OWNER_ONLY_SERVER_FIELDS",
+    "WHY_OWNER_ONLY",
+    "WHY_PROVIDER_ENV",
+    "needs_command",
+    "owner_only_changes",
+    "provider_owner_only_changes",
+]
 
 COMMAND_PERMISSION: Final = "servers:command"
 
@@ -32,6 +40,28 @@ WHY_OWNER_ONLY: Final = (
     "a stdio server's command runs as the gateway's user, which holds every credential of the "
     "deployment, so only an owner may choose what runs and how it is confined"
 )
+
+
+WHY_PROVIDER_ENV: Final = (
+    "'api_key_env' sends a variable of the executors' environment, which holds the deployment's "
+    "credentials, to the provider's 'base_url', so only an owner may name one or point it elsewhere"
+)
+
+
+def provider_owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> list[str]:
+    """The owner-only fields a write of an LLM provider sets (`libs.common.llm_config.ProviderConfig`):
+    `api_key_env` when it is set or changed, and `base_url` when it changes while `api_key_env` names
+    a variable (where that variable would be sent). None `before`: a new provider."""
+    if after is None:
+        return []
+    wanted = after.model_dump(mode="json")
+    stored = before.model_dump(mode="json") if before is not None else {}
+    changed = []
+    if wanted.get("api_key_env") != stored.get("api_key_env"):
+        changed.append("api_key_env")
+    if wanted.get("api_key_env") is not None and wanted.get("base_url") != stored.get("base_url"):
+        changed.append("base_url")
+    return changed
 
 
 def _owner_only(entry: BaseModel) -> dict[str, Any]:

@@ -35,7 +35,7 @@ REMOTE = {"url": "https://example.com/mcp"}
         pytest.param(_servers({"github": {**STDIO, **REMOTE}}), "mcpServers.github: give either 'command'", id="both"),
         pytest.param(
             _servers({"github": {"url": "ftp://example.com"}}),
-            "mcpServers.github: 'url' must start with http:// or https:// (got scheme 'ftp')",
+            "mcpServers.github: 'url' must start with http:// or https://",
             id="bad-scheme",
         ),
         pytest.param(
@@ -94,10 +94,10 @@ REMOTE = {"url": "https://example.com/mcp"}
             {"gateway": {"port": 70000}}, "gateway.port: Input should be less than or equal to 65535", id="port"
         ),
         pytest.param({"gateway": {"response_mode": "xml"}}, "gateway.response_mode: Input should be", id="mode"),
-        pytest.param(_servers({"bad name": STDIO}), "mcpServers: server name 'bad name' must start", id="space"),
-        pytest.param(_servers({"-lead": STDIO}), "mcpServers: server name '-lead' must start", id="leading-dash"),
-        pytest.param(_servers({"s" * 65: STDIO}), f"mcpServers: server name '{'s' * 65}'", id="too-long"),
-        pytest.param(_servers({"github\n": STDIO}), "mcpServers: server name 'github\\n'", id="trailing-newline"),
+        pytest.param(_servers({"bad name": STDIO}), "mcpServers: server name #1 must start", id="space"),
+        pytest.param(_servers({"-lead": STDIO}), "mcpServers: server name #1 must start", id="leading-dash"),
+        pytest.param(_servers({"s" * 65: STDIO}), "mcpServers: server name #1 must start", id="too-long"),
+        pytest.param(_servers({"github\n": STDIO}), "mcpServers: server name #1 must start", id="trailing-newline"),
         pytest.param({"mcpServers": ["github"]}, "mcpServers: Input should be a valid dictionary", id="servers-list"),
         pytest.param({"mcpServers": {"github": "npx"}}, "mcpServers.github: Input should be", id="server-string"),
         pytest.param(
@@ -141,10 +141,10 @@ def test_invalid_config_names_the_field(raw: Any, expected: str) -> None:
 
 
 @pytest.mark.parametrize("grant", ["github", "github/", "/create_issue", "github/issues/create", "", "**"])
-def test_malformed_grant_names_the_field_and_the_grant(grant: str) -> None:
+def test_malformed_grant_names_the_field_not_the_grant(grant: str) -> None:
     message = _error(_ci_key(key=SECRET, tools=["github/*", grant]))
     assert message == (
-        f"config: keys[0] (name 'ci').tools: grant {grant!r} must look like 'server/tool', 'server/prompt:name' "
+        "config: keys[0] (name 'ci').tools: a grant must look like 'server/tool', 'server/prompt:name' "
         "or 'server/resource:uri' (wildcards allowed) or '*'"
     )
 
