@@ -506,14 +506,18 @@ async def test_servers_round_trip(api: httpx.AsyncClient, js: Any) -> None:
     assert (echo["status"], echo["error"], echo["tools"]) == ("unavailable", "spawn failed", 0)
 
     # a PUT of the masked config as read keeps the stored secret; a new value replaces it
-    masked = {**echo["config"], "args": ["echo_server.py", "--verbose"]}
+    masked = {**echo["config"], "timeout": 30}
     assert (await api.put("/servers/echo", json={"config": masked})).status_code == 200
     servers = await kv_bucket(js, subjects.KV_SERVERS)
     stored = json.loads((await servers.get("echo")).value)
-    assert stored["config"]["env"] == {"API_TOKEN": "upstream-secret-value"}
+    assert stored["config"]["env"] == {"API_TOKEN": "upstream-secret-value"} and stored["config"]["timeout"] == 30
+    # what runs is where the env goes: changing it with the secret left masked is refused (secret_binding)
+    moved = {**masked, "args": ["echo_server.py", "--verbose"]}
+    assert_error(await api.put("/servers/echo", json={"config": moved}), 422, "env 'API_TOKEN'")
+    await api.put("/servers/echo", json={"config": {**moved, "env": {"API_TOKEN": "rotated"}}})
+    stored = json.loads((await servers.get("echo")).value)
+    assert stored["config"]["env"] == {"API_TOKEN": "rotated"}
     assert stored["config"]["args"] == ["echo_server.py", "--verbose"]
-    await api.put("/servers/echo", json={"config": {**masked, "env": {"API_TOKEN": "rotated"}}})
-    assert json.loads((await servers.get("echo")).value)["config"]["env"] == {"API_TOKEN": "rotated"}
 
     assert_error(await api.post("/servers", json={"name": "bad name", "config": ECHO}), 422, "body.name")
     assert_error(

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from libs.common.command_servers import owner_only_changes, provider_owner_only_changes
+from libs.common.command_servers import COMMAND_PERMISSION, owner_only_changes, provider_owner_only_changes
 from libs.common.config import (
     BastionConfig,
     ConfigError,
@@ -35,7 +35,7 @@ from libs.common.messages import KeyRecord, ServerRecord
 from .errors import AdminError, forbidden
 from .identity import Identity
 from .models import MASK
-from .secret_binding import unmask_provider_key, unmask_server
+from .secret_binding import fill_masks, require_bound, server_destination, unmask_provider_key
 from .store import AdminStore, Conflict, Table
 
 __all__ = ["SECTIONS", "ConfigPlan", "Importer", "SectionPlan"]
@@ -133,10 +133,11 @@ def _ids(value: Any) -> list[str]:
 
 
 class Importer:
-    def __init__(self, store: AdminStore) -> None:
+    def __init__(self, store: AdminStore, identity: Identity) -> None:
         self._store = store
+        self._identity = identity
 
-    def read(self, identity: Identity, text: str) -> tuple[BastionConfig, list[KeyRecord], list[str]]:
+    def read(self, text: str) -> tuple[BastionConfig, list[KeyRecord], list[str]]:
         """The file as `bastion config apply` reads it, without expanding anything from this service's
         environment: 403 for a section the principal may not write (before the file is validated),
         422 naming the first problem (its field, never its value), and its keys."""
@@ -144,7 +145,7 @@ class Importer:
             raw = parse_untrusted_text(text, "import")
         except ConfigError as exc:
             raise _invalid(str(exc)) from None
-        self.require(identity, _filled(raw))
+        self.require(self._identity, _filled(raw))
         try:
             if where := env_references(raw):
                 raise ConfigError(f"import: {where[0]} {_NOT_EXPANDED}")
@@ -253,13 +254,18 @@ class Importer:
         """The write (None: stored as the file says) and the owner-only fields it sets."""
         stored = await self._store.servers.find(name)
         opened = self._store.sealer.open(stored.value.config) if stored is not None else None
-        wanted = unmask_server(server, opened, f"import: mcpServers.{name}")
+        what = f"import: mcpServers.{name}"
+        wanted, kept = fill_masks(server, opened, what)
+        changed = owner_only_changes(opened, wanted)
+        # without `servers:command` a plan names the owner's fields and an apply refuses them (403) first
+        if opened is not None and (not changed or self._identity.grants.allows(COMMAND_PERMISSION)):
+            require_bound(what, kept, server_destination(opened), server_destination(wanted))
         if stored is not None and wanted == opened:
             return None, []
         source = stored.value.source if stored is not None else None  # who manages it does not change
         record = ServerRecord(name=name, config=self._store.sealer.seal(wanted), source=source)
         write = _Write(self._store.servers, name, record, stored.revision if stored is not None else None)
-        return write, owner_only_changes(opened, wanted)
+        return write, changed
 
     async def _check_models(self, config: BastionConfig) -> None:
         """A model has one provider (a request's `model` names it), as the provider routes require."""

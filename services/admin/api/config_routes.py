@@ -37,8 +37,8 @@ class ConfigText(BaseModel):
 
 async def planned(store: AdminStore, body: ConfigText, apply: bool) -> ConfigPlan:
     identity = current()
-    importer = Importer(store)
-    config, keys, ignored = importer.read(identity, body.yaml)  # 403 for a section it may not write, first
+    importer = Importer(store, identity)
+    config, keys, ignored = importer.read(body.yaml)  # 403 for a section it may not write, first
     sections, writes, owner_only, providers = await importer.plan(config, keys)
     plan = ConfigPlan(
         sections=sections, ignored=ignored, applied=apply, needs_command=owner_only, providers_need_command=providers

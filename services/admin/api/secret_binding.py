@@ -24,6 +24,7 @@ from .models import MASK
 __all__ = [
     "MASK",
     "destination_changes",
+    "fill_masks",
     "provider_destination",
     "require_bound",
     "server_destination",
@@ -81,6 +82,16 @@ def _no_stored(what: str, where: str) -> AdminError:
 def unmask_server(new: ServerConfig, old: ServerConfig | None, what: str) -> ServerConfig:
     """`new` with each masked secret replaced by the value `old` (opened) stores at the same place,
     when `new` goes where `old` went (`require_bound`); a mask with nothing stored is refused."""
+    filled, kept = fill_masks(new, old, what)
+    if old is not None:
+        require_bound(what, kept, server_destination(old), server_destination(new))
+    return filled
+
+
+def fill_masks(new: ServerConfig, old: ServerConfig | None, what: str) -> tuple[ServerConfig, list[str]]:
+    """`new` with each masked secret replaced by the value `old` stores at the same place, and the
+    places so kept, for a caller that checks other rights before `require_bound` (a 403 before a 422);
+    a mask with nothing stored is refused."""
     stored: dict[str, str] = {}
     if old is not None:
         old.map_secrets(lambda where, value: stored.setdefault(where, value))
@@ -94,10 +105,7 @@ def unmask_server(new: ServerConfig, old: ServerConfig | None, what: str) -> Ser
         kept.append(where)
         return stored[where]
 
-    filled = new.map_secrets(keep)
-    if old is not None:
-        require_bound(what, kept, server_destination(old), server_destination(new))
-    return filled
+    return new.map_secrets(keep), kept
 
 
 def unmask_provider_key(new: ProviderConfig, old: ProviderConfig | None, old_key: str | None, what: str) -> str | None:

@@ -16,7 +16,7 @@ from .identity import current
 from .models import ServerCreate, ServerOut, ServerUpdate, masked
 from .route_helpers import IfMatch, check_expected, etag, expected_revision
 from .route_table import Route, register
-from .secret_binding import unmask_server
+from .secret_binding import fill_masks, require_bound, server_destination, unmask_server
 from .store import AdminStore
 from .upstream_links import UpstreamLinks
 
@@ -93,10 +93,10 @@ async def update_server(
     expected = expected_revision(if_match)
     stored = await parts.store.servers.get(name)
     check_expected(stored, expected, parts.store.servers.stale(name))
-    before = comparable(parts.store.sealer, stored.value.config)
-    config = unmask_server(body.config, before, f"server {name!r}")  # `***` kept for the same destination only
-    after = comparable(parts.store.sealer, config)
-    require_command(current(), f"server {name!r}", before, after)
+    before, what = comparable(parts.store.sealer, stored.value.config), f"server {name!r}"
+    config, kept = fill_masks(body.config, before, what)
+    require_command(current(), what, before, comparable(parts.store.sealer, config))  # a 403 before a 422
+    require_bound(what, kept, server_destination(before), server_destination(config))  # `***`: same destination
     record = ServerRecord(name=name, config=parts.store.sealer.seal(config))
     revision = await parts.store.servers.update(name, record, stored.revision)
     log.info("admin: updated server %r", name)
