@@ -192,8 +192,12 @@ async def test_a_provider_key_is_bound_to_its_base_url_and_an_env_variable_is_th
 
 async def test_the_console_test_reaches_no_address_an_owner_did_not_allow(stack: Stack) -> None:
     async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, listening() as ear:
-        for url in (ear.url, f"{stack.url}/servers", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/"):
-            answer = await operator.post("/console/servers/test", json={"name": "probe", "config": {"url": url}})
+        entries = [
+            {"url": url}
+            for url in (ear.url, f"{stack.url}/servers", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/")
+        ]
+        for entry in [*entries, {"url": ear.url, "type": "sse"}]:
+            answer = await operator.post("/console/servers/test", json={"name": "probe", "config": entry})
             assert answer.status_code == 200 and not answer.json()["ok"], answer.text
             assert "refused to connect" in answer.json()["error"], answer.json()
         assert ear.heard == []
