@@ -324,3 +324,30 @@ def test_repr_of_a_loaded_config_hides_the_secret() -> None:
     config = parse_config(_ci_key(key=SECRET))
     assert SECRET not in repr(config)
     assert SECRET not in str(config.keys[0])
+
+
+# --------------------------------------------------------------------------- no message repeats what it refused
+
+REFUSED = "sk-proj-refused-by-the-check-0123456789"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        _servers({"a": {"url": "https://x.example", "allow_private_hosts": [f"a/{REFUSED}"]}}),
+        _servers({"a": {"url": f"{REFUSED}:x"}}),
+        _servers({"a": {"openapi": {"document": "d", "auth": {"type": REFUSED}}}}),
+        _servers({"a": {"openapi": {"document": "d", "base_url": f"{REFUSED}://x"}}}),
+        _servers({"a": {"command": "x", "sandbox": {"read": [f"\x00{REFUSED}"]}}}),
+        _servers({"a/" + REFUSED: {"url": "https://x.example"}}),
+        {"registries": {"r": REFUSED}},
+        {"keys": [{"name": "k", "key": "x", "tools": [REFUSED]}]},
+        {"guardrails": {"rules": [{"detector": "deny", "patterns": [f"({REFUSED}"]}]}},
+    ],
+    ids=["host", "scheme", "auth-tag", "base-url", "sandbox-path", "server-name", "registry", "grant", "pattern"],
+)
+def test_no_message_repeats_the_value_it_refused(raw: dict[str, Any]) -> None:
+    """`bastion config check` and the admin API's import say the field and the rule, never the value."""
+    with pytest.raises(ConfigError) as refused:
+        parse_config(raw)
+    assert REFUSED not in str(refused.value), str(refused.value)
