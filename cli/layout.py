@@ -297,6 +297,8 @@ def _own_variables(
             "BASTION_AUDIT_JOURNAL_DIR": str(ep.data_dir / "journal"),  # its own slot ("admin")
             "BASTION_ADMIN_BOOTSTRAP_TOKEN": "",  # off: `bastion up` makes its owner itself (cli.admin_owner)
             "BASTION_REGISTRIES": json.dumps(config.registries),
+            # the console's test of a server reaches what the executors may, no more
+            **({"BASTION_EGRESS": config.egress.model_dump_json()} if "egress" in config.model_fields_set else {}),
         },
         "policy": {
             "BASTION_REDIS_URL": ep.redis_url or "",

@@ -25,8 +25,10 @@ __all__ = [
     "LOCAL_DOCUMENT",
     "OWNER_ONLY_SERVER_FIELDS",
     "WHY_OWNER_ONLY",
+    "WHY_PROVIDER_ENV",
     "needs_command",
     "owner_only_changes",
+    "provider_owner_only_changes",
 ]
 
 COMMAND_PERMISSION: Final = "servers:command"
@@ -54,6 +56,28 @@ def _local_document(dumped: dict[str, Any]) -> str | None:
     if not isinstance(document, str) or document.lower().startswith(("http://", "https://")):
         return None
     return document
+
+
+WHY_PROVIDER_ENV: Final = (
+    "'api_key_env' sends a variable of the executors' environment, which holds the deployment's "
+    "credentials, to the provider's 'base_url', so only an owner may name one or point it elsewhere"
+)
+
+
+def provider_owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> list[str]:
+    """The owner-only fields a write of an LLM provider sets (`libs.common.llm_config.ProviderConfig`):
+    `api_key_env` when it is set or changed, and `base_url` when it changes while `api_key_env` names
+    a variable (where that variable would be sent). None `before`: a new provider."""
+    if after is None:
+        return []
+    wanted = after.model_dump(mode="json")
+    stored = before.model_dump(mode="json") if before is not None else {}
+    changed = []
+    if wanted.get("api_key_env") != stored.get("api_key_env"):
+        changed.append("api_key_env")
+    if wanted.get("api_key_env") is not None and wanted.get("base_url") != stored.get("base_url"):
+        changed.append("base_url")
+    return changed
 
 
 def _owner_only(entry: BaseModel) -> dict[str, Any]:

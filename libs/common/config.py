@@ -30,6 +30,7 @@ from .keys import key_id
 from .llm_config import AgentMode, LlmSection
 from .openapi_config import OpenApiSection, check_http_url
 from .pins import PinMode
+from .refused_values import refusal_text
 from .registry_entries import OFFICIAL_REGISTRY, RegistryOrigin
 from .repeats import named_once
 
@@ -42,6 +43,7 @@ __all__ = [
     "SandboxConfig",
     "ServerConfig",
     "StackSection",
+    "env_references",
     "grant_problem",
     "load_config",
     "parse_config",
@@ -116,9 +118,9 @@ class SandboxConfig(_Strict):
     @field_validator("read", "write")
     @classmethod
     def _paths(cls, paths: list[str]) -> list[str]:
-        for path in paths:
+        for i, path in enumerate(paths):
             if not path.strip() or "\x00" in path:
-                raise ValueError(f"{path!r} is not a path")
+                raise ValueError(f"entry {i} is not a path (empty, or holds a NUL character)")
         return paths
 
 
@@ -129,8 +131,7 @@ def grant_problem(pattern: str) -> str | None:
     if pattern == "*" or (slash and server and name and ("/" not in name or name.startswith("resource:"))):
         return None
     return (
-        f"grant {pattern!r} must look like 'server/tool', 'server/prompt:name' or 'server/resource:uri' "
-        "(wildcards allowed) or '*'"
+        "a grant must look like 'server/tool', 'server/prompt:name' or 'server/resource:uri' (wildcards allowed) or '*'"
     )
 
 
@@ -413,11 +414,11 @@ class BastionConfig(_Strict):
     @field_validator("registries")
     @classmethod
     def _registry_urls(cls, registries: dict[str, str]) -> dict[str, str]:
-        for name, url in registries.items():
+        for i, (name, url) in enumerate(registries.items()):
             if not SERVER_NAME.match(name):
-                raise ValueError(f"registry name {name!r}: letters, digits, '_', '-', '.' only")
+                raise ValueError(f"registry #{i + 1}'s name: letters, digits, '_', '-', '.' only")
             if not re.match(r"\Ahttps?://[^\s/?#]+(/[^\s?#]*)?\Z", url):
-                raise ValueError(f"registry {name!r}: {url!r} is not an http(s) base URL")
+                raise ValueError(f"registry {name!r}: its URL is not an http(s) base URL")
         return {name: url.rstrip("/") for name, url in registries.items()}
 
     policies: str | None = None
@@ -440,10 +441,10 @@ class BastionConfig(_Strict):
     @field_validator("mcp_servers")
     @classmethod
     def _server_names(cls, servers: dict[str, ServerConfig]) -> dict[str, ServerConfig]:
-        for name in servers:
+        for i, name in enumerate(servers):
             if not SERVER_NAME.match(name):
                 raise ValueError(
-                    f"server name {name!r} must start with a letter or digit and use only letters, digits,"
+                    f"server name #{i + 1} must start with a letter or digit and use only letters, digits,"
                     " '_', '-', '.' (at most 64 characters)"
                 )
         return servers
@@ -477,6 +478,28 @@ def _expand(value: Any, where: str) -> Any:
     if isinstance(value, list):
         return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
+
+
+def env_references(raw: Any) -> list[str]:
+    """Where the `mcpServers` of a parsed document write a `${VAR}` (`mcpServers.github.headers.Authorization`),
+    for a reader that must not expand them (one that came over the network: its environment is not the
+    sender's). Paths only: a value is never repeated."""
+    found: list[str] = []
+
+    def walk(value: Any, where: str) -> None:
+        if isinstance(value, str) and _ENV_REF.search(value):
+            found.append(where)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{where}[{i}]")
+
+    for section in ("mcpServers", "mcp_servers"):
+        if isinstance(raw, dict) and isinstance(raw.get(section), dict):
+            walk(raw[section], section)
+    return found
 
 
 def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
@@ -536,17 +559,19 @@ def _error_message(error: Any, raw: dict[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         message = _unknown_key(loc)
     else:
-        message = error["msg"].removeprefix("Value error, ")
+        message = refusal_text(error)  # the rule, never the refused value
     return f"{_field_path(loc, raw)}: {message}"
 
 
-def parse_config(raw: Any, source: str = "config") -> BastionConfig:
-    """Validate an already-parsed config document; `source` prefixes every error message."""
+def parse_config(raw: Any, source: str = "config", *, expand: bool = True) -> BastionConfig:
+    """Validate an already-parsed config document; `source` prefixes every error message. `expand`:
+    `${VAR}` in `mcpServers` is read from this process's environment; only for the owner's own file
+    (`load_config`), never for a document that came over the network (`env_references` finds them)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with an 'mcpServers' section")
     for section in ("mcpServers", "mcp_servers"):  # the alias, or the field name (populate_by_name)
         servers = raw.get(section)
-        if isinstance(servers, dict):
+        if expand and isinstance(servers, dict):
             raw = {**raw, section: {n: _expand(s, f"{source}: {section}.{n}") for n, s in servers.items()}}
     try:
         return BastionConfig.model_validate(raw)

@@ -70,11 +70,11 @@ _HOST_NAME: Final = re.compile(r"\A[a-z0-9_]([a-z0-9_-]{0,62}\.)*[a-z0-9_-]{1,63
 def check_allowed_hosts(hosts: list[str]) -> list[str]:
     """`hosts` when each is a host as a URL writes it (a name or an IP literal: no scheme, port or
     path), else `ValueError` naming the first that is not."""
-    for host in hosts:
+    for i, host in enumerate(hosts):
         key = host_key(host)
         if not _HOST_NAME.match(key) and literal_address(key) is None:
             raise ValueError(
-                f"{host!r} is not a host: give the name or IP address exactly as the URL writes it "
+                f"entry {i} is not a host: give the name or IP address exactly as the URL writes it "
                 "(no scheme, port or path), e.g. '10.0.0.5' or 'mcp.internal'"
             )
     return hosts

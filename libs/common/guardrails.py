@@ -162,11 +162,11 @@ class GuardrailRule(_Strict):
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, patterns: list[str]) -> list[str]:
-        for pattern in patterns:
+        for i, pattern in enumerate(patterns):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a regular expression: {exc}") from None
+                raise ValueError(f"pattern {i} is not a regular expression: {exc}") from None
         return patterns
 
     @model_validator(mode="after")

@@ -73,6 +73,8 @@ class LlmSection(_Strict):
         for name, provider in self.providers.items():
             for model in provider.models:
                 if model in owner:
-                    raise ValueError(f"model {model!r} is served by both {owner[model]!r} and {name!r}")
+                    raise ValueError(
+                        f"providers {owner[model]!r} and {name!r} list the same model: a model has one provider"
+                    )
                 owner[model] = name
         return self

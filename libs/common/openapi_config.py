@@ -57,8 +57,7 @@ def check_http_url(url: str, field: str) -> None:
     """`url` is http(s) with a host; the message names `field`, never the URL (it may hold a token)."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https"):
-        got = f" (got scheme {parts.scheme!r})" if parts.scheme else ""
-        raise ValueError(f"{field!r} must start with http:// or https://{got}")
+        raise ValueError(f"{field!r} must start with http:// or https://")
     if not parts.hostname:
         raise ValueError(f"{field!r} has no host")
 
@@ -208,9 +207,7 @@ class OpenApiSection(_Strict):
         for key, operation in operations.items():
             if operation.name is not None:
                 if operation.name in seen:
-                    raise ValueError(
-                        f"operations {seen[operation.name]!r} and {key!r} are both named {operation.name!r}"
-                    )
+                    raise ValueError(f"operations {seen[operation.name]!r} and {key!r} are given the same name")
                 seen[operation.name] = key
         return operations
 

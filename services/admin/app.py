@@ -85,7 +85,9 @@ def build_app(
         analytics_router(nc, auth),
         dashboard_router(auth),
         login_router(OAuthLogin(nc, store, settings, changes, local_url), auth),
-        console_api(store, auth, settings.public_url),  # the web console (docs/console.md)
+        console_api(
+            store, auth, settings.public_url, settings.egress.allow_private_hosts
+        ),  # the web console (docs/console.md)
         console_pages(auth),
         reference_router(auth, app.title),
     ):

@@ -7,7 +7,11 @@ Transport errors (connection refused, reset, timed out before an answer, a strea
 finish reason and `[DONE]`) are retried, but only before any chunk went to the agent: after that a
 retry would repeat text it has already seen. Provider keys live only here (opened from the sealed
 record or read from the executor's environment) and never appear in an outcome, a log line or an
-error message; errors name the URL tried without its userinfo or query string.
+error message; errors name the URL tried without its userinfo or query string. A provider is
+reached as an upstream is, through the egress rules (`libs.common.egress`): its `base_url` may not be
+loopback, private or a cloud's metadata address unless an owner allowed that host
+(`egress.allow_private_hosts`), so whoever may point a provider somewhere cannot make the executor
+send its key (or a variable of its environment) into the deployment's own network.
 """
 
 from __future__ import annotations
@@ -20,12 +24,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
+import httpx2
 import orjson
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
 from libs.common import semconv, tracing
+from libs.common.egress import EgressRules
 from libs.common.errors import ErrorKind
 from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
 from libs.common.llm_config import ProviderConfig
@@ -34,6 +39,7 @@ from libs.common.sealing import Sealer, SealingError
 
 from .breaker import CircuitBreaker
 from .error_mapping import scrub_urls
+from .upstreams.egress_guard import guarded_transport, proxied_hooks, refusal_in
 
 __all__ = ["LlmProviders"]
 
@@ -55,9 +61,9 @@ class _Provider:
     name: str
     config: ProviderConfig
     api_key: str | None
-    client: httpx.AsyncClient
+    client: httpx2.AsyncClient
     breaker: CircuitBreaker
-    url: httpx.URL
+    url: httpx2.URL
     """`<base_url>/chat/completions` (a query string in `base_url` kept after the path)."""
     label: str
     """"provider 'name' at <url>" for error messages: the URL without userinfo, query or key."""
@@ -94,9 +100,10 @@ class _Stream:
 
 
 class LlmProviders:
-    def __init__(self, sealer: Sealer, publish: Publish) -> None:
+    def __init__(self, sealer: Sealer, publish: Publish, egress: EgressRules | None = None) -> None:
         self._sealer = sealer
         self._publish = publish
+        self._egress = egress or EgressRules()
         self._providers: dict[str, _Provider] = {}
 
     # ------------------------------------------------------------------ configuration (KV watch)
@@ -106,7 +113,7 @@ class LlmProviders:
             record = ProviderRecord.model_validate_json(value)
             api_key = self._key(record.config)
             url = _endpoint(record.config.base_url)
-        except (ValidationError, SealingError, httpx.InvalidURL) as exc:
+        except (ValidationError, SealingError, httpx2.InvalidURL) as exc:
             log.error("llm provider %s: unusable configuration (%s); not serving it", name, type(exc).__name__)
             await self.delete(name)
             return
@@ -119,7 +126,11 @@ class LlmProviders:
             name=name,
             config=config,
             api_key=api_key,
-            client=httpx.AsyncClient(timeout=httpx.Timeout(config.timeout, connect=min(config.timeout, 10.0))),
+            client=httpx2.AsyncClient(
+                timeout=httpx2.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
+                transport=guarded_transport(self._egress),
+                event_hooks={"request": proxied_hooks(self._egress, blocking=False)},
+            ),
             breaker=CircuitBreaker(config.failure_threshold, config.reset_timeout),
             url=url,
             label=_redact(f"provider {name!r} at {scrub_urls(str(url))}", api_key),
@@ -188,7 +199,7 @@ class LlmProviders:
         except _Transport as exc:
             provider.breaker.failure()
             outcome = _failed(request, ErrorKind.UPSTREAM_UNAVAILABLE, _redact(str(exc), provider.api_key))
-        except httpx.TimeoutException:
+        except httpx2.TimeoutException:
             provider.breaker.failure()
             message = f"{provider.label} did not answer within {provider.config.timeout:g}s"
             outcome = _failed(request, ErrorKind.UPSTREAM_TIMEOUT, message)
@@ -238,12 +249,14 @@ class LlmProviders:
                 if not await self._relay(request, response, stream):
                     unfinished = "before the answer was complete (no finish reason, no [DONE])"
                     raise _Transport(f"{provider.label} ended its stream {unfinished}")
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        except (httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
             if stream.events:
                 raise _Transport(
                     f"the connection to {provider.label} broke mid-answer ({type(exc).__name__})"
                 ) from None
-            raise _Transport(f"{provider.label} is unreachable ({type(exc).__name__})") from None
+            refused = refusal_in(exc)  # the egress rules' reason says how an owner allows the host
+            why = str(refused) if refused is not None else type(exc).__name__
+            raise _Transport(f"{provider.label} is unreachable ({why})") from None
         except orjson.JSONDecodeError:
             provider.breaker.success()
             return _failed(request, ErrorKind.UPSTREAM_ERROR, f"{provider.label} answered with invalid JSON")
@@ -256,7 +269,7 @@ class LlmProviders:
             tool_calls=[stream.tool_calls[i] for i in sorted(stream.tool_calls)],
         )
 
-    async def _relay(self, request: LlmRequest, response: httpx.Response, stream: _Stream) -> bool:
+    async def _relay(self, request: LlmRequest, response: httpx2.Response, stream: _Stream) -> bool:
         """Publish each chunk as it comes; whether the stream ended as a finished answer does (with
         `[DONE]` or at least a finish reason), not just stopped."""
         async for line in response.aiter_lines():
@@ -314,8 +327,8 @@ def _failed(request: LlmRequest, kind: ErrorKind, message: str, retry_after: flo
     return LlmOutcome(id=request.id, error=GatewayError(kind=kind, message=message, data=data))
 
 
-def _endpoint(base_url: str) -> httpx.URL:
-    url = httpx.URL(base_url)
+def _endpoint(base_url: str) -> httpx2.URL:
+    url = httpx2.URL(base_url)
     return url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
 
 

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from libs.common import metrics, observability, permissions, subjects, tracing
 from libs.common.blobs import Blobs, fits
 from libs.common.config import ServerConfig
+from libs.common.egress import EgressRules
 from libs.common.errors import ErrorKind
 from libs.common.kvwatch import BucketWatch
 from libs.common.llm import LlmOutcome, LlmRequest
@@ -151,7 +152,8 @@ class ExecutorService:
         # apply what is already configured before taking calls, so none is refused for lack of a server
         self._servers_watch = BucketWatch(self._nc, subjects.KV_SERVERS, self._put_server, self._remove_server)
         await self._servers_watch.start()
-        self._llm = LlmProviders(self._sealer, self._nc.publish)
+        # providers are reached under the upstreams' egress rules: their `base_url` is whoever set it's choice
+        self._llm = LlmProviders(self._sealer, self._nc.publish, EgressRules(self.settings.egress.allow_private_hosts))
         self._llm_watch = BucketWatch(self._nc, subjects.KV_LLM, self._llm.put, self._llm.delete)
         await self._llm_watch.start()
         # lets policy notice this replica dying mid-call (libs.common.relay)

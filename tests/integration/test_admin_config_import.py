@@ -135,7 +135,7 @@ async def test_a_plan_writes_nothing_and_an_apply_upserts_without_deleting(
     }
 
 
-async def test_a_variable_the_admin_service_cannot_expand_is_named_and_nothing_is_written(
+async def test_a_variable_is_never_expanded_through_the_api_and_a_refused_file_writes_nothing(
     refusing_api: httpx.AsyncClient,
 ) -> None:
     api = refusing_api
@@ -144,14 +144,16 @@ async def test_a_variable_the_admin_service_cannot_expand_is_named_and_nothing_i
     for route in ("/config/plan", "/config/apply"):
         refused = await api.post(route, json=text(config))
         assert refused.status_code == 422, refused.text
-        assert "'BASTION_SECRET_REMOTE_HEADERS_AUTHORIZATION' is not set" in refused.json()["message"]
+        message = refused.json()["message"]
+        assert "mcpServers.remote.headers.Authorization is a ${VAR}" in message and "never from the API" in message
     assert (await api.get("/groups/ops")).status_code == 404  # checked whole before any write
     assert (await api.get("/servers/remote")).status_code == 404
 
     unknown = config_file()
     unknown["keys"][0]["team"] = "nowhere"
     refused = await api.post("/config/apply", json=text(unknown))
-    assert refused.status_code == 422 and "team 'nowhere'" in refused.json()["message"]
+    assert refused.status_code == 422 and "keys.ci.team_id: a team that is neither" in refused.json()["message"]
+    assert "nowhere" not in refused.text  # the field and the rule, never the refused value
     assert (await api.get("/groups/ops")).status_code == 404
 
     masked = config_file()

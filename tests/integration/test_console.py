@@ -30,6 +30,7 @@ from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, open_console
 from tests.support.console_chromium import Chromium, shared_chromium
+from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.gateway import (
     ADMIN_KEY,
     READS_EXAMPLES,
@@ -91,6 +92,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                     admin_port=0,
                     admin_bootstrap_token=BOOTSTRAP,
                     public_url=gateway.url.removesuffix("/mcp"),
+                    egress=LOOPBACK_UPSTREAMS,  # the servers the console tests run on this machine
                 )
             )
             await admin.start()

@@ -59,11 +59,14 @@ async def test_openapi_secrets_are_sealed_masked_and_kept(api: httpx.AsyncClient
     assert SECRET.encode() not in raw and b"sealed:fernet:" in raw
     assert opened.openapi is not None and opened.openapi.secret_values() == [SECRET]
 
-    kept = {**shown, "openapi": {**shown["openapi"], "base_url": "https://api.example/v2"}}
+    kept = {**shown, "openapi": {**shown["openapi"], "output_schemas": False}}
     assert (await api.put("/servers/rest", json={"config": kept})).status_code == 200
     _, opened = await _stored(nats_url)
     assert opened.openapi is not None and opened.openapi.secret_values() == [SECRET], "the masked value kept it"
-    assert opened.openapi.base_url == "https://api.example/v2" and opened.headers == {"X-Team": "t1"}
+    assert opened.openapi.output_schemas is False and opened.headers == {"X-Team": "t1"}
+    moved = {**shown, "openapi": {**shown["openapi"], "base_url": "https://api.example/v2"}}
+    refused = await api.put("/servers/rest", json={"config": moved})  # secrets stay with their destination
+    assert refused.status_code == 422 and refused.json()["error"] == "secret_unbound", refused.text
 
     rotated = {
         **kept,

@@ -33,6 +33,7 @@ from services.executor.service import ExecutorService
 from services.ingress.service import IngressService
 from services.policy.service import PolicyService
 from tests.support.admin_api import BOOTSTRAP, first_owner
+from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.llm_provider import Reply, scripted_provider
 from tests.support.polling import poll_until
@@ -89,6 +90,7 @@ async def secured_stack(
             ExecutorService(
                 ExecutorSettings(
                     **common,
+                    egress=LOOPBACK_UPSTREAMS,  # its scripted provider runs on this machine
                     nats_nkey_seed_file=creds.seed_file(EXECUTOR),
                     secrets_key=creds.secrets_key,
                     bus_signing_key=creds.bus_signing_key,

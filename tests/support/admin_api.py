@@ -25,6 +25,7 @@ from services.admin.api.access_store import AccessStore
 from services.admin.api.tables import Buckets
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
+from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.stores import declared
 
 __all__ = [
@@ -104,6 +105,7 @@ async def running_admin(nats_url: str, **settings: Any) -> AsyncIterator[tuple[A
     await declared(nc.jetstream(), subjects.AUDIT_STREAM, subjects.AUDIT_DEAD_STREAM, subjects.KV_CATALOG)
     await nc.close()
     settings.setdefault("registries", {})  # the default registry is on the internet: a test names its own
+    settings.setdefault("egress", LOOPBACK_UPSTREAMS)  # the console's test reaches the suite's own servers
     service = AdminService(
         AdminSettings(nats_url=nats_url, admin_port=0, admin_bootstrap_token=SecretStr(BOOTSTRAP), **settings)
     )

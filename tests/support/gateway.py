@@ -115,7 +115,8 @@ def echoers_config(**sections: Any) -> dict[str, Any]:
 
 
 def _executor_egress(config: BastionConfig, options: dict[str, Any] | None) -> dict[str, Any]:
-    """`options` with the executor's `egress`: the config's section, else the suite's loopback hosts."""
+    """`options` with the executor's (and the admin service's) `egress`: the config's section, else the
+    suite's loopback hosts."""
     egress = config.egress if "egress" in config.model_fields_set else LOOPBACK_UPSTREAMS
     return {"egress": egress, **(options or {})}
 
@@ -318,7 +319,7 @@ async def running_gateway(
                             admin_port=0,
                             admin_bootstrap_token=SecretStr(BOOTSTRAP),
                             secrets_key=SecretStr(secrets_key),
-                            **role(ADMIN, **own, **_public_url(ingress), **(admin_options or {})),
+                            **role(ADMIN, **own, **_public_url(ingress), **_executor_egress(config, admin_options)),
                         )
                     )
                 ]

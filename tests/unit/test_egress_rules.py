@@ -11,7 +11,7 @@ import pytest
 from cli.layout import resolve_endpoints, service_specs
 from libs.common.config import ConfigError, parse_config
 from libs.common.egress import EgressRefused, EgressRules, system_resolver
-from libs.common.settings import ExecutorSettings, OAuthSettings
+from libs.common.settings import AdminSettings, ExecutorSettings, OAuthSettings
 
 pytestmark = pytest.mark.unit
 
@@ -154,11 +154,14 @@ def test_bastion_up_hands_the_section_to_the_executor_and_the_oauth_service(
     specs = {spec.name: spec.env or {} for spec in service_specs(config, ep, "session", environ)}
     monkeypatch.setenv("BASTION_EGRESS", specs["executor"]["BASTION_EGRESS"])
     assert ExecutorSettings().egress.allow_private_hosts == ["10.0.0.5", "[fd00::5]", "mcp_box"]
+    # the admin service's test of a server before it is saved reaches what the executors may
+    monkeypatch.setenv("BASTION_EGRESS", specs["admin"]["BASTION_EGRESS"])
+    assert AdminSettings().egress.allow_private_hosts == ["10.0.0.5", "[fd00::5]", "mcp_box"]
     # the oauth service's own list is kept, the section's hosts added: upstreams' OAuth endpoints on them work too
     monkeypatch.setenv("BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS", specs["oauth"]["BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS"])
     assert OAuthSettings().upstream_oauth_allow_hosts == ["auth.corp.example", "10.0.0.5", "fd00::5"]
     # a file without the section leaves both services as their own settings say
     bare = parse_config({})
     plain = {spec.name: spec.env or {} for spec in service_specs(bare, ep, "session", {})}
-    assert "BASTION_EGRESS" not in plain["executor"]
+    assert "BASTION_EGRESS" not in plain["executor"] and "BASTION_EGRESS" not in plain["admin"]
     assert "BASTION_UPSTREAM_OAUTH_ALLOW_HOSTS" not in plain["oauth"]

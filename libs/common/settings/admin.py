@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from ..egress import EgressSection
 from .base import AuditJournalSettings, RefusalSettings, ServiceSettings
 
 __all__ = ["AdminSettings"]
@@ -39,3 +40,12 @@ class AdminSettings(ServiceSettings, AuditJournalSettings, RefusalSettings):
     the configuration file's `registries`), docs/registry.md."""
     registry_timeout: float = Field(default=10.0, gt=0, le=120)
     """Seconds a request to a registry may take."""
+    egress: EgressSection = Field(default_factory=EgressSection)
+    """`BASTION_EGRESS` (JSON, the config file's `egress` section: `bastion up` sets it, as for the
+    executors): the non-public hosts the console's test of a server before it is saved may reach, beside
+    the server's own `allow_private_hosts`. Unset: public addresses only."""
+
+    @field_validator("egress", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: object) -> object:
+        return {} if isinstance(value, str) and not value.strip() else value

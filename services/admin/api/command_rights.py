@@ -5,14 +5,21 @@ the server routes, a configuration import, the console's connectivity test."""
 
 from __future__ import annotations
 
-from libs.common.command_servers import COMMAND_PERMISSION, WHY_OWNER_ONLY, owner_only_changes
+from libs.common.command_servers import (
+    COMMAND_PERMISSION,
+    WHY_OWNER_ONLY,
+    WHY_PROVIDER_ENV,
+    owner_only_changes,
+    provider_owner_only_changes,
+)
 from libs.common.config import ServerConfig
+from libs.common.llm_config import ProviderConfig
 from libs.common.sealing import Sealer, SealingError
 
 from .errors import forbidden
 from .identity import Identity
 
-__all__ = ["comparable", "require_command", "require_fields"]
+__all__ = ["comparable", "require_command", "require_fields", "require_provider_fields"]
 
 
 def comparable(sealer: Sealer, config: ServerConfig) -> ServerConfig:
@@ -30,9 +37,17 @@ def require_command(identity: Identity, what: str, before: ServerConfig | None, 
     require_fields(identity, what, owner_only_changes(before, after))
 
 
-def require_fields(identity: Identity, what: str, changed: list[str]) -> None:
+def require_fields(identity: Identity, what: str, changed: list[str], why: str = WHY_OWNER_ONLY) -> None:
     """403 naming `servers:command` when `changed` (owner-only fields a write sets) is not empty and
     `identity` lacks the permission."""
     if changed and not identity.grants.allows(COMMAND_PERMISSION):
         fields = ", ".join(repr(name) for name in changed)
-        raise forbidden(identity, COMMAND_PERMISSION, why=f"{what} sets {fields}; {WHY_OWNER_ONLY}")
+        raise forbidden(identity, COMMAND_PERMISSION, why=f"{what} sets {fields}; {why}")
+
+
+def require_provider_fields(
+    identity: Identity, what: str, before: ProviderConfig | None, after: ProviderConfig
+) -> None:
+    """403 naming `servers:command` (the owner's) when an LLM provider's write names a variable of the
+    executors' environment (`api_key_env`) or moves one to another `base_url`."""
+    require_fields(identity, what, provider_owner_only_changes(before, after), WHY_PROVIDER_ENV)

@@ -17,8 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from libs.common.command_servers import owner_only_changes
-from libs.common.config import BastionConfig, ConfigError, ServerConfig, parse_config, parse_untrusted_text
+from libs.common.command_servers import COMMAND_PERMISSION, owner_only_changes, provider_owner_only_changes
+from libs.common.config import (
+    BastionConfig,
+    ConfigError,
+    ServerConfig,
+    env_references,
+    parse_config,
+    parse_untrusted_text,
+)
 from libs.common.config_records import entity_records, key_records
 from libs.common.entities import Entity
 from libs.common.llm import ProviderRecord
@@ -27,7 +34,8 @@ from libs.common.messages import KeyRecord, ServerRecord
 
 from .errors import AdminError, forbidden
 from .identity import Identity
-from .models import MASK, unmask
+from .models import MASK
+from .secret_binding import fill_masks, require_bound, server_destination, unmask_provider_key
 from .store import AdminStore, Conflict, Table
 
 __all__ = ["SECTIONS", "ConfigPlan", "Importer", "SectionPlan"]
@@ -74,6 +82,12 @@ class ConfigPlan(BaseModel):
         " `args`, `env`, `cwd`; `sandbox`; `allow_private_hosts`), with those fields: applying them needs"
         " `servers:command`, the owner's",
     )
+    providers_need_command: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="the LLM providers the file adds or changes in an owner-only field (`api_key_env`, or"
+        " `base_url` while `api_key_env` is set: where a variable of the executors' environment is sent),"
+        " with those fields: applying them needs `servers:command`, the owner's",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,13 +99,33 @@ class _Write:
     """The stored revision the write replaces; None: a new record."""
 
 
+_SECTION_KEYS = {
+    "servers": ("mcpServers", "mcp_servers"),
+    "keys": ("keys",),
+    "groups": ("groups",),
+    "customers": ("customers",),
+    "teams": ("teams",),
+    "users": ("users",),
+}
+_NOT_EXPANDED = (
+    "is a ${VAR}, which is expanded only from the owner's configuration file on disk (`bastion config"
+    f" apply`), never from the API: write the value itself, or {MASK} to keep the stored one"
+)
+
+
 def _invalid(message: str) -> AdminError:
-    if "environment variable" in message:
-        message += (
-            " in the admin service's environment: set it there, write the value in the file, or write"
-            f" {MASK} to keep the stored value"
-        )
     return AdminError(422, "invalid_config", message)
+
+
+def _filled(raw: Any) -> list[str]:
+    """The sections of the plan a parsed document fills, before any of it is validated."""
+    if not isinstance(raw, dict):
+        return []
+    filled = [section for section, keys in _SECTION_KEYS.items() if any(raw.get(k) for k in keys)]
+    llm = raw.get("llm")
+    if isinstance(llm, dict) and llm.get("providers"):
+        filled.append("llm_providers")
+    return filled
 
 
 def _ids(value: Any) -> list[str]:
@@ -99,14 +133,28 @@ def _ids(value: Any) -> list[str]:
 
 
 class Importer:
-    def __init__(self, store: AdminStore) -> None:
+    def __init__(self, store: AdminStore, identity: Identity) -> None:
         self._store = store
+        self._identity = identity
 
     def read(self, text: str) -> tuple[BastionConfig, list[KeyRecord], list[str]]:
-        """The file as `bastion config apply` reads it (422 naming the first problem), and its keys."""
+        """The file as `bastion config apply` reads it, without expanding anything from this service's
+        environment: 403 for a section the principal may not write (before the file is validated),
+        422 naming the first problem (its field, never its value), and its keys."""
         try:
             raw = parse_untrusted_text(text, "import")
-            config = parse_config(raw, "import")
+        except ConfigError as exc:
+            raise _invalid(str(exc)) from None
+        self.require(self._identity, _filled(raw))
+        try:
+            if where := env_references(raw):
+                raise ConfigError(f"import: {where[0]} {_NOT_EXPANDED}")
+            config = parse_config(raw, "import", expand=False)
+            if named := [k.name for k in config.keys if k.key_env is not None]:
+                raise ConfigError(
+                    f"import: keys (name {named[0]!r}).key_env names a variable of the admin service's"
+                    " environment, read only from the owner's file on disk: give key_sha256 (or key)"
+                )
             keys = key_records(config)
             entity_records(config)  # an id used twice in one kind
         except ConfigError as exc:
@@ -115,30 +163,23 @@ class Importer:
         return config, keys, ignored
 
     @staticmethod
-    def require(identity: Identity, config: BastionConfig) -> None:
+    def require(identity: Identity, filled: list[str]) -> None:
         """403 naming the first write permission a section the file fills needs and the principal lacks."""
-        filled = {
-            "servers": config.mcp_servers,
-            "keys": config.keys,
-            "groups": config.groups,
-            "customers": config.customers,
-            "teams": config.teams,
-            "users": config.users,
-            "llm_providers": config.llm.providers,
-        }
-        for section, items in filled.items():
+        for section in SECTIONS:
             permission = SECTIONS[section]
-            if items and identity.grants.scopes(permission) is not None:  # a team's key manager: not here
+            if section in filled and identity.grants.scopes(permission) is not None:  # a team's key manager: not here
                 raise forbidden(identity, permission)
 
     async def plan(
         self, config: BastionConfig, keys: list[KeyRecord]
-    ) -> tuple[dict[str, SectionPlan], list[_Write], dict[str, list[str]]]:
-        """What the import would change, the writes that do it, and the servers among them whose owner-only
-        fields it sets (`libs.common.command_servers`); raises before any write is made."""
+    ) -> tuple[dict[str, SectionPlan], list[_Write], dict[str, list[str]], dict[str, list[str]]]:
+        """What the import would change, the writes that do it, and the servers and the LLM providers
+        among them whose owner-only fields it sets (`libs.common.command_servers`); raises before any
+        write is made."""
         sections = {name: SectionPlan() for name in SECTIONS}
         writes: list[_Write] = []
         owner_only: dict[str, list[str]] = {}
+        providers_owner_only: dict[str, list[str]] = {}
 
         def note(section: str, name: str, write: _Write | None) -> None:
             found = sections[section]
@@ -159,11 +200,14 @@ class Importer:
                 owner_only[name] = changed
         await self._check_models(config)
         for name, provider in config.llm.providers.items():
-            note("llm_providers", name, await self._provider(name, provider))
+            write, changed = await self._provider(name, provider)
+            note("llm_providers", name, write)
+            if write is not None and changed:
+                providers_owner_only[name] = changed
         await self._check_key_names(keys)
         for record in keys:
             note("keys", record.name, await self._key(record))
-        return sections, writes, owner_only
+        return sections, writes, owner_only, providers_owner_only
 
     async def write(self, writes: Iterable[_Write]) -> None:
         """Each write revision-checked (a concurrent change is a 409, and what follows is not written);
@@ -188,10 +232,13 @@ class Importer:
         named += [(f"keys.{k.name}", _KEY_REFS, k.model_dump()) for k in keys]
         for where, refs, values in named:
             for field, kind in refs.items():
-                missing += [f"{where}.{field}: {kind} {i!r}" for i in _ids(values.get(field)) if i not in known[kind]]
+                # the field and the kind, not the id: a message never repeats a value it refused
+                missing += [f"{where}.{field}: a {kind}" for i in _ids(values.get(field)) if i not in known[kind]]
         if missing:
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-            raise AdminError(422, "unknown_reference", f"import: {missing[0]} is neither stored nor in the file{more}")
+            raise AdminError(
+                422, "unknown_reference", f"import: {missing[0]} that is neither stored nor in the file{more}"
+            )
 
     async def _entity(self, kind: str, entity: Entity) -> _Write | None:
         table = self._store.entities[kind]
@@ -207,15 +254,18 @@ class Importer:
         """The write (None: stored as the file says) and the owner-only fields it sets."""
         stored = await self._store.servers.find(name)
         opened = self._store.sealer.open(stored.value.config) if stored is not None else None
-        wanted = unmask(server, opened) if opened is not None else server
-        if MASK in wanted.secret_values():
-            raise _invalid(f"import: mcpServers.{name}: {MASK} keeps a stored value, and this server has none")
+        what = f"import: mcpServers.{name}"
+        wanted, kept = fill_masks(server, opened, what)
+        changed = owner_only_changes(opened, wanted)
+        # without `servers:command` a plan names the owner's fields and an apply refuses them (403) first
+        if opened is not None and (not changed or self._identity.grants.allows(COMMAND_PERMISSION)):
+            require_bound(what, kept, server_destination(opened), server_destination(wanted))
         if stored is not None and wanted == opened:
             return None, []
         source = stored.value.source if stored is not None else None  # who manages it does not change
         record = ServerRecord(name=name, config=self._store.sealer.seal(wanted), source=source)
         write = _Write(self._store.servers, name, record, stored.revision if stored is not None else None)
-        return write, owner_only_changes(opened, wanted)
+        return write, changed
 
     async def _check_models(self, config: BastionConfig) -> None:
         """A model has one provider (a request's `model` names it), as the provider routes require."""
@@ -226,23 +276,22 @@ class Importer:
                 if (other := served.setdefault(model, name)) != name:
                     raise Conflict(f"import: providers {other!r} and {name!r} both serve {model!r}; a model has one")
 
-    async def _provider(self, name: str, provider: ProviderConfig) -> _Write | None:
+    async def _provider(self, name: str, provider: ProviderConfig) -> tuple[_Write | None, list[str]]:
+        """The write (None: stored as the file says) and the owner-only fields it sets (`api_key_env`)."""
         stored = await self._store.providers.find(name)
         sealer = self._store.sealer
-        old_key = stored.value.config.api_key if stored is not None else None
-        api_key = provider.api_key
-        if api_key == MASK:
-            if old_key is None:
-                raise _invalid(f"import: llm.providers.{name}.api_key: {MASK} keeps a stored key, and there is none")
-            api_key = sealer.open_value(old_key)
-        if stored is not None:
-            opened = stored.value.config.model_copy(update={"api_key": sealer.open_value(old_key) if old_key else None})
-            if opened == provider.model_copy(update={"api_key": api_key}):
-                return None
+        old = stored.value.config if stored is not None else None
+        old_key = sealer.open_value(old.api_key) if old is not None and old.api_key else None
+        api_key = unmask_provider_key(provider, old, old_key, f"import: llm.providers.{name}")
+        if old is not None and old.model_copy(update={"api_key": old_key}) == provider.model_copy(
+            update={"api_key": api_key}
+        ):
+            return None, []
         sealed = provider.model_copy(update={"api_key": sealer.seal_value(api_key) if api_key is not None else None})
         source = stored.value.source if stored is not None else None
         record = ProviderRecord(name=name, config=sealed, source=source)
-        return _Write(self._store.providers, name, record, stored.revision if stored is not None else None)
+        write = _Write(self._store.providers, name, record, stored.revision if stored is not None else None)
+        return write, provider_owner_only_changes(old, provider)
 
     async def _check_key_names(self, keys: list[KeyRecord]) -> None:
         active = {v.value.name: i for i, v in await self._store.keys.list() if not v.value.revoked}

@@ -10,6 +10,8 @@ import logging
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.command_servers import WHY_PROVIDER_ENV
+
 from ..roles import AUTHENTICATED
 from .command_rights import require_fields
 from .config_import import ConfigPlan, Importer
@@ -35,14 +37,17 @@ class ConfigText(BaseModel):
 
 async def planned(store: AdminStore, body: ConfigText, apply: bool) -> ConfigPlan:
     identity = current()
-    importer = Importer(store)
-    config, keys, ignored = importer.read(body.yaml)
-    importer.require(identity, config)
-    sections, writes, owner_only = await importer.plan(config, keys)
-    plan = ConfigPlan(sections=sections, ignored=ignored, applied=apply, needs_command=owner_only)
+    importer = Importer(store, identity)
+    config, keys, ignored = importer.read(body.yaml)  # 403 for a section it may not write, first
+    sections, writes, owner_only, providers = await importer.plan(config, keys)
+    plan = ConfigPlan(
+        sections=sections, ignored=ignored, applied=apply, needs_command=owner_only, providers_need_command=providers
+    )
     if apply:
         for name, changed in owner_only.items():  # a plan says so; an apply refuses
             require_fields(identity, f"import: mcpServers.{name}", changed)
+        for name, changed in providers.items():
+            require_fields(identity, f"import: llm.providers.{name}", changed, WHY_PROVIDER_ENV)
         await importer.write(writes)
         if store.changes is not None:  # one event for the import beside one for each record written
             store.changes.record("config", "import", "config", None, plan)
@@ -61,10 +66,12 @@ async def plan_config(store: AdminStore, body: ConfigText) -> ConfigPlan:
 
 async def apply_config(store: AdminStore, body: ConfigText) -> ConfigPlan:
     """Import the file: add and change what it names (nothing it leaves out is deleted), after
-    checking all of it. A `${VAR}` the admin service cannot expand is a 422 naming it (`***` keeps a
-    stored secret). Every record written is an admin audit event, and so is the import. A file that
-    adds or changes a stdio server's command (`needs_command` in the plan) is refused (403) without
-    `servers:command`, and nothing of it is written."""
+    checking all of it. Nothing is expanded from the admin service's environment: a `${VAR}` or a key's
+    `key_env` is a 422 naming where it is (only the owner's file on disk, read by `bastion config apply`,
+    expands). `***` keeps a stored secret while its destination stays (else 422 `secret_unbound`).
+    Every record written is an admin audit event, and so is the import. A file that adds or changes a
+    stdio server's command (`needs_command` in the plan) or a provider's `api_key_env`
+    (`providers_need_command`) is refused (403) without `servers:command`, and nothing of it is written."""
     return await planned(store, body, apply=True)
 
 

@@ -9,7 +9,6 @@ a client may send back as `If-Match` to make its next write conditional.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -19,6 +18,7 @@ from libs.common.config import SERVER_NAME, ServerConfig, grant_problem
 from libs.common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 from libs.common.llm_config import AgentMode, ProviderConfig
 from libs.common.messages import BreakerStatus
+from libs.common.refused_values import refusal_text
 
 __all__ = [
     "MASK",
@@ -52,12 +52,12 @@ __all__ = [
     "UserPatch",
     "field_errors",
     "masked",
-    "unmask",
     "valid_server_name",
 ]
 
 MASK = "***"
-"""Shown instead of every upstream `env`/`headers` value; sent back in a PUT it keeps the stored value."""
+"""Shown instead of every stored secret; sent back in a write it keeps the stored value, for the same
+destination only (`secret_binding`)."""
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Slug = Annotated[str, Field(pattern=_SLUG, examples=["payments"])]
@@ -276,7 +276,8 @@ class ServerCreate(_Request):
 
 class ServerUpdate(_Request):
     config: ServerConfig
-    """Replaces the whole entry. An `env`/`headers` value equal to the mask keeps the stored value."""
+    """Replaces the whole entry. A secret equal to the mask keeps the stored value, unless the entry's
+    destination changes (`secret_binding`): then it must be given again."""
 
 
 class ServerOut(BaseModel):
@@ -314,7 +315,8 @@ class ProviderCreate(_Request):
 
 class ProviderUpdate(_Request):
     config: ProviderConfig
-    """Replaces the whole entry. An `api_key` equal to the mask keeps the stored key."""
+    """Replaces the whole entry. An `api_key` equal to the mask keeps the stored key, unless `base_url`
+    changes (`secret_binding`): then it must be given again."""
 
 
 class ProviderOut(BaseModel):
@@ -332,22 +334,12 @@ def masked(config: ServerConfig) -> ServerConfig:
     return config.map_secrets(lambda _where, _value: MASK)
 
 
-def unmask(new: ServerConfig, old: ServerConfig) -> ServerConfig:
-    """`new` with every masked value that names a stored secret replaced by the stored value."""
-    stored: dict[str, str] = {}
-    old.map_secrets(lambda where, value: stored.setdefault(where, value))
-    return new.map_secrets(lambda where, value: stored.get(where, value) if value == MASK else value)
-
-
-_VALUE_ERROR = re.compile(r"^(Value|Assertion) error, ")
-
-
 def field_errors(errors: Sequence[Any]) -> list[FieldError]:
-    """Pydantic/FastAPI errors without their `input` (it may hold an upstream credential)."""
+    """Pydantic/FastAPI errors without their `input`, in the message too (it may hold an upstream credential)."""
     return [
         FieldError(
             loc=[p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
-            msg=_VALUE_ERROR.sub("", str(e.get("msg", "invalid"))),
+            msg=refusal_text(e),
             type=str(e.get("type", "value_error")),
         )
         for e in errors

@@ -10,11 +10,14 @@ from fastapi import APIRouter, Response
 
 from libs.common.llm import ProviderRecord
 from libs.common.llm_config import ProviderConfig
+from libs.common.sealing import SealingError
 
-from .errors import invalid
-from .models import MASK, FieldError, ProviderCreate, ProviderOut, ProviderUpdate
+from .command_rights import require_provider_fields
+from .identity import current
+from .models import MASK, ProviderCreate, ProviderOut, ProviderUpdate
 from .route_helpers import IfMatch, check_expected, etag, expected_revision
 from .route_table import Route, register
+from .secret_binding import unmask_provider_key
 from .store import AdminStore, Conflict
 
 __all__ = ["provider_routes"]
@@ -34,13 +37,22 @@ async def served_elsewhere(store: AdminStore, name: str, config: ProviderConfig)
             raise Conflict(f"provider {other!r} already serves {', '.join(map(repr, taken))}; a model has one provider")
 
 
-def sealed(store: AdminStore, config: ProviderConfig, old: ProviderConfig | None = None) -> ProviderConfig:
-    api_key = config.api_key
-    if api_key == MASK:  # sent back as read: keep what is stored
-        api_key = old.api_key if old is not None else None
-        if api_key is None:
-            raise invalid([FieldError(loc=["body", "config", "api_key"], msg="no stored key to keep", type="mask")])
+def sealed(store: AdminStore, name: str, config: ProviderConfig, old: ProviderConfig | None = None) -> ProviderConfig:
+    """`config` as stored: its key sealed; the mask keeps the stored key for the same `base_url` only
+    (`secret_binding`); naming an environment variable is the owner's (`require_provider_fields`)."""
+    what = f"llm provider {name!r}"
+    require_provider_fields(current(), what, old, config)
+    old_key = _opened(store, old.api_key) if old is not None and old.api_key is not None else None
+    api_key = unmask_provider_key(config, old, old_key, what)
     return config.model_copy(update={"api_key": store.sealer.seal_value(api_key) if api_key is not None else None})
+
+
+def _opened(store: AdminStore, value: str) -> str:
+    """The stored key in the clear, or as stored when this replica cannot open it (kept as it is)."""
+    try:
+        return store.sealer.open_value(value)
+    except SealingError:
+        return value
 
 
 async def list_providers(store: AdminStore) -> list[ProviderOut]:
@@ -56,9 +68,10 @@ async def get_provider(store: AdminStore, name: str, response: Response) -> Prov
 
 
 async def add_provider(store: AdminStore, body: ProviderCreate) -> ProviderOut:
-    """Add a provider; ingress lists its models and executors call it at once (no restart)."""
+    """Add a provider; ingress lists its models and executors call it at once (no restart). One that
+    names `api_key_env` (a variable of the executors' environment) needs `servers:command`: the owner's."""
     await served_elsewhere(store, body.name, body.config)
-    record = ProviderRecord(name=body.name, config=sealed(store, body.config))
+    record = ProviderRecord(name=body.name, config=sealed(store, body.name, body.config))
     revision = await store.providers.create(body.name, record)
     log.info("admin: added llm provider %r (%d model(s))", body.name, len(body.config.models))
     return provider_out(record, revision)
@@ -67,13 +80,15 @@ async def add_provider(store: AdminStore, body: ProviderCreate) -> ProviderOut:
 async def update_provider(
     store: AdminStore, name: str, body: ProviderUpdate, response: Response, if_match: IfMatch = None
 ) -> ProviderOut:
-    """Replace a provider's entry (an `api_key` sent back masked keeps the stored key)."""
+    """Replace a provider's entry (an `api_key` sent back masked keeps the stored key while `base_url`
+    stays, else 422 `secret_unbound`). Setting `api_key_env`, or changing `base_url` while it is set,
+    needs `servers:command`: the owner's."""
     expected = expected_revision(if_match)
-    current = await store.providers.get(name)
-    check_expected(current, expected, store.providers.stale(name))
+    stored = await store.providers.get(name)
+    check_expected(stored, expected, store.providers.stale(name))
     await served_elsewhere(store, name, body.config)
-    record = ProviderRecord(name=name, config=sealed(store, body.config, current.value.config))
-    revision = await store.providers.update(name, record, current.revision)
+    record = ProviderRecord(name=name, config=sealed(store, name, body.config, stored.value.config))
+    revision = await store.providers.update(name, record, stored.revision)
     log.info("admin: updated llm provider %r", name)
     etag(response, revision)
     return provider_out(record, revision)

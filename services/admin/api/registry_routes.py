@@ -17,10 +17,11 @@ from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from libs.common.config import ServerConfig
 from libs.common.messages import ServerRecord
+from libs.common.refused_values import refusal_text
 from libs.common.registry_entries import ImportRefused, RegistryOrigin, choices_of, entry_for
 
 from .command_rights import comparable, require_command
@@ -29,6 +30,7 @@ from .identity import current
 from .models import ServerOut, _server_name, masked
 from .registry_client import RegistryClient, RegistryUnreachable, ServerNotFound
 from .route_table import Route, register
+from .secret_binding import require_bound, server_destination
 from .store import AdminStore
 
 __all__ = ["registry_routes"]
@@ -59,8 +61,9 @@ class UpdateApproval(BaseModel):
 
     version: str = Field(default="latest", min_length=1, max_length=255)
     values: dict[str, str] = Field(default_factory=dict)
-    """Values for inputs the new version adds, by name or `valueHint` (the stored entry's env and
-    headers are kept); a name the new version has no input for is refused."""
+    """Values for inputs the new version adds, by name or `valueHint`; a name the new version has no
+    input for is refused. The stored entry's env and headers are kept while the version runs where the
+    stored one did (same URL, same command and args); else give them again here."""
 
 
 class RegistryServer(BaseModel):
@@ -196,6 +199,10 @@ async def approve_update(parts: RegistryParts, name: str, body: UpdateApproval) 
     kept = before.model_dump(exclude_unset=True, exclude={"command", "args", "env", "url", "headers", "type"})
     config = _validated({**kept, **entry, "registry": moved.model_dump()})
     require_command(current(), f"server {name!r}", before, config)
+    # the stored env and headers carried over, not given again, go only where they went before
+    carried = [f"env {k!r}" for k in config.env if k in before.env and k not in body.values]
+    carried += [f"header {k!r}" for k in config.headers if k in before.headers and k not in body.values]
+    require_bound(f"server {name!r}", carried, server_destination(before), server_destination(config))
     record = ServerRecord(name=name, config=store.sealer.seal(config))
     revision = await store.servers.update(name, record, stored.revision)
     log.info("admin: server %r moved from %s to %s (%s)", name, origin.version, moved.version, origin.server)
@@ -228,5 +235,9 @@ def _local_name(server: str) -> str:
 def _validated(entry: dict[str, Any]) -> ServerConfig:
     try:
         return ServerConfig.model_validate(entry)
-    except ValueError as exc:
-        raise AdminError(422, "import_refused", f"the registry's entry is not a valid server: {exc}") from None
+    except ValidationError as exc:  # where and which rule: the entry holds the values given, secrets too
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(the entry)"
+        raise AdminError(
+            422, "import_refused", f"the registry's entry is not a valid server: {where}: {refusal_text(first)}"
+        ) from None

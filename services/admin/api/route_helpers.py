@@ -54,9 +54,8 @@ async def check_refs(store: AdminStore, values: dict[str, Any], refs: dict[str, 
         ids = list(value) if isinstance(value, list) else ([value] if value else [])
         for missing in await store.missing(kind, ids):
             loc: list[str | int] = ["body", field, ids.index(missing)] if isinstance(value, list) else ["body", field]
-            detail.append(
-                FieldError(loc=loc, msg=f"{LABELS[kind]} {missing!r} does not exist", type="unknown_reference")
-            )
+            # the field and the kind, not the id: a message never repeats a value it refused
+            detail.append(FieldError(loc=loc, msg=f"no {LABELS[kind]} has this id", type="unknown_reference"))
     if detail:
         raise invalid(detail, "unknown_reference")
 

@@ -13,9 +13,10 @@ from libs.common.messages import ServerRecord
 
 from .command_rights import comparable, require_command
 from .identity import current
-from .models import ServerCreate, ServerOut, ServerUpdate, masked, unmask
+from .models import ServerCreate, ServerOut, ServerUpdate, masked
 from .route_helpers import IfMatch, check_expected, etag, expected_revision
 from .route_table import Route, register
+from .secret_binding import fill_masks, require_bound, server_destination, unmask_server
 from .store import AdminStore
 from .upstream_links import UpstreamLinks
 
@@ -75,6 +76,7 @@ async def add_server(parts: ServerParts, body: ServerCreate) -> ServerOut:
     """Add an upstream MCP server (one `mcpServers` entry); executors connect to it at once. A stdio
     server (`command`) and the other owner-only fields need `servers:command` too: the owner's."""
     require_command(current(), f"server {body.name!r}", None, body.config)
+    unmask_server(body.config, None, f"server {body.name!r}")  # a mask with nothing stored is refused
     record = ServerRecord(name=body.name, config=parts.store.sealer.seal(body.config))
     revision = await parts.store.servers.create(body.name, record)
     log.info("admin: added server %r (%s)", body.name, body.config.transport)
@@ -84,15 +86,17 @@ async def add_server(parts: ServerParts, body: ServerCreate) -> ServerOut:
 async def update_server(
     parts: ServerParts, name: str, body: ServerUpdate, response: Response, if_match: IfMatch = None
 ) -> ServerOut:
-    """Replace a server's entry; executors reconnect with it. Masked `env`/`headers` values
-    (sent back as read) keep their stored values. Changing what a stdio server runs (or another
+    """Replace a server's entry; executors reconnect with it. Masked secrets (sent back as read)
+    keep their stored values while the destination (URL, command, OpenAPI document or base URL) stays:
+    changing it needs them given again (422 `secret_unbound`). Changing what a stdio server runs (or another
     owner-only field) needs `servers:command`."""
     expected = expected_revision(if_match)
     stored = await parts.store.servers.get(name)
     check_expected(stored, expected, parts.store.servers.stale(name))
-    config = unmask(body.config, stored.value.config)
-    before, after = comparable(parts.store.sealer, stored.value.config), comparable(parts.store.sealer, config)
-    require_command(current(), f"server {name!r}", before, after)
+    before, what = comparable(parts.store.sealer, stored.value.config), f"server {name!r}"
+    config, kept = fill_masks(body.config, before, what)
+    require_command(current(), what, before, comparable(parts.store.sealer, config))  # a 403 before a 422
+    require_bound(what, kept, server_destination(before), server_destination(config))  # `***`: same destination
     record = ServerRecord(name=name, config=parts.store.sealer.seal(config))
     revision = await parts.store.servers.update(name, record, stored.revision)
     log.info("admin: updated server %r", name)

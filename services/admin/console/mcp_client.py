@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from libs.common.guarded_http import shared_tls
+from libs.common.egress import EgressRules
+from libs.common.guarded_http import guarded_transport, shared_tls
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -22,11 +23,30 @@ MAX_TOOLS_PAGES = 50
 _MAX_ERROR_CHARS = 300
 
 
+def _client(
+    rules: EgressRules | None,
+    headers: dict[str, str] | None = None,
+    timeout: httpx2.Timeout | float | None = None,
+    auth: httpx2.Auth | None = None,
+) -> httpx2.AsyncClient:
+    """An httpx2 client connecting only where `rules` allow (`libs.common.guarded_http`), with no
+    environment proxy (which would resolve names itself); any address when `rules` is None."""
+    if rules is None:
+        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=shared_tls())
+    transport = guarded_transport(rules.addresses, trust_env=False)
+    return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, transport=transport, trust_env=False)
+
+
 @contextlib.asynccontextmanager
 async def connected(
-    url: str, headers: dict[str, str], sse: bool = False, read_seconds: float = 15.0
+    url: str,
+    headers: dict[str, str],
+    sse: bool = False,
+    read_seconds: float = 15.0,
+    rules: EgressRules | None = None,
 ) -> AsyncIterator[Client]:
-    """An initialized client session with `url` (streamable HTTP, or the legacy HTTP+SSE transport)."""
+    """An initialized client session with `url` (streamable HTTP, or the legacy HTTP+SSE transport);
+    with `rules`, every connection (redirects included) goes only where they allow."""
     # the SDK is imported on the first probe or playground call: building its protocol models costs
     # the admin process about 0.4 CPU-seconds at every start otherwise
     from mcp import Client
@@ -34,11 +54,17 @@ async def connected(
     from mcp.client.streamable_http import streamable_http_client
 
     if sse:
-        legacy = sse_client(url, headers=headers, timeout=read_seconds, sse_read_timeout=read_seconds)
+        legacy = sse_client(
+            url,
+            headers=headers,
+            timeout=read_seconds,
+            sse_read_timeout=read_seconds,
+            httpx_client_factory=lambda headers=None, timeout=None, auth=None: _client(rules, headers, timeout, auth),
+        )
         async with Client(legacy) as client:
             yield client
         return
-    async with httpx2.AsyncClient(headers=headers, timeout=read_seconds, verify=shared_tls()) as http:
+    async with _client(rules, headers, read_seconds) as http:
         async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=read_seconds) as client:
             yield client
 

@@ -9,10 +9,12 @@ executor reports instead. The test holds no state and writes nothing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
 from libs.common.config import ServerConfig
+from libs.common.egress import EgressRules
 
 from .mcp_client import connected, failure, list_all_tools
 
@@ -30,12 +32,16 @@ class ProbeAnswer(BaseModel):
     """Why the test failed, one line (credentials and the URL left out)."""
 
 
-async def probe(config: ServerConfig) -> ProbeAnswer:
-    """Connect to the remote server of `config` (its `headers` open, never echoed) and list its tools."""
+async def probe(config: ServerConfig, allowed: Sequence[str] = ()) -> ProbeAnswer:
+    """Connect to the remote server of `config` (its `headers` open, never echoed) and list its tools,
+    held to the executors' egress rules: public addresses, the hosts `allowed` for every server (the
+    configuration's `egress.allow_private_hosts`) and the entry's own `allow_private_hosts`."""
     assert config.url is not None, "a remote server: the caller checks the transport"
+    rules = EgressRules([*allowed, *config.allow_private_hosts])
+    sse = config.transport == "sse"
     try:
         async with asyncio.timeout(PROBE_SECONDS):
-            async with connected(config.url, dict(config.headers), sse=config.transport == "sse") as client:
+            async with connected(config.url, dict(config.headers), sse=sse, rules=rules) as client:
                 tools = await list_all_tools(client)
                 version = client.protocol_version
     except TimeoutError:

@@ -7,6 +7,7 @@ playground's calls as a virtual key through the gateway.
 """
 
 import mimetypes
+from collections.abc import Sequence
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from typing import Annotated
@@ -22,8 +23,9 @@ from ..api.auth import Authenticator
 from ..api.command_rights import require_command
 from ..api.errors import AdminError, documented, needs
 from ..api.identity import current
-from ..api.models import ServerCreate, unmask
+from ..api.models import ServerCreate
 from ..api.routes import api_router
+from ..api.secret_binding import unmask_server
 from ..api.store import AdminStore
 from ..roles import PUBLIC
 from .catalog import MAX_PAGE, CatalogPage, gateway_name, search
@@ -96,10 +98,12 @@ def console_pages(auth: Authenticator) -> APIRouter:
     return router
 
 
-def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> APIRouter:
+def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress: Sequence[str] = ()) -> APIRouter:
     """The console's API routes under `/admin/v1/console`, each behind the permission it declares:
-    the catalog reads servers, the connectivity test writes them, the playground acts as a key whose
-    secret the person holds (listing keys is what it needs of the admin API)."""
+    the catalog reads servers, the connectivity test writes them (reaching only what the executors'
+    egress rules let through: public addresses and `egress`, the non-public hosts every server may
+    reach), the playground acts as a key whose secret the person holds (listing keys is what it needs
+    of the admin API)."""
     router = api_router(auth)
     prefix = "/console"
     playground = Playground(gateway_url)
@@ -118,9 +122,12 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
         prefix + "/servers/test", tags=["console"], responses=documented(422), openapi_extra=needs("servers:write")
     )
     async def test_server(body: ServerCreate) -> ProbeAnswer:
-        """Connect to a remote server's configuration and list its tools, without saving it. Masked
-        values (`***`) of an existing server of that name are its stored ones. Testing an entry with
-        an owner-only field (a command, which a test would start) needs `servers:command`."""
+        """Connect to a remote server's configuration and list its tools, without saving it, as the
+        executors would: loopback, private and metadata addresses are refused unless an owner allowed
+        them (`allow_private_hosts`, `egress`). Masked values (`***`) of an existing server of that
+        name are its stored ones while the URL stays the stored one (else 422 `secret_unbound`).
+        Testing an entry with an owner-only field (a command, which a test would start) needs
+        `servers:command`."""
         config = body.config
         require_command(current(), f"testing server {body.name!r}", None, config)
         if config.transport not in ("http", "sse"):
@@ -131,9 +138,10 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str) -> API
                 f"{_NAMED[config.transport]} is tested by saving it: its status shows what the executor found"
                 + (stdio if config.transport == "stdio" else ""),
             )
-        if (stored := await store.servers.find(body.name)) is not None:
-            config = unmask(config, store.sealer.open(stored.value.config))  # `***` keeps a stored secret
-        return await probe(config)
+        stored = await store.servers.find(body.name)
+        if stored is not None:  # `***` keeps a stored secret, for the destination it was stored for only
+            config = unmask_server(config, store.sealer.open(stored.value.config), f"testing server {body.name!r}")
+        return await probe(config, egress)
 
     def _playground() -> Playground:
         if not playground.url:

@@ -1,0 +1,76 @@
+"""An LLM provider is reached under the upstreams' egress rules: a `base_url` an operator points at the
+deployment's own network (loopback here; private and metadata addresses alike) gets no connection, and
+so never the `Bearer` of the executor's environment variable `api_key_env` names, unless an owner
+allowed the host (`egress.allow_private_hosts`). Real executor provider client, real listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+from libs.common.egress import EgressRules
+from libs.common.errors import ErrorKind
+from libs.common.llm import LlmRequest, ProviderRecord
+from libs.common.llm_config import ProviderConfig
+from libs.common.messages_base import Caller
+from libs.common.sealing import Sealer
+from services.executor.llm_providers import LlmProviders
+
+pytestmark = pytest.mark.integration
+
+SECRET = "sk-executor-environment-secret-0123456789"
+VARIABLE = "BASTION_TEST_PROVIDER_EGRESS_KEY"
+
+
+@contextlib.asynccontextmanager
+async def listener() -> AsyncIterator[tuple[int, list[bytes]]]:
+    heard: list[bytes] = []
+
+    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            heard.append(await reader.read(65536))
+            writer.write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)  # a port the system picks and holds
+    try:
+        yield server.sockets[0].getsockname()[1], heard
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def ask(rules: EgressRules, port: int) -> str:
+    """One completion through a provider at the listener; the error message it ends with."""
+
+    async def publish(_subject: str, _data: bytes) -> None:
+        return None
+
+    providers = LlmProviders(Sealer(), publish, rules)
+    config = ProviderConfig(base_url=f"http://127.0.0.1:{port}/v1", api_key_env=VARIABLE, models=["m"], retries=0)
+    await providers.put("stolen", ProviderRecord(name="stolen", config=config).model_dump_json().encode())
+    try:
+        caller = Caller(key_id="k", key_name="ci")
+        request = LlmRequest(caller=caller, provider="stolen", model="m", body={"model": "m"}, timeout=30)
+        outcome = await providers.run(request)
+    finally:
+        await providers.close()
+    assert outcome.error is not None
+    assert outcome.error.kind in (ErrorKind.UPSTREAM_UNAVAILABLE, ErrorKind.UPSTREAM_ERROR)
+    return outcome.error.message
+
+
+async def test_a_provider_on_a_loopback_address_gets_no_connection_and_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(VARIABLE, SECRET)
+    async with listener() as (port, heard):
+        message = await ask(EgressRules(), port)
+        assert "127.0.0.1 is a loopback address" in message and "allow_private_hosts" in message
+        assert SECRET not in message
+        assert heard == []
+
+        await ask(EgressRules(["127.0.0.1"]), port)  # an owner's allowance: then it is reached, key and all
+        assert heard and f"Bearer {SECRET}".encode() in heard[0]
