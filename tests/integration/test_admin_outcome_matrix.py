@@ -257,7 +257,7 @@ def _global_routes(admin: AdminService) -> list[tuple[str, str, str]]:
 
 async def test_no_scoped_principal_changes_a_global_object(matrix: Matrix) -> None:
     routes = _global_routes(matrix.admin)
-    assert len(routes) >= 20, routes  # servers, providers, principals, roles, policies, pins, ... (approvals are scopable)
+    assert len(routes) >= 20, routes  # servers, providers, principals, roles, policies, pins (approvals: scopable)
     wrong = []
     async with httpx.AsyncClient(base_url=matrix.admin.url, timeout=30) as http:
         for (role, scope), token in matrix.tokens.items():
