@@ -189,10 +189,10 @@ async def approve_update(parts: RegistryParts, name: str, body: UpdateApproval) 
     if before.registry is None:
         raise AdminError(422, "not_imported", f"server {name!r} was not imported from a registry")
     origin = before.registry
-    carried = {**origin.inputs, **before.env, **before.headers}
+    stored_values = {**origin.inputs, **before.env, **before.headers}
     try:
         detail = (await parts.client.version(origin.registry, origin.server, body.version))["server"]
-        entry, choice, inputs = entry_for(detail, body.values, origin.choice or None, carried)
+        entry, choice, inputs = entry_for(detail, body.values, origin.choice or None, stored_values)
     except _FAILURES as exc:
         raise _refused(exc) from None
     moved = origin.model_copy(update={"version": detail["version"], "choice": choice, "inputs": inputs})
