@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
-from typing import Any, Final, Literal
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Final, Literal
 
 from nats.aio.client import Client as NATS
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from . import subjects
-from .analytics_sql import MAX_SQL_CHARS, NotReadOnly, checked
+from .analytics_sql import DATABASE, MAX_SQL_CHARS, NotReadOnly, checked
 from .messages import AuditEvent
 from .messages_base import BusMessage, new_id
 
@@ -33,10 +33,12 @@ __all__ = [
     "ExportPage",
     "ExportRows",
     "NotReadOnly",
+    "TenantRows",
     "ask",
     "engine_limits",
     "limited",
     "read_only",
+    "tenant_filters",
 ]
 
 MAX_QUERY_ROWS: Final = 100_000
@@ -47,6 +49,49 @@ ANSWER_GRACE: Final = 5.0
 answers well before."""
 
 _QUERY_ID: Final = r"^[A-Za-z0-9_-]{1,64}$"
+_TenantId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+"""A customer's or team's id (`entities.Slug`): no quote or backslash can reach the engine's filter."""
+
+TENANT_COLUMNS: Final[Mapping[str, tuple[str, str]]] = {
+    "audit_events": ("customer_id", "team_id"),
+    "calls_hourly": ("customer", "team"),
+    "calls_daily": ("customer", "team"),
+}
+"""The tables of the `bastion` database whose rows belong to a tenant: (customer column, team column).
+Every other table (checkpoints, refused messages, the rollups' views) holds no tenant's rows and
+answers a tenant-scoped caller with none."""
+
+
+class TenantRows(BaseModel):
+    """The rows a tenant-scoped caller may read: those of these customers, or of these teams. The
+    admin service sets it from the principal's scoped `analytics:read` bindings; the audit service
+    applies it in the engine (`tenant_filters`), under whatever SQL the caller wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers: tuple[_TenantId, ...] = Field(default=(), max_length=256)
+    teams: tuple[_TenantId, ...] = Field(default=(), max_length=1024)
+
+
+def tenant_filters(tenant: TenantRows, tables: Iterable[str]) -> str:
+    """The engine's `additional_table_filters` for a query of `tenant`: each of `tables` (the
+    `bastion` database's, as the engine lists them now) read through a condition, so a subquery, a
+    join, a `WITH` or a view reads no other tenant's row: a tenant's table keeps the rows whose
+    customer or team is the tenant's, every other table keeps none ("0"). The ids are slugs, so the
+    quoting below holds."""
+
+    def one_of(column: str, ids: tuple[str, ...]) -> str:
+        quoted = ", ".join("\\'" + i + "\\'" for i in ids)  # a string within the map's string value
+        return f"{column} IN ({quoted})" if ids else "0"
+
+    conditions = {}
+    for table in sorted(tables):
+        columns = TENANT_COLUMNS.get(table)
+        condition = "0"
+        if columns is not None:
+            condition = f"{one_of(columns[0], tenant.customers)} OR {one_of(columns[1], tenant.teams)}"
+        conditions[f"{DATABASE}.{table}"] = condition
+    return "{" + ", ".join(f"'{name}': '{condition}'" for name, condition in conditions.items()) + "}"
 
 
 class AnalyticsQuery(BusMessage):
@@ -69,6 +114,9 @@ class AnalyticsQuery(BusMessage):
     `audit:payloads` permission (the auditor role)."""
     query_id: str = Field(default_factory=new_id, pattern=_QUERY_ID)
     """Names the query for `AnalyticsCancel`."""
+    tenant: TenantRows | None = None
+    """None: every row (a principal holding `analytics:read` everywhere); else only the rows of these
+    customers and teams, enforced in the engine whatever the SQL (`tenant_filters`)."""
 
 
 class AnalyticsAnswer(BusMessage):

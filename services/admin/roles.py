@@ -65,11 +65,21 @@ PERMISSIONS: Final[Mapping[str, str]] = {
 """Every permission, with what it opens. A route needs exactly one."""
 
 SCOPABLE: Final = frozenset(
-    {"keys:read", "keys:write", "groups:read", "groups:write", "directory:read", "directory:write", "approvals:decide"}
+    {
+        "keys:read",
+        "keys:write",
+        "groups:read",
+        "groups:write",
+        "directory:read",
+        "directory:write",
+        "approvals:decide",
+        "analytics:read",
+    }
 )
 """What a binding scoped to a team or customer grants: the permissions over objects a tenant owns (keys,
 tool groups, customers, teams, users), each for the objects lying wholly inside that team or customer, and
-`approvals:decide` for the calls those keys made."""
+`approvals:decide` for the calls those keys made, `analytics:read` for the audit rows of that team or
+customer (the engine filters every table: docs/analytics.md)."""
 
 OWNER_ONLY: Final[Mapping[str, str]] = {COMMAND_PERMISSION: WHY_OWNER_ONLY}
 """Permissions the owner role alone holds, with why: a custom role may not be given one (the admin API

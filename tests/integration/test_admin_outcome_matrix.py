@@ -310,11 +310,3 @@ async def test_a_scoped_principal_sees_only_its_tenant(matrix: Matrix) -> None:
     assert "g-acme" in groups and not groups & {"g-globex", "g-shared"}
     assert (await matrix.owner.get("/users/ub", headers=headers)).status_code == 403
     assert (await matrix.owner.get("/customers/globex", headers=headers)).status_code == 403
-
-
-async def test_a_scoped_analyst_reads_no_tenants_rows(matrix: Matrix) -> None:
-    """Analytics is not split by tenant yet: an analyst bound to a customer is refused, not shown every row."""
-    headers = {"Authorization": f"Bearer {matrix.tokens['analyst', 'customer']}"}
-    refused = await matrix.owner.post("/analytics/query", json={"sql": "SELECT 1"}, headers=headers)
-    assert refused.status_code == 403, refused.text
-    assert refused.json()["permission"] == "analytics:read"

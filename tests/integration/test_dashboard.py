@@ -37,6 +37,10 @@ class Run:
     owner: str
     """The first owner's API token."""
     analyst: str
+    acme_analyst: str
+    """An analyst bound to the customer `acme` only."""
+    infra_analyst: str
+    """An analyst bound to the team `infra` only."""
     """An analyst principal's API token."""
 
 
@@ -46,7 +50,9 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
         # made in KV directly: the admin service's own events (principals made through it) would count
         owner = await seeded_token(stack.nats_url, "owner", {"role": "owner"})
         analyst = await stack.person_token("ann@example.com", "analyst")
-        yield Run(stack.admin_url, events, now, owner, analyst)
+        acme = await seeded_token(stack.nats_url, "acme-ann", {"role": "analyst", "customer_id": "acme"}, kind="person")
+        infra = await seeded_token(stack.nats_url, "infra-ian", {"role": "analyst", "team_id": "infra"}, kind="person")
+        yield Run(stack.admin_url, events, now, owner, analyst, acme, infra)
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +124,60 @@ async def test_the_teams_panel_sums_spend_and_the_team_filter_narrows_every_pane
     assert infra.status_code == 200 and {row[0] for row in infra.json()["rows"]} == {"ci-bot"}
     assert events.status_code == 200
     assert {row[1] for row in events.json()["rows"]} == {"alice", "bob"}  # the platform team's keys
+
+
+TENANT_ESCAPES = {
+    "whole table": "SELECT customer_id, count() FROM bastion.audit_events GROUP BY customer_id",
+    "subquery": "SELECT customer_id, count() FROM (SELECT customer_id FROM bastion.audit_events) GROUP BY customer_id",
+    "with": "WITH e AS (SELECT customer_id FROM bastion.audit_events) SELECT customer_id, count() FROM e GROUP BY 1",
+    "in": "SELECT 'globex', count() FROM bastion.audit_events WHERE key_name IN "
+    "(SELECT key_name FROM bastion.audit_events WHERE customer_id = 'globex')",
+    "hourly rollup": "SELECT customer, sum(calls) FROM bastion.calls_hourly GROUP BY customer",
+    "daily rollup": "SELECT customer, sum(calls) FROM bastion.calls_daily GROUP BY customer",
+    "rollup view": "SELECT 'view', count() FROM bastion.calls_hourly_mv",
+    "checkpoints": "SELECT 'checkpoints', count() FROM bastion.audit_checkpoints",
+}
+
+
+async def test_a_tenant_scoped_analyst_reads_only_its_tenants_rows_however_it_asks(run: Run) -> None:
+    """An analyst bound to customer `acme` (or team `infra`) gets that tenant's rows from every table,
+    subquery, WITH, IN and rollup, and from every panel: the engine filters each table of the database
+    under whatever SQL arrives, and a table holding no tenant's rows answers none."""
+    acme_calls = sum(1 for e in run.events if e.customer_id == "acme")
+    assert 0 < acme_calls < len(run.events)
+    async with httpx.AsyncClient(base_url=run.base, timeout=30) as http:
+        answers = {}
+        for name, sql in TENANT_ESCAPES.items():
+            got = await http.post(
+                "/admin/v1/analytics/query", json={"sql": sql}, headers={"Authorization": f"Bearer {run.acme_analyst}"}
+            )
+            assert got.status_code == 200, (name, got.text)
+            answers[name] = {row[0]: row[1] for row in got.json()["rows"] if row[1]}
+        teams = await http.get(
+            "/admin/v1/analytics/panels/teams",
+            params={"since": run.now - 7 * 86400},
+            headers={"Authorization": f"Bearer {run.acme_analyst}"},
+        )
+        infra = await http.get(
+            "/admin/v1/analytics/panels/keys",
+            params={"since": run.now - 7 * 86400},
+            headers={"Authorization": f"Bearer {run.infra_analyst}"},
+        )
+        everyone = await http.post(
+            "/admin/v1/analytics/query",
+            json={"sql": TENANT_ESCAPES["whole table"]},
+            headers={"Authorization": f"Bearer {run.analyst}"},
+        )
+    for name in ("whole table", "subquery", "with"):
+        assert answers[name] == {"acme": acme_calls}, name
+    for name in ("hourly rollup", "daily rollup"):
+        assert answers[name] == {"acme": acme_calls}, name
+    for name in ("in", "rollup view", "checkpoints"):
+        assert answers[name] == {}, name
+    columns = teams.json()["columns"]
+    assert {dict(zip(columns, row, strict=True))["customer"] for row in teams.json()["rows"]} == {"acme"}
+    assert {row[0] for row in infra.json()["rows"]} == {"ci-bot"}, infra.text  # the infra team's one key
+    assert "globex" in {row[0] for row in everyone.json()["rows"]}  # an unscoped analyst reads every tenant
 
 
 async def test_panel_filters_are_validated(run: Run) -> None:

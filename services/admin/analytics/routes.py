@@ -33,6 +33,7 @@ from libs.common.analytics import (
     AnalyticsAnswer,
     AnalyticsQuery,
     NotReadOnly,
+    TenantRows,
     ask,
     read_only,
 )
@@ -85,6 +86,18 @@ def _payloads() -> bool:
     return current().grants.allows("audit:payloads")
 
 
+def _tenant() -> TenantRows | None:
+    """None for a principal holding `analytics:read` everywhere; else the customers and teams its
+    scoped bindings name, whose rows alone the engine lets its queries and panels read."""
+    scopes = current().grants.scopes("analytics:read")
+    if scopes is None:
+        return None
+    customers = sorted(scope.id for scope in scopes if scope.kind == "customer")
+    return TenantRows(
+        customers=tuple(customers), teams=tuple(sorted(scope.id for scope in scopes if scope.kind == "team"))
+    )
+
+
 async def _hung_up(request: Request) -> None:
     """Returns when the HTTP caller disconnects (the body is read by then: only `http.disconnect` is left)."""
     while (await request.receive())["type"] != "http.disconnect":
@@ -93,7 +106,7 @@ async def _hung_up(request: Request) -> None:
 
 async def _ask(nc: NATS, request: Request, query: AnalyticsQuery) -> QueryAnswer:
     """Ask the audit service as the calling principal; stop the query if the caller hangs up."""
-    query = query.model_copy(update={"principal": current().principal, "payloads": _payloads()})
+    query = query.model_copy(update={"principal": current().principal, "payloads": _payloads(), "tenant": _tenant()})
     asking = asyncio.ensure_future(ask(nc, query))
     watching = asyncio.ensure_future(_hung_up(request))
     try:
