@@ -5,7 +5,7 @@ Each case is judged on its outcome (tests/support/tenants.py states the rule apa
 change is made exactly when the role holds the route's permission in its scope and the object lies
 wholly inside that scope before and after; a refusal is a 403 that changed nothing, and what was made
 lies inside. The routes of global objects (servers, providers, principals, roles, policies, pins,
-approvals) refuse every scoped principal. Then finding 4 of issue 52, as it was found.
+approvals) refuse every scoped principal. Then the key manager who minted keys for another tenant.
 """
 
 from __future__ import annotations
@@ -278,11 +278,11 @@ async def test_a_scoped_import_of_another_tenants_key_writes_nothing(matrix: Mat
     assert "imported-b" not in {k["name"] for k in (await matrix.owner.get("/keys")).json()}
 
 
-# ------------------------------------------------------------------ finding 4 of issue 52, as found
+# ------------------------------------------------------------------ a key minted for another tenant
 
 
 async def test_a_team_key_manager_cannot_mint_a_key_for_another_tenant(matrix: Matrix) -> None:
-    """Finding 4: a key manager of team A minted keys naming team A and customer B, or team A and a
+    """A key manager of team A minted keys naming team A and customer B, or team A and a
     user of team B (any one link in scope was enough), and those keys acted for the other tenant."""
     km = {"Authorization": f"Bearer {matrix.tokens['key_manager', 'team']}"}
     for sneaky in (

@@ -1,4 +1,4 @@
-"""Errors never carry payloads to readers without `audit:payloads` (issue 52, finding 7): a secret an
+"""Errors never carry payloads to readers without `audit:payloads` : a secret an
 agent pasted into the wrong argument, refused by the tool's schema, is named neither in the agent's
 answer nor in the audit row's `error` column an analyst queries; an upstream's own error text (which
 may echo the arguments) reaches the agent, while the `error` column says only what happened and the

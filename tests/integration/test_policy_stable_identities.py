@@ -1,4 +1,4 @@
-"""A Cedar policy keeps its tool after an operator renames it (issue 52, finding 6): the rename is made
+"""A Cedar policy keeps its tool after an operator renames it: the rename is made
 in the server's configuration (`openapi.operations.<id>.name`), a person approves the quarantined
 rename with `tools approve`, and the forbid written against the old name still refuses the tool under
 its new one. Through the whole gateway (NATS, the real executor and policy services) and a real REST

@@ -111,7 +111,7 @@ def test_the_origin_and_the_registries_are_configuration() -> None:
         registry="local", server="io.github.user/remote-weather", version="2.1.0"
     )
     assert parse_config({}).registries == {"official": "https://registry.modelcontextprotocol.io"}
-    with pytest.raises(ValueError, match="'ftp://x' is not an http"):
+    with pytest.raises(ValueError, match="registry 'x': its URL is not an http"):
         parse_config({"registries": {"x": "ftp://x"}})
 
 
