@@ -157,6 +157,7 @@ async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:
         if old is not None:
             record.created_at = old.created_at
             record.revoked = old.revoked  # a revocation sticks until the key leaves the config
+            record.created_by = old.created_by  # its maker is history, not configuration
             if old == record:
                 continue
         await kv.put(record.id, record.model_dump_json().encode())

@@ -232,3 +232,18 @@ async def test_hostile_input_is_refused_naming_the_problem(
         assert refused.status_code == status, refused.text
         assert says in refused.text
     assert (await api.get("/groups")).json() == []
+
+
+async def test_an_import_of_a_key_keeps_who_made_it(api: httpx.AsyncClient) -> None:
+    """Who made a key is its history, not configuration a file carries: an exported key applied back
+    is unchanged, and its maker is kept (the approval judge refuses the maker the key's calls; a file
+    that wiped it would let the maker approve them)."""
+    made = await api.post("/keys", json={"name": "made-here", "grants": ["remote/*"]})
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    assert key["created_by"] == "test-owner"
+    exported = {"keys": [{"name": "made-here", "key_sha256": key["id"], "tools": ["remote/*"]}]}
+    planned = (await api.post("/config/plan", json=text(exported))).json()
+    assert names(planned, "changed") == {} and names(planned, "unchanged") == {"keys": ["made-here"]}
+    assert (await api.post("/config/apply", json=text(exported))).status_code == 200
+    assert (await api.get(f"/keys/{key['id']}")).json()["created_by"] == "test-owner"

@@ -304,6 +304,9 @@ class Importer:
         if stored is None:
             return _Write(self._store.keys, record.id, record.model_copy(update={"source": None}), None)
         old = stored.value
+        # a revocation sticks, as with `bastion config apply`; who made the key (an approval's judge
+        # reads it) is the record's history, not configuration a file carries
         kept = {"created_at": old.created_at, "revoked": old.revoked, "source": old.source}
-        wanted = record.model_copy(update=kept)  # a revocation sticks, as with `bastion config apply`
+        kept["created_by"] = old.created_by
+        wanted = record.model_copy(update=kept)
         return None if wanted == old else _Write(self._store.keys, record.id, wanted, stored.revision)
