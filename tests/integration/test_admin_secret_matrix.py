@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Callable
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +35,8 @@ from libs.common.openapi_config import _SECRET_FIELDS
 from services.admin.api.secret_binding import MASK, provider_destination, server_destination
 from services.admin.roles import BUILTIN_ROLES, COMMAND_PERMISSION
 from tests.support.admin_api import base_url, principal_token, running_admin
+from tests.support.mcp_registry import LIVE, live_document, publish
+from tests.support.processes import serving_process
 
 pytestmark = pytest.mark.integration
 
@@ -163,12 +167,25 @@ class Bench:
 
 
 @pytest.fixture(scope="module")
-async def bench(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bench]:
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A local MCP registry (tests/support/mcp_registry.py) over an empty folder a test publishes into."""
+    folder = tmp_path_factory.mktemp("secret-matrix-registry")
+    argv = [sys.executable, "-m", "tests.support.mcp_registry", str(folder)]
+    with serving_process(argv, "the local MCP registry") as url:
+        yield folder, url
+
+
+@pytest.fixture(scope="module")
+async def bench(tmp_path_factory: pytest.TempPathFactory, registry: tuple[Path, str]) -> AsyncIterator[Bench]:
     """One admin service (its console test may reach loopback, as the suite's egress allows), a principal
     of each role, the home listener the entries are stored for and the attacker's listener."""
     server = EmbeddedNats(tmp_path_factory.mktemp("secret-matrix") / "nats").start()
     try:
-        async with running_admin(server.url) as (admin, owner), recording() as home, recording() as ear:
+        async with (
+            running_admin(server.url, registries={"local": registry[1]}) as (admin, owner),
+            recording() as home,
+            recording() as ear,
+        ):
             name, permissions = CUSTOM
             async with httpx.AsyncClient(base_url=base_url(admin), headers={"Authorization": f"Bearer {owner}"}) as h:
                 made = await h.post("/roles", json={"name": name, "permissions": sorted(permissions)})
@@ -337,6 +354,9 @@ async def clear_case(w: Walk, case: Case, secret: str) -> str | None:
 
 async def test_a_masked_secret_never_follows_a_moved_destination(bench: Bench) -> None:
     cases = secret_cases(bench)
+    walked = {case.destination for case in cases}
+    every = set(server_destination(ServerConfig(url="https://x.example/mcp"))) | {"base_url", NAME}
+    assert every - walked == {"openapi.auth.resource"}  # only the `oauth` auth type has it, and it stores no secret
     async with httpx.AsyncClient(base_url=bench.url, timeout=60) as http:
         walk = Walk(bench, http)
         secrets = {kind.name: f"stored-secret-of-the-owner-{kind.name}-0123456789" for kind in KINDS}
@@ -382,3 +402,44 @@ async def test_a_masked_secret_stays_with_its_destination_for_whoever_may_write(
     assert not wrong, "\n".join(wrong[:25])
     home = b"".join(bench.home.heard)
     assert b"kept-secret-http-" in home and b"kept-secret-sse-" in home  # released where it was stored for
+
+
+async def test_a_registry_update_carries_no_stored_secret_to_a_moved_remote(
+    bench: Bench, registry: tuple[Path, str]
+) -> None:
+    """The registry's newer version points the remote at the attacker's listener: the stored header,
+    carried over rather than given again, is refused for every role that may approve an update."""
+    folder, _ = registry
+    publish(folder, live_document(bench.home.url("mcp"), "1.0.0"), "home.json")
+    publish(folder, live_document(bench.ear.url("registry"), "2.0.0"), "moved.json")
+    secret = "Bearer stored-registry-secret-0123456789"
+    owner = {"Authorization": f"Bearer {bench.owner}"}
+    async with httpx.AsyncClient(base_url=bench.url, timeout=60) as http:
+        body = {"registry": "local", "server": LIVE, "name": "sm-registry", "values": {"Authorization": secret}}
+        body["version"] = "1.0.0"
+        made = await http.post("/servers/import", json=body, headers=owner)
+        assert made.status_code == 201, made.text
+        revision, wrong = made.json()["revision"], []
+        for role, token in bench.tokens.items():
+            holds = "servers:write" in bench.permissions[role]
+            for values in ({}, {"Authorization": f"Bearer own-{role}"}):
+                answer = await http.post(
+                    "/servers/sm-registry/registry-update",
+                    json={"version": "2.0.0", "values": values},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                bench.bodies.append(answer.text)
+                expected = 403 if not holds else 200 if values else 422
+                if answer.status_code != expected or (expected == 422 and answer.json()["error"] != "secret_unbound"):
+                    wrong.append(f"{role} registry-update values={sorted(values)}: {answer.status_code} {answer.text}")
+                now = (await http.get("/servers/sm-registry", headers=owner)).json()["revision"]
+                if now != revision and expected != 200:
+                    wrong.append(f"{role} registry-update values={sorted(values)}: refused, yet the entry changed")
+                if now != revision:  # back to the owner's version and secret
+                    back = {"version": "1.0.0", "values": {"Authorization": secret}}
+                    reset = await http.post("/servers/sm-registry/registry-update", json=back, headers=owner)
+                    assert reset.status_code == 200, reset.text
+                    revision = reset.json()["revision"]
+    assert not wrong, "\n".join(wrong)
+    assert not [body for body in bench.bodies if secret in body]
+    assert secret.encode() not in b"".join(bench.ear.heard)
