@@ -131,6 +131,10 @@ KINDS = (
         for auth, fields in _SECRET_FIELDS.items()
         if fields  # `oauth` stores no secret: the tokens are each user's
     ),
+    EntryKind(
+        "openapi-headers",
+        lambda s, h: {"openapi": {"document": h.url("openapi.json"), "base_url": h.url("v1")}, "headers": {"X-K": s}},
+    ),
     EntryKind("provider", lambda s, h: {"base_url": h.url("v1"), "api_key": s, "models": ["m-home"]}, provider=True),
 )
 
