@@ -14,9 +14,9 @@ from typing import Any
 import httpx2
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRefused, EgressRules, EgressSection, system_resolver
-from libs.common.errors import ErrorKind
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.egress import EgressRefused, EgressRules, EgressSection, system_resolver
+from libs.common.contracts.errors import ErrorKind
 from libs.common.settings import ExecutorSettings
 from services.executor.error_mapping import error_from_exception
 from services.executor.service import ExecutorService

@@ -66,7 +66,7 @@ def test_import_names_are_folder_paths():
 
 def test_subject_strings_live_in_one_module():
     for path in [*ROOT.joinpath("services").rglob("*.py"), *ROOT.joinpath("cli").rglob("*.py")]:
-        assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use libs.common.subjects"
+        assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use libs.common.contracts.subjects"
 
 
 def _roles_connected_as(service: str) -> set[str]:

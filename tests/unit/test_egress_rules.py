@@ -1,4 +1,4 @@
-"""The address rules every upstream connection of the executor is held to (`libs.common.egress`):
+"""The address rules every upstream connection of the executor is held to (`libs.common.contracts.egress`):
 hostile ways of writing a non-public address, DNS answers that point inward, and what an owner's
 allow-list does and does not let through."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from cli.layout import resolve_endpoints, service_specs
-from libs.common.config import ConfigError, parse_config
-from libs.common.egress import EgressRefused, EgressRules, system_resolver
+from libs.common.contracts.config import ConfigError, parse_config
+from libs.common.contracts.egress import EgressRefused, EgressRules, system_resolver
 from libs.common.settings import AdminSettings, ExecutorSettings, OAuthSettings
 
 pytestmark = pytest.mark.unit

@@ -28,9 +28,9 @@ from typing import Any, Literal, Protocol
 
 import httpx2
 
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRules
-from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.egress import EgressRules
+from libs.common.contracts.messages import CallOutcome, ToolCall, UpstreamRequest
 from libs.common.settings import ExecutorSettings
 
 from ..agents import ActiveCall, AgentLink
@@ -142,7 +142,8 @@ class SessionHooks:
     last_words: LastWords = field(default_factory=LastWords)
     """Where a kind keeps what the server said about itself (a stdio child's stderr), for its status."""
     egress: EgressRules = field(default_factory=EgressRules)
-    """Where its HTTP connections may go: public addresses, and the hosts its owner allowed (`libs.common.egress`)."""
+    """Where its HTTP connections may go: public addresses, and the hosts its owner allowed
+    (`libs.common.contracts.egress`)."""
 
 
 @dataclass(slots=True)
