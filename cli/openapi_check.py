@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from libs.common.contracts.config import BastionConfig, ConfigError
-from libs.common.contracts.egress import EgressRules
+from libs.common.web.egress_rules import EgressRules
 from services.executor.upstreams.openapi.api import Api
 from services.executor.upstreams.openapi.source import DocumentError
 

@@ -53,7 +53,10 @@ MOVES: dict[str, str] = {old: f"{pkg}.{old}" for pkg, olds in PACKAGES.items() f
 MOVES["analytics"] = "analytics.queries"
 
 # a module split in two: the names listed went to another module; the rest follow MOVES
-SPLITS: dict[str, dict[str, str]] = {"analytics": {"ask": "analytics.asking"}}
+SPLITS: dict[str, dict[str, str]] = {
+    "analytics": {"ask": "analytics.asking"},
+    "egress": {name: "web.egress_rules" for name in ("EgressRefused", "EgressRules", "Resolver", "system_resolver")},
+}
 
 LEAVES: dict[str, dict[str, str]] = {}  # package -> {module in it: ...}, for the `libs.common.<pkg>.` guard
 for _new in [*MOVES.values(), *(new for split in SPLITS.values() for new in split.values())]:

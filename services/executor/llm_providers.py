@@ -29,13 +29,13 @@ import orjson
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
-from libs.common.contracts.egress import EgressRules
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
 from libs.common.contracts.llm_config import ProviderConfig
 from libs.common.contracts.messages import GatewayError, StreamEvent
 from libs.common.runtime import semconv, tracing
 from libs.common.runtime.sealing import Sealer, SealingError
+from libs.common.web.egress_rules import EgressRules
 
 from .breaker import CircuitBreaker
 from .error_mapping import scrub_urls

@@ -38,7 +38,6 @@ from libs.common.bus.starting import patient_start, start_owning
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects
 from libs.common.contracts.config import ServerConfig
-from libs.common.contracts.egress import EgressRules
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import LlmOutcome, LlmRequest
 from libs.common.contracts.messages import (
@@ -57,6 +56,7 @@ from libs.common.runtime import metrics, observability, tracing
 from libs.common.runtime.probes import Probes
 from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
+from libs.common.web.egress_rules import EgressRules
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink

@@ -22,8 +22,8 @@ from typing import Any
 import anyio
 
 from libs.common.contracts.config import ServerConfig
-from libs.common.contracts.egress import EgressRules
 from libs.common.contracts.messages import ServerCatalog
+from libs.common.web.egress_rules import EgressRules
 
 from .agents import AgentLink
 from .breaker import CircuitBreaker

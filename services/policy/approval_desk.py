@@ -31,11 +31,11 @@ from libs.common.cedar import approvals
 from libs.common.cedar.approvals import APPROVAL_META, ApprovalConflict, ApprovalRecord
 from libs.common.cedar.cedar_eval import Verdict
 from libs.common.contracts import subjects
-from libs.common.contracts.egress import EgressRules
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome, GatewayError, ToolCall, decode_outcome, encode_outcome
 from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import PolicySettings
+from libs.common.web.egress_rules import EgressRules
 from libs.common.web.guarded_http import guarded_transport
 
 __all__ = ["ApprovalDesk"]

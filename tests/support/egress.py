@@ -3,7 +3,8 @@ on this machine (`libs.common.contracts.egress` refuses loopback otherwise)."""
 
 from __future__ import annotations
 
-from libs.common.contracts.egress import EgressRules, EgressSection
+from libs.common.contracts.egress import EgressSection
+from libs.common.web.egress_rules import EgressRules
 
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_RULES", "LOOPBACK_UPSTREAMS"]
 

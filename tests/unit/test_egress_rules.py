@@ -10,8 +10,8 @@ import pytest
 
 from cli.layout import resolve_endpoints, service_specs
 from libs.common.contracts.config import ConfigError, parse_config
-from libs.common.contracts.egress import EgressRefused, EgressRules, system_resolver
 from libs.common.settings import AdminSettings, ExecutorSettings, OAuthSettings
+from libs.common.web.egress_rules import EgressRefused, EgressRules, system_resolver
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,8 @@ lets that exact host through (`allow_private_hosts` of the server, or the config
 `egress.allow_private_hosts`).
 
 Names are checked by what they resolve to when the connection is made, every address of the
-answer, and the connection goes to an address that was checked (`EgressRules.addresses`): a second DNS
+answer, and the connection goes to an address that was checked (`EgressRules.addresses`, in
+`libs.common.web.egress_rules`: the part that resolves): a second DNS
 answer cannot swap in another between the check and the connection. An allowed host is matched as
 written in URLs (case and a trailing dot aside; an IP literal in its canonical form), so allowing
 `127.0.0.1` does not allow `127.1` or `2130706433`, nor a name that resolves to it.
@@ -18,34 +19,24 @@ written in URLs (case and a trailing dot aside; an IP literal in its canonical f
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "ALLOW_HINT",
-    "EgressRefused",
-    "EgressRules",
     "EgressSection",
-    "Resolver",
     "address_kind",
     "address_problem",
     "check_allowed_hosts",
     "host_key",
     "literal_address",
-    "system_resolver",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-Resolver = Callable[[str, int], list[str]]
-"""(host, port) -> the addresses the host resolves to, blocking (`system_resolver` by default; the
-asynchronous path runs it in a worker thread, as asyncio's own `getaddrinfo` does)."""
 
 ALLOW_HINT: Final = (
     "an owner allows it by adding {host!r} (the host exactly as the URL writes it) to the server's "
@@ -59,7 +50,7 @@ _METADATA_ADDRESSES: Final = frozenset(
     map(ipaddress.ip_address, ("169.254.169.254", "169.254.170.2", "fd00:ec2::254", "100.100.100.200"))
 )
 # resolve to a metadata address on the cloud itself; refused by name too, before any DNS answer
-_METADATA_NAMES: Final = frozenset(
+METADATA_NAMES: Final = frozenset(
     {"metadata", "metadata.google.internal", "metadata.goog", "instance-data", "instance-data.ec2.internal"}
 )
 # what inet_aton reads as an IPv4 address: `127.1`, `0x7f.1`, `2130706433`, `0177.0.0.1`
@@ -94,17 +85,6 @@ class EgressSection(BaseModel):
     @classmethod
     def _hosts(cls, hosts: list[str]) -> list[str]:
         return check_allowed_hosts(hosts)
-
-
-class EgressRefused(ConnectionRefusedError):
-    """A connection the rules refuse; the message names the host, the address and how to allow it.
-    A `ConnectionRefusedError`, so whatever reports a refused connection reports this one (a lean
-    call's, `services.executor.error_mapping`): the upstream is unreachable, the request not sent."""
-
-    def __init__(self, host: str, why: str) -> None:
-        written = host.strip().removeprefix("[").removesuffix("]")
-        super().__init__(f"refused to connect to {host}: {why}; {ALLOW_HINT.format(host=written)}")
-        self.host = host
 
 
 def host_key(host: str) -> str:
@@ -170,64 +150,3 @@ def address_problem(ip: IPAddress) -> str | None:
     """Why a connection may not reach `ip`, or None when it may (a public address)."""
     kind = address_kind(ip)
     return None if kind is None else f"{ip} is {kind}"
-
-
-def system_resolver(host: str, port: int) -> list[str]:
-    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in found))
-
-
-class EgressRules:
-    """The rules for one server's connections: public addresses, plus the hosts its owner allowed."""
-
-    def __init__(self, allowed: Iterable[str] = (), resolver: Resolver | None = None) -> None:
-        self.allowed = frozenset(host_key(host) for host in allowed if host.strip())
-        self._resolve = resolver or system_resolver
-
-    def allows(self, host: str) -> bool:
-        return host_key(host) in self.allowed
-
-    def check_host(self, host: str) -> None:
-        """Refuse `host` for what it is as written: a forbidden IP literal (any form), `localhost`
-        or a name below it, a metadata service's name. Names are checked again once resolved."""
-        if self.allows(host):
-            return
-        name = host_key(host)
-        if name == "localhost" or name.endswith(".localhost"):
-            raise EgressRefused(host, f"{name!r} names this machine (loopback)")
-        if name in _METADATA_NAMES:
-            raise EgressRefused(host, f"{name!r} is a cloud metadata service")
-        ip = literal_address(host)
-        if ip is not None and (problem := address_problem(ip)) is not None:
-            raise EgressRefused(host, problem)
-
-    async def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to for `host`: `[host]` itself when allowed (resolved as usual
-        then), else every address it resolves to, each checked (`EgressRefused` if any is refused)."""
-        if (known := self._without_dns(host)) is not None:
-            return known
-        found = await asyncio.get_running_loop().run_in_executor(None, self._resolve, host.rstrip("."), port)
-        return self._checked(host, found, literal=False)
-
-    def addresses_blocking(self, host: str, port: int) -> list[str]:
-        """`addresses`, resolving in this thread (for blocking clients run in a worker thread)."""
-        if (known := self._without_dns(host)) is not None:
-            return known
-        return self._checked(host, self._resolve(host.rstrip("."), port), literal=False)
-
-    def _without_dns(self, host: str) -> list[str] | None:
-        """`[host]` when allowed, an IP literal's address once checked; None when the name must be
-        resolved (`EgressRefused` for a host refused as written)."""
-        if self.allows(host):
-            return [host]
-        self.check_host(host)
-        ip = literal_address(host)
-        return None if ip is None else self._checked(host, [str(ip)], literal=True)
-
-    def _checked(self, host: str, found: list[str], *, literal: bool) -> list[str]:
-        for address in found:
-            if (problem := address_problem(ipaddress.ip_address(address.split("%", 1)[0]))) is not None:
-                raise EgressRefused(host, problem if literal else f"it resolves to {address}, and {problem}")
-        if not found:
-            raise OSError(f"{host} resolves to no address")
-        return found

@@ -2,7 +2,9 @@
 
 One class per service, in a module of its own (`base` holds what they share), all exported here:
 one place for ops to look (docs/configuration.md mirrors it). `bastion up` sets these for the
-services it starts; in a deployment they come from the container environment.
+services it starts; in a deployment they come from the container environment. `handed_secrets`
+reads the secrets `bastion up` hands a process through a pipe.
+Below: contracts. Above: runtime, bus and the rest.
 """
 
 from __future__ import annotations

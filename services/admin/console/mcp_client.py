@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from libs.common.contracts.egress import EgressRules
+from libs.common.web.egress_rules import EgressRules
 from libs.common.web.guarded_http import guarded_transport, shared_tls
 
 if TYPE_CHECKING:

@@ -21,7 +21,7 @@ from typing import Any
 import httpcore2
 import httpx2
 
-from libs.common.contracts.egress import EgressRefused, EgressRules
+from libs.common.web.egress_rules import EgressRefused, EgressRules
 from libs.common.web.guarded_http import Addresses, BlockingAddresses, Refused
 from libs.common.web.guarded_http import guarded_sync_transport as checked_sync_transport
 from libs.common.web.guarded_http import guarded_transport as checked_transport

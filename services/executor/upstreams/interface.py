@@ -29,9 +29,9 @@ from typing import Any, Literal, Protocol
 import httpx2
 
 from libs.common.contracts.config import ServerConfig
-from libs.common.contracts.egress import EgressRules
 from libs.common.contracts.messages import CallOutcome, ToolCall, UpstreamRequest
 from libs.common.settings import ExecutorSettings
+from libs.common.web.egress_rules import EgressRules
 
 from ..agents import ActiveCall, AgentLink
 from .last_words import LastWords

@@ -49,7 +49,7 @@ from mcp_types import methods as _methods
 from pydantic import TypeAdapter, ValidationError
 
 from libs.common.contracts import json_codec
-from libs.common.contracts.egress import EgressRules
+from libs.common.web.egress_rules import EgressRules
 from libs.common.web.guarded_http import shared_tls
 
 from ...answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit

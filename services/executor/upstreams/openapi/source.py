@@ -25,7 +25,7 @@ import httpx2
 import orjson
 import yaml
 
-from libs.common.contracts.egress import EgressRules
+from libs.common.web.egress_rules import EgressRules
 
 from ..egress_guard import guarded_sync_transport, proxied_hooks, refusal_in
 
