@@ -1,4 +1,4 @@
-"""Move `libs/common`'s flat modules into named packages and rewrite every reference to them (issue 54).
+"""Move `libs/common`'s flat modules into named packages and rewrite every reference to them.
 
 Re-runnable: `.venv/bin/python tools/move_libs.py` on a tree that is already moved changes nothing, and
 on a file added later that still names an old module (`libs.common.messages`, `from libs.common import
@@ -163,7 +163,7 @@ _FROM_MODULE = re.compile(
     rf"^(?P<indent>[ \t]*)from libs\.common\.(?P<old>{_OLD}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
 )
 _DOTTED = re.compile(rf"(?<![\w.])libs\.common\.(?P<old>{_OLD})" + r"(?P<tail>(?:\.\w+)*+)")
-_PATH = re.compile(rf"(?<![\w/])libs/common/(?P<old>{_OLD})(?P<ext>\.py|/|(?![\w]))")
+_PATH = re.compile(rf"(?<![\w])libs/common/(?P<old>{_OLD})(?P<ext>\.py|/|(?![\w]))")
 
 
 def _names(text: str) -> list[tuple[str, str | None]]:
