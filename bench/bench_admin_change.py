@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
 from libs.common.settings import AdminSettings
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token

@@ -50,8 +50,8 @@ def _case(name: str, store_dir: str) -> dict[str, Any]:
     """Run one case in this process (a child of the script)."""
     import clickhouse_connect
 
-    from libs.common.analytics import AnalyticsQuery, NotReadOnly, engine_limits, read_only
-    from libs.common.messages import AuditEvent
+    from libs.common.analytics.queries import AnalyticsQuery, NotReadOnly, engine_limits, read_only
+    from libs.common.contracts.messages import AuditEvent
     from services.audit.errors import StoreUnavailable
     from services.audit.schema import to_row
     from services.audit.store import ClickHouseStore

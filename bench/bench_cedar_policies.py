@@ -24,9 +24,9 @@ import json
 import time
 from collections.abc import Callable
 
-from libs.common.cedar_eval import Principal, call_context, evaluate, per_call_applicable
-from libs.common.cedar_policies import compile_policies
-from libs.common.messages import KeyRecord
+from libs.common.cedar.cedar_eval import Principal, call_context, evaluate, per_call_applicable
+from libs.common.cedar.cedar_policies import compile_policies
+from libs.common.contracts.messages import KeyRecord
 from services.policy.cedar_decisions import CedarDecider
 from services.policy.view import CompiledKey
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from libs.common.messages import AuditEvent, Caller, CallOutcome, ToolCall
+from libs.common.contracts.messages import AuditEvent, Caller, CallOutcome, ToolCall
 
 try:
     import msgspec

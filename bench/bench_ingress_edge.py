@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from libs.common.messages import CallOutcome, CatalogTool, KeyRecord, ServerCatalog  # noqa: E402
+from libs.common.contracts.messages import CallOutcome, CatalogTool, KeyRecord, ServerCatalog  # noqa: E402
 
 SECRET = "bk_bench_secret"
 RESULT = b'{"content":[{"type":"text","text":"hello"}],"isError":false}'

@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cli.stack import EmbeddedValkey
-from libs.common.entities import Budget, RateLimit
-from libs.common.grants import GrantSet
+from libs.common.contracts.entities import Budget, RateLimit
+from libs.common.contracts.grants import GrantSet
 from services.policy.quotas import Charged, LimitEngine, ToolTable, plan_for
 
 GRANTS = [

@@ -1,5 +1,5 @@
 """CPU the OpenTelemetry convention attributes and histograms add to one `tools/call`, in one process
-(`libs/common/semconv.py`): what ingress and the executor now do per call beyond what they did.
+(`libs/common/runtime/semconv.py`): what ingress and the executor now do per call beyond what they did.
 
     .venv/bin/python bench/bench_semconv.py
 
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from libs.common import semconv, tracing
+from libs.common.runtime import semconv, tracing
 
 CALLS = 50_000
 PARAMS = {"name": "echo__echo", "arguments": {"text": "hello"}}

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from libs.common import tracing
+from libs.common.runtime import tracing
 
 CALLS = 20_000
 

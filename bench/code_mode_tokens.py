@@ -7,7 +7,7 @@ Reads every `*.json` in the folder, or the dumps a `.txt` list names (`bench/too
 and counts o200k_base tokens of what a model receives with every request:
   classic    every tool, named as Bastion lists it (`<server>__<tool>`), with its description and
              input schema
-  Code Mode  the five meta-tools exactly as `libs.common.codemode` defines them
+  Code Mode  the five meta-tools exactly as `libs.common.contracts.codemode` defines them
 Both are counted in the Anthropic Messages API tool format, compact JSON (see `bench/tokens.py`).
 Prints one line per server, then, last, one JSON line:
   {"servers": N, "tools": N, "classic_tokens": N, "code_mode_tokens": N, "reduction": 0.xx}
@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tokens import count_json, definition
 from tool_dumps import dump_files
 
-from libs.common.codemode import META_TOOLS
-from libs.common.naming import assign_names
+from libs.common.contracts.codemode import META_TOOLS
+from libs.common.contracts.naming import assign_names
 
 __all__ = ["measure"]
 

@@ -12,7 +12,7 @@ import argparse
 import statistics
 import time
 
-from libs.common.messages import CatalogTool, ServerCatalog
+from libs.common.contracts.messages import CatalogTool, ServerCatalog
 from services.admin.console.catalog import search
 
 

@@ -27,8 +27,8 @@ from code_mode_tokens import classic_definitions, load_listings
 from tokens import count_json, definition
 from tool_search import DEFAULT_CACHE, build_index, load_queries, load_toolset
 
-from libs.common.discovery import FIND_TOOLS
-from libs.common.naming import assign_names
+from libs.common.contracts.discovery import FIND_TOOLS
+from libs.common.contracts.naming import assign_names
 
 
 def main() -> None:

@@ -56,9 +56,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from bench.fault_kinds import KINDS, DelayProxies, Fault, after, pause_member, slow_member, store_away, wait_for
 from bench.replicated_stack import ReplicatedStack, jsonrpc_answer, ledger_config, p99, parse_stack_args, run_in
-from libs.common import subjects
-from libs.common.audit_content import to_json
-from libs.common.messages import AuditEvent
+from libs.common.audit.audit_content import to_json
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent
 
 CALL_TIMEOUT = 20.0
 """The gateway's `call_timeout`; a client gives up CALL_TIMEOUT + 10 s after sending (a hang)."""

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from guardrails_corpus import benign_results, load_attacks, tool_definitions
 
-from libs.common.guardrails import GuardrailRule, GuardrailsSection
-from libs.common.messages_base import Caller
+from libs.common.contracts.guardrails import GuardrailRule, GuardrailsSection
+from libs.common.contracts.messages_base import Caller
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.pinning import decide
 

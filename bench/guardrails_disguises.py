@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from guardrails import CALLER, _sized
 from guardrails_corpus import load_attacks
 
-from libs.common.guardrails import GuardrailsSection
+from libs.common.contracts.guardrails import GuardrailsSection
 from services.executor.guardrails import Guardrails, Subject, engine
 from services.executor.guardrails.walk import strings
 

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from guardrails_corpus import benign_results, tool_definitions
 
-from libs.common.config import ServerConfig
-from libs.common.guardrails import GuardrailsSection
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.guardrails import GuardrailsSection
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.interceptors import DefinitionSecretsInterceptor, InterceptedListing
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from guardrails import _sized, _with_secret
 
-from libs.common.config import ServerConfig
-from libs.common.messages import CallOutcome, ToolCall
-from libs.common.messages_base import Caller
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import CallOutcome, ToolCall
+from libs.common.contracts.messages_base import Caller
 from libs.common.settings import ExecutorSettings
 from services.executor.interceptors import InterceptorChain, configured
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from gateway_stack import KEY, start_gateway  # noqa: E402
 
-from libs.common.openapi_config import OpenApiSection  # noqa: E402
+from libs.common.contracts.openapi_config import OpenApiSection  # noqa: E402
 from services.executor.upstreams.openapi.api import load_api  # noqa: E402
 from tests.support.node_tools import ensure_package  # noqa: E402
 

@@ -39,13 +39,13 @@ from cli.ports import free_port
 from cli.stack import EmbeddedNats, EmbeddedValkey, nats_monitoring_url
 from cli.supervisor import Backoff, ChildSpec, Supervisor
 from cli.up import INFRA_BACKOFF, apply_to
-from libs.common import subjects
-from libs.common.analytics import ExportPage, ExportRows
-from libs.common.config import parse_config
-from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
-from libs.common.nats import credentials
-from libs.common.permissions import ADMIN
-from libs.common.tasks import cancel_and_wait
+from libs.common.analytics.queries import ExportPage, ExportRows
+from libs.common.bus.nats import credentials
+from libs.common.bus.permissions import ADMIN
+from libs.common.contracts import subjects
+from libs.common.contracts.config import parse_config
+from libs.common.contracts.messages import AuditEvent, AuditVerdict, AuditVerify
+from libs.common.runtime.tasks import cancel_and_wait
 
 __all__ = ["ReplicatedStack", "jsonrpc_answer", "ledger_config", "p99", "parse_stack_args", "run_in"]
 

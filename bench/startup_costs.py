@@ -76,7 +76,7 @@ def store_opens(root: Path, rounds: int) -> dict[str, dict[str, list[float]]]:
 def tls_clients(count: int = 100) -> dict[str, float]:
     import httpx2
 
-    from libs.common.guarded_http import shared_tls
+    from libs.common.web.guarded_http import shared_tls
 
     def cpu() -> float:
         times = os.times()

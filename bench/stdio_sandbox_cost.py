@@ -25,7 +25,7 @@ from typing import Any
 from mcp import ClientSession
 from mcp.client.stdio import stdio_client
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 from services.executor.upstreams.mcp.stdio import stdio_parameters
 from services.executor.upstreams.mcp.stdio_sandbox import StdioRoot
 from tests.support.node_tools import ensure_node, ensure_package

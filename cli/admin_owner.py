@@ -13,8 +13,9 @@ import time
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
-from libs.common import subjects
-from libs.common.admin_principals import (
+from libs.common.bus.nats import kv_bucket, kv_names
+from libs.common.contracts import subjects
+from libs.common.contracts.admin_principals import (
     OWNER,
     ApiToken,
     Principal,
@@ -24,7 +25,6 @@ from libs.common.admin_principals import (
     token_digest,
     token_key,
 )
-from libs.common.nats import kv_bucket, kv_names
 
 __all__ = ["LOCAL_OWNER", "TOKEN_DAYS", "local_owner_token"]
 

@@ -3,8 +3,8 @@
 A query goes over NATS to the audit service (the one process that opens the embedded ClickHouse)
 or, given `--clickhouse-url`, straight to a ClickHouse server; either way it passes the same
 allow-list and runs under the same engine limits. Over NATS it names its principal (`cli:<user>`)
-and, interrupted, tells the service to stop it (`libs.common.analytics.ask`). An export asks the audit service page by
-page (a cursor on (ts, event_id)), writing each page as JSON lines before asking for the next, so
+and, interrupted, tells the service to stop it (`libs.common.analytics.asking.ask`). An export asks the audit
+service page by page (a cursor on (ts, event_id)), writing each page as JSON lines before asking for the next, so
 memory stays constant however long the range.
 """
 
@@ -28,19 +28,19 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from libs.common import subjects
-from libs.common.analytics import (
+from libs.common.analytics.analytics_bind import run_bound
+from libs.common.analytics.asking import ask
+from libs.common.analytics.queries import (
     AnalyticsAnswer,
     AnalyticsQuery,
     ExportPage,
     ExportRows,
     NotReadOnly,
-    ask,
     engine_limits,
     limited,
     read_only,
 )
-from libs.common.analytics_bind import run_bound
+from libs.common.contracts import subjects
 
 from .credentials import CredentialsRefused, connect_as_admin
 

@@ -5,7 +5,7 @@ Declarative and idempotent: after `apply_config` the buckets hold exactly what t
 marked `source="config"` are ever deleted. Unchanged records
 are not rewritten, so watchers see no spurious updates. A key's secret never leaves this process:
 only its sha256 (the KV key and `KeyRecord.id`) is written. Server `env`/`headers` values are written
-sealed (`libs.common.sealing`), and every stored server whose values are not sealed under the
+sealed (`libs.common.runtime.sealing`), and every stored server whose values are not sealed under the
 first key of `BASTION_SECRETS_KEY` is re-sealed: applying after a key rotation re-encrypts them all.
 """
 
@@ -19,17 +19,17 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from libs.common import subjects
-from libs.common.config import BastionConfig
-from libs.common.config_records import CONFIG_SOURCE, entity_records, key_records
-from libs.common.llm import ProviderRecord
-from libs.common.messages import KeyRecord, ServerRecord
-from libs.common.nats import kv_bucket, kv_snapshot
-from libs.common.permissions import ADMIN
-from libs.common.policy_store import active_version, publish, read_version
-from libs.common.sealing import Sealer, SealingError
+from libs.common.bus.nats import kv_bucket, kv_snapshot
+from libs.common.bus.permissions import ADMIN
+from libs.common.bus.stores import declare_owned
+from libs.common.cedar.policy_store import active_version, publish, read_version
+from libs.common.contracts import subjects
+from libs.common.contracts.config import BastionConfig
+from libs.common.contracts.config_records import CONFIG_SOURCE, entity_records, key_records
+from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.messages import KeyRecord, ServerRecord
+from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import StoreSettings
-from libs.common.stores import declare_owned
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 

@@ -174,8 +174,8 @@ def check(
 ) -> None:
     """Compile the policies (the line of the first problem) and, given --key and --tool, say what
     they decide for that call: allow, deny or approval, and which policy decided."""
-    from libs.common.cedar_eval import Principal, call_context, evaluate
-    from libs.common.cedar_policies import PolicyProblem, compile_policies
+    from libs.common.cedar.cedar_eval import Principal, call_context, evaluate
+    from libs.common.cedar.cedar_policies import PolicyProblem, compile_policies
 
     try:
         compiled = compile_policies(file.read_text())

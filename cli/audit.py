@@ -24,10 +24,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows, AuditVerdict, AuditVerify, audit_events
-from libs.common.nats import credentials, servers
-from libs.common.permissions import ADMIN
+from libs.common.bus.nats import credentials, servers
+from libs.common.bus.permissions import ADMIN
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows, AuditVerdict, AuditVerify, audit_events
 
 __all__ = ["tail", "verify"]
 

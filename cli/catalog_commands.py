@@ -61,7 +61,7 @@ def _trusted(files: list[Path] | None) -> list[dict[str, Any]]:
 
 
 def _manifest(path: Path) -> str:
-    from libs.common.catalog_manifest import MAX_MANIFEST_BYTES
+    from libs.common.supply_chain.catalog_manifest import MAX_MANIFEST_BYTES
 
     try:
         if path.stat().st_size > MAX_MANIFEST_BYTES:
@@ -74,7 +74,7 @@ def _manifest(path: Path) -> str:
 @catalog_app.command("keygen")
 def keygen(out: Annotated[Path, typer.Argument(help="Where to write the private key (JWK, mode 0600).")]) -> None:
     """Make a deployment signing key; prints its public JWK (what another deployment trusts)."""
-    from libs.common.catalog_manifest import generate_signing_key, public_jwk
+    from libs.common.supply_chain.catalog_manifest import generate_signing_key, public_jwk
 
     key = generate_signing_key()
     try:
@@ -94,9 +94,9 @@ def export(
     data_dir: DataDir = None,
 ) -> None:
     """Sign every approved definition of this deployment into one manifest (a compact JWS)."""
-    from libs.common.catalog_manifest import ManifestError, load_signing_key
-    from libs.common.pin_store import export_catalog
     from libs.common.settings import CatalogSettings
+    from libs.common.supply_chain.catalog_manifest import ManifestError, load_signing_key
+    from libs.common.supply_chain.pin_store import export_catalog
 
     settings = CatalogSettings()
     try:
@@ -124,7 +124,7 @@ def export(
 @catalog_app.command("verify")
 def verify(file: Manifest, trust: TrustFile = None) -> None:
     """Check a catalog's signature (against the trusted keys) and every entry's hash; exit 1 if not valid."""
-    from libs.common.catalog_manifest import ManifestError, verify_manifest
+    from libs.common.supply_chain.catalog_manifest import ManifestError, verify_manifest
 
     try:
         verified = verify_manifest(_manifest(file), _trusted(trust))
@@ -140,7 +140,7 @@ def verify(file: Manifest, trust: TrustFile = None) -> None:
 @catalog_app.command("import")
 def import_(file: Manifest, trust: TrustFile = None, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """Verify a catalog and make its definitions the approved ones here (every executor follows at once)."""
-    from libs.common.pin_store import import_catalog
+    from libs.common.supply_chain.pin_store import import_catalog
 
     token, trusted, by = _manifest(file), _trusted(trust), actor()
 

@@ -3,8 +3,9 @@
 Each service is built exactly as its own `python -m services.<svc>` would build it, from its own
 variables (`own_variables`) laid over this process's environment while its settings are read, and
 its own secrets (handed per service through the pipe `bastion up` gives the process,
-`libs.common.handed_secrets`), with its own NATS connection, NKey and role. What changes is the lane between them
-(`libs.common.local_lane`): a message one of them sends to a subscriber in this process is handed
+`libs.common.settings.handed_secrets`), with its own NATS connection, NKey and role. What changes is
+the lane between them
+(`libs.common.bus.local_lane`): a message one of them sends to a subscriber in this process is handed
 over in memory instead of crossing nats-server.
 The services still speak only NATS subjects and contracts to each other, so a co-located replica and
 separate ones serve the same bus side by side.
@@ -24,11 +25,11 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Final, Protocol
 
-from libs.common import handed_secrets, local_lane
-from libs.common.logs import setup_logging
-from libs.common.runner import Service, run_services
-from libs.common.settings import ServiceSettings
-from libs.common.walls.boxes import confine_service
+from libs.common.bus import local_lane
+from libs.common.runtime.logs import setup_logging
+from libs.common.runtime.runner import Service, run_services
+from libs.common.runtime.walls.boxes import confine_service
+from libs.common.settings import ServiceSettings, handed_secrets
 
 __all__ = ["COLOCATED_ENV", "main"]
 

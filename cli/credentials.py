@@ -1,14 +1,14 @@
 """The credentials `bastion up` makes for the stack it runs, all in `<data_dir>/credentials` (0700).
 
-- one NATS NKey per role (`libs.common.permissions.ROLES`): the seed in `<role>.nk` (0600), read by
+- one NATS NKey per role (`libs.common.bus.permissions.ROLES`): the seed in `<role>.nk` (0600), read by
   that service alone (`BASTION_NATS_NKEY_SEED_FILE`); the public key goes into the embedded
   nats-server's `authorization` block with the role's permissions. New on every `up`: a seed left
   over from an earlier run opens nothing. With an external NATS the seeds come from
   `BASTION_NATS_CREDENTIALS_DIR` (what `bastion config nats-credentials` wrote for that server), or
   there are none and the services connect anonymously.
 - the Valkey password of the policy service, new on every `up`, carried only in policy's Redis URL.
-- the key policy signs the executors' work with (`libs.common.work_signing`), new on every `up`.
-- the key sealing upstream secrets in KV (`libs.common.sealing`): `BASTION_SECRETS_KEY` if set,
+- the key policy signs the executors' work with (`libs.common.bus.work_signing`), new on every `up`.
+- the key sealing upstream secrets in KV (`libs.common.runtime.sealing`): `BASTION_SECRETS_KEY` if set,
   else `secrets.key`, made once and kept, because the JetStream store (and the sealed values in it)
   outlives a run.
 - the ingress replicas' session secret: `BASTION_SESSION_SECRET` if set, else derived from the
@@ -34,9 +34,9 @@ import nats.errors
 import nkeys
 from nats.aio.client import Client as NATS
 
-from libs.common.nats import credentials, processed, servers
-from libs.common.permissions import ADMIN, ROLES, render_authorization
-from libs.common.sealing import Sealer, new_key
+from libs.common.bus.nats import credentials, processed, servers
+from libs.common.bus.permissions import ADMIN, ROLES, render_authorization
+from libs.common.runtime.sealing import Sealer, new_key
 
 from .stack import private_dir, private_file
 from .summary import safe_url

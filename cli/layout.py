@@ -18,7 +18,7 @@ from typing import Final
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings
 
-from libs.common.config import BastionConfig
+from libs.common.contracts.config import BastionConfig
 from libs.common.settings import (
     AdminSettings,
     AuditSettings,
@@ -60,7 +60,7 @@ SETTINGS: Final[Mapping[str, type[ServiceSettings]]] = {
 }
 """Every service `bastion up` starts, in start order (ingress last), with its settings: which of
 its variables are secrets (`secret_variables`) follows from them. A new service is one entry here
-(and a role in `libs.common.permissions`)."""
+(and a role in `libs.common.bus.permissions`)."""
 SERVICES = tuple(SETTINGS)
 METRICS_SERVICES = SERVICES
 """Services serving `/metrics` on a port of their own (every one: never on a public port)."""
@@ -192,7 +192,7 @@ def secret_variables(settings: type[BaseSettings]) -> frozenset[str]:
 
 SECRET_VARIABLES: Final = frozenset().union(*(secret_variables(settings) for settings in SETTINGS.values()))
 """Every service's secrets: handed to the one process that needs each through a pipe
-(`libs.common.handed_secrets`), never put in an environment (any process of the same user can read
+(`libs.common.settings.handed_secrets`), never put in an environment (any process of the same user can read
 another's `/proc/<pid>/environ`)."""
 _PRIVATE_VARIABLES: Final = SECRET_VARIABLES | {
     "BASTION_ADMIN_TOKEN",  # the CLI's credential (a principal's API token): no service takes one
@@ -263,7 +263,7 @@ def _shared_variables(ep: Endpoints, environ: Mapping[str, str]) -> dict[str, st
         BASTION_CLICKHOUSE_URL=ep.clickhouse_url,
         # ingress binds tokens to it, the oauth service issues them and builds links from it: one value
         BASTION_PUBLIC_URL=ep.base_url,
-        # refused to every service beyond the paths its own settings name (libs.common.walls)
+        # refused to every service beyond the paths its own settings name (libs.common.runtime.walls)
         BASTION_DATA_DIR=str(ep.data_dir),
     )
     return base
@@ -342,7 +342,7 @@ def _own_variables(
         for name in sorted(secret_variables(settings) - set(mine)):
             if name in environ:
                 mine[name] = environ[name]
-        # a service is its own NATS role (libs.common.permissions); one without a role gets no
+        # a service is its own NATS role (libs.common.bus.permissions); one without a role gets no
         # seed, and a secured NATS refuses it: add its role to the table
         mine["BASTION_NATS_NKEY_SEED_FILE"] = creds.seed_file(svc) if creds else ""
     return own

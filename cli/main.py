@@ -93,7 +93,7 @@ def up(
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
     """Validate a config file and summarize it (never showing secrets); its Cedar policies are compiled
     and listed, and OpenAPI documents are read and what they turn into (or refuse) is listed."""
-    from libs.common.config import ConfigError, load_config
+    from libs.common.contracts.config import ConfigError, load_config
 
     from .apply import key_records
     from .openapi_check import load_openapi_servers, print_openapi_report
@@ -125,8 +125,8 @@ def config_apply(
     data_dir: DataDir = None,
 ) -> None:
     """Write a file's servers and keys into a running deployment's NATS KV (every replica sees it)."""
-    from libs.common.config import ConfigError, load_config
-    from libs.common.sealing import Sealer, SealingError
+    from libs.common.contracts.config import ConfigError, load_config
+    from libs.common.runtime.sealing import Sealer, SealingError
 
     from .apply import apply_config, key_records
     from .stackfile import find_admin_credentials, find_nats_url
@@ -158,7 +158,7 @@ def config_nats_credentials(
 ) -> None:
     """Make one NATS NKey per service role and the nats-server `authorization` block giving each
     role only its subjects (for a production NATS; `bastion up` does this by itself)."""
-    from libs.common.permissions import ADMIN
+    from libs.common.bus.permissions import ADMIN
 
     from .credentials import AUTHORIZATION_FILE, write_nats_credentials
 
@@ -293,7 +293,7 @@ def analytics_query(
     """Run one read-only SQL query on the audit store (docs/analytics.md has ten ready-made ones)."""
     import asyncio
 
-    from libs.common.analytics import AnalyticsQuery, NotReadOnly
+    from libs.common.analytics.queries import AnalyticsQuery, NotReadOnly
 
     from .analytics import CliFailure, principal, print_answer, query_clickhouse, query_nats
 
@@ -322,7 +322,7 @@ def analytics_query(
 @app.command()
 def version() -> None:
     """Print the Bastion version."""
-    from libs.common.package_version import bastion_version
+    from libs.common.runtime.package_version import bastion_version
 
     typer.echo(f"bastion {bastion_version()}")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from libs.common.config import BastionConfig, ConfigError
-from libs.common.egress import EgressRules
+from libs.common.contracts.config import BastionConfig, ConfigError
+from libs.common.web.egress_rules import EgressRules
 from services.executor.upstreams.openapi.api import Api
 from services.executor.upstreams.openapi.source import DocumentError
 

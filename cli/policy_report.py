@@ -19,7 +19,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from libs.common.cedar_policies import PolicyInfo
+    from libs.common.cedar.cedar_policies import PolicyInfo
 
 __all__ = ["PolicyText", "policy_problem", "policy_text", "print_policy_report"]
 
@@ -61,7 +61,7 @@ def policy_text(file: Path) -> PolicyText | None:
 def policy_problem(file: Path) -> str | None:
     """Why the file's policies do not compile, naming the file's line where that policy starts; None
     when they compile or there are none."""
-    from libs.common.cedar_policies import PolicyProblem, compile_policies
+    from libs.common.cedar.cedar_policies import PolicyProblem, compile_policies
 
     found = policy_text(file)
     if found is None:
@@ -75,7 +75,7 @@ def policy_problem(file: Path) -> str | None:
 
 def print_policy_report(file: Path, policies: str | None, out: Console) -> None:
     """The policies `config check` compiled: how many, and each one's id, line and what it does."""
-    from libs.common.cedar_policies import compile_policies
+    from libs.common.cedar.cedar_policies import compile_policies
 
     if policies is None:
         out.print("[bold]policies[/]: none in this file (a running stack keeps the ones it has)")

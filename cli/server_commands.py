@@ -177,7 +177,7 @@ def servers_list(api: AdminClient, as_json: Json = False) -> None:
     servers = api.get("/servers")
     if as_json:
         return print_json(servers)
-    from libs.common.config import ServerConfig
+    from libs.common.contracts.config import ServerConfig
 
     from .summary import server_target
 

@@ -25,9 +25,9 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from libs.common.walls import confine as confine_module
-from libs.common.walls.confine import Confinement
-from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ
+from libs.common.runtime.walls import confine as confine_module
+from libs.common.runtime.walls.confine import Confinement
+from libs.common.runtime.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ
 
 from .ports import HeldPorts, hold_ports
 
@@ -98,7 +98,7 @@ def boxed(
     connect_ports: list[int] | None,
     reads: Collection[Path] = (),
 ) -> list[str]:
-    """`argv` run inside an OS box (`libs.common.walls.confine`, as a launcher that confines itself,
+    """`argv` run inside an OS box (`libs.common.runtime.walls.confine`, as a launcher that confines itself,
     then execs the server): the system, the server's own binary, and `writes` (its own folder, never
     the data dir beside it: `stack.json` and the credentials are not a server's to read)."""
     binary = Path(argv[0]).resolve()
@@ -144,7 +144,7 @@ class EmbeddedNats:
     max_payload_mb: int = 8
     """The gateway accepts 4 MiB bodies by default, so NATS must carry more than its 1 MiB default."""
     authorization: str = ""
-    """An `authorization { users = [...] }` block (`libs.common.permissions.render_authorization`);
+    """An `authorization { users = [...] }` block (`libs.common.bus.permissions.render_authorization`);
     empty: an open server (the test fixtures)."""
     extra_config: str = ""
     """More of nats.conf (a `server_name` and `cluster { ... }` block for a member of a cluster,

@@ -107,9 +107,9 @@ class AdminCredentials:
     """What a CLI command writing configuration needs besides the URL (empty: none configured)."""
 
     nkey_seed_file: str = ""
-    """NKey seed of the admin role (`libs.common.permissions.ADMIN`)."""
+    """NKey seed of the admin role (`libs.common.bus.permissions.ADMIN`)."""
     secrets_key: str = ""
-    """Fernet key(s) sealing upstream secrets (`libs.common.sealing`)."""
+    """Fernet key(s) sealing upstream secrets (`libs.common.runtime.sealing`)."""
 
 
 def find_admin_credentials(data_dir: Path, environ: Mapping[str, str] | None = None) -> AdminCredentials:

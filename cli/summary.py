@@ -19,7 +19,7 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from libs.common.config import BastionConfig, ServerConfig
+    from libs.common.contracts.config import BastionConfig, ServerConfig
 
 __all__ = [
     "banner_servers",

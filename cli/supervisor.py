@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from libs.common.handed_secrets import FD_VARIABLE, MAX_BYTES
+from libs.common.settings.handed_secrets import FD_VARIABLE, MAX_BYTES
 
 from .stack import kill_with_parent
 
@@ -46,7 +46,7 @@ Notify = Callable[[str], None]
 class Backoff:
     """Restart delays: `initial` doubling up to `maximum`, back to `initial` once a child stayed up.
 
-    Not tenacity (`libs.common.patience`): the supervisor is one synchronous poll loop over many
+    Not tenacity (`libs.common.runtime.patience`): the supervisor is one synchronous poll loop over many
     children, each with its own next start time, and there is no call to wrap; only the delay is
     computed here, and the uptime reset needs the child's, not an attempt count."""
 
@@ -72,7 +72,7 @@ class ChildSpec:
     sooner than a crashing service, because every service waits on them."""
     secrets: Mapping[str, object] | None = None
     """Handed to the child, at every start, through the read end of a pipe it inherits (named by
-    `BASTION_SECRETS_FD`, `libs.common.handed_secrets`), never through its environment."""
+    `BASTION_SECRETS_FD`, `libs.common.settings.handed_secrets`), never through its environment."""
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`bastion tools pending|diff|approve|reject`: a person decides on pinned definitions that drifted
 (docs/supply-chain.md). Over the admin role's NATS connection to KV `bastion_pins`, the way
-`bastion config apply` writes configuration; the logic is `libs.common.pin_store`'s, shared with
+`bastion config apply` writes configuration; the logic is `libs.common.supply_chain.pin_store`'s, shared with
 the admin API. Each approval and rejection is an admin audit event naming who decided (the CLI's
 principal: `BASTION_PRINCIPAL`, else `cli:<user>@<host>`).
 """
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from nats.aio.client import Client as NATS
     from nats.js.kv import KeyValue
 
-    from libs.common.messages import AuditEvent
-    from libs.common.pin_store import PinChange
+    from libs.common.contracts.messages import AuditEvent
+    from libs.common.supply_chain.pin_store import PinChange
 
 __all__ = ["actor", "audited", "audited_events", "run_as_admin", "run_on_pins", "tools_app"]
 
@@ -88,10 +88,10 @@ def run_as_admin(
 
 def run_on_pins(nats_url: str | None, data_dir: Path | None, work: Callable[[NATS, KeyValue], Awaitable[T]]) -> T:
     """`work(nc, pins)` over the admin role's connection; a clear message and exit code 1 or 2 on failure."""
-    from libs.common import subjects
-    from libs.common.catalog_manifest import ManifestError
-    from libs.common.nats import kv_bucket
-    from libs.common.pins import PinError
+    from libs.common.bus.nats import kv_bucket
+    from libs.common.contracts import subjects
+    from libs.common.contracts.pins import PinError
+    from libs.common.supply_chain.catalog_manifest import ManifestError
 
     from .stackfile import find_admin_credentials, find_nats_url
 
@@ -112,16 +112,16 @@ def run_on_pins(nats_url: str | None, data_dir: Path | None, work: Callable[[NAT
 
 async def audited(nc: NATS, changes: Sequence[PinChange], by: str, within: float = 10.0) -> int:
     """Publish one admin audit event per change; returns how many the audit stream did not take."""
-    from libs.common.pin_store import pin_audit_event
+    from libs.common.supply_chain.pin_store import pin_audit_event
 
     return await audited_events(nc, [pin_audit_event(change, by) for change in changes], within)
 
 
 async def audited_events(nc: NATS, events: Sequence[AuditEvent], within: float = 10.0) -> int:
     """Publish admin audit events on the admin role's chain; returns how many the stream did not take."""
-    from libs.common.audit_chain import producer_id
-    from libs.common.audit_publisher import AuditPublisher
-    from libs.common.permissions import ADMIN
+    from libs.common.audit.audit_chain import producer_id
+    from libs.common.audit.audit_publisher import AuditPublisher
+    from libs.common.bus.permissions import ADMIN
 
     publisher = AuditPublisher(nc, producer=producer_id(ADMIN))
     await publisher.start()
@@ -136,8 +136,8 @@ def pending(nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """List the definitions that drifted and wait for approval (quarantined, or flagged in warn mode)."""
     from rich.table import Table
 
-    from libs.common.pin_store import pending as pending_records
-    from libs.common.pin_store import read_records
+    from libs.common.supply_chain.pin_store import pending as pending_records
+    from libs.common.supply_chain.pin_store import read_records
 
     async def work(_nc: NATS, kv: KeyValue) -> int:
         waiting = pending_records((await read_records(kv)).values())
@@ -170,7 +170,7 @@ def pending(nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
 @tools_app.command("diff")
 def diff(target: Target, nats_url: NatsUrl = None, data_dir: DataDir = None) -> None:
     """Show what changed between the approved definition and the one waiting, field by field."""
-    from libs.common.pin_store import diff_text, find
+    from libs.common.supply_chain.pin_store import diff_text, find
 
     server, name = _target(target)
 
@@ -181,7 +181,7 @@ def diff(target: Target, nats_url: NatsUrl = None, data_dir: DataDir = None) -> 
 
 
 def _decide(target: str, decision: str, sha: str | None, nats_url: str | None, data_dir: Path | None) -> None:
-    from libs.common.pin_store import decide_pending
+    from libs.common.supply_chain.pin_store import decide_pending
 
     server, name = _target(target)
     by = actor()
@@ -211,8 +211,8 @@ def reject(target: Target, sha: Sha = None, nats_url: NatsUrl = None, data_dir: 
 
 
 def _target(target: str) -> tuple[str, str]:
-    from libs.common.pin_store import parse_target
-    from libs.common.pins import PinError
+    from libs.common.contracts.pins import PinError
+    from libs.common.supply_chain.pin_store import parse_target
 
     try:
         return parse_target(target)

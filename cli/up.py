@@ -14,7 +14,7 @@ services, then Valkey and NATS.
 Service output goes to `<data_dir>/logs/<service>.log` (not the terminal): the banner stays
 readable, and a crashed service's last line is quoted in the restart message.
 
-The bus is zero-trust (`libs.common.permissions`): with the embedded NATS every service gets its
+The bus is zero-trust (`libs.common.bus.permissions`): with the embedded NATS every service gets its
 own NKey (`cli/credentials.py`) and only its role's subjects, Valkey takes only policy's password,
 and upstream secrets are sealed in KV. Everything under the data dir is private (umask 077).
 """
@@ -37,10 +37,10 @@ import nats.errors
 from rich.console import Console
 from rich.markup import escape
 
-from libs.common.config import BastionConfig, ConfigError, load_config
-from libs.common.package_version import bastion_version
-from libs.common.permissions import ADMIN
-from libs.common.sealing import Sealer
+from libs.common.bus.permissions import ADMIN
+from libs.common.contracts.config import BastionConfig, ConfigError, load_config
+from libs.common.runtime.package_version import bastion_version
+from libs.common.runtime.sealing import Sealer
 from libs.common.settings import unguarded_bind_problem
 
 from .admin_owner import local_owner_token

@@ -18,8 +18,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common import tracing
-from libs.common.guarded_http import shared_tls
+from libs.common.runtime import tracing
+from libs.common.web.guarded_http import shared_tls
 
 pytest_plugins = [
     "tests.support.admin_api",  # `ingress`, `api` and `admin_pages`: the admin API in-process

@@ -24,11 +24,12 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel
 
-from libs.common import subjects as s
-from libs.common.analytics import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ExportPage, ExportRows
-from libs.common.gateway_tasks import CancelTask
-from libs.common.llm import LlmOutcome, LlmRequest
-from libs.common.messages import (
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ExportPage, ExportRows
+from libs.common.bus.permissions import AUDIT_PRODUCERS
+from libs.common.contracts import subjects as s
+from libs.common.contracts.gateway_tasks import CancelTask
+from libs.common.contracts.llm import LlmOutcome, LlmRequest
+from libs.common.contracts.messages import (
     AuditBatch,
     AuditQuery,
     AuditRows,
@@ -47,10 +48,9 @@ from libs.common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse, PasswordChange, PasswordChanged
-from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
-from libs.common.permissions import AUDIT_PRODUCERS
-from libs.common.pins import PinDrift
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse, PasswordChange, PasswordChanged
+from libs.common.contracts.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
+from libs.common.contracts.pins import PinDrift
 
 __all__ = ["CHANNELS", "Channel", "specification"]
 

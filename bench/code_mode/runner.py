@@ -27,8 +27,8 @@ from client import CallFailed, McpClient, result_text
 from honesty import Shown, check, check_calls, check_fields
 from transcript import Transcript
 
-from libs.common.codemode import CODE_MODE_HEADER
-from libs.common.naming import assign_names
+from libs.common.contracts.codemode import CODE_MODE_HEADER
+from libs.common.contracts.naming import assign_names
 from services.codemode.metatool_answers import tool_value
 from services.codemode.toolset import Toolset
 

@@ -4,7 +4,7 @@ dashboard, the browser sign-in, `/docs`, the index and `/healthz`.
 Every route is an `AdminRoute` that declares its permission (or `public`), except the OpenAPI document
 and the reference's assets (`DOCS_PATHS`); `tests/integration/test_admin_roles.py` checks each role
 against every route of this app, so a route added without a permission fails the suite. Every
-response carries the page security headers (`libs.common.page_security`; a page with inline scripts
+response carries the page security headers (`libs.common.web.page_security`; a page with inline scripts
 allows exactly those by their hash).
 """
 
@@ -19,12 +19,12 @@ from fastapi_offline import FastAPIOffline
 from nats.aio.client import Client as NATS
 from starlette.exceptions import HTTPException
 
-from libs.common.messages import AuditEvent
-from libs.common.package_version import bastion_version
-from libs.common.page_security import PageSecurity
-from libs.common.refusals import RefusalLog
-from libs.common.sealing import Sealer
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.package_version import bastion_version
+from libs.common.runtime.refusals import RefusalLog
+from libs.common.runtime.sealing import Sealer
 from libs.common.settings import AdminSettings
+from libs.common.web.page_security import PageSecurity
 
 from .analytics import analytics_router, dashboard_router
 from .api import PREFIX, AdminStore, Authenticator, ChangeLog, admin_api

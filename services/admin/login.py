@@ -36,12 +36,18 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from libs.common import subjects
-from libs.common.admin_principals import Principal, token_digest
-from libs.common.nats import kv_bucket
-from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
-from libs.common.page_security import page_headers
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.admin_principals import Principal, token_digest
+from libs.common.contracts.oauth import (
+    ACCESS_TOKEN_TYP,
+    JWKS_KEY,
+    AccessTokenKeys,
+    HttpExchangeRequest,
+    HttpExchangeResponse,
+)
 from libs.common.settings import AdminSettings
+from libs.common.web.page_security import page_headers
 
 from .api.access_store import OAuthClient, PendingLogin, Session
 from .api.admin_route import bound_route

@@ -3,7 +3,7 @@ wheel, served under `/docs/assets`: it works without internet access) and the pa
 returns to.
 
 Both pages are built once, here, so their inline scripts are known and allowed by their hash
-(`libs.common.page_security`); the online validator is off (it would load an image from elsewhere).
+(`libs.common.web.page_security`); the online validator is off (it would load an image from elsewhere).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 
-from libs.common.page_security import page_headers
+from libs.common.web.page_security import page_headers
 
 from .api.admin_route import bound_route
 from .api.auth import Authenticator

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from libs.common.admin_principals import OWNER, RoleBinding
-from libs.common.command_servers import COMMAND_PERMISSION, WHY_OWNER_ONLY
+from libs.common.contracts.admin_principals import OWNER, RoleBinding
+from libs.common.contracts.command_servers import COMMAND_PERMISSION, WHY_OWNER_ONLY
 
 __all__ = [
     "AUTHENTICATED",

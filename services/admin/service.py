@@ -17,16 +17,19 @@ import uvicorn
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
 
-from libs.common import approvals, observability, permissions, subjects
-from libs.common.http_serving import ServingHttp, serve_http
-from libs.common.metrics import MetricsServer
-from libs.common.nats import connect_service, drain_or_close
-from libs.common.probes import Probes, start_probes
-from libs.common.service_trail import ServiceTrail
+from libs.common.audit.service_trail import ServiceTrail
+from libs.common.bus import permissions
+from libs.common.bus.nats import connect_service, drain_or_close
+from libs.common.bus.starting import patient_start
+from libs.common.bus.stores import declare_owned, owned_by
+from libs.common.cedar import approvals
+from libs.common.contracts import subjects
+from libs.common.runtime import observability
+from libs.common.runtime.metrics import MetricsServer
+from libs.common.runtime.probes import Probes, start_probes
+from libs.common.runtime.tasks import cancel_and_wait, every
 from libs.common.settings import AdminSettings
-from libs.common.starting import patient_start
-from libs.common.stores import declare_owned, owned_by
-from libs.common.tasks import cancel_and_wait, every
+from libs.common.web.http_serving import ServingHttp, serve_http
 
 from .api.access_store import AccessStore
 from .api.tables import Buckets

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import time
 
-from libs.common.audit_chain import checkpoint_signature
-from libs.common.messages import AuditVerdict
+from libs.common.audit.audit_chain import checkpoint_signature
+from libs.common.contracts.messages import AuditVerdict
 
 from .store import ClickHouseStore
 from .verify import Checkpoint, verify_chain, verify_checkpoints

@@ -19,11 +19,11 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.audit_chain import producer_role
-from libs.common.messages import AuditEvent, audit_events
-from libs.common.oauth import USER_CALLER_PREFIX
-from libs.common.permissions import AUDIT_PRODUCERS
+from libs.common.audit.audit_chain import producer_role
+from libs.common.bus.permissions import AUDIT_PRODUCERS
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, audit_events
+from libs.common.contracts.oauth import USER_CALLER_PREFIX
 
 from .errors import BadEvent
 from .schema import to_row

@@ -1,12 +1,12 @@
 """The audit service's metrics: what the writer put into ClickHouse, how long it took, what waits and
-what could never be a row. Served with the shared ones (`libs.common.metrics`) on its `/metrics`.
+what could never be a row. Served with the shared ones (`libs.common.runtime.metrics`) on its `/metrics`.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from libs.common.metrics import LATENCY_BUCKETS
+from libs.common.runtime.metrics import LATENCY_BUCKETS
 
 __all__ = ["AUDIT_BACKLOG", "AUDIT_DEAD_LETTERS", "AUDIT_INSERTED", "AUDIT_INSERT_SECONDS"]
 

@@ -1,7 +1,7 @@
 """Analytics queries in the audit service: checked, admitted, run on their own threads and engine
 connections, and stopped in the engine when their time is up or their caller gives up.
 
-- Checked: the allow-list (`libs.common.analytics.read_only`); a refusal never reaches the engine.
+- Checked: the allow-list (`libs.common.analytics.queries.read_only`); a refusal never reaches the engine.
 - Admitted: at most `analytics_queries` run at once, `analytics_queries_per_principal` of one
   principal. One more waits up to `QUEUE_WAIT` seconds for a slot (a dashboard asks for its nine
   panels at once), in a short line (`WAITING`, `WAITING_PER_PRINCIPAL`); past that, or with the
@@ -12,7 +12,7 @@ connections, and stopped in the engine when their time is up or their caller giv
   thread limits), so the writer, the checkpoints and the other requests never wait for one.
 - Stopped: the engine stops a query at its `timeout` (`max_execution_time`); should it not,
   `STOP_GRACE` later it is killed (`KILL QUERY`), and so is a query whose caller sent
-  `AnalyticsCancel` (it gave up: `libs.common.analytics.ask`).
+  `AnalyticsCancel` (it gave up: `libs.common.analytics.asking.ask`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, engine_limits, read_only
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, engine_limits, read_only
 
 from .errors import StoreUnavailable
 from .store import ClickHouseStore

@@ -7,7 +7,7 @@ Each subscriber handles its own messages; the analytics one handles several at o
 the runner admits, so a query beyond them is answered "busy" at once instead of waiting behind a
 long one).
 
-Each handler takes its contract model (`libs.common.messages`, `libs.common.analytics`) and
+Each handler takes its contract model (`libs.common.contracts.messages`, `libs.common.analytics.queries`) and
 returns its answer model; FastStream validates the request and sends the answer to the reply
 subject. A request that is not its model is still answered, with an error saying what is wrong
 (`_invalid`), so a caller never waits for a reply that will not come. The store is synchronous and
@@ -26,9 +26,9 @@ from faststream import ExceptionMiddleware
 from faststream.nats import NatsRouter
 from pydantic import BaseModel, ValidationError
 
-from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ExportPage, ExportRows
-from libs.common.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerify
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ExportPage, ExportRows
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows, AuditVerdict, AuditVerify
 
 from .auditor import Auditor
 from .errors import StoreUnavailable

@@ -12,7 +12,7 @@ belongs to it), and `flags`, what the service found wrong with an event it store
 does not exist). A redelivered event is not inserted again at all (`ClickHouseStore.insert` looks
 its id up first), so the rollups, which count inserts, count it once.
 
-`audit_checkpoints` holds the signed heads of the events' hash chains (`libs.common.audit_chain`,
+`audit_checkpoints` holds the signed heads of the events' hash chains (`libs.common.audit.audit_chain`,
 `verify`): one row per (producer, seq) signed, never updated. `audit_refused` records every message
 the writer dead-lettered (which role sent it, and why), for `bastion audit verify` to report.
 """
@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, Final
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 
 from .errors import BadEvent
 
@@ -100,7 +100,7 @@ _ADDED_COLUMNS: Final = {
     # admin changes name the principal's roles and address besides the principal (`actor`)
     "actor_role": "LowCardinality(Nullable(String))",
     "actor_address": "Nullable(String)",
-    # refused credentials, aggregated per window (libs.common.refusals)
+    # refused credentials, aggregated per window (libs.common.runtime.refusals)
     "credential": "Nullable(String)",
     "refusals": "Nullable(UInt64)",
     # Unix seconds as the event has them (a float reads back exactly, so the row keeps its hash)

@@ -28,13 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from faststream.nats import NatsBroker, NatsNKey
 from nats.aio.client import Client as NATS
 
-from libs.common import metrics, observability, permissions, subjects
-from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect_service, drain_or_close, processed, servers
-from libs.common.probes import Probes
+from libs.common.bus import permissions
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect_service, drain_or_close, processed, servers
+from libs.common.bus.starting import patient_start, start_owning
+from libs.common.contracts import subjects
+from libs.common.runtime import metrics, observability
+from libs.common.runtime.probes import Probes
+from libs.common.runtime.tasks import cancel_and_wait
 from libs.common.settings import AuditSettings
-from libs.common.starting import patient_start, start_owning
-from libs.common.tasks import cancel_and_wait
 
 from .auditor import Auditor
 from .errors import StoreUnavailable

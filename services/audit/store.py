@@ -26,9 +26,16 @@ from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, ExportPage, NotReadOnly, limited, tenant_filters
-from libs.common.analytics_bind import run_bound
-from libs.common.messages import AuditEvent, AuditQuery, ChainVoucher, FlaggedEvent
+from libs.common.analytics.analytics_bind import run_bound
+from libs.common.analytics.queries import (
+    AnalyticsAnswer,
+    AnalyticsQuery,
+    ExportPage,
+    NotReadOnly,
+    limited,
+    tenant_filters,
+)
+from libs.common.contracts.messages import AuditEvent, AuditQuery, ChainVoucher, FlaggedEvent
 
 from . import rollups
 from .errors import StoreUnavailable
@@ -265,7 +272,7 @@ class ClickHouseStore:
     def analytics(
         self, query: AnalyticsQuery, sql: str, limits: Mapping[str, int | float | str], marker: str
     ) -> AnalyticsAnswer:
-        """Run `sql` (checked by `libs.common.analytics.read_only`) on a connection of its own, behind
+        """Run `sql` (checked by `libs.common.analytics.queries.read_only`) on a connection of its own, behind
         the engine's walls: on the embedded engine a fresh handle whose session is read-only with
         `limits` (set before `readonly = 1`, so the query can change neither); on a server the
         restricted analyst user (its profile holds the limits), else the store's user with `limits`

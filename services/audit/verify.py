@@ -17,8 +17,8 @@ import hmac
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from libs.common.audit_chain import checkpoint_signature, event_hash
-from libs.common.messages import AuditEvent, AuditVerdict, TamperKind
+from libs.common.audit.audit_chain import checkpoint_signature, event_hash
+from libs.common.contracts.messages import AuditEvent, AuditVerdict, TamperKind
 
 __all__ = ["Checkpoint", "verify_chain", "verify_checkpoints"]
 

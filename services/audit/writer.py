@@ -43,8 +43,8 @@ from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import ServiceUnavailableError
 
-from libs.common import subjects
-from libs.common.nats import drain_or_close
+from libs.common.bus.nats import drain_or_close
+from libs.common.contracts import subjects
 
 from .batch import Arrival, Backoff, Rejected, split
 from .errors import StoreUnavailable

@@ -3,7 +3,7 @@ from the environment."""
 
 from __future__ import annotations
 
-from libs.common.runner import run_from_environment
+from libs.common.runtime.runner import run_from_environment
 from libs.common.settings import CodeModeSettings
 
 

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from libs.common.audit_content import content_fields, error_column, error_said
-from libs.common.audit_journal import AuditJournal
-from libs.common.codemode import META_TOOL_NAMES
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall, new_id
-from libs.common.naming import namespaced
-from libs.common.oauth_upstream import authorize_url_of
+from libs.common.audit.audit_content import content_fields, error_column, error_said
+from libs.common.audit.audit_journal import AuditJournal
+from libs.common.contracts.codemode import META_TOOL_NAMES
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import AuditEvent, CallOutcome, CodeModeCall, GatewayError, ToolCall, new_id
+from libs.common.contracts.naming import namespaced
+from libs.common.contracts.oauth_upstream import authorize_url_of
 
 from .gateway import PolicyGateway
 from .metatool_answers import tool_value

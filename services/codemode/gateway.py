@@ -11,10 +11,13 @@ from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.blobs import Blobs
-from libs.common.errors import ErrorKind
-from libs.common.messages import (
+from libs.common.bus.blobs import Blobs
+from libs.common.bus.rejoin import Nobody, Rejoin
+from libs.common.bus.relay import ResponderLost, call_outcome, routed_requester
+from libs.common.bus.visible import ask_visible
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import (
     Caller,
     CallOutcome,
     CancelExecution,
@@ -23,10 +26,7 @@ from libs.common.messages import (
     Refund,
     ToolCall,
 )
-from libs.common.rejoin import Nobody, Rejoin
-from libs.common.relay import ResponderLost, call_outcome, routed_requester
 from libs.common.settings import RequestPathSettings
-from libs.common.visible import ask_visible
 
 from .metrics import CODEMODE_CALLS_SENT_AGAIN
 
@@ -60,7 +60,7 @@ class PolicyGateway:
         return answer.error if answer.error else answer.allowed
 
     async def call(self, call: ToolCall) -> CallOutcome:
-        """The call's outcome; sent again while the replica it needs is rejoining (`libs.common.rejoin`)."""
+        """The call's outcome; sent again while the replica it needs is rejoining (`libs.common.bus.rejoin`)."""
 
         def given_up(why: str) -> CallOutcome:
             error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)

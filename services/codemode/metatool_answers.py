@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import orjson
 
-from libs.common.codemode import META_TOOL_NAMES
+from libs.common.contracts.codemode import META_TOOL_NAMES
 
 from .rewrite import restore
 from .sandbox import RunOutcome

@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from libs.common.codemode import EXECUTE_CODE
-from libs.common.discovery import FIND_TOOLS_NAME, MAX_FOUND
-from libs.common.messages import CodeModeCall
+from libs.common.contracts.codemode import EXECUTE_CODE
+from libs.common.contracts.discovery import FIND_TOOLS_NAME, MAX_FOUND
+from libs.common.contracts.messages import CodeModeCall
 
 from .calls import CallPath, ScriptCalls
 from .metatool_answers import error_result, run_result, text_result

@@ -1,7 +1,7 @@
 """The Code Mode service's metrics: runs by outcome, sandbox limits hit, and tool search (which engine
 ranked, whether the embedding model is loaded, definitions embedded, needs written), and scripts' calls
 sent again while a replica rejoined. Served with the shared ones
-(`libs.common.metrics`) on its `/metrics`.
+(`libs.common.runtime.metrics`) on its `/metrics`.
 """
 
 from __future__ import annotations
@@ -39,5 +39,5 @@ CODEMODE_SEARCH_VECTORS = Counter(
 CODEMODE_CALLS_SENT_AGAIN = Counter(
     "bastion_codemode_calls_sent_again",
     "Scripts' tool calls sent again because no policy or executor replica was subscribed while one rejoined "
-    "(`libs.common.rejoin`).",
+    "(`libs.common.bus.rejoin`).",
 )

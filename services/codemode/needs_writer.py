@@ -39,8 +39,8 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from libs.common.runtime.tasks import cancel_and_wait
 from libs.common.settings import CodeModeSettings
-from libs.common.tasks import cancel_and_wait
 
 from . import needs
 from .metrics import CODEMODE_NEEDS_REQUESTS

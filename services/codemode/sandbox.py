@@ -30,9 +30,9 @@ from typing import Any, Final
 
 import orjson
 
-from libs.common.walls import confine as confine_module
-from libs.common.walls.confine import Confinement
-from libs.common.walls.profiles import DEVICES, LOADERS, SYSTEM_READ, own_packages, python_paths
+from libs.common.runtime.walls import confine as confine_module
+from libs.common.runtime.walls.confine import Confinement
+from libs.common.runtime.walls.profiles import DEVICES, LOADERS, SYSTEM_READ, own_packages, python_paths
 
 from .sandbox_limits import Limits, limit_message
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from libs.common.runtime.tasks import cancel_and_wait
 from libs.common.settings import CodeModeSettings
-from libs.common.tasks import cancel_and_wait
 
 from . import embedding, needs
 from .metrics import CODEMODE_SEARCH_MODEL, CODEMODE_SEARCH_VECTORS, CODEMODE_SEARCHES

@@ -22,17 +22,19 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 from pydantic import ValidationError
 
-from libs.common import metrics, observability, permissions, subjects, tracing
-from libs.common.audit_publisher import FieldLimits
-from libs.common.blobs import Blobs
-from libs.common.codemode import EXECUTE_CODE
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import BucketWatch
-from libs.common.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
-from libs.common.nats import connect_service, drain_or_close, processed
-from libs.common.probes import Probes, start_probes
-from libs.common.relay import Acknowledger
-from libs.common.service_trail import ServiceTrail
+from libs.common.audit.audit_publisher import FieldLimits
+from libs.common.audit.service_trail import ServiceTrail
+from libs.common.bus import permissions
+from libs.common.bus.blobs import Blobs
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect_service, drain_or_close, processed
+from libs.common.bus.relay import Acknowledger
+from libs.common.contracts import subjects
+from libs.common.contracts.codemode import EXECUTE_CODE
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CancelExecution, CodeModeAnswer, CodeModeCall, GatewayError
+from libs.common.runtime import metrics, observability, tracing
+from libs.common.runtime.probes import Probes, start_probes
 from libs.common.settings import CodeModeSettings
 
 from .calls import CallPath

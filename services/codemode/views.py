@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from libs.common.kvwatch import decode_value
-from libs.common.messages import PairList, ServerCatalog
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.messages import PairList, ServerCatalog
 
 from .search import SearchIndex
 from .stubs import file_path, render_file

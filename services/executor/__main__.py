@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from libs.common.runner import Service, run_from_environment
+from libs.common.runtime.runner import Service, run_from_environment
 from libs.common.settings import ExecutorSettings
 
 

@@ -16,10 +16,18 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError, Grant, Routed, ToolCall, UpstreamRequest, encode_outcome
-from libs.common.work_signing import WorkSigner
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import (
+    CallOutcome,
+    GatewayError,
+    Grant,
+    Routed,
+    ToolCall,
+    UpstreamRequest,
+    encode_outcome,
+)
 
 __all__ = ["Admission", "Admitted", "Stale", "stale_answer"]
 

@@ -28,8 +28,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ValidationError
 
-from libs.common import subjects
-from libs.common.messages import Caller, ClientReply, ResourceUpdated, StreamEvent
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import Caller, ClientReply, ResourceUpdated, StreamEvent
 
 __all__ = ["ActiveCall", "AgentLink", "Guard"]
 

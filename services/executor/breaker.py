@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
-from libs.common.messages import BreakerStatus
+from libs.common.contracts.messages import BreakerStatus
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 

@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
-from libs.common.gateway_tasks import HostedTask
-from libs.common.messages import ServerCatalog
-from libs.common.tasks import cancel_and_wait
+from libs.common.contracts.gateway_tasks import HostedTask
+from libs.common.contracts.messages import ServerCatalog
+from libs.common.runtime.tasks import cancel_and_wait
 
 from .breaker import CircuitBreaker
 from .resilience import health_of

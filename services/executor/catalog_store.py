@@ -16,7 +16,7 @@ import time
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from libs.common.messages import ServerCatalog
+from libs.common.contracts.messages import ServerCatalog
 
 __all__ = ["write_entry"]
 

@@ -12,8 +12,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 from pydantic import ValidationError
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError
 
 from .answer_limits import AnswerTooLarge, answer_cutoff
 

@@ -8,7 +8,7 @@ finish reason and `[DONE]`) are retried, but only before any chunk went to the a
 retry would repeat text it has already seen. Provider keys live only here (opened from the sealed
 record or read from the executor's environment) and never appear in an outcome, a log line or an
 error message; errors name the URL tried without its userinfo or query string. A provider is
-reached as an upstream is, through the egress rules (`libs.common.egress`): its `base_url` may not be
+reached as an upstream is, through the egress rules (`libs.common.contracts.egress`): its `base_url` may not be
 loopback, private or a cloud's metadata address unless an owner allowed that host
 (`egress.allow_private_hosts`), so whoever may point a provider somewhere cannot make the executor
 send its key (or a variable of its environment) into the deployment's own network.
@@ -29,13 +29,13 @@ import orjson
 from opentelemetry.trace import Span
 from pydantic import ValidationError
 
-from libs.common import semconv, tracing
-from libs.common.egress import EgressRules
-from libs.common.errors import ErrorKind
-from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
-from libs.common.llm_config import ProviderConfig
-from libs.common.messages import GatewayError, StreamEvent
-from libs.common.sealing import Sealer, SealingError
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, Usage, cost_usd
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.contracts.messages import GatewayError, StreamEvent
+from libs.common.runtime import semconv, tracing
+from libs.common.runtime.sealing import Sealer, SealingError
+from libs.common.web.egress_rules import EgressRules
 
 from .breaker import CircuitBreaker
 from .error_mapping import scrub_urls

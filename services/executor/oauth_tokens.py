@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from libs.common import subjects
-from libs.common.config import ServerConfig
-from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery, oauth_applies, oauth_target
+from libs.common.contracts import subjects
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.oauth_upstream import UpstreamToken, UpstreamTokenQuery, oauth_applies, oauth_target
 
 __all__ = ["OAuthTokens", "oauth_applies", "token_fetcher"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from libs.common import subjects
-from libs.common.errors import ErrorKind
-from libs.common.messages import REFUNDED, CallOutcome, Execution, GatewayError, Routed
-from libs.common.results import encode_result, shape_result
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import REFUNDED, CallOutcome, Execution, GatewayError, Routed
+from libs.common.contracts.results import encode_result, shape_result
 
 __all__ = [
     "charged_usd",

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome
 
 from .breaker import BreakerState, CircuitBreaker
 

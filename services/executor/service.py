@@ -29,14 +29,18 @@ from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common import metrics, observability, permissions, subjects, tracing
-from libs.common.blobs import Blobs, fits
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRules
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import BucketWatch
-from libs.common.llm import LlmOutcome, LlmRequest
-from libs.common.messages import (
+from libs.common.bus import permissions
+from libs.common.bus.blobs import Blobs, fits
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.bus.relay import Acknowledger, reply_subject
+from libs.common.bus.starting import patient_start, start_owning
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LlmOutcome, LlmRequest
+from libs.common.contracts.messages import (
     CallOutcome,
     CancelExecution,
     GatewayError,
@@ -48,13 +52,11 @@ from libs.common.messages import (
     UpstreamRequest,
     encode_outcome,
 )
-from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
-from libs.common.probes import Probes
-from libs.common.relay import Acknowledger, reply_subject
-from libs.common.sealing import Sealer, SealingError
+from libs.common.runtime import metrics, observability, tracing
+from libs.common.runtime.probes import Probes
+from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import ExecutorSettings
-from libs.common.starting import patient_start, start_owning
-from libs.common.work_signing import WorkSigner
+from libs.common.web.egress_rules import EgressRules
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
@@ -99,7 +101,7 @@ class ExecutorService:
         self._admission = Admission(self._signer, self._servers_revision)
         """Work runs only when policy signed it, or granted it: the bus alone cannot prove who sent it."""
         self._sealer = Sealer(self.settings.secrets_key)
-        """The only place upstream secrets are opened (they are sealed in KV: `libs.common.sealing`)."""
+        """The only place upstream secrets are opened (they are sealed in KV: `libs.common.runtime.sealing`)."""
         self.stdio_root = StdioRoot.of(self.settings.stdio_root, self.settings.data_dir)
         """Each stdio server's sandbox has its working folder here (`upstreams.mcp.stdio_sandbox`)."""
         self._upstream_settings = UpstreamSettings.of(self.settings, self.stdio_root)
@@ -156,7 +158,7 @@ class ExecutorService:
         self._llm = LlmProviders(self._sealer, self._nc.publish, EgressRules(self.settings.egress.allow_private_hosts))
         self._llm_watch = BucketWatch(self._nc, subjects.KV_LLM, self._llm.put, self._llm.delete)
         await self._llm_watch.start()
-        # lets policy notice this replica dying mid-call (libs.common.relay)
+        # lets policy notice this replica dying mid-call (libs.common.bus.relay)
         self._acks = Acknowledger(
             self._nc,
             subjects.EXEC_HOLDERS,

@@ -22,7 +22,7 @@ from jsonschema.validators import validator_for
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
-from libs.common.messages import MAX_ALIASES, CatalogTool
+from libs.common.contracts.messages import MAX_ALIASES, CatalogTool
 
 from .argument_rules import path_text, rule_text
 from .schema_fastpath import Predicate, compile_predicate

@@ -21,9 +21,9 @@ from typing import Any
 
 import anyio
 
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRules
-from libs.common.messages import ServerCatalog
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import ServerCatalog
+from libs.common.web.egress_rules import EgressRules
 
 from .agents import AgentLink
 from .breaker import CircuitBreaker

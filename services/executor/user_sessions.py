@@ -9,7 +9,7 @@ Bounded: beyond `limit` sessions per executor the least recently used one is clo
 next call opens a new one). A session whose user has not authorized is closed right after the
 refused call, so the user's next call asks again (after they followed the link) instead of a
 background loop asking for a token nobody has. That refusal carries the user's link as data, never
-in its message (`libs.common.oauth_upstream.AUTHORIZE_URL`)."""
+in its message (`libs.common.contracts.oauth_upstream.AUTHORIZE_URL`)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, Routed, ServerCatalog
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, Routed, ServerCatalog
 
 from .replies import refusal
 from .upstream import Upstream

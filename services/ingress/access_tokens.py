@@ -26,10 +26,10 @@ from joserfc import jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 from joserfc.jwk import KeySet
 
-from libs.common.kvwatch import decode_value
-from libs.common.messages import Caller
-from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
-from libs.common.refusals import RefusalReason
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.messages import Caller
+from libs.common.contracts.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
+from libs.common.runtime.refusals import RefusalReason
 
 from .keys import AuthFailure, KeyDirectory, bearer_challenge
 from .owners import Owners

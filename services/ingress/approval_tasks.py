@@ -15,9 +15,9 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
-from libs.common.approvals import APPROVAL_META
-from libs.common.errors import ErrorKind
-from libs.common.messages import AuditEvent
+from libs.common.cedar.approvals import APPROVAL_META
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import AuditEvent
 
 from .context import RequestContext
 

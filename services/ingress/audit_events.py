@@ -12,10 +12,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from libs.common.audit_content import content_fields, error_column, error_said
-from libs.common.audit_journal import AuditJournal
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent, Execution, GatewayError, InterceptorDecision, new_id
+from libs.common.audit.audit_content import content_fields, error_column, error_said
+from libs.common.audit.audit_journal import AuditJournal
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import AuditEvent, Execution, GatewayError, InterceptorDecision, new_id
 
 from .context import RequestContext
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import orjson
 
-from libs.common.gateway_tasks import HostedTask, hosted_setting
-from libs.common.kvwatch import decode_value
-from libs.common.messages import PairList, ServerCatalog
-from libs.common.naming import SEPARATOR, VALID_NAME, assign_names, server_slug
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.gateway_tasks import HostedTask, hosted_setting
+from libs.common.contracts.messages import PairList, ServerCatalog
+from libs.common.contracts.naming import SEPARATOR, VALID_NAME, assign_names, server_slug
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
 

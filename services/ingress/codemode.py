@@ -16,12 +16,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.audit_content import content_fields, error_column
-from libs.common.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
-from libs.common.relay import AckedRequester, ResponderLost
+from libs.common.audit.audit_content import content_fields, error_column
+from libs.common.bus.relay import AckedRequester, ResponderLost
+from libs.common.contracts import subjects
+from libs.common.contracts.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
 from libs.common.settings import IngressSettings
 
 from .audit_events import TOOL_ERROR

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from libs.common.messages import Caller
+from libs.common.contracts.messages import Caller
 
 from .streams import Emit
 

@@ -23,7 +23,7 @@ from typing import Any, Final
 import orjson
 from mcp_types import INVALID_REQUEST
 
-from libs.common.discovery import FIND_TOOLS, FIND_TOOLS_NAME, discovery_choice
+from libs.common.contracts.discovery import FIND_TOOLS, FIND_TOOLS_NAME, discovery_choice
 
 from .catalog import Catalog
 from .codemode import CodeModeRouter

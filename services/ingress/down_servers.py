@@ -12,8 +12,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Final
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError, PairList
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError, PairList
 
 from .catalog import Catalog
 from .context import RequestContext

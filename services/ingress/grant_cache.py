@@ -18,8 +18,8 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.messages import Caller, Grant, RoutedHead
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import Caller, Grant, RoutedHead
 
 from .tool_lists import answer_holds
 

@@ -18,12 +18,12 @@ from typing import Any
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from libs.common import metrics
-from libs.common.audit_content import to_json
-from libs.common.audit_journal import AuditJournal
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import BucketWatch
-from libs.common.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
+from libs.common.audit.audit_content import to_json
+from libs.common.audit.audit_journal import AuditJournal
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
+from libs.common.runtime import metrics
 
 from .audit_events import AuditRecorder, Ending, failure, metrics_outcome
 from .catalog import Catalog, CatalogEntry, Listing

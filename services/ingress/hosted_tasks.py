@@ -25,8 +25,8 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.gateway_tasks import CancelTask, TaskRecord, task_key
+from libs.common.contracts import subjects
+from libs.common.contracts.gateway_tasks import CancelTask, TaskRecord, task_key
 
 from .task_store import TaskStore
 

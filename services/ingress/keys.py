@@ -11,10 +11,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from libs.common.keys import key_id as key_id_of
-from libs.common.kvwatch import decode_value
-from libs.common.messages import Caller, KeyRecord
-from libs.common.refusals import RefusalReason
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.keys import key_id as key_id_of
+from libs.common.contracts.messages import Caller, KeyRecord
+from libs.common.runtime.refusals import RefusalReason
 
 __all__ = ["UNAUTHENTICATED", "AuthFailure", "KeyDirectory", "bearer_challenge", "unauthorized"]
 
@@ -28,7 +28,8 @@ class AuthFailure:
     challenge: str | None = None
     """The `WWW-Authenticate` value to answer with (RFC 9728 §5.1: names the protected resource metadata)."""
     reason: RefusalReason = "invalid"
-    """How the refusal is counted and audited (`libs.common.refusals`); the answer never says more than `message`."""
+    """How the refusal is counted and audited (`libs.common.runtime.refusals`); the answer never says
+    more than `message`."""
 
 
 def bearer_challenge(failure: AuthFailure, credentials_sent: bool, metadata_url: str | None = None) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 from typing import Any
 
-from libs.common.llm import LlmOutcome
-from libs.common.llm_config import AgentMode
+from libs.common.contracts.llm import LlmOutcome
+from libs.common.contracts.llm_config import AgentMode
 
 __all__ = ["agent_summary", "assistant_message", "auto_executable", "call_ids", "call_name", "stop_reason"]
 

@@ -26,15 +26,15 @@ from typing import Any
 import orjson
 from cachetools import LRUCache
 
-from libs.common.audit_content import error_column
-from libs.common.audit_journal import AuditJournal
-from libs.common.codemode import CODE_MODE_HEADER
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import decode_value
-from libs.common.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
-from libs.common.llm_config import AgentMode, ModelPrice
-from libs.common.messages import AuditEvent, Caller, GatewayError, new_id
-from libs.common.refusals import RefusalLog
+from libs.common.audit.audit_content import error_column
+from libs.common.audit.audit_journal import AuditJournal
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.codemode import CODE_MODE_HEADER
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
+from libs.common.contracts.llm_config import AgentMode, ModelPrice
+from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
+from libs.common.runtime.refusals import RefusalLog
 
 from .access_tokens import Authenticator
 from .context import RequestContext
@@ -128,7 +128,7 @@ class LlmEndpoint:
         self.authenticator: KeyDirectory | Authenticator = authenticator or keys
         """Virtual keys and, with an `Authenticator`, OAuth access tokens: exactly as on `/mcp`."""
         self.refusals = refusals
-        """Where a 401 is counted and audited (`libs.common.refusals`)."""
+        """Where a 401 is counted and audited (`libs.common.runtime.refusals`)."""
         self.emit_audit = emit_audit
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
@@ -447,7 +447,7 @@ class _Chat:
 
     def audit(self) -> AuditEvent:
         """The event one provider round trip owes; journaled first, so a replica killed before the
-        answer still leaves its row (as for MCP requests, `libs.common.audit_journal`)."""
+        answer still leaves its row (as for MCP requests, `libs.common.audit.audit_journal`)."""
         event_id = new_id()
         if self.journal is not None:
             event_id = self.journal.begun(

@@ -9,9 +9,9 @@ from typing import Any
 
 import orjson
 
-from libs.common.errors import ErrorKind
-from libs.common.llm import LlmOutcome
-from libs.common.messages import GatewayError
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LlmOutcome
+from libs.common.contracts.messages import GatewayError
 
 from .answers import JSON_HEADERS, SSE_HEADERS
 from .mcp_edge.http_steps import Gone, TooLarge

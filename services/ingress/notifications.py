@@ -19,7 +19,7 @@ from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from libs.common.messages import ResourceUpdated
+from libs.common.contracts.messages import ResourceUpdated
 
 from .catalog import Catalog
 from .session_state import SessionState

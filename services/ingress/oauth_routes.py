@@ -17,8 +17,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.oauth import MAX_HTTP_BODY, HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import MAX_HTTP_BODY, HttpExchangeRequest, HttpExchangeResponse
 
 __all__ = ["oauth_router"]
 

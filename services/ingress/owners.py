@@ -8,8 +8,8 @@ the watch it already runs on the policy bucket, and fills them in when it verifi
 
 from __future__ import annotations
 
-from libs.common.entities import Team, User
-from libs.common.kvwatch import decode_value
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.entities import Team, User
 
 __all__ = ["Owners"]
 

@@ -21,10 +21,10 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import GatewayError
-from libs.common.oauth_upstream import for_the_agent
-from libs.common.results import SERVER_INFO, shape_result
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import GatewayError
+from libs.common.contracts.oauth_upstream import for_the_agent
+from libs.common.contracts.results import SERVER_INFO, shape_result
 
 __all__ = [
     "DEFAULT_LEGACY_VERSION",

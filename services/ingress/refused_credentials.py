@@ -1,11 +1,11 @@
-"""What ingress tells `libs.common.refusals` of a request it answered 401: the surface, why, the
+"""What ingress tells `libs.common.runtime.refusals` of a request it answered 401: the surface, why, the
 client's address and the credential presented (labelled there, never kept)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from libs.common.refusals import RefusalLog, Surface, credential_label
+from libs.common.runtime.refusals import RefusalLog, Surface, credential_label
 
 from .keys import AuthFailure
 

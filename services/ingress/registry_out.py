@@ -27,7 +27,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from libs.common.messages import Caller
+from libs.common.contracts.messages import Caller
 
 from .catalog import Catalog, CatalogEntry
 from .keys import AuthFailure

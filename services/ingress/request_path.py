@@ -3,7 +3,7 @@ the executors for a call policy has already allowed with nothing to count (`gran
 
 One persistent NATS connection; every in-flight call shares a single wildcard inbox
 subscription, so a call costs one publish and one delivery, no per-call setup. Policy forwards an
-allowed call to an executor, which answers here directly. Calls go through `libs.common.relay`,
+allowed call to an executor, which answers here directly. Calls go through `libs.common.bus.relay`,
 so a policy or executor replica killed while holding a call fails it within about a second instead
 of after the full call timeout; a tool call this side fails that way (or by its timeout) is
 refunded (`Refund`), since it may not have run.
@@ -22,12 +22,15 @@ from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
-from libs.common import subjects
-from libs.common.blobs import Blobs, fits
-from libs.common.bus_client import BusStuck
-from libs.common.errors import ErrorKind
-from libs.common.llm import LlmOutcome, LlmRequest
-from libs.common.messages import (
+from libs.common.bus.blobs import Blobs, fits
+from libs.common.bus.bus_client import BusStuck
+from libs.common.bus.rejoin import Nobody, Rejoin
+from libs.common.bus.relay import ResponderLost, call_outcome, routed_requester
+from libs.common.bus.visible import ask_visible
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LlmOutcome, LlmRequest
+from libs.common.contracts.messages import (
     Caller,
     CallOutcome,
     CancelCall,
@@ -41,10 +44,7 @@ from libs.common.messages import (
     UpstreamRequest,
     VisibleTools,
 )
-from libs.common.rejoin import Nobody, Rejoin
-from libs.common.relay import ResponderLost, call_outcome, routed_requester
 from libs.common.settings import RequestPathSettings
-from libs.common.visible import ask_visible
 
 from .grant_cache import GrantCache, Watched
 from .metrics import ROUTED_SENDS
@@ -92,7 +92,7 @@ class RequestPath:
         ResponderLost when the replica holding it dies (it may have acted on the request).
 
         The policy handler of `subject` must acknowledge requests still running after a moment
-        (`libs.common.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
+        (`libs.common.bus.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
         return await self._policy.request(subject, data, within=timeout)
 
     async def call(self, call: ToolCall) -> CallOutcome:

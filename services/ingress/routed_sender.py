@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from libs.common.messages import CallOutcome, CancelCall, ToolCall, UpstreamRequest
+from libs.common.contracts.messages import CallOutcome, CancelCall, ToolCall, UpstreamRequest
 
 from .catalog import CatalogEntry
 from .context import RequestContext

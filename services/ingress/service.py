@@ -19,21 +19,23 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from libs.common import observability, permissions, subjects
-from libs.common.audit_publisher import FieldLimits as AuditFieldLimits
-from libs.common.favicon import FAVICON, FAVICON_TYPE
-from libs.common.http_serving import ServingHttp, serve_http, shared_port_socket
-from libs.common.kvwatch import BucketWatch
-from libs.common.messages import AuditEvent, Caller
-from libs.common.metrics import MetricsServer
-from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
-from libs.common.package_version import bastion_version
-from libs.common.page_security import page_headers
-from libs.common.probes import Probes
-from libs.common.refusals import RefusalLog
-from libs.common.service_trail import ServiceTrail
+from libs.common.audit.audit_publisher import FieldLimits as AuditFieldLimits
+from libs.common.audit.service_trail import ServiceTrail
+from libs.common.bus import permissions
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.bus.starting import patient_start, start_owning
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, Caller
+from libs.common.runtime import observability
+from libs.common.runtime.metrics import MetricsServer
+from libs.common.runtime.package_version import bastion_version
+from libs.common.runtime.probes import Probes
+from libs.common.runtime.refusals import RefusalLog
 from libs.common.settings import IngressSettings
-from libs.common.starting import patient_start, start_owning
+from libs.common.web.favicon import FAVICON, FAVICON_TYPE
+from libs.common.web.http_serving import ServingHttp, serve_http, shared_port_socket
+from libs.common.web.page_security import page_headers
 
 from .access_tokens import AccessTokens, Authenticator
 from .answers import plain

@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from libs.common.messages import ClientReply, StreamEvent
+from libs.common.contracts.messages import ClientReply, StreamEvent
 
 from .protocol import encode_json
 from .sessions import SessionCodec

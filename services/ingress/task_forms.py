@@ -16,7 +16,7 @@ from typing import Any, Literal
 from mcp_types import CLIENT_CAPABILITIES_META_KEY
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from libs.common.gateway_tasks import TASKS_EXTENSION, TaskRecord
+from libs.common.contracts.gateway_tasks import TASKS_EXTENSION, TaskRecord
 
 __all__ = ["Form", "agent_form", "created", "detailed", "listed", "read_upstream_task", "requested_ttl"]
 

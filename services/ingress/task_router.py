@@ -29,9 +29,9 @@ import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from libs.common.errors import ErrorKind
-from libs.common.gateway_tasks import TERMINAL, HostedTask, TaskRecord, new_task_id
-from libs.common.messages import AuditEvent, CallOutcome, GatewayError
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.gateway_tasks import TERMINAL, HostedTask, TaskRecord, new_task_id
+from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError
 
 from .approval_tasks import collect, names_approval, parked_approval, waiting_message
 from .audit_events import Ending

@@ -16,7 +16,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common.gateway_tasks import TERMINAL, TaskRecord, owner_prefix, task_key
+from libs.common.contracts.gateway_tasks import TERMINAL, TaskRecord, owner_prefix, task_key
 
 __all__ = ["TaskLimits", "TaskStore", "TooManyTasks"]
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from libs.common.gateway_tasks import TaskRecord
-from libs.common.messages import GatewayError
+from libs.common.contracts.gateway_tasks import TaskRecord
+from libs.common.contracts.messages import GatewayError
 
 __all__ = ["namespaced", "namespaced_error"]
 

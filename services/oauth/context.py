@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from nats.js.kv import KeyValue
 
-from libs.common.sealing import Sealer
+from libs.common.runtime.sealing import Sealer
 from libs.common.settings import OAuthSettings
 
 __all__ = ["NatsHandler", "OAuthContext"]
@@ -30,4 +30,4 @@ class OAuthContext:
     revoked: KeyValue
     """`subjects.KV_OAUTH_REVOKED`: revoked access tokens by `jti`."""
     sealer: Sealer
-    """Encrypts secrets for KV (`libs.common.sealing`, keys `BASTION_SECRETS_KEY`, newest first)."""
+    """Encrypts secrets for KV (`libs.common.runtime.sealing`, keys `BASTION_SECRETS_KEY`, newest first)."""

@@ -4,8 +4,8 @@ The service fetches URLs other parties choose: a stranger's `client_id` is the U
 document, and an upstream's 401 and metadata name the URLs of its authorization server. Without a
 guard, either could make Bastion call into its own network (a cloud metadata endpoint, an admin port
 on 127.0.0.1, a service on 10.x). So every connection resolves the host first, refuses the addresses
-every upstream connection refuses (`libs.common.egress`: loopback, private, link-local, metadata,
-their IPv6 forms, ...), and then connects to the very address it checked (`libs.common.guarded_http`,
+every upstream connection refuses (`libs.common.contracts.egress`: loopback, private, link-local, metadata,
+their IPv6 forms, ...), and then connects to the very address it checked (`libs.common.web.guarded_http`,
 the executor's too): a second DNS answer (rebinding) cannot swap in another one between check and
 connect. Redirects are never followed. An operator lets
 named internal hosts through (`AllowList`: host names, `*.suffix` patterns, addresses and CIDR
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import httpx2
 
-from libs.common import egress
-from libs.common.guarded_http import Addresses, Refused, guarded_transport
+from libs.common.contracts import egress
+from libs.common.web.guarded_http import Addresses, Refused, guarded_transport
 
 __all__ = ["AllowList", "ForbiddenAddress", "address_problem", "guarded_client", "why_unreachable"]
 
@@ -79,7 +79,7 @@ with this message)."""
 
 def address_problem(address: str) -> str | None:
     """Why the service may not connect to `address` (an IP address), or None when it may: the rule
-    of every upstream connection (`libs.common.egress`), IPv4 addresses in IPv6 forms included."""
+    of every upstream connection (`libs.common.contracts.egress`), IPv4 addresses in IPv6 forms included."""
     ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone (`fe80::1%eth0`) is not part of it
     kind = egress.address_kind(ip)
     return None if kind is None else f"{address} is {kind}"

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import orjson
 
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 __all__ = [
     "HttpError",

@@ -1,5 +1,5 @@
 """The oauth service's metrics: tokens issued to agents and refused, sign-ins at the login page, and
-upstream tokens fetched for executors. Served with the shared ones (`libs.common.metrics`) on its
+upstream tokens fetched for executors. Served with the shared ones (`libs.common.runtime.metrics`) on its
 `/metrics`.
 """
 

@@ -18,13 +18,15 @@ from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common import metrics, observability, permissions, subjects
-from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
-from libs.common.oauth import HttpExchangeRequest
-from libs.common.probes import Probes
-from libs.common.sealing import Sealer
+from libs.common.bus import permissions
+from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.bus.starting import patient_start, start_owning
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import HttpExchangeRequest
+from libs.common.runtime import metrics, observability
+from libs.common.runtime.probes import Probes
+from libs.common.runtime.sealing import Sealer
 from libs.common.settings import OAuthSettings
-from libs.common.starting import patient_start, start_owning
 
 from . import agents, upstream
 from .context import NatsHandler, OAuthContext

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.common.runner import run_from_environment
+from libs.common.runtime.runner import run_from_environment
 from libs.common.settings import PolicySettings
 
 

@@ -26,16 +26,17 @@ from nats.js.errors import APIError, KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common import approvals, subjects
-from libs.common.approvals import APPROVAL_META, ApprovalConflict, ApprovalRecord
-from libs.common.cedar_eval import Verdict
-from libs.common.egress import EgressRules
-from libs.common.errors import ErrorKind
-from libs.common.guarded_http import guarded_transport
-from libs.common.messages import CallOutcome, GatewayError, ToolCall, decode_outcome, encode_outcome
-from libs.common.relay import AckedRequester, ResponderLost
-from libs.common.sealing import Sealer, SealingError
+from libs.common.bus.relay import AckedRequester, ResponderLost
+from libs.common.cedar import approvals
+from libs.common.cedar.approvals import APPROVAL_META, ApprovalConflict, ApprovalRecord
+from libs.common.cedar.cedar_eval import Verdict
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, GatewayError, ToolCall, decode_outcome, encode_outcome
+from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import PolicySettings
+from libs.common.web.egress_rules import EgressRules
+from libs.common.web.guarded_http import guarded_transport
 
 __all__ = ["ApprovalDesk"]
 

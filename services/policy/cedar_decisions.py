@@ -14,8 +14,8 @@ from typing import Any
 import cedarpy
 from cachetools import LRUCache
 
-from libs.common.cedar_eval import Principal, Verdict, entities, evaluate, per_call_applicable
-from libs.common.cedar_policies import CompiledPolicies
+from libs.common.cedar.cedar_eval import Principal, Verdict, entities, evaluate, per_call_applicable
+from libs.common.cedar.cedar_policies import CompiledPolicies
 
 from .view import CompiledKey
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from libs.common.approvals import APPROVAL_META
-from libs.common.cedar_eval import Verdict, call_context
-from libs.common.cedar_policies import ACTIVE_KEY, VERSION_PREFIX, ActivePolicies, PolicyProblem, compile_policies
-from libs.common.cedar_policies import PolicyVersion as StoredPolicies
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import decode_value
-from libs.common.messages import GatewayError, ServerCatalog, ToolCall
+from libs.common.bus.kvwatch import decode_value
+from libs.common.cedar.approvals import APPROVAL_META
+from libs.common.cedar.cedar_eval import Verdict, call_context
+from libs.common.cedar.cedar_policies import ACTIVE_KEY, VERSION_PREFIX, ActivePolicies, PolicyProblem, compile_policies
+from libs.common.cedar.cedar_policies import PolicyVersion as StoredPolicies
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError, ServerCatalog, ToolCall
 
 from .cedar_decisions import CedarDecider
 from .view import CompiledKey

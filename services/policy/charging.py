@@ -12,10 +12,10 @@ import logging
 
 from redis.exceptions import RedisError
 
-from libs.common.config import ServerConfig
-from libs.common.entities import RateLimit
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.entities import RateLimit
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError
 
 from .quotas import Charged, LimitEngine, LimitPlan, Refused, ToolTable, micro_usd, plan_for
 from .view import CompiledKey, PolicyView

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from libs.common.grants import GrantSet
+from libs.common.contracts.grants import GrantSet
 
 __all__ = ["MAX_PATTERNS", "MAX_PATTERN_CHARS", "Narrowing", "narrowing", "narrowing_problem", "union_of_grants"]
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.tasks import cancel_and_wait
-from libs.common.work_signing import WorkSigner
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects
+from libs.common.runtime.tasks import cancel_and_wait
 
 from .quotas import Charged
 

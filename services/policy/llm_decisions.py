@@ -16,12 +16,12 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.errors import ErrorKind
-from libs.common.llm import LlmOutcome, LlmRequest
-from libs.common.messages import GatewayError
-from libs.common.rejoin import Nobody, Rejoin
-from libs.common.relay import AckedRequester, ResponderLost
+from libs.common.bus.rejoin import Nobody, Rejoin
+from libs.common.bus.relay import AckedRequester, ResponderLost
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LlmOutcome, LlmRequest
+from libs.common.contracts.messages import GatewayError
 
 from .charging import Charger
 from .metrics import POLICY_COMPLETIONS_SENT_AGAIN

@@ -1,6 +1,6 @@
 """The policy service's own metrics: the requests it refused, by reason, and the chat completions it
 relayed again while an executor rejoined. Served with the shared ones
-(`libs.common.metrics`: requests, latency, NATS lag) on its `/metrics`.
+(`libs.common.runtime.metrics`: requests, latency, NATS lag) on its `/metrics`.
 """
 
 from __future__ import annotations
@@ -16,5 +16,5 @@ POLICY_REFUSALS = Counter(
 )
 POLICY_COMPLETIONS_SENT_AGAIN = Counter(
     "bastion_policy_completions_sent_again",
-    "Chat completions relayed again because no executor was subscribed while one rejoined (`libs.common.rejoin`).",
+    "Chat completions relayed again because no executor was subscribed while one rejoined (`libs.common.bus.rejoin`).",
 )

@@ -19,7 +19,7 @@ import math
 import time
 from typing import Final, NamedTuple
 
-from libs.common.entities import Period
+from libs.common.contracts.entities import Period
 
 __all__ = ["PERIODS", "WINDOW_SECONDS", "Span", "period_window", "window_bucket"]
 

@@ -44,9 +44,9 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError
 from redis.maint_notifications import MaintNotificationsConfig
 
-from libs.common.entities import Budget, RateLimit
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError
+from libs.common.contracts.entities import Budget, RateLimit
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError
 
 from .periods import period_window, window_bucket
 

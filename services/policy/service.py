@@ -30,10 +30,16 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from libs.common import metrics, observability, permissions, subjects, tracing
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import BucketWatch
-from libs.common.messages import (
+from libs.common.bus import permissions
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
+from libs.common.bus.rejoin import Rejoin
+from libs.common.bus.relay import AckedRequester, Acknowledger, too_late
+from libs.common.bus.stores import declare_owned
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import (
     CallOutcome,
     GatewayError,
     Grant,
@@ -42,13 +48,9 @@ from libs.common.messages import (
     VisibleTools,
     VisibleToolsQuery,
 )
-from libs.common.nats import connect_service, drain_or_close, kv_bucket, processed
-from libs.common.probes import Probes, start_probes
-from libs.common.rejoin import Rejoin
-from libs.common.relay import AckedRequester, Acknowledger, too_late
+from libs.common.runtime import metrics, observability, tracing
+from libs.common.runtime.probes import Probes, start_probes
 from libs.common.settings import PolicySettings
-from libs.common.stores import declare_owned
-from libs.common.work_signing import WorkSigner
 
 from .approval_desk import ApprovalDesk
 from .cedar_gate import Ask, Gate, Park, Refuse, Resume
@@ -405,7 +407,7 @@ class PolicyService:
         await self._answer(
             forwarded.reply,
             CallOutcome(id=forwarded.id, error=error, decided_by="policy", execution="not_run"),
-            {subjects.NO_EXECUTOR: "1"},  # the requester may send it again (`libs.common.rejoin`)
+            {subjects.NO_EXECUTOR: "1"},  # the requester may send it again (`libs.common.bus.rejoin`)
         )
         if (charge := self.charges.take(forwarded.id)) is not None:
             await self._refund(charge)

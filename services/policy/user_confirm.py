@@ -22,10 +22,11 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.cedar_eval import Verdict
-from libs.common.errors import ErrorKind
-from libs.common.messages import (
+from libs.common.bus.relay import AckedRequester, ResponderLost
+from libs.common.cedar.cedar_eval import Verdict
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import (
     CallOutcome,
     ClientReply,
     GatewayError,
@@ -34,7 +35,6 @@ from libs.common.messages import (
     decode_outcome,
     encode_outcome,
 )
-from libs.common.relay import AckedRequester, ResponderLost
 
 __all__ = ["CONFIRMED", "UserConfirmation"]
 

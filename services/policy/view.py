@@ -13,13 +13,13 @@ from typing import Any
 
 from cachetools import LRUCache
 
-from libs.common.config import ServerConfig
-from libs.common.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
-from libs.common.errors import ErrorKind
-from libs.common.grants import GrantSet
-from libs.common.kvwatch import decode_value
-from libs.common.messages import Caller, GatewayError, KeyRecord, ServerRecord
-from libs.common.oauth import USER_CALLER_PREFIX
+from libs.common.bus.kvwatch import decode_value
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.entities import ENTITY_KINDS, Budget, Customer, RateLimit, Team, ToolGroup, User
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.grants import GrantSet
+from libs.common.contracts.messages import Caller, GatewayError, KeyRecord, ServerRecord
+from libs.common.contracts.oauth import USER_CALLER_PREFIX
 
 from .filters import Narrowing, union_of_grants
 from .visibility import Visibility

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from cachetools import LRUCache
 
-from libs.common.grants import GrantSet
-from libs.common.messages import pairs_digest
+from libs.common.contracts.grants import GrantSet
+from libs.common.contracts.messages import pairs_digest
 
 from .filters import Narrowing
 

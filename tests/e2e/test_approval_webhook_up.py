@@ -20,8 +20,8 @@ import pytest
 import yaml
 from mcp.shared.exceptions import MCPError
 
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.walls.confine import abi_version
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.runtime.walls.confine import abi_version
 from tests.e2e.test_bastion_up import DEMO, _client
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import assert_none_left, output, start_up, stop_up

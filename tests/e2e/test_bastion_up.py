@@ -29,8 +29,8 @@ from mcp.shared.exceptions import MCPError
 
 from cli.layout import SECRET_VARIABLES
 from cli.summary import safe_url
-from libs.common.nats import credentials
-from libs.common.permissions import EXECUTOR
+from libs.common.bus.nats import credentials
+from libs.common.bus.permissions import EXECUTOR
 from tests.support.nats_refusal import refusal
 from tests.support.polling import poll_until, poll_until_blocking
 from tests.support.processes import assert_none_left, audit_tail, descendants, output, stop_up, up_with_example

@@ -31,10 +31,10 @@ import nats
 import pytest
 
 from cli.stackfile import find_admin_credentials
-from libs.common import subjects
-from libs.common.messages import AuditQuery, AuditRows
-from libs.common.nats import credentials
-from libs.common.permissions import ADMIN
+from libs.common.bus.nats import credentials
+from libs.common.bus.permissions import ADMIN
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows
 from tests.support.fault_load import CallResult, Load
 from tests.support.polling import poll_until, poll_until_blocking
 from tests.support.processes import assert_none_left, descendants, environ, output, start_up, stop_up

@@ -23,7 +23,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from cli.stack import nats_monitoring_url
-from libs.common import subjects
+from libs.common.contracts import subjects
 from tests.support.call_load import CallLoad
 from tests.support.polling import poll_until, poll_until_blocking
 from tests.support.processes import assert_none_left, descendants, environ, output, stop_up, up_with_example

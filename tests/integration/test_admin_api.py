@@ -17,13 +17,13 @@ import pytest
 from fastapi import FastAPI
 from nats.js.errors import KeyNotFoundError
 
-from libs.common import subjects
-from libs.common.admin_principals import Principal, RoleBinding
-from libs.common.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
-from libs.common.nats import kv_bucket
-from libs.common.permissions import ADMIN
+from libs.common.bus.nats import kv_bucket
+from libs.common.bus.permissions import ADMIN
+from libs.common.bus.stores import declare_owned
+from libs.common.contracts import subjects
+from libs.common.contracts.admin_principals import Principal, RoleBinding
+from libs.common.contracts.messages import Caller, CatalogTool, KeyRecord, ServerCatalog
 from libs.common.settings import AdminSettings, IngressSettings, StoreSettings
-from libs.common.stores import declare_owned
 from services.admin.api import AdminStore, Authenticator, admin_router
 from services.admin.service import AdminService
 from services.ingress.service import IngressService

@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
-from libs.common.sealing import new_key
+from libs.common.runtime.sealing import new_key
 from libs.common.settings import AuditSettings, OAuthSettings
 from services.admin.console.probe import PROBE_SECONDS
 from services.admin.service import AdminService

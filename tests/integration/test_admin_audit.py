@@ -19,8 +19,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, audit_events
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, audit_events
 from services.admin.api.redaction import REDACTED
 from tests.support.admin_api import ECHO
 from tests.support.gateway import default_config

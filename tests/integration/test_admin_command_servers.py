@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from libs.common.messages import AuditEvent
-from libs.common.sealing import new_key
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.sealing import new_key
 from tests.support.admin_api import principal_token
 from tests.support.audit_rows import kind_rows_when
 from tests.support.gateway import SERVERS, Gateway, gateway_on_own_servers

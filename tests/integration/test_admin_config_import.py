@@ -17,8 +17,8 @@ import pytest
 import yaml
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, audit_events
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, audit_events
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, principal_token
 from tests.support.adminapi_stack import ModuleAdmin, module_admin

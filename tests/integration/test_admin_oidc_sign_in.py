@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from tests.support.admin_sign_in import sign_in_to_admin, with_openid_provider
 from tests.support.audit_rows import audit_rows_when
 from tests.support.oidc_idp import gateway_federated_to_provider

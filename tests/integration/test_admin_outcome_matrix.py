@@ -20,8 +20,8 @@ import pytest
 from fastapi.routing import APIRoute
 
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
 from libs.common.settings import AdminSettings
 from services.admin.api.errors import permission_of
 from services.admin.roles import AUTHENTICATED, BUILTIN_ROLES, SCOPABLE

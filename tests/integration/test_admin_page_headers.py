@@ -19,8 +19,8 @@ from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Mount, Route
 
-from libs.common.http_serving import serve_http
-from libs.common.page_security import CSP, content_security_policy, inline_scripts
+from libs.common.web.http_serving import serve_http
+from libs.common.web.page_security import CSP, content_security_policy, inline_scripts
 from services.admin.routing import flat_routes
 from services.admin.service import AdminService
 from services.ingress.service import IngressService

@@ -15,9 +15,9 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.admin_principals import token_digest
-from libs.common.messages import AuditEvent, audit_events
+from libs.common.contracts import subjects
+from libs.common.contracts.admin_principals import token_digest
+from libs.common.contracts.messages import AuditEvent, audit_events
 from libs.common.settings import AdminSettings
 from services.admin.api.access_store import AccessStore, PendingLogin, Session
 from services.admin.api.tables import Buckets

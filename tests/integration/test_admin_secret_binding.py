@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from cli.stack import EmbeddedNats
-from libs.common.egress import EgressSection
-from libs.common.guarded_http import shared_tls
+from libs.common.contracts.egress import EgressSection
+from libs.common.web.guarded_http import shared_tls
 from tests.support.admin_api import base_url, principal_token, running_admin
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 from services.admin.roles import SCOPABLE
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, principal_token, running_admin

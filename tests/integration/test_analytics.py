@@ -21,9 +21,9 @@ import nats
 import pytest
 
 from cli.analytics import export, query_nats
-from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, engine_limits
-from libs.common.messages import AuditEvent
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsQuery, NotReadOnly, engine_limits
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent
 from services.audit import AuditService
 from services.audit.errors import StoreUnavailable
 from tests.support.analytics_data import percentile

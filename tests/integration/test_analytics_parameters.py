@@ -26,7 +26,7 @@ from clickhouse_connect.driver.binding import format_bind_value
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from libs.common.analytics import AnalyticsQuery, NotReadOnly, engine_limits, read_only
+from libs.common.analytics.queries import AnalyticsQuery, NotReadOnly, engine_limits, read_only
 from services.audit import AuditService
 from services.audit.store import ClickHouseStore
 from tests.support.analytics_stack import analytics_stack

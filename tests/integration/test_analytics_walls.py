@@ -24,13 +24,13 @@ from nats.aio.client import Client as NATS
 
 from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats, kill_with_parent
-from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery
-from libs.common.audit_chain import producer_id
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent
-from libs.common.nats import credentials
-from libs.common.permissions import ADMIN, AUDIT, INGRESS
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsQuery
+from libs.common.audit.audit_chain import producer_id
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.bus.nats import credentials
+from libs.common.bus.permissions import ADMIN, AUDIT, INGRESS
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent
 from services.admin.analytics.panels import PANELS, Filters, panel_query
 from tests.support.analytics_data import dataset
 from tests.support.hostile_sql import ALLOW_LIST, HOSTILE, PAYLOAD_PEEKS

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 from libs.common.settings import ExecutorSettings
 from services.executor.answer_limits import answer_cutoff
 from services.executor.service import ExecutorService

@@ -20,8 +20,8 @@ from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner, Result
 
 from cli.main import app
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.sealing import new_key
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.runtime.sealing import new_key
 from tests.support.admin_api import principal_token
 from tests.support.audit_rows import kind_rows_when
 from tests.support.gateway import Gateway

@@ -14,7 +14,7 @@ import httpx
 import httpx2
 import pytest
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
 from tests.integration.test_policy_approvals import (

@@ -17,11 +17,11 @@ import nats
 import pytest
 from faststream.nats import JStream, NatsBroker, NatsMessage, TestNatsBroker
 
-from libs.common import subjects
-from libs.common.messages import AuditBatch, AuditEvent
-from libs.common.permissions import AUDIT
+from libs.common.bus.permissions import AUDIT
+from libs.common.bus.stores import declare_owned
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditBatch, AuditEvent
 from libs.common.settings import StoreSettings
-from libs.common.stores import declare_owned
 from services.audit.store import ClickHouseStore
 from services.audit.writer import AuditConsumer, BatchWriter
 from tests.support.polling import poll_until

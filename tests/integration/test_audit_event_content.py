@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.polling import poll_until
 

@@ -16,11 +16,11 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from cli.ports import hold_ports
-from libs.common import subjects
-from libs.common.audit_content import sha256_of
-from libs.common.audit_journal import STOPPED
-from libs.common.messages import AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.audit.audit_content import sha256_of
+from libs.common.audit.audit_journal import STOPPED
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows
 from tests.support.fault_load import Load
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.polling import poll_until

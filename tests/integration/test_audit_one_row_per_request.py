@@ -21,7 +21,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from tests.support.gateway import ADMIN_HEADERS, Gateway, default_config, gateway_on_own_servers, legacy_initialize
 from tests.support.ingress_trail import settled_trail
 from tests.support.polling import poll_until

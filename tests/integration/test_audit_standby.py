@@ -22,8 +22,8 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from libs.common import subjects
-from libs.common.messages import AuditQuery, AuditRows
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows
 from tests.support.audit_pipeline import event
 from tests.support.polling import poll_until
 from tests.support.processes import terminate

@@ -1,6 +1,6 @@
 """The audit service started while its replicated stream has no leader (two of three members stopped:
 no quorum) waits for the cluster instead of failing its start, and serves once the members return
-(`libs.common.starting`)."""
+(`libs.common.bus.starting`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import nats
 import pytest
 
 from cli.nats_cluster import EmbeddedNatsCluster
-from libs.common import permissions, subjects
-from libs.common.messages import AuditVerdict, AuditVerify
+from libs.common.bus import permissions
+from libs.common.bus.stores import declare_owned
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditVerdict, AuditVerify
 from libs.common.settings import AuditSettings
-from libs.common.stores import declare_owned
 from services.audit import AuditService
 from tests.support.cluster_ready import running_cluster
 from tests.support.polling import poll_until
@@ -57,7 +58,7 @@ async def test_audit_waits_for_its_streams_leader_and_then_serves(
         await declare_owned(nc.jetstream(), permissions.AUDIT, settings)  # its streams exist, on three members
         _signal_members(cluster, signal.SIGSTOP)
         service = AuditService(settings)
-        caplog.set_level(logging.WARNING, logger="libs.common.starting")
+        caplog.set_level(logging.WARNING, logger="libs.common.bus.starting")
         starting = asyncio.create_task(service.start())
         try:
             await poll_until(lambda: "not available yet" in caplog.text, "the start to say it waits", within=60)

@@ -19,12 +19,12 @@ from nats.aio.client import Client as NATS
 from rich.console import Console
 
 from cli.audit import verify
-from libs.common import subjects
-from libs.common.audit_chain import event_hash
-from libs.common.audit_journal import STOPPED, AuditJournal
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify, KeyRecord
-from libs.common.nats import kv_bucket
+from libs.common.audit.audit_chain import event_hash
+from libs.common.audit.audit_journal import STOPPED, AuditJournal
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditVerdict, AuditVerify, KeyRecord
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
 from services.audit.schema import TABLE, to_row

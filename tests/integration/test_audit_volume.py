@@ -23,12 +23,12 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from cli.stack import EmbeddedNats, kill_with_parent
-from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery, engine_limits, read_only
-from libs.common.audit_chain import producer_id
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
-from libs.common.nats import kv_bucket
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsQuery, engine_limits, read_only
+from libs.common.audit.audit_chain import producer_id
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
 from services.audit.auditor import Auditor
 from services.audit.store import ClickHouseStore
 from services.audit.writer import DURABLE

@@ -1,5 +1,5 @@
 """Requests refused for their credential on `/mcp`, `/v1` and the admin API are counted in
-`bastion_auth_refused_total` and audited as aggregated `auth.refused` rows (`libs.common.refusals`),
+`bastion_auth_refused_total` and audited as aggregated `auth.refused` rows (`libs.common.runtime.refusals`),
 read back from the audit store and through analytics; the 401 answers stay as they were.
 
 The whole gateway runs in-process on real NATS, Valkey and the chdb engine. Ingress's window is an
@@ -25,12 +25,12 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsQuery
-from libs.common.messages import AuditEvent
-from libs.common.nats import connect
-from libs.common.refusals import AUTH_REFUSED_KIND, OVERFLOW, credential_label
-from libs.common.sealing import Sealer, new_key
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsQuery
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.refusals import AUTH_REFUSED_KIND, OVERFLOW, credential_label
+from libs.common.runtime.sealing import Sealer, new_key
 from services.admin.api.auth import SESSION_COOKIE
 from tests.support.audit_rows import kind_rows_when
 from tests.support.gateway import ADMIN_KEY, Gateway, legacy_initialize, running_gateway

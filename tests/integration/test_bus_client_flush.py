@@ -10,7 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from libs.common.bus_client import BusClient
+from libs.common.bus.bus_client import BusClient
 
 pytestmark = pytest.mark.integration
 

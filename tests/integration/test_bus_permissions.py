@@ -1,5 +1,5 @@
 """The bus is zero-trust: a real nats-server started with the config `bastion up` generates refuses
-every client outside its role's allow lists (`libs.common.permissions`), and one without
+every client outside its role's allow lists (`libs.common.bus.permissions`), and one without
 credentials altogether.
 
 Each probe is a concrete subject a service really uses (or an attacker would try). What must be
@@ -22,13 +22,13 @@ from nats.js.api import ConsumerConfig
 
 from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats
-from libs.common import subjects as s
-from libs.common.messages import Caller, Grant, ToolCall, decode_outcome
-from libs.common.nats import credentials, kv_bucket, processed
-from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
+from libs.common.bus.nats import credentials, kv_bucket, processed
+from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, PERMISSIONS, POLICY, ROLES
+from libs.common.bus.stores import declare_owned
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects as s
+from libs.common.contracts.messages import Caller, Grant, ToolCall, decode_outcome
 from libs.common.settings import ExecutorSettings, StoreSettings
-from libs.common.stores import declare_owned
-from libs.common.work_signing import WorkSigner
 from services.executor.service import ExecutorService
 from tests.support.nats_refusal import refusal
 
@@ -383,7 +383,7 @@ async def test_work_jetstream_delivers_for_another_role_is_refused_unless_policy
     """Subject permissions cannot stop a JetStream push consumer from delivering a stored value to
     any subject: with ingress credentials, a `ToolCall` written to `bastion_sessions` and a consumer
     whose deliver subject is `bastion.exec.call` reaches the executors. Policy's signature is what
-    tells real work apart (`libs.common.work_signing`)."""
+    tells real work apart (`libs.common.bus.work_signing`)."""
     key = "bus-signing-key-for-this-test"
     call = ToolCall(caller=Caller(key_id="k", key_name="k"), server="nowhere", tool="t", name="nowhere__t", timeout=5)
     settings = ExecutorSettings(

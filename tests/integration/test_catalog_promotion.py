@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, ROOT, default_config, running_gateway

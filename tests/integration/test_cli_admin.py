@@ -17,9 +17,9 @@ import nats
 import pytest
 
 from cli.stackfile import write_stack
-from libs.common import subjects
-from libs.common.messages import KeyRecord
-from libs.common.nats import kv_bucket
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import KeyRecord
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.polling import poll_until

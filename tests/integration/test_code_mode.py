@@ -13,8 +13,8 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from prometheus_client import REGISTRY
 
-from libs.common.codemode import META_TOOL_NAMES
-from libs.common.messages import AuditEvent
+from libs.common.contracts.codemode import META_TOOL_NAMES
+from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when

@@ -14,7 +14,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when

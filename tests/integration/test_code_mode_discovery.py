@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common import subjects
-from libs.common.kvwatch import decode_value
-from libs.common.messages import ServerCatalog
-from libs.common.nats import connect, kv_bucket
+from libs.common.bus.kvwatch import decode_value
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import ServerCatalog
 from libs.common.settings import CodeModeSettings, IngressSettings
 from services.codemode.service import CodeModeService
 from services.ingress.service import IngressService

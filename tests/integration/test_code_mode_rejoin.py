@@ -1,5 +1,5 @@
 """Codemode's side of the request path (`services.codemode.gateway.PolicyGateway`) sends a script's
-tool call again while no executor is subscribed and one answered a moment ago (`libs.common.rejoin`),
+tool call again while no executor is subscribed and one answered a moment ago (`libs.common.bus.rejoin`),
 as ingress does: the call runs on the executor that takes the stopped one's place. Real NATS,
 policy, executor and upstream; the gateway object is the one the codemode service calls through."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.blobs import Blobs
-from libs.common.keys import key_id
-from libs.common.messages import Caller, ToolCall
-from libs.common.nats import connect
+from libs.common.bus.blobs import Blobs
+from libs.common.bus.nats import connect
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.messages import Caller, ToolCall
 from libs.common.settings import CodeModeSettings
 from services.codemode.gateway import PolicyGateway
 from tests.support.executor_away import answered_by_a_new_executor, counted

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.walls.confine import abi_version
+from libs.common.runtime.walls.confine import abi_version
 from services.codemode.rewrite import global_name, rewrite
 from services.codemode.sandbox import RunOutcome, WorkerPool, _worker_box
 from services.codemode.sandbox_limits import Limits

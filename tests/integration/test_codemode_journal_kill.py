@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.audit_content import sha256_of
-from libs.common.audit_journal import STOPPED
-from libs.common.messages import AuditEvent
+from libs.common.audit.audit_content import sha256_of
+from libs.common.audit.audit_journal import STOPPED
+from libs.common.contracts.messages import AuditEvent
 from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import Gateway, default_config, running_gateway
 from tests.support.polling import poll_until

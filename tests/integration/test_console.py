@@ -24,7 +24,7 @@ import yaml
 
 from cli.apply import key_records
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common.config import parse_config
+from libs.common.contracts.config import parse_config
 from libs.common.settings import AdminSettings, CodeModeSettings
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token

@@ -13,9 +13,9 @@ import warnings
 
 import pytest
 
-from libs.common import subjects
-from libs.common.messages import AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.polling import poll_until
 

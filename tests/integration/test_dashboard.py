@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from tests.support.admin_api import seeded_token
 from tests.support.analytics_stack import stack_with_dataset
 from tests.support.console_chromium import Chromium, TabPage, shared_chromium

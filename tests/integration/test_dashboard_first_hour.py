@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from tests.integration.test_dashboard import _Dom
 from tests.support.analytics_data import stored_through_the_pipeline
 from tests.support.analytics_stack import analytics_stack

@@ -19,9 +19,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from libs.common import subjects
-from libs.common.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows, CallOutcome, decode_outcome
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.inbox_spy import inbox_spy
 from tests.support.polling import poll_until

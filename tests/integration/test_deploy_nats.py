@@ -21,9 +21,9 @@ import pytest
 from cli.credentials import write_nats_credentials
 from cli.ports import hold_ports
 from cli.stack import _wheel_binary
-from libs.common import subjects
-from libs.common.nats import credentials, processed
-from libs.common.permissions import EXECUTOR, POLICY, ROLES
+from libs.common.bus.nats import credentials, processed
+from libs.common.bus.permissions import EXECUTOR, POLICY, ROLES
+from libs.common.contracts import subjects
 from tests.support.deploy import compose
 from tests.support.nats_refusal import refusal
 

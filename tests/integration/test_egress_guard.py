@@ -14,10 +14,11 @@ from typing import Any
 import httpx2
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRefused, EgressRules, EgressSection, system_resolver
-from libs.common.errors import ErrorKind
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.egress import EgressSection
+from libs.common.contracts.errors import ErrorKind
 from libs.common.settings import ExecutorSettings
+from libs.common.web.egress_rules import EgressRefused, EgressRules, system_resolver
 from services.executor.error_mapping import error_from_exception
 from services.executor.service import ExecutorService
 from services.executor.upstreams.mcp.http1 import HttpPool

@@ -24,11 +24,11 @@ from nats.js.kv import KeyValue
 
 from cli.ports import free_port
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, CallOutcome, ServerCatalog, ServerRecord, ToolCall, decode_outcome
-from libs.common.nats import kv_bucket
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import Caller, CallOutcome, ServerCatalog, ServerRecord, ToolCall, decode_outcome
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.support.egress import LOOPBACK_UPSTREAMS

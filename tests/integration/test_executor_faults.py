@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from libs.common.config import CircuitBreakerConfig, ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome
+from libs.common.contracts.config import CircuitBreakerConfig, ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.integration.test_executor import ECHO, Harness, harness, http_upstream, stdio

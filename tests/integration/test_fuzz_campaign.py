@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from libs.common.refusals import AUTH_REFUSED_KIND
+from libs.common.runtime.refusals import AUTH_REFUSED_KIND
 from tests.support.gateway import (
     ADMIN_HEADERS,
     ADMIN_KEY,

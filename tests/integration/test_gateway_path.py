@@ -12,10 +12,10 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common import subjects
-from libs.common.keys import key_id
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
-from libs.common.nats import connect, kv_bucket
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord
 from tests.support.gateway import (
     ADMIN_KEY,
     NOTHING_KEY,

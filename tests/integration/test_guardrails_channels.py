@@ -25,8 +25,8 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from libs.common import subjects
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
 from services.executor.interceptors.channels import UPSTREAM_CHANNELS
 from tests.support.gateway import (
     ADMIN_HEADERS,

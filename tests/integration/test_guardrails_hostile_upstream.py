@@ -26,10 +26,10 @@ from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner
 
 from cli.main import app
-from libs.common import subjects
-from libs.common.nats import connect, kv_bucket
-from libs.common.pin_store import find, read_records
-from libs.common.pin_store import pending as pending_records
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.supply_chain.pin_store import find, read_records
+from libs.common.supply_chain.pin_store import pending as pending_records
 from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, ROOT, default_config, running_gateway, stdio_server
 from tests.support.polling import poll_until
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from libs.common.guardrails import GuardrailsSection
-from libs.common.messages_base import Caller
+from libs.common.contracts.guardrails import GuardrailsSection
+from libs.common.contracts.messages_base import Caller
 from services.executor.guardrails import Guardrails, Subject, WebhookClient
 
 pytestmark = pytest.mark.integration

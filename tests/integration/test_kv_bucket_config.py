@@ -1,4 +1,4 @@
-"""A KV bucket is created and configured by its owner alone (`libs.common.stores`), whenever it starts.
+"""A KV bucket is created and configured by its owner alone (`libs.common.bus.stores`), whenever it starts.
 
 The revocation list is read by ingress (a watch) and written by the oauth service, its owner; ingress
 usually starts first. Its entries must still expire (`REVOCATION_TTL`, longer than any access token),
@@ -12,11 +12,11 @@ import pytest
 from nats.js.api import StorageType
 from nats.js.errors import BucketNotFoundError
 
-from libs.common import subjects
-from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect
-from libs.common.oauth import REVOCATION_TTL
-from libs.common.sealing import new_key
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import REVOCATION_TTL
+from libs.common.runtime.sealing import new_key
 from libs.common.settings import OAuthSettings
 from services.oauth.service import OAuthService
 from tests.support.polling import poll_until

@@ -31,11 +31,11 @@ from nats.aio.client import Client as NATS
 
 from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common import subjects
-from libs.common.blobs import MESSAGE_ROOM
-from libs.common.messages import AuditQuery, AuditRows
-from libs.common.nats import connect
-from libs.common.permissions import ADMIN, EXECUTOR
+from libs.common.bus.blobs import MESSAGE_ROOM
+from libs.common.bus.nats import connect
+from libs.common.bus.permissions import ADMIN, EXECUTOR
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows
 from libs.common.settings import CodeModeSettings
 from tests.support.gateway import (
     ADMIN_KEY,

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from nats.aio.msg import Msg
 
-from libs.common.config import ServerConfig
-from libs.common.messages import CallOutcome, ClientReply, StreamEvent, new_id
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import CallOutcome, ClientReply, StreamEvent, new_id
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.integration.test_executor import ECHO, ROOT, Harness, harness, http_upstream, stdio

@@ -16,7 +16,7 @@ import pytest
 from redis.exceptions import RedisError
 
 from cli.stack import EmbeddedValkey
-from libs.common.entities import Budget, RateLimit
+from libs.common.contracts.entities import Budget, RateLimit
 from services.policy.quotas import Charged, LimitEngine, LimitPlan, plan_for
 from tests.support.restarts import restart_on_same_port
 

@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from libs.common.egress import EgressRules
-from libs.common.errors import ErrorKind
-from libs.common.llm import LlmRequest, ProviderRecord
-from libs.common.llm_config import ProviderConfig
-from libs.common.messages_base import Caller
-from libs.common.sealing import Sealer
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.llm import LlmRequest, ProviderRecord
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.contracts.messages_base import Caller
+from libs.common.runtime.sealing import Sealer
+from libs.common.web.egress_rules import EgressRules
 from services.executor.llm_providers import LlmProviders
 
 pytestmark = pytest.mark.integration

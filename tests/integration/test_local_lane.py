@@ -1,4 +1,4 @@
-"""The in-process lane (`libs.common.local_lane`) against a real nats-server: what it may hand over
+"""The in-process lane (`libs.common.bus.local_lane`) against a real nats-server: what it may hand over
 in memory arrives exactly as the server would have delivered it, and everything else still goes
 through the server, so NATS's meaning (queue groups, broadcasts, limits) is unchanged."""
 
@@ -12,9 +12,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError
 
-from libs.common import local_lane
-from libs.common.local_lane import LocalLane
-from libs.common.nats import processed
+from libs.common.bus import local_lane
+from libs.common.bus.local_lane import LocalLane
+from libs.common.bus.nats import processed
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """A service's NATS connection ends for good when it is stopped while NATS is down: closed, with no
-reconnect loop left running (libs.common.nats.drain_or_close).
+reconnect loop left running (libs.common.bus.nats.drain_or_close).
 
 Against a real nats-server, stopped under clients that reconnect without limit, as every service's
 do. Closed at moments spread over their reconnect attempts, about one in four kept reconnecting
@@ -15,7 +15,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from cli.stack import EmbeddedNats
-from libs.common.nats import drain_or_close
+from libs.common.bus.nats import drain_or_close
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from mcp.shared.exceptions import MCPError
 from nats.js.api import StreamConfig
 
 from cli.nats_cluster import EmbeddedNatsCluster
-from libs.common.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
 from tests.support.cluster_ready import until_it_places
 from tests.support.gateway import running_gateway
 from tests.support.polling import poll_until

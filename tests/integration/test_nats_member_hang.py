@@ -1,8 +1,8 @@
 """A NATS member that hangs (SIGSTOP: its sockets stay open, it answers nothing) does not take the gateway
 down with it: the services connected to it leave it for another member of the cluster and calls
-succeed again while it is still stopped (`libs.common.bus_client`, docs/reliability.md). A call
+succeed again while it is still stopped (`libs.common.bus.bus_client`, docs/reliability.md). A call
 sent while the executor is subscribed nowhere (the hung member's routes dropped, the executor not yet
-back) waits for it (`libs.common.rejoin`) rather than failing as if no executor ran."""
+back) waits for it (`libs.common.bus.rejoin`) rather than failing as if no executor ran."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ async def test_calls_succeed_again_while_the_member_ingress_uses_is_still_stoppe
                 os.kill(proc.pid, signal.SIGCONT)
             log.warning(
                 "longest time without a successful call: %.1fs; calls sent again while no replica was "
-                "subscribed (`libs.common.rejoin`): %d; errors meanwhile: %s",
+                "subscribed (`libs.common.bus.rejoin`): %d; errors meanwhile: %s",
                 gap,
                 _sent_again() - sent_again,
                 load.errors,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from cli.stack import EmbeddedNats
-from libs.common.kvwatch import BucketWatch
-from libs.common.nats import connect
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect
 from tests.support.polling import poll_until
 from tests.support.restarts import restart_on_same_port
 

@@ -1,7 +1,7 @@
 """A NATS member that answers, but seconds late (a congested link, a starved machine: every byte held 2 s by
 `bench/delay_proxy.py` in front of it), is left like a hung one: the connection's PINGs go unanswered
 for longer than it tolerates, it moves to another member of the cluster, and requests are answered
-again while the member is still slow (`libs.common.nats`, docs/reliability.md)."""
+again while the member is still slow (`libs.common.bus.nats`, docs/reliability.md)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from bench.fault_kinds import DelayProxies
 from cli.nats_cluster import EmbeddedNatsCluster
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
 from tests.support.cluster_ready import running_cluster
 from tests.support.polling import poll_until
 

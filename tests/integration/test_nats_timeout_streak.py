@@ -1,4 +1,4 @@
-"""Request-timeout streaks (`libs.common.bus_client`): requests timing out in a row on an open connection
+"""Request-timeout streaks (`libs.common.bus.bus_client`): requests timing out in a row on an open connection
 move it to another member when the member does not answer a PING, and leave it where it is when the
 member answers (the responder was slow, not the bus). PINGs are made rare here, so only the streak acts."""
 
@@ -13,8 +13,8 @@ import nats.errors
 import pytest
 
 from cli.nats_cluster import EmbeddedNatsCluster
-from libs.common.bus_client import BusClient, BusStuck
-from libs.common.nats import Liveness, connect
+from libs.common.bus.bus_client import BusClient, BusStuck
+from libs.common.bus.nats import Liveness, connect
 from tests.support.cluster_ready import member_of, running_cluster
 from tests.support.polling import poll_until
 

@@ -23,7 +23,7 @@ from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
 from cli.ports import hold_ports
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode import needs
 from services.codemode.needs_writer import NeedsWriter, Written

@@ -21,7 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from libs.common.sealing import new_key
+from libs.common.runtime.sealing import new_key
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import SERVERS, Gateway, gateway_on_own_servers
 from tests.support.oauth_browser import Browser, set_password

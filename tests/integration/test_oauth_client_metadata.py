@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from libs.common.sealing import new_key
+from libs.common.runtime.sealing import new_key
 from tests.support.documents import serving_documents
 from tests.support.gateway import Gateway, echoers_config, running_gateway
 from tests.support.oauth_browser import Browser, authorization_url, s256, set_password

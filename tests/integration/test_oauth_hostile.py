@@ -25,10 +25,10 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 from nats.js.errors import KeyNotFoundError
 
-from libs.common import subjects
-from libs.common.nats import connect
-from libs.common.oauth import REGISTRATION_TTL
-from libs.common.sealing import Sealer, new_key
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import REGISTRATION_TTL
+from libs.common.runtime.sealing import Sealer, new_key
 from services.oauth.agents.clients import client_key
 from tests.support.gateway import (
     Gateway,

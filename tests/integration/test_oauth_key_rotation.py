@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from libs.common import subjects
-from libs.common.nats import connect
-from libs.common.sealing import SEALED_PREFIX, Sealer, new_key
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.runtime.sealing import SEALED_PREFIX, Sealer, new_key
 from libs.common.settings import OAuthSettings
 from services.oauth.service import OAuthService
 from tests.support.gateway import SERVERS, Gateway, running_gateway

@@ -17,10 +17,10 @@ import httpx2
 import openai
 import pytest
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
-from libs.common.sealing import new_key
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.runtime.sealing import new_key
 from tests.support.gateway import SERVERS, Gateway, running_gateway
 from tests.support.llm_provider import Reply, ScriptedProvider, scripted_provider
 from tests.support.oauth_browser import log_in_for_tokens, set_password

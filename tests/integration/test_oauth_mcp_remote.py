@@ -18,7 +18,7 @@ from mcp import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from cli.ports import hold_ports
-from libs.common.sealing import new_key
+from libs.common.runtime.sealing import new_key
 from tests.support.gateway import echoers_config, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 from tests.support.oauth_browser import Browser, set_password

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from libs.common import subjects
-from libs.common.nats import connect
-from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
-from libs.common.sealing import new_key
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth_upstream import UpstreamToken, UpstreamTokenQuery
+from libs.common.runtime.sealing import new_key
 from services.oauth.service import OAuthService
 from tests.support.gateway import SERVERS, running_gateway
 from tests.support.metrics import moved, scrape

@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from libs.common import tracing
+from libs.common.runtime import tracing
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, running_gateway
 from tests.support.metrics import Series, moved, scrape, value
 from tests.support.polling import poll_until

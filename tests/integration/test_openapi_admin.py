@@ -13,10 +13,10 @@ import httpx
 import pytest
 
 from cli.server_commands import openapi_section
-from libs.common import subjects
-from libs.common.config import ServerConfig
-from libs.common.nats import kv_bucket
-from libs.common.sealing import Sealer, new_key
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.config import ServerConfig
+from libs.common.runtime.sealing import Sealer, new_key
 from services.admin.service import AdminService
 from tests.support.admin_api import running_admin
 

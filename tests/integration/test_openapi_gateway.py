@@ -15,8 +15,8 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common import subjects
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support import rest_api
@@ -192,7 +192,7 @@ def _auth_servers(version: str, base: str) -> dict[str, Any]:
 async def test_every_auth_kind_reaches_the_api_and_no_secret_is_stored_in_plain_text(
     version, answering_store, nats_url, redis_url, tmp_path
 ):
-    from libs.common.sealing import new_key
+    from libs.common.runtime.sealing import new_key
 
     config = {
         "mcpServers": _auth_servers(version, answering_store),

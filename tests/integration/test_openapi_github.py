@@ -12,8 +12,8 @@ from pathlib import Path
 import jsonschema_rs
 import pytest
 
-from libs.common.naming import VALID_NAME
-from libs.common.openapi_config import OpenApiSection
+from libs.common.contracts.naming import VALID_NAME
+from libs.common.contracts.openapi_config import OpenApiSection
 from services.executor.upstreams.openapi.api import load_api
 from tests.support.gateway import ADMIN_KEY, running_gateway
 from tests.support.node_tools import ensure_package

@@ -12,7 +12,7 @@ import httpx2
 import pytest
 import yaml
 
-from libs.common.errors import ErrorKind
+from libs.common.contracts.errors import ErrorKind
 from tests.support import rest_api
 from tests.support.rest_sessions import DOCUMENTS, call, pet_store, session
 
@@ -59,7 +59,7 @@ async def test_a_changed_document_file_is_listed_again(store, tmp_path):
     shutil.copytree(DOCUMENTS, tmp_path / "docs")
     document = tmp_path / "docs" / "petstore-3.0.yaml"
     changed: list[bool] = []
-    from libs.common.config import ServerConfig
+    from libs.common.contracts.config import ServerConfig
     from services.executor.upstreams.openapi.connector import OpenApiConnector
     from tests.support.egress import LOOPBACK_RULES
     from tests.support.rest_sessions import _client

@@ -19,12 +19,12 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common import subjects
-from libs.common.approvals import APPROVAL_META, approval_key
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent
-from libs.common.nats import connect
-from libs.common.sealing import is_sealed, new_key
+from libs.common.bus.nats import connect
+from libs.common.cedar.approvals import APPROVAL_META, approval_key
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.sealing import is_sealed, new_key
 from tests.support.admin_api import principal_token
 from tests.support.audit_rows import audit_rows_when, kind_rows_when
 from tests.support.console_browser import browser

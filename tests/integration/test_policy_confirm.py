@@ -14,10 +14,10 @@ import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from libs.common.approvals import APPROVAL_META
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import AuditEvent
-from libs.common.sealing import new_key
+from libs.common.cedar.approvals import APPROVAL_META
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.sealing import new_key
 from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import Gateway
 from tests.support.refund_gateway import billing_server, documented_policy, ledger_of, refund_gateway

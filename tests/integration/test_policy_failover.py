@@ -2,7 +2,7 @@
 ingress directly, and is out of the way; so a call already forwarded outlives every policy replica.
 A replica holding a call (still deciding) that dies fails it with an honest -32070 within seconds
 (`test_relay.py` and the last test here cover that mechanism); no policy ever is still an
-immediate -32070 (one that answered a moment ago is waited for, `libs.common.rejoin`), and a call
+immediate -32070 (one that answered a moment ago is waited for, `libs.common.bus.rejoin`), and a call
 that outlives its timeout still a timeout.
 
 Two policy replicas run as processes (SIGKILL, no goodbye on NATS); ingress and the executor
@@ -20,11 +20,11 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from libs.common import subjects
-from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, ToolCall
-from libs.common.nats import connect
-from libs.common.relay import Acknowledger
+from libs.common.bus.nats import connect
+from libs.common.bus.relay import Acknowledger
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import Caller, ToolCall
 from libs.common.settings import IngressSettings
 from services.ingress.request_path import RequestPath
 from tests.support.barrier import processed

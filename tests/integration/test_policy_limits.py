@@ -16,8 +16,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cli.stack import EmbeddedValkey
-from libs.common.entities import Budget, RateLimit
-from libs.common.errors import ErrorKind
+from libs.common.contracts.entities import Budget, RateLimit
+from libs.common.contracts.errors import ErrorKind
 from services.policy.quotas import Charged, LimitEngine, LimitPlan, Refused, plan_for
 from tests.support.polling import poll_until
 

@@ -10,11 +10,11 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from libs.common import subjects
-from libs.common.entities import ToolGroup, entity_key
-from libs.common.keys import key_id
-from libs.common.messages import Caller, GatewayError, KeyRecord
-from libs.common.nats import connect, kv_bucket
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.entities import ToolGroup, entity_key
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.messages import Caller, GatewayError, KeyRecord
 from libs.common.settings import IngressSettings, PolicySettings
 from services.ingress.keys import AuthFailure
 from services.ingress.service import IngressService

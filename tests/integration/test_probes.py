@@ -1,4 +1,4 @@
-"""The services' probes (`libs.common.probes`) tell the truth: `/livez` is answered by the service's
+"""The services' probes (`libs.common.runtime.probes`) tell the truth: `/livez` is answered by the service's
 event loop, so a blocked loop fails it (while `/metrics`, served by a thread, still answers), and
 `/readyz` says not ready, naming NATS, once NATS is gone (shown on audit); services sharing a process
 share one endpoint, ready once every one of them has started."""
@@ -16,7 +16,7 @@ import pytest
 
 from cli.ports import free_port
 from cli.stack import EmbeddedNats
-from libs.common.probes import start_probes
+from libs.common.runtime.probes import start_probes
 from libs.common.settings import AuditSettings, ServiceSettings
 from services.audit import AuditService
 from tests.support.polling import poll_until

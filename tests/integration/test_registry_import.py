@@ -18,9 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from libs.common import subjects
-from libs.common.nats import connect
-from libs.common.sealing import new_key
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.runtime.sealing import new_key
 from tests.support.admin_api import principal_token
 from tests.support.gateway import ADMIN_KEY, Gateway, example_server_over_http, gateway_on_own_servers
 from tests.support.mcp_registry import LIVE, PUBLISHED, live_document, publish

@@ -1,4 +1,4 @@
-"""`libs.common.relay` against a real NATS server: replicas are plain connections that answer,
+"""`libs.common.bus.relay` against a real NATS server: replicas are plain connections that answer,
 acknowledge, go deaf or close, and a spy on the reply inboxes sees every acknowledgement.
 
 No timing thresholds: each outcome is told apart by its kind (a reply, `ResponderLost`, a NATS
@@ -19,12 +19,12 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
-from libs.common import subjects
-from libs.common.messages import BusMoved
-from libs.common.nats import connect
-from libs.common.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
+from libs.common.bus.nats import connect
+from libs.common.bus.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import BusMoved
+from libs.common.contracts.subjects import Holders
 from libs.common.settings import RequestPathSettings
-from libs.common.subjects import Holders
 from tests.support.barrier import processed
 from tests.support.polling import poll_until
 

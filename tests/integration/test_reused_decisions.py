@@ -17,11 +17,11 @@ import pytest
 from mcp.shared.exceptions import MCPError
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.entities import RateLimit
-from libs.common.keys import key_id
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
-from libs.common.nats import connect, kv_bucket
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.entities import RateLimit
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
 from services.executor.service import ExecutorService
 from services.ingress import grant_cache
 from services.policy.service import PolicyService
@@ -192,7 +192,7 @@ async def test_a_granted_call_with_no_executor_left_is_sent_again_for_the_rejoin
     nats_url, redis_url, tmp_path
 ):
     """An executor answered a moment ago: it may be leaving a NATS member that stopped answering, or
-    restarting, so the call is sent again for `rejoin_wait` seconds (6) (`libs.common.rejoin`); then it
+    restarting, so the call is sent again for `rejoin_wait` seconds (6) (`libs.common.bus.rejoin`); then it
     is refused, not run, saying when an executor last answered. Policy is never asked: the grant holds."""
     async with (
         _gateway(nats_url, redis_url, tmp_path) as gw,

@@ -18,11 +18,11 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
 from cli.apply import apply_config
-from libs.common import subjects
-from libs.common.config import ServerConfig, parse_config
-from libs.common.messages import ServerCatalog, ServerRecord
-from libs.common.nats import kv_bucket, kv_snapshot
-from libs.common.sealing import Sealer, new_key
+from libs.common.bus.nats import kv_bucket, kv_snapshot
+from libs.common.contracts import subjects
+from libs.common.contracts.config import ServerConfig, parse_config
+from libs.common.contracts.messages import ServerCatalog, ServerRecord
+from libs.common.runtime.sealing import Sealer, new_key
 from libs.common.settings import ExecutorSettings
 from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway

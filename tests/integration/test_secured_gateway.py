@@ -20,12 +20,12 @@ import pytest
 from cli.apply import apply_config
 from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common import subjects
-from libs.common.config import parse_config
-from libs.common.messages import AuditQuery, AuditRows, Caller
-from libs.common.nats import credentials
-from libs.common.permissions import ADMIN, AUDIT, EXECUTOR, INGRESS, POLICY
-from libs.common.sealing import Sealer
+from libs.common.bus.nats import credentials
+from libs.common.bus.permissions import ADMIN, AUDIT, EXECUTOR, INGRESS, POLICY
+from libs.common.contracts import subjects
+from libs.common.contracts.config import parse_config
+from libs.common.contracts.messages import AuditQuery, AuditRows, Caller
+from libs.common.runtime.sealing import Sealer
 from libs.common.settings import AdminSettings, AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
 from services.admin.service import AdminService
 from services.audit.service import AuditService

@@ -13,7 +13,7 @@ from mcp_types.version import KNOWN_PROTOCOL_VERSIONS
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from libs.common import tracing
+from libs.common.runtime import tracing
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, default_config, running_gateway
 from tests.support.metrics import Series, moved, scrape
 

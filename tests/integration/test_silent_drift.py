@@ -18,10 +18,10 @@ from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner
 
 from cli.main import app
-from libs.common import subjects
-from libs.common.nats import connect, kv_bucket
-from libs.common.pin_store import pending, read_records
-from libs.common.pins import DefinitionKind
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.pins import DefinitionKind
+from libs.common.supply_chain.pin_store import pending, read_records
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, ROOT, Gateway, default_config, running_gateway

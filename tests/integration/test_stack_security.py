@@ -20,10 +20,10 @@ from cli.audit import tail
 from cli.credentials import CredentialsRefused, connect_as_admin, make_credentials
 from cli.main import app
 from cli.stack import VALKEY_USER, EmbeddedNats, EmbeddedValkey
-from libs.common import subjects
-from libs.common.nats import credentials, kv_bucket, processed
-from libs.common.permissions import ADMIN, POLICY, ROLES
-from libs.common.sealing import Sealer
+from libs.common.bus.nats import credentials, kv_bucket, processed
+from libs.common.bus.permissions import ADMIN, POLICY, ROLES
+from libs.common.contracts import subjects
+from libs.common.runtime.sealing import Sealer
 from tests.support.nats_refusal import refusal
 from tests.support.stores import declared
 

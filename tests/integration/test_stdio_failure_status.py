@@ -72,7 +72,7 @@ async def test_a_stdio_server_that_cannot_start_shows_its_stderr(nats_url, redis
 
 
 def test_configured_secrets_are_masked_whole_and_plain_values_kept() -> None:
-    from libs.common.config import ServerConfig
+    from libs.common.contracts.config import ServerConfig
     from services.executor.upstreams.last_words import LastWords, configured_secrets
 
     config = ServerConfig(

@@ -24,17 +24,17 @@ from nats.js.api import StreamConfig
 
 from cli.credentials import StackCredentials, make_credentials
 from cli.stack import EmbeddedNats
-from libs.common import subjects as s
-from libs.common.audit_chain import producer_id
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.blobs import Blobs
-from libs.common.bus_client import BusPermissionError
-from libs.common.kvwatch import BucketWatch
-from libs.common.messages import AuditEvent
-from libs.common.nats import connect, kv_bucket, kv_keys, kv_names, kv_snapshot
-from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, OWNERS, POLICY, ROLES
+from libs.common.audit.audit_chain import producer_id
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.bus.blobs import Blobs
+from libs.common.bus.bus_client import BusPermissionError
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect, kv_bucket, kv_keys, kv_names, kv_snapshot
+from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, OWNERS, POLICY, ROLES
+from libs.common.bus.stores import declare, declare_owned, owned_by
+from libs.common.contracts import subjects as s
+from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import StoreSettings
-from libs.common.stores import declare, declare_owned, owned_by
 
 pytestmark = pytest.mark.integration
 

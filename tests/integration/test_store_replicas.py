@@ -14,10 +14,10 @@ import nats
 import pytest
 
 from cli.nats_cluster import EmbeddedNatsCluster
-from libs.common import subjects
-from libs.common.permissions import AUDIT, OWNERS, ROLES
+from libs.common.bus.permissions import AUDIT, OWNERS, ROLES
+from libs.common.bus.stores import STORES, StoreError, declare, declare_owned, owned_by
+from libs.common.contracts import subjects
 from libs.common.settings import AuditSettings, StoreSettings
-from libs.common.stores import STORES, StoreError, declare, declare_owned, owned_by
 from services.audit.service import AuditService
 from tests.support.cluster_ready import places
 from tests.support.polling import poll_until

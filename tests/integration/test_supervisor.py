@@ -24,9 +24,9 @@ import pytest
 
 from cli.stackfile import running_stack
 from cli.supervisor import Backoff, ChildSpec, Supervisor
-from libs.common import subjects
-from libs.common.messages import KeyRecord, ServerRecord
-from libs.common.nats import kv_names
+from libs.common.bus.nats import kv_names
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import KeyRecord, ServerRecord
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import (
     alive,

@@ -17,12 +17,12 @@ from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner
 
 from cli.main import app
-from libs.common import subjects
-from libs.common.messages import AuditEvent, ToolCall, decode_outcome
-from libs.common.messages_base import Caller
-from libs.common.nats import connect, kv_bucket
-from libs.common.pin_store import find, read_records
-from libs.common.pin_store import pending as pending_records
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, ToolCall, decode_outcome
+from libs.common.contracts.messages_base import Caller
+from libs.common.supply_chain.pin_store import find, read_records
+from libs.common.supply_chain.pin_store import pending as pending_records
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
 from tests.support.admin_api import principal_token, running_admin

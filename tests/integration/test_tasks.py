@@ -21,7 +21,7 @@ import httpx2
 import pytest
 from mcp.shared.inbound import encode_header_value
 
-from libs.common.gateway_tasks import TASKS_EXTENSION
+from libs.common.contracts.gateway_tasks import TASKS_EXTENSION
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
 from tests.support.audit_rows import audit_rows_when

@@ -11,12 +11,12 @@ import asyncio
 import pytest
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.keys import key_id
-from libs.common.kvwatch import BucketWatch
-from libs.common.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
-from libs.common.nats import connect, kv_bucket
-from libs.common.visible import ask_visible
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.bus.visible import ask_visible
+from libs.common.contracts import subjects
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.messages import Caller, KeyRecord, PairList, VisibleTools, VisibleToolsQuery
 from tests.support.gateway import READONLY_KEY, default_config, gateway_on_own_servers
 from tests.support.polling import poll_until
 from tests.support.stores import declared

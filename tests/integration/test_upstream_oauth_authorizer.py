@@ -17,10 +17,10 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from libs.common.nats import connect, kv_bucket
-from libs.common.oauth_upstream import UpstreamTokenQuery
-from libs.common.sealing import SEALED_PREFIX, Sealer, new_key
-from libs.common.subjects import KV_OAUTH_UPSTREAM
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts.oauth_upstream import UpstreamTokenQuery
+from libs.common.contracts.subjects import KV_OAUTH_UPSTREAM
+from libs.common.runtime.sealing import SEALED_PREFIX, Sealer, new_key
 from services.oauth.upstream.authorizer import CALLBACK_PATH, Authorizer
 from services.oauth.upstream.errors import UpstreamOAuthError
 from services.oauth.upstream.records import Records

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from cli.layout import SERVICES
-from libs.common.walls.confine import abi_version
+from libs.common.runtime.walls.confine import abi_version
 
 pytestmark = [
     pytest.mark.integration,

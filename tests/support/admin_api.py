@@ -16,11 +16,11 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from libs.common import subjects
-from libs.common.admin_principals import Principal, RoleBinding
-from libs.common.guarded_http import shared_tls
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.admin_principals import Principal, RoleBinding
 from libs.common.settings import AdminSettings, IngressSettings
+from libs.common.web.guarded_http import shared_tls
 from services.admin.api.access_store import AccessStore
 from services.admin.api.tables import Buckets
 from services.admin.service import AdminService

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx2
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 from tests.support.oauth_browser import Browser
 from tests.support.oidc_idp import sign_in_through_bastion
 

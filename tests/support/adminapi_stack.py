@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from cli.stack import EmbeddedNats
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, running_admin
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime
 
 import nats
 
-from libs.common.audit_chain import producer_id
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent
+from libs.common.audit.audit_chain import producer_id
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts.messages import AuditEvent
 from services.audit import AuditService
 from tests.support.polling import poll_until
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.stack import EmbeddedNats
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import AdminSettings, AuditSettings
 from services.admin.service import AdminService
 from services.audit import AuditService

@@ -10,9 +10,9 @@ import sys
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from libs.common import subjects
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
 from services.audit import AuditService
 from services.audit.writer import DURABLE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from libs.common import subjects
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
 from tests.support.polling import poll_until
 
 __all__ = ["audit_rows", "audit_rows_when", "kind_rows_when"]

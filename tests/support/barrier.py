@@ -1,7 +1,7 @@
-"""Tests use the same barrier as the services: `libs.common.nats.processed`."""
+"""Tests use the same barrier as the services: `libs.common.bus.nats.processed`."""
 
 from __future__ import annotations
 
-from libs.common.nats import processed
+from libs.common.bus.nats import processed
 
 __all__ = ["processed"]

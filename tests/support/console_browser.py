@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 from tests.support.chromium import FLAGS, chromium
 from tests.support.polling import poll_until
 

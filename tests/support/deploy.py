@@ -96,8 +96,8 @@ def up_private_variables() -> dict[str, frozenset[str]]:
     """Per service, the secret variables `bastion up` gives it (with every credential present)."""
     from cli.credentials import StackCredentials
     from cli.layout import _PRIVATE_VARIABLES, Endpoints, service_specs
-    from libs.common.config import parse_config
-    from libs.common.permissions import ROLES
+    from libs.common.bus.permissions import ROLES
+    from libs.common.contracts.config import parse_config
 
     creds = StackCredentials(
         seed_files={role: Path(f"/seeds/{role}.nk") for role in ROLES},

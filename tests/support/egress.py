@@ -1,9 +1,10 @@
 """What the test suite's executors may reach besides public addresses: its own upstreams, which run
-on this machine (`libs.common.egress` refuses loopback otherwise)."""
+on this machine (`libs.common.contracts.egress` refuses loopback otherwise)."""
 
 from __future__ import annotations
 
-from libs.common.egress import EgressRules, EgressSection
+from libs.common.contracts.egress import EgressSection
+from libs.common.web.egress_rules import EgressRules
 
 __all__ = ["LOOPBACK_HOSTS", "LOOPBACK_RULES", "LOOPBACK_UPSTREAMS"]
 

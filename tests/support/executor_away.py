@@ -1,5 +1,5 @@
 """A call made while a gateway's executor is away: the executor is stopped, the call made, and once
-the requester has sent it again (nobody was subscribed, `libs.common.rejoin`) a new executor with the
+the requester has sent it again (nobody was subscribed, `libs.common.bus.rejoin`) a new executor with the
 same settings takes the stopped one's place."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 
 __all__ = ["CallResult", "Load"]
 

@@ -27,13 +27,12 @@ from cli.apply import apply_config
 from cli.credentials import StackCredentials
 from cli.ports import free_port
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common import local_lane
-from libs.common.config import BastionConfig, parse_config
-from libs.common.guarded_http import shared_tls
-from libs.common.local_lane import LocalLane
-from libs.common.nats import connect
-from libs.common.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
-from libs.common.sealing import Sealer, new_key
+from libs.common.bus import local_lane
+from libs.common.bus.local_lane import LocalLane
+from libs.common.bus.nats import connect
+from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
+from libs.common.contracts.config import BastionConfig, parse_config
+from libs.common.runtime.sealing import Sealer, new_key
 from libs.common.settings import (
     AdminSettings,
     AuditSettings,
@@ -43,6 +42,7 @@ from libs.common.settings import (
     OAuthSettings,
     PolicySettings,
 )
+from libs.common.web.guarded_http import shared_tls
 from services.admin.service import AdminService
 from services.audit.service import AuditService
 from services.codemode.service import CodeModeService
@@ -237,7 +237,7 @@ async def running_gateway(
     audit, policy, executor, oauth, admin and ingress on a free port each (`service.metrics_server.url`).
     `admin` starts the admin service too, with a first owner (`Gateway.admin_api`,
     `Gateway.admin_headers`). `lane`: every service's connection joins one in-process lane
-    (`libs.common.local_lane`), as co-located services do. The executor runs with the config's
+    (`libs.common.bus.local_lane`), as co-located services do. The executor runs with the config's
     `egress` section as `bastion up` gives it one; a config without one gets `LOOPBACK_UPSTREAMS`
     (the suite's upstreams run on this machine). `creds`: the NATS is secured with these
     (`cli.credentials`): each service connects as its own role, the config is applied as the admin

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from nats.aio.msg import Msg
 
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
 from tests.support.barrier import processed
 
 __all__ = ["inbox_spy"]

@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import collections
 
-from libs.common.messages import AuditEvent
-from libs.common.nats import connect
-from libs.common.refusals import AUTH_REFUSED_KIND
+from libs.common.bus.nats import connect
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.refusals import AUTH_REFUSED_KIND
 from services.ingress.audit_events import AUDITED
 from tests.support.audit_pipeline import WAIT, consumer_idle
 from tests.support.gateway import Gateway

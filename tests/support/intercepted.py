@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from libs.common.config import ServerConfig
-from libs.common.messages import CallOutcome, Routed
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import CallOutcome, Routed
 from services.executor.interceptors import InterceptorChain
 
 

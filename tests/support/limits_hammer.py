@@ -16,7 +16,7 @@ import json
 
 from redis.asyncio import Redis
 
-from libs.common.entities import Budget, RateLimit
+from libs.common.contracts.entities import Budget, RateLimit
 from services.policy.quotas import Charged, LimitEngine, plan_for
 
 

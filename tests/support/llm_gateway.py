@@ -11,10 +11,10 @@ import openai
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk, ParsedChatCompletionMessage
 
-from libs.common import subjects
-from libs.common.guarded_http import shared_tls
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.web.guarded_http import shared_tls
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.llm_provider import ScriptedProvider
 from tests.support.polling import poll_until

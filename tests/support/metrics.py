@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 
 __all__ = ["Series", "moved", "scrape", "value"]
 

@@ -83,6 +83,6 @@ async def nats_leaks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
         pytest.fail(
             f"{request.node.nodeid} left {len(leaked)} NATS client(s) open: {'; '.join(leaked)}. Closed now; "
             "close them in the test or fixture (a service's stop() must close its connections even when "
-            "NATS is down: libs.common.nats.drain_or_close)",
+            "NATS is down: libs.common.bus.nats.drain_or_close)",
             pytrace=False,
         )

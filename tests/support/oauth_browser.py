@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx2
 
-from libs.common import subjects
-from libs.common.guarded_http import shared_tls
-from libs.common.nats import connect
-from libs.common.oauth import PasswordChange, PasswordChanged
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import PasswordChange, PasswordChanged
+from libs.common.web.guarded_http import shared_tls
 
 __all__ = ["Browser", "LoginResult", "authorization_url", "log_in_for_tokens", "s256", "set_password"]
 

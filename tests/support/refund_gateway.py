@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 from tests.support.gateway import Gateway, gateway_on_own_servers
 
 __all__ = [

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx2
 
-from libs.common.config import ServerConfig
-from libs.common.messages import Caller, CallOutcome, ToolCall
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import Caller, CallOutcome, ToolCall
 from services.executor.upstreams.interface import CallContext
 from services.executor.upstreams.mcp.http_client import http_client
 from services.executor.upstreams.openapi.connector import OpenApiConnector, OpenApiSession

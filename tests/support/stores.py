@@ -1,13 +1,13 @@
 """Stores a test writes before their owning service runs: declared as that owner would declare them
-(`libs.common.stores`), since no other role creates a store."""
+(`libs.common.bus.stores`), since no other role creates a store."""
 
 from __future__ import annotations
 
 from nats.js import JetStreamContext
 
-from libs.common import subjects
+from libs.common.bus.stores import STORES, declare
+from libs.common.contracts import subjects
 from libs.common.settings import StoreSettings
-from libs.common.stores import STORES, declare
 
 __all__ = ["declared"]
 

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-from libs.common.guarded_http import shared_tls
+from libs.common.web.guarded_http import shared_tls
 from tests.support.gateway import Gateway, running_oauth_gateway
 from tests.support.processes import serving_process
 

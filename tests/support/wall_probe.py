@@ -1,6 +1,6 @@
 """`python -m tests.support.wall_probe '<JSON>'`: a process configured as one Bastion service (its
 environment exactly as `bastion up` gives it), confined by the same call the service makes at start
-(`libs.common.walls.boxes.confine_service`), that then tries what a compromised service would.
+(`libs.common.runtime.walls.boxes.confine_service`), that then tries what a compromised service would.
 
 It prints one JSON object: for each attempt, "ok" or the error it met (`EACCES`, `EPERM`, ...).
 The JSON argument names the service and what to try: `read` (files), `write` (files to create),
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cli.layout import SETTINGS
-from libs.common.walls.boxes import confine_service
+from libs.common.runtime.walls.boxes import confine_service
 
 
 def _attempt(action: Callable[[], object]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi import APIRouter
 
-from libs.common.admin_principals import RoleBinding
+from libs.common.contracts.admin_principals import RoleBinding
 from services.admin.api.admin_route import AdminRoute
 from services.admin.api.errors import needs
 from services.admin.login import safe_next

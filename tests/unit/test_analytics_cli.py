@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from cli.analytics import cell, print_answer
-from libs.common.analytics import AnalyticsAnswer
+from libs.common.analytics.queries import AnalyticsAnswer
 
 pytestmark = pytest.mark.unit
 

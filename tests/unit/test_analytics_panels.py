@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from cli.analytics import CliFailure, parse_time
-from libs.common.analytics import read_only
+from libs.common.analytics.queries import read_only
 from services.admin.analytics.panels import PANELS, Filters, panel_query
 
 pytestmark = pytest.mark.unit

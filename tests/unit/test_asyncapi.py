@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common import subjects
+from libs.common.contracts import subjects
 from tools.asyncapi import CHANNELS, specification
 
 pytestmark = pytest.mark.unit

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common import subjects
-from libs.common.messages import AuditBatch, AuditEvent
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditBatch, AuditEvent
 from services.audit.batch import UNKNOWN_KEY, Arrival, Backoff, decode, decode_many, split
 from services.audit.errors import BadEvent
 from services.audit.schema import COLUMNS, STORED_COLUMNS

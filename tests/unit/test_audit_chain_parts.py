@@ -7,10 +7,10 @@ import hashlib
 
 import pytest
 
-from libs.common.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
-from libs.common.audit_content import content_fields, to_json
-from libs.common.audit_fields import FieldLimits, bounded
-from libs.common.messages import AuditEvent, InterceptorDecision
+from libs.common.audit.audit_chain import AuditChain, canonical, checkpoint_signature, event_hash
+from libs.common.audit.audit_content import content_fields, to_json
+from libs.common.audit.audit_fields import FieldLimits, bounded
+from libs.common.contracts.messages import AuditEvent, InterceptorDecision
 from services.admin.api.redaction import REDACTED, redacted
 from services.audit.verify import Checkpoint, verify_chain, verify_checkpoints
 

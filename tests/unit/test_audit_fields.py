@@ -1,11 +1,11 @@
-"""Audit events are cut to size and say so (`libs.common.audit_fields`)."""
+"""Audit events are cut to size and say so (`libs.common.audit.audit_fields`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from libs.common.audit_fields import FieldLimits, bounded, cut_utf8
-from libs.common.messages import AuditEvent
+from libs.common.audit.audit_fields import FieldLimits, bounded, cut_utf8
+from libs.common.contracts.messages import AuditEvent
 
 pytestmark = pytest.mark.unit
 

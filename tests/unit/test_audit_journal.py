@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.audit_content import sha256_of
-from libs.common.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
-from libs.common.messages import AuditEvent
+from libs.common.audit.audit_content import sha256_of
+from libs.common.audit.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
+from libs.common.contracts.messages import AuditEvent
 
 pytestmark = pytest.mark.unit
 

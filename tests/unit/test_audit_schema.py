@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
 from services.audit.errors import BadEvent
 from services.audit.schema import COLUMNS, DDL, MIGRATIONS, from_row, to_row
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.codemode import META_TOOLS
+from libs.common.contracts.codemode import META_TOOLS
 
 pytestmark = pytest.mark.unit
 

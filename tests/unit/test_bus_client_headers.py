@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from libs.common.bus_client import BusClient, parse_header_lines
+from libs.common.bus.bus_client import BusClient, parse_header_lines
 
 pytestmark = pytest.mark.integration  # two of its tests go through a real nats-server
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.gateway_tasks import CancelTask
-from libs.common.messages_routed import CancelCall, CancelExecution
+from libs.common.contracts.gateway_tasks import CancelTask
+from libs.common.contracts.messages_routed import CancelCall, CancelExecution
 
 pytestmark = pytest.mark.unit
 

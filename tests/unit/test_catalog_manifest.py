@@ -9,7 +9,8 @@ import pytest
 from joserfc import jws
 from joserfc.jwk import OKPKey
 
-from libs.common.catalog_manifest import (
+from libs.common.contracts.pins import PinnedVersion, PinRecord, definition_sha256, pin_key
+from libs.common.supply_chain.catalog_manifest import (
     ManifestError,
     export_manifest,
     generate_signing_key,
@@ -18,7 +19,6 @@ from libs.common.catalog_manifest import (
     public_jwk,
     verify_manifest,
 )
-from libs.common.pins import PinnedVersion, PinRecord, definition_sha256, pin_key
 
 pytestmark = pytest.mark.unit
 

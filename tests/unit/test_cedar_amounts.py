@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from libs.common.cedar_eval import Principal, call_context, evaluate
-from libs.common.cedar_policies import compile_policies
+from libs.common.cedar.cedar_eval import Principal, call_context, evaluate
+from libs.common.cedar.cedar_policies import compile_policies
 from tests.support.refund_gateway import documented_policy
 
 pytestmark = pytest.mark.unit

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.cedar_eval import Principal, call_context, evaluate
-from libs.common.cedar_policies import BASELINE_ID, PolicyProblem, compile_policies
+from libs.common.cedar.cedar_eval import Principal, call_context, evaluate
+from libs.common.cedar.cedar_policies import BASELINE_ID, PolicyProblem, compile_policies
 
 pytestmark = pytest.mark.unit
 

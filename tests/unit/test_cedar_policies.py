@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.cedar_eval import Principal, call_context, evaluate, per_call_applicable
-from libs.common.cedar_policies import BASELINE_ID, PolicyProblem, compile_policies
+from libs.common.cedar.cedar_eval import Principal, call_context, evaluate, per_call_applicable
+from libs.common.cedar.cedar_policies import BASELINE_ID, PolicyProblem, compile_policies
 
 pytestmark = pytest.mark.unit
 

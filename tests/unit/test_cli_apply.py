@@ -12,14 +12,14 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from cli.apply import apply_config
-from libs.common import subjects
-from libs.common.config import BastionConfig, ConfigError, ServerConfig, load_config
-from libs.common.keys import key_id
-from libs.common.llm import ProviderRecord
-from libs.common.llm_config import ProviderConfig
-from libs.common.messages import KeyRecord, ServerRecord
-from libs.common.nats import kv_snapshot
-from libs.common.sealing import Sealer, new_key
+from libs.common.bus.nats import kv_snapshot
+from libs.common.contracts import subjects
+from libs.common.contracts.config import BastionConfig, ConfigError, ServerConfig, load_config
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.contracts.messages import KeyRecord, ServerRecord
+from libs.common.runtime.sealing import Sealer, new_key
 
 pytestmark = pytest.mark.integration  # real nats-server (fast: ~50 ms per test)
 

@@ -15,7 +15,7 @@ from cli.layout import SECRET_VARIABLES, SERVICES, resolve_endpoints, service_sp
 from cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
 from cli.summary import safe_url
 from cli.supervisor import Backoff, ChildSpec, describe_exit
-from libs.common.config import load_config
+from libs.common.contracts.config import load_config
 from libs.common.settings import ExecutorSettings, IngressSettings
 from tests.support.processes import fake_bastion_up
 
@@ -252,7 +252,7 @@ def test_a_colocated_service_reads_its_settings_from_its_own_variables(monkeypat
 def test_colocated_services_read_each_its_own_handed_secrets(monkeypatch) -> None:
     """What `bastion up` hands a co-located process: one object per service; each service's settings
     read its own, and settings built outside any (none are) read none."""
-    from libs.common import handed_secrets
+    from libs.common.settings import handed_secrets
 
     handed = {
         "executor": {"BASTION_BUS_SIGNING_KEY": "executor-only"},

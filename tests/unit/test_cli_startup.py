@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-HEAVY = ("nats", "aiohttp", "mcp", "mcp_types", "opentelemetry", "services", "libs.common.config")
+HEAVY = ("nats", "aiohttp", "mcp", "mcp_types", "opentelemetry", "services", "libs.common.contracts.config")
 
 LOADED = """
 import sys

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.messages import CatalogTool, ServerCatalog
+from libs.common.contracts.messages import CatalogTool, ServerCatalog
 from services.codemode.toolset import Toolset
 from services.codemode.views import CatalogView
 

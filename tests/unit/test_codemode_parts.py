@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.codemode import code_mode_choice
+from libs.common.contracts.codemode import code_mode_choice
 from services.codemode.metatool_answers import run_result, tool_value
 from services.codemode.rewrite import DOT, restore, rewrite
 from services.codemode.sandbox import RunOutcome

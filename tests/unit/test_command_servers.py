@@ -1,4 +1,4 @@
-"""Which changes of a server entry are the owner's (`libs.common.command_servers`), and that only the
+"""Which changes of a server entry are the owner's (`libs.common.contracts.command_servers`), and that only the
 owner role holds `servers:command`: a custom role listing it, even one written straight into the
 store, grants it nothing."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from libs.common.admin_principals import RoleBinding
-from libs.common.command_servers import OWNER_ONLY_SERVER_FIELDS, needs_command, owner_only_changes
-from libs.common.config import ServerConfig
+from libs.common.contracts.admin_principals import RoleBinding
+from libs.common.contracts.command_servers import OWNER_ONLY_SERVER_FIELDS, needs_command, owner_only_changes
+from libs.common.contracts.config import ServerConfig
 from services.admin.roles import BUILTIN_ROLES, OWNER_ONLY, grants_of
 
 pytestmark = pytest.mark.unit

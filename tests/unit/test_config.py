@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.common.config import (
+from libs.common.contracts.config import (
     BastionConfig,
     ConfigError,
     KeyConfig,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.config import (
+from libs.common.contracts.config import (
     ConfigError,
     load_config,
     parse_config,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.messages import ServerCatalog
-from libs.common.messages_records import CatalogTool
+from libs.common.contracts.messages import ServerCatalog
+from libs.common.contracts.messages_records import CatalogTool
 from services.admin.console.catalog import MAX_PAGE, search
 
 pytestmark = pytest.mark.unit

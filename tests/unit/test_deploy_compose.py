@@ -1,5 +1,5 @@
 """deploy/compose.yaml stays true to the code: every service, each with its own module, settings,
-secrets and NATS role; the NATS authorization rendered from libs/common/permissions.py; Valkey with
+secrets and NATS role; the NATS authorization rendered from libs/common/bus/permissions.py; Valkey with
 the ACL `bastion up` uses; health and metrics where a service has them. Read as a file: no Docker.
 
 The Compose Specification's JSON schema comes vendored in check-jsonschema (a test dependency)."""
@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 from cli.stack import VALKEY_USER, EmbeddedValkey
-from libs.common.permissions import ADMIN, ROLES
+from libs.common.bus.permissions import ADMIN, ROLES
 from libs.common.settings import IngressSettings
 from tests.support.deploy import (
     CLI_VARIABLES,

@@ -3,7 +3,7 @@
 The credentials block for Compose runs as written (with `bastion` and `openssl` on PATH); the one
 for Kubernetes runs with `kubectl create` made a client-side dry run (no cluster here), which still
 builds the Secrets and so says which keys they hold. `bastion config nats-credentials` writes the
-authorization block, which is parsed back and compared with libs/common/permissions.py."""
+authorization block, which is parsed back and compared with libs/common/bus/permissions.py."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import nkeys
 import pytest
 import yaml
 
-from libs.common.permissions import PERMISSIONS, ROLES
-from libs.common.sealing import Sealer
+from libs.common.bus.permissions import PERMISSIONS, ROLES
+from libs.common.runtime.sealing import Sealer
 from tests.support.deploy import DEPLOY, bundled_binary, compose, kubernetes_containers, services
 
 pytestmark = pytest.mark.unit

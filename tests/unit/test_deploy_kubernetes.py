@@ -175,7 +175,7 @@ def test_probes_and_metrics_where_the_service_has_them(svc):
         assert not {"BASTION_METRICS_PORT", "BASTION_OTLP_ENDPOINT"} & set(env), f"{svc} serves no metrics"
         assert not annotations
     probes = {kind: container.spec.get(kind) for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
-    # liveness is answered by the service's own event loop (libs/common/probes.py), never by the
+    # liveness is answered by the service's own event loop (libs/common/runtime/probes.py), never by the
     # metrics thread nor a bare TCP accept, which both answer while the loop is stuck
     health = int(env["BASTION_HEALTH_PORT"])
     assert container.port("health") == health

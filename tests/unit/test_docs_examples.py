@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from libs.common.config import parse_config
+from libs.common.contracts.config import parse_config
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +31,7 @@ def test_yaml_examples_are_valid_configs(block, monkeypatch):
 
 
 def test_the_example_config_is_valid():
-    from libs.common.config import load_config
+    from libs.common.contracts.config import load_config
 
     config = load_config(DOCS.parent / "examples" / "bastion.yaml")
     assert {"echo", "notes"} <= set(config.mcp_servers) and config.keys

@@ -1,4 +1,4 @@
-"""The address rules every upstream connection of the executor is held to (`libs.common.egress`):
+"""The address rules every upstream connection of the executor is held to (`libs.common.contracts.egress`):
 hostile ways of writing a non-public address, DNS answers that point inward, and what an owner's
 allow-list does and does not let through."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cli.layout import resolve_endpoints, service_specs
-from libs.common.config import ConfigError, parse_config
-from libs.common.egress import EgressRefused, EgressRules, system_resolver
+from libs.common.contracts.config import ConfigError, parse_config
 from libs.common.settings import AdminSettings, ExecutorSettings, OAuthSettings
+from libs.common.web.egress_rules import EgressRefused, EgressRules, system_resolver
 
 pytestmark = pytest.mark.unit
 

@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, GatewayError
 from services.executor.breaker import BreakerState, CircuitBreaker
 from services.executor.resilience import Health, RetryPlan, circuit_open_message, health_of, retry_safe
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import Caller, CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
 from libs.common.settings import DenyList
 from services.executor.call_path import Call, RunningCalls, Step, call_path
 from services.executor.call_path.ahead import Admit, Budget, FetchArguments, FindServer, InterceptBefore

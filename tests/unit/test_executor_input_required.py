@@ -9,7 +9,7 @@ from typing import Any
 import mcp_types as types
 import pytest
 
-from libs.common.errors import ErrorKind
+from libs.common.contracts.errors import ErrorKind
 from services.executor.error_mapping import InputUnanswered, error_from_exception
 from services.executor.upstreams.mcp.input_required import MAX_ROUNDS, needs_bridge, resolve_input_required
 

@@ -10,10 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.guardrails import GuardrailsSection
-from libs.common.messages import Caller, CallOutcome, ToolCall, UpstreamRequest
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.guardrails import GuardrailsSection
+from libs.common.contracts.messages import Caller, CallOutcome, ToolCall, UpstreamRequest
 from libs.common.settings import DenyList, ExecutorSettings
 from services.executor.interceptors import (
     DefinitionSecretsInterceptor,

@@ -31,8 +31,8 @@ from mcp_types import (
 )
 from pydantic import ValidationError
 
-from libs.common import json_codec
-from libs.common.errors import ErrorKind
+from libs.common.contracts import json_codec
+from libs.common.contracts.errors import ErrorKind
 from services.executor.answer_limits import ANSWER_ENVELOPE, AnswerTooLarge
 from services.executor.error_mapping import error_from_exception
 from services.executor.upstreams.mcp.http1 import HttpPool

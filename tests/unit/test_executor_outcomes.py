@@ -9,8 +9,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED
 from pydantic import BaseModel, ValidationError
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, InterceptorDecision, encode_outcome
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, InterceptorDecision, encode_outcome
 from services.executor.budgets import call_budget
 from services.executor.error_mapping import UpstreamUnavailable, describe_exception, error_from_exception, scrub_urls
 from services.executor.replies import ran

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.pins import PinBaseline, PinRecord, approve, definition_sha256, reject
+from libs.common.contracts.pins import PinBaseline, PinRecord, approve, definition_sha256, reject
 from services.executor.pinning import decide
 
 pytestmark = pytest.mark.unit

@@ -7,7 +7,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from libs.common.config import SandboxConfig, ServerConfig
+from libs.common.contracts.config import SandboxConfig, ServerConfig
 from services.executor.upstreams.mcp.stdio import stdio_parameters
 from services.executor.upstreams.mcp.stdio_sandbox import StdioRoot
 from services.executor.upstreams.mcp.watched_stream import WatchedReadStream

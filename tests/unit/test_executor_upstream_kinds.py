@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import Caller, CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
 from services.executor.call_path import Call, call_path
 from services.executor.upstream import State, Upstream
 from services.executor.upstreams import registry

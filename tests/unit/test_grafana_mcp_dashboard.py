@@ -1,5 +1,5 @@
 """`deploy/grafana/bastion-mcp.json` charts the OpenTelemetry convention metrics Bastion exports: every
-metric and label its PromQL names is one `libs.common.metrics` defines, so a renamed metric or label
+metric and label its PromQL names is one `libs.common.runtime.metrics` defines, so a renamed metric or label
 breaks here, not on someone's empty panel."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from libs.common import metrics
+from libs.common.runtime import metrics
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from libs.common import subjects
-from libs.common.messages import Caller, Grant, ToolCall, UpstreamRequest
-from libs.common.work_signing import WorkSigner
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import Caller, Grant, ToolCall, UpstreamRequest
 from services.executor.admission import FORGED, Admission, Admitted, Stale
 from services.ingress import grant_cache
 from services.ingress.grant_cache import GrantCache

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common.grants import GrantSet
+from libs.common.contracts.grants import GrantSet
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.guardrails import (
+from libs.common.contracts.guardrails import (
     EXFIL_ENTITIES,
     INJECTION_ENTITIES,
     PII_ENTITIES,
@@ -20,7 +20,7 @@ from libs.common.guardrails import (
     GuardrailRule,
     GuardrailsSection,
 )
-from libs.common.messages_base import Caller
+from libs.common.contracts.messages_base import Caller
 from services.executor.guardrails import Guardrails, Subject, visible_text
 from services.executor.guardrails.pii import iban_valid, luhn_valid
 from services.executor.guardrails.secrets import PATTERNS

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.guardrails import GuardrailsSection
-from libs.common.messages import Caller, CallOutcome, GatewayError, ToolCall
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.guardrails import GuardrailsSection
+from libs.common.contracts.messages import Caller, CallOutcome, GatewayError, ToolCall
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.guardrails.decode import Budget, views
 from services.executor.interceptors import GuardrailsInterceptor, InterceptorChain

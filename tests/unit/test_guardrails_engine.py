@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.config import ConfigError, parse_config
-from libs.common.guardrails import GuardrailRule, GuardrailsSection, effective_rules
-from libs.common.messages_base import Caller
+from libs.common.contracts.config import ConfigError, parse_config
+from libs.common.contracts.guardrails import GuardrailRule, GuardrailsSection, effective_rules
+from libs.common.contracts.messages_base import Caller
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.guardrails.chunks import OVERLAP
 

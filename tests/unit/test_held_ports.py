@@ -1,5 +1,5 @@
 """`cli.ports`: a held port is handed to no one else, yet the server told it binds and listens on it,
-as nats-server, uvicorn (asyncio) and the metrics endpoint (`libs.common.metrics.serve`) do."""
+as nats-server, uvicorn (asyncio) and the metrics endpoint (`libs.common.runtime.metrics.serve`) do."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from cli.ports import free_ports, hold_addresses, hold_ports
-from libs.common.metrics import serve
+from libs.common.runtime.metrics import serve
 from tests.support.port_checks import refused_to_others
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from libs.common.http_serving import serve_http
+from libs.common.web.http_serving import serve_http
 
 pytestmark = pytest.mark.unit
 

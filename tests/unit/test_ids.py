@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from libs.common.messages import new_id
+from libs.common.contracts.messages import new_id
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import json
 import orjson
 import pytest
 
-from libs.common import json_codec
-from libs.common.errors import JSONRPC_CODE, ErrorKind
-from libs.common.messages import (
+from libs.common.contracts import json_codec
+from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
+from libs.common.contracts.messages import (
     Caller,
     CallOutcome,
     CatalogTool,

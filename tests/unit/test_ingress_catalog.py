@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.messages import CatalogTool, ServerCatalog
+from libs.common.contracts.messages import CatalogTool, ServerCatalog
 from services.ingress.catalog import Catalog, gateway_names
 from services.ingress.sessions import SessionCodec
 

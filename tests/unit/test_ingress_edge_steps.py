@@ -12,8 +12,8 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from libs.common import tracing
-from libs.common.messages import AuditEvent, Caller, CancelCall, KeyRecord
+from libs.common.contracts.messages import AuditEvent, Caller, CancelCall, KeyRecord
+from libs.common.runtime import tracing
 from services.ingress.answers import Answer
 from services.ingress.context import RequestContext
 from services.ingress.field_limits import FieldLimits

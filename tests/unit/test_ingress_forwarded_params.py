@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic_core import PydanticSerializationError
 
-from libs.common.messages import Caller, ToolCall, UpstreamRequest
+from libs.common.contracts.messages import Caller, ToolCall, UpstreamRequest
 from services.ingress.request_path import encoded
 from services.ingress.routed_sender import call_extra, forwarded_meta
 

@@ -1,8 +1,8 @@
 import pytest
 from mcp_types import SERVER_INFO_META_KEY
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError
 from services.ingress.protocol import SERVER_INFO, negotiate_handshake, shape_result, tool_error_result
 
 pytestmark = pytest.mark.unit

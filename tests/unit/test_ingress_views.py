@@ -2,7 +2,7 @@ import hashlib
 
 import pytest
 
-from libs.common.messages import CatalogTool, KeyRecord, ServerCatalog
+from libs.common.contracts.messages import CatalogTool, KeyRecord, ServerCatalog
 from services.ingress.catalog import Catalog
 from services.ingress.keys import AuthFailure, KeyDirectory
 

@@ -1,4 +1,4 @@
-"""`libs.common.json_codec`: orjson's speed where it is exact, the standard library where not."""
+"""`libs.common.contracts.json_codec`: orjson's speed where it is exact, the standard library where not."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common import json_codec
+from libs.common.contracts import json_codec
 
 pytestmark = pytest.mark.unit
 

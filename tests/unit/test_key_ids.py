@@ -1,14 +1,14 @@
 """One key-id rule: a key written in the config file (as itself, through an environment variable, or
 as its sha256), one the admin API makes, and the bearer token ingress is sent all come to the same id,
-the sha256 hex of the secret, computed by `libs.common.keys.key_id` alone."""
+the sha256 hex of the secret, computed by `libs.common.contracts.keys.key_id` alone."""
 
 import hashlib
 
 import pytest
 
-from libs.common.config import KeyConfig
-from libs.common.keys import generate_key, key_id
-from libs.common.messages import Caller, KeyRecord
+from libs.common.contracts.config import KeyConfig
+from libs.common.contracts.keys import generate_key, key_id
+from libs.common.contracts.messages import Caller, KeyRecord
 from services.ingress.keys import KeyDirectory
 
 pytestmark = pytest.mark.unit

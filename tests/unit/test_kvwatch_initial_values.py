@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from libs.common import kvwatch
-from libs.common.kvwatch import BucketWatch
-from libs.common.patience import until
+from libs.common.bus import kvwatch
+from libs.common.bus.kvwatch import BucketWatch
+from libs.common.runtime.patience import until
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""`/metrics` endpoints (`libs.common.metrics.serve`): services sharing a process share one."""
+"""`/metrics` endpoints (`libs.common.runtime.metrics.serve`): services sharing a process share one."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from cli.ports import free_port
-from libs.common.metrics import serve
+from libs.common.runtime.metrics import serve
 
 pytestmark = pytest.mark.unit
 

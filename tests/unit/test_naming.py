@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.naming import (
+from libs.common.contracts.naming import (
     MAX_NAME_LENGTH,
     SEPARATOR,
     VALID_NAME,
@@ -155,7 +155,7 @@ def test_names_are_stable_across_processes_and_hash_seeds(real_pairs: list[Pair]
     pairs = [*real_pairs[::7], ("my server", "do.thing"), ("s", ""), ("a" * 70, "t")]
     script = (
         "import json, sys\n"
-        "from libs.common.naming import assign_names\n"
+        "from libs.common.contracts.naming import assign_names\n"
         "pairs = [tuple(p) for p in json.load(sys.stdin)]\n"
         "print(json.dumps(assign_names(pairs), sort_keys=True))\n"
     )

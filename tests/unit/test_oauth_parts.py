@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from joserfc.jwk import ECKey
 
-from libs.common.entities import ToolGroup, User
-from libs.common.oauth import JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.entities import ToolGroup, User
+from libs.common.contracts.oauth import JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
 from services.ingress.access_tokens import AccessTokens, Authenticator
 from services.ingress.keys import KeyDirectory
 from services.oauth.agents.password_hashing import hash_password, verify_password

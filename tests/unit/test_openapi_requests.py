@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError
-from libs.common.openapi_config import OpenApiApiKey, OpenApiBasic, OpenApiBearer, OpenApiSection
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError
+from libs.common.contracts.openapi_config import OpenApiApiKey, OpenApiBasic, OpenApiBearer, OpenApiSection
 from services.executor.upstreams.openapi.api import Api, load_api
 from services.executor.upstreams.openapi.auth import apply_static
 from services.executor.upstreams.openapi.http_request import ArgumentError, PreparedRequest, build_request

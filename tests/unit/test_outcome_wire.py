@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError, decode_outcome, encode_outcome
-from libs.common.results import encode_result, shape_result
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, GatewayError, decode_outcome, encode_outcome
+from libs.common.contracts.results import encode_result, shape_result
 from services.ingress.protocol import RawJson, encode_json, result_object
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,4 @@
-"""The waits of every keep-trying loop (`libs.common.patience`): they grow to a cap, a success ends
+"""The waits of every keep-trying loop (`libs.common.runtime.patience`): they grow to a cap, a success ends
 them, a permanent error is raised, and a cancellation is never mistaken for a failure to retry."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from tenacity import RetryCallState, retry_if_exception
 
-from libs.common.patience import patiently, until
+from libs.common.runtime.patience import patiently, until
 
 pytestmark = pytest.mark.unit
 

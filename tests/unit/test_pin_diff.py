@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common.pin_diff import Change, definition_diff, render_diff
+from libs.common.supply_chain.pin_diff import Change, definition_diff, render_diff
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common.pins import (
+from libs.common.contracts.pins import (
     MAX_REJECTED,
     PinError,
     PinnedVersion,

@@ -4,7 +4,7 @@ entries."""
 
 import pytest
 
-from libs.common.messages import Caller, GatewayError, KeyRecord
+from libs.common.contracts.messages import Caller, GatewayError, KeyRecord
 from services.policy import view as view_module
 from services.policy.filters import MAX_PATTERN_CHARS, MAX_PATTERNS, narrowing, narrowing_problem
 from services.policy.view import PolicyView

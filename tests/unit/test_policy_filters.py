@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common.grants import GrantSet
+from libs.common.contracts.grants import GrantSet
 from services.policy.filters import Narrowing, narrowing, union_of_grants
 
 pytestmark = pytest.mark.unit

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from libs.common.entities import Budget, RateLimit
-from libs.common.errors import ErrorKind
+from libs.common.contracts.entities import Budget, RateLimit
+from libs.common.contracts.errors import ErrorKind
 from services.policy.quotas import BudgetCheck, LimitPlan, RateCheck, Refused, ToolTable, micro_usd, plan_for, price_for
 
 pytestmark = pytest.mark.unit

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from libs.common.grants import GrantSet
-from libs.common.messages import Caller, PairList, VisibleToolsQuery, pairs_digest
+from libs.common.contracts.grants import GrantSet
+from libs.common.contracts.messages import Caller, PairList, VisibleToolsQuery, pairs_digest
 from services.policy.filters import Narrowing
 from services.policy.visibility import Visibility
 

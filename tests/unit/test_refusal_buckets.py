@@ -1,4 +1,4 @@
-"""Refused credentials are counted and folded into bounded audit buckets (`libs.common.refusals`)."""
+"""Refused credentials are counted and folded into bounded audit buckets (`libs.common.runtime.refusals`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import secrets
 import pytest
 from prometheus_client import REGISTRY
 
-from libs.common.audit_chain import AuditChain, event_hash
-from libs.common.messages import AuditEvent
-from libs.common.refusals import AUTH_REFUSED_KIND, OVERFLOW, RefusalLog, credential_label
+from libs.common.audit.audit_chain import AuditChain, event_hash
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.refusals import AUTH_REFUSED_KIND, OVERFLOW, RefusalLog, credential_label
 from services.audit.schema import from_row, to_row
 from tests.support.polling import poll_until
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from libs.common.config import ServerConfig, parse_config
-from libs.common.registry_entries import ImportRefused, RegistryOrigin, choices_of, entry_for
+from libs.common.contracts.config import ServerConfig, parse_config
+from libs.common.contracts.registry_entries import ImportRefused, RegistryOrigin, choices_of, entry_for
 
 pytestmark = pytest.mark.unit
 

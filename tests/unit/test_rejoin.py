@@ -1,4 +1,4 @@
-"""`libs.common.rejoin`: when a call that found nobody subscribed is sent again, and what the agent
+"""`libs.common.bus.rejoin`: when a call that found nobody subscribed is sent again, and what the agent
 reads when it is given up."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from libs.common.rejoin import Nobody, Rejoin
+from libs.common.bus.rejoin import Nobody, Rejoin
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from libs.common.relay import _Timetable
+from libs.common.bus.relay import _Timetable
 
 pytestmark = pytest.mark.unit
 

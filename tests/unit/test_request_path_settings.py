@@ -8,8 +8,8 @@ import time
 import pytest
 from nats.aio.msg import Msg
 
-from libs.common import subjects
-from libs.common.relay import Acknowledger, too_late
+from libs.common.bus.relay import Acknowledger, too_late
+from libs.common.contracts import subjects
 from libs.common.settings import ExecutorSettings, IngressSettings, PolicySettings, RequestPathSettings
 
 pytestmark = pytest.mark.unit

@@ -1,5 +1,5 @@
 """What differs between a `tools/call` and the other requests routed to one upstream lives on the two
-contracts (`libs.common.messages.Routed`): each says what it asks, how it is rewritten, sent, charged
+contracts (`libs.common.contracts.messages.Routed`): each says what it asks, how it is rewritten, sent, charged
 and moved through the object store, so no service branches on which one it holds."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from libs.common.messages import Caller, CallOutcome, Routed, ToolCall, UpstreamRequest
+from libs.common.contracts.messages import Caller, CallOutcome, Routed, ToolCall, UpstreamRequest
 
 pytestmark = pytest.mark.unit
 

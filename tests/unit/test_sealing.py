@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.config import ServerConfig
-from libs.common.sealing import SEALED_PREFIX, Sealer, SealingError, new_key
+from libs.common.contracts.config import ServerConfig
+from libs.common.runtime.sealing import SEALED_PREFIX, Sealer, SealingError, new_key
 
 pytestmark = pytest.mark.unit
 

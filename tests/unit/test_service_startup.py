@@ -1,7 +1,7 @@
 """Services that never speak MCP themselves start without the MCP SDK: importing it builds hundreds of
 pydantic models of two protocol revisions (about 0.25 CPU-s for the types, 0.4 s more for the SDK), in
 every process, at every start and restart. The admin service needs the SDK only for the console's
-probe and playground, on first use. The JSON-RPC codes `libs.common.errors` writes out are the ones
+probe and playground, on first use. The JSON-RPC codes `libs.common.contracts.errors` writes out are the ones
 the SDK names."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import mcp_types
 import pytest
 
-from libs.common import errors
+from libs.common.contracts import errors
 
 pytestmark = pytest.mark.unit
 

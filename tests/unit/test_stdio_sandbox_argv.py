@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from cli.layout import stdio_writes
-from libs.common.config import ConfigError, ServerConfig, load_config, parse_config
+from libs.common.contracts.config import ConfigError, ServerConfig, load_config, parse_config
+from libs.common.runtime.walls.boxes import box_for
+from libs.common.runtime.walls.confine import Confinement
+from libs.common.runtime.walls.profiles import within
 from libs.common.settings import ExecutorSettings
-from libs.common.walls.boxes import box_for
-from libs.common.walls.confine import Confinement
-from libs.common.walls.profiles import within
 from services.executor.upstreams.mcp.stdio_sandbox import Launch, StdioRoot, launch
 
 pytestmark = pytest.mark.unit
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 
 def _box(started: Launch) -> Confinement:
     assert started.command == sys.executable and started.args[:2] == ["-I", "-S"]
-    assert started.args[2].endswith("libs/common/walls/confine.py") and started.args[4] == "--"
+    assert started.args[2].endswith("libs/common/runtime/walls/confine.py") and started.args[4] == "--"
     return Confinement.from_json(started.args[3])
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.errors import ErrorKind
-from libs.common.gateway_tasks import TaskRecord
-from libs.common.messages import GatewayError
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.gateway_tasks import TaskRecord
+from libs.common.contracts.messages import GatewayError
 from services.ingress.upstream_task_ids import namespaced, namespaced_error
 
 pytestmark = pytest.mark.unit

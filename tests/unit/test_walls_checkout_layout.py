@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.package_version import bastion_version
-from libs.common.walls.confine import Confinement, abi_version
-from libs.common.walls.profiles import DEVICES, everything_but
+from libs.common.runtime.package_version import bastion_version
+from libs.common.runtime.walls.confine import Confinement, abi_version
+from libs.common.runtime.walls.profiles import DEVICES, everything_but
 
 pytestmark = [
     pytest.mark.unit,
@@ -60,7 +60,7 @@ def test_a_service_boxed_with_the_data_dir_in_its_checkout_knows_its_version(dat
         """
         import json
         from cli.layout import SETTINGS
-        from libs.common.walls.boxes import confine_service
+        from libs.common.runtime.walls.boxes import confine_service
         confine_service({"admin": SETTINGS["admin"]()})
         from services.admin.app import VERSION  # imported once confined, as the admin service does
         print(json.dumps({"version": VERSION}))
@@ -87,9 +87,9 @@ def test_a_confined_executor_boxes_a_stdio_server_whose_script_lies_beside_the_d
         """
         import json, os, subprocess, sys
         from pathlib import Path
-        from libs.common.config import ServerConfig
-        from libs.common.walls.confine import Confinement, confine
-        from libs.common.walls.profiles import UnlistableFolder, everything_but
+        from libs.common.contracts.config import ServerConfig
+        from libs.common.runtime.walls.confine import Confinement, confine
+        from libs.common.runtime.walls.profiles import UnlistableFolder, everything_but
         from services.executor.upstreams.mcp.stdio_sandbox import StdioRoot, launch
         tmp = Path(sys.argv[2])
         checkout, elsewhere = tmp / "checkout", tmp / "elsewhere"

@@ -1,4 +1,4 @@
-"""The OS wall itself (`libs.common.walls.confine`), each part attacked from a confined child process:
+"""The OS wall itself (`libs.common.runtime.walls.confine`), each part attacked from a confined child process:
 Landlock's files, ports, signals and ptrace rule, the seccomp deny-list, the rlimits, and the
 launcher that confines a command before executing it. The test process itself is never confined."""
 
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.walls import confine as confine_module
-from libs.common.walls.confine import Confinement, Limits, abi_version
-from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ, everything_but, python_paths
+from libs.common.runtime.walls import confine as confine_module
+from libs.common.runtime.walls.confine import Confinement, Limits, abi_version
+from libs.common.runtime.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ, everything_but, python_paths
 
 pytestmark = [
     pytest.mark.unit,
@@ -34,7 +34,7 @@ def _run_confined(box: Confinement, code: str, before: str = "") -> dict[str, st
         + textwrap.dedent(before)
         + textwrap.dedent(
             """
-        from libs.common.walls.confine import Confinement, confine
+        from libs.common.runtime.walls.confine import Confinement, confine
         outcome = confine(Confinement.from_json(sys.argv[1]))
         results = {"summary": outcome.summary()}
         def attempt(name, action):

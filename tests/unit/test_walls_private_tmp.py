@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _private_tmp(service: str, data_dir: str, system_tmp: Path) -> Path:
     code = (
         "import os, tempfile, sys\n"
-        "from libs.common.walls.profiles import private_tmp\n"
+        "from libs.common.runtime.walls.profiles import private_tmp\n"
         "folder = private_tmp(sys.argv[1], sys.argv[2])\n"
         "assert tempfile.gettempdir() == folder == os.environ['TMPDIR'], folder\n"
         "print(folder)"

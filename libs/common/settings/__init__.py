@@ -2,14 +2,16 @@
 
 One class per service, in a module of its own (`base` holds what they share), all exported here:
 one place for ops to look (docs/configuration.md mirrors it). `bastion up` sets these for the
-services it starts; in a deployment they come from the container environment.
+services it starts; in a deployment they come from the container environment. `handed_secrets`
+reads the secrets `bastion up` hands a process through a pipe.
+Below: contracts. Above: runtime, bus and the rest.
 """
 
 from __future__ import annotations
 
-from .admin import AdminSettings
-from .audit import AuditSettings
-from .base import (
+from libs.common.settings.admin import AdminSettings
+from libs.common.settings.audit import AuditSettings
+from libs.common.settings.base import (
     AuditJournalSettings,
     RefusalSettings,
     RequestPathSettings,
@@ -17,12 +19,12 @@ from .base import (
     StoreSettings,
     unguarded_bind_problem,
 )
-from .catalog import CatalogSettings
-from .codemode import CodeModeSettings
-from .executor import DenyList, ExecutorSettings
-from .ingress import IngressSettings
-from .oauth import OAuthSettings
-from .policy import PolicySettings
+from libs.common.settings.catalog import CatalogSettings
+from libs.common.settings.codemode import CodeModeSettings
+from libs.common.settings.executor import DenyList, ExecutorSettings
+from libs.common.settings.ingress import IngressSettings
+from libs.common.settings.oauth import OAuthSettings
+from libs.common.settings.policy import PolicySettings
 
 __all__ = [
     "AdminSettings",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from ..egress import EgressSection
-from .base import AuditJournalSettings, RefusalSettings, ServiceSettings
+from libs.common.contracts.egress import EgressSection
+from libs.common.settings.base import AuditJournalSettings, RefusalSettings, ServiceSettings
 
 __all__ = ["AdminSettings"]
 
@@ -34,7 +34,7 @@ class AdminSettings(ServiceSettings, AuditJournalSettings, RefusalSettings):
     admin_token_days: int = Field(default=90, ge=1, le=366)
     """Lifetime in days of an API token whose request names none (at most 366: every token expires)."""
     secrets_key: SecretStr = SecretStr("")
-    """Fernet key(s) sealing the upstream secrets the admin API writes (`libs.common.sealing`)."""
+    """Fernet key(s) sealing the upstream secrets the admin API writes (`libs.common.runtime.sealing`)."""
     registries: dict[str, str] = Field(default_factory=lambda: {"official": "https://registry.modelcontextprotocol.io"})
     """MCP Registries servers may be imported from (`BASTION_REGISTRIES`, JSON: name -> base URL;
     the configuration file's `registries`), docs/registry.md."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from .base import ServiceSettings
+from libs.common.settings.base import ServiceSettings
 
 __all__ = ["AuditSettings"]
 
@@ -20,7 +20,7 @@ class AuditSettings(ServiceSettings):
     2 s instead of 1 s takes ~25-30 µs per call off the audit service at 500-1,000 calls/s, for rows
     visible ~0.5 s later at the median (measured in docs/benchmarks.md)."""
     checkpoint_key: SecretStr = SecretStr("")
-    """HMAC key signing audit checkpoints (`libs.common.audit_chain`); empty: no checkpoints, and
+    """HMAC key signing audit checkpoints (`libs.common.audit.audit_chain`); empty: no checkpoints, and
     `bastion audit verify` checks the hash chains only (a rewritten chain then goes unnoticed).
     `bastion up` keeps one in `<data_dir>/credentials/checkpoint.key`."""
     checkpoint_interval: float = Field(default=60.0, gt=0)

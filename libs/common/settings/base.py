@@ -8,7 +8,7 @@ from typing import Self
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from ..handed_secrets import HandedSecrets
+from libs.common.settings.handed_secrets import HandedSecrets
 
 __all__ = [
     "AuditJournalSettings",
@@ -35,7 +35,7 @@ def unguarded_bind_problem(bind_host: str, allowed_hosts: list[str], allow_any_h
 
 
 class StoreSettings(BaseSettings):
-    """How the JetStream streams, KV buckets and object store are configured (`libs.common.stores`).
+    """How the JetStream streams, KV buckets and object store are configured (`libs.common.bus.stores`).
 
     Every service reads them, but only a store's owner applies them: when it creates the store, and
     at every start to an existing one (limits as set; the replica count raised, never lowered)."""
@@ -76,7 +76,7 @@ class ServiceSettings(StoreSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Secrets handed through a descriptor (`libs.common.handed_secrets`, `bastion up`) come
+        """Secrets handed through a descriptor (`libs.common.settings.handed_secrets`, `bastion up`) come
         before the environment (a container's)."""
         return init_settings, HandedSecrets(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
@@ -84,7 +84,7 @@ class ServiceSettings(StoreSettings):
     """Comma-separated list of NATS servers."""
     nats_nkey_seed_file: str = ""
     """File holding this service's NATS NKey seed (`S…`, mode 0600); its public key must be a user of
-    the nats-server with this service's permissions (`libs.common.permissions`). Empty: connect
+    the nats-server with this service's permissions (`libs.common.bus.permissions`). Empty: connect
     without credentials (only an open nats-server accepts that)."""
     nats_ping_interval: float = Field(default=1.0, gt=0)
     """Seconds between the client's PINGs to its NATS member. A member that answers
@@ -105,7 +105,7 @@ class ServiceSettings(StoreSettings):
     log_level: str = "INFO"
     confine: bool = True
     """Confine the process with the operating system at start (Landlock, seccomp, rlimits: the files
-    and ports its job needs, `libs.common.walls`, docs/security.md). Off only to debug; a service
+    and ports its job needs, `libs.common.runtime.walls`, docs/security.md). Off only to debug; a service
     started with it off says so in its log."""
     data_dir: str = ""
     """The folder `bastion up` keeps the stack's state in (`stack.json`, credentials, stores): no
@@ -120,7 +120,7 @@ class ServiceSettings(StoreSettings):
     metrics_host: str = "127.0.0.1"
     """Address the `/metrics` endpoint binds to."""
     health_port: int | None = Field(default=None, ge=0, le=65535)
-    """Port of the `/livez` and `/readyz` probes (`libs.common.probes`), answered by the service's own
+    """Port of the `/livez` and `/readyz` probes (`libs.common.runtime.probes`), answered by the service's own
     event loop (a stuck loop fails liveness; readiness checks NATS and the service's streams); unset:
     none. Bound on `metrics_host`; services sharing a process share one (deploy/README.md)."""
     otlp_endpoint: str = ""
@@ -140,7 +140,7 @@ class ServiceSettings(StoreSettings):
 
 
 class RequestPathSettings(ServiceSettings):
-    """How the request path notices a replica dying mid-call (`libs.common.relay`).
+    """How the request path notices a replica dying mid-call (`libs.common.bus.relay`).
 
     A requester (ingress, policy) learns which replica holds a call from its acknowledgement and
     probes that replica while the call is unanswered; a responder (policy, executor) acknowledges."""
@@ -164,7 +164,7 @@ class RequestPathSettings(ServiceSettings):
     replica last answered during which a call that finds none subscribed is sent again (after pauses
     of 0.05 s doubling to 0.5 s, within the call's deadline) instead of failed: a replica leaving a
     NATS member that stopped answering is subscribed nowhere for a moment, and one restarting comes
-    back (`libs.common.rejoin`). 0: fail such calls at once."""
+    back (`libs.common.bus.rejoin`). 0: fail such calls at once."""
     ack_margin: float = Field(default=0.5, gt=0)
     """Responder: seconds before the requester's ack grace runs out by which a request must be taken
     and acknowledged (time for the acknowledgement to travel); a request received later is answered
@@ -181,10 +181,10 @@ class RequestPathSettings(ServiceSettings):
 
 class AuditJournalSettings(BaseModel):
     """A producer of audit events that journals them first (ingress, admin, codemode:
-    `libs.common.service_trail`)."""
+    `libs.common.audit.service_trail`)."""
 
     audit_journal_dir: str = ""
-    """Directory of the audit write-ahead journal (`libs.common.audit_journal`): each replica writes
+    """Directory of the audit write-ahead journal (`libs.common.audit.audit_journal`): each replica writes
     under `<dir>/<instance, else the service's name>` what it owes the audit log (ingress: its calls;
     admin: its changes; codemode: scripts' tool calls) and replays it when it starts again, so a
     killed replica loses no event. Empty: no journal. `bastion up` sets it."""
@@ -194,10 +194,11 @@ class AuditJournalSettings(BaseModel):
 
 
 class RefusalSettings(BaseModel):
-    """A service that checks credentials (ingress, admin) and audits the refused ones (`libs.common.refusals`)."""
+    """A service that checks credentials (ingress, admin) and audits the refused ones
+    (`libs.common.runtime.refusals`)."""
 
     auth_refusal_window: float = Field(default=10.0, gt=0, le=3600)
-    """Seconds of one window of refused credentials (`libs.common.refusals`): each (surface, client
+    """Seconds of one window of refused credentials (`libs.common.runtime.refusals`): each (surface, client
     address, credential, reason) refused in it becomes one `auth.refused` audit event at its end."""
     auth_refusal_buckets: int = Field(default=100, ge=1, le=100_000)
     """Distinct (address, credential, reason) buckets one window holds; refusals beyond them are counted

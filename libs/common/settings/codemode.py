@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr
 
-from .base import AuditJournalSettings, RequestPathSettings
+from libs.common.settings.base import AuditJournalSettings, RequestPathSettings
 
 __all__ = ["CodeModeSettings"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from ..egress import EgressSection
-from ..guardrails import GuardrailsSection
-from .base import RequestPathSettings
+from libs.common.contracts.egress import EgressSection
+from libs.common.contracts.guardrails import GuardrailsSection
+from libs.common.settings.base import RequestPathSettings
 
 __all__ = ["DenyList", "ExecutorSettings"]
 
@@ -34,17 +34,17 @@ class DenyList(BaseModel):
 
 class ExecutorSettings(RequestPathSettings):
     bus_signing_key: SecretStr = SecretStr("")
-    """Policy's HMAC key (`libs.common.work_signing`): set, the executor runs only work signed with it."""
+    """Policy's HMAC key (`libs.common.bus.work_signing`): set, the executor runs only work signed with it."""
     secrets_key: SecretStr = SecretStr("")
     """Fernet key(s), comma-separated, newest first: opens the sealed `env`/`headers` values of
-    `bastion_servers` (`libs.common.sealing`). Every key in the list can decrypt."""
+    `bastion_servers` (`libs.common.runtime.sealing`). Every key in the list can decrypt."""
     stdio_root: str = ""
     """Folder holding each stdio server's own working folder (`<stdio_root>/<server>`), the only
     place a sandboxed server may write by default (docs/security.md). `bastion up` uses
     `<data_dir>/servers`; empty: a folder under the system's temporary directory."""
     stdio_write: list[str] = Field(default_factory=list)
     """Paths beyond `stdio_root` its stdio servers' `sandbox.write` may name: the executor's own box
-    holds them too when it is confined (`libs.common.walls.boxes`), since a server's box lies inside
+    holds them too when it is confined (`libs.common.runtime.walls.boxes`), since a server's box lies inside
     it. `bastion up` gives every `sandbox.write` of its config file."""
     connect_timeout: float = 30.0
     """Seconds to wait for an upstream to accept a session before marking it unavailable."""

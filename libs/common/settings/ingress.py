@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
 
-from .base import AuditJournalSettings, RefusalSettings, RequestPathSettings, unguarded_bind_problem
+from libs.common.settings.base import AuditJournalSettings, RefusalSettings, RequestPathSettings, unguarded_bind_problem
 
 __all__ = ["IngressSettings"]
 

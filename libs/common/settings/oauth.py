@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from .base import ServiceSettings
+from libs.common.settings.base import ServiceSettings
 
 __all__ = ["OAuthSettings"]
 
@@ -40,7 +40,7 @@ class OAuthSettings(ServiceSettings):
     login_failure_window: int = Field(default=900, ge=10, le=86400)
     """Seconds the failures of a user name are counted over (and its sign-ins refused after too many)."""
     secrets_key: SecretStr = SecretStr("")
-    """Fernet key(s), newest first, sealing the access token signing key in KV (`libs.common.sealing`),
+    """Fernet key(s), newest first, sealing the access token signing key in KV (`libs.common.runtime.sealing`),
     every upstream OAuth record (tokens, client secrets) in the `kv` secret store, and authorization links."""
     public_url: str = Field(default="http://127.0.0.1:8420", pattern=r"^https?://[^/?#\s]+$")
     """The gateway's public base URL, as on ingress (`BASTION_PUBLIC_URL`): authorization links and

@@ -2,7 +2,7 @@
 and the `/dashboard` page.
 
 The query and panel routes need `analytics:read` and answer errors in the admin API's `ErrorBody`
-shape. A query goes to the audit service (which owns ClickHouse) with `libs.common.analytics.ask`,
+shape. A query goes to the audit service (which owns ClickHouse) with `libs.common.analytics.asking.ask`,
 naming the principal (its queries share that principal's allowance of concurrent queries) and
 whether it may read payload columns (arguments, results: the principal's `audit:payloads`, the
 auditor's, not the analyst's). The allow-list is checked here first, with the audit service's own
@@ -26,7 +26,8 @@ from fastapi.responses import HTMLResponse
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.analytics import (
+from libs.common.analytics.asking import ask
+from libs.common.analytics.queries import (
     MAX_QUERY_ROWS,
     MAX_QUERY_SECONDS,
     MAX_SQL_CHARS,
@@ -34,10 +35,9 @@ from libs.common.analytics import (
     AnalyticsQuery,
     NotReadOnly,
     TenantRows,
-    ask,
     read_only,
 )
-from libs.common.page_security import page_headers
+from libs.common.web.page_security import page_headers
 
 from ..api.admin_route import bound_route
 from ..api.auth import Authenticator, security_schemes

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.admin_principals import MAX_TOKEN_DAYS, ROLE_NAME, PrincipalName, RoleBinding
+from libs.common.contracts.admin_principals import MAX_TOKEN_DAYS, ROLE_NAME, PrincipalName, RoleBinding
 
 __all__ = [
     "Me",

@@ -17,7 +17,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from libs.common.admin_principals import OWNER, PRINCIPAL_NAME, ApiToken, Principal, RoleBinding
+from libs.common.contracts.admin_principals import OWNER, PRINCIPAL_NAME, ApiToken, Principal, RoleBinding
 
 from ..roles import (
     AUTHENTICATED,

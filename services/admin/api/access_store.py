@@ -1,5 +1,5 @@
 """Principals, their API tokens and browser sessions, custom roles, and the state of a browser login:
-the tables of KV `bastion_admin` (`libs.common.admin_principals` holds the records `bastion up`
+the tables of KV `bastion_admin` (`libs.common.contracts.admin_principals` holds the records `bastion up`
 writes too). Tokens and sessions are stored under their sha256 only; the secret exists in the
 answer that made it, never here."""
 
@@ -9,9 +9,9 @@ import time
 
 from pydantic import Field
 
-from libs.common import subjects
-from libs.common.admin_principals import OWNER, ApiToken, Principal, new_token, token_digest
-from libs.common.messages_base import BusMessage
+from libs.common.contracts import subjects
+from libs.common.contracts.admin_principals import OWNER, ApiToken, Principal, new_token, token_digest
+from libs.common.contracts.messages_base import BusMessage
 
 from .changes import ChangeLog
 from .tables import Buckets, Conflict, NotFound, Table, Versioned, revoke_replaced

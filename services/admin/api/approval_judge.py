@@ -6,7 +6,7 @@ wholly inside that scope (the tenant of the call)."""
 
 from __future__ import annotations
 
-from libs.common.approvals import ApprovalRecord
+from libs.common.cedar.approvals import ApprovalRecord
 
 from ..roles import Scope
 from .errors import AdminError

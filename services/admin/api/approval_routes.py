@@ -13,9 +13,10 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common import approvals, subjects
-from libs.common.approvals import ApprovalConflict, ApprovalRecord, ApprovalState, OwnCall, redacted
-from libs.common.sealing import SealingError
+from libs.common.cedar import approvals
+from libs.common.cedar.approvals import ApprovalConflict, ApprovalRecord, ApprovalState, OwnCall, redacted
+from libs.common.contracts import subjects
+from libs.common.runtime.sealing import SealingError
 
 from .approval_judge import inside_scope, own_call
 from .errors import AdminError

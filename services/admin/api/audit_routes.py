@@ -16,9 +16,9 @@ from fastapi import APIRouter, Query
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common import subjects
-from libs.common.analytics import MAX_EXPORT_PAGE, ExportPage, ExportRows
-from libs.common.messages import AuditEvent, AuditVerdict, AuditVerify
+from libs.common.analytics.queries import MAX_EXPORT_PAGE, ExportPage, ExportRows
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditEvent, AuditVerdict, AuditVerify
 
 from .auth import Authenticator
 from .errors import AdminError

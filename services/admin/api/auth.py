@@ -1,13 +1,13 @@
 """Who is asking: a principal's API token, a browser session after a login through the oauth service,
 or (only until the first owner exists) the bootstrap token; and what that principal may do.
 
-Tokens and sessions are looked up by their sha256 (`libs.common.admin_principals`), so the bucket
+Tokens and sessions are looked up by their sha256 (`libs.common.contracts.admin_principals`), so the bucket
 never holds one and a lookup leaks nothing through timing; the bootstrap token is compared in
 constant time. A session authenticates through its cookie, which a browser sends on its own: a
 request that changes something must then also carry `X-Bastion-CSRF: 1`, a header no other site
 can make a browser send (this service answers no CORS preflight), so a page elsewhere cannot act
 with a signed-in person's session. A virtual key is recognized only to say so (403). Every 401 is
-counted and audited (`libs.common.refusals`, surface `admin`) by why: missing, invalid (unknown),
+counted and audited (`libs.common.runtime.refusals`, surface `admin`) by why: missing, invalid (unknown),
 expired (a token or session past its time, the spent bootstrap token) or revoked (a revoked token,
 a principal disabled or deleted).
 """
@@ -24,10 +24,10 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
-from libs.common.admin_principals import Principal, RoleBinding, token_digest
-from libs.common.keys import key_id
-from libs.common.messages import AuditEvent
-from libs.common.refusals import RefusalLog, RefusalReason, credential_label
+from libs.common.contracts.admin_principals import Principal, RoleBinding, token_digest
+from libs.common.contracts.keys import key_id
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime.refusals import RefusalLog, RefusalReason, credential_label
 
 from ..roles import BUILTIN_ROLES, Grants, grants_of
 from .errors import AdminError
@@ -87,7 +87,7 @@ class Authenticator:
         secret = bootstrap.get_secret_value() if bootstrap is not None else ""
         self._bootstrap = _digest(secret) if secret else None
         self.refusals = refusals
-        """Where every 401 is counted and audited (`libs.common.refusals`)."""
+        """Where every 401 is counted and audited (`libs.common.runtime.refusals`)."""
         self._audit = audit
 
     def forbidden(self, identity: Identity, method: str, path: str, permission: str | None, message: str) -> None:

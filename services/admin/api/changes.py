@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from libs.common.audit_content import to_json
-from libs.common.messages import AuditEvent
+from libs.common.audit.audit_content import to_json
+from libs.common.contracts.messages import AuditEvent
 from services.admin.api.redaction import redacted
 
 from .identity import CURRENT

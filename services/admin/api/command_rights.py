@@ -1,20 +1,20 @@
-"""The admin API's check of `libs.common.command_servers`: a write of a server entry that sets or
+"""The admin API's check of `libs.common.contracts.command_servers`: a write of a server entry that sets or
 changes an owner-only field (what a stdio server runs, how it is confined, private hosts) needs
 `servers:command`, held by the owner role alone. Every path that writes or starts an entry calls it:
 the server routes, a configuration import, the console's connectivity test."""
 
 from __future__ import annotations
 
-from libs.common.command_servers import (
+from libs.common.contracts.command_servers import (
     COMMAND_PERMISSION,
     WHY_OWNER_ONLY,
     WHY_PROVIDER_ENV,
     owner_only_changes,
     provider_owner_only_changes,
 )
-from libs.common.config import ServerConfig
-from libs.common.llm_config import ProviderConfig
-from libs.common.sealing import Sealer, SealingError
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.runtime.sealing import Sealer, SealingError
 
 from .errors import forbidden
 from .identity import Identity

@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from libs.common.command_servers import COMMAND_PERMISSION, owner_only_changes, provider_owner_only_changes
-from libs.common.config import (
+from libs.common.contracts.command_servers import COMMAND_PERMISSION, owner_only_changes, provider_owner_only_changes
+from libs.common.contracts.config import (
     BastionConfig,
     ConfigError,
     ServerConfig,
@@ -26,11 +26,11 @@ from libs.common.config import (
     parse_config,
     parse_untrusted_text,
 )
-from libs.common.config_records import entity_records, key_records
-from libs.common.entities import Entity
-from libs.common.llm import ProviderRecord
-from libs.common.llm_config import ProviderConfig
-from libs.common.messages import KeyRecord, ServerRecord
+from libs.common.contracts.config_records import entity_records, key_records
+from libs.common.contracts.entities import Entity
+from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.contracts.messages import KeyRecord, ServerRecord
 
 from .errors import AdminError, forbidden
 from .identity import Identity
@@ -174,7 +174,7 @@ class Importer:
         self, config: BastionConfig, keys: list[KeyRecord]
     ) -> tuple[dict[str, SectionPlan], list[_Write], dict[str, list[str]], dict[str, list[str]]]:
         """What the import would change, the writes that do it, and the servers and the LLM providers
-        among them whose owner-only fields it sets (`libs.common.command_servers`); raises before any
+        among them whose owner-only fields it sets (`libs.common.contracts.command_servers`); raises before any
         write is made."""
         sections = {name: SectionPlan() for name in SECTIONS}
         writes: list[_Write] = []

@@ -10,7 +10,7 @@ import logging
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common.command_servers import WHY_PROVIDER_ENV
+from libs.common.contracts.command_servers import WHY_PROVIDER_ENV
 
 from ..roles import AUTHENTICATED
 from .command_rights import require_fields

@@ -9,7 +9,7 @@ import contextvars
 from dataclasses import dataclass, field
 from typing import Literal
 
-from libs.common.admin_principals import RoleBinding
+from libs.common.contracts.admin_principals import RoleBinding
 
 from ..roles import Grants
 

@@ -13,7 +13,7 @@ import logging
 
 from fastapi import APIRouter, Response
 
-from libs.common.messages import KeyRecord
+from libs.common.contracts.messages import KeyRecord
 
 from .identity import current as current_identity
 from .models import KeyCreate, KeyCreated, KeyOut, KeyPatch

@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from libs.common.config import SERVER_NAME, ServerConfig, grant_problem
-from libs.common.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
-from libs.common.llm_config import AgentMode, ProviderConfig
-from libs.common.messages import BreakerStatus
-from libs.common.refused_values import refusal_text
+from libs.common.contracts.config import SERVER_NAME, ServerConfig, grant_problem
+from libs.common.contracts.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
+from libs.common.contracts.llm_config import AgentMode, ProviderConfig
+from libs.common.contracts.messages import BreakerStatus
+from libs.common.contracts.refused_values import refusal_text
 
 __all__ = [
     "MASK",
@@ -61,7 +61,7 @@ destination only (`secret_binding`)."""
 
 _SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Slug = Annotated[str, Field(pattern=_SLUG, examples=["payments"])]
-"""Same shape as `libs.common.entities` ids: usable as a KV key and in URLs."""
+"""Same shape as `libs.common.contracts.entities` ids: usable as a KV key and in URLs."""
 
 
 def _grant(pattern: str) -> str:

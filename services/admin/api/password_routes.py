@@ -14,8 +14,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common import subjects
-from libs.common.oauth import PasswordChange, PasswordChanged
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import PasswordChange, PasswordChanged
 
 from .changes import ChangeLog
 from .errors import AdminError

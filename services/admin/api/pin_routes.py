@@ -1,6 +1,6 @@
 """`/admin/v1/tools`: definitions pinning holds back (docs/supply-chain.md), the field-level diff of
 each, and a person's approve or reject — the same functions `bastion tools …` runs
-(`libs.common.pin_store`), each decision an admin audit event naming who.
+(`libs.common.supply_chain.pin_store`), each decision an admin audit event naming who.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -10,9 +10,9 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from libs.common import subjects
-from libs.common.pin_store import decide_pending, diff_text, find, pending, read_records
-from libs.common.pins import PinError, PinRecord
+from libs.common.contracts import subjects
+from libs.common.contracts.pins import PinError, PinRecord
+from libs.common.supply_chain.pin_store import decide_pending, diff_text, find, pending, read_records
 
 from .identity import CURRENT
 from .route_table import Route, register

@@ -10,11 +10,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from libs.common import subjects
-from libs.common.cedar_eval import Principal, call_context, evaluate
-from libs.common.cedar_policies import MAX_POLICY_BYTES, PolicyProblem, PolicyVersion, compile_policies
-from libs.common.messages import MAX_ALIASES
-from libs.common.policy_store import PolicyStoreError, activate, active_version, publish, read_version, read_versions
+from libs.common.cedar.cedar_eval import Principal, call_context, evaluate
+from libs.common.cedar.cedar_policies import MAX_POLICY_BYTES, PolicyProblem, PolicyVersion, compile_policies
+from libs.common.cedar.policy_store import (
+    PolicyStoreError,
+    activate,
+    active_version,
+    publish,
+    read_version,
+    read_versions,
+)
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import MAX_ALIASES
 
 from .errors import AdminError
 from .identity import current

@@ -8,9 +8,9 @@ import logging
 
 from fastapi import APIRouter, Response
 
-from libs.common.llm import ProviderRecord
-from libs.common.llm_config import ProviderConfig
-from libs.common.sealing import SealingError
+from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.runtime.sealing import SealingError
 
 from .command_rights import require_provider_fields
 from .identity import current

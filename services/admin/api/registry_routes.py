@@ -19,10 +19,10 @@ import httpx
 from fastapi import APIRouter, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from libs.common.config import ServerConfig
-from libs.common.messages import ServerRecord
-from libs.common.refused_values import refusal_text
-from libs.common.registry_entries import ImportRefused, RegistryOrigin, choices_of, entry_for
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import ServerRecord
+from libs.common.contracts.refused_values import refusal_text
+from libs.common.contracts.registry_entries import ImportRefused, RegistryOrigin, choices_of, entry_for
 
 from .command_rights import comparable, require_command
 from .errors import AdminError

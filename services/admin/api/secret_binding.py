@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from libs.common.config import ServerConfig
-from libs.common.llm_config import ProviderConfig
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.llm_config import ProviderConfig
 
 from .errors import AdminError
 from .models import MASK

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Response
 
-from libs.common.messages import ServerRecord
+from libs.common.contracts.messages import ServerRecord
 
 from .command_rights import comparable, require_command
 from .identity import current

@@ -8,12 +8,12 @@ from typing import Any
 from nats.js import JetStreamContext
 from pydantic import BaseModel
 
-from libs.common import subjects
-from libs.common.entities import ENTITY_KINDS
-from libs.common.keys import generate_key, key_id
-from libs.common.llm import ProviderRecord
-from libs.common.messages import KeyRecord, ServerCatalog, ServerRecord
-from libs.common.sealing import Sealer
+from libs.common.contracts import subjects
+from libs.common.contracts.entities import ENTITY_KINDS
+from libs.common.contracts.keys import generate_key, key_id
+from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.messages import KeyRecord, ServerCatalog, ServerRecord
+from libs.common.runtime.sealing import Sealer
 
 from .access_store import AccessStore
 from .changes import ChangeLog

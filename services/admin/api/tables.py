@@ -19,7 +19,7 @@ from nats.js.errors import APIError, InvalidKeyError, KeyNotFoundError, KeyWrong
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ValidationError
 
-from libs.common.nats import kv_bucket
+from libs.common.bus.nats import kv_bucket
 
 from .changes import ChangeLog
 

@@ -16,9 +16,9 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.config import ServerConfig
-from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_target
+from libs.common.contracts import subjects
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, oauth_target
 
 from .changes import ChangeLog
 

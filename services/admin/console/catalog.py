@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from libs.common.messages import CatalogTool, ServerCatalog
+from libs.common.contracts.messages import CatalogTool, ServerCatalog
 
 __all__ = ["MAX_PAGE", "CatalogPage", "ToolRow", "gateway_name", "search"]
 

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx2
 
-from libs.common.egress import EgressRules
-from libs.common.guarded_http import guarded_transport, shared_tls
+from libs.common.web.egress_rules import EgressRules
+from libs.common.web.guarded_http import guarded_transport, shared_tls
 
 if TYPE_CHECKING:
     from mcp import Client
@@ -29,7 +29,7 @@ def _client(
     timeout: httpx2.Timeout | float | None = None,
     auth: httpx2.Auth | None = None,
 ) -> httpx2.AsyncClient:
-    """An httpx2 client connecting only where `rules` allow (`libs.common.guarded_http`), with no
+    """An httpx2 client connecting only where `rules` allow (`libs.common.web.guarded_http`), with no
     environment proxy (which would resolve names itself); any address when `rules` is None."""
     if rules is None:
         return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=shared_tls())

@@ -16,7 +16,7 @@ from typing import Any
 import httpx2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from libs.common.keys import key_id as key_id_of
+from libs.common.contracts.keys import key_id as key_id_of
 
 from .mcp_client import connected, failure, list_all_tools
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRules
+from libs.common.contracts.config import ServerConfig
+from libs.common.web.egress_rules import EgressRules
 
 from .mcp_client import connected, failure, list_all_tools
 

@@ -15,8 +15,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
-from libs.common.favicon import FAVICON, FAVICON_TYPE
-from libs.common.page_security import page_headers
+from libs.common.web.favicon import FAVICON, FAVICON_TYPE
+from libs.common.web.page_security import page_headers
 
 from ..api.admin_route import bound_route
 from ..api.auth import Authenticator

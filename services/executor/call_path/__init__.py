@@ -31,8 +31,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from libs.common.blobs import Blobs
-from libs.common.relay import Acknowledger
+from libs.common.bus.blobs import Blobs
+from libs.common.bus.relay import Acknowledger
 
 from ..interceptors.chain import InterceptorChain
 from .ahead import Admit, Budget, FetchArguments, FindServer, InterceptBefore, OwnSession

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from libs.common.blobs import Blobs
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome
-from libs.common.relay import Acknowledger, too_late
+from libs.common.bus.blobs import Blobs
+from libs.common.bus.relay import Acknowledger, too_late
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome
 
 from ..agents import ActiveCall
 from ..budgets import call_budget

@@ -9,9 +9,9 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from libs.common import semconv, tracing
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome
+from libs.common.runtime import semconv, tracing
 
 from ..replies import refusal
 from ..resilience import BREAKER_FAILURES, circuit_open_message

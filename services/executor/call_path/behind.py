@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from libs.common.oauth_upstream import with_authorize_url
+from libs.common.contracts.oauth_upstream import with_authorize_url
 
 from ..interceptors.chain import InterceptorChain
 from .state import Call

@@ -15,8 +15,8 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome
 
 from ..replies import refusal
 from .state import Call, RunningCalls

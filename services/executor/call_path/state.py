@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
 
-from libs.common.messages import CallOutcome, Routed
+from libs.common.contracts.messages import CallOutcome, Routed
 
 from ..agents import ActiveCall
 from ..interceptors.interface import InterceptedCall

@@ -4,7 +4,7 @@ Entry points for the executor's hooks: `Guardrails.compile(section, groups)` onc
 then `Guardrails.inspect(where, Subject(...), payload)` (built-in detectors, synchronous) or
 `await Guardrails.ainspect(..., webhooks)` (with external guardrails), each returning an
 `Inspection`: the action, the payload to pass on (redacted when a rule redacted) and the decisions
-to record. Configuration and the decision record are the contract in `libs.common.guardrails`.
+to record. Configuration and the decision record are the contract in `libs.common.contracts.guardrails`.
 """
 
 from .base import Detector, Finding, Subject

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from libs.common.guardrails import DETECTOR_ENTITIES
-from libs.common.messages_base import Caller
+from libs.common.contracts.guardrails import DETECTOR_ENTITIES
+from libs.common.contracts.messages_base import Caller
 
 __all__ = [
     "Detector",

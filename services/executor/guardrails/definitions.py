@@ -16,7 +16,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from libs.common.guardrails import GuardrailRule, GuardrailsSection
+from libs.common.contracts.guardrails import GuardrailRule, GuardrailsSection
 
 from .base import Subject
 from .engine import Guardrails

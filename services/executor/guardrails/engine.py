@@ -20,8 +20,8 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
-from libs.common.grants import GrantSet
-from libs.common.guardrails import (
+from libs.common.contracts.grants import GrantSet
+from libs.common.contracts.guardrails import (
     ACTION_ORDER,
     Action,
     GuardrailDecision,
@@ -30,7 +30,7 @@ from libs.common.guardrails import (
     Where,
     effective_rules,
 )
-from libs.common.messages_base import Caller
+from libs.common.contracts.messages_base import Caller
 
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces

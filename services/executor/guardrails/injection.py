@@ -1,6 +1,6 @@
 """Injection markers: text aimed at the model rather than the user, in definitions and results.
 
-Three detectors, each with its own entities (`libs.common.guardrails`):
+Three detectors, each with its own entities (`libs.common.contracts.guardrails`):
 
 - `injection`: instructions to the model: overriding its instructions, hiding something from the
   user, prompt-template and `<IMPORTANT>` tags, role hijacks, reading key files, redirecting mail or

@@ -27,7 +27,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from libs.common.guardrails import WebhookGuard, Where
+from libs.common.contracts.guardrails import WebhookGuard, Where
 
 from .base import Subject
 

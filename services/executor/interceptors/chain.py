@@ -15,9 +15,9 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, CallOutcome, Routed
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import Caller, CallOutcome, Routed
 
 from ..replies import refusal, undeliverable
 from ..upstreams.interface import Features, Listing

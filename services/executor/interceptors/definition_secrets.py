@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from libs.common.guardrails import GuardrailsSection
-from libs.common.pins import DefinitionKind, definition_name
+from libs.common.contracts.guardrails import GuardrailsSection
+from libs.common.contracts.pins import DefinitionKind, definition_name
 
 from ..guardrails.definitions import RULE, DefinitionScreen
 from .interface import Action, InterceptedCall, InterceptedListing, Interceptor, Refused

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from libs.common.grants import GrantSet
+from libs.common.contracts.grants import GrantSet
 from libs.common.settings import DenyList
 
 from ..guardrails.walk import Path, rewrite, strings

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import orjson
 from nats.aio.client import Client as NATS
 
-from libs.common import metrics
-from libs.common.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
+from libs.common.contracts.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
+from libs.common.runtime import metrics
 
 from ..guardrails.base import Subject
 from ..guardrails.engine import Guardrails, Inspection

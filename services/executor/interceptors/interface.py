@@ -38,9 +38,9 @@ from typing import Any, ClassVar, Literal
 
 from nats.aio.client import Client as NATS
 
-from libs.common.config import ServerConfig
-from libs.common.errors import ErrorKind
-from libs.common.messages import Caller, InterceptorDecision, Routed
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import Caller, InterceptorDecision, Routed
 
 __all__ = [
     "Action",

@@ -28,11 +28,12 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
-from libs.common import metrics, subjects
-from libs.common.errors import ErrorKind
-from libs.common.kvwatch import BucketWatch, decode_value
-from libs.common.nats import kv_bucket
-from libs.common.pins import DefinitionKind, PinBaseline, PinDrift, PinRecord, baseline_key, pin_key
+from libs.common.bus.kvwatch import BucketWatch, decode_value
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.pins import DefinitionKind, PinBaseline, PinDrift, PinRecord, baseline_key, pin_key
+from libs.common.runtime import metrics
 
 from ..pinning.decide import PinDecision, PinOutcome, decide
 from ..pinning.pinned_calls import QuarantinedTemplates, argument_problem

@@ -2,8 +2,8 @@
 
 Entry points for the executor's listing hook: `decide` (pure) and the `PinOutcome` it returns
 (`served`, `refusal`, `writes`, `baseline`, `drift`). Hashing, records and approvals are the
-contract in `libs.common.pins`; diffs in `libs.common.pin_diff`; signed catalogs in
-`libs.common.catalog_manifest`.
+contract in `libs.common.contracts.pins`; diffs in `libs.common.supply_chain.pin_diff`; signed catalogs in
+`libs.common.supply_chain.catalog_manifest`.
 """
 
 from .decide import DRIFT_REASONS, PinDecision, PinOutcome, Verdict, decide, quarantine_message

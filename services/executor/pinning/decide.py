@@ -22,8 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from libs.common.messages import MAX_ALIASES
-from libs.common.pins import (
+from libs.common.contracts.messages import MAX_ALIASES
+from libs.common.contracts.pins import (
     DefinitionKind,
     PinBaseline,
     PinMode,

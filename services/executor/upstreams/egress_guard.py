@@ -1,8 +1,8 @@
-"""The executor's HTTP connections to upstreams, held to `libs.common.egress`'s rules.
+"""The executor's HTTP connections to upstreams, held to `libs.common.contracts.egress`'s rules.
 
 Every httpx2 client the executor builds for an upstream (streamable HTTP, SSE, OpenAPI documents and
 REST calls, OAuth client-credentials tokens: `mcp.http_client`, `openapi.source`) connects
-through `libs.common.guarded_http`'s backend, which asks the rules for the host's checked addresses
+through `libs.common.web.guarded_http`'s backend, which asks the rules for the host's checked addresses
 and connects to one of them. Each redirect hop is a new connection, so each is checked. The lean
 HTTP/1 pool (`http1.HttpPool`) takes `EgressRules.addresses` as its way of finding addresses.
 
@@ -21,10 +21,10 @@ from typing import Any
 import httpcore2
 import httpx2
 
-from libs.common.egress import EgressRefused, EgressRules
-from libs.common.guarded_http import Addresses, BlockingAddresses, Refused
-from libs.common.guarded_http import guarded_sync_transport as checked_sync_transport
-from libs.common.guarded_http import guarded_transport as checked_transport
+from libs.common.web.egress_rules import EgressRefused, EgressRules
+from libs.common.web.guarded_http import Addresses, BlockingAddresses, Refused
+from libs.common.web.guarded_http import guarded_sync_transport as checked_sync_transport
+from libs.common.web.guarded_http import guarded_transport as checked_transport
 
 __all__ = [
     "EgressRefusedError",

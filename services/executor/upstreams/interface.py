@@ -28,10 +28,10 @@ from typing import Any, Literal, Protocol
 
 import httpx2
 
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRules
-from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import CallOutcome, ToolCall, UpstreamRequest
 from libs.common.settings import ExecutorSettings
+from libs.common.web.egress_rules import EgressRules
 
 from ..agents import ActiveCall, AgentLink
 from .last_words import LastWords
@@ -142,7 +142,8 @@ class SessionHooks:
     last_words: LastWords = field(default_factory=LastWords)
     """Where a kind keeps what the server said about itself (a stdio child's stderr), for its status."""
     egress: EgressRules = field(default_factory=EgressRules)
-    """Where its HTTP connections may go: public addresses, and the hosts its owner allowed (`libs.common.egress`)."""
+    """Where its HTTP connections may go: public addresses, and the hosts its owner allowed
+    (`libs.common.contracts.egress`)."""
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ import re
 from collections import deque
 from collections.abc import Iterable
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 
 __all__ = ["MASK", "LastWords", "configured_secrets"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 
 from .interface import Connector, ConnectorFactory, SessionHooks
 from .mcp import sse, stdio, streamable_http

@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from libs.common.messages import AuditEvent, Caller
+from libs.common.contracts.messages import AuditEvent, Caller
 
 from ..answers import Answer, respond
 from ..context import RequestContext

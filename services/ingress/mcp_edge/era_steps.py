@@ -26,8 +26,8 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
-from libs.common.codemode import CODE_MODE_HEADER
-from libs.common.discovery import DISCOVERY_HEADER
+from libs.common.contracts.codemode import CODE_MODE_HEADER
+from libs.common.contracts.discovery import DISCOVERY_HEADER
 
 from ..answers import plain
 from ..context import RequestContext

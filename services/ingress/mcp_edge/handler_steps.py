@@ -17,8 +17,8 @@ from typing import Any
 
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 
-from libs.common import semconv, tracing
-from libs.common.messages import AuditEvent
+from libs.common.contracts.messages import AuditEvent
+from libs.common.runtime import semconv, tracing
 
 from ..context import RequestContext
 from ..handlers import Handlers

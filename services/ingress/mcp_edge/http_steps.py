@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from mcp_types import INVALID_REQUEST
 
-from libs.common.refusals import RefusalLog
+from libs.common.runtime.refusals import RefusalLog
 
 from ..access_tokens import Authenticator
 from ..answers import Answer

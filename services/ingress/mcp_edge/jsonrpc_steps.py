@@ -9,8 +9,8 @@ from typing import Any
 
 from mcp_types import INVALID_REQUEST, PARSE_ERROR
 
-from libs.common import json_codec
-from libs.common.messages import CancelCall
+from libs.common.contracts import json_codec
+from libs.common.contracts.messages import CancelCall
 
 from ..answers import plain
 from ..field_limits import FieldLimits, oversized

@@ -12,7 +12,7 @@ from typing import Any
 from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import INVALID_PARAMS
 
-from libs.common.messages import AuditEvent, PairList, new_id
+from libs.common.contracts.messages import AuditEvent, PairList, new_id
 
 from ..answers import SSE_HEADERS, plain, respond
 from ..audit_events import AuditRecorder, Ending

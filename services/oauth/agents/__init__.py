@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from libs.common import subjects
-from libs.common.nats import kv_bucket
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..context import NatsHandler, OAuthContext
 from ..fetch import AllowList

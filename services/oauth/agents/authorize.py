@@ -16,8 +16,8 @@ from urllib.parse import urlencode, urlsplit
 
 from nats.js.kv import KeyValue
 
-from libs.common.entities import entity_key
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.entities import entity_key
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import HttpError, form_of, html_page, query_of, redirect
 from ..store import Records

@@ -24,7 +24,7 @@ import orjson
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import HttpError, json_response
 from ..store import Conflict, Records

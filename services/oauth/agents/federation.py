@@ -29,7 +29,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from pydantic import BaseModel, ValidationError
 
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 from libs.common.settings import OAuthSettings
 
 from ..http import HttpError, html_page, query_of

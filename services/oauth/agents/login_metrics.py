@@ -9,7 +9,7 @@ keeps the routes free of metric calls on each of their many ways out.
 
 from __future__ import annotations
 
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import Route
 from ..metrics import OAUTH_LOGINS

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 
 from ..http import json_response
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from libs.common.messages_base import BusMessage
+from libs.common.contracts.messages_base import BusMessage
 
 __all__ = [
     "AuthorizationCode",

@@ -18,8 +18,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 from pydantic import BaseModel
 
-from libs.common.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, AccessTokenKeys
-from libs.common.sealing import Sealer
+from libs.common.contracts.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, AccessTokenKeys
+from libs.common.runtime.sealing import Sealer
 
 from ..store import Conflict, Records
 
@@ -35,7 +35,7 @@ class _StoredKey(BaseModel):
     v: int = 1
     kid: str
     private_jwk: str
-    """The private JWK as JSON, sealed (`libs.common.sealing`)."""
+    """The private JWK as JSON, sealed (`libs.common.runtime.sealing`)."""
     created_at: float
 
 

@@ -16,7 +16,7 @@ import re
 import time
 from typing import Any
 
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse, RevokedToken
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse, RevokedToken
 
 from ..http import HttpError, form_of, json_response
 from ..metrics import OAUTH_TOKEN_REFUSALS, OAUTH_TOKENS_ISSUED

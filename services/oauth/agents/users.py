@@ -8,8 +8,8 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common.entities import entity_key
-from libs.common.oauth import PasswordChange, PasswordChanged
+from libs.common.contracts.entities import entity_key
+from libs.common.contracts.oauth import PasswordChange, PasswordChanged
 
 from ..store import Records
 from .authorize import password_key

@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from libs.common import subjects
-from libs.common.nats import kv_bucket
-from libs.common.oauth import HttpExchangeRequest, HttpExchangeResponse
-from libs.common.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
+from libs.common.contracts.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
 from libs.common.settings import OAuthSettings
 
 from ..context import NatsHandler, OAuthContext

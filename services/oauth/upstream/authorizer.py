@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import httpx2
 
-from libs.common.oauth_upstream import UpstreamToken, UpstreamTokenQuery
+from libs.common.contracts.oauth_upstream import UpstreamToken, UpstreamTokenQuery
 
 from ..fetch import AllowList, guarded_client
 from ..metrics import OAUTH_UPSTREAM_TOKENS

@@ -1,7 +1,7 @@
 """Where upstream OAuth secrets live: one small interface, three places.
 
 - `SealedKVStore`: JetStream KV `bastion_oauth_upstream`, every value sealed with the Fernet keys of
-  `BASTION_SECRETS_KEY` (`libs.common.sealing`); the default. A value is never written in plain
+  `BASTION_SECRETS_KEY` (`libs.common.runtime.sealing`); the default. A value is never written in plain
   text: without a key the store refuses to start. `reseal()` rewrites every value under the newest
   key, which is how a key is rotated (put the new key first, reseal, drop the old one).
 - `VaultStore`: HashiCorp Vault's KV v2 engine through `hvac` (`BASTION_UPSTREAM_SECRET_STORE=vault`).
@@ -19,8 +19,8 @@ from typing import Any, Protocol
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
-from libs.common.nats import kv_keys
-from libs.common.sealing import Sealer
+from libs.common.bus.nats import kv_keys
+from libs.common.runtime.sealing import Sealer
 
 __all__ = ["EnvStore", "ReadOnlySecrets", "SealedKVStore", "SecretStore", "VaultStore"]
 

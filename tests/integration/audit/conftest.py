@@ -11,9 +11,9 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 
-from libs.common import subjects
-from libs.common.audit_chain import producer_id
-from libs.common.audit_publisher import AuditPublisher
+from libs.common.audit.audit_chain import producer_id
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts import subjects
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
 from tests.support.stores import declared

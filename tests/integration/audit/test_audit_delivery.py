@@ -14,9 +14,9 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from cli.stack import EmbeddedNats, kill_with_parent
-from libs.common import subjects
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import audit_events
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import audit_events
 from services.audit import AuditService
 from services.audit.schema import STORED_COLUMNS, to_row
 from services.audit.store import ClickHouseStore

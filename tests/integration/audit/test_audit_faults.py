@@ -14,9 +14,9 @@ from nats.aio.client import Client as NATS
 
 from cli.ports import free_port
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditBatch, AuditEvent
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditBatch, AuditEvent
 from tests.support.audit_pipeline import (
     PRODUCER,
     SUBJECT,

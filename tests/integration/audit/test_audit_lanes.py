@@ -14,10 +14,11 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client as NATS
 
-from libs.common import subjects
-from libs.common.analytics import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery, ask
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditBatch
+from libs.common.analytics.asking import ask
+from libs.common.analytics.queries import AnalyticsAnswer, AnalyticsCancel, AnalyticsQuery
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditBatch
 from services.audit import AuditService
 from tests.support.audit_pipeline import consumer_idle, drained, event, stored_is
 from tests.support.polling import poll_until

@@ -24,12 +24,12 @@ from rich.console import Console
 from cli.audit import verify
 from cli.credentials import StackCredentials
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.audit_chain import AuditChain, producer_id
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditBatch, AuditEvent, AuditVerdict, AuditVerify, KeyRecord
-from libs.common.nats import credentials, kv_bucket, processed
-from libs.common.permissions import ADMIN, AUDIT, CODEMODE, INGRESS
+from libs.common.audit.audit_chain import AuditChain, producer_id
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.bus.nats import credentials, kv_bucket, processed
+from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, INGRESS
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditBatch, AuditEvent, AuditVerdict, AuditVerify, KeyRecord
 from libs.common.settings import AuditSettings
 from services.audit import AuditService
 from tests.support.audit_pipeline import WAIT, stored_is

@@ -17,9 +17,9 @@ from rich.console import Console
 from cli.audit import tail
 from cli.ports import free_port
 from cli.stack import EmbeddedNats
-from libs.common import subjects
-from libs.common.audit_publisher import AuditPublisher
-from libs.common.messages import AuditQuery, AuditRows
+from libs.common.audit.audit_publisher import AuditPublisher
+from libs.common.contracts import subjects
+from libs.common.contracts.messages import AuditQuery, AuditRows
 from services.audit.schema import STORED_COLUMNS, to_row
 from services.audit.store import ClickHouseStore
 from tests.support.audit_pipeline import WAIT, event, query

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from libs.common.sealing import new_key
+from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, running_gateway

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from libs.common import subjects
-from libs.common.codemode import META_TOOL_NAMES
-from libs.common.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.nats import connect
-from libs.common.sealing import new_key
+from libs.common.bus.nats import connect
+from libs.common.contracts import subjects
+from libs.common.contracts.codemode import META_TOOL_NAMES
+from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, gateway_on_own_servers

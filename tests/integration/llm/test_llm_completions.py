@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from libs.common.sealing import new_key
+from libs.common.runtime.sealing import new_key
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, gateway_on_own_servers
 from tests.support.llm_gateway import (
     AGENT_KEY,

@@ -15,10 +15,10 @@ import httpx
 import openai
 import pytest
 
-from libs.common import subjects
-from libs.common.audit_journal import JournalContents, read_segments
-from libs.common.nats import connect, kv_bucket
-from libs.common.sealing import new_key
+from libs.common.audit.audit_journal import JournalContents, read_segments
+from libs.common.bus.nats import connect, kv_bucket
+from libs.common.contracts import subjects
+from libs.common.runtime.sealing import new_key
 from tests.support.debian import debian_binary
 from tests.support.executor_away import answered_by_a_new_executor, counted
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers, running_gateway
@@ -251,7 +251,7 @@ async def test_a_completion_that_finds_no_executor_is_relayed_to_the_one_that_ta
 ):
     """The executor is away (stopped here; leaving a NATS member that stopped answering, in
     `docs/reliability.md`): policy relays the completion again until one takes its place
-    (`libs.common.rejoin`), instead of answering "no executor service is running"; it is asked once."""
+    (`libs.common.bus.rejoin`), instead of answering "no executor service is running"; it is asked once."""
     gw = gateway_of_its_own
     client = sdk_client(gw)
     provider.script = [Reply("before"), Reply("after")]

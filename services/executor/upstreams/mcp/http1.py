@@ -251,7 +251,7 @@ class HttpPool:
         addresses: Callable[[str, int], Awaitable[list[str]]] | None = None,
     ) -> None:
         """`addresses`: (host, port) -> the addresses a connection may go to, in order, each
-        checked (`libs.common.egress.EgressRules.addresses`); None: the host, resolved as usual."""
+        checked (`libs.common.web.egress_rules.EgressRules.addresses`); None: the host, resolved as usual."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx2
 
-from libs.common.egress import EgressRules
+from libs.common.web.egress_rules import EgressRules
 
 from ..egress_guard import guarded_transport, proxied_hooks
 from .bounded_http import BoundedTransport

@@ -48,9 +48,9 @@ from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, PARSE_
 from mcp_types import methods as _methods
 from pydantic import TypeAdapter, ValidationError
 
-from libs.common import json_codec
-from libs.common.egress import EgressRules
-from libs.common.guarded_http import shared_tls
+from libs.common.contracts import json_codec
+from libs.common.web.egress_rules import EgressRules
+from libs.common.web.guarded_http import shared_tls
 
 from ...answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit
 from .http1 import BodyTooLarge, HttpPool, Response
@@ -433,7 +433,7 @@ async def lean_http_transport(
     lean sends use: the SDK function keeps its transport object to itself, and lean sends go on an
     connection pool of their own (`http1.HttpPool`: measured ~15-25 µs of CPU per POST, against
     ~120 for aiohttp and ~1,000 for httpx2) with the same `headers`, trust store and egress rules
-    (`libs.common.egress`; None: public addresses only)."""
+    (`libs.common.contracts.egress`; None: public addresses only)."""
     transport = StreamableHTTPTransport(url, max_sse_event_size=sse_event_limit(max_result))
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream, write_reader = create_context_streams[SessionMessage](0)

@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED
 
-from libs.common import json_codec
+from libs.common.contracts import json_codec
 
 from ...answer_limits import AnswerTooLarge
 from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled

@@ -21,9 +21,9 @@ from mcp_types import HEADER_MISMATCH, LOG_LEVEL_META_KEY, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import TypeAdapter, ValidationError
 
-from libs.common import tracing
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, Execution, ToolCall, UpstreamRequest
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, Execution, ToolCall, UpstreamRequest
+from libs.common.runtime import tracing
 
 from ...error_mapping import describe_exception, error_from_exception
 from ...replies import ran, refusal

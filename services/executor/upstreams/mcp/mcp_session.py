@@ -24,9 +24,9 @@ from mcp.client.session import ClientSession
 from mcp.shared.dispatcher import ProgressFnT
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from libs.common.config import ServerConfig
-from libs.common.messages import CallOutcome, ToolCall, UpstreamRequest
-from libs.common.package_version import bastion_version
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.messages import CallOutcome, ToolCall, UpstreamRequest
+from libs.common.runtime.package_version import bastion_version
 
 from ...agents import ActiveCall, AgentLink
 from ...error_mapping import describe_exception

@@ -15,7 +15,7 @@ import httpx2
 from mcp.client._transport import TransportStreams
 from mcp.client.sse import sse_client
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 
 from ...answer_limits import answer_cutoff
 from ..interface import Connector, SessionHooks

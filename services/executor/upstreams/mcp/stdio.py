@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from mcp.client._transport import TransportStreams
 from mcp.client.stdio import StdioServerParameters, get_default_environment
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 
 from ...answer_limits import answer_cutoff
 from ..interface import Connector, SessionHooks

@@ -3,7 +3,7 @@
 A third-party MCP server (`npx ...`, `uvx ...`, `python server.py`) is code Bastion did not write,
 running on the gateway's machine. Unconfined it could read `<data dir>/stack.json` and every NKey
 seed, write a `.pth` file into the virtualenv (code run by every service), or signal the executor.
-So the executor starts it through `libs/common/walls/confine.py` run as a script, which confines
+So the executor starts it through `libs/common/runtime/walls/confine.py` run as a script, which confines
 itself (Landlock, seccomp, rlimits: `confine.confine`) and then execs the server:
 
     python -I -S confine.py '<Confinement JSON>' -- <command> <args...>
@@ -42,10 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from libs.common.config import SandboxConfig, ServerConfig
-from libs.common.walls import confine
-from libs.common.walls.confine import Confinement, Limits, abi_version, processes_beyond_current
-from libs.common.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ, everything_but, within
+from libs.common.contracts.config import SandboxConfig, ServerConfig
+from libs.common.runtime.walls import confine
+from libs.common.runtime.walls.confine import Confinement, Limits, abi_version, processes_beyond_current
+from libs.common.runtime.walls.profiles import DEVICES, SYSTEM_EXECUTE, SYSTEM_READ, everything_but, within
 
 __all__ = ["WEB_PORTS", "Launch", "StdioRoot", "launch"]
 

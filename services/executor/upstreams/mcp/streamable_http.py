@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import httpx2
 from mcp.client._transport import TransportStreams
 
-from libs.common.config import ServerConfig
+from libs.common.contracts.config import ServerConfig
 
 from ...answer_limits import answer_cutoff
 from ..interface import Connector, SessionHooks

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urljoin
 
-from libs.common.egress import EgressRules
-from libs.common.openapi_config import OpenApiClientCredentials, OpenApiSection
+from libs.common.contracts.openapi_config import OpenApiClientCredentials, OpenApiSection
+from libs.common.web.egress_rules import EgressRules
 
 from .definitions import Binding, define
 from .names import identities, tool_names

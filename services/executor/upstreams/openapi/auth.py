@@ -21,7 +21,13 @@ from urllib.parse import quote, urlencode
 import httpx2
 import orjson
 
-from libs.common.openapi_config import OpenApiApiKey, OpenApiAuth, OpenApiBasic, OpenApiBearer, OpenApiClientCredentials
+from libs.common.contracts.openapi_config import (
+    OpenApiApiKey,
+    OpenApiAuth,
+    OpenApiBasic,
+    OpenApiBearer,
+    OpenApiClientCredentials,
+)
 
 from .http_request import PreparedRequest
 

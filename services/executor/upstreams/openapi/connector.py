@@ -27,12 +27,12 @@ from typing import Any, Final, Literal
 import httpx2
 import mcp_types as types
 
-from libs.common import tracing
-from libs.common.config import ServerConfig
-from libs.common.egress import EgressRules
-from libs.common.errors import ErrorKind
-from libs.common.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
-from libs.common.openapi_config import OpenApiClientCredentials, OpenApiSection, OpenApiUpstreamOAuth
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import CallOutcome, GatewayError, ToolCall, UpstreamRequest
+from libs.common.contracts.openapi_config import OpenApiClientCredentials, OpenApiSection, OpenApiUpstreamOAuth
+from libs.common.runtime import tracing
+from libs.common.web.egress_rules import EgressRules
 
 from ...answer_limits import answer_cutoff
 from ...replies import ran, refusal

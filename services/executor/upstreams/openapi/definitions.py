@@ -20,7 +20,7 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from libs.common.openapi_config import OpenApiOperation
+from libs.common.contracts.openapi_config import OpenApiOperation
 
 from .operations import Operation, Parameter
 from .schemas import Bundle, SchemaSet, is_object_schema

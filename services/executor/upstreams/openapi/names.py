@@ -5,7 +5,7 @@ else the method and path (`GET /pets/{petId}` is `get_pets_petId`). Names that c
 apart by a short hash of each operation's method and path, except the one name that is exactly what
 it says (a rename first, else an operationId used unchanged), which keeps it. So a name depends only on its
 own operation and the ones it collides with, never on the order of the document or on operations
-added elsewhere in it. The gateway then namespaces each name like any tool (`libs.common.naming`).
+added elsewhere in it. The gateway then namespaces each name like any tool (`libs.common.contracts.naming`).
 """
 
 from __future__ import annotations

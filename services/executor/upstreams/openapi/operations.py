@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from libs.common.openapi_config import HTTP_METHODS, OpenApiFilter
+from libs.common.contracts.openapi_config import HTTP_METHODS, OpenApiFilter
 
 from .refs import RefError, Resolver
 from .source import DocumentError

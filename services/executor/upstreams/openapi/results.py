@@ -21,9 +21,9 @@ from jsonschema import Draft202012Validator, SchemaError
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 
-from libs.common import json_codec
-from libs.common.errors import ErrorKind
-from libs.common.messages import GatewayError
+from libs.common.contracts import json_codec
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import GatewayError
 
 from .definitions import Binding
 from .operations import media_kind

@@ -3,7 +3,7 @@
 The document names other documents in its `$ref`s, and whoever wrote it chose those, so what it may
 reach is narrowed: a document read from a URL may refer only to URLs of the same origin, one read from
 a file only to files in the root document's folder or below it; no other scheme is followed. URLs
-are fetched within the server's egress rules (`libs.common.egress`: public addresses, and the hosts
+are fetched within the server's egress rules (`libs.common.contracts.egress`: public addresses, and the hosts
 its owner allowed), every redirect hop included. Every
 document read counts against one byte budget (`max_bytes`) and at most `MAX_DOCUMENTS` are read.
 
@@ -25,7 +25,7 @@ import httpx2
 import orjson
 import yaml
 
-from libs.common.egress import EgressRules
+from libs.common.web.egress_rules import EgressRules
 
 from ..egress_guard import guarded_sync_transport, proxied_hooks, refusal_in
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from libs.common.openapi_config import HTTP_METHODS
+from libs.common.contracts.openapi_config import HTTP_METHODS
 
 from .schemas import BOUND_KEYWORDS
 from .source import DocumentError, is_url

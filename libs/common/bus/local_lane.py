@@ -1,0 +1,166 @@
+"""Messages between services in one process, handed over in memory instead of through nats-server.
+
+A co-located deployment (`cli.colocated`: ingress and the executor in one process, for
+installs that scale by adding whole replicas) still speaks NATS between its services, subject for
+subject and header for header; only the bytes skip the socket, nats-server and the parser when the
+subscriber is in the same process. A delivered message is the same `nats.aio.msg.Msg` the server
+would have produced, queued on the same subscription, so handlers cannot tell the difference.
+
+What may go local, and why that keeps NATS's meaning:
+- a queue subscription with a callback: NATS gives each message to one member of the group, and a
+  member in this process is as valid a choice as any (the replicas elsewhere keep theirs);
+- a reply-inbox wildcard (`<inbox prefix>.<nuid>.*`) with a callback: only its owner listens there.
+Everything else (broadcasts, JetStream, KV, the liveness probes) goes through the server as before,
+and so does a message the local subscriber could not take (closed, full, too large): the lane is a
+shortcut, never a second delivery path with rules of its own. It does bypass nats-server's
+permissions: services that share a process share its trust (deploy/README.md says what that costs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import (
+    DEFAULT_SUB_PENDING_BYTES_LIMIT,
+    DEFAULT_SUB_PENDING_MSGS_LIMIT,
+    Subscription,
+)
+
+from libs.common.bus.bus_client import BusClient
+
+__all__ = ["LaneClient", "LocalLane", "enable", "new_client", "sharing"]
+
+
+class LocalLane:
+    """The process's table of subscriptions a publisher in the same process may feed directly."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, list[Subscription]] = {}
+        self._inboxes: dict[str, Subscription] = {}
+        self._turn = 0
+
+    def add(self, sub: Subscription) -> None:
+        if sub._cb is None or sub._max_msgs:
+            return
+        subject = sub.subject
+        if sub.queue:
+            if "*" not in subject and ">" not in subject:
+                self._groups.setdefault(subject, []).append(sub)
+        elif subject.startswith("_INBOX.") and subject.endswith(".*") and subject.count("*") == 1:
+            self._inboxes[subject[:-2]] = sub
+
+    def find(self, subject: str) -> Subscription | None:
+        """A live local subscriber for one message to `subject`, if any."""
+        members = self._groups.get(subject)
+        if members is not None:
+            while members:
+                self._turn += 1
+                member = members[self._turn % len(members)]
+                if _live(member):
+                    return member
+                members.remove(member)  # it left: the server knows the group without it already
+            return None
+        prefix, dot, _ = subject.rpartition(".")
+        inbox = self._inboxes.get(prefix) if dot else None
+        if inbox is not None and not _live(inbox):
+            del self._inboxes[prefix]
+            return None
+        return inbox
+
+    def members(self) -> int:
+        """How many subscriptions the table holds (departed ones are dropped when next looked up)."""
+        return sum(len(members) for members in self._groups.values()) + len(self._inboxes)
+
+
+def _live(sub: Subscription) -> bool:
+    conn = sub._conn
+    return not sub._closed and not conn.is_closed and conn._subs.get(sub._id) is sub
+
+
+_process_lane: LocalLane | None = None
+
+
+def enable() -> LocalLane:
+    """Share one lane between every connection this process opens from now on (co-located services)."""
+    global _process_lane
+    if _process_lane is None:
+        _process_lane = LocalLane()
+    return _process_lane
+
+
+@contextlib.contextmanager
+def sharing(lane: LocalLane) -> Iterator[LocalLane]:
+    """Connections opened inside the block join `lane` (services started together in one test)."""
+    global _process_lane
+    before, _process_lane = _process_lane, lane
+    try:
+        yield lane
+    finally:
+        _process_lane = before
+
+
+def new_client(lane: LocalLane | None = None) -> BusClient:
+    """A client (not yet connected) on `lane`, by default the process's once `enable()` was called;
+    one on no lane when there is none."""
+    if lane is None:
+        lane = _process_lane
+    if lane is None:
+        return BusClient()
+    client = LaneClient()
+    client.lane = lane
+    return client
+
+
+class LaneClient(BusClient):
+    """A nats-py client that registers its subscriptions on `lane` and delivers there when it can."""
+
+    lane: LocalLane | None = None
+
+    async def subscribe(
+        self,
+        subject: str,
+        queue: str = "",
+        cb: Callable[[Msg], Awaitable[None]] | None = None,
+        future: asyncio.Future[Msg] | None = None,
+        max_msgs: int = 0,
+        pending_msgs_limit: int = DEFAULT_SUB_PENDING_MSGS_LIMIT,
+        pending_bytes_limit: int = DEFAULT_SUB_PENDING_BYTES_LIMIT,
+    ) -> Subscription:
+        sub = await super().subscribe(subject, queue, cb, future, max_msgs, pending_msgs_limit, pending_bytes_limit)
+        if self.lane is not None:
+            self.lane.add(sub)
+        return sub
+
+    async def publish(
+        self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        lane = self.lane
+        if lane is not None and len(payload) <= self._max_payload and not (self.is_closed or self.is_draining_pubs):
+            sub = lane.find(subject)
+            if sub is not None and _hand_over(sub, subject, reply, payload, headers):
+                return
+        await super().publish(subject, payload, reply, headers)
+
+
+def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bool:
+    """Queue the message on `sub` as its own connection would have (False: it cannot take it)."""
+    if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
+        return False
+    msg = Msg(
+        _client=sub._conn,
+        subject=subject,
+        reply=reply,
+        data=payload,
+        headers=dict(headers) if headers else None,  # the publisher may reuse its dict
+        _sid=sub._id,
+    )
+    try:
+        sub._pending_queue.put_nowait(msg)
+    except asyncio.QueueFull:
+        return False
+    sub._pending_size += len(payload)
+    sub._received += 1
+    return True

@@ -1,0 +1,478 @@
+"""Requests to a queue group that notice when the replica holding them dies.
+
+A plain NATS request to a queue group cannot tell "the call is slow" from "the replica that took
+it was killed": both are silence until the call timeout (120 s by default). So the requester asks
+for an acknowledgement (`subjects.WANT_ACK`); the replica that takes the call names itself in one
+once the call has run for `ack_after` seconds (fast calls answer first and cost no extra message).
+While a call is unanswered, its replica is probed on its own liveness subject every `probe_every`
+seconds; "no responders" there (NATS drops a dead connection's subscriptions at once) or
+`probe_misses` unanswered probes in a row fail the call with `ResponderLost`. So does a call no
+replica acknowledged within `ack_grace` seconds (lost on the way to a replica that was dying).
+Either way the call may have run: callers must say so, and never retry it on their own.
+
+A request the requester has failed as lost must not run afterwards (a replica paused for a while
+would otherwise run it late, after the agent was told it failed). So every request carries the
+time its requester stops waiting for an acknowledgement (`subjects.ACCEPT_BY`, absolute, so
+clocks must agree within `margin`); the replica receiving it later than that minus `margin`
+answers it unrun (`Acknowledger.admit`), and one that takes it acknowledges before then.
+
+A routed call (`ToolCall`, `UpstreamRequest`) has two possible holders: policy while it decides
+and charges, then the executor policy forwarded it to, which answers the requester directly
+(`subjects.REPLY_TO`). Each acknowledges with its own header (`subjects.Holders` names each kind's
+role, header and liveness subjects: `POLICY_HOLDERS`, `EXEC_HOLDERS`), so the requester probes
+whichever holds the call; policy tells a requester whose call it had acknowledged that it handed it
+over (`subjects.HANDED_OVER`), and the wait for an acknowledgement starts again. `routed_requester`
+builds the requester that knows both.
+
+`AckedRequester` is the requester's side (ingress, codemode -> policy -> executor; policy ->
+executor for chat completions); `Acknowledger` the responder's (policy, executor).
+
+Neither arms a timer per request: every call is due a look (its next probe, its deadline, its
+acknowledgement) that almost never happens, because the answer comes first. Each side keeps those
+looks in one heap on one loop timer (`_Timetable`), which serves, at most once per `slack`, every
+look then due; a look is late by at most that slack, never early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+from libs.common.bus.bus_client import BusClient, BusMark, BusStuck
+from libs.common.bus.work_signing import WorkSigner
+from libs.common.contracts import subjects
+from libs.common.contracts.errors import ErrorKind
+from libs.common.contracts.messages import BusMoved, CallOutcome, GatewayError, decode_outcome
+from libs.common.contracts.subjects import Holders
+from libs.common.runtime import tracing
+from libs.common.settings import RequestPathSettings
+
+__all__ = [
+    "AckedRequester",
+    "Acknowledger",
+    "ResponderLost",
+    "call_outcome",
+    "reply_subject",
+    "routed_requester",
+    "too_late",
+]
+
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+
+
+class ResponderLost(Exception):
+    """The replica that held the call is gone (or none ever took it); the call may have run."""
+
+
+_SLACK = 0.05
+"""Seconds a look at a call may come late (`_Timetable`): probes come every second, timeouts are
+seconds long, and an acknowledgement is due `ack_margin` before its requester would give up."""
+
+
+class _Timetable:
+    """Actions due at given times, run by one loop timer: a timer armed and cancelled per request
+    costs more than the request's bookkeeping itself. Each time the timer fires it runs every
+    action due by then, and it fires `slack` seconds after the earliest action, so under load one
+    firing serves the actions of many requests.
+
+    Nearly every action comes a fixed delay after its request (the probe interval, `ack_after`),
+    so each is due no sooner than the one before it: those queue in arrival order (an append and a
+    pop, half a heap's push and pop); an action due sooner than the queue's last goes to the heap."""
+
+    def __init__(self, slack: float) -> None:
+        self._slack = slack
+        self._queue: collections.deque[tuple[float, Callable[[Any], None], Any]] = collections.deque()
+        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    def at(self, delay: float, action: Callable[[Any], None], arg: Any) -> None:
+        """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later."""
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        queue = self._queue
+        if not queue or queue[-1][0] <= when:
+            queue.append((when, action, arg))
+        else:
+            heapq.heappush(self._heap, (when, next(self._order), action, arg))
+        if self._timer is None or when + self._slack < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(loop, when + self._slack)
+
+    def __len__(self) -> int:
+        """Actions waiting (run or not yet)."""
+        return len(self._queue) + len(self._heap)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
+        self._timer, self._timer_at = loop.call_at(at, self._fire), at
+
+    def _fire(self) -> None:
+        self._timer = None
+        queue, heap = self._queue, self._heap
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while queue and queue[0][0] <= now:
+            _, action, arg = queue.popleft()
+            action(arg)
+        while heap and heap[0][0] <= now:
+            _, _, action, arg = heapq.heappop(heap)
+            action(arg)
+        firsts = [waiting[0][0] for waiting in (queue, heap) if waiting]
+        if firsts and self._timer is None:
+            self._arm(loop, min(firsts) + self._slack)
+
+
+@dataclass
+class _Pending:
+    wake: asyncio.Future[None]
+    """Done when the request has its answer (`reply` or `error`) or is due a look (its timetable)."""
+    reply: Msg | None = None
+    error: BaseException | None = None
+    holder: tuple[str, str] | None = None
+    """(who, its liveness subject) of the replica that acknowledged the request last."""
+    sent_at: float = field(default_factory=time.monotonic)
+
+    def answer(self, reply: Msg | None = None, error: BaseException | None = None) -> None:
+        self.reply, self.error = reply, error
+        if not self.wake.done():
+            self.wake.set_result(None)
+
+    @property
+    def answered(self) -> bool:
+        return self.reply is not None or self.error is not None
+
+
+class AckedRequester:
+    """Sends requests to replicas of one kind (`holders`, e.g. `subjects.POLICY_HOLDERS`); `also`
+    names further kinds of holders a request may pass to (an executor, after policy).
+
+    All replies arrive on one wildcard inbox subscription (`start()` first), as with `nc.request`."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        holders: Holders,
+        *,
+        settings: RequestPathSettings,
+        signer: WorkSigner | None = None,
+        also: tuple[Holders, ...] = (),
+    ) -> None:
+        self._nc = nc
+        self._signer = signer
+        self._role = holders.role
+        self._holders = {h.accepted_by: (h.role, h.alive_subject) for h in (holders, *also)}
+        self._settings = settings
+        self._prefix = nc.new_inbox()
+        self._tokens = itertools.count()
+        self._pending: dict[str, _Pending] = {}
+        self._probes: dict[str, asyncio.Task[bool]] = {}
+        self._misses: dict[str, int] = {}
+        self._looks = _Timetable(_SLACK)
+        self._moved: tuple[float, BusMoved] | None = None
+        """When a replica of a role holding these calls last said it lost its NATS member, and what it said."""
+
+    async def start(self) -> None:
+        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        if isinstance(self._nc, BusClient):
+            self._nc.when_moved(self._wake_all)
+            await self._nc.subscribe(subjects.BUS_MOVED, cb=self._on_moved)
+
+    async def _on_moved(self, msg: Msg) -> None:
+        """A replica that may hold these calls is back from a member it lost: the calls it was sent
+        meanwhile and has not acknowledged are likely lost there, so every call looks (`request`)."""
+        try:
+            moved = BusMoved.model_validate_json(msg.data)
+        except ValueError:
+            return
+        if moved.role in {role for role, _ in self._holders.values()}:
+            self._moved = (time.monotonic(), moved)
+            self._wake_all()
+
+    def _lost_in_move(self, pending: _Pending, role: str) -> ResponderLost | None:
+        """A call sent before a replica said it lost its member, unacknowledged longer than a replica
+        that had it would take to say so (`ack_after`, plus `ack_margin` for the message's way)."""
+        if self._moved is None:
+            return None
+        moved_at, moved = self._moved
+        if moved_at <= pending.sent_at or time.monotonic() - pending.sent_at <= self._lost_after:
+            return None
+        return ResponderLost(
+            f"a {moved.role} replica lost its NATS member {moved.left or '?'} (it stopped answering or went "
+            f"away) and no {role} replica acknowledged the call, so it may be lost in that member"
+        )
+
+    @property
+    def _lost_after(self) -> float:
+        return self._settings.ack_after + self._settings.ack_margin
+
+    def _wake_all(self) -> None:
+        """The connection moved: every call waiting for an acknowledgement looks at once (`request`)."""
+        for pending in self._pending.values():
+            if not pending.wake.done():
+                pending.wake.set_result(None)
+
+    async def request(
+        self, subject: str, data: bytes, within: float, extra: dict[str, str] | None = None, role: str | None = None
+    ) -> Msg:
+        """The reply; raises NoRespondersError, nats TimeoutError (after `within` s) or ResponderLost.
+        `extra`: headers sent besides the relay's own; `role`: who `subject` reaches, when it is one
+        of the further holders (a call sent straight to the executors) rather than the first."""
+        settings = self._settings
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        pending = _Pending(loop.create_future())
+        self._pending[token] = pending
+        try:
+            reply = f"{self._prefix}.{token}"
+            headers = {subjects.WANT_ACK: "1", subjects.ACCEPT_BY: f"{time.time() + settings.ack_grace:.6f}"}
+            if extra:
+                headers.update(extra)
+            if self._signer:
+                headers.update(self._signer.headers(subject, reply, data))
+            if tracing.enabled():
+                tracing.inject(headers)  # the responder's span continues the caller's trace
+            mark = self._nc.mark() if isinstance(self._nc, BusClient) else None
+            # sent into a socket it later left: unacknowledged then, the request went down with the member
+            sent_on = mark[2] if mark is not None and self._nc.is_connected else None
+            await self._nc.publish(subject, data, reply=reply, headers=headers)
+            deadline = pending.sent_at + within
+            while True:
+                if pending.reply is not None:
+                    if isinstance(self._nc, BusClient):
+                        self._nc.answered()
+                    return pending.reply
+                if pending.error is not None:
+                    raise pending.error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._timed_out(mark, within)
+                # an unacknowledged call looks sooner: a replica that lost its member may have had it
+                every = settings.probe_every if pending.holder else min(settings.probe_every, self._lost_after)
+                self._looks.at(min(remaining, every), self._look, token)
+                await pending.wake
+                if pending.answered:
+                    continue
+                pending.wake = loop.create_future()
+                holder = pending.holder
+                if holder is None:
+                    if sent_on is not None and self._nc.stats["reconnects"] != sent_on:
+                        raise self._unacknowledged(mark, role or self._role)
+                    if (lost := self._lost_in_move(pending, role or self._role)) is not None:
+                        raise lost
+                    if time.monotonic() - pending.sent_at > settings.ack_grace:
+                        raise self._unacknowledged(mark, role or self._role)
+                elif not await self._alive(holder[1]):
+                    raise ResponderLost(f"{holder[0]} stopped before answering")
+        finally:
+            self._pending.pop(token, None)
+
+    def _timed_out(self, mark: BusMark | None, within: float) -> NatsTimeout:
+        """The deadline passed: `BusStuck` (naming the NATS member) when the bus went silent."""
+        if isinstance(self._nc, BusClient) and mark is not None:
+            self._nc.timed_out()
+            if (reason := self._nc.stuck_since(mark)) is not None:
+                return BusStuck(f"{reason}: no answer within {within:g}s")
+        return NatsTimeout()
+
+    def _unacknowledged(self, mark: BusMark | None, role: str) -> ResponderLost:
+        """No replica acknowledged in time: lost on the way to a dying replica, or in a silent NATS member."""
+        if isinstance(self._nc, BusClient) and mark is not None:
+            self._nc.timed_out()
+            if (reason := self._nc.stuck_since(mark)) is not None:
+                return ResponderLost(f"{reason}, so the call may not have reached any {role} replica")
+        return ResponderLost(
+            f"no {role} replica acknowledged the call (the replica, or the NATS member it is connected to, "
+            "stopped answering)"
+        )
+
+    def _look(self, token: str) -> None:
+        """A request is due a look at how it is going (a probe, its deadline), if still unanswered."""
+        pending = self._pending.get(token)
+        if pending is not None and not pending.wake.done():
+            pending.wake.set_result(None)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        pending = self._pending.get(msg.subject.rpartition(".")[2])
+        if pending is None or pending.answered:
+            return
+        headers = msg.headers
+        if not headers or msg.data:  # the answer (an empty answer carries no header of ours)
+            pending.answer(msg)
+        elif headers.get(_STATUS) == _NO_RESPONDERS:
+            pending.answer(error=NoRespondersError())
+        elif subjects.HANDED_OVER in headers:  # policy forwarded it: an executor acknowledges it anew
+            pending.holder, pending.sent_at = None, time.monotonic()
+        else:
+            for header, (role, alive_subject) in self._holders.items():
+                if header in headers:
+                    instance = headers[header]
+                    pending.holder = (f"{role} replica {instance!r}", alive_subject(instance))
+                    return
+            pending.answer(msg)
+
+    async def _alive(self, subject: str) -> bool:
+        """One probe at a time per replica (its liveness subject), shared by every call waiting on it."""
+        probe = self._probes.get(subject)
+        if probe is None:
+            probe = self._probes[subject] = asyncio.create_task(self._probe(subject))
+            probe.add_done_callback(lambda _: self._probes.pop(subject, None))
+        return await asyncio.shield(probe)
+
+    async def _probe(self, subject: str) -> bool:
+        try:
+            await self._nc.request(subject, b"", timeout=self._settings.probe_timeout)
+        except NoRespondersError:
+            self._misses.pop(subject, None)
+            return False
+        except NatsTimeout:
+            self._misses[subject] = misses = self._misses.get(subject, 0) + 1
+            return misses < self._settings.probe_misses
+        self._misses.pop(subject, None)
+        return True
+
+
+def routed_requester(nc: NATS, settings: RequestPathSettings) -> AckedRequester:
+    """The requester of routed calls (`POLICY_CALL`, `POLICY_REQUEST`; `POLICY_LLM` too): held first
+    by a policy replica, then by the executor policy forwarded it to, which answers it directly."""
+    return AckedRequester(nc, subjects.POLICY_HOLDERS, settings=settings, also=(subjects.EXEC_HOLDERS,))
+
+
+def reply_subject(msg: Msg) -> str | None:
+    """Where a request is answered: the requester's subject a forwarding policy named
+    (`subjects.REPLY_TO`), else the message's own reply subject."""
+    return (msg.headers or {}).get(subjects.REPLY_TO) or msg.reply
+
+
+class Acknowledger:
+    """The responder's side: answers this replica's liveness subject (`start()`), refuses requests
+    whose requester has given up on them (`admit()`), and acknowledges each request that asked for
+    it and is still running `after` seconds later, or sooner when its requester's grace runs out
+    before that (`watch()`)."""
+
+    def __init__(self, nc: NATS, holders: Holders, *, instance: str, after: float, margin: float = 0.5) -> None:
+        self._nc = nc
+        self._headers = {holders.accepted_by: instance}
+        self._alive_subject = holders.alive_subject(instance)
+        self._after = after
+        self._margin = margin
+        self._sending: set[asyncio.Task[None]] = set()
+        self._acknowledged: dict[str, asyncio.Task[None]] = {}
+        """Reply subject of each request acknowledged and still running -> the task sending the ack."""
+        self._due = _Timetable(min(_SLACK, margin / 5))
+        """When each watched request is due its acknowledgement; late by a fifth of `margin` at most,
+        which leaves the rest for the acknowledgement's way to the requester."""
+
+    async def start(self) -> None:
+        # answered until the connection drains, so calls still in flight during a stop are not declared lost
+        await self._nc.subscribe(self._alive_subject, cb=self._on_alive)
+
+    def admit(self, msg: Msg) -> bool:
+        """False when `msg` came too late to be run: its requester has failed it as lost, or will
+        before an acknowledgement could reach it. The caller answers it unrun."""
+        left = _time_left(msg)
+        return left is None or left > self._margin
+
+    def watch(self, msg: Msg, call: asyncio.Task[Any], reply: str | None = None) -> None:
+        """Acknowledge `msg` (to `reply`, by default its reply subject) if `call` (the task answering
+        it) is still running after a moment.
+
+        Only then: a fast call's answer is its own proof of life, and one message fewer per call
+        is real latency on the hot path. A request that spent long on the way is acknowledged
+        sooner, so the acknowledgement arrives before its requester gives up."""
+        reply = reply or msg.reply
+        if reply and msg.headers and subjects.WANT_ACK in msg.headers:
+            left = _time_left(msg)
+            delay = self._after if left is None else max(0.0, min(self._after, left - self._margin))
+            self._due.at(delay, self._acknowledge_running, (reply, call))
+
+    def acknowledged(self, reply: str) -> bool:
+        """Whether the request answered on `reply` has been acknowledged (and is still running)."""
+        return reply in self._acknowledged
+
+    async def _on_alive(self, msg: Msg) -> None:
+        """Being able to answer is the answer."""
+        if msg.reply:
+            await self._nc.publish(msg.reply, b"")
+
+    def _acknowledge_running(self, watched: tuple[str, asyncio.Task[Any]]) -> None:
+        reply, call = watched
+        if call.done() or self._nc.is_closed:
+            return
+        self._acknowledged[reply] = self._spawn(self._publish(reply, self._headers))
+        call.add_done_callback(lambda _: self._acknowledged.pop(reply, None))
+
+    async def hand_over(self, reply: str) -> bool:
+        """If the request answered on `reply` was acknowledged by this replica, tell its requester
+        that the replica passed it on (policy forwarded it), so it stops probing this replica for
+        it; True then. Call it before the message that passes the request on: it is sent after the
+        acknowledgement and before what follows on this connection."""
+        sending = self._acknowledged.pop(reply, None)
+        if sending is None:
+            return False
+        await sending
+        await self._publish(reply, {subjects.HANDED_OVER: "1"})
+        return True
+
+    async def _publish(self, reply: str, headers: dict[str, str]) -> None:
+        with contextlib.suppress(Exception):  # closing or draining: the requester's probes will tell
+            await self._nc.publish(reply, b"", headers=headers)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+        return task
+
+
+def _time_left(msg: Msg) -> float | None:
+    """Seconds until the requester of `msg` stops waiting for an acknowledgement; None if it did not say."""
+    value = (msg.headers or {}).get(subjects.ACCEPT_BY)
+    if value is None:
+        return None
+    try:
+        return float(value) - time.time()
+    except ValueError:
+        return None
+
+
+def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcome:
+    """The answer to a request that arrived, or would go on, after its requester stopped waiting
+    (`Acknowledger.admit`, or its `deadline` passed): it is not run."""
+    return CallOutcome(
+        id=request_id,
+        error=GatewayError(
+            kind=ErrorKind.GATEWAY_TIMEOUT,
+            message=f"the request reached the {role} after the gateway had stopped waiting for it; it did not run",
+        ),
+        decided_by=role,
+        execution="not_run",
+    )
+
+
+def call_outcome(reply: Msg) -> CallOutcome:
+    """The `CallOutcome` a routed call was answered with (its result still the upstream's bytes, for
+    the agent's answer as they are), its `cost_usd` from the `CHARGED_USD` header the executor
+    echoes from policy's forward. Raises `pydantic.ValidationError` for a malformed body."""
+    outcome = decode_outcome(reply.data)
+    charged = (reply.headers or {}).get(subjects.CHARGED_USD)
+    if charged is not None:
+        try:
+            outcome.cost_usd = float(charged)
+        except ValueError:
+            pass  # a header we cannot read leaves the cost unknown, never fails the call
+    return outcome

@@ -1,0 +1,115 @@
+"""The LLM side's contracts: provider configuration, the NATS messages of a chat completion, prices.
+
+A chat completion travels like a tool call: ingress -> policy (key, budget) -> executor (the
+provider call, behind a breaker per provider). Bodies stay in OpenAI's wire format (plain dicts):
+the executor forwards the request body it is given and streams the provider's chunks back as they
+come, as `StreamEvent`s with method `LLM_CHUNK` on the request's stream subject.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from libs.common.contracts.llm_config import ModelPrice, ProviderConfig
+from libs.common.contracts.messages import Caller, GatewayError, new_id
+from libs.common.contracts.messages_base import BusMessage
+
+__all__ = [
+    "DEFAULT_MAX_TOKENS",
+    "LLM_CHUNK",
+    "LlmOutcome",
+    "LlmRequest",
+    "ProviderRecord",
+    "Usage",
+    "cost_usd",
+    "max_cost_usd",
+]
+
+LLM_CHUNK: Final = "llm/chunk"
+"""`StreamEvent.method` of one streamed chat-completion chunk (params: the chunk as the provider sent it)."""
+DEFAULT_MAX_TOKENS: Final = 4096
+"""Completion tokens a request that sets no `max_tokens` is assumed to use at most, for the budget check."""
+_CHARS_PER_TOKEN: Final = 3
+"""A deliberately pessimistic characters-per-token ratio: the prompt estimate must not undercut the real count."""
+
+
+class ProviderRecord(BusMessage):
+    """KV `bastion_llm` value: one provider (its `api_key` sealed when a secrets key is set)."""
+
+    name: str
+    config: ProviderConfig
+    source: str | None = None
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class LlmRequest(BusMessage):
+    """ingress -> policy -> executor: one chat completion."""
+
+    id: str = Field(default_factory=new_id)
+    trace_id: str | None = None
+    caller: Caller
+    provider: str
+    model: str
+    body: dict[str, Any]
+    """The OpenAI request body to send (tools already injected); `stream` says how to answer."""
+    max_cost_usd: float = 0.0
+    """What the request may cost at most (prompt estimate + `max_tokens`): policy refuses it when a
+    budget cannot cover this much, and settles the actual cost afterwards."""
+    timeout: float
+    sent_at: float = Field(default_factory=time.time)
+    deadline: float = 0.0
+    stream: str | None = None
+    """Subject the executor publishes chunks to when the body asks for a stream."""
+
+    @model_validator(mode="after")
+    def _default_deadline(self) -> LlmRequest:
+        if not self.deadline:
+            self.deadline = self.sent_at + self.timeout
+        return self
+
+
+class LlmOutcome(BusMessage):
+    """executor or policy -> ingress: the completion (non-streaming), or the streamed one's summary."""
+
+    id: str
+    response: dict[str, Any] | None = None
+    """Non-streaming: the provider's `ChatCompletion` as it sent it."""
+    error: GatewayError | None = None
+    decided_by: str = "executor"
+    usage: Usage | None = None
+    cost_usd: float = 0.0
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    """Streaming: the tool calls the deltas assembled to (OpenAI `tool_calls` entries)."""
+    content: str = ""
+    """Streaming: the assistant text the deltas assembled to."""
+    upstream_ms: float | None = None
+    events: int = 0
+    """Chunks published to the stream before this outcome (ingress forwards them all first)."""
+    started_streaming: bool = False
+
+
+def cost_usd(price: ModelPrice | None, usage: Usage) -> float:
+    if price is None:
+        return 0.0
+    return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000
+
+
+def max_cost_usd(price: ModelPrice | None, body: dict[str, Any], prompt_bytes: int) -> float:
+    """The most a request can cost: a pessimistic prompt estimate plus every completion token it allows."""
+    if price is None:
+        return 0.0
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
+    completion = limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_TOKENS
+    estimate = Usage(prompt_tokens=math.ceil(prompt_bytes / _CHARS_PER_TOKEN), completion_tokens=completion)
+    return cost_usd(price, estimate)

@@ -1,0 +1,292 @@
+"""Move `libs/common`'s flat modules into named packages and rewrite every reference to them.
+
+Re-runnable: `.venv/bin/python tools/move_libs.py` on a tree that is already moved changes nothing, and
+on a file added later that still names an old module (`libs.common.messages`, `from libs.common import
+nats`, `libs/common/probes.py`) rewrites that file. Steps, in this order:
+
+1. relative imports under `libs/` become absolute, resolved where the file stands *before* it moves;
+2. `git mv` of every old module (or folder) that still exists, and each new package's `__init__.py`;
+3. every `*.py *.md *.toml *.yaml *.yml *.json *.txt *.js` under the repo: dotted names, `from
+   libs.common import x` and `libs/common/x.py` paths rewritten from `MOVES` (and `SPLITS`, for the
+   modules whose names went two ways);
+4. `ruff check --fix --select I` and `ruff format` on the Python files it changed (import order).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ROOT / "libs" / "common"
+
+PACKAGES: dict[str, list[str]] = {
+    "contracts": [
+        "admin_principals", "codemode", "command_servers", "config", "config_records", "config_text",
+        "discovery", "egress", "entities", "errors", "gateway_tasks", "grants", "guardrails", "json_codec",
+        "keys", "llm", "llm_config", "messages", "messages_audit", "messages_base", "messages_records",
+        "messages_routed", "naming", "oauth", "oauth_upstream", "openapi_config", "pins", "refused_values",
+        "registry_entries", "repeats", "results", "subjects",
+    ],
+    "settings": ["handed_secrets"],
+    "runtime": [
+        "logs", "metrics", "observability", "package_version", "patience", "probes", "refusals", "runner",
+        "sealing", "semconv", "tasks", "tracing", "walls",
+    ],
+    "bus": [
+        "blobs", "bus_client", "kvwatch", "local_lane", "nats", "permissions", "rejoin", "relay", "starting",
+        "stores", "visible", "work_signing",
+    ],
+    "audit": ["audit_chain", "audit_content", "audit_fields", "audit_journal", "audit_publisher", "service_trail"],
+    "supply_chain": ["catalog_manifest", "pin_diff", "pin_store"],
+    "analytics": [
+        "analytics_bind", "analytics_hidden_tables", "analytics_params", "analytics_refusal", "analytics_sql",
+    ],
+    "cedar": ["approvals", "cedar_eval", "cedar_policies", "policy_store"],
+    "web": ["favicon", "guarded_http", "http_serving", "page_security"],
+}  # fmt: skip
+
+# old module -> new dotted path under libs.common (a rename where the old name is now a package's)
+MOVES: dict[str, str] = {old: f"{pkg}.{old}" for pkg, olds in PACKAGES.items() for old in olds}
+MOVES["analytics"] = "analytics.queries"
+
+# a module split in two: the names listed went to another module; the rest follow MOVES
+SPLITS: dict[str, dict[str, str]] = {
+    "analytics": {"ask": "analytics.asking"},
+    "egress": {name: "web.egress_rules" for name in ("EgressRefused", "EgressRules", "Resolver", "system_resolver")},
+}
+
+LEAVES: dict[str, dict[str, str]] = {}  # package -> {module in it: ...}, for the `libs.common.<pkg>.` guard
+for _new in [*MOVES.values(), *(new for split in SPLITS.values() for new in split.values())]:
+    _pkg, _, _leaf = _new.partition(".")
+    LEAVES.setdefault(_pkg, {})[_leaf.split(".")[0]] = _new
+
+DOCS: dict[str, str] = {
+    "contracts": '''"""Contracts: the data every service and every other package of `libs.common` agrees on.
+
+Bus messages, subjects, error kinds, the configuration's models and their sections, pins, names and
+keys. Data only: nothing here opens a connection, a socket or a process (tests/unit/test_architecture.py).
+Below: nothing of ours. Above: settings, runtime, bus and the rest.
+"""
+''',
+    "runtime": '''"""Runtime: what every service process runs on, whatever it does.
+
+The runner (start, signals, shutdown), the walls a process confines itself in (`walls/`), logs,
+metrics, tracing and semantic conventions, probes, patience (retries), task helpers, sealing of
+stored secrets and the refusal log.
+Below: contracts and settings. Above: bus and the rest.
+"""
+''',
+    "bus": '''"""Bus: the NATS side of every service.
+
+Connecting (`nats`), the bus client and its local lane, relaying requests (`relay`, `rejoin`), KV
+watches, blob (object store) transfers, streams and stores, the roles' permissions and work signing.
+Below: contracts, settings and runtime. Above: audit, supply_chain, analytics, cedar and web.
+"""
+''',
+    "audit": '''"""Audit: the audit trail every service writes.
+
+The hash chain, event fields and content digests, the local journal and the publisher that drains
+it onto the bus, and the per-service trail that ties them together.
+Below: contracts, settings, runtime and bus. Beside it: supply_chain, analytics, cedar and web.
+"""
+''',
+    "supply_chain": '''"""Supply chain: what a tool definition is pinned to and how pins travel.
+
+The signed catalog manifest, the diff of two definitions and the pin store in NATS KV (the pin
+records themselves are data, in `contracts.pins`).
+Below: contracts, settings, runtime and bus. Beside it: audit, analytics, cedar and web.
+"""
+''',
+    "analytics": '''"""Analytics: read-only SQL over the audit tables.
+
+The query messages and their limits (`queries`), the read-only check of the SQL (`analytics_sql` and
+its helpers), binding parameters for ClickHouse and `asking` the audit service over NATS.
+Below: contracts, settings, runtime and bus. Beside it: audit, supply_chain, cedar and web.
+"""
+''',
+    "cedar": '''"""Cedar: the policy engine's shared parts.
+
+Compiling and evaluating Cedar policies, the policy store in NATS KV and the approvals store.
+Below: contracts, settings, runtime and bus. Beside it: audit, supply_chain, analytics and web.
+"""
+''',
+    "web": '''"""Web: HTTP shared by the services that serve or fetch it.
+
+Serving (uvicorn on a bound socket), page security headers, the favicon, and the guarded HTTP client
+whose connections follow the egress rules.
+Below: contracts, settings, runtime and bus. Beside it: audit, supply_chain, analytics and cedar.
+"""
+''',
+}
+
+SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".json", ".txt", ".js"}
+OWN_FILES = {"move_libs.py", "test_move_libs.py"}  # they name the old modules on purpose
+SKIP = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+
+
+def git(*args: str) -> None:
+    subprocess.run(["git", *args], cwd=ROOT, check=True)
+
+
+# -- step 1: relative imports become absolute --------------------------------------------------------
+
+_RELATIVE = re.compile(r"^(?P<indent>[ \t]*)from (?P<dots>\.+)(?P<rest>[\w.]*) import ", re.M)
+
+
+def absolute_imports(path: Path) -> str:
+    package = path.relative_to(ROOT).with_suffix("").parts
+    package = package[:-1]  # a module's package; for __init__, its own folder (`parts` ends in "__init__")
+
+    def swap(m: re.Match[str]) -> str:
+        up = len(m["dots"]) - 1
+        base = package[: len(package) - up] if up else package
+        name = ".".join([*base, *([m["rest"]] if m["rest"] else [])])
+        return f"{m['indent']}from {name} import "
+
+    return _RELATIVE.sub(swap, path.read_text())
+
+
+# -- step 3: references rewritten --------------------------------------------------------------------
+
+
+def _new_for(old: str, symbol: str | None = None) -> str:
+    if symbol is not None and symbol in SPLITS.get(old, {}):
+        return SPLITS[old][symbol]
+    return MOVES[old]
+
+
+_OLD = "|".join(sorted(MOVES, key=len, reverse=True))
+_FROM_COMMON = re.compile(r"^(?P<indent>[ \t]*)from libs\.common import (?P<names>\([^)]*\)|[^\n]*)", re.M)
+_FROM_MODULE = re.compile(
+    rf"^(?P<indent>[ \t]*)from libs\.common\.(?P<old>{_OLD}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
+)
+_DOTTED = re.compile(rf"(?<![\w.])libs\.common\.(?P<old>{_OLD})" + r"(?P<tail>(?:\.\w+)*+)")
+_PATH = re.compile(rf"(?<![\w])libs/common/(?P<old>{_OLD})(?P<ext>\.py|/|(?![\w]))")
+
+
+def _names(text: str) -> list[tuple[str, str | None]]:
+    body = text.strip().removeprefix("(").removesuffix(")")
+    body = re.sub(r"#[^\n]*", "", body)
+    out = []
+    for part in body.replace("\n", " ").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, _, alias = part.partition(" as ")
+        out.append((name.strip(), alias.strip() or None))
+    return out
+
+
+def _emit(indent: str, groups: dict[str, list[str]]) -> str:
+    return "\n".join(f"{indent}from {module} import {', '.join(names)}" for module, names in groups.items())
+
+
+def _from_common(m: re.Match[str]) -> str:
+    """`from libs.common import nats, settings` -> one line per package (a renamed module keeps its old
+    name with `as`)."""
+    names = _names(m["names"])
+    if not any(name in MOVES for name, _ in names):
+        return m.group(0)
+    groups: dict[str, list[str]] = {}
+    for name, alias in names:
+        if name in MOVES:
+            module, _, leaf = f"libs.common.{MOVES[name]}".rpartition(".")
+            local = alias or name
+            groups.setdefault(module, []).append(leaf if local == leaf else f"{leaf} as {local}")
+        else:
+            groups.setdefault("libs.common", []).append(f"{name} as {alias}" if alias else name)
+    return _emit(m["indent"], groups)
+
+
+def _from_module(m: re.Match[str]) -> str:
+    """`from libs.common.analytics import AnalyticsQuery, ask` -> the module each name now lives in."""
+    old = m["old"]
+    names = _names(m["names"])
+    if old in LEAVES and all(name in LEAVES[old] for name, _ in names):
+        return m.group(0)  # `from libs.common.analytics import queries`: the package, already moved
+    if old not in SPLITS:
+        return m.group(0).replace(f"libs.common.{old} import", f"libs.common.{MOVES[old]} import", 1)
+    groups: dict[str, list[str]] = {}
+    for name, alias in names:
+        groups.setdefault(f"libs.common.{_new_for(old, name)}", []).append(f"{name} as {alias}" if alias else name)
+    return _emit(m["indent"], groups)
+
+
+def _dotted(m: re.Match[str]) -> str:
+    old, tail = m["old"], m["tail"]
+    first = tail[1:].split(".")[0] if tail else ""
+    if old in LEAVES and (first in LEAVES[old] or (not tail and m.string.startswith(" import ", m.end()))):
+        return m.group(0)  # already `libs.common.<package>.<module>`, or `from <package> import <module>`
+    return f"libs.common.{_new_for(old, first or None)}{tail}"
+
+
+def _path(m: re.Match[str]) -> str:
+    old = m["old"]
+    if old in LEAVES and m["ext"] == "/":
+        return m.group(0)  # `libs/common/analytics/` is the package now
+    return f"libs/common/{MOVES[old].replace('.', '/')}{m['ext']}"
+
+
+def rewrite(text: str) -> str:
+    text = _FROM_COMMON.sub(_from_common, text)
+    text = _FROM_MODULE.sub(_from_module, text)
+    text = _DOTTED.sub(_dotted, text)
+    return _PATH.sub(_path, text)
+
+
+# -- the run -------------------------------------------------------------------------------------------
+
+
+def _files() -> list[Path]:
+    out = []
+    for folder, dirs, names in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if d not in SKIP and not d.endswith(".egg-info")]
+        out += [Path(folder, n) for n in names if Path(n).suffix in SUFFIXES and n not in OWN_FILES]
+    return out
+
+
+def main() -> int:
+    for path in (ROOT / "libs").rglob("*.py"):
+        fixed = absolute_imports(path)
+        if fixed != path.read_text():
+            path.write_text(fixed)
+    for pkg, doc in [*DOCS.items(), ("settings", None)]:
+        folder = COMMON / pkg
+        folder.mkdir(exist_ok=True)
+        init = folder / "__init__.py"
+        if doc is not None and not init.exists():
+            init.write_text(doc)
+            git("add", str(init.relative_to(ROOT)))
+    for old, new in MOVES.items():
+        for suffix in (".py", ""):
+            source = COMMON / f"{old}{suffix}"
+            target = COMMON / (new.replace(".", "/") + suffix)
+            if (
+                source.exists()
+                and (suffix or source.is_dir())
+                and source != target
+                and not (old in LEAVES and not suffix)
+            ):
+                git("mv", str(source.relative_to(ROOT)), str(target.relative_to(ROOT)))
+    changed: list[str] = []
+    for path in _files():
+        before = path.read_text(errors="strict")
+        after = rewrite(before)
+        if after != before:
+            path.write_text(after)
+            changed.append(str(path.relative_to(ROOT)))
+    python = [p for p in changed if p.endswith(".py")]
+    if python:
+        ruff = str(Path(sys.executable).parent / "ruff")
+        subprocess.run([ruff, "check", "--fix", "--select", "I", "--quiet", *python], cwd=ROOT, check=False)
+        subprocess.run([ruff, "format", "--quiet", *python], cwd=ROOT, check=False)
+    print(f"moved; {len(changed)} files rewritten")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
