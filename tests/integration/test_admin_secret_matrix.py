@@ -28,10 +28,10 @@ import pytest
 import yaml
 
 from cli.stack import EmbeddedNats
-from libs.common.command_servers import owner_only_changes
-from libs.common.config import ServerConfig
-from libs.common.llm_config import ProviderConfig
-from libs.common.openapi_config import _SECRET_FIELDS
+from libs.common.contracts.command_servers import owner_only_changes
+from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.llm_config import ProviderConfig
+from libs.common.contracts.openapi_config import _SECRET_FIELDS
 from services.admin.api.secret_binding import MASK, provider_destination, server_destination
 from services.admin.roles import BUILTIN_ROLES, COMMAND_PERMISSION
 from tests.support.admin_api import base_url, principal_token, running_admin
