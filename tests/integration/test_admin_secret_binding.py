@@ -8,10 +8,8 @@ owner's; and no validation message repeats the value it refused."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,6 +20,7 @@ from cli.stack import EmbeddedNats
 from libs.common.contracts.egress import EgressSection
 from libs.common.web.guarded_http import shared_tls
 from tests.support.admin_api import base_url, principal_token, running_admin
+from tests.support.recording_listener import recording
 
 pytestmark = pytest.mark.integration
 
@@ -29,38 +28,6 @@ STORED = "Bearer ghp_the-owners-stored-token-0123456789"
 PROVIDER_KEY = "sk-proj-the-owners-provider-key-0123456789"
 ENV_SECRET = "sk-proj-admin-environment-secret-9876543210"
 LEAK_VAR = "BASTION_TEST_BINDING_LEAK"
-
-
-@dataclass
-class Listener:
-    """The attacker's endpoint: a TCP server that keeps every byte sent to it."""
-
-    port: int
-    heard: list[bytes] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
-
-
-@contextlib.asynccontextmanager
-async def listening() -> AsyncIterator[Listener]:
-    found = Listener(0)
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            found.heard.append(await reader.read(65536))
-            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)  # a port the system picks and holds
-    found.port = server.sockets[0].getsockname()[1]
-    try:
-        yield found
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @dataclass
@@ -104,9 +71,9 @@ def unbound(answer: httpx.Response, secret: str = "header 'Authorization'") -> N
 
 
 async def test_a_masked_header_never_follows_a_changed_url_on_any_path(stack: Stack) -> None:
-    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, listening() as ear:
+    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, recording() as ear:
         await stored_server(owner, "gh")
-        moved = {"url": ear.url, "headers": {"Authorization": "***"}, "disabled": True}
+        moved = {"url": ear.url(), "headers": {"Authorization": "***"}, "disabled": True}
         unbound(await operator.post("/console/servers/test", json={"name": "gh", "config": moved}))
         unbound(await operator.put("/servers/gh", json={"config": moved}))
         imported = yaml.safe_dump({"mcpServers": {"gh": moved}})
@@ -162,10 +129,10 @@ async def test_an_openapi_secret_is_bound_to_its_document_base_url_and_token_url
 
 async def test_a_provider_key_is_bound_to_its_base_url_and_an_env_variable_is_the_owners(stack: Stack) -> None:
     base = {"base_url": "https://api.openai.com/v1", "models": ["gpt-bound"]}
-    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, listening() as ear:
+    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, recording() as ear:
         made = await owner.post("/llm-providers", json={"name": "openai", "config": {**base, "api_key": PROVIDER_KEY}})
         assert made.status_code == 201, made.text
-        moved = {**base, "base_url": ear.url.removesuffix("/mcp") + "/v1", "api_key": "***"}
+        moved = {**base, "base_url": ear.url("v1"), "api_key": "***"}
         unbound(await operator.put("/llm-providers/openai", json={"config": moved}), "api_key")
         imported = yaml.safe_dump({"llm": {"providers": {"openai": moved}}})
         unbound(await operator.post("/config/apply", json={"yaml": imported}), "api_key")
@@ -182,7 +149,7 @@ async def test_a_provider_key_is_bound_to_its_base_url_and_an_env_variable_is_th
         assert planned.json()["providers_need_command"] == {"stolen": ["api_key_env", "base_url"]}, planned.text
         assert (await operator.post("/config/apply", json={"yaml": imported})).status_code == 403
         assert (await owner.post("/llm-providers", json={"name": "envkey", "config": env})).status_code == 201
-        elsewhere = {**env, "base_url": ear.url.removesuffix("/mcp") + "/v1"}
+        elsewhere = {**env, "base_url": ear.url("v1")}
         refused = await operator.put("/llm-providers/envkey", json={"config": elsewhere})
         assert refused.status_code == 403 and "'base_url'" in refused.json()["message"], refused.text
         priced = await operator.put("/llm-providers/envkey", json={"config": {**env, "retries": 0}})
@@ -191,17 +158,22 @@ async def test_a_provider_key_is_bound_to_its_base_url_and_an_env_variable_is_th
 
 
 async def test_the_console_test_reaches_no_address_an_owner_did_not_allow(stack: Stack) -> None:
-    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, listening() as ear:
+    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, recording() as ear:
         entries = [
             {"url": url}
-            for url in (ear.url, f"{stack.url}/servers", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/")
+            for url in (
+                ear.url(),
+                f"{stack.url}/servers",
+                "http://169.254.169.254/latest/meta-data/",
+                "http://[::1]:9/",
+            )
         ]
-        for entry in [*entries, {"url": ear.url, "type": "sse"}]:
+        for entry in [*entries, {"url": ear.url(), "type": "sse"}]:
             answer = await operator.post("/console/servers/test", json={"name": "probe", "config": entry})
             assert answer.status_code == 200 and not answer.json()["ok"], answer.text
             assert "refused to connect" in answer.json()["error"], answer.json()
         assert ear.heard == []
-        allowing = {"url": ear.url, "allow_private_hosts": ["127.0.0.1"]}
+        allowing = {"url": ear.url(), "allow_private_hosts": ["127.0.0.1"]}
         refused = await operator.post("/console/servers/test", json={"name": "probe", "config": allowing})
         assert refused.status_code == 403 and refused.json()["permission"] == "servers:command"
         allowed = await owner.post("/console/servers/test", json={"name": "probe", "config": allowing})

@@ -14,8 +14,6 @@ the permission. In every case neither the listener nor any response ever holds t
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -37,6 +35,7 @@ from services.admin.roles import BUILTIN_ROLES, COMMAND_PERMISSION
 from tests.support.admin_api import base_url, principal_token, running_admin
 from tests.support.mcp_registry import LIVE, live_document, publish
 from tests.support.processes import serving_process
+from tests.support.recording_listener import Ear, recording
 
 pytestmark = pytest.mark.integration
 
@@ -45,37 +44,6 @@ NAME = "name"
 """The destination dimension that sends the entry under another name (a server or provider not stored)."""
 SERVER_ROUTES = ("PUT /servers", "POST /servers", "POST /console/servers/test", "plan", "apply")
 PROVIDER_ROUTES = ("PUT /llm-providers", "POST /llm-providers", "plan", "apply")
-
-
-@dataclass
-class Ear:
-    """A recording HTTP listener: keeps every byte it receives, answers 500."""
-
-    port: int = 0
-    heard: list[bytes] = field(default_factory=list)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
-
-
-@contextlib.asynccontextmanager
-async def recording() -> AsyncIterator[Ear]:
-    ear = Ear()
-
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(ConnectionError):
-            ear.heard.append(await reader.read(65536))
-            writer.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(on_connect, "127.0.0.1", 0)
-    ear.port = server.sockets[0].getsockname()[1]
-    try:
-        yield ear
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 @dataclass(frozen=True, slots=True)
