@@ -180,15 +180,14 @@ class Guardrails:
         builtin, hooks = self._applicable(where, subject)
         return bool(builtin or hooks)
 
-    def inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
-        """The built-in rules (every detector but `webhook`) on one payload."""
+    def inspect(self, where: Where, subject: Subject, payload: Any, blob: bytes | None = None) -> Inspection:
+        """The built-in rules (every detector but `webhook`) on one payload; `blob`: its `encoded`
+        form, when the caller made it already (to choose where to run this)."""
         rules = self._applicable(where, subject)[0]
         if not rules:
             return Inspection(None, payload)
-        try:
-            blob = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError:  # not JSON (a value the codec would refuse too): looked at as its text
-            blob = orjson.dumps(str(payload))
+        if blob is None:
+            blob = encoded(payload)
         decisions: list[GuardrailDecision] = []
         detecting: list[_Rule] = []
         for rule in rules:
@@ -242,6 +241,14 @@ class Guardrails:
             if action == "block":
                 break
         return Inspection(action, content, tuple(decisions))
+
+
+def encoded(payload: Any) -> bytes:
+    """The JSON the rules read `payload` as (its size is what `size` rules and the scan limit count)."""
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:  # not JSON (a value the codec would refuse too): looked at as its text
+        return orjson.dumps(str(payload))
 
 
 def _scan_piece(

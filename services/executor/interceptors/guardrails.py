@@ -15,14 +15,13 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import orjson
 from nats.aio.client import Client as NATS
 
 from libs.common.contracts.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
 from libs.common.runtime import metrics
 
 from ..guardrails.base import Subject
-from ..guardrails.engine import Guardrails, Inspection
+from ..guardrails.engine import Guardrails, Inspection, encoded
 from ..guardrails.webhook import WebhookClient
 from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 
@@ -41,13 +40,6 @@ def decision_detail(decision: GuardrailDecision) -> str:
 
 _OFF_LOOP = 1 << 20
 """Bytes of JSON from which a payload is inspected off the event loop (a MiB: ~75 ms of scanning)."""
-
-
-def _large(payload: Any) -> bool:
-    try:
-        return len(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)) > _OFF_LOOP
-    except TypeError:  # not JSON: the engine looks at its text, on the loop
-        return False
 
 
 def _unaltered(inspection: Inspection, instead: Action) -> Inspection:
@@ -81,17 +73,20 @@ class GuardrailsInterceptor(Interceptor):
             self._webhooks = None
 
     async def _inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
-        first = None
-        if _large(payload):
+        if not self.engine.applies(where, subject):  # cached per (where, server, tool, caller)
+            return Inspection(None, payload)
+        blob = encoded(payload)  # once: the engine reads the same bytes
+        if len(blob) > _OFF_LOOP:
             # ~75 ms of CPU a MiB (docs/benchmarks.md): in a worker thread, so the executor's other
             # calls keep being served between its slices instead of waiting seconds for a 32 MiB scan
-            first = await asyncio.to_thread(self.engine.inspect, where, subject, payload)
+            first = await asyncio.to_thread(self.engine.inspect, where, subject, payload, blob)
+        else:
+            first = self.engine.inspect(where, subject, payload, blob)
         if self._webhooks is not None:
             return await self.engine.ainspect(where, subject, payload, self._webhooks, first)
-        return first if first is not None else self.engine.inspect(where, subject, payload)
+        return first
 
     async def before_call(self, call: InterceptedCall) -> None:
-        # no `applies` first: `inspect` asks the same (cached) question and returns at once when no rule applies
         inspection = await self._inspect("arguments", Subject(call.server, call.name, call.caller), call.arguments)
         if inspection.action is None:
             return
