@@ -46,10 +46,16 @@ class ProviderRecord(BusMessage):
 
 
 class Usage(BaseModel):
+    """Tokens of one completion, in OpenAI's names whatever the provider's wire called them."""
+
     model_config = ConfigDict(extra="ignore")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0
+    """Of `prompt_tokens`, those the provider read from its prompt cache (priced as cached input)."""
+    reasoning_tokens: int = 0
+    """Of `completion_tokens`, those the provider reports as reasoning."""
 
 
 class LlmRequest(BusMessage):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AgentMode", "LlmSection", "ModelPrice", "ProviderConfig"]
+__all__ = ["AgentMode", "LlmSection", "ModelPrice", "ProviderConfig", "ProviderKind"]
 
 
 class _Strict(BaseModel):
@@ -18,8 +20,14 @@ class ModelPrice(_Strict):
     output: float = Field(default=0.0, ge=0)
 
 
+ProviderKind = Literal["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"]
+"""The wire a provider speaks; `openai` is any OpenAI-compatible server (OpenAI, vLLM, Ollama, LiteLLM)."""
+
+
 class ProviderConfig(_Strict):
-    """One OpenAI-compatible upstream (OpenAI, vLLM, Ollama, LiteLLM, ...)."""
+    """One model provider: its wire, where it is, its key, its models and their prices."""
+
+    kind: ProviderKind = "openai"
 
     base_url: str
     """Up to and including `/v1`: `https://api.openai.com/v1`, `http://localhost:11434/v1`."""
