@@ -27,6 +27,7 @@ from libs.common.contracts import subjects
 from libs.common.contracts.config import BastionConfig
 from libs.common.contracts.config_records import CONFIG_SOURCE, entity_records, key_records
 from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.llm_routes import ROUTES_KEY, RoutesRecord
 from libs.common.contracts.messages import KeyRecord, ServerRecord
 from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import StoreSettings
@@ -142,6 +143,18 @@ async def _apply_providers(js: JetStreamContext, config: BastionConfig, sealer: 
     await _drop_unlisted(
         kv, current, config.llm.providers.keys(), ProviderRecord, lambda name: _reseal_provider(kv, name, sealer)
     )
+    await _apply_routes(kv, current.get(ROUTES_KEY), config)
+
+
+async def _apply_routes(kv: KeyValue, stored: bytes | None, config: BastionConfig) -> None:
+    """The file's `llm.models` routes as one record (docs/llm-routing.md), removed when it has none."""
+    if not config.llm.models:
+        if stored is not None:
+            await kv.delete(ROUTES_KEY)
+        return
+    encoded = RoutesRecord(models=config.llm.models, source=CONFIG_SOURCE).model_dump_json().encode()
+    if stored != encoded:
+        await kv.put(ROUTES_KEY, encoded)
 
 
 async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:

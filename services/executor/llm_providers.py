@@ -157,7 +157,8 @@ class LlmProviders:
 
     async def run(self, request: LlmRequest) -> LlmOutcome:
         provider = self._providers.get(request.provider)
-        if provider is None or request.model not in provider.config.models:
+        # a routed request names its deployment's upstream model, which the provider need not list
+        if provider is None or (not request.deployments and request.model not in provider.config.models):
             return _failed(request, ErrorKind.UPSTREAM_UNAVAILABLE, f"no provider serves model {request.model!r}")
         if not provider.breaker.allow():
             wait = provider.breaker.seconds_to_probe()
@@ -215,7 +216,8 @@ class LlmProviders:
         return outcome
 
     async def _attempts(self, provider: _Provider, request: LlmRequest, stream: _Stream) -> LlmOutcome:
-        retries = provider.config.retries
+        # a routed request's retry is its next deployment (`llm_routing`), not the same one again
+        retries = 0 if request.deployments else provider.config.retries
         for attempt in range(retries + 1):
             try:
                 return await self._once(provider, request, stream)
@@ -241,7 +243,8 @@ class LlmProviders:
             ) as response:
                 if response.status_code >= 400:
                     text = (await response.aread()).decode(errors="replace")
-                    return self._http_error(provider, request, response.status_code, text)
+                    outcome = self._http_error(provider, request, response.status_code, text)
+                    return _with_retry_after(outcome, response.headers.get("retry-after"))
                 if not streaming:
                     payload = orjson.loads(await response.aread())
                     provider.breaker.success()
@@ -305,6 +308,17 @@ class LlmProviders:
         # the provider's words may quote the prompt: the audit row's error column keeps only the status
         outcome.error.logged = f"{provider.label} answered HTTP {status}"
         return outcome
+
+
+def _with_retry_after(outcome: LlmOutcome, header: str | None) -> LlmOutcome:
+    """The provider's `Retry-After` (seconds) in the error's data, so no request is routed to it before."""
+    try:
+        seconds = float(header) if header else None
+    except ValueError:
+        seconds = None  # an HTTP date: rare from model providers; the route's cool-down applies
+    if outcome.error is not None and seconds is not None and 0 <= seconds <= 86_400:
+        outcome.error.data = {**(outcome.error.data or {}), "retry_after": seconds}
+    return outcome
 
 
 def _completed(request: LlmRequest, payload: Any) -> LlmOutcome:

@@ -66,6 +66,7 @@ from .catalog_store import write_entry
 from .error_mapping import describe_exception
 from .interceptors import Interceptor, InterceptorChain, configured
 from .llm_providers import LlmProviders
+from .llm_routing import LlmRouter
 from .oauth_tokens import OAuthTokens, oauth_applies, token_fetcher
 from .replies import for_the_wire, outcome_label, refunded, reply_headers, undeliverable
 from .upstream import Publish, State, Upstream
@@ -117,6 +118,7 @@ class ExecutorService:
         self._background: set[asyncio.Task[Any]] = set()
         self._blobs: Blobs | None = None
         self._llm: LlmProviders | None = None
+        self._llm_router: LlmRouter | None = None
         self._llm_watch: BucketWatch | None = None
         self._users = UserSessions(self._user_session, self.settings.max_user_sessions)
         """Per-user sessions of `per_user` servers: each user's calls over their own session and token."""
@@ -156,7 +158,8 @@ class ExecutorService:
         await self._servers_watch.start()
         # providers are reached under the upstreams' egress rules: their `base_url` is whoever set it's choice
         self._llm = LlmProviders(self._sealer, self._nc.publish, EgressRules(self.settings.egress.allow_private_hosts))
-        self._llm_watch = BucketWatch(self._nc, subjects.KV_LLM, self._llm.put, self._llm.delete)
+        self._llm_router = router = LlmRouter(self._llm)
+        self._llm_watch = BucketWatch(self._nc, subjects.KV_LLM, router.put, router.delete)
         await self._llm_watch.start()
         # lets policy notice this replica dying mid-call (libs.common.bus.relay)
         self._acks = Acknowledger(
@@ -446,7 +449,7 @@ class ExecutorService:
 
     async def _handle_llm(self, msg: Msg) -> None:
         """A chat completion (`LlmRequest`): chunks go to its stream as they come, the outcome last."""
-        assert self._acks is not None and self._llm is not None and self._nc is not None
+        assert self._acks is not None and self._llm_router is not None and self._nc is not None
         try:
             request = LlmRequest.model_validate_json(msg.data)
         except ValidationError as exc:
@@ -460,7 +463,7 @@ class ExecutorService:
                 outcome = LlmOutcome(id=request.id, error=error)
             else:
                 try:
-                    outcome = await self._llm.run(request)
+                    outcome = await self._llm_router.run(request)
                 except Exception:
                     log.exception("llm request %s failed unexpectedly", request.id)
                     error = GatewayError(kind=ErrorKind.INTERNAL, message="unexpected executor failure")

@@ -31,8 +31,16 @@ from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.codemode import CODE_MODE_HEADER
 from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.llm import LLM_CHUNK, LlmOutcome, LlmRequest, ProviderRecord, max_cost_usd
+from libs.common.contracts.llm import (
+    LLM_CHUNK,
+    LlmOutcome,
+    LlmRequest,
+    ProviderRecord,
+    RoutedDeployment,
+    max_cost_usd,
+)
 from libs.common.contracts.llm_config import AgentMode, ModelPrice
+from libs.common.contracts.llm_routes import ROUTES_KEY
 from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
 from libs.common.runtime.refusals import RefusalLog
 
@@ -42,6 +50,8 @@ from .field_limits import FieldLimits, Oversized, header_patterns
 from .handlers import Handlers
 from .keys import AuthFailure, KeyDirectory
 from .llm_agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
+from .llm_model_grants import ModelGrantView
+from .llm_route_table import RouteTable
 from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
 from .llm_wire import (
     STATUS,
@@ -88,10 +98,17 @@ class ModelDirectory:
 
     def __init__(self) -> None:
         self._providers: dict[str, ProviderRecord] = {}
+        self.routing = RouteTable()
+        self.grants = ModelGrantView()
+        """Who may use which model, for `GET /v1/models` (fed by the `bastion_policy` watch)."""
         self.models: dict[str, tuple[str, ModelPrice | None, float]] = {}
         """model -> (provider, price, provider timeout)"""
 
     def put(self, name: str, value: bytes, _revision: int = 0) -> None:
+        if name == ROUTES_KEY:
+            self.routing.put(value)
+            self._rebuild()
+            return
         record = decode_value(ProviderRecord, value, f"llm provider {name!r}")
         if record is None:
             self.delete(name)
@@ -100,8 +117,14 @@ class ModelDirectory:
         self._rebuild()
 
     def delete(self, name: str) -> None:
+        if name == ROUTES_KEY:
+            self.routing.clear()
         self._providers.pop(name, None)
         self._rebuild()
+
+    def deployments(self, model: str) -> list[RoutedDeployment]:
+        """A routed model's deployments and its fallbacks' (docs/llm-routing.md); empty otherwise."""
+        return self.routing.deployments(model, self._providers)
 
     def _rebuild(self) -> None:
         self.models = {
@@ -109,6 +132,7 @@ class ModelDirectory:
             for name, record in sorted(self._providers.items())
             for model in record.config.models
         }
+        self.models.update(self.routing.served(self._providers))
 
 
 class LlmEndpoint:
@@ -149,7 +173,7 @@ class LlmEndpoint:
         route = (scope["method"], scope["path"].rstrip("/"))
         try:
             if route == ("GET", "/v1/models"):
-                await send_json(send, 200, self.list_models())
+                await send_json(send, 200, self.list_models(caller))
             elif route == ("POST", "/v1/chat/completions"):
                 await self.chat(caller, headers, await read_body(receive, self.max_body_bytes), send)
             elif route == ("POST", "/v1/mcp/tool/execute"):
@@ -159,10 +183,13 @@ class LlmEndpoint:
         except Refused as refused:
             await send_error(send, refused.status, str(refused), refused.kind, refused.code)
 
-    def list_models(self) -> dict[str, Any]:
+    def list_models(self, caller: Caller | None = None) -> dict[str, Any]:
+        """The models served here, only those the caller's model grants allow when it has some."""
+        grants = self.models.grants.grants(self.keys.record(caller.key_id), caller.user_id) if caller else None
         data = [
             {"id": model, "object": "model", "created": 0, "owned_by": provider}
             for model, (provider, _, _) in sorted(self.models.models.items())
+            if grants is None or grants.allows(model)
         ]
         if not data:  # the same list shape, and what to do about it
             return {
@@ -198,6 +225,7 @@ class LlmEndpoint:
             raise Refused(400, "'tools' must be an array", code="invalid_tools")
         provider, price, provider_timeout = served
         chat = _Chat(caller, headers, provider, model, price, provider_timeout, len(raw), self.handlers.journal)
+        chat.deployments = self.models.deployments(model)
         self._context(chat.caller, chat.headers, "tools", 0)  # a malformed narrowing header is refused up front
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
@@ -273,8 +301,11 @@ class LlmEndpoint:
                 provider=chat.provider,
                 model=chat.model,
                 body=body,
-                max_cost_usd=max_cost_usd(chat.price, body, len(orjson.dumps(body))),
+                max_cost_usd=max_cost_usd(
+                    [d.price for d in chat.deployments] or chat.price, body, len(orjson.dumps(body))
+                ),
                 timeout=chat.timeout + _TIMEOUT_MARGIN,
+                deployments=chat.deployments,
             )
             request.id = audit.event_id
             writer.request_id = request.id
@@ -316,6 +347,9 @@ class LlmEndpoint:
             audit.prompt_tokens = outcome.usage.prompt_tokens
             audit.completion_tokens = outcome.usage.completion_tokens
         audit.cost_usd = outcome.cost_usd
+        audit.llm_attempts = [attempt.line() for attempt in outcome.attempts]
+        if outcome.error is None and outcome.attempts:
+            audit.server = outcome.attempts[-1].provider  # the deployment that answered
         audit.execution = "not_run" if outcome.error is not None and outcome.decided_by == "policy" else "ran"
         names = []
         for call in outcome.tool_calls[:_MAX_AUDITED_CALLS]:
@@ -440,6 +474,8 @@ class _Chat:
     journal: AuditJournal | None = None
     injected: set[str] = field(default_factory=set)
     """Names of the MCP tools injected (the only ones Bastion may run, and remembers parents for)."""
+    deployments: list[RoutedDeployment] = field(default_factory=list)
+    """A routed model's deployments (`llm_route_table`); empty: the provider that lists the model."""
 
     @property
     def trace_id(self) -> str | None:

@@ -335,10 +335,12 @@ class IngressService:
 
     def _policy_put(self, key: str, value: bytes, revision: int = 0) -> None:
         self.owners.put(key, value, revision)
+        self.models.grants.put(key, value, revision)
         self.handlers.policy_changed()
 
     def _policy_delete(self, key: str) -> None:
         self.owners.delete(key)
+        self.models.grants.delete(key)
         self.handlers.policy_changed()
 
     def build_app(self, nc: NATS) -> _McpFirst:

@@ -9,6 +9,7 @@ refused (fail closed): a budget nobody can check is not a budget.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from redis.exceptions import RedisError
 
@@ -79,10 +80,13 @@ class Charger:
             return error
         return result if result.budget_keys else None
 
-    async def charge_usd(self, key: CompiledKey, cost_usd: float, now: float) -> Charged | GatewayError | None:
+    async def charge_usd(
+        self, key: CompiledKey, cost_usd: float, now: float, rates: Iterable[tuple[str, RateLimit | None]] = ()
+    ) -> Charged | GatewayError | None:
         """Charge an amount against the key's budgets (an LLM request's maximum cost), or refuse it;
-        rate limits per key and user apply as to a tool call. None when nothing was charged."""
-        plan = plan_for(cost_usd, key.budgets, key.rate_limits)
+        rate limits per key and user apply as to a tool call, and `rates` besides. None when nothing
+        was charged."""
+        plan = plan_for(cost_usd, key.budgets, [*key.rate_limits, *rates])
         if not plan:
             return None
         return await self._checked(plan, now)

@@ -1,5 +1,6 @@
-"""Policy's decision on a chat completion (`POLICY_LLM`): a live key, and budgets that cover the
-request's maximum cost, charged before the provider is called and settled to the actual cost after.
+"""Policy's decision on a chat completion (`POLICY_LLM`): a live key that may use the model, its
+requests and tokens per minute (`llm_governance`), and budgets that cover the request's maximum
+cost, charged before the provider is called and settled to the actual cost after.
 
 The LLM cost lands in the same hierarchical budgets (key, user, team, customer) as tool prices, so
 one team budget covers both. An allowed request goes to the executor signed, like a tool call.
@@ -24,6 +25,7 @@ from libs.common.contracts.llm import LlmOutcome, LlmRequest
 from libs.common.contracts.messages import GatewayError
 
 from .charging import Charger
+from .llm_governance import TokenMeter, granted, model_refusal, request_limits
 from .metrics import POLICY_COMPLETIONS_SENT_AGAIN
 from .view import PolicyView
 
@@ -39,6 +41,7 @@ class LlmDecider:
         self, view: PolicyView, charger: Charger, executors: AckedRequester, answer: Answer, rejoin: Rejoin
     ) -> None:
         self.view, self.charger, self.executors = view, charger, executors
+        self.tokens = TokenMeter(charger.engine)
         self._answer = answer
         self.rejoin = rejoin
         """Executors heard; a completion that finds none subscribed waits for one rejoining."""
@@ -68,14 +71,20 @@ class LlmDecider:
         if key is None:
             await self.refuse(msg.reply, request.id, GatewayError(kind=ErrorKind.KEY_REVOKED, message="unknown key"))
             return
-        charge = await self.charger.charge_usd(key, request.max_cost_usd, time.time())
+        refused = model_refusal(key, request) or await self.tokens.refusal(key, time.time())
+        if refused is not None:
+            await self.refuse(msg.reply, request.id, refused)
+            return
+        charge = await self.charger.charge_usd(key, request.max_cost_usd, time.time(), request_limits(key))
         if isinstance(charge, GatewayError):
             await self.refuse(msg.reply, request.id, charge)
             return
-        actual = 0.0
+        # a routed request goes on with its deployments marked granted or not, by policy alone
+        data = granted(key, request).model_dump_json().encode() if request.deployments else msg.data
+        actual, tokens = 0.0, 0
         try:
             reply = await self.rejoin.sending(
-                lambda: self._relayed(msg.data, request),
+                lambda: self._relayed(data, request),
                 request.deadline,
                 _unavailable,
                 POLICY_COMPLETIONS_SENT_AGAIN.inc,
@@ -94,9 +103,10 @@ class LlmDecider:
                 await self.refuse(msg.reply, request.id, reply)
             else:
                 await self._answer(msg.reply, reply.data)
-                actual = _cost(reply, request)
+                actual, tokens = _spent(reply, request)
         if charge is not None:
             await self.charger.settle(charge, actual)
+        await self.tokens.count(key, tokens, time.time())
 
     async def _relayed(self, data: bytes, request: LlmRequest) -> Msg | Nobody:
         """The executor's reply; `Nobody` when none is subscribed (nothing ran)."""
@@ -113,9 +123,13 @@ def _unavailable(why: str) -> GatewayError:
     return GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)
 
 
-def _cost(reply: Msg, request: LlmRequest) -> float:
-    """What the completion cost, as the executor says; the estimate when its answer is unreadable."""
+def _spent(reply: Msg, request: LlmRequest) -> tuple[float, int]:
+    """What the completion cost and the tokens it used, as the executor says; the cost estimate
+    when its answer is unreadable."""
     try:
-        return LlmOutcome.model_validate_json(reply.data).cost_usd
+        outcome = LlmOutcome.model_validate_json(reply.data)
     except ValidationError:
-        return request.max_cost_usd
+        return request.max_cost_usd, 0
+    usage = outcome.usage
+    tokens = 0 if usage is None else usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+    return outcome.cost_usd, tokens

@@ -8,7 +8,7 @@ first use and cached until any entity changes, so a decision is a dict lookup an
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cachetools import LRUCache
@@ -19,6 +19,7 @@ from libs.common.contracts.entities import ENTITY_KINDS, Budget, Customer, RateL
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.grants import GrantSet
 from libs.common.contracts.messages import Caller, GatewayError, KeyRecord, ServerRecord
+from libs.common.contracts.model_grants import ModelGrants
 from libs.common.contracts.oauth import USER_CALLER_PREFIX
 
 from .filters import Narrowing, union_of_grants
@@ -40,6 +41,8 @@ class CompiledKey:
     user: User | None
     team: Team | None
     customer: Customer | None
+    models: ModelGrants = field(default_factory=lambda: ModelGrants(None, None))
+    """The models this key may use on `/v1` (`model_grants`)."""
 
     @property
     def budgets(self) -> list[tuple[str, Budget]]:
@@ -132,9 +135,11 @@ class PolicyView:
                 *(team.groups if team else ()),
                 *(customer.groups if customer else ()),
             ]
-            bound_tools = (self.groups[g].tools for g in dict.fromkeys(bound) if g in self.groups)
-            grants = union_of_grants(record.grants, bound_tools)
-            compiled = self._compiled[key_id] = CompiledKey(record, grants, user, team, customer)
+            bound_groups = [self.groups[g] for g in dict.fromkeys(bound) if g in self.groups]
+            grants = union_of_grants(record.grants, (group.tools for group in bound_groups))
+            stated = [record.models, *(group.models for group in bound_groups), team.models if team else None]
+            models = ModelGrants.of(stated)
+            compiled = self._compiled[key_id] = CompiledKey(record, grants, user, team, customer, models)
         return compiled
 
     def _user_caller(self, key_id: str) -> KeyRecord | None:

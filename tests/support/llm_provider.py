@@ -53,6 +53,8 @@ class Reply:
 class Fail:
     status: int = 500
     message: str = "the provider is having a bad day"
+    retry_after: int | None = None
+    """Seconds sent as the `Retry-After` header."""
 
 
 @dataclass
@@ -109,8 +111,11 @@ class ScriptedProvider:
         self.refused: list[str] = []
         """Why each malformed conversation was answered 400 (a test expecting none asserts it empty)."""
         self.release = asyncio.Event()
+        self.always: Step | None = None
+        """What to answer once the script ran out (None: a 500 saying so); a load's every request."""
         self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     def reset(self) -> None:
@@ -126,6 +131,13 @@ class ScriptedProvider:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
+    async def kill(self) -> None:
+        """Die as a crashed process does: refuse new connections and break every open one."""
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._open):
+            writer.transport.abort()
+
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -133,6 +145,7 @@ class ScriptedProvider:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._open.add(writer)
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("latin-1").split("\r\n")
@@ -148,7 +161,7 @@ class ScriptedProvider:
                 writer.write(_head(400, "application/json", len(payload)) + payload)
                 await writer.drain()
                 return
-            step = self.script.pop(0) if self.script else Fail(500, "the test script ran out of steps")
+            step = self.script.pop(0) if self.script else self.always or Fail(500, "the test script ran out of steps")
             if isinstance(step, Drop):
                 return
             if isinstance(step, Held):
@@ -169,7 +182,8 @@ class ScriptedProvider:
                 return
             if isinstance(step, Fail):
                 payload = orjson.dumps({"error": {"message": step.message, "type": "server_error", "code": None}})
-                writer.write(_head(step.status, "application/json", len(payload)) + payload)
+                head = _head(step.status, "application/json", len(payload), step.retry_after)
+                writer.write(head + payload)
             elif body.get("stream"):
                 writer.write(_head(200, "text/event-stream", None))
                 for chunk in self._chunks(step, body):
@@ -183,6 +197,7 @@ class ScriptedProvider:
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
+            self._open.discard(writer)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -285,10 +300,12 @@ def conversation_problem(messages: Any) -> str | None:
     return None
 
 
-def _head(status: int, content_type: str, length: int | None) -> bytes:
+def _head(status: int, content_type: str, length: int | None, retry_after: int | None = None) -> bytes:
     lines = [f"HTTP/1.1 {status} X", f"Content-Type: {content_type}", "Connection: close"]
     if length is not None:
         lines.append(f"Content-Length: {length}")
+    if retry_after is not None:
+        lines.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

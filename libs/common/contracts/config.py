@@ -27,7 +27,8 @@ from libs.common.contracts.entities import Budget, Customer, RateLimit, Team, To
 from libs.common.contracts.gateway_tasks import HostedTask
 from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.keys import key_id
-from libs.common.contracts.llm_config import AgentMode, LlmSection
+from libs.common.contracts.llm_config import AgentMode, LlmLimits, LlmSection
+from libs.common.contracts.model_grants import MAX_MODEL_GRANTS
 from libs.common.contracts.openapi_config import OpenApiSection, check_http_url
 from libs.common.contracts.pins import PinMode
 from libs.common.contracts.refused_values import refusal_text
@@ -310,6 +311,10 @@ class KeyConfig(_Strict):
     rate_limit: RateLimit | None = None
     agent: AgentMode | None = None
     """Agent mode on `/v1/chat/completions` (docs/llm.md); None: tool calls come back to the application."""
+    models: list[str] | None = Field(default=None, max_length=MAX_MODEL_GRANTS)
+    """Model grants on `/v1` (patterns, `*` wildcards); None: none stated (docs/llm-routing.md, "Grants")."""
+    llm_limits: LlmLimits | None = None
+    """Tokens and requests per minute on `/v1` (docs/llm-routing.md)."""
     code_mode: bool = False
     """Offer this key the Code Mode meta-tools instead of the catalog (docs/code-mode.md)."""
     discovery: bool = False

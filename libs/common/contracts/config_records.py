@@ -37,6 +37,8 @@ def key_records(config: BastionConfig) -> list[KeyRecord]:
             budget=key.budget,
             rate_limit=key.rate_limit,
             agent=key.agent,
+            models=None if key.models is None else list(key.models),
+            llm_limits=key.llm_limits,
             code_mode=key.code_mode,
             discovery=key.discovery,
             discovery_pinned=list(key.discovery_pinned),

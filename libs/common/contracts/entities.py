@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.contracts.model_grants import MAX_MODEL_GRANTS
+
 __all__ = [
     "ENTITY_KINDS",
     "Budget",
@@ -62,6 +64,8 @@ class ToolGroup(_Entity):
     id: Slug
     description: str = ""
     tools: list[str] = Field(default_factory=list)
+    models: list[str] | None = Field(default=None, max_length=MAX_MODEL_GRANTS)
+    """Model grants on `/v1` (patterns); None: this group states none (docs/llm-routing.md, "Grants")."""
     customer_id: Slug | None = None
     """The tenant that owns the group (its scoped admins may change it); None: shared by every tenant,
     changed only by a principal holding `groups:write` everywhere."""
@@ -82,6 +86,8 @@ class Customer(_Member):
 class Team(_Member):
     customer_id: Slug | None = None
     budget: Budget | None = None
+    models: list[str] | None = Field(default=None, max_length=MAX_MODEL_GRANTS)
+    """Model grants on `/v1` for the team's keys and users; None: the team states none."""
 
 
 class User(_Member):

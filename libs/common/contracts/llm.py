@@ -14,16 +14,19 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from libs.common.contracts.llm_config import ModelPrice, ProviderConfig
+from libs.common.contracts.llm_config import Deployment, ModelPrice, ProviderConfig, RoutingStrategy
 from libs.common.contracts.messages import Caller, GatewayError, new_id
 from libs.common.contracts.messages_base import BusMessage
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LLM_CHUNK",
+    "MAX_CANDIDATES",
+    "LlmAttempt",
     "LlmOutcome",
     "LlmRequest",
     "ProviderRecord",
+    "RoutedDeployment",
     "Usage",
     "cost_usd",
     "max_cost_usd",
@@ -33,6 +36,8 @@ LLM_CHUNK: Final = "llm/chunk"
 """`StreamEvent.method` of one streamed chat-completion chunk (params: the chunk as the provider sent it)."""
 DEFAULT_MAX_TOKENS: Final = 4096
 """Completion tokens a request that sets no `max_tokens` is assumed to use at most, for the budget check."""
+MAX_CANDIDATES: Final = 64
+"""Deployments one request may be tried on at most (its route's and its fallbacks')."""
 _CHARS_PER_TOKEN: Final = 3
 """A deliberately pessimistic characters-per-token ratio: the prompt estimate must not undercut the real count."""
 
@@ -58,6 +63,35 @@ class Usage(BaseModel):
     """Of `completion_tokens`, those the provider reports as reasoning."""
 
 
+class RoutedDeployment(Deployment):
+    """A deployment one request may be sent to, with what the executor needs to order and price it."""
+
+    route: str
+    """The model name it serves: the one asked for, or a fallback."""
+    strategy: RoutingStrategy = "priority"
+    cooldown: float = 30.0
+    granted: bool = False
+    """Set by policy alone: whether the caller may use `route`. The executor never sends a request
+    to a deployment policy did not grant, so a fallback into a model the key may not use is skipped."""
+
+
+class LlmAttempt(BaseModel):
+    """One deployment a request was tried on, or skipped, as the audit row records it."""
+
+    model_config = ConfigDict(extra="ignore")
+    provider: str
+    model: str
+    route: str
+    outcome: str
+    """`ok`, the error kind of a failure (`rate_limited`, `upstream_unavailable`, ...), or why it was
+    skipped: `not_granted`, `cooling_down`, `circuit_open`, `rpm_limit`, `tpm_limit`."""
+    ms: float = 0.0
+
+    def line(self) -> str:
+        """The audit column's form: `provider/model (route): outcome in ms`."""
+        return f"{self.provider}/{self.model} ({self.route}): {self.outcome} in {self.ms:.1f} ms"
+
+
 class LlmRequest(BusMessage):
     """ingress -> policy -> executor: one chat completion."""
 
@@ -76,6 +110,9 @@ class LlmRequest(BusMessage):
     deadline: float = 0.0
     stream: str | None = None
     """Subject the executor publishes chunks to when the body asks for a stream."""
+    deployments: list[RoutedDeployment] = Field(default_factory=list, max_length=MAX_CANDIDATES)
+    """A routed model's deployments, its own then its fallbacks' (docs/llm-routing.md); empty: the
+    model a provider lists, sent to `provider` alone."""
 
     @model_validator(mode="after")
     def _default_deadline(self) -> LlmRequest:
@@ -103,19 +140,35 @@ class LlmOutcome(BusMessage):
     events: int = 0
     """Chunks published to the stream before this outcome (ingress forwards them all first)."""
     started_streaming: bool = False
+    attempts: list[LlmAttempt] = Field(default_factory=list, max_length=MAX_CANDIDATES)
+    """A routed request's deployments in the order tried (or skipped), the last one the answer's."""
 
 
 def cost_usd(price: ModelPrice | None, usage: Usage) -> float:
+    """Input, cached input, output and reasoning tokens, each at its price (cached and reasoning
+    tokens are counted within prompt and completion tokens; clamped, so a provider's odd numbers
+    never make a cost negative)."""
     if price is None:
         return 0.0
-    return (usage.prompt_tokens * price.input + usage.completion_tokens * price.output) / 1_000_000
+    cached = min(max(usage.cached_tokens, 0), usage.prompt_tokens)
+    reasoning = min(max(usage.reasoning_tokens, 0), usage.completion_tokens)
+    cached_price = price.input if price.cached_input is None else price.cached_input
+    reasoning_price = price.output if price.reasoning is None else price.reasoning
+    micro = (
+        (usage.prompt_tokens - cached) * price.input
+        + cached * cached_price
+        + (usage.completion_tokens - reasoning) * price.output
+        + reasoning * reasoning_price
+    )
+    return micro / 1_000_000
 
 
-def max_cost_usd(price: ModelPrice | None, body: dict[str, Any], prompt_bytes: int) -> float:
-    """The most a request can cost: a pessimistic prompt estimate plus every completion token it allows."""
-    if price is None:
-        return 0.0
+def max_cost_usd(price: ModelPrice | list[ModelPrice | None] | None, body: dict[str, Any], prompt_bytes: int) -> float:
+    """The most a request can cost: a pessimistic prompt estimate plus every completion token it
+    allows, at the dearest of the prices it may be served at (a routed model's deployments)."""
+    prices = price if isinstance(price, list) else [price]
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     completion = limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_TOKENS
     estimate = Usage(prompt_tokens=math.ceil(prompt_bytes / _CHARS_PER_TOKEN), completion_tokens=completion)
-    return cost_usd(price, estimate)
+    reasoned = estimate.model_copy(update={"reasoning_tokens": completion})  # where reasoning is dearer
+    return max((max(cost_usd(p, estimate), cost_usd(p, reasoned)) for p in prices), default=0.0)

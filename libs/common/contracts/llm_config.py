@@ -1,4 +1,6 @@
-"""The `llm:` section of the configuration file: OpenAI-compatible providers, their models and prices."""
+"""The `llm:` section of the configuration file: providers, their models and prices, and the routes
+(`models:`) that spread a model name over several deployments, with failover and fallbacks
+(docs/llm-routing.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,20 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["AgentMode", "LlmSection", "ModelPrice", "ProviderConfig", "ProviderKind"]
+__all__ = [
+    "AgentMode",
+    "Deployment",
+    "LlmLimits",
+    "LlmSection",
+    "ModelPrice",
+    "ModelRoute",
+    "ProviderConfig",
+    "ProviderKind",
+    "RoutingStrategy",
+]
+
+MAX_ROUTES = 1000
+"""Routed model names at most: the routes travel as one KV record."""
 
 
 class _Strict(BaseModel):
@@ -18,6 +33,10 @@ class ModelPrice(_Strict):
 
     input: float = Field(default=0.0, ge=0)
     output: float = Field(default=0.0, ge=0)
+    cached_input: float | None = Field(default=None, ge=0)
+    """Prompt tokens the provider read from its cache (`Usage.cached_tokens`); None: priced as `input`."""
+    reasoning: float | None = Field(default=None, ge=0)
+    """Reasoning tokens (`Usage.reasoning_tokens`, part of the output); None: priced as `output`."""
 
 
 ProviderKind = Literal["openai", "azure", "anthropic", "gemini", "vertex", "bedrock"]
@@ -59,6 +78,54 @@ class ProviderConfig(_Strict):
         return self
 
 
+class Deployment(_Strict):
+    """One place a routed model is served: a provider and the model name it knows it by."""
+
+    provider: str = Field(min_length=1, max_length=128)
+    """A name under `llm.providers` (or added at run time)."""
+    model: str = Field(min_length=1, max_length=256)
+    """The upstream model name sent in the request body (`gpt-4.1`, `claude-sonnet-4-5`, a deployment id)."""
+    weight: int = Field(default=1, ge=1, le=1_000_000)
+    """Share of the traffic under the `weighted` strategy."""
+    priority: int = Field(default=0, ge=0, le=1000)
+    """Order under the `priority` strategy: lower first."""
+    price: ModelPrice | None = None
+    """This deployment's price; None: the provider's `prices` entry for `model`, else free."""
+    tpm: int | None = Field(default=None, ge=1)
+    """Tokens per minute this deployment may be sent (per executor replica); beyond, it is skipped."""
+    rpm: int | None = Field(default=None, ge=1)
+    """Requests per minute this deployment may be sent (per executor replica); beyond, it is skipped."""
+
+
+RoutingStrategy = Literal["priority", "weighted", "latency"]
+"""How the deployments of a route are ordered for each request: by `priority`, at random in
+proportion to `weight`, or lowest observed latency first (a deployment not measured yet first)."""
+
+
+class ModelRoute(_Strict):
+    """`llm.models.<name>`: the deployments a model name is served by, in failover order, and the
+    model names to fall back to when every one of them failed."""
+
+    deployments: list[Deployment] = Field(min_length=1, max_length=32)
+    strategy: RoutingStrategy = "priority"
+    fallbacks: list[str] = Field(default_factory=list, max_length=8)
+    """Model names tried, in order, after every deployment of this one failed (each with its own
+    deployments, strategy and fallbacks, depth first; a loop is refused)."""
+    cooldown: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a deployment is skipped after a 429 or an overload answer without `Retry-After`."""
+
+
+class LlmLimits(_Strict):
+    """A key's limits on `/v1`, across every model and deployment, counted in Valkey by policy."""
+
+    tpm: int | None = Field(default=None, ge=1)
+    """Tokens (prompt + completion, as providers report them) per minute; a request is refused
+    once the minute's count reached it (the one that crosses it is let through: its size is
+    known only after it ran)."""
+    rpm: int | None = Field(default=None, ge=1)
+    """Chat completion requests per minute (each agent-mode round counts)."""
+
+
 class AgentMode(_Strict):
     """A key's agent mode on `/v1/chat/completions`: Bastion runs the tool calls it may, feeds their
     results back to the model, and loops until the model stops or proposes something else."""
@@ -74,10 +141,15 @@ class LlmSection(_Strict):
     """`llm:` in the configuration file."""
 
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, ModelRoute] = Field(default_factory=dict, max_length=MAX_ROUTES)
+    """Routed model names (docs/llm-routing.md); a model a provider lists is a route of its own,
+    one deployment, no fallbacks."""
 
     @model_validator(mode="after")
     def _models_unique(self) -> LlmSection:
         owner: dict[str, str] = {}
+        if reserved := [name for name in self.providers if name.startswith("_")]:
+            raise ValueError(f"llm.providers: names starting with '_' are reserved ({reserved[0]!r})")
         for name, provider in self.providers.items():
             for model in provider.models:
                 if model in owner:
@@ -85,4 +157,49 @@ class LlmSection(_Strict):
                         f"providers {owner[model]!r} and {name!r} list the same model: a model has one provider"
                     )
                 owner[model] = name
+        if problem := route_problem(self.models, owner, set(self.providers)):
+            raise ValueError(problem)
         return self
+
+
+def route_problem(routes: dict[str, ModelRoute], listed: dict[str, str], providers: set[str] | None) -> str | None:
+    """Why `routes` cannot be served beside the models providers list (`listed`: model -> provider),
+    or None. `providers`: the provider names to check deployments against (None: not checked)."""
+    for name, route in routes.items():
+        if name in listed:
+            return (
+                f"llm.models.{name}: provider {listed[name]!r} lists {name!r} too; a model has one route "
+                f"(remove it from the provider's models, or add that provider as a deployment)"
+            )
+        for deployment in route.deployments:
+            if providers is not None and deployment.provider not in providers:
+                known = ", ".join(sorted(providers)) or "none"
+                return f"llm.models.{name}: unknown provider {deployment.provider!r} (providers: {known})"
+        for fallback in route.fallbacks:
+            if fallback == name:
+                return f"llm.models.{name}: a model cannot fall back to itself"
+            if fallback not in routes and fallback not in listed:
+                return f"llm.models.{name}: fallback {fallback!r} is neither a routed model nor one a provider lists"
+    return _fallback_loop(routes)
+
+
+def _fallback_loop(routes: dict[str, ModelRoute]) -> str | None:
+    """A cycle of fallbacks (a -> b -> a), named, or None: a request must end after finitely many tries."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> str | None:
+        if state.get(name) == 1:
+            return " -> ".join([*path[path.index(name) :], name])
+        if state.get(name) == 2 or name not in routes:
+            return None
+        state[name] = 1
+        for fallback in routes[name].fallbacks:
+            if found := visit(fallback, [*path, name]):
+                return found
+        state[name] = 2
+        return None
+
+    for name in routes:
+        if loop := visit(name, []):
+            return f"llm.models: fallbacks loop ({loop}); a chain of fallbacks must end"
+    return None

@@ -88,6 +88,9 @@ class AuditEvent(BusMessage):
     when nothing was charged."""
     tool_calls: list[str] = Field(default_factory=list)
     """`llm_request`: names of the tool calls the model proposed."""
+    llm_attempts: list[str] = Field(default_factory=list)
+    """`llm_request` of a routed model: each deployment tried or skipped, in order, as
+    `provider/model (route): outcome in ms` (`LlmAttempt.line`, docs/llm-routing.md)."""
     truncated: dict[str, int] = Field(default_factory=dict)
     """Fields the publisher cut to its size limits (`BASTION_AUDIT_MAX_*_BYTES`) -> their original
     size in UTF-8 bytes. Empty when the event is complete."""

@@ -10,8 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.entities import Budget, RateLimit
 from libs.common.contracts.gateway_tasks import HostedTask
-from libs.common.contracts.llm_config import AgentMode
+from libs.common.contracts.llm_config import AgentMode, LlmLimits
 from libs.common.contracts.messages_base import BusMessage
+from libs.common.contracts.model_grants import MAX_MODEL_GRANTS
 
 __all__ = ["MAX_ALIASES", "BreakerStatus", "CatalogTool", "KeyRecord", "ServerCatalog", "ServerRecord"]
 
@@ -31,6 +32,9 @@ class KeyRecord(BusMessage):
     rate_limit: RateLimit | None = None
     agent: AgentMode | None = None
     """Agent mode on `/v1/chat/completions`: which tool calls Bastion runs itself, and how deep it loops."""
+    models: list[str] | None = Field(default=None, max_length=MAX_MODEL_GRANTS)
+    """Model grants (patterns); None: this key states none (`model_grants`)."""
+    llm_limits: LlmLimits | None = None
     revoked: bool = False
     content_logging: bool = True
     """Whether audit events of this key's requests record their arguments and results (else only

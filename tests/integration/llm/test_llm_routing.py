@@ -1,0 +1,219 @@
+"""Routed models end to end (docs/llm-routing.md): the `openai` SDK -> ingress -> policy (model
+grants, per-minute limits, budgets at the dearest deployment) -> executor (deployments in order,
+failover before any token, cool-downs from `Retry-After`) -> two scripted providers; every attempt
+in the audit row."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
+from tests.support.llm_gateway import OPEN_CLIENTS, audit_rows_since, sdk_client
+from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, scripted_provider
+from tests.support.llm_routing import (
+    LISTED,
+    NARROW_KEY,
+    RPM_KEY,
+    TEAM_KEY,
+    THRIFTY_KEY,
+    TPM_KEY,
+    routing_config,
+)
+from tests.support.polling import poll_until
+
+pytestmark = pytest.mark.integration
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture(scope="module")
+async def provider_a() -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as scripted:
+        yield scripted
+
+
+@pytest.fixture(scope="module")
+async def provider_b() -> AsyncIterator[ScriptedProvider]:
+    async with scripted_provider() as scripted:
+        yield scripted
+
+
+def _fresh(provider: ScriptedProvider) -> ScriptedProvider:
+    provider.reset()
+    provider.always = None
+    return provider
+
+
+@pytest.fixture
+def a(provider_a: ScriptedProvider) -> ScriptedProvider:
+    return _fresh(provider_a)
+
+
+@pytest.fixture
+def b(provider_b: ScriptedProvider) -> ScriptedProvider:
+    return _fresh(provider_b)
+
+
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, provider_a: ScriptedProvider, provider_b: ScriptedProvider
+) -> AsyncIterator[Gateway]:
+    """One gateway for the module: each test uses routes (and so deployments, breakers and
+    cool-downs) and keys (and so limits) of its own."""
+    workdir = tmp_path_factory.mktemp("llm-routing")
+    async with gateway_on_own_servers(workdir, routing_config(provider_a, provider_b)) as gw:
+        await poll_until(lambda: "gpt-guarded" in gw.ingress.models.models, "the routes in the ingress view")
+        yield gw
+
+
+@pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    try:
+        yield shared_gateway
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
+
+
+async def _row(gateway: Gateway, since: float, model: str) -> Any:
+    rows = await audit_rows_since(gateway, 1, since)
+    return next(row for row in rows if row.tool == model)
+
+
+async def test_a_failing_deployment_hands_the_request_to_the_next_priced_at_the_one_that_answered(gateway, a, b, began):
+    a.script, b.script = [Fail(503, "overloaded")], [Reply("from b", usage=(1000, 100))]
+    completion = await sdk_client(gateway).chat.completions.create(model="gpt-failover", messages=HI)
+    assert completion.choices[0].message.content == "from b"
+    assert [r.body["model"] for r in a.received] == ["gpt-failover-a"]
+    assert [r.body["model"] for r in b.received] == ["gpt-failover-b"]  # the upstream name, not the route's
+    row = await _row(gateway, began, "gpt-failover")
+    assert (row.status, row.server) == ("ok", "b")
+    assert [line.split(" in ")[0] for line in row.llm_attempts] == [
+        "a/gpt-failover-a (gpt-failover): upstream_error",
+        "b/gpt-failover-b (gpt-failover): ok",
+    ]
+    assert row.cost_usd == pytest.approx((1000 * 10.0 + 100 * 20.0) / 1_000_000)  # b's price, not a's
+
+
+async def test_a_stream_fails_over_while_no_chunk_reached_the_client(gateway, a, b, began):
+    a.script, b.script = [Drop()], [Reply("streamed by b")]
+    stream = await sdk_client(gateway).chat.completions.create(model="gpt-stream-failover", messages=HI, stream=True)
+    text = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+    assert text == "streamed by b"
+    row = await _row(gateway, began, "gpt-stream-failover")
+    assert [line.split(": ")[1].split(" in ")[0] for line in row.llm_attempts] == ["upstream_unavailable", "ok"]
+
+
+async def test_retry_after_keeps_requests_off_a_deployment_until_it_passed(gateway, a, b, began):
+    a.script = [Fail(429, "slow down", retry_after=600)]
+    b.script = [Reply("one"), Reply("two")]
+    client = sdk_client(gateway)
+    for text in ("one", "two"):
+        completion = await client.chat.completions.create(model="gpt-retry", messages=HI)
+        assert completion.choices[0].message.content == text
+    assert len(a.received) == 1  # the second request never went to it
+    rows = sorted((r for r in await audit_rows_since(gateway, 2, began) if r.tool == "gpt-retry"), key=lambda r: r.ts)
+    assert "rate_limited" in rows[0].llm_attempts[0]
+    assert "cooling_down" in rows[1].llm_attempts[0] and ": ok in" in rows[1].llm_attempts[1]
+
+
+async def test_a_request_the_provider_refuses_is_not_sent_to_the_next_deployment(gateway, a, b, began):
+    a.script = [Fail(400, "bad request")]
+    with pytest.raises(openai.APIStatusError):
+        await sdk_client(gateway).chat.completions.create(model="gpt-no-failover", messages=HI)
+    assert b.received == []
+    row = await _row(gateway, began, "gpt-no-failover")
+    assert len(row.llm_attempts) == 1
+
+
+async def test_no_failover_once_a_chunk_reached_the_client(gateway, a, b):
+    """A retry elsewhere would repeat text the client has already seen."""
+    a.script = [Cut("partial answer")]
+    base = gateway.url.removesuffix("/mcp")
+    async with httpx.AsyncClient(timeout=30) as http:
+        body = {"model": "gpt-mid-stream", "messages": HI, "stream": True}
+        response = await http.post(f"{base}/v1/chat/completions", json=body, headers=_bearer(ADMIN_KEY))
+    assert "part" in response.text
+    assert b.received == []
+
+
+async def test_a_key_without_the_model_grant_is_refused_naming_its_grants_and_audited(gateway, a, began):
+    client = sdk_client(gateway, NARROW_KEY)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        await client.chat.completions.create(model="gpt-failover", messages=HI)
+    message = str(refused.value)
+    assert "may not use model 'gpt-failover'" in message and "'gpt-guarded'" in message
+    assert a.received == []
+    row = await _row(gateway, began, "gpt-failover")
+    assert (row.status, row.error_kind, row.key_name) == ("denied", "forbidden", "narrow")
+    assert [m.id for m in (await client.models.list()).data] == ["gpt-guarded"]
+
+
+async def test_a_fallback_into_a_model_the_key_may_not_use_is_skipped_not_used(gateway, a, b, began):
+    a.script = [Fail(503), Fail(503)]
+    b.always = Reply("the secret model")
+    with pytest.raises(openai.APIStatusError):
+        await sdk_client(gateway, NARROW_KEY).chat.completions.create(model="gpt-guarded", messages=HI)
+    assert b.received == []
+    row = await _row(gateway, began, "gpt-guarded")
+    assert [line.split(" in ")[0] for line in row.llm_attempts] == [
+        "a/up-guarded (gpt-guarded): upstream_error",
+        "b/up-secret (gpt-secret): not_granted",
+    ]
+    # the same fallback serves a key that may use it
+    completion = await sdk_client(gateway).chat.completions.create(model="gpt-guarded", messages=HI)
+    assert completion.choices[0].message.content == "the secret model"
+
+
+async def test_team_and_group_grants_decide_for_a_key_that_states_none(gateway, a):
+    client = sdk_client(gateway, TEAM_KEY)
+    assert [m.id for m in (await client.models.list()).data] == ["gpt-failover", "gpt-routed"]
+    with pytest.raises(openai.PermissionDeniedError):
+        await client.chat.completions.create(model=LISTED, messages=HI)
+    assert a.received == []
+    # no model grant anywhere: every model, as before model grants existed
+    everything = {m.id for m in (await sdk_client(gateway).models.list()).data}
+    assert {LISTED, "gpt-b-listed", "gpt-secret", "gpt-routed"} <= everything
+
+
+async def test_the_upstream_name_of_a_deployment_is_not_a_way_around_its_route(gateway, a):
+    with pytest.raises(openai.NotFoundError):
+        await sdk_client(gateway).chat.completions.create(model="gpt-failover-a", messages=HI)
+    assert a.received == []
+
+
+@pytest.mark.parametrize("key", [RPM_KEY, TPM_KEY])
+async def test_requests_and_tokens_per_minute_per_key(gateway, a, key):
+    """Six requests span at most two minutes' windows, each of which lets two through (two requests,
+    or 15 + 15 tokens against 20): at least two are refused, whatever second the test starts at."""
+    a.always = Reply("ok", usage=(10, 5))
+    client = sdk_client(gateway, key)
+    refused = 0
+    for _ in range(6):
+        try:
+            await client.chat.completions.create(model=LISTED, messages=HI)
+        except openai.RateLimitError as exc:
+            assert "per minute" in str(exc)
+            refused += 1
+    assert refused >= 2
+    assert len(a.received) == 6 - refused
+
+
+async def test_a_budget_is_checked_at_the_dearest_deployment_a_request_may_reach(gateway, a, b):
+    """`a` would cost $0.002 for 1000 tokens, its fallback deployment `b` $0.02: a one-cent budget
+    cannot cover the request, cheap first deployment or not."""
+    with pytest.raises(openai.APIStatusError) as refused:
+        await sdk_client(gateway, THRIFTY_KEY).chat.completions.create(
+            model="gpt-limited", messages=HI, max_tokens=1000
+        )
+    assert "budget" in str(refused.value)
+    assert a.received == [] and b.received == []
+
+
+def _bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
