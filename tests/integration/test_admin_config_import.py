@@ -192,6 +192,13 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
 )
 
 
+ROUTES = (
+    "llm: {providers: {p: {base_url: 'https://llm.example/v1', models: [m]}},"
+    " models: {r: {deployments: [{provider: p, model: u}]}}}"
+)
+"""A routed model: applied from the owner's file only, never silently dropped from an import."""
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
@@ -207,6 +214,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         ({"yaml": "", "extra": 1}, 422, "extra"),
         ({"yaml": "a: 1\n" * 120_000}, 422, "yaml"),  # past the field's 512 KiB
         ({"yaml": "#" * (1024 * 1024 + 10)}, 413, "exceeds"),  # past the admin API's body limit
+        ({"yaml": ROUTES}, 422, "cannot be imported through the API yet"),
     ],
     ids=[
         "bad-yaml",
@@ -221,6 +229,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         "extra",
         "big",
         "huge",
+        "routes",
     ],
 )
 async def test_hostile_input_is_refused_naming_the_problem(

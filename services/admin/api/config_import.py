@@ -155,6 +155,11 @@ class Importer:
                     f"import: keys (name {named[0]!r}).key_env names a variable of the admin service's"
                     " environment, read only from the owner's file on disk: give key_sha256 (or key)"
                 )
+            if config.llm.models:
+                raise ConfigError(
+                    "import: llm.models (routed models, docs/llm-routing.md) are applied from the owner's file"
+                    " with `bastion config apply`; they cannot be imported through the API yet"
+                )
             keys = key_records(config)
             entity_records(config)  # an id used twice in one kind
         except ConfigError as exc:
