@@ -15,7 +15,7 @@ BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 
 
 def _blocks():
-    for page in ("access-control.md", "configuration.md", "llm.md"):
+    for page in ("access-control.md", "configuration.md", "llm.md", "llm-routing.md"):
         for i, block in enumerate(BLOCK.findall((DOCS / page).read_text())):
             yield pytest.param(block, id=f"{page}#{i}")
 
@@ -25,6 +25,7 @@ def test_yaml_examples_are_valid_configs(block, monkeypatch):
     monkeypatch.setenv("FINANCE_BOT_KEY", "bk_docs_example_secret_0000")
     monkeypatch.setenv("ANN_KEY", "bk_docs_example_secret_1111")
     monkeypatch.setenv("SUPPORT_BOT_KEY", "bk_docs_example_secret_2222")
+    monkeypatch.setenv("APP_KEY", "bk_docs_example_secret_3333")
     config = parse_config(yaml.safe_load(block), "docs example")
     for key in config.keys:
         assert len(key.key_hash()) == 64
