@@ -52,7 +52,7 @@ class AdminStore:
         self.servers: Table[ServerRecord] = Table(buckets, subjects.KV_SERVERS, ServerRecord, "server", changes=changes)
         self.catalog: Table[ServerCatalog] = Table(buckets, subjects.KV_CATALOG, ServerCatalog, "server catalog")
         self.providers: Table[ProviderRecord] = Table(
-            buckets, subjects.KV_LLM, ProviderRecord, "llm provider", changes=changes
+            buckets, subjects.KV_LLM, ProviderRecord, "llm provider", changes=changes, reserved="_"
         )
         self.entities: dict[str, Table[BaseModel]] = {
             kind: Table(buckets, subjects.KV_POLICY, model, LABELS[kind], prefix=f"{kind}.", changes=changes)

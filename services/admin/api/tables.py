@@ -84,12 +84,16 @@ class Table(Generic[M]):
         prefix: str = "",
         changes: ChangeLog | None = None,
         hex_ids: bool = False,
+        reserved: str | None = None,
     ) -> None:
         self._buckets, self.bucket, self.model, self.label, self.prefix = buckets, bucket, model, label, prefix
         self._changes = changes
         """Told every write made (an audit event each); None for tables the admin API only reads."""
         self._hex_ids = hex_ids
         """Ids that may hold characters KV keys may not (a principal's `@`) are stored hex-encoded."""
+        self._reserved = reserved
+        """Keys starting with it hold records of another kind in the same bucket (`_routes` beside
+        the LLM providers): listed by nobody here."""
         self.guard: Guard | None = None
         """Asked before every write (`AdminStore` sets it: the admin API's one authorization model)."""
 
@@ -140,6 +144,8 @@ class Table(Generic[M]):
         found: list[tuple[str, Versioned[M]]] = []
         for subject in sorted((info.state.subjects or {}) if info.state else {}):
             key = subject[len(root) :]
+            if self._reserved is not None and key.startswith(self._reserved):
+                continue
             try:
                 entry = await kv.get(key)
                 value = self.model.model_validate_json(entry.value or b"")

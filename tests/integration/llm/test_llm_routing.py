@@ -66,7 +66,7 @@ async def shared_gateway(
     """One gateway for the module: each test uses routes (and so deployments, breakers and
     cool-downs) and keys (and so limits) of its own."""
     workdir = tmp_path_factory.mktemp("llm-routing")
-    async with gateway_on_own_servers(workdir, routing_config(provider_a, provider_b)) as gw:
+    async with gateway_on_own_servers(workdir, routing_config(provider_a, provider_b), admin=True) as gw:
         await poll_until(lambda: "gpt-guarded" in gw.ingress.models.models, "the routes in the ingress view")
         yield gw
 
@@ -213,6 +213,14 @@ async def test_a_budget_is_checked_at_the_dearest_deployment_a_request_may_reach
         )
     assert "budget" in str(refused.value)
     assert a.received == [] and b.received == []
+
+
+async def test_the_routes_record_is_not_a_provider_to_the_admin_api(gateway, caplog):
+    """The routes live beside the providers in their bucket, under a key no provider can have."""
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        listed = await admin.get("/llm-providers")
+    assert [p["name"] for p in listed.json()] == ["a", "b"]
+    assert "malformed" not in caplog.text
 
 
 def _bearer(key: str) -> dict[str, str]:
