@@ -16,8 +16,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from libs.common.contracts.config import SERVER_NAME, ServerConfig, grant_problem
 from libs.common.contracts.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
-from libs.common.contracts.llm_config import AgentMode, ProviderConfig
+from libs.common.contracts.llm_config import AgentMode, LlmLimits, ProviderConfig
 from libs.common.contracts.messages import BreakerStatus
+from libs.common.contracts.model_grants import MAX_MODEL_GRANTS
 from libs.common.contracts.refused_values import refusal_text
 
 __all__ = [
@@ -112,6 +113,11 @@ class ErrorBody(BaseModel):
     """403: the permission the principal lacks (`docs/admin-api.md` lists them)."""
 
 
+ModelGrantList = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=256)]] | None, Field(max_length=MAX_MODEL_GRANTS)
+]
+"""Model name patterns (`gpt-4.1*`); null: none stated, which with none stated elsewhere allows every model."""
+
 # ---------------------------------------------------------------- keys
 
 
@@ -131,6 +137,10 @@ class KeyCreate(_Request):
     """Record this key's tool arguments and results in audit events (else only their sizes and sha256)."""
     agent: AgentMode | None = None
     """Agent mode on `/v1/chat/completions` (docs/llm.md): the tool calls Bastion runs itself."""
+    models: ModelGrantList = None
+    """Model grants on `/v1` (patterns); null: none stated (docs/llm-routing.md, "Model grants")."""
+    llm_limits: LlmLimits | None = None
+    """Requests and tokens per minute on `/v1` (docs/llm-routing.md)."""
 
 
 class KeyPatch(_Request):
@@ -145,6 +155,8 @@ class KeyPatch(_Request):
     code_mode: bool = None  # type: ignore[assignment]
     content_logging: bool = None  # type: ignore[assignment]  # absent: unchanged
     agent: AgentMode | None = None
+    models: ModelGrantList = None
+    llm_limits: LlmLimits | None = None
 
 
 class KeyOut(BaseModel):
@@ -163,6 +175,8 @@ class KeyOut(BaseModel):
     code_mode: bool
     content_logging: bool = True
     agent: AgentMode | None = None
+    models: list[str] | None = None
+    llm_limits: LlmLimits | None = None
     created_at: float
     created_by: str | None = None
     source: str | None
@@ -183,6 +197,7 @@ class KeyCreated(BaseModel):
 class GroupFields(_Request):
     description: str = ""
     tools: list[Grant] = Field(default_factory=list)
+    models: ModelGrantList = None
     customer_id: Slug | None = None
 
 
@@ -193,6 +208,7 @@ class GroupCreate(GroupFields):
 class GroupPatch(_Request):
     description: str = None  # type: ignore[assignment]  # absent: unchanged
     tools: list[Grant] = None  # type: ignore[assignment]  # absent: unchanged
+    models: ModelGrantList = None
     customer_id: Slug | None = None
 
 
@@ -231,6 +247,7 @@ class CustomerOut(Customer):
 class TeamFields(_MemberFields):
     customer_id: Slug | None = None
     budget: Budget | None = None
+    models: ModelGrantList = None
 
 
 class TeamCreate(TeamFields):
@@ -240,6 +257,7 @@ class TeamCreate(TeamFields):
 class TeamPatch(_MemberPatch):
     customer_id: Slug | None = None
     budget: Budget | None = None
+    models: ModelGrantList = None
 
 
 class TeamOut(Team):

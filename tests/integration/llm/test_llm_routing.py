@@ -223,5 +223,28 @@ async def test_the_routes_record_is_not_a_provider_to_the_admin_api(gateway, cap
     assert "malformed" not in caplog.text
 
 
+async def test_model_grants_made_through_the_admin_api_apply(gateway, a):
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        created = await admin.post("/keys", json={"name": "api-narrow", "models": ["gpt-guarded"]})
+        assert created.status_code == 201, created.text
+        assert created.json()["key"]["models"] == ["gpt-guarded"]
+        group = await admin.post("/groups", json={"id": "listed-users", "models": [LISTED]})
+        assert group.status_code == 201, group.text
+        patched = await admin.patch(f"/keys/{created.json()['key']['id']}", json={"groups": ["listed-users"]})
+        assert patched.status_code == 200, patched.text
+    client = sdk_client(gateway, created.json()["secret"])
+
+    async def listed_both() -> bool:
+        try:
+            return [m.id for m in (await client.models.list()).data] == ["gpt-guarded", LISTED]
+        except openai.AuthenticationError:  # the key not in the ingress view yet
+            return False
+
+    await poll_until(listed_both, "the key and its group in the ingress view")
+    with pytest.raises(openai.PermissionDeniedError):
+        await client.chat.completions.create(model="gpt-failover", messages=HI)
+    assert a.received == []
+
+
 def _bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
