@@ -60,9 +60,7 @@ class LlmRouter:
         waits: list[float] = []
         for deployment in ordered(request.deployments, self.deployments):
             state = self.deployments.state(deployment)
-            skipped = "not_granted" if not deployment.granted else state.skip_reason(deployment)
-            if skipped is None and time.time() >= request.deadline:
-                skipped = "deadline"
+            skipped = _skipped(request, deployment, state)
             if skipped is not None:
                 attempts.append(_attempt(deployment, skipped, 0.0))
                 if deployment.granted:
@@ -115,6 +113,16 @@ class LlmRouter:
                 error.kind.value,
             )
         return outcome
+
+
+def _skipped(request: LlmRequest, deployment: RoutedDeployment, state: DeploymentState) -> str | None:
+    """Why `deployment` is not tried for `request`, or None. The breaker is asked last: a half-open
+    one lends its one probe to the caller that is then sure to send."""
+    if not deployment.granted:
+        return "not_granted"
+    if time.time() >= request.deadline:
+        return "deadline"
+    return state.skip_reason(deployment)
 
 
 def _for(request: LlmRequest, deployment: RoutedDeployment) -> LlmRequest:
