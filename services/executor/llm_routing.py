@@ -23,7 +23,7 @@ from libs.common.contracts.messages import GatewayError
 from .llm_deployments import Deployments, DeploymentState, ordered
 from .llm_providers import LlmProviders
 
-__all__ = ["LlmRouter"]
+__all__ = ["LlmRouter", "skipped"]
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,9 @@ class LlmRouter:
         waits: list[float] = []
         for deployment in ordered(request.deployments, self.deployments):
             state = self.deployments.state(deployment)
-            skipped = _skipped(request, deployment, state)
-            if skipped is not None:
-                attempts.append(_attempt(deployment, skipped, 0.0))
+            reason = skipped(request, deployment, state)
+            if reason is not None:
+                attempts.append(_attempt(deployment, reason, 0.0))
                 if deployment.granted:
                     waits.append(state.wait())
                 continue
@@ -115,7 +115,7 @@ class LlmRouter:
         return outcome
 
 
-def _skipped(request: LlmRequest, deployment: RoutedDeployment, state: DeploymentState) -> str | None:
+def skipped(request: LlmRequest, deployment: RoutedDeployment, state: DeploymentState) -> str | None:
     """Why `deployment` is not tried for `request`, or None. The breaker is asked last: a half-open
     one lends its one probe to the caller that is then sure to send."""
     if not deployment.granted:

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from libs.common.contracts.llm import RoutedDeployment, Usage, cost_usd, max_cost_usd
+from libs.common.contracts.llm import LlmRequest, RoutedDeployment, Usage, cost_usd, max_cost_usd
 from libs.common.contracts.llm_config import LlmSection, ModelPrice
 from libs.common.contracts.llm_routes import candidates
+from libs.common.contracts.messages import Caller
 from libs.common.contracts.model_grants import ModelGrants
 from services.executor.llm_deployments import Deployments, ordered
+from services.executor.llm_routing import skipped
 
 
 def _section(models: dict[str, Any], **providers: Any) -> LlmSection:
@@ -116,6 +118,22 @@ def test_a_deployment_over_its_rpm_or_tpm_or_cooling_down_is_skipped_until_the_m
     state.cool(30)
     assert state.skip_reason(_deployment("m")) == "cooling_down"
     assert state.wait() == pytest.approx(30)
+
+
+def test_a_deployment_skipped_for_the_deadline_leaves_a_half_open_breakers_one_probe() -> None:
+    now = [0.0]
+    deployments = Deployments(clock=lambda: now[0])
+    deployment = _deployment("m", granted=True, cooldown=5)
+    state = deployments.state(deployment)
+    for _ in range(3):
+        state.breaker.failure()
+    now[0] += 6  # past its cool-down: the next request may probe it
+    request = LlmRequest(caller=Caller(key_id="k", key_name="k"), provider="p", model="m", body={}, timeout=60)
+    late = request.model_copy(update={"deadline": 1.0})
+    assert skipped(late, deployment, state) == "deadline"
+    assert skipped(request, deployment, state) is None  # the probe was not given to the late one
+    assert skipped(request, deployment, state) == "circuit_open"  # and there is one
+    assert skipped(request, deployment.model_copy(update={"granted": False}), state) == "not_granted"
 
 
 def test_cached_and_reasoning_tokens_are_priced_at_their_own_rates_and_default_to_input_and_output() -> None:
