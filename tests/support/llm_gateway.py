@@ -90,6 +90,12 @@ OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
 """SDK clients the running test made, closed with its gateway (an open connection would warn)."""
 
 
+async def close_sdk_clients() -> None:
+    """Close the SDK clients the test made (`OPEN_CLIENTS`)."""
+    while OPEN_CLIENTS:
+        await OPEN_CLIENTS.pop().close()
+
+
 def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
     base = gateway.url.removesuffix("/mcp")
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=30)

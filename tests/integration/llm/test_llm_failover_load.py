@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.support.gateway import Gateway, running_gateway
-from tests.support.llm_gateway import OPEN_CLIENTS, audit_rows_since, sdk_client
-from tests.support.llm_provider import Held, Reply, ScriptedProvider, scripted_provider
+from tests.support.llm_gateway import audit_rows_since, close_sdk_clients, sdk_client
+from tests.support.llm_provider import Held, Reply, ScriptedProvider
 from tests.support.llm_routing import pair_config
 from tests.support.polling import poll_until
 
@@ -22,26 +22,21 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-async def x() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
+def x(provider: ScriptedProvider) -> ScriptedProvider:
+    return provider
 
 
 @pytest.fixture
-async def y() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
+def y(second_provider: ScriptedProvider) -> ScriptedProvider:
+    return second_provider
 
 
 @pytest.fixture
 async def pair_gateway(nats_url, redis_url, tmp_path, x, y) -> AsyncIterator[Gateway]:
     async with running_gateway(nats_url, redis_url, tmp_path, pair_config(x, y)) as gw:
         await poll_until(lambda: "gpt-pair" in gw.ingress.models.models, "the route in the ingress view")
-        try:
-            yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()
+        yield gw
+        await close_sdk_clients()
 
 
 async def test_killing_one_of_two_deployments_under_load_fails_no_request(pair_gateway, x, y, began):

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
-from tests.support.llm_gateway import OPEN_CLIENTS, audit_rows_since, sdk_client
+from tests.support.llm_gateway import audit_rows_since, close_sdk_clients, sdk_client
 from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, scripted_provider
 from tests.support.llm_routing import (
     LISTED,
@@ -32,15 +32,10 @@ HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
-async def provider_a() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
-
-
-@pytest.fixture(scope="module")
-async def provider_b() -> AsyncIterator[ScriptedProvider]:
-    async with scripted_provider() as scripted:
-        yield scripted
+async def providers() -> AsyncIterator[tuple[ScriptedProvider, ScriptedProvider]]:
+    """Providers `a` and `b` of `routing_config`, serving the module's gateway."""
+    async with scripted_provider() as first, scripted_provider() as second:
+        yield first, second
 
 
 def _fresh(provider: ScriptedProvider) -> ScriptedProvider:
@@ -50,34 +45,31 @@ def _fresh(provider: ScriptedProvider) -> ScriptedProvider:
 
 
 @pytest.fixture
-def a(provider_a: ScriptedProvider) -> ScriptedProvider:
-    return _fresh(provider_a)
+def a(providers: tuple[ScriptedProvider, ScriptedProvider]) -> ScriptedProvider:
+    return _fresh(providers[0])
 
 
 @pytest.fixture
-def b(provider_b: ScriptedProvider) -> ScriptedProvider:
-    return _fresh(provider_b)
+def b(providers: tuple[ScriptedProvider, ScriptedProvider]) -> ScriptedProvider:
+    return _fresh(providers[1])
 
 
 @pytest.fixture(scope="module")
 async def shared_gateway(
-    tmp_path_factory: pytest.TempPathFactory, provider_a: ScriptedProvider, provider_b: ScriptedProvider
+    tmp_path_factory: pytest.TempPathFactory, providers: tuple[ScriptedProvider, ScriptedProvider]
 ) -> AsyncIterator[Gateway]:
     """One gateway for the module: each test uses routes (and so deployments, breakers and
     cool-downs) and keys (and so limits) of its own."""
     workdir = tmp_path_factory.mktemp("llm-routing")
-    async with gateway_on_own_servers(workdir, routing_config(provider_a, provider_b), admin=True) as gw:
+    async with gateway_on_own_servers(workdir, routing_config(*providers), admin=True) as gw:
         await poll_until(lambda: "gpt-guarded" in gw.ingress.models.models, "the routes in the ingress view")
         yield gw
 
 
 @pytest.fixture
 async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    try:
-        yield shared_gateway
-    finally:
-        while OPEN_CLIENTS:
-            await OPEN_CLIENTS.pop().close()
+    yield shared_gateway
+    await close_sdk_clients()
 
 
 async def _row(gateway: Gateway, since: float, model: str) -> Any:
