@@ -51,8 +51,8 @@ from .hosts import HostGuard
 from .http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from .http_limits import HttpLimits, guarded_protocol
 from .keys import AuthFailure, KeyDirectory
-from .llm_endpoint import LlmEndpoint, ModelDirectory
-from .llm_wire import send_error
+from .llm.endpoint import LlmEndpoint, ModelDirectory
+from .llm.wire import send_error
 from .mcp_edge import (
     Audit,
     Authenticate,

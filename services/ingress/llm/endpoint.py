@@ -10,7 +10,7 @@
   executor), answered with the `tool` message to append; audited with the chat completion that
   proposed it as its parent.
 
-Errors use OpenAI's shape (`llm_wire`) so SDKs raise their
+Errors use OpenAI's shape (`wire`) so SDKs raise their
 usual exceptions. Every completion or execution that reaches its handler ends in one audit event.
 """
 
@@ -36,14 +36,18 @@ from libs.common.contracts.llm_config import AgentMode, ModelPrice
 from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
 from libs.common.runtime.refusals import RefusalLog
 
-from .access_tokens import Authenticator
-from .context import RequestContext
-from .field_limits import FieldLimits, Oversized, header_patterns
-from .handlers import Handlers
-from .keys import AuthFailure, KeyDirectory
-from .llm_agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
-from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
-from .llm_wire import (
+from ..access_tokens import Authenticator
+from ..context import RequestContext
+from ..field_limits import FieldLimits, Oversized, header_patterns
+from ..handlers import Handlers
+from ..keys import AuthFailure, KeyDirectory
+from ..protocol import DEFAULT_LEGACY_VERSION, result_object
+from ..refused_credentials import note_refusal
+from ..request_path import RequestPath as Gateway
+from ..streams import CallStreams
+from .agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
+from .tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from .wire import (
     STATUS,
     Receive,
     Refused,
@@ -57,10 +61,6 @@ from .llm_wire import (
     send_gateway_error,
     send_json,
 )
-from .protocol import DEFAULT_LEGACY_VERSION, result_object
-from .refused_credentials import note_refusal
-from .request_path import RequestPath as Gateway
-from .streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]
 

@@ -1,6 +1,6 @@
 """Agent mode's pure steps (docs/llm.md, "Agent mode"): which proposed calls Bastion may run on its own,
 the ids a conversation already holds, the assistant message a round that ran continues with, and the
-`bastion` summary an answer carries. The loop that uses them is `llm_endpoint.LlmEndpoint._agent_loop`."""
+`bastion` summary an answer carries. The loop that uses them is `endpoint.LlmEndpoint._agent_loop`."""
 
 from __future__ import annotations
 
