@@ -1,11 +1,12 @@
 """The OpenAI-compatible side under test: the keys, models and scripted providers the `/v1` tests
-share, and small helpers around the official `openai` SDK."""
+share, and small helpers around the official `openai` and `anthropic` SDKs."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 from openai.lib.streaming.chat import ChatCompletionStreamState
@@ -86,13 +87,23 @@ def llm_config(provider: ScriptedProvider) -> dict[str, Any]:
     return config
 
 
-OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
+OPEN_CLIENTS: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 """SDK clients the running test made, closed with its gateway (an open connection would warn)."""
 
 
 def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
     base = gateway.url.removesuffix("/mcp")
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=30)
+    OPEN_CLIENTS.append(client)
+    return client
+
+
+def anthropic_client(gateway: Gateway, key: str = ADMIN_KEY, *, bearer: bool = False) -> anthropic.AsyncAnthropic:
+    """The `anthropic` SDK as Claude Code is pointed at Bastion: `ANTHROPIC_BASE_URL` the gateway's
+    root, the Bastion key as `ANTHROPIC_API_KEY` (`x-api-key`) or, `bearer`, as `ANTHROPIC_AUTH_TOKEN`."""
+    base = gateway.url.removesuffix("/mcp")
+    credential = {"auth_token": key} if bearer else {"api_key": key}
+    client = anthropic.AsyncAnthropic(base_url=base, max_retries=0, timeout=30, **credential)
     OPEN_CLIENTS.append(client)
     return client
 

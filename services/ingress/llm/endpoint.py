@@ -45,20 +45,27 @@ from ..protocol import DEFAULT_LEGACY_VERSION, result_object
 from ..refused_credentials import note_refusal
 from ..request_path import RequestPath as Gateway
 from ..streams import CallStreams
+from . import messages_in
 from .agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
-from .tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from .fronts import CHAT, FRONTS, MESSAGES, Front, Writer
+from .tools import (
+    ToolCallProblem,
+    answer_in_form,
+    as_tool_call,
+    function_tool,
+    merged_tools,
+    parse_tool_call,
+    tool_message,
+)
 from .wire import (
     STATUS,
     Receive,
     Refused,
-    ResponseWriter,
     Scope,
     Send,
-    error_body,
     json_object,
     read_body,
     send_error,
-    send_gateway_error,
     send_json,
 )
 
@@ -140,24 +147,31 @@ class LlmEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        caller = self.authenticator.authenticate(headers.get("authorization"))
-        if isinstance(caller, AuthFailure):
-            note_refusal(self.refusals, "llm", caller, headers.get("authorization"), scope)
-            challenge = [(b"www-authenticate", caller.challenge.encode())] if caller.challenge else []
-            await send_json(send, 401, error_body(caller.message, "authentication_error", caller.error), challenge)
-            return
         route = (scope["method"], scope["path"].rstrip("/"))
+        front = MESSAGES if route[1].startswith("/v1/messages") else FRONTS.get(route[1], CHAT)
+        credential = headers.get("authorization") or _api_key(headers.get("x-api-key"))
+        caller = self.authenticator.authenticate(credential)
+        if isinstance(caller, AuthFailure):
+            note_refusal(self.refusals, "llm", caller, credential, scope)
+            challenge = [(b"www-authenticate", caller.challenge.encode())] if caller.challenge else []
+            body = front.error_body(401, caller.message, "authentication_error", caller.error)
+            await send_json(send, 401, body, challenge)
+            return
         try:
             if route == ("GET", "/v1/models"):
                 await send_json(send, 200, self.list_models())
-            elif route == ("POST", "/v1/chat/completions"):
-                await self.chat(caller, headers, await read_body(receive, self.max_body_bytes), send)
+            elif route[0] == "POST" and route[1] in FRONTS:
+                await self.chat(front, caller, headers, await read_body(receive, self.max_body_bytes), send)
+            elif route == ("POST", "/v1/messages/count_tokens"):
+                body = json_object(await read_body(receive, self.max_body_bytes))
+                await send_json(send, 200, {"input_tokens": messages_in.count_tokens(body)})
             elif route == ("POST", "/v1/mcp/tool/execute"):
                 await self.execute(caller, headers, await read_body(receive, self.max_body_bytes), send)
             else:
                 raise Refused(404, f"no route {scope['method']} {scope['path']}", code="unknown_url")
         except Refused as refused:
-            await send_error(send, refused.status, str(refused), refused.kind, refused.code)
+            body = front.error_body(refused.status, str(refused), refused.kind, refused.code)
+            await send_json(send, refused.status, body)
 
     def list_models(self) -> dict[str, Any]:
         data = [
@@ -183,8 +197,10 @@ class LlmEndpoint:
 
     # ------------------------------------------------------------------ chat completions
 
-    async def chat(self, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
-        body = json_object(raw)
+    async def chat(self, front: Front, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
+        """One request of any front: translated to a chat completion, then the shared pipeline (tool
+        injection, policy, the executor, agent mode, audit), answered through the front's writer."""
+        body = front.chat_request(json_object(raw))
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
             raise Refused(400, "'model' must be a model name (a string)", code="invalid_model")
@@ -201,11 +217,7 @@ class LlmEndpoint:
         self._context(chat.caller, chat.headers, "tools", 0)  # a malformed narrowing header is refused up front
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
-        writer = ResponseWriter(
-            send, streaming=body.get("stream") is True, agent=agent is not None, include_usage=include_usage
-        )
+        writer = front.writer(send, body, agent is not None)
         # From here on the request has reached its handler: each provider round trip ends in one audit event.
         first = chat.audit()
         try:
@@ -216,7 +228,9 @@ class LlmEndpoint:
             raise
         if isinstance(visible, GatewayError):
             _failed(first, visible)
-            first.response_bytes = await send_gateway_error(send, visible)
+            writer.request_id = first.event_id
+            await writer.close(LlmOutcome(id=first.event_id, error=visible))
+            first.response_bytes = writer.sent
             self.emit_audit(first)
             return
         tools, chat.injected = merged_tools(app_tools, visible)
@@ -261,7 +275,7 @@ class LlmEndpoint:
             tools = orjson.loads(orjson.dumps(tools))
         return [function_tool(tool) for tool in tools]
 
-    async def _round(self, chat: _Chat, body: dict[str, Any], writer: ResponseWriter, audit: AuditEvent) -> LlmOutcome:
+    async def _round(self, chat: _Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent) -> LlmOutcome:
         """One provider round trip, relayed through `writer`, audited as one `llm_request`."""
         started = time.perf_counter()
         outcome: LlmOutcome | None = None
@@ -288,7 +302,7 @@ class LlmEndpoint:
             audit.response_bytes = writer.sent - sent_before
             self.emit_audit(audit)
 
-    async def _streamed(self, request: LlmRequest, writer: ResponseWriter) -> LlmOutcome:
+    async def _streamed(self, request: LlmRequest, writer: Writer) -> LlmOutcome:
         """Relay the provider's chunks as they arrive (the HTTP status goes with the first one, so
         a request refused before any chunk still gets its error status)."""
 
@@ -328,7 +342,7 @@ class LlmEndpoint:
     # ------------------------------------------------------------------ agent mode
 
     async def _agent_loop(
-        self, chat: _Chat, body: dict[str, Any], writer: ResponseWriter, audit: AuditEvent, agent: AgentMode
+        self, chat: _Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent, agent: AgentMode
     ) -> None:
         """Run the auto-executable calls (concurrently), feed their results back, until the model
         stops, proposes a call Bastion may not run on its own, or `max_depth` rounds were made."""
@@ -385,11 +399,13 @@ class LlmEndpoint:
 
     async def execute(self, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
         try:
-            call_id, name, arguments = parse_tool_call(json_object(raw))
+            form, tool_call = as_tool_call(json_object(raw))
+            call_id, name, arguments = parse_tool_call(tool_call)
         except ToolCallProblem as exc:
             raise Refused(400, str(exc), code="invalid_tool_call") from None
         parent = headers.get(_PARENT_HEADER) or self._parents.get(call_id)
-        await self._run_tool(self._context(caller, headers, call_id, len(raw)), name, arguments, parent, send)
+        ctx = self._context(caller, headers, call_id, len(raw))
+        await self._run_tool(ctx, name, arguments, parent, send, form)
 
     async def _run_tool(
         self,
@@ -398,6 +414,7 @@ class LlmEndpoint:
         arguments: dict[str, Any],
         parent: str | None,
         send: Send | None = None,
+        form: str = "chat",
     ) -> dict[str, Any]:
         """An MCP `tools/call` by the route `/mcp` takes (policy and the executor, or the codemode
         service for a Code Mode meta-tool), audited with `parent` as its parent; answered on `send`
@@ -416,7 +433,9 @@ class LlmEndpoint:
                 message = str(error.get("message", ""))
                 sent = await send_error(send, status, message, kind_name, kind.value if kind else None)
             else:
-                sent = await send_json(send, 200, tool_message(call_id, result_object(payload["result"])))
+                result = result_object(payload["result"])
+                answer = answer_in_form(form, tool_message(call_id, result), result.get("isError") is True)
+                sent = await send_json(send, 200, answer)
             return payload
         finally:
             if audit is not None:
@@ -473,6 +492,11 @@ class _Chat:
             latency_ms=0.0,
             request_bytes=self.request_bytes,
         )
+
+
+def _api_key(value: str | None) -> str | None:
+    """Anthropic's clients send their key as `x-api-key`: a Bastion key there works as a bearer does."""
+    return f"Bearer {value}" if value else None
 
 
 def _failed(audit: AuditEvent, error: GatewayError) -> None:

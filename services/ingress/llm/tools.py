@@ -6,7 +6,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["ToolCallProblem", "app_tool_names", "function_tool", "merged_tools", "parse_tool_call", "tool_message"]
+__all__ = [
+    "ToolCallProblem",
+    "answer_in_form",
+    "app_tool_names",
+    "as_tool_call",
+    "function_tool",
+    "merged_tools",
+    "parse_tool_call",
+    "tool_message",
+]
 
 
 class ToolCallProblem(ValueError):
@@ -42,6 +51,33 @@ def merged_tools(app_tools: list[Any], mcp_tools: list[dict[str, Any]]) -> tuple
     taken = app_tool_names(app_tools)
     kept = [tool for tool in mcp_tools if tool["function"]["name"] not in taken]
     return [*app_tools, *kept], {tool["function"]["name"] for tool in kept}
+
+
+def as_tool_call(body: Any) -> tuple[str, Any]:
+    """(form, OpenAI tool_call) of what `/v1/mcp/tool/execute` was given: an OpenAI `tool_call`
+    ("chat"), an Anthropic `tool_use` block ("messages") or a Responses `function_call` item
+    ("responses"), so each front's client executes a call in the form its model proposed it."""
+    kind = body.get("type") if isinstance(body, dict) else None
+    if kind == "tool_use":
+        arguments = body.get("input", {})
+        if not isinstance(arguments, dict):
+            raise ToolCallProblem("'input' must be the tool_use block's input object")
+        function = {"name": body.get("name"), "arguments": arguments}
+        return "messages", {"id": body.get("id"), "type": "function", "function": function}
+    if kind == "function_call":
+        function = {"name": body.get("name"), "arguments": body.get("arguments")}
+        return "responses", {"id": body.get("call_id"), "type": "function", "function": function}
+    return "chat", body
+
+
+def answer_in_form(form: str, message: dict[str, Any], is_error: bool) -> dict[str, Any]:
+    """The `tool` message of a call, in the form the call came in (`as_tool_call`)."""
+    if form == "messages":
+        result = {"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": message["content"]}
+        return {**result, "is_error": True} if is_error else result
+    if form == "responses":
+        return {"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]}
+    return message
 
 
 def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:

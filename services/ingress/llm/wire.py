@@ -31,6 +31,7 @@ __all__ = [
     "send_error",
     "send_gateway_error",
     "send_json",
+    "with_pending",
 ]
 
 Scope = dict[str, Any]
@@ -131,7 +132,7 @@ class ResponseWriter:
                 return
             response = dict(outcome.response or {})
             if summary is not None:
-                response = _with_pending(response, summary.pop("pending"))
+                response = with_pending(response, summary.pop("pending"))
                 response["bastion"] = summary
             self.sent += await send_json(self._send, 200, response, self._headers([]))
             return
@@ -176,7 +177,7 @@ def _without_usage(chunk: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in chunk.items() if k != "usage"} if chunk.get("choices") else {}
 
 
-def _with_pending(response: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:
+def with_pending(response: dict[str, Any], pending: list[dict[str, Any]]) -> dict[str, Any]:
     """The last completion with only the calls still pending in its message."""
     choices = [dict(c) for c in response.get("choices") or []]
     if choices:
