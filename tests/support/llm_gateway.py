@@ -4,11 +4,15 @@ share, and small helpers around the official `openai` and `anthropic` SDKs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
 import openai
+import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk, ParsedChatCompletionMessage
 
@@ -16,7 +20,7 @@ from libs.common.bus.nats import connect
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.web.guarded_http import shared_tls
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers
 from tests.support.llm_provider import ScriptedProvider
 from tests.support.polling import poll_until
 
@@ -89,6 +93,26 @@ def llm_config(provider: ScriptedProvider) -> dict[str, Any]:
 
 OPEN_CLIENTS: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 """SDK clients the running test made, closed with its gateway (an open connection would warn)."""
+
+
+@contextlib.asynccontextmanager
+async def module_gateway(workdir: Path, config: dict[str, Any], **settings: Any) -> AsyncIterator[Gateway]:
+    """A test module's gateway (`gateway_on_own_servers`), once ingress serves the scripted provider's models."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
+        async with gateway_on_own_servers(workdir, config, **settings) as gw:
+            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+            yield gw
+
+
+@contextlib.asynccontextmanager
+async def closing_clients(gateway: Gateway) -> AsyncIterator[Gateway]:
+    """`gateway` for one test, the SDK clients the test made closed after it (an open one would warn)."""
+    try:
+        yield gateway
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
 
 
 def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .wire import Refused
+from .translate import bad, positive_int, translated_tools
 
 __all__ = ["chat_request", "count_tokens"]
 
@@ -20,31 +20,21 @@ _CHARS_PER_TOKEN = 4
 """The estimate `count_tokens` answers: about four characters of the request's text per token."""
 
 
-def _bad(message: str) -> Refused:
-    return Refused(400, message, code="invalid_request")
-
-
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body of a Messages request (raises `Refused` on what Messages refuses)."""
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise _bad("max_tokens: a positive integer is required")
+    max_tokens = positive_int(body.get("max_tokens"), "max_tokens")
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _bad("messages: a non-empty array of messages is required")
+        raise bad("messages: a non-empty array of messages is required")
     chat: dict[str, Any] = {"model": body.get("model"), "max_tokens": max_tokens}
     chat["messages"] = [*_system(body.get("system")), *_messages(messages)]
     chat.update({key: body[key] for key in _PASSED if key in body})
     stop = body.get("stop_sequences")
     if stop is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise _bad("stop_sequences: an array of strings is required")
+            raise bad("stop_sequences: an array of strings is required")
         chat["stop"] = stop
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list):
-            raise _bad("tools: an array is required")
-        chat["tools"] = [_tool(i, tool) for i, tool in enumerate(tools)]
+    chat.update(translated_tools(body, _tool))
     if body.get("tool_choice") is not None:
         chat.update(_tool_choice(body["tool_choice"]))
     return chat
@@ -66,11 +56,11 @@ def _system(system: Any) -> list[dict[str, Any]]:
     if isinstance(system, str):
         return [{"role": "system", "content": system}]
     if not isinstance(system, list):
-        raise _bad("system: a string or an array of text blocks is required")
+        raise bad("system: a string or an array of text blocks is required")
     texts = []
     for i, block in enumerate(system):
         if not isinstance(block, dict) or block.get("type") != "text" or not isinstance(block.get("text"), str):
-            raise _bad(f"system.{i}: only text blocks are accepted")
+            raise bad(f"system.{i}: only text blocks are accepted")
         texts.append(block["text"])
     return [{"role": "system", "content": "\n".join(texts)}] if texts else []
 
@@ -79,18 +69,18 @@ def _messages(messages: list[Any]) -> list[dict[str, Any]]:
     chat: list[dict[str, Any]] = []
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
-            raise _bad(f"messages.{i}: an object with 'role' and 'content' is required")
+            raise bad(f"messages.{i}: an object with 'role' and 'content' is required")
         role, content = message.get("role"), message.get("content")
         if isinstance(content, str):
             content = [{"type": "text", "text": content}]
         if not isinstance(content, list):
-            raise _bad(f"messages.{i}.content: a string or an array of content blocks is required")
+            raise bad(f"messages.{i}.content: a string or an array of content blocks is required")
         if role == "user":
             chat += _user(i, content)
         elif role == "assistant":
             chat.append(_assistant(i, content))
         else:
-            raise _bad(f"messages.{i}.role: 'user' or 'assistant' is required (got {role!r})")
+            raise bad(f"messages.{i}.role: 'user' or 'assistant' is required (got {role!r})")
     return chat
 
 
@@ -122,11 +112,11 @@ def _part(where: str, block: Any) -> dict[str, Any]:
     kind = block.get("type") if isinstance(block, dict) else None
     if kind == "text":
         if not isinstance(block.get("text"), str):
-            raise _bad(f"{where}.text: a string is required")
+            raise bad(f"{where}.text: a string is required")
         return {"type": "text", "text": block["text"]}
     if kind == "image":
         return {"type": "image_url", "image_url": {"url": _image_url(where, block.get("source"))}}
-    raise _bad(f"{where}: content blocks of type {kind!r} are not accepted here (text, image, tool_use, tool_result)")
+    raise bad(f"{where}: content blocks of type {kind!r} are not accepted here (text, image, tool_use, tool_result)")
 
 
 def _image_url(where: str, source: Any) -> str:
@@ -136,19 +126,19 @@ def _image_url(where: str, source: Any) -> str:
             return f"data:{media};base64,{data}"
     if isinstance(source, dict) and source.get("type") == "url" and isinstance(source.get("url"), str):
         return str(source["url"])
-    raise _bad(f"{where}.source: a base64 image (media_type, data) or an image url is required")
+    raise bad(f"{where}.source: a base64 image (media_type, data) or an image url is required")
 
 
 def _tool_result(where: str, block: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     call_id, content = block.get("tool_use_id"), block.get("content")
     if not isinstance(call_id, str) or not call_id:
-        raise _bad(f"{where}.tool_use_id: the id of the tool_use block it answers is required")
+        raise bad(f"{where}.tool_use_id: the id of the tool_use block it answers is required")
     if content is None:
         content = []
     if isinstance(content, str):
         content = [{"type": "text", "text": content}]
     if not isinstance(content, list):
-        raise _bad(f"{where}.content: a string or an array of text and image blocks is required")
+        raise bad(f"{where}.content: a string or an array of text and image blocks is required")
     parts = [_part(f"{where}.content.{k}", inner) for k, inner in enumerate(content)]
     text = "\n".join(part["text"] for part in parts if part["type"] == "text")
     if block.get("is_error") is True:
@@ -168,13 +158,13 @@ def _assistant(i: int, blocks: list[Any]) -> dict[str, Any]:
         elif kind == "tool_use":
             call_id, name, arguments = block.get("id"), block.get("name"), block.get("input", {})
             if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
-                raise _bad(f"{where}: a tool_use block needs an 'id' and a 'name'")
+                raise bad(f"{where}: a tool_use block needs an 'id' and a 'name'")
             if not isinstance(arguments, dict):
-                raise _bad(f"{where}.input: an object is required")
+                raise bad(f"{where}.input: an object is required")
             function = {"name": name, "arguments": orjson.dumps(arguments).decode()}
             calls.append({"id": call_id, "type": "function", "function": function})
         elif kind not in _DROPPED_BLOCKS:
-            raise _bad(f"{where}: an assistant turn holds text and tool_use blocks only (got {kind!r})")
+            raise bad(f"{where}: an assistant turn holds text and tool_use blocks only (got {kind!r})")
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
@@ -183,14 +173,14 @@ def _assistant(i: int, blocks: list[Any]) -> dict[str, Any]:
 
 def _tool(i: int, tool: Any) -> dict[str, Any]:
     if not isinstance(tool, dict):
-        raise _bad(f"tools.{i}: an object is required")
+        raise bad(f"tools.{i}: an object is required")
     if tool.get("type") not in (None, "custom"):
-        raise _bad(f"tools.{i}: server tools ({tool.get('type')!r}) are not served through this gateway")
+        raise bad(f"tools.{i}: server tools ({tool.get('type')!r}) are not served through this gateway")
     name, schema = tool.get("name"), tool.get("input_schema")
     if not isinstance(name, str) or not name:
-        raise _bad(f"tools.{i}.name: a string is required")
+        raise bad(f"tools.{i}.name: a string is required")
     if not isinstance(schema, dict):
-        raise _bad(f"tools.{i}.input_schema: a JSON schema object is required")
+        raise bad(f"tools.{i}.input_schema: a JSON schema object is required")
     function: dict[str, Any] = {"name": name, "parameters": schema}
     if isinstance(tool.get("description"), str):
         function["description"] = tool["description"]
@@ -200,12 +190,12 @@ def _tool(i: int, tool: Any) -> dict[str, Any]:
 def _tool_choice(choice: Any) -> dict[str, Any]:
     kind = choice.get("type") if isinstance(choice, dict) else None
     if not isinstance(choice, dict) or kind not in ("auto", "any", "none", "tool"):
-        raise _bad("tool_choice: {'type': 'auto' | 'any' | 'none'} or {'type': 'tool', 'name': ...} is required")
+        raise bad("tool_choice: {'type': 'auto' | 'any' | 'none'} or {'type': 'tool', 'name': ...} is required")
     if kind == "none":
         return {"tool_choice": "none"}
     parallel = {"parallel_tool_calls": False} if choice.get("disable_parallel_tool_use") is True else {}
     if kind == "tool":
         if not isinstance(choice.get("name"), str):
-            raise _bad("tool_choice.name: the name of the tool to use is required")
+            raise bad("tool_choice.name: the name of the tool to use is required")
         return {"tool_choice": {"type": "function", "function": {"name": choice["name"]}}, **parallel}
     return {"tool_choice": "auto" if kind == "auto" else "required", **parallel}

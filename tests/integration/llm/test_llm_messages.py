@@ -16,7 +16,7 @@ import pytest
 from libs.common.web.guarded_http import shared_tls
 from tests.integration.llm.conftest import FRONT_BODY_LIMIT
 from tests.support.gateway import ADMIN_KEY, Gateway
-from tests.support.llm_gateway import AGENT_KEY, MODEL, anthropic_client, audit_rows_since, execute_call, tool_names
+from tests.support.llm_gateway import AGENT_KEY, MODEL, anthropic_client, audit_rows_since, tool_names
 from tests.support.llm_provider import Fail, Reply
 
 pytestmark = pytest.mark.integration
@@ -76,11 +76,11 @@ async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bast
     assert sent["max_tokens"] == 32000 and sent["stream"] is True
 
     tool_use = {**starts[1].model_dump(), "input": orjson.loads(arguments)}  # the block as the SDK assembles it
-    answer = await execute_call(front_gateway, tool_use)  # run through Bastion, on the client's say-so
-    assert answer.status_code == 200
-    assert answer.json() == {"type": "tool_result", "tool_use_id": tool_use["id"], "content": "hi"}
+    # run through Bastion, on the client's say-so, as docs/llm-fronts.md shows (the key as x-api-key)
+    answer = await client.post("/v1/mcp/tool/execute", body=tool_use, cast_to=object)
+    assert answer == {"type": "tool_result", "tool_use_id": tool_use["id"], "content": "hi"}
     assistant = [{"type": "text", "text": text}, tool_use]
-    messages += [{"role": "assistant", "content": assistant}, {"role": "user", "content": [answer.json()]}]
+    messages += [{"role": "assistant", "content": assistant}, {"role": "user", "content": [answer]}]
     async with client.messages.stream(model=MODEL, max_tokens=1024, messages=messages, tools=[BASH]) as again:
         final = await again.get_final_message()
     assert [block.type for block in final.content] == ["text"] and final.content[0].text == "It said hi."
