@@ -124,9 +124,10 @@ def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
 
 def anthropic_client(gateway: Gateway, key: str = ADMIN_KEY, *, bearer: bool = False) -> anthropic.AsyncAnthropic:
     """The `anthropic` SDK as Claude Code is pointed at Bastion: `ANTHROPIC_BASE_URL` the gateway's
-    root, the Bastion key as `ANTHROPIC_API_KEY` (`x-api-key`) or, `bearer`, as `ANTHROPIC_AUTH_TOKEN`."""
+    root, the Bastion key as `ANTHROPIC_API_KEY` (which Claude Code sends as `x-api-key`; this SDK's
+    own `api_key` goes as a bearer) or, `bearer`, as `ANTHROPIC_AUTH_TOKEN`."""
     base = gateway.url.removesuffix("/mcp")
-    credential = {"auth_token": key} if bearer else {"api_key": key}
+    credential: dict[str, Any] = {"auth_token": key} if bearer else {"default_headers": {"x-api-key": key}}
     client = anthropic.AsyncAnthropic(base_url=base, max_retries=0, timeout=30, **credential)
     OPEN_CLIENTS.append(client)
     return client

@@ -17,7 +17,7 @@ from libs.common.web.guarded_http import shared_tls
 from tests.integration.llm.conftest import FRONT_BODY_LIMIT
 from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import AGENT_KEY, MODEL, anthropic_client, audit_rows_since, tool_names
-from tests.support.llm_provider import Fail, Reply
+from tests.support.llm_provider import Cut, Fail, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +178,21 @@ async def test_errors_come_in_anthropic_shape_with_anthropic_statuses(front_gate
     with pytest.raises(anthropic.APIStatusError) as failed:
         await client.messages.create(model=MODEL, max_tokens=10, messages=[_user("hi")])
     assert failed.value.status_code == 502 and failed.value.body["type"] == "error"
+
+
+async def test_a_stream_cut_midway_ends_in_an_error_event_the_sdk_raises(began, front_gateway, scripted):
+    scripted.script = [Cut("Half an answer that never")]
+    text = []
+    with pytest.raises(anthropic.APIError):
+        async with anthropic_client(front_gateway).messages.stream(
+            model=MODEL, max_tokens=100, messages=[_user("hi")]
+        ) as events:
+            async for event in events:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    text.append(event.delta.text)
+    assert "".join(text) == "Half an answer that never"  # what came, then the error, never a whole message
+    (row,) = await audit_rows_since(front_gateway, 1, began)
+    assert (row.kind, row.status) == ("llm_request", "error")
 
 
 async def test_count_tokens_answers_an_estimate(front_gateway):

@@ -16,7 +16,7 @@ from libs.common.web.guarded_http import shared_tls
 from tests.integration.llm.conftest import FRONT_BODY_LIMIT
 from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import AGENT_KEY, MODEL, audit_rows_since, sdk_client, tool_names
-from tests.support.llm_provider import Reply
+from tests.support.llm_provider import Cut, Reply
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +98,19 @@ async def test_agent_mode_runs_the_mcp_tool_and_gives_the_transcript_as_input_it
     assert [item["type"] for item in summary["transcript"]] == ["message", "function_call", "function_call_output"]
     assert summary["transcript"][2]["output"] == "x"
     assert scripted.received[1].body["messages"][-1]["content"] == "x"
+
+
+async def test_a_stream_cut_midway_ends_in_response_failed(began, front_gateway, scripted):
+    scripted.script = [Cut("Half an answer that never")]
+    stream = await sdk_client(front_gateway).responses.create(model=MODEL, input="hi", stream=True)
+    events = [event async for event in stream]
+    assert [e.type for e in events][:2] == ["response.created", "response.in_progress"]
+    failed = events[-1]
+    assert failed.type == "response.failed" and failed.response.status == "failed"
+    assert failed.response.error is not None and failed.response.error.message
+    assert "response.completed" not in [e.type for e in events]
+    (row,) = await audit_rows_since(front_gateway, 1, began)
+    assert (row.kind, row.status) == ("llm_request", "error")
 
 
 async def test_previous_response_id_is_refused_with_a_clear_error(front_gateway, scripted):
