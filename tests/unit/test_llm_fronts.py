@@ -125,3 +125,12 @@ def test_messages_refuses_what_anthropic_refuses(body):
     with pytest.raises(Refused) as refused:
         messages_in.chat_request(body)
     assert refused.value.status == 400
+
+
+def test_an_assistant_turn_of_thinking_only_stays_a_message_strict_providers_accept():
+    chat = _messages(
+        {"role": "user", "content": "hm"},
+        {"role": "assistant", "content": [{"type": "thinking", "thinking": "...", "signature": "s"}]},
+        {"role": "user", "content": "well?"},
+    )
+    assert chat[1] == {"role": "assistant", "content": ""}

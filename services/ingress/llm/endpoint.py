@@ -1,17 +1,20 @@
-"""`/v1`: the OpenAI-compatible side of the gateway, for applications that call a chat-completions API.
+"""`/v1`: the model side of the gateway, for applications that call a model API.
 
 - `GET /v1/models`: the models of every configured provider.
-- `POST /v1/chat/completions`: the request with the key's MCP tools injected as function tools
-  (the application's own tools win a name clash), sent through policy (key, budgets) to the
-  executor (the provider call). Non-streaming answers pass through untouched; streamed ones are
-  relayed chunk by chunk as OpenAI's server-sent events. Tool calls the model proposes come back
-  to the application as they are: Bastion runs none of them on its own.
-- `POST /v1/mcp/tool/execute`: one OpenAI `tool_call` run as an MCP `tools/call` (policy, then the
-  executor), answered with the `tool` message to append; audited with the chat completion that
-  proposed it as its parent.
+- `POST /v1/chat/completions`, `POST /v1/messages` (Anthropic), `POST /v1/responses` (OpenAI
+  Responses): each front (`fronts`) translates its request to a chat completion, the format on the
+  bus; one pipeline then injects the key's MCP tools as function tools (the application's own tools
+  win a name clash), sends it through policy (key, budgets) to the executor (the provider call), runs
+  agent mode, and answers through the front's writer (whole, or streamed as the front streams).
+  Tool calls the model proposes come back to the application: outside agent mode Bastion runs none.
+- `POST /v1/messages/count_tokens`: Anthropic's token count, estimated here (`messages_in`).
+- `POST /v1/mcp/tool/execute`: one proposed call (an OpenAI `tool_call`, an Anthropic `tool_use`
+  block or a Responses `function_call` item) run as an MCP `tools/call` (policy, then the executor),
+  answered with the result to append, in the same form; audited with the completion that proposed
+  it as its parent.
 
-Errors use OpenAI's shape (`wire`) so SDKs raise their
-usual exceptions. Every completion or execution that reaches its handler ends in one audit event.
+Errors use the front's shape (`wire` for OpenAI's, `messages_out` for Anthropic's) so SDKs raise
+their usual exceptions. Every completion or execution that reaches its handler ends in one audit event.
 """
 
 from __future__ import annotations

@@ -165,7 +165,9 @@ def _assistant(i: int, blocks: list[Any]) -> dict[str, Any]:
             calls.append({"id": call_id, "type": "function", "function": function})
         elif kind not in _DROPPED_BLOCKS:
             raise bad(f"{where}: an assistant turn holds text and tool_use blocks only (got {kind!r})")
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    # no text: null beside calls, as OpenAI sends it; an empty string alone (strict providers refuse
+    # an assistant message with neither content nor calls)
+    message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
     return message
