@@ -16,7 +16,15 @@ import pytest
 from libs.common.web.guarded_http import shared_tls
 from tests.integration.llm.conftest import FRONT_BODY_LIMIT
 from tests.support.gateway import ADMIN_KEY, Gateway
-from tests.support.llm_gateway import AGENT_KEY, MODEL, anthropic_client, audit_rows_since, tool_names
+from tests.support.llm_gateway import (
+    AGENT_KEY,
+    BROKE_KEY,
+    MODEL,
+    PRICEY,
+    anthropic_client,
+    audit_rows_since,
+    tool_names,
+)
 from tests.support.llm_provider import Cut, Fail, Reply
 
 pytestmark = pytest.mark.integration
@@ -174,6 +182,12 @@ async def test_errors_come_in_anthropic_shape_with_anthropic_statuses(front_gate
     with pytest.raises(anthropic.NotFoundError) as unknown:
         await client.messages.create(model="claude-nowhere", max_tokens=10, messages=[_user("hi")])
     assert unknown.value.body["error"]["type"] == "not_found_error" and MODEL in unknown.value.body["error"]["message"]
+    with pytest.raises(anthropic.APIStatusError) as broke:  # policy refuses before any provider is called
+        await anthropic_client(front_gateway, BROKE_KEY).messages.create(
+            model=PRICEY, max_tokens=100, messages=[_user("hi")]
+        )
+    assert broke.value.status_code == 402 and broke.value.body["error"]["type"] == "billing_error"
+    assert scripted.received == []
     scripted.script = [Fail(500, "the provider is having a bad day")]
     with pytest.raises(anthropic.APIStatusError) as failed:
         await client.messages.create(model=MODEL, max_tokens=10, messages=[_user("hi")])
