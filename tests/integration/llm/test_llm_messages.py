@@ -58,10 +58,12 @@ async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bast
         max_tokens=32000,
         system=SYSTEM,
         messages=messages,
-        tools=[BASH],
+        tools=[{**BASH, "cache_control": {"type": "ephemeral"}}],
         stream=True,
         metadata={"user_id": "someone"},
         betas=["claude-code-20250219"],
+        # what Claude Code may add, which chat completions has no word for: dropped, not refused
+        extra_body={"thinking": {"type": "enabled", "budget_tokens": 1024}, "top_k": 5},
     )
     events = await _events(stream)
     kinds = [event.type for event in events]
@@ -82,6 +84,8 @@ async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bast
     assert sent["messages"][1] == {"role": "user", "content": "echo hi"}
     assert tool_names(sent)[0] == "Bash" and "echo__echo" in tool_names(sent)  # the key's MCP tools injected
     assert sent["max_tokens"] == 32000 and sent["stream"] is True
+    assert not {"thinking", "top_k", "metadata", "cache_control"} & set(sent)
+    assert "cache_control" not in str(sent["tools"][0])
 
     tool_use = {**starts[1].model_dump(), "input": orjson.loads(arguments)}  # the block as the SDK assembles it
     # run through Bastion, on the client's say-so, as docs/llm-fronts.md shows (the key as x-api-key)
