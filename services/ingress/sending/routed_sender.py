@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from libs.common.contracts.messages import CallOutcome, CancelCall, ToolCall, UpstreamRequest
-
-from .catalog import CatalogEntry
-from .context import RequestContext
-from .protocol import ENVELOPE_META_KEYS
-from .request_path import RequestPath
-from .session_state import SessionState
-from .streams import CallStreams
+from services.ingress.catalog.aggregated import CatalogEntry
+from services.ingress.context import RequestContext
+from services.ingress.protocol import ENVELOPE_META_KEYS
+from services.ingress.sending.request_path import RequestPath
+from services.ingress.sessions.session_state import SessionState
+from services.ingress.sessions.streams import CallStreams
 
 __all__ = ["RoutedSender", "call_extra", "forwarded_meta"]
 

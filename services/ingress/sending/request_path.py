@@ -45,9 +45,8 @@ from libs.common.contracts.messages import (
     VisibleTools,
 )
 from libs.common.settings import RequestPathSettings
-
-from .grant_cache import GrantCache, Watched
-from .metrics import ROUTED_SENDS
+from services.ingress.sending.grant_cache import GrantCache, Watched
+from services.ingress.sending.metrics import ROUTED_SENDS
 
 __all__ = ["RequestPath"]
 
