@@ -27,12 +27,12 @@ INGRESS = ROOT / "services" / "ingress"
 
 PACKAGES: dict[str, list[str]] = {
     "tasks": ["task_router", "task_store", "task_forms", "hosted_tasks", "approval_tasks", "upstream_task_ids"],
-    "sending": ["routed_sender", "request_path", "grant_cache", "down_servers", "metrics"],
+    "sending": ["routed_sender", "request_path", "grant_cache", "down_servers"],
     "sessions": ["session_state", "streams", "notifications"],
-    "catalog": ["tool_lists", "registry_out"],
+    "catalog": ["tool_lists"],
     "modes": ["codemode", "discovery"],
     "auth": ["access_tokens", "keys", "owners", "refused_credentials", "oauth_routes"],
-    "web": ["http_headers", "http_limits", "hosts", "pages", "response_writes", "lost_connections"],
+    "web": ["http_headers", "http_limits", "hosts", "pages", "response_writes", "lost_connections", "registry_out"],
     "mcp_edge": ["answers"],
 }
 
@@ -51,42 +51,55 @@ task (`task_router`), the records on the bus (`task_store`), the two forms agent
 (`task_forms`), the tasks the gateway hosts itself (`hosted_tasks`, `approval_tasks`) and the
 upstreams' task ids in the gateway's names (`upstream_task_ids`).
 
-Uses: sending (the requests a task sends upstream) and the handlers' `tools/call`, through the
-`TaskHost` it declares, so nothing here imports the handlers back.
+Below: sending, catalog, context, protocol, audit_events; the handlers only as the `TaskHost`
+protocol (`task_host`). Above: the handlers, which route a task method here first.
 """
 ''',
-    "sending": '''"""The send path: a request routed to one upstream, from the handler to policy or straight to an
-executor and back.
+    "sending": '''"""The send path: a request routed to one upstream, from a handler to policy or straight to an
+executor, and back.
 
 `routed_sender` opens the agent's call stream and keeps what cancellation needs; `request_path`
-runs the send loop (route, send, wait, retry on a stale grant or a rejoining replica) over NATS;
-`grant_cache` holds policy's reusable decisions; `down_servers` says which servers an executor
-reports unavailable; `metrics` counts how each request was routed.
+runs the send loop (encode, route, send, wait, retry on a stale grant or a rejoining replica,
+read) over NATS; `grant_cache` holds policy's reusable decisions; `down_servers` says which
+servers an executor reports unavailable. How each request was routed: `services.ingress.metrics`.
+
+Below: sessions (call streams), catalog, context, protocol. Above: the handlers, tasks, web's
+registry routes, mcp_edge's streams and `/v1`.
 """
 ''',
     "sessions": '''"""Agent sessions and the streams to them: signed session ids (`session_ids`), what a session
 asked for that outlives a request (`session_state`, in KV), the call streams an upstream writes to
 while a call runs (`streams`) and the standalone streams of server-initiated messages
 (`notifications`).
+
+Below: catalog, protocol. Above: context, sending and everything that answers an agent.
 """
 ''',
-    "catalog": '''"""The aggregated catalog held in memory (`aggregated`), each key's cached `tools/list`
-(`tool_lists`) and the gateway as an MCP Registry (`registry_out`).
+    "catalog": '''"""What ingress knows of the upstreams' tools, prompts and resources: the aggregated catalog
+held in memory (`aggregated`) and each key's cached `tools/list` (`tool_lists`).
+
+Below: auth (a key's record). Above: sessions, sending, modes, tasks, web, the handlers.
 """
 ''',
     "modes": '''"""The modes that change what `tools/list` shows and where a meta-tool call goes: Code Mode
 (`codemode`) and discovery mode (`discovery`), both answered by the codemode service.
+
+Below: catalog, auth, audit_events, protocol. Above: the handlers.
 """
 ''',
     "auth": '''"""Who is calling: virtual keys (`keys`) and OAuth access tokens (`access_tokens`), a user's team
 and customer (`owners`), what a refused credential is logged as (`refused_credentials`) and the
 OAuth routes forwarded to the oauth service (`oauth_routes`). Authorization is policy's.
+
+Below: nothing of ingress's. Above: catalog and everything that names a caller.
 """
 ''',
-    "web": '''"""HTTP below and around the routes: limits enforced below the ASGI app (`http_limits`),
-single-valued headers (`http_headers`), the host names served (`hosts`), the landing page
-(`pages`), head and body in one write (`response_writes`) and closed connections
-(`lost_connections`).
+    "web": '''"""HTTP around the MCP endpoint: limits enforced below the ASGI app (`http_limits`),
+single-valued headers (`http_headers`), the host names served (`hosts`), head and body in one
+write (`response_writes`), closed connections (`lost_connections`), and the plain HTTP routes: the
+landing page (`pages`) and the gateway as an MCP Registry (`registry_out`).
+
+Below: sending, catalog, auth. Above: mcp_edge and `service`, which mount them.
 """
 ''',
 }

@@ -43,7 +43,6 @@ from services.ingress.auth.oauth_routes import oauth_router
 from services.ingress.auth.owners import Owners
 from services.ingress.auth.refused_credentials import note_refusal
 from services.ingress.catalog.aggregated import Catalog
-from services.ingress.catalog.registry_out import registry_router
 from services.ingress.field_limits import FieldLimits
 from services.ingress.handlers import Handlers
 from services.ingress.llm_endpoint import LlmEndpoint, ModelDirectory
@@ -89,6 +88,7 @@ from services.ingress.web.hosts import HostGuard
 from services.ingress.web.http_headers import REPEATED_AUTHORIZATION, repeated_headers
 from services.ingress.web.http_limits import HttpLimits, guarded_protocol
 from services.ingress.web.pages import landing_page
+from services.ingress.web.registry_out import registry_router
 
 __all__ = ["IngressService", "mcp_endpoint"]
 

@@ -46,7 +46,7 @@ from libs.common.contracts.messages import (
 )
 from libs.common.settings import RequestPathSettings
 from services.ingress.sending.grant_cache import GrantCache, Watched
-from services.ingress.sending.metrics import ROUTED_SENDS
+from services.ingress.metrics import ROUTED_SENDS
 
 __all__ = ["RequestPath"]
 

@@ -3,6 +3,6 @@ task (`task_router`), the records on the bus (`task_store`), the two forms agent
 (`task_forms`), the tasks the gateway hosts itself (`hosted_tasks`, `approval_tasks`) and the
 upstreams' task ids in the gateway's names (`upstream_task_ids`).
 
-Uses: sending (the requests a task sends upstream) and the handlers' `tools/call`, through the
-`TaskHost` it declares, so nothing here imports the handlers back.
+Below: sending, catalog, context, protocol, audit_events; the handlers only as the `TaskHost`
+protocol (`task_host`). Above: the handlers, which route a task method here first.
 """
