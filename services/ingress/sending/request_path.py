@@ -183,7 +183,9 @@ class RequestPath:
         tries = 0  # sends that found nobody of the role they needed
         ask_policy = False
         while True:
-            data = await self._encode(message)
+            data = self._encode(message)
+            if isinstance(data, bytes) and not fits(self._nc, len(data)):
+                data = await self._offload(message, len(data))
             if isinstance(data, CallOutcome):
                 return data
             held = self._route(executors, message, ask_policy)
@@ -202,19 +204,21 @@ class RequestPath:
                 self._stale(executors, message)
                 ask_policy = True
             else:
-                return await self._read(reply, executors, message, held, seen)
+                outcome = self._read(reply, executors, message, held, seen)
+                return outcome if outcome.result_blob is None else await self._with_result(outcome)
 
-    async def _encode(self, message: Routed) -> bytes | CallOutcome:
-        """Step encode: the message's bytes, its arguments through the object store when too large
-        for one bus message; or why it cannot be sent (it did not run)."""
+    def _encode(self, message: Routed) -> bytes | CallOutcome:
+        """Step encode: the message's bytes; or why it cannot be sent (it did not run)."""
         try:
-            data = encoded(message)
+            return encoded(message)
         except PydanticSerializationError as exc:  # e.g. arguments nested deeper than JSON serializers go
             text = f"{message.describe()} cannot be forwarded: {_reason(exc)}"
             return _failed(message, ErrorKind.INVALID_ARGUMENTS, text, "not_run")
-        if fits(self._nc, len(data)):
-            return data
-        shrunk = await self._shrunk(message, len(data))
+
+    async def _offload(self, message: Routed, size: int) -> bytes | CallOutcome:
+        """Step encode, for bytes too large for one bus message: its arguments moved to the object
+        store; or why it cannot be sent (it did not run)."""
+        shrunk = await self._shrunk(message, size)
         if isinstance(shrunk, GatewayError):
             return CallOutcome(id=message.id, error=shrunk, decided_by="executor", execution="not_run")
         return shrunk
@@ -257,11 +261,11 @@ class RequestPath:
         self.grants.drop(executors, message)
         _SENT["stale"].inc()
 
-    async def _read(
+    def _read(
         self, reply: Msg, executors: str, message: Routed, held: Held | None, seen: tuple[int, ...]
     ) -> CallOutcome:
-        """Step read: the reply as the outcome, a grant policy gave with it kept, a result too large for
-        one message fetched from the object store."""
+        """Step read: the reply as the outcome (a result too large for one message still in the object
+        store: `_with_result`), a grant policy gave with it kept."""
         if held is None and reply.headers and (grant := reply.headers.get(subjects.GRANT)) is not None:
             self.grants.keep(executors, message, grant, seen)
         try:
@@ -270,8 +274,6 @@ class RequestPath:
             return _failed(message, ErrorKind.INTERNAL, _MALFORMED)
         if outcome.decided_by == "executor":
             self._rejoin.heard("executor")
-        if outcome.result_blob is not None:
-            return await self._with_result(outcome)
         return outcome
 
     async def _refund(self, message: Routed) -> None:
