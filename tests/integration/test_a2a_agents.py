@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from mcp.shared.exceptions import MCPError
 
+from tests.support.a2a_agent import key_pair
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
 from tests.support.polling import poll_until
@@ -126,22 +125,9 @@ async def test_a_changed_card_is_drift_a_person_approves(agent, nats_url, redis_
             assert "quarantined: its definition changed since it was approved" in held.value.error.message
 
 
-def _key_pair() -> tuple[str, str]:
-    private = ec.generate_private_key(ec.SECP256R1())
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        private.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return pem, public
-
-
 async def test_a_signed_card_is_verified_and_a_wrong_signature_refused(nats_url, redis_url, tmp_path):
-    signing, public = _key_pair()
-    _, other = _key_pair()
+    signing, public = key_pair()
+    _, other = key_pair()
     for url in _agent(tmp_path, sign_key=signing):
         config = _config(url, card_public_key=public)
         # a server named down* is not waited for: the one whose card must fail its check
