@@ -37,6 +37,7 @@ from libs.common.web.favicon import FAVICON, FAVICON_TYPE
 from libs.common.web.http_serving import ServingHttp, serve_http, shared_port_socket
 from libs.common.web.page_security import page_headers
 
+from .a2a_front import a2a_router
 from .access_tokens import AccessTokens, Authenticator
 from .answers import plain
 from .audit_events import AuditRecorder
@@ -389,6 +390,7 @@ class IngressService:
             return found
 
         app.include_router(registry_router(self.catalog, self.request_path, registry_caller, self.public_url))
+        app.include_router(a2a_router(self.handlers, registry_caller, trail.publisher.emit, self.public_url))
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:

@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import json
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from a2a.client import ClientConfig, create_client
+from a2a.types import GetTaskRequest, Message, Part, Role, SendMessageRequest
+from a2a.utils.errors import A2AError, InvalidParamsError, TaskNotFoundError
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.struct_pb2 import Struct
 from mcp.shared.exceptions import MCPError
 
 from tests.support.a2a_agent import key_pair
@@ -144,3 +151,65 @@ async def test_a_signed_card_is_verified_and_a_wrong_signature_refused(nats_url,
             status = gateway.ingress.catalog.server_status("downagent")
             assert status is not None and status.status != "ready"
             assert "no signature of the agent card verifies" in (status.error or "")
+
+
+async def _sent(client: Any, text: str, skill: str | None) -> list[Any]:
+    metadata = Struct()
+    if skill is not None:
+        metadata.update({"skillId": skill})
+    message = Message(message_id=uuid.uuid4().hex, role=Role.ROLE_USER, parts=[Part(text=text)], metadata=metadata)
+    return [answer async for answer in client.send_message(SendMessageRequest(message=message))]
+
+
+async def test_an_a2a_client_reaches_the_agent_through_bastion_under_its_key(agent, nats_url, redis_url, tmp_path):
+    async with running_gateway(nats_url, redis_url, tmp_path, _config(agent)) as gateway:
+        base = gateway.url.removesuffix("/mcp")
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as http:
+            config = ClientConfig(httpx_client=http, streaming=False)
+            client = await create_client(f"{base}/a2a/helper", config)
+            card = (await http.get(f"{base}/a2a/helper/.well-known/agent-card.json")).json()
+            assert card["supportedInterfaces"][0]["url"] == f"{base}/a2a/helper"  # Bastion's, not the agent's
+            assert {s["id"] for s in card["skills"]} == {"shout", "research"}
+
+            (shouted,) = await _sent(client, "hello", "shout")
+            assert MessageToDict(shouted)["message"]["parts"] == [{"text": "HELLO skill=shout"}]
+            (researched,) = await _sent(client, "slow the tides", "research")
+            task = MessageToDict(researched)["task"]
+            assert task["status"]["state"] == "TASK_STATE_COMPLETED"
+            assert task["artifacts"][0]["parts"] == [{"text": "THE TIDES"}]
+            with pytest.raises(InvalidParamsError, match="name one of your skills"):
+                await _sent(client, "which skill?", None)
+            with pytest.raises(TaskNotFoundError, match="keeps no tasks"):
+                await client.get_task(GetTaskRequest(id=task["id"]))
+
+        async with httpx.AsyncClient(headers={"Authorization": f"Bearer {NARROW_KEY}"}, timeout=30) as http:
+            narrow = (await http.get(f"{base}/a2a/helper/.well-known/agent-card.json")).json()
+            assert [s["id"] for s in narrow["skills"]] == ["shout"]  # only what this key may call
+            client = await create_client(f"{base}/a2a/helper", ClientConfig(httpx_client=http, streaming=False))
+            (only,) = await _sent(client, "quiet", None)  # its one skill needs no naming
+            assert MessageToDict(only)["message"]["parts"] == [{"text": "QUIET skill=shout"}]
+            with pytest.raises(A2AError, match="key 'narrow' is not allowed to call tool 'research'"):
+                await _sent(client, "slow secrets", "research")
+            for body, code in (
+                (b"{", -32700),
+                (b'{"jsonrpc": "1.0", "method": "SendMessage"}', -32600),
+                (b'{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": "hi"}}', -32602),
+                (b'{"jsonrpc": "2.0", "id": 1, "method": "tasks/delete"}', -32601),
+                (b'{"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {}}', -32004),
+            ):
+                answer = (await http.post(f"{base}/a2a/helper", content=body)).json()
+                assert answer["error"]["code"] == code, answer
+            oversized = await http.post(f"{base}/a2a/helper", content=b" " * (1024 * 1024 + 1))
+            assert oversized.status_code == 413
+            unknown = await http.get(f"{base}/a2a/nobody/.well-known/agent-card.json")
+            assert unknown.status_code == 404
+        async with httpx.AsyncClient(timeout=30) as anonymous:
+            assert (await anonymous.get(f"{base}/a2a/helper/.well-known/agent-card.json")).status_code == 401
+            assert (await anonymous.post(f"{base}/a2a/helper", json={"jsonrpc": "2.0"})).status_code == 401
+        rows = await audit_rows(gateway.nats_url, "admin", 2)
+        assert {r.name for r in rows} == {"helper__shout", "helper__research"}
+        narrow_rows = await audit_rows(gateway.nats_url, "narrow", 2)
+        assert sorted((r.name, r.status == "ok") for r in narrow_rows) == [
+            ("helper__research", False),
+            ("helper__shout", True),
+        ]
