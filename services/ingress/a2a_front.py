@@ -33,9 +33,27 @@ _META: Final = "io.a2a/agent"
 _TASK_META: Final = "io.a2a/task"
 MAX_MESSAGE_BYTES: Final = 1024 * 1024
 _PARSE, _INVALID, _NO_METHOD, _PARAMS = -32700, -32600, -32601, -32602
-_TASK_NOT_FOUND, _UNSUPPORTED = -32001, -32004
-_VERSION: Final = "2025-06-18"
-"""The MCP protocol version the front's tool calls are dispatched under (a plain `tools/call`)."""
+_TASK_NOT_FOUND, _NOT_CANCELABLE, _UNSUPPORTED = -32001, -32002, -32004
+TASK_TTL_MS: Final = 3_600_000
+"""How long a task the front hosts is kept (the server's `tasks` setting decides when a call becomes one)."""
+_STATES: Final = {
+    "working": "TASK_STATE_WORKING",
+    "input_required": "TASK_STATE_INPUT_REQUIRED",
+    "completed": "TASK_STATE_COMPLETED",
+    "failed": "TASK_STATE_FAILED",
+    "cancelled": "TASK_STATE_CANCELED",
+}
+_VERSION: Final = "2025-11-25"
+"""The MCP protocol version the front's requests are dispatched under: the one whose tasks
+(`params.task`, `tasks/get`, `tasks/result`, `tasks/cancel`) the front's tasks are."""
+
+
+def _result(rpc_id: Any, result: dict[str, Any]) -> JSONResponse:
+    return JSONResponse({"jsonrpc": "2.0", "id": rpc_id, "result": result})
+
+
+def _code_and_message(error: dict[str, Any]) -> tuple[int, str]:
+    return int(error.get("code", -32603)), str(error.get("message", ""))
 
 
 def _rpc_error(rpc_id: Any, code: int, message: str, status: int = 200) -> JSONResponse:
@@ -97,9 +115,13 @@ def _parts(result: dict[str, Any]) -> list[dict[str, Any]]:
     return parts
 
 
-def _answer(result: dict[str, Any], context_id: str | None) -> dict[str, Any]:
-    """The tool's result as A2A's `SendMessageResponse`: the agent's task (finished) or its message."""
+def _answer(result: dict[str, Any], context_id: str | None, task_id: str | None = None) -> dict[str, Any]:
+    """The tool's result as A2A's `SendMessageResponse`: the agent's task (finished) or its message.
+    A task carries the gateway's id (`task_id`, or a new one): the agent's own is no use to a caller,
+    who reaches tasks only through Bastion."""
     task = (result.get("_meta") or {}).get(_TASK_META)
+    if task_id is not None and not isinstance(task, dict):
+        task = {"state": "TASK_STATE_FAILED" if result.get("isError") else "TASK_STATE_COMPLETED"}
     parts = _parts(result)
     if not isinstance(task, dict):
         state = "TASK_STATE_FAILED" if result.get("isError") else None
@@ -109,10 +131,11 @@ def _answer(result: dict[str, Any], context_id: str | None) -> dict[str, Any]:
         task = {"id": uuid.uuid4().hex, "contextId": context_id or uuid.uuid4().hex, "state": state}
     status_message = {"messageId": uuid.uuid4().hex, "role": "ROLE_AGENT", "parts": parts}
     finished = task.get("state") == "TASK_STATE_COMPLETED"
+    gateway_id = task_id or uuid.uuid4().hex
     return {
         "task": {
-            "id": str(task.get("id")),
-            "contextId": str(task.get("contextId") or context_id or ""),
+            "id": gateway_id,
+            "contextId": str(task.get("contextId") or context_id or gateway_id),
             "status": {"state": task.get("state"), **({} if finished else {"message": status_message})},
             "artifacts": [{"artifactId": uuid.uuid4().hex, "name": "answer", "parts": parts}] if finished else [],
         }
@@ -152,17 +175,70 @@ class _Front:
             return _rpc_error(rpc_id, _PARAMS, why)
         # a skill the caller may not use is still called by its tool's name: policy refuses it, audited
         name = skills[skill]["name"] if skill in skills else f"{server}__{skill[:128]}"
-        call = {"name": name, "arguments": _arguments(message)}
+        call: dict[str, Any] = {"name": name, "arguments": _arguments(message)}
+        configuration = params.get("configuration")
+        if isinstance(configuration, dict) and configuration.get("returnImmediately") is True:
+            call["task"] = {"ttl": TASK_TTL_MS}  # hosted on the bus when the call outlasts the server's `after_ms`
         payload, audit = await self.handlers.dispatch(self._ctx(caller, size), "tools/call", call)
         if audit is not None:
             self.emit_audit(audit)
         if "error" in payload:
-            error = payload["error"]
-            return _rpc_error(rpc_id, int(error.get("code", -32603)), str(error.get("message", "")))
+            return _rpc_error(rpc_id, *_code_and_message(payload["error"]))
         context_id = message.get("contextId") if isinstance(message.get("contextId"), str) else None
-        return JSONResponse(
-            {"jsonrpc": "2.0", "id": rpc_id, "result": _answer(result_object(payload["result"]), context_id)}
-        )
+        result = result_object(payload["result"])
+        hosted = result.get("task")
+        if isinstance(hosted, dict):
+            task_id = str(hosted.get("taskId"))
+            working = {"id": task_id, "contextId": context_id or task_id, "status": {"state": "TASK_STATE_WORKING"}}
+            return _result(rpc_id, {"task": working})
+        return _result(rpc_id, _answer(result, context_id))
+
+    async def get_task(self, caller: Caller, rpc_id: Any, params: Any) -> JSONResponse:
+        """`tasks/get` of the gateway-hosted task, then `tasks/result` once it ended: any replica answers."""
+        task_id = _task_id(params)
+        if task_id is None:
+            return _rpc_error(rpc_id, _PARAMS, "params.id must name a task")
+        payload, _ = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/get", {"taskId": task_id})
+        if "error" in payload:
+            return _rpc_error(rpc_id, _TASK_NOT_FOUND, f"no task {task_id[:64]!r} of yours")
+        status = result_object(payload["result"]).get("status")
+        if status not in ("completed", "failed"):
+            return _result(rpc_id, _bare(task_id, _STATES.get(str(status), "TASK_STATE_WORKING")))
+        payload, _ = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/result", {"taskId": task_id})
+        if "error" in payload:
+            said = {
+                "messageId": uuid.uuid4().hex,
+                "role": "ROLE_AGENT",
+                "parts": [{"text": _code_and_message(payload["error"])[1]}],
+            }
+            return _result(
+                rpc_id,
+                {**_bare(task_id, "TASK_STATE_FAILED"), "status": {"state": "TASK_STATE_FAILED", "message": said}},
+            )
+        task: dict[str, Any] = _answer(result_object(payload["result"]), None, task_id)["task"]
+        return _result(rpc_id, task)
+
+    async def cancel_task(self, caller: Caller, rpc_id: Any, params: Any) -> JSONResponse:
+        task_id = _task_id(params)
+        if task_id is None:
+            return _rpc_error(rpc_id, _PARAMS, "params.id must name a task")
+        payload, audit = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/cancel", {"taskId": task_id})
+        if audit is not None:
+            self.emit_audit(audit)
+        if "error" in payload:
+            message = _code_and_message(payload["error"])[1]
+            found = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/get", {"taskId": task_id})
+            return _rpc_error(rpc_id, _NOT_CANCELABLE if "error" not in found[0] else _TASK_NOT_FOUND, message[:500])
+        return _result(rpc_id, _bare(task_id, "TASK_STATE_CANCELED"))
+
+
+def _task_id(params: Any) -> str | None:
+    task_id = params.get("id") if isinstance(params, dict) else None
+    return task_id if isinstance(task_id, str) and task_id else None
+
+
+def _bare(task_id: str, state: str) -> dict[str, Any]:
+    return {"id": task_id, "contextId": task_id, "status": {"state": state}}
 
 
 def a2a_router(
@@ -205,10 +281,11 @@ def a2a_router(
         rpc_id, method = body.get("id"), body["method"]
         if method == "SendMessage":
             return await front.send(caller, server, rpc_id, body.get("params"), len(raw))
-        if method in ("GetTask", "CancelTask", "SubscribeToTask", "ListTasks"):
-            why = "Bastion answers a message with the agent's finished task and keeps no tasks to fetch or cancel"
-            return _rpc_error(rpc_id, _TASK_NOT_FOUND, why)
-        if method == "SendStreamingMessage" or "PushNotification" in method:
+        if method == "GetTask":
+            return await front.get_task(caller, rpc_id, body.get("params"))
+        if method == "CancelTask":
+            return await front.cancel_task(caller, rpc_id, body.get("params"))
+        if method in ("SendStreamingMessage", "SubscribeToTask", "ListTasks") or "PushNotification" in method:
             return _rpc_error(rpc_id, _UNSUPPORTED, f"{method} is not supported here (the card says so)")
         return _rpc_error(rpc_id, _NO_METHOD, f"unknown method {method[:64]!r}")
 

@@ -6,7 +6,8 @@ so a test changes the card by rewriting that file; with `--sign-key` (an EC P-25
 every card served is signed with the SDK's own signer. What it does with a message's text:
 
 - `slow <text>`: answers with a working task, and completes it a moment later with `<TEXT>` as an
-  artifact (the gateway must follow the task with `GetTask`);
+  artifact (the gateway must follow the task with `GetTask`); `slower <text>` takes 2.5 s (longer
+  than an agent's default `after_ms`: through the front it becomes a gateway-hosted task);
 - `hang`: a task that never ends (until cancelled);
 - `ask`: a task that needs the user's input;
 - `fail`: a task that fails;
@@ -55,7 +56,7 @@ class Agent(AgentExecutor):
         message = context.message
         hint = (MessageToDict(message.metadata) if message is not None else {}).get("skillId", "")
         context_id = context.context_id or ""
-        if text.split(" ", 1)[0] in ("slow", "hang", "ask", "fail") and message is not None:
+        if text.split(" ", 1)[0] in ("slow", "slower", "hang", "ask", "fail") and message is not None:
             task = context.current_task or new_task_from_user_message(message)
             await event_queue.enqueue_event(task)
             await self._task(text, TaskUpdater(event_queue, task.id, task.context_id))
@@ -75,7 +76,7 @@ class Agent(AgentExecutor):
         elif word == "hang":
             await asyncio.sleep(3600)
         else:
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3 if word == "slow" else 2.5)
             await updater.add_artifact(new_text_artifact("answer", rest.upper()).parts, name="answer")
             await updater.complete()
 

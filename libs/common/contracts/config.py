@@ -136,6 +136,10 @@ def grant_problem(pattern: str) -> str | None:
     )
 
 
+A2A_TASK_AFTER_MS = 1000
+"""An A2A agent's default `tasks`: a skill call running longer becomes a gateway-hosted task."""
+
+
 class ServerConfig(_Strict):
     """One upstream MCP server, in the `mcpServers` dialect plus Bastion's optional knobs."""
 
@@ -204,6 +208,9 @@ class ServerConfig(_Strict):
         cleaned = {k: v for k, v in data.items() if k not in _FOREIGN_SERVER_KEYS}
         if "type" not in cleaned and not cleaned.get("command") and legacy in _LEGACY_TRANSPORTS:
             cleaned["type"] = legacy
+        if (cleaned.get("type") == "a2a" or "a2a" in cleaned) and "tasks" not in cleaned:
+            # an agent's work is a task: slow skills become gateway-hosted tasks any replica answers for
+            cleaned["tasks"] = {"*": {"after_ms": A2A_TASK_AFTER_MS}}
         return cleaned
 
     @field_validator("allow_private_hosts")
