@@ -36,6 +36,7 @@ from libs.common.settings import IngressSettings
 from libs.common.web.favicon import FAVICON, FAVICON_TYPE
 from libs.common.web.http_serving import ServingHttp, serve_http, shared_port_socket
 from libs.common.web.page_security import page_headers
+from services.ingress.a2a_front import a2a_router
 from services.ingress.audit_events import AuditRecorder
 from services.ingress.auth.access_tokens import AccessTokens, Authenticator
 from services.ingress.auth.keys import AuthFailure, KeyDirectory
@@ -388,6 +389,7 @@ class IngressService:
             return found
 
         app.include_router(registry_router(self.catalog, self.request_path, registry_caller, self.public_url))
+        app.include_router(a2a_router(self.handlers, registry_caller, trail.publisher.emit, self.public_url))
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:
