@@ -38,20 +38,23 @@ from libs.common.contracts.llm import LLM_CHUNK, LlmOutcome, LlmRequest, Provide
 from libs.common.contracts.llm_config import AgentMode, ModelPrice
 from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
 from libs.common.runtime.refusals import RefusalLog
-
-from ..access_tokens import Authenticator
-from ..context import RequestContext
-from ..field_limits import FieldLimits, Oversized, header_patterns
-from ..handlers import Handlers
-from ..keys import AuthFailure, KeyDirectory
-from ..protocol import DEFAULT_LEGACY_VERSION, result_object
-from ..refused_credentials import note_refusal
-from ..request_path import RequestPath as Gateway
-from ..streams import CallStreams
-from . import messages_in
-from .agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
-from .fronts import CHAT, FRONTS, MESSAGES, Front, Writer
-from .tools import (
+from services.ingress.auth.access_tokens import Authenticator
+from services.ingress.auth.keys import AuthFailure, KeyDirectory
+from services.ingress.auth.refused_credentials import note_refusal
+from services.ingress.context import RequestContext
+from services.ingress.field_limits import FieldLimits, Oversized, header_patterns
+from services.ingress.handlers import Handlers
+from services.ingress.llm import messages_in
+from services.ingress.llm.agent import (
+    agent_summary,
+    assistant_message,
+    auto_executable,
+    call_ids,
+    call_name,
+    stop_reason,
+)
+from services.ingress.llm.fronts import CHAT, FRONTS, MESSAGES, Front, Writer
+from services.ingress.llm.tools import (
     ToolCallProblem,
     answer_in_form,
     as_tool_call,
@@ -60,7 +63,7 @@ from .tools import (
     parse_tool_call,
     tool_message,
 )
-from .wire import (
+from services.ingress.llm.wire import (
     STATUS,
     Receive,
     Refused,
@@ -71,6 +74,9 @@ from .wire import (
     send_error,
     send_json,
 )
+from services.ingress.protocol import DEFAULT_LEGACY_VERSION, result_object
+from services.ingress.sending.request_path import RequestPath as Gateway
+from services.ingress.sessions.streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]
 

@@ -16,9 +16,8 @@ import orjson
 
 from libs.common.contracts.llm import LlmOutcome, Usage
 from libs.common.contracts.messages import GatewayError, new_id
-
-from ..answers import SSE_HEADERS
-from .wire import REQUEST_ID_HEADER, STATUS, Send, send_json, with_pending
+from services.ingress.llm.wire import REQUEST_ID_HEADER, STATUS, Send, send_json, with_pending
+from services.ingress.mcp_edge.answers import SSE_HEADERS
 
 __all__ = ["Finished", "FrontWriter"]
 

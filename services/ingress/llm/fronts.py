@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from libs.common.contracts.llm import LlmOutcome
-
-from . import messages_in, messages_out, responses_in
-from .responses_out import ResponsesWriter
-from .wire import ResponseWriter, Send, error_body
+from services.ingress.llm import messages_in, messages_out, responses_in
+from services.ingress.llm.responses_out import ResponsesWriter
+from services.ingress.llm.wire import ResponseWriter, Send, error_body
 
 __all__ = ["CHAT", "FRONTS", "MESSAGES", "RESPONSES", "Front", "Writer"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from .translate import bad, positive_int, translated_tools
+from services.ingress.llm.translate import bad, positive_int, translated_tools
 
 __all__ = ["chat_request", "count_tokens"]
 

@@ -11,8 +11,7 @@ import orjson
 
 from libs.common.contracts.llm import Usage
 from libs.common.contracts.messages import GatewayError
-
-from .front_writer import Finished, FrontWriter
+from services.ingress.llm.front_writer import Finished, FrontWriter
 
 __all__ = ["MessagesWriter", "error_body", "transcript"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .translate import bad, positive_int, translated_tools
+from services.ingress.llm.translate import bad, positive_int, translated_tools
 
 __all__ = ["chat_request"]
 

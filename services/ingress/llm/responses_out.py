@@ -13,9 +13,8 @@ from typing import Any
 
 from libs.common.contracts.llm import Usage
 from libs.common.contracts.messages import GatewayError, new_id
-
-from .front_writer import Finished, FrontWriter
-from .wire import error_body
+from services.ingress.llm.front_writer import Finished, FrontWriter
+from services.ingress.llm.wire import error_body
 
 __all__ = ["ResponsesWriter", "input_items"]
 

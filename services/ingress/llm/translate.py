@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .wire import Refused
+from services.ingress.llm.wire import Refused
 
 __all__ = ["bad", "positive_int", "translated_tools"]
 
