@@ -83,12 +83,7 @@ class LlmDecider:
         data = granted(key, request).model_dump_json().encode() if request.deployments else msg.data
         actual, tokens = 0.0, 0
         try:
-            reply = await self.rejoin.sending(
-                lambda: self._relayed(data, request),
-                request.deadline,
-                _unavailable,
-                POLICY_COMPLETIONS_SENT_AGAIN.inc,
-            )
+            reply = await self._relay(data, request)
         except ResponderLost as exc:
             await self.refuse(msg.reply, request.id, GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc)))
             actual = request.max_cost_usd  # it may have run: keep the estimate
@@ -107,6 +102,18 @@ class LlmDecider:
         if charge is not None:
             await self.charger.settle(charge, actual)
         await self.tokens.count(key, tokens, time.time())
+
+    async def _relay(self, data: bytes, request: LlmRequest) -> Msg | GatewayError:
+        """The executor's reply, sent again while an executor is rejoining (`libs.common.bus.rejoin`);
+        why not, when none is subscribed and none rejoined in time (nothing ran)."""
+        tries = 0
+        while isinstance(reply := await self._relayed(data, request), Nobody):
+            why = await self.rejoin.wait(reply, request.deadline, tries)
+            if why is not None:
+                return _unavailable(why)
+            tries += 1
+            POLICY_COMPLETIONS_SENT_AGAIN.inc()
+        return reply
 
     async def _relayed(self, data: bytes, request: LlmRequest) -> Msg | Nobody:
         """The executor's reply; `Nobody` when none is subscribed (nothing ran)."""

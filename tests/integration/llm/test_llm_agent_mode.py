@@ -15,18 +15,18 @@ from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
-from tests.support.gateway import Gateway, gateway_on_own_servers
+from tests.support.gateway import Gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
     CODE_AGENT_KEY,
     CODER_KEY,
     MODEL,
-    OPEN_CLIENTS,
-    PROVIDER_KEY,
     SHALLOW_KEY,
     accumulated,
     audit_rows_since,
+    closing_clients,
     llm_config,
+    module_gateway,
     sdk_client,
     tool_names,
 )
@@ -58,22 +58,16 @@ async def shared_gateway(
         "audit_journal_dir": str(workdir / "journal"),
         "codemode": CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20),
     }
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        async with gateway_on_own_servers(workdir, config, **settings) as gw:
-            codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-            await poll_until(lambda: "echo" in {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
-            yield gw
+    async with module_gateway(workdir, config, **settings) as gw:
+        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
+        await poll_until(lambda: "echo" in {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
+        yield gw
 
 
 @pytest.fixture
 async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    try:
-        yield shared_gateway
-    finally:
-        while OPEN_CLIENTS:
-            await OPEN_CLIENTS.pop().close()
+    async with closing_clients(shared_gateway) as gw:
+        yield gw
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from libs.common.runtime.sealing import new_key
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, gateway_on_own_servers
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
     BROKE_KEY,
@@ -20,18 +20,18 @@ from tests.support.llm_gateway import (
     DOWN_PASSWORD,
     DOWN_TOKEN,
     MODEL,
-    OPEN_CLIENTS,
     PRICEY,
     PROVIDER_KEY,
     SQUAD_KEY,
     audit_rows_since,
+    closing_clients,
     execute_call,
     llm_config,
+    module_gateway,
     sdk_client,
     tool_names,
 )
 from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, Stall, Stop
-from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +56,14 @@ async def shared_gateway(
     # breaker must not open on one test and refuse the next one's calls (`down`'s is the one tested)
     config["llm"]["providers"]["scripted"]["failure_threshold"] = 10
     settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        async with gateway_on_own_servers(workdir, config, **settings) as gw:
-            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-            yield gw
+    async with module_gateway(workdir, config, **settings) as gw:
+        yield gw
 
 
 @pytest.fixture
 async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    try:
-        yield shared_gateway
-    finally:
-        while OPEN_CLIENTS:
-            await OPEN_CLIENTS.pop().close()
+    async with closing_clients(shared_gateway) as gw:
+        yield gw
 
 
 async def test_models_and_authentication(gateway):

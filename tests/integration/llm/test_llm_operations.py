@@ -21,7 +21,7 @@ from libs.common.contracts import subjects
 from libs.common.runtime.sealing import new_key
 from tests.support.debian import debian_binary
 from tests.support.executor_away import answered_by_a_new_executor, counted
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers, running_gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
     DOCS_MODEL,
@@ -30,7 +30,9 @@ from tests.support.llm_gateway import (
     PROVIDER_KEY,
     RUNTIME_KEY,
     audit_rows_since,
+    closing_clients,
     llm_config,
+    module_gateway,
     sdk_client,
 )
 from tests.support.llm_provider import Held, Reply, ScriptedProvider, conversation_problem
@@ -60,20 +62,14 @@ async def shared_gateway(
     makes has a name of its own, and the notes the docs' examples add are read by no test."""
     workdir, config = tmp_path_factory.mktemp("llm"), llm_config(shared_provider)
     settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(journal_dir)}
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        async with gateway_on_own_servers(workdir, config, **settings) as gw:
-            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-            yield gw
+    async with module_gateway(workdir, config, **settings) as gw:
+        yield gw
 
 
 @pytest.fixture
 async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    try:
-        yield shared_gateway
-    finally:
-        while OPEN_CLIENTS:
-            await OPEN_CLIENTS.pop().close()
+    async with closing_clients(shared_gateway) as gw:
+        yield gw
 
 
 @pytest.fixture
