@@ -68,6 +68,8 @@ def routing_config(a: ScriptedProvider, b: ScriptedProvider) -> dict[str, Any]:
                 ("gpt-mid-stream", {}),
                 ("gpt-routed", {"strategy": "weighted"}),
                 ("gpt-limited", {}),
+                ("gpt-messages-failover", {}),
+                ("gpt-responses-failover", {}),
             )
         }
         | {

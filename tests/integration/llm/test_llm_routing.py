@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
-from tests.support.llm_gateway import audit_rows_since, close_sdk_clients, sdk_client
+from tests.support.llm_gateway import anthropic_client, audit_rows_since, close_sdk_clients, sdk_client
 from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, scripted_provider
 from tests.support.llm_routing import (
     LISTED,
@@ -90,6 +90,29 @@ async def test_a_failing_deployment_hands_the_request_to_the_next_priced_at_the_
         "b/gpt-failover-b (gpt-failover): ok",
     ]
     assert row.cost_usd == pytest.approx((1000 * 10.0 + 100 * 20.0) / 1_000_000)  # b's price, not a's
+
+
+async def test_the_messages_front_fails_over_as_chat_completions_does(gateway, a, b, began):
+    a.script, b.script = [Fail(503, "overloaded")], [Reply("from b", usage=(1000, 100))]
+    message = await anthropic_client(gateway).messages.create(
+        model="gpt-messages-failover", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert [block.text for block in message.content if block.type == "text"] == ["from b"]
+    assert [r.body["model"] for r in a.received + b.received] == ["gpt-messages-failover-a", "gpt-messages-failover-b"]
+    row = await _row(gateway, began, "gpt-messages-failover")
+    assert (row.status, row.server) == ("ok", "b")
+    assert [line.split(": ")[1].split(" in ")[0] for line in row.llm_attempts] == ["upstream_error", "ok"]
+    assert row.cost_usd == pytest.approx((1000 * 10.0 + 100 * 20.0) / 1_000_000)  # b's price, not a's
+
+
+async def test_the_responses_front_streams_from_the_deployment_failed_over_to(gateway, a, b, began):
+    a.script, b.script = [Drop()], [Reply("streamed by b")]
+    stream = await sdk_client(gateway).responses.create(model="gpt-responses-failover", input="hi", stream=True)
+    events = [event async for event in stream]
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "streamed by b"
+    row = await _row(gateway, began, "gpt-responses-failover")
+    assert (row.status, row.server) == ("ok", "b")
+    assert [line.split(": ")[1].split(" in ")[0] for line in row.llm_attempts] == ["upstream_unavailable", "ok"]
 
 
 async def test_a_stream_fails_over_while_no_chunk_reached_the_client(gateway, a, b, began):
