@@ -6,7 +6,8 @@
   and the replies to that, matched by reply subject. Traffic that time drives is not theirs and is left
   out: JetStream's heartbeats and deliveries, the audit writer's pull requests, the replies to those.
 - `profile_counts`: what a deterministic profiler (cProfile) saw on the gateway's event loop thread:
-  Python calls per service, JSON encodes and decodes, and the syscalls the loop makes through Python's
+  Python calls per service, JSON encodes and decodes, messages handed over on the in-process lane, and
+  the syscalls the loop makes through Python's
   socket, `os` and `epoll` functions (each such call is one syscall), less the work of `TIMED_ROOTS`.
 - `Caller`: the MCP client and the tap on a thread and event loop of their own, so that nothing they do
   lands on the profiled thread.
@@ -58,6 +59,10 @@ SYSCALLS = {
 }  # fmt: skip
 """Count -> the C functions whose each call is one syscall on the loop's thread: socket and pipe reads and
 writes (asyncio's transports, the stdio upstream's pipes), and the selector's waits (the loop's wake-ups)."""
+
+LANE = "bus/local_lane.py:_hand_over"
+"""Each call of it is a message handed over in memory between co-located services (`libs.common.bus.local_lane`):
+a message nats-server never sees."""
 
 PUBLISHED = ("bastion.>", f"{KV_ROOT}.>")
 """What the calls publish: requests, events, key-value writes (JetStream's API is left out: the audit
@@ -119,9 +124,9 @@ TIMED_ROOTS = (
 
 
 def _area(filename: str) -> str:
-    """Who a profiled function belongs to: a service (`ingress`, `policy`, ...), `libs`, `packages` (the
-    MCP SDK, the HTTP server, the NATS client, pydantic: Python code installed beside ours), `stdlib`
-    (asyncio above all) or `builtins` (C functions)."""
+    """Who a profiled function belongs to: a service (`ingress`, `policy`, ...), `libs`, `nats_client`
+    (nats-py), `packages` (the rest of the Python code installed beside ours: the MCP SDK, the HTTP
+    server, pydantic), `stdlib` (asyncio above all) or `builtins` (C functions)."""
     path = Path(filename)
     if filename == "~":
         return "builtins"
@@ -131,7 +136,9 @@ def _area(filename: str) -> str:
         return "libs"
     if path.is_relative_to(TESTS):
         return "tests"  # the test's own waits, not counted
-    return "packages" if "site-packages" in path.parts else "stdlib"
+    if "site-packages" not in path.parts:
+        return "stdlib"
+    return "nats_client" if path.parts[path.parts.index("site-packages") + 1] == "nats" else "packages"
 
 
 def _label(func: Func) -> str:
@@ -167,6 +174,7 @@ def profile_counts(profile: cProfile.Profile) -> Counter[str]:
         label = _label(func)
         counts["json_encodes"] += calls if label in ENCODES else 0
         counts["json_decodes"] += calls if label in DECODES else 0
+        counts["lane_msgs"] += calls if label == LANE else 0
         for count, names in SYSCALLS.items():
             counts[count] += calls if label in names else 0
     return counts
