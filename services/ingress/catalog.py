@@ -22,6 +22,7 @@ from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.gateway_tasks import HostedTask, hosted_setting
 from libs.common.contracts.messages import PairList, ServerCatalog
 from libs.common.contracts.naming import SEPARATOR, VALID_NAME, assign_names, server_slug
+from libs.common.contracts.ui_apps import SCHEME, app_only, named_for_gateway, upstream_uri
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
 
@@ -93,6 +94,12 @@ class Catalog:
     def __init__(self) -> None:
         self._servers: dict[str, ServerCatalog] = {}
         self.tools: Listing = _EMPTY
+        """The tools the model may see: every tool but those MCP Apps keep for the app (`app_only`)."""
+        self.app_tools: Listing = _EMPTY
+        """Every tool, app-only ones included: what a host that declared MCP Apps is listed (it keeps
+        them from its model itself, and its apps call them)."""
+        self.app_only: frozenset[str] = frozenset()
+        """Gateway names of the tools only an app may call."""
         self.by_name: dict[str, CatalogEntry] = {}
         self.hosted_by_name: dict[str, HostedTask] = {}
         """The operator's task setting (`ServerConfig.tasks`) of each tool that has one."""
@@ -167,7 +174,18 @@ class Catalog:
         entry = self.resource_by_uri.get(uri)
         if entry is not None:
             return entry
+        if uri.startswith(SCHEME):
+            return self._app_resource(uri)
         return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
+
+    def _app_resource(self, uri: str) -> CatalogEntry | None:
+        """An app's `ui://<server>/<path>` its server does not list (the extension lets a server
+        list only what its tools name): read from that server, if it is ready. ValueError for a
+        URI that is no gateway ui:// URI."""
+        server, upstream = upstream_uri(uri)
+        if server not in self.ready:
+            return None
+        return _entry(uri, server, upstream, {}, f"resource:{upstream}")
 
     def template_owner(self, uri_template: str) -> CatalogEntry | None:
         return next((entry for _, entry in self._template_patterns if entry.tool == uri_template), None)
@@ -185,16 +203,18 @@ class Catalog:
             if (setting := hosted_setting(catalog.hosted_tasks, tool.tool)) is not None
         }
         tools = {
-            (name, tool.tool): _offered(tool.definition, (name, tool.tool) in hosted)
+            (name, tool.tool): _offered(named_for_gateway(name, tool.definition), (name, tool.tool) in hosted)
             for name, catalog in ready.items()
             for tool in catalog.tools
         }
-        self.tools = Listing.of(_named_entries(tools, plain, ""))
-        self.by_name = {entry.name: entry for entry in self.tools.entries}
+        every_tool = _named_entries(tools, plain, "")
+        self.app_only = frozenset(entry.name for entry in every_tool if app_only(entry.definition))
+        self.app_tools = Listing.of(every_tool)
+        model_tools = [entry for entry in every_tool if entry.name not in self.app_only]
+        self.tools = Listing.of(model_tools) if self.app_only else self.app_tools
+        self.by_name = {entry.name: entry for entry in every_tool}
         self.hosted_by_name = {  # matched once here, not on every call
-            entry.name: hosted[(entry.server, entry.tool)]
-            for entry in self.tools.entries
-            if (entry.server, entry.tool) in hosted
+            entry.name: hosted[pair] for entry in every_tool if (pair := (entry.server, entry.tool)) in hosted
         }
         held = [(name, tool) for name, catalog in ready.items() for tool in catalog.withheld]
         self.withheld_by_name = _withheld(held, plain, "", self.by_name)
@@ -209,16 +229,18 @@ class Catalog:
         seen: dict[str, str] = {}
         for name in sorted(ready):
             for resource in ready[name].resources:
-                uri = resource.get("uri")
-                if not isinstance(uri, str):
+                upstream = resource.get("uri")
+                if not isinstance(upstream, str):
                     continue
+                named = named_for_gateway(name, resource)  # an app's ui:// gets its server's name in it
+                uri = named["uri"]
                 if uri in seen:
                     log.warning(
                         "catalog: resource %r is listed by %s and %s; reads go to %s", uri, seen[uri], name, seen[uri]
                     )
                     continue
                 seen[uri] = name
-                resources.append(_entry(uri, name, uri, resource, f"resource:{uri}"))
+                resources.append(_entry(uri, name, upstream, named, f"resource:{upstream}"))
         self.resources = Listing.of(resources)
         self.resource_by_uri = {entry.name: entry for entry in resources}
 

@@ -23,6 +23,7 @@ from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
+from libs.common.contracts.ui_apps import EXTENSION, HOST, SCHEME
 from libs.common.runtime import metrics
 
 from .audit_events import AuditRecorder, Ending, failure, metrics_outcome
@@ -85,6 +86,8 @@ class Handlers:
         """The watches of the buckets policy decides `tools/list` from (keys, policy), whose
         revisions say whether its answer is as new as this replica's view (`tools_list`)."""
         self._list_cache = ListCache()
+        self._host_list_cache = ListCache()
+        """The answers of hosts of MCP Apps: another listing (app-only tools included), so other arrays."""
 
     @property
     def audits_owed(self) -> int:
@@ -153,22 +156,24 @@ class Handlers:
     # ------------------------------------------------------------------ tools
 
     async def tools_list(self, ctx: RequestContext) -> dict[str, Any]:
+        host = HOST in ctx.client  # a host of MCP Apps is listed its apps' tools too, and hides them itself
+        cache = self._host_list_cache if host else self._list_cache
         cache_key = (ctx.caller.key_id, ctx.include_servers, ctx.include_tools)
         stamp = (self.catalog.revision, self.keys.revision(ctx.caller.key_id), self.policy_revision)
-        tools_json = self._list_cache.get(cache_key, stamp)
+        tools_json = cache.get(cache_key, stamp)
         if tools_json is None:
-            tools = self.catalog.tools
+            tools = self.catalog.app_tools if host else self.catalog.tools
             seen = {watch.bucket: watch.revision for watch in self.policy_inputs}
             answer = await self.gateway.visible(ctx.caller, tools.pairs, ctx.include_servers, ctx.include_tools)
             if answer.error is not None:
                 return gateway_error_body(ctx.request_id, answer.error)
             # the catalog may have changed while policy answered: then the answer is not cached
-            tools_json = self._list_cache.put(
+            tools_json = cache.put(
                 cache_key,
                 stamp,
                 answer.allowed,
                 tools.entries,
-                keep=tools is self.catalog.tools,
+                keep=tools is (self.catalog.app_tools if host else self.catalog.tools),
                 lasting=answer_holds(seen, answer.revisions),
             )
         result: dict[str, Any] = {"tools": tools_json}
@@ -194,6 +199,9 @@ class Handlers:
             return gateway_error_body(ctx.request_id, down.error, tool=name, server=down.server), audit
         if entry is None:
             return self._unknown(ctx, "tool", "tool_call", name)
+        app_call = name in self.catalog.app_only
+        if app_call and HOST not in ctx.client:
+            return self._app_only(ctx, entry)
         meta = forwarded_meta(params)
         extra = call_extra(params)
         call = ToolCall(
@@ -210,6 +218,7 @@ class Handlers:
             timeout=self.sender.timeout(ctx),
             client=list(ctx.client),
             version=ctx.version,
+            initiator="app" if app_call else "agent",
         )
         # the journal's R record and the event digest (and may record) the arguments: encoded once for both
         encoded = to_json(arguments).encode("utf-8", "surrogatepass")
@@ -237,6 +246,8 @@ class Handlers:
             arguments=encoded if outcome.ran_arguments is None else outcome.ran_arguments,
             result=outcome.raw_result,
         )
+        if app_call:
+            audit.initiator = "app"
         if outcome.error is not None:
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
                 return ok_body(ctx.request_id, ctx.version, as_result), audit
@@ -269,6 +280,17 @@ class Handlers:
             return self._unknown(ctx, "prompt", "prompt_get", name)
         return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
 
+    def _app_only(self, ctx: RequestContext, entry: CatalogEntry) -> tuple[dict[str, Any], AuditEvent]:
+        """A tool MCP Apps keeps for the app, called by a client that declared no app host: refused,
+        as its host would refuse the model (the model was never shown it)."""
+        error = GatewayError(
+            kind=ErrorKind.FORBIDDEN,
+            message=f"{entry.name!r} is callable only by an MCP App, through a host that declared the "
+            f"{EXTENSION} extension at initialize",
+        )
+        audit = self.audits.record(ctx, "tool_call", entry.name, entry.server, entry.tool, Ending(error))
+        return gateway_error_body(ctx.request_id, error, tool=entry.name, server=entry.server), audit
+
     def _unknown(self, ctx: RequestContext, what: str, kind: str, name: str) -> tuple[dict[str, Any], AuditEvent]:
         """The answer and `kind` audit event of a `what` (tool, prompt) that is not this key's to use."""
         error = GatewayError(
@@ -284,15 +306,24 @@ class Handlers:
         uri = params.get("uri")
         if not isinstance(uri, str) or not uri:
             return error_body(ctx.request_id, INVALID_PARAMS, f"{method} needs 'params.uri', the resource's URI"), None
-        entry = self.catalog.resource_owner(uri)
         kind = "resource_read" if method == "resources/read" else "resource_subscribe"
+        try:
+            entry = self.catalog.resource_owner(uri)
+        except ValueError as exc:  # a ui:// URI that names no server, or could resolve elsewhere
+            error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"{uri!r}: {exc}")
+            body = error_body(ctx.request_id, INVALID_PARAMS, error.message, {"uri": uri})
+            return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
         if entry is None:
             error = GatewayError(
                 kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
             )
             body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
             return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
-        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=f"resource:{uri}")
+        if uri.startswith(SCHEME):  # an app's resource: its upstream knows it by its own URI
+            params, target = {**params, "uri": entry.tool}, f"resource:{entry.tool}"
+        else:
+            target = f"resource:{uri}"
+        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=target)
         if "result" in payload and ctx.session is not None and method != "resources/read":
             change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
             await change(ctx.session, entry.server, uri)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from libs.common.contracts.oauth_upstream import with_authorize_url
+from libs.common.contracts.ui_apps import result_for_gateway
 
 from ..interceptors.chain import InterceptorChain
 from .state import Call
@@ -15,7 +16,7 @@ from .state import Call
 if TYPE_CHECKING:
     from ..user_sessions import UserSessions
 
-__all__ = ["InterceptAfter", "KeepSubscriptions", "LeaveSession", "ShapeAnswer", "SignInLink"]
+__all__ = ["AppUris", "InterceptAfter", "KeepSubscriptions", "LeaveSession", "ShapeAnswer", "SignInLink"]
 
 
 class LeaveSession:
@@ -72,6 +73,21 @@ class InterceptAfter:
     async def _after(self, call: Call) -> None:
         if call.intercepted is not None and call.outcome is not None:
             call.outcome = await self.chain.after(call.intercepted, call.outcome)
+
+
+class AppUris:
+    """The `ui://` URIs an answer names (a tool result's `_meta.ui.resourceUri`, a read's contents)
+    are given as agents know them, `ui://<server>/...` (`ui_apps`), as the catalog lists them."""
+
+    _NAMING = frozenset({"tools/call", "resources/read"})
+
+    def __call__(self, call: Call) -> None:
+        outcome = call.outcome
+        if outcome is None or not isinstance(outcome.result, dict) or call.request.rpc_method not in self._NAMING:
+            return
+        renamed = result_for_gateway(call.request.server, outcome.result)
+        if renamed is not outcome.result:
+            outcome.result = renamed
 
 
 class ShapeAnswer:

@@ -18,6 +18,7 @@ from typing import Any
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 
 from libs.common.contracts.messages import AuditEvent
+from libs.common.contracts.ui_apps import HOST, declares_apps
 from libs.common.runtime import semconv, tracing
 
 from ..context import RequestContext
@@ -87,7 +88,8 @@ def agent_requests(params: Any) -> tuple[str, ...]:
     capabilities = params.get("capabilities") if isinstance(params, dict) else None
     if not isinstance(capabilities, dict):
         return ()
-    return tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+    declared = tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+    return (*declared, HOST) if declares_apps(capabilities) else declared
 
 
 class IssueSession(Step):

@@ -1,0 +1,133 @@
+"""MCP Apps (`io.modelcontextprotocol/ui`) through the gateway: how an upstream's `ui://` URIs are
+named to agents, and which tools the extension keeps from the model.
+
+An upstream's `ui://<rest>` is offered as `ui://<server>/<rest>`: still a `ui://` URI (hosts
+render only those), unique across servers (a server name is a valid URI host: `config.SERVER_NAME`),
+and turned back into the upstream's own URI by cutting the server off again. The server part is the
+configured name exactly; nothing else in the path is interpreted, but a path that could mean
+another place to a resolver (`.` or `..` segments, percent-encoded ones, backslashes, control
+characters) is refused rather than passed on.
+
+Every place the extension names a resource is rewritten the same way: a tool's `_meta.ui.resourceUri`
+(and the deprecated flat `_meta["ui/resourceUri"]`), a result's `_meta.ui.resourceUri`, and the
+`uri` of each `resources/read` content. CSP, permissions and the other `_meta.ui` fields are not
+touched. Pure: ingress names listings with it, the executor answers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+__all__ = [
+    "APP_MIME_TYPE",
+    "EXTENSION",
+    "HOST",
+    "SCHEME",
+    "app_only",
+    "declared_in_request",
+    "declares_apps",
+    "gateway_uri",
+    "named_for_gateway",
+    "result_for_gateway",
+    "upstream_uri",
+]
+
+EXTENSION: Final = "io.modelcontextprotocol/ui"
+APP_MIME_TYPE: Final = "text/html;profile=mcp-app"
+SCHEME: Final = "ui://"
+HOST: Final = "apps"
+"""How a session's client capabilities (ingress's `RequestContext.client`, `_Routed.client`) say its
+client declared the extension: a host that renders apps, lists app-only tools and calls them for its apps."""
+_FLAT_KEY: Final = "ui/resourceUri"
+"""The flat `_meta` key the extension deprecated in favour of `_meta.ui.resourceUri`; still sent."""
+_MAX_URI: Final = 2048
+_SERVER: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+_UNSAFE: Final = re.compile(r"[\\\x00-\x1f\x7f]|%2e|%2f|%5c", re.IGNORECASE)
+
+
+def gateway_uri(server: str, uri: str) -> str:
+    """`uri` of `server` as agents see it: `ui://<rest>` -> `ui://<server>/<rest>`; others unchanged."""
+    if not uri.startswith(SCHEME):
+        return uri
+    return f"{SCHEME}{server}/{uri[len(SCHEME) :]}"
+
+
+def upstream_uri(uri: str) -> tuple[str, str]:
+    """(server, the upstream's own URI) of a gateway `ui://<server>/<rest>`; ValueError saying why
+    when `uri` is not one (no server part, an empty rest, a path that could resolve elsewhere)."""
+    if not uri.startswith(SCHEME) or len(uri) > _MAX_URI:
+        raise ValueError(f"not a gateway ui:// URI (ui://<server>/<path>, at most {_MAX_URI} characters)")
+    server, slash, rest = uri[len(SCHEME) :].partition("/")
+    if not slash or not rest or not _SERVER.match(server):
+        raise ValueError("a gateway ui:// URI names its server first: ui://<server>/<path>")
+    path = rest.split("?", 1)[0].split("#", 1)[0]
+    if _UNSAFE.search(rest) or any(segment in (".", "..") for segment in path.split("/")):
+        raise ValueError("a ui:// URI may hold no '.' or '..' segment, encoded dot or slash, or control character")
+    return server, f"{SCHEME}{rest}"
+
+
+def app_only(definition: Mapping[str, Any]) -> bool:
+    """Whether the extension keeps this tool from the model: `_meta.ui.visibility` is a list without
+    "model" (absent: both model and app may use it)."""
+    ui = _ui_meta(definition)
+    visibility = ui.get("visibility") if ui is not None else None
+    return isinstance(visibility, list) and "model" not in visibility
+
+
+def declares_apps(capabilities: Any) -> bool:
+    """Whether a client's `initialize` capabilities declare the extension (`extensions` map)."""
+    extensions = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    return isinstance(extensions, dict) and isinstance(extensions.get(EXTENSION), dict)
+
+
+def declared_in_request(params: Any) -> bool:
+    """Whether a 2026-07-28 request's envelope (`_meta`, which carries the client's capabilities on
+    every request in that revision) declares the extension."""
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and declares_apps(meta.get("io.modelcontextprotocol/clientCapabilities"))
+
+
+def named_for_gateway(server: str, item: dict[str, Any]) -> dict[str, Any]:
+    """A tool definition, resource (or resource content) of `server` with every `ui://` it names
+    renamed for the gateway; the same object when it names none."""
+    renamed = item
+    uri = item.get("uri")
+    if isinstance(uri, str) and uri.startswith(SCHEME):
+        renamed = {**renamed, "uri": gateway_uri(server, uri)}
+    meta = item.get("_meta")
+    if isinstance(meta, dict):
+        new_meta = _meta_for_gateway(server, meta)
+        if new_meta is not meta:
+            renamed = {**renamed, "_meta": new_meta}
+    return renamed
+
+
+def result_for_gateway(server: str, result: dict[str, Any]) -> dict[str, Any]:
+    """A `tools/call` or `resources/read` result of `server` with its `ui://` URIs renamed."""
+    renamed = named_for_gateway(server, result)
+    contents = result.get("contents")
+    if isinstance(contents, list):
+        new = [named_for_gateway(server, c) if isinstance(c, dict) else c for c in contents]
+        if any(a is not b for a, b in zip(new, contents, strict=True)):
+            renamed = {**renamed, "contents": new}
+    return renamed
+
+
+def _ui_meta(item: Mapping[str, Any]) -> dict[str, Any] | None:
+    meta = item.get("_meta")
+    ui = meta.get("ui") if isinstance(meta, dict) else None
+    return ui if isinstance(ui, dict) else None
+
+
+def _meta_for_gateway(server: str, meta: dict[str, Any]) -> dict[str, Any]:
+    renamed = meta
+    flat = meta.get(_FLAT_KEY)
+    if isinstance(flat, str) and flat.startswith(SCHEME):
+        renamed = {**renamed, _FLAT_KEY: gateway_uri(server, flat)}
+    ui = meta.get("ui")
+    linked = ui.get("resourceUri") if isinstance(ui, dict) else None
+    if isinstance(ui, dict) and isinstance(linked, str) and linked.startswith(SCHEME):
+        renamed = {**renamed, "ui": {**ui, "resourceUri": gateway_uri(server, linked)}}
+    return renamed
