@@ -3,7 +3,8 @@ and permission metadata, a tool the model sees that renders it (`show_board`), a
 may call (`refresh_board`, `_meta.ui.visibility: ["app"]`), and a tool whose result names the app
 (`board_link`). Written with the official SDK; stdio by default, `--http` for streamable HTTP.
 
-`APP_VERSION` changes the app's HTML (and nothing else), so a test can show a changed app is drift.
+`APP_STATE` names a file holding the app's version, read on every read: a test writes another to
+change the app's HTML (and nothing else) while the server runs, without a word to anyone.
 """
 
 from __future__ import annotations
@@ -27,25 +28,25 @@ APP_META = {
         "prefersBorder": True,
     }
 }
-VERSION = os.environ.get("APP_VERSION", "1")
-APP_HTML = f"""<!DOCTYPE html>
-<html><body><h1 id="title">Board v{VERSION}</h1><button id="refresh">Refresh</button><pre id="out"></pre>
+STATE = os.environ.get("APP_STATE")
+APP_HTML = """<!DOCTYPE html>
+<html><body><h1 id="title">Board v{version}</h1><button id="refresh">Refresh</button><pre id="out"></pre>
 <script>
 let next = 1;
 const pending = new Map();
-window.addEventListener("message", (event) => {{
-  const msg = event.data || {{}};
-  if (msg.id && pending.has(msg.id)) {{ pending.get(msg.id)(msg); pending.delete(msg.id); }}
-}});
-function request(method, params) {{
+window.addEventListener("message", (event) => {
+  const msg = event.data || {};
+  if (msg.id && pending.has(msg.id)) { pending.get(msg.id)(msg); pending.delete(msg.id); }
+});
+function request(method, params) {
   const id = next++;
-  window.parent.postMessage({{jsonrpc: "2.0", id, method, params}}, "*");
+  window.parent.postMessage({jsonrpc: "2.0", id, method, params}, "*");
   return new Promise((resolve) => pending.set(id, resolve));
-}}
-document.getElementById("refresh").addEventListener("click", async () => {{
-  const answer = await request("tools/call", {{name: "apps__refresh_board", arguments: {{}}}});
+}
+document.getElementById("refresh").addEventListener("click", async () => {
+  const answer = await request("tools/call", {name: "apps__refresh_board", arguments: {}});
   document.getElementById("out").textContent = JSON.stringify(answer.result || answer.error);
-}});
+});
 </script></body></html>"""
 
 mcp = MCPServer(name="apps", version="1.0.0")
@@ -54,7 +55,8 @@ refreshed: list[int] = []
 
 @mcp.resource(APP_URI, name="board", description="The board's view", mime_type=APP_MIME, meta=APP_META)
 def board_view() -> str:
-    return APP_HTML
+    version = Path(STATE).read_text().strip() if STATE else "1"
+    return APP_HTML.replace("{version}", version)
 
 
 @mcp.tool(meta={"ui": {"resourceUri": APP_URI, "visibility": ["model", "app"]}})

@@ -20,15 +20,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from libs.common.contracts.pins import definition_sha256
+
 __all__ = [
     "APP_MIME_TYPE",
     "EXTENSION",
     "HOST",
     "SCHEME",
+    "app_definition",
     "app_only",
     "declared_in_request",
     "declares_apps",
     "gateway_uri",
+    "linked_app",
     "named_for_gateway",
     "result_for_gateway",
     "upstream_uri",
@@ -74,6 +78,30 @@ def app_only(definition: Mapping[str, Any]) -> bool:
     ui = _ui_meta(definition)
     visibility = ui.get("visibility") if ui is not None else None
     return isinstance(visibility, list) and "model" not in visibility
+
+
+def linked_app(tool: Mapping[str, Any]) -> str | None:
+    """The `ui://` URI a tool names as its app (`_meta.ui.resourceUri`, else the deprecated flat key)."""
+    ui = _ui_meta(tool)
+    meta = tool.get("_meta")
+    for uri in (ui.get("resourceUri") if ui else None, meta.get(_FLAT_KEY) if isinstance(meta, dict) else None):
+        if isinstance(uri, str) and uri.startswith(SCHEME):
+            return uri
+    return None
+
+
+def app_definition(uri: str, listed: Mapping[str, Any] | None, contents: list[Any]) -> dict[str, Any]:
+    """What pinning holds of one app (`DefinitionKind` "app", named by its upstream `uri`): the
+    listing entry, the first content's MIME type and `_meta` (CSP and permissions, readable in a
+    diff) and the sha256 of all its contents (the HTML is not kept in the pin, only its digest)."""
+    first = contents[0] if contents and isinstance(contents[0], dict) else {}
+    definition: dict[str, Any] = {"uri": uri, "sha256": definition_sha256({"contents": contents})}
+    if listed is not None:
+        definition["listing"] = dict(listed)
+    for field in ("mimeType", "_meta"):
+        if field in first:
+            definition[field] = first[field]
+    return definition
 
 
 def declares_apps(capabilities: Any) -> bool:

@@ -167,6 +167,7 @@ class InterceptorChain:
             list(features.prompts),
             list(features.resources),
             list(features.resource_templates),
+            apps=list(features.apps),
             aliases=dict(listing.aliases),
         )
         for interceptor in self._listing:
@@ -189,6 +190,7 @@ class InterceptorChain:
                 view.resource_templates,
                 view.withheld_prompts,
                 view.withheld_templates,
+                view.apps,
             ),
             tuple(view.withheld),
             view.aliases,
