@@ -22,6 +22,8 @@ from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.gateway_tasks import HostedTask, hosted_setting
 from libs.common.contracts.messages import PairList, ServerCatalog
 from libs.common.contracts.naming import SEPARATOR, VALID_NAME, assign_names, server_slug
+from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
+from libs.common.contracts.skills import entry_for_gateway, skill_path, upstream_skill_uri
 from libs.common.contracts.ui_apps import SCHEME, app_only, named_for_gateway, upstream_uri
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
@@ -110,6 +112,12 @@ class Catalog:
         self.prompt_by_name: dict[str, CatalogEntry] = {}
         self.withheld_prompt_by_name: dict[str, CatalogEntry] = {}
         """Prompts the executors hold back (`ServerCatalog.withheld_prompts`), routed like withheld tools."""
+        self.skills: Listing = _EMPTY
+        """Every server's skills (`io.modelcontextprotocol/skills`), their URIs named for agents."""
+        self.skill_by_uri: dict[str, CatalogEntry] = {}
+        self._skill_roots: dict[str, list[tuple[str, str]]] = {}
+        """server -> (upstream skill root with its trailing `/`, the skill's grant target), longest
+        first: which skill a file read belongs to."""
         self.resources: Listing = _EMPTY
         self.resource_by_uri: dict[str, CatalogEntry] = {}
         self.templates: Listing = _EMPTY
@@ -176,6 +184,8 @@ class Catalog:
             return entry
         if uri.startswith(SCHEME):
             return self._app_resource(uri)
+        if uri.startswith(SKILL_SCHEME):
+            return self._skill_file(uri)
         return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
 
     def _app_resource(self, uri: str) -> CatalogEntry | None:
@@ -187,8 +197,32 @@ class Catalog:
             return None
         return _entry(uri, server, upstream, {}, f"resource:{upstream}")
 
+    def _skill_file(self, uri: str) -> CatalogEntry | None:
+        """A file of a skill, `skill://<server>/<path>`, read from that server if it is ready, under
+        its skill's grant (`skill:<skill path>`) when a listed skill holds it. ValueError as above."""
+        server, upstream = upstream_skill_uri(uri)
+        if server not in self.ready:
+            return None
+        return _entry(uri, server, upstream, {}, self.skill_target(server, upstream))
+
+    def skill_target(self, server: str, upstream: str) -> str:
+        """What grants match for `server`'s file `upstream`: its skill's, else the resource's own."""
+        for root, target in self._skill_roots.get(server, ()):
+            if upstream.startswith(root):
+                return target
+        return f"resource:{upstream}"
+
     def template_owner(self, uri_template: str) -> CatalogEntry | None:
         return next((entry for _, entry in self._template_patterns if entry.tool == uri_template), None)
+
+    def _rebuild_skills(self, ready: dict[str, ServerCatalog]) -> None:
+        entries = _skill_entries(ready)
+        self.skills = Listing.of(entries)
+        self.skill_by_uri = {entry.name: entry for entry in entries}
+        roots: dict[str, list[tuple[str, str]]] = {}
+        for entry in entries:
+            roots.setdefault(entry.server, []).append((entry.tool.rsplit("/", 1)[0] + "/", entry.target))
+        self._skill_roots = {server: sorted(held, key=lambda r: -len(r[0])) for server, held in roots.items()}
 
     def _rebuild(self) -> None:
         ready = {name: catalog for name, catalog in self._servers.items() if catalog.status == "ready"}
@@ -225,6 +259,7 @@ class Catalog:
         held_prompts = [(name, prompt) for name, catalog in ready.items() for prompt in catalog.withheld_prompts]
         self.withheld_prompt_by_name = _withheld(held_prompts, plain, "prompt:", self.prompt_by_name)
 
+        self._rebuild_skills(ready)
         resources: list[CatalogEntry] = []
         seen: dict[str, str] = {}
         for name in sorted(ready):
@@ -240,7 +275,7 @@ class Catalog:
                     )
                     continue
                 seen[uri] = name
-                resources.append(_entry(uri, name, upstream, named, f"resource:{upstream}"))
+                resources.append(_entry(uri, name, upstream, named, self.skill_target(name, upstream)))
         self.resources = Listing.of(resources)
         self.resource_by_uri = {entry.name: entry for entry in resources}
 
@@ -275,6 +310,16 @@ class Catalog:
             len(templates),
             len(self._servers),
         )
+
+
+def _skill_entries(ready: dict[str, ServerCatalog]) -> list[CatalogEntry]:
+    entries = []
+    for server in sorted(ready):
+        for skill in ready[server].skills:
+            upstream = skill["uri"]
+            named = entry_for_gateway(server, skill)
+            entries.append(_entry(named["uri"], server, upstream, named, f"skill:{skill_path(upstream) or upstream}"))
+    return entries
 
 
 def _offered(definition: dict[str, Any], hosted: bool) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -22,7 +23,9 @@ from libs.common.audit.audit_content import to_json
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
+from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, PairList, ToolCall
+from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
+from libs.common.contracts.skills import skill_path, upstream_skill_uri
 from libs.common.contracts.ui_apps import EXTENSION, HOST, SCHEME
 from libs.common.runtime import metrics
 
@@ -55,6 +58,8 @@ log = logging.getLogger(__name__)
 
 _RESOURCE_NOT_FOUND = -32002
 """The MCP spec's code for a resource that does not exist."""
+_NO_FRAGMENT = orjson.Fragment(b"{}")
+"""The listed form of an entry made for one request, never listed."""
 
 
 class Handlers:
@@ -151,7 +156,12 @@ class Handlers:
 
     def initialize(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.version = negotiate_handshake(params.get("protocolVersion"))
-        return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version))
+        return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version, skills=self.serves_skills))
+
+    @property
+    def serves_skills(self) -> bool:
+        """Whether there are skills to serve: only then is the Skills extension declared."""
+        return bool(self.catalog.skills.entries)
 
     # ------------------------------------------------------------------ tools
 
@@ -319,8 +329,8 @@ class Handlers:
             )
             body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
             return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
-        if uri.startswith(SCHEME):  # an app's resource: its upstream knows it by its own URI
-            params, target = {**params, "uri": entry.tool}, f"resource:{entry.tool}"
+        if uri.startswith((SCHEME, SKILL_SCHEME)):  # an app's or skill's: its upstream knows its own URI
+            params, target = {**params, "uri": entry.tool}, entry.target
         else:
             target = f"resource:{uri}"
         payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=target)
@@ -328,6 +338,39 @@ class Handlers:
             change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
             await change(ctx.session, entry.server, uri)
         return payload, audit
+
+    async def skills_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
+        """A skill's entry: from the catalog when listed (under the key's grants), else asked of the
+        server its URI names (the extension has a server answer for skills it does not list).
+        Audited as a read: the entry is the manifest of what the agent may then read."""
+        uri = params.get("uri")
+        entry = self.catalog.skill_by_uri.get(uri) if isinstance(uri, str) else None
+        if entry is None:
+            return await self._unlisted_skill(ctx, uri, params)
+        pairs = PairList.of([(entry.server, entry.target)])
+        answer = await self.gateway.visible(ctx.caller, pairs, ctx.include_servers, None)
+        if answer.error is not None or not answer.allowed:  # a skill outside the key's grants is none of its
+            return self._no_skill(ctx, uri, answer.error)
+        audit = self.audits.record(ctx, "resource_read", entry.name, entry.server, entry.tool, Ending(None))
+        result = {"resultType": "complete", "skill": entry.definition, "cacheScope": "private", "ttlMs": 0}
+        return ok_body(ctx.request_id, ctx.version, result), audit
+
+    async def _unlisted_skill(self, ctx: RequestContext, uri: Any, params: dict[str, Any]) -> Answered:
+        try:
+            server, upstream = upstream_skill_uri(uri) if isinstance(uri, str) else ("", "")
+        except ValueError:
+            server, upstream = "", ""
+        if server not in self.catalog.ready or skill_path(upstream) is None:
+            return self._no_skill(ctx, uri, None)
+        entry = CatalogEntry(uri, server, upstream, {}, _NO_FRAGMENT, f"skill:{skill_path(upstream)}")
+        params = {**params, "uri": upstream}
+        return await self._route(ctx, "skills/get", entry, params, "resource_read", target=entry.target)
+
+    def _no_skill(self, ctx: RequestContext, uri: Any, error: GatewayError | None) -> Answered:
+        """`-32602`, as the extension answers a URI that names no skill it serves."""
+        error = error or GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"Unknown skill: {uri!r}")
+        audit = self.audits.record(ctx, "resource_read", str(uri)[:512], None, None, Ending(error))
+        return error_body(ctx.request_id, INVALID_PARAMS, f"Unknown skill: {uri!r}", {"uri": uri}), audit
 
     async def complete(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
         ref = params.get("ref")
@@ -416,7 +459,11 @@ _METHODS: dict[str, Handler] = {
     "tools/list": _unaudited(lambda h, ctx, params: h.tools_list(ctx)),
     "ping": _immediate(lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, {})),
     "initialize": _immediate(Handlers.initialize),
-    "server/discover": _immediate(lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery())),
+    "server/discover": _immediate(
+        lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery(skills=h.serves_skills))
+    ),
+    "skills/list": _listed("skills", lambda catalog: catalog.skills),
+    "skills/get": lambda h, ctx, params: h.skills_get(ctx, params),
     "prompts/list": _listed("prompts", lambda catalog: catalog.prompts),
     "resources/list": _listed("resources", lambda catalog: catalog.resources),
     "resources/templates/list": _listed("resourceTemplates", lambda catalog: catalog.templates),

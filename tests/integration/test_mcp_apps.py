@@ -7,8 +7,6 @@ as for tools, and a URI that names another place is refused."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +14,12 @@ from mcp.client.extension import advertise
 from mcp.shared.exceptions import MCPError
 
 from libs.common.contracts.ui_apps import APP_MIME_TYPE, EXTENSION
-from tests.support.gateway import READS_EXAMPLES, SharedGateway, default_config, gateway_on_own_servers
+from tests.support.apps_gateway import apps_gateway, gateway
 from tests.support.ingress_trail import settled_trail
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
+__all__ = ["apps_gateway", "gateway"]  # the fixtures, used by name
 
-APPS_SERVER = Path(__file__).parents[1] / "support" / "apps_server.py"
 APP = "ui://apps/board/view.html"
 VIEWER_KEY = "bk_test_app_viewer_key_000000"
 """May call the board's tools and read its app, but not the app-only refresh."""
@@ -30,30 +28,12 @@ BLIND_KEY = "bk_test_app_blind_key_0000000"
 HOST = [advertise(EXTENSION, {"mimeTypes": [APP_MIME_TYPE]})]
 
 
-def _config() -> dict[str, Any]:
-    config = default_config(
-        {"apps": {"command": sys.executable, "args": [str(APPS_SERVER)], "sandbox": READS_EXAMPLES}}
-    )
-    config["keys"] += [
+@pytest.fixture(scope="module")
+def apps_keys() -> list[dict[str, Any]]:
+    return [
         {"name": "viewer", "key": VIEWER_KEY, "tools": ["apps/show_board", "apps/resource:ui://board/*"]},
         {"name": "blind", "key": BLIND_KEY, "tools": ["apps/show_board"]},
     ]
-    return config
-
-
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("apps")
-    gateway = SharedGateway(lambda: gateway_on_own_servers(workdir, _config()))
-    yield gateway
-    await gateway.close()
-
-
-@pytest.fixture
-async def gateway(shared):
-    gw = await shared.get()
-    await gw.wait_for_servers("apps")
-    return gw
 
 
 async def test_an_app_is_listed_and_read_under_its_server_with_its_csp(gateway):

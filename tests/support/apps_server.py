@@ -3,18 +3,25 @@ and permission metadata, a tool the model sees that renders it (`show_board`), a
 may call (`refresh_board`, `_meta.ui.visibility: ["app"]`), and a tool whose result names the app
 (`board_link`). Written with the official SDK; stdio by default, `--http` for streamable HTTP.
 
+It also serves skills (`io.modelcontextprotocol/skills`): `board-howto` (a `SKILL.md` and a
+reference file) and `ops/secret-runbook`, each file a `skill://` resource, and lists a third whose
+manifest is over the extension's 16 MiB, which the gateway must not serve.
+
 `APP_STATE` names a file holding the app's version, read on every read: a test writes another to
 change the app's HTML (and nothing else) while the server runs, without a word to anyone.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, TextContent
+from mcp.types import CallToolResult, PaginatedRequestParams, RequestParams, Result, TextContent
+from pydantic import ConfigDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "servers"))
 from _runner import parse_args, run
@@ -78,6 +85,70 @@ def board_link() -> CallToolResult:
     return CallToolResult(
         content=[TextContent(type="text", text="see the board")], _meta={"ui": {"resourceUri": APP_URI}}
     )
+
+
+SKILL_FILES = {
+    "skill://board-howto/SKILL.md": "---\nname: board-howto\ndescription: How to read the board\n---\n"
+    "Call show_board, then see references/tips.md.\n",
+    "skill://board-howto/references/tips.md": "Cards move left to right.\n",
+    "skill://ops/secret-runbook/SKILL.md": "---\nname: secret-runbook\ndescription: Rotate the keys\n---\nStep 1.\n",
+}
+FRONTMATTER = {
+    "skill://board-howto/SKILL.md": {"name": "board-howto", "description": "How to read the board"},
+    "skill://ops/secret-runbook/SKILL.md": {"name": "secret-runbook", "description": "Rotate the keys"},
+}
+
+
+def _file(uri: str) -> dict[str, Any]:
+    data = SKILL_FILES[uri].encode()
+    return {"uri": uri, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
+
+
+def _entry(uri: str) -> dict[str, Any]:
+    root = uri.rsplit("/", 1)[0] + "/"
+    files = [_file(u) for u in SKILL_FILES if u.startswith(root)]
+    return {"uri": uri, "frontmatter": FRONTMATTER[uri], "resources": files}
+
+
+HUGE = {  # a manifest over the extension's per-skill 16 MiB: listed here, never by the gateway
+    "uri": "skill://huge/SKILL.md",
+    "frontmatter": {"name": "huge", "description": "Too big"},
+    "resources": [{"uri": "skill://huge/SKILL.md", "digest": "sha256:" + "0" * 64, "size": 17 * 1024 * 1024}],
+}
+
+
+class _Answer(Result):
+    model_config = ConfigDict(extra="allow")
+
+
+class _SkillParams(RequestParams):
+    uri: str
+
+
+def _serve_file(uri: str) -> None:
+    mcp.resource(uri, name=uri.rsplit("/", 1)[-1], mime_type="text/markdown")(lambda: SKILL_FILES[uri])
+
+
+for _uri in SKILL_FILES:
+    _serve_file(_uri)
+
+
+async def list_skills(ctx: Any, params: PaginatedRequestParams) -> _Answer:
+    skills = [_entry(uri) for uri in FRONTMATTER] + [HUGE]
+    return _Answer(resultType="complete", skills=skills, ttlMs=0, cacheScope="private")
+
+
+async def get_skill(ctx: Any, params: _SkillParams) -> _Answer:
+    if params.uri == HUGE["uri"]:  # answered as listed: the gateway must refuse it itself
+        return _Answer(resultType="complete", skill=HUGE, ttlMs=0, cacheScope="private")
+    if params.uri not in FRONTMATTER:
+        raise ValueError(f"no skill {params.uri}")
+    return _Answer(resultType="complete", skill=_entry(params.uri), ttlMs=0, cacheScope="private")
+
+
+mcp._lowlevel_server.extensions["io.modelcontextprotocol/skills"] = {}
+mcp._lowlevel_server.add_request_handler("skills/list", PaginatedRequestParams, list_skills)
+mcp._lowlevel_server.add_request_handler("skills/get", _SkillParams, get_skill)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,8 @@ named to agents, and which tools the extension keeps from the model.
 
 An upstream's `ui://<rest>` is offered as `ui://<server>/<rest>`: still a `ui://` URI (hosts
 render only those), unique across servers (a server name is a valid URI host: `config.SERVER_NAME`),
-and turned back into the upstream's own URI by cutting the server off again. The server part is the
-configured name exactly; nothing else in the path is interpreted, but a path that could mean
-another place to a resolver (`.` or `..` segments, percent-encoded ones, backslashes, control
-characters) is refused rather than passed on.
+and turned back into the upstream's own URI by cutting the server off again. The rules are
+`namespaced_uris`', shared with skills.
 
 Every place the extension names a resource is rewritten the same way: a tool's `_meta.ui.resourceUri`
 (and the deprecated flat `_meta["ui/resourceUri"]`), a result's `_meta.ui.resourceUri`, and the
@@ -16,11 +14,12 @@ touched. Pure: ingress names listings with it, the executor answers.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from libs.common.contracts.namespaced_uris import namespaced_uri, split_namespaced
 from libs.common.contracts.pins import definition_sha256
+from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
 
 __all__ = [
     "APP_MIME_TYPE",
@@ -46,30 +45,17 @@ HOST: Final = "apps"
 client declared the extension: a host that renders apps, lists app-only tools and calls them for its apps."""
 _FLAT_KEY: Final = "ui/resourceUri"
 """The flat `_meta` key the extension deprecated in favour of `_meta.ui.resourceUri`; still sent."""
-_MAX_URI: Final = 2048
-_SERVER: Final = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
-_UNSAFE: Final = re.compile(r"[\\\x00-\x1f\x7f]|%2e|%2f|%5c", re.IGNORECASE)
 
 
 def gateway_uri(server: str, uri: str) -> str:
     """`uri` of `server` as agents see it: `ui://<rest>` -> `ui://<server>/<rest>`; others unchanged."""
-    if not uri.startswith(SCHEME):
-        return uri
-    return f"{SCHEME}{server}/{uri[len(SCHEME) :]}"
+    return namespaced_uri(server, uri, SCHEME)
 
 
 def upstream_uri(uri: str) -> tuple[str, str]:
     """(server, the upstream's own URI) of a gateway `ui://<server>/<rest>`; ValueError saying why
-    when `uri` is not one (no server part, an empty rest, a path that could resolve elsewhere)."""
-    if not uri.startswith(SCHEME) or len(uri) > _MAX_URI:
-        raise ValueError(f"not a gateway ui:// URI (ui://<server>/<path>, at most {_MAX_URI} characters)")
-    server, slash, rest = uri[len(SCHEME) :].partition("/")
-    if not slash or not rest or not _SERVER.match(server):
-        raise ValueError("a gateway ui:// URI names its server first: ui://<server>/<path>")
-    path = rest.split("?", 1)[0].split("#", 1)[0]
-    if _UNSAFE.search(rest) or any(segment in (".", "..") for segment in path.split("/")):
-        raise ValueError("a ui:// URI may hold no '.' or '..' segment, encoded dot or slash, or control character")
-    return server, f"{SCHEME}{rest}"
+    when `uri` is not one (`namespaced_uris.split_namespaced`)."""
+    return split_namespaced(uri, SCHEME)
 
 
 def app_only(definition: Mapping[str, Any]) -> bool:
@@ -118,12 +104,12 @@ def declared_in_request(params: Any) -> bool:
 
 
 def named_for_gateway(server: str, item: dict[str, Any]) -> dict[str, Any]:
-    """A tool definition, resource (or resource content) of `server` with every `ui://` it names
-    renamed for the gateway; the same object when it names none."""
+    """A tool definition, resource (or resource content) of `server` with every `ui://` (and a
+    `skill://` file's URI) it names renamed for the gateway; the same object when it names none."""
     renamed = item
     uri = item.get("uri")
-    if isinstance(uri, str) and uri.startswith(SCHEME):
-        renamed = {**renamed, "uri": gateway_uri(server, uri)}
+    if isinstance(uri, str) and uri.startswith((SCHEME, SKILL_SCHEME)):  # a skill's files are named alike
+        renamed = {**renamed, "uri": namespaced_uri(server, uri, SCHEME if uri.startswith(SCHEME) else SKILL_SCHEME)}
     meta = item.get("_meta")
     if isinstance(meta, dict):
         new_meta = _meta_for_gateway(server, meta)

@@ -167,6 +167,7 @@ class InterceptorChain:
             list(features.prompts),
             list(features.resources),
             list(features.resource_templates),
+            skills=list(features.skills),
             apps=list(features.apps),
             aliases=dict(listing.aliases),
         )
@@ -190,6 +191,7 @@ class InterceptorChain:
                 view.resource_templates,
                 view.withheld_prompts,
                 view.withheld_templates,
+                view.skills,
                 view.apps,
             ),
             tuple(view.withheld),

@@ -75,6 +75,8 @@ class PinningInterceptor(Interceptor):
         """server -> call name -> why it is refused: the only thing a call looks at."""
         self._templates: dict[str, QuarantinedTemplates] = {}
         """server -> its quarantined resource templates: a read of a URI under one is refused."""
+        self._skills: dict[str, dict[str, str]] = {}
+        """server -> quarantined skill (its SKILL.md URI) -> why its `skills/get` is refused."""
         self._apps: dict[str, PinnedApps] = {}
         """server -> its apps' pins: what a read of a `ui://` resource is held to."""
         self._hinted: dict[str, float] = {}
@@ -151,6 +153,7 @@ class PinningInterceptor(Interceptor):
                 "prompt": listing.prompts,
                 "resource_template": listing.resource_templates,
                 "app": listing.apps,
+                "skill": listing.skills,
             },
             carrying=listing.credentials,
         )
@@ -159,12 +162,14 @@ class PinningInterceptor(Interceptor):
         listing.prompts = _served(outcome, "prompt")
         listing.resource_templates = _served(outcome, "resource_template")
         listing.apps = _served(outcome, "app")
+        listing.skills = _served(outcome, "skill")
         apps = self._apps[server] = PinnedApps.of(outcome, mode)
         if apps.refusals:  # a quarantined app is not listed (its reads are refused in before_call)
             listing.resources = [r for r in listing.resources if r.get("uri") not in apps.refusals]
         _add_aliases(listing.aliases, outcome)
         refusals: dict[str, str] = {}
         templates: dict[str, str] = {}
+        skills: dict[str, str] = {}
         for decision in outcome.decisions:
             if decision.verdict == "quarantined":
                 called = call_name(decision.kind, decision.name)
@@ -173,6 +178,8 @@ class PinningInterceptor(Interceptor):
                     refusals[called] = message
                 elif decision.kind == "resource_template" and message is not None:
                     templates[decision.name] = message
+                elif decision.kind == "skill" and message is not None:
+                    skills[decision.name] = message
                 if decision.kind == "tool":
                     listing.withheld.append(decision.name)
                 elif decision.kind == "prompt":
@@ -184,6 +191,7 @@ class PinningInterceptor(Interceptor):
                 listing.decide(self.name, decision.reason, "warn", _detail(decision))
         self._refusals[server] = refusals
         self._templates[server] = QuarantinedTemplates.of(templates)
+        self._skills[server] = skills
         self._pinned[server] = _approved_schemas(outcome) if mode != "warn" else {}
         self.outcomes[server] = outcome
         metrics.PIN_QUARANTINED.labels(server).set(sum(1 for d in outcome.decisions if d.verdict == "quarantined"))
@@ -216,6 +224,10 @@ class PinningInterceptor(Interceptor):
                 message = templates.refusal(uri)
                 if message is not None:
                     raise Refused(message, rule="quarantined", detail="resource template")
+        elif call.method == "skills/get":
+            uri = call.arguments.get("uri")
+            if isinstance(uri, str) and (message := self._skills.get(call.server, {}).get(uri)) is not None:
+                raise Refused(message, rule="quarantined", detail="skill")
 
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
         """A read of an app is held to the contents its pin was decided on (`PinnedApps.changed`)."""

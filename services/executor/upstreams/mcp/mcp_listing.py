@@ -20,6 +20,7 @@ from mcp_types import PaginatedRequestParams
 from ...error_mapping import describe_exception
 from ..interface import Features, Listing
 from .app_listing import read_apps
+from .skill_listing import declares_skills, list_skills
 
 __all__ = ["LIST_CHANGED", "list_everything", "list_features", "list_tool_definitions"]
 
@@ -67,7 +68,8 @@ async def list_features(session: ClientSession, server: str) -> Features:
             lambda p: session.list_resource_templates(params=p),
             "resource_templates",
         )
-    return Features(capabilities, prompts, resources, templates)
+    skills = await list_skills(session, server) if declares_skills(capabilities) else []
+    return Features(capabilities, prompts, resources, templates, skills=skills)
 
 
 async def _every_page(

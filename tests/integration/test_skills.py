@@ -1,0 +1,83 @@
+"""Skills (`io.modelcontextprotocol/skills`) through the gateway, official SDK on both sides: an
+upstream's skills are listed as `skill://<server>/...` with their manifests renamed alike, got and
+read from their server under the key's grants (a skill outside them is neither listed, got nor
+read), an oversized one is never served, and the gateway declares the extension."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from libs.common.contracts.skills import EXTENSION
+from tests.support.apps_gateway import apps_gateway, gateway
+from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, legacy_initialize
+
+pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
+__all__ = ["apps_gateway", "gateway"]  # the fixtures, used by name
+
+HOWTO = "skill://apps/board-howto/SKILL.md"
+RUNBOOK = "skill://apps/ops/secret-runbook/SKILL.md"
+TIPS = "skill://apps/board-howto/references/tips.md"
+HOWTO_KEY = "bk_test_skill_howto_key_00000"
+"""Granted the board-howto skill only."""
+
+
+@pytest.fixture(scope="module")
+def apps_keys() -> list[dict[str, Any]]:
+    return [{"name": "howto", "key": HOWTO_KEY, "tools": ["apps/skill:board-howto"]}]
+
+
+async def _rpc(gateway, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    headers = {**ADMIN_HEADERS, "Authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        init = await http.post(gateway.url, headers=headers, json=legacy_initialize())
+        session = {**headers, "mcp-session-id": init.headers["mcp-session-id"]}
+        body = {"jsonrpc": "2.0", "id": 2, "method": method, "params": params}
+        return (await http.post(gateway.url, headers=session, json=body)).json()
+
+
+async def test_the_gateway_declares_skills_and_lists_each_upstream_skill_under_its_server(gateway):
+    async with httpx2.AsyncClient(timeout=30) as http:
+        init = (await http.post(gateway.url, headers=ADMIN_HEADERS, json=legacy_initialize())).json()
+    assert EXTENSION in init["result"]["capabilities"]["extensions"]
+    listed = (await _rpc(gateway, ADMIN_KEY, "skills/list", {}))["result"]["skills"]
+    by_uri = {skill["uri"]: skill for skill in listed}
+    assert set(by_uri) == {HOWTO, RUNBOOK}  # the 17 MiB one is not served
+    howto = by_uri[HOWTO]
+    assert howto["frontmatter"] == {"name": "board-howto", "description": "How to read the board"}
+    assert [f["uri"] for f in howto["resources"]] == [HOWTO, TIPS]
+    assert all(f["digest"].startswith("sha256:") and f["size"] > 0 for f in howto["resources"])
+
+
+async def test_a_skill_is_got_and_its_files_read_from_its_server(gateway):
+    got = (await _rpc(gateway, ADMIN_KEY, "skills/get", {"uri": HOWTO}))["result"]["skill"]
+    assert got["uri"] == HOWTO and got["frontmatter"]["name"] == "board-howto"
+    async with gateway.client(ADMIN_KEY) as agent:
+        tips = await agent.read_resource(TIPS)
+        assert tips.contents[0].text == "Cards move left to right.\n" and str(tips.contents[0].uri) == TIPS
+        assert "show_board" in (await agent.read_resource(HOWTO)).contents[0].text
+
+
+async def test_a_skill_outside_the_grants_is_invisible_and_unreadable(gateway):
+    listed = (await _rpc(gateway, HOWTO_KEY, "skills/list", {}))["result"]["skills"]
+    assert [skill["uri"] for skill in listed] == [HOWTO]
+    refused = await _rpc(gateway, HOWTO_KEY, "skills/get", {"uri": RUNBOOK})
+    assert refused["error"]["code"] == -32602
+    async with gateway.client(HOWTO_KEY) as agent:
+        assert "Cards" in (await agent.read_resource(TIPS)).contents[0].text
+        with pytest.raises(MCPError):
+            await agent.read_resource(RUNBOOK)
+
+
+async def test_an_oversized_skill_is_refused_though_its_server_answers_for_it(gateway):
+    refused = await _rpc(gateway, ADMIN_KEY, "skills/get", {"uri": "skill://apps/huge/SKILL.md"})
+    assert "more than the 16777216" in refused["error"]["message"], refused
+
+
+@pytest.mark.parametrize("uri", ["skill://apps/../echo/x/SKILL.md", "skill://nosuch/x/SKILL.md", "skill://apps/x/y.md"])
+async def test_a_skill_uri_of_another_place_is_refused(gateway, uri):
+    refused = await _rpc(gateway, ADMIN_KEY, "skills/get", {"uri": uri})
+    assert refused["error"]["code"] == -32602, (uri, refused)
