@@ -15,8 +15,10 @@ from mcp.shared.exceptions import MCPError
 from typer.testing import CliRunner
 
 from cli.main import app
+from libs.common.contracts.pins import DefinitionKind
 from services.executor.interceptors import PinningInterceptor
 from services.executor.service import ExecutorService
+from tests.support.apps_gateway import rpc
 from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
@@ -25,6 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.M
 APPS_SERVER = Path(__file__).parents[1] / "support" / "apps_server.py"
 APP = "ui://apps/board/view.html"
 UPSTREAM_APP = "ui://board/view.html"
+SKILL = "skill://board-howto/SKILL.md"
 
 
 def _config(state: Path) -> dict[str, Any]:
@@ -36,11 +39,11 @@ def _config(state: Path) -> dict[str, Any]:
     return config
 
 
-def _verdict(gateway: Gateway) -> str | None:
+def _verdict(gateway: Gateway, kind: DefinitionKind = "app", name: str = UPSTREAM_APP) -> str | None:
     executor = next(s for s in gateway.services if isinstance(s, ExecutorService))
     pinning = next(i for i in executor.interceptors.interceptors if isinstance(i, PinningInterceptor))
     outcome = pinning.outcomes.get("apps")
-    decision = outcome.decision("app", UPSTREAM_APP) if outcome is not None else None
+    decision = outcome.decision(kind, name) if outcome is not None else None
     return decision.verdict if decision is not None else None
 
 
@@ -80,3 +83,22 @@ async def test_a_changed_app_is_withheld_quarantined_and_released_by_approval(na
         await poll_until(lambda: _verdict(gateway) == "served", "the app released")
         await poll_until(lambda: APP in gateway.ingress.catalog.resource_by_uri, "the app listed again")
         assert "Board v2" in await _read_text(gateway)
+
+
+async def test_a_changed_skill_file_is_drift_of_its_manifest(nats_url, redis_url, tmp_path):
+    state = tmp_path / "state" / "version"
+    state.parent.mkdir()
+    state.write_text("1")
+    options = {"drift_interval": 0.5}  # the schedule lists the server again and finds the new manifest
+    async with running_gateway(nats_url, redis_url, tmp_path, _config(state), executor_options=options) as gateway:
+        await gateway.wait_for_servers("apps")
+        assert _verdict(gateway, "skill", SKILL) == "served"
+        assert "skill://apps/board-howto/SKILL.md" in gateway.ingress.catalog.skill_by_uri
+
+        state.write_text("2")  # a file of the skill changes: its digest in the manifest does
+        await poll_until(lambda: _verdict(gateway, "skill", SKILL) == "quarantined", "the changed skill quarantined")
+        await poll_until(
+            lambda: "skill://apps/board-howto/SKILL.md" not in gateway.ingress.catalog.skill_by_uri, "it unlisted"
+        )
+        held = await rpc(gateway, ADMIN_KEY, "skills/get", {"uri": "skill://apps/board-howto/SKILL.md"})
+        assert f"bastion tools approve apps/{SKILL}" in held["error"]["message"], held

@@ -12,7 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from libs.common.contracts.skills import EXTENSION
-from tests.support.apps_gateway import apps_gateway, gateway
+from tests.support.apps_gateway import apps_gateway, gateway, rpc
 from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, legacy_initialize
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
@@ -30,20 +30,11 @@ def apps_keys() -> list[dict[str, Any]]:
     return [{"name": "howto", "key": HOWTO_KEY, "tools": ["apps/skill:board-howto"]}]
 
 
-async def _rpc(gateway, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
-    headers = {**ADMIN_HEADERS, "Authorization": f"Bearer {key}"}
-    async with httpx2.AsyncClient(timeout=30) as http:
-        init = await http.post(gateway.url, headers=headers, json=legacy_initialize())
-        session = {**headers, "mcp-session-id": init.headers["mcp-session-id"]}
-        body = {"jsonrpc": "2.0", "id": 2, "method": method, "params": params}
-        return (await http.post(gateway.url, headers=session, json=body)).json()
-
-
 async def test_the_gateway_declares_skills_and_lists_each_upstream_skill_under_its_server(gateway):
     async with httpx2.AsyncClient(timeout=30) as http:
         init = (await http.post(gateway.url, headers=ADMIN_HEADERS, json=legacy_initialize())).json()
     assert EXTENSION in init["result"]["capabilities"]["extensions"]
-    listed = (await _rpc(gateway, ADMIN_KEY, "skills/list", {}))["result"]["skills"]
+    listed = (await rpc(gateway, ADMIN_KEY, "skills/list", {}))["result"]["skills"]
     by_uri = {skill["uri"]: skill for skill in listed}
     assert set(by_uri) == {HOWTO, RUNBOOK}  # the 17 MiB one is not served
     howto = by_uri[HOWTO]
@@ -53,7 +44,7 @@ async def test_the_gateway_declares_skills_and_lists_each_upstream_skill_under_i
 
 
 async def test_a_skill_is_got_and_its_files_read_from_its_server(gateway):
-    got = (await _rpc(gateway, ADMIN_KEY, "skills/get", {"uri": HOWTO}))["result"]["skill"]
+    got = (await rpc(gateway, ADMIN_KEY, "skills/get", {"uri": HOWTO}))["result"]["skill"]
     assert got["uri"] == HOWTO and got["frontmatter"]["name"] == "board-howto"
     async with gateway.client(ADMIN_KEY) as agent:
         tips = await agent.read_resource(TIPS)
@@ -62,9 +53,9 @@ async def test_a_skill_is_got_and_its_files_read_from_its_server(gateway):
 
 
 async def test_a_skill_outside_the_grants_is_invisible_and_unreadable(gateway):
-    listed = (await _rpc(gateway, HOWTO_KEY, "skills/list", {}))["result"]["skills"]
+    listed = (await rpc(gateway, HOWTO_KEY, "skills/list", {}))["result"]["skills"]
     assert [skill["uri"] for skill in listed] == [HOWTO]
-    refused = await _rpc(gateway, HOWTO_KEY, "skills/get", {"uri": RUNBOOK})
+    refused = await rpc(gateway, HOWTO_KEY, "skills/get", {"uri": RUNBOOK})
     assert refused["error"]["code"] == -32602
     async with gateway.client(HOWTO_KEY) as agent:
         assert "Cards" in (await agent.read_resource(TIPS)).contents[0].text
@@ -73,11 +64,11 @@ async def test_a_skill_outside_the_grants_is_invisible_and_unreadable(gateway):
 
 
 async def test_an_oversized_skill_is_refused_though_its_server_answers_for_it(gateway):
-    refused = await _rpc(gateway, ADMIN_KEY, "skills/get", {"uri": "skill://apps/huge/SKILL.md"})
+    refused = await rpc(gateway, ADMIN_KEY, "skills/get", {"uri": "skill://apps/huge/SKILL.md"})
     assert "more than the 16777216" in refused["error"]["message"], refused
 
 
 @pytest.mark.parametrize("uri", ["skill://apps/../echo/x/SKILL.md", "skill://nosuch/x/SKILL.md", "skill://apps/x/y.md"])
 async def test_a_skill_uri_of_another_place_is_refused(gateway, uri):
-    refused = await _rpc(gateway, ADMIN_KEY, "skills/get", {"uri": uri})
+    refused = await rpc(gateway, ADMIN_KEY, "skills/get", {"uri": uri})
     assert refused["error"]["code"] == -32602, (uri, refused)

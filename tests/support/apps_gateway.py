@@ -8,11 +8,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
-from tests.support.gateway import READS_EXAMPLES, SharedGateway, default_config, gateway_on_own_servers
+from tests.support.gateway import (
+    ADMIN_HEADERS,
+    READS_EXAMPLES,
+    Gateway,
+    SharedGateway,
+    default_config,
+    gateway_on_own_servers,
+    legacy_initialize,
+)
 
-__all__ = ["APPS_SERVER", "apps_gateway", "gateway"]
+__all__ = ["APPS_SERVER", "apps_gateway", "gateway", "rpc"]
 
 APPS_SERVER = Path(__file__).parent / "apps_server.py"
 
@@ -37,3 +46,14 @@ async def gateway(apps_gateway):
     gw = await apps_gateway.get()
     await gw.wait_for_servers("apps")
     return gw
+
+
+async def rpc(gateway: Gateway, key: str, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    """One request on a fresh handshake-era session of `key`, as raw JSON-RPC (for methods the
+    official SDK has no typed call for, such as `skills/get`)."""
+    headers = {**ADMIN_HEADERS, "Authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        init = await http.post(gateway.url, headers=headers, json=legacy_initialize())
+        session = {**headers, "mcp-session-id": init.headers["mcp-session-id"]}
+        body = {"jsonrpc": "2.0", "id": 2, "method": method, "params": params}
+        return (await http.post(gateway.url, headers=session, json=body)).json()

@@ -62,8 +62,7 @@ refreshed: list[int] = []
 
 @mcp.resource(APP_URI, name="board", description="The board's view", mime_type=APP_MIME, meta=APP_META)
 def board_view() -> str:
-    version = Path(STATE).read_text().strip() if STATE else "1"
-    return APP_HTML.replace("{version}", version)
+    return APP_HTML.replace("{version}", _version())
 
 
 @mcp.tool(meta={"ui": {"resourceUri": APP_URI, "visibility": ["model", "app"]}})
@@ -99,8 +98,18 @@ FRONTMATTER = {
 }
 
 
+def _version() -> str:
+    return Path(STATE).read_text().strip() if STATE else "1"
+
+
+def _text(uri: str) -> str:
+    """A skill file's text; with `APP_STATE` past version 1, the tips change too (a changed skill)."""
+    version = _version()
+    return SKILL_FILES[uri] + (f"v{version}\n" if uri.endswith("tips.md") and version != "1" else "")
+
+
 def _file(uri: str) -> dict[str, Any]:
-    data = SKILL_FILES[uri].encode()
+    data = _text(uri).encode()
     return {"uri": uri, "digest": "sha256:" + hashlib.sha256(data).hexdigest(), "size": len(data)}
 
 
@@ -126,7 +135,7 @@ class _SkillParams(RequestParams):
 
 
 def _serve_file(uri: str) -> None:
-    mcp.resource(uri, name=uri.rsplit("/", 1)[-1], mime_type="text/markdown")(lambda: SKILL_FILES[uri])
+    mcp.resource(uri, name=uri.rsplit("/", 1)[-1], mime_type="text/markdown")(lambda: _text(uri))
 
 
 for _uri in SKILL_FILES:
