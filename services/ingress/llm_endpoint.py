@@ -35,15 +35,22 @@ from libs.common.contracts.llm import LLM_CHUNK, LlmOutcome, LlmRequest, Provide
 from libs.common.contracts.llm_config import AgentMode, ModelPrice
 from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
 from libs.common.runtime.refusals import RefusalLog
-
-from .access_tokens import Authenticator
-from .context import RequestContext
-from .field_limits import FieldLimits, Oversized, header_patterns
-from .handlers import Handlers
-from .keys import AuthFailure, KeyDirectory
-from .llm_agent import agent_summary, assistant_message, auto_executable, call_ids, call_name, stop_reason
-from .llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
-from .llm_wire import (
+from services.ingress.auth.access_tokens import Authenticator
+from services.ingress.auth.keys import AuthFailure, KeyDirectory
+from services.ingress.auth.refused_credentials import note_refusal
+from services.ingress.context import RequestContext
+from services.ingress.field_limits import FieldLimits, Oversized, header_patterns
+from services.ingress.handlers import Handlers
+from services.ingress.llm_agent import (
+    agent_summary,
+    assistant_message,
+    auto_executable,
+    call_ids,
+    call_name,
+    stop_reason,
+)
+from services.ingress.llm_tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
+from services.ingress.llm_wire import (
     STATUS,
     Receive,
     Refused,
@@ -57,10 +64,9 @@ from .llm_wire import (
     send_gateway_error,
     send_json,
 )
-from .protocol import DEFAULT_LEGACY_VERSION, result_object
-from .refused_credentials import note_refusal
-from .request_path import RequestPath as Gateway
-from .streams import CallStreams
+from services.ingress.protocol import DEFAULT_LEGACY_VERSION, result_object
+from services.ingress.sending.request_path import RequestPath as Gateway
+from services.ingress.sessions.streams import CallStreams
 
 __all__ = ["LlmEndpoint", "ModelDirectory"]
 

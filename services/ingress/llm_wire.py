@@ -12,10 +12,9 @@ import orjson
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import LlmOutcome
 from libs.common.contracts.messages import GatewayError
-
-from .answers import JSON_HEADERS, SSE_HEADERS
-from .mcp_edge.http_steps import Gone, TooLarge
-from .mcp_edge.http_steps import read_body as edge_read_body
+from services.ingress.mcp_edge.answers import JSON_HEADERS, SSE_HEADERS
+from services.ingress.mcp_edge.http_steps import Gone, TooLarge
+from services.ingress.mcp_edge.http_steps import read_body as edge_read_body
 
 __all__ = [
     "REQUEST_ID_HEADER",

@@ -9,7 +9,7 @@ import pytest
 from libs.common.contracts.config import KeyConfig
 from libs.common.contracts.keys import generate_key, key_id
 from libs.common.contracts.messages import Caller, KeyRecord
-from services.ingress.keys import KeyDirectory
+from services.ingress.auth.keys import KeyDirectory
 
 pytestmark = pytest.mark.unit
 

@@ -24,11 +24,10 @@ import orjson
 from mcp_types import INVALID_REQUEST
 
 from libs.common.contracts.discovery import FIND_TOOLS, FIND_TOOLS_NAME, discovery_choice
-
-from .catalog import Catalog
-from .codemode import CodeModeRouter
-from .keys import KeyDirectory
-from .protocol import error_body
+from services.ingress.auth.keys import KeyDirectory
+from services.ingress.catalog.aggregated import Catalog
+from services.ingress.modes.codemode import CodeModeRouter
+from services.ingress.protocol import error_body
 
 __all__ = ["DiscoveryRouter"]
 

@@ -24,7 +24,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 
-from .session_state import SessionState, session_key
+from services.ingress.sessions.session_state import SessionState, session_key
 
 __all__ = ["LiveSessions", "SessionCodec", "SessionInfo"]
 

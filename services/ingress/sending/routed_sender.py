@@ -9,21 +9,17 @@ stream for the upstream subscriptions it holds.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
-from libs.common.contracts.messages import CallOutcome, CancelCall, ToolCall, UpstreamRequest
-
-from .catalog import CatalogEntry
-from .context import RequestContext
-from .protocol import ENVELOPE_META_KEYS
-from .request_path import RequestPath
-from .session_state import SessionState
-from .streams import CallStreams
+from libs.common.contracts.messages import CallOutcome, CancelCall, Routed, ToolCall, UpstreamRequest
+from services.ingress.catalog.aggregated import CatalogEntry
+from services.ingress.context import RequestContext
+from services.ingress.protocol import ENVELOPE_META_KEYS
+from services.ingress.sending.request_path import RequestPath
+from services.ingress.sessions.session_state import SessionState
+from services.ingress.sessions.streams import CallStreams
 
 __all__ = ["RoutedSender", "call_extra", "forwarded_meta"]
-
-_Routed = TypeVar("_Routed", ToolCall, UpstreamRequest)
 
 
 class RoutedSender:
@@ -49,7 +45,7 @@ class RoutedSender:
         return min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout
 
     async def call(self, ctx: RequestContext, call: ToolCall) -> CallOutcome:
-        return await self._streamed(ctx, call, self.path.call)
+        return await self._streamed(ctx, call)
 
     async def request(
         self,
@@ -78,11 +74,9 @@ class RoutedSender:
             client=list(ctx.client),
             version=ctx.version,
         )
-        return await self._streamed(ctx, request, self.path.request)
+        return await self._streamed(ctx, request)
 
-    async def _streamed(
-        self, ctx: RequestContext, message: _Routed, send: Callable[[_Routed], Awaitable[CallOutcome]]
-    ) -> CallOutcome:
+    async def _streamed(self, ctx: RequestContext, message: Routed) -> CallOutcome:
         """Send, with a call stream open when the agent can take one (an SSE answer)."""
         ctx.call_id = message.id
         running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
@@ -90,14 +84,14 @@ class RoutedSender:
             self.running[running] = message.id
         try:
             if ctx.emit is None or self.streams is None:
-                return await send(message)
+                return await self.path.routed(message)
             level = self.state.levels.get(ctx.session) if ctx.session else None
             stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
             message.stream = stream.subject
             if level is not None:  # None is the message's own default
                 message.log_level = level
             try:
-                outcome = await send(message)
+                outcome = await self.path.routed(message)
                 if outcome.events > stream.received:
                     await stream.settle(outcome.events)
             finally:

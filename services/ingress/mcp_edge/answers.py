@@ -7,9 +7,9 @@ from typing import Any
 
 import orjson
 
-from .protocol import encode_json
-from .response_writes import send_whole
-from .streams import sse_event
+from services.ingress.protocol import encode_json
+from services.ingress.sessions.streams import sse_event
+from services.ingress.web.response_writes import send_whole
 
 __all__ = ["JSON_HEADERS", "SSE_HEADERS", "Answer", "plain", "respond"]
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from libs.common.runtime.refusals import RefusalLog, Surface, credential_label
-
-from .keys import AuthFailure
+from services.ingress.auth.keys import AuthFailure
 
 __all__ = ["note_refusal"]
 

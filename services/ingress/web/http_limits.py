@@ -30,8 +30,8 @@ import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .lost_connections import LOST, Callbacks, call_lost
-from .response_writes import HeadWithBody
+from services.ingress.web.lost_connections import LOST, Callbacks, call_lost
+from services.ingress.web.response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
 

@@ -27,8 +27,7 @@ from nats.aio.msg import Msg
 
 from libs.common.contracts import subjects
 from libs.common.contracts.gateway_tasks import CancelTask, TaskRecord, task_key
-
-from .task_store import TaskStore
+from services.ingress.tasks.task_store import TaskStore
 
 __all__ = ["HostedTasks", "TaskEnding", "Work"]
 

@@ -23,10 +23,9 @@ from libs.common.contracts.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_T
 from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
 from libs.common.contracts.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
 from libs.common.settings import IngressSettings
-
-from .audit_events import TOOL_ERROR
-from .keys import KeyDirectory
-from .protocol import error_body, gateway_error_body, ok_body
+from services.ingress.audit_events import TOOL_ERROR
+from services.ingress.auth.keys import KeyDirectory
+from services.ingress.protocol import error_body, gateway_error_body, ok_body
 
 __all__ = ["CodeModeRouter"]
 

@@ -21,9 +21,8 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from libs.common.contracts.messages import ClientReply, StreamEvent
-
-from .protocol import encode_json
-from .sessions import SessionCodec
+from services.ingress.protocol import encode_json
+from services.ingress.sessions.session_ids import SessionCodec
 
 __all__ = ["LOG_LEVELS", "CallStream", "CallStreams"]
 

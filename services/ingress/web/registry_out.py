@@ -28,10 +28,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from libs.common.contracts.messages import Caller
-
-from .catalog import Catalog, CatalogEntry
-from .keys import AuthFailure
-from .request_path import RequestPath
+from services.ingress.auth.keys import AuthFailure
+from services.ingress.catalog.aggregated import Catalog, CatalogEntry
+from services.ingress.sending.request_path import RequestPath
 
 __all__ = ["SCHEMA_URL", "registry_router", "server_entries"]
 

@@ -20,8 +20,7 @@ from pydantic import ValidationError
 
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import Caller, Grant, RoutedHead
-
-from .tool_lists import answer_holds
+from services.ingress.catalog.tool_lists import answer_holds
 
 __all__ = ["GrantCache", "Held", "Watched"]
 

@@ -30,9 +30,8 @@ from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.messages import Caller
 from libs.common.contracts.oauth import ACCESS_TOKEN_TYP, JWKS_KEY, USER_CALLER_PREFIX, AccessTokenKeys, RevokedToken
 from libs.common.runtime.refusals import RefusalReason
-
-from .keys import AuthFailure, KeyDirectory, bearer_challenge
-from .owners import Owners
+from services.ingress.auth.keys import AuthFailure, KeyDirectory, bearer_challenge
+from services.ingress.auth.owners import Owners
 
 __all__ = ["AccessTokens", "Authenticator"]
 

@@ -20,9 +20,8 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from libs.common.contracts.messages import ResourceUpdated
-
-from .catalog import Catalog
-from .session_state import SessionState
+from services.ingress.catalog.aggregated import Catalog
+from services.ingress.sessions.session_state import SessionState
 
 __all__ = ["Listener", "Notifier"]
 

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from libs.common.cedar.approvals import APPROVAL_META
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import AuditEvent
-
-from .context import RequestContext
-
-if TYPE_CHECKING:
-    from .handlers import Handlers
+from services.ingress.context import RequestContext
+from services.ingress.tasks.task_host import TaskHost
 
 __all__ = ["collect", "names_approval", "parked_approval", "waiting_message"]
 
@@ -60,7 +57,7 @@ def waiting_message(approval: dict[str, Any]) -> str:
 
 
 async def collect(
-    ctx: RequestContext, params: dict[str, Any], approval_id: str, interval: float, h: Handlers
+    ctx: RequestContext, params: dict[str, Any], approval_id: str, interval: float, h: TaskHost
 ) -> tuple[dict[str, Any], AuditEvent | None]:
     """The call's answer once the approval is decided: the approved run's result (policy runs the
     stored arguments; the ones in `params` are never used), or the refusal of a denial or expiry.

@@ -14,10 +14,9 @@ from typing import Any, Final
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import GatewayError, PairList
-
-from .catalog import Catalog
-from .context import RequestContext
-from .request_path import RequestPath
+from services.ingress.catalog.aggregated import Catalog
+from services.ingress.context import RequestContext
+from services.ingress.sending.request_path import RequestPath
 
 __all__ = [
     "UNAVAILABLE_META_KEY",

@@ -23,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
@@ -32,19 +32,24 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.gateway_tasks import TERMINAL, HostedTask, TaskRecord, new_task_id
 from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError
-
-from .approval_tasks import collect, names_approval, parked_approval, waiting_message
-from .audit_events import Ending
-from .catalog import CatalogEntry
-from .context import RequestContext
-from .hosted_tasks import HostedTasks, TaskEnding
-from .protocol import RawJson, error_body, gateway_error_body, ok_body
-from .task_forms import Form, agent_form, created, detailed, listed, read_upstream_task, requested_ttl
-from .task_store import TaskStore, TooManyTasks
-from .upstream_task_ids import namespaced, namespaced_error
-
-if TYPE_CHECKING:
-    from .handlers import Handlers
+from services.ingress.audit_events import Ending
+from services.ingress.catalog.aggregated import CatalogEntry
+from services.ingress.context import RequestContext
+from services.ingress.protocol import RawJson, error_body, gateway_error_body, ok_body
+from services.ingress.tasks.approval_tasks import collect, names_approval, parked_approval, waiting_message
+from services.ingress.tasks.hosted_tasks import HostedTasks, TaskEnding
+from services.ingress.tasks.task_forms import (
+    Form,
+    agent_form,
+    created,
+    detailed,
+    listed,
+    read_upstream_task,
+    requested_ttl,
+)
+from services.ingress.tasks.task_host import TaskHost
+from services.ingress.tasks.task_store import TaskStore, TooManyTasks
+from services.ingress.tasks.upstream_task_ids import namespaced, namespaced_error
 
 __all__ = ["RELATED_TASK", "TASK_METHODS", "TaskRouter"]
 
@@ -78,7 +83,7 @@ class TaskRouter:
         self.emit = emit
         """Publishes an audit event outside any request (a hosted task's run, once it ends)."""
 
-    async def dispatch(self, ctx: RequestContext, method: str, params: dict[str, Any], h: Handlers) -> Answered | None:
+    async def dispatch(self, ctx: RequestContext, method: str, params: dict[str, Any], h: TaskHost) -> Answered | None:
         """The answer when `method` is a task matter, else None (the ordinary handler answers)."""
         if method == "tools/call":
             return await self._call(ctx, params, h)
@@ -107,7 +112,7 @@ class TaskRouter:
 
     # ------------------------------------------------------------------ calls
 
-    async def _call(self, ctx: RequestContext, params: dict[str, Any], h: Handlers) -> Answered | None:
+    async def _call(self, ctx: RequestContext, params: dict[str, Any], h: TaskHost) -> Answered | None:
         name = params.get("name")
         entry = h.catalog.by_name.get(name) if isinstance(name, str) else None
         if entry is None:
@@ -145,7 +150,7 @@ class TaskRouter:
         )
 
     async def _upstream_task(
-        self, ctx: RequestContext, params: dict[str, Any], entry: CatalogEntry, form: Form | None, h: Handlers
+        self, ctx: RequestContext, params: dict[str, Any], entry: CatalogEntry, form: Form | None, h: TaskHost
     ) -> Answered:
         limits = self.store.limits
         ttl = limits.ttl(requested_ttl(params))
@@ -169,7 +174,7 @@ class TaskRouter:
         await self.store.create(record)
         return ok_body(ctx.request_id, ctx.version, created(record, form)), audit
 
-    async def _wait_for(self, ctx: RequestContext, record: TaskRecord, h: Handlers) -> dict[str, Any]:
+    async def _wait_for(self, ctx: RequestContext, record: TaskRecord, h: TaskHost) -> dict[str, Any]:
         """The task's result for an agent that speaks no tasks: polled within the call's deadline."""
         deadline = ctx.started + h.sender.timeout(ctx)
         entry = _entry(record)
@@ -199,7 +204,7 @@ class TaskRouter:
         entry: CatalogEntry,
         form: Form,
         hosted: HostedTask,
-        h: Handlers,
+        h: TaskHost,
     ) -> Answered:
         plain = {k: v for k, v in params.items() if k != "task"}
         record = self._record(ctx, entry, "hosted", self.store.limits.ttl(requested_ttl(params) or hosted.ttl_ms))
@@ -255,7 +260,7 @@ class TaskRouter:
         form: Form,
         parked: Answered,
         approval: dict[str, Any],
-        h: Handlers,
+        h: TaskHost,
     ) -> Answered:
         """A call policy parked for approval, as a task that waits for the decision and then ends
         with the approved run (`approval_tasks`); with no room for a task, the parked answer."""
@@ -295,7 +300,7 @@ class TaskRouter:
     # ------------------------------------------------------------------ task methods
 
     async def _about(
-        self, ctx: RequestContext, method: str, params: dict[str, Any], record: TaskRecord, form: Form, h: Handlers
+        self, ctx: RequestContext, method: str, params: dict[str, Any], record: TaskRecord, form: Form, h: TaskHost
     ) -> Answered:
         if record.kind == "hosted":
             return await self._hosted_method(ctx, method, record, form, h)
@@ -326,7 +331,7 @@ class TaskRouter:
         return ok_body(ctx.request_id, ctx.version, detailed(record, form, result, error)), audit
 
     async def _hosted_method(
-        self, ctx: RequestContext, method: str, record: TaskRecord, form: Form, h: Handlers
+        self, ctx: RequestContext, method: str, record: TaskRecord, form: Form, h: TaskHost
     ) -> Answered:
         audit = self._audit(h, ctx, method, record.task_id, record, None)
         if method == "tasks/update":
@@ -346,7 +351,7 @@ class TaskRouter:
             return {"jsonrpc": "2.0", "id": ctx.request_id, "error": error}, audit
         return ok_body(ctx.request_id, ctx.version, detailed(record, form, record.result, record.error)), audit
 
-    async def _finished(self, ctx: RequestContext, record: TaskRecord, h: Handlers) -> TaskRecord:
+    async def _finished(self, ctx: RequestContext, record: TaskRecord, h: TaskHost) -> TaskRecord:
         """The record once terminal (2025-11-25 `tasks/result` blocks), or as it is at the deadline."""
         deadline = ctx.started + h.sender.timeout(ctx)
         while record.status not in TERMINAL and time.perf_counter() < deadline:
@@ -366,7 +371,7 @@ class TaskRouter:
 
     def _audit(
         self,
-        h: Handlers,
+        h: TaskHost,
         ctx: RequestContext,
         method: str,
         task_id: str,
