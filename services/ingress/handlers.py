@@ -31,6 +31,7 @@ from libs.common.runtime import metrics
 from services.ingress.audit_events import AuditRecorder, Ending, failure, metrics_outcome
 from services.ingress.auth.keys import KeyDirectory
 from services.ingress.catalog.aggregated import Catalog, CatalogEntry, Listing
+from services.ingress.catalog.own_skills import GATEWAY
 from services.ingress.catalog.tool_lists import ListCache, answer_holds
 from services.ingress.context import RequestContext
 from services.ingress.lifecycle import discovery, initialize_result
@@ -322,12 +323,10 @@ class Handlers:
             error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"{uri!r}: {exc}")
             body = error_body(ctx.request_id, INVALID_PARAMS, error.message, {"uri": uri})
             return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
-        if entry is None:
-            error = GatewayError(
-                kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
-            )
-            body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
-            return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
+        if entry is not None and entry.server == GATEWAY and method == "resources/read":
+            return await self._own_skill_file(ctx, entry)
+        if entry is None or entry.server == GATEWAY:  # nothing to subscribe to in a skill of the gateway's
+            return self._no_resource(ctx, kind, uri)
         if uri.startswith((SCHEME, SKILL_SCHEME)):  # an app's or skill's: its upstream knows its own URI
             params, target = {**params, "uri": entry.tool}, entry.target
         else:
@@ -337,6 +336,24 @@ class Handlers:
             change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
             await change(ctx.session, entry.server, uri)
         return payload, audit
+
+    def _no_resource(self, ctx: RequestContext, kind: str, uri: str) -> Answered:
+        error = GatewayError(
+            kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
+        )
+        body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
+        return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
+
+    async def _own_skill_file(self, ctx: RequestContext, entry: CatalogEntry) -> Answered:
+        """A file of one of the gateway's own skills, from memory, under the skill's grant."""
+        answer = await self.gateway.visible(
+            ctx.caller, PairList.of([(GATEWAY, entry.target)]), ctx.include_servers, None
+        )
+        result = self.catalog.own.read(entry.name) if answer.error is None and answer.allowed else None
+        if result is None:
+            return self._no_resource(ctx, "resource_read", entry.name)
+        audit = self.audits.record(ctx, "resource_read", entry.name, GATEWAY, entry.name, Ending(None))
+        return ok_body(ctx.request_id, ctx.version, result), audit
 
     async def skills_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
         """A skill's entry: from the catalog when listed (under the key's grants), else asked of the

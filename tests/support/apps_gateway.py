@@ -33,10 +33,33 @@ def _config(keys: list[dict[str, Any]]) -> dict[str, Any]:
     return config
 
 
+OWN_FILE_MAX = 4096
+"""`skill_file_max_bytes` of the gateway: the `big` skill's file is over it."""
+
+
+def own_skills(folder: Path) -> Path:
+    """The gateway's own skills folder: `runbook` (served), and three it must refuse: `big` (a file
+    over `OWN_FILE_MAX`), `Bad_Name` (not a skill name), `leaky` (a link to a file outside)."""
+    (folder / "runbook" / "notes").mkdir(parents=True)
+    (folder / "runbook" / "SKILL.md").write_text("---\nname: runbook\ndescription: Our on-call runbook\n---\nPage.\n")
+    (folder / "runbook" / "notes" / "steps.md").write_text("1. Breathe.\n")
+    (folder / "big").mkdir()
+    (folder / "big" / "SKILL.md").write_text("---\nname: big\ndescription: Too big\n---\n" + "x" * OWN_FILE_MAX)
+    (folder / "Bad_Name").mkdir()
+    (folder / "Bad_Name" / "SKILL.md").write_text("---\nname: Bad_Name\ndescription: d\n---\n")
+    (folder / "leaky").mkdir()
+    (folder / "leaky" / "SKILL.md").write_text("---\nname: leaky\ndescription: d\n---\n")
+    (folder.parent / "secret.txt").write_text("not for agents")
+    (folder / "leaky" / "secret.txt").symlink_to(folder.parent / "secret.txt")
+    return folder
+
+
 @pytest.fixture(scope="module")
 async def apps_gateway(tmp_path_factory, apps_keys):
     workdir = tmp_path_factory.mktemp("apps")
-    shared = SharedGateway(lambda: gateway_on_own_servers(workdir, _config(apps_keys)))
+    skills = own_skills(workdir / "skills")
+    options = {"skills_dir": skills, "skill_file_max_bytes": OWN_FILE_MAX}
+    shared = SharedGateway(lambda: gateway_on_own_servers(workdir, _config(apps_keys), **options))
     yield shared
     await shared.close()
 

@@ -25,6 +25,7 @@ from libs.common.contracts.naming import SEPARATOR, VALID_NAME, assign_names, se
 from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
 from libs.common.contracts.skills import entry_for_gateway, skill_path, upstream_skill_uri
 from libs.common.contracts.ui_apps import SCHEME, app_only, named_for_gateway, upstream_uri
+from services.ingress.catalog.own_skills import GATEWAY, OwnSkills
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
 
@@ -93,7 +94,9 @@ def gateway_names(pairs: Iterable[Pair], plain: set[str]) -> dict[str, Pair]:
 
 
 class Catalog:
-    def __init__(self) -> None:
+    def __init__(self, own: OwnSkills | None = None) -> None:
+        self.own = own or OwnSkills()
+        """The gateway's own skills (`own_skills`), listed beside the upstreams'."""
         self._servers: dict[str, ServerCatalog] = {}
         self.tools: Listing = _EMPTY
         """The tools the model may see: every tool but those MCP Apps keep for the app (`app_only`)."""
@@ -133,6 +136,7 @@ class Catalog:
         self.ready: frozenset[str] = frozenset()
         """Servers an executor reports ready: their tools, prompts and resources are all listed."""
         self.revision = 0
+        self._rebuild_skills({})
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> bool:
         """Take `server`'s entry; True when what it lists changed (not a mere heartbeat)."""
@@ -184,6 +188,8 @@ class Catalog:
             return entry
         if uri.startswith(SCHEME):
             return self._app_resource(uri)
+        if uri.startswith(f"{SKILL_SCHEME}{GATEWAY}/"):  # a file of the gateway's own skills
+            return _entry(uri, GATEWAY, uri, {}, self.skill_target(GATEWAY, uri)) if uri in self.own.files else None
         if uri.startswith(SKILL_SCHEME):
             return self._skill_file(uri)
         return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
@@ -216,7 +222,8 @@ class Catalog:
         return next((entry for _, entry in self._template_patterns if entry.tool == uri_template), None)
 
     def _rebuild_skills(self, ready: dict[str, ServerCatalog]) -> None:
-        entries = _skill_entries(ready)
+        own = [_entry(e["uri"], GATEWAY, e["uri"], e, f"skill:{e['frontmatter']['name']}") for e in self.own.entries]
+        entries = own + _skill_entries(ready)
         self.skills = Listing.of(entries)
         self.skill_by_uri = {entry.name: entry for entry in entries}
         roots: dict[str, list[tuple[str, str]]] = {}
