@@ -51,6 +51,7 @@ from services.ingress.sending.routed_sender import RoutedSender, call_extra, for
 from services.ingress.sessions.session_state import SessionState
 from services.ingress.sessions.streams import LOG_LEVELS
 from services.ingress.tasks.task_router import TaskRouter
+from services.ingress.url_elicitation import ELICITS_URLS, url_elicitation
 
 __all__ = ["Handlers", "RequestContext", "upstream_answer"]
 
@@ -259,6 +260,8 @@ class Handlers:
         if app_call:
             audit.initiator = "app"
         if outcome.error is not None:
+            if ELICITS_URLS in ctx.client and (asked := url_elicitation(ctx.request_id, outcome.error, entry.server)):
+                return asked, audit  # "connect your account", as the agent's client shows a user a link
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
                 return ok_body(ctx.request_id, ctx.version, as_result), audit
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit

@@ -24,6 +24,7 @@ from services.ingress.context import RequestContext
 from services.ingress.handlers import Handlers
 from services.ingress.mcp_edge.chain import Exchange, Receive, Step, disconnected
 from services.ingress.sessions.session_ids import SessionCodec
+from services.ingress.url_elicitation import ELICITS_URLS, declares_url_elicitation
 from services.ingress.web.lost_connections import watch
 
 __all__ = ["ROUTED", "Audit", "CancelOnDisconnect", "Dispatch", "IssueSession", "Reply", "Trace", "agent_requests"]
@@ -88,6 +89,7 @@ def agent_requests(params: Any) -> tuple[str, ...]:
     if not isinstance(capabilities, dict):
         return ()
     declared = tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+    declared += (ELICITS_URLS,) if declares_url_elicitation(capabilities) else ()
     return (*declared, HOST) if declares_apps(capabilities) else declared
 
 
