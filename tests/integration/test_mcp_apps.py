@@ -15,7 +15,9 @@ from mcp.shared.exceptions import MCPError
 
 from libs.common.contracts.ui_apps import APP_MIME_TYPE, EXTENSION
 from tests.support.apps_gateway import apps_gateway, gateway
+from tests.support.gateway import ADMIN_KEY
 from tests.support.ingress_trail import settled_trail
+from tests.support.ts_sdk import run_ts_apps_host
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 __all__ = ["apps_gateway", "gateway"]  # the fixtures, used by name
@@ -111,3 +113,13 @@ async def test_a_ui_uri_that_names_another_place_is_refused(gateway, uri):
         with pytest.raises(MCPError) as refused:
             await agent.read_resource(uri)
         assert "Board" not in str(refused.value)
+
+
+async def test_the_typescript_sdk_as_a_host_reads_the_app_and_calls_its_app_only_tool(gateway):
+    host = await run_ts_apps_host(gateway.url, ADMIN_KEY, "apps__show_board", "apps__refresh_board")
+    assert host["tools"]["apps__refresh_board"] == {"resourceUri": APP, "visibility": ["app"]}
+    assert "apps__refresh_board" not in host["modelTools"] and "apps__show_board" in host["modelTools"]
+    app = host["app"]
+    assert app["uri"] == APP and app["mimeType"] == APP_MIME_TYPE and "Board v1" in app["text"]
+    assert app["_meta"]["ui"]["csp"]["connectDomains"] == ["https://api.example.com"]
+    assert host["call"]["content"][0]["text"].startswith("refreshed") and not host["call"].get("isError")
