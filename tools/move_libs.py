@@ -221,11 +221,18 @@ class Renames:
             groups.setdefault(module, []).append(f"{name} as {alias}" if alias else name)
         return _emit(m["indent"], groups)
 
+    def _in_package(self, package: str, module: str) -> bool:
+        """A module a later branch added to a package the move made (`catalog/own_skills.py`): not an old name."""
+        folder = ROOT.joinpath(*self.base.split("."), package)
+        return bool(module) and ((folder / f"{module}.py").is_file() or (folder / module).is_dir())
+
     def _dotted(self, m: re.Match[str]) -> str:
         old, tail = m["old"], m["tail"]
         first = tail[1:].split(".")[0] if tail else ""
         if old in self.leaves and (
-            first in self.leaves[old] or (not tail and m.string.startswith(" import ", m.end()))
+            first in self.leaves[old]
+            or (not tail and m.string.startswith(" import ", m.end()))
+            or self._in_package(old, first)
         ):
             return m.group(0)  # already `<base>.<package>.<module>`, or `from <package> import <module>`
         return f"{self.base}.{self._new_for(old, first or None)}{tail}"

@@ -109,6 +109,8 @@ _ADDED_COLUMNS: Final = {
     # the Cedar policy that decided a call, and the approval it waited for (docs/policy.md, docs/approvals.md)
     "policy_id": "LowCardinality(Nullable(String))",
     "approval_id": "Nullable(String)",
+    # a call an MCP App made through its host (docs/mcp-apps.md)
+    "initiator": "LowCardinality(Nullable(String))",
     # a routed chat completion's deployments, tried or skipped (docs/llm-routing.md)
     "llm_attempts": "Array(String)",
 }

@@ -119,6 +119,7 @@ class CatalogPublisher:
                 prompts=features.prompts,
                 resources=features.resources,
                 resource_templates=features.resource_templates,
+                skills=features.skills,
                 withheld=withheld,
                 withheld_prompts=features.withheld_prompts,
                 withheld_templates=features.withheld_templates,

@@ -32,6 +32,7 @@ AUDITED = {
     "tools/call": "tool_call",
     "prompts/get": "prompt_get",
     "resources/read": "resource_read",
+    "skills/get": "resource_read",
     "resources/subscribe": "resource_subscribe",
     "resources/unsubscribe": "resource_subscribe",
     "completion/complete": "completion",

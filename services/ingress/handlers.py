@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -22,11 +23,15 @@ from libs.common.audit.audit_content import to_json
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
+from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, PairList, ToolCall
+from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
+from libs.common.contracts.skills import skill_path, upstream_skill_uri
+from libs.common.contracts.ui_apps import EXTENSION, HOST, SCHEME
 from libs.common.runtime import metrics
 from services.ingress.audit_events import AuditRecorder, Ending, failure, metrics_outcome
 from services.ingress.auth.keys import KeyDirectory
 from services.ingress.catalog.aggregated import Catalog, CatalogEntry, Listing
+from services.ingress.catalog.own_skills import GATEWAY
 from services.ingress.catalog.tool_lists import ListCache, answer_holds
 from services.ingress.context import RequestContext
 from services.ingress.lifecycle import discovery, initialize_result
@@ -46,6 +51,7 @@ from services.ingress.sending.routed_sender import RoutedSender, call_extra, for
 from services.ingress.sessions.session_state import SessionState
 from services.ingress.sessions.streams import LOG_LEVELS
 from services.ingress.tasks.task_router import TaskRouter
+from services.ingress.url_elicitation import ELICITS_URLS, url_elicitation
 
 __all__ = ["Handlers", "RequestContext", "upstream_answer"]
 
@@ -53,6 +59,8 @@ log = logging.getLogger(__name__)
 
 _RESOURCE_NOT_FOUND = -32002
 """The MCP spec's code for a resource that does not exist."""
+_NO_FRAGMENT = orjson.Fragment(b"{}")
+"""The listed form of an entry made for one request, never listed."""
 
 
 class Handlers:
@@ -84,6 +92,8 @@ class Handlers:
         """The watches of the buckets policy decides `tools/list` from (keys, policy), whose
         revisions say whether its answer is as new as this replica's view (`tools_list`)."""
         self._list_cache = ListCache()
+        self._host_list_cache = ListCache()
+        """The answers of hosts of MCP Apps: another listing (app-only tools included), so other arrays."""
 
     @property
     def audits_owed(self) -> int:
@@ -147,27 +157,34 @@ class Handlers:
 
     def initialize(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ctx.version = negotiate_handshake(params.get("protocolVersion"))
-        return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version))
+        return ok_body(ctx.request_id, ctx.version, initialize_result(ctx.version, skills=self.serves_skills))
+
+    @property
+    def serves_skills(self) -> bool:
+        """Whether there are skills to serve: only then is the Skills extension declared."""
+        return bool(self.catalog.skills.entries)
 
     # ------------------------------------------------------------------ tools
 
     async def tools_list(self, ctx: RequestContext) -> dict[str, Any]:
+        host = HOST in ctx.client  # a host of MCP Apps is listed its apps' tools too, and hides them itself
+        cache = self._host_list_cache if host else self._list_cache
         cache_key = (ctx.caller.key_id, ctx.include_servers, ctx.include_tools)
         stamp = (self.catalog.revision, self.keys.revision(ctx.caller.key_id), self.policy_revision)
-        tools_json = self._list_cache.get(cache_key, stamp)
+        tools_json = cache.get(cache_key, stamp)
         if tools_json is None:
-            tools = self.catalog.tools
+            tools = self.catalog.app_tools if host else self.catalog.tools
             seen = {watch.bucket: watch.revision for watch in self.policy_inputs}
             answer = await self.gateway.visible(ctx.caller, tools.pairs, ctx.include_servers, ctx.include_tools)
             if answer.error is not None:
                 return gateway_error_body(ctx.request_id, answer.error)
             # the catalog may have changed while policy answered: then the answer is not cached
-            tools_json = self._list_cache.put(
+            tools_json = cache.put(
                 cache_key,
                 stamp,
                 answer.allowed,
                 tools.entries,
-                keep=tools is self.catalog.tools,
+                keep=tools is (self.catalog.app_tools if host else self.catalog.tools),
                 lasting=answer_holds(seen, answer.revisions),
             )
         result: dict[str, Any] = {"tools": tools_json}
@@ -193,6 +210,9 @@ class Handlers:
             return gateway_error_body(ctx.request_id, down.error, tool=name, server=down.server), audit
         if entry is None:
             return self._unknown(ctx, "tool", "tool_call", name)
+        app_call = name in self.catalog.app_only
+        if app_call and HOST not in ctx.client:
+            return self._app_only(ctx, entry)
         meta = forwarded_meta(params)
         extra = call_extra(params)
         call = ToolCall(
@@ -209,6 +229,7 @@ class Handlers:
             timeout=self.sender.timeout(ctx),
             client=list(ctx.client),
             version=ctx.version,
+            initiator="app" if app_call else "agent",
         )
         # the journal's R record and the event digest (and may record) the arguments: encoded once for both
         encoded = to_json(arguments).encode("utf-8", "surrogatepass")
@@ -236,7 +257,11 @@ class Handlers:
             arguments=encoded if outcome.ran_arguments is None else outcome.ran_arguments,
             result=outcome.raw_result,
         )
+        if app_call:
+            audit.initiator = "app"
         if outcome.error is not None:
+            if ELICITS_URLS in ctx.client and (asked := url_elicitation(ctx.request_id, outcome.error, entry.server)):
+                return asked, audit  # "connect your account", as the agent's client shows a user a link
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
                 return ok_body(ctx.request_id, ctx.version, as_result), audit
             return gateway_error_body(ctx.request_id, outcome.error, tool=name, server=entry.server), audit
@@ -268,6 +293,17 @@ class Handlers:
             return self._unknown(ctx, "prompt", "prompt_get", name)
         return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
 
+    def _app_only(self, ctx: RequestContext, entry: CatalogEntry) -> tuple[dict[str, Any], AuditEvent]:
+        """A tool MCP Apps keeps for the app, called by a client that declared no app host: refused,
+        as its host would refuse the model (the model was never shown it)."""
+        error = GatewayError(
+            kind=ErrorKind.FORBIDDEN,
+            message=f"{entry.name!r} is callable only by an MCP App, through a host that declared the "
+            f"{EXTENSION} extension at initialize",
+        )
+        audit = self.audits.record(ctx, "tool_call", entry.name, entry.server, entry.tool, Ending(error))
+        return gateway_error_body(ctx.request_id, error, tool=entry.name, server=entry.server), audit
+
     def _unknown(self, ctx: RequestContext, what: str, kind: str, name: str) -> tuple[dict[str, Any], AuditEvent]:
         """The answer and `kind` audit event of a `what` (tool, prompt) that is not this key's to use."""
         error = GatewayError(
@@ -283,19 +319,77 @@ class Handlers:
         uri = params.get("uri")
         if not isinstance(uri, str) or not uri:
             return error_body(ctx.request_id, INVALID_PARAMS, f"{method} needs 'params.uri', the resource's URI"), None
-        entry = self.catalog.resource_owner(uri)
         kind = "resource_read" if method == "resources/read" else "resource_subscribe"
-        if entry is None:
-            error = GatewayError(
-                kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
-            )
-            body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
+        try:
+            entry = self.catalog.resource_owner(uri)
+        except ValueError as exc:  # a ui:// URI that names no server, or could resolve elsewhere
+            error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"{uri!r}: {exc}")
+            body = error_body(ctx.request_id, INVALID_PARAMS, error.message, {"uri": uri})
             return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
-        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=f"resource:{uri}")
+        if entry is not None and entry.server == GATEWAY and method == "resources/read":
+            return await self._own_skill_file(ctx, entry)
+        if entry is None or entry.server == GATEWAY:  # nothing to subscribe to in a skill of the gateway's
+            return self._no_resource(ctx, kind, uri)
+        if uri.startswith((SCHEME, SKILL_SCHEME)):  # an app's or skill's: its upstream knows its own URI
+            params, target = {**params, "uri": entry.tool}, entry.target
+        else:
+            target = f"resource:{uri}"
+        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=target)
         if "result" in payload and ctx.session is not None and method != "resources/read":
             change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
             await change(ctx.session, entry.server, uri)
         return payload, audit
+
+    def _no_resource(self, ctx: RequestContext, kind: str, uri: str) -> Answered:
+        error = GatewayError(
+            kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
+        )
+        body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
+        return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
+
+    async def _own_skill_file(self, ctx: RequestContext, entry: CatalogEntry) -> Answered:
+        """A file of one of the gateway's own skills, from memory, under the skill's grant."""
+        answer = await self.gateway.visible(
+            ctx.caller, PairList.of([(GATEWAY, entry.target)]), ctx.include_servers, None
+        )
+        result = self.catalog.own.read(entry.name) if answer.error is None and answer.allowed else None
+        if result is None:
+            return self._no_resource(ctx, "resource_read", entry.name)
+        audit = self.audits.record(ctx, "resource_read", entry.name, GATEWAY, entry.name, Ending(None))
+        return ok_body(ctx.request_id, ctx.version, result), audit
+
+    async def skills_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
+        """A skill's entry: from the catalog when listed (under the key's grants), else asked of the
+        server its URI names (the extension has a server answer for skills it does not list).
+        Audited as a read: the entry is the manifest of what the agent may then read."""
+        uri = params.get("uri")
+        entry = self.catalog.skill_by_uri.get(uri) if isinstance(uri, str) else None
+        if entry is None:
+            return await self._unlisted_skill(ctx, uri, params)
+        pairs = PairList.of([(entry.server, entry.target)])
+        answer = await self.gateway.visible(ctx.caller, pairs, ctx.include_servers, None)
+        if answer.error is not None or not answer.allowed:  # a skill outside the key's grants is none of its
+            return self._no_skill(ctx, uri, answer.error)
+        audit = self.audits.record(ctx, "resource_read", entry.name, entry.server, entry.tool, Ending(None))
+        result = {"resultType": "complete", "skill": entry.definition, "cacheScope": "private", "ttlMs": 0}
+        return ok_body(ctx.request_id, ctx.version, result), audit
+
+    async def _unlisted_skill(self, ctx: RequestContext, uri: Any, params: dict[str, Any]) -> Answered:
+        try:
+            server, upstream = upstream_skill_uri(uri) if isinstance(uri, str) else ("", "")
+        except ValueError:
+            server, upstream = "", ""
+        if server not in self.catalog.ready or skill_path(upstream) is None:
+            return self._no_skill(ctx, uri, None)
+        entry = CatalogEntry(uri, server, upstream, {}, _NO_FRAGMENT, f"skill:{skill_path(upstream)}")
+        params = {**params, "uri": upstream}
+        return await self._route(ctx, "skills/get", entry, params, "resource_read", target=entry.target)
+
+    def _no_skill(self, ctx: RequestContext, uri: Any, error: GatewayError | None) -> Answered:
+        """`-32602`, as the extension answers a URI that names no skill it serves."""
+        error = error or GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"Unknown skill: {uri!r}")
+        audit = self.audits.record(ctx, "resource_read", str(uri)[:512], None, None, Ending(error))
+        return error_body(ctx.request_id, INVALID_PARAMS, f"Unknown skill: {uri!r}", {"uri": uri}), audit
 
     async def complete(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
         ref = params.get("ref")
@@ -384,7 +478,11 @@ _METHODS: dict[str, Handler] = {
     "tools/list": _unaudited(lambda h, ctx, params: h.tools_list(ctx)),
     "ping": _immediate(lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, {})),
     "initialize": _immediate(Handlers.initialize),
-    "server/discover": _immediate(lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery())),
+    "server/discover": _immediate(
+        lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery(skills=h.serves_skills))
+    ),
+    "skills/list": _listed("skills", lambda catalog: catalog.skills),
+    "skills/get": lambda h, ctx, params: h.skills_get(ctx, params),
     "prompts/list": _listed("prompts", lambda catalog: catalog.prompts),
     "resources/list": _listed("resources", lambda catalog: catalog.resources),
     "resources/templates/list": _listed("resourceTemplates", lambda catalog: catalog.templates),

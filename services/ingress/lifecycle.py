@@ -7,6 +7,7 @@ from typing import Any
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common.contracts.gateway_tasks import LEGACY_TASKS_VERSION, TASKS_EXTENSION
+from libs.common.contracts.skills import EXTENSION as SKILLS_EXTENSION
 from services.ingress.protocol import SERVER_INFO
 
 __all__ = ["discovery", "initialize_result"]
@@ -42,21 +43,28 @@ def capabilities(version: str) -> dict[str, Any]:
     return handshake
 
 
-def initialize_result(version: str) -> dict[str, Any]:
-    """The result of a handshake in `version` (already negotiated)."""
+def _with_skills(declared: dict[str, Any], skills: bool) -> dict[str, Any]:
+    """The Skills extension is declared only when there is a skill to serve (docs/skills.md)."""
+    if not skills:
+        return declared
+    return {**declared, "extensions": {**declared.get("extensions", {}), SKILLS_EXTENSION: {}}}
+
+
+def initialize_result(version: str, skills: bool = False) -> dict[str, Any]:
+    """The result of a handshake in `version` (already negotiated); `skills`: there are skills to serve."""
     return {
         "protocolVersion": version,
-        "capabilities": capabilities(version),
+        "capabilities": _with_skills(capabilities(version), skills),
         "serverInfo": SERVER_INFO,
         "instructions": _INSTRUCTIONS,
     }
 
 
-def discovery() -> dict[str, Any]:
-    """The result of `server/discover`."""
+def discovery(skills: bool = False) -> dict[str, Any]:
+    """The result of `server/discover`; `skills` as for `initialize_result`."""
     return {
         "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
-        "capabilities": capabilities(MODERN_PROTOCOL_VERSIONS[-1]),
+        "capabilities": _with_skills(capabilities(MODERN_PROTOCOL_VERSIONS[-1]), skills),
         "instructions": _INSTRUCTIONS,
         "cacheScope": "private",
         "ttlMs": 0,

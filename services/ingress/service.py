@@ -44,6 +44,7 @@ from services.ingress.auth.oauth_routes import oauth_router
 from services.ingress.auth.owners import Owners
 from services.ingress.auth.refused_credentials import note_refusal
 from services.ingress.catalog.aggregated import Catalog
+from services.ingress.catalog.own_skills import load_skills
 from services.ingress.field_limits import FieldLimits
 from services.ingress.handlers import Handlers
 from services.ingress.llm.endpoint import LlmEndpoint, ModelDirectory
@@ -188,7 +189,7 @@ class IngressService:
         self.owners = Owners()
         self.access_tokens = AccessTokens(self.owners)
         self.authenticator = Authenticator(self.keys, self.access_tokens, self.public_url)
-        self.catalog = Catalog()
+        self.catalog = Catalog(load_skills(settings.skills_dir, settings.skill_file_max_bytes))
         self.models = ModelDirectory()
         self.port: int = settings.port
         self._nc: NATS | None = None

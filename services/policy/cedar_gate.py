@@ -178,7 +178,8 @@ class Gate:
                 message="this tool's policies read the call's arguments, which are too large for one bus message here",
             )
             return Refuse(error, "grants")
-        verdict = self.cedar.per_call(pair, (server, tool, annotations), call_context(call.arguments))
+        context = call_context(call.arguments, initiator=call.initiator)
+        verdict = self.cedar.per_call(pair, (server, tool, annotations), context)
         if verdict.effect == "deny":
             return _refusal(verdict)
         if verdict.effect in ("approval", "confirm"):

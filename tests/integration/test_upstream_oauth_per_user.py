@@ -3,7 +3,8 @@ server built with authlib) configured `per_user: true`, two users calling throug
 
 Each user's call carries that user's own token over that user's own session: the upstream's
 `whoami` answers the upstream account the calling user authorized, never another user's. A user
-who has not authorized gets an error with their own link; a call that names no user is refused.
+who has not authorized gets an error with their own link (as a URL-mode elicitation to an agent
+that declared it); a call that names no user is refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import ErrorData
+from mcp_types.jsonrpc import URL_ELICITATION_REQUIRED
 
 from libs.common.settings import CodeModeSettings
 from tests.support.audit_rows import audit_rows
@@ -146,3 +148,32 @@ async def test_each_user_calls_with_their_own_token_never_another_users(nats_url
 
             # a key bound to no user may not use a per-user server at all (not even the admin's token)
             assert "call it as a user" in await _refusal(gateway, ADMIN_KEY)
+
+
+async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_account(
+    nats_url, redis_url, tmp_path
+) -> None:
+    """A 2025-11-25 agent declaring `elicitation.url` gets the link as a URL-mode elicitation
+    (`-32042`), which its client shows its user; following it connects the account."""
+    with running_oauth_upstream() as base:
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
+            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
+            await _authorize(shown["authorize_url"], public, "admin-ann")
+            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+
+            async def never_asked(context, params):  # declares elicitation (form and url) to the gateway
+                raise AssertionError("the gateway answers, it does not ask mid-call")
+
+            async with gateway.client(BOB_KEY, mode="legacy", elicitation_callback=never_asked) as client:
+                with pytest.raises(MCPError) as asked:
+                    await client.call_tool(f"{SERVER}__whoami", {})
+            required = UrlElicitationRequiredError.from_error(asked.value.error)
+            assert asked.value.error.code == URL_ELICITATION_REQUIRED and len(required.elicitations) == 1
+            elicitation = required.elicitations[0]
+            assert elicitation.mode == "url" and LINK.fullmatch(elicitation.url), elicitation
+            assert SERVER in elicitation.message and "ticket=" not in elicitation.message
+
+            await _authorize(elicitation.url, public, "bob-upstream")
+            assert await _whoami(gateway, BOB_KEY) == "bob-upstream"

@@ -209,6 +209,7 @@ async def test_an_unknown_server_goes_through_the_whole_path_to_one_refusal() ->
         "KeepSubscriptions",
         "SignInLink",
         "InterceptAfter",
+        "GatewayUris",
         "ShapeAnswer",
     ]
 

@@ -6,7 +6,8 @@ The request Cedar sees: principal `Key::"<key name>"` (attributes `name`, `user`
 reads naturally), action `Action::"tools/call"`, resource `Tool::"<server>/<tool>"` (attributes
 `server`, `tool`, `annotations`: the tool's MCP annotations, `destructiveHint` ...; parent
 `Server::"<server>"`) and, for per-call policies, context `arguments` (the call's) and `time`
-(`unix`, `hour`, `weekday` in UTC, Monday = 0) and `decimals`: the arguments again with every
+(`unix`, `hour`, `weekday` in UTC, Monday = 0), `initiator` ("app" for a call an MCP App made
+through its host, else "agent") and `decimals`: the arguments again with every
 number a Cedar `decimal`, so one comparison (`.greaterThan(decimal("100.0"))`) holds for 50, 20.50
 and 500 alike (Cedar compares a Long only with a Long, a decimal only with a decimal).
 
@@ -106,10 +107,11 @@ def _quoted(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def call_context(arguments: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+def call_context(arguments: dict[str, Any], now: float | None = None, initiator: str = "agent") -> dict[str, Any]:
     at = time.time() if now is None else now
     moment = time.gmtime(at)
     return {
+        "initiator": initiator,
         "arguments": _cedar_value(arguments),
         "decimals": _cedar_value(arguments, as_decimal=True),
         "time": {"unix": int(at), "hour": moment.tm_hour, "weekday": moment.tm_wday},

@@ -135,6 +135,9 @@ class AuditEvent(BusMessage):
     approval_id: str | None = None
     """The approval the request waited for or ran under (docs/approvals.md); on an `admin` event
     deciding one, `target` names it too."""
+    initiator: Literal["app"] | None = None
+    """"app": a `tools/call` of a tool MCP Apps keeps for the app (`_meta.ui.visibility` without
+    "model"), made by a host for its app (docs/mcp-apps.md); None: the agent's own request."""
     producer: str = ""
     """The hash chain the event is on: one per producer process (`audit_chain.producer_id`)."""
     seq: int = 0

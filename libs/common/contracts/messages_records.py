@@ -116,6 +116,8 @@ class ServerCatalog(BusMessage):
     """The upstream's prompts (wire JSON), every page."""
     resources: list[dict[str, Any]] = Field(default_factory=list)
     resource_templates: list[dict[str, Any]] = Field(default_factory=list)
+    skills: list[dict[str, Any]] = Field(default_factory=list)
+    """The upstream's skills (`io.modelcontextprotocol/skills` `skills/list` entries, upstream URIs)."""
     withheld: list[str] = Field(default_factory=list)
     """Tools (upstream names) held out of `tools` but answered for by name: a quarantined definition
     waiting for a person's approval. Ingress routes a call of one so the executor refuses it naming

@@ -158,6 +158,9 @@ class ToolCall(_Routed):
     extra: dict[str, Any] | None = None
     """Other `params` fields the agent sent besides name/arguments/_meta (2026-07-28
     `inputResponses` and `requestState`), forwarded as they are."""
+    initiator: Literal["agent", "app"] = "agent"
+    """"app": a host calls, for its app, a tool MCP Apps keeps from the model (docs/mcp-apps.md);
+    Cedar policies read it as `context.initiator`."""
     arguments_blob: str | None = None
     """Set when the arguments were too large for one NATS message: the object (`subjects.OBJ_BLOBS`)
     holding them as JSON; `arguments` is then empty (`libs.common.bus.blobs`)."""

@@ -52,7 +52,9 @@ __all__ = [
     "reject",
 ]
 
-DefinitionKind = Literal["tool", "prompt", "resource_template"]
+DefinitionKind = Literal["tool", "prompt", "resource_template", "app", "skill"]
+"""`app`: an MCP App, a `ui://` resource, pinned by its content as read (`ui_apps.app_definition`);
+`skill`: a `skills/list` entry, its manifest (every file's sha256) included."""
 PinMode = Literal["approve", "tofu", "warn"]
 """Per server (`ServerConfig.pinning`). approve: anything new or changed waits for a person. tofu
 (the default): what the server lists when it is first added is trusted, later additions and changes
@@ -70,6 +72,8 @@ IDENTITY_FIELD: Final[Mapping[DefinitionKind, str]] = {
     "tool": "name",
     "prompt": "name",
     "resource_template": "uriTemplate",
+    "app": "uri",
+    "skill": "uri",
 }
 """The field that names a definition: what a call (or a resource read) refers to."""
 

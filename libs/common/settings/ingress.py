@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Self
 
 from pydantic import Field, SecretStr, model_validator
@@ -32,6 +33,11 @@ class IngressSettings(RequestPathSettings, AuditJournalSettings, RefusalSettings
     """HMAC key for session ids; shared by all ingress replicas so any replica serves any session.
     Empty means a random per-process secret (fine for one replica). `bastion up` derives it from the
     stack's secrets key, so its replicas share it and sessions outlive a restart."""
+    skills_dir: Path | None = None
+    """A folder of Agent Skills the gateway serves to every agent itself, one directory each with its
+    `SKILL.md` (docs/skills.md); read once at start. None: only the upstreams' skills."""
+    skill_file_max_bytes: int = Field(default=1024 * 1024, ge=1, le=16 * 1024 * 1024)
+    """One file of the gateway's own skills at most; a skill with a larger file is not served."""
     reuse_port: bool = False
     """Listen with SO_REUSEPORT: several replicas on one machine share `port`, the kernel spreading
     new connections among them (`bastion up --ingress-replicas`, docs/reliability.md). Any process

@@ -111,7 +111,7 @@ def parse_target(target: str) -> tuple[str, str]:
 
 async def find(kv: KeyValue, server: str, name: str) -> Held:
     """The record of `server`'s tool, prompt or template `name` (a tool first if several kinds share it)."""
-    kinds: tuple[DefinitionKind, ...] = ("tool", "prompt", "resource_template")
+    kinds: tuple[DefinitionKind, ...] = ("tool", "prompt", "resource_template", "app", "skill")
     for kind in kinds:
         key = pin_key(server, kind, name)
         try:

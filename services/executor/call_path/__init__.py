@@ -20,6 +20,7 @@ behind it (`behind`), each looking at the answer:
   KeepSubscriptions a refused subscription is not kept
   SignInLink       a per-user session without a token answers with its user's sign-in link
   InterceptAfter   the interceptors' after hooks on the result
+  GatewayUris      ui:// and skill:// URIs in the answer named as agents know them
   ShapeAnswer      the decisions made on the way ride on the answer
 
 A step is a small object holding what it needs (`Step`), given the call's state (`Call`); no step
@@ -37,7 +38,7 @@ from libs.common.bus.relay import Acknowledger
 from ..interceptors.chain import InterceptorChain
 from .ahead import Admit, Budget, FetchArguments, FindServer, InterceptBefore, OwnSession
 from .attempt import AskBreaker, CheckArguments, Retry, Send, Settle, Subscriptions
-from .behind import InterceptAfter, KeepSubscriptions, LeaveSession, ShapeAnswer, SignInLink
+from .behind import GatewayUris, InterceptAfter, KeepSubscriptions, LeaveSession, ShapeAnswer, SignInLink
 from .runner import CallPath, Step
 from .state import Call, RunningCalls
 
@@ -71,6 +72,13 @@ def call_path(
         ],
         attempt=[Settle(), CheckArguments(), Subscriptions(), AskBreaker(), Send()],
         retry=Retry(),
-        behind=[LeaveSession(), KeepSubscriptions(), SignInLink(users), InterceptAfter(chain), ShapeAnswer()],
+        behind=[
+            LeaveSession(),
+            KeepSubscriptions(),
+            SignInLink(users),
+            InterceptAfter(chain),
+            GatewayUris(),
+            ShapeAnswer(),
+        ],
         running=running,
     )

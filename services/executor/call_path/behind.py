@@ -7,15 +7,19 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
+from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.oauth_upstream import with_authorize_url
+from libs.common.contracts.skills import entry_for_gateway, skill_problem
+from libs.common.contracts.ui_apps import result_for_gateway
 
 from ..interceptors.chain import InterceptorChain
+from ..replies import undeliverable
 from .state import Call
 
 if TYPE_CHECKING:
     from ..user_sessions import UserSessions
 
-__all__ = ["InterceptAfter", "KeepSubscriptions", "LeaveSession", "ShapeAnswer", "SignInLink"]
+__all__ = ["GatewayUris", "InterceptAfter", "KeepSubscriptions", "LeaveSession", "ShapeAnswer", "SignInLink"]
 
 
 class LeaveSession:
@@ -72,6 +76,30 @@ class InterceptAfter:
     async def _after(self, call: Call) -> None:
         if call.intercepted is not None and call.outcome is not None:
             call.outcome = await self.chain.after(call.intercepted, call.outcome)
+
+
+class GatewayUris:
+    """The URIs an answer names that the gateway offers under their server's name (`ui://` apps: a
+    tool result's `_meta.ui.resourceUri`, a read's contents; `skill://` files: a read's contents, a
+    `skills/get` entry) are given as agents know them, as the catalog lists them."""
+
+    _NAMING = frozenset({"tools/call", "resources/read", "skills/get"})
+
+    def __call__(self, call: Call) -> None:
+        outcome = call.outcome
+        if outcome is None or not isinstance(outcome.result, dict) or call.request.rpc_method not in self._NAMING:
+            return
+        server, result = call.request.server, outcome.result
+        renamed = result_for_gateway(server, result)
+        if call.request.rpc_method == "skills/get":
+            skill = result.get("skill")
+            problem = skill_problem(skill)  # malformed, or over the extension's limits
+            if problem is not None or not isinstance(skill, dict):
+                call.outcome = undeliverable(outcome, ErrorKind.INVALID_ARGUMENTS, f"skill not served: {problem}")
+                return
+            renamed = {**renamed, "skill": entry_for_gateway(server, skill)}
+        if renamed is not result:
+            outcome.result = renamed
 
 
 class ShapeAnswer:

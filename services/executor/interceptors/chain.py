@@ -167,6 +167,8 @@ class InterceptorChain:
             list(features.prompts),
             list(features.resources),
             list(features.resource_templates),
+            skills=list(features.skills),
+            apps=list(features.apps),
             aliases=dict(listing.aliases),
         )
         for interceptor in self._listing:
@@ -189,6 +191,8 @@ class InterceptorChain:
                 view.resource_templates,
                 view.withheld_prompts,
                 view.withheld_templates,
+                view.skills,
+                view.apps,
             ),
             tuple(view.withheld),
             view.aliases,

@@ -143,6 +143,11 @@ class InterceptedListing:
     credentials: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     """(kind, name) -> the definition with its credentials redacted, for each listed tool, prompt or
     template that carries one (`definition_secrets`): pinning quarantines it until an owner approves."""
+    skills: list[dict[str, Any]] = field(default_factory=list)
+    """The server's skills (`skills/list` entries): pinning decides them by their manifest."""
+    apps: list[dict[str, Any]] = field(default_factory=list)
+    """The server's MCP Apps as read (`mcp.app_listing.app_definition`): pinning decides them; a
+    quarantined one is taken out of `resources` and its reads are refused."""
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Tool name -> its other stable names (`Listing.aliases`); pinning adds the names a tool carried
     before a rename."""

@@ -36,6 +36,7 @@ from libs.common.contracts.pins import DefinitionKind, PinBaseline, PinDrift, Pi
 from libs.common.runtime import metrics
 
 from ..pinning.decide import PinDecision, PinOutcome, decide
+from ..pinning.pinned_apps import PinnedApps
 from ..pinning.pinned_calls import QuarantinedTemplates, argument_problem
 from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
 
@@ -74,6 +75,10 @@ class PinningInterceptor(Interceptor):
         """server -> call name -> why it is refused: the only thing a call looks at."""
         self._templates: dict[str, QuarantinedTemplates] = {}
         """server -> its quarantined resource templates: a read of a URI under one is refused."""
+        self._skills: dict[str, dict[str, str]] = {}
+        """server -> quarantined skill (its SKILL.md URI) -> why its `skills/get` is refused."""
+        self._apps: dict[str, PinnedApps] = {}
+        """server -> its apps' pins: what a read of a `ui://` resource is held to."""
         self._hinted: dict[str, float] = {}
         """server -> when a refused call last made it list the server again (monotonic)."""
         self._pinned: dict[str, dict[str, Any]] = {}
@@ -143,16 +148,28 @@ class PinningInterceptor(Interceptor):
             mode,
             self._baselines.get(server),
             [record for record, _ in held.values()],
-            {"tool": listing.tools, "prompt": listing.prompts, "resource_template": listing.resource_templates},
+            {
+                "tool": listing.tools,
+                "prompt": listing.prompts,
+                "resource_template": listing.resource_templates,
+                "app": listing.apps,
+                "skill": listing.skills,
+            },
             carrying=listing.credentials,
         )
         written = await self._write(outcome)
         listing.tools = _served(outcome, "tool")
         listing.prompts = _served(outcome, "prompt")
         listing.resource_templates = _served(outcome, "resource_template")
+        listing.apps = _served(outcome, "app")
+        listing.skills = _served(outcome, "skill")
+        apps = self._apps[server] = PinnedApps.of(outcome, mode)
+        if apps.refusals:  # a quarantined app is not listed (its reads are refused in before_call)
+            listing.resources = [r for r in listing.resources if r.get("uri") not in apps.refusals]
         _add_aliases(listing.aliases, outcome)
         refusals: dict[str, str] = {}
         templates: dict[str, str] = {}
+        skills: dict[str, str] = {}
         for decision in outcome.decisions:
             if decision.verdict == "quarantined":
                 called = call_name(decision.kind, decision.name)
@@ -161,17 +178,20 @@ class PinningInterceptor(Interceptor):
                     refusals[called] = message
                 elif decision.kind == "resource_template" and message is not None:
                     templates[decision.name] = message
+                elif decision.kind == "skill" and message is not None:
+                    skills[decision.name] = message
                 if decision.kind == "tool":
                     listing.withheld.append(decision.name)
                 elif decision.kind == "prompt":
                     listing.withheld_prompts.append(decision.name)
-                else:
+                elif decision.kind == "resource_template":
                     listing.withheld_templates.append(decision.name)
                 listing.decide(self.name, decision.reason, "hide", _detail(decision))
             elif decision.verdict == "flagged":
                 listing.decide(self.name, decision.reason, "warn", _detail(decision))
         self._refusals[server] = refusals
         self._templates[server] = QuarantinedTemplates.of(templates)
+        self._skills[server] = skills
         self._pinned[server] = _approved_schemas(outcome) if mode != "warn" else {}
         self.outcomes[server] = outcome
         metrics.PIN_QUARANTINED.labels(server).set(sum(1 for d in outcome.decisions if d.verdict == "quarantined"))
@@ -197,10 +217,26 @@ class PinningInterceptor(Interceptor):
         elif call.method in ("resources/read", "resources/subscribe"):
             templates = self._templates.get(call.server)
             uri = call.arguments.get("uri")
+            apps = self._apps.get(call.server)
+            if apps is not None and (message := apps.refusal(uri)) is not None:
+                raise Refused(message, rule="quarantined", detail="app")
             if templates is not None and templates.templates and isinstance(uri, str):
                 message = templates.refusal(uri)
                 if message is not None:
                     raise Refused(message, rule="quarantined", detail="resource template")
+        elif call.method == "skills/get":
+            uri = call.arguments.get("uri")
+            if isinstance(uri, str) and (message := self._skills.get(call.server, {}).get(uri)) is not None:
+                raise Refused(message, rule="quarantined", detail="skill")
+
+    async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
+        """A read of an app is held to the contents its pin was decided on (`PinnedApps.changed`)."""
+        if call.method == "resources/read" and (apps := self._apps.get(call.server)) is not None:
+            message = apps.changed(call.arguments.get("uri"), result)
+            if message is not None:
+                self._look_again(call.server)
+                raise Refused(message, rule="app_changed", detail="app")
+        return result
 
     def _look_again(self, server: str) -> None:
         """Only a changed definition would want a call the approved one refuses: list the server now,

@@ -44,7 +44,7 @@ listed nor callable until a person approves it. absent: approved once, no longer
 DRIFT_REASONS: Final = frozenset({"new", "changed", "renamed", "removed", "readded_changed", "credential"})
 """Reasons worth a metric, an event and a person's attention (drift, and a definition carrying a credential)."""
 
-_KINDS: Final[tuple[DefinitionKind, ...]] = ("tool", "prompt", "resource_template")
+_KINDS: Final[tuple[DefinitionKind, ...]] = ("tool", "prompt", "resource_template", "app", "skill")
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,6 +64,10 @@ class Features:
     withheld_templates: list[str] = field(default_factory=list)
     """Resource templates (`uriTemplate`) kept out of `resource_templates` but answered for: a read
     of a URI under one is routed, so the executor refuses it naming the approval it waits for."""
+    skills: list[dict[str, Any]] = field(default_factory=list)
+    """The server's skills (`skills/list` entries, upstream URIs), published in its catalog."""
+    apps: list[dict[str, Any]] = field(default_factory=list)
+    """The server's MCP Apps as read when listed (`mcp.app_listing`), for pinning only: not published."""
 
 
 @dataclass(frozen=True, slots=True)

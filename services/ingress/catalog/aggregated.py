@@ -22,6 +22,10 @@ from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.gateway_tasks import HostedTask, hosted_setting
 from libs.common.contracts.messages import PairList, ServerCatalog
 from libs.common.contracts.naming import SEPARATOR, VALID_NAME, assign_names, server_slug
+from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
+from libs.common.contracts.skills import entry_for_gateway, skill_path, upstream_skill_uri
+from libs.common.contracts.ui_apps import SCHEME, app_only, named_for_gateway, upstream_uri
+from services.ingress.catalog.own_skills import GATEWAY, OwnSkills
 
 __all__ = ["Catalog", "CatalogEntry", "gateway_names"]
 
@@ -90,9 +94,17 @@ def gateway_names(pairs: Iterable[Pair], plain: set[str]) -> dict[str, Pair]:
 
 
 class Catalog:
-    def __init__(self) -> None:
+    def __init__(self, own: OwnSkills | None = None) -> None:
+        self.own = own or OwnSkills()
+        """The gateway's own skills (`own_skills`), listed beside the upstreams'."""
         self._servers: dict[str, ServerCatalog] = {}
         self.tools: Listing = _EMPTY
+        """The tools the model may see: every tool but those MCP Apps keep for the app (`app_only`)."""
+        self.app_tools: Listing = _EMPTY
+        """Every tool, app-only ones included: what a host that declared MCP Apps is listed (it keeps
+        them from its model itself, and its apps call them)."""
+        self.app_only: frozenset[str] = frozenset()
+        """Gateway names of the tools only an app may call."""
         self.by_name: dict[str, CatalogEntry] = {}
         self.hosted_by_name: dict[str, HostedTask] = {}
         """The operator's task setting (`ServerConfig.tasks`) of each tool that has one."""
@@ -103,6 +115,12 @@ class Catalog:
         self.prompt_by_name: dict[str, CatalogEntry] = {}
         self.withheld_prompt_by_name: dict[str, CatalogEntry] = {}
         """Prompts the executors hold back (`ServerCatalog.withheld_prompts`), routed like withheld tools."""
+        self.skills: Listing = _EMPTY
+        """Every server's skills (`io.modelcontextprotocol/skills`), their URIs named for agents."""
+        self.skill_by_uri: dict[str, CatalogEntry] = {}
+        self._skill_roots: dict[str, list[tuple[str, str]]] = {}
+        """server -> (upstream skill root with its trailing `/`, the skill's grant target), longest
+        first: which skill a file read belongs to."""
         self.resources: Listing = _EMPTY
         self.resource_by_uri: dict[str, CatalogEntry] = {}
         self.templates: Listing = _EMPTY
@@ -118,6 +136,7 @@ class Catalog:
         self.ready: frozenset[str] = frozenset()
         """Servers an executor reports ready: their tools, prompts and resources are all listed."""
         self.revision = 0
+        self._rebuild_skills({})
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> bool:
         """Take `server`'s entry; True when what it lists changed (not a mere heartbeat)."""
@@ -167,10 +186,50 @@ class Catalog:
         entry = self.resource_by_uri.get(uri)
         if entry is not None:
             return entry
+        if uri.startswith(SCHEME):
+            return self._app_resource(uri)
+        if uri.startswith(f"{SKILL_SCHEME}{GATEWAY}/"):  # a file of the gateway's own skills
+            return _entry(uri, GATEWAY, uri, {}, self.skill_target(GATEWAY, uri)) if uri in self.own.files else None
+        if uri.startswith(SKILL_SCHEME):
+            return self._skill_file(uri)
         return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
+
+    def _app_resource(self, uri: str) -> CatalogEntry | None:
+        """An app's `ui://<server>/<path>` its server does not list (the extension lets a server
+        list only what its tools name): read from that server, if it is ready. ValueError for a
+        URI that is no gateway ui:// URI."""
+        server, upstream = upstream_uri(uri)
+        if server not in self.ready:
+            return None
+        return _entry(uri, server, upstream, {}, f"resource:{upstream}")
+
+    def _skill_file(self, uri: str) -> CatalogEntry | None:
+        """A file of a skill, `skill://<server>/<path>`, read from that server if it is ready, under
+        its skill's grant (`skill:<skill path>`) when a listed skill holds it. ValueError as above."""
+        server, upstream = upstream_skill_uri(uri)
+        if server not in self.ready:
+            return None
+        return _entry(uri, server, upstream, {}, self.skill_target(server, upstream))
+
+    def skill_target(self, server: str, upstream: str) -> str:
+        """What grants match for `server`'s file `upstream`: its skill's, else the resource's own."""
+        for root, target in self._skill_roots.get(server, ()):
+            if upstream.startswith(root):
+                return target
+        return f"resource:{upstream}"
 
     def template_owner(self, uri_template: str) -> CatalogEntry | None:
         return next((entry for _, entry in self._template_patterns if entry.tool == uri_template), None)
+
+    def _rebuild_skills(self, ready: dict[str, ServerCatalog]) -> None:
+        own = [_entry(e["uri"], GATEWAY, e["uri"], e, f"skill:{e['frontmatter']['name']}") for e in self.own.entries]
+        entries = own + _skill_entries(ready)
+        self.skills = Listing.of(entries)
+        self.skill_by_uri = {entry.name: entry for entry in entries}
+        roots: dict[str, list[tuple[str, str]]] = {}
+        for entry in entries:
+            roots.setdefault(entry.server, []).append((entry.tool.rsplit("/", 1)[0] + "/", entry.target))
+        self._skill_roots = {server: sorted(held, key=lambda r: -len(r[0])) for server, held in roots.items()}
 
     def _rebuild(self) -> None:
         ready = {name: catalog for name, catalog in self._servers.items() if catalog.status == "ready"}
@@ -185,16 +244,18 @@ class Catalog:
             if (setting := hosted_setting(catalog.hosted_tasks, tool.tool)) is not None
         }
         tools = {
-            (name, tool.tool): _offered(tool.definition, (name, tool.tool) in hosted)
+            (name, tool.tool): _offered(named_for_gateway(name, tool.definition), (name, tool.tool) in hosted)
             for name, catalog in ready.items()
             for tool in catalog.tools
         }
-        self.tools = Listing.of(_named_entries(tools, plain, ""))
-        self.by_name = {entry.name: entry for entry in self.tools.entries}
+        every_tool = _named_entries(tools, plain, "")
+        self.app_only = frozenset(entry.name for entry in every_tool if app_only(entry.definition))
+        self.app_tools = Listing.of(every_tool)
+        model_tools = [entry for entry in every_tool if entry.name not in self.app_only]
+        self.tools = Listing.of(model_tools) if self.app_only else self.app_tools
+        self.by_name = {entry.name: entry for entry in every_tool}
         self.hosted_by_name = {  # matched once here, not on every call
-            entry.name: hosted[(entry.server, entry.tool)]
-            for entry in self.tools.entries
-            if (entry.server, entry.tool) in hosted
+            entry.name: hosted[pair] for entry in every_tool if (pair := (entry.server, entry.tool)) in hosted
         }
         held = [(name, tool) for name, catalog in ready.items() for tool in catalog.withheld]
         self.withheld_by_name = _withheld(held, plain, "", self.by_name)
@@ -205,20 +266,23 @@ class Catalog:
         held_prompts = [(name, prompt) for name, catalog in ready.items() for prompt in catalog.withheld_prompts]
         self.withheld_prompt_by_name = _withheld(held_prompts, plain, "prompt:", self.prompt_by_name)
 
+        self._rebuild_skills(ready)
         resources: list[CatalogEntry] = []
         seen: dict[str, str] = {}
         for name in sorted(ready):
             for resource in ready[name].resources:
-                uri = resource.get("uri")
-                if not isinstance(uri, str):
+                upstream = resource.get("uri")
+                if not isinstance(upstream, str):
                     continue
+                named = named_for_gateway(name, resource)  # an app's ui:// gets its server's name in it
+                uri = named["uri"]
                 if uri in seen:
                     log.warning(
                         "catalog: resource %r is listed by %s and %s; reads go to %s", uri, seen[uri], name, seen[uri]
                     )
                     continue
                 seen[uri] = name
-                resources.append(_entry(uri, name, uri, resource, f"resource:{uri}"))
+                resources.append(_entry(uri, name, upstream, named, self.skill_target(name, upstream)))
         self.resources = Listing.of(resources)
         self.resource_by_uri = {entry.name: entry for entry in resources}
 
@@ -253,6 +317,16 @@ class Catalog:
             len(templates),
             len(self._servers),
         )
+
+
+def _skill_entries(ready: dict[str, ServerCatalog]) -> list[CatalogEntry]:
+    entries = []
+    for server in sorted(ready):
+        for skill in ready[server].skills:
+            upstream = skill["uri"]
+            named = entry_for_gateway(server, skill)
+            entries.append(_entry(named["uri"], server, upstream, named, f"skill:{skill_path(upstream) or upstream}"))
+    return entries
 
 
 def _offered(definition: dict[str, Any], hosted: bool) -> dict[str, Any]:

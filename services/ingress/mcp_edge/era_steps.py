@@ -28,6 +28,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIO
 
 from libs.common.contracts.codemode import CODE_MODE_HEADER
 from libs.common.contracts.discovery import DISCOVERY_HEADER
+from libs.common.contracts.ui_apps import HOST, declared_in_request
 from services.ingress.context import RequestContext
 from services.ingress.field_limits import FieldLimits, Oversized, header_patterns
 from services.ingress.mcp_edge.answers import plain
@@ -152,6 +153,8 @@ class ResolveEra(Check):
                 return Refusal(status, error_body(ctx.request_id, rejection.code, rejection.message, rejection.data))
             ctx.version = requested  # type: ignore[assignment]  # modern: one of the version strings
             ctx.client = ("input_required",)  # 2026-07-28: the agent resolves input requests itself
+            if declared_in_request(x.message.get("params")):  # a host of MCP Apps, declared per request
+                ctx.client = ("input_required", HOST)
         elif requested is not None and requested not in HANDSHAKE_PROTOCOL_VERSIONS:
             data = {"supported": list(KNOWN_PROTOCOL_VERSIONS), "requested": requested}
             message = f"Unsupported protocol version {requested!r}"

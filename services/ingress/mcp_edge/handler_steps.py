@@ -18,11 +18,13 @@ from typing import Any
 from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 
 from libs.common.contracts.messages import AuditEvent
+from libs.common.contracts.ui_apps import HOST, declares_apps
 from libs.common.runtime import semconv, tracing
 from services.ingress.context import RequestContext
 from services.ingress.handlers import Handlers
 from services.ingress.mcp_edge.chain import Exchange, Receive, Step, disconnected
 from services.ingress.sessions.session_ids import SessionCodec
+from services.ingress.url_elicitation import ELICITS_URLS, declares_url_elicitation
 from services.ingress.web.lost_connections import watch
 
 __all__ = ["ROUTED", "Audit", "CancelOnDisconnect", "Dispatch", "IssueSession", "Reply", "Trace", "agent_requests"]
@@ -86,7 +88,9 @@ def agent_requests(params: Any) -> tuple[str, ...]:
     capabilities = params.get("capabilities") if isinstance(params, dict) else None
     if not isinstance(capabilities, dict):
         return ()
-    return tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+    declared = tuple(name for name in _AGENT_REQUESTS if isinstance(capabilities.get(name), dict))
+    declared += (ELICITS_URLS,) if declares_url_elicitation(capabilities) else ()
+    return (*declared, HOST) if declares_apps(capabilities) else declared
 
 
 class IssueSession(Step):

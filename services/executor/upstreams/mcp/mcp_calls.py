@@ -148,7 +148,7 @@ async def send_upstream_request(
     """Send one routed request (`prompts/get`, `resources/read`, ...) and map the outcome; `ask` as
     for `send_tool_call`."""
     model = REQUEST_TYPES.get(request.method)
-    if model is None and request.method in TASK_METHODS:
+    if model is None and (request.method in TASK_METHODS or request.method == "skills/get"):
         raw = _Outgoing(session, types.Request, request.method, request.params, deadline, None, raw=True)
         what = f"{request.method} ({request.target})"
         return await _exchange(raw, request.id, request.client, budget, server=server, what=what, ask=None)

@@ -7,6 +7,7 @@ not declare a capability is not asked for it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +19,8 @@ from mcp_types import PaginatedRequestParams
 
 from ...error_mapping import describe_exception
 from ..interface import Features, Listing
+from .app_listing import read_apps
+from .skill_listing import declares_skills, list_skills
 
 __all__ = ["LIST_CHANGED", "list_everything", "list_features", "list_tool_definitions"]
 
@@ -29,7 +32,11 @@ _MAX_PAGES = 100
 
 async def list_everything(session: ClientSession, server: str) -> Listing:
     definitions = await list_tool_definitions(session)
-    return Listing(definitions, await list_features(session, server))
+    features = await list_features(session, server)
+    if "resources" in features.capabilities:  # its apps, read for pinning (docs/mcp-apps.md)
+        apps = await read_apps(session, server, definitions, features.resources)
+        features = dataclasses.replace(features, apps=apps)
+    return Listing(definitions, features)
 
 
 async def list_tool_definitions(session: ClientSession) -> list[dict[str, Any]]:
@@ -61,7 +68,8 @@ async def list_features(session: ClientSession, server: str) -> Features:
             lambda p: session.list_resource_templates(params=p),
             "resource_templates",
         )
-    return Features(capabilities, prompts, resources, templates)
+    skills = await list_skills(session, server) if declares_skills(capabilities) else []
+    return Features(capabilities, prompts, resources, templates, skills=skills)
 
 
 async def _every_page(
