@@ -31,7 +31,18 @@ import cedarpy
 from libs.common.cedar.cedar_policies import BASELINE_ID, CompiledPolicies, PolicyInfo
 from libs.common.contracts.messages_records import MAX_ALIASES
 
-__all__ = ["ALLOWED", "Principal", "Verdict", "call_context", "entities", "evaluate", "per_call_applicable"]
+__all__ = [
+    "ALLOWED",
+    "Principal",
+    "Verdict",
+    "call_context",
+    "condition_allows",
+    "entities",
+    "entities_json",
+    "evaluate",
+    "per_call_applicable",
+    "tool_names",
+]
 
 _ACTION: Final = {"type": "Action", "id": "tools/call"}
 
@@ -94,10 +105,14 @@ def _entities(
 
 
 def _request(who: Principal, server: str, tool: str, context: dict[str, Any]) -> dict[str, Any]:
+    return _request_of(who.name, server, tool, context)
+
+
+def _request_of(principal: str, server: str, tool: str, context: dict[str, Any]) -> dict[str, Any]:
     # the entity ids as {"type", "id"}, not Cedar text (`Key::"..."`): Cedar parses no syntax for them,
     # ~13 µs less per decision, and no quoting to get right
     return {
-        "principal": {"type": "Key", "id": who.name},
+        "principal": {"type": "Key", "id": principal},
         "action": _ACTION,
         "resource": {"type": "Tool", "id": f"{server}/{tool}"},
         "context": context,
@@ -153,7 +168,35 @@ def entities(
 ) -> cedarpy.Entities:
     """The entities of `who` calling `target` (under each of its names), parsed once (a pair's calls
     reuse them)."""
-    return cedarpy.Entities.from_json_str(json.dumps(_entities(who, *target, aliases)))
+    return cedarpy.Entities.from_json_str(entities_json(who, target, aliases))
+
+
+def entities_json(who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...] = ()) -> str:
+    """`entities` as the Cedar JSON they are parsed from (what a grant's condition carries)."""
+    return json.dumps(_entities(who, *target, aliases), separators=(",", ":"))
+
+
+def tool_names(tool: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The names a tool is asked under: its own first, then its other names, once each."""
+    return _names(tool, aliases)
+
+
+def condition_allows(
+    policies: cedarpy.PolicySet,
+    parsed: cedarpy.Entities,
+    principal: str,
+    target: tuple[str, tuple[str, ...]],
+    context: dict[str, Any],
+) -> bool:
+    """Whether per-call `policies` plainly allow `principal` calling the tool `target` (server, its
+    names) in `context`: no forbid matched under any name and none failed to evaluate. Anything else
+    (a refusal, an approval, a confirmation, an error) is policy's to decide and word."""
+    server, names = target
+    for name in names:
+        result = cedarpy.is_authorized(_request_of(principal, server, name, context), policies, parsed)
+        if result.decision != cedarpy.Decision.Allow or result.diagnostics.errors:
+            return False
+    return True
 
 
 def evaluate(
