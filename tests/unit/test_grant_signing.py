@@ -10,14 +10,11 @@ from typing import Any
 import pytest
 
 from libs.common.bus.work_signing import WorkSigner
-from libs.common.cedar.cedar_eval import Principal, per_call_applicable
-from libs.common.cedar.cedar_policies import compile_policies
 from libs.common.contracts import subjects
-from libs.common.contracts.messages import Caller, Grant, PolicyCondition, ToolCall, UpstreamRequest
+from libs.common.contracts.messages import Caller, Grant, ToolCall, UpstreamRequest
 from services.executor.admission import FORGED, Admission, Admitted, Stale
 from services.ingress import grant_cache
 from services.ingress.grant_cache import GrantCache
-from services.policy.cedar_decisions import CedarDecider
 
 pytestmark = pytest.mark.unit
 
@@ -227,79 +224,3 @@ def test_work_policy_signed_is_admitted_unparsed_and_anything_else_unanswered() 
 )
 def test_ingress_keys_a_grant_by_exactly_what_the_decision_depends_on(head: ToolCall | UpstreamRequest) -> None:
     assert grant_cache._key(subjects.EXEC_CALL, head) == (subjects.EXEC_CALL, *head.decision())
-
-
-ARGUMENT_POLICIES = """
-@id("no-secrets")
-@reason("no secrets echoed")
-forbid (principal, action, resource == Tool::"echo/echo") when { context.arguments.text == "secret" };
-
-@id("big-needs-finance")
-@approval("finance")
-forbid (principal, action, resource == Tool::"echo/echo") when { context.arguments has n && context.arguments.n > 9 };
-"""
-
-
-def _condition(policies: str = ARGUMENT_POLICIES) -> PolicyCondition:
-    """What policy grants an `ci` key's `echo/echo` calls under `policies` (`CedarDecider._condition`)."""
-    decider = CedarDecider()
-    decider.load(compile_policies(policies), 7)
-    who = Principal("ci")
-    ids = per_call_applicable(decider.compiled, who, ("echo", "echo", {}))  # type: ignore[arg-type]
-    condition = decider._condition(ids, who, ("echo", "echo", {}), ())
-    assert condition is not None and condition.names == ["echo"] and condition.version == 7
-    return condition
-
-
-def _on(call: ToolCall, condition: PolicyCondition, expires: float) -> tuple[dict[str, str], bytes]:
-    mac = SIGNER.grant_mac(subjects.EXEC_CALL, call, expires, None, None, condition)
-    grant = Grant(expires=expires, mac=mac, condition=condition)
-    return {subjects.GRANT: grant.model_dump_json()}, call.model_dump_json().encode()
-
-
-def test_a_grants_per_call_policies_are_bound_by_its_mac() -> None:
-    """An ingress cannot drop a grant's condition, or swap it for a looser one."""
-    condition = _condition()
-    mac = SIGNER.grant_mac(subjects.EXEC_CALL, CALL, LATER, None, None, condition)
-    assert SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, mac=mac, condition=condition))
-    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, mac=mac))
-    looser = condition.model_copy(
-        update={
-            "policies": _condition(
-                '@id("x")\nforbid (principal, action, resource) when { context.arguments has x };'
-            ).policies
-        }
-    )
-    assert not SIGNER.genuine(subjects.EXEC_CALL, CALL, Grant(expires=LATER, mac=mac, condition=looser))
-    # a grant without one signs as it always did
-    assert SIGNER.grant_mac(subjects.EXEC_CALL, CALL, LATER, None, None, None) == SIGNER.grant_mac(
-        subjects.EXEC_CALL, CALL, LATER, None
-    )
-
-
-@pytest.mark.parametrize(
-    ("arguments", "runs"),
-    [
-        ({"text": "hello"}, True),
-        ({"text": "hello", "n": 3}, True),
-        ({"text": "secret"}, False),  # a plain forbid: policy refuses it, naming the policy
-        ({"text": "hello", "n": 10}, False),  # an approval: policy parks it
-        ({"text": "hello", "n": "ten"}, False),  # a policy that cannot be evaluated: policy refuses it
-    ],
-)
-def test_an_executor_decides_each_call_on_a_conditional_grant_by_its_arguments(
-    arguments: dict[str, Any], runs: bool
-) -> None:
-    """Allowed arguments run; any other answer of the per-call policies sends the call to policy."""
-    admission = Admission(SIGNER)
-    call = _changed(arguments=arguments)
-    headers, data = _on(call, _condition(), time.time() + 60)
-    for _ in range(2):  # verified and compiled, then remembered: each call decided on its own arguments
-        admitted = admission.admit(subjects.EXEC_CALL, "inbox", headers, data, time.time())
-        assert isinstance(admitted, Admitted) if runs else admitted == Stale(call.id)
-
-
-def test_arguments_sent_apart_are_decided_by_policy() -> None:
-    call = _changed(arguments={}, arguments_blob="blob-1")
-    headers, data = _on(call, _condition(), time.time() + 60)
-    assert Admission(SIGNER).admit(subjects.EXEC_CALL, "inbox", headers, data, time.time()) == Stale(call.id)
