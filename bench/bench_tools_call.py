@@ -10,6 +10,7 @@
     ./run bench --colocated                                  # also ingress+executor as one process
     ./run bench --client httpx                               # the load generator of runs before 2026-11-24
     ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
+    ./run bench --policy argument                            # a Cedar policy reading the arguments on echo
 
 
 Same upstream (examples/servers/echo_server.py over streamable HTTP, stdio, or HTTP+SSE with
@@ -53,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_stack import (
     DENIED_KEY,
     KEY,
+    POLICIES,
     ROLES,
     Costs,
     Gateway,
@@ -171,7 +173,8 @@ def run_one(
         server = {"url": url, **({"type": "sse"} if kind == "sse" else {})}
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            gateway = start_gateway({"echo": server}, Path(tmp), extra_env=env, stack=stack)
+            policies = POLICIES[args.policy]
+            gateway = start_gateway({"echo": server}, Path(tmp), extra_env=env, stack=stack, policies=policies)
             try:
                 pid = upstream.pid if upstream is not None else None
                 results, costs = asyncio.run(measure(args, text, kind, url, gateway, pid))
@@ -292,6 +295,13 @@ def main() -> None:
         "--colocated",
         action="store_true",
         help="also run this checkout with ingress and the executor in one process (stack.colocate)",
+    )
+    parser.add_argument(
+        "--policy",
+        choices=sorted(POLICIES),
+        default="none",
+        help="a Cedar policy on the echo tool: none, static (decided once per key and tool) or argument"
+        " (reads the call's arguments: decided per call)",
     )
     parser.add_argument(
         "--rounds",

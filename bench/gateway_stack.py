@@ -21,6 +21,7 @@ from mcp_clients import ECHO
 __all__ = [
     "DENIED_KEY",
     "KEY",
+    "POLICIES",
     "ROLES",
     "Costs",
     "Gateway",
@@ -36,6 +37,15 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY, DENIED_KEY = "bk_bench_allowed_key_0123456789", "bk_bench_denied_key_0123456789"
+POLICIES: dict[str, str | None] = {
+    "none": None,
+    "static": '@id("no-delete")\nforbid (principal, action, resource in Server::"echo")\n'
+    'when { resource.tool like "delete_*" };',
+    "argument": '@id("no-secret")\nforbid (principal, action, resource == Tool::"echo/echo")\n'
+    'when { context.arguments.text == "forbidden" };',
+}
+"""`--policy`: no Cedar policy, one that does not read the call (decided once per key and tool), one
+that reads its arguments (decided per call); neither forbids the benchmark's calls."""
 LOOPBACK_EGRESS = '{"allow_private_hosts": ["127.0.0.1", "localhost"]}'
 """`BASTION_EGRESS` for the executor: the benchmark's upstreams run on this machine (loopback is
 refused otherwise); an environment variable, which an older commit's executor ignores."""
@@ -105,16 +115,20 @@ def start_gateway(
     extra_env: dict[str, str] | None = None,
     tools: int = 1,
     stack: dict[str, object] | None = None,
+    policies: str | None = None,
 ) -> Gateway:
     """`bastion up` with `servers` (`mcpServers` entries), every one of whose tools `KEY` may call
     (`DENIED_KEY` none), its NATS monitoring port on; ready once `tools` tools are listed. `stack`:
-    settings of the config's `stack` section (e.g. `{"colocate": True}`)."""
+    settings of the config's `stack` section (e.g. `{"colocate": True}`); `policies`: a Cedar text."""
     keys = [
         {"name": "bench", "key": KEY, "tools": [f"{name}/*" for name in servers]},
         {"name": "denied", "key": DENIED_KEY, "tools": []},
     ]
+    config: dict[str, object] = {"mcpServers": servers, "keys": keys, "stack": stack or {}}
+    if policies:
+        config["policies"] = policies
     return launch(
-        {"mcpServers": servers, "keys": keys, "stack": stack or {}},
+        config,
         workdir,
         {"BASTION_NATS_MONITOR": "1", **(extra_env or {})},
         tools,

@@ -7,22 +7,31 @@ is unsigned work: nothing runs and nothing answers.
 A genuine grant no longer holds once it has expired, or once this executor has applied a change to
 the servers' configuration policy had not when it decided (a tool's price or rate limit lives
 there, and ingress does not watch that bucket: keys and policy changes it catches itself). Such a
-call is answered unrun as stale (`stale_answer`), and the requester asks policy."""
+call is answered unrun as stale (`stale_answer`), and the requester asks policy.
+
+A grant with a `condition` (a tool some per-call Cedar policy governs) holds only for a call whose
+arguments those policies plainly allow: the executor decides it here, on the arguments it has just
+parsed, with the policies compiled once per grant. A call they do not allow (a forbid that matched,
+one that could not be evaluated, one asking for an approval or the user's confirmation) or whose
+arguments travel apart (a blob) is answered as stale too: policy decides it and words the refusal."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cedarpy
 from pydantic import ValidationError
 
 from libs.common.bus.work_signing import WorkSigner
+from libs.common.cedar.cedar_eval import call_context, condition_allows
 from libs.common.contracts import subjects
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import (
     CallOutcome,
     GatewayError,
     Grant,
+    PolicyCondition,
     Routed,
     ToolCall,
     UpstreamRequest,
@@ -56,10 +65,33 @@ class Stale:
 
 
 @dataclass(frozen=True, slots=True)
+class _Condition:
+    """A grant's per-call policies, compiled."""
+
+    policies: cedarpy.PolicySet
+    entities: cedarpy.Entities
+    principal: str
+    target: tuple[str, tuple[str, ...]]
+    """The server and the tool's names."""
+
+    def allows(self, request: Routed) -> bool:
+        if not isinstance(request, ToolCall) or request.arguments_blob is not None:
+            return False
+        return condition_allows(
+            self.policies,
+            self.entities,
+            self.principal,
+            self.target,
+            call_context(request.arguments, initiator=request.initiator),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Verified:
     decision: tuple[object, ...]
     expires: float
     servers_revision: int
+    condition: _Condition | None = None
 
 
 def stale_answer(call_id: str) -> tuple[bytes, dict[str, str]]:
@@ -96,9 +128,11 @@ class Admission:
             verified = self._verify(subject, given, request)
             if verified is None:
                 return FORGED
-        if now < verified.expires and verified.servers_revision >= self._servers_revision():
-            return Admitted(request)
-        return Stale(request.id)
+        if now >= verified.expires or verified.servers_revision < self._servers_revision():
+            return Stale(request.id)
+        if verified.condition is not None and not verified.condition.allows(request):
+            return Stale(request.id)  # policy decides it: a refusal, an approval, a confirmation
+        return Admitted(request)
 
     def _verify(self, subject: str, given: str, request: Routed) -> _Verified | None:
         try:
@@ -107,8 +141,24 @@ class Admission:
             return None
         if not self._signer.genuine(subject, request, grant):
             return None
+        condition = None
+        if grant.condition is not None:
+            condition = _compiled(grant.condition, request.server)
+            if condition is None:
+                return None
         if len(self._verified) >= _REMEMBERED:
             self._verified.clear()
-        verified = _Verified(request.decision(), grant.expires, grant.revisions.get(subjects.KV_SERVERS, 0))
+        revision = grant.revisions.get(subjects.KV_SERVERS, 0)
+        verified = _Verified(request.decision(), grant.expires, revision, condition)
         self._verified[(subject, given)] = verified
         return verified
+
+
+def _compiled(condition: PolicyCondition, server: str) -> _Condition | None:
+    """A genuine grant's condition compiled (None: Cedar refuses it, which policy's own never is)."""
+    try:
+        policies = cedarpy.PolicySet.from_json_str(condition.policies)
+        entities = cedarpy.Entities.from_json_str(condition.entities)
+    except (ValueError, RuntimeError):
+        return None
+    return _Condition(policies, entities, condition.principal, (server, tuple(condition.names)))

@@ -3,7 +3,9 @@
 What does not read `context` is decided once per (key, tool) and cached until policies, keys, the
 directory or the catalog change. A pair that some per-call policy's scope covers is decided per
 call too, with its arguments, by only those policies (a set of a few, whatever the total) over the
-pair's entities parsed once; such calls are never reused by ingress as a grant.
+pair's entities parsed once. Such a pair whose decision needs no person is granted with those
+policies as its condition (`PolicyCondition`): the executor decides the next calls' arguments with
+them, where the arguments are, and only a call they do not plainly allow comes back to policy.
 """
 
 from __future__ import annotations
@@ -14,8 +16,17 @@ from typing import Any
 import cedarpy
 from cachetools import LRUCache
 
-from libs.common.cedar.cedar_eval import Principal, Verdict, entities, evaluate, per_call_applicable
+from libs.common.cedar.cedar_eval import (
+    Principal,
+    Verdict,
+    entities,
+    entities_json,
+    evaluate,
+    per_call_applicable,
+    tool_names,
+)
 from libs.common.cedar.cedar_policies import CompiledPolicies
+from libs.common.contracts.messages import MAX_CONDITION_ENTITIES, MAX_CONDITION_POLICIES, PolicyCondition
 
 from .view import CompiledKey
 
@@ -34,6 +45,8 @@ class PairDecision:
     who: Principal | None = None
     aliases: tuple[str, ...] = ()
     """The tool's other names it is judged under (`CatalogTool.aliases`)."""
+    condition: PolicyCondition | None = None
+    """The per-call policies as a grant carries them (None: every call is decided here)."""
 
     @property
     def decided_per_call(self) -> bool:
@@ -94,7 +107,21 @@ class CedarDecider:
         subset = self._subsets.get(ids)
         if subset is None:
             subset = self._subsets[ids] = compiled.subset(ids)
-        return PairDecision(static, subset, entities(who, target, aliases), who, aliases)
+        condition = self._condition(ids, who, target, aliases) if static.effect == "allow" else None
+        return PairDecision(static, subset, entities(who, target, aliases), who, aliases, condition)
+
+    def _condition(
+        self, ids: frozenset[str], who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...]
+    ) -> PolicyCondition | None:
+        """The pair's per-call policies for its grants, or None when they are too large to carry."""
+        assert self.compiled is not None
+        policies, parsed = self.compiled.subset_json(ids), entities_json(who, target, aliases)
+        if len(policies) > MAX_CONDITION_POLICIES or len(parsed) > MAX_CONDITION_ENTITIES:
+            return None
+        names = list(tool_names(target[1], aliases))
+        return PolicyCondition(
+            version=self.version, policies=policies, entities=parsed, principal=who.name, names=names
+        )
 
     def per_call(self, pair: PairDecision, target: tuple[str, str, dict[str, Any]], context: dict[str, Any]) -> Verdict:
         """One call of a pair decided per call: its per-call policies over the call's `context`."""

@@ -2,7 +2,9 @@
 
 `check` is synchronous and costs a dict lookup for a (key, tool) whose decision does not depend
 on the call (the cached `PairDecision`); only a pair some per-call policy may apply to, or a call
-naming an approval, has its whole `ToolCall` parsed (arguments included) and decided on its own.
+naming an approval, has its whole `ToolCall` parsed (arguments included) and decided on its own. An
+allowed call of such a pair is granted with its per-call policies as the grant's condition, so the
+pair's next calls are decided by the executor, on their arguments, without coming here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from libs.common.cedar.cedar_eval import Verdict, call_context
 from libs.common.cedar.cedar_policies import ACTIVE_KEY, VERSION_PREFIX, ActivePolicies, PolicyProblem, compile_policies
 from libs.common.cedar.cedar_policies import PolicyVersion as StoredPolicies
 from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.messages import GatewayError, ServerCatalog, ToolCall
+from libs.common.contracts.messages import GatewayError, PolicyCondition, ServerCatalog, ToolCall
 
 from .cedar_decisions import CedarDecider
 from .view import CompiledKey
@@ -34,7 +36,10 @@ _MARK = APPROVAL_META.encode()
 @dataclass(frozen=True, slots=True)
 class Pass:
     reusable: bool
-    """No policy depends on this call's arguments: ingress may reuse the decision (a grant)."""
+    """Ingress may reuse the decision (a grant): no policy depends on this call's arguments, or
+    those that do travel with the grant as its `condition`."""
+    condition: PolicyCondition | None = None
+    """The per-call policies the grant's calls must pass, decided by the executor."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +189,7 @@ class Gate:
             return _refusal(verdict)
         if verdict.effect in ("approval", "confirm"):
             return _held(call, verdict)
-        return _PER_CALL
+        return _PER_CALL if pair.condition is None else Pass(reusable=True, condition=pair.condition)
 
 
 def _held(call: ToolCall, verdict: Verdict) -> Park | Ask:

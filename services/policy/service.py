@@ -43,6 +43,7 @@ from libs.common.contracts.messages import (
     CallOutcome,
     GatewayError,
     Grant,
+    PolicyCondition,
     Refund,
     RoutedHead,
     VisibleTools,
@@ -258,7 +259,7 @@ class PolicyService:
                 msg.reply, CallOutcome(id=message.id, error=decision, decided_by="policy", execution="not_run")
             )
             return
-        reusable = True
+        reusable, condition = True, None
         if charged and message.tool is not None:  # tool calls meet the Cedar policies
             gate = self.gate.check(decision, message.server, message.tool, msg.data)
             if isinstance(gate, Refuse):
@@ -274,13 +275,13 @@ class PolicyService:
             if isinstance(gate, Ask):
                 self._held(msg, self._user_confirms(msg, gate, decision, target))
                 return
-            reusable = gate.reusable
+            reusable, condition = gate.reusable, gate.condition
         assert self.charger is not None
         plan = self.charger.plan(decision, message.server, target) if charged else None
         price = self.charger.price(message.server, target) if charged else 0.0
         if not plan:  # nothing to count or charge: no Redis, no task
             metrics.observe("policy", method, "allowed", time.perf_counter() - started)
-            await self._forward(msg, subject, message, None, price, method, reusable=reusable)
+            await self._forward(msg, subject, message, None, price, method, reusable=reusable, condition=condition)
             return
         self._held(msg, self._charge_and_forward(msg, subject, message, plan, price, (method, started)))
 
@@ -365,12 +366,14 @@ class PolicyService:
         method: str,
         *,
         reusable: bool = False,
+        condition: PolicyCondition | None = None,
     ) -> None:
         """Hand the request to the executors (same bytes); they answer the requester directly. A
         priced call carries its price (`CHARGED_USD`), which the executor echoes to the requester (0
         when the call did not run) for the audit event's `cost_usd`, whether or not a budget was charged.
         A `reusable` decision (nothing was counted) also carries a `GRANT` the executor hands back,
-        with which the requester sends the caller's next such calls straight to the executors."""
+        with which the requester sends the caller's next such calls straight to the executors (each
+        passing `condition`, the per-call policies, in the executor)."""
         assert self._forwarder is not None and self._acks is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))
@@ -391,15 +394,17 @@ class PolicyService:
             headers[subjects.CHARGED] = "1"
             self.charges.hold(message.id, charge, message.deadline + _CHARGE_KEPT)
         elif reusable and self.settings.grant_ttl > 0:
-            headers[subjects.GRANT] = self._grant(subject, message, price or None).model_dump_json()
+            headers[subjects.GRANT] = self._grant(subject, message, price or None, condition).model_dump_json()
         forwarded = Forwarded(id=message.id, reply=msg.reply)
         await self._forwarder.forward(subject, msg.data, headers, forwarded)
 
-    def _grant(self, subject: str, message: RoutedHead, price: float | None) -> Grant:
+    def _grant(
+        self, subject: str, message: RoutedHead, price: float | None, condition: PolicyCondition | None
+    ) -> Grant:
         expires = round(time.time() + self.settings.grant_ttl, 3)
         revisions = {watch.bucket: watch.revision for watch in self._watches}
-        mac = self._signer.grant_mac(subject, message, expires, price, revisions)
-        return Grant(expires=expires, price=price, revisions=revisions, mac=mac)
+        mac = self._signer.grant_mac(subject, message, expires, price, revisions, condition)
+        return Grant(expires=expires, price=price, revisions=revisions, mac=mac, condition=condition)
 
     async def _no_executor(self, forwarded: Forwarded) -> None:
         """NATS found no executor subscribed: nothing ran; answer for it and give the charge back."""

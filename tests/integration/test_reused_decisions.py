@@ -271,3 +271,46 @@ async def test_a_tool_rate_limit_added_to_the_server_is_counted_from_the_next_ca
                 await client.call_tool("echo__echo", {"text": "third"})
         assert limited.value.error.code == -32052
         assert await _heard(nats_url, decisions) == 4
+
+
+ARGUMENT_POLICY = """
+@id("no-secrets")
+@reason("secrets are not echoed")
+forbid (principal, action, resource == Tool::"echo/echo") when { context.arguments.text == "secret" };
+"""
+
+
+async def test_calls_an_argument_policy_governs_are_decided_by_the_executor_on_their_arguments(
+    nats_url, redis_url, tmp_path
+):
+    """Policy decides the first call and grants the pair with its per-call policy as the condition;
+    the executor then decides each call's arguments with it. A call it does not allow goes to
+    policy, which refuses it naming the policy, and the next allowed call is granted again."""
+    config = {**_config(), "policies": ARGUMENT_POLICY}
+    async with (
+        running_gateway(
+            nats_url,
+            redis_url,
+            tmp_path,
+            config,
+            policy_options={**SIGNING, "grant_ttl": 60.0},
+            executor_options=SIGNING,
+        ) as gw,
+        _decisions(nats_url) as decisions,
+        gw.client(PLAIN) as client,
+    ):
+        for text in ("a", "b", "c"):
+            assert _text(await client.call_tool("echo__echo", {"text": text})) == text
+        assert await _heard(nats_url, decisions) == 1
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("echo__echo", {"text": "secret"})
+        assert "refused by policy 'no-secrets': secrets are not echoed" in refused.value.error.message
+        assert await _heard(nats_url, decisions) == 2
+        for text in ("d", "e"):
+            assert _text(await client.call_tool("echo__echo", {"text": text})) == text
+        assert await _heard(nats_url, decisions) == 3
+        rows = [row for row in await _rows(nats_url, 6) if row.kind == "tool_call"]
+        assert sorted((row.status, row.policy_id or "") for row in rows) == [
+            ("denied", "no-secrets"),
+            *[("ok", "")] * 5,
+        ]

@@ -10,13 +10,15 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.messages import Caller, CallOutcome, GatewayError, ToolCall
 from services.executor.guardrails import Guardrails, Subject
-from services.executor.guardrails.decode import Budget, views
+from services.executor.guardrails.decode import _B64, Budget, encoded_runs, views
 from services.executor.interceptors import GuardrailsInterceptor, InterceptorChain
 from tests.support.intercepted import through
 
@@ -217,3 +219,20 @@ async def test_a_rule_scoped_to_callers_holds_for_what_is_sent_to_their_agents()
     assert await chain.outgoing("srv", "notifications/message", note, CALLER) is None, "withheld from ci's agent"
     other = Caller(key_id="k2", key_name="ops", user_id="bo")
     assert await chain.outgoing("srv", "notifications/message", note, other) is note
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*"aZ09+/_-=", " ", ".", "é", "\n"]), max_size=120), st.integers(0, 40))
+def test_encoded_runs_are_the_expressions_own_spans(text: str, repeat: int) -> None:
+    """The byte-mapped search finds exactly the runs `_B64` matches: where they start, end, take
+    their padding, and whatever follows a run cut short by `=`."""
+    text = text.replace("a", "a" * repeat)
+    assert encoded_runs(text) == [run.span() for run in _B64.finditer(text)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "a" * 26, "a" * 27, "=" + "a" * 27 + "===" + "b" * 30 + "=", "x.y" + "-" * 40 + "==", "é" + "a" * 30],
+)
+def test_encoded_runs_at_their_edges(text: str) -> None:
+    assert encoded_runs(text) == [run.span() for run in _B64.finditer(text)]

@@ -16,9 +16,10 @@ The same key signs policy's reusable decisions (`messages.Grant`): a grant's MAC
 request, the whole caller, the server, the target, the request's narrowing headers, the price, the
 expiry and the KV revisions policy decided at, so ingress can send that caller's next calls of that
 target straight to an executor and the executor can tell a decision policy made from one ingress
-made up. Ingress can claim any caller to policy anyway (it authenticates agents), so a grant gives
-an ingress nothing its credentials did not; what it must not give is work policy never allowed, or
-a caller or target swapped under a genuine decision.
+made up. A grant's per-call policies (`Grant.condition`) are bound too: an ingress cannot drop or
+loosen the policies its caller's calls must pass. Ingress can claim any caller to policy anyway (it
+authenticates agents), so a grant gives an ingress nothing its credentials did not; what it must
+not give is work policy never allowed, or a caller or target swapped under a genuine decision.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 import orjson
 from pydantic import SecretStr
 
-from libs.common.contracts.messages_routed import Grant, RoutedHead
+from libs.common.contracts.messages_routed import Grant, PolicyCondition, RoutedHead
 from libs.common.contracts.subjects import WORK_SIGNATURE
 
 __all__ = ["WorkSigner"]
@@ -71,12 +72,16 @@ class WorkSigner:
         expires: float,
         price: float | None,
         revisions: Mapping[str, int] | None = None,
+        condition: PolicyCondition | None = None,
     ) -> str:
         """Policy's MAC over a decision that `head`'s caller may send `kind` requests to its target
-        with its narrowing until `expires`, at `price`, taken at KV `revisions` ("" without a key)."""
+        with its narrowing until `expires`, at `price`, taken at KV `revisions`, each call passing
+        `condition` ("" without a key)."""
         if self._key is None:
             return ""
-        decided = [kind, head.decision(), repr(expires), repr(price), sorted((revisions or {}).items())]
+        decided: list[object] = [kind, head.decision(), repr(expires), repr(price), sorted((revisions or {}).items())]
+        if condition is not None:  # appended: a grant without one keeps the MAC it always had
+            decided.append(condition.model_dump(mode="json"))
         return hmac.new(self._key, b"bastion-grant\n" + orjson.dumps(decided), hashlib.sha256).hexdigest()
 
     def genuine(self, kind: str, head: RoutedHead, grant: Grant) -> bool:
@@ -84,5 +89,5 @@ class WorkSigner:
         (always true without a key); expiry is the caller's to check."""
         if self._key is None:
             return True
-        expected = self.grant_mac(kind, head, grant.expires, grant.price, grant.revisions)
+        expected = self.grant_mac(kind, head, grant.expires, grant.price, grant.revisions, grant.condition)
         return bool(grant.mac) and hmac.compare_digest(grant.mac, expected)

@@ -28,13 +28,26 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 
 import cedarpy
+import orjson
+from cedarpy import _internal as _native
 
 from libs.common.cedar.cedar_policies import BASELINE_ID, CompiledPolicies, PolicyInfo
 from libs.common.contracts.messages_records import MAX_ALIASES
 
-__all__ = ["ALLOWED", "Principal", "Verdict", "call_context", "entities", "evaluate", "per_call_applicable"]
+__all__ = [
+    "ALLOWED",
+    "Principal",
+    "Verdict",
+    "call_context",
+    "condition_allows",
+    "entities",
+    "entities_json",
+    "evaluate",
+    "per_call_applicable",
+    "tool_names",
+]
 
-_ACTION = 'Action::"tools/call"'
+_ACTION: Final = {"type": "Action", "id": "tools/call"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +108,18 @@ def _entities(
 
 
 def _request(who: Principal, server: str, tool: str, context: dict[str, Any]) -> dict[str, Any]:
+    return _request_of(who.name, server, tool, context)
+
+
+def _request_of(principal: str, server: str, tool: str, context: dict[str, Any] | str) -> dict[str, Any]:
+    # the entity ids as {"type", "id"}, not Cedar text (`Key::"..."`): Cedar parses no syntax for them,
+    # ~13 µs less per decision, and no quoting to get right
     return {
-        "principal": f"Key::{_quoted(who.name)}",
+        "principal": {"type": "Key", "id": principal},
         "action": _ACTION,
-        "resource": f"Tool::{_quoted(f'{server}/{tool}')}",
+        "resource": {"type": "Tool", "id": f"{server}/{tool}"},
         "context": context,
     }
-
-
-def _quoted(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def call_context(arguments: dict[str, Any], now: float | None = None, initiator: str = "agent") -> dict[str, Any]:
@@ -157,7 +172,42 @@ def entities(
 ) -> cedarpy.Entities:
     """The entities of `who` calling `target` (under each of its names), parsed once (a pair's calls
     reuse them)."""
-    return cedarpy.Entities.from_json_str(json.dumps(_entities(who, *target, aliases)))
+    return cedarpy.Entities.from_json_str(entities_json(who, target, aliases))
+
+
+def entities_json(who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...] = ()) -> str:
+    """`entities` as the Cedar JSON they are parsed from (what a grant's condition carries)."""
+    return json.dumps(_entities(who, *target, aliases), separators=(",", ":"))
+
+
+def tool_names(tool: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
+    """The names a tool is asked under: its own first, then its other names, once each."""
+    return _names(tool, aliases)
+
+
+def condition_allows(
+    policies: cedarpy.PolicySet,
+    parsed: cedarpy.Entities,
+    principal: str,
+    target: tuple[str, tuple[str, ...]],
+    context: dict[str, Any],
+) -> bool:
+    """Whether per-call `policies` plainly allow `principal` calling the tool `target` (server, its
+    names) in `context`: no forbid matched under any name and none failed to evaluate. Anything else
+    (a refusal, an approval, a confirmation, an error) is policy's to decide and word."""
+    server, names = target
+    try:
+        given = orjson.dumps(context).decode()
+    except TypeError:  # an integer past 64 bits, a lone surrogate: written as cedarpy writes them
+        given = json.dumps(context)
+    # cedarpy's extension itself, every name in one batch: its Python wrapper would encode the
+    # context with `json`, decode each answer with `json` and build result objects (~20 µs a call)
+    requests = [_request_of(principal, server, name, given) for name in names]
+    for answer in _native.is_authorized_batch(requests, policies, parsed._inner, None, False):
+        result = orjson.loads(answer)
+        if result["decision"] != "Allow" or result["diagnostics"]["errors"]:
+            return False
+    return True
 
 
 def evaluate(

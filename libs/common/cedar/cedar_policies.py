@@ -117,7 +117,11 @@ class CompiledPolicies:
 
     def subset(self, ids: frozenset[str]) -> cedarpy.PolicySet:
         """The per-call policies `ids` and the baseline permit, as one set."""
-        return _policy_set({**{i: self.per_call_parsed[i] for i in ids}, BASELINE_ID: _BASELINE})
+        return cedarpy.PolicySet.from_json_str(self.subset_json(ids))
+
+    def subset_json(self, ids: frozenset[str]) -> str:
+        """`subset(ids)` as the Cedar JSON it is parsed from (what a grant's condition carries)."""
+        return _set_json({**{i: self.per_call_parsed[i] for i in sorted(ids)}, BASELINE_ID: _BASELINE})
 
     @property
     def empty(self) -> bool:
@@ -229,8 +233,12 @@ def _timeout(policy_id: str, notes: dict[str, str], line: int) -> float | None:
 
 
 def _policy_set(policies: dict[str, dict[str, Any]]) -> cedarpy.PolicySet:
+    return cedarpy.PolicySet.from_json_str(_set_json(policies))
+
+
+def _set_json(policies: dict[str, dict[str, Any]]) -> str:
     document = {"staticPolicies": policies, "templates": {}, "templateLinks": []}
-    return cedarpy.PolicySet.from_json_str(json.dumps(document))
+    return json.dumps(document, separators=(",", ":"))
 
 
 def compile_policies(text: str) -> CompiledPolicies:

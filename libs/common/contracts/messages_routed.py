@@ -20,6 +20,8 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages_base import BusMessage, Caller, Execution, GatewayError, InterceptorDecision, new_id
 
 __all__ = [
+    "MAX_CONDITION_ENTITIES",
+    "MAX_CONDITION_POLICIES",
     "REFUNDED",
     "BusMoved",
     "CallOutcome",
@@ -30,6 +32,7 @@ __all__ = [
     "CodeModeCall",
     "Grant",
     "PairList",
+    "PolicyCondition",
     "Refund",
     "ResourceUpdated",
     "Routed",
@@ -107,11 +110,39 @@ def _field_values(model: type[BaseModel]) -> Callable[[BaseModel], tuple[object,
     return operator.attrgetter(*names)
 
 
+MAX_CONDITION_POLICIES = 16_384
+"""Bytes of per-call policies a grant may carry (`PolicyCondition`); a pair whose policies are longer
+is decided by policy on every call."""
+MAX_CONDITION_ENTITIES = 16_384
+
+
+class PolicyCondition(BaseModel):
+    """What a granted tool call must still pass on its own arguments: the per-call Cedar policies
+    whose scope covers the caller and the tool, with the entities policy judged the pair over. The
+    executor decides each call with them (`cedar_eval.condition_allows`); a call they do not plainly
+    allow is answered as stale and asked of policy, which refuses it, parks it or has it confirmed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: int = Field(ge=1)
+    """The policy set's version they come from."""
+    policies: str = Field(max_length=MAX_CONDITION_POLICIES)
+    """The policies and the baseline permit as a Cedar JSON policy set."""
+    entities: str = Field(max_length=MAX_CONDITION_ENTITIES)
+    """The caller's key and the tool (under each of its names) as Cedar JSON entities."""
+    principal: str = Field(max_length=1024)
+    """The key's name (`Key::"<name>"`)."""
+    names: list[str] = Field(min_length=1, max_length=17)
+    """The tool's names, its own first: a call is asked under each."""
+
+
 class Grant(BaseModel):
     """Policy's decision that a caller may send one kind of request (`kind`: `EXEC_CALL` or
     `EXEC_REQUEST`) to one target, with one narrowing, with nothing to count: reused by ingress
     until `expires` (the `subjects.GRANT` header). `mac` is policy's HMAC over all of that and the
-    price (`signing.WorkSigner.grant_mac`), so an executor can tell it from a forged one."""
+    price (`signing.WorkSigner.grant_mac`), so an executor can tell it from a forged one. A tool
+    some per-call policy governs is granted with that policy as a `condition` the executor checks
+    on every call: its arguments are decided per call, without a hop through policy."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -124,6 +155,8 @@ class Grant(BaseModel):
     """Bucket -> the KV revision policy's view held when it decided: ingress keeps the grant only
     when policy had applied every change ingress had seen (`tool_lists.answer_holds`)."""
     mac: str = Field(default="", max_length=64)
+    condition: PolicyCondition | None = None
+    """The per-call policies each call must pass (None: the decision holds for any arguments)."""
 
 
 class _Routed(RoutedHead):

@@ -47,6 +47,9 @@ _SPACED_SHAPE: Final = b" x" * 12
 """What a spaced run looks like once every character is `x` and every space ` `: found by a plain
 substring search (5 µs per 10 KB) before the regex (150 µs per 10 KB) is asked where."""
 _B64: Final = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{27,}={0,2}")
+_B64_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
+_RUN_MAP: Final = bytes(ord("a") if chr(i) in _B64_CHARS else ord(" ") for i in range(256))
+_RUN_MIN: Final = b"a" * 27
 _ASCII_LEAD: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef")
 """Base64 characters for 0-31: the first of every four encodes the top six bits of a byte, which
 is below 0x80 in ASCII, so base64 of text has one of these at every fourth place."""
@@ -95,14 +98,35 @@ def views(text: str, budget: Budget, depth: int = 0) -> list[View]:
         found.append(normal)
     if depth >= budget.max_depth:
         return found
-    for run in _B64.finditer(base):
-        decoded = _decoded(run.group())
+    for start, end in encoded_runs(base):
+        decoded = _decoded(base[start:end])
         if decoded is None or not budget.take(len(decoded)):
             continue
-        whole = _whole(origin(*run.span()))  # a finding anywhere in the decoded run: the whole run
+        whole = _whole(origin(start, end))  # a finding anywhere in the decoded run: the whole run
         found.append(View(decoded, whole))
         found.extend(View(inner.text, whole) for inner in views(decoded, budget, depth + 1))
     return found
+
+
+def encoded_runs(text: str) -> list[tuple[int, int]]:
+    """The spans `_B64` matches in `text`. ASCII text (nearly every payload) is mapped to one byte
+    per class (run character or not) and searched for 27 run characters in a row by `bytes.find`,
+    ~6x faster than the expression's look at every position; other text takes the expression."""
+    if len(text) < 27:  # most strings of a call: too short to hold a run
+        return []
+    if not text.isascii():
+        return [run.span() for run in _B64.finditer(text)]
+    mapped = text.encode("ascii").translate(_RUN_MAP)
+    spans: list[tuple[int, int]] = []
+    at, size = 0, len(text)
+    while (start := mapped.find(_RUN_MIN, at)) >= 0:  # the first of 27: the character before is no run's
+        end = mapped.find(b" ", start + 27)
+        end = size if end < 0 else end
+        at = end
+        while at < size and at - end < 2 and text[at] == "=":  # `={0,2}`
+            at += 1
+        spans.append((start, at))
+    return spans
 
 
 def _decoded(run: str) -> str | None:

@@ -360,7 +360,12 @@ class SecretsDetector(EntityDetector):
         for anchor in {a.lower() for p in self._patterns for a in p.anchors} | set(_KEYWORD_ANCHORS):
             self._anchors.add_word(anchor, anchor)
         self._anchors.make_automaton()
-        self._lowered = tuple((p, tuple(a.lower() for a in p.anchors)) for p in self._patterns)
+        # which patterns each found anchor may wake: the patterns are picked from the few anchors a
+        # payload holds, not by testing every pattern's anchors against them
+        self._woken: dict[str, list[tuple[int, str, bool]]] = {}
+        for index, pattern in enumerate(self._patterns):
+            for anchor in pattern.anchors:
+                self._woken.setdefault(anchor.lower(), []).append((index, anchor, pattern.lower))
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         found = self._anchors.iter(lower)
@@ -368,11 +373,13 @@ class SecretsDetector(EntityDetector):
         if first is None:  # the usual payload: no anchor, so no set to build
             return None
         present = {first[1], *map(_SECOND, found)}  # in C: a MiB of prose holds thousands of anchors
-        active = tuple(
-            p
-            for p, lowered in self._lowered
-            if any(low in present and (p.lower or a in blob) for a, low in zip(p.anchors, lowered, strict=True))
-        )  # a case-sensitive anchor found lower-cased is checked in the payload itself
+        woken: set[int] = set()
+        for low in present:
+            for index, anchor, lowered in self._woken.get(low, ()):
+                # a case-sensitive anchor found lower-cased is checked in the payload itself
+                if index not in woken and (lowered or anchor in blob):
+                    woken.add(index)
+        active = tuple(self._patterns[index] for index in sorted(woken))  # the patterns' own order
         assign = self._keyed and not present.isdisjoint(_KEYWORD_ANCHORS)
         if not active and not assign:
             return None

@@ -1,0 +1,139 @@
+"""Where a `tools/call`'s CPU goes, hop by hop: a deterministic profile (cProfile) of every Bastion
+process over N calls on the HTTP echo upstream, with counts that do not depend on the machine's speed.
+
+    PYTHONPATH=$PWD .venv/bin/python bench/hop_profile.py [--calls 2000] [--colocated] [--policy argument]
+    PYTHONPATH=$PWD .venv/bin/python bench/hop_profile.py --baseline main   # that ref's services instead
+
+The gateway runs under `bastion up` as in `./run bench` (`gateway_stack.start_gateway`), each service
+with `bench/hop_profile_site` on its path, which profiles between two SIGUSR1s; confinement is off
+(its files are written outside the services' boxes; no wall acts per call). After a warm-up, 16
+clients make `--calls` calls between the two signals. Per process: Python function calls per
+`tools/call` (the profiler's count, deterministic up to batching), the JSON and model encodes and
+decodes per call, and the functions with the most own time (inflated by the profiler: read them as
+shares). `--policy argument` adds a policy that reads the call's arguments (decided per call),
+`--policy static` one that does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pstats
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gateway_stack import KEY, POLICIES, _descendants, _role, export_baseline, launch, start_upstream
+from mcp_clients import McpClient, concurrent
+
+SITE = Path(__file__).resolve().parent / "hop_profile_site"
+CODECS = (
+    "orjson.dumps",
+    "orjson.loads",
+    "json.dumps",
+    "json.loads",
+    "model_validate_json",
+    "model_dump_json",
+    "model_dump",
+    "model_validate",
+    "to_json",
+    "validate_json",
+    "is_authorized",
+    "sha256",
+    "create_task",
+    "call_later",
+    "call_at",
+)
+"""Names whose calls per `tools/call` are printed: encodes, decodes, Cedar, digests, tasks, timers."""
+
+
+def _services(root: int) -> dict[int, str]:
+    found = {}
+    for pid in _descendants(root):
+        role = _role(pid)
+        if role in ("ingress", "policy", "executor", "ingress+executor", "audit"):
+            found[pid] = role
+    return found
+
+
+async def _load(url: str, calls: int, clients: int, text: str) -> None:
+    params = {"name": "echo__echo", "arguments": {"text": text}}
+
+    async def open_client() -> McpClient:
+        return await McpClient(url, KEY).open()
+
+    await concurrent(open_client, params, clients, calls // clients)
+
+
+def _report(path: Path, calls: int, top: int) -> None:
+    stats = pstats.Stats(str(path))
+    raw = stats.stats  # type: ignore[attr-defined]
+    total_calls = sum(entry[1] for entry in raw.values())
+    total_time = sum(entry[2] for entry in raw.values())
+    print(
+        f"\n== {path.stem}: {total_calls / calls:,.0f} function calls per tools/call, "
+        f"{total_time / calls * 1e6:,.0f} µs own time per call (profiled)"
+    )
+    counts: dict[str, float] = {}
+    for (filename, _line, name), entry in raw.items():
+        label = f"{filename}:{name}"
+        for codec in CODECS:
+            short = codec.rpartition(".")[2]
+            if name.endswith(short) and (codec.partition(".")[0] in label or "." not in codec):
+                counts[codec] = counts.get(codec, 0) + entry[1] / calls
+    print("   per call: " + ", ".join(f"{k} {v:.2f}" for k, v in counts.items() if v >= 0.01))
+    ranked = sorted(raw.items(), key=lambda item: -item[1][2])[:top]
+    for (filename, line, name), entry in ranked:
+        where = filename.replace(str(Path.cwd()) + "/", "").split("site-packages/")[-1]
+        print(f"   {entry[2] / calls * 1e6:7.1f} µs {entry[1] / calls:6.2f}x  {name} ({where}:{line})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--colocated", action="store_true")
+    parser.add_argument("--policy", choices=sorted(POLICIES), default="none")
+    parser.add_argument("--baseline", help="a git ref: profile its services instead of this checkout's")
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    upstream, url = start_upstream("http")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "profiles"
+        out.mkdir()
+        env = export_baseline(args.baseline, Path(tmp) / "baseline") if args.baseline else {}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), env.get("PYTHONPATH", "")]))
+        env |= {"BENCH_PROFILE_DIR": str(out), "BASTION_CONFINE": "false", "BASTION_NATS_MONITOR": "1"}
+        keys = [{"name": "bench", "key": KEY, "tools": ["echo/*"]}]
+        config: dict = {"mcpServers": {"echo": {"url": url}}, "keys": keys, "stack": {"colocate": args.colocated}}
+        if POLICIES[args.policy]:
+            config["policies"] = POLICIES[args.policy]
+        gateway = launch(config, Path(tmp), env)
+        try:
+            asyncio.run(_load(gateway.url, 400, args.clients, "hello"))
+            services = _services(gateway.proc.pid)
+            for pid in services:
+                os.kill(pid, signal.SIGUSR1)
+            time.sleep(0.2)
+            asyncio.run(_load(gateway.url, args.calls, args.clients, "hello"))
+            time.sleep(2.5)  # the audit batches of these calls reach the audit service
+            for pid in services:
+                os.kill(pid, signal.SIGUSR1)
+            time.sleep(1.0)
+        finally:
+            gateway.stop()
+            upstream.terminate()
+        print(
+            f"build: {args.baseline or 'this checkout'}, {'co-located' if args.colocated else 'separate'}, "
+            f"policy: {args.policy}, {args.calls} calls at c={args.clients}; load {os.getloadavg()[0]:.1f}"
+        )
+        for path in sorted(out.glob("*.prof")):
+            _report(path, args.calls, args.top)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""Imported by every Python process started with this folder on PYTHONPATH (`bench/hop_profile.py`):
+SIGUSR1 starts a deterministic profile (cProfile on the thread's CPU clock, every function call
+counted), the next SIGUSR1 writes it to `$BENCH_PROFILE_DIR/<role>-<pid>.prof` and stops.
+Nothing happens without that variable."""
+
+from __future__ import annotations
+
+import cProfile
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+_OUT = os.environ.get("BENCH_PROFILE_DIR")
+_profile: cProfile.Profile | None = None
+
+
+def _role() -> str:
+    line = " ".join(sys.argv)
+    for role in ("colocated", "ingress", "policy", "executor", "audit", "codemode", "oauth"):
+        if role in line:
+            return role
+    return "other"
+
+
+def _toggle(_signum: int, _frame: FrameType | None) -> None:
+    global _profile
+    if _profile is None:
+        _profile = cProfile.Profile(time.thread_time)  # CPU, not the time a write was preempted
+        _profile.enable()
+        return
+    _profile.disable()
+    assert _OUT is not None
+    _profile.dump_stats(str(Path(_OUT) / f"{_role()}-{os.getpid()}.prof"))
+    _profile = None
+
+
+if _OUT:
+    signal.signal(signal.SIGUSR1, _toggle)
