@@ -53,10 +53,14 @@ PACKAGES: dict[str, list[str]] = {
 MOVES: dict[str, str] = {old: f"{pkg}.{old}" for pkg, olds in PACKAGES.items() for old in olds}
 MOVES["analytics"] = "analytics.queries"
 
-# a module split in two: the names listed went to another module; the rest follow MOVES
+# a module split in two: the names listed went to another module; the rest follow MOVES. A split made
+# after the move rewrites the moved name too (`from libs.common.contracts.config import load_config`).
+_CONFIG_FILE = ("env_references", "key_hash", "load_config", "parse_config")
 SPLITS: dict[str, dict[str, str]] = {
     "analytics": {"ask": "analytics.asking"},
     "egress": {name: "web.egress_rules" for name in ("EgressRefused", "EgressRules", "Resolver", "system_resolver")},
+    "config": {name: "settings.config_file" for name in _CONFIG_FILE},
+    "config_records": {"key_records": "settings.config_file"},
 }
 
 LEAVES: dict[str, dict[str, str]] = {}  # package -> {module in it: ...}, for the `libs.common.<pkg>.` guard
@@ -231,9 +235,36 @@ def _path(m: re.Match[str]) -> str:
     return f"libs/common/{MOVES[old].replace('.', '/')}{m['ext']}"
 
 
+# the moved name of a split module (`contracts.config`), for the names split off after the move
+_MOVED = {MOVES[old]: old for old in SPLITS}
+_MOVED_NAMES = "|".join(re.escape(m) for m in sorted(_MOVED, key=len, reverse=True))
+_FROM_MOVED = re.compile(
+    rf"^(?P<indent>[ \t]*)from libs\.common\.(?P<moved>{_MOVED_NAMES}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
+)
+_DOTTED_MOVED = re.compile(rf"(?<![\w.])libs\.common\.(?P<moved>{_MOVED_NAMES})\.(?P<name>\w+)")
+
+
+def _from_moved(m: re.Match[str]) -> str:
+    """`from libs.common.contracts.config import ConfigError, load_config` -> a line per module."""
+    old = _MOVED[m["moved"]]
+    names = _names(m["names"])
+    if not any(name in SPLITS[old] for name, _ in names):
+        return m.group(0)
+    groups: dict[str, list[str]] = {}
+    for name, alias in names:
+        groups.setdefault(f"libs.common.{_new_for(old, name)}", []).append(f"{name} as {alias}" if alias else name)
+    return _emit(m["indent"], groups)
+
+
+def _dotted_moved(m: re.Match[str]) -> str:
+    return f"libs.common.{_new_for(_MOVED[m['moved']], m['name'])}.{m['name']}"
+
+
 def rewrite(text: str) -> str:
     text = _FROM_COMMON.sub(_from_common, text)
     text = _FROM_MODULE.sub(_from_module, text)
+    text = _FROM_MOVED.sub(_from_moved, text)
+    text = _DOTTED_MOVED.sub(_dotted_moved, text)
     text = _DOTTED.sub(_dotted, text)
     return _PATH.sub(_path, text)
 

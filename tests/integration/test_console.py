@@ -24,8 +24,8 @@ import yaml
 
 from cli.apply import key_records
 from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common.contracts.config import parse_config
 from libs.common.settings import AdminSettings, CodeModeSettings
+from libs.common.settings.config_file import parse_config
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
 from tests.support.console_browser import Page, open_console

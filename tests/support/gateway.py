@@ -31,7 +31,7 @@ from libs.common.bus import local_lane
 from libs.common.bus.local_lane import LocalLane
 from libs.common.bus.nats import connect
 from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
-from libs.common.contracts.config import BastionConfig, parse_config
+from libs.common.contracts.config import BastionConfig
 from libs.common.runtime.sealing import Sealer, new_key
 from libs.common.settings import (
     AdminSettings,
@@ -42,6 +42,7 @@ from libs.common.settings import (
     OAuthSettings,
     PolicySettings,
 )
+from libs.common.settings.config_file import parse_config
 from libs.common.web.guarded_http import shared_tls
 from services.admin.service import AdminService
 from services.audit.service import AuditService
