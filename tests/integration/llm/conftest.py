@@ -12,7 +12,8 @@ from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, running_gateway
-from tests.support.llm_gateway import MODEL, OPEN_CLIENTS, PROVIDER_KEY, llm_config
+from tests.support.llm_fixtures import serving
+from tests.support.llm_gateway import PROVIDER_KEY, llm_config
 from tests.support.llm_provider import ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
@@ -47,13 +48,8 @@ async def gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> Async
     """With the admin API on, and provider keys sealed at rest."""
     monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
     settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
-    async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), **settings) as gw:
-        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-        try:
-            yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()
+    async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), **settings) as gw, serving(gw):
+        yield gw
 
 
 @pytest.fixture
@@ -63,10 +59,8 @@ async def code_gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> 
     settings = CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20)
     async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), codemode=settings) as gw:
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-        await poll_until(lambda: {"echo", "notes"} <= {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
-        try:
+        async with serving(gw):
+            await poll_until(
+                lambda: {"echo", "notes"} <= {s for s, _ in codemode.catalog.pairs}, "the codemode catalog"
+            )
             yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()

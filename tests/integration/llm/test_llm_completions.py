@@ -5,14 +5,14 @@ execution, streaming, tool injection, provider failures and budgets."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from libs.common.runtime.sealing import new_key
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, gateway_on_own_servers
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY
+from tests.support.llm_fixtures import gateway_per_test, module_gateway_fixture, provider_per_test
 from tests.support.llm_gateway import (
     AGENT_KEY,
     BROKE_KEY,
@@ -20,7 +20,6 @@ from tests.support.llm_gateway import (
     DOWN_PASSWORD,
     DOWN_TOKEN,
     MODEL,
-    OPEN_CLIENTS,
     PRICEY,
     PROVIDER_KEY,
     SQUAD_KEY,
@@ -31,45 +30,26 @@ from tests.support.llm_gateway import (
     tool_names,
 )
 from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, Stall, Stop
-from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
-    """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.reset()
-    return shared_provider
+# the module's gateway and provider, shared by its tests (tests/support/llm_fixtures.py)
+gateway = gateway_per_test
+provider = provider_per_test
 
 
-@pytest.fixture(scope="module")
-async def shared_gateway(
-    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
-) -> AsyncIterator[Gateway]:
-    """conftest's `gateway` less the admin API (no test here uses it), started once: each key with a
-    budget (`broke`, the `squad` team) and each provider made to fail for good (`down`, `slow`) serves
-    one test only."""
-    workdir = tmp_path_factory.mktemp("llm")
-    config = llm_config(shared_provider)
+def _config(provider: ScriptedProvider) -> dict[str, Any]:
+    """conftest's `gateway`'s less the admin API (no test here uses it). The gateway is started once:
+    each key with a budget (`broke`, the `squad` team) and each provider made to fail for good
+    (`down`, `slow`) serves one test only."""
+    config = llm_config(provider)
     # the tests that break the scripted provider's answers fail it up to five times in a row: its
     # breaker must not open on one test and refuse the next one's calls (`down`'s is the one tested)
     config["llm"]["providers"]["scripted"]["failure_threshold"] = 10
-    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        async with gateway_on_own_servers(workdir, config, **settings) as gw:
-            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-            yield gw
+    return config
 
 
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    try:
-        yield shared_gateway
-    finally:
-        while OPEN_CLIENTS:
-            await OPEN_CLIENTS.pop().close()
+shared_gateway = module_gateway_fixture(_config)
 
 
 async def test_models_and_authentication(gateway):

@@ -21,12 +21,12 @@ from libs.common.contracts import subjects
 from libs.common.runtime.sealing import new_key
 from tests.support.debian import debian_binary
 from tests.support.executor_away import answered_by_a_new_executor, counted
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers, running_gateway
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
+from tests.support.llm_fixtures import gateway_per_test, module_gateway, provider_per_test, serving
 from tests.support.llm_gateway import (
     AGENT_KEY,
     DOCS_MODEL,
     MODEL,
-    OPEN_CLIENTS,
     PROVIDER_KEY,
     RUNTIME_KEY,
     audit_rows_since,
@@ -38,12 +38,9 @@ from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
-    """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.reset()
-    return shared_provider
+# the module's gateway and provider, shared by its tests (tests/support/llm_fixtures.py)
+gateway = gateway_per_test
+provider = provider_per_test
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +57,8 @@ async def shared_gateway(
     makes has a name of its own, and the notes the docs' examples add are read by no test."""
     workdir, config = tmp_path_factory.mktemp("llm"), llm_config(shared_provider)
     settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(journal_dir)}
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        async with gateway_on_own_servers(workdir, config, **settings) as gw:
-            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-            yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    try:
-        yield shared_gateway
-    finally:
-        while OPEN_CLIENTS:
-            await OPEN_CLIENTS.pop().close()
+    async with module_gateway(workdir, config, **settings) as gw:
+        yield gw
 
 
 @pytest.fixture
@@ -86,13 +71,8 @@ async def gateway_of_its_own(
     monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
     config = {**llm_config(provider), "mcpServers": {}}
     settings: dict[str, Any] = {"secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
-    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, **settings) as gw:
-        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-        try:
-            yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()
+    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, **settings) as gw, serving(gw):
+        yield gw
 
 
 async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:
