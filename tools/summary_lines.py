@@ -12,7 +12,8 @@ The rule, for the docstring of a module, class or function:
    blank line, re-wrapped, and the other paragraphs stay as they are (D205);
 3. a first sentence too long for one line is cut, outside backticks and brackets, at the last of
    these that fits, by preference: `; `, `: ` or a dash; `, ` before a word that opens a clause
-   (`which`, `where`, `so`, `or`...); a bracket whose aside ends the clause (`(...),`, `(...).`).
+   (`which`, `where`, `so`, `or`...); a bracket whose aside ends the clause (`(...),`, `(...).`);
+   `, and`; any `, `.
    The head ends with a period, the tail starts the next paragraph with a capital;
 4. a summary that does not end with `.`, `?` or `!` gets a period (a trailing `:`, `;` or `,` becomes
    one) (D415).
@@ -45,7 +46,13 @@ _ENDS = ".?!"
 _CLAUSE_WORDS = "which|where|when|whose|so|but|as|since|because|while|unless|then|not|never|each|else|once|or"
 # where a first sentence too long for a line is cut, by preference; `keep` 1 keeps the mark's last
 # character (the bracket) in the tail
-_MARKS = ((r"; |: | - | — ", 0), (rf", (?=(?:{_CLAUSE_WORDS}) )", 0), (r" \(", 1))
+_MARKS = (
+    (r"; |: | - | — ", 0),
+    (rf", (?=(?:{_CLAUSE_WORDS}) )", 0),
+    (r" \(", 1),
+    (r", (?=and )", 0),
+    (r", ", 0),
+)
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 MIN_SUMMARY = 12  # a shorter head is no summary: the cut is not made
 
@@ -118,7 +125,8 @@ def _cut(sentence: str, room: int) -> tuple[str, str] | None:
     """A sentence too long for `room` cut at its last clause mark that fits: (head., Tail).
 
     Marks by preference: `; `, `: `, a dash; then `, ` before a word that opens a clause; then before
-    a bracket whose aside ends a clause, which then starts the next paragraph.
+    a bracket whose aside ends a clause, which then starts the next paragraph; then `, and`; then any
+    `, `.
     """
     for pattern, keep in _MARKS:
         fits = [

@@ -53,13 +53,24 @@ def test_a_docstring_is_rewritten_once(source: str, expected: str) -> None:
     assert fix_text(fixed) == (fixed, [])  # idempotent
 
 
+def test_a_comma_is_the_last_resort() -> None:
+    head = "Which error an exception becomes in the gateway's answer to the agent that made the call"
+    source = f'"""{head}, and the one-line, secret-free\nreason a failed connection is logged with."""\n'
+    fixed, left = fix_text(source)
+    assert (fixed, left) == (
+        f'"""{head}.\n\nAnd the one-line, secret-free reason a failed connection is logged with."""\n',
+        [],
+    )
+    assert fix_text(fixed) == (fixed, [])
+
+
 def test_a_first_sentence_with_no_place_to_cut_is_named_and_left() -> None:
     source = 'def f():\n    """' + "word " * 30 + "then\n    " + "more " * 10 + 'end."""\n'
     assert fix_text(source) == (source, [2])
 
 
 def test_an_aside_is_cut_only_where_it_ends_the_clause() -> None:
-    long = "A producer of audit events that journals everything it is given first, before it is sent on"
+    long = "A producer of audit events that journals everything it is given first before it is sent on"
     ends = f'class A:\n    """{long} (ingress, admin,\n    codemode: `libs.common.audit.service_trail`)."""\n'
     assert fix_text(ends)[0] == (
         f'class A:\n    """{long}.\n\n    (ingress, admin, codemode: `libs.common.audit.service_trail`)."""\n'
