@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
@@ -26,7 +26,6 @@ from services.oauth.service import OAuthService
 from tests.support.admin_api import ECHO, running_admin
 from tests.support.mcp_registry import PUBLISHED
 from tests.support.processes import serving_process
-from tests.support.property_runs import live_settings
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +45,13 @@ def _fuzz(openapi: dict[str, Any], base: str, examples: int, token: str) -> list
     headers = {"Authorization": f"Bearer {token}"}
 
     def run_cases(strategy: Any, checks: list[Any]) -> None:
-        @live_settings(examples)
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=strategy)
         def run(case: Any) -> None:
             try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx2
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from libs.common.runtime.refusals import AUTH_REFUSED_KIND
@@ -32,7 +32,6 @@ from tests.support.gateway import (
     legacy_initialize,
 )
 from tests.support.ingress_trail import REQUEST_KINDS, settled_trail
-from tests.support.property_runs import live_settings
 
 pytestmark = [
     pytest.mark.integration,
@@ -257,7 +256,14 @@ def fuzzed_requests(draw: st.DrawFn) -> tuple[str, dict[str, str], bytes]:
 def _campaign(url: str, sessions: tuple[str, str], outcomes: collections.Counter[str]) -> None:
     """Runs in a worker thread (hypothesis is synchronous); the gateway keeps serving on the loop."""
 
-    @live_settings(REQUESTS, generate_only=True)
+    @settings(
+        max_examples=REQUESTS,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(request=fuzzed_requests())
     def one_request(request: tuple[str, dict[str, str], bytes]) -> None:
         method, headers, body = request
