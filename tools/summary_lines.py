@@ -140,7 +140,7 @@ def _cut(sentence: str, room: int) -> tuple[str, str] | None:
             at, end = max(fits)
             head = sentence[:at].rstrip(" ,;:-—") + "."
             tail = sentence[end - keep :].lstrip()
-            return head, tail[:1].upper() + tail[1:]
+            return head, re.sub(r"\A(\(?)([a-z])", lambda m: m[1] + m[2].upper(), tail)
     return None
 
 

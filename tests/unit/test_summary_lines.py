@@ -73,7 +73,7 @@ def test_an_aside_is_cut_only_where_it_ends_the_clause() -> None:
     long = "A producer of audit events that journals everything it is given first before it is sent on"
     ends = f'class A:\n    """{long} (ingress, admin,\n    codemode: `libs.common.audit.service_trail`)."""\n'
     assert fix_text(ends)[0] == (
-        f'class A:\n    """{long}.\n\n    (ingress, admin, codemode: `libs.common.audit.service_trail`)."""\n'
+        f'class A:\n    """{long}.\n\n    (Ingress, admin, codemode: `libs.common.audit.service_trail`)."""\n'
     )
     inside = f'class A:\n    """{long} (ingress, admin,\n    codemode) and then it waits for its acknowledgement."""\n'
     assert fix_text(inside) == (inside, [2])
