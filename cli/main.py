@@ -162,8 +162,10 @@ def config_apply(
 def config_nats_credentials(
     out: Annotated[Path, typer.Argument(help="Directory for the seeds and authorization.conf (made 0700).")],
 ) -> None:
-    """Make one NATS NKey per service role and the nats-server `authorization` block giving each
-    role only its subjects (for a production NATS; `bastion up` does this by itself)."""
+    """Make one NATS NKey per service role and the nats-server `authorization` block for them.
+
+    The block gives each role only its subjects (for a production NATS; `bastion up` does this by
+    itself)."""
     from libs.common.bus.permissions import ADMIN
 
     from .credentials import AUTHORIZATION_FILE, write_nats_credentials

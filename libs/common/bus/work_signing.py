@@ -72,8 +72,10 @@ class WorkSigner:
         price: float | None,
         revisions: Mapping[str, int] | None = None,
     ) -> str:
-        """Policy's MAC over a decision that `head`'s caller may send `kind` requests to its target
-        with its narrowing until `expires`, at `price`, taken at KV `revisions` ("" without a key)."""
+        """Policy's MAC over a decision; "" without a key.
+
+        The decision: `head`'s caller may send `kind` requests to its target with its narrowing until
+        `expires`, at `price`, taken at KV `revisions`."""
         if self._key is None:
             return ""
         decided = [kind, head.decision(), repr(expires), repr(price), sorted((revisions or {}).items())]
