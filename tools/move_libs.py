@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,11 +63,6 @@ SPLITS: dict[str, dict[str, str]] = {
     "config": {name: "settings.config_file" for name in _CONFIG_FILE},
     "config_records": {"key_records": "settings.config_file"},
 }
-
-LEAVES: dict[str, dict[str, str]] = {}  # package -> {module in it: ...}, for the `libs.common.<pkg>.` guard
-for _new in [*MOVES.values(), *(new for split in SPLITS.values() for new in split.values())]:
-    _pkg, _, _leaf = _new.partition(".")
-    LEAVES.setdefault(_pkg, {})[_leaf.split(".")[0]] = _new
 
 DOCS: dict[str, str] = {
     "contracts": '''"""Contracts: the data every service and every other package of `libs.common` agrees on.
@@ -128,7 +124,7 @@ Below: contracts, settings, runtime and bus. Beside it: audit, supply_chain, ana
 }
 
 SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".json", ".txt", ".js"}
-OWN_FILES = {"move_libs.py", "test_move_libs.py"}  # they name the old modules on purpose
+OWN_FILES = frozenset({"move_libs.py", "test_move_libs.py"})  # they name the old modules on purpose
 SKIP = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 
 
@@ -157,21 +153,6 @@ def absolute_imports(path: Path) -> str:
 # -- step 3: references rewritten --------------------------------------------------------------------
 
 
-def _new_for(old: str, symbol: str | None = None) -> str:
-    if symbol is not None and symbol in SPLITS.get(old, {}):
-        return SPLITS[old][symbol]
-    return MOVES[old]
-
-
-_OLD = "|".join(sorted(MOVES, key=len, reverse=True))
-_FROM_COMMON = re.compile(r"^(?P<indent>[ \t]*)from libs\.common import (?P<names>\([^)]*\)|[^\n]*)", re.M)
-_FROM_MODULE = re.compile(
-    rf"^(?P<indent>[ \t]*)from libs\.common\.(?P<old>{_OLD}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
-)
-_DOTTED = re.compile(rf"(?<![\w.])libs\.common\.(?P<old>{_OLD})" + r"(?P<tail>(?:\.\w+)*+)")
-_PATH = re.compile(rf"(?<![\w])libs/common/(?P<old>{_OLD})(?P<ext>\.py|/|(?![\w]))")
-
-
 def _names(text: str) -> list[tuple[str, str | None]]:
     body = text.strip().removeprefix("(").removesuffix(")")
     body = re.sub(r"#[^\n]*", "", body)
@@ -189,102 +170,173 @@ def _emit(indent: str, groups: dict[str, list[str]]) -> str:
     return "\n".join(f"{indent}from {module} import {', '.join(names)}" for module, names in groups.items())
 
 
-def _from_common(m: re.Match[str]) -> str:
-    """`from libs.common import nats, settings` -> one line per package (a renamed module keeps its old
-    name with `as`)."""
-    names = _names(m["names"])
-    if not any(name in MOVES for name, _ in names):
-        return m.group(0)
-    groups: dict[str, list[str]] = {}
-    for name, alias in names:
-        if name in MOVES:
-            module, _, leaf = f"libs.common.{MOVES[name]}".rpartition(".")
-            local = alias or name
-            groups.setdefault(module, []).append(leaf if local == leaf else f"{leaf} as {local}")
-        else:
-            groups.setdefault("libs.common", []).append(f"{name} as {alias}" if alias else name)
-    return _emit(m["indent"], groups)
+class Renames:
+    """The rewrite of every reference to the modules of `base` (a dotted package) that `moves` renames
+    (old module -> new dotted path under `base`), `splits` naming the modules whose names went two
+    ways. A fixed point: a rewritten text is rewritten to itself."""
+
+    def __init__(self, base: str, moves: dict[str, str], splits: dict[str, dict[str, str]] | None = None) -> None:
+        self.base, self.moves, self.splits = base, moves, splits or {}
+        self.leaves: dict[str, dict[str, str]] = {}  # package -> {module in it: ...}, for the `<base>.<pkg>.` guard
+        for new in [*moves.values(), *(new for split in self.splits.values() for new in split.values())]:
+            pkg, _, leaf = new.partition(".")
+            self.leaves.setdefault(pkg, {})[leaf.split(".")[0]] = new
+        olds = "|".join(sorted(moves, key=len, reverse=True))
+        dotted, slashed = re.escape(base), re.escape(base.replace(".", "/"))
+        self._from_base_re = re.compile(rf"^(?P<indent>[ \t]*)from {dotted} import (?P<names>\([^)]*\)|[^\n]*)", re.M)
+        self._from_module_re = re.compile(
+            rf"^(?P<indent>[ \t]*)from {dotted}\.(?P<old>{olds}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
+        )
+        self._dotted_re = re.compile(rf"(?<![\w.]){dotted}\.(?P<old>{olds})" + r"(?P<tail>(?:\.\w+)*+)")
+        self._path_re = re.compile(rf"(?<![\w]){slashed}/(?P<old>{olds})(?P<ext>\.py|/|(?![\w]))")
+        # a split made after the move: its names are rewritten from the moved module name as well
+        self._moved = {moves[old]: old for old in self.splits}
+        moved = "|".join(re.escape(name) for name in sorted(self._moved, key=len, reverse=True))
+        self._from_moved_re = re.compile(
+            rf"^(?P<indent>[ \t]*)from {dotted}\.(?P<moved>{moved}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
+        )
+        self._dotted_moved_re = re.compile(rf"(?<![\w.]){dotted}\.(?P<moved>{moved})\.(?P<name>\w+)")
+
+    def _new_for(self, old: str, symbol: str | None = None) -> str:
+        if symbol is not None and symbol in self.splits.get(old, {}):
+            return self.splits[old][symbol]
+        return self.moves[old]
+
+    def _from_base(self, m: re.Match[str]) -> str:
+        """`from libs.common import nats, settings` -> one line per package (a renamed module keeps its
+        old name with `as`)."""
+        names = _names(m["names"])
+        if not any(name in self.moves for name, _ in names):
+            return m.group(0)
+        groups: dict[str, list[str]] = {}
+        for name, alias in names:
+            if name in self.moves:
+                module, _, leaf = f"{self.base}.{self.moves[name]}".rpartition(".")
+                local = alias or name
+                groups.setdefault(module, []).append(leaf if local == leaf else f"{leaf} as {local}")
+            else:
+                groups.setdefault(self.base, []).append(f"{name} as {alias}" if alias else name)
+        return _emit(m["indent"], groups)
+
+    def _from_module(self, m: re.Match[str]) -> str:
+        """`from libs.common.analytics import AnalyticsQuery, ask` -> the module each name now lives in."""
+        old = m["old"]
+        names = _names(m["names"])
+        if old in self.leaves and all(name in self.leaves[old] for name, _ in names):
+            return m.group(0)  # `from libs.common.analytics import queries`: the package, already moved
+        if old not in self.splits:
+            return m.group(0).replace(f"{self.base}.{old} import", f"{self.base}.{self.moves[old]} import", 1)
+        groups: dict[str, list[str]] = {}
+        for name, alias in names:
+            module = f"{self.base}.{self._new_for(old, name)}"
+            groups.setdefault(module, []).append(f"{name} as {alias}" if alias else name)
+        return _emit(m["indent"], groups)
+
+    def _from_moved(self, m: re.Match[str]) -> str:
+        """`from libs.common.contracts.config import ConfigError, load_config` -> a line per module."""
+        old = self._moved[m["moved"]]
+        names = _names(m["names"])
+        if not any(name in self.splits[old] for name, _ in names):
+            return m.group(0)
+        groups: dict[str, list[str]] = {}
+        for name, alias in names:
+            module = f"{self.base}.{self._new_for(old, name)}"
+            groups.setdefault(module, []).append(f"{name} as {alias}" if alias else name)
+        return _emit(m["indent"], groups)
+
+    def _dotted_moved(self, m: re.Match[str]) -> str:
+        return f"{self.base}.{self._new_for(self._moved[m['moved']], m['name'])}.{m['name']}"
+
+    def _dotted(self, m: re.Match[str]) -> str:
+        old, tail = m["old"], m["tail"]
+        first = tail[1:].split(".")[0] if tail else ""
+        if old in self.leaves and (
+            first in self.leaves[old] or (not tail and m.string.startswith(" import ", m.end()))
+        ):
+            return m.group(0)  # already `<base>.<package>.<module>`, or `from <package> import <module>`
+        return f"{self.base}.{self._new_for(old, first or None)}{tail}"
+
+    def _path(self, m: re.Match[str]) -> str:
+        old = m["old"]
+        if old in self.leaves and m["ext"] == "/":
+            return m.group(0)  # `libs/common/analytics/` is the package now
+        return f"{self.base.replace('.', '/')}/{self.moves[old].replace('.', '/')}{m['ext']}"
+
+    def rewrite(self, text: str) -> str:
+        text = self._from_base_re.sub(self._from_base, text)
+        text = self._from_module_re.sub(self._from_module, text)
+        if self._moved:
+            text = self._from_moved_re.sub(self._from_moved, text)
+            text = self._dotted_moved_re.sub(self._dotted_moved, text)
+        text = self._dotted_re.sub(self._dotted, text)
+        return self._path_re.sub(self._path, text)
 
 
-def _from_module(m: re.Match[str]) -> str:
-    """`from libs.common.analytics import AnalyticsQuery, ask` -> the module each name now lives in."""
-    old = m["old"]
-    names = _names(m["names"])
-    if old in LEAVES and all(name in LEAVES[old] for name, _ in names):
-        return m.group(0)  # `from libs.common.analytics import queries`: the package, already moved
-    if old not in SPLITS:
-        return m.group(0).replace(f"libs.common.{old} import", f"libs.common.{MOVES[old]} import", 1)
-    groups: dict[str, list[str]] = {}
-    for name, alias in names:
-        groups.setdefault(f"libs.common.{_new_for(old, name)}", []).append(f"{name} as {alias}" if alias else name)
-    return _emit(m["indent"], groups)
-
-
-def _dotted(m: re.Match[str]) -> str:
-    old, tail = m["old"], m["tail"]
-    first = tail[1:].split(".")[0] if tail else ""
-    if old in LEAVES and (first in LEAVES[old] or (not tail and m.string.startswith(" import ", m.end()))):
-        return m.group(0)  # already `libs.common.<package>.<module>`, or `from <package> import <module>`
-    return f"libs.common.{_new_for(old, first or None)}{tail}"
-
-
-def _path(m: re.Match[str]) -> str:
-    old = m["old"]
-    if old in LEAVES and m["ext"] == "/":
-        return m.group(0)  # `libs/common/analytics/` is the package now
-    return f"libs/common/{MOVES[old].replace('.', '/')}{m['ext']}"
-
-
-# the moved name of a split module (`contracts.config`), for the names split off after the move
-_MOVED = {MOVES[old]: old for old in SPLITS}
-_MOVED_NAMES = "|".join(re.escape(m) for m in sorted(_MOVED, key=len, reverse=True))
-_FROM_MOVED = re.compile(
-    rf"^(?P<indent>[ \t]*)from libs\.common\.(?P<moved>{_MOVED_NAMES}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
-)
-_DOTTED_MOVED = re.compile(rf"(?<![\w.])libs\.common\.(?P<moved>{_MOVED_NAMES})\.(?P<name>\w+)")
-
-
-def _from_moved(m: re.Match[str]) -> str:
-    """`from libs.common.contracts.config import ConfigError, load_config` -> a line per module."""
-    old = _MOVED[m["moved"]]
-    names = _names(m["names"])
-    if not any(name in SPLITS[old] for name, _ in names):
-        return m.group(0)
-    groups: dict[str, list[str]] = {}
-    for name, alias in names:
-        groups.setdefault(f"libs.common.{_new_for(old, name)}", []).append(f"{name} as {alias}" if alias else name)
-    return _emit(m["indent"], groups)
-
-
-def _dotted_moved(m: re.Match[str]) -> str:
-    return f"libs.common.{_new_for(_MOVED[m['moved']], m['name'])}.{m['name']}"
-
-
-def rewrite(text: str) -> str:
-    text = _FROM_COMMON.sub(_from_common, text)
-    text = _FROM_MODULE.sub(_from_module, text)
-    text = _FROM_MOVED.sub(_from_moved, text)
-    text = _DOTTED_MOVED.sub(_dotted_moved, text)
-    text = _DOTTED.sub(_dotted, text)
-    return _PATH.sub(_path, text)
+RENAMES = Renames("libs.common", MOVES, SPLITS)
+LEAVES = RENAMES.leaves
+rewrite = RENAMES.rewrite
 
 
 # -- the run -------------------------------------------------------------------------------------------
 
 
-def _files() -> list[Path]:
+def _files(own: frozenset[str] | set[str] = OWN_FILES) -> list[Path]:
+    """The repository's text files a move rewrites, but for `own` (the move's own script and test)."""
     out = []
     for folder, dirs, names in os.walk(ROOT):
         dirs[:] = [d for d in dirs if d not in SKIP and not d.endswith(".egg-info")]
-        out += [Path(folder, n) for n in names if Path(n).suffix in SUFFIXES and n not in OWN_FILES]
+        out += [Path(folder, n) for n in names if Path(n).suffix in SUFFIXES and n not in own]
     return out
 
 
-def main() -> int:
-    for path in (ROOT / "libs").rglob("*.py"):
+def make_absolute(folder: Path) -> list[str]:
+    """Step 1 for every module under `folder`; the files changed, relative to the root."""
+    changed = []
+    for path in folder.rglob("*.py"):
         fixed = absolute_imports(path)
         if fixed != path.read_text():
             path.write_text(fixed)
+            changed.append(str(path.relative_to(ROOT)))
+    return changed
+
+
+def git_moves(folder: Path, renames: Renames) -> None:
+    """Step 2: `git mv` of every old module (or folder) of `renames` still under `folder`."""
+    for old, new in renames.moves.items():
+        for suffix in (".py", ""):
+            source = folder / f"{old}{suffix}"
+            target = folder / (new.replace(".", "/") + suffix)
+            if (
+                source.exists()
+                and (suffix or source.is_dir())
+                and source != target
+                and not (old in renames.leaves and not suffix)
+            ):
+                git("mv", str(source.relative_to(ROOT)), str(target.relative_to(ROOT)))
+
+
+def rewrite_tree(
+    renames: Renames, own: frozenset[str] | set[str] = OWN_FILES, absolute: Sequence[str] = ()
+) -> list[str]:
+    """Steps 3 and 4: every file that names an old module rewritten, its imports (and those of the
+    files step 1 made `absolute`) sorted and formatted; the files rewritten, relative to the root."""
+    changed: list[str] = []
+    for path in _files(own):
+        before = path.read_text(errors="strict")
+        after = renames.rewrite(before)
+        if after != before:
+            path.write_text(after)
+            changed.append(str(path.relative_to(ROOT)))
+    python = sorted({*absolute, *(p for p in changed if p.endswith(".py"))})
+    if python:
+        ruff = str(Path(sys.executable).parent / "ruff")
+        subprocess.run([ruff, "check", "--fix", "--select", "I", "--quiet", *python], cwd=ROOT, check=False)
+        subprocess.run([ruff, "format", "--quiet", *python], cwd=ROOT, check=False)
+    return changed
+
+
+def main() -> int:
+    absolute = make_absolute(ROOT / "libs")
     for pkg, doc in [*DOCS.items(), ("settings", None)]:
         folder = COMMON / pkg
         folder.mkdir(exist_ok=True)
@@ -292,29 +344,8 @@ def main() -> int:
         if doc is not None and not init.exists():
             init.write_text(doc)
             git("add", str(init.relative_to(ROOT)))
-    for old, new in MOVES.items():
-        for suffix in (".py", ""):
-            source = COMMON / f"{old}{suffix}"
-            target = COMMON / (new.replace(".", "/") + suffix)
-            if (
-                source.exists()
-                and (suffix or source.is_dir())
-                and source != target
-                and not (old in LEAVES and not suffix)
-            ):
-                git("mv", str(source.relative_to(ROOT)), str(target.relative_to(ROOT)))
-    changed: list[str] = []
-    for path in _files():
-        before = path.read_text(errors="strict")
-        after = rewrite(before)
-        if after != before:
-            path.write_text(after)
-            changed.append(str(path.relative_to(ROOT)))
-    python = [p for p in changed if p.endswith(".py")]
-    if python:
-        ruff = str(Path(sys.executable).parent / "ruff")
-        subprocess.run([ruff, "check", "--fix", "--select", "I", "--quiet", *python], cwd=ROOT, check=False)
-        subprocess.run([ruff, "format", "--quiet", *python], cwd=ROOT, check=False)
+    git_moves(COMMON, RENAMES)
+    changed = rewrite_tree(RENAMES, absolute=absolute)
     print(f"moved; {len(changed)} files rewritten")
     return 0
 

@@ -61,14 +61,15 @@ class PolicyGateway:
 
     async def call(self, call: ToolCall) -> CallOutcome:
         """The call's outcome; sent again while the replica it needs is rejoining (`libs.common.bus.rejoin`)."""
-
-        def given_up(why: str) -> CallOutcome:
-            error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)
-            return CallOutcome(id=call.id, error=error, decided_by="executor", execution="not_run")
-
-        return await self._rejoin.sending(
-            lambda: self._call_once(call), call.deadline, given_up, CODEMODE_CALLS_SENT_AGAIN.inc
-        )
+        tries = 0
+        while isinstance(answer := await self._call_once(call), Nobody):
+            why = await self._rejoin.wait(answer, call.deadline, tries)
+            if why is not None:
+                error = GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=why)
+                return CallOutcome(id=call.id, error=error, decided_by="executor", execution="not_run")
+            tries += 1
+            CODEMODE_CALLS_SENT_AGAIN.inc()
+        return answer
 
     async def _call_once(self, call: ToolCall) -> CallOutcome | Nobody:
         def failed(kind: ErrorKind, text: str) -> CallOutcome:

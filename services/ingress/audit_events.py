@@ -16,8 +16,7 @@ from libs.common.audit.audit_content import content_fields, error_column, error_
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
 from libs.common.contracts.messages import AuditEvent, Execution, GatewayError, InterceptorDecision, new_id
-
-from .context import RequestContext
+from services.ingress.context import RequestContext
 
 __all__ = [
     "AUDITED",

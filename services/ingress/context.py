@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from libs.common.contracts.messages import Caller
-
-from .streams import Emit
+from services.ingress.sessions.streams import Emit
 
 __all__ = ["RequestContext"]
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST
 
-from .protocol import error_body
+from services.ingress.protocol import error_body
 
 __all__ = ["FieldLimits", "Oversized", "header_patterns", "oversized"]
 

@@ -24,16 +24,15 @@ from libs.common.bus.kvwatch import BucketWatch
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, ToolCall
 from libs.common.runtime import metrics
-
-from .audit_events import AuditRecorder, Ending, failure, metrics_outcome
-from .catalog import Catalog, CatalogEntry, Listing
-from .codemode import CodeModeRouter
-from .context import RequestContext
-from .discovery import DiscoveryRouter
-from .down_servers import down_names, unavailable_call, with_down_servers
-from .keys import KeyDirectory
-from .lifecycle import discovery, initialize_result
-from .protocol import (
+from services.ingress.audit_events import AuditRecorder, Ending, failure, metrics_outcome
+from services.ingress.auth.keys import KeyDirectory
+from services.ingress.catalog.aggregated import Catalog, CatalogEntry, Listing
+from services.ingress.catalog.tool_lists import ListCache, answer_holds
+from services.ingress.context import RequestContext
+from services.ingress.lifecycle import discovery, initialize_result
+from services.ingress.modes.codemode import CodeModeRouter
+from services.ingress.modes.discovery import DiscoveryRouter
+from services.ingress.protocol import (
     RawJson,
     error_body,
     gateway_error_body,
@@ -41,12 +40,12 @@ from .protocol import (
     ok_body,
     tool_error_result,
 )
-from .request_path import RequestPath
-from .routed_sender import RoutedSender, call_extra, forwarded_meta
-from .session_state import SessionState
-from .streams import LOG_LEVELS
-from .task_router import TaskRouter
-from .tool_lists import ListCache, answer_holds
+from services.ingress.sending.down_servers import down_names, unavailable_call, with_down_servers
+from services.ingress.sending.request_path import RequestPath
+from services.ingress.sending.routed_sender import RoutedSender, call_extra, forwarded_meta
+from services.ingress.sessions.session_state import SessionState
+from services.ingress.sessions.streams import LOG_LEVELS
+from services.ingress.tasks.task_router import TaskRouter
 
 __all__ = ["Handlers", "RequestContext", "upstream_answer"]
 

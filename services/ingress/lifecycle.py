@@ -7,8 +7,7 @@ from typing import Any
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from libs.common.contracts.gateway_tasks import LEGACY_TASKS_VERSION, TASKS_EXTENSION
-
-from .protocol import SERVER_INFO
+from services.ingress.protocol import SERVER_INFO
 
 __all__ = ["discovery", "initialize_result"]
 

@@ -36,24 +36,19 @@ from libs.common.settings import IngressSettings
 from libs.common.web.favicon import FAVICON, FAVICON_TYPE
 from libs.common.web.http_serving import ServingHttp, serve_http, shared_port_socket
 from libs.common.web.page_security import page_headers
-
-from .access_tokens import AccessTokens, Authenticator
-from .answers import plain
-from .audit_events import AuditRecorder
-from .catalog import Catalog
-from .codemode import CodeModeRouter
-from .discovery import DiscoveryRouter
-from .down_servers import health_body
-from .field_limits import FieldLimits
-from .handlers import Handlers
-from .hosted_tasks import HostedTasks
-from .hosts import HostGuard
-from .http_headers import REPEATED_AUTHORIZATION, repeated_headers
-from .http_limits import HttpLimits, guarded_protocol
-from .keys import AuthFailure, KeyDirectory
-from .llm_endpoint import LlmEndpoint, ModelDirectory
-from .llm_wire import send_error
-from .mcp_edge import (
+from services.ingress.a2a_front import a2a_router
+from services.ingress.audit_events import AuditRecorder
+from services.ingress.auth.access_tokens import AccessTokens, Authenticator
+from services.ingress.auth.keys import AuthFailure, KeyDirectory
+from services.ingress.auth.oauth_routes import oauth_router
+from services.ingress.auth.owners import Owners
+from services.ingress.auth.refused_credentials import note_refusal
+from services.ingress.catalog.aggregated import Catalog
+from services.ingress.field_limits import FieldLimits
+from services.ingress.handlers import Handlers
+from services.ingress.llm.endpoint import LlmEndpoint, ModelDirectory
+from services.ingress.llm.wire import send_error
+from services.ingress.mcp_edge import (
     Audit,
     Authenticate,
     BuildContext,
@@ -77,19 +72,24 @@ from .mcp_edge import (
     TakeNotification,
     Trace,
 )
-from .notifications import Notifier
-from .oauth_routes import oauth_router
-from .owners import Owners
-from .pages import landing_page
-from .refused_credentials import note_refusal
-from .registry_out import registry_router
-from .request_path import RequestPath
-from .routed_sender import RoutedSender
-from .session_state import SessionState
-from .sessions import LiveSessions, SessionCodec
-from .streams import CallStreams
-from .task_router import TaskRouter
-from .task_store import TaskLimits, TaskStore
+from services.ingress.mcp_edge.answers import plain
+from services.ingress.modes.codemode import CodeModeRouter
+from services.ingress.modes.discovery import DiscoveryRouter
+from services.ingress.sending.down_servers import health_body
+from services.ingress.sending.request_path import RequestPath
+from services.ingress.sending.routed_sender import RoutedSender
+from services.ingress.sessions.notifications import Notifier
+from services.ingress.sessions.session_ids import LiveSessions, SessionCodec
+from services.ingress.sessions.session_state import SessionState
+from services.ingress.sessions.streams import CallStreams
+from services.ingress.tasks.hosted_tasks import HostedTasks
+from services.ingress.tasks.task_router import TaskRouter
+from services.ingress.tasks.task_store import TaskLimits, TaskStore
+from services.ingress.web.hosts import HostGuard
+from services.ingress.web.http_headers import REPEATED_AUTHORIZATION, repeated_headers
+from services.ingress.web.http_limits import HttpLimits, guarded_protocol
+from services.ingress.web.pages import landing_page
+from services.ingress.web.registry_out import registry_router
 
 __all__ = ["IngressService", "mcp_endpoint"]
 
@@ -390,6 +390,7 @@ class IngressService:
             return found
 
         app.include_router(registry_router(self.catalog, self.request_path, registry_caller, self.public_url))
+        app.include_router(a2a_router(self.handlers, registry_caller, trail.publisher.emit, self.public_url))
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:

@@ -74,12 +74,7 @@ class LlmDecider:
             return
         actual = 0.0
         try:
-            reply = await self.rejoin.sending(
-                lambda: self._relayed(msg.data, request),
-                request.deadline,
-                _unavailable,
-                POLICY_COMPLETIONS_SENT_AGAIN.inc,
-            )
+            reply = await self._relay(msg.data, request)
         except ResponderLost as exc:
             await self.refuse(msg.reply, request.id, GatewayError(kind=ErrorKind.GATEWAY_UNAVAILABLE, message=str(exc)))
             actual = request.max_cost_usd  # it may have run: keep the estimate
@@ -97,6 +92,18 @@ class LlmDecider:
                 actual = _cost(reply, request)
         if charge is not None:
             await self.charger.settle(charge, actual)
+
+    async def _relay(self, data: bytes, request: LlmRequest) -> Msg | GatewayError:
+        """The executor's reply, sent again while an executor is rejoining (`libs.common.bus.rejoin`);
+        why not, when none is subscribed and none rejoined in time (nothing ran)."""
+        tries = 0
+        while isinstance(reply := await self._relayed(data, request), Nobody):
+            why = await self.rejoin.wait(reply, request.deadline, tries)
+            if why is not None:
+                return _unavailable(why)
+            tries += 1
+            POLICY_COMPLETIONS_SENT_AGAIN.inc()
+        return reply
 
     async def _relayed(self, data: bytes, request: LlmRequest) -> Msg | Nobody:
         """The executor's reply; `Nobody` when none is subscribed (nothing ran)."""

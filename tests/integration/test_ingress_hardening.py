@@ -9,7 +9,7 @@ import pytest
 
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
-from services.ingress.session_state import session_key
+from services.ingress.sessions.session_state import session_key
 from tests.support.gateway import ADMIN_HEADERS, echo_only_config, gateway_on_own_servers, legacy_initialize
 from tests.support.polling import poll_until
 

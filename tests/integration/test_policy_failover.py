@@ -26,7 +26,7 @@ from libs.common.contracts import subjects
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import Caller, ToolCall
 from libs.common.settings import IngressSettings
-from services.ingress.request_path import RequestPath
+from services.ingress.sending.request_path import RequestPath
 from tests.support.barrier import processed
 from tests.support.gateway import ADMIN_KEY, default_config, running_gateway
 from tests.support.inbox_spy import inbox_spy

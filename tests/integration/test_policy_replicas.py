@@ -16,7 +16,7 @@ from libs.common.contracts.entities import ToolGroup, entity_key
 from libs.common.contracts.keys import key_id
 from libs.common.contracts.messages import Caller, GatewayError, KeyRecord
 from libs.common.settings import IngressSettings, PolicySettings
-from services.ingress.keys import AuthFailure
+from services.ingress.auth.keys import AuthFailure
 from services.ingress.service import IngressService
 from services.policy.filters import narrowing
 from services.policy.service import PolicyService

@@ -23,7 +23,7 @@ from libs.common.contracts.entities import RateLimit
 from libs.common.contracts.keys import key_id
 from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows, KeyRecord, ServerRecord
 from services.executor.service import ExecutorService
-from services.ingress import grant_cache
+from services.ingress.sending import grant_cache
 from services.policy.service import PolicyService
 from tests.support.executor_away import answered_by_a_new_executor, counted
 from tests.support.gateway import SERVERS, running_gateway

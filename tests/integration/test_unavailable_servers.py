@@ -10,7 +10,7 @@ import httpx
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from services.ingress.down_servers import UNAVAILABLE_META_KEY
+from services.ingress.sending.down_servers import UNAVAILABLE_META_KEY
 from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway, default_config, gateway_on_own_servers
 from tests.support.polling import poll_until
 

@@ -229,6 +229,7 @@ async def running_gateway(
     executor_options: dict[str, Any] | None = None,
     policy_options: dict[str, Any] | None = None,
     admin_options: dict[str, Any] | None = None,
+    audit_options: dict[str, Any] | None = None,
     codemode: CodeModeSettings | None = None,
     metrics: bool = False,
     lane: bool = False,
@@ -250,7 +251,8 @@ async def running_gateway(
     `egress` section as `bastion up` gives it one; a config without one gets `LOOPBACK_UPSTREAMS`
     (the suite's upstreams run on this machine). `creds`: the NATS is secured with these
     (`cli.credentials`): each service connects as its own role, the config is applied as the admin
-    role, policy signs work and the executor verifies it. `admin_options` are further `AdminSettings`."""
+    role, policy signs work and the executor verifies it. `admin_options` are further `AdminSettings`,
+    `audit_options` further `AuditSettings`."""
     own = {"metrics_port": 0} if metrics else {}
 
     def role(name: str, **more: Any) -> dict[str, Any]:
@@ -272,8 +274,12 @@ async def running_gateway(
                 AuditSettings(
                     nats_url=nats_url,
                     clickhouse_url=clickhouse_url or f"chdb://{workdir / 'clickhouse'}",
-                    flush_interval=1.0,  # tests wait for rows often: half the default's wait, as before it grew
-                    **role(AUDIT, **own),
+                    **role(
+                        AUDIT,
+                        **own,
+                        # tests wait for rows often: half the default's wait, as before it grew
+                        **{"flush_interval": 1.0, **(audit_options or {})},
+                    ),
                 )
             ),
             *(

@@ -1,13 +1,18 @@
 """The OpenAI-compatible side under test: the keys, models and scripted providers the `/v1` tests
-share, and small helpers around the official `openai` SDK."""
+share, and small helpers around the official `openai` and `anthropic` SDKs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
+import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 from openai.types.chat import ChatCompletionChunk, ParsedChatCompletionMessage
 
@@ -15,7 +20,7 @@ from libs.common.bus.nats import connect
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
 from libs.common.web.guarded_http import shared_tls
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers
 from tests.support.llm_provider import ScriptedProvider
 from tests.support.polling import poll_until
 
@@ -86,13 +91,44 @@ def llm_config(provider: ScriptedProvider) -> dict[str, Any]:
     return config
 
 
-OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
+OPEN_CLIENTS: list[openai.AsyncOpenAI | anthropic.AsyncAnthropic] = []
 """SDK clients the running test made, closed with its gateway (an open connection would warn)."""
+
+
+@contextlib.asynccontextmanager
+async def module_gateway(workdir: Path, config: dict[str, Any], **settings: Any) -> AsyncIterator[Gateway]:
+    """A test module's gateway (`gateway_on_own_servers`), once ingress serves the scripted provider's models."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
+        async with gateway_on_own_servers(workdir, config, **settings) as gw:
+            await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+            yield gw
+
+
+@contextlib.asynccontextmanager
+async def closing_clients(gateway: Gateway) -> AsyncIterator[Gateway]:
+    """`gateway` for one test, the SDK clients the test made closed after it (an open one would warn)."""
+    try:
+        yield gateway
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
 
 
 def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:
     base = gateway.url.removesuffix("/mcp")
     client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0, timeout=30)
+    OPEN_CLIENTS.append(client)
+    return client
+
+
+def anthropic_client(gateway: Gateway, key: str = ADMIN_KEY, *, bearer: bool = False) -> anthropic.AsyncAnthropic:
+    """The `anthropic` SDK as Claude Code is pointed at Bastion: `ANTHROPIC_BASE_URL` the gateway's
+    root, the Bastion key as `ANTHROPIC_API_KEY` (which Claude Code sends as `x-api-key`; this SDK's
+    own `api_key` goes as a bearer) or, `bearer`, as `ANTHROPIC_AUTH_TOKEN`."""
+    base = gateway.url.removesuffix("/mcp")
+    credential: dict[str, Any] = {"auth_token": key} if bearer else {"default_headers": {"x-api-key": key}}
+    client = anthropic.AsyncAnthropic(base_url=base, max_retries=0, timeout=30, **credential)
     OPEN_CLIENTS.append(client)
     return client
 

@@ -207,3 +207,120 @@ def test_contracts_read_no_file_or_environment():
                 isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"
             )
             assert not reads, f"{path.relative_to(ROOT)}:{node.lineno} reads a file or the environment"  # type: ignore[attr-defined]
+
+
+# -- services/ingress: modules grouped by concern, no circle, a send path that reads as one loop -------
+
+INGRESS = ROOT / "services" / "ingress"
+SEND_PATH = ("sending/request_path.py", "sending/routed_sender.py")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _ingress_graph() -> dict[str, set[str]]:
+    """Each ingress module -> the ingress modules it imports anywhere in it, `if TYPE_CHECKING:`
+    blocks and function bodies included (a type-only import is still a circle for the reader)."""
+    modules = {_module_name(path): path for path in INGRESS.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        found: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {other for other in found if other in modules and other != name}
+    return graph
+
+
+def _a_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of `graph` (its modules in order, the first again at the end), or None: a
+    depth-first walk, each module left once all it imports is known to close no circle."""
+    closed: set[str] = set()
+
+    def walk(node: str, path: list[str]) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in closed:
+            return None
+        for child in sorted(graph[node]):
+            if (cycle := walk(child, [*path, node])) is not None:
+                return cycle
+        closed.add(node)
+        return None
+
+    return next((cycle for start in sorted(graph) if (cycle := walk(start, [])) is not None), None)
+
+
+def test_ingress_modules_import_no_circle():
+    """No ingress module imports one that imports it back, even for types only: the tasks reach the
+    handlers through `tasks.task_host.TaskHost`, not by importing them."""
+    cycle = _a_cycle(_ingress_graph())
+    assert cycle is None, f"an import circle in services/ingress: {' -> '.join(cycle)}"
+
+
+def test_ingress_packages_import_no_circle():
+    """Nor do its packages, each top-level module counting as one: the send path (`sending`) never
+    imports the tasks or the handlers that use it, the catalog never the send path."""
+    graph: dict[str, set[str]] = {}
+    for module, imported in _ingress_graph().items():
+        package = _ingress_package(module)
+        graph.setdefault(package, set()).update(_ingress_package(other) for other in imported)
+        graph[package].discard(package)
+    cycle = _a_cycle(graph)
+    assert cycle is None, f"an import circle between services/ingress's packages: {' -> '.join(cycle)}"
+
+
+def _ingress_package(module: str) -> str:
+    parts = module.split(".")
+    return parts[2] if len(parts) > 2 else "__init__"
+
+
+def test_the_cycle_check_finds_a_planted_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _a_cycle(graph) == ["a", "b", "c", "a"]
+    assert _a_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def _send_path_faults(source: str) -> list[str]:
+    """A lambda, or a function calling itself (`f(...)`, `self.f(...)`), in `source`."""
+    faults = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Lambda):
+            faults.append(f"line {node.lineno}: a lambda")
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            for call in ast.walk(node):
+                if not isinstance(call, ast.Call):
+                    continue
+                called = call.func
+                name = called.id if isinstance(called, ast.Name) else getattr(called, "attr", None)
+                if name == node.name and (isinstance(called, ast.Name) or _on_self(called)):
+                    faults.append(f"line {call.lineno}: {node.name} calls itself")
+    return faults
+
+
+def _on_self(called: ast.expr) -> bool:
+    return isinstance(called, ast.Attribute) and isinstance(called.value, ast.Name) and called.value.id == "self"
+
+
+@pytest.mark.parametrize("module", SEND_PATH)
+def test_the_send_path_is_a_plain_loop(module):
+    """Ingress's send path is one loop of named steps (`RequestPath.routed`): no step is a lambda
+    handed elsewhere, and none sends again by calling itself."""
+    faults = _send_path_faults((INGRESS / module).read_text())
+    assert not faults, f"services/ingress/{module}: {faults}"
+
+
+def test_the_send_path_check_finds_a_planted_lambda_and_recursion():
+    planted = (
+        "class P:\n"
+        "    async def once(self, m):\n"
+        "        return await self.once(m)\n"
+        "    async def routed(self, m):\n"
+        "        return await self.rejoin.sending(lambda: self.once(m))\n"
+    )
+    assert _send_path_faults(planted) == ["line 3: once calls itself", "line 5: a lambda"]

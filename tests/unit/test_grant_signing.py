@@ -1,5 +1,5 @@
 """Policy's reusable decisions: what a grant's MAC binds (`signing.WorkSigner.grant_mac`), and
-when ingress keeps and uses one (`services.ingress.grant_cache.GrantCache`)."""
+when ingress keeps and uses one (`services.ingress.sending.grant_cache.GrantCache`)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import Caller, Grant, ToolCall, UpstreamRequest
 from services.executor.admission import FORGED, Admission, Admitted, Stale
-from services.ingress import grant_cache
-from services.ingress.grant_cache import GrantCache
+from services.ingress.sending import grant_cache
+from services.ingress.sending.grant_cache import GrantCache
 
 pytestmark = pytest.mark.unit
 

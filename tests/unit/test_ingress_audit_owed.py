@@ -20,11 +20,11 @@ from libs.common.contracts.messages import (
     ToolCall,
 )
 from services.ingress.audit_events import AuditRecorder, Ending, audit_name
-from services.ingress.catalog import Catalog
+from services.ingress.auth.keys import KeyDirectory
+from services.ingress.catalog.aggregated import Catalog
 from services.ingress.handlers import Handlers, RequestContext
-from services.ingress.keys import KeyDirectory
 from services.ingress.protocol import encode_json
-from services.ingress.routed_sender import RoutedSender
+from services.ingress.sending.routed_sender import RoutedSender
 
 pytestmark = pytest.mark.unit
 

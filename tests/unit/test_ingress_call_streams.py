@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
-from services.ingress import streams as streams_module
-from services.ingress.streams import CallStreams
+from services.ingress.sessions import streams as streams_module
+from services.ingress.sessions.streams import CallStreams
 
 pytestmark = pytest.mark.unit
 

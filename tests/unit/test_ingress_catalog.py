@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from libs.common.contracts.messages import CatalogTool, ServerCatalog
-from services.ingress.catalog import Catalog, gateway_names
-from services.ingress.sessions import SessionCodec
+from services.ingress.catalog.aggregated import Catalog, gateway_names
+from services.ingress.sessions.session_ids import SessionCodec
 
 pytestmark = pytest.mark.unit
 
@@ -126,7 +126,7 @@ def test_a_name_is_owned_by_the_unavailable_server_its_prefix_names_else_by_the_
 
 
 def test_healthz_names_the_servers_listed_whole_so_a_configured_one_in_neither_list_is_still_starting():
-    from services.ingress.down_servers import health_body
+    from services.ingress.sending.down_servers import health_body
 
     catalog = Catalog()
     prompt = {"name": "summarize", "description": "summarize the notes"}

@@ -14,12 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from libs.common.contracts.messages import AuditEvent, Caller, CancelCall, KeyRecord
 from libs.common.runtime import tracing
-from services.ingress.answers import Answer
+from services.ingress.auth.keys import UNAUTHENTICATED, KeyDirectory
 from services.ingress.context import RequestContext
 from services.ingress.field_limits import FieldLimits
-from services.ingress.hosts import HostGuard
-from services.ingress.keys import UNAUTHENTICATED, KeyDirectory
-from services.ingress.lost_connections import LOST, call_lost
 from services.ingress.mcp_edge import (
     Audit,
     Authenticate,
@@ -44,9 +41,12 @@ from services.ingress.mcp_edge import (
     TakeNotification,
     Trace,
 )
+from services.ingress.mcp_edge.answers import Answer
 from services.ingress.mcp_edge.chain import Check, Refusal
-from services.ingress.session_state import SessionState
-from services.ingress.sessions import LiveSessions, SessionCodec
+from services.ingress.sessions.session_ids import LiveSessions, SessionCodec
+from services.ingress.sessions.session_state import SessionState
+from services.ingress.web.hosts import HostGuard
+from services.ingress.web.lost_connections import LOST, call_lost
 
 pytestmark = pytest.mark.unit
 
@@ -358,8 +358,8 @@ async def test_end_session_ends_a_live_session_of_the_key_on_every_replica():
 
 
 async def test_listen_takes_only_modern_listen_requests():
-    from services.ingress.catalog import Catalog
-    from services.ingress.notifications import Notifier
+    from services.ingress.catalog.aggregated import Catalog
+    from services.ingress.sessions.notifications import Notifier
 
     step = Listen(Notifier(Catalog()), None, lambda events: None, 10)  # type: ignore[arg-type]
     x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen"})

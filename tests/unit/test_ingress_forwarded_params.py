@@ -10,8 +10,8 @@ import pytest
 from pydantic_core import PydanticSerializationError
 
 from libs.common.contracts.messages import Caller, ToolCall, UpstreamRequest
-from services.ingress.request_path import encoded
-from services.ingress.routed_sender import call_extra, forwarded_meta
+from services.ingress.sending.request_path import encoded
+from services.ingress.sending.routed_sender import call_extra, forwarded_meta
 
 pytestmark = pytest.mark.unit
 

@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 from libs.common.settings import IngressSettings
-from services.ingress.hosts import HostGuard
+from services.ingress.web.hosts import HostGuard
 
 pytestmark = pytest.mark.unit
 

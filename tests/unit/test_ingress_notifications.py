@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingress.catalog import Catalog
-from services.ingress.notifications import Listener, Notifier
+from services.ingress.catalog.aggregated import Catalog
+from services.ingress.sessions.notifications import Listener, Notifier
 
 pytestmark = pytest.mark.unit
 

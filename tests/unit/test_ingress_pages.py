@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from services.ingress.pages import landing_page
+from services.ingress.web.pages import landing_page
 
 pytestmark = pytest.mark.unit
 

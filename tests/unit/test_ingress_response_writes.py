@@ -11,9 +11,9 @@ import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
-from services.ingress.answers import respond
-from services.ingress.http_limits import HttpLimits, guarded_protocol
-from services.ingress.response_writes import HeadWithBody, send_whole
+from services.ingress.mcp_edge.answers import respond
+from services.ingress.web.http_limits import HttpLimits, guarded_protocol
+from services.ingress.web.response_writes import HeadWithBody, send_whole
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import time
 import orjson
 import pytest
 
-from services.ingress.session_state import SessionState
+from services.ingress.sessions.session_state import SessionState
 
 pytestmark = pytest.mark.unit
 

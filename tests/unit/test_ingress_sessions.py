@@ -5,8 +5,8 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import OctKey
 
-from services.ingress import sessions
-from services.ingress.sessions import SessionCodec
+from services.ingress.sessions import session_ids as sessions
+from services.ingress.sessions.session_ids import SessionCodec
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""The per-key `tools/list` cache (`services.ingress.tool_lists`): answers only for the revisions it
+"""The per-key `tools/list` cache (`services.ingress.catalog.tool_lists`): answers only for the revisions it
 was computed at and while young; an encoded array is shared by every key allowed the same tools at
 the same catalog revision, and an aged answer policy confirms is reused, not encoded again."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import orjson
 import pytest
 
-from services.ingress.tool_lists import ListCache, answer_holds
+from services.ingress.catalog.tool_lists import ListCache, answer_holds
 
 pytestmark = pytest.mark.unit
 

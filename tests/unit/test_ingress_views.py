@@ -3,8 +3,8 @@ import hashlib
 import pytest
 
 from libs.common.contracts.messages import CatalogTool, KeyRecord, ServerCatalog
-from services.ingress.catalog import Catalog
-from services.ingress.keys import AuthFailure, KeyDirectory
+from services.ingress.auth.keys import AuthFailure, KeyDirectory
+from services.ingress.catalog.aggregated import Catalog
 
 pytestmark = pytest.mark.unit
 

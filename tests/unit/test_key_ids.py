@@ -10,7 +10,7 @@ from libs.common.contracts.config import KeyConfig
 from libs.common.contracts.keys import generate_key, key_id
 from libs.common.contracts.messages import Caller, KeyRecord
 from libs.common.settings.config_file import key_hash
-from services.ingress.keys import KeyDirectory
+from services.ingress.auth.keys import KeyDirectory
 
 pytestmark = pytest.mark.unit
 

@@ -1,9 +1,11 @@
-"""tools/move_libs.py, the move of libs/common's flat modules into packages: every module it names is
-where it says, its rewrite is a fixed point, and no file in the tree still names an old module."""
+"""tools/move_libs.py and tools/move_ingress.py, the moves of libs/common's and services/ingress's
+flat modules into packages: every module they name is where they say, their rewrites are fixed
+points, and no file in the tree still names an old module."""
 
 import pytest
 
-from tools.move_libs import COMMON, MOVES, SPLITS, _files, rewrite
+from tools import move_ingress
+from tools.move_libs import COMMON, MOVES, OWN_FILES, SPLITS, _files, rewrite
 
 pytestmark = pytest.mark.unit
 
@@ -44,15 +46,38 @@ def test_every_moved_module_is_where_the_mapping_says():
             "from libs.common.settings.config_file import key_records",
         ),
         ("`libs.common.contracts.config.parse_config`", "`libs.common.settings.config_file.parse_config`"),
+        (
+            "from services.ingress.task_router import TaskRouter",
+            "from services.ingress.tasks.task_router import TaskRouter",
+        ),
+        ("from services.ingress import streams as s", "from services.ingress.sessions import streams as s"),
+        (
+            "from services.ingress import sessions, handlers",
+            "from services.ingress.sessions import session_ids as sessions\nfrom services.ingress import handlers",
+        ),
+        (
+            "from services.ingress.sessions import SessionIds",
+            "from services.ingress.sessions.session_ids import SessionIds",
+        ),
+        ("from services.ingress.catalog import tool_lists", "from services.ingress.catalog import tool_lists"),
+        ("`services.ingress.catalog.Catalog`", "`services.ingress.catalog.aggregated.Catalog`"),
+        ("(services/ingress/request_path.py)", "(services/ingress/sending/request_path.py)"),
+        ("services/ingress/sessions/", "services/ingress/sessions/"),
     ],
 )
 def test_an_old_name_is_rewritten_once(old, new):
-    assert rewrite(old) == new
-    assert rewrite(new) == new
+    moved = move_ingress.rewrite if "services" in old else rewrite
+    assert moved(old) == new
+    assert moved(new) == new
 
 
-def test_no_file_names_an_old_module():
-    """A file merged after the move that still says `libs.common.messages` fails here: run
-    `.venv/bin/python tools/move_libs.py`."""
-    stale = [str(path) for path in _files() if rewrite(text := path.read_text()) != text]
-    assert not stale, f"old libs.common module names in {stale}: run tools/move_libs.py"
+@pytest.mark.parametrize(
+    ("move", "own"),
+    [("move_libs", OWN_FILES), ("move_ingress", move_ingress.OWN_FILES)],
+)
+def test_no_file_names_an_old_module(move, own):
+    """A file merged after a move that still says `libs.common.messages` or
+    `services.ingress.request_path` fails here: run `.venv/bin/python tools/<move>.py`."""
+    moved = rewrite if move == "move_libs" else move_ingress.rewrite
+    stale = [str(path) for path in _files(own) if moved(text := path.read_text()) != text]
+    assert not stale, f"old module names in {stale}: run tools/{move}.py"

@@ -8,8 +8,8 @@ from joserfc.jwk import ECKey
 
 from libs.common.contracts.entities import ToolGroup, User
 from libs.common.contracts.oauth import JWKS_KEY, AccessTokenKeys, HttpExchangeRequest, HttpExchangeResponse
-from services.ingress.access_tokens import AccessTokens, Authenticator
-from services.ingress.keys import KeyDirectory
+from services.ingress.auth.access_tokens import AccessTokens, Authenticator
+from services.ingress.auth.keys import KeyDirectory
 from services.oauth.agents.password_hashing import hash_password, verify_password
 from services.oauth.agents.redirect_uris import redirect_uri_problem
 from services.oauth.http import HttpError, Router, form_of

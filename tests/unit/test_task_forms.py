@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from libs.common.contracts.gateway_tasks import HostedTask, TaskRecord, hosted_setting, new_task_id, task_key
-from services.ingress.task_forms import agent_form, created, detailed, listed, read_upstream_task
-from services.ingress.task_store import TaskLimits
+from services.ingress.tasks.task_forms import agent_form, created, detailed, listed, read_upstream_task
+from services.ingress.tasks.task_store import TaskLimits
 
 pytestmark = pytest.mark.unit
 

@@ -8,7 +8,7 @@ import pytest
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.gateway_tasks import TaskRecord
 from libs.common.contracts.messages import GatewayError
-from services.ingress.upstream_task_ids import namespaced, namespaced_error
+from services.ingress.tasks.upstream_task_ids import namespaced, namespaced_error
 
 pytestmark = pytest.mark.unit
 

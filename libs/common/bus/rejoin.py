@@ -8,20 +8,17 @@ call again is safe. A requester (ingress, codemode; policy for the chat completi
 it again, after a short pause, for as long as a replica of that role answered within
 `BASTION_REJOIN_WAIT` seconds and the call has time left; a role that has not answered for that
 long, or never, fails the call at once (no executor started yet, or every one stopped).
+
+The loop is the requester's own (`wait` is its step): nothing here calls back into it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 __all__ = ["Nobody", "Rejoin"]
-
-T = TypeVar("T")
-G = TypeVar("G")
 
 _FIRST_PAUSE = 0.05
 _LONGEST_PAUSE = 0.5
@@ -48,22 +45,13 @@ class Rejoin:
         if moment > self._heard.get(role, 0.0):
             self._heard[role] = moment
 
-    async def sending(
-        self,
-        send: Callable[[], Awaitable[T | Nobody]],
-        deadline: float,
-        given_up: Callable[[str], G],
-        again: Callable[[], object] = lambda: None,
-    ) -> T | G:
-        """What `send()` answered, sent again (`again()` each time) while it finds nobody and
-        `waited` says so; else `given_up(why)`. `deadline`: the call's, Unix time."""
-        tries = 0
-        while isinstance(answer := await send(), Nobody):
-            if not await self.waited(answer, deadline, tries):
-                return given_up(self.why(answer, waited=tries > 0))
-            tries += 1
-            again()
-        return answer
+    async def wait(self, missed: Nobody, deadline: float, tries: int) -> str | None:
+        """The wait step of a requester's send loop, after a send that found nobody of a role: None
+        after a pause, the call worth sending its `tries`-th time again (0 first); else, at once, why
+        it is given up. `deadline`: the call's, Unix time."""
+        if await self.waited(missed, deadline, tries):
+            return None
+        return self.why(missed, waited=tries > 0)
 
     async def waited(self, missed: Nobody, deadline: float, tries: int) -> bool:
         """After a pause, True: the call worth sending again, its `tries`-th time (0 first), as a

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from libs.common.contracts.a2a_config import A2aSection
 from libs.common.contracts.config_text import ConfigError, parse_untrusted_text
 from libs.common.contracts.egress import EgressSection, check_allowed_hosts
 from libs.common.contracts.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
@@ -122,10 +123,14 @@ def grant_problem(pattern: str) -> str | None:
     )
 
 
+A2A_TASK_AFTER_MS = 1000
+"""An A2A agent's default `tasks`: a skill call running longer becomes a gateway-hosted task."""
+
+
 class ServerConfig(_Strict):
     """One upstream MCP server, in the `mcpServers` dialect plus Bastion's optional knobs."""
 
-    type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi"] | None = None
+    type: Literal["stdio", "http", "streamable-http", "streamableHttp", "sse", "openapi", "a2a"] | None = None
     command: str | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
@@ -136,6 +141,8 @@ class ServerConfig(_Strict):
     openapi: OpenApiSection | None = None
     """A REST API described by an OpenAPI 3.0 / 3.1 or Swagger 2.0 document, served as this server's tools
     (docs/openapi.md); `headers` go on each of its requests."""
+    a2a: A2aSection | None = None
+    """With `type: a2a`: how the agent's card is read and trusted (docs/a2a.md)."""
     timeout: Annotated[float, Field(gt=0, le=3600)] = 60.0
     """Seconds a single upstream call may take before it fails with a timeout error."""
     disabled: bool = False
@@ -188,6 +195,9 @@ class ServerConfig(_Strict):
         cleaned = {k: v for k, v in data.items() if k not in _FOREIGN_SERVER_KEYS}
         if "type" not in cleaned and not cleaned.get("command") and legacy in _LEGACY_TRANSPORTS:
             cleaned["type"] = legacy
+        if (cleaned.get("type") == "a2a" or "a2a" in cleaned) and "tasks" not in cleaned:
+            # an agent's work is a task: slow skills become gateway-hosted tasks any replica answers for
+            cleaned["tasks"] = {"*": {"after_ms": A2A_TASK_AFTER_MS}}
         return cleaned
 
     @field_validator("allow_private_hosts")
@@ -209,6 +219,10 @@ class ServerConfig(_Strict):
     def _one_transport(self) -> ServerConfig:
         if self.openapi is not None or self.type == "openapi":
             return self._openapi_only()
+        if self.type == "a2a" or self.a2a is not None:
+            if self.type not in (None, "a2a"):
+                raise ValueError(f"an 'a2a' section is for type 'a2a', not {self.type!r}")
+            return self._a2a_only()
         if self.command and self.url:
             raise ValueError("give either 'command' (stdio) or 'url' (http/sse), not both")
         if not self.command and not self.url:
@@ -244,8 +258,20 @@ class ServerConfig(_Strict):
             raise ValueError("'per_user' needs each user's own OAuth token: drop the 'Authorization' header")
         return self
 
+    def _a2a_only(self) -> ServerConfig:
+        if not self.url or self.command:
+            raise ValueError("an 'a2a' server is an agent: give its 'url' (where its card is served), no 'command'")
+        _check_url(self.url)
+        if self.sandbox != SandboxConfig() or self.env:
+            raise ValueError("an 'a2a' server runs no process: 'sandbox' and 'env' do not apply")
+        if self.per_user:
+            raise ValueError("'per_user' is not supported for 'a2a' agents yet")
+        return self
+
     @property
-    def transport(self) -> Literal["stdio", "http", "sse", "openapi"]:
+    def transport(self) -> Literal["stdio", "http", "sse", "openapi", "a2a"]:
+        if self.type == "a2a" or self.a2a is not None:
+            return "a2a"
         if self.openapi is not None:
             return "openapi"
         if self.command:

@@ -62,7 +62,7 @@ class IngressSettings(RequestPathSettings, AuditJournalSettings, RefusalSettings
     """Seconds an `Mcp-Session-Id` stays valid after `initialize`; then the agent initializes again.
     At most 7 days, the lifetime of the session records in KV (a deleted session stays deleted)."""
 
-    # the HTTP edge (services/ingress/http_limits.py): what a client may hold before it is served
+    # the HTTP edge (services/ingress/web/http_limits.py): what a client may hold before it is served
     max_connections: int = Field(default=1000, ge=1)
     """Open HTTP connections per replica, streams included; more are answered 503 and closed."""
     max_request_line_bytes: int = Field(default=8192, ge=256)

@@ -42,7 +42,13 @@ from .probe import ProbeAnswer, probe
 __all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
 
 CONSOLE_PATH = "/console"
-_NAMED = {"stdio": "a stdio server", "openapi": "an OpenAPI server", "http": "an HTTP server", "sse": "an SSE server"}
+_NAMED = {
+    "stdio": "a stdio server",
+    "openapi": "an OpenAPI server",
+    "http": "an HTTP server",
+    "sse": "an SSE server",
+    "a2a": "an A2A agent",
+}
 
 
 def _static() -> dict[str, tuple[bytes, str]]:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from libs.common.contracts.config import ServerConfig
 
+from .a2a import connector as a2a
 from .interface import Connector, ConnectorFactory, SessionHooks
 from .mcp import sse, stdio, streamable_http
 from .openapi import connector as openapi
@@ -20,6 +21,7 @@ KINDS: Mapping[str, ConnectorFactory] = MappingProxyType(
         "http": streamable_http.connector,
         "sse": sse.connector,
         "openapi": openapi.connector,  # a REST API served from its OpenAPI document
+        "a2a": a2a.connector,  # an A2A agent, its skills as tools
     }
 )
 

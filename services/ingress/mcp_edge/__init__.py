@@ -8,12 +8,12 @@ that answers the request or passes it on (`chain.Step`); nothing here raises int
 every failure is an answer. Written against ASGI directly because it is the hot path.
 """
 
-from .chain import Exchange, McpEndpoint, Step
-from .era_steps import BuildContext, EndSession, ResolveEra
-from .handler_steps import Audit, CancelOnDisconnect, Dispatch, IssueSession, Reply, Trace
-from .http_steps import Authenticate, CheckHeaders, ChooseAnswer, ReadBody, RouteMethod
-from .jsonrpc_steps import CapFields, CheckEnvelope, ParseJson, TakeNotification
-from .stream_steps import Listen, ListenSubscriptions, StandaloneStream
+from services.ingress.mcp_edge.chain import Exchange, McpEndpoint, Step
+from services.ingress.mcp_edge.era_steps import BuildContext, EndSession, ResolveEra
+from services.ingress.mcp_edge.handler_steps import Audit, CancelOnDisconnect, Dispatch, IssueSession, Reply, Trace
+from services.ingress.mcp_edge.http_steps import Authenticate, CheckHeaders, ChooseAnswer, ReadBody, RouteMethod
+from services.ingress.mcp_edge.jsonrpc_steps import CapFields, CheckEnvelope, ParseJson, TakeNotification
+from services.ingress.mcp_edge.stream_steps import Listen, ListenSubscriptions, StandaloneStream
 
 __all__ = [
     "Audit",

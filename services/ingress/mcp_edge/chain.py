@@ -19,9 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from libs.common.contracts.messages import AuditEvent, Caller
-
-from ..answers import Answer, respond
-from ..context import RequestContext
+from services.ingress.context import RequestContext
+from services.ingress.mcp_edge.answers import Answer, respond
 
 __all__ = ["Check", "Exchange", "McpEndpoint", "Receive", "Refusal", "Scope", "Send", "Step", "disconnected"]
 

@@ -28,14 +28,13 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, KNOWN_PROTOCOL_VERSIO
 
 from libs.common.contracts.codemode import CODE_MODE_HEADER
 from libs.common.contracts.discovery import DISCOVERY_HEADER
-
-from ..answers import plain
-from ..context import RequestContext
-from ..field_limits import FieldLimits, Oversized, header_patterns
-from ..protocol import DEFAULT_LEGACY_VERSION, error_body
-from ..sessions import LiveSessions, SessionInfo
-from .chain import Answering, Check, Exchange, Refusal
-from .jsonrpc_steps import SESSION_HEADER
+from services.ingress.context import RequestContext
+from services.ingress.field_limits import FieldLimits, Oversized, header_patterns
+from services.ingress.mcp_edge.answers import plain
+from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Refusal
+from services.ingress.mcp_edge.jsonrpc_steps import SESSION_HEADER
+from services.ingress.protocol import DEFAULT_LEGACY_VERSION, error_body
+from services.ingress.sessions.session_ids import LiveSessions, SessionInfo
 
 __all__ = [
     "SESSION_GONE",

@@ -19,12 +19,11 @@ from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
 
 from libs.common.contracts.messages import AuditEvent
 from libs.common.runtime import semconv, tracing
-
-from ..context import RequestContext
-from ..handlers import Handlers
-from ..lost_connections import watch
-from ..sessions import SessionCodec
-from .chain import Exchange, Receive, Step, disconnected
+from services.ingress.context import RequestContext
+from services.ingress.handlers import Handlers
+from services.ingress.mcp_edge.chain import Exchange, Receive, Step, disconnected
+from services.ingress.sessions.session_ids import SessionCodec
+from services.ingress.web.lost_connections import watch
 
 __all__ = ["ROUTED", "Audit", "CancelOnDisconnect", "Dispatch", "IssueSession", "Reply", "Trace", "agent_requests"]
 

@@ -9,15 +9,14 @@ from collections.abc import Awaitable, Callable
 from mcp_types import INVALID_REQUEST
 
 from libs.common.runtime.refusals import RefusalLog
-
-from ..access_tokens import Authenticator
-from ..answers import Answer
-from ..hosts import HostGuard
-from ..http_headers import REPEATED_AUTHORIZATION, repeated_headers
-from ..keys import AuthFailure, KeyDirectory, unauthorized
-from ..protocol import error_body
-from ..refused_credentials import note_refusal
-from .chain import Answering, Check, Exchange, Receive, Refusal, Step
+from services.ingress.auth.access_tokens import Authenticator
+from services.ingress.auth.keys import AuthFailure, KeyDirectory, unauthorized
+from services.ingress.auth.refused_credentials import note_refusal
+from services.ingress.mcp_edge.answers import Answer
+from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Receive, Refusal, Step
+from services.ingress.protocol import error_body
+from services.ingress.web.hosts import HostGuard
+from services.ingress.web.http_headers import REPEATED_AUTHORIZATION, repeated_headers
 
 __all__ = [
     "Authenticate",

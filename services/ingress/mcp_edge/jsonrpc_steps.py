@@ -11,13 +11,12 @@ from mcp_types import INVALID_REQUEST, PARSE_ERROR
 
 from libs.common.contracts import json_codec
 from libs.common.contracts.messages import CancelCall
-
-from ..answers import plain
-from ..field_limits import FieldLimits, oversized
-from ..protocol import error_body
-from ..sessions import LiveSessions
-from ..streams import CallStreams
-from .chain import Answering, Check, Exchange, Refusal
+from services.ingress.field_limits import FieldLimits, oversized
+from services.ingress.mcp_edge.answers import plain
+from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Refusal
+from services.ingress.protocol import error_body
+from services.ingress.sessions.session_ids import LiveSessions
+from services.ingress.sessions.streams import CallStreams
 
 __all__ = [
     "SESSION_HEADER",

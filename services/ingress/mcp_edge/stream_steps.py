@@ -13,19 +13,18 @@ from mcp.shared.subscriptions import SUBSCRIPTION_ID_META_KEY
 from mcp_types import INVALID_PARAMS
 
 from libs.common.contracts.messages import AuditEvent, PairList, new_id
-
-from ..answers import SSE_HEADERS, plain, respond
-from ..audit_events import AuditRecorder, Ending
-from ..catalog import Catalog, CatalogEntry
-from ..context import RequestContext
-from ..notifications import Listener, Notifier
-from ..protocol import error_body
-from ..request_path import RequestPath
-from ..routed_sender import RoutedSender
-from ..sessions import LiveSessions
-from ..streams import sse_event
-from .chain import Answering, Check, Exchange, Refusal, Send, disconnected
-from .era_steps import named_session
+from services.ingress.audit_events import AuditRecorder, Ending
+from services.ingress.catalog.aggregated import Catalog, CatalogEntry
+from services.ingress.context import RequestContext
+from services.ingress.mcp_edge.answers import SSE_HEADERS, plain, respond
+from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Refusal, Send, disconnected
+from services.ingress.mcp_edge.era_steps import named_session
+from services.ingress.protocol import error_body
+from services.ingress.sending.request_path import RequestPath
+from services.ingress.sending.routed_sender import RoutedSender
+from services.ingress.sessions.notifications import Listener, Notifier
+from services.ingress.sessions.session_ids import LiveSessions
+from services.ingress.sessions.streams import sse_event
 
 __all__ = ["Listen", "ListenSubscriptions", "StandaloneStream", "listen_problem", "serve_listener"]
 

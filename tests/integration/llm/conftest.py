@@ -12,8 +12,7 @@ from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, running_gateway
-from tests.support.llm_fixtures import serving
-from tests.support.llm_gateway import PROVIDER_KEY, llm_config
+from tests.support.llm_gateway import MODEL, PROVIDER_KEY, closing_clients, llm_config, module_gateway
 from tests.support.llm_provider import ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
@@ -48,8 +47,10 @@ async def gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> Async
     """With the admin API on, and provider keys sealed at rest."""
     monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
     settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
-    async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), **settings) as gw, serving(gw):
-        yield gw
+    async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), **settings) as gw:
+        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+        async with closing_clients(gw):
+            yield gw
 
 
 @pytest.fixture
@@ -59,8 +60,40 @@ async def code_gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> 
     settings = CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20)
     async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), codemode=settings) as gw:
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-        async with serving(gw):
-            await poll_until(
-                lambda: {"echo", "notes"} <= {s for s, _ in codemode.catalog.pairs}, "the codemode catalog"
-            )
+        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+        await poll_until(lambda: {"echo", "notes"} <= {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
+        async with closing_clients(gw):
             yield gw
+
+
+@pytest.fixture
+def scripted(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The fronts' modules' provider, with a script and a record of requests of this test's own."""
+    shared_provider.reset()
+    return shared_provider
+
+
+FRONT_BODY_LIMIT = 256 * 1024
+"""The body limit of `front_gateway`'s ingress: an oversized request is cheap to send."""
+
+
+@pytest.fixture(scope="module")
+async def front_stack(
+    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
+) -> AsyncIterator[Gateway]:
+    """The gateway the fronts' modules share (`/v1/messages`, `/v1/responses`), started once per module:
+    no admin API, no codemode, no notes server (no test there uses them)."""
+    workdir = tmp_path_factory.mktemp("fronts")
+    config = llm_config(shared_provider)
+    del config["mcpServers"]["notes"]
+    config["llm"]["providers"]["scripted"]["failure_threshold"] = 10
+    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
+    async with module_gateway(workdir, config, max_body_bytes=FRONT_BODY_LIMIT, **settings) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def front_gateway(front_stack: Gateway) -> AsyncIterator[Gateway]:
+    """`front_stack` for one test; the SDK clients it made are closed after it."""
+    async with closing_clients(front_stack) as gw:
+        yield gw

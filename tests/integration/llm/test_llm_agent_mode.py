@@ -3,6 +3,7 @@ through the codemode service), feeds results back, and audits each round as the 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,9 +12,10 @@ from libs.common.bus.nats import connect
 from libs.common.contracts import subjects
 from libs.common.contracts.codemode import META_TOOL_NAMES
 from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
+from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway
-from tests.support.llm_fixtures import gateway_per_test, module_gateway_fixture, provider_per_test
 from tests.support.llm_gateway import (
     AGENT_KEY,
     CODE_AGENT_KEY,
@@ -22,7 +24,9 @@ from tests.support.llm_gateway import (
     SHALLOW_KEY,
     accumulated,
     audit_rows_since,
+    closing_clients,
     llm_config,
+    module_gateway,
     sdk_client,
     tool_names,
 )
@@ -31,21 +35,39 @@ from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-# the module's gateway and provider, shared by its tests (tests/support/llm_fixtures.py)
-gateway = gateway_per_test
-provider = provider_per_test
+
+@pytest.fixture
+def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The module's provider, with a script and a record of requests of this test's own."""
+    shared_provider.reset()
+    return shared_provider
 
 
-def _config(provider: ScriptedProvider) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
+) -> AsyncIterator[Gateway]:
     """conftest's `gateway` and `code_gateway` in one (without the admin API, which no test here uses),
     started once: the tests here only complete, run echo's tools and Code Mode scripts, each Code Mode
     key serves one test, and no test calls the notes server, so it has none."""
-    config = llm_config(provider)
+    workdir = tmp_path_factory.mktemp("llm")
+    config = llm_config(shared_provider)
     del config["mcpServers"]["notes"]
-    return config
+    settings = {
+        "secrets_key": new_key(),
+        "audit_journal_dir": str(workdir / "journal"),
+        "codemode": CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20),
+    }
+    async with module_gateway(workdir, config, **settings) as gw:
+        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
+        await poll_until(lambda: "echo" in {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
+        yield gw
 
 
-shared_gateway = module_gateway_fixture(_config, codemode=CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20))
+@pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    async with closing_clients(shared_gateway) as gw:
+        yield gw
 
 
 @pytest.fixture

@@ -5,14 +5,14 @@ execution, streaming, tool injection, provider failures and budgets."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY
-from tests.support.llm_fixtures import gateway_per_test, module_gateway_fixture, provider_per_test
+from libs.common.runtime.sealing import new_key
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
     BROKE_KEY,
@@ -24,8 +24,10 @@ from tests.support.llm_gateway import (
     PROVIDER_KEY,
     SQUAD_KEY,
     audit_rows_since,
+    closing_clients,
     execute_call,
     llm_config,
+    module_gateway,
     sdk_client,
     tool_names,
 )
@@ -33,23 +35,35 @@ from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider,
 
 pytestmark = pytest.mark.integration
 
-# the module's gateway and provider, shared by its tests (tests/support/llm_fixtures.py)
-gateway = gateway_per_test
-provider = provider_per_test
+
+@pytest.fixture
+def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The module's provider, with a script and a record of requests of this test's own."""
+    shared_provider.reset()
+    return shared_provider
 
 
-def _config(provider: ScriptedProvider) -> dict[str, Any]:
-    """conftest's `gateway`'s less the admin API (no test here uses it). The gateway is started once:
-    each key with a budget (`broke`, the `squad` team) and each provider made to fail for good
-    (`down`, `slow`) serves one test only."""
-    config = llm_config(provider)
+@pytest.fixture(scope="module")
+async def shared_gateway(
+    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
+) -> AsyncIterator[Gateway]:
+    """conftest's `gateway` less the admin API (no test here uses it), started once: each key with a
+    budget (`broke`, the `squad` team) and each provider made to fail for good (`down`, `slow`) serves
+    one test only."""
+    workdir = tmp_path_factory.mktemp("llm")
+    config = llm_config(shared_provider)
     # the tests that break the scripted provider's answers fail it up to five times in a row: its
     # breaker must not open on one test and refuse the next one's calls (`down`'s is the one tested)
     config["llm"]["providers"]["scripted"]["failure_threshold"] = 10
-    return config
+    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
+    async with module_gateway(workdir, config, **settings) as gw:
+        yield gw
 
 
-shared_gateway = module_gateway_fixture(_config)
+@pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    async with closing_clients(shared_gateway) as gw:
+        yield gw
 
 
 async def test_models_and_authentication(gateway):

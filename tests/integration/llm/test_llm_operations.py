@@ -22,7 +22,6 @@ from libs.common.runtime.sealing import new_key
 from tests.support.debian import debian_binary
 from tests.support.executor_away import answered_by_a_new_executor, counted
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
-from tests.support.llm_fixtures import gateway_per_test, module_gateway, provider_per_test, serving
 from tests.support.llm_gateway import (
     AGENT_KEY,
     DOCS_MODEL,
@@ -30,7 +29,9 @@ from tests.support.llm_gateway import (
     PROVIDER_KEY,
     RUNTIME_KEY,
     audit_rows_since,
+    closing_clients,
     llm_config,
+    module_gateway,
     sdk_client,
 )
 from tests.support.llm_provider import Held, Reply, ScriptedProvider, conversation_problem
@@ -38,9 +39,12 @@ from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
-# the module's gateway and provider, shared by its tests (tests/support/llm_fixtures.py)
-gateway = gateway_per_test
-provider = provider_per_test
+
+@pytest.fixture
+def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
+    """The module's provider, with a script and a record of requests of this test's own."""
+    shared_provider.reset()
+    return shared_provider
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +66,12 @@ async def shared_gateway(
 
 
 @pytest.fixture
+async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
+    async with closing_clients(shared_gateway) as gw:
+        yield gw
+
+
+@pytest.fixture
 async def gateway_of_its_own(
     nats_url: str, redis_url: str, tmp_path: Path, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Gateway]:
@@ -71,8 +81,10 @@ async def gateway_of_its_own(
     monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
     config = {**llm_config(provider), "mcpServers": {}}
     settings: dict[str, Any] = {"secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
-    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, **settings) as gw, serving(gw):
-        yield gw
+    async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, **settings) as gw:
+        await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
+        async with closing_clients(gw):
+            yield gw
 
 
 async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:

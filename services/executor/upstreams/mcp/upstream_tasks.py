@@ -5,7 +5,7 @@ The SDK's `ClientSession.send_request` checks every result against the method's 
 the session's revision, and its `tools/call` type has no `CreateTaskResult` (nor do its task
 methods route through `REQUEST_TYPES`): these go out on the session's dispatcher as raw requests,
 stamped as `send_request` stamps them, their results relayed as wire dicts. Ingress reads them
-(`services/ingress/task_router.py`); the executor only carries them.
+(`services/ingress/tasks/task_router.py`); the executor only carries them.
 """
 
 from __future__ import annotations

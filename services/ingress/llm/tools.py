@@ -1,0 +1,125 @@
+"""MCP tools as OpenAI function tools, and back: pure functions the `/v1` endpoint is made of."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "ToolCallProblem",
+    "answer_in_form",
+    "app_tool_names",
+    "as_tool_call",
+    "function_tool",
+    "merged_tools",
+    "parse_tool_call",
+    "tool_message",
+]
+
+
+class ToolCallProblem(ValueError):
+    """The `tool_call` given to `/v1/mcp/tool/execute` is not one OpenAI would send."""
+
+
+def function_tool(definition: dict[str, Any]) -> dict[str, Any]:
+    """One MCP tool definition as `tools/list` lists it, as an OpenAI `function` tool (its gateway
+    name; gateway names are at most 64 characters)."""
+    function: dict[str, Any] = {
+        "name": definition["name"],
+        "parameters": definition.get("inputSchema") or {"type": "object", "properties": {}},
+    }
+    description = definition.get("description") or definition.get("title")
+    if isinstance(description, str) and description:
+        function["description"] = description
+    return {"type": "function", "function": function}
+
+
+def app_tool_names(app_tools: list[Any]) -> set[str]:
+    names = set()
+    for tool in app_tools:
+        if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+            name = tool["function"].get("name")
+            if isinstance(name, str):
+                names.add(name)
+    return names
+
+
+def merged_tools(app_tools: list[Any], mcp_tools: list[dict[str, Any]]) -> tuple[list[Any], set[str]]:
+    """The application's tools first, then the MCP tools whose names it does not use (the
+    application's own tool wins a clash); and the names of the MCP tools that made it in."""
+    taken = app_tool_names(app_tools)
+    kept = [tool for tool in mcp_tools if tool["function"]["name"] not in taken]
+    return [*app_tools, *kept], {tool["function"]["name"] for tool in kept}
+
+
+def as_tool_call(body: Any) -> tuple[str, Any]:
+    """(form, OpenAI tool_call) of what `/v1/mcp/tool/execute` was given: an OpenAI `tool_call`
+    ("chat"), an Anthropic `tool_use` block ("messages") or a Responses `function_call` item
+    ("responses"), so each front's client executes a call in the form its model proposed it."""
+    kind = body.get("type") if isinstance(body, dict) else None
+    if kind == "tool_use":
+        arguments = body.get("input", {})
+        if not isinstance(arguments, dict):
+            raise ToolCallProblem("'input' must be the tool_use block's input object")
+        function = {"name": body.get("name"), "arguments": arguments}
+        return "messages", {"id": body.get("id"), "type": "function", "function": function}
+    if kind == "function_call":
+        function = {"name": body.get("name"), "arguments": body.get("arguments")}
+        return "responses", {"id": body.get("call_id"), "type": "function", "function": function}
+    return "chat", body
+
+
+def answer_in_form(form: str, message: dict[str, Any], is_error: bool) -> dict[str, Any]:
+    """The `tool` message of a call, in the form the call came in (`as_tool_call`)."""
+    if form == "messages":
+        result = {"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": message["content"]}
+        return {**result, "is_error": True} if is_error else result
+    if form == "responses":
+        return {"type": "function_call_output", "call_id": message["tool_call_id"], "output": message["content"]}
+    return message
+
+
+def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:
+    """(tool_call id, function name, arguments) of an OpenAI `tool_call` (or `{"tool_call": ...}`)."""
+    if isinstance(body, dict) and isinstance(body.get("tool_call"), dict):
+        body = body["tool_call"]
+    if not isinstance(body, dict):
+        raise ToolCallProblem("the body must be one OpenAI tool_call object")
+    call_id, function = body.get("id"), body.get("function")
+    if not isinstance(call_id, str) or not call_id:
+        raise ToolCallProblem("'id' must be the tool_call's id (a string)")
+    if body.get("type", "function") != "function" or not isinstance(function, dict):
+        raise ToolCallProblem("only tool calls of type 'function' can be executed")
+    name, raw = function.get("name"), function.get("arguments")
+    if not isinstance(name, str) or not name:
+        raise ToolCallProblem("'function.name' must be the tool's name (a string)")
+    if raw is None or raw == "":
+        return call_id, name, {}
+    if isinstance(raw, dict):
+        return call_id, name, raw
+    if not isinstance(raw, str):
+        raise ToolCallProblem("'function.arguments' must be a JSON object encoded as a string")
+    try:
+        arguments = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ToolCallProblem(f"'function.arguments' is not valid JSON ({exc})") from None
+    if not isinstance(arguments, dict):
+        raise ToolCallProblem("'function.arguments' must encode a JSON object")
+    return call_id, name, arguments
+
+
+def tool_message(call_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The `tool` message to append for an MCP `CallToolResult`: its text blocks joined, anything
+    else (images, resources, structured content without text) as JSON."""
+    blocks = result.get("content") or []
+    texts = [block["text"] for block in blocks if isinstance(block, dict) and block.get("type") == "text"]
+    if texts and len(texts) == len(blocks):
+        content = "\n".join(texts)
+    elif result.get("structuredContent") is not None and not blocks:
+        content = orjson.dumps(result["structuredContent"]).decode()
+    else:
+        content = orjson.dumps(blocks).decode()
+    if result.get("isError"):
+        content = f"Error: {content}"
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
