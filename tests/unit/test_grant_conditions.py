@@ -107,7 +107,10 @@ def test_arguments_sent_apart_are_decided_by_policy() -> None:
 def test_a_call_an_app_made_is_decided_as_the_apps_on_a_conditional_grant() -> None:
     """The executor's context holds the call's initiator, as policy's does: a policy on
     `context.initiator` cannot be passed by an app's call on a grant the agent's calls earned."""
-    policies = '@id("no-app-echo")\nforbid (principal, action, resource == Tool::"echo/echo") when { context.initiator == "app" };'
+    policies = (
+        '@id("no-app-echo")\n'
+        'forbid (principal, action, resource == Tool::"echo/echo") when { context.initiator == "app" };'
+    )
     condition = _condition(policies)
     admission = Admission(SIGNER)
     for initiator, runs in (("agent", True), ("app", False)):
