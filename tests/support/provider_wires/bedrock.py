@@ -72,7 +72,8 @@ def signature_problem(path: str, headers: dict[str, str], raw: bytes) -> str | N
     if found["key"] != ACCESS_KEY:
         return "The security token included in the request is invalid."
     if found["region"] != REGION or found["service"] != "bedrock":
-        return f"Credential should be scoped to region {REGION} and service bedrock, not {found['region']}/{found['service']}"
+        scope = f"{found['region']}/{found['service']}"
+        return f"Credential should be scoped to region {REGION} and service bedrock, not {scope}"
     signed = found["signed"].split(";")
     if "x-amz-date" not in signed or any(name not in headers for name in signed):
         return "The request signature does not cover x-amz-date, or names headers the request lacks"
