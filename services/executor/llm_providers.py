@@ -282,6 +282,8 @@ class LlmProviders:
         answer does (as its wire says one ends), not just stopped."""
         async for data in response.aiter_bytes():
             await self._publish_chunks(request, stream, decoder.feed(data))
+            if decoder.failure is not None:
+                raise decoder.failure
         await self._publish_chunks(request, stream, decoder.end())
         return decoder.finished
 

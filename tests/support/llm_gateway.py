@@ -4,6 +4,8 @@ share, and small helpers around the official `openai` SDK."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -88,6 +90,16 @@ def llm_config(provider: ScriptedProvider) -> dict[str, Any]:
 
 OPEN_CLIENTS: list[openai.AsyncOpenAI] = []
 """SDK clients the running test made, closed with its gateway (an open connection would warn)."""
+
+
+@contextlib.asynccontextmanager
+async def clients_closed() -> AsyncIterator[None]:
+    """The SDK clients a test made with `sdk_client`, closed when it ends."""
+    try:
+        yield
+    finally:
+        while OPEN_CLIENTS:
+            await OPEN_CLIENTS.pop().close()
 
 
 def sdk_client(gateway: Gateway, key: str = ADMIN_KEY) -> openai.AsyncOpenAI:

@@ -25,13 +25,12 @@ from .messages import (
     data_image,
     functions_of,
     max_tokens_of,
-    merged_turns,
     parts_of,
-    refuse,
     stop_list,
     system_text,
     text_of,
     tool_choice_of,
+    turns,
 )
 from .sse import SseParser
 
@@ -113,7 +112,9 @@ def translated(body: dict[str, Any], streaming: bool) -> dict[str, Any]:
     request: dict[str, Any] = {
         "model": body.get("model"),
         "max_tokens": max_tokens_of(body) or DEFAULT_MAX_TOKENS,
-        "messages": [{"role": role, "content": blocks} for role, blocks in merged_turns(_turns(messages))],
+        "messages": [
+            {"role": role, "content": blocks} for role, blocks in turns(messages, "Anthropic", _blocks, _call, _result)
+        ],
     }
     system = system_text(messages)
     if system:
@@ -150,32 +151,14 @@ def _tool_choice(body: dict[str, Any]) -> dict[str, Any]:
     return choice
 
 
-def _turns(messages: list[dict[str, Any]]) -> Any:
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            continue
-        if role == "tool":
-            result = {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or ""}
-            result["content"] = text_of(message.get("content"))
-            yield "user", [result]
-        elif role == "assistant":
-            blocks = _blocks(message.get("content"))
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                blocks.append(
-                    {
-                        "type": "tool_use",
-                        "id": call.get("id") or "",
-                        "name": function.get("name") or "",
-                        "input": arguments_of(call),
-                    }
-                )
-            yield "assistant", blocks
-        elif role == "user":
-            yield "user", _blocks(message.get("content"))
-        else:
-            raise refuse(f"messages with role {role!r} are not translated to Anthropic")
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    name = (call.get("function") or {}).get("name") or ""
+    return {"type": "tool_use", "id": call.get("id") or "", "name": name, "input": arguments_of(call)}
+
+
+def _result(message: dict[str, Any]) -> dict[str, Any]:
+    content = text_of(message.get("content"))
+    return {"type": "tool_result", "tool_use_id": message.get("tool_call_id") or "", "content": content}
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
@@ -194,6 +177,13 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
     return blocks
 
 
+def _stream_failure(error: dict[str, Any]) -> WireFailure:
+    """An `error` event (an overload, mostly) after the answer began."""
+    overloaded = error.get("type") == "overloaded_error"
+    kind = ErrorKind.UPSTREAM_UNAVAILABLE if overloaded else ErrorKind.UPSTREAM_ERROR
+    return WireFailure(kind, str(error.get("message") or "the provider reported an error mid-stream"))
+
+
 class AnthropicDecoder:
     """Messages' streaming events (`message_start`, `content_block_start`/`_delta`/`_stop`,
     `message_delta`, `message_stop`, `ping`, `error`) as OpenAI chunks; usage comes last."""
@@ -204,13 +194,18 @@ class AnthropicDecoder:
         self._usage: Usage | None = None
         self._tool_blocks: set[int] = set()
         self.finished = False
+        self.failure: WireFailure | None = None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         for name, text in self._sse.feed(data):
             event = orjson.loads(text)
-            if isinstance(event, dict):
-                out += self._event(str(event.get("type") or name), event)
+            if not isinstance(event, dict):
+                continue
+            if str(event.get("type") or name) == "error":
+                self.failure = _stream_failure(event.get("error") or {})
+                break
+            out += self._event(str(event.get("type") or name), event)
         return out
 
     def _event(self, kind: str, event: dict[str, Any]) -> list[dict[str, Any]]:
@@ -240,15 +235,6 @@ class AnthropicDecoder:
         if kind == "message_stop":
             self.finished = True
             return [chunks.usage(self._usage or Usage())]
-        if kind == "error":
-            error = event.get("error") or {}
-            overloaded = error.get("type") == "overloaded_error"
-            failure = ErrorKind.UPSTREAM_UNAVAILABLE if overloaded else ErrorKind.UPSTREAM_ERROR
-            raise WireFailure(
-                failure,
-                str(error.get("message") or "the provider reported an error mid-stream"),
-                529 if overloaded else None,
-            )
         return []  # ping, and event types added after this was written
 
     def end(self) -> list[dict[str, Any]]:

@@ -23,12 +23,8 @@ class AzureWire(OpenAiWire):
     def __init__(self, config: ProviderConfig, credential: str | None) -> None:
         super().__init__(config, credential)
         self._base = httpx2.URL(config.base_url)
+        self.endpoint = self._base.copy_with(path=self._base.path.rstrip("/") + "/deployments")
         self._version = config.api_version or ""
-
-    @staticmethod
-    def _url(config: ProviderConfig) -> httpx2.URL:
-        url = httpx2.URL(config.base_url)
-        return url.copy_with(path=url.path.rstrip("/") + "/deployments")
 
     @staticmethod
     def _auth(config: ProviderConfig, credential: str | None) -> dict[str, str]:

@@ -67,9 +67,11 @@ class Decoder(Protocol):
 
     finished: bool
     """Whether the stream said the answer is complete (a stream that stops short of it broke)."""
+    failure: WireFailure | None
+    """The provider's error event, once one came: the chunks before it go out first, then this."""
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """The chunks `data` completes; raises `WireFailure` on an error event."""
+        """The chunks `data` completes, up to an error event (which sets `failure`)."""
 
     def end(self) -> list[dict[str, Any]]:
         """The chunks held back until the body ended (the usage, for wires that send it early)."""

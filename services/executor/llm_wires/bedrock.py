@@ -24,20 +24,8 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
+from . import messages as chat
 from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of
-from .messages import (
-    arguments_of,
-    data_image,
-    functions_of,
-    max_tokens_of,
-    merged_turns,
-    parts_of,
-    refuse,
-    stop_list,
-    system_text,
-    text_of,
-    tool_choice_of,
-)
 
 __all__ = ["BedrockWire"]
 
@@ -150,22 +138,25 @@ def _chain_credentials() -> Any:
 def translated(body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages") or []
     request: dict[str, Any] = {
-        "messages": [{"role": role, "content": blocks} for role, blocks in merged_turns(_turns(messages))]
+        "messages": [
+            {"role": role, "content": blocks}
+            for role, blocks in chat.turns(messages, "Bedrock", _blocks, _call, _result)
+        ]
     }
-    system = system_text(messages)
+    system = chat.system_text(messages)
     if system:
         request["system"] = [{"text": system}]
     inference: dict[str, Any] = {}
-    if max_tokens_of(body):
-        inference["maxTokens"] = max_tokens_of(body)
+    if chat.max_tokens_of(body):
+        inference["maxTokens"] = chat.max_tokens_of(body)
     for ours, theirs in (("temperature", "temperature"), ("top_p", "topP")):
         if isinstance(body.get(ours), int | float):
             inference[theirs] = body[ours]
-    if stop_list(body):
-        inference["stopSequences"] = stop_list(body)
+    if chat.stop_list(body):
+        inference["stopSequences"] = chat.stop_list(body)
     if inference:
         request["inferenceConfig"] = inference
-    functions = functions_of(body)
+    functions = chat.functions_of(body)
     if functions:
         specs = [
             {
@@ -178,7 +169,7 @@ def translated(body: dict[str, Any]) -> dict[str, Any]:
             for f in functions
         ]
         request["toolConfig"] = {"tools": specs}
-        mode, name = tool_choice_of(body)
+        mode, name = chat.tool_choice_of(body)
         if mode == "required":
             request["toolConfig"]["toolChoice"] = {"any": {}}
         elif mode == "function":
@@ -186,41 +177,26 @@ def translated(body: dict[str, Any]) -> dict[str, Any]:
     return request
 
 
-def _turns(messages: list[dict[str, Any]]) -> Any:
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            continue
-        if role == "tool":
-            result = {
-                "toolUseId": message.get("tool_call_id") or "",
-                "content": [{"text": text_of(message.get("content"))}],
-            }
-            yield "user", [{"toolResult": result}]
-        elif role == "assistant":
-            blocks = _blocks(message.get("content"))
-            for call in message.get("tool_calls") or []:
-                name = (call.get("function") or {}).get("name") or ""
-                blocks.append(
-                    {"toolUse": {"toolUseId": call.get("id") or "", "name": name, "input": arguments_of(call)}}
-                )
-            yield "assistant", blocks
-        elif role == "user":
-            yield "user", _blocks(message.get("content"))
-        else:
-            raise refuse(f"messages with role {role!r} are not translated to Bedrock")
+def _call(call: dict[str, Any]) -> dict[str, Any]:
+    name = (call.get("function") or {}).get("name") or ""
+    return {"toolUse": {"toolUseId": call.get("id") or "", "name": name, "input": chat.arguments_of(call)}}
+
+
+def _result(message: dict[str, Any]) -> dict[str, Any]:
+    content = [{"text": chat.text_of(message.get("content"))}]
+    return {"toolResult": {"toolUseId": message.get("tool_call_id") or "", "content": content}}
 
 
 def _blocks(content: Any) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
-    for part in parts_of(content):
+    for part in chat.parts_of(content):
         if part["type"] == "text":
             if part.get("text"):
                 blocks.append({"text": part["text"]})
             continue
-        image = data_image((part.get("image_url") or {}).get("url") or "", "bedrock")
+        image = chat.data_image((part.get("image_url") or {}).get("url") or "", "bedrock")
         if image.format not in _IMAGE_FORMATS:
-            raise refuse(f"Bedrock takes png, jpeg, gif and webp images, not {image.mime}")
+            raise chat.refuse(f"Bedrock takes png, jpeg, gif and webp images, not {image.mime}")
         blocks.append({"image": {"format": image.format, "source": {"bytes": image.data}}})
     return blocks
 
@@ -236,9 +212,10 @@ class BedrockDecoder:
         self._chunks = ChunkMaker("", model)
         self._tool_blocks: set[int] = set()
         self.finished = False
+        self.failure: WireFailure | None = None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        from botocore.exceptions import ParserError
+        from botocore.eventstream import ParserError
 
         self._buffer.add_data(data)
         out: list[dict[str, Any]] = []
@@ -249,7 +226,8 @@ class BedrockDecoder:
                 if headers.get(":message-type") == "event":
                     out += self._event(str(headers.get(":event-type")), payload if isinstance(payload, dict) else {})
                 else:
-                    raise _stream_failure(headers, payload)
+                    self.failure = _stream_failure(headers, payload)
+                    break
         except ParserError as exc:
             raise WireFailure(
                 ErrorKind.UPSTREAM_ERROR, f"the event stream is malformed ({type(exc).__name__})"
@@ -291,7 +269,7 @@ def _stream_failure(headers: dict[str, Any], payload: Any) -> WireFailure:
     detail = payload.get("message") if isinstance(payload, dict) else None
     detail = str(detail or headers.get(":error-message") or "the provider reported an error mid-stream")
     if name == "throttlingException":
-        return WireFailure(ErrorKind.RATE_LIMITED, f"{name}: {detail}", 429)
+        return WireFailure(ErrorKind.RATE_LIMITED, f"{name}: {detail}")
     if name in ("serviceUnavailableException", "modelNotReadyException"):
-        return WireFailure(ErrorKind.UPSTREAM_UNAVAILABLE, f"{name}: {detail}", 503)
+        return WireFailure(ErrorKind.UPSTREAM_UNAVAILABLE, f"{name}: {detail}")
     return WireFailure(ErrorKind.UPSTREAM_ERROR, f"{name}: {detail}")

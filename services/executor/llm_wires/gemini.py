@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -31,7 +32,6 @@ from .messages import (
     data_image,
     functions_of,
     max_tokens_of,
-    merged_turns,
     parts_of,
     refuse,
     stop_list,
@@ -39,6 +39,7 @@ from .messages import (
     text_of,
     tool_choice_of,
     tool_names_by_id,
+    turns,
 )
 from .sse import SseParser
 
@@ -167,9 +168,11 @@ def _answer(payload: dict[str, Any]) -> tuple[list[str], list[dict[str, Any]], s
 
 def translated(body: dict[str, Any]) -> dict[str, Any]:
     messages = body.get("messages") or []
-    names = tool_names_by_id(messages)
+    conversation = turns(messages, "Gemini", _parts, _function_call, _result(tool_names_by_id(messages)))
     request: dict[str, Any] = {
-        "contents": [{"role": role, "parts": parts} for role, parts in merged_turns(_turns(messages, names))]
+        "contents": [
+            {"role": "model" if role == "assistant" else "user", "parts": parts} for role, parts in conversation
+        ]
     }
     system = system_text(messages)
     if system:
@@ -219,31 +222,25 @@ def _generation(body: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _turns(messages: list[dict[str, Any]], names: dict[str, str]) -> Any:
-    for message in messages:
-        role = message.get("role")
-        if role in ("system", "developer"):
-            continue
-        if role == "tool":
-            call_id = str(message.get("tool_call_id") or "")
-            if call_id not in names:
-                raise refuse(f"tool message answers {call_id!r}, which no assistant message called")
-            response = {"name": names[call_id], "response": {"result": text_of(message.get("content"))}}
-            yield "user", [{"functionResponse": response}]
-        elif role == "assistant":
-            parts = _parts(message.get("content"))
-            for call in message.get("tool_calls") or []:
-                name = (call.get("function") or {}).get("name") or ""
-                part: dict[str, Any] = {"functionCall": {"name": name, "args": arguments_of(call)}}
-                _, _, signature = str(call.get("id") or "").partition(_SIGNATURE)
-                if signature:
-                    part["thoughtSignature"] = signature
-                parts.append(part)
-            yield "model", parts
-        elif role == "user":
-            yield "user", _parts(message.get("content"))
-        else:
-            raise refuse(f"messages with role {role!r} are not translated to Gemini")
+def _function_call(call: dict[str, Any]) -> dict[str, Any]:
+    name = (call.get("function") or {}).get("name") or ""
+    part: dict[str, Any] = {"functionCall": {"name": name, "args": arguments_of(call)}}
+    _, _, signature = str(call.get("id") or "").partition(_SIGNATURE)
+    if signature:
+        part["thoughtSignature"] = signature
+    return part
+
+
+def _result(names: dict[str, str]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Tool messages as `functionResponse` parts, named by the call each answers (`names`: id -> name)."""
+
+    def made(message: dict[str, Any]) -> dict[str, Any]:
+        call_id = str(message.get("tool_call_id") or "")
+        if call_id not in names:
+            raise refuse(f"tool message answers {call_id!r}, which no assistant message called")
+        return {"functionResponse": {"name": names[call_id], "response": {"result": text_of(message.get("content"))}}}
+
+    return made
 
 
 def _parts(content: Any) -> list[dict[str, Any]]:
@@ -268,6 +265,7 @@ class GeminiDecoder:
         self._usage: Usage | None = None
         self._started = False
         self.finished = False
+        self.failure: WireFailure | None = None
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -278,7 +276,10 @@ class GeminiDecoder:
             if isinstance(payload.get("error"), dict):
                 error = payload["error"]
                 kind = ErrorKind.UPSTREAM_UNAVAILABLE if error.get("code") == 503 else ErrorKind.UPSTREAM_ERROR
-                raise WireFailure(kind, str(error.get("message") or "the provider reported an error mid-stream"))
+                self.failure = WireFailure(
+                    kind, str(error.get("message") or "the provider reported an error mid-stream")
+                )
+                break
             out += self._response(payload)
         return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,7 +20,6 @@ __all__ = [
     "data_image",
     "functions_of",
     "max_tokens_of",
-    "merged_turns",
     "parts_of",
     "refuse",
     "stop_list",
@@ -28,6 +27,7 @@ __all__ = [
     "text_of",
     "tool_choice_of",
     "tool_names_by_id",
+    "turns",
 ]
 
 _DATA_URL = re.compile(r"^data:(?P<mime>image/[a-z0-9.+-]+);base64,(?P<data>.+)$", re.IGNORECASE | re.DOTALL)
@@ -112,10 +112,41 @@ def tool_names_by_id(messages: list[dict[str, Any]]) -> dict[str, str]:
     }
 
 
-def merged_turns(turns: Iterator[tuple[str, list[Any]]]) -> list[tuple[str, list[Any]]]:
-    """Consecutive turns of one role as one (tool results after a call become one user turn), as
-    providers that want user and assistant turns to alternate require."""
-    merged: list[tuple[str, list[Any]]] = []
+Block = dict[str, Any]
+
+
+def turns(
+    messages: list[dict[str, Any]],
+    wire: str,
+    content: Callable[[Any], list[Block]],
+    call: Callable[[dict[str, Any]], Block],
+    result: Callable[[dict[str, Any]], Block],
+) -> list[tuple[str, list[Block]]]:
+    """The conversation as `user` and `assistant` turns of a wire's blocks: `content` makes a
+    message's text and images into blocks, `call` a tool call, `result` a tool message. System and
+    developer messages are left to the wire's own field (`system_text`); consecutive turns of one
+    role are merged into one (tool results after a call become one user turn), as providers that
+    want user and assistant turns to alternate require."""
+    found: list[tuple[str, list[Block]]] = []
+    for message in messages:
+        role = message.get("role")
+        if role in ("system", "developer"):
+            continue
+        if role == "tool":
+            found.append(("user", [result(message)]))
+        elif role == "assistant":
+            found.append(
+                ("assistant", content(message.get("content")) + [call(c) for c in message.get("tool_calls") or []])
+            )
+        elif role == "user":
+            found.append(("user", content(message.get("content"))))
+        else:
+            raise refuse(f"messages with role {role!r} are not translated to {wire}")
+    return _merged(found)
+
+
+def _merged(turns: list[tuple[str, list[Block]]]) -> list[tuple[str, list[Block]]]:
+    merged: list[tuple[str, list[Block]]] = []
     for role, blocks in turns:
         if not blocks:
             continue

@@ -74,10 +74,11 @@ class OpenAiDecoder:
     def __init__(self) -> None:
         self._sse = SseParser()
         self.finished = False
+        self.failure: WireFailure | None = None
         self._finish_seen = False
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        chunks = []
+        chunks: list[dict[str, Any]] = []
         for _event, text in self._sse.feed(data):
             if text.strip() == "[DONE]":
                 self.finished = True
@@ -87,7 +88,8 @@ class OpenAiDecoder:
                 continue
             if isinstance(chunk.get("error"), dict):  # an error event after the 200 (OpenAI, vLLM)
                 detail = chunk["error"].get("message") or "the provider reported an error mid-stream"
-                raise WireFailure(ErrorKind.UPSTREAM_ERROR, str(detail))
+                self.failure = WireFailure(ErrorKind.UPSTREAM_ERROR, str(detail))
+                break
             if any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or []):
                 self._finish_seen = True
             chunks.append(chunk)

@@ -17,7 +17,7 @@ import orjson
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming, MessageCreateParamsStreaming
 from pydantic import TypeAdapter, ValidationError
 
-from .base import Answer, Call, Reply, json_answer
+from .base import Answer, Call, Reply, json_answer, turn_problem
 
 __all__ = ["AnthropicSpeaker"]
 
@@ -40,20 +40,14 @@ def _forced(value: Any) -> Any:
 
 
 def conversation_problem(messages: list[dict[str, Any]]) -> str | None:
-    expected, open_calls = "user", set()
-    for i, message in enumerate(messages):
-        if message["role"] != expected:
-            return f"messages.{i}: roles must alternate between user and assistant, starting with user"
-        blocks = message["content"] if isinstance(message["content"], list) else []
-        answered = {b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"}
-        if answered != open_calls and message["role"] == "user":
-            return (
-                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after: "
-                f"{sorted(open_calls - answered)}, or tool_result ids answer none: {sorted(answered - open_calls)}"
-            )
-        open_calls = {b["id"] for b in blocks if b.get("type") == "tool_use"}
-        expected = "assistant" if expected == "user" else "user"
-    return None
+    return turn_problem(
+        messages,
+        lambda blocks: {b["id"] for b in blocks if b.get("type") == "tool_use"},
+        lambda blocks: {b["tool_use_id"] for b in blocks if b.get("type") == "tool_result"},
+        "messages.{i}: roles must alternate between user and assistant, starting with user",
+        "messages.{i}: `tool_use` ids were found without `tool_result` blocks immediately after, "
+        "or `tool_result` blocks answer no `tool_use`",
+    )
 
 
 class AnthropicSpeaker:

@@ -3,12 +3,13 @@ error, an overload, a stream) as its provider does, and refuses what its provide
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["Answer", "Call", "Reply", "Speaker", "json_answer"]
+__all__ = ["Answer", "Call", "Reply", "Speaker", "json_answer", "turn_problem"]
 
 
 @dataclass
@@ -78,3 +79,24 @@ class Speaker(Protocol):
 
     def tool_results(self, body: dict[str, Any]) -> list[str]:
         """The texts of the tool results a request carried, in order."""
+
+
+Ids = Callable[[list[dict[str, Any]]], set[str]]
+
+
+def turn_problem(
+    messages: list[dict[str, Any]], calls: Ids, answers: Ids, alternate: str, unanswered: str
+) -> str | None:
+    """Why a provider that wants user and assistant turns to alternate (from the user), and each
+    turn's tool calls (`calls`: their ids in a turn's blocks) answered by the next user turn's
+    results (`answers`), refuses `messages`: its `alternate` or `unanswered` message (`{i}`: the turn)."""
+    expected, open_calls = "user", set[str]()
+    for i, message in enumerate(messages):
+        if message["role"] != expected:
+            return alternate.format(i=i)
+        blocks = message["content"] if isinstance(message["content"], list) else []
+        if message["role"] == "user" and answers(blocks) != open_calls:
+            return unanswered.format(i=i)
+        open_calls = calls(blocks)
+        expected = "assistant" if expected == "user" else "user"
+    return None

@@ -24,7 +24,7 @@ from botocore.exceptions import ParamValidationError
 from botocore.session import get_session
 from botocore.validate import ParamValidator
 
-from .base import Answer, Call, Reply, json_answer
+from .base import Answer, Call, Reply, json_answer, turn_problem
 
 __all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "BedrockSpeaker", "frame"]
 
@@ -89,17 +89,14 @@ def signature_problem(path: str, headers: dict[str, str], raw: bytes) -> str | N
 
 
 def conversation_problem(messages: list[dict[str, Any]]) -> str | None:
-    expected, open_calls = "user", set()
-    for i, message in enumerate(messages):
-        if message["role"] != expected:
-            return f"A conversation must alternate between user and assistant roles (messages.{i})"
-        blocks = message["content"]
-        answered = {b["toolResult"]["toolUseId"] for b in blocks if "toolResult" in b}
-        if message["role"] == "user" and answered != open_calls:
-            return "The number of toolResult blocks exceeds or falls short of the toolUse blocks of the previous turn."
-        open_calls = {b["toolUse"]["toolUseId"] for b in blocks if "toolUse" in b}
-        expected = "assistant" if expected == "user" else "user"
-    return None
+    return turn_problem(
+        messages,
+        lambda blocks: {b["toolUse"]["toolUseId"] for b in blocks if "toolUse" in b},
+        lambda blocks: {b["toolResult"]["toolUseId"] for b in blocks if "toolResult" in b},
+        "A conversation must alternate between user and assistant roles (messages.{i})",
+        "The number of toolResult blocks in messages.{i} exceeds or falls short of the toolUse blocks "
+        "of the previous turn.",
+    )
 
 
 class BedrockSpeaker:

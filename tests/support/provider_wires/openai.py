@@ -91,8 +91,8 @@ class OpenAiSpeaker:
 
     def stream(self, reply: Reply, calls: list[Call], model: str, body: dict[str, Any], whole: bool) -> Answer:
         chunks = self._chunks(reply, calls, model, body)
-        if not whole:
-            chunks = chunks[:-2]  # no finish reason, no usage
+        if not whole:  # no finish reason, no usage
+            chunks = [c for c in chunks if "usage" not in c and not c["choices"][0]["finish_reason"]]
         frames = [b"data: " + orjson.dumps(chunk) + b"\n\n" for chunk in chunks]
         return Answer(200, "text/event-stream", [*frames, b"data: [DONE]\n\n"] if whole else frames, streamed=True)
 
