@@ -7,6 +7,7 @@ Azure names deployments as their owner chose, so a provider lists its deployment
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import quote
 
@@ -25,6 +26,8 @@ class AzureWire(OpenAiWire):
         self._base = httpx2.URL(config.base_url)
         self.endpoint = self._base.copy_with(path=self._base.path.rstrip("/") + "/deployments")
         self._version = config.api_version or ""
+        # each model's URL made once per wire (an httpx URL costs ~0.1 ms to build)
+        self._deployment_url = functools.lru_cache(maxsize=256)(self._make_deployment_url)
 
     @staticmethod
     def _auth(config: ProviderConfig, credential: str | None) -> dict[str, str]:
@@ -35,6 +38,9 @@ class AzureWire(OpenAiWire):
         return {"api-key": credential}
 
     def _target(self, body: dict[str, Any]) -> httpx2.URL:
-        deployment = quote(str(body.get("model") or ""), safe="")
+        return self._deployment_url(str(body.get("model") or ""))
+
+    def _make_deployment_url(self, model: str) -> httpx2.URL:
+        deployment = quote(model, safe="")
         path = self._base.path.rstrip("/") + f"/deployments/{deployment}/chat/completions"
         return self._base.copy_with(path=path).copy_merge_params({"api-version": self._version})

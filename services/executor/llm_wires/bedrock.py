@@ -14,6 +14,7 @@ binary event-stream framing is decoded by botocore's own parser.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 from urllib.parse import quote
 
@@ -67,10 +68,11 @@ class BedrockWire:
         self._region = config.region or ""
         self._bearer = credential
         self._credentials: Any = None
+        # each model's URL made once per wire (an httpx URL costs ~0.1 ms to build)
+        self._url = functools.lru_cache(maxsize=256)(self._make_url)
 
     async def request(self, body: dict[str, Any], streaming: bool) -> Outgoing:
-        model = quote(str(body.get("model") or ""), safe="")
-        url = self._base.copy_with(path=f"{self._base.path}/{model}/{'converse-stream' if streaming else 'converse'}")
+        url = self._url(str(body.get("model") or ""), streaming)
         content = orjson.dumps(translated(body))
         headers = {"content-type": "application/json"}
         if streaming:
@@ -78,6 +80,10 @@ class BedrockWire:
         if self._bearer:
             return Outgoing(url, {**headers, "authorization": f"Bearer {self._bearer}"}, content)
         return Outgoing(url, await self._signed(url, headers, content), content)
+
+    def _make_url(self, model: str, streaming: bool) -> httpx2.URL:
+        operation = "converse-stream" if streaming else "converse"
+        return self._base.copy_with(path=f"{self._base.path}/{quote(model, safe='')}/{operation}")
 
     async def _signed(self, url: httpx2.URL, headers: dict[str, str], content: bytes) -> dict[str, str]:
         from botocore.auth import SigV4Auth  # botocore loads in a quarter second: only for Bedrock
@@ -90,8 +96,13 @@ class BedrockWire:
                 ErrorKind.UPSTREAM_UNAVAILABLE,
                 "no AWS credentials: botocore's chain (environment, shared files, roles) found none",
             )
-        # a refresh of role credentials is a network call: off the event loop
-        frozen = await asyncio.to_thread(self._credentials.get_frozen_credentials)
+        # a refresh of role credentials is a network call: off the event loop (only then: a thread
+        # hop costs more than the signature)
+        refreshing = getattr(self._credentials, "refresh_needed", None)
+        if refreshing is not None and refreshing():
+            frozen = await asyncio.to_thread(self._credentials.get_frozen_credentials)
+        else:
+            frozen = self._credentials.get_frozen_credentials()
         signed = AWSRequest(method="POST", url=str(url), data=content, headers=headers)
         SigV4Auth(frozen, "bedrock", self._region).add_auth(signed)
         return {name.lower(): str(value) for name, value in signed.headers.items()}
