@@ -249,9 +249,7 @@ class LlmProviders:
                     failure = provider.wire.failure(response.status_code, await response.aread(), response.headers)
                     return self._wire_error(provider, request, failure)
                 if not streaming:
-                    completion = provider.wire.completion(orjson.loads(await response.aread()), model)
-                    provider.breaker.success()
-                    return _completed(request, completion)
+                    return self._answered(provider, request, orjson.loads(await response.aread()), model)
                 if not await self._relay(request, response, stream, provider.wire.decoder(model)):
                     unfinished = "before the answer was complete (no finish reason, no end of stream)"
                     raise _Transport(f"{provider.label} ended its stream {unfinished}")
@@ -276,6 +274,13 @@ class LlmProviders:
             content="".join(stream.content),
             tool_calls=[stream.tool_calls[i] for i in sorted(stream.tool_calls)],
         )
+
+    def _answered(self, provider: _Provider, request: LlmRequest, payload: Any, model: str) -> LlmOutcome:
+        provider.breaker.success()  # it answered, even if not in its wire's shape
+        try:
+            return _completed(request, provider.wire.completion(payload, model))
+        except WireFailure as exc:
+            return _failed(request, exc.kind, f"{provider.label} answered unexpectedly: {exc.detail}")
 
     async def _relay(self, request: LlmRequest, response: httpx2.Response, stream: _Stream, decoder: Decoder) -> bool:
         """Publish each chunk as the wire's decoder makes it; whether the stream ended as a finished

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from tests.support.provider_wires import Answer, Call, Reply, Speaker, speaker_for
+from tests.support.provider_wires.base import json_answer
 
 __all__ = [
     "Broken",
@@ -32,6 +33,7 @@ __all__ = [
     "Fail",
     "Held",
     "Overload",
+    "Raw",
     "Reply",
     "ScriptedProvider",
     "Stall",
@@ -48,6 +50,14 @@ class Fail:
     status: int = 500
     message: str = "the provider is having a bad day"
     retry_after: float | None = None
+
+
+@dataclass
+class Raw:
+    """Answer `payload` as JSON with `status`, whatever the wire (an answer not of its shape)."""
+
+    status: int
+    payload: Any
 
 
 @dataclass
@@ -100,7 +110,7 @@ class Computed:
     answer: Callable[[dict[str, Any]], Reply | Fail]
 
 
-Step = Reply | Fail | Overload | Broken | Drop | Stall | Cut | Stop | Held | Computed
+Step = Reply | Fail | Raw | Overload | Broken | Drop | Stall | Cut | Stop | Held | Computed
 
 
 @dataclass
@@ -196,6 +206,8 @@ class ScriptedProvider:
             return await _write(writer, answer, 1_000_000 if isinstance(step, Cut) else None)
         if isinstance(step, Fail):
             return await _write(writer, speaker.error(step.status, step.message, step.retry_after))
+        if isinstance(step, Raw):
+            return await _write(writer, json_answer(step.status, step.payload))
         if isinstance(step, Overload):
             return await _write(writer, speaker.overload())
         if isinstance(step, Broken):

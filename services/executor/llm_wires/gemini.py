@@ -88,7 +88,7 @@ class GeminiWire:
         return url.copy_merge_params({"alt": "sse"}) if streaming else url
 
     def completion(self, payload: Any, model: str) -> dict[str, Any]:
-        if not isinstance(payload, dict):
+        if not isinstance(payload, dict) or not ("candidates" in payload or "promptFeedback" in payload):
             raise WireFailure(ErrorKind.UPSTREAM_ERROR, "the provider's answer is not a GenerateContentResponse")
         texts, calls, finish = _answer(payload)
         message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}

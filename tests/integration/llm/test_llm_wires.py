@@ -26,7 +26,7 @@ from tests.support.llm_gateway import (
     llm_config,
     sdk_client,
 )
-from tests.support.llm_provider import Broken, Fail, Overload, Reply, ScriptedProvider
+from tests.support.llm_provider import Broken, Fail, Overload, Raw, Reply, ScriptedProvider
 from tests.support.polling import poll_until
 from tests.support.provider_wires import WIRES
 from tests.support.provider_wires.bedrock import ACCESS_KEY, REGION, SECRET_KEY
@@ -183,6 +183,15 @@ async def test_errors_and_overloads_are_clear_and_never_carry_the_key(began, gat
     assert all(PROVIDER_KEY not in row.model_dump_json() and SECRET_KEY not in row.model_dump_json() for row in rows)
     assert PROVIDER_KEY not in caplog.text and SECRET_KEY not in caplog.text
     assert ADMIN_KEY not in str(fake.received[0].headers)  # the agent's key stays at the gateway
+
+
+async def test_an_answer_not_of_the_wires_shape_is_a_clear_error(gateway, fake):
+    fake.script = [Raw(200, {"unexpected": "shape"})]
+    with pytest.raises(openai.APIStatusError) as odd:
+        await sdk_client(gateway).chat.completions.create(
+            model=f"m-{fake.wire}", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert odd.value.status_code == 502 and "answered unexpectedly" in odd.value.message
 
 
 PIXEL = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
