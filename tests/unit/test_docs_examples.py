@@ -15,7 +15,7 @@ BLOCK = re.compile(r"```yaml\n(.*?)```", re.S)
 
 
 def _blocks():
-    for page in ("access-control.md", "configuration.md", "llm.md"):
+    for page in ("access-control.md", "configuration.md", "llm.md", "llm-providers.md"):
         for i, block in enumerate(BLOCK.findall((DOCS / page).read_text())):
             yield pytest.param(block, id=f"{page}#{i}")
 
