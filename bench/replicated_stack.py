@@ -43,9 +43,9 @@ from libs.common.analytics.queries import ExportPage, ExportRows
 from libs.common.bus.nats import credentials
 from libs.common.bus.permissions import ADMIN
 from libs.common.contracts import subjects
-from libs.common.contracts.config import parse_config
 from libs.common.contracts.messages import AuditEvent, AuditVerdict, AuditVerify
 from libs.common.runtime.tasks import cancel_and_wait
+from libs.common.settings.config_file import parse_config
 
 __all__ = ["ReplicatedStack", "jsonrpc_answer", "ledger_config", "p99", "parse_stack_args", "run_in"]
 

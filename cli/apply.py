@@ -25,12 +25,13 @@ from libs.common.bus.stores import declare_owned
 from libs.common.cedar.policy_store import active_version, publish, read_version
 from libs.common.contracts import subjects
 from libs.common.contracts.config import BastionConfig
-from libs.common.contracts.config_records import CONFIG_SOURCE, entity_records, key_records
+from libs.common.contracts.config_records import CONFIG_SOURCE, entity_records
 from libs.common.contracts.llm import ProviderRecord
 from libs.common.contracts.llm_routes import ROUTES_KEY, RoutesRecord
 from libs.common.contracts.messages import KeyRecord, ServerRecord
 from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import StoreSettings
+from libs.common.settings.config_file import key_records
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
 

@@ -121,41 +121,33 @@ def show(approval_id: ApprovalId, token: Token = None, admin_url: AdminUrl = Non
         out.print(f"{label:>10}  {escape(str(value))}")
 
 
-def _decide(
-    approval_id: str,
-    what: Literal["approve", "deny"],
-    reason: str,
-    connection: tuple[str | None, str | None, Path | None],
-) -> None:
-    path = f"/approvals/{approval_id}/{what}"
-    after = _as_principal(*connection, lambda api: api.post(path, {"reason": reason}))
-    console().print(
-        f"[green]{after['state']}[/] {after['id']} ({escape(after['name'])}) as {escape(after['decided_by'])}"
+def _decision(what: Literal["approve", "deny"], summary: str) -> Callable[..., None]:
+    """The command that decides a parked call one way, `summary` its help."""
+
+    def decide(
+        approval_id: ApprovalId,
+        reason: Reason,
+        token: Token = None,
+        admin_url: AdminUrl = None,
+        data_dir: DataDir = None,
+    ) -> None:
+        path = f"/approvals/{approval_id}/{what}"
+        after = _as_principal(token, admin_url, data_dir, lambda api: api.post(path, {"reason": reason}))
+        console().print(
+            f"[green]{after['state']}[/] {after['id']} ({escape(after['name'])}) as {escape(after['decided_by'])}"
+        )
+
+    decide.__doc__ = summary
+    return decide
+
+
+approvals_app.command("approve")(
+    _decision(
+        "approve",
+        "Approve: the agent's next call (the same arguments, or naming the approval) runs the stored arguments, once.",
     )
-
-
-@approvals_app.command("approve")
-def approve(
-    approval_id: ApprovalId,
-    reason: Reason,
-    token: Token = None,
-    admin_url: AdminUrl = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Approve: the agent's next call (the same arguments, or naming the approval) runs the stored arguments, once."""
-    _decide(approval_id, "approve", reason, (token, admin_url, data_dir))
-
-
-@approvals_app.command("deny")
-def deny(
-    approval_id: ApprovalId,
-    reason: Reason,
-    token: Token = None,
-    admin_url: AdminUrl = None,
-    data_dir: DataDir = None,
-) -> None:
-    """Deny: the call never runs; the agent is told who denied it and why."""
-    _decide(approval_id, "deny", reason, (token, admin_url, data_dir))
+)
+approvals_app.command("deny")(_decision("deny", "Deny: the call never runs; the agent is told who denied it and why."))
 
 
 @policy_app.command("check")

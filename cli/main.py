@@ -93,7 +93,9 @@ def up(
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
     """Validate a config file and summarize it (never showing secrets); its Cedar policies are compiled
     and listed, and OpenAPI documents are read and what they turn into (or refuse) is listed."""
-    from libs.common.contracts.config import ConfigError, load_config
+    from libs.common.cedar.cedar_policies import check_config_policies
+    from libs.common.contracts.config import ConfigError
+    from libs.common.settings.config_file import load_config
 
     from .apply import key_records
     from .openapi_check import load_openapi_servers, print_openapi_report
@@ -102,6 +104,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAM
 
     try:
         config = load_config(file)
+        check_config_policies(config.policies, str(file))
         key_records(config)
         apis = load_openapi_servers(config, str(file))
     except ConfigError as exc:
@@ -125,8 +128,10 @@ def config_apply(
     data_dir: DataDir = None,
 ) -> None:
     """Write a file's servers and keys into a running deployment's NATS KV (every replica sees it)."""
-    from libs.common.contracts.config import ConfigError, load_config
+    from libs.common.cedar.cedar_policies import check_config_policies
+    from libs.common.contracts.config import ConfigError
     from libs.common.runtime.sealing import Sealer, SealingError
+    from libs.common.settings.config_file import load_config
 
     from .apply import apply_config, key_records
     from .stackfile import find_admin_credentials, find_nats_url
@@ -134,6 +139,7 @@ def config_apply(
 
     try:
         config = load_config(file)
+        check_config_policies(config.policies, str(file))
         key_records(config)
         url = find_nats_url(nats_url, data_dir or Path(".bastion"))
         creds = find_admin_credentials(data_dir or Path(".bastion"))
@@ -156,8 +162,10 @@ def config_apply(
 def config_nats_credentials(
     out: Annotated[Path, typer.Argument(help="Directory for the seeds and authorization.conf (made 0700).")],
 ) -> None:
-    """Make one NATS NKey per service role and the nats-server `authorization` block giving each
-    role only its subjects (for a production NATS; `bastion up` does this by itself)."""
+    """Make one NATS NKey per service role and the nats-server `authorization` block for them.
+
+    The block gives each role only its subjects (for a production NATS; `bastion up` does this by
+    itself)."""
     from libs.common.bus.permissions import ADMIN
 
     from .credentials import AUTHORIZATION_FILE, write_nats_credentials

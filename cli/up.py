@@ -38,10 +38,12 @@ from rich.console import Console
 from rich.markup import escape
 
 from libs.common.bus.permissions import ADMIN
-from libs.common.contracts.config import BastionConfig, ConfigError, load_config
+from libs.common.cedar.cedar_policies import check_config_policies
+from libs.common.contracts.config import BastionConfig, ConfigError
 from libs.common.runtime.package_version import bastion_version
 from libs.common.runtime.sealing import Sealer
 from libs.common.settings import unguarded_bind_problem
+from libs.common.settings.config_file import load_config
 
 from .admin_owner import local_owner_token
 from .apply import apply_config, key_records
@@ -398,6 +400,7 @@ def run_up(
     err = err or Console(stderr=True, soft_wrap=True)
     try:
         config = load_config(config_path)
+        check_config_policies(config.policies, str(config_path))
         key_records(config)  # key_env variables set, no shared secrets: checked before anything starts
     except ConfigError as exc:
         print(exc, file=sys.stderr)

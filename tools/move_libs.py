@@ -54,10 +54,14 @@ PACKAGES: dict[str, list[str]] = {
 MOVES: dict[str, str] = {old: f"{pkg}.{old}" for pkg, olds in PACKAGES.items() for old in olds}
 MOVES["analytics"] = "analytics.queries"
 
-# a module split in two: the names listed went to another module; the rest follow MOVES
+# a module split in two: the names listed went to another module; the rest follow MOVES. A split made
+# after the move rewrites the moved name too (`from libs.common.contracts.config import load_config`).
+_CONFIG_FILE = ("env_references", "key_hash", "load_config", "parse_config")
 SPLITS: dict[str, dict[str, str]] = {
     "analytics": {"ask": "analytics.asking"},
     "egress": {name: "web.egress_rules" for name in ("EgressRefused", "EgressRules", "Resolver", "system_resolver")},
+    "config": {name: "settings.config_file" for name in _CONFIG_FILE},
+    "config_records": {"key_records": "settings.config_file"},
 }
 
 DOCS: dict[str, str] = {
@@ -185,6 +189,13 @@ class Renames:
         )
         self._dotted_re = re.compile(rf"(?<![\w.]){dotted}\.(?P<old>{olds})" + r"(?P<tail>(?:\.\w+)*+)")
         self._path_re = re.compile(rf"(?<![\w]){slashed}/(?P<old>{olds})(?P<ext>\.py|/|(?![\w]))")
+        # a split made after the move: its names are rewritten from the moved module name as well
+        self._moved = {moves[old]: old for old in self.splits}
+        moved = "|".join(re.escape(name) for name in sorted(self._moved, key=len, reverse=True))
+        self._from_moved_re = re.compile(
+            rf"^(?P<indent>[ \t]*)from {dotted}\.(?P<moved>{moved}) import (?P<names>\([^)]*\)|[^\n]*)", re.M
+        )
+        self._dotted_moved_re = re.compile(rf"(?<![\w.]){dotted}\.(?P<moved>{moved})\.(?P<name>\w+)")
 
     def _new_for(self, old: str, symbol: str | None = None) -> str:
         if symbol is not None and symbol in self.splits.get(old, {}):
@@ -226,6 +237,21 @@ class Renames:
         folder = ROOT.joinpath(*self.base.split("."), package)
         return bool(module) and ((folder / f"{module}.py").is_file() or (folder / module).is_dir())
 
+    def _from_moved(self, m: re.Match[str]) -> str:
+        """`from libs.common.contracts.config import ConfigError, load_config` -> a line per module."""
+        old = self._moved[m["moved"]]
+        names = _names(m["names"])
+        if not any(name in self.splits[old] for name, _ in names):
+            return m.group(0)
+        groups: dict[str, list[str]] = {}
+        for name, alias in names:
+            module = f"{self.base}.{self._new_for(old, name)}"
+            groups.setdefault(module, []).append(f"{name} as {alias}" if alias else name)
+        return _emit(m["indent"], groups)
+
+    def _dotted_moved(self, m: re.Match[str]) -> str:
+        return f"{self.base}.{self._new_for(self._moved[m['moved']], m['name'])}.{m['name']}"
+
     def _dotted(self, m: re.Match[str]) -> str:
         old, tail = m["old"], m["tail"]
         first = tail[1:].split(".")[0] if tail else ""
@@ -246,6 +272,9 @@ class Renames:
     def rewrite(self, text: str) -> str:
         text = self._from_base_re.sub(self._from_base, text)
         text = self._from_module_re.sub(self._from_module, text)
+        if self._moved:
+            text = self._from_moved_re.sub(self._from_moved, text)
+            text = self._dotted_moved_re.sub(self._dotted_moved, text)
         text = self._dotted_re.sub(self._dotted, text)
         return self._path_re.sub(self._path, text)
 

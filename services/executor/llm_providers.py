@@ -1,8 +1,10 @@
-"""Chat completions against OpenAI-compatible providers: one HTTP client and circuit breaker per provider.
+"""Chat completions against model providers: one HTTP client, circuit breaker and wire per provider.
 
-Providers arrive through KV `bastion_llm` (a watch, like servers). A request is sent as the body
-ingress built (tools injected); a streamed answer is relayed chunk by chunk to the request's stream
-subject as it arrives, and summed up (text, tool calls, usage) in the final `LlmOutcome`.
+Providers arrive through KV `bastion_llm` (a watch, like servers). A request is the OpenAI body
+ingress built (tools injected), sent through the provider's wire (`llm_wires`, chosen by its
+`kind`: OpenAI-compatible as it is, or translated to Azure, Anthropic, Gemini, Vertex, Bedrock); a
+streamed answer is relayed chunk by chunk, as OpenAI chunks, to the request's stream subject as it
+arrives, and summed up (text, tool calls, usage) in the final `LlmOutcome`.
 Transport errors (connection refused, reset, timed out before an answer, a stream ended before its
 finish reason and `[DONE]`) are retried, but only before any chunk went to the agent: after that a
 retry would repeat text it has already seen. Provider keys live only here (opened from the sealed
@@ -39,6 +41,7 @@ from libs.common.web.egress_rules import EgressRules
 
 from .breaker import CircuitBreaker
 from .error_mapping import scrub_urls
+from .llm_wires import Decoder, Wire, WireFailure, usage_of, wire_for
 from .upstreams.egress_guard import guarded_transport, proxied_hooks, refusal_in
 
 __all__ = ["LlmProviders"]
@@ -63,8 +66,9 @@ class _Provider:
     api_key: str | None
     client: httpx2.AsyncClient
     breaker: CircuitBreaker
+    wire: Wire
     url: httpx2.URL
-    """`<base_url>/chat/completions` (a query string in `base_url` kept after the path)."""
+    """Where the wire sends (`<base_url>/chat/completions` for OpenAI's; a query string in `base_url` kept)."""
     label: str
     """"provider 'name' at <url>" for error messages: the URL without userinfo, query or key."""
 
@@ -81,7 +85,7 @@ class _Stream:
 
     def add(self, chunk: dict[str, Any]) -> None:
         if isinstance(chunk.get("usage"), dict):
-            self.usage = Usage.model_validate(chunk["usage"])
+            self.usage = usage_of(chunk["usage"])
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -112,7 +116,7 @@ class LlmProviders:
         try:
             record = ProviderRecord.model_validate_json(value)
             api_key = self._key(record.config)
-            url = _endpoint(record.config.base_url)
+            wire = wire_for(record.config, api_key)
         except (ValidationError, SealingError, httpx2.InvalidURL) as exc:
             log.error("llm provider %s: unusable configuration (%s); not serving it", name, type(exc).__name__)
             await self.delete(name)
@@ -132,10 +136,11 @@ class LlmProviders:
                 event_hooks={"request": proxied_hooks(self._egress, blocking=False)},
             ),
             breaker=CircuitBreaker(config.failure_threshold, config.reset_timeout),
-            url=url,
-            label=_redact(f"provider {name!r} at {scrub_urls(str(url))}", api_key),
+            wire=wire,
+            url=wire.endpoint,
+            label=_redact(f"provider {name!r} at {scrub_urls(str(wire.endpoint))}", api_key),
         )
-        log.info("llm provider %s: serving %d model(s)", name, len(config.models))
+        log.info("llm provider %s: serving %d model(s) over the %s wire", name, len(config.models), config.kind)
 
     async def delete(self, name: str) -> None:
         provider = self._providers.pop(name, None)
@@ -229,29 +234,29 @@ class LlmProviders:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _once(self, provider: _Provider, request: LlmRequest, stream: _Stream) -> LlmOutcome:
-        body = dict(request.body)
-        streaming = body.get("stream") is True
-        if streaming:
-            # usage arrives in a last chunk only when asked for; audit and budgets need it
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        headers = {"content-type": "application/json"}
-        if provider.api_key:
-            headers["authorization"] = f"Bearer {provider.api_key}"
+        streaming = request.body.get("stream") is True
+        try:
+            outgoing = await provider.wire.request(request.body, streaming)
+        except WireFailure as exc:  # what this provider's wire cannot say, or no credentials to sign with
+            provider.breaker.release()
+            return _failed(
+                request, exc.kind, _redact(f"{provider.label} cannot take this request: {exc}", provider.api_key)
+            )
+        model = str(request.body.get("model") or request.model)
         try:
             async with provider.client.stream(
-                "POST", provider.url, content=orjson.dumps(body), headers=headers
+                "POST", outgoing.url, content=outgoing.content, headers=outgoing.headers
             ) as response:
                 if response.status_code >= 400:
-                    text = (await response.aread()).decode(errors="replace")
-                    outcome = self._http_error(provider, request, response.status_code, text)
-                    return _with_retry_after(outcome, response.headers.get("retry-after"))
+                    failure = provider.wire.failure(response.status_code, await response.aread(), response.headers)
+                    return self._wire_error(provider, request, failure)
                 if not streaming:
-                    payload = orjson.loads(await response.aread())
-                    provider.breaker.success()
-                    return _completed(request, payload)
-                if not await self._relay(request, response, stream):
-                    unfinished = "before the answer was complete (no finish reason, no [DONE])"
+                    return self._answered(provider, request, orjson.loads(await response.aread()), model)
+                if not await self._relay(request, response, stream, provider.wire.decoder(model)):
+                    unfinished = "before the answer was complete (no finish reason, no end of stream)"
                     raise _Transport(f"{provider.label} ended its stream {unfinished}")
+        except WireFailure as exc:  # an error event mid-stream, or an answer not of the wire's shape
+            return self._wire_error(provider, request, exc)
         except (httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
             if stream.events:
                 raise _Transport(
@@ -272,59 +277,52 @@ class LlmProviders:
             tool_calls=[stream.tool_calls[i] for i in sorted(stream.tool_calls)],
         )
 
-    async def _relay(self, request: LlmRequest, response: httpx2.Response, stream: _Stream) -> bool:
-        """Publish each chunk as it comes; whether the stream ended as a finished answer does (with
-        `[DONE]` or at least a finish reason), not just stopped."""
-        async for line in response.aiter_lines():
-            if not line.startswith("data:"):
-                continue  # blank separators, comments, `event:` lines
-            data = line[5:].strip()
-            if data == "[DONE]":
-                return True
-            chunk = orjson.loads(data)
-            if not isinstance(chunk, dict):
-                continue
+    def _answered(self, provider: _Provider, request: LlmRequest, payload: Any, model: str) -> LlmOutcome:
+        provider.breaker.success()  # it answered, even if not in its wire's shape
+        try:
+            return _completed(request, provider.wire.completion(payload, model))
+        except WireFailure as exc:
+            return _failed(request, exc.kind, f"{provider.label} answered unexpectedly: {exc.detail}")
+
+    async def _relay(self, request: LlmRequest, response: httpx2.Response, stream: _Stream, decoder: Decoder) -> bool:
+        """Publish each chunk as the wire's decoder makes it; whether the stream ended as a finished
+        answer does (as its wire says one ends), not just stopped."""
+        async for data in response.aiter_bytes():
+            await self._publish_chunks(request, stream, decoder.feed(data))
+            if decoder.failure is not None:
+                raise decoder.failure
+        await self._publish_chunks(request, stream, decoder.end())
+        return decoder.finished
+
+    async def _publish_chunks(self, request: LlmRequest, stream: _Stream, chunks: list[dict[str, Any]]) -> None:
+        for chunk in chunks:
             stream.add(chunk)
             if request.stream is not None:
                 event = StreamEvent(method=LLM_CHUNK, params=chunk)
                 await self._publish(request.stream, event.model_dump_json().encode())
                 stream.events += 1
-        return stream.finish_reason is not None
 
-    def _http_error(self, provider: _Provider, request: LlmRequest, status: int, text: str) -> LlmOutcome:
-        if status >= 500 or status == 429:
+    def _wire_error(self, provider: _Provider, request: LlmRequest, failure: WireFailure) -> LlmOutcome:
+        if failure.retryable:
             provider.breaker.failure()  # the provider is unwell or overloaded
         else:
             provider.breaker.success()  # it answered: the request was at fault
-        try:
-            detail = orjson.loads(text)["error"]["message"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            detail = text
-        message = f"{provider.label} answered HTTP {status}: {_redact(str(detail), provider.api_key)}"
-        kind = ErrorKind.RATE_LIMITED if status == 429 else ErrorKind.UPSTREAM_ERROR
-        outcome = _failed(request, kind, message[:_MAX_ERROR_CHARS])
+        said = f"answered HTTP {failure.status}" if failure.status else "reported an error mid-stream"
+        message = f"{provider.label} {said}: {_redact(failure.detail, provider.api_key)}"
+        outcome = _failed(request, failure.kind, message[:_MAX_ERROR_CHARS], failure.retry_after)
         assert outcome.error is not None
-        outcome.error.code = status
+        outcome.error.code = failure.status
+        if failure.retryable:  # another attempt, here or on another deployment, may succeed
+            outcome.error.data = {**(outcome.error.data or {}), "retryable": True}
         # the provider's words may quote the prompt: the audit row's error column keeps only the status
-        outcome.error.logged = f"{provider.label} answered HTTP {status}"
+        outcome.error.logged = f"{provider.label} {said}"
         return outcome
-
-
-def _with_retry_after(outcome: LlmOutcome, header: str | None) -> LlmOutcome:
-    """The provider's `Retry-After` (seconds) in the error's data, so no request is routed to it before."""
-    try:
-        seconds = float(header) if header else None
-    except ValueError:
-        seconds = None  # an HTTP date: rare from model providers; the route's cool-down applies
-    if outcome.error is not None and seconds is not None and 0 <= seconds <= 86_400:
-        outcome.error.data = {**(outcome.error.data or {}), "retry_after": seconds}
-    return outcome
 
 
 def _completed(request: LlmRequest, payload: Any) -> LlmOutcome:
     if not isinstance(payload, dict):
         return _failed(request, ErrorKind.UPSTREAM_ERROR, "the provider's answer is not a chat completion")
-    usage = Usage.model_validate(payload["usage"]) if isinstance(payload.get("usage"), dict) else None
+    usage = usage_of(payload.get("usage"))
     choices = payload.get("choices") or [{}]
     message = choices[0].get("message") or {} if isinstance(choices[0], dict) else {}
     return LlmOutcome(
@@ -339,11 +337,6 @@ def _completed(request: LlmRequest, payload: Any) -> LlmOutcome:
 def _failed(request: LlmRequest, kind: ErrorKind, message: str, retry_after: float | None = None) -> LlmOutcome:
     data = {"retry_after": round(retry_after, 3)} if retry_after is not None else None
     return LlmOutcome(id=request.id, error=GatewayError(kind=kind, message=message, data=data))
-
-
-def _endpoint(base_url: str) -> httpx2.URL:
-    url = httpx2.URL(base_url)
-    return url.copy_with(path=url.path.rstrip("/") + "/chat/completions")
 
 
 def _redact(text: str, secret: str | None) -> str:

@@ -164,8 +164,9 @@ class _McpFirst:
         await self.rest(scope, receive, send)
 
     def behind_proxies(self, trusted: list[str] | str) -> None:
-        """Honour `X-Forwarded-For` / `-Proto` from `trusted` addresses (uvicorn's middleware) on
-        every route but `/mcp`, which reads neither the client's address nor the scheme."""
+        """Honour `X-Forwarded-For` / `-Proto` from `trusted` addresses on every route but `/mcp`.
+
+        Uvicorn's middleware does it; `/mcp` reads neither the client's address nor the scheme."""
         self.rest = ProxyHeadersMiddleware(self._rest, trusted_hosts=trusted)
 
     async def _rest(self, scope: Any, receive: Any, send: Any) -> None:

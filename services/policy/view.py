@@ -143,8 +143,9 @@ class PolicyView:
         return compiled
 
     def _user_caller(self, key_id: str) -> KeyRecord | None:
-        """A caller authenticated with an OAuth access token (`user:<id>`) acts as a key bound to that
-        user and nothing else: the user's, team's and customer's groups, budgets and rate limits."""
+        """A caller authenticated with an OAuth access token (`user:<id>`) acts as a key bound to that user.
+
+        And to nothing else: the user's, team's and customer's groups, budgets and rate limits."""
         if not key_id.startswith(USER_CALLER_PREFIX):
             return None
         user_id = key_id.removeprefix(USER_CALLER_PREFIX)

@@ -52,8 +52,9 @@ class Visibility:
         self._answers: LRUCache[tuple[str, _Patterns, _Patterns, _Patterns], list[int]] = LRUCache(maxsize=answers)
 
     def learn(self, pairs: list[Pair]) -> str:
-        """Hold a list under its digest (`messages.pairs_digest`, computed here: a sender's word for
-        it is never taken) and return that."""
+        """Hold a list under its digest and return that.
+
+        The digest is `messages.pairs_digest`, computed here: a sender's word for it is never taken."""
         digest = pairs_digest(pairs)
         if digest not in self._lists:
             self._lists[digest] = _Listed(pairs)
@@ -63,8 +64,10 @@ class Visibility:
         return digest in self._lists
 
     def allowed(self, grants: GrantSet, narrowing: Narrowing, digest: str) -> list[int]:
-        """Indexes of the pairs of list `digest` (`learn` it first: KeyError if it is not held)
-        that `grants` and `narrowing` both let through. The list returned is shared: do not change it."""
+        """Indexes of the pairs of list `digest` that `grants` and `narrowing` both let through.
+
+        `learn` the list first: KeyError if it is not held. The list returned is shared: do not change
+        it."""
         listed = self._lists[digest]
         granted_at = (digest, grants.patterns)
         granted = self._granted.get(granted_at)

@@ -25,8 +25,8 @@ import yaml
 
 from cli.credentials import make_credentials
 from cli.layout import SERVICES, resolve_endpoints, service_specs
-from libs.common.contracts.config import parse_config
 from libs.common.runtime.walls.confine import abi_version
+from libs.common.settings.config_file import parse_config
 from tests.support.polling import poll_until_blocking
 from tests.support.processes import assert_none_left, descendants, output, stop_up, up_with_example
 

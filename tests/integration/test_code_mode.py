@@ -3,9 +3,7 @@ workers) -> policy -> executor -> real upstream servers, with audit rows in Clic
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2
@@ -18,13 +16,13 @@ from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when
+from tests.support.codemode_gateway import shared_codemode_fixture
 from tests.support.gateway import (
     ADMIN_KEY,
     READONLY_KEY,
     Gateway,
     SharedGateway,
     default_config,
-    gateway_on_own_servers,
     running_gateway,
     stdio_server,
 )
@@ -55,27 +53,8 @@ def code_mode_config(rendezvous: bool = True) -> dict:
     return config
 
 
-@contextlib.asynccontextmanager
-async def _code_mode_gateway(running: contextlib.AbstractAsyncContextManager[Gateway]) -> AsyncIterator[Gateway]:
-    async with running as gw:
-        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-        servers = lambda: {server for server, _ in codemode.catalog.pairs}  # noqa: E731
-        await poll_until(lambda: servers() == {"echo", "notes", "rendezvous"}, "both servers in the codemode catalog")
-        yield gw
-
-
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway]:
-    settings = CodeModeSettings(sandbox_workers=2, sandbox_wall_seconds=20)
-    holder = SharedGateway(
-        lambda: _code_mode_gateway(
-            gateway_on_own_servers(tmp_path_factory.mktemp("codemode"), code_mode_config(), codemode=settings)
-        )
-    )
-    try:
-        yield holder
-    finally:
-        await holder.close()
+SETTINGS = CodeModeSettings(sandbox_workers=2, sandbox_wall_seconds=20)
+shared = shared_codemode_fixture(code_mode_config, SETTINGS, {"echo", "notes", "rendezvous"})
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ reach the meta-tools; the gateway stays healthy."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.audit_rows import audit_rows_when
-from tests.support.gateway import Gateway, SharedGateway, default_config, gateway_on_own_servers, running_gateway
+from tests.support.codemode_gateway import codemode_ready, shared_codemode_fixture
+from tests.support.gateway import Gateway, SharedGateway, default_config, running_gateway
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -42,30 +42,11 @@ SETTINGS = CodeModeSettings(
 )
 
 
-@contextlib.asynccontextmanager
-async def _abuse_gateway(running: contextlib.AbstractAsyncContextManager[Gateway]) -> AsyncIterator[Gateway]:
-    async with running as gw:
-        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-        await poll_until(lambda: len(codemode.catalog.pairs) > 0, "the codemode catalog")
-        gw.codemode = codemode  # type: ignore[attr-defined]
-        yield gw
-
-
 def abuse_config() -> dict[str, Any]:
     return echo_config(GREEDY, {"name": "other", "key": OTHER_KEY, "tools": ["echo/echo"], "code_mode": True})
 
 
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway]:
-    holder = SharedGateway(
-        lambda: _abuse_gateway(
-            gateway_on_own_servers(tmp_path_factory.mktemp("codemode"), abuse_config(), codemode=SETTINGS)
-        )
-    )
-    try:
-        yield holder
-    finally:
-        await holder.close()
+shared = shared_codemode_fixture(abuse_config, SETTINGS)
 
 
 @pytest.fixture
@@ -86,7 +67,7 @@ async def alone(shared: SharedGateway) -> None:
 @pytest.fixture
 async def own_gateway(nats_url: str, redis_url: str, tmp_path: Path, alone: None) -> AsyncIterator[Gateway]:
     """A gateway of the test's own, for a test that takes its codemode service down."""
-    async with _abuse_gateway(running_gateway(nats_url, redis_url, tmp_path, abuse_config(), codemode=SETTINGS)) as gw:
+    async with codemode_ready(running_gateway(nats_url, redis_url, tmp_path, abuse_config(), codemode=SETTINGS)) as gw:
         yield gw
 
 

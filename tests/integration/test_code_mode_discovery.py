@@ -8,7 +8,6 @@ definition the catalog no longer serves."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator
@@ -24,14 +23,8 @@ from libs.common.contracts.messages import ServerCatalog
 from libs.common.settings import CodeModeSettings, IngressSettings
 from services.codemode.service import CodeModeService
 from services.ingress.service import IngressService
-from tests.support.gateway import (
-    ADMIN_KEY,
-    Gateway,
-    SharedGateway,
-    default_config,
-    gateway_on_own_servers,
-    running_gateway,
-)
+from tests.support.codemode_gateway import codemode_ready, shared_codemode_fixture
+from tests.support.gateway import ADMIN_KEY, Gateway, SharedGateway, default_config, running_gateway
 from tests.support.legacy_sdk import run_legacy_client
 from tests.support.polling import poll_until
 from tests.support.ts_sdk import run_ts_client
@@ -57,29 +50,10 @@ def discovery_config() -> dict:
     return config
 
 
-@contextlib.asynccontextmanager
-async def _discovery_gateway(gateway: contextlib.AbstractAsyncContextManager[Gateway]) -> AsyncIterator[Gateway]:
-    async with gateway as gw:
-        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-        servers = lambda: {server for server, _ in codemode.catalog.pairs}  # noqa: E731
-        await poll_until(lambda: servers() == {"echo", "notes"}, "both servers in the codemode catalog")
-        yield gw
-
-
 SETTINGS = CodeModeSettings(sandbox_workers=1)
 
 
-@pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway]:
-    holder = SharedGateway(
-        lambda: _discovery_gateway(
-            gateway_on_own_servers(tmp_path_factory.mktemp("codemode"), discovery_config(), codemode=SETTINGS)
-        )
-    )
-    try:
-        yield holder
-    finally:
-        await holder.close()
+shared = shared_codemode_fixture(discovery_config, SETTINGS, {"echo", "notes"})
 
 
 @pytest.fixture
@@ -113,7 +87,7 @@ async def fresh(gateway: Gateway) -> AsyncIterator[Gateway]:
 async def own_gateway(nats_url: str, redis_url: str, tmp_path: Path, alone: None) -> AsyncIterator[Gateway]:
     """A gateway of the test's own, for a test that changes what the catalog serves."""
     running = running_gateway(nats_url, redis_url, tmp_path, discovery_config(), codemode=SETTINGS)
-    async with _discovery_gateway(running) as gw:
+    async with codemode_ready(running, {"echo", "notes"}) as gw:
         yield gw
 
 

@@ -23,13 +23,12 @@ import pytest
 import yaml
 
 from cli.apply import key_records
-from cli.stack import EmbeddedNats, EmbeddedValkey
-from libs.common.contracts.config import parse_config
 from libs.common.settings import AdminSettings, CodeModeSettings
+from libs.common.settings.config_file import parse_config
 from services.admin.service import AdminService
 from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
-from tests.support.console_browser import Page, open_console
-from tests.support.console_chromium import Chromium, shared_chromium
+from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
+from tests.support.console_chromium import Chromium, module_chromium
 from tests.support.egress import LOOPBACK_UPSTREAMS
 from tests.support.gateway import (
     ADMIN_KEY,
@@ -37,6 +36,7 @@ from tests.support.gateway import (
     Gateway,
     default_config,
     example_server_over_http,
+    own_servers,
     running_gateway,
 )
 from tests.support.llm_provider import Received, Reply, ScriptedProvider, scripted_provider
@@ -45,7 +45,6 @@ from tests.support.polling import poll_until
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / ".artifacts" / "console"
 MANY = ROOT / "tests" / "support" / "many_tools_server.py"
 PETSTORE = "https://api.example/openapi.json"
 _TLS = ssl.create_default_context()
@@ -74,10 +73,8 @@ class Stack:
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("console")
-    nats = EmbeddedNats(tmp / "nats").start()
-    valkey = EmbeddedValkey(tmp / "valkey").start()
-    config = default_config({"many": {"command": sys.executable, "args": [str(MANY)], "sandbox": READS_EXAMPLES}})
-    try:
+    with own_servers(tmp) as (nats, valkey):
+        config = default_config({"many": {"command": sys.executable, "args": [str(MANY)], "sandbox": READS_EXAMPLES}})
         # no test here searches tools: embedding the 1,200 tools of `many` would be CPU for nothing
         codemode = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
         # nor changes a definition unannounced: re-listing 1,200 tools every 2 s to catch one would be too
@@ -105,16 +102,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 yield Stack(gateway, admin, owner, **roles)
             finally:
                 await admin.stop()
-    finally:
-        valkey.stop()
-        nats.stop()
 
 
-@pytest.fixture(scope="module")
-async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
-    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
-    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
-        yield shared
+chromium = module_chromium  # one browser for the module, a tab per test
 
 
 async def _signed_in(page: Page, stack: Stack, token: str | None = None, view: str = "servers") -> None:
@@ -135,7 +125,7 @@ async def _created_in_directory(page: Page, kind: str, entity: str, fields: dict
 
 
 async def _shot(page: Page, name: str) -> None:
-    await page.screenshot(ARTIFACTS / f"{name}.png")
+    await page.screenshot(CONSOLE_ARTIFACTS / f"{name}.png")
 
 
 async def test_the_login_page_says_where_the_first_token_is_and_refuses_a_wrong_one(

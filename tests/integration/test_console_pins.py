@@ -16,18 +16,16 @@ from typing import Any
 import httpx
 import pytest
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
 from services.admin.service import AdminService
 from tests.support.admin_api import principal_token, running_admin
-from tests.support.console_browser import Page, open_console
-from tests.support.console_chromium import Chromium, shared_chromium
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, running_gateway
+from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
+from tests.support.console_chromium import Chromium, module_chromium
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, own_servers, running_gateway
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / ".artifacts" / "console"
 _TLS = ssl.create_default_context()
 """One for every client of the admin API: each new one would read the CA bundle again (tens of ms of CPU)."""
 DRIFTING = ROOT / "tests" / "support" / "drifting_server.py"
@@ -68,18 +66,16 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     tmp = tmp_path_factory.mktemp("console-pins")
     state, calls = tmp / "state", tmp / "calls"
     state.write_text("base")
-    nats = EmbeddedNats(tmp / "nats").start()
-    valkey = EmbeddedValkey(tmp / "valkey").start()
-    config = default_config(
-        {
-            "drift": {
-                "command": sys.executable,
-                "args": [str(DRIFTING), str(state), str(calls)],
-                "sandbox": {"write": [str(calls.parent)]},
+    with own_servers(tmp) as (nats, valkey):
+        config = default_config(
+            {
+                "drift": {
+                    "command": sys.executable,
+                    "args": [str(DRIFTING), str(state), str(calls)],
+                    "sandbox": {"write": [str(calls.parent)]},
+                }
             }
-        }
-    )
-    try:
+        )
         async with (
             running_gateway(nats.url, valkey.url, tmp, config) as gateway,
             # the playground's calls go to the gateway, as under `bastion up`
@@ -87,16 +83,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         ):
             viewer = await principal_token(admin, owner, "vera@example.com", {"role": "viewer"}, kind="person")
             yield Stack(gateway, admin, owner, viewer, state)
-    finally:
-        valkey.stop()
-        nats.stop()
 
 
-@pytest.fixture(scope="module")
-async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
-    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
-    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
-        yield shared
+chromium = module_chromium  # one browser for the module, a tab per test
 
 
 async def _catalog(page: Page, stack: Stack, token: str) -> None:
@@ -117,7 +106,7 @@ async def test_an_owner_sees_the_drift_and_approves_or_rejects_it_in_the_browser
         await page.shown("#pin-diff")
         assert "property 'note' added" in await page.text("#pin-diff")
         assert waiting["pending"][:12] in await page.text("#pin-waiting")
-        await page.screenshot(ARTIFACTS / "console-pin-drift.png")
+        await page.screenshot(CONSOLE_ARTIFACTS / "console-pin-drift.png")
         await page.click("#pin-approve")
         await page.shown("#pin-decided")
         await page.wait("!document.querySelector('#pending-approvals')", "nothing waiting any more")
@@ -159,7 +148,7 @@ async def test_a_viewer_sees_what_waits_without_buttons_and_the_api_refuses_the_
         assert "description changed" in await page.text("#pin-diff")
         assert "tools:approve" in await page.text("#pin-state")
         assert await page.evaluate("document.querySelectorAll('#pin-approve, #pin-reject').length") == 0
-        await page.screenshot(ARTIFACTS / "console-pin-viewer.png")
+        await page.screenshot(CONSOLE_ARTIFACTS / "console-pin-viewer.png")
         assert page.errors == []
     async with stack.api(stack.viewer) as api:
         refused = await api.post("/tools/drift/add/approve", json={"sha256": waiting["pending"]})

@@ -16,19 +16,24 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cli.stack import EmbeddedNats, EmbeddedValkey
 from services.admin.service import AdminService
 from tests.support.admin_api import principal_token, running_admin
-from tests.support.console_browser import Page, open_console
-from tests.support.console_chromium import Chromium, shared_chromium
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http, running_gateway
+from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
+from tests.support.console_chromium import Chromium, module_chromium
+from tests.support.gateway import (
+    ADMIN_KEY,
+    Gateway,
+    default_config,
+    example_server_over_http,
+    own_servers,
+    running_gateway,
+)
 from tests.support.mcp_registry import LIVE, PUBLISHED, live_document, publish
 from tests.support.processes import serving_process
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / ".artifacts" / "console"
 _TLS = ssl.create_default_context()
 """One for every client of the admin API: each new one would read the CA bundle again (tens of ms of CPU)."""
 SECRET = "Bearer console-registry-secret-5521"
@@ -56,10 +61,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     folder.mkdir()
     for file in sorted(PUBLISHED.glob("*.json")):
         shutil.copy(file, folder / file.name)
-    nats = EmbeddedNats(tmp / "nats").start()
-    valkey = EmbeddedValkey(tmp / "valkey").start()
-    argv = [sys.executable, "-m", "tests.support.mcp_registry", str(folder)]
-    try:
+    with own_servers(tmp) as (nats, valkey):
+        argv = [sys.executable, "-m", "tests.support.mcp_registry", str(folder)]
         with serving_process(argv, "the local MCP registry") as registry:
             async with example_server_over_http("--http") as echo:
                 publish(folder, live_document(echo, "2.1.0"), "live.json")
@@ -71,16 +74,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
                 ):
                     operator = await principal_token(admin, owner, "otto@example.com", {"role": "operator"})
                     yield Stack(gateway, admin, owner, operator, folder, echo)
-    finally:
-        valkey.stop()
-        nats.stop()
 
 
-@pytest.fixture(scope="module")
-async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
-    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
-    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
-        yield shared
+chromium = module_chromium  # one browser for the module, a tab per test
 
 
 async def _registry_panel(page: Page, stack: Stack, token: str) -> None:
@@ -111,7 +107,7 @@ async def test_a_registry_server_is_imported_in_the_browser_and_called(stack: St
         await page.shown("#registry-importer .error")
         assert "give a value for: Authorization (secret)" in await page.text("#registry-importer .error")
         await page.fill("label[data-input='Authorization'] input", SECRET)
-        await page.screenshot(ARTIFACTS / "console-registry-import.png")
+        await page.screenshot(CONSOLE_ARTIFACTS / "console-registry-import.png")
         await page.click("#registry-import")
         await page.wait(
             "document.querySelector(\"#servers-table tr[data-server='fromreg']\")?.innerText.includes('healthy')",

@@ -20,7 +20,7 @@ import pytest
 from libs.common.contracts.messages import AuditEvent
 from tests.support.admin_api import seeded_token
 from tests.support.analytics_stack import stack_with_dataset
-from tests.support.console_chromium import Chromium, TabPage, shared_chromium
+from tests.support.console_chromium import Chromium, TabPage, module_chromium
 
 pytestmark = pytest.mark.integration
 
@@ -55,11 +55,7 @@ async def run(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Run]:
         yield Run(stack.admin_url, events, now, owner, analyst, acme, infra)
 
 
-@pytest.fixture(scope="module")
-async def chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
-    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh."""
-    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
-        yield shared
+chromium = module_chromium  # one browser for the module, a tab per test
 
 
 async def _settled(page: TabPage, url: str) -> str:

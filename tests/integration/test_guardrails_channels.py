@@ -38,24 +38,14 @@ from tests.support.gateway import (
     running_gateway,
 )
 from tests.support.polling import poll_until
+from tests.support.server_values import server_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 
 HOSTILE = ROOT / "tests" / "support" / "hostile_server.py"
 
 
-def _hostile() -> Any:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("hostile_values", HOSTILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hostile_values"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-HOSTILE_VALUES = _hostile()
+HOSTILE_VALUES = server_values(HOSTILE, "hostile_values")
 FORMS: dict[str, tuple[str, str]] = HOSTILE_VALUES.FORMS
 
 

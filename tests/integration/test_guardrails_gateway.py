@@ -6,11 +6,9 @@ description carries injected instructions is flagged when listed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -22,6 +20,7 @@ from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, ROOT, default_config, example_server_over_http, running_gateway
 from tests.support.llm_gateway import execute_call
 from tests.support.polling import poll_until
+from tests.support.server_values import server_values
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +28,8 @@ DRIFTING = ROOT / "tests" / "support" / "drifting_server.py"
 CODER_KEY = "bk_test_guardrails_coder_00000"
 
 
-def _secrets() -> ModuleType:
-    """The drifting server's example credentials (its module reads argv, so load it with some)."""
-    spec = importlib.util.spec_from_file_location("drifting_values", DRIFTING)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    argv, sys.argv = sys.argv, ["drifting", "/nonexistent-state", "/nonexistent-calls"]
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.argv = argv
-    return module
-
-
-VALUES = _secrets()
+# the drifting server's example credentials (its module reads argv, so load it with some)
+VALUES = server_values(DRIFTING, "drifting_values", ["drifting", "/nonexistent-state", "/nonexistent-calls"])
 SECRETS = (VALUES.AWS_KEY_ID, VALUES.AWS_SECRET, VALUES.GITHUB_TOKEN)
 
 

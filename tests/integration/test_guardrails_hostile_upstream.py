@@ -14,11 +14,8 @@ SDK over stdio), through the whole gateway:
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import logging
-import sys
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -32,22 +29,14 @@ from libs.common.supply_chain.pin_store import find, read_records
 from libs.common.supply_chain.pin_store import pending as pending_records
 from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, ROOT, default_config, running_gateway, stdio_server
 from tests.support.polling import poll_until
+from tests.support.server_values import server_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 
 POISONED = ROOT / "tests" / "support" / "poisoned_server.py"
 
 
-def _poisoned() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("poisoned_values", POISONED)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["poisoned_values"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-VALUES = _poisoned()
+VALUES = server_values(POISONED, "poisoned_values")
 SECRETS: tuple[str, str] = VALUES.SECRETS
 
 

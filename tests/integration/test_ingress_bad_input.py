@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, default_config, gateway_on_own_servers
+from tests.support.gateway import ADMIN_HEADERS, ADMIN_KEY, echo_only_config, gateway_on_own_servers
 
 pytestmark = pytest.mark.integration
 
@@ -14,17 +12,10 @@ AUTH = ADMIN_HEADERS
 LIMIT = 64 * 1024
 
 
-def echo_only() -> dict[str, Any]:
-    """The default config without `notes`: no test here calls it, and its process would only cost a start."""
-    config = default_config()
-    del config["mcpServers"]["notes"]
-    return config
-
-
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("bad-input")
-    async with gateway_on_own_servers(workdir, echo_only(), max_body_bytes=LIMIT) as gw:
+    async with gateway_on_own_servers(workdir, echo_only_config(), max_body_bytes=LIMIT) as gw:
         yield gw
 
 

@@ -4,14 +4,13 @@ that reached a handler leaves exactly one audit row, and sessions end when they 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
 from services.ingress.sessions.session_state import session_key
-from tests.support.gateway import ADMIN_HEADERS, default_config, gateway_on_own_servers, legacy_initialize
+from tests.support.gateway import ADMIN_HEADERS, echo_only_config, gateway_on_own_servers, legacy_initialize
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -23,18 +22,11 @@ SESSION_MAX_AGE = 3.0
 SECRET = "hardening-test-shared-session-secret"
 
 
-def echo_only() -> dict[str, Any]:
-    """The default config without `notes`: no test here calls it, and its process would only cost a start."""
-    config = default_config()
-    del config["mcpServers"]["notes"]
-    return config
-
-
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("hardening")
     async with gateway_on_own_servers(
-        workdir, echo_only(), session_max_age=SESSION_MAX_AGE, session_secret=SECRET, max_name_chars=300
+        workdir, echo_only_config(), session_max_age=SESSION_MAX_AGE, session_secret=SECRET, max_name_chars=300
     ) as gw:
         yield gw
 

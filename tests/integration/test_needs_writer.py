@@ -113,13 +113,10 @@ async def shared(writer: Writer, tmp_path_factory: pytest.TempPathFactory) -> As
     workdir = tmp_path_factory.mktemp("needs-writer")
     with hold_ports(1) as held:  # the gateway's, no one else's while it starts, lazily (`cli.ports`)
         (port,) = held.ports
-        holder = SharedGateway(
+        async with SharedGateway(
             lambda: gateway_on_own_servers(workdir, _config(writer), codemode=_settings(port, workdir), port=port)
-        )
-        try:
+        ) as holder:
             yield holder
-        finally:
-            await holder.close()
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from libs.common.bus.nats import connect
 from libs.common.bus.relay import AckedRequester, routed_requester
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects
-from libs.common.contracts.config import parse_config
 from libs.common.contracts.entities import Budget
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.keys import key_id
 from libs.common.contracts.messages import Caller, CallOutcome, Refund, ToolCall, decode_outcome
 from libs.common.settings import IngressSettings, PolicySettings
+from libs.common.settings.config_file import parse_config
 from services.policy.service import PolicyService
 from tests.support.barrier import processed
 from tests.support.gateway import SERVERS

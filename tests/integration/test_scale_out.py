@@ -77,11 +77,8 @@ async def _two_ingresses(workdir: Path) -> AsyncIterator[tuple[Gateway, IngressS
 async def ingresses(tmp_path_factory):
     """Stopped before a test of this module starts a gateway of its own (one audit store per process)."""
     workdir = tmp_path_factory.mktemp("two-ingresses")
-    pair = SharedGateway(lambda: _two_ingresses(workdir))
-    try:
+    async with SharedGateway(lambda: _two_ingresses(workdir)) as pair:
         yield pair
-    finally:
-        await pair.close()
 
 
 @pytest.fixture

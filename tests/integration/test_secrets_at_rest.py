@@ -20,10 +20,11 @@ from nats.js.errors import KeyNotFoundError
 from cli.apply import apply_config
 from libs.common.bus.nats import kv_bucket, kv_snapshot
 from libs.common.contracts import subjects
-from libs.common.contracts.config import ServerConfig, parse_config
+from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.messages import ServerCatalog, ServerRecord
 from libs.common.runtime.sealing import Sealer, new_key
 from libs.common.settings import ExecutorSettings
+from libs.common.settings.config_file import parse_config
 from services.executor.service import ExecutorService
 from tests.support.gateway import ADMIN_KEY, SERVERS, default_config, running_gateway
 

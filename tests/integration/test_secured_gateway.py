@@ -23,10 +23,10 @@ from cli.stack import EmbeddedNats, EmbeddedValkey
 from libs.common.bus.nats import credentials
 from libs.common.bus.permissions import ADMIN, AUDIT, EXECUTOR, INGRESS, POLICY
 from libs.common.contracts import subjects
-from libs.common.contracts.config import parse_config
 from libs.common.contracts.messages import AuditQuery, AuditRows, Caller
 from libs.common.runtime.sealing import Sealer
 from libs.common.settings import AdminSettings, AuditSettings, ExecutorSettings, IngressSettings, PolicySettings
+from libs.common.settings.config_file import parse_config
 from services.admin.service import AdminService
 from services.audit.service import AuditService
 from services.executor.service import ExecutorService

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from cli.ports import free_port
-from libs.common.contracts.config import load_config
+from libs.common.settings.config_file import load_config
 from tests.support.gateway import ADMIN_KEY, Gateway, running_gateway
 from tests.support.node_tools import ensure_node, ensure_package
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.common.contracts.config import ConfigError, parse_config
+from libs.common.contracts.config import ConfigError
+from libs.common.settings.config_file import parse_config
 
 __all__ = ["SECRET", "_ci_key", "_error", "_servers", "_write"]
 

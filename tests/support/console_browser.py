@@ -28,7 +28,10 @@ from libs.common.web.guarded_http import shared_tls
 from tests.support.chromium import FLAGS, chromium
 from tests.support.polling import poll_until
 
-__all__ = ["Page", "browser", "open_console"]
+__all__ = ["CONSOLE_ARTIFACTS", "Page", "browser", "open_console"]
+
+CONSOLE_ARTIFACTS = Path(__file__).resolve().parents[2] / ".artifacts" / "console"
+"""Where the console tests leave their screenshots."""
 
 _LISTENING = re.compile(rb"DevTools listening on (ws://[^\s]+)")
 

@@ -19,11 +19,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
+import pytest
 
 from tests.support.chromium import FLAGS, chromium
 from tests.support.console_browser import _RECORD_VIOLATIONS, Page, devtools_endpoint
 
-__all__ = ["Chromium", "TabPage", "shared_chromium"]
+__all__ = ["Chromium", "TabPage", "module_chromium", "shared_chromium"]
 
 _MESSAGES = 64 * 1024 * 1024
 """The largest DevTools message read: a full-page screenshot of a long view is tens of MB."""
@@ -131,3 +132,11 @@ async def shared_chromium(profile: Path) -> AsyncIterator[Chromium]:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+@pytest.fixture(scope="module")
+async def module_chromium(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chromium]:
+    """One browser for the module: each test's page is a tab of its own, on a profile left as fresh.
+    A module binds it under the name its tests use: `chromium = module_chromium`."""
+    async with shared_chromium(tmp_path_factory.mktemp("chromium")) as shared:
+        yield shared

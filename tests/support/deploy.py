@@ -97,7 +97,7 @@ def up_private_variables() -> dict[str, frozenset[str]]:
     from cli.credentials import StackCredentials
     from cli.layout import _PRIVATE_VARIABLES, Endpoints, service_specs
     from libs.common.bus.permissions import ROLES
-    from libs.common.contracts.config import parse_config
+    from libs.common.settings.config_file import parse_config
 
     creds = StackCredentials(
         seed_files={role: Path(f"/seeds/{role}.nk") for role in ROLES},

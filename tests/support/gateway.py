@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import errno
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -31,7 +31,7 @@ from libs.common.bus import local_lane
 from libs.common.bus.local_lane import LocalLane
 from libs.common.bus.nats import connect
 from libs.common.bus.permissions import ADMIN, AUDIT, CODEMODE, EXECUTOR, INGRESS, OAUTH, POLICY
-from libs.common.contracts.config import BastionConfig, parse_config
+from libs.common.contracts.config import BastionConfig
 from libs.common.runtime.sealing import Sealer, new_key
 from libs.common.settings import (
     AdminSettings,
@@ -42,6 +42,7 @@ from libs.common.settings import (
     OAuthSettings,
     PolicySettings,
 )
+from libs.common.settings.config_file import parse_config
 from libs.common.web.guarded_http import shared_tls
 from services.admin.service import AdminService
 from services.audit.service import AuditService
@@ -102,6 +103,14 @@ def default_config(extra_servers: dict[str, Any] | None = None) -> dict[str, Any
             {"name": "nothing", "key": NOTHING_KEY, "tools": []},
         ],
     }
+
+
+def echo_only_config() -> dict[str, Any]:
+    """The default config without `notes`, for a module none of whose tests calls it: its process would
+    only cost a start."""
+    config = default_config()
+    del config["mcpServers"]["notes"]
+    return config
 
 
 def echoers_config(**sections: Any) -> dict[str, Any]:
@@ -391,10 +400,17 @@ async def gateway_on_own_servers(
 ) -> AsyncIterator[Gateway]:
     """`running_gateway` on a NATS and a Valkey of its own under `workdir`, stopped after it: the
     module-scoped gateway of a test module (the `nats_url` and `redis_url` fixtures live one test)."""
-    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
-    try:
+    with own_servers(workdir) as (nats, valkey):
         async with running_gateway(nats.url, valkey.url, workdir, raw_config, **options) as gw:
             yield gw
+
+
+@contextlib.contextmanager
+def own_servers(workdir: Path) -> Iterator[tuple[EmbeddedNats, EmbeddedValkey]]:
+    """A NATS and a Valkey of a module's own under `workdir`, stopped after the block."""
+    nats, valkey = EmbeddedNats(workdir / "nats").start(), EmbeddedValkey(workdir / "valkey").start()
+    try:
+        yield nats, valkey
     finally:
         nats.stop()
         valkey.stop()
@@ -421,3 +437,24 @@ class SharedGateway(Generic[T]):
     async def close(self) -> None:
         self._gateway = None
         await self._running.aclose()
+
+    async def __aenter__(self) -> SharedGateway[T]:
+        """`async with SharedGateway(start) as holder: yield holder` in a module's fixture: stopped
+        when the module is done."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def shared_gateway_fixture(start: Callable[[Path], contextlib.AbstractAsyncContextManager[T]]) -> Any:
+    """The module-scoped fixture holding a module's `SharedGateway`: `start(workdir)` makes the
+    gateway's context manager, in a fresh folder each time the gateway starts. A module binds it
+    under the name its fixtures use: `shared = shared_gateway_fixture(lambda workdir: ...)`."""
+
+    @pytest.fixture(scope="module")
+    async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SharedGateway[T]]:
+        async with SharedGateway(lambda: start(tmp_path_factory.mktemp("gateway"))) as holder:
+            yield holder
+
+    return shared

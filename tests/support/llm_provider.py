@@ -1,32 +1,39 @@
-"""A scripted OpenAI-compatible provider: a real HTTP server on a free port speaking the chat
-completions wire format (JSON answers, and server-sent-event chunks with tool-call deltas).
+"""A scripted model provider: a real HTTP server on a free port speaking one provider's wire
+(`tests/support/provider_wires`: OpenAI chat completions by default, or Azure OpenAI, Anthropic
+Messages, Gemini, Vertex AI, Bedrock Converse), JSON answers and streams as that provider sends them.
 
 Written on raw asyncio streams so a test can also make it misbehave at the transport level: close
 the connection without answering (a reset before any token), or answer with an HTTP error. Each
 request takes the next step of the script; every request received is recorded (headers, body).
 
-It checks each conversation as strict OpenAI-compatible providers do (`conversation_problem`) and
-answers a malformed one with HTTP 400, taking no step: a message without a role, a tool call no
-`tool` message answers, a call id used twice, a `tool` message answering no call.
+It checks each request as its provider does and answers a refused one (HTTP 400 or 401/403, in
+the wire's own error shape) taking no step: for OpenAI's wire (`conversation_problem`) a message
+without a role, a tool call no `tool` message answers, a call id used twice, a `tool` message
+answering no call; the other wires check credentials, their SDK's schema and their own rules.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from tests.support.provider_wires import Answer, Call, Reply, Speaker, speaker_for
+from tests.support.provider_wires.base import json_answer
+
 __all__ = [
+    "Broken",
     "Computed",
     "Cut",
     "Drop",
     "Fail",
     "Held",
+    "Overload",
+    "Raw",
     "Reply",
     "ScriptedProvider",
     "Stall",
@@ -39,22 +46,30 @@ _ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "functio
 
 
 @dataclass
-class Reply:
-    """A completion: assistant text and/or tool calls `(name, arguments)`; `ids` are the calls' ids
-    when a test chooses them (some providers repeat ids across answers, or leave them empty)."""
-
-    text: str | None = None
-    tool_calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    usage: tuple[int, int] = (10, 5)
-    ids: tuple[str, ...] = ()
-
-
-@dataclass
 class Fail:
     status: int = 500
     message: str = "the provider is having a bad day"
-    retry_after: int | None = None
-    """Seconds sent as the `Retry-After` header."""
+    retry_after: float | None = None
+
+
+@dataclass
+class Raw:
+    """Answer `payload` as JSON with `status`, whatever the wire (an answer not of its shape)."""
+
+    status: int
+    payload: Any
+
+
+@dataclass
+class Overload:
+    """Answer as the provider does when it is overloaded (Anthropic's 529, Gemini's and Bedrock's 503)."""
+
+
+@dataclass
+class Broken:
+    """Start streaming `text`, then send the provider's error event (an overload) mid-stream."""
+
+    text: str
 
 
 @dataclass
@@ -95,17 +110,21 @@ class Computed:
     answer: Callable[[dict[str, Any]], Reply | Fail]
 
 
-Step = Reply | Fail | Drop | Stall | Cut | Stop | Held | Computed
+Step = Reply | Fail | Raw | Overload | Broken | Drop | Stall | Cut | Stop | Held | Computed
 
 
 @dataclass
 class Received:
     headers: dict[str, str]
     body: dict[str, Any]
+    path: str = ""
 
 
 class ScriptedProvider:
-    def __init__(self) -> None:
+    def __init__(self, wire: str = "openai", key: str | None = None) -> None:
+        """`key`: the credential the provider expects (None: any, or for Bedrock, a SigV4 signature)."""
+        self.wire = wire
+        self.speaker: Speaker = speaker_for(wire, key)
         self.script: list[Step] = []
         self.received: list[Received] = []
         self.refused: list[str] = []
@@ -113,7 +132,6 @@ class ScriptedProvider:
         self.release = asyncio.Event()
         self.always: Step | None = None
         """What to answer once the script ran out (None: a 500 saying so); a load's every request."""
-        self._ids = itertools.count(1)
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self.port = 0
@@ -125,7 +143,7 @@ class ScriptedProvider:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://127.0.0.1:{self.port}{self.speaker.prefix}"
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -149,51 +167,12 @@ class ScriptedProvider:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("latin-1").split("\r\n")
+            path = lines[0].split(" ")[1] if lines[0].count(" ") >= 2 else "/"
             headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-            body = orjson.loads(await reader.readexactly(int(headers.get("content-length", "0"))))
-            self.received.append(Received(headers, body))
-            problem = conversation_problem(body.get("messages"))
-            if problem is not None:
-                self.refused.append(problem)
-                payload = orjson.dumps(
-                    {"error": {"message": problem, "type": "invalid_request_error", "param": "messages", "code": None}}
-                )
-                writer.write(_head(400, "application/json", len(payload)) + payload)
-                await writer.drain()
-                return
-            step = self.script.pop(0) if self.script else self.always or Fail(500, "the test script ran out of steps")
-            if isinstance(step, Drop):
-                return
-            if isinstance(step, Held):
-                await asyncio.wait_for(self.release.wait(), 60)
-                step = step.reply
-            if isinstance(step, Computed):
-                step = step.answer(body)
-            if isinstance(step, Stall):
-                await asyncio.wait_for(reader.read(), 60)  # EOF: the client closed its side
-                return
-            if isinstance(step, Cut | Stop):
-                # Cut: a declared length the body never reaches, the client sees the connection break;
-                # Stop: no length, the body ends cleanly when the connection closes
-                writer.write(_head(200, "text/event-stream", 1_000_000 if isinstance(step, Cut) else None))
-                for chunk in self._chunks(Reply(step.text), body)[:-2]:  # no finish reason, no usage
-                    writer.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-                await writer.drain()
-                return
-            if isinstance(step, Fail):
-                payload = orjson.dumps({"error": {"message": step.message, "type": "server_error", "code": None}})
-                head = _head(step.status, "application/json", len(payload), step.retry_after)
-                writer.write(head + payload)
-            elif body.get("stream"):
-                writer.write(_head(200, "text/event-stream", None))
-                for chunk in self._chunks(step, body):
-                    writer.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-                    await writer.drain()
-                writer.write(b"data: [DONE]\n\n")
-            else:
-                payload = orjson.dumps(self._completion(step, body))
-                writer.write(_head(200, "application/json", len(payload)) + payload)
-            await writer.drain()
+            raw = await reader.readexactly(int(headers.get("content-length", "0")))
+            body = orjson.loads(raw)
+            self.received.append(Received(headers, body, path))
+            await self._answer(writer, reader, path, headers, raw, body)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
             pass
         finally:
@@ -202,64 +181,57 @@ class ScriptedProvider:
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
-    def _tool_calls(self, step: Reply) -> list[dict[str, Any]]:
-        ids = step.ids or tuple(f"call_{next(self._ids)}" for _ in step.tool_calls)
-        return [
-            {
-                "id": call_id,
-                "type": "function",
-                "function": {"name": name, "arguments": orjson.dumps(arguments).decode()},
-            }
-            for call_id, (name, arguments) in zip(ids, step.tool_calls, strict=True)
-        ]
+    async def _answer(
+        self,
+        writer: asyncio.StreamWriter,
+        reader: asyncio.StreamReader,
+        path: str,
+        headers: dict[str, str],
+        raw: bytes,
+        body: dict[str, Any],
+    ) -> None:
+        speaker = self.speaker
+        route = speaker.route(path, body)
+        if route is None:
+            self.refused.append(f"no route {path}")
+            return await _write(writer, speaker.error(404, f"no route {path}", None))
+        refusal = speaker.refusal(path, headers, raw, body)
+        if refusal is not None:
+            self.refused.append(refusal.frames[0].decode(errors="replace"))
+            return await _write(writer, refusal)
+        model, streaming = route
+        step = self.script.pop(0) if self.script else self.always or Fail(500, "the test script ran out of steps")
+        if isinstance(step, Drop):
+            return None
+        if isinstance(step, Held):
+            await asyncio.wait_for(self.release.wait(), 60)
+            step = step.reply
+        if isinstance(step, Computed):
+            step = step.answer(body)
+        if isinstance(step, Stall):
+            await asyncio.wait_for(reader.read(), 60)  # EOF: the client closed its side
+            return None
+        if isinstance(step, Cut | Stop):
+            # Cut: a declared length the body never reaches, the client sees the connection break;
+            # Stop: no length, the body ends cleanly when the connection closes
+            answer = speaker.stream(Reply(step.text), [], model, body, whole=False)
+            return await _write(writer, answer, 1_000_000 if isinstance(step, Cut) else None)
+        if isinstance(step, Fail):
+            return await _write(writer, speaker.error(step.status, step.message, step.retry_after))
+        if isinstance(step, Raw):
+            return await _write(writer, json_answer(step.status, step.payload))
+        if isinstance(step, Overload):
+            return await _write(writer, speaker.overload())
+        if isinstance(step, Broken):
+            return await _write(writer, speaker.broken(step.text, model))
+        calls = self._calls(step)
+        if streaming:
+            return await _write(writer, speaker.stream(step, calls, model, body, whole=True))
+        return await _write(writer, speaker.completion(step, calls, model))
 
-    @staticmethod
-    def _usage(step: Reply) -> dict[str, int]:
-        prompt, completion = step.usage
-        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-    def _completion(self, step: Reply, body: dict[str, Any]) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": "assistant", "content": step.text}
-        calls = self._tool_calls(step)
-        if calls:
-            message["tool_calls"] = calls
-        return {
-            "id": f"chatcmpl-{next(self._ids)}",
-            "object": "chat.completion",
-            "created": 1_700_000_000,
-            "model": body.get("model"),
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if calls else "stop"}],
-            "usage": self._usage(step),
-        }
-
-    def _chunks(self, step: Reply, body: dict[str, Any]) -> list[dict[str, Any]]:
-        """As OpenAI streams: a role delta, text in pieces, each tool call's name then its arguments
-        in two pieces, a finish reason, and (when asked for) a last chunk with the usage."""
-        base = {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion.chunk", "created": 1_700_000_000}
-        base["model"] = body.get("model")
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-        chunks = [chunk({"role": "assistant", "content": ""})]
-        text = step.text or ""
-        chunks += [chunk({"content": text[i : i + 4]}) for i in range(0, len(text), 4)]
-        for index, call in enumerate(self._tool_calls(step)):
-            head = {
-                "index": index,
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": call["function"]["name"]},
-            }
-            chunks.append(chunk({"tool_calls": [{**head, "function": {**head["function"], "arguments": ""}}]}))
-            arguments = call["function"]["arguments"]
-            half = len(arguments) // 2
-            for piece in (arguments[:half], arguments[half:]):
-                chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
-        chunks.append(chunk({}, "tool_calls" if step.tool_calls else "stop"))
-        if (body.get("stream_options") or {}).get("include_usage"):
-            chunks.append({**base, "choices": [], "usage": self._usage(step)})
-        return chunks
+    def _calls(self, step: Reply) -> list[Call]:
+        ids = step.ids or tuple(self.speaker.call_ids(len(step.tool_calls)))
+        return [Call(call_id, name, arguments) for call_id, (name, arguments) in zip(ids, step.tool_calls, strict=True)]
 
 
 def conversation_problem(messages: Any) -> str | None:
@@ -300,18 +272,28 @@ def conversation_problem(messages: Any) -> str | None:
     return None
 
 
-def _head(status: int, content_type: str, length: int | None, retry_after: int | None = None) -> bytes:
+def _head(status: int, content_type: str, length: int | None, extra: dict[str, str] | None = None) -> bytes:
     lines = [f"HTTP/1.1 {status} X", f"Content-Type: {content_type}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (extra or {}).items()]
     if length is not None:
         lines.append(f"Content-Length: {length}")
-    if retry_after is not None:
-        lines.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
+async def _write(writer: asyncio.StreamWriter, answer: Answer, length: int | None = None) -> None:
+    """`answer` on the connection: a body with its length, or a stream's frames as they go (no
+    length: the stream ends when the connection closes); `length` declares one the body never reaches."""
+    if not answer.streamed and length is None:
+        length = sum(len(frame) for frame in answer.frames)
+    writer.write(_head(answer.status, answer.content_type, length, answer.headers))
+    for frame in answer.frames:
+        writer.write(frame)
+        await writer.drain()
+
+
 @contextlib.asynccontextmanager
-async def scripted_provider() -> AsyncIterator[ScriptedProvider]:
-    provider = ScriptedProvider()
+async def scripted_provider(wire: str = "openai", key: str | None = None) -> AsyncIterator[ScriptedProvider]:
+    provider = ScriptedProvider(wire, key)
     await provider.start()
     try:
         yield provider

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cli.layout import resolve_endpoints, service_specs
-from libs.common.contracts.config import parse_config
 from libs.common.runtime.walls.boxes import box_for
 from libs.common.settings import PolicySettings
+from libs.common.settings.config_file import parse_config
 
 pytestmark = pytest.mark.unit
 

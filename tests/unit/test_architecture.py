@@ -127,18 +127,10 @@ IO_LEFT = {
 }
 
 
-def _import_time_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
-    """The import statements a module runs when it is imported, `if TYPE_CHECKING:` blocks included:
-    everything outside function bodies (an import inside a function runs when it is called)."""
-    found: list[ast.Import | ast.ImportFrom] = []
-    pending: list[ast.AST] = [ast.parse(path.read_text())]
-    while pending:
-        for child in ast.iter_child_nodes(pending.pop()):
-            if isinstance(child, ast.Import | ast.ImportFrom):
-                found.append(child)
-            elif not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-                pending.append(child)
-    return found
+def _all_imports(path: Path) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of a module, those inside function bodies and `if TYPE_CHECKING:` blocks
+    included: an import deferred into a function still makes the package depend on what it names."""
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Import | ast.ImportFrom)]
 
 
 def _names_imported(node: ast.Import | ast.ImportFrom) -> list[str]:
@@ -172,7 +164,7 @@ def test_libs_imports_are_absolute():
 @pytest.mark.parametrize("package", sorted(LEVELS))
 def test_common_package_imports_only_below_it(package):
     for path in (COMMON / package).rglob("*.py"):
-        for node in _import_time_imports(path):
+        for node in _all_imports(path):
             for name in _names_imported(node):
                 parts = name.split(".")
                 if parts[:2] != ["libs", "common"] or len(parts) < 3 or parts[2] == package:
@@ -200,6 +192,21 @@ def test_contracts_do_no_io():
                 assert where in IO_LEFT, f"{path.relative_to(ROOT)}:{node.lineno} imports {name}: I/O in contracts"
                 left.add(where)
     assert left == IO_LEFT, f"no longer imported, drop from IO_LEFT: {IO_LEFT - left}"
+
+
+# what reads a file or the environment: the configuration file's reading is settings/config_file.py's
+_READS = {"environ", "environb", "getenv", "read_text", "read_bytes", "write_text", "write_bytes"}
+
+
+def test_contracts_read_no_file_or_environment():
+    """A model in contracts/ validates what it is given; whatever reads it from disk or the
+    environment (`${VAR}`, `key_env`) sits a level up, so importing a contract reads nothing."""
+    for path in (COMMON / "contracts").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            reads = (isinstance(node, ast.Attribute) and node.attr in _READS) or (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open"
+            )
+            assert not reads, f"{path.relative_to(ROOT)}:{node.lineno} reads a file or the environment"  # type: ignore[attr-defined]
 
 
 # -- services/ingress: modules grouped by concern, no circle, a send path that reads as one loop -------

@@ -10,7 +10,7 @@ from cli.admin_client import AdminFailure, AdminTarget, api_root, find_admin
 from cli.admin_values import parse_budget, parse_pairs, parse_rate
 from cli.layout import resolve_endpoints, service_specs
 from cli.stackfile import write_stack
-from libs.common.contracts.config import parse_config
+from libs.common.settings.config_file import parse_config
 from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit

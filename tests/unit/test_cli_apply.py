@@ -14,12 +14,13 @@ from nats.js.kv import KeyValue
 from cli.apply import apply_config
 from libs.common.bus.nats import kv_snapshot
 from libs.common.contracts import subjects
-from libs.common.contracts.config import BastionConfig, ConfigError, ServerConfig, load_config
+from libs.common.contracts.config import BastionConfig, ConfigError, ServerConfig
 from libs.common.contracts.keys import key_id
 from libs.common.contracts.llm import ProviderRecord
 from libs.common.contracts.llm_config import ProviderConfig
 from libs.common.contracts.messages import KeyRecord, ServerRecord
 from libs.common.runtime.sealing import Sealer, new_key
+from libs.common.settings.config_file import load_config
 
 pytestmark = pytest.mark.integration  # real nats-server (fast: ~50 ms per test)
 

@@ -116,7 +116,7 @@ def test_config_check_warns_of_a_command_not_found_and_stays_valid(tmp_path: Pat
 
 def test_the_up_banner_marks_a_server_that_cannot_start_or_that_ingress_reports_down() -> None:
     from cli.summary import banner_servers
-    from libs.common.contracts.config import parse_config
+    from libs.common.settings.config_file import parse_config
 
     config = parse_config(
         {

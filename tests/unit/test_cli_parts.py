@@ -15,8 +15,8 @@ from cli.layout import SECRET_VARIABLES, SERVICES, resolve_endpoints, service_sp
 from cli.stackfile import find_nats_url, read_stack, remove_stack, write_stack
 from cli.summary import safe_url
 from cli.supervisor import Backoff, ChildSpec, describe_exit
-from libs.common.contracts.config import load_config
 from libs.common.settings import ExecutorSettings, IngressSettings
+from libs.common.settings.config_file import load_config
 from tests.support.processes import fake_bastion_up
 
 pytestmark = pytest.mark.unit

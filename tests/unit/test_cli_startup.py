@@ -11,7 +11,10 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-HEAVY = ("nats", "aiohttp", "mcp", "mcp_types", "opentelemetry", "services", "libs.common.contracts.config")
+HEAVY = (
+    "nats", "aiohttp", "mcp", "mcp_types", "opentelemetry", "services", "libs.common.contracts.config",
+    "libs.common.settings.config_file",
+)  # fmt: skip
 
 LOADED = """
 import sys

@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from cli.layout import SECRET_VARIABLES, resolve_endpoints, service_specs
-from libs.common.contracts.config import load_config
 from libs.common.settings import CodeModeSettings
+from libs.common.settings.config_file import load_config
 from services.codemode import needs
 from services.codemode.needs_writer import MAX_ANSWER_BYTES, NeedsWriter, WriterError, parse, prompt
 from services.codemode.toolset import Toolset

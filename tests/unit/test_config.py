@@ -10,14 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from libs.common.contracts.config import (
-    BastionConfig,
-    ConfigError,
-    KeyConfig,
-    ServerConfig,
-    load_config,
-    parse_config,
-)
+from libs.common.contracts.config import BastionConfig, ConfigError, KeyConfig, ServerConfig
+from libs.common.settings.config_file import key_hash, load_config, parse_config
 from tests.support.config_files import SECRET, _servers, _write
 
 pytestmark = pytest.mark.unit
@@ -174,7 +168,7 @@ def test_bastion_yaml_with_every_section(tmp_path: Path) -> None:
     assert config.stack.redis_url is None
     assert [key.name for key in config.keys] == ["ci", "admin"]
     assert config.keys[0].tools == ["github/get_*", "docs/*"]
-    assert config.keys[1].key_hash() == digest
+    assert key_hash(config.keys[1]) == digest
 
 
 def test_yaml_and_json_files_give_the_same_config(tmp_path: Path) -> None:
@@ -271,15 +265,15 @@ def test_parse_config_leaves_cwd_alone() -> None:
 
 def test_key_hash_is_the_sha256_of_the_secret() -> None:
     key = parse_config({"keys": [{"name": "ci", "key": SECRET}]}).keys[0]
-    assert key.key_hash() == hashlib.sha256(SECRET.encode()).hexdigest()
+    assert key_hash(key) == hashlib.sha256(SECRET.encode()).hexdigest()
 
 
 def test_key_env_reads_the_environment_when_hashed(monkeypatch: pytest.MonkeyPatch) -> None:
     key = parse_config({"keys": [{"name": "ci", "key_env": "BASTION_TEST_CI_KEY"}]}).keys[0]
     monkeypatch.setenv("BASTION_TEST_CI_KEY", SECRET)
-    assert key.key_hash() == hashlib.sha256(SECRET.encode()).hexdigest()
+    assert key_hash(key) == hashlib.sha256(SECRET.encode()).hexdigest()
     monkeypatch.setenv("BASTION_TEST_CI_KEY", SECRET[::-1])
-    assert key.key_hash() == hashlib.sha256(SECRET[::-1].encode()).hexdigest()
+    assert key_hash(key) == hashlib.sha256(SECRET[::-1].encode()).hexdigest()
 
 
 @pytest.mark.parametrize("value", [None, ""])
@@ -290,13 +284,13 @@ def test_key_env_not_set_names_the_field_and_the_variable(value: str | None, mon
         monkeypatch.setenv("BASTION_TEST_CI_KEY", value)
     key = KeyConfig(name="ci", key_env="BASTION_TEST_CI_KEY")
     with pytest.raises(ConfigError) as info:
-        key.key_hash()
+        key_hash(key)
     assert str(info.value) == "keys.ci.key_env: environment variable 'BASTION_TEST_CI_KEY' is not set"
 
 
 def test_key_sha256_is_used_as_is() -> None:
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
-    assert KeyConfig(name="ci", key_sha256=digest).key_hash() == digest
+    assert key_hash(KeyConfig(name="ci", key_sha256=digest)) == digest
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,8 @@ from typing import Any
 
 import pytest
 
-from libs.common.contracts.config import (
-    ConfigError,
-    load_config,
-    parse_config,
-)
+from libs.common.contracts.config import ConfigError
+from libs.common.settings.config_file import load_config, parse_config
 from tests.support.config_files import SECRET, _ci_key, _error, _servers, _write
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from cli.layout import resolve_endpoints, service_specs
-from libs.common.contracts.config import ConfigError, parse_config
+from libs.common.contracts.config import ConfigError
 from libs.common.settings import AdminSettings, ExecutorSettings, OAuthSettings
+from libs.common.settings.config_file import parse_config
 from libs.common.web.egress_rules import EgressRefused, EgressRules, system_resolver
 
 pytestmark = pytest.mark.unit

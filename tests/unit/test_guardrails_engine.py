@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from libs.common.contracts.config import ConfigError, parse_config
+from libs.common.contracts.config import ConfigError
 from libs.common.contracts.guardrails import GuardrailRule, GuardrailsSection, effective_rules
 from libs.common.contracts.messages_base import Caller
+from libs.common.settings.config_file import parse_config
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.guardrails.chunks import OVERLAP
 

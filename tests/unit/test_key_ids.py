@@ -9,6 +9,7 @@ import pytest
 from libs.common.contracts.config import KeyConfig
 from libs.common.contracts.keys import generate_key, key_id
 from libs.common.contracts.messages import Caller, KeyRecord
+from libs.common.settings.config_file import key_hash
 from services.ingress.auth.keys import KeyDirectory
 
 pytestmark = pytest.mark.unit
@@ -28,7 +29,7 @@ def test_every_way_to_write_a_key_in_the_file_gives_its_id(monkeypatch: pytest.M
         KeyConfig(name="env", key_env="ONE_RULE_KEY"),
         KeyConfig(name="hashed", key_sha256=key_id(SECRET)),
     ]
-    assert {key.key_hash() for key in written} == {key_id(SECRET)}
+    assert {key_hash(key) for key in written} == {key_id(SECRET)}
 
 
 def test_ingress_finds_a_generated_key_by_that_id() -> None:

@@ -7,9 +7,9 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from libs.common.contracts.config import parse_config
 from libs.common.contracts.llm import DEFAULT_MAX_TOKENS, Usage, cost_usd, max_cost_usd
 from libs.common.contracts.llm_config import LlmSection, ModelPrice, ProviderConfig
+from libs.common.settings.config_file import parse_config
 from services.executor.llm_providers import _Stream
 from services.ingress.llm.tools import ToolCallProblem, function_tool, merged_tools, parse_tool_call, tool_message
 from tests.support.llm_provider import conversation_problem

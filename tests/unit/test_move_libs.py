@@ -35,6 +35,17 @@ def test_every_moved_module_is_where_the_mapping_says():
         ("python -m libs.common.walls.confine", "python -m libs.common.runtime.walls.confine"),
         ("(../libs/common/permissions.py)", "(../libs/common/bus/permissions.py)"),
         ("`libs.common.analytics.ask`", "`libs.common.analytics.asking.ask`"),
+        (  # split after the move: the moved name is rewritten too
+            "from libs.common.contracts.config import ConfigError, load_config",
+            "from libs.common.contracts.config import ConfigError\n"
+            "from libs.common.settings.config_file import load_config",
+        ),
+        (
+            "from libs.common.contracts.config_records import CONFIG_SOURCE, key_records",
+            "from libs.common.contracts.config_records import CONFIG_SOURCE\n"
+            "from libs.common.settings.config_file import key_records",
+        ),
+        ("`libs.common.contracts.config.parse_config`", "`libs.common.settings.config_file.parse_config`"),
         (
             "from services.ingress.task_router import TaskRouter",
             "from services.ingress.tasks.task_router import TaskRouter",

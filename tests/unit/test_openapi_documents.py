@@ -12,9 +12,10 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from libs.common.contracts.config import ServerConfig, parse_config
+from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.openapi_config import OpenApiSection
 from libs.common.contracts.pins import definition_sha256
+from libs.common.settings.config_file import parse_config
 from services.executor.upstreams.openapi.api import load_api
 from services.executor.upstreams.openapi.names import identities, tool_names
 from services.executor.upstreams.openapi.source import DocumentError

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from libs.common.contracts.config import ServerConfig, parse_config
+from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.registry_entries import ImportRefused, RegistryOrigin, choices_of, entry_for
+from libs.common.settings.config_file import parse_config
 
 pytestmark = pytest.mark.unit
 

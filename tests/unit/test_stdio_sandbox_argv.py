@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from cli.layout import stdio_writes
-from libs.common.contracts.config import ConfigError, ServerConfig, load_config, parse_config
+from libs.common.contracts.config import ConfigError, ServerConfig
 from libs.common.runtime.walls.boxes import box_for
 from libs.common.runtime.walls.confine import Confinement
 from libs.common.runtime.walls.profiles import within
 from libs.common.settings import ExecutorSettings
+from libs.common.settings.config_file import load_config, parse_config
 from services.executor.upstreams.mcp.stdio_sandbox import Launch, StdioRoot, launch
 
 pytestmark = pytest.mark.unit

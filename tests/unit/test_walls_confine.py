@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_confined(box: Confinement, code: str, before: str = "") -> dict[str, str]:
-    """Run `code` (which fills `results`) in a child confined to `box`, after `before` ran
-    unconfined; its results as JSON."""
+    """Run `code` (which fills `results` through `attempt`, with `call(number, *args)` for a raw system
+    call) in a child confined to `box`, after `before` ran unconfined; its results as JSON."""
     program = (
         "import ctypes, errno, json, os, socket, sys\n"
         + textwrap.dedent(before)
@@ -45,6 +45,13 @@ def _run_confined(box: Confinement, code: str, before: str = "") -> dict[str, st
                 results[name] = errno.errorcode.get(exc.errno, str(exc))
             except MemoryError:
                 results[name] = "MemoryError"
+        libc = ctypes.CDLL(None, use_errno=True)
+        def call(number, *args):
+            # attempt()'s action for the raw system call `number`
+            def go():
+                if libc.syscall(number, *args) == -1:
+                    raise OSError(ctypes.get_errno(), "syscall")
+            return go
         """
         )
         + textwrap.dedent(code)
@@ -137,12 +144,6 @@ def test_the_seccomp_deny_list():
     results = _run_confined(
         _python_box(),
         """
-        libc = ctypes.CDLL(None, use_errno=True)
-        def call(number, *args):
-            def go():
-                if libc.syscall(number, *args) == -1:
-                    raise OSError(ctypes.get_errno(), "syscall")
-            return go
         attempt("unshare", call(272, 0x10000000))          # CLONE_NEWUSER
         attempt("mount", call(165, None, None, None, 0, None))
         attempt("keyctl", call(250, 0))
@@ -168,12 +169,6 @@ def test_no_box_lets_a_process_type_into_its_own_terminal_or_open_a_ring():
         own = os.open(os.ttyname(slave), os.O_RDWR)
         """
     attacks = """
-        libc = ctypes.CDLL(None, use_errno=True)
-        def call(number, *args):
-            def go():
-                if libc.syscall(number, *args) == -1:
-                    raise OSError(ctypes.get_errno(), "syscall")
-            return go
         attempt("TIOCSTI", lambda: fcntl.ioctl(own, 0x5412, b"x"))
         attempt("TIOCSTI high bits", call(16, own, 0x1_0000_5412, ctypes.c_char_p(b"x")))
         attempt("TIOCLINUX", lambda: fcntl.ioctl(own, 0x541C, bytes([2]) + bytes(12)))

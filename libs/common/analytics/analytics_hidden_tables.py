@@ -34,8 +34,9 @@ def _unwrapped(node: exp.Expr | None) -> exp.Expr | None:
 
 
 def table_behind_in(node: exp.Expr) -> exp.Expr | None:
-    """The name on the right of `node` if it is an `IN` (or `in`/`notIn` call) whose right side
-    ClickHouse reads as a table; else None."""
+    """The name on the right of `node` if ClickHouse reads that side as a table; else None.
+
+    `node` is an `IN` (or an `in`/`notIn` call)."""
     source: exp.Expr | None = None
     if isinstance(node, exp.In):
         if node.args.get("field") is not None:
@@ -49,8 +50,9 @@ def table_behind_in(node: exp.Expr) -> exp.Expr | None:
 
 
 def names_with_query(table: exp.Table) -> bool:
-    """Whether `table` (written without a database) names a WITH query in its scope rather than a
-    table of the database."""
+    """Whether `table` names a WITH query in its scope rather than a table of the database.
+
+    `table` is written without a database."""
     name = table.name.lower()
     came_through: exp.CTE | None = None
     node: exp.Expr | None = table
@@ -65,9 +67,10 @@ def names_with_query(table: exp.Table) -> bool:
 
 
 def _queries_seen(declared: exp.With, came_through: exp.CTE | None) -> set[str]:
-    """The WITH queries of `declared` that a name inside `came_through` (one of them, or None for
-    the query that declares them) may mean: in a WITH query's body only those declared before it,
-    fewer than ClickHouse sees, so that a doubt reads as the table."""
+    """The WITH queries of `declared` that a name inside `came_through` may mean.
+
+    `came_through` is one of them, or None for the query that declares them. In a WITH query's body
+    only those declared before it: fewer than ClickHouse sees, so that a doubt reads as the table."""
     ctes = list(declared.expressions)
     if came_through is not None and any(cte is came_through for cte in ctes):
         ctes = ctes[: next(i for i, cte in enumerate(ctes) if cte is came_through)]

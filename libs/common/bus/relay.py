@@ -388,8 +388,9 @@ class Acknowledger:
         return left is None or left > self._margin
 
     def watch(self, msg: Msg, call: asyncio.Task[Any], reply: str | None = None) -> None:
-        """Acknowledge `msg` (to `reply`, by default its reply subject) if `call` (the task answering
-        it) is still running after a moment.
+        """Acknowledge `msg` if `call`, the task answering it, is still running after a moment.
+
+        The acknowledgement goes to `reply`, by default the message's reply subject.
 
         Only then: a fast call's answer is its own proof of life, and one message fewer per call
         is real latency on the hot path. A request that spent long on the way is acknowledged

@@ -74,9 +74,10 @@ class WorkSigner:
         revisions: Mapping[str, int] | None = None,
         condition: PolicyCondition | None = None,
     ) -> str:
-        """Policy's MAC over a decision that `head`'s caller may send `kind` requests to its target
-        with its narrowing until `expires`, at `price`, taken at KV `revisions`, each call passing
-        `condition` ("" without a key)."""
+        """Policy's MAC over a decision; "" without a key.
+
+        The decision: `head`'s caller may send `kind` requests to its target with its narrowing until
+        `expires`, at `price`, taken at KV `revisions`, each call passing `condition`."""
         if self._key is None:
             return ""
         decided: list[object] = [kind, head.decision(), repr(expires), repr(price), sorted((revisions or {}).items())]

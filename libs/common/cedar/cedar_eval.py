@@ -219,9 +219,10 @@ def evaluate(
     parsed: cedarpy.Entities | None = None,
     aliases: tuple[str, ...] = (),
 ) -> Verdict:
-    """`policies` (one of `compiled`'s sets) over `who` calling `target` (server, tool, annotations)
-    under its own name and each of its `aliases`; `parsed`: `entities(who, target, aliases)` when the
-    caller holds them already."""
+    """`policies`, one of `compiled`'s sets, over `who` calling `target` under each of its names.
+
+    `target` is (server, tool, annotations), named by its own name and each of its `aliases`;
+    `parsed`: `entities(who, target, aliases)` when the caller holds them already."""
     server, tool, _ = target
     given = parsed if parsed is not None else _entities(who, *target, aliases)
     matched: list[PolicyInfo] = []
@@ -261,8 +262,9 @@ def _combined(matched: list[PolicyInfo]) -> Verdict:
 def per_call_applicable(
     compiled: CompiledPolicies, who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...] = ()
 ) -> frozenset[str]:
-    """The per-call policies whose scope (principal, action, resource) covers `who` calling `target`
-    under any of its names."""
+    """The per-call policies whose scope covers `who` calling `target` under any of its names.
+
+    A scope is the principal, the action and the resource."""
     scopes = compiled.per_call_scopes
     if scopes is None:
         return frozenset()

@@ -31,6 +31,8 @@ from typing import Any, Final
 import cedarpy
 from pydantic import BaseModel, Field
 
+from libs.common.contracts.config_text import ConfigError
+
 __all__ = [
     "ACTIVE_KEY",
     "BASELINE_ID",
@@ -40,6 +42,7 @@ __all__ = [
     "PolicyInfo",
     "PolicyProblem",
     "PolicyVersion",
+    "check_config_policies",
     "compile_policies",
     "version_key",
 ]
@@ -262,3 +265,16 @@ def compile_policies(text: str) -> CompiledPolicies:
         per_call_scopes=_policy_set(scopes) if scopes else None,
         per_call_parsed={pid: p for pid, p in parsed.items() if infos[pid].per_call},
     )
+
+
+def check_config_policies(policies: str | None, source: str) -> None:
+    """A config file's `policies` (docs/policy.md) compiled when the file is read, so a file whose
+    policies would not apply is refused there: `ConfigError` prefixed by `source`, as for any field."""
+    if policies is None:
+        return
+    try:
+        compile_policies(policies)
+    except PolicyProblem as exc:
+        raise ConfigError(
+            f"{source}: policies: {exc} (lines count from the first line of the policies' text)"
+        ) from None

@@ -1,38 +1,30 @@
-"""The Bastion configuration file (YAML or JSON).
+"""The Bastion configuration file's models (YAML or JSON).
 
 `mcpServers` is accepted exactly as Claude Desktop, Cursor, Claude Code and Cline write it:
 `command`/`args`/`env` for stdio, `url`/`headers` (optionally `type: http|sse`) for remote servers.
-Bastion's own sections (`gateway`, `stack`, `keys`) sit beside it. Inside `mcpServers`, `${VAR}` and
-`${VAR:-default}` in strings are expanded from the environment, as Claude Code does (and Cursor's
-`${env:VAR}`).
-
-Any problem raises one `ConfigError` whose message starts with the file and the offending field
-(`mcpServers.github: needs 'command' ...`) and never repeats a key secret.
+Bastion's own sections (`gateway`, `stack`, `keys`) sit beside it. Data only: reading the file,
+expanding `${VAR}` from the environment and the messages of a document that does not validate are
+`libs.common.settings.config_file`'s.
 """
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from libs.common.contracts.a2a_config import A2aSection
-from libs.common.contracts.config_text import ConfigError, parse_text, parse_untrusted_text
+from libs.common.contracts.config_text import ConfigError, parse_untrusted_text
 from libs.common.contracts.egress import EgressSection, check_allowed_hosts
 from libs.common.contracts.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
 from libs.common.contracts.gateway_tasks import HostedTask
 from libs.common.contracts.guardrails import GuardrailsSection
-from libs.common.contracts.keys import key_id
 from libs.common.contracts.llm_config import AgentMode, LlmLimits, LlmSection
 from libs.common.contracts.model_grants import MAX_MODEL_GRANTS
 from libs.common.contracts.openapi_config import OpenApiSection, check_http_url
 from libs.common.contracts.pins import PinMode
-from libs.common.contracts.refused_values import refusal_text
 from libs.common.contracts.registry_entries import OFFICIAL_REGISTRY, RegistryOrigin
 from libs.common.contracts.repeats import named_once
 
@@ -45,10 +37,7 @@ __all__ = [
     "SandboxConfig",
     "ServerConfig",
     "StackSection",
-    "env_references",
     "grant_problem",
-    "load_config",
-    "parse_config",
     "parse_untrusted_text",
 ]
 
@@ -58,8 +47,6 @@ SERVER_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _FOREIGN_SERVER_KEYS = frozenset({"autoApprove", "alwaysAllow", "description", "transportType", "envFile", "oauth"})
 # Cline's legacy `transportType` of a remote server, honoured when `type` is absent
 _LEGACY_TRANSPORTS = frozenset({"sse", "http"})
-# `${VAR}` and `${VAR:-default}` (Claude Code), `${env:VAR}` (Cursor)
-_ENV_REF = re.compile(r"\$\{(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _SECRET_FIELDS = ("key", "key_env", "key_sha256")
 
@@ -371,14 +358,6 @@ class KeyConfig(_Strict):
                 raise ValueError(problem)
         return grants
 
-    def key_hash(self) -> str:
-        if self.key_sha256:
-            return self.key_sha256
-        secret = self.key if self.key is not None else os.environ.get(self.key_env or "", "")
-        if not secret:
-            raise ConfigError(f"keys.{self.name}.key_env: environment variable {self.key_env!r} is not set")
-        return key_id(secret)
-
 
 class GatewaySection(_Strict):
     host: str = "127.0.0.1"
@@ -454,24 +433,9 @@ class BastionConfig(_Strict):
         return {name: url.rstrip("/") for name, url in registries.items()}
 
     policies: str | None = None
-    """Cedar policies beside the grants (docs/policy.md), checked when the file is read: applying
-    the file publishes them as a new version when they differ from the active one. Absent: the
-    policies stay as the admin API last set them."""
-
-    @field_validator("policies")
-    @classmethod
-    def _policies_compile(cls, text: str | None) -> str | None:
-        if text is not None:
-            from libs.common.cedar.cedar_policies import (  # the Cedar engine: 20 ms, only when used
-                PolicyProblem,
-                compile_policies,
-            )
-
-            try:
-                compile_policies(text)
-            except PolicyProblem as exc:
-                raise ValueError(f"{exc} (lines count from the first line of the policies' text)") from None
-        return text
+    """Cedar policies beside the grants (docs/policy.md), compiled when the file is read
+    (`cedar_policies.check_config_policies`): applying the file publishes them as a new version when
+    they differ from the active one. Absent: the policies stay as the admin API last set them."""
 
     @field_validator("mcp_servers")
     @classmethod
@@ -483,178 +447,3 @@ class BastionConfig(_Strict):
                     " '_', '-', '.' (at most 64 characters)"
                 )
         return servers
-
-
-# where each section's entries are validated, to list the allowed keys when one is unknown
-_SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "mcpServers": ServerConfig,
-    "keys": KeyConfig,
-    "gateway": GatewaySection,
-    "stack": StackSection,
-    "guardrails": GuardrailsSection,
-    "egress": EgressSection,
-}
-
-
-def _expand(value: Any, where: str) -> Any:
-    if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in os.environ:
-                return os.environ[name]
-            if default is not None:
-                return default
-            raise ConfigError(f"{where}: environment variable {name!r} is not set")
-
-        return _ENV_REF.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    return value
-
-
-def env_references(raw: Any) -> list[str]:
-    """Where the `mcpServers` of a parsed document write a `${VAR}` (`mcpServers.github.headers.Authorization`),
-    for a reader that must not expand them (one that came over the network: its environment is not the
-    sender's). Paths only: a value is never repeated."""
-    found: list[str] = []
-
-    def walk(value: Any, where: str) -> None:
-        if isinstance(value, str) and _ENV_REF.search(value):
-            found.append(where)
-        elif isinstance(value, dict):
-            for k, v in value.items():
-                walk(v, f"{where}.{k}")
-        elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, f"{where}[{i}]")
-
-    for section in ("mcpServers", "mcp_servers"):
-        if isinstance(raw, dict) and isinstance(raw.get(section), dict):
-            walk(raw[section], section)
-    return found
-
-
-def _field_path(loc: tuple[int | str, ...], raw: dict[str, Any]) -> str:
-    """`mcpServers.github.env.TOKEN`, `keys[0] (name 'ci').tools`, ... for a pydantic error location."""
-    parts: list[str] = []
-    for item in loc:
-        parts.append(f"[{item}]" if isinstance(item, int) else ("." if parts else "") + str(item))
-    if len(loc) >= 2 and loc[0] == "keys" and isinstance(loc[1], int):
-        entries = raw.get("keys")
-        entry = entries[loc[1]] if isinstance(entries, list) and loc[1] < len(entries) else None
-        if isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            parts[1] += f" (name {entry['name']!r})"
-    return "".join(parts) or "(top level)"
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The models an annotation names: `X | None`, `Annotated[A | B, ...]`, ..."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in get_args(annotation) for m in _models_in(arg)]
-
-
-def _nested_model(model: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose entry `path` (below `model`) is: `openapi.include` of a server is an `OpenApiFilter`,
-    `openapi.auth.bearer` (pydantic names a tagged union's member by its tag) an `OpenApiBearer`."""
-    parts = list(path)
-    while parts:
-        part = str(parts.pop(0))
-        if part.isdigit():  # an entry of a list: the same model
-            continue
-        field = model.model_fields.get(part) or next((f for f in model.model_fields.values() if f.alias == part), None)
-        candidates = _models_in(field.annotation) if field is not None else []
-        if len(candidates) > 1 and parts:  # a tagged union: the next part is the member's tag
-            tag = str(parts.pop(0))
-            candidates = [m for m in candidates if tag in get_args(m.model_fields["type"].annotation)]
-        if len(candidates) != 1:
-            return None
-        model = candidates[0]
-    return model
-
-
-def _unknown_key(loc: tuple[int | str, ...]) -> str:
-    """Message for a key no model declares: the closest allowed key, then all of them."""
-    model = BastionConfig if len(loc) == 1 else _SECTION_MODELS.get(str(loc[0]))
-    if model is None:  # pragma: no cover - every section with extra="forbid" is listed
-        return "unknown key"
-    if model is ServerConfig and len(loc) > 3:  # below a server entry: `mcpServers.<name>.openapi.<key>`
-        model = _nested_model(model, loc[2:-1]) or model
-    allowed = [field.alias or name for name, field in model.model_fields.items()]
-    close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key{hint}; allowed here: {', '.join(allowed)}"
-
-
-def _error_message(error: Any, raw: dict[str, Any]) -> str:
-    loc = tuple(error["loc"])
-    if error["type"] == "extra_forbidden":
-        message = _unknown_key(loc)
-    else:
-        message = refusal_text(error)  # the rule, never the refused value
-    return f"{_field_path(loc, raw)}: {message}"
-
-
-def parse_config(raw: Any, source: str = "config", *, expand: bool = True) -> BastionConfig:
-    """Validate an already-parsed config document; `source` prefixes every error message. `expand`:
-    `${VAR}` in `mcpServers` is read from this process's environment; only for the owner's own file
-    (`load_config`), never for a document that came over the network (`env_references` finds them)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with an 'mcpServers' section")
-    for section in ("mcpServers", "mcp_servers"):  # the alias, or the field name (populate_by_name)
-        servers = raw.get(section)
-        if expand and isinstance(servers, dict):
-            raw = {**raw, section: {n: _expand(s, f"{source}: {section}.{n}") for n, s in servers.items()}}
-    try:
-        return BastionConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = [_error_message(error, raw) for error in exc.errors()]
-        if len(problems) == 1:
-            raise ConfigError(f"{source}: {problems[0]}") from None
-        listed = "".join(f"\n  - {problem}" for problem in problems)
-        raise ConfigError(f"{source}: {len(problems)} problems:{listed}") from None
-
-
-def load_config(path: str | Path) -> BastionConfig:
-    """Read and validate a config file; relative stdio `cwd`s, `sandbox` paths and arguments naming
-    an existing file or folder resolve against the file's folder. A stdio server without a `cwd`
-    gets none: it runs in its own working folder (`<stdio root>/<server>`), never in this file's
-    folder, which its box would then grant (this file holds keys and other servers' tokens)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: editors on Windows may add a BOM
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the configuration file ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: cannot read the configuration file (not UTF-8 text)") from None
-    config = parse_config(parse_text(text, path), str(path))
-    base = path.resolve().parent
-    for server in config.mcp_servers.values():
-        if server.command:
-            if server.cwd:
-                server.cwd = str((base / Path(server.cwd).expanduser()).resolve())
-            else:
-                server.args = [_beside(base, arg) for arg in server.args]
-                if os.sep in server.command:  # `./start.sh`; a bare name is looked up on PATH
-                    server.command = _beside(base, server.command)
-            sandbox = server.sandbox
-            sandbox.read = [str((base / Path(p).expanduser()).resolve()) for p in sandbox.read]
-            sandbox.write = [str((base / Path(p).expanduser()).resolve()) for p in sandbox.write]
-        if server.openapi is not None and not server.openapi.is_url:
-            server.openapi.document = str((base / Path(server.openapi.document).expanduser()).resolve())
-    return config
-
-
-def _beside(base: Path, arg: str) -> str:
-    """`arg` made absolute when it is a relative path to an existing file or folder in `base` (a
-    script beside the config file), as it named one when `base` was the server's working folder."""
-    if not arg or arg.startswith("-") or "\x00" in arg or Path(arg).expanduser().is_absolute():
-        return arg
-    try:
-        found = (base / arg).resolve()
-        return str(found) if found.exists() else arg
-    except (OSError, RuntimeError):  # a name too long, a loop of links: not a path
-        return arg

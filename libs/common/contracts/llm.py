@@ -2,8 +2,9 @@
 
 A chat completion travels like a tool call: ingress -> policy (key, budget) -> executor (the
 provider call, behind a breaker per provider). Bodies stay in OpenAI's wire format (plain dicts):
-the executor forwards the request body it is given and streams the provider's chunks back as they
-come, as `StreamEvent`s with method `LLM_CHUNK` on the request's stream subject.
+the executor sends the request body it is given through the provider's wire (translated to the
+provider's own API where its `kind` is not `openai`) and streams the answer's chunks back, as OpenAI
+chunks, as they come, as `StreamEvent`s with method `LLM_CHUNK` on the request's stream subject.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 LLM_CHUNK: Final = "llm/chunk"
-"""`StreamEvent.method` of one streamed chat-completion chunk (params: the chunk as the provider sent it)."""
+"""`StreamEvent.method` of one streamed chat-completion chunk (params: the chunk, in OpenAI's shape)."""
 DEFAULT_MAX_TOKENS: Final = 4096
 """Completion tokens a request that sets no `max_tokens` is assumed to use at most, for the budget check."""
 MAX_CANDIDATES: Final = 64
@@ -126,7 +127,7 @@ class LlmOutcome(BusMessage):
 
     id: str
     response: dict[str, Any] | None = None
-    """Non-streaming: the provider's `ChatCompletion` as it sent it."""
+    """Non-streaming: the provider's answer as a `ChatCompletion` (as sent, or translated from its wire)."""
     error: GatewayError | None = None
     decided_by: str = "executor"
     usage: Usage | None = None

@@ -137,9 +137,10 @@ class PolicyCondition(BaseModel):
 
 
 class Grant(BaseModel):
-    """Policy's decision that a caller may send one kind of request (`kind`: `EXEC_CALL` or
-    `EXEC_REQUEST`) to one target, with one narrowing, with nothing to count: reused by ingress
-    until `expires` (the `subjects.GRANT` header). `mac` is policy's HMAC over all of that and the
+    """Policy's decision that a caller may send one kind of request to one target, with nothing to count.
+
+    `kind` is `EXEC_CALL` or `EXEC_REQUEST`, with one narrowing; ingress reuses it until `expires` (the
+    `subjects.GRANT` header). `mac` is policy's HMAC over all of that and the
     price (`signing.WorkSigner.grant_mac`), so an executor can tell it from a forged one. A tool
     some per-call policy governs is granted with that policy as a `condition` the executor checks
     on every call: its arguments are decided per call, without a hop through policy."""

@@ -15,6 +15,7 @@ errors are for good (a refused audit batch is split or dead-lettered, not retrie
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 from tenacity import (
@@ -23,15 +24,21 @@ from tenacity import (
     retry_if_exception_type,
     retry_if_result,
     stop_never,
-    wait_exponential_jitter,
 )
 from tenacity.retry import retry_base
 
 __all__ = ["patiently", "until"]
 
 
-def _waits(first: float, most: float) -> wait_exponential_jitter:
-    return wait_exponential_jitter(multiplier=first, max=most, jitter=first)
+def _waits(first: float, most: float) -> Callable[[RetryCallState], float]:
+    """`first` doubled per attempt plus up to `first` of jitter, at most `most`: written out, not
+    `wait_exponential_jitter`, whose arguments changed name between tenacity 9.1 and 9.2 (the
+    google-genai SDK the tests use holds tenacity below 9.2)."""
+
+    def wait(state: RetryCallState) -> float:
+        return min(most, first * 2.0 ** (state.attempt_number - 1) + random.uniform(0, first))
+
+    return wait
 
 
 def patiently(

@@ -70,8 +70,9 @@ def enabled() -> bool:
 def configure(
     service: str, otlp_endpoint: str = "", processor: SpanProcessor | None = None, sample_ratio: float = 1.0
 ) -> bool:
-    """Turn tracing on for this process when `otlp_endpoint` (an OTLP/HTTP traces URL, e.g.
-    `http://collector:4318/v1/traces`) or `processor` is given; True if tracing is on.
+    """Turn tracing on for this process when `otlp_endpoint` or `processor` is given; True if it is on.
+
+    `otlp_endpoint` is an OTLP/HTTP traces URL, e.g. `http://collector:4318/v1/traces`.
     `sample_ratio` of new traces are recorded; a continued trace follows its parent's decision.
 
     One provider per process: services run together in one process (tests) share the first one."""

@@ -76,8 +76,9 @@ class ServiceSettings(StoreSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Secrets handed through a descriptor (`libs.common.settings.handed_secrets`, `bastion up`) come
-        before the environment (a container's)."""
+        """Secrets handed through a descriptor come before the environment (a container's).
+
+        They are `libs.common.settings.handed_secrets`, from `bastion up`."""
         return init_settings, HandedSecrets(settings_cls), env_settings, dotenv_settings, file_secret_settings
 
     nats_url: str = "nats://127.0.0.1:4222"

@@ -32,14 +32,17 @@ def comparable(sealer: Sealer, config: ServerConfig) -> ServerConfig:
 
 
 def require_command(identity: Identity, what: str, before: ServerConfig | None, after: ServerConfig) -> None:
-    """403 naming `servers:command` when writing `after` over `before` (None: a new entry) changes an
-    owner-only field and `identity` lacks the permission; `what` names the entry in the message."""
+    """403 naming `servers:command` when a write changes an owner-only field without the permission.
+
+    `after` is written over `before` (None: a new entry) by `identity`; `what` names the entry in the
+    message."""
     require_fields(identity, what, owner_only_changes(before, after))
 
 
 def require_fields(identity: Identity, what: str, changed: list[str], why: str = WHY_OWNER_ONLY) -> None:
-    """403 naming `servers:command` when `changed` (owner-only fields a write sets) is not empty and
-    `identity` lacks the permission."""
+    """403 naming `servers:command` when a write sets owner-only fields without the permission.
+
+    `changed`: the owner-only fields the write sets; `identity`: who writes."""
     if changed and not identity.grants.allows(COMMAND_PERMISSION):
         fields = ", ".join(repr(name) for name in changed)
         raise forbidden(identity, COMMAND_PERMISSION, why=f"{what} sets {fields}; {why}")
@@ -48,6 +51,8 @@ def require_fields(identity: Identity, what: str, changed: list[str], why: str =
 def require_provider_fields(
     identity: Identity, what: str, before: ProviderConfig | None, after: ProviderConfig
 ) -> None:
-    """403 naming `servers:command` (the owner's) when an LLM provider's write names a variable of the
-    executors' environment (`api_key_env`) or moves one to another `base_url`."""
+    """403 naming `servers:command` (the owner's) when an LLM provider's write reaches the environment.
+
+    That is, it names a variable of the executors' environment (`api_key_env`) or moves one to another
+    `base_url`."""
     require_fields(identity, what, provider_owner_only_changes(before, after), WHY_PROVIDER_ENV)

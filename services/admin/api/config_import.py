@@ -17,20 +17,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from libs.common.cedar.cedar_policies import check_config_policies
 from libs.common.contracts.command_servers import COMMAND_PERMISSION, owner_only_changes, provider_owner_only_changes
-from libs.common.contracts.config import (
-    BastionConfig,
-    ConfigError,
-    ServerConfig,
-    env_references,
-    parse_config,
-    parse_untrusted_text,
-)
-from libs.common.contracts.config_records import entity_records, key_records
+from libs.common.contracts.config import BastionConfig, ConfigError, ServerConfig, parse_untrusted_text
+from libs.common.contracts.config_records import entity_records
 from libs.common.contracts.entities import Entity
 from libs.common.contracts.llm import ProviderRecord
 from libs.common.contracts.llm_config import ProviderConfig
 from libs.common.contracts.messages import KeyRecord, ServerRecord
+from libs.common.settings.config_file import env_references, key_records, parse_config
 
 from .errors import AdminError, forbidden
 from .identity import Identity
@@ -150,6 +145,7 @@ class Importer:
             if where := env_references(raw):
                 raise ConfigError(f"import: {where[0]} {_NOT_EXPANDED}")
             config = parse_config(raw, "import", expand=False)
+            check_config_policies(config.policies, "import")  # not written here, but never accepted broken
             if named := [k.name for k in config.keys if k.key_env is not None]:
                 raise ConfigError(
                     f"import: keys (name {named[0]!r}).key_env names a variable of the admin service's"

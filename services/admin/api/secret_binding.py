@@ -62,8 +62,10 @@ def destination_changes(before: dict[str, Any], after: dict[str, Any]) -> list[s
 
 
 def require_bound(what: str, kept: Iterable[str], before: dict[str, Any], after: dict[str, Any]) -> None:
-    """422 when secrets stored for `before`'s destination (`kept`, named as `map_secrets` names them)
-    would go to `after`'s, a different one; `what` names the entry. The one rule every unmasking path applies."""
+    """422 when secrets stored for `before`'s destination would go to `after`'s, a different one.
+
+    `kept` names them as `map_secrets` does; `what` names the entry. The one rule every unmasking path
+    applies."""
     kept = list(kept)
     moved = destination_changes(before, after)
     if kept and moved:

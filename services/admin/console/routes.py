@@ -196,8 +196,9 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress
         prefix + "/playground/execute", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
     )
     async def playground_execute(body: PlaygroundExecute) -> PlaygroundAnswer:
-        """Run one tool call a model proposed in a playground chat through the gateway's
-        `/v1/mcp/tool/execute` as the virtual key: a real call (policy, budgets, audit)."""
+        """Run one tool call a model proposed in a playground chat, as the virtual key.
+
+        It goes through the gateway's `/v1/mcp/tool/execute`: a real call (policy, budgets, audit)."""
         return await _playground().execute(body)
 
     return router

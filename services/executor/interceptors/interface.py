@@ -186,7 +186,9 @@ class Interceptor:
         """On a server's definitions before they are published: remove what must be hidden."""
 
     async def at_message(self, message: InterceptedMessage) -> dict[str, Any]:
-        """On what an upstream sends the agent outside a result (progress, logs, requests to the agent,
-        resource updates, errors) before it is forwarded: return the payload, or a rewritten copy;
-        raise `Refused` to withhold it (a request to the agent is then answered with an error)."""
+        """On what an upstream sends the agent outside a result, before it is forwarded.
+
+        Progress, logs, requests to the agent, resource updates, errors: return the payload, or a
+        rewritten copy; raise `Refused` to withhold it (a request to the agent is then answered with an
+        error)."""
         return message.payload

@@ -249,10 +249,11 @@ class PinningInterceptor(Interceptor):
     # ------------------------------------------------------------------ writes and reports
 
     async def _write(self, outcome: PinOutcome) -> set[tuple[DefinitionKind, str]]:
-        """Put the outcome's records (compare-and-set: a record someone else changed since we read it
-        is left to them, and decided again when the watch delivers it) and the baseline (create-only,
-        so racing replicas agree). Returns the (kind, name) of the records written. A failure to write
-        fails the listing: nothing undecided is published."""
+        """Put the outcome's records and the baseline; the (kind, name) of the records written.
+
+        Records are compare-and-set: a record someone else changed since we read it is left to them,
+        and decided again when the watch delivers it. The baseline is create-only, so racing replicas
+        agree. A failure to write fails the listing: nothing undecided is published."""
         assert self._kv is not None
         kv = self._kv
         held = self._records.setdefault(outcome.server, {})

@@ -144,11 +144,12 @@ def decide(
     now: float | None = None,
     carrying: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
 ) -> PinOutcome:
-    """Decide every definition `listing` holds (`{"tool": [...], "prompt": [...], "resource_template":
-    [...]}`, wire objects) against the server's `records`, in `mode`; `baseline` None means the server
-    was never listed before. `carrying`: (kind, name) -> the redacted copy of a definition that carries
-    a credential: quarantined in every mode unless that exact version was approved, and the redacted
-    copy is what its pending version records."""
+    """Decide every definition `listing` holds against the server's `records`, in `mode`.
+
+    `listing` is `{"tool": [...], "prompt": [...], "resource_template": [...]}`, wire objects;
+    `baseline` None means the server was never listed before. `carrying`: (kind, name) -> the redacted
+    copy of a definition that carries a credential: quarantined in every mode unless that exact version
+    was approved, and the redacted copy is what its pending version records."""
     now = time.time() if now is None else now
     by_key = {(r.kind, r.name): r for r in records if r.server == server}
     listed = _group(listing)

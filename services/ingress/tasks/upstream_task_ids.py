@@ -21,8 +21,9 @@ __all__ = ["namespaced", "namespaced_error"]
 
 
 def namespaced(value: Any, record: TaskRecord) -> Any:
-    """`value` (a string or parsed JSON) with every standalone occurrence of the record's upstream task
-    id replaced by its gateway task id; `value` itself when the record has no upstream id."""
+    """`value` with the record's upstream task id replaced by its gateway task id wherever it stands alone.
+
+    `value` is a string or parsed JSON; returned as is when the record has no upstream id."""
     upstream = record.upstream_task_id
     if not upstream:
         return value

@@ -160,8 +160,9 @@ async def refresh(
 async def exchange_token(
     http: httpx2.AsyncClient, found: Discovered, client: ClientRegistration, subject_token: str
 ) -> TokenSet:
-    """RFC 8693: a user's live access token (for another resource at the same authorization server)
-    for one bound to `found.resource`, without a second login."""
+    """RFC 8693: a user's live access token exchanged for one bound to `found.resource`.
+
+    The live token is for another resource at the same authorization server: no second login."""
     return await _token(
         http,
         found,

@@ -12,7 +12,7 @@ from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
 from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway, running_gateway
-from tests.support.llm_gateway import MODEL, OPEN_CLIENTS, PROVIDER_KEY, closing_clients, llm_config, module_gateway
+from tests.support.llm_gateway import MODEL, PROVIDER_KEY, closing_clients, llm_config, module_gateway
 from tests.support.llm_provider import ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
@@ -49,11 +49,8 @@ async def gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> Async
     settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
     async with running_gateway(nats_url, redis_url, tmp_path, llm_config(provider), **settings) as gw:
         await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-        try:
+        async with closing_clients(gw):
             yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()
 
 
 @pytest.fixture
@@ -65,11 +62,8 @@ async def code_gateway(nats_url, redis_url, tmp_path, provider, monkeypatch) -> 
         codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
         await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
         await poll_until(lambda: {"echo", "notes"} <= {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
-        try:
+        async with closing_clients(gw):
             yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()
 
 
 @pytest.fixture

@@ -26,7 +26,6 @@ from tests.support.llm_gateway import (
     AGENT_KEY,
     DOCS_MODEL,
     MODEL,
-    OPEN_CLIENTS,
     PROVIDER_KEY,
     RUNTIME_KEY,
     audit_rows_since,
@@ -84,11 +83,8 @@ async def gateway_of_its_own(
     settings: dict[str, Any] = {"secrets_key": new_key(), "audit_journal_dir": str(tmp_path / "journal")}
     async with running_gateway(nats_url, redis_url, tmp_path, config, admin=True, **settings) as gw:
         await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
-        try:
+        async with closing_clients(gw):
             yield gw
-        finally:
-            while OPEN_CLIENTS:
-                await OPEN_CLIENTS.pop().close()
 
 
 async def _once_served(client: openai.AsyncOpenAI, model: str) -> Any:

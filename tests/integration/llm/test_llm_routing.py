@@ -86,7 +86,7 @@ async def test_a_failing_deployment_hands_the_request_to_the_next_priced_at_the_
     row = await _row(gateway, began, "gpt-failover")
     assert (row.status, row.server) == ("ok", "b")
     assert [line.split(" in ")[0] for line in row.llm_attempts] == [
-        "a/gpt-failover-a (gpt-failover): upstream_error",
+        "a/gpt-failover-a (gpt-failover): upstream_unavailable",
         "b/gpt-failover-b (gpt-failover): ok",
     ]
     assert row.cost_usd == pytest.approx((1000 * 10.0 + 100 * 20.0) / 1_000_000)  # b's price, not a's
@@ -101,7 +101,7 @@ async def test_the_messages_front_fails_over_as_chat_completions_does(gateway, a
     assert [r.body["model"] for r in a.received + b.received] == ["gpt-messages-failover-a", "gpt-messages-failover-b"]
     row = await _row(gateway, began, "gpt-messages-failover")
     assert (row.status, row.server) == ("ok", "b")
-    assert [line.split(": ")[1].split(" in ")[0] for line in row.llm_attempts] == ["upstream_error", "ok"]
+    assert [line.split(": ")[1].split(" in ")[0] for line in row.llm_attempts] == ["upstream_unavailable", "ok"]
     assert row.cost_usd == pytest.approx((1000 * 10.0 + 100 * 20.0) / 1_000_000)  # b's price, not a's
 
 
@@ -177,7 +177,7 @@ async def test_a_fallback_into_a_model_the_key_may_not_use_is_skipped_not_used(g
     assert b.received == []
     row = await _row(gateway, began, "gpt-guarded")
     assert [line.split(" in ")[0] for line in row.llm_attempts] == [
-        "a/up-guarded (gpt-guarded): upstream_error",
+        "a/up-guarded (gpt-guarded): upstream_unavailable",
         "b/up-secret (gpt-secret): not_granted",
     ]
     # the same fallback serves a key that may use it

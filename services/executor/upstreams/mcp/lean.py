@@ -138,8 +138,9 @@ def next_request_id() -> str:
 
 
 def stamp(session: ClientSession, method: str, params: dict[str, Any]) -> tuple[dict[str, Any], CallOptions]:
-    """`{"method", "params"}` with the era's `_meta` and the options (`Mcp-*` headers) the SDK's
-    session would give the request; the caller's params and their `_meta` stay as they were."""
+    """`{"method", "params"}` with the era's `_meta` and the options the SDK's session would give.
+
+    The options are the `Mcp-*` headers; the caller's params and their `_meta` stay as they were."""
     params = dict(params)
     if isinstance(meta := params.get("_meta"), dict):
         params["_meta"] = dict(meta)

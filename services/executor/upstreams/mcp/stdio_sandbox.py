@@ -18,7 +18,7 @@ What the box holds (docs/stdio-sandbox.md):
 - read only: the rest of `SYSTEM_READ`, `~/.npmrc`, `~/.npm`, `~/.cache`, the `cwd` its entry
   names, and the folder of each argument that names an existing path (a script's folder; for a file
   inside a `node_modules` tree, that whole tree, where Node finds the script's dependencies), never
-  the config file's folder unless the entry names it (`config.load_config` sets no `cwd`);
+  the config file's folder unless the entry names it (`config_file.load_config` sets no `cwd`);
 - the `sandbox.read` and `sandbox.write` widenings of its configuration;
 - devices: `DEVICES` only (no terminal); seccomp as every box, `memfd_create` allowed;
 - TCP: no port to listen on; `sandbox.connect` names the ports it may connect to, by default
