@@ -33,6 +33,9 @@ from tests.support.provider_wires.bedrock import ACCESS_KEY, REGION, SECRET_KEY
 
 pytestmark = pytest.mark.integration
 
+CROSS = "m-cross-wire"
+"""A routed model whose deployments speak different wires."""
+
 RETRY_AFTER_SENT = {"openai", "azure", "anthropic", "gemini"}
 """The wires whose rate limit answer says when to retry (Bedrock's does not)."""
 
@@ -69,6 +72,12 @@ async def shared_gateway(
     workdir = tmp_path_factory.mktemp("wires")
     config = llm_config(fakes["openai"])
     config["llm"] = {"providers": {wire: _provider(wire, fake) for wire, fake in fakes.items()}}
+    # a routed model over two wires: Anthropic's first, Gemini's when it fails (docs/llm-routing.md)
+    cross = [
+        {"provider": "anthropic", "model": "m-anthropic"},
+        {"provider": "gemini", "model": "m-gemini", "priority": 1},
+    ]
+    config["llm"]["models"] = {CROSS: {"deployments": cross}}
     settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
@@ -209,3 +218,21 @@ async def test_an_image_reaches_the_provider_in_its_wire(gateway, fake):
     assert done.choices[0].message.content == "A single pixel."
     # in the provider's own image block, which its SDK's schema accepted
     assert PIXEL in orjson.dumps(fake.received[0].body).decode() and fake.refused == []
+
+
+async def test_a_routed_model_fails_over_from_one_wire_to_another(began, gateway, fakes):
+    anthropic, gemini = fakes["anthropic"], fakes["gemini"]
+    anthropic.reset()
+    gemini.reset()
+    anthropic.script, gemini.script = [Overload()], [Reply("from gemini")]
+    completion = await sdk_client(gateway).chat.completions.create(
+        model=CROSS, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert completion.choices[0].message.content == "from gemini"
+    assert (len(anthropic.received), len(gemini.received)) == (1, 1)
+    (row,) = [r for r in await audit_rows_since(gateway, 1, began) if r.tool == CROSS]
+    assert (row.status, row.server) == ("ok", "gemini")
+    assert [line.split(" in ")[0] for line in row.llm_attempts] == [
+        "anthropic/m-anthropic (m-cross-wire): upstream_unavailable",
+        "gemini/m-gemini (m-cross-wire): ok",
+    ]
