@@ -1,5 +1,7 @@
-"""What every admin command module shares: the `command` decorator (connection options, an
-`AdminClient`, failures as one line and an exit code), the console, `--json`, and small cells.
+"""What every admin command module shares.
+
+The `command` decorator (connection options, an `AdminClient`, failures as one line and an exit code),
+the console, `--json`, and small cells.
 
 Exit codes: 0 done, 1 the operation failed (refused by the API, or the API unreachable), 2 the
 command line must change (bad value, missing settings).
@@ -59,8 +61,9 @@ def group(help_text: str) -> typer.Typer:
 
 
 def command(group: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register `func(api, ...)` as `group name ...` with the connection options added, an
-    `AdminClient` passed as `api`, and every failure printed as one line with its exit code."""
+    """Register `func(api, ...)` as `group name ...` with the connection options added.
+
+    An `AdminClient` passed as `api`, and every failure printed as one line with its exit code."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func, eval_str=True)
@@ -105,8 +108,10 @@ def print_listing(
     noun: str,
     of: str = "",
 ) -> None:
-    """A list the API answered: its JSON with `--json`, else a table of `row(item)` per item, titled
-    `<count> <noun>(s)` and `of` (whose they are)."""
+    """A list the API answered.
+
+    Its JSON with `--json`, else a table of `row(item)` per item, titled `<count> <noun>(s)` and `of`
+    (whose they are)."""
     if as_json:
         return print_json(items)
     table = Table(*columns, title=f"{len(items)} {noun}(s){of}")

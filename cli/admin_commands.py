@@ -1,5 +1,6 @@
-"""`bastion keys|groups|servers|llm-providers|customers|teams|users|principals|roles|whoami ...`: the
-admin API from a terminal.
+"""`bastion keys|groups|servers|llm-providers|customers|teams|users|principals|roles|whoami ...`.
+
+The admin API from a terminal.
 
 Each command is one or two HTTP calls (`admin_client`) and a rich table or a line of text; `--json`
 prints the API's answer as is, for scripts (`admin_base`). One module per kind of record:

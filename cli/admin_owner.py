@@ -1,6 +1,8 @@
-"""`bastion up`'s own owner: the principal `local-cli`, whose API token the `bastion` CLI finds in
-the stack file (`admin_token`), written straight into KV `bastion_admin` over the admin role's NATS
-connection (the one `bastion config apply` uses), so the local stack needs no bootstrap token.
+"""`bastion up`'s own owner.
+
+The principal `local-cli`, whose API token the `bastion` CLI finds in the stack file (`admin_token`),
+written straight into KV `bastion_admin` over the admin role's NATS connection (the one `bastion config
+apply` uses), so the local stack needs no bootstrap token.
 
 Each `up` issues a fresh token and deletes the ones the previous runs left: a stack file's token
 lives as long as the stack that wrote it (and at most `TOKEN_DAYS`).

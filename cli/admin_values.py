@@ -1,4 +1,5 @@
 """Command-line values of the admin commands made API bodies: budgets, rate limits, NAME=VALUE pairs.
+
 A malformed value is a usage error (exit code 2) naming the flag."""
 
 from __future__ import annotations

@@ -163,8 +163,10 @@ def print_answer(answer: AnalyticsAnswer, fmt: str, console: Console, out: IO[st
 
 
 def cell(value: Any) -> str:
-    """A value as a table cell: JSON's words for booleans and null inside arrays and maps (as the
-    jsonl format writes them), `NULL` for a missing value, text as it is."""
+    """A value as a table cell.
+
+    JSON's words for booleans and null inside arrays and maps (as the jsonl format writes them), `NULL`
+    for a missing value, text as it is."""
     if value is None:
         return "NULL"
     if isinstance(value, str):

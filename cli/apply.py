@@ -44,6 +44,7 @@ async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[st
 
 def _unchanged(stored: bytes | None, wanted: ServerRecord, sealer: Sealer) -> bool:
     """Whether the stored record already says what the file says, sealed under the current key.
+
     (Sealing is randomized, so the bytes differ on every write: compare what they open to.)"""
     if stored is None:
         return False
@@ -61,8 +62,10 @@ async def _drop_unlisted(
     record: type[ServerRecord] | type[ProviderRecord],
     keep: Callable[[str], Awaitable[None]],
 ) -> None:
-    """Records the file no longer names: removed if a file put them there, else kept (`keep`: added
-    at run time through the admin API, re-sealed if needed)."""
+    """Records the file no longer names.
+
+    Removed if a file put them there, else kept (`keep`: added at run time through the admin API,
+    re-sealed if needed)."""
     for name in current.keys() - listed:
         try:
             managed = record.model_validate_json(current[name]).source == CONFIG_SOURCE
@@ -75,8 +78,10 @@ async def _drop_unlisted(
 
 
 async def _reseal(kv: KeyValue, name: str, sealer: Sealer) -> None:
-    """Re-seal a server added at run time under the first key (revision-checked: a concurrent admin
-    change wins, and was sealed under the current key by the admin API anyway)."""
+    """Re-seal a server added at run time under the first key.
+
+    (Revision-checked: a concurrent admin change wins, and was sealed under the current key by the admin
+    API anyway)."""
     try:
         entry = await kv.get(name)
         record = ServerRecord.model_validate_json(entry.value or b"")
@@ -89,8 +94,10 @@ async def _reseal(kv: KeyValue, name: str, sealer: Sealer) -> None:
 
 
 async def _apply_servers(js: JetStreamContext, config: BastionConfig, sealer: Sealer) -> None:
-    """The file's servers are written; servers the file no longer names are removed only if a file
-    put them there (servers added at run time through the admin API stay, re-sealed if needed)."""
+    """The file's servers are written.
+
+    Servers the file no longer names are removed only if a file put them there (servers added at run time
+    through the admin API stay, re-sealed if needed)."""
     kv, current = await _current(js, subjects.KV_SERVERS)
     for name, server in config.mcp_servers.items():
         wanted = ServerRecord(name=name, config=server, source=CONFIG_SOURCE)
@@ -131,9 +138,10 @@ async def _reseal_provider(kv: KeyValue, name: str, sealer: Sealer) -> None:
 
 
 async def _apply_providers(js: JetStreamContext, config: BastionConfig, sealer: Sealer) -> None:
-    """The file's LLM providers are written (an inline `api_key` sealed) unless already stored as
-    they are (a rewrite would reset the executors' breakers); providers the file no longer names
-    are removed when a file put them there, and those added at run time stay (re-sealed if needed)."""
+    """The file's LLM providers are written (an inline `api_key` sealed) unless already stored as they are.
+
+    (A rewrite would reset the executors' breakers); providers the file no longer names are removed when
+    a file put them there, and those added at run time stay (re-sealed if needed)."""
     kv, current = await _current(js, subjects.KV_LLM)
     for name, provider in config.llm.providers.items():
         wanted = ProviderRecord(name=name, config=provider, source=CONFIG_SOURCE)

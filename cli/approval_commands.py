@@ -1,8 +1,10 @@
-"""`bastion approvals list|show|approve|deny`: a person decides on tool calls a policy parked
-(docs/approvals.md), through the admin API as the principal whose API token they give (`--token`,
-else `BASTION_TOKEN`): the API judges who they are (the permission, their tenant, whether the call is
-their own) and audits the decision under their name. Without a token the commands refuse: they never
-act with the stack owner's credentials, nor take the decider's name from the environment.
+"""`bastion approvals list|show|approve|deny`.
+
+A person decides on tool calls a policy parked (docs/approvals.md), through the admin API as the
+principal whose API token they give (`--token`, else `BASTION_TOKEN`): the API judges who they are (the
+permission, their tenant, whether the call is their own) and audits the decision under their name.
+Without a token the commands refuse: they never act with the stack owner's credentials, nor take the
+decider's name from the environment.
 
 `bastion policy check FILE`: compile a Cedar policy file and try it on a sample call, without a stack.
 """
@@ -164,8 +166,9 @@ def check(
         list[str] | None, typer.Option(help="Another stable name of the tool (its catalog aliases); repeatable.")
     ] = None,
 ) -> None:
-    """Compile the policies (the line of the first problem) and, given --key and --tool, say what
-    they decide for that call: allow, deny or approval, and which policy decided."""
+    """Compile the policies (the line of the first problem) and, given --key and --tool.
+
+    Say what they decide for that call: allow, deny or approval, and which policy decided."""
     from libs.common.cedar.cedar_eval import Principal, call_context, evaluate
     from libs.common.cedar.cedar_policies import PolicyProblem, compile_policies
 

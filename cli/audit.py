@@ -73,6 +73,7 @@ async def tail(
     nkey_seed_file: str = "",
 ) -> int:
     """Print the `limit` newest events; with `follow`, keep printing new ones until Ctrl-C or `stop`.
+
     Connects as the admin role (`nkey_seed_file`: its NKey seed, if the bus requires one).
 
     Returns the process exit code: 0, or 1 with the reason printed when nothing answers.
@@ -187,8 +188,10 @@ async def _connect(
 async def verify(
     nats_url: str, since: float | None, console: Console, *, answer_within: float = 120.0, nkey_seed_file: str = ""
 ) -> int:
-    """Ask the audit service to check the hash chains and checkpoints; 0 when intact, 1 when a row
-    was tampered with (the first one is named), 2 when the check could not run."""
+    """Ask the audit service to check the hash chains and checkpoints.
+
+    0 when intact, 1 when a row was tampered with (the first one is named), 2 when the check could not
+    run."""
     nc = await _connect(nats_url, console, nkey_seed_file)
     if nc is None:
         return 2

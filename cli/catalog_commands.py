@@ -1,7 +1,9 @@
-"""`bastion catalog keygen|export|verify|import`: a deployment's approved definitions as a signed
-manifest (ed25519 JWS), and another deployment pinning exactly those (dev -> prod promotion;
-docs/supply-chain.md, "Signed catalog"). Keys come from `CatalogSettings` (`BASTION_CATALOG_*`) or
-files named on the command line; the private key is never printed.
+"""`bastion catalog keygen|export|verify|import`.
+
+A deployment's approved definitions as a signed manifest (ed25519 JWS), and another deployment pinning
+exactly those (dev -> prod promotion; docs/supply-chain.md, "Signed catalog"). Keys come from
+`CatalogSettings` (`BASTION_CATALOG_*`) or files named on the command line; the private key is never
+printed.
 """
 
 from __future__ import annotations

@@ -75,9 +75,10 @@ def _environment(overlay: Mapping[str, str]) -> Iterator[None]:
 
 
 def own_variables(names: list[str], environ: MutableMapping[str, str]) -> dict[str, dict[str, str]]:
-    """Each service's own variables, taken out of `environ` (so no child process inherits them):
-    `BASTION_<SERVICE>__<NAME>` as its `BASTION_<NAME>` (what a manifest can fill from secrets), then
-    the JSON object `BASTION_COLOCATED_ENV` (what `bastion up` passes, its secrets apart) on top."""
+    """Each service's own variables, taken out of `environ` (so no child process inherits them).
+
+    `BASTION_<SERVICE>__<NAME>` as its `BASTION_<NAME>` (what a manifest can fill from secrets), then the
+    JSON object `BASTION_COLOCATED_ENV` (what `bastion up` passes, its secrets apart) on top."""
     own: dict[str, dict[str, str]] = {name: {} for name in names}
     for name in names:
         prefix = f"BASTION_{name.upper()}__"

@@ -121,8 +121,9 @@ _SESSION_LABEL = b"bastion ingress session ids v1"
 
 
 def session_secret(secrets_key: str, environ: Mapping[str, str]) -> str:
-    """`BASTION_SESSION_SECRET` if set, else one derived from the stack's secrets key: the same for
-    every replica and every restart of the stack, changed with the secrets key."""
+    """`BASTION_SESSION_SECRET` if set, else one derived from the stack's secrets key.
+
+    The same for every replica and every restart of the stack, changed with the secrets key."""
     if given := environ.get("BASTION_SESSION_SECRET", "").strip():
         return given
     derived = hmac.new(secrets_key.encode(), _SESSION_LABEL, hashlib.sha256).digest()
@@ -141,10 +142,11 @@ def _seeds(root: Path) -> tuple[dict[str, Path], dict[str, str]]:
 
 
 def write_nats_credentials(out: Path) -> dict[str, Path]:
-    """For a production nats-server (`bastion config nats-credentials`): a seed per role in `out`
-    (0700) and `authorization.conf`, the block to `include` in the server's config. Returns the
-    seed files by role; existing ones are replaced (so the old keys stop working once the server
-    reloads the new block)."""
+    """For a production nats-server (`bastion config nats-credentials`).
+
+    A seed per role in `out` (0700) and `authorization.conf`, the block to `include` in the server's
+    config. Returns the seed files by role; existing ones are replaced (so the old keys stop working once
+    the server reloads the new block)."""
     root = private_dir(out)
     seed_files, public_keys = _seeds(root)
     private_file(root / AUTHORIZATION_FILE, render_authorization(public_keys))
@@ -168,8 +170,10 @@ def _existing_seeds(folder: Path) -> tuple[dict[str, Path], dict[str, str]]:
 
 
 def make_credentials(data_dir: Path, environ: Mapping[str, str], *, new_nkeys: bool = True) -> StackCredentials:
-    """Everything the stack needs; NKeys from `BASTION_NATS_CREDENTIALS_DIR` if set, else new ones
-    (`new_nkeys`, for the embedded NATS), else none."""
+    """Everything the stack needs.
+
+    NKeys from `BASTION_NATS_CREDENTIALS_DIR` if set, else new ones (`new_nkeys`, for the embedded NATS),
+    else none."""
     private_dir(data_dir)
     root = private_dir(data_dir / CREDENTIALS_DIR)
     if folder := environ.get("BASTION_NATS_CREDENTIALS_DIR", "").strip():
@@ -195,8 +199,9 @@ class CredentialsRefused(PermissionError):
 
 
 async def connect_as_admin(url: str, seed_file: str, name: str, attempts: int = 5) -> NATS:
-    """A CLI connection as the admin role that fails fast and says why: a refused key or another
-    role's key is an error to fix, not a NATS blip to retry for half a minute."""
+    """A CLI connection as the admin role that fails fast and says why.
+
+    A refused key or another role's key is an error to fix, not a NATS blip to retry for half a minute."""
     problems: list[str] = []
 
     async def remember(exc: Exception) -> None:

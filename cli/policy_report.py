@@ -1,6 +1,7 @@
-"""What `bastion config check` says about a config file's Cedar policies (docs/policy.md): how many it
-compiled and which, each at its line in the file, or the line of the file where the policy that does
-not compile starts.
+"""What `bastion config check` says about a config file's Cedar policies (docs/policy.md).
+
+How many it compiled and which, each at its line in the file, or the line of the file where the policy
+that does not compile starts.
 
 A YAML block scalar (`policies: |`) keeps the text's lines, so a line of the policies is a line of the
 file; any other form (a JSON string, a quoted or folded scalar) is named by the line of the policies'
@@ -40,8 +41,9 @@ class PolicyText:
 
 
 def policy_text(file: Path) -> PolicyText | None:
-    """The `policies` of the config file `file` with where its text starts; None when it has none (or
-    the file does not read as YAML: the config's own check says why)."""
+    """The `policies` of the config file `file` with where its text starts.
+
+    None when it has none (or the file does not read as YAML: the config's own check says why)."""
     try:
         root = yaml.compose(file.read_text(encoding="utf-8-sig"), Loader=yaml.SafeLoader)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
@@ -59,8 +61,9 @@ def policy_text(file: Path) -> PolicyText | None:
 
 
 def policy_problem(file: Path) -> str | None:
-    """Why the file's policies do not compile, naming the file's line where that policy starts; None
-    when they compile or there are none."""
+    """Why the file's policies do not compile, naming the file's line where that policy starts.
+
+    None when they compile or there are none."""
     from libs.common.cedar.cedar_policies import PolicyProblem, compile_policies
 
     found = policy_text(file)

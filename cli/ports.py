@@ -1,5 +1,7 @@
-"""Ports for the servers we start: picked free by the OS, and held until the server that was told one
-has bound it, for as long as it may need to bind it again.
+"""Ports for the servers we start.
+
+Picked free by the OS, and held until the server that was told one has bound it, for as long as it may
+need to bind it again.
 
 A port picked by binding port 0 and closing the socket is the kernel's to hand out again at once: to
 the next process that asks for a free one (on a busy machine, or under a parallel test suite, within
@@ -52,8 +54,9 @@ def _bound(family: socket.AddressFamily, address: tuple[Any, ...]) -> socket.soc
 
 
 def hold_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> HeldPorts:
-    """`count` distinct free ports of `host`, none of them in `taken`, held until released. Every
-    probe stays bound until all are picked, so none is handed out twice."""
+    """`count` distinct free ports of `host`, none of them in `taken`, held until released.
+
+    Every probe stays bound until all are picked, so none is handed out twice."""
     held = HeldPorts([], [])
     try:
         while len(held.ports) < count:
@@ -68,8 +71,9 @@ def hold_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1")
 
 
 def hold_addresses(addresses: Iterable[tuple[str, int]]) -> HeldPorts:
-    """These (host, port) pairs, checked free a moment ago, held the same way until the server told
-    each listens on it. One that cannot be bound is left to that server to say so when it starts."""
+    """These (host, port) pairs, checked free a moment ago, held the same way until the server told each listens on it.
+
+    One that cannot be bound is left to that server to say so when it starts."""
     held = HeldPorts([], [])
     for host, port in addresses:
         try:
@@ -82,8 +86,10 @@ def hold_addresses(addresses: Iterable[tuple[str, int]]) -> HeldPorts:
 
 
 def free_ports(count: int, taken: Collection[int] = (), host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct free ports, none of them in `taken`, released at once: for a server that picks
-    another when its port is taken (or a test that wants nothing listening there)."""
+    """`count` distinct free ports, none of them in `taken`, released at once.
+
+    For a server that picks another when its port is taken (or a test that wants nothing listening
+    there)."""
     with hold_ports(count, taken, host) as held:
         return held.ports
 

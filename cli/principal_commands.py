@@ -1,5 +1,7 @@
-"""`bastion principals|roles|whoami ...`: who may use the admin API (people and automation), their API
-tokens and their roles (docs/admin-api.md). A token is printed once, by the command that made it.
+"""`bastion principals|roles|whoami ...`.
+
+Who may use the admin API (people and automation), their API tokens and their roles (docs/admin-api.md).
+A token is printed once, by the command that made it.
 
 A role is given as `ROLE`, `ROLE@team:ID` or `ROLE@customer:ID` (a key manager of one team).
 

@@ -1,5 +1,7 @@
-"""`bastion servers search`, `servers updates` and `servers update`: servers
-found in an MCP Registry, imported pinned at a version, and newer versions approved (docs/registry.md).
+"""`bastion servers search`, `servers updates` and `servers update`.
+
+Servers found in an MCP Registry, imported pinned at a version, and newer versions approved
+(docs/registry.md).
 
 (No `from __future__ import annotations`: typer reads the annotations of the signatures that
 `command` assembles, and they must be real objects.)

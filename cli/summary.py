@@ -86,9 +86,10 @@ def grant_warnings(config: BastionConfig) -> list[str]:
 
 
 def command_problem(server: ServerConfig, environ: dict[str, str] | None = None) -> str | None:
-    """Why a stdio server's command cannot start on this machine (not found, not executable), or
-    None. It is looked up as the executor spawns it: on the `PATH` of its `env` if it sets one, else
-    on this environment's (`bastion up` runs the executor with it), a path relative to its `cwd`."""
+    """Why a stdio server's command cannot start on this machine (not found, not executable), or None.
+
+    It is looked up as the executor spawns it: on the `PATH` of its `env` if it sets one, else on this
+    environment's (`bastion up` runs the executor with it), a path relative to its `cwd`."""
     if not server.command or server.disabled:
         return None
     command = server.command
@@ -112,9 +113,11 @@ def server_warnings(config: BastionConfig) -> list[str]:
 
 
 def banner_servers(config: BastionConfig, down: Collection[str] = (), starting: Collection[str] = ()) -> str:
-    """The `bastion up` banner's server list (rich markup): each server with its transport, marked
-    when it is unavailable (its command cannot be found here, or the gateway reports it `down`) or
-    still `starting` (not listed yet: its tools, prompts and resources come when it is ready)."""
+    """The `bastion up` banner's server list (rich markup).
+
+    Each server with its transport, marked when it is unavailable (its command cannot be found here, or
+    the gateway reports it `down`) or still `starting` (not listed yet: its tools, prompts and resources
+    come when it is ready)."""
     shown = []
     for name, server in config.mcp_servers.items():
         if server.disabled:

@@ -107,9 +107,10 @@ def _last_line(path: Path | None, limit: int = 240) -> str:
 
 @contextlib.contextmanager
 def _handover(spec: ChildSpec) -> Iterator[tuple[dict[str, str] | None, tuple[int, ...]]]:
-    """The child's environment and the descriptors it inherits: with secrets, a pipe already
-    holding them (less than a pipe's buffer, so this write never waits), whose read end is closed
-    here once the child has its copy."""
+    """The child's environment and the descriptors it inherits.
+
+    With secrets, a pipe already holding them (less than a pipe's buffer, so this write never waits),
+    whose read end is closed here once the child has its copy."""
     if not spec.secrets:
         yield spec.env, ()
         return
@@ -227,8 +228,10 @@ class Supervisor:
     def stop(
         self, order: Iterable[Iterable[str]] = (), force: Callable[[], bool] = lambda: False, keep: Iterable[str] = ()
     ) -> None:
-        """Stop the children group by group, then any not named except those to `keep` running (a
-        later `stop` ends them; none is restarted any more): SIGTERM, SIGKILL after `grace`."""
+        """Stop the children group by group.
+
+        Then any not named except those to `keep` running (a later `stop` ends them; none is restarted
+        any more): SIGTERM, SIGKILL after `grace`."""
         self.stopping = True
         for child in self.children.values():
             child.restart_at = None

@@ -1,8 +1,10 @@
-"""`bastion tools pending|diff|approve|reject`: a person decides on pinned definitions that drifted
-(docs/supply-chain.md). Over the admin role's NATS connection to KV `bastion_pins`, the way
-`bastion config apply` writes configuration; the logic is `libs.common.supply_chain.pin_store`'s, shared with
-the admin API. Each approval and rejection is an admin audit event naming who decided (the CLI's
-principal: `BASTION_PRINCIPAL`, else `cli:<user>@<host>`).
+"""`bastion tools pending|diff|approve|reject`.
+
+A person decides on pinned definitions that drifted (docs/supply-chain.md). Over the admin role's NATS
+connection to KV `bastion_pins`, the way `bastion config apply` writes configuration; the logic is
+`libs.common.supply_chain.pin_store`'s, shared with the admin API. Each approval and rejection is an
+admin audit event naming who decided (the CLI's principal: `BASTION_PRINCIPAL`, else
+`cli:<user>@<host>`).
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def run_as_admin(
     failing: str,
     expected: tuple[type[Exception], ...] = (),
 ) -> T:
-    """`work(nc)` over the admin role's NATS connection, given `within` seconds. A failure is one line
-    and exit code 1: refused credentials and `expected` exceptions as they say, anything else as
-    `<failing>: <what happened>`."""
+    """`work(nc)` over the admin role's NATS connection, given `within` seconds.
+
+    A failure is one line and exit code 1: refused credentials and `expected` exceptions as they say,
+    anything else as `<failing>: <what happened>`."""
     import asyncio
 
     from .credentials import CredentialsRefused, connect_as_admin

@@ -84,8 +84,10 @@ def port_problem(host: str, port: int, flag: str = "--port") -> str | None:
 
 
 def bind_problem(host: str, environ: Mapping[str, str]) -> str | None:
-    """Why ingress would refuse to start on `host` with this environment (a non-loopback address
-    needs BASTION_ALLOWED_HOSTS or BASTION_ALLOW_ANY_HOST), said before anything starts."""
+    """Why ingress would refuse to start on `host` with this environment.
+
+    (A non-loopback address needs BASTION_ALLOWED_HOSTS or BASTION_ALLOW_ANY_HOST), said before anything
+    starts."""
     allowed = environ.get("BASTION_ALLOWED_HOSTS", "").strip() not in ("", "[]")
     any_host = environ.get("BASTION_ALLOW_ANY_HOST", "").strip().lower() in ("1", "true", "yes", "on")
     return unguarded_bind_problem(host, ["set"] if allowed else [], any_host)
@@ -94,8 +96,9 @@ def bind_problem(host: str, environ: Mapping[str, str]) -> str | None:
 async def apply_to(
     nats_url: str, config: BastionConfig, creds: StackCredentials | None = None, limit: float = 30.0
 ) -> str:
-    """Write `config` into the stack's KV as the admin role (`creds`: the stack's), sealing secrets;
-    make the local owner's API token (returned) for the CLI."""
+    """Write `config` into the stack's KV as the admin role (`creds`: the stack's), sealing secrets.
+
+    Make the local owner's API token (returned) for the CLI."""
     seed = creds.seed_file(ADMIN) if creds else ""
     try:  # 20 attempts: ~10 s for an external NATS that is still starting
         nc = await asyncio.wait_for(connect_as_admin(nats_url, seed, "bastion-up", attempts=20), limit)
@@ -289,8 +292,10 @@ class _Stack:
         return 0
 
     def _servers(self, client: httpx.Client) -> tuple[list[str], list[str]]:
-        """(unavailable, still starting): the configured servers ingress reports unavailable, and those
-        it reports neither unavailable nor ready (whose tools, prompts and resources it serves)."""
+        """(unavailable, still starting).
+
+        The configured servers ingress reports unavailable, and those it reports neither unavailable nor
+        ready (whose tools, prompts and resources it serves)."""
         try:
             body = client.get(self.ep.health_url).json()
         except (httpx.HTTPError, ValueError):
@@ -394,8 +399,9 @@ def run_up(
     err: Console | None = None,
 ) -> int:
     """Run the stack until Ctrl-C/SIGTERM; the exit code (2: bad config, 1: could not run).
-    `nats_cluster` (3 or more) overrides `stack.nats_cluster`; `ingress_replicas` ingress processes
-    share the gateway's port."""
+
+    `nats_cluster` (3 or more) overrides `stack.nats_cluster`; `ingress_replicas` ingress processes share
+    the gateway's port."""
     out = out or Console(soft_wrap=True)
     err = err or Console(stderr=True, soft_wrap=True)
     try:

@@ -1,2 +1,4 @@
-"""One package per service, each its own process (`python -m services.<name>`), talking to the others
-only over NATS through the contracts in `libs.common`."""
+"""One package per service.
+
+Each its own process (`python -m services.<name>`), talking to the others only over NATS through the
+contracts in `libs.common`."""

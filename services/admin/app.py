@@ -1,5 +1,7 @@
-"""The admin service's HTTP app: the admin API, principals and roles, the audit routes, analytics, the
-dashboard, the browser sign-in, `/docs`, the index and `/healthz`.
+"""The admin service's HTTP app.
+
+The admin API, principals and roles, the audit routes, analytics, the dashboard, the browser sign-in,
+`/docs`, the index and `/healthz`.
 
 Every route is an `AdminRoute` that declares its permission (or `public`), except the OpenAPI document
 and the reference's assets (`DOCS_PATHS`); `tests/integration/test_admin_roles.py` checks each role
@@ -51,9 +53,10 @@ _UNROUTED = {404: ("not_found", "no such route"), 405: ("method_not_allowed", "t
 
 
 async def _unrouted(request: Request, exc: Exception) -> JSONResponse:
-    """What the router refuses before any route runs (no path matches, or not with this method) is an
-    `ErrorBody` too, as the schema documents every error: a path parameter that a route's pattern cannot
-    hold (a tool name with a line break) lands here, not in the route."""
+    """What the router refuses before any route runs (no path matches, or not with this method) is an `ErrorBody` too.
+
+    As the schema documents every error: a path parameter that a route's pattern cannot hold (a tool name
+    with a line break) lands here, not in the route."""
     assert isinstance(exc, HTTPException)
     error, message = _UNROUTED.get(exc.status_code, ("http_error", str(exc.detail)))
     said = f"{message}: {request.method} {request.url.path[:200]}"
@@ -67,8 +70,9 @@ def build_app(
     local_url: Callable[[], str],
     refusals: RefusalLog | None = None,
 ) -> FastAPI:
-    """`audit` takes an event per admin change; `local_url()` is this replica's own address once it
-    listens; `refusals` counts and audits the requests refused for their credential."""
+    """`audit` takes an event per admin change; `local_url()` is this replica's own address once it listens.
+
+    `refusals` counts and audits the requests refused for their credential."""
     # the reference's assets come from the fastapi-offline wheel; its pages are `reference_router`'s
     app: FastAPI = FastAPIOffline(
         title="Bastion admin API", version=VERSION, docs_url=None, redoc_url=None, static_url=ASSETS_PATH

@@ -1,5 +1,6 @@
-"""A person signs in through Bastion's own authorization server: the admin service is an OAuth client
-of the oauth service, and a successful login becomes a session here.
+"""A person signs in through Bastion's own authorization server.
+
+The admin service is an OAuth client of the oauth service, and a successful login becomes a session here.
 
 `GET /login` sends the browser to the gateway's `/oauth/authorize` (the built-in user store's form,
 or the OpenID provider behind it) with PKCE and a one-time `state`; `GET /login/callback` exchanges

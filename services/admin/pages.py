@@ -46,8 +46,9 @@ def start_page(version: str) -> str:
 
 
 def admin_index(prefix: str, paths: Iterable[str]) -> dict[str, Any]:
-    """`GET /admin/v1`: the collections under `prefix` (from the registered route paths) and where
-    the reference lives. Answered without the token: it says what exists, not what is in it."""
+    """`GET /admin/v1`: the collections under `prefix` (from the registered route paths) and where the reference lives.
+
+    Answered without the token: it says what exists, not what is in it."""
     collections = sorted(
         {
             path.removeprefix(prefix).strip("/").split("/", 1)[0]

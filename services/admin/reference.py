@@ -1,6 +1,7 @@
-"""The admin API's reference: Swagger UI at `/docs` (its scripts and styles from the fastapi-offline
-wheel, served under `/docs/assets`: it works without internet access) and the page its OAuth flow
-returns to.
+"""The admin API's reference.
+
+Swagger UI at `/docs` (its scripts and styles from the fastapi-offline wheel, served under
+`/docs/assets`: it works without internet access) and the page its OAuth flow returns to.
 
 Both pages are built once, here, so their inline scripts are known and allowed by their hash
 (`libs.common.web.page_security`); the online validator is off (it would load an image from elsewhere).

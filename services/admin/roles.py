@@ -1,5 +1,7 @@
-"""Permissions and roles of the admin API: the documented permission strings, the built-in roles, and
-what a principal's role bindings grant. Pure: no I/O.
+"""Permissions and roles of the admin API.
+
+The documented permission strings, the built-in roles, and what a principal's role bindings grant. Pure:
+no I/O.
 
 Deny by default: a route declares the one permission it needs (`routes` refuses to build one that
 declares none), a principal holds only what its roles list, and a refusal names the permission. A
@@ -188,8 +190,9 @@ def unknown_permissions(permissions: Iterable[str]) -> list[str]:
 def missing_to_grant(
     caller: Grants, bindings: Iterable[RoleBinding], custom: Mapping[str, frozenset[str]]
 ) -> tuple[str, Scope | None] | None:
-    """The first permission (and scope) `bindings` would grant that `caller` does not hold, or None:
-    nobody hands out more than they have. A role that does not exist is the caller's to fix first."""
+    """The first permission (and scope) `bindings` would grant that `caller` does not hold, or None.
+
+    Nobody hands out more than they have. A role that does not exist is the caller's to fix first."""
     for binding in bindings:
         permissions = role_permissions(binding.role, custom) or frozenset()
         scope = _scope(binding)

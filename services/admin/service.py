@@ -102,15 +102,15 @@ class AdminService:
             self.probes.started("admin")
 
     async def _sweep(self, access: AccessStore) -> None:
-        """Forget sessions and sign-ins past their expiry (any replica may: each deletion is
-        revision-checked)."""
+        """Forget sessions and sign-ins past their expiry (any replica may: each deletion is revision-checked)."""
         if swept := await access.sweep():
             log.info("forgot %d expired session(s) and sign-in(s)", swept)
 
     async def _expire_approvals(self, buckets: Buckets) -> None:
-        """Mark the parked calls nobody decided in time (or approved ones the agent never came back
-        for) expired, each an admin audit event by `timeout` (docs/approvals.md). Any replica may:
-        each record moves once (compare-and-set)."""
+        """Mark the parked calls nobody decided in time (or approved ones the agent never came back for) expired.
+
+        Each an admin audit event by `timeout` (docs/approvals.md). Any replica may: each record moves
+        once (compare-and-set)."""
         kv = await buckets.get(subjects.KV_APPROVALS)
         for before, after in await approvals.expire_due(kv):
             assert self.trail is not None

@@ -46,8 +46,9 @@ class Auditor:
         return len(points)
 
     def verify(self, since: float | None = None) -> AuditVerdict:
-        """OK, or the first modified, deleted, inserted or reordered row (chain by chain), or else the
-        events the writer flagged or refused; with the role vouching for each chain."""
+        """OK, or the first modified, deleted, inserted or reordered row (chain by chain).
+
+        Or else the events the writer flagged or refused; with the role vouching for each chain."""
         flagged, total = self.store.flagged(since)
         accounts = {"vouchers": self.store.vouchers(since), "flagged": flagged, "flagged_total": total}
         verdict = self._tamper(since)

@@ -1,5 +1,7 @@
-"""The audit service's metrics: what the writer put into ClickHouse, how long it took, what waits and
-what could never be a row. Served with the shared ones (`libs.common.runtime.metrics`) on its `/metrics`.
+"""The audit service's metrics.
+
+What the writer put into ClickHouse, how long it took, what waits and what could never be a row. Served
+with the shared ones (`libs.common.runtime.metrics`) on its `/metrics`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Analytics queries in the audit service: checked, admitted, run on their own threads and engine
-connections, and stopped in the engine when their time is up or their caller gives up.
+"""Analytics queries in the audit service.
+
+Checked, admitted, run on their own threads and engine connections, and stopped in the engine when their
+time is up or their caller gives up.
 
 - Checked: the allow-list (`libs.common.analytics.queries.read_only`); a refusal never reaches the engine.
 - Admitted: at most `analytics_queries` run at once, `analytics_queries_per_principal` of one
@@ -144,8 +146,9 @@ class AnalyticsRunner:
         self._pool.shutdown(wait=False)
 
     async def _stop(self, running: _Running, why: Literal["limit", "cancelled"]) -> None:
-        """Kill the query in the engine, again until the engine let go of it (at most `STOP_WAIT`
-        seconds): a kill sent while its connection is still opening finds nothing to stop yet."""
+        """Kill the query in the engine, again until the engine let go of it (at most `STOP_WAIT` seconds).
+
+        A kill sent while its connection is still opening finds nothing to stop yet."""
         running.stopped = running.stopped or why
         future = running.future
         until = time.monotonic() + STOP_WAIT
@@ -157,8 +160,7 @@ class AnalyticsRunner:
         return len(self.running) < self.limits.queries and self._per_principal[principal] < self.limits.per_principal
 
     async def _admitted(self, principal: str) -> AnalyticsAnswer | None:
-        """None once a slot is free for `principal` (the caller takes it before its next await), or
-        the busy answer."""
+        """None once a slot is free for `principal` (the caller takes it before its next await), or the busy answer."""
         if self._free(principal):
             return None
         if sum(self._waiting.values()) >= WAITING or self._waiting[principal] >= WAITING_PER_PRINCIPAL:

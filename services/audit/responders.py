@@ -1,7 +1,8 @@
-"""What the audit service answers over NATS, as typed FastStream handlers on one router:
-`AUDIT_QUERY` (recent events), `AUDIT_EXPORT` (a page of an export), `ANALYTICS_QUERY` (one
-read-only SQL query, run by `queries.AnalyticsRunner`), `ANALYTICS_CANCEL` (its caller gave up) and
-`AUDIT_VERIFY` (hash chains, checkpoints and who vouches for each chain).
+"""What the audit service answers over NATS, as typed FastStream handlers on one router.
+
+`AUDIT_QUERY` (recent events), `AUDIT_EXPORT` (a page of an export), `ANALYTICS_QUERY` (one read-only SQL
+query, run by `queries.AnalyticsRunner`), `ANALYTICS_CANCEL` (its caller gave up) and `AUDIT_VERIFY`
+(hash chains, checkpoints and who vouches for each chain).
 
 Each subscriber handles its own messages; the analytics one handles several at once (more than
 the runner admits, so a query beyond them is answered "busy" at once instead of waiting behind a
@@ -50,7 +51,8 @@ def _invalid(exc: Exception) -> dict[str, Any]:
 
 
 class Responders:
-    """The audit service's request/reply subjects (queue group `audit`) over `store` and `auditor`;
+    """The audit service's request/reply subjects (queue group `audit`) over `store` and `auditor`.
+
     `max_payload` is the connection's largest message (known once connected)."""
 
     def __init__(

@@ -168,8 +168,9 @@ class AuditService:
             await observability.stop(self.metrics_server, self.probes)
 
     async def _stop_parts(self) -> None:
-        """Stop each part even when one before it fails (NATS down, the consumer's drain raises): a
-        part left running, the keys watch say, keeps retrying on a connection about to be closed."""
+        """Stop each part even when one before it fails (NATS down, the consumer's drain raises).
+
+        A part left running, the keys watch say, keeps retrying on a connection about to be closed."""
         parts: list[Callable[[], Awaitable[object]]] = [lambda: cancel_and_wait(self._checkpoints)]
         if self.consumer is not None:
             parts.append(self.consumer.stop)
@@ -184,9 +185,10 @@ class AuditService:
                 log.warning("audit: unclean NATS shutdown: %r", exc)
 
     async def _checkpoint_loop(self) -> None:
-        """Sign the chains' heads every `checkpoint_interval`, on a fixed schedule (a slow round does
-        not push the next ones back) and on a thread and store connection of their own, so no query
-        delays them; a store that is down only delays one."""
+        """Sign the chains' heads every `checkpoint_interval`.
+
+        On a fixed schedule (a slow round does not push the next ones back) and on a thread and store
+        connection of their own, so no query delays them; a store that is down only delays one."""
         interval = self.settings.checkpoint_interval
         loop = asyncio.get_running_loop()
         due = time.monotonic() + interval

@@ -82,9 +82,10 @@ def _as_user(url: str, user: str, password: str) -> str:
 
 
 class Analyst:
-    """The restricted ClickHouse user analytics queries run as on a server (`CREATE USER ...
-    SETTINGS readonly = 1`, grants on `bastion` only: docs/analytics.md). Its profile holds the
-    limits, so queries are sent without settings (a read-only user may change none)."""
+    """The restricted ClickHouse user analytics queries run as on a server.
+
+    (`CREATE USER ... SETTINGS readonly = 1`, grants on `bastion` only: docs/analytics.md). Its profile
+    holds the limits, so queries are sent without settings (a read-only user may change none)."""
 
     def __init__(self, user: str, password: str) -> None:
         self.user, self.password = user, password
@@ -116,10 +117,11 @@ class ClickHouseStore:
     # ------------------------------------------------------------------ the writer
 
     def write(self, rows: Sequence[tuple[Any, ...]], refused: Sequence[tuple[Any, ...]] = ()) -> int:
-        """Insert the events of `rows` (`schema.to_row`) that are not stored yet, and the records of
-        refused messages; returns how many events were new. A redelivered batch (its ack was lost) is
-        looked up by event id and not inserted again, so the rollups, which count inserts, count it once.
-        One lane, one writer: nothing inserts between the look-up and the insert."""
+        """Insert the events of `rows` (`schema.to_row`) that are not stored yet, and the records of refused messages.
+
+        Returns how many events were new. A redelivered batch (its ack was lost) is looked up by event id
+        and not inserted again, so the rollups, which count inserts, count it once. One lane, one writer:
+        nothing inserts between the look-up and the insert."""
 
         def action(client: Client) -> int:
             fresh = _fresh(client, rows)
@@ -132,8 +134,10 @@ class ClickHouseStore:
         return self._call("events", "insert", action)
 
     def _insert(self, client: Client, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-        """Insert through the events lane's context for `table`, made once per connection: a fresh
-        one runs `DESCRIBE TABLE` first (a query, a round trip to a server) for types we already know."""
+        """Insert through the events lane's context for `table`, made once per connection.
+
+        A fresh one runs `DESCRIBE TABLE` first (a query, a round trip to a server) for types we already
+        know."""
         context = self._insert_contexts.get(table)
         if context is None:
             context = self._insert_contexts[table] = client.create_insert_context(table, columns)
@@ -219,8 +223,9 @@ class ClickHouseStore:
         ]
 
     def flagged(self, since: float | None) -> tuple[list[FlaggedEvent], int]:
-        """Stored events the writer flagged, and messages it refused (newest first, at most
-        `FLAGGED_SHOWN` of them), with their total."""
+        """Stored events the writer flagged, and messages it refused.
+
+        (Newest first, at most `FLAGGED_SHOWN` of them), with their total."""
         where, params = _since(since)
         flagged_where = f"{where} AND notEmpty(flags)" if where else " WHERE notEmpty(flags)"
         stored = (
@@ -272,12 +277,13 @@ class ClickHouseStore:
     def analytics(
         self, query: AnalyticsQuery, sql: str, limits: Mapping[str, int | float | str], marker: str
     ) -> AnalyticsAnswer:
-        """Run `sql` (checked by `libs.common.analytics.queries.read_only`) on a connection of its own, behind
-        the engine's walls: on the embedded engine a fresh handle whose session is read-only with
-        `limits` (set before `readonly = 1`, so the query can change neither); on a server the
-        restricted analyst user (its profile holds the limits), else the store's user with `limits`
-        and `readonly = 1` on the query. `marker` starts the text, for `kill`. The parameters travel
-        apart from the text, as the engine's own (`run_bound`: `NotReadOnly` if they would not)."""
+        """Run `sql` (checked by `libs.common.analytics.queries.read_only`) on a connection of its own.
+
+        Behind the engine's walls: on the embedded engine a fresh handle whose session is read-only with
+        `limits` (set before `readonly = 1`, so the query can change neither); on a server the restricted
+        analyst user (its profile holds the limits), else the store's user with `limits` and `readonly =
+        1` on the query. `marker` starts the text, for `kill`. The parameters travel apart from the text,
+        as the engine's own (`run_bound`: `NotReadOnly` if they would not)."""
         text = f"/* {marker} */ {sql}"
         options: dict[str, Any] = {"database": DATABASE}
         url = self.url
@@ -316,8 +322,9 @@ class ClickHouseStore:
         return [str(row[0]) for row in found.result_rows]
 
     def kill(self, marker: str) -> None:
-        """Stop, in the engine, the analytics query `marker` names (`analytics`), on a connection of
-        its own: the lanes may be busy, and the query's own connection is."""
+        """Stop, in the engine, the analytics query `marker` names (`analytics`), on a connection of its own.
+
+        The lanes may be busy, and the query's own connection is."""
         if not re.fullmatch(r"[A-Za-z0-9:_-]+", marker):
             raise ValueError(f"not a query marker: {marker!r}")
         statement = f"KILL QUERY WHERE startsWith(query, '/* {marker} */') ASYNC"
@@ -427,9 +434,10 @@ _ESCAPED: Final = str.maketrans({char: f"\\{char}" for char in binding.must_esca
 
 
 class _StringArray:
-    """Strings as clickhouse-connect binds an `Array(String)` (`binding.format_bind_value` of a list
-    of them), each escaped by one `str.translate` instead of a Python step per character: ~2.5 µs
-    of the lookup per event id. The driver binds a value of a type it does not know as its `str()`."""
+    """Strings as clickhouse-connect binds an `Array(String)` (`binding.format_bind_value` of a list of them).
+
+    Each escaped by one `str.translate` instead of a Python step per character: ~2.5 µs of the lookup per
+    event id. The driver binds a value of a type it does not know as its `str()`."""
 
     __slots__ = ("_text",)
 

@@ -53,8 +53,10 @@ def _where(event: AuditEvent) -> str:
 
 
 def verify_chain(rows: Sequence[AuditEvent], *, anchored: bool) -> AuditVerdict | None:
-    """The first problem on one producer's chain, or None. `rows` are sorted by (seq, event_id);
-    `anchored`: the chain is checked from its start (seq 1), not from a `--since` cut."""
+    """The first problem on one producer's chain, or None.
+
+    `rows` are sorted by (seq, event_id); `anchored`: the chain is checked from its start (seq 1), not
+    from a `--since` cut."""
     if not rows:
         return None
     if not rows[0].producer:
@@ -98,8 +100,9 @@ def verify_chain(rows: Sequence[AuditEvent], *, anchored: bool) -> AuditVerdict 
 
 
 def _intruder(accepted: AuditEvent, row: AuditEvent, following: AuditEvent | None) -> AuditEvent:
-    """Of two rows at one seq (`accepted` already checked out), the one that was not written by the
-    producer: `row` unless it alone is intact and what the next row links to."""
+    """Of two rows at one seq (`accepted` already checked out), the one that was not written by the producer.
+
+    `row` unless it alone is intact and what the next row links to."""
     if event_hash(row) != row.hash or row.prev_hash != accepted.prev_hash:
         return row
     if following is not None and following.prev_hash == row.hash != accepted.hash:
@@ -111,6 +114,7 @@ def verify_checkpoints(
     key: bytes, checkpoints: Iterable[Checkpoint], heads: dict[tuple[str, int], AuditEvent]
 ) -> tuple[AuditVerdict | None, int]:
     """The first checkpoint that fails (bad signature, row gone, row rehashed) and how many were checked.
+
     `heads` maps (producer, seq) to the stored row at that place."""
     checked = 0
     for point in checkpoints:

@@ -217,8 +217,7 @@ _AFTER_REFUSED_FETCH = 0.1
 
 
 class _NatsTimeouts:
-    """The pull subscription FastStream fetches from, with every fetch timeout raised as nats-py's own
-    `TimeoutError`.
+    """The pull subscription FastStream fetches from, with every fetch timeout raised as nats-py's own `TimeoutError`.
 
     FastStream 0.7.8 collects a batch over several fetches and ends the batch on
     `nats.errors.TimeoutError`; nats-py also raises a plain `asyncio.TimeoutError` (a fetch whose
@@ -251,8 +250,10 @@ class _NatsTimeouts:
 
 
 async def _undecoded(message: StreamMessage[Any]) -> Any:
-    """The batch's payloads as fetched. `BatchWriter` validates each one itself (`batch.split`);
-    FastStream's own decoder would JSON-parse every payload first, for nothing (~3 µs per event)."""
+    """The batch's payloads as fetched.
+
+    `BatchWriter` validates each one itself (`batch.split`); FastStream's own decoder would JSON-parse
+    every payload first, for nothing (~3 µs per event)."""
     return message.body
 
 
@@ -270,8 +271,9 @@ def _fallback_seq(msg: Msg) -> int:
 
 
 def _sequence(msg: Msg) -> int | None:
-    """The message's stream sequence, or None for a message that did not come from JetStream
-    (FastStream's in-memory test broker)."""
+    """The message's stream sequence.
+
+    Or None for a message that did not come from JetStream (FastStream's in-memory test broker)."""
     try:
         return int(msg.metadata.sequence.stream)
     except Exception:  # no `$JS.ACK` reply subject: no metadata

@@ -1,5 +1,6 @@
-"""`python -m services.codemode`: one codemode replica (meta-tools and the sandbox pool), configured
-from the environment."""
+"""`python -m services.codemode`.
+
+One codemode replica (meta-tools and the sandbox pool), configured from the environment."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The tool calls a script makes: each one a `ToolCall` through policy (the key's grants, budgets
-and rate limits) to the executor, audited with the run as its parent."""
+"""The tool calls a script makes.
+
+Each one a `ToolCall` through policy (the key's grants, budgets and rate limits) to the executor, audited
+with the run as its parent."""
 
 from __future__ import annotations
 
@@ -38,9 +40,11 @@ def audit_event(
     content: bool = True,
     event_id: str | None = None,
 ) -> AuditEvent:
-    """The audit row of one tool call a run made, under the run (`parent_id`); its arguments and
-    result are recorded when `content` (the deployment's setting) and the key's own allow it, else
-    only their sha256. `event_id`: the one the audit journal gave the call before it was sent."""
+    """The audit row of one tool call a run made, under the run (`parent_id`).
+
+    Its arguments and result are recorded when `content` (the deployment's setting) and the key's own
+    allow it, else only their sha256. `event_id`: the one the audit journal gave the call before it was
+    sent."""
     error = outcome.error
     status: Literal["ok", "tool_error", "error", "denied"]
     if error is not None:
@@ -77,8 +81,10 @@ def audit_event(
 
 
 def _said(outcome: CallOutcome, error: GatewayError | None) -> Any:
-    """The `result` an event records: the upstream's answer as it sent it, else what an error said
-    that the `error` column leaves out (`audit_content.error_said`)."""
+    """The `result` an event records.
+
+    The upstream's answer as it sent it, else what an error said that the `error` column leaves out
+    (`audit_content.error_said`)."""
     if outcome.raw_result is not None:
         return outcome.raw_result
     return outcome.result if outcome.result is not None else error_said(error)
@@ -121,8 +127,9 @@ class ScriptCalls:
         self._abandoning: set[asyncio.Task[None]] = set()
 
     def _owe(self, call: ToolCall) -> str | None:
-        """Journal the call's audit event before the call is sent (and where to, with what): a
-        replica killed while the tool runs still leaves its row, under the run, once the slot's next
+        """Journal the call's audit event before the call is sent (and where to, with what).
+
+        A replica killed while the tool runs still leaves its row, under the run, once the slot's next
         process replays the journal. The event id to give that row; None without a journal."""
         journal = self.path.journal
         if journal is None:

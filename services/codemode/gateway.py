@@ -1,6 +1,8 @@
-"""The codemode service's side of the request path: policy's list of what a key may use, and
-the tool calls of scripts, sent to policy exactly as ingress sends an agent's (same subject, same
-`ToolCall`, same acknowledged request), so grants, budgets and rate limits apply unchanged."""
+"""The codemode service's side of the request path.
+
+Policy's list of what a key may use, and the tool calls of scripts, sent to policy exactly as ingress
+sends an agent's (same subject, same `ToolCall`, same acknowledged request), so grants, budgets and rate
+limits apply unchanged."""
 
 from __future__ import annotations
 
@@ -54,8 +56,9 @@ class PolicyGateway:
         include_tools: list[str] | None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> list[int] | GatewayError:
-        """Indexes of the (server, tool) pairs of `tools` the caller may use, as policy decides; or
-        why there is no answer."""
+        """Indexes of the (server, tool) pairs of `tools` the caller may use, as policy decides.
+
+        Or why there is no answer."""
         answer = await ask_visible(self._nc, caller, tools, include_servers, include_tools, timeout)
         return answer.error if answer.error else answer.allowed
 

@@ -116,9 +116,10 @@ def run_result(outcome: RunOutcome, code: str, toolset: Toolset, max_output_byte
 
 
 def lone_result(output_schema: Any) -> dict[str, Any] | None:
-    """The schema of `result` when a tool's output schema is an object of that one property: how the
-    SDKs' servers (MCPServer, FastMCP) declare a return value that is not an object, which they send
-    wrapped as `{"result": value}`. Scripts get the value itself; stubs show its type."""
+    """The schema of `result` when a tool's output schema is an object of that one property.
+
+    How the SDKs' servers (MCPServer, FastMCP) declare a return value that is not an object, which they
+    send wrapped as `{"result": value}`. Scripts get the value itself; stubs show its type."""
     if not isinstance(output_schema, dict):
         return None
     properties = output_schema.get("properties")
@@ -129,8 +130,10 @@ def lone_result(output_schema: Any) -> dict[str, Any] | None:
 
 
 def tool_value(result: dict[str, Any], output_schema: dict[str, Any] | None = None) -> Any:
-    """What a tool call returns inside a script: structured content, else text (parsed as JSON when
-    it is JSON), else the content blocks without binary data.
+    """What a tool call returns inside a script.
+
+    Structured content, else text (parsed as JSON when it is JSON), else the content blocks without
+    binary data.
 
     A value wrapped as `{"result": value}` (`lone_result`) is unwrapped; FastMCP flags its wrapper
     (`x-fastmcp-wrap-result`), and then a string is parsed when it is JSON text (mcp-atlassian

@@ -1,7 +1,8 @@
-"""The Code Mode service's metrics: runs by outcome, sandbox limits hit, and tool search (which engine
-ranked, whether the embedding model is loaded, definitions embedded, needs written), and scripts' calls
-sent again while a replica rejoined. Served with the shared ones
-(`libs.common.runtime.metrics`) on its `/metrics`.
+"""The Code Mode service's metrics.
+
+Runs by outcome, sandbox limits hit, and tool search (which engine ranked, whether the embedding model is
+loaded, definitions embedded, needs written), and scripts' calls sent again while a replica rejoined.
+Served with the shared ones (`libs.common.runtime.metrics`) on its `/metrics`.
 """
 
 from __future__ import annotations

@@ -95,8 +95,10 @@ def fingerprint(description: str) -> str:
 
 
 def parse(rows: Iterable[bytes], source: str, skipped: list[int] | None = None) -> Needs:
-    """Needs from JSON lines; a line that is not one names its file and number, or, given
-    `skipped`, is left out and its number added there (a file we append to, that a crash may cut)."""
+    """Needs from JSON lines.
+
+    A line that is not one names its file and number, or, given `skipped`, is left out and its number
+    added there (a file we append to, that a crash may cut)."""
     lines: dict[str, tuple[Line, ...]] = {}
     for number, row in enumerate(rows, 1):
         if not row.strip():

@@ -87,8 +87,9 @@ class WriterError(Exception):
 
 
 class Unreachable(WriterError):
-    """The API could not be reached at all (the gateway still starting, or down): waited for, not
-    counted among a batch's tries, since no answer said anything about the batch."""
+    """The API could not be reached at all (the gateway still starting, or down).
+
+    Waited for, not counted among a batch's tries, since no answer said anything about the batch."""
 
 
 def prompt(server: str, specs: Iterable[ToolSpec]) -> list[dict[str, str]]:
@@ -106,9 +107,10 @@ def prompt(server: str, specs: Iterable[ToolSpec]) -> list[dict[str, str]]:
 
 
 def parse(content: str, asked: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """The usable needs of each tool of `asked` in the model's answer `content`: tools it was not
-    asked about are dropped, as are needs that are not text or are too long; a tool left with fewer
-    than `MIN_NEEDS` is missing from the result (asked again later)."""
+    """The usable needs of each tool of `asked` in the model's answer `content`.
+
+    Tools it was not asked about are dropped, as are needs that are not text or are too long; a tool left
+    with fewer than `MIN_NEEDS` is missing from the result (asked again later)."""
     if len(content.encode()) > MAX_ANSWER_BYTES:
         raise WriterError(f"the answer is longer than {MAX_ANSWER_BYTES} bytes")
     found = _OBJECT.search(content)  # some models wrap the object in a fence or a sentence
@@ -139,8 +141,9 @@ Written = Mapping[str, tuple[needs.Line, ...]]
 
 
 class NeedsWriter:
-    """Asks for the needs of queued tools, one server's batch at a time, and hands each batch's
-    lines to `on_written` (the searcher re-embeds those tools with them)."""
+    """Asks for the needs of queued tools, one server's batch at a time, and hands each batch's lines to `on_written`.
+
+    (The searcher re-embeds those tools with them)."""
 
     def __init__(self, settings: CodeModeSettings, on_written: Callable[[Written], object]) -> None:
         self.settings = settings
@@ -160,8 +163,10 @@ class NeedsWriter:
         return bool(self.settings.search_needs_writer_url and self.settings.search_needs_writer_model)
 
     def load(self) -> needs.Needs:
-        """The needs written before (the file): a line that cannot be used (a crash cut it short) is
-        skipped, its tool asked again, so one bad line never costs every tool's needs."""
+        """The needs written before (the file).
+
+        A line that cannot be used (a crash cut it short) is skipped, its tool asked again, so one bad
+        line never costs every tool's needs."""
         if self.path is None or not self.path.exists():
             return needs.Needs()
         try:
@@ -240,8 +245,9 @@ class NeedsWriter:
         self.on_written(lines)
 
     async def _ask_with_retries(self, server: str, batch: list[ToolSpec]) -> dict[str, tuple[str, ...]]:
-        """The batch's needs, asked again after a pause (doubling) until `_ATTEMPTS` answers were
-        errors; while the API cannot be reached at all, it is waited for."""
+        """The batch's needs, asked again after a pause (doubling) until `_ATTEMPTS` answers were errors.
+
+        While the API cannot be reached at all, it is waited for."""
         pause, errors = self.settings.search_needs_writer_retry_seconds, 0
         while True:
             try:
@@ -294,8 +300,7 @@ class NeedsWriter:
         return self._client
 
     def _keep(self, lines: Written) -> None:
-        """Append `lines` to the written-needs file (a crash may cut the last line short: `load`
-        skips it)."""
+        """Append `lines` to the written-needs file (a crash may cut the last line short: `load` skips it)."""
         if self.path is None:
             return
         rows = b"".join(_row(tool, line) for tool, kept in lines.items() for line in kept)

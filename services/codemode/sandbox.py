@@ -54,9 +54,11 @@ CallBatch = Callable[[list[dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 @functools.cache
 def _worker_box() -> list[str]:
-    """The launcher that boxes a worker before Python even imports Starlark (whose Go runtime starts
-    threads a later confinement would not reach): it reads only the interpreter and the packages,
-    writes nothing, binds and connects to no port, executes only the interpreter (and its loader)."""
+    """The launcher that boxes a worker before Python even imports Starlark.
+
+    (Whose Go runtime starts threads a later confinement would not reach): it reads only the interpreter
+    and the packages, writes nothing, binds and connects to no port, executes only the interpreter (and
+    its loader)."""
     python = python_paths([])
     box = Confinement(
         read=[*SYSTEM_READ, *python, *own_packages()],
@@ -104,8 +106,9 @@ class _Worker:
         return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def stderr_tail(self) -> str:
-        """The first and last few KiB of what the worker wrote to stderr (a Go crash starts with
-        its reason, then dumps every goroutine)."""
+        """The first and last few KiB of what the worker wrote to stderr.
+
+        (A Go crash starts with its reason, then dumps every goroutine)."""
         tail = b"".join(self.stderr)[-_STDERR_TAIL:]
         return (bytes(self.stderr_head) + b"\n...\n" + tail).decode(errors="replace")
 

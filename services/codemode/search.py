@@ -108,6 +108,7 @@ class SearchIndex:
 
 
 def _product(server: str) -> str:
-    """The product a server's name names first, by the usual convention: `github-legacy` -> github,
-    `aws-cloudwatch` -> aws, `digitalocean` -> digitalocean."""
+    """The product a server's name names first, by the usual convention.
+
+    `github-legacy` -> github, `aws-cloudwatch` -> aws, `digitalocean` -> digitalocean."""
     return server.replace("_", "-").split("-", 1)[0].lower()

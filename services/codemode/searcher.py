@@ -1,5 +1,4 @@
-"""Tool search as the codemode service runs it: the model (or why there is none), the vectors, one
-index per view.
+"""Tool search as the codemode service runs it: the model (or why there is none), the vectors, one index per view.
 
 At start the embedding model loads (about a second, off the event loop); when it cannot, search is
 lexical only, the log says why once, `bastion_codemode_search_model_loaded` is 0 and every answer

@@ -1,5 +1,7 @@
-"""Codemode composition root: the sandbox worker pool, the catalog view, and the handler of
-`bastion.codemode.call` (queue group `codemode`), built from one settings object.
+"""Codemode composition root.
+
+The sandbox worker pool, the catalog view, and the handler of `bastion.codemode.call` (queue group
+`codemode`), built from one settings object.
 
 Per meta-tool call: ask policy what the caller may use (`bastion.policy.list`, with the request's
 include headers), take the cached view of that set, answer. A run's tool calls go back through

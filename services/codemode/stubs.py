@@ -1,5 +1,4 @@
-"""Python-style stubs generated from tool JSON schemas: what `read_tool_file` and
-`get_tool_docs` show a model.
+"""Python-style stubs generated from tool JSON schemas: what `read_tool_file` and `get_tool_docs` show a model.
 
 Pure and deterministic: the same toolset always renders the same text. A stub file is a module
 docstring, then per tool `def function(required: type, ..., optional: type = default) -> dict:`
@@ -163,9 +162,11 @@ def _docstring(text: str) -> str:
 
 
 def returns(spec: ToolSpec, *, short: bool = True) -> str:
-    """What a call of the tool gives a script (`answers.tool_value`): the wrapped value's type, the
-    output schema's type, or `Any` (text, or its JSON value when it is JSON) without one. `short`:
-    for a file of stubs, a long type is cut to its kind (`get_tool_docs` shows it whole)."""
+    """What a call of the tool gives a script (`answers.tool_value`).
+
+    The wrapped value's type, the output schema's type, or `Any` (text, or its JSON value when it is
+    JSON) without one. `short`: for a file of stubs, a long type is cut to its kind (`get_tool_docs`
+    shows it whole)."""
     output = spec.definition.get("outputSchema")
     inner = lone_result(output)
     if inner is not None:

@@ -173,8 +173,9 @@ class VectorStore:
 
     def compute(self, specs: Sequence[ToolSpec], keys: Sequence[str]) -> int:
         """Embed the tools among `specs` (with their `keys`) that have no vector; how many it embedded.
-        A tool whose needs changed since its key was taken (needs written meanwhile) is left for
-        the next call, under its new key: a vector is only ever stored under what it is made of."""
+
+        A tool whose needs changed since its key was taken (needs written meanwhile) is left for the next
+        call, under its new key: a vector is only ever stored under what it is made of."""
         known = self.needs
         todo = [i for i in self.missing(keys) if definition_key(specs[i], known.of(specs[i])) == keys[i]]
         if not todo:

@@ -78,8 +78,9 @@ class ToolView:
     _files: dict[str, str] = field(default_factory=dict)
 
     def file(self, path: str) -> str | None:
-        """The stub text at `path` (`servers/<module>.py`; `<module>.py` and `<module>` also do),
-        or None if there is no such file."""
+        """The stub text at `path` (`servers/<module>.py`; `<module>.py` and `<module>` also do).
+
+        Or None if there is no such file."""
         path = path.strip().removeprefix("./")
         if not path.startswith("servers/"):
             path = f"servers/{path}"

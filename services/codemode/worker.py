@@ -185,8 +185,9 @@ def _run(channel: _Channel, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _cap_resources(extra_bytes: int) -> None:
-    """Address space: what the process (Python + the Go runtime's reservations) has now, plus the
-    cap. No core dumps (a Go abort would write one per killed run) and no file writes."""
+    """Address space: what the process (Python + the Go runtime's reservations) has now, plus the cap.
+
+    No core dumps (a Go abort would write one per killed run) and no file writes."""
     with open("/proc/self/status", encoding="ascii") as status:
         size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
     limit = size_kb * 1024 + extra_bytes

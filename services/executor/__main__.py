@@ -1,5 +1,7 @@
-"""`python -m services.executor`: run the executor until SIGTERM or SIGINT, then shut down cleanly
-(in-flight calls answered, every upstream session closed, no stdio child left behind)."""
+"""`python -m services.executor`.
+
+Run the executor until SIGTERM or SIGINT, then shut down cleanly (in-flight calls answered, every
+upstream session closed, no stdio child left behind)."""
 
 from __future__ import annotations
 

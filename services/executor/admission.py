@@ -1,8 +1,10 @@
-"""Which work an executor runs: what policy signed (`signing.WorkSigner`), or a call ingress sends
-straight to the executors with policy's grant for it (`messages.Grant`). Policy decided once that
-this caller may make such calls with nothing to count, and signed that decision; the executor runs
-one only when the grant is policy's, for exactly this caller, target and narrowing. Anything else
-is unsigned work: nothing runs and nothing answers.
+"""Which work an executor runs.
+
+What policy signed (`signing.WorkSigner`), or a call ingress sends straight to the executors with
+policy's grant for it (`messages.Grant`). Policy decided once that this caller may make such calls with
+nothing to count, and signed that decision; the executor runs one only when the grant is policy's, for
+exactly this caller, target and narrowing. Anything else is unsigned work: nothing runs and nothing
+answers.
 
 A genuine grant no longer holds once it has expired, or once this executor has applied a change to
 the servers' configuration policy had not when it decided (a tool's price or rate limit lives

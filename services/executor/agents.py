@@ -148,8 +148,9 @@ class AgentLink:
         return await self._ask("roots", "roots/list", None, types.ListRootsResult)
 
     async def answer(self, call: ActiveCall, request: types.InputRequest) -> Any:
-        """One input request of a 2026-07-28 `input_required` result, put to the agent of `call`:
-        the result names its request, so there is no guessing which agent it is for."""
+        """One input request of a 2026-07-28 `input_required` result, put to the agent of `call`.
+
+        The result names its request, so there is no guessing which agent it is for."""
         match request:
             case types.CreateMessageRequest(params=params):
                 return await self._ask("sampling", request.method, params, types.CreateMessageResult, call)

@@ -1,5 +1,7 @@
-"""How much of one upstream answer the executor reads: the result limit (`BASTION_MAX_RESULT_BYTES`)
-plus room for the envelope, and the error an answer past it raises."""
+"""How much of one upstream answer the executor reads.
+
+The result limit (`BASTION_MAX_RESULT_BYTES`) plus room for the envelope, and the error an answer past it
+raises."""
 
 from __future__ import annotations
 
@@ -17,15 +19,16 @@ def answer_cutoff(max_result: int) -> int:
 
 
 def sse_event_limit(max_result: int | None) -> int:
-    """Bytes one server-sent event may hold: as many as a whole JSON answer (`answer_cutoff`); the
-    SDK's own default (1 MiB) when no result limit is set."""
+    """Bytes one server-sent event may hold: as many as a whole JSON answer (`answer_cutoff`).
+
+    The SDK's own default (1 MiB) when no result limit is set."""
     return answer_cutoff(max_result) if max_result is not None else DEFAULT_MAX_SSE_EVENT_SIZE
 
 
 class AnswerTooLarge(Exception):
-    """The server's answer to a call is larger than `BASTION_MAX_RESULT_BYTES` allows
-    (`answer_cutoff`): it was not read past that point. The call did run. `size` when the server
-    said it (`content-length`)."""
+    """The server's answer to a call is larger than `BASTION_MAX_RESULT_BYTES` allows (`answer_cutoff`).
+
+    It was not read past that point. The call did run. `size` when the server said it (`content-length`)."""
 
     def __init__(self, limit: int, size: int | None = None) -> None:
         super().__init__(f"the answer is larger than {limit:,} bytes")

@@ -88,8 +88,9 @@ _RULES: Final[Mapping[str, Callable[[Any], str]]] = {
 
 
 def unexpected_properties(error: ValidationError) -> list[str]:
-    """The property names an `additionalProperties: false` (or `unevaluatedProperties`) refused: field
-    names, which the agent chose, never their values."""
+    """The property names an `additionalProperties: false` (or `unevaluatedProperties`) refused.
+
+    Field names, which the agent chose, never their values."""
     instance, schema = error.instance, error.schema
     if not isinstance(instance, Mapping) or not isinstance(schema, Mapping):
         return []

@@ -83,8 +83,10 @@ class CircuitBreaker:
         self.failure_threshold, self.reset_timeout = failure_threshold, reset_timeout
 
     def allow(self) -> bool:
-        """May a call go to the server now? In half-open state exactly one caller gets True (the
-        probe) until it reports back through `success`, `failure` or `release`."""
+        """May a call go to the server now?
+
+        In half-open state exactly one caller gets True (the probe) until it reports back through
+        `success`, `failure` or `release`."""
         if self._state is BreakerState.CLOSED:
             return True
         if self._state is BreakerState.OPEN:
@@ -115,8 +117,9 @@ class CircuitBreaker:
         self._changed()
 
     def release(self) -> None:
-        """A probe ended without telling anything about the server (refused locally, cancelled):
-        the next caller may probe instead."""
+        """A probe ended without telling anything about the server (refused locally, cancelled).
+
+        The next caller may probe instead."""
         self._probing = False
 
     def _open(self) -> None:

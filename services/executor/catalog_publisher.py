@@ -79,8 +79,9 @@ class CatalogPublisher:
     async def publish(
         self, status: str, error: str | None = None, stderr_tail: list[str] | None = None, *, refresh: bool = False
     ) -> None:
-        """Publish `status` (with `error`, and what the server last wrote on stderr when it failed);
-        `refresh`: even when it is what was last published (a heartbeat)."""
+        """Publish `status` (with `error`, and what the server last wrote on stderr when it failed); `refresh`.
+
+        Even when it is what was last published (a heartbeat)."""
         stderr_tail = stderr_tail or []
         self._status = (status, error, stderr_tail)
         async with self._lock:  # a health update must not overtake a newer listing

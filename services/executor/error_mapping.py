@@ -1,5 +1,7 @@
-"""Which `GatewayError` an exception becomes, and the one-line, secret-free reason a failed
-connection is logged and published with. Pure, so the rules are unit-tested directly."""
+"""Which `GatewayError` an exception becomes.
+
+And the one-line, secret-free reason a failed connection is logged and published with. Pure, so the rules
+are unit-tested directly."""
 
 from __future__ import annotations
 

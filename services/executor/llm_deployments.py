@@ -1,5 +1,7 @@
-"""What the executor knows of each deployment of a routed model: its breaker, its cool-down, its
-observed latency and what it was sent in the last minute; and the order a request tries them in.
+"""What the executor knows of each deployment of a routed model.
+
+Its breaker, its cool-down, its observed latency and what it was sent in the last minute; and the order a
+request tries them in.
 
 Kept per executor replica, in memory: a deployment another replica found down is found down here
 by its own first failure. The `tpm` / `rpm` of a deployment are therefore per replica too
@@ -100,8 +102,10 @@ class Deployments:
 def ordered(
     candidates: list[RoutedDeployment], deployments: Deployments, rng: random.Random | None = None
 ) -> list[RoutedDeployment]:
-    """The order a request tries its deployments in: route by route as given (the model asked
-    for, then its fallbacks), each route's deployments by its strategy."""
+    """The order a request tries its deployments in.
+
+    Route by route as given (the model asked for, then its fallbacks), each route's deployments by its
+    strategy."""
     rng = rng or random.Random()
     groups: dict[str, list[RoutedDeployment]] = {}
     for deployment in candidates:

@@ -285,8 +285,9 @@ class LlmProviders:
             return _failed(request, exc.kind, f"{provider.label} answered unexpectedly: {exc.detail}")
 
     async def _relay(self, request: LlmRequest, response: httpx2.Response, stream: _Stream, decoder: Decoder) -> bool:
-        """Publish each chunk as the wire's decoder makes it; whether the stream ended as a finished
-        answer does (as its wire says one ends), not just stopped."""
+        """Publish each chunk as the wire's decoder makes it.
+
+        Whether the stream ended as a finished answer does (as its wire says one ends), not just stopped."""
         async for data in response.aiter_bytes():
             await self._publish_chunks(request, stream, decoder.feed(data))
             if decoder.failure is not None:

@@ -116,8 +116,10 @@ class LlmRouter:
 
 
 def skipped(request: LlmRequest, deployment: RoutedDeployment, state: DeploymentState) -> str | None:
-    """Why `deployment` is not tried for `request`, or None. The breaker is asked last: a half-open
-    one lends its one probe to the caller that is then sure to send."""
+    """Why `deployment` is not tried for `request`, or None.
+
+    The breaker is asked last: a half-open one lends its one probe to the caller that is then sure to
+    send."""
     if not deployment.granted:
         return "not_granted"
     if time.time() >= request.deadline:
@@ -134,8 +136,10 @@ def _for(request: LlmRequest, deployment: RoutedDeployment) -> LlmRequest:
 
 
 def _fails_over(outcome: LlmOutcome) -> bool:
-    """Whether the next deployment may take the request: the failure is the deployment's (down,
-    slow, overloaded, 5xx), and no chunk of the answer reached the client yet."""
+    """Whether the next deployment may take the request.
+
+    The failure is the deployment's (down, slow, overloaded, 5xx), and no chunk of the answer reached the
+    client yet."""
     error = outcome.error
     if error is None or outcome.started_streaming:
         return False

@@ -95,8 +95,10 @@ class OAuthTokens(httpx2.Auth):
         return True
 
     def lean_authorization(self) -> str | bool | None:
-        """For a lean send (`lean.HttpLink`): the header while the kept token is fresh, None while the
-        upstream has never asked for one, False when it is due for renewal (the SDK's way renews it)."""
+        """For a lean send (`lean.HttpLink`).
+
+        The header while the kept token is fresh, None while the upstream has never asked for one, False
+        when it is due for renewal (the SDK's way renews it)."""
         if self._token is None:
             return None
         if self._expires_at is not None and self._expires_at - time.time() < _EARLY:

@@ -1,6 +1,7 @@
-"""The outcome as it leaves the executor: the executor's own answers (`refusal`, `undeliverable`),
-the result shaped and encoded once (`for_the_wire`), the headers it carries (the call's cost,
-policy's grant) and its metrics label."""
+"""The outcome as it leaves the executor.
+
+The executor's own answers (`refusal`, `undeliverable`), the result shaped and encoded once
+(`for_the_wire`), the headers it carries (the call's cost, policy's grant) and its metrics label."""
 
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ _set = object.__setattr__
 
 
 def ran(request_id: str, result: dict[str, Any], upstream_ms: float) -> CallOutcome:
-    """The outcome of a request the upstream answered with `result`, unvalidated (the result was
-    checked on the way in): what `_RAN.model_copy(update={"id", "result", "upstream_ms",
-    "interceptions": []})` makes, made directly. `model_construct` asks every field for its default
-    (~5.4 µs, pydantic 2.14), `model_copy` copies three containers and merges the update (~2.2);
-    this sets the four slots a model has (~0.8). tests/unit/test_executor_outcomes.py compares every
-    slot with `model_copy`'s, so a pydantic that keeps its state otherwise fails there."""
+    """The outcome of a request the upstream answered with `result`, unvalidated.
+
+    (The result was checked on the way in): what `_RAN.model_copy(update={"id", "result", "upstream_ms",
+    "interceptions": []})` makes, made directly. `model_construct` asks every field for its default (~5.4
+    µs, pydantic 2.14), `model_copy` copies three containers and merges the update (~2.2); this sets the
+    four slots a model has (~0.8). tests/unit/test_executor_outcomes.py compares every slot with
+    `model_copy`'s, so a pydantic that keeps its state otherwise fails there."""
     outcome = _new_outcome(CallOutcome)
     values = _RAN_VALUES.copy()
     values["id"], values["result"], values["upstream_ms"], values["interceptions"] = request_id, result, upstream_ms, []
@@ -55,9 +57,10 @@ def refusal(
     upstream_ms: float | None = None,
     logged: str | None = None,
 ) -> CallOutcome:
-    """The executor's answer when it decides a call without asking the upstream (or, with
-    `execution="may_have_run"`, when it lost track of a call it had sent); `code` a JSON-RPC error
-    code the answer must carry, `upstream_ms` how long the upstream had the request, if it did,
+    """The executor's answer when it decides a call without asking the upstream.
+
+    (Or, with `execution="may_have_run"`, when it lost track of a call it had sent); `code` a JSON-RPC
+    error code the answer must carry, `upstream_ms` how long the upstream had the request, if it did,
     `logged` what the audit row says instead of `message` (`GatewayError.logged`)."""
     error = GatewayError(kind=kind, message=message, code=code, logged=logged)
     return CallOutcome(id=call.id, error=error, decided_by="executor", execution=execution, upstream_ms=upstream_ms)
@@ -86,8 +89,10 @@ def outcome_label(outcome: CallOutcome) -> str:
 
 
 def refunded(outcome: CallOutcome) -> bool:
-    """Whether the call's charge is given back: it did not run (or the gateway cannot know it did,
-    `messages.REFUNDED`), or an interceptor refused it before the upstream was called."""
+    """Whether the call's charge is given back.
+
+    It did not run (or the gateway cannot know it did, `messages.REFUNDED`), or an interceptor refused it
+    before the upstream was called."""
     error = outcome.error
     if error is None:
         return False
@@ -99,8 +104,10 @@ def refunded(outcome: CallOutcome) -> bool:
 
 
 def charged_usd(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
-    """A priced call's cost for the requester's audit event: the price policy forwarded it with, or 0
-    when the call did not run (its charge is refunded); None (no header) for a call without a price."""
+    """A priced call's cost for the requester's audit event.
+
+    The price policy forwarded it with, or 0 when the call did not run (its charge is refunded); None (no
+    header) for a call without a price."""
     price = (headers or {}).get(subjects.CHARGED_USD)
     if price is None:
         return None
@@ -108,8 +115,10 @@ def charged_usd(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[st
 
 
 def reply_headers(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[str, str] | None:
-    """Headers of the outcome sent to the requester: the call's cost (`charged_usd`), and policy's
-    `GRANT` of a call it forwarded, handed back so the requester can reuse the decision."""
+    """Headers of the outcome sent to the requester.
+
+    The call's cost (`charged_usd`), and policy's `GRANT` of a call it forwarded, handed back so the
+    requester can reuse the decision."""
     reply = charged_usd(headers, outcome)
     grant = (headers or {}).get(subjects.GRANT)
     if grant is not None and subjects.REPLY_TO in (headers or {}):
@@ -118,8 +127,9 @@ def reply_headers(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[
 
 
 def for_the_wire(outcome: CallOutcome, version: str | None) -> CallOutcome:
-    """The outcome with its result shaped for the agent's revision and encoded once, to travel
-    after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
+    """The outcome with its result shaped for the agent's revision and encoded once.
+
+    To travel after the envelope and reach the agent as it is (`messages.encode_outcome`)."""
     result = outcome.result
     if result is None:
         return outcome

@@ -1,5 +1,6 @@
-"""What a call's failure means for the next one: which outcomes count against the breaker, which
-may be re-sent, and the health an upstream reports.
+"""What a call's failure means for the next one.
+
+Which outcomes count against the breaker, which may be re-sent, and the health an upstream reports.
 
 Kept apart from `upstream.py` (which owns the connection) so the rules read in one place and are
 unit-tested without a server.
@@ -58,8 +59,9 @@ def health_of(connected: bool, breaker: CircuitBreaker, needs_auth: bool = False
 
 
 def retry_safe(definition: Mapping[str, Any] | None) -> bool:
-    """A call may be re-sent only when the server says doing it twice does no harm: the tool is
-    annotated `idempotentHint: true` or `readOnlyHint: true`. Absent annotations mean no."""
+    """A call may be re-sent only when the server says doing it twice does no harm.
+
+    The tool is annotated `idempotentHint: true` or `readOnlyHint: true`. Absent annotations mean no."""
     annotations = (definition or {}).get("annotations")
     if not isinstance(annotations, Mapping):
         return False
@@ -79,9 +81,10 @@ def _retryable(outcome: CallOutcome) -> bool:
 
 
 class RetryPlan:
-    """How often a call whose connection failed is tried again: at most `retries` more times,
-    after an exponential backoff with jitter, and never past `deadline` (a `clock()` reading): a
-    retry whose backoff would end after the deadline is not started."""
+    """How often a call whose connection failed is tried again.
+
+    At most `retries` more times, after an exponential backoff with jitter, and never past `deadline` (a
+    `clock()` reading): a retry whose backoff would end after the deadline is not started."""
 
     __slots__ = ("_clock", "_deadline", "_initial", "_started", "_window", "retries", "tries")
 

@@ -1,5 +1,6 @@
-"""A tool's `inputSchema` compiled to one Python predicate: "these arguments are valid", decided
-without jsonschema's generic machinery.
+"""A tool's `inputSchema` compiled to one Python predicate.
+
+"these arguments are valid", decided without jsonschema's generic machinery.
 
 jsonschema validates by walking the schema per call: a generator per keyword, an `is_type` lookup
 per check, descend() per subschema. For the schemas tools publish (an object of typed properties,
@@ -68,8 +69,9 @@ def _never(_: Any) -> bool:
 
 
 def compile_predicate(schema: Mapping[str, Any] | bool, cls: type[Any]) -> Predicate | None:
-    """A predicate true exactly when `cls(schema)` finds no error; None when the schema (or its draft)
-    uses something not compiled here."""
+    """A predicate true exactly when `cls(schema)` finds no error.
+
+    None when the schema (or its draft) uses something not compiled here."""
     if cls not in _DRAFTS:
         return None
     try:
@@ -155,8 +157,10 @@ def _items(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Pred
 
 
 def _strings_only(value: Any) -> tuple[str, ...]:
-    """`enum` or `const` values compiled only when all are strings: a string equals only a string in
-    jsonschema's `equal` too, so plain `==` is its meaning; anything else stays with jsonschema."""
+    """`enum` or `const` values compiled only when all are strings.
+
+    A string equals only a string in jsonschema's `equal` too, so plain `==` is its meaning; anything
+    else stays with jsonschema."""
     if not all(isinstance(item, str) for item in value):
         raise _Unsupported
     return tuple(value)

@@ -82,8 +82,10 @@ _DRAIN_TIMEOUT = 10.0
 
 
 class ExecutorService:
-    """Start with `await start()` (returns once every configured server has been handed its
-    connection task and the call subscription is live); stop with `await stop()`."""
+    """Start with `await start()`.
+
+    (Returns once every configured server has been handed its connection task and the call subscription
+    is live); stop with `await stop()`."""
 
     def __init__(
         self, settings: ExecutorSettings | None = None, interceptors: Sequence[Interceptor] | None = None
@@ -297,8 +299,9 @@ class ExecutorService:
         )
 
     async def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
-        """Run `interceptors` from now on (a configuration change); every server is listed again so
-        what they hide or annotate holds for its catalog too."""
+        """Run `interceptors` from now on (a configuration change).
+
+        Every server is listed again so what they hide or annotate holds for its catalog too."""
         await self.interceptors.replace(interceptors)
         for upstream in list(self._upstreams.values()):
             upstream.relist()
@@ -395,8 +398,10 @@ class ExecutorService:
             self._acks.watch(msg, task, reply)  # names this replica to the requester if the call runs a while
 
     async def _on_cancel(self, msg: Msg) -> None:
-        """Every replica hears it; the one running the call abandons it (the SDK then sends the
-        upstream `notifications/cancelled`) and answers with a `cancelled` outcome."""
+        """Every replica hears it.
+
+        The one running the call abandons it (the SDK then sends the upstream `notifications/cancelled`)
+        and answers with a `cancelled` outcome."""
         cancel = CancelExecution.parsed(msg.data)
         if cancel is not None:
             self.calls.running.cancel(cancel.id)
@@ -475,8 +480,10 @@ class ExecutorService:
                 log.warning("llm request %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
 
     async def _oversized(self, outcome: CallOutcome, size: int) -> CallOutcome:
-        """An outcome too large for one NATS message: its result goes through the object store, up
-        to `max_result_bytes`; beyond that (or if it cannot be stored) the agent hears why at once."""
+        """An outcome too large for one NATS message.
+
+        Its result goes through the object store, up to `max_result_bytes`; beyond that (or if it cannot
+        be stored) the agent hears why at once."""
         if outcome.raw_result is None:  # an upstream error with huge `data`: the message is what matters
             error = outcome.error or GatewayError(kind=ErrorKind.INTERNAL, message="empty outcome")
             slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code, logged=error.logged)

@@ -109,8 +109,10 @@ def format_violations(errors: Iterable[ValidationError], values: bool = False) -
 
 
 class ArgumentsValidator:
-    """One tool's compiled `inputSchema` validator. An invalid schema validates nothing (the upstream
-    will judge the arguments itself) rather than making the tool uncallable."""
+    """One tool's compiled `inputSchema` validator.
+
+    An invalid schema validates nothing (the upstream will judge the arguments itself) rather than making
+    the tool uncallable."""
 
     __slots__ = ("_valid", "_validator", "key")
 
@@ -190,8 +192,9 @@ class ToolSet:
         return tool.definition if tool is not None else None
 
     def check_arguments(self, name: str, arguments: Mapping[str, Any], values: bool = False) -> str | None:
-        """None when the arguments fit the tool's `inputSchema`, else why not (naming fields and rules;
-        `values`: quoting what the agent sent too)."""
+        """None when the arguments fit the tool's `inputSchema`.
+
+        Else why not (naming fields and rules; `values`: quoting what the agent sent too)."""
         tool = self._tools[name]
         if tool.validator is None:
             schema = tool.definition.get("inputSchema")

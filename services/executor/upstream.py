@@ -1,7 +1,8 @@
-"""One upstream server as the executor sees it, whatever its kind: its live session, kept by one
-dedicated task, its listing, its circuit breaker, and what calls on it share (the agents of the
-calls in flight, resource subscriptions). Calls reach it through the executor's call path
-(`call_path`), from many other tasks, and only use the live session (`session`).
+"""One upstream server as the executor sees it, whatever its kind.
+
+Its live session, kept by one dedicated task, its listing, its circuit breaker, and what calls on it
+share (the agents of the calls in flight, resource subscriptions). Calls reach it through the executor's
+call path (`call_path`), from many other tasks, and only use the live session (`session`).
 
 A kind's sessions are context managers that must be entered and exited by the same task, so one
 task (`_run`) owns them for the server's whole life: it opens a session through the server's
@@ -62,8 +63,9 @@ Publish = Callable[["Upstream", ServerCatalog], Awaitable[bool]]
 
 
 class Upstream:
-    """One server's session and what calls on it share; `session` is the live one (None while
-    there is none). Safe to read from any task."""
+    """One server's session and what calls on it share; `session` is the live one (None while there is none).
+
+    Safe to read from any task."""
 
     def __init__(
         self,
@@ -176,8 +178,9 @@ class Upstream:
         self._catalog.start()
 
     async def reconfigure(self, config: ServerConfig) -> None:
-        """Apply new `tools` patterns, `timeout`, retries and breaker settings to the live session,
-        and republish the catalog."""
+        """Apply new `tools` patterns, `timeout`, retries and breaker settings to the live session.
+
+        And republish the catalog."""
         self.config = config
         self.policy = ExposurePolicy(config.tools)
         self.breaker.configure(config.circuit_breaker.failure_threshold, config.circuit_breaker.reset_timeout)
@@ -205,8 +208,7 @@ class Upstream:
         self._last_ok = asyncio.get_running_loop().time()
 
     async def settled(self, deadline: float) -> bool:
-        """Wait (until event-loop time `deadline`) while a connection attempt is under way; False if
-        it still is."""
+        """Wait (until event-loop time `deadline`) while a connection attempt is under way; False if it still is."""
         if self._state is State.CONNECTING:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -253,8 +255,10 @@ class Upstream:
             raise
 
     async def _attempt(self) -> None:
-        """One connection attempt and the session it leads to. Returns when a session that lived long
-        enough ends (reconnect at once); raises `Backoff` otherwise (`reconnect.keep_reconnecting`)."""
+        """One connection attempt and the session it leads to.
+
+        Returns when a session that lived long enough ends (reconnect at once); raises `Backoff`
+        otherwise (`reconnect.keep_reconnecting`)."""
         self._set_state(State.CONNECTING)
         try:
             await self._serve_session()
@@ -324,11 +328,13 @@ class Upstream:
             raise TimeoutError(f"no MCP session within {timeout:g} seconds")
 
     def _connected(self) -> None:
-        """A session is up after failed attempts: the server answered its handshake and listing, so
-        the failures those attempts gave its breaker are over, also when they opened it (calls were
-        refused for up to `reset_timeout` after it was up, or it stayed "degraded" until some call
-        succeeded). Only theirs: failures of calls in between are left to the breaker's rule, or a
-        server that dies on every call but reconnects fine would never open it."""
+        """A session is up after failed attempts.
+
+        The server answered its handshake and listing, so the failures those attempts gave its breaker
+        are over, also when they opened it (calls were refused for up to `reset_timeout` after it was up,
+        or it stayed "degraded" until some call succeeded). Only theirs: failures of calls in between are
+        left to the breaker's rule, or a server that dies on every call but reconnects fine would never
+        open it."""
         counted, self._failed_connects = self._failed_connects, 0
         if counted and self.breaker.failures <= counted:
             self.breaker.success()
@@ -353,8 +359,10 @@ class Upstream:
                         return  # ends the session: `_run` reconnects
 
     async def _relist_now(self, session: UpstreamSession, forced: bool) -> None:
-        """List the server again: `forced` (it announced a change, a pin changed) decides and publishes
-        whatever it lists; a scheduled re-listing only when the server lists something else."""
+        """List the server again.
+
+        `forced` (it announced a change, a pin changed) decides and publishes whatever it lists; a
+        scheduled re-listing only when the server lists something else."""
         # a scheduled one waits no longer than a health ping would: a frozen server is for the ping to find
         within = (
             self.settings.connect_timeout
@@ -374,8 +382,10 @@ class Upstream:
             await self._catalog.publish("ready")
 
     async def _ping(self, session: UpstreamSession) -> bool:
-        """Health check of an idle session. While the breaker is open the ping doubles as its
-        probe, so a server that recovers is trusted again without waiting for traffic."""
+        """Health check of an idle session.
+
+        While the breaker is open the ping doubles as its probe, so a server that recovers is trusted
+        again without waiting for traffic."""
         probe = self.breaker.allow()
         problem = await session.ping(min(self.settings.connect_timeout, max(self._health_interval, 1.0)))
         if problem is not None:
@@ -387,8 +397,10 @@ class Upstream:
         return problem is None
 
     async def _list(self, session: UpstreamSession, forced: bool = True) -> bool:
-        """List, decide and keep what the server offers; False when not `forced` and the server
-        listed exactly what it did last time (nothing decided again)."""
+        """List, decide and keep what the server offers.
+
+        False when not `forced` and the server listed exactly what it did last time (nothing decided
+        again)."""
         raw: Listing = await session.list()
         if not forced and raw == self._raw:
             return False

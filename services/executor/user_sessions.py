@@ -50,8 +50,9 @@ class UserSessions:
         return len(self._sessions)
 
     def session_for(self, shared: Upstream, request: Routed) -> tuple[tuple[str, str], Upstream] | CallOutcome:
-        """The calling user's own session to the per-user server `shared` (and its key for
-        `close`), or the refusal of a request that names no user."""
+        """The calling user's own session to the per-user server `shared` (and its key for `close`).
+
+        Or the refusal of a request that names no user."""
         user = request.caller.user_id
         if user is None:
             message = (
@@ -89,8 +90,9 @@ class UserSessions:
             self.close(key)
 
     def relist(self, server: str | None = None) -> None:
-        """Every open session (of `server`, or of every server) lists its server again (the listing
-        interceptors changed, or their verdict on that server did)."""
+        """Every open session (of `server`, or of every server) lists its server again.
+
+        (The listing interceptors changed, or their verdict on that server did)."""
         for (name, _user), session in self._sessions.items():
             if server is None or name == server:
                 session.relist()

@@ -116,8 +116,9 @@ def _parts(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _answer(result: dict[str, Any], context_id: str | None, task_id: str | None = None) -> dict[str, Any]:
     """The tool's result as A2A's `SendMessageResponse`: the agent's task (finished) or its message.
-    A task carries the gateway's id (`task_id`, or a new one): the agent's own is no use to a caller,
-    who reaches tasks only through Bastion."""
+
+    A task carries the gateway's id (`task_id`, or a new one): the agent's own is no use to a caller, who
+    reaches tasks only through Bastion."""
     task = (result.get("_meta") or {}).get(_TASK_META)
     if task_id is not None and not isinstance(task, dict):
         task = {"state": "TASK_STATE_FAILED" if result.get("isError") else "TASK_STATE_COMPLETED"}

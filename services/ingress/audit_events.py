@@ -1,6 +1,6 @@
-"""The audit event each request that reached an audited handler ends in, built from what the
-handler knows (`AuditRecorder`); which methods owe one (`AUDITED`), and what their
-metrics say.
+"""The audit event each request that reached an audited handler ends in, built from what the handler knows.
+
+(`AuditRecorder`); which methods owe one (`AUDITED`), and what their metrics say.
 
 The handlers build the events; the `/mcp` pipeline emits them, in one place
 (`mcp_edge.handler_steps.Audit`).
@@ -102,8 +102,9 @@ def metrics_outcome(payload: dict[str, Any], audit: AuditEvent | None) -> str:
 
 
 class AuditRecorder:
-    """Builds the events of one replica's requests, with the request's content as the
-    deployment and the key say; counts every event owed and journals it before it is forwarded."""
+    """Builds the events of one replica's requests, with the request's content as the deployment and the key say.
+
+    Counts every event owed and journals it before it is forwarded."""
 
     def __init__(self, *, content: bool = True, limit: int | None = None, journal: AuditJournal | None = None) -> None:
         self.content = content
@@ -118,8 +119,9 @@ class AuditRecorder:
         (un)subscribe made for a `subscriptions/listen` stream. Each is emitted exactly once."""
 
     def begin(self, ctx: RequestContext, method: str, params: Any) -> bool:
-        """`method` reached its handler: whether it owes an event; a replica killed from here on
-        still leaves it (the journal assigns its id, `ctx.audit_id`)."""
+        """`method` reached its handler: whether it owes an event.
+
+        A replica killed from here on still leaves it (the journal assigns its id, `ctx.audit_id`)."""
         kind = AUDITED.get(method)
         if kind is None:
             return False
@@ -190,8 +192,9 @@ class AuditRecorder:
     def interrupted(
         self, ctx: RequestContext, method: str, params: Any, error: GatewayError | None = None
     ) -> AuditEvent | None:
-        """The event of a request whose handler did not finish (it failed, or was cancelled), or
-        None when `method` is not audited."""
+        """The event of a request whose handler did not finish (it failed, or was cancelled).
+
+        Or None when `method` is not audited."""
         kind = AUDITED.get(method)
         if kind is None:
             return None

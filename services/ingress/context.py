@@ -1,5 +1,6 @@
-"""What one MCP request carries through its handler: who asks, in which protocol revision, and how
-it may be answered (`RequestContext`)."""
+"""What one MCP request carries through its handler.
+
+Who asks, in which protocol revision, and how it may be answered (`RequestContext`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Size caps on what a JSON-RPC request names: method, id, tool / prompt name, resource URI,
-`_meta`, and the items of the narrowing headers.
+"""Size caps on what a JSON-RPC request names.
+
+Method, id, tool / prompt name, resource URI, `_meta`, and the items of the narrowing headers.
 
 A request is held to them before it reaches a handler, so nothing oversized is looked up,
 forwarded to policy, written into an audit event, or compiled into a pattern. A refusal names
@@ -79,8 +80,10 @@ def oversized(message: dict[str, Any], limits: FieldLimits) -> Oversized | None:
 
 
 def header_patterns(name: str, value: str | None, limits: FieldLimits) -> tuple[str, ...] | Oversized | None:
-    """A comma-separated narrowing header (`X-Bastion-Include-*`) as its items; None when absent
-    (an empty header narrows to nothing); an `Oversized` when it has too many or too long items."""
+    """A comma-separated narrowing header (`X-Bastion-Include-*`) as its items.
+
+    None when absent (an empty header narrows to nothing); an `Oversized` when it has too many or too
+    long items."""
     if value is None:
         return None
     items = tuple(item.strip() for item in value.split(",") if item.strip())

@@ -107,9 +107,10 @@ class Handlers:
         self.policy_revision += 1
 
     async def dispatch(self, ctx: RequestContext, method: str, params: Any) -> tuple[dict[str, Any], AuditEvent | None]:
-        """The response body and, for an audited method, its audit event, whatever happens inside:
-        a failure of ours becomes an internal error with an event that says so. Never raises,
-        except `CancelledError` (see `interrupted`)."""
+        """The response body and, for an audited method, its audit event, whatever happens inside.
+
+        A failure of ours becomes an internal error with an event that says so. Never raises, except
+        `CancelledError` (see `interrupted`)."""
         started = time.perf_counter()
         audited = self.audits.begin(ctx, method, params)
         try:
@@ -294,8 +295,9 @@ class Handlers:
         return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
 
     def _app_only(self, ctx: RequestContext, entry: CatalogEntry) -> tuple[dict[str, Any], AuditEvent]:
-        """A tool MCP Apps keeps for the app, called by a client that declared no app host: refused,
-        as its host would refuse the model (the model was never shown it)."""
+        """A tool MCP Apps keeps for the app, called by a client that declared no app host.
+
+        Refused, as its host would refuse the model (the model was never shown it)."""
         error = GatewayError(
             kind=ErrorKind.FORBIDDEN,
             message=f"{entry.name!r} is callable only by an MCP App, through a host that declared the "
@@ -359,9 +361,11 @@ class Handlers:
         return ok_body(ctx.request_id, ctx.version, result), audit
 
     async def skills_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
-        """A skill's entry: from the catalog when listed (under the key's grants), else asked of the
-        server its URI names (the extension has a server answer for skills it does not list).
-        Audited as a read: the entry is the manifest of what the agent may then read."""
+        """A skill's entry.
+
+        From the catalog when listed (under the key's grants), else asked of the server its URI names
+        (the extension has a server answer for skills it does not list). Audited as a read: the entry is
+        the manifest of what the agent may then read."""
         uri = params.get("uri")
         entry = self.catalog.skill_by_uri.get(uri) if isinstance(uri, str) else None
         if entry is None:
@@ -434,8 +438,10 @@ class Handlers:
         return upstream_answer(ctx, outcome, {}), audit
 
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        """Per session: the level filters the log notifications Bastion forwards to this agent (upstream
-        sessions are shared, so an agent's level is applied here, not sent upstream)."""
+        """Per session.
+
+        The level filters the log notifications Bastion forwards to this agent (upstream sessions are
+        shared, so an agent's level is applied here, not sent upstream)."""
         level = params.get("level")
         if level not in LOG_LEVELS:
             return error_body(ctx.request_id, INVALID_PARAMS, f"'level' must be one of {', '.join(LOG_LEVELS)}")
@@ -497,8 +503,10 @@ _METHODS: dict[str, Handler] = {
 
 
 def upstream_answer(ctx: RequestContext, outcome: CallOutcome, empty: dict[str, Any]) -> dict[str, Any]:
-    """The answer carrying an upstream's result: the executor shaped and encoded it for this
-    agent's revision (`version` of the request), so its bytes go in untouched."""
+    """The answer carrying an upstream's result.
+
+    The executor shaped and encoded it for this agent's revision (`version` of the request), so its bytes
+    go in untouched."""
     if outcome.raw_result is not None:
         return {"jsonrpc": "2.0", "id": ctx.request_id, "result": RawJson(outcome.raw_result)}
     return ok_body(ctx.request_id, ctx.version, outcome.result or empty)

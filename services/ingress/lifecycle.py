@@ -20,6 +20,7 @@ _INSTRUCTIONS = (
 
 def capabilities(version: str) -> dict[str, Any]:
     """Everything Bastion proxies, whatever servers are connected right now (lists may be empty).
+
     2026-07-28 dropped `logging`; its change notifications and resource updates travel on
     `subscriptions/listen` streams. MCP tasks (docs/tasks.md): 2025-11-25's experimental `tasks`, the
     2026-07-28 tasks extension."""

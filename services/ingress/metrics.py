@@ -1,5 +1,6 @@
-"""Ingress's own metric: how it routed each request that reaches an upstream. Served with the shared
-ones (`libs.common.runtime.metrics`) on ingress's `/metrics`.
+"""Ingress's own metric: how it routed each request that reaches an upstream.
+
+Served with the shared ones (`libs.common.runtime.metrics`) on ingress's `/metrics`.
 """
 
 from __future__ import annotations

@@ -62,11 +62,12 @@ INVALID_ARGUMENTS_AS_TOOL_ERROR_SINCE: Final = "2025-11-25"
 
 
 def tool_error_result(error: GatewayError, version: str) -> dict[str, Any] | None:
-    """The `isError` tool result that answers `error` for an agent on `version`, or None for a
-    JSON-RPC error. Only invalid arguments qualify, and only from 2025-11-25 on (SEP-1303): the
-    model reads every violation and can call again with fixed arguments, where a JSON-RPC error
-    would often stop at the client. Earlier agents keep -32602, as their revisions prescribe.
-    (Revisions are ISO dates, so they compare as strings.)"""
+    """The `isError` tool result that answers `error` for an agent on `version`, or None for a JSON-RPC error.
+
+    Only invalid arguments qualify, and only from 2025-11-25 on (SEP-1303): the model reads every
+    violation and can call again with fixed arguments, where a JSON-RPC error would often stop at the
+    client. Earlier agents keep -32602, as their revisions prescribe. (Revisions are ISO dates, so they
+    compare as strings.)"""
     if error.kind is not ErrorKind.INVALID_ARGUMENTS or version < INVALID_ARGUMENTS_AS_TOOL_ERROR_SINCE:
         return None
     return {"content": [{"type": "text", "text": error.message}], "isError": True}
@@ -96,8 +97,9 @@ def gateway_error_body(request_id: Any, error: GatewayError, **context: Any) -> 
 
 
 class RawJson:
-    """JSON an executor encoded for the agent (a result, shaped for the agent's revision): spliced
-    into the answer as it is, never parsed on the way (`encode_json`). Not a dataclass: orjson
+    """JSON an executor encoded for the agent (a result, shaped for the agent's revision).
+
+    Spliced into the answer as it is, never parsed on the way (`encode_json`). Not a dataclass: orjson
     would encode one field by field instead of asking `default`."""
 
     __slots__ = ("raw",)
@@ -128,10 +130,11 @@ def _parsed(value: Any) -> Any:
 
 
 def encode_json(message: dict[str, Any]) -> bytes:
-    """JSON for a message to the agent; cannot fail. A `RawJson` goes in as its bytes. orjson
-    refuses integers beyond 64 bits and nesting past 255 levels, both valid JSON an upstream may
-    send: the standard library encodes those. What neither can encode becomes an internal error
-    naming why."""
+    """JSON for a message to the agent; cannot fail.
+
+    A `RawJson` goes in as its bytes. orjson refuses integers beyond 64 bits and nesting past 255 levels,
+    both valid JSON an upstream may send: the standard library encodes those. What neither can encode
+    becomes an internal error naming why."""
     try:
         return orjson.dumps(message, default=_raw)
     except TypeError as first:

@@ -116,8 +116,9 @@ def mcp_endpoint(
     max_listen_resources: int = 100,
     refusals: RefusalLog | None = None,
 ) -> McpEndpoint:
-    """`/mcp`: the steps a request meets, in order, cheapest and least revealing first; each
-    answers (the status beside it) or passes the request on (`mcp_edge`)."""
+    """`/mcp`: the steps a request meets, in order, cheapest and least revealing first.
+
+    Each answers (the status beside it) or passes the request on (`mcp_edge`)."""
     audit = Audit(emit_audit)
     standalone = StandaloneStream(notifier, sessions) if notifier is not None else None
     return McpEndpoint(
@@ -207,8 +208,10 @@ class IngressService:
         return f"http://{self.settings.host}:{self.port}/mcp"
 
     def public_url(self) -> str:
-        """Scheme and authority agents reach this gateway under: the OAuth issuer, and `<it>/mcp` the
-        audience of its access tokens. Never taken from a request's Host header."""
+        """Scheme and authority agents reach this gateway under.
+
+        The OAuth issuer, and `<it>/mcp` the audience of its access tokens. Never taken from a request's
+        Host header."""
         return self.settings.public_url or f"http://{self.settings.host}:{self.port}"
 
     async def start(self) -> None:
@@ -282,8 +285,10 @@ class IngressService:
         return TaskRouter(store, self.hosted_tasks, trail.publisher.emit)
 
     async def _start_audit(self, nc: NATS) -> ServiceTrail:
-        """The audit journal's slot (a killed predecessor's events replayed), the publisher, and the
-        log that counts and audits refused credentials."""
+        """The audit journal's slot.
+
+        (A killed predecessor's events replayed), the publisher, and the log that counts and audits
+        refused credentials."""
         s = self.settings
         return await ServiceTrail.start(
             nc,

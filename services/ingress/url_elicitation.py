@@ -1,9 +1,10 @@
-""" "Connect your account" as a URL-mode elicitation (MCP 2025-11-25): a call refused because the
-calling user has not yet authorized a per-user upstream carries Bastion's authorization link
-(`oauth_upstream.AUTHORIZE_URL`); to an agent that declared `capabilities.elicitation.url` it is
-answered as `URLElicitationRequiredError` (`-32042`), whose `data.elicitations` holds the link in the
-form its client shows a user, rather than as a refusal whose message holds it (docs/oauth.md).
-Other agents keep the refusal with the link."""
+""" "Connect your account" as a URL-mode elicitation (MCP 2025-11-25).
+
+A call refused because the calling user has not yet authorized a per-user upstream carries Bastion's
+authorization link (`oauth_upstream.AUTHORIZE_URL`); to an agent that declared
+`capabilities.elicitation.url` it is answered as `URLElicitationRequiredError` (`-32042`), whose
+`data.elicitations` holds the link in the form its client shows a user, rather than as a refusal whose
+message holds it (docs/oauth.md). Other agents keep the refusal with the link."""
 
 from __future__ import annotations
 

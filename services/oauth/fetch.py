@@ -33,8 +33,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True, slots=True)
 class AllowList:
-    """Internal hosts the guard lets through: an operator's list of host names (`auth.corp.example`),
-    name patterns (`*.corp.example`: any name below it), addresses and CIDR blocks (`10.20.0.0/16`).
+    """Internal hosts the guard lets through.
+
+    An operator's list of host names (`auth.corp.example`), name patterns (`*.corp.example`: any name
+    below it), addresses and CIDR blocks (`10.20.0.0/16`).
 
     A listed name may resolve to any address (DNS for it is the operator's); a listed address or block
     admits any name that resolves into it. Everything else is still refused."""
@@ -78,8 +80,10 @@ with this message)."""
 
 
 def address_problem(address: str) -> str | None:
-    """Why the service may not connect to `address` (an IP address), or None when it may: the rule
-    of every upstream connection (`libs.common.contracts.egress`), IPv4 addresses in IPv6 forms included."""
+    """Why the service may not connect to `address` (an IP address), or None when it may.
+
+    The rule of every upstream connection (`libs.common.contracts.egress`), IPv4 addresses in IPv6 forms
+    included."""
     ip = ipaddress.ip_address(address.split("%")[0])  # an IPv6 zone (`fe80::1%eth0`) is not part of it
     kind = egress.address_kind(ip)
     return None if kind is None else f"{address} is {kind}"
@@ -110,8 +114,9 @@ def _admitted(allow: AllowList) -> Addresses:
 def guarded_client(
     timeout: float, *, allow_private: bool = False, allow: AllowList | None = None
 ) -> httpx2.AsyncClient:
-    """A client that follows no redirect and reaches public addresses only, plus the hosts `allow`
-    lists; `allow_private` switches the check off."""
+    """A client that follows no redirect and reaches public addresses only, plus the hosts `allow` lists.
+
+    `allow_private` switches the check off."""
     transport = None if allow_private else guarded_transport(_admitted(allow or AllowList()), trust_env=False)
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(timeout), follow_redirects=False, transport=transport, trust_env=False

@@ -1,6 +1,7 @@
-"""The oauth service's metrics: tokens issued to agents and refused, sign-ins at the login page, and
-upstream tokens fetched for executors. Served with the shared ones (`libs.common.runtime.metrics`) on its
-`/metrics`.
+"""The oauth service's metrics.
+
+Tokens issued to agents and refused, sign-ins at the login page, and upstream tokens fetched for
+executors. Served with the shared ones (`libs.common.runtime.metrics`) on its `/metrics`.
 """
 
 from __future__ import annotations

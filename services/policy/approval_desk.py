@@ -60,9 +60,10 @@ class ApprovalDesk:
         self._notices: set[asyncio.Task[None]] = set()
 
     async def park(self, call: ToolCall, verdict: Verdict) -> bytes:
-        """The answer to a call a policy parks (an outcome in its bus form): the earlier approval of
-        the same call when one is open (an agent without `_meta` collects by calling again), else a
-        new one."""
+        """The answer to a call a policy parks (an outcome in its bus form).
+
+        The earlier approval of the same call when one is open (an agent without `_meta` collects by
+        calling again), else a new one."""
         # arguments too large for the bus message travel as a blob the digest does not cover: such a
         # call is never matched to another (it would collect that call's approved run)
         index = _call_index(call) if call.arguments_blob is None else None
@@ -98,8 +99,9 @@ class ApprovalDesk:
         return encode_outcome(_waiting(call.id, record))
 
     async def _same_again(self, call: ToolCall, index: str) -> bytes | None:
-        """The answer from the approval this key's same call (same tool, same arguments) got last,
-        while it means something to the agent: waiting, approved (this call collects the run), or a
+        """The answer from the approval this key's same call (same tool, same arguments) got last.
+
+        While it means something to the agent: waiting, approved (this call collects the run), or a
         denial or expiry not yet told. None: park anew (it ran, was told, or there is none)."""
         try:
             entry = await self._kv.get(index)
@@ -246,8 +248,9 @@ def _arguments_sha256(call: ToolCall) -> str:
 
 
 def _call_index(call: ToolCall) -> str:
-    """The KV key naming the approval this key's call of this tool with these arguments got last
-    (its value is the approval id): what finds it again when the agent calls the same way."""
+    """The KV key naming the approval this key's call of this tool with these arguments got last.
+
+    (Its value is the approval id): what finds it again when the agent calls the same way."""
     who = "\0".join((call.caller.key_id, call.server, call.tool, _arguments_sha256(call)))
     return approvals.CALL_PREFIX + hashlib.sha256(who.encode()).hexdigest()
 

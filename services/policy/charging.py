@@ -54,8 +54,10 @@ class Charger:
         return plan_for(price, key.budgets, [*key.rate_limits, (f"tool:{server}/{tool}", tool_limit)])
 
     async def charge_plan(self, plan: LimitPlan, now: float) -> Charged | GatewayError | None:
-        """Charge a call's plan (`plan`): None when nothing was charged (nothing to refund; no Redis
-        for an empty plan), `Charged` when a budget was, or the refusal."""
+        """Charge a call's plan (`plan`).
+
+        None when nothing was charged (nothing to refund; no Redis for an empty plan), `Charged` when a
+        budget was, or the refusal."""
         if not plan:
             return None
         return await self._checked(plan, now)
@@ -83,9 +85,10 @@ class Charger:
     async def charge_usd(
         self, key: CompiledKey, cost_usd: float, now: float, rates: Iterable[tuple[str, RateLimit | None]] = ()
     ) -> Charged | GatewayError | None:
-        """Charge an amount against the key's budgets (an LLM request's maximum cost), or refuse it;
-        rate limits per key and user apply as to a tool call, and `rates` besides. None when nothing
-        was charged."""
+        """Charge an amount against the key's budgets (an LLM request's maximum cost), or refuse it.
+
+        Rate limits per key and user apply as to a tool call, and `rates` besides. None when nothing was
+        charged."""
         plan = plan_for(cost_usd, key.budgets, [*key.rate_limits, *rates])
         if not plan:
             return None

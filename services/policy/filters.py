@@ -79,5 +79,6 @@ def narrowing_problem(servers: Sequence[str] | None, tools: Sequence[str] | None
 @functools.lru_cache(maxsize=512)
 def narrowing(servers: tuple[str, ...] | None, tools: tuple[str, ...] | None) -> Narrowing:
     """Compiled once per distinct header combination: agents send the same headers every call.
+
     Bounded (LRU) because the combinations are the senders' choice; check `narrowing_problem` first."""
     return Narrowing(servers, tools)

@@ -47,8 +47,9 @@ class Forwarded:
 
 
 class Forwarder:
-    """`await start()` first; `forward()` per allowed request; `on_no_executor` is awaited for a
-    request no executor was subscribed to receive."""
+    """`await start()` first; `forward()` per allowed request.
+
+    `on_no_executor` is awaited for a request no executor was subscribed to receive."""
 
     def __init__(self, nc: NATS, signer: WorkSigner, on_no_executor: Callable[[Forwarded], Awaitable[None]]) -> None:
         self._nc = nc
@@ -88,9 +89,10 @@ class Forwarder:
 
 
 class Charges:
-    """What each forwarded call was charged, until its deadline: the one replica that charged a call
-    is the one that can refund it (a replica that dies takes its charges with it, and they stay
-    charged: the calls may have run)."""
+    """What each forwarded call was charged, until its deadline.
+
+    The one replica that charged a call is the one that can refund it (a replica that dies takes its
+    charges with it, and they stay charged: the calls may have run)."""
 
     def __init__(self) -> None:
         self._by_id: dict[str, tuple[Charged, float]] = {}

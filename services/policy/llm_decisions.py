@@ -1,6 +1,8 @@
-"""Policy's decision on a chat completion (`POLICY_LLM`): a live key that may use the model, its
-requests and tokens per minute (`llm_governance`), and budgets that cover the request's maximum
-cost, charged before the provider is called and settled to the actual cost after.
+"""Policy's decision on a chat completion (`POLICY_LLM`).
+
+A live key that may use the model, its requests and tokens per minute (`llm_governance`), and budgets
+that cover the request's maximum cost, charged before the provider is called and settled to the actual
+cost after.
 
 The LLM cost lands in the same hierarchical budgets (key, user, team, customer) as tool prices, so
 one team budget covers both. An allowed request goes to the executor signed, like a tool call.
@@ -104,8 +106,9 @@ class LlmDecider:
         await self.tokens.count(key, tokens, time.time())
 
     async def _relay(self, data: bytes, request: LlmRequest) -> Msg | GatewayError:
-        """The executor's reply, sent again while an executor is rejoining (`libs.common.bus.rejoin`);
-        why not, when none is subscribed and none rejoined in time (nothing ran)."""
+        """The executor's reply, sent again while an executor is rejoining (`libs.common.bus.rejoin`).
+
+        Why not, when none is subscribed and none rejoined in time (nothing ran)."""
         tries = 0
         while isinstance(reply := await self._relayed(data, request), Nobody):
             why = await self.rejoin.wait(reply, request.deadline, tries)
@@ -131,8 +134,9 @@ def _unavailable(why: str) -> GatewayError:
 
 
 def _spent(reply: Msg, request: LlmRequest) -> tuple[float, int]:
-    """What the completion cost and the tokens it used, as the executor says; the cost estimate
-    when its answer is unreadable."""
+    """What the completion cost and the tokens it used, as the executor says.
+
+    The cost estimate when its answer is unreadable."""
     try:
         outcome = LlmOutcome.model_validate_json(reply.data)
     except ValidationError:

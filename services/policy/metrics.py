@@ -1,6 +1,8 @@
-"""The policy service's own metrics: the requests it refused, by reason, and the chat completions it
-relayed again while an executor rejoined. Served with the shared ones
-(`libs.common.runtime.metrics`: requests, latency, NATS lag) on its `/metrics`.
+"""The policy service's own metrics.
+
+The requests it refused, by reason, and the chat completions it relayed again while an executor rejoined.
+Served with the shared ones (`libs.common.runtime.metrics`: requests, latency, NATS lag) on its
+`/metrics`.
 """
 
 from __future__ import annotations

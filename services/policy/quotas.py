@@ -82,9 +82,11 @@ def micro_usd(usd: float) -> int:
 
 
 def _specificity(pattern: str) -> tuple[int, int, int, int, str]:
-    """Sort key, most specific first: exact names, then the longest literal prefix, then the most
-    literal characters, then the fewest `*`; the pattern itself last, so ties resolve the same way
-    on every replica whatever the order of the configuration."""
+    """Sort key, most specific first.
+
+    Exact names, then the longest literal prefix, then the most literal characters, then the fewest `*`;
+    the pattern itself last, so ties resolve the same way on every replica whatever the order of the
+    configuration."""
     prefix = len(re.split(r"[*?\[]", pattern, maxsplit=1)[0])
     exact = prefix == len(pattern)
     literal = len(re.sub(r"\[[^\]]*\]|[*?]", "", pattern))
@@ -92,8 +94,9 @@ def _specificity(pattern: str) -> tuple[int, int, int, int, str]:
 
 
 class ToolTable(Generic[T]):
-    """A `{tool pattern: value}` mapping (`ServerConfig.prices`, `ServerConfig.rate_limits`) compiled
-    once; `lookup` returns the value of the most specific matching pattern, or None."""
+    """A `{tool pattern: value}` mapping (`ServerConfig.prices`, `ServerConfig.rate_limits`) compiled once.
+
+    `lookup` returns the value of the most specific matching pattern, or None."""
 
     __slots__ = ("_exact", "_wild")
 
@@ -113,6 +116,7 @@ class ToolTable(Generic[T]):
 
 def price_for(prices: Mapping[str, float], tool: str) -> float:
     """USD per call of `tool`: exact name beats wildcard, then the longest literal prefix; 0 if unlisted.
+
     Compiles the table on every call: on the hot path keep a `ToolTable` per server instead."""
     price = ToolTable(prices).lookup(tool)
     return 0.0 if price is None else price
@@ -138,8 +142,10 @@ class RateCheck:
 
 @dataclass(frozen=True, slots=True)
 class LimitPlan:
-    """Everything one call is checked against. Rate limits are checked before budgets, each in the
-    order given, and the first failure is the one reported: list budgets customer → team → key."""
+    """Everything one call is checked against.
+
+    Rate limits are checked before budgets, each in the order given, and the first failure is the one
+    reported: list budgets customer → team → key."""
 
     budgets: tuple[BudgetCheck, ...] = ()
     rates: tuple[RateCheck, ...] = ()
@@ -153,8 +159,10 @@ def plan_for(
     budgets: Iterable[tuple[str, Budget | None]] = (),
     rates: Iterable[tuple[str, RateLimit | None]] = (),
 ) -> LimitPlan:
-    """A plan from `(scope, limit or None)` pairs, dropping the Nones. A free call consults no
-    budget (it spends nothing), so a free call with no rate limits costs no Redis round trip."""
+    """A plan from `(scope, limit or None)` pairs, dropping the Nones.
+
+    A free call consults no budget (it spends nothing), so a free call with no rate limits costs no Redis
+    round trip."""
     cost = micro_usd(cost_usd)
     return LimitPlan(
         budgets=tuple(BudgetCheck(s, b, cost) for s, b in budgets if b is not None) if cost > 0 else (),
@@ -164,8 +172,9 @@ def plan_for(
 
 @dataclass(frozen=True, slots=True)
 class Charged:
-    """An allowed call, and what `LimitEngine.refund` needs to give its budgets back. Plain strings
-    and ints, so it can be kept with the in-flight call or serialised."""
+    """An allowed call, and what `LimitEngine.refund` needs to give its budgets back.
+
+    Plain strings and ints, so it can be kept with the in-flight call or serialised."""
 
     id: str = ""
     budget_keys: tuple[str, ...] = ()
@@ -292,9 +301,11 @@ class LimitEngine:
     def from_url(
         cls, url: str, prefix: str = "bastion", *, max_connections: int = 64, pool_timeout: float = 5.0, **kwargs: Any
     ) -> LimitEngine:
-        """An engine on its own client: command retries off (see above), and a pool that makes a
-        burst of decisions wait up to `pool_timeout` s for a connection. (redis-py's default pool
-        raises MaxConnectionsError beyond 100 concurrent commands.)"""
+        """An engine on its own client.
+
+        Command retries off (see above), and a pool that makes a burst of decisions wait up to
+        `pool_timeout` s for a connection. (redis-py's default pool raises MaxConnectionsError beyond 100
+        concurrent commands.)"""
         kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         # on, redis-py does not check a pooled connection before lending it: after a Valkey restart
         # each connection the old server closed would fail one decision, long after it is back
@@ -309,8 +320,9 @@ class LimitEngine:
         return f"{self.prefix}:rate:{scope}:{window}:{label}"
 
     async def check_and_charge(self, plan: LimitPlan, now: float) -> Charged | Refused:
-        """Charge every budget and count every rate limit in `plan`, or nothing at all: one EVALSHA,
-        none for an empty plan. `now` is epoch seconds (the caller's clock)."""
+        """Charge every budget and count every rate limit in `plan`, or nothing at all.
+
+        One EVALSHA, none for an empty plan. `now` is epoch seconds (the caller's clock)."""
         if not plan:
             return NOTHING_CHARGED
         keys: list[str] = []
@@ -339,8 +351,10 @@ class LimitEngine:
         )
 
     async def refund(self, charged: Charged) -> int:
-        """Give back the budgets `charged` took; micro-USD restored. At most once per charge (a second
-        refund returns -1), never below zero, and a no-op (0) once the charged period has expired."""
+        """Give back the budgets `charged` took; micro-USD restored.
+
+        At most once per charge (a second refund returns -1), never below zero, and a no-op (0) once the
+        charged period has expired."""
         if not charged.budget_keys:
             return 0
         keys = [f"{self.prefix}:refund:{charged.id}", *charged.budget_keys]

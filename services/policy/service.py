@@ -228,8 +228,10 @@ class PolicyService:
         self._acks.watch(msg, task)
 
     async def _decide(self, msg: Msg) -> None:
-        """Grants and header narrowing inline; a refusal is answered at once, an allowed request is
-        forwarded at once, or from its own task when budgets or rate limits need Redis first."""
+        """Grants and header narrowing inline.
+
+        A refusal is answered at once, an allowed request is forwarded at once, or from its own task when
+        budgets or rate limits need Redis first."""
         assert self._acks is not None
         if not msg.reply:
             return
@@ -310,8 +312,10 @@ class PolicyService:
             )
 
     async def _user_confirms(self, msg: Msg, gate: Ask, key: CompiledKey, target: str) -> None:
-        """Ask the agent's own user to confirm a call a `@confirm` policy holds; once they do, charge
-        it like any call and run it once (the refund of a call that did not run as for any)."""
+        """Ask the agent's own user to confirm a call a `@confirm` policy holds.
+
+        Once they do, charge it like any call and run it once (the refund of a call that did not run as
+        for any)."""
         assert self._confirm is not None and self._nc is not None and self.charger is not None and msg.reply
         call = gate.call
         refusal = await self._confirm.ask(call, gate.verdict)
@@ -368,12 +372,13 @@ class PolicyService:
         reusable: bool = False,
         condition: PolicyCondition | None = None,
     ) -> None:
-        """Hand the request to the executors (same bytes); they answer the requester directly. A
-        priced call carries its price (`CHARGED_USD`), which the executor echoes to the requester (0
+        """Hand the request to the executors (same bytes); they answer the requester directly.
+
+        A priced call carries its price (`CHARGED_USD`), which the executor echoes to the requester (0
         when the call did not run) for the audit event's `cost_usd`, whether or not a budget was charged.
-        A `reusable` decision (nothing was counted) also carries a `GRANT` the executor hands back,
-        with which the requester sends the caller's next such calls straight to the executors (each
-        passing `condition`, the per-call policies, in the executor)."""
+        A `reusable` decision (nothing was counted) also carries a `GRANT` the executor hands back, with
+        which the requester sends the caller's next such calls straight to the executors (each passing
+        `condition`, the per-call policies, in the executor)."""
         assert self._forwarder is not None and self._acks is not None and msg.reply
         if _expired(message):  # charging took until past the deadline: ingress has given up
             await self._answer(msg.reply, too_late(message.id, "policy"))

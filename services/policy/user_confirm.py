@@ -85,8 +85,9 @@ class UserConfirmation:
     async def run(
         self, call: ToolCall, verdict: Verdict, data: bytes, headers: dict[str, str]
     ) -> tuple[bytes, dict[str, str] | None]:
-        """The confirmed call (`data`, the bytes policy decided on) run once: its outcome, marked
-        confirmed, and the executor's reply headers (the call's cost)."""
+        """The confirmed call (`data`, the bytes policy decided on) run once.
+
+        Its outcome, marked confirmed, and the executor's reply headers (the call's cost)."""
         within = max(call.deadline - time.time() - 0.05, 0.05)
         answered: dict[str, str] | None = None
         try:

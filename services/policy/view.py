@@ -46,8 +46,10 @@ class CompiledKey:
 
     @property
     def budgets(self) -> list[tuple[str, Budget]]:
-        """Outermost first, so a refusal names the widest limit that is exhausted. A key's budget is
-        scoped by its name, which survives rotation (a new secret must not reset what was spent)."""
+        """Outermost first, so a refusal names the widest limit that is exhausted.
+
+        A key's budget is scoped by its name, which survives rotation (a new secret must not reset what
+        was spent)."""
         chain: list[tuple[str, Budget | None]] = []
         if self.customer is not None:
             chain.append((f"customer:{self.customer.id}", self.customer.budget))
@@ -184,8 +186,7 @@ class PolicyView:
         return key
 
     def visible(self, caller: Caller, digest: str, narrowing: Narrowing) -> list[int] | GatewayError:
-        """Indexes of the (server, tool) pairs of list `digest` (`self.visibility` holds it) the
-        caller may see."""
+        """Indexes of the (server, tool) pairs of list `digest` (`self.visibility` holds it) the caller may see."""
         key = self.caller_key(caller)
         if isinstance(key, GatewayError):
             return key

@@ -1,5 +1,7 @@
-"""Running a checked analytics query with its parameters, so that the engine receives exactly the
-checked text and every value apart from it (docs/analytics.md, "Parameters").
+"""Running a checked analytics query with its parameters.
+
+So that the engine receives exactly the checked text and every value apart from it (docs/analytics.md,
+"Parameters").
 
 clickhouse-connect sends a query's parameters as server-side parameters (`param_<name>` beside the
 text over HTTP, `params` to the embedded engine) only when the text has a `{name:Type}`
@@ -22,7 +24,8 @@ __all__ = ["run_bound"]
 
 
 def run_bound(client: Client, text: str, parameters: Mapping[str, str | int | float]) -> QueryResult:
-    """Run `text` (checked by `analytics.read_only`, with what Bastion adds around it) on `client`,
+    """Run `text` (checked by `analytics.read_only`, with what Bastion adds around it) on `client`.
+
     `parameters` bound by the engine. `NotReadOnly` if the driver would send another text or bind a
     parameter any other way."""
     context = client.create_query_context(query=text, parameters=dict(parameters) or None)

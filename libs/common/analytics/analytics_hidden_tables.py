@@ -1,5 +1,6 @@
-"""Where ClickHouse reads a table that sqlglot does not show as one (docs/analytics.md, "What a
-query may use"), measured on the embedded engine:
+"""Where ClickHouse reads a table that sqlglot does not show as one.
+
+(Docs/analytics.md, "What a query may use"), measured on the embedded engine:
 
 - The right side of `IN` (`NOT IN`, `GLOBAL IN`, the functions `in` and `notIn`): a name there,
   bare or in parentheses (`x IN system.one`, `x IN (system.one)`, `notIn(x, system.one)`), is a

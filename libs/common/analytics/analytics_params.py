@@ -43,9 +43,9 @@ def _typed_placeholders(tree: exp.Expr) -> set[str]:
 
 
 def check_parameters(tree: exp.Expr, parameters: Mapping[str, object]) -> None:
-    """Refuse, naming it, any parameter of `parameters` that no typed placeholder of `tree` (the
-    checked query) uses, any value that is not a string or a number, and any placeholder without a
-    value."""
+    """Refuse, naming it, any parameter of `parameters` that no typed placeholder of `tree` (the checked query) uses.
+
+    Any value that is not a string or a number, and any placeholder without a value."""
     if len(parameters) > MAX_PARAMETERS:
         raise NotReadOnly(f"at most {MAX_PARAMETERS} query parameters are allowed, got {len(parameters)}")
     typed = _typed_placeholders(tree)

@@ -1,5 +1,4 @@
-"""The allow-list every analytics query passes before it reaches ClickHouse (docs/analytics.md, "What
-a query may use").
+"""The allow-list every analytics query passes before it reaches ClickHouse (docs/analytics.md, "What a query may use").
 
 A query is parsed (sqlglot, ClickHouse dialect) and the whole tree is walked: one `SELECT` (with
 `WITH`, `UNION`, subqueries, joins), reading only tables of the `bastion` database (or a `WITH`
@@ -344,10 +343,11 @@ def _check(parsed: _Parsed, text: str, payloads: bool) -> None:
 
 
 def checked(sql: str, *, payloads: bool = False, parameters: Mapping[str, object] | None = None) -> str:
-    """The SQL the engine runs for `sql`: the checked tree written out again (no comments, no
-    trailing semicolon). Raises `NotReadOnly`, naming the part refused, for anything the allow-list
-    does not admit; `payloads`: the caller may read `PAYLOAD_COLUMNS`; `parameters`: the values the
-    query is run with, each of which must have a typed placeholder (`analytics_params`)."""
+    """The SQL the engine runs for `sql`: the checked tree written out again (no comments, no trailing semicolon).
+
+    Raises `NotReadOnly`, naming the part refused, for anything the allow-list does not admit;
+    `payloads`: the caller may read `PAYLOAD_COLUMNS`; `parameters`: the values the query is run with,
+    each of which must have a typed placeholder (`analytics_params`)."""
     text = sql.strip().rstrip(";").strip()
     if not text:
         raise NotReadOnly("the query is empty")

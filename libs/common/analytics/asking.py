@@ -16,9 +16,10 @@ from libs.common.contracts import subjects
 
 
 async def ask(nc: NATS, query: AnalyticsQuery) -> AnalyticsAnswer:
-    """Send `query` to the audit service and wait for its answer (at most `timeout` +
-    `ANSWER_GRACE`). A caller that gives up (cancelled, or no answer in time) tells the service to
-    stop the query (`AnalyticsCancel`) before raising: a query nobody waits for is never left running."""
+    """Send `query` to the audit service and wait for its answer (at most `timeout` + `ANSWER_GRACE`).
+
+    A caller that gives up (cancelled, or no answer in time) tells the service to stop the query
+    (`AnalyticsCancel`) before raising: a query nobody waits for is never left running."""
     try:
         reply = await nc.request(
             subjects.ANALYTICS_QUERY, query.model_dump_json().encode(), timeout=query.timeout + ANSWER_GRACE

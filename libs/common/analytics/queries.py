@@ -1,5 +1,7 @@
-"""Analytics contracts: a read-only SQL query and its answer (and the cancel a caller sends when it
-gives up), an audit export page, and the check every query passes before it reaches ClickHouse.
+"""Analytics contracts.
+
+A read-only SQL query and its answer (and the cancel a caller sends when it gives up), an audit export
+page, and the check every query passes before it reaches ClickHouse.
 
 The check is the allow-list of `analytics_sql` (`read_only` here, for the HTTP layer and the CLI
 to refuse early with the audit service's own words): tables of the `bastion` database only,
@@ -58,8 +60,9 @@ answers a tenant-scoped caller with none."""
 
 
 class TenantRows(BaseModel):
-    """The rows a tenant-scoped caller may read: those of these customers, or of these teams. The
-    admin service sets it from the principal's scoped `analytics:read` bindings; the audit service
+    """The rows a tenant-scoped caller may read: those of these customers, or of these teams.
+
+    The admin service sets it from the principal's scoped `analytics:read` bindings; the audit service
     applies it in the engine (`tenant_filters`), under whatever SQL the caller wrote."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -69,11 +72,12 @@ class TenantRows(BaseModel):
 
 
 def tenant_filters(tenant: TenantRows, tables: Iterable[str]) -> str:
-    """The engine's `additional_table_filters` for a query of `tenant`: each of `tables` (the
-    `bastion` database's, as the engine lists them now) read through a condition, so a subquery, a
-    join, a `WITH` or a view reads no other tenant's row: a tenant's table keeps the rows whose
-    customer or team is the tenant's, every other table keeps none ("0"). The ids are slugs, so the
-    quoting below holds."""
+    """The engine's `additional_table_filters` for a query of `tenant`.
+
+    Each of `tables` (the `bastion` database's, as the engine lists them now) read through a condition,
+    so a subquery, a join, a `WITH` or a view reads no other tenant's row: a tenant's table keeps the
+    rows whose customer or team is the tenant's, every other table keeps none ("0"). The ids are slugs,
+    so the quoting below holds."""
 
     def one_of(column: str, ids: tuple[str, ...]) -> str:
         quoted = ", ".join("\\'" + i + "\\'" for i in ids)  # a string within the map's string value
@@ -151,15 +155,18 @@ class ExportRows(BusMessage):
 
 
 def read_only(sql: str, *, payloads: bool = False, parameters: Mapping[str, object] | None = None) -> str:
-    """The SQL the engine runs for `sql` with `parameters` if the allow-list admits both; else
-    `NotReadOnly` naming the part refused (`analytics_sql.checked`)."""
+    """The SQL the engine runs for `sql` with `parameters` if the allow-list admits both.
+
+    Else `NotReadOnly` naming the part refused (`analytics_sql.checked`)."""
     return checked(sql, payloads=payloads, parameters=parameters)
 
 
 def engine_limits(query: AnalyticsQuery, *, max_bytes: int, memory: int, threads: int) -> dict[str, int | float | str]:
-    """The engine settings a query runs under: a limit hit fails the query instead of silently
-    returning part of the answer. `max_bytes` caps the query's own `max_bytes` (what one reply can
-    carry), `memory` is the bytes one query may allocate, `threads` the cores it may use."""
+    """The engine settings a query runs under.
+
+    A limit hit fails the query instead of silently returning part of the answer. `max_bytes` caps the
+    query's own `max_bytes` (what one reply can carry), `memory` is the bytes one query may allocate,
+    `threads` the cores it may use."""
     return {
         "max_result_rows": int(query.max_rows),
         "max_result_bytes": int(min(query.max_bytes, max_bytes)),
@@ -172,8 +179,9 @@ def engine_limits(query: AnalyticsQuery, *, max_bytes: int, memory: int, threads
 
 
 def limited(sql: str, settings: dict[str, int | float | str]) -> str:
-    """`sql` (checked by `read_only`) with `settings` as a SETTINGS clause ending in `readonly = 1`
-    (nothing may be set after it): for a connection whose session must stay writable. The newline
-    ends a trailing `--` comment."""
+    """`sql` (checked by `read_only`) with `settings` as a SETTINGS clause ending in `readonly = 1`.
+
+    (Nothing may be set after it): for a connection whose session must stay writable. The newline ends a
+    trailing `--` comment."""
     values = ", ".join(f"{name} = {value!r}" for name, value in settings.items())
     return f"{sql}\nSETTINGS {values}, readonly = 1"

@@ -56,10 +56,11 @@ def _canonical(dumped: dict[str, Any]) -> bytes:
 
 
 def _same_in_orjson(number: float) -> bool:
-    """True for a float orjson writes exactly as `json.dumps` does (`repr`): every one from 1e-4 to
-    1e16 (checked on hundreds of thousands of random and typical values), where neither uses an
-    exponent. Below, orjson writes 0.00001 where `repr` writes 1e-05: those take the slow path, so
-    the canonical form, and every hash already stored, stays the same. Only top-level floats are
+    """True for a float orjson writes exactly as `json.dumps` does (`repr`).
+
+    Every one from 1e-4 to 1e16 (checked on hundreds of thousands of random and typical values), where
+    neither uses an exponent. Below, orjson writes 0.00001 where `repr` writes 1e-05: those take the slow
+    path, so the canonical form, and every hash already stored, stays the same. Only top-level floats are
     checked: an event's nested values are names and counts."""
     return 1e-4 <= abs(number) < 1e16
 
@@ -75,14 +76,16 @@ def checkpoint_signature(key: bytes, producer: str, seq: int, head: str, ts: flo
 
 
 def producer_id(role: str) -> str:
-    """A chain name unique to this process, starting with its bus role (`permissions.AUDIT_PRODUCERS`):
-    a restarted replica starts a new chain at seq 1."""
+    """A chain name unique to this process, starting with its bus role (`permissions.AUDIT_PRODUCERS`).
+
+    A restarted replica starts a new chain at seq 1."""
     return f"{role}-{socket.gethostname()}-{os.getpid()}-{new_id()[:8]}"
 
 
 def producer_role(chain: str) -> str:
-    """The bus role a chain belongs to: what its name starts with (`producer_id`). The audit service
-    stores an event only when this is the role whose subject it arrived on."""
+    """The bus role a chain belongs to: what its name starts with (`producer_id`).
+
+    The audit service stores an event only when this is the role whose subject it arrived on."""
     return chain.partition("-")[0]
 
 
@@ -99,8 +102,10 @@ class AuditChain:
         return self.link_encoded(event)[0]
 
     def link_encoded(self, event: AuditEvent) -> tuple[AuditEvent, bytes]:
-        """`event` as the next link, and its JSON (what `model_dump_json` writes, for the journal and
-        the bus), both written from the event's own field values rather than from a dump of a copy."""
+        """`event` as the next link, and its JSON.
+
+        (What `model_dump_json` writes, for the journal and the bus), both written from the event's own
+        field values rather than from a dump of a copy."""
         update: dict[str, Any] = {
             "ts": _micros(event.ts) / 1_000_000,
             "producer": self.producer,
@@ -128,10 +133,10 @@ class AuditChain:
 
 
 def _with_values(event: AuditEvent, values: dict[str, Any], update: dict[str, Any]) -> AuditEvent:
-    """What `event.model_copy(update=update)` makes, given its field dict already updated
-    (`values`): a copy that takes that dict over instead of copying and updating one of its own
-    (half the cost, ~1 µs per event). An event has no extra fields (`extra="ignore"`) and no
-    private attributes."""
+    """What `event.model_copy(update=update)` makes, given its field dict already updated (`values`).
+
+    A copy that takes that dict over instead of copying and updating one of its own (half the cost, ~1 µs
+    per event). An event has no extra fields (`extra="ignore"`) and no private attributes."""
     linked = object.__new__(type(event))
     object.__setattr__(linked, "__dict__", values)
     object.__setattr__(linked, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
@@ -148,12 +153,13 @@ def _nested_json(value: object) -> Any:
 
 
 def _linked_json(fields: dict[str, Any]) -> tuple[str, bytes] | None:
-    """The hash and JSON of a linked event from its field values (`__dict__`, which holds the same
-    values as its `model_dump(mode="json")` but for nested models, encoded through `_nested_json`):
-    the model dump, the one layer of per-event work this saves, is the costliest part of linking.
-    None when the values take the slow path of `_canonical` (a float orjson writes differently from
-    `json.dumps`, an integer beyond 64 bits, a lone surrogate). Sets `fields["hash"]`: `fields`
-    becomes the linked event's own field dict."""
+    """The hash and JSON of a linked event from its field values.
+
+    (`__dict__`, which holds the same values as its `model_dump(mode="json")` but for nested models,
+    encoded through `_nested_json`): the model dump, the one layer of per-event work this saves, is the
+    costliest part of linking. None when the values take the slow path of `_canonical` (a float orjson
+    writes differently from `json.dumps`, an integer beyond 64 bits, a lone surrogate). Sets
+    `fields["hash"]`: `fields` becomes the linked event's own field dict."""
     # the non-empty (truthy) fields, picked in C: what `_canonical`'s comprehension keeps
     canonical = dict(compress(fields.items(), fields.values()))
     canonical.pop("hash", None)

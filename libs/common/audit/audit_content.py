@@ -36,16 +36,20 @@ def sha256_of(value: Any) -> str:
 
 
 def error_column(error: GatewayError | None) -> str | None:
-    """The `error` column of a request's event: readable without `audit:payloads`, so it holds our own
-    words only (`GatewayError.logged` when the message carries an upstream's text or quotes arguments)."""
+    """The `error` column of a request's event.
+
+    Readable without `audit:payloads`, so it holds our own words only (`GatewayError.logged` when the
+    message carries an upstream's text or quotes arguments)."""
     if error is None:
         return None
     return error.logged if error.logged is not None else error.message
 
 
 def error_said(error: GatewayError | None) -> dict[str, Any] | None:
-    """What the agent was answered that `error_column` leaves out, as the event's `result` (a payload
-    column, recorded under content logging and shown only with `audit:payloads`); None when nothing is."""
+    """What the agent was answered that `error_column` leaves out.
+
+    As the event's `result` (a payload column, recorded under content logging and shown only with
+    `audit:payloads`); None when nothing is."""
     if error is None or error.logged is None:
         return None
     said: dict[str, Any] = {"message": error.message}
@@ -55,8 +59,10 @@ def error_said(error: GatewayError | None) -> dict[str, Any] | None:
 
 
 def content_fields(arguments: Any, result: Any, *, keep: bool, limit: int | None = None) -> dict[str, Any]:
-    """`arguments`, `result` and their `*_sha256` for an `AuditEvent`, plus `truncated` for those cut
-    to `limit` UTF-8 bytes; absent values stay None. Either may be JSON bytes, recorded as they are."""
+    """`arguments`, `result` and their `*_sha256` for an `AuditEvent`.
+
+    Plus `truncated` for those cut to `limit` UTF-8 bytes; absent values stay None. Either may be JSON
+    bytes, recorded as they are."""
     fields: dict[str, Any] = {}
     truncated: dict[str, int] = {}
     for name, value in (("arguments", arguments), ("result", result)):

@@ -73,8 +73,10 @@ def cut_utf8(text: str, limit: int) -> tuple[str, int]:
 
 
 def bounded(event: AuditEvent, limits: FieldLimits) -> AuditEvent:
-    """`event` with every text field within `limits`: the same object when nothing had to be cut,
-    else a copy whose `truncated` map names each field cut with its original size."""
+    """`event` with every text field within `limits`.
+
+    The same object when nothing had to be cut, else a copy whose `truncated` map names each field cut
+    with its original size."""
     if not event.truncated and _within(event.__dict__, limits):
         return event
     cuts: dict[str, str] = {}
@@ -102,8 +104,9 @@ def bounded(event: AuditEvent, limits: FieldLimits) -> AuditEvent:
 
 
 def _within(values: dict[str, Any], limits: FieldLimits) -> bool:
-    """True when no field can need a cut, checked in a few C calls instead of a step per field:
-    the fields of each group hold, all together, at most a quarter of its limit in characters (no
+    """True when no field can need a cut, checked in a few C calls instead of a step per field.
+
+    The fields of each group hold, all together, at most a quarter of its limit in characters (no
     character takes more than 4 bytes). False only sends the event through `bounded`'s own checks."""
     error = values["error"]
     return (

@@ -221,13 +221,14 @@ class AuditJournal:
         parent_id: str | None = None,
         held: bool = False,
     ) -> str:
-        """Record that a request now owes an audit event; returns the event id it must carry. The
-        caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
-        was calling as fully as the event the request would have made; so does `parent_id` (the
-        Code Mode run a script's tool call belongs to), so that event still links to its run.
-        `held`: the caller calls `routed` before it forwards the request (or forwards it only after
-        this turn of the event loop), so the B record waits for the end of the turn, written with the
-        R record in one write, or not at all when the event came first (~1 µs a request)."""
+        """Record that a request now owes an audit event; returns the event id it must carry.
+
+        The caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
+        was calling as fully as the event the request would have made; so does `parent_id` (the Code Mode
+        run a script's tool call belongs to), so that event still links to its run. `held`: the caller
+        calls `routed` before it forwards the request (or forwards it only after this turn of the event
+        loop), so the B record waits for the end of the turn, written with the R record in one write, or
+        not at all when the event came first (~1 µs a request)."""
         event_id = new_id()
         record = {
             "id": event_id,
@@ -252,9 +253,10 @@ class AuditJournal:
         return event_id
 
     def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> None:
-        """Record where a begun request is being forwarded (its server and tool) and the sha256 of
-        its arguments, as its event would; called once the handler has resolved them. One write
-        more per forwarded request (~5 µs), and its digest (~4 µs for small arguments)."""
+        """Record where a begun request is being forwarded (its server and tool) and the sha256 of its arguments.
+
+        As its event would; called once the handler has resolved them. One write more per forwarded
+        request (~5 µs), and its digest (~4 µs for small arguments)."""
         if event_id not in self._open_begun:  # no event owed (or already emitted)
             return
         record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
@@ -265,9 +267,10 @@ class AuditJournal:
         self._write(self._held.pop(event_id, b"") + line)
 
     def emitted(self, event: AuditEvent, json: bytes | None = None) -> bytes | None:
-        """Record an event just queued for publishing (call in publishing order), given its JSON if
-        already written (`AuditChain.link_encoded`); returns its JSON (for the publisher, which would
-        serialize it again otherwise), None if it has none."""
+        """Record an event just queued for publishing (call in publishing order), given its JSON if already written.
+
+        (`AuditChain.link_encoded`); returns its JSON (for the publisher, which would serialize it again
+        otherwise), None if it has none."""
         begun = self._open_begun.pop(event.event_id, None)
         self._open_routed.pop(event.event_id, None)
         if self._held.pop(event.event_id, None) is not None:
@@ -391,7 +394,8 @@ class AuditJournal:
 
 
 def open_slot(directory: str, slot: str, *, segment_bytes: int = 4 * 1024 * 1024) -> AuditJournal | None:
-    """The journal of one replica of a producer (ingress, codemode, admin) as its settings name it:
+    """The journal of one replica of a producer (ingress, codemode, admin) as its settings name it.
+
     `directory` (`BASTION_AUDIT_JOURNAL_DIR`; empty, no journal) and `slot`, the replica's
     `BASTION_INSTANCE` or, without one, the service's name, so that a restarted replica finds its
     predecessor's journal."""

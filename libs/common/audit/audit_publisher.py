@@ -1,5 +1,6 @@
-"""Audit emission for every producer: never waits on the request path, never loses an event, and
-no event can stop the ones behind it.
+"""Audit emission for every producer.
+
+Never waits on the request path, never loses an event, and no event can stop the ones behind it.
 
 `emit()` cuts the event's text fields to `FieldLimits` (`audit_fields.bounded`, which names what it
 cut: a few length checks for an ordinary event) and enqueues it, so a `tools/call` handler pays
@@ -156,8 +157,10 @@ class AuditPublisher:
         return self._queue.qsize() + self._unacked
 
     def emit(self, event: AuditEvent) -> bool:
-        """Link `event` on the chain and enqueue it for publishing; returns False (and logs) if it had
-        to be dropped (then it is not linked: a dropped event leaves no gap in the chain)."""
+        """Link `event` on the chain and enqueue it for publishing.
+
+        Returns False (and logs) if it had to be dropped (then it is not linked: a dropped event leaves
+        no gap in the chain)."""
         if self._closed:
             self._drop("publisher closed", event)
             return False
@@ -304,8 +307,9 @@ class AuditPublisher:
         await self._dead_letter(part[0].event, part[0].json, f"refused by NATS: {_describe(error)}")
 
     async def _dead_letter(self, event: AuditEvent, payload: bytes, reason: str) -> None:
-        """Keep `event` in the dead-letter stream for a person to look at; retried only while NATS
-        is unreachable, so it never holds up the events behind it for long."""
+        """Keep `event` in the dead-letter stream for a person to look at.
+
+        Retried only while NATS is unreachable, so it never holds up the events behind it for long."""
         if not payload or len(payload) > min(_DEAD_PAYLOAD, self._nc.max_payload - _ENVELOPE_ROOM):
             payload = _smallest(event)
         headers = {
@@ -353,8 +357,9 @@ def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
 
 
 def _smallest(event: AuditEvent) -> bytes:
-    """The event with every field cut hard, and any text JSON cannot carry (a lone surrogate)
-    replaced: what a dead letter keeps when the event would not fit or not serialize."""
+    """The event with every field cut hard, and any text JSON cannot carry (a lone surrogate) replaced.
+
+    What a dead letter keeps when the event would not fit or not serialize."""
     fields = {
         k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v for k, v in event.model_dump().items()
     }

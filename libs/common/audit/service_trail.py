@@ -1,6 +1,7 @@
-"""A producing service's own audit trail (admin, ingress, codemode): its journal slot, its publisher on
-its own hash chain and, where credentials are checked, the log of refused ones; started and closed in
-the one order that loses no event.
+"""A producing service's own audit trail (admin, ingress, codemode).
+
+Its journal slot, its publisher on its own hash chain and, where credentials are checked, the log of
+refused ones; started and closed in the one order that loses no event.
 
 Start: the slot is opened (`audit_journal.open_slot`: the replica's `BASTION_INSTANCE` or the
 service's name, so a restarted replica finds its predecessor's), the publisher started, then what a
@@ -49,8 +50,10 @@ class ServiceTrail:
         refusals: RefusalSettings | None = None,
         **publishing: Any,
     ) -> ServiceTrail:
-        """The journal as `settings` says (its `audit_journal_dir` empty: none); with `refusals`, refused
-        credentials counted and audited per window. `publishing`: `AuditPublisher`'s options."""
+        """The journal as `settings` says (its `audit_journal_dir` empty: none).
+
+        With `refusals`, refused credentials counted and audited per window. `publishing`:
+        `AuditPublisher`'s options."""
         journal = open_slot(
             settings.audit_journal_dir, settings.instance or service, segment_bytes=settings.audit_journal_segment_bytes
         )

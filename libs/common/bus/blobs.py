@@ -58,8 +58,9 @@ class Blobs:
 
     @classmethod
     async def open(cls, nc: NATS) -> Blobs:
-        """The bucket's handle, without a round trip: its owner (the executor) declares it; until it
-        has, a store fails (no stream answers) and a take finds nothing."""
+        """The bucket's handle, without a round trip: its owner (the executor) declares it.
+
+        Until it has, a store fails (no stream answers) and a take finds nothing."""
         store = ObjectStore(name=subjects.OBJ_BLOBS, stream=subjects.obj_stream(subjects.OBJ_BLOBS), js=nc.jetstream())
         return cls(nc, store)
 
@@ -85,8 +86,9 @@ class Blobs:
         return data
 
     async def _chunks(self, info: ObjectInfo) -> bytes:
-        """The object's content, from an ordered consumer on the bucket's own stream (named, unlike
-        nats-py's `ObjectStore.get`: see the module's doc), checked against its digest."""
+        """The object's content, from an ordered consumer on the bucket's own stream.
+
+        (Named, unlike nats-py's `ObjectStore.get`: see the module's doc), checked against its digest."""
         if not info.nuid or not info.digest:
             raise BadObjectMetaError
         if not info.size:
@@ -111,8 +113,9 @@ class Blobs:
         return b"".join(parts)
 
     async def with_result(self, outcome: CallOutcome, limit: int) -> CallOutcome:
-        """`outcome` with its result taken from the store (it was too large to travel in the reply);
-        an error outcome that says the call did run if the result is over `limit` or unreadable."""
+        """`outcome` with its result taken from the store (it was too large to travel in the reply).
+
+        An error outcome that says the call did run if the result is over `limit` or unreadable."""
         if outcome.result_blob is None:
             return outcome
         try:

@@ -66,18 +66,21 @@ _REFUSED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"',
 
 
 def refused_publish(error: object) -> str | None:
-    """The subject of a publish the server refused, from the error nats-py reports (lower case:
-    nats-py lowers the server's text), or None when `error` is something else."""
+    """The subject of a publish the server refused, from the error nats-py reports.
+
+    (Lower case: nats-py lowers the server's text), or None when `error` is something else."""
     found = _REFUSED_PUBLISH.search(str(error))
     return found.group(1).lower() if found else None
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
-    """nats-py 2.16's `Client._parse_header_lines`, rule for rule: lines split at the first colon,
-    both sides stripped, a name that is not ASCII or holds whitespace dropped, values decoded as
-    UTF-8 with U+FFFD for bad bytes. nats-py looks for whitespace with a generator over the name's
-    characters, one step each (about 50 per message here); one regex search costs a third of that.
-    tests/unit/test_bus_client_headers.py compares the two, so a nats-py that changes its rules fails there."""
+    """nats-py 2.16's `Client._parse_header_lines`, rule for rule.
+
+    Lines split at the first colon, both sides stripped, a name that is not ASCII or holds whitespace
+    dropped, values decoded as UTF-8 with U+FFFD for bad bytes. nats-py looks for whitespace with a
+    generator over the name's characters, one step each (about 50 per message here); one regex search
+    costs a third of that. tests/unit/test_bus_client_headers.py compares the two, so a nats-py that
+    changes its rules fails there."""
     out: dict[str, str] = {}
     for line in raw.split(_CRLF):
         name, sep, value = line.partition(b":")
@@ -100,11 +103,12 @@ _NAMES_KEPT = 256
 
 
 def header_block(headers: dict[str, str]) -> bytes:
-    """nats-py 2.16's header block of `Client._send_publish`, rule for rule: names and values
-    stripped, an empty name skipped, a name outside HTTP's token characters refused
-    (`BadHeaderError`), line breaks in a value made spaces. nats-py extends a bytearray five times
-    per header and matches each name every time; a name checked once and one join cost a third of
-    that (4.7 -> 1.5 µs for four headers). tests/unit/test_bus_client_headers.py compares the two."""
+    """nats-py 2.16's header block of `Client._send_publish`, rule for rule.
+
+    Names and values stripped, an empty name skipped, a name outside HTTP's token characters refused
+    (`BadHeaderError`), line breaks in a value made spaces. nats-py extends a bytearray five times per
+    header and matches each name every time; a name checked once and one join cost a third of that (4.7
+    -> 1.5 µs for four headers). tests/unit/test_bus_client_headers.py compares the two."""
     lines = ["NATS/1.0\r\n"]
     for given, value in headers.items():
         name = _NAMES.get(given)
@@ -219,8 +223,9 @@ class BusClient(NATS):
         return self.stats["in_msgs"], self._pongs_received, self.stats["reconnects"]
 
     def stuck_since(self, mark: BusMark) -> str | None:
-        """Why the bus, not a responder, explains a request (sent at `mark`) that got no answer: the
-        connection moved to another member since, or has heard nothing at all (not a PONG) while a
+        """Why the bus, not a responder, explains a request (sent at `mark`) that got no answer.
+
+        The connection moved to another member since, or has heard nothing at all (not a PONG) while a
         PING was due; None when the member kept talking."""
         messages, pongs, reconnects = mark
         if self.stats["reconnects"] != reconnects:
@@ -239,8 +244,9 @@ class BusClient(NATS):
         return None
 
     def timed_out(self) -> None:
-        """A request went unanswered (here or in a caller's own request loop): `timeout_streak` in a
-        row and the member must answer a PING or be left."""
+        """A request went unanswered (here or in a caller's own request loop).
+
+        `timeout_streak` in a row and the member must answer a PING or be left."""
         if not self.is_connected:
             return
         self._timeouts += 1

@@ -35,8 +35,10 @@ READY_WITHIN = 10.0
 
 
 def decode_value(model: type[M], value: bytes, what: str) -> M | None:
-    """A KV value as `model`, or None (logged) when it is malformed: one bad record written by
-    hand or by an older version must not take a watcher, let alone a service, down."""
+    """A KV value as `model`, or None (logged) when it is malformed.
+
+    One bad record written by hand or by an older version must not take a watcher, let alone a service,
+    down."""
     try:
         return model.model_validate_json(value)
     except ValidationError as exc:
@@ -89,8 +91,10 @@ class BucketWatch:
         return self._bucket
 
     async def start(self) -> None:
-        """Start watching; returns once the bucket's current content has been delivered, however long
-        the bucket takes to answer (a replicated bucket without a leader: `libs.common.bus.starting`)."""
+        """Start watching.
+
+        Returns once the bucket's current content has been delivered, however long the bucket takes to
+        answer (a replicated bucket without a leader: `libs.common.bus.starting`)."""
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name=f"watch:{self._bucket}")
         await patient_start(f"the content of KV bucket {self._bucket}", self._ready_within)
@@ -104,8 +108,10 @@ class BucketWatch:
         await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
-        """Keep a watch on the bucket for good: re-created after NATS reconnects, and after it breaks
-        (waits doubling from 0.2 s to 5 s while it keeps breaking, from 0.2 s again once one held)."""
+        """Keep a watch on the bucket for good.
+
+        Re-created after NATS reconnects, and after it breaks (waits doubling from 0.2 s to 5 s while it
+        keeps breaking, from 0.2 s again once one held)."""
 
         def warn(state: RetryCallState) -> None:
             wait = state.next_action.sleep if state.next_action else 0.0
@@ -152,20 +158,23 @@ class BucketWatch:
                 await asyncio.wait_for(watcher.stop(), STOP_WITHIN)
 
     async def _missing(self) -> None:
-        """The bucket does not exist (its owner has not started yet): its content is nothing, so the
-        view is complete, and the watch starts once the bucket appears."""
+        """The bucket does not exist (its owner has not started yet).
+
+        Its content is nothing, so the view is complete, and the watch starts once the bucket appears."""
         if not self.ready.is_set():
             log.info("watch on %s: the bucket does not exist yet; empty until its owner creates it", self._bucket)
             self.ready.set()
         await asyncio.sleep(MISSING_RETRY)
 
     async def _consume(self, watcher: Any, floor: int) -> None:
-        """Deliver the watch's entries; the view is `ready` once it holds the bucket's content as of the
-        watch's start (revision `floor`). nats-py sends its end-of-values marker (None) when a consumer
-        info says nothing is pending, which can race values already sent and not yet through this loop,
-        so the marker alone would let a service serve from a view missing a key (a revoked key honoured,
-        a tool unknown). A last revision that never arrives (expired by max-age since it was read) is
-        waited for `LATE_VALUES` seconds, not forever."""
+        """Deliver the watch's entries.
+
+        The view is `ready` once it holds the bucket's content as of the watch's start (revision
+        `floor`). nats-py sends its end-of-values marker (None) when a consumer info says nothing is
+        pending, which can race values already sent and not yet through this loop, so the marker alone
+        would let a service serve from a view missing a key (a revoked key honoured, a tool unknown). A
+        last revision that never arrives (expired by max-age since it was read) is waited for
+        `LATE_VALUES` seconds, not forever."""
         async for entry in watcher:
             if entry is None:  # nats-py's end of the initial values
                 if self.revision >= floor:

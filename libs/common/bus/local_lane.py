@@ -103,8 +103,9 @@ def sharing(lane: LocalLane) -> Iterator[LocalLane]:
 
 
 def new_client(lane: LocalLane | None = None) -> BusClient:
-    """A client (not yet connected) on `lane`, by default the process's once `enable()` was called;
-    one on no lane when there is none."""
+    """A client (not yet connected) on `lane`, by default the process's once `enable()` was called.
+
+    One on no lane when there is none."""
     if lane is None:
         lane = _process_lane
     if lane is None:

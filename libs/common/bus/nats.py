@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 
 def servers(url: str) -> list[str]:
-    """The server URLs of a `BASTION_NATS_URL`-style list (`nats://a:4222,nats://b:4222`), for
-    nats-py, which reads one string as one server and refuses a list in it."""
+    """The server URLs of a `BASTION_NATS_URL`-style list (`nats://a:4222,nats://b:4222`), for nats-py.
+
+    Which reads one string as one server and refuses a list in it."""
     found = [u.strip() for u in url.split(",") if u.strip()]
     if not found:
         raise ValueError(f"no NATS server in {url!r}: expected nats://host:port[,nats://host:port...]")
@@ -64,10 +65,11 @@ class Liveness:
 
 
 def _another_member(nc: BusClient, wait: float) -> ReconnectToServerHandler:
-    """nats-py's reconnect picks a shuffled server, often the one that just stopped answering (its
-    TCP port still accepts, so only the connect timeout tells). This picks the members tried least
-    since they last answered, the one just left last, at random among equals; it waits `wait`
-    seconds only once every member has failed since."""
+    """nats-py's reconnect picks a shuffled server, often the one that just stopped answering.
+
+    (Its TCP port still accepts, so only the connect timeout tells). This picks the members tried least
+    since they last answered, the one just left last, at random among equals; it waits `wait` seconds
+    only once every member has failed since."""
 
     def choose(pool: list[Server], _info: dict[str, Any]) -> tuple[Server | None, float]:
         ranked = sorted(pool, key=lambda s: (s.reconnects, s.uri.netloc == nc.left, random.random()))
@@ -81,8 +83,9 @@ def _another_member(nc: BusClient, wait: float) -> ReconnectToServerHandler:
 async def connect(
     url: str, name: str, *, role: str | None = None, nkey_seed_file: str = "", liveness: Liveness | None = None
 ) -> NATS:
-    """A connection that keeps retrying forever, from the first connect on: services ride out NATS
-    restarts, and one started while NATS is down waits for it.
+    """A connection that keeps retrying forever, from the first connect on.
+
+    Services ride out NATS restarts, and one started while NATS is down waits for it.
 
     `role` (`libs.common.bus.permissions`) names the reply subjects (`_INBOX.<role>.…`) the role is
     allowed to read; `nkey_seed_file` is that role's NKey seed. Without a seed the connection is
@@ -130,9 +133,10 @@ async def connect(
 
 
 async def _announce_move(nc: BusClient) -> None:
-    """Tell the requesters this replica is back on another member (`subjects.BUS_MOVED`): the calls
-    they sent it while its subscriptions were on the member it lost are likely lost there, and would
-    otherwise fail only after their acknowledgement grace (`libs.common.bus.relay`)."""
+    """Tell the requesters this replica is back on another member (`subjects.BUS_MOVED`).
+
+    The calls they sent it while its subscriptions were on the member it lost are likely lost there, and
+    would otherwise fail only after their acknowledgement grace (`libs.common.bus.relay`)."""
     with contextlib.suppress(Exception):  # gone again already: its next reconnect says it
         await nc.publish(subjects.BUS_MOVED, BusMoved(role=nc.role, left=nc.left).model_dump_json().encode())
 
@@ -151,8 +155,10 @@ async def connect_service(settings: ServiceSettings, *, role: str, name: str) ->
 
 
 async def drain_or_close(nc: NATS) -> None:
-    """End `nc` for good: drained (subscriptions finish their messages, buffered publishes go out)
-    while NATS is there, closed in any case.
+    """End `nc` for good.
+
+    Drained (subscriptions finish their messages, buffered publishes go out) while NATS is there, closed
+    in any case.
 
     nats-py drains no connection that is reconnecting (NATS down or restarting) and can fail half
     way through a drain; either way the connection stays open and, with `connect`'s unlimited
@@ -209,8 +215,10 @@ def credentials(role: str | None, nkey_seed_file: str = "") -> dict[str, Any]:
 
 
 async def kv_bucket(js: JetStreamContext, bucket: str) -> KeyValue:
-    """The bucket's handle. Only its owner creates it (`libs.common.bus.stores.declare_owned`); one it
-    has not created yet reads as empty (a `get` finds no key) until it has, and a write fails."""
+    """The bucket's handle.
+
+    Only its owner creates it (`libs.common.bus.stores.declare_owned`); one it has not created yet reads
+    as empty (a `get` finds no key) until it has, and a write fails."""
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
@@ -236,9 +244,11 @@ async def kv_names(js: JetStreamContext, bucket: str) -> list[str]:
 
 
 async def kv_keys(kv: KeyValue) -> list[str]:
-    """`kv_names` for a bucket handle, where only the handle is at hand. nats-py keeps the context and
-    bucket name a handle was made from in private attributes (`KeyValue.__init__`, stable across 2.x,
-    which pyproject pins); reading them beats `kv.keys()`, whose race `kv_names` explains."""
+    """`kv_names` for a bucket handle.
+
+    Where only the handle is at hand. nats-py keeps the context and bucket name a handle was made from in
+    private attributes (`KeyValue.__init__`, stable across 2.x, which pyproject pins); reading them beats
+    `kv.keys()`, whose race `kv_names` explains."""
     return await kv_names(kv._js, kv._name)
 
 

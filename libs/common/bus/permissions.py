@@ -121,9 +121,10 @@ def _kv_write(bucket: str) -> tuple[str, ...]:
 
 
 def _object_store(bucket: str) -> tuple[str, ...]:
-    """Put, read and delete objects (`libs.common.bus.blobs`) in a bucket its owner created. Deleting an
-    object purges its chunks' subject (`STREAM.PURGE` with a filter, which permissions cannot see:
-    a user of the bucket could purge all of it, losing only payloads in flight, never stored state)."""
+    """Put, read and delete objects (`libs.common.bus.blobs`) in a bucket its owner created.
+
+    Deleting an object purges its chunks' subject (`STREAM.PURGE` with a filter, which permissions cannot
+    see: a user of the bucket could purge all of it, losing only payloads in flight, never stored state)."""
     stream = s.obj_stream(bucket)
     return (
         *_stream_reads(stream),
@@ -200,8 +201,9 @@ here."""
 
 
 def _audit_producer(role: str) -> tuple[str, ...]:
-    """Publish events on the role's own audit subjects, dead-letter what the stream refuses
-    (`AuditPublisher`); the streams are the audit service's (`OWNERS`): a producer may not change them."""
+    """Publish events on the role's own audit subjects, dead-letter what the stream refuses (`AuditPublisher`).
+
+    The streams are the audit service's (`OWNERS`): a producer may not change them."""
     return (f"{s.AUDIT_EVENTS}.{role}.>", s.AUDIT_DEAD)
 
 

@@ -32,8 +32,9 @@ class Nobody:
 
 
 class Rejoin:
-    """When each role last answered this requester, and whether a call that found nobody of a role
-    is worth sending again (`waited`)."""
+    """When each role last answered this requester.
+
+    And whether a call that found nobody of a role is worth sending again (`waited`)."""
 
     def __init__(self, within: float) -> None:
         self._within = within
@@ -46,17 +47,20 @@ class Rejoin:
             self._heard[role] = moment
 
     async def wait(self, missed: Nobody, deadline: float, tries: int) -> str | None:
-        """The wait step of a requester's send loop, after a send that found nobody of a role: None
-        after a pause, the call worth sending its `tries`-th time again (0 first); else, at once, why
-        it is given up. `deadline`: the call's, Unix time."""
+        """The wait step of a requester's send loop, after a send that found nobody of a role.
+
+        None after a pause, the call worth sending its `tries`-th time again (0 first); else, at once,
+        why it is given up. `deadline`: the call's, Unix time."""
         if await self.waited(missed, deadline, tries):
             return None
         return self.why(missed, waited=tries > 0)
 
     async def waited(self, missed: Nobody, deadline: float, tries: int) -> bool:
-        """After a pause, True: the call worth sending again, its `tries`-th time (0 first), as a
-        replica of the role answered within `within` seconds and the call's `deadline` (Unix time)
-        leaves room. False at once otherwise."""
+        """After a pause, True.
+
+        The call worth sending again, its `tries`-th time (0 first), as a replica of the role answered
+        within `within` seconds and the call's `deadline` (Unix time) leaves room. False at once
+        otherwise."""
         last = self._heard.get(missed.role)
         pause = min(_FIRST_PAUSE * 2**tries, _LONGEST_PAUSE)
         if last is None or time.monotonic() + pause - last > self._within or time.time() + pause >= deadline:

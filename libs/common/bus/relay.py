@@ -83,10 +83,11 @@ seconds long, and an acknowledgement is due `ack_margin` before its requester wo
 
 
 class _Timetable:
-    """Actions due at given times, run by one loop timer: a timer armed and cancelled per request
-    costs more than the request's bookkeeping itself. Each time the timer fires it runs every
-    action due by then, and it fires `slack` seconds after the earliest action, so under load one
-    firing serves the actions of many requests.
+    """Actions due at given times, run by one loop timer.
+
+    A timer armed and cancelled per request costs more than the request's bookkeeping itself. Each time
+    the timer fires it runs every action due by then, and it fires `slack` seconds after the earliest
+    action, so under load one firing serves the actions of many requests.
 
     Nearly every action comes a fixed delay after its request (the probe interval, `ack_after`),
     so each is due no sooner than the one before it: those queue in arrival order (an append and a
@@ -158,8 +159,9 @@ class _Pending:
 
 
 class AckedRequester:
-    """Sends requests to replicas of one kind (`holders`, e.g. `subjects.POLICY_HOLDERS`); `also`
-    names further kinds of holders a request may pass to (an executor, after policy).
+    """Sends requests to replicas of one kind (`holders`, e.g. `subjects.POLICY_HOLDERS`).
+
+    `also` names further kinds of holders a request may pass to (an executor, after policy).
 
     All replies arrive on one wildcard inbox subscription (`start()` first), as with `nc.request`."""
 
@@ -193,8 +195,10 @@ class AckedRequester:
             await self._nc.subscribe(subjects.BUS_MOVED, cb=self._on_moved)
 
     async def _on_moved(self, msg: Msg) -> None:
-        """A replica that may hold these calls is back from a member it lost: the calls it was sent
-        meanwhile and has not acknowledged are likely lost there, so every call looks (`request`)."""
+        """A replica that may hold these calls is back from a member it lost.
+
+        The calls it was sent meanwhile and has not acknowledged are likely lost there, so every call
+        looks (`request`)."""
         try:
             moved = BusMoved.model_validate_json(msg.data)
         except ValueError:
@@ -204,8 +208,10 @@ class AckedRequester:
             self._wake_all()
 
     def _lost_in_move(self, pending: _Pending, role: str) -> ResponderLost | None:
-        """A call sent before a replica said it lost its member, unacknowledged longer than a replica
-        that had it would take to say so (`ack_after`, plus `ack_margin` for the message's way)."""
+        """A call sent before a replica said it lost its member.
+
+        Unacknowledged longer than a replica that had it would take to say so (`ack_after`, plus
+        `ack_margin` for the message's way)."""
         if self._moved is None:
             return None
         moved_at, moved = self._moved
@@ -230,8 +236,9 @@ class AckedRequester:
         self, subject: str, data: bytes, within: float, extra: dict[str, str] | None = None, role: str | None = None
     ) -> Msg:
         """The reply; raises NoRespondersError, nats TimeoutError (after `within` s) or ResponderLost.
-        `extra`: headers sent besides the relay's own; `role`: who `subject` reaches, when it is one
-        of the further holders (a call sent straight to the executors) rather than the first."""
+
+        `extra`: headers sent besides the relay's own; `role`: who `subject` reaches, when it is one of
+        the further holders (a call sent straight to the executors) rather than the first."""
         settings = self._settings
         token = str(next(self._tokens))
         loop = asyncio.get_running_loop()
@@ -347,22 +354,27 @@ class AckedRequester:
 
 
 def routed_requester(nc: NATS, settings: RequestPathSettings) -> AckedRequester:
-    """The requester of routed calls (`POLICY_CALL`, `POLICY_REQUEST`; `POLICY_LLM` too): held first
-    by a policy replica, then by the executor policy forwarded it to, which answers it directly."""
+    """The requester of routed calls (`POLICY_CALL`, `POLICY_REQUEST`; `POLICY_LLM` too).
+
+    Held first by a policy replica, then by the executor policy forwarded it to, which answers it
+    directly."""
     return AckedRequester(nc, subjects.POLICY_HOLDERS, settings=settings, also=(subjects.EXEC_HOLDERS,))
 
 
 def reply_subject(msg: Msg) -> str | None:
-    """Where a request is answered: the requester's subject a forwarding policy named
-    (`subjects.REPLY_TO`), else the message's own reply subject."""
+    """Where a request is answered.
+
+    The requester's subject a forwarding policy named (`subjects.REPLY_TO`), else the message's own reply
+    subject."""
     return (msg.headers or {}).get(subjects.REPLY_TO) or msg.reply
 
 
 class Acknowledger:
-    """The responder's side: answers this replica's liveness subject (`start()`), refuses requests
-    whose requester has given up on them (`admit()`), and acknowledges each request that asked for
-    it and is still running `after` seconds later, or sooner when its requester's grace runs out
-    before that (`watch()`)."""
+    """The responder's side.
+
+    Answers this replica's liveness subject (`start()`), refuses requests whose requester has given up on
+    them (`admit()`), and acknowledges each request that asked for it and is still running `after`
+    seconds later, or sooner when its requester's grace runs out before that (`watch()`)."""
 
     def __init__(self, nc: NATS, holders: Holders, *, instance: str, after: float, margin: float = 0.5) -> None:
         self._nc = nc
@@ -382,8 +394,10 @@ class Acknowledger:
         await self._nc.subscribe(self._alive_subject, cb=self._on_alive)
 
     def admit(self, msg: Msg) -> bool:
-        """False when `msg` came too late to be run: its requester has failed it as lost, or will
-        before an acknowledgement could reach it. The caller answers it unrun."""
+        """False when `msg` came too late to be run.
+
+        Its requester has failed it as lost, or will before an acknowledgement could reach it. The caller
+        answers it unrun."""
         left = _time_left(msg)
         return left is None or left > self._margin
 
@@ -418,10 +432,11 @@ class Acknowledger:
         call.add_done_callback(lambda _: self._acknowledged.pop(reply, None))
 
     async def hand_over(self, reply: str) -> bool:
-        """If the request answered on `reply` was acknowledged by this replica, tell its requester
-        that the replica passed it on (policy forwarded it), so it stops probing this replica for
-        it; True then. Call it before the message that passes the request on: it is sent after the
-        acknowledgement and before what follows on this connection."""
+        """If the request answered on `reply` was acknowledged by this replica.
+
+        Tell its requester that the replica passed it on (policy forwarded it), so it stops probing this
+        replica for it; True then. Call it before the message that passes the request on: it is sent
+        after the acknowledgement and before what follows on this connection."""
         sending = self._acknowledged.pop(reply, None)
         if sending is None:
             return False
@@ -452,8 +467,10 @@ def _time_left(msg: Msg) -> float | None:
 
 
 def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcome:
-    """The answer to a request that arrived, or would go on, after its requester stopped waiting
-    (`Acknowledger.admit`, or its `deadline` passed): it is not run."""
+    """The answer to a request that arrived.
+
+    Or would go on, after its requester stopped waiting (`Acknowledger.admit`, or its `deadline` passed):
+    it is not run."""
     return CallOutcome(
         id=request_id,
         error=GatewayError(
@@ -466,9 +483,11 @@ def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcom
 
 
 def call_outcome(reply: Msg) -> CallOutcome:
-    """The `CallOutcome` a routed call was answered with (its result still the upstream's bytes, for
-    the agent's answer as they are), its `cost_usd` from the `CHARGED_USD` header the executor
-    echoes from policy's forward. Raises `pydantic.ValidationError` for a malformed body."""
+    """The `CallOutcome` a routed call was answered with.
+
+    (Its result still the upstream's bytes, for the agent's answer as they are), its `cost_usd` from the
+    `CHARGED_USD` header the executor echoes from policy's forward. Raises `pydantic.ValidationError` for
+    a malformed body."""
     outcome = decode_outcome(reply.data)
     charged = (reply.headers or {}).get(subjects.CHARGED_USD)
     if charged is not None:

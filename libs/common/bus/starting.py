@@ -53,8 +53,10 @@ def transient(exc: BaseException) -> bool:
 
 
 async def patient_start(what: str, step: Callable[[], Awaitable[T]]) -> T:
-    """`step()`'s result, retried while it fails with a `transient` error (forever: a service that
-    cannot reach its stores has nothing better to do, and its readiness says it is not ready)."""
+    """`step()`'s result, retried while it fails with a `transient` error.
+
+    (Forever: a service that cannot reach its stores has nothing better to do, and its readiness says it
+    is not ready)."""
     waited = 0
 
     def waiting(state: RetryCallState) -> None:
@@ -79,8 +81,9 @@ async def patient_start(what: str, step: Callable[[], Awaitable[T]]) -> T:
 
 
 async def start_owning(service: str, role: str, settings: ServiceSettings, nc: NATS) -> Probes | None:
-    """The first steps of a service that owns streams, once connected: its probes (ready while the
-    streams `role` owns answer), then those streams declared, patiently."""
+    """The first steps of a service that owns streams, once connected.
+
+    Its probes (ready while the streams `role` owns answer), then those streams declared, patiently."""
     probes = await start_probes(service, settings, nc, streams=owned_by(role))
     await patient_start("its streams", lambda: declare_owned(nc.jetstream(), role, settings))
     return probes

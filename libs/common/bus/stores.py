@@ -60,6 +60,7 @@ _STREAM_EXISTS: Final = 10058
 
 class StoreError(RuntimeError):
     """The server would not create or update a store as configured; the message says which and why.
+
     `transient`: the refusal is a cluster state that passes (no leader, members down), not the
     configuration (`libs.common.bus.starting` waits for the one, fails the start on the other)."""
 
@@ -75,8 +76,10 @@ def _placement(settings: StoreSettings) -> Placement | None:
 
 
 def _kv(bucket: str, ttl: float | None = None) -> Callable[[StoreSettings], StreamConfig]:
-    """A KV bucket as nats-py's `create_key_value` makes it (history 1, file storage), with a
-    replica count and placement (which nats-py's KV creation leaves out)."""
+    """A KV bucket as nats-py's `create_key_value` makes it.
+
+    (History 1, file storage), with a replica count and placement (which nats-py's KV creation leaves
+    out)."""
 
     def config(settings: StoreSettings) -> StreamConfig:
         return StreamConfig(
@@ -202,8 +205,9 @@ def _same(a: object, b: object) -> bool:
 
 
 def _changes(stream: str, current: StreamConfig, wanted: StreamConfig) -> dict[str, object]:
-    """What `current` must change to match `wanted`: the managed fields, and the replica count only
-    upwards. A configured placement is applied; an unconfigured one leaves the server's choice."""
+    """What `current` must change to match `wanted`: the managed fields, and the replica count only upwards.
+
+    A configured placement is applied; an unconfigured one leaves the server's choice."""
     changes: dict[str, object] = {
         name: getattr(wanted, name)
         for name in STORES[stream].managed
@@ -222,8 +226,9 @@ def _changes(stream: str, current: StreamConfig, wanted: StreamConfig) -> dict[s
 
 
 async def declare(js: JetStreamContext, stream: str, settings: StoreSettings) -> StreamConfig:
-    """Create `stream` as configured, or bring the existing one to it (never lowering its replicas);
-    the configuration it has afterwards. `StoreError` when the server refuses."""
+    """Create `stream` as configured, or bring the existing one to it (never lowering its replicas).
+
+    The configuration it has afterwards. `StoreError` when the server refuses."""
     wanted = stream_config(stream, settings)
     try:
         current = (await js.stream_info(stream)).config

@@ -1,5 +1,6 @@
-"""Asking policy which of a list of (server, tool) pairs a caller may use (`bastion.policy.list`),
-as ingress (`tools/list`, prompts, resources) and codemode (every meta-tool call) do.
+"""Asking policy which of a list of (server, tool) pairs a caller may use (`bastion.policy.list`).
+
+As ingress (`tools/list`, prompts, resources) and codemode (every meta-tool call) do.
 
 The question names the list by its digest; only a policy replica that does not hold it yet
 answers `unknown_list`, and the list itself follows in a second question. So a catalog's ~40 kB

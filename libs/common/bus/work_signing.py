@@ -86,8 +86,9 @@ class WorkSigner:
         return hmac.new(self._key, b"bastion-grant\n" + orjson.dumps(decided), hashlib.sha256).hexdigest()
 
     def genuine(self, kind: str, head: RoutedHead, grant: Grant) -> bool:
-        """Whether policy made `grant` for exactly this request's caller, target and narrowing
-        (always true without a key); expiry is the caller's to check."""
+        """Whether policy made `grant` for exactly this request's caller, target and narrowing.
+
+        (Always true without a key); expiry is the caller's to check."""
         if self._key is None:
             return True
         expected = self.grant_mac(kind, head, grant.expires, grant.price, grant.revisions, grant.condition)

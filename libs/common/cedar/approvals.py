@@ -128,8 +128,10 @@ async def read(kv: KeyValue, approval_id: str) -> tuple[ApprovalRecord, int] | N
 
 
 async def transition(kv: KeyValue, approval_id: str, start: frozenset[str], **changes: object) -> ApprovalRecord:
-    """Move the record from one of the `start` states, applying `changes`; `ApprovalConflict` when it
-    is in another state, past its expiry, or another writer moved it between the read and the write."""
+    """Move the record from one of the `start` states, applying `changes`.
+
+    `ApprovalConflict` when it is in another state, past its expiry, or another writer moved it between
+    the read and the write."""
     found = await read(kv, approval_id)
     if found is None:
         raise KeyError(approval_id)
@@ -175,8 +177,10 @@ def _when(ts: float) -> str:
 async def decide(
     kv: KeyValue, approval_id: str, what: Literal["approve", "deny"], by: str, reason: str
 ) -> tuple[ApprovalRecord, ApprovalRecord]:
-    """A person's decision on a pending call: (before, after). `KeyError`: no such approval;
-    `OwnCall`: `by` made the call; `ApprovalConflict`: not pending (decided, expired, raced)."""
+    """A person's decision on a pending call: (before, after).
+
+    `KeyError`: no such approval; `OwnCall`: `by` made the call; `ApprovalConflict`: not pending
+    (decided, expired, raced)."""
     found = await read(kv, approval_id)
     if found is None:
         raise KeyError(approval_id)
@@ -221,8 +225,10 @@ def approval_audit_event(before: ApprovalRecord, after: ApprovalRecord, actor: s
 
 
 async def expire_due(kv: KeyValue) -> list[tuple[ApprovalRecord, ApprovalRecord]]:
-    """Move every pending or approved record past its expiry to `expired`: (before, after) of each
-    this caller moved (a compare-and-set: of several sweepers, one moves each record)."""
+    """Move every pending or approved record past its expiry to `expired`.
+
+    (Before, after) of each this caller moved (a compare-and-set: of several sweepers, one moves each
+    record)."""
     moved: list[tuple[ApprovalRecord, ApprovalRecord]] = []
     try:
         keys = await kv.keys()

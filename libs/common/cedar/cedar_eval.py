@@ -1,5 +1,7 @@
-"""One Cedar decision over one tool call: allow, deny (naming the policy and its reason), approval
-(a person decides) or confirm (the agent's own user decides).
+"""One Cedar decision over one tool call.
+
+Allow, deny (naming the policy and its reason), approval (a person decides) or confirm (the agent's own
+user decides).
 
 The request Cedar sees: principal `Key::"<key name>"` (attributes `name`, `user`, `team`,
 `customer`, "" when none; parents `User::`, `Team::`, `Customer::` so `principal in Team::"support"`
@@ -139,11 +141,13 @@ _DECIMAL_MAX: Final = Decimal("922337203685477.5807")
 
 
 def _cedar_value(value: Any, as_decimal: bool = False) -> Any:
-    """JSON as Cedar takes it: a whole number as a Long (`150.0` is `150`), a fraction as a `decimal`
-    (compare it with `.greaterThan(decimal("100.0"))`), a null as an absent attribute (`has` says so).
-    `as_decimal`: every number a `decimal` (`context.decimals`). A number Cedar cannot hold exactly (a
-    fifth digit after the point, past a decimal's range) is left out: a policy reading it cannot be
-    evaluated and refuses, where rounding `100.00004` to `100.0` would pass a limit of 100."""
+    """JSON as Cedar takes it.
+
+    A whole number as a Long (`150.0` is `150`), a fraction as a `decimal` (compare it with
+    `.greaterThan(decimal("100.0"))`), a null as an absent attribute (`has` says so). `as_decimal`: every
+    number a `decimal` (`context.decimals`). A number Cedar cannot hold exactly (a fifth digit after the
+    point, past a decimal's range) is left out: a policy reading it cannot be evaluated and refuses,
+    where rounding `100.00004` to `100.0` would pass a limit of 100."""
     if isinstance(value, dict):
         return {k: v for k, v in ((k, _cedar_value(v, as_decimal)) for k, v in value.items()) if v is not None}
     if isinstance(value, list):
@@ -170,8 +174,7 @@ def _decimal(number: int | float) -> dict[str, Any] | None:
 def entities(
     who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...] = ()
 ) -> cedarpy.Entities:
-    """The entities of `who` calling `target` (under each of its names), parsed once (a pair's calls
-    reuse them)."""
+    """The entities of `who` calling `target` (under each of its names), parsed once (a pair's calls reuse them)."""
     return cedarpy.Entities.from_json_str(entities_json(who, target, aliases))
 
 
@@ -192,9 +195,11 @@ def condition_allows(
     target: tuple[str, tuple[str, ...]],
     context: dict[str, Any],
 ) -> bool:
-    """Whether per-call `policies` plainly allow `principal` calling the tool `target` (server, its
-    names) in `context`: no forbid matched under any name and none failed to evaluate. Anything else
-    (a refusal, an approval, a confirmation, an error) is policy's to decide and word."""
+    """Whether per-call `policies` plainly allow `principal` calling the tool `target` in `context`.
+
+    `target` is the server and the tool's names. Plainly: no forbid matched under any name and none
+    failed to evaluate. Anything else (a refusal, an approval, a confirmation, an error) is policy's
+    to decide and word."""
     server, names = target
     try:
         given = orjson.dumps(context).decode()
@@ -244,8 +249,9 @@ def evaluate(
 
 
 def _combined(matched: list[PolicyInfo]) -> Verdict:
-    """The verdict of the forbids that matched: a plain one refuses, else a person approves, else the
-    agent's own user confirms."""
+    """The verdict of the forbids that matched.
+
+    A plain one refuses, else a person approves, else the agent's own user confirms."""
     plain = [p for p in matched if p.approval is None and p.confirm is None]
     if plain:
         return _deny(plain[0])

@@ -268,8 +268,10 @@ def compile_policies(text: str) -> CompiledPolicies:
 
 
 def check_config_policies(policies: str | None, source: str) -> None:
-    """A config file's `policies` (docs/policy.md) compiled when the file is read, so a file whose
-    policies would not apply is refused there: `ConfigError` prefixed by `source`, as for any field."""
+    """A config file's `policies` (docs/policy.md) compiled when the file is read.
+
+    So a file whose policies would not apply is refused there: `ConfigError` prefixed by `source`, as for
+    any field."""
     if policies is None:
         return
     try:

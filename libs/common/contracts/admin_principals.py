@@ -1,5 +1,7 @@
-"""Who may use the admin API: principals (people and automation) and their API tokens, as stored in
-KV `bastion_admin` (`subjects.KV_ADMIN`, readable and writable by the admin role alone).
+"""Who may use the admin API.
+
+Principals (people and automation) and their API tokens, as stored in KV `bastion_admin`
+(`subjects.KV_ADMIN`, readable and writable by the admin role alone).
 
 A contract between the admin service, which manages them, and `bastion up`, which makes the local
 stack's first owner directly in the bucket. A token is shown once, when it is made; the bucket
@@ -53,9 +55,11 @@ _Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
 class RoleBinding(BaseModel):
-    """One role a principal holds: everywhere, or (`team_id` / `customer_id`) only over the objects lying
-    wholly inside that team or customer (keys, tool groups, the directory), where only the role's
-    tenant permissions apply (services/admin/roles.py `SCOPABLE`)."""
+    """One role a principal holds.
+
+    Everywhere, or (`team_id` / `customer_id`) only over the objects lying wholly inside that team or
+    customer (keys, tool groups, the directory), where only the role's tenant permissions apply
+    (services/admin/roles.py `SCOPABLE`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Annotated[str, Field(pattern=ROLE_NAME.pattern, examples=["operator", "key_manager"])]

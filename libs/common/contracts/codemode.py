@@ -99,8 +99,9 @@ META_TOOL_NAMES: Final = frozenset(tool["name"] for tool in META_TOOLS)
 
 
 def on_off(header: str | None, default: bool, name: str) -> bool | str:
-    """A request switch: the header `name` if given (`on`/`off`), else `default`; an error message
-    (str) for any other value."""
+    """A request switch: the header `name` if given (`on`/`off`), else `default`.
+
+    An error message (str) for any other value."""
     if header is None:
         return default
     value = header.strip().lower()

@@ -1,6 +1,7 @@
-"""Which changes of an upstream server's entry are an owner's to make: the rule the admin API applies
-on every path that writes a server (its routes, a configuration import, the console's test) and the
-CLI can read before it asks.
+"""Which changes of an upstream server's entry are an owner's to make.
+
+The rule the admin API applies on every path that writes a server (its routes, a configuration import,
+the console's test) and the CLI can read before it asks.
 
 A stdio server is a command the executors run as the gateway's user, the user that owns the data
 directory: the owner's token, the secrets key, the Valkey password, every upstream credential. Who
@@ -65,9 +66,10 @@ WHY_PROVIDER_ENV: Final = (
 
 
 def provider_owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> list[str]:
-    """The owner-only fields a write of an LLM provider sets (`libs.common.contracts.llm_config.ProviderConfig`):
-    `api_key_env` when it is set or changed, and `base_url` when it changes while `api_key_env` names
-    a variable (where that variable would be sent). None `before`: a new provider."""
+    """The owner-only fields a write of an LLM provider sets (`libs.common.contracts.llm_config.ProviderConfig`).
+
+    `api_key_env` when it is set or changed, and `base_url` when it changes while `api_key_env` names a
+    variable (where that variable would be sent). None `before`: a new provider."""
     if after is None:
         return []
     wanted = after.model_dump(mode="json")
@@ -86,8 +88,9 @@ def _owner_only(entry: BaseModel) -> dict[str, Any]:
 
 
 def owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> list[str]:
-    """The owner-only fields that differ between the stored entry (`before`, None: a new server) and
-    the one to write (`after`, None: a deletion, which needs no more than `servers:write`).
+    """The owner-only fields that differ between the stored entry (`before`, None: a new server) and the one to write.
+
+    (`after`, None: a deletion, which needs no more than `servers:write`).
 
     A new entry is compared with the model's defaults (`model_construct()`: every field at its default,
     unvalidated), so creating a stdio server names at least `command`. Compare entries whose secrets

@@ -75,8 +75,9 @@ class CircuitBreakerConfig(_Strict):
 
 
 class SandboxConfig(_Strict):
-    """The operating system's wall around one stdio server (docs/stdio-sandbox.md): what it may read,
-    write and connect to beyond its defaults, and its resource limits."""
+    """The operating system's wall around one stdio server (docs/stdio-sandbox.md).
+
+    What it may read, write and connect to beyond its defaults, and its resource limits."""
 
     mode: Literal["on", "off"] = "on"
     """"off" runs the server with every right of the executor's user (owner-only; logged as a
@@ -114,8 +115,10 @@ class SandboxConfig(_Strict):
 
 
 def grant_problem(pattern: str) -> str | None:
-    """Why `pattern` is not a grant, or None. Grants are `*`, `server/tool`, `server/prompt:name` or
-    `server/resource:uri` (a URI may contain `/`), wildcards allowed (docs/access-control.md)."""
+    """Why `pattern` is not a grant, or None.
+
+    Grants are `*`, `server/tool`, `server/prompt:name` or `server/resource:uri` (a URI may contain `/`),
+    wildcards allowed (docs/access-control.md)."""
     server, slash, name = pattern.partition("/")
     if pattern == "*" or (slash and server and name and ("/" not in name or name.startswith("resource:"))):
         return None
@@ -282,14 +285,16 @@ class ServerConfig(_Strict):
         return "http"
 
     def secret_values(self) -> list[str]:
-        """Every value sealed at rest (`libs.common.runtime.sealing`): `env`, `headers`, an OpenAPI
-        server's auth secrets."""
+        """Every value sealed at rest (`libs.common.runtime.sealing`).
+
+        `env`, `headers`, an OpenAPI server's auth secrets."""
         extra = self.openapi.secret_values() if self.openapi is not None else []
         return [*self.env.values(), *self.headers.values(), *extra]
 
     def map_secrets(self, fn: Callable[[str, str], str]) -> ServerConfig:
-        """A copy with every secret value replaced by `fn(where, value)`; `where` names it for messages
-        (`env 'TOKEN'`, `header 'Authorization'`, `openapi.auth.token`)."""
+        """A copy with every secret value replaced by `fn(where, value)`.
+
+        `where` names it for messages (`env 'TOKEN'`, `header 'Authorization'`, `openapi.auth.token`)."""
         if not self.secret_values():
             return self
         update: dict[str, Any] = {

@@ -1,7 +1,9 @@
-"""The stored records a configuration file's entities become: what `bastion config apply` writes and
-what the admin API's import (`services/admin/api/config_routes.py`) compares and writes, so both read
-a file the same way. Neither writes here: only records are built (a key's record needs its secret,
-which may come from the environment: `libs.common.settings.config_file.key_records`)."""
+"""The stored records a configuration file's entities become.
+
+What `bastion config apply` writes and what the admin API's import
+(`services/admin/api/config_routes.py`) compares and writes, so both read a file the same way. Neither
+writes here: only records are built (a key's record needs its secret, which may come from the
+environment: `libs.common.settings.config_file.key_records`)."""
 
 from __future__ import annotations
 

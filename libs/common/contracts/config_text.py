@@ -1,7 +1,8 @@
-"""Configuration text parsed into plain values, before any model sees it: YAML or JSON with a key
-written twice refused (not "the last one wins"), parser errors that never echo the source line (it
-may hold a secret), and, for a document sent over the network, a bound on what its aliases expand to.
-`libs.common.contracts.config` validates what these return."""
+"""Configuration text parsed into plain values, before any model sees it.
+
+YAML or JSON with a key written twice refused (not "the last one wins"), parser errors that never echo
+the source line (it may hold a secret), and, for a document sent over the network, a bound on what its
+aliases expand to. `libs.common.contracts.config` validates what these return."""
 
 from __future__ import annotations
 
@@ -100,9 +101,10 @@ def _expanded_size(node: yaml.Node, sizes: dict[int, int], source: str) -> int:
 
 
 def parse_untrusted_text(text: str, source: str) -> Any:
-    """A YAML (or JSON) document from someone else, e.g. sent to the admin API: parsed as a config file
-    is, refusing documents whose aliases expand past `MAX_UNTRUSTED_VALUES` or that nest too deep for
-    the parser. `ConfigError` on any problem; the message never echoes the text."""
+    """A YAML (or JSON) document from someone else, e.g. sent to the admin API.
+
+    Parsed as a config file is, refusing documents whose aliases expand past `MAX_UNTRUSTED_VALUES` or
+    that nest too deep for the parser. `ConfigError` on any problem; the message never echoes the text."""
     loader = None
     try:
         loader = _UniqueKeyLoader(text)  # refuses a control character at once

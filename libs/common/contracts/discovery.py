@@ -1,5 +1,7 @@
-"""The discovery-mode contract: `tools/list` offers a small pinned set plus `find_tools`, and the
-tools an agent finds become listed (and, as always, callable by name) for the rest of its session.
+"""The discovery-mode contract.
+
+`tools/list` offers a small pinned set plus `find_tools`, and the tools an agent finds become listed
+(and, as always, callable by name) for the rest of its session.
 
 For agents that do not use Code Mode but face a catalog too large to list (docs/code-mode.md,
 "Discovery mode"). Ingress lists `FIND_TOOLS` and sends calls to it to the codemode service, which

@@ -59,8 +59,9 @@ _HOST_NAME: Final = re.compile(r"\A[a-z0-9_]([a-z0-9_-]{0,62}\.)*[a-z0-9_-]{1,63
 
 
 def check_allowed_hosts(hosts: list[str]) -> list[str]:
-    """`hosts` when each is a host as a URL writes it (a name or an IP literal: no scheme, port or
-    path), else `ValueError` naming the first that is not."""
+    """`hosts` when each is a host as a URL writes it (a name or an IP literal: no scheme, port or path).
+
+    Else `ValueError` naming the first that is not."""
     for i, host in enumerate(hosts):
         key = host_key(host)
         if not _HOST_NAME.match(key) and literal_address(key) is None:
@@ -88,8 +89,10 @@ class EgressSection(BaseModel):
 
 
 def host_key(host: str) -> str:
-    """`host` as allow-lists compare it: lower case, without brackets or trailing dots, an IP
-    literal (IPv4 dotted quad or IPv6) in its canonical form."""
+    """`host` as allow-lists compare it.
+
+    Lower case, without brackets or trailing dots, an IP literal (IPv4 dotted quad or IPv6) in its
+    canonical form."""
     name = host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
     try:
         return str(ipaddress.ip_address(name))
@@ -98,7 +101,8 @@ def host_key(host: str) -> str:
 
 
 def literal_address(host: str) -> IPAddress | None:
-    """The address `host` is when it is an IP literal, in any form a resolver reads as one
+    """The address `host` is when it is an IP literal, in any form a resolver reads as one.
+
     (`127.1`, `0x7f.0.0.1`, `2130706433`, `[::ffff:127.0.0.1]`); None for a name."""
     name = host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
     try:
@@ -125,8 +129,10 @@ def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 
 def address_kind(ip: IPAddress) -> str | None:
-    """What `ip` is when a connection may not reach it (`a loopback address`, `127.0.0.1 in IPv6
-    form: 127.0.0.1 is a loopback address`), or None when it may (a public address)."""
+    """What `ip` is when a connection may not reach it.
+
+    (`a loopback address`, `127.0.0.1 in IPv6 form: 127.0.0.1 is a loopback address`), or None when it
+    may (a public address)."""
     if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded(ip)) is not None:
         problem = address_problem(inner)
         return None if problem is None else f"{inner} in IPv6 form: {problem}"

@@ -1,5 +1,7 @@
-"""MCP tasks as the gateway keeps them: one record per task on the bus (KV `bastion_tasks`), so any
-ingress replica answers `tasks/get`, `tasks/result`, `tasks/cancel` and `tasks/update` for it.
+"""MCP tasks as the gateway keeps them.
+
+One record per task on the bus (KV `bastion_tasks`), so any ingress replica answers `tasks/get`,
+`tasks/result`, `tasks/cancel` and `tasks/update` for it.
 
 A task is either an upstream's (the gateway passes it through: `upstream_task_id` names it
 there) or the gateway's own (`hosted`: a call the gateway runs, or waits for, in the background and
@@ -43,7 +45,8 @@ TERMINAL: Final = frozenset(("completed", "failed", "cancelled"))
 
 
 class HostedTask(BaseModel):
-    """A tool the gateway turns into a task of its own when a call outlasts `after_ms`
+    """A tool the gateway turns into a task of its own when a call outlasts `after_ms`.
+
     (`ServerConfig.tasks`), for agents that speak tasks; others wait for the result as before."""
 
     after_ms: int = Field(default=2000, ge=0, le=600_000)
@@ -53,8 +56,9 @@ class HostedTask(BaseModel):
 
 
 def hosted_setting(settings: dict[str, HostedTask], tool: str) -> HostedTask | None:
-    """The setting `ServerConfig.tasks` has for `tool` (its own name): an exact entry, else the
-    longest matching pattern."""
+    """The setting `ServerConfig.tasks` has for `tool` (its own name).
+
+    An exact entry, else the longest matching pattern."""
     if tool in settings:
         return settings[tool]
     matches = [pattern for pattern in settings if fnmatch.fnmatchcase(tool, pattern)]
@@ -114,6 +118,8 @@ def owner_prefix(key_id: str) -> str:
 
 
 def task_key(key_id: str, task_id: str) -> str:
-    """The record's KV key: the caller's prefix and a digest of the task id, so a task id sent by
-    another caller looks up a key that does not exist, and any text is a valid key."""
+    """The record's KV key.
+
+    The caller's prefix and a digest of the task id, so a task id sent by another caller looks up a key
+    that does not exist, and any text is a valid key."""
     return f"{owner_prefix(key_id)}.{hashlib.sha256(task_id.encode()).hexdigest()[:40]}"

@@ -105,8 +105,10 @@ class _Strict(BaseModel):
 
 
 class WebhookGuard(_Strict):
-    """An external guardrail (a model, a DLP service): Bastion POSTs the payload, the service answers
-    whether it matches (docs/guardrails.md, "External guardrails")."""
+    """An external guardrail (a model, a DLP service).
+
+    Bastion POSTs the payload, the service answers whether it matches (docs/guardrails.md, "External
+    guardrails")."""
 
     url: str
     timeout: Annotated[float, Field(gt=0, le=30)] = 2.0
@@ -246,8 +248,10 @@ class GuardrailsSection(_Strict):
 
 
 def effective_rules(section: GuardrailsSection) -> list[GuardrailRule]:
-    """The rules in force: the built-in ones (unless `defaults: false`; the PII one when `pii: true`),
-    each replaced by the deployment's rule of the same name, then the deployment's own."""
+    """The rules in force.
+
+    The built-in ones (unless `defaults: false`; the PII one when `pii: true`), each replaced by the
+    deployment's rule of the same name, then the deployment's own."""
     own = {rule.name: rule for rule in section.rules}
     builtin = _default_rules(section.pii, section.pii_entities) if section.defaults else []
     if not section.defaults and section.pii:
@@ -257,8 +261,10 @@ def effective_rules(section: GuardrailsSection) -> list[GuardrailRule]:
 
 
 class GuardrailDecision(BaseModel):
-    """A rule that fired, as the audit event records it. Never the matched text: the kind of thing
-    found (`entity`) and where (`where`, `path`) are enough to act on and safe to store."""
+    """A rule that fired, as the audit event records it.
+
+    Never the matched text: the kind of thing found (`entity`) and where (`where`, `path`) are enough to
+    act on and safe to store."""
 
     model_config = ConfigDict(extra="ignore")
     rule: str

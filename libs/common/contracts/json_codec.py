@@ -1,5 +1,6 @@
-"""JSON as it crosses the gateway's edges (agents, upstreams): orjson's speed, the standard
-library's exactness where orjson has none.
+"""JSON as it crosses the gateway's edges (agents, upstreams).
+
+Orjson's speed, the standard library's exactness where orjson has none.
 
 orjson reads an integer beyond 64 bits as a float (an agent's 18446744073709551621 would reach the
 upstream as 1.8446744073709552e+19), and refuses to write one, or nesting past 255 levels: all
@@ -32,8 +33,10 @@ def _no_constants(name: str) -> Any:
 
 
 def loads(data: bytes | str) -> Any:
-    """`data` as JSON, integers exact; raises `ValueError` (orjson's or json's decode error, or
-    nesting too deep for the standard library) when it is not JSON."""
+    """`data` as JSON, integers exact.
+
+    Raises `ValueError` (orjson's or json's decode error, or nesting too deep for the standard library)
+    when it is not JSON."""
     if (
         _LONG_INTEGER not in data.translate(_DIGIT_MARKS)
         if isinstance(data, bytes)
@@ -47,8 +50,10 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON of `value`; raises `ValueError` for what neither orjson nor the standard library
-    can write (a lone surrogate, NaN, nesting past the interpreter's recursion limit)."""
+    """Compact JSON of `value`.
+
+    Raises `ValueError` for what neither orjson nor the standard library can write (a lone surrogate,
+    NaN, nesting past the interpreter's recursion limit)."""
     try:
         return orjson.dumps(value)
     except TypeError:

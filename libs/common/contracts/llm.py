@@ -146,9 +146,10 @@ class LlmOutcome(BusMessage):
 
 
 def cost_usd(price: ModelPrice | None, usage: Usage) -> float:
-    """Input, cached input, output and reasoning tokens, each at its price (cached and reasoning
-    tokens are counted within prompt and completion tokens; clamped, so a provider's odd numbers
-    never make a cost negative)."""
+    """Input, cached input, output and reasoning tokens.
+
+    Each at its price (cached and reasoning tokens are counted within prompt and completion tokens;
+    clamped, so a provider's odd numbers never make a cost negative)."""
     if price is None:
         return 0.0
     cached = min(max(usage.cached_tokens, 0), usage.prompt_tokens)
@@ -165,8 +166,10 @@ def cost_usd(price: ModelPrice | None, usage: Usage) -> float:
 
 
 def max_cost_usd(price: ModelPrice | list[ModelPrice | None] | None, body: dict[str, Any], prompt_bytes: int) -> float:
-    """The most a request can cost: a pessimistic prompt estimate plus every completion token it
-    allows, at the dearest of the prices it may be served at (a routed model's deployments)."""
+    """The most a request can cost.
+
+    A pessimistic prompt estimate plus every completion token it allows, at the dearest of the prices it
+    may be served at (a routed model's deployments)."""
     prices = price if isinstance(price, list) else [price]
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_TOKENS
     completion = limit if isinstance(limit, int) and limit > 0 else DEFAULT_MAX_TOKENS

@@ -1,6 +1,7 @@
-"""The `llm:` section of the configuration file: providers (each in its own wire), their models and
-prices, and the routes (`models:`) that spread a model name over several deployments, with failover
-and fallbacks (docs/llm-routing.md)."""
+"""The `llm:` section of the configuration file.
+
+Providers (each in its own wire), their models and prices, and the routes (`models:`) that spread a model
+name over several deployments, with failover and fallbacks (docs/llm-routing.md)."""
 
 from __future__ import annotations
 
@@ -159,8 +160,10 @@ proportion to `weight`, or lowest observed latency first (a deployment not measu
 
 
 class ModelRoute(_Strict):
-    """`llm.models.<name>`: the deployments a model name is served by, in failover order, and the
-    model names to fall back to when every one of them failed."""
+    """`llm.models.<name>`.
+
+    The deployments a model name is served by, in failover order, and the model names to fall back to
+    when every one of them failed."""
 
     deployments: list[Deployment] = Field(min_length=1, max_length=32)
     strategy: RoutingStrategy = "priority"
@@ -183,8 +186,10 @@ class LlmLimits(_Strict):
 
 
 class AgentMode(_Strict):
-    """A key's agent mode on `/v1/chat/completions`: Bastion runs the tool calls it may, feeds their
-    results back to the model, and loops until the model stops or proposes something else."""
+    """A key's agent mode on `/v1/chat/completions`.
+
+    Bastion runs the tool calls it may, feeds their results back to the model, and loops until the model
+    stops or proposes something else."""
 
     tools_to_auto_execute: list[str] = Field(min_length=1)
     """Gateway tool names (`<server>__<tool>`, `*` wildcards) Bastion runs without asking; only
@@ -219,8 +224,9 @@ class LlmSection(_Strict):
 
 
 def route_problem(routes: dict[str, ModelRoute], listed: dict[str, str], providers: set[str] | None) -> str | None:
-    """Why `routes` cannot be served beside the models providers list (`listed`: model -> provider),
-    or None. `providers`: the provider names to check deployments against (None: not checked)."""
+    """Why `routes` cannot be served beside the models providers list (`listed`: model -> provider), or None.
+
+    `providers`: the provider names to check deployments against (None: not checked)."""
     for name, route in routes.items():
         if name in listed:
             return (

@@ -1,5 +1,7 @@
-"""Routed models on the bus: the `llm.models` routes as one KV record, and a model name resolved
-to the deployments a request may be tried on (docs/llm-routing.md).
+"""Routed models on the bus.
+
+The `llm.models` routes as one KV record, and a model name resolved to the deployments a request may be
+tried on (docs/llm-routing.md).
 
 The routes live in KV `bastion_llm` beside the providers, under `ROUTES_KEY` (a name no provider
 can have: provider names are slugs). Ingress resolves a request's model with `candidates`; policy
@@ -36,9 +38,10 @@ def listed_route(provider: str, record: ProviderRecord, model: str) -> ModelRout
 
 
 def candidates(model: str, routes: dict[str, ModelRoute]) -> list[RoutedDeployment]:
-    """The deployments of `model`, then of its fallbacks (depth first, each model once), at most
-    `MAX_CANDIDATES`; empty when `model` has no route. A deployment without its own price gets the
-    route's provider price when `routes` was built with `listed_route` for it."""
+    """The deployments of `model`, then of its fallbacks (depth first, each model once), at most `MAX_CANDIDATES`.
+
+    Empty when `model` has no route. A deployment without its own price gets the route's provider price
+    when `routes` was built with `listed_route` for it."""
     found: list[RoutedDeployment] = []
     seen: set[str] = set()
 

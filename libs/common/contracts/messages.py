@@ -1,7 +1,7 @@
-"""Every NATS payload, as one pydantic model each, importable from here whichever module holds it:
-`messages_base` (the envelope, ids, `Caller`, `GatewayError`), `messages_routed` (the request path
-and Code Mode), `messages_records` (KV records and catalogs), `messages_audit` (audit events and
-queries).
+"""Every NATS payload, as one pydantic model each, importable from here whichever module holds it.
+
+`messages_base` (the envelope, ids, `Caller`, `GatewayError`), `messages_routed` (the request path and
+Code Mode), `messages_records` (KV records and catalogs), `messages_audit` (audit events and queries).
 
 Request-path messages (`ToolCall`, `CallOutcome`, ...) are serialized with orjson-backed
 `model_dump_json` and parsed with `model_validate_json`: both run in pydantic-core, no Python loop.

@@ -1,5 +1,6 @@
-"""Audit messages (`messages`): the event every governed action becomes, its batches, and the
-audit service's queries and verdicts.
+"""Audit messages (`messages`).
+
+The event every governed action becomes, its batches, and the audit service's queries and verdicts.
 """
 
 from __future__ import annotations
@@ -149,8 +150,10 @@ class AuditEvent(BusMessage):
 
 
 class AuditBatch(BusMessage):
-    """Several events in one JetStream message: a producer under load pays one publish and one
-    ack per batch, not per call. Single `AuditEvent` messages are accepted as well."""
+    """Several events in one JetStream message.
+
+    A producer under load pays one publish and one ack per batch, not per call. Single `AuditEvent`
+    messages are accepted as well."""
 
     batch_id: str = Field(default_factory=new_id)
     events: list[AuditEvent]
@@ -192,9 +195,10 @@ TamperKind = Literal["modified", "deleted", "inserted", "reordered", "checkpoint
 
 class ChainVoucher(BusMessage):
     """Who vouches for one hash chain: the bus role(s) whose audit subjects its events arrived on.
+
     Only a role may publish on its own subjects, and the writer stores an event only when its chain
-    belongs to that role, so a chain has exactly one; none for rows stored before events were bound
-    to their producers' subjects."""
+    belongs to that role, so a chain has exactly one; none for rows stored before events were bound to
+    their producers' subjects."""
 
     producer: str
     roles: list[str] = Field(default_factory=list)
@@ -203,8 +207,9 @@ class ChainVoucher(BusMessage):
 
 
 class FlaggedEvent(BusMessage):
-    """An event the writer stored with a flag (`stored`: a key that does not exist) or refused and
-    dead-lettered (not stored: a chain of another producer, a subject no producer owns, not an event)."""
+    """An event the writer stored with a flag (`stored`: a key that does not exist) or refused and dead-lettered.
+
+    (Not stored: a chain of another producer, a subject no producer owns, not an event)."""
 
     event_id: str
     producer: str
@@ -215,8 +220,9 @@ class FlaggedEvent(BusMessage):
 
 
 class AuditVerdict(BusMessage):
-    """The answer to `AuditVerify`: OK, or the first tampered row (or, with none, the flagged events);
-    and which producer vouches for each chain."""
+    """The answer to `AuditVerify`: OK, or the first tampered row (or, with none, the flagged events).
+
+    And which producer vouches for each chain."""
 
     ok: bool
     problem: TamperKind | None = None

@@ -27,12 +27,12 @@ os.register_at_fork(after_in_child=_fresh_prefix)
 
 
 def new_id() -> str:
-    """32 hex digits, the shape of `uuid4().hex`, without `uuid4`'s system call per id (it reads
-    `os.urandom`; several ids per call add up on the hot path): 64 random bits drawn once per
-    process (again in a forked child), then a counter. Not the `random` module: tests and libraries
-    seed its shared state (hypothesis does, per example), which would repeat ids, and a repeated
-    batch id is dropped by JetStream as a duplicate. Ids are unique, not secret: nothing may use
-    one as a credential."""
+    """32 hex digits, the shape of `uuid4().hex`, without `uuid4`'s system call per id.
+
+    (It reads `os.urandom`; several ids per call add up on the hot path): 64 random bits drawn once per
+    process (again in a forked child), then a counter. Not the `random` module: tests and libraries seed
+    its shared state (hypothesis does, per example), which would repeat ids, and a repeated batch id is
+    dropped by JetStream as a duplicate. Ids are unique, not secret: nothing may use one as a credential."""
     return f"{_prefix}{next(_counter):016x}"
 
 
@@ -50,8 +50,9 @@ class BusMessage(BaseModel):
 
     @classmethod
     def parsed(cls, data: bytes) -> Self | None:
-        """`data` as this message, or None when it is not one: what a listener to a broadcast (a
-        cancel every replica hears) ignores instead of failing on."""
+        """`data` as this message, or None when it is not one.
+
+        What a listener to a broadcast (a cancel every replica hears) ignores instead of failing on."""
         try:
             return cls.model_validate_json(data)
         except ValidationError:
@@ -103,10 +104,11 @@ class GatewayError(BaseModel):
 
 
 class InterceptorDecision(BaseModel):
-    """What one of the executor's interceptors decided about a request (`CallOutcome.interceptions`)
-    or a listing, as its audit row records it (docs/architecture.md, "Where to add a check on every
-    call"). Names the rule and the kind of thing found, never the matched content: a decision about
-    a secret must not carry the secret."""
+    """What one of the executor's interceptors decided about a request (`CallOutcome.interceptions`) or a listing.
+
+    As its audit row records it (docs/architecture.md, "Where to add a check on every call"). Names the
+    rule and the kind of thing found, never the matched content: a decision about a secret must not carry
+    the secret."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 

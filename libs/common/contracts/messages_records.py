@@ -137,7 +137,9 @@ class ServerCatalog(BusMessage):
     from executors that predate it."""
 
     def same_listing(self, other: ServerCatalog) -> bool:
-        """`other` says what this entry says: only a heartbeat (or another replica) wrote it again,
-        so a consumer need not rebuild what it derives from the catalog."""
+        """`other` says what this entry says.
+
+        Only a heartbeat (or another replica) wrote it again, so a consumer need not rebuild what it
+        derives from the catalog."""
         refresh = {"updated_at", "publisher"}
         return self.model_dump(exclude=refresh) == other.model_dump(exclude=refresh)

@@ -1,6 +1,8 @@
-"""Request-path messages (`messages`): a routed request, what streams back while it runs, its
-outcome, and Code Mode's calls. Serialized with orjson-backed `model_dump_json` and parsed with
-`model_validate_json`: both run in pydantic-core, no Python loop.
+"""Request-path messages (`messages`).
+
+A routed request, what streams back while it runs, its outcome, and Code Mode's calls. Serialized with
+orjson-backed `model_dump_json` and parsed with `model_validate_json`: both run in pydantic-core, no
+Python loop.
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ __all__ = [
 
 
 class RoutedHead(BusMessage):
-    """What every request routed to one upstream carries for deciding it, and all policy reads of
-    one (`ToolCall` and `UpstreamRequest` extend it): who, where, and until when. Policy forwards
-    the same bytes, and pydantic skips the JSON a model does not name, so arguments and params are
-    never parsed there (half the parse of a small call, and of a large one, measured)."""
+    """What every request routed to one upstream carries for deciding it, and all policy reads of one.
+
+    (`ToolCall` and `UpstreamRequest` extend it): who, where, and until when. Policy forwards the same
+    bytes, and pydantic skips the JSON a model does not name, so arguments and params are never parsed
+    there (half the parse of a small call, and of a large one, measured)."""
 
     id: str = Field(default_factory=new_id)
     caller: Caller
@@ -87,9 +90,10 @@ class RoutedHead(BusMessage):
         return self.tool or self.target or ""
 
     def decision(self) -> tuple[object, ...]:
-        """What policy's allow decision for this request depends on, besides policy's own state:
-        the whole caller, the server, the target and the narrowing headers. A `Grant` is made for
-        exactly this (its MAC covers it, requesters and executors key their grants by it)."""
+        """What policy's allow decision for this request depends on, besides policy's own state.
+
+        The whole caller, the server, the target and the narrowing headers. A `Grant` is made for exactly
+        this (its MAC covers it, requesters and executors key their grants by it)."""
         c = self.caller
         return (
             _field_values(type(c))(c),
@@ -102,8 +106,10 @@ class RoutedHead(BusMessage):
 
 @functools.cache
 def _field_values(model: type[BaseModel]) -> Callable[[BaseModel], tuple[object, ...]]:
-    """A model's field values as a tuple, in field order: once per call, so one C getter rather
-    than a generator (and pydantic's `model_fields` descriptor) per call, 1.4 -> 0.5 µs."""
+    """A model's field values as a tuple, in field order.
+
+    Once per call, so one C getter rather than a generator (and pydantic's `model_fields` descriptor) per
+    call, 1.4 -> 0.5 µs."""
     names = tuple(model.model_fields)
     if len(names) == 1:  # attrgetter of one name returns the value, not a tuple
         return lambda item: (getattr(item, names[0]),)
@@ -117,10 +123,12 @@ MAX_CONDITION_ENTITIES = 16_384
 
 
 class PolicyCondition(BaseModel):
-    """What a granted tool call must still pass on its own arguments: the per-call Cedar policies
-    whose scope covers the caller and the tool, with the entities policy judged the pair over. The
-    executor decides each call with them (`cedar_eval.condition_allows`); a call they do not plainly
-    allow is answered as stale and asked of policy, which refuses it, parks it or has it confirmed."""
+    """What a granted tool call must still pass on its own arguments.
+
+    The per-call Cedar policies whose scope covers the caller and the tool, with the entities policy
+    judged the pair over. The executor decides each call with them (`cedar_eval.condition_allows`); a
+    call they do not plainly allow is answered as stale and asked of policy, which refuses it, parks it
+    or has it confirmed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -248,8 +256,10 @@ class ToolCall(_Routed):
 
 
 class UpstreamRequest(_Routed):
-    """ingress -> policy -> executor: any request routed to one upstream besides `tools/call`
-    (`prompts/get`, `resources/read`, `resources/subscribe`, `completion/complete`, ...)."""
+    """ingress -> policy -> executor.
+
+    Any request routed to one upstream besides `tools/call` (`prompts/get`, `resources/read`,
+    `resources/subscribe`, `completion/complete`, ...)."""
 
     method: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -272,8 +282,9 @@ class UpstreamRequest(_Routed):
 
     @property
     def subscription(self) -> str | None:
-        """The resource URI of a `resources/(un)subscribe`: bookkeeping shared by the agents
-        following it, not a request each sends upstream."""
+        """The resource URI of a `resources/(un)subscribe`.
+
+        Bookkeeping shared by the agents following it, not a request each sends upstream."""
         uri = self.params.get("uri")
         if self.method in ("resources/subscribe", "resources/unsubscribe") and isinstance(uri, str):
             return uri
@@ -352,9 +363,10 @@ class CancelExecution(BusMessage):
 
 
 class BusMoved(BusMessage):
-    """A replica that holds calls (policy, executor, codemode) -> every requester: its connection is back
-    after it lost its NATS member `left` (`libs.common.bus.nats`); calls sent to it before, and not
-    acknowledged, may be lost in that member (`libs.common.bus.relay`)."""
+    """A replica that holds calls (policy, executor, codemode) -> every requester.
+
+    Its connection is back after it lost its NATS member `left` (`libs.common.bus.nats`); calls sent to
+    it before, and not acknowledged, may be lost in that member (`libs.common.bus.relay`)."""
 
     role: str
     left: str
@@ -446,8 +458,10 @@ class Refund(BusMessage):
 
 
 def encode_outcome(outcome: CallOutcome) -> bytes:
-    """The bus form of an outcome: its envelope (JSON on one line), then, after a newline, the
-    result's JSON (`raw_result`, or `result` encoded) when it has one."""
+    """The bus form of an outcome.
+
+    Its envelope (JSON on one line), then, after a newline, the result's JSON (`raw_result`, or `result`
+    encoded) when it has one."""
     raw = outcome.raw_result
     if raw is None and outcome.result is not None:
         raw = orjson.dumps(outcome.result)
@@ -457,6 +471,7 @@ def encode_outcome(outcome: CallOutcome) -> bytes:
 
 def decode_outcome(data: bytes) -> CallOutcome:
     """An outcome from its bus form (`encode_outcome`); the result stays bytes (`raw_result`).
+
     Raises `pydantic.ValidationError` when the envelope is not a `CallOutcome`."""
     envelope, newline, raw = data.partition(b"\n")  # compact JSON has no raw newline
     outcome = CallOutcome.model_validate_json(envelope)
@@ -496,8 +511,9 @@ def pairs_digest(pairs: Sequence[tuple[str, str]]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PairList:
-    """A list of (server, name) pairs with the digest a `bastion.policy.list` question names it by,
-    computed once (per catalog revision, for a catalog's list)."""
+    """A list of (server, name) pairs with the digest a `bastion.policy.list` question names it by, computed once.
+
+    (Per catalog revision, for a catalog's list)."""
 
     pairs: list[tuple[str, str]]
     digest: str

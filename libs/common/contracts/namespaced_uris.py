@@ -1,7 +1,8 @@
-"""URIs the gateway names after their server: an upstream's `<scheme>://<rest>` is offered as
-`<scheme>://<server>/<rest>` (MCP Apps' `ui://`, Skills' `skill://`), unique across servers (a
-server name is a valid URI host: `config.SERVER_NAME`) and turned back into the upstream's URI by
-cutting the server off again.
+"""URIs the gateway names after their server.
+
+An upstream's `<scheme>://<rest>` is offered as `<scheme>://<server>/<rest>` (MCP Apps' `ui://`, Skills'
+`skill://`), unique across servers (a server name is a valid URI host: `config.SERVER_NAME`) and turned
+back into the upstream's URI by cutting the server off again.
 
 The server part is the configured name exactly; nothing else in the path is interpreted, but a path
 that could mean another place to a resolver (`.` or `..` segments, percent-encoded dots, slashes or
@@ -22,16 +23,19 @@ _UNSAFE: Final = re.compile(r"[\\\x00-\x1f\x7f]|%2e|%2f|%5c", re.IGNORECASE)
 
 
 def namespaced_uri(server: str, uri: str, scheme: str) -> str:
-    """`uri` of `server` as agents see it: `<scheme>://<rest>` -> `<scheme>://<server>/<rest>`;
-    a URI of another scheme unchanged."""
+    """`uri` of `server` as agents see it: `<scheme>://<rest>` -> `<scheme>://<server>/<rest>`.
+
+    A URI of another scheme unchanged."""
     if not uri.startswith(scheme):
         return uri
     return f"{scheme}{server}/{uri[len(scheme) :]}"
 
 
 def split_namespaced(uri: str, scheme: str) -> tuple[str, str]:
-    """(server, the upstream's own URI) of a gateway `<scheme>://<server>/<rest>`; ValueError saying
-    why when `uri` is not one (no server part, an empty rest, a path that could resolve elsewhere)."""
+    """(server, the upstream's own URI) of a gateway `<scheme>://<server>/<rest>`.
+
+    ValueError saying why when `uri` is not one (no server part, an empty rest, a path that could resolve
+    elsewhere)."""
     if not uri.startswith(scheme) or len(uri) > MAX_URI:
         raise ValueError(f"not a gateway {scheme} URI ({scheme}<server>/<path>, at most {MAX_URI} characters)")
     server, slash, rest = uri[len(scheme) :].partition("/")

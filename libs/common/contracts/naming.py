@@ -50,8 +50,10 @@ def _readable(server: str, tool: str) -> str | None:
 
 
 def _digest(server: str, tool: str, size: int) -> str:
-    """A hash of the exact pair. The server's length is part of the input, so no two pairs share
-    it ("a\\0b", "c" vs "a", "b\\0c"); lone surrogates (legal in JSON strings) are hashed too."""
+    """A hash of the exact pair.
+
+    The server's length is part of the input, so no two pairs share it ("a\\0b", "c" vs "a", "b\\0c");
+    lone surrogates (legal in JSON strings) are hashed too."""
     server_bytes = server.encode("utf-8", "surrogatepass")
     data = len(server_bytes).to_bytes(8, "big") + server_bytes + tool.encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, digest_size=size).hexdigest()

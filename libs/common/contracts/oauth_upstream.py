@@ -92,8 +92,10 @@ def authorize_url_of(data: Any) -> str | None:
 
 
 def for_the_agent(message: str, data: Any) -> str:
-    """The error text the agent reads: `message`, and the authorization link when `data` holds one
-    (clients and models often show only the message, not `data`)."""
+    """The error text the agent reads.
+
+    `message`, and the authorization link when `data` holds one (clients and models often show only the
+    message, not `data`)."""
     url = authorize_url_of(data)
     return f"{message}; open {url}" if url else message
 
@@ -104,8 +106,9 @@ def with_authorize_url(data: Any, url: str) -> dict[str, Any]:
 
 
 def oauth_applies(config: ServerConfig) -> bool:
-    """OAuth is for remote servers whose configuration does not bring its own credentials (an OpenAPI
-    server: one whose `openapi.auth` asks for it)."""
+    """OAuth is for remote servers whose configuration does not bring its own credentials.
+
+    (An OpenAPI server: one whose `openapi.auth` asks for it)."""
     if config.openapi is not None:
         return config.openapi.oauth_resource is not None
     return config.transport != "stdio" and not any(k.lower() == "authorization" for k in config.headers)

@@ -1,5 +1,7 @@
-"""The `openapi` section of a server entry: a REST API, described by an OpenAPI 3.0 / 3.1 or Swagger 2.0
-document, served as an MCP server (docs/openapi.md).
+"""The `openapi` section of a server entry.
+
+A REST API, described by an OpenAPI 3.0 / 3.1 or Swagger 2.0 document, served as an MCP server
+(docs/openapi.md).
 
     mcpServers:
       petstore:
@@ -72,8 +74,10 @@ _HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class OpenApiFilter(_Strict):
-    """Which operations a filter matches. Within one list any entry may match; every list given must
-    match: `{tags: [issues], methods: [get]}` is the GET operations tagged `issues`."""
+    """Which operations a filter matches.
+
+    Within one list any entry may match; every list given must match: `{tags: [issues], methods: [get]}`
+    is the GET operations tagged `issues`."""
 
     tags: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
     operations: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(default_factory=list)
@@ -131,8 +135,10 @@ class OpenApiBasic(_Strict):
 
 
 class OpenApiClientCredentials(_Strict):
-    """OAuth 2 client credentials (RFC 6749 section 4.4): the executor fetches a token, keeps it until
-    shortly before it expires, and fetches another when the API refuses it."""
+    """OAuth 2 client credentials (RFC 6749 section 4.4).
+
+    The executor fetches a token, keeps it until shortly before it expires, and fetches another when the
+    API refuses it."""
 
     type: Literal["oauth2_client_credentials"]
     token_url: _HttpUrl | None = None
@@ -146,9 +152,11 @@ class OpenApiClientCredentials(_Strict):
 
 
 class OpenApiUpstreamOAuth(_Strict):
-    """Bastion's own OAuth client toward upstreams (docs/oauth.md): the API answers 401 with a Bearer
-    challenge and publishes its protected resource metadata (RFC 9728) like an MCP server must; the
-    token is the server's shared one, or each user's own with `per_user: true`."""
+    """Bastion's own OAuth client toward upstreams (docs/oauth.md).
+
+    The API answers 401 with a Bearer challenge and publishes its protected resource metadata (RFC 9728)
+    like an MCP server must; the token is the server's shared one, or each user's own with `per_user:
+    true`."""
 
     type: Literal["oauth"]
     resource: _HttpUrl | None = None

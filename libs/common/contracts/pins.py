@@ -1,5 +1,7 @@
-"""Pinned definitions (docs/supply-chain.md): what a tool, prompt or resource template looked like when
-it was trusted, and what it looks like now if that differs.
+"""Pinned definitions (docs/supply-chain.md).
+
+What a tool, prompt or resource template looked like when it was trusted, and what it looks like now if
+that differs.
 
 A definition is pinned as the sha256 of its **whole wire object** (name, title, description, every
 schema, annotations, `_meta`: everything the upstream sent), canonicalized with RFC 8785 (JCS):
@@ -91,9 +93,11 @@ class PinError(ValueError):
 
 
 def _jcs_safe(value: Any) -> Any:
-    """What JCS can encode, for the rare definition it cannot: integers beyond 2^53 become the double
-    nearest them (as any JCS implementation reads them), NaN and the infinities (not JSON, but Python's
-    parser accepts them) their names, lone surrogates their `\\uXXXX` spelling."""
+    """What JCS can encode, for the rare definition it cannot.
+
+    Integers beyond 2^53 become the double nearest them (as any JCS implementation reads them), NaN and
+    the infinities (not JSON, but Python's parser accepts them) their names, lone surrogates their
+    `\\uXXXX` spelling."""
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -110,8 +114,7 @@ def _jcs_safe(value: Any) -> Any:
 
 
 def canonical_json(value: Any) -> bytes:
-    """RFC 8785 canonical JSON of a parsed JSON value (see the module doc for the few values JCS has no
-    form for)."""
+    """RFC 8785 canonical JSON of a parsed JSON value (see the module doc for the few values JCS has no form for)."""
     try:
         return rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, OverflowError):
@@ -139,8 +142,10 @@ def body_sha256(kind: DefinitionKind, definition: Mapping[str, Any]) -> str:
 
 
 def _token(text: str) -> str:
-    """A KV key token for any text: base64url without padding (letters, digits, `-`, `_`), or a hash
-    for long names (KV keys are subjects; a template URI may be long)."""
+    """A KV key token for any text.
+
+    Base64url without padding (letters, digits, `-`, `_`), or a hash for long names (KV keys are
+    subjects; a template URI may be long)."""
     raw = text.encode()
     if len(raw) > 96:
         return "h" + hashlib.sha256(raw).hexdigest()[:40]
@@ -148,8 +153,10 @@ def _token(text: str) -> str:
 
 
 def pin_key(server: str, kind: DefinitionKind, name: str) -> str:
-    """KV key of one definition's `PinRecord`: `def.<server>.<kind>.<name>`, each part encoded so any
-    name is a valid key and `def.<server>.>` watches exactly one server."""
+    """KV key of one definition's `PinRecord`.
+
+    `def.<server>.<kind>.<name>`, each part encoded so any name is a valid key and `def.<server>.>`
+    watches exactly one server."""
     return f"def.{_token(server)}.{kind}.{_token(name)}"
 
 
@@ -215,8 +222,9 @@ class CatalogImport(BusMessage):
 
 
 class PinDrift(BusMessage):
-    """`subjects.PIN_DRIFT`: a listing found a definition that drifted from its pin. Names it and why,
-    never its text (`bastion tools diff` shows that, from the record)."""
+    """`subjects.PIN_DRIFT`: a listing found a definition that drifted from its pin.
+
+    Names it and why, never its text (`bastion tools diff` shows that, from the record)."""
 
     server: str
     kind: DefinitionKind
@@ -248,8 +256,9 @@ def _pending_for(record: PinRecord, sha256: str) -> PinnedVersion:
 
 
 def approve(record: PinRecord, sha256: str, by: str, now: float | None = None) -> PinRecord:
-    """The record once `by` approved its pending version `sha256` (the hash the person was shown, so a
-    definition that changed again meanwhile is not approved unseen)."""
+    """The record once `by` approved its pending version `sha256`.
+
+    (The hash the person was shown, so a definition that changed again meanwhile is not approved unseen)."""
     pending = _pending_for(record, sha256)
     now = time.time() if now is None else now
     return record.model_copy(
@@ -267,8 +276,10 @@ def approve(record: PinRecord, sha256: str, by: str, now: float | None = None) -
 
 
 def reject(record: PinRecord, sha256: str, now: float | None = None) -> PinRecord:
-    """The record once a person rejected its pending version `sha256`: it stays quarantined, and is not
-    asked about again while the upstream keeps listing it (who rejected is the audit event's to say)."""
+    """The record once a person rejected its pending version `sha256`.
+
+    It stays quarantined, and is not asked about again while the upstream keeps listing it (who rejected
+    is the audit event's to say)."""
     _pending_for(record, sha256)
     now = time.time() if now is None else now
     rejected = [*(h for h in record.rejected if h != sha256), sha256][-MAX_REJECTED:]

@@ -1,7 +1,8 @@
-"""A server found in an MCP Registry (its `server.json`, docs/registry.md) turned into an `mcpServers`
-entry: one of its `remotes` into a remote entry (`url`, `headers`), or one of its `packages` into a
-stdio entry that runs the package at its published version (`npx -y pkg@1.2.3`, `uvx pkg==1.2.3`,
-`docker run -i --rm image:tag`, `dnx pkg@1.2.3`).
+"""A server found in an MCP Registry (its `server.json`, docs/registry.md) turned into an `mcpServers` entry.
+
+One of its `remotes` into a remote entry (`url`, `headers`), or one of its `packages` into a stdio entry
+that runs the package at its published version (`npx -y pkg@1.2.3`, `uvx pkg==1.2.3`, `docker run -i --rm
+image:tag`, `dnx pkg@1.2.3`).
 
 What the document declares as inputs (environment variables, headers, arguments, URL variables) is
 filled from the values a person gives, else the input's fixed `value` or its `default`; a required
@@ -77,10 +78,11 @@ def entry_for(
     choice: str | None = None,
     carried: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], str, dict[str, str]]:
-    """The `mcpServers` entry for `detail` (a `server.json`) run the way `choice` names (default: the
-    first of `choices_of`), with `values` for its inputs (each must name one), else `carried` (the
-    values an entry moving to a newer version had: those its new version no longer asks for are
-    left out); with the choice taken and the non-secret argument values to remember.
+    """The `mcpServers` entry for `detail` (a `server.json`) run the way `choice` names.
+
+    (Default: the first of `choices_of`), with `values` for its inputs (each must name one), else
+    `carried` (the values an entry moving to a newer version had: those its new version no longer asks
+    for are left out); with the choice taken and the non-secret argument values to remember.
     `ImportRefused` says what is missing, unknown or not possible."""
     available = choices_of(detail)
     if not available:
@@ -120,9 +122,10 @@ class _Inputs:
         self.kept: dict[str, str] = {}
 
     def resolve(self, spec: dict[str, Any], key: str, *, on_command_line: bool = False) -> str | None:
-        """The value of the input `spec` known by `key` (or its `valueHint`): a fixed `value` (its
-        `{variables}` filled), else the one given, else its `default`; None for an optional input
-        left out."""
+        """The value of the input `spec` known by `key` (or its `valueHint`).
+
+        A fixed `value` (its `{variables}` filled), else the one given, else its `default`; None for an
+        optional input left out."""
         fixed = spec.get("value")
         if isinstance(fixed, str):
             found = spec.get("variables")

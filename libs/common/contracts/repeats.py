@@ -31,8 +31,7 @@ def first_repeat(values: Iterable[H]) -> H | None:
 
 
 def named_once(noun: str) -> AfterValidator:
-    """A field validator for a list of named items: refused when two share a name (`<noun> name 'x'
-    is used twice`)."""
+    """A field validator for a list of named items: refused when two share a name (`<noun> name 'x' is used twice`)."""
 
     def check(items: list[N]) -> list[N]:
         if (twice := first_repeat(item.name for item in items)) is not None:

@@ -51,9 +51,10 @@ def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
 
 
 def encode_result(result: dict[str, Any]) -> bytes:
-    """JSON of an upstream's result. orjson refuses integers beyond 64 bits and nesting past 255
-    levels, both valid JSON an upstream may send: the standard library encodes those. Raises
-    `ValueError` for what neither can encode."""
+    """JSON of an upstream's result. orjson refuses integers beyond 64 bits and nesting past 255 levels.
+
+    Both valid JSON an upstream may send: the standard library encodes those. Raises `ValueError` for
+    what neither can encode."""
     try:
         return json_codec.dumps(result)
     except ValueError as exc:

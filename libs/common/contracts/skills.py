@@ -1,5 +1,6 @@
-"""Skills (`io.modelcontextprotocol/skills`, SEP-2640) through the gateway: what a skill entry must be
-to be served, and how its URIs are named to agents (docs/skills.md).
+"""Skills (`io.modelcontextprotocol/skills`, SEP-2640) through the gateway.
+
+What a skill entry must be to be served, and how its URIs are named to agents (docs/skills.md).
 
 An upstream's `skill://<path>/SKILL.md` is offered as `skill://<server>/<path>/SKILL.md`: the
 server becomes the first segment of the skill path's organizational prefix, which the extension
@@ -38,8 +39,9 @@ SKILL_FILE: Final = "SKILL.md"
 
 
 def skill_path(uri: str) -> str | None:
-    """The skill path of a `SKILL.md` URI (`skill://acme/refunds/SKILL.md` -> `acme/refunds`), or
-    None when `uri` names no `SKILL.md` under `skill://`."""
+    """The skill path of a `SKILL.md` URI (`skill://acme/refunds/SKILL.md` -> `acme/refunds`).
+
+    Or None when `uri` names no `SKILL.md` under `skill://`."""
     suffix = "/" + SKILL_FILE
     if not uri.startswith(SCHEME) or not uri.endswith(suffix) or len(uri) <= len(SCHEME) + len(suffix):
         return None

@@ -254,8 +254,9 @@ executor_alive_subject: Final = partial(alive_subject, EXEC_ALIVE)
 
 @dataclass(frozen=True, slots=True)
 class Holders:
-    """A kind of replica that holds the requests it is sent and acknowledges them (`libs.common.bus.relay`):
-    its role, the header naming the replica in its acknowledgements, and its liveness subjects."""
+    """A kind of replica that holds the requests it is sent and acknowledges them (`libs.common.bus.relay`).
+
+    Its role, the header naming the replica in its acknowledgements, and its liveness subjects."""
 
     role: str
     accepted_by: str
@@ -314,9 +315,10 @@ _NOT_IN_TOKEN: Final = re.compile(r"[^A-Za-z0-9_-]")
 
 def audit_subject(role: str, instance: str) -> str:
     """Where a producer of bus role `role` publishes its events: `bastion.audit.events.<role>.<instance>`.
-    Only `role` may publish under `bastion.audit.events.<role>.>` (`permissions`), so the subject
-    an event arrives on proves which role sent it; `instance` (its chain, made a subject token) is
-    for people reading the stream."""
+
+    Only `role` may publish under `bastion.audit.events.<role>.>` (`permissions`), so the subject an
+    event arrives on proves which role sent it; `instance` (its chain, made a subject token) is for
+    people reading the stream."""
     return f"{AUDIT_EVENTS}.{role}.{_NOT_IN_TOKEN.sub('_', instance) or '_'}"
 
 
@@ -421,6 +423,8 @@ INBOX: Final = "_INBOX"
 
 
 def inbox_prefix(role: str) -> str:
-    """Reply subjects of one kind of client (`_INBOX.<role>`): a service may read only its own replies,
-    so one service cannot eavesdrop on the answers (KV values, outcomes) another receives."""
+    """Reply subjects of one kind of client (`_INBOX.<role>`).
+
+    A service may read only its own replies, so one service cannot eavesdrop on the answers (KV values,
+    outcomes) another receives."""
     return f"{INBOX}.{role}"

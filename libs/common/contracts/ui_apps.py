@@ -1,5 +1,6 @@
-"""MCP Apps (`io.modelcontextprotocol/ui`) through the gateway: how an upstream's `ui://` URIs are
-named to agents, and which tools the extension keeps from the model.
+"""MCP Apps (`io.modelcontextprotocol/ui`) through the gateway.
+
+How an upstream's `ui://` URIs are named to agents, and which tools the extension keeps from the model.
 
 An upstream's `ui://<rest>` is offered as `ui://<server>/<rest>`: still a `ui://` URI (hosts
 render only those), unique across servers (a server name is a valid URI host: `config.SERVER_NAME`),
@@ -53,14 +54,16 @@ def gateway_uri(server: str, uri: str) -> str:
 
 
 def upstream_uri(uri: str) -> tuple[str, str]:
-    """(server, the upstream's own URI) of a gateway `ui://<server>/<rest>`; ValueError saying why
-    when `uri` is not one (`namespaced_uris.split_namespaced`)."""
+    """(server, the upstream's own URI) of a gateway `ui://<server>/<rest>`.
+
+    ValueError saying why when `uri` is not one (`namespaced_uris.split_namespaced`)."""
     return split_namespaced(uri, SCHEME)
 
 
 def app_only(definition: Mapping[str, Any]) -> bool:
-    """Whether the extension keeps this tool from the model: `_meta.ui.visibility` is a list without
-    "model" (absent: both model and app may use it)."""
+    """Whether the extension keeps this tool from the model.
+
+    `_meta.ui.visibility` is a list without "model" (absent: both model and app may use it)."""
     ui = _ui_meta(definition)
     visibility = ui.get("visibility") if ui is not None else None
     return isinstance(visibility, list) and "model" not in visibility
@@ -77,8 +80,9 @@ def linked_app(tool: Mapping[str, Any]) -> str | None:
 
 
 def app_definition(uri: str, listed: Mapping[str, Any] | None, contents: list[Any]) -> dict[str, Any]:
-    """What pinning holds of one app (`DefinitionKind` "app", named by its upstream `uri`): the
-    listing entry, the first content's MIME type and `_meta` (CSP and permissions, readable in a
+    """What pinning holds of one app (`DefinitionKind` "app", named by its upstream `uri`).
+
+    The listing entry, the first content's MIME type and `_meta` (CSP and permissions, readable in a
     diff) and the sha256 of all its contents (the HTML is not kept in the pin, only its digest)."""
     first = contents[0] if contents and isinstance(contents[0], dict) else {}
     definition: dict[str, Any] = {"uri": uri, "sha256": definition_sha256({"contents": contents})}
@@ -97,15 +101,18 @@ def declares_apps(capabilities: Any) -> bool:
 
 
 def declared_in_request(params: Any) -> bool:
-    """Whether a 2026-07-28 request's envelope (`_meta`, which carries the client's capabilities on
-    every request in that revision) declares the extension."""
+    """Whether a 2026-07-28 request's envelope (`_meta`) declares the extension.
+
+    In that revision `_meta` carries the client's capabilities on every request."""
     meta = params.get("_meta") if isinstance(params, dict) else None
     return isinstance(meta, dict) and declares_apps(meta.get("io.modelcontextprotocol/clientCapabilities"))
 
 
 def named_for_gateway(server: str, item: dict[str, Any]) -> dict[str, Any]:
-    """A tool definition, resource (or resource content) of `server` with every `ui://` (and a
-    `skill://` file's URI) it names renamed for the gateway; the same object when it names none."""
+    """A tool definition.
+
+    Resource (or resource content) of `server` with every `ui://` (and a `skill://` file's URI) it names
+    renamed for the gateway; the same object when it names none."""
     renamed = item
     uri = item.get("uri")
     if isinstance(uri, str) and uri.startswith((SCHEME, SKILL_SCHEME)):  # a skill's files are named alike

@@ -1,9 +1,10 @@
-"""The Prometheus metrics two or more Bastion services share (`docs/observability.md` lists them all):
-requests and their latency (`observe`), the OpenTelemetry MCP and GenAI histograms (`semconv`),
+"""The Prometheus metrics two or more Bastion services share (`docs/observability.md` lists them all).
+
+Requests and their latency (`observe`), the OpenTelemetry MCP and GenAI histograms (`semconv`),
 credentials refused (`refusals`), gauges read at scrape time (`StateCollector`) and the `/metrics`
-endpoint (`serve`). A metric only one service updates lives in that service (`services/<svc>/metrics.py`),
-except the executor's guardrail and pinning metrics, which are still here until the executor's
-restructuring moves them.
+endpoint (`serve`). A metric only one service updates lives in that service
+(`services/<svc>/metrics.py`), except the executor's guardrail and pinning metrics, which are still here
+until the executor's restructuring moves them.
 
 The metrics live in prometheus-client's process-wide registry, so services run side by side in one
 process (the in-process test gateway) share them; the `service` label tells whose a sample is.
@@ -209,8 +210,9 @@ REGISTRY.register(_STATE)
 
 
 def subscription_lag(service: str, nc: Any) -> Iterator[Sample]:
-    """Messages NATS delivered to `nc` that its handlers have not taken yet, per subscribed subject
-    (a core-NATS consumer's lag: it grows when a service cannot keep up)."""
+    """Messages NATS delivered to `nc` that its handlers have not taken yet, per subscribed subject.
+
+    (A core-NATS consumer's lag: it grows when a service cannot keep up)."""
     # nats-py keeps its subscriptions in a private map and offers no public way to list them
     subs = getattr(nc, "_subs", {})
     for sub in list(subs.values()):

@@ -1,6 +1,7 @@
-"""A service's observability switched on from its settings: tracing (`tracing`) and `/metrics`
-(`metrics`). Each service calls `start` first thing in its own `start()` and `stop` last (it ends the
-health probes too)."""
+"""A service's observability switched on from its settings: tracing (`tracing`) and `/metrics` (`metrics`).
+
+Each service calls `start` first thing in its own `start()` and `stop` last (it ends the health probes
+too)."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ def start(service: str, settings: ServiceSettings) -> MetricsServer | None:
 
 
 async def stop(metrics_server: MetricsServer | None, probes: Probes | None) -> None:
-    """The last step of a service's `stop()`: its `/metrics` and its health probes no longer served
-    (each only once every service sharing the endpoint has stopped it)."""
+    """The last step of a service's `stop()`.
+
+    Its `/metrics` and its health probes no longer served (each only once every service sharing the
+    endpoint has stopped it)."""
     if metrics_server is not None:
         metrics_server.close()
     if probes is not None:

@@ -31,9 +31,10 @@ __all__ = ["patiently", "until"]
 
 
 def _waits(first: float, most: float) -> Callable[[RetryCallState], float]:
-    """`first` doubled per attempt plus up to `first` of jitter, at most `most`: written out, not
-    `wait_exponential_jitter`, whose arguments changed name between tenacity 9.1 and 9.2 (the
-    google-genai SDK the tests use holds tenacity below 9.2)."""
+    """`first` doubled per attempt plus up to `first` of jitter, at most `most`.
+
+    Written out, not `wait_exponential_jitter`, whose arguments changed name between tenacity 9.1 and 9.2
+    (the google-genai SDK the tests use holds tenacity below 9.2)."""
 
     def wait(state: RetryCallState) -> float:
         return min(most, first * 2.0 ** (state.attempt_number - 1) + random.uniform(0, first))
@@ -48,8 +49,10 @@ def patiently(
     retry: retry_base | None = None,
     before_sleep: Callable[[RetryCallState], None] | None = None,
 ) -> AsyncRetrying:
-    """Retry forever (`retry`: any exception by default; the last error is re-raised when `retry`
-    says no), waiting `first`, then twice that, up to `most` seconds."""
+    """Retry forever.
+
+    (`retry`: any exception by default; the last error is re-raised when `retry` says no), waiting
+    `first`, then twice that, up to `most` seconds."""
     return AsyncRetrying(
         wait=_waits(first, most),
         retry=retry or retry_if_exception_type(Exception),

@@ -54,8 +54,10 @@ def streams_reachable(nc: NATS, streams: list[str]) -> Check:
 
 
 class Probes:
-    """The probe endpoint of a process: `checks` (name -> check) decide readiness, and so does every
-    service registered on it having finished its start (`started`)."""
+    """The probe endpoint of a process.
+
+    `checks` (name -> check) decide readiness, and so does every service registered on it having finished
+    its start (`started`)."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -133,8 +135,10 @@ _SERVED: dict[tuple[str, int], Probes] = {}
 async def start_probes(
     service: str, settings: ServiceSettings, nc: NATS, *, streams: list[str] | None = None, **more: Check
 ) -> Probes | None:
-    """`service`'s probes on `BASTION_HEALTH_PORT` (None when unset): ready once its start ends
-    (`Probes.started`) while NATS is connected, `streams` answer and every `more` check passes."""
+    """`service`'s probes on `BASTION_HEALTH_PORT` (None when unset).
+
+    Ready once its start ends (`Probes.started`) while NATS is connected, `streams` answer and every
+    `more` check passes."""
     if settings.health_port is None:
         return None
     checks = {"nats": nats_connected(nc), **({"streams": streams_reachable(nc, streams)} if streams else {}), **more}

@@ -1,5 +1,7 @@
-"""Refused credentials made visible: every request turned away for a missing, invalid, expired or
-revoked credential is counted and audited, so credential stuffing shows in the metrics and the audit log.
+"""Refused credentials made visible.
+
+Every request turned away for a missing, invalid, expired or revoked credential is counted and audited,
+so credential stuffing shows in the metrics and the audit log.
 
 `RefusalLog.refused` is called where a surface answers 401 (ingress's `/mcp` and `/v1`, the admin
 API). It adds one to `metrics.AUTH_REFUSED` (labels: surface and reason only, so a flood of
@@ -59,9 +61,10 @@ _WHERE: Final = {"mcp": "/mcp", "llm": "/v1", "admin": "the admin API"}
 
 
 def credential_label(credential: str | None, kind: str | None = None) -> str:
-    """What an audit row may say of a presented credential: `none` when nothing was presented, else
-    its public kind and the first 12 hex digits of its sha256 (`bk_ sha256:3f2a9c01b7de`). `kind`
-    names credentials whose form says nothing (a session cookie)."""
+    """What an audit row may say of a presented credential.
+
+    `none` when nothing was presented, else its public kind and the first 12 hex digits of its sha256
+    (`bk_ sha256:3f2a9c01b7de`). `kind` names credentials whose form says nothing (a session cookie)."""
     if not credential:
         return "none"
     digest = hashlib.sha256(credential.encode("utf-8", "surrogatepass")).hexdigest()[:_DIGEST_CHARS]

@@ -64,9 +64,10 @@ async def serve(services: Sequence[Service]) -> None:
 
 
 def _settle_heap() -> None:
-    """Move what start-up built (modules, pydantic schemas, settings, views) out of the cyclic
-    collector's reach: it lives as long as the process, yet every full collection under load
-    walked all of it again, for the few hundred short-lived objects a request leaves."""
+    """Move what start-up built (modules, pydantic schemas, settings, views) out of the cyclic collector's reach.
+
+    It lives as long as the process, yet every full collection under load walked all of it again, for the
+    few hundred short-lived objects a request leaves."""
     gc.collect()
     gc.freeze()
 
@@ -87,10 +88,12 @@ def run_service(service: Service) -> None:
 def run_from_environment(
     name: str, settings_type: Callable[[], SettingsT], service_type: Callable[[SettingsT], Service] | str
 ) -> None:
-    """`python -m services.<name>`: settings read from the environment, logging at their level, the
-    process confined to what the service's job needs (`libs.common.runtime.walls`), then the service until a
-    signal. `service_type` named as `"package.module:Class"` is imported only once the process is
-    confined: its libraries may start threads."""
+    """`python -m services.<name>`.
+
+    Settings read from the environment, logging at their level, the process confined to what the
+    service's job needs (`libs.common.runtime.walls`), then the service until a signal. `service_type`
+    named as `"package.module:Class"` is imported only once the process is confined: its libraries may
+    start threads."""
     settings = settings_type()
     setup_logging(name, settings.log_level)
     confine_service({name: settings})  # after its secrets were taken from the pipe, before any request

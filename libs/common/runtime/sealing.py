@@ -1,5 +1,7 @@
-"""Upstream secrets at rest: the `env` and `headers` values of a server in KV `bastion_servers` (and an
-OpenAPI server's `openapi.auth` secrets: `ServerConfig.secret_values`).
+"""Upstream secrets at rest.
+
+The `env` and `headers` values of a server in KV `bastion_servers` (and an OpenAPI server's
+`openapi.auth` secrets: `ServerConfig.secret_values`).
 
 Those values usually hold upstream credentials (API tokens, `Authorization` headers), and KV is
 readable by every client allowed to read the bucket and by anyone holding the JetStream store files.

@@ -1,5 +1,6 @@
-"""OpenTelemetry's MCP and GenAI semantic conventions (1.39, the names observability backends chart):
-the one place a request becomes span names, span attributes and the labels of the convention metrics.
+"""OpenTelemetry's MCP and GenAI semantic conventions (1.39, the names observability backends chart).
+
+The one place a request becomes span names, span attributes and the labels of the convention metrics.
 
 Three operations are described here: an agent's MCP request at ingress (a SERVER span and
 `mcp.server.operation.duration`), the executor's request to an upstream MCP server (a CLIENT span
@@ -100,8 +101,9 @@ def server_started(
     method: str, params: Any, version: str, request_id: Any, session: str | None
 ) -> tuple[str, Attributes]:
     """The name and opening attributes of the SERVER span of an agent's request at ingress.
-    `session` is our digest of the `Mcp-Session-Id` (`session_state.session_key`), never the id
-    itself: the id is bearer-like and traces are read by more people than hold keys."""
+
+    `session` is our digest of the `Mcp-Session-Id` (`session_state.session_key`), never the id itself:
+    the id is bearer-like and traces are read by more people than hold keys."""
     attributes: Attributes = {
         MCP_METHOD_NAME: method,
         MCP_PROTOCOL_VERSION: version,
@@ -147,6 +149,7 @@ def server_finished(
     call_id: str | None = None,
 ) -> None:
     """Record `mcp.server.operation.duration` of an answered request, and its outcome on `span`.
+
     `audit` is the request's `AuditEvent` (or None): its `arguments` and `result` are set only when
     content logging is on for the deployment and the key, cut to the audit size limit, so the opt-in
     `gen_ai.tool.call.arguments` / `.result` follow the same switches."""
@@ -193,7 +196,8 @@ def _endpoint(transport: str, url: str | None) -> tuple[tuple[str, str | int], .
 def upstream_started(
     method: str, tool: str | None, request_id: str, version: str | None, transport: str, url: str | None
 ) -> tuple[str, Attributes]:
-    """The name and opening attributes of the executor's CLIENT span toward an upstream server;
+    """The name and opening attributes of the executor's CLIENT span toward an upstream server.
+
     `tool` is the upstream's own name of the tool (the executor checked it is one it lists)."""
     attributes: Attributes = {
         MCP_METHOD_NAME: method,
@@ -254,8 +258,9 @@ def llm_finished(
     finish_reason: str | None,
     seconds: float,
 ) -> None:
-    """Record `gen_ai.client.operation.duration` and `gen_ai.client.token.usage` of one chat
-    completion (provider and model are configured names: bounded labels), and its outcome on `span`."""
+    """Record `gen_ai.client.operation.duration` and `gen_ai.client.token.usage` of one chat completion.
+
+    (Provider and model are configured names: bounded labels), and its outcome on `span`."""
     error = error_kind or ""
     metrics.GEN_AI_DURATION.labels(CHAT, provider, model, error).observe(seconds)
     if input_tokens is not None:

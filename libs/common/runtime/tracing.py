@@ -143,8 +143,9 @@ def span(
     carrier: Mapping[str, str] | None = None,
     attributes: Mapping[str, str | int | float | bool] | None = None,
 ) -> Iterator[Span | None]:
-    """A span of `service` made current for the block, child of the `traceparent` in `carrier`
-    (headers) if given, else of the current span; None and nothing done when tracing is off."""
+    """A span of `service` made current for the block, child of the `traceparent` in `carrier` (headers) if given.
+
+    Else of the current span; None and nothing done when tracing is off."""
     if _provider is None:
         yield None
         return
@@ -179,8 +180,9 @@ def server_span(
     carrier: Mapping[str, str] | None = None,
     attributes: Mapping[str, str | int | float | bool] | None = None,
 ) -> AbstractContextManager[Span | None]:
-    """A SERVER span for a request entering `service` (continuing the `traceparent` in `carrier`);
-    when tracing is off, a shared no-op: no generator, no allocation on the request path."""
+    """A SERVER span for a request entering `service` (continuing the `traceparent` in `carrier`).
+
+    When tracing is off, a shared no-op: no generator, no allocation on the request path."""
     if _provider is None:
         return _OFF
     return span(service, name, kind=SpanKind.SERVER, carrier=carrier, attributes=attributes)
@@ -189,16 +191,19 @@ def server_span(
 def client_span(
     service: str, name: str, attributes: Mapping[str, str | int | float | bool] | None = None
 ) -> AbstractContextManager[Span | None]:
-    """A CLIENT span for a request `service` sends outside Bastion (an upstream MCP server, an LLM
-    provider), child of the current span; a shared no-op when tracing is off."""
+    """A CLIENT span for a request `service` sends outside Bastion.
+
+    (An upstream MCP server, an LLM provider), child of the current span; a shared no-op when tracing is
+    off."""
     if _provider is None:
         return _OFF
     return span(service, name, kind=SpanKind.CLIENT, attributes=attributes)
 
 
 def trace_id(current: Span | None) -> str | None:
-    """The W3C trace id (32 hex digits) of `current`, for the audit event of the request it traces
-    (or of the unsampled request passed through)."""
+    """The W3C trace id (32 hex digits) of `current`, for the audit event of the request it traces.
+
+    (Or of the unsampled request passed through)."""
     if current is None:
         passed = _passed.get()
         return passed[TRACEPARENT][3:35] if passed is not None else None
@@ -220,7 +225,8 @@ def traced(
     kind: SpanKind = SpanKind.SERVER,
     carrier: Mapping[str, str] | None = None,
 ) -> Coroutine[Any, Any, T]:
-    """`coro` run inside a span (for a task answering a NATS request: `carrier` is its headers);
+    """`coro` run inside a span (for a task answering a NATS request: `carrier` is its headers).
+
     `coro` itself when tracing is off."""
     if _provider is None:
         return coro
@@ -228,8 +234,9 @@ def traced(
 
 
 def inject(carrier: MutableMapping[str, str]) -> None:
-    """Add the current span's `traceparent` (and `tracestate`) to outgoing headers, or those of the
-    unsampled request being passed through."""
+    """Add the current span's `traceparent` (and `tracestate`) to outgoing headers.
+
+    Or those of the unsampled request being passed through."""
     if _provider is None:
         return
     if (passed := _passed.get()) is not None:
@@ -239,8 +246,9 @@ def inject(carrier: MutableMapping[str, str]) -> None:
 
 
 def with_traceparent(meta: dict[str, Any] | None) -> dict[str, Any] | None:
-    """An upstream request's `_meta` carrying the current span as `traceparent` (MCP's convention for
-    W3C trace context); `meta` unchanged when tracing is off or no span is current."""
+    """An upstream request's `_meta` carrying the current span as `traceparent`.
+
+    (MCP's convention for W3C trace context); `meta` unchanged when tracing is off or no span is current."""
     if _provider is None:
         return meta
     carrier: dict[str, str] = {}

@@ -11,8 +11,10 @@ __all__ = ["AdminSettings"]
 
 
 class AdminSettings(ServiceSettings, AuditJournalSettings, RefusalSettings):
-    """The admin service: the admin REST API (`/admin/v1`), analytics and the dashboard, on a port of
-    its own (docs/admin-api.md). The only holder of the admin NATS role among the services."""
+    """The admin service.
+
+    The admin REST API (`/admin/v1`), analytics and the dashboard, on a port of its own
+    (docs/admin-api.md). The only holder of the admin NATS role among the services."""
 
     admin_host: str = "127.0.0.1"
     """Address the admin service binds to. Keep it off the public network: put it behind your VPN or

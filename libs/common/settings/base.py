@@ -1,5 +1,7 @@
-"""What the services' settings share: the stores, the NATS connection, the request path, the audit
-journal and the refusal log; and the bind check that ingress and `bastion up` both make."""
+"""What the services' settings share.
+
+The stores, the NATS connection, the request path, the audit journal and the refusal log; and the bind
+check that ingress and `bastion up` both make."""
 
 from __future__ import annotations
 
@@ -23,8 +25,9 @@ LOOPBACK_BINDS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 def unguarded_bind_problem(bind_host: str, allowed_hosts: list[str], allow_any_host: bool) -> str | None:
-    """Why ingress bound to `bind_host` would answer under any host name unchecked (DNS rebinding
-    protection off without anyone asking for it), or None."""
+    """Why ingress bound to `bind_host` would answer under any host name unchecked.
+
+    (DNS rebinding protection off without anyone asking for it), or None."""
     if allowed_hosts or allow_any_host or bind_host in LOOPBACK_BINDS:
         return None
     return (
@@ -181,8 +184,9 @@ class RequestPathSettings(ServiceSettings):
 
 
 class AuditJournalSettings(BaseModel):
-    """A producer of audit events that journals them first (ingress, admin, codemode:
-    `libs.common.audit.service_trail`)."""
+    """A producer of audit events that journals them first.
+
+    (Ingress, admin, codemode: `libs.common.audit.service_trail`)."""
 
     audit_journal_dir: str = ""
     """Directory of the audit write-ahead journal (`libs.common.audit.audit_journal`): each replica writes
@@ -195,7 +199,8 @@ class AuditJournalSettings(BaseModel):
 
 
 class RefusalSettings(BaseModel):
-    """A service that checks credentials (ingress, admin) and audits the refused ones
+    """A service that checks credentials (ingress, admin) and audits the refused ones.
+
     (`libs.common.runtime.refusals`)."""
 
     auth_refusal_window: float = Field(default=10.0, gt=0, le=3600)

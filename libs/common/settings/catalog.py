@@ -1,5 +1,4 @@
-"""The signed catalog's keys (`BASTION_CATALOG_*`): what `bastion catalog` signs with and what a
-deployment trusts."""
+"""The signed catalog's keys (`BASTION_CATALOG_*`): what `bastion catalog` signs with and what a deployment trusts."""
 
 from __future__ import annotations
 

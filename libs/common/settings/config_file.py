@@ -1,5 +1,7 @@
-"""Reading the Bastion configuration file: the file itself, `${VAR}` from the environment, and one
-clear message for a document that does not validate (the models are `libs.common.contracts.config`'s).
+"""Reading the Bastion configuration file.
+
+The file itself, `${VAR}` from the environment, and one clear message for a document that does not
+validate (the models are `libs.common.contracts.config`'s).
 
 Inside `mcpServers`, `${VAR}` and `${VAR:-default}` in strings are expanded from the environment, as
 Claude Code does (and Cursor's `${env:VAR}`). Any problem raises one `ConfigError` whose message starts
@@ -109,9 +111,10 @@ def _expand(value: Any, where: str) -> Any:
 
 
 def env_references(raw: Any) -> list[str]:
-    """Where the `mcpServers` of a parsed document write a `${VAR}` (`mcpServers.github.headers.Authorization`),
-    for a reader that must not expand them (one that came over the network: its environment is not the
-    sender's). Paths only: a value is never repeated."""
+    """Where the `mcpServers` of a parsed document write a `${VAR}`.
+
+    (`mcpServers.github.headers.Authorization`), for a reader that must not expand them (one that came
+    over the network: its environment is not the sender's). Paths only: a value is never repeated."""
     found: list[str] = []
 
     def walk(value: Any, where: str) -> None:
@@ -151,8 +154,10 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _nested_model(model: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model whose entry `path` (below `model`) is: `openapi.include` of a server is an `OpenApiFilter`,
-    `openapi.auth.bearer` (pydantic names a tagged union's member by its tag) an `OpenApiBearer`."""
+    """The model whose entry `path` (below `model`) is.
+
+    `openapi.include` of a server is an `OpenApiFilter`, `openapi.auth.bearer` (pydantic names a tagged
+    union's member by its tag) an `OpenApiBearer`."""
     parts = list(path)
     while parts:
         part = str(parts.pop(0))
@@ -192,9 +197,10 @@ def _error_message(error: Any, raw: dict[str, Any]) -> str:
 
 
 def parse_config(raw: Any, source: str = "config", *, expand: bool = True) -> BastionConfig:
-    """Validate an already-parsed config document; `source` prefixes every error message. `expand`:
-    `${VAR}` in `mcpServers` is read from this process's environment; only for the owner's own file
-    (`load_config`), never for a document that came over the network (`env_references` finds them)."""
+    """Validate an already-parsed config document; `source` prefixes every error message.
+
+    `expand`: `${VAR}` in `mcpServers` is read from this process's environment; only for the owner's own
+    file (`load_config`), never for a document that came over the network (`env_references` finds them)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with an 'mcpServers' section")
     for section in ("mcpServers", "mcp_servers"):  # the alias, or the field name (populate_by_name)
@@ -212,10 +218,12 @@ def parse_config(raw: Any, source: str = "config", *, expand: bool = True) -> Ba
 
 
 def load_config(path: str | Path) -> BastionConfig:
-    """Read and validate a config file; relative stdio `cwd`s, `sandbox` paths and arguments naming
-    an existing file or folder resolve against the file's folder. A stdio server without a `cwd`
-    gets none: it runs in its own working folder (`<stdio root>/<server>`), never in this file's
-    folder, which its box would then grant (this file holds keys and other servers' tokens)."""
+    """Read and validate a config file.
+
+    Relative stdio `cwd`s, `sandbox` paths and arguments naming an existing file or folder resolve
+    against the file's folder. A stdio server without a `cwd` gets none: it runs in its own working
+    folder (`<stdio root>/<server>`), never in this file's folder, which its box would then grant (this
+    file holds keys and other servers' tokens)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: editors on Windows may add a BOM
@@ -242,8 +250,9 @@ def load_config(path: str | Path) -> BastionConfig:
 
 
 def _beside(base: Path, arg: str) -> str:
-    """`arg` made absolute when it is a relative path to an existing file or folder in `base` (a
-    script beside the config file), as it named one when `base` was the server's working folder."""
+    """`arg` made absolute when it is a relative path to an existing file or folder in `base`.
+
+    (A script beside the config file), as it named one when `base` was the server's working folder."""
     if not arg or arg.startswith("-") or "\x00" in arg or Path(arg).expanduser().is_absolute():
         return arg
     try:

@@ -34,8 +34,9 @@ _serving: Mapping[str, str] | None = None
 
 
 def handed() -> dict[str, object]:
-    """What the parent wrote to the descriptor named by `BASTION_SECRETS_FD` (read once; the
-    descriptor is closed and the variable removed), or nothing without one."""
+    """What the parent wrote to the descriptor named by `BASTION_SECRETS_FD`.
+
+    (Read once; the descriptor is closed and the variable removed), or nothing without one."""
     global _handed
     if _handed is None:
         fd = os.environ.pop(FD_VARIABLE, "").strip()
@@ -52,8 +53,9 @@ def handed() -> dict[str, object]:
 
 
 def _variables() -> dict[str, str]:
-    """The secret variables of the settings being built: the service's being built in a shared
-    process (`serving`), else the process's own (a flat object)."""
+    """The secret variables of the settings being built.
+
+    The service's being built in a shared process (`serving`), else the process's own (a flat object)."""
     if _serving is not None:
         return dict(_serving)
     return {name: value for name, value in handed().items() if isinstance(value, str)}

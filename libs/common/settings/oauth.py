@@ -17,8 +17,9 @@ _ALLOW_ENTRY = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.)*[A-Za-z0-9
 
 
 class OAuthSettings(ServiceSettings):
-    """The oauth service: Bastion's authorization server toward agents and its client toward upstreams
-    (docs/oauth.md)."""
+    """The oauth service.
+
+    Bastion's authorization server toward agents and its client toward upstreams (docs/oauth.md)."""
 
     access_token_ttl: int = Field(default=600, ge=30, le=3600)
     """Seconds an access token (a JWT ingress verifies locally) is valid; short, since a revoked

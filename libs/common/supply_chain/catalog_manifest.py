@@ -1,5 +1,7 @@
-"""The signed catalog (docs/supply-chain.md): a deployment's approved definitions as a JWS, signed with
-its ed25519 key, verified and imported by another deployment (dev -> prod promotion).
+"""The signed catalog (docs/supply-chain.md).
+
+A deployment's approved definitions as a JWS, signed with its ed25519 key, verified and imported by
+another deployment (dev -> prod promotion).
 
 The file is one compact JWS (RFC 7515), algorithm `Ed25519` (RFC 9864; the older `EdDSA` name is
 refused, as is every other algorithm), `kid` the key's RFC 7638 thumbprint, and a JSON payload:
@@ -139,8 +141,10 @@ def _keys_by_kid(trusted: Iterable[OKPKey | Mapping[str, Any]]) -> dict[str, OKP
 def verify_manifest(
     token: str | bytes, trusted: Iterable[OKPKey | Mapping[str, Any]], last_sequence: int | None = None
 ) -> VerifiedManifest:
-    """The manifest, once its signature is one of `trusted`'s, its every hash matches its definition
-    and its sequence is above `last_sequence` (the highest this deployment imported from that key)."""
+    """The manifest.
+
+    Once its signature is one of `trusted`'s, its every hash matches its definition and its sequence is
+    above `last_sequence` (the highest this deployment imported from that key)."""
     if len(token) > MAX_MANIFEST_BYTES:
         raise ManifestError(f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
     text = token.decode("ascii", "replace") if isinstance(token, bytes) else token
@@ -176,9 +180,10 @@ def verify_manifest(
 def pins_from_manifest(
     verified: VerifiedManifest, existing: Mapping[str, PinRecord], now: float | None = None
 ) -> list[PinRecord]:
-    """The records to write so this deployment serves exactly the manifest's versions: each entry
-    becomes the approved version of its record (`existing` is keyed by `pins.pin_key`); a pending
-    version equal to it is settled. Records the manifest does not name are left as they are."""
+    """The records to write so this deployment serves exactly the manifest's versions.
+
+    Each entry becomes the approved version of its record (`existing` is keyed by `pins.pin_key`); a
+    pending version equal to it is settled. Records the manifest does not name are left as they are."""
     now = time.time() if now is None else now
     by = f"catalog:{verified.kid}#{verified.manifest.sequence}"
     out = []

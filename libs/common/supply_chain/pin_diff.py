@@ -125,8 +125,9 @@ def _walk(parts: list[str | int], old: Any, new: Any, out: list[Change]) -> None
 
 
 def definition_diff(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[Change]:
-    """Every difference between two versions of a definition, in pointer order. None for a side
-    means there is no such version (a new definition, a removed one)."""
+    """Every difference between two versions of a definition, in pointer order.
+
+    None for a side means there is no such version (a new definition, a removed one)."""
     out: list[Change] = []
     if old is None and new is None:
         return out
@@ -141,6 +142,7 @@ def _short(value: Any, limit: int = 80) -> str:
 
 def render_diff(changes: Sequence[Change], limit: int = 200) -> str:
     """The changes as lines a person reads: `~ /path: old -> new  (note)`, `+` added, `-` removed.
+
     Values are cut at `limit` characters; an escaped form shows invisible characters (`\\u200b`)."""
     if not changes:
         return "no differences"

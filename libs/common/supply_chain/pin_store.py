@@ -1,5 +1,7 @@
-"""A person's side of pinning over KV `bastion_pins` (docs/supply-chain.md): what waits, its diff,
-approve or reject it, export the approved definitions as a signed catalog and import one.
+"""A person's side of pinning over KV `bastion_pins` (docs/supply-chain.md).
+
+What waits, its diff, approve or reject it, export the approved definitions as a signed catalog and
+import one.
 
 Used by the CLI (`bastion tools ...`, `bastion catalog ...`, over the admin role's NATS connection)
 and meant for the admin API's routes: each function takes the bucket and returns what an answer and
@@ -139,8 +141,10 @@ def diff_text(record: PinRecord) -> str:
 async def decide_pending(
     kv: KeyValue, server: str, name: str, decision: Decision, by: str, sha256: str | None = None
 ) -> PinChange:
-    """Approve or reject what waits for `server/name`. `sha256` (a prefix of at least 8 hex digits is
-    enough) is the pending version the person looked at: if another one waits now, nothing changes."""
+    """Approve or reject what waits for `server/name`.
+
+    `sha256` (a prefix of at least 8 hex digits is enough) is the pending version the person looked at:
+    if another one waits now, nothing changes."""
     held = await find(kv, server, name)
     record = held.record
     if record.pending is None:
@@ -196,6 +200,7 @@ def pin_audit_event(change: PinChange, actor: str) -> AuditEvent:
 
 async def export_catalog(kv: KeyValue, key: OKPKey, deployment: str, now: float | None = None) -> tuple[str, int]:
     """Every approved definition, signed with the deployment key: (the compact JWS, how many entries).
+
     The sequence is the export time in milliseconds, so each export is above the previous one."""
     now = time.time() if now is None else now
     records = [h.record for h in (await read_records(kv)).values() if h.record.approved is not None]
@@ -206,6 +211,7 @@ async def import_catalog(
     kv: KeyValue, token: str | bytes, trusted: Iterable[OKPKey | Mapping[str, Any]], by: str
 ) -> list[PinChange]:
     """Verify a signed catalog against `trusted` keys and make its entries the approved versions here.
+
     Refuses a manifest not above the last one imported from its key (a replay)."""
     # the signature first (which key), then the replay check with that key's last sequence
     verified = verify_manifest(token, trusted)

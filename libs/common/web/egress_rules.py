@@ -23,8 +23,9 @@ asynchronous path runs it in a worker thread, as asyncio's own `getaddrinfo` doe
 
 class EgressRefused(ConnectionRefusedError):
     """A connection the rules refuse; the message names the host, the address and how to allow it.
-    A `ConnectionRefusedError`, so whatever reports a refused connection reports this one (a lean
-    call's, `services.executor.error_mapping`): the upstream is unreachable, the request not sent."""
+
+    A `ConnectionRefusedError`, so whatever reports a refused connection reports this one (a lean call's,
+    `services.executor.error_mapping`): the upstream is unreachable, the request not sent."""
 
     def __init__(self, host: str, why: str) -> None:
         written = host.strip().removeprefix("[").removesuffix("]")
@@ -48,8 +49,10 @@ class EgressRules:
         return host_key(host) in self.allowed
 
     def check_host(self, host: str) -> None:
-        """Refuse `host` for what it is as written: a forbidden IP literal (any form), `localhost`
-        or a name below it, a metadata service's name. Names are checked again once resolved."""
+        """Refuse `host` for what it is as written.
+
+        A forbidden IP literal (any form), `localhost` or a name below it, a metadata service's name.
+        Names are checked again once resolved."""
         if self.allows(host):
             return
         name = host_key(host)
@@ -62,8 +65,10 @@ class EgressRules:
             raise EgressRefused(host, problem)
 
     async def addresses(self, host: str, port: int) -> list[str]:
-        """The addresses to connect to for `host`: `[host]` itself when allowed (resolved as usual
-        then), else every address it resolves to, each checked (`EgressRefused` if any is refused)."""
+        """The addresses to connect to for `host`.
+
+        `[host]` itself when allowed (resolved as usual then), else every address it resolves to, each
+        checked (`EgressRefused` if any is refused)."""
         if (known := self._without_dns(host)) is not None:
             return known
         found = await asyncio.get_running_loop().run_in_executor(None, self._resolve, host.rstrip("."), port)
@@ -76,8 +81,9 @@ class EgressRules:
         return self._checked(host, self._resolve(host.rstrip("."), port), literal=False)
 
     def _without_dns(self, host: str) -> list[str] | None:
-        """`[host]` when allowed, an IP literal's address once checked; None when the name must be
-        resolved (`EgressRefused` for a host refused as written)."""
+        """`[host]` when allowed, an IP literal's address once checked.
+
+        None when the name must be resolved (`EgressRefused` for a host refused as written)."""
         if self.allows(host):
             return [host]
         self.check_host(host)

@@ -1,5 +1,6 @@
-"""Bastion's icon, served at `/favicon.ico` by the services that serve pages (admin, ingress): a browser
-asks for it on every page, and a 404 there is noise in its console and in the access log.
+"""Bastion's icon, served at `/favicon.ico` by the services that serve pages (admin, ingress).
+
+A browser asks for it on every page, and a 404 there is noise in its console and in the access log.
 
 Drawn here (a 16x16 tower on a blue square) and encoded once as a PNG inside an ICO container, so no
 binary file is shipped and nothing loads from elsewhere.

@@ -1,7 +1,8 @@
-"""httpcore network backends that connect only to the addresses a rule hands them, and httpx2
-transports over them: how every service that fetches URLs someone else chose keeps server-side
-request forgery out (the executor with `libs.common.contracts.egress`'s rules for upstreams, the oauth service
-with its allow-list for the URLs strangers and upstreams name).
+"""httpcore network backends that connect only to the addresses a rule hands them, and httpx2 transports over them.
+
+How every service that fetches URLs someone else chose keeps server-side request forgery out (the
+executor with `libs.common.contracts.egress`'s rules for upstreams, the oauth service with its allow-list
+for the URLs strangers and upstreams name).
 
 The rule resolves the host, checks what it resolves to and answers the addresses the connection may
 use, or raises `Refused`. The backend then connects to one of those very addresses, never resolving
@@ -132,9 +133,11 @@ class GuardedSyncBackend(httpcore2.NetworkBackend):
 
 @functools.cache
 def shared_tls(trust_env: bool = True) -> ssl.SSLContext:
-    """The process's one verifying TLS context. Building one reads the CA bundle again, about 25-45 ms
-    of CPU, and a transport used to build two; the settings it reads (`SSL_CERT_FILE`, `SSL_CERT_DIR`)
-    are the process's own and fixed at start. A context is safe to share between connections."""
+    """The process's one verifying TLS context.
+
+    Building one reads the CA bundle again, about 25-45 ms of CPU, and a transport used to build two; the
+    settings it reads (`SSL_CERT_FILE`, `SSL_CERT_DIR`) are the process's own and fixed at start. A
+    context is safe to share between connections."""
     return httpx2.create_ssl_context(trust_env=trust_env)
 
 

@@ -1,5 +1,7 @@
-"""A service's HTTP server (uvicorn) started inside the service's own event loop: the service runner
-(`libs.common.runtime.runner`) owns the signals, and a start that cannot bind fails the service's start."""
+"""A service's HTTP server (uvicorn) started inside the service's own event loop.
+
+The service runner (`libs.common.runtime.runner`) owns the signals, and a start that cannot bind fails
+the service's start."""
 
 from __future__ import annotations
 
@@ -30,16 +32,19 @@ class ServingHttp:
         return int(self.server.servers[0].sockets[0].getsockname()[1])
 
     async def stop(self, within: float = 10) -> None:
-        """Let the requests in flight finish; a server still busy after `within` seconds is left to
-        the process's end rather than holding up the rest of the shutdown."""
+        """Let the requests in flight finish.
+
+        A server still busy after `within` seconds is left to the process's end rather than holding up
+        the rest of the shutdown."""
         self.server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.task, within)
 
 
 def shared_port_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port with SO_REUSEPORT (and SO_REUSEADDR, as uvicorn's own): every
-    replica binding it so listens on the one port, and the kernel spreads new connections among
+    """A socket bound to host:port with SO_REUSEPORT (and SO_REUSEADDR, as uvicorn's own).
+
+    Every replica binding it so listens on the one port, and the kernel spreads new connections among
     them. The bind error names the address, as `serve_http`'s does."""
     family, kind, proto, _, address = socket.getaddrinfo(host or "0.0.0.0", port, type=socket.SOCK_STREAM)[0]
     sock = socket.socket(family, kind, proto)
@@ -54,8 +59,9 @@ def shared_port_socket(host: str, port: int) -> socket.socket:
 
 
 async def serve_http(config: uvicorn.Config, name: str, sockets: list[socket.socket] | None = None) -> ServingHttp:
-    """Start serving `config` (on `sockets` when given, bound already: `shared_port_socket`); returns
-    once it listens. Raises the bind error (or says it stopped)."""
+    """Start serving `config` (on `sockets` when given, bound already: `shared_port_socket`); returns once it listens.
+
+    Raises the bind error (or says it stopped)."""
     server = _Server(config)
     task = asyncio.create_task(_serve(server, name, sockets), name=f"uvicorn-{name}")
     while not server.started:
@@ -67,9 +73,10 @@ async def serve_http(config: uvicorn.Config, name: str, sockets: list[socket.soc
 
 
 async def _serve(server: uvicorn.Server, name: str, sockets: list[socket.socket] | None) -> None:
-    """uvicorn logs a bind error and exits (`SystemExit`, which asyncio would also raise out of the
-    event loop): say it as the `OSError` it was, naming the address, so that the service's start
-    fails with it and a caller can tell a taken port from anything else."""
+    """uvicorn logs a bind error and exits (`SystemExit`, which asyncio would also raise out of the event loop).
+
+    Say it as the `OSError` it was, naming the address, so that the service's start fails with it and a
+    caller can tell a taken port from anything else."""
     try:
         await server.serve(sockets=sockets)
     except SystemExit as exited:

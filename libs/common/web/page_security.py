@@ -1,5 +1,7 @@
-"""The security headers of the web pages Bastion's services serve (the admin service's console,
-dashboard, API reference, start and sign-in pages; the gateway's landing page).
+"""The security headers of the web pages Bastion's services serve.
+
+(The admin service's console, dashboard, API reference, start and sign-in pages; the gateway's landing
+page).
 
 Every response gets them (`PageSecurity`, an ASGI middleware): a Content-Security-Policy that runs
 scripts from the service's own origin only, no plugin, no `<base>`, no framing by any page
@@ -59,8 +61,10 @@ _DEFAULTS: Final[Mapping[str, str]] = page_headers()
 
 
 class PageSecurity:
-    """Adds `page_headers()` to every HTTP response that does not set its own (a page with inline
-    scripts sets its policy itself), so a page added later cannot be served without them."""
+    """Adds `page_headers()` to every HTTP response that does not set its own.
+
+    (A page with inline scripts sets its policy itself), so a page added later cannot be served without
+    them."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

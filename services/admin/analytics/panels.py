@@ -21,8 +21,10 @@ _KEY_LABEL: Final = "if(key_name = '', if(kind = 'admin', '(admin API)', '(no ke
 
 @dataclass(frozen=True)
 class Filters:
-    """The dashboard's filter bar: a time range (epoch seconds, `since <= ts < until`) and optional
-    key, server, status and team. Status narrows the events table (the rollups count every status)."""
+    """The dashboard's filter bar.
+
+    A time range (epoch seconds, `since <= ts < until`) and optional key, server, status and team. Status
+    narrows the events table (the rollups count every status)."""
 
     since: float
     until: float

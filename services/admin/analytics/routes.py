@@ -1,5 +1,6 @@
-"""HTTP layer of analytics: `POST /admin/v1/analytics/query`, `GET /admin/v1/analytics/panels/{name}`
-and the `/dashboard` page.
+"""HTTP layer of analytics.
+
+`POST /admin/v1/analytics/query`, `GET /admin/v1/analytics/panels/{name}` and the `/dashboard` page.
 
 The query and panel routes need `analytics:read` and answer errors in the admin API's `ErrorBody`
 shape. A query goes to the audit service (which owns ClickHouse) with `libs.common.analytics.asking.ask`,
@@ -87,8 +88,10 @@ def _payloads() -> bool:
 
 
 def _tenant() -> TenantRows | None:
-    """None for a principal holding `analytics:read` everywhere; else the customers and teams its
-    scoped bindings name, whose rows alone the engine lets its queries and panels read."""
+    """None for a principal holding `analytics:read` everywhere.
+
+    Else the customers and teams its scoped bindings name, whose rows alone the engine lets its queries
+    and panels read."""
     scopes = current().grants.scopes("analytics:read")
     if scopes is None:
         return None
@@ -152,8 +155,10 @@ def analytics_router(nc: NATS, auth: Authenticator) -> APIRouter:
 
     @router.post("/query", response_model=QueryAnswer, responses=responses, openapi_extra=read)
     async def query(body: QueryBody, request: Request) -> QueryAnswer:
-        """Run one read-only SQL query on the analytics store (docs/analytics.md): the `bastion` database's
-        tables, functions from the allow-list; payload columns only with `audit:payloads`."""
+        """Run one read-only SQL query on the analytics store (docs/analytics.md).
+
+        The `bastion` database's tables, functions from the allow-list; payload columns only with
+        `audit:payloads`."""
         try:
             read_only(body.sql, payloads=_payloads(), parameters=body.parameters)
         except NotReadOnly as exc:

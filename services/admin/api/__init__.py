@@ -1,6 +1,7 @@
-"""The admin REST API (`/admin/v1`): keys, tool groups, customers, teams, users, servers and LLM
-providers (`routes`), principals, their tokens and roles (`access_routes`), the audit trail
-(`audit_routes`).
+"""The admin REST API (`/admin/v1`).
+
+Keys, tool groups, customers, teams, users, servers and LLM providers (`routes`), principals, their
+tokens and roles (`access_routes`), the audit trail (`audit_routes`).
 
 Served by the admin service and written only to JetStream KV, which every policy and ingress
 replica watches: a change made through any admin replica reaches all of them. `models` holds the
@@ -31,9 +32,10 @@ def admin_api(
     changes: ChangeLog | None = None,
     registries: RegistryClient | None = None,
 ) -> APIRouter:
-    """The configuration routes: KV through `store`, credentials checked by `auth`; `nc` reaches the
-    oauth service for user passwords and for authorization links of upstreams that need OAuth;
-    `changes` records each password set and authorization link minted; `registries` are the MCP
+    """The configuration routes: KV through `store`, credentials checked by `auth`.
+
+    `nc` reaches the oauth service for user passwords and for authorization links of upstreams that need
+    OAuth; `changes` records each password set and authorization link minted; `registries` are the MCP
     Registries servers are imported from."""
     links = UpstreamLinks(nc, changes) if nc else None
     router = admin_router(store, auth, links)

@@ -151,8 +151,9 @@ async def me(parts: AccessParts) -> Me:
 
 
 async def rotate_own_token(parts: AccessParts, body: TokenCreate | None = None) -> TokenCreated:
-    """Replace the API token this request was made with by a new one (same principal and label) and
-    revoke it: automation rotates its own credential before it expires."""
+    """Replace the API token this request was made with by a new one (same principal and label) and revoke it.
+
+    Automation rotates its own credential before it expires."""
     identity = current()
     if identity.via != "token":
         raise AdminError(409, "conflict", "only a request made with an API token can rotate it")
@@ -271,9 +272,10 @@ async def get_principal(parts: AccessParts, name: NameParam) -> PrincipalOut:
 
 
 async def create_principal(parts: AccessParts, body: PrincipalCreate) -> PrincipalCreated:
-    """A person (who signs in through the oauth service as `user_id`) or automation, with its roles;
-    `token` issues an API token at once (shown in this answer only). With the bootstrap token: the
-    first owner, and nothing else."""
+    """A person (who signs in through the oauth service as `user_id`) or automation, with its roles.
+
+    `token` issues an API token at once (shown in this answer only). With the bootstrap token: the first
+    owner, and nothing else."""
     identity = current()
     if body.name == BOOTSTRAP:
         msg = "reserved: audit events name the bootstrap token so"
@@ -306,8 +308,9 @@ async def create_principal(parts: AccessParts, body: PrincipalCreate) -> Princip
 
 
 async def update_principal(parts: AccessParts, name: NameParam, body: PrincipalPatch) -> PrincipalOut:
-    """Change a principal's roles, `user_id`, or disable it (its tokens and sessions are refused
-    while disabled). Absent fields stay as they are."""
+    """Change a principal's roles, `user_id`, or disable it (its tokens and sessions are refused while disabled).
+
+    Absent fields stay as they are."""
     identity = current()
     found = await _principal(parts, name)
     changes = body.model_dump(include=body.model_fields_set)

@@ -1,7 +1,8 @@
-"""Principals, their API tokens and browser sessions, custom roles, and the state of a browser login:
-the tables of KV `bastion_admin` (`libs.common.contracts.admin_principals` holds the records `bastion up`
-writes too). Tokens and sessions are stored under their sha256 only; the secret exists in the
-answer that made it, never here."""
+"""Principals, their API tokens and browser sessions, custom roles, and the state of a browser login.
+
+The tables of KV `bastion_admin` (`libs.common.contracts.admin_principals` holds the records `bastion up`
+writes too). Tokens and sessions are stored under their sha256 only; the secret exists in the answer that
+made it, never here."""
 
 from __future__ import annotations
 
@@ -94,8 +95,10 @@ class AccessStore:
         return secret, Versioned(record, await self.tokens.create(digest, record))
 
     async def rotate_token(self, old: Versioned[ApiToken], days: float, by: str) -> tuple[str, Versioned[ApiToken]]:
-        """A new token for the same principal and label, then the old one revoked (as keys rotate: if
-        the revocation fails, the new token is deleted again and the old one keeps working)."""
+        """A new token for the same principal and label.
+
+        Then the old one revoked (as keys rotate: if the revocation fails, the new token is deleted again
+        and the old one keeps working)."""
         if old.value.revoked:
             raise Conflict(f"api token {old.value.id[:12]}… is revoked; issue a new one instead of rotating it")
         secret, new = await self.issue_token(old.value.principal, old.value.label, days, by)
@@ -107,8 +110,9 @@ class AccessStore:
         return [found for _, found in await self.tokens.list() if found.value.principal == principal]
 
     async def sweep(self) -> int:
-        """Delete the sessions and unfinished sign-ins past their expiry (a refused one is never used
-        again); returns how many."""
+        """Delete the sessions and unfinished sign-ins past their expiry (a refused one is never used again).
+
+        Returns how many."""
         now, swept = time.time(), 0
         for table in (self.sessions, self.logins):
             for record_id, found in await table.list():

@@ -1,5 +1,7 @@
-"""The route class of every admin router: deny by default, credential and permission checked before
-the body is read, and every failure answered as one `ErrorBody`.
+"""The route class of every admin router.
+
+Deny by default, credential and permission checked before the body is read, and every failure answered as
+one `ErrorBody`.
 
 A route that declares no permission (`errors.needs`) is refused when it is built, so it never
 answers. Before FastAPI reads the body `AdminRoute` checks the credential (`auth`) and the route's

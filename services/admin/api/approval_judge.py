@@ -1,8 +1,9 @@
-"""Who may decide a parked call, judged on the people behind it rather than on names alone
-(docs/approvals.md): nobody decides a call made by their own principal, by a key bound to their own
-user, or by a key whose secret they were shown (they created or rotated it); and an approver whose
-`approvals:decide` is scoped to a team or a customer sees and decides only the calls of keys lying
-wholly inside that scope (the tenant of the call)."""
+"""Who may decide a parked call, judged on the people behind it rather than on names alone (docs/approvals.md).
+
+Nobody decides a call made by their own principal, by a key bound to their own user, or by a key whose
+secret they were shown (they created or rotated it); and an approver whose `approvals:decide` is scoped
+to a team or a customer sees and decides only the calls of keys lying wholly inside that scope (the
+tenant of the call)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,10 @@ async def _why_own(store: AdminStore, identity: Identity, record: ApprovalRecord
 
 
 async def inside_scope(store: AdminStore, identity: Identity, record: ApprovalRecord) -> bool:
-    """Whether `identity` decides calls of `record`'s tenant: everywhere, or every link of the calling
-    key (its team, its customer) inside one of the scopes it holds `approvals:decide` for."""
+    """Whether `identity` decides calls of `record`'s tenant.
+
+    Everywhere, or every link of the calling key (its team, its customer) inside one of the scopes it
+    holds `approvals:decide` for."""
     allowed = identity.grants.scopes(_PERMISSION)
     if allowed is None:
         return True

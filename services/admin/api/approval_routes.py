@@ -1,8 +1,9 @@
-"""`/admin/v1/approvals`: tool calls a policy parked for a person (docs/approvals.md). An approver
-(`approvals:decide`) sees each with its arguments, opened from their seal here only, and approves or
-denies it with a reason; each decision is an admin audit event naming who. Nobody decides a call made
-by themselves or by a key they hold, and a scoped approver sees and decides only its tenant's calls
-(`approval_judge`).
+"""`/admin/v1/approvals`: tool calls a policy parked for a person (docs/approvals.md).
+
+An approver (`approvals:decide`) sees each with its arguments, opened from their seal here only, and
+approves or denies it with a reason; each decision is an admin audit event naming who. Nobody decides a
+call made by themselves or by a key they hold, and a scoped approver sees and decides only its tenant's
+calls (`approval_judge`).
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -77,8 +78,9 @@ async def _kv(store: AdminStore) -> Any:
 
 
 async def list_approvals(store: AdminStore, state: ApprovalState | None = None) -> list[ApprovalOut]:
-    """Every parked call the approver decides for, newest first (`?state=pending`: only those waiting
-    for a person); a scoped approver: only its tenant's."""
+    """Every parked call the approver decides for, newest first (`?state=pending`: only those waiting for a person).
+
+    A scoped approver: only its tenant's."""
     identity = current()
     records = await approvals.list_records(await _kv(store))
     wanted = [r for r in records if state is None or _out_state(r) == state]
@@ -90,8 +92,9 @@ async def show_approval(store: AdminStore, approval_id: str) -> ApprovalOut:
 
 
 async def _visible(store: AdminStore, approval_id: str) -> ApprovalRecord:
-    """The record, when the approver decides for its tenant; 404 otherwise (another tenant's calls
-    are not shown to exist)."""
+    """The record, when the approver decides for its tenant.
+
+    404 otherwise (another tenant's calls are not shown to exist)."""
     got = await approvals.read(await _kv(store), approval_id)
     if got is None or not await inside_scope(store, current(), got[0]):
         raise NotFound(f"there is no approval {approval_id!r}")

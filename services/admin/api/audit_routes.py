@@ -1,5 +1,7 @@
-"""`/admin/v1/audit/verify` and `/admin/v1/audit/export`: the auditor's checks over HTTP (the CLI's
-`bastion audit verify|export` ask the audit service the same way, over NATS, as the admin role).
+"""`/admin/v1/audit/verify` and `/admin/v1/audit/export`.
+
+The auditor's checks over HTTP (the CLI's `bastion audit verify|export` ask the audit service the same
+way, over NATS, as the admin role).
 
 An export carries tool arguments and results, and admin changes' before and after, only for a
 principal holding `audit:payloads`; for anyone else those fields are emptied here (their sha256
@@ -56,8 +58,9 @@ async def _request(nc: NATS, subject: str, body: BaseModel, within: float) -> by
 
 
 async def verify(nc: NATS, body: VerifyBody) -> AuditVerdict:
-    """Check the stored events against their hash chains and signed checkpoints: OK, or the first
-    tampered row (`bastion audit verify`)."""
+    """Check the stored events against their hash chains and signed checkpoints.
+
+    OK, or the first tampered row (`bastion audit verify`)."""
     reply = await _request(nc, subjects.AUDIT_VERIFY, AuditVerify(since=body.since), _VERIFY_SECONDS)
     return AuditVerdict.model_validate_json(reply)
 

@@ -1,5 +1,7 @@
-"""Who is asking: a principal's API token, a browser session after a login through the oauth service,
-or (only until the first owner exists) the bootstrap token; and what that principal may do.
+"""Who is asking.
+
+A principal's API token, a browser session after a login through the oauth service, or (only until the
+first owner exists) the bootstrap token; and what that principal may do.
 
 Tokens and sessions are looked up by their sha256 (`libs.common.contracts.admin_principals`), so the bucket
 never holds one and a lookup leaks nothing through timing; the bootstrap token is compared in
@@ -53,8 +55,9 @@ async def security_schemes(
     _token: HTTPAuthorizationCredentials | None = Security(_bearer),  # noqa: B008 - documents the scheme
     _session: str | None = Security(_cookie),
 ) -> None:
-    """Puts both schemes in the OpenAPI document; the checking is `admin_route.AdminRoute`'s (before the
-    body is read)."""
+    """Puts both schemes in the OpenAPI document.
+
+    The checking is `admin_route.AdminRoute`'s (before the body is read)."""
 
 
 def _digest(value: str) -> bytes:
@@ -91,8 +94,10 @@ class Authenticator:
         self._audit = audit
 
     def forbidden(self, identity: Identity, method: str, path: str, permission: str | None, message: str) -> None:
-        """Audit a 403: a known principal asked for what its role does not hold (one row each: unlike
-        a stranger's guesses, every one is a person or a token of ours trying something)."""
+        """Audit a 403.
+
+        A known principal asked for what its role does not hold (one row each: unlike a stranger's
+        guesses, every one is a person or a token of ours trying something)."""
         if self._audit is None:
             return
         self._audit(

@@ -1,7 +1,8 @@
-"""The admin API's check of `libs.common.contracts.command_servers`: a write of a server entry that sets or
-changes an owner-only field (what a stdio server runs, how it is confined, private hosts) needs
-`servers:command`, held by the owner role alone. Every path that writes or starts an entry calls it:
-the server routes, a configuration import, the console's connectivity test."""
+"""The admin API's check of `libs.common.contracts.command_servers`.
+
+A write of a server entry that sets or changes an owner-only field (what a stdio server runs, how it is
+confined, private hosts) needs `servers:command`, held by the owner role alone. Every path that writes or
+starts an entry calls it: the server routes, a configuration import, the console's connectivity test."""
 
 from __future__ import annotations
 
@@ -23,8 +24,10 @@ __all__ = ["comparable", "require_command", "require_fields", "require_provider_
 
 
 def comparable(sealer: Sealer, config: ServerConfig) -> ServerConfig:
-    """The entry with its secrets opened, to compare with another opened one; as stored when a value
-    cannot be opened (then only the same sealed value compares equal: a change, to be safe)."""
+    """The entry with its secrets opened, to compare with another opened one.
+
+    As stored when a value cannot be opened (then only the same sealed value compares equal: a change, to
+    be safe)."""
     try:
         return sealer.open(config)
     except SealingError:

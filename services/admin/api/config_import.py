@@ -1,5 +1,7 @@
-"""Importing a configuration file through the admin API: what `bastion config apply` reads (the file the
-console exports), compared with what is stored and written through the admin API's own tables.
+"""Importing a configuration file through the admin API.
+
+What `bastion config apply` reads (the file the console exports), compared with what is stored and
+written through the admin API's own tables.
 
 An import upserts: it adds and changes the servers, keys, groups, customers, teams, users and LLM
 providers the file names and never deletes what it leaves out. Everything is checked before anything
@@ -133,9 +135,10 @@ class Importer:
         self._identity = identity
 
     def read(self, text: str) -> tuple[BastionConfig, list[KeyRecord], list[str]]:
-        """The file as `bastion config apply` reads it, without expanding anything from this service's
-        environment: 403 for a section the principal may not write (before the file is validated),
-        422 naming the first problem (its field, never its value), and its keys."""
+        """The file as `bastion config apply` reads it, without expanding anything from this service's environment.
+
+        403 for a section the principal may not write (before the file is validated), 422 naming the
+        first problem (its field, never its value), and its keys."""
         try:
             raw = parse_untrusted_text(text, "import")
         except ConfigError as exc:
@@ -174,9 +177,10 @@ class Importer:
     async def plan(
         self, config: BastionConfig, keys: list[KeyRecord]
     ) -> tuple[dict[str, SectionPlan], list[_Write], dict[str, list[str]], dict[str, list[str]]]:
-        """What the import would change, the writes that do it, and the servers and the LLM providers
-        among them whose owner-only fields it sets (`libs.common.contracts.command_servers`); raises before any
-        write is made."""
+        """What the import would change, the writes that do it.
+
+        And the servers and the LLM providers among them whose owner-only fields it sets
+        (`libs.common.contracts.command_servers`); raises before any write is made."""
         sections = {name: SectionPlan() for name in SECTIONS}
         writes: list[_Write] = []
         owner_only: dict[str, list[str]] = {}
@@ -211,8 +215,9 @@ class Importer:
         return sections, writes, owner_only, providers_owner_only
 
     async def write(self, writes: Iterable[_Write]) -> None:
-        """Each write revision-checked (a concurrent change is a 409, and what follows is not written);
-        every one an admin audit event through its table."""
+        """Each write revision-checked (a concurrent change is a 409, and what follows is not written).
+
+        Every one an admin audit event through its table."""
         for w in writes:
             if w.revision is None:
                 await w.table.create(w.record_id, w.value)

@@ -1,6 +1,8 @@
-"""`/admin/v1/config/plan` and `/admin/v1/config/apply`: a configuration file (the YAML `bastion config
-apply` takes, the console's export) imported through the admin API (`config_import`). Each section the
-file fills needs its write permission; an import upserts and never deletes.
+"""`/admin/v1/config/plan` and `/admin/v1/config/apply`.
+
+A configuration file (the YAML `bastion config apply` takes, the console's export) imported through the
+admin API (`config_import`). Each section the file fills needs its write permission; an import upserts
+and never deletes.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -56,22 +58,24 @@ async def planned(store: AdminStore, body: ConfigText, apply: bool) -> ConfigPla
 
 
 async def plan_config(store: AdminStore, body: ConfigText) -> ConfigPlan:
-    """What importing the file would add and change, per kind, without writing anything. Needs the
-    write permission of every section the file fills (servers:write for `mcpServers`, keys:write held
-    everywhere for `keys`, groups:write, directory:write for customers, teams and users,
-    providers:write for `llm.providers`). `needs_command` names the servers whose owner-only fields
-    (what a stdio server runs) the file sets: applying those needs `servers:command`, the owner's."""
+    """What importing the file would add and change, per kind, without writing anything.
+
+    Needs the write permission of every section the file fills (servers:write for `mcpServers`,
+    keys:write held everywhere for `keys`, groups:write, directory:write for customers, teams and users,
+    providers:write for `llm.providers`). `needs_command` names the servers whose owner-only fields (what
+    a stdio server runs) the file sets: applying those needs `servers:command`, the owner's."""
     return await planned(store, body, apply=False)
 
 
 async def apply_config(store: AdminStore, body: ConfigText) -> ConfigPlan:
-    """Import the file: add and change what it names (nothing it leaves out is deleted), after
-    checking all of it. Nothing is expanded from the admin service's environment: a `${VAR}` or a key's
-    `key_env` is a 422 naming where it is (only the owner's file on disk, read by `bastion config apply`,
-    expands). `***` keeps a stored secret while its destination stays (else 422 `secret_unbound`).
-    Every record written is an admin audit event, and so is the import. A file that adds or changes a
-    stdio server's command (`needs_command` in the plan) or a provider's `api_key_env`
-    (`providers_need_command`) is refused (403) without `servers:command`, and nothing of it is written."""
+    """Import the file: add and change what it names (nothing it leaves out is deleted), after checking all of it.
+
+    Nothing is expanded from the admin service's environment: a `${VAR}` or a key's `key_env` is a 422
+    naming where it is (only the owner's file on disk, read by `bastion config apply`, expands). `***`
+    keeps a stored secret while its destination stays (else 422 `secret_unbound`). Every record written
+    is an admin audit event, and so is the import. A file that adds or changes a stdio server's command
+    (`needs_command` in the plan) or a provider's `api_key_env` (`providers_need_command`) is refused
+    (403) without `servers:command`, and nothing of it is written."""
     return await planned(store, body, apply=True)
 
 

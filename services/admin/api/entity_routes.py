@@ -1,7 +1,9 @@
-"""Tool groups, customers, teams and users: the same six routes for each kind of entity in the
-policy bucket (create, list, get, replace, patch, delete), one table whose handlers take the kind.
-A principal scoped to a team or customer reads only the entities lying wholly inside it; every write
-is decided by the store's `outcome` on the entity before and after.
+"""Tool groups, customers, teams and users.
+
+The same six routes for each kind of entity in the policy bucket (create, list, get, replace, patch,
+delete), one table whose handlers take the kind. A principal scoped to a team or customer reads only the
+entities lying wholly inside it; every write is decided by the store's `outcome` on the entity before and
+after.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """

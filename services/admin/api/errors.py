@@ -1,5 +1,7 @@
-"""Every failure of the admin API as one `ErrorBody`, with the right status; and the permission every
-route declares (`needs`), which `admin_route.AdminRoute` checks before the route runs.
+"""Every failure of the admin API as one `ErrorBody`, with the right status.
+
+And the permission every route declares (`needs`), which `admin_route.AdminRoute` checks before the route
+runs.
 
 Validation details lose their `input`: a server's `env` or `headers` usually hold credentials.
 """
@@ -59,8 +61,10 @@ def forbidden(identity: Identity, permission: str, scope: Scope | None = None, w
 
 
 def needs(permission: str) -> dict[str, Any]:
-    """A route's declaration (`openapi_extra=needs("keys:write")`): the permission it requires, or
-    `roles.PUBLIC` / `roles.AUTHENTICATED`. A name that is neither fails when the app is built."""
+    """A route's declaration (`openapi_extra=needs("keys:write")`).
+
+    The permission it requires, or `roles.PUBLIC` / `roles.AUTHENTICATED`. A name that is neither fails
+    when the app is built."""
     if permission not in PERMISSIONS and permission not in (PUBLIC, AUTHENTICATED):
         raise ValueError(f"{permission!r} is not a permission (libs: services/admin/roles.py PERMISSIONS)")
     return {PERMISSION_KEY: permission}

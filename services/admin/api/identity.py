@@ -1,7 +1,9 @@
-"""The principal behind the request being handled: who, with which roles, from where, and what
-that lets them do (`roles.Grants`). Set once per request by `admin_route.AdminRoute` after `auth` has
-checked the credential; read by the routes that narrow what they answer (a key manager's keys) and
-by `changes` (every admin event names the principal, its role and its address)."""
+"""The principal behind the request being handled.
+
+Who, with which roles, from where, and what that lets them do (`roles.Grants`). Set once per request by
+`admin_route.AdminRoute` after `auth` has checked the credential; read by the routes that narrow what
+they answer (a key manager's keys) and by `changes` (every admin event names the principal, its role and
+its address)."""
 
 from __future__ import annotations
 

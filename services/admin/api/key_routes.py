@@ -1,5 +1,6 @@
-"""`/admin/v1/keys`: create, list, show, change, revoke, rotate and delete virtual keys. A secret is
-in the answers to create and rotate only; Bastion stores its sha256, which is the key's id.
+"""`/admin/v1/keys`: create, list, show, change, revoke, rotate and delete virtual keys.
+
+A secret is in the answers to create and rotate only; Bastion stores its sha256, which is the key's id.
 
 `keys:read` and `keys:write` may be held for a team or a customer only (a scoped key manager): such
 a principal lists and reads only the keys lying wholly inside its scope (`outcome.visible`), and every
@@ -39,8 +40,10 @@ async def _check_key_name(store: AdminStore, name: str, own_id: str | None = Non
 
 
 async def create_key(store: AdminStore, body: KeyCreate) -> KeyCreated:
-    """Create a virtual key. The answer holds the secret, the only time it is ever shown: Bastion
-    stores just its sha256, which is the key's id."""
+    """Create a virtual key.
+
+    The answer holds the secret, the only time it is ever shown: Bastion stores just its sha256, which is
+    the key's id."""
     values = body.model_dump()
     await check_refs(store, values, _KEY_REFS)
     await _check_key_name(store, body.name)
@@ -50,8 +53,9 @@ async def create_key(store: AdminStore, body: KeyCreate) -> KeyCreated:
 
 
 async def list_keys(store: AdminStore) -> list[KeyOut]:
-    """Every key (a scoped key manager: its team's or customer's), revoked ones included. Secrets
-    are never stored, so never listed."""
+    """Every key (a scoped key manager: its team's or customer's), revoked ones included.
+
+    Secrets are never stored, so never listed."""
     found = [v for _, v in await store.keys.list()]
     return [_key_out(v.value, v.revision) for v in await store.outcome.visible("key", "keys:read", found)]
 
@@ -67,8 +71,9 @@ async def get_key(store: AdminStore, key_id: str, response: Response) -> KeyOut:
 async def update_key(
     store: AdminStore, key_id: str, body: KeyPatch, response: Response, if_match: IfMatch = None
 ) -> KeyOut:
-    """Change a key's name, grants, groups, links, budget, rate limit, Code Mode or agent mode;
-    absent fields stay as they are, `null` clears a link, budget, rate limit or agent mode."""
+    """Change a key's name, grants, groups, links, budget, rate limit, Code Mode or agent mode.
+
+    Absent fields stay as they are, `null` clears a link, budget, rate limit or agent mode."""
     expected = expected_revision(if_match)
     changes = body.model_dump(include=body.model_fields_set)
     current = await store.keys.get(key_id)
@@ -99,6 +104,7 @@ async def revoke_key(store: AdminStore, key_id: str, response: Response, if_matc
 
 async def rotate_key(store: AdminStore, key_id: str, if_match: IfMatch = None) -> KeyCreated:
     """Issue a new secret with the same name, grants, links and limits, and revoke the old key.
+
     The new secret is shown once, here. Budgets are counted per name, so spend carries over."""
     secret, new = await store.rotate_key(key_id, expected_revision(if_match), by=current_identity().principal)
     log.info("admin: rotated key %r (%s… -> %s…)", new.value.name, key_id[:12], new.value.id[:12])

@@ -1,8 +1,9 @@
-"""The one component every admin change goes through: each write of an admin table (`tables.Table`:
-create, update, delete) is decided here over the object as it was and as it would be, by the rules of
-`outcome_rules`, before anything is written. Routes check the permission a request needs
-(`admin_route`); what a scoped principal may reach is decided on the outcome alone, whatever route,
-console page, configuration import or registry import made the change.
+"""The one component every admin change goes through.
+
+Each write of an admin table (`tables.Table`: create, update, delete) is decided here over the object as
+it was and as it would be, by the rules of `outcome_rules`, before anything is written. Routes check the
+permission a request needs (`admin_route`); what a scoped principal may reach is decided on the outcome
+alone, whatever route, console page, configuration import or registry import made the change.
 
 The same placement decides what a scoped principal sees (`visible`): only objects wholly inside one
 of its scopes.

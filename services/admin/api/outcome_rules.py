@@ -1,6 +1,8 @@
-"""The control plane's authorization rules, as data: for each kind of object an admin change writes,
-the permission the write needs and the scope rule it is judged by (docs/admin-api.md, "Who may change
-what"). `outcome` applies them to every write of an admin table; this module is pure (no I/O).
+"""The control plane's authorization rules, as data.
+
+For each kind of object an admin change writes, the permission the write needs and the scope rule it is
+judged by (docs/admin-api.md, "Who may change what"). `outcome` applies them to every write of an admin
+table; this module is pure (no I/O).
 
 The customer is the tenant. A principal whose role is bound to a customer or a team (`roles.Scope`)
 may write an object of a `TENANT` kind only when the object lies wholly inside one of its scopes, as

@@ -31,8 +31,10 @@ class PasswordSet(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Passwords:
-    """What the password route needs: NATS to reach the oauth service; `changes` records each password
-    set as an admin event (`user.set_password`: who, which user; never the password)."""
+    """What the password route needs: NATS to reach the oauth service.
+
+    `changes` records each password set as an admin event (`user.set_password`: who, which user; never
+    the password)."""
 
     nc: NATS
     changes: ChangeLog | None

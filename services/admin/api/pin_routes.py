@@ -1,6 +1,8 @@
-"""`/admin/v1/tools`: definitions pinning holds back (docs/supply-chain.md), the field-level diff of
-each, and a person's approve or reject — the same functions `bastion tools …` runs
-(`libs.common.supply_chain.pin_store`), each decision an admin audit event naming who.
+"""`/admin/v1/tools`.
+
+Definitions pinning holds back (docs/supply-chain.md), the field-level diff of each, and a person's
+approve or reject — the same functions `bastion tools …` runs (`libs.common.supply_chain.pin_store`),
+each decision an admin audit event naming who.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -88,8 +90,10 @@ async def show_diff(store: AdminStore, server: str, name: str) -> DiffOut:
 
 
 async def show_pin(store: AdminStore, server: str, name: str) -> PinStateOut:
-    """A definition's pin: the approved version, who approved it, what waits. 404 when nothing is
-    pinned under that name (pinning off, or the server not listed since it was turned on)."""
+    """A definition's pin: the approved version, who approved it, what waits.
+
+    404 when nothing is pinned under that name (pinning off, or the server not listed since it was turned
+    on)."""
     try:
         record = (await find(await pins(store), server, name)).record
     except PinError as exc:

@@ -1,6 +1,8 @@
-"""`/admin/v1/policies`: the Cedar policy versions (docs/policy.md). A text is compiled before it
-is stored, and a problem answers 400 naming its line; every version is kept and one is active.
-`POST /policies/check` tries a text (or the active one) on a sample call without storing anything.
+"""`/admin/v1/policies`: the Cedar policy versions (docs/policy.md).
+
+A text is compiled before it is stored, and a problem answers 400 naming its line; every version is kept
+and one is active. `POST /policies/check` tries a text (or the active one) on a sample call without
+storing anything.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -129,8 +131,10 @@ async def show_version(store: AdminStore, version: int) -> VersionOut:
 
 
 async def publish_version(store: AdminStore, body: PolicyText) -> VersionOut:
-    """Compile the text (400 naming the line of the first problem), store it as the next version
-    and make it the one that applies (every policy replica loads it within moments)."""
+    """Compile the text.
+
+    (400 naming the line of the first problem), store it as the next version and make it the one that
+    applies (every policy replica loads it within moments)."""
     before_active, _ = await active_version(await _kv(store))
     try:
         record = await publish(await _kv(store), body.text, by=current().principal, comment=body.comment)

@@ -1,5 +1,6 @@
-"""`/admin/v1/llm-providers`: the OpenAI-compatible providers behind `/v1`; their `api_key` is sealed
-when stored and masked when shown.
+"""`/admin/v1/llm-providers`: the OpenAI-compatible providers behind `/v1`.
+
+Their `api_key` is sealed when stored and masked when shown.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -38,8 +39,10 @@ async def served_elsewhere(store: AdminStore, name: str, config: ProviderConfig)
 
 
 def sealed(store: AdminStore, name: str, config: ProviderConfig, old: ProviderConfig | None = None) -> ProviderConfig:
-    """`config` as stored: its key sealed; the mask keeps the stored key for the same `base_url` only
-    (`secret_binding`); naming an environment variable is the owner's (`require_provider_fields`)."""
+    """`config` as stored: its key sealed.
+
+    The mask keeps the stored key for the same `base_url` only (`secret_binding`); naming an environment
+    variable is the owner's (`require_provider_fields`)."""
     what = f"llm provider {name!r}"
     require_provider_fields(current(), what, old, config)
     old_key = _opened(store, old.api_key) if old is not None and old.api_key is not None else None
@@ -68,8 +71,10 @@ async def get_provider(store: AdminStore, name: str, response: Response) -> Prov
 
 
 async def add_provider(store: AdminStore, body: ProviderCreate) -> ProviderOut:
-    """Add a provider; ingress lists its models and executors call it at once (no restart). One that
-    names `api_key_env` (a variable of the executors' environment) needs `servers:command`: the owner's."""
+    """Add a provider; ingress lists its models and executors call it at once (no restart).
+
+    One that names `api_key_env` (a variable of the executors' environment) needs `servers:command`: the
+    owner's."""
     await served_elsewhere(store, body.name, body.config)
     record = ProviderRecord(name=body.name, config=sealed(store, body.name, body.config))
     revision = await store.providers.create(body.name, record)
@@ -80,9 +85,11 @@ async def add_provider(store: AdminStore, body: ProviderCreate) -> ProviderOut:
 async def update_provider(
     store: AdminStore, name: str, body: ProviderUpdate, response: Response, if_match: IfMatch = None
 ) -> ProviderOut:
-    """Replace a provider's entry (an `api_key` sent back masked keeps the stored key while `base_url`
-    stays, else 422 `secret_unbound`). Setting `api_key_env`, or changing `base_url` while it is set,
-    needs `servers:command`: the owner's."""
+    """Replace a provider's entry.
+
+    (An `api_key` sent back masked keeps the stored key while `base_url` stays, else 422
+    `secret_unbound`). Setting `api_key_env`, or changing `base_url` while it is set, needs
+    `servers:command`: the owner's."""
     expected = expected_revision(if_match)
     stored = await store.providers.get(name)
     check_expected(stored, expected, store.providers.stale(name))

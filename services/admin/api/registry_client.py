@@ -1,5 +1,6 @@
-"""Reading an MCP Registry (the `/v0.1/servers` API, docs/registry.md): search its servers, fetch one
-version's `server.json`, and learn its latest version.
+"""Reading an MCP Registry (the `/v0.1/servers` API, docs/registry.md).
+
+Search its servers, fetch one version's `server.json`, and learn its latest version.
 
 A registry is named in the configuration by an operator, so its address is trusted as the admin
 service's own (no egress check); what it answers is not: answers are size-bounded and their shape is

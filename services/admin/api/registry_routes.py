@@ -1,6 +1,7 @@
-"""`/admin/v1/registries` and `/admin/v1/servers/import`: servers found in an MCP Registry, imported as
-`mcpServers` entries pinned at a version, and newer versions offered as updates a person approves
-(docs/registry.md).
+"""`/admin/v1/registries` and `/admin/v1/servers/import`.
+
+Servers found in an MCP Registry, imported as `mcpServers` entries pinned at a version, and newer
+versions offered as updates a person approves (docs/registry.md).
 
 An import writes an entry as `POST /servers` does, under the same rules: `servers:write`, and
 `servers:command` (the owner's) when the entry is a command (a package run over stdio), its secrets
@@ -116,8 +117,9 @@ async def search_registry(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 30,
 ) -> dict[str, Any]:
-    """One page of the registry's servers (latest versions) whose names contain `search`, as it answers
-    (`servers`, `metadata.nextCursor`)."""
+    """One page of the registry's servers (latest versions) whose names contain `search`.
+
+    As it answers (`servers`, `metadata.nextCursor`)."""
     try:
         return await parts.client.search(registry, search, cursor, limit)
     except _FAILURES as exc:
@@ -134,8 +136,9 @@ async def registry_server(parts: RegistryParts, registry: str, server: str, vers
 
 
 async def import_server(parts: RegistryParts, body: ServerImport) -> ServerOut:
-    """Add a server found in a registry: its remote or package as an entry pinned at its version. A
-    package run as a command needs `servers:command` (the owner's), as any stdio server does."""
+    """Add a server found in a registry: its remote or package as an entry pinned at its version.
+
+    A package run as a command needs `servers:command` (the owner's), as any stdio server does."""
     try:
         detail = (await parts.client.version(body.registry, body.server, body.version))["server"]
         entry, choice, inputs = entry_for(detail, body.values, body.choice)
@@ -154,8 +157,9 @@ async def import_server(parts: RegistryParts, body: ServerImport) -> ServerOut:
 
 
 async def registry_updates(parts: RegistryParts) -> list[RegistryUpdate]:
-    """Every imported server whose registry has a newer version than the one it is pinned at (or
-    could not be asked): updates that wait for a person to approve them."""
+    """Every imported server whose registry has a newer version than the one it is pinned at (or could not be asked).
+
+    Updates that wait for a person to approve them."""
     updates: list[RegistryUpdate] = []
     for name, stored in await parts.store.servers.list():
         origin = stored.value.config.registry
@@ -181,8 +185,9 @@ async def registry_updates(parts: RegistryParts) -> list[RegistryUpdate]:
 
 
 async def approve_update(parts: RegistryParts, name: str, body: UpdateApproval) -> ServerOut:
-    """Move an imported server to another version of its registry entry (default: the latest), keeping
-    its env and headers and its other settings."""
+    """Move an imported server to another version of its registry entry.
+
+    (Default: the latest), keeping its env and headers and its other settings."""
     store = parts.store
     stored = await store.servers.get(name)
     before = comparable(store.sealer, stored.value.config)

@@ -1,5 +1,7 @@
-"""What every admin route module shares: revision checks (`If-Match`, `ETag`), references between
-records, and building a stored model from a request's values (a problem is a 422 on the body).
+"""What every admin route module shares.
+
+Revision checks (`If-Match`, `ETag`), references between records, and building a stored model from a
+request's values (a problem is a 422 on the body).
 
 (No `from __future__ import annotations`: FastAPI evaluates `IfMatch` in the route signatures.)
 """

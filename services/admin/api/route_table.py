@@ -1,5 +1,6 @@
-"""How an admin route module declares its routes: one table of `Route(method, path, permission,
-handler)`, put on a router by `register`.
+"""How an admin route module declares its routes.
+
+One table of `Route(method, path, permission, handler)`, put on a router by `register`.
 
 A handler is a plain module-level function whose first parameter is what the module's handlers share
 (the store, a NATS client, ...): `register` binds it, so FastAPI sees the remaining parameters only.

@@ -1,7 +1,8 @@
-"""The admin REST API's router (`/admin/v1`): every route behind a principal's credential and the
-permission it declares, one module per collection (`key_routes`, `entity_routes`, `server_routes`,
-`provider_routes`, `pin_routes`; `config_routes` imports a configuration file; `passwords` is added
-by `admin_api`). KV access goes through `store`.
+"""The admin REST API's router (`/admin/v1`).
+
+Every route behind a principal's credential and the permission it declares, one module per collection
+(`key_routes`, `entity_routes`, `server_routes`, `provider_routes`, `pin_routes`; `config_routes` imports
+a configuration file; `passwords` is added by `admin_api`). KV access goes through `store`.
 
 Every write validates everything first (body, references to other entities, name uniqueness) and
 then makes one KV write, revision-checked, so a request either changes one record completely or

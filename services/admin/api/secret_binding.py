@@ -34,9 +34,11 @@ __all__ = [
 
 
 def server_destination(config: ServerConfig) -> dict[str, Any]:
-    """Where a server entry's secrets go: the remote URL; what a stdio server runs (its `env` is handed
-    to that process); an OpenAPI server's document (its `servers` name the API when `base_url` does
-    not), base URL, and the OAuth endpoints its auth talks to."""
+    """Where a server entry's secrets go: the remote URL.
+
+    What a stdio server runs (its `env` is handed to that process); an OpenAPI server's document (its
+    `servers` name the API when `base_url` does not), base URL, and the OAuth endpoints its auth talks
+    to."""
     openapi = config.openapi
     auth = openapi.auth if openapi is not None else None
     return {
@@ -82,8 +84,9 @@ def _no_stored(what: str, where: str) -> AdminError:
 
 
 def unmask_server(new: ServerConfig, old: ServerConfig | None, what: str) -> ServerConfig:
-    """`new` with each masked secret replaced by the value `old` (opened) stores at the same place,
-    when `new` goes where `old` went (`require_bound`); a mask with nothing stored is refused."""
+    """`new` with each masked secret replaced by the value `old` (opened) stores at the same place.
+
+    When `new` goes where `old` went (`require_bound`); a mask with nothing stored is refused."""
     filled, kept = fill_masks(new, old, what)
     if old is not None:
         require_bound(what, kept, server_destination(old), server_destination(new))
@@ -91,9 +94,10 @@ def unmask_server(new: ServerConfig, old: ServerConfig | None, what: str) -> Ser
 
 
 def fill_masks(new: ServerConfig, old: ServerConfig | None, what: str) -> tuple[ServerConfig, list[str]]:
-    """`new` with each masked secret replaced by the value `old` stores at the same place, and the
-    places so kept, for a caller that checks other rights before `require_bound` (a 403 before a 422);
-    a mask with nothing stored is refused."""
+    """`new` with each masked secret replaced by the value `old` stores at the same place.
+
+    And the places so kept, for a caller that checks other rights before `require_bound` (a 403 before a
+    422); a mask with nothing stored is refused."""
     stored: dict[str, str] = {}
     if old is not None:
         old.map_secrets(lambda where, value: stored.setdefault(where, value))
@@ -111,8 +115,10 @@ def fill_masks(new: ServerConfig, old: ServerConfig | None, what: str) -> tuple[
 
 
 def unmask_provider_key(new: ProviderConfig, old: ProviderConfig | None, old_key: str | None, what: str) -> str | None:
-    """The plain key to store for `new`: its own, or for the mask the stored one (`old_key`, opened)
-    when `new` keeps `old`'s base URL (`require_bound`)."""
+    """The plain key to store for `new`.
+
+    Its own, or for the mask the stored one (`old_key`, opened) when `new` keeps `old`'s base URL
+    (`require_bound`)."""
     if new.api_key != MASK:
         return new.api_key
     if old is None or old_key is None:

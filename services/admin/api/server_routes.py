@@ -1,5 +1,7 @@
-"""`/admin/v1/servers`: upstream MCP servers with what the executors report about them, and for one
-that needs OAuth the link an admin opens to authorize it (`upstream_links`).
+"""`/admin/v1/servers`.
+
+Upstream MCP servers with what the executors report about them, and for one that needs OAuth the link an
+admin opens to authorize it (`upstream_links`).
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -60,8 +62,10 @@ async def server_out(parts: ServerParts, record: ServerRecord, revision: int) ->
 
 
 async def list_servers(parts: ServerParts) -> list[ServerOut]:
-    """Every upstream server with what the executor reports about it. `env` and `headers`
-    values (and an OpenAPI server's auth secrets) are masked: they usually hold the upstream's credentials."""
+    """Every upstream server with what the executor reports about it.
+
+    `env` and `headers` values (and an OpenAPI server's auth secrets) are masked: they usually hold the
+    upstream's credentials."""
     return [await server_out(parts, v.value, v.revision) for _, v in await parts.store.servers.list()]
 
 
@@ -73,8 +77,9 @@ async def get_server(parts: ServerParts, name: str, response: Response) -> Serve
 
 
 async def add_server(parts: ServerParts, body: ServerCreate) -> ServerOut:
-    """Add an upstream MCP server (one `mcpServers` entry); executors connect to it at once. A stdio
-    server (`command`) and the other owner-only fields need `servers:command` too: the owner's."""
+    """Add an upstream MCP server (one `mcpServers` entry); executors connect to it at once.
+
+    A stdio server (`command`) and the other owner-only fields need `servers:command` too: the owner's."""
     require_command(current(), f"server {body.name!r}", None, body.config)
     unmask_server(body.config, None, f"server {body.name!r}")  # a mask with nothing stored is refused
     record = ServerRecord(name=body.name, config=parts.store.sealer.seal(body.config))
@@ -86,10 +91,11 @@ async def add_server(parts: ServerParts, body: ServerCreate) -> ServerOut:
 async def update_server(
     parts: ServerParts, name: str, body: ServerUpdate, response: Response, if_match: IfMatch = None
 ) -> ServerOut:
-    """Replace a server's entry; executors reconnect with it. Masked secrets (sent back as read)
-    keep their stored values while the destination (URL, command, OpenAPI document or base URL) stays:
-    changing it needs them given again (422 `secret_unbound`). Changing what a stdio server runs (or another
-    owner-only field) needs `servers:command`."""
+    """Replace a server's entry; executors reconnect with it.
+
+    Masked secrets (sent back as read) keep their stored values while the destination (URL, command,
+    OpenAPI document or base URL) stays: changing it needs them given again (422 `secret_unbound`).
+    Changing what a stdio server runs (or another owner-only field) needs `servers:command`."""
     expected = expected_revision(if_match)
     stored = await parts.store.servers.get(name)
     check_expected(stored, expected, parts.store.servers.stale(name))
@@ -105,8 +111,9 @@ async def update_server(
 
 
 async def remove_server(parts: ServerParts, name: str, if_match: IfMatch = None) -> Response:
-    """Remove a server; its tools disappear from every catalog. `servers:write` is enough, a stdio
-    server's too: removing one runs nothing."""
+    """Remove a server; its tools disappear from every catalog.
+
+    `servers:write` is enough, a stdio server's too: removing one runs nothing."""
     await parts.store.servers.delete(name, expected_revision(if_match))
     log.info("admin: removed server %r", name)
     return Response(status_code=204)

@@ -206,8 +206,10 @@ class Table(Generic[M]):
 
 
 def _action_of(before: BaseModel | None, after: BaseModel) -> str:
-    """What an update did, as the audit trail names it: `revoke` when it revoked a record (a key, a
-    token), which an auditor looks for by name, else `update`."""
+    """What an update did, as the audit trail names it.
+
+    `revoke` when it revoked a record (a key, a token), which an auditor looks for by name, else
+    `update`."""
     if getattr(after, "revoked", False) is True and before is not None and getattr(before, "revoked", None) is False:
         return "revoke"
     return "update"
@@ -217,10 +219,11 @@ async def revoke_replaced(
     table: Table[M], old_id: str, old: Versioned[M], revoked: M, new_id: str, new_revision: int
 ) -> None:
     """The second write of a rotation (a key's, a token's): revoke the old record, revision-checked.
-    The new record, written first, exists only for its caller so far: if this fails (a concurrent
-    change: `Conflict`; NATS trouble), it is deleted again and the old one keeps working, as if
-    nothing happened. Should that delete fail too, what remains is a record nobody holds the secret
-    of: unusable, and logged with its id for cleanup."""
+
+    The new record, written first, exists only for its caller so far: if this fails (a concurrent change:
+    `Conflict`; NATS trouble), it is deleted again and the old one keeps working, as if nothing happened.
+    Should that delete fail too, what remains is a record nobody holds the secret of: unusable, and
+    logged with its id for cleanup."""
     try:
         await table.update(old_id, revoked, old.revision)
     except BaseException:

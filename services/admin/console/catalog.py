@@ -1,5 +1,7 @@
-"""The console's catalog: every tool of every server, searched and paged here, on the server, so
-the browser holds one page however many tools there are. Pure: no I/O.
+"""The console's catalog.
+
+Every tool of every server, searched and paged here, on the server, so the browser holds one page however
+many tools there are. Pure: no I/O.
 
 A query is words; a tool matches when each word is in its gateway name, server, upstream name,
 title or description (case-insensitive). Matches on the name rank before matches in the text only.
@@ -45,6 +47,7 @@ def gateway_name(server: str, tool: str, namespace: bool) -> str:
 
 def search(catalogs: Iterable[ServerCatalog], query: str, server: str | None, offset: int, limit: int) -> CatalogPage:
     """One page of the tools matching `query` (every word), name matches first, alphabetical within.
+
     Only the page's rows become models: a search of thousands of tools stays a few milliseconds."""
     ready = [c for c in catalogs if c.status == "ready"]
     words = query.lower().split()

@@ -1,6 +1,8 @@
-"""The console's MCP client side: one connection to an MCP endpoint with the official SDK, its
-failures as one readable line. Used to test a remote server before it is saved (`probe`) and to
-call tools as a virtual key through the gateway's own `/mcp` (`playground`).
+"""The console's MCP client side.
+
+One connection to an MCP endpoint with the official SDK, its failures as one readable line. Used to test
+a remote server before it is saved (`probe`) and to call tools as a virtual key through the gateway's own
+`/mcp` (`playground`).
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ def _client(
     timeout: httpx2.Timeout | float | None = None,
     auth: httpx2.Auth | None = None,
 ) -> httpx2.AsyncClient:
-    """An httpx2 client connecting only where `rules` allow (`libs.common.web.guarded_http`), with no
-    environment proxy (which would resolve names itself); any address when `rules` is None."""
+    """An httpx2 client connecting only where `rules` allow.
+
+    (`libs.common.web.guarded_http`), with no environment proxy (which would resolve names itself); any
+    address when `rules` is None."""
     if rules is None:
         return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth, verify=shared_tls())
     transport = guarded_transport(rules.addresses, trust_env=False)
@@ -45,8 +49,9 @@ async def connected(
     read_seconds: float = 15.0,
     rules: EgressRules | None = None,
 ) -> AsyncIterator[Client]:
-    """An initialized client session with `url` (streamable HTTP, or the legacy HTTP+SSE transport);
-    with `rules`, every connection (redirects included) goes only where they allow."""
+    """An initialized client session with `url` (streamable HTTP, or the legacy HTTP+SSE transport).
+
+    With `rules`, every connection (redirects included) goes only where they allow."""
     # the SDK is imported on the first probe or playground call: building its protocol models costs
     # the admin process about 0.4 CPU-seconds at every start otherwise
     from mcp import Client
@@ -83,8 +88,10 @@ async def list_all_tools(client: Client) -> list[dict[str, Any]]:
 
 
 def failure(exc: BaseException, url: str) -> str:
-    """One line for a failed connection: the innermost cause, the URL (which may carry a token in its
-    query) replaced by `<url>`, at most 300 characters."""
+    """One line for a failed connection.
+
+    The innermost cause, the URL (which may carry a token in its query) replaced by `<url>`, at most 300
+    characters."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     text = str(exc).replace(url, "<url>").strip() or "no detail"

@@ -1,5 +1,7 @@
-"""The playground: act as a virtual key through the gateway's real `/mcp` (ingress, policy, budgets,
-the executor, audit), from the admin service, which the browser reaches on its own origin.
+"""The playground.
+
+Act as a virtual key through the gateway's real `/mcp` (ingress, policy, budgets, the executor, audit),
+from the admin service, which the browser reaches on its own origin.
 
 The key's secret comes with each request (the console keeps it in the tab's memory only); it is
 sent to ingress as the bearer and nowhere else: not stored, not logged, never in an answer. The
@@ -87,18 +89,21 @@ class Playground:
         return await self._run(body.secret, body.tool, body.arguments)
 
     async def chat(self, body: PlaygroundChat, include_tools: list[str]) -> PlaygroundAnswer:
-        """One chat completion through the gateway's `/v1` as the key (its budget applies, it is audited),
-        offering the model only the key's tools that `include_tools` (`server/tool` patterns) names: the
-        gateway injects every tool of the key unless the narrowing header says otherwise. A key in agent
-        mode has the gateway run the calls on its allow-list; the answer then carries `bastion.transcript`."""
+        """One chat completion through the gateway's `/v1` as the key.
+
+        (Its budget applies, it is audited), offering the model only the key's tools that `include_tools`
+        (`server/tool` patterns) names: the gateway injects every tool of the key unless the narrowing
+        header says otherwise. A key in agent mode has the gateway run the calls on its allow-list; the
+        answer then carries `bastion.transcript`."""
         request = {"model": body.model, "messages": [{"role": "user", "content": body.message}]}
         return await self._v1(
             self.chat_url, body.secret, request, {"X-Bastion-Include-Tools": ", ".join(include_tools)}
         )
 
     async def execute(self, body: PlaygroundExecute) -> PlaygroundAnswer:
-        """Run one tool call a model proposed (explicit mode) through the gateway's `/v1/mcp/tool/execute`
-        as the key: policy, budgets, the executor, and an audit row under the round that proposed it."""
+        """Run one tool call a model proposed (explicit mode) through the gateway's `/v1/mcp/tool/execute` as the key.
+
+        Policy, budgets, the executor, and an audit row under the round that proposed it."""
         return await self._v1(self.execute_url, body.secret, body.tool_call, {})
 
     async def _v1(

@@ -1,5 +1,6 @@
-"""A connectivity test for an upstream server's configuration before it is saved: connect as the
-executor would, list its tools, and answer them or the error.
+"""A connectivity test for an upstream server's configuration before it is saved.
+
+Connect as the executor would, list its tools, and answer them or the error.
 
 Remote servers only (streamable HTTP, HTTP+SSE): a stdio server is a command, which runs on the
 executors' hosts, not on the admin service's; the console saves it and watches the status the
@@ -33,8 +34,9 @@ class ProbeAnswer(BaseModel):
 
 
 async def probe(config: ServerConfig, allowed: Sequence[str] = ()) -> ProbeAnswer:
-    """Connect to the remote server of `config` (its `headers` open, never echoed) and list its tools,
-    held to the executors' egress rules: public addresses, the hosts `allowed` for every server (the
+    """Connect to the remote server of `config` (its `headers` open, never echoed) and list its tools.
+
+    Held to the executors' egress rules: public addresses, the hosts `allowed` for every server (the
     configuration's `egress.allow_private_hosts`) and the entry's own `allow_private_hosts`."""
     assert config.url is not None, "a remote server: the caller checks the transport"
     rules = EgressRules([*allowed, *config.allow_private_hosts])

@@ -1,7 +1,9 @@
-"""The console's routes: its page and static files (`/console`, public: they hold no data), and the
-few API routes the console needs beyond the admin API (`/admin/v1/console/...`, behind the same
-credential): the catalog searched server-side, a remote server's connectivity test, and the
-playground's calls as a virtual key through the gateway.
+"""The console's routes.
+
+Its page and static files (`/console`, public: they hold no data), and the few API routes the console
+needs beyond the admin API (`/admin/v1/console/...`, behind the same credential): the catalog searched
+server-side, a remote server's connectivity test, and the playground's calls as a virtual key through the
+gateway.
 
 (No `from __future__ import annotations`: FastAPI evaluates the route signatures.)
 """
@@ -76,8 +78,9 @@ def _headers(page: str) -> dict[str, str]:
 
 
 def console_pages(auth: Authenticator) -> APIRouter:
-    """`GET /console` (the page) and `GET /console/{file}` (its scripts, styles, vendored toolkit):
-    public, they hold no data."""
+    """`GET /console` (the page) and `GET /console/{file}` (its scripts, styles, vendored toolkit).
+
+    Public, they hold no data."""
     router = APIRouter(route_class=bound_route(auth))
     public = needs(PUBLIC)
     assets = _static()
@@ -105,11 +108,12 @@ def console_pages(auth: Authenticator) -> APIRouter:
 
 
 def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress: Sequence[str] = ()) -> APIRouter:
-    """The console's API routes under `/admin/v1/console`, each behind the permission it declares:
-    the catalog reads servers, the connectivity test writes them (reaching only what the executors'
+    """The console's API routes under `/admin/v1/console`, each behind the permission it declares.
+
+    The catalog reads servers, the connectivity test writes them (reaching only what the executors'
     egress rules let through: public addresses and `egress`, the non-public hosts every server may
-    reach), the playground acts as a key whose secret the person holds (listing keys is what it needs
-    of the admin API)."""
+    reach), the playground acts as a key whose secret the person holds (listing keys is what it needs of
+    the admin API)."""
     router = api_router(auth)
     prefix = "/console"
     playground = Playground(gateway_url)
@@ -128,12 +132,12 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress
         prefix + "/servers/test", tags=["console"], responses=documented(422), openapi_extra=needs("servers:write")
     )
     async def test_server(body: ServerCreate) -> ProbeAnswer:
-        """Connect to a remote server's configuration and list its tools, without saving it, as the
-        executors would: loopback, private and metadata addresses are refused unless an owner allowed
-        them (`allow_private_hosts`, `egress`). Masked values (`***`) of an existing server of that
-        name are its stored ones while the URL stays the stored one (else 422 `secret_unbound`).
-        Testing an entry with an owner-only field (a command, which a test would start) needs
-        `servers:command`."""
+        """Connect to a remote server's configuration and list its tools, without saving it, as the executors would.
+
+        Loopback, private and metadata addresses are refused unless an owner allowed them
+        (`allow_private_hosts`, `egress`). Masked values (`***`) of an existing server of that name are
+        its stored ones while the URL stays the stored one (else 422 `secret_unbound`). Testing an entry
+        with an owner-only field (a command, which a test would start) needs `servers:command`."""
         config = body.config
         require_command(current(), f"testing server {body.name!r}", None, config)
         if config.transport not in ("http", "sse"):
@@ -169,17 +173,20 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress
         prefix + "/playground/call", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
     )
     async def playground_call(body: PlaygroundCall) -> PlaygroundAnswer:
-        """Call a tool as a virtual key through the gateway's `/mcp`: a real call (policy, budgets,
-        audit). The key's secret is used for this request only."""
+        """Call a tool as a virtual key through the gateway's `/mcp`: a real call (policy, budgets, audit).
+
+        The key's secret is used for this request only."""
         return await _playground().call(body)
 
     @router.post(
         prefix + "/playground/chat", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
     )
     async def playground_chat(body: PlaygroundChat) -> PlaygroundAnswer:
-        """One chat completion through the gateway's `/v1` as a virtual key: a real request (its budget,
-        the provider's price, audit). The key's secret is used for this request only. `tools` are
-        gateway names from the key's list; the model is offered those only (none when empty)."""
+        """One chat completion through the gateway's `/v1` as a virtual key.
+
+        A real request (its budget, the provider's price, audit). The key's secret is used for this
+        request only. `tools` are gateway names from the key's list; the model is offered those only
+        (none when empty)."""
         chat = _playground()
         named = {
             gateway_name(c.server, t.tool, c.namespace): f"{c.server}/{t.tool}"

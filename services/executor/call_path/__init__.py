@@ -1,5 +1,7 @@
-"""The executor's call path: every routed request (`tools/call`, `prompts/get`, `resources/read`,
-...) policy allowed goes through the same named steps, in this order (`call_path`):
+"""The executor's call path.
+
+Every routed request (`tools/call`, `prompts/get`, `resources/read`, ...) policy allowed goes through the
+same named steps, in this order (`call_path`):
 
 ahead of the upstream (`ahead`), while nothing answered the call:
   Admit            its requester still waits for it (deadline, lost requester); cancellable from here

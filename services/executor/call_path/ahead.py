@@ -1,5 +1,7 @@
-"""The steps ahead of the upstream: is the call still wanted, what does it carry, which server
-answers it, do the interceptors let it through, over whose session, and within what time."""
+"""The steps ahead of the upstream.
+
+Is the call still wanted, what does it carry, which server answers it, do the interceptors let it
+through, over whose session, and within what time."""
 
 from __future__ import annotations
 
@@ -31,9 +33,10 @@ __all__ = ["Admit", "Budget", "FetchArguments", "FindServer", "InterceptBefore",
 
 
 class Admit:
-    """Run it only while its requester still waits: policy has failed a call that reached a paused
-    or overloaded executor late, and running it now would do what the agent was told had failed.
-    An admitted call can be cancelled by its agent from here on."""
+    """Run it only while its requester still waits.
+
+    Policy has failed a call that reached a paused or overloaded executor late, and running it now would
+    do what the agent was told had failed. An admitted call can be cancelled by its agent from here on."""
 
     def __init__(self, running: RunningCalls, acks: Acknowledger | None = None) -> None:
         self.running, self.acks = running, acks
@@ -88,8 +91,9 @@ class FindServer:
 
 
 class InterceptBefore:
-    """The interceptors' before hooks (deny lists, guardrails, pinned schemas): each may refuse the
-    request or rewrite what it asks."""
+    """The interceptors' before hooks (deny lists, guardrails, pinned schemas).
+
+    Each may refuse the request or rewrite what it asks."""
 
     def __init__(self, chain: InterceptorChain) -> None:
         self.chain = chain
@@ -119,8 +123,10 @@ class OwnSession:
 
 
 class Budget:
-    """The time the upstream may take, whether the tool is exposed at all, how often a lost
-    connection may be tried again, and the agent's side of the call (progress, logs, questions)."""
+    """The time the upstream may take, whether the tool is exposed at all.
+
+    How often a lost connection may be tried again, and the agent's side of the call (progress, logs,
+    questions)."""
 
     def __call__(self, call: Call) -> None:
         request, upstream = call.request, call.upstream

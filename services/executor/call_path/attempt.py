@@ -1,6 +1,7 @@
-"""One try at the upstream: wait for its session, check the arguments against the listed schema,
-keep resource subscriptions, ask the breaker, send; and the retry policy that decides whether a
-try whose connection failed is made again."""
+"""One try at the upstream.
+
+Wait for its session, check the arguments against the listed schema, keep resource subscriptions, ask the
+breaker, send; and the retry policy that decides whether a try whose connection failed is made again."""
 
 from __future__ import annotations
 
@@ -35,9 +36,10 @@ class Settle:
 
 
 class CheckArguments:
-    """A tool the server lists, with arguments its schema accepts (as pinned, when pinning
-    rewrote the listing): refused here, not by the server, naming the fields and the rules they
-    break, never the values (`argument_rules`)."""
+    """A tool the server lists, with arguments its schema accepts (as pinned, when pinning rewrote the listing).
+
+    Refused here, not by the server, naming the fields and the rules they break, never the values
+    (`argument_rules`)."""
 
     def __call__(self, call: Call) -> None:
         tool, tools = call.request.tool_name, call.upstream.tools
@@ -63,8 +65,9 @@ def _acknowledged(request_id: str) -> CallOutcome:
 
 
 class Subscriptions:
-    """`resources/(un)subscribe` is bookkeeping shared by the agent sessions following a URI: the
-    upstream is subscribed for the first one only and unsubscribed after the last; a session that
+    """`resources/(un)subscribe` is bookkeeping shared by the agent sessions following a URI.
+
+    The upstream is subscribed for the first one only and unsubscribed after the last; a session that
     follows resources by one filter (2026-07-28) has that filter updated instead."""
 
     def __call__(self, call: Call) -> Awaitable[None] | None:
@@ -118,8 +121,9 @@ async def _follow(call: Call, uri: str, subscriber: str, session: UpstreamSessio
 
 
 class AskBreaker:
-    """A live session, and a circuit breaker that lets the call through. A server known to be down
-    is not probed by calls: its reconnect loop finds out when it is back."""
+    """A live session, and a circuit breaker that lets the call through.
+
+    A server known to be down is not probed by calls: its reconnect loop finds out when it is back."""
 
     def __call__(self, call: Call) -> None:
         upstream = call.upstream
@@ -136,8 +140,10 @@ class AskBreaker:
 
 
 class Send:
-    """Send it on the session and tell the breaker how it went. The request is a CLIENT span and an
-    `mcp.client.operation.duration` sample (`semconv`); its `_meta.traceparent` names the span."""
+    """Send it on the session and tell the breaker how it went.
+
+    The request is a CLIENT span and an `mcp.client.operation.duration` sample (`semconv`); its
+    `_meta.traceparent` names the span."""
 
     async def __call__(self, call: Call) -> None:
         request, upstream, session = call.request, call.upstream, call.session
@@ -173,8 +179,10 @@ class Send:
 
 
 class Retry:
-    """A try whose connection failed is made again, after a backoff, while the call's `RetryPlan`
-    allows (a tool the server says is safe to run twice, time left before the deadline)."""
+    """A try whose connection failed is made again, after a backoff.
+
+    While the call's `RetryPlan` allows (a tool the server says is safe to run twice, time left before
+    the deadline)."""
 
     def __call__(self, call: Call) -> Awaitable[None] | None:
         plan, outcome = call.retry, call.outcome

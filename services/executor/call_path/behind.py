@@ -1,6 +1,7 @@
-"""The steps behind the upstream: the call leaves its session, resource subscriptions and per-user
-sessions are squared with the answer, the interceptors' after hooks see the result, and the
-answer carries what the gateway decided on the way."""
+"""The steps behind the upstream.
+
+The call leaves its session, resource subscriptions and per-user sessions are squared with the answer,
+the interceptors' after hooks see the result, and the answer carries what the gateway decided on the way."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ __all__ = ["GatewayUris", "InterceptAfter", "KeepSubscriptions", "LeaveSession",
 
 
 class LeaveSession:
-    """The call is no longer in flight on the session; the answer counts the events its agent got
-    while it was (ingress waits for stragglers)."""
+    """The call is no longer in flight on the session.
+
+    The answer counts the events its agent got while it was (ingress waits for stragglers)."""
 
     def __call__(self, call: Call) -> None:
         call.leave()
@@ -47,8 +49,9 @@ class KeepSubscriptions:
 
 
 class SignInLink:
-    """A per-user session whose user has not authorized answers with their sign-in link, and is
-    closed, so their next call asks again instead of a background loop asking for a token nobody has."""
+    """A per-user session whose user has not authorized answers with their sign-in link, and is closed.
+
+    So their next call asks again instead of a background loop asking for a token nobody has."""
 
     def __init__(self, users: UserSessions | None) -> None:
         self.users = users
@@ -64,8 +67,9 @@ class SignInLink:
 
 
 class InterceptAfter:
-    """The interceptors' after hooks on what the upstream answered (a result, or an error's text),
-    for a request their before hooks let through."""
+    """The interceptors' after hooks on what the upstream answered.
+
+    (A result, or an error's text), for a request their before hooks let through."""
 
     def __init__(self, chain: InterceptorChain) -> None:
         self.chain = chain
@@ -79,9 +83,10 @@ class InterceptAfter:
 
 
 class GatewayUris:
-    """The URIs an answer names that the gateway offers under their server's name (`ui://` apps: a
-    tool result's `_meta.ui.resourceUri`, a read's contents; `skill://` files: a read's contents, a
-    `skills/get` entry) are given as agents know them, as the catalog lists them."""
+    """Gives the URIs an answer names as agents know them, under their server's name.
+
+    Those are `ui://` apps (a tool result's `_meta.ui.resourceUri`, a read's contents) and `skill://`
+    files (a read's contents, a `skills/get` entry), named as the catalog lists them."""
 
     _NAMING = frozenset({"tools/call", "resources/read", "skills/get"})
 

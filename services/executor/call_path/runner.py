@@ -1,5 +1,6 @@
-"""The machinery of the call path: what a step is (`Step`), and the runner that takes one call
-through the steps in order (`CallPath`).
+"""The machinery of the call path.
+
+What a step is (`Step`), and the runner that takes one call through the steps in order (`CallPath`).
 
 Unlike the ingress's `/mcp` chain, no step holds the next one: a step gets the call (`state.Call`),
 reads what earlier steps set on it, and sets its own part, or its `outcome` when it answers the
@@ -27,9 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class Step(Protocol):
-    """One named stage of the path: reads and sets `call`, or answers it (`call.outcome`). A step
-    that has to wait returns what to await (a coroutine); one that decided at once returns None, so
-    a call costs an await only where something is awaited (as the ingress's `Check`s)."""
+    """One named stage of the path: reads and sets `call`, or answers it (`call.outcome`).
+
+    A step that has to wait returns what to await (a coroutine); one that decided at once returns None,
+    so a call costs an await only where something is awaited (as the ingress's `Check`s)."""
 
     def __call__(self, call: Call) -> Awaitable[None] | None: ...
 

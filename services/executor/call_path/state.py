@@ -1,5 +1,6 @@
-"""What one routed request carries past the steps of the call path (`Call`), and the calls in
-flight that an agent's cancellation can reach (`RunningCalls`)."""
+"""What one routed request carries past the steps of the call path.
+
+(`Call`), and the calls in flight that an agent's cancellation can reach (`RunningCalls`)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ __all__ = ["Call", "RunningCalls"]
 
 
 class Call:
-    """One request on its way through the executor. Each attribute below `outcome` is set by the
-    step named beside it before any later step reads it; `outcome` set means the request is
-    answered, and only the steps behind the upstream still see it."""
+    """One request on its way through the executor.
+
+    Each attribute below `outcome` is set by the step named beside it before any later step reads it;
+    `outcome` set means the request is answered, and only the steps behind the upstream still see it."""
 
     __slots__ = (
         "_leave",

@@ -40,8 +40,10 @@ _RUN: Final = re.compile(r"[^\s\"'\\]*")
 
 @dataclass(slots=True)
 class Piece:
-    """Strings scanned together: (path, key, text) as the walk gives them, a window's text for a
-    long string, with where that text starts in its string and where the window was cut."""
+    """Strings scanned together.
+
+    (Path, key, text) as the walk gives them, a window's text for a long string, with where that text
+    starts in its string and where the window was cut."""
 
     items: list[tuple[Path, str | None, str]] = field(default_factory=list)
     offsets: dict[Path, int] = field(default_factory=dict)
@@ -55,8 +57,9 @@ class Piece:
 
 
 def pieces(items: Sequence[tuple[Path, str | None, str]], size: int) -> Iterator[Piece]:
-    """`items` (a payload's strings) as pieces of at most `size` characters (a window: `size` plus
-    `OVERLAP`), in order."""
+    """`items` (a payload's strings) as pieces of at most `size` characters.
+
+    (A window: `size` plus `OVERLAP`), in order."""
     piece = Piece()
     for path, key, text in items:
         if len(text) > size:
@@ -86,8 +89,9 @@ def _windows(path: Path, key: str | None, text: str, size: int) -> Iterator[Piec
 
 
 def extend_cut(finding: Finding, shift: int, cut: tuple[int, str] | None) -> Finding:
-    """`finding` (found in a piece's text starting `shift` characters into its string) as a span of
-    the whole string; one that ran to the end of a window that was cut runs on to the end of its run."""
+    """`finding` (found in a piece's text starting `shift` characters into its string) as a span of the whole string.
+
+    One that ran to the end of a window that was cut runs on to the end of its run."""
     start, end = finding.start + shift, finding.end + shift
     if cut is not None and end == cut[0]:
         end = _RUN.match(cut[1], end).end()  # type: ignore[union-attr]  # `*` always matches

@@ -87,8 +87,10 @@ def _whole(span: tuple[int, int]) -> Origin:
 
 
 def views(text: str, budget: Budget, depth: int = 0) -> list[View]:
-    """Every disguise of `text` undone: its normalised form (if it differs) and each encoded run
-    decoded, each of those looked at again while `budget` allows."""
+    """Every disguise of `text` undone.
+
+    Its normalised form (if it differs) and each encoded run decoded, each of those looked at again while
+    `budget` allows."""
     found: list[View] = []
     base = text
     origin: Origin = _identity
@@ -109,9 +111,11 @@ def views(text: str, budget: Budget, depth: int = 0) -> list[View]:
 
 
 def encoded_runs(text: str) -> list[tuple[int, int]]:
-    """The spans `_B64` matches in `text`. ASCII text (nearly every payload) is mapped to one byte
-    per class (run character or not) and searched for 27 run characters in a row by `bytes.find`,
-    ~6x faster than the expression's look at every position; other text takes the expression."""
+    """The spans `_B64` matches in `text`.
+
+    ASCII text (nearly every payload) is mapped to one byte per class (run character or not) and searched
+    for 27 run characters in a row by `bytes.find`, ~6x faster than the expression's look at every
+    position; other text takes the expression."""
     if len(text) < 27:  # most strings of a call: too short to hold a run
         return []
     if not text.isascii():
@@ -130,8 +134,9 @@ def encoded_runs(text: str) -> list[tuple[int, int]]:
 
 
 def _decoded(run: str) -> str | None:
-    """The run as hex or base64(url), when that gives printable ASCII text (a credential's shape);
-    random bytes (a hash, a nonce, image data) are not text and are left alone."""
+    """The run as hex or base64(url), when that gives printable ASCII text (a credential's shape).
+
+    Random bytes (a hash, a nonce, image data) are not text and are left alone."""
     raw: bytes | None = None
     if _HEX.match(run):
         if not _HEX_LEAD.issuperset(run[::2]):
@@ -156,9 +161,10 @@ def _decoded(run: str) -> str | None:
 
 
 def _normalised(text: str) -> list[View]:
-    """`text` with escapes decoded, NFKC applied, invisible characters dropped and spaced-out
-    characters joined (twice when a spaced run's first character may belong to the word before);
-    nothing when that changes nothing (the usual case, decided without a copy)."""
+    """`text` with escapes decoded, NFKC applied, invisible characters dropped and spaced-out characters joined.
+
+    (Twice when a spaced run's first character may belong to the word before); nothing when that changes
+    nothing (the usual case, decided without a copy)."""
     plain = text.isascii()
     escaped = ("\\" in text or "%" in text) and _ESCAPE.search(text) is not None
     spaced = [m.span() for m in _SPACED.finditer(text)] if _spaced_out(text) else []
@@ -183,8 +189,9 @@ def _normalised(text: str) -> list[View]:
 
 
 def _after_first(text: str, at: int) -> int:
-    """Where a spaced run starts if its first character is not the token's (it ends the word
-    before, `key=A K I A`, or is a word of its own, `a g h p _`)."""
+    """Where a spaced run starts if its first character is not the token's.
+
+    (It ends the word before, `key=A K I A`, or is a word of its own, `a g h p _`)."""
     at += 1
     while at < len(text) and text[at] in " \t\u00a0":
         at += 1
@@ -192,8 +199,9 @@ def _after_first(text: str, at: int) -> int:
 
 
 def _before_last(text: str, end: int) -> int:
-    """Where a spaced run ends if its last character is not the token's (it starts the word after,
-    `E u done`, or is a word of its own)."""
+    """Where a spaced run ends if its last character is not the token's.
+
+    (It starts the word after, `E u done`, or is a word of its own)."""
     end -= 1
     while end > 0 and text[end - 1] in " \t\u00a0":
         end -= 1
@@ -205,10 +213,11 @@ Edit = tuple[int, int, str, bool]
 
 
 def _edits(text: str, escaped: bool) -> list[Edit]:
-    """What normalising changes, spaced-run gaps aside: escapes decoded, invisible characters
-    dropped, characters NFKC changes folded. Found by C-level scans: text NFKC leaves as it is
-    (accented words, CJK) costs one `is_normalized` call, text it folds one for one (fullwidth
-    letters) one `normalize` call."""
+    """What normalising changes, spaced-run gaps aside.
+
+    Escapes decoded, invisible characters dropped, characters NFKC changes folded. Found by C-level
+    scans: text NFKC leaves as it is (accented words, CJK) costs one `is_normalized` call, text it folds
+    one for one (fullwidth letters) one `normalize` call."""
     edits: list[Edit] = []
     if escaped:
         for m in _ESCAPE.finditer(text):
@@ -233,9 +242,10 @@ def _edits(text: str, escaped: bool) -> list[Edit]:
 
 
 def _rebuilt(text: str, edits: list[Edit], gaps: frozenset[int]) -> View | None:
-    """`text` with `edits` applied and the `gaps` dropped, and the map back: the derived text is
-    copied in chunks; a span of it maps to the original chunk by chunk (bisect), and a character an
-    edit produced maps to the edit's whole original span (an escape, a folded character)."""
+    """`text` with `edits` applied and the `gaps` dropped, and the map back: the derived text is copied in chunks.
+
+    A span of it maps to the original chunk by chunk (bisect), and a character an edit produced maps to
+    the edit's whole original span (an escape, a folded character)."""
     changes = sorted([*edits, *((at, at + 1, "", False) for at in gaps)])
     if not changes:
         return None

@@ -1,5 +1,7 @@
-"""The credential scan past disguises and splits: each string's decoded and normalised views
-(`decode.views`), and strings that sit side by side read as one text.
+"""The credential scan past disguises and splits.
+
+Each string's decoded and normalised views (`decode.views`), and strings that sit side by side read as
+one text.
 
 A credential cut in two (`AKIAIOSF` in one content block, `ODNN7EXAMPLE` in the next; the first half
 of a token in one field, the rest in its sibling) is whole again for the agent that concatenates
@@ -40,8 +42,10 @@ def _scan(detector: Detector, text: str) -> list[Finding]:
 
 
 def _neighbours(items: Sequence[tuple[Path, str]]) -> Iterable[list[tuple[Path, str]]]:
-    """Groups of strings an agent may read as one: siblings in an object, the same key across a
-    list's items, the items of a list of strings (walk order, which is document order)."""
+    """Groups of strings an agent may read as one.
+
+    Siblings in an object, the same key across a list's items, the items of a list of strings (walk
+    order, which is document order)."""
     groups: dict[tuple[object, ...], list[tuple[Path, str]]] = {}
     for path, value in items:
         if not path or path[-1] in _VOCABULARY:
@@ -59,8 +63,10 @@ def _neighbours(items: Sequence[tuple[Path, str]]) -> Iterable[list[tuple[Path, 
 def deep_findings(
     detector: Detector, items: Sequence[tuple[Path, str]], budget: Budget, nested: bool = True
 ) -> dict[Path, list[Finding]]:
-    """What `detector` finds in the strings' views and in their joined neighbours, as spans of the
-    original strings (the per-string plain scan is the engine's own; the engine counts a span found twice once)."""
+    """What `detector` finds in the strings' views and in their joined neighbours.
+
+    As spans of the original strings (the per-string plain scan is the engine's own; the engine counts a
+    span found twice once)."""
     out: dict[Path, list[Finding]] = {}
     for path, value in items:
         for view in views(value, budget):
@@ -92,11 +98,12 @@ def deep_findings(
 
 
 def _clipped(detector: Detector, entity: str, joined: str, start: int, end: int, cuts: list[int]) -> int:
-    """Where a finding in joined text ends: at a join after which it only runs on through letters
-    (`deploy`, the `https` of a URL in the next field) when the credential is already whole
-    without them, so the token's pattern does not eat its neighbour. A continuation with digits
-    or symbols is taken as the credential's tail: better a word too many redacted than a tail let
-    through."""
+    """Where a finding in joined text ends.
+
+    At a join after which it only runs on through letters (`deploy`, the `https` of a URL in the next
+    field) when the credential is already whole without them, so the token's pattern does not eat its
+    neighbour. A continuation with digits or symbols is taken as the credential's tail: better a word too
+    many redacted than a tail let through."""
     for cut in cuts:
         if start < cut < end and joined[cut:end].isalpha():
             head = joined[start:cut]
@@ -106,8 +113,9 @@ def _clipped(detector: Detector, entity: str, joined: str, start: int, end: int,
 
 
 def _shortest(findings: list[Finding]) -> list[Finding]:
-    """Of findings of one kind that start at one place (two readings of a spaced-out run, one
-    running on into the next word), the shortest."""
+    """Of findings of one kind that start at one place.
+
+    (Two readings of a spaced-out run, one running on into the next word), the shortest."""
     kept: dict[tuple[str, int], Finding] = {}
     for finding in findings:
         key = (finding.entity, finding.start)
@@ -118,8 +126,9 @@ def _shortest(findings: list[Finding]) -> list[Finding]:
 
 
 def _inside_json(detector: Detector, text: str, budget: Budget) -> list[Finding]:
-    """A string that is itself JSON (a tool's structured result repeated as text) read as the JSON
-    it is, its fields side by side; each piece found is redacted wherever the text spells it."""
+    """A string that is itself JSON (a tool's structured result repeated as text) read as the JSON it is.
+
+    Its fields side by side; each piece found is redacted wherever the text spells it."""
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -148,9 +157,10 @@ def _same(start: int, end: int) -> tuple[int, int]:
 
 
 def _windows(cuts: list[int], size: int) -> list[tuple[int, int]]:
-    """The stretches of a joined text around the places where one string ends and the next
-    begins, merged where they overlap: only there can a joined read find what the strings' own
-    scans did not, and a long string is not read twice."""
+    """The stretches of a joined text around the places where one string ends and the next begins.
+
+    Merged where they overlap: only there can a joined read find what the strings' own scans did not, and
+    a long string is not read twice."""
     spans: list[tuple[int, int]] = []
     for cut in cuts:
         lo, hi = max(0, cut - _REACH), min(size, cut + _REACH)

@@ -30,8 +30,10 @@ _CLEAN: Final = ()
 
 
 class Carried(NamedTuple):
-    """What a definition carries: where (`secrets: aws_access_key_id at /description`, never the
-    secret) and the definition with each credential replaced by its marker."""
+    """What a definition carries.
+
+    Where (`secrets: aws_access_key_id at /description`, never the secret) and the definition with each
+    credential replaced by its marker."""
 
     where: tuple[str, ...]
     redacted: dict[str, Any]

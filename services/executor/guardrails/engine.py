@@ -133,8 +133,10 @@ class _Found:
 
 
 class Guardrails:
-    """The compiled rules of one configuration. Build a new one when the configuration or the tool
-    groups change; `inspect` is safe to call from any number of tasks."""
+    """The compiled rules of one configuration.
+
+    Build a new one when the configuration or the tool groups change; `inspect` is safe to call from any
+    number of tasks."""
 
     def __init__(self, rules: Sequence[_Rule], max_scan_bytes: int) -> None:
         self._rules = tuple(rules)
@@ -143,8 +145,9 @@ class Guardrails:
 
     @classmethod
     def compile(cls, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> Guardrails:
-        """The rules in force for `section` (built-in ones included, `effective_rules`); `groups` maps
-        tool-group ids to their grant patterns (the config file's and the admin API's)."""
+        """The rules in force for `section` (built-in ones included, `effective_rules`).
+
+        `groups` maps tool-group ids to their grant patterns (the config file's and the admin API's)."""
         groups = groups or {}
         return cls([_compile_rule(r, groups) for r in effective_rules(section)], section.max_scan_bytes)
 
@@ -181,8 +184,9 @@ class Guardrails:
         return bool(builtin or hooks)
 
     def inspect(self, where: Where, subject: Subject, payload: Any, blob: bytes | None = None) -> Inspection:
-        """The built-in rules (every detector but `webhook`) on one payload; `blob`: its `encoded`
-        form, when the caller made it already (to choose where to run this)."""
+        """The built-in rules (every detector but `webhook`) on one payload; `blob`.
+
+        Its `encoded` form, when the caller made it already (to choose where to run this)."""
         rules = self._applicable(where, subject)[0]
         if not rules:
             return Inspection(None, payload)
@@ -213,9 +217,10 @@ class Guardrails:
     async def ainspect(
         self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient, first: Inspection | None = None
     ) -> Inspection:
-        """`inspect` (or `first`, its answer when the caller ran it already), then the rules that ask
-        an external service (in rule order, each seeing what the earlier ones left: a redacted
-        payload, never the original)."""
+        """`inspect` (or `first`, its answer when the caller ran it already).
+
+        Then the rules that ask an external service (in rule order, each seeing what the earlier ones
+        left: a redacted payload, never the original)."""
         first = self.inspect(where, subject, payload) if first is None else first
         hooks = [r.spec for r in self._applicable(where, subject)[1]]
         if first.blocked or not hooks:
@@ -259,10 +264,11 @@ def _scan_piece(
     offsets: Mapping[Path, int] | None = None,
     cut: Mapping[Path, tuple[int, str]] | None = None,
 ) -> None:
-    """The rules' findings in `items` (a whole payload's strings, or one piece of them: `blob` is
-    their JSON, what detectors look for anchors in), added to `found` (by rule) as spans of the
-    whole strings: `offsets` says where a piece's text starts in its string, `cut` where a window
-    ended inside its string (`chunks.extend_cut`)."""
+    """The rules' findings in `items`.
+
+    (A whole payload's strings, or one piece of them: `blob` is their JSON, what detectors look for
+    anchors in), added to `found` (by rule) as spans of the whole strings: `offsets` says where a piece's
+    text starts in its string, `cut` where a window ended inside its string (`chunks.extend_cut`)."""
     lower = blob.lower()
     scans: list[tuple[_Rule, Scan]] = []
     deep: list[_Rule] = []
@@ -305,8 +311,9 @@ def _deeper(
     hits: dict[int, dict[Path, list[Finding]]],
     size: int,
 ) -> None:
-    """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their
-    plain scan found (a span found twice counts once when they are merged)."""
+    """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
+
+    (A span found twice counts once when they are merged)."""
     pairs = [(path, value) for path, _key, value in items]
     # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
     # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
@@ -341,8 +348,9 @@ _MARK: Final = "[REDACTED:{}]"
 
 
 def _redacted(text: str, findings: Sequence[Finding]) -> str:
-    """`text` with every finding's span replaced by a marker naming its entity; overlapping spans
-    merge (the first one's entity names the merged span)."""
+    """`text` with every finding's span replaced by a marker naming its entity.
+
+    Overlapping spans merge (the first one's entity names the merged span)."""
     spans = sorted((f.start, f.end, f.entity) for f in findings)
     out, at = [], 0
     merged: list[list[Any]] = []

@@ -138,8 +138,10 @@ _DROP: Final = re.compile(
 
 
 def visible_text(text: str) -> str:
-    """`text` as a model reads it: invisible characters dropped, Unicode tag characters decoded to the
-    ASCII they stand for (a flag emoji's tags left alone)."""
+    """`text` as a model reads it.
+
+    Invisible characters dropped, Unicode tag characters decoded to the ASCII they stand for (a flag
+    emoji's tags left alone)."""
     if text.isascii():
         return text
     text = _DROP.sub("", _FLAG.sub("", text))

@@ -1,6 +1,8 @@
-"""The personal data detector: e-mail addresses, phone numbers, payment cards (Luhn and issuer
-prefixes), IBANs (ISO 13616 length and mod-97 checksum), US social security numbers and UK national
-insurance numbers. Off by default (`guardrails.pii: true` turns it on); `entities` narrows it.
+"""The personal data detector.
+
+E-mail addresses, phone numbers, payment cards (Luhn and issuer prefixes), IBANs (ISO 13616 length and
+mod-97 checksum), US social security numbers and UK national insurance numbers. Off by default
+(`guardrails.pii: true` turns it on); `entities` narrows it.
 
 Checksums do the work a model would otherwise do: a 16-digit order number is not a card unless it
 passes Luhn and starts like one, and a string shaped like an IBAN is one only if its checksum holds.

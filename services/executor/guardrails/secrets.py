@@ -1,5 +1,7 @@
-"""The credentials detector: cloud keys, service tokens, private keys, JWTs, passwords in URLs and
-in assignments, offline and without a model.
+"""The credentials detector.
+
+Cloud keys, service tokens, private keys, JWTs, passwords in URLs and in assignments, offline and without
+a model.
 
 Formats follow the providers' documented token shapes (the same families detect-secrets and gitleaks
 know). detect-secrets itself is not used: its 27 plugins cost 17 ms per 10 KB called directly and
@@ -65,8 +67,10 @@ _EXPRESSION: Final = re.compile(
 
 
 def _credible(value: str, *, password: bool, quoted: bool = True) -> bool:
-    """Whether a value next to a secret-ish keyword looks like a real credential: not a placeholder,
-    not (unquoted, in code) an expression or a variable, and random enough for what the key says."""
+    """Whether a value next to a secret-ish keyword looks like a real credential.
+
+    Not a placeholder, not (unquoted, in code) an expression or a variable, and random enough for what
+    the key says."""
     if _PLACEHOLDERS.match(value) or _TEMPLATED.search(value) or (not quoted and _EXPRESSION.search(value)):
         return False
     if password:
@@ -87,8 +91,10 @@ _B64_CURSOR: Final = re.compile(r"\A[A-Za-z0-9+/_\-]{8,}={0,2}\Z")
 
 
 def _cursor(value: str) -> bool:
-    """An opaque pagination cursor: base64 of a JSON object or list (`eyJwYWdlIjoyfQ==`), which is
-    where an API keeps its offset, not a credential."""
+    """An opaque pagination cursor.
+
+    Base64 of a JSON object or list (`eyJwYWdlIjoyfQ==`), which is where an API keeps its offset, not a
+    credential."""
     if not _B64_CURSOR.match(value) or not value.startswith(("ey", "W3", "WyI")):
         return False
     body = value.rstrip("=").replace("-", "+").replace("_", "/")
@@ -123,9 +129,11 @@ _ASSIGN_TAIL: Final = re.compile(r"([\"']?)[ \t]*(?::|=|=>|:=)[ \t]*([\"'`]?)([^
 
 
 def _assignments(text: str) -> list[tuple[int, int]]:
-    """Values of `<…keyword> = value` (env files, YAML, code, JSON in text). The keyword is found
-    with plain substring search and the key read around it: a regex of "key characters, then one of
-    sixteen keywords" would be tried at every position of the text, 20 times slower."""
+    """Values of `<…keyword> = value` (env files, YAML, code, JSON in text).
+
+    The keyword is found with plain substring search and the key read around it: a regex of "key
+    characters, then one of sixteen keywords" would be tried at every position of the text, 20 times
+    slower."""
     lower = text.lower()
     spans: list[tuple[int, int]] = []
     ends: set[int] = set()
@@ -304,8 +312,9 @@ _LEAD: Final = 8
 
 
 def _near_anchors(pattern: _Pattern, text: str, lower: str | None) -> Iterator[re.Match[str]]:
-    """The matches of a case-insensitive pattern, tried only where one of its anchors is: such a
-    regex cannot jump to a literal start, and searching a MiB with it costs ~300 ms, this ~1."""
+    """The matches of a case-insensitive pattern, tried only where one of its anchors is.
+
+    Such a regex cannot jump to a literal start, and searching a MiB with it costs ~300 ms, this ~1."""
     lower = text.lower() if lower is None else lower
     if len(lower) != len(text):  # a letter lower-cased into two (`İ`): its positions are not the text's
         yield from pattern.regex.finditer(text)
@@ -327,8 +336,10 @@ def _near_anchors(pattern: _Pattern, text: str, lower: str | None) -> Iterator[r
 
 
 def _distinct(found: list[Finding]) -> list[Finding]:
-    """One finding per secret: a span found twice (an AWS secret by its keyword and beside its key
-    id) counts once, and the generic `password_assignment` yields to a named format it overlaps."""
+    """One finding per secret.
+
+    A span found twice (an AWS secret by its keyword and beside its key id) counts once, and the generic
+    `password_assignment` yields to a named format it overlaps."""
     named = [f for f in found if f.entity != "password_assignment"]
     out: list[Finding] = []
     seen: set[tuple[int, int]] = set()

@@ -26,8 +26,9 @@ _SECRETS: Final = SecretsDetector()
 
 
 def strings(value: Any) -> Iterator[tuple[Path, str | None, str]]:
-    """Every string value of `value` (depth first, iteratively: no recursion limit to hit) as its path,
-    the object key it is the value of (None inside a list), and the string."""
+    """Every string value of `value` (depth first, iteratively: no recursion limit to hit) as its path.
+
+    The object key it is the value of (None inside a list), and the string."""
     stack: list[tuple[Path, str | None, Any]] = [((), None, value)]
     while stack:
         path, key, item = stack.pop()
@@ -60,8 +61,9 @@ def _segment(part: str | int) -> str:
 
 
 def pointer(path: Path) -> str:
-    """RFC 6901 pointer of `path`, with object keys that could be secrets shown as `*` (built only for
-    decisions, so the secrets scan of each key costs nothing on a clean payload)."""
+    """RFC 6901 pointer of `path`, with object keys that could be secrets shown as `*`.
+
+    (Built only for decisions, so the secrets scan of each key costs nothing on a clean payload)."""
     return "".join("/" + _segment(p) for p in path)
 
 

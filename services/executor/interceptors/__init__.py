@@ -1,6 +1,7 @@
-"""Checks on every request an upstream gets and every listing it makes (`interface`), run in
-order by one chain (`chain`). `configured` is the ordered list a deployment's settings turn on:
-add a line there for a new interceptor."""
+"""Checks on every request an upstream gets and every listing it makes (`interface`), run in order by one chain.
+
+(`chain`). `configured` is the ordered list a deployment's settings turn on: add a line there for a new
+interceptor."""
 
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ __all__ = [
 
 
 def configured(settings: ExecutorSettings) -> list[Interceptor]:
-    """The interceptors `settings` turn on, in the order they run (before the call and at listing;
-    after the result too, in this order). Pinning sees each definition as the upstream sent it (its
-    hash is of that), before the guardrails may redact one; definitions carrying a credential are
-    found before pinning decides, so it can quarantine them."""
+    """The interceptors `settings` turn on, in the order they run.
+
+    (Before the call and at listing; after the result too, in this order). Pinning sees each definition
+    as the upstream sent it (its hash is of that), before the guardrails may redact one; definitions
+    carrying a credential are found before pinning decides, so it can quarantine them."""
     chain: list[Interceptor] = []
     if settings.deny_list is not None:
         chain.append(DenyListInterceptor(settings.deny_list))

@@ -1,5 +1,6 @@
-"""The interceptors in force, run in order at each hook point (`interface`): the one place every
-request to an upstream, and every listing, passes through them.
+"""The interceptors in force, run in order at each hook point (`interface`).
+
+The one place every request to an upstream, and every listing, passes through them.
 
 The call path asks `on_calls` (one attribute) and calls `before` and `after` only when some
 interceptor hooks calls; listings call `at_listing` only when `on_listings`. A hook that fails (a bug, not a
@@ -60,8 +61,10 @@ class InterceptorChain:
         await _stop(self.interceptors)
 
     async def replace(self, interceptors: Sequence[Interceptor]) -> None:
-        """Run `interceptors` from now on: the new ones started first, the ones left out stopped after
-        (a request already past one of them finishes with it)."""
+        """Run `interceptors` from now on.
+
+        The new ones started first, the ones left out stopped after (a request already past one of them
+        finishes with it)."""
         old = self.interceptors
         if self._nc is None:  # not started: nothing to start or stop yet
             self.set(interceptors)
@@ -83,8 +86,9 @@ class InterceptorChain:
         self.on_listings = bool(self._listing)
 
     async def before(self, request: Routed, config: ServerConfig) -> tuple[InterceptedCall, CallOutcome | None]:
-        """The before hooks on `request`: what they saw (and decided), and their refusal if one
-        refused; a rewrite of what it asks is applied to `request`."""
+        """The before hooks on `request`: what they saw (and decided), and their refusal if one refused.
+
+        A rewrite of what it asks is applied to `request`."""
         original = request.payload
         call = InterceptedCall(
             request.server, config, request.rpc_method, request.asked_for, original, request.caller, request
@@ -104,8 +108,9 @@ class InterceptorChain:
         return call, None
 
     async def after(self, call: InterceptedCall, outcome: CallOutcome) -> CallOutcome:
-        """The after hooks on what the upstream answered for `call` (which `before` let through):
-        an error's text is checked like a message, a result by each hook in turn."""
+        """The after hooks on what the upstream answered for `call` (which `before` let through).
+
+        An error's text is checked like a message, a result by each hook in turn."""
         if outcome.error is not None and self._messages:
             await self._guard_error(call, outcome)
         if outcome.result is not None and self._after:
@@ -129,8 +134,9 @@ class InterceptorChain:
     async def outgoing(
         self, server: str, channel: str, payload: dict[str, Any], caller: Caller | None = None
     ) -> dict[str, Any] | None:
-        """`payload` as the message hooks leave it, or None when one withheld it (or failed: nothing
-        unchecked reaches the agent)."""
+        """`payload` as the message hooks leave it.
+
+        Or None when one withheld it (or failed: nothing unchecked reaches the agent)."""
         message = InterceptedMessage(server, channel, payload, caller)
         for interceptor in self._messages:
             try:
@@ -157,8 +163,9 @@ class InterceptorChain:
             outcome.error = error.model_copy(update={"message": checked["message"], "data": checked["data"]})
 
     async def at_listing(self, server: str, config: ServerConfig, listing: Listing) -> Listing:
-        """`listing` as the listing hooks leave it; their decisions are logged. A hook that raises
-        fails the listing (nothing unchecked is published)."""
+        """`listing` as the listing hooks leave it; their decisions are logged.
+
+        A hook that raises fails the listing (nothing unchecked is published)."""
         features = listing.features
         view = InterceptedListing(
             server,

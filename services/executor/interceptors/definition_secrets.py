@@ -75,8 +75,10 @@ class DefinitionSecretsInterceptor(Interceptor):
 
 
 class WithholdingDefinitionSecrets(DefinitionSecretsInterceptor):
-    """With pinning off: what is withheld is also refused when called by name (with pinning on, pinning
-    refuses the quarantined ones, and the calls' path is spared this hook)."""
+    """With pinning off.
+
+    What is withheld is also refused when called by name (with pinning on, pinning refuses the
+    quarantined ones, and the calls' path is spared this hook)."""
 
     def __init__(self, section: GuardrailsSection) -> None:
         super().__init__(section, pinned=False)

@@ -1,7 +1,8 @@
-"""Guardrails on the executor's interceptor seam (docs/guardrails.md): the engine's rules on every
-request's arguments before the upstream is called, on its result before the agent sees it, and on
-every definition a server lists. Every protocol and transport, Code Mode's inner calls and the LLM
-side's tool calls reach an upstream through the executor, so through here.
+"""Guardrails on the executor's interceptor seam (docs/guardrails.md).
+
+The engine's rules on every request's arguments before the upstream is called, on its result before the
+agent sees it, and on every definition a server lists. Every protocol and transport, Code Mode's inner
+calls and the LLM side's tool calls reach an upstream through the executor, so through here.
 
 Each rule that fires becomes a decision on the request's audit row (`InterceptorDecision`: the
 rule, the action, where, and `detector: entity at /json/pointer`, never the matched text) and a
@@ -43,8 +44,10 @@ _OFF_LOOP = 1 << 20
 
 
 def _unaltered(inspection: Inspection, instead: Action) -> Inspection:
-    """Arguments as they came: a rule that would have redacted them refuses the call (`block`) or
-    only warns, so the upstream never runs on a value nobody sent."""
+    """Arguments as they came.
+
+    A rule that would have redacted them refuses the call (`block`) or only warns, so the upstream never
+    runs on a value nobody sent."""
     if inspection.action != "redact" and not any(d.action == "redact" for d in inspection.decisions):
         return inspection
     decisions = tuple(

@@ -64,10 +64,11 @@ def _no_relist(_server: str) -> None:
 
 
 class Refused(Exception):
-    """Raised by a hook to refuse the request (before the call) or withhold its result (after): the
-    agent reads `message`, an error of `kind` (forbidden: the audit row says "denied"), and the chain
-    records the "block" decision (`rule`, `detail`: never the matched content). A request refused
-    before the call is not charged."""
+    """Raised by a hook to refuse the request (before the call) or withhold its result (after).
+
+    The agent reads `message`, an error of `kind` (forbidden: the audit row says "denied"), and the chain
+    records the "block" decision (`rule`, `detail`: never the matched content). A request refused before
+    the call is not charged."""
 
     def __init__(
         self, message: str, *, rule: str, detail: str | None = None, kind: ErrorKind = ErrorKind.FORBIDDEN
@@ -108,8 +109,9 @@ class InterceptedCall:
 
 @dataclass(slots=True)
 class InterceptedMessage:
-    """Something an upstream sends an agent outside a result (`channels.UPSTREAM_CHANNELS`): a
-    notification, a request to the agent, an error's text."""
+    """Something an upstream sends an agent outside a result (`channels.UPSTREAM_CHANNELS`).
+
+    A notification, a request to the agent, an error's text."""
 
     server: str
     channel: str
@@ -123,6 +125,7 @@ class InterceptedMessage:
 @dataclass(slots=True)
 class InterceptedListing:
     """One server's definitions as the executor is about to publish them, as `at_listing` sees them.
+
     Hooks filter the lists in place or assign new ones (wire JSON, as the server sent them)."""
 
     server: str
@@ -168,8 +171,9 @@ class Interceptor:
     """Set by the chain when it starts the interceptor: list a server again."""
 
     async def start(self, nc: NATS) -> None:
-        """The executor is connected (`nc`: its NATS client, for KV reads and writes): open what the
-        hooks need. Called before the first listing or call this interceptor sees."""
+        """The executor is connected (`nc`: its NATS client, for KV reads and writes): open what the hooks need.
+
+        Called before the first listing or call this interceptor sees."""
 
     async def stop(self) -> None:
         """The executor stops, or replaced this interceptor: close what `start` opened."""
@@ -178,8 +182,10 @@ class Interceptor:
         """Before the upstream is called: raise `Refused` to refuse, assign `call.arguments` to rewrite."""
 
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
-        """On the result (wire JSON) before it is encoded for the agent: return it, or a rewritten copy
-        (never change `result` in place: it may be shared); raise `Refused` to withhold it."""
+        """On the result (wire JSON) before it is encoded for the agent.
+
+        Return it, or a rewritten copy (never change `result` in place: it may be shared); raise
+        `Refused` to withhold it."""
         return result
 
     async def at_listing(self, listing: InterceptedListing) -> None:

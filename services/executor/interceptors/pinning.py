@@ -1,5 +1,6 @@
-"""Pinning on the executor's interceptor seam (docs/supply-chain.md): every listing decided against
-the pins in KV `bastion_pins`, every call checked against that decision.
+"""Pinning on the executor's interceptor seam (docs/supply-chain.md).
+
+Every listing decided against the pins in KV `bastion_pins`, every call checked against that decision.
 
 - `at_listing`: `decide` on the server's tools, prompts and resource templates, in its `pinning`
   mode; what is quarantined is left out of the listing (neither published nor callable), what
@@ -132,8 +133,9 @@ class PinningInterceptor(Interceptor):
             self._decision_changed(record.server)
 
     def _decision_changed(self, server: str) -> None:
-        """What decides a served definition changed (an approval, a rejection, a catalog import):
-        list the server again, if this executor serves it."""
+        """What decides a served definition changed (an approval, a rejection, a catalog import).
+
+        List the server again, if this executor serves it."""
         if server in self.outcomes:
             log.info("pins of server %s changed; listing it again", server)
             self.relist(server)
@@ -239,8 +241,10 @@ class PinningInterceptor(Interceptor):
         return result
 
     def _look_again(self, server: str) -> None:
-        """Only a changed definition would want a call the approved one refuses: list the server now,
-        but at most once per `_HINT_EVERY` so an agent's refused calls cannot keep it listing."""
+        """Only a changed definition would want a call the approved one refuses.
+
+        List the server now, but at most once per `_HINT_EVERY` so an agent's refused calls cannot keep
+        it listing."""
         now = time.monotonic()
         if now - self._hinted.get(server, -math.inf) >= _HINT_EVERY:
             self._hinted[server] = now
@@ -319,8 +323,9 @@ class PinningInterceptor(Interceptor):
 
 
 def _approved_schemas(outcome: PinOutcome) -> dict[str, Any]:
-    """Tool -> the `inputSchema` of each tool served because it hashes as its approved version (so
-    the listed copy is the approved one, byte for byte)."""
+    """Tool -> the `inputSchema` of each tool served because it hashes as its approved version.
+
+    (So the listed copy is the approved one, byte for byte)."""
     schemas: dict[str, Any] = {}
     for definition in outcome.served("tool"):
         name = definition.get("name")

@@ -185,8 +185,10 @@ def _stream_failure(error: dict[str, Any]) -> WireFailure:
 
 
 class AnthropicDecoder:
-    """Messages' streaming events (`message_start`, `content_block_start`/`_delta`/`_stop`,
-    `message_delta`, `message_stop`, `ping`, `error`) as OpenAI chunks; usage comes last."""
+    """Anthropic Messages' streaming events as OpenAI chunks; usage comes last.
+
+    The events: `message_start`, `content_block_start`/`_delta`/`_stop`, `message_delta`,
+    `message_stop`, `ping`, `error`."""
 
     def __init__(self, model: str) -> None:
         self._sse = SseParser()

@@ -1,5 +1,7 @@
-"""Azure OpenAI: the chat completions wire, one deployment per model in the URL, an `api-version`
-query, and an `api-key` header or an Entra ID bearer token.
+"""Azure OpenAI.
+
+The chat completions wire, one deployment per model in the URL, an `api-version` query, and an `api-key`
+header or an Entra ID bearer token.
 
 The request's `model` names the deployment (`<base_url>/deployments/<model>/chat/completions`):
 Azure names deployments as their owner chose, so a provider lists its deployment names as models.

@@ -87,8 +87,7 @@ class Wire(Protocol):
         """The provider's request for an OpenAI request body; raises `WireFailure` for what cannot be translated."""
 
     def completion(self, payload: Any, model: str) -> dict[str, Any]:
-        """The provider's non-streamed answer as a `ChatCompletion` dict; raises `WireFailure` on a
-        malformed one."""
+        """The provider's non-streamed answer as a `ChatCompletion` dict; raises `WireFailure` on a malformed one."""
 
     def decoder(self, model: str) -> Decoder: ...
 

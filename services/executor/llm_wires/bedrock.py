@@ -1,7 +1,8 @@
-"""AWS Bedrock's Converse and ConverseStream: `POST <base_url>/model/<model>/converse[-stream]`,
-signed with SigV4 by botocore's signer with credentials from botocore's standard chain (environment,
-shared files, SSO, container and instance roles), or sent with a Bedrock API key as bearer when the
-provider sets `api_key`/`api_key_env`.
+"""AWS Bedrock's Converse and ConverseStream.
+
+`POST <base_url>/model/<model>/converse[-stream]`, signed with SigV4 by botocore's signer with
+credentials from botocore's standard chain (environment, shared files, SSO, container and instance
+roles), or sent with a Bedrock API key as bearer when the provider sets `api_key`/`api_key_env`.
 
 Translated: system and developer messages to `system`; text and base64 images (png, jpeg, gif,
 webp); tool calls to `toolUse` blocks and tool messages to `toolResult` blocks; tools as `toolSpec`s
@@ -213,8 +214,9 @@ def _blocks(content: Any) -> list[dict[str, Any]]:
 
 
 class BedrockDecoder:
-    """ConverseStream's events (`messageStart`, `contentBlockStart`/`Delta`/`Stop`, `messageStop`,
-    `metadata`) and exceptions, framed as AWS event-stream messages, as OpenAI chunks."""
+    """Bedrock ConverseStream's events and exceptions, framed as AWS event-stream messages, as OpenAI chunks.
+
+    The events: `messageStart`, `contentBlockStart`/`Delta`/`Stop`, `messageStop`, `metadata`."""
 
     def __init__(self, model: str) -> None:
         from botocore.eventstream import EventStreamBuffer

@@ -1,5 +1,7 @@
-"""Google's Gemini wire, `generateContent` and `streamGenerateContent?alt=sse`: the Generative
-Language API (`x-goog-api-key`) here, Vertex AI (`vertex.py`: its URL, a bearer token) beside it.
+"""Google's Gemini wire, `generateContent` and `streamGenerateContent?alt=sse`.
+
+The Generative Language API (`x-goog-api-key`) here, Vertex AI (`vertex.py`: its URL, a bearer token)
+beside it.
 
 Translated: system and developer messages to `systemInstruction`; text and base64 images
 (`inlineData`); tool calls to `functionCall` parts and tool messages to `functionResponse` parts
@@ -260,8 +262,10 @@ def _parts(content: Any) -> list[dict[str, Any]]:
 
 
 class GeminiDecoder:
-    """Each event is a whole `GenerateContentResponse`: text pieces, whole function calls, a finish
-    reason on the last, usage (cumulative) on each; the usage goes out when the body ends."""
+    """Each event is a whole `GenerateContentResponse`.
+
+    Text pieces, whole function calls, a finish reason on the last, usage (cumulative) on each; the usage
+    goes out when the body ends."""
 
     def __init__(self, model: str) -> None:
         self._sse = SseParser()

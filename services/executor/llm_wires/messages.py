@@ -122,11 +122,12 @@ def turns(
     call: Callable[[dict[str, Any]], Block],
     result: Callable[[dict[str, Any]], Block],
 ) -> list[tuple[str, list[Block]]]:
-    """The conversation as `user` and `assistant` turns of a wire's blocks: `content` makes a
-    message's text and images into blocks, `call` a tool call, `result` a tool message. System and
-    developer messages are left to the wire's own field (`system_text`); consecutive turns of one
-    role are merged into one (tool results after a call become one user turn), as providers that
-    want user and assistant turns to alternate require."""
+    """The conversation as `user` and `assistant` turns of a wire's blocks.
+
+    `content` makes a message's text and images into blocks, `call` a tool call, `result` a tool message.
+    System and developer messages are left to the wire's own field (`system_text`); consecutive turns of
+    one role are merged into one (tool results after a call become one user turn), as providers that want
+    user and assistant turns to alternate require."""
     found: list[tuple[str, list[Block]]] = []
     for message in messages:
         role = message.get("role")

@@ -1,5 +1,6 @@
-"""The OpenAI chat completions wire (OpenAI, vLLM, Ollama, LiteLLM, any compatible server): the body
-goes as it is, answers come back as they are, with the usage asked for on streams."""
+"""The OpenAI chat completions wire (OpenAI, vLLM, Ollama, LiteLLM, any compatible server).
+
+The body goes as it is, answers come back as they are, with the usage asked for on streams."""
 
 from __future__ import annotations
 
@@ -68,8 +69,9 @@ class OpenAiWire:
 
 
 class OpenAiDecoder:
-    """Chunks as the provider sent them; the stream is complete at `[DONE]` (or, from servers that
-    never send it, once a finish reason came)."""
+    """Chunks as the provider sent them.
+
+    The stream is complete at `[DONE]` (or, from servers that never send it, once a finish reason came)."""
 
     def __init__(self) -> None:
         self._sse = SseParser()

@@ -1,6 +1,7 @@
-"""Gemini on Vertex AI: the Gemini wire under
-`<base_url>/projects/<project>/locations/<location>/publishers/google/models`, with an OAuth access
-token as bearer (`api_key`/`api_key_env` holds it: a service account's token, such as
+"""Gemini on Vertex AI.
+
+The Gemini wire under `<base_url>/projects/<project>/locations/<location>/publishers/google/models`, with
+an OAuth access token as bearer (`api_key`/`api_key_env` holds it: a service account's token, such as
 `gcloud auth print-access-token` gives)."""
 
 from __future__ import annotations

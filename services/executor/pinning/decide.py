@@ -1,5 +1,7 @@
-"""The pin decision: (mode, pinned records, what the upstream lists now) -> per definition, served,
-flagged or quarantined, with the reason, and the records to write back.
+"""The pin decision.
+
+(Mode, pinned records, what the upstream lists now) -> per definition, served, flagged or quarantined,
+with the reason, and the records to write back.
 
 Pure: the caller reads the server's records and baseline from KV, calls `decide` on every listing
 (first connect, `list_changed`, reconnect), writes `PinOutcome.writes` (and the baseline once),
@@ -91,6 +93,7 @@ class PinOutcome:
 
     def refusal(self, kind: DefinitionKind, name: str) -> str | None:
         """Why a call of `name` is refused (naming the approval it needs), or None when it may run.
+
         A name the upstream does not list is not refused here: the call fails as any unknown name does."""
         decision = self._by_name.get((kind, name))
         if decision is None or decision.served or decision.verdict == "absent":

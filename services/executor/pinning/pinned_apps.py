@@ -1,5 +1,7 @@
-"""An MCP App's reads held to its pin (docs/mcp-apps.md, docs/supply-chain.md): an app is pinned by
-what its listing read (`ui_apps.app_definition`), and every later read of it is held to that.
+"""An MCP App's reads held to its pin (docs/mcp-apps.md, docs/supply-chain.md).
+
+An app is pinned by what its listing read (`ui_apps.app_definition`), and every later read of it is held
+to that.
 
 A quarantined app is not listed and a read of it is refused naming the approval it needs. A read of
 a served app whose contents hash otherwise than the listed (approved) copy is withheld, and the

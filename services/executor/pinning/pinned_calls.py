@@ -19,10 +19,11 @@ __all__ = ["QuarantinedTemplates", "argument_problem"]
 
 
 def argument_problem(tool: str, schema: Any, arguments: Mapping[str, Any]) -> str | None:
-    """Why `arguments` do not fit the approved `schema` of `tool` (None: they fit): an argument the
-    schema does not declare at its top level, unless it allows more. The rest of the schema (types,
-    `required`) is checked after the interceptors against the served copy, which until a change is
-    found is the approved one (`tools.ToolSet.check_arguments`), as any call's arguments are."""
+    """Why `arguments` do not fit the approved `schema` of `tool` (None: they fit).
+
+    An argument the schema does not declare at its top level, unless it allows more. The rest of the
+    schema (types, `required`) is checked after the interceptors against the served copy, which until a
+    change is found is the approved one (`tools.ToolSet.check_arguments`), as any call's arguments are."""
     if not isinstance(schema, Mapping):
         return None
     properties = schema.get("properties")
@@ -61,8 +62,9 @@ class QuarantinedTemplates:
         return cls(tuple(parsed))
 
     def refusal(self, uri: str) -> str | None:
-        """The refusal for a read of `uri` when a quarantined template names it (a template that
-        does not parse only names its own text)."""
+        """The refusal for a read of `uri` when a quarantined template names it.
+
+        (A template that does not parse only names its own text)."""
         for template, text, message in self.templates:
             if uri == text or (template is not None and _matches(template, uri)):
                 return message

@@ -65,8 +65,10 @@ async def check_request(rules: EgressRules, request: httpx2.Request) -> None:
 
 
 def proxied_hooks(rules: EgressRules, *, blocking: bool) -> list[Callable[[httpx2.Request], Any]]:
-    """The request hooks of a client: `check_request` when the environment names a proxy (a proxy
-    resolves the names it is asked for, so the host is checked as written before it goes), else none."""
+    """The request hooks of a client.
+
+    `check_request` when the environment names a proxy (a proxy resolves the names it is asked for, so
+    the host is checked as written before it goes), else none."""
     if not urllib.request.getproxies_environment():
         return []
     return [functools.partial(check_request_host if blocking else check_request, rules)]
@@ -103,6 +105,7 @@ def guarded_transport(
 
 
 def guarded_sync_transport(rules: EgressRules) -> httpx2.HTTPTransport:
-    """httpx2's blocking transport, connecting only where `rules` allow (OpenAPI documents are read in a
-    worker thread)."""
+    """httpx2's blocking transport, connecting only where `rules` allow.
+
+    (OpenAPI documents are read in a worker thread)."""
     return checked_sync_transport(_addresses_blocking(rules))

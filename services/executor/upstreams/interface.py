@@ -52,8 +52,9 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Features:
-    """What a server offers besides tools, as wire JSON for the catalog: its capabilities, prompts,
-    resources and resource templates."""
+    """What a server offers besides tools, as wire JSON for the catalog.
+
+    Its capabilities, prompts, resources and resource templates."""
 
     capabilities: dict[str, Any] = field(default_factory=dict)
     prompts: list[dict[str, Any]] = field(default_factory=list)
@@ -72,8 +73,9 @@ class Features:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """Everything one server lists, as wire JSON: its tools (before `ServerConfig.tools` narrows
-    them) and its other features."""
+    """Everything one server lists, as wire JSON.
+
+    Its tools (before `ServerConfig.tools` narrows them) and its other features."""
 
     tools: list[dict[str, Any]] = field(default_factory=list)
     features: Features = Features()
@@ -193,13 +195,16 @@ class UpstreamSession(Protocol):
         ...
 
     async def request(self, request: UpstreamRequest, ctx: CallContext) -> CallOutcome:
-        """Run one routed request other than `tools/call` (`prompts/get`, `resources/read`,
-        `completion/complete`, and with the "requests" style `resources/(un)subscribe`)."""
+        """Run one routed request other than `tools/call`.
+
+        (`prompts/get`, `resources/read`, `completion/complete`, and with the "requests" style
+        `resources/(un)subscribe`)."""
         ...
 
     async def follow(self, uris: Iterable[str], within: float) -> bool:
-        """The "filter" style: want updates for exactly `uris` from now on; True once the server
-        acknowledged it (within `within` seconds)."""
+        """The "filter" style: want updates for exactly `uris` from now on.
+
+        True once the server acknowledged it (within `within` seconds)."""
         ...
 
     async def run(self) -> None:

@@ -31,9 +31,10 @@ would garble the lines without protecting anything."""
 
 
 def configured_secrets(config: ServerConfig) -> list[str]:
-    """The values in `config` that may be credentials: every `env` and `headers` value of
-    `_SHORTEST` characters or more, any value under a secret-looking name, and the token part of an
-    `Authorization`-style header ("Bearer <token>")."""
+    """The values in `config` that may be credentials.
+
+    Every `env` and `headers` value of `_SHORTEST` characters or more, any value under a secret-looking
+    name, and the token part of an `Authorization`-style header ("Bearer <token>")."""
     found: set[str] = set()
     for name, value in (*config.env.items(), *config.headers.items()):
         value = value.strip()

@@ -1,5 +1,6 @@
-"""Which implementation serves which kind of server: one entry per kind, keyed by
-`ServerConfig.transport`. A new kind is its module (a `ConnectorFactory`) and one line here."""
+"""Which implementation serves which kind of server: one entry per kind, keyed by `ServerConfig.transport`.
+
+A new kind is its module (a `ConnectorFactory`) and one line here."""
 
 from __future__ import annotations
 

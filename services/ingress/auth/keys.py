@@ -1,4 +1,4 @@
-"""Authentication: which virtual key is calling. (Authorization is the policy service's job.)
+"""Authentication: which virtual key is calling. (Authorization is the policy service's job.).
 
 Ingress keeps the key records from the KV watch so an unknown or revoked key is turned away with
 HTTP 401 before any message is sent; the policy service re-checks on every call.
@@ -33,8 +33,9 @@ class AuthFailure:
 
 
 def bearer_challenge(failure: AuthFailure, credentials_sent: bool, metadata_url: str | None = None) -> str:
-    """The `WWW-Authenticate` value of a 401 (RFC 6750 §3): no error code when the request carried
-    no credentials; `resource_metadata` (RFC 9728 §5.1) only where OAuth is offered."""
+    """The `WWW-Authenticate` value of a 401 (RFC 6750 §3): no error code when the request carried no credentials.
+
+    `resource_metadata` (RFC 9728 §5.1) only where OAuth is offered."""
     params = []
     if credentials_sent:
         description = failure.message.replace('"', "'").replace("\\", "/")  # a quoted-string, unescaped
@@ -70,10 +71,11 @@ UNAUTHENTICATED = -32054
 
 
 def unauthorized(failure: AuthFailure) -> tuple[dict[str, Any], list[tuple[bytes, bytes]]]:
-    """The body and headers of a 401 on `/mcp`. The body is a JSON-RPC error, which is what the
-    official SDK (and clients built on it, fastmcp) show of an error status: without one they say
-    only "Server returned an error response". The challenge carries the message as
-    `error_description`, which OAuth-aware clients (MCP Inspector) read of a 401."""
+    """The body and headers of a 401 on `/mcp`.
+
+    The body is a JSON-RPC error, which is what the official SDK (and clients built on it, fastmcp) show
+    of an error status: without one they say only "Server returned an error response". The challenge
+    carries the message as `error_description`, which OAuth-aware clients (MCP Inspector) read of a 401."""
     challenge = failure.challenge or bearer_challenge(failure, credentials_sent=True)
     body = {
         "jsonrpc": "2.0",

@@ -1,5 +1,6 @@
-"""What ingress tells `libs.common.runtime.refusals` of a request it answered 401: the surface, why, the
-client's address and the credential presented (labelled there, never kept)."""
+"""What ingress tells `libs.common.runtime.refusals` of a request it answered 401.
+
+The surface, why, the client's address and the credential presented (labelled there, never kept)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ __all__ = ["note_refusal"]
 def note_refusal(
     refusals: RefusalLog | None, surface: Surface, failure: AuthFailure, authorization: str | None, scope: Any
 ) -> None:
-    """Count and audit one refusal. The address is the peer's as the ASGI scope has it: on `/v1`
-    a trusted proxy's `X-Forwarded-For` already replaced it, `/mcp` reads no forwarded header."""
+    """Count and audit one refusal.
+
+    The address is the peer's as the ASGI scope has it: on `/v1` a trusted proxy's `X-Forwarded-For`
+    already replaced it, `/mcp` reads no forwarded header."""
     if refusals is None:
         return
     _, _, credential = (authorization or "").partition(" ")

@@ -163,8 +163,9 @@ class Catalog:
         return self._servers.get(server)
 
     def down_owners(self, name: str) -> list[Pair]:
-        """(server, upstream tool name) of each unavailable server `name` could be a tool of: the
-        namespaced server its prefix names, else every server that keeps its tools' own names (none
+        """(server, upstream tool name) of each unavailable server `name` could be a tool of.
+
+        The namespaced server its prefix names, else every server that keeps its tools' own names (none
         of them is listed while down, so which one offers it cannot be known)."""
         owners: list[Pair] = []
         for server, catalog in sorted(self.down.items()):
@@ -180,9 +181,11 @@ class Catalog:
         return catalog is not None and capability in catalog.capabilities
 
     def resource_owner(self, uri: str) -> CatalogEntry | None:
-        """The resource (or template) `uri` is read from: an exact URI first, then the first
-        template it matches, in server order. A held-back template keeps its place: a read under it
-        goes to its server (which refuses it, naming the approval), not to the next server's."""
+        """The resource (or template) `uri` is read from.
+
+        An exact URI first, then the first template it matches, in server order. A held-back template
+        keeps its place: a read under it goes to its server (which refuses it, naming the approval), not
+        to the next server's."""
         entry = self.resource_by_uri.get(uri)
         if entry is not None:
             return entry
@@ -195,17 +198,19 @@ class Catalog:
         return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
 
     def _app_resource(self, uri: str) -> CatalogEntry | None:
-        """An app's `ui://<server>/<path>` its server does not list (the extension lets a server
-        list only what its tools name): read from that server, if it is ready. ValueError for a
-        URI that is no gateway ui:// URI."""
+        """An app's `ui://<server>/<path>` its server does not list.
+
+        (The extension lets a server list only what its tools name): read from that server, if it is
+        ready. ValueError for a URI that is no gateway ui:// URI."""
         server, upstream = upstream_uri(uri)
         if server not in self.ready:
             return None
         return _entry(uri, server, upstream, {}, f"resource:{upstream}")
 
     def _skill_file(self, uri: str) -> CatalogEntry | None:
-        """A file of a skill, `skill://<server>/<path>`, read from that server if it is ready, under
-        its skill's grant (`skill:<skill path>`) when a listed skill holds it. ValueError as above."""
+        """A file of a skill, `skill://<server>/<path>`, read from that server if it is ready.
+
+        Under its skill's grant (`skill:<skill path>`) when a listed skill holds it. ValueError as above."""
         server, upstream = upstream_skill_uri(uri)
         if server not in self.ready:
             return None
@@ -330,7 +335,8 @@ def _skill_entries(ready: dict[str, ServerCatalog]) -> list[CatalogEntry]:
 
 
 def _offered(definition: dict[str, Any], hosted: bool) -> dict[str, Any]:
-    """A tool the gateway may host as a task (`ServerConfig.tasks`) says it takes one
+    """A tool the gateway may host as a task (`ServerConfig.tasks`) says it takes one.
+
     (`execution.taskSupport`, which 2025-11-25 agents read before asking for a task)."""
     if not hosted or "execution" in definition:
         return definition
@@ -363,8 +369,9 @@ _EXPRESSION = re.compile(r"\{([+#./;?&]?)([^}]*)\}")
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
-    """An RFC 6570 template as a regex over concrete URIs: simple expressions match one path
-    segment, reserved (`{+x}`, `{#x}`) and query forms match the rest."""
+    """An RFC 6570 template as a regex over concrete URIs.
+
+    Simple expressions match one path segment, reserved (`{+x}`, `{#x}`) and query forms match the rest."""
     parts, last = [], 0
     for match in _EXPRESSION.finditer(template):
         parts.append(re.escape(template[last : match.start()]))

@@ -1,6 +1,8 @@
-"""The gateway's own skills (docs/skills.md): Agent Skills an owner puts in a folder
-(`BASTION_SKILLS_DIR`), one directory each with its `SKILL.md`, served to every agent beside the
-upstreams' skills, as `skill://_gateway/<name>/<file>`, granted as `_gateway/skill:<name>`.
+"""The gateway's own skills (docs/skills.md).
+
+Agent Skills an owner puts in a folder (`BASTION_SKILLS_DIR`), one directory each with its `SKILL.md`,
+served to every agent beside the upstreams' skills, as `skill://_gateway/<name>/<file>`, granted as
+`_gateway/skill:<name>`.
 
 Read once, when ingress starts, into memory. A skill is served only whole and within bounds: its
 name valid and equal to its directory's, frontmatter with `name` and `description`, every file

@@ -71,10 +71,11 @@ class ListCache:
         keep: bool = True,
         lasting: bool = False,
     ) -> orjson.Fragment:
-        """The array of `tools[i]` for each `i` in `allowed` (each already JSON), `tools` being the
-        catalog at revision `stamp[0]`; kept for `key` when `keep`, unless it alone would take a
-        quarter of the cache: while `stamp` holds when `lasting` (policy answered from a view as
-        new as the stamp's), else for the TTL."""
+        """The array of `tools[i]` for each `i` in `allowed`.
+
+        (Each already JSON), `tools` being the catalog at revision `stamp[0]`; kept for `key` when
+        `keep`, unless it alone would take a quarter of the cache: while `stamp` holds when `lasting`
+        (policy answered from a view as new as the stamp's), else for the TTL."""
         shared = (stamp[0], tuple(allowed))
         array = self._arrays.get(shared)
         if array is None:
@@ -89,7 +90,9 @@ class ListCache:
 
 
 def answer_holds(seen: Mapping[str, int], answered_at: Mapping[str, int]) -> bool:
-    """Whether policy's answer holds until ingress sees a change: policy had applied every bucket
-    revision ingress had seen when it asked (`seen`, bucket -> revision). If not, policy may have
-    answered before applying a change ingress already keys its cache on. Nothing seen: unknown."""
+    """Whether policy's answer holds until ingress sees a change.
+
+    Policy had applied every bucket revision ingress had seen when it asked (`seen`, bucket -> revision).
+    If not, policy may have answered before applying a change ingress already keys its cache on. Nothing
+    seen: unknown."""
     return bool(seen) and all(answered_at.get(bucket, -1) >= revision for bucket, revision in seen.items())

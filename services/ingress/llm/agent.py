@@ -1,6 +1,8 @@
-"""Agent mode's pure steps (docs/llm.md, "Agent mode"): which proposed calls Bastion may run on its own,
-the ids a conversation already holds, the assistant message a round that ran continues with, and the
-`bastion` summary an answer carries. The loop that uses them is `endpoint.LlmEndpoint._agent_loop`."""
+"""Agent mode's pure steps (docs/llm.md, "Agent mode").
+
+Which proposed calls Bastion may run on its own, the ids a conversation already holds, the assistant
+message a round that ran continues with, and the `bastion` summary an answer carries. The loop that uses
+them is `endpoint.LlmEndpoint._agent_loop`."""
 
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ __all__ = ["agent_summary", "assistant_message", "auto_executable", "call_ids", 
 def agent_summary(
     transcript: list[dict[str, Any]], depth: int, stopped: str | None, pending: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """The `bastion` field of an agent-mode answer: what Bastion added to the conversation (append it
-    before the final message), how many model rounds it made, and why it stopped if not by the model."""
+    """The `bastion` field of an agent-mode answer.
+
+    What Bastion added to the conversation (append it before the final message), how many model rounds it
+    made, and why it stopped if not by the model."""
     return {"transcript": transcript, "depth": depth, "stopped": stopped, "pending": pending}
 
 

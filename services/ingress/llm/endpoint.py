@@ -234,8 +234,10 @@ class LlmEndpoint:
     # ------------------------------------------------------------------ chat completions
 
     async def chat(self, front: Front, caller: Caller, headers: dict[str, str], raw: bytes, send: Send) -> None:
-        """One request of any front: translated to a chat completion, then the shared pipeline (tool
-        injection, policy, the executor, agent mode, audit), answered through the front's writer."""
+        """One request of any front.
+
+        Translated to a chat completion, then the shared pipeline (tool injection, policy, the executor,
+        agent mode, audit), answered through the front's writer."""
         body = front.chat_request(json_object(raw))
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
@@ -280,8 +282,10 @@ class LlmEndpoint:
         await self._agent_loop(chat, body, writer, first, agent)
 
     def _context(self, caller: Caller, headers: dict[str, str], request_id: str, request_bytes: int) -> RequestContext:
-        """The MCP request context of this HTTP request: the same narrowing headers
-        (`X-Bastion-Include-Servers/-Tools`) and Code Mode override (`X-Bastion-Code-Mode`) as on `/mcp`."""
+        """The MCP request context of this HTTP request.
+
+        The same narrowing headers (`X-Bastion-Include-Servers/-Tools`) and Code Mode override
+        (`X-Bastion-Code-Mode`) as on `/mcp`."""
         include_servers = header_patterns(
             "X-Bastion-Include-Servers", headers.get("x-bastion-include-servers"), self.fields
         )
@@ -302,8 +306,10 @@ class LlmEndpoint:
         )
 
     async def _visible_tools(self, ctx: RequestContext) -> list[dict[str, Any]] | GatewayError:
-        """The tools an MCP client with this key would list (every filter layer, or the Code Mode
-        meta-tools), by the very `tools/list` route `/mcp` takes, as function tools."""
+        """The tools an MCP client with this key would list.
+
+        (Every filter layer, or the Code Mode meta-tools), by the very `tools/list` route `/mcp` takes,
+        as function tools."""
         payload, _ = await self.handlers.dispatch(ctx, "tools/list", {})
         if "error" in payload:
             return _listing_error(payload["error"])
@@ -343,8 +349,10 @@ class LlmEndpoint:
             self.emit_audit(audit)
 
     async def _streamed(self, request: LlmRequest, writer: Writer) -> LlmOutcome:
-        """Relay the provider's chunks as they arrive (the HTTP status goes with the first one, so
-        a request refused before any chunk still gets its error status)."""
+        """Relay the provider's chunks as they arrive.
+
+        (The HTTP status goes with the first one, so a request refused before any chunk still gets its
+        error status)."""
 
         async def emit(message: dict[str, Any]) -> None:
             if message.get("method") == LLM_CHUNK:
@@ -387,8 +395,10 @@ class LlmEndpoint:
     async def _agent_loop(
         self, chat: _Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent, agent: AgentMode
     ) -> None:
-        """Run the auto-executable calls (concurrently), feed their results back, until the model
-        stops, proposes a call Bastion may not run on its own, or `max_depth` rounds were made."""
+        """Run the auto-executable calls.
+
+        (Concurrently), feed their results back, until the model stops, proposes a call Bastion may not
+        run on its own, or `max_depth` rounds were made."""
         transcript: list[dict[str, Any]] = []
         messages = list(body["messages"])
         taken = call_ids(messages)
@@ -414,8 +424,10 @@ class LlmEndpoint:
             audit = chat.audit()
 
     def _own_ids(self, calls: list[dict[str, Any]], taken: set[str], parent: str, injected: set[str]) -> None:
-        """A fresh id for each call whose id is missing or already used in the conversation (some
-        providers number calls per answer, or leave ids out): a transcript repeating an id is refused."""
+        """A fresh id for each call whose id is missing or already used in the conversation.
+
+        (Some providers number calls per answer, or leave ids out): a transcript repeating an id is
+        refused."""
         for call in calls:
             call_id = call.get("id")
             if not isinstance(call_id, str) or not call_id or call_id in taken:
@@ -425,8 +437,9 @@ class LlmEndpoint:
             taken.add(call_id)
 
     async def _auto_execute(self, chat: _Chat, call: dict[str, Any], parent: str) -> dict[str, Any]:
-        """One auto-executable call, run like `/v1/mcp/tool/execute`; its `tool` message (a failure
-        becomes an error text the model can read)."""
+        """One auto-executable call, run like `/v1/mcp/tool/execute`.
+
+        Its `tool` message (a failure becomes an error text the model can read)."""
         call_id = str(call.get("id") or "")
         try:
             _, name, arguments = parse_tool_call(call)
@@ -459,9 +472,10 @@ class LlmEndpoint:
         send: Send | None = None,
         form: str = "chat",
     ) -> dict[str, Any]:
-        """An MCP `tools/call` by the route `/mcp` takes (policy and the executor, or the codemode
-        service for a Code Mode meta-tool), audited with `parent` as its parent; answered on `send`
-        when given. The JSON-RPC answer."""
+        """An MCP `tools/call` by the route `/mcp` takes.
+
+        (Policy and the executor, or the codemode service for a Code Mode meta-tool), audited with
+        `parent` as its parent; answered on `send` when given. The JSON-RPC answer."""
         call_id = str(ctx.request_id)
         audit: AuditEvent | None = None
         sent = 0
@@ -510,8 +524,10 @@ class _Chat:
         return self.headers.get("x-bastion-trace-id")
 
     def audit(self) -> AuditEvent:
-        """The event one provider round trip owes; journaled first, so a replica killed before the
-        answer still leaves its row (as for MCP requests, `libs.common.audit.audit_journal`)."""
+        """The event one provider round trip owes.
+
+        Journaled first, so a replica killed before the answer still leaves its row (as for MCP requests,
+        `libs.common.audit.audit_journal`)."""
         event_id = new_id()
         if self.journal is not None:
             event_id = self.journal.begun(

@@ -1,6 +1,7 @@
-"""What the Anthropic Messages and OpenAI Responses fronts share on the way out: the pipeline's
-OpenAI chunks and outcomes read as text pieces, tool-call pieces and a finished message, which each
-front then writes in its own wire (`messages_out`, `responses_out`).
+"""What the Anthropic Messages and OpenAI Responses fronts share on the way out.
+
+The pipeline's OpenAI chunks and outcomes read as text pieces, tool-call pieces and a finished message,
+which each front then writes in its own wire (`messages_out`, `responses_out`).
 
 The pipeline (`endpoint.LlmEndpoint`) drives every front's writer the same way: `chunk` for each
 chunk the provider streams, `close` once with the last round's outcome (and, in agent mode, the

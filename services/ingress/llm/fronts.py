@@ -1,6 +1,7 @@
-"""The APIs agents speak to `/v1`, each a translator in front of one shared pipeline: the request in
-the front's wire becomes an OpenAI chat completion (the format on the bus), and the pipeline's chunks
-and outcome go back out in the front's wire, errors in the front's own shape.
+"""The APIs agents speak to `/v1`, each a translator in front of one shared pipeline.
+
+The request in the front's wire becomes an OpenAI chat completion (the format on the bus), and the
+pipeline's chunks and outcome go back out in the front's wire, errors in the front's own shape.
 
 - `/v1/chat/completions`: OpenAI chat completions, passed through (`wire.ResponseWriter`).
 - `/v1/messages`: Anthropic Messages (`messages_in`, `messages_out`).

@@ -1,8 +1,9 @@
-"""An Anthropic Messages request (`POST /v1/messages`) as the OpenAI chat completion the pipeline
-and the bus speak: system, text and image blocks, `tool_use` and `tool_result` blocks, tools and
-`tool_choice`. What Messages has and chat completions lacks is refused with a clear 400 (server
-tools, documents) or dropped where it changes nothing the model is asked (`cache_control`,
-`thinking` blocks and settings, `top_k`, `metadata`); docs/llm-fronts.md lists both."""
+"""An Anthropic Messages request (`POST /v1/messages`) as the OpenAI chat completion the pipeline and the bus speak.
+
+System, text and image blocks, `tool_use` and `tool_result` blocks, tools and `tool_choice`. What
+Messages has and chat completions lacks is refused with a clear 400 (server tools, documents) or dropped
+where it changes nothing the model is asked (`cache_control`, `thinking` blocks and settings, `top_k`,
+`metadata`); docs/llm-fronts.md lists both."""
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ def chat_request(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def count_tokens(body: dict[str, Any]) -> int:
-    """An estimate of a Messages request's input tokens (no provider is asked): its translated text
-    at about four characters a token. The key's MCP tools, which a completion adds, are not counted."""
+    """An estimate of a Messages request's input tokens (no provider is asked).
+
+    Its translated text at about four characters a token. The key's MCP tools, which a completion adds,
+    are not counted."""
     if "max_tokens" not in body:
         body = {**body, "max_tokens": 1}  # count_tokens requests carry none
     chat = chat_request(body)
@@ -85,9 +88,11 @@ def _messages(messages: list[Any]) -> list[dict[str, Any]]:
 
 
 def _user(i: int, blocks: list[Any]) -> list[dict[str, Any]]:
-    """A user turn: its `tool_result` blocks as `tool` messages first (they must follow the assistant's
-    calls), then the rest as one user message; a tool result's images follow in a user message of their
-    own, since a `tool` message carries text only."""
+    """A user turn.
+
+    Its `tool_result` blocks as `tool` messages first (they must follow the assistant's calls), then the
+    rest as one user message; a tool result's images follow in a user message of their own, since a
+    `tool` message carries text only."""
     results: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
     for j, block in enumerate(blocks):

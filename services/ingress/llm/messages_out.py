@@ -1,7 +1,9 @@
-"""The pipeline's answer in Anthropic's Messages wire: a `message` object, or its SSE events in
-Anthropic's order (`message_start`, `content_block_start`, `ping`, `content_block_delta` with
-`text_delta` / `input_json_delta`, `content_block_stop`, `message_delta` with the stop reason and
-usage, `message_stop`), and errors as `{"type": "error", "error": {"type", "message"}}`."""
+"""The pipeline's answer in Anthropic's Messages wire.
+
+A `message` object, or its SSE events in Anthropic's order (`message_start`, `content_block_start`,
+`ping`, `content_block_delta` with `text_delta` / `input_json_delta`, `content_block_stop`,
+`message_delta` with the stop reason and usage, `message_stop`), and errors as `{"type": "error",
+"error": {"type", "message"}}`."""
 
 from __future__ import annotations
 
@@ -63,8 +65,10 @@ def usage(tokens: Usage) -> dict[str, int]:
 
 
 def transcript(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """An agent loop's transcript (OpenAI messages) as the Messages turns to append: an assistant turn
-    with its text and `tool_use` blocks, then one user turn with a `tool_result` for each."""
+    """An agent loop's transcript (OpenAI messages) as the Messages turns to append.
+
+    An assistant turn with its text and `tool_use` blocks, then one user turn with a `tool_result` for
+    each."""
     turns: list[dict[str, Any]] = []
     for message in messages:
         if message.get("role") == "tool":

@@ -1,6 +1,7 @@
-"""The model grants of a caller as ingress sees them, for `GET /v1/models` to list only the models
-the key may use. Policy decides every request on its own (`services.policy.llm_governance`); this
-view only keeps a listing from naming models a request would be refused.
+"""The model grants of a caller as ingress sees them, for `GET /v1/models` to list only the models the key may use.
+
+Policy decides every request on its own (`services.policy.llm_governance`); this view only keeps a
+listing from naming models a request would be refused.
 
 Fed by the watch ingress already runs on `bastion_policy` (groups, teams, users, customers) and by
 the key records (`KeyDirectory`).

@@ -1,9 +1,10 @@
-"""An OpenAI Responses request (`POST /v1/responses`, stateless) as the chat completion the pipeline
-and the bus speak: `instructions`, `input` (a string, or message, `function_call` and
-`function_call_output` items), function tools, `tool_choice`, `text.format`. `previous_response_id`
-is refused: Bastion keeps no responses (send the whole conversation in `input`). Built-in tools
-(web search, file search, ...) and file inputs are refused with a clear 400; `reasoning` items are
-dropped. docs/llm-fronts.md lists what is translated."""
+"""An OpenAI Responses request (`POST /v1/responses`, stateless) as the chat completion the pipeline and the bus speak.
+
+`instructions`, `input` (a string, or message, `function_call` and `function_call_output` items),
+function tools, `tool_choice`, `text.format`. `previous_response_id` is refused: Bastion keeps no
+responses (send the whole conversation in `input`). Built-in tools (web search, file search, ...) and
+file inputs are refused with a clear 400; `reasoning` items are dropped. docs/llm-fronts.md lists what is
+translated."""
 
 from __future__ import annotations
 
@@ -103,8 +104,9 @@ def _part(where: str, part: Any) -> dict[str, Any]:
 
 
 def _call(i: int, item: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-    """A `function_call` item joins the assistant message just before it (a turn's text and calls are
-    one chat message), or starts one."""
+    """A `function_call` item joins the assistant message just before it.
+
+    (A turn's text and calls are one chat message), or starts one."""
     call_id, name, arguments = item.get("call_id"), item.get("name"), item.get("arguments", "")
     if not isinstance(call_id, str) or not call_id or not isinstance(name, str) or not name:
         raise bad(f"input[{i}]: a function_call item needs a 'call_id' and a 'name'")

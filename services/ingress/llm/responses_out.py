@@ -1,9 +1,10 @@
-"""The pipeline's answer in OpenAI's Responses wire: a `response` object whose `output` holds a
-`message` item (`output_text`) and `function_call` items, or its SSE events (`response.created`,
-`response.in_progress`, `response.output_item.added`, `response.content_part.added`,
-`response.output_text.delta`, `response.function_call_arguments.delta`, their `.done` events,
-`response.output_item.done`, then `response.completed`, `response.incomplete` or, when the
-provider failed midway, `response.failed`), each with its `sequence_number`. Errors before any
+"""The pipeline's answer in OpenAI's Responses wire.
+
+A `response` object whose `output` holds a `message` item (`output_text`) and `function_call` items, or
+its SSE events (`response.created`, `response.in_progress`, `response.output_item.added`,
+`response.content_part.added`, `response.output_text.delta`, `response.function_call_arguments.delta`,
+their `.done` events, `response.output_item.done`, then `response.completed`, `response.incomplete` or,
+when the provider failed midway, `response.failed`), each with its `sequence_number`. Errors before any
 event use OpenAI's error shape, as `/v1/chat/completions` does."""
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The routed models ingress serves (`llm.models`, KV `bastion_llm` under `ROUTES_KEY`), and a
-model name resolved to the deployments its request carries (docs/llm-routing.md).
+"""The routed models ingress serves.
+
+(`llm.models`, KV `bastion_llm` under `ROUTES_KEY`), and a model name resolved to the deployments its
+request carries (docs/llm-routing.md).
 
 A model a provider lists is a route of its own; a request for it carries no deployments and goes
 to that provider as before. A routed model's request carries its deployments and its fallbacks',
@@ -29,8 +31,10 @@ class RouteTable:
         self.routes = {}
 
     def served(self, providers: dict[str, ProviderRecord]) -> dict[str, tuple[str, ModelPrice | None, float]]:
-        """Routed models as `ModelDirectory.models` entries: the first deployment's provider, no one
-        price (each deployment has its own), and the longest timeout among its deployments."""
+        """Routed models as `ModelDirectory.models` entries.
+
+        The first deployment's provider, no one price (each deployment has its own), and the longest
+        timeout among its deployments."""
         served: dict[str, tuple[str, ModelPrice | None, float]] = {}
         for name, route in self.routes.items():
             found = self.deployments(name, providers)
@@ -59,7 +63,9 @@ class RouteTable:
 
 
 def _timeout(found: list[RoutedDeployment], providers: dict[str, ProviderRecord]) -> float:
-    """Time for the deployments to be tried in turn: the sum of their providers' timeouts, at most
-    three times the longest (a failover past the third slow deployment is worth less than an answer)."""
+    """Time for the deployments to be tried in turn.
+
+    The sum of their providers' timeouts, at most three times the longest (a failover past the third slow
+    deployment is worth less than an answer)."""
     timeouts = [providers[d.provider].config.timeout for d in found if d.provider in providers]
     return min(sum(timeouts), 3 * max(timeouts)) if timeouts else 120.0

@@ -23,8 +23,9 @@ class ToolCallProblem(ValueError):
 
 
 def function_tool(definition: dict[str, Any]) -> dict[str, Any]:
-    """One MCP tool definition as `tools/list` lists it, as an OpenAI `function` tool (its gateway
-    name; gateway names are at most 64 characters)."""
+    """One MCP tool definition as `tools/list` lists it.
+
+    As an OpenAI `function` tool (its gateway name; gateway names are at most 64 characters)."""
     function: dict[str, Any] = {
         "name": definition["name"],
         "parameters": definition.get("inputSchema") or {"type": "object", "properties": {}},
@@ -46,17 +47,21 @@ def app_tool_names(app_tools: list[Any]) -> set[str]:
 
 
 def merged_tools(app_tools: list[Any], mcp_tools: list[dict[str, Any]]) -> tuple[list[Any], set[str]]:
-    """The application's tools first, then the MCP tools whose names it does not use (the
-    application's own tool wins a clash); and the names of the MCP tools that made it in."""
+    """The application's tools first.
+
+    Then the MCP tools whose names it does not use (the application's own tool wins a clash); and the
+    names of the MCP tools that made it in."""
     taken = app_tool_names(app_tools)
     kept = [tool for tool in mcp_tools if tool["function"]["name"] not in taken]
     return [*app_tools, *kept], {tool["function"]["name"] for tool in kept}
 
 
 def as_tool_call(body: Any) -> tuple[str, Any]:
-    """(form, OpenAI tool_call) of what `/v1/mcp/tool/execute` was given: an OpenAI `tool_call`
-    ("chat"), an Anthropic `tool_use` block ("messages") or a Responses `function_call` item
-    ("responses"), so each front's client executes a call in the form its model proposed it."""
+    """(form, OpenAI tool_call) of what `/v1/mcp/tool/execute` was given.
+
+    An OpenAI `tool_call` ("chat"), an Anthropic `tool_use` block ("messages") or a Responses
+    `function_call` item ("responses"), so each front's client executes a call in the form its model
+    proposed it."""
     kind = body.get("type") if isinstance(body, dict) else None
     if kind == "tool_use":
         arguments = body.get("input", {})
@@ -110,8 +115,9 @@ def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:
 
 
 def tool_message(call_id: str, result: dict[str, Any]) -> dict[str, Any]:
-    """The `tool` message to append for an MCP `CallToolResult`: its text blocks joined, anything
-    else (images, resources, structured content without text) as JSON."""
+    """The `tool` message to append for an MCP `CallToolResult`.
+
+    Its text blocks joined, anything else (images, resources, structured content without text) as JSON."""
     blocks = result.get("content") or []
     texts = [block["text"] for block in blocks if isinstance(block, dict) and block.get("type") == "text"]
     if texts and len(texts) == len(blocks):

@@ -1,5 +1,6 @@
-"""What the fronts' request translators (`messages_in`, `responses_in`) share: how they refuse a
-body, and the checks every front makes the same way."""
+"""What the fronts' request translators (`messages_in`, `responses_in`) share.
+
+How they refuse a body, and the checks every front makes the same way."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""The OpenAI wire format on the way out of `/v1`: JSON answers, server-sent event streams (the
-agent-mode stream too), and errors in OpenAI's shape (`{"error": {"message", "type", "param",
-"code"}}`) with the HTTP status OpenAI's SDKs expect for each gateway error."""
+"""The OpenAI wire format on the way out of `/v1`.
+
+JSON answers, server-sent event streams (the agent-mode stream too), and errors in OpenAI's shape
+(`{"error": {"message", "type", "param", "code"}}`) with the HTTP status OpenAI's SDKs expect for each
+gateway error."""
 
 from __future__ import annotations
 
@@ -157,8 +159,10 @@ class ResponseWriter:
 
 
 def _text_only(chunk: dict[str, Any]) -> dict[str, Any]:
-    """A chunk with only its text deltas (agent mode holds tool calls, finish reasons and usage back;
-    the role goes out once, with the stream's first chunk)."""
+    """A chunk with only its text deltas.
+
+    (Agent mode holds tool calls, finish reasons and usage back; the role goes out once, with the
+    stream's first chunk)."""
     choices = []
     for choice in chunk.get("choices") or []:
         delta = choice.get("delta") or {} if isinstance(choice, dict) else {}

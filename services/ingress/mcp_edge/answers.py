@@ -24,9 +24,10 @@ SSE_HEADERS = [
 
 
 class Answer:
-    """The response to one POST: plain JSON or one SSE event as usual, or, once the request
-    streams (progress, logs, an upstream asking the agent something), an SSE stream that the
-    answer closes."""
+    """The response to one POST.
+
+    Plain JSON or one SSE event as usual, or, once the request streams (progress, logs, an upstream
+    asking the agent something), an SSE stream that the answer closes."""
 
     def __init__(self, send: Send, sse: bool) -> None:
         self._send = send

@@ -1,6 +1,7 @@
-"""The machinery of the `/mcp` pipeline: what one request carries past the steps (`Exchange`),
-what a step is (`Step`, `Check`), and the ASGI app that links the steps once and runs them
-(`McpEndpoint`).
+"""The machinery of the `/mcp` pipeline.
+
+What one request carries past the steps (`Exchange`), what a step is (`Step`, `Check`), and the ASGI app
+that links the steps once and runs them (`McpEndpoint`).
 
 Like Starlette's middleware stack: each step holds the next one (`Step.next`, set when the chain is
 built, never per request) and either answers the exchange itself or awaits `self.next(x)`; a step
@@ -30,8 +31,10 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Exchange:
-    """One HTTP request to `/mcp` and what the steps learned of it so far. Each attribute below
-    the first five is set by the step named beside it before any later step reads it."""
+    """One HTTP request to `/mcp` and what the steps learned of it so far.
+
+    Each attribute below the first five is set by the step named beside it before any later step reads
+    it."""
 
     __slots__ = (
         "answer",
@@ -92,8 +95,9 @@ Answering = Callable[[Exchange], Awaitable[None]]
 
 
 class Check(Step):
-    """A step that decides without waiting: `check` returns None to pass the request on, or what
-    answers it instead. Alone (in a unit test) it is a step like any other."""
+    """A step that decides without waiting: `check` returns None to pass the request on, or what answers it instead.
+
+    Alone (in a unit test) it is a step like any other."""
 
     __slots__ = ()
 
@@ -108,8 +112,10 @@ class Check(Step):
 
 
 class Refusal:
-    """An error answer decided before the handler: plain JSON with `status` (a JSON-RPC error, or
-    `{"error": ..., "message": ...}` below the JSON-RPC layer)."""
+    """An error answer decided before the handler.
+
+    Plain JSON with `status` (a JSON-RPC error, or `{"error": ..., "message": ...}` below the JSON-RPC
+    layer)."""
 
     __slots__ = ("headers", "payload", "status")
 

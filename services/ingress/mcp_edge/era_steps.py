@@ -1,6 +1,8 @@
-"""The steps of `/mcp` that place a request: what its headers ask for (`BuildContext`), which
-protocol era it speaks and, in the handshake era, which session it belongs to (`ResolveEra`);
-and `DELETE /mcp`, which ends a session on every replica (`EndSession`)."""
+"""The steps of `/mcp` that place a request.
+
+What its headers ask for (`BuildContext`), which protocol era it speaks and, in the handshake era, which
+session it belongs to (`ResolveEra`); and `DELETE /mcp`, which ends a session on every replica
+(`EndSession`)."""
 
 from __future__ import annotations
 
@@ -63,9 +65,10 @@ def positive_float(value: str | None) -> float | None:
 
 
 class BuildContext(Check):
-    """400 for a narrowing header (`X-Bastion-Include-Servers/-Tools`) with too many or too long
-    items; else the request's context: who asks, what it narrows to, how long it may take
-    (`X-Bastion-Timeout`), whether it may stream, the Code Mode override."""
+    """400 for a narrowing header (`X-Bastion-Include-Servers/-Tools`) with too many or too long items.
+
+    Else the request's context: who asks, what it narrows to, how long it may take (`X-Bastion-Timeout`),
+    whether it may stream, the Code Mode override."""
 
     __slots__ = ("limits",)
 
@@ -100,8 +103,10 @@ class BuildContext(Check):
 
 
 def modern_rejection(x: Exchange) -> InboundLadderRejection | None:
-    """Why a 2026-07-28 request is refused (the SDK's inbound ladder: envelope in `_meta`, headers
-    mirroring it, each routing header once), or None."""
+    """Why a 2026-07-28 request is refused.
+
+    (The SDK's inbound ladder: envelope in `_meta`, headers mirroring it, each routing header once), or
+    None."""
     if len(x.headers) != len(x.raw_headers):  # some header repeats: is it a routing header?
         pairs = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in x.raw_headers)
         if (duplicated := find_duplicated_routing_header(pairs)) is not None:
@@ -113,9 +118,10 @@ def modern_rejection(x: Exchange) -> InboundLadderRejection | None:
 
 
 def _accepted(message: dict[str, Any], headers: dict[str, str]) -> bool:
-    """True when the SDK's ladder (`classify_inbound_request`) would accept the request: its rungs
-    asked in a few lookups for the usual request, without the verdict object. False does not mean
-    refused: the SDK's ladder then decides, and words the refusal."""
+    """True when the SDK's ladder (`classify_inbound_request`) would accept the request.
+
+    Its rungs asked in a few lookups for the usual request, without the verdict object. False does not
+    mean refused: the SDK's ladder then decides, and words the refusal."""
     params = message.get("params")
     if type(params) is not dict:
         return False
@@ -134,9 +140,10 @@ def _accepted(message: dict[str, Any], headers: dict[str, str]) -> bool:
 
 
 class ResolveEra(Check):
-    """A 2026-07-28 request must carry its envelope (in `_meta`, mirrored in headers); a handshake-
-    era one names a version Bastion speaks (400) and, past `initialize`, a live session of its key
-    (404): the request then speaks that session's version."""
+    """A 2026-07-28 request must carry its envelope (in `_meta`, mirrored in headers).
+
+    A handshake- era one names a version Bastion speaks (400) and, past `initialize`, a live session of
+    its key (404): the request then speaks that session's version."""
 
     __slots__ = ("sessions",)
 
@@ -173,7 +180,8 @@ class ResolveEra(Check):
 
 
 def named_session(x: Exchange, sessions: LiveSessions, request: str) -> SessionInfo | Refusal:
-    """The live session a `GET` or `DELETE` names (`request` says which, for the refusal), or why not:
+    """The live session a `GET` or `DELETE` names (`request` says which, for the refusal), or why not.
+
     400 without an `Mcp-Session-Id`, 404 for one that is not a live session of this key."""
     session_id = x.headers.get(SESSION_HEADER)
     if not session_id:

@@ -1,6 +1,8 @@
-"""The steps of `/mcp` around the handler: the audit event (`Audit`), the answer (`Reply`), a new
-session for a handshake-era `initialize` (`IssueSession`), cancellation by closing the stream
-(`CancelOnDisconnect`), the trace (`Trace`), and the handler itself (`Dispatch`).
+"""The steps of `/mcp` around the handler.
+
+The audit event (`Audit`), the answer (`Reply`), a new session for a handshake-era `initialize`
+(`IssueSession`), cancellation by closing the stream (`CancelOnDisconnect`), the trace (`Trace`), and the
+handler itself (`Dispatch`).
 
 From `Audit` on the request has reached its handler: whatever happens next (a failure of ours,
 an answer that cannot be encoded or sent, a cancellation, the agent leaving), an audited method
@@ -36,9 +38,10 @@ _AGENT_REQUESTS = ("sampling", "elicitation", "roots")
 
 
 class Audit(Step):
-    """Emits the audit event the request owes (`Exchange.audit`, set by `Dispatch`), once the steps
-    after it are done, however they ended, with the size of the answer sent. The one place events
-    of `/mcp` requests leave ingress (`owe` for those of a `subscriptions/listen` stream)."""
+    """Emits the audit event the request owes (`Exchange.audit`, set by `Dispatch`).
+
+    Once the steps after it are done, however they ended, with the size of the answer sent. The one place
+    events of `/mcp` requests leave ingress (`owe` for those of a `subscriptions/listen` stream)."""
 
     __slots__ = ("emit",)
 
@@ -63,8 +66,10 @@ class Audit(Step):
 
 
 class Reply(Step):
-    """Sends the handler's answer: HTTP status by the era (2026-07-28 maps JSON-RPC errors to HTTP
-    statuses, the handshake era answers 200), `Retry-After` when the error says when to retry."""
+    """Sends the handler's answer.
+
+    HTTP status by the era (2026-07-28 maps JSON-RPC errors to HTTP statuses, the handshake era answers
+    200), `Retry-After` when the error says when to retry."""
 
     __slots__ = ()
 
@@ -110,9 +115,10 @@ class IssueSession(Step):
 
 
 class CancelOnDisconnect(Step):
-    """2026-07-28 has no `notifications/cancelled`: an agent that closes the stream of a request
-    running upstream cancels it. The executor abandons the call (and tells the upstream); the
-    handler still finishes, so the request keeps its audit event."""
+    """2026-07-28 has no `notifications/cancelled`.
+
+    An agent that closes the stream of a request running upstream cancels it. The executor abandons the
+    call (and tells the upstream); the handler still finishes, so the request keeps its audit event."""
 
     __slots__ = ("_abandoning", "abandon")
 
@@ -154,9 +160,11 @@ class CancelOnDisconnect(Step):
 
 
 class Trace(Step):
-    """The request's span (named and described by the OpenTelemetry MCP conventions, `semconv`),
-    continuing the agent's `traceparent`, then relayed in NATS headers and the upstream's `_meta`;
-    and its `mcp.server.operation.duration`, recorded with tracing on or off."""
+    """The request's span.
+
+    (Named and described by the OpenTelemetry MCP conventions, `semconv`), continuing the agent's
+    `traceparent`, then relayed in NATS headers and the upstream's `_meta`; and its
+    `mcp.server.operation.duration`, recorded with tracing on or off."""
 
     __slots__ = ()
 
@@ -190,8 +198,10 @@ class Trace(Step):
 
 
 class Dispatch(Step):
-    """The handler of the method (`handlers.Handlers`): the answer, and the audit event an audited
-    method owes, also when the request is cancelled mid-way. The last step."""
+    """The handler of the method (`handlers.Handlers`).
+
+    The answer, and the audit event an audited method owes, also when the request is cancelled mid-way.
+    The last step."""
 
     __slots__ = ("handlers",)
 

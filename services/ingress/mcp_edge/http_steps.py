@@ -1,6 +1,8 @@
-"""The HTTP steps of `/mcp`, before any JSON is read: headers that must be single and hosts that
-may be served (`CheckHeaders`), the credential (`Authenticate`), the HTTP method (`RouteMethod`),
-the body within its limit (`ReadBody`) and how the answer may go out (`ChooseAnswer`)."""
+"""The HTTP steps of `/mcp`, before any JSON is read.
+
+Headers that must be single and hosts that may be served (`CheckHeaders`), the credential
+(`Authenticate`), the HTTP method (`RouteMethod`), the body within its limit (`ReadBody`) and how the
+answer may go out (`ChooseAnswer`)."""
 
 from __future__ import annotations
 
@@ -44,8 +46,9 @@ _NOT_ACCEPTABLE = Refusal(
 
 
 class CheckHeaders(Check):
-    """403 for a host or origin this gateway does not serve (DNS rebinding) or sent twice; 400 for
-    two `Authorization` headers (a proxy checking the first and the app reading the last could
+    """403 for a host or origin this gateway does not serve (DNS rebinding) or sent twice.
+
+    400 for two `Authorization` headers (a proxy checking the first and the app reading the last could
     disagree on who is calling)."""
 
     __slots__ = ("guard",)
@@ -64,8 +67,10 @@ class CheckHeaders(Check):
 
 
 class Authenticate(Check):
-    """401 without a valid virtual key or OAuth access token (`keys.unauthorized` says why, in a
-    way each MCP client shows), counted and audited (`refusals`); else the caller is known from here on."""
+    """401 without a valid virtual key or OAuth access token.
+
+    (`keys.unauthorized` says why, in a way each MCP client shows), counted and audited (`refusals`);
+    else the caller is known from here on."""
 
     __slots__ = ("authenticator", "refusals")
 
@@ -83,8 +88,9 @@ class Authenticate(Check):
 
 
 class RouteMethod(Check):
-    """`DELETE` ends a session, `GET` opens its stream of notifications (when this gateway keeps
-    them), anything but `POST` is 405; a `POST` carries one JSON-RPC message on."""
+    """`DELETE` ends a session, `GET` opens its stream of notifications.
+
+    (When this gateway keeps them), anything but `POST` is 405; a `POST` carries one JSON-RPC message on."""
 
     __slots__ = ("end_session", "stream")
 
@@ -128,8 +134,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 class ReadBody(Step):
-    """413 for a body over `limit` bytes, by its `Content-Length` before reading a byte, or while
-    reading; nothing for a client gone before its body arrived."""
+    """413 for a body over `limit` bytes, by its `Content-Length` before reading a byte, or while reading.
+
+    Nothing for a client gone before its body arrived."""
 
     __slots__ = ("limit",)
 
@@ -157,8 +164,10 @@ class ReadBody(Step):
 
 
 class ChooseAnswer(Check):
-    """406 unless `Accept` allows JSON or SSE; the answer goes out as one SSE event when the agent
-    accepts only that, or when this gateway prefers it (`BASTION_RESPONSE_MODE=sse`)."""
+    """406 unless `Accept` allows JSON or SSE.
+
+    The answer goes out as one SSE event when the agent accepts only that, or when this gateway prefers
+    it (`BASTION_RESPONSE_MODE=sse`)."""
 
     __slots__ = ("prefer_sse",)
 

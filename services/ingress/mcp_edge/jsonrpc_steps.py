@@ -1,6 +1,8 @@
-"""The JSON-RPC steps of `/mcp`: the body is JSON (`ParseJson`), one JSON-RPC 2.0 message
-(`CheckEnvelope`) whose fields are within their caps (`CapFields`); a notification or an agent's
-answer is taken here and acknowledged (`TakeNotification`), so only requests go on."""
+"""The JSON-RPC steps of `/mcp`.
+
+The body is JSON (`ParseJson`), one JSON-RPC 2.0 message (`CheckEnvelope`) whose fields are within their
+caps (`CapFields`); a notification or an agent's answer is taken here and acknowledged
+(`TakeNotification`), so only requests go on."""
 
 from __future__ import annotations
 
@@ -80,8 +82,9 @@ class CheckEnvelope(Check):
 
 
 class CapFields(Check):
-    """400 for a method, id, name, URI or `_meta` over its cap (`field_limits`), before anything is
-    looked up, forwarded or written into an audit event."""
+    """400 for a method, id, name, URI or `_meta` over its cap.
+
+    (`field_limits`), before anything is looked up, forwarded or written into an audit event."""
 
     __slots__ = ("limits",)
 
@@ -95,9 +98,11 @@ class CapFields(Check):
 
 
 class TakeNotification(Check):
-    """202 for what is not a request: an agent's answer to a request Bastion relayed from an
-    upstream (delivered to the replica waiting for it), `notifications/cancelled` (the replica
-    running the request abandons it), any other notification (nothing to do)."""
+    """202 for what is not a request.
+
+    An agent's answer to a request Bastion relayed from an upstream (delivered to the replica waiting for
+    it), `notifications/cancelled` (the replica running the request abandons it), any other notification
+    (nothing to do)."""
 
     __slots__ = ("cancel", "sessions", "streams")
 

@@ -1,6 +1,8 @@
-"""Streams of server-initiated messages on `/mcp`: a session's `GET /mcp` (`StandaloneStream`),
-and a 2026-07-28 `subscriptions/listen` request, whose answer is such a stream (`Listen`), with the
-upstream resource subscriptions it holds while open (`ListenSubscriptions`)."""
+"""Streams of server-initiated messages on `/mcp`.
+
+A session's `GET /mcp` (`StandaloneStream`), and a 2026-07-28 `subscriptions/listen` request, whose
+answer is such a stream (`Listen`), with the upstream resource subscriptions it holds while open
+(`ListenSubscriptions`)."""
 
 from __future__ import annotations
 
@@ -101,8 +103,9 @@ class ListenSubscriptions:
         self.catalog, self.path, self.sender, self.audits = catalog, path, sender, audits
 
     async def hold(self, ctx: RequestContext, uris: list[str]) -> tuple[list[tuple[str, str]], list[AuditEvent]]:
-        """Subscribe upstream, on behalf of one stream (`ctx.session`), to the resources the key may
-        read: the (server, uri) pairs that took, and the audit event of each subscription tried."""
+        """Subscribe upstream, on behalf of one stream (`ctx.session`), to the resources the key may read.
+
+        The (server, uri) pairs that took, and the audit event of each subscription tried."""
         owners = [(uri, entry) for uri in dict.fromkeys(uris) if (entry := self.catalog.resource_owner(uri))]
         if not owners:
             return [], []
@@ -138,8 +141,9 @@ class ListenSubscriptions:
 
 
 class Listen(Check):
-    """2026-07-28 `subscriptions/listen`: acknowledge what is honoured, then stream it; the upstream
-    subscriptions it holds are released when the agent leaves, each (un)subscribe audited."""
+    """2026-07-28 `subscriptions/listen`: acknowledge what is honoured, then stream it.
+
+    The upstream subscriptions it holds are released when the agent leaves, each (un)subscribe audited."""
 
     __slots__ = ("max_resources", "notifier", "owe", "subscriptions")
 

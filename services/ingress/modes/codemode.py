@@ -1,7 +1,9 @@
-"""Code Mode at the edge: for a key in Code Mode, `tools/list` answers the five meta-tools and
-calls to them go to the codemode service (`bastion.codemode.call`); everything else takes the
-usual path. Ingress writes each meta-tool call's audit row (kind `code_run` / `code_mode`); its
-`event_id` travels with the call as the parent of the tool calls a run makes.
+"""Code Mode at the edge.
+
+For a key in Code Mode, `tools/list` answers the five meta-tools and calls to them go to the codemode
+service (`bastion.codemode.call`); everything else takes the usual path. Ingress writes each meta-tool
+call's audit row (kind `code_run` / `code_mode`); its `event_id` travels with the call as the parent of
+the tool calls a run makes.
 """
 
 from __future__ import annotations
@@ -76,8 +78,9 @@ class CodeModeRouter:
         return await self.route(ctx, name, params)
 
     async def route(self, ctx: Any, name: str, params: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-        """A `tools/call` of meta-tool `name` (Code Mode's, or discovery's `find_tools`), its
-        arguments checked, sent to the codemode service."""
+        """A `tools/call` of meta-tool `name`.
+
+        (Code Mode's, or discovery's `find_tools`), its arguments checked, sent to the codemode service."""
         arguments = params.get("arguments")
         if arguments is not None and not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
@@ -135,8 +138,9 @@ class CodeModeRouter:
 
 
 def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:
-    """The run's result with one text block per authorization link its calls were refused for: added
-    here, after the audit row was made, since a link is a credential of the caller's."""
+    """The run's result with one text block per authorization link its calls were refused for.
+
+    Added here, after the audit row was made, since a link is a credential of the caller's."""
     if not links:
         return result
     lines = [f"authorize {server} for your user first: open {url}" for server, url in sorted(links.items())]
@@ -144,8 +148,9 @@ def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]
 
 
 def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool) -> AuditEvent:
-    """The run's (or meta-tool call's) event: the parent of the tool calls a script made; its
-    arguments (the script) and result recorded as content logging allows."""
+    """The run's (or meta-tool call's) event: the parent of the tool calls a script made.
+
+    Its arguments (the script) and result recorded as content logging allows."""
     error = answer.error
     status: Literal["ok", "tool_error", "error"]
     if error is not None:

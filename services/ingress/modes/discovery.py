@@ -1,12 +1,13 @@
-"""Discovery mode at the edge (docs/code-mode.md, "Discovery mode"): for a key or request in
-discovery mode, `tools/list` answers the key's pinned tools, the tools its session has found, and
-`find_tools`; a `find_tools` call is searched by the codemode service over the caller's own view
-(sent like a Code Mode meta-tool, audited as one) and answered here with the tools' gateway names
-and full definitions, which the session's later `tools/list` answers include. A session whose list
-grew is told so (`notifications/tools/list_changed` on its stream; sessionless agents on the
-`subscriptions/listen` streams of their key): desktop agents offer their model only the tools of
-their own copy of the list, refreshed on that notification. Any tool the key may
-use stays callable by name whether listed or not (policy decides, as always).
+"""Discovery mode at the edge (docs/code-mode.md, "Discovery mode").
+
+For a key or request in discovery mode, `tools/list` answers the key's pinned tools, the tools its
+session has found, and `find_tools`; a `find_tools` call is searched by the codemode service over the
+caller's own view (sent like a Code Mode meta-tool, audited as one) and answered here with the tools'
+gateway names and full definitions, which the session's later `tools/list` answers include. A session
+whose list grew is told so (`notifications/tools/list_changed` on its stream; sessionless agents on the
+`subscriptions/listen` streams of their key): desktop agents offer their model only the tools of their
+own copy of the list, refreshed on that notification. Any tool the key may use stays callable by name
+whether listed or not (policy decides, as always).
 
 What a session found is remembered by this replica (bounded); an agent without a session (the
 2026-07-28 protocol has none) shares what it found with the other sessionless agents of its key, which
@@ -54,6 +55,7 @@ class DiscoveryRouter:
         self, ctx: Any, method: str, params: dict[str, Any], tools_list: Callable[[Any], Awaitable[dict[str, Any]]]
     ) -> tuple[dict[str, Any], Any] | None:
         """The answer (and audit event) when the request is discovery mode's to answer, else None.
+
         `tools_list` answers `tools/list` with the key's whole view, every filter layer applied."""
         if method not in ("tools/list", "tools/call"):
             return None

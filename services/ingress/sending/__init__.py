@@ -1,5 +1,4 @@
-"""The send path: a request routed to one upstream, from a handler to policy or straight to an
-executor, and back.
+"""The send path: a request routed to one upstream, from a handler to policy or straight to an executor, and back.
 
 `routed_sender` opens the agent's call stream and keeps what cancellation needs; `request_path`
 runs the send loop (encode, route, send, wait, retry on a stale grant or a rejoining replica,

@@ -51,9 +51,10 @@ def down_names(catalog: Catalog, include_servers: tuple[str, ...] | None = None)
 
 
 async def unavailable_call(catalog: Catalog, path: RequestPath, ctx: RequestContext, name: str) -> Unavailable | None:
-    """Why a call of `name`, which no listed tool answers, cannot run: an unavailable server the key may
-    use owns it. None when no such server could own it, or the key may not use it (then the name is
-    unknown to this key, as before). A policy that does not answer is said so."""
+    """Why a call of `name`, which no listed tool answers, cannot run: an unavailable server the key may use owns it.
+
+    None when no such server could own it, or the key may not use it (then the name is unknown to this
+    key, as before). A policy that does not answer is said so."""
     owners = catalog.down_owners(name)
     if not owners:
         return None
@@ -81,11 +82,13 @@ def with_down_servers(result: dict[str, Any], names: list[str]) -> dict[str, Any
 
 
 def health_body(ready: bool, catalog: Catalog) -> dict[str, Any]:
-    """`/healthz`'s answer: `starting` until connected and caught up, then `ok`, or `degraded` while a
-    configured server is unavailable (still served with 200: the gateway works, for the other
-    servers; a probe must not restart it for a server it cannot fix), naming those servers, and those
-    whose whole listing (tools, prompts, resources) it serves (`ready`): a configured server in
-    neither list is still starting (`bastion up` waits for it before its banner)."""
+    """`/healthz`'s answer.
+
+    `starting` until connected and caught up, then `ok`, or `degraded` while a configured server is
+    unavailable (still served with 200: the gateway works, for the other servers; a probe must not
+    restart it for a server it cannot fix), naming those servers, and those whose whole listing (tools,
+    prompts, resources) it serves (`ready`): a configured server in neither list is still starting
+    (`bastion up` waits for it before its banner)."""
     down = down_names(catalog)
     status = "starting" if not ready else "degraded" if down else "ok"
     return {"status": status, "tools": len(catalog.entries), "unavailable": down, "ready": sorted(catalog.ready)}

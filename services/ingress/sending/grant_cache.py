@@ -1,5 +1,7 @@
-"""Policy decisions ingress reuses (`messages.Grant`): a caller's next calls of a tool policy let
-it call with nothing to count go straight to an executor, one hop and one decision fewer.
+"""Policy decisions ingress reuses (`messages.Grant`).
+
+A caller's next calls of a tool policy let it call with nothing to count go straight to an executor, one
+hop and one decision fewer.
 
 A grant is kept only when policy had applied every keys/policy change ingress had seen when it
 asked (`tool_lists.answer_holds`), and used only while ingress has seen no change since and

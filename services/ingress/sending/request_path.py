@@ -1,5 +1,7 @@
-"""Ingress's side of the request path: NATS request/reply to the policy service, or straight to
-the executors for a call policy has already allowed with nothing to count (`grant_cache`).
+"""Ingress's side of the request path.
+
+NATS request/reply to the policy service, or straight to the executors for a call policy has already
+allowed with nothing to count (`grant_cache`).
 
 One persistent NATS connection; every in-flight call shares a single wildcard inbox
 subscription, so a call costs one publish and one delivery, no per-call setup. Policy forwards an
@@ -76,8 +78,9 @@ _MALFORMED = "the gateway received a malformed reply from its executor"
 
 
 def encoded(message: Routed) -> bytes:
-    """`message.model_dump_json().encode()`, the bytes straight from pydantic's serializer: no str
-    made and encoded again, none of `model_dump_json`'s option handling (~0.7 µs a call)."""
+    """`message.model_dump_json().encode()`, the bytes straight from pydantic's serializer.
+
+    No str made and encoded again, none of `model_dump_json`'s option handling (~0.7 µs a call)."""
     return message.__pydantic_serializer__.to_json(message)
 
 
@@ -95,8 +98,9 @@ def _failed(message: Routed, kind: ErrorKind, text: str, execution: Execution = 
 
 
 def _lost(message: Routed, exc: ResponderLost | NatsTimeout) -> CallOutcome:
-    """A send this side failed after the request left (it may have run): the replica holding it died,
-    the bus went silent, or the call's time ran out."""
+    """A send this side failed after the request left (it may have run).
+
+    The replica holding it died, the bus went silent, or the call's time ran out."""
     what = message.describe()
     if isinstance(exc, ResponderLost):
         return _failed(
@@ -133,8 +137,10 @@ class RequestPath:
         await self._policy.start()
 
     async def _send(self, subject: str, data: bytes, timeout: float) -> Msg:  # noqa: ASYNC109 - a NATS deadline, not a scope
-        """A request to the policy queue group; raises NoRespondersError, nats TimeoutError, or
-        ResponderLost when the replica holding it dies (it may have acted on the request).
+        """A request to the policy queue group.
+
+        Raises NoRespondersError, nats TimeoutError, or ResponderLost when the replica holding it dies
+        (it may have acted on the request).
 
         The policy handler of `subject` must acknowledge requests still running after a moment
         (`libs.common.bus.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
@@ -148,8 +154,10 @@ class RequestPath:
         return await self.routed(request)
 
     async def llm(self, request: LlmRequest) -> LlmOutcome:
-        """A chat completion through policy (key, budgets) to the executor (the provider call); policy
-        waits for an executor rejoining, ingress for a policy replica (the same wait step as `routed`)."""
+        """A chat completion through policy (key, budgets) to the executor (the provider call).
+
+        Policy waits for an executor rejoining, ingress for a policy replica (the same wait step as
+        `routed`)."""
         data = request.model_dump_json().encode()
         tries = 0
         while True:
@@ -176,8 +184,9 @@ class RequestPath:
                 return _llm_failed(request, ErrorKind.INTERNAL, _MALFORMED)
 
     async def routed(self, message: Routed) -> CallOutcome:
-        """`message` to its upstream, through the send loop (one step a line, as the module says):
-        encode, route, send, wait (nobody subscribed: a replica may be rejoining), retry (a grant the
+        """`message` to its upstream, through the send loop (one step a line, as the module says).
+
+        Encode, route, send, wait (nobody subscribed: a replica may be rejoining), retry (a grant the
         executor found stale goes to policy instead), read."""
         subject, executors = _SUBJECTS[type(message)]
         tries = 0  # sends that found nobody of the role they needed
@@ -216,16 +225,18 @@ class RequestPath:
             return _failed(message, ErrorKind.INVALID_ARGUMENTS, text, "not_run")
 
     async def _offload(self, message: Routed, size: int) -> bytes | CallOutcome:
-        """Step encode, for bytes too large for one bus message: its arguments moved to the object
-        store; or why it cannot be sent (it did not run)."""
+        """Step encode, for bytes too large for one bus message: its arguments moved to the object store.
+
+        Or why it cannot be sent (it did not run)."""
         shrunk = await self._shrunk(message, size)
         if isinstance(shrunk, GatewayError):
             return CallOutcome(id=message.id, error=shrunk, decided_by="executor", execution="not_run")
         return shrunk
 
     def _route(self, executors: str, message: Routed, ask_policy: bool) -> Held | None:
-        """Step route: policy's grant for the message, which sends it straight to the executors; None
-        (or `ask_policy`) sends it to policy."""
+        """Step route: policy's grant for the message, which sends it straight to the executors.
+
+        None (or `ask_policy`) sends it to policy."""
         held = None if ask_policy else self.grants.find(executors, message)
         _SENT["policy" if held is None else "granted"].inc()
         return held
@@ -233,8 +244,9 @@ class RequestPath:
     async def _sent(
         self, subject: str, executors: str, data: bytes, message: Routed, held: Held | None
     ) -> Msg | Nobody | CallOutcome:
-        """Step send: the reply; `Nobody` when no replica of the role it needed was subscribed (it did
-        not run); or the outcome of a send that failed on this side (refunded: it may have run)."""
+        """Step send: the reply; `Nobody` when no replica of the role it needed was subscribed (it did not run).
+
+        Or the outcome of a send that failed on this side (refunded: it may have run)."""
         sent_at = time.monotonic()
         try:
             if held is None:
@@ -255,8 +267,7 @@ class RequestPath:
         return reply
 
     def _stale(self, executors: str, message: Routed) -> None:
-        """Step retry: the grant expired on the executor's clock (nothing ran); dropped, the next try
-        asks policy."""
+        """Step retry: the grant expired on the executor's clock (nothing ran); dropped, the next try asks policy."""
         self._rejoin.heard("executor")
         self.grants.drop(executors, message)
         _SENT["stale"].inc()
@@ -264,8 +275,10 @@ class RequestPath:
     def _read(
         self, reply: Msg, executors: str, message: Routed, held: Held | None, seen: tuple[int, ...]
     ) -> CallOutcome:
-        """Step read: the reply as the outcome (a result too large for one message still in the object
-        store: `_with_result`), a grant policy gave with it kept."""
+        """Step read: the reply as the outcome.
+
+        (A result too large for one message still in the object store: `_with_result`), a grant policy
+        gave with it kept."""
         if held is None and reply.headers and (grant := reply.headers.get(subjects.GRANT)) is not None:
             self.grants.keep(executors, message, grant, seen)
         try:
@@ -277,14 +290,17 @@ class RequestPath:
         return outcome
 
     async def _refund(self, message: Routed) -> None:
-        """This side failed a tool call that policy may have charged: give the charge back, as the
-        executor would have for a call that did not run (policy holds no charge otherwise)."""
+        """This side failed a tool call that policy may have charged.
+
+        Give the charge back, as the executor would have for a call that did not run (policy holds no
+        charge otherwise)."""
         if message.refunded_when_lost:
             await self._nc.publish(subjects.POLICY_REFUND, Refund(id=message.id).model_dump_json().encode())
 
     async def _shrunk(self, message: Routed, size: int) -> bytes | GatewayError:
-        """A request too large for one NATS message, its arguments moved to the object store; or
-        why it cannot be sent."""
+        """A request too large for one NATS message, its arguments moved to the object store.
+
+        Or why it cannot be sent."""
         if message.offloadable and self._blobs is not None:
             try:
                 name = await self._blobs.put(orjson.dumps(message.payload), what="arguments")
@@ -323,8 +339,10 @@ class RequestPath:
         include_tools: tuple[str, ...] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - a NATS deadline, not a scope
     ) -> VisibleTools:
-        """Which of the (server, tool) pairs of `tools` the caller may use, as policy decides
-        (`allowed`), and the revisions it decided at; or why there is no answer (`error`)."""
+        """Which of the (server, tool) pairs of `tools` the caller may use.
+
+        As policy decides (`allowed`), and the revisions it decided at; or why there is no answer
+        (`error`)."""
         servers = list(include_servers) if include_servers is not None else None
         names = list(include_tools) if include_tools is not None else None
         return await ask_visible(self._nc, caller, tools, servers, names, timeout)

@@ -1,7 +1,8 @@
-"""Sending the requests ingress routes to one upstream through policy and an executor: a
-`tools/call` (`ToolCall`), and `prompts/get`, `resources/read`, `resources/(un)subscribe`,
-`completion/complete` (`UpstreamRequest`), with what every such send shares: the timeout, a call
-stream to the agent when it can take one, and the bookkeeping an agent's cancellation needs.
+"""Sending the requests ingress routes to one upstream through policy and an executor.
+
+A `tools/call` (`ToolCall`), and `prompts/get`, `resources/read`, `resources/(un)subscribe`,
+`completion/complete` (`UpstreamRequest`), with what every such send shares: the timeout, a call stream
+to the agent when it can take one, and the bookkeeping an agent's cancellation needs.
 
 The handlers hold one `RoutedSender` (`handlers.Handlers`); so does a `subscriptions/listen`
 stream for the upstream subscriptions it holds.
@@ -55,8 +56,7 @@ class RoutedSender:
         params: dict[str, Any],
         target: str | None = None,
     ) -> CallOutcome:
-        """`method` with `params` to the upstream of `entry`, for the grant `target` (the entry's own
-        by default)."""
+        """`method` with `params` to the upstream of `entry`, for the grant `target` (the entry's own by default)."""
         meta = forwarded_meta(params)
         forwarded = {k: v for k, v in params.items() if k != "_meta"}
         if meta:
@@ -123,8 +123,9 @@ _CALL_FIELDS = frozenset(("name", "arguments", "_meta"))
 
 
 def call_extra(params: dict[str, Any]) -> dict[str, Any] | None:
-    """The `params` of a `tools/call` besides name, arguments and `_meta` (2026-07-28
-    `inputResponses`, `requestState`), forwarded as they are; None when there are none."""
+    """The `params` of a `tools/call` besides name, arguments and `_meta`.
+
+    (2026-07-28 `inputResponses`, `requestState`), forwarded as they are; None when there are none."""
     if params.keys() <= _CALL_FIELDS:
         return None
     return {k: v for k, v in params.items() if k not in _CALL_FIELDS} or None

@@ -33,9 +33,11 @@ _QUEUE_LIMIT = 1000
 
 @dataclass(eq=False)
 class Listener:
-    """One open stream: a session's `GET /mcp` (everything, resources as the session subscribed),
-    or a 2026-07-28 `subscriptions/listen` (only the kinds and resources it asked for, each message
-    stamped with its subscription id)."""
+    """One open stream.
+
+    A session's `GET /mcp` (everything, resources as the session subscribed), or a 2026-07-28
+    `subscriptions/listen` (only the kinds and resources it asked for, each message stamped with its
+    subscription id)."""
 
     session: str | None
     kinds: frozenset[str] | None = None
@@ -93,9 +95,10 @@ class Notifier:
                     listener.push(message)
 
     def tools_found(self, key_id: str, session: str) -> None:
-        """Discovery mode found tools for one list: a session's own (only its streams hear), or, with
-        no session (2026-07-28), the list the key's sessionless agents share (only their streams,
-        `subscriptions/listen` opened with that key, hear)."""
+        """Discovery mode found tools for one list.
+
+        A session's own (only its streams hear), or, with no session (2026-07-28), the list the key's
+        sessionless agents share (only their streams, `subscriptions/listen` opened with that key, hear)."""
         message = {"jsonrpc": "2.0", "method": "notifications/tools/list_changed"}
         for listener in self._listeners:
             hears = listener.session == session if session else listener.session is None and listener.key_id == key_id
@@ -103,8 +106,9 @@ class Notifier:
                 listener.push(message)
 
     async def on_resource_updated(self, sessions: SessionState, msg: Msg) -> None:
-        """An upstream resource changed: the streams that asked for it hear (`sessions` holds what each
-        session subscribed to)."""
+        """An upstream resource changed.
+
+        The streams that asked for it hear (`sessions` holds what each session subscribed to)."""
         try:
             update = ResourceUpdated.model_validate_json(msg.data)
         except ValidationError:

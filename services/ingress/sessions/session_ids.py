@@ -40,8 +40,10 @@ _KEY_DOMAIN = b"bastion session ids\x00"
 
 
 def _bound(key_id: str) -> str:
-    """What an id names of the key it is bound to: 128 bits of its sha256, the same length for a
-    virtual key and an OAuth user (`user:<id>`), with no prefix shared by two keys."""
+    """What an id names of the key it is bound to.
+
+    128 bits of its sha256, the same length for a virtual key and an OAuth user (`user:<id>`), with no
+    prefix shared by two keys."""
     return base64.urlsafe_b64encode(hashlib.sha256(key_id.encode()).digest()[:16]).rstrip(b"=").decode()
 
 
@@ -105,9 +107,10 @@ class SessionCodec:
         return SessionInfo(version, key_id, float(expires), tuple(client), session_key(session_id))
 
     def reply_id(self, subject: str, key_id: str) -> str:
-        """The JSON-RPC id of a request Bastion sends an agent on an upstream's behalf. It names the
-        NATS subject waiting for the answer, signed and bound to the key, so whichever replica the
-        agent posts its answer to can deliver it, and nobody can aim an answer elsewhere."""
+        """The JSON-RPC id of a request Bastion sends an agent on an upstream's behalf.
+
+        It names the NATS subject waiting for the answer, signed and bound to the key, so whichever
+        replica the agent posts its answer to can deliver it, and nobody can aim an answer elsewhere."""
         payload = jwt.encode(
             _HEADER, {"s": subject, "k": _bound(key_id)}, self._key, algorithms=_ALGORITHMS, default_type=None
         )
@@ -128,8 +131,10 @@ class SessionCodec:
 
 
 class LiveSessions:
-    """The sessions `/mcp` serves: an id this deployment issued, to this key, not expired, and not
-    ended by its agent (`DELETE /mcp`, on any replica)."""
+    """The sessions `/mcp` serves.
+
+    An id this deployment issued, to this key, not expired, and not ended by its agent (`DELETE /mcp`, on
+    any replica)."""
 
     __slots__ = ("codec", "state")
 

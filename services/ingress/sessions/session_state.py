@@ -1,7 +1,8 @@
-"""What an agent session asked for that outlives one request: its log level, its resource
-subscriptions, and whether the agent ended it (`DELETE /mcp`), kept in KV `bastion_sessions` so
-every ingress replica honours them (the request that sets them and the one that relies on them
-may reach different replicas). Each replica keeps what the KV watch delivers in memory, so
+"""What an agent session asked for that outlives one request.
+
+Its log level, its resource subscriptions, and whether the agent ended it (`DELETE /mcp`), kept in KV
+`bastion_sessions` so every ingress replica honours them (the request that sets them and the one that
+relies on them may reach different replicas). Each replica keeps what the KV watch delivers in memory, so
 checking a session costs a dict lookup."""
 
 from __future__ import annotations
@@ -86,8 +87,10 @@ class SessionState:
     # ------------------------------------------------------------------ writes
 
     async def end(self, session: str, expires_at: float) -> None:
-        """The agent ended the session: every replica refuses it from now on. The record outlives
-        the id's own expiry (`expires_at`), after which the id is refused for its age anyway."""
+        """The agent ended the session: every replica refuses it from now on.
+
+        The record outlives the id's own expiry (`expires_at`), after which the id is refused for its age
+        anyway."""
         self._ended(session, expires_at)
         if self._kv is not None:
             await self._kv.put(f"{session}.ended", orjson.dumps(expires_at))

@@ -124,8 +124,9 @@ class CallStreams:
                 await self._answer(msg.reply, error={"code": -32603, "message": "the agent disconnected"})
 
     async def deliver_reply(self, key_id: str, message: dict[str, Any]) -> bool:
-        """Forward an agent's JSON-RPC response to the upstream request it answers; False if its id
-        is not a live request Bastion sent this key."""
+        """Forward an agent's JSON-RPC response to the upstream request it answers.
+
+        False if its id is not a live request Bastion sent this key."""
         subject = self._codec.reply_subject(message.get("id"), key_id)
         if subject is None:
             return False

@@ -59,10 +59,11 @@ def waiting_message(approval: dict[str, Any]) -> str:
 async def collect(
     ctx: RequestContext, params: dict[str, Any], approval_id: str, interval: float, h: TaskHost
 ) -> tuple[dict[str, Any], AuditEvent | None]:
-    """The call's answer once the approval is decided: the approved run's result (policy runs the
-    stored arguments; the ones in `params` are never used), or the refusal of a denial or expiry.
-    Each poll is a request of its own on `ctx` (a detached one: its latency and `call_id` are the
-    poll's, so a cancel abandons the one in flight)."""
+    """The call's answer once the approval is decided.
+
+    The approved run's result (policy runs the stored arguments; the ones in `params` are never used), or
+    the refusal of a denial or expiry. Each poll is a request of its own on `ctx` (a detached one: its
+    latency and `call_id` are the poll's, so a cancel abandons the one in flight)."""
     sent = params.get("_meta")
     meta: dict[str, Any] = sent if isinstance(sent, dict) else {}
     retry = {**params, "_meta": {**meta, APPROVAL_META: approval_id}}
@@ -76,8 +77,9 @@ async def collect(
 
 def _transient(payload: dict[str, Any]) -> bool:
     """The gateway could not answer this poll (the bus or the approvals store away): poll again.
-    Safe even mid-run: the record's compare-and-set runs the call once, and a later poll reads the
-    kept outcome. The task's ttl bounds the waiting."""
+
+    Safe even mid-run: the record's compare-and-set runs the call once, and a later poll reads the kept
+    outcome. The task's ttl bounds the waiting."""
     error = payload.get("error")
     data = error.get("data") if isinstance(error, dict) else None
     return isinstance(data, dict) and data.get("kind") in _TRANSIENT

@@ -1,7 +1,8 @@
-"""Tasks the gateway hosts itself: a piece of work (a slow tool call, or a call waiting for a
-person's approval: `approval_tasks`) becomes a task; this replica runs it, or waits for it, in the
-background, and stores its state and result on the bus (`task_store`), where any replica answers
-for it.
+"""Tasks the gateway hosts itself.
+
+A piece of work (a slow tool call, or a call waiting for a person's approval: `approval_tasks`) becomes a
+task; this replica runs it, or waits for it, in the background, and stores its state and result on the
+bus (`task_store`), where any replica answers for it.
 
 The seam is `HostedTasks.host(record, work, after)`: `work` is any coroutine function ending in a
 `TaskEnding` (a wire result or a JSON-RPC error); if it ends within `after` seconds the caller gets
@@ -66,9 +67,10 @@ class HostedTasks:
                 await watcher
 
     async def host(self, record: TaskRecord, work: Work, after: float) -> TaskEnding | TaskRecord:
-        """Run `work`; its ending when it ends within `after` seconds, else `record`, stored (the
-        caller answers with it) while the work goes on. `TooManyTasks` from the store propagates
-        only before the work starts."""
+        """Run `work`; its ending when it ends within `after` seconds.
+
+        Else `record`, stored (the caller answers with it) while the work goes on. `TooManyTasks` from
+        the store propagates only before the work starts."""
         await self.store.check_room(record.key_id)
         runner: asyncio.Task[TaskEnding] = asyncio.create_task(work())
         done, _ = await asyncio.wait({runner}, timeout=after)

@@ -69,8 +69,9 @@ def created(record: TaskRecord, form: Form) -> dict[str, Any]:
 
 
 def detailed(record: TaskRecord, form: Form, result: dict[str, Any] | None, error: dict[str, Any] | None) -> Any:
-    """`tasks/get`'s answer (and 2025-11-25 `tasks/cancel`'s): the task; the extension's form inlines
-    the result or error of a finished task."""
+    """`tasks/get`'s answer (and 2025-11-25 `tasks/cancel`'s): the task.
+
+    The extension's form inlines the result or error of a finished task."""
     task = _task(record, form)
     if form == "extension":
         if record.status == "completed" and result is not None:
@@ -86,8 +87,9 @@ def listed(records: list[TaskRecord]) -> dict[str, Any]:
 
 
 def read_upstream_task(result: Any) -> dict[str, Any] | None:
-    """The `Task` inside an upstream's `CreateTaskResult` (`{task: ...}`), `tasks/get` or
-    `tasks/cancel` answer (the task itself), or None when `result` is none of those."""
+    """The `Task` inside an upstream's `CreateTaskResult` (`{task: ...}`), `tasks/get` or `tasks/cancel` answer.
+
+    (The task itself), or None when `result` is none of those."""
     if not isinstance(result, dict):
         return None
     inner = result.get("task")

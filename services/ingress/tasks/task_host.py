@@ -1,5 +1,6 @@
-"""What the task methods need of the handlers that route them to a task (`TaskHost`): declared
-here, so the tasks package does not import the handlers that import it."""
+"""What the task methods need of the handlers that route them to a task (`TaskHost`).
+
+Declared here, so the tasks package does not import the handlers that import it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ __all__ = ["TaskHost"]
 
 
 class TaskHost(Protocol):
-    """`services.ingress.handlers.Handlers`, as a task sees it: the catalog it names tools from, the
-    sender of its upstream requests, the audit recorder of its events, and a plain `tools/call`."""
+    """`services.ingress.handlers.Handlers`, as a task sees it.
+
+    The catalog it names tools from, the sender of its upstream requests, the audit recorder of its
+    events, and a plain `tools/call`."""
 
     catalog: Catalog
     sender: RoutedSender

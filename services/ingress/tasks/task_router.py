@@ -1,6 +1,7 @@
-"""MCP tasks through the gateway (docs/tasks.md): which `tools/call` becomes a task, and the task
-methods (`tasks/get`, `tasks/result`, `tasks/list`, `tasks/cancel`, `tasks/update`), answered from
-any replica out of the records on the bus (`task_store`).
+"""MCP tasks through the gateway (docs/tasks.md).
+
+Which `tools/call` becomes a task, and the task methods (`tasks/get`, `tasks/result`, `tasks/list`,
+`tasks/cancel`, `tasks/update`), answered from any replica out of the records on the bus (`task_store`).
 
 - An upstream tool that takes tasks (`execution.taskSupport`) is called as a task when the agent
   speaks tasks (either revision's form: `task_forms`); the upstream's task id stays on the bus, the
@@ -262,8 +263,10 @@ class TaskRouter:
         approval: dict[str, Any],
         h: TaskHost,
     ) -> Answered:
-        """A call policy parked for approval, as a task that waits for the decision and then ends
-        with the approved run (`approval_tasks`); with no room for a task, the parked answer."""
+        """A call policy parked for approval.
+
+        As a task that waits for the decision and then ends with the approved run (`approval_tasks`);
+        with no room for a task, the parked answer."""
         payload, audit = parked
         expires = approval.get("expires_at")
         waits_ms = int((expires - time.time()) * 1000) if isinstance(expires, int | float) else 0

@@ -1,6 +1,7 @@
-"""The tasks agents hold through the gateway, on the bus (KV `bastion_tasks`): any replica reads and
-updates them, so a task started on one replica is polled, cancelled or fetched on another, and
-outlives the replica that started it.
+"""The tasks agents hold through the gateway, on the bus (KV `bastion_tasks`).
+
+Any replica reads and updates them, so a task started on one replica is polled, cancelled or fetched on
+another, and outlives the replica that started it.
 
 A record is found only by its owner's key id and the task id together (`gateway_tasks.task_key`):
 another caller who learned a task id finds nothing, exactly as for an id that never existed.

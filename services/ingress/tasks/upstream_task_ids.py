@@ -42,8 +42,9 @@ def namespaced_error(error: GatewayError, record: TaskRecord) -> GatewayError:
 
 
 def _walk(value: Any, sub: Callable[[str], str]) -> Any:
-    """A copy of `value` with `sub` applied to every string, keys included; by a loop, not recursion,
-    so an answer nested as deep as JSON allows is walked whole."""
+    """A copy of `value` with `sub` applied to every string, keys included.
+
+    By a loop, not recursion, so an answer nested as deep as JSON allows is walked whole."""
     if isinstance(value, str):
         return sub(value)
     if not isinstance(value, dict | list):

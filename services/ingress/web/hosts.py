@@ -44,8 +44,10 @@ class HostGuard:
         lookup, not a parse. Only allowed values are kept, so their number is bounded by the allow-list."""
 
     def problem(self, host: str | None, origin: str | None, repeated: tuple[str, ...] = ()) -> str | None:
-        """Why this request must be refused, or None. `repeated`: which of host / origin the
-        request sent more than once (a proxy and the app could each read a different one)."""
+        """Why this request must be refused, or None.
+
+        `repeated`: which of host / origin the request sent more than once (a proxy and the app could
+        each read a different one)."""
         if repeated:
             return f"the {' and '.join(repeated)} header appears more than once"
         if self._allowed is None:

@@ -1,5 +1,6 @@
-"""Headers a request to ingress may send once only, whichever route it takes (`/mcp`, `/v1`, the
-admin API): a proxy in front and the app behind could each read a different copy.
+"""Headers a request to ingress may send once only, whichever route it takes (`/mcp`, `/v1`, the admin API).
+
+A proxy in front and the app behind could each read a different copy.
 
 `Host` and `Origin` (`hosts.HostGuard` checks them), and `Authorization`: with two credentials, a
 proxy that checks the first would let the second, which the app reads, through unchecked.
@@ -14,7 +15,6 @@ REPEATED_AUTHORIZATION = "the Authorization header appears more than once; send 
 
 
 def repeated_headers(raw_headers: list[tuple[bytes, bytes]]) -> tuple[str, ...]:
-    """Which of the headers that must be single the request sent more than once (ASGI header
-    names are lower-case)."""
+    """Which of the headers that must be single the request sent more than once (ASGI header names are lower-case)."""
     names = [name for name, _ in raw_headers]
     return tuple(h.decode() for h in _SINGLE if names.count(h) > 1)

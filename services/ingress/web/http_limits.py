@@ -213,8 +213,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(408, f"the request head did not arrive within {self.limits.header_timeout:g}s")
 
     def _body_too_slow(self) -> None:
-        """The app is (or will be) waiting for the rest of the body; closing the connection ends
-        its wait with a disconnect, and it answers nothing."""
+        """The app is (or will be) waiting for the rest of the body.
+
+        Closing the connection ends its wait with a disconnect, and it answers nothing."""
         self._deadline, self._deadline_for = None, None
         if not self.transport.is_closing():
             _log_now_and_then(
@@ -225,9 +226,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer `status` and close. The close lingers a moment, reading and dropping what the
-        client is still sending: closing a socket with unread input resets the connection, and
-        the client would never see the answer saying why."""
+        """Answer `status` and close.
+
+        The close lingers a moment, reading and dropping what the client is still sending: closing a
+        socket with unread input resets the connection, and the client would never see the answer saying
+        why."""
         self._disarm()
         if self.transport.is_closing() or self._refused:
             return

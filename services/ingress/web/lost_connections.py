@@ -22,8 +22,7 @@ Callbacks = set[Callable[[], object]]
 
 
 def watch(scope: MutableMapping[str, Any]) -> Callbacks | None:
-    """The callbacks called once the connection `scope` arrived on is lost, or None if the server
-    does not call them."""
+    """The callbacks called once the connection `scope` arrived on is lost, or None if the server does not call them."""
     extensions = scope.get("extensions")
     return extensions.get(LOST) if extensions else None
 

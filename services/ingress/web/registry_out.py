@@ -1,6 +1,8 @@
-"""The gateway as an MCP Registry (docs/registry.md): `GET /v0.1/servers`, `/v0.1/servers/{name}/versions`
-and `/v0.1/servers/{name}/versions/{version|latest}`, the official registry API's read routes, answered
-to a virtual key (or an OAuth access token) with exactly the servers it may use.
+"""The gateway as an MCP Registry (docs/registry.md).
+
+`GET /v0.1/servers`, `/v0.1/servers/{name}/versions` and
+`/v0.1/servers/{name}/versions/{version|latest}`, the official registry API's read routes, answered to a
+virtual key (or an OAuth access token) with exactly the servers it may use.
 
 One entry per server, not one for the whole gateway: registry clients (the registry's own, VS Code,
 ToolHive, Obot) show and install entries one by one, and a person picks the servers an agent gets.
@@ -41,8 +43,9 @@ MAX_PAGE: Final = 100
 
 
 def namespace_of(public_url: str) -> str:
-    """The reverse-DNS namespace of the gateway's entries: `gw.example.com` -> `com.example.gw` (an
-    address or a one-label host as it is)."""
+    """The reverse-DNS namespace of the gateway's entries.
+
+    `gw.example.com` -> `com.example.gw` (an address or a one-label host as it is)."""
     host = urlsplit(public_url).hostname or "localhost"
     try:
         ipaddress.ip_address(host)

@@ -84,11 +84,12 @@ _defaults: tuple[list[tuple[bytes, bytes]] | None, bytes] = (None, b"")
 
 
 def send_whole(send: Any, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> bool:
-    """Write a whole answer at once, as `http.response.start` with `headers` (lower-case names
-    and valid values, one `content-length` that is `body`'s) then one `http.response.body`
-    would, and end the request as they would; or False (nothing written) when `send` is not a
-    request of ingress's own server at its start (another server, a paused or closed
-    connection, an access log to write): then the caller sends through ASGI."""
+    """Write a whole answer at once.
+
+    As `http.response.start` with `headers` (lower-case names and valid values, one `content-length` that
+    is `body`'s) then one `http.response.body` would, and end the request as they would; or False
+    (nothing written) when `send` is not a request of ingress's own server at its start (another server,
+    a paused or closed connection, an access log to write): then the caller sends through ASGI."""
     cycle = getattr(send, "__self__", None)
     if type(cycle) is not RequestResponseCycle:
         return False

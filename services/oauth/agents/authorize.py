@@ -171,8 +171,9 @@ class Authorize:
             return None
 
     async def _locked(self, username: str) -> bool:
-        """Too many wrong passwords for this name lately: refused before any hashing (password guessing,
-        and CPU spent on scrypt, are bounded per name)."""
+        """Too many wrong passwords for this name lately.
+
+        Refused before any hashing (password guessing, and CPU spent on scrypt, are bounded per name)."""
         found = await self.records.get(_failures_key(username), LoginFailures)
         return (
             found is not None

@@ -1,6 +1,8 @@
-"""Which redirect URIs a client may register, whichever way it registers (dynamically, by a metadata
-document, or preregistered in the configuration): absolute, no fragment, and either https, http on a
-loopback address (native apps, RFC 8252 §7.3), or a private-use scheme (`cursor://...`, RFC 8252 §7.1).
+"""Which redirect URIs a client may register, whichever way it registers.
+
+(Dynamically, by a metadata document, or preregistered in the configuration): absolute, no fragment, and
+either https, http on a loopback address (native apps, RFC 8252 §7.3), or a private-use scheme
+(`cursor://...`, RFC 8252 §7.1).
 """
 
 from __future__ import annotations

@@ -151,8 +151,9 @@ class Authorizer:
     # ---------------------------------------------------------------- internals
 
     async def _current(self, query: UpstreamTokenQuery, user: str | None) -> tuple[oauth.TokenSet | None, str]:
-        """The owner's usable token (or None), and how it was had (the `bastion_oauth_upstream_token_fetches`
-        outcome): kept, refreshed, exchanged; refresh_failed or needs_auth when there is none."""
+        """The owner's usable token (or None), and how it was had (the `bastion_oauth_upstream_token_fetches` outcome).
+
+        Kept, refreshed, exchanged; refresh_failed or needs_auth when there is none."""
         tokens = await self._records.tokens(query.server, user)
         rejected = query.rejected is not None and tokens is not None and query.rejected == tokens.access_token
         if tokens is not None and tokens.fresh(self._margin) and not rejected:
@@ -206,8 +207,9 @@ class Authorizer:
         return auth
 
     async def _registered(self, server: str, url: str, transport: str) -> ServerAuth:
-        """Bastion's client at `server`'s authorization server, registered now unless a registration
-        that ran meanwhile left one."""
+        """Bastion's client at `server`'s authorization server.
+
+        Registered now unless a registration that ran meanwhile left one."""
         async with self._registering.setdefault(server, asyncio.Lock()):
             auth = await self._records.server_auth(server)
             if auth is not None and auth.redirect_uri == self.redirect_uri:

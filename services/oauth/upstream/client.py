@@ -1,7 +1,8 @@
-"""The OAuth 2.1 client operations Bastion performs against an upstream's authorization server:
-dynamic client registration (RFC 7591), the authorization URL with PKCE S256 and a resource
-indicator (RFC 8707), and the token endpoint's three grants it uses: authorization code, refresh
-(the server may rotate the refresh token), and token exchange (RFC 8693).
+"""The OAuth 2.1 client operations Bastion performs against an upstream's authorization server.
+
+Dynamic client registration (RFC 7591), the authorization URL with PKCE S256 and a resource indicator
+(RFC 8707), and the token endpoint's three grants it uses: authorization code, refresh (the server may
+rotate the refresh token), and token exchange (RFC 8693).
 
 Plain form posts over httpx2: every request and answer is visible here, and errors carry the
 server's RFC 6749 `error` code, never a token or secret."""

@@ -1,7 +1,8 @@
-"""Find an upstream's authorization server the way the MCP authorization spec says a client must:
-the 401's `WWW-Authenticate` names the protected resource metadata (RFC 9728, else its well-known
-URLs), whose `authorization_servers` lead to RFC 8414 metadata. The SDK's helpers build the
-candidate URLs and its models parse the documents."""
+"""Find an upstream's authorization server the way the MCP authorization spec says a client must.
+
+The 401's `WWW-Authenticate` names the protected resource metadata (RFC 9728, else its well-known URLs),
+whose `authorization_servers` lead to RFC 8414 metadata. The SDK's helpers build the candidate URLs and
+its models parse the documents."""
 
 from __future__ import annotations
 

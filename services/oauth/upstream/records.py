@@ -75,9 +75,10 @@ class Records:
         return _ServersAt.model_validate_json(raw).servers if raw else []
 
     async def note_server_at(self, issuer: str, server: str) -> None:
-        """Add `server` to `issuer`'s servers (a read, and a write only when it is new). Two replicas
-        noting two new servers of one issuer at once may lose one of them; it is noted again the next
-        time that server's authorization record is loaded (`Authorizer._server_auth`)."""
+        """Add `server` to `issuer`'s servers (a read, and a write only when it is new).
+
+        Two replicas noting two new servers of one issuer at once may lose one of them; it is noted again
+        the next time that server's authorization record is loaded (`Authorizer._server_auth`)."""
         servers = await self.servers_at(issuer)
         if server not in servers:
             noted = _ServersAt(servers=sorted({*servers, server}))

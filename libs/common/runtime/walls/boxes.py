@@ -56,9 +56,10 @@ def _value(settings: BaseModel, name: str) -> Any:
 
 
 def _own_files(service: str, settings: BaseModel) -> tuple[list[str], list[str]]:
-    """(files it reads, folders it writes): every `*_file` and `*_dir` setting it has set; of the
-    audit journal's folder, only its own slot (`libs.common.audit.audit_journal.open_slot`: the replica's
-    instance, else the service's name), so one producer cannot rewrite what another owes."""
+    """(files it reads, folders it writes): every `*_file` and `*_dir` setting it has set.
+
+    Of the audit journal's folder, only its own slot (`libs.common.audit.audit_journal.open_slot`: the
+    replica's instance, else the service's name), so one producer cannot rewrite what another owes."""
     reads, writes = [], []
     for name in type(settings).model_fields:
         value = _value(settings, name)
@@ -78,8 +79,9 @@ def _own_files(service: str, settings: BaseModel) -> tuple[list[str], list[str]]
 
 
 def _chdb_store(url: str) -> list[str]:
-    """The embedded store's folder and its lock file beside it (`services.audit.ownership`), made
-    now: the box lets the service write that one file, not create files beside the store."""
+    """The embedded store's folder and its lock file beside it (`services.audit.ownership`), made now.
+
+    The box lets the service write that one file, not create files beside the store."""
     if not url.startswith("chdb://"):
         return []
     path = url.removeprefix("chdb://").rstrip("/")
@@ -182,8 +184,10 @@ def merged(boxes: Sequence[Confinement]) -> Confinement:
 
 
 def confine_service(services: Mapping[str, BaseModel]) -> Outcome | None:
-    """Put this process, running `services` (name -> its settings), in their box; log what the
-    kernel enforces and what it cannot. Nothing when every service's `confine` setting is off."""
+    """Put this process, running `services` (name -> its settings), in their box.
+
+    Log what the kernel enforces and what it cannot. Nothing when every service's `confine` setting is
+    off."""
     if not all(_value(settings, "confine") for settings in services.values()):
         log.warning("OS confinement is OFF (BASTION_CONFINE=false): this process may touch every file its user may")
         return None

@@ -188,8 +188,10 @@ class Outcome:
 
 @functools.cache
 def _libc() -> ctypes.CDLL:
-    """The C library already loaded in this process (`find_library` would run a compiler, and
-    needs a temporary directory the process may no longer have)."""
+    """The C library already loaded in this process.
+
+    (`find_library` would run a compiler, and needs a temporary directory the process may no longer
+    have)."""
     return ctypes.CDLL(None, use_errno=True)
 
 
@@ -287,9 +289,11 @@ def _bpf(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
 
 
 def _seccomp_program(numbers: Iterable[int]) -> bytes:
-    """A classic BPF filter: wrong architecture, a denied number, or `ioctl` with TIOCSTI or
-    TIOCLINUX -> EPERM, else allow. The kernel reads an ioctl's request as a 32-bit `unsigned int`,
-    so the filter compares the low half of the argument only (high bits set change nothing)."""
+    """A classic BPF filter.
+
+    Wrong architecture, a denied number, or `ioctl` with TIOCSTI or TIOCLINUX -> EPERM, else allow. The
+    kernel reads an ioctl's request as a 32-bit `unsigned int`, so the filter compares the low half of
+    the argument only (high bits set change nothing)."""
     ld_w_abs, jeq_k, jge_k, ret_k = 0x20, 0x15, 0x35, 0x06
     allow, eperm = 0x7FFF0000, 0x00050000 | errno.EPERM
     denied = sorted(set(numbers))
@@ -322,9 +326,11 @@ def _seccomp(box: Confinement, outcome: Outcome) -> None:
 
 
 def _drop_capabilities(box: Confinement, outcome: Outcome) -> None:
-    """As root: empty the bounding set, so nothing this process execs regains a capability, and keep
-    none itself but binding a port below 1024 when it listens on one (root without capabilities
-    still owns its files, but can no longer sniff loopback, override permissions or kill others)."""
+    """As root: empty the bounding set.
+
+    So nothing this process execs regains a capability, and keep none itself but binding a port below
+    1024 when it listens on one (root without capabilities still owns its files, but can no longer sniff
+    loopback, override permissions or kill others)."""
     if os.geteuid() != 0:
         return
     libc = _libc()
@@ -362,8 +368,9 @@ def _limits(limits: Limits) -> None:
 
 
 def processes_beyond_current(extra: int) -> int:
-    """An RLIMIT_NPROC that lets this user start `extra` more processes or threads than it runs now
-    (the kernel counts every thread of the user's against it, not only processes)."""
+    """An RLIMIT_NPROC that lets this user start `extra` more processes or threads than it runs now.
+
+    (The kernel counts every thread of the user's against it, not only processes)."""
     uid = os.getuid()
     running = 0
     for entry in os.listdir("/proc"):

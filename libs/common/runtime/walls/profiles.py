@@ -80,9 +80,10 @@ def within(path: str | Path, folder: str | Path) -> bool:
 
 
 def own_packages() -> list[str]:
-    """Bastion's own package folders, wherever this process imports them from (a checkout, an
-    editable install, site-packages), never the folder holding them: in a checkout that folder
-    holds the data dir too. Found, not imported: the ground floor imports no service."""
+    """Bastion's own package folders, wherever this process imports them from.
+
+    (A checkout, an editable install, site-packages), never the folder holding them: in a checkout that
+    folder holds the data dir too. Found, not imported: the ground floor imports no service."""
     found = []
     for package in ("libs", "services", "cli"):
         spec = importlib.util.find_spec(package)
@@ -92,8 +93,7 @@ def own_packages() -> list[str]:
 
 
 def python_paths(protected: Sequence[str]) -> list[str]:
-    """The interpreter, its standard library and virtualenv, and every import folder that holds
-    nothing `protected`."""
+    """The interpreter, its standard library and virtualenv, and every import folder that holds nothing `protected`."""
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent)}
     found.update(entry for entry in sys.path if entry and os.path.isdir(entry))
     return sorted(
@@ -130,10 +130,11 @@ def _listing(folder: Path) -> list[str]:
 
 
 def everything_but(excluded: Sequence[str], root: str = "/") -> list[str]:
-    """Paths that together cover the whole filesystem (or the folder `root`) except `excluded`:
-    every sibling of each folder on the way from `root` down to an excluded path. A symbolic link
-    leading into an excluded path is left out too. A folder on the way that this process cannot list
-    (and did not list before its box closed) raises `UnlistableFolder`."""
+    """Paths that together cover the whole filesystem (or the folder `root`) except `excluded`.
+
+    Every sibling of each folder on the way from `root` down to an excluded path. A symbolic link leading
+    into an excluded path is left out too. A folder on the way that this process cannot list (and did not
+    list before its box closed) raises `UnlistableFolder`."""
     targets = [Path(path).resolve() for path in excluded]
     found: list[str] = []
 
@@ -159,11 +160,12 @@ def everything_but(excluded: Sequence[str], root: str = "/") -> list[str]:
 
 
 def private_tmp(service: str, data_dir: str) -> str:
-    """A temporary folder of this process's own, made the default for everything it runs:
-    `<root>/<service>-<pid>`, where the root is `<data_dir>/tmp`, or without a data dir
-    `bastion-<uid>` in the system's temporary folder. Replicas of one service each have theirs, and what
-    a dead process left there is removed now: a process boxed by the OS cannot remove its own folder
-    when it ends (that needs the right to change its parent), so the next one to start does."""
+    """A temporary folder of this process's own, made the default for everything it runs.
+
+    `<root>/<service>-<pid>`, where the root is `<data_dir>/tmp`, or without a data dir `bastion-<uid>`
+    in the system's temporary folder. Replicas of one service each have theirs, and what a dead process
+    left there is removed now: a process boxed by the OS cannot remove its own folder when it ends (that
+    needs the right to change its parent), so the next one to start does."""
     root = os.path.join(data_dir, "tmp") if data_dir else os.path.join(tempfile.gettempdir(), f"bastion-{os.getuid()}")
     os.makedirs(root, mode=0o700, exist_ok=True)
     if not _owned_privately(root):  # another user's folder in a shared /tmp: theirs to fill, not ours

@@ -184,8 +184,10 @@ class A2aConnector:
 
 
 def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
-    """The `a2a` kind (`upstreams.registry.KINDS`): the executor's upstream client, answers bounded at
-    the result limit, the server's egress rules and headers on every request, card and messages alike."""
+    """The `a2a` kind (`upstreams.registry.KINDS`).
+
+    The executor's upstream client, answers bounded at the result limit, the server's egress rules and
+    headers on every request, card and messages alike."""
     cutoff = answer_cutoff(hooks.settings.max_result) if hooks.settings.max_result is not None else None
 
     def make_client(timeout: httpx2.Timeout) -> httpx2.AsyncClient:

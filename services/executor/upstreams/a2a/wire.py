@@ -54,8 +54,9 @@ def _rpc(method: str, params: dict[str, Any]) -> bytes:
 
 
 def send_message(arguments: dict[str, Any], skill: str) -> bytes:
-    """`SendMessage` for a tool call's arguments (`message`, optional `data` and `contextId`); the
-    message's metadata names the skill the tool stands for (`skillId`: A2A addresses an agent, not a
+    """`SendMessage` for a tool call's arguments (`message`, optional `data` and `contextId`).
+
+    The message's metadata names the skill the tool stands for (`skillId`: A2A addresses an agent, not a
     skill, so this is a hint the agent may use)."""
     parts: list[dict[str, Any]] = [{"text": str(arguments.get("message", ""))}]
     if isinstance(arguments.get("data"), dict):
@@ -129,8 +130,10 @@ def _task(task: dict[str, Any]) -> Answer:
 
 
 def _mcp(parts: Any, error: bool, prefix: str | None) -> dict[str, Any]:
-    """Parts as MCP content: text as text, data as JSON text (and `structuredContent` when it is the
-    only data part), a file by URL as a resource link, raw bytes as an embedded blob."""
+    """Parts as MCP content.
+
+    Text as text, data as JSON text (and `structuredContent` when it is the only data part), a file by
+    URL as a resource link, raw bytes as an embedded blob."""
     content: list[dict[str, Any]] = []
     data: list[Any] = []
     for part in (parts if isinstance(parts, list) else [])[:_MAX_PARTS]:

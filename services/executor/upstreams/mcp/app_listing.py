@@ -1,5 +1,7 @@
-"""An MCP server's apps (`ui://` resources, docs/mcp-apps.md) read when it is listed, so pinning can
-hold them to what was approved: an app is its HTML, and a changed app is drift like a changed tool.
+"""An MCP server's apps (`ui://` resources, docs/mcp-apps.md) read when it is listed.
+
+So pinning can hold them to what was approved: an app is its HTML, and a changed app is drift like a
+changed tool.
 
 Which apps: every `ui://` resource the server lists and every one its tools name
 (`_meta.ui.resourceUri`), at most `MAX_APPS`; what is pinned of each: `ui_apps.app_definition`.
@@ -35,8 +37,10 @@ def _app_uris(tools: Iterable[dict[str, Any]], resources: Iterable[dict[str, Any
 async def read_apps(
     session: ClientSession, server: str, tools: list[dict[str, Any]], resources: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """The pinned definition of each app of the server. One it fails to read is left out: it is
-    not served either (a read of it is refused by pinning until it reads as approved)."""
+    """The pinned definition of each app of the server.
+
+    One it fails to read is left out: it is not served either (a read of it is refused by pinning until
+    it reads as approved)."""
     uris = _app_uris(tools, resources)
     if len(uris) > MAX_APPS:
         log.warning("upstream %s names %d apps; pinning reads the first %d", server, len(uris), MAX_APPS)

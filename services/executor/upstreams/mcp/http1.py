@@ -64,8 +64,10 @@ class Response:
         self._paused = False
 
     async def read(self, limit: int | None = None) -> bytes:
-        """The rest of the body, whole; `BodyTooLarge` once it passes `limit` bytes (then the
-        connection is not reused: the rest is never read)."""
+        """The rest of the body, whole.
+
+        `BodyTooLarge` once it passes `limit` bytes (then the connection is not reused: the rest is never
+        read)."""
         parts = []
         size = 0
         while True:
@@ -250,8 +252,10 @@ class HttpPool:
         limit: int = 256,
         addresses: Callable[[str, int], Awaitable[list[str]]] | None = None,
     ) -> None:
-        """`addresses`: (host, port) -> the addresses a connection may go to, in order, each
-        checked (`libs.common.web.egress_rules.EgressRules.addresses`); None: the host, resolved as usual."""
+        """`addresses`.
+
+        (Host, port) -> the addresses a connection may go to, in order, each checked
+        (`libs.common.web.egress_rules.EgressRules.addresses`); None: the host, resolved as usual."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
@@ -274,13 +278,15 @@ class HttpPool:
         """A request's headers -> its head, in two parts around the content-length value."""
 
     def post(self, body: bytes, headers: Mapping[str, str]) -> _Post:
-        """POST `body` with `headers` (over the pool's own); the answer, readable inside the block
-        (`async with pool.post(...) as response`)."""
+        """POST `body` with `headers` (over the pool's own).
+
+        The answer, readable inside the block (`async with pool.post(...) as response`)."""
         return _Post(self, self._request(body, headers))
 
     def get(self, headers: Mapping[str, str]) -> _Post:
-        """GET the URL with `headers` (over the pool's own): how a cut SSE answer is resumed
-        (`Last-Event-ID`). Rare, so its head is built each time, not kept."""
+        """GET the URL with `headers` (over the pool's own): how a cut SSE answer is resumed (`Last-Event-ID`).
+
+        Rare, so its head is built each time, not kept."""
         merged = dict(self._defaults)
         merged.update(_checked(headers))
         head = self._get_start + "".join(f"{name}: {value}\r\n" for name, value in merged.items()) + "\r\n"
@@ -310,9 +316,11 @@ class HttpPool:
         return head[0] + str(len(body)).encode() + head[1] + body
 
     def _head(self, headers: Mapping[str, str]) -> tuple[bytes, bytes]:
-        """The request's head around its content-length value. Each exchange's headers are mostly
-        the same ones (the session's, the method's, the tool's name), so heads are kept by them:
-        checking and joining the headers every time cost ~3 µs of a POST's CPU."""
+        """The request's head around its content-length value.
+
+        Each exchange's headers are mostly the same ones (the session's, the method's, the tool's name),
+        so heads are kept by them: checking and joining the headers every time cost ~3 µs of a POST's
+        CPU."""
         merged = dict(self._defaults)
         merged.update(_checked(headers))
         merged["content-length"] = "\x00"  # the length's place: no checked name or value holds a NUL
@@ -367,9 +375,11 @@ class HttpPool:
 
 
 class _Post:
-    """One POST as an `async with` block: a connection from the pool for the block, back to the
-    pool after it if its answer was whole and allows keep-alive. A class rather than an
-    `asynccontextmanager`: the generator and its wrapper cost ~1 µs more per POST."""
+    """One POST as an `async with` block.
+
+    A connection from the pool for the block, back to the pool after it if its answer was whole and
+    allows keep-alive. A class rather than an `asynccontextmanager`: the generator and its wrapper cost
+    ~1 µs more per POST."""
 
     __slots__ = ("_connection", "_pool", "_request", "_response", "_slot")
 

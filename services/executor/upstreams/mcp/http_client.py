@@ -1,6 +1,7 @@
-"""The httpx2 client HTTP upstreams are reached with (streamable HTTP, SSE; the OpenAPI adapter's
-REST calls too): keep-alive pooling, TCP_NODELAY, connections only where the egress rules allow
-(`egress_guard`), answers bounded (`bounded_http`), and a hook that hears every HTTP 401."""
+"""The httpx2 client HTTP upstreams are reached with (streamable HTTP, SSE; the OpenAPI adapter's REST calls too).
+
+Keep-alive pooling, TCP_NODELAY, connections only where the egress rules allow (`egress_guard`), answers
+bounded (`bounded_http`), and a hook that hears every HTTP 401."""
 
 from __future__ import annotations
 
@@ -31,10 +32,12 @@ def http_client(
     on_unauthorized: Callable[[], None] | None = None,
     max_body: int | None = None,
 ) -> httpx2.AsyncClient:
-    """The httpx2 client for HTTP and SSE upstreams (the SDK's `McpHttpClientFactory` once `rules`,
-    the server's egress rules, are bound). `on_unauthorized` hears of every HTTP 401: the SDK turns
-    it into a generic error, and "needs credentials" is worth telling operators apart from "down".
-    An answer body (not an event stream) longer than `max_body` fails its request (`bounded_http`)."""
+    """The httpx2 client for HTTP and SSE upstreams.
+
+    (The SDK's `McpHttpClientFactory` once `rules`, the server's egress rules, are bound).
+    `on_unauthorized` hears of every HTTP 401: the SDK turns it into a generic error, and "needs
+    credentials" is worth telling operators apart from "down". An answer body (not an event stream)
+    longer than `max_body` fails its request (`bounded_http`)."""
     hooks: dict[str, list[Any]] = {}
     if on_unauthorized is not None:
 

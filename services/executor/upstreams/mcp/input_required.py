@@ -45,10 +45,11 @@ async def resolve_input_required(
     ask: Ask,
     resend: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
-    """Answer `result`'s input requests through `ask` and `resend` the request with the answers
-    (`resend` gets the extra params), until the upstream answers for good. Raises `InputUnanswered`
-    when the agent cannot answer, like the official client when a callback declines: an input
-    response cannot carry an error, and answering for the user would be a lie."""
+    """Answer `result`'s input requests through `ask` and `resend` the request with the answers.
+
+    (`resend` gets the extra params), until the upstream answers for good. Raises `InputUnanswered` when
+    the agent cannot answer, like the official client when a callback declines: an input response cannot
+    carry an error, and answering for the user would be a lie."""
     state_only = 0
     for _ in range(MAX_ROUNDS):
         try:

@@ -1,5 +1,7 @@
-"""A lean `tools/call` on an established streamable-HTTP session: one POST on the session's own
-pooled connection, the answer read with orjson (`json_codec`: integers beyond 64 bits kept exact).
+"""A lean `tools/call` on an established streamable-HTTP session.
+
+One POST on the session's own pooled connection, the answer read with orjson (`json_codec`: integers
+beyond 64 bits kept exact).
 
 The SDK's per-call path runs each request through its dispatcher, two in-memory streams, a task
 group per message, a pydantic round trip of the JSON-RPC envelope both ways and an OpenTelemetry
@@ -90,8 +92,10 @@ class Redirected(Exception):
 
 
 class Unauthorized(Exception):
-    """The server refused the POST's credentials (HTTP 401): nothing ran; send it the SDK's way,
-    whose auth flow fetches or renews the upstream's OAuth token and sends it again."""
+    """The server refused the POST's credentials (HTTP 401): nothing ran.
+
+    Send it the SDK's way, whose auth flow fetches or renews the upstream's OAuth token and sends it
+    again."""
 
 
 @runtime_checkable
@@ -99,13 +103,15 @@ class Bearer(Protocol):
     """An OAuth token source lean sends can use (`oauth.OAuthTokens`)."""
 
     def lean_authorization(self) -> str | bool | None:
-        """The `Authorization` header value to send, None to send none (no token was ever needed),
-        or False when the SDK's way must send this request (the token is due for renewal)."""
+        """The `Authorization` header value to send, None to send none (no token was ever needed).
+
+        Or False when the SDK's way must send this request (the token is due for renewal)."""
 
 
 class LeanLink(Protocol):
-    """A live session's way of sending one request without the SDK's dispatcher: streamable HTTP
-    (`HttpLink`) or stdio (`lean_stdio.StdioLink`)."""
+    """A live session's way of sending one request without the SDK's dispatcher.
+
+    Streamable HTTP (`HttpLink`) or stdio (`lean_stdio.StdioLink`)."""
 
     usable: bool
     """False: send the SDK's way (after a redirect, say)."""
@@ -122,8 +128,9 @@ _LOG = "notifications/message"
 
 
 async def deliver_log(on_log: LogFn, params: Any) -> None:
-    """A log message met during a lean call, given to the session's logging callback at once (the
-    session would handle it in a task of its own, maybe after the call's answer)."""
+    """A log message met during a lean call, given to the session's logging callback at once.
+
+    (The session would handle it in a task of its own, maybe after the call's answer)."""
     try:
         validated = types.LoggingMessageNotificationParams.model_validate(params or {}, by_name=False)
     except ValidationError:
@@ -151,9 +158,10 @@ def stamp(session: ClientSession, method: str, params: dict[str, Any]) -> tuple[
 
 
 def tell_cancelled(session: ClientSession, request_id: str, tasks: set[asyncio.Task[None]]) -> None:
-    """Tell the server we gave up on `request_id` (the handshake-era wire; the 2026-07-28 transport
-    drops it, closing the request having said it), in the background: the caller may be unwinding
-    a cancellation."""
+    """Tell the server we gave up on `request_id`.
+
+    (The handshake-era wire; the 2026-07-28 transport drops it, closing the request having said it), in
+    the background: the caller may be unwinding a cancellation."""
     notification = types.CancelledNotification(
         params=types.CancelledNotificationParams(request_id=request_id, reason=_CANCEL_REASON)
     )
@@ -260,10 +268,12 @@ class HttpLink:
             raise AnswerTooLarge(self.max_result) from None
 
     async def _resume(self, headers: dict[str, str], request_id: str, position: _Position) -> dict[str, Any]:
-        """The answer of a call whose SSE stream was cut before it: resumed with `Last-Event-ID` (a GET,
-        after the server's `retry:` delay or a second), as the SDK's transport resumes, when the server
-        numbered its events. At most `_RESUMPTIONS` tries in a row that bring no new event (refused, or
-        cut again before one): a server that keeps cutting with nothing to show does not hold the call."""
+        """The answer of a call whose SSE stream was cut before it.
+
+        Resumed with `Last-Event-ID` (a GET, after the server's `retry:` delay or a second), as the SDK's
+        transport resumes, when the server numbered its events. At most `_RESUMPTIONS` tries in a row
+        that bring no new event (refused, or cut again before one): a server that keeps cutting with
+        nothing to show does not hold the call."""
         if position.last_id is None:
             raise MCPError(CONNECTION_CLOSED, "SSE stream ended without a response")
         failures = 0
@@ -332,8 +342,10 @@ class _StreamCut(Exception):
 
 @dataclass
 class _Position:
-    """Where a call's SSE stream stands: the last event id the server gave (`id:`) and the delay it
-    asked for before reconnecting (`retry:`), as the SSE spec keeps them across events."""
+    """Where a call's SSE stream stands.
+
+    The last event id the server gave (`id:`) and the delay it asked for before reconnecting (`retry:`),
+    as the SSE spec keeps them across events."""
 
     last_id: str | None = None
     retry_ms: int = _DEFAULT_RETRY_MS
@@ -342,8 +354,9 @@ class _Position:
 async def _sse_events(
     chunks: AsyncIterator[bytes], max_size: int | None, position: _Position | None = None
 ) -> AsyncGenerator[tuple[str, str]]:
-    """(event type, data) of each server-sent event with data, as the SSE spec frames them; `position`
-    follows the stream's `id:` and `retry:` fields."""
+    """(event type, data) of each server-sent event with data, as the SSE spec frames them.
+
+    `position` follows the stream's `id:` and `retry:` fields."""
     pending = b""
     event, size = "", 0
     data: list[str] = []
@@ -401,18 +414,20 @@ def checked(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 @functools.cache
 def _result_adapter(method: str, version: str) -> TypeAdapter[Any] | None:
-    """The validator `mcp_types.methods.validate_server_result` uses for `method`'s result in
-    `version` (None when that version's surface has no such result: nothing to check). Called
-    directly because that function also dumps what it validated, which a check throws away (~5 µs of
-    a tools/call result's ~13)."""
+    """The validator `mcp_types.methods.validate_server_result` uses for `method`'s result in `version`.
+
+    (None when that version's surface has no such result: nothing to check). Called directly because that
+    function also dumps what it validated, which a check throws away (~5 µs of a tools/call result's
+    ~13)."""
     target = _methods.SERVER_RESULTS.get((method, version))
     return None if target is None else TypeAdapter(target)  # type: ignore[arg-type]  # as the SDK does
 
 
 def _proxied(url: str) -> bool:
-    """True when httpx2 would send to `url` through a proxy from the environment (HTTP(S)_PROXY,
-    ALL_PROXY, not exempted by NO_PROXY): such upstreams keep the SDK path (the pool speaks to the
-    origin only)."""
+    """True when httpx2 would send to `url` through a proxy from the environment.
+
+    (HTTP(S)_PROXY, ALL_PROXY, not exempted by NO_PROXY): such upstreams keep the SDK path (the pool
+    speaks to the origin only)."""
     parts = urllib.parse.urlsplit(url)
     proxies = urllib.request.getproxies_environment()
     if not (proxies.get(parts.scheme) or proxies.get("all")):
@@ -430,11 +445,12 @@ async def lean_http_transport(
     max_result: int | None = None,
     egress: EgressRules | None = None,
 ) -> AsyncIterator[tuple[TransportStreams, HttpLink]]:
-    """`mcp.client.streamable_http.streamable_http_client` on `client`, also yielding the `HttpLink`
-    lean sends use: the SDK function keeps its transport object to itself, and lean sends go on an
-    connection pool of their own (`http1.HttpPool`: measured ~15-25 µs of CPU per POST, against
-    ~120 for aiohttp and ~1,000 for httpx2) with the same `headers`, trust store and egress rules
-    (`libs.common.contracts.egress`; None: public addresses only)."""
+    """`mcp.client.streamable_http.streamable_http_client` on `client`, also yielding the `HttpLink` lean sends use.
+
+    The SDK function keeps its transport object to itself, and lean sends go on an connection pool of
+    their own (`http1.HttpPool`: measured ~15-25 µs of CPU per POST, against ~120 for aiohttp and ~1,000
+    for httpx2) with the same `headers`, trust store and egress rules (`libs.common.contracts.egress`;
+    None: public addresses only)."""
     transport = StreamableHTTPTransport(url, max_sse_event_size=sse_event_limit(max_result))
     read_writer, read_stream = create_context_streams[SessionMessage | Exception](0)
     write_stream, write_reader = create_context_streams[SessionMessage](0)

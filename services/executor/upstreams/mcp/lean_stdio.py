@@ -1,7 +1,8 @@
-"""A lean `tools/call` on an established stdio or SSE session: one request written as a JSON line on
-the child's stdin (stdio, `stdio_pipe`) or through the SDK transport's own write stream (SSE: a POST
-to its endpoint), its answer taken before the SDK session sees it: off the pipe as bytes (`line`), or
-off the event stream's read side (`take`).
+"""A lean `tools/call` on an established stdio or SSE session.
+
+One request written as a JSON line on the child's stdin (stdio, `stdio_pipe`) or through the SDK
+transport's own write stream (SSE: a POST to its endpoint), its answer taken before the SDK session sees
+it: off the pipe as bytes (`line`), or off the event stream's read side (`take`).
 
 The SDK's stdio transport stays whole (the child process, its pipes, parsing each line, shutdown);
 what this skips is the session's per-request dispatcher (a request model validated, a response
@@ -46,8 +47,10 @@ _ABANDONED = 1024
 
 @dataclass(eq=False)
 class StdioLink:
-    """What a lean send needs of one live stdio (or SSE) session: the transport's write stream, and
-    the answers its read side hands over (`take`, called by the executor's watched read stream)."""
+    """What a lean send needs of one live stdio (or SSE) session.
+
+    The transport's write stream, and the answers its read side hands over (`take`, called by the
+    executor's watched read stream)."""
 
     outbound: WriteStream[SessionMessage] | None = None
     """The SDK transport's write side (SSE); None when requests go on the pipe as lines (`send_line`)."""
@@ -67,8 +70,9 @@ class StdioLink:
     _closed: bool = False
 
     async def request(self, session: ClientSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Send one request on the session's pipe and return its result as a wire dict; raises what
-        `ClientSession.send_request` raises for the same answers."""
+        """Send one request on the session's pipe and return its result as a wire dict.
+
+        Raises what `ClientSession.send_request` raises for the same answers."""
         if self._closed:
             raise MCPError(CONNECTION_CLOSED, "Connection closed")
         request_id = next_request_id()
@@ -107,9 +111,10 @@ class StdioLink:
         return checked(method, session.protocol_version or "2025-11-25", result)
 
     async def line(self, line: bytes) -> bool:
-        """True when `line` (read off the pipe) answers a lean request, or is a log message: it goes to
-        that request, or to `on_log` before the next line is read, not to the SDK session. Lines that
-        can be neither are not parsed here."""
+        """True when `line` (read off the pipe) answers a lean request, or is a log message.
+
+        It goes to that request, or to `on_log` before the next line is read, not to the SDK session.
+        Lines that can be neither are not parsed here."""
         ours = _OURS in line and bool(self._waiting or self._abandoned)
         if not ours and (self.on_log is None or _LOGGED not in line):
             return False
@@ -128,8 +133,9 @@ class StdioLink:
         return False
 
     async def take(self, message: object) -> bool:
-        """True when `message` (off the read stream) answers a lean request, or is a log message: it
-        goes to that request, or to `on_log` before the next line is read, not to the SDK session."""
+        """True when `message` (off the read stream) answers a lean request, or is a log message.
+
+        It goes to that request, or to `on_log` before the next line is read, not to the SDK session."""
         if not isinstance(message, SessionMessage):
             return False
         inner = message.message
@@ -141,8 +147,10 @@ class StdioLink:
         return self._answered(inner.id, inner)
 
     def overlong(self, request_id: int | str) -> bool:
-        """The answer to `request_id` was too long to read (`stdio_pipe`): True when that was a lean
-        request, which then fails as too large (or was abandoned: nobody waits)."""
+        """The answer to `request_id` was too long to read (`stdio_pipe`).
+
+        True when that was a lean request, which then fails as too large (or was abandoned: nobody
+        waits)."""
         if not isinstance(request_id, str):
             return False
         waiting = self._waiting.pop(request_id, None)

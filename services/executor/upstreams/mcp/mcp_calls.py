@@ -1,5 +1,6 @@
-"""What an MCP session (`mcp_session.McpSession`) sends: a `tools/call`, the other routed requests,
-and the health check's `ping`.
+"""What an MCP session (`mcp_session.McpSession`) sends.
+
+A `tools/call`, the other routed requests, and the health check's `ping`.
 
 Stateless functions over an SDK `ClientSession`, each mapping what happens to a `CallOutcome`.
 """
@@ -45,12 +46,13 @@ _RESULT = TypeAdapter(dict[str, Any])
 
 
 class _Outgoing:
-    """One request on its way to the server: its params, built into the SDK's typed request once,
-    and sent (again, with `extra` params, when an `input_required` answer is resolved) within the
-    call's deadline. With `lean`, a `tools/call` goes as one POST on the session's connection
-    (`lean.py`) or one line on its pipe (`lean_stdio.py`) instead of through the SDK's dispatcher.
-    A `raw` one (a task request, `upstream_tasks.py`) goes on the dispatcher unchecked: the SDK's
-    result types know no `CreateTaskResult`."""
+    """One request on its way to the server.
+
+    Its params, built into the SDK's typed request once, and sent (again, with `extra` params, when an
+    `input_required` answer is resolved) within the call's deadline. With `lean`, a `tools/call` goes as
+    one POST on the session's connection (`lean.py`) or one line on its pipe (`lean_stdio.py`) instead of
+    through the SDK's dispatcher. A `raw` one (a task request, `upstream_tasks.py`) goes on the
+    dispatcher unchecked: the SDK's result types know no `CreateTaskResult`."""
 
     __slots__ = ("deadline", "first", "lean", "method", "model", "params", "progress", "raw", "session")
 
@@ -110,10 +112,11 @@ async def send_tool_call(
     ask: Ask | None = None,
     lean: LeanLink | None = None,
 ) -> CallOutcome:
-    """Send one `tools/call` and map what happens to a `CallOutcome`. On the deadline the SDK
-    abandons the request and sends the server `notifications/cancelled` for it. With `ask`, an
-    `input_required` answer is resolved through the agent for a handshake-era agent. `lean`
-    (`_Outgoing`) is passed only when no progress is to be relayed; `on_stale` is told when the
+    """Send one `tools/call` and map what happens to a `CallOutcome`.
+
+    On the deadline the SDK abandons the request and sends the server `notifications/cancelled` for it.
+    With `ask`, an `input_required` answer is resolved through the agent for a handshake-era agent.
+    `lean` (`_Outgoing`) is passed only when no progress is to be relayed; `on_stale` is told when the
     server says our copy of the tool's schema is stale (2026-07-28)."""
     params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
     if meta := tracing.with_traceparent(_with_log_level(session, call.meta, call.stream, call.log_level)):
@@ -145,8 +148,9 @@ async def send_upstream_request(
     progress: ProgressFnT | None = None,
     ask: Ask | None = None,
 ) -> CallOutcome:
-    """Send one routed request (`prompts/get`, `resources/read`, ...) and map the outcome; `ask` as
-    for `send_tool_call`."""
+    """Send one routed request (`prompts/get`, `resources/read`, ...) and map the outcome.
+
+    `ask` as for `send_tool_call`."""
     model = REQUEST_TYPES.get(request.method)
     if model is None and (request.method in TASK_METHODS or request.method == "skills/get"):
         raw = _Outgoing(session, types.Request, request.method, request.params, deadline, None, raw=True)
@@ -185,8 +189,9 @@ async def _exchange(
     ask: Ask | None,
     on_stale: Callable[[], None] | None = None,
 ) -> CallOutcome:
-    """Send `outgoing`, resolve an `input_required` answer for a handshake-era agent (sending it
-    again with the agent's answers), and map the result or the exception to a `CallOutcome`."""
+    """Send `outgoing`, resolve an `input_required` answer for a handshake-era agent.
+
+    (Sending it again with the agent's answers), and map the result or the exception to a `CallOutcome`."""
     started = time.perf_counter()
     try:
         result = await outgoing.send({})
@@ -207,8 +212,10 @@ async def _exchange(
 
 
 async def ping(session: ClientSession, within: float) -> str | None:
-    """None when the server answered within `within` seconds, else why not. An error answer counts as
-    alive: 2026-07-28 servers may not implement `ping`, but answering proves the session works."""
+    """None when the server answered within `within` seconds, else why not.
+
+    An error answer counts as alive: 2026-07-28 servers may not implement `ping`, but answering proves
+    the session works."""
     try:
         with anyio.fail_after(within):
             await session.send_ping()
@@ -224,10 +231,11 @@ def _ms(started: float) -> float:
 
 
 def _with_log_level(session: ClientSession, meta: Any, stream: str | None, level: str | None) -> dict[str, Any] | None:
-    """2026-07-28 servers send log messages only for requests that ask: ask when the agent set a
-    level (`logging/setLevel`) and has a stream to receive them. Not by default: a server asked for
-    logs may answer every call as an SSE stream, which costs milliseconds per call (measured).
-    Handshake-era sessions need nothing (there `logging/setLevel` governs)."""
+    """2026-07-28 servers send log messages only for requests that ask.
+
+    Ask when the agent set a level (`logging/setLevel`) and has a stream to receive them. Not by default:
+    a server asked for logs may answer every call as an SSE stream, which costs milliseconds per call
+    (measured). Handshake-era sessions need nothing (there `logging/setLevel` governs)."""
     own: dict[str, Any] | None = meta if isinstance(meta, dict) else None
     if stream is None or level is None or session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
         return own

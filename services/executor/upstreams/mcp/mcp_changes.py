@@ -1,6 +1,7 @@
-"""What a 2026-07-28 upstream announces: list changes and resource updates on one
-`subscriptions/listen` stream (that era has no `notifications/*/list_changed` outside it and no
-`resources/subscribe`).
+"""What a 2026-07-28 upstream announces.
+
+List changes and resource updates on one `subscriptions/listen` stream (that era has no
+`notifications/*/list_changed` outside it and no `resources/subscribe`).
 
 The stream's filter names the resources agents subscribed to through this executor, so it is
 reopened whenever that set changes. An event published while it reopens is missed; the executor
@@ -47,9 +48,11 @@ class ChangeListener:
         self._opened = anyio.Event()
 
     async def subscribe_to(self, uris: Iterable[str], within: float) -> bool:
-        """Want updates for exactly `uris` from now on; reopens the stream if that changed and
-        waits (at most `within` seconds) until the server acknowledged the new filter, so an
-        update right after an agent's `resources/subscribe` returns is not missed."""
+        """Want updates for exactly `uris` from now on.
+
+        Reopens the stream if that changed and waits (at most `within` seconds) until the server
+        acknowledged the new filter, so an update right after an agent's `resources/subscribe` returns is
+        not missed."""
         uris = frozenset(uris)
         if uris != self._uris:
             self._uris = uris

@@ -75,8 +75,10 @@ async def list_features(session: ClientSession, server: str) -> Features:
 async def _every_page(
     server: str, method: str, fetch: Callable[[PaginatedRequestParams | None], Awaitable[Any]], attribute: str
 ) -> list[dict[str, Any]]:
-    """Every page of one listing. A server that declares a capability but fails to list it keeps
-    its tools: the listing is logged and left empty rather than failing the whole connection."""
+    """Every page of one listing.
+
+    A server that declares a capability but fails to list it keeps its tools: the listing is logged and
+    left empty rather than failing the whole connection."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     try:

@@ -1,6 +1,7 @@
-"""An MCP server's sessions, over the official SDK's `Client`: what the stdio, streamable-HTTP and SSE
-kinds share. Each kind only opens its transport's streams (`OpenStreams`); this module runs the
-session on them and answers the `UpstreamSession` interface.
+"""An MCP server's sessions, over the official SDK's `Client`: what the stdio, streamable-HTTP and SSE kinds share.
+
+Each kind only opens its transport's streams (`OpenStreams`); this module runs the session on them and
+answers the `UpstreamSession` interface.
 
 The SDK's transports and session are anyio context managers whose cancel scopes must be entered
 and exited by the same task: the owning `Upstream`'s connection task enters `McpConnector.open()`
@@ -174,8 +175,9 @@ class McpSession:
             await self._listener.run(self.client_session)
 
     async def resubscribe(self) -> None:
-        """A new session knows nothing of the old one's resource subscriptions (2026-07-28 sessions
-        carry them on the change stream instead)."""
+        """A new session knows nothing of the old one's resource subscriptions.
+
+        (2026-07-28 sessions carry them on the change stream instead)."""
         if self.modern:
             return
         timeout = self._hooks.settings.connect_timeout

@@ -1,6 +1,7 @@
-"""An MCP server's skills (`io.modelcontextprotocol/skills`, docs/skills.md): `skills/list`, every
-page, when the server declares the extension. An entry that is malformed or over the extension's
-limits (`skills.skill_problem`) is left out, named in the log."""
+"""An MCP server's skills (`io.modelcontextprotocol/skills`, docs/skills.md).
+
+`skills/list`, every page, when the server declares the extension. An entry that is malformed or over the
+extension's limits (`skills.skill_problem`) is left out, named in the log."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The SSE kind (HTTP+SSE, the 2024-11-05 transport): requests are POSTed to an endpoint the server
-names, answers come back on one long-lived event stream.
+"""The SSE kind (HTTP+SSE, the 2024-11-05 transport).
+
+Requests are POSTed to an endpoint the server names, answers come back on one long-lived event stream.
 
 Lean calls write through the transport's own write stream (its POST, auth and redirects stay the
 SDK's) and take their answers off the event stream before the SDK session sees them, as stdio's
@@ -32,16 +33,20 @@ __all__ = ["connector", "open_streams"]
 async def open_streams(
     name: str, config: ServerConfig, hooks: SessionHooks, on_lean: Callable[[LeanLink], None]
 ) -> AsyncIterator[TransportStreams]:
-    """Open the event stream. Answer bodies are bounded by the answer cutoff (`bounded_http`); the
-    SDK's HTTP+SSE transport keeps its own 1 MiB per event."""
+    """Open the event stream.
+
+    Answer bodies are bounded by the answer cutoff (`bounded_http`); the SDK's HTTP+SSE transport keeps
+    its own 1 MiB per event."""
     assert config.url is not None
     cutoff = answer_cutoff(hooks.settings.max_result) if hooks.settings.max_result is not None else None
     on_unauthorized = hooks.on_unauthorized
     live = True
 
     def lost() -> None:
-        """The session can send no more (its POST writer ended): end it now, so calls wait for a new
-        one instead of failing. Only while this session is the upstream's own: never a later one."""
+        """The session can send no more (its POST writer ended).
+
+        End it now, so calls wait for a new one instead of failing. Only while this session is the
+        upstream's own: never a later one."""
         if live:
             hooks.on_end()
 

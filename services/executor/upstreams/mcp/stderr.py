@@ -1,5 +1,6 @@
-"""A stdio server's stderr, line by line into the executor's log, prefixed with the server's name,
-and the last lines kept for its status (`last_words.LastWords`), its configured secrets masked in both.
+"""A stdio server's stderr, line by line into the executor's log, prefixed with the server's name.
+
+And the last lines kept for its status (`last_words.LastWords`), its configured secrets masked in both.
 
 The SDK hands `errlog` to the child as its stderr, so it must be a real file descriptor: we give
 it the write end of a pipe, close our copy once the child holds it (so the read end sees EOF
@@ -86,8 +87,10 @@ class StderrPipe:
 
 @contextlib.asynccontextmanager
 async def stderr_to_log(name: str, last_words: LastWords | None = None) -> AsyncIterator[StderrPipe]:
-    """Yield a `StderrPipe` whose `errlog` goes to the child; its lines are logged until exit, and
-    the last of them kept in `last_words` (cleared first: they are this spawn's)."""
+    """Yield a `StderrPipe` whose `errlog` goes to the child.
+
+    Its lines are logged until exit, and the last of them kept in `last_words` (cleared first: they are
+    this spawn's)."""
     if last_words is not None:
         last_words.clear()
     pipe = StderrPipe(name, last_words)

@@ -32,9 +32,10 @@ __all__ = ["connector", "open_streams", "stdio_parameters"]
 
 
 def stdio_parameters(name: str, config: ServerConfig, root: StdioRoot) -> StdioServerParameters:
-    """The child gets the SDK's short list of safe variables (PATH, HOME, ...), its sandbox's cache
-    folders, and the configured `env`, never the executor's whole environment, which holds
-    Bastion's own settings."""
+    """The child gets the SDK's short list of safe variables.
+
+    (PATH, HOME, ...), its sandbox's cache folders, and the configured `env`, never the executor's whole
+    environment, which holds Bastion's own settings."""
     env = get_default_environment() | config.env
     started = launch(name, config, root, env)
     return StdioServerParameters(
@@ -48,6 +49,7 @@ async def open_streams(
     name: str, config: ServerConfig, hooks: SessionHooks, on_lean: Callable[[LeanLink], None], root: StdioRoot
 ) -> AsyncIterator[TransportStreams]:
     """Spawn the child and yield its streams; its stderr is logged, each line prefixed with `name`.
+
     A lean call's answer too long for a result of `hooks.settings.max_result` bytes is not read past
     `answer_cutoff` and fails the call (`answer_limits.AnswerTooLarge`)."""
     max_result = hooks.settings.max_result
@@ -63,7 +65,8 @@ async def open_streams(
 
 
 def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
-    """Its sandbox's working folder lies in the executor's stdio root (`SessionHooks.stdio_root`), or
-    in a private temporary folder of its own when it was given none."""
+    """Its sandbox's working folder lies in the executor's stdio root (`SessionHooks.stdio_root`).
+
+    Or in a private temporary folder of its own when it was given none."""
     root = hooks.settings.stdio_root or StdioRoot.of("")
     return McpConnector(name, config, hooks, functools.partial(open_streams, root=root))

@@ -1,5 +1,4 @@
-"""The stdio transport: the SDK's `stdio_client`, with the lines a lean link wants taken off the pipe
-as bytes.
+"""The stdio transport: the SDK's `stdio_client`, with the lines a lean link wants taken off the pipe as bytes.
 
 Writing a request through `stdio_client`'s write stream and taking its answer off its read stream
 costs ~195 µs of CPU per call (a memory-stream hop each way, a pydantic dump of the request, a
@@ -52,11 +51,12 @@ async def stdio_pipe(
     max_line: int | None = None,
     overlong: Overlong | None = None,
 ) -> AsyncIterator[tuple[TransportStreams, SendLine]]:
-    """`mcp.client.stdio.stdio_client(server, errlog)`, offering each line to `take` first, and also
-    yielding a writer of raw lines to the child's stdin. Lines are UTF-8 (the SDK's default, and
-    what `stdio.stdio_parameters` gives). A line longer than `max_line` bytes is not buffered
-    past that: its start goes to `overlong`, the rest is skipped up to its end (the SDK's reader
-    would hold any line whole, however long)."""
+    """`mcp.client.stdio.stdio_client(server, errlog)`, offering each line to `take` first.
+
+    And also yielding a writer of raw lines to the child's stdin. Lines are UTF-8 (the SDK's default, and
+    what `stdio.stdio_parameters` gives). A line longer than `max_line` bytes is not buffered past that:
+    its start goes to `overlong`, the rest is skipped up to its end (the SDK's reader would hold any line
+    whole, however long)."""
     if server.encoding.lower().replace("-", "") != "utf8":
         raise ValueError(f"stdio_pipe reads UTF-8 lines, not {server.encoding}")
     errors = server.encoding_error_handler
@@ -147,8 +147,10 @@ async def _split_lines(
     deliver: Callable[[bytes], Awaitable[None]],
     too_long: Callable[[bytes], Awaitable[None]],
 ) -> None:
-    """Each line read from `stdout` (without its newline) to `deliver`; of a line longer than
-    `max_line` bytes only its start goes to `too_long`, and the rest is skipped up to its end."""
+    """Each line read from `stdout` (without its newline) to `deliver`.
+
+    Of a line longer than `max_line` bytes only its start goes to `too_long`, and the rest is skipped up
+    to its end."""
     parts: list[bytes] = []  # the line being read, in pieces (no copy per chunk)
     size, skipping = 0, False
     async for chunk in stdout:
@@ -168,7 +170,8 @@ async def _split_lines(
 
 
 def _answer_id(head: bytes) -> int | str | None:
-    """The id of the request a line answers, from its start (servers write `id` before `result`);
+    """The id of the request a line answers, from its start (servers write `id` before `result`).
+
     None when the line does not start as an answer does."""
     found = _ANSWER_ID.search(head)
     if found is None or b'"method"' in head:
@@ -178,8 +181,10 @@ def _answer_id(head: bytes) -> int | str | None:
 
 
 def _dropped(request_id: int | str | None, limit: int) -> SessionMessage | Exception:
-    """What the SDK session gets for a line too long to read: an error answer to its request when
-    the line answers one (so that request fails now, not at its timeout), else an error."""
+    """What the SDK session gets for a line too long to read.
+
+    An error answer to its request when the line answers one (so that request fails now, not at its
+    timeout), else an error."""
     if request_id is None:
         return ValueError(f"a line of more than {limit:,} bytes was dropped")
     error = types.ErrorData(

@@ -78,8 +78,9 @@ class StdioRoot:
 
     @classmethod
     def of(cls, stdio_root: str, data_dir: str = "") -> StdioRoot:
-        """From `ExecutorSettings.stdio_root` and `data_dir`; an empty root: a new private folder
-        under the system's temporary directory."""
+        """From `ExecutorSettings.stdio_root` and `data_dir`; an empty root.
+
+        A new private folder under the system's temporary directory."""
         folder = Path(stdio_root) if stdio_root else Path(tempfile.mkdtemp(prefix="bastion-stdio-"))
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         folder = folder.resolve()
@@ -87,8 +88,9 @@ class StdioRoot:
         return cls(folder, tuple(protected))
 
     def working_folder(self, server: str) -> Path:
-        """`<root>/<server>` with its cache and temporary folders, made if missing. Server names
-        (`config.SERVER_NAME`) hold no `/` and never start with a dot."""
+        """`<root>/<server>` with its cache and temporary folders, made if missing.
+
+        Server names (`config.SERVER_NAME`) hold no `/` and never start with a dot."""
         own = self.folder / server
         for sub in {"", *_CACHES.values()}:
             (own / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -106,8 +108,9 @@ class Launch:
 
 
 def launch(name: str, config: ServerConfig, root: StdioRoot, env: Mapping[str, str]) -> Launch:
-    """The command line that starts `config`'s server confined (`sandbox.mode: on`) or as
-    configured (`off`, logged as a warning); `env` is the environment it will get (for `PATH`)."""
+    """The command line that starts `config`'s server confined (`sandbox.mode: on`) or as configured.
+
+    (`off`, logged as a warning); `env` is the environment it will get (for `PATH`)."""
     assert config.command is not None
     if config.sandbox.mode == "off":
         log.warning(
@@ -192,15 +195,17 @@ def _absolute(path: str, cwd: Path) -> Path:
 
 
 def _python_home() -> list[str]:
-    """The interpreter this executor runs on, its standard library and virtualenv: what
-    `python server.py` needs, and not the import folders beyond it (a checkout on `PYTHONPATH`)."""
+    """The interpreter this executor runs on, its standard library and virtualenv.
+
+    What `python server.py` needs, and not the import folders beyond it (a checkout on `PYTHONPATH`)."""
     found = {sys.prefix, sys.base_prefix, sys.exec_prefix, str(Path(sys.executable).resolve().parent)}
     return sorted({*found, *site.getsitepackages()})
 
 
 def _command_folders(command: str) -> list[Path]:
-    """The folder of the command and of what it links to (`npx` -> npm's own folder); for a
-    virtualenv's `bin/` (its Python, a console script), the whole virtualenv."""
+    """The folder of the command and of what it links to (`npx` -> npm's own folder).
+
+    For a virtualenv's `bin/` (its Python, a console script), the whole virtualenv."""
     if not os.path.isabs(command):
         return []
     folders = [_shared_folder(Path(command).parent), _shared_folder(Path(command).resolve().parent)]
@@ -208,8 +213,9 @@ def _command_folders(command: str) -> list[Path]:
 
 
 def _argument_folders(args: Iterable[str], cwd: Path) -> list[Path]:
-    """The folder of each argument naming an existing path (a directory: itself), never one so wide
-    it holds the user's home."""
+    """The folder of each argument naming an existing path (a directory: itself).
+
+    Never one so wide it holds the user's home."""
     found = []
     for arg in args:
         if arg.startswith("-") or not arg or "\x00" in arg:
@@ -225,14 +231,16 @@ def _argument_folders(args: Iterable[str], cwd: Path) -> list[Path]:
 
 
 def _narrow(folder: Path) -> bool:
-    """Narrow enough to be granted for a mere argument or `cwd`: not `/`, not a top-level folder
-    (`/etc`), not the user's home or a folder holding it."""
+    """Narrow enough to be granted for a mere argument or `cwd`.
+
+    Not `/`, not a top-level folder (`/etc`), not the user's home or a folder holding it."""
     return len(folder.resolve().parts) > 2 and not within(Path.home(), folder)
 
 
 def _shared_folder(folder: Path) -> Path:
-    """A folder inside a `node_modules` tree stands for the whole tree: Node looks up a script's
-    dependencies in the `node_modules` folders above it."""
+    """A folder inside a `node_modules` tree stands for the whole tree.
+
+    Node looks up a script's dependencies in the `node_modules` folders above it."""
     parts = folder.parts
     if "node_modules" in parts:
         return Path(*parts[: parts.index("node_modules") + 1])
@@ -240,8 +248,10 @@ def _shared_folder(folder: Path) -> Path:
 
 
 def _outside(paths: Iterable[str | Path], protected: Iterable[Path]) -> list[str]:
-    """`paths` less every protected folder: a path inside one is left out, a path holding one is
-    replaced by everything in it but the protected folder."""
+    """`paths` less every protected folder.
+
+    A path inside one is left out, a path holding one is replaced by everything in it but the protected
+    folder."""
     shielded = list(protected)
     kept: list[str] = []
     for path in dict.fromkeys(str(p) for p in paths):

@@ -28,10 +28,11 @@ __all__ = ["connector", "open_streams"]
 async def open_streams(
     name: str, config: ServerConfig, hooks: SessionHooks, on_lean: Callable[[LeanLink], None]
 ) -> AsyncIterator[TransportStreams]:
-    """Open the session's HTTP transport. `hooks.auth` adds credentials to every request (an HTTP
-    link over a client with an `auth` of its own sends nothing lean: the SDK's way signs each
-    request). On the SDK's own path the answer cutoff bounds every answer body (`bounded_http`) and
-    each server-sent event (`max_sse_event_size`)."""
+    """Open the session's HTTP transport.
+
+    `hooks.auth` adds credentials to every request (an HTTP link over a client with an `auth` of its own
+    sends nothing lean: the SDK's way signs each request). On the SDK's own path the answer cutoff bounds
+    every answer body (`bounded_http`) and each server-sent event (`max_sse_event_size`)."""
     assert config.url is not None
     max_result = hooks.settings.max_result
     cutoff = answer_cutoff(max_result) if max_result is not None else None

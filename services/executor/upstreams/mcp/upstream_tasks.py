@@ -1,5 +1,7 @@
-"""MCP tasks (2025-11-25, experimental) toward an upstream: a `tools/call` carrying `params.task`,
-answered by a `CreateTaskResult`, and `tasks/get`, `tasks/result`, `tasks/cancel` about it.
+"""MCP tasks (2025-11-25, experimental) toward an upstream.
+
+A `tools/call` carrying `params.task`, answered by a `CreateTaskResult`, and `tasks/get`, `tasks/result`,
+`tasks/cancel` about it.
 
 The SDK's `ClientSession.send_request` checks every result against the method's result type for
 the session's revision, and its `tools/call` type has no `CreateTaskResult` (nor do its task

@@ -18,8 +18,9 @@ __all__ = ["WatchedReadStream", "WatchedWriteStream"]
 
 
 class WatchedReadStream:
-    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`. With a
-    stdio `lean` link, answers to its requests are handed to it instead of the SDK session."""
+    """Delegates to the transport's read stream; reports end-of-stream once via `on_end`.
+
+    With a stdio `lean` link, answers to its requests are handed to it instead of the SDK session."""
 
     def __init__(self, inner: Any, on_end: Callable[[], None], lean: StdioLink | None = None) -> None:
         self._inner = inner

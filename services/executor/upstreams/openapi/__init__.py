@@ -1,5 +1,7 @@
-"""REST APIs as MCP servers: an OpenAPI 3.0 / 3.1 or Swagger 2.0 document turned into tools, and a tool
-call turned into the HTTP request the document describes (docs/openapi.md).
+"""REST APIs as MCP servers.
+
+An OpenAPI 3.0 / 3.1 or Swagger 2.0 document turned into tools, and a tool call turned into the HTTP
+request the document describes (docs/openapi.md).
 
 Pure modules, no NATS and no MCP session: `source` reads documents (files or URLs, YAML or JSON,
 bounded), `refs` resolves `$ref`s across them, `swagger2` converts Swagger 2.0 to the 3.x model,

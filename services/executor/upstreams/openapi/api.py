@@ -1,5 +1,7 @@
-"""One REST API from its `openapi` configuration: the document read and normalized, its operations
-curated, named and defined as tools, and everything refused listed with where and why.
+"""One REST API from its `openapi` configuration.
+
+The document read and normalized, its operations curated, named and defined as tools, and everything
+refused listed with where and why.
 
 `load_api` is synchronous (the executor runs it in a worker thread; `bastion config check` calls it
 directly). A problem with the document as a whole (unreadable, not OpenAPI, an unsupported version,
@@ -152,8 +154,10 @@ def _curated(section: OpenApiSection, operations: list[Operation]) -> tuple[list
 
 
 def load_api(section: OpenApiSection, *, timeout: float = 30.0, egress: EgressRules | None = None) -> Api:
-    """Read, normalize and curate the API `section` describes. `DocumentError` when it cannot be served.
-    A document read over HTTP is fetched within `egress` (None: public addresses only)."""
+    """Read, normalize and curate the API `section` describes.
+
+    `DocumentError` when it cannot be served. A document read over HTTP is fetched within `egress` (None:
+    public addresses only)."""
     reader = Reader(section.document, max_bytes=section.max_document_bytes, timeout=timeout, egress=egress)
     with reader:
         resolver = Resolver(reader)

@@ -126,9 +126,11 @@ class OpenApiSession:
         return None
 
     async def _document_changed(self, within: float) -> bool:
-        """A file: its modification time or size moved. A URL: a conditional GET with the validators it
-        was served with (`ETag`, `Last-Modified`) says so, or its bytes differ; a fetch that fails
-        concludes nothing (the API's own health is the probe's to say)."""
+        """A file: its modification time or size moved.
+
+        A URL: a conditional GET with the validators it was served with (`ETag`, `Last-Modified`) says
+        so, or its bytes differ; a fetch that fails concludes nothing (the API's own health is the
+        probe's to say)."""
         if not self._section.is_url:
             return _stamp(self._section.document) != self._stamp
         stamp = self.api.stamp
@@ -295,16 +297,20 @@ class OpenApiConnector:
             await client.aclose()
 
     async def _probe(self, client: httpx2.AsyncClient, resource: str) -> None:
-        """Ask for the resource with the OAuth flow: a 401 that no token answers fails the session's opening
-        (the flow has told the owner, whose status becomes `needs_auth`)."""
+        """Ask for the resource with the OAuth flow.
+
+        A 401 that no token answers fails the session's opening (the flow has told the owner, whose
+        status becomes `needs_auth`)."""
         response = await client.get(resource)
         if response.status_code == 401:
             raise PermissionError(f"the API answered HTTP 401 at {_shown(resource)}")
 
 
 def _why(exc: BaseException) -> str:
-    """Why a request did not reach the API: the egress refusal in full (it names the host and how to
-    allow it), else the kind of failure only (an error's text may hold a URL's query)."""
+    """Why a request did not reach the API.
+
+    The egress refusal in full (it names the host and how to allow it), else the kind of failure only (an
+    error's text may hold a URL's query)."""
     refused = refusal_in(exc)
     return str(refused) if refused is not None else type(exc).__name__
 
@@ -314,8 +320,10 @@ def _shown(url: str) -> str:
 
 
 def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
-    """The `openapi` kind (`upstreams.registry.KINDS`): REST calls on the executor's upstream client,
-    answers bounded at the result limit, 401s reported, the upstream's OAuth tokens when it has any."""
+    """The `openapi` kind (`upstreams.registry.KINDS`).
+
+    REST calls on the executor's upstream client, answers bounded at the result limit, 401s reported, the
+    upstream's OAuth tokens when it has any."""
     cutoff = answer_cutoff(hooks.settings.max_result) if hooks.settings.max_result is not None else None
 
     def make_client(headers: dict[str, str], timeout: httpx2.Timeout, auth: httpx2.Auth | None) -> httpx2.AsyncClient:

@@ -1,5 +1,6 @@
-"""One operation as an MCP tool definition, and the binding that maps the tool's arguments back onto the
-operation's request.
+"""One operation as an MCP tool definition.
+
+And the binding that maps the tool's arguments back onto the operation's request.
 
 The input schema is an object: each parameter is an argument of its own name (one that two locations
 share gets the location appended: `id_query`); a request body whose schema is a plain object (named

@@ -46,8 +46,10 @@ def _from_path(operation: Operation) -> str:
 
 
 def _natural(operation: Operation, renames: Mapping[str, str]) -> tuple[str, int]:
-    """The name the operation asks for, and how firmly: 2 a rename, 1 an operationId used unchanged, 0 a
-    name made up (characters replaced, cut, or from the method and path)."""
+    """The name the operation asks for, and how firmly.
+
+    2 a rename, 1 an operationId used unchanged, 0 a name made up (characters replaced, cut, or from the
+    method and path)."""
     renamed = renames.get(operation.operation_id or "") or renames.get(operation.key)
     if renamed is not None:
         return renamed, 2
@@ -84,9 +86,10 @@ def tool_names(operations: Sequence[Operation], renames: Mapping[str, str]) -> l
 
 
 def identities(operation: Operation, name: str) -> tuple[str, ...]:
-    """The operation's stable names besides its tool name `name`: its operationId (else `METHOD /path`,
-    the key its curation is written under) and the name it has without a rename. Cedar policies judge
-    the tool under each (docs/policy.md), so renaming it in `operations.<id>.name` keeps it in a
-    policy written against the name it had."""
+    """The operation's stable names besides its tool name `name`.
+
+    Its operationId (else `METHOD /path`, the key its curation is written under) and the name it has
+    without a rename. Cedar policies judge the tool under each (docs/policy.md), so renaming it in
+    `operations.<id>.name` keeps it in a policy written against the name it had."""
     stable = (operation.operation_id or operation.key, _natural(operation, {})[0])
     return tuple(n for n in dict.fromkeys(stable) if n != name)

@@ -1,6 +1,7 @@
-"""The operations of an OpenAPI 3.x document (Swagger 2.0 converted first), as what a tool needs: its
-parameters with their serialization, the request body it sends, the success answer it documents;
-and curation: which operations are kept (`include` / `exclude`).
+"""The operations of an OpenAPI 3.x document (Swagger 2.0 converted first), as what a tool needs.
+
+Its parameters with their serialization, the request body it sends, the success answer it documents; and
+curation: which operations are kept (`include` / `exclude`).
 
 An operation that cannot be served is refused with the reason, and the others still are: a parameter
 style the location does not allow, a request body in no media type Bastion can send, a parameter
@@ -102,8 +103,10 @@ class Body:
 
 @dataclass(slots=True)
 class Success:
-    """The JSON success answer: its schemas (one per documented 2xx code with JSON content), or none
-    when some 2xx answer has no JSON body (no output schema then)."""
+    """The JSON success answer.
+
+    Its schemas (one per documented 2xx code with JSON content), or none when some 2xx answer has no JSON
+    body (no output schema then)."""
 
     schemas: list[tuple[Any, str]]
 

@@ -1,5 +1,7 @@
-"""`$ref` resolution within and across documents: a reference is a document (relative to the one it is
-written in) and a JSON pointer into it (RFC 6901, percent-decoded as a URI fragment).
+"""`$ref` resolution within and across documents.
+
+A reference is a document (relative to the one it is written in) and a JSON pointer into it (RFC 6901,
+percent-decoded as a URI fragment).
 
 Objects other than schemas (parameters, request bodies, responses, path items) are followed through
 chains of references here (`follow`); schemas keep theirs, and `schemas.py` decides what to inline

@@ -230,8 +230,9 @@ class SchemaSet:
             del out["required"]  # 3.0 `required: []` and the draft-3 boolean form are no constraint
 
     def _discriminate(self, out: dict[str, Any], discriminator: dict[str, Any], base: str) -> None:
-        """Each `oneOf` / `anyOf` branch that is a reference gets its discriminator value as a `const`
-        of the property (JSON Schema's own way to tell the branches apart)."""
+        """Each `oneOf` / `anyOf` branch that is a reference gets its discriminator value as a `const` of the property.
+
+        (JSON Schema's own way to tell the branches apart)."""
         prop = discriminator.get("propertyName")
         if not isinstance(prop, str):
             return

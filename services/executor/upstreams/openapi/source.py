@@ -42,8 +42,10 @@ class DocumentError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class DocumentStamp:
-    """What a fetched document was: its validators (`ETag`, `Last-Modified`), sent back in a conditional
-    GET, and its bytes' digest, compared when the server answers without them or with the whole body."""
+    """What a fetched document was.
+
+    Its validators (`ETag`, `Last-Modified`), sent back in a conditional GET, and its bytes' digest,
+    compared when the server answers without them or with the whole body."""
 
     etag: str | None
     last_modified: str | None
@@ -134,7 +136,8 @@ class Reader:
         self.close()
 
     def resolve(self, reference: str, base: str) -> str:
-        """The location `reference` (a `$ref` without its fragment) names, read from document `base`;
+        """The location `reference` (a `$ref` without its fragment) names, read from document `base`.
+
         `DocumentError` when that document may not be followed there."""
         if is_url(base):
             target = urljoin(base, reference)
@@ -190,8 +193,10 @@ class Reader:
         return data
 
     def changed(self, location: str, stamp: DocumentStamp) -> bool:
-        """Whether the document at `location` differs from `stamp`: a conditional GET (304: the same),
-        else its bytes compared. `DocumentError` when it cannot be fetched (nothing is concluded)."""
+        """Whether the document at `location` differs from `stamp`.
+
+        A conditional GET (304: the same), else its bytes compared. `DocumentError` when it cannot be
+        fetched (nothing is concluded)."""
         data = self._fetch(location, stamp.conditions())
         return data is not None and hashlib.sha256(data).hexdigest() != stamp.digest
 

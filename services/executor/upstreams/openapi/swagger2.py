@@ -229,8 +229,9 @@ def _security_scheme(scheme: Any) -> Any:
 def convert(
     document: dict[str, Any], location: str, follow: Follow
 ) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
-    """The 3.0 form of a Swagger 2.0 `document` read from `location`, and the operations that could not
-    be converted: (path, method) -> why."""
+    """The 3.0 form of a Swagger 2.0 `document` read from `location`, and the operations that could not be converted.
+
+    (Path, method) -> why."""
     refused: dict[tuple[str, str], str] = {}
     paths: dict[str, Any] = {}
     for path, item in (document.get("paths") or {}).items():
