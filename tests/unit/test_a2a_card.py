@@ -18,6 +18,8 @@ from services.executor.upstreams.a2a.card import MAX_CARD_BYTES, CardError, read
 from services.executor.upstreams.a2a.wire import WireError, read_answer
 from tests.support.a2a_agent import key_pair
 
+pytestmark = pytest.mark.unit
+
 CARD: dict[str, Any] = {
     "name": "Helper",
     "supportedInterfaces": [{"url": "https://agent.example/rpc", "protocolBinding": "JSONRPC"}],

@@ -12,6 +12,8 @@ from services.ingress.llm.responses_out import input_items
 from services.ingress.llm.tools import ToolCallProblem, answer_in_form, as_tool_call, parse_tool_call
 from services.ingress.llm.wire import Refused
 
+pytestmark = pytest.mark.unit
+
 IMAGE = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
 CALL = {"id": "toolu_1", "type": "function", "function": {"name": "Read", "arguments": '{"path":"a.png"}'}}
 

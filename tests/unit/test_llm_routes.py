@@ -18,6 +18,8 @@ from libs.common.contracts.model_grants import ModelGrants
 from services.executor.llm_deployments import Deployments, ordered
 from services.executor.llm_routing import skipped
 
+pytestmark = pytest.mark.unit
+
 
 def _section(models: dict[str, Any], **providers: Any) -> LlmSection:
     base = {"base_url": "https://api.example.com/v1"}
