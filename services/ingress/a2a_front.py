@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from libs.common.contracts.messages import AuditEvent, Caller
 from services.ingress.auth.keys import AuthFailure
@@ -47,8 +47,31 @@ _VERSION: Final = "2025-11-25"
 (`params.task`, `tasks/get`, `tasks/result`, `tasks/cancel`) the front's tasks are."""
 
 
+def _result_body(rpc_id: Any, result: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rpc_id, "result": result}
+
+
+def _error_body(rpc_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}
+
+
 def _result(rpc_id: Any, result: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"jsonrpc": "2.0", "id": rpc_id, "result": result})
+    return JSONResponse(_result_body(rpc_id, result))
+
+
+def _stream_events(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """A `SendMessageResponse` as A2A's `StreamResponse`s.
+
+    A message is itself; a task is the task working, each artifact, then its final status."""
+    task = answer.get("task")
+    if not isinstance(task, dict):
+        return [answer]
+    ids = {"taskId": task["id"], "contextId": task["contextId"]}
+    events: list[dict[str, Any]] = [{"task": {**task, "status": {"state": "TASK_STATE_WORKING"}, "artifacts": []}}]
+    for artifact in task.get("artifacts") or []:
+        events.append({"artifactUpdate": {**ids, "artifact": artifact, "lastChunk": True}})
+    events.append({"statusUpdate": {**ids, "status": task["status"]}})
+    return events
 
 
 def _code_and_message(error: dict[str, Any]) -> tuple[int, str]:
@@ -56,7 +79,7 @@ def _code_and_message(error: dict[str, Any]) -> tuple[int, str]:
 
 
 def _rpc_error(rpc_id: Any, code: int, message: str, status: int = 200) -> JSONResponse:
-    return JSONResponse({"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}, status)
+    return JSONResponse(_error_body(rpc_id, code, message), status)
 
 
 def _skills(tools: list[dict[str, Any]], server: str) -> dict[str, dict[str, Any]]:
@@ -76,7 +99,7 @@ def _card(server: str, skills: dict[str, dict[str, Any]], url: str) -> dict[str,
         "description": f"{agent}, through the Bastion gateway (server {server!r})",
         "version": "1.0.0",
         "supportedInterfaces": [{"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
-        "capabilities": {"streaming": False, "pushNotifications": False},
+        "capabilities": {"streaming": True, "pushNotifications": False},
         "securitySchemes": {"bastion": {"httpAuthSecurityScheme": {"scheme": "bearer"}}},
         "securityRequirements": [{"schemes": {"bastion": {"list": []}}}],
         "defaultInputModes": ["text/plain", "application/json"],
@@ -160,9 +183,28 @@ class _Front:
         return _skills(tools, server)
 
     async def send(self, caller: Caller, server: str, rpc_id: Any, params: Any, size: int) -> JSONResponse:
+        body = await self.answer(caller, server, rpc_id, params, size, stream=False)
+        return JSONResponse(body)
+
+    async def stream(self, caller: Caller, server: str, rpc_id: Any, params: Any, size: int) -> Response:
+        """`SendStreamingMessage`: the answer as A2A's stream events, over SSE, once the skill ended.
+
+        A message is one event; a task is the task (working), its artifact and its final status, the
+        last event. Nothing streams before the end: the executor returns the skill's result whole."""
+        body = await self.answer(caller, server, rpc_id, params, size, stream=True)
+        events = (
+            [body] if "error" in body else [_result_body(rpc_id, event) for event in _stream_events(body["result"])]
+        )
+        data = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
+        return Response(data, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    async def answer(
+        self, caller: Caller, server: str, rpc_id: Any, params: Any, size: int, *, stream: bool
+    ) -> dict[str, Any]:
+        """The JSON-RPC answer to a message: a result (`SendMessageResponse`) or an error."""
         message = params.get("message") if isinstance(params, dict) else None
         if not isinstance(message, dict):
-            return _rpc_error(rpc_id, _PARAMS, "params.message must be an A2A Message object")
+            return _error_body(rpc_id, _PARAMS, "params.message must be an A2A Message object")
         skills = await self.skills(caller, server)
         given = message.get("metadata")
         metadata: dict[str, Any] = given if isinstance(given, dict) else {}
@@ -172,26 +214,26 @@ class _Front:
         if skill is None:
             named = ", ".join(sorted(skills)) or "none"
             why = f"name one of your skills of this agent in message.metadata.skillId: {named}"
-            return _rpc_error(rpc_id, _PARAMS, why)
+            return _error_body(rpc_id, _PARAMS, why)
         # a skill the caller may not use is still called by its tool's name: policy refuses it, audited
         name = skills[skill]["name"] if skill in skills else f"{server}__{skill[:128]}"
         call: dict[str, Any] = {"name": name, "arguments": _arguments(message)}
         configuration = params.get("configuration")
-        if isinstance(configuration, dict) and configuration.get("returnImmediately") is True:
+        if not stream and isinstance(configuration, dict) and configuration.get("returnImmediately") is True:
             call["task"] = {"ttl": TASK_TTL_MS}  # hosted on the bus when the call outlasts the server's `after_ms`
         payload, audit = await self.handlers.dispatch(self._ctx(caller, size), "tools/call", call)
         if audit is not None:
             self.emit_audit(audit)
         if "error" in payload:
-            return _rpc_error(rpc_id, *_code_and_message(payload["error"]))
+            return _error_body(rpc_id, *_code_and_message(payload["error"]))
         context_id = message.get("contextId") if isinstance(message.get("contextId"), str) else None
         result = result_object(payload["result"])
         hosted = result.get("task")
         if isinstance(hosted, dict):
             task_id = str(hosted.get("taskId"))
             working = {"id": task_id, "contextId": context_id or task_id, "status": {"state": "TASK_STATE_WORKING"}}
-            return _result(rpc_id, {"task": working})
-        return _result(rpc_id, _answer(result, context_id))
+            return _result_body(rpc_id, {"task": working})
+        return _result_body(rpc_id, _answer(result, context_id))
 
     async def get_task(self, caller: Caller, rpc_id: Any, params: Any) -> JSONResponse:
         """`tasks/get` of the gateway-hosted task, then `tasks/result` once it ended: any replica answers."""
@@ -265,7 +307,7 @@ def a2a_router(
         return JSONResponse(_card(server, skills, f"{public_url()}/a2a/{server}"))
 
     @router.post("/a2a/{server}")
-    async def rpc(request: Request, server: str) -> JSONResponse:
+    async def rpc(request: Request, server: str) -> Response:
         caller = authenticate(request)
         if isinstance(caller, AuthFailure):
             return refused(caller)
@@ -281,11 +323,13 @@ def a2a_router(
         rpc_id, method = body.get("id"), body["method"]
         if method == "SendMessage":
             return await front.send(caller, server, rpc_id, body.get("params"), len(raw))
+        if method == "SendStreamingMessage":
+            return await front.stream(caller, server, rpc_id, body.get("params"), len(raw))
         if method == "GetTask":
             return await front.get_task(caller, rpc_id, body.get("params"))
         if method == "CancelTask":
             return await front.cancel_task(caller, rpc_id, body.get("params"))
-        if method in ("SendStreamingMessage", "SubscribeToTask", "ListTasks") or "PushNotification" in method:
+        if method in ("SubscribeToTask", "ListTasks") or "PushNotification" in method:
             return _rpc_error(rpc_id, _UNSUPPORTED, f"{method} is not supported here (the card says so)")
         return _rpc_error(rpc_id, _NO_METHOD, f"unknown method {method[:64]!r}")
 

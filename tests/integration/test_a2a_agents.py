@@ -184,6 +184,16 @@ async def test_an_a2a_client_reaches_the_agent_through_bastion_under_its_key(age
             with pytest.raises(TaskNotFoundError, match=r"no task .* of yours"):  # answered whole, not kept
                 await client.get_task(GetTaskRequest(id=task["id"]))
 
+            streaming = await create_client(f"{base}/a2a/helper", ClientConfig(httpx_client=http, streaming=True))
+            assert card["capabilities"]["streaming"] is True  # the SDK's client streams when the card says so
+            events = [MessageToDict(e) for e in await _sent(streaming, "slow the stream", "research")]
+            assert [next(iter(e)) for e in events] == ["task", "artifactUpdate", "statusUpdate"]
+            assert events[0]["task"]["status"]["state"] == "TASK_STATE_WORKING"
+            assert events[1]["artifactUpdate"]["artifact"]["parts"] == [{"text": "THE STREAM"}]
+            assert events[2]["statusUpdate"]["status"]["state"] == "TASK_STATE_COMPLETED"
+            (streamed,) = await _sent(streaming, "hi", "shout")
+            assert MessageToDict(streamed)["message"]["parts"] == [{"text": "HI skill=shout"}]
+
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {NARROW_KEY}"}, timeout=30) as http:
             narrow = (await http.get(f"{base}/a2a/helper/.well-known/agent-card.json")).json()
             assert [s["id"] for s in narrow["skills"]] == ["shout"]  # only what this key may call
@@ -197,7 +207,7 @@ async def test_an_a2a_client_reaches_the_agent_through_bastion_under_its_key(age
                 (b'{"jsonrpc": "1.0", "method": "SendMessage"}', -32600),
                 (b'{"jsonrpc": "2.0", "id": 1, "method": "SendMessage", "params": {"message": "hi"}}', -32602),
                 (b'{"jsonrpc": "2.0", "id": 1, "method": "tasks/delete"}', -32601),
-                (b'{"jsonrpc": "2.0", "id": 1, "method": "SendStreamingMessage", "params": {}}', -32004),
+                (b'{"jsonrpc": "2.0", "id": 1, "method": "ListTasks", "params": {}}', -32004),
             ):
                 answer = (await http.post(f"{base}/a2a/helper", content=body)).json()
                 assert answer["error"]["code"] == code, answer
@@ -208,7 +218,7 @@ async def test_an_a2a_client_reaches_the_agent_through_bastion_under_its_key(age
         async with httpx.AsyncClient(timeout=30) as anonymous:
             assert (await anonymous.get(f"{base}/a2a/helper/.well-known/agent-card.json")).status_code == 401
             assert (await anonymous.post(f"{base}/a2a/helper", json={"jsonrpc": "2.0"})).status_code == 401
-        rows = await audit_rows(gateway.nats_url, "admin", 2)
+        rows = await audit_rows(gateway.nats_url, "admin", 4)
         assert {r.name for r in rows} == {"helper__shout", "helper__research"}
         narrow_rows = await audit_rows(gateway.nats_url, "narrow", 2)
         assert sorted((r.name, r.status == "ok") for r in narrow_rows) == [
