@@ -21,6 +21,7 @@ from tests.support.llm_gateway import (
     AGENT_KEY,
     PROVIDER_KEY,
     accumulated,
+    anthropic_client,
     audit_rows_since,
     closing_clients,
     llm_config,
@@ -236,3 +237,28 @@ async def test_a_routed_model_fails_over_from_one_wire_to_another(began, gateway
         "anthropic/m-anthropic (m-cross-wire): upstream_unavailable",
         "gemini/m-gemini (m-cross-wire): ok",
     ]
+
+
+async def test_the_anthropic_sdk_streams_a_tool_use_through_messages_to_each_wire(gateway, fake):
+    """Claude Code's way in (`/v1/messages`, streamed, the key as `x-api-key`) to every provider wire:
+    the tool use the provider proposes arrives as Anthropic's blocks, the MCP tool runs through
+    Bastion, and its result reaches the provider in the provider's own wire."""
+    fake.script = [Reply("Echoing. ", tool_calls=[("echo__echo", {"text": "hi"})]), Reply("It said hi.")]
+    client = anthropic_client(gateway)
+    messages: list[dict[str, Any]] = [{"role": "user", "content": "echo hi"}]
+    async with client.messages.stream(model=f"m-{fake.wire}", max_tokens=256, messages=messages) as stream:
+        first = await stream.get_final_message()
+    assert [block.type for block in first.content] == ["text", "tool_use"] and first.stop_reason == "tool_use"
+    tool_use = first.content[1].model_dump()
+    assert (tool_use["name"], tool_use["input"]) == ("echo__echo", {"text": "hi"})
+    answer = await client.post("/v1/mcp/tool/execute", body=tool_use, cast_to=object)
+    assert answer == {"type": "tool_result", "tool_use_id": tool_use["id"], "content": "hi"}
+    messages += [
+        {"role": "assistant", "content": [block.model_dump() for block in first.content]},
+        {"role": "user", "content": [answer]},
+    ]
+    async with client.messages.stream(model=f"m-{fake.wire}", max_tokens=256, messages=messages) as stream:
+        final = await stream.get_final_message()
+    assert [block.text for block in final.content if block.type == "text"] == ["It said hi."]
+    assert fake.speaker.tool_results(fake.received[1].body) == ["hi"]
+    assert fake.refused == []
