@@ -26,7 +26,7 @@ from services.ingress.context import RequestContext
 from services.ingress.handlers import Handlers
 from services.ingress.protocol import result_object
 
-__all__ = ["a2a_router"]
+__all__ = ["MAX_MESSAGE_BYTES", "A2aFront", "a2a_router", "refused", "stream_events"]
 
 _META: Final = "io.a2a/agent"
 _TASK_META: Final = "io.a2a/task"
@@ -47,6 +47,11 @@ _VERSION: Final = "2025-11-25"
 (`params.task`, `tasks/get`, `tasks/result`, `tasks/cancel`) the front's tasks are."""
 
 
+def refused(failure: AuthFailure) -> JSONResponse:
+    """No credential, or a wrong one: 401, on every route of the front."""
+    return JSONResponse({"error": failure.error, "message": failure.message}, 401, {"WWW-Authenticate": "Bearer"})
+
+
 def _result_body(rpc_id: Any, result: dict[str, Any]) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rpc_id, "result": result}
 
@@ -55,11 +60,7 @@ def _error_body(rpc_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rpc_id, "error": {"code": code, "message": message}}
 
 
-def _result(rpc_id: Any, result: dict[str, Any]) -> JSONResponse:
-    return JSONResponse(_result_body(rpc_id, result))
-
-
-def _stream_events(answer: dict[str, Any]) -> list[dict[str, Any]]:
+def stream_events(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """A `SendMessageResponse` as A2A's `StreamResponse`s.
 
     A message is itself; a task is the task working, each artifact, then its final status."""
@@ -98,7 +99,10 @@ def _card(server: str, skills: dict[str, dict[str, Any]], url: str) -> dict[str,
         "name": agent,
         "description": f"{agent}, through the Bastion gateway (server {server!r})",
         "version": "1.0.0",
-        "supportedInterfaces": [{"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}],
+        "supportedInterfaces": [
+            {"url": url, "protocolBinding": "JSONRPC", "protocolVersion": "1.0"},
+            {"url": url, "protocolBinding": "HTTP+JSON", "protocolVersion": "1.0"},
+        ],
         "capabilities": {"streaming": True, "pushNotifications": False},
         "securitySchemes": {"bastion": {"httpAuthSecurityScheme": {"scheme": "bearer"}}},
         "securityRequirements": [{"schemes": {"bastion": {"list": []}}}],
@@ -165,7 +169,7 @@ def _answer(result: dict[str, Any], context_id: str | None, task_id: str | None 
     }
 
 
-class _Front:
+class A2aFront:
     def __init__(self, handlers: Handlers, emit_audit: Callable[[AuditEvent], object]) -> None:
         self.handlers = handlers
         self.emit_audit = emit_audit
@@ -192,9 +196,7 @@ class _Front:
         A message is one event; a task is the task (working), its artifact and its final status, the
         last event. Nothing streams before the end: the executor returns the skill's result whole."""
         body = await self.answer(caller, server, rpc_id, params, size, stream=True)
-        events = (
-            [body] if "error" in body else [_result_body(rpc_id, event) for event in _stream_events(body["result"])]
-        )
+        events = [body] if "error" in body else [_result_body(rpc_id, event) for event in stream_events(body["result"])]
         data = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in events)
         return Response(data, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
@@ -235,17 +237,17 @@ class _Front:
             return _result_body(rpc_id, {"task": working})
         return _result_body(rpc_id, _answer(result, context_id))
 
-    async def get_task(self, caller: Caller, rpc_id: Any, params: Any) -> JSONResponse:
+    async def get_task(self, caller: Caller, rpc_id: Any, params: Any) -> dict[str, Any]:
         """`tasks/get` of the gateway-hosted task, then `tasks/result` once it ended: any replica answers."""
         task_id = _task_id(params)
         if task_id is None:
-            return _rpc_error(rpc_id, _PARAMS, "params.id must name a task")
+            return _error_body(rpc_id, _PARAMS, "params.id must name a task")
         payload, _ = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/get", {"taskId": task_id})
         if "error" in payload:
-            return _rpc_error(rpc_id, _TASK_NOT_FOUND, f"no task {task_id[:64]!r} of yours")
+            return _error_body(rpc_id, _TASK_NOT_FOUND, f"no task {task_id[:64]!r} of yours")
         status = result_object(payload["result"]).get("status")
         if status not in ("completed", "failed"):
-            return _result(rpc_id, _bare(task_id, _STATES.get(str(status), "TASK_STATE_WORKING")))
+            return _result_body(rpc_id, _bare(task_id, _STATES.get(str(status), "TASK_STATE_WORKING")))
         payload, _ = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/result", {"taskId": task_id})
         if "error" in payload:
             said = {
@@ -253,25 +255,25 @@ class _Front:
                 "role": "ROLE_AGENT",
                 "parts": [{"text": _code_and_message(payload["error"])[1]}],
             }
-            return _result(
+            return _result_body(
                 rpc_id,
                 {**_bare(task_id, "TASK_STATE_FAILED"), "status": {"state": "TASK_STATE_FAILED", "message": said}},
             )
         task: dict[str, Any] = _answer(result_object(payload["result"]), None, task_id)["task"]
-        return _result(rpc_id, task)
+        return _result_body(rpc_id, task)
 
-    async def cancel_task(self, caller: Caller, rpc_id: Any, params: Any) -> JSONResponse:
+    async def cancel_task(self, caller: Caller, rpc_id: Any, params: Any) -> dict[str, Any]:
         task_id = _task_id(params)
         if task_id is None:
-            return _rpc_error(rpc_id, _PARAMS, "params.id must name a task")
+            return _error_body(rpc_id, _PARAMS, "params.id must name a task")
         payload, audit = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/cancel", {"taskId": task_id})
         if audit is not None:
             self.emit_audit(audit)
         if "error" in payload:
             message = _code_and_message(payload["error"])[1]
             found = await self.handlers.dispatch(self._ctx(caller, 0), "tasks/get", {"taskId": task_id})
-            return _rpc_error(rpc_id, _NOT_CANCELABLE if "error" not in found[0] else _TASK_NOT_FOUND, message[:500])
-        return _result(rpc_id, _bare(task_id, "TASK_STATE_CANCELED"))
+            return _error_body(rpc_id, _NOT_CANCELABLE if "error" not in found[0] else _TASK_NOT_FOUND, message[:500])
+        return _result_body(rpc_id, _bare(task_id, "TASK_STATE_CANCELED"))
 
 
 def _task_id(params: Any) -> str | None:
@@ -284,17 +286,12 @@ def _bare(task_id: str, state: str) -> dict[str, Any]:
 
 
 def a2a_router(
-    handlers: Handlers,
+    front: A2aFront,
     authenticate: Callable[[Request], Caller | AuthFailure],
-    emit_audit: Callable[[AuditEvent], object],
     public_url: Callable[[], str],
 ) -> APIRouter:
     """`GET /a2a/{server}/.well-known/agent-card.json` and `POST /a2a/{server}` (JSON-RPC)."""
     router = APIRouter()
-    front = _Front(handlers, emit_audit)
-
-    def refused(failure: AuthFailure) -> JSONResponse:
-        return JSONResponse({"error": failure.error, "message": failure.message}, 401, {"WWW-Authenticate": "Bearer"})
 
     @router.get("/a2a/{server}/.well-known/agent-card.json")
     async def card(request: Request, server: str) -> JSONResponse:
@@ -326,9 +323,9 @@ def a2a_router(
         if method == "SendStreamingMessage":
             return await front.stream(caller, server, rpc_id, body.get("params"), len(raw))
         if method == "GetTask":
-            return await front.get_task(caller, rpc_id, body.get("params"))
+            return JSONResponse(await front.get_task(caller, rpc_id, body.get("params")))
         if method == "CancelTask":
-            return await front.cancel_task(caller, rpc_id, body.get("params"))
+            return JSONResponse(await front.cancel_task(caller, rpc_id, body.get("params")))
         if method in ("SubscribeToTask", "ListTasks") or "PushNotification" in method:
             return _rpc_error(rpc_id, _UNSUPPORTED, f"{method} is not supported here (the card says so)")
         return _rpc_error(rpc_id, _NO_METHOD, f"unknown method {method[:64]!r}")

@@ -36,7 +36,8 @@ from libs.common.settings import IngressSettings
 from libs.common.web.favicon import FAVICON, FAVICON_TYPE
 from libs.common.web.http_serving import ServingHttp, serve_http, shared_port_socket
 from libs.common.web.page_security import page_headers
-from services.ingress.a2a_front import a2a_router
+from services.ingress.a2a_front import A2aFront, a2a_router
+from services.ingress.a2a_rest import a2a_rest_router
 from services.ingress.audit_events import AuditRecorder
 from services.ingress.auth.access_tokens import AccessTokens, Authenticator
 from services.ingress.auth.keys import AuthFailure, KeyDirectory
@@ -398,7 +399,9 @@ class IngressService:
             return found
 
         app.include_router(registry_router(self.catalog, self.request_path, registry_caller, self.public_url))
-        app.include_router(a2a_router(self.handlers, registry_caller, trail.publisher.emit, self.public_url))
+        a2a = A2aFront(self.handlers, trail.publisher.emit)
+        app.include_router(a2a_rest_router(a2a, registry_caller))
+        app.include_router(a2a_router(a2a, registry_caller, self.public_url))
 
         @app.get("/healthz")
         async def healthz() -> JSONResponse:

@@ -194,6 +194,24 @@ async def test_an_a2a_client_reaches_the_agent_through_bastion_under_its_key(age
             (streamed,) = await _sent(streaming, "hi", "shout")
             assert MessageToDict(streamed)["message"]["parts"] == [{"text": "HI skill=shout"}]
 
+            # the HTTP+JSON binding, which the card names beside JSON-RPC
+            bindings = {i["protocolBinding"] for i in card["supportedInterfaces"]}
+            assert bindings == {"JSONRPC", "HTTP+JSON"}
+            rest = ClientConfig(httpx_client=http, streaming=False, supported_protocol_bindings=["HTTP+JSON"])
+            over_rest = await create_client(f"{base}/a2a/helper", rest)
+            (rested,) = await _sent(over_rest, "rest", "shout")
+            assert MessageToDict(rested)["message"]["parts"] == [{"text": "REST skill=shout"}]
+            with pytest.raises(TaskNotFoundError):
+                await over_rest.get_task(GetTaskRequest(id="nobody-knows"))
+            with pytest.raises(InvalidParamsError, match="name one of your skills"):
+                await _sent(over_rest, "which skill?", None)
+            streams_rest = ClientConfig(httpx_client=http, streaming=True, supported_protocol_bindings=["HTTP+JSON"])
+            events = [
+                MessageToDict(e)
+                for e in await _sent(await create_client(f"{base}/a2a/helper", streams_rest), "slow rest", "research")
+            ]
+            assert [next(iter(e)) for e in events] == ["task", "artifactUpdate", "statusUpdate"]
+
         async with httpx.AsyncClient(headers={"Authorization": f"Bearer {NARROW_KEY}"}, timeout=30) as http:
             narrow = (await http.get(f"{base}/a2a/helper/.well-known/agent-card.json")).json()
             assert [s["id"] for s in narrow["skills"]] == ["shout"]  # only what this key may call
@@ -218,7 +236,7 @@ async def test_an_a2a_client_reaches_the_agent_through_bastion_under_its_key(age
         async with httpx.AsyncClient(timeout=30) as anonymous:
             assert (await anonymous.get(f"{base}/a2a/helper/.well-known/agent-card.json")).status_code == 401
             assert (await anonymous.post(f"{base}/a2a/helper", json={"jsonrpc": "2.0"})).status_code == 401
-        rows = await audit_rows(gateway.nats_url, "admin", 4)
+        rows = await audit_rows(gateway.nats_url, "admin", 6)
         assert {r.name for r in rows} == {"helper__shout", "helper__research"}
         narrow_rows = await audit_rows(gateway.nats_url, "narrow", 2)
         assert sorted((r.name, r.status == "ok") for r in narrow_rows) == [
