@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, Response
 
+from libs.common.contracts.config import ServerConfig
 from libs.common.web.favicon import FAVICON, FAVICON_TYPE
 from libs.common.web.page_security import page_headers
 
@@ -107,6 +108,19 @@ def console_pages(auth: Authenticator) -> APIRouter:
     return router
 
 
+def _require_testable(config: ServerConfig) -> None:
+    """Only remote MCP servers are probed from the admin service; other kinds are tested by saving them."""
+    if config.transport in ("http", "sse"):
+        return
+    stdio = " (a stdio server is a command the executors run, not the admin service)"
+    raise AdminError(
+        422,
+        "not_testable",
+        f"{_NAMED[config.transport]} is tested by saving it: its status shows what the executor found"
+        + (stdio if config.transport == "stdio" else ""),
+    )
+
+
 def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress: Sequence[str] = ()) -> APIRouter:
     """The console's API routes under `/admin/v1/console`, each behind the permission it declares.
 
@@ -140,14 +154,7 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress
         with an owner-only field (a command, which a test would start) needs `servers:command`."""
         config = body.config
         require_command(current(), f"testing server {body.name!r}", None, config)
-        if config.transport not in ("http", "sse"):
-            stdio = " (a stdio server is a command the executors run, not the admin service)"
-            raise AdminError(
-                422,
-                "not_testable",
-                f"{_NAMED[config.transport]} is tested by saving it: its status shows what the executor found"
-                + (stdio if config.transport == "stdio" else ""),
-            )
+        _require_testable(config)
         stored = await store.servers.find(body.name)
         if stored is not None:  # `***` keeps a stored secret, for the destination it was stored for only
             config = unmask_server(config, store.sealer.open(stored.value.config), f"testing server {body.name!r}")
