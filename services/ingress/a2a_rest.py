@@ -9,7 +9,7 @@ under the HTTP status A2A maps it to.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import orjson
@@ -31,6 +31,8 @@ _BY_CODE: Final[dict[int, tuple[int, str, str]]] = {
     -32601: (404, "NOT_FOUND", "METHOD_NOT_FOUND"),
 }
 """A JSON-RPC error code -> (HTTP status, gRPC status, A2A reason) of the HTTP+JSON binding."""
+TaskAction = Callable[[Caller, Any, Any], Awaitable[dict[str, Any]]]
+"""`A2aFront.get_task` or `.cancel_task`: (caller, JSON-RPC id, params) -> the JSON-RPC answer."""
 _REFUSED: Final = (403, "PERMISSION_DENIED", "")
 """A gateway refusal (a grant, a policy, a budget): the message says which."""
 
@@ -88,18 +90,18 @@ def a2a_rest_router(front: A2aFront, authenticate: Callable[[Request], Caller | 
         data = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in stream_events(body["result"]))
         return Response(data, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
 
-    @router.get("/a2a/{server}/tasks/{task_id}")
-    async def get_task(request: Request, server: str, task_id: str) -> Response:
+    async def on_task(request: Request, task_id: str, act: TaskAction) -> Response:
         caller = authenticate(request)
         if isinstance(caller, AuthFailure):
             return refused(caller)
-        return _answered(await front.get_task(caller, None, {"id": task_id}))
+        return _answered(await act(caller, None, {"id": task_id}))
+
+    @router.get("/a2a/{server}/tasks/{task_id}")
+    async def get_task(request: Request, server: str, task_id: str) -> Response:
+        return await on_task(request, task_id, front.get_task)
 
     @router.post("/a2a/{server}/tasks/{task_id}:cancel")
     async def cancel_task(request: Request, server: str, task_id: str) -> Response:
-        caller = authenticate(request)
-        if isinstance(caller, AuthFailure):
-            return refused(caller)
-        return _answered(await front.cancel_task(caller, None, {"id": task_id}))
+        return await on_task(request, task_id, front.cancel_task)
 
     return router
