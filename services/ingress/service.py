@@ -48,7 +48,8 @@ from services.ingress.catalog.aggregated import Catalog
 from services.ingress.catalog.own_skills import load_skills
 from services.ingress.field_limits import FieldLimits
 from services.ingress.handlers import Handlers
-from services.ingress.llm.endpoint import LlmEndpoint, ModelDirectory
+from services.ingress.llm.endpoint import LlmEndpoint
+from services.ingress.llm.models import ModelDirectory
 from services.ingress.llm.wire import send_error
 from services.ingress.mcp_edge import (
     Audit,

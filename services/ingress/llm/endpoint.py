@@ -31,19 +31,16 @@ from cachetools import LRUCache
 
 from libs.common.audit.audit_content import error_column
 from libs.common.audit.audit_journal import AuditJournal
-from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.codemode import CODE_MODE_HEADER
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import (
     LLM_CHUNK,
     LlmOutcome,
     LlmRequest,
-    ProviderRecord,
     RoutedDeployment,
     max_cost_usd,
 )
 from libs.common.contracts.llm_config import AgentMode, ModelPrice
-from libs.common.contracts.llm_routes import ROUTES_KEY
 from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
 from libs.common.runtime.refusals import RefusalLog
 from services.ingress.auth.access_tokens import Authenticator
@@ -62,8 +59,7 @@ from services.ingress.llm.agent import (
     stop_reason,
 )
 from services.ingress.llm.fronts import CHAT, FRONTS, MESSAGES, Front, Writer
-from services.ingress.llm.model_grants import ModelGrantView
-from services.ingress.llm.route_table import RouteTable
+from services.ingress.llm.models import ModelDirectory
 from services.ingress.llm.tools import (
     ToolCallProblem,
     answer_in_form,
@@ -107,48 +103,6 @@ _NO_PROVIDER = (
 )
 _NAMED_MODELS = 20
 """Served models a 404 names at most."""
-
-
-class ModelDirectory:
-    """Which provider serves each model, and its price, from KV `bastion_llm` (keys are never used here)."""
-
-    def __init__(self) -> None:
-        self._providers: dict[str, ProviderRecord] = {}
-        self.routing = RouteTable()
-        self.grants = ModelGrantView()
-        """Who may use which model, for `GET /v1/models` (fed by the `bastion_policy` watch)."""
-        self.models: dict[str, tuple[str, ModelPrice | None, float]] = {}
-        """model -> (provider, price, provider timeout)"""
-
-    def put(self, name: str, value: bytes, _revision: int = 0) -> None:
-        if name == ROUTES_KEY:
-            self.routing.put(value)
-            self._rebuild()
-            return
-        record = decode_value(ProviderRecord, value, f"llm provider {name!r}")
-        if record is None:
-            self.delete(name)
-            return
-        self._providers[name] = record
-        self._rebuild()
-
-    def delete(self, name: str) -> None:
-        if name == ROUTES_KEY:
-            self.routing.clear()
-        self._providers.pop(name, None)
-        self._rebuild()
-
-    def deployments(self, model: str) -> list[RoutedDeployment]:
-        """A routed model's deployments and its fallbacks' (docs/llm-routing.md); empty otherwise."""
-        return self.routing.deployments(model, self._providers)
-
-    def _rebuild(self) -> None:
-        self.models = {
-            model: (name, record.config.prices.get(model), record.config.timeout)
-            for name, record in sorted(self._providers.items())
-            for model in record.config.models
-        }
-        self.models.update(self.routing.served(self._providers))
 
 
 class LlmEndpoint:
