@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from libs.common.contracts.a2a_config import skill_tool
 from libs.common.contracts.messages import AuditEvent, Caller
 from services.ingress.auth.keys import AuthFailure
 from services.ingress.context import RequestContext
@@ -207,18 +208,19 @@ class A2aFront:
         message = params.get("message") if isinstance(params, dict) else None
         if not isinstance(message, dict):
             return _error_body(rpc_id, _PARAMS, "params.message must be an A2A Message object")
-        skills = await self.skills(caller, server)
         given = message.get("metadata")
         metadata: dict[str, Any] = given if isinstance(given, dict) else {}
         skill = metadata.get("skillId") if isinstance(metadata.get("skillId"), str) else None
-        if skill is None and len(skills) == 1:
+        if skill is None:  # only then is the caller's list needed: its one skill of this agent, if one
+            skills = await self.skills(caller, server)
+            if len(skills) != 1:
+                named = ", ".join(sorted(skills)) or "none"
+                why = f"name one of your skills of this agent in message.metadata.skillId: {named}"
+                return _error_body(rpc_id, _PARAMS, why)
             skill = next(iter(skills))
-        if skill is None:
-            named = ", ".join(sorted(skills)) or "none"
-            why = f"name one of your skills of this agent in message.metadata.skillId: {named}"
-            return _error_body(rpc_id, _PARAMS, why)
-        # a skill the caller may not use is still called by its tool's name: policy refuses it, audited
-        name = skills[skill]["name"] if skill in skills else f"{server}__{skill[:128]}"
+        # called by the tool name the executor lists it under; one the caller may not use is refused
+        # by policy, and audited
+        name = f"{server}__{skill_tool(skill)}"
         call: dict[str, Any] = {"name": name, "arguments": _arguments(message)}
         configuration = params.get("configuration")
         if not stream and isinstance(configuration, dict) and configuration.get("returnImmediately") is True:

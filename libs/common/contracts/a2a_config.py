@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from typing import Final
+
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["A2aSection"]
+__all__ = ["A2aSection", "skill_tool"]
+
+_NOT_IN_TOOL_NAMES: Final = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def skill_tool(skill_id: str) -> str:
+    """The tool name an agent's skill is served under (`<server>__<this>`).
+
+    The executor lists it so and the `/a2a` front calls it so: characters a tool name may not hold
+    become `_`."""
+    return _NOT_IN_TOOL_NAMES.sub("_", skill_id)[:64]
 
 
 class A2aSection(BaseModel):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -24,6 +23,8 @@ from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
+from libs.common.contracts.a2a_config import skill_tool
+
 __all__ = ["MAX_CARD_BYTES", "AgentCard", "CardError", "read_card"]
 
 MAX_CARD_BYTES: Final = 256 * 1024
@@ -31,7 +32,6 @@ MAX_SKILLS: Final = 200
 _MAX_TEXT: Final = 4000
 _MAX_EXAMPLES: Final = 5
 _ALGORITHMS: Final = ["ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "EdDSA"]
-_TOOL_NAME: Final = re.compile(r"[^A-Za-z0-9_.-]")
 META_KEY: Final = "io.a2a/agent"
 """The `_meta` entry of a skill's tool: which agent, which skill, the card's digest."""
 
@@ -94,7 +94,7 @@ def _tools(agent: str, skills: list[Any], digest: str) -> tuple[list[dict[str, A
         if not isinstance(skill, dict):
             raise CardError("each skill of the agent card must be an object")
         skill_id = _text(skill.get("id"), "skills[].id")
-        tool = _TOOL_NAME.sub("_", skill_id)[:64]
+        tool = skill_tool(skill_id)
         if tool in by_tool:
             raise CardError(f"two skills of the agent card map to one tool name {tool!r}")
         by_tool[tool] = skill_id
