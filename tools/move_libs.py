@@ -62,6 +62,25 @@ SPLITS: dict[str, dict[str, str]] = {
     "egress": {name: "web.egress_rules" for name in ("EgressRefused", "EgressRules", "Resolver", "system_resolver")},
     "config": {name: "settings.config_file" for name in _CONFIG_FILE},
     "config_records": {"key_records": "settings.config_file"},
+    "messages_routed": {
+        **dict.fromkeys(
+            ("CallOutcome", "REFUNDED", "Refund", "decode_outcome", "encode_outcome"), "contracts.messages_outcome"
+        ),
+        **dict.fromkeys(
+            (
+                "MAX_CONDITION_ENTITIES",
+                "MAX_CONDITION_POLICIES",
+                "Grant",
+                "PairList",
+                "PolicyCondition",
+                "VisibleTools",
+                "VisibleToolsQuery",
+                "pairs_digest",
+            ),
+            "contracts.messages_policy",
+        ),
+        **dict.fromkeys(("CodeModeAnswer", "CodeModeCall"), "contracts.messages_codemode"),
+    },
 }
 
 DOCS: dict[str, str] = {
