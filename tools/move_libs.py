@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from libs.common.contracts import messages_codemode, messages_outcome, messages_policy
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ROOT / "libs" / "common"
 
@@ -63,23 +65,9 @@ SPLITS: dict[str, dict[str, str]] = {
     "config": {name: "settings.config_file" for name in _CONFIG_FILE},
     "config_records": {"key_records": "settings.config_file"},
     "messages_routed": {
-        **dict.fromkeys(
-            ("CallOutcome", "REFUNDED", "Refund", "decode_outcome", "encode_outcome"), "contracts.messages_outcome"
-        ),
-        **dict.fromkeys(
-            (
-                "MAX_CONDITION_ENTITIES",
-                "MAX_CONDITION_POLICIES",
-                "Grant",
-                "PairList",
-                "PolicyCondition",
-                "VisibleTools",
-                "VisibleToolsQuery",
-                "pairs_digest",
-            ),
-            "contracts.messages_policy",
-        ),
-        **dict.fromkeys(("CodeModeAnswer", "CodeModeCall"), "contracts.messages_codemode"),
+        name: module.__name__.removeprefix("libs.common.")
+        for module in (messages_codemode, messages_outcome, messages_policy)
+        for name in module.__all__
     },
 }
 
