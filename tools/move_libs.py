@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from libs.common.contracts import messages_codemode, messages_outcome, messages_policy
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ROOT / "libs" / "common"
 
@@ -62,6 +64,11 @@ SPLITS: dict[str, dict[str, str]] = {
     "egress": {name: "web.egress_rules" for name in ("EgressRefused", "EgressRules", "Resolver", "system_resolver")},
     "config": {name: "settings.config_file" for name in _CONFIG_FILE},
     "config_records": {"key_records": "settings.config_file"},
+    "messages_routed": {
+        name: module.__name__.removeprefix("libs.common.")
+        for module in (messages_codemode, messages_outcome, messages_policy)
+        for name in module.__all__
+    },
 }
 
 DOCS: dict[str, str] = {

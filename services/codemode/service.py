@@ -113,13 +113,7 @@ class CodeModeService:
             journal=trail.journal,
         )
         self.meta = MetaTools(self.pool, self.searcher, calls)
-        self._acks = Acknowledger(
-            nc,
-            subjects.CODEMODE_HOLDERS,
-            instance=self.alive_name,
-            after=self.settings.ack_after,
-            margin=self.settings.ack_margin,
-        )
+        self._acks = Acknowledger.of(nc, subjects.CODEMODE_HOLDERS, self.alive_name, self.settings)
         self._calls = await nc.subscribe(subjects.CODEMODE_CALL, queue=subjects.QUEUE_CODEMODE, cb=self._on_call)
         await nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         await self._acks.start()  # after the calls: answering it also means "taking calls"

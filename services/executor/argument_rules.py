@@ -17,10 +17,11 @@ from typing import Any, Final
 import orjson
 from jsonschema.exceptions import ValidationError
 
-__all__ = ["path_text", "rule_text", "unexpected_properties"]
+__all__ = ["path_text", "rule_text", "short_json", "unexpected_properties"]
 
-_MAX_SCHEMA_CHARS: Final = 60
-"""A value of the schema (an enum, a pattern) is cut past this length."""
+_MAX_QUOTED_CHARS: Final = 60
+"""A value quoted in a message (the schema's enum or pattern, or with `BASTION_VALIDATION_VALUES` the
+agent's own value) is cut past this length: a hint, and the answer stays small."""
 _MAX_NAME_CHARS: Final = 64
 
 
@@ -32,18 +33,18 @@ def path_text(parts: Iterable[Any]) -> str:
     return text
 
 
-def schema_json(value: Any) -> str:
-    """A value of the schema in JSON terms, cut to a readable length."""
+def short_json(value: Any) -> str:
+    """`value` in JSON terms (null, true, "text"), cut to a readable length."""
     try:
         text = orjson.dumps(value).decode()
     except TypeError:
         text = repr(value)
-    return text if len(text) <= _MAX_SCHEMA_CHARS else text[: _MAX_SCHEMA_CHARS - 1] + "…"
+    return text if len(text) <= _MAX_QUOTED_CHARS else text[: _MAX_QUOTED_CHARS - 1] + "…"
 
 
 def _types(rule: Any) -> str:
     names = rule if isinstance(rule, list) else [rule]
-    return " or ".join(schema_json(n) for n in names)
+    return " or ".join(short_json(n) for n in names)
 
 
 def _count(noun: str, plural: str) -> Callable[[Any], str]:
@@ -59,17 +60,17 @@ _CHARACTERS, _ITEMS, _PROPERTIES = (
 
 _RULES: Final[Mapping[str, Callable[[Any], str]]] = {
     "type": lambda r: f"must be of type {_types(r)}",
-    "enum": lambda r: f"must be one of {schema_json(r)}",
-    "const": lambda r: f"must be exactly {schema_json(r)}",
-    "minimum": lambda r: f"must be at least {schema_json(r)}",
-    "maximum": lambda r: f"must be at most {schema_json(r)}",
-    "exclusiveMinimum": lambda r: f"must be greater than {schema_json(r)}",
-    "exclusiveMaximum": lambda r: f"must be less than {schema_json(r)}",
-    "multipleOf": lambda r: f"must be a multiple of {schema_json(r)}",
+    "enum": lambda r: f"must be one of {short_json(r)}",
+    "const": lambda r: f"must be exactly {short_json(r)}",
+    "minimum": lambda r: f"must be at least {short_json(r)}",
+    "maximum": lambda r: f"must be at most {short_json(r)}",
+    "exclusiveMinimum": lambda r: f"must be greater than {short_json(r)}",
+    "exclusiveMaximum": lambda r: f"must be less than {short_json(r)}",
+    "multipleOf": lambda r: f"must be a multiple of {short_json(r)}",
     "minLength": lambda r: f"must be at least {_CHARACTERS(r)} long",
     "maxLength": lambda r: f"must be at most {_CHARACTERS(r)} long",
-    "pattern": lambda r: f"must match the pattern {schema_json(r)}",
-    "format": lambda r: f"must be a valid {schema_json(r)}",
+    "pattern": lambda r: f"must match the pattern {short_json(r)}",
+    "format": lambda r: f"must be a valid {short_json(r)}",
     "minItems": lambda r: f"must have at least {_ITEMS(r)}",
     "maxItems": lambda r: f"must have at most {_ITEMS(r)}",
     "uniqueItems": lambda _: "must not repeat an item",
@@ -126,8 +127,8 @@ def rule_text(error: ValidationError) -> list[str]:
         return [f"{path_text(parts)}: not allowed here (the schema accepts no value)"]
     worded = _RULES.get(str(keyword))
     if worded is None:
-        return [f"{path_text(parts)}: breaks the schema's {schema_json(str(keyword))} rule"]
+        return [f"{path_text(parts)}: breaks the schema's {short_json(str(keyword))} rule"]
     try:
         return [f"{path_text(parts)}: {worded(error.validator_value)}"]
     except TypeError:  # a rule whose value is of an unexpected kind (an invalid schema): name the keyword
-        return [f"{path_text(parts)}: breaks the schema's {schema_json(str(keyword))} rule"]
+        return [f"{path_text(parts)}: breaks the schema's {short_json(str(keyword))} rule"]

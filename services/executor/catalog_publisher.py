@@ -116,15 +116,9 @@ class CatalogPublisher:
                 protocol_version=snap.protocol_version,
                 tools=tools,
                 namespace=snap.namespace,
-                capabilities=features.capabilities,
-                prompts=features.prompts,
-                resources=features.resources,
-                resource_templates=features.resource_templates,
-                skills=features.skills,
                 withheld=withheld,
-                withheld_prompts=features.withheld_prompts,
-                withheld_templates=features.withheld_templates,
                 hosted_tasks=dict(snap.hosted_tasks),
+                **features.published(),
             )
             if await self._send(catalog):
                 self._published = key

@@ -24,7 +24,7 @@ from referencing.exceptions import Unresolvable
 
 from libs.common.contracts.messages import MAX_ALIASES, CatalogTool
 
-from .argument_rules import path_text, rule_text
+from .argument_rules import path_text, rule_text, short_json
 from .schema_fastpath import Predicate, compile_predicate
 
 __all__ = [
@@ -57,21 +57,8 @@ MAX_VIOLATIONS = 20
 _MAX_COLLECTED = 1000
 """Violations looked for at most: arguments as large as a request may be cannot make this unbounded."""
 
-_MAX_VALUE_CHARS = 60
-"""A value quoted in a message is cut past this length: the agent sent it and needs only a hint."""
-
-
 _PY_STRING = re.compile(r"'([^'\\\"]*)'")
 """A plain Python-quoted string in a jsonschema message (no quotes or escapes inside)."""
-
-
-def _json(value: Any) -> str:
-    """`value` in JSON terms (null, true, "text"), cut to a readable length."""
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        text = repr(value)
-    return text if len(text) <= _MAX_VALUE_CHARS else text[: _MAX_VALUE_CHARS - 1] + "…"
 
 
 def format_validation_error(error: ValidationError, values: bool = False) -> list[str]:
@@ -92,9 +79,9 @@ def format_validation_error(error: ValidationError, values: bool = False) -> lis
     for value in (error.instance, error.validator_value):
         shown = repr(value)
         if shown in message:
-            message = message.replace(shown, _json(value), 1)
+            message = message.replace(shown, short_json(value), 1)
     # names quoted by the message itself, e.g. `('e' was unexpected)`
-    message = _PY_STRING.sub(lambda m: _json(m.group(1)), message)
+    message = _PY_STRING.sub(lambda m: short_json(m.group(1)), message)
     return [f"{path_text(parts)}: {message}"]
 
 

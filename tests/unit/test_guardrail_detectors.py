@@ -140,6 +140,19 @@ def test_pii_entities_narrow_the_detector():
     assert {d.entity for d in found} == {"phone"}
 
 
+@pytest.mark.parametrize(("detector", "known"), [("injection", INJECTION_ENTITIES), ("exfil_links", EXFIL_ENTITIES)])
+def test_a_rule_naming_one_entity_finds_that_entity_alone(detector, known):
+    """Each detector keeps only the patterns of the entities a rule names (`EntityDetector.rules`)."""
+    items = [a for a in ATTACKS if a["detector"] == detector]
+    for entity in sorted(known):
+        narrowed = only(detector, entities=[entity])
+        for item in items:
+            caller = None if item["where"] == "definition" else CALLER
+            found = narrowed.inspect(item["where"], Subject("s", "t", caller), item["content"]).decisions
+            assert {d.entity for d in found} <= {entity}, item["id"]
+            assert item["entity"] != entity or found, item["id"]
+
+
 INJECTION_LOOKALIKES = [
     "Ignored if queryType is 'instant'. Matches file paths to ignore.",
     "The ID of the user. If provided, returns only that user's details.",

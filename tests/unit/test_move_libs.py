@@ -47,6 +47,11 @@ def test_every_moved_module_is_where_the_mapping_says():
         ),
         ("`libs.common.contracts.config.parse_config`", "`libs.common.settings.config_file.parse_config`"),
         (
+            "from libs.common.contracts.messages_routed import Grant, RoutedHead",
+            "from libs.common.contracts.messages_policy import Grant\n"
+            "from libs.common.contracts.messages_routed import RoutedHead",
+        ),
+        (
             "from services.ingress.task_router import TaskRouter",
             "from services.ingress.tasks.task_router import TaskRouter",
         ),

@@ -76,6 +76,14 @@ def test_a_request_is_run_only_while_its_requester_still_waits_for_the_acknowled
     assert acks.admit(_request(accept_by)) is admitted
 
 
+def test_a_services_acknowledger_takes_its_margin_from_the_settings(monkeypatch):
+    """`Acknowledger.of`: BASTION_ACK_MARGIN=2 refuses a request whose requester gives up within 2 s."""
+    monkeypatch.setenv("BASTION_ACK_MARGIN", "2")
+    acks = Acknowledger.of(None, subjects.POLICY_HOLDERS, "p", PolicySettings())  # type: ignore[arg-type]
+    assert not acks.admit(_request(time.time() + 1.0))
+    assert acks.admit(_request(time.time() + 4.0))
+
+
 def test_a_request_answered_unrun_says_so():
     outcome = too_late("call-1", "executor")
     assert outcome.execution == "not_run" and outcome.decided_by == "executor"

@@ -389,6 +389,11 @@ class Acknowledger:
         """When each watched request is due its acknowledgement; late by a fifth of `margin` at most,
         which leaves the rest for the acknowledgement's way to the requester."""
 
+    @classmethod
+    def of(cls, nc: NATS, holders: Holders, instance: str, settings: RequestPathSettings) -> Acknowledger:
+        """A responder's acknowledger, timed as its service is configured (`ack_after`, `ack_margin`)."""
+        return cls(nc, holders, instance=instance, after=settings.ack_after, margin=settings.ack_margin)
+
     async def start(self) -> None:
         # answered until the connection drains, so calls still in flight during a stop are not declared lost
         await self._nc.subscribe(self._alive_subject, cb=self._on_alive)

@@ -31,7 +31,8 @@ from collections.abc import Mapping
 import orjson
 from pydantic import SecretStr
 
-from libs.common.contracts.messages_routed import Grant, PolicyCondition, RoutedHead
+from libs.common.contracts.messages_policy import Grant, PolicyCondition
+from libs.common.contracts.messages_routed import RoutedHead
 from libs.common.contracts.subjects import WORK_SIGNATURE
 
 __all__ = ["WorkSigner"]

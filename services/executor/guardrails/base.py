@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from libs.common.contracts.guardrails import DETECTOR_ENTITIES
 from libs.common.contracts.messages_base import Caller
@@ -73,10 +73,13 @@ class EntityDetector:
     It looks for all of them, or for those of a rule's `entities` among them."""
 
     name: str
+    table: tuple[tuple[Any, ...], ...] = ()
+    """Its patterns, one row each, the entity a row finds first: `rules` keeps the looked-for entities' rows."""
 
     def __init__(self, entities: frozenset[str] | None = None) -> None:
         known = DETECTOR_ENTITIES[self.name]
         self.entities = known if entities is None else frozenset(entities) & known
+        self.rules = tuple(row for row in self.table if row[0] in self.entities)
 
 
 def any_in(needles: Iterable[str], haystack: str) -> bool:

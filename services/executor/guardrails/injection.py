@@ -150,10 +150,7 @@ def visible_text(text: str) -> str:
 
 class InjectionDetector(EntityDetector):
     name = "injection"
-
-    def __init__(self, entities: frozenset[str] | None = None) -> None:
-        super().__init__(entities)
-        self._phrases = tuple(p for p in _PHRASES if p[0] in self.entities)
+    table = _PHRASES
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         if blob.isascii() and not any_in(_PHRASE_ANCHORS, lower):
@@ -165,7 +162,7 @@ class InjectionDetector(EntityDetector):
         read = visible_text(text)
         whole = read != text  # spans of the read text do not map back: report the whole string
         found = []
-        for entity, regex in self._phrases:
+        for entity, regex in self.rules:
             for match in regex.finditer(read):
                 start, end = (0, len(text)) if whole else match.span()
                 found.append(Finding(self.name, entity, start, end))
@@ -236,6 +233,7 @@ def _carries_data(url: str, image: bool) -> bool:
 
 class ExfilLinksDetector(EntityDetector):
     name = "exfil_links"
+    table = _LINKS
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         del blob
@@ -246,9 +244,7 @@ class ExfilLinksDetector(EntityDetector):
         if "http" not in text:
             return []
         found = []
-        for entity, regex, image in _LINKS:
-            if entity not in self.entities:
-                continue
+        for entity, regex, image in self.rules:
             for match in regex.finditer(text):
                 url = match.group(1) or match.group(match.lastindex or 1)
                 if url and _carries_data(url, image):

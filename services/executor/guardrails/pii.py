@@ -136,14 +136,11 @@ _PATTERNS: Final[tuple[tuple[str, str | None, re.Pattern[str], _Check | None], .
 
 class PiiDetector(EntityDetector):
     name = "pii"
-
-    def __init__(self, entities: frozenset[str] | None = None) -> None:
-        super().__init__(entities)
-        self._patterns = tuple(p for p in _PATTERNS if p[0] in self.entities)
+    table = _PATTERNS
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
         del lower
-        if not any(anchor is None or anchor in blob for _, anchor, _, _ in self._patterns):
+        if not any(anchor is None or anchor in blob for _, anchor, _, _ in self.rules):
             return None
         if _DIGIT_OR_AT.search(blob) is None:
             return None
@@ -153,7 +150,7 @@ class PiiDetector(EntityDetector):
         del key
         found = []
         has_digit = _DIGIT.search(text) is not None
-        for entity, anchor, regex, check in self._patterns:
+        for entity, anchor, regex, check in self.rules:
             if (anchor is not None and anchor not in text) or (entity != "email" and not has_digit):
                 continue
             for match in regex.finditer(text):

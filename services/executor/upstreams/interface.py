@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Protocol
 
 import httpx2
@@ -69,6 +69,10 @@ class Features:
     """The server's skills (`skills/list` entries, upstream URIs), published in its catalog."""
     apps: list[dict[str, Any]] = field(default_factory=list)
     """The server's MCP Apps as read when listed (`mcp.app_listing`), for pinning only: not published."""
+
+    def published(self) -> dict[str, Any]:
+        """The features as the server's catalog entry carries them (`ServerCatalog`): all but `apps`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "apps"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import httptools
 import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from libs.common.settings import IngressSettings
 from services.ingress.web.lost_connections import LOST, Callbacks, call_lost
 from services.ingress.web.response_writes import HeadWithBody
 
@@ -50,6 +51,11 @@ class HttpLimits:
     the previous response ending and the next request's first byte)."""
     body_timeout: float
     """Seconds a client has to send a request body once its head is in."""
+
+    @classmethod
+    def of(cls, settings: IngressSettings) -> HttpLimits:
+        """The limits as configured: each is the ingress setting of the same name (docs/configuration.md)."""
+        return cls(**{f.name: getattr(settings, f.name) for f in fields(cls)})
 
 
 class _Refused(Exception):
