@@ -53,6 +53,8 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 _RETRY_BASE = 0.2
 """Seconds before the first retry of a transport error; doubled per retry."""
 _MAX_ERROR_CHARS = 2000
+_CHUNK_EVENT = StreamEvent(method=LLM_CHUNK).model_dump_json().encode().removesuffix(b',"params":null}') + b',"params":'
+"""A chunk's `StreamEvent` up to its params: the chunk is encoded once, into the event, not as a model."""
 
 
 class _Transport(Exception):
@@ -291,8 +293,7 @@ class LlmProviders:
         for chunk in chunks:
             stream.add(chunk)
             if request.stream is not None:
-                event = StreamEvent(method=LLM_CHUNK, params=chunk)
-                await self._publish(request.stream, event.model_dump_json().encode())
+                await self._publish(request.stream, _CHUNK_EVENT + orjson.dumps(chunk) + b"}")
                 stream.events += 1
 
     def _wire_error(self, provider: _Provider, request: LlmRequest, failure: WireFailure) -> LlmOutcome:
