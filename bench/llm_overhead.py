@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/llm_overhead.py                        # 1,000 completions per path and phase, c=16
     .venv/bin/python bench/llm_overhead.py --calls 2000 --rounds 4 --json out.json
+    .venv/bin/python bench/llm_overhead.py --baseline main                # main's services first, same run
     .venv/bin/python bench/llm_overhead.py --profile ttft --calls 1000   # cProfile of each process instead
 
 The provider is `llm_fake_provider.py` (OpenAI's wire, keep-alive connections, answering at once) in
@@ -47,7 +48,17 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway_stack import KEY, Gateway, costs_between, launch, process_ticks, snapshot, start_server, ticks_to_us
+from gateway_stack import (
+    KEY,
+    Gateway,
+    costs_between,
+    export_baseline,
+    launch,
+    process_ticks,
+    snapshot,
+    start_server,
+    ticks_to_us,
+)
 from hop_profile import SITE, _report, _services
 
 from services.executor.upstreams.mcp.http1 import HttpPool
@@ -220,7 +231,8 @@ async def phase(name: str, gateway: Gateway, provider: Provider, args: argparse.
 
 
 def report(results: dict[str, Any]) -> None:
-    print(f"\nc={results['concurrency']}, {results['calls']} completions per path and phase")
+    print(f"\n=== build: {results['build']}")
+    print(f"c={results['concurrency']}, {results['calls']} completions per path and phase")
     print(f"{'phase':11} {'path':8} {'p50 ms':>8} {'p99 ms':>8} {'failed':>6} {'provider µs':>11}  Bastion CPU µs")
     for name in PHASES:
         for path in ("direct", "bastion"):
@@ -295,6 +307,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--baseline", action="append", default=[], help="a git ref: measure its services first, in the same run"
+    )
     parser.add_argument("--profile", choices=sorted(PHASES), help="profile this phase's completions instead")
     parser.add_argument("--top", type=int, default=25, help="with --profile: functions shown per process")
     args = parser.parse_args()
@@ -304,17 +319,23 @@ def main() -> None:
         if args.profile:
             profile(provider, args)
             return
+        runs = []
         with tempfile.TemporaryDirectory() as tmp:
-            gateway = launch(config(provider), Path(tmp), {"BASTION_NATS_MONITOR": "1"}, 0)
-            try:
-                results = asyncio.run(measure(gateway, provider, args))
-            finally:
-                gateway.stop()
+            builds = [(ref, export_baseline(ref, Path(tmp) / f"b{n}")) for n, ref in enumerate(args.baseline)]
+            for build, env in [*builds, ("this checkout", {})]:
+                with tempfile.TemporaryDirectory() as work:
+                    gateway = launch(config(provider), Path(work), {"BASTION_NATS_MONITOR": "1", **env}, 0)
+                    try:
+                        results = asyncio.run(measure(gateway, provider, args))
+                    finally:
+                        gateway.stop()
+                results["build"] = build
+                report(results)
+                runs.append(results)
     finally:
         provider.stop()
-    report(results)
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        args.json.write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":

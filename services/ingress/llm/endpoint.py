@@ -98,6 +98,8 @@ _NO_PROVIDER = (
 )
 _NAMED_MODELS = 20
 """Served models a 404 names at most."""
+_CONVERTED_LISTINGS = 256
+"""Tool listings (one per key and narrowing, as the handlers cache them) kept converted to function tools."""
 
 
 class LlmEndpoint:
@@ -122,6 +124,8 @@ class LlmEndpoint:
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
         self._parents: LRUCache[str, str] = LRUCache(maxsize=_REMEMBERED_CALLS)
+        self._function_tools: dict[int, tuple[orjson.Fragment, list[dict[str, Any]]]] = {}
+        """A cached `tools/list` encoding (held, so its id stays its own) -> its tools as function tools."""
 
     @property
     def gateway(self) -> Gateway:
@@ -263,9 +267,17 @@ class LlmEndpoint:
         if "error" in payload:
             return listing_error(payload["error"])
         tools = payload["result"]["tools"]
-        if isinstance(tools, orjson.Fragment):  # the handlers' cached encoding
-            tools = orjson.loads(orjson.dumps(tools))
-        return [function_tool(tool) for tool in tools]
+        if not isinstance(tools, orjson.Fragment):
+            return [function_tool(tool) for tool in tools]
+        # the handlers' cached encoding of a listing: converted once while the listing stays the same
+        cached = self._function_tools.get(id(tools))
+        if cached is not None and cached[0] is tools:
+            return cached[1]
+        converted = [function_tool(tool) for tool in orjson.loads(orjson.dumps(tools))]
+        if len(self._function_tools) >= _CONVERTED_LISTINGS:
+            self._function_tools.clear()
+        self._function_tools[id(tools)] = (tools, converted)
+        return converted
 
     async def _round(self, chat: Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent) -> LlmOutcome:
         """One provider round trip, relayed through `writer`, audited as one `llm_request`."""
@@ -279,9 +291,7 @@ class LlmEndpoint:
                 provider=chat.provider,
                 model=chat.model,
                 body=body,
-                max_cost_usd=max_cost_usd(
-                    [d.price for d in chat.deployments] or chat.price, body, len(orjson.dumps(body))
-                ),
+                max_cost_usd=_max_cost(chat, body),
                 timeout=chat.timeout + _TIMEOUT_MARGIN,
                 deployments=chat.deployments,
             )
@@ -450,6 +460,14 @@ class LlmEndpoint:
                 audit.parent_id = parent[:64] if parent else None
                 audit.response_bytes = sent
                 self.emit_audit(audit)
+
+
+def _max_cost(chat: Chat, body: dict[str, Any]) -> float:
+    """What the request may cost at most; nothing when no price applies (no estimate worth making)."""
+    prices = [d.price for d in chat.deployments] or [chat.price]
+    if all(price is None for price in prices):
+        return 0.0
+    return max_cost_usd(prices, body, len(orjson.dumps(body)))
 
 
 def _api_key(value: str | None) -> str | None:
