@@ -38,6 +38,9 @@ _POOLS = 64
 """Endpoint URLs one provider keeps pools for (Gemini, Bedrock, Azure name the model in the path)."""
 _CONNECTIONS = 256
 """Connections one endpoint's pool opens at most (concurrent completions to it beyond wait)."""
+_CONNECT_TIMEOUT = 10.0
+"""Seconds a connection attempt may take (less than a slow completion may): a host that drops the
+connection silently is failed over from in seconds, not after the provider's whole `timeout`."""
 
 
 class Unreachable(Exception):
@@ -154,7 +157,7 @@ class ProviderHttp:
     async def _proxied(self, url: str, content: bytes, headers: Mapping[str, str]) -> AsyncIterator[Answer]:
         if self._client is None:
             self._client = httpx2.AsyncClient(
-                timeout=httpx2.Timeout(self._timeout, connect=min(self._timeout, 10.0)),
+                timeout=httpx2.Timeout(self._timeout, connect=min(self._timeout, _CONNECT_TIMEOUT)),
                 transport=guarded_transport(self._egress),
                 event_hooks={"request": proxied_hooks(self._egress, blocking=False)},
             )
@@ -180,7 +183,13 @@ class ProviderHttp:
         pool = self._pools[url] = (
             None
             if _proxied(url)
-            else HttpPool(url, ssl_context=shared_tls(), limit=_CONNECTIONS, addresses=self._egress.addresses)
+            else HttpPool(
+                url,
+                ssl_context=shared_tls(),
+                limit=_CONNECTIONS,
+                addresses=self._egress.addresses,
+                connect_timeout=min(self._timeout, _CONNECT_TIMEOUT),
+            )
         )
         return pool
 

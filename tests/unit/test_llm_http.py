@@ -1,16 +1,18 @@
 """How the executor POSTs to a model provider (`services.executor.llm_http`): keep-alive connections
 reused across completions, the egress rules' refusal as the reason a provider is unreachable, a
-stalled answer as a timeout, a stream cut midway as broken."""
+stalled answer or a connection never accepted as a timeout, a stream cut midway as broken."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
 
 from libs.common.web.egress_rules import EgressRules
+from services.executor import llm_http
 from services.executor.llm_http import Broken, ProviderHttp, Unreachable
 
 pytestmark = pytest.mark.unit
@@ -110,3 +112,25 @@ async def test_a_stream_cut_midway_is_broken() -> None:
                     pieces.append(piece)
     assert b"".join(pieces) == b"data:"
     await http.aclose()
+
+
+async def test_a_host_that_never_accepts_the_connection_times_out_at_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A silently dropped connection attempt ends after the connect timeout, not the provider's whole
+    `timeout` (a slow completion's allowance): the next deployment takes the request in seconds."""
+    monkeypatch.setattr(llm_http, "_CONNECT_TIMEOUT", 0.2)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(0)  # never accepted: the one queued connection fills the backlog, later SYNs are dropped
+    port = listening.getsockname()[1]
+    queued = socket.create_connection(("127.0.0.1", port))
+    http = ProviderHttp(LOOPBACK, timeout=3600)
+    try:
+        async with asyncio.timeout(60) as guard:  # a hang guard only: without the connect timeout, an hour
+            with pytest.raises(TimeoutError):
+                async with http.post(f"http://127.0.0.1:{port}/v1/chat/completions", b"{}", {}):
+                    pass
+        assert not guard.expired()
+    finally:
+        await http.aclose()
+        queued.close()
+        listening.close()
