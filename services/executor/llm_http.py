@@ -5,8 +5,8 @@ h11; docs/benchmarks.md, LLM section); the lean pool the tool side uses for its 
 (`upstreams.mcp.http1.HttpPool`: ~20 µs) does what a provider call needs: a POST of known length,
 the answer whole or as it streams. It connects only where the egress rules allow (each address
 checked, as `upstreams.egress_guard` does for httpx2) and trusts the process's shared TLS context.
-A provider the environment's proxy settings send through a proxy (HTTP(S)_PROXY, not exempted by
-NO_PROXY) keeps the httpx2 client, which speaks to proxies and checks the host as written first.
+A provider the environment's proxy settings cover (HTTP(S)_PROXY, not exempted by NO_PROXY) keeps
+the httpx2 client every provider had before (the lean pool speaks to origins only).
 
 Both answer as `Answer`s and fail as `Unreachable` (nothing was answered: connection refused, reset
 or closed before an answer; an egress refusal carries its reason), `Broken` (the answer stopped
