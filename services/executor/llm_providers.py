@@ -41,8 +41,8 @@ from libs.common.web.egress_rules import EgressRules
 
 from .breaker import CircuitBreaker
 from .error_mapping import scrub_urls
+from .llm_http import Answer, Broken, ProviderHttp, Unreachable
 from .llm_wires import Decoder, Wire, WireFailure, usage_of, wire_for
-from .upstreams.egress_guard import guarded_transport, proxied_hooks, refusal_in
 
 __all__ = ["LlmProviders"]
 
@@ -53,6 +53,8 @@ Publish = Callable[[str, bytes], Awaitable[None]]
 _RETRY_BASE = 0.2
 """Seconds before the first retry of a transport error; doubled per retry."""
 _MAX_ERROR_CHARS = 2000
+_CHUNK_EVENT = StreamEvent(method=LLM_CHUNK).model_dump_json().encode().removesuffix(b',"params":null}') + b',"params":'
+"""A chunk's `StreamEvent` up to its params: the chunk is encoded once, into the event, not as a model."""
 
 
 class _Transport(Exception):
@@ -64,7 +66,7 @@ class _Provider:
     name: str
     config: ProviderConfig
     api_key: str | None
-    client: httpx2.AsyncClient
+    http: ProviderHttp
     breaker: CircuitBreaker
     wire: Wire
     url: httpx2.URL
@@ -130,11 +132,7 @@ class LlmProviders:
             name=name,
             config=config,
             api_key=api_key,
-            client=httpx2.AsyncClient(
-                timeout=httpx2.Timeout(config.timeout, connect=min(config.timeout, 10.0)),
-                transport=guarded_transport(self._egress),
-                event_hooks={"request": proxied_hooks(self._egress, blocking=False)},
-            ),
+            http=ProviderHttp(self._egress, config.timeout),
             breaker=CircuitBreaker(config.failure_threshold, config.reset_timeout),
             wire=wire,
             url=wire.endpoint,
@@ -145,7 +143,7 @@ class LlmProviders:
     async def delete(self, name: str) -> None:
         provider = self._providers.pop(name, None)
         if provider is not None:
-            await provider.client.aclose()
+            await provider.http.aclose()
 
     async def close(self) -> None:
         for name in list(self._providers):
@@ -205,7 +203,7 @@ class LlmProviders:
         except _Transport as exc:
             provider.breaker.failure()
             outcome = _failed(request, ErrorKind.UPSTREAM_UNAVAILABLE, _redact(str(exc), provider.api_key))
-        except httpx2.TimeoutException:
+        except TimeoutError:
             provider.breaker.failure()
             message = f"{provider.label} did not answer within {provider.config.timeout:g}s"
             outcome = _failed(request, ErrorKind.UPSTREAM_TIMEOUT, message)
@@ -244,27 +242,23 @@ class LlmProviders:
             )
         model = str(request.body.get("model") or request.model)
         try:
-            async with provider.client.stream(
-                "POST", outgoing.url, content=outgoing.content, headers=outgoing.headers
-            ) as response:
-                if response.status_code >= 400:
-                    failure = provider.wire.failure(response.status_code, await response.aread(), response.headers)
+            async with provider.http.post(str(outgoing.url), outgoing.content, outgoing.headers) as response:
+                if response.status >= 400:
+                    failure = provider.wire.failure(response.status, await response.read(), response.headers)
                     return self._wire_error(provider, request, failure)
                 if not streaming:
-                    return self._answered(provider, request, orjson.loads(await response.aread()), model)
+                    return self._answered(provider, request, orjson.loads(await response.read()), model)
                 if not await self._relay(request, response, stream, provider.wire.decoder(model)):
                     unfinished = "before the answer was complete (no finish reason, no end of stream)"
                     raise _Transport(f"{provider.label} ended its stream {unfinished}")
         except WireFailure as exc:  # an error event mid-stream, or an answer not of the wire's shape
             return self._wire_error(provider, request, exc)
-        except (httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError, httpx2.WriteError) as exc:
+        except Broken as exc:
             if stream.events:
-                raise _Transport(
-                    f"the connection to {provider.label} broke mid-answer ({type(exc).__name__})"
-                ) from None
-            refused = refusal_in(exc)  # the egress rules' reason says how an owner allows the host
-            why = str(refused) if refused is not None else type(exc).__name__
-            raise _Transport(f"{provider.label} is unreachable ({why})") from None
+                raise _Transport(f"the connection to {provider.label} broke mid-answer ({exc})") from None
+            raise _Transport(f"{provider.label} is unreachable ({exc})") from None
+        except Unreachable as exc:
+            raise _Transport(f"{provider.label} is unreachable ({exc})") from None
         except orjson.JSONDecodeError:
             provider.breaker.success()
             return _failed(request, ErrorKind.UPSTREAM_ERROR, f"{provider.label} answered with invalid JSON")
@@ -284,11 +278,11 @@ class LlmProviders:
         except WireFailure as exc:
             return _failed(request, exc.kind, f"{provider.label} answered unexpectedly: {exc.detail}")
 
-    async def _relay(self, request: LlmRequest, response: httpx2.Response, stream: _Stream, decoder: Decoder) -> bool:
+    async def _relay(self, request: LlmRequest, response: Answer, stream: _Stream, decoder: Decoder) -> bool:
         """Publish each chunk as the wire's decoder makes it.
 
         Whether the stream ended as a finished answer does (as its wire says one ends), not just stopped."""
-        async for data in response.aiter_bytes():
+        async for data in response.pieces():
             await self._publish_chunks(request, stream, decoder.feed(data))
             if decoder.failure is not None:
                 raise decoder.failure
@@ -299,8 +293,7 @@ class LlmProviders:
         for chunk in chunks:
             stream.add(chunk)
             if request.stream is not None:
-                event = StreamEvent(method=LLM_CHUNK, params=chunk)
-                await self._publish(request.stream, event.model_dump_json().encode())
+                await self._publish(request.stream, _CHUNK_EVENT + orjson.dumps(chunk) + b"}")
                 stream.events += 1
 
     def _wire_error(self, provider: _Provider, request: LlmRequest, failure: WireFailure) -> LlmOutcome:

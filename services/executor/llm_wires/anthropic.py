@@ -10,6 +10,7 @@ read and written tokens counted as prompt tokens (OpenAI counts them so) and the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx2
@@ -102,7 +103,7 @@ class AnthropicWire:
     def decoder(self, model: str) -> AnthropicDecoder:
         return AnthropicDecoder(model)
 
-    def failure(self, status: int, body: bytes, headers: httpx2.Headers) -> WireFailure:
+    def failure(self, status: int, body: bytes, headers: Mapping[str, str]) -> WireFailure:
         overloaded = json_detail(body, "error", "type") == "overloaded_error"
         return failure_of(status, json_detail(body, "error", "message"), headers, overloaded)
 

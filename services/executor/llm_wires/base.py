@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -91,7 +92,7 @@ class Wire(Protocol):
 
     def decoder(self, model: str) -> Decoder: ...
 
-    def failure(self, status: int, body: bytes, headers: httpx2.Headers) -> WireFailure:
+    def failure(self, status: int, body: bytes, headers: Mapping[str, str]) -> WireFailure:
         """An HTTP error answer in Bastion's kinds."""
 
 
@@ -162,7 +163,7 @@ class ChunkMaker:
         return {**self._base(), "choices": [], "usage": openai_usage(usage)}
 
 
-def retry_after_of(headers: httpx2.Headers) -> float | None:
+def retry_after_of(headers: Mapping[str, str]) -> float | None:
     """Seconds the provider asked to wait: `retry-after-ms` (OpenAI, Azure), `retry-after` in seconds or as a date."""
     millis = headers.get("retry-after-ms")
     if millis is not None:
@@ -183,7 +184,7 @@ def retry_after_of(headers: httpx2.Headers) -> float | None:
         return None
 
 
-def failure_of(status: int, detail: str, headers: httpx2.Headers, overloaded: bool = False) -> WireFailure:
+def failure_of(status: int, detail: str, headers: Mapping[str, str], overloaded: bool = False) -> WireFailure:
     """An HTTP error in Bastion's kinds: 429 rate limited, an overload unavailable, the rest an upstream error."""
     if status == 429:
         kind = ErrorKind.RATE_LIMITED

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -130,7 +131,7 @@ class BedrockWire:
     def decoder(self, model: str) -> BedrockDecoder:
         return BedrockDecoder(model)
 
-    def failure(self, status: int, body: bytes, headers: httpx2.Headers) -> WireFailure:
+    def failure(self, status: int, body: bytes, headers: Mapping[str, str]) -> WireFailure:
         error_type = (headers.get("x-amzn-errortype") or "").split(":", 1)[0]
         try:
             found = orjson.loads(body)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -102,7 +102,7 @@ class GeminiWire:
     def decoder(self, model: str) -> GeminiDecoder:
         return GeminiDecoder(model)
 
-    def failure(self, status: int, body: bytes, headers: httpx2.Headers) -> WireFailure:
+    def failure(self, status: int, body: bytes, headers: Mapping[str, str]) -> WireFailure:
         failure = failure_of(status, json_detail(body, "error", "message"), headers)
         if failure.retry_after is None:
             failure.retry_after = _retry_delay(body)

@@ -4,6 +4,7 @@ The body goes as it is, answers come back as they are, with the usage asked for 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import httpx2
@@ -64,7 +65,7 @@ class OpenAiWire:
     def decoder(self, _model: str) -> OpenAiDecoder:
         return OpenAiDecoder()
 
-    def failure(self, status: int, body: bytes, headers: httpx2.Headers) -> WireFailure:
+    def failure(self, status: int, body: bytes, headers: Mapping[str, str]) -> WireFailure:
         return failure_of(status, json_detail(body, "error", "message"), headers)
 
 

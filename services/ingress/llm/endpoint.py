@@ -23,24 +23,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from cachetools import LRUCache
 
-from libs.common.audit.audit_content import error_column
-from libs.common.audit.audit_journal import AuditJournal
 from libs.common.contracts.codemode import CODE_MODE_HEADER
-from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import (
     LLM_CHUNK,
     LlmOutcome,
     LlmRequest,
-    RoutedDeployment,
     max_cost_usd,
 )
-from libs.common.contracts.llm_config import AgentMode, ModelPrice
+from libs.common.contracts.llm_config import AgentMode
 from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
 from libs.common.runtime.refusals import RefusalLog
 from services.ingress.auth.access_tokens import Authenticator
@@ -58,6 +53,7 @@ from services.ingress.llm.agent import (
     call_name,
     stop_reason,
 )
+from services.ingress.llm.chat_round import Chat, error_kind, failed, listing_error
 from services.ingress.llm.fronts import CHAT, FRONTS, MESSAGES, Front, Writer
 from services.ingress.llm.models import ModelDirectory
 from services.ingress.llm.tools import (
@@ -89,7 +85,6 @@ __all__ = ["LlmEndpoint", "ModelDirectory"]
 log = logging.getLogger(__name__)
 
 
-_DENIED = (ErrorKind.FORBIDDEN, ErrorKind.KEY_REVOKED, ErrorKind.RATE_LIMITED, ErrorKind.BUDGET_EXCEEDED)
 _PARENT_HEADER = "x-bastion-parent-id"
 _MAX_AUDITED_CALLS = 64
 _REMEMBERED_CALLS = 100_000
@@ -103,6 +98,8 @@ _NO_PROVIDER = (
 )
 _NAMED_MODELS = 20
 """Served models a 404 names at most."""
+_CONVERTED_LISTINGS = 256
+"""Tool listings (one per key and narrowing, as the handlers cache them) kept converted to function tools."""
 
 
 class LlmEndpoint:
@@ -127,6 +124,8 @@ class LlmEndpoint:
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
         self._parents: LRUCache[str, str] = LRUCache(maxsize=_REMEMBERED_CALLS)
+        self._function_tools: dict[int, tuple[orjson.Fragment, list[dict[str, Any]]]] = {}
+        """A cached `tools/list` encoding (held, so its id stays its own) -> its tools as function tools."""
 
     @property
     def gateway(self) -> Gateway:
@@ -205,22 +204,22 @@ class LlmEndpoint:
         if not isinstance(app_tools, list):
             raise Refused(400, "'tools' must be an array", code="invalid_tools")
         provider, price, provider_timeout = served
-        chat = _Chat(caller, headers, provider, model, price, provider_timeout, len(raw), self.handlers.journal)
+        chat = Chat(caller, headers, provider, model, price, provider_timeout, len(raw), self.handlers.journal)
         chat.deployments = self.models.deployments(model)
-        self._context(chat.caller, chat.headers, "tools", 0)  # a malformed narrowing header is refused up front
+        ctx = self._context(caller, headers, "tools", 0)  # a malformed narrowing header is refused up front
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
         writer = front.writer(send, body, agent is not None)
         # From here on the request has reached its handler: each provider round trip ends in one audit event.
         first = chat.audit()
         try:
-            visible = await self._visible_tools(self._context(caller, headers, "tools", 0))
+            visible = await self._visible_tools(ctx)
         except BaseException:
             first.error = "the gateway stopped handling this request"
             self.emit_audit(first)
             raise
         if isinstance(visible, GatewayError):
-            _failed(first, visible)
+            failed(first, visible)
             writer.request_id = first.event_id
             await writer.close(LlmOutcome(id=first.event_id, error=visible))
             first.response_bytes = writer.sent
@@ -266,13 +265,21 @@ class LlmEndpoint:
         as function tools."""
         payload, _ = await self.handlers.dispatch(ctx, "tools/list", {})
         if "error" in payload:
-            return _listing_error(payload["error"])
+            return listing_error(payload["error"])
         tools = payload["result"]["tools"]
-        if isinstance(tools, orjson.Fragment):  # the handlers' cached encoding
-            tools = orjson.loads(orjson.dumps(tools))
-        return [function_tool(tool) for tool in tools]
+        if not isinstance(tools, orjson.Fragment):
+            return [function_tool(tool) for tool in tools]
+        # the handlers' cached encoding of a listing: converted once while the listing stays the same
+        cached = self._function_tools.get(id(tools))
+        if cached is not None and cached[0] is tools:
+            return cached[1]
+        converted = [function_tool(tool) for tool in orjson.loads(orjson.dumps(tools))]
+        if len(self._function_tools) >= _CONVERTED_LISTINGS:
+            self._function_tools.clear()
+        self._function_tools[id(tools)] = (tools, converted)
+        return converted
 
-    async def _round(self, chat: _Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent) -> LlmOutcome:
+    async def _round(self, chat: Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent) -> LlmOutcome:
         """One provider round trip, relayed through `writer`, audited as one `llm_request`."""
         started = time.perf_counter()
         outcome: LlmOutcome | None = None
@@ -284,9 +291,7 @@ class LlmEndpoint:
                 provider=chat.provider,
                 model=chat.model,
                 body=body,
-                max_cost_usd=max_cost_usd(
-                    [d.price for d in chat.deployments] or chat.price, body, len(orjson.dumps(body))
-                ),
+                max_cost_usd=_max_cost(chat, body),
                 timeout=chat.timeout + _TIMEOUT_MARGIN,
                 deployments=chat.deployments,
             )
@@ -324,7 +329,7 @@ class LlmEndpoint:
 
     def _record(self, audit: AuditEvent, outcome: LlmOutcome, injected: set[str]) -> None:
         if outcome.error is not None:
-            _failed(audit, outcome.error)
+            failed(audit, outcome.error)
         else:
             audit.status = "ok"
         audit.upstream_ms = outcome.upstream_ms
@@ -347,7 +352,7 @@ class LlmEndpoint:
     # ------------------------------------------------------------------ agent mode
 
     async def _agent_loop(
-        self, chat: _Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent, agent: AgentMode
+        self, chat: Chat, body: dict[str, Any], writer: Writer, audit: AuditEvent, agent: AgentMode
     ) -> None:
         """Run the auto-executable calls.
 
@@ -390,7 +395,7 @@ class LlmEndpoint:
                     self._parents[call_id] = parent
             taken.add(call_id)
 
-    async def _auto_execute(self, chat: _Chat, call: dict[str, Any], parent: str) -> dict[str, Any]:
+    async def _auto_execute(self, chat: Chat, call: dict[str, Any], parent: str) -> dict[str, Any]:
         """One auto-executable call, run like `/v1/mcp/tool/execute`.
 
         Its `tool` message (a failure becomes an error text the model can read)."""
@@ -439,7 +444,9 @@ class LlmEndpoint:
                 return payload
             if "error" in payload:
                 error = payload["error"]
-                kind = _kind((error.get("data") or {}).get("kind")) if isinstance(error.get("data"), dict) else None
+                kind = (
+                    error_kind((error.get("data") or {}).get("kind")) if isinstance(error.get("data"), dict) else None
+                )
                 status, kind_name = STATUS.get(kind, (502, "api_error")) if kind else (400, "invalid_request_error")
                 message = str(error.get("message", ""))
                 sent = await send_error(send, status, message, kind_name, kind.value if kind else None)
@@ -455,79 +462,14 @@ class LlmEndpoint:
                 self.emit_audit(audit)
 
 
-@dataclass(slots=True)
-class _Chat:
-    """What every round of one chat completion shares."""
-
-    caller: Caller
-    headers: dict[str, str]
-    """The HTTP request's headers (trace id, narrowing, Code Mode override), for every tool call it leads to."""
-    provider: str
-    model: str
-    price: ModelPrice | None
-    timeout: float
-    request_bytes: int
-    journal: AuditJournal | None = None
-    injected: set[str] = field(default_factory=set)
-    """Names of the MCP tools injected (the only ones Bastion may run, and remembers parents for)."""
-    deployments: list[RoutedDeployment] = field(default_factory=list)
-    """A routed model's deployments (`route_table`); empty: the provider that lists the model."""
-
-    @property
-    def trace_id(self) -> str | None:
-        return self.headers.get("x-bastion-trace-id")
-
-    def audit(self) -> AuditEvent:
-        """The event one provider round trip owes.
-
-        Journaled first, so a replica killed before the answer still leaves its row (as for MCP requests,
-        `libs.common.audit.audit_journal`)."""
-        event_id = new_id()
-        if self.journal is not None:
-            event_id = self.journal.begun(
-                "llm_request",
-                self.model,
-                self.caller.key_id,
-                self.caller.key_name,
-                self.trace_id,
-                self.request_bytes,
-                **self.caller.owner(),
-            )
-        return AuditEvent(
-            event_id=event_id,
-            kind="llm_request",
-            trace_id=self.trace_id,
-            key_id=self.caller.key_id,
-            key_name=self.caller.key_name,
-            **self.caller.owner(),
-            server=self.provider,
-            tool=self.model,
-            name=self.model,
-            status="error",
-            latency_ms=0.0,
-            request_bytes=self.request_bytes,
-        )
+def _max_cost(chat: Chat, body: dict[str, Any]) -> float:
+    """What the request may cost at most; nothing when no price applies (no estimate worth making)."""
+    prices = [d.price for d in chat.deployments] or [chat.price]
+    if all(price is None for price in prices):
+        return 0.0
+    return max_cost_usd(prices, body, len(orjson.dumps(body)))
 
 
 def _api_key(value: str | None) -> str | None:
     """Anthropic's clients send their key as `x-api-key`: a Bastion key there works as a bearer does."""
     return f"Bearer {value}" if value else None
-
-
-def _failed(audit: AuditEvent, error: GatewayError) -> None:
-    audit.status = "denied" if error.kind in _DENIED else "error"
-    audit.error_kind, audit.error, audit.error_code = error.kind.value, error_column(error), error.code
-
-
-def _listing_error(error: dict[str, Any]) -> GatewayError:
-    """The JSON-RPC error of a refused `tools/list` as the gateway error it came from."""
-    data = error.get("data")
-    kind = _kind(data.get("kind")) if isinstance(data, dict) else None
-    return GatewayError(kind=kind or ErrorKind.INVALID_ARGUMENTS, message=str(error.get("message", "")))
-
-
-def _kind(value: Any) -> ErrorKind | None:
-    try:
-        return ErrorKind(value)
-    except ValueError:
-        return None

@@ -102,6 +102,8 @@ class ResponseWriter:
         choices = chunk.get("choices")
         if not isinstance(choices, list):
             return chunk
+        if len(choices) == 1 and isinstance(choices[0], dict) and choices[0].get("index", 0) in self._roles:
+            return chunk  # the stream's every later chunk: its role went out, nothing to copy
         roled = []
         for choice in choices:
             index = choice.get("index", 0) if isinstance(choice, dict) else None

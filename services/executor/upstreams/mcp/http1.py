@@ -251,11 +251,13 @@ class HttpPool:
         ssl_context: ssl.SSLContext | None = None,
         limit: int = 256,
         addresses: Callable[[str, int], Awaitable[list[str]]] | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         """`addresses`.
 
         (Host, port) -> the addresses a connection may go to, in order, each checked
-        (`libs.common.web.egress_rules.EgressRules.addresses`); None: the host, resolved as usual."""
+        (`libs.common.web.egress_rules.EgressRules.addresses`); None: the host, resolved as usual.
+        `connect_timeout`: seconds one connection attempt may take (`TimeoutError`); None: no limit of its own."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {parts.scheme}://{parts.hostname or ''}")
@@ -264,6 +266,7 @@ class HttpPool:
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._ssl = (ssl_context or ssl.create_default_context()) if parts.scheme == "https" else None
         self._addresses = addresses
+        self._connect_timeout = connect_timeout
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         authority = parts.netloc.rpartition("@")[2]  # never the userinfo
         self._start = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n"
@@ -350,13 +353,14 @@ class HttpPool:
         failure: OSError | None = None
         for address in addresses:
             try:
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self._forget),
-                    address,
-                    self._port,
-                    ssl=self._ssl,
-                    server_hostname=server_hostname,
-                )
+                async with asyncio.timeout(self._connect_timeout):
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(self._forget),
+                        address,
+                        self._port,
+                        ssl=self._ssl,
+                        server_hostname=server_hostname,
+                    )
                 return connection
             except OSError as exc:
                 failure = exc
