@@ -148,7 +148,7 @@ def mcp_endpoint(
 
 
 class _McpFirst:
-    """`/mcp` and the OpenAI-compatible `/v1/...` straight to their endpoints, everything else through FastAPI.
+    """`/mcp` and the model APIs (`/v1/...`, Gemini's `/v1beta/...`) straight to their endpoints, the rest to FastAPI.
 
     The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
     exception handlers, routing) would only add per-request work on the hot path. Every route but
@@ -173,7 +173,7 @@ class _McpFirst:
         self.rest = ProxyHeadersMiddleware(self._rest, trusted_hosts=trusted)
 
     async def _rest(self, scope: Any, receive: Any, send: Any) -> None:
-        llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/")
+        llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith(("/v1/", "/v1beta/"))
         if scope["type"] == "http" and "authorization" in repeated_headers(scope["headers"]):
             if llm:
                 await send_error(send, 400, REPEATED_AUTHORIZATION, "invalid_request_error", "repeated_authorization")

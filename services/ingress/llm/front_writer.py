@@ -20,7 +20,16 @@ from libs.common.contracts.messages import GatewayError, new_id
 from services.ingress.llm.wire import REQUEST_ID_HEADER, STATUS, Send, send_json, with_pending
 from services.ingress.mcp_edge.answers import SSE_HEADERS
 
-__all__ = ["Finished", "FrontWriter"]
+__all__ = ["Finished", "FrontWriter", "arguments_object"]
+
+
+def arguments_object(arguments: Any) -> dict[str, Any]:
+    """A tool call's JSON `arguments` as the object Anthropic's `input` and Gemini's `args` are ({} if not one)."""
+    try:
+        value = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
+    except orjson.JSONDecodeError:
+        value = {}
+    return value if isinstance(value, dict) else {}
 
 
 class Finished:
