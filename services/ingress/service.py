@@ -50,6 +50,7 @@ from services.ingress.field_limits import FieldLimits
 from services.ingress.handlers import Handlers
 from services.ingress.llm.endpoint import LlmEndpoint
 from services.ingress.llm.models import ModelDirectory
+from services.ingress.llm.response_store import ResponseStore
 from services.ingress.llm.wire import send_error
 from services.ingress.mcp_edge import (
     Audit,
@@ -204,6 +205,8 @@ class IngressService:
         self.metrics_server: MetricsServer | None = None
         self.probes: Probes | None = None
         self.hosted_tasks: HostedTasks | None = None
+        self.responses: ResponseStore | None = None
+        """`/v1/responses` conversations on the bus, for `previous_response_id` (once started)."""
 
     @property
     def url(self) -> str:
@@ -231,6 +234,8 @@ class IngressService:
         await self.streams.start()
         self.notifier = notifier = Notifier(self.catalog)
         sessions_kv = await patient_start("the sessions bucket", lambda: kv_bucket(js, subjects.KV_SESSIONS))
+        responses_kv = await patient_start("the responses bucket", lambda: kv_bucket(js, subjects.KV_RESPONSES))
+        self.responses = ResponseStore(responses_kv)
         self.state = state = SessionState(sessions_kv, on_ended=notifier.session_ended)
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=partial(notifier.on_resource_updated, state))
         # a reused policy decision holds while the keys and policy buckets stay at the revisions it saw
@@ -421,6 +426,7 @@ class IngressService:
             fields,
             authenticator=self.authenticator,
             refusals=trail.refusals,
+            responses=self.responses,
         )
         return _McpFirst(endpoint, app, llm)
 

@@ -63,6 +63,8 @@ from services.ingress.llm.agent import (
 )
 from services.ingress.llm.fronts import GEMINI, Front, Writer, front_of
 from services.ingress.llm.models import ModelDirectory
+from services.ingress.llm.response_store import ResponseStore
+from services.ingress.llm.responses_out import ResponsesWriter
 from services.ingress.llm.tools import (
     ToolCallProblem,
     answer_in_form,
@@ -120,6 +122,7 @@ class LlmEndpoint:
         fields: FieldLimits | None = None,
         authenticator: Authenticator | None = None,
         refusals: RefusalLog | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.handlers, self.keys, self.models, self.streams = handlers, keys, models, streams
         self.authenticator: KeyDirectory | Authenticator = authenticator or keys
@@ -127,6 +130,8 @@ class LlmEndpoint:
         self.refusals = refusals
         """Where a 401 is counted and audited (`libs.common.runtime.refusals`)."""
         self.emit_audit = emit_audit
+        self.responses = responses or ResponseStore(None)
+        """Where `/v1/responses` keeps conversations (None: nowhere; `previous_response_id` finds none)."""
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
         self._parents: LRUCache[str, str] = LRUCache(maxsize=_REMEMBERED_CALLS)
@@ -200,7 +205,8 @@ class LlmEndpoint:
 
         Translated to a chat completion, then the shared pipeline (tool injection, policy, the executor,
         agent mode, audit), answered through the front's writer."""
-        body = front.chat_request(json_object(raw))
+        request = json_object(raw)
+        body = front.chat_request(request)
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
             raise Refused(400, "'model' must be a model name (a string)", code="invalid_model")
@@ -219,6 +225,8 @@ class LlmEndpoint:
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
         writer = front.writer(send, body, agent is not None)
+        if isinstance(writer, ResponsesWriter):  # `previous_response_id`, and this answer kept for the next
+            await self.responses.prepare(caller.key_id, request, writer, body)
         # From here on the request has reached its handler: each provider round trip ends in one audit event.
         first = chat.audit()
         try:

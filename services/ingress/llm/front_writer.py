@@ -11,6 +11,7 @@ at the end are written at `close`, as the OpenAI front does."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -70,6 +71,9 @@ class FrontWriter(ABC):
         self._started = False
         self._calls: dict[int, dict[str, Any]] = {}
         """The tool calls of the round streaming now, by their OpenAI index (id, name, arguments so far)."""
+        self.keep: Callable[[Finished], Awaitable[bool]] | None = None
+        """Called with the answer before it goes out (the Responses front keeps its conversation)."""
+        self.kept = False
 
     # ------------------------------------------------------------------ what a front writes
 
@@ -147,6 +151,8 @@ class FrontWriter(ABC):
             await self._end()
             return
         finished = Finished(outcome, summary)
+        if self.keep is not None:  # before the answer: the client's next request may name it at once
+            self.kept = await self.keep(finished)
         if not self.streaming:
             self.sent += await send_json(self._send, 200, self.answer(finished), self._headers([]))
             return

@@ -5,7 +5,7 @@ pipeline's chunks and outcome go back out in the front's wire, errors in the fro
 
 - `/v1/chat/completions`: OpenAI chat completions, passed through (`wire.ResponseWriter`).
 - `/v1/messages`: Anthropic Messages (`messages_in`, `messages_out`).
-- `/v1/responses`: OpenAI Responses, stateless (`responses_in`, `responses_out`).
+- `/v1/responses`: OpenAI Responses (`responses_in`, `responses_out`; `previous_response_id`: `response_store`).
 - `/v1beta/models/<model>:generateContent` and `:streamGenerateContent` (and `/v1/...`, the google-genai
   SDK's default version): Gemini's Generative Language API (`gemini_in`, `gemini_out`)."""
 
