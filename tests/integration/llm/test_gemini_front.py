@@ -17,7 +17,7 @@ from google.genai import errors, types
 
 from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import AGENT_KEY, audit_rows_since, llm_config
-from tests.support.llm_provider import Reply, ScriptedProvider
+from tests.support.llm_provider import Broken, Reply, ScriptedProvider
 from tests.support.wire_fakes import started_fakes, wires_gateway
 
 pytestmark = [
@@ -164,6 +164,10 @@ async def test_a_key_without_the_model_grant_is_refused_in_googles_shape(began, 
     assert "may not use model 'm-gemini'" in refused.value.message
     assert fakes["gemini"].received == []
     assert [model.name async for model in await narrow.aio.models.list()] == ["models/m-openai"]
+    assert (await narrow.aio.models.get(model="m-openai")).name == "models/m-openai"
+    with pytest.raises(errors.ClientError) as hidden:
+        await narrow.aio.models.get(model="m-gemini")
+    assert (hidden.value.code, hidden.value.status) == (404, "NOT_FOUND")
     with pytest.raises(errors.ClientError) as unknown:
         await _client(gateway, "bk_test_not_a_key_at_all_0000").aio.models.generate_content(
             model="m-gemini", contents="hi"
@@ -211,3 +215,15 @@ async def test_count_tokens_is_an_estimate_made_without_a_provider(gateway, fake
     counted = await _client(gateway).aio.models.count_tokens(model="m-gemini", contents="a" * 400)
     assert 90 <= (counted.total_tokens or 0) <= 120
     assert fakes["gemini"].received == []
+
+
+async def test_a_provider_failing_midway_ends_the_stream_with_an_error_the_sdk_raises(gateway, fakes):
+    openai_wire = fakes["openai"]
+    openai_wire.reset()
+    openai_wire.script = [Broken("Hel")]
+    stream = await _client(gateway).aio.models.generate_content_stream(model="m-openai", contents="hi")
+    text = []
+    with pytest.raises(errors.APIError) as broken:
+        async for chunk in stream:
+            text.append(chunk.text or "")
+    assert "".join(text) == "Hel" and broken.value.code == 502
