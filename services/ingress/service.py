@@ -50,6 +50,7 @@ from services.ingress.field_limits import FieldLimits
 from services.ingress.handlers import Handlers
 from services.ingress.llm.endpoint import LlmEndpoint
 from services.ingress.llm.models import ModelDirectory
+from services.ingress.llm.response_store import ResponseStore
 from services.ingress.llm.wire import send_error
 from services.ingress.mcp_edge import (
     Audit,
@@ -148,7 +149,7 @@ def mcp_endpoint(
 
 
 class _McpFirst:
-    """`/mcp` and the OpenAI-compatible `/v1/...` straight to their endpoints, everything else through FastAPI.
+    """`/mcp` and the model APIs (`/v1/...`, Gemini's `/v1beta/...`) straight to their endpoints, the rest to FastAPI.
 
     The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
     exception handlers, routing) would only add per-request work on the hot path. Every route but
@@ -173,7 +174,7 @@ class _McpFirst:
         self.rest = ProxyHeadersMiddleware(self._rest, trusted_hosts=trusted)
 
     async def _rest(self, scope: Any, receive: Any, send: Any) -> None:
-        llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith("/v1/")
+        llm = scope["type"] == "http" and self.llm is not None and scope["path"].startswith(("/v1/", "/v1beta/"))
         if scope["type"] == "http" and "authorization" in repeated_headers(scope["headers"]):
             if llm:
                 await send_error(send, 400, REPEATED_AUTHORIZATION, "invalid_request_error", "repeated_authorization")
@@ -204,6 +205,8 @@ class IngressService:
         self.metrics_server: MetricsServer | None = None
         self.probes: Probes | None = None
         self.hosted_tasks: HostedTasks | None = None
+        self.responses: ResponseStore | None = None
+        """`/v1/responses` conversations on the bus, for `previous_response_id` (once started)."""
 
     @property
     def url(self) -> str:
@@ -231,6 +234,8 @@ class IngressService:
         await self.streams.start()
         self.notifier = notifier = Notifier(self.catalog)
         sessions_kv = await patient_start("the sessions bucket", lambda: kv_bucket(js, subjects.KV_SESSIONS))
+        responses_kv = await patient_start("the responses bucket", lambda: kv_bucket(js, subjects.KV_RESPONSES))
+        self.responses = ResponseStore(responses_kv)
         self.state = state = SessionState(sessions_kv, on_ended=notifier.session_ended)
         await nc.subscribe(subjects.RESOURCE_UPDATED, cb=partial(notifier.on_resource_updated, state))
         # a reused policy decision holds while the keys and policy buckets stay at the revisions it saw
@@ -414,6 +419,7 @@ class IngressService:
             fields,
             authenticator=self.authenticator,
             refusals=trail.refusals,
+            responses=self.responses,
         )
         return _McpFirst(endpoint, app, llm)
 

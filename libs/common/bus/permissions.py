@@ -179,6 +179,7 @@ OWNERS: Final[Mapping[str, str]] = {
     s.kv_stream(s.KV_PINS): EXECUTOR,  # it records what it sees first; approvals come through the admin role
     s.kv_stream(s.KV_SESSIONS): INGRESS,
     s.kv_stream(s.KV_TASKS): INGRESS,
+    s.kv_stream(s.KV_RESPONSES): INGRESS,
     s.kv_stream(s.KV_APPROVALS): POLICY,  # parked calls; the admin role writes a person's decision
     s.kv_stream(s.KV_OAUTH): OAUTH,
     s.kv_stream(s.KV_OAUTH_REGISTRATIONS): OAUTH,
@@ -233,6 +234,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_LLM),  # which provider serves a model, and its prices
             *_kv_write(s.KV_SESSIONS),
             *_kv_write(s.KV_TASKS),
+            *_kv_write(s.KV_RESPONSES),  # Responses conversations, for `previous_response_id`
             s.TASK_CANCEL,
             *_owned(INGRESS),
             s.OAUTH_HTTP,  # the OAuth routes, forwarded to the oauth service

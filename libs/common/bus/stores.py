@@ -51,6 +51,11 @@ TASK_RECORD_TTL: Final = 2 * 24 * 3600.0
 only as long as a stopped replica may need to see them expired."""
 """Seconds an agent session's log level and subscriptions (KV `bastion_sessions`) are kept after their
 last change."""
+RESPONSES_TTL: Final = 24 * 3600.0
+"""Seconds a stored Responses conversation (KV `bastion_responses`) may be continued after its last turn."""
+RESPONSES_MAX_BYTES: Final = 256 * 1024 * 1024
+"""The responses bucket's size: when full, the oldest conversations go first (they are a convenience,
+never the only copy: a client may always send the whole conversation)."""
 _AUDIT_DEAD_MAX_AGE: Final = 30 * 24 * 3600.0
 """Dead letters of the audit stream are kept 30 days for a person to look at, never replayed."""
 _DUPLICATE_WINDOW: Final = 120.0
@@ -75,11 +80,11 @@ def _placement(settings: StoreSettings) -> Placement | None:
     return Placement(cluster=settings.nats_placement_cluster or None, tags=settings.nats_placement_tags or None)
 
 
-def _kv(bucket: str, ttl: float | None = None) -> Callable[[StoreSettings], StreamConfig]:
+def _kv(bucket: str, ttl: float | None = None, max_bytes: int = -1) -> Callable[[StoreSettings], StreamConfig]:
     """A KV bucket as nats-py's `create_key_value` makes it.
 
     (History 1, file storage), with a replica count and placement (which nats-py's KV creation leaves
-    out)."""
+    out). A bucket of `max_bytes` drops its oldest values when full; any other refuses new ones."""
 
     def config(settings: StoreSettings) -> StreamConfig:
         return StreamConfig(
@@ -87,9 +92,10 @@ def _kv(bucket: str, ttl: float | None = None) -> Callable[[StoreSettings], Stre
             subjects=[f"{subjects.KV_ROOT}.{bucket}.>"],
             allow_rollup_hdrs=True,
             deny_delete=True,
-            discard=DiscardPolicy.NEW,
+            discard=DiscardPolicy.OLD if max_bytes > 0 else DiscardPolicy.NEW,
             duplicate_window=min(_DUPLICATE_WINDOW, ttl) if ttl else _DUPLICATE_WINDOW,
             max_age=ttl,
+            max_bytes=max_bytes,
             max_consumers=-1,
             max_msgs=-1,
             max_msgs_per_subject=1,
@@ -179,6 +185,9 @@ STORES: Final[Mapping[str, _Store]] = {
             (subjects.KV_OAUTH_UPSTREAM, None),
         )
     },
+    subjects.kv_stream(subjects.KV_RESPONSES): _Store(
+        _kv(subjects.KV_RESPONSES, RESPONSES_TTL, RESPONSES_MAX_BYTES), ("max_age", "max_bytes")
+    ),
 }
 """Stream name -> its configuration; the same streams as `permissions.OWNERS`, each with one owner."""
 

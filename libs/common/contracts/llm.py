@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "LLM_CHUNK",
     "MAX_CANDIDATES",
+    "THOUGHT_SIGNATURE",
     "LlmAttempt",
     "LlmOutcome",
     "LlmRequest",
@@ -39,6 +40,11 @@ DEFAULT_MAX_TOKENS: Final = 4096
 """Completion tokens a request that sets no `max_tokens` is assumed to use at most, for the budget check."""
 MAX_CANDIDATES: Final = 64
 """Deployments one request may be tried on at most (its route's and its fallbacks')."""
+THOUGHT_SIGNATURE: Final = "__thought__"
+"""Separates a tool call's id from the Gemini `thoughtSignature` it carries (`<id>__thought__<signature>`).
+
+Gemini wants a function call's signature back with the call, and chat completions has no field for it:
+the executor's Gemini wire writes it into the id, and the Gemini front reads it out and back in."""
 _CHARS_PER_TOKEN: Final = 3
 """A deliberately pessimistic characters-per-token ratio: the prompt estimate must not undercut the real count."""
 

@@ -56,6 +56,7 @@ __all__ = [
     "KV_OAUTH_UPSTREAM",
     "KV_PINS",
     "KV_POLICY",
+    "KV_RESPONSES",
     "KV_ROOT",
     "KV_SERVERS",
     "KV_SESSIONS",
@@ -369,6 +370,12 @@ its resource subscriptions), so whichever ingress replica holds the session's st
 KV_TASKS: Final = "bastion_tasks"
 """`<caller prefix>.<task digest>` -> `gateway_tasks.TaskRecord`: every MCP task an agent holds
 through the gateway (an upstream's, passed through, or one the gateway hosts), for any replica."""
+
+KV_RESPONSES: Final = "bastion_responses"
+"""`<caller prefix>.<response id>` -> a stored OpenAI Responses conversation (`/v1/responses`): its
+chat messages up to and with that response, so a request naming it as `previous_response_id`
+continues it on any ingress replica, for the key that made it only. Kept a day, the oldest dropped
+when the bucket is full."""
 
 KV_OAUTH: Final = "bastion_oauth"
 """The oauth service's own state: `client.<id>`, `password.<user>`, `code.<sha256>`, `family.<id>`,

@@ -26,7 +26,7 @@ import httpx2
 import orjson
 
 from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.llm import Usage
+from libs.common.contracts.llm import THOUGHT_SIGNATURE, Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
 from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail
@@ -48,8 +48,6 @@ from .sse import SseParser
 
 __all__ = ["GeminiWire", "translated"]
 
-_SIGNATURE = "__thought__"
-"""Separates a made-up tool call id from the `thoughtSignature` it carries."""
 FINISH_REASONS = {
     "STOP": "stop",
     "MAX_TOKENS": "length",
@@ -147,7 +145,7 @@ def _call(part: dict[str, Any]) -> dict[str, Any]:
     call = part["functionCall"]
     call_id = str(call.get("id") or f"call_{secrets.token_hex(8)}")
     if isinstance(part.get("thoughtSignature"), str):
-        call_id += _SIGNATURE + part["thoughtSignature"]
+        call_id += THOUGHT_SIGNATURE + part["thoughtSignature"]
     arguments = orjson.dumps(call.get("args") or {}).decode()
     return {"id": call_id, "type": "function", "function": {"name": call.get("name") or "", "arguments": arguments}}
 
@@ -231,7 +229,7 @@ def _generation(body: dict[str, Any]) -> dict[str, Any]:
 def _function_call(call: dict[str, Any]) -> dict[str, Any]:
     name = (call.get("function") or {}).get("name") or ""
     part: dict[str, Any] = {"functionCall": {"name": name, "args": arguments_of(call)}}
-    _, _, signature = str(call.get("id") or "").partition(_SIGNATURE)
+    _, _, signature = str(call.get("id") or "").partition(THOUGHT_SIGNATURE)
     if signature:
         part["thoughtSignature"] = signature
     return part

@@ -8,13 +8,16 @@
   agent mode, and answers through the front's writer (whole, or streamed as the front streams).
   Tool calls the model proposes come back to the application: outside agent mode Bastion runs none.
 - `POST /v1/messages/count_tokens`: Anthropic's token count, estimated here (`messages_in`).
+- `/v1beta/models/<model>:generateContent` / `:streamGenerateContent` (Gemini, `gemini_in`), and
+  Gemini's model list and `countTokens` (`gemini_routes`).
 - `POST /v1/mcp/tool/execute`: one proposed call (an OpenAI `tool_call`, an Anthropic `tool_use`
-  block or a Responses `function_call` item) run as an MCP `tools/call` (policy, then the executor),
-  answered with the result to append, in the same form; audited with the completion that proposed
-  it as its parent.
+  block, a Responses `function_call` item or a Gemini `functionCall` part) run as an MCP
+  `tools/call` (policy, then the executor), answered with the result to append, in the same form;
+  audited with the completion that proposed it as its parent.
 
-Errors use the front's shape (`wire` for OpenAI's, `messages_out` for Anthropic's) so SDKs raise
-their usual exceptions. Every completion or execution that reaches its handler ends in one audit event.
+Errors use the front's shape (`wire` for OpenAI's, `messages_out` for Anthropic's, `gemini_out` for
+Google's) so SDKs raise their usual exceptions. Every completion or execution that reaches its handler
+ends in one audit event.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from services.ingress.auth.refused_credentials import note_refusal
 from services.ingress.context import RequestContext
 from services.ingress.field_limits import FieldLimits, Oversized, header_patterns
 from services.ingress.handlers import Handlers
-from services.ingress.llm import messages_in
+from services.ingress.llm import gemini_in, gemini_routes, messages_in
 from services.ingress.llm.agent import (
     agent_summary,
     assistant_message,
@@ -54,8 +57,10 @@ from services.ingress.llm.agent import (
     stop_reason,
 )
 from services.ingress.llm.chat_round import Chat, error_kind, failed, listing_error
-from services.ingress.llm.fronts import CHAT, FRONTS, MESSAGES, Front, Writer
+from services.ingress.llm.fronts import GEMINI, Front, Writer, front_of
 from services.ingress.llm.models import ModelDirectory
+from services.ingress.llm.response_store import ResponseStore
+from services.ingress.llm.responses_out import ResponsesWriter
 from services.ingress.llm.tools import (
     ToolCallProblem,
     answer_in_form,
@@ -114,6 +119,7 @@ class LlmEndpoint:
         fields: FieldLimits | None = None,
         authenticator: Authenticator | None = None,
         refusals: RefusalLog | None = None,
+        responses: ResponseStore | None = None,
     ) -> None:
         self.handlers, self.keys, self.models, self.streams = handlers, keys, models, streams
         self.authenticator: KeyDirectory | Authenticator = authenticator or keys
@@ -121,6 +127,8 @@ class LlmEndpoint:
         self.refusals = refusals
         """Where a 401 is counted and audited (`libs.common.runtime.refusals`)."""
         self.emit_audit = emit_audit
+        self.responses = responses or ResponseStore(None)
+        """Where `/v1/responses` keeps conversations (None: nowhere; `previous_response_id` finds none)."""
         self.max_body_bytes = max_body_bytes
         self.fields = fields or FieldLimits()
         self._parents: LRUCache[str, str] = LRUCache(maxsize=_REMEMBERED_CALLS)
@@ -134,8 +142,10 @@ class LlmEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         route = (scope["method"], scope["path"].rstrip("/"))
-        front = MESSAGES if route[1].startswith("/v1/messages") else FRONTS.get(route[1], CHAT)
-        credential = headers.get("authorization") or _api_key(headers.get("x-api-key"))
+        query = scope.get("query_string") or b""
+        front, completion = front_of(route[1], query, headers)
+        google_key = gemini_in.api_key(route[1], query, headers)
+        credential = headers.get("authorization") or _api_key(headers.get("x-api-key") or google_key)
         caller = self.authenticator.authenticate(credential)
         if isinstance(caller, AuthFailure):
             note_refusal(self.refusals, "llm", caller, credential, scope)
@@ -144,10 +154,13 @@ class LlmEndpoint:
             await send_json(send, 401, body, challenge)
             return
         try:
-            if route == ("GET", "/v1/models"):
-                await send_json(send, 200, self.list_models(caller))
-            elif route[0] == "POST" and route[1] in FRONTS:
+            if route[0] == "POST" and completion:
                 await self.chat(front, caller, headers, await read_body(receive, self.max_body_bytes), send)
+            elif front is GEMINI:  # its model list, one model, countTokens
+                raw = await read_body(receive, self.max_body_bytes) if route[0] == "POST" else b""
+                await send_json(send, 200, gemini_routes.answer(*route, raw, self.list_models(caller)))
+            elif route == ("GET", "/v1/models"):
+                await send_json(send, 200, self.list_models(caller))
             elif route == ("POST", "/v1/messages/count_tokens"):
                 body = json_object(await read_body(receive, self.max_body_bytes))
                 await send_json(send, 200, {"input_tokens": messages_in.count_tokens(body)})
@@ -191,7 +204,8 @@ class LlmEndpoint:
 
         Translated to a chat completion, then the shared pipeline (tool injection, policy, the executor,
         agent mode, audit), answered through the front's writer."""
-        body = front.chat_request(json_object(raw))
+        request = json_object(raw)
+        body = front.chat_request(request)
         model, messages = body.get("model"), body.get("messages")
         if not isinstance(model, str) or not model:
             raise Refused(400, "'model' must be a model name (a string)", code="invalid_model")
@@ -210,6 +224,8 @@ class LlmEndpoint:
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None
         writer = front.writer(send, body, agent is not None)
+        if isinstance(writer, ResponsesWriter):  # `previous_response_id`, and this answer kept for the next
+            await self.responses.prepare(caller.key_id, request, writer, body)
         # From here on the request has reached its handler: each provider round trip ends in one audit event.
         first = chat.audit()
         try:
@@ -452,7 +468,7 @@ class LlmEndpoint:
                 sent = await send_error(send, status, message, kind_name, kind.value if kind else None)
             else:
                 result = result_object(payload["result"])
-                answer = answer_in_form(form, tool_message(call_id, result), result.get("isError") is True)
+                answer = answer_in_form(form, tool_message(call_id, result), result.get("isError") is True, name)
                 sent = await send_json(send, 200, answer)
             return payload
         finally:
@@ -471,5 +487,7 @@ def _max_cost(chat: Chat, body: dict[str, Any]) -> float:
 
 
 def _api_key(value: str | None) -> str | None:
-    """Anthropic's clients send their key as `x-api-key`: a Bastion key there works as a bearer does."""
+    """Anthropic's clients send their key as `x-api-key`, Google's as `x-goog-api-key` (or `?key=`).
+
+    A Bastion key there works as a bearer does."""
     return f"Bearer {value}" if value else None

@@ -11,6 +11,7 @@ at the end are written at `close`, as the OpenAI front does."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -20,7 +21,16 @@ from libs.common.contracts.messages import GatewayError, new_id
 from services.ingress.llm.wire import REQUEST_ID_HEADER, STATUS, Send, send_json, with_pending
 from services.ingress.mcp_edge.answers import SSE_HEADERS
 
-__all__ = ["Finished", "FrontWriter"]
+__all__ = ["Finished", "FrontWriter", "arguments_object"]
+
+
+def arguments_object(arguments: Any) -> dict[str, Any]:
+    """A tool call's JSON `arguments` as the object Anthropic's `input` and Gemini's `args` are ({} if not one)."""
+    try:
+        value = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
+    except orjson.JSONDecodeError:
+        value = {}
+    return value if isinstance(value, dict) else {}
 
 
 class Finished:
@@ -61,6 +71,9 @@ class FrontWriter(ABC):
         self._started = False
         self._calls: dict[int, dict[str, Any]] = {}
         """The tool calls of the round streaming now, by their OpenAI index (id, name, arguments so far)."""
+        self.keep: Callable[[Finished], Awaitable[bool]] | None = None
+        """Called with the answer before it goes out (the Responses front keeps its conversation)."""
+        self.kept = False
 
     # ------------------------------------------------------------------ what a front writes
 
@@ -138,6 +151,8 @@ class FrontWriter(ABC):
             await self._end()
             return
         finished = Finished(outcome, summary)
+        if self.keep is not None:  # before the answer: the client's next request may name it at once
+            self.kept = await self.keep(finished)
         if not self.streaming:
             self.sent += await send_json(self._send, 200, self.answer(finished), self._headers([]))
             return

@@ -5,20 +5,23 @@ pipeline's chunks and outcome go back out in the front's wire, errors in the fro
 
 - `/v1/chat/completions`: OpenAI chat completions, passed through (`wire.ResponseWriter`).
 - `/v1/messages`: Anthropic Messages (`messages_in`, `messages_out`).
-- `/v1/responses`: OpenAI Responses, stateless (`responses_in`, `responses_out`)."""
+- `/v1/responses`: OpenAI Responses (`responses_in`, `responses_out`; `previous_response_id`: `response_store`).
+- `/v1beta/models/<model>:generateContent` and `:streamGenerateContent` (and `/v1/...`, the google-genai
+  SDK's default version): Gemini's Generative Language API (`gemini_in`, `gemini_out`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from libs.common.contracts.llm import LlmOutcome
-from services.ingress.llm import messages_in, messages_out, responses_in
+from services.ingress.llm import gemini_in, gemini_out, messages_in, messages_out, responses_in
+from services.ingress.llm.gemini_out import GeminiWriter
 from services.ingress.llm.responses_out import ResponsesWriter
 from services.ingress.llm.wire import ResponseWriter, Send, error_body
 
-__all__ = ["CHAT", "FRONTS", "MESSAGES", "RESPONSES", "Front", "Writer"]
+__all__ = ["CHAT", "FRONTS", "GEMINI", "MESSAGES", "RESPONSES", "Front", "Writer", "front_of"]
 
 
 class Writer(Protocol):
@@ -73,3 +76,31 @@ RESPONSES = Front(
 )
 FRONTS = {"/v1/chat/completions": CHAT, "/v1/messages": MESSAGES, "/v1/responses": RESPONSES}
 """The route of each front (POST)."""
+GEMINI = Front(
+    "gemini",
+    gemini_in.chat_request,
+    lambda send, body, agent: GeminiWriter(
+        send, streaming=body.get("stream") is True, agent=agent, model=str(body.get("model"))
+    ),
+    gemini_out.error_body,
+)
+_GEMINI_METHODS = {"generateContent": False, "streamGenerateContent": True}
+
+
+def front_of(path: str, query: bytes, headers: dict[str, str]) -> tuple[Front, bool]:
+    """The front answering `path` (its errors in that front's shape), and whether `path` is its completion route.
+
+    Gemini's route names the model and whether it streams: its front is bound to them here. A client
+    that authenticates the Google way (`x-goog-api-key`) gets Gemini's shape on `/v1/models` too,
+    which the google-genai SDK lists under its default version."""
+    if path in FRONTS:
+        return FRONTS[path], True
+    found = gemini_in.MODEL_ROUTE.match(path)
+    if found is not None and found["method"] in _GEMINI_METHODS:
+        fields = {"model": found["model"], "stream": _GEMINI_METHODS[found["method"]]}
+        if not fields["stream"] or b"alt=sse" in query.split(b"&"):  # without it: refused by `gemini_routes`
+            return replace(GEMINI, chat_request=lambda body: gemini_in.chat_request({**body, **fields})), True
+    google = path.startswith("/v1beta/") or found is not None or "x-goog-api-key" in headers
+    if google and path.startswith(("/v1beta/", "/v1/models")):
+        return GEMINI, False
+    return (MESSAGES if path.startswith("/v1/messages") else CHAT), False

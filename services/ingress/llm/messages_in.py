@@ -11,14 +11,12 @@ from typing import Any
 
 import orjson
 
-from services.ingress.llm.translate import bad, positive_int, translated_tools
+from services.ingress.llm.translate import bad, chat_function, estimated_tokens, positive_int, translated_tools
 
 __all__ = ["chat_request", "count_tokens"]
 
 _PASSED = ("temperature", "top_p", "stream")
 _DROPPED_BLOCKS = frozenset({"thinking", "redacted_thinking"})
-_CHARS_PER_TOKEN = 4
-"""The estimate `count_tokens` answers: about four characters of the request's text per token."""
 
 
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
@@ -48,9 +46,7 @@ def count_tokens(body: dict[str, Any]) -> int:
     are not counted."""
     if "max_tokens" not in body:
         body = {**body, "max_tokens": 1}  # count_tokens requests carry none
-    chat = chat_request(body)
-    size = len(orjson.dumps(chat["messages"])) + len(orjson.dumps(chat.get("tools") or []))
-    return max(1, size // _CHARS_PER_TOKEN)
+    return estimated_tokens(chat_request(body))
 
 
 def _system(system: Any) -> list[dict[str, Any]]:
@@ -188,10 +184,7 @@ def _tool(i: int, tool: Any) -> dict[str, Any]:
         raise bad(f"tools.{i}.name: a string is required")
     if not isinstance(schema, dict):
         raise bad(f"tools.{i}.input_schema: a JSON schema object is required")
-    function: dict[str, Any] = {"name": name, "parameters": schema}
-    if isinstance(tool.get("description"), str):
-        function["description"] = tool["description"]
-    return {"type": "function", "function": function}
+    return chat_function(name, schema, tool.get("description"))
 
 
 def _tool_choice(choice: Any) -> dict[str, Any]:

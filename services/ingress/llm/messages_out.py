@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from libs.common.contracts.llm import Usage
 from libs.common.contracts.messages import GatewayError
-from services.ingress.llm.front_writer import Finished, FrontWriter
+from services.ingress.llm.front_writer import Finished, FrontWriter, arguments_object
 
 __all__ = ["MessagesWriter", "error_body", "transcript"]
 
@@ -35,14 +33,6 @@ def error_body(status: int, message: str, _kind: str = "", _code: str | None = N
     return {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
 
 
-def _input(arguments: Any) -> dict[str, Any]:
-    try:
-        value = orjson.loads(arguments) if isinstance(arguments, str) and arguments else {}
-    except orjson.JSONDecodeError:
-        value = {}
-    return value if isinstance(value, dict) else {}
-
-
 def tool_use(call: dict[str, Any]) -> dict[str, Any]:
     function = call.get("function") if isinstance(call.get("function"), dict) else {}
     assert isinstance(function, dict)
@@ -50,7 +40,7 @@ def tool_use(call: dict[str, Any]) -> dict[str, Any]:
         "type": "tool_use",
         "id": call.get("id"),
         "name": function.get("name"),
-        "input": _input(function.get("arguments")),
+        "input": arguments_object(function.get("arguments")),
     }
 
 

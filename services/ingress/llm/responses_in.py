@@ -1,10 +1,10 @@
-"""An OpenAI Responses request (`POST /v1/responses`, stateless) as the chat completion the pipeline and the bus speak.
+"""An OpenAI Responses request (`POST /v1/responses`) as the chat completion the pipeline and the bus speak.
 
 `instructions`, `input` (a string, or message, `function_call` and `function_call_output` items),
-function tools, `tool_choice`, `text.format`. `previous_response_id` is refused: Bastion keeps no
-responses (send the whole conversation in `input`). Built-in tools (web search, file search, ...) and
-file inputs are refused with a clear 400; `reasoning` items are dropped. docs/llm-fronts.md lists what is
-translated."""
+function tools, `tool_choice`, `text.format`. `previous_response_id` is the endpoint's
+(`response_store`: the kept conversation goes before these messages). Built-in tools (web search, file
+search, ...) and file inputs are refused with a clear 400; `reasoning` items are dropped.
+docs/llm-fronts.md lists what is translated."""
 
 from __future__ import annotations
 
@@ -21,13 +21,8 @@ _TEXT_PARTS = frozenset({"input_text", "output_text", "text", "refusal"})
 
 def chat_request(body: dict[str, Any]) -> dict[str, Any]:
     """The chat-completions body of a Responses request (raises `Refused` on what is not served)."""
-    if body.get("previous_response_id") is not None:
-        raise bad(
-            "previous_response_id is not supported: this gateway keeps no responses (it is stateless); "
-            "send the whole conversation in 'input', with the output items of earlier responses"
-        )
     if body.get("background") is True:
-        raise bad("background responses are not supported: this gateway keeps no responses")
+        raise bad("background responses are not supported: this gateway runs every response while its request waits")
     chat: dict[str, Any] = {key: body[key] for key in _PASSED if key in body}
     instructions = body.get("instructions")
     if instructions is not None and not isinstance(instructions, str):

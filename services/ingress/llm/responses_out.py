@@ -72,12 +72,16 @@ class ResponsesWriter(FrontWriter):
         self._item: dict[str, Any] | None = None
         """The output item streaming now."""
 
+    @property
+    def response_id(self) -> str:
+        return f"resp_{self.answer_id}"
+
     def error_body(self, status: int, message: str, kind: str, code: str | None) -> dict[str, Any]:
         return error_body(message, kind, code)
 
     def _response(self, status: str, output: list[dict[str, Any]], tokens: Usage | None) -> dict[str, Any]:
         return {
-            "id": f"resp_{self.answer_id}",
+            "id": self.response_id,
             "object": "response",
             "created_at": self._created,
             "status": status,
@@ -89,7 +93,7 @@ class ResponsesWriter(FrontWriter):
             "parallel_tool_calls": True,
             "tool_choice": "auto",
             "tools": [],
-            "store": False,
+            "store": self.kept,
         }
 
     def answer(self, finished: Finished) -> dict[str, Any]:

@@ -6,6 +6,10 @@ from typing import Any
 
 import orjson
 
+from libs.common.contracts.llm import THOUGHT_SIGNATURE
+from libs.common.contracts.messages import new_id
+from services.ingress.llm import gemini_in
+
 __all__ = [
     "ToolCallProblem",
     "answer_in_form",
@@ -59,9 +63,9 @@ def merged_tools(app_tools: list[Any], mcp_tools: list[dict[str, Any]]) -> tuple
 def as_tool_call(body: Any) -> tuple[str, Any]:
     """(form, OpenAI tool_call) of what `/v1/mcp/tool/execute` was given.
 
-    An OpenAI `tool_call` ("chat"), an Anthropic `tool_use` block ("messages") or a Responses
-    `function_call` item ("responses"), so each front's client executes a call in the form its model
-    proposed it."""
+    An OpenAI `tool_call` ("chat"), an Anthropic `tool_use` block ("messages"), a Responses
+    `function_call` item ("responses") or a Gemini `functionCall` part ("gemini"), so each front's
+    client executes a call in the form its model proposed it."""
     kind = body.get("type") if isinstance(body, dict) else None
     if kind == "tool_use":
         arguments = body.get("input", {})
@@ -72,11 +76,27 @@ def as_tool_call(body: Any) -> tuple[str, Any]:
     if kind == "function_call":
         function = {"name": body.get("name"), "arguments": body.get("arguments")}
         return "responses", {"id": body.get("call_id"), "type": "function", "function": function}
+    if isinstance(body, dict) and isinstance(body.get("functionCall"), dict):
+        return "gemini", _gemini_call(body)
     return "chat", body
 
 
-def answer_in_form(form: str, message: dict[str, Any], is_error: bool) -> dict[str, Any]:
-    """The `tool` message of a call, in the form the call came in (`as_tool_call`)."""
+def _gemini_call(part: dict[str, Any]) -> dict[str, Any]:
+    """A Gemini `functionCall` part as a tool call; its id carries the part's `thoughtSignature` (`gemini_in`)."""
+    call = part["functionCall"]
+    arguments = call.get("args", {})
+    if not isinstance(arguments, dict):
+        raise ToolCallProblem("'functionCall.args' must be the call's argument object")
+    call_id = gemini_in.call_id(call, part.get("thoughtSignature"), f"call_{new_id()}")
+    return {"id": call_id, "type": "function", "function": {"name": call.get("name"), "arguments": arguments}}
+
+
+def answer_in_form(form: str, message: dict[str, Any], is_error: bool, name: str = "") -> dict[str, Any]:
+    """The `tool` message of a call (to the tool `name`), in the form the call came in (`as_tool_call`)."""
+    if form == "gemini":
+        given = message["tool_call_id"].partition(THOUGHT_SIGNATURE)[0]
+        response = {"error" if is_error else "result": message["content"]}
+        return {"functionResponse": {"id": given, "name": name, "response": response}}
     if form == "messages":
         result = {"type": "tool_result", "tool_use_id": message["tool_call_id"], "content": message["content"]}
         return {**result, "is_error": True} if is_error else result

@@ -12,11 +12,14 @@ import openai
 import orjson
 import pytest
 
+from libs.common.settings import IngressSettings
 from libs.common.web.guarded_http import shared_tls
+from services.ingress.service import IngressService
 from tests.integration.llm.conftest import FRONT_BODY_LIMIT
 from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import AGENT_KEY, MODEL, audit_rows_since, sdk_client, tool_names
 from tests.support.llm_provider import Cut, Reply
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -113,10 +116,56 @@ async def test_a_stream_cut_midway_ends_in_response_failed(began, front_gateway,
     assert (row.kind, row.status) == ("llm_request", "error")
 
 
-async def test_previous_response_id_is_refused_with_a_clear_error(front_gateway, scripted):
-    with pytest.raises(openai.BadRequestError) as refused:
-        await sdk_client(front_gateway).responses.create(model=MODEL, input="more", previous_response_id="resp_1")
-    assert "stateless" in refused.value.message and scripted.received == []
+async def test_a_conversation_continues_by_previous_response_id_on_any_replica_for_its_key_only(
+    front_gateway, scripted
+):
+    scripted.script = [Reply("I am Bastion."), Reply("You asked who I am.")]
+    first = await sdk_client(front_gateway).responses.create(model=MODEL, instructions="Be brief.", input="who?")
+    assert first.store is True
+    # another ingress replica on the same bus, which never saw the first turn
+    replica = IngressService(IngressSettings(nats_url=front_gateway.nats_url, port=0, instance="-b"))
+    await replica.start()
+    client = openai.AsyncOpenAI(base_url=replica.url.replace("/mcp", "/v1"), api_key=ADMIN_KEY, max_retries=0)
+    try:
+        await poll_until(lambda: MODEL in replica.models.models, "the provider in replica b's view")
+        second = await client.responses.create(model=MODEL, input="what did I ask?", previous_response_id=first.id)
+        assert second.output_text == "You asked who I am."
+        # the kept turns, then the new one; the first request's instructions are not carried over
+        assert [(m["role"], m["content"]) for m in scripted.received[1].body["messages"]] == [
+            ("user", "who?"),
+            ("assistant", "I am Bastion."),
+            ("user", "what did I ask?"),
+        ]
+        with pytest.raises(openai.NotFoundError) as foreign:
+            await sdk_client(front_gateway, AGENT_KEY).responses.create(
+                model=MODEL, input="and?", previous_response_id=second.id
+            )
+        assert "made with another key" in foreign.value.message and len(scripted.received) == 2
+    finally:
+        await client.close()
+        await replica.stop()
+
+
+async def test_a_tool_result_continues_the_response_that_called_the_tool(front_gateway, scripted):
+    scripted.script = [Reply("Echoing. ", tool_calls=[("echo__echo", {"text": "hi"})]), Reply("hi it is")]
+    client = sdk_client(front_gateway)
+    first = await client.responses.create(model=MODEL, input="echo hi")
+    call = first.output[-1]
+    output = await client.post("/mcp/tool/execute", body=call.model_dump(), cast_to=object)
+    again = await client.responses.create(model=MODEL, input=[output], previous_response_id=first.id)
+    assert again.output_text == "hi it is" and scripted.refused == []
+    conversation = scripted.received[1].body["messages"]
+    assert [m["role"] for m in conversation] == ["user", "assistant", "tool"]
+    assert conversation[1]["tool_calls"][0]["id"] == conversation[2]["tool_call_id"] == call.call_id
+
+
+async def test_a_response_not_stored_cannot_be_continued(front_gateway, scripted):
+    scripted.script = [Reply("Forgotten.")]
+    first = await sdk_client(front_gateway).responses.create(model=MODEL, input="hi", store=False)
+    assert first.store is False
+    with pytest.raises(openai.NotFoundError):
+        await sdk_client(front_gateway).responses.create(model=MODEL, input="more", previous_response_id=first.id)
+    assert len(scripted.received) == 1
 
 
 async def _post(gateway: Gateway, body: bytes | dict[str, Any]) -> httpx.Response:

@@ -15,8 +15,7 @@ import openai
 import orjson
 import pytest
 
-from libs.common.runtime.sealing import new_key
-from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
+from tests.support.gateway import ADMIN_KEY, Gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
     PROVIDER_KEY,
@@ -28,9 +27,9 @@ from tests.support.llm_gateway import (
     sdk_client,
 )
 from tests.support.llm_provider import Broken, Fail, Overload, Raw, Reply, ScriptedProvider
-from tests.support.polling import poll_until
 from tests.support.provider_wires import WIRES
-from tests.support.provider_wires.bedrock import ACCESS_KEY, REGION, SECRET_KEY
+from tests.support.provider_wires.bedrock import SECRET_KEY
+from tests.support.wire_fakes import started_fakes, wires_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -41,29 +40,10 @@ RETRY_AFTER_SENT = {"openai", "azure", "anthropic", "gemini"}
 """The wires whose rate limit answer says when to retry (Bedrock's does not)."""
 
 
-def _provider(wire: str, fake: ScriptedProvider) -> dict[str, Any]:
-    root = f"http://127.0.0.1:{fake.port}"
-    entry: dict[str, Any] = {"kind": wire, "models": [f"m-{wire}"], "retries": 0, "failure_threshold": 50}
-    entry["prices"] = {f"m-{wire}": {"input": 1.0, "output": 2.0}}
-    if wire != "bedrock":  # Bedrock signs with the AWS credentials of the executor's environment
-        entry["api_key_env"] = "BASTION_TEST_PROVIDER_KEY"
-    extra = {
-        "vertex": {"base_url": f"{root}/v1", "project": "fake-project", "location": "europe-west4"},
-        "bedrock": {"base_url": root, "region": REGION},
-    }
-    return entry | extra.get(wire, {"base_url": fake.base_url})
-
-
 @pytest.fixture(scope="module")
 async def fakes() -> AsyncIterator[dict[str, ScriptedProvider]]:
-    started = {wire: ScriptedProvider(wire, None if wire == "bedrock" else PROVIDER_KEY) for wire in WIRES}
-    for fake in started.values():
-        await fake.start()
-    try:
+    async with started_fakes(WIRES) as started:
         yield started
-    finally:
-        for fake in started.values():
-            await fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -72,24 +52,14 @@ async def shared_gateway(
 ) -> AsyncIterator[Gateway]:
     workdir = tmp_path_factory.mktemp("wires")
     config = llm_config(fakes["openai"])
-    config["llm"] = {"providers": {wire: _provider(wire, fake) for wire, fake in fakes.items()}}
     # a routed model over two wires: Anthropic's first, Gemini's when it fails (docs/llm-routing.md)
     cross = [
         {"provider": "anthropic", "model": "m-anthropic"},
         {"provider": "gemini", "model": "m-gemini", "priority": 1},
     ]
-    config["llm"]["models"] = {CROSS: {"deployments": cross}}
-    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
-        # botocore's chain finds these first: no shared files, no instance metadata asked
-        env.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        env.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        env.setenv("AWS_EC2_METADATA_DISABLED", "true")
-        async with gateway_on_own_servers(workdir, config, **settings) as gw:
-            models = {f"m-{wire}" for wire in WIRES}
-            await poll_until(lambda: models <= set(gw.ingress.models.models), "every wire's model in the ingress view")
-            yield gw
+    config["llm"] = {"models": {CROSS: {"deployments": cross}}}
+    async with wires_gateway(workdir, config, fakes) as gw:
+        yield gw
 
 
 @pytest.fixture
