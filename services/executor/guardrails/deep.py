@@ -73,7 +73,7 @@ def deep_findings(
             for finding in _scan(detector, view.text):
                 start, end = view.origin(finding.start, finding.end)
                 out.setdefault(path, []).append(Finding(finding.detector, finding.entity, start, end))
-        if nested and value[:1] in "{[" and len(value) <= _MAX_JSON_TEXT:
+        if nested and value[:1] in "{[" and len(value) <= _MAX_JSON_TEXT and _closed(value):
             found = _inside_json(detector, value, budget)
             if found:
                 out.setdefault(path, []).extend(found)
@@ -95,6 +95,14 @@ def deep_findings(
                     end = _clipped(detector, finding.entity, joined, start + lo, end + lo, cuts)
                     _split(out, finding, start + lo, end, bounds)
     return {path: _shortest(findings) for path, findings in out.items()}
+
+
+def _closed(text: str) -> bool:
+    """Whether `text` ends as a JSON object or array does.
+
+    A string that opens like JSON and does not (a cut log line, a truncated dump) is not parsed: a failed
+    parse costs as much as a scan of the text."""
+    return text.rstrip(" \t\n\r")[-1:] in ("}", "]")
 
 
 def _clipped(detector: Detector, entity: str, joined: str, start: int, end: int, cuts: list[int]) -> int:

@@ -32,15 +32,18 @@ def strings(value: Any) -> Iterator[tuple[Path, str | None, str]]:
     stack: list[tuple[Path, str | None, Any]] = [((), None, value)]
     while stack:
         path, key, item = stack.pop()
-        if isinstance(item, str):
+        kind = type(item)
+        if kind is str:  # exact types first: an `isinstance` of an ABC costs as much as the rest of a step
             yield path, key, item
-        elif isinstance(item, Mapping):
+        elif kind is not dict and kind is not list and isinstance(item, str):
+            yield path, key, item
+        elif kind is dict or isinstance(item, Mapping):
             binary = "mimeType" in item
             for k, v in reversed(list(item.items())):
                 if binary and k in _BINARY_KEYS and isinstance(v, str):
                     continue
                 stack.append(((*path, str(k)), str(k), v))
-        elif isinstance(item, list | tuple):
+        elif kind is list or isinstance(item, list | tuple):
             for i in range(len(item) - 1, -1, -1):
                 stack.append(((*path, i), None, item[i]))
 
