@@ -180,7 +180,7 @@ def _normalised(text: str) -> list[View]:
     spaced = [m.span() for m in _SPACED.finditer(text)] if len(text) >= _SHORTEST_SPACED and _spaced_out(text) else []
     if plain and not escaped and not spaced:
         return []
-    edits = _edits(text, escaped)
+    edits = _edits(text, escaped, whole=not spaced)
     if not spaced:
         view = _rebuilt(text, edits, frozenset())
         return [view] if view is not None else []
@@ -222,12 +222,13 @@ Edit = tuple[int, int, str, bool]
 """(start, end, replacement, one character for one) in the original text."""
 
 
-def _edits(text: str, escaped: bool) -> list[Edit]:
+def _edits(text: str, escaped: bool, whole: bool = True) -> list[Edit]:
     """What normalising changes, spaced-run gaps aside.
 
     Escapes decoded, invisible characters dropped, characters NFKC changes folded. Found by C-level
     scans: text NFKC leaves as it is (accented words, CJK) costs one `is_normalized` call, text it folds
-    one for one (fullwidth letters) one `normalize` call."""
+    one for one (fullwidth letters) one `normalize` call, as one edit unless `whole` is False (a spaced run's
+    gaps are dropped inside it)."""
     edits: list[Edit] = []
     if escaped:
         for m in _ESCAPE.finditer(text):
@@ -239,7 +240,7 @@ def _edits(text: str, escaped: bool) -> list[Edit]:
     edits.extend((m.start(), m.end(), "", False) for m in _INVISIBLE_RUN.finditer(text))
     if unicodedata.is_normalized("NFKC", text):
         return sorted(edits)
-    if not edits:
+    if not edits and whole:  # one edit for the whole text: not where spaced runs' gaps are to be dropped
         folded = unicodedata.normalize("NFKC", text)
         if len(folded) == len(text):
             return [(0, len(text), folded, True)]
@@ -291,10 +292,13 @@ def _rebuilt(text: str, edits: list[Edit], gaps: frozenset[int]) -> View | None:
 
 
 def _spaced_out(text: str) -> bool:
+    """Whether `_SPACED` may match: a necessary condition found with C-level scans, never stricter."""
     if text.isascii():  # one byte per character already: nothing to delete, no copy
         shape = text.encode("ascii").translate(_SHAPE)
-    else:
-        shape = text.encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
+    else:  # a no-break space is a gap too (its UTF-8 would read as a character)
+        shape = text.replace("\u00a0", " ").encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
+    # a gap is one to three spaces or tabs (`A  K  I  A`): each made one, so one needle finds them all
+    shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
     return shape.startswith(_SPACED_SHAPE[1:]) or _SPACED_SHAPE in shape
 
 
