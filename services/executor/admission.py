@@ -26,7 +26,7 @@ import cedarpy
 from pydantic import ValidationError
 
 from libs.common.bus.work_signing import WorkSigner
-from libs.common.cedar.cedar_eval import call_context, condition_allows
+from libs.common.cedar.cedar_eval import call_context, condition_allows, reads_decimals
 from libs.common.contracts import subjects
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import (
@@ -75,6 +75,8 @@ class _Condition:
     principal: str
     target: tuple[str, tuple[str, ...]]
     """The server and the tool's names."""
+    decimals: bool
+    """Some policy may read `context.decimals`: built per call only then (`reads_decimals`)."""
 
     def allows(self, request: Routed) -> bool:
         if not isinstance(request, ToolCall) or request.arguments_blob is not None:
@@ -84,7 +86,7 @@ class _Condition:
             self.entities,
             self.principal,
             self.target,
-            call_context(request.arguments, initiator=request.initiator),
+            call_context(request.arguments, initiator=request.initiator, decimals=self.decimals),
         )
 
 
@@ -163,4 +165,5 @@ def _compiled(condition: PolicyCondition, server: str) -> _Condition | None:
         entities = cedarpy.Entities.from_json_str(condition.entities)
     except (ValueError, RuntimeError):
         return None
-    return _Condition(policies, entities, condition.principal, (server, tuple(condition.names)))
+    target = (server, tuple(condition.names))
+    return _Condition(policies, entities, condition.principal, target, reads_decimals(condition.policies))

@@ -100,7 +100,14 @@ def _compile(schema: Any, known: frozenset[str]) -> Predicate:
     if len(checks) == 1:
         return checks[0]
     checks_ = tuple(checks)
-    return lambda v: all(check(v) for check in checks_)
+
+    def every(v: Any) -> bool:  # a loop, not `all(<generator>)`: no generator per value checked
+        for check in checks_:
+            if not check(v):
+                return False
+        return True
+
+    return every
 
 
 def _type(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
@@ -139,21 +146,39 @@ def _additional_properties(value: Any, schema: Mapping[str, Any], known: frozens
     sub = _compile(value, known)
     if sub is _always:
         return _always
-    return lambda v: not isinstance(v, dict) or all(sub(item) for key, item in v.items() if key not in names)
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, dict):
+            return True
+        for key, item in v.items():
+            if key not in names and not sub(item):
+                return False
+        return True
+
+    return check
 
 
 def _required(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
     if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
         raise _Unsupported
-    names = tuple(value)
-    return lambda v: not isinstance(v, dict) or all(name in v for name in names)
+    names = frozenset(value)
+    return lambda v: not isinstance(v, dict) or v.keys() >= names  # one set comparison, in C
 
 
 def _items(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
     if not isinstance(value, Mapping | bool) or "prefixItems" in schema:
         raise _Unsupported  # a list of schemas (tuple validation, before 2020-12)
     sub = _compile(value, known)
-    return lambda v: not isinstance(v, list) or all(sub(item) for item in v)
+
+    def check(v: Any) -> bool:
+        if not isinstance(v, list):
+            return True
+        for item in v:
+            if not sub(item):
+                return False
+        return True
+
+    return check
 
 
 def _strings_only(value: Any) -> tuple[str, ...]:

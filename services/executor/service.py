@@ -60,16 +60,17 @@ from libs.common.web.egress_rules import EgressRules
 
 from .admission import Admission, Stale, stale_answer
 from .agents import AgentLink
-from .breaker import BreakerState
 from .call_path import Call, CallPath, call_path
 from .catalog_store import write_entry
 from .error_mapping import describe_exception
+from .gauges import executor_gauges
 from .interceptors import Interceptor, InterceptorChain, configured
+from .large_results import oversized
 from .llm_providers import LlmProviders
 from .llm_routing import LlmRouter
 from .oauth_tokens import OAuthTokens, oauth_applies, token_fetcher
-from .replies import for_the_wire, outcome_label, refunded, reply_headers, undeliverable
-from .upstream import Publish, State, Upstream
+from .replies import for_the_wire, outcome_label, refunded, reply_headers
+from .upstream import Publish, Upstream
 from .upstreams.interface import UpstreamSettings
 from .upstreams.mcp.stdio_sandbox import StdioRoot
 from .user_sessions import UserSessions, no_catalog
@@ -223,23 +224,7 @@ class ExecutorService:
         log.info("executor %s: stopped", self.instance)
 
     def _gauges(self) -> Iterator[metrics.Sample]:
-        """Upstream health and breaker state, and this replica's NATS lag, as of the scrape."""
-        for name, upstream in list(self._upstreams.items()):
-            yield metrics.Sample(
-                "bastion_upstream_up",
-                "1 while the executor holds a ready session to the upstream, else 0.",
-                (("server", name),),
-                1.0 if upstream.state is State.READY else 0.0,
-            )
-            for state in BreakerState:
-                yield metrics.Sample(
-                    "bastion_upstream_breaker_state",
-                    "1 for the circuit breaker's current state of an upstream, 0 for the others.",
-                    (("server", name), ("state", state.value)),
-                    1.0 if upstream.breaker.state is state else 0.0,
-                )
-        if self._nc is not None:
-            yield from metrics.subscription_lag("executor", self._nc)
+        return executor_gauges(self._upstreams, self._nc)
 
     # ------------------------------------------------------------------ configuration
 
@@ -437,7 +422,9 @@ class ExecutorService:
                 outcome = for_the_wire(outcome, version)
                 data = encode_outcome(outcome)
                 if not fits(self._nc, len(data)):
-                    data = encode_outcome(await self._oversized(outcome, len(data)))
+                    data = encode_outcome(
+                        await oversized(outcome, len(data), self.settings.max_result_bytes, self._blobs)
+                    )
                 await self._nc.publish(reply, data, headers=reply_headers(msg.headers, outcome))
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
@@ -478,30 +465,3 @@ class ExecutorService:
                 await self._nc.publish(msg.reply, outcome.model_dump_json().encode())
             except Exception as exc:
                 log.warning("llm request %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
-
-    async def _oversized(self, outcome: CallOutcome, size: int) -> CallOutcome:
-        """An outcome too large for one NATS message.
-
-        Its result goes through the object store, up to `max_result_bytes`; beyond that (or if it cannot
-        be stored) the agent hears why at once."""
-        if outcome.raw_result is None:  # an upstream error with huge `data`: the message is what matters
-            error = outcome.error or GatewayError(kind=ErrorKind.INTERNAL, message="empty outcome")
-            slim = GatewayError(kind=error.kind, message=error.message[:8192], code=error.code, logged=error.logged)
-            return outcome.model_copy(update={"error": slim})
-        limit = self.settings.max_result_bytes
-        if size > limit:
-            log.warning("call %s: result of %d bytes is over the limit of %d", outcome.id, size, limit)
-            message = (
-                f"the upstream's result is {size:,} bytes, over the gateway's limit of {limit:,} bytes "
-                "(BASTION_MAX_RESULT_BYTES); the request did run upstream"
-            )
-            return undeliverable(outcome, ErrorKind.RESULT_TOO_LARGE, message)
-        assert self._blobs is not None
-        try:
-            name = await self._blobs.put(outcome.raw_result, what="result")
-        except Exception as exc:
-            message = (
-                f"the upstream's result ({size:,} bytes) could not be stored for transfer: {describe_exception(exc)}"
-            )
-            return undeliverable(outcome, ErrorKind.GATEWAY_UNAVAILABLE, message)
-        return outcome.model_copy(update={"raw_result": None, "result_blob": name})

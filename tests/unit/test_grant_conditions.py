@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from libs.common.bus.work_signing import WorkSigner
-from libs.common.cedar.cedar_eval import Principal, per_call_applicable
+from libs.common.cedar.cedar_eval import Principal, call_context, per_call_applicable, reads_decimals
 from libs.common.cedar.cedar_policies import compile_policies
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import Caller, Grant, PolicyCondition, ToolCall
@@ -118,3 +118,27 @@ def test_a_call_an_app_made_is_decided_as_the_apps_on_a_conditional_grant() -> N
         headers, data = _on(call, condition, time.time() + 60)
         admitted = admission.admit(subjects.EXEC_CALL, "inbox", headers, data, time.time())
         assert isinstance(admitted, Admitted) if runs else admitted == Stale(call.id)
+
+
+DECIMAL_POLICY = (
+    '@id("large-amounts")\n'
+    'forbid (principal, action, resource == Tool::"echo/echo") '
+    'when { context.decimals has amount && context.decimals.amount.greaterThan(decimal("100.0")) };'
+)
+
+
+def test_the_context_holds_decimals_only_where_a_policy_may_read_them() -> None:
+    """Every number as a Cedar decimal is built per call only for a policy set that names `decimals`;
+    one that does not (the usual one) is decided without them."""
+    assert reads_decimals(_condition(DECIMAL_POLICY).policies)
+    assert not reads_decimals(_condition().policies)
+    assert "decimals" not in call_context({"amount": 2}, decimals=False)
+
+
+@pytest.mark.parametrize(("amount", "runs"), [(50.5, True), (100, True), (100.25, False), (1e6, False)])
+def test_an_executor_decides_a_policy_on_decimals_by_the_calls_amount(amount: float, runs: bool) -> None:
+    admission = Admission(SIGNER)
+    call = _changed(arguments={"text": "hi", "amount": amount})
+    headers, data = _on(call, _condition(DECIMAL_POLICY), time.time() + 60)
+    admitted = admission.admit(subjects.EXEC_CALL, "inbox", headers, data, time.time())
+    assert isinstance(admitted, Admitted) if runs else admitted == Stale(call.id)

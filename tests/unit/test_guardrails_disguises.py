@@ -42,6 +42,9 @@ DISGUISES = {
     "zero_width": lambda s: "\u200b".join(s),
     "bidi_marks": lambda s: "\u202e\u2066".join(s),
     "spaced": lambda s: " ".join(s),
+    "spaced_twice": lambda s: "  ".join(s),
+    "spaced_tab_space": lambda s: "\t ".join(s),
+    "spaced_nbsp": lambda s: "\u00a0".join(s),
     "fullwidth": lambda s: "".join(chr(ord(c) + 0xFEE0) for c in s),
 }
 

@@ -46,6 +46,7 @@ __all__ = [
     "entities_json",
     "evaluate",
     "per_call_applicable",
+    "reads_decimals",
     "tool_names",
 ]
 
@@ -124,15 +125,30 @@ def _request_of(principal: str, server: str, tool: str, context: dict[str, Any] 
     }
 
 
-def call_context(arguments: dict[str, Any], now: float | None = None, initiator: str = "agent") -> dict[str, Any]:
+def call_context(
+    arguments: dict[str, Any], now: float | None = None, initiator: str = "agent", decimals: bool = True
+) -> dict[str, Any]:
+    """The `context` a call is decided in; without `decimals` when no policy reads it (`reads_decimals`).
+
+    Every number as a Cedar decimal is most of the context's cost: made and parsed for each call."""
     at = time.time() if now is None else now
     moment = time.gmtime(at)
-    return {
+    context = {
         "initiator": initiator,
         "arguments": _cedar_value(arguments),
-        "decimals": _cedar_value(arguments, as_decimal=True),
         "time": {"unix": int(at), "hour": moment.tm_hour, "weekday": moment.tm_wday},
     }
+    if decimals:
+        context["decimals"] = _cedar_value(arguments, as_decimal=True)
+    return context
+
+
+def reads_decimals(policies_json: str) -> bool:
+    """Whether a Cedar JSON policy set may read `context.decimals`.
+
+    Any reading of it (`.`, `has`, an index) names the attribute as a JSON string; one written with escapes
+    (`\\u0064...`) is taken to, so the answer errs only towards building it."""
+    return "decimals" in policies_json or "\\u" in policies_json
 
 
 _DECIMAL_STEP: Final = Decimal("0.0001")

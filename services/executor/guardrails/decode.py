@@ -38,9 +38,15 @@ _INVISIBLE_RUN: Final = re.compile("[" + "".join(sorted(_INVISIBLE)) + "]+")
 _FOLDABLE: Final = re.compile("[^\\x00-\\x7f" + "".join(sorted(_INVISIBLE)) + "]+")
 """Runs of non-ASCII characters NFKC may fold (invisible ones are dropped, not folded)."""
 _ESCAPE: Final = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|%([0-9A-Fa-f]{2})")
+_BACKSLASH_ESCAPE: Final = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2})")
+_PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
+"""`_ESCAPE`'s two halves, each with a literal start the regex engine jumps to: whether a text holds
+an escape at all costs ~1 µs per 2 KiB instead of the alternation's ~10 (tried at every position)."""
 _SPACED: Final = re.compile(r"(?:\S[ \t\u00a0]{1,3}){11,}\S")
 """At least twelve single characters with spaces between them: `A K I A ...`. Its first character
 may end a word (`key=A K I A`, `done g h p _`): which one is the token's is read both ways."""
+_SHORTEST_SPACED: Final = 23
+"""`_SPACED`'s shortest match: twelve characters and the eleven spaces between them."""
 _SHAPE: Final = bytes(0x20 if chr(b) in " \t\n\r\f\v" else 0x78 for b in range(256))
 _CONTINUATION: Final = bytes(range(0x80, 0xC0))
 _SPACED_SHAPE: Final = b" x" * 12
@@ -91,6 +97,8 @@ def views(text: str, budget: Budget, depth: int = 0) -> list[View]:
 
     Its normalised form (if it differs) and each encoded run decoded, each of those looked at again while
     `budget` allows."""
+    if len(text) < _SHORTEST_SPACED and text.isascii() and "\\" not in text and "%" not in text:
+        return []  # most strings of a call: too short to be spaced out or hold a run, nothing to decode
     found: list[View] = []
     base = text
     origin: Origin = _identity
@@ -166,11 +174,13 @@ def _normalised(text: str) -> list[View]:
     (Twice when a spaced run's first character may belong to the word before); nothing when that changes
     nothing (the usual case, decided without a copy)."""
     plain = text.isascii()
-    escaped = ("\\" in text or "%" in text) and _ESCAPE.search(text) is not None
-    spaced = [m.span() for m in _SPACED.finditer(text)] if _spaced_out(text) else []
+    escaped = ("\\" in text and _BACKSLASH_ESCAPE.search(text) is not None) or (
+        "%" in text and _PERCENT_ESCAPE.search(text) is not None
+    )
+    spaced = [m.span() for m in _SPACED.finditer(text)] if len(text) >= _SHORTEST_SPACED and _spaced_out(text) else []
     if plain and not escaped and not spaced:
         return []
-    edits = _edits(text, escaped)
+    edits = _edits(text, escaped, whole=not spaced)
     if not spaced:
         view = _rebuilt(text, edits, frozenset())
         return [view] if view is not None else []
@@ -212,12 +222,13 @@ Edit = tuple[int, int, str, bool]
 """(start, end, replacement, one character for one) in the original text."""
 
 
-def _edits(text: str, escaped: bool) -> list[Edit]:
+def _edits(text: str, escaped: bool, whole: bool = True) -> list[Edit]:
     """What normalising changes, spaced-run gaps aside.
 
     Escapes decoded, invisible characters dropped, characters NFKC changes folded. Found by C-level
     scans: text NFKC leaves as it is (accented words, CJK) costs one `is_normalized` call, text it folds
-    one for one (fullwidth letters) one `normalize` call."""
+    one for one (fullwidth letters) one `normalize` call, as one edit unless `whole` is False (a spaced run's
+    gaps are dropped inside it)."""
     edits: list[Edit] = []
     if escaped:
         for m in _ESCAPE.finditer(text):
@@ -229,7 +240,7 @@ def _edits(text: str, escaped: bool) -> list[Edit]:
     edits.extend((m.start(), m.end(), "", False) for m in _INVISIBLE_RUN.finditer(text))
     if unicodedata.is_normalized("NFKC", text):
         return sorted(edits)
-    if not edits:
+    if not edits and whole:  # one edit for the whole text: not where spaced runs' gaps are to be dropped
         folded = unicodedata.normalize("NFKC", text)
         if len(folded) == len(text):
             return [(0, len(text), folded, True)]
@@ -281,8 +292,14 @@ def _rebuilt(text: str, edits: list[Edit], gaps: frozenset[int]) -> View | None:
 
 
 def _spaced_out(text: str) -> bool:
-    shape = text.encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
-    return _SPACED_SHAPE in b" " + shape
+    """Whether `_SPACED` may match: a necessary condition found with C-level scans, never stricter."""
+    if text.isascii():  # one byte per character already: nothing to delete, no copy
+        shape = text.encode("ascii").translate(_SHAPE)
+    else:  # a no-break space is a gap too (its UTF-8 would read as a character)
+        shape = text.replace("\u00a0", " ").encode("utf-8", "surrogatepass").translate(_SHAPE, _CONTINUATION)
+    # a gap is one to three spaces or tabs (`A  K  I  A`): each made one, so one needle finds them all
+    shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
+    return shape.startswith(_SPACED_SHAPE[1:]) or _SPACED_SHAPE in shape
 
 
 def _gaps(text: str, spaced: list[tuple[int, int]]) -> frozenset[int]:

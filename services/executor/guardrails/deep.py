@@ -13,7 +13,7 @@ list. A finding in a joined text is redacted in every member it covers.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import orjson
 
@@ -41,7 +41,7 @@ def _scan(detector: Detector, text: str) -> list[Finding]:
     return scan(text, None) if scan is not None else []
 
 
-def _neighbours(items: Sequence[tuple[Path, str]]) -> Iterable[list[tuple[Path, str]]]:
+def _neighbours(items: Sequence[tuple[Path, str]]) -> list[list[tuple[Path, str]]]:
     """Groups of strings an agent may read as one.
 
     Siblings in an object, the same key across a list's items, the items of a list of strings (walk
@@ -57,7 +57,7 @@ def _neighbours(items: Sequence[tuple[Path, str]]) -> Iterable[list[tuple[Path, 
                 groups.setdefault(("column", parent[:-1], last), []).append((path, value))
         else:
             groups.setdefault(("list", parent), []).append((path, value))
-    return (g[:_MAX_GROUP] for g in groups.values() if len(g) > 1)
+    return [g[:_MAX_GROUP] for g in groups.values() if len(g) > 1]
 
 
 def deep_findings(
@@ -73,12 +73,12 @@ def deep_findings(
             for finding in _scan(detector, view.text):
                 start, end = view.origin(finding.start, finding.end)
                 out.setdefault(path, []).append(Finding(finding.detector, finding.entity, start, end))
-        if nested and value[:1] in "{[" and len(value) <= _MAX_JSON_TEXT:
+        if nested and value[:1] in "{[" and len(value) <= _MAX_JSON_TEXT and _closed(value):
             found = _inside_json(detector, value, budget)
             if found:
                 out.setdefault(path, []).extend(found)
     for group in _neighbours(items):
-        joined = "".join(value for _, value in group)
+        joined = "".join([value for _, value in group])
         bounds, at = [], 0
         for path, value in group:
             bounds.append((path, at, at + len(value)))
@@ -95,6 +95,14 @@ def deep_findings(
                     end = _clipped(detector, finding.entity, joined, start + lo, end + lo, cuts)
                     _split(out, finding, start + lo, end, bounds)
     return {path: _shortest(findings) for path, findings in out.items()}
+
+
+def _closed(text: str) -> bool:
+    """Whether `text` ends as a JSON object or array does.
+
+    A string that opens like JSON and does not (a cut log line, a truncated dump) is not parsed: a failed
+    parse costs as much as a scan of the text."""
+    return text.rstrip(" \t\n\r")[-1:] in ("}", "]")
 
 
 def _clipped(detector: Detector, entity: str, joined: str, start: int, end: int, cuts: list[int]) -> int:

@@ -203,7 +203,7 @@ class Guardrails:
                 detecting.append(rule)
         found: dict[int, _Found] = {}
         if detecting:
-            items = [(path, key, value) for path, key, value in strings(payload)]
+            items = strings(payload)
             if len(blob) <= self._max_scan_bytes:
                 _scan_piece(detecting, items, blob.decode(), found)
             else:  # too large to scan whole: in pieces, never passed unscanned (`chunks`)

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-import ahocorasick
+import ahocorasick_rs
 
 from .base import EntityDetector, Finding, Scan, mixed_classes, shannon_entropy
 
@@ -289,7 +288,9 @@ PATTERNS: Final[tuple[_Pattern, ...]] = (
     _p(
         "url_password",
         ["://"],
-        r"://([^\s:/?#@\"'<>\\]{1,128}):([^\s/?#@\"'<>\\]{1,256})@",
+        # possessive: neither class holds the character after it, so giving characters back never finds
+        # a match, and a URL without a password fails at once instead of backtracking through its host
+        r"://([^\s:/?#@\"'<>\\]{1,128}+):([^\s/?#@\"'<>\\]{1,256}+)@",
         _url_password,
     ),
     _p(
@@ -305,7 +306,6 @@ _AKIA: Final = re.compile(r"(?:AKIA|ASIA)[A-Z2-7]{16}(?![A-Z0-9])")
 """A key id (its leading look-behind, `(?<![A-Z0-9])`, is checked on the matches: with it the regex
 cannot jump to its literal start, 100 ms per MiB instead of 1)."""
 _NOT_BEFORE_KEY_ID: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
-_SECOND: Final = operator.itemgetter(1)
 _LEAD: Final = 8
 """How far before its anchor a case-insensitive pattern may start (`proxy-` before `authorization`,
 `aws_` before `secret_access_key`)."""
@@ -366,11 +366,10 @@ class SecretsDetector(EntityDetector):
         self._pairs = "aws_secret_access_key" in self.entities
         self._keyed = "password_assignment" in self.entities
         # every anchor, lower-cased, in one automaton: one pass over the payload finds which are there
-        # (76 substring searches of a 10 KB payload cost ~450 µs, the automaton ~60 µs)
-        self._anchors = ahocorasick.Automaton()
-        for anchor in {a.lower() for p in self._patterns for a in p.anchors} | set(_KEYWORD_ANCHORS):
-            self._anchors.add_word(anchor, anchor)
-        self._anchors.make_automaton()
+        # (76 substring searches of a 10 KB payload cost ~450 µs, pyahocorasick's automaton ~60 µs, this
+        # one, in Rust, a quarter of that: ~5 µs on a 2 KiB result)
+        anchors = sorted({a.lower() for p in self._patterns for a in p.anchors} | set(_KEYWORD_ANCHORS))
+        self._anchors = ahocorasick_rs.AhoCorasick(anchors)
         # which patterns each found anchor may wake: the patterns are picked from the few anchors a
         # payload holds, not by testing every pattern's anchors against them
         self._woken: dict[str, list[tuple[int, str, bool]]] = {}
@@ -379,11 +378,15 @@ class SecretsDetector(EntityDetector):
                 self._woken.setdefault(anchor.lower(), []).append((index, anchor, pattern.lower))
 
     def prepare(self, blob: str, lower: str) -> Scan | None:
-        found = self._anchors.iter(lower)
-        first = next(found, None)
-        if first is None:  # the usual payload: no anchor, so no set to build
+        try:
+            found = self._anchors.find_matches_as_strings(lower, overlapping=True)
+        except UnicodeEncodeError:  # lone surrogates, which the automaton's UTF-8 cannot hold: the anchors
+            # are ASCII and only whether they are there counts, so the surrogates may stand as U+FFFD
+            plain = lower.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+            found = self._anchors.find_matches_as_strings(plain, overlapping=True)
+        if not found:  # the usual payload: no anchor, so no set to build
             return None
-        present = {first[1], *map(_SECOND, found)}  # in C: a MiB of prose holds thousands of anchors
+        present = set(found)  # in C: a MiB of prose holds thousands of anchors
         woken: set[int] = set()
         for low in present:
             for index, anchor, lowered in self._woken.get(low, ()):

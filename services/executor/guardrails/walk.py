@@ -9,7 +9,7 @@ JSON whatever is replaced.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from .secrets import SecretsDetector
@@ -25,24 +25,30 @@ _PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:/~ \-]{1,40}\Z")
 _SECRETS: Final = SecretsDetector()
 
 
-def strings(value: Any) -> Iterator[tuple[Path, str | None, str]]:
+def strings(value: Any) -> list[tuple[Path, str | None, str]]:
     """Every string value of `value` (depth first, iteratively: no recursion limit to hit) as its path.
 
-    The object key it is the value of (None inside a list), and the string."""
+    The object key it is the value of (None inside a list), and the string. A list, not a generator:
+    every caller reads them all, and a generator costs a resumption per string."""
+    found: list[tuple[Path, str | None, str]] = []
     stack: list[tuple[Path, str | None, Any]] = [((), None, value)]
     while stack:
         path, key, item = stack.pop()
-        if isinstance(item, str):
-            yield path, key, item
-        elif isinstance(item, Mapping):
+        kind = type(item)
+        if kind is str:  # exact types first: an `isinstance` of an ABC costs as much as the rest of a step
+            found.append((path, key, item))
+        elif kind is not dict and kind is not list and isinstance(item, str):
+            found.append((path, key, item))
+        elif kind is dict or isinstance(item, Mapping):
             binary = "mimeType" in item
             for k, v in reversed(list(item.items())):
                 if binary and k in _BINARY_KEYS and isinstance(v, str):
                     continue
                 stack.append(((*path, str(k)), str(k), v))
-        elif isinstance(item, list | tuple):
+        elif kind is list or isinstance(item, list | tuple):
             for i in range(len(item) - 1, -1, -1):
                 stack.append(((*path, i), None, item[i]))
+    return found
 
 
 def _secret_like(key: str) -> bool:
