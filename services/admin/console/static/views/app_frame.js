@@ -101,7 +101,7 @@ export function AppFrame({ secret, uri, input, result }) {
       style=${`width:100%;height:${height}px;border:${ui.prefersBorder === false ? "0" : "1px solid #ccc"}`}></iframe>
     <h3>What the app asked</h3>
     ${!log.length ? html`<p class="muted">Nothing yet.</p>` : html`<ol id="play-app-log">${log.map((e) => html`<li key=${e.at}
-      data-method=${e.method} data-tool=${e.tool || ""} data-outcome=${e.outcome}><code>${e.method}</code>${e.tool ? html` <code>${e.tool}</code>` : ""}:
-      ${e.outcome} <span class="muted">${e.detail || ""}</span></li>`)}</ol>`}
+      data-method=${e.method} data-tool=${e.tool || ""} data-outcome=${e.outcome}><code>${e.method}</code>${e.tool ? html` <code>${e.tool}</code>` : ""}${": "}<strong>${e.outcome}</strong>
+      <span class="muted">${" " + (e.detail || "")}</span></li>`)}</ol>`}
   </div>`;
 }
