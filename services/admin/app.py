@@ -36,6 +36,7 @@ from .api.audit_routes import audit_routes
 from .api.errors import AdminError, needs
 from .api.registry_client import RegistryClient
 from .console import console_api, console_pages
+from .console.app_frames import AppFrames
 from .login import OAuthLogin, login_router
 from .pages import admin_index, start_page
 from .reference import ASSETS_PATH, OPENAPI_PATH, reference_router
@@ -82,6 +83,7 @@ def build_app(
     changes = ChangeLog(audit)
     store = AdminStore(nc.jetstream(), Sealer(settings.secrets_key), changes)
     auth = Authenticator(store, settings.admin_bootstrap_token, refusals, audit)
+    frames = AppFrames()  # the playground's app frames: read by the API, served by the pages
     for router in (
         admin_api(store, auth, nc, changes, RegistryClient(settings.registries, settings.registry_timeout)),
         access_routes(store, auth, settings.admin_token_days),
@@ -90,9 +92,9 @@ def build_app(
         dashboard_router(auth),
         login_router(OAuthLogin(nc, store, settings, changes, local_url), auth),
         console_api(
-            store, auth, settings.public_url, settings.egress.allow_private_hosts
+            store, auth, settings.public_url, settings.egress.allow_private_hosts, frames
         ),  # the web console (docs/console.md)
-        console_pages(auth),
+        console_pages(auth, frames),
         reference_router(auth, app.title),
     ):
         app.include_router(router)

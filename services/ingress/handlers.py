@@ -261,7 +261,10 @@ class Handlers:
         if app_call:
             audit.initiator = "app"
         if outcome.error is not None:
-            if ELICITS_URLS in ctx.client and (asked := url_elicitation(ctx.request_id, outcome.error, entry.server)):
+            asked = ELICITS_URLS in ctx.client and url_elicitation(
+                ctx.request_id, outcome.error, entry.server, ctx.version, params
+            )
+            if asked:
                 return asked, audit  # "connect your account", as the agent's client shows a user a link
             if (as_result := tool_error_result(outcome.error, ctx.version)) is not None:
                 return ok_body(ctx.request_id, ctx.version, as_result), audit

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
-from mcp_types import ErrorData
+from mcp_types import ElicitRequestURLParams, ElicitResult, ErrorData
 from mcp_types.jsonrpc import URL_ELICITATION_REQUIRED
 
 from libs.common.settings import CodeModeSettings
@@ -70,6 +70,25 @@ async def _refused(gateway: Gateway, key: str) -> ErrorData:
         with pytest.raises(MCPError) as refused:
             await client.call_tool(f"{SERVER}__whoami", {})
     return refused.value.error
+
+
+async def _declined_input_required(gateway: Gateway, key: str) -> str:
+    """What a 2026-07-28 agent declaring URL elicitation sees: asked once, by an `input_required` result
+    whose URL-mode `elicitation/create` holds the link; its user declines, and the retry gets the
+    refusal with the link. Returns the link it was asked to open."""
+    asked: list[ElicitRequestURLParams] = []
+
+    async def decline(context, params):
+        asked.append(params)
+        return ElicitResult(action="decline")
+
+    async with gateway.client(key, elicitation_callback=decline) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool(f"{SERVER}__whoami", {})
+    assert len(asked) == 1 and asked[0].mode == "url" and LINK.fullmatch(asked[0].url), asked
+    assert SERVER in asked[0].message and "ticket=" not in asked[0].message
+    assert refused.value.error.code != URL_ELICITATION_REQUIRED and LINK.search(refused.value.error.message)
+    return asked[0].url
 
 
 async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
@@ -154,7 +173,7 @@ async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_acco
     nats_url, redis_url, tmp_path
 ) -> None:
     """A 2025-11-25 agent declaring `elicitation.url` gets the link as a URL-mode elicitation
-    (`-32042`), which its client shows its user; following it connects the account."""
+    (`-32042`), a 2026-07-28 one as an `input_required` result; following it connects the account."""
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
             await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
@@ -166,6 +185,7 @@ async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_acco
             async def never_asked(context, params):  # declares elicitation (form and url) to the gateway
                 raise AssertionError("the gateway answers, it does not ask mid-call")
 
+            await _declined_input_required(gateway, BOB_KEY)  # the 2026-07-28 form, declined
             async with gateway.client(BOB_KEY, mode="legacy", elicitation_callback=never_asked) as client:
                 with pytest.raises(MCPError) as asked:
                     await client.call_tool(f"{SERVER}__whoami", {})

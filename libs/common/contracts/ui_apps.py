@@ -36,6 +36,7 @@ __all__ = [
     "named_for_gateway",
     "result_for_gateway",
     "upstream_uri",
+    "visible_to_app",
 ]
 
 EXTENSION: Final = "io.modelcontextprotocol/ui"
@@ -67,6 +68,13 @@ def app_only(definition: Mapping[str, Any]) -> bool:
     ui = _ui_meta(definition)
     visibility = ui.get("visibility") if ui is not None else None
     return isinstance(visibility, list) and "model" not in visibility
+
+
+def visible_to_app(definition: Mapping[str, Any]) -> bool:
+    """Whether an app may call this tool: `_meta.ui.visibility` names "app" (absent: model and app)."""
+    ui = _ui_meta(definition)
+    visibility = ui.get("visibility") if ui is not None else None
+    return not isinstance(visibility, list) or "app" in visibility
 
 
 def linked_app(tool: Mapping[str, Any]) -> str | None:

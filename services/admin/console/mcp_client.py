@@ -8,7 +8,7 @@ a remote server before it is saved (`probe`) and to call tools as a virtual key 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -48,10 +48,12 @@ async def connected(
     sse: bool = False,
     read_seconds: float = 15.0,
     rules: EgressRules | None = None,
+    extensions: Sequence[Any] = (),
 ) -> AsyncIterator[Client]:
     """An initialized client session with `url` (streamable HTTP, or the legacy HTTP+SSE transport).
 
-    With `rules`, every connection (redirects included) goes only where they allow."""
+    With `rules`, every connection (redirects included) goes only where they allow; `extensions` are
+    the protocol extensions the client declares (streamable HTTP only)."""
     # the SDK is imported on the first probe or playground call: building its protocol models costs
     # the admin process about 0.4 CPU-seconds at every start otherwise
     from mcp import Client
@@ -70,7 +72,8 @@ async def connected(
             yield client
         return
     async with _client(rules, headers, read_seconds) as http:
-        async with Client(streamable_http_client(url, http_client=http), read_timeout_seconds=read_seconds) as client:
+        transport = streamable_http_client(url, http_client=http)
+        async with Client(transport, read_timeout_seconds=read_seconds, extensions=list(extensions) or None) as client:
             yield client
 
 

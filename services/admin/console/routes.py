@@ -31,6 +31,7 @@ from ..api.routes import api_router
 from ..api.secret_binding import unmask_server
 from ..api.store import AdminStore
 from ..roles import PUBLIC
+from .app_frames import AppFrames, frame_response
 from .catalog import MAX_PAGE, CatalogPage, gateway_name, search
 from .playground import (
     Playground,
@@ -40,6 +41,7 @@ from .playground import (
     PlaygroundExecute,
     PlaygroundKey,
 )
+from .playground_apps import AppAnswer, AppHost, PlaygroundApp, PlaygroundAppCall, app_server
 from .probe import ProbeAnswer, probe
 
 __all__ = ["CONSOLE_PATH", "console_api", "console_pages"]
@@ -78,10 +80,11 @@ def _headers(page: str) -> dict[str, str]:
     return {**page_headers(page), "Cache-Control": "no-store"}
 
 
-def console_pages(auth: Authenticator) -> APIRouter:
+def console_pages(auth: Authenticator, frames: AppFrames) -> APIRouter:
     """`GET /console` (the page) and `GET /console/{file}` (its scripts, styles, vendored toolkit).
 
-    Public, they hold no data."""
+    Public, they hold no data; `GET /console/app-frame/{ticket}` serves an app the playground read, once,
+    to whoever holds its ticket (`app_frames`)."""
     router = APIRouter(route_class=bound_route(auth))
     public = needs(PUBLIC)
     assets = _static()
@@ -91,6 +94,10 @@ def console_pages(auth: Authenticator) -> APIRouter:
     @router.get(CONSOLE_PATH, response_class=HTMLResponse, include_in_schema=False, openapi_extra=public)
     async def console() -> HTMLResponse:
         return HTMLResponse(page, headers=headers)
+
+    @router.get(CONSOLE_PATH + "/app-frame/{ticket}", include_in_schema=False, openapi_extra=public)
+    async def app_frame(ticket: str) -> Response:
+        return frame_response(frames, ticket)
 
     @router.get(CONSOLE_PATH + "/{name:path}", include_in_schema=False, openapi_extra=public)
     async def asset(name: str) -> Response:
@@ -121,7 +128,13 @@ def _require_testable(config: ServerConfig) -> None:
     )
 
 
-def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress: Sequence[str] = ()) -> APIRouter:
+def console_api(
+    store: AdminStore,
+    auth: Authenticator,
+    gateway_url: str,
+    egress: Sequence[str] = (),
+    frames: AppFrames | None = None,
+) -> APIRouter:
     """The console's API routes under `/admin/v1/console`, each behind the permission it declares.
 
     The catalog reads servers, the connectivity test writes them (reaching only what the executors'
@@ -131,6 +144,7 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress
     router = api_router(auth)
     prefix = "/console"
     playground = Playground(gateway_url)
+    apps = AppHost(playground.url, frames or AppFrames())
 
     @router.get(prefix + "/catalog", tags=["console"], openapi_extra=needs("servers:read"))
     async def catalog(
@@ -214,5 +228,38 @@ def console_api(store: AdminStore, auth: Authenticator, gateway_url: str, egress
 
         It goes through the gateway's `/v1/mcp/tool/execute`: a real call (policy, budgets, audit)."""
         return await _playground().execute(body)
+
+    @router.post(
+        prefix + "/playground/app", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_app(body: PlaygroundApp) -> AppAnswer:
+        """Read an MCP App (`ui://`) through the gateway as a virtual key, for the playground to render.
+
+        The answer names a one-time frame (`GET /console/app-frame/<frame>`) serving the app under the
+        policy its `_meta.ui.csp` declares."""
+        return await _apps().open(body)
+
+    @router.post(
+        prefix + "/playground/app-call", tags=["console"], responses=documented(422), openapi_extra=needs("keys:read")
+    )
+    async def playground_app_call(body: PlaygroundAppCall) -> AppAnswer:
+        """Run a `tools/call` an app rendered in the playground made, as the virtual key, as a host.
+
+        Only a tool of the app's own server that the key may call and whose `_meta.ui.visibility` names
+        `"app"` goes through; anything else is refused to the app."""
+        try:
+            server = app_server(body.uri)
+        except ValueError as exc:
+            raise AdminError(422, "not_an_app", str(exc)) from None
+        names: dict[str, str] = {}
+        for _, v in await store.catalog.list():
+            if (c := v.value).server == server:
+                names |= {t.tool: gateway_name(c.server, t.tool, c.namespace) for t in c.tools}
+        names |= {gateway: gateway for gateway in list(names.values())}  # its gateway names too
+        return await _apps().call(body, names)
+
+    def _apps() -> AppHost:
+        _playground()  # the same address, the same refusal without it
+        return apps
 
     return router

@@ -38,6 +38,7 @@ from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Refusal
 from services.ingress.mcp_edge.jsonrpc_steps import SESSION_HEADER
 from services.ingress.protocol import DEFAULT_LEGACY_VERSION, error_body
 from services.ingress.sessions.session_ids import LiveSessions, SessionInfo
+from services.ingress.url_elicitation import ELICITS_URLS, request_declares_url_elicitation
 
 __all__ = [
     "SESSION_GONE",
@@ -159,9 +160,12 @@ class ResolveEra(Check):
                 status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
                 return Refusal(status, error_body(ctx.request_id, rejection.code, rejection.message, rejection.data))
             ctx.version = requested  # type: ignore[assignment]  # modern: one of the version strings
-            ctx.client = ("input_required",)  # 2026-07-28: the agent resolves input requests itself
-            if declared_in_request(x.message.get("params")):  # a host of MCP Apps, declared per request
-                ctx.client = ("input_required", HOST)
+            params = x.message.get("params")
+            ctx.client = (  # 2026-07-28: the agent resolves input requests itself; the rest is declared per request
+                "input_required",
+                *((HOST,) if declared_in_request(params) else ()),  # a host of MCP Apps
+                *((ELICITS_URLS,) if request_declares_url_elicitation(params) else ()),
+            )
         elif requested is not None and requested not in HANDSHAKE_PROTOCOL_VERSIONS:
             data = {"supported": list(KNOWN_PROTOCOL_VERSIONS), "requested": requested}
             message = f"Unsupported protocol version {requested!r}"

@@ -1,6 +1,7 @@
 // Playground: act as a key through the gateway's real /mcp (policy, budgets, audit: a real call), with a
 // form generated from the tool's input schema, or send a chat completion offering some of the key's tools
-// through its /v1 (chat.js); shows the answer and the request's own audit rows.
+// through its /v1 (chat.js); shows the answer and the request's own audit rows, and renders the MCP App a
+// tool names (app_frame.js).
 "use strict";
 import { useEffect, useState } from "preact/hooks";
 import { get, post, query, secrets } from "../api.js";
@@ -8,6 +9,7 @@ import { Action, Empty, ErrorBox, html, parseJson, pretty, useLoad } from "../ui
 import { takeReplay } from "./replay.js";
 import { EventDetail, eventById } from "./traffic.js";
 import { ChatAnswer, ChatAuditRows, ModeNote, OfferedTools } from "./chat.js";
+import { AppFrame, appOf } from "./app_frame.js";
 
 const FIND = "SELECT event_id FROM bastion.audit_events FINAL WHERE key_id = {key_id:String} AND name = {tool:String}"
   + " AND ts >= fromUnixTimestamp64Milli({since_ms:Int64}) ORDER BY ts LIMIT 1"; // the key's first such call since this one started
@@ -107,8 +109,9 @@ export function Playground({ access, params }) {
   };
   const call = async () => {
     setAnswer(null); setRow(null);
-    const called = await post("/console/playground/call", { secret, tool: tool.name, arguments: argumentsOf(fieldsOf(tool.inputSchema), values) });
-    setAnswer(called);
+    const args = argumentsOf(fieldsOf(tool.inputSchema), values);
+    const called = await post("/console/playground/call", { secret, tool: tool.name, arguments: args });
+    setAnswer({ ...called, arguments: args, app: called.ok ? appOf(tool, called.result) : null });
     await findRow(called, tool.name);
   };
   const execute = (toolCall) => post("/console/playground/execute", { secret, tool_call: toolCall });
@@ -161,6 +164,8 @@ export function Playground({ access, params }) {
         <pre>${pretty(answer.result)}</pre></details>`}
       ${answer && answer.ok && mode === "tool" && html`<div id="play-result" data-is-error=${answer.result.isError ? "1" : "0"}>
         ${answer.result.isError && html`<div class="error">The tool reported an error.</div>`}<pre>${pretty(answer.result)}</pre></div>`}
+      ${answer && answer.ok && mode === "tool" && answer.app && html`<h3>Its app</h3><${AppFrame} key=${answer.started_at}
+        secret=${secret} uri=${answer.app} input=${answer.arguments} result=${answer.result} />`}
       ${answer && answer.ok && mode === "chat" && access.can("analytics:read") && html`<h3>Audit rows</h3><${ChatAuditRows} answer=${answer} executed=${executed} />`}
       ${answer && html`<h3>${mode === "chat" ? "The first round's audit row" : "Audit row"}</h3>${!access.can("analytics:read") ? html`<p class="muted">Your role does not read the audit trail.</p>`
         : row === null ? html`<p class="muted">looking for it…</p>` : row.missing ? html`<p class="error">Not in the audit store yet; see Live traffic.</p>`
