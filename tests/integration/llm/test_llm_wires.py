@@ -23,7 +23,6 @@ from tests.support.llm_gateway import (
     accumulated,
     anthropic_client,
     audit_rows_since,
-    closing_clients,
     llm_config,
     sdk_client,
 )
@@ -90,12 +89,6 @@ async def shared_gateway(
             models = {f"m-{wire}" for wire in WIRES}
             await poll_until(lambda: models <= set(gw.ingress.models.models), "every wire's model in the ingress view")
             yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    async with closing_clients(shared_gateway) as gw:
-        yield gw
 
 
 @pytest.fixture(params=WIRES)
