@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +140,16 @@ def stop_process(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> 
         proc.wait(timeout)
 
 
+def ready_within(proc: subprocess.Popen[bytes], ready: Callable[[], bool], timeout: float) -> bool:
+    """Whether `ready()` held within `timeout` seconds, asked every 20 ms while `proc` runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ready():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 @dataclass
 class EmbeddedNats:
     data_dir: Path
@@ -215,19 +225,20 @@ class EmbeddedNats:
                 preexec_fn=kill_with_parent,
             )
         ports_file = ports_dir / f"nats-server_{self.proc.pid}.ports"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise StackError(f"nats-server exited with {self.proc.returncode}; see {self.data_dir / 'nats.log'}")
-            if ports_file.exists():
-                with contextlib.suppress(json.JSONDecodeError):
-                    nats_urls = json.loads(ports_file.read_text()).get("nats", [])
-                    if nats_urls:
-                        self.port = int(nats_urls[0].rsplit(":", 1)[1])
-                        return self
-            time.sleep(0.02)
+        if ready_within(self.proc, lambda: self._reported_port(ports_file), timeout):
+            return self
+        if self.proc.poll() is not None:
+            raise StackError(f"nats-server exited with {self.proc.returncode}; see {self.data_dir / 'nats.log'}")
         self.stop()
         raise StackError(f"nats-server did not report its port within {timeout}s")
+
+    def _reported_port(self, ports_file: Path) -> bool:
+        """Whether the server has written its client port to `ports_file` (then it is `self.port`)."""
+        with contextlib.suppress(OSError, json.JSONDecodeError):
+            if nats_urls := json.loads(ports_file.read_text()).get("nats", []):
+                self.port = int(nats_urls[0].rsplit(":", 1)[1])
+                return True
+        return False
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -331,11 +342,9 @@ class EmbeddedValkey:
             self.proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, preexec_fn=kill_with_parent
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            if self._answers(self.port):
-                return self
-            time.sleep(0.02)
+        port = self.port
+        if ready_within(self.proc, lambda: self._answers(port), timeout):
+            return self
         self.stop()
         raise StackError(f"valkey-server did not start; see {self.data_dir / 'valkey.log'}")
 

@@ -31,7 +31,7 @@ from services.admin.app import DOCS_PATHS
 from services.admin.roles import AUTHENTICATED, BUILTIN_ROLES, PUBLIC
 from services.admin.routing import flat_routes
 from services.admin.service import AdminService
-from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
+from tests.support.admin_api import BOOTSTRAP, RoleHolders, first_owner, principal_token, role_holders
 
 pytestmark = pytest.mark.integration
 
@@ -47,12 +47,10 @@ _PATH_VALUES = {
 
 
 @dataclass
-class Stack:
+class Stack(RoleHolders):
+    """The admin service beside a principal of each role."""
+
     admin: AdminService
-    owner: str
-    tokens: dict[str, str]
-    """Caller -> its API token: each built-in role, the custom role, and "" (anonymous)."""
-    permissions: dict[str, frozenset[str]]
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +59,8 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     admin = AdminService(AdminSettings(nats_url=server.url, admin_port=0, admin_bootstrap_token=BOOTSTRAP))
     try:
         await admin.start()
-        owner = await first_owner(admin)
-        async with httpx.AsyncClient(base_url=f"{admin.url}/admin/v1", timeout=10) as http:
-            name, permissions = CUSTOM
-            made = await http.post(
-                "/roles", json={"name": name, "permissions": permissions}, headers={"Authorization": f"Bearer {owner}"}
-            )
-            assert made.status_code == 201, made.text
-        tokens = {role: await principal_token(admin, owner, f"as-{role}", {"role": role}) for role in BUILTIN_ROLES}
-        tokens[name] = await principal_token(admin, owner, "as-custom", {"role": name})
-        grants = {role: perms for role, (_, perms) in BUILTIN_ROLES.items()} | {name: frozenset(permissions)}
-        yield Stack(admin, owner, tokens, grants)
+        holders = await role_holders(admin, await first_owner(admin), CUSTOM, "as")
+        yield Stack(holders.owner, holders.tokens, holders.permissions, admin)
     finally:
         await admin.stop()
         server.stop()

@@ -31,8 +31,8 @@ from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.llm_config import ProviderConfig
 from libs.common.contracts.openapi_config import _SECRET_FIELDS
 from services.admin.api.secret_binding import MASK, provider_destination, server_destination
-from services.admin.roles import BUILTIN_ROLES, COMMAND_PERMISSION
-from tests.support.admin_api import base_url, principal_token, running_admin
+from services.admin.roles import COMMAND_PERMISSION
+from tests.support.admin_api import RoleHolders, base_url, role_holders, running_admin
 from tests.support.mcp_registry import LIVE, live_document, publish
 from tests.support.processes import serving_process
 from tests.support.recording_listener import Ear, recording
@@ -127,11 +127,10 @@ def _moved(entry: dict[str, Any], path: str, ear: Ear) -> dict[str, Any]:
 
 
 @dataclass
-class Bench:
+class Bench(RoleHolders):
+    """A principal of each role, the admin API's URL, and the listeners entries are stored for or moved to."""
+
     url: str
-    owner: str
-    tokens: dict[str, str]
-    permissions: dict[str, frozenset[str]]
     home: Ear
     ear: Ear
     bodies: list[str] = field(default_factory=list)
@@ -158,13 +157,8 @@ async def bench(tmp_path_factory: pytest.TempPathFactory, registry: tuple[Path, 
             recording() as home,
             recording() as ear,
         ):
-            name, permissions = CUSTOM
-            async with httpx.AsyncClient(base_url=base_url(admin), headers={"Authorization": f"Bearer {owner}"}) as h:
-                made = await h.post("/roles", json={"name": name, "permissions": sorted(permissions)})
-                assert made.status_code == 201, made.text
-            grants = {role: perms for role, (_, perms) in BUILTIN_ROLES.items()} | {name: permissions}
-            tokens = {role: await principal_token(admin, owner, f"sm-{role}", {"role": role}) for role in grants}
-            yield Bench(base_url(admin), owner, tokens, grants, home, ear)
+            holders = await role_holders(admin, owner, CUSTOM, "sm")
+            yield Bench(holders.owner, holders.tokens, holders.permissions, base_url(admin), home, ear)
     finally:
         server.stop()
 

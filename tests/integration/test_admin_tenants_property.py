@@ -16,13 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from libs.common.web.guarded_http import shared_tls
 from services.admin.roles import SCOPABLE
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, principal_token, running_admin
+from tests.support.replayable import replayable
 from tests.support.tenants import LINK_VALUES, directory_of, lies_in, places, seed_tenants
 
 pytestmark = pytest.mark.integration
@@ -110,13 +111,7 @@ def _property(base: str, owner_token: str, tokens: dict[str, str], examples: int
     tls = shared_tls()
     with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {owner_token}"}, verify=tls) as owner:
 
-        @settings(
-            max_examples=examples,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            suppress_health_check=list(HealthCheck),
-        )
+        @replayable(examples)
         @given(scope=st.sampled_from(sorted(tokens)), steps=st.lists(change(), min_size=1, max_size=6))
         def run(scope: str, steps: list[Change]) -> None:
             headers = {"Authorization": f"Bearer {tokens[scope]}"}

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from chdb.state.sqlitelike import Connection
 from clickhouse_connect.driver.binding import format_bind_value
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from libs.common.analytics.queries import AnalyticsQuery, NotReadOnly, engine_limits, read_only
@@ -31,6 +31,7 @@ from services.audit import AuditService
 from services.audit.store import ClickHouseStore
 from tests.support.analytics_stack import analytics_stack
 from tests.support.hostile_sql import NAMES_RIGHT_OF_IN
+from tests.support.replayable import replayable
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -177,7 +178,7 @@ def _fuzz(store: ClickHouseStore, received: list[tuple[str, dict[str, Any]]]) ->
     """Runs the fuzz; returns the examples run through the engine."""
     ran = 0
 
-    @settings(max_examples=200, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @replayable(200)
     @given(value=_VALUES, pasted=st.sampled_from(_PASTED))
     def one(value: str, pasted: str) -> None:
         nonlocal ran

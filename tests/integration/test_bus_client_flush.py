@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from libs.common.bus.bus_client import BusClient
+from tests.support.bus_pair import sender_and_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -58,17 +59,12 @@ async def test_a_flush_sends_its_ping_after_the_subscription_before_it(
 async def test_a_message_published_after_a_subscribe_and_flush_arrives(nats_url: str) -> None:
     """The symptom, 40 fresh pairs of connections: before the fix about one in a hundred was lost."""
     for _ in range(40):
-        sender, receiver = BusClient(), BusClient()
-        await sender.connect(nats_url)
-        await receiver.connect(nats_url)
-        try:
+        async with sender_and_receiver(nats_url) as (sender, receiver):
             sub = await receiver.subscribe("flush.arrives")
             await receiver.flush()
             await sender.publish("flush.arrives", b"x")
-            msg = await sub.next_msg(timeout=30)  # a bound on a hang: the message is there or lost
+            try:
+                msg = await sub.next_msg(timeout=30)  # a bound on a hang: the message is there or lost
+            except nats.errors.TimeoutError:
+                pytest.fail("a message published after the subscriber's flush was lost")
             assert msg.data == b"x"
-        except nats.errors.TimeoutError:
-            pytest.fail("a message published after the subscriber's flush was lost")
-        finally:
-            await sender.close()
-            await receiver.close()

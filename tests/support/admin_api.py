@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from libs.common.settings import AdminSettings, IngressSettings
 from libs.common.web.guarded_http import shared_tls
 from services.admin.api.access_store import AccessStore
 from services.admin.api.tables import Buckets
+from services.admin.roles import BUILTIN_ROLES
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.egress import LOOPBACK_UPSTREAMS
@@ -31,6 +33,7 @@ from tests.support.stores import declared
 __all__ = [
     "BOOTSTRAP",
     "ECHO",
+    "RoleHolders",
     "admin",
     "admin_pages",
     "api",
@@ -39,6 +42,7 @@ __all__ = [
     "ingress",
     "owner_token",
     "principal_token",
+    "role_holders",
     "running_admin",
     "seeded_token",
     "servers_list",
@@ -80,6 +84,30 @@ async def principal_token(
     assert made.status_code == 201, made.text
     secret: str = made.json()["token"]["secret"]
     return secret
+
+
+@dataclass
+class RoleHolders:
+    """The first owner's token and a principal of each built-in role and of one custom role: each
+    role's API token, and the permissions it grants."""
+
+    owner: str
+    tokens: dict[str, str]
+    permissions: dict[str, frozenset[str]]
+
+
+async def role_holders(
+    service: AdminService, owner: str, custom: tuple[str, Iterable[str]], prefix: str
+) -> RoleHolders:
+    """Makes the `custom` role (name, permissions), then a principal `<prefix>-<role>` holding each role."""
+    name, permissions = custom
+    headers = {"Authorization": f"Bearer {owner}"}
+    async with httpx.AsyncClient(base_url=base_url(service), headers=headers, timeout=30, verify=shared_tls()) as http:
+        made = await http.post("/roles", json={"name": name, "permissions": sorted(permissions)})
+    assert made.status_code == 201, made.text
+    grants = {role: perms for role, (_, perms) in BUILTIN_ROLES.items()} | {name: frozenset(permissions)}
+    tokens = {role: await principal_token(service, owner, f"{prefix}-{role}", {"role": role}) for role in grants}
+    return RoleHolders(owner, tokens, grants)
 
 
 async def seeded_token(nats_url: str, name: str, *roles: dict[str, Any], kind: str = "automation") -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ from openai.types.chat import ChatCompletionChunk, ParsedChatCompletionMessage
 from libs.common.bus.nats import connect
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
+from libs.common.runtime.sealing import new_key
+from libs.common.settings import CodeModeSettings
 from libs.common.web.guarded_http import shared_tls
+from services.codemode.service import CodeModeService
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config, gateway_on_own_servers
 from tests.support.llm_provider import ScriptedProvider
 from tests.support.polling import poll_until
@@ -103,12 +107,48 @@ async def close_sdk_clients() -> None:
 
 @contextlib.asynccontextmanager
 async def module_gateway(workdir: Path, config: dict[str, Any], **settings: Any) -> AsyncIterator[Gateway]:
-    """A test module's gateway (`gateway_on_own_servers`), once ingress serves the scripted provider's models."""
+    """A test module's gateway (`gateway_on_own_servers`), once ingress serves the scripted provider's models.
+
+    Provider keys are sealed at rest and the audit journal is under `workdir` unless `settings` say otherwise."""
+    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal"), **settings}
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)
         async with gateway_on_own_servers(workdir, config, **settings) as gw:
             await poll_until(lambda: MODEL in gw.ingress.models.models, "the provider in the ingress view")
             yield gw
+
+
+@dataclass(frozen=True)
+class StackShape:
+    """What a `/v1` test module's gateway runs around the scripted provider and the echo server: a module
+    names its own as `STACK` (the `shared_gateway` fixture reads it), else it gets the default."""
+
+    admin: bool = True
+    notes: bool = True
+    """Whether the notes MCP server is configured (a module whose tests never call it leaves it out)."""
+    failure_threshold: int | None = None
+    """The scripted provider's breaker threshold, for a module whose tests fail it several times in a row."""
+    codemode: CodeModeSettings | None = None
+    max_body_bytes: int | None = None
+
+
+@contextlib.asynccontextmanager
+async def shaped_gateway(
+    workdir: Path, provider: ScriptedProvider, shape: StackShape, **settings: Any
+) -> AsyncIterator[Gateway]:
+    """`module_gateway` over `provider` as `shape` says, once the codemode service (if any) lists echo's tools."""
+    config = llm_config(provider)
+    if not shape.notes:
+        del config["mcpServers"]["notes"]
+    if shape.failure_threshold is not None:
+        config["llm"]["providers"]["scripted"]["failure_threshold"] = shape.failure_threshold
+    if shape.max_body_bytes is not None:
+        settings["max_body_bytes"] = shape.max_body_bytes
+    async with module_gateway(workdir, config, admin=shape.admin, codemode=shape.codemode, **settings) as gw:
+        codemode = next((s for s in gw.services if isinstance(s, CodeModeService)), None)
+        if codemode is not None:
+            await poll_until(lambda: "echo" in {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
+        yield gw
 
 
 @contextlib.asynccontextmanager

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from libs.common.bus.bus_client import BusClient, parse_header_lines
+from tests.support.bus_pair import sender_and_receiver
 
 pytestmark = pytest.mark.integration  # two of its tests go through a real nats-server
 
@@ -156,16 +157,10 @@ async def test_the_same_publish_as_nats_py_for_any_headers(headers: dict[str, st
 
 
 async def test_a_bus_client_publish_arrives_with_its_headers(nats_url: str) -> None:
-    sender, receiver = BusClient(), BusClient()
-    await sender.connect(nats_url)
-    await receiver.connect(nats_url)
-    try:
+    async with sender_and_receiver(nats_url) as (sender, receiver):
         sub = await receiver.subscribe("headers.sent")
         await receiver.flush()
         sent = {"Bastion-Accept-By": "1764093737.123456", "Broken": "a\r\nb", "Unicode": "välue ✓"}
         await sender.publish("headers.sent", b"x", headers=sent)
         msg = await sub.next_msg(timeout=30)  # a bound on a hang: a lost message (test_bus_client_flush.py) never comes
         assert msg.headers == {**sent, "Broken": "a  b"} and msg.data == b"x"
-    finally:
-        await sender.close()
-        await receiver.close()

@@ -9,24 +9,15 @@ from typing import Any
 
 import pytest
 
-from libs.common.bus.work_signing import WorkSigner
 from libs.common.cedar.cedar_eval import Principal, call_context, per_call_applicable, reads_decimals
 from libs.common.cedar.cedar_policies import compile_policies
 from libs.common.contracts import subjects
-from libs.common.contracts.messages import Caller, Grant, PolicyCondition, ToolCall
+from libs.common.contracts.messages import Grant, PolicyCondition, ToolCall
 from services.executor.admission import Admission, Admitted, Stale
 from services.policy.cedar_decisions import CedarDecider
+from tests.support.grants import CALL, LATER, SIGNER, changed
 
 pytestmark = pytest.mark.unit
-
-CALL = ToolCall(caller=Caller(key_id="k1", key_name="ci"), server="echo", tool="echo", name="echo__echo", timeout=5)
-SIGNER = WorkSigner("policy-key")
-LATER = time.time() + 60
-
-
-def _changed(**update: Any) -> ToolCall:
-    return CALL.model_copy(update=update)
-
 
 ARGUMENT_POLICIES = """
 @id("no-secrets")
@@ -91,7 +82,7 @@ def test_an_executor_decides_each_call_on_a_conditional_grant_by_its_arguments(
 ) -> None:
     """Allowed arguments run; any other answer of the per-call policies sends the call to policy."""
     admission = Admission(SIGNER)
-    call = _changed(arguments=arguments)
+    call = changed(arguments=arguments)
     headers, data = _on(call, _condition(), time.time() + 60)
     for _ in range(2):  # verified and compiled, then remembered: each call decided on its own arguments
         admitted = admission.admit(subjects.EXEC_CALL, "inbox", headers, data, time.time())
@@ -99,7 +90,7 @@ def test_an_executor_decides_each_call_on_a_conditional_grant_by_its_arguments(
 
 
 def test_arguments_sent_apart_are_decided_by_policy() -> None:
-    call = _changed(arguments={}, arguments_blob="blob-1")
+    call = changed(arguments={}, arguments_blob="blob-1")
     headers, data = _on(call, _condition(), time.time() + 60)
     assert Admission(SIGNER).admit(subjects.EXEC_CALL, "inbox", headers, data, time.time()) == Stale(call.id)
 
@@ -114,7 +105,7 @@ def test_a_call_an_app_made_is_decided_as_the_apps_on_a_conditional_grant() -> N
     condition = _condition(policies)
     admission = Admission(SIGNER)
     for initiator, runs in (("agent", True), ("app", False)):
-        call = _changed(arguments={"text": "hi"}, initiator=initiator)
+        call = changed(arguments={"text": "hi"}, initiator=initiator)
         headers, data = _on(call, condition, time.time() + 60)
         admitted = admission.admit(subjects.EXEC_CALL, "inbox", headers, data, time.time())
         assert isinstance(admitted, Admitted) if runs else admitted == Stale(call.id)
@@ -138,7 +129,7 @@ def test_the_context_holds_decimals_only_where_a_policy_may_read_them() -> None:
 @pytest.mark.parametrize(("amount", "runs"), [(50.5, True), (100, True), (100.25, False), (1e6, False)])
 def test_an_executor_decides_a_policy_on_decimals_by_the_calls_amount(amount: float, runs: bool) -> None:
     admission = Admission(SIGNER)
-    call = _changed(arguments={"text": "hi", "amount": amount})
+    call = changed(arguments={"text": "hi", "amount": amount})
     headers, data = _on(call, _condition(DECIMAL_POLICY), time.time() + 60)
     admitted = admission.admit(subjects.EXEC_CALL, "inbox", headers, data, time.time())
     assert isinstance(admitted, Admitted) if runs else admitted == Stale(call.id)

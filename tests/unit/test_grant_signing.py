@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
@@ -15,29 +14,22 @@ from libs.common.contracts.messages import Caller, Grant, ToolCall, UpstreamRequ
 from services.executor.admission import FORGED, Admission, Admitted, Stale
 from services.ingress.sending import grant_cache
 from services.ingress.sending.grant_cache import GrantCache
+from tests.support.grants import CALL, LATER, SIGNER, changed
 
 pytestmark = pytest.mark.unit
-
-CALL = ToolCall(caller=Caller(key_id="k1", key_name="ci"), server="echo", tool="echo", name="echo__echo", timeout=5)
-SIGNER = WorkSigner("policy-key")
-LATER = time.time() + 60
-
-
-def _changed(**update: Any) -> ToolCall:
-    return CALL.model_copy(update=update)
 
 
 @pytest.mark.parametrize(
     "other",
     [
-        _changed(caller=Caller(key_id="k2", key_name="ci")),
-        _changed(caller=Caller(key_id="k1", key_name="ci", user_id="mallory")),  # whose upstream credentials
-        _changed(caller=Caller(key_id="k1", key_name="ci", team_id="t")),
-        _changed(caller=Caller(key_id="k1", key_name="ci", content_logging=False)),
-        _changed(server="notes"),
-        _changed(tool="add", name="echo__add"),
-        _changed(include_servers=["echo"]),
-        _changed(include_tools=["echo"]),
+        changed(caller=Caller(key_id="k2", key_name="ci")),
+        changed(caller=Caller(key_id="k1", key_name="ci", user_id="mallory")),  # whose upstream credentials
+        changed(caller=Caller(key_id="k1", key_name="ci", team_id="t")),
+        changed(caller=Caller(key_id="k1", key_name="ci", content_logging=False)),
+        changed(server="notes"),
+        changed(tool="add", name="echo__add"),
+        changed(include_servers=["echo"]),
+        changed(include_tools=["echo"]),
     ],
 )
 def test_a_grant_is_genuine_for_its_own_request_alone(other: ToolCall) -> None:
@@ -51,7 +43,7 @@ def test_a_grant_mac_stays_byte_for_byte_what_policy_signs() -> None:
     """A known answer: grants outlive a rollout (policy and executors of two versions verify each
     other's), so how a decision is encoded, every caller field in order, must not drift."""
     caller = Caller(key_id="k1", key_name="ci", user_id="u", team_id="t", customer_id="c", content_logging=False)
-    call = _changed(caller=caller, include_tools=["echo"])
+    call = changed(caller=caller, include_tools=["echo"])
     assert call.decision()[0] == tuple(caller.model_dump().values())
     mac = SIGNER.grant_mac(subjects.EXEC_CALL, call, 1764093737.5, 0.01, {subjects.KV_SERVERS: 4})
     assert mac == "c53a68186312ffd06e6678ae205b882235130a73d33fdfc3c0b2b6b07c2ab140"
@@ -80,7 +72,7 @@ def test_a_prompt_request_and_a_tool_of_the_same_name_never_share_a_grant() -> N
     )
     mac = SIGNER.grant_mac(subjects.EXEC_REQUEST, prompt, LATER, None)
     assert SIGNER.genuine(subjects.EXEC_REQUEST, prompt, Grant(expires=LATER, mac=mac))
-    assert not SIGNER.genuine(subjects.EXEC_CALL, _changed(tool="prompt:echo"), Grant(expires=LATER, mac=mac))
+    assert not SIGNER.genuine(subjects.EXEC_CALL, changed(tool="prompt:echo"), Grant(expires=LATER, mac=mac))
 
 
 def test_without_a_key_nothing_is_signed_or_checked() -> None:
@@ -118,8 +110,8 @@ def test_a_grant_is_kept_and_sent_with_its_price() -> None:
     assert held is not None and held.grant.price == 0.25
     assert held.headers == {subjects.GRANT: header, subjects.CHARGED_USD: "0.25"}
     assert cache.find(subjects.EXEC_REQUEST, CALL) is None  # another kind of request
-    assert cache.find(subjects.EXEC_CALL, _changed(include_tools=["echo"])) is None  # another narrowing
-    assert cache.find(subjects.EXEC_CALL, _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u"))) is None
+    assert cache.find(subjects.EXEC_CALL, changed(include_tools=["echo"])) is None  # another narrowing
+    assert cache.find(subjects.EXEC_CALL, changed(caller=Caller(key_id="k1", key_name="ci", user_id="u"))) is None
 
 
 def test_a_grant_decided_before_a_change_ingress_had_seen_is_not_kept() -> None:
@@ -155,7 +147,7 @@ def test_a_malformed_grant_is_ignored_and_the_oldest_goes_first() -> None:
     cache.keep(subjects.EXEC_CALL, CALL, "{not json", cache.seen())
     cache.keep(subjects.EXEC_CALL, CALL, '{"expires": 1, "extra": 2}', cache.seen())
     assert len(cache) == 0
-    calls = [_changed(tool=f"t{i}", name=f"echo__t{i}") for i in range(4)]
+    calls = [changed(tool=f"t{i}", name=f"echo__t{i}") for i in range(4)]
     for call in calls:
         cache.keep(subjects.EXEC_CALL, call, _header(), cache.seen())
     assert len(cache) == 3
@@ -173,8 +165,8 @@ def test_an_executor_remembers_a_verified_grant_for_its_own_request_alone() -> N
         admitted = admission.admit(subjects.EXEC_CALL, "inbox", header, data, time.time())
         assert isinstance(admitted, Admitted) and admitted.request is not None and admitted.request.id == CALL.id
     for other in (
-        _changed(tool="add", name="echo__add"),
-        _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u")),
+        changed(tool="add", name="echo__add"),
+        changed(caller=Caller(key_id="k1", key_name="ci", user_id="u")),
     ):
         assert (
             admission.admit(subjects.EXEC_CALL, "inbox", header, other.model_dump_json().encode(), time.time())
@@ -215,8 +207,8 @@ def test_work_policy_signed_is_admitted_unparsed_and_anything_else_unanswered() 
     "head",
     [
         CALL,
-        _changed(caller=Caller(key_id="k1", key_name="ci", user_id="u", team_id="t", customer_id="c")),
-        _changed(include_servers=["echo", "notes"], include_tools=[]),
+        changed(caller=Caller(key_id="k1", key_name="ci", user_id="u", team_id="t", customer_id="c")),
+        changed(include_servers=["echo", "notes"], include_tools=[]),
         UpstreamRequest(
             caller=Caller(key_id="k1", key_name="ci"), server="echo", method="prompts/get", target="prompt:p", timeout=5
         ),

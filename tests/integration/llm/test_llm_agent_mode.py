@@ -3,7 +3,6 @@ through the codemode service), feeds results back, and audits each round as the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,9 +11,7 @@ from libs.common.bus.nats import connect
 from libs.common.contracts import subjects
 from libs.common.contracts.codemode import META_TOOL_NAMES
 from libs.common.contracts.messages import AuditEvent, AuditQuery, AuditRows
-from libs.common.runtime.sealing import new_key
 from libs.common.settings import CodeModeSettings
-from services.codemode.service import CodeModeService
 from tests.support.gateway import Gateway
 from tests.support.llm_gateway import (
     AGENT_KEY,
@@ -22,52 +19,22 @@ from tests.support.llm_gateway import (
     CODER_KEY,
     MODEL,
     SHALLOW_KEY,
+    StackShape,
     accumulated,
     audit_rows_since,
-    closing_clients,
-    llm_config,
-    module_gateway,
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Reply, ScriptedProvider
+from tests.support.llm_provider import Reply
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
-    """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.reset()
-    return shared_provider
-
-
-@pytest.fixture(scope="module")
-async def shared_gateway(
-    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
-) -> AsyncIterator[Gateway]:
-    """conftest's `gateway` and `code_gateway` in one (without the admin API, which no test here uses),
-    started once: the tests here only complete, run echo's tools and Code Mode scripts, each Code Mode
-    key serves one test, and no test calls the notes server, so it has none."""
-    workdir = tmp_path_factory.mktemp("llm")
-    config = llm_config(shared_provider)
-    del config["mcpServers"]["notes"]
-    settings = {
-        "secrets_key": new_key(),
-        "audit_journal_dir": str(workdir / "journal"),
-        "codemode": CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20),
-    }
-    async with module_gateway(workdir, config, **settings) as gw:
-        codemode = next(s for s in gw.services if isinstance(s, CodeModeService))
-        await poll_until(lambda: "echo" in {s for s, _ in codemode.catalog.pairs}, "the codemode catalog")
-        yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    async with closing_clients(shared_gateway) as gw:
-        yield gw
+STACK = StackShape(admin=False, notes=False, codemode=CodeModeSettings(sandbox_workers=1, sandbox_wall_seconds=20))
+"""conftest's gateway with the codemode service and without the admin API (no test here uses it): the
+tests here only complete, run echo's tools and Code Mode scripts, each Code Mode key serves one test,
+and no test calls the notes server, so it has none."""
 
 
 @pytest.fixture

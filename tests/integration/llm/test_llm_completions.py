@@ -5,14 +5,12 @@ execution, streaming, tool injection, provider failures and budgets."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
 
-from libs.common.runtime.sealing import new_key
-from tests.support.gateway import ADMIN_KEY, READONLY_KEY, Gateway
+from tests.support.gateway import ADMIN_KEY, READONLY_KEY
 from tests.support.llm_gateway import (
     AGENT_KEY,
     BROKE_KEY,
@@ -23,47 +21,22 @@ from tests.support.llm_gateway import (
     PRICEY,
     PROVIDER_KEY,
     SQUAD_KEY,
+    StackShape,
     audit_rows_since,
-    closing_clients,
     execute_call,
-    llm_config,
-    module_gateway,
     sdk_client,
     tool_names,
 )
-from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, Stall, Stop
+from tests.support.llm_provider import Cut, Drop, Fail, Reply, Stall, Stop
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
-    """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.reset()
-    return shared_provider
-
-
-@pytest.fixture(scope="module")
-async def shared_gateway(
-    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider
-) -> AsyncIterator[Gateway]:
-    """conftest's `gateway` less the admin API (no test here uses it), started once: each key with a
-    budget (`broke`, the `squad` team) and each provider made to fail for good (`down`, `slow`) serves
-    one test only."""
-    workdir = tmp_path_factory.mktemp("llm")
-    config = llm_config(shared_provider)
-    # the tests that break the scripted provider's answers fail it up to five times in a row: its
-    # breaker must not open on one test and refuse the next one's calls (`down`'s is the one tested)
-    config["llm"]["providers"]["scripted"]["failure_threshold"] = 10
-    settings = {"secrets_key": new_key(), "audit_journal_dir": str(workdir / "journal")}
-    async with module_gateway(workdir, config, **settings) as gw:
-        yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    async with closing_clients(shared_gateway) as gw:
-        yield gw
+# the tests that break the scripted provider's answers fail it up to five times in a row: its breaker
+# must not open on one test and refuse the next one's calls (`down`'s is the one tested)
+STACK = StackShape(admin=False, failure_threshold=10)
+"""conftest's gateway less the admin API (no test here uses it): each key with a budget (`broke`, the
+`squad` team) and each provider made to fail for good (`down`, `slow`) serves one test only."""
 
 
 async def test_models_and_authentication(gateway):

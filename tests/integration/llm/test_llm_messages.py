@@ -49,8 +49,8 @@ async def _events(stream: Any) -> list[Any]:
     return [event async for event in stream]
 
 
-async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bastion(began, front_gateway, scripted):
-    scripted.script = [Reply("Let me echo. ", tool_calls=[("echo__echo", {"text": "hi"})]), Reply("It said hi.")]
+async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bastion(began, front_gateway, provider):
+    provider.script = [Reply("Let me echo. ", tool_calls=[("echo__echo", {"text": "hi"})]), Reply("It said hi.")]
     client = anthropic_client(front_gateway)
     messages: list[dict[str, Any]] = [_user("echo hi")]
     stream = await client.beta.messages.create(  # Claude Code posts /v1/messages?beta=true
@@ -79,7 +79,7 @@ async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bast
     assert (text, arguments) == ("Let me echo. ", '{"text":"hi"}')
     assert events[-2].delta.stop_reason == "tool_use" and events[-2].usage.output_tokens == 5
 
-    sent = scripted.received[0].body
+    sent = provider.received[0].body
     assert sent["messages"][0] == {"role": "system", "content": "You are Claude Code.\nBe brief."}
     assert sent["messages"][1] == {"role": "user", "content": "echo hi"}
     assert tool_names(sent)[0] == "Bash" and "echo__echo" in tool_names(sent)  # the key's MCP tools injected
@@ -97,8 +97,8 @@ async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bast
         final = await again.get_final_message()
     assert [block.type for block in final.content] == ["text"] and final.content[0].text == "It said hi."
     assert final.stop_reason == "end_turn"
-    assert scripted.refused == []
-    continued = scripted.received[1].body["messages"]
+    assert provider.refused == []
+    continued = provider.received[1].body["messages"]
     assert continued[1]["tool_calls"][0]["id"] == tool_use["id"]
     assert continued[2] == {"role": "tool", "tool_call_id": tool_use["id"], "content": "hi"}
 
@@ -108,8 +108,8 @@ async def test_claude_code_streams_a_tool_use_and_runs_the_mcp_tool_through_bast
     assert len(llm) == 2 and llm[0].tool_calls == ["echo__echo"] and tool.parent_id == llm[0].event_id
 
 
-async def test_a_whole_message_translates_images_tool_choice_and_usage(front_gateway, scripted):
-    scripted.script = [Reply("A red dot.", usage=(40, 7))]
+async def test_a_whole_message_translates_images_tool_choice_and_usage(front_gateway, provider):
+    provider.script = [Reply("A red dot.", usage=(40, 7))]
     message = await anthropic_client(front_gateway, bearer=True).messages.create(  # ANTHROPIC_AUTH_TOKEN
         model=MODEL,
         max_tokens=100,
@@ -131,7 +131,7 @@ async def test_a_whole_message_translates_images_tool_choice_and_usage(front_gat
     assert message.type == "message" and message.role == "assistant" and message.model == MODEL
     assert [(b.type, b.text) for b in message.content if b.type == "text"] == [("text", "A red dot.")]
     assert (message.stop_reason, message.usage.input_tokens, message.usage.output_tokens) == ("end_turn", 40, 7)
-    sent = scripted.received[0].body
+    sent = provider.received[0].body
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}
     assert sent["messages"][1] == {"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}
     assert (sent["tool_choice"], sent["parallel_tool_calls"], sent["stop"]) == ("required", False, ["END"])
@@ -139,8 +139,8 @@ async def test_a_whole_message_translates_images_tool_choice_and_usage(front_gat
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_agent_mode_runs_the_mcp_tool_and_answers_in_anthropic_turns(began, front_gateway, scripted, stream):
-    scripted.script = [Reply("Checking. ", tool_calls=[("echo__echo", {"text": "x"})]), Reply("Done.")]
+async def test_agent_mode_runs_the_mcp_tool_and_answers_in_anthropic_turns(began, front_gateway, provider, stream):
+    provider.script = [Reply("Checking. ", tool_calls=[("echo__echo", {"text": "x"})]), Reply("Done.")]
     client = anthropic_client(front_gateway, AGENT_KEY)
     request: dict[str, Any] = {"model": MODEL, "max_tokens": 1024, "messages": [_user("go")], "tools": [BASH]}
     if stream:
@@ -157,13 +157,13 @@ async def test_agent_mode_runs_the_mcp_tool_and_answers_in_anthropic_turns(began
         assert result["role"] == "user" and result["content"][0]["type"] == "tool_result"
         assert result["content"][0]["content"] == "x"
     assert final.stop_reason == "end_turn" and not [b for b in final.content if b.type == "tool_use"]
-    assert scripted.received[1].body["messages"][-1]["content"] == "x"  # the model saw the tool's result
+    assert provider.received[1].body["messages"][-1]["content"] == "x"  # the model saw the tool's result
     rows = await audit_rows_since(front_gateway, 3, began)
     assert sorted(r.kind for r in rows) == ["llm_request", "llm_request", "tool_call"]
 
 
-async def test_agent_mode_hands_back_the_application_tool_as_a_pending_tool_use(front_gateway, scripted):
-    scripted.script = [Reply(tool_calls=[("echo__echo", {"text": "ran"}), ("Bash", {"command": "ls"})])]
+async def test_agent_mode_hands_back_the_application_tool_as_a_pending_tool_use(front_gateway, provider):
+    provider.script = [Reply(tool_calls=[("echo__echo", {"text": "ran"}), ("Bash", {"command": "ls"})])]
     async with anthropic_client(front_gateway, AGENT_KEY).messages.stream(
         model=MODEL, max_tokens=1024, messages=[_user("both")], tools=[BASH]
     ) as events:
@@ -173,7 +173,7 @@ async def test_agent_mode_hands_back_the_application_tool_as_a_pending_tool_use(
     assert final.stop_reason == "tool_use"
 
 
-async def test_errors_come_in_anthropic_shape_with_anthropic_statuses(front_gateway, scripted):
+async def test_errors_come_in_anthropic_shape_with_anthropic_statuses(front_gateway, provider):
     with pytest.raises(anthropic.AuthenticationError) as refused:
         await anthropic_client(front_gateway, "bk_not_a_key_at_all_000000000").messages.create(
             model=MODEL, max_tokens=10, messages=[_user("hi")]
@@ -191,15 +191,15 @@ async def test_errors_come_in_anthropic_shape_with_anthropic_statuses(front_gate
             model=PRICEY, max_tokens=100, messages=[_user("hi")]
         )
     assert broke.value.status_code == 402 and broke.value.body["error"]["type"] == "billing_error"
-    assert scripted.received == []
-    scripted.script = [Fail(500, "the provider is having a bad day")]
+    assert provider.received == []
+    provider.script = [Fail(500, "the provider is having a bad day")]
     with pytest.raises(anthropic.APIStatusError) as failed:
         await client.messages.create(model=MODEL, max_tokens=10, messages=[_user("hi")])
     assert failed.value.status_code == 502 and failed.value.body["type"] == "error"
 
 
-async def test_a_stream_cut_midway_ends_in_an_error_event_the_sdk_raises(began, front_gateway, scripted):
-    scripted.script = [Cut("Half an answer that never")]
+async def test_a_stream_cut_midway_ends_in_an_error_event_the_sdk_raises(began, front_gateway, provider):
+    provider.script = [Cut("Half an answer that never")]
     text = []
     with pytest.raises(anthropic.APIError):
         async with anthropic_client(front_gateway).messages.stream(
@@ -230,9 +230,9 @@ async def _post(gateway: Gateway, body: bytes | dict[str, Any]) -> httpx.Respons
         return await http.post(f"{base}/v1/messages", content=content, headers=headers)
 
 
-async def test_the_stream_sends_anthropics_events_in_anthropics_order(front_gateway, scripted):
+async def test_the_stream_sends_anthropics_events_in_anthropics_order(front_gateway, provider):
     """Read off the wire (the SDK hides `ping`), with an `event:` line naming each one as Anthropic's do."""
-    scripted.script = [Reply("Hello there", tool_calls=[("echo__echo", {"text": "a"}), ("Bash", {"command": "ls"})])]
+    provider.script = [Reply("Hello there", tool_calls=[("echo__echo", {"text": "a"}), ("Bash", {"command": "ls"})])]
     answer = await _post(front_gateway, {**_VALID, "stream": True, "tools": [BASH]})
     assert answer.headers["content-type"].startswith("text/event-stream")
     events = [block.split("\n") for block in answer.text.strip().split("\n\n")]
@@ -279,7 +279,7 @@ ATTACKS: dict[str, tuple[Any, str]] = {
 }
 
 
-async def test_malformed_requests_get_a_clear_anthropic_error_and_no_provider_call(began, front_gateway, scripted):
+async def test_malformed_requests_get_a_clear_anthropic_error_and_no_provider_call(began, front_gateway, provider):
     for name, (body, says) in ATTACKS.items():
         answer = await _post(front_gateway, body)
         error = answer.json()
@@ -288,8 +288,8 @@ async def test_malformed_requests_get_a_clear_anthropic_error_and_no_provider_ca
         assert says in error["error"]["message"], (name, error)
     oversized = await _post(front_gateway, {**_VALID, "system": "x" * FRONT_BODY_LIMIT})
     assert oversized.status_code == 413 and oversized.json()["error"]["type"] == "request_too_large"
-    assert scripted.received == []
-    scripted.script = [Reply("still here")]
+    assert provider.received == []
+    provider.script = [Reply("still here")]
     assert (await _post(front_gateway, _VALID)).json()["content"][0]["text"] == "still here"
     rows = await audit_rows_since(front_gateway, 1, began)
     assert [r.kind for r in rows] == ["llm_request"]  # the refused ones reached no provider

@@ -31,7 +31,6 @@ from tests.support.llm_gateway import (
     audit_rows_since,
     closing_clients,
     llm_config,
-    module_gateway,
     sdk_client,
 )
 from tests.support.llm_provider import Held, Reply, ScriptedProvider, conversation_problem
@@ -41,41 +40,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def provider(shared_provider: ScriptedProvider) -> ScriptedProvider:
-    """The module's provider, with a script and a record of requests of this test's own."""
-    shared_provider.reset()
-    return shared_provider
-
-
-@pytest.fixture(scope="module")
-def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The audit journal of the module's gateway."""
-    return tmp_path_factory.mktemp("llm-journal")
-
-
-@pytest.fixture(scope="module")
-async def shared_gateway(
-    tmp_path_factory: pytest.TempPathFactory, shared_provider: ScriptedProvider, journal_dir: Path
-) -> AsyncIterator[Gateway]:
-    """conftest's `gateway`, started once, for the tests that change no provider: a key the admin API
-    makes has a name of its own, and the notes the docs' examples add are read by no test."""
-    workdir, config = tmp_path_factory.mktemp("llm"), llm_config(shared_provider)
-    settings = {"admin": True, "secrets_key": new_key(), "audit_journal_dir": str(journal_dir)}
-    async with module_gateway(workdir, config, **settings) as gw:
-        yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    async with closing_clients(shared_gateway) as gw:
-        yield gw
-
-
-@pytest.fixture
 async def gateway_of_its_own(
     nats_url: str, redis_url: str, tmp_path: Path, provider: ScriptedProvider, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[Gateway]:
-    """conftest's `gateway` for a test that changes the providers. No stdio server: no tool is called on
+    """A gateway with the admin API for a test that changes the providers. No stdio server: no tool is called on
     it. While the module's gateway runs, this one's audit store does not open (the embedded ClickHouse
     is the process's, at the other one's path): no test on it reads audit rows."""
     monkeypatch.setenv("BASTION_TEST_PROVIDER_KEY", PROVIDER_KEY)

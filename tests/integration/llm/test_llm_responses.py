@@ -32,8 +32,8 @@ WEATHER = {
 """A function tool of the application's own: never run by Bastion."""
 
 
-async def test_a_tool_round_trip_runs_the_mcp_tool_through_bastion(began, front_gateway, scripted):
-    scripted.script = [
+async def test_a_tool_round_trip_runs_the_mcp_tool_through_bastion(began, front_gateway, provider):
+    provider.script = [
         Reply("Echoing. ", tool_calls=[("echo__echo", {"text": "hi"})], usage=(30, 6)),
         Reply("hi it is"),
     ]
@@ -45,7 +45,7 @@ async def test_a_tool_round_trip_runs_the_mcp_tool_through_bastion(began, front_
     assert message.type == "message" and response.output_text == "Echoing. "
     assert (call.type, call.name, orjson.loads(call.arguments)) == ("function_call", "echo__echo", {"text": "hi"})
     assert response.usage is not None and (response.usage.input_tokens, response.usage.output_tokens) == (30, 6)
-    sent = scripted.received[0].body
+    sent = provider.received[0].body
     assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "echo hi"}]
     assert tool_names(sent)[0] == "weather" and "echo__echo" in tool_names(sent)
 
@@ -55,8 +55,8 @@ async def test_a_tool_round_trip_runs_the_mcp_tool_through_bastion(began, front_
     items += [item.model_dump(exclude_none=True) for item in response.output] + [output]
     again = await client.responses.create(model=MODEL, input=items, tools=[WEATHER])
     assert again.output_text == "hi it is"
-    assert scripted.refused == []
-    conversation = scripted.received[1].body["messages"]
+    assert provider.refused == []
+    conversation = provider.received[1].body["messages"]
     assert [m["role"] for m in conversation] == ["user", "assistant", "tool"]
     assert conversation[1]["content"] == "Echoing. " and conversation[1]["tool_calls"][0]["id"] == call.call_id
     rows = await audit_rows_since(front_gateway, 3, began)
@@ -65,8 +65,8 @@ async def test_a_tool_round_trip_runs_the_mcp_tool_through_bastion(began, front_
     assert len(llm) == 2 and tool.parent_id == llm[0].event_id
 
 
-async def test_a_stream_sends_the_responses_events_in_order(front_gateway, scripted):
-    scripted.script = [Reply("Hello there", tool_calls=[("weather", {"city": "Oslo"})])]
+async def test_a_stream_sends_the_responses_events_in_order(front_gateway, provider):
+    provider.script = [Reply("Hello there", tool_calls=[("weather", {"city": "Oslo"})])]
     stream = await sdk_client(front_gateway).responses.create(
         model=MODEL, input="weather in Oslo?", tools=[WEATHER], stream=True
     )
@@ -86,8 +86,8 @@ async def test_a_stream_sends_the_responses_events_in_order(front_gateway, scrip
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-async def test_agent_mode_runs_the_mcp_tool_and_gives_the_transcript_as_input_items(front_gateway, scripted, stream):
-    scripted.script = [Reply("Checking. ", tool_calls=[("echo__echo", {"text": "x"})]), Reply("Done.")]
+async def test_agent_mode_runs_the_mcp_tool_and_gives_the_transcript_as_input_items(front_gateway, provider, stream):
+    provider.script = [Reply("Checking. ", tool_calls=[("echo__echo", {"text": "x"})]), Reply("Done.")]
     client = sdk_client(front_gateway, AGENT_KEY)
     if stream:
         events = [e async for e in await client.responses.create(model=MODEL, input="go", stream=True)]
@@ -100,11 +100,11 @@ async def test_agent_mode_runs_the_mcp_tool_and_gives_the_transcript_as_input_it
     summary = response.model_extra["bastion"]
     assert [item["type"] for item in summary["transcript"]] == ["message", "function_call", "function_call_output"]
     assert summary["transcript"][2]["output"] == "x"
-    assert scripted.received[1].body["messages"][-1]["content"] == "x"
+    assert provider.received[1].body["messages"][-1]["content"] == "x"
 
 
-async def test_a_stream_cut_midway_ends_in_response_failed(began, front_gateway, scripted):
-    scripted.script = [Cut("Half an answer that never")]
+async def test_a_stream_cut_midway_ends_in_response_failed(began, front_gateway, provider):
+    provider.script = [Cut("Half an answer that never")]
     stream = await sdk_client(front_gateway).responses.create(model=MODEL, input="hi", stream=True)
     events = [event async for event in stream]
     assert [e.type for e in events][:2] == ["response.created", "response.in_progress"]
@@ -117,9 +117,9 @@ async def test_a_stream_cut_midway_ends_in_response_failed(began, front_gateway,
 
 
 async def test_a_conversation_continues_by_previous_response_id_on_any_replica_for_its_key_only(
-    front_gateway, scripted
+    front_gateway, provider
 ):
-    scripted.script = [Reply("I am Bastion."), Reply("You asked who I am.")]
+    provider.script = [Reply("I am Bastion."), Reply("You asked who I am.")]
     first = await sdk_client(front_gateway).responses.create(model=MODEL, instructions="Be brief.", input="who?")
     assert first.store is True
     # another ingress replica on the same bus, which never saw the first turn
@@ -131,7 +131,7 @@ async def test_a_conversation_continues_by_previous_response_id_on_any_replica_f
         second = await client.responses.create(model=MODEL, input="what did I ask?", previous_response_id=first.id)
         assert second.output_text == "You asked who I am."
         # the kept turns, then the new one; the first request's instructions are not carried over
-        assert [(m["role"], m["content"]) for m in scripted.received[1].body["messages"]] == [
+        assert [(m["role"], m["content"]) for m in provider.received[1].body["messages"]] == [
             ("user", "who?"),
             ("assistant", "I am Bastion."),
             ("user", "what did I ask?"),
@@ -140,32 +140,32 @@ async def test_a_conversation_continues_by_previous_response_id_on_any_replica_f
             await sdk_client(front_gateway, AGENT_KEY).responses.create(
                 model=MODEL, input="and?", previous_response_id=second.id
             )
-        assert "made with another key" in foreign.value.message and len(scripted.received) == 2
+        assert "made with another key" in foreign.value.message and len(provider.received) == 2
     finally:
         await client.close()
         await replica.stop()
 
 
-async def test_a_tool_result_continues_the_response_that_called_the_tool(front_gateway, scripted):
-    scripted.script = [Reply("Echoing. ", tool_calls=[("echo__echo", {"text": "hi"})]), Reply("hi it is")]
+async def test_a_tool_result_continues_the_response_that_called_the_tool(front_gateway, provider):
+    provider.script = [Reply("Echoing. ", tool_calls=[("echo__echo", {"text": "hi"})]), Reply("hi it is")]
     client = sdk_client(front_gateway)
     first = await client.responses.create(model=MODEL, input="echo hi")
     call = first.output[-1]
     output = await client.post("/mcp/tool/execute", body=call.model_dump(), cast_to=object)
     again = await client.responses.create(model=MODEL, input=[output], previous_response_id=first.id)
-    assert again.output_text == "hi it is" and scripted.refused == []
-    conversation = scripted.received[1].body["messages"]
+    assert again.output_text == "hi it is" and provider.refused == []
+    conversation = provider.received[1].body["messages"]
     assert [m["role"] for m in conversation] == ["user", "assistant", "tool"]
     assert conversation[1]["tool_calls"][0]["id"] == conversation[2]["tool_call_id"] == call.call_id
 
 
-async def test_a_response_not_stored_cannot_be_continued(front_gateway, scripted):
-    scripted.script = [Reply("Forgotten.")]
+async def test_a_response_not_stored_cannot_be_continued(front_gateway, provider):
+    provider.script = [Reply("Forgotten.")]
     first = await sdk_client(front_gateway).responses.create(model=MODEL, input="hi", store=False)
     assert first.store is False
     with pytest.raises(openai.NotFoundError):
         await sdk_client(front_gateway).responses.create(model=MODEL, input="more", previous_response_id=first.id)
-    assert len(scripted.received) == 1
+    assert len(provider.received) == 1
 
 
 async def _post(gateway: Gateway, body: bytes | dict[str, Any]) -> httpx.Response:
@@ -202,7 +202,7 @@ ATTACKS: dict[str, tuple[Any, str]] = {
 }
 
 
-async def test_malformed_requests_get_a_clear_openai_error_and_no_provider_call(began, front_gateway, scripted):
+async def test_malformed_requests_get_a_clear_openai_error_and_no_provider_call(began, front_gateway, provider):
     for name, (body, says) in ATTACKS.items():
         answer = await _post(front_gateway, body)
         error = answer.json()["error"]
@@ -210,8 +210,8 @@ async def test_malformed_requests_get_a_clear_openai_error_and_no_provider_call(
         assert says in error["message"], (name, error)
     oversized = await _post(front_gateway, {**_VALID, "instructions": "x" * FRONT_BODY_LIMIT})
     assert oversized.status_code == 413 and "larger than" in oversized.json()["error"]["message"]
-    assert scripted.received == []
-    scripted.script = [Reply("still here")]
+    assert provider.received == []
+    provider.script = [Reply("still here")]
     assert (await _post(front_gateway, _VALID)).json()["output"][0]["content"][0]["text"] == "still here"
     rows = await audit_rows_since(front_gateway, 1, began)
     assert [r.kind for r in rows] == ["llm_request"]  # the refused ones reached no provider

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
-from tests.support.llm_gateway import anthropic_client, audit_rows_since, close_sdk_clients, sdk_client
+from tests.support.llm_gateway import anthropic_client, audit_rows_since, sdk_client
 from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, scripted_provider
 from tests.support.llm_routing import (
     LISTED,
@@ -64,12 +64,6 @@ async def shared_gateway(
     async with gateway_on_own_servers(workdir, routing_config(*providers), admin=True) as gw:
         await poll_until(lambda: "gpt-guarded" in gw.ingress.models.models, "the routes in the ingress view")
         yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    yield shared_gateway
-    await close_sdk_clients()
 
 
 async def _row(gateway: Gateway, since: float, model: str) -> Any:

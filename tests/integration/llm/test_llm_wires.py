@@ -22,7 +22,6 @@ from tests.support.llm_gateway import (
     accumulated,
     anthropic_client,
     audit_rows_since,
-    closing_clients,
     llm_config,
     sdk_client,
 )
@@ -59,12 +58,6 @@ async def shared_gateway(
     ]
     config["llm"] = {"models": {CROSS: {"deployments": cross}}}
     async with wires_gateway(workdir, config, fakes) as gw:
-        yield gw
-
-
-@pytest.fixture
-async def gateway(shared_gateway: Gateway) -> AsyncIterator[Gateway]:
-    async with closing_clients(shared_gateway) as gw:
         yield gw
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .anthropic import AnthropicSpeaker
-from .base import Answer, Call, Reply, Speaker
+from .base import Answer, Call, Reply, Speaker, WireSpeaker
 from .bedrock import BedrockSpeaker
 from .gemini import GeminiSpeaker, VertexSpeaker
 from .openai import AzureSpeaker, OpenAiSpeaker
@@ -12,7 +12,7 @@ __all__ = ["WIRES", "Answer", "Call", "Reply", "Speaker", "speaker_for"]
 
 WIRES = ("openai", "azure", "anthropic", "gemini", "vertex", "bedrock")
 
-_SPEAKERS: dict[str, type[Speaker]] = {
+_SPEAKERS: dict[str, type[WireSpeaker]] = {
     "openai": OpenAiSpeaker,
     "azure": AzureSpeaker,
     "anthropic": AnthropicSpeaker,

@@ -9,7 +9,6 @@ is answered by a `tool_result` in the next user turn (and every `tool_result` an
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,7 +16,7 @@ import orjson
 from anthropic.types.message_create_params import MessageCreateParamsNonStreaming, MessageCreateParamsStreaming
 from pydantic import TypeAdapter, ValidationError
 
-from .base import Answer, Call, Reply, json_answer, turn_problem
+from .base import Answer, Call, Reply, WireSpeaker, json_answer, retrying, turn_problem
 
 __all__ = ["AnthropicSpeaker"]
 
@@ -50,12 +49,13 @@ def conversation_problem(messages: list[dict[str, Any]]) -> str | None:
     )
 
 
-class AnthropicSpeaker:
+class AnthropicSpeaker(WireSpeaker):
     prefix = "/v1"
-
-    def __init__(self, key: str | None = None) -> None:
-        self._key = key
-        self._ids = itertools.count(1)
+    overload_event = (
+        b"event: error\ndata: "
+        + orjson.dumps({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+        + b"\n\n"
+    )
 
     def route(self, path: str, body: dict[str, Any]) -> tuple[str, bool] | None:
         return (str(body.get("model")), body.get("stream") is True) if path == "/v1/messages" else None
@@ -136,18 +136,10 @@ class AnthropicSpeaker:
     def error(self, status: int, message: str, retry_after: float | None) -> Answer:
         kind = {400: "invalid_request_error", 429: "rate_limit_error"}.get(status, "api_error")
         answer = self._error(status, kind, message)
-        if retry_after is not None:
-            answer.headers["retry-after"] = f"{retry_after:g}"
-        return answer
+        return retrying(answer, retry_after)
 
     def overload(self) -> Answer:
         return self._error(529, "overloaded_error", "Overloaded")
-
-    def broken(self, text: str, model: str) -> Answer:
-        answer = self.stream(Reply(text), [], model, {}, whole=False)
-        error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-        answer.frames.append(b"event: error\ndata: " + orjson.dumps(error) + b"\n\n")
-        return answer
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [tool["name"] for tool in body.get("tools", [])]

@@ -3,13 +3,14 @@ error, an overload, a stream) as its provider does, and refuses what its provide
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import orjson
 
-__all__ = ["Answer", "Call", "Reply", "Speaker", "json_answer", "turn_problem"]
+__all__ = ["Answer", "Call", "Reply", "Speaker", "WireSpeaker", "json_answer", "retrying", "turn_problem"]
 
 
 @dataclass
@@ -79,6 +80,32 @@ class Speaker(Protocol):
 
     def tool_results(self, body: dict[str, Any]) -> list[str]:
         """The texts of the tool results a request carried, in order."""
+
+
+class WireSpeaker(Speaker):
+    """What every fake wire keeps alike: the credential it wants (None: any), the counter its ids come
+    from, and a broken stream, which is the reply's text followed by the provider's overload event."""
+
+    prefix: str = ""
+    overload_event: ClassVar[bytes]
+    """The frame of the provider's stream that reports an overload, as its provider frames it."""
+
+    def __init__(self, key: str | None = None) -> None:
+        self._key = key
+        self._ids = itertools.count(1)
+
+    def broken(self, text: str, model: str) -> Answer:
+        """A stream that starts (`text`) and then carries the provider's overload event."""
+        answer = self.stream(Reply(text), [], model, {}, whole=False)
+        answer.frames.append(self.overload_event)
+        return answer
+
+
+def retrying(answer: Answer, retry_after: float | None) -> Answer:
+    """`answer` with the `retry-after` header a provider sends when it names the wait."""
+    if retry_after is not None:
+        answer.headers["retry-after"] = f"{retry_after:g}"
+    return answer
 
 
 Ids = Callable[[list[dict[str, Any]]], set[str]]

@@ -10,7 +10,6 @@ service model botocore ships (`ParamValidator`), and the conversation as Convers
 from __future__ import annotations
 
 import functools
-import itertools
 import re
 import zlib
 from typing import Any
@@ -24,7 +23,7 @@ from botocore.exceptions import ParamValidationError
 from botocore.session import get_session
 from botocore.validate import ParamValidator
 
-from .base import Answer, Call, Reply, json_answer, turn_problem
+from .base import Answer, Call, Reply, WireSpeaker, json_answer, turn_problem
 
 __all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "BedrockSpeaker", "frame"]
 
@@ -99,12 +98,16 @@ def conversation_problem(messages: list[dict[str, Any]]) -> str | None:
     )
 
 
-class BedrockSpeaker:
+class BedrockSpeaker(WireSpeaker):
     prefix = ""
-
-    def __init__(self, key: str | None = None) -> None:
-        self._key = key
-        self._ids = itertools.count(1)
+    overload_event = frame(
+        {
+            ":exception-type": "serviceUnavailableException",
+            ":content-type": "application/json",
+            ":message-type": "exception",
+        },
+        orjson.dumps({"message": "Bedrock is unable to process your request."}),
+    )
 
     def route(self, path: str, body: dict[str, Any]) -> tuple[str, bool] | None:
         found = _ROUTE.match(urlsplit(path).path)
@@ -187,16 +190,6 @@ class BedrockSpeaker:
 
     def overload(self) -> Answer:
         return self._error(503, "Bedrock is unable to process your request.")
-
-    def broken(self, text: str, model: str) -> Answer:
-        answer = self.stream(Reply(text), [], model, {}, whole=False)
-        headers = {
-            ":exception-type": "serviceUnavailableException",
-            ":content-type": "application/json",
-            ":message-type": "exception",
-        }
-        answer.frames.append(frame(headers, orjson.dumps({"message": "Bedrock is unable to process your request."})))
-        return answer
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [tool["toolSpec"]["name"] for tool in (body.get("toolConfig") or {}).get("tools", [])]

@@ -12,7 +12,6 @@ signed comes back with its `thoughtSignature` (as Gemini 3 requires).
 from __future__ import annotations
 
 import base64
-import itertools
 import re
 from collections import Counter
 from typing import Any
@@ -22,7 +21,7 @@ import orjson
 from google.genai import types
 from pydantic import BaseModel, ValidationError
 
-from .base import Answer, Call, Reply, json_answer
+from .base import Answer, Call, Reply, WireSpeaker, json_answer
 
 __all__ = ["GeminiSpeaker", "VertexSpeaker"]
 
@@ -34,14 +33,18 @@ _FIELDS: dict[str, type[BaseModel]] = {
 _STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED"}
 
 
-class GeminiSpeaker:
+class GeminiSpeaker(WireSpeaker):
     prefix = "/v1beta"
+    overload_event = (
+        b"data: "
+        + orjson.dumps({"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}})
+        + b"\r\n\r\n"
+    )
     models = re.compile(r"^/v1(beta)?/models/(?P<model>[^/:]+):(?P<method>generateContent|streamGenerateContent)$")
     """Both API versions: Bastion's default is `v1beta`, the google-genai SDK's `v1`."""
 
     def __init__(self, key: str | None = None) -> None:
-        self._key = key
-        self._ids = itertools.count(1)
+        super().__init__(key)
         self.signatures: set[bytes] = set()
         """The thought signatures this provider gave its function calls (bytes, as the SDK types them)."""
 
@@ -164,12 +167,6 @@ class GeminiSpeaker:
 
     def overload(self) -> Answer:
         return self._error(503, "The model is overloaded. Please try again later.")
-
-    def broken(self, text: str, model: str) -> Answer:
-        answer = self.stream(Reply(text), [], model, {}, whole=False)
-        error = {"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}
-        answer.frames.append(b"data: " + orjson.dumps(error) + b"\r\n\r\n")
-        return answer
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [d["name"] for tool in body.get("tools", []) for d in tool.get("functionDeclarations", [])]

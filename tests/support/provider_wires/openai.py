@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from .base import Answer, Call, Reply, json_answer
+from .base import Answer, Call, Reply, WireSpeaker, json_answer, retrying
 
 __all__ = ["AzureSpeaker", "OpenAiSpeaker"]
 
 AZURE_VERSION = "2024-10-21"
 
 
-class OpenAiSpeaker:
+class OpenAiSpeaker(WireSpeaker):
     prefix = "/v1"
-
-    def __init__(self, key: str | None = None) -> None:
-        self._key = key
-        self._ids = itertools.count(1)
+    overload_event = (
+        b"data: "
+        + orjson.dumps(
+            {"error": {"message": "The server had an error while processing your request", "type": "server_error"}}
+        )
+        + b"\n\n"
+    )
 
     def route(self, path: str, body: dict[str, Any]) -> tuple[str, bool] | None:
         return (
@@ -127,18 +129,10 @@ class OpenAiSpeaker:
 
     def error(self, status: int, message: str, retry_after: float | None) -> Answer:
         answer = self._error(status, message, "rate_limit_error" if status == 429 else "server_error")
-        if retry_after is not None:
-            answer.headers["retry-after"] = f"{retry_after:g}"
-        return answer
+        return retrying(answer, retry_after)
 
     def overload(self) -> Answer:
         return self._error(503, "The engine is currently overloaded, please try again later", "server_error")
-
-    def broken(self, text: str, model: str) -> Answer:
-        answer = self.stream(Reply(text), [], model, {}, whole=False)
-        error = {"error": {"message": "The server had an error while processing your request", "type": "server_error"}}
-        answer.frames.append(b"data: " + orjson.dumps(error) + b"\n\n")
-        return answer
 
     def tool_names(self, body: dict[str, Any]) -> list[str]:
         return [tool["function"]["name"] for tool in body.get("tools", [])]
