@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import ErrorData
 from mcp_types.jsonrpc import URL_ELICITATION_REQUIRED
 
+from libs.common.contracts.user_catalogs import AUTHORIZATION_META
 from libs.common.settings import CodeModeSettings
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
@@ -177,3 +178,70 @@ async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_acco
 
             await _authorize(elicitation.url, public, "bob-upstream")
             assert await _whoami(gateway, BOB_KEY) == "bob-upstream"
+
+
+async def _listed(gateway: Gateway, key: str) -> dict[str, dict]:
+    """The tools of the per-user server `key`'s agent is listed, by name, with their `_meta`."""
+    async with gateway.client(key) as client:
+        listed = await client.list_tools()
+    return {t.name: t.meta or {} for t in listed.tools if t.name.startswith(f"{SERVER}__")}
+
+
+async def _called(gateway: Gateway, key: str, tool: str, arguments: dict | None = None) -> str:
+    """The text of `tool`'s answer (its error's, when refused)."""
+    async with gateway.client(key) as client:
+        try:
+            result = await client.call_tool(f"{SERVER}__{tool}", arguments or {})
+        except MCPError as refused:
+            return f"refused: {refused.error.message}"
+    text = result.content[0].text  # type: ignore[union-attr]
+    return f"refused: {text}" if result.is_error else text
+
+
+async def test_each_user_is_listed_what_their_own_credential_unlocks(nats_url, redis_url, tmp_path) -> None:
+    """Two users of one per-user server are each listed their own catalog (made over their own session),
+    never the other's; a user not yet authorized is listed the shared tools marked as needing it; a
+    change the upstream announces on a user's session reaches that user's next list."""
+    shared = {f"{SERVER}__{name}" for name in ("whoami", "echo", "grow_mine")}
+    with running_oauth_upstream() as base:
+        raw = config(base)
+        # pins flag what only one user is listed instead of holding it for an owner's approval
+        raw["mcpServers"][SERVER]["pinning"] = "warn"
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, raw) as (gateway, public):
+            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
+            await _authorize(shown["authorize_url"], public, "admin-ann")
+            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+
+            # not authorized yet: the shared tools, each marked as needing the user's authorization
+            before = await _listed(gateway, ALICE_KEY)
+            assert set(before) == shared, before
+            assert all(meta[AUTHORIZATION_META] == {"required": True, "server": SERVER} for meta in before.values())
+            # a key bound to no user can call none of them, so it is listed none
+            assert await _listed(gateway, ADMIN_KEY) == {}
+
+            for key, account in ((ALICE_KEY, "alice"), (BOB_KEY, "bob")):
+                link = LINK.search(await _refusal(gateway, key))
+                assert link is not None
+                await _authorize(link.group(0), public, account)
+
+            alice, bob = await _listed(gateway, ALICE_KEY), await _listed(gateway, BOB_KEY)
+            assert set(alice) == shared | {f"{SERVER}__alice_notes"}, alice
+            assert set(bob) == shared | {f"{SERVER}__bob_notes"}, bob
+            assert not any(AUTHORIZATION_META in meta for meta in (*alice.values(), *bob.values()))
+            assert await _called(gateway, ALICE_KEY, "alice_notes") == "notes of alice"
+            # bob's tool is not alice's to call: refused before it reaches the upstream
+            refused = await _called(gateway, ALICE_KEY, "bob_notes")
+            assert refused.startswith("refused: Unknown tool"), refused
+
+            # the upstream adds a tool for alice and says so on her session: her next list has it, bob's not
+            assert await _called(gateway, ALICE_KEY, "grow_mine", {"name": "alice_drafts"}) == "added alice_drafts"
+            grown = f"{SERVER}__alice_drafts"
+            await poll_until(lambda: _has(gateway, ALICE_KEY, grown), "alice's new tool listed", 30)
+            assert grown not in await _listed(gateway, BOB_KEY)
+            assert await _called(gateway, ALICE_KEY, "alice_drafts") == "alice_drafts"
+
+
+async def _has(gateway: Gateway, key: str, tool: str) -> bool:
+    return tool in await _listed(gateway, key)
