@@ -35,7 +35,7 @@ from libs.common.contracts.messages import Caller
 from libs.common.contracts.user_catalogs import AUTHORIZATION_META, UserCatalog, UserCatalogChanged, UserCatalogQuery
 from services.ingress.catalog.aggregated import Catalog, CatalogEntry, Listing, entry_of
 
-__all__ = ["CallerView", "UserCatalogs", "build_view", "entry_for"]
+__all__ = ["CallerView", "KeptListings", "UserCatalogs", "build_view", "entry_for"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,39 @@ def build_view(shared: Catalog, answers: dict[str, UserCatalog | None]) -> Calle
     )
 
 
+class KeptListings:
+    """(server, user) -> the executor's answer, for one shared catalog revision: at most `limit` kept.
+
+    The least recently used is dropped first. Each kept answer has a serial of its own, so a view made
+    of it can tell it was replaced."""
+
+    def __init__(self, limit: int) -> None:
+        self._kept: LRUCache[tuple[str, str], tuple[int, int, UserCatalog]] = LRUCache(maxsize=limit)
+        self._serials = itertools.count(1)
+        self.drops = 0
+        """Drops so far: an answer asked for before a drop may be stale, so it is used once, not kept."""
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def get(self, server: str, user: str, revision: int) -> tuple[int, UserCatalog] | None:
+        """(serial, answer) kept for `revision` of the shared catalog, else None."""
+        kept = self._kept.get((server, user))
+        return (kept[1], kept[2]) if kept is not None and kept[0] == revision else None
+
+    def put(self, server: str, user: str, revision: int, answer: UserCatalog) -> int:
+        """Keep `answer`; its serial."""
+        serial = next(self._serials)
+        self._kept[(server, user)] = (revision, serial, answer)
+        return serial
+
+    def drop(self, server: str, user: str | None) -> None:
+        """What is kept of `server`'s listing for `user` (None: for every user) is stale."""
+        self.drops += 1
+        for key in [k for k in self._kept if k[0] == server and user in (None, k[1])]:
+            self._kept.pop(key, None)
+
+
 class UserCatalogs:
     """Each caller's view (`view`), from per-user listings asked of the executors and kept, bounded."""
 
@@ -145,17 +178,8 @@ class UserCatalogs:
         self, nc: NATS, catalog: Catalog, *, max_listings: int = 1024, max_views: int = 256, timeout: float = 35.0
     ) -> None:
         self._nc, self._catalog, self._timeout = nc, catalog, timeout
-        self._listings: LRUCache[tuple[str, str], tuple[int, int, UserCatalog]] = LRUCache(maxsize=max_listings)
-        """(server, user) -> (shared catalog revision, serial, the executor's answer)."""
+        self.listings = KeptListings(max_listings)
         self._views: LRUCache[str | None, tuple[tuple[Any, ...], CallerView]] = LRUCache(maxsize=max_views)
-        self._serials = itertools.count(1)
-        self._drops = 0
-        """Listings dropped so far: an answer asked for before a drop is used once, not kept."""
-
-    @property
-    def kept(self) -> tuple[int, int]:
-        """(listings, views) kept now."""
-        return len(self._listings), len(self._views)
 
     async def start(self) -> None:
         await self._nc.subscribe(subjects.EXEC_USER_CATALOG_CHANGED, cb=self._on_changed)
@@ -163,13 +187,7 @@ class UserCatalogs:
     async def _on_changed(self, msg: Msg) -> None:
         changed = UserCatalogChanged.parsed(msg.data)
         if changed is not None:
-            self.drop(changed.server, changed.user)
-
-    def drop(self, server: str, user: str | None) -> None:
-        """What is kept of `server`'s listing for `user` (None: for every user) is stale."""
-        self._drops += 1
-        for key in [k for k in self._listings if k[0] == server and user in (None, k[1])]:
-            self._listings.pop(key, None)
+            self.listings.drop(changed.server, changed.user)
 
     async def view(self, caller: Caller) -> CallerView | None:
         """What `caller` is listed; None when no server is per user (the shared catalog is everyone's)."""
@@ -194,16 +212,14 @@ class UserCatalogs:
 
     async def _listing(self, server: str, user: str, revision: int) -> tuple[int, UserCatalog]:
         """(serial, answer) of `server`'s listing for `user`: kept, else asked (serial 0: not kept)."""
-        kept = self._listings.get((server, user))
-        if kept is not None and kept[0] == revision:
-            return kept[1], kept[2]
-        drops = self._drops
+        kept = self.listings.get(server, user, revision)
+        if kept is not None:
+            return kept
+        drops = self.listings.drops
         answer = await self._ask(server, user)
-        if drops != self._drops or answer.status == "unavailable":
+        if drops != self.listings.drops or answer.status == "unavailable":
             return 0, answer
-        serial = next(self._serials)
-        self._listings[(server, user)] = (revision, serial, answer)
-        return serial, answer
+        return self.listings.put(server, user, revision, answer), answer
 
     async def _ask(self, server: str, user: str) -> UserCatalog:
         query = UserCatalogQuery(server=server, user=user).model_dump_json().encode()
