@@ -70,10 +70,12 @@ class UserSessions:
             key = (server, user)
             if self._sessions.get(key) is not upstream:
                 return False
-            listed = _listed(catalog)
-            if self._listings.get(key) != listed:
+            listed, before = _listed(catalog), self._listings.get(key)
+            if before != listed:
                 self._listings[key] = listed
-                self.changed(server, user)
+                # a first session that cannot list (its user has not authorized) changes nothing ingress keeps
+                if before is not None or catalog.status == "ready":
+                    self.changed(server, user)
             return True
 
         return publish
