@@ -14,11 +14,15 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import nats
 import pytest
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import ErrorData
 from mcp_types.jsonrpc import URL_ELICITATION_REQUIRED
 
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.pins import PinRecord, pin_key
 from libs.common.contracts.user_catalogs import AUTHORIZATION_META
 from libs.common.settings import CodeModeSettings
 from tests.support.audit_rows import audit_rows
@@ -245,3 +249,36 @@ async def test_each_user_is_listed_what_their_own_credential_unlocks(nats_url, r
 
 async def _has(gateway: Gateway, key: str, tool: str) -> bool:
     return tool in await _listed(gateway, key)
+
+
+async def _pin(nats_url: str, tool: str) -> PinRecord:
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await kv_bucket(nc.jetstream(), subjects.KV_PINS)
+        entry = await kv.get(pin_key(SERVER, "tool", tool))
+        assert entry.value is not None
+        return PinRecord.model_validate_json(entry.value)
+    finally:
+        await nc.close()
+
+
+async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_url, tmp_path) -> None:
+    """Under the default pinning (`tofu`), a tool only one user is listed and no pin covers waits for an
+    owner like any new tool: not listed, pending in the pins. What that user is not listed is not
+    "removed" from the server (another account lists it)."""
+    with running_oauth_upstream() as base:
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
+            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
+            await _authorize(shown["authorize_url"], public, "alice")  # the shared listing has alice_notes
+            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            link = LINK.search(await _refusal(gateway, BOB_KEY))
+            assert link is not None
+            await _authorize(link.group(0), public, "bob")
+
+            bob = await _listed(gateway, BOB_KEY)
+            assert set(bob) == {f"{SERVER}__{name}" for name in ("whoami", "echo", "grow_mine")}, bob
+            pending = await _pin(nats_url, "bob_notes")
+            assert pending.approved is None and pending.pending_reason == "new", pending
+            assert (await _pin(nats_url, "alice_notes")).listed, "bob's listing lacks it: not a removal"

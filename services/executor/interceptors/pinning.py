@@ -165,10 +165,10 @@ class PinningInterceptor(Interceptor):
     def _decide(self, listing: InterceptedListing) -> PinOutcome:
         """The pins' decisions on `listing`.
 
-        One user's listing of a per-user server is held to the same records, but it is not the server's
-        whole listing: it never pins on first use (the shared listing set the baseline), and what it
-        lacks is not "removed" (another user may be listed it). What only that user is listed and no
-        pin covers is pending like any new definition, for an owner to approve."""
+        One user's listing of a per-user server is held to the same records, but it never pins on first
+        use (the shared listing set the baseline). No listing of a per-user server marks a definition
+        "removed": each account is listed its own, and another may list what this one lacks. What only
+        one user is listed and no pin covers is pending like any new definition, for an owner to approve."""
         server, mode = listing.server, listing.config.pinning
         held = self._records.get(server, {})
         baseline = self._baselines.get(server)
@@ -188,14 +188,14 @@ class PinningInterceptor(Interceptor):
             },
             carrying=listing.credentials,
         )
-        if listing.user is None:
+        if not listing.config.per_user:
             return outcome
+        # no listing of a per-user server is all it offers (each account is listed its own): none removes
         absent = {(d.kind, d.name) for d in outcome.decisions if d.verdict == "absent"}
         return replace(
             outcome,
             decisions=tuple(d for d in outcome.decisions if d.verdict != "absent"),
             writes=tuple(w for w in outcome.writes if (w.kind, w.name) not in absent),
-            baseline=None,
         )
 
     async def before_call(self, call: InterceptedCall) -> None:
