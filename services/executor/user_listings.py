@@ -83,8 +83,13 @@ class UserListings:
             log.warning("ignoring a malformed user catalog query (%d problem(s))", exc.error_count())
             return
         answer = await user_catalog(self._upstreams, self._users, query, self._wait)
+        encoded = answer.model_dump_json().encode()
+        if self._nc is not None and len(encoded) > self._nc.max_payload:  # NATS would refuse it: say why instead
+            error = f"server {query.server!r}: the user's listing ({len(encoded)} bytes) exceeds one bus message"
+            refused = UserCatalog(server=query.server, user=query.user, status="unavailable", error=error)
+            encoded = refused.model_dump_json().encode()
         if msg.reply:
-            await msg.respond(answer.model_dump_json().encode())
+            await msg.respond(encoded)
 
     async def _on_token_changed(self, msg: Msg) -> None:
         changed = UpstreamUserChanged.parsed(msg.data)
