@@ -282,3 +282,30 @@ async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_u
             pending = await _pin(nats_url, "bob_notes")
             assert pending.approved is None and pending.pending_reason == "new", pending
             assert (await _pin(nats_url, "alice_notes")).listed, "bob's listing lacks it: not a removal"
+
+
+async def test_each_users_listing_stays_their_own_when_one_session_at_a_time_is_kept(
+    nats_url, redis_url, tmp_path
+) -> None:
+    """`BASTION_MAX_USER_SESSIONS` bounds the sessions a user's listing is made over: with one kept,
+    listing alice closes bob's session and the other way round, and each is still listed their own."""
+    with running_oauth_upstream() as base:
+        raw = config(base)
+        raw["mcpServers"][SERVER]["pinning"] = "warn"
+        async with gateway_for_oauth_upstreams(
+            nats_url, redis_url, tmp_path, raw, executor_options={"max_user_sessions": 1}
+        ) as (gateway, public):
+            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
+            await _authorize(shown["authorize_url"], public, "admin-ann")
+            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            for key, account in ((ALICE_KEY, "alice"), (BOB_KEY, "bob")):
+                link = LINK.search(await _refusal(gateway, key))
+                assert link is not None
+                await _authorize(link.group(0), public, account)
+            for _ in range(2):
+                for key, own, other in ((ALICE_KEY, "alice", "bob"), (BOB_KEY, "bob", "alice")):
+                    listed = await _listed(gateway, key)
+                    assert f"{SERVER}__{own}_notes" in listed and f"{SERVER}__{other}_notes" not in listed, listed
+                    assert await _called(gateway, key, f"{own}_notes") == f"notes of {own}"
