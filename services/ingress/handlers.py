@@ -170,9 +170,13 @@ class Handlers:
 
     # ------------------------------------------------------------------ tools
 
-    async def view(self, ctx: RequestContext) -> CallerView | None:
-        """What this caller is listed where it is not the shared catalog (some server is per user)."""
-        return None if self.user_catalogs is None else await self.user_catalogs.view(ctx.caller)
+    async def view(self, ctx: RequestContext, only: CatalogEntry | None = None) -> CallerView | None:
+        """What this caller is listed where it is not the shared catalog (some server is per user).
+
+        `only`: the shared entry a call names, whose server's listing alone is asked for (if per user)."""
+        if self.user_catalogs is None:
+            return None
+        return await self.user_catalogs.view(ctx.caller, only.server if only is not None else None)
 
     async def tools_list(self, ctx: RequestContext) -> dict[str, Any]:
         host = HOST in ctx.client  # a host of MCP Apps is listed its apps' tools too, and hides them itself
@@ -213,7 +217,7 @@ class Handlers:
         elif not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
-        view = await self.view(ctx)
+        view = await self.view(ctx, self.catalog.by_name.get(name))
         entry = entry_for(view, self.catalog.by_name, view.by_name if view else {}, name)
         entry = entry or self.catalog.withheld_by_name.get(name)
         if entry is None and (down := await unavailable_call(self.catalog, self.gateway, ctx, name)) is not None:
@@ -299,7 +303,7 @@ class Handlers:
                 ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"
             ), None
         # a held-back prompt goes the whole way, as a held-back tool does: the executor says why
-        view = await self.view(ctx)
+        view = await self.view(ctx, self.catalog.prompt_by_name.get(name))
         entry = entry_for(view, self.catalog.prompt_by_name, view.prompt_by_name if view else {}, name)
         entry = entry or self.catalog.withheld_prompt_by_name.get(name)
         if entry is None:

@@ -179,7 +179,9 @@ class UserCatalogs:
     ) -> None:
         self._nc, self._catalog, self._timeout = nc, catalog, timeout
         self.listings = KeptListings(max_listings)
-        self._views: LRUCache[str | None, tuple[tuple[Any, ...], CallerView]] = LRUCache(maxsize=max_views)
+        self._views: LRUCache[tuple[str | None, str | None], tuple[tuple[Any, ...], CallerView]]
+        self._views = LRUCache(maxsize=max_views)
+        """(user, `only`) -> the view and what it was made of."""
 
     async def start(self) -> None:
         await self._nc.subscribe(subjects.EXEC_USER_CATALOG_CHANGED, cb=self._on_changed)
@@ -189,9 +191,13 @@ class UserCatalogs:
         if changed is not None:
             self.listings.drop(changed.server, changed.user)
 
-    async def view(self, caller: Caller) -> CallerView | None:
-        """What `caller` is listed; None when no server is per user (the shared catalog is everyone's)."""
-        servers = sorted(self._catalog.per_user)
+    async def view(self, caller: Caller, only: str | None = None) -> CallerView | None:
+        """What `caller` is listed; None when no server is per user (the shared catalog is everyone's).
+
+        `only`: just that server's listing is the caller's own (what resolving a call of one of its
+        tools needs, without opening the caller's sessions to every other per-user server); None when
+        it is not per user."""
+        servers = sorted(self._catalog.per_user) if only is None else [only] if only in self._catalog.per_user else []
         if not servers:
             return None
         user, revision = caller.user_id, self._catalog.revision
@@ -201,13 +207,13 @@ class UserCatalogs:
             fetched = await asyncio.gather(*(self._listing(server, user, revision) for server in servers))
             answers = dict(zip(servers, fetched, strict=True))
         key = (revision, tuple((server, serial) for server, (serial, _) in answers.items()))
-        kept = self._views.get(user)
+        kept = self._views.get((user, only))
         if kept is not None and kept[0] == key:
             return kept[1]
         view = build_view(self._catalog, {server: answer for server, (_, answer) in answers.items()})
         kept_all = user is None or all(serial for serial, _ in answers.values())
         if kept_all and revision == self._catalog.revision:  # made of what is kept, so it holds as long
-            self._views[user] = (key, view)
+            self._views[(user, only)] = (key, view)
         return view
 
     async def _listing(self, server: str, user: str, revision: int) -> tuple[int, UserCatalog]:
