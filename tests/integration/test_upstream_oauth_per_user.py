@@ -59,6 +59,23 @@ async def _authorize(link: str, public: str, upstream_account: str) -> None:
     assert SERVER in await follow_authorization_link(link, public, upstream_account)
 
 
+async def _owner_authorizes(gateway: Gateway, public: str, upstream_account: str = "admin-ann") -> None:
+    """An owner follows the server's link (as `upstream_account` upstream), so Bastion can list it."""
+    await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+    async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+        shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
+    await _authorize(shown["authorize_url"], public, upstream_account)
+    await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+
+
+async def _users_authorize(gateway: Gateway, public: str, *users: tuple[str, str]) -> None:
+    """Each (key, upstream account) follows the link its first call is refused with."""
+    for key, account in users:
+        link = LINK.search(await _refusal(gateway, key))
+        assert link is not None
+        await _authorize(link.group(0), public, account)
+
+
 async def _whoami(gateway: Gateway, key: str) -> str:
     async with gateway.client(key) as client:
         result = await client.call_tool(f"{SERVER}__whoami", {})
@@ -87,11 +104,7 @@ async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
         async with gateway_for_oauth_upstreams(
             nats_url, redis_url, tmp_path, config(base), codemode=CodeModeSettings(sandbox_workers=1)
         ) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
             caplog.clear()  # the admin's own link went through this test's HTTP client, which logs its URLs
 
             refused = await _refused(gateway, ALICE_KEY)
@@ -129,11 +142,7 @@ async def test_each_user_calls_with_their_own_token_never_another_users(nats_url
             public,
         ):
             # an admin authorizes once so Bastion can list the server's tools
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
 
             # alice has not authorized: her call is refused with her own link, not run on the admin's token
             refused = await _refusal(gateway, ALICE_KEY)
@@ -162,11 +171,7 @@ async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_acco
     (`-32042`), which its client shows its user; following it connects the account."""
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
 
             async def never_asked(context, params):  # declares elicitation (form and url) to the gateway
                 raise AssertionError("the gateway answers, it does not ask mid-call")
@@ -212,11 +217,7 @@ async def test_each_user_is_listed_what_their_own_credential_unlocks(nats_url, r
         # pins flag what only one user is listed instead of holding it for an owner's approval
         raw["mcpServers"][SERVER]["pinning"] = "warn"
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, raw) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
 
             # not authorized yet: the shared tools, each marked as needing the user's authorization
             before = await _listed(gateway, ALICE_KEY)
@@ -225,10 +226,7 @@ async def test_each_user_is_listed_what_their_own_credential_unlocks(nats_url, r
             # a key bound to no user can call none of them, so it is listed none
             assert await _listed(gateway, ADMIN_KEY) == {}
 
-            for key, account in ((ALICE_KEY, "alice"), (BOB_KEY, "bob")):
-                link = LINK.search(await _refusal(gateway, key))
-                assert link is not None
-                await _authorize(link.group(0), public, account)
+            await _users_authorize(gateway, public, (ALICE_KEY, "alice"), (BOB_KEY, "bob"))
 
             alice, bob = await _listed(gateway, ALICE_KEY), await _listed(gateway, BOB_KEY)
             assert set(alice) == shared | {f"{SERVER}__alice_notes"}, alice
@@ -268,14 +266,8 @@ async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_u
     "removed" from the server (another account lists it)."""
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "alice")  # the shared listing has alice_notes
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
-            link = LINK.search(await _refusal(gateway, BOB_KEY))
-            assert link is not None
-            await _authorize(link.group(0), public, "bob")
+            await _owner_authorizes(gateway, public, "alice")  # the shared listing has alice_notes
+            await _users_authorize(gateway, public, (BOB_KEY, "bob"))
 
             bob = await _listed(gateway, BOB_KEY)
             assert set(bob) == {f"{SERVER}__{name}" for name in ("whoami", "echo", "grow_mine")}, bob
@@ -295,15 +287,8 @@ async def test_each_users_listing_stays_their_own_when_one_session_at_a_time_is_
         async with gateway_for_oauth_upstreams(
             nats_url, redis_url, tmp_path, raw, executor_options={"max_user_sessions": 1}
         ) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
-            for key, account in ((ALICE_KEY, "alice"), (BOB_KEY, "bob")):
-                link = LINK.search(await _refusal(gateway, key))
-                assert link is not None
-                await _authorize(link.group(0), public, account)
+            await _owner_authorizes(gateway, public)
+            await _users_authorize(gateway, public, (ALICE_KEY, "alice"), (BOB_KEY, "bob"))
             for _ in range(2):
                 for key, own, other in ((ALICE_KEY, "alice", "bob"), (BOB_KEY, "bob", "alice")):
                     listed = await _listed(gateway, key)
