@@ -73,7 +73,7 @@ class UserSessions:
             listed, before = _listed(catalog), self._listings.get(key)
             if before != listed:
                 self._listings[key] = listed
-                # a first session that cannot list (its user has not authorized) changes nothing ingress keeps
+                # a session that never listed (its user has not authorized) changes nothing ingress keeps
                 if before is not None or catalog.status == "ready":
                     self.changed(server, user)
             return True
