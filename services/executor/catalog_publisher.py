@@ -40,6 +40,7 @@ class Snapshot(NamedTuple):
     needs_auth: bool = False
     withheld: tuple[str, ...] = ()
     hosted_tasks: Mapping[str, HostedTask] = {}
+    per_user: bool = False
 
 
 class CatalogPublisher:
@@ -85,43 +86,52 @@ class CatalogPublisher:
         stderr_tail = stderr_tail or []
         self._status = (status, error, stderr_tail)
         async with self._lock:  # a health update must not overtake a newer listing
-            snap = self._snapshot()
-            tools = snap.tools.catalog() if status == "ready" and snap.tools is not None else []
-            health = health_of(snap.connected, snap.breaker, snap.needs_auth)
-            breaker = snap.breaker.status()
-            features = snap.features if status == "ready" else Features()
-            withheld = list(snap.withheld) if status == "ready" else []
-            key = (
-                status,
-                error,
-                stderr_tail,
-                health,
-                breaker.state,
-                snap.protocol_version,
-                [t.definition for t in tools],
-                features,
-                snap.namespace,
-                withheld,
-                dict(snap.hosted_tasks),
-            )
+            key, catalog = self.entry(status, error, stderr_tail)
             if key == self._published and not refresh:
                 return
-            catalog = ServerCatalog(
-                server=self.name,
-                status=status,
-                error=error,
-                stderr_tail=stderr_tail,
-                health=health.value,
-                breaker=breaker,
-                protocol_version=snap.protocol_version,
-                tools=tools,
-                namespace=snap.namespace,
-                withheld=withheld,
-                hosted_tasks=dict(snap.hosted_tasks),
-                **features.published(),
-            )
             if await self._send(catalog):
                 self._published = key
+
+    def entry(
+        self, status: str, error: str | None = None, stderr_tail: list[str] | None = None
+    ) -> tuple[tuple[Any, ...], ServerCatalog]:
+        """The entry `status` publishes now, and what of it a consumer sees (equal: nothing to publish)."""
+        stderr_tail = stderr_tail or []
+        snap = self._snapshot()
+        tools = snap.tools.catalog() if status == "ready" and snap.tools is not None else []
+        health = health_of(snap.connected, snap.breaker, snap.needs_auth)
+        breaker = snap.breaker.status()
+        features = snap.features if status == "ready" else Features()
+        withheld = list(snap.withheld) if status == "ready" else []
+        key = (
+            status,
+            error,
+            stderr_tail,
+            health,
+            breaker.state,
+            snap.protocol_version,
+            [t.definition for t in tools],
+            features,
+            snap.namespace,
+            withheld,
+            dict(snap.hosted_tasks),
+        )
+        catalog = ServerCatalog(
+            server=self.name,
+            status=status,
+            error=error,
+            stderr_tail=stderr_tail,
+            health=health.value,
+            breaker=breaker,
+            protocol_version=snap.protocol_version,
+            tools=tools,
+            namespace=snap.namespace,
+            per_user=snap.per_user,
+            withheld=withheld,
+            hosted_tasks=dict(snap.hosted_tasks),
+            **features.published(),
+        )
+        return key, catalog
 
     async def _republish(self) -> None:
         while not self._stopping:

@@ -73,7 +73,8 @@ from .replies import for_the_wire, outcome_label, refunded, reply_headers
 from .upstream import Publish, Upstream
 from .upstreams.interface import UpstreamSettings
 from .upstreams.mcp.stdio_sandbox import StdioRoot
-from .user_sessions import UserSessions, no_catalog
+from .user_listings import UserListings
+from .user_sessions import UserSessions
 
 __all__ = ["ExecutorService"]
 
@@ -125,6 +126,7 @@ class ExecutorService:
         self._llm_watch: BucketWatch | None = None
         self._users = UserSessions(self._user_session, self.settings.max_user_sessions)
         """Per-user sessions of `per_user` servers: each user's calls over their own session and token."""
+        self._listings = UserListings(self._upstreams, self._users, self.settings.connect_timeout)
         self.calls: CallPath
         self.metrics_server: metrics.MetricsServer | None = None
         self.probes: Probes | None = None
@@ -183,6 +185,7 @@ class ExecutorService:
         )
         """Every routed request policy allowed goes through these steps (`call_path`)."""
         await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
+        await self._listings.start(self._nc)  # each user's catalog of a per-user server
         self._subs = [
             await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
             await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
@@ -281,6 +284,7 @@ class ExecutorService:
             agents=AgentLink(self._nc, name, self.interceptors.outgoing),
             oauth=oauth,
             interceptors=self.interceptors,
+            user=user,
         )
 
     async def use_interceptors(self, interceptors: Sequence[Interceptor]) -> None:
@@ -300,7 +304,7 @@ class ExecutorService:
             self._users.relist(name)
 
     def _user_session(self, name: str, config: ServerConfig, user: str) -> Upstream:
-        return self._new_upstream(name, config, no_catalog, user)
+        return self._new_upstream(name, config, self._users.publisher(name, user), user)
 
     async def _remove(self, name: str) -> None:
         upstream = self._upstreams.pop(name, None)

@@ -77,8 +77,11 @@ class Upstream:
         agents: AgentLink | None = None,
         oauth: OAuthTokens | None = None,
         interceptors: InterceptorChain | None = None,
+        user: str | None = None,
     ) -> None:
         self.name = name
+        self.user = user
+        """The user whose own session this is (a per-user server), else None: the server's shared session."""
         self.config = config
         self.settings = settings
         self.agents = agents or AgentLink(None, name)
@@ -407,7 +410,7 @@ class Upstream:
         listing = raw
         chain = self._interceptors
         if chain is not None and chain.on_listings:
-            listing = await chain.at_listing(self.name, self.config, raw)
+            listing = await chain.at_listing(self.name, self.config, raw, self.user)
         self._raw = raw  # only once decided: a listing the interceptors failed on is decided again
         self.features = listing.features
         self.withheld = listing.withheld
@@ -427,4 +430,9 @@ class Upstream:
             self._unauthorized,
             self.withheld,
             self.config.tasks,
+            self.config.per_user,
         )
+
+    def listing(self) -> ServerCatalog:
+        """What this session lists now, as its catalog entry says it (a per-user session's, asked for)."""
+        return self._catalog.entry("ready" if self._state is State.READY else "unavailable", self._error)[1]

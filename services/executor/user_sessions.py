@@ -9,14 +9,19 @@ Bounded: beyond `limit` sessions per executor the least recently used one is clo
 next call opens a new one). A session whose user has not authorized is closed right after the
 refused call, so the user's next call asks again (after they followed the link) instead of a
 background loop asking for a token nobody has. That refusal carries the user's link as data, never
-in its message (`libs.common.contracts.oauth_upstream.AUTHORIZE_URL`)."""
+in its message (`libs.common.contracts.oauth_upstream.AUTHORIZE_URL`).
+
+Each session's listing is also that user's catalog of the server (`user_listings`): asked for by
+ingress, and announced as changed (`changed`) whenever what it lists changes (the upstream said so
+on that session, a pin or interceptor verdict changed), its user's token changes, or the server's
+configuration does."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from libs.common.contracts.config import ServerConfig
@@ -26,25 +31,63 @@ from libs.common.contracts.messages import CallOutcome, Routed, ServerCatalog
 from .replies import refusal
 from .upstream import Upstream
 
-__all__ = ["UserSessions", "no_catalog"]
+__all__ = ["UserSessions"]
 
 log = logging.getLogger(__name__)
+
+Changed = Callable[[str, str | None], None]
+"""(server, user or None for every user): what ingress keeps of that listing is stale."""
 
 MakeSession = Callable[[str, ServerConfig, str], Upstream]
 """(server, config, user) -> a new, not yet started, `Upstream` carrying that user's token."""
 
 
-async def no_catalog(_upstream: Upstream, _catalog: ServerCatalog) -> bool:
-    """A per-user session's catalog is not published: the shared session's is the server's."""
-    return False
+def _listed(catalog: ServerCatalog) -> tuple[Any, ...]:
+    """What of a session's entry its user is listed (not its health, breaker, heartbeat)."""
+    return (
+        catalog.status,
+        [tool.definition for tool in catalog.tools],
+        catalog.prompts,
+        catalog.resources,
+        catalog.resource_templates,
+    )
 
 
 class UserSessions:
-    def __init__(self, make: MakeSession, limit: int) -> None:
+    def __init__(self, make: MakeSession, limit: int, changed: Changed | None = None) -> None:
         self._make = make
         self._limit = limit
         self._sessions: OrderedDict[tuple[str, str], Upstream] = OrderedDict()
         self._closing: set[asyncio.Task[Any]] = set()
+        self.changed: Changed = changed or (lambda _server, _user: None)
+        self._listings: dict[tuple[str, str], tuple[Any, ...]] = {}
+        """What each open session last listed: a listing that differs is announced (`changed`)."""
+
+    def publisher(self, server: str, user: str) -> Callable[[Upstream, ServerCatalog], Awaitable[bool]]:
+        """The `publish` of `user`'s session to `server`: nothing is written, a changed listing is announced."""
+
+        async def publish(upstream: Upstream, catalog: ServerCatalog) -> bool:
+            key = (server, user)
+            if self._sessions.get(key) is not upstream:
+                return False
+            listed, before = _listed(catalog), self._listings.get(key)
+            if before != listed:
+                self._listings[key] = listed
+                # a session that never listed (its user has not authorized) changes nothing ingress keeps
+                if before is not None or catalog.status == "ready":
+                    self.changed(server, user)
+            return True
+
+        return publish
+
+    def open(self, shared: Upstream, user: str) -> tuple[tuple[str, str], Upstream]:
+        """`user`'s own session to the per-user server `shared` (and its key for `close`), opened if need be."""
+        return (shared.name, user), self._session(shared, user)
+
+    def forget_user(self, server: str, user: str) -> None:
+        """`user`'s token for `server` changed: their session goes, and ingress lists them anew."""
+        self.close((server, user))
+        self.changed(server, user)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -78,6 +121,7 @@ class UserSessions:
         return session
 
     def close(self, key: tuple[str, str]) -> None:
+        self._listings.pop(key, None)
         session = self._sessions.pop(key, None)
         if session is not None:
             task = asyncio.create_task(session.stop())
@@ -88,6 +132,7 @@ class UserSessions:
         """The server was removed or reconfigured: its users' sessions go with it."""
         for key in [k for k in self._sessions if k[0] == server]:
             self.close(key)
+        self.changed(server, None)
 
     def relist(self, server: str | None = None) -> None:
         """Every open session (of `server`, or of every server) lists its server again.

@@ -33,6 +33,7 @@ from services.ingress.auth.keys import KeyDirectory
 from services.ingress.catalog.aggregated import Catalog, CatalogEntry, Listing
 from services.ingress.catalog.own_skills import GATEWAY
 from services.ingress.catalog.tool_lists import ListCache, answer_holds
+from services.ingress.catalog.user_views import CallerView, UserCatalogs, entry_for
 from services.ingress.context import RequestContext
 from services.ingress.lifecycle import discovery, initialize_result
 from services.ingress.modes.codemode import CodeModeRouter
@@ -94,6 +95,8 @@ class Handlers:
         self._list_cache = ListCache()
         self._host_list_cache = ListCache()
         """The answers of hosts of MCP Apps: another listing (app-only tools included), so other arrays."""
+        self.user_catalogs: UserCatalogs | None = None
+        """Each caller's own listing of the `per_user` servers (`user_views`); None: the shared one."""
 
     @property
     def audits_owed(self) -> int:
@@ -167,14 +170,23 @@ class Handlers:
 
     # ------------------------------------------------------------------ tools
 
+    async def view(self, ctx: RequestContext, only: CatalogEntry | None = None) -> CallerView | None:
+        """What this caller is listed where it is not the shared catalog (some server is per user).
+
+        `only`: the shared entry a call names, whose server's listing alone is asked for (if per user)."""
+        if self.user_catalogs is None:
+            return None
+        return await self.user_catalogs.view(ctx.caller, only.server if only is not None else None)
+
     async def tools_list(self, ctx: RequestContext) -> dict[str, Any]:
         host = HOST in ctx.client  # a host of MCP Apps is listed its apps' tools too, and hides them itself
         cache = self._host_list_cache if host else self._list_cache
-        cache_key = (ctx.caller.key_id, ctx.include_servers, ctx.include_tools)
-        stamp = (self.catalog.revision, self.keys.revision(ctx.caller.key_id), self.policy_revision)
+        listed: Catalog | CallerView = await self.view(ctx) or self.catalog
+        cache_key = (ctx.caller.key_id, ctx.caller.user_id, ctx.include_servers, ctx.include_tools)
+        stamp = (listed.revision, self.keys.revision(ctx.caller.key_id), self.policy_revision)
         tools_json = cache.get(cache_key, stamp)
         if tools_json is None:
-            tools = self.catalog.app_tools if host else self.catalog.tools
+            tools = listed.app_tools if host else listed.tools
             seen = {watch.bucket: watch.revision for watch in self.policy_inputs}
             answer = await self.gateway.visible(ctx.caller, tools.pairs, ctx.include_servers, ctx.include_tools)
             if answer.error is not None:
@@ -185,7 +197,7 @@ class Handlers:
                 stamp,
                 answer.allowed,
                 tools.entries,
-                keep=tools is (self.catalog.app_tools if host else self.catalog.tools),
+                keep=tools is (listed.app_tools if host else listed.tools) and stamp[0] == listed.revision,
                 lasting=answer_holds(seen, answer.revisions),
             )
         result: dict[str, Any] = {"tools": tools_json}
@@ -205,13 +217,15 @@ class Handlers:
         elif not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
-        entry = self.catalog.by_name.get(name) or self.catalog.withheld_by_name.get(name)
+        view = await self.view(ctx, self.catalog.by_name.get(name))
+        entry = entry_for(view, self.catalog.by_name, view.by_name if view else {}, name)
+        entry = entry or self.catalog.withheld_by_name.get(name)
         if entry is None and (down := await unavailable_call(self.catalog, self.gateway, ctx, name)) is not None:
             audit = self.audits.record(ctx, "tool_call", name, down.server, down.tool, Ending(down.error))
             return gateway_error_body(ctx.request_id, down.error, tool=name, server=down.server), audit
         if entry is None:
             return self._unknown(ctx, "tool", "tool_call", name)
-        app_call = name in self.catalog.app_only
+        app_call = name in (view or self.catalog).app_only
         if app_call and HOST not in ctx.client:
             return self._app_only(ctx, entry)
         meta = forwarded_meta(params)
@@ -292,7 +306,9 @@ class Handlers:
                 ctx.request_id, INVALID_PARAMS, "prompts/get needs 'params.name', the prompt's name"
             ), None
         # a held-back prompt goes the whole way, as a held-back tool does: the executor says why
-        entry = self.catalog.prompt_by_name.get(name) or self.catalog.withheld_prompt_by_name.get(name)
+        view = await self.view(ctx, self.catalog.prompt_by_name.get(name))
+        entry = entry_for(view, self.catalog.prompt_by_name, view.prompt_by_name if view else {}, name)
+        entry = entry or self.catalog.withheld_prompt_by_name.get(name)
         if entry is None:
             return self._unknown(ctx, "prompt", "prompt_get", name)
         return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
@@ -331,6 +347,8 @@ class Handlers:
             error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"{uri!r}: {exc}")
             body = error_body(ctx.request_id, INVALID_PARAMS, error.message, {"uri": uri})
             return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
+        if entry is None and (view := await self.view(ctx)) is not None:  # a per-user server's, for this user
+            entry = view.resource_by_uri.get(uri)
         if entry is not None and entry.server == GATEWAY and method == "resources/read":
             return await self._own_skill_file(ctx, entry)
         if entry is None or entry.server == GATEWAY:  # nothing to subscribe to in a skill of the gateway's
@@ -474,8 +492,11 @@ def _immediate(answer: Callable[[Handlers, RequestContext, dict[str, Any]], dict
     return handler
 
 
-def _listed(field_name: str, listing: Callable[[Catalog], Listing]) -> Handler:
-    return _unaudited(lambda h, ctx, params: h._list(ctx, field_name, listing(h.catalog)))
+def _listed(field_name: str, listing: Callable[[Catalog | CallerView], Listing]) -> Handler:
+    async def listed(h: Handlers, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return await h._list(ctx, field_name, listing(await h.view(ctx) or h.catalog))
+
+    return _unaudited(listed)
 
 
 def _routed(method: str) -> Handler:
@@ -490,7 +511,7 @@ _METHODS: dict[str, Handler] = {
     "server/discover": _immediate(
         lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery(skills=h.serves_skills))
     ),
-    "skills/list": _listed("skills", lambda catalog: catalog.skills),
+    "skills/list": _unaudited(lambda h, ctx, params: h._list(ctx, "skills", h.catalog.skills)),
     "skills/get": lambda h, ctx, params: h.skills_get(ctx, params),
     "prompts/list": _listed("prompts", lambda catalog: catalog.prompts),
     "resources/list": _listed("resources", lambda catalog: catalog.resources),

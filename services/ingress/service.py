@@ -46,6 +46,7 @@ from services.ingress.auth.owners import Owners
 from services.ingress.auth.refused_credentials import note_refusal
 from services.ingress.catalog.aggregated import Catalog
 from services.ingress.catalog.own_skills import load_skills
+from services.ingress.catalog.user_views import UserCatalogs
 from services.ingress.field_limits import FieldLimits
 from services.ingress.handlers import Handlers
 from services.ingress.llm.endpoint import LlmEndpoint
@@ -256,6 +257,8 @@ class IngressService:
         self.handlers = Handlers(
             self.catalog, self.keys, path, sender, self.audits, state, code_mode, discovery, policy_inputs, tasks
         )
+        self.handlers.user_catalogs = user_catalogs = UserCatalogs(nc, self.catalog)
+        await user_catalogs.start()
         await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
         await processed(nc)
         self._watches = [

@@ -74,6 +74,9 @@ SERVICE_SUBJECTS = (
     s.OAUTH_PASSWORD,
     s.OAUTH_UPSTREAM_TOKEN,
     s.OAUTH_UPSTREAM_LINK,
+    s.OAUTH_UPSTREAM_CHANGED,
+    s.EXEC_USER_CATALOG,
+    s.EXEC_USER_CATALOG_CHANGED,
     s.PIN_DRIFT,
 )
 """The services' requests and notifications, probed both ways: who may send them, who may hear them."""
@@ -180,6 +183,11 @@ RULES: dict[str, set[str]] = {
     s.OAUTH_PASSWORD: {ADMIN},
     s.OAUTH_UPSTREAM_LINK: {ADMIN},
     s.OAUTH_UPSTREAM_TOKEN: {EXECUTOR},
+    # per-user catalogs: ingress asks an executor what a user's own session lists; the executor says
+    # when that changed, and the oauth service when a user authorized anew
+    s.EXEC_USER_CATALOG: {INGRESS},
+    s.EXEC_USER_CATALOG_CHANGED: {EXECUTOR},
+    s.OAUTH_UPSTREAM_CHANGED: {OAUTH},
 }
 OWNERSHIP: dict[str, str] = {
     # only a stream's owner creates or updates it (a non-owner could shrink the audit stream);
@@ -213,6 +221,9 @@ SUBSCRIBE_RULES: dict[str, set[str]] = {
     **{subject: {AUDIT} for subject in (s.AUDIT_EXPORT, s.AUDIT_VERIFY, s.ANALYTICS_QUERY, s.ANALYTICS_CANCEL)},
     f"{s.AUDIT_EVENTS}.>": {ADMIN},  # `bastion audit tail --follow`; the stream itself is read by audit alone
     s.PIN_DRIFT: {ADMIN},
+    s.EXEC_USER_CATALOG: {EXECUTOR},
+    s.EXEC_USER_CATALOG_CHANGED: {INGRESS},
+    s.OAUTH_UPSTREAM_CHANGED: {EXECUTOR},
     "_INBOX.>": set(),  # nobody reads every reply on the bus
     ">": set(),
     **{f"{s.inbox_prefix(role)}.>": {role} for role in ROLES},

@@ -104,12 +104,14 @@ async def test_a_second_resource_of_the_same_authorization_server_needs_no_secon
             link = LINK.search(refused)
             assert link is not None, refused
             await follow_authorization_link(link.group(0), public, "alice-upstream")
-            assert await _call(gateway, ALICE_KEY, FIRST) == "alice-upstream"
             # which servers share an authorization server is kept in the store, not only in memory
             await _restart_oauth_service(gateway)
-
-            # the second resource: no link, no login; a token exchanged from hers, bound to /sse
             before = await _exchanges(base)
+            # her list (the client lists before it calls) shows what her own token unlocks on each server:
+            # the second resource's session gets a token exchanged from hers, bound to /sse
+            assert await _call(gateway, ALICE_KEY, FIRST) == "alice-upstream"
+
+            # the second resource: no link, no login, one exchange whether her list or her call asked first
             assert await _call(gateway, ALICE_KEY, SECOND) == "alice-upstream"
             assert await _exchanges(base) == before + 1
             assert await _call(gateway, ALICE_KEY, SECOND) == "alice-upstream"  # kept, not exchanged again

@@ -14,11 +14,16 @@ import re
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import nats
 import pytest
 from mcp.shared.exceptions import MCPError, UrlElicitationRequiredError
 from mcp_types import ElicitRequestURLParams, ElicitResult, ErrorData
 from mcp_types.jsonrpc import URL_ELICITATION_REQUIRED
 
+from libs.common.bus.nats import kv_bucket
+from libs.common.contracts import subjects
+from libs.common.contracts.pins import PinRecord, pin_key
+from libs.common.contracts.user_catalogs import AUTHORIZATION_META
 from libs.common.settings import CodeModeSettings
 from tests.support.audit_rows import audit_rows
 from tests.support.gateway import ADMIN_KEY, Gateway, default_config
@@ -52,6 +57,23 @@ def _status(gateway: Gateway) -> tuple[str, str] | None:
 
 async def _authorize(link: str, public: str, upstream_account: str) -> None:
     assert SERVER in await follow_authorization_link(link, public, upstream_account)
+
+
+async def _owner_authorizes(gateway: Gateway, public: str, upstream_account: str = "admin-ann") -> None:
+    """An owner follows the server's link (as `upstream_account` upstream), so Bastion can list it."""
+    await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
+    async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
+        shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
+    await _authorize(shown["authorize_url"], public, upstream_account)
+    await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+
+
+async def _users_authorize(gateway: Gateway, public: str, *users: tuple[str, str]) -> None:
+    """Each (key, upstream account) follows the link its first call is refused with."""
+    for key, account in users:
+        link = LINK.search(await _refusal(gateway, key))
+        assert link is not None
+        await _authorize(link.group(0), public, account)
 
 
 async def _whoami(gateway: Gateway, key: str) -> str:
@@ -101,11 +123,7 @@ async def test_a_users_authorization_link_reaches_them_and_no_audit_row_or_log(
         async with gateway_for_oauth_upstreams(
             nats_url, redis_url, tmp_path, config(base), codemode=CodeModeSettings(sandbox_workers=1)
         ) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
             caplog.clear()  # the admin's own link went through this test's HTTP client, which logs its URLs
 
             refused = await _refused(gateway, ALICE_KEY)
@@ -143,11 +161,7 @@ async def test_each_user_calls_with_their_own_token_never_another_users(nats_url
             public,
         ):
             # an admin authorizes once so Bastion can list the server's tools
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
 
             # alice has not authorized: her call is refused with her own link, not run on the admin's token
             refused = await _refusal(gateway, ALICE_KEY)
@@ -176,11 +190,7 @@ async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_acco
     (`-32042`), a 2026-07-28 one as an `input_required` result; following it connects the account."""
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
-            await poll_until(lambda: _status(gateway) == ("unavailable", "needs_auth"), "needs_auth", 30)
-            async with httpx2.AsyncClient(headers=gateway.admin_headers, timeout=20) as admin:
-                shown = (await admin.get(f"{gateway.admin_api}/servers/{SERVER}")).json()
-            await _authorize(shown["authorize_url"], public, "admin-ann")
-            await poll_until(lambda: (_status(gateway) or ("",))[0] == "ready", "the catalog listed", 30)
+            await _owner_authorizes(gateway, public)
 
             async def never_asked(context, params):  # declares elicitation (form and url) to the gateway
                 raise AssertionError("the gateway answers, it does not ask mid-call")
@@ -197,3 +207,110 @@ async def test_an_agent_that_takes_url_elicitations_is_asked_to_connect_its_acco
 
             await _authorize(elicitation.url, public, "bob-upstream")
             assert await _whoami(gateway, BOB_KEY) == "bob-upstream"
+
+
+async def _listed(gateway: Gateway, key: str) -> dict[str, dict]:
+    """The tools of the per-user server `key`'s agent is listed, by name, with their `_meta`."""
+    async with gateway.client(key) as client:
+        listed = await client.list_tools()
+    return {t.name: t.meta or {} for t in listed.tools if t.name.startswith(f"{SERVER}__")}
+
+
+async def _called(gateway: Gateway, key: str, tool: str, arguments: dict | None = None) -> str:
+    """The text of `tool`'s answer (its error's, when refused)."""
+    async with gateway.client(key) as client:
+        try:
+            result = await client.call_tool(f"{SERVER}__{tool}", arguments or {})
+        except MCPError as refused:
+            return f"refused: {refused.error.message}"
+    text = result.content[0].text  # type: ignore[union-attr]
+    return f"refused: {text}" if result.is_error else text
+
+
+async def test_each_user_is_listed_what_their_own_credential_unlocks(nats_url, redis_url, tmp_path) -> None:
+    """Two users of one per-user server are each listed their own catalog (made over their own session),
+    never the other's; a user not yet authorized is listed the shared tools marked as needing it; a
+    change the upstream announces on a user's session reaches that user's next list."""
+    shared = {f"{SERVER}__{name}" for name in ("whoami", "echo", "grow_mine")}
+    with running_oauth_upstream() as base:
+        raw = config(base)
+        # pins flag what only one user is listed instead of holding it for an owner's approval
+        raw["mcpServers"][SERVER]["pinning"] = "warn"
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, raw) as (gateway, public):
+            await _owner_authorizes(gateway, public)
+
+            # not authorized yet: the shared tools, each marked as needing the user's authorization
+            before = await _listed(gateway, ALICE_KEY)
+            assert set(before) == shared, before
+            assert all(meta[AUTHORIZATION_META] == {"required": True, "server": SERVER} for meta in before.values())
+            # a key bound to no user can call none of them, so it is listed none
+            assert await _listed(gateway, ADMIN_KEY) == {}
+
+            await _users_authorize(gateway, public, (ALICE_KEY, "alice"), (BOB_KEY, "bob"))
+
+            alice, bob = await _listed(gateway, ALICE_KEY), await _listed(gateway, BOB_KEY)
+            assert set(alice) == shared | {f"{SERVER}__alice_notes"}, alice
+            assert set(bob) == shared | {f"{SERVER}__bob_notes"}, bob
+            assert not any(AUTHORIZATION_META in meta for meta in (*alice.values(), *bob.values()))
+            assert await _called(gateway, ALICE_KEY, "alice_notes") == "notes of alice"
+            # bob's tool is not alice's to call: refused before it reaches the upstream
+            refused = await _called(gateway, ALICE_KEY, "bob_notes")
+            assert refused.startswith("refused: Unknown tool"), refused
+
+            # the upstream adds a tool for alice and says so on her session: her next list has it, bob's not
+            assert await _called(gateway, ALICE_KEY, "grow_mine", {"name": "alice_drafts"}) == "added alice_drafts"
+            grown = f"{SERVER}__alice_drafts"
+            await poll_until(lambda: _has(gateway, ALICE_KEY, grown), "alice's new tool listed", 30)
+            assert grown not in await _listed(gateway, BOB_KEY)
+            assert await _called(gateway, ALICE_KEY, "alice_drafts") == "alice_drafts"
+
+
+async def _has(gateway: Gateway, key: str, tool: str) -> bool:
+    return tool in await _listed(gateway, key)
+
+
+async def _pin(nats_url: str, tool: str) -> PinRecord:
+    nc = await nats.connect(nats_url)
+    try:
+        kv = await kv_bucket(nc.jetstream(), subjects.KV_PINS)
+        entry = await kv.get(pin_key(SERVER, "tool", tool))
+        assert entry.value is not None
+        return PinRecord.model_validate_json(entry.value)
+    finally:
+        await nc.close()
+
+
+async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_url, tmp_path) -> None:
+    """Under the default pinning (`tofu`), a tool only one user is listed and no pin covers waits for an
+    owner like any new tool: not listed, pending in the pins. What that user is not listed is not
+    "removed" from the server (another account lists it)."""
+    with running_oauth_upstream() as base:
+        async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
+            await _owner_authorizes(gateway, public, "alice")  # the shared listing has alice_notes
+            await _users_authorize(gateway, public, (BOB_KEY, "bob"))
+
+            bob = await _listed(gateway, BOB_KEY)
+            assert set(bob) == {f"{SERVER}__{name}" for name in ("whoami", "echo", "grow_mine")}, bob
+            pending = await _pin(nats_url, "bob_notes")
+            assert pending.approved is None and pending.pending_reason == "new", pending
+            assert (await _pin(nats_url, "alice_notes")).listed, "bob's listing lacks it: not a removal"
+
+
+async def test_each_users_listing_stays_their_own_when_one_session_at_a_time_is_kept(
+    nats_url, redis_url, tmp_path
+) -> None:
+    """`BASTION_MAX_USER_SESSIONS` bounds the sessions a user's listing is made over: with one kept,
+    listing alice closes bob's session and the other way round, and each is still listed their own."""
+    with running_oauth_upstream() as base:
+        raw = config(base)
+        raw["mcpServers"][SERVER]["pinning"] = "warn"
+        async with gateway_for_oauth_upstreams(
+            nats_url, redis_url, tmp_path, raw, executor_options={"max_user_sessions": 1}
+        ) as (gateway, public):
+            await _owner_authorizes(gateway, public)
+            await _users_authorize(gateway, public, (ALICE_KEY, "alice"), (BOB_KEY, "bob"))
+            for _ in range(2):
+                for key, own, other in ((ALICE_KEY, "alice", "bob"), (BOB_KEY, "bob", "alice")):
+                    listed = await _listed(gateway, key)
+                    assert f"{SERVER}__{own}_notes" in listed and f"{SERVER}__{other}_notes" not in listed, listed
+                    assert await _called(gateway, key, f"{own}_notes") == f"notes of {own}"

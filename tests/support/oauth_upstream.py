@@ -11,7 +11,9 @@ prints `READY <base url>` once it accepts connections. What an MCP client meets 
 - the authorization server of `oauth_upstream_as.py`, whose tokens are bound to the resource they
   were asked for and refused by the other one.
 
-Tools: `whoami` (the user the token belongs to) and `echo`.
+Tools: `whoami` (the user the token belongs to), `echo`, and tools only one upstream user is listed
+and may call: `alice_notes` (user `alice`), `bob_notes` (user `bob`), and whatever `grow_mine(name)`
+adds for the user calling it (announced with a list-changed notification on that user's session).
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ from typing import Any
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -59,9 +63,33 @@ class Verifier:
         )
 
 
+OWNERS: dict[str, str] = {"alice_notes": "alice", "bob_notes": "bob"}
+"""Tool name -> the only upstream user who is listed it and may call it (tools not named: everyone's)."""
+
+
+def _subject() -> str:
+    from mcp.server.auth.middleware.auth_context import get_access_token
+
+    token = get_access_token()
+    return token.subject or "" if token else ""
+
+
+class PerUserServer(MCPServer):
+    """Lists each user the tools everyone has and their own; another user's tool is unknown to them."""
+
+    async def list_tools(self) -> list[Any]:
+        me = _subject()
+        return [tool for tool in await super().list_tools() if OWNERS.get(tool.name, me) == me]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        if OWNERS.get(name, _subject()) != _subject():
+            raise ToolError(f"Unknown tool: {name}")
+        return await super().call_tool(name, arguments, context)
+
+
 def _resource_server(base: str, path: str) -> MCPServer:
     resource = f"{base}{path}"
-    server = MCPServer(
+    server = PerUserServer(
         "locked",
         token_verifier=Verifier(resource),
         auth=AuthSettings(
@@ -84,6 +112,20 @@ def _resource_server(base: str, path: str) -> MCPServer:
     def echo(text: str) -> str:
         """Return `text` unchanged."""
         return text
+
+    for owned in OWNERS:
+        server.add_tool(lambda: f"notes of {_subject()}", name=owned, description=f"{owned.split('_')[0]}'s notes")
+
+    @server.tool()
+    async def grow_mine(name: str, ctx: Context) -> str:
+        """Add a tool called `name` that only the calling user is listed, and announce it on their session."""
+        OWNERS[name] = _subject()
+        server.add_tool(lambda: name, name=name, description=f"added for {_subject()}")
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            await ctx.notify_tools_changed()
+        else:
+            await ctx.session.send_tool_list_changed()
+        return f"added {name}"
 
     return server
 

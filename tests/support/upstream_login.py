@@ -75,12 +75,14 @@ async def gateway_for_oauth_upstreams(
     *,
     allow_private: bool = True,
     oauth_options: dict[str, Any] | None = None,
+    executor_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> AsyncIterator[tuple[Gateway, str]]:
     """The whole gateway with the oauth service and the admin API, in front of OAuth-protected test
     upstreams; yields it and its public URL (known before it listens: the redirect URI Bastion
     registers upstream is built from it). `allow_private`: let the oauth service reach the upstream
-    on 127.0.0.1, which its SSRF guard refuses otherwise; `oauth_options` are further `OAuthSettings`.
+    on 127.0.0.1, which its SSRF guard refuses otherwise; `oauth_options` are further `OAuthSettings`,
+    `executor_options` further `ExecutorSettings`.
     `options` go to `running_gateway` (e.g. `codemode`)."""
     async with running_oauth_gateway(
         nats_url,
@@ -88,7 +90,7 @@ async def gateway_for_oauth_upstreams(
         workdir,
         raw_config,
         admin=True,
-        executor_options={"reconnect_max_backoff": 0.5},
+        executor_options={"reconnect_max_backoff": 0.5, **(executor_options or {})},
         oauth_options={"upstream_oauth_allow_private": allow_private, **(oauth_options or {})},
         **options,
     ) as (gateway, public):

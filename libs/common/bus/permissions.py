@@ -223,6 +223,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             s.POLICY_REFUND,  # a tool call it failed as lost or late: policy gives back what it charged
             s.CALL_CANCEL,
             s.EXEC_CANCEL,  # abandons a call it holds; it can start none
+            s.EXEC_USER_CATALOG,  # what a per-user server lists for the calling user
             s.CODEMODE_CALL,
             f"{s.CODEMODE_ALIVE}.*",
             _inbox(EXECUTOR),  # an agent's answer (`ClientReply`) to an upstream's request mid-call
@@ -241,7 +242,14 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_kv_read(s.KV_OAUTH_PUBLIC),  # verifies access tokens locally
             *_kv_read(s.KV_OAUTH_REVOKED),
         ),
-        subscribe=(_inbox(INGRESS), s.RESOURCE_UPDATED, s.CALL_CANCEL, s.BUS_MOVED, s.TASK_CANCEL),
+        subscribe=(
+            _inbox(INGRESS),
+            s.RESOURCE_UPDATED,
+            s.CALL_CANCEL,
+            s.BUS_MOVED,
+            s.TASK_CANCEL,
+            s.EXEC_USER_CATALOG_CHANGED,
+        ),
     ),
     ADMIN: Permissions(
         publish=(
@@ -316,8 +324,18 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_owned(EXECUTOR),
             s.OAUTH_UPSTREAM_TOKEN,  # an OAuth upstream's current access token (answered to its own inbox)
             s.BUS_MOVED,
+            s.EXEC_USER_CATALOG_CHANGED,  # a user's listing of a per-user server changed
         ),
-        subscribe=(_inbox(EXECUTOR), s.EXEC_CALL, s.EXEC_REQUEST, s.EXEC_LLM, s.EXEC_CANCEL, f"{s.EXEC_ALIVE}.*"),
+        subscribe=(
+            _inbox(EXECUTOR),
+            s.EXEC_CALL,
+            s.EXEC_REQUEST,
+            s.EXEC_LLM,
+            s.EXEC_CANCEL,
+            f"{s.EXEC_ALIVE}.*",
+            s.EXEC_USER_CATALOG,
+            s.OAUTH_UPSTREAM_CHANGED,
+        ),
     ),
     AUDIT: Permissions(
         publish=(
@@ -366,6 +384,7 @@ _BY_ROLE: Final[Mapping[str, Permissions]] = {
             *_kv_write(s.KV_OAUTH_UPSTREAM),
             *_owned(OAUTH),
             *_kv_read(s.KV_POLICY),  # a user must exist to log in or get a password
+            s.OAUTH_UPSTREAM_CHANGED,  # a user authorized a per-user server anew, or lost it
         ),
         subscribe=(
             _inbox(OAUTH),

@@ -109,6 +109,9 @@ class ServerCatalog(BusMessage):
     tools: list[CatalogTool] = Field(default_factory=list)
     namespace: bool = True
     """False when the server's tools and prompts keep their own names (`ServerConfig.namespace`)."""
+    per_user: bool = False
+    """Configured `per_user`: each user is listed what their own session lists
+    (`libs.common.contracts.user_catalogs`), not this shared listing."""
     capabilities: dict[str, Any] = Field(default_factory=dict)
     """The upstream's server capabilities (wire JSON): which of prompts, resources (subscribe),
     completions and logging it offers."""

@@ -37,6 +37,8 @@ __all__ = [
     "EXEC_HOLDERS",
     "EXEC_LLM",
     "EXEC_REQUEST",
+    "EXEC_USER_CATALOG",
+    "EXEC_USER_CATALOG_CHANGED",
     "GRANT",
     "GRANT_STALE",
     "HANDED_OVER",
@@ -64,6 +66,7 @@ __all__ = [
     "NO_EXECUTOR",
     "OAUTH_HTTP",
     "OAUTH_PASSWORD",
+    "OAUTH_UPSTREAM_CHANGED",
     "OAUTH_UPSTREAM_LINK",
     "OAUTH_UPSTREAM_TOKEN",
     "OBJ_BLOBS",
@@ -179,6 +182,13 @@ POLICY_REQUEST: Final = "bastion.policy.request"
 EXEC_REQUEST: Final = "bastion.exec.request"
 """policy -> executor: the `UpstreamRequest` policy allowed; the executor answers a `CallOutcome`."""
 
+EXEC_USER_CATALOG: Final = "bastion.exec.user_catalog"
+"""ingress -> executor (queue `executor`): a `UserCatalogQuery`; answered `UserCatalog`, what a per-user
+server lists over that user's own session (`libs.common.contracts.user_catalogs`)."""
+
+EXEC_USER_CATALOG_CHANGED: Final = "bastion.exec.user_catalog_changed"
+"""executor -> every ingress: a `UserCatalogChanged`; the user's listing of that server changed."""
+
 POLICY_LLM: Final = "bastion.policy.llm"
 """ingress -> policy: an `LlmRequest` (a chat completion); policy checks the key and budgets, then relays
 the executor's `LlmOutcome` (or answers its refusal)."""
@@ -286,6 +296,10 @@ OAUTH_PASSWORD: Final = "bastion.oauth.password"
 OAUTH_UPSTREAM_TOKEN: Final = "bastion.oauth.upstream.token"
 """executor -> oauth: an `UpstreamTokenQuery`; answered `UpstreamToken`, the current access token for
 an upstream (`libs.common.contracts.oauth_upstream`). Only the executor may ask."""
+
+OAUTH_UPSTREAM_CHANGED: Final = "bastion.oauth.upstream.changed"
+"""oauth -> every executor: an `UpstreamUserChanged` (a user's token for a per-user server was stored
+anew, or forgotten); the executor drops that user's session and listing."""
 
 OAUTH_UPSTREAM_LINK: Final = "bastion.oauth.upstream.link"
 """admin -> oauth: an `AuthorizeLinkQuery`; answered `AuthorizeLink` (a fresh link an admin opens to

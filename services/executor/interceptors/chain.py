@@ -162,10 +162,11 @@ class InterceptorChain:
         elif checked is not said:
             outcome.error = error.model_copy(update={"message": checked["message"], "data": checked["data"]})
 
-    async def at_listing(self, server: str, config: ServerConfig, listing: Listing) -> Listing:
+    async def at_listing(self, server: str, config: ServerConfig, listing: Listing, user: str | None = None) -> Listing:
         """`listing` as the listing hooks leave it; their decisions are logged.
 
-        A hook that raises fails the listing (nothing unchecked is published)."""
+        `user`: the listing of that user's own session to a per-user server. A hook that raises fails
+        the listing (nothing unchecked is published)."""
         features = listing.features
         view = InterceptedListing(
             server,
@@ -177,6 +178,7 @@ class InterceptorChain:
             skills=list(features.skills),
             apps=list(features.apps),
             aliases=dict(listing.aliases),
+            user=user,
         )
         for interceptor in self._listing:
             await interceptor.at_listing(view)

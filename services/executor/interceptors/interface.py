@@ -154,6 +154,8 @@ class InterceptedListing:
     aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Tool name -> its other stable names (`Listing.aliases`); pinning adds the names a tool carried
     before a rename."""
+    user: str | None = None
+    """Set when this is one user's own session to a per-user server: their listing, not the server's whole one."""
 
     def decide(self, interceptor: str, rule: str, action: Action, detail: str | None = None) -> None:
         """Record a decision about a definition (logged by the executor)."""

@@ -23,6 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from nats.aio.client import Client as NATS
@@ -144,11 +145,39 @@ class PinningInterceptor(Interceptor):
 
     async def at_listing(self, listing: InterceptedListing) -> None:
         server, mode = listing.server, listing.config.pinning
+        outcome = self._decide(listing)
+        written = await self._write(outcome)
+        apps = PinnedApps.of(outcome, mode)
+        refusals, templates, skills = _apply(listing, outcome, apps, self.name)
+        for decision in outcome.drift:
+            if (decision.kind, decision.name) in written:  # newly seen: reported once, not on every listing
+                await self._report(decision, mode)
+        if listing.user is not None:  # what the server's calls are held to stays its shared listing's
+            return
+        self._apps[server] = apps
+        self._refusals[server] = refusals
+        self._templates[server] = QuarantinedTemplates.of(templates)
+        self._skills[server] = skills
+        self._pinned[server] = _approved_schemas(outcome) if mode != "warn" else {}
+        self.outcomes[server] = outcome
+        metrics.PIN_QUARANTINED.labels(server).set(sum(1 for d in outcome.decisions if d.verdict == "quarantined"))
+
+    def _decide(self, listing: InterceptedListing) -> PinOutcome:
+        """The pins' decisions on `listing`.
+
+        One user's listing of a per-user server is held to the same records, but it never pins on first
+        use (the shared listing set the baseline). No listing of a per-user server marks a definition
+        "removed": each account is listed its own, and another may list what this one lacks. What only
+        one user is listed and no pin covers is pending like any new definition, for an owner to approve."""
+        server, mode = listing.server, listing.config.pinning
         held = self._records.get(server, {})
+        baseline = self._baselines.get(server)
+        if listing.user is not None and baseline is None:
+            baseline = PinBaseline(server=server, established_at=0.0)
         outcome = decide(
             server,
             mode,
-            self._baselines.get(server),
+            baseline,
             [record for record, _ in held.values()],
             {
                 "tool": listing.tools,
@@ -159,47 +188,15 @@ class PinningInterceptor(Interceptor):
             },
             carrying=listing.credentials,
         )
-        written = await self._write(outcome)
-        listing.tools = _served(outcome, "tool")
-        listing.prompts = _served(outcome, "prompt")
-        listing.resource_templates = _served(outcome, "resource_template")
-        listing.apps = _served(outcome, "app")
-        listing.skills = _served(outcome, "skill")
-        apps = self._apps[server] = PinnedApps.of(outcome, mode)
-        if apps.refusals:  # a quarantined app is not listed (its reads are refused in before_call)
-            listing.resources = [r for r in listing.resources if r.get("uri") not in apps.refusals]
-        _add_aliases(listing.aliases, outcome)
-        refusals: dict[str, str] = {}
-        templates: dict[str, str] = {}
-        skills: dict[str, str] = {}
-        for decision in outcome.decisions:
-            if decision.verdict == "quarantined":
-                called = call_name(decision.kind, decision.name)
-                message = outcome.refusal(decision.kind, decision.name)
-                if called is not None and message is not None:
-                    refusals[called] = message
-                elif decision.kind == "resource_template" and message is not None:
-                    templates[decision.name] = message
-                elif decision.kind == "skill" and message is not None:
-                    skills[decision.name] = message
-                if decision.kind == "tool":
-                    listing.withheld.append(decision.name)
-                elif decision.kind == "prompt":
-                    listing.withheld_prompts.append(decision.name)
-                elif decision.kind == "resource_template":
-                    listing.withheld_templates.append(decision.name)
-                listing.decide(self.name, decision.reason, "hide", _detail(decision))
-            elif decision.verdict == "flagged":
-                listing.decide(self.name, decision.reason, "warn", _detail(decision))
-        self._refusals[server] = refusals
-        self._templates[server] = QuarantinedTemplates.of(templates)
-        self._skills[server] = skills
-        self._pinned[server] = _approved_schemas(outcome) if mode != "warn" else {}
-        self.outcomes[server] = outcome
-        metrics.PIN_QUARANTINED.labels(server).set(sum(1 for d in outcome.decisions if d.verdict == "quarantined"))
-        for decision in outcome.drift:
-            if (decision.kind, decision.name) in written:  # newly seen: reported once, not on every listing
-                await self._report(decision, mode)
+        if not listing.config.per_user:
+            return outcome
+        # no listing of a per-user server is all it offers (each account is listed its own): none removes
+        absent = {(d.kind, d.name) for d in outcome.decisions if d.verdict == "absent"}
+        return replace(
+            outcome,
+            decisions=tuple(d for d in outcome.decisions if d.verdict != "absent"),
+            writes=tuple(w for w in outcome.writes if (w.kind, w.name) not in absent),
+        )
 
     async def before_call(self, call: InterceptedCall) -> None:
         refusals = self._refusals.get(call.server)
@@ -320,6 +317,41 @@ class PinningInterceptor(Interceptor):
             await self._nc.publish(subjects.PIN_DRIFT, event.model_dump_json().encode())
         except Exception as exc:  # the record in KV is what counts; the event is a courtesy
             log.warning("pinning: cannot publish a drift event (%s)", exc)
+
+
+def _apply(
+    listing: InterceptedListing, outcome: PinOutcome, apps: PinnedApps, interceptor: str
+) -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """Leave in `listing` what `outcome` serves; the refusals of quarantined calls, templates and skills."""
+    listing.tools = _served(outcome, "tool")
+    listing.prompts = _served(outcome, "prompt")
+    listing.resource_templates = _served(outcome, "resource_template")
+    listing.apps = _served(outcome, "app")
+    listing.skills = _served(outcome, "skill")
+    if apps.refusals:  # a quarantined app is not listed (its reads are refused in before_call)
+        listing.resources = [r for r in listing.resources if r.get("uri") not in apps.refusals]
+    _add_aliases(listing.aliases, outcome)
+    refusals: dict[str, str] = {}
+    templates: dict[str, str] = {}
+    skills: dict[str, str] = {}
+    for decision in outcome.decisions:
+        if decision.verdict == "quarantined":
+            called = call_name(decision.kind, decision.name)
+            message = outcome.refusal(decision.kind, decision.name)
+            if called is not None and message is not None:
+                refusals[called] = message
+            elif decision.kind == "resource_template" and message is not None:
+                templates[decision.name] = message
+            elif decision.kind == "skill" and message is not None:
+                skills[decision.name] = message
+            withheld = {"tool": listing.withheld, "prompt": listing.withheld_prompts}
+            withheld["resource_template"] = listing.withheld_templates
+            if decision.kind in withheld:
+                withheld[decision.kind].append(decision.name)
+            listing.decide(interceptor, decision.reason, "hide", _detail(decision))
+        elif decision.verdict == "flagged":
+            listing.decide(interceptor, decision.reason, "warn", _detail(decision))
+    return refusals, templates, skills
 
 
 def _approved_schemas(outcome: PinOutcome) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from libs.common.contracts.skills import entry_for_gateway, skill_path, upstream
 from libs.common.contracts.ui_apps import SCHEME, app_only, named_for_gateway, upstream_uri
 from services.ingress.catalog.own_skills import GATEWAY, OwnSkills
 
-__all__ = ["Catalog", "CatalogEntry", "gateway_names"]
+__all__ = ["Catalog", "CatalogEntry", "entry_of", "gateway_names"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,8 @@ class Catalog:
         and a call of one is answered with why (`down_owners`), not as an unknown tool."""
         self.ready: frozenset[str] = frozenset()
         """Servers an executor reports ready: their tools, prompts and resources are all listed."""
+        self.per_user: frozenset[str] = frozenset()
+        """Ready servers configured `per_user`: each caller is listed their own listing of them (`user_views`)."""
         self.revision = 0
         self._rebuild_skills({})
 
@@ -192,7 +194,7 @@ class Catalog:
         if uri.startswith(SCHEME):
             return self._app_resource(uri)
         if uri.startswith(f"{SKILL_SCHEME}{GATEWAY}/"):  # a file of the gateway's own skills
-            return _entry(uri, GATEWAY, uri, {}, self.skill_target(GATEWAY, uri)) if uri in self.own.files else None
+            return entry_of(uri, GATEWAY, uri, {}, self.skill_target(GATEWAY, uri)) if uri in self.own.files else None
         if uri.startswith(SKILL_SCHEME):
             return self._skill_file(uri)
         return next((entry for pattern, entry in self._read_patterns if pattern.fullmatch(uri)), None)
@@ -205,7 +207,7 @@ class Catalog:
         server, upstream = upstream_uri(uri)
         if server not in self.ready:
             return None
-        return _entry(uri, server, upstream, {}, f"resource:{upstream}")
+        return entry_of(uri, server, upstream, {}, f"resource:{upstream}")
 
     def _skill_file(self, uri: str) -> CatalogEntry | None:
         """A file of a skill, `skill://<server>/<path>`, read from that server if it is ready.
@@ -214,7 +216,7 @@ class Catalog:
         server, upstream = upstream_skill_uri(uri)
         if server not in self.ready:
             return None
-        return _entry(uri, server, upstream, {}, self.skill_target(server, upstream))
+        return entry_of(uri, server, upstream, {}, self.skill_target(server, upstream))
 
     def skill_target(self, server: str, upstream: str) -> str:
         """What grants match for `server`'s file `upstream`: its skill's, else the resource's own."""
@@ -227,7 +229,7 @@ class Catalog:
         return next((entry for _, entry in self._template_patterns if entry.tool == uri_template), None)
 
     def _rebuild_skills(self, ready: dict[str, ServerCatalog]) -> None:
-        own = [_entry(e["uri"], GATEWAY, e["uri"], e, f"skill:{e['frontmatter']['name']}") for e in self.own.entries]
+        own = [entry_of(e["uri"], GATEWAY, e["uri"], e, f"skill:{e['frontmatter']['name']}") for e in self.own.entries]
         entries = own + _skill_entries(ready)
         self.skills = Listing.of(entries)
         self.skill_by_uri = {entry.name: entry for entry in entries}
@@ -240,6 +242,7 @@ class Catalog:
         ready = {name: catalog for name, catalog in self._servers.items() if catalog.status == "ready"}
         self.down = {name: catalog for name, catalog in self._servers.items() if catalog.status == "unavailable"}
         self.ready = frozenset(ready)
+        self.per_user = frozenset(name for name, catalog in ready.items() if catalog.per_user)
         plain = {name for name, catalog in ready.items() if not catalog.namespace}
         hosted = {
             (name, tool.tool): setting
@@ -287,12 +290,12 @@ class Catalog:
                     )
                     continue
                 seen[uri] = name
-                resources.append(_entry(uri, name, upstream, named, self.skill_target(name, upstream)))
+                resources.append(entry_of(uri, name, upstream, named, self.skill_target(name, upstream)))
         self.resources = Listing.of(resources)
         self.resource_by_uri = {entry.name: entry for entry in resources}
 
         templates = [
-            _entry(t["uriTemplate"], name, t["uriTemplate"], t, f"resource:{t['uriTemplate']}")
+            entry_of(t["uriTemplate"], name, t["uriTemplate"], t, f"resource:{t['uriTemplate']}")
             for name in sorted(ready)
             for t in ready[name].resource_templates
             if isinstance(t.get("uriTemplate"), str)
@@ -300,7 +303,7 @@ class Catalog:
         self.templates = Listing.of(templates)
         self._template_patterns = [(_template_regex(entry.tool), entry) for entry in templates]
         held_templates = [
-            (_template_regex(template), _entry(template, name, template, {}, f"resource:{template}"))
+            (_template_regex(template), entry_of(template, name, template, {}, f"resource:{template}"))
             for name in sorted(ready)
             for template in ready[name].withheld_templates
         ]
@@ -330,7 +333,7 @@ def _skill_entries(ready: dict[str, ServerCatalog]) -> list[CatalogEntry]:
         for skill in ready[server].skills:
             upstream = skill["uri"]
             named = entry_for_gateway(server, skill)
-            entries.append(_entry(named["uri"], server, upstream, named, f"skill:{skill_path(upstream) or upstream}"))
+            entries.append(entry_of(named["uri"], server, upstream, named, f"skill:{skill_path(upstream) or upstream}"))
     return entries
 
 
@@ -343,7 +346,8 @@ def _offered(definition: dict[str, Any], hosted: bool) -> dict[str, Any]:
     return {**definition, "execution": {"taskSupport": "optional"}}
 
 
-def _entry(name: str, server: str, upstream: str, definition: dict[str, Any], target: str) -> CatalogEntry:
+def entry_of(name: str, server: str, upstream: str, definition: dict[str, Any], target: str) -> CatalogEntry:
+    """An entry listing `definition` (rendered once, here) as `name`."""
     return CatalogEntry(name, server, upstream, definition, orjson.Fragment(orjson.dumps(definition)), target)
 
 
@@ -353,7 +357,7 @@ def _named_entries(definitions: dict[Pair, dict[str, Any]], plain: set[str], pre
     names = gateway_names(definitions, plain)
     for name, (server, upstream) in sorted(names.items(), key=lambda item: (item[1], item[0])):
         definition = {**definitions[(server, upstream)], "name": name}
-        entries.append(_entry(name, server, upstream, definition, f"{prefix}{upstream}"))
+        entries.append(entry_of(name, server, upstream, definition, f"{prefix}{upstream}"))
     return entries
 
 

@@ -17,6 +17,7 @@ from libs.common.bus.nats import kv_bucket
 from libs.common.contracts import subjects
 from libs.common.contracts.oauth import HttpExchangeRequest, HttpExchangeResponse
 from libs.common.contracts.oauth_upstream import AuthorizeLink, AuthorizeLinkQuery, UpstreamToken, UpstreamTokenQuery
+from libs.common.contracts.user_catalogs import UpstreamUserChanged
 from libs.common.settings import OAuthSettings
 
 from ..context import NatsHandler, OAuthContext
@@ -66,6 +67,12 @@ async def install(ctx: OAuthContext, router: Router) -> dict[str, NatsHandler]:
         allow_private=settings.upstream_oauth_allow_private,
         allow=AllowList.parse(settings.upstream_oauth_allow_hosts),
     )
+
+    async def authorized(server: str, user: str) -> None:
+        changed = UpstreamUserChanged(server=server, user=user)
+        await ctx.nc.publish(subjects.OAUTH_UPSTREAM_CHANGED, changed.model_dump_json().encode())
+
+    authorizer.on_authorized = authorized
 
     async def start(request: HttpExchangeRequest) -> HttpExchangeResponse:
         ticket = query_of(request).get("ticket", "")

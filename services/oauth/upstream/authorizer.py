@@ -18,7 +18,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlencode
 
 import httpx2
@@ -73,6 +73,9 @@ class Authorizer:
         server's token would otherwise register two clients, the later overwriting the earlier, and
         the code issued to the first would be refused at the callback (invalid_grant)."""
         self._noted: set[tuple[str, str]] = set()
+        self.on_authorized: Callable[[str, str], Awaitable[None]] | None = None
+        """Called with (server, user) once a user stored a new token for a per-user server: the
+        executors drop that user's session and listing, made with the token before."""
         """(issuer, server) pairs this process has written down (`Records.note_server_at`): which servers
         share an authorization server is kept in the store, so token exchange survives a restart."""
 
@@ -125,6 +128,8 @@ class Authorizer:
                 http, auth.discovered, auth.client, code, auth.redirect_uri, flow.verifier
             )
         await self._records.save_tokens(flow.server, flow.user, tokens)
+        if flow.user is not None and self.on_authorized is not None:
+            await self.on_authorized(flow.server, flow.user)
         log.info("upstream %s: authorized (%s)", flow.server, "per user" if flow.user else "shared")
         return flow.server
 
