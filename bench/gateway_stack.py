@@ -29,6 +29,7 @@ __all__ = [
     "cpu_ticks",
     "export_baseline",
     "nats_counts",
+    "pid_ticks",
     "snapshot",
     "start_gateway",
     "start_server",
@@ -246,16 +247,23 @@ def ticks_to_us(ticks: int, calls: int) -> float:
 def cpu_ticks(root: int) -> dict[str, int]:
     """CPU clock ticks (user + system) used so far by each Bastion process under `root`, by role."""
     ticks: dict[str, int] = {}
+    for role, used in pid_ticks(root).values():
+        ticks[role] = ticks.get(role, 0) + used
+    return ticks
+
+
+def pid_ticks(root: int) -> dict[int, tuple[str, int]]:
+    """Each Bastion process under `root`: its role and the CPU clock ticks it has used so far."""
+    found = {}
     for pid in _descendants(root):
         role = _role(pid)
         if role is None:
             continue
         try:
-            used = process_ticks(pid)
+            found[pid] = (role, process_ticks(pid))
         except OSError:
             continue
-        ticks[role] = ticks.get(role, 0) + used
-    return ticks
+    return found
 
 
 def nats_counts(workdir: Path) -> tuple[int, int]:
@@ -268,21 +276,25 @@ def nats_counts(workdir: Path) -> tuple[int, int]:
     return 0, 0
 
 
-def snapshot(gateway: Gateway) -> tuple[dict[str, int], tuple[int, int]]:
-    return cpu_ticks(gateway.proc.pid), nats_counts(gateway.workdir)
+Snapshot = tuple[dict[int, tuple[str, int]], tuple[int, int]]
+"""Per process its role and CPU ticks so far, and nats-server's message counters."""
 
 
-def costs_between(
-    before: tuple[dict[str, int], tuple[int, int]], after: tuple[dict[str, int], tuple[int, int]], calls: int
-) -> Costs:
-    """What the gateway spent per call between two `snapshot`s `calls` calls apart."""
+def snapshot(gateway: Gateway) -> Snapshot:
+    return pid_ticks(gateway.proc.pid), nats_counts(gateway.workdir)
+
+
+def costs_between(before: Snapshot, after: Snapshot, calls: int) -> Costs:
+    """What the gateway spent per call between two `snapshot`s `calls` calls apart.
+
+    Counted per process: one that ended in between (a recycled worker) takes its ticks with it, and
+    summed by role its loss would read as negative CPU; one started in between counts whole."""
     (ticks, msgs), (after_ticks, after_msgs) = before, after
+    spent: dict[str, int] = {}
+    for pid, (role, used) in after_ticks.items():
+        spent[role] = spent.get(role, 0) + used - ticks.get(pid, (role, 0))[1]
     return Costs(
-        cpu_us={
-            role: ticks_to_us(after_ticks[role] - ticks.get(role, 0), calls)
-            for role in sorted(after_ticks)
-            if after_ticks[role] - ticks.get(role, 0)
-        },
+        cpu_us={role: ticks_to_us(delta, calls) for role, delta in sorted(spent.items()) if delta},
         nats_in=(after_msgs[0] - msgs[0]) / calls,
         nats_out=(after_msgs[1] - msgs[1]) / calls,
     )
