@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from gateway_stack import costs_between  # noqa: E402
 from gateway_stack import _role as role_of  # noqa: E402
+from gateway_stack import costs_between  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
