@@ -7,7 +7,7 @@
     ./run bench --baseline A --baseline B --payload 100000   # three builds, 100 kB echoed per call
     ./run bench --baseline 9b0d56c@390e463                   # old main's services under a later `bastion up`
     ./run bench --variant BASTION_LEAN_CALLS=false           # a setting off and on, in one run
-    ./run bench --colocated                                  # also ingress+executor as one process
+    ./run bench --colocated                                  # also ingress+executor as one process (baselines too)
     ./run bench --client httpx                               # the load generator of runs before 2026-11-24
     ./run bench --baseline main --rounds 3                   # alternate the builds 3 times; medians too
     ./run bench --policy argument                            # a Cedar policy reading the arguments on echo
@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument(
         "--colocated",
         action="store_true",
-        help="also run this checkout with ingress and the executor in one process (stack.colocate)",
+        help="also run this checkout (and each baseline) with ingress and the executor in one process (stack.colocate)",
     )
     parser.add_argument(
         "--policy",
@@ -318,9 +318,10 @@ def main() -> None:
     print("load average (1, 5, 15 min) at the start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print(f"HTTP client: {args.client}")
     with tempfile.TemporaryDirectory() as tmp:
-        builds: list[tuple[str, dict | None, dict | None]] = [
-            (ref, export_baseline(ref, Path(tmp) / str(n)), None) for n, ref in enumerate(args.baseline)
-        ]
+        baselines = [(ref, export_baseline(ref, Path(tmp) / str(n))) for n, ref in enumerate(args.baseline)]
+        builds: list[tuple[str, dict | None, dict | None]] = [(ref, env, None) for ref, env in baselines]
+        if args.colocated:  # a co-located figure compares with the baseline's own co-located stack
+            builds += [(f"{ref}, co-located", env, {"colocate": True}) for ref, env in baselines]
         builds += [(f"this checkout, {v}", dict(part.split("=", 1) for part in v.split()), None) for v in args.variant]
         if args.colocated:
             builds.append(("this checkout, co-located", None, {"colocate": True}))

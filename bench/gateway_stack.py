@@ -11,11 +11,11 @@ import socket
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from baseline_env import CLI_PATH, PYTHON, export_baseline
 from mcp_clients import ECHO
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "cpu_ticks",
     "export_baseline",
     "nats_counts",
+    "pid_ticks",
     "snapshot",
     "start_gateway",
     "start_server",
@@ -105,8 +106,6 @@ _CLI = (
 )
 """Runs `bastion up` from the folder given as its first argument ("": this checkout), whatever
 PYTHONPATH says: PYTHONPATH is for the services it starts (a baseline's code, `export_baseline`)."""
-_CLI_PATH = "BENCH_CLI_PATH"
-"""Not for the services: where `bastion up` itself is imported from (`_CLI`)."""
 
 
 def start_gateway(
@@ -137,7 +136,7 @@ def start_gateway(
 
 def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 1) -> Gateway:
     """`bastion up` with `config` (its state under `workdir`), `extra_env` on top of this process's
-    (`_CLI_PATH` names where `bastion up` itself comes from); ready once `tools` tools are listed."""
+    (`CLI_PATH` names where `bastion up` itself comes from); ready once `tools` tools are listed."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -145,7 +144,17 @@ def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 
     path.write_text(json.dumps({**config, "stack": {**config.get("stack", {}), "data_dir": str(workdir / "data")}}))
     env = {**os.environ, "BASTION_LOG_LEVEL": "WARNING", "BASTION_EGRESS": LOOPBACK_EGRESS, **extra_env}
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CLI, env.pop(_CLI_PATH, ""), "up", "--config", str(path), "--port", str(port)],
+        [
+            env.pop(PYTHON, sys.executable),
+            "-c",
+            _CLI,
+            env.pop(CLI_PATH, ""),
+            "up",
+            "--config",
+            str(path),
+            "--port",
+            str(port),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
@@ -165,35 +174,6 @@ def launch(config: dict, workdir: Path, extra_env: dict[str, str], tools: int = 
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     raise SystemExit(f"the gateway did not list {tools} tools within 120s")
-
-
-def export_tree(ref: str, into: Path) -> Path:
-    """`ref`'s packages exported under `into`, as a folder to put first on a Python path: the tree
-    itself (import names are folder paths), or, for a ref from before that, one link per package
-    (its pyproject's package-dir)."""
-    tree = into / "tree"
-    tree.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
-    packages = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-dir")
-    if not packages:
-        return tree
-    links = into / "path"
-    links.mkdir()
-    for package, folder in packages.items():
-        if (tree / folder).is_dir():
-            (links / package).symlink_to(tree / folder)
-    return links
-
-
-def export_baseline(spec: str, into: Path) -> dict[str, str]:
-    """The environment that runs a baseline: `REF` (its services and its own `bastion up`), or
-    `REF@CLI_REF` (REF's services under CLI_REF's `bastion up`, e.g. an old main, whose `bastion up`
-    serves no NATS monitoring, under a later one that does and still writes what it reads)."""
-    ref, _, cli_ref = spec.partition("@")
-    services = export_tree(ref, into / "services")
-    cli = export_tree(cli_ref, into / "cli") if cli_ref else services
-    return {"PYTHONPATH": str(services), _CLI_PATH: str(cli)}
 
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -232,19 +212,26 @@ def _descendants(root: int) -> list[int]:
 
 
 def _role(pid: int) -> str | None:
+    """The role of a process under `bastion up`, from the module or program it runs; never from the paths
+    its command line names (a checkout at /work/ingress would make every process "ingress")."""
     try:
-        cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().decode().split("\0")
     except OSError:
         return None
-    if any(upstream in cmdline for upstream in _UPSTREAMS):
+    if any(upstream in arg for arg in argv for upstream in _UPSTREAMS):
         return None
-    if "-m cli.colocated" in cmdline:
-        return "ingress+executor"
-    if (
-        "run_module('cli'" in cmdline or "-m cli " in cmdline
-    ):  # first: its command line names paths that may contain anything
+    program = Path(argv[0]).name
+    if not program.startswith("python"):  # nats-server, valkey-server
+        return next((role for role in ROLES if program.startswith(role)), "other")
+    if "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        if module == "cli.colocated":
+            return "ingress+executor"
+        role = "cli" if module == "cli" else module.removeprefix("services.").split(".")[0]
+        return role if role in ROLES else "other"
+    if "-c" in argv and any("run_module('cli'" in arg for arg in argv):
         return "cli"
-    return next((role for role in ROLES if role in cmdline), "other")
+    return "other"
 
 
 def process_ticks(pid: int) -> int:
@@ -260,16 +247,23 @@ def ticks_to_us(ticks: int, calls: int) -> float:
 def cpu_ticks(root: int) -> dict[str, int]:
     """CPU clock ticks (user + system) used so far by each Bastion process under `root`, by role."""
     ticks: dict[str, int] = {}
+    for role, used in pid_ticks(root).values():
+        ticks[role] = ticks.get(role, 0) + used
+    return ticks
+
+
+def pid_ticks(root: int) -> dict[int, tuple[str, int]]:
+    """Each Bastion process under `root`: its role and the CPU clock ticks it has used so far."""
+    found = {}
     for pid in _descendants(root):
         role = _role(pid)
         if role is None:
             continue
         try:
-            used = process_ticks(pid)
+            found[pid] = (role, process_ticks(pid))
         except OSError:
             continue
-        ticks[role] = ticks.get(role, 0) + used
-    return ticks
+    return found
 
 
 def nats_counts(workdir: Path) -> tuple[int, int]:
@@ -282,21 +276,25 @@ def nats_counts(workdir: Path) -> tuple[int, int]:
     return 0, 0
 
 
-def snapshot(gateway: Gateway) -> tuple[dict[str, int], tuple[int, int]]:
-    return cpu_ticks(gateway.proc.pid), nats_counts(gateway.workdir)
+Snapshot = tuple[dict[int, tuple[str, int]], tuple[int, int]]
+"""Per process its role and CPU ticks so far, and nats-server's message counters."""
 
 
-def costs_between(
-    before: tuple[dict[str, int], tuple[int, int]], after: tuple[dict[str, int], tuple[int, int]], calls: int
-) -> Costs:
-    """What the gateway spent per call between two `snapshot`s `calls` calls apart."""
+def snapshot(gateway: Gateway) -> Snapshot:
+    return pid_ticks(gateway.proc.pid), nats_counts(gateway.workdir)
+
+
+def costs_between(before: Snapshot, after: Snapshot, calls: int) -> Costs:
+    """What the gateway spent per call between two `snapshot`s `calls` calls apart.
+
+    Counted per process: one that ended in between (a recycled worker) takes its ticks with it, and
+    summed by role its loss would read as negative CPU; one started in between counts whole."""
     (ticks, msgs), (after_ticks, after_msgs) = before, after
+    spent: dict[str, int] = {}
+    for pid, (role, used) in after_ticks.items():
+        spent[role] = spent.get(role, 0) + used - ticks.get(pid, (role, 0))[1]
     return Costs(
-        cpu_us={
-            role: ticks_to_us(after_ticks[role] - ticks.get(role, 0), calls)
-            for role in sorted(after_ticks)
-            if after_ticks[role] - ticks.get(role, 0)
-        },
+        cpu_us={role: ticks_to_us(delta, calls) for role, delta in sorted(spent.items()) if delta},
         nats_in=(after_msgs[0] - msgs[0]) / calls,
         nats_out=(after_msgs[1] - msgs[1]) / calls,
     )

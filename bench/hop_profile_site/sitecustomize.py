@@ -18,10 +18,13 @@ _profile: cProfile.Profile | None = None
 
 
 def _role() -> str:
-    line = " ".join(sys.argv)
-    for role in ("colocated", "ingress", "policy", "executor", "audit", "codemode", "oauth"):
-        if role in line:
-            return role
+    """The service this process runs, from its main module's path (`.../services/<role>/__main__.py`,
+    `.../cli/colocated.py`), read from the end: the folders above it may be named anything."""
+    parts = Path(sys.argv[0] if sys.argv else "").parts
+    if parts[-2:] == ("cli", "colocated.py"):
+        return "colocated"
+    if len(parts) >= 3 and parts[-3] == "services":
+        return parts[-2]
     return "other"
 
 

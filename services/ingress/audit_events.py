@@ -151,11 +151,15 @@ class AuditRecorder:
         *,
         arguments: dict[str, Any] | bytes | None = None,
         result: bytes | None = None,
+        arguments_sha256: str | None = None,
     ) -> AuditEvent:
-        """The event of a request; `arguments` as a value or as its `audit_content.to_json` bytes."""
+        """The event of a request; `arguments` as a value or as its `audit_content.to_json` bytes.
+
+        `arguments_sha256`: the digest of those bytes, when the journal already took it."""
         error = ending.error
         said = result if result is not None or error is None else error_said(error)
-        content = content_fields(arguments, said, keep=self.content and ctx.caller.content_logging, limit=self.limit)
+        keep = self.content and ctx.caller.content_logging
+        content = content_fields(arguments, said, keep=keep, limit=self.limit, arguments_sha256=arguments_sha256)
         if error is not None:
             status = "denied" if error.kind in _DENIED else "error"
             code = error.code if error.code is not None else JSONRPC_CODE[error.kind]

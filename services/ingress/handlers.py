@@ -248,8 +248,9 @@ class Handlers:
         )
         # the journal's R record and the event digest (and may record) the arguments: encoded once for both
         encoded = to_json(arguments).encode("utf-8", "surrogatepass")
+        digest = None
         if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
-            self.journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
+            digest = self.journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
         outcome = await self.sender.call(ctx, call)
         audit = self.audits.record(
             ctx,
@@ -271,6 +272,7 @@ class Handlers:
             # an approved run records what ran (the approved arguments), not what collected it
             arguments=encoded if outcome.ran_arguments is None else outcome.ran_arguments,
             result=outcome.raw_result,
+            arguments_sha256=digest if outcome.ran_arguments is None else None,
         )
         if app_call:
             audit.initiator = "app"

@@ -145,6 +145,7 @@ async def measured_gateway(workdir: Path, lane: bool) -> AsyncIterator[Gateway]:
             policy_options=PINNED["policy"],
             executor_options=PINNED["executor"],
             audit_options=PINNED["audit"],
+            audit_journal_dir=str(workdir / "journal"),  # as `bastion up` sets it: a call's B and R records
             **PINNED["ingress"],
         ) as gateway:
             yield gateway

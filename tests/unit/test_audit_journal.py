@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from libs.common.audit.audit_content import sha256_of
+from libs.common.audit.audit_content import content_fields, sha256_of, to_json
 from libs.common.audit.audit_journal import STOPPED, AuditJournal, JournalBusyError, read_segments
 from libs.common.contracts.messages import AuditEvent
 
@@ -137,6 +137,20 @@ def test_a_request_cut_after_it_was_routed_names_its_server_tool_and_arguments(t
     assert events["notes__add"].arguments_sha256 == sha256_of({"title": "t"})
     assert (events["echo__x"].server, events["echo__x"].tool, events["echo__x"].arguments_sha256) == ("", "", None)
     assert {e.execution for e in events.values()} == {"may_have_run"}
+
+
+def test_the_arguments_digest_of_the_r_record_is_the_one_the_event_records(tmp_path: Path) -> None:
+    """The journal hands back the digest it wrote, so the event records it without hashing the same
+    arguments a second time; the event's digest and content stay what hashing them would give."""
+    journal = AuditJournal(tmp_path)
+    encoded = to_json({"b": 2, "a": 1}).encode()
+    digest = journal.routed(begin(journal), "echo", "add", encoded)
+    assert digest == sha256_of({"a": 1, "b": 2})
+    assert journal.routed("never-begun", "echo", "add", encoded) is None  # owes no event: records nothing
+    fields = content_fields(encoded, b'{"x":1}', keep=True, arguments_sha256=digest)
+    assert fields == content_fields(encoded, b'{"x":1}', keep=True)
+    assert fields["arguments_sha256"] == digest and fields["arguments"] == '{"a":1,"b":2}'
+    journal.close()
 
 
 def test_a_script_call_cut_short_still_names_its_code_mode_run(tmp_path: Path) -> None:

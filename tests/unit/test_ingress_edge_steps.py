@@ -191,6 +191,20 @@ async def test_authenticate_passes_the_caller_on():
     assert (await run(Authenticate(keys()), x)).count == 1 and x.caller.key_id == KEY_ID and wire.sent == []
 
 
+def test_headers_are_read_by_name_with_the_last_of_a_repeated_one_kept():
+    x, _ = exchange(("accept", "text/event-stream"), ("x-a", "1"), ("x-a", "2"), ("host", "h"))
+    assert x.headers == {"accept": "text/event-stream", "x-a": "2", "host": "h"}
+    assert exchange()[0].headers == {}
+
+
+async def test_a_nul_inside_a_header_value_forges_no_other_header():
+    # names and values are decoded joined by NUL: one inside a value must not split it into a new pair
+    x, wire = exchange(("x-note", f"a\0authorization\0Bearer {SECRET}"))
+    assert x.headers == {"x-note": f"a\0authorization\0Bearer {SECRET}"}
+    reached = await run(Authenticate(keys()), x)
+    assert reached.count == 0 and wire.status == 401
+
+
 async def test_route_method_sends_delete_and_get_to_their_handlers_and_refuses_the_rest():
     answered: list[str] = []
 

@@ -58,11 +58,14 @@ def error_said(error: GatewayError | None) -> dict[str, Any] | None:
     return {"error": said}
 
 
-def content_fields(arguments: Any, result: Any, *, keep: bool, limit: int | None = None) -> dict[str, Any]:
+def content_fields(
+    arguments: Any, result: Any, *, keep: bool, limit: int | None = None, arguments_sha256: str | None = None
+) -> dict[str, Any]:
     """`arguments`, `result` and their `*_sha256` for an `AuditEvent`.
 
     Plus `truncated` for those cut to `limit` UTF-8 bytes; absent values stay None. Either may be JSON
-    bytes, recorded as they are."""
+    bytes, recorded as they are. `arguments_sha256`: the digest of those bytes when the caller already
+    took it (the journal's R record does), so it is not taken twice."""
     fields: dict[str, Any] = {}
     truncated: dict[str, int] = {}
     for name, value in (("arguments", arguments), ("result", result)):
@@ -70,7 +73,8 @@ def content_fields(arguments: Any, result: Any, *, keep: bool, limit: int | None
             continue
         text = None if isinstance(value, bytes) else to_json(value)
         data = value if text is None else text.encode("utf-8", "surrogatepass")
-        fields[f"{name}_sha256"] = hashlib.sha256(data).hexdigest()
+        known = arguments_sha256 if name == "arguments" and text is None else None
+        fields[f"{name}_sha256"] = known or hashlib.sha256(data).hexdigest()
         if not keep:
             fields[name] = None
         elif limit is not None and len(data) > limit:

@@ -252,19 +252,22 @@ class AuditJournal:
             self._write(line)
         return event_id
 
-    def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> None:
+    def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> str | None:
         """Record where a begun request is being forwarded (its server and tool) and the sha256 of its arguments.
 
         As its event would; called once the handler has resolved them. One write more per forwarded
-        request (~5 µs), and its digest (~4 µs for small arguments)."""
+        request (~5 µs), and its digest (~4 µs for small arguments), returned for the event to record
+        (`content_fields(arguments_sha256=...)`) instead of taking it again; None when nothing was recorded."""
         if event_id not in self._open_begun:  # no event owed (or already emitted)
-            return
+            return None
         record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
+        digest = None
         if arguments is not None:
-            record["arguments_sha256"] = sha256_of(arguments)
+            record["arguments_sha256"] = digest = sha256_of(arguments)
         line = b"R " + _dumps(record) + b"\n"
         self._open_routed[event_id] = line
         self._write(self._held.pop(event_id, b"") + line)
+        return digest
 
     def emitted(self, event: AuditEvent, json: bytes | None = None) -> bytes | None:
         """Record an event just queued for publishing (call in publishing order), given its JSON if already written.

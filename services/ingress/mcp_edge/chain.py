@@ -73,9 +73,22 @@ class Exchange:
         self.scope, self.receive, self.send = scope, receive, send
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         self.raw_headers = raw
-        self.headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+        self.headers = by_name(raw)
         """By lower-case name; a repeated header keeps its last value (`CheckHeaders` refuses the
         repetitions that matter)."""
+
+
+def by_name(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The request's headers by name, decoded as Latin-1; a repeated name keeps its last value.
+
+    Names and values are joined by NUL and decoded in one call, not two per header (a dozen headers a
+    request: 24 decodes, ~2 µs). A NUL inside a name or value (the HTTP parser refuses them, a raw ASGI
+    scope might not) would pair the pieces wrongly: the count of pieces shows it, and then each is
+    decoded on its own."""
+    flat = b"\0".join(itertools.chain.from_iterable(raw)).decode("latin-1").split("\0")
+    if len(flat) != 2 * len(raw):
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 class Step(abc.ABC):

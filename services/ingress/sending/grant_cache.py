@@ -52,6 +52,7 @@ class Held:
 
 
 _caller_values = attrgetter(*Caller.model_fields)
+_revision = attrgetter("revision")
 
 
 def _key(kind: str, head: RoutedHead) -> _Key:
@@ -78,7 +79,7 @@ class GrantCache:
         return len(self._held)
 
     def seen(self) -> tuple[int, ...]:
-        return tuple(watch.revision for watch in self.inputs)
+        return tuple(map(_revision, self.inputs))  # asked on every call: no generator to resume per input
 
     def find(self, kind: str, head: RoutedHead) -> Held | None:
         """The grant to send `head` with, if one holds."""
