@@ -8,9 +8,14 @@ a screen keyed by a digest of its own would not find the pinned version.
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import math
+
 import pytest
 
 from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.pins import canonical_json, definition_sha256
 from libs.common.settings import ExecutorSettings
 from services.executor.interceptors import DefinitionSecretsInterceptor, InterceptedListing, configured
 from services.executor.pinning import decide
@@ -56,3 +61,29 @@ async def test_a_changed_definition_changes_both_digests() -> None:
     assert screen.screen.verdict(before) is False
     assert screen.screen.verdict(after), "the changed version is scanned anew, under its own pin digest"
     assert screen.screen.scanned == 2
+
+
+@pytest.mark.parametrize(
+    "definition",
+    [
+        {"name": "t", "inputSchema": _SCHEMA},
+        {"name": "t", "default": 1},  # the same number as 1.0: one pin
+        {"name": "t", "default": 2**60},
+        {"name": "t", "default": 2**70},  # past 64 bits: not remembered, computed
+        {"name": "t", "description": "lone \ud800 surrogate"},
+        {"name": "t", "description": "says :null in its text", "default": None},
+    ],
+)
+def test_a_remembered_pin_is_the_canonical_digest(definition: dict) -> None:
+    canonical = hashlib.sha256(canonical_json(definition)).hexdigest()
+    assert definition_sha256(definition) == canonical
+    assert definition_sha256(copy.deepcopy(definition)) == canonical, "asked again: the same pin"
+
+
+def test_nan_and_null_keep_their_own_pins_whichever_was_seen_first() -> None:
+    """orjson writes NaN and the infinities as `null`: a pin remembered by its bytes would mix them up."""
+    null, nan, inf = ({"name": "t", "default": v} for v in (None, math.nan, math.inf))
+    pins = [definition_sha256(d) for d in (null, nan, inf, null, nan, inf)]
+    assert len(set(pins)) == 3
+    assert pins[:3] == pins[3:]
+    assert pins[1] == hashlib.sha256(canonical_json(nan)).hexdigest()
