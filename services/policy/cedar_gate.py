@@ -5,6 +5,11 @@ on the call (the cached `PairDecision`); only a pair some per-call policy may ap
 naming an approval, has its whole `ToolCall` parsed (arguments included) and decided on its own. An
 allowed call of such a pair is granted with its per-call policies as the grant's condition, so the
 pair's next calls are decided by the executor, on their arguments, without coming here.
+
+An active version that cannot be loaded (not stored, an unreadable record, a text that does not
+compile, an unreadable `policies.active`) fails closed: every call that reaches the gate is refused
+with `policy_unavailable`, saying why, until a version that loads is active. Deciding such calls by
+the grants alone would run what the policies the operator made active may forbid.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ class Gate:
         self.cedar = CedarDecider()
         self._versions: dict[int, bytes] = {}
         self._active = 0
+        self.unavailable: str | None = None
+        """Why the active policy version could not be loaded (None: it is, or none is active)."""
         self._annotations: dict[tuple[str, str], dict[str, Any]] = {}
         self._aliases: dict[tuple[str, str], tuple[str, ...]] = {}
         """A tool's other names (`CatalogTool.aliases`): its policies are those of every name."""
@@ -87,9 +94,12 @@ class Gate:
     def put_policy(self, kv_key: str, value: bytes) -> bool:
         """A KV_POLICY entry; True when it was one of the policy set's."""
         if kv_key == ACTIVE_KEY:
-            if (active := decode_value(ActivePolicies, value, kv_key)) is not None:
+            active = decode_value(ActivePolicies, value, kv_key)
+            if active is None:
+                self._active = -1  # some version was meant to apply; which one cannot be read
+            else:
                 self._active = active.version
-                self._load()
+            self._load()
             return True
         if kv_key.startswith(VERSION_PREFIX):
             version = kv_key.removeprefix(VERSION_PREFIX)
@@ -105,24 +115,42 @@ class Gate:
             self._active = 0
             self._load()
             return True
-        return kv_key.startswith(VERSION_PREFIX)
+        if kv_key.startswith(VERSION_PREFIX):
+            version = kv_key.removeprefix(VERSION_PREFIX)
+            if version.isdigit() and self._versions.pop(int(version), None) is not None:
+                if int(version) == self._active:
+                    self._load()
+            return True
+        return False
 
     def _load(self) -> None:
-        raw = self._versions.get(self._active)
-        if self._active == 0 or raw is None:
+        self.unavailable = self._problem()
+        if self.unavailable is not None:
+            # the admin API and `config apply` check a text before it applies, so this is a hand-edited
+            # or damaged bucket: refuse what the policies judge rather than decide by the grants alone
             self.cedar.load(None, 0)
-            return
+            log.error("%s: tool calls are refused until a version that loads is active", self.unavailable)
+
+    def _problem(self) -> str | None:
+        """Load the active version; why it cannot be (None: loaded, or none is active)."""
+        if self._active == 0:
+            self.cedar.load(None, 0)
+            return None
+        if self._active < 0:
+            return f"the active policy version ({ACTIVE_KEY}) cannot be read"
+        raw = self._versions.get(self._active)
+        if raw is None:
+            return f"policy version {self._active} is active but not stored"
         stored = decode_value(StoredPolicies, raw, f"policies v{self._active}")
         if stored is None:
-            return
+            return f"policy version {self._active} is active but its record cannot be read"
         try:
-            self.cedar.load(compile_policies(stored.text), self._active)
+            compiled = compile_policies(stored.text)
         except PolicyProblem as exc:
-            # the admin API and `config apply` check a text before it applies, so this is a hand-edited
-            # bucket: keep deciding with the version already loaded rather than with none
-            log.error("policies v%s do not compile (%s); keeping v%s", self._active, exc, self.cedar.version)
-            return
+            return f"policy version {self._active} is active but does not compile ({str(exc)[:300]})"
+        self.cedar.load(compiled, self._active)
         log.info("policies v%s applied (%d policies)", self._active, len(self.cedar.compiled.policies))  # type: ignore[union-attr]
+        return None
 
     def put_catalog(self, server: str, value: bytes, _revision: int = 0) -> None:
         catalog = decode_value(ServerCatalog, value, f"catalog {server}")
@@ -160,8 +188,10 @@ class Gate:
             if isinstance(call, Refuse):
                 return call
             approval = (call.meta or {}).get(APPROVAL_META)
-            if isinstance(approval, str):
+            if isinstance(approval, str) and self.unavailable is None:
                 return Resume(call, approval)
+        if self.unavailable is not None:
+            return _unavailable(self.unavailable)
         if not self.cedar.active:
             return _REUSABLE
         annotations = self._annotations.get((server, tool), {})
@@ -203,6 +233,11 @@ def _parse(data: bytes) -> ToolCall | Refuse:
     except ValidationError as exc:
         error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=str(exc.errors()[0]["msg"]))
         return Refuse(error, "grants")
+
+
+def _unavailable(why: str) -> Refuse:
+    message = f"{why}; tool calls are refused until a policy version that loads is active"
+    return Refuse(GatewayError(kind=ErrorKind.POLICY_UNAVAILABLE, message=message), "policies")
 
 
 def _refusal(verdict: Verdict) -> Refuse:

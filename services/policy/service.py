@@ -115,7 +115,9 @@ class PolicyService:
         self._nc = nc = await connect_service(
             self.settings, role=permissions.POLICY, name=f"bastion-policy-{self.instance}"
         )
-        self.probes = await start_probes("policy", self.settings, nc, valkey=self._valkey_answers)
+        self.probes = await start_probes(
+            "policy", self.settings, nc, valkey=self._valkey_answers, policies=self._policies_loaded
+        )
         view = self.view
         await declare_owned(nc.jetstream(), permissions.POLICY, self.settings)  # the approvals bucket
         self._watches = [
@@ -189,6 +191,10 @@ class PolicyService:
         if not self.gate.delete_policy(kv_key):
             self.view.delete_entity(kv_key)
             self.gate.cedar.forget()
+
+    async def _policies_loaded(self) -> str | None:
+        """Readiness: the active Cedar policy version is loaded (else tool calls are refused, saying why)."""
+        return self.gate.unavailable
 
     async def _valkey_answers(self) -> str | None:
         """Readiness: Valkey, which holds the limits' counters, answers a PING."""

@@ -32,9 +32,8 @@ async def test_a_scripts_call_that_finds_no_executor_runs_on_the_one_that_takes_
     async with running_gateway(nats_url, redis_url, tmp_path) as gw:
         nc = await connect(nats_url, "test-codemode")
         try:
-            # the executor was last heard before it stopped: on a loaded machine its stop alone can
-            # outlast the default 6 s window in which a call that finds nobody is sent again
-            settings = CodeModeSettings(nats_url=nats_url, rejoin_wait=60)
+            # the default window (`BASTION_REJOIN_WAIT`): long enough for a stop and start on a loaded machine
+            settings = CodeModeSettings(nats_url=nats_url)
             gateway = PolicyGateway(nc, settings, await Blobs.open(nc))
             await gateway.start()
             assert (await gateway.call(_echo("first"))).result_value()["content"][0]["text"] == "first"

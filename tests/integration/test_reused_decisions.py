@@ -192,10 +192,11 @@ async def test_a_granted_call_with_no_executor_left_is_sent_again_for_the_rejoin
     nats_url, redis_url, tmp_path
 ):
     """An executor answered a moment ago: it may be leaving a NATS member that stopped answering, or
-    restarting, so the call is sent again for `rejoin_wait` seconds (6) (`libs.common.bus.rejoin`); then it
-    is refused, not run, saying when an executor last answered. Policy is never asked: the grant holds."""
+    restarting, so the call is sent again for `rejoin_wait` seconds (1 here) (`libs.common.bus.rejoin`);
+    a restart that outlasts the window has the call refused, not run, saying when an executor last
+    answered. Policy is never asked: the grant holds. The executor back, calls run again."""
     async with (
-        _gateway(nats_url, redis_url, tmp_path) as gw,
+        _gateway(nats_url, redis_url, tmp_path, rejoin_wait=1.0) as gw,
         _decisions(nats_url) as decisions,
         gw.client(PLAIN) as client,
     ):
@@ -206,10 +207,37 @@ async def test_a_granted_call_with_no_executor_left_is_sent_again_for_the_rejoin
         with pytest.raises(MCPError) as none:
             await client.call_tool("echo__echo", {"text": "anyone?"})
         assert _sent_again() > sent_again
+        replacement = ExecutorService(executor.settings)
+        await replacement.start()
+        try:
+            assert _text(await client.call_tool("echo__echo", {"text": "back"})) == "back"
+        finally:
+            await replacement.stop()
     assert none.value.error.code == -32070
     assert "no executor replica has been subscribed since one answered" in none.value.error.message
     assert "NATS member that stopped answering" in none.value.error.message
     assert await _heard(nats_url, decisions) == 1  # sent on the grant each time: NATS itself said nobody listens
+
+
+def _resends_past(seconds: float) -> int:
+    """How many times a call is sent again before its pauses (0.05 s doubling to 0.5 s) add up past `seconds`."""
+    tries, waited = 0, 0.0
+    while waited <= seconds:
+        waited += min(0.05 * 2**tries, 0.5)
+        tries += 1
+    return tries
+
+
+async def test_by_default_a_call_waits_for_an_executor_restart_slower_than_a_few_seconds(nats_url, redis_url, tmp_path):
+    """A restart on a loaded machine takes longer than the few seconds a call once waited: by default
+    (`BASTION_REJOIN_WAIT`) the call is still sent again after more pauses than fit in 6 s, and runs
+    on the executor that comes back."""
+    async with _gateway(nats_url, redis_url, tmp_path) as gw, gw.client(PLAIN) as client:
+        assert _text(await client.call_tool("echo__echo", {"text": "first"})) == "first"
+        later = answered_by_a_new_executor(
+            gw, lambda: client.call_tool("echo__echo", {"text": "later"}), _sent_again, resends=_resends_past(6.0)
+        )
+        assert _text(await later) == "later"
 
 
 def _sent_again() -> float:

@@ -25,15 +25,18 @@ def counted(metric: str, labels: dict[str, str] | None = None) -> float:
 
 
 async def answered_by_a_new_executor(
-    gw: Gateway, call: Callable[[], Awaitable[T]], sent_again: Callable[[], float]
+    gw: Gateway, call: Callable[[], Awaitable[T]], sent_again: Callable[[], float], resends: int = 1
 ) -> T:
     """`call()`'s answer, made while `gw`'s executor is stopped and answered by the one that takes its
-    place, started only once `sent_again()` has grown."""
+    place, started only once `sent_again()` has grown by `resends` (a slow restart: more of them)."""
     executor = next(s for s in gw.services if isinstance(s, ExecutorService))
     await executor.stop()
     before = sent_again()
     waiting = asyncio.ensure_future(call())
-    await poll_until(lambda: sent_again() > before, "the call to be sent again")
+    await poll_until(lambda: waiting.done() or sent_again() - before >= resends, "the call to be sent again")
+    assert not waiting.done(), (
+        f"the call was given up while the executor restarted: {waiting.exception() or waiting.result()!r}"
+    )
     replacement = ExecutorService(executor.settings)
     await replacement.start()
     try:

@@ -37,6 +37,7 @@ class ErrorKind(StrEnum):
     RESULT_TOO_LARGE = "result_too_large"
     GATEWAY_UNAVAILABLE = "gateway_unavailable"
     GATEWAY_TIMEOUT = "gateway_timeout"
+    POLICY_UNAVAILABLE = "policy_unavailable"
     INTERNAL = "internal"
 
 
@@ -56,6 +57,7 @@ JSONRPC_CODE: Final[dict[ErrorKind, int]] = {
     ErrorKind.RESULT_TOO_LARGE: -32065,  # the upstream answered, with more than BASTION_MAX_RESULT_BYTES
     ErrorKind.GATEWAY_UNAVAILABLE: -32070,
     ErrorKind.GATEWAY_TIMEOUT: -32071,
+    ErrorKind.POLICY_UNAVAILABLE: -32072,  # the active Cedar policies cannot be loaded: refused, not run
     ErrorKind.INTERNAL: INTERNAL_ERROR,
 }
 """JSON-RPC code for each kind. An upstream's own JSON-RPC error keeps the upstream's code."""

@@ -163,12 +163,13 @@ class RequestPathSettings(ServiceSettings):
     """Executor, ingress: the largest result (JSON bytes) an upstream may send back; one too large for
     a NATS message travels through the object store, one beyond this fails at once with
     `result_too_large`, naming both sizes."""
-    rejoin_wait: float = Field(default=6.0, ge=0)
+    rejoin_wait: float = Field(default=60.0, ge=0, le=3600)
     """Requester (ingress, codemode; policy for chat completions): seconds after a policy or executor
     replica last answered during which a call that finds none subscribed is sent again (after pauses
     of 0.05 s doubling to 0.5 s, within the call's deadline) instead of failed: a replica leaving a
     NATS member that stopped answering is subscribed nowhere for a moment, and one restarting comes
-    back (`libs.common.bus.rejoin`). 0: fail such calls at once."""
+    back (`libs.common.bus.rejoin`). The one window every such wait uses; long enough for a restart
+    on a loaded machine, which can take tens of seconds. 0: fail such calls at once."""
     ack_margin: float = Field(default=0.5, gt=0)
     """Responder: seconds before the requester's ack grace runs out by which a request must be taken
     and acknowledged (time for the acknowledgement to travel); a request received later is answered

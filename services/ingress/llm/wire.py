@@ -55,6 +55,7 @@ STATUS: dict[ErrorKind, tuple[int, str]] = {
     ErrorKind.CIRCUIT_OPEN: (503, "api_error"),
     ErrorKind.GATEWAY_UNAVAILABLE: (503, "api_error"),
     ErrorKind.GATEWAY_TIMEOUT: (504, "api_error"),
+    ErrorKind.POLICY_UNAVAILABLE: (503, "api_error"),
 }
 
 
