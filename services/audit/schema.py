@@ -113,6 +113,8 @@ _ADDED_COLUMNS: Final = {
     "initiator": "LowCardinality(Nullable(String))",
     # a routed chat completion's deployments, tried or skipped (docs/llm-routing.md)
     "llm_attempts": "Array(String)",
+    # which API a chat completion came in through (docs/llm-fronts.md)
+    "llm_front": "LowCardinality(Nullable(String))",
 }
 """Columns added after the table was first released, in order: a table created by an older
 version gets them by migration (`ALTER TABLE ... ADD COLUMN IF NOT EXISTS`, never a drop), and its

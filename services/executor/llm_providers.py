@@ -42,6 +42,7 @@ from libs.common.web.egress_rules import EgressRules
 from .breaker import CircuitBreaker
 from .error_mapping import scrub_urls
 from .llm_http import Answer, Broken, ProviderHttp, Unreachable
+from .llm_tokens import CredentialProblem, TokenAuthWire, access_tokens
 from .llm_wires import Decoder, Wire, WireFailure, usage_of, wire_for
 
 __all__ = ["LlmProviders"]
@@ -105,6 +106,14 @@ class _Stream:
                 call["function"]["arguments"] += function.get("arguments") or ""
 
 
+def _wire(config: ProviderConfig, api_key: str | None, http: ProviderHttp) -> Wire:
+    """The provider's wire; where its key is exchanged for access tokens, the tokens go as bearer, never the key."""
+    tokens = access_tokens(config, api_key, http.post)
+    if tokens is None:
+        return wire_for(config, api_key)
+    return TokenAuthWire(wire_for(config, None), tokens)
+
+
 class LlmProviders:
     def __init__(self, sealer: Sealer, publish: Publish, egress: EgressRules | None = None) -> None:
         self._sealer = sealer
@@ -117,22 +126,27 @@ class LlmProviders:
     async def put(self, name: str, value: bytes, _revision: int = 0) -> None:
         try:
             record = ProviderRecord.model_validate_json(value)
-            api_key = self._key(record.config)
-            wire = wire_for(record.config, api_key)
+            config = record.config
+            api_key = self._key(config)
+            current = self._providers.get(name)
+            if current is not None and current.config == config and current.api_key == api_key:
+                return
+            http = ProviderHttp(self._egress, config.timeout)
+            wire = _wire(config, api_key, http)
+        except CredentialProblem as exc:  # its message names what is wrong, never the credential
+            log.error("llm provider %s: unusable credential (%s); not serving it", name, exc)
+            await self.delete(name)
+            return
         except (ValidationError, SealingError, httpx2.InvalidURL) as exc:
             log.error("llm provider %s: unusable configuration (%s); not serving it", name, type(exc).__name__)
             await self.delete(name)
             return
-        current = self._providers.get(name)
-        if current is not None and current.config == record.config and current.api_key == api_key:
-            return
         await self.delete(name)
-        config = record.config
         self._providers[name] = _Provider(
             name=name,
             config=config,
             api_key=api_key,
-            http=ProviderHttp(self._egress, config.timeout),
+            http=http,
             breaker=CircuitBreaker(config.failure_threshold, config.reset_timeout),
             wire=wire,
             url=wire.endpoint,

@@ -241,3 +241,29 @@ async def test_no_validation_message_repeats_the_value_it_refused(
         answer = await owner.post(route, json=body)
     assert answer.status_code == 422, answer.text
     assert SECRETISH not in answer.text, answer.text
+
+
+async def test_a_credential_exchanged_for_tokens_is_bound_to_its_token_endpoint(stack: Stack) -> None:
+    """A service account's key (or an Entra client secret) goes to the token endpoint, not the provider:
+    moving `token_url` is moving the secret."""
+    base = {
+        "kind": "vertex",
+        "project": "my-project",
+        "location": "us-central1",
+        "vertex_auth": "service-account",
+        "models": ["gemini-bound"],
+    }
+    async with stack.client(stack.owner) as owner, stack.client(stack.operator) as operator, recording() as ear:
+        made = await owner.post("/llm-providers", json={"name": "vertex", "config": {**base, "api_key": PROVIDER_KEY}})
+        assert made.status_code == 201, made.text
+        moved = {**base, "token_url": ear.url("token"), "api_key": "***"}
+        unbound(await operator.put("/llm-providers/vertex", json={"config": moved}), "api_key")
+        kept = await operator.put("/llm-providers/vertex", json={"config": {**base, "api_key": "***", "retries": 1}})
+        assert kept.status_code == 200, kept.text
+
+        env = {**base, "models": ["gemini-env"], "api_key_env": "GOOGLE_KEY_JSON"}
+        assert (await owner.post("/llm-providers", json={"name": "vertex-env", "config": env})).status_code == 201
+        elsewhere = {**env, "token_url": ear.url("token")}
+        refused = await operator.put("/llm-providers/vertex-env", json={"config": elsewhere})
+        assert refused.status_code == 403 and "'token_url'" in refused.json()["message"], refused.text
+        assert ear.heard == []

@@ -113,6 +113,7 @@ def test_columns_added_later_reach_older_tables_by_migration_never_by_a_drop() -
         "approval_id",
         "initiator",
         "llm_attempts",
+        "llm_front",
         "vouched_by",  # the audit service's own (not the event's)
         "flags",
     ]

@@ -52,3 +52,32 @@ def test_azure_defaults_its_api_version_and_key_header():
 def test_a_kind_field_missing_or_misplaced_is_a_clear_error(fields, error):
     with pytest.raises(ValidationError, match=error):
         ProviderConfig(models=["m"], **fields)
+
+
+AZURE = {"kind": "azure", "base_url": "https://res.openai.azure.com/openai"}
+VERTEX = {"kind": "vertex", "project": "my-project", "location": "us-central1"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({**AZURE, "azure_auth": "entra", "tenant_id": "contoso.onmicrosoft.com"}, "tenant_id and client_id together"),
+        ({**AZURE, "tenant_id": "t", "client_id": "c"}, "go with azure_auth: entra"),
+        ({**AZURE, "azure_auth": "entra", "token_url": "https://login.example/token"}, "token_url applies to"),
+        ({**VERTEX, "token_url": "https://oauth2.example/token"}, "token_url applies to"),
+        ({**VERTEX, "vertex_auth": "service-account", "token_url": "ftp://x"}, "http:// or https://"),
+        ({"kind": "gemini", "vertex_auth": "service-account"}, "vertex_auth applies to kind vertex only"),
+        ({"kind": "openai", "base_url": "https://x/v1", "tenant_id": "t", "client_id": "c"}, "applies to kind azure"),
+    ],
+)
+def test_token_fields_out_of_place_are_clear_errors(fields, error):
+    with pytest.raises(ValidationError, match=error):
+        ProviderConfig(models=["m"], **fields)
+
+
+def test_only_client_credentials_and_service_accounts_fetch_tokens():
+    entra = {**AZURE, "azure_auth": "entra"}
+    assert not ProviderConfig(models=["m"], **entra).fetches_tokens  # the key is an access token itself
+    assert ProviderConfig(models=["m"], **entra, tenant_id="t", client_id="c").fetches_tokens
+    assert not ProviderConfig(models=["m"], **VERTEX).fetches_tokens
+    assert ProviderConfig(models=["m"], **VERTEX, vertex_auth="service-account").fetches_tokens

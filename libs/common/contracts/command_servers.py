@@ -68,8 +68,8 @@ WHY_PROVIDER_ENV: Final = (
 def provider_owner_only_changes(before: BaseModel | None, after: BaseModel | None) -> list[str]:
     """The owner-only fields a write of an LLM provider sets (`libs.common.contracts.llm_config.ProviderConfig`).
 
-    `api_key_env` when it is set or changed, and `base_url` when it changes while `api_key_env` names a
-    variable (where that variable would be sent). None `before`: a new provider."""
+    `api_key_env` when it is set or changed, and `base_url` or `token_url` when it changes while
+    `api_key_env` names a variable (where that variable would be sent). None `before`: a new provider."""
     if after is None:
         return []
     wanted = after.model_dump(mode="json")
@@ -77,8 +77,9 @@ def provider_owner_only_changes(before: BaseModel | None, after: BaseModel | Non
     changed = []
     if wanted.get("api_key_env") != stored.get("api_key_env"):
         changed.append("api_key_env")
-    if wanted.get("api_key_env") is not None and wanted.get("base_url") != stored.get("base_url"):
-        changed.append("base_url")
+    for destination in ("base_url", "token_url"):  # where the variable would be sent
+        if wanted.get("api_key_env") is not None and wanted.get(destination) != stored.get(destination):
+            changed.append(destination)
     return changed
 
 

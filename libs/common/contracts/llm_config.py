@@ -71,7 +71,19 @@ class ProviderConfig(_Strict):
     """`azure`: the `api-version` query (default `2024-10-21`); `anthropic`: the `anthropic-version`
     header (default `2023-06-01`)."""
     azure_auth: Literal["api-key", "entra"] | None = None
-    """`azure`: the key goes as the `api-key` header (default), or is an Entra ID access token sent as bearer."""
+    """`azure`: the key goes as the `api-key` header (default), or Entra ID: with `tenant_id` and
+    `client_id` the key is the app's client secret, exchanged for access tokens (client credentials);
+    without them, it is an access token sent as bearer as it is."""
+    tenant_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,99}$")
+    """`azure` with `azure_auth: entra`: the Entra ID tenant (its id or domain) the app is registered in."""
+    client_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,99}$")
+    """`azure` with `azure_auth: entra`: the app's (client) id."""
+    vertex_auth: Literal["token", "service-account"] | None = None
+    """`vertex`: the key is an OAuth access token sent as it is (default), or a service account's JSON
+    key, from which Bastion signs assertions and fetches access tokens."""
+    token_url: str | None = Field(default=None, max_length=2048)
+    """Where access tokens are fetched (Entra's `https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token`,
+    Google's `https://oauth2.googleapis.com/token` by default); reached under the egress rules, as the provider is."""
     region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
     """`bedrock` (required): the AWS region, such as `us-east-1`: where requests go and what SigV4 signs."""
     project: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
@@ -85,6 +97,26 @@ class ProviderConfig(_Strict):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("base_url must be an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("token_url must be an http:// or https:// URL")
+        return value
+
+    @property
+    def fetches_tokens(self) -> bool:
+        """Whether the key is a credential exchanged for access tokens rather than sent itself."""
+        return self.tenant_id is not None or self.vertex_auth == "service-account"
+
+    def _check_token_fields(self) -> None:
+        if (self.tenant_id is None) != (self.client_id is None):
+            raise ValueError("give tenant_id and client_id together (Entra ID client credentials)")
+        if self.tenant_id is not None and self.azure_auth != "entra":
+            raise ValueError("tenant_id and client_id go with azure_auth: entra")
+        if self.token_url is not None and not self.fetches_tokens:
+            raise ValueError("token_url applies to Entra ID client credentials or a Vertex service account only")
 
     @model_validator(mode="after")
     def _one_key(self) -> ProviderConfig:
@@ -106,6 +138,7 @@ class ProviderConfig(_Strict):
             self.azure_auth = self.azure_auth or "api-key"
         if not self.base_url:
             self.base_url = self._default_base_url()
+        self._check_token_fields()
         return self
 
     def _default_base_url(self) -> str:
@@ -128,6 +161,10 @@ class ProviderConfig(_Strict):
 _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "api_version": ("azure", "anthropic"),
     "azure_auth": ("azure",),
+    "tenant_id": ("azure",),
+    "client_id": ("azure",),
+    "vertex_auth": ("vertex",),
+    "token_url": ("azure", "vertex"),
     "region": ("bedrock",),
     "project": ("vertex",),
     "location": ("vertex",),

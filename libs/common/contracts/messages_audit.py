@@ -22,6 +22,7 @@ __all__ = [
     "AuditVerify",
     "ChainVoucher",
     "FlaggedEvent",
+    "LlmFront",
     "TamperKind",
     "audit_events",
 ]
@@ -40,6 +41,10 @@ AuditKind = Literal[
     "auth.refused",
     "task",
 ]
+
+LlmFront = Literal["chat_completions", "responses", "messages", "gemini"]
+"""The API a `/v1` model request came in through: OpenAI chat completions, OpenAI Responses,
+Anthropic Messages, Gemini's `generateContent`."""
 
 
 class AuditEvent(BusMessage):
@@ -92,6 +97,8 @@ class AuditEvent(BusMessage):
     llm_attempts: list[str] = Field(default_factory=list)
     """`llm_request` of a routed model: each deployment tried or skipped, in order, as
     `provider/model (route): outcome in ms` (`LlmAttempt.line`, docs/llm-routing.md)."""
+    llm_front: LlmFront | None = None
+    """`llm_request`: the API the caller spoke (docs/llm-fronts.md); None on other kinds."""
     truncated: dict[str, int] = Field(default_factory=dict)
     """Fields the publisher cut to its size limits (`BASTION_AUDIT_MAX_*_BYTES`) -> their original
     size in UTF-8 bytes. Empty when the event is complete."""

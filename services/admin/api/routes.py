@@ -23,6 +23,7 @@ from .config_routes import config_routes
 from .entity_routes import EntityKind, entity_routes
 from .errors import documented
 from .key_routes import key_routes
+from .llm_model_routes import llm_model_routes
 from .models import (
     CustomerCreate,
     CustomerFields,
@@ -113,6 +114,7 @@ def admin_router(store: AdminStore, auth: Authenticator, links: UpstreamLinks | 
         entity_routes(router, store, kind)
     server_routes(router, store, links)
     provider_routes(router, store)
+    llm_model_routes(router, store)
     pin_routes(router, store)
     policy_routes(router, store)
     approval_routes(router, store)

@@ -54,8 +54,11 @@ def server_destination(config: ServerConfig) -> dict[str, Any]:
 
 
 def provider_destination(config: ProviderConfig) -> dict[str, Any]:
-    """Where an LLM provider's key goes: its base URL (every request is `<base_url>/chat/completions`)."""
-    return {"base_url": config.base_url}
+    """Where an LLM provider's key goes.
+
+    Its base URL (every request is `<base_url>/...`), and the token endpoint a key exchanged for access
+    tokens is sent to (`token_url`; None: the cloud's own)."""
+    return {"base_url": config.base_url, "token_url": config.token_url}
 
 
 def destination_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

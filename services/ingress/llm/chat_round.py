@@ -15,7 +15,7 @@ from libs.common.audit.audit_journal import AuditJournal
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import RoutedDeployment
 from libs.common.contracts.llm_config import ModelPrice
-from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, new_id
+from libs.common.contracts.messages import AuditEvent, Caller, GatewayError, LlmFront, new_id
 
 __all__ = ["Chat", "error_kind", "failed", "listing_error"]
 
@@ -39,6 +39,8 @@ class Chat:
     """Names of the MCP tools injected (the only ones Bastion may run, and remembers parents for)."""
     deployments: list[RoutedDeployment] = field(default_factory=list)
     """A routed model's deployments (`route_table`); empty: the provider that lists the model."""
+    front: LlmFront = "chat_completions"
+    """The API the request came in through, named in each round's audit row."""
 
     @property
     def trace_id(self) -> str | None:
@@ -73,6 +75,7 @@ class Chat:
             status="error",
             latency_ms=0.0,
             request_bytes=self.request_bytes,
+            llm_front=self.front,
         )
 
 

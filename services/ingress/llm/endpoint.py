@@ -220,6 +220,7 @@ class LlmEndpoint:
         provider, price, provider_timeout = served
         chat = Chat(caller, headers, provider, model, price, provider_timeout, len(raw), self.handlers.journal)
         chat.deployments = self.models.deployments(model)
+        chat.front = front.name
         ctx = self._context(caller, headers, "tools", 0)  # a malformed narrowing header is refused up front
         record = self.keys.record(caller.key_id)
         agent = record.agent if record is not None else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from libs.common.contracts.llm import LlmOutcome
+from libs.common.contracts.messages import LlmFront
 from services.ingress.llm import gemini_in, gemini_out, messages_in, messages_out, responses_in
 from services.ingress.llm.gemini_out import GeminiWriter
 from services.ingress.llm.responses_out import ResponsesWriter
@@ -38,7 +39,7 @@ class Writer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Front:
-    name: str
+    name: LlmFront
     chat_request: Callable[[dict[str, Any]], dict[str, Any]]
     """The front's request body as a chat completion (raises `wire.Refused`)."""
     writer: Callable[[Send, dict[str, Any], bool], Writer]

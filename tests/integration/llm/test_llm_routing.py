@@ -257,3 +257,27 @@ async def test_model_grants_made_through_the_admin_api_apply(gateway, a):
 
 def _bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
+
+
+async def test_the_admin_api_lists_each_model_with_its_deployments_and_strategy(gateway):
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        listed = await admin.get("/llm-models")
+        routed = await admin.get("/llm-models/gpt-routed")
+        missing = await admin.get("/llm-models/gpt-nowhere")
+    assert listed.status_code == 200, listed.text
+    models = {m["name"]: m for m in listed.json()}
+    assert {"gpt-routed", "gpt-guarded", LISTED, "gpt-b-listed"} <= set(models)
+    assert routed.json() == models["gpt-routed"]
+    assert (routed.json()["routed"], routed.json()["strategy"], routed.json()["source"]) == (True, "weighted", "config")
+    assert [(d["provider"], d["model"], d["priority"]) for d in routed.json()["deployments"]] == [
+        ("a", "gpt-routed-a", 0),
+        ("b", "gpt-routed-b", 1),
+    ]
+    assert models["gpt-guarded"]["fallbacks"] == ["gpt-secret"]
+    # a model a provider lists is its own route: one deployment at the provider's price
+    listed_route = models[LISTED]
+    assert (listed_route["routed"], listed_route["strategy"], listed_route["fallbacks"]) == (False, "priority", [])
+    assert [(d["provider"], d["model"], d["price"]["input"]) for d in listed_route["deployments"]] == [
+        ("a", LISTED, 1.0)
+    ]
+    assert missing.status_code == 404 and "gpt-nowhere" in missing.text
