@@ -19,12 +19,24 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from .admin_client import AdminClient, AdminFailure, find_admin
 from .terminal import FlagsGroup, console
 
-__all__ = ["Json", "command", "group", "limits", "out", "print_json", "print_listing", "print_secret", "usage"]
+__all__ = [
+    "Json",
+    "command",
+    "group",
+    "limits",
+    "out",
+    "print_json",
+    "print_listing",
+    "print_secret",
+    "removal_command",
+    "usage",
+]
 
 out = console()
 
@@ -90,6 +102,17 @@ def command(group: typer.Typer, name: str) -> Callable[[Callable[..., Any]], Cal
         return func
 
     return decorate
+
+
+def removal_command(group: typer.Typer, verb: str, path: str, label: str, summary: str) -> None:
+    """Register `group verb NAME` (`summary` its help): delete `path/NAME`, then say `<verb>d <label> 'NAME'`."""
+
+    def remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
+        api.delete(f"{path}/{name}")
+        out.print(f"[green]{verb}d[/] {label} {escape(name)!r}")
+
+    remove.__doc__ = summary
+    command(group, verb)(remove)
 
 
 def usage(message: str) -> AdminFailure:

@@ -64,7 +64,6 @@ def _group_row(g: dict[str, Any]) -> tuple[str, ...]:
 
 
 def delete_command(group: typer.Typer, path: str, label: str) -> None:
-    @command(group, "delete")
     def delete(
         api: AdminClient,
         entity_id: EntityId,
@@ -73,7 +72,9 @@ def delete_command(group: typer.Typer, path: str, label: str) -> None:
         api.delete(f"{path}/{entity_id}", **({"force": "true"} if force else {}))
         out.print(f"[green]deleted[/] {label} {escape(entity_id)!r}")
 
+    # before `command` wraps it: the wrapper takes the help from the docstring it finds
     delete.__doc__ = f"Delete a {label} (refused while something refers to it, unless --force)."
+    command(group, "delete")(delete)
 
 
 @command(customers_app, "create")
@@ -163,12 +164,12 @@ def list_command(group: typer.Typer, path: str, label: str, link: str | None) ->
             limits(item) or "-",
         )
 
-    @command(group, "list")
     def list_entities(api: AdminClient, as_json: Json = False) -> None:
         columns = ["id", "name", *([link.removesuffix("_id")] if link else []), "groups", "limits"]
         print_listing(api.get(path), as_json, columns, row, label)
 
-    list_entities.__doc__ = f"List {label}s."
+    list_entities.__doc__ = f"List {label}s."  # before `command` wraps it, as in `delete_command`
+    command(group, "list")(list_entities)
 
 
 delete_command(groups_app, "/groups", "tool group")

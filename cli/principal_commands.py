@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from .admin_base import Json, command, group, out, print_json, print_listing, print_secret, usage
+from .admin_base import Json, command, group, out, print_json, print_listing, print_secret, removal_command, usage
 from .admin_client import AdminClient, AdminFailure
 
 __all__ = ["parse_role", "principals_app", "roles_app", "whoami"]
@@ -227,11 +227,7 @@ def roles_create(
     out.print(f"[green]created[/] role {escape(name)!r}: {escape(', '.join(permission))}")
 
 
-@command(roles_app, "delete")
-def roles_delete(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
-    """Delete a custom role no principal holds."""
-    api.delete(f"/roles/{name}")
-    out.print(f"[green]deleted[/] role {escape(name)!r}")
+removal_command(roles_app, "delete", "/roles", "role", "Delete a custom role no principal holds.")
 
 
 @command(roles_app, "permissions")

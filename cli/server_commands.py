@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .admin_base import Json, command, group, out, print_json, print_listing, usage
+from .admin_base import Json, command, group, out, print_json, print_listing, removal_command, usage
 from .admin_client import AdminClient
 from .admin_values import parse_pairs
 from .registry_import import import_server
@@ -144,11 +144,9 @@ def openapi_section(
     return section
 
 
-@command(servers_app, "remove")
-def servers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
-    """Remove an upstream server; its tools disappear from every catalog."""
-    api.delete(f"/servers/{name}")
-    out.print(f"[green]removed[/] server {escape(name)!r}")
+removal_command(
+    servers_app, "remove", "/servers", "server", "Remove an upstream server; its tools disappear from every catalog."
+)
 
 
 _STATUS_STYLE = {"ready": "green", "unavailable": "red", "pending": "yellow", "disabled": "dim"}
@@ -248,11 +246,13 @@ def providers_add(
     out.print(f"[green]added[/] llm provider {escape(name)!r} [dim](serving {escape(served)} now)[/]")
 
 
-@command(providers_app, "remove")
-def providers_remove(api: AdminClient, name: Annotated[str, typer.Argument()]) -> None:
-    """Remove a provider; its models disappear from /v1/models."""
-    api.delete(f"/llm-providers/{name}")
-    out.print(f"[green]removed[/] llm provider {escape(name)!r}")
+removal_command(
+    providers_app,
+    "remove",
+    "/llm-providers",
+    "llm provider",
+    "Remove a provider; its models disappear from /v1/models.",
+)
 
 
 @command(providers_app, "list")

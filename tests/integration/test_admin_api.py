@@ -28,7 +28,7 @@ from services.admin.api import AdminStore, Authenticator, admin_router
 from services.admin.service import AdminService
 from services.ingress.service import IngressService
 from tests.support.admin_api import ECHO, base_url
-from tests.support.adminapi_stack import ModuleAdmin, module_admin
+from tests.support.adminapi_stack import ModuleAdmin, module_admin_fixture
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -56,10 +56,7 @@ async def js(nats_url: str) -> AsyncIterator[Any]:
 # A test that needs an empty store or lists everything keeps its own `admin`/`api`.
 
 
-@pytest.fixture(scope="module")
-async def writers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
-    async with module_admin(tmp_path_factory.mktemp("writers")) as stack:
-        yield stack
+writers = module_admin_fixture("writers")
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +79,7 @@ async def writers_js(writers: ModuleAdmin) -> AsyncIterator[Any]:
         yield bus
 
 
-@pytest.fixture(scope="module")
-async def readers(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
-    async with module_admin(tmp_path_factory.mktemp("readers")) as stack:
-        yield stack
+readers = module_admin_fixture("readers")
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent, audit_events
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, principal_token
-from tests.support.adminapi_stack import ModuleAdmin, module_admin
+from tests.support.adminapi_stack import ModuleAdmin, module_admin_fixture
 
 pytestmark = pytest.mark.integration
 
@@ -57,12 +57,9 @@ async def as_role(admin: AdminService, owner: str, name: str, **binding: str) ->
     return httpx.AsyncClient(base_url=base_url(admin), headers={"Authorization": f"Bearer {token}"}, timeout=10)
 
 
-@pytest.fixture(scope="module")
-async def refusing(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
-    """One admin service for the tests whose files are refused: none of them adds a group (the hostile
-    input tests check the group list stays empty), and what else they make has names of its own."""
-    async with module_admin(tmp_path_factory.mktemp("refusing")) as stack:
-        yield stack
+# One admin service for the tests whose files are refused: none of them adds a group (the hostile
+# input tests check the group list stays empty), and what else they make has names of its own.
+refusing = module_admin_fixture("refusing")
 
 
 @pytest.fixture

@@ -269,6 +269,8 @@ async def test_principals_roles_and_whoami(cli: Cli) -> None:
     await ok(cli, "roles", "create", "approver", "--permission", "tools:approve", "--permission", "servers:read")
     assert "approver (custom)" in await ok(cli, "roles", "list")
     assert "tools:approve" in await ok(cli, "roles", "permissions")
+    assert "deleted role 'approver'" in await ok(cli, "roles", "delete", "approver")
+    assert "approver (custom)" not in await ok(cli, "roles", "list")
     code, _, err = await cli("principals", "create", "x", "--role", "owner@planet:mars")
     assert code == 2 and "ROLE@team:ID" in one_line_error(err)
 

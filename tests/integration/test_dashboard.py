@@ -37,11 +37,11 @@ class Run:
     owner: str
     """The first owner's API token."""
     analyst: str
+    """An analyst principal's API token."""
     acme_analyst: str
     """An analyst bound to the customer `acme` only."""
     infra_analyst: str
     """An analyst bound to the team `infra` only."""
-    """An analyst principal's API token."""
 
 
 @pytest.fixture(scope="module")

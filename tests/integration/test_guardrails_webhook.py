@@ -4,6 +4,7 @@ service may give, and fail-open / fail-closed when it is slow, down or talks non
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -49,11 +50,8 @@ async def service() -> AsyncIterator[tuple[Service, str]]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[WebhookClient]:
-    webhooks = WebhookClient()
-    try:
+    async with contextlib.aclosing(WebhookClient()) as webhooks:
         yield webhooks
-    finally:
-        await webhooks.aclose()
 
 
 def guard(url: str, action: str = "block", fail: str = "closed", timeout: float = 2.0) -> Guardrails:

@@ -21,6 +21,7 @@ from libs.common.bus.nats import connect, kv_bucket
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent, ToolCall, decode_outcome
 from libs.common.contracts.messages_base import Caller
+from libs.common.contracts.pins import PinDrift
 from libs.common.supply_chain.pin_store import find, read_records
 from libs.common.supply_chain.pin_store import pending as pending_records
 from services.executor.interceptors import PinningInterceptor
@@ -109,11 +110,37 @@ async def test_a_definition_changed_after_approval_is_quarantined_and_never_call
             assert (await client.call_tool("drift__add", {"a": 1, "b": 2})).content[0].text == "3"
         assert _calls(calls) == ["base"]
 
+        watcher = await connect(nats_url, "test-pin-drift")
+        drifts: asyncio.Queue[PinDrift] = asyncio.Queue()
+
+        async def on_drift(msg: Any) -> None:
+            await drifts.put(PinDrift.model_validate_json(msg.data))
+
+        await watcher.subscribe(subjects.PIN_DRIFT, cb=on_drift)
         state.write_text(variant)  # the upstream changes in place and announces it
         await poll_until(
             lambda: (d := pinning.outcomes["drift"].decision("tool", name)) is not None and d.verdict == "quarantined",
             f"drift/{name} quarantined",
         )
+        decision = pinning.outcomes["drift"].decision("tool", name)
+        assert decision is not None
+        drift = await asyncio.wait_for(drifts.get(), 30)  # a person's console hears of it
+        await watcher.close()
+        assert (drift.server, drift.kind, drift.name, drift.reason, drift.verdict) == (
+            "drift",
+            "tool",
+            name,
+            reason,
+            "quarantined",
+        )
+        assert (drift.sha256, drift.approved_sha256, drift.renamed_from) == (
+            decision.sha256,
+            decision.approved_sha256,
+            decision.renamed_from,
+        )
+        assert drift.sha256 is not None and drift.sha256 != drift.approved_sha256
+        assert drift.renamed_from == ("add" if reason == "renamed" else None)
+        assert drift.mode == "tofu" and drift.instance == pinning.instance
         await poll_until(lambda: not _listed(gateway, name) and not _listed(gateway, "add"), "the catalog to follow")
 
         async with gateway.client(ADMIN_KEY) as client:

@@ -11,15 +11,17 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 from cli.stack import EmbeddedNats
 from libs.common.web.guarded_http import shared_tls
 from services.admin.service import AdminService
 from tests.support.admin_api import base_url, running_admin
 
-__all__ = ["ModuleAdmin", "module_admin"]
+__all__ = ["ModuleAdmin", "module_admin", "module_admin_fixture"]
 
 
 @dataclass
@@ -44,3 +46,15 @@ async def module_admin(folder: Path) -> AsyncIterator[ModuleAdmin]:
             yield ModuleAdmin(server.url, admin, owner)
     finally:
         server.stop()
+
+
+def module_admin_fixture(name: str) -> Any:
+    """The module-scoped fixture `name` holding a `module_admin` stack of its own (in a folder `name`):
+    a module binds it under that name, `readers = module_admin_fixture("readers")`."""
+
+    @pytest.fixture(scope="module", name=name)
+    async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ModuleAdmin]:
+        async with module_admin(tmp_path_factory.mktemp(name)) as started:
+            yield started
+
+    return stack

@@ -7,8 +7,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -322,3 +324,17 @@ def test_help_shows_no_type_beside_flags(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "--help" in result.output and "<bool>" not in result.output
+
+
+def test_every_command_says_what_it_does() -> None:
+    """Commands made by a factory (delete, remove, list of each entity) show their summary too."""
+    missing: list[str] = []
+    groups: list[tuple[str, Any]] = [("", typer.main.get_command(app))]
+    while groups:
+        path, cmd = groups.pop()
+        if hasattr(cmd, "commands"):
+            groups.extend((f"{path} {name}".strip(), sub) for name, sub in cmd.commands.items())
+        elif not (cmd.help or "").strip():
+            missing.append(path)
+    assert missing == []
+    assert "Delete a tool group" in runner.invoke(app, ["groups", "delete", "--help"], env={"COLUMNS": "200"}).output

@@ -79,6 +79,18 @@ def writing(reply: bytes | Callable[[int], bytes]) -> Answer:
 answer_ok = writing(OK)
 
 
+def first_then_ok(first: Answer) -> Answer:
+    """An answer that lets `first` answer the first request, and `OK` every later one."""
+
+    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
+        if n == 1:
+            await first(writer, n)
+        else:
+            writer.write(OK)
+
+    return answer
+
+
 @dataclass
 class Served:
     """A running `Server`, its URL, and a pool on it with headers of its own."""
@@ -211,14 +223,11 @@ async def test_repeated_headers_are_joined(served: Served) -> None:
 async def test_an_answer_cut_short_is_a_closed_connection(served: Served) -> None:
     state, pool = served.state, served.pool
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        if n == 1:
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b")
-            writer.close()
-        else:
-            writer.write(OK)
+    async def cut_short(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b")
+        writer.close()
 
-    state.answer = answer
+    state.answer = first_then_ok(cut_short)
     with pytest.raises(HttpClosed) as raised:
         await post(pool)
     assert isinstance(raised.value, OSError)  # what the executor reports as an unavailable upstream
@@ -254,14 +263,12 @@ async def test_an_answer_left_unread_never_reaches_the_next_request(served: Serv
     state, pool = served.state, served.pool
     late = asyncio.Event()
 
-    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
-        if n == 1:  # a head, then the body much later: the caller leaves before it
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n")
-            await late.wait()
-            writer.write(b'"stale!!"')
-        else:
-            writer.write(OK)
+    async def body_late(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n")  # the caller leaves before the body
+        await late.wait()
+        writer.write(b'"stale!!"')
 
+    answer = first_then_ok(body_late)
     state.answer = answer
     async with pool.post(b"{}", {}) as response:
         assert response.status == 200  # left without reading the body

@@ -7,13 +7,16 @@ from __future__ import annotations
 import typing
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from libs.common.contracts.config import ServerConfig
+from libs.common.contracts.egress import EgressSection
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import Caller, CallOutcome, GatewayError, ServerCatalog, ToolCall, UpstreamRequest
+from libs.common.settings import ExecutorSettings
 from services.executor.call_path import Call, call_path
 from services.executor.upstream import State, Upstream
 from services.executor.upstreams import registry
@@ -24,6 +27,7 @@ from services.executor.upstreams.interface import (
     SubscriptionStyle,
     UpstreamSettings,
 )
+from services.executor.upstreams.mcp.stdio_sandbox import StdioRoot
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.unit
@@ -152,3 +156,16 @@ async def test_a_kind_that_is_no_mcp_session_is_served_like_any_other(monkeypatc
     finally:
         await upstream.stop()
     assert upstream.state is State.STOPPED
+
+
+def test_upstream_settings_follow_the_executor_settings(tmp_path: Path) -> None:
+    """Every upstream limit is the executor setting it is named after, whatever its value."""
+    egress = EgressSection(allow_private_hosts=["10.0.0.7"])
+    same_named: dict[str, Any] = {"connect_timeout": 3.5, "health_interval": 5.5, "drift_interval": 6.5}
+    same_named |= {"catalog_heartbeat": 7.5, "lean_calls": False, "validation_values": True}  # none the default
+    settings = ExecutorSettings(**same_named, reconnect_max_backoff=4.5, max_result_bytes=12345, egress=egress)
+    root = StdioRoot(tmp_path, (tmp_path,))
+    upstream = UpstreamSettings.of(settings, root)
+    assert {name: getattr(upstream, name) for name in same_named} == same_named
+    renamed = (upstream.max_backoff, upstream.max_result, upstream.egress_allowed, upstream.stdio_root)
+    assert renamed == (4.5, 12345, ("10.0.0.7",), root)

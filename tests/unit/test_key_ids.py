@@ -39,3 +39,13 @@ def test_ingress_finds_a_generated_key_by_that_id() -> None:
     caller = keys.authenticate(f"Bearer {secret}")
     assert isinstance(caller, Caller) and caller.key_id == key_id(secret) and caller.key_name == "made"
     assert keys.authenticate(f"Bearer {SECRET}").error == "invalid_key"  # type: ignore[union-attr]
+
+
+def test_the_caller_carries_its_key_records_owners_and_content_choice() -> None:
+    secret = generate_key()
+    keys = KeyDirectory()
+    record = KeyRecord(id=key_id(secret), name="ci", user_id="u", team_id="t", customer_id="c", content_logging=False)
+    keys.put(key_id(secret), record.model_dump_json().encode())
+    caller = keys.authenticate(f"Bearer {secret}")
+    assert isinstance(caller, Caller)
+    assert (caller.user_id, caller.team_id, caller.customer_id, caller.content_logging) == ("u", "t", "c", False)

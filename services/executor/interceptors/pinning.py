@@ -23,7 +23,7 @@ import os
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any, ClassVar
 
 from nats.aio.client import Client as NATS
@@ -301,18 +301,8 @@ class PinningInterceptor(Interceptor):
         )
         if self._nc is None or verdict not in ("quarantined", "flagged", "absent"):
             return
-        event = PinDrift(
-            server=decision.server,
-            kind=decision.kind,
-            name=decision.name,
-            reason=decision.reason,
-            verdict=verdict,
-            sha256=decision.sha256,
-            approved_sha256=decision.approved_sha256,
-            renamed_from=decision.renamed_from,
-            mode=mode,
-            instance=self.instance,
-        )
+        # the event is the decision as the bus says it; PinDrift ignores the aliases (the pin record keeps them)
+        event = PinDrift(**asdict(decision), mode=mode, instance=self.instance)
         try:
             await self._nc.publish(subjects.PIN_DRIFT, event.model_dump_json().encode())
         except Exception as exc:  # the record in KV is what counts; the event is a courtesy

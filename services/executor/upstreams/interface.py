@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import httpx2
 
@@ -90,6 +90,17 @@ class Listing:
     an OpenAPI operation's operationId, the names pinning saw it under before an approved rename."""
 
 
+_SAME_NAMED: Final = (
+    "connect_timeout",
+    "health_interval",
+    "drift_interval",
+    "catalog_heartbeat",
+    "lean_calls",
+    "validation_values",
+)
+"""The `UpstreamSettings` that are the `ExecutorSettings` of the same name, unchanged."""
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamSettings:
     """What every upstream of one executor is kept and called with (`ExecutorSettings`, docs/configuration.md)."""
@@ -117,17 +128,13 @@ class UpstreamSettings:
 
     @classmethod
     def of(cls, settings: ExecutorSettings, stdio_root: StdioRoot) -> UpstreamSettings:
+        """The limits as configured: the executor setting of the same name, but for the four named here."""
         return cls(
-            connect_timeout=settings.connect_timeout,
             max_backoff=settings.reconnect_max_backoff,
-            health_interval=settings.health_interval,
-            drift_interval=settings.drift_interval,
-            catalog_heartbeat=settings.catalog_heartbeat,
-            lean_calls=settings.lean_calls,
             max_result=settings.max_result_bytes,
             egress_allowed=tuple(settings.egress.allow_private_hosts),
             stdio_root=stdio_root,
-            validation_values=settings.validation_values,
+            **{name: getattr(settings, name) for name in _SAME_NAMED},
         )
 
 

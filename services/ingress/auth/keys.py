@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.keys import key_id as key_id_of
@@ -85,6 +85,10 @@ def unauthorized(failure: AuthFailure) -> tuple[dict[str, Any], list[tuple[bytes
     return body, [(b"www-authenticate", challenge.encode())]
 
 
+_CARRIED: Final[set[str]] = {"user_id", "team_id", "customer_id", "content_logging"}
+"""What a caller carries of its key's record, under the same names (the audit event's attribution)."""
+
+
 class KeyDirectory:
     def __init__(self) -> None:
         self._by_id: dict[str, tuple[KeyRecord, Caller, int]] = {}
@@ -93,14 +97,7 @@ class KeyDirectory:
         record = decode_value(KeyRecord, value, f"key record {key_id[:8]}…")
         if record is None:
             return
-        caller = Caller(
-            key_id=key_id,
-            key_name=record.name,
-            user_id=record.user_id,
-            team_id=record.team_id,
-            customer_id=record.customer_id,
-            content_logging=record.content_logging,
-        )
+        caller = Caller(key_id=key_id, key_name=record.name, **record.model_dump(include=_CARRIED))
         self._by_id[key_id] = (record, caller, revision)
 
     def delete(self, key_id: str) -> None:
