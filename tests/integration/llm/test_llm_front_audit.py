@@ -15,8 +15,8 @@ from tests.support.llm_provider import Reply
 pytestmark = pytest.mark.integration
 
 
-async def test_each_front_is_named_in_its_audit_row(began, front_gateway, scripted) -> None:
-    scripted.script = [Reply(text=f"answer {i}") for i in range(4)]
+async def test_each_front_is_named_in_its_audit_row(began, front_gateway, provider) -> None:
+    provider.script = [Reply(text=f"answer {i}") for i in range(4)]
     user = "say something"
     chat = await sdk_client(front_gateway).chat.completions.create(
         model=MODEL, messages=[{"role": "user", "content": user}]
