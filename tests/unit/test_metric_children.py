@@ -34,11 +34,11 @@ def test_past_its_bound_the_cache_stops_growing_and_every_sample_still_counts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counter, registry = _counter()
-    monkeypatch.setattr(metrics, "_children", {})
+    monkeypatch.setattr(metrics, "CHILDREN", {})
     monkeypatch.setattr(metrics, "_MOST_CHILDREN", 2)
     for i in range(5):
         metrics.child(counter, str(i), "z").inc()
         metrics.child(counter, str(i), "z").inc()
-    assert len(metrics._children) == 2
+    assert len(metrics.CHILDREN) == 2
     assert [counter.labels(str(i), "z")._value.get() for i in range(5)] == [2.0] * 5
     assert b'children_test_total{a="4",b="z"} 2.0' in generate_latest(registry)

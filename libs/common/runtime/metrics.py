@@ -131,7 +131,8 @@ METHODS = frozenset(
 _MOST_CHILDREN = 4096
 """Labelled children `child` keeps; past this, each sample looks its labels up again (still counted)."""
 
-_children: dict[tuple[Any, ...], Any] = {}
+CHILDREN: dict[tuple[Any, ...], Any] = {}
+"""(metric, *label values) -> its child, filled by `child`; read it directly where a call counts."""
 
 
 def child(metric: Any, *labels: str) -> Any:
@@ -141,11 +142,11 @@ def child(metric: Any, *labels: str) -> Any:
     same sample into the same series. Bounded: label values are closed sets here, but a cache never
     grows without end."""
     key = (metric, *labels)
-    found = _children.get(key)
+    found = CHILDREN.get(key)
     if found is None:
         found = metric.labels(*labels)
-        if len(_children) < _MOST_CHILDREN:
-            _children[key] = found
+        if len(CHILDREN) < _MOST_CHILDREN:
+            CHILDREN[key] = found
     return found
 
 

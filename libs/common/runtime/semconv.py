@@ -285,7 +285,10 @@ def llm_finished(
 def _observe(histogram: Any, method: str, tool: str | None, error: str | None, version: str, seconds: float) -> None:
     if method not in metrics.METHODS:
         method = "other"
-    metrics.child(histogram, method, tool or "", error or "", version).observe(seconds)
+    key = (histogram, method, tool or "", error or "", version)
+    # read the children's cache here first: on every call, one function call less than `metrics.child`
+    child = metrics.CHILDREN.get(key) or metrics.child(histogram, *key[1:])
+    child.observe(seconds)
 
 
 def _error_status(error: str) -> Status:
