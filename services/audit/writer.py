@@ -211,10 +211,12 @@ class AuditConsumer:
         state = self.broker.config.connection_state
         connection = state.connection if state else None
         try:
-            await self.subscriber.stop()
-            if self._fetching is not None:
-                await _settle(msg.nak() for msg in self._fetching.unsettled())
-            await self.broker.stop()
+            try:
+                await self.subscriber.stop()
+                if self._fetching is not None:
+                    await _settle(msg.nak() for msg in self._fetching.unsettled())
+            finally:
+                await self.broker.stop()  # whatever the naks did: unsent, they are redelivered after `ack_wait`
         finally:
             self.writer.close()
             if connection is not None:
