@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -38,7 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -275,14 +276,19 @@ async def profiled(gateway: Gateway, provider: Provider, args: argparse.Namespac
     through = gateway.url.removesuffix("/mcp") + "/v1/chat/completions"
     await Load(through, args.warmup, args.concurrency).run(factory(model))
     services = _services(gateway.proc.pid)
-    for pid in services:
-        os.kill(pid, signal.SIGUSR1)
+    _signal(services)
     await asyncio.sleep(0.2)
     await Load(through, args.calls, args.concurrency).run(factory(model))
     await asyncio.sleep(2.5)  # the audit batches of these completions reach the audit service
-    for pid in services:
-        os.kill(pid, signal.SIGUSR1)
+    _signal(services)
     await asyncio.sleep(1.0)
+
+
+def _signal(pids: Iterable[int]) -> None:
+    """SIGUSR1 to each service: a process that has ended since it was listed (a helper child) is skipped."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
 
 
 def profile(provider: Provider, args: argparse.Namespace) -> None:

@@ -162,13 +162,14 @@ class AuditConsumer:
     ) -> None:
         self.broker = broker
         self.writer = writer
+        self._most_pending = 50 * batch_size
         config = ConsumerConfig(
             durable_name=DURABLE,
             ack_policy=JsAckPolicy.EXPLICIT,
             ack_wait=ack_wait,
             deliver_policy=DeliverPolicy.ALL,
             max_deliver=-1,
-            max_ack_pending=50 * batch_size,
+            max_ack_pending=self._most_pending,
         )
         self.subscriber = broker.subscriber(
             f"{subjects.AUDIT_EVENTS}.>",
@@ -183,6 +184,7 @@ class AuditConsumer:
             description="Writes audit events to ClickHouse; acks after the insert, dead-letters what is no event.",
         )
         self.subscriber(self._on_batch)
+        self._fetching: _NatsTimeouts | None = None
 
     async def _on_batch(self, message: Annotated[NatsBatchMessage, Context("message")]) -> None:
         await self.writer.write(message.raw_message, self._dead_letter)
@@ -194,18 +196,27 @@ class AuditConsumer:
     async def start(self) -> None:
         await self.broker.start()
         if self.subscriber.subscription is not None:  # None under the in-memory test broker
-            self.subscriber.subscription = _NatsTimeouts(self.subscriber.subscription)  # type: ignore[assignment]
+            self._fetching = _NatsTimeouts(self.subscriber.subscription, self._most_pending)
+            self.subscriber.subscription = self._fetching  # type: ignore[assignment]
 
     async def stop(self) -> None:
-        """Stop fetching; the batch in hand finishes (its acks sent) before the connection drains.
+        """Stop fetching, hand back what was fetched and not written, then drain the connection.
 
-        FastStream's drain raises while NATS is away (nats-py drains no reconnecting connection) and
-        leaves the connection reconnecting forever: it is closed whatever the drain did."""
+        Stopping the subscriber cancels the batch in hand; every message fetched and not settled (that
+        batch, or one fetched as the loop ended) is nak'd at once, so another writer gets it now
+        instead of after `ack_wait`. One whose insert finished anyway is stored once: the store skips
+        events it holds. FastStream's drain raises while NATS is away (nats-py drains no reconnecting
+        connection) and leaves the connection reconnecting forever: it is closed whatever the drain did."""
         self.writer.stop()
         state = self.broker.config.connection_state
         connection = state.connection if state else None
         try:
-            await self.broker.stop()
+            try:
+                await self.subscriber.stop()
+                if self._fetching is not None:
+                    await _settle(msg.nak() for msg in self._fetching.unsettled())
+            finally:
+                await self.broker.stop()  # whatever the naks did: unsent, they are redelivered after `ack_wait`
         finally:
             self.writer.close()
             if connection is not None:
@@ -217,7 +228,9 @@ _AFTER_REFUSED_FETCH = 0.1
 
 
 class _NatsTimeouts:
-    """The pull subscription FastStream fetches from, with every fetch timeout raised as nats-py's own `TimeoutError`.
+    """The pull subscription FastStream fetches from: each fetch timeout raised as nats-py's own `TimeoutError`.
+
+    It also keeps the messages fetched and not settled, which `AuditConsumer.stop` naks.
 
     FastStream 0.7.8 collects a batch over several fetches and ends the batch on
     `nats.errors.TimeoutError`; nats-py also raises a plain `asyncio.TimeoutError` (a fetch whose
@@ -225,8 +238,16 @@ class _NatsTimeouts:
     FastStream's loop, dropping the messages already collected for the batch: they were redelivered
     only after `ack_wait` (30 s). Translated, the batch is handed to the handler as it should be."""
 
-    def __init__(self, subscription: Any) -> None:
+    def __init__(self, subscription: Any, most_pending: int) -> None:
         self._subscription = subscription
+        self._most_pending = most_pending
+        self._fetched: list[Msg] = []
+        """Messages fetched and perhaps not settled yet: no more than the consumer's `max_ack_pending`
+        (one a handler left unsettled is redelivered as another message; the oldest are let go)."""
+
+    def unsettled(self) -> list[Msg]:
+        """The fetched messages not acked, nak'd or terminated (to hand back when the writer stops)."""
+        return [msg for msg in self._fetched if not msg.is_acked]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._subscription, name)
@@ -246,6 +267,7 @@ class _NatsTimeouts:
             # a suite hung in a teardown with FastStream's pull loop at 43 % of a core)
             await asyncio.sleep(_AFTER_REFUSED_FETCH)
             raise
+        self._fetched = [*self.unsettled(), *messages][-self._most_pending :]
         return messages
 
 

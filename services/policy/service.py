@@ -469,7 +469,7 @@ class PolicyService:
 
 def _refused(method: str, error: GatewayError, started: float) -> None:
     """Count a refusal by its reason (grants, budget, rate limit, ...) and the decision's time."""
-    POLICY_REFUSALS.labels(error.kind.value).inc()
+    metrics.child(POLICY_REFUSALS, error.kind.value).inc()
     metrics.observe("policy", method, error.kind.value, time.perf_counter() - started)
 
 

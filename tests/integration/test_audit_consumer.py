@@ -9,9 +9,11 @@ reason, and never stops the valid ones around it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -23,7 +25,7 @@ from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditBatch, AuditEvent
 from libs.common.settings import StoreSettings
 from services.audit.store import ClickHouseStore
-from services.audit.writer import AuditConsumer, BatchWriter
+from services.audit.writer import DURABLE, AuditConsumer, BatchWriter
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration  # both brokers write to the real ClickHouse engine (chdb)
@@ -113,3 +115,53 @@ async def test_events_become_rows_and_what_is_no_event_is_dead_lettered(
     assert letter.body == b'{"not": "an event"}'
     assert "not an AuditEvent" in letter.headers["Bastion-Dead-Reason"]
     assert letter.headers["Bastion-Dead-Subject"] == SUBJECT
+
+
+class _HeldStore:
+    """The real store behind a door: an insert waits until `opened` is set, as one into a stalled ClickHouse does."""
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        self.store = store
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        self.left = threading.Event()
+
+    def write(self, rows: Sequence[tuple[Any, ...]], refused: Sequence[tuple[Any, ...]] = ()) -> int:
+        self.entered.set()
+        self.opened.wait()
+        try:
+            return self.store.write(rows, refused)
+        finally:
+            self.left.set()
+
+
+async def test_a_stopped_writer_hands_back_what_it_fetched_and_did_not_write_at_once(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """Messages a writer fetched are nak'd when it stops, not left for `ack_wait` (a minute here)."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await declare_owned(js, AUDIT, StoreSettings())
+    store = ClickHouseStore(f"chdb://{tmp_path / 'clickhouse'}")
+    held = _HeldStore(store)
+    broker = NatsBroker(nats_url, logger=None, graceful_timeout=1)  # the stuck batch is not waited for long
+    first = AuditConsumer(broker, BatchWriter(held), batch_size=3, flush_interval=0.05, ack_wait=60)
+    try:
+        for i in range(3):
+            await js.publish(SUBJECT, _event(i).model_dump_json().encode())
+        await first.start()
+        await asyncio.to_thread(held.entered.wait, 30)  # the writer holds the batch, its insert not returned
+        await first.stop()
+        # another writer of the durable: without the naks nothing comes before `ack_wait` ends
+        second = await js.pull_subscribe_bind(DURABLE, subjects.AUDIT_STREAM)
+        again = await second.fetch(3, timeout=15)
+        assert [msg.metadata.num_delivered for msg in again] == [2, 2, 2]  # nak'd, then sent again
+        assert [AuditEvent.model_validate_json(msg.data).seq for msg in again] == [1, 2, 3]
+        for msg in again:
+            await msg.ack()
+    finally:
+        held.opened.set()
+        if held.entered.is_set():
+            await asyncio.to_thread(held.left.wait, 30)
+        store.close()
+        await nc.close()

@@ -45,6 +45,7 @@ __all__ = [
     "MetricsServer",
     "Sample",
     "StateCollector",
+    "child",
     "observe",
     "serve",
     "subscription_lag",
@@ -125,6 +126,28 @@ METHODS = frozenset(
     }
 )  # fmt: skip
 """MCP methods counted under their own name; any other (clients choose them) counts as "other"."""
+
+
+_MOST_CHILDREN = 4096
+"""Labelled children `child` keeps; past this, each sample looks its labels up again (still counted)."""
+
+CHILDREN: dict[tuple[Any, ...], Any] = {}
+"""(metric, *label values) -> its child, filled by `child`; read it directly where a call counts."""
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per label tuple.
+
+    `labels()` validates its values and takes a lock on every call (~5 µs); a cached child records the
+    same sample into the same series. Bounded: label values are closed sets here, but a cache never
+    grows without end."""
+    key = (metric, *labels)
+    found = CHILDREN.get(key)
+    if found is None:
+        found = metric.labels(*labels)
+        if len(CHILDREN) < _MOST_CHILDREN:
+            CHILDREN[key] = found
+    return found
 
 
 _series: dict[tuple[str, str, str], tuple[Any, Any]] = {}

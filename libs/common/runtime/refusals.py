@@ -108,7 +108,7 @@ class RefusalLog:
 
     def refused(self, surface: Surface, reason: RefusalReason, address: str | None, label: str) -> None:
         """One request refused on `surface`; `label` is `credential_label` of what it presented."""
-        metrics.AUTH_REFUSED.labels(surface, reason).inc()
+        metrics.child(metrics.AUTH_REFUSED, surface, reason).inc()
         now = self._clock()
         key: _Key = (surface, (address or "unknown")[:_MAX_ADDRESS], label, reason)
         bucket = self._buckets.get(key)

@@ -262,11 +262,11 @@ def llm_finished(
 
     (Provider and model are configured names: bounded labels), and its outcome on `span`."""
     error = error_kind or ""
-    metrics.GEN_AI_DURATION.labels(CHAT, provider, model, error).observe(seconds)
+    metrics.child(metrics.GEN_AI_DURATION, CHAT, provider, model, error).observe(seconds)
     if input_tokens is not None:
-        metrics.GEN_AI_TOKENS.labels(CHAT, provider, model, "input").observe(input_tokens)
+        metrics.child(metrics.GEN_AI_TOKENS, CHAT, provider, model, "input").observe(input_tokens)
     if output_tokens is not None:
-        metrics.GEN_AI_TOKENS.labels(CHAT, provider, model, "output").observe(output_tokens)
+        metrics.child(metrics.GEN_AI_TOKENS, CHAT, provider, model, "output").observe(output_tokens)
     if span is None or not span.is_recording():
         return
     attributes: Attributes = {GEN_AI_CLIENT_OPERATION_DURATION: seconds}
@@ -282,17 +282,12 @@ def llm_finished(
         span.set_attribute(GEN_AI_RESPONSE_FINISH_REASONS, [finish_reason])
 
 
-_series: dict[tuple[Any, str, str, str, str], Any] = {}
-"""(histogram, method, tool, error, version) -> its child: `labels()` locks on every call; once per series will do."""
-
-
 def _observe(histogram: Any, method: str, tool: str | None, error: str | None, version: str, seconds: float) -> None:
     if method not in metrics.METHODS:
         method = "other"
     key = (histogram, method, tool or "", error or "", version)
-    child = _series.get(key)
-    if child is None:
-        child = _series[key] = histogram.labels(*key[1:])
+    # read the children's cache here first: on every call, one function call less than `metrics.child`
+    child = metrics.CHILDREN.get(key) or metrics.child(histogram, *key[1:])
     child.observe(seconds)
 
 
