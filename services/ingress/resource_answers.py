@@ -57,6 +57,7 @@ class ResourceAnswers:
     async def request(
         self, ctx: RequestContext, method: str, params: dict[str, Any]
     ) -> tuple[dict[str, Any], AuditEvent | None]:
+        """A `resources/read`, `resources/subscribe` or `resources/unsubscribe` (`method`) of `params.uri`."""
         uri = params.get("uri")
         if not isinstance(uri, str) or not uri:
             return error_body(ctx.request_id, INVALID_PARAMS, f"{method} needs 'params.uri', the resource's URI"), None
