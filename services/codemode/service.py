@@ -27,10 +27,10 @@ from pydantic import ValidationError
 from libs.common.audit.audit_publisher import FieldLimits
 from libs.common.audit.service_trail import ServiceTrail
 from libs.common.bus import permissions
+from libs.common.bus.acknowledger import Acknowledger
 from libs.common.bus.blobs import Blobs
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.bus.nats import connect_service, drain_or_close, processed
-from libs.common.bus.relay import Acknowledger
 from libs.common.contracts import subjects
 from libs.common.contracts.codemode import EXECUTE_CODE
 from libs.common.contracts.errors import ErrorKind

@@ -30,10 +30,10 @@ from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
 from libs.common.bus import permissions
+from libs.common.bus.acknowledger import Acknowledger, reply_subject
 from libs.common.bus.blobs import Blobs, fits
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
-from libs.common.bus.relay import Acknowledger, reply_subject
 from libs.common.bus.starting import patient_start, start_owning
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects

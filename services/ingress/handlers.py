@@ -3,7 +3,8 @@
 One table names the handler of each method (`_METHODS`; Code Mode's meta-tools are routed before
 it). Each handler returns the JSON-RPC response body and, for an audited method (`AUDITED`), the
 audit event the request owes, which the `/mcp` pipeline emits once the answer is sent. What goes
-upstream is sent by the `RoutedSender` the handlers hold. Only ingress turns `GatewayError`s into
+upstream is sent by the `RoutedSender` the handlers hold (prompts, resources and completions through
+`routed_answers`); resources and skills are answered by `resource_answers`. Only ingress turns `GatewayError`s into
 JSON-RPC errors (see `protocol.gateway_error_body`).
 """
 
@@ -15,7 +16,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -23,15 +23,12 @@ from libs.common.audit.audit_content import to_json
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.messages import AuditEvent, CallOutcome, GatewayError, PairList, ToolCall
-from libs.common.contracts.skills import SCHEME as SKILL_SCHEME
-from libs.common.contracts.skills import skill_path, upstream_skill_uri
-from libs.common.contracts.ui_apps import EXTENSION, HOST, SCHEME
+from libs.common.contracts.messages import AuditEvent, GatewayError, ToolCall
+from libs.common.contracts.ui_apps import EXTENSION, HOST
 from libs.common.runtime import metrics
 from services.ingress.audit_events import AuditRecorder, Ending, failure, metrics_outcome
 from services.ingress.auth.keys import KeyDirectory
 from services.ingress.catalog.aggregated import Catalog, CatalogEntry, Listing
-from services.ingress.catalog.own_skills import GATEWAY
 from services.ingress.catalog.tool_lists import ListCache, answer_holds
 from services.ingress.catalog.user_views import CallerView, UserCatalogs, entry_for
 from services.ingress.context import RequestContext
@@ -39,13 +36,14 @@ from services.ingress.lifecycle import discovery, initialize_result
 from services.ingress.modes.codemode import CodeModeRouter
 from services.ingress.modes.discovery import DiscoveryRouter
 from services.ingress.protocol import (
-    RawJson,
     error_body,
     gateway_error_body,
     negotiate_handshake,
     ok_body,
     tool_error_result,
 )
+from services.ingress.resource_answers import ResourceAnswers
+from services.ingress.routed_answers import Answered, RoutedAnswers, upstream_answer
 from services.ingress.sending.down_servers import down_names, unavailable_call, with_down_servers
 from services.ingress.sending.request_path import RequestPath
 from services.ingress.sending.routed_sender import RoutedSender, call_extra, forwarded_meta
@@ -54,14 +52,9 @@ from services.ingress.sessions.streams import LOG_LEVELS
 from services.ingress.tasks.task_router import TaskRouter
 from services.ingress.url_elicitation import ELICITS_URLS, url_elicitation
 
-__all__ = ["Handlers", "RequestContext", "upstream_answer"]
+__all__ = ["Handlers", "RequestContext"]
 
 log = logging.getLogger(__name__)
-
-_RESOURCE_NOT_FOUND = -32002
-"""The MCP spec's code for a resource that does not exist."""
-_NO_FRAGMENT = orjson.Fragment(b"{}")
-"""The listed form of an entry made for one request, never listed."""
 
 
 class Handlers:
@@ -97,6 +90,10 @@ class Handlers:
         """The answers of hosts of MCP Apps: another listing (app-only tools included), so other arrays."""
         self.user_catalogs: UserCatalogs | None = None
         """Each caller's own listing of the `per_user` servers (`user_views`); None: the shared one."""
+        self.routed = RoutedAnswers(sender, audits)
+        """Prompts, resources and completions sent upstream, answered and audited."""
+        self.resources = ResourceAnswers(catalog, path, audits, self.state, self.routed, self.view)
+        """`resources/read`, `resources/subscribe`, `resources/unsubscribe` and `skills/get`."""
 
     @property
     def audits_owed(self) -> int:
@@ -313,7 +310,7 @@ class Handlers:
         entry = entry or self.catalog.withheld_prompt_by_name.get(name)
         if entry is None:
             return self._unknown(ctx, "prompt", "prompt_get", name)
-        return await self._route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
+        return await self.routed.route(ctx, "prompts/get", entry, {**params, "name": entry.tool}, "prompt_get")
 
     def _app_only(self, ctx: RequestContext, entry: CatalogEntry) -> tuple[dict[str, Any], AuditEvent]:
         """A tool MCP Apps keeps for the app, called by a client that declared no app host.
@@ -336,88 +333,6 @@ class Handlers:
         audit = self.audits.record(ctx, kind, name, None, None, Ending(error))
         return gateway_error_body(ctx.request_id, error, **{what: name}), audit
 
-    async def resources_request(
-        self, ctx: RequestContext, method: str, params: dict[str, Any]
-    ) -> tuple[dict[str, Any], AuditEvent | None]:
-        uri = params.get("uri")
-        if not isinstance(uri, str) or not uri:
-            return error_body(ctx.request_id, INVALID_PARAMS, f"{method} needs 'params.uri', the resource's URI"), None
-        kind = "resource_read" if method == "resources/read" else "resource_subscribe"
-        try:
-            entry = self.catalog.resource_owner(uri)
-        except ValueError as exc:  # a ui:// URI that names no server, or could resolve elsewhere
-            error = GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"{uri!r}: {exc}")
-            body = error_body(ctx.request_id, INVALID_PARAMS, error.message, {"uri": uri})
-            return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
-        if entry is None and (view := await self.view(ctx)) is not None:  # a per-user server's, for this user
-            entry = view.resource_by_uri.get(uri)
-        if entry is not None and entry.server == GATEWAY and method == "resources/read":
-            return await self._own_skill_file(ctx, entry)
-        if entry is None or entry.server == GATEWAY:  # nothing to subscribe to in a skill of the gateway's
-            return self._no_resource(ctx, kind, uri)
-        if uri.startswith((SCHEME, SKILL_SCHEME)):  # an app's or skill's: its upstream knows its own URI
-            params, target = {**params, "uri": entry.tool}, entry.target
-        else:
-            target = f"resource:{uri}"
-        payload, audit = await self._route(ctx, method, entry, params, kind, name=uri, target=target)
-        if "result" in payload and ctx.session is not None and method != "resources/read":
-            change = self.state.subscribe if method == "resources/subscribe" else self.state.unsubscribe
-            await change(ctx.session, entry.server, uri)
-        return payload, audit
-
-    def _no_resource(self, ctx: RequestContext, kind: str, uri: str) -> Answered:
-        error = GatewayError(
-            kind=ErrorKind.UNKNOWN_TOOL, message=f"Resource not found: {uri!r}", code=_RESOURCE_NOT_FOUND
-        )
-        body = error_body(ctx.request_id, _RESOURCE_NOT_FOUND, error.message, {"uri": uri})
-        return body, self.audits.record(ctx, kind, uri, None, None, Ending(error))
-
-    async def _own_skill_file(self, ctx: RequestContext, entry: CatalogEntry) -> Answered:
-        """A file of one of the gateway's own skills, from memory, under the skill's grant."""
-        answer = await self.gateway.visible(
-            ctx.caller, PairList.of([(GATEWAY, entry.target)]), ctx.include_servers, None
-        )
-        result = self.catalog.own.read(entry.name) if answer.error is None and answer.allowed else None
-        if result is None:
-            return self._no_resource(ctx, "resource_read", entry.name)
-        audit = self.audits.record(ctx, "resource_read", entry.name, GATEWAY, entry.name, Ending(None))
-        return ok_body(ctx.request_id, ctx.version, result), audit
-
-    async def skills_get(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
-        """A skill's entry.
-
-        From the catalog when listed (under the key's grants), else asked of the server its URI names
-        (the extension has a server answer for skills it does not list). Audited as a read: the entry is
-        the manifest of what the agent may then read."""
-        uri = params.get("uri")
-        entry = self.catalog.skill_by_uri.get(uri) if isinstance(uri, str) else None
-        if entry is None:
-            return await self._unlisted_skill(ctx, uri, params)
-        pairs = PairList.of([(entry.server, entry.target)])
-        answer = await self.gateway.visible(ctx.caller, pairs, ctx.include_servers, None)
-        if answer.error is not None or not answer.allowed:  # a skill outside the key's grants is none of its
-            return self._no_skill(ctx, uri, answer.error)
-        audit = self.audits.record(ctx, "resource_read", entry.name, entry.server, entry.tool, Ending(None))
-        result = {"resultType": "complete", "skill": entry.definition, "cacheScope": "private", "ttlMs": 0}
-        return ok_body(ctx.request_id, ctx.version, result), audit
-
-    async def _unlisted_skill(self, ctx: RequestContext, uri: Any, params: dict[str, Any]) -> Answered:
-        try:
-            server, upstream = upstream_skill_uri(uri) if isinstance(uri, str) else ("", "")
-        except ValueError:
-            server, upstream = "", ""
-        if server not in self.catalog.ready or skill_path(upstream) is None:
-            return self._no_skill(ctx, uri, None)
-        entry = CatalogEntry(uri, server, upstream, {}, _NO_FRAGMENT, f"skill:{skill_path(upstream)}")
-        params = {**params, "uri": upstream}
-        return await self._route(ctx, "skills/get", entry, params, "resource_read", target=entry.target)
-
-    def _no_skill(self, ctx: RequestContext, uri: Any, error: GatewayError | None) -> Answered:
-        """`-32602`, as the extension answers a URI that names no skill it serves."""
-        error = error or GatewayError(kind=ErrorKind.INVALID_ARGUMENTS, message=f"Unknown skill: {uri!r}")
-        audit = self.audits.record(ctx, "resource_read", str(uri)[:512], None, None, Ending(error))
-        return error_body(ctx.request_id, INVALID_PARAMS, f"Unknown skill: {uri!r}", {"uri": uri}), audit
-
     async def complete(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
         ref = params.get("ref")
         entry: CatalogEntry | None = None
@@ -436,29 +351,7 @@ class Handlers:
             return error_body(
                 ctx.request_id, INVALID_PARAMS, f"nothing to complete for {ref!r}: unknown prompt or resource"
             ), None
-        return await self._route(ctx, "completion/complete", entry, params, "completion")
-
-    async def _route(
-        self,
-        ctx: RequestContext,
-        method: str,
-        entry: CatalogEntry,
-        params: dict[str, Any],
-        kind: str,
-        *,
-        name: str | None = None,
-        target: str | None = None,
-    ) -> tuple[dict[str, Any], AuditEvent]:
-        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
-            self.journal.routed(ctx.audit_id, entry.server, entry.tool)
-        outcome = await self.sender.request(ctx, method, entry, params, target)
-        ending = Ending(  # uncharged
-            outcome.error, outcome.is_error, outcome.upstream_ms, outcome.execution, interceptions=outcome.interceptions
-        )
-        audit = self.audits.record(ctx, kind, name or entry.name, entry.server, entry.tool, ending)
-        if outcome.error is not None:
-            return gateway_error_body(ctx.request_id, outcome.error, server=entry.server), audit
-        return upstream_answer(ctx, outcome, {}), audit
+        return await self.routed.route(ctx, "completion/complete", entry, params, "completion")
 
     async def set_level(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         """Per session.
@@ -473,8 +366,6 @@ class Handlers:
         return ok_body(ctx.request_id, ctx.version, {})
 
 
-Answered = tuple[dict[str, Any], AuditEvent | None]
-"""A response body and, for an audited method, its audit event."""
 Handler = Callable[[Handlers, RequestContext, dict[str, Any]], Awaitable[Answered]]
 
 
@@ -502,7 +393,7 @@ def _listed(field_name: str, listing: Callable[[Catalog | CallerView], Listing])
 
 
 def _routed(method: str) -> Handler:
-    return lambda h, ctx, params: h.resources_request(ctx, method, params)
+    return lambda h, ctx, params: h.resources.request(ctx, method, params)
 
 
 _METHODS: dict[str, Handler] = {
@@ -514,7 +405,7 @@ _METHODS: dict[str, Handler] = {
         lambda h, ctx, params: ok_body(ctx.request_id, ctx.version, discovery(skills=h.serves_skills))
     ),
     "skills/list": _unaudited(lambda h, ctx, params: h._list(ctx, "skills", h.catalog.skills)),
-    "skills/get": lambda h, ctx, params: h.skills_get(ctx, params),
+    "skills/get": lambda h, ctx, params: h.resources.skills_get(ctx, params),
     "prompts/list": _listed("prompts", lambda catalog: catalog.prompts),
     "resources/list": _listed("resources", lambda catalog: catalog.resources),
     "resources/templates/list": _listed("resourceTemplates", lambda catalog: catalog.templates),
@@ -526,13 +417,3 @@ _METHODS: dict[str, Handler] = {
     "logging/setLevel": _unaudited(Handlers.set_level),
 }
 """The MCP methods ingress answers (Code Mode's meta-tools are routed before these), by name."""
-
-
-def upstream_answer(ctx: RequestContext, outcome: CallOutcome, empty: dict[str, Any]) -> dict[str, Any]:
-    """The answer carrying an upstream's result.
-
-    The executor shaped and encoded it for this agent's revision (`version` of the request), so its bytes
-    go in untouched."""
-    if outcome.raw_result is not None:
-        return {"jsonrpc": "2.0", "id": ctx.request_id, "result": RawJson(outcome.raw_result)}
-    return ok_body(ctx.request_id, ctx.version, outcome.result or empty)

@@ -31,10 +31,11 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from libs.common.bus import permissions
+from libs.common.bus.acknowledger import Acknowledger, too_late
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, processed
 from libs.common.bus.rejoin import Rejoin
-from libs.common.bus.relay import AckedRequester, Acknowledger, too_late
+from libs.common.bus.relay import AckedRequester
 from libs.common.bus.stores import declare_owned
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects

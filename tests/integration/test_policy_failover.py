@@ -20,8 +20,8 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from libs.common.bus.acknowledger import Acknowledger
 from libs.common.bus.nats import connect
-from libs.common.bus.relay import Acknowledger
 from libs.common.contracts import subjects
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import Caller, ToolCall

@@ -19,8 +19,9 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from libs.common.bus.acknowledger import Acknowledger, reply_subject
 from libs.common.bus.nats import connect
-from libs.common.bus.relay import AckedRequester, Acknowledger, ResponderLost, reply_subject
+from libs.common.bus.relay import AckedRequester, ResponderLost
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import BusMoved
 from libs.common.contracts.subjects import Holders

@@ -1,4 +1,4 @@
-"""The relay's timetable (`relay._Timetable`): every action runs once, never before it is due,
+"""The relay's timetable (`timetable.Timetable`): every action runs once, never before it is due,
 whether it queued behind the ones before it or came due sooner than they did."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import asyncio
 
 import pytest
 
-from libs.common.bus.relay import _Timetable
+from libs.common.bus.timetable import Timetable
 
 pytestmark = pytest.mark.unit
 
 
 async def test_every_action_runs_once_and_never_early() -> None:
     loop = asyncio.get_running_loop()
-    table = _Timetable(slack=0.01)
+    table = Timetable(slack=0.01)
     ran: list[tuple[str, float]] = []
     due: dict[str, float] = {}
     done = loop.create_future()

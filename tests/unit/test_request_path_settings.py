@@ -8,7 +8,7 @@ import time
 import pytest
 from nats.aio.msg import Msg
 
-from libs.common.bus.relay import Acknowledger, too_late
+from libs.common.bus.acknowledger import Acknowledger, too_late
 from libs.common.contracts import subjects
 from libs.common.settings import ExecutorSettings, IngressSettings, PolicySettings, RequestPathSettings
 

@@ -25,25 +25,20 @@ over (`subjects.HANDED_OVER`), and the wait for an acknowledgement starts again.
 builds the requester that knows both.
 
 `AckedRequester` is the requester's side (ingress, codemode -> policy -> executor; policy ->
-executor for chat completions); `Acknowledger` the responder's (policy, executor).
+executor for chat completions); `acknowledger.Acknowledger` the responder's (policy, executor).
 
 Neither arms a timer per request: every call is due a look (its next probe, its deadline, its
 acknowledgement) that almost never happens, because the answer comes first. Each side keeps those
-looks in one heap on one loop timer (`_Timetable`), which serves, at most once per `slack`, every
+looks in one heap on one loop timer (`timetable.Timetable`), which serves, at most once per `slack`, every
 look then due; a look is late by at most that slack, never early.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
-import heapq
 import itertools
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Literal
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -51,23 +46,15 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
 from libs.common.bus.bus_client import BusClient, BusMark, BusStuck
+from libs.common.bus.timetable import SLACK, Timetable
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects
-from libs.common.contracts.errors import ErrorKind
-from libs.common.contracts.messages import BusMoved, CallOutcome, GatewayError, decode_outcome
+from libs.common.contracts.messages import BusMoved, CallOutcome, decode_outcome
 from libs.common.contracts.subjects import Holders
 from libs.common.runtime import tracing
 from libs.common.settings import RequestPathSettings
 
-__all__ = [
-    "AckedRequester",
-    "Acknowledger",
-    "ResponderLost",
-    "call_outcome",
-    "reply_subject",
-    "routed_requester",
-    "too_late",
-]
+__all__ = ["AckedRequester", "ResponderLost", "call_outcome", "routed_requester"]
 
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
@@ -75,67 +62,6 @@ _NO_RESPONDERS = "503"
 
 class ResponderLost(Exception):
     """The replica that held the call is gone (or none ever took it); the call may have run."""
-
-
-_SLACK = 0.05
-"""Seconds a look at a call may come late (`_Timetable`): probes come every second, timeouts are
-seconds long, and an acknowledgement is due `ack_margin` before its requester would give up."""
-
-
-class _Timetable:
-    """Actions due at given times, run by one loop timer.
-
-    A timer armed and cancelled per request costs more than the request's bookkeeping itself. Each time
-    the timer fires it runs every action due by then, and it fires `slack` seconds after the earliest
-    action, so under load one firing serves the actions of many requests.
-
-    Nearly every action comes a fixed delay after its request (the probe interval, `ack_after`),
-    so each is due no sooner than the one before it: those queue in arrival order (an append and a
-    pop, half a heap's push and pop); an action due sooner than the queue's last goes to the heap."""
-
-    def __init__(self, slack: float) -> None:
-        self._slack = slack
-        self._queue: collections.deque[tuple[float, Callable[[Any], None], Any]] = collections.deque()
-        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
-        self._order = itertools.count()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
-
-    def at(self, delay: float, action: Callable[[Any], None], arg: Any) -> None:
-        """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later."""
-        loop = asyncio.get_running_loop()
-        when = loop.time() + delay
-        queue = self._queue
-        if not queue or queue[-1][0] <= when:
-            queue.append((when, action, arg))
-        else:
-            heapq.heappush(self._heap, (when, next(self._order), action, arg))
-        if self._timer is None or when + self._slack < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._arm(loop, when + self._slack)
-
-    def __len__(self) -> int:
-        """Actions waiting (run or not yet)."""
-        return len(self._queue) + len(self._heap)
-
-    def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
-        self._timer, self._timer_at = loop.call_at(at, self._fire), at
-
-    def _fire(self) -> None:
-        self._timer = None
-        queue, heap = self._queue, self._heap
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while queue and queue[0][0] <= now:
-            _, action, arg = queue.popleft()
-            action(arg)
-        while heap and heap[0][0] <= now:
-            _, _, action, arg = heapq.heappop(heap)
-            action(arg)
-        firsts = [waiting[0][0] for waiting in (queue, heap) if waiting]
-        if firsts and self._timer is None:
-            self._arm(loop, min(firsts) + self._slack)
 
 
 @dataclass
@@ -184,7 +110,7 @@ class AckedRequester:
         self._pending: dict[str, _Pending] = {}
         self._probes: dict[str, asyncio.Task[bool]] = {}
         self._misses: dict[str, int] = {}
-        self._looks = _Timetable(_SLACK)
+        self._looks = Timetable(SLACK)
         self._moved: tuple[float, BusMoved] | None = None
         """When a replica of a role holding these calls last said it lost its NATS member, and what it said."""
 
@@ -359,132 +285,6 @@ def routed_requester(nc: NATS, settings: RequestPathSettings) -> AckedRequester:
     Held first by a policy replica, then by the executor policy forwarded it to, which answers it
     directly."""
     return AckedRequester(nc, subjects.POLICY_HOLDERS, settings=settings, also=(subjects.EXEC_HOLDERS,))
-
-
-def reply_subject(msg: Msg) -> str | None:
-    """Where a request is answered.
-
-    The requester's subject a forwarding policy named (`subjects.REPLY_TO`), else the message's own reply
-    subject."""
-    return (msg.headers or {}).get(subjects.REPLY_TO) or msg.reply
-
-
-class Acknowledger:
-    """The responder's side.
-
-    Answers this replica's liveness subject (`start()`), refuses requests whose requester has given up on
-    them (`admit()`), and acknowledges each request that asked for it and is still running `after`
-    seconds later, or sooner when its requester's grace runs out before that (`watch()`)."""
-
-    def __init__(self, nc: NATS, holders: Holders, *, instance: str, after: float, margin: float = 0.5) -> None:
-        self._nc = nc
-        self._headers = {holders.accepted_by: instance}
-        self._alive_subject = holders.alive_subject(instance)
-        self._after = after
-        self._margin = margin
-        self._sending: set[asyncio.Task[None]] = set()
-        self._acknowledged: dict[str, asyncio.Task[None]] = {}
-        """Reply subject of each request acknowledged and still running -> the task sending the ack."""
-        self._due = _Timetable(min(_SLACK, margin / 5))
-        """When each watched request is due its acknowledgement; late by a fifth of `margin` at most,
-        which leaves the rest for the acknowledgement's way to the requester."""
-
-    @classmethod
-    def of(cls, nc: NATS, holders: Holders, instance: str, settings: RequestPathSettings) -> Acknowledger:
-        """A responder's acknowledger, timed as its service is configured (`ack_after`, `ack_margin`)."""
-        return cls(nc, holders, instance=instance, after=settings.ack_after, margin=settings.ack_margin)
-
-    async def start(self) -> None:
-        # answered until the connection drains, so calls still in flight during a stop are not declared lost
-        await self._nc.subscribe(self._alive_subject, cb=self._on_alive)
-
-    def admit(self, msg: Msg) -> bool:
-        """False when `msg` came too late to be run.
-
-        Its requester has failed it as lost, or will before an acknowledgement could reach it. The caller
-        answers it unrun."""
-        left = _time_left(msg)
-        return left is None or left > self._margin
-
-    def watch(self, msg: Msg, call: asyncio.Task[Any], reply: str | None = None) -> None:
-        """Acknowledge `msg` if `call`, the task answering it, is still running after a moment.
-
-        The acknowledgement goes to `reply`, by default the message's reply subject.
-
-        Only then: a fast call's answer is its own proof of life, and one message fewer per call
-        is real latency on the hot path. A request that spent long on the way is acknowledged
-        sooner, so the acknowledgement arrives before its requester gives up."""
-        reply = reply or msg.reply
-        if reply and msg.headers and subjects.WANT_ACK in msg.headers:
-            left = _time_left(msg)
-            delay = self._after if left is None else max(0.0, min(self._after, left - self._margin))
-            self._due.at(delay, self._acknowledge_running, (reply, call))
-
-    def acknowledged(self, reply: str) -> bool:
-        """Whether the request answered on `reply` has been acknowledged (and is still running)."""
-        return reply in self._acknowledged
-
-    async def _on_alive(self, msg: Msg) -> None:
-        """Being able to answer is the answer."""
-        if msg.reply:
-            await self._nc.publish(msg.reply, b"")
-
-    def _acknowledge_running(self, watched: tuple[str, asyncio.Task[Any]]) -> None:
-        reply, call = watched
-        if call.done() or self._nc.is_closed:
-            return
-        self._acknowledged[reply] = self._spawn(self._publish(reply, self._headers))
-        call.add_done_callback(lambda _: self._acknowledged.pop(reply, None))
-
-    async def hand_over(self, reply: str) -> bool:
-        """If the request answered on `reply` was acknowledged by this replica.
-
-        Tell its requester that the replica passed it on (policy forwarded it), so it stops probing this
-        replica for it; True then. Call it before the message that passes the request on: it is sent
-        after the acknowledgement and before what follows on this connection."""
-        sending = self._acknowledged.pop(reply, None)
-        if sending is None:
-            return False
-        await sending
-        await self._publish(reply, {subjects.HANDED_OVER: "1"})
-        return True
-
-    async def _publish(self, reply: str, headers: dict[str, str]) -> None:
-        with contextlib.suppress(Exception):  # closing or draining: the requester's probes will tell
-            await self._nc.publish(reply, b"", headers=headers)
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro)
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-        return task
-
-
-def _time_left(msg: Msg) -> float | None:
-    """Seconds until the requester of `msg` stops waiting for an acknowledgement; None if it did not say."""
-    value = (msg.headers or {}).get(subjects.ACCEPT_BY)
-    if value is None:
-        return None
-    try:
-        return float(value) - time.time()
-    except ValueError:
-        return None
-
-
-def too_late(request_id: str, role: Literal["policy", "executor"]) -> CallOutcome:
-    """The answer to a request that arrived.
-
-    Or would go on, after its requester stopped waiting (`Acknowledger.admit`, or its `deadline` passed):
-    it is not run."""
-    return CallOutcome(
-        id=request_id,
-        error=GatewayError(
-            kind=ErrorKind.GATEWAY_TIMEOUT,
-            message=f"the request reached the {role} after the gateway had stopped waiting for it; it did not run",
-        ),
-        decided_by=role,
-        execution="not_run",
-    )
 
 
 def call_outcome(reply: Msg) -> CallOutcome:

@@ -34,8 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from libs.common.bus.acknowledger import Acknowledger
 from libs.common.bus.blobs import Blobs
-from libs.common.bus.relay import Acknowledger
 
 from ..interceptors.chain import InterceptorChain
 from .ahead import Admit, Budget, FetchArguments, FindServer, InterceptBefore, OwnSession

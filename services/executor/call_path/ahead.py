@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from libs.common.bus.acknowledger import Acknowledger, too_late
 from libs.common.bus.blobs import Blobs
-from libs.common.bus.relay import Acknowledger, too_late
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome
 

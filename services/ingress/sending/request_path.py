@@ -143,7 +143,7 @@ class RequestPath:
         (it may have acted on the request).
 
         The policy handler of `subject` must acknowledge requests still running after a moment
-        (`libs.common.bus.relay.Acknowledger`): one that does not fails after `ack_grace` seconds."""
+        (`libs.common.bus.acknowledger.Acknowledger`): one that does not fails after `ack_grace` seconds."""
         return await self._policy.request(subject, data, within=timeout)
 
     async def call(self, call: ToolCall) -> CallOutcome:
