@@ -10,6 +10,7 @@ read and written tokens counted as prompt tokens (OpenAI counts them so) and the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
-from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail
+from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail, token_count
 from .messages import (
     arguments_of,
     data_image,
@@ -55,10 +56,7 @@ def _usage(usage: Any, prior: Usage | None = None) -> Usage:
     found = prior.model_copy() if prior is not None else Usage()
     if not isinstance(usage, dict):
         return found
-
-    def count(name: str, before: int) -> int:
-        value = usage.get(name)
-        return value if isinstance(value, int) else before
+    count = functools.partial(token_count, usage)
 
     read = count("cache_read_input_tokens", found.cached_tokens)
     written = count("cache_creation_input_tokens", 0)

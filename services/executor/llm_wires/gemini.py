@@ -29,7 +29,7 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import THOUGHT_SIGNATURE, Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
-from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail
+from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail, token_count
 from .messages import (
     arguments_of,
     data_image,
@@ -124,10 +124,7 @@ def _usage(metadata: Any) -> Usage | None:
     """Gemini's `usageMetadata`: thinking tokens are output tokens OpenAI counts as completion tokens."""
     if not isinstance(metadata, dict):
         return None
-
-    def count(name: str) -> int:
-        value = metadata.get(name)
-        return value if isinstance(value, int) else 0
+    count = functools.partial(token_count, metadata)
 
     prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
     completion = count("candidatesTokenCount") + count("thoughtsTokenCount")
