@@ -23,22 +23,14 @@ import pytest
 import yaml
 
 from cli.apply import key_records
-from libs.common.settings import AdminSettings, CodeModeSettings
+from libs.common.settings import CodeModeSettings
 from libs.common.settings.config_file import parse_config
 from services.admin.service import AdminService
-from tests.support.admin_api import BOOTSTRAP, first_owner, principal_token
+from tests.support.admin_api import principal_token
 from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
 from tests.support.console_chromium import Chromium, module_chromium
-from tests.support.egress import LOOPBACK_UPSTREAMS
-from tests.support.gateway import (
-    ADMIN_KEY,
-    READS_EXAMPLES,
-    Gateway,
-    default_config,
-    example_server_over_http,
-    own_servers,
-    running_gateway,
-)
+from tests.support.console_stack import console_stack
+from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, Gateway, default_config, example_server_over_http
 from tests.support.llm_provider import Received, Reply, ScriptedProvider, scripted_provider
 from tests.support.polling import poll_until
 
@@ -73,35 +65,17 @@ class Stack:
 @pytest.fixture(scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("console")
-    with own_servers(tmp) as (nats, valkey):
-        config = default_config({"many": {"command": sys.executable, "args": [str(MANY)], "sandbox": READS_EXAMPLES}})
-        # no test here searches tools: embedding the 1,200 tools of `many` would be CPU for nothing
-        codemode = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
-        # nor changes a definition unannounced: re-listing 1,200 tools every 2 s to catch one would be too
-        drift = {"drift_interval": 0}
-        async with running_gateway(
-            nats.url, valkey.url, tmp, config, codemode=codemode, executor_options=drift
-        ) as gateway:
-            # the console's admin service knows where the gateway is, as under `bastion up`
-            admin = AdminService(
-                AdminSettings(
-                    nats_url=nats.url,
-                    admin_port=0,
-                    admin_bootstrap_token=BOOTSTRAP,
-                    public_url=gateway.url.removesuffix("/mcp"),
-                    egress=LOOPBACK_UPSTREAMS,  # the servers the console tests run on this machine
-                )
-            )
-            await admin.start()
-            try:
-                owner = await first_owner(admin)
-                roles = {
-                    role: await principal_token(admin, owner, f"{role}@example.com", {"role": role}, kind="person")
-                    for role in ("analyst", "auditor", "viewer")
-                }
-                yield Stack(gateway, admin, owner, **roles)
-            finally:
-                await admin.stop()
+    config = default_config({"many": {"command": sys.executable, "args": [str(MANY)], "sandbox": READS_EXAMPLES}})
+    # no test here searches tools: embedding the 1,200 tools of `many` would be CPU for nothing
+    codemode = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
+    # nor changes a definition unannounced: re-listing 1,200 tools every 2 s to catch one would be too
+    drift = {"drift_interval": 0}
+    async with console_stack(tmp, config, codemode=codemode, executor_options=drift) as (gateway, admin, owner):
+        roles = {
+            role: await principal_token(admin, owner, f"{role}@example.com", {"role": role}, kind="person")
+            for role in ("analyst", "auditor", "viewer")
+        }
+        yield Stack(gateway, admin, owner, **roles)
 
 
 chromium = module_chromium  # one browser for the module, a tab per test

@@ -21,10 +21,11 @@ import pytest
 from libs.common.contracts.keys import key_id
 from libs.common.web.guarded_http import shared_tls
 from services.admin.service import AdminService
-from tests.support.admin_api import base_url, running_admin
+from tests.support.admin_api import base_url
 from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
 from tests.support.console_chromium import Chromium, module_chromium
-from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, Gateway, default_config, own_servers, running_gateway
+from tests.support.console_stack import console_stack
+from tests.support.gateway import ADMIN_KEY, READS_EXAMPLES, Gateway, default_config
 from tests.support.ingress_trail import settled_trail
 
 pytestmark = pytest.mark.integration
@@ -43,13 +44,9 @@ class Stack(NamedTuple):
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     tmp = tmp_path_factory.mktemp("console-apps")
     board = {"command": sys.executable, "args": [str(APP_SERVER)], "sandbox": READS_EXAMPLES}
-    with own_servers(tmp) as (nats, valkey):
-        async with (
-            running_gateway(nats.url, valkey.url, tmp, default_config({"board": board})) as gateway,
-            running_admin(nats.url, public_url=gateway.url.removesuffix("/mcp")) as (admin, owner),
-        ):
-            await gateway.wait_for_servers("board")
-            yield Stack(gateway, admin, owner)
+    async with console_stack(tmp, default_config({"board": board})) as (gateway, admin, owner):
+        await gateway.wait_for_servers("board")
+        yield Stack(gateway, admin, owner)
 
 
 chromium = module_chromium

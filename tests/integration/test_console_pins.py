@@ -17,10 +17,11 @@ import httpx
 import pytest
 
 from services.admin.service import AdminService
-from tests.support.admin_api import principal_token, running_admin
+from tests.support.admin_api import principal_token
 from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
 from tests.support.console_chromium import Chromium, module_chromium
-from tests.support.gateway import ADMIN_KEY, Gateway, default_config, own_servers, running_gateway
+from tests.support.console_stack import console_stack
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -66,23 +67,18 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     tmp = tmp_path_factory.mktemp("console-pins")
     state, calls = tmp / "state", tmp / "calls"
     state.write_text("base")
-    with own_servers(tmp) as (nats, valkey):
-        config = default_config(
-            {
-                "drift": {
-                    "command": sys.executable,
-                    "args": [str(DRIFTING), str(state), str(calls)],
-                    "sandbox": {"write": [str(calls.parent)]},
-                }
+    config = default_config(
+        {
+            "drift": {
+                "command": sys.executable,
+                "args": [str(DRIFTING), str(state), str(calls)],
+                "sandbox": {"write": [str(calls.parent)]},
             }
-        )
-        async with (
-            running_gateway(nats.url, valkey.url, tmp, config) as gateway,
-            # the playground's calls go to the gateway, as under `bastion up`
-            running_admin(nats.url, public_url=gateway.url.removesuffix("/mcp")) as (admin, owner),
-        ):
-            viewer = await principal_token(admin, owner, "vera@example.com", {"role": "viewer"}, kind="person")
-            yield Stack(gateway, admin, owner, viewer, state)
+        }
+    )
+    async with console_stack(tmp, config) as (gateway, admin, owner):
+        viewer = await principal_token(admin, owner, "vera@example.com", {"role": "viewer"}, kind="person")
+        yield Stack(gateway, admin, owner, viewer, state)
 
 
 chromium = module_chromium  # one browser for the module, a tab per test

@@ -17,17 +17,11 @@ import httpx
 import pytest
 
 from services.admin.service import AdminService
-from tests.support.admin_api import principal_token, running_admin
+from tests.support.admin_api import principal_token
 from tests.support.console_browser import CONSOLE_ARTIFACTS, Page, open_console
 from tests.support.console_chromium import Chromium, module_chromium
-from tests.support.gateway import (
-    ADMIN_KEY,
-    Gateway,
-    default_config,
-    example_server_over_http,
-    own_servers,
-    running_gateway,
-)
+from tests.support.console_stack import console_stack
+from tests.support.gateway import ADMIN_KEY, Gateway, default_config, example_server_over_http
 from tests.support.mcp_registry import LIVE, PUBLISHED, live_document, publish
 from tests.support.processes import serving_process
 
@@ -61,19 +55,14 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     folder.mkdir()
     for file in sorted(PUBLISHED.glob("*.json")):
         shutil.copy(file, folder / file.name)
-    with own_servers(tmp) as (nats, valkey):
-        argv = [sys.executable, "-m", "tests.support.mcp_registry", str(folder)]
-        with serving_process(argv, "the local MCP registry") as registry:
-            async with example_server_over_http("--http") as echo:
-                publish(folder, live_document(echo, "2.1.0"), "live.json")
-                async with (
-                    running_gateway(nats.url, valkey.url, tmp, default_config()) as gateway,
-                    running_admin(
-                        nats.url, public_url=gateway.url.removesuffix("/mcp"), registries={"local": registry}
-                    ) as (admin, owner),
-                ):
-                    operator = await principal_token(admin, owner, "otto@example.com", {"role": "operator"})
-                    yield Stack(gateway, admin, owner, operator, folder, echo)
+    argv = [sys.executable, "-m", "tests.support.mcp_registry", str(folder)]
+    with serving_process(argv, "the local MCP registry") as registry:
+        async with example_server_over_http("--http") as echo:
+            publish(folder, live_document(echo, "2.1.0"), "live.json")
+            admin_options = {"registries": {"local": registry}}
+            async with console_stack(tmp, default_config(), admin_options) as (gateway, admin, owner):
+                operator = await principal_token(admin, owner, "otto@example.com", {"role": "operator"})
+                yield Stack(gateway, admin, owner, operator, folder, echo)
 
 
 chromium = module_chromium  # one browser for the module, a tab per test

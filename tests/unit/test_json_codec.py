@@ -39,6 +39,19 @@ def test_what_is_not_json_is_a_value_error() -> None:
         json_codec.dumps({"n": 2**64, "x": float("nan")})
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [(b"[1]", "not a JSON object"), ("5", "not a JSON object"), (b"{", "not JSON ("), ("", "not JSON (")],
+)
+def test_loads_object_says_why_what_it_read_is_no_object(data: bytes | str, reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        json_codec.loads_object(data)
+
+
+def test_loads_object_keeps_an_object_and_its_integers_exact() -> None:
+    assert json_codec.loads_object(b'{"n": 18446744073709551621}') == {"n": 2**64 + 5}
+
+
 def test_the_common_message_takes_orjsons_path_and_means_the_same() -> None:
     message = {"jsonrpc": "2.0", "id": "bastion-1", "result": {"n": 2**63 - 1, "f": 0.5, "s": "é"}}
     assert (

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm_config import ProviderConfig
 from services.executor.llm_wires import wire_for
 from tests.support.provider_wires import WIRES, Call, Reply, speaker_for
@@ -70,3 +71,28 @@ def test_a_stream_that_stops_short_is_not_finished():
     body = b"".join(speaker.stream(Reply(text="Half an answer"), [], "m", {}, whole=False).frames)
     chunks, finished = _decoded("anthropic", body, 7)
     assert not finished and "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Half"
+
+
+_ERROR_STREAMS: dict[str, list[str]] = {
+    "anthropic": [
+        'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","usage":{"input_tokens":3}}}',
+        'event: content_block_start\ndata: {"type":"content_block_start","index":0,'
+        '"content_block":{"type":"text","text":"Hi"}}',
+        'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+    ],
+    "gemini": [
+        'data: {"responseId":"r1","candidates":[{"content":{"parts":[{"text":"Hi"}]}}]}',
+        'data: {"error":{"code":503,"message":"Overloaded"}}',
+    ],
+}
+
+
+@pytest.mark.parametrize("wire", sorted(_ERROR_STREAMS))
+def test_an_error_event_mid_stream_ends_the_chunks_with_the_providers_failure(wire):
+    after = 'data: {"candidates":[{"content":{"parts":[{"text":"never"}]}}]}'  # nothing after the error counts
+    body = "".join(f"{event}\n\n" for event in [*_ERROR_STREAMS[wire], after, "data: [1]"]).encode()
+    decoder = wire_for(ProviderConfig(kind=wire, models=["m"], **CONFIGS[wire]), "key").decoder("m")
+    chunks = decoder.feed(body)
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hi"
+    assert decoder.failure is not None and not decoder.finished
+    assert (decoder.failure.kind, decoder.failure.detail) == (ErrorKind.UPSTREAM_UNAVAILABLE, "Overloaded")

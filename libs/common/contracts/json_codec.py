@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "loads"]
+__all__ = ["dumps", "loads", "loads_object"]
 
 _DIGIT_MARKS = bytes(49 if 48 <= byte <= 57 else 48 for byte in range(256))
 """Each ASCII digit as b"1", every other byte as b"0" (`bytes.translate`)."""
@@ -47,6 +47,20 @@ def loads(data: bytes | str) -> Any:
         return json.loads(data, parse_constant=_no_constants)
     except RecursionError:
         raise ValueError("nested too deeply") from None
+
+
+def loads_object(data: bytes | str) -> dict[str, Any]:
+    """`data` as a JSON object, integers exact.
+
+    Raises `ValueError` saying why not, to follow "is": "not JSON (the decoder's reason)" or "not a
+    JSON object"."""
+    try:
+        value = loads(data)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
 
 
 def dumps(value: Any) -> bytes:

@@ -10,6 +10,7 @@ read and written tokens counted as prompt tokens (OpenAI counts them so) and the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,7 +21,7 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
-from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail
+from .base import Outgoing, WireFailure, chat_completion, failure_of, json_detail, token_count
 from .messages import (
     arguments_of,
     data_image,
@@ -33,7 +34,7 @@ from .messages import (
     tool_choice_of,
     turns,
 )
-from .sse import SseParser
+from .sse import JsonEventDecoder
 
 __all__ = ["AnthropicWire"]
 
@@ -55,10 +56,7 @@ def _usage(usage: Any, prior: Usage | None = None) -> Usage:
     found = prior.model_copy() if prior is not None else Usage()
     if not isinstance(usage, dict):
         return found
-
-    def count(name: str, before: int) -> int:
-        value = usage.get(name)
-        return value if isinstance(value, int) else before
+    count = functools.partial(token_count, usage)
 
     read = count("cache_read_input_tokens", found.cached_tokens)
     written = count("cache_creation_input_tokens", 0)
@@ -185,34 +183,22 @@ def _stream_failure(error: dict[str, Any]) -> WireFailure:
     return WireFailure(kind, str(error.get("message") or "the provider reported an error mid-stream"))
 
 
-class AnthropicDecoder:
+class AnthropicDecoder(JsonEventDecoder):
     """Anthropic Messages' streaming events as OpenAI chunks; usage comes last.
 
     The events: `message_start`, `content_block_start`/`_delta`/`_stop`, `message_delta`,
-    `message_stop`, `ping`, `error`."""
+    `message_stop`, `ping`, `error`; an event's `type` names it, else its SSE name."""
 
     def __init__(self, model: str) -> None:
-        self._sse = SseParser()
-        self._chunks = ChunkMaker("", model)
+        super().__init__(model)
         self._usage: Usage | None = None
         self._tool_blocks: set[int] = set()
-        self.finished = False
-        self.failure: WireFailure | None = None
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for name, text in self._sse.feed(data):
-            event = orjson.loads(text)
-            if not isinstance(event, dict):
-                continue
-            if str(event.get("type") or name) == "error":
-                self.failure = _stream_failure(event.get("error") or {})
-                break
-            out += self._event(str(event.get("type") or name), event)
-        return out
+    def _failure(self, name: str, event: dict[str, Any]) -> WireFailure | None:
+        return _stream_failure(event.get("error") or {}) if str(event.get("type") or name) == "error" else None
 
-    def _event(self, kind: str, event: dict[str, Any]) -> list[dict[str, Any]]:
-        chunks = self._chunks
+    def _event(self, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+        chunks, kind = self._chunks, str(event.get("type") or name)
         if kind == "message_start":
             message = event.get("message") or {}
             chunks.id = str(message.get("id") or "")

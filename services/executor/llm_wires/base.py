@@ -31,6 +31,7 @@ __all__ = [
     "json_detail",
     "openai_usage",
     "retry_after_of",
+    "token_count",
 ]
 
 MAX_EVENT_BYTES = 8 * 1024 * 1024
@@ -105,6 +106,12 @@ def openai_usage(usage: Usage) -> dict[str, Any]:
         "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
         "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
     }
+
+
+def token_count(usage: Mapping[str, Any], name: str, default: int = 0) -> int:
+    """The provider's count `usage[name]`, or `default` where it sent none (or something not a count)."""
+    value = usage.get(name)
+    return value if isinstance(value, int) else default
 
 
 def chat_completion(

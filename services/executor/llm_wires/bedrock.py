@@ -28,7 +28,7 @@ from libs.common.contracts.llm import Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
 from . import messages as chat
-from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of
+from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, token_count
 
 __all__ = ["BedrockWire"]
 
@@ -49,10 +49,7 @@ def _usage(usage: Any) -> Usage | None:
     """Bedrock's usage: `inputTokens` leaves the cache's tokens out, OpenAI's prompt counts them."""
     if not isinstance(usage, dict):
         return None
-
-    def count(name: str) -> int:
-        value = usage.get(name)
-        return value if isinstance(value, int) else 0
+    count = functools.partial(token_count, usage)
 
     read = count("cacheReadInputTokens")
     prompt = count("inputTokens") + read + count("cacheWriteInputTokens")

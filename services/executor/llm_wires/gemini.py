@@ -29,7 +29,7 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import THOUGHT_SIGNATURE, Usage
 from libs.common.contracts.llm_config import ProviderConfig
 
-from .base import ChunkMaker, Outgoing, WireFailure, chat_completion, failure_of, json_detail
+from .base import Outgoing, WireFailure, chat_completion, failure_of, json_detail, token_count
 from .messages import (
     arguments_of,
     data_image,
@@ -44,7 +44,7 @@ from .messages import (
     tool_names_by_id,
     turns,
 )
-from .sse import SseParser
+from .sse import JsonEventDecoder
 
 __all__ = ["GeminiWire", "translated"]
 
@@ -124,10 +124,7 @@ def _usage(metadata: Any) -> Usage | None:
     """Gemini's `usageMetadata`: thinking tokens are output tokens OpenAI counts as completion tokens."""
     if not isinstance(metadata, dict):
         return None
-
-    def count(name: str) -> int:
-        value = metadata.get(name)
-        return value if isinstance(value, int) else 0
+    count = functools.partial(token_count, metadata)
 
     prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
     completion = count("candidatesTokenCount") + count("thoughtsTokenCount")
@@ -259,37 +256,25 @@ def _parts(content: Any) -> list[dict[str, Any]]:
     return parts
 
 
-class GeminiDecoder:
+class GeminiDecoder(JsonEventDecoder):
     """Each event is a whole `GenerateContentResponse`.
 
     Text pieces, whole function calls, a finish reason on the last, usage (cumulative) on each; the usage
     goes out when the body ends."""
 
     def __init__(self, model: str) -> None:
-        self._sse = SseParser()
-        self._chunks = ChunkMaker("", model)
+        super().__init__(model)
         self._metadata: Any = None
         self._started = False
-        self.finished = False
-        self.failure: WireFailure | None = None
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for _name, text in self._sse.feed(data):
-            payload = orjson.loads(text)
-            if not isinstance(payload, dict):
-                continue
-            if isinstance(payload.get("error"), dict):
-                error = payload["error"]
-                kind = ErrorKind.UPSTREAM_UNAVAILABLE if error.get("code") == 503 else ErrorKind.UPSTREAM_ERROR
-                self.failure = WireFailure(
-                    kind, str(error.get("message") or "the provider reported an error mid-stream")
-                )
-                break
-            out += self._response(payload)
-        return out
+    def _failure(self, _name: str, payload: dict[str, Any]) -> WireFailure | None:
+        error = payload.get("error")
+        if not isinstance(error, dict):
+            return None
+        kind = ErrorKind.UPSTREAM_UNAVAILABLE if error.get("code") == 503 else ErrorKind.UPSTREAM_ERROR
+        return WireFailure(kind, str(error.get("message") or "the provider reported an error mid-stream"))
 
-    def _response(self, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    def _event(self, _name: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
         chunks, out = self._chunks, []
         if not self._started:
             chunks.id = str(payload.get("responseId") or "")

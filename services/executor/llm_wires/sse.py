@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import codecs
+from typing import Any
+
+import orjson
 
 from libs.common.contracts.errors import ErrorKind
 
-from .base import MAX_EVENT_BYTES, WireFailure
+from .base import MAX_EVENT_BYTES, ChunkMaker, WireFailure
 
-__all__ = ["SseParser"]
+__all__ = ["JsonEventDecoder", "SseParser"]
 
 
 class SseParser:
@@ -36,3 +39,36 @@ class SseParser:
             if lines:
                 events.append((name, "\n".join(lines)))
         return events
+
+
+class JsonEventDecoder:
+    """A stream whose events each hold one JSON object (Anthropic, Gemini), as OpenAI chunks.
+
+    `feed` hands each object, with its event's name, to `_event` until `_failure` finds the provider's
+    error in one; an event that is not an object says nothing and is skipped."""
+
+    def __init__(self, model: str) -> None:
+        self._sse = SseParser()
+        self._chunks = ChunkMaker("", model)
+        self.finished = False
+        self.failure: WireFailure | None = None
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for name, text in self._sse.feed(data):
+            event = orjson.loads(text)
+            if not isinstance(event, dict):
+                continue
+            self.failure = self._failure(name, event)
+            if self.failure is not None:
+                break
+            out += self._event(name, event)
+        return out
+
+    def _failure(self, name: str, event: dict[str, Any]) -> WireFailure | None:
+        """The provider's error this event reports, if it is one."""
+        raise NotImplementedError
+
+    def _event(self, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The chunks of one event that is not an error."""
+        raise NotImplementedError

@@ -336,13 +336,7 @@ class LlmEndpoint:
 
         stream = self.streams.open(request.caller.key_id, emit)
         request.stream = stream.subject
-        try:
-            outcome = await self.gateway.llm(request)
-            if outcome.events > stream.received:
-                await stream.settle(outcome.events)
-        finally:
-            self.streams.close(stream)
-        return outcome
+        return await self.streams.relay(stream, self.gateway.llm(request))
 
     def _record(self, audit: AuditEvent, outcome: LlmOutcome, injected: set[str]) -> None:
         if outcome.error is not None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import orjson
 
+from libs.common.contracts.json_codec import loads_object
 from libs.common.contracts.llm import THOUGHT_SIGNATURE
 from libs.common.contracts.messages import new_id
 from services.ingress.llm import gemini_in
@@ -126,12 +127,9 @@ def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:
     if not isinstance(raw, str):
         raise ToolCallProblem("'function.arguments' must be a JSON object encoded as a string")
     try:
-        arguments = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ToolCallProblem(f"'function.arguments' is not valid JSON ({exc})") from None
-    if not isinstance(arguments, dict):
-        raise ToolCallProblem("'function.arguments' must encode a JSON object")
-    return call_id, name, arguments
+        return call_id, name, loads_object(raw)
+    except ValueError as exc:
+        raise ToolCallProblem(f"'function.arguments' is {exc}") from None
 
 
 def tool_message(call_id: str, result: dict[str, Any]) -> dict[str, Any]:

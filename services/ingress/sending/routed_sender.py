@@ -90,13 +90,7 @@ class RoutedSender:
             message.stream = stream.subject
             if level is not None:  # None is the message's own default
                 message.log_level = level
-            try:
-                outcome = await self.path.routed(message)
-                if outcome.events > stream.received:
-                    await stream.settle(outcome.events)
-            finally:
-                self.streams.close(stream)
-            return outcome
+            return await self.streams.relay(stream, self.path.routed(message))
         finally:
             if running is not None:
                 self.running.pop(running, None)

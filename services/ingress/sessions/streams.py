@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -32,6 +32,17 @@ Emit = Callable[[dict[str, Any]], Awaitable[None]]
 
 LOG_LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 _RANK = {level: rank for rank, level in enumerate(LOG_LEVELS)}
+
+
+class _Counted(Protocol):
+    """An answer that says how many stream events its producer sent before it."""
+
+    @property
+    def events(self) -> int: ...
+
+
+Answer = TypeVar("Answer", bound=_Counted)
+
 _SETTLE_WAIT = 2.0
 """Seconds the answer waits for stream events the executor reported sending but that have not arrived."""
 
@@ -94,6 +105,19 @@ class CallStreams:
 
     def close(self, stream: CallStream) -> None:
         self._open.pop(stream.token, None)
+
+    async def relay(self, stream: CallStream, call: Awaitable[Answer]) -> Answer:
+        """Await `call` while `stream` is open, settle the events its answer counts, then close `stream`.
+
+        The one protocol of a streamed call, `/mcp` tool calls and `/v1` completions alike: no event
+        may reach the agent after the answer, and the stream closes whatever happens."""
+        try:
+            answer = await call
+            if answer.events > stream.received:
+                await stream.settle(answer.events)
+            return answer
+        finally:
+            self.close(stream)
 
     async def _on_event(self, msg: Msg) -> None:
         stream = self._open.get(msg.subject.rpartition(".")[2])

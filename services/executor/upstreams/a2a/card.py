@@ -24,6 +24,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from libs.common.contracts.a2a_config import skill_tool
+from libs.common.contracts.json_codec import loads_object
 
 __all__ = ["MAX_CARD_BYTES", "AgentCard", "CardError", "read_card"]
 
@@ -70,11 +71,9 @@ def read_card(raw: bytes, public_key: str | None) -> AgentCard:
     if len(raw) > MAX_CARD_BYTES:
         raise CardError(f"the agent card is larger than {MAX_CARD_BYTES} bytes")
     try:
-        card = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise CardError(f"the agent card is not JSON ({exc.msg})") from None
-    if not isinstance(card, dict):
-        raise CardError("the agent card is not a JSON object")
+        card = loads_object(raw)
+    except ValueError as exc:
+        raise CardError(f"the agent card is {exc}") from None
     signatures = card.get("signatures") or []
     if public_key is not None:
         _verify(card, signatures, public_key)
