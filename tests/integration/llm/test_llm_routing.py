@@ -352,3 +352,19 @@ async def test_a_reader_may_list_routes_but_not_write_them(gateway):
     assert put.status_code == 403 and "providers:write" in put.json()["message"]
     assert deleted.status_code == 403 and "providers:write" in deleted.json()["message"]
     assert {m["name"] for m in after.json()} == {m["name"] for m in listed.json()}
+
+
+async def test_a_route_the_file_also_names_becomes_the_files_at_apply(gateway, providers, caplog):
+    """The file is what the operator declared: it wins a clash, and apply says which route it took over."""
+    route = {"deployments": [{"provider": "a", "model": "up-clash-api"}]}
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        put = await admin.put("/llm-models/gpt-clash", json=route)
+        assert put.status_code == 200, put.text
+        config = routing_config(*providers)
+        config["llm"]["models"]["gpt-clash"] = {"deployments": [{"provider": "b", "model": "up-clash-file"}]}
+        await gateway.apply(config)
+        taken = await admin.get("/llm-models/gpt-clash")
+        changed = await admin.put("/llm-models/gpt-clash", json=route)
+    assert (taken.json()["source"], taken.json()["deployments"][0]["model"]) == ("config", "up-clash-file")
+    assert "route 'gpt-clash' written through the admin API is replaced by the file's" in caplog.text
+    assert changed.status_code == 409 and "config file" in changed.json()["message"]
