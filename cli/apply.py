@@ -11,6 +11,7 @@ first key of `BASTION_SECRETS_KEY` is re-sealed: applying after a key rotation r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
 
@@ -27,13 +28,20 @@ from libs.common.contracts import subjects
 from libs.common.contracts.config import BastionConfig
 from libs.common.contracts.config_records import CONFIG_SOURCE, entity_records
 from libs.common.contracts.llm import ProviderRecord
-from libs.common.contracts.llm_routes import ROUTES_KEY, RoutesRecord
+from libs.common.contracts.llm_routes import API_SOURCE, ROUTES_KEY, RoutesRecord
 from libs.common.contracts.messages import KeyRecord, ServerRecord
 from libs.common.runtime.sealing import Sealer, SealingError
 from libs.common.settings import StoreSettings
 from libs.common.settings.config_file import key_records
 
 __all__ = ["CONFIG_SOURCE", "apply_config", "entity_records", "key_records"]
+
+log = logging.getLogger(__name__)
+
+Entry = KeyValue.Entry
+
+_ROUTE_WRITE_TRIES = 5
+"""Reads and revision-checked writes of the routes record before apply gives up (admin writes racing it)."""
 
 
 async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[str, bytes]]:
@@ -152,18 +160,54 @@ async def _apply_providers(js: JetStreamContext, config: BastionConfig, sealer: 
     await _drop_unlisted(
         kv, current, config.llm.providers.keys(), ProviderRecord, lambda name: _reseal_provider(kv, name, sealer)
     )
-    await _apply_routes(kv, current.get(ROUTES_KEY), config)
+    await _apply_routes(kv, config)
 
 
-async def _apply_routes(kv: KeyValue, stored: bytes | None, config: BastionConfig) -> None:
-    """The file's `llm.models` routes as one record (docs/llm-routing.md), removed when it has none."""
-    if not config.llm.models:
-        if stored is not None:
-            await kv.delete(ROUTES_KEY)
-        return
-    encoded = RoutesRecord(models=config.llm.models, source=CONFIG_SOURCE).model_dump_json().encode()
-    if stored != encoded:
-        await kv.put(ROUTES_KEY, encoded)
+async def _apply_routes(kv: KeyValue, config: BastionConfig) -> None:
+    """The file's `llm.models` replace the routes a file wrote; those added through the admin API stay.
+
+    A route the file names that the admin API wrote too becomes the file's (reported: the file is what
+    an operator declared). Written at the revision read, and read again when the admin API wrote meanwhile."""
+    for _ in range(_ROUTE_WRITE_TRIES):
+        try:
+            entry: Entry | None = await kv.get(ROUTES_KEY)
+        except KeyNotFoundError:
+            entry = None
+        stored = _stored_routes(entry)
+        kept = stored.by_source(API_SOURCE)
+        for name in sorted(kept.keys() & config.llm.models.keys()):
+            log.warning("config apply: route %r written through the admin API is replaced by the file's", name)
+            del kept[name]
+        models = {**kept, **config.llm.models}
+        sources = {**{name: API_SOURCE for name in kept}, **{name: CONFIG_SOURCE for name in config.llm.models}}
+        wanted = RoutesRecord(models=models, sources=sources)
+        try:
+            await _write_routes(kv, entry, stored, wanted)
+            return
+        except KeyWrongLastSequenceError:
+            continue
+    raise RuntimeError("config apply: the LLM routes kept changing under it; apply again")
+
+
+def _stored_routes(entry: Entry | None) -> RoutesRecord:
+    """What the routes record holds now (an unreadable one: nothing to keep)."""
+    if entry is None or not entry.value:
+        return RoutesRecord()
+    try:
+        return RoutesRecord.model_validate_json(entry.value)
+    except ValueError:
+        return RoutesRecord()
+
+
+async def _write_routes(kv: KeyValue, entry: Entry | None, stored: RoutesRecord, wanted: RoutesRecord) -> None:
+    """`wanted` over `entry`, only if it is still the latest (nothing written when already so, or both empty)."""
+    if entry is None:
+        if wanted.models:
+            await kv.create(ROUTES_KEY, wanted.model_dump_json().encode())
+    elif not wanted.models:
+        await kv.delete(ROUTES_KEY, last=entry.revision)
+    elif stored.models != wanted.models or {n: stored.source_of(n) for n in stored.models} != wanted.sources:
+        await kv.update(ROUTES_KEY, wanted.model_dump_json().encode(), last=entry.revision)
 
 
 async def _apply_keys(js: JetStreamContext, records: list[KeyRecord]) -> None:

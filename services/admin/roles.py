@@ -49,7 +49,7 @@ PERMISSIONS: Final[Mapping[str, str]] = {
     " `POST /console/servers/test` or a registry import of a package (beside `servers:write`): the owner role's"
     " alone, no custom role may hold it",
     "providers:read": "list and show LLM providers (`api_key` masked)",
-    "providers:write": "add, change and remove LLM providers",
+    "providers:write": "add, change and remove LLM providers and the model routes written through the API",
     "tools:approve": "approve or reject changed tool definitions (pinning, docs/supply-chain.md)",
     "analytics:read": "the dashboard's panels and read-only SQL over the audit metadata",
     "audit:payloads": "see tool arguments and results, and admin changes' before and after, in analytics and exports",

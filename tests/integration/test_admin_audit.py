@@ -134,3 +134,22 @@ async def test_a_password_set_and_a_minted_authorization_link_are_audited_withou
     everything = b"".join(raw)
     assert password.encode() not in everything
     assert link.split("ticket=", 1)[1].encode() not in everything and b"ticket=" not in everything
+
+
+async def test_a_route_written_through_the_admin_api_is_audited_with_its_principal(
+    api: httpx.AsyncClient, seen: tuple[list[bytes], asyncio.Queue[AuditEvent]]
+) -> None:
+    _, events = seen
+    provider = {"name": "audited", "config": {"base_url": "http://127.0.0.1:9/v1", "models": ["audited-listed"]}}
+    made = await api.post("/llm-providers", json=provider)
+    assert made.status_code == 201, made.text
+    route = {"deployments": [{"provider": "audited", "model": "up-audited"}]}
+    put = await api.put("/llm-models/gpt-audited", json=route)
+    assert put.status_code == 200, put.text
+    deleted = await api.delete("/llm-models/gpt-audited")
+    assert deleted.status_code == 204, deleted.text
+    assert (await next_admin(events)).action == "llm_provider.create"
+    written, removed = await next_admin(events), await next_admin(events)
+    assert (written.action, written.target, written.before) == ("llm_routes.create", "_routes", None)
+    assert written.actor != "admin" and "up-audited" in (written.after or "")
+    assert removed.action == "llm_routes.update" and "gpt-audited" not in (removed.after or "gpt-audited")

@@ -5,6 +5,7 @@ name over several deployments, with failover and fallbacks (docs/llm-routing.md)
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -260,11 +261,19 @@ class LlmSection(_Strict):
         return self
 
 
-def route_problem(routes: dict[str, ModelRoute], listed: dict[str, str], providers: set[str] | None) -> str | None:
+def route_problem(
+    routes: dict[str, ModelRoute],
+    listed: dict[str, str],
+    providers: set[str] | None,
+    only: AbstractSet[str] | None = None,
+) -> str | None:
     """Why `routes` cannot be served beside the models providers list (`listed`: model -> provider), or None.
 
-    `providers`: the provider names to check deployments against (None: not checked)."""
+    `providers`: the provider names to check deployments against (None: not checked). `only`: the routes
+    whose own fields are checked (None: all); fallback loops are looked for among all of them."""
     for name, route in routes.items():
+        if only is not None and name not in only:
+            continue
         if name in listed:
             return (
                 f"llm.models.{name}: provider {listed[name]!r} lists {name!r} too; a model has one route "

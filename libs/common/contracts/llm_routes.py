@@ -18,10 +18,13 @@ from libs.common.contracts.llm import MAX_CANDIDATES, ProviderRecord, RoutedDepl
 from libs.common.contracts.llm_config import MAX_ROUTES, Deployment, ModelRoute
 from libs.common.contracts.messages_base import BusMessage
 
-__all__ = ["ROUTES_KEY", "RoutesRecord", "candidates", "listed_route"]
+__all__ = ["API_SOURCE", "ROUTES_KEY", "RoutesRecord", "candidates", "listed_route"]
 
 ROUTES_KEY: Final = "_routes"
 """The KV key of the routes record in `bastion_llm`."""
+
+API_SOURCE: Final = "api"
+"""The source of a route written through the admin API (`PUT /admin/v1/llm-models/{name}`)."""
 
 
 class RoutesRecord(BusMessage):
@@ -29,6 +32,17 @@ class RoutesRecord(BusMessage):
 
     models: dict[str, ModelRoute] = Field(default_factory=dict, max_length=MAX_ROUTES)
     source: str | None = None
+    """The source of a route `sources` does not name (a record written before routes had their own)."""
+    sources: dict[str, str] = Field(default_factory=dict, max_length=MAX_ROUTES)
+    """Route name -> who wrote it: `config` (`bastion config apply`, which replaces only these) or `api`."""
+
+    def source_of(self, name: str) -> str | None:
+        """Who wrote the route `name`."""
+        return self.sources.get(name, self.source)
+
+    def by_source(self, source: str | None) -> dict[str, ModelRoute]:
+        """The routes `source` wrote."""
+        return {name: route for name, route in self.models.items() if self.source_of(name) == source}
 
 
 def listed_route(provider: str, record: ProviderRecord, model: str) -> ModelRoute:

@@ -46,6 +46,7 @@ RULES: Final[Mapping[str, Rule]] = {
         Rule("tool group", "groups:write", TENANT, "a group with a customer is that tenant's; one without is shared"),
         Rule("server", "servers:write", GLOBAL, "every tenant's keys reach the same upstreams and their secrets"),
         Rule("llm provider", "providers:write", GLOBAL, "one provider key pays for every tenant's calls"),
+        Rule("llm routes", "providers:write", GLOBAL, "a model name is routed the same for every tenant"),
         Rule("principal", "principals:write", GLOBAL, "who may administer is above every tenant"),
         Rule("api token", "principals:write", OWN_TOKEN, "a principal rotates its own token (`/me/token/rotate`)"),
         Rule("role", "roles:write", GLOBAL, "a role is granted in any scope"),

@@ -12,6 +12,7 @@ from libs.common.contracts import subjects
 from libs.common.contracts.entities import ENTITY_KINDS
 from libs.common.contracts.keys import generate_key, key_id
 from libs.common.contracts.llm import ProviderRecord
+from libs.common.contracts.llm_routes import RoutesRecord
 from libs.common.contracts.messages import KeyRecord, ServerCatalog, ServerRecord
 from libs.common.runtime.sealing import Sealer
 
@@ -54,6 +55,8 @@ class AdminStore:
         self.providers: Table[ProviderRecord] = Table(
             buckets, subjects.KV_LLM, ProviderRecord, "llm provider", changes=changes, reserved="_"
         )
+        self.routes: Table[RoutesRecord] = Table(buckets, subjects.KV_LLM, RoutesRecord, "llm routes", changes=changes)
+        """The one `llm.models` record (`ROUTES_KEY`) beside the providers."""
         self.entities: dict[str, Table[BaseModel]] = {
             kind: Table(buckets, subjects.KV_POLICY, model, LABELS[kind], prefix=f"{kind}.", changes=changes)
             for kind, model in ENTITY_KINDS.items()
@@ -68,7 +71,8 @@ class AdminStore:
     def tables(self) -> list[Table[Any]]:
         """Every table this store writes."""
         access = self.access
-        own: list[Table[Any]] = [self.keys, self.servers, self.catalog, self.providers, *self.entities.values()]
+        own: list[Table[Any]] = [self.keys, self.servers, self.catalog, self.providers, self.routes]
+        own += self.entities.values()
         return [*own, access.principals, access.tokens, access.roles, access.sessions, access.logins, access.clients]
 
     async def missing(self, kind: str, ids: list[str]) -> list[str]:

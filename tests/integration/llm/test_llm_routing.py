@@ -12,6 +12,7 @@ import httpx
 import openai
 import pytest
 
+from tests.support.admin_api import principal_token
 from tests.support.gateway import ADMIN_KEY, Gateway, gateway_on_own_servers
 from tests.support.llm_gateway import anthropic_client, audit_rows_since, sdk_client
 from tests.support.llm_provider import Cut, Drop, Fail, Reply, ScriptedProvider, scripted_provider
@@ -281,3 +282,89 @@ async def test_the_admin_api_lists_each_model_with_its_deployments_and_strategy(
         ("a", LISTED, 1.0)
     ]
     assert missing.status_code == 404 and "gpt-nowhere" in missing.text
+
+
+API_ROUTE = {
+    "deployments": [
+        {"provider": "b", "model": "up-api-b", "priority": 0},
+        {"provider": "a", "model": "up-api-a", "priority": 1},
+    ],
+    "fallbacks": ["gpt-secret"],
+}
+
+
+async def test_a_route_written_through_the_admin_api_routes_survives_config_apply_and_is_deleted(
+    gateway, providers, a, b
+):
+    client = sdk_client(gateway)
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        put = await admin.put("/llm-models/gpt-api-route", json=API_ROUTE)
+        assert put.status_code == 200, put.text
+        assert (put.json()["source"], put.json()["routed"]) == ("api", True)
+        await poll_until(lambda: "gpt-api-route" in gateway.ingress.models.models, "the API route in the ingress view")
+        a.script, b.script = [Reply("from a")], [Fail(503, "overloaded")]
+        completion = await client.chat.completions.create(model="gpt-api-route", messages=HI)
+        assert completion.choices[0].message.content == "from a"
+        assert [r.body["model"] for r in b.received + a.received] == ["up-api-b", "up-api-a"]  # its order, failed over
+
+        await gateway.apply(routing_config(*providers))  # the file does not name it
+        kept = await admin.get("/llm-models/gpt-api-route")
+        assert (kept.status_code, kept.json()["source"]) == (200, "api"), kept.text
+        assert (await admin.get("/llm-models/gpt-routed")).json()["source"] == "config"
+
+        file_route = await admin.delete("/llm-models/gpt-routed")
+        assert file_route.status_code == 409 and "config file" in file_route.json()["message"]
+        deleted = await admin.delete("/llm-models/gpt-api-route")
+        assert deleted.status_code == 204, deleted.text
+        assert (await admin.get("/llm-models/gpt-api-route")).status_code == 404
+    await poll_until(lambda: "gpt-api-route" not in gateway.ingress.models.models, "the route gone from ingress")
+    with pytest.raises(openai.NotFoundError):
+        await client.chat.completions.create(model="gpt-api-route", messages=HI)
+
+
+async def test_a_route_naming_an_unknown_provider_or_a_listed_model_is_refused_naming_the_problem(gateway):
+    unknown = {"deployments": [{"provider": "nowhere", "model": "m"}]}
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        no_provider = await admin.put("/llm-models/gpt-bad", json=unknown)
+        listed = await admin.put(f"/llm-models/{LISTED}", json={"deployments": [{"provider": "b", "model": "m"}]})
+        bad_field = await admin.put("/llm-models/gpt-bad", json={"deployments": [], "strategy": "random"})
+        looped = await admin.put(
+            "/llm-models/gpt-loop", json={"deployments": [{"provider": "a", "model": "m"}], "fallbacks": ["gpt-loop"]}
+        )
+        absent = await admin.get("/llm-models/gpt-bad")
+    assert no_provider.status_code == 422 and "unknown provider 'nowhere'" in no_provider.json()["message"]
+    assert listed.status_code == 422 and f"provider 'a' lists {LISTED!r}" in listed.json()["message"]
+    assert bad_field.status_code == 422 and "deployments" in bad_field.json()["message"], bad_field.text
+    assert looped.status_code == 422 and "cannot fall back to itself" in looped.json()["message"]
+    assert absent.status_code == 404
+
+
+async def test_a_reader_may_list_routes_but_not_write_them(gateway):
+    assert gateway.admin is not None
+    viewer = await principal_token(gateway.admin, gateway.admin_token, "routes-viewer", {"role": "viewer"})
+    route = {"deployments": [{"provider": "a", "model": "up-viewer"}]}
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=_bearer(viewer), timeout=30) as reader:
+        listed = await reader.get("/llm-models")
+        put = await reader.put("/llm-models/gpt-viewer", json=route)
+        deleted = await reader.delete("/llm-models/gpt-routed")
+        after = await reader.get("/llm-models")
+    assert listed.status_code == 200
+    assert put.status_code == 403 and "providers:write" in put.json()["message"]
+    assert deleted.status_code == 403 and "providers:write" in deleted.json()["message"]
+    assert {m["name"] for m in after.json()} == {m["name"] for m in listed.json()}
+
+
+async def test_a_route_the_file_also_names_becomes_the_files_at_apply(gateway, providers, caplog):
+    """The file is what the operator declared: it wins a clash, and apply says which route it took over."""
+    route = {"deployments": [{"provider": "a", "model": "up-clash-api"}]}
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        put = await admin.put("/llm-models/gpt-clash", json=route)
+        assert put.status_code == 200, put.text
+        config = routing_config(*providers)
+        config["llm"]["models"]["gpt-clash"] = {"deployments": [{"provider": "b", "model": "up-clash-file"}]}
+        await gateway.apply(config)
+        taken = await admin.get("/llm-models/gpt-clash")
+        changed = await admin.put("/llm-models/gpt-clash", json=route)
+    assert (taken.json()["source"], taken.json()["deployments"][0]["model"]) == ("config", "up-clash-file")
+    assert "route 'gpt-clash' written through the admin API is replaced by the file's" in caplog.text
+    assert changed.status_code == 409 and "config file" in changed.json()["message"]
