@@ -59,6 +59,8 @@ class CallerView:
     app_only: frozenset[str]
     own: frozenset[str]
     """Per-user servers listed from the caller's own listing: their shared entries are not the caller's."""
+    per_user: frozenset[str] = frozenset()
+    """Every per-user server this view was made for (listed the caller's own, marked, or none)."""
     by_name: dict[str, CatalogEntry] = field(default_factory=dict)
     prompt_by_name: dict[str, CatalogEntry] = field(default_factory=dict)
     resource_by_uri: dict[str, CatalogEntry] = field(default_factory=dict)
@@ -132,6 +134,7 @@ def build_view(shared: Catalog, answers: dict[str, UserCatalog | None]) -> Calle
         listings["templates"],
         app_only=frozenset(app_only),
         own=frozenset(own),
+        per_user=frozenset(per_user),
         by_name={e.name: e for e in kinds["app_tools"]},
         prompt_by_name={e.name: e for e in kinds["prompts"]},
         resource_by_uri={e.name: e for e in kinds["resources"]},
