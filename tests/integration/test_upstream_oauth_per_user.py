@@ -282,8 +282,8 @@ async def _pin(nats_url: str, tool: str) -> PinRecord:
 
 async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_url, tmp_path) -> None:
     """Under the default pinning (`tofu`), a tool only one user is listed and no pin covers waits for an
-    owner like any new tool: not listed, pending in the pins. What that user is not listed is not
-    "removed" from the server (another account lists it)."""
+    owner like any new tool: not listed, pending in the pins, and a call of it answers the approval it
+    waits for. What that user is not listed is not "removed" from the server (another account lists it)."""
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
             await _owner_authorizes(gateway, public, "alice")  # the shared listing has alice_notes
@@ -294,6 +294,10 @@ async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_u
             pending = await _pin(nats_url, "bob_notes")
             assert pending.approved is None and pending.pending_reason == "new", pending
             assert (await _pin(nats_url, "alice_notes")).listed, "bob's listing lacks it: not a removal"
+            # bob's call of it answers what it waits for, as a held tool of the shared listing does
+            held = await _called(gateway, BOB_KEY, "bob_notes")
+            assert held.startswith(f"refused: tool '{SERVER}/bob_notes' is quarantined"), held
+            assert "waits for approval" in held and "bastion tools approve" in held, held
 
 
 async def test_each_users_listing_stays_their_own_when_one_session_at_a_time_is_kept(
