@@ -199,10 +199,13 @@ class CodeModeService:
         assert self.gateway is not None and self.meta is not None
         catalog = self.catalog
         revision, listed, definitions = catalog.revision, catalog.listed, catalog.definitions
+        own = None
+        if request.per_user is not None:  # some servers are per user: the caller's own tools of them
+            listed, definitions, own = catalog.merged(request.per_user, request.own_tools)
         allowed = await self.gateway.visible(request.caller, listed, request.include_servers, request.include_tools)
         if isinstance(allowed, GatewayError):
             return CodeModeAnswer(id=request.id, error=allowed)
-        view = self.views.view(revision, allowed, listed.pairs, definitions)
+        view = self.views.view(revision, allowed, listed.pairs, definitions, own)
         answer = await self.meta.answer(request, view)
         return CodeModeAnswer(
             id=request.id, result=answer.result, calls=answer.calls, authorize_urls=answer.authorize_urls

@@ -8,10 +8,13 @@ headers); the toolset, its rendered stub files and its search index are built on
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import orjson
 
 from libs.common.bus.kvwatch import decode_value
 from libs.common.contracts.messages import PairList, ServerCatalog
@@ -39,6 +42,25 @@ class CatalogView:
     @property
     def pairs(self) -> list[tuple[str, str]]:
         return self.listed.pairs
+
+    def merged(
+        self, per_user: list[str], own: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[PairList, list[dict[str, Any]], str]:
+        """The listing of a caller whose tools of the `per_user` servers are `own` (server, definition).
+
+        With what names it among views of the same revision: a digest of `own`."""
+        servers = set(per_user)
+        tools = sorted(
+            [
+                (server, tool, d)
+                for (server, tool), d in zip(self.pairs, self.definitions, strict=True)
+                if server not in servers
+            ]
+            + [(server, d["name"], d) for server, d in own if server in servers and isinstance(d.get("name"), str)],
+            key=lambda t: (t[0], t[1]),
+        )
+        digest = hashlib.sha256(orjson.dumps(sorted(per_user)) + orjson.dumps(own)).hexdigest()
+        return PairList.of([(server, tool) for server, tool, _ in tools]), [d for _, _, d in tools], digest
 
     def put(self, server: str, value: bytes, _revision: int = 0) -> None:
         catalog = decode_value(ServerCatalog, value, f"catalog of {server}")
@@ -97,11 +119,20 @@ class ToolView:
 class ViewCache:
     def __init__(self, catalog: CatalogView) -> None:
         self.catalog = catalog
-        self._views: OrderedDict[tuple[int, tuple[int, ...]], ToolView] = OrderedDict()
+        self._views: OrderedDict[tuple[int, tuple[int, ...], str | None], ToolView] = OrderedDict()
 
-    def view(self, revision: int, allowed: list[int], pairs: list[tuple[str, str]], definitions: list[Any]) -> ToolView:
-        """The view of `allowed` (indexes into `pairs` / `definitions` of catalog `revision`)."""
-        key = (revision, tuple(allowed))
+    def view(
+        self,
+        revision: int,
+        allowed: list[int],
+        pairs: list[tuple[str, str]],
+        definitions: list[Any],
+        own: str | None = None,
+    ) -> ToolView:
+        """The view of `allowed` (indexes into `pairs` / `definitions` of catalog `revision`).
+
+        `own`: the digest naming a caller's own listing (`CatalogView.merged`); None for the shared one."""
+        key = (revision, tuple(allowed), own)
         view = self._views.get(key)
         if view is None:
             view = ToolView(Toolset((pairs[i][0], definitions[i]) for i in allowed))

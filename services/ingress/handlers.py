@@ -216,7 +216,7 @@ class Handlers:
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
         view = await self.view(ctx, self.catalog.by_name.get(name))
         entry = entry_for(view, self.catalog.by_name, view.by_name if view else {}, name)
-        entry = entry or self.catalog.withheld_by_name.get(name)
+        entry = entry or (view or self.catalog).withheld_by_name.get(name)
         if entry is None and (down := await unavailable_call(self.catalog, self.gateway, ctx, name)) is not None:
             audit = self.audits.record(ctx, "tool_call", name, down.server, down.tool, Ending(down.error))
             return gateway_error_body(ctx.request_id, down.error, tool=name, server=down.server), audit

@@ -259,6 +259,7 @@ class IngressService:
         )
         self.handlers.user_catalogs = user_catalogs = UserCatalogs(nc, self.catalog)
         await user_catalogs.start()
+        code_mode.caller_view = user_catalogs.view  # a run (and discovery's search) lists what its user is listed
         await nc.subscribe(subjects.CALL_CANCEL, cb=sender.on_cancel)
         await processed(nc)
         self._watches = [

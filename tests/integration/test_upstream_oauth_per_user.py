@@ -282,8 +282,8 @@ async def _pin(nats_url: str, tool: str) -> PinRecord:
 
 async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_url, tmp_path) -> None:
     """Under the default pinning (`tofu`), a tool only one user is listed and no pin covers waits for an
-    owner like any new tool: not listed, pending in the pins. What that user is not listed is not
-    "removed" from the server (another account lists it)."""
+    owner like any new tool: not listed, pending in the pins, and a call of it answers the approval it
+    waits for. What that user is not listed is not "removed" from the server (another account lists it)."""
     with running_oauth_upstream() as base:
         async with gateway_for_oauth_upstreams(nats_url, redis_url, tmp_path, config(base)) as (gateway, public):
             await _owner_authorizes(gateway, public, "alice")  # the shared listing has alice_notes
@@ -294,6 +294,10 @@ async def test_a_users_own_listing_is_held_to_the_servers_pins(nats_url, redis_u
             pending = await _pin(nats_url, "bob_notes")
             assert pending.approved is None and pending.pending_reason == "new", pending
             assert (await _pin(nats_url, "alice_notes")).listed, "bob's listing lacks it: not a removal"
+            # bob's call of it answers what it waits for, as a held tool of the shared listing does
+            held = await _called(gateway, BOB_KEY, "bob_notes")
+            assert held.startswith(f"refused: tool '{SERVER}/bob_notes' is quarantined"), held
+            assert "waits for approval" in held and "bastion tools approve" in held, held
 
 
 async def test_each_users_listing_stays_their_own_when_one_session_at_a_time_is_kept(
@@ -314,3 +318,38 @@ async def test_each_users_listing_stays_their_own_when_one_session_at_a_time_is_
                     listed = await _listed(gateway, key)
                     assert f"{SERVER}__{own}_notes" in listed and f"{SERVER}__{other}_notes" not in listed, listed
                     assert await _called(gateway, key, f"{own}_notes") == f"notes of {own}"
+
+
+def _text(result) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def test_code_mode_and_discovery_search_each_users_own_tools(nats_url, redis_url, tmp_path) -> None:
+    """A Code Mode run and discovery mode's `find_tools` work over the caller's own listing of a per-user
+    server: alice's script finds, reads and calls `alice_notes` and never sees bob's, and the other way
+    round."""
+    with running_oauth_upstream() as base:
+        raw = config(base)
+        raw["mcpServers"][SERVER]["pinning"] = "warn"  # each user's own tool is listed, not held for approval
+        async with gateway_for_oauth_upstreams(
+            nats_url, redis_url, tmp_path, raw, codemode=CodeModeSettings(sandbox_workers=1)
+        ) as (gateway, public):
+            await _owner_authorizes(gateway, public)
+            await _users_authorize(gateway, public, (ALICE_KEY, "alice"), (BOB_KEY, "bob"))
+            for key, own, other in ((ALICE_KEY, "alice", "bob"), (BOB_KEY, "bob", "alice")):
+                async with gateway.client(key, headers={"X-Bastion-Discovery": "on"}) as client:
+                    found = await client.call_tool("find_tools", {"query": "notes"})
+                    listed = {tool.name for tool in (await client.list_tools()).tools}
+                names = {tool["name"] for tool in (found.structured_content or {})["tools"]}
+                assert f"{SERVER}__{own}_notes" in names and f"{SERVER}__{other}_notes" not in names, names
+                assert f"{SERVER}__{own}_notes" in listed and f"{SERVER}__{other}_notes" not in listed, listed
+
+                async with gateway.client(key, headers={"X-Bastion-Code-Mode": "on"}) as client:
+                    searched = _text(await client.call_tool("search_tools", {"query": "notes"}))
+                    stub = _text(await client.call_tool("read_tool_file", {"path": "down_peruser"}))
+                    mine = await client.call_tool("execute_code", {"code": f"print(down_peruser.{own}_notes())"})
+                    theirs = await client.call_tool("execute_code", {"code": f"down_peruser.{other}_notes()"})
+                assert f"{own}_notes" in searched and f"{other}_notes" not in searched, searched
+                assert f"def {own}_notes" in stub and f"{other}_notes" not in stub, stub
+                assert not mine.is_error and f"notes of {own}" in _text(mine), _text(mine)
+                assert theirs.is_error and f"{other}_notes" in _text(theirs), _text(theirs)

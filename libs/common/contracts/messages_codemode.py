@@ -33,6 +33,11 @@ class CodeModeCall(BusMessage):
     call the run makes."""
     timeout: float
     """Seconds ingress waits; each tool call of a run gets at most what is left of it."""
+    per_user: list[str] | None = None
+    """Per-user servers the caller is listed from their own listing (`own_tools`) instead of the shared
+    catalog's; None when no server is per user (the shared catalog is the caller's, as for every key)."""
+    own_tools: list[tuple[str, dict[str, Any]]] = Field(default_factory=list, max_length=10_000)
+    """(server, the upstream's `Tool`) of each `per_user` server's tool the caller is listed."""
 
 
 class CodeModeAnswer(BusMessage):

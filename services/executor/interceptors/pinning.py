@@ -8,6 +8,8 @@ Every listing decided against the pins in KV `bastion_pins`, every call checked 
   counted (`bastion_pin_drift`) and announced (`subjects.PIN_DRIFT`).
 - `before_call`: one dict lookup; a call of a quarantined tool or prompt is refused with the
   approval it needs (a call routed before the catalog caught up, a Code Mode script, the LLM side).
+  A user's own listing of a per-user server is held the same way: its refusals are kept per (server,
+  user), bounded, and a call of that user's is refused with them too.
 
 The records are watched (`BucketWatch`): an approval or rejection made anywhere (`bastion tools
 approve`, a signed catalog) reaches every replica, which lists the server again so its catalog
@@ -24,8 +26,9 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
+from cachetools import LRUCache
 from nats.aio.client import Client as NATS
 from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 _CALLED_AS: Mapping[DefinitionKind, str] = {"tool": "", "prompt": "prompt:"}
 """How a call names a definition of that kind (`InterceptedCall.name`); templates are read by URI."""
 
+
+_USER_REFUSALS: Final = 4096
+"""(server, user) listings whose refusals are kept; the least recently used is dropped first."""
 
 _HINT_EVERY = 5.0
 """Seconds between re-listings a refused call may ask for, per server (the schedule runs anyway)."""
@@ -75,6 +81,8 @@ class PinningInterceptor(Interceptor):
         self._baseline_keys: dict[str, str] = {}
         self._refusals: dict[str, dict[str, str]] = {}
         """server -> call name -> why it is refused: the only thing a call looks at."""
+        self._user_refusals: LRUCache[tuple[str, str], dict[str, str]] = LRUCache(maxsize=_USER_REFUSALS)
+        """(server, user) -> call name -> why that user's own listing refuses it (none refused: absent)."""
         self._templates: dict[str, QuarantinedTemplates] = {}
         """server -> its quarantined resource templates: a read of a URI under one is refused."""
         self._skills: dict[str, dict[str, str]] = {}
@@ -152,7 +160,11 @@ class PinningInterceptor(Interceptor):
         for decision in outcome.drift:
             if (decision.kind, decision.name) in written:  # newly seen: reported once, not on every listing
                 await self._report(decision, mode)
-        if listing.user is not None:  # what the server's calls are held to stays its shared listing's
+        if listing.user is not None:  # the server's calls stay held to its shared listing; the user's to theirs too
+            if refusals:
+                self._user_refusals[(server, listing.user)] = refusals
+            else:
+                self._user_refusals.pop((server, listing.user), None)
             return
         self._apps[server] = apps
         self._refusals[server] = refusals
@@ -200,10 +212,11 @@ class PinningInterceptor(Interceptor):
 
     async def before_call(self, call: InterceptedCall) -> None:
         refusals = self._refusals.get(call.server)
-        if refusals:
-            message = refusals.get(call.name)
-            if message is not None:
-                raise Refused(message, rule="quarantined", detail=call.name)
+        message = refusals.get(call.name) if refusals else None
+        if message is None and self._user_refusals and (user := call.caller.user_id) is not None:
+            message = self._user_refusals.get((call.server, user), {}).get(call.name)
+        if message is not None:
+            raise Refused(message, rule="quarantined", detail=call.name)
         if call.method == "tools/call":
             pinned = self._pinned.get(call.server)
             if pinned and call.name in pinned:

@@ -59,9 +59,13 @@ class CallerView:
     app_only: frozenset[str]
     own: frozenset[str]
     """Per-user servers listed from the caller's own listing: their shared entries are not the caller's."""
+    per_user: frozenset[str] = frozenset()
+    """Every per-user server this view was made for (listed the caller's own, marked, or none)."""
     by_name: dict[str, CatalogEntry] = field(default_factory=dict)
     prompt_by_name: dict[str, CatalogEntry] = field(default_factory=dict)
     resource_by_uri: dict[str, CatalogEntry] = field(default_factory=dict)
+    withheld_by_name: dict[str, CatalogEntry] = field(default_factory=dict)
+    """Tools held back (pins) by the name they would be listed: routed, so the executor names why."""
 
 
 def _marked(entry: CatalogEntry) -> CatalogEntry:
@@ -77,18 +81,17 @@ def _marked(entry: CatalogEntry) -> CatalogEntry:
 def _own_entries(shared: Catalog, answer: UserCatalog) -> dict[str, list[CatalogEntry]]:
     """The entries of each kind `answer` (a ready listing) gives its server, named as `shared` would.
 
-    A tool or prompt whose name another server holds in `shared` is left out: that name is theirs."""
+    A tool or prompt whose name another server holds in `shared` is left out: that name is theirs.
+    Kind "withheld": the tools the user's listing holds back (pins)."""
     assert answer.catalog is not None
     own = Catalog()
     own.put(answer.server, answer.catalog.model_dump_json().encode())
     held = {"tools": shared.by_name, "app_tools": shared.by_name, "prompts": shared.prompt_by_name}
+    held["withheld"] = shared.by_name
+    lists = {kind: getattr(own, kind).entries for kind in _KINDS} | {"withheld": list(own.withheld_by_name.values())}
     return {
-        kind: [
-            e
-            for e in getattr(own, kind).entries
-            if (taken := held.get(kind, {}).get(e.name)) is None or taken.server == answer.server
-        ]
-        for kind in _KINDS
+        kind: [e for e in entries if (taken := held.get(kind, {}).get(e.name)) is None or taken.server == answer.server]
+        for kind, entries in lists.items()
     }
 
 
@@ -110,16 +113,19 @@ def build_view(shared: Catalog, answers: dict[str, UserCatalog | None]) -> Calle
     kinds = {kind: [e for e in getattr(shared, kind).entries if e.server not in per_user] for kind in _KINDS}
     own: set[str] = set()
     app_only = {name for name in shared.app_only if shared.by_name[name].server not in per_user}
+    withheld = {name: e for name, e in shared.withheld_by_name.items() if e.server not in per_user}
     for server, answer in sorted(answers.items()):
         if answer is not None and answer.status == "ready" and answer.catalog is not None:
             own.add(server)
             entries = _own_entries(shared, answer)
+            withheld |= {e.name: e for e in entries["withheld"]}
             for kind in _KINDS:
                 kinds[kind] += entries[kind]
             model = {e.name for e in entries["tools"]}
             app_only |= {e.name for e in entries["app_tools"] if e.name not in model}
         elif answer is not None and answer.status in ("needs_auth", "shared"):
             mark = _marked if answer.status == "needs_auth" else (lambda e: e)
+            withheld |= {name: e for name, e in shared.withheld_by_name.items() if e.server == server}
             for kind in ("tools", "app_tools") if answer.status == "needs_auth" else _KINDS:
                 kinds[kind] += [mark(e) for e in getattr(shared, kind).entries if e.server == server]
     listings = {kind: Listing.of(kinds[kind]) for kind in _KINDS}
@@ -132,9 +138,11 @@ def build_view(shared: Catalog, answers: dict[str, UserCatalog | None]) -> Calle
         listings["templates"],
         app_only=frozenset(app_only),
         own=frozenset(own),
+        per_user=frozenset(per_user),
         by_name={e.name: e for e in kinds["app_tools"]},
         prompt_by_name={e.name: e for e in kinds["prompts"]},
         resource_by_uri={e.name: e for e in kinds["resources"]},
+        withheld_by_name=withheld,
     )
 
 

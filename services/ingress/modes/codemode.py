@@ -9,6 +9,7 @@ the tool calls a run makes.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from mcp_types import INVALID_PARAMS, INVALID_REQUEST
@@ -23,10 +24,11 @@ from libs.common.bus.relay import AckedRequester, ResponderLost
 from libs.common.contracts import subjects
 from libs.common.contracts.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
 from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
-from libs.common.contracts.messages import AuditEvent, CodeModeAnswer, CodeModeCall, GatewayError, new_id
+from libs.common.contracts.messages import AuditEvent, Caller, CodeModeAnswer, CodeModeCall, GatewayError, new_id
 from libs.common.settings import IngressSettings
 from services.ingress.audit_events import TOOL_ERROR
 from services.ingress.auth.keys import KeyDirectory
+from services.ingress.catalog.user_views import CallerView
 from services.ingress.protocol import error_body, gateway_error_body, ok_body
 
 __all__ = ["CodeModeRouter"]
@@ -52,6 +54,13 @@ class CodeModeRouter:
         self.running = running
         """The map of session requests to the calls running for them (`RoutedSender.running`), so an
         agent's `notifications/cancelled` reaches a run like a tool call."""
+        self.caller_view: Callable[[Caller], Awaitable[CallerView | None]] | None = None
+        """What a caller is listed where it is not the shared catalog (`UserCatalogs.view`): a run
+        searches and calls the caller's own tools of per-user servers, never another user's."""
+
+    async def view(self, caller: Caller) -> CallerView | None:
+        """The caller's view, or None when the shared catalog is theirs (no server is per user)."""
+        return await self.caller_view(caller) if self.caller_view is not None else None
 
     async def start(self) -> None:
         await self._codemode.start()
@@ -97,6 +106,7 @@ class CodeModeRouter:
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
             parent_id=ctx.audit_id or new_id(),  # the id the audit journal gave the request, if any
             timeout=timeout,
+            **_own_tools(await self.view(ctx.caller)),
         )
         ctx.call_id = request.id  # a cancellation abandons it: EXEC_CANCEL, which codemode also hears
         running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
@@ -135,6 +145,14 @@ class CodeModeRouter:
             return CodeModeAnswer.model_validate_json(reply.data)
         except ValidationError:
             return failed(ErrorKind.INTERNAL, "the gateway received a malformed reply from its codemode service")
+
+
+def _own_tools(view: CallerView | None) -> dict[str, Any]:
+    """`CodeModeCall`'s fields naming the per-user servers' tools the caller is listed (none: no view)."""
+    if view is None:
+        return {}
+    own = [(e.server, {**e.definition, "name": e.tool}) for e in view.tools.entries if e.server in view.per_user]
+    return {"per_user": sorted(view.per_user), "own_tools": own}
 
 
 def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]:

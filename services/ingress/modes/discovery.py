@@ -26,7 +26,7 @@ from mcp_types import INVALID_REQUEST
 
 from libs.common.contracts.discovery import FIND_TOOLS, FIND_TOOLS_NAME, discovery_choice
 from services.ingress.auth.keys import KeyDirectory
-from services.ingress.catalog.aggregated import Catalog
+from services.ingress.catalog.aggregated import Catalog, CatalogEntry
 from services.ingress.modes.codemode import CodeModeRouter
 from services.ingress.protocol import error_body
 
@@ -72,7 +72,10 @@ class DiscoveryRouter:
         body, audit = await self.code_mode.route(ctx, FIND_TOOLS_NAME, params)
         result = body.get("result")
         if isinstance(result, dict) and not result.get("isError"):
-            result.update(self._answer(ctx, result))  # the version's own fields (resultType) stay
+            view = await self.code_mode.view(ctx.caller)  # the found tools are named as the caller is listed them
+            result.update(
+                self._answer(ctx, result, view.by_name if view is not None else self.catalog.by_name)
+            )  # the version's own fields (resultType) stay
         return body, audit
 
     async def _list(
@@ -89,9 +92,9 @@ class DiscoveryRouter:
         result["tools"] = [tool for tool in tools if tool.get("name") in keep] + [FIND_TOOLS]
         return body
 
-    def _answer(self, ctx: Any, result: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, ctx: Any, result: dict[str, Any], listed: dict[str, CatalogEntry]) -> dict[str, Any]:
         found = (result.get("structuredContent") or {}).get("found") or []
-        names = {(entry.server, entry.tool): entry for entry in self.catalog.by_name.values()}
+        names = {(entry.server, entry.tool): entry for entry in listed.values()}
         entries = [names[(server, tool)] for server, tool in found if (server, tool) in names]
         definitions = [
             {key: entry.definition[key] for key in ("name", "description", "inputSchema") if key in entry.definition}
