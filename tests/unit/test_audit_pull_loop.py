@@ -37,6 +37,6 @@ async def test_a_refused_fetch_lets_the_event_loop_run_before_it_fails(error):
 
     other = asyncio.create_task(other_work())
     with pytest.raises(type(error)):  # FastStream's loop catches these; they must still reach it
-        await _NatsTimeouts(_Refusing(error)).fetch(10, timeout=1.0)
+        await _NatsTimeouts(_Refusing(error), most_pending=10).fetch(10, timeout=1.0)
     assert ran == [0, 1, 2]  # the other task ran to its end while the fetch failed
     await other
