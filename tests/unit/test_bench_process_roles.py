@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,17 @@ from gateway_stack import _role as role_of  # noqa: E402
 from gateway_stack import costs_between  # noqa: E402
 
 pytestmark = pytest.mark.unit
+
+
+def _exec_done(pid: int, name: str) -> None:
+    """Wait until `pid` runs under `name` (bash's `exec -a` runs after bash itself has started, and the
+    command line reads empty while the exec is under way)."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    for _ in range(1000):
+        if cmdline.read_bytes().split(b"\0")[0].endswith(name.encode()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} does not run as {name} after 10 s")
 
 
 @pytest.fixture
@@ -41,6 +53,7 @@ def test_a_process_is_the_role_of_the_module_it_runs_not_of_the_paths_it_names(c
         ["bash", "-c", f"exec -a {checkout_named_ingress}/nats-server cat"], stdin=subprocess.PIPE
     )
     try:
+        _exec_done(server.pid, "/nats-server")
         assert role_of(service.pid) == "policy"
         assert role_of(server.pid) == "nats-server"
     finally:
