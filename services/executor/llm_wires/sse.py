@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+from abc import ABC, abstractmethod
 from typing import Any
 
 import orjson
@@ -41,7 +42,7 @@ class SseParser:
         return events
 
 
-class JsonEventDecoder:
+class JsonEventDecoder(ABC):
     """A stream whose events each hold one JSON object (Anthropic, Gemini), as OpenAI chunks.
 
     `feed` hands each object, with its event's name, to `_event` until `_failure` finds the provider's
@@ -65,10 +66,10 @@ class JsonEventDecoder:
             out += self._event(name, event)
         return out
 
+    @abstractmethod
     def _failure(self, name: str, event: dict[str, Any]) -> WireFailure | None:
         """The provider's error this event reports, if it is one."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _event(self, name: str, event: dict[str, Any]) -> list[dict[str, Any]]:
         """The chunks of one event that is not an error."""
-        raise NotImplementedError
