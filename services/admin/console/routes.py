@@ -174,6 +174,14 @@ def console_api(
             config = unmask_server(config, store.sealer.open(stored.value.config), f"testing server {body.name!r}")
         return await probe(config, egress)
 
+    _playground_routes(router, store, playground, apps)
+    return router
+
+
+def _playground_routes(router: APIRouter, store: AdminStore, playground: Playground, apps: AppHost) -> None:
+    """The playground's routes: act as a virtual key whose secret the person holds, through the gateway."""
+    prefix = "/console"
+
     def _playground() -> Playground:
         if not playground.url:
             raise AdminError(
@@ -261,5 +269,3 @@ def console_api(
     def _apps() -> AppHost:
         _playground()  # the same address, the same refusal without it
         return apps
-
-    return router
