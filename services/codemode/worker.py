@@ -42,12 +42,14 @@ from starlark_go import (
 
 from .rewrite import DOT, restore
 
-__all__ = ["main"]
+__all__ = ["WORKER_NICENESS", "main"]
 
 _FILENAME = "script.star"
 _FRAME = re.compile(r"^\s*" + re.escape(_FILENAME) + r":(\d+):(\d+): in (.+)$")
 _DUMPS = orjson.OPT_NON_STR_KEYS
 _PR_SET_PDEATHSIG = 1
+WORKER_NICENESS = 10
+"""How much lower than its service a worker runs (`nice`): a script gets the CPU the services leave."""
 
 
 class _Channel:
@@ -187,7 +189,10 @@ def _run(channel: _Channel, request: dict[str, Any]) -> dict[str, Any]:
 def _cap_resources(extra_bytes: int) -> None:
     """Address space: what the process (Python + the Go runtime's reservations) has now, plus the cap.
 
-    No core dumps (a Go abort would write one per killed run) and no file writes."""
+    No core dumps (a Go abort would write one per killed run) and no file writes. A lower CPU priority
+    (`WORKER_NICENESS`): scripts spinning on every core must not starve the service that stops them, nor
+    the other services on the machine, of the moments they need to acknowledge and answer calls."""
+    os.nice(WORKER_NICENESS)
     with open("/proc/self/status", encoding="ascii") as status:
         size_kb = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
     limit = size_kb * 1024 + extra_bytes

@@ -18,6 +18,8 @@ from libs.common.runtime.walls.confine import abi_version
 from services.codemode.rewrite import global_name, rewrite
 from services.codemode.sandbox import RunOutcome, WorkerPool, _worker_box
 from services.codemode.sandbox_limits import Limits
+from services.codemode.worker import WORKER_NICENESS
+from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +152,20 @@ async def test_another_run_completes_while_a_worker_spins(pool):
     assert not spinning.done()
     assert (await spinning).error["limit"] == "cpu"
     await _recovered(pool)
+
+
+def _niceness(pid: int) -> int:
+    """The `nice` value of process `pid` (field 19 of /proc/<pid>/stat, the 17th after the name)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[16])
+
+
+async def test_a_worker_runs_below_its_service_so_spinning_scripts_cannot_starve_it(pool):
+    spinning = asyncio.create_task(_run(pool, "for i in range(1000000000000):\n    pass\n"))
+    await poll_until(lambda: pool.idle < 2, "the script to hold a worker")
+    for worker in list(pool._all):
+        assert _niceness(worker.process.pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS)
+    assert (await spinning).error["limit"] == "cpu"
 
 
 async def test_a_tool_call_with_enormous_arguments_hits_the_message_limit():
