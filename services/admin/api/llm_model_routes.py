@@ -139,9 +139,9 @@ async def _write(store: AdminStore, found: Versioned[RoutesRecord] | None, recor
 
 LLM_MODEL_ROUTES = (
     Route("GET", "/llm-models", "providers:read", list_models),
-    Route("GET", "/llm-models/{name}", "providers:read", get_model, errors=(404,)),
-    Route("PUT", "/llm-models/{name}", "providers:write", put_model, errors=(409, 422)),
-    Route("DELETE", "/llm-models/{name}", "providers:write", delete_model, 204, (404, 409)),
+    Route("GET", "/llm-models/{name:path}", "providers:read", get_model, errors=(404,)),
+    Route("PUT", "/llm-models/{name:path}", "providers:write", put_model, errors=(409, 422)),
+    Route("DELETE", "/llm-models/{name:path}", "providers:write", delete_model, 204, (404, 409)),
 )
 
 

@@ -322,6 +322,20 @@ async def test_a_route_written_through_the_admin_api_routes_survives_config_appl
         await client.chat.completions.create(model="gpt-api-route", messages=HI)
 
 
+async def test_a_model_name_with_slashes_is_one_path_parameter(gateway):
+    client = sdk_client(gateway)
+    name = "team-a/meta/llama-3-70b"  # as model hubs name them
+    async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
+        put = await admin.put(f"/llm-models/{name}", json=API_ROUTE)
+        assert (put.status_code, put.json()["name"]) == (200, name), put.text
+        assert (await admin.get(f"/llm-models/{name}")).json()["name"] == name
+        await poll_until(lambda: name in gateway.ingress.models.models, "the slashed route in the ingress view")
+        listed = await client.models.list()
+        assert name in {model.id for model in listed.data}
+        assert (await admin.delete(f"/llm-models/{name}")).status_code == 204
+        assert (await admin.get(f"/llm-models/{name}")).status_code == 404
+
+
 async def test_a_route_naming_an_unknown_provider_or_a_listed_model_is_refused_naming_the_problem(gateway):
     unknown = {"deployments": [{"provider": "nowhere", "model": "m"}]}
     async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=30) as admin:
