@@ -1,6 +1,7 @@
 """Analytics against a real nats-server and the real ClickHouse engine (chdb), fed by the real audit
-pipeline: every query in docs/analytics.md answers what the events say, queries are read-only and
-limited, and `bastion audit export` pages through a range exactly once per event.
+pipeline: every query in docs/analytics.md answers what the events say (their answers are computed
+in tests/support/analytics_questions.py), queries are read-only and limited, and `bastion audit
+export` pages through a range exactly once per event.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import json
 import re
 import sys
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,12 @@ from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent
 from services.audit import AuditService
 from services.audit.errors import StoreUnavailable
-from tests.support.analytics_data import percentile
+from tests.support.analytics_questions import CHECKS, doc_queries, hour, utc
 from tests.support.analytics_stack import stack_with_dataset
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-DOC = ROOT / "docs" / "analytics.md"
-WAIT = 60.0
 
 
 @dataclass
@@ -62,178 +60,6 @@ def records(answer: AnalyticsAnswer) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------ the ten questions in the doc
-
-
-def doc_queries() -> dict[int, str]:
-    text = DOC.read_text()
-    found = re.findall(r"^### (\d+)\. .*?\n```sql\n(.*?)```", text, flags=re.S | re.M)
-    return {int(number): sql for number, sql in found}
-
-
-def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def _hour(ts: float) -> datetime:
-    return _utc(ts).replace(minute=0, second=0, microsecond=0)
-
-
-def _since(stack: Stack, **delta: float) -> list[AuditEvent]:
-    start = stack.now - timedelta(**delta).total_seconds()
-    return [e for e in stack.events if e.ts >= start]
-
-
-def _as_datetime(value: Any) -> datetime:
-    when = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-def _as_date(value: Any) -> date:
-    return date.fromisoformat(value[:10]) if isinstance(value, str) else value
-
-
-def q1(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    start = _hour(stack.now - 24 * 3600)
-    want: dict[datetime, Counter[str]] = defaultdict(Counter)
-    for e in stack.events:
-        if _hour(e.ts) >= start:
-            bucket = want[_hour(e.ts)]
-            bucket["calls"] += 1
-            bucket["errors"] += e.status in ("error", "tool_error")
-            bucket["denied"] += e.status == "denied"
-    got = {_as_datetime(r["hour"]): Counter(calls=r["calls"], errors=r["errors"], denied=r["denied"]) for r in rows}
-    assert got == dict(want)
-    assert [_as_datetime(r["hour"]) for r in rows] == sorted(want)
-
-
-def q2(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    chosen = _since(stack, days=7)
-    calls = Counter((e.server, e.tool) for e in chosen)
-    spend: dict[tuple[str, str], float] = defaultdict(float)
-    for e in chosen:
-        spend[(e.server, e.tool)] += e.cost_usd or 0.0
-    want = sorted(calls, key=lambda tool: (-round(spend[tool], 6), -calls[tool], tool))[:10]
-    assert [(r["server"], r["tool"]) for r in rows] == want
-    for r in rows:
-        assert r["operations"] == calls[(r["server"], r["tool"])]
-        assert r["spend_usd"] == pytest.approx(spend[(r["server"], r["tool"])], abs=1e-6)
-    assert rows[0]["tool"] == "web_search" and rows[0]["spend_usd"] > 0  # the dearest tool in the dataset
-
-
-def q3(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    by_server: dict[str, list[AuditEvent]] = defaultdict(list)
-    for e in _since(stack, days=7):
-        by_server[e.server].append(e)
-    for r in rows:
-        events = by_server.pop(r["server"])
-        assert r["operations"] == len(events)
-        assert r["error_rate"] == pytest.approx(sum(e.status == "error" for e in events) / len(events), abs=1e-4)
-        assert r["tool_error_rate"] == pytest.approx(
-            sum(e.status == "tool_error" for e in events) / len(events), abs=1e-4
-        )
-        assert r["denied_rate"] == pytest.approx(sum(e.status == "denied" for e in events) / len(events), abs=1e-4)
-    assert not by_server
-    assert rows[0]["server"] == "search"  # the only server with upstream errors in the dataset
-
-
-def q4(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    latencies: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for e in _since(stack, days=7):
-        latencies[(e.server, e.tool)].append(e.latency_ms)
-    assert len(rows) == len(latencies)
-    for r in rows:
-        values = latencies[(r["server"], r["tool"])]
-        for column, q in (("p50_ms", 0.5), ("p95_ms", 0.95), ("p99_ms", 0.99)):
-            assert r[column] == pytest.approx(percentile(values, q), abs=0.01)
-    assert [r["p95_ms"] for r in rows] == sorted((r["p95_ms"] for r in rows), reverse=True)
-    assert rows[0]["tool"] == "web_search"
-
-
-def q5(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    day = _utc(stack.now).date() - timedelta(days=1)
-    chosen = [e for e in stack.events if e.name == "github__create_issue" and _utc(e.ts).date() == day]
-    assert chosen, "the dataset covers yesterday"
-    per_key: dict[str, list[AuditEvent]] = defaultdict(list)
-    for e in chosen:
-        per_key[e.key_name].append(e)
-    want = sorted(per_key.items(), key=lambda item: (-len(item[1]), item[0]))
-    assert [r["key_name"] for r in rows] == [key for key, _ in want]
-    for r, (_, events) in zip(rows, want, strict=True):
-        assert r["calls"] == len(events)
-        assert r["failed"] == sum(e.status != "ok" for e in events)
-        assert _as_datetime(r["first"]).timestamp() == pytest.approx(min(e.ts for e in events), abs=1e-3)
-        assert _as_datetime(r["last"]).timestamp() == pytest.approx(max(e.ts for e in events), abs=1e-3)
-
-
-def q6(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    month = _utc(stack.now).date().replace(day=1)
-    chosen = [e for e in stack.events if _utc(e.ts).date() >= month]
-    calls = Counter((e.team_id, e.customer_id) for e in chosen)
-    refused = Counter((e.team_id, e.customer_id) for e in chosen if e.status == "denied")
-    spend: dict[tuple[str | None, str | None], float] = defaultdict(float)
-    for e in chosen:
-        spend[(e.team_id, e.customer_id)] += e.cost_usd or 0.0
-    got = {(r["team"], r["customer"]): (r["operations"], r["refused"], r["spend_usd"]) for r in rows}
-    assert set(got) == set(calls)
-    for group, (operations, denied, spend_usd) in got.items():
-        assert (operations, denied) == (calls[group], refused[group])
-        assert spend_usd == pytest.approx(spend[group], abs=1e-6)
-    assert [r["spend_usd"] for r in rows] == sorted((r["spend_usd"] for r in rows), reverse=True)
-
-
-def q7(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    denied = Counter((e.key_name, e.server, e.tool) for e in _since(stack, days=7) if e.status == "denied")
-    want = sorted(denied.items(), key=lambda item: (-item[1], item[0]))
-    assert [((r["key_name"], r["server"], r["tool"]), r["denied"]) for r in rows] == want
-    assert want and all(key == "ci-bot" for (key, _, _), _ in want)
-
-
-def q8(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    errors = Counter((e.server, e.error_kind) for e in _since(stack, days=7) if e.status == "error")
-    want = sorted(errors.items(), key=lambda item: (-item[1], item[0]))
-    assert [((r["server"], r["error_kind"]), r["errors"]) for r in rows] == want
-    assert all(r["example"] == "upstream took too long" for r in rows)
-
-
-def q9(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    start = _utc(stack.now).date() - timedelta(days=30)
-    groups: dict[tuple[date, str], list[AuditEvent]] = defaultdict(list)
-    for e in stack.events:
-        if _utc(e.ts).date() >= start:
-            groups[(_utc(e.ts).date(), e.server)].append(e)
-    assert [(_as_date(r["day"]), r["server"]) for r in rows] == sorted(groups)
-    for r in rows:
-        events = groups[(_as_date(r["day"]), r["server"])]
-        assert r["operations"] == len(events)
-        assert r["failures"] == sum(e.status == "error" for e in events)
-        assert r["avg_latency_ms"] == pytest.approx(sum(e.latency_ms for e in events) / len(events), abs=0.01)
-
-
-def q10(stack: Stack, rows: list[dict[str, Any]]) -> None:
-    failed = sorted(
-        (e for e in stack.events if e.key_name == "bob" and e.status != "ok"),
-        key=lambda e: (e.ts, e.event_id),
-        reverse=True,
-    )[:20]
-    assert rows and len(rows) == len(failed)
-    for r, e in zip(rows, failed, strict=True):
-        assert (r["name"], r["status"], r["error_kind"], r["error"]) == (e.name, e.status, e.error_kind, e.error)
-        assert r["latency_ms"] == pytest.approx(e.latency_ms)
-        assert _as_datetime(r["ts"]).timestamp() == pytest.approx(e.ts, abs=1e-6)
-
-
-CHECKS: dict[int, Callable[[Stack, list[dict[str, Any]]], None]] = {
-    1: q1,
-    2: q2,
-    3: q3,
-    4: q4,
-    5: q5,
-    6: q6,
-    7: q7,
-    8: q8,
-    9: q9,
-    10: q10,
-}
 
 
 def test_the_doc_has_the_ten_questions() -> None:
@@ -283,7 +109,7 @@ async def test_format_functions_are_values_not_a_format_clause(stack: Stack) -> 
         "SELECT formatDateTime(ts, '%F', 'UTC') AS day, count() AS n FROM bastion.audit_events FINAL"
         " GROUP BY day ORDER BY day"
     )
-    per_day = Counter(_utc(e.ts).date().isoformat() for e in stack.events)
+    per_day = Counter(utc(e.ts).date().isoformat() for e in stack.events)
     assert (await ask(stack, sql)).rows == [[day, per_day[day]] for day in sorted(per_day)]
 
 
@@ -490,14 +316,14 @@ async def test_every_grafana_query_runs_on_the_real_store(stack: Stack, variable
     (keys,) = [p for p in board["panels"] if p["title"] == "Calls per key"]
     every = {"key": "__all", "server": "__all", "team": "__all"}
     answer = await ask(stack, grafana_sql(keys["targets"][0]["rawSql"], since, until, every))
-    want = Counter(e.key_name for e in stack.events if _hour(e.ts).timestamp() >= since)  # whole hours in range
+    want = Counter(e.key_name for e in stack.events if hour(e.ts).timestamp() >= since)  # whole hours in range
     assert {row[0]: row[1] for row in answer.rows} == want
     # and the spend per team / customer is what policy charged
     (teams,) = [p for p in board["panels"] if p["title"] == "Spend per team / customer (USD)"]
     answer = await ask(stack, grafana_sql(teams["targets"][0]["rawSql"], since, until, every))
     spend: dict[str, float] = defaultdict(float)
     for e in stack.events:
-        if _hour(e.ts).timestamp() >= since:
+        if hour(e.ts).timestamp() >= since:
             spend[f"{e.team_id} / {e.customer_id}"] += e.cost_usd or 0.0
     assert {row[0]: row[1] for row in answer.rows} == pytest.approx(dict(spend), abs=1e-6)
 

@@ -1,5 +1,5 @@
 """A call parked for approval, answered as a gateway-hosted task to agents that speak tasks
-(docs/approvals.md, docs/tasks.md): the refund gateway of test_policy_approvals (real policy,
+(docs/approvals.md, docs/tasks.md): the refund gateway of tests/support/approvals_gateway.py (real policy,
 executor, refund upstream writing a ledger, admin service) and the raw task-speaking agents of
 test_tasks, in both revisions' forms, with a second ingress replica answering for the task."""
 
@@ -17,20 +17,20 @@ import pytest
 from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import IngressSettings
 from services.ingress.service import IngressService
-from tests.integration.test_policy_approvals import (
+from tests.integration.test_tasks import RELATED, Legacy, Modern
+from tests.support.admin_api import principal_token
+from tests.support.approvals_gateway import (
     OTHER_KEY,
     POLICIES,
     SECRETS,
     SUPPORT_KEY,
-    _config,
     approver,
     approver_token,
     gateway,
     ledger,
+    refund_config,
     webhook,
 )
-from tests.integration.test_tasks import RELATED, Legacy, Modern
-from tests.support.admin_api import principal_token
 from tests.support.audit_rows import audit_rows_when
 from tests.support.gateway import Gateway
 from tests.support.polling import poll_until
@@ -57,7 +57,7 @@ async def hosting(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tup
     a parked call of it is an approval task all the same. Its approver, and its ledger."""
     workdir = tmp_path_factory.mktemp("approval-tasks-hosted")
     (workdir / "ledger.txt").touch()
-    config = _config(workdir)
+    config = refund_config(workdir)
     config["mcpServers"]["billing"]["tasks"] = {"refund": {"after_ms": 600_000}}
     async with refund_gateway(workdir, config, SECRETS, POLICIES, "the refund example") as gw:
         assert gw.admin is not None

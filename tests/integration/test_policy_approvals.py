@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,149 +23,42 @@ from libs.common.cedar.approvals import APPROVAL_META, approval_key
 from libs.common.contracts import subjects
 from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
 from libs.common.contracts.messages import AuditEvent
-from libs.common.runtime.sealing import is_sealed, new_key
+from libs.common.runtime.sealing import is_sealed
 from tests.support.admin_api import principal_token
+from tests.support.approvals_gateway import (
+    OTHER_KEY,
+    POLICIES,
+    SUPPORT_KEY,
+    WEBHOOK_SECRET,
+    approver,
+    approver_token,
+    gateway,
+    ledger,
+    parked_refund,
+    refund_config,
+    refused_retry,
+    result_text,
+    retried_refund,
+    webhook,
+)
 from tests.support.audit_rows import audit_rows_when, kind_rows_when
 from tests.support.console_browser import browser
 from tests.support.gateway import Gateway
 from tests.support.polling import poll_until
-from tests.support.refund_gateway import (
-    billing_server,
-    documented_policy,
-    ledger_of,
-    refund_gateway,
-    runs_in,
-)
-from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
+from tests.support.refund_gateway import runs_in
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
-SUPPORT_KEY = "bk_test_support_key_0000000000"
-OTHER_KEY = "bk_test_other_key_000000000000"
-
-# the refund example: up to 100 EUR runs; above, a person approves
-POLICIES = (
-    documented_policy("refund-above-100")
-    + """
-@id("refund-huge")
-@approval("finance")
-@timeout("1")
-@reason("a huge refund is decided within a second, or never")
-forbid (principal, action == Action::"tools/call", resource == Tool::"billing/refund")
-when { context.decimals.amount.greaterThan(decimal("100000.0")) };
-
-@id("no-delete-on-billing")
-@reason("orders are never deleted by an agent")
-forbid (principal, action, resource in Server::"billing")
-when { resource.tool like "delete_*" };
-
-@id("own-customer-rows")
-@reason("a key reads only its own customer's rows")
-forbid (principal, action, resource == Tool::"billing/lookup")
-unless { context.arguments.customer == principal.customer };
-"""
-)
-
-
-SECRETS = new_key()
-
-
-def _config(workdir: Path) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "mcpServers": {"billing": billing_server(workdir)},
-        "customers": [{"id": "acme", "name": "Acme"}],
-        "teams": [{"id": "support", "name": "Support", "customer_id": "acme"}],
-        "users": [{"id": "sam", "name": "Sam", "team_id": "support"}],
-        "keys": [
-            {"name": "support", "key": SUPPORT_KEY, "tools": ["billing/*"], "user": "sam"},
-            {"name": "other", "key": OTHER_KEY, "tools": ["billing/*"]},
-        ],
-    }
-    return config
-
-
-WEBHOOK_SECRET = "webhook-signing-secret"
-
-
-@pytest.fixture(scope="module")
-async def webhook() -> AsyncIterator[WebhookReceiver]:
-    async with webhook_receiver() as receiver:
-        yield receiver
-
-
-@pytest.fixture(scope="module")
-async def gateway(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookReceiver) -> AsyncIterator[Gateway]:
-    workdir = tmp_path_factory.mktemp("approvals")
-    config = _config(workdir)
-    webhooks = {
-        "approval_webhook_url": webhook.url,
-        "approval_webhook_secret": WEBHOOK_SECRET,
-        "egress": {"allow_private_hosts": ["127.0.0.1"]},  # the receiver is on loopback
-    }
-    async with refund_gateway(workdir, config, SECRETS, POLICIES, "the refund example", **webhooks) as gw:
-        yield gw
-
-
-@pytest.fixture(scope="module")
-def ledger(gateway: Gateway) -> Path:
-    return ledger_of(gateway)
-
-
-@pytest.fixture(scope="module")
-async def approver_token(gateway: Gateway) -> str:
-    assert gateway.admin is not None
-    return await principal_token(
-        gateway.admin, gateway.admin_token, "fran@example.com", {"role": "call_approver"}, kind="person"
-    )
-
-
-@pytest.fixture(scope="module")
-async def approver(gateway: Gateway, approver_token: str) -> AsyncIterator[httpx.AsyncClient]:
-    token = approver_token
-    async with httpx.AsyncClient(
-        base_url=gateway.admin_api, headers={"Authorization": f"Bearer {token}"}, timeout=10
-    ) as http:
-        yield http
-
-
-async def _parked(gateway: Gateway, arguments: dict[str, Any], key: str = SUPPORT_KEY) -> dict[str, Any]:
-    """Call refund expecting it parked; the answer's `data` (what the agent acts on)."""
-    async with gateway.client(key) as client:
-        with pytest.raises(MCPError) as parked:
-            await client.call_tool("billing__refund", arguments)
-    assert parked.value.code == JSONRPC_CODE[ErrorKind.APPROVAL_REQUIRED]
-    data: dict[str, Any] = parked.value.data
-    assert data["kind"] == "approval_required"
-    return data
-
-
-async def _retry(gateway: Gateway, approval_id: str, arguments: dict[str, Any], key: str = SUPPORT_KEY) -> Any:
-    """The agent calls again naming the approval: the result, or the `MCPError` it was answered with."""
-    async with gateway.client(key) as client:
-        try:
-            return await client.call_tool("billing__refund", arguments, meta={APPROVAL_META: approval_id})
-        except MCPError as exc:
-            return exc
-
-
-async def _refused_retry(
-    gateway: Gateway, approval_id: str, arguments: dict[str, Any], key: str = SUPPORT_KEY
-) -> MCPError:
-    answer = await _retry(gateway, approval_id, arguments, key)
-    assert isinstance(answer, MCPError), answer
-    return answer
-
-
-def _text(result: Any) -> str:
-    return "".join(getattr(block, "text", "") for block in result.content)
+__all__ = ["approver", "approver_token", "gateway", "ledger", "webhook"]  # fixtures, shared
 
 
 async def test_the_refund_example_end_to_end(gateway: Gateway, approver: httpx.AsyncClient, ledger: Path) -> None:
     async with gateway.client(SUPPORT_KEY) as client:
         small = await client.call_tool("billing__refund", {"order": "o-small", "amount": 100})
-    assert _text(small) == "refunded 100 EUR on o-small"
+    assert result_text(small) == "refunded 100 EUR on o-small"
 
-    data = await _parked(gateway, {"order": "o-big", "amount": 250})
+    data = await parked_refund(gateway, {"order": "o-big", "amount": 250})
     approval = data["approval"]
     assert (approval["state"], approval["policy"], approval["approvers"]) == ("pending", "refund-above-100", "finance")
     assert approval["reason"] == "refunds above 100 EUR need a person"
@@ -183,7 +75,7 @@ async def test_the_refund_example_end_to_end(gateway: Gateway, approver: httpx.A
     assert is_sealed(json.loads(stored)["call_sealed"])
 
     # still waiting: the agent's retry runs nothing
-    waiting = await _refused_retry(gateway, approval["id"], {"order": "o-big", "amount": 250})
+    waiting = await refused_retry(gateway, approval["id"], {"order": "o-big", "amount": 250})
     assert waiting.data["approval"]["state"] == "pending"
 
     pending = (await approver.get("/approvals", params={"state": "pending"})).json()
@@ -196,10 +88,10 @@ async def test_the_refund_example_end_to_end(gateway: Gateway, approver: httpx.A
     assert (await approver.post(f"/approvals/{approval['id']}/deny", json={"reason": "late"})).status_code == 409
 
     # the agent comes back with other arguments: the approved ones run, once
-    ran = await _retry(gateway, approval["id"], {"order": "o-big", "amount": 99999})
-    assert _text(ran) == "refunded 250 EUR on o-big"
-    again = await _retry(gateway, approval["id"], {"order": "o-evil", "amount": 1})
-    assert _text(again) == "refunded 250 EUR on o-big"
+    ran = await retried_refund(gateway, approval["id"], {"order": "o-big", "amount": 99999})
+    assert result_text(ran) == "refunded 250 EUR on o-big"
+    again = await retried_refund(gateway, approval["id"], {"order": "o-evil", "amount": 1})
+    assert result_text(again) == "refunded 250 EUR on o-big"
     assert runs_in(ledger).splitlines().count("refund o-big 250") == 1
     assert "o-evil" not in runs_in(ledger) and "99999" not in runs_in(ledger)
     assert (await approver.get(f"/approvals/{approval['id']}")).json()["state"] == "ran"
@@ -220,18 +112,18 @@ async def test_the_refund_example_end_to_end(gateway: Gateway, approver: httpx.A
 
 
 async def test_a_denied_refund_never_runs(gateway: Gateway, approver: httpx.AsyncClient, ledger: Path) -> None:
-    approval = (await _parked(gateway, {"order": "o-denied", "amount": 500}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-denied", "amount": 500}))["approval"]
     denied = await approver.post(f"/approvals/{approval['id']}/deny", json={"reason": "fraud pattern"})
     assert denied.status_code == 200, denied.text
     assert (await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "oops"})).status_code == 409
-    refused = await _refused_retry(gateway, approval["id"], {"order": "o-denied", "amount": 500})
+    refused = await refused_retry(gateway, approval["id"], {"order": "o-denied", "amount": 500})
     assert refused.code == JSONRPC_CODE[ErrorKind.FORBIDDEN]
     assert "denied by fran@example.com: fraud pattern" in refused.message
     assert "o-denied" not in runs_in(ledger)
 
 
 async def test_an_expired_refund_never_runs(gateway: Gateway, approver: httpx.AsyncClient, ledger: Path) -> None:
-    approval = (await _parked(gateway, {"order": "o-late", "amount": 200000}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-late", "amount": 200000}))["approval"]
     assert approval["policy"] in {"refund-above-100", "refund-huge"}
     assert approval["expires_at"] - approval["created_at"] == pytest.approx(1.0, abs=0.01)
 
@@ -241,7 +133,7 @@ async def test_an_expired_refund_never_runs(gateway: Gateway, approver: httpx.As
     await poll_until(expired, "the approval to expire")
     late = await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "too late"})
     assert late.status_code == 409 and "expired" in late.json()["message"]
-    refused = await _refused_retry(gateway, approval["id"], {"order": "o-late", "amount": 200000})
+    refused = await refused_retry(gateway, approval["id"], {"order": "o-late", "amount": 200000})
     assert "expired" in refused.message
     assert "o-late" not in runs_in(ledger)
     rows = await kind_rows_when(gateway.nats_url, "admin", lambda rs: any(r.target == approval["id"] for r in rs))
@@ -252,13 +144,13 @@ async def test_an_expired_refund_never_runs(gateway: Gateway, approver: httpx.As
 async def test_another_key_cannot_collect_an_approval(
     gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
 ) -> None:
-    approval = (await _parked(gateway, {"order": "o-mine", "amount": 300}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-mine", "amount": 300}))["approval"]
     await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
-    refused = await _refused_retry(gateway, approval["id"], {"order": "o-mine", "amount": 300}, key=OTHER_KEY)
+    refused = await refused_retry(gateway, approval["id"], {"order": "o-mine", "amount": 300}, key=OTHER_KEY)
     assert refused.code == JSONRPC_CODE[ErrorKind.FORBIDDEN]
     assert "o-mine" not in runs_in(ledger)
     # and the approval is still the support key's to collect
-    assert _text(await _retry(gateway, approval["id"], {})) == "refunded 300 EUR on o-mine"
+    assert result_text(await retried_refund(gateway, approval["id"], {})) == "refunded 300 EUR on o-mine"
 
 
 async def test_delete_is_refused_by_a_policy_named_in_the_audit_row(gateway: Gateway, ledger: Path) -> None:
@@ -280,7 +172,10 @@ async def test_delete_is_refused_by_a_policy_named_in_the_audit_row(gateway: Gat
 
 async def test_a_key_reads_only_its_own_customers_rows(gateway: Gateway, ledger: Path) -> None:
     async with gateway.client(SUPPORT_KEY) as client:
-        assert _text(await client.call_tool("billing__lookup", {"order": "o-2", "customer": "acme"})) == "o-2 of acme"
+        assert (
+            result_text(await client.call_tool("billing__lookup", {"order": "o-2", "customer": "acme"}))
+            == "o-2 of acme"
+        )
         with pytest.raises(MCPError) as refused:
             await client.call_tool("billing__lookup", {"order": "o-3", "customer": "globex"})
         with pytest.raises(MCPError) as missing:
@@ -291,7 +186,7 @@ async def test_a_key_reads_only_its_own_customers_rows(gateway: Gateway, ledger:
 
 async def test_an_approver_without_the_permission_is_refused(gateway: Gateway) -> None:
     assert gateway.admin is not None
-    approval = (await _parked(gateway, {"order": "o-op", "amount": 150}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-op", "amount": 150}))["approval"]
     token = await principal_token(gateway.admin, gateway.admin_token, "olga@example.com", {"role": "operator"})
     async with httpx.AsyncClient(base_url=gateway.admin_api, timeout=10) as http:
         operator = {"Authorization": f"Bearer {token}"}
@@ -314,7 +209,7 @@ async def test_an_approver_without_the_permission_is_refused(gateway: Gateway) -
 
 async def test_the_caller_cannot_approve_its_own_call(gateway: Gateway, ledger: Path) -> None:
     assert gateway.admin is not None
-    approval = (await _parked(gateway, {"order": "o-self", "amount": 700}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-self", "amount": 700}))["approval"]
     # a person who is the call's user (the support key acts for sam), holding approvals:decide
     token = await principal_token(gateway.admin, gateway.admin_token, "sam", {"role": "call_approver"}, kind="person")
     async with httpx.AsyncClient(
@@ -323,7 +218,7 @@ async def test_the_caller_cannot_approve_its_own_call(gateway: Gateway, ledger: 
         refused = await sam.post(f"/approvals/{approval['id']}/approve", json={"reason": "trust me"})
         assert refused.status_code == 403 and "another person decides it" in refused.json()["message"]
         assert (await sam.get(f"/approvals/{approval['id']}")).json()["state"] == "pending"
-    await _refused_retry(gateway, approval["id"], {"order": "o-self", "amount": 700})
+    await refused_retry(gateway, approval["id"], {"order": "o-self", "amount": 700})
     assert "o-self" not in runs_in(ledger)
 
 
@@ -350,7 +245,7 @@ async def test_a_policy_with_a_syntax_error_is_refused_with_its_line(gateway: Ga
 
 
 async def test_the_config_file_publishes_its_policies_once(gateway: Gateway, tmp_path: Path) -> None:
-    raw = _config(Path(gateway.config.mcp_servers["billing"].env["LEDGER_FILE"]).parent)
+    raw = refund_config(Path(gateway.config.mcp_servers["billing"].env["LEDGER_FILE"]).parent)
     async with httpx.AsyncClient(base_url=gateway.admin_api, headers=gateway.admin_headers, timeout=10) as owner:
         before = (await owner.get("/policies")).json()
         await gateway.apply({**raw, "policies": POLICIES})  # the active text already: no new version
@@ -378,7 +273,7 @@ async def test_an_approver_decides_in_the_console(
     gateway: Gateway, approver_token: str, approver: httpx.AsyncClient, ledger: Path, tmp_path: Path
 ) -> None:
     assert gateway.admin is not None
-    approval = (await _parked(gateway, {"order": "o-console", "amount": 180}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-console", "amount": 180}))["approval"]
     row = f"#approvals-table tr[data-approval='{approval['id']}']"
     async with browser(tmp_path / "profile") as page:
         await page.open(f"{gateway.admin.url}/console#token={approver_token}")
@@ -400,14 +295,14 @@ async def test_an_approver_decides_in_the_console(
         "fran@example.com",
         "looked at the order",
     )
-    assert _text(await _retry(gateway, approval["id"], {})) == "refunded 180 EUR on o-console"
+    assert result_text(await retried_refund(gateway, approval["id"], {})) == "refunded 180 EUR on o-console"
     assert runs_in(ledger).splitlines().count("refund o-console 180") == 1
 
 
 async def test_a_parked_call_is_posted_to_the_webhook_signed_without_its_arguments(
     gateway: Gateway, webhook: WebhookReceiver
 ) -> None:
-    approval = (await _parked(gateway, {"order": "o-hook", "amount": 4242}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-hook", "amount": 4242}))["approval"]
 
     def posted() -> list[Any]:
         return [r for r in webhook.received if approval["id"].encode() in r.body]
@@ -425,15 +320,15 @@ async def test_a_parked_call_is_posted_to_the_webhook_signed_without_its_argumen
 async def test_concurrent_retries_of_an_approved_call_run_it_once(
     gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
 ) -> None:
-    approval = (await _parked(gateway, {"order": "o-race", "amount": 333}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-race", "amount": 333}))["approval"]
     await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
-    answers = await asyncio.gather(*(_retry(gateway, approval["id"], {"amount": i}) for i in range(6)))
-    results = [_text(a) for a in answers if not isinstance(a, MCPError)]
+    answers = await asyncio.gather(*(retried_refund(gateway, approval["id"], {"amount": i}) for i in range(6)))
+    results = [result_text(a) for a in answers if not isinstance(a, MCPError)]
     waiting = [a for a in answers if isinstance(a, MCPError)]
     assert results and set(results) == {"refunded 333 EUR on o-race"}
     assert all(a.data["approval"]["state"] == "running" for a in waiting)  # the run was under way
     assert runs_in(ledger).splitlines().count("refund o-race 333") == 1
-    assert _text(await _retry(gateway, approval["id"], {})) == "refunded 333 EUR on o-race"
+    assert result_text(await retried_refund(gateway, approval["id"], {})) == "refunded 333 EUR on o-race"
 
 
 async def test_an_agent_without_meta_collects_by_calling_again_with_the_same_arguments(
@@ -450,20 +345,20 @@ async def test_an_agent_without_meta_collects_by_calling_again_with_the_same_arg
         parked.value.message
     )
     assert parked.value.data["retry"]["same_arguments"] is True
-    second = await _parked(gateway, arguments)  # still waiting: the same approval, not a duplicate
+    second = await parked_refund(gateway, arguments)  # still waiting: the same approval, not a duplicate
     assert second["approval"]["id"] == approval["id"]
-    other = await _parked(gateway, {**arguments, "amount": 4243})  # other arguments: another call
+    other = await parked_refund(gateway, {**arguments, "amount": 4243})  # other arguments: another call
     assert other["approval"]["id"] != approval["id"]
     pending = (await approver.get("/approvals", params={"state": "pending"})).json()
     assert sum(1 for p in pending if (p["arguments"] or {}).get("order") == "o-again") == 2
     await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
     async with gateway.client(SUPPORT_KEY) as client:
         ran = await client.call_tool("billing__refund", arguments)
-    assert _text(ran) == "refunded 4242 EUR on o-again"
+    assert result_text(ran) == "refunded 4242 EUR on o-again"
     assert runs_in(ledger).splitlines().count("refund o-again 4242") == 1
     assert (await approver.get(f"/approvals/{approval['id']}")).json()["state"] == "ran"
     # the same call once more is a new refund: a person decides it again, nothing runs meanwhile
-    anew = await _parked(gateway, arguments)
+    anew = await parked_refund(gateway, arguments)
     assert anew["approval"]["id"] not in (approval["id"], other["approval"]["id"])
     assert runs_in(ledger).splitlines().count("refund o-again 4242") == 1
 
@@ -472,14 +367,14 @@ async def test_a_denial_is_told_to_the_same_call_once_then_it_asks_anew(
     gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
 ) -> None:
     arguments = {"order": "o-no", "amount": 777}
-    approval = (await _parked(gateway, arguments))["approval"]
+    approval = (await parked_refund(gateway, arguments))["approval"]
     await approver.post(f"/approvals/{approval['id']}/deny", json={"reason": "duplicate order"})
     async with gateway.client(SUPPORT_KEY) as client:
         with pytest.raises(MCPError) as refused:
             await client.call_tool("billing__refund", arguments)
     assert refused.value.code == JSONRPC_CODE[ErrorKind.FORBIDDEN]
     assert "denied by fran@example.com: duplicate order" in refused.value.message
-    anew = await _parked(gateway, arguments)
+    anew = await parked_refund(gateway, arguments)
     assert anew["approval"]["id"] != approval["id"] and anew["approval"]["state"] == "pending"
     assert "o-no" not in runs_in(ledger)
 
@@ -487,12 +382,12 @@ async def test_a_denial_is_told_to_the_same_call_once_then_it_asks_anew(
 async def test_the_audit_row_of_an_approved_run_says_what_ran_and_marks_replays(
     gateway: Gateway, approver: httpx.AsyncClient, ledger: Path
 ) -> None:
-    approval = (await _parked(gateway, {"order": "o-audit", "amount": 4242}))["approval"]
+    approval = (await parked_refund(gateway, {"order": "o-audit", "amount": 4242}))["approval"]
     await approver.post(f"/approvals/{approval['id']}/approve", json={"reason": "fine"})
-    ran = await _retry(gateway, approval["id"], {"order": "o-audit", "amount": 999999})
-    assert _text(ran) == "refunded 4242 EUR on o-audit"
-    replayed = await _retry(gateway, approval["id"], {"order": "o-audit", "amount": 1})
-    assert _text(replayed) == "refunded 4242 EUR on o-audit"
+    ran = await retried_refund(gateway, approval["id"], {"order": "o-audit", "amount": 999999})
+    assert result_text(ran) == "refunded 4242 EUR on o-audit"
+    replayed = await retried_refund(gateway, approval["id"], {"order": "o-audit", "amount": 1})
+    assert result_text(replayed) == "refunded 4242 EUR on o-audit"
     assert runs_in(ledger).splitlines().count("refund o-audit 4242") == 1
 
     def both(rows: list[AuditEvent]) -> bool:
@@ -515,9 +410,9 @@ async def test_amounts_with_and_without_cents_meet_the_documented_limit(gateway:
     async with gateway.client(SUPPORT_KEY) as client:
         for amount in (50, 20.50, 100):
             ran = await client.call_tool("billing__refund", {"order": "o-cents", "amount": amount})
-            assert _text(ran) == f"refunded {amount:g} EUR on o-cents"
+            assert result_text(ran) == f"refunded {amount:g} EUR on o-cents"
     for amount in (100.01, 500):
-        parked = await _parked(gateway, {"order": "o-cents", "amount": amount})
+        parked = await parked_refund(gateway, {"order": "o-cents", "amount": amount})
         assert parked["approval"]["policy"] == "refund-above-100"
     assert [line for line in runs_in(ledger).splitlines() if "o-cents" in line] == [
         "refund o-cents 50",
