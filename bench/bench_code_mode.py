@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_stack import KEY, start_gateway, start_upstream
-from mcp_clients import McpClient, Result, summarize
+from mcp_clients import McpClient, Result, print_results, summarize
 
 SLEEP = 0.05
 """Seconds each `echo.sleep` call takes upstream in the fan-out variants."""
@@ -105,9 +105,7 @@ def main() -> None:
             gateway.wait(30)
             upstream.terminate()
             upstream.wait(10)
-    print(f"{'path':<36} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for r in results:
-        print(f"{r.name:<36} {r.p50_ms:8.2f} {r.p99_ms:8.2f} {r.mean_ms:8.2f}")
+    print_results(results, "path", 36, digits=2)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway_stack import KEY, start_gateway, start_upstream
-from mcp_clients import McpClient, Result, sequential, summarize
+from mcp_clients import McpClient, Result, print_results, sequential, summarize
 
 HANG_TIMEOUT = 5.0
 ERROR_BACKOFF = 0.2
@@ -114,9 +114,7 @@ def main() -> None:
                 proc.terminate()
                 proc.wait(10)
     print(f"\nclient protocol: {args.era}; {args.calls} sequential calls per phase")
-    print(f"{'phase':48} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-    for r in results:
-        print(f"{r.name:48} {r.p50_ms:8.3f} {r.p99_ms:8.3f} {r.mean_ms:8.3f}")
+    print_results(results, "phase", 48)
 
 
 if __name__ == "__main__":

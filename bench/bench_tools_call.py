@@ -66,7 +66,18 @@ from gateway_stack import (
     start_upstream,
     ticks_to_us,
 )
-from mcp_clients import ECHO, Client, McpClient, Result, SseClient, StdioClient, concurrent, sequential, summarize
+from mcp_clients import (
+    ECHO,
+    Client,
+    McpClient,
+    Result,
+    SseClient,
+    StdioClient,
+    concurrent,
+    print_results,
+    sequential,
+    summarize,
+)
 
 
 def direct_client(kind: str, url: str | None) -> Client:
@@ -135,10 +146,7 @@ async def measure(
 
 def report(results: list[Result], costs: Costs, upstream: str, era: str, concurrency: int) -> None:
     print(f"\nupstream: {upstream}, client protocol: {era}")
-    print(f"{'path':40} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'calls/s @c=' + str(concurrency):>16}")
-    for r in results:
-        rate = f"{r.calls_per_s:,.0f}" if r.calls_per_s else ""
-        print(f"{r.name:40} {r.p50_ms:8.3f} {r.p99_ms:8.3f} {r.mean_ms:8.3f} {rate:>16}")
+    print_results(results, "path", 40, rate=f"calls/s @c={concurrency}")
     direct, gateway = results[0], results[1]
     print(
         f"\noverhead p50 {gateway.p50_ms - direct.p50_ms:+.3f} ms, p99 {gateway.p99_ms - direct.p99_ms:+.3f} ms; "

@@ -282,6 +282,16 @@ async def concurrent(
     return clients * calls_each / elapsed
 
 
+def print_results(results: list[Result], first: str, width: int, digits: int = 3, rate: str | None = None) -> None:
+    """The latency table of `results`: `first` heads the names' column; p50, p99 and mean in ms, and the
+    calls per second under the heading `rate` when given."""
+    rate_head = f" {rate:>16}" if rate is not None else ""
+    print(f"{first:{width}} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}{rate_head}")
+    for r in results:
+        calls = f" {f'{r.calls_per_s:,.0f}' if r.calls_per_s else '':>16}" if rate is not None else ""
+        print(f"{r.name:{width}} {r.p50_ms:8.{digits}f} {r.p99_ms:8.{digits}f} {r.mean_ms:8.{digits}f}{calls}")
+
+
 def summarize(name: str, samples: list[float], rate: float | None = None) -> Result:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]

@@ -13,6 +13,7 @@ here checks a link itself.
 import logging
 
 from fastapi import APIRouter, Response
+from pydantic import BaseModel
 
 from libs.common.contracts.messages import KeyRecord
 
@@ -69,7 +70,7 @@ async def get_key(store: AdminStore, key_id: str, response: Response) -> KeyOut:
 
 
 async def update_key(
-    store: AdminStore, key_id: str, body: KeyPatch, response: Response, if_match: IfMatch = None
+    store: AdminStore, key_id: str, body: BaseModel, response: Response, if_match: IfMatch = None
 ) -> KeyOut:
     """Change a key's name, grants, groups, links, budget, rate limit, Code Mode or agent mode.
 
@@ -122,7 +123,7 @@ KEY_ROUTES = (
     Route("POST", "/keys", "keys:write", create_key, 201, (409, 422)),
     Route("GET", "/keys", "keys:read", list_keys),
     Route("GET", "/keys/{key_id}", "keys:read", get_key, errors=(404,)),
-    Route("PATCH", "/keys/{key_id}", "keys:write", update_key, errors=(404, 409, 422)),
+    Route("PATCH", "/keys/{key_id}", "keys:write", update_key, errors=(404, 409, 422), body=KeyPatch),
     Route("POST", "/keys/{key_id}/revoke", "keys:write", revoke_key, errors=(404, 409)),
     Route("POST", "/keys/{key_id}/rotate", "keys:write", rotate_key, 201, (404, 409)),
     Route("DELETE", "/keys/{key_id}", "keys:write", delete_key, 204, (404, 409)),

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
+from pydantic.fields import FieldInfo
 
 from libs.common.contracts.config import SERVER_NAME, ServerConfig, grant_problem
 from libs.common.contracts.entities import Budget, Customer, RateLimit, Team, ToolGroup, User
@@ -93,6 +94,19 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def patch_of(model: type[_Request], name: str) -> type[_Request]:
+    """The PATCH body of `model`: each of its fields with its type and limits, absent (None) by default.
+
+    One declaration serves both, so a field a create or replace takes is never missing from the patch.
+    An absent field stays as it is; an explicit `null` clears a nullable field (a budget) and is refused
+    for any other (a name, a list), its type not allowing it."""
+    fields: dict[str, Any] = {
+        field: (info.annotation, FieldInfo.merge_field_infos(info, default=None, default_factory=None))
+        for field, info in model.model_fields.items()
+    }
+    return create_model(name, __base__=_Request, __module__=__name__, **fields)
+
+
 # ---------------------------------------------------------------- errors
 
 
@@ -143,20 +157,7 @@ class KeyCreate(_Request):
     """Requests and tokens per minute on `/v1` (docs/llm-routing.md)."""
 
 
-class KeyPatch(_Request):
-    name: Name = None  # type: ignore[assignment]  # absent means unchanged; null is refused
-    grants: list[Grant] = None  # type: ignore[assignment]  # absent: unchanged
-    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
-    user_id: Slug | None = None
-    team_id: Slug | None = None
-    customer_id: Slug | None = None
-    budget: Budget | None = None
-    rate_limit: RateLimit | None = None
-    code_mode: bool = None  # type: ignore[assignment]
-    content_logging: bool = None  # type: ignore[assignment]  # absent: unchanged
-    agent: AgentMode | None = None
-    models: ModelGrantList = None
-    llm_limits: LlmLimits | None = None
+KeyPatch = patch_of(KeyCreate, "KeyPatch")
 
 
 class KeyOut(BaseModel):
@@ -205,11 +206,7 @@ class GroupCreate(GroupFields):
     id: Slug
 
 
-class GroupPatch(_Request):
-    description: str = None  # type: ignore[assignment]  # absent: unchanged
-    tools: list[Grant] = None  # type: ignore[assignment]  # absent: unchanged
-    models: ModelGrantList = None
-    customer_id: Slug | None = None
+GroupPatch = patch_of(GroupFields, "GroupPatch")
 
 
 class GroupOut(ToolGroup):
@@ -223,11 +220,6 @@ class _MemberFields(_Request):
     groups: list[Slug] = Field(default_factory=list)
 
 
-class _MemberPatch(_Request):
-    name: Name = None  # type: ignore[assignment]  # absent: unchanged
-    groups: list[Slug] = None  # type: ignore[assignment]  # absent: unchanged
-
-
 class CustomerFields(_MemberFields):
     budget: Budget | None = None
 
@@ -236,8 +228,7 @@ class CustomerCreate(CustomerFields):
     id: Slug
 
 
-class CustomerPatch(_MemberPatch):
-    budget: Budget | None = None
+CustomerPatch = patch_of(CustomerFields, "CustomerPatch")
 
 
 class CustomerOut(Customer):
@@ -254,10 +245,7 @@ class TeamCreate(TeamFields):
     id: Slug
 
 
-class TeamPatch(_MemberPatch):
-    customer_id: Slug | None = None
-    budget: Budget | None = None
-    models: ModelGrantList = None
+TeamPatch = patch_of(TeamFields, "TeamPatch")
 
 
 class TeamOut(Team):
@@ -273,9 +261,7 @@ class UserCreate(UserFields):
     id: Slug
 
 
-class UserPatch(_MemberPatch):
-    team_id: Slug | None = None
-    rate_limit: RateLimit | None = None
+UserPatch = patch_of(UserFields, "UserPatch")
 
 
 class UserOut(User):
