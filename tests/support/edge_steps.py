@@ -1,5 +1,8 @@
-"""One `/mcp` pipeline step driven alone (`services.ingress.mcp_edge`): the ASGI wire of a request, an
-exchange as the steps before a step leave it, and a recorder in place of the next step."""
+"""One `/mcp` pipeline step (`services.ingress.mcp_edge`) driven alone, as its unit tests do.
+
+The ASGI wire of a request, an exchange as the steps before a step leave it, and a recorder in
+place of the next step.
+"""
 
 from __future__ import annotations
 

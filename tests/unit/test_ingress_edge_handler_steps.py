@@ -1,5 +1,7 @@
-"""The `/mcp` pipeline's steps around the handler alone (`services.ingress.mcp_edge`): audit, reply,
-session issue, cancel on disconnect, trace and dispatch; then the chain that links every step."""
+"""The `/mcp` pipeline's steps around the handler, each alone, and the chain that links every step.
+
+Audit, reply, session issue, cancel on disconnect, trace and dispatch (`services.ingress.mcp_edge`).
+"""
 
 from __future__ import annotations
 

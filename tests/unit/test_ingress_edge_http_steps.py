@@ -1,5 +1,7 @@
-"""The `/mcp` pipeline's HTTP steps alone (`services.ingress.mcp_edge`): headers, authentication, the
-method, the body and the answer's form, each with the next step replaced by a recorder."""
+"""The `/mcp` pipeline's HTTP steps, each alone with the next step replaced by a recorder.
+
+Headers, authentication, the method, the body and the answer's form (`services.ingress.mcp_edge`).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""The `/mcp` pipeline's steps on the JSON-RPC message alone (`services.ingress.mcp_edge`): parsing, the
-envelope, field caps, notifications, the request's context, its protocol era and its session."""
+"""The `/mcp` pipeline's steps on the JSON-RPC message, each alone with the next step a recorder.
+
+Parsing, the envelope, field caps, notifications, the request's context, its protocol era and its
+session (`services.ingress.mcp_edge`).
+"""
 
 from __future__ import annotations
 
