@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.support.cpu_report",  # BASTION_TEST_CPU_REPORT=<folder>: CPU per test, to find the costly files
     "tests.support.hang_report",  # what asyncio tasks wait on when a test nears its timeout
     "tests.support.nats_leaks",  # a module that leaves a NATS client open fails, not the session's end
+    "tests.support.package_workers",  # a test package's files share one xdist worker: its package fixtures start once
     "tests.support.process_leaks",  # a test that leaves a chdb connection or a thread fails, and they end
     "tests.support.secured_bus",  # `creds` and `secured_nats`: the bus with `bastion up`'s permissions
 ]

@@ -20,6 +20,7 @@ is never counted, nor nats-py's tasks (`nats_leaks` ends those, per module).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -29,13 +30,14 @@ from collections.abc import AsyncIterator
 import pytest
 from chdb.state import sqlitelike
 
-__all__ = ["leaks_per_module", "leaks_per_test"]
+__all__ = ["leaks_checked", "leaks_per_module", "leaks_per_test"]
 
 _SETTLE = 2.0
 """Seconds threads a test started may take to finish an exit already under way before they count as leaked."""
 
 _HARNESS = frozenset(
     {"leaks_per_module", "nats_leaks", "event_loop_policy", "tmp_path_factory", "worker_id", "testrun_uid"}
+    | {"leaks_per_package"}  # a test package's own check (tests/integration/console/conftest.py)
     | {"tool_schemas_dir"}  # a folder of links
 )
 """Fixtures of a wide scope that hold no state of the test's: the harness's own and pytest's."""
@@ -138,13 +140,21 @@ def _wide(request: pytest.FixtureRequest) -> bool:
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-async def leaks_per_module(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+@contextlib.asynccontextmanager
+async def leaks_checked(where: str) -> AsyncIterator[None]:
+    """What the block opens and leaves open fails `where`, and is ended: the check of a test, a module or
+    a package (a test package whose modules share package-scoped fixtures checks once, at its end)."""
     before = _Before()
     yield
     leaked = await before.leaks()
     if leaked:
-        _fail(request.node.nodeid, leaked)
+        _fail(where, leaked)
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def leaks_per_module(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    async with leaks_checked(request.node.nodeid):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -152,8 +162,5 @@ async def leaks_per_test(request: pytest.FixtureRequest) -> AsyncIterator[None]:
     if _wide(request):
         yield
         return
-    before = _Before()
-    yield
-    leaked = await before.leaks()
-    if leaked:
-        _fail(request.node.nodeid, leaked)
+    async with leaks_checked(request.node.nodeid):
+        yield

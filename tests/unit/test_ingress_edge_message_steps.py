@@ -1,0 +1,151 @@
+"""The `/mcp` pipeline's steps on the JSON-RPC message, each alone with the next step a recorder.
+
+Parsing, the envelope, field caps, notifications, the request's context, its protocol era and its
+session (`services.ingress.mcp_edge`).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from libs.common.contracts.messages import CancelCall
+from services.ingress.field_limits import FieldLimits
+from services.ingress.mcp_edge import (
+    BuildContext,
+    CapFields,
+    CheckEnvelope,
+    EndSession,
+    Listen,
+    ParseJson,
+    ResolveEra,
+    TakeNotification,
+)
+from tests.support.edge_steps import CALLER, ENVELOPE, KEY_ID, MODERN, exchange, request, run, sessions
+
+pytestmark = pytest.mark.unit
+
+
+async def test_parse_json():
+    x, wire = exchange()
+    x.body = b'{"jsonrpc": "2.0", '
+    assert (await run(ParseJson(), x)).count == 0 and wire.json()["error"]["code"] == -32700 and wire.status == 400
+    x, _ = exchange()
+    x.body = b'{"id": 18446744073709551621}'
+    assert (await run(ParseJson(), x)).count == 1 and x.message == {"id": 2**64 + 5}
+
+
+@pytest.mark.parametrize(
+    ("message", "echoed"),
+    [
+        ([{"jsonrpc": "2.0"}], None),
+        ({"jsonrpc": "1.0", "id": 4, "method": "ping"}, 4),
+        ({"jsonrpc": "2.0", "id": True}, None),
+    ],
+)
+async def test_check_envelope(message, echoed):
+    x, wire = exchange()
+    x.message = message
+    assert (await run(CheckEnvelope(), x)).count == 0 and wire.status == 400
+    assert wire.json()["error"]["code"] == -32600 and wire.json()["id"] == echoed
+
+
+async def test_cap_fields():
+    x, wire = request({"jsonrpc": "2.0", "id": 1, "method": "m" * 129})
+    assert (await run(CapFields(FieldLimits()), x)).count == 0 and wire.json()["error"]["data"]["field"] == "method"
+    x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert (await run(CapFields(FieldLimits()), x)).count == 1
+
+
+async def test_take_notification_acknowledges_and_cancels_within_the_session():
+    cancelled: list[CancelCall] = []
+
+    async def cancel(message: CancelCall) -> None:
+        cancelled.append(message)
+
+    live = sessions()
+    session_id = live.codec.issue("2025-06-18", KEY_ID)
+    step = TakeNotification(None, cancel, live)
+    note = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}
+    x, wire = request(note, ("mcp-session-id", session_id))
+    assert (await run(step, x)).count == 0 and wire.status == 202
+    assert cancelled == [CancelCall(key_id=KEY_ID, session=live.find(session_id, KEY_ID).handle, request_id=9)]
+    x, wire = request(note, ("mcp-session-id", "forged"))
+    assert (await run(step, x)).count == 0 and wire.status == 202 and len(cancelled) == 1
+    x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "ping"})
+    assert (await run(step, x)).count == 1
+
+
+# ---------------------------------------------------------------------------------------- context, era, session
+
+
+async def test_build_context_reads_the_headers():
+    message = {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}
+    x, _ = request(message, ("x-bastion-include-servers", "a, b"), ("x-bastion-timeout", "2.5"))
+    assert (await run(BuildContext(FieldLimits()), x)).count == 1
+    assert (x.method, x.ctx.request_id, x.ctx.include_servers, x.ctx.include_tools, x.ctx.timeout) == (
+        "tools/list",
+        3,
+        ("a", "b"),
+        None,
+        2.5,
+    )
+    x, wire = request(message, ("x-bastion-include-tools", ",".join(["t"] * 65)))
+    assert (await run(BuildContext(FieldLimits()), x)).count == 0 and wire.status == 400 and wire.json()["id"] == 3
+
+
+async def test_resolve_era_puts_a_session_request_in_its_session():
+    live = sessions()
+    session_id = live.codec.issue("2025-06-18", KEY_ID, ("sampling",))
+    x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, ("mcp-session-id", session_id))
+    assert (await run(ResolveEra(live), x)).count == 1 and not x.modern
+    assert (x.ctx.version, x.ctx.client, x.ctx.session) == (
+        "2025-06-18",
+        ("sampling",),
+        live.find(session_id, KEY_ID).handle,
+    )
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "code"),
+    [
+        ([("mcp-session-id", "forged")], 404, -32001),
+        ([("mcp-protocol-version", "1999-01-01")], 400, -32022),
+    ],
+)
+async def test_resolve_era_refusals(headers, status, code):
+    x, wire = request({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, *headers)
+    assert (await run(ResolveEra(sessions()), x)).count == 0
+    assert wire.status == status and wire.json()["error"]["code"] == code and wire.json()["id"] == 1
+
+
+async def test_resolve_era_checks_a_modern_request_and_its_repeated_routing_headers():
+    message = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": ENVELOPE}}
+    routing = [("mcp-protocol-version", MODERN), ("mcp-method", "tools/list")]
+    x, _ = request(message, *routing)
+    assert (await run(ResolveEra(sessions()), x)).count == 1 and x.modern and x.ctx.version == MODERN
+    x, wire = request(message, *routing, ("mcp-method", "tools/list"))
+    assert (await run(ResolveEra(sessions()), x)).count == 0 and wire.json()["error"]["code"] == -32020
+
+
+async def test_end_session_ends_a_live_session_of_the_key_on_every_replica():
+    live = sessions()
+    session_id = live.codec.issue("2025-06-18", KEY_ID)
+    for headers, status in (([], 400), ([("mcp-session-id", "forged")], 404), ([("mcp-session-id", session_id)], 200)):
+        x, wire = exchange(*headers, method="DELETE")
+        x.caller = CALLER
+        await EndSession(live)(x)
+        assert wire.status == status
+    assert live.find(session_id, KEY_ID) is None  # ended: refused from now on
+
+
+async def test_listen_takes_only_modern_listen_requests():
+    from services.ingress.catalog.aggregated import Catalog
+    from services.ingress.sessions.notifications import Notifier
+
+    step = Listen(Notifier(Catalog()), None, lambda events: None, 10)  # type: ignore[arg-type]
+    x, _ = request({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen"})
+    x.modern = False
+    assert (await run(step, x)).count == 1
+    x, wire = request({"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen"})
+    x.modern = True  # and it does not accept SSE
+    assert (await run(step, x)).count == 0 and wire.status == 406
