@@ -91,3 +91,18 @@ def test_only_keys_of_the_directory_are_remembered_and_never_more_than_the_bound
     for header in spellings:
         assert isinstance(keys.authenticate(header), Caller)
     assert list(keys.remembered) == spellings[10:]
+
+
+@pytest.mark.parametrize("mode", ["code_mode", "discovery"])
+def test_the_keys_with_a_mode_on_are_known_as_their_records_change(mode: str) -> None:
+    """A request of a key outside `with_modes` that switches no mode by header skips both modes: the
+    set follows each key's record, on, off, on again and deleted."""
+    secret = generate_key()
+    keys = _directory(secret)
+    assert keys.with_modes == set()
+    for on in (True, False, True):
+        record = KeyRecord(id=key_id(secret), name="agent", **{mode: on})  # type: ignore[arg-type]
+        keys.put(key_id(secret), record.model_dump_json().encode())
+        assert keys.with_modes == ({key_id(secret)} if on else set())
+    keys.delete(key_id(secret))
+    assert keys.with_modes == set()

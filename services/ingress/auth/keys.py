@@ -101,6 +101,9 @@ class KeyDirectory:
         digested once, not on every request of an agent that sends it again (bounded, FIFO; a deleted
         key's values are forgotten with it). Its record is still read per request: a revoked key is
         refused at once."""
+        self.with_modes: set[str] = set()
+        """Keys with Code Mode or discovery mode on: a request of any other key that sends neither
+        header is in neither mode, told without asking either (`Handlers`)."""
 
     def put(self, key_id: str, value: bytes, revision: int = 0) -> None:
         record = decode_value(KeyRecord, value, f"key record {key_id[:8]}…")
@@ -108,9 +111,14 @@ class KeyDirectory:
             return
         caller = Caller(key_id=key_id, key_name=record.name, **record.model_dump(include=_CARRIED))
         self._by_id[key_id] = (record, caller, revision)
+        if record.code_mode or record.discovery:
+            self.with_modes.add(key_id)
+        else:
+            self.with_modes.discard(key_id)
 
     def delete(self, key_id: str) -> None:
         self._by_id.pop(key_id, None)
+        self.with_modes.discard(key_id)
         for authorization in [value for value, named in self.remembered.items() if named == key_id]:
             del self.remembered[authorization]
 
