@@ -248,8 +248,9 @@ class Handlers:
         # the journal's R record and the event digest (and may record) the arguments: encoded once for both
         encoded = to_json(arguments).encode("utf-8", "surrogatepass")
         digest = None
-        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
-            digest = self.journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
+        journal = self.audits.journal
+        if journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
+            digest = journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
         outcome = await self.sender.call(ctx, call)
         audit = self.audits.record(
             ctx,
