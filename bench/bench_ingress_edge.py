@@ -46,11 +46,8 @@ class _StubPath:
     def __init__(self) -> None:
         self.grants = None
 
-    async def call(self, call: Any) -> CallOutcome:
+    async def routed(self, call: Any) -> CallOutcome:
         return CallOutcome(id=call.id, raw_result=RESULT, execution="ran", upstream_ms=0.1, decided_by="executor")
-
-    async def request(self, request: Any) -> CallOutcome:
-        return CallOutcome(id=request.id, raw_result=b"{}", execution="ran", decided_by="executor")
 
     async def abandon(self, call_id: str) -> None:
         pass
@@ -64,15 +61,25 @@ class _StubNats:
         return "_INBOX.bench"
 
 
+_MODULES = {
+    "catalog": "catalog.aggregated",
+    "keys": "auth.keys",
+    "sessions": "sessions.session_ids",
+    "streams": "sessions.streams",
+    "hosts": "web.hosts",
+    "field_limits": "field_limits",
+    "session_state": "sessions.session_state",
+    "handlers": "handlers",
+    "service": "service",
+    "mcp_edge": "mcp_edge",
+    "routed_sender": "sending.routed_sender",
+    "audit_events": "audit_events",
+}
+"""What the bench builds an endpoint of, by the module of ingress that holds it."""
+
+
 def _load(package: str) -> dict[str, ModuleType]:
-    names = ("catalog", "keys", "sessions", "streams", "hosts", "field_limits", "session_state")
-    modules = {name: importlib.import_module(f"{package}.{name}") for name in names}
-    for optional in ("handlers", "service", "mcp_edge", "routed_sender", "audit_events"):
-        try:
-            modules[optional] = importlib.import_module(f"{package}.{optional}")
-        except ModuleNotFoundError:
-            pass
-    return modules
+    return {name: importlib.import_module(f"{package}.{module}") for name, module in _MODULES.items()}
 
 
 def build(package: str) -> Any:
@@ -95,27 +102,23 @@ def build(package: str) -> Any:
             emitted.clear()
         emitted.append(event)
 
-    if "mcp_edge" in m:  # the pipeline, built by the service's composition root
-        path = _StubPath()
-        sender = m["routed_sender"].RoutedSender(path, 30.0, streams, state)
-        audits = m["audit_events"].AuditRecorder()
-        handlers = m["handlers"].Handlers(catalog, keys, path, sender, audits, state)
-        return m["service"].mcp_endpoint(
-            handlers,
-            authenticator=keys,
-            sessions=m["sessions"].LiveSessions(sessions, state),
-            path=path,
-            subscriptions=m["mcp_edge"].ListenSubscriptions(catalog, path, sender, audits),
-            streams=streams,
-            notifier=None,
-            emit_audit=emit,
-            hosts=hosts,
-            fields=m["field_limits"].FieldLimits(),
-            max_body_bytes=4 * 1024 * 1024,
-        )
-    handlers = m["handlers"].Handlers(catalog, keys, _StubPath(), 30.0, streams, state)
-    endpoint = importlib.import_module(f"{package}.endpoint")  # before the pipeline: one function
-    return endpoint.McpEndpoint(handlers, keys, sessions, emit, 4 * 1024 * 1024, hosts=hosts, streams=streams)
+    path = _StubPath()
+    sender = m["routed_sender"].RoutedSender(path, 30.0, streams, state)
+    audits = m["audit_events"].AuditRecorder()
+    handlers = m["handlers"].Handlers(catalog, keys, path, sender, audits, state)
+    return m["service"].mcp_endpoint(  # the pipeline, built by the service's composition root
+        handlers,
+        authenticator=keys,
+        sessions=m["sessions"].LiveSessions(sessions, state),
+        path=path,
+        subscriptions=m["mcp_edge"].ListenSubscriptions(catalog, path, sender, audits),
+        streams=streams,
+        notifier=None,
+        emit_audit=emit,
+        hosts=hosts,
+        fields=m["field_limits"].FieldLimits(),
+        max_body_bytes=4 * 1024 * 1024,
+    )
 
 
 class _Client:
@@ -212,6 +215,10 @@ def export(ref: str, into: Path) -> str:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     (into / "services" / "ingress").rename(into / "baseline_ingress")
+    for module in (into / "baseline_ingress").rglob("*.py"):  # its modules import each other as itself
+        text = module.read_text().replace("services.ingress", "baseline_ingress")
+        # but the metrics stay this checkout's: one process registers each series once
+        module.write_text(text.replace("baseline_ingress.metrics", "services.ingress.metrics"))
     sys.path.insert(0, str(into))
     return "baseline_ingress"
 

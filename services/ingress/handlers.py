@@ -139,12 +139,14 @@ class Handlers:
         if params is not None and not isinstance(params, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params' must be an object"), None
         params = params or {}
-        if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
-            return routed
-        if self.discovery is not None and (
-            routed := await self.discovery.dispatch(ctx, method, params, self.tools_list)
-        ):
-            return routed
+        # the modes: a key with neither on, in a request that switches neither, is in neither
+        if ctx.code_mode is not None or ctx.discovery is not None or ctx.caller.key_id in self.keys.with_modes:
+            if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
+                return routed
+            if self.discovery is not None and (
+                routed := await self.discovery.dispatch(ctx, method, params, self.tools_list)
+            ):
+                return routed
         if self.tasks is not None and (routed := await self.tasks.dispatch(ctx, method, params, self)):
             return routed
         handler = _METHODS.get(method)
@@ -246,8 +248,9 @@ class Handlers:
         # the journal's R record and the event digest (and may record) the arguments: encoded once for both
         encoded = to_json(arguments).encode("utf-8", "surrogatepass")
         digest = None
-        if self.journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
-            digest = self.journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
+        journal = self.audits.journal
+        if journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
+            digest = journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
         outcome = await self.sender.call(ctx, call)
         audit = self.audits.record(
             ctx,

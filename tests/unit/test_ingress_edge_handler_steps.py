@@ -26,7 +26,7 @@ from services.ingress.mcp_edge import (
     Step,
     Trace,
 )
-from services.ingress.mcp_edge.chain import Check, Refusal
+from services.ingress.mcp_edge.chain import Check, Gate, Refusal
 from services.ingress.sessions.session_ids import SessionCodec
 from services.ingress.web.lost_connections import LOST, call_lost
 from tests.support.edge_steps import KEY_ID, Reached, Wire, exchange, request, run
@@ -237,6 +237,34 @@ async def test_the_endpoint_runs_the_steps_in_order_checks_and_all():
     await endpoint({"type": "http", "method": "POST", "headers": []}, wire.receive, wire.send)
     assert log == ["a", "b", "c>", "d", "<c"] and last.count == 1
     assert len(endpoint.steps) == 5  # as listed; linked once, consecutive checks in one loop
+
+
+class Wait(Gate):
+    """A gate that waits a turn of the loop, then passes the request on or refuses it."""
+
+    __slots__ = ("log", "name", "refuse")
+
+    def __init__(self, name: str, log: list[str], refuse: bool = False) -> None:
+        self.name, self.log, self.refuse = name, log, refuse
+
+    async def admit(self, x: Exchange) -> Any:
+        await asyncio.sleep(0)
+        self.log.append(self.name)
+        return Refusal(418, {"error": self.name}) if self.refuse else None
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+async def test_a_gate_runs_in_order_between_the_checks_and_may_end_the_request(refuse: bool):
+    """A gate (a step that waits, reading the body) joins the loop of the checks beside it: it runs in
+    its place, and its refusal ends the request before any step after it."""
+    log: list[str] = []
+    last = Reached()
+    steps = [Mark("a", log), Wait("g", log, refuse), Mark("b", log), Wait("h", log), Around("c", log), last]
+    endpoint = McpEndpoint(steps)
+    wire = Wire()
+    await endpoint({"type": "http", "method": "POST", "headers": []}, wire.receive, wire.send)
+    assert log == (["a", "g"] if refuse else ["a", "g", "b", "h", "c>", "<c"])
+    assert last.count == (0 if refuse else 1) and wire.status == (418 if refuse else None)
 
 
 async def test_a_refusing_check_ends_the_request():

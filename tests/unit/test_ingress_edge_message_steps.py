@@ -91,6 +91,10 @@ async def test_build_context_reads_the_headers():
     )
     x, wire = request(message, ("x-bastion-include-tools", ",".join(["t"] * 65)))
     assert (await run(BuildContext(FieldLimits()), x)).count == 0 and wire.status == 400 and wire.json()["id"] == 3
+    x, wire = request(message, ("x-bastion-include-servers", "s" * 1000))
+    assert (await run(BuildContext(FieldLimits()), x)).count == 0 and wire.status == 400
+    x, _ = request(message, ("x-bastion-include-tools", ""))  # an empty header narrows to nothing
+    assert (await run(BuildContext(FieldLimits()), x)).count == 1 and x.ctx.include_tools == ()
 
 
 async def test_resolve_era_puts_a_session_request_in_its_session():

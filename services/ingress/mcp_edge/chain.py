@@ -1,15 +1,16 @@
 """The machinery of the `/mcp` pipeline.
 
-What one request carries past the steps (`Exchange`), what a step is (`Step`, `Check`), and the ASGI app
-that links the steps once and runs them (`McpEndpoint`).
+What one request carries past the steps (`Exchange`), what a step is (`Step`, `Check`, `Gate`), and the
+ASGI app that links the steps once and runs them (`McpEndpoint`).
 
 Like Starlette's middleware stack: each step holds the next one (`Step.next`, set when the chain is
 built, never per request) and either answers the exchange itself or awaits `self.next(x)`; a step
 may also act once the steps after it have returned, or around them (`try`/`finally`). A step that
-decides without waiting is a `Check`: it returns what answers the request, or None to pass it on.
-`McpEndpoint` runs consecutive checks in one loop, so the eighteen steps of a request cost ten
-awaits. A request allocates its `Exchange` and nothing else for the chain (a refusal allocates its
-answer).
+decides without waiting is a `Check`: it returns what answers the request, or None to pass it on; one
+that waits without surrounding the rest (reading the body) is a `Gate`. `McpEndpoint` runs consecutive
+checks and gates in one loop, so the eighteen steps of a request cost nine coroutines, eight of them
+held (and resumed at each wait) while the handler runs. A request allocates its `Exchange` and
+nothing else for the chain (a refusal allocates its answer).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from libs.common.contracts.messages import AuditEvent, Caller
 from services.ingress.context import RequestContext
 from services.ingress.mcp_edge.answers import Answer, respond
 
-__all__ = ["Check", "Exchange", "McpEndpoint", "Receive", "Refusal", "Scope", "Send", "Step", "disconnected"]
+__all__ = ["Check", "Exchange", "Gate", "McpEndpoint", "Receive", "Refusal", "Scope", "Send", "Step", "disconnected"]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -124,6 +125,24 @@ class Check(Step):
             await answer(x)
 
 
+class Gate(Step):
+    """A step that may wait but does not surround the steps after it: `admit` returns None to pass the request on.
+
+    Or what answers it instead. `McpEndpoint` runs it in the loop of the checks beside it, so it holds
+    no frame while the steps after it run (each frame held is resumed again at each wait below it)."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    async def admit(self, x: Exchange) -> Answering | None: ...
+
+    async def __call__(self, x: Exchange) -> None:
+        if (answer := await self.admit(x)) is None:
+            await self.next(x)
+        else:
+            await answer(x)
+
+
 class Refusal:
     """An error answer decided before the handler.
 
@@ -139,17 +158,32 @@ class Refusal:
         await respond(x.send, self.payload, self.status, False, self.headers)
 
 
+Decide = Callable[[Exchange], Answering | None]
+
+
 class _Checks(Step):
-    """Consecutive checks of the list, run in one loop."""
+    """Consecutive checks and gates of the list, run in one loop: checks, then a gate, then checks...."""
 
-    __slots__ = ("checks",)
+    __slots__ = ("runs",)
 
-    def __init__(self, check: Check) -> None:
-        self.checks: tuple[Callable[[Exchange], Answering | None], ...] = (check.check,)
+    def __init__(self) -> None:
+        self.runs: tuple[tuple[tuple[Decide, ...], Gate | None], ...] = ()
+        """The checks before each gate, and that gate (None after the last checks)."""
+
+    def add(self, step: Check | Gate) -> None:
+        runs = self.runs
+        checks: tuple[Decide, ...] = ()
+        if runs and runs[-1][1] is None:  # the last run has no gate yet: `step` joins it
+            runs, checks = runs[:-1], runs[-1][0]
+        self.runs = (*runs, (checks, step) if isinstance(step, Gate) else ((*checks, step.check), None))
 
     async def __call__(self, x: Exchange) -> None:
-        for check in self.checks:
-            if (answer := check(x)) is not None:
+        for checks, gate in self.runs:
+            for check in checks:
+                if (answer := check(x)) is not None:
+                    await answer(x)
+                    return
+            if gate is not None and (answer := await gate.admit(x)) is not None:
                 await answer(x)
                 return
         await self.next(x)
@@ -164,10 +198,12 @@ class McpEndpoint:
         self.steps = tuple(steps)
         links: list[Step] = []
         for step in steps:
-            if isinstance(step, Check) and links and isinstance(links[-1], _Checks):
-                links[-1].checks += (step.check,)
+            if isinstance(step, Check | Gate):
+                if not (links and isinstance(links[-1], _Checks)):
+                    links.append(_Checks())
+                links[-1].add(step)  # type: ignore[attr-defined]  # the last link is a _Checks
             else:
-                links.append(_Checks(step) if isinstance(step, Check) else step)
+                links.append(step)
         for link, following in itertools.pairwise(links):
             link.next = following
         self._first = links[0]

@@ -79,14 +79,16 @@ class BuildContext(Check):
     def check(self, x: Exchange) -> Answering | None:
         message, headers = x.message, x.headers
         request_id = message["id"]
-        include_servers = header_patterns(
-            "X-Bastion-Include-Servers", headers.get("x-bastion-include-servers"), self.limits
-        )
-        if isinstance(include_servers, Oversized):
-            return Refusal(400, include_servers.body(request_id))
-        include_tools = header_patterns("X-Bastion-Include-Tools", headers.get("x-bastion-include-tools"), self.limits)
-        if isinstance(include_tools, Oversized):
-            return Refusal(400, include_tools.body(request_id))
+        include_servers: tuple[str, ...] | None = None  # the usual: neither header, nothing to split
+        include_tools: tuple[str, ...] | None = None
+        if (servers := headers.get("x-bastion-include-servers")) is not None:
+            if isinstance(found := header_patterns("X-Bastion-Include-Servers", servers, self.limits), Oversized):
+                return Refusal(400, found.body(request_id))
+            include_servers = found
+        if (tools := headers.get("x-bastion-include-tools")) is not None:
+            if isinstance(found := header_patterns("X-Bastion-Include-Tools", tools, self.limits), Oversized):
+                return Refusal(400, found.body(request_id))
+            include_tools = found
         x.method = message["method"]
         x.ctx = RequestContext(
             caller=x.caller,

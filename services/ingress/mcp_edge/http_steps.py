@@ -15,7 +15,7 @@ from services.ingress.auth.access_tokens import Authenticator
 from services.ingress.auth.keys import AuthFailure, KeyDirectory, unauthorized
 from services.ingress.auth.refused_credentials import note_refusal
 from services.ingress.mcp_edge.answers import Answer
-from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Receive, Refusal, Step
+from services.ingress.mcp_edge.chain import Answering, Check, Exchange, Gate, Receive, Refusal
 from services.ingress.protocol import error_body
 from services.ingress.web.hosts import HostGuard
 from services.ingress.web.http_headers import REPEATED_AUTHORIZATION, repeated_headers
@@ -133,7 +133,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
 
-class ReadBody(Step):
+class ReadBody(Gate):
     """413 for a body over `limit` bytes, by its `Content-Length` before reading a byte, or while reading.
 
     Nothing for a client gone before its body arrived."""
@@ -143,24 +143,26 @@ class ReadBody(Step):
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
-    async def __call__(self, x: Exchange) -> None:
+    async def admit(self, x: Exchange) -> Answering | None:
         declared = x.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._too_large(x, int(declared))
-            return
+            return self._too_large(int(declared))
         try:
             x.body = await read_body(x.receive, self.limit)
         except TooLarge:
-            await self._too_large(x, None)
-            return
+            return self._too_large(None)
         except Gone:
-            return  # nobody to answer
-        await self.next(x)
+            return _nobody
+        return None
 
-    async def _too_large(self, x: Exchange, size: int | None) -> None:
+    def _too_large(self, size: int | None) -> Refusal:
         what = f"{size} bytes" if size is not None else "larger than allowed"
         message = f"request body is {what}; this gateway accepts at most {self.limit} bytes"
-        await Refusal(413, error_body(None, INVALID_REQUEST, message))(x)
+        return Refusal(413, error_body(None, INVALID_REQUEST, message))
+
+
+async def _nobody(x: Exchange) -> None:
+    """The answer to a client gone before its body arrived: none, there is nobody to answer."""
 
 
 class ChooseAnswer(Check):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from libs.common.contracts.messages import CallOutcome, CancelCall, Routed, ToolCall, UpstreamRequest
+from libs.common.contracts.messages import CallOutcome, CancelCall, Routed, UpstreamRequest
 from services.ingress.catalog.aggregated import CatalogEntry
 from services.ingress.context import RequestContext
 from services.ingress.protocol import ENVELOPE_META_KEYS
@@ -45,9 +45,6 @@ class RoutedSender:
     def timeout(self, ctx: RequestContext) -> float:
         return min(ctx.timeout, self.call_timeout) if ctx.timeout else self.call_timeout
 
-    async def call(self, ctx: RequestContext, call: ToolCall) -> CallOutcome:
-        return await self._streamed(ctx, call)
-
     async def request(
         self,
         ctx: RequestContext,
@@ -74,10 +71,10 @@ class RoutedSender:
             client=list(ctx.client),
             version=ctx.version,
         )
-        return await self._streamed(ctx, request)
+        return await self.call(ctx, request)
 
-    async def _streamed(self, ctx: RequestContext, message: Routed) -> CallOutcome:
-        """Send, with a call stream open when the agent can take one (an SSE answer)."""
+    async def call(self, ctx: RequestContext, message: Routed) -> CallOutcome:
+        """Send `message` (a `ToolCall`, or `request`'s), with a call stream open when the agent can take one (SSE)."""
         ctx.call_id = message.id
         running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
         if running is not None:

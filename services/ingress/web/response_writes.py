@@ -29,12 +29,14 @@ _HEAD = b"HTTP/1.1 "
 class HeadWithBody:
     """`transport`, writing a response head together with what follows it (see the module)."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_loop", "_transport", "is_closing")
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
+        self.is_closing = transport.is_closing
+        """The transport's own: asked at the end of every response, so not through `__getattr__`."""
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held
