@@ -10,8 +10,7 @@ from libs.common.contracts.config import KeyConfig
 from libs.common.contracts.keys import generate_key, key_id
 from libs.common.contracts.messages import Caller, KeyRecord
 from libs.common.settings.config_file import key_hash
-from services.ingress.auth.access_tokens import AccessTokens, Authenticator
-from services.ingress.auth.keys import _MOST_REMEMBERED, KeyDirectory
+from services.ingress.auth.keys import KeyDirectory
 
 pytestmark = pytest.mark.unit
 
@@ -56,41 +55,6 @@ def _directory(secret: str, **record: object) -> KeyDirectory:
     keys = KeyDirectory()
     keys.put(key_id(secret), KeyRecord(id=key_id(secret), name="agent", **record).model_dump_json().encode())  # type: ignore[arg-type]
     return keys
-
-
-def test_a_key_sent_again_is_known_by_its_header_and_still_refused_once_revoked_or_deleted() -> None:
-    """The header of a key that authenticated is remembered (no digest on its next request), its record
-    is not: revoking or deleting the key refuses the very next request, and deleting forgets the header."""
-    secret = generate_key()
-    keys = _directory(secret)
-    auth = Authenticator(keys, AccessTokens(), lambda: "https://gw.example")
-    header = f"Bearer {secret}"
-    for _ in range(2):
-        caller = auth.authenticate(header)
-        assert isinstance(caller, Caller) and caller.key_id == key_id(secret)
-    assert keys.remembered == {header: key_id(secret)}
-    keys.put(key_id(secret), KeyRecord(id=key_id(secret), name="agent", revoked=True).model_dump_json().encode())
-    revoked = auth.authenticate(header)
-    assert revoked.error == "revoked_key" and revoked.challenge  # type: ignore[union-attr]
-    keys.delete(key_id(secret))
-    assert keys.remembered == {}
-    assert auth.authenticate(header).error == "invalid_key"  # type: ignore[union-attr]
-
-
-def test_only_keys_of_the_directory_are_remembered_and_never_more_than_the_bound() -> None:
-    """Unknown keys are not remembered (a client trying keys cannot grow it), and one key sent in more
-    spellings than the bound keeps the newest."""
-    secret = generate_key()
-    keys = _directory(secret)
-    for attempt in range(50):
-        assert keys.authenticate(f"Bearer {generate_key()}").error == "invalid_key"  # type: ignore[union-attr]
-        assert keys.authenticate(f"Basic {attempt}").error == "malformed_authorization"  # type: ignore[union-attr]
-    assert keys.authenticate(None).error == "missing_key"  # type: ignore[union-attr]
-    assert keys.remembered == {}
-    spellings = [f"Bearer {secret}" + " " * n for n in range(_MOST_REMEMBERED + 10)]  # trailing blanks: one key
-    for header in spellings:
-        assert isinstance(keys.authenticate(header), Caller)
-    assert list(keys.remembered) == spellings[10:]
 
 
 @pytest.mark.parametrize("mode", ["code_mode", "discovery"])

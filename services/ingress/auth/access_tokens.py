@@ -171,10 +171,11 @@ class Authenticator:
     public_url: Callable[[], str]
 
     def authenticate(self, authorization: str | None) -> Caller | AuthFailure:
-        # a virtual key sent before is known by its whole header: no parsing, no digest (`KeyDirectory`)
-        if authorization not in self.keys.remembered and (token := _access_token(authorization)) is not None:
+        scheme, _, credential = (authorization or "").partition(" ")
+        credential = credential.strip()
+        if scheme.lower() == "bearer" and _looks_like_jwt(credential):
             base = self.public_url()
-            result = self.tokens.verify(token, issuer=base, audience=f"{base}/mcp")
+            result = self.tokens.verify(credential, issuer=base, audience=f"{base}/mcp")
         else:
             result = self.keys.authenticate(authorization)
         if isinstance(result, Caller):
@@ -182,13 +183,6 @@ class Authenticator:
         metadata = f"{self.public_url()}/.well-known/oauth-protected-resource/mcp" if self.tokens.offered else None
         challenge = bearer_challenge(result, credentials_sent=bool(authorization), metadata_url=metadata)
         return dataclasses.replace(result, challenge=challenge)
-
-
-def _access_token(authorization: str | None) -> str | None:
-    """The bearer credential of `authorization` when it looks like a JWT (an access token), else None."""
-    scheme, _, credential = (authorization or "").partition(" ")
-    credential = credential.strip()
-    return credential if scheme.lower() == "bearer" and _looks_like_jwt(credential) else None
 
 
 def _looks_like_jwt(credential: str) -> bool:

@@ -89,18 +89,9 @@ _CARRIED: Final[set[str]] = {"user_id", "team_id", "customer_id", "content_loggi
 """What a caller carries of its key's record, under the same names (the audit event's attribution)."""
 
 
-_MOST_REMEMBERED = 4096
-"""`Authorization` values `KeyDirectory` remembers the key id of; past this, the oldest is forgotten."""
-
-
 class KeyDirectory:
     def __init__(self) -> None:
         self._by_id: dict[str, tuple[KeyRecord, Caller, int]] = {}
-        self.remembered: dict[str, str] = {}
-        """`Authorization` values that named a key of this directory -> its id: the value is parsed and
-        digested once, not on every request of an agent that sends it again (bounded, FIFO; a deleted
-        key's values are forgotten with it). Its record is still read per request: a revoked key is
-        refused at once."""
         self.with_modes: set[str] = set()
         """Keys with Code Mode or discovery mode on: a request of any other key that sends neither
         header is in neither mode, told without asking either (`Handlers`)."""
@@ -119,8 +110,6 @@ class KeyDirectory:
     def delete(self, key_id: str) -> None:
         self._by_id.pop(key_id, None)
         self.with_modes.discard(key_id)
-        for authorization in [value for value, named in self.remembered.items() if named == key_id]:
-            del self.remembered[authorization]
 
     def record(self, key_id: str) -> KeyRecord | None:
         entry = self._by_id.get(key_id)
@@ -141,29 +130,15 @@ class KeyDirectory:
         return entry[2] if entry else -1
 
     def authenticate(self, authorization: str | None) -> Caller | AuthFailure:
-        key_id = self.remembered.get(authorization)  # type: ignore[arg-type]  # None is no key
-        if key_id is None:
-            if isinstance(found := self._identify(authorization), AuthFailure):
-                return found
-            key_id = found
-        entry = self._by_id.get(key_id)
-        if entry is None:
-            return _UNKNOWN
-        if entry[0].revoked:
-            return _REVOKED
-        return entry[1]
-
-    def _identify(self, authorization: str | None) -> str | AuthFailure:
-        """The id of the key `authorization` names, remembered when it is a key of this directory."""
         if not authorization:
             return _MISSING
         scheme, _, secret = authorization.partition(" ")
         secret = secret.strip()
         if scheme.lower() != "bearer" or not secret:
             return _MALFORMED
-        key_id = key_id_of(secret)
-        if key_id in self._by_id:
-            if len(self.remembered) >= _MOST_REMEMBERED:
-                del self.remembered[next(iter(self.remembered))]
-            self.remembered[authorization] = key_id
-        return key_id
+        entry = self._by_id.get(key_id_of(secret))
+        if entry is None:
+            return _UNKNOWN
+        if entry[0].revoked:
+            return _REVOKED
+        return entry[1]
