@@ -14,6 +14,11 @@ Everything else (broadcasts, JetStream, KV, the liveness probes) goes through th
 and so does a message the local subscriber could not take (closed, full, too large): the lane is a
 shortcut, never a second delivery path with rules of its own. It does bypass nats-server's
 permissions: services that share a process share its trust (deploy/README.md says what that costs).
+
+A message written with `contracts.carried.carrying` (a routed call, its outcome) reaches a receiver
+here as the very bytes object its sender published, carrying a copy of the model those bytes parse to:
+the receiver takes that copy instead of parsing (`carried`), and everything else about the message
+(bytes, headers, signature) is what the server would have delivered. `enable` (and `sharing`) turn that on.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from nats.aio.subscription import (
 )
 
 from libs.common.bus.bus_client import BusClient
+from libs.common.contracts import carried
 
 __all__ = ["LaneClient", "LocalLane", "enable", "new_client", "sharing"]
 
@@ -88,6 +94,7 @@ def enable() -> LocalLane:
     global _process_lane
     if _process_lane is None:
         _process_lane = LocalLane()
+    carried.handing_over(True)  # messages written from now on carry their model (`carried`)
     return _process_lane
 
 
@@ -96,10 +103,12 @@ def sharing(lane: LocalLane) -> Iterator[LocalLane]:
     """Connections opened inside the block join `lane` (services started together in one test)."""
     global _process_lane
     before, _process_lane = _process_lane, lane
+    carrying = carried.handing_over(True)
     try:
         yield lane
     finally:
         _process_lane = before
+        carried.handing_over(carrying)
 
 
 def new_client(lane: LocalLane | None = None) -> BusClient:
