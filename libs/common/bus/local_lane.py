@@ -59,19 +59,27 @@ class LocalLane:
             self._inboxes[subject[:-2]] = sub
 
     def find(self, subject: str) -> Subscription | None:
-        """A live local subscriber for one message to `subject`, if any."""
+        """A live local subscriber for one message to `subject`, if any.
+
+        Live: not unsubscribed, its connection open and still holding it (checked inline, twice a call)."""
         members = self._groups.get(subject)
         if members is not None:
             while members:
                 self._turn += 1
                 member = members[self._turn % len(members)]
-                if _live(member):
+                conn = member._conn
+                held: Subscription | None = conn._subs.get(member._id)
+                if not member._closed and not conn.is_closed and held is member:
                     return member
                 members.remove(member)  # it left: the server knows the group without it already
             return None
         prefix, dot, _ = subject.rpartition(".")
         inbox = self._inboxes.get(prefix) if dot else None
-        if inbox is not None and not _live(inbox):
+        if inbox is None:
+            return None
+        conn = inbox._conn
+        held = conn._subs.get(inbox._id)
+        if inbox._closed or conn.is_closed or held is not inbox:
             del self._inboxes[prefix]
             return None
         return inbox
@@ -79,11 +87,6 @@ class LocalLane:
     def members(self) -> int:
         """How many subscriptions the table holds (departed ones are dropped when next looked up)."""
         return sum(len(members) for members in self._groups.values()) + len(self._inboxes)
-
-
-def _live(sub: Subscription) -> bool:
-    conn = sub._conn
-    return not sub._closed and not conn.is_closed and conn._subs.get(sub._id) is sub
 
 
 _process_lane: LocalLane | None = None
