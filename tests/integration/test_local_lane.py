@@ -192,7 +192,7 @@ async def test_a_plain_subscription_or_one_without_a_callback_is_not_on_the_lane
 
 async def test_a_model_written_for_the_lane_reaches_its_receiver_parsed_and_the_server_path_parses(connect):
     lane = LocalLane()
-    with local_lane.sharing(lane):
+    with local_lane.sharing(lane), local_lane.carrying_models():
         receiver = await connect(lane)
         got, arrived, on_msg = _collector()
         await receiver.subscribe("work.call", queue="workers", cb=on_msg)

@@ -18,7 +18,7 @@ permissions: services that share a process share its trust (deploy/README.md say
 A message written with `contracts.carried.carrying` (a routed call, its outcome) reaches a receiver
 here as the very bytes object its sender published, carrying a copy of the model those bytes parse to:
 the receiver takes that copy instead of parsing (`carried`), and everything else about the message
-(bytes, headers, signature) is what the server would have delivered. `enable` (and `sharing`) turn that on.
+(bytes, headers, signature) is what the server would have delivered. `enable` (and `carrying_models`) turn that on.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from nats.aio.subscription import (
 from libs.common.bus.bus_client import BusClient
 from libs.common.contracts import carried
 
-__all__ = ["LaneClient", "LocalLane", "enable", "new_client", "sharing"]
+__all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "new_client", "sharing"]
 
 
 class LocalLane:
@@ -106,12 +106,22 @@ def sharing(lane: LocalLane) -> Iterator[LocalLane]:
     """Connections opened inside the block join `lane` (services started together in one test)."""
     global _process_lane
     before, _process_lane = _process_lane, lane
-    carrying = carried.handing_over(True)
     try:
         yield lane
     finally:
         _process_lane = before
-        carried.handing_over(carrying)
+
+
+@contextlib.contextmanager
+def carrying_models() -> Iterator[None]:
+    """Messages written inside the block carry their models (`contracts.carried`), as after `enable()`.
+
+    For services started together on a lane (`sharing`) in one test, for as long as they run."""
+    before = carried.handing_over(True)
+    try:
+        yield
+    finally:
+        carried.handing_over(before)
 
 
 def new_client(lane: LocalLane | None = None) -> BusClient:
