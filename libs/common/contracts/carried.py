@@ -54,11 +54,14 @@ def snapshot(model: M, values: dict[str, Any] | None = None, unset: Iterable[str
     dump names. `values` and `unset` describe what the dump leaves out (a parse leaves those fields their
     defaults)."""
     cls = type(model)
-    every, nested = _SHAPES.get(cls) or _shape(cls)
-    fields = model.__dict__ | values if values else model.__dict__.copy()
+    try:  # subscripts and literals rather than method calls: this runs twice a call on the hot path
+        every, nested = _SHAPES[cls]
+    except KeyError:
+        every, nested = _shape(cls)
+    fields = {**model.__dict__, **values} if values else {**model.__dict__}
     for name in nested:
         if value := fields[name]:  # None and [] are as parsed
-            fields[name] = snapshot(value) if isinstance(value, BaseModel) else _parsed_copy(value)
+            fields[name] = snapshot(value) if type(value) in _SHAPES else _parsed_copy(value)
     copy = object.__new__(cls)
     object.__setattr__(copy, "__dict__", fields)
     object.__setattr__(copy, "__pydantic_fields_set__", set(every).difference(unset) if unset else set(every))
@@ -69,7 +72,7 @@ def snapshot(model: M, values: dict[str, Any] | None = None, unset: Iterable[str
 
 def _parsed_copy(value: Any) -> Any:
     """A nested value as parsed: its models copied with every field set."""
-    if isinstance(value, BaseModel):
+    if type(value) in _SHAPES or isinstance(value, BaseModel):  # a class seen before: no ABC check
         return snapshot(value)
     if type(value) is list:
         return [_parsed_copy(item) for item in value]
