@@ -142,11 +142,3 @@ def test_the_writers_key_check_knows_keys_put_since_and_keeps_deleted_ones() -> 
     )
     flags = {row[COLUMNS.index("event_id")]: row[STORED_COLUMNS.index("flags")] for row in result.rows}
     assert flags == {"a": [], "b": [], "c": [UNKNOWN_KEY]}
-
-
-def test_a_batch_of_one_chain_is_vouched_for_once_and_kept_whole() -> None:
-    events = [
-        AuditEvent(event_id=f"e{n}", status="ok", latency_ms=1, producer="ingress-h-1-aaaa", seq=n) for n in range(5)
-    ]
-    result = split(_arrivals(AuditBatch(events=events).model_dump_json().encode()))
-    assert not result.bad and len(result.rows) == 5
