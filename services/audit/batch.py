@@ -32,6 +32,7 @@ __all__ = ["UNKNOWN_KEY", "Arrival", "Backoff", "Rejected", "Split", "decode", "
 
 UNKNOWN_KEY: Final = "unknown_key"
 """The flag of an event naming a key id that `bastion_keys` does not hold."""
+_UNKNOWN: Final = (UNKNOWN_KEY,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +79,28 @@ def _reason(model: str, exc: ValidationError) -> str:
 
 
 def _unvouched(role: str, events: list[AuditEvent]) -> AuditEvent | None:
-    """The first event whose chain is not `role`'s."""
+    """The first event whose chain is not `role`'s.
+
+    A batch comes from one producer, so nearly always holds one chain: each chain's role is read once,
+    not once per event."""
+    chains = {event.producer for event in events}
+    if all(chain and producer_role(chain) == role for chain in chains):
+        return None
     return next((event for event in events if not event.producer or producer_role(event.producer) != role), None)
 
 
-def _flags(event: AuditEvent, known_key: Callable[[str], bool]) -> tuple[str, ...]:
-    key = event.key_id
-    if key and not key.startswith(USER_CALLER_PREFIX) and not known_key(key):
-        return (UNKNOWN_KEY,)
-    return ()
+def _rows(role: str, events: list[AuditEvent], known_key: Callable[[str], bool]) -> list[tuple[Any, ...]]:
+    """The events' rows, each flagged when it names a key `bastion_keys` does not hold (a user is no key)."""
+    return [
+        to_row(
+            event,
+            vouched_by=role,
+            flags=_UNKNOWN
+            if (key := event.key_id) and not key.startswith(USER_CALLER_PREFIX) and not known_key(key)
+            else (),
+        )
+        for event in events
+    ]
 
 
 @dataclass
@@ -119,7 +133,7 @@ def _vouched(index: int, arrival: Arrival, known_key: Callable[[str], bool]) -> 
                 else f"event {stranger.event_id} is on no hash chain"
             )
             return Rejected(index, why, role, stranger.producer, stranger.event_id)
-        return [to_row(event, vouched_by=role, flags=_flags(event, known_key)) for event in events]
+        return _rows(role, events, known_key)
     except BadEvent as exc:
         return Rejected(index, str(exc), role)
 

@@ -121,7 +121,7 @@ class AuditService:
         self.runner = AnalyticsRunner(self.store, limits, lambda: nc.max_payload)
         broker = self._broker(instance)
         broker.include_router(Responders(self.store, self.auditor, self.runner, lambda: nc.max_payload).router)
-        self.writer = BatchWriter(self.store, known_key=self.keys)
+        self.writer = BatchWriter(self.store, known_key=self.keys.knows)
         self.consumer = AuditConsumer(
             broker,
             self.writer,

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.cedar.cedar_eval import call_context, condition_allows, reads_decimals
 from libs.common.contracts import subjects
+from libs.common.contracts.carried import carried
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import (
     CallOutcome,
@@ -124,7 +125,7 @@ class Admission:
         if model is None:
             return FORGED
         try:
-            request = model.model_validate_json(data)
+            request = carried(model, data)
         except ValidationError:
             return FORGED
         verified = self._verified.get((subject, given))

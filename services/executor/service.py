@@ -37,6 +37,7 @@ from libs.common.bus.nats import connect_service, drain_or_close, kv_bucket, pro
 from libs.common.bus.starting import patient_start, start_owning
 from libs.common.bus.work_signing import WorkSigner
 from libs.common.contracts import subjects
+from libs.common.contracts.carried import carried
 from libs.common.contracts.config import ServerConfig
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.llm import LlmOutcome, LlmRequest
@@ -402,10 +403,10 @@ class ExecutorService:
         if msg.subject == subjects.EXEC_LLM:
             await self._handle_llm(msg)
             return
-        model = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
+        model: type[ToolCall | UpstreamRequest] = ToolCall if msg.subject == subjects.EXEC_CALL else UpstreamRequest
         version: str | None = None
         try:
-            request = parsed or model.model_validate_json(msg.data)
+            request = parsed or carried(model, msg.data)
         except ValidationError as exc:
             log.error("dropping a malformed %s (%d problem(s))", model.__name__, exc.error_count())
             outcome = CallOutcome(

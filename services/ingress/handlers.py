@@ -19,7 +19,7 @@ from typing import Any
 from mcp_types import INVALID_PARAMS, METHOD_NOT_FOUND
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from libs.common.audit.audit_content import to_json
+from libs.common.audit.audit_content import json_bytes
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.kvwatch import BucketWatch
 from libs.common.contracts.errors import ErrorKind
@@ -246,7 +246,7 @@ class Handlers:
             initiator="app" if app_call else "agent",
         )
         # the journal's R record and the event digest (and may record) the arguments: encoded once for both
-        encoded = to_json(arguments).encode("utf-8", "surrogatepass")
+        encoded = json_bytes(arguments)
         digest = None
         journal = self.audits.journal
         if journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target

@@ -15,6 +15,8 @@ from nats.errors import MaxPayloadError
 from libs.common.bus import local_lane
 from libs.common.bus.local_lane import LocalLane
 from libs.common.bus.nats import processed
+from libs.common.contracts.carried import Carried, carried, carrying
+from libs.common.contracts.messages import Caller, ToolCall
 from tests.support.polling import poll_until
 
 pytestmark = pytest.mark.integration
@@ -186,3 +188,27 @@ async def test_a_plain_subscription_or_one_without_a_callback_is_not_on_the_lane
     await nc.subscribe("bastion.exec.cancel", cb=_ignore)  # a broadcast
     await nc.subscribe(f"{nc.new_inbox()}.*", cb=_ignore)  # a reply inbox: on the lane
     assert lane.members() == 1
+
+
+async def test_a_model_written_for_the_lane_reaches_its_receiver_parsed_and_the_server_path_parses(connect):
+    lane = LocalLane()
+    with local_lane.sharing(lane), local_lane.carrying_models():
+        receiver = await connect(lane)
+        got, arrived, on_msg = _collector()
+        await receiver.subscribe("work.call", queue="workers", cb=on_msg)
+        caller = Caller(key_id="k1", key_name="bench")
+        call = ToolCall(caller=caller, server="echo", tool="echo", name="echo__echo", arguments={"t": 1}, timeout=9)
+        data = carrying(call)
+        await (await connect(lane)).publish("work.call", data, reply="_INBOX.a.b.3")
+        await (await connect(None)).publish("work.call", data, reply="_INBOX.a.b.4")
+        call.server = "changed after sending"
+        while len(got) < 2:
+            arrived.clear()
+            await asyncio.wait_for(arrived.wait(), 5)
+
+    local, remote = sorted(got, key=lambda msg: msg.reply)
+    assert local.data == remote.data == call.model_copy(update={"server": "echo"}).model_dump_json().encode()
+    assert type(local.data) is Carried and type(remote.data) is bytes  # the socket carries bytes alone
+    handed, parsed = carried(ToolCall, local.data), carried(ToolCall, remote.data)
+    assert handed == parsed and handed.__pydantic_fields_set__ == parsed.__pydantic_fields_set__
+    assert handed.server == "echo" and handed is not call

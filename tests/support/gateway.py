@@ -266,8 +266,10 @@ async def running_gateway(
     await nc.close()
     started: list[Any] = []
     joining = contextlib.ExitStack()  # the services' connections, opened by start(), join the lane
+    carrying = contextlib.ExitStack()  # and their messages carry their models while they run
     if lane:
         joining.enter_context(local_lane.sharing(LocalLane()))
+        carrying.enter_context(local_lane.carrying_models())
     try:
         for service in (
             AuditService(
@@ -360,6 +362,7 @@ async def running_gateway(
         joining.close()
         for service in reversed(started):
             await service.stop()
+        carrying.close()
 
 
 @contextlib.asynccontextmanager

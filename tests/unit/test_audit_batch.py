@@ -9,6 +9,7 @@ from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditBatch, AuditEvent
 from services.audit.batch import UNKNOWN_KEY, Arrival, Backoff, decode, decode_many, split
 from services.audit.errors import BadEvent
+from services.audit.known_keys import KnownKeys
 from services.audit.schema import COLUMNS, STORED_COLUMNS
 
 INGRESS_SUBJECT = subjects.audit_subject("ingress", "ingress-host-1-abcd")
@@ -123,3 +124,21 @@ def test_a_batch_message_yields_every_event_or_none() -> None:
     result = split(_arrivals(broken, AuditBatch(events=events[:1]).model_dump_json().encode()))
     assert result.good == [1] and len(result.rows) == 1
     assert result.bad and result.bad[0].index == 0 and "AuditBatch" in result.bad[0].reason
+
+
+def test_the_writers_key_check_knows_keys_put_since_and_keeps_deleted_ones() -> None:
+    keys = KnownKeys()
+    knows = keys.knows
+    keys.put("later-key", b"{}", 3)  # put after the check was handed to the writer
+    keys.put("gone-key", b"{}", 4)
+    keys.delete("gone-key")  # its late events were made while it existed
+    result = split(
+        _arrivals(
+            _payload(event_id="a", key_id="later-key"),
+            _payload(event_id="b", key_id="gone-key"),
+            _payload(event_id="c", key_id="never-key"),
+        ),
+        knows,
+    )
+    flags = {row[COLUMNS.index("event_id")]: row[STORED_COLUMNS.index("flags")] for row in result.rows}
+    assert flags == {"a": [], "b": [], "c": [UNKNOWN_KEY]}

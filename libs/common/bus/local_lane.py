@@ -14,6 +14,11 @@ Everything else (broadcasts, JetStream, KV, the liveness probes) goes through th
 and so does a message the local subscriber could not take (closed, full, too large): the lane is a
 shortcut, never a second delivery path with rules of its own. It does bypass nats-server's
 permissions: services that share a process share its trust (deploy/README.md says what that costs).
+
+A message written with `contracts.carried.carrying` (a routed call, its outcome) reaches a receiver
+here as the very bytes object its sender published, carrying a copy of the model those bytes parse to:
+the receiver takes that copy instead of parsing (`carried`), and everything else about the message
+(bytes, headers, signature) is what the server would have delivered. `enable` (and `carrying_models`) turn that on.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from nats.aio.subscription import (
 )
 
 from libs.common.bus.bus_client import BusClient
+from libs.common.contracts import carried
 
-__all__ = ["LaneClient", "LocalLane", "enable", "new_client", "sharing"]
+__all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "new_client", "sharing"]
 
 
 class LocalLane:
@@ -53,19 +59,27 @@ class LocalLane:
             self._inboxes[subject[:-2]] = sub
 
     def find(self, subject: str) -> Subscription | None:
-        """A live local subscriber for one message to `subject`, if any."""
+        """A live local subscriber for one message to `subject`, if any.
+
+        Live: not unsubscribed, its connection open and still holding it (checked inline, twice a call)."""
         members = self._groups.get(subject)
         if members is not None:
             while members:
                 self._turn += 1
                 member = members[self._turn % len(members)]
-                if _live(member):
+                conn = member._conn
+                held: Subscription | None = conn._subs.get(member._id)
+                if not member._closed and not conn.is_closed and held is member:
                     return member
                 members.remove(member)  # it left: the server knows the group without it already
             return None
         prefix, dot, _ = subject.rpartition(".")
         inbox = self._inboxes.get(prefix) if dot else None
-        if inbox is not None and not _live(inbox):
+        if inbox is None:
+            return None
+        conn = inbox._conn
+        held = conn._subs.get(inbox._id)
+        if inbox._closed or conn.is_closed or held is not inbox:
             del self._inboxes[prefix]
             return None
         return inbox
@@ -73,11 +87,6 @@ class LocalLane:
     def members(self) -> int:
         """How many subscriptions the table holds (departed ones are dropped when next looked up)."""
         return sum(len(members) for members in self._groups.values()) + len(self._inboxes)
-
-
-def _live(sub: Subscription) -> bool:
-    conn = sub._conn
-    return not sub._closed and not conn.is_closed and conn._subs.get(sub._id) is sub
 
 
 _process_lane: LocalLane | None = None
@@ -88,6 +97,7 @@ def enable() -> LocalLane:
     global _process_lane
     if _process_lane is None:
         _process_lane = LocalLane()
+    carried.handing_over(True)  # messages written from now on carry their model (`carried`)
     return _process_lane
 
 
@@ -100,6 +110,18 @@ def sharing(lane: LocalLane) -> Iterator[LocalLane]:
         yield lane
     finally:
         _process_lane = before
+
+
+@contextlib.contextmanager
+def carrying_models() -> Iterator[None]:
+    """Messages written inside the block carry their models (`contracts.carried`), as after `enable()`.
+
+    For services started together on a lane (`sharing`) in one test, for as long as they run."""
+    before = carried.handing_over(True)
+    try:
+        yield
+    finally:
+        carried.handing_over(before)
 
 
 def new_client(lane: LocalLane | None = None) -> BusClient:

@@ -195,10 +195,13 @@ class AckedRequester:
                 if remaining <= 0:
                     raise self._timed_out(mark, within)
                 # an unacknowledged call looks sooner: a replica that lost its member may have had it
-                every = settings.probe_every if pending.holder else min(settings.probe_every, self._lost_after)
+                if pending.holder:
+                    every = settings.probe_every
+                else:
+                    every = min(settings.probe_every, settings.ack_after + settings.ack_margin)  # `_lost_after`
                 self._looks.at(min(remaining, every), self._look, token)
                 await pending.wake
-                if pending.answered:
+                if pending.reply is not None or pending.error is not None:  # answered
                     continue
                 pending.wake = loop.create_future()
                 holder = pending.holder

@@ -6,11 +6,12 @@ passes it on without parsing it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 from pydantic import Field
 
+from libs.common.contracts.carried import Carried, carried, carries, carrying, snapshot
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages_base import BusMessage, Execution, GatewayError, InterceptorDecision
 
@@ -108,16 +109,29 @@ def encode_outcome(outcome: CallOutcome) -> bytes:
     raw = outcome.raw_result
     if raw is None and outcome.result is not None:
         raw = orjson.dumps(outcome.result)
-    envelope = outcome.model_dump_json(exclude={"result"}).encode()
-    return envelope if raw is None else envelope + b"\n" + raw
+    envelope = outcome.__pydantic_serializer__.to_json(outcome, exclude=_NOT_IN_ENVELOPE)
+    data = envelope if raw is None else envelope + b"\n" + raw
+    if not carries():
+        return data
+    # what `decode_outcome` makes of these bytes, for a receiver in this process (`carried`)
+    if raw is None:
+        return carrying(outcome, data, snapshot(outcome, _NO_RESULT, _NO_RESULT))
+    return carrying(outcome, data, snapshot(outcome, {"result": None, "raw_result": raw}, _NOT_IN_ENVELOPE))
 
 
 def decode_outcome(data: bytes) -> CallOutcome:
     """An outcome from its bus form (`encode_outcome`); the result stays bytes (`raw_result`).
 
     Raises `pydantic.ValidationError` when the envelope is not a `CallOutcome`."""
+    if type(data) is Carried and type(data.model) is CallOutcome:
+        return carried(CallOutcome, data)
     envelope, newline, raw = data.partition(b"\n")  # compact JSON has no raw newline
     outcome = CallOutcome.model_validate_json(envelope)
     if newline:
         outcome.raw_result = raw
     return outcome
+
+
+_NOT_IN_ENVELOPE: Final = {"result"}
+"""What `encode_outcome` leaves out of the envelope (`raw_result` is never dumped)."""
+_NO_RESULT: Final = {"result": None, "raw_result": None}

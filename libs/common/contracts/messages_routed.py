@@ -143,9 +143,8 @@ class ToolCall(_Routed):
     subscription: ClassVar[None] = None
     subscriber: ClassVar[None] = None
 
-    @property
-    def rpc_method(self) -> str:
-        return "tools/call"
+    rpc_method: ClassVar[str] = "tools/call"
+    """The MCP method it runs: a class attribute, read several times a call with no getter to run."""
 
     @property
     def tool_name(self) -> str | None:
