@@ -34,8 +34,8 @@ from libs.common.contracts.messages_base import Caller
 
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces
-from .decode import Budget
-from .deep import deep_findings
+from .decode import Budget, undisguised
+from .deep import deep_findings, neighbours
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
 from .pii import PiiDetector
@@ -287,7 +287,7 @@ def _scan_piece(
                 if spans:
                     hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
     if deep:
-        _deeper(items, deep, hits, len(blob))
+        _deeper(items, deep, hits, blob)
     for rule in rules:
         by_path = hits.get(id(rule))
         if not by_path:
@@ -309,19 +309,24 @@ def _deeper(
     items: Sequence[tuple[Path, str | None, str]],
     rules: Sequence[_Rule],
     hits: dict[int, dict[Path, list[Finding]]],
-    size: int,
+    blob: str,
 ) -> None:
     """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
 
-    (A span found twice counts once when they are merged)."""
-    pairs = [(path, value) for path, _key, value in items]
+    (A span found twice counts once when they are merged). Nothing to read, decided once for every
+    rule, when no string has a disguise to take off (`undisguised`, a few C-level scans of `blob`)
+    and none has a neighbour to be joined with: the usual result, one text per content block."""
+    groups = neighbours(items)
+    plain = undisguised(blob)
+    if plain and not groups:
+        return
     # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
     # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
     # real one, and the work stays linear in the payload (one piece of at most `max_scan_bytes`)
-    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * size)
+    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * len(blob))
     for rule in rules:
         assert rule.detector is not None
-        extra = deep_findings(rule.detector, pairs, budget)
+        extra = deep_findings(rule.detector, items, budget, groups=groups, plain=plain)
         for path, findings in extra.items():
             hits.setdefault(id(rule), {}).setdefault(path, []).extend(findings)
 
