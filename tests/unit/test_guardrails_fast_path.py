@@ -153,3 +153,34 @@ def test_the_walk_names_every_string_of_any_mapping_and_sequence() -> None:
         (("row", 1, 4, "z"), "z", "w"),
         (("row", 1, 4, "2"), "2", "two"),
     ]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "data", "mimeType", "text"]), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_the_walk_of_json_is_the_walk_of_any_mapping(value: Any) -> None:
+    def generic(item: Any) -> Any:  # the same value as types JSON's walk does not take its fast way for
+        if isinstance(item, dict):
+            return OrderedDict((k, generic(v)) for k, v in item.items())
+        if isinstance(item, list):
+            return tuple(generic(v) for v in item)
+        return item
+
+    assert strings(value) == strings(generic(value))
+
+
+def test_a_payload_nested_past_the_recursion_limit_is_walked_whole() -> None:
+    value: Any = {"secret": "here"}
+    for depth in range(3000):
+        value = [value] if depth % 2 else {"k": value}
+    found = strings(value)
+    assert len(found) == 1 and found[0][1:] == ("secret", "here") and len(found[0][0]) == 3001

@@ -25,37 +25,64 @@ _PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:/~ \-]{1,40}\Z")
 _SECRETS: Final = SecretsDetector()
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 """JSON's values that hold no string: passed over without a call."""
+_NESTED: Final = 64
+"""Levels of JSON walked by a call each; deeper ones by `_stacked`'s loop (no recursion limit to reach)."""
 
 
 def strings(value: Any) -> list[tuple[Path, str | None, str]]:
-    """Every string value of `value` (depth first, iteratively: no recursion limit to hit) as its path.
+    """Every string value of `value` (depth first, in document order) as its path.
 
     The object key it is the value of (None inside a list), and the string. A list, not a generator:
-    every caller reads them all, and a generator costs a resumption per string. JSON's own types are
-    told apart by exact class (`__class__`, an attribute, not a call): a payload the codec made costs
-    no `isinstance` at all, about a third of the calls of a step."""
+    every caller reads them all, and a generator costs a resumption per string. JSON's own dicts and
+    lists are walked by a call per container, their types told apart by exact class (`__class__`, an
+    attribute, not a call); past `_NESTED` levels, and for other mappings and sequences, by a loop
+    with a stack of its own: no recursion limit to hit."""
     found: list[tuple[Path, str | None, str]] = []
-    stack: list[tuple[Path, str | None, Any]] = [((), None, value)]
+    kind = value.__class__
+    if kind is dict or kind is list:
+        _into(value, (), found, 0)
+    else:
+        _stacked(value, (), None, found)
+    return found
+
+
+def _into(
+    container: dict[Any, Any] | list[Any], path: Path, found: list[tuple[Path, str | None, str]], depth: int
+) -> None:
+    """The strings of one JSON object or array, nested ones `_NESTED` deep by a call each, then `_stacked`."""
+    if container.__class__ is dict:
+        binary = "mimeType" in container
+        members: Any = container.items()
+    else:
+        binary = False
+        members = enumerate(container)
+    for k, v in members:
+        if k.__class__ is str:
+            key: str | None = k
+        elif k.__class__ is int and container.__class__ is list:
+            key = None
+        else:  # a key JSON never has (a number, from a caller's own dict): named by its text
+            key = k = str(k)
+        kind = v.__class__
+        if kind is str:
+            if not (binary and key in _BINARY_KEYS):
+                found.append(((*path, k), key, v))
+        elif kind is dict or kind is list:
+            if depth < _NESTED:
+                _into(v, (*path, k), found, depth + 1)
+            else:
+                _stacked(v, (*path, k), key, found)
+        elif kind not in _SCALARS:
+            if not (binary and key in _BINARY_KEYS and isinstance(v, str)):
+                _stacked(v, (*path, k), key, found)
+
+
+def _stacked(value: Any, path: Path, key: str | None, found: list[tuple[Path, str | None, str]]) -> None:
+    """The strings under `value` found by a loop with its own stack: any depth, any Mapping and sequence."""
+    stack: list[tuple[Path, str | None, Any]] = [(path, key, value)]
     while stack:
         path, key, item = stack.pop()
-        kind = item.__class__
-        if kind is str:
-            found.append((path, key, item))
-        elif kind is dict:
-            # keys JSON never has (a number, from a caller's own dict) are named by their text
-            entries = [
-                ((*path, name), name, v)
-                for k, v in item.items()
-                for name in (k if k.__class__ is str else str(k),)
-                if not (name in _BINARY_KEYS and "mimeType" in item and isinstance(v, str))
-            ]
-            entries.reverse()
-            stack += entries
-        elif kind is list:
-            stack += [((*path, i), None, item[i]) for i in range(len(item) - 1, -1, -1)]
-        elif kind in _SCALARS:
-            continue
-        elif isinstance(item, str):
+        if isinstance(item, str):
             found.append((path, key, item))
         elif isinstance(item, Mapping):
             binary = "mimeType" in item
@@ -65,7 +92,6 @@ def strings(value: Any) -> list[tuple[Path, str | None, str]]:
         elif isinstance(item, list | tuple):
             for i in range(len(item) - 1, -1, -1):
                 stack.append(((*path, i), None, item[i]))
-    return found
 
 
 def _secret_like(key: str) -> bool:
