@@ -54,6 +54,7 @@ _PIECES = [
     base64.b64encode(AWS.encode()).decode(),
     " ".join(AWS),
     "A B C D E F G H I J K L",
+    "\nA B C D E F G H I J K L\n",
     AWS.encode().hex(),
 ]
 TEXTS = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
@@ -79,6 +80,7 @@ def test_a_payload_judged_undisguised_has_no_string_with_a_view(texts: list[str]
     "text",
     [
         "A B C D E F G H I J K L",  # spaced out from the string's first character
+        "ends a line\nA B C D E F G H I J K L\nand the next",  # from the first character after a line break
         " ".join(AWS),
         base64.b64encode(AWS.encode()).decode(),
         "caf\u00e9",

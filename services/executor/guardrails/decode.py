@@ -141,9 +141,12 @@ def undisguised(blob: str) -> bool:
         return True
     if encoded_runs(blob):
         return False
-    # a quote is a gap here: a string's spaced run starts right after one, where `_spaced_out` of the
-    # string alone finds it at the start of the text
-    shape = blob.encode("ascii").translate(_BLOB_SHAPE).replace(b"  ", b" ").replace(b"  ", b" ")
+    # a quote is a gap here, and so is a line break: a string's spaced run may start right after
+    # either, where `_spaced_out` of the string alone sees a space (or the start of the text) before it
+    raw = blob.encode("ascii")
+    if b"\\" in raw:  # only line breaks' escapes are left: each a space, as the string has it
+        raw = raw.replace(b"\\n", b" ").replace(b"\\r", b" ")
+    shape = raw.translate(_BLOB_SHAPE).replace(b"  ", b" ").replace(b"  ", b" ")
     return _SPACED_SHAPE not in shape
 
 
