@@ -186,3 +186,37 @@ def test_a_payload_nested_past_the_recursion_limit_is_walked_whole() -> None:
         value = [value] if depth % 2 else {"k": value}
     found = strings(value)
     assert len(found) == 1 and found[0][1:] == ("secret", "here") and len(found[0][0]) == 3001
+
+
+def _with_server_info(*fields: str) -> dict[str, Any]:
+    return {
+        "content": [{"type": "text", "text": "hello"}],
+        "structuredContent": {"result": "hello"},
+        "_meta": {"io.modelcontextprotocol/serverInfo": dict(zip(("name", "version", "title"), fields, strict=False))},
+    }
+
+
+def test_plain_neighbours_that_hold_nothing_pass_as_they_are() -> None:
+    payload = _with_server_info("echo", "1.0.0")
+    assert undisguised(encoded(payload).decode())
+    inspection = ENGINE.inspect("result", SUBJECT, payload)
+    assert inspection.action is None and inspection.content is payload
+
+
+_SPACED_AWS = " ".join(AWS)
+_B64_AWS = base64.b64encode(AWS.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (AWS[:2], AWS[2:]),  # the anchor itself cut in two
+        (_B64_AWS[:14], _B64_AWS[14:]),  # a base64 run: neither half long enough to be one
+        (_SPACED_AWS[:14], _SPACED_AWS[14:28], _SPACED_AWS[28:]),  # a spaced-out run: neither piece one
+    ],
+)
+def test_a_credential_cut_across_plain_neighbours_is_still_read_joined(fields: tuple[str, ...]) -> None:
+    payload = _with_server_info(*fields)
+    assert undisguised(encoded(payload).decode())  # no piece has a disguise of its own
+    out = _redacted(payload)
+    assert not any(field.strip() in out for field in fields)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import orjson
 
 from .base import Detector, Finding
-from .decode import Budget, View, views
+from .decode import Budget, View, viewless, views
 from .walk import Path, strings
 
-__all__ = ["Group", "Item", "deep_findings", "neighbours"]
+__all__ = ["Group", "Item", "deep_findings", "inert_joins", "neighbours"]
 
 _MAX_GROUP = 256
 """Neighbours read as one text at most (a list of thousands of rows is read row by row)."""
@@ -64,6 +64,17 @@ def neighbours(items: Sequence[Item]) -> list[Group]:
             if parent and parent[-1].__class__ is int:
                 groups.setdefault(("column", parent[:-1], key), []).append((path, value))
     return [g[:_MAX_GROUP] for g in groups.values() if len(g) > 1]
+
+
+def inert_joins(detector: Detector, groups: Sequence[Group]) -> bool:
+    """Whether reading `groups` joined can find nothing, decided for all of them at once.
+
+    For strings without a view of their own (`decode.undisguised`): every window `deep_findings`
+    reads is a slice of one group's joined text, so none holds an anchor of `detector` or a
+    disguise when the joined texts, a line break between groups (no anchor, run or spaced run
+    crosses one), hold none."""
+    text = "\n".join(["".join([value for _, value in group]) for group in groups])
+    return detector.prepare(text, text.lower()) is None and viewless(text)
 
 
 def deep_findings(

@@ -35,7 +35,7 @@ from libs.common.contracts.messages_base import Caller
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces
 from .decode import Budget, undisguised
-from .deep import deep_findings, neighbours
+from .deep import deep_findings, inert_joins, neighbours
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
 from .pii import PiiDetector
@@ -327,13 +327,16 @@ def _deeper(
 ) -> None:
     """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
 
-    (A span found twice counts once when they are merged). Nothing to read, decided once for every
-    rule, when no string has a disguise to take off (`undisguised`, a few C-level scans of `blob`)
-    and none has a neighbour to be joined with: the usual result, one text per content block."""
+    (A span found twice counts once when they are merged). Nothing to read when no string has a
+    disguise to take off (`undisguised`, a few C-level scans of `blob`) and none has a neighbour to
+    be joined with (one text per content block), or the joined neighbours hold nothing a rule could
+    find (`inert_joins`, the same scans of their joined text: a server's `name` and `version`)."""
     groups = neighbours(items) if len(items) > 1 else []
     plain = undisguised(blob)
-    if plain and not groups:
-        return
+    if plain:
+        rules = [rule for rule in rules if groups and not inert_joins(rule.detector, groups)]  # type: ignore[arg-type]
+        if not rules:
+            return
     # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
     # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
     # real one, and the work stays linear in the payload (one piece of at most `max_scan_bytes`)
