@@ -149,7 +149,9 @@ def undisguised(blob: str) -> bool:
             start += 1
         if _decoded(raw[start:end].decode("ascii")) is not None:
             return False
-    shape = raw.translate(_SHAPE).replace(b"  ", b" ").replace(b"  ", b" ")
+    shape = raw.translate(_SHAPE)
+    if b"  " in shape:  # gaps of two or three spaces made one (JSON holds no other white space unescaped)
+        shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
     return _SPACED_TAIL not in shape
 
 
