@@ -153,6 +153,7 @@ def _added(results: list[dict[str, Any]], calls: int) -> dict[str, Any]:
     saved = engine._DEEP
     engine._DEEP = frozenset()
     try:
+        rules = Guardrails.compile(GuardrailsSection())  # a fresh engine: each plans its rules once
         _cpu(rules, results, 100)
         plain = _cpu(rules, results, calls)
     finally:

@@ -42,3 +42,17 @@ def test_past_its_bound_the_cache_stops_growing_and_every_sample_still_counts(
     assert len(metrics.CHILDREN) == 2
     assert [counter.labels(str(i), "z")._value.get() for i in range(5)] == [2.0] * 5
     assert b'children_test_total{a="4",b="z"} 2.0' in generate_latest(registry)
+
+
+def test_each_observed_request_is_counted_once_as_a_counter_with_its_start() -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"service": "children-test", "method": "tools/call", "outcome": "ok"}
+    for seconds in (0.0004, 0.2, 3.0):
+        metrics.observe(labels["service"], labels["method"], labels["outcome"], seconds)
+    assert REGISTRY.get_sample_value("bastion_requests_total", labels) == 3
+    assert REGISTRY.get_sample_value("bastion_request_seconds_count", labels) == 3
+    created = REGISTRY.get_sample_value("bastion_requests_created", labels)
+    assert created is not None and created == REGISTRY.get_sample_value("bastion_request_seconds_created", labels)
+    exposition = generate_latest(REGISTRY).decode()
+    assert "# TYPE bastion_requests_total counter" in exposition

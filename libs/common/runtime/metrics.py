@@ -26,7 +26,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
@@ -54,17 +54,46 @@ __all__ = [
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
 """Seconds: the gateway's own overhead is sub-millisecond, upstream calls take up to the call timeout."""
 
-REQUESTS = Counter(
-    "bastion_requests",
-    "Requests handled, by service, MCP method and outcome (ok, tool_error, or the gateway error kind).",
-    ["service", "method", "outcome"],
-)
+_REQUEST_LABELS = ("service", "method", "outcome")
 REQUEST_SECONDS = Histogram(
     "bastion_request_seconds",
     "Time from receiving a request to answering it, by service, MCP method and outcome.",
-    ["service", "method", "outcome"],
+    _REQUEST_LABELS,
     buckets=LATENCY_BUCKETS,
 )
+
+
+class _RequestCounts(Collector):
+    """`bastion_requests_total`, read from `REQUEST_SECONDS`'s counts when scraped.
+
+    Each request's one observation (`observe`) counts it: a counter updated beside the histogram
+    would hold the histogram's `_count` again, at two more calls and a lock per request."""
+
+    _NAME, _HELP = (
+        "bastion_requests",
+        "Requests handled, by service, MCP method and outcome (ok, tool_error, or the gateway error kind).",
+    )
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._NAME, self._HELP, labels=_REQUEST_LABELS)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counts: dict[tuple[str, ...], float] = {}
+        created: dict[tuple[str, ...], float] = {}
+        for metric in REQUEST_SECONDS.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_count"):
+                    counts[tuple(sample.labels[n] for n in _REQUEST_LABELS)] = sample.value
+                elif sample.name.endswith("_created"):
+                    created[tuple(sample.labels[n] for n in _REQUEST_LABELS)] = sample.value
+        family = CounterMetricFamily(self._NAME, self._HELP, labels=_REQUEST_LABELS)
+        for labels, value in counts.items():
+            family.add_metric(labels, value, created=created.get(labels))
+        yield family
+
+
+REQUESTS = _RequestCounts()
+REGISTRY.register(REQUESTS)
 _MCP_LABELS = ["mcp_method_name", "gen_ai_tool_name", "error_type", "mcp_protocol_version"]
 MCP_SERVER_DURATION = Histogram(
     "mcp_server_operation_duration_seconds",
@@ -150,8 +179,8 @@ def child(metric: Any, *labels: str) -> Any:
     return found
 
 
-_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
-"""(service, method, outcome) -> its counter and histogram children: `labels()` validates and looks up
+_series: dict[tuple[str, str, str], Any] = {}
+"""(service, method, outcome) -> its histogram child: `labels()` validates and looks up
 its labels under a lock on every call, once per series is enough (a few hundred series at most:
 methods and outcomes are closed sets)."""
 
@@ -163,9 +192,8 @@ def observe(service: str, method: str, outcome: str, seconds: float) -> None:
     key = (service, method, outcome)
     series = _series.get(key)
     if series is None:
-        series = _series[key] = (REQUESTS.labels(*key), REQUEST_SECONDS.labels(*key))
-    series[0].inc()
-    series[1].observe(seconds)
+        series = _series[key] = REQUEST_SECONDS.labels(*key)
+    series.observe(seconds)  # counts the request too (`_RequestCounts`)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 import orjson
 
 from .base import Detector, Finding
-from .decode import Budget, View, views
+from .decode import Budget, View, viewless, views
 from .walk import Path, strings
 
-__all__ = ["deep_findings"]
+__all__ = ["Group", "Item", "deep_findings", "inert_joins", "neighbours"]
 
 _MAX_GROUP = 256
 """Neighbours read as one text at most (a list of thousands of rows is read row by row)."""
@@ -41,34 +41,57 @@ def _scan(detector: Detector, text: str) -> list[Finding]:
     return scan(text, None) if scan is not None else []
 
 
-def _neighbours(items: Sequence[tuple[Path, str]]) -> list[list[tuple[Path, str]]]:
+Item = tuple[Path, str | None, str]
+"""A string as the walk gives it: its path, the object key it is the value of (None in a list), the text."""
+Group = list[tuple[Path, str]]
+
+
+def neighbours(items: Sequence[Item]) -> list[Group]:
     """Groups of strings an agent may read as one.
 
     Siblings in an object, the same key across a list's items, the items of a list of strings (walk
-    order, which is document order)."""
-    groups: dict[tuple[object, ...], list[tuple[Path, str]]] = {}
-    for path, value in items:
-        if not path or path[-1] in _VOCABULARY:
+    order, which is document order). Empty for most payloads (one text per content block): the
+    deep read then has no joins to make."""
+    groups: dict[tuple[object, ...], Group] = {}
+    for path, key, value in items:
+        if not path:
             continue
-        parent, last = path[:-1], path[-1]
-        if isinstance(last, str):
-            groups.setdefault(("object", parent), []).append((path, value))
-            if len(parent) >= 1 and isinstance(parent[-1], int):
-                groups.setdefault(("column", parent[:-1], last), []).append((path, value))
-        else:
+        parent = path[:-1]
+        if key is None:
             groups.setdefault(("list", parent), []).append((path, value))
+        elif key not in _VOCABULARY:
+            groups.setdefault(("object", parent), []).append((path, value))
+            if parent and parent[-1].__class__ is int:
+                groups.setdefault(("column", parent[:-1], key), []).append((path, value))
     return [g[:_MAX_GROUP] for g in groups.values() if len(g) > 1]
 
 
+def inert_joins(detector: Detector, groups: Sequence[Group]) -> bool:
+    """Whether reading `groups` joined can find nothing, decided for all of them at once.
+
+    For strings without a view of their own (`decode.undisguised`): every window `deep_findings`
+    reads is a slice of one group's joined text, so none holds an anchor of `detector` or a
+    disguise when the joined texts, a line break between groups (no anchor, run or spaced run
+    crosses one), hold none."""
+    text = "\n".join(["".join([value for _, value in group]) for group in groups])
+    return detector.prepare(text, text.lower()) is None and viewless(text)
+
+
 def deep_findings(
-    detector: Detector, items: Sequence[tuple[Path, str]], budget: Budget, nested: bool = True
+    detector: Detector,
+    items: Sequence[Item],
+    budget: Budget,
+    nested: bool = True,
+    groups: list[Group] | None = None,
+    plain: bool = False,
 ) -> dict[Path, list[Finding]]:
     """What `detector` finds in the strings' views and in their joined neighbours.
 
     As spans of the original strings (the per-string plain scan is the engine's own; the engine counts a
-    span found twice once)."""
+    span found twice once). `groups` are the items' `neighbours` when the caller has them; `plain` says
+    no string has a view (`decode.undisguised` of their JSON), so only the joins are read."""
     out: dict[Path, list[Finding]] = {}
-    for path, value in items:
+    for path, _key, value in () if plain else items:
         for view in views(value, budget):
             for finding in _scan(detector, view.text):
                 start, end = view.origin(finding.start, finding.end)
@@ -77,24 +100,29 @@ def deep_findings(
             found = _inside_json(detector, value, budget)
             if found:
                 out.setdefault(path, []).extend(found)
-    for group in _neighbours(items):
-        joined = "".join([value for _, value in group])
-        bounds, at = [], 0
-        for path, value in group:
-            bounds.append((path, at, at + len(value)))
-            at += len(value)
-        cuts = [b for _, _, b in bounds[:-1]]
-        # a string that starts where its neighbour ends in a letter or digit is read from its own
-        # start too: joined, the neighbour's last character would hide where a token begins
-        starts = [(cut, min(len(joined), cut + _REACH)) for cut in cuts if _TOKEN_CHAR.match(joined, cut - 1)]
-        for lo, hi in (*_windows(cuts, len(joined)), *starts):
-            window = joined[lo:hi]
-            for view in (View(window, _same), *views(window, budget)):
-                for finding in _scan(detector, view.text):
-                    start, end = view.origin(finding.start, finding.end)
-                    end = _clipped(detector, finding.entity, joined, start + lo, end + lo, cuts)
-                    _split(out, finding, start + lo, end, bounds)
+    for group in neighbours(items) if groups is None else groups:
+        _joined(detector, group, budget, out)
     return {path: _shortest(findings) for path, findings in out.items()}
+
+
+def _joined(detector: Detector, group: Group, budget: Budget, out: dict[Path, list[Finding]]) -> None:
+    """What `detector` finds in one group's strings read as one text, split back onto its members."""
+    joined = "".join([value for _, value in group])
+    bounds, at = [], 0
+    for path, value in group:
+        bounds.append((path, at, at + len(value)))
+        at += len(value)
+    cuts = [b for _, _, b in bounds[:-1]]
+    # a string that starts where its neighbour ends in a letter or digit is read from its own
+    # start too: joined, the neighbour's last character would hide where a token begins
+    starts = [(cut, min(len(joined), cut + _REACH)) for cut in cuts if _TOKEN_CHAR.match(joined, cut - 1)]
+    for lo, hi in (*_windows(cuts, len(joined)), *starts):
+        window = joined[lo:hi]
+        for view in (View(window, _same), *views(window, budget)):
+            for finding in _scan(detector, view.text):
+                start, end = view.origin(finding.start, finding.end)
+                end = _clipped(detector, finding.entity, joined, start + lo, end + lo, cuts)
+                _split(out, finding, start + lo, end, bounds)
 
 
 def _closed(text: str) -> bool:
@@ -143,12 +171,12 @@ def _inside_json(detector: Detector, text: str, budget: Budget) -> list[Finding]
         return []
     if not isinstance(parsed, dict | list):
         return []
-    inner = [(path, value) for path, _key, value in strings(parsed)]
+    inner = strings(parsed)
     pieces: set[tuple[str, str]] = set()
-    for _path, value in inner:
+    for _path, _key, value in inner:
         pieces.update((f.entity, value[f.start : f.end]) for f in _scan(detector, value))
     for path, findings in deep_findings(detector, inner, budget, nested=False).items():
-        value = next(v for p, v in inner if p == path)
+        value = next(v for p, _k, v in inner if p == path)
         pieces.update((f.entity, value[f.start : f.end]) for f in findings)
     found = []
     for entity, piece in pieces:

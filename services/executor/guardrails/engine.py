@@ -34,8 +34,8 @@ from libs.common.contracts.messages_base import Caller
 
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces
-from .decode import Budget
-from .deep import deep_findings
+from .decode import Budget, undisguised
+from .deep import deep_findings, inert_joins, neighbours
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
 from .pii import PiiDetector
@@ -126,6 +126,22 @@ def _compile_rule(rule: GuardrailRule, groups: Mapping[str, Sequence[str]]) -> _
     return _Rule(rule, GrantSet.compile(patterns), detector, callers)
 
 
+class _Plan(NamedTuple):
+    """The rules that look at one (where, tool, caller), sorted once by what inspecting asks of them."""
+
+    sizes: tuple[_Rule, ...]
+    """`size` rules: the JSON's length against their limit."""
+    detecting: tuple[_Rule, ...]
+    """Rules with a built-in detector (`prepare`, then a scan of the strings)."""
+    deep: tuple[_Rule, ...]
+    """Of `detecting`, those that also read past disguises and joins (`_DEEP`)."""
+    hooks: tuple[_Rule, ...]
+    """Rules that ask a webhook (`ainspect`)."""
+
+
+_NO_PLAN: Final = _Plan((), (), (), ())
+
+
 @dataclass(slots=True)
 class _Found:
     rule: _Rule
@@ -141,7 +157,7 @@ class Guardrails:
     def __init__(self, rules: Sequence[_Rule], max_scan_bytes: int) -> None:
         self._rules = tuple(rules)
         self._max_scan_bytes = max_scan_bytes
-        self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], tuple[tuple[_Rule, ...], tuple[_Rule, ...]]] = {}
+        self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], _Plan] = {}
 
     @classmethod
     def compile(cls, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> Guardrails:
@@ -155,8 +171,8 @@ class Guardrails:
     def rules(self) -> tuple[GuardrailRule, ...]:
         return tuple(r.spec for r in self._rules)
 
-    def _applicable(self, where: Where, subject: Subject) -> tuple[tuple[_Rule, ...], tuple[_Rule, ...]]:
-        """The rules that look at this payload: the built-in ones, then those asking a webhook."""
+    def _applicable(self, where: Where, subject: Subject) -> _Plan:
+        """The rules that look at this payload, by what inspecting it asks of them; cached per subject."""
         caller = subject.caller
         who = _WHO(caller) if caller else ()
         cache_key = (where, subject.server, subject.name, who)
@@ -169,9 +185,16 @@ class Guardrails:
                 and r.tools.allows(subject.server, subject.name)
                 and (where == "definition" or r.covers_caller(caller))
             )
+            detecting = tuple(r for r in rules if r.spec.detector not in ("webhook", "size") and r.detector is not None)
             found = (
-                tuple(r for r in rules if r.spec.detector != "webhook"),
-                tuple(r for r in rules if r.spec.detector == "webhook"),
+                _Plan(
+                    tuple(r for r in rules if r.spec.detector == "size" and r.spec.max_bytes is not None),
+                    detecting,
+                    tuple(r for r in detecting if r.detector.name in _DEEP),  # type: ignore[union-attr]
+                    tuple(r for r in rules if r.spec.detector == "webhook"),
+                )
+                if rules
+                else _NO_PLAN
             )
             if len(self._seen) >= _SEEN:
                 self._seen.clear()
@@ -180,39 +203,32 @@ class Guardrails:
 
     def applies(self, where: Where, subject: Subject) -> bool:
         """Whether any rule looks at this payload (the hook can skip the call entirely when not)."""
-        builtin, hooks = self._applicable(where, subject)
-        return bool(builtin or hooks)
+        return self._applicable(where, subject) is not _NO_PLAN
 
     def inspect(self, where: Where, subject: Subject, payload: Any, blob: bytes | None = None) -> Inspection:
         """The built-in rules (every detector but `webhook`) on one payload; `blob`.
 
         Its `encoded` form, when the caller made it already (to choose where to run this)."""
-        rules = self._applicable(where, subject)[0]
-        if not rules:
+        plan = self._applicable(where, subject)
+        if not (plan.sizes or plan.detecting):
             return Inspection(None, payload)
         if blob is None:
             blob = encoded(payload)
         decisions: list[GuardrailDecision] = []
-        detecting: list[_Rule] = []
-        for rule in rules:
-            spec = rule.spec
-            if spec.detector == "size":
-                if spec.max_bytes is not None and len(blob) > spec.max_bytes:
-                    decisions.append(_decision(spec, "too_large", where, ""))
-            elif rule.detector is not None:
-                detecting.append(rule)
+        for rule in plan.sizes:
+            if len(blob) > rule.spec.max_bytes:  # type: ignore[operator]  # `_Plan.sizes` have one
+                decisions.append(_decision(rule.spec, "too_large", where, ""))
         found: dict[int, _Found] = {}
-        if detecting:
+        if plan.detecting:
             items = strings(payload)
             if len(blob) <= self._max_scan_bytes:
-                _scan_piece(detecting, items, blob.decode(), found)
+                _scan_piece(plan, items, blob.decode(), found)
             else:  # too large to scan whole: in pieces, never passed unscanned (`chunks`)
                 for piece in pieces(items, self._max_scan_bytes):
-                    _scan_piece(detecting, piece.items, piece.blob(), found, piece.offsets, piece.cut)
-        found_all = [f for f in found.values() if f.findings]
-        if not found_all and not decisions:
+                    _scan_piece(plan, piece.items, piece.blob(), found, piece.offsets, piece.cut)
+        if not found and not decisions:
             return Inspection(None, payload)  # the usual case: no detector had anything to look for
-        return _settle(where, payload, decisions, found_all)
+        return _settle(where, payload, decisions, [f for f in found.values() if f.findings])
 
     async def ainspect(
         self, where: Where, subject: Subject, payload: Any, webhooks: WebhookClient, first: Inspection | None = None
@@ -222,7 +238,7 @@ class Guardrails:
         Then the rules that ask an external service (in rule order, each seeing what the earlier ones
         left: a redacted payload, never the original)."""
         first = self.inspect(where, subject, payload) if first is None else first
-        hooks = [r.spec for r in self._applicable(where, subject)[1]]
+        hooks = [r.spec for r in self._applicable(where, subject).hooks]
         if first.blocked or not hooks:
             return first
         content, decisions, action = first.content, list(first.decisions), first.action
@@ -257,7 +273,7 @@ def encoded(payload: Any) -> bytes:
 
 
 def _scan_piece(
-    rules: Sequence[_Rule],
+    plan: _Plan,
     items: Sequence[tuple[Path, str | None, str]],
     blob: str,
     found: dict[int, _Found],
@@ -271,14 +287,10 @@ def _scan_piece(
     text starts in its string, `cut` where a window ended inside its string (`chunks.extend_cut`)."""
     lower = blob.lower()
     scans: list[tuple[_Rule, Scan]] = []
-    deep: list[_Rule] = []
-    for rule in rules:
-        assert rule.detector is not None
-        scan = rule.detector.prepare(blob, lower)
+    for rule in plan.detecting:
+        scan = rule.detector.prepare(blob, lower)  # type: ignore[union-attr]  # `_Plan.detecting` have one
         if scan is not None:
             scans.append((rule, scan))
-        if rule.detector.name in _DEEP:
-            deep.append(rule)
     hits: dict[int, dict[Path, list[Finding]]] = {}
     if scans:
         for path, key, value in items:
@@ -286,9 +298,11 @@ def _scan_piece(
                 spans = scan(value, key)
                 if spans:
                     hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
-    if deep:
-        _deeper(items, deep, hits, len(blob))
-    for rule in rules:
+    if plan.deep:
+        _deeper(items, plan.deep, hits, blob)
+    if not hits:
+        return  # the usual case: nothing found, nothing to merge
+    for rule in plan.detecting:
         by_path = hits.get(id(rule))
         if not by_path:
             continue
@@ -309,19 +323,27 @@ def _deeper(
     items: Sequence[tuple[Path, str | None, str]],
     rules: Sequence[_Rule],
     hits: dict[int, dict[Path, list[Finding]]],
-    size: int,
+    blob: str,
 ) -> None:
     """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
 
-    (A span found twice counts once when they are merged)."""
-    pairs = [(path, value) for path, _key, value in items]
+    (A span found twice counts once when they are merged). Nothing to read when no string has a
+    disguise to take off (`undisguised`, a few C-level scans of `blob`) and none has a neighbour to
+    be joined with (one text per content block), or the joined neighbours hold nothing a rule could
+    find (`inert_joins`, the same scans of their joined text: a server's `name` and `version`)."""
+    groups = neighbours(items) if len(items) > 1 else []
+    plain = undisguised(blob)
+    if plain:
+        rules = [rule for rule in rules if groups and not inert_joins(rule.detector, groups)]  # type: ignore[arg-type]
+        if not rules:
+            return
     # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
     # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
     # real one, and the work stays linear in the payload (one piece of at most `max_scan_bytes`)
-    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * size)
+    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * len(blob))
     for rule in rules:
         assert rule.detector is not None
-        extra = deep_findings(rule.detector, pairs, budget)
+        extra = deep_findings(rule.detector, items, budget, groups=groups, plain=plain)
         for path, findings in extra.items():
             hits.setdefault(id(rule), {}).setdefault(path, []).extend(findings)
 

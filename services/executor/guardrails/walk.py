@@ -23,32 +23,75 @@ _BINARY_KEYS: Final = frozenset({"data", "blob"})
 random base64 is not text, and scanning megabytes of it would only find accidents."""
 _PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:/~ \-]{1,40}\Z")
 _SECRETS: Final = SecretsDetector()
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+"""JSON's values that hold no string: passed over without a call."""
+_NESTED: Final = 64
+"""Levels of JSON walked by a call each; deeper ones by `_stacked`'s loop (no recursion limit to reach)."""
 
 
 def strings(value: Any) -> list[tuple[Path, str | None, str]]:
-    """Every string value of `value` (depth first, iteratively: no recursion limit to hit) as its path.
+    """Every string value of `value` (depth first, in document order) as its path.
 
     The object key it is the value of (None inside a list), and the string. A list, not a generator:
-    every caller reads them all, and a generator costs a resumption per string."""
+    every caller reads them all, and a generator costs a resumption per string. JSON's own dicts and
+    lists are walked by a call per container, their types told apart by exact class (`__class__`, an
+    attribute, not a call); past `_NESTED` levels, and for other mappings and sequences, by a loop
+    with a stack of its own: no recursion limit to hit."""
     found: list[tuple[Path, str | None, str]] = []
-    stack: list[tuple[Path, str | None, Any]] = [((), None, value)]
+    kind = value.__class__
+    if kind is dict or kind is list:
+        _into(value, (), found, 0)
+    else:
+        _stacked(value, (), None, found)
+    return found
+
+
+def _into(
+    container: dict[Any, Any] | list[Any], path: Path, found: list[tuple[Path, str | None, str]], depth: int
+) -> None:
+    """The strings of one JSON object or array, nested ones `_NESTED` deep by a call each, then `_stacked`."""
+    if container.__class__ is dict:
+        binary = "mimeType" in container
+        members: Any = container.items()
+    else:
+        binary = False
+        members = enumerate(container)
+    for k, v in members:
+        if k.__class__ is str:
+            key: str | None = k
+        elif k.__class__ is int and container.__class__ is list:
+            key = None
+        else:  # a key JSON never has (a number, from a caller's own dict): named by its text
+            key = k = str(k)
+        kind = v.__class__
+        if kind is str:
+            if not (binary and key in _BINARY_KEYS):
+                found.append(((*path, k), key, v))
+        elif kind is dict or kind is list:
+            if depth < _NESTED:
+                _into(v, (*path, k), found, depth + 1)
+            else:
+                _stacked(v, (*path, k), key, found)
+        elif kind not in _SCALARS:
+            if not (binary and key in _BINARY_KEYS and isinstance(v, str)):
+                _stacked(v, (*path, k), key, found)
+
+
+def _stacked(value: Any, path: Path, key: str | None, found: list[tuple[Path, str | None, str]]) -> None:
+    """The strings under `value` found by a loop with its own stack: any depth, any Mapping and sequence."""
+    stack: list[tuple[Path, str | None, Any]] = [(path, key, value)]
     while stack:
         path, key, item = stack.pop()
-        kind = type(item)
-        if kind is str:  # exact types first: an `isinstance` of an ABC costs as much as the rest of a step
+        if isinstance(item, str):
             found.append((path, key, item))
-        elif kind is not dict and kind is not list and isinstance(item, str):
-            found.append((path, key, item))
-        elif kind is dict or isinstance(item, Mapping):
+        elif isinstance(item, Mapping):
             binary = "mimeType" in item
             for k, v in reversed(list(item.items())):
-                if binary and k in _BINARY_KEYS and isinstance(v, str):
-                    continue
-                stack.append(((*path, str(k)), str(k), v))
-        elif kind is list or isinstance(item, list | tuple):
+                if not (binary and str(k) in _BINARY_KEYS and isinstance(v, str)):
+                    stack.append(((*path, str(k)), str(k), v))
+        elif isinstance(item, list | tuple):
             for i in range(len(item) - 1, -1, -1):
                 stack.append(((*path, i), None, item[i]))
-    return found
 
 
 def _secret_like(key: str) -> bool:

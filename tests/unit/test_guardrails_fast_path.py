@@ -1,0 +1,222 @@
+"""The guardrails' fast path for plain payloads loses nothing: a payload judged undisguised as a whole
+has no string with a view, and credentials split across neighbours, disguised, or buried deep in a
+nested result are still found and redacted when the rest of the payload is plain."""
+
+from __future__ import annotations
+
+import base64
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from libs.common.contracts.guardrails import GuardrailsSection
+from libs.common.contracts.messages import Caller
+from services.executor.guardrails import Guardrails, Subject
+from services.executor.guardrails.decode import Budget, undisguised, views
+from services.executor.guardrails.engine import encoded
+from services.executor.guardrails.walk import strings
+
+pytestmark = pytest.mark.unit
+
+AWS = "AKIA" + "Q4TZ7XNM2VBR6P3K"
+GITHUB = "ghp_" + "R5t8Wq2Zx7Lm4Nv9Bc3Kd6Hf1Jg0Ps5Ya8Eu"
+ENGINE = Guardrails.compile(GuardrailsSection())
+SUBJECT = Subject("srv", "tool", Caller(key_id="k1", key_name="ci"))
+
+_PIECES = [
+    "a",
+    "Z",
+    "7",
+    " ",
+    "  ",
+    "\n",
+    "\r",
+    "\t",
+    '"',
+    "\\",
+    "%",
+    "%41",
+    "\\u0041",
+    "é",
+    "\uff21",
+    "\u200b",
+    "\u00a0",
+    "+",
+    "/",
+    "=",
+    "-",
+    "_",
+    "line of text ",
+    base64.b64encode(AWS.encode()).decode(),
+    " ".join(AWS),
+    "A B C D E F G H I J K L",
+    "\nA B C D E F G H I J K L\n",
+    AWS.encode().hex(),
+]
+TEXTS = st.lists(st.sampled_from(_PIECES), max_size=12).map("".join)
+
+
+def _nested(texts: list[str]) -> dict[str, Any]:
+    return {
+        "content": [{"type": "text", "text": t} for t in texts],
+        "structuredContent": {"rows": [{"note": {"deep": [t]}} for t in texts]},
+        "isError": False,
+    }
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=4))
+def test_a_payload_judged_undisguised_has_no_string_with_a_view(texts: list[str]) -> None:
+    payload = _nested(texts)
+    if undisguised(encoded(payload).decode()):
+        assert all(views(value, Budget()) == [] for _path, _key, value in strings(payload))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "A B C D E F G H I J K L",  # spaced out from the string's first character
+        "ends a line\nA B C D E F G H I J K L\nand the next",  # from the first character after a line break
+        " ".join(AWS),
+        base64.b64encode(AWS.encode()).decode(),
+        "caf\u00e9",
+        "\\u0041KIA",
+        "%41KIA",
+        "A\tB",
+        'say "hi"',
+    ],
+)
+def test_a_string_with_a_disguise_or_an_escape_makes_the_payload_disguised(text: str) -> None:
+    assert not undisguised(encoded({"content": [{"type": "text", "text": text}]}).decode())
+
+
+def test_line_breaks_and_plain_prose_stay_undisguised() -> None:
+    text = "".join(f"line {i:04d} of a plain result, 50% done\r\n" for i in range(60))
+    assert undisguised(
+        encoded({"content": [{"type": "text", "text": text}], "structuredContent": {"r": text}}).decode()
+    )
+
+
+def _redacted(payload: Any) -> str:
+    inspection = ENGINE.inspect("result", SUBJECT, payload)
+    assert inspection.action == "redact"
+    return orjson.dumps(inspection.content).decode()
+
+
+def test_a_credential_split_across_plain_content_blocks_is_redacted_in_both() -> None:
+    payload = {"content": [{"type": "text", "text": "AK"}, {"type": "text", "text": AWS[2:]}]}
+    assert undisguised(encoded(payload).decode())  # the fast path's case: only the join finds it
+    out = _redacted(payload)
+    assert "AK" not in out.replace("[REDACTED", "") and AWS[2:] not in out
+
+
+def test_a_credential_split_across_sibling_fields_deep_in_a_result_is_redacted() -> None:
+    payload = {"structuredContent": {"a": [{"b": {"head": GITHUB[:20], "tail": GITHUB[20:]}}]}}
+    assert undisguised(encoded(payload).decode())
+    out = _redacted(payload)
+    assert GITHUB[:20] not in out and GITHUB[20:] not in out
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        base64.b64encode(AWS.encode()).decode(),
+        " ".join(AWS),
+        "".join(f"%{ord(c):02x}" for c in AWS),
+        "\u200b".join(AWS),
+        AWS.encode().hex(),
+    ],
+)
+def test_a_disguised_credential_deep_in_a_plain_result_is_redacted(disguised: str) -> None:
+    payload = _nested(["nothing to see here", "plain prose"])
+    payload["structuredContent"]["rows"][1]["note"]["deep"].append({"hidden": disguised})
+    out = _redacted(payload)
+    assert disguised not in out and "nothing to see here" in out
+
+
+def test_the_walk_names_every_string_of_any_mapping_and_sequence() -> None:
+    value = OrderedDict(
+        [
+            (1, "one"),
+            ("img", {"mimeType": "image/png", "data": "AAAA", "alt": "cat"}),
+            ("row", ("x", ["y", None, 2.5, True, {"z": "w", 2: "two"}])),
+        ]
+    )
+    assert strings(value) == [
+        (("1",), "1", "one"),
+        (("img", "mimeType"), "mimeType", "image/png"),
+        (("img", "alt"), "alt", "cat"),
+        (("row", 0), None, "x"),
+        (("row", 1, 0), None, "y"),
+        (("row", 1, 4, "z"), "z", "w"),
+        (("row", 1, 4, "2"), "2", "two"),
+    ]
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["a", "b", "data", "mimeType", "text"]), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON)
+def test_the_walk_of_json_is_the_walk_of_any_mapping(value: Any) -> None:
+    def generic(item: Any) -> Any:  # the same value as types JSON's walk does not take its fast way for
+        if isinstance(item, dict):
+            return OrderedDict((k, generic(v)) for k, v in item.items())
+        if isinstance(item, list):
+            return tuple(generic(v) for v in item)
+        return item
+
+    assert strings(value) == strings(generic(value))
+
+
+def test_a_payload_nested_past_the_recursion_limit_is_walked_whole() -> None:
+    value: Any = {"secret": "here"}
+    for depth in range(3000):
+        value = [value] if depth % 2 else {"k": value}
+    found = strings(value)
+    assert len(found) == 1 and found[0][1:] == ("secret", "here") and len(found[0][0]) == 3001
+
+
+def _with_server_info(*fields: str) -> dict[str, Any]:
+    return {
+        "content": [{"type": "text", "text": "hello"}],
+        "structuredContent": {"result": "hello"},
+        "_meta": {"io.modelcontextprotocol/serverInfo": dict(zip(("name", "version", "title"), fields, strict=False))},
+    }
+
+
+def test_plain_neighbours_that_hold_nothing_pass_as_they_are() -> None:
+    payload = _with_server_info("echo", "1.0.0")
+    assert undisguised(encoded(payload).decode())
+    inspection = ENGINE.inspect("result", SUBJECT, payload)
+    assert inspection.action is None and inspection.content is payload
+
+
+_SPACED_AWS = " ".join(AWS)
+_B64_AWS = base64.b64encode(AWS.encode()).decode()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (AWS[:2], AWS[2:]),  # the anchor itself cut in two
+        (_B64_AWS[:14], _B64_AWS[14:]),  # a base64 run: neither half long enough to be one
+        (_SPACED_AWS[:14], _SPACED_AWS[14:28], _SPACED_AWS[28:]),  # a spaced-out run: neither piece one
+    ],
+)
+def test_a_credential_cut_across_plain_neighbours_is_still_read_joined(fields: tuple[str, ...]) -> None:
+    payload = _with_server_info(*fields)
+    assert undisguised(encoded(payload).decode())  # no piece has a disguise of its own
+    out = _redacted(payload)
+    assert not any(field.strip() in out for field in fields)
