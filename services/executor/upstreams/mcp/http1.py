@@ -130,7 +130,8 @@ class Response:
 
     def _finish(self) -> None:
         self.done = True
-        self._wake()
+        if (waiter := self._waiter) is not None and not waiter.done():  # `_wake`, inlined on this path
+            waiter.set_result(None)
 
     def _fail(self, error: BaseException) -> None:
         self._error = error

@@ -259,13 +259,14 @@ class HttpLink:
         if self.max_result is None:
             return await response.read()
         limit = answer_cutoff(self.max_result)
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise AnswerTooLarge(self.max_result, int(declared))  # refused unread
+        if not response.done:  # (one that is all here already is measured by reading it)
+            declared = _declared(response)
+            if declared is not None and declared > limit:
+                raise AnswerTooLarge(self.max_result, declared)  # refused unread
         try:
             return await response.read(limit)
         except BodyTooLarge:
-            raise AnswerTooLarge(self.max_result) from None
+            raise AnswerTooLarge(self.max_result, _declared(response)) from None
 
     async def _resume(self, headers: dict[str, str], request_id: str, position: _Position) -> dict[str, Any]:
         """The answer of a call whose SSE stream was cut before it.
@@ -320,6 +321,12 @@ class HttpLink:
             return
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):  # session closing
             await self.inbound.send(SessionMessage(message))
+
+
+def _declared(response: Response) -> int | None:
+    """The body's length as its `content-length` gives it; None when it does not."""
+    declared = response.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else None
 
 
 async def _http_error(response: Response, content_type: str) -> MCPError:
