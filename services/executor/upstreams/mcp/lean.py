@@ -411,7 +411,8 @@ def _error(error: dict[str, Any]) -> MCPError:
 
 def checked(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     """What `ClientSession.send_request` does to a result before handing it over."""
-    _clamp_inbound_ttl(raw)
+    if "ttlMs" in raw:  # all the clamp looks at: most results have none, and skip its three calls
+        _clamp_inbound_ttl(raw)
     if (validate := _result_validator(method, version)) is not None:
         validate(raw, by_name=False)
     if not (foreign := _later_revision_fields(method, version)).isdisjoint(raw):
