@@ -116,10 +116,10 @@ class McpSession:
         self._agents: AgentLink = hooks.agents
         self._listener = listener
         self.lean_link = lean_link
-        self._deadlines = Deadlines()
-        """The deadlines of the calls on this session, on shared timers."""
         """The session's link for lean `tools/call` sends (streamable HTTP: `lean.py`; stdio and
         SSE: `lean_stdio.py`)."""
+        self._deadlines = Deadlines()
+        """The deadlines of the calls on this session, on shared timers."""
 
     @property
     def protocol_version(self) -> str | None:
