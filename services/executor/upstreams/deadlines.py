@@ -1,7 +1,7 @@
 """Call deadlines on shared timers: the calls of a session due within the same few milliseconds share one.
 
 `asyncio.timeout_at` sets and cancels an event-loop timer per call (~4 µs of CPU under uvloop, with
-eleven Python calls around it); the calls in flight on a session end close together (their budgets are
+ten Python calls around it); the calls in flight on a session end close together (their budgets are
 alike), so one timer per `TICK` serves them all, set when the first of them starts and cancelled when
 the last one ends before it. A deadline fires at most `TICK` late, well inside what a call's budget
 keeps for its answer to reach ingress (`budgets.REPLY_MARGIN`). A call sees what `asyncio.timeout_at`
