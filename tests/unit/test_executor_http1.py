@@ -319,6 +319,27 @@ async def test_concurrent_posts_open_at_most_the_limit(served: Served) -> None:
 
 
 @on_both_loops
+async def test_posts_cancelled_while_waiting_for_a_connection_pass_their_turn_on(served: Served) -> None:
+    """One cancelled in the queue leaves it; one cancelled just as it was handed the connection hands it on."""
+    pool = HttpPool(served.url, limit=1)
+    try:
+        async with pool.post(b"{}", {}) as response:  # holds the only connection
+            await response.read()
+            handed, queued, left = (asyncio.create_task(post(pool)) for _ in range(3))
+            await asyncio.sleep(0)  # all three wait behind this post, in that order
+            left.cancel()
+        handed.cancel()  # the block's end gave it the connection; cancelled before it could use it
+        assert await queued == (200, b"{}")
+        for task in (handed, left):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await asyncio.gather(post(pool), post(pool)) == [(200, b"{}")] * 2
+        assert served.state.most_open == 1
+    finally:
+        await pool.close()
+
+
+@on_both_loops
 async def test_large_bodies_go_and_come_whole(served: Served) -> None:
     state, pool = served.state, served.pool
     big = b"x" * 5_000_000

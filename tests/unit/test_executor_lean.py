@@ -36,7 +36,7 @@ from libs.common.contracts.errors import ErrorKind
 from services.executor.answer_limits import ANSWER_ENVELOPE, AnswerTooLarge
 from services.executor.error_mapping import error_from_exception
 from services.executor.upstreams.mcp.http1 import HttpPool
-from services.executor.upstreams.mcp.lean import HttpLink, Redirected, _proxied, lean_http_transport
+from services.executor.upstreams.mcp.lean import HttpLink, Redirected, _proxied, checked, lean_http_transport
 from services.executor.upstreams.mcp.lean_stdio import StdioLink
 from tests.support.egress import LOOPBACK_RULES
 from tests.support.polling import poll_until
@@ -463,3 +463,13 @@ async def test_a_log_line_on_the_pipe_goes_to_on_log_not_the_session(pipe: Pipe)
     line = JSONRPCNotification(jsonrpc="2.0", method="notifications/message", params={"level": "debug", "data": 7})
     assert await pipe.link.take(SessionMessage(line))
     assert [(entry.level, entry.data) for entry in logged] == [("debug", 7)]
+
+
+def test_a_results_check_floors_a_negative_ttl_as_the_sdk_does() -> None:
+    listed = {"tools": [], "cacheScope": "private", "resultType": "complete"}
+    assert checked("tools/list", "2026-07-28", {**listed, "ttlMs": -5}) == {**listed, "ttlMs": 0}
+    assert checked("tools/list", "2026-07-28", {**listed, "ttlMs": 60_000}) == {**listed, "ttlMs": 60_000}
+    assert checked("tools/list", "2025-11-25", {"tools": [], "ttlMs": -5}) == {"tools": []}  # a later revision's
+    for broken in (dict(listed), {**listed, "ttlMs": "soon"}):  # 2026-07-28 requires a number
+        with pytest.raises(ValidationError):
+            checked("tools/list", "2026-07-28", broken)

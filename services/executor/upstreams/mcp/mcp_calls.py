@@ -7,7 +7,6 @@ Stateless functions over an SDK `ClientSession`, each mapping what happens to a 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from libs.common.runtime import tracing
 
 from ...error_mapping import describe_exception, error_from_exception
 from ...replies import ran, refusal
+from ..deadlines import Deadlines
 from .input_required import Ask, needs_bridge, resolve_input_required
 from .lean import LeanLink, Redirected, Unauthorized
 from .upstream_tasks import TASK_METHODS, is_task_call, send_raw
@@ -54,7 +54,7 @@ class _Outgoing:
     through the SDK's dispatcher. A `raw` one (a task request, `upstream_tasks.py`) goes on the
     dispatcher unchecked: the SDK's result types know no `CreateTaskResult`."""
 
-    __slots__ = ("deadline", "first", "lean", "method", "model", "params", "progress", "raw", "session")
+    __slots__ = ("deadline", "deadlines", "first", "lean", "method", "model", "params", "progress", "raw", "session")
 
     def __init__(
         self,
@@ -63,12 +63,13 @@ class _Outgoing:
         method: str,
         params: dict[str, Any],
         deadline: float,
+        deadlines: Deadlines,
         progress: ProgressFnT | None,
         lean: LeanLink | None = None,
         raw: bool = False,
     ) -> None:
         self.session, self.model, self.method, self.params = session, model, method, params
-        self.deadline, self.progress, self.lean, self.raw = deadline, progress, lean, raw
+        self.deadline, self.deadlines, self.progress, self.lean, self.raw = deadline, deadlines, progress, lean, raw
         self.first = self.build({}) if lean is None and not raw else None
         """Built before sending: a request the SDK refuses is refused before the upstream is asked."""
 
@@ -76,8 +77,12 @@ class _Outgoing:
         return self.model.model_validate({"method": self.method, "params": {**self.params, **extra}}, by_name=False)
 
     async def send(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """The raw result dict, relayed as is: the SDK's bound (a BaseModel) is stricter than its code needs."""
-        async with asyncio.timeout_at(self.deadline):
+        """The raw result dict, relayed as is: the SDK's bound (a BaseModel) is stricter than its code needs.
+
+        Within the deadline (`TimeoutError` past it), kept on the session's shared timers (`Deadlines`)."""
+        kept = self.deadlines.start(self.deadline)
+        error: BaseException | None = None
+        try:
             if self.raw:
                 return await send_raw(self.session, self.method, {**self.params, **extra})
             lean = self.lean
@@ -90,6 +95,11 @@ class _Outgoing:
                     pass  # nothing ran: the SDK (which follows same-origin redirects, and renews OAuth tokens) sends it
             typed = self.first if self.first is not None and not extra else self.build(extra)
             return await self.session.send_request(typed, _RESULT, progress_callback=self.progress)  # type: ignore[type-var]
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self.deadlines.end(kept, error)
 
 
 class _OutgoingToolCall(_Outgoing):
@@ -106,6 +116,7 @@ async def send_tool_call(
     deadline: float,
     budget: float,
     *,
+    deadlines: Deadlines,
     server: str,
     on_stale: Callable[[], None],
     progress: ProgressFnT | None = None,
@@ -122,7 +133,9 @@ async def send_tool_call(
     if meta := tracing.with_traceparent(_with_log_level(session, call.meta, call.stream, call.log_level)):
         params["_meta"] = meta
     raw = is_task_call(params)
-    outgoing = _OutgoingToolCall(session, types.CallToolRequest, "tools/call", params, deadline, progress, lean, raw)
+    outgoing = _OutgoingToolCall(
+        session, types.CallToolRequest, "tools/call", params, deadline, deadlines, progress, lean, raw
+    )
     return await _exchange(
         outgoing, call.id, call.client, budget, server=server, what=f"tool {call.tool!r}", ask=ask, on_stale=on_stale
     )
@@ -144,6 +157,7 @@ async def send_upstream_request(
     deadline: float,
     budget: float,
     *,
+    deadlines: Deadlines,
     server: str,
     progress: ProgressFnT | None = None,
     ask: Ask | None = None,
@@ -153,7 +167,7 @@ async def send_upstream_request(
     `ask` as for `send_tool_call`."""
     model = REQUEST_TYPES.get(request.method)
     if model is None and (request.method in TASK_METHODS or request.method == "skills/get"):
-        raw = _Outgoing(session, types.Request, request.method, request.params, deadline, None, raw=True)
+        raw = _Outgoing(session, types.Request, request.method, request.params, deadline, deadlines, None, raw=True)
         what = f"{request.method} ({request.target})"
         return await _exchange(raw, request.id, request.client, budget, server=server, what=what, ask=None)
     if model is None:
@@ -164,7 +178,7 @@ async def send_upstream_request(
     if meta is not None:
         params = {**params, "_meta": meta}
     try:
-        outgoing = _Outgoing(session, model, request.method, params, deadline, progress)
+        outgoing = _Outgoing(session, model, request.method, params, deadline, deadlines, progress)
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"][1:]) or "params"

@@ -31,6 +31,7 @@ from libs.common.runtime.package_version import bastion_version
 
 from ...agents import ActiveCall, AgentLink
 from ...error_mapping import describe_exception
+from ..deadlines import Deadlines
 from ..interface import CallContext, Listing, SessionHooks, SubscriptionStyle
 from .lean import LeanLink
 from .mcp_calls import ping, send_tool_call, send_upstream_request
@@ -117,6 +118,8 @@ class McpSession:
         self.lean_link = lean_link
         """The session's link for lean `tools/call` sends (streamable HTTP: `lean.py`; stdio and
         SSE: `lean_stdio.py`)."""
+        self._deadlines = Deadlines()
+        """The deadlines of the calls on this session, on shared timers."""
 
     @property
     def protocol_version(self) -> str | None:
@@ -147,6 +150,7 @@ class McpSession:
             call,
             ctx.deadline,
             ctx.budget,
+            deadlines=self._deadlines,
             server=self.name,
             on_stale=self._hooks.on_list_changed,  # 2026-07-28: our copy of the tool's schema is stale
             progress=progress,
@@ -162,6 +166,7 @@ class McpSession:
             request,
             ctx.deadline,
             ctx.budget,
+            deadlines=self._deadlines,
             server=self.name,
             progress=self._progress(active),
             ask=partial(self._agents.answer, active) if active is not None else None,
