@@ -29,7 +29,7 @@ from nats.aio.subscription import Subscription
 from nats.js.kv import KeyValue
 from pydantic import ValidationError
 
-from libs.common.bus import permissions
+from libs.common.bus import local_lane, permissions
 from libs.common.bus.acknowledger import Acknowledger, reply_subject
 from libs.common.bus.blobs import Blobs, fits
 from libs.common.bus.kvwatch import BucketWatch
@@ -187,10 +187,11 @@ class ExecutorService:
         """Every routed request policy allowed goes through these steps (`call_path`)."""
         await self._nc.subscribe(subjects.EXEC_CANCEL, cb=self._on_cancel)
         await self._listings.start(self._nc)  # each user's catalog of a per-user server
+        on_call = local_lane.immediate(self._on_call)  # co-located, a call is taken in its sender's publish
         self._subs = [
-            await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
-            await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
-            await self._nc.subscribe(subjects.EXEC_LLM, queue=subjects.QUEUE_EXECUTOR, cb=self._on_call),
+            await self._nc.subscribe(subjects.EXEC_CALL, queue=subjects.QUEUE_EXECUTOR, cb=on_call),
+            await self._nc.subscribe(subjects.EXEC_REQUEST, queue=subjects.QUEUE_EXECUTOR, cb=on_call),
+            await self._nc.subscribe(subjects.EXEC_LLM, queue=subjects.QUEUE_EXECUTOR, cb=on_call),
         ]
         await processed(self._nc)
         log.info("executor %s: serving %s with %d server(s)", self.instance, subjects.EXEC_CALL, len(self._upstreams))
@@ -365,8 +366,8 @@ class ExecutorService:
 
     # ------------------------------------------------------------------ hot path
 
-    async def _on_call(self, msg: Msg) -> None:
-        """nats-py awaits this per message in order: hand the call to its own task and return."""
+    def _on_call(self, msg: Msg) -> None:
+        """Hand the call to its own task and return, never waiting (`local_lane.immediate`)."""
         reply = reply_subject(msg)
         verdict = self._admission.admit(msg.subject, reply, msg.headers, msg.data, time.time())
         if isinstance(verdict, str):
@@ -375,8 +376,7 @@ class ExecutorService:
             return
         if isinstance(verdict, Stale):
             if reply and self._nc is not None:
-                data, headers = stale_answer(verdict.call_id)
-                await self._nc.publish(reply, data, headers=headers)
+                self._spawn_background(self._answer_stale(reply, verdict.call_id))
             return
         work = self._handle(msg, reply, verdict.request)
         if tracing.enabled():  # the call's span continues policy's, from the request's headers
@@ -386,6 +386,15 @@ class ExecutorService:
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:
             self._acks.watch(msg, task, reply)  # names this replica to the requester if the call runs a while
+
+    async def _answer_stale(self, reply: str, call_id: str) -> None:
+        """Tell the requester its call arrived too late to run (it is not run)."""
+        assert self._nc is not None
+        data, headers = stale_answer(call_id)
+        try:
+            await self._nc.publish(reply, data, headers=headers)
+        except Exception as exc:
+            log.warning("call %s: cannot say it arrived too late (%s)", call_id, describe_exception(exc))
 
     async def _on_cancel(self, msg: Msg) -> None:
         """Every replica hears it.

@@ -5,12 +5,14 @@ through the server, so NATS's meaning (queue groups, broadcasts, limits) is unch
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import MaxPayloadError
+from nats.errors import MaxPayloadError, SlowConsumerError
 
 from libs.common.bus import local_lane
 from libs.common.bus.local_lane import LocalLane
@@ -212,3 +214,96 @@ async def test_a_model_written_for_the_lane_reaches_its_receiver_parsed_and_the_
     handed, parsed = carried(ToolCall, local.data), carried(ToolCall, remote.data)
     assert handed == parsed and handed.__pydantic_fields_set__ == parsed.__pydantic_fields_set__
     assert handed.server == "echo" and handed is not call
+
+
+async def test_an_immediate_subscriber_takes_local_messages_in_their_publishers_call_in_order(connect):
+    lane = LocalLane()
+    receiver, publisher = await connect(lane), await connect(lane)
+    got: list[bytes] = []
+    sub = await receiver.subscribe("work.call", queue="workers", cb=local_lane.immediate(lambda m: got.append(m.data)))
+
+    for n in range(20):
+        await publisher.publish("work.call", str(n).encode(), headers={"N": str(n)})
+
+    # no turn of the event loop yet: each was taken in its publish, none waits on the pending queue
+    assert got == [str(n).encode() for n in range(20)]
+    assert (sub.pending_msgs, sub.delivered) == (0, 20)
+    assert publisher.stats["out_msgs"] == 0
+
+
+async def test_a_message_sent_from_inside_an_immediate_handler_waits_its_turn_behind_it(connect):
+    lane = LocalLane()
+    receiver, publisher = await connect(lane), await connect(lane)
+    finished: list[bytes] = []
+
+    def handle(msg: Msg) -> None:
+        if msg.data == b"1":  # a publish to its own subscription, run to its end inside the handler
+            sending = publisher.publish("work.call", b"2")
+            with contextlib.suppress(StopIteration):
+                sending.send(None)
+        finished.append(msg.data)
+
+    await receiver.subscribe("work.call", queue="workers", cb=local_lane.immediate(handle))
+    await publisher.publish("work.call", b"1")
+    await publisher.publish("work.call", b"3")  # queued behind "2", never ahead of it
+    await poll_until(lambda: len(finished) == 3, "three messages handled")
+
+    assert finished == [b"1", b"2", b"3"]
+
+
+async def test_a_message_over_an_immediate_subscribers_pending_limit_is_still_a_slow_consumers(nats_url):
+    lane = LocalLane()
+    errors: list[Exception] = []
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    receiver, publisher = local_lane.new_client(lane), local_lane.new_client(lane)
+    await receiver.connect(nats_url, error_cb=on_error)
+    await publisher.connect(nats_url)
+    try:
+        got: list[bytes] = []
+        on_msg = local_lane.immediate(lambda m: got.append(m.data))
+        await receiver.subscribe("work.call", queue="workers", cb=on_msg, pending_bytes_limit=16)
+        await processed(receiver)  # the server knows the subscription before the big one goes its way
+        await publisher.publish("work.call", b"x" * 32)  # more than the subscriber takes pending
+        await publisher.publish("work.call", b"small")
+        await poll_until(lambda: errors and got, "the slow consumer reported and the small one handled")
+    finally:
+        await publisher.close()
+        await receiver.close()
+
+    assert got == [b"small"]
+    assert [type(e) for e in errors] == [SlowConsumerError] and publisher.stats["out_msgs"] == 1
+
+
+async def test_an_immediate_handler_runs_in_its_subscribers_context_and_its_failure_stays_there(nats_url):
+    lane = LocalLane()
+    errors: list[Exception] = []
+    whose: contextvars.ContextVar[str] = contextvars.ContextVar("whose", default="nobody")
+
+    async def on_error(exc: Exception) -> None:
+        errors.append(exc)
+
+    def handle(msg: Msg) -> None:
+        seen.append(whose.get())
+        if msg.data == b"fail":
+            raise ValueError("the handler failed")
+
+    seen: list[str] = []
+    receiver, publisher = local_lane.new_client(lane), local_lane.new_client(lane)
+    await receiver.connect(nats_url, error_cb=on_error)
+    await publisher.connect(nats_url)
+    try:
+        whose.set("subscriber")
+        await receiver.subscribe("work.call", queue="workers", cb=local_lane.immediate(handle))
+        whose.set("publisher")
+        await publisher.publish("work.call", b"fail")  # raises nothing here: the failure is the subscriber's
+        await publisher.publish("work.call", b"next")
+        await poll_until(lambda: errors, "the failure reported to the subscriber's connection")
+    finally:
+        await publisher.close()
+        await receiver.close()
+
+    assert seen == ["subscriber", "subscriber"]
+    assert [str(e) for e in errors] == ["the handler failed"]

@@ -19,14 +19,24 @@ A message written with `contracts.carried.carrying` (a routed call, its outcome)
 here as the very bytes object its sender published, carrying a copy of the model those bytes parse to:
 the receiver takes that copy instead of parsing (`carried`), and everything else about the message
 (bytes, headers, signature) is what the server would have delivered. `enable` (and `carrying_models`) turn that on.
+
+A subscription whose callback only spawns or resolves and never waits (`immediate`: the executor's
+entry, a relay's reply inbox) is handed a local message in place: its handler runs from the publisher's
+own call, in the context the subscription was made in, without the pending queue and the
+subscription task's turn. Only when nothing is queued ahead of it and the handler is not already
+running (a handler publishing to its own subscription queues), so each subscriber still takes its
+messages in order; pending limits stay as they were (nothing waits, so nothing piles up), and an
+exception goes to the connection's error callback as nats-py's would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import Awaitable, Callable, Iterator
 
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import (
     DEFAULT_SUB_PENDING_BYTES_LIMIT,
@@ -37,7 +47,41 @@ from nats.aio.subscription import (
 from libs.common.bus.bus_client import BusClient
 from libs.common.contracts import carried
 
-__all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "new_client", "sharing"]
+__all__ = ["LaneClient", "LocalLane", "carrying_models", "enable", "immediate", "new_client", "sharing"]
+
+_CLOSED = NATS.CLOSED
+_NOT_SENDING = (NATS.CLOSED, NATS.DRAINING_PUBS)
+"""A connection's states (`_status`, read as its `is_closed`, `is_draining_pubs` would, a call less each)."""
+
+_HANDLER = "lane_handler"
+"""Where `immediate` keeps a callback's handler (the function's own attributes)."""
+
+_reporting: set[asyncio.Task[None]] = set()
+"""Error callbacks under way for handlers the lane ran in place (held until they finish)."""
+
+
+def immediate(handler: Callable[[Msg], None]) -> Callable[[Msg], Awaitable[None]]:
+    """A subscription callback for a `handler` that only spawns or resolves, never waits.
+
+    Through the server nats-py awaits it as any other; on a lane, a local message may run `handler`
+    in place (the module's docstring says when)."""
+
+    async def callback(msg: Msg) -> None:
+        handler(msg)
+
+    callback.__dict__[_HANDLER] = handler
+    return callback
+
+
+class _InPlace:
+    """A subscription's `immediate` handler, with the context it runs in and whether it is running."""
+
+    __slots__ = ("busy", "context", "handler")
+
+    def __init__(self, handler: Callable[[Msg], None]) -> None:
+        self.handler = handler
+        self.context = contextvars.copy_context()  # the subscriber's, as its nats-py task would have
+        self.busy = False
 
 
 class LocalLane:
@@ -46,17 +90,26 @@ class LocalLane:
     def __init__(self) -> None:
         self._groups: dict[str, list[Subscription]] = {}
         self._inboxes: dict[str, Subscription] = {}
+        self.in_place: dict[Subscription, _InPlace] = {}
+        """The members whose callback is `immediate`."""
         self._turn = 0
 
     def add(self, sub: Subscription) -> None:
+        """Put `sub` on the lane if a local message may go to it (called in the subscriber's context)."""
         if sub._cb is None or sub._max_msgs:
             return
         subject = sub.subject
         if sub.queue:
-            if "*" not in subject and ">" not in subject:
-                self._groups.setdefault(subject, []).append(sub)
+            if "*" in subject or ">" in subject:
+                return
+            self._groups.setdefault(subject, []).append(sub)
         elif subject.startswith("_INBOX.") and subject.endswith(".*") and subject.count("*") == 1:
             self._inboxes[subject[:-2]] = sub
+        else:
+            return
+        handler = getattr(sub._cb, _HANDLER, None)
+        if handler is not None:
+            self.in_place[sub] = _InPlace(handler)
 
     def find(self, subject: str) -> Subscription | None:
         """A live local subscriber for one message to `subject`, if any.
@@ -69,9 +122,10 @@ class LocalLane:
                 member = members[self._turn % len(members)]
                 conn = member._conn
                 held: Subscription | None = conn._subs.get(member._id)
-                if not member._closed and not conn.is_closed and held is member:
+                if not member._closed and conn._status != _CLOSED and held is member:
                     return member
                 members.remove(member)  # it left: the server knows the group without it already
+                self.in_place.pop(member, None)
             return None
         prefix, dot, _ = subject.rpartition(".")
         inbox = self._inboxes.get(prefix) if dot else None
@@ -79,8 +133,9 @@ class LocalLane:
             return None
         conn = inbox._conn
         held = conn._subs.get(inbox._id)
-        if inbox._closed or conn.is_closed or held is not inbox:
+        if inbox._closed or conn._status == _CLOSED or held is not inbox:
             del self._inboxes[prefix]
+            self.in_place.pop(inbox, None)
             return None
         return inbox
 
@@ -161,15 +216,19 @@ class LaneClient(BusClient):
         self, subject: str, payload: bytes = b"", reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
         lane = self.lane
-        if lane is not None and len(payload) <= self._max_payload and not (self.is_closed or self.is_draining_pubs):
+        if lane is not None and len(payload) <= self._max_payload and self._status not in _NOT_SENDING:
             sub = lane.find(subject)
-            if sub is not None and _hand_over(sub, subject, reply, payload, headers):
+            if sub is not None and _hand_over(lane, sub, subject, reply, payload, headers):
                 return
         await super().publish(subject, payload, reply, headers)
 
 
-def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None) -> bool:
-    """Queue the message on `sub` as its own connection would have (False: it cannot take it)."""
+def _hand_over(
+    lane: LocalLane, sub: Subscription, subject: str, reply: str, payload: bytes, headers: dict[str, str] | None
+) -> bool:
+    """Give the message to `sub` as its own connection would have (False: it cannot take it).
+
+    In place when its callback is `immediate`, free and nothing is queued ahead; queued otherwise."""
     if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
         return False
     msg = Msg(
@@ -180,6 +239,19 @@ def _hand_over(sub: Subscription, subject: str, reply: str, payload: bytes, head
         headers=dict(headers) if headers else None,  # the publisher may reuse its dict
         _sid=sub._id,
     )
+    in_place = lane.in_place.get(sub)
+    if in_place is not None and not in_place.busy and sub._pending_queue.empty():
+        sub._received += 1
+        in_place.busy = True
+        try:
+            in_place.context.run(in_place.handler, msg)
+        except Exception as exc:  # the subscriber's failure, never the publisher's: as nats-py reports it
+            task = asyncio.ensure_future(sub._conn._error_cb(exc))
+            _reporting.add(task)
+            task.add_done_callback(_reporting.discard)
+        finally:
+            in_place.busy = False
+        return True
     try:
         sub._pending_queue.put_nowait(msg)
     except asyncio.QueueFull:

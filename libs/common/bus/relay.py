@@ -45,6 +45,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 
+from libs.common.bus import local_lane
 from libs.common.bus.bus_client import BusClient, BusMark, BusStuck
 from libs.common.bus.timetable import SLACK, Timetable
 from libs.common.bus.work_signing import WorkSigner
@@ -115,7 +116,8 @@ class AckedRequester:
         """When a replica of a role holding these calls last said it lost its NATS member, and what it said."""
 
     async def start(self) -> None:
-        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_reply)
+        # it only resolves a waiting request: on a lane, a local reply resolves it in the responder's publish
+        await self._nc.subscribe(f"{self._prefix}.*", cb=local_lane.immediate(self._on_reply))
         if isinstance(self._nc, BusClient):
             self._nc.when_moved(self._wake_all)
             await self._nc.subscribe(subjects.BUS_MOVED, cb=self._on_moved)
@@ -242,7 +244,7 @@ class AckedRequester:
         if pending is not None and not pending.wake.done():
             pending.wake.set_result(None)
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject.rpartition(".")[2])
         if pending is None or pending.answered:
             return
