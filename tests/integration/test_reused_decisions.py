@@ -192,11 +192,12 @@ async def test_a_granted_call_with_no_executor_left_is_sent_again_for_the_rejoin
     nats_url, redis_url, tmp_path
 ):
     """An executor answered a moment ago: it may be leaving a NATS member that stopped answering, or
-    restarting, so the call is sent again for `rejoin_wait` seconds (1 here) (`libs.common.bus.rejoin`);
+    restarting, so the call is sent again for `rejoin_wait` seconds (`libs.common.bus.rejoin`; 5 here,
+    counted from the executor's last answer: its stop alone can take over a second on a loaded machine);
     a restart that outlasts the window has the call refused, not run, saying when an executor last
     answered. Policy is never asked: the grant holds. The executor back, calls run again."""
     async with (
-        _gateway(nats_url, redis_url, tmp_path, rejoin_wait=1.0) as gw,
+        _gateway(nats_url, redis_url, tmp_path, rejoin_wait=5.0) as gw,
         _decisions(nats_url) as decisions,
         gw.client(PLAIN) as client,
     ):
