@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.messages import Caller
 from services.executor.guardrails import Guardrails, Subject
-from services.executor.guardrails.decode import Budget, undisguised, views
-from services.executor.guardrails.engine import encoded
+from services.executor.guardrails.decode import Budget, undisguised, undisguised_strings, views
+from services.executor.guardrails.engine import distinct_strings, encoded
 from services.executor.guardrails.walk import strings
 
 pytestmark = pytest.mark.unit
@@ -74,6 +74,29 @@ def test_a_payload_judged_undisguised_has_no_string_with_a_view(texts: list[str]
     payload = _nested(texts)
     if undisguised(encoded(payload).decode()):
         assert all(views(value, Budget()) == [] for _path, _key, value in strings(payload))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(TEXTS, min_size=1, max_size=4))
+def test_strings_judged_undisguised_have_no_view(texts: list[str]) -> None:
+    items = strings(_nested(texts))
+    if undisguised_strings(distinct_strings(items)):
+        assert all(views(value, Budget()) == [] for _path, _key, value in items)
+
+
+def test_each_distinct_string_is_read_once_and_the_keys_they_are_under_too() -> None:
+    text = "line of text\n" * 4
+    payload = {"content": [{"type": "text", "text": text}], "structuredContent": {"password": text}}
+    assert distinct_strings(strings(payload)).split("\x00\x00") == ["text", "type", text, "password"]
+
+
+def test_a_string_holding_json_is_read_as_json_when_the_rest_is_plain() -> None:
+    inner = orjson.dumps({"head": GITHUB[:20], "tail": GITHUB[20:]}).decode()
+    payload = _nested(["plain prose"])
+    payload["content"].append({"type": "text", "text": inner})
+    assert not undisguised_strings(distinct_strings(strings(payload)))  # a quote: read string by string
+    out = _redacted(payload)
+    assert GITHUB[:20] not in out and GITHUB[20:] not in out
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Budget", "View", "undisguised", "viewless", "views"]
+__all__ = ["SEPARATOR", "Budget", "View", "undisguised", "undisguised_strings", "viewless", "views"]
 
 Origin = Callable[[int, int], tuple[int, int]]
 """The original text's span behind a span of a view."""
@@ -67,6 +67,9 @@ is below 0x80 in ASCII, so base64 of text has one of these at every fourth place
 _HEX_LEAD: Final = frozenset("01234567")
 _HEX: Final = re.compile(r"\A(?:[0-9A-Fa-f]{2})+\Z")
 _PRINTABLE: Final = re.compile(r"[\t\n\r\x20-\x7e]*")
+SEPARATOR: Final = "\x00\x00"
+"""Between the strings `undisguised_strings` reads: no run's character, no anchor's, no gap, two in
+a row so no spaced run runs across."""
 
 
 @dataclass(slots=True)
@@ -140,17 +143,36 @@ def undisguised(blob: str) -> bool:
         return False
     if len(blob) < _SHORTEST_SPACED:
         return True
-    raw = blob.encode("ascii")
-    # each string stands in `raw` between quotes as it is, so its runs are runs of `raw`, whole (but
-    # for the `n` of a line break's `\\n` before one); a run that decodes to no text (a key's
-    # `modelcontextprotocol/serverInfo`, a hash) is no view
+    return _runs_plain(blob.encode("ascii"), json=True)
+
+
+def undisguised_strings(text: str) -> bool:
+    """Whether no string of `text` has a view: `text` is a payload's distinct strings joined by `SEPARATOR`.
+
+    `undisguised` on each string once, where the payload's JSON repeats one (a result's text in its
+    `content` and its `structuredContent`) and spells some escaped. A view of a string is one of
+    `text` too (`SEPARATOR` ends every run and spaced run), so this is never wrongly True. A quote
+    answers False: a string holding JSON is read as JSON only on the slow path (`deep`)."""
+    if not text.isascii() or '"' in text:
+        return False
+    if "\\" in text and _BACKSLASH_ESCAPE.search(text) is not None:
+        return False
+    if "%" in text and _PERCENT_ESCAPE.search(text) is not None:
+        return False
+    return len(text) < _SHORTEST_SPACED or _runs_plain(text.encode("ascii"), json=False)
+
+
+def _runs_plain(raw: bytes, json: bool) -> bool:
+    """Whether ASCII `raw` holds no run that decodes to text and no spaced-out run.
+
+    `json`: `raw` is JSON, where a run may follow the `\\` of a line break's `\\n`."""
     for start, end in _ascii_runs(raw):
-        if start and raw[start - 1] == 0x5C:
+        if json and start and raw[start - 1] == 0x5C:
             start += 1
         if _decoded(raw[start:end].decode("ascii")) is not None:
             return False
     shape = raw.translate(_SHAPE)
-    if b"  " in shape:  # gaps of two or three spaces made one (JSON holds no other white space unescaped)
+    if b"  " in shape:  # gaps of two or three spaces made one
         shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
     return _SPACED_TAIL not in shape
 
@@ -158,7 +180,7 @@ def undisguised(blob: str) -> bool:
 def viewless(text: str) -> bool:
     """Whether no stretch of `text` has a view (`views` of any slice of it is empty).
 
-    For strings of an `undisguised` payload read joined (`deep`): ASCII without a backslash, where
+    For strings of an `undisguised_strings` payload read joined (`deep`): ASCII without a backslash, where
     only a join can make a disguise (a run, a spaced-out run or a `%XX` across it), and any of those
     in a slice is one in the whole text. Wherever a slice starts, a spaced run in it has eleven
     characters each after a gap (`_SPACED_TAIL`)."""

@@ -69,7 +69,7 @@ def neighbours(items: Sequence[Item]) -> list[Group]:
 def inert_joins(detector: Detector, groups: Sequence[Group]) -> bool:
     """Whether reading `groups` joined can find nothing, decided for all of them at once.
 
-    For strings without a view of their own (`decode.undisguised`): every window `deep_findings`
+    For strings without a view of their own (`decode.undisguised_strings`): every window `deep_findings`
     reads is a slice of one group's joined text, so none holds an anchor of `detector` or a
     disguise when the joined texts, a line break between groups (no anchor, run or spaced run
     crosses one), hold none."""
@@ -89,7 +89,7 @@ def deep_findings(
 
     As spans of the original strings (the per-string plain scan is the engine's own; the engine counts a
     span found twice once). `groups` are the items' `neighbours` when the caller has them; `plain` says
-    no string has a view (`decode.undisguised` of their JSON), so only the joins are read."""
+    no string has a view (`decode.undisguised_strings` of their distinct strings), so only the joins are read."""
     out: dict[Path, list[Finding]] = {}
     for path, _key, value in () if plain else items:
         for view in views(value, budget):
