@@ -57,6 +57,14 @@ substring search (5 µs per 10 KB) before the regex (150 µs per 10 KB) is asked
 _SPACED_TAIL: Final = _SPACED_SHAPE[2:]
 """Eleven characters each after a gap: in the shape of any text a `_SPACED` match is in, whatever
 stands before its first character (a quote, a line break's escape, the start of a slice)."""
+_GAP_SHAPE: Final = bytes(0x20 if chr(b) in " \t" else 0x78 for b in range(256))
+"""`_SHAPE` with only `_SPACED`'s ASCII gaps as spaces: a line break is no gap, so fewer texts
+look spaced out and fewer hold a double gap to make one."""
+_TAIL_SEARCH: Final = re.compile(re.escape(_SPACED_TAIL))
+"""`_SPACED_TAIL` as a literal expression: the regex engine's search of a two-symbol shape costs
+about half of `bytes.find`'s (1.4 against 3.3 µs per 2 KB)."""
+_TWO_SPACES: Final = re.compile(b"  ")
+"""Likewise for a double space in ASCII text (1.2 against 2.1 µs per 2 KB)."""
 _B64: Final = re.compile(r"(?<![A-Za-z0-9+/_\-])[A-Za-z0-9+/_\-]{27,}={0,2}")
 _B64_CHARS: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_-"
 _RUN_MAP: Final = bytes(ord("a") if chr(i) in _B64_CHARS else ord(" ") for i in range(256))
@@ -171,10 +179,10 @@ def _runs_plain(raw: bytes, json: bool) -> bool:
             start += 1
         if _decoded(raw[start:end].decode("ascii")) is not None:
             return False
-    shape = raw.translate(_SHAPE)
-    if b"  " in shape:  # gaps of two or three spaces made one
+    shape = raw.translate(_GAP_SHAPE)
+    if b"\t" in raw or _TWO_SPACES.search(raw) is not None:  # gaps of two or three made one
         shape = shape.replace(b"  ", b" ").replace(b"  ", b" ")
-    return _SPACED_TAIL not in shape
+    return _TAIL_SEARCH.search(shape) is None
 
 
 def viewless(text: str) -> bool:
