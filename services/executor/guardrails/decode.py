@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["SEPARATOR", "Budget", "View", "undisguised", "undisguised_strings", "viewless", "views"]
+__all__ = ["SEPARATOR", "Budget", "View", "undisguised_strings", "viewless", "views"]
 
 Origin = Callable[[int, int], tuple[int, int]]
 """The original text's span behind a span of a view."""
@@ -42,8 +42,6 @@ _BACKSLASH_ESCAPE: Final = re.compile(r"\\(?:u[0-9A-Fa-f]{4}|x[0-9A-Fa-f]{2})")
 _PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-Fa-f]{2}")
 """`_ESCAPE`'s two halves, each with a literal start the regex engine jumps to: whether a text holds
 an escape at all costs ~1 µs per 2 KiB instead of the alternation's ~10 (tried at every position)."""
-_NOT_LINE_BREAK: Final = re.compile(r"\\[^nr]")
-"""A JSON escape other than a line break's (`\\n`, `\\r`); an escaped backslash's first half too."""
 _SPACED: Final = re.compile(r"(?:\S[ \t\u00a0]{1,3}){11,}\S")
 """At least twelve single characters with spaces between them: `A K I A ...`. Its first character
 may end a word (`key=A K I A`, `done g h p _`): which one is the token's is read both ways."""
@@ -134,49 +132,24 @@ def views(text: str, budget: Budget, depth: int = 0) -> list[View]:
     return found
 
 
-def undisguised(blob: str) -> bool:
-    """Whether no string of the payload whose JSON is `blob` has a view (`views` is empty for each).
-
-    Decided on the whole payload with a few C-level scans instead of a call per string. Never wrongly
-    True: when the JSON escapes nothing but line breaks, every string stands in `blob` character for
-    character (between quotes, which are no run's, no spaced character's and no escape's), so a
-    disguise in any string (non-ASCII text, an escape, a run that decodes, a spaced-out run) is one
-    in `blob` too. Anything else, a backslash, a quote or a tab inside a string included, answers False
-    and the strings are read one by one as before."""
-    if not blob.isascii():
-        return False
-    if "\\" in blob and _NOT_LINE_BREAK.search(blob) is not None:
-        return False  # a backslash, a quote, a tab or a control character inside a string
-    if "%" in blob and _PERCENT_ESCAPE.search(blob) is not None:
-        return False
-    if len(blob) < _SHORTEST_SPACED:
-        return True
-    return _runs_plain(blob.encode("ascii"), json=True)
-
-
 def undisguised_strings(text: str) -> bool:
     """Whether no string of `text` has a view: `text` is a payload's distinct strings joined by `SEPARATOR`.
 
-    `undisguised` on each string once, where the payload's JSON repeats one (a result's text in its
-    `content` and its `structuredContent`) and spells some escaped. A view of a string is one of
-    `text` too (`SEPARATOR` ends every run and spaced run), so this is never wrongly True. A quote
-    answers False: a string holding JSON is read as JSON only on the slow path (`deep`)."""
+    Decided on all of them at once with a few C-level scans instead of a call per string, each string
+    read once where the payload's JSON repeats one (a result's text in its `content` and its
+    `structuredContent`). Never wrongly True: a disguise in any string (non-ASCII text, an escape, a
+    run that decodes, a spaced-out run) is one in `text` too (`SEPARATOR` ends every run and spaced
+    run). A quote answers False: a string holding JSON is read as JSON only string by string (`deep`)."""
     if not text.isascii() or '"' in text:
         return False
     if "\\" in text and _BACKSLASH_ESCAPE.search(text) is not None:
         return False
     if "%" in text and _PERCENT_ESCAPE.search(text) is not None:
         return False
-    return len(text) < _SHORTEST_SPACED or _runs_plain(text.encode("ascii"), json=False)
-
-
-def _runs_plain(raw: bytes, json: bool) -> bool:
-    """Whether ASCII `raw` holds no run that decodes to text and no spaced-out run.
-
-    `json`: `raw` is JSON, where a run may follow the `\\` of a line break's `\\n`."""
-    for start, end in _ascii_runs(raw):
-        if json and start and raw[start - 1] == 0x5C:
-            start += 1
+    if len(text) < _SHORTEST_SPACED:
+        return True
+    raw = text.encode("ascii")
+    for start, end in _ascii_runs(raw):  # a run that decodes to no text (a hash, a cursor) is no view
         if _decoded(raw[start:end].decode("ascii")) is not None:
             return False
     shape = raw.translate(_GAP_SHAPE)
@@ -196,9 +169,10 @@ def viewless(text: str) -> bool:
         return False
     if "%" in text and _PERCENT_ESCAPE.search(text) is not None:
         return False
-    if encoded_runs(text):
+    raw = text.encode("ascii")
+    if len(raw) >= 27 and _ascii_runs(raw):
         return False
-    shape = text.encode("ascii").translate(_SHAPE).replace(b"  ", b" ").replace(b"  ", b" ")
+    shape = raw.translate(_SHAPE).replace(b"  ", b" ").replace(b"  ", b" ")
     return _SPACED_TAIL not in shape
 
 
