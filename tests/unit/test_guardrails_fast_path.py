@@ -17,7 +17,9 @@ from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.messages import Caller
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.guardrails.decode import Budget, undisguised_strings, views
+from services.executor.guardrails.deep import inert_joins, neighbours
 from services.executor.guardrails.engine import distinct_strings
+from services.executor.guardrails.secrets import SecretsDetector
 from services.executor.guardrails.walk import strings
 
 pytestmark = pytest.mark.unit
@@ -237,3 +239,13 @@ def test_a_credential_cut_across_plain_neighbours_is_still_read_joined(fields: t
     assert _undisguised(payload)  # no piece has a disguise of its own
     out = _redacted(payload)
     assert not any(field.strip() in out for field in fields)
+
+
+def test_neighbours_one_detector_found_inert_are_read_again_by_another() -> None:
+    """What `inert_joins` remembers (the same `_meta` stamp every call) is remembered per detector:
+    a rule narrowed to other credentials says nothing about the full scan."""
+    groups = neighbours(strings(_with_server_info(AWS[:2], AWS[2:])))
+    narrow = SecretsDetector(frozenset({"github_token"}))
+    assert inert_joins(narrow, groups) and inert_joins(narrow, groups)
+    assert not inert_joins(SecretsDetector(), groups)
+    assert _redacted(_with_server_info(AWS[:2], AWS[2:]))
