@@ -169,6 +169,23 @@ def test_a_script_call_cut_short_still_names_its_code_mode_run(tmp_path: Path) -
     assert [e.parent_id for e in events.values() if e.name == "echo__x"] == [None]
 
 
+def test_an_llm_request_cut_short_still_names_the_api_it_came_in_through(tmp_path: Path) -> None:
+    """An LLM request is journaled with its front: the event a replay rebuilds names it, carried
+    across a rotation, and a tool call's B record carries no such field at all."""
+    journal = AuditJournal(tmp_path)
+    chat = journal.begun("llm_request", "gpt-x", "key-1", "coder", None, 0, llm_front="messages")
+    journal.rotate()
+    carried = journal.begun("llm_request", "gpt-x", "key-1", "coder", None, 0, llm_front="gemini")
+    call = begin(journal, "echo__x")
+    killed(journal)
+
+    (segment,) = sorted(tmp_path.glob("*.wal"))
+    assert b"llm_front" not in next(line for line in segment.read_bytes().splitlines() if call.encode() in line)
+    events = {e.event_id: e for e in replayed(tmp_path)}
+    assert (events[chat].llm_front, events[carried].llm_front, events[call].llm_front) == ("messages", "gemini", None)
+    assert events[chat].tool == "gpt-x" and events[chat].execution == "may_have_run"
+
+
 def test_segments_rotate_keeping_only_what_is_open(tmp_path: Path) -> None:
     journal = AuditJournal(tmp_path, segment_bytes=64 * 1024)
     open_request = begin(journal, "still-running")

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from libs.common.contracts.guardrails import GuardrailsSection
 from libs.common.contracts.messages import Caller
 from services.executor.guardrails import Guardrails, Subject
-from services.executor.guardrails.decode import Budget, undisguised, views
-from services.executor.guardrails.engine import encoded
+from services.executor.guardrails.decode import Budget, undisguised_strings, views
+from services.executor.guardrails.deep import inert_joins, neighbours
+from services.executor.guardrails.engine import distinct_strings
+from services.executor.guardrails.secrets import SecretsDetector
 from services.executor.guardrails.walk import strings
 
 pytestmark = pytest.mark.unit
@@ -68,12 +70,31 @@ def _nested(texts: list[str]) -> dict[str, Any]:
     }
 
 
+def _undisguised(payload: Any) -> bool:
+    return undisguised_strings(distinct_strings(strings(payload)))
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.lists(TEXTS, min_size=1, max_size=4))
-def test_a_payload_judged_undisguised_has_no_string_with_a_view(texts: list[str]) -> None:
-    payload = _nested(texts)
-    if undisguised(encoded(payload).decode()):
-        assert all(views(value, Budget()) == [] for _path, _key, value in strings(payload))
+def test_strings_judged_undisguised_have_no_view(texts: list[str]) -> None:
+    items = strings(_nested(texts))
+    if _undisguised(_nested(texts)):
+        assert all(views(value, Budget()) == [] for _path, _key, value in items)
+
+
+def test_each_distinct_string_is_read_once_and_the_keys_they_are_under_too() -> None:
+    text = "line of text\n" * 4
+    payload = {"content": [{"type": "text", "text": text}], "structuredContent": {"password": text}}
+    assert distinct_strings(strings(payload)).split("\x00\x00") == ["text", "type", text, "password"]
+
+
+def test_a_string_holding_json_is_read_as_json_when_the_rest_is_plain() -> None:
+    inner = orjson.dumps({"head": GITHUB[:20], "tail": GITHUB[20:]}).decode()
+    payload = _nested(["plain prose"])
+    payload["content"].append({"type": "text", "text": inner})
+    assert not _undisguised(payload)  # a quote: read string by string
+    out = _redacted(payload)
+    assert GITHUB[:20] not in out and GITHUB[20:] not in out
 
 
 @pytest.mark.parametrize(
@@ -86,19 +107,17 @@ def test_a_payload_judged_undisguised_has_no_string_with_a_view(texts: list[str]
         "caf\u00e9",
         "\\u0041KIA",
         "%41KIA",
-        "A\tB",
+        "A\tB\tC\tD\tE\tF\tG\tH\tI\tJ\tK\tL",  # a tab is a gap too
         'say "hi"',
     ],
 )
 def test_a_string_with_a_disguise_or_an_escape_makes_the_payload_disguised(text: str) -> None:
-    assert not undisguised(encoded({"content": [{"type": "text", "text": text}]}).decode())
+    assert not _undisguised({"content": [{"type": "text", "text": text}]})
 
 
 def test_line_breaks_and_plain_prose_stay_undisguised() -> None:
     text = "".join(f"line {i:04d} of a plain result, 50% done\r\n" for i in range(60))
-    assert undisguised(
-        encoded({"content": [{"type": "text", "text": text}], "structuredContent": {"r": text}}).decode()
-    )
+    assert _undisguised({"content": [{"type": "text", "text": text}], "structuredContent": {"r": text}})
 
 
 def _redacted(payload: Any) -> str:
@@ -109,14 +128,14 @@ def _redacted(payload: Any) -> str:
 
 def test_a_credential_split_across_plain_content_blocks_is_redacted_in_both() -> None:
     payload = {"content": [{"type": "text", "text": "AK"}, {"type": "text", "text": AWS[2:]}]}
-    assert undisguised(encoded(payload).decode())  # the fast path's case: only the join finds it
+    assert _undisguised(payload)  # the fast path's case: only the join finds it
     out = _redacted(payload)
     assert "AK" not in out.replace("[REDACTED", "") and AWS[2:] not in out
 
 
 def test_a_credential_split_across_sibling_fields_deep_in_a_result_is_redacted() -> None:
     payload = {"structuredContent": {"a": [{"b": {"head": GITHUB[:20], "tail": GITHUB[20:]}}]}}
-    assert undisguised(encoded(payload).decode())
+    assert _undisguised(payload)
     out = _redacted(payload)
     assert GITHUB[:20] not in out and GITHUB[20:] not in out
 
@@ -198,7 +217,7 @@ def _with_server_info(*fields: str) -> dict[str, Any]:
 
 def test_plain_neighbours_that_hold_nothing_pass_as_they_are() -> None:
     payload = _with_server_info("echo", "1.0.0")
-    assert undisguised(encoded(payload).decode())
+    assert _undisguised(payload)
     inspection = ENGINE.inspect("result", SUBJECT, payload)
     assert inspection.action is None and inspection.content is payload
 
@@ -217,6 +236,16 @@ _B64_AWS = base64.b64encode(AWS.encode()).decode()
 )
 def test_a_credential_cut_across_plain_neighbours_is_still_read_joined(fields: tuple[str, ...]) -> None:
     payload = _with_server_info(*fields)
-    assert undisguised(encoded(payload).decode())  # no piece has a disguise of its own
+    assert _undisguised(payload)  # no piece has a disguise of its own
     out = _redacted(payload)
     assert not any(field.strip() in out for field in fields)
+
+
+def test_neighbours_one_detector_found_inert_are_read_again_by_another() -> None:
+    """What `inert_joins` remembers (the same `_meta` stamp every call) is remembered per detector:
+    a rule narrowed to other credentials says nothing about the full scan."""
+    groups = neighbours(strings(_with_server_info(AWS[:2], AWS[2:])))
+    narrow = SecretsDetector(frozenset({"github_token"}))
+    assert inert_joins(narrow, groups) and inert_joins(narrow, groups)
+    assert not inert_joins(SecretsDetector(), groups)
+    assert _redacted(_with_server_info(AWS[:2], AWS[2:]))

@@ -41,6 +41,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Final, get_args
 
 import orjson
 from pydantic import ValidationError
@@ -48,6 +49,7 @@ from pydantic import ValidationError
 from libs.common.audit.audit_content import sha256_of
 from libs.common.contracts.errors import JSONRPC_CODE, ErrorKind
 from libs.common.contracts.messages import AuditEvent, new_id
+from libs.common.contracts.messages_audit import LlmFront
 
 __all__ = ["AuditJournal", "JournalBusyError", "JournalContents", "open_slot", "read_segments"]
 
@@ -59,6 +61,8 @@ STOPPED = (
 )
 """Error of the event a replay writes for a request that had begun but left no event."""
 
+_FRONTS: Final = frozenset(get_args(LlmFront))
+"""The `llm_front` values a rebuilt event may carry (anything else in a damaged record is left out)."""
 _SEGMENT_SUFFIX = ".wal"
 _LOCK_NAME = "lock"
 
@@ -129,7 +133,7 @@ def _stopped(begun: dict[str, object]) -> AuditEvent:
         value = begun.get(key)
         return value if isinstance(value, str) else ""
 
-    ts, size = begun.get("ts"), begun.get("request_bytes")
+    ts, size, front = begun.get("ts"), begun.get("request_bytes"), begun.get("llm_front")
     return AuditEvent.model_validate(
         {
             "event_id": text("id"),
@@ -154,6 +158,7 @@ def _stopped(begun: dict[str, object]) -> AuditEvent:
             "request_bytes": size if isinstance(size, int) else 0,
             "execution": "may_have_run",
             "parent_id": text("parent_id") or None,
+            "llm_front": front if front in _FRONTS else None,
         }
     )
 
@@ -219,13 +224,15 @@ class AuditJournal:
         team_id: str | None = None,
         customer_id: str | None = None,
         parent_id: str | None = None,
+        llm_front: LlmFront | None = None,
         held: bool = False,
     ) -> str:
         """Record that a request now owes an audit event; returns the event id it must carry.
 
         The caller's owner (`Caller.owner()`) goes with it, so an event rebuilt after a crash names who
         was calling as fully as the event the request would have made; so does `parent_id` (the Code Mode
-        run a script's tool call belongs to), so that event still links to its run. `held`: the caller
+        run a script's tool call belongs to), so that event still links to its run, and `llm_front` (the
+        API an LLM request came in through; only when given, so a tool call's record is no longer). `held`: the caller
         calls `routed` before it forwards the request (or forwards it only after this turn of the event
         loop), so the B record waits for the end of the turn, written with the R record in one write, or
         not at all when the event came first (~1 µs a request)."""
@@ -244,6 +251,8 @@ class AuditJournal:
             "trace_id": trace_id,
             "request_bytes": request_bytes,
         }
+        if llm_front is not None:
+            record["llm_front"] = llm_front
         line = b"B " + _dumps(record) + b"\n"
         self._open_begun[event_id] = line
         if held:

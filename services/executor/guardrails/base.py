@@ -1,6 +1,6 @@
 """What every built-in detector shares: a finding (where, never what) and the two-step scan.
 
-A detector first looks at the whole payload once (`prepare`: its serialized JSON and that text
+A detector first looks at the whole payload once (`prepare`: its distinct strings joined and that text
 lower-cased) for literal anchors its patterns cannot match without (`AKIA`, `ghp_`, `-----BEGIN`),
 and only when one is there scans the payload's strings one by one. A result without a single anchor
 costs a few substring searches, which is why a 10 KB result is checked in microseconds.
@@ -62,8 +62,8 @@ class Detector(Protocol):
     def prepare(self, blob: str, lower: str) -> Scan | None:
         """A scan for this payload.
 
-        Or None when nothing in it can match (`blob` is the payload as JSON, `lower` the same
-        lower-cased)."""
+        Or None when nothing in it can match (`blob` is the payload's distinct strings, the keys they are
+        under too, joined by `decode.SEPARATOR`; `lower` the same lower-cased)."""
         ...
 
 

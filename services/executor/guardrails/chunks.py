@@ -26,8 +26,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-import orjson
-
 from .base import Finding
 from .walk import Path
 
@@ -50,10 +48,6 @@ class Piece:
     cut: dict[Path, tuple[int, str]] = field(default_factory=dict)
     """path -> (where in its string the window ends, the whole string), for a window that is not the last."""
     size: int = 0
-
-    def blob(self) -> str:
-        """The piece as JSON: what detectors look for their anchors in (keys included)."""
-        return orjson.dumps([[key, text] for _path, key, text in self.items]).decode()
 
 
 def pieces(items: Sequence[tuple[Path, str | None, str]], size: int) -> Iterator[Piece]:

@@ -31,6 +31,13 @@ into by a finding that runs past the end of its neighbour)."""
 _MAX_JSON_TEXT = 1 << 20
 """A string longer than this is not parsed as JSON (its own text is still scanned)."""
 _TOKEN_CHAR = re.compile(r"[A-Za-z0-9_\-]")
+_INERT: set[tuple[Detector, str]] = set()
+"""Short joined texts `inert_joins` found inert, per detector: the same every call for a result's
+`_meta` stamp (Bastion's `name`, `title`, `version`), decided once instead of by three scans a call."""
+_INERT_TEXT = 256
+"""Joined texts longer than this are decided every time (a result's rows are not kept)."""
+_INERT_SEEN = 1024
+"""Answers kept at most (forgotten all at once, then learnt again)."""
 _REACH = 512
 """Characters either side of a join read together: longer than any credential format, and than the
 300 characters an AWS secret may sit from its key id."""
@@ -69,12 +76,20 @@ def neighbours(items: Sequence[Item]) -> list[Group]:
 def inert_joins(detector: Detector, groups: Sequence[Group]) -> bool:
     """Whether reading `groups` joined can find nothing, decided for all of them at once.
 
-    For strings without a view of their own (`decode.undisguised`): every window `deep_findings`
+    For strings without a view of their own (`decode.undisguised_strings`): every window `deep_findings`
     reads is a slice of one group's joined text, so none holds an anchor of `detector` or a
     disguise when the joined texts, a line break between groups (no anchor, run or spaced run
     crosses one), hold none."""
     text = "\n".join(["".join([value for _, value in group]) for group in groups])
-    return detector.prepare(text, text.lower()) is None and viewless(text)
+    key = (detector, text)
+    if key in _INERT:
+        return True
+    inert = detector.prepare(text, text.lower()) is None and viewless(text)
+    if inert and len(text) <= _INERT_TEXT:  # only texts the detector finds nothing in: never a credential
+        if len(_INERT) >= _INERT_SEEN:
+            _INERT.clear()
+        _INERT.add(key)
+    return inert
 
 
 def deep_findings(
@@ -89,7 +104,7 @@ def deep_findings(
 
     As spans of the original strings (the per-string plain scan is the engine's own; the engine counts a
     span found twice once). `groups` are the items' `neighbours` when the caller has them; `plain` says
-    no string has a view (`decode.undisguised` of their JSON), so only the joins are read."""
+    no string has a view (`decode.undisguised_strings` of their distinct strings), so only the joins are read."""
     out: dict[Path, list[Finding]] = {}
     for path, _key, value in () if plain else items:
         for view in views(value, budget):

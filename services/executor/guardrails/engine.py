@@ -5,10 +5,10 @@ the rules that ask an external service (`webhook.WebhookClient`). The executor's
 `where` = "arguments" before the upstream is called, "result" on the parsed result before it is
 encoded, "definition" on each tool, prompt and template definition when the catalog is published.
 
-One payload is serialized once (orjson) and lower-cased once; each detector looks there for its
-anchors, and only the detectors that found one walk the payload's strings. Findings become
-decisions (rule, detector, entity, action, where, JSON pointer; never the matched text), and the
-strongest action wins: block > redact > warn > log.
+One payload is serialized once (orjson: its size is what limits count), its distinct strings joined
+and lower-cased once; each detector looks there for its anchors, and only the detectors that found
+one walk the payload's strings. Findings become decisions (rule, detector, entity, action, where,
+JSON pointer; never the matched text), and the strongest action wins: block > redact > warn > log.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from libs.common.contracts.messages_base import Caller
 
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces
-from .decode import Budget, undisguised
+from .decode import SEPARATOR, Budget, undisguised_strings
 from .deep import deep_findings, inert_joins, neighbours
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
@@ -222,10 +222,10 @@ class Guardrails:
         if plan.detecting:
             items = strings(payload)
             if len(blob) <= self._max_scan_bytes:
-                _scan_piece(plan, items, blob.decode(), found)
+                _scan_piece(plan, items, len(blob), found)
             else:  # too large to scan whole: in pieces, never passed unscanned (`chunks`)
                 for piece in pieces(items, self._max_scan_bytes):
-                    _scan_piece(plan, piece.items, piece.blob(), found, piece.offsets, piece.cut)
+                    _scan_piece(plan, piece.items, piece.size, found, piece.offsets, piece.cut)
         if not found and not decisions:
             return Inspection(None, payload)  # the usual case: no detector had anything to look for
         return _settle(where, payload, decisions, [f for f in found.values() if f.findings])
@@ -272,19 +272,34 @@ def encoded(payload: Any) -> bytes:
         return orjson.dumps(str(payload))
 
 
+def distinct_strings(items: Sequence[tuple[Path, str | None, str]]) -> str:
+    """What detectors look for their anchors in: each distinct string of `items` once, the keys they are under too.
+
+    Joined by `decode.SEPARATOR`. A result's JSON repeats its text (in `content` and in
+    `structuredContent`) and holds keys no scan reads; each scan of this text costs about half of
+    one of the JSON (2 KiB of text: 2.1 KB against 4.4)."""
+    seen: dict[str, None] = {}
+    for _path, key, value in items:
+        seen[value] = None
+        if key is not None:
+            seen[key] = None
+    return SEPARATOR.join(seen)
+
+
 def _scan_piece(
     plan: _Plan,
     items: Sequence[tuple[Path, str | None, str]],
-    blob: str,
+    size: int,
     found: dict[int, _Found],
     offsets: Mapping[Path, int] | None = None,
     cut: Mapping[Path, tuple[int, str]] | None = None,
 ) -> None:
     """The rules' findings in `items`.
 
-    (A whole payload's strings, or one piece of them: `blob` is their JSON, what detectors look for
-    anchors in), added to `found` (by rule) as spans of the whole strings: `offsets` says where a piece's
-    text starts in its string, `cut` where a window ended inside its string (`chunks.extend_cut`)."""
+    (A whole payload's strings, or one piece of them, `size` characters of JSON or text), added to
+    `found` (by rule) as spans of the whole strings: `offsets` says where a piece's text starts in its
+    string, `cut` where a window ended inside its string (`chunks.extend_cut`)."""
+    blob = distinct_strings(items)
     lower = blob.lower()
     scans: list[tuple[_Rule, Scan]] = []
     for rule in plan.detecting:
@@ -299,7 +314,7 @@ def _scan_piece(
                 if spans:
                     hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
     if plan.deep:
-        _deeper(items, plan.deep, hits, blob)
+        _deeper(items, plan.deep, hits, blob, size)
     if not hits:
         return  # the usual case: nothing found, nothing to merge
     for rule in plan.detecting:
@@ -324,15 +339,17 @@ def _deeper(
     rules: Sequence[_Rule],
     hits: dict[int, dict[Path, list[Finding]]],
     blob: str,
+    size: int,
 ) -> None:
     """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
 
     (A span found twice counts once when they are merged). Nothing to read when no string has a
-    disguise to take off (`undisguised`, a few C-level scans of `blob`) and none has a neighbour to
-    be joined with (one text per content block), or the joined neighbours hold nothing a rule could
-    find (`inert_joins`, the same scans of their joined text: a server's `name` and `version`)."""
+    disguise to take off (`undisguised_strings`, a few C-level scans of `blob`, the distinct strings)
+    and none has a neighbour to be joined with (one text per content block), or the joined neighbours
+    hold nothing a rule could find (`inert_joins`, the same scans of their joined text: a server's
+    `name` and `version`)."""
     groups = neighbours(items) if len(items) > 1 else []
-    plain = undisguised(blob)
+    plain = undisguised_strings(blob)
     if plain:
         rules = [rule for rule in rules if groups and not inert_joins(rule.detector, groups)]  # type: ignore[arg-type]
         if not rules:
@@ -340,7 +357,7 @@ def _deeper(
     # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
     # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
     # real one, and the work stays linear in the payload (one piece of at most `max_scan_bytes`)
-    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * len(blob))
+    budget = Budget(max_bytes=_DECODE_FLOOR + 4 * size)
     for rule in rules:
         assert rule.detector is not None
         extra = deep_findings(rule.detector, items, budget, groups=groups, plain=plain)

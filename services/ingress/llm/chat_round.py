@@ -61,6 +61,7 @@ class Chat:
                 self.trace_id,
                 self.request_bytes,
                 **self.caller.owner(),
+                llm_front=self.front,
             )
         return AuditEvent(
             event_id=event_id,

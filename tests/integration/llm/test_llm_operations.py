@@ -228,7 +228,8 @@ async def test_a_completion_that_finds_no_executor_is_relayed_to_the_one_that_ta
 
 async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, provider, journal_dir):
     """Until its answer, a completion's event is written down as begun: a replica killed meanwhile
-    still leaves its row (the next process replays it), as for MCP requests."""
+    still leaves its row (the next process replays it, naming the API it came in through), as for MCP
+    requests."""
     began = time.time()  # the journal and the audit store hold the earlier tests' requests too
 
     def journal() -> JournalContents:
@@ -246,6 +247,8 @@ async def test_a_completion_in_flight_is_owed_in_the_audit_journal(gateway, prov
     )
     (begun,) = owed
     assert begun["id"] not in journal().emitted and begun["name"] == MODEL
+    (rebuilt,) = [e for e in journal().owed() if e.event_id == begun["id"]]  # what a replay would publish
+    assert rebuilt.llm_front == "chat_completions"
     provider.release.set()
     answer = await raw
     assert answer.headers["x-bastion-request-id"] == begun["id"]
