@@ -42,6 +42,9 @@ Entry = KeyValue.Entry
 
 _ROUTE_WRITE_TRIES = 5
 """Reads and revision-checked writes of the routes record before apply gives up (admin writes racing it)."""
+_JS_TIMEOUT = 15.0
+"""Seconds a JetStream API request may take: apply may run while the server is busy (a start, a backup),
+and it is a one-off command, so waiting beats failing at nats-py's 5 s default."""
 
 
 async def _current(js: JetStreamContext, bucket: str) -> tuple[KeyValue, dict[str, bytes]]:
@@ -249,7 +252,7 @@ async def apply_config(nc: NATS, config: BastionConfig, sealer: Sealer | None = 
     """
     records = key_records(config)
     entities = entity_records(config)
-    js = nc.jetstream()
+    js = nc.jetstream(timeout=_JS_TIMEOUT)
     await declare_owned(js, ADMIN, StoreSettings())  # the admin role's buckets: created here if missing
     await _apply_servers(js, config, sealer or Sealer())
     await _apply_entities(js, entities)
