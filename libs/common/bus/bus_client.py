@@ -301,7 +301,7 @@ class BusClient(NATS):
                 self._remember(subject, reply[len(self._replies) :])
         # nats-py's `publish`, check for check, without its six Python calls per message (two
         # `_validate_subject`s, three status properties, the call itself): every request, reply and
-        # acknowledgement passes here. tests/unit/test_bus_client_publish.py pins nats-py's source.
+        # acknowledgement passes here. tests/unit/test_bus_client_headers.py pins nats-py's source.
         if not self._skip_subject_validation and (
             not subject or _INVALID_SUBJECT(subject) or (reply and _INVALID_SUBJECT(reply))
         ):
