@@ -30,6 +30,7 @@ behind them, as nats-py did before.
 
 It also parses and writes message headers for less CPU than nats-py does, to the same bytes and
 dicts (`parse_header_lines`, `header_block`): every routed request and acknowledgement carries some.
+Its `publish` makes nats-py's checks inline (26 -> 20 Python calls for a publish with headers).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import nats.errors
-from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, PING_PROTO, Srv
+from nats.aio.client import _HEADER_KEY_RE, _HEADER_VALUE_NEWLINES, _SUBJECT_INVALID_RE, PING_PROTO, Srv
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.protocol import command as prot_command
@@ -61,6 +62,9 @@ log = logging.getLogger(__name__)
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s").search
 """Finds what `str.isspace` calls space (sre's `\\s` is the same test for a str pattern)."""
+
+_INVALID_SUBJECT = _SUBJECT_INVALID_RE.search
+"""nats-py's `_validate_subject` for a publish: whitespace or a line break (a CRLF would inject commands)."""
 
 _REFUSED_PUBLISH = re.compile(r'permissions violation for publish to "([^"]+)"', re.IGNORECASE)
 
@@ -295,7 +299,28 @@ class BusClient(NATS):
                 self._replies = self._resp_sub_prefix.decode()
             if self._replies and reply.startswith(self._replies):
                 self._remember(subject, reply[len(self._replies) :])
-        await super().publish(subject, payload, reply, headers)
+        # nats-py's `publish`, check for check, without its six Python calls per message (two
+        # `_validate_subject`s, three status properties, the call itself): every request, reply and
+        # acknowledgement passes here. tests/unit/test_bus_client_headers.py pins nats-py's source.
+        if not self._skip_subject_validation and (
+            not subject or _INVALID_SUBJECT(subject) or (reply and _INVALID_SUBJECT(reply))
+        ):
+            raise nats.errors.BadSubjectError
+        status = self._status
+        if status == NATS.CLOSED:
+            raise nats.errors.ConnectionClosedError
+        if status == NATS.DRAINING_PUBS:
+            raise nats.errors.ConnectionDrainingError
+        payload_size = len(payload)
+        if (
+            status != NATS.CONNECTED
+            and status != NATS.DRAINING_SUBS
+            and (self._max_pending_size <= 0 or payload_size + self._pending_data_size > self._max_pending_size)
+        ):
+            raise nats.errors.OutboundBufferLimitError  # reconnecting with the buffer off or full
+        if payload_size > self._max_payload:
+            raise nats.errors.MaxPayloadError
+        await self._send_publish(subject, reply, payload, payload_size, headers)
 
     async def _send_publish(
         self, subject: str, reply: str, payload: bytes, payload_size: int, headers: dict[str, Any] | None
