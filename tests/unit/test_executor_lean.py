@@ -36,7 +36,8 @@ from libs.common.contracts.errors import ErrorKind
 from services.executor.answer_limits import ANSWER_ENVELOPE, AnswerTooLarge
 from services.executor.error_mapping import error_from_exception
 from services.executor.upstreams.mcp.http1 import HttpPool
-from services.executor.upstreams.mcp.lean import HttpLink, Redirected, _proxied, checked, lean_http_transport
+from services.executor.upstreams.mcp.lean import HttpLink, Redirected, _proxied, lean_http_transport
+from services.executor.upstreams.mcp.lean_results import checked
 from services.executor.upstreams.mcp.lean_stdio import StdioLink
 from tests.support.egress import LOOPBACK_RULES
 from tests.support.polling import poll_until

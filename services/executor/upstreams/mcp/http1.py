@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import re
 import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -24,17 +23,15 @@ from typing import cast
 
 import httptools
 
+from .http1_headers import answer_headers, checked_headers
+
 __all__ = ["BodyTooLarge", "HttpClosed", "HttpPool", "Response"]
 
 _HIGH_WATER = 1 << 20
 """Bytes of an answer buffered before the socket stops being read (the reader is slower)."""
-_UNSAFE = re.compile(r"[\r\n\x00]")
 _NO_BODY = frozenset((204, 304))
 _HEADS = 512
 """Request heads kept (`HttpPool._request`): sessions times tools, and `Mcp-Param-*` values."""
-_NAMES: dict[bytes, str] = {}
-"""Answer header names as sent -> lower-cased text: the same few names come with every answer."""
-_MAX_NAMES = 256
 
 
 class HttpClosed(ConnectionError):
@@ -218,7 +215,7 @@ class _Connection(asyncio.Protocol):
         if head is None or head.done() or transport is None:
             self._broken(HttpClosed("the server sent an answer with no request outstanding"))
             return
-        headers = _headers(lines)
+        headers = answer_headers(lines)
         self._until_close = (
             status not in _NO_BODY
             and "content-length" not in headers
@@ -284,7 +281,7 @@ class HttpPool:
         self._start = f"POST {target} HTTP/1.1\r\nhost: {authority}\r\n"
         self._get_start = f"GET {target} HTTP/1.1\r\nhost: {authority}\r\n"
         self._defaults = {"user-agent": "bastion", "accept-encoding": "identity"}
-        self._defaults.update(_checked(headers or {}))
+        self._defaults.update(checked_headers(headers or {}))
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
         self._free = limit
@@ -306,7 +303,7 @@ class HttpPool:
 
         Rare, so its head is built each time, not kept."""
         merged = dict(self._defaults)
-        merged.update(_checked(headers))
+        merged.update(checked_headers(headers))
         head = self._get_start + "".join(f"{name}: {value}\r\n" for name, value in merged.items()) + "\r\n"
         try:
             return _Post(self, head.encode("latin-1"))
@@ -341,7 +338,7 @@ class HttpPool:
         so heads are kept by them: checking and joining the headers every time cost ~3 µs of a POST's
         CPU."""
         merged = dict(self._defaults)
-        merged.update(_checked(headers))
+        merged.update(checked_headers(headers))
         merged["content-length"] = "\x00"  # the length's place: no checked name or value holds a NUL
         head = self._start + "".join(f"{name}: {value}\r\n" for name, value in merged.items()) + "\r\n"
         try:
@@ -470,32 +467,3 @@ class _Post:
                 pool._give_slot()
             else:
                 pool._free += 1
-
-
-def _headers(lines: list[bytes]) -> dict[str, str]:
-    """An answer's headers by lower-case name from its alternating names and values.
-
-    A repeated header's values joined by ", ". Names are decoded once per process (`_NAMES`), not per
-    answer: two string calls per header were a fifth of reading an answer."""
-    headers: dict[str, str] = {}
-    for index in range(0, len(lines), 2):
-        raw_name = lines[index]
-        if raw_name in _NAMES:
-            name = _NAMES[raw_name]
-        else:
-            name = raw_name.decode("latin-1").lower()
-            if len(_NAMES) < _MAX_NAMES:
-                _NAMES[raw_name] = name
-        value = lines[index + 1].decode("latin-1")
-        headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return headers
-
-
-def _checked(headers: Mapping[str, str]) -> dict[str, str]:
-    """Lower-cased names; a name or value that could end the header early is refused."""
-    out = {}
-    for name, value in headers.items():
-        if _UNSAFE.search(name) or _UNSAFE.search(value) or ":" in name:
-            raise ValueError(f"request header {name!r} holds a line break, NUL or colon")
-        out[name.lower()] = value
-    return out

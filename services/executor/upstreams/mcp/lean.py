@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 import urllib.parse
@@ -38,7 +37,7 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp.client._transport import TransportStreams
-from mcp.client.session import ClientSession, _clamp_inbound_ttl, _later_revision_fields
+from mcp.client.session import ClientSession
 from mcp.client.streamable_http import MCP_SESSION_ID, StreamableHTTPTransport, StreamWriter
 from mcp.shared._compat import resync_tracer
 from mcp.shared._context_streams import create_context_streams
@@ -47,8 +46,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.message import SessionMessage
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR, jsonrpc_message_adapter
-from mcp_types import methods as _methods
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
 from libs.common.contracts import json_codec
 from libs.common.web.egress_rules import EgressRules
@@ -56,13 +54,12 @@ from libs.common.web.guarded_http import shared_tls
 
 from ...answer_limits import AnswerTooLarge, answer_cutoff, sse_event_limit
 from .http1 import BodyTooLarge, HttpPool, Response
+from .lean_results import answer_of, checked, error_of
 
 __all__ = [
     "HttpLink",
     "LeanLink",
     "Redirected",
-    "answer_of",
-    "checked",
     "deliver_log",
     "lean_http_transport",
     "next_request_id",
@@ -335,7 +332,7 @@ async def _http_error(response: Response, content_type: str) -> MCPError:
         try:
             message = json_codec.loads(await response.read(_ERROR_BODY))
             if isinstance(message, dict) and isinstance(error := message.get("error"), dict):
-                return _error(error)
+                return error_of(error)
         except (ValueError, BodyTooLarge):
             pass
     if response.status == 404:
@@ -390,45 +387,6 @@ async def _sse_events(
                 position.retry_ms = int(value)
         if max_size is not None and size + len(pending) > max_size:
             raise MCPError(CONNECTION_CLOSED, f"SSE stream failed: an event is larger than {max_size} bytes")
-
-
-def answer_of(message: Any) -> dict[str, Any]:
-    """The result of a JSON-RPC response, or the MCPError of an error response."""
-    if isinstance(message, dict):
-        if isinstance(error := message.get("error"), dict):
-            raise _error(error)
-        if isinstance(result := message.get("result"), dict):
-            return result
-    raise MCPError(PARSE_ERROR, "Failed to parse JSON response: not a JSON-RPC response")
-
-
-def _error(error: dict[str, Any]) -> MCPError:
-    code, text = error.get("code"), error.get("message")
-    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(text, str):
-        return MCPError(PARSE_ERROR, "Failed to parse JSON response: malformed JSON-RPC error")
-    return MCPError(code, text, error.get("data"))
-
-
-def checked(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
-    """What `ClientSession.send_request` does to a result before handing it over."""
-    if "ttlMs" in raw:  # all the clamp looks at: most results have none, and skip its three calls
-        _clamp_inbound_ttl(raw)
-    if (validate := _result_validator(method, version)) is not None:
-        validate(raw, by_name=False)
-    if not (foreign := _later_revision_fields(method, version)).isdisjoint(raw):
-        raw = {key: value for key, value in raw.items() if key not in foreign}
-    return raw
-
-
-@functools.cache
-def _result_validator(method: str, version: str) -> Callable[..., Any] | None:
-    """The validator `mcp_types.methods.validate_server_result` uses for `method`'s result in `version`.
-
-    (None when that version's surface has no such result: nothing to check). Called directly because that
-    function also dumps what it validated, which a check throws away (~5 µs of a tools/call result's
-    ~13); its core validator's method, as the adapter's own `validate_python` only adds a call around it."""
-    target = _methods.SERVER_RESULTS.get((method, version))
-    return None if target is None else TypeAdapter(target).validator.validate_python  # type: ignore[arg-type]
 
 
 def _proxied(url: str) -> bool:

@@ -31,7 +31,8 @@ from mcp_types import CONNECTION_CLOSED
 from libs.common.contracts import json_codec
 
 from ...answer_limits import AnswerTooLarge
-from .lean import LogFn, answer_of, checked, deliver_log, next_request_id, stamp, tell_cancelled
+from .lean import LogFn, deliver_log, next_request_id, stamp, tell_cancelled
+from .lean_results import answer_of, checked
 from .stdio_pipe import SendLine
 
 __all__ = ["StdioLink"]
