@@ -26,7 +26,7 @@ from libs.common.contracts.messages import AuditEvent, audit_events
 from libs.common.contracts.oauth import USER_CALLER_PREFIX
 
 from .errors import BadEvent
-from .schema import to_row
+from .schema import to_row, to_rows
 
 __all__ = ["UNKNOWN_KEY", "Arrival", "Backoff", "Rejected", "Split", "decode", "decode_many", "split"]
 
@@ -90,17 +90,14 @@ def _unvouched(role: str, events: list[AuditEvent]) -> AuditEvent | None:
 
 
 def _rows(role: str, events: list[AuditEvent], known_key: Callable[[str], bool]) -> list[tuple[Any, ...]]:
-    """The events' rows, each flagged when it names a key `bastion_keys` does not hold (a user is no key)."""
-    return [
-        to_row(
-            event,
-            vouched_by=role,
-            flags=_UNKNOWN
-            if (key := event.key_id) and not key.startswith(USER_CALLER_PREFIX) and not known_key(key)
-            else (),
-        )
-        for event in events
-    ]
+    """The events' rows, each flagged when it names a key `bastion_keys` does not hold (a user is no key).
+
+    A batch names few keys: each is checked once, not once per event."""
+    flags = {
+        key: _UNKNOWN if key and not key.startswith(USER_CALLER_PREFIX) and not known_key(key) else ()
+        for key in {event.key_id for event in events}
+    }
+    return to_rows(events, role, flags)
 
 
 @dataclass

@@ -50,6 +50,7 @@ from .schema import (
     STORED_COLUMNS,
     TABLE,
     from_row,
+    ticks_time,
 )
 from .verify import Checkpoint
 
@@ -424,7 +425,7 @@ def _fresh(client: Client, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, .
     stored = client.query(
         f"SELECT DISTINCT event_id FROM {TABLE} WHERE ts >= {{low:DateTime64(6)}} AND ts <= {{high:DateTime64(6)}}"
         " AND event_id IN {ids:Array(String)}",
-        parameters={"low": min(times), "high": max(times), "ids": _StringArray(unique)},
+        parameters={"low": ticks_time(min(times)), "high": ticks_time(max(times)), "ids": _StringArray(unique)},
     )
     seen = {str(row[0]) for row in stored.result_rows}
     return [row for event_id, row in unique.items() if event_id not in seen]

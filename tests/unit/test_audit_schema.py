@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from libs.common.contracts.messages import AuditEvent
 from services.audit.errors import BadEvent
-from services.audit.schema import COLUMNS, DDL, MIGRATIONS, from_row, to_row
+from services.audit.schema import COLUMNS, DDL, MIGRATIONS, from_row, ticks_time, to_row, to_rows
 
 pytestmark = pytest.mark.unit
 
@@ -42,10 +42,33 @@ def test_row_round_trip_keeps_every_field() -> None:
         interceptions=[decision],
     )
     row = to_row(event)
-    assert row[COLUMNS.index("ts")] == datetime.fromtimestamp(1.5e9, UTC)
-    naive = tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in row)  # as chdb returns it
-    assert from_row(naive) == event
+    assert ticks_time(row[COLUMNS.index("ts")]) == datetime.fromtimestamp(1.5e9, UTC)
+    read_back = list(row)  # as chdb returns it: a naive datetime
+    read_back[COLUMNS.index("ts")] = ticks_time(row[COLUMNS.index("ts")]).replace(tzinfo=None)
+    assert from_row(read_back) == event
     assert from_row(row) == event
+
+
+@pytest.mark.parametrize(
+    "ts",
+    [
+        1.5e9,
+        1.7e9 + 0.1234565,
+        1.7e9 + 0.0000005,
+        1.7e9 + 0.0000015,
+        1.7e9 + 0.9999996,
+        -1.5e-6,
+        -2.2e9 + 0.2500005,
+        0.0,
+    ],
+)
+def test_ts_is_written_as_the_microseconds_a_datetime_of_it_holds(ts: float) -> None:
+    """DateTime64(6)'s own integer, rounded as `datetime.fromtimestamp` rounds (half to even): what was stored
+    before the driver was handed integers, so a stored event keeps its hash."""
+    then = datetime.fromtimestamp(ts, UTC)
+    (row,) = to_rows([_event(ts=ts)], "ingress", {"": ()})
+    assert row[COLUMNS.index("ts")] == (then - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    assert ticks_time(row[COLUMNS.index("ts")]) == then
 
 
 @pytest.mark.parametrize(
