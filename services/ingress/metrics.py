@@ -5,11 +5,11 @@ Served with the shared ones (`libs.common.runtime.metrics`) on ingress's `/metri
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from libs.common.runtime.loop_metrics import LoopCounter
 
 __all__ = ["ROUTED_SENDS"]
 
-ROUTED_SENDS = Counter(
+ROUTED_SENDS = LoopCounter(
     "bastion_ingress_routed_sends",
     "Routed requests (tool calls, prompts, resources) ingress sent, by route: policy (decided there), "
     "granted (straight to an executor on policy's grant), stale (a grant the executor found expired), "

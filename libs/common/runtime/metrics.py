@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from libs.common.runtime.loop_metrics import LoopHistogram
 
 __all__ = [
     "AUTH_REFUSED",
@@ -55,7 +57,7 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 """Seconds: the gateway's own overhead is sub-millisecond, upstream calls take up to the call timeout."""
 
 _REQUEST_LABELS = ("service", "method", "outcome")
-REQUEST_SECONDS = Histogram(
+REQUEST_SECONDS = LoopHistogram(
     "bastion_request_seconds",
     "Time from receiving a request to answering it, by service, MCP method and outcome.",
     _REQUEST_LABELS,
@@ -95,27 +97,27 @@ class _RequestCounts(Collector):
 REQUESTS = _RequestCounts()
 REGISTRY.register(REQUESTS)
 _MCP_LABELS = ["mcp_method_name", "gen_ai_tool_name", "error_type", "mcp_protocol_version"]
-MCP_SERVER_DURATION = Histogram(
+MCP_SERVER_DURATION = LoopHistogram(
     "mcp_server_operation_duration_seconds",
     "OpenTelemetry `mcp.server.operation.duration`: an agent's MCP request at ingress, from its context "
     "being built to its answer (`libs.common.runtime.semconv`).",
     _MCP_LABELS,
     buckets=LATENCY_BUCKETS,
 )
-MCP_CLIENT_DURATION = Histogram(
+MCP_CLIENT_DURATION = LoopHistogram(
     "mcp_client_operation_duration_seconds",
     "OpenTelemetry `mcp.client.operation.duration`: one request the executor sent an upstream MCP server.",
     _MCP_LABELS,
     buckets=LATENCY_BUCKETS,
 )
 _GEN_AI_LABELS = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model"]
-GEN_AI_DURATION = Histogram(
+GEN_AI_DURATION = LoopHistogram(
     "gen_ai_client_operation_duration_seconds",
     "OpenTelemetry `gen_ai.client.operation.duration`: one chat completion the executor asked of an LLM provider.",
     [*_GEN_AI_LABELS, "error_type"],
     buckets=LATENCY_BUCKETS,
 )
-GEN_AI_TOKENS = Histogram(
+GEN_AI_TOKENS = LoopHistogram(
     "gen_ai_client_token_usage",
     "OpenTelemetry `gen_ai.client.token.usage`: tokens of one chat completion, by `gen_ai_token_type` (input, output).",
     [*_GEN_AI_LABELS, "gen_ai_token_type"],
