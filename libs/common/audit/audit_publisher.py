@@ -39,6 +39,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -133,7 +135,14 @@ class AuditPublisher:
         self._journal = journal
         self._js = nc.jetstream()
         self._limits = limits or FieldLimits()
-        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(max_queue)
+        self._waiting: deque[_Queued] = deque()
+        """Events emitted and not yet taken by the publishing task: a deque and one wake-up per batch, not an
+        `asyncio.Queue`, whose put and get make ~12 Python calls per event (every emit is on the loop's thread)."""
+        self._max_queue = max_queue if max_queue > 0 else sys.maxsize
+        self._wake: asyncio.Future[None] | None = None
+        """Set while the publishing task waits for a first event; the emit that brings one resolves it."""
+        self._batch_done: asyncio.Future[None] | None = None
+        """Set while `aclose` waits for the queue to drain; resolved after each batch."""
         self._max_batch = max_batch
         self._linger = linger
         self._timeout = publish_timeout
@@ -154,7 +163,7 @@ class AuditPublisher:
     @property
     def pending(self) -> int:
         """Events emitted but not yet acked by JetStream."""
-        return self._queue.qsize() + self._unacked
+        return len(self._waiting) + self._unacked
 
     def emit(self, event: AuditEvent) -> bool:
         """Link `event` on the chain and enqueue it for publishing.
@@ -169,8 +178,8 @@ class AuditPublisher:
         if self._held_bytes + weight > self._max_bytes:
             self._drop(f"buffer full: {self._held_bytes:,} bytes of events wait for NATS", event)
             return False
-        if self._queue.full():
-            self._drop(f"buffer full: {self._queue.maxsize} events wait for NATS", event)
+        if len(self._waiting) >= self._max_queue:
+            self._drop(f"buffer full: {self._max_queue} events wait for NATS", event)
             return False
         json: bytes | None = None
         if not event.hash:  # a replayed event is already on its own producer's chain
@@ -180,8 +189,13 @@ class AuditPublisher:
                 log.warning("audit: event %s cannot be hashed (%s); it is dead-lettered", event.event_id, exc)
         if self._journal is not None:
             json = self._journal.emitted(event, json)
-        self._queue.put_nowait(_Queued(event, json, weight))
+        self._waiting.append(_Queued(event, json, weight))
         self._held_bytes += weight
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
         return True
 
     async def start(self) -> None:
@@ -195,7 +209,7 @@ class AuditPublisher:
             return
         if not self._task.done():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._queue.join(), timeout)
+                await asyncio.wait_for(self._drained(), timeout)
         await cancel_and_wait(self._task)
         if self.pending:
             log.error("audit: %d event(s) not published before shutdown", self.pending)
@@ -234,15 +248,25 @@ class AuditPublisher:
                 self._journal.acked(len(queued))
             for item in queued:
                 self._held_bytes -= item.weight
-                self._queue.task_done()
+            done = self._batch_done
+            if done is not None and not done.done():
+                done.set_result(None)
 
     async def _next_events(self) -> list[_Queued]:
-        events = [await self._queue.get()]
-        if self._linger > 0 and self._queue.qsize() < self._max_batch and not self._closed:
+        waiting = self._waiting
+        while not waiting:
+            self._wake = asyncio.get_running_loop().create_future()
+            await self._wake
+        if self._linger > 0 and len(waiting) < self._max_batch and not self._closed:
             await asyncio.sleep(self._linger)  # let the calls in flight join this batch
-        while len(events) < self._max_batch and not self._queue.empty():
-            events.append(self._queue.get_nowait())
-        return events
+        take = min(len(waiting), self._max_batch)
+        return [waiting.popleft() for _ in range(take)]
+
+    async def _drained(self) -> None:
+        """Until every event emitted has been published (or dead-lettered): what `aclose` waits for."""
+        while self._waiting or self._unacked:
+            self._batch_done = asyncio.get_running_loop().create_future()
+            await self._batch_done
 
     def _pack(self, encoded: list[_Encoded]) -> Iterator[tuple[str, list[_Encoded]]]:
         """Consecutive runs of events whose batch fits one message of the connection's max payload."""
@@ -333,7 +357,7 @@ class AuditPublisher:
         """Return once the connection is up; while NATS is away, events wait in the queue."""
         if self._nc.is_connected:
             return
-        log.warning("audit: NATS unreachable; holding %d event(s), at most %d", self.pending, self._queue.maxsize)
+        log.warning("audit: NATS unreachable; holding %d event(s), at most %d", self.pending, self._max_queue)
         self.holding = True
         await until(lambda: self._nc.is_connected, most=self._max_backoff)
         self.holding = False
