@@ -24,6 +24,13 @@ __all__ = ["Service", "run_from_environment", "run_service", "run_services", "se
 log = logging.getLogger(__name__)
 
 _STOP_WITHIN = 15.0
+_YOUNG_COLLECTION = 10_000
+"""Net container allocations between two young collections (CPython's default: 700).
+
+A young collection walks every tracked object the calls in flight still hold (16 calls in flight hold
+thousands), so at 700 the collector ran several times per hundred calls and took ~2.5 % of a loaded
+process's CPU (perf). Cyclic garbage waits at most this many allocations longer to be freed: the
+memory it may hold meanwhile is bounded by the size limits on what a request carries."""
 """Seconds a service's `stop()` may take before the process moves on."""
 
 
@@ -70,6 +77,8 @@ def _settle_heap() -> None:
     few hundred short-lived objects a request leaves."""
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(_YOUNG_COLLECTION, older, oldest)
 
 
 def run_services(services: Sequence[Service]) -> None:
