@@ -19,6 +19,7 @@ from libs.common.contracts.messages_base import Caller
 from libs.common.settings.config_file import parse_config
 from services.executor.guardrails import Guardrails, Subject
 from services.executor.guardrails.chunks import OVERLAP
+from services.executor.guardrails.engine import NO_PLAN
 
 pytestmark = pytest.mark.unit
 
@@ -90,6 +91,22 @@ def test_webhook_rules_apply_but_are_left_to_ainspect():
     assert out.action is None and out.content is payload and out.decisions == ()
     assert guard.inspect("arguments", Subject("github", "get", ANA), payload).blocked
     assert not guard.applies("arguments", Subject("gitlab", "get", ANA))
+
+
+def test_a_plan_taken_once_inspects_as_the_subject_would():
+    deny = {"name": "d", "detector": "deny", "terms": ["forbidden"], "action": "block", "tools": ["github/*"]}
+    by_key = {"name": "k", "detector": "deny", "terms": ["forbidden"], "action": "warn", "keys": ["bob-key"]}
+    guard = compiled(defaults=False, rules=[deny, by_key])
+    payload = {"q": "forbidden"}
+    assert guard.plan("arguments", "gitlab", "get", ANA) is NO_PLAN  # no rule covers it: nothing scanned
+    assert guard.plan("arguments", "gitlab", "get", BOB) is not NO_PLAN  # the caller's own rule does
+    for server, caller in [("github", ANA), ("github", BOB), ("gitlab", BOB), ("gitlab", None)]:
+        plan = guard.plan("arguments", server, "get", caller)
+        assert guard.plan("arguments", server, "get", caller) is plan  # made once per (where, tool, caller)
+        planned = guard.inspect("arguments", None, payload, plan=plan)
+        assert planned == guard.inspect("arguments", Subject(server, "get", caller), payload)
+    with pytest.raises(AssertionError, match="subject or its plan"):
+        guard.inspect("arguments", None, payload)
 
 
 def test_rules_bind_to_keys_users_teams_and_customers_but_not_on_definitions():

@@ -140,6 +140,8 @@ class _Plan(NamedTuple):
 
 
 _NO_PLAN: Final = _Plan((), (), (), ())
+NO_PLAN: Final = _NO_PLAN
+"""The plan of a payload no rule looks at (`Guardrails.plan`)."""
 
 
 @dataclass(slots=True)
@@ -172,17 +174,22 @@ class Guardrails:
         return tuple(r.spec for r in self._rules)
 
     def _applicable(self, where: Where, subject: Subject) -> _Plan:
-        """The rules that look at this payload, by what inspecting it asks of them; cached per subject."""
-        caller = subject.caller
+        return self.plan(where, subject.server, subject.name, subject.caller)
+
+    def plan(self, where: Where, server: str, name: str, caller: Caller | None) -> _Plan:
+        """The rules that look at this payload, by what inspecting it asks of them; cached per (where, tool, caller).
+
+        `NO_PLAN` when none does. The interceptor takes it once per payload and hands it to `inspect`:
+        one lookup, and no `Subject` built, per payload."""
         who = _WHO(caller) if caller else ()
-        cache_key = (where, subject.server, subject.name, who)
+        cache_key = (where, server, name, who)
         found = self._seen.get(cache_key)
         if found is None:
             rules = tuple(
                 r
                 for r in self._rules
                 if where in r.spec.where
-                and r.tools.allows(subject.server, subject.name)
+                and r.tools.allows(server, name)
                 and (where == "definition" or r.covers_caller(caller))
             )
             detecting = tuple(r for r in rules if r.spec.detector not in ("webhook", "size") and r.detector is not None)
@@ -205,11 +212,16 @@ class Guardrails:
         """Whether any rule looks at this payload (the hook can skip the call entirely when not)."""
         return self._applicable(where, subject) is not _NO_PLAN
 
-    def inspect(self, where: Where, subject: Subject, payload: Any, blob: bytes | None = None) -> Inspection:
-        """The built-in rules (every detector but `webhook`) on one payload; `blob`.
+    def inspect(
+        self, where: Where, subject: Subject | None, payload: Any, blob: bytes | None = None, plan: _Plan | None = None
+    ) -> Inspection:
+        """The built-in rules (every detector but `webhook`) on one payload.
 
-        Its `encoded` form, when the caller made it already (to choose where to run this)."""
-        plan = self._applicable(where, subject)
+        `blob` is its `encoded` form and `plan` its rules (`plan`), when the caller has them already
+        (then `subject` is not read)."""
+        if plan is None:
+            assert subject is not None, "inspect needs the subject or its plan"
+            plan = self._applicable(where, subject)
         if not (plan.sizes or plan.detecting):
             return Inspection(None, payload)
         if blob is None:
@@ -351,9 +363,16 @@ def _deeper(
     groups = neighbours(items) if len(items) > 1 else []
     plain = undisguised_strings(blob)
     if plain:
-        rules = [rule for rule in rules if groups and not inert_joins(rule.detector, groups)]  # type: ignore[arg-type]
-        if not rules:
+        if not groups:
+            return  # the usual arguments: one string, nothing to undo, nothing to join
+        # a loop, not a comprehension: no call of its own when (as usual) every rule's joins are inert
+        kept: list[_Rule] = []
+        for rule in rules:
+            if not inert_joins(rule.detector, groups):  # type: ignore[arg-type]
+                kept.append(rule)
+        if not kept:
             return
+        rules = kept
     # what a payload of `size` bytes can decode to, nested and re-read around joins, stays under
     # four times its size: a budget that large cannot be exhausted by decoy runs placed before the
     # real one, and the work stays linear in the payload (one piece of at most `max_scan_bytes`)

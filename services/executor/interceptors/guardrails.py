@@ -19,10 +19,11 @@ from typing import Any, ClassVar
 from nats.aio.client import Client as NATS
 
 from libs.common.contracts.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
+from libs.common.contracts.messages_base import Caller
 from libs.common.runtime import metrics
 
 from ..guardrails.base import Subject
-from ..guardrails.engine import Guardrails, Inspection, encoded
+from ..guardrails.engine import NO_PLAN, Guardrails, Inspection, encoded
 from ..guardrails.webhook import WebhookClient
 from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 
@@ -75,28 +76,30 @@ class GuardrailsInterceptor(Interceptor):
             await self._webhooks.aclose()
             self._webhooks = None
 
-    async def _inspect(self, where: Where, subject: Subject, payload: Any) -> Inspection:
-        if not self.engine.applies(where, subject):  # cached per (where, server, tool, caller)
+    async def _inspect(self, where: Where, server: str, name: str, caller: Caller | None, payload: Any) -> Inspection:
+        plan = self.engine.plan(where, server, name, caller)  # cached per (where, server, tool, caller)
+        if plan is NO_PLAN:
             return Inspection(None, payload)
         blob = encoded(payload)  # once: the engine reads the same bytes
         if len(blob) > _OFF_LOOP:
             # ~75 ms of CPU a MiB (docs/benchmarks.md): in a worker thread, so the executor's other
             # calls keep being served between its slices instead of waiting seconds for a 32 MiB scan
-            first = await asyncio.to_thread(self.engine.inspect, where, subject, payload, blob)
+            first = await asyncio.to_thread(self.engine.inspect, where, None, payload, blob, plan)
         else:
-            first = self.engine.inspect(where, subject, payload, blob)
-        if self._webhooks is not None:
+            first = self.engine.inspect(where, None, payload, blob, plan)
+        if self._webhooks is not None:  # the one path that needs a `Subject`: it names the tool to the hook
+            subject = Subject(server, name, caller)
             return await self.engine.ainspect(where, subject, payload, self._webhooks, first)
         return first
 
     async def before_call(self, call: InterceptedCall) -> None:
-        inspection = await self._inspect("arguments", Subject(call.server, call.name, call.caller), call.arguments)
+        inspection = await self._inspect("arguments", call.server, call.name, call.caller, call.arguments)
         if inspection.action is None:
             return
         self._record(call, _unaltered(inspection, self._on_arguments), "arguments")
 
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
-        inspection = await self._inspect("result", Subject(call.server, call.name, call.caller), result)
+        inspection = await self._inspect("result", call.server, call.name, call.caller, result)
         if inspection.action is None:
             return result
         self._record(call, inspection, "result")
@@ -106,8 +109,7 @@ class GuardrailsInterceptor(Interceptor):
     async def at_message(self, message: InterceptedMessage) -> dict[str, Any]:
         # the rules on results hold for whatever else the upstream sends the agent: it is the same
         # party writing, read by the same reader
-        subject = Subject(message.server, message.channel, message.caller)
-        inspection = await self._inspect("result", subject, message.payload)
+        inspection = await self._inspect("result", message.server, message.channel, message.caller, message.payload)
         if inspection.action is None:
             return message.payload
         for decision in inspection.decisions:
@@ -150,11 +152,7 @@ class GuardrailsInterceptor(Interceptor):
         kept: list[dict[str, Any]] = []
         for definition in definitions:
             name = f"{prefix}{definition.get(field, '')}"
-            subject = Subject(listing.server, name)
-            if not self.engine.applies("definition", subject):
-                kept.append(definition)
-                continue
-            inspection = await self._inspect("definition", subject, definition)
+            inspection = await self._inspect("definition", listing.server, name, None, definition)
             for decision in inspection.decisions:
                 metrics.GUARDRAIL_DECISIONS.labels(decision.rule, decision.action, "definition").inc()
                 action = "hide" if inspection.blocked else decision.action
