@@ -229,14 +229,34 @@ def _mcp(checks: Checks, url: str, readme: Readme) -> None:
     checks.attempt(f"tools/call {readme.tool} {readme.arguments}", call)
 
 
+PORT_TAKEN = "it is already in use; pick another with"
+"""What `bastion up` says when a port it was given is taken (`cli.up.port_problem`)."""
+_PORT_TRIES = 3
+
+
+def _started(clone: Path, readme: Readme, within: float, label: str) -> tuple[Terminal, float | None]:
+    """The command on two free ports, and when its banner came (None: not within `within`, or it exited).
+
+    The ports are free when chosen, but the first start installs `.venv` for minutes before it binds
+    them, and on a busy machine another process may take one meanwhile: then `bastion up` says so and
+    exits, and the command runs again on other ports (the install is done by then). Any other exit counts."""
+    for attempt in range(1, _PORT_TRIES + 1):
+        port, admin_port = free_port(), free_port()
+        argv = [*shlex.split(readme.up), "--port", str(port), "--admin-port", str(admin_port)]
+        print(f"{label}: {shlex.join(argv)}  (in {clone})", flush=True)
+        terminal = Terminal(argv, clone)
+        banner_at = terminal.wait_for(BANNER_END, within)
+        if banner_at is not None or terminal.proc.poll() is None or PORT_TAKEN not in terminal.text():
+            return terminal, banner_at
+        if attempt < _PORT_TRIES:
+            print(f"      a chosen port was taken before it was bound (try {attempt}); again on others", flush=True)
+    return terminal, banner_at
+
+
 def one_start(clone: Path, readme: Readme, within: float, label: str) -> Checks:
     checks = Checks()
-    port, admin_port = free_port(), free_port()
-    argv = [*shlex.split(readme.up), "--port", str(port), "--admin-port", str(admin_port)]
-    print(f"{label}: {shlex.join(argv)}  (in {clone})", flush=True)
-    terminal = Terminal(argv, clone)
+    terminal, banner_at = _started(clone, readme, within, label)
     try:
-        banner_at = terminal.wait_for(BANNER_END, within)
         checks.check("the banner comes", None if banner_at is not None else f"not within {within:g}s")
         if banner_at is None:
             print(terminal.text()[-4000:])

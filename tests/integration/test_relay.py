@@ -226,7 +226,9 @@ async def test_a_call_no_replica_acknowledges_is_lost(nats_url, requester):
 
         await nc.subscribe(SUBJECT, queue=QUEUE, cb=swallow)
         await processed(nc)
-        with pytest.raises(ResponderLost, match="no test replica acknowledged the call"):
+        # on a loaded machine the NATS member may also miss its PING meanwhile: lost all the same
+        lost = "no test replica acknowledged the call|so the call may not have reached any test replica"
+        with pytest.raises(ResponderLost, match=lost):
             await requester.request(SUBJECT, b"x", within=NEVER)
     finally:
         await nc.close()
