@@ -56,6 +56,9 @@ __all__ = ["Handlers", "RequestContext"]
 
 log = logging.getLogger(__name__)
 
+_PLAIN_CALL = frozenset(("name", "arguments"))
+"""The params of a `tools/call` that leave nothing else to forward (no `_meta`, no other field)."""
+
 
 class Handlers:
     def __init__(
@@ -113,8 +116,31 @@ class Handlers:
         `CancelledError` (see `interrupted`)."""
         started = time.perf_counter()
         audited = self.audits.begin(ctx, method, params)
+        # who answers is decided in this frame, not in one more coroutine a request: the modes (a key with
+        # neither on, in a request that switches neither, is in neither), tasks, then the method's handler
         try:
-            payload, audit = await self._dispatch(ctx, method, params)
+            routed: Answered | None = None
+            args = params if isinstance(params, dict) else {}
+            if params is not None and not isinstance(params, dict):
+                routed = error_body(ctx.request_id, INVALID_PARAMS, "'params' must be an object"), None
+            elif ctx.code_mode is not None or ctx.discovery is not None or ctx.caller.key_id in self.keys.with_modes:
+                if self.code_mode is not None:
+                    routed = await self.code_mode.dispatch(ctx, method, args)
+                if not routed and self.discovery is not None:
+                    routed = await self.discovery.dispatch(ctx, method, args, self.tools_list)
+            if not routed and (tasks := self.tasks) is not None:
+                # a tools/call straight to the tasks' own check of it
+                routed = await (
+                    tasks.call(ctx, args, self) if method == "tools/call" else tasks.dispatch(ctx, method, args, self)
+                )
+            if not routed:
+                handler = _METHODS.get(method)
+                if handler is None:
+                    text = f"Method not found: {method!r} is not supported by this gateway"
+                    routed = error_body(ctx.request_id, METHOD_NOT_FOUND, text), None
+                else:
+                    routed = await handler(self, ctx, args)
+            payload, audit = routed
         except asyncio.CancelledError:
             raise
         except Exception:  # a bug of ours: the agent gets a JSON-RPC error, the log the trace, the audit a row
@@ -132,29 +158,6 @@ class Handlers:
     def interrupted(self, ctx: RequestContext, method: str, params: Any) -> AuditEvent | None:
         """The audit event of a request whose handler was cancelled, or None when `method` is not audited."""
         return self.audits.interrupted(ctx, method, params)
-
-    async def _dispatch(
-        self, ctx: RequestContext, method: str, params: Any
-    ) -> tuple[dict[str, Any], AuditEvent | None]:
-        if params is not None and not isinstance(params, dict):
-            return error_body(ctx.request_id, INVALID_PARAMS, "'params' must be an object"), None
-        params = params or {}
-        # the modes: a key with neither on, in a request that switches neither, is in neither
-        if ctx.code_mode is not None or ctx.discovery is not None or ctx.caller.key_id in self.keys.with_modes:
-            if self.code_mode is not None and (routed := await self.code_mode.dispatch(ctx, method, params)):
-                return routed
-            if self.discovery is not None and (
-                routed := await self.discovery.dispatch(ctx, method, params, self.tools_list)
-            ):
-                return routed
-        if self.tasks is not None and (routed := await self.tasks.dispatch(ctx, method, params, self)):
-            return routed
-        handler = _METHODS.get(method)
-        if handler is None:
-            return error_body(
-                ctx.request_id, METHOD_NOT_FOUND, f"Method not found: {method!r} is not supported by this gateway"
-            ), None
-        return await handler(self, ctx, params)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -216,7 +219,11 @@ class Handlers:
         elif not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
-        view = await self.view(ctx, self.catalog.by_name.get(name))
+        if (user_catalogs := self.user_catalogs) is None:  # `view`, inline: one call less a tools/call
+            view = None
+        else:
+            shared = self.catalog.by_name.get(name)
+            view = await user_catalogs.view(ctx.caller, shared.server if shared is not None else None)
         entry = entry_for(view, self.catalog.by_name, view.by_name if view else {}, name)
         entry = entry or (view or self.catalog).withheld_by_name.get(name)
         if entry is None and (down := await unavailable_call(self.catalog, self.gateway, ctx, name)) is not None:
@@ -227,8 +234,11 @@ class Handlers:
         app_call = name in (view or self.catalog).app_only
         if app_call and HOST not in ctx.client:
             return self._app_only(ctx, entry)
-        meta = forwarded_meta(params)
-        extra = call_extra(params)
+        if params.keys() <= _PLAIN_CALL:  # the usual: nothing besides the name and arguments to forward
+            meta = extra = None
+        else:
+            meta, extra = forwarded_meta(params), call_extra(params)
+        sender = self.sender
         call = ToolCall(
             trace_id=ctx.trace_id,
             caller=ctx.caller,
@@ -240,7 +250,7 @@ class Handlers:
             extra=extra,
             include_servers=list(ctx.include_servers) if ctx.include_servers is not None else None,
             include_tools=list(ctx.include_tools) if ctx.include_tools is not None else None,
-            timeout=self.sender.timeout(ctx),
+            timeout=sender.timeout(ctx),
             client=list(ctx.client),
             version=ctx.version,
             initiator="app" if app_call else "agent",
@@ -251,7 +261,7 @@ class Handlers:
         journal = self.audits.journal
         if journal is not None and ctx.audit_id:  # a crash from here on: an event naming the target
             digest = journal.routed(ctx.audit_id, entry.server, entry.tool, encoded)
-        outcome = await self.sender.call(ctx, call)
+        outcome = await sender.call(ctx, call)
         audit = self.audits.record(
             ctx,
             "tool_call",
