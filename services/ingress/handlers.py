@@ -56,9 +56,6 @@ __all__ = ["Handlers", "RequestContext"]
 
 log = logging.getLogger(__name__)
 
-_PLAIN_CALL = frozenset(("name", "arguments"))
-"""The params of a `tools/call` that leave nothing else to forward (no `_meta`, no other field)."""
-
 
 class Handlers:
     def __init__(
@@ -128,11 +125,8 @@ class Handlers:
                     routed = await self.code_mode.dispatch(ctx, method, args)
                 if not routed and self.discovery is not None:
                     routed = await self.discovery.dispatch(ctx, method, args, self.tools_list)
-            if not routed and (tasks := self.tasks) is not None:
-                # a tools/call straight to the tasks' own check of it
-                routed = await (
-                    tasks.call(ctx, args, self) if method == "tools/call" else tasks.dispatch(ctx, method, args, self)
-                )
+            if not routed and self.tasks is not None:
+                routed = await self.tasks.dispatch(ctx, method, args, self)
             if not routed:
                 handler = _METHODS.get(method)
                 if handler is None:
@@ -219,11 +213,7 @@ class Handlers:
         elif not isinstance(arguments, dict):
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
-        if (user_catalogs := self.user_catalogs) is None:  # `view`, inline: one call less a tools/call
-            view = None
-        else:
-            shared = self.catalog.by_name.get(name)
-            view = await user_catalogs.view(ctx.caller, shared.server if shared is not None else None)
+        view = await self.view(ctx, self.catalog.by_name.get(name))
         entry = entry_for(view, self.catalog.by_name, view.by_name if view else {}, name)
         entry = entry or (view or self.catalog).withheld_by_name.get(name)
         if entry is None and (down := await unavailable_call(self.catalog, self.gateway, ctx, name)) is not None:
@@ -234,10 +224,8 @@ class Handlers:
         app_call = name in (view or self.catalog).app_only
         if app_call and HOST not in ctx.client:
             return self._app_only(ctx, entry)
-        if params.keys() <= _PLAIN_CALL:  # the usual: nothing besides the name and arguments to forward
-            meta = extra = None
-        else:
-            meta, extra = forwarded_meta(params), call_extra(params)
+        meta = forwarded_meta(params)
+        extra = call_extra(params)
         sender = self.sender
         call = ToolCall(
             trace_id=ctx.trace_id,

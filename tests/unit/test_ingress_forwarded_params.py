@@ -1,6 +1,6 @@
 """What of a routed request's `params` goes upstream besides its target: `_meta` without the
 2026-07-28 envelope (`forwarded_meta`), and a `tools/call`'s other fields (`call_extra`); and the
-bytes the request goes out as (`request_path.encoded`)."""
+bytes the request goes out as (`carried.carrying`, which the request path encodes with)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from pydantic_core import PydanticSerializationError
 
+from libs.common.contracts.carried import carrying
 from libs.common.contracts.messages import Caller, ToolCall, UpstreamRequest
-from services.ingress.sending.request_path import encoded
 from services.ingress.sending.routed_sender import call_extra, forwarded_meta
 
 pytestmark = pytest.mark.unit
@@ -78,7 +78,7 @@ _CALLER = Caller(key_id="k1", key_name="ci", user_id="u", content_logging=False)
     ],
 )
 def test_a_routed_request_goes_out_as_its_model_dumps_it(message: ToolCall | UpstreamRequest) -> None:
-    assert encoded(message) == message.model_dump_json().encode()
+    assert carrying(message) == message.model_dump_json().encode()
 
 
 def test_a_request_that_cannot_be_encoded_fails_as_its_dump_does() -> None:
@@ -89,5 +89,5 @@ def test_a_request_that_cannot_be_encoded_fails_as_its_dump_does() -> None:
     with pytest.raises(PydanticSerializationError) as dumped:
         call.model_dump_json()
     with pytest.raises(PydanticSerializationError) as ours:
-        encoded(call)
+        carrying(call)
     assert str(ours.value) == str(dumped.value)

@@ -10,8 +10,7 @@ so a policy or executor replica killed while holding a call fails it within abou
 of after the full call timeout; a tool call this side fails that way (or by its timeout) is
 refunded (`Refund`), since it may not have run.
 
-A routed request goes through one loop of named steps (`RequestPath.routed`), each a method but route
-(two lines inline in the loop):
+A routed request goes through one loop of named steps (`RequestPath.routed`), each a method:
 
   encode   its bytes; arguments too large for one bus message go through the object store
   route    policy's grant held here sends it straight to the executors, else it goes to policy
@@ -27,7 +26,7 @@ No step calls another; the loop alone decides what comes next.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 import orjson
@@ -77,13 +76,6 @@ _SUBJECTS: dict[type[Routed], tuple[str, str]] = {
 _NO_POLICY, _NO_EXECUTOR = Nobody("policy"), Nobody("executor")
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 _MALFORMED = "the gateway received a malformed reply from its executor"
-
-encoded: Callable[[Routed], bytes] = carrying
-"""`message.model_dump_json().encode()`, the bytes straight from pydantic's serializer.
-
-No str made and encoded again, none of `model_dump_json`'s option handling (~0.7 µs a call); carrying
-the message for an executor in this process (`carried`). The function itself, not a wrapper around it:
-one call less a tools/call."""
 
 
 def _reason(exc: PydanticSerializationError) -> str:
@@ -199,10 +191,7 @@ class RequestPath:
                 data = await self._offload(message, len(data))
             if isinstance(data, CallOutcome):
                 return data
-            # step route: policy's grant held here sends it straight to the executors; none (or
-            # `ask_policy`) sends it to policy (two lines inline, not a method: one call less per tools/call)
-            held = None if ask_policy else self.grants.find(executors, message)
-            _SENT["policy" if held is None else "granted"].inc()
+            held = self._route(executors, message, ask_policy)
             seen = self.grants.seen() if held is None else ()  # what a grant in the answer is kept against
             reply = await self._sent(subject, executors, data, message, held)
             if isinstance(reply, Nobody):
@@ -224,7 +213,7 @@ class RequestPath:
     def _encode(self, message: Routed) -> bytes | CallOutcome:
         """Step encode: the message's bytes; or why it cannot be sent (it did not run)."""
         try:
-            return encoded(message)
+            return carrying(message)
         except PydanticSerializationError as exc:  # e.g. arguments nested deeper than JSON serializers go
             text = f"{message.describe()} cannot be forwarded: {_reason(exc)}"
             return _failed(message, ErrorKind.INVALID_ARGUMENTS, text, "not_run")
@@ -237,6 +226,14 @@ class RequestPath:
         if isinstance(shrunk, GatewayError):
             return CallOutcome(id=message.id, error=shrunk, decided_by="executor", execution="not_run")
         return shrunk
+
+    def _route(self, executors: str, message: Routed, ask_policy: bool) -> Held | None:
+        """Step route: policy's grant for the message, which sends it straight to the executors.
+
+        None (or `ask_policy`) sends it to policy."""
+        held = None if ask_policy else self.grants.find(executors, message)
+        _SENT["policy" if held is None else "granted"].inc()
+        return held
 
     async def _sent(
         self, subject: str, executors: str, data: bytes, message: Routed, held: Held | None

@@ -87,7 +87,7 @@ class TaskRouter:
     async def dispatch(self, ctx: RequestContext, method: str, params: dict[str, Any], h: TaskHost) -> Answered | None:
         """The answer when `method` is a task matter, else None (the ordinary handler answers)."""
         if method == "tools/call":
-            return await self.call(ctx, params, h)
+            return await self._call(ctx, params, h)
         if method not in TASK_METHODS:
             return None
         form: Form = "extension" if ctx.version in MODERN_PROTOCOL_VERSIONS else "legacy"
@@ -113,8 +113,7 @@ class TaskRouter:
 
     # ------------------------------------------------------------------ calls
 
-    async def call(self, ctx: RequestContext, params: dict[str, Any], h: TaskHost) -> Answered | None:
-        """The answer when a `tools/call` is a task matter (a task asked for, or one the tool requires), else None."""
+    async def _call(self, ctx: RequestContext, params: dict[str, Any], h: TaskHost) -> Answered | None:
         name = params.get("name")
         entry = h.catalog.by_name.get(name) if isinstance(name, str) else None
         if entry is None:
