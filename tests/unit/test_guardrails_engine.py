@@ -86,11 +86,11 @@ def test_webhook_rules_apply_but_are_left_to_ainspect():
     deny = {"name": "d", "detector": "deny", "terms": ["forbidden"], "action": "block", "tools": ["github/*"]}
     guard = compiled(defaults=False, rules=[hook, deny])
     payload = {"q": "forbidden"}
-    assert guard.applies("arguments", Subject("crm", "get", ANA))
+    assert guard.plan("arguments", "crm", "get", ANA) is not NO_PLAN
     out = guard.inspect("arguments", Subject("crm", "get", ANA), payload)  # the webhook is not asked here
     assert out.action is None and out.content is payload and out.decisions == ()
     assert guard.inspect("arguments", Subject("github", "get", ANA), payload).blocked
-    assert not guard.applies("arguments", Subject("gitlab", "get", ANA))
+    assert guard.plan("arguments", "gitlab", "get", ANA) is NO_PLAN
 
 
 def test_a_plan_taken_once_inspects_as_the_subject_would():

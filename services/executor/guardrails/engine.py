@@ -208,10 +208,6 @@ class Guardrails:
             self._seen[cache_key] = found
         return found
 
-    def applies(self, where: Where, subject: Subject) -> bool:
-        """Whether any rule looks at this payload (the hook can skip the call entirely when not)."""
-        return self._applicable(where, subject) is not _NO_PLAN
-
     def inspect(
         self, where: Where, subject: Subject | None, payload: Any, blob: bytes | None = None, plan: _Plan | None = None
     ) -> Inspection:
