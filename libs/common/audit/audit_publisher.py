@@ -265,8 +265,9 @@ class AuditPublisher:
     async def _drained(self) -> None:
         """Until every event emitted has been published (or dead-lettered): what `aclose` waits for."""
         while self._waiting or self._unacked:
-            self._batch_done = asyncio.get_running_loop().create_future()
-            await self._batch_done
+            if self._batch_done is None or self._batch_done.done():  # one future, however many wait
+                self._batch_done = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._batch_done)
 
     def _pack(self, encoded: list[_Encoded]) -> Iterator[tuple[str, list[_Encoded]]]:
         """Consecutive runs of events whose batch fits one message of the connection's max payload."""
