@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import os
 import pstats
+import shutil
 import signal
 import sys
 import tempfile
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--policy", choices=sorted(POLICIES), default="none")
     parser.add_argument("--baseline", help="a git ref: profile its services instead of this checkout's")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--keep", type=Path, help="copy each process's .prof file into this folder")
     args = parser.parse_args()
     upstream, url = start_upstream("http")
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,6 +135,9 @@ def main() -> None:
         )
         for path in sorted(out.glob("*.prof")):
             _report(path, args.calls, args.top)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, args.keep / path.name)
 
 
 if __name__ == "__main__":
