@@ -26,7 +26,8 @@ import cedarpy
 from pydantic import ValidationError
 
 from libs.common.bus.work_signing import WorkSigner
-from libs.common.cedar.cedar_eval import call_context, condition_allows, reads_decimals
+from libs.common.cedar.cedar_eval import call_context, condition_allows
+from libs.common.cedar.context_reads import Reads, context_reads
 from libs.common.contracts import subjects
 from libs.common.contracts.carried import carried
 from libs.common.contracts.errors import ErrorKind
@@ -76,8 +77,8 @@ class _Condition:
     principal: str
     target: tuple[str, tuple[str, ...]]
     """The server and the tool's names."""
-    decimals: bool
-    """Some policy may read `context.decimals`: built per call only then (`reads_decimals`)."""
+    reads: Reads
+    """What the policies read of a call's context: each call's context holds only that (`context_reads`)."""
 
     def allows(self, request: Routed) -> bool:
         if not isinstance(request, ToolCall) or request.arguments_blob is not None:
@@ -87,7 +88,7 @@ class _Condition:
             self.entities,
             self.principal,
             self.target,
-            call_context(request.arguments, initiator=request.initiator, decimals=self.decimals),
+            call_context(request.arguments, initiator=request.initiator, reads=self.reads),
         )
 
 
@@ -167,4 +168,4 @@ def _compiled(condition: PolicyCondition, server: str) -> _Condition | None:
     except (ValueError, RuntimeError):
         return None
     target = (server, tuple(condition.names))
-    return _Condition(policies, entities, condition.principal, target, reads_decimals(condition.policies))
+    return _Condition(policies, entities, condition.principal, target, context_reads(condition.policies))

@@ -26,6 +26,7 @@ from libs.common.cedar.cedar_eval import (
     tool_names,
 )
 from libs.common.cedar.cedar_policies import CompiledPolicies
+from libs.common.cedar.context_reads import WHOLE, Reads, context_reads
 from libs.common.contracts.messages import MAX_CONDITION_ENTITIES, MAX_CONDITION_POLICIES, PolicyCondition
 
 from .view import CompiledKey
@@ -47,6 +48,8 @@ class PairDecision:
     """The tool's other names it is judged under (`CatalogTool.aliases`)."""
     condition: PolicyCondition | None = None
     """The per-call policies as a grant carries them (None: every call is decided here)."""
+    reads: Reads = WHOLE
+    """What the per-call policies read of a call's context: each call's context holds only that."""
 
     @property
     def decided_per_call(self) -> bool:
@@ -107,15 +110,16 @@ class CedarDecider:
         subset = self._subsets.get(ids)
         if subset is None:
             subset = self._subsets[ids] = compiled.subset(ids)
-        condition = self._condition(ids, who, target, aliases) if static.effect == "allow" else None
-        return PairDecision(static, subset, entities(who, target, aliases), who, aliases, condition)
+        policies = compiled.subset_json(ids)
+        condition = self._condition(policies, who, target, aliases) if static.effect == "allow" else None
+        parsed = entities(who, target, aliases)
+        return PairDecision(static, subset, parsed, who, aliases, condition, context_reads(policies))
 
     def _condition(
-        self, ids: frozenset[str], who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...]
+        self, policies: str, who: Principal, target: tuple[str, str, dict[str, Any]], aliases: tuple[str, ...]
     ) -> PolicyCondition | None:
-        """The pair's per-call policies for its grants, or None when they are too large to carry."""
-        assert self.compiled is not None
-        policies, parsed = self.compiled.subset_json(ids), entities_json(who, target, aliases)
+        """The pair's per-call `policies` (JSON) for its grants, or None when they are too large to carry."""
+        parsed = entities_json(who, target, aliases)
         if len(policies) > MAX_CONDITION_POLICIES or len(parsed) > MAX_CONDITION_ENTITIES:
             return None
         names = list(tool_names(target[1], aliases))

@@ -213,7 +213,7 @@ class Gate:
                 message="this tool's policies read the call's arguments, which are too large for one bus message here",
             )
             return Refuse(error, "grants")
-        context = call_context(call.arguments, initiator=call.initiator)
+        context = call_context(call.arguments, initiator=call.initiator, reads=pair.reads)
         verdict = self.cedar.per_call(pair, (server, tool, annotations), context)
         if verdict.effect == "deny":
             return _refusal(verdict)

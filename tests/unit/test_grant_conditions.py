@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from libs.common.cedar.cedar_eval import Principal, call_context, per_call_applicable, reads_decimals
+from libs.common.cedar.cedar_eval import Principal, call_context, per_call_applicable
 from libs.common.cedar.cedar_policies import compile_policies
+from libs.common.cedar.context_reads import WHOLE, context_reads
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import Grant, PolicyCondition, ToolCall
 from services.executor.admission import Admission, Admitted, Stale
@@ -36,7 +37,7 @@ def _condition(policies: str = ARGUMENT_POLICIES) -> PolicyCondition:
     decider.load(compile_policies(policies), 7)
     who = Principal("ci")
     ids = per_call_applicable(decider.compiled, who, ("echo", "echo", {}))  # type: ignore[arg-type]
-    condition = decider._condition(ids, who, ("echo", "echo", {}), ())
+    condition = decider._condition(decider.compiled.subset_json(ids), who, ("echo", "echo", {}), ())  # type: ignore[union-attr]
     assert condition is not None and condition.names == ["echo"] and condition.version == 7
     return condition
 
@@ -119,10 +120,12 @@ DECIMAL_POLICY = (
 
 
 def test_the_context_holds_decimals_only_where_a_policy_may_read_them() -> None:
-    """Every number as a Cedar decimal is built per call only for a policy set that names `decimals`;
-    one that does not (the usual one) is decided without them."""
-    assert reads_decimals(_condition(DECIMAL_POLICY).policies)
-    assert not reads_decimals(_condition().policies)
+    """Every number as a Cedar decimal is built per call only for a policy set that reads `decimals`;
+    one that does not (the usual one) is decided without them, and with only the arguments it reads."""
+    assert context_reads(_condition(DECIMAL_POLICY).policies) == {"decimals": {"amount": WHOLE}}
+    usual = context_reads(_condition().policies)
+    assert usual == {"arguments": {"text": WHOLE, "n": WHOLE}}
+    assert call_context({"text": "a", "n": 2, "other": [1, 2]}, reads=usual) == {"arguments": {"text": "a", "n": 2}}
     assert "decimals" not in call_context({"amount": 2}, decimals=False)
 
 

@@ -34,6 +34,7 @@ import orjson
 from cedarpy import _internal as _native
 
 from libs.common.cedar.cedar_policies import BASELINE_ID, CompiledPolicies, PolicyInfo
+from libs.common.cedar.context_reads import WHOLE, Reads, pruned
 from libs.common.contracts.messages_records import MAX_ALIASES
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "entities_json",
     "evaluate",
     "per_call_applicable",
-    "reads_decimals",
     "tool_names",
 ]
 
@@ -126,29 +126,44 @@ def _request_of(principal: str, server: str, tool: str, context: dict[str, Any] 
 
 
 def call_context(
-    arguments: dict[str, Any], now: float | None = None, initiator: str = "agent", decimals: bool = True
+    arguments: dict[str, Any],
+    now: float | None = None,
+    initiator: str = "agent",
+    decimals: bool = True,
+    reads: Reads = WHOLE,
 ) -> dict[str, Any]:
-    """The `context` a call is decided in; without `decimals` when no policy reads it (`reads_decimals`).
+    """The `context` a call is decided in, with only what the policies `reads` (`context_reads`).
 
-    Every number as a Cedar decimal is most of the context's cost: made and parsed for each call."""
-    at = time.time() if now is None else now
-    moment = time.gmtime(at)
-    context = {
-        "initiator": initiator,
-        "arguments": _cedar_value(arguments),
-        "time": {"unix": int(at), "hour": moment.tm_hour, "weekday": moment.tm_wday},
-    }
+    Cedar parses the context on every decision, in time that grows with it, and every number as a
+    Cedar decimal is made for each call: a context of what is read keeps a call's decision cost
+    whatever its arguments hold. Without `reads`, the whole context (`decimals` only when asked)."""
+    if reads is not WHOLE:
+        return _read_context(arguments, now, initiator, reads)
+    context = {"initiator": initiator, "arguments": _cedar_value(arguments), "time": _time(now)}
     if decimals:
         context["decimals"] = _cedar_value(arguments, as_decimal=True)
     return context
 
 
-def reads_decimals(policies_json: str) -> bool:
-    """Whether a Cedar JSON policy set may read `context.decimals`.
+def _read_context(
+    arguments: dict[str, Any], now: float | None, initiator: str, reads: dict[str, Reads]
+) -> dict[str, Any]:
+    context: dict[str, Any] = {}
+    if "initiator" in reads:
+        context["initiator"] = initiator
+    if "arguments" in reads:
+        context["arguments"] = _cedar_value(pruned(arguments, reads["arguments"]))
+    if "decimals" in reads:
+        context["decimals"] = _cedar_value(pruned(arguments, reads["decimals"]), as_decimal=True)
+    if "time" in reads:
+        context["time"] = _time(now)
+    return context
 
-    Any reading of it (`.`, `has`, an index) names the attribute as a JSON string; one written with escapes
-    (`\\u0064...`) is taken to, so the answer errs only towards building it."""
-    return "decimals" in policies_json or "\\u" in policies_json
+
+def _time(now: float | None) -> dict[str, int]:
+    at = time.time() if now is None else now
+    moment = time.gmtime(at)
+    return {"unix": int(at), "hour": moment.tm_hour, "weekday": moment.tm_wday}
 
 
 _DECIMAL_STEP: Final = Decimal("0.0001")
