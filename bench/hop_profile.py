@@ -108,7 +108,10 @@ def main() -> None:
         out = Path(tmp) / "profiles"
         out.mkdir()
         env = export_baseline(args.baseline, Path(tmp) / "baseline") if args.baseline else {}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SITE), env.get("PYTHONPATH", "")]))
+        # this checkout's own code ahead of whatever the interpreter installed (an editable install of
+        # another worktree), unless a baseline's is asked for
+        own = env.get("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+        env["PYTHONPATH"] = os.pathsep.join([str(SITE), own])
         env |= {"BENCH_PROFILE_DIR": str(out), "BASTION_CONFINE": "false", "BASTION_NATS_MONITOR": "1"}
         keys = [{"name": "bench", "key": KEY, "tools": ["echo/*"]}]
         config: dict = {"mcpServers": {"echo": {"url": url}}, "keys": keys, "stack": {"colocate": args.colocated}}
