@@ -68,11 +68,9 @@ class Reply(Hook):
 
     __slots__ = ()
 
-    def after(self, x: Exchange, failed: BaseException | None) -> Awaitable[None] | None:
-        return None if failed is not None else self._send(x)
-
-    @staticmethod
-    async def _send(x: Exchange) -> None:
+    async def after(self, x: Exchange, failed: BaseException | None) -> None:
+        if failed is not None:
+            return  # nothing to send: the steps after it did not answer
         payload, extra = x.payload, x.extra
         status = 200
         if "error" in payload:
