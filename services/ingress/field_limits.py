@@ -51,28 +51,30 @@ class Oversized:
 
 
 def oversized(message: dict[str, Any], limits: FieldLimits) -> Oversized | None:
-    """The first field of a JSON-RPC message over its cap, or None."""
+    """The first field of a JSON-RPC message over its cap, or None.
+
+    Each field looked up once (the usual request names no `ref`: one pass over its params); JSON
+    values are of their exact types, so `type(...) is` asks what `isinstance` would."""
     method = message.get("method")
-    if isinstance(method, str) and len(method) > limits.method_chars:
+    if type(method) is str and len(method) > limits.method_chars:
         return Oversized("method", len(method), limits.method_chars)
     request_id = message.get("id")
-    if isinstance(request_id, str) and len(request_id) > limits.id_chars:
-        return Oversized("id", len(request_id), limits.id_chars)
-    if isinstance(request_id, int) and not _INT64[0] <= request_id <= _INT64[1]:
+    if type(request_id) is str:
+        if len(request_id) > limits.id_chars:
+            return Oversized("id", len(request_id), limits.id_chars)
+    elif isinstance(request_id, int) and not _INT64[0] <= request_id <= _INT64[1]:
         return Oversized("id", request_id.bit_length(), 64, "bits")
     params = message.get("params")
-    if not isinstance(params, dict):
+    if type(params) is not dict:
         return None
-    for field, limit in (("name", limits.name_chars), ("uri", limits.uri_chars)):
-        value = params.get(field)
-        if isinstance(value, str) and len(value) > limit:
-            return Oversized(f"params.{field}", len(value), limit)
     ref = params.get("ref")
-    if isinstance(ref, dict):
-        for field, limit in (("name", limits.name_chars), ("uri", limits.uri_chars)):
-            value = ref.get(field)
-            if isinstance(value, str) and len(value) > limit:
-                return Oversized(f"params.ref.{field}", len(value), limit)
+    named = (("params", params),) if type(ref) is not dict else (("params", params), ("params.ref", ref))
+    for where, fields in named:
+        name, uri = fields.get("name"), fields.get("uri")
+        if type(name) is str and len(name) > limits.name_chars:
+            return Oversized(f"{where}.name", len(name), limits.name_chars)
+        if type(uri) is str and len(uri) > limits.uri_chars:
+            return Oversized(f"{where}.uri", len(uri), limits.uri_chars)
     meta = params.get("_meta")
     if meta is not None and (size := _json_size(meta, limits.meta_bytes)) > limits.meta_bytes:
         return Oversized("params._meta", size, limits.meta_bytes, "bytes")

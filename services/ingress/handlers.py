@@ -57,6 +57,9 @@ __all__ = ["Handlers", "RequestContext"]
 log = logging.getLogger(__name__)
 
 
+_NAME_AND_ARGUMENTS = frozenset(("name", "arguments"))
+
+
 class Handlers:
     def __init__(
         self,
@@ -125,8 +128,12 @@ class Handlers:
                     routed = await self.code_mode.dispatch(ctx, method, args)
                 if not routed and self.discovery is not None:
                     routed = await self.discovery.dispatch(ctx, method, args, self.tools_list)
-            if not routed and self.tasks is not None:
-                routed = await self.tasks.dispatch(ctx, method, args, self)
+            if (
+                not routed
+                and self.tasks is not None
+                and (task := self.tasks.route(ctx, method, args, self)) is not None
+            ):
+                routed = await task
             if not routed:
                 handler = _METHODS.get(method)
                 if handler is None:
@@ -224,8 +231,11 @@ class Handlers:
         app_call = name in (view or self.catalog).app_only
         if app_call and HOST not in ctx.client:
             return self._app_only(ctx, entry)
-        meta = forwarded_meta(params)
-        extra = call_extra(params)
+        # the usual call (handshake era) names its tool and arguments only: nothing else to forward
+        if params.keys() <= _NAME_AND_ARGUMENTS:
+            meta = extra = None
+        else:
+            meta, extra = forwarded_meta(params), call_extra(params)
         sender = self.sender
         call = ToolCall(
             trace_id=ctx.trace_id,

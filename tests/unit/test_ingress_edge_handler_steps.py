@@ -26,7 +26,7 @@ from services.ingress.mcp_edge import (
     Step,
     Trace,
 )
-from services.ingress.mcp_edge.chain import Check, Gate, Refusal
+from services.ingress.mcp_edge.chain import Check, Gate, Hook, Refusal
 from services.ingress.sessions.session_ids import SessionCodec
 from services.ingress.web.lost_connections import LOST, call_lost
 from tests.support.edge_steps import KEY_ID, Reached, Wire, exchange, request, run
@@ -274,3 +274,100 @@ async def test_a_refusing_check_ends_the_request():
     wire = Wire()
     await endpoint({"type": "http", "method": "POST", "headers": []}, wire.receive, wire.send)
     assert log == ["a", "b"] and last.count == 0 and wire.status == 418
+
+
+class Hooked(Hook):
+    """A hook that logs its two halves (and, told to, fails in its `after`)."""
+
+    __slots__ = ("breaks", "log", "name", "seen")
+
+    def __init__(self, name: str, log: list[str], breaks: bool = False) -> None:
+        self.name, self.log, self.breaks = name, log, breaks
+        self.seen: BaseException | None = None
+
+    def before(self, x: Exchange) -> None:
+        self.log.append(f"{self.name}>")
+
+    def after(self, x: Exchange, failed: BaseException | None) -> None:
+        self.log.append(f"<{self.name}")
+        self.seen = failed
+        if self.breaks:
+            raise OSError(f"{self.name} broke")
+
+
+class OnlyAfter(Hook):
+    """A hook that acts after the handler only, and only on `tools/call` of the 2026-07-28 era."""
+
+    __slots__ = ("log",)
+
+    methods = frozenset({"tools/call"})
+    era = True
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def _late(self) -> None:
+        await asyncio.sleep(0)
+        self.log.append("<late")
+
+    def after(self, x: Exchange, failed: BaseException | None) -> Any:
+        return self._late()
+
+
+class Handler(Step):
+    __slots__ = ("log", "raises")
+
+    def __init__(self, log: list[str], raises: BaseException | None = None) -> None:
+        self.log, self.raises = log, raises
+
+    async def __call__(self, x: Exchange) -> None:
+        await asyncio.sleep(0)
+        self.log.append("handler")
+        if self.raises is not None:
+            raise self.raises
+
+
+def hooked_request(method: str, modern: bool) -> tuple[Exchange, Wire]:
+    x, wire = request({"jsonrpc": "2.0", "id": 1, "method": method})
+    x.modern = modern
+    return x, wire
+
+
+@pytest.mark.parametrize(("method", "modern", "late"), [("tools/call", True, True), ("tools/call", False, False)])
+async def test_hooks_run_in_one_loop_befores_in_order_afters_in_reverse(method: str, modern: bool, late: bool):
+    """Hooks after checks run where the checks run: `before`s in order, the step after them, then the
+    `after`s in reverse; a hook acts only on the methods and era it names."""
+    log: list[str] = []
+    endpoint = McpEndpoint([Mark("a", log), Hooked("h1", log), OnlyAfter(log), Hooked("h2", log), Handler(log)])
+    x, _ = hooked_request(method, modern)
+    await endpoint._first(x)
+    assert log == ["a", "h1>", "h2>", "handler", "<h2", *(["<late"] if late else []), "<h1"]
+
+
+async def test_every_after_runs_when_the_handler_or_a_later_after_fails():
+    """As nested `try`/`finally`: the handler's failure reaches each `after` and then the caller; an
+    `after` that fails passes its failure to the hooks outside it, which still run."""
+    log: list[str] = []
+    outer, inner = Hooked("outer", log), Hooked("inner", log, breaks=True)
+    endpoint = McpEndpoint([outer, inner, Handler(log, raises=asyncio.CancelledError())])
+    x, _ = hooked_request("tools/call", False)
+    with pytest.raises(OSError, match="inner broke"):
+        await endpoint._first(x)
+    assert log == ["outer>", "inner>", "handler", "<inner", "<outer"]
+    assert isinstance(inner.seen, asyncio.CancelledError) and isinstance(outer.seen, OSError)
+
+
+async def test_a_hook_whose_before_fails_is_not_undone_but_those_before_it_are():
+    log: list[str] = []
+
+    class Refuses(Hooked):
+        __slots__ = ()
+
+        def before(self, x: Exchange) -> None:
+            raise ValueError("no")
+
+    endpoint = McpEndpoint([Hooked("h1", log), Refuses("r", log), Handler(log)])
+    x, _ = hooked_request("ping", False)
+    with pytest.raises(ValueError, match="no"):
+        await endpoint._first(x)
+    assert log == ["h1>", "<h1"]

@@ -4,7 +4,8 @@ The order is one list, in the composition root (`services.ingress.service.mcp_en
 checks (`http_steps`), the JSON-RPC message (`jsonrpc_steps`), its context, era and session
 (`era_steps`), streams of notifications (`stream_steps`), then the handler and what surrounds it:
 audit, answer, session issue, cancellation, trace (`handler_steps`). Each step is a small class
-that answers the request or passes it on (`chain.Step`); nothing here raises into the server:
+that answers the request or passes it on (`chain.Step`), those around the handler as hooks with a
+`before` and an `after` run in one loop (`chain.Hook`); nothing here raises into the server:
 every failure is an answer. Written against ASGI directly because it is the hot path.
 """
 

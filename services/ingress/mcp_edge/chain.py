@@ -1,16 +1,18 @@
 """The machinery of the `/mcp` pipeline.
 
-What one request carries past the steps (`Exchange`), what a step is (`Step`, `Check`, `Gate`), and the
-ASGI app that links the steps once and runs them (`McpEndpoint`).
+What one request carries past the steps (`Exchange`), what a step is (`Step`, `Check`, `Gate`, `Hook`),
+and the ASGI app that links the steps once and runs them (`McpEndpoint`).
 
 Like Starlette's middleware stack: each step holds the next one (`Step.next`, set when the chain is
 built, never per request) and either answers the exchange itself or awaits `self.next(x)`; a step
 may also act once the steps after it have returned, or around them (`try`/`finally`). A step that
 decides without waiting is a `Check`: it returns what answers the request, or None to pass it on; one
-that waits without surrounding the rest (reading the body) is a `Gate`. `McpEndpoint` runs consecutive
-checks and gates in one loop, so the eighteen steps of a request cost nine coroutines, eight of them
-held (and resumed at each wait) while the handler runs. A request allocates its `Exchange` and
-nothing else for the chain (a refusal allocates its answer).
+that waits without surrounding the rest (reading the body) is a `Gate`; one around the handler that
+never waits before it (audit, reply, trace...) is a `Hook`, with a `before` and an `after`.
+`McpEndpoint` runs consecutive checks, gates and hooks in one loop, so the eighteen steps of a
+request cost two coroutines (that loop, and the handler's step), and a hook's half that it does not
+define, or a hook for other methods or another era, costs no call. A request allocates its
+`Exchange` and nothing else for the chain (a refusal allocates its answer).
 """
 
 from __future__ import annotations
@@ -24,7 +26,19 @@ from libs.common.contracts.messages import AuditEvent, Caller
 from services.ingress.context import RequestContext
 from services.ingress.mcp_edge.answers import Answer, respond
 
-__all__ = ["Check", "Exchange", "Gate", "McpEndpoint", "Receive", "Refusal", "Scope", "Send", "Step", "disconnected"]
+__all__ = [
+    "Check",
+    "Exchange",
+    "Gate",
+    "Hook",
+    "McpEndpoint",
+    "Receive",
+    "Refusal",
+    "Scope",
+    "Send",
+    "Step",
+    "disconnected",
+]
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -34,8 +48,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class Exchange:
     """One HTTP request to `/mcp` and what the steps learned of it so far.
 
-    Each attribute below the first five is set by the step named beside it before any later step reads
-    it."""
+    Each attribute below the first five is set by the step named beside it (or here) before any later
+    step reads it."""
 
     __slots__ = (
         "answer",
@@ -54,7 +68,9 @@ class Exchange:
         "scope",
         "send",
         "sent",
+        "span",
         "sse_ok",
+        "watch",
     )
 
     caller: Caller  # Authenticate
@@ -66,30 +82,29 @@ class Exchange:
     ctx: RequestContext  # BuildContext: what the handler sees of the request
     modern: bool  # ResolveEra: a 2026-07-28 request (no session, envelope in `_meta` and headers)
     payload: dict[str, Any]  # Dispatch: the JSON-RPC answer
-    audit: AuditEvent | None  # Audit (None), then Dispatch: the event this request owes
-    extra: list[tuple[bytes, bytes]]  # Reply: headers the answer carries besides its content type
-    sent: int  # Audit (0), then Reply: bytes of the answer sent
+    audit: AuditEvent | None  # None, then Dispatch: the event this request owes (Audit emits it)
+    extra: list[tuple[bytes, bytes]]  # headers the answer carries besides its content type (Reply sends them)
+    sent: int  # 0, then Reply: bytes of the answer sent
+    span: Any  # Trace: the span's context manager and span, None with tracing off
+    watch: Any  # CancelOnDisconnect: what watches the agent leave
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope, self.receive, self.send = scope, receive, send
+        self.audit, self.sent, self.extra = None, 0, []
         raw: list[tuple[bytes, bytes]] = scope["headers"]
         self.raw_headers = raw
-        self.headers = by_name(raw)
-        """By lower-case name; a repeated header keeps its last value (`CheckHeaders` refuses the
-        repetitions that matter)."""
-
-
-def by_name(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """The request's headers by name, decoded as Latin-1; a repeated name keeps its last value.
-
-    Names and values are joined by NUL and decoded in one call, not two per header (a dozen headers a
-    request: 24 decodes, ~2 µs). A NUL inside a name or value (the HTTP parser refuses them, a raw ASGI
-    scope might not) would pair the pieces wrongly: the count of pieces shows it, and then each is
-    decoded on its own."""
-    flat = b"\0".join(itertools.chain.from_iterable(raw)).decode("latin-1").split("\0")
-    if len(flat) != 2 * len(raw):
-        return {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+        # names and values joined by NUL and decoded in one call, not two per header (a dozen headers a
+        # request: 24 decodes, ~2 µs), here rather than in a function of their own (a call a request).
+        # A NUL inside a name or value (the HTTP parser refuses them, a raw ASGI scope might not) would
+        # pair the pieces wrongly: the count of pieces shows it, and then each is decoded on its own.
+        flat = b"\0".join(itertools.chain.from_iterable(raw)).decode("latin-1").split("\0")
+        self.headers = (
+            dict(zip(flat[::2], flat[1::2], strict=True))
+            if len(flat) == 2 * len(raw)
+            else {k.decode("latin-1"): v.decode("latin-1") for k, v in raw}
+        )
+        """By lower-case name, decoded as Latin-1; a repeated header keeps its last value (`CheckHeaders`
+        refuses the repetitions that matter)."""
 
 
 class Step(abc.ABC):
@@ -161,14 +176,85 @@ class Refusal:
 Decide = Callable[[Exchange], Answering | None]
 
 
-class _Checks(Step):
-    """Consecutive checks and gates of the list, run in one loop: checks, then a gate, then checks...."""
+class Hook(Step):
+    """A step around the handler that never waits before it: `before` runs ahead of the steps after it.
 
-    __slots__ = ("runs",)
+    `after` once they returned or raised (`failed`: what they raised, or None), and returns None or
+    what the endpoint awaits (the answer going out). `McpEndpoint` runs consecutive hooks in the loop
+    of the checks before them: `before`s in order, then the step after the last hook, then the
+    `after`s in reverse, each also when a later one raised, as nested `try`/`finally` would. A hook
+    acts only on the requests `wants` (asked once per method and era, not per request); one that does
+    not define `before` or `after` costs nothing there.
+
+    Alone (in a unit test) it is a step like any other."""
+
+    __slots__ = ()
+
+    methods: frozenset[str] | None = None
+    """The methods the hook acts on (None: every one)."""
+    era: bool | None = None
+    """True: only 2026-07-28 requests; False: only handshake-era ones; None: both."""
+
+    def wants(self, method: str | None, modern: bool) -> bool:
+        """Whether the hook acts on a request of `method` in its era."""
+        return (self.methods is None or method in self.methods) and self.era in (None, modern)
+
+    def before(self, x: Exchange) -> None:
+        """What the hook does before the steps after it run."""
+
+    def after(self, x: Exchange, failed: BaseException | None) -> Awaitable[None] | None:
+        """What the hook does once they returned (`failed` None) or raised."""
+        return None
+
+    async def __call__(self, x: Exchange) -> None:
+        if not self.wants(getattr(x, "method", None), getattr(x, "modern", False)):
+            await self.next(x)
+            return
+        self.before(x)
+        try:
+            await self.next(x)
+        except BaseException as error:
+            if (pending := self.after(x, error)) is not None:
+                await pending
+            raise
+        if (pending := self.after(x, None)) is not None:
+            await pending
+
+
+Before = Callable[[Exchange], None]
+After = Callable[[Exchange, BaseException | None], Awaitable[None] | None]
+Plan = tuple[tuple[tuple[Before, tuple[After, ...]], ...], tuple[After, ...]]
+"""What the hooks that act on a request do: each `before` in order, with the `after`s to run should it
+raise (those of the hooks before it, in reverse), and every `after` in reverse. A hook's half that it
+does not define is not there."""
+
+
+def _plan(hooks: Sequence[Hook], method: str | None, modern: bool) -> Plan:
+    """What `hooks` do for a request of `method` (None: one no hook names) in its era."""
+    befores: list[tuple[Before, tuple[After, ...]]] = []
+    afters: tuple[After, ...] = ()
+    for hook in hooks:
+        if hook.wants(method, modern):
+            kind = type(hook)
+            if kind.before is not Hook.before:
+                befores.append((hook.before, afters))
+            if kind.after is not Hook.after:
+                afters = (hook.after, *afters)
+    return tuple(befores), afters
+
+
+class _Loop(Step):
+    """Consecutive checks, gates and hooks of the list, run in one frame.
+
+    Checks, then a gate, then checks..., then the hooks around the step after them."""
+
+    __slots__ = ("plans", "runs")
 
     def __init__(self) -> None:
         self.runs: tuple[tuple[tuple[Decide, ...], Gate | None], ...] = ()
         """The checks before each gate, and that gate (None after the last checks)."""
+        self.plans: dict[tuple[str | None, bool], Plan] = {}
+        """What the hooks do, by (method, era); a method no hook names under None (a bounded map)."""
 
     def add(self, step: Check | Gate) -> None:
         runs = self.runs
@@ -176,6 +262,10 @@ class _Checks(Step):
         if runs and runs[-1][1] is None:  # the last run has no gate yet: `step` joins it
             runs, checks = runs[:-1], runs[-1][0]
         self.runs = (*runs, (checks, step) if isinstance(step, Gate) else ((*checks, step.check), None))
+
+    def hook(self, hooks: Sequence[Hook]) -> None:
+        named = {None, *itertools.chain.from_iterable(hook.methods or () for hook in hooks)}
+        self.plans = {(method, modern): _plan(hooks, method, modern) for method in named for modern in (False, True)}
 
     async def __call__(self, x: Exchange) -> None:
         for checks, gate in self.runs:
@@ -186,7 +276,32 @@ class _Checks(Step):
             if gate is not None and (answer := await gate.admit(x)) is not None:
                 await answer(x)
                 return
-        await self.next(x)
+        if not (plans := self.plans):
+            await self.next(x)
+            return
+        if (plan := plans.get((x.method, x.modern))) is None:
+            plan = plans[None, x.modern]
+        befores, afters = plan
+        failed: BaseException | None = None
+        try:
+            for before, undo in befores:
+                afters = undo  # should it raise, only the hooks before it have something to undo
+                before(x)
+            afters = plan[1]
+            await self.next(x)
+        except BaseException as error:
+            failed = error
+        for after in afters:
+            try:
+                if (pending := after(x, failed)) is not None:
+                    await pending
+            except BaseException as error:
+                failed = error  # the hooks outside see it, as a `finally` would
+        if failed is not None:
+            try:
+                raise failed
+            finally:
+                failed = None  # no cycle through this frame's traceback
 
 
 class McpEndpoint:
@@ -197,19 +312,34 @@ class McpEndpoint:
             raise ValueError("the /mcp pipeline needs at least one step")
         self.steps = tuple(steps)
         links: list[Step] = []
+        hooks: list[Hook] = []
         for step in steps:
-            if isinstance(step, Check | Gate):
-                if not (links and isinstance(links[-1], _Checks)):
-                    links.append(_Checks())
-                links[-1].add(step)  # type: ignore[attr-defined]  # the last link is a _Checks
+            if isinstance(step, Check | Gate | Hook):
+                if not (links and isinstance(links[-1], _Loop)) or (hooks and not isinstance(step, Hook)):
+                    self._hook(links, hooks)
+                    links.append(_Loop())
+                if isinstance(step, Hook):
+                    hooks.append(step)
+                else:
+                    links[-1].add(step)  # type: ignore[attr-defined]  # the last link is a _Loop
             else:
+                self._hook(links, hooks)
                 links.append(step)
+        self._hook(links, hooks)
         for link, following in itertools.pairwise(links):
             link.next = following
         self._first = links[0]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._first(Exchange(scope, receive, send))
+    @staticmethod
+    def _hook(links: list[Step], hooks: list[Hook]) -> None:
+        """Hand the hooks gathered so far to the loop they follow."""
+        if hooks:
+            links[-1].hook(hooks)  # type: ignore[attr-defined]  # hooks are gathered after a _Loop
+            hooks.clear()
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # the first link's coroutine itself, not one more frame around it
+        return self._first(Exchange(scope, receive, send))
 
 
 async def disconnected(receive: Receive) -> None:

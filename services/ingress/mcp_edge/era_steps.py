@@ -90,6 +90,7 @@ class BuildContext(Check):
                 return Refusal(400, found.body(request_id))
             include_tools = found
         x.method = message["method"]
+        timeout = headers.get("x-bastion-timeout")  # rarely sent: no call to read an absent one
         x.ctx = RequestContext(
             caller=x.caller,
             version=DEFAULT_LEGACY_VERSION,
@@ -97,7 +98,7 @@ class BuildContext(Check):
             request_bytes=len(x.body),
             include_servers=include_servers,
             include_tools=include_tools,
-            timeout=positive_float(headers.get("x-bastion-timeout")),
+            timeout=positive_float(timeout) if timeout else None,
             emit=x.answer.event if x.sse_ok else None,
             code_mode=headers.get(CODE_MODE_HEADER),
             discovery=headers.get(DISCOVERY_HEADER),

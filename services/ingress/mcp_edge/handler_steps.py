@@ -24,7 +24,7 @@ from libs.common.contracts.ui_apps import HOST, declares_apps
 from libs.common.runtime import semconv, tracing
 from services.ingress.context import RequestContext
 from services.ingress.handlers import Handlers
-from services.ingress.mcp_edge.chain import Exchange, Receive, Step, disconnected
+from services.ingress.mcp_edge.chain import Exchange, Hook, Receive, Step, disconnected
 from services.ingress.sessions.session_ids import SessionCodec
 from services.ingress.url_elicitation import ELICITS_URLS, declares_url_elicitation
 from services.ingress.web.lost_connections import watch
@@ -37,7 +37,7 @@ _AGENT_REQUESTS = ("sampling", "elicitation", "roots")
 """Client capabilities that let an upstream ask the agent something mid-call."""
 
 
-class Audit(Step):
+class Audit(Hook):
     """Emits the audit event the request owes (`Exchange.audit`, set by `Dispatch`).
 
     Once the steps after it are done, however they ended, with the size of the answer sent. The one place
@@ -48,16 +48,11 @@ class Audit(Step):
     def __init__(self, emit: Callable[[AuditEvent], object]) -> None:
         self.emit = emit
 
-    async def __call__(self, x: Exchange) -> None:
-        x.audit = None
-        x.sent = 0
-        try:
-            await self.next(x)
-        finally:
-            if (event := x.audit) is not None:
-                x.audit = None
-                event.response_bytes = x.sent
-                self.emit(event)
+    def after(self, x: Exchange, failed: BaseException | None) -> None:
+        if (event := x.audit) is not None:
+            x.audit = None
+            event.response_bytes = x.sent
+            self.emit(event)
 
     def owe(self, events: Iterable[AuditEvent]) -> None:
         """Emit events a request owes besides its own: the upstream (un)subscribes of a stream."""
@@ -65,7 +60,7 @@ class Audit(Step):
             self.emit(event)
 
 
-class Reply(Step):
+class Reply(Hook):
     """Sends the handler's answer.
 
     HTTP status by the era (2026-07-28 maps JSON-RPC errors to HTTP statuses, the handshake era answers
@@ -73,10 +68,10 @@ class Reply(Step):
 
     __slots__ = ()
 
-    async def __call__(self, x: Exchange) -> None:
-        x.extra = extra = []
-        await self.next(x)
-        payload = x.payload
+    async def after(self, x: Exchange, failed: BaseException | None) -> None:
+        if failed is not None:
+            return  # nothing to send: the steps after it did not answer
+        payload, extra = x.payload, x.extra
         status = 200
         if "error" in payload:
             error = payload["error"]
@@ -98,23 +93,25 @@ def agent_requests(params: Any) -> tuple[str, ...]:
     return (*declared, HOST) if declares_apps(capabilities) else declared
 
 
-class IssueSession(Step):
+class IssueSession(Hook):
     """A handshake-era `initialize` that succeeded gets its `Mcp-Session-Id`."""
 
     __slots__ = ("codec",)
 
+    methods = frozenset({"initialize"})
+    era = False
+
     def __init__(self, codec: SessionCodec) -> None:
         self.codec = codec
 
-    async def __call__(self, x: Exchange) -> None:
-        await self.next(x)
-        if x.method == "initialize" and not x.modern and "result" in x.payload:
+    def after(self, x: Exchange, failed: BaseException | None) -> None:
+        if failed is None and "result" in x.payload:
             client = agent_requests(x.message.get("params"))
             session_id = self.codec.issue(x.ctx.version, x.caller.key_id, client)
             x.extra.append((b"mcp-session-id", session_id.encode()))
 
 
-class CancelOnDisconnect(Step):
+class CancelOnDisconnect(Hook):
     """2026-07-28 has no `notifications/cancelled`.
 
     An agent that closes the stream of a request running upstream cancels it. The executor abandons the
@@ -122,14 +119,14 @@ class CancelOnDisconnect(Step):
 
     __slots__ = ("_abandoning", "abandon")
 
+    methods = ROUTED
+    era = True
+
     def __init__(self, abandon: Callable[[str], Awaitable[None]]) -> None:
         self.abandon = abandon
         self._abandoning: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, x: Exchange) -> None:
-        if not (x.modern and x.method in ROUTED):
-            await self.next(x)
-            return
+    def before(self, x: Exchange) -> None:
         if (lost := watch(x.scope)) is not None:  # ingress's own server tells us: no task to watch
             ctx = x.ctx
 
@@ -140,18 +137,19 @@ class CancelOnDisconnect(Step):
                     task.add_done_callback(self._abandoning.discard)
 
             lost.add(gone)
-            try:
-                await self.next(x)
-            finally:
-                lost.discard(gone)
+            x.watch = (lost, gone)
             return
         # the watch holds the context, not the exchange: a cancelled task is a reference cycle
         # (its CancelledError's traceback holds its frame) that only the GC frees, with all it holds
-        watcher = asyncio.ensure_future(self._cancel_on_disconnect(x.ctx, x.receive))
-        try:
-            await self.next(x)
-        finally:
-            watcher.cancel()
+        x.watch = asyncio.ensure_future(self._cancel_on_disconnect(x.ctx, x.receive))
+
+    def after(self, x: Exchange, failed: BaseException | None) -> None:
+        if isinstance(watching := x.watch, tuple):
+            lost, gone = watching
+            lost.discard(gone)
+        else:
+            watching.cancel()
+        x.watch = None
 
     async def _cancel_on_disconnect(self, ctx: RequestContext, receive: Receive) -> None:
         await disconnected(receive)
@@ -159,7 +157,7 @@ class CancelOnDisconnect(Step):
             await self.abandon(ctx.call_id)
 
 
-class Trace(Step):
+class Trace(Hook):
     """The request's span.
 
     (Named and described by the OpenTelemetry MCP conventions, `semconv`), continuing the agent's
@@ -168,33 +166,32 @@ class Trace(Step):
 
     __slots__ = ()
 
-    async def __call__(self, x: Exchange) -> None:
+    def before(self, x: Exchange) -> None:
         if not tracing.enabled():  # what the span would be: a no-op context, no trace id
-            try:
-                await self.next(x)
-            finally:
-                self._finished(None, x)
+            x.span = None
             return
         ctx = x.ctx
         name, attributes = semconv.server_started(
             x.method, x.message.get("params"), ctx.version, ctx.request_id, ctx.session
         )
-        with tracing.server_span("ingress", name, x.headers, attributes) as span:
-            if span is not None:
-                ctx.trace_id = tracing.trace_id(span)
-            try:
-                await self.next(x)
-            finally:
-                self._finished(span, x)
+        scope = tracing.server_span("ingress", name, x.headers, attributes)
+        if (span := scope.__enter__()) is not None:
+            ctx.trace_id = tracing.trace_id(span)
+        x.span = (scope, span)
 
-    @staticmethod
-    def _finished(span: Any, x: Exchange) -> None:
-        if not hasattr(x, "payload"):
-            return  # the handler did not answer (cancelled): no operation to measure
-        ctx = x.ctx
-        params = x.message.get("params")
-        seconds = time.perf_counter() - ctx.started
-        semconv.server_finished(span, x.method, params, ctx.version, x.payload, x.audit, seconds, ctx.call_id)
+    def after(self, x: Exchange, failed: BaseException | None) -> None:
+        scope, span = x.span or (None, None)
+        x.span = None
+        try:
+            if hasattr(x, "payload"):  # else the handler did not answer (cancelled): no operation to measure
+                ctx = x.ctx
+                seconds = time.perf_counter() - ctx.started
+                semconv.server_finished(
+                    span, x.method, x.message.get("params"), ctx.version, x.payload, x.audit, seconds, ctx.call_id
+                )
+        finally:
+            if scope is not None:
+                scope.__exit__(type(failed) if failed else None, failed, failed.__traceback__ if failed else None)
 
 
 class Dispatch(Step):

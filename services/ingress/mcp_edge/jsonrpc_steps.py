@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 SESSION_HEADER = "mcp-session-id"
+_IDS = (str, int)
 
 
 class ParseJson(Check):
@@ -76,7 +77,18 @@ class CheckEnvelope(Check):
     __slots__ = ()
 
     def check(self, x: Exchange) -> Answering | None:
-        if problem := envelope_problem(x.message):
+        message = x.message
+        # the usual request, in one pass without a call: an object of JSON-RPC 2.0 with a method and
+        # a string or integer id (JSON values are of their exact types: a bool id is not an int here)
+        if (
+            type(message) is dict
+            and message.get("jsonrpc") == "2.0"
+            and type(method := message.get("method")) is str
+            and method
+            and type(message.get("id")) in _IDS
+        ):
+            return None
+        if problem := envelope_problem(message):
             return Refusal(400, error_body(echo_id(x.message), INVALID_REQUEST, problem))
         return None
 

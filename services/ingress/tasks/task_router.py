@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -84,12 +84,32 @@ class TaskRouter:
         self.emit = emit
         """Publishes an audit event outside any request (a hosted task's run, once it ends)."""
 
-    async def dispatch(self, ctx: RequestContext, method: str, params: dict[str, Any], h: TaskHost) -> Answered | None:
-        """The answer when `method` is a task matter, else None (the ordinary handler answers)."""
-        if method == "tools/call":
-            return await self._call(ctx, params, h)
-        if method not in TASK_METHODS:
+    def route(
+        self, ctx: RequestContext, method: str, params: dict[str, Any], h: TaskHost
+    ) -> Awaitable[Answered] | None:
+        """What answers `method` when it is a task matter, to await; None when it is not (the ordinary handler answers).
+
+        Decided in this frame, not in a coroutine, for the usual `tools/call`, which is none."""
+        if method != "tools/call":
+            return self._task_method(ctx, method, params, h) if method in TASK_METHODS else None
+        name = params.get("name")
+        entry = h.catalog.by_name.get(name) if isinstance(name, str) else None
+        if entry is None:
             return None
+        form = agent_form(ctx.version, params)
+        hosted = h.catalog.hosted_by_name.get(entry.name)
+        if hosted is not None:  # the operator's word wins over the upstream's own tasks
+            return self._hosted_task(ctx, params, entry, form, hosted, h) if form is not None else None
+        support = _task_support(entry)
+        if support is not None and (form is not None or support == "required"):
+            return self._upstream_task(ctx, params, entry, form, h)
+        if form is None or names_approval(params):
+            if "task" in params:  # a task only the gateway grants: an upstream must never hand one out unbound
+                return h.tools_call(ctx, {k: v for k, v in params.items() if k != "task"})
+            return None
+        return self._call(ctx, params, entry, form, h)
+
+    async def _task_method(self, ctx: RequestContext, method: str, params: dict[str, Any], h: TaskHost) -> Answered:
         form: Form = "extension" if ctx.version in MODERN_PROTOCOL_VERSIONS else "legacy"
         if method == "tasks/list":
             if form == "extension":  # the extension has no tasks/list
@@ -113,22 +133,10 @@ class TaskRouter:
 
     # ------------------------------------------------------------------ calls
 
-    async def _call(self, ctx: RequestContext, params: dict[str, Any], h: TaskHost) -> Answered | None:
-        name = params.get("name")
-        entry = h.catalog.by_name.get(name) if isinstance(name, str) else None
-        if entry is None:
-            return None
-        form = agent_form(ctx.version, params)
-        hosted = h.catalog.hosted_by_name.get(entry.name)
-        if hosted is not None:  # the operator's word wins over the upstream's own tasks
-            return await self._hosted_task(ctx, params, entry, form, hosted, h) if form is not None else None
-        support = _task_support(entry)
-        if support is not None and (form is not None or support == "required"):
-            return await self._upstream_task(ctx, params, entry, form, h)
-        if form is None or names_approval(params):
-            if "task" in params:  # a task only the gateway grants: an upstream must never hand one out unbound
-                return await h.tools_call(ctx, {k: v for k, v in params.items() if k != "task"})
-            return None
+    async def _call(
+        self, ctx: RequestContext, params: dict[str, Any], entry: CatalogEntry, form: Form, h: TaskHost
+    ) -> Answered:
+        """A call whose agent takes a task: the plain call, a task once it parks on an approval."""
         plain = {k: v for k, v in params.items() if k != "task"}
         payload, audit = await h.tools_call(ctx, plain)
         approval = parked_approval(payload)
