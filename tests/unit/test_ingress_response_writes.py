@@ -86,8 +86,8 @@ class Socket(Recorded):
         pass
 
 
-async def _served(request: bytes, app: Any) -> tuple[Any, Socket]:
-    """Ingress's own HTTP protocol on a recorded socket, `request` received and served by `app`."""
+def connected(app: Any) -> tuple[Any, Socket]:
+    """Ingress's own HTTP protocol serving `app`, connected to a recorded socket."""
     config = uvicorn.Config(app=app, http="httptools", lifespan="off", access_log=False, log_level="warning")
     config.load()
     state = ServerState()
@@ -96,6 +96,12 @@ async def _served(request: bytes, app: Any) -> tuple[Any, Socket]:
     protocol = guarded_protocol(limits)(config=config, server_state=state, app_state={})
     socket = Socket()
     protocol.connection_made(socket)  # type: ignore[arg-type]
+    return protocol, socket
+
+
+async def _served(request: bytes, app: Any) -> tuple[Any, Socket]:
+    """Ingress's own HTTP protocol on a recorded socket, `request` received and served by `app`."""
+    protocol, socket = connected(app)
     protocol.data_received(request)
     await asyncio.gather(*protocol.tasks)
     await asyncio.sleep(0)  # a held head's turn ends

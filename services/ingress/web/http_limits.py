@@ -25,13 +25,16 @@ import asyncio
 import logging
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import httptools
 import orjson
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from libs.common.settings import IngressSettings
 from services.ingress.web.lost_connections import LOST, Callbacks, call_lost
+from services.ingress.web.request_cycle import RequestCycle, Wake
 from services.ingress.web.response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
@@ -64,6 +67,8 @@ class _Refused(Exception):
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[HttpLimits]
+    cycle: RequestCycle
+    """The request being parsed or served: ingress's own (`request_cycle`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -118,7 +123,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._chunk_bytes = size = len(data)
         if self._reading_head:
             self._head_bytes += size
-        self._unset_keepalive_if_required()
+        self._idle_since = None  # `_unset_keepalive_if_required`, without the call
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -160,7 +165,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._idle_since = None
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
@@ -181,14 +187,30 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------ parser callbacks
 
+    # uvicorn's own callbacks are folded into these (not called through `super()`): one Python call
+    # per parser event instead of two, and the request cycle's wake-up flag raised without a call
+
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = {LOST: self._lost}  # type: ignore[dict-item]  # ASGI types extensions as dicts
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "extensions": {LOST: self._lost},  # type: ignore[dict-item]  # ASGI types extensions as dicts
+        }
         if not self._reading_head:  # the next request on a kept-alive connection
             self._reading_head, self._head_bytes, self._head_slack = True, 0, self._chunk_bytes
 
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
+        self.url += url
         if len(self.url) > self.limits.max_request_line_bytes:
             self._stop(414, f"the request target exceeds {self.limits.max_request_line_bytes} bytes")
 
@@ -201,11 +223,72 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._head_slack > limit and sum(len(n) + len(v) for n, v in self.headers) > limit:
             self._stop(431, f"header fields exceed {self.limits.max_header_bytes} bytes")
         self._reading_head, self._reading_body, self._head_slack = False, True, 0
-        super().on_headers_complete()
+        # uvicorn's, with ingress's request cycle (`request_cycle`)
+        parser, scope = self.parser, self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        app = self.app
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing_cycle = self.cycle
+        # uvicorn's arguments in its order: scope, transport, flow, loggers, default headers, the
+        # body's wake-up flag, 100-continue, keep-alive, what to call once answered
+        self.cycle = cycle = RequestCycle(
+            scope,
+            self.transport,
+            self.flow,
+            self.logger,
+            self.access_logger,
+            self.access_log,
+            self.server_state.default_headers,
+            Wake(),  # type: ignore[arg-type]
+            self.expect_100_continue,
+            http_version != "1.0" and parser.should_keep_alive(),
+            self.on_response_complete,
+        )
+        if existing_cycle is None or existing_cycle.response_complete:
+            self._start_asgi_task(cycle, app)
+        else:  # pipelined: served once the one before has answered
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
+
+    def on_body(self, body: bytes) -> None:
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        wake = cycle.message_event
+        wake.pending = True
+        if wake.event is not None:
+            wake.set()
 
     def on_message_complete(self) -> None:
         self._reading_body = False
-        super().on_message_complete()
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        cycle.more_body = False
+        wake = cycle.message_event
+        wake.pending = True
+        if wake.event is not None:
+            wake.set()
 
     # ------------------------------------------------------------------ refusals
 

@@ -1,0 +1,107 @@
+"""Ingress's request cycle: `receive()` as uvicorn's answers it (whole bodies, bodies in pieces,
+disconnects, `Expect: 100-continue`, pipelined requests), with no Event made for a body that came
+with its head."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from services.ingress.mcp_edge.answers import respond
+from tests.unit.test_ingress_response_writes import _served, connected
+
+pytestmark = pytest.mark.unit
+
+_HEAD = b"POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: %d\r\n%s\r\n"
+
+
+def _recording(received: list[dict[str, Any]], reads: int = 1, answer: bool = True) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        for _ in range(reads):
+            received.append(await receive())
+        if answer:
+            await respond(send, {"path": scope["path"]}, 200, False, None)
+
+    return app
+
+
+async def test_a_body_that_came_with_its_head_is_received_at_once_without_an_event() -> None:
+    received: list[dict[str, Any]] = []
+    protocol, socket = await _served(_HEAD % (2, b"") + b"{}", _recording(received))
+    assert received == [{"type": "http.request", "body": b"{}", "more_body": False}]
+    assert protocol.cycle.message_event.event is None  # nothing ever waited
+    assert socket.calls[0][1].startswith(b"HTTP/1.1 200 OK")
+
+
+class Reader:
+    """An app that hands its `receive` to the test and answers once the test says so."""
+
+    def __init__(self) -> None:
+        self.receive: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.answer = asyncio.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.receive.set_result(receive)
+        await self.answer.wait()
+        await respond(send, {}, 200, False, None)
+
+
+async def _reading(request: bytes) -> tuple[Any, Any, Any, Reader]:
+    app = Reader()
+    protocol, socket = connected(app)
+    protocol.data_received(request)
+    receive = await asyncio.wait_for(app.receive, 5)
+    return protocol, socket, receive, app
+
+
+async def test_a_body_in_pieces_is_received_piece_by_piece() -> None:
+    protocol, _socket, receive, app = await _reading(_HEAD % (5, b"") + b"ab")
+    assert await receive() == {"type": "http.request", "body": b"ab", "more_body": True}
+    rest = asyncio.ensure_future(receive())
+    await asyncio.sleep(0)
+    assert not rest.done()  # waits for the rest
+    protocol.data_received(b"cde")
+    assert await asyncio.wait_for(rest, 5) == {"type": "http.request", "body": b"cde", "more_body": False}
+    app.answer.set()
+    await asyncio.gather(*protocol.tasks)
+
+
+@pytest.mark.parametrize("end", ["lost", "answered"])
+async def test_a_receive_after_the_body_waits_for_the_disconnect_or_the_answer(end: str) -> None:
+    protocol, _socket, receive, app = await _reading(_HEAD % (2, b"") + b"{}")
+    assert await receive() == {"type": "http.request", "body": b"{}", "more_body": False}
+    after = asyncio.ensure_future(receive())
+    await asyncio.sleep(0)
+    assert not after.done()  # the body was taken: nothing new until the connection ends or is answered
+    if end == "lost":
+        protocol.connection_lost(None)
+    app.answer.set()
+    assert await asyncio.wait_for(after, 5) == {"type": "http.disconnect"}
+    assert await receive() == {"type": "http.disconnect"}
+    await asyncio.gather(*protocol.tasks)
+
+
+async def test_expect_100_continue_is_answered_before_the_body_is_read() -> None:
+    protocol, socket, receive, app = await _reading(_HEAD % (2, b"expect: 100-continue\r\n"))
+    assert socket.calls == []
+    reading = asyncio.ensure_future(receive())
+    await asyncio.sleep(0)
+    protocol.data_received(b"{}")
+    assert await asyncio.wait_for(reading, 5) == {"type": "http.request", "body": b"{}", "more_body": False}
+    assert socket.calls == [("write", b"HTTP/1.1 100 Continue\r\n\r\n")]
+    app.answer.set()
+    await asyncio.gather(*protocol.tasks)
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    received: list[dict[str, Any]] = []
+    one = _HEAD.replace(b"/mcp", b"/one") % (3, b"") + b"one"
+    two = _HEAD.replace(b"/mcp", b"/two") % (3, b"") + b"two"
+    protocol, socket = await _served(one + two, _recording(received))
+    await asyncio.gather(*protocol.tasks)  # the second starts once the first has answered
+    await asyncio.sleep(0)
+    assert [event["body"] for event in received] == [b"one", b"two"]
+    answers = b"".join(data for call, data in socket.calls if call.startswith("write"))
+    assert answers.index(b'{"path":"/one"}') < answers.index(b'{"path":"/two"}')
