@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from services.ingress.mcp_edge.answers import respond
 from tests.unit.test_ingress_response_writes import _served, connected
@@ -105,3 +106,40 @@ async def test_pipelined_requests_are_answered_in_order() -> None:
     assert [event["body"] for event in received] == [b"one", b"two"]
     answers = b"".join(data for call, data in socket.calls if call.startswith("write"))
     assert answers.index(b'{"path":"/one"}') < answers.index(b'{"path":"/two"}')
+
+
+def _answering(name: str, served: list[str]) -> Any:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        served.append(f"{name} {scope['path']}")
+        await receive()
+        await respond(send, {}, 200, False, None)
+
+    return app
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+async def test_a_direct_path_skips_the_server_app_unless_uvicorn_wrapped_it(wrapped: bool) -> None:
+    """`/mcp` goes straight to its endpoint; when uvicorn wraps the app (here its proxy-headers
+    middleware), every path goes through the wrapper as uvicorn would send it."""
+    served: list[str] = []
+    protocol, _socket = connected(
+        _answering("app", served), {"/mcp": _answering("endpoint", served)}, proxy_headers=wrapped
+    )
+    for path in (b"/mcp", b"/other", b"/mcp/"):
+        protocol.data_received(_HEAD.replace(b"/mcp", path) % (2, b"") + b"{}")
+        await asyncio.gather(*protocol.tasks)
+    first = "app" if wrapped else "endpoint"
+    assert served == [f"{first} /mcp", "app /other", "app /mcp/"]
+
+
+async def test_the_request_cycle_has_every_field_uvicorn_gives_it_with_the_same_values() -> None:
+    """Ingress builds its request cycle without calling uvicorn's `__init__`: a field uvicorn adds or
+    starts differently fails here."""
+    protocol, _socket, _receive, app = await _reading(_HEAD % (2, b"expect: 100-continue\r\n"))
+    ours = protocol.cycle
+    p = protocol
+    connection = (p.transport, p.flow, p.logger, p.access_logger, p.access_log, p.server_state.default_headers)
+    uvicorns = RequestResponseCycle(ours.scope, *connection, ours.message_event, True, True, p.on_response_complete)
+    assert vars(ours) == vars(uvicorns)
+    app.answer.set()
+    await asyncio.gather(*protocol.tasks)
