@@ -143,3 +143,13 @@ async def test_the_request_cycle_has_every_field_uvicorn_gives_it_with_the_same_
     assert vars(ours) == vars(uvicorns)
     app.answer.set()
     await asyncio.gather(*protocol.tasks)
+
+
+async def test_a_100_continue_still_held_leaves_before_the_whole_answer() -> None:
+    """The body came with its head: `receive()` writes 100 Continue (held to join what follows) and
+    the answer is written in the same turn, after it."""
+    received: list[dict[str, Any]] = []
+    _protocol, socket = await _served(_HEAD % (2, b"expect: 100-continue\r\n") + b"{}", _recording(received))
+    assert received == [{"type": "http.request", "body": b"{}", "more_body": False}]
+    assert socket.calls[0] == ("write", b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert socket.calls[1][1].startswith(b"HTTP/1.1 200 OK") and len(socket.calls) == 2

@@ -51,12 +51,6 @@ class HeadWithBody:
         else:
             self._transport.write(data)
 
-    def write_whole(self, data: bytes) -> None:
-        """A whole response, head and body: nothing to hold (a head held still leaves first)."""
-        if self._held is not None:
-            self.release()
-        self._transport.write(data)
-
     def writelines(self, list_of_data: Any) -> None:
         self.release()
         self._transport.writelines(list_of_data)
@@ -123,7 +117,11 @@ def send_whole(send: Any, status: int, headers: list[tuple[bytes, bytes]], body:
     parts += (b"\r\n", body)
     cycle.response_started, cycle.waiting_for_100_continue = True, False
     cycle.chunked_encoding, cycle.expected_content_length = False, 0
-    transport.write_whole(b"".join(parts))
+    # a whole answer, head and body: nothing to hold (a head held still leaves first); this
+    # module's own transport, written without a method call
+    if transport._held is not None:
+        transport.release()
+    transport._transport.write(b"".join(parts))
     cycle.response_complete = True
     wake = cycle.message_event
     wake.pending = True  # `wake.set()`, the call only when a `receive()` waits
