@@ -5,6 +5,7 @@ with its head."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -153,3 +154,65 @@ async def test_a_100_continue_still_held_leaves_before_the_whole_answer() -> Non
     assert received == [{"type": "http.request", "body": b"{}", "more_body": False}]
     assert socket.calls[0] == ("write", b"HTTP/1.1 100 Continue\r\n\r\n")
     assert socket.calls[1][1].startswith(b"HTTP/1.1 200 OK") and len(socket.calls) == 2
+
+
+async def _direct(app: Any, log: logging.Handler) -> tuple[Any, Any]:
+    """`app` served as a direct path, one request sent; returns once its task and any 500 have ended.
+
+    `log` receives uvicorn's error log (its loggers do not propagate, and its config resets them)."""
+    protocol, socket = connected(_answering("app", []), {"/mcp": app}, proxy_headers=False)
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(log)
+    try:
+        protocol.data_received(_HEAD % (2, b"") + b"{}")
+        while protocol.tasks:  # the request's task, then the 500's it may start
+            await asyncio.gather(*protocol.tasks, return_exceptions=True)
+        await asyncio.sleep(0)
+    finally:
+        uvicorn_log.removeHandler(log)
+    return protocol, socket
+
+
+async def _fails(scope: Any, receive: Any, send: Any) -> None:
+    raise RuntimeError("the app failed")
+
+
+async def _fails_after_the_head(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+    raise RuntimeError("the app failed")
+
+
+async def _says_nothing(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+async def _answers_half(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"5")]})
+
+
+async def _cancelled(scope: Any, receive: Any, send: Any) -> None:
+    raise asyncio.CancelledError
+
+
+@pytest.mark.parametrize(
+    ("app", "logged", "answer"),
+    [
+        (_fails, "Exception in ASGI application", 500),
+        (_cancelled, "Exception in ASGI application", 500),
+        (_says_nothing, "returned without starting response", 500),
+        (_fails_after_the_head, "Exception in ASGI application", None),
+        (_answers_half, "returned without completing response", None),
+    ],
+)
+async def test_a_direct_path_app_that_fails_is_logged_and_answered_as_uvicorn_does(
+    app: Any, logged: str, answer: int | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its task runs the app itself: `run_asgi`'s checks run once it ends (500, or the connection closed)."""
+    protocol, socket = await _direct(app, caplog.handler)
+    assert logged in caplog.text
+    writes = b"".join(data for call, data in socket.calls if call.startswith("write"))
+    if answer is None:
+        assert ("close", b"") in socket.calls and b"500" not in writes
+    else:
+        assert writes.startswith(b"HTTP/1.1 500 ") and writes.endswith(b"Internal Server Error")
+    assert not protocol.tasks and protocol.cycle.on_response() is None

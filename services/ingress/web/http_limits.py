@@ -25,6 +25,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import partial
 from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import unquote
@@ -36,7 +37,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from libs.common.settings import IngressSettings
 from services.ingress.web.lost_connections import LOST, Callbacks, call_lost
-from services.ingress.web.request_cycle import RequestCycle, Wake
+from services.ingress.web.request_cycle import RequestCycle, Wake, ended
 from services.ingress.web.response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
@@ -286,12 +287,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # pipelined: served once the one before has answered
             self.flow.pause_reading()
             self.pipeline.appendleft((cycle, app))
-        elif self._plain_tasks:  # `_start_asgi_task` without the call
+        elif not self._plain_tasks:
+            self._start_asgi_task(cycle, app)
+        elif app is self.app:  # `_start_asgi_task` without the call
             task = self.loop.create_task(cycle.run_asgi(app))
             task.add_done_callback(self.tasks.discard)
             self.tasks.add(task)
-        else:
-            self._start_asgi_task(cycle, app)
+        else:  # a direct path's app (ingress's own, async) runs as the task, `run_asgi`'s checks once it ends
+            task = self.loop.create_task(app(scope, cycle.receive, cycle.send))
+            task.add_done_callback(partial(ended, cycle, self.tasks))
+            self.tasks.add(task)
 
     def on_body(self, body: bytes) -> None:
         cycle = self.cycle

@@ -16,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-__all__ = ["RequestCycle", "Wake"]
+__all__ = ["RequestCycle", "Wake", "ended"]
 
 
 class Wake:
@@ -73,3 +73,42 @@ class RequestCycle(RequestResponseCycle):
         message = {"type": "http.request", "body": bytes(self.body), "more_body": self.more_body}
         self.body = bytearray()
         return message
+
+
+def _nothing() -> None:
+    """What a request whose app has returned calls once answered: nothing (uvicorn's `run_asgi` sets the same)."""
+
+
+def ended(cycle: RequestCycle, tasks: set[asyncio.Task[None]], task: asyncio.Task[None]) -> None:
+    """uvicorn's `run_asgi` checks, done when the task that ran the app itself ends (one coroutine fewer per request).
+
+    As there: an exception (a cancellation too) is logged and answered 500, or closes the
+    connection if the answer had begun; an app that returned a value, or no answer, or half of one,
+    is logged and answered 500 or cut off. A 500 is sent from a task of its own, which the server
+    waits for like the request's."""
+    tasks.discard(task)
+    cycle.on_response = _nothing
+    try:
+        error = task.exception()
+    except asyncio.CancelledError as cancelled:
+        error = cancelled
+    if error is not None:
+        cycle.logger.error("Exception in ASGI application\n", exc_info=error)
+        if cycle.response_started:
+            cycle.transport.close()
+            return
+    elif (result := task.result()) is not None:
+        cycle.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        cycle.transport.close()
+        return
+    elif cycle.disconnected or cycle.response_complete:
+        return
+    elif cycle.response_started:
+        cycle.logger.error("ASGI callable returned without completing response.")
+        cycle.transport.close()
+        return
+    else:
+        cycle.logger.error("ASGI callable returned without starting response.")
+    answer = asyncio.get_running_loop().create_task(cycle.send_500_response())
+    tasks.add(answer)
+    answer.add_done_callback(tasks.discard)
