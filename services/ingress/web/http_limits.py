@@ -142,7 +142,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._chunk_bytes = size = len(data)
         if self._reading_head:
             self._head_bytes += size
-        self._idle_since = None  # `_unset_keepalive_if_required`, without the call
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -175,7 +174,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # ------------------------------------------------------------------ keep-alive
 
     def _unset_keepalive_if_required(self) -> None:
-        """uvicorn calls this on each read and response: the connection is busy, its timer stays."""
+        """uvicorn calls this on each read and response; now only as the connection is lost.
+
+        A connection is busy from a request's first byte (`on_message_begin`)."""
         self._idle_since = None
 
     def on_response_complete(self) -> None:
@@ -227,6 +228,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         }
         if not self._reading_head:  # the next request on a kept-alive connection
             self._reading_head, self._head_bytes, self._head_slack = True, 0, self._chunk_bytes
+        # busy from the request's first byte, not from any read: the blank lines llhttp skips
+        # between requests begin none, and must not keep an idle connection open past its timeout
+        self._idle_since = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
