@@ -216,3 +216,25 @@ async def test_a_direct_path_app_that_fails_is_logged_and_answered_as_uvicorn_do
     else:
         assert writes.startswith(b"HTTP/1.1 500 ") and writes.endswith(b"Internal Server Error")
     assert not protocol.tasks and protocol.cycle.on_response() is None
+
+
+async def test_a_websocket_upgrade_is_handed_to_uvicorns_websocket_protocol() -> None:
+    """An upgrade request has no request cycle: its parser events must not look for one (a 400 then)."""
+    events: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        events.append((scope["type"], await receive()))
+        await send({"type": "websocket.accept"})
+
+    protocol, socket = connected(app, proxy_headers=False)
+    protocol.data_received(
+        b"GET /ws HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: Upgrade\r\nupgrade: websocket\r\n"
+        b"sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n"
+    )
+    for _ in range(100):  # a hang guard, not a timing claim
+        if events:
+            break
+        await asyncio.sleep(0.01)
+    assert events == [("websocket", {"type": "websocket.connect"})]
+    assert socket.calls[0] == ("set_protocol", b"")
+    assert b"101 Switching Protocols" in socket.calls[1][1]

@@ -85,6 +85,9 @@ class Socket(Recorded):
     def resume_reading(self) -> None:
         pass
 
+    def set_protocol(self, protocol: Any) -> None:
+        self.calls.append(("set_protocol", b""))
+
 
 def connected(app: Any, direct: dict[str, Any] | None = None, **settings: Any) -> tuple[Any, Socket]:
     """Ingress's own HTTP protocol serving `app`, connected to a recorded socket.

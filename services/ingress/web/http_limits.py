@@ -303,8 +303,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.tasks.add(task)
 
     def on_body(self, body: bytes) -> None:
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return  # an upgrade (checked first: its request has no cycle)
         cycle = self.cycle
-        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+        if cycle.response_complete:
             return
         cycle.body += body
         if len(cycle.body) > HIGH_WATER_LIMIT:
@@ -316,8 +318,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._reading_body = False
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return  # an upgrade (checked first: its request has no cycle)
         cycle = self.cycle
-        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+        if cycle.response_complete:
             return
         cycle.more_body = False
         wake = cycle.message_event
