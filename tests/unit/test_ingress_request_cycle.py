@@ -5,11 +5,13 @@ with its head."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import inspect
 import logging
 from typing import Any
 
 import pytest
-from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from services.ingress.mcp_edge.answers import respond
 from tests.unit.test_ingress_response_writes import _served, connected
@@ -238,3 +240,29 @@ async def test_a_websocket_upgrade_is_handed_to_uvicorns_websocket_protocol() ->
     assert events == [("websocket", {"type": "websocket.connect"})]
     assert socket.calls[0] == ("set_protocol", b"")
     assert b"101 Switching Protocols" in socket.calls[1][1]
+
+
+UVICORN_FOLDED = "5c08084c79961a8349449e519cbc46c34fc4358dc977a314aea1bd8b7253787c"
+"""sha256 of uvicorn 0.54.0's sources that ingress's protocol and request cycle repeat or replace."""
+
+
+def test_uvicorn_is_the_one_folded() -> None:
+    # a uvicorn whose parser callbacks, task start, request cycle or run_asgi changed must be read
+    # again, and `http_limits` / `request_cycle` brought in line, before this digest is renewed
+    protocol, cycle = HttpToolsProtocol, RequestResponseCycle
+    digest = hashlib.sha256()
+    for source in (
+        protocol.on_message_begin,
+        protocol.on_url,
+        protocol.on_headers_complete,
+        protocol.on_body,
+        protocol.on_message_complete,
+        protocol._start_asgi_task,
+        protocol.data_received,
+        protocol.on_response_complete,
+        cycle.__init__,
+        cycle.receive,
+        cycle.run_asgi,
+    ):
+        digest.update(inspect.getsource(source).encode())
+    assert digest.hexdigest() == UVICORN_FOLDED
