@@ -153,7 +153,9 @@ class _McpFirst:
     """`/mcp` and the model APIs (`/v1/...`, Gemini's `/v1beta/...`) straight to their endpoints, the rest to FastAPI.
 
     The MCP endpoint answers every error itself, so FastAPI's middleware stack (error pages,
-    exception handlers, routing) would only add per-request work on the hot path. Every route but
+    exception handlers, routing) would only add per-request work on the hot path. Ingress's own
+    HTTP protocol hands `/mcp` to the endpoint itself (`guarded_protocol(direct=...)`), skipping
+    this coroutine too; another server (a test's ASGI transport) comes through here. Every route but
     `/mcp` (whose pipeline checks it) refuses two `Authorization` headers here.
     """
 
@@ -324,7 +326,7 @@ class IngressService:
             host=s.host,
             port=s.port,
             loop="none",
-            http=guarded_protocol(limits),
+            http=guarded_protocol(limits, direct={"/mcp": app.endpoint}),  # as `_McpFirst` routes it
             lifespan="off",
             access_log=False,
             log_level="warning",

@@ -85,17 +85,29 @@ class Socket(Recorded):
     def resume_reading(self) -> None:
         pass
 
+    def set_protocol(self, protocol: Any) -> None:
+        self.calls.append(("set_protocol", b""))
 
-async def _served(request: bytes, app: Any) -> tuple[Any, Socket]:
-    """Ingress's own HTTP protocol on a recorded socket, `request` received and served by `app`."""
-    config = uvicorn.Config(app=app, http="httptools", lifespan="off", access_log=False, log_level="warning")
+
+def connected(app: Any, direct: dict[str, Any] | None = None, **settings: Any) -> tuple[Any, Socket]:
+    """Ingress's own HTTP protocol serving `app`, connected to a recorded socket.
+
+    `direct`: paths it serves with their own app; `settings`: uvicorn's."""
+    settings = {"lifespan": "off", "access_log": False, "log_level": "warning"} | settings
+    config = uvicorn.Config(app=app, http="httptools", **settings)
     config.load()
     state = ServerState()
     state.default_headers = [(b"date", b"Wed, 25 Nov 2026 18:50:00 GMT"), (b"server", b"uvicorn")]
     limits = HttpLimits(100, 8192, 32768, 100, 30.0, 30.0)
-    protocol = guarded_protocol(limits)(config=config, server_state=state, app_state={})
+    protocol = guarded_protocol(limits, direct)(config=config, server_state=state, app_state={})
     socket = Socket()
     protocol.connection_made(socket)  # type: ignore[arg-type]
+    return protocol, socket
+
+
+async def _served(request: bytes, app: Any) -> tuple[Any, Socket]:
+    """Ingress's own HTTP protocol on a recorded socket, `request` received and served by `app`."""
+    protocol, socket = connected(app)
     protocol.data_received(request)
     await asyncio.gather(*protocol.tasks)
     await asyncio.sleep(0)  # a held head's turn ends

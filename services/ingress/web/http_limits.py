@@ -23,15 +23,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import partial
+from types import MappingProxyType
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import httptools
 import orjson
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT, service_unavailable
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from libs.common.settings import IngressSettings
 from services.ingress.web.lost_connections import LOST, Callbacks, call_lost
+from services.ingress.web.request_cycle import RequestCycle, Wake, ended
 from services.ingress.web.response_writes import HeadWithBody
 
 __all__ = ["HttpLimits", "guarded_protocol"]
@@ -64,9 +70,18 @@ class _Refused(Exception):
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     limits: ClassVar[HttpLimits]
+    direct: Mapping[str, Any] = MappingProxyType({})
+    """Paths served straight by their own app (`guarded_protocol`)."""
+    cycle: RequestCycle
+    """The request being parsed or served: ingress's own (`request_cycle`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.app is not self.config.app:
+            # uvicorn wrapped the app (message logging, proxy headers, an ASGI2 adapter): every
+            # path goes through the wrapper, as uvicorn would send it
+            self.direct = MappingProxyType({})
+        self._plain_tasks = not self.config.reset_contextvars
         self._reading_head = True
         self._reading_body = False
         self._head_bytes = 0
@@ -92,6 +107,15 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         # answers leave in one write (`response_writes`); flow control keeps the bare transport
         self.transport = HeadWithBody(transport, self.loop)  # type: ignore[assignment]
+        self._per_connection = {
+            "transport": self.transport,
+            "flow": self.flow,
+            "logger": self.logger,
+            "access_logger": self.access_logger,
+            "access_log": self.access_log,
+            "on_response": self.on_response_complete,
+        }
+        """A request cycle's fields that are the same for every request on this connection."""
         if len(self.connections) > self.limits.max_connections:
             _log_now_and_then(
                 "over_connections",
@@ -118,7 +142,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._chunk_bytes = size = len(data)
         if self._reading_head:
             self._head_bytes += size
-        self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -151,7 +174,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # ------------------------------------------------------------------ keep-alive
 
     def _unset_keepalive_if_required(self) -> None:
-        """uvicorn calls this on each read and response: the connection is busy, its timer stays."""
+        """uvicorn calls this on each read and response; now only as the connection is lost.
+
+        A connection is busy from a request's first byte (`on_message_begin`)."""
         self._idle_since = None
 
     def on_response_complete(self) -> None:
@@ -160,7 +185,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self._idle_since = None
-        self.flow.resume_reading()
+        if self.flow.read_paused:
+            self.flow.resume_reading()
         if self.pipeline:
             cycle, app = self.pipeline.pop()
             self._start_asgi_task(cycle, app)
@@ -181,14 +207,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------ parser callbacks
 
+    # uvicorn's own callbacks are folded into these (not called through `super()`): one Python call
+    # per parser event instead of two, and the request cycle's wake-up flag raised without a call
+
     def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.scope["extensions"] = {LOST: self._lost}  # type: ignore[dict-item]  # ASGI types extensions as dicts
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+            "extensions": {LOST: self._lost},  # type: ignore[dict-item]  # ASGI types extensions as dicts
+        }
         if not self._reading_head:  # the next request on a kept-alive connection
             self._reading_head, self._head_bytes, self._head_slack = True, 0, self._chunk_bytes
+        # busy from the request's first byte, not from any read: the blank lines llhttp skips
+        # between requests begin none, and must not keep an idle connection open past its timeout
+        self._idle_since = None
 
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
+        self.url += url
         if len(self.url) > self.limits.max_request_line_bytes:
             self._stop(414, f"the request target exceeds {self.limits.max_request_line_bytes} bytes")
 
@@ -201,11 +246,88 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_bytes + self._head_slack > limit and sum(len(n) + len(v) for n, v in self.headers) > limit:
             self._stop(431, f"header fields exceed {self.limits.max_header_bytes} bytes")
         self._reading_head, self._reading_body, self._head_slack = False, True, 0
-        super().on_headers_complete()
+        # uvicorn's, with ingress's request cycle (`request_cycle`)
+        parser, scope = self.parser, self.scope
+        http_version = parser.get_http_version()
+        scope["method"] = parser.get_method().decode("ascii")
+        if http_version != "1.1":
+            scope["http_version"] = http_version
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = unquote(path)
+        scope["path"] = self.root_path + path
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed_url.query or b""
+        app = self.direct.get(scope["path"], self.app)
+        if self.limit_concurrency is not None and (
+            len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
+        ):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing_cycle = self.cycle
+        self.cycle = cycle = RequestCycle.__new__(RequestCycle)
+        # what uvicorn's `RequestResponseCycle.__init__` sets, without the call (a unit test holds
+        # the two equal)
+        cycle.__dict__ = {
+            **self._per_connection,
+            "scope": scope,
+            "default_headers": self.server_state.default_headers,
+            "message_event": Wake(),
+            "disconnected": False,
+            "keep_alive": http_version != "1.0" and parser.should_keep_alive(),
+            "waiting_for_100_continue": self.expect_100_continue,
+            "body": bytearray(),
+            "more_body": True,
+            "response_started": False,
+            "response_complete": False,
+            "chunked_encoding": None,
+            "expected_content_length": 0,
+        }
+        if existing_cycle is not None and not existing_cycle.response_complete:
+            # pipelined: served once the one before has answered
+            self.flow.pause_reading()
+            self.pipeline.appendleft((cycle, app))
+        elif not self._plain_tasks:
+            self._start_asgi_task(cycle, app)
+        elif app is self.app:  # `_start_asgi_task` without the call
+            task = self.loop.create_task(cycle.run_asgi(app))
+            task.add_done_callback(self.tasks.discard)
+            self.tasks.add(task)
+        else:  # a direct path's app (ingress's own, async) runs as the task, `run_asgi`'s checks once it ends
+            task = self.loop.create_task(app(scope, cycle.receive, cycle.send))
+            task.add_done_callback(partial(ended, cycle, self.tasks))
+            self.tasks.add(task)
+
+    def on_body(self, body: bytes) -> None:
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return  # an upgrade (checked first: its request has no cycle)
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        wake = cycle.message_event
+        wake.pending = True
+        if wake.event is not None:
+            wake.set()
 
     def on_message_complete(self) -> None:
         self._reading_body = False
-        super().on_message_complete()
+        if self.parser.should_upgrade() and self._should_upgrade():
+            return  # an upgrade (checked first: its request has no cycle)
+        cycle = self.cycle
+        if cycle.response_complete:
+            return
+        cycle.more_body = False
+        wake = cycle.message_event
+        wake.pending = True
+        if wake.event is not None:
+            wake.set()
 
     # ------------------------------------------------------------------ refusals
 
@@ -293,6 +415,10 @@ def _log_now_and_then(what: str, message: str, *args: object) -> None:
         log.warning(message + " (%d so far)", *args, count)
 
 
-def guarded_protocol(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:
-    """The protocol class to hand uvicorn (`Config(http=...)`), bound to `limits`."""
-    return type("BastionHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits})
+def guarded_protocol(limits: HttpLimits, direct: Mapping[str, Any] | None = None) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class to hand uvicorn (`Config(http=...)`), bound to `limits`.
+
+    `direct`: paths served by their own ASGI app rather than through the server's app, which must
+    route them to the same one (ingress's `/mcp`): one coroutine fewer per request."""
+    routes = MappingProxyType(dict(direct or {}))
+    return type("BastionHttpProtocol", (GuardedHttpToolsProtocol,), {"limits": limits, "direct": routes})

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from services.ingress.web.request_cycle import RequestCycle
 
 __all__ = ["HeadWithBody", "send_whole"]
 
@@ -48,11 +50,6 @@ class HeadWithBody:
             self._loop.call_soon(self.release)
         else:
             self._transport.write(data)
-
-    def write_whole(self, data: bytes) -> None:
-        """A whole response, head and body: nothing to hold."""
-        self.release()
-        self._transport.write(data)
 
     def writelines(self, list_of_data: Any) -> None:
         self.release()
@@ -93,7 +90,7 @@ def send_whole(send: Any, status: int, headers: list[tuple[bytes, bytes]], body:
     (nothing written) when `send` is not a request of ingress's own server at its start (another server,
     a paused or closed connection, an access log to write): then the caller sends through ASGI."""
     cycle = getattr(send, "__self__", None)
-    if type(cycle) is not RequestResponseCycle:
+    if type(cycle) is not RequestCycle:
         return False
     transport: Any = cycle.transport  # ingress's protocol puts a `HeadWithBody` there
     if (
@@ -120,9 +117,16 @@ def send_whole(send: Any, status: int, headers: list[tuple[bytes, bytes]], body:
     parts += (b"\r\n", body)
     cycle.response_started, cycle.waiting_for_100_continue = True, False
     cycle.chunked_encoding, cycle.expected_content_length = False, 0
-    transport.write_whole(b"".join(parts))
+    # a whole answer, head and body: nothing to hold (a head held still leaves first); this
+    # module's own transport, written without a method call
+    if transport._held is not None:
+        transport.release()
+    transport._transport.write(b"".join(parts))
     cycle.response_complete = True
-    cycle.message_event.set()
+    wake = cycle.message_event
+    wake.pending = True  # `wake.set()`, the call only when a `receive()` waits
+    if wake.event is not None:
+        wake.set()
     if not keep_alive:
         transport.close()
     cycle.on_response()
