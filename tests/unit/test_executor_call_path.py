@@ -125,7 +125,7 @@ async def test_budget_refuses_a_tool_the_configuration_hides_and_plans_retries_f
     assert hidden.outcome.error.kind is ErrorKind.UNKNOWN_TOOL
     safe = at(tool_call({"a": 1}), upstream())
     await step(Budget(), safe)
-    assert safe.outcome is None and safe.retry is not None and safe.retry.retries == 2
+    assert safe.outcome is None and safe.retries == 2 and safe.retry is None, "a plan is made at a first retry"
     assert safe.active is not None and 0 < safe.budget <= 5
     assert safe.upstream.agents.in_flight == 1, "the server's requests during the call reach its agent"
     safe.leave()

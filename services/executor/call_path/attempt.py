@@ -15,7 +15,7 @@ from libs.common.contracts.messages import CallOutcome
 from libs.common.runtime import semconv, tracing
 
 from ..replies import refusal
-from ..resilience import BREAKER_FAILURES, circuit_open_message
+from ..resilience import BREAKER_FAILURES, RetryPlan, circuit_open_message
 from ..upstream import State
 from ..upstreams.interface import CallContext, UpstreamSession
 from .state import Call
@@ -45,9 +45,13 @@ class CheckArguments:
         tool, tools = call.request.tool_name, call.upstream.tools
         if tool is None or tools is None:
             return
-        if tool not in tools:
+        entry = tools.entries.get(tool)
+        if entry is None:
             message = f"server {call.upstream.name!r} has no tool {tool!r}"
             call.outcome = refusal(call.request, ErrorKind.UNKNOWN_TOOL, message)
+            return
+        accepts = entry.accepts  # the compiled schema: most calls are decided by it alone
+        if accepts is not None and accepts(call.request.payload):
             return
         problem = tools.check_arguments(tool, call.request.payload)
         if problem is None:
@@ -185,9 +189,16 @@ class Retry:
     the deadline)."""
 
     def __call__(self, call: Call) -> Awaitable[None] | None:
-        plan, outcome = call.retry, call.outcome
-        if plan is None or outcome is None:
-            return None
+        outcome = call.outcome
+        if outcome is None or outcome.error is None:
+            return None  # answered: the usual case, decided without a plan
+        plan = call.retry
+        if plan is None:
+            if call.retries <= 0:
+                return None
+            loop = asyncio.get_running_loop()
+            # made at the first retry, measuring from there the time left, as a plan made ahead would
+            plan = call.retry = RetryPlan(call.retries, call.deadline, loop.time)
         pause = plan.pause(outcome)
         return None if pause is None else self._again(call, pause)
 

@@ -57,10 +57,26 @@ class CallPath:
         return (*self.ahead, *self.attempt, self.retry, *self.behind)
 
     async def run(self, call: Call) -> CallOutcome:
-        """Take `call` through the path; its outcome, whatever happened on the way."""
+        """Take `call` through the path; its outcome, whatever happened on the way.
+
+        One frame walks all three lists (the tries inlined, no helper coroutine per call): each frame is
+        a Python call, and a coroutine's another each time it resumes."""
         try:
             try:
-                await self._ahead_and_tries(call)
+                for step in self.ahead:
+                    if (waiting := step(call)) is not None:
+                        await waiting
+                    if call.outcome is not None:
+                        break
+                else:
+                    while call.outcome is None:
+                        for step in self.attempt:
+                            if (waiting := step(call)) is not None:
+                                await waiting
+                            if call.outcome is not None:
+                                break
+                        if (waiting := self.retry(call)) is not None:  # clears the outcome, after its pause
+                            await waiting
             except Exception:
                 log.exception("request %s to %s failed unexpectedly", call.request.id, call.request.server)
                 call.outcome = refusal(call.request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")
@@ -74,22 +90,9 @@ class CallPath:
             call.task.uncancel()
             return refusal(call.request, ErrorKind.CANCELLED, "the agent cancelled the request", "may_have_run")
         finally:
-            call.leave()
-            self.running.exit(call)
+            if call.in_flight is not None:  # inline `Call.leave`: no call when LeaveSession already left
+                call.leave()
+            if self.running.calls.get(call.request.id) is call:
+                del self.running.calls[call.request.id]
         assert call.outcome is not None
         return call.outcome
-
-    async def _ahead_and_tries(self, call: Call) -> None:
-        for step in self.ahead:
-            if (waiting := step(call)) is not None:
-                await waiting
-            if call.outcome is not None:
-                return
-        while call.outcome is None:
-            for step in self.attempt:
-                if (waiting := step(call)) is not None:
-                    await waiting
-                if call.outcome is not None:
-                    break
-            if (waiting := self.retry(call)) is not None:  # clears the outcome, after its pause, for one more try
-                await waiting
