@@ -322,7 +322,9 @@ def _scan_piece(
                 if spans:
                     hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
     if plan.deep:
-        _deeper(items, plan.deep, hits, blob, size)
+        plain = undisguised_strings(blob)
+        if not plain or len(items) > 1:  # else one string with nothing to undo or join: no deeper read
+            _deeper(items, plan.deep, hits, blob, size, plain)
     if not hits:
         return  # the usual case: nothing found, nothing to merge
     for rule in plan.detecting:
@@ -348,6 +350,7 @@ def _deeper(
     hits: dict[int, dict[Path, list[Finding]]],
     blob: str,
     size: int,
+    plain: bool,
 ) -> None:
     """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
 
@@ -357,8 +360,7 @@ def _deeper(
     hold nothing a rule could find (`inert_joins`, the same scans of their joined text: a server's
     `name` and `version`)."""
     groups = neighbours(items) if len(items) > 1 else []
-    plain = undisguised_strings(blob)
-    if plain:
+    if plain:  # `plain`: `undisguised_strings(blob)`, as the caller found it
         if not groups:
             return  # the usual arguments: one string, nothing to undo, nothing to join
         # a loop, not a comprehension: no call of its own when (as usual) every rule's joins are inert

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+import orjson
 from nats.aio.client import Client as NATS
 
 from libs.common.contracts.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
@@ -80,7 +81,10 @@ class GuardrailsInterceptor(Interceptor):
         plan = self.engine.plan(where, server, name, caller)  # cached per (where, server, tool, caller)
         if plan is NO_PLAN:
             return Inspection(None, payload)
-        blob = encoded(payload)  # once: the engine reads the same bytes
+        try:  # `encoded`, its usual case inline: once, the engine reads the same bytes
+            blob = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError:
+            blob = encoded(payload)
         if len(blob) > _OFF_LOOP:
             # ~75 ms of CPU a MiB (docs/benchmarks.md): in a worker thread, so the executor's other
             # calls keep being served between its slices instead of waiting seconds for a 32 MiB scan
