@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, ClassVar
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome
@@ -20,7 +20,10 @@ from ..upstream import State
 from ..upstreams.interface import CallContext, UpstreamSession
 from .state import Call
 
-__all__ = ["AskBreaker", "CheckArguments", "Retry", "Send", "Settle", "Subscriptions"]
+__all__ = ["SUBSCRIBING", "AskBreaker", "CheckArguments", "Retry", "Send", "Settle", "Subscriptions"]
+
+SUBSCRIBING: frozenset[str] = frozenset({"resources/subscribe", "resources/unsubscribe"})
+"""The methods whose requests are subscription bookkeeping (`Subscriptions`, `KeepSubscriptions`)."""
 
 
 class Settle:
@@ -73,6 +76,8 @@ class Subscriptions:
 
     The upstream is subscribed for the first one only and unsubscribed after the last; a session that
     follows resources by one filter (2026-07-28) has that filter updated instead."""
+
+    methods: ClassVar[frozenset[str]] = SUBSCRIBING
 
     def __call__(self, call: Call) -> Awaitable[None] | None:
         return None if call.request.subscription is None else self._keep(call)

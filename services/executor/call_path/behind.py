@@ -6,7 +6,7 @@ the interceptors' after hooks see the result, and the answer carries what the ga
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.oauth_upstream import with_authorize_url
@@ -15,6 +15,7 @@ from libs.common.contracts.ui_apps import result_for_gateway
 
 from ..interceptors.chain import InterceptorChain
 from ..replies import undeliverable
+from .attempt import SUBSCRIBING
 from .state import Call
 
 if TYPE_CHECKING:
@@ -39,6 +40,8 @@ class LeaveSession:
 
 class KeepSubscriptions:
     """A subscription the upstream refused is not kept for the agent that asked."""
+
+    methods: ClassVar[frozenset[str]] = SUBSCRIBING
 
     def __call__(self, call: Call) -> None:
         if call.subscribed is None or call.outcome is None or call.outcome.error is None:
@@ -91,6 +94,7 @@ class GatewayUris:
     files (a read's contents, a `skills/get` entry), named as the catalog lists them."""
 
     _NAMING = frozenset({"tools/call", "resources/read", "skills/get"})
+    methods: ClassVar[frozenset[str]] = _NAMING
 
     def __call__(self, call: Call) -> None:
         outcome = call.outcome
