@@ -5,7 +5,6 @@ the interceptors' after hooks see the result, and the answer carries what the ga
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, ClassVar
 
 from libs.common.contracts.errors import ErrorKind
@@ -79,11 +78,8 @@ class InterceptAfter:
     def __init__(self, chain: InterceptorChain) -> None:
         self.chain = chain
 
-    def __call__(self, call: Call) -> Awaitable[None] | None:
-        return self._after(call) if call.cleared else None
-
-    async def _after(self, call: Call) -> None:
-        if call.intercepted is not None and call.outcome is not None:
+    async def __call__(self, call: Call) -> None:  # a coroutine itself: see `InterceptBefore`
+        if call.cleared and call.intercepted is not None and call.outcome is not None:
             call.outcome = await self.chain.after(call.intercepted, call.outcome)
 
 
