@@ -14,6 +14,7 @@ from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome
 from libs.common.runtime import semconv, tracing
 
+from ..breaker import BreakerState
 from ..replies import refusal
 from ..resilience import BREAKER_FAILURES, RetryPlan, circuit_open_message
 from ..upstream import State
@@ -141,7 +142,7 @@ class AskBreaker:
             call.outcome = refusal(call.request, ErrorKind.UPSTREAM_UNAVAILABLE, upstream.unavailable_reason())
             return
         breaker = upstream.breaker
-        if not breaker.allow():
+        if breaker.state is not BreakerState.CLOSED and not breaker.allow():  # closed: allow() says yes
             message = circuit_open_message(upstream.name, breaker.seconds_to_probe())
             call.outcome = refusal(call.request, ErrorKind.CIRCUIT_OPEN, message)
             return

@@ -24,7 +24,7 @@ from libs.common.contracts.messages_base import Caller
 from libs.common.runtime import metrics
 
 from ..guardrails.base import Subject
-from ..guardrails.engine import NO_PLAN, Guardrails, Inspection, encoded
+from ..guardrails.engine import CALLER_KEY, NO_PLAN, Guardrails, Inspection, encoded
 from ..guardrails.webhook import WebhookClient
 from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 
@@ -78,7 +78,10 @@ class GuardrailsInterceptor(Interceptor):
             self._webhooks = None
 
     async def _inspect(self, where: Where, server: str, name: str, caller: Caller | None, payload: Any) -> Inspection:
-        plan = self.engine.plan(where, server, name, caller)  # cached per (where, server, tool, caller)
+        # cached per (where, server, tool, caller): a known plan by one lookup, no call
+        plan = self.engine.plans.get((where, server, name, CALLER_KEY(caller) if caller else ()))
+        if plan is None:
+            plan = self.engine.plan(where, server, name, caller)
         if plan is NO_PLAN:
             return Inspection(None, payload)
         try:  # `encoded`, its usual case inline: once, the engine reads the same bytes
