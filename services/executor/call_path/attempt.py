@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome
@@ -173,8 +173,17 @@ class Send:
             with tracing.client_span("executor", name, attributes) as span:
                 try:
                     outcome = await request.send(session, context)
-                finally:
-                    _finished(span, method, tool, version, outcome, time.perf_counter() - started)
+                finally:  # the span's and the sample's outcome, inline: no call of its own
+                    seconds = time.perf_counter() - started
+                    if outcome is None:  # cancelled: the call was abandoned, not answered
+                        semconv.upstream_finished(span, method, tool, version, "cancelled", False, None, seconds)
+                    else:
+                        error = outcome.error
+                        kind, code = (None, None) if error is None else (error.kind.value, error.code)
+                        # `is_error` is set once the result is shaped for the wire; here the upstream's flag says it
+                        result = outcome.result
+                        failed = outcome.is_error or (result is not None and result.get("isError") is True)
+                        semconv.upstream_finished(span, method, tool, version, kind, failed, code, seconds)
         finally:
             breaker = upstream.breaker
             kind = None if outcome is None or outcome.error is None else outcome.error.kind
@@ -211,17 +220,3 @@ class Retry:
     async def _again(self, call: Call, pause: float) -> None:
         await asyncio.sleep(pause)
         call.outcome = None
-
-
-def _finished(
-    span: Any, method: str, tool: str | None, version: str | None, outcome: CallOutcome | None, seconds: float
-) -> None:
-    if outcome is None:  # cancelled: the call was abandoned, not answered
-        semconv.upstream_finished(span, method, tool, version, "cancelled", False, None, seconds)
-        return
-    error = outcome.error
-    kind, code = (None, None) if error is None else (error.kind.value, error.code)
-    # `is_error` is set once the result is shaped for the wire; here the upstream's own flag says it
-    result = outcome.result
-    tool_error = outcome.is_error or (result is not None and result.get("isError") is True)
-    semconv.upstream_finished(span, method, tool, version, kind, tool_error, code, seconds)
