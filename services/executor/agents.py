@@ -83,6 +83,9 @@ class AgentLink:
         """The interceptors' `at_message` hooks (`InterceptorChain.outgoing`): everything sent to an
         agent passes them first (`interceptors.channels`)."""
         self._active: dict[str, ActiveCall] = {}
+        self.calls = self._active
+        """Call id -> the call in flight on this session; the call path enters and removes its own
+        directly (`running` for a block)."""
 
     @property
     def in_flight(self) -> int:

@@ -49,7 +49,8 @@ class CircuitBreaker:
         self.reset_timeout = reset_timeout
         self._clock = clock
         self._on_change = on_change
-        self._state = BreakerState.CLOSED
+        self.state = BreakerState.CLOSED
+        """An attribute, not a property: every call's `AskBreaker` reads it (changed here alone)."""
         self._failures = 0
         self._opens = 0
         """Consecutive times the breaker opened without closing in between (drives the backoff)."""
@@ -59,22 +60,18 @@ class CircuitBreaker:
     # ------------------------------------------------------------------ queries
 
     @property
-    def state(self) -> BreakerState:
-        return self._state
-
-    @property
     def failures(self) -> int:
         return self._failures
 
     def seconds_to_probe(self) -> float:
         """How long until an open breaker lets a probe through (0 when it would now)."""
-        return max(0.0, self._probe_at - self._clock()) if self._state is not BreakerState.CLOSED else 0.0
+        return max(0.0, self._probe_at - self._clock()) if self.state is not BreakerState.CLOSED else 0.0
 
     def status(self) -> BreakerStatus:
         probe_at = None
-        if self._state is not BreakerState.CLOSED:
+        if self.state is not BreakerState.CLOSED:
             probe_at = round(time.time() + self.seconds_to_probe(), 3)
-        return BreakerStatus(state=self._state.value, failures=self._failures, probe_at=probe_at)
+        return BreakerStatus(state=self.state.value, failures=self._failures, probe_at=probe_at)
 
     # ------------------------------------------------------------------ transitions
 
@@ -87,12 +84,12 @@ class CircuitBreaker:
 
         In half-open state exactly one caller gets True (the probe) until it reports back through
         `success`, `failure` or `release`."""
-        if self._state is BreakerState.CLOSED:
+        if self.state is BreakerState.CLOSED:
             return True
-        if self._state is BreakerState.OPEN:
+        if self.state is BreakerState.OPEN:
             if self._clock() < self._probe_at:
                 return False
-            self._state = BreakerState.HALF_OPEN
+            self.state = BreakerState.HALF_OPEN
             self._probing = False
             self._changed()
         if self._probing:
@@ -102,16 +99,16 @@ class CircuitBreaker:
 
     def success(self) -> None:
         """The server answered (a result, a tool error, or a JSON-RPC error)."""
-        changed = self._state is not BreakerState.CLOSED or self._failures != 0
-        self._state, self._failures, self._opens, self._probing = BreakerState.CLOSED, 0, 0, False
+        changed = self.state is not BreakerState.CLOSED or self._failures != 0
+        self.state, self._failures, self._opens, self._probing = BreakerState.CLOSED, 0, 0, False
         if changed:
             self._changed()
 
     def failure(self) -> None:
         """The server failed to answer: connection lost or refused, or a timeout."""
         self._failures += 1
-        if self._state is BreakerState.HALF_OPEN or (
-            self._state is BreakerState.CLOSED and self._failures >= self.failure_threshold
+        if self.state is BreakerState.HALF_OPEN or (
+            self.state is BreakerState.CLOSED and self._failures >= self.failure_threshold
         ):
             self._open()
         self._changed()
@@ -125,7 +122,7 @@ class CircuitBreaker:
     def _open(self) -> None:
         factor = min(2.0**self._opens, _MAX_BACKOFF_FACTOR)
         self._opens += 1
-        self._state = BreakerState.OPEN
+        self.state = BreakerState.OPEN
         self._probing = False
         self._probe_at = self._clock() + self.reset_timeout * factor
 

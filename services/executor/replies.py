@@ -119,9 +119,11 @@ def reply_headers(headers: dict[str, str] | None, outcome: CallOutcome) -> dict[
 
     The call's cost (`charged_usd`), and policy's `GRANT` of a call it forwarded, handed back so the
     requester can reuse the decision."""
-    reply = charged_usd(headers, outcome)
-    grant = (headers or {}).get(subjects.GRANT)
-    if grant is not None and subjects.REPLY_TO in (headers or {}):
+    if not headers:
+        return None
+    reply = charged_usd(headers, outcome) if subjects.CHARGED_USD in headers else None  # most calls: no price
+    grant = headers.get(subjects.GRANT)
+    if grant is not None and subjects.REPLY_TO in headers:
         reply = {**(reply or {}), subjects.GRANT: grant}
     return reply
 

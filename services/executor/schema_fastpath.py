@@ -80,6 +80,35 @@ def compile_predicate(schema: Mapping[str, Any] | bool, cls: type[Any]) -> Predi
         return None
 
 
+_CLASSES: Final[Mapping[str, type]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "null": type(None),
+}
+"""Types whose check is exactly one `isinstance` (not "integer" or "number": a bool is neither)."""
+
+
+def _classes(value: Any) -> tuple[type, ...] | None:
+    """The classes `isinstance` checks for the `type` keyword `value`; None when one is not a class check."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in _CLASSES for n in names):
+        return None
+    return tuple(_CLASSES[n] for n in names)
+
+
+def _plain_type(schema: Any, known: frozenset[str]) -> tuple[type, ...] | None:
+    """The classes a subschema asserts when `type` is all it asserts (`{"type": "string"}`), else None.
+
+    Its parent then checks them with `isinstance` inline: no call per value."""
+    if not isinstance(schema, Mapping) or "type" not in schema:
+        return None
+    if any(k in known and k not in _ANNOTATIONS and k != "type" for k in schema):
+        return None
+    return _classes(schema["type"])
+
+
 def _compile(schema: Any, known: frozenset[str]) -> Predicate:
     if schema is True:
         return _always
@@ -88,21 +117,41 @@ def _compile(schema: Any, known: frozenset[str]) -> Predicate:
     if not isinstance(schema, Mapping):
         raise _Unsupported
     checks: list[Predicate] = []
+    kinds: tuple[type, ...] | None = None
+    required: frozenset[str] | None = None
     for keyword, value in schema.items():
         if keyword not in known or keyword in _ANNOTATIONS:
             continue  # an annotation (title, description, $defs, x-...): jsonschema ignores it too
+        if keyword == "type" and (classes := _classes(value)) is not None:
+            kinds = classes  # checked inline by the fused predicate below
+            continue
+        if keyword == "required" and isinstance(value, list) and all(isinstance(n, str) for n in value):
+            required = frozenset(value)
+            continue
         compile_keyword = _KEYWORDS.get(keyword)
         if compile_keyword is None:
             raise _Unsupported
         checks.append(compile_keyword(value, schema, known))
-    if not checks:
-        return _always
-    if len(checks) == 1:
-        return checks[0]
-    checks_ = tuple(checks)
+    if kinds is None and required is None:
+        if not checks:
+            return _always
+        if len(checks) == 1:
+            return checks[0]
+    return _fused(kinds, required, tuple(checks))
+
+
+def _fused(kinds: tuple[type, ...] | None, required: frozenset[str] | None, checks: tuple[Predicate, ...]) -> Predicate:
+    """One predicate for a schema's `type` (classes), `required` and other checks.
+
+    The first two inline (an `isinstance`, a set comparison): the usual tool schema, an object of typed
+    properties some required, is one call and its `properties` check another."""
 
     def every(v: Any) -> bool:  # a loop, not `all(<generator>)`: no generator per value checked
-        for check in checks_:
+        if kinds is not None and not isinstance(v, kinds):
+            return False
+        if required is not None and isinstance(v, dict) and not v.keys() >= required:
+            return False
+        for check in checks:
             if not check(v):
                 return False
         return True
@@ -123,12 +172,23 @@ def _type(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predi
 def _properties(value: Any, schema: Mapping[str, Any], known: frozenset[str]) -> Predicate:
     if not isinstance(value, Mapping):
         raise _Unsupported
-    compiled = tuple((name, _compile(sub, known)) for name, sub in value.items())
+    typed: list[tuple[str, tuple[type, ...]]] = []
+    compiled: list[tuple[str, Predicate]] = []
+    for name, sub in value.items():
+        kinds = _plain_type(sub, known)
+        if kinds is not None:
+            typed.append((name, kinds))  # `{"type": "string"}`: an isinstance here, no call
+        else:
+            compiled.append((name, _compile(sub, known)))
+    typed_, compiled_ = tuple(typed), tuple(compiled)
 
     def check(v: Any) -> bool:
         if not isinstance(v, dict):
             return True
-        for name, sub in compiled:
+        for name, kinds in typed_:
+            if name in v and not isinstance(v[name], kinds):
+                return False
+        for name, sub in compiled_:
             if name in v and not sub(v[name]):
                 return False
         return True

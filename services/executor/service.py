@@ -442,7 +442,7 @@ class ExecutorService:
                 await self._nc.publish(reply, data, headers=reply_headers(msg.headers, outcome))
             except Exception as exc:
                 log.warning("call %s: cannot send the reply (%s)", outcome.id, describe_exception(exc))
-        if refunded(outcome) and subjects.CHARGED in (msg.headers or {}):
+        if msg.headers and subjects.CHARGED in msg.headers and refunded(outcome):  # uncharged: nothing to refund
             await self._refund(outcome.id)
 
     async def _refund(self, call_id: str) -> None:

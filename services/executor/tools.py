@@ -25,12 +25,14 @@ from referencing.exceptions import Unresolvable
 from libs.common.contracts.messages import MAX_ALIASES, CatalogTool
 
 from .argument_rules import path_text, rule_text, short_json
+from .resilience import retry_safe
 from .schema_fastpath import Predicate, compile_predicate
 
 __all__ = [
     "MAX_VIOLATIONS",
     "ArgumentsValidator",
     "ExposurePolicy",
+    "ToolEntry",
     "ToolSet",
     "format_validation_error",
     "format_violations",
@@ -101,12 +103,14 @@ class ArgumentsValidator:
     An invalid schema validates nothing (the upstream will judge the arguments itself) rather than making
     the tool uncallable."""
 
-    __slots__ = ("_valid", "_validator", "key")
+    __slots__ = ("_validator", "accepts", "key")
 
     def __init__(self, schema: Mapping[str, Any], key: bytes, tool: str) -> None:
         self.key = key
         self._validator: Validator | None
-        self._valid: Predicate | None = None
+        self.accepts: Predicate | None = None
+        """The schema as one compiled predicate (`schema_fastpath`): True for arguments it accepts; None
+        when it cannot be compiled (jsonschema then decides every call)."""
         cls = validator_for(schema, default=Draft202012Validator)
         try:
             cls.check_schema(dict(schema))
@@ -116,13 +120,13 @@ class ArgumentsValidator:
             return
         # an empty registry: `$ref`s resolve inside the schema only, never over the network
         self._validator = cls(schema, registry=Registry())
-        self._valid = compile_predicate(schema, cls)
+        self.accepts = compile_predicate(schema, cls)
 
     def check(self, arguments: Mapping[str, Any], values: bool = False) -> str | None:
         """None when valid, else a message a person can act on; `values`: it may quote the arguments."""
         if self._validator is None:
             return None
-        if self._valid is not None and self._valid(arguments):
+        if self.accepts is not None and self.accepts(arguments):
             return None  # the usual answer, without jsonschema's walk; a refusal is still worded by it
         try:
             errors = list(itertools.islice(self._validator.iter_errors(arguments), _MAX_COLLECTED))
@@ -131,8 +135,10 @@ class ArgumentsValidator:
         return format_violations(errors, values) if errors else None
 
 
-class _Tool:
-    __slots__ = ("aliases", "definition", "name", "schema_key", "validator")
+class ToolEntry:
+    """One exposed tool: its definition, and what calls of it read, decided once per listing."""
+
+    __slots__ = ("accepts", "aliases", "definition", "name", "retry_safe", "schema_key", "validator")
 
     def __init__(
         self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None, aliases: tuple[str, ...]
@@ -143,6 +149,10 @@ class _Tool:
         schema = definition.get("inputSchema")
         self.schema_key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if isinstance(schema, dict) else b""
         self.validator = validator if validator is not None and validator.key == self.schema_key else None
+        self.accepts = self.validator.accepts if self.validator is not None else None
+        """The compiled schema once its validator is built: a call it accepts is checked by this alone."""
+        self.retry_safe = retry_safe(definition)
+        """A lost connection's call may be sent again (`resilience.retry_safe`)."""
 
 
 class ToolSet:
@@ -158,12 +168,16 @@ class ToolSet:
         """`aliases`: tool name -> its other stable names, published with it for Cedar (`Listing.aliases`)."""
         old = previous._tools if previous is not None else {}
         others = aliases or {}
-        self._tools: dict[str, _Tool] = {}
+        self._tools: dict[str, ToolEntry] = {}
+        self.entries: Mapping[str, ToolEntry] = self._tools
+        """Name -> tool, read by the call path directly (a lookup, where a method would be a call)."""
         for definition in definitions:
             name = definition.get("name")
             if isinstance(name, str) and policy.allows(name):
                 prior = old.get(name)
-                self._tools[name] = _Tool(name, definition, prior.validator if prior else None, others.get(name, ()))
+                self._tools[name] = ToolEntry(
+                    name, definition, prior.validator if prior else None, others.get(name, ())
+                )
 
     def __contains__(self, name: str) -> bool:
         return name in self._tools
@@ -188,6 +202,7 @@ class ToolSet:
             if not isinstance(schema, dict):
                 return None
             tool.validator = ArgumentsValidator(schema, tool.schema_key, name)
+            tool.accepts = tool.validator.accepts
         return tool.validator.check(arguments, values)
 
     def catalog(self) -> list[CatalogTool]:

@@ -128,7 +128,9 @@ class Upstream:
                 egress=EgressRules([*settings.egress_allowed, *config.allow_private_hosts]),
             ),
         )
-        self._state = State.CONNECTING
+        self.state = State.CONNECTING
+        """Where its session stands; an attribute, not a property, as every call's `Settle` reads it (set by
+        the session task alone)."""
         self._error = "connecting"
         self._settled = asyncio.Event()
         self._wake = anyio.Event()
@@ -158,13 +160,9 @@ class Upstream:
         self.breaker = CircuitBreaker(breaker.failure_threshold, breaker.reset_timeout, on_change=self._catalog.dirty)
 
     @property
-    def state(self) -> State:
-        return self._state
-
-    @property
     def needs_auth(self) -> bool:
         """Down because the server answered HTTP 401 and no usable token could be had."""
-        return self._state is State.DOWN and self._unauthorized
+        return self.state is State.DOWN and self._unauthorized
 
     @property
     def authorize_url(self) -> str | None:
@@ -189,7 +187,7 @@ class Upstream:
         self.breaker.configure(config.circuit_breaker.failure_threshold, config.circuit_breaker.reset_timeout)
         if self.tools is not None:
             self.tools = ToolSet(self._listed, self.policy, previous=self.tools, aliases=self._aliases)
-            if self._state is State.READY:
+            if self.state is State.READY:
                 await self._catalog.publish("ready")
 
     async def stop(self) -> None:
@@ -212,7 +210,7 @@ class Upstream:
 
     async def settled(self, deadline: float) -> bool:
         """Wait (until event-loop time `deadline`) while a connection attempt is under way; False if it still is."""
-        if self._state is State.CONNECTING:
+        if self.state is State.CONNECTING:
             try:
                 async with asyncio.timeout_at(deadline):
                     await self._settled.wait()
@@ -221,16 +219,16 @@ class Upstream:
         return True
 
     def unavailable_reason(self) -> str:
-        if self._state is State.STOPPED:
+        if self.state is State.STOPPED:
             return self._error
         return f"server {self.name!r} is unavailable: {self._error}"
 
     # ------------------------------------------------------------------ the owning task
 
     def _set_state(self, state: State) -> None:
-        if (state is State.READY) != (self._state is State.READY):
+        if (state is State.READY) != (self.state is State.READY):
             self._catalog.dirty()
-        self._state = state
+        self.state = state
         if state is State.CONNECTING:
             self._settled.clear()
         else:
@@ -241,7 +239,7 @@ class Upstream:
 
     def _on_transport_end(self) -> None:
         self._closed = True
-        if self._state is State.READY:
+        if self.state is State.READY:
             self._set_state(State.CONNECTING)  # calls arriving now wait for the reconnect
         self._poke()
 
@@ -423,7 +421,7 @@ class Upstream:
         return Snapshot(
             self.tools,
             self.protocol_version,
-            self._state is State.READY,
+            self.state is State.READY,
             self.breaker,
             self.features,
             self.config.namespace,
@@ -435,4 +433,4 @@ class Upstream:
 
     def listing(self) -> ServerCatalog:
         """What this session lists now, as its catalog entry says it (a per-user session's, asked for)."""
-        return self._catalog.entry("ready" if self._state is State.READY else "unavailable", self._error)[1]
+        return self._catalog.entry("ready" if self.state is State.READY else "unavailable", self._error)[1]

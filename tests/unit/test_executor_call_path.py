@@ -21,7 +21,7 @@ from services.executor.call_path.behind import InterceptAfter, KeepSubscriptions
 from services.executor.interceptors import DenyListInterceptor, InterceptorChain
 from services.executor.resilience import RetryPlan
 from services.executor.tools import ToolSet
-from services.executor.upstream import Upstream
+from services.executor.upstream import State, Upstream
 from services.executor.upstreams.interface import UpstreamSettings
 from tests.support.polling import poll_until
 
@@ -125,7 +125,7 @@ async def test_budget_refuses_a_tool_the_configuration_hides_and_plans_retries_f
     assert hidden.outcome.error.kind is ErrorKind.UNKNOWN_TOOL
     safe = at(tool_call({"a": 1}), upstream())
     await step(Budget(), safe)
-    assert safe.outcome is None and safe.retry is not None and safe.retry.retries == 2
+    assert safe.outcome is None and safe.retries == 2 and safe.retry is None, "a plan is made at a first retry"
     assert safe.active is not None and 0 < safe.budget <= 5
     assert safe.upstream.agents.in_flight == 1, "the server's requests during the call reach its agent"
     safe.leave()
@@ -224,3 +224,16 @@ async def test_an_agent_cancelling_a_call_waiting_for_its_server_gets_a_cancelle
     outcome = await running
     assert outcome.error is not None and outcome.error.kind is ErrorKind.CANCELLED
     assert outcome.execution == "may_have_run" and len(path.running) == 0
+
+
+async def test_each_method_meets_only_the_steps_that_act_on_it() -> None:
+    server = upstream()
+    path = call_path({"srv": server})
+    names = {method: [type(s).__name__ for part in path.route(method) for s in part] for method in ("tools/call",)}
+    assert "Subscriptions" not in names["tools/call"] and "KeepSubscriptions" not in names["tools/call"]
+    assert "GatewayUris" not in [type(s).__name__ for part in path.route("prompts/get") for s in part]
+    server.state = State.READY  # as its session task would set it: no wait in `Settle`
+    server.subscriptions["x://a"] = {"s0"}  # already followed: the subscription is bookkeeping here
+    outcome = await path.run(Call(subscribe("s1")))
+    assert outcome.error is None and outcome.result == {}, "answered by Subscriptions, never the upstream"
+    assert server.subscriptions == {"x://a": {"s0", "s1"}}

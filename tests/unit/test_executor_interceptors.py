@@ -120,6 +120,33 @@ async def test_hooks_run_in_order_once_each_and_see_the_caller() -> None:
     assert seen[4] == "a:before:prompts/get:prompt:p:ann"
 
 
+class ReadsOnly(Recorder):
+    """A `Recorder` whose after hook reads only the results of resource reads."""
+
+    after_result_methods: ClassVar[frozenset[str] | None] = frozenset({"resources/read"})
+
+
+async def test_an_after_hook_naming_its_methods_runs_on_their_results_only() -> None:
+    seen: list[str] = []
+    chain = InterceptorChain([ReadsOnly(seen, "reads"), Recorder(seen, "all")])
+    upstream = Upstream()
+    for _ in range(2):  # the second time from what the chain learnt for the method
+        request = tool_call({"text": "hi"})
+        await through(chain, request, CONFIG, upstream.execute(request))
+    assert [s for s in seen if s.endswith(":after")] == ["all:after", "all:after"]
+    assert seen.count("reads:before:tools/call:echo:ann") == 2, "its before hook still sees every call"
+    read = UpstreamRequest(
+        caller=CALLER,
+        server="srv",
+        method="resources/read",
+        params={"uri": "x://a"},
+        target="resource:x://a",
+        timeout=5,
+    )
+    await through(chain, read, CONFIG, upstream.execute(read))
+    assert seen[-2:] == ["reads:after", "all:after"]
+
+
 class Rewriter(Interceptor):
     name: ClassVar[str] = "rewriter"
 

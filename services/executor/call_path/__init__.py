@@ -26,7 +26,9 @@ behind it (`behind`), each looking at the answer:
   ShapeAnswer      the decisions made on the way ride on the answer
 
 A step is a small object holding what it needs (`Step`), given the call's state (`Call`); no step
-calls the next. `CallPath.run` takes one call through them (`runner`).
+calls the next. `CallPath.run` takes one call through them (`runner`): through the steps of its method
+(`CallPath.route`: the subscription steps meet `resources/(un)subscribe` only, `GatewayUris` the methods
+whose answers name URIs), asking `Retry` only after a try that ended in an error.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from ..budgets import call_budget
 from ..error_mapping import describe_exception
 from ..interceptors.chain import InterceptorChain
 from ..replies import refusal
-from ..resilience import RetryPlan, retry_safe
 from .state import Call, RunningCalls
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ class Admit:
             call.outcome = too_late(request.id, "executor")
             return
         call.task = asyncio.current_task()
-        self.running.enter(call)
+        self.running.calls[request.id] = call
 
 
 class FetchArguments:
@@ -98,12 +97,12 @@ class InterceptBefore:
     def __init__(self, chain: InterceptorChain) -> None:
         self.chain = chain
 
-    def __call__(self, call: Call) -> Awaitable[None] | None:
-        return self._before(call) if self.chain.on_calls else None
-
-    async def _before(self, call: Call) -> None:
-        call.intercepted, call.outcome = await self.chain.before(call.request, call.upstream.config)
-        call.cleared = call.outcome is None
+    async def __call__(self, call: Call) -> None:
+        # a coroutine itself: without hooks on calls it costs what a step deciding at once does (one
+        # call), with them one call less than handing back a helper's coroutine
+        if self.chain.on_calls:
+            call.intercepted, call.outcome = await self.chain.before(call.request, call.upstream.config)
+            call.cleared = call.outcome is None
 
 
 class OwnSession:
@@ -126,38 +125,34 @@ class Budget:
     """The time the upstream may take, whether the tool is exposed at all.
 
     How often a lost connection may be tried again, and the agent's side of the call (progress, logs,
-    questions)."""
+    questions). What a tool allows is read off its listed entry (`tools.ToolEntry`), decided once per
+    listing; the agent's side is entered in its link's calls directly (no context manager per call)."""
 
     def __call__(self, call: Call) -> None:
         request, upstream = call.request, call.upstream
         config = upstream.config
-        call.budget = call_budget(request.timeout, config.timeout, time.time() - request.sent_at)
-        loop = asyncio.get_running_loop()
-        call.deadline = loop.time() + call.budget
+        call.budget = budget = call_budget(request.timeout, config.timeout, time.time() - request.sent_at)
+        call.deadline = asyncio.get_running_loop().time() + budget
         tool = request.tool_name
         if tool is not None:
-            if not upstream.policy.allows(tool):
+            tools = upstream.tools  # replaced together with the policy: a listed tool is an exposed one
+            entry = tools.entries.get(tool) if tools is not None else None
+            if entry is None and not upstream.policy.allows(tool):
                 message = f"server {upstream.name!r} has no tool {tool!r}"
                 call.outcome = refusal(request, ErrorKind.UNKNOWN_TOOL, message)
                 return
-            tools = upstream.tools
-            retries = config.retries if tools is not None and retry_safe(tools.definition(tool)) else 0
-            if retries > 0:  # mostly not: no plan is made then
-                call.retry = RetryPlan(retries, call.deadline, loop.time)
+            if entry is not None and entry.retry_safe:
+                call.retries = config.retries  # the plan itself is made at a first retry (`Retry`)
         if request.subscription is None:  # bookkeeping requests have no agent side
-            call.active = _active_call(call)
-            call.hold(upstream.agents.running(call.active))
-
-
-def _active_call(call: Call) -> ActiveCall:
-    request = call.request
-    meta = request.agent_meta
-    token = meta.get("progressToken") if isinstance(meta, dict) else None
-    return ActiveCall(
-        request.id,
-        request.stream,
-        frozenset(request.client),
-        time.monotonic() + call.budget,
-        progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None,
-        caller=request.caller,
-    )
+            meta = request.agent_meta
+            token = meta.get("progressToken") if isinstance(meta, dict) else None
+            call.active = active = ActiveCall(
+                request.id,
+                request.stream,
+                frozenset(request.client),
+                time.monotonic() + budget,
+                progress_token=token if isinstance(token, str | int) and not isinstance(token, bool) else None,
+                caller=request.caller,
+            )
+            call.in_flight = in_flight = upstream.agents.calls
+            in_flight[request.id] = active

@@ -8,19 +8,23 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import ClassVar
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome
 from libs.common.runtime import semconv, tracing
 
+from ..breaker import BreakerState
 from ..replies import refusal
-from ..resilience import BREAKER_FAILURES, circuit_open_message
+from ..resilience import BREAKER_FAILURES, RetryPlan, circuit_open_message
 from ..upstream import State
 from ..upstreams.interface import CallContext, UpstreamSession
 from .state import Call
 
-__all__ = ["AskBreaker", "CheckArguments", "Retry", "Send", "Settle", "Subscriptions"]
+__all__ = ["SUBSCRIBING", "AskBreaker", "CheckArguments", "Retry", "Send", "Settle", "Subscriptions"]
+
+SUBSCRIBING: frozenset[str] = frozenset({"resources/subscribe", "resources/unsubscribe"})
+"""The methods whose requests are subscription bookkeeping (`Subscriptions`, `KeepSubscriptions`)."""
 
 
 class Settle:
@@ -45,9 +49,13 @@ class CheckArguments:
         tool, tools = call.request.tool_name, call.upstream.tools
         if tool is None or tools is None:
             return
-        if tool not in tools:
+        entry = tools.entries.get(tool)
+        if entry is None:
             message = f"server {call.upstream.name!r} has no tool {tool!r}"
             call.outcome = refusal(call.request, ErrorKind.UNKNOWN_TOOL, message)
+            return
+        accepts = entry.accepts  # the compiled schema: most calls are decided by it alone
+        if accepts is not None and accepts(call.request.payload):
             return
         problem = tools.check_arguments(tool, call.request.payload)
         if problem is None:
@@ -69,6 +77,8 @@ class Subscriptions:
 
     The upstream is subscribed for the first one only and unsubscribed after the last; a session that
     follows resources by one filter (2026-07-28) has that filter updated instead."""
+
+    methods: ClassVar[frozenset[str]] = SUBSCRIBING
 
     def __call__(self, call: Call) -> Awaitable[None] | None:
         return None if call.request.subscription is None else self._keep(call)
@@ -132,7 +142,7 @@ class AskBreaker:
             call.outcome = refusal(call.request, ErrorKind.UPSTREAM_UNAVAILABLE, upstream.unavailable_reason())
             return
         breaker = upstream.breaker
-        if not breaker.allow():
+        if breaker.state is not BreakerState.CLOSED and not breaker.allow():  # closed: allow() says yes
             message = circuit_open_message(upstream.name, breaker.seconds_to_probe())
             call.outcome = refusal(call.request, ErrorKind.CIRCUIT_OPEN, message)
             return
@@ -163,8 +173,17 @@ class Send:
             with tracing.client_span("executor", name, attributes) as span:
                 try:
                     outcome = await request.send(session, context)
-                finally:
-                    _finished(span, method, tool, version, outcome, time.perf_counter() - started)
+                finally:  # the span's and the sample's outcome, inline: no call of its own
+                    seconds = time.perf_counter() - started
+                    if outcome is None:  # cancelled: the call was abandoned, not answered
+                        semconv.upstream_finished(span, method, tool, version, "cancelled", False, None, seconds)
+                    else:
+                        error = outcome.error
+                        kind, code = (None, None) if error is None else (error.kind.value, error.code)
+                        # `is_error` is set once the result is shaped for the wire; here the upstream's flag says it
+                        result = outcome.result
+                        failed = outcome.is_error or (result is not None and result.get("isError") is True)
+                        semconv.upstream_finished(span, method, tool, version, kind, failed, code, seconds)
         finally:
             breaker = upstream.breaker
             kind = None if outcome is None or outcome.error is None else outcome.error.kind
@@ -185,26 +204,19 @@ class Retry:
     the deadline)."""
 
     def __call__(self, call: Call) -> Awaitable[None] | None:
-        plan, outcome = call.retry, call.outcome
-        if plan is None or outcome is None:
-            return None
+        outcome = call.outcome
+        if outcome is None or outcome.error is None:
+            return None  # answered: the usual case, decided without a plan
+        plan = call.retry
+        if plan is None:
+            if call.retries <= 0:
+                return None
+            loop = asyncio.get_running_loop()
+            # made at the first retry, measuring from there the time left, as a plan made ahead would
+            plan = call.retry = RetryPlan(call.retries, call.deadline, loop.time)
         pause = plan.pause(outcome)
         return None if pause is None else self._again(call, pause)
 
     async def _again(self, call: Call, pause: float) -> None:
         await asyncio.sleep(pause)
         call.outcome = None
-
-
-def _finished(
-    span: Any, method: str, tool: str | None, version: str | None, outcome: CallOutcome | None, seconds: float
-) -> None:
-    if outcome is None:  # cancelled: the call was abandoned, not answered
-        semconv.upstream_finished(span, method, tool, version, "cancelled", False, None, seconds)
-        return
-    error = outcome.error
-    kind, code = (None, None) if error is None else (error.kind.value, error.code)
-    # `is_error` is set once the result is shaped for the wire; here the upstream's own flag says it
-    result = outcome.result
-    tool_error = outcome.is_error or (result is not None and result.get("isError") is True)
-    semconv.upstream_finished(span, method, tool, version, kind, tool_error, code, seconds)

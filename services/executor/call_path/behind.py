@@ -5,8 +5,7 @@ the interceptors' after hooks see the result, and the answer carries what the ga
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.oauth_upstream import with_authorize_url
@@ -15,6 +14,7 @@ from libs.common.contracts.ui_apps import result_for_gateway
 
 from ..interceptors.chain import InterceptorChain
 from ..replies import undeliverable
+from .attempt import SUBSCRIBING
 from .state import Call
 
 if TYPE_CHECKING:
@@ -29,7 +29,9 @@ class LeaveSession:
     The answer counts the events its agent got while it was (ingress waits for stragglers)."""
 
     def __call__(self, call: Call) -> None:
-        call.leave()
+        if (in_flight := call.in_flight) is not None:  # `Call.leave`, inline: no call of its own
+            in_flight.pop(call.request.id, None)
+            call.in_flight = None
         active, outcome = call.active, call.outcome
         if active is not None and outcome is not None and outcome.events != active.events:
             outcome.events = active.events  # mostly both 0: no pydantic assignment then
@@ -37,6 +39,8 @@ class LeaveSession:
 
 class KeepSubscriptions:
     """A subscription the upstream refused is not kept for the agent that asked."""
+
+    methods: ClassVar[frozenset[str]] = SUBSCRIBING
 
     def __call__(self, call: Call) -> None:
         if call.subscribed is None or call.outcome is None or call.outcome.error is None:
@@ -74,11 +78,8 @@ class InterceptAfter:
     def __init__(self, chain: InterceptorChain) -> None:
         self.chain = chain
 
-    def __call__(self, call: Call) -> Awaitable[None] | None:
-        return self._after(call) if call.cleared else None
-
-    async def _after(self, call: Call) -> None:
-        if call.intercepted is not None and call.outcome is not None:
+    async def __call__(self, call: Call) -> None:  # a coroutine itself: see `InterceptBefore`
+        if call.cleared and call.intercepted is not None and call.outcome is not None:
             call.outcome = await self.chain.after(call.intercepted, call.outcome)
 
 
@@ -89,6 +90,7 @@ class GatewayUris:
     files (a read's contents, a `skills/get` entry), named as the catalog lists them."""
 
     _NAMING = frozenset({"tools/call", "resources/read", "skills/get"})
+    methods: ClassVar[frozenset[str]] = _NAMING
 
     def __call__(self, call: Call) -> None:
         outcome = call.outcome

@@ -31,9 +31,23 @@ class Step(Protocol):
     """One named stage of the path: reads and sets `call`, or answers it (`call.outcome`).
 
     A step that has to wait returns what to await (a coroutine); one that decided at once returns None,
-    so a call costs an await only where something is awaited (as the ingress's `Check`s)."""
+    so a call costs an await only where something is awaited (as the ingress's `Check`s). A step with a
+    `methods` attribute (a frozenset) is met only by requests of those methods (`CallPath` keeps each
+    method's steps): the others cost it nothing."""
 
     def __call__(self, call: Call) -> Awaitable[None] | None: ...
+
+
+_ROUTES_KEPT = 64
+"""Methods whose steps are kept (MCP has a few dozen; any other is routed afresh each time)."""
+
+Route = tuple[tuple[Step, ...], tuple[Step, ...], tuple[Step, ...]]
+"""The steps one method's requests meet: ahead, one try, behind."""
+
+
+def _meets(step: Step, method: str) -> bool:
+    methods: frozenset[str] | None = getattr(step, "methods", None)
+    return methods is None or method in methods
 
 
 class CallPath:
@@ -50,6 +64,20 @@ class CallPath:
         self.ahead, self.attempt, self.retry, self.behind = tuple(ahead), tuple(attempt), retry, tuple(behind)
         self.running = running if running is not None else RunningCalls()
         """Calls in flight, by id: an agent's cancellation reaches them (`RunningCalls.cancel`)."""
+        self._routes: dict[str, Route] = {}
+
+    def route(self, method: str) -> Route:
+        """The steps a request of `method` meets (those without `methods`, and those naming it)."""
+        found = self._routes.get(method)
+        if found is None:
+            found = (
+                tuple(s for s in self.ahead if _meets(s, method)),
+                tuple(s for s in self.attempt if _meets(s, method)),
+                tuple(s for s in self.behind if _meets(s, method)),
+            )
+            if len(self._routes) < _ROUTES_KEPT:
+                self._routes[method] = found
+        return found
 
     @property
     def steps(self) -> tuple[Step, ...]:
@@ -57,14 +85,33 @@ class CallPath:
         return (*self.ahead, *self.attempt, self.retry, *self.behind)
 
     async def run(self, call: Call) -> CallOutcome:
-        """Take `call` through the path; its outcome, whatever happened on the way."""
+        """Take `call` through the path; its outcome, whatever happened on the way.
+
+        One frame walks all three lists (the tries inlined, no helper coroutine per call): each frame is
+        a Python call, and a coroutine's another each time it resumes."""
+        method = call.request.rpc_method
+        ahead, attempt, behind = self._routes.get(method) or self.route(method)
         try:
             try:
-                await self._ahead_and_tries(call)
+                for step in ahead:
+                    if (waiting := step(call)) is not None:
+                        await waiting
+                    if call.outcome is not None:
+                        break
+                else:
+                    while call.outcome is None:
+                        for step in attempt:
+                            if (waiting := step(call)) is not None:
+                                await waiting
+                            if call.outcome is not None:
+                                break
+                        outcome = call.outcome  # answered without an error: final, no retry to ask
+                        if outcome is not None and outcome.error is not None and (waiting := self.retry(call)):
+                            await waiting  # it cleared the outcome, after its pause, for one more try
             except Exception:
                 log.exception("request %s to %s failed unexpectedly", call.request.id, call.request.server)
                 call.outcome = refusal(call.request, ErrorKind.INTERNAL, "unexpected executor failure", "may_have_run")
-            for step in self.behind:  # each decides whether the answer is one of its own
+            for step in behind:  # each decides whether the answer is one of its own
                 if (waiting := step(call)) is not None:
                     await waiting
         except asyncio.CancelledError:
@@ -74,22 +121,9 @@ class CallPath:
             call.task.uncancel()
             return refusal(call.request, ErrorKind.CANCELLED, "the agent cancelled the request", "may_have_run")
         finally:
-            call.leave()
-            self.running.exit(call)
+            if call.in_flight is not None:  # inline `Call.leave`: no call when LeaveSession already left
+                call.leave()
+            if self.running.calls.get(call.request.id) is call:
+                del self.running.calls[call.request.id]
         assert call.outcome is not None
         return call.outcome
-
-    async def _ahead_and_tries(self, call: Call) -> None:
-        for step in self.ahead:
-            if (waiting := step(call)) is not None:
-                await waiting
-            if call.outcome is not None:
-                return
-        while call.outcome is None:
-            for step in self.attempt:
-                if (waiting := step(call)) is not None:
-                    await waiting
-                if call.outcome is not None:
-                    break
-            if (waiting := self.retry(call)) is not None:  # clears the outcome, after its pause, for one more try
-                await waiting

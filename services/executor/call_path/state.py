@@ -5,8 +5,7 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
 
@@ -30,17 +29,18 @@ class Call:
     `outcome` set means the request is answered, and only the steps behind the upstream still see it."""
 
     __slots__ = (
-        "_leave",
         "active",
         "budget",
         "cancelled",
         "cleared",
         "deadline",
+        "in_flight",
         "intercepted",
         "msg",
         "outcome",
         "own_session",
         "request",
+        "retries",
         "retry",
         "session",
         "subscribed",
@@ -66,41 +66,34 @@ class Call:
         self.cleared = False  # InterceptBefore: every before hook let it through
         self.own_session: tuple[str, str] | None = None  # OwnSession: (server, user) of a per-user session
         self.active: ActiveCall | None = None  # Budget: the agent's side of it (None for bookkeeping)
-        self.retry: RetryPlan | None = None  # Budget: how often a lost connection may be tried again
+        self.retries = 0  # Budget: how often a lost connection may be tried again (a safe tool's)
+        self.retry: RetryPlan | None = None  # Retry: made at the first retry only, most calls never need one
         self.subscribed: tuple[set[str], str] | None = None
         """Subscriptions: the agent sessions following a URI and the one just added, dropped
         again when the upstream refuses the subscription."""
-        self._leave: list[AbstractContextManager[Any]] = []
-
-    def hold(self, held: AbstractContextManager[Any]) -> None:
-        """Enter `held` now; it is exited when the call leaves the path, however it ends."""
-        held.__enter__()
-        self._leave.append(held)
+        self.in_flight: dict[str, ActiveCall] | None = None
+        """Budget: its agent link's calls in flight, which hold `active` until the call leaves the path."""
 
     def leave(self) -> None:
-        while self._leave:
-            self._leave.pop().__exit__(None, None, None)
+        """No longer in flight on its session, however it ended (again: nothing more)."""
+        if self.in_flight is not None:
+            self.in_flight.pop(self.request.id, None)
+            self.in_flight = None
 
 
 class RunningCalls:
     """Call id -> the call in flight, so an agent's cancellation can reach its task."""
 
     def __init__(self) -> None:
-        self._calls: dict[str, Call] = {}
+        self.calls: dict[str, Call] = {}
+        """Admit enters a call, the runner removes it when it leaves the path (dict operations, no calls)."""
 
     def __len__(self) -> int:
-        return len(self._calls)
-
-    def enter(self, call: Call) -> None:
-        self._calls[call.request.id] = call
-
-    def exit(self, call: Call) -> None:
-        if self._calls.get(call.request.id) is call:
-            del self._calls[call.request.id]
+        return len(self.calls)
 
     def cancel(self, call_id: str) -> bool:
         """Cancel the call `call_id` if it runs here; True when it did."""
-        call = self._calls.get(call_id)
+        call = self.calls.get(call_id)
         if call is None or call.task is None or call.task.done():
             return False
         call.cancelled = True

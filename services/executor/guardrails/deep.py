@@ -12,8 +12,10 @@ list. A finding in a joined text is redacted in every member it covers.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Sequence
+from typing import Final
 
 import orjson
 
@@ -48,6 +50,9 @@ def _scan(detector: Detector, text: str) -> list[Finding]:
     return scan(text, None) if scan is not None else []
 
 
+_TEXT: Final = operator.itemgetter(1)
+"""A group member's text (`Group`: (path, text))."""
+
 Item = tuple[Path, str | None, str]
 """A string as the walk gives it: its path, the object key it is the value of (None in a list), the text."""
 Group = list[tuple[Path, str]]
@@ -70,7 +75,11 @@ def neighbours(items: Sequence[Item]) -> list[Group]:
             groups.setdefault(("object", parent), []).append((path, value))
             if parent and parent[-1].__class__ is int:
                 groups.setdefault(("column", parent[:-1], key), []).append((path, value))
-    return [g[:_MAX_GROUP] for g in groups.values() if len(g) > 1]
+    found: list[Group] = []
+    for group in groups.values():  # a loop, not a comprehension: no call of its own per payload
+        if len(group) > 1:
+            found.append(group[:_MAX_GROUP])
+    return found
 
 
 def inert_joins(detector: Detector, groups: Sequence[Group]) -> bool:
@@ -80,7 +89,10 @@ def inert_joins(detector: Detector, groups: Sequence[Group]) -> bool:
     reads is a slice of one group's joined text, so none holds an anchor of `detector` or a
     disguise when the joined texts, a line break between groups (no anchor, run or spaced run
     crosses one), hold none."""
-    text = "\n".join(["".join([value for _, value in group]) for group in groups])
+    joined: list[str] = []
+    for group in groups:  # loops and `map` in C, not comprehensions: no calls of their own
+        joined.append("".join(map(_TEXT, group)))
+    text = "\n".join(joined)
     key = (detector, text)
     if key in _INERT:
         return True

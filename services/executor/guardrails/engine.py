@@ -46,6 +46,8 @@ from .webhook import WebhookClient, webhook_request
 __all__ = ["Guardrails", "Inspection", "Subject"]
 
 _WHO: Final = operator.attrgetter("key_id", "key_name", "user_id", "team_id", "customer_id")
+CALLER_KEY: Final = _WHO
+"""What of a caller a plan depends on (`Guardrails.plans`' keys)."""
 """What of a caller decides which rules cover it (`_Rule.covers_caller`): one C call per payload."""
 _SEEN: Final = 16_384
 """(where, server, name, caller) combinations whose applicable rules one engine remembers."""
@@ -160,6 +162,9 @@ class Guardrails:
         self._rules = tuple(rules)
         self._max_scan_bytes = max_scan_bytes
         self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], _Plan] = {}
+        self.plans: Mapping[tuple[str, str, str, tuple[str | None, ...]], _Plan] = self._seen
+        """The plans made so far, by (where, server, name, `CALLER_KEY(caller)` or ()): a caller that builds
+        the key finds a known plan by one lookup, and asks `plan` only for a new one."""
 
     @classmethod
     def compile(cls, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> Guardrails:
@@ -322,7 +327,9 @@ def _scan_piece(
                 if spans:
                     hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
     if plan.deep:
-        _deeper(items, plan.deep, hits, blob, size)
+        plain = undisguised_strings(blob)
+        if not plain or len(items) > 1:  # else one string with nothing to undo or join: no deeper read
+            _deeper(items, plan.deep, hits, blob, size, plain)
     if not hits:
         return  # the usual case: nothing found, nothing to merge
     for rule in plan.detecting:
@@ -348,6 +355,7 @@ def _deeper(
     hits: dict[int, dict[Path, list[Finding]]],
     blob: str,
     size: int,
+    plain: bool,
 ) -> None:
     """The deep rules' findings past encodings and splits (`deep.deep_findings`), added to what their plain scan found.
 
@@ -357,8 +365,7 @@ def _deeper(
     hold nothing a rule could find (`inert_joins`, the same scans of their joined text: a server's
     `name` and `version`)."""
     groups = neighbours(items) if len(items) > 1 else []
-    plain = undisguised_strings(blob)
-    if plain:
+    if plain:  # `plain`: `undisguised_strings(blob)`, as the caller found it
         if not groups:
             return  # the usual arguments: one string, nothing to undo, nothing to join
         # a loop, not a comprehension: no call of its own when (as usual) every rule's joins are inert

@@ -28,6 +28,9 @@ __all__ = ["InterceptorChain"]
 
 log = logging.getLogger(__name__)
 
+_METHODS_KEPT = 64
+"""Methods whose after hooks are kept (MCP has a few dozen)."""
+
 
 def _overrides(interceptor: Interceptor, hook: str) -> bool:
     return getattr(type(interceptor), hook) is not getattr(Interceptor, hook)
@@ -79,6 +82,8 @@ class InterceptorChain:
         self.interceptors = tuple(interceptors)
         self._before = tuple(i for i in self.interceptors if _overrides(i, "before_call"))
         self._after = tuple(i for i in self.interceptors if _overrides(i, "after_result"))
+        self._after_by_method: dict[str, tuple[Interceptor, ...]] = {}
+        """Method -> the after hooks that read its results (`Interceptor.after_result_methods`), learnt per method."""
         self._listing = tuple(i for i in self.interceptors if _overrides(i, "at_listing"))
         self._messages = tuple(i for i in self.interceptors if _overrides(i, "at_message"))
         self.on_calls = bool(self._before or self._after)
@@ -114,8 +119,11 @@ class InterceptorChain:
         if outcome.error is not None and self._messages:
             await self._guard_error(call, outcome)
         if outcome.result is not None and self._after:
+            hooks = self._after_by_method.get(call.method)
+            if hooks is None:
+                hooks = self._after_for(call.method)
             result: dict[str, Any] = outcome.result
-            for interceptor in self._after:
+            for interceptor in hooks:
                 try:
                     result = await interceptor.after_result(call, result)
                 except Refused as refused:
@@ -130,6 +138,12 @@ class InterceptorChain:
             if result is not outcome.result:  # a pydantic assignment costs ~0.25 µs: none when nothing changed
                 outcome.result = result
         return outcome
+
+    def _after_for(self, method: str) -> tuple[Interceptor, ...]:
+        hooks = tuple(i for i in self._after if i.after_result_methods is None or method in i.after_result_methods)
+        if len(self._after_by_method) < _METHODS_KEPT:  # methods are a closed set; a bound all the same
+            self._after_by_method[method] = hooks
+        return hooks
 
     async def outgoing(
         self, server: str, channel: str, payload: dict[str, Any], caller: Caller | None = None

@@ -183,6 +183,10 @@ class Interceptor:
     async def before_call(self, call: InterceptedCall) -> None:
         """Before the upstream is called: raise `Refused` to refuse, assign `call.arguments` to rewrite."""
 
+    after_result_methods: ClassVar[frozenset[str] | None] = None
+    """The methods whose results `after_result` reads (None: every one): the chain runs it for no other, so a
+    hook that only acts on a few costs the rest nothing."""
+
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
         """On the result (wire JSON) before it is encoded for the agent.
 

@@ -42,7 +42,7 @@ from libs.common.runtime import metrics
 
 from ..pinning.decide import PinDecision, PinOutcome, decide
 from ..pinning.pinned_apps import PinnedApps
-from ..pinning.pinned_calls import QuarantinedTemplates, argument_problem
+from ..pinning.pinned_calls import QuarantinedTemplates, argument_problem, declared_arguments
 from .interface import InterceptedCall, InterceptedListing, Interceptor, Refused
 
 __all__ = ["PinningInterceptor", "call_name"]
@@ -91,8 +91,9 @@ class PinningInterceptor(Interceptor):
         """server -> its apps' pins: what a read of a `ui://` resource is held to."""
         self._hinted: dict[str, float] = {}
         """server -> when a refused call last made it list the server again (monotonic)."""
-        self._pinned: dict[str, dict[str, Any]] = {}
-        """server -> tool -> the approved `inputSchema` its calls are held to (tools served as approved)."""
+        self._pinned: dict[str, dict[str, tuple[Any, frozenset[str] | None]]] = {}
+        """server -> tool -> the approved `inputSchema` its calls are held to (tools served as approved), with
+        the argument names it declares (`declared_arguments`; None: any), decided once per listing."""
         self.outcomes: dict[str, PinOutcome] = {}
         """server -> the last listing's decisions (tests and `bastion tools pending` read the records)."""
 
@@ -219,8 +220,10 @@ class PinningInterceptor(Interceptor):
             raise Refused(message, rule="quarantined", detail=call.name)
         if call.method == "tools/call":
             pinned = self._pinned.get(call.server)
-            if pinned and call.name in pinned:
-                problem = argument_problem(call.name, pinned[call.name], call.arguments)
+            held = pinned.get(call.name) if pinned else None
+            # one set comparison, in C; the wording of a refusal only when there is one
+            if held is not None and held[1] is not None and not held[1].issuperset(call.arguments):
+                problem = argument_problem(call.name, held[0], call.arguments)
                 if problem is not None:
                     self._look_again(call.server)
                     # an argument problem, answered as one (a tool error the agent can correct)
@@ -240,6 +243,8 @@ class PinningInterceptor(Interceptor):
             uri = call.arguments.get("uri")
             if isinstance(uri, str) and (message := self._skills.get(call.server, {}).get(uri)) is not None:
                 raise Refused(message, rule="quarantined", detail="skill")
+
+    after_result_methods: ClassVar[frozenset[str] | None] = frozenset({"resources/read"})
 
     async def after_result(self, call: InterceptedCall, result: dict[str, Any]) -> dict[str, Any]:
         """A read of an app is held to the contents its pin was decided on (`PinnedApps.changed`)."""
@@ -357,16 +362,17 @@ def _apply(
     return refusals, templates, skills
 
 
-def _approved_schemas(outcome: PinOutcome) -> dict[str, Any]:
+def _approved_schemas(outcome: PinOutcome) -> dict[str, tuple[Any, frozenset[str] | None]]:
     """Tool -> the `inputSchema` of each tool served because it hashes as its approved version.
 
-    (So the listed copy is the approved one, byte for byte)."""
-    schemas: dict[str, Any] = {}
+    (So the listed copy is the approved one, byte for byte), and the argument names it declares."""
+    schemas: dict[str, tuple[Any, frozenset[str] | None]] = {}
     for definition in outcome.served("tool"):
         name = definition.get("name")
         decision = outcome.decision("tool", name) if isinstance(name, str) else None
         if decision is not None and decision.verdict == "served" and decision.sha256 == decision.approved_sha256:
-            schemas[decision.name] = definition.get("inputSchema")
+            schema = definition.get("inputSchema")
+            schemas[decision.name] = (schema, declared_arguments(schema))
     return schemas
 
 

@@ -15,7 +15,20 @@ from typing import Any
 
 from mcp.shared.uri_template import UriTemplate
 
-__all__ = ["QuarantinedTemplates", "argument_problem"]
+__all__ = ["QuarantinedTemplates", "argument_problem", "declared_arguments"]
+
+
+def declared_arguments(schema: Any) -> frozenset[str] | None:
+    """The only top-level argument names the approved `schema` accepts; None when it accepts any.
+
+    Decided once per listing, so a call is held to it by one set comparison (`frozenset.issuperset`)."""
+    if not isinstance(schema, Mapping):
+        return None
+    properties = schema.get("properties")
+    extra = schema.get("additionalProperties")
+    if isinstance(properties, Mapping) and extra is not True and not isinstance(extra, Mapping):
+        return frozenset(properties)
+    return None
 
 
 def argument_problem(tool: str, schema: Any, arguments: Mapping[str, Any]) -> str | None:
@@ -24,17 +37,15 @@ def argument_problem(tool: str, schema: Any, arguments: Mapping[str, Any]) -> st
     An argument the schema does not declare at its top level, unless it allows more. The rest of the
     schema (types, `required`) is checked after the interceptors against the served copy, which until a
     change is found is the approved one (`tools.ToolSet.check_arguments`), as any call's arguments are."""
-    if not isinstance(schema, Mapping):
+    declared = declared_arguments(schema)
+    if declared is None:
         return None
-    properties = schema.get("properties")
-    extra = schema.get("additionalProperties")
-    if isinstance(properties, Mapping) and extra is not True and not isinstance(extra, Mapping):
-        unknown = sorted(name for name in arguments if name not in properties)
-        if unknown:
-            return (
-                f"tool {tool!r} was called with {_names(unknown)} that its approved definition does not"
-                " have; the upstream's definition may have changed and is being listed again"
-            )
+    unknown = sorted(name for name in arguments if name not in declared)
+    if unknown:
+        return (
+            f"tool {tool!r} was called with {_names(unknown)} that its approved definition does not"
+            " have; the upstream's definition may have changed and is being listed again"
+        )
     return None
 
 
