@@ -86,6 +86,12 @@ class Response:
                 return b"".join(parts)
             await self._more()
 
+    def whole(self, limit: int | None) -> bytes | None:
+        """The body when it all came with the head and holds no more than `limit` bytes; else None (`read` it)."""
+        if not self.done or (limit is not None and self._buffered > limit):
+            return None
+        return self._take()
+
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body in the pieces it arrives in."""
         while True:
@@ -310,6 +316,39 @@ class HttpPool:
         except UnicodeEncodeError:
             raise ValueError("a request header holds characters HTTP/1.1 cannot carry") from None
 
+    def head(self, headers: Mapping[str, str]) -> tuple[bytes, bytes]:
+        """A POST's head with `headers`, in two parts around its content-length value.
+
+        For a caller that keeps heads itself and sends on a connection it took (`take`)."""
+        return self._head(headers)
+
+    def take(self) -> _Connection | None:
+        """An idle connection with its slot, when one is free right now; None: POST the usual way (`post`).
+
+        What `_Post.__aenter__` does when nothing need be awaited, for a caller that awaits the connection's
+        `send` itself: it gives the connection back with `put`, in a `finally`."""
+        if self._free > 0 and not self._queue and self._idle:
+            connection = self._idle.pop()
+            if not connection.closed:
+                self._free -= 1
+                return connection
+        return None
+
+    def put(self, connection: _Connection | None, response: Response | None) -> None:
+        """A slot back, with the connection from `take` (None: none was taken).
+
+        The connection goes to the idle ones if its answer was whole and allows keep-alive."""
+        if connection is None:
+            pass
+        elif response is not None and response.done and connection.keep_alive and not connection.closed:
+            self._idle.append(connection)
+        else:
+            self._discard(connection)
+        if self._queue:
+            self._give_slot()
+        else:
+            self._free += 1
+
     async def close(self) -> None:
         self._closed = True
         for connection in list(self._open):
@@ -453,17 +492,7 @@ class _Post:
         self._release()
 
     def _release(self) -> None:
-        connection, response = self._connection, self._response
-        if connection is not None:
-            self._connection = None
-            if response is not None and response.done and connection.keep_alive and not connection.closed:
-                self._pool._idle.append(connection)
-            else:
-                self._pool._discard(connection)
         if self._slot:
             self._slot = False
-            pool = self._pool
-            if pool._queue:
-                pool._give_slot()
-            else:
-                pool._free += 1
+            connection, self._connection = self._connection, None
+            self._pool.put(connection, self._response)
