@@ -189,3 +189,29 @@ async def test_a_call_past_its_deadline_times_out_and_tells_the_server(server: t
     assert outcome.execution == "may_have_run"
     assert told.message.method == "notifications/cancelled"  # type: ignore[union-attr]
     assert made.mcp._deadlines.timers == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "code"),
+    [
+        ({"error": {"code": -32602, "message": "no such tool"}}, ErrorKind.UPSTREAM_ERROR, -32602),
+        ({"result": {"content": "not a list"}}, ErrorKind.UPSTREAM_ERROR, None),
+        ({"result": [1, 2]}, ErrorKind.UPSTREAM_ERROR, None),
+    ],
+    ids=["error", "breaks-the-schema", "not-an-object"],
+)
+async def test_an_answer_that_is_no_good_result_fails_the_call_as_the_sdk_would(
+    server: tuple[Server, str], session: Session, body: dict[str, Any], kind: ErrorKind, code: int | None
+) -> None:
+    state, _ = server
+
+    async def handler(request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        return web.Response(body=answer(message["id"], **body), content_type="application/json")
+
+    await session.call()  # an idle connection: the answer comes on the plain path's own read
+    state.handler = handler
+    outcome = await session.call()
+    assert outcome.result is None and outcome.error is not None
+    assert outcome.error.kind is kind and outcome.execution == "ran"
+    if code is not None:
+        assert outcome.error.code == code and outcome.error.message == "no such tool"

@@ -19,6 +19,7 @@ from mcp.shared.dispatcher import CallOptions
 
 from ...answer_limits import answer_cutoff
 from .lean import HttpLink
+from .lean_results import result_checks
 
 __all__ = ["ToolPlan", "plan_tool_call"]
 
@@ -47,6 +48,9 @@ class ToolPlan:
     """The POST's head around its content-length value (`HttpPool.head`)."""
     version: str
     """The session's protocol version: which result checks apply (`lean_results.checked`)."""
+    validate: Callable[..., Any] | None
+    foreign: frozenset[str]
+    """`lean_results.result_checks` for `version`: what a result with no `ttlMs` needs."""
     cutoff: int | None
     """Bytes of a JSON answer read at most (`answer_limits.answer_cutoff`), None: no limit."""
 
@@ -66,15 +70,9 @@ def plan_tool_call(session: ClientSession, link: HttpLink, tool: str, authorizat
     stamp(second, {})
     kept = second["params"]["_meta"]
     headers = link.headers(authorization, opts.get("headers"))
-    before, after = link.http.head(headers)
-    return ToolPlan(
-        stamp=stamp,
-        forced={key: value for key, value in meta.items() if kept.get(key) is not _MARK},
-        defaults={key: value for key, value in meta.items() if kept.get(key) is _MARK},
-        meta=meta or None,
-        headers=headers,
-        before=before,
-        after=after,
-        version=session.protocol_version or "2025-11-25",
-        cutoff=None if link.max_result is None else answer_cutoff(link.max_result),
-    )
+    version = session.protocol_version or "2025-11-25"
+    forced = {key: value for key, value in meta.items() if kept.get(key) is not _MARK}
+    defaults = {key: value for key, value in meta.items() if kept.get(key) is _MARK}
+    cutoff = None if link.max_result is None else answer_cutoff(link.max_result)
+    head, checks = link.http.head(headers), result_checks("tools/call", version)
+    return ToolPlan(stamp, forced, defaults, meta or None, headers, *head, version, *checks, cutoff)

@@ -97,9 +97,15 @@ class HttpMcpSession(McpSession):
                             and (data := response.whole(plan.cutoff)) is not None
                         ):
                             try:
-                                raw = answer_of(json_codec.loads(data))
+                                message = json_codec.loads(data)
                             except ValueError as exc:
                                 raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
+                            # `answer_of`, inlined for an answer that is a result
+                            raw = (
+                                message.get("result") if isinstance(message, dict) and "error" not in message else None
+                            )
+                            if not isinstance(raw, dict):
+                                raw = answer_of(message)
                         else:
                             position = Position()
                             try:
@@ -120,12 +126,16 @@ class HttpMcpSession(McpSession):
             finally:
                 self._deadlines.end(kept, error)
             assert raw is not None
-            raw = checked("tools/call", plan.version, raw)
+            if "ttlMs" in raw or not plan.foreign.isdisjoint(raw):
+                raw = checked("tools/call", plan.version, raw)
+            elif plan.validate is not None:  # all `checked` does to most results
+                plan.validate(raw, by_name=False)
             if (active := ctx.active) is not None and raw.get("resultType") == "input_required":
                 if "input_required" not in call.client:
                     ask = partial(self._agents.answer, active)
+                    params = {"name": call.tool, "arguments": call.arguments, **({"_meta": own} if own else {})}
                     raw = await bridge_tool_call(
-                        session, call, raw, ctx.deadline, deadlines=self._deadlines, ask=ask, lean=link
+                        session, params, raw, ctx.deadline, deadlines=self._deadlines, ask=ask, lean=link
                     )
         except (Redirected, Unauthorized):  # nothing ran: the SDK's way follows redirects and renews tokens
             return await super().call_tool(call, CallContext(ctx.deadline, ctx.budget, ctx.active, lean=False))

@@ -131,7 +131,9 @@ async def send_tool_call(
     With `ask`, an `input_required` answer is resolved through the agent for a handshake-era agent.
     `lean` (`_Outgoing`) is passed only when no progress is to be relayed; `on_stale` is told when the
     server says our copy of the tool's schema is stale (2026-07-28)."""
-    params = _tool_params(session, call)
+    params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
+    if meta := tracing.with_traceparent(_with_log_level(session, call.meta, call.stream, call.log_level)):
+        params["_meta"] = meta
     raw = is_task_call(params)
     outgoing = _OutgoingToolCall(
         session, types.CallToolRequest, "tools/call", params, deadline, deadlines, progress, lean, raw
@@ -139,13 +141,6 @@ async def send_tool_call(
     return await _exchange(
         outgoing, call.id, call.client, budget, server=server, what=f"tool {call.tool!r}", ask=ask, on_stale=on_stale
     )
-
-
-def _tool_params(session: ClientSession, call: ToolCall) -> dict[str, Any]:
-    params: dict[str, Any] = {**(call.extra or {}), "name": call.tool, "arguments": call.arguments}
-    if meta := tracing.with_traceparent(_with_log_level(session, call.meta, call.stream, call.log_level)):
-        params["_meta"] = meta
-    return params
 
 
 REQUEST_TYPES: dict[str, type[types.Request[Any, Any]]] = {
@@ -246,7 +241,7 @@ def failed(
 
 async def bridge_tool_call(
     session: ClientSession,
-    call: ToolCall,
+    params: dict[str, Any],
     result: dict[str, Any],
     deadline: float,
     *,
@@ -254,11 +249,11 @@ async def bridge_tool_call(
     ask: Ask,
     lean: LeanLink | None,
 ) -> dict[str, Any]:
-    """`result` (an `input_required` answer to `call`) resolved through `ask`, as `send_tool_call` resolves it."""
-    outgoing = _OutgoingToolCall(
-        session, types.CallToolRequest, "tools/call", _tool_params(session, call), deadline, deadlines, None, lean
-    )
-    return await resolve_input_required(result, what=f"tool {call.tool!r}", ask=ask, resend=outgoing.send)
+    """`result` (an `input_required` answer to a call of `params`, unstamped) resolved through `ask`.
+
+    As `send_tool_call` resolves it."""
+    outgoing = _OutgoingToolCall(session, types.CallToolRequest, "tools/call", params, deadline, deadlines, None, lean)
+    return await resolve_input_required(result, what=f"tool {params['name']!r}", ask=ask, resend=outgoing.send)
 
 
 async def ping(session: ClientSession, within: float) -> str | None:
