@@ -19,9 +19,9 @@ from mcp_types import LOG_LEVEL_META_KEY, PROTOCOL_VERSION_META_KEY
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import Caller, CallOutcome, ToolCall
 from services.executor.upstreams.interface import CallContext, SessionHooks, UpstreamSettings
-from services.executor.upstreams.mcp.lean_session import HttpMcpSession
+from services.executor.upstreams.mcp.lean_session import LeanMcpSession
 from services.executor.upstreams.mcp.mcp_changes import ChangeListener
-from tests.unit.test_executor_lean import RESULT, Link, Server, answer, server
+from tests.unit.test_executor_lean import RESULT, Link, Pipe, Server, answer, server
 
 pytestmark = pytest.mark.unit
 
@@ -37,6 +37,7 @@ REPLY = {**RESULT, "resultType": "complete"}
 """A result of either era: 2026-07-28 requires `resultType`, earlier versions' checks drop it."""
 CALLER = Caller(key_id="k", key_name="k")
 ECHO: dict[str, Any] = {"server": "echo", "tool": "echo", "name": "echo__echo", "arguments": {"text": "hi"}}
+ECHO_PARAMS = {"name": "echo", "arguments": {"text": "hi"}}
 STAMP_HEADERS = ("mcp-protocol-version", "mcp-method", "mcp-name", "mcp-session-id", "x-api-key")
 
 
@@ -49,14 +50,14 @@ async def _nothing(uri: str) -> None:
 
 
 class Session:
-    """An `HttpMcpSession` on a `Link` (its SDK session adopting `negotiated`), and the calls it makes."""
+    """An `LeanMcpSession` on a `Link` (its SDK session adopting `negotiated`), and the calls it makes."""
 
     def __init__(self, url: str, negotiated: types.InitializeResult | types.DiscoverResult) -> None:
         self.link = Link(url)
         self.link.session.adopt(negotiated)
         hooks = SessionHooks(UpstreamSettings(), None, lambda: None, lambda: None)  # type: ignore[arg-type]
         listener = ChangeListener("echo", lambda: None, _nothing)
-        self.mcp = HttpMcpSession("echo", self.link.session, hooks, listener, self.link.link)
+        self.mcp = LeanMcpSession("echo", self.link.session, hooks, listener, self.link.link)
 
     async def call(self, meta: dict[str, Any] | None = None, deadline: float = 10.0) -> CallOutcome:
         call = ToolCall(caller=CALLER, meta=meta, timeout=deadline, **ECHO)
@@ -215,3 +216,31 @@ async def test_an_answer_that_is_no_good_result_fails_the_call_as_the_sdk_would(
     assert outcome.error.kind is kind and outcome.execution == "ran"
     if code is not None:
         assert outcome.error.code == code and outcome.error.message == "no such tool"
+
+
+@pytest.mark.parametrize("negotiated", [MODERN, HANDSHAKE], ids=["modern", "handshake"])
+async def test_a_plain_call_on_a_pipe_sends_what_the_sdks_stamp_sends(
+    negotiated: types.InitializeResult | types.DiscoverResult,
+) -> None:
+    pipe = Pipe()
+    pipe.session.adopt(negotiated)
+    hooks = SessionHooks(UpstreamSettings(), None, lambda: None, lambda: None)  # type: ignore[arg-type]
+    lean = LeanMcpSession("echo", pipe.session, hooks, ChangeListener("echo", lambda: None, _nothing), pipe.link)
+    call = ToolCall(caller=CALLER, meta={"trace": "t-1"}, timeout=10, **ECHO)
+    loop = asyncio.get_running_loop()
+    sent: list[dict[str, Any]] = []
+    try:
+        for send in (
+            lambda: lean.call_tool(call, CallContext(loop.time() + 10, 10)),
+            lambda: pipe.link.request(pipe.session, "tools/call", {**ECHO_PARAMS, "_meta": {"trace": "t-1"}}),
+        ):
+            task = asyncio.ensure_future(send())
+            written = await asyncio.wait_for(pipe.written.receive(), 5)
+            sent.append(written.message.params)  # type: ignore[union-attr]
+            assert await pipe.answer(str(written.message.id), REPLY)  # type: ignore[union-attr]
+            done = await task
+            sent.append(done.result if isinstance(done, CallOutcome) else done)
+    finally:
+        await pipe.aclose()
+    assert sent[0] == sent[2] and sent[1] == sent[3]  # the request's params, then its result
+    assert len(lean._plans) == 1 and pipe.link.sent == 2

@@ -31,7 +31,7 @@ _PARAMS = frozenset(("name", "arguments", "_meta"))
 
 @dataclass(frozen=True, slots=True)
 class ToolPlan:
-    """A tool's stamp and request head on one session, for one `authorization`."""
+    """A tool's stamp and request head on one session, for one `authorization` (the head: HTTP only)."""
 
     stamp: Callable[[dict[str, Any], CallOptions], None]
     """The session's stamp it was worked out from: a renegotiated session has another one."""
@@ -55,8 +55,12 @@ class ToolPlan:
     """Bytes of a JSON answer read at most (`answer_limits.answer_cutoff`), None: no limit."""
 
 
-def plan_tool_call(session: ClientSession, link: HttpLink, tool: str, authorization: str | None) -> ToolPlan | None:
-    """`tool`'s plan on `session`, or None when the stamp does something a kept plan cannot repeat."""
+def plan_tool_call(
+    session: ClientSession, link: HttpLink | None, tool: str, authorization: str | None
+) -> ToolPlan | None:
+    """`tool`'s plan on `session`, or None when the stamp does something a kept plan cannot repeat.
+
+    `link` None: a pipe's (stdio, SSE) call, which has no HTTP head."""
     stamp = session._stamp
     opts: CallOptions = {}
     first: dict[str, Any] = {"method": "tools/call", "params": {"name": tool, "arguments": {}}}
@@ -69,10 +73,10 @@ def plan_tool_call(session: ClientSession, link: HttpLink, tool: str, authorizat
     second["params"]["_meta"] = dict.fromkeys(meta, _MARK)
     stamp(second, {})
     kept = second["params"]["_meta"]
-    headers = link.headers(authorization, opts.get("headers"))
+    headers = link.headers(authorization, opts.get("headers")) if link is not None else {}
     version = session.protocol_version or "2025-11-25"
     forced = {key: value for key, value in meta.items() if kept.get(key) is not _MARK}
     defaults = {key: value for key, value in meta.items() if kept.get(key) is _MARK}
-    cutoff = None if link.max_result is None else answer_cutoff(link.max_result)
-    head, checks = link.http.head(headers), result_checks("tools/call", version)
+    cutoff = None if link is None or link.max_result is None else answer_cutoff(link.max_result)
+    head, checks = link.http.head(headers) if link is not None else (b"", b""), result_checks("tools/call", version)
     return ToolPlan(stamp, forced, defaults, meta or None, headers, *head, version, *checks, cutoff)

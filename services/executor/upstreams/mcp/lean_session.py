@@ -1,4 +1,6 @@
-"""A streamable-HTTP session's plain `tools/call`: one coroutine from the call to the pooled connection's answer.
+"""A session's plain lean `tools/call`: one coroutine from the call to the pooled connection's answer.
+
+(Streamable HTTP; on stdio and SSE, to the pipe's answer, `lean_stdio.StdioLink.send`.)
 
 A call with no task, no other params, no progress to relay, no log level to ask for and no
 `Mcp-Param-*` headers (most calls) skips the layers every other request goes through
@@ -33,11 +35,12 @@ from .http1 import Response
 from .lean import HttpLink, LeanLink, Position, Redirected, StreamCut, Unauthorized, next_request_id, tell_cancelled
 from .lean_plan import ToolPlan, plan_tool_call
 from .lean_results import answer_of, checked
+from .lean_stdio import StdioLink
 from .mcp_calls import bridge_tool_call, failed
 from .mcp_changes import ChangeListener
 from .mcp_session import McpSession
 
-__all__ = ["HttpMcpSession", "http_session"]
+__all__ = ["LeanMcpSession", "lean_session"]
 
 _PLANS = 512
 """Plans kept per session (tools times OAuth tokens); all are dropped when it is full."""
@@ -46,30 +49,33 @@ PlanKey = tuple[str, str | None, str | None, str | None]
 """(tool, authorization, session id, protocol version header): what a plan's head depends on."""
 
 
-def http_session(
+def lean_session(
     name: str, session: ClientSession, hooks: SessionHooks, listener: ChangeListener, lean_link: LeanLink | None
 ) -> McpSession:
-    """The session a streamable-HTTP connection's calls go on (`mcp_session.MakeSession`)."""
-    if isinstance(lean_link, HttpLink):
-        return HttpMcpSession(name, session, hooks, listener, lean_link)
+    """The session a connection's calls go on (`mcp_session.MakeSession`): a lean one when it has a lean link."""
+    if isinstance(lean_link, HttpLink | StdioLink):
+        return LeanMcpSession(name, session, hooks, listener, lean_link)
     return McpSession(name, session, hooks, listener, lean_link)
 
 
-class HttpMcpSession(McpSession):
-    """An `McpSession` whose plain `tools/call`s go on its lean HTTP link in one coroutine."""
+class LeanMcpSession(McpSession):
+    """An `McpSession` whose plain `tools/call`s go on its lean link in one coroutine."""
 
-    def __init__(
-        self, name: str, session: ClientSession, hooks: SessionHooks, listener: ChangeListener, lean_link: HttpLink
-    ) -> None:
-        super().__init__(name, session, hooks, listener, lean_link)
-        self._link = lean_link
+    def __init__(self, *args: Any) -> None:
+        """As `McpSession`, with a lean link (`lean_session` makes one only then)."""
+        super().__init__(*args)
+        link = self.lean_link
+        assert isinstance(link, HttpLink | StdioLink), "a lean session has a lean link"
+        self._link: HttpLink | StdioLink = link
+        self._http = link if isinstance(link, HttpLink) else None
+        self._pipe = link if isinstance(link, StdioLink) else None
         self._plans: dict[PlanKey, ToolPlan] = {}
 
     async def call_tool(self, call: ToolCall, ctx: CallContext) -> CallOutcome:
         plan = self._plain(call, ctx)
         if plan is None:
             return await super().call_tool(call, ctx)
-        link, session, pool = self._link, self.client_session, self._link.http
+        link, pipe, session = self._http, self._pipe, self.client_session
         raw: dict[str, Any] | None
         started = time.perf_counter()
         request_id = next_request_id()
@@ -78,15 +84,20 @@ class HttpMcpSession(McpSession):
             params: dict[str, Any] = {"name": call.tool, "arguments": call.arguments}
             if meta := ({**plan.defaults, **own, **plan.forced} if own else plan.meta):
                 params["_meta"] = meta  # what the SDK's stamp makes of the caller's
-            body = json_codec.dumps({"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params})
-            link.sent += 1
+            outgoing = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+            body = json_codec.dumps(outgoing)
             kept = self._deadlines.start(ctx.deadline)
             error: BaseException | None = None
             try:
-                connection = pool.take()
-                if connection is None:
+                if pipe is not None:
+                    raw = await pipe.send(session, request_id, outgoing, body)
+                elif link is None:
+                    raise AssertionError("a lean session has a link")
+                elif (connection := link.http.take()) is None:
+                    link.sent += 1
                     raw = await link.post(body, plan.headers, request_id)
                 else:
+                    link.sent += 1
                     response: Response | None = None
                     position: Position | None = None
                     try:
@@ -113,12 +124,13 @@ class HttpMcpSession(McpSession):
                             except StreamCut:
                                 raw = None
                     finally:
-                        pool.put(connection, response)
+                        link.http.put(connection, response)
                     if raw is None and position is not None:  # an SSE answer cut before its result
                         raw = await link.resume(plan.headers, request_id, position)
             except asyncio.CancelledError as exc:  # the deadline, or the agent cancelled
                 error = exc
-                tell_cancelled(session, request_id, link.cancels)
+                if link is not None:  # (a pipe's `send` tells the server itself)
+                    tell_cancelled(session, request_id, link.cancels)
                 raise
             except BaseException as exc:
                 error = exc
@@ -135,7 +147,7 @@ class HttpMcpSession(McpSession):
                     ask = partial(self._agents.answer, active)
                     params = {"name": call.tool, "arguments": call.arguments, **({"_meta": own} if own else {})}
                     raw = await bridge_tool_call(
-                        session, params, raw, ctx.deadline, deadlines=self._deadlines, ask=ask, lean=link
+                        session, params, raw, ctx.deadline, deadlines=self._deadlines, ask=ask, lean=self._link
                     )
         except (Redirected, Unauthorized):  # nothing ran: the SDK's way follows redirects and renews tokens
             return await super().call_tool(call, CallContext(ctx.deadline, ctx.budget, ctx.active, lean=False))
@@ -146,26 +158,29 @@ class HttpMcpSession(McpSession):
 
     def _plain(self, call: ToolCall, ctx: CallContext) -> ToolPlan | None:
         """The plan of a call that may go the plain way; None sends it the general way (`McpSession.call_tool`)."""
-        link, active = self._link, ctx.active
+        active = ctx.active
         if (
             not ctx.lean
-            or not link.usable
+            or not self._link.usable
             or call.extra  # a task call, or other params the plan does not hold
             or (active is not None and active.progress_token is not None and active.stream is not None)
             or (call.log_level is not None and call.stream is not None)
         ):
             return None
-        session = self.client_session
-        if session._x_mcp_header_maps.get(call.tool):  # its Mcp-Param-* headers follow the argument values
-            return None
-        authorization = link.bearer.lean_authorization() if link.bearer is not None else None
-        if isinstance(authorization, bool):  # False: due for renewal: the general path sends it the SDK's way
-            return None
-        transport = link.transport
-        key = (call.tool, authorization, transport.session_id, transport._protocol_version_header)
+        session, link = self.client_session, self._http
+        authorization: str | bool | None = None
+        key: PlanKey = (call.tool, None, None, None)  # a pipe's call: no head, the stamp's _meta only
+        if link is not None:
+            if session._x_mcp_header_maps.get(call.tool):  # its Mcp-Param-* headers follow the argument values
+                return None
+            authorization = link.bearer.lean_authorization() if link.bearer is not None else None
+            if isinstance(authorization, bool):  # False: due for renewal; the general path sends it the SDK's way
+                return None
+            transport = link.transport
+            key = (call.tool, authorization, transport.session_id, transport._protocol_version_header)
         plan = self._plans.get(key)
         if plan is None or plan.stamp is not session._stamp:
-            plan = plan_tool_call(session, link, call.tool, authorization)
+            plan = plan_tool_call(session, link, call.tool, key[1])
             if plan is None:
                 return None
             if len(self._plans) >= _PLANS:
