@@ -11,7 +11,8 @@ streamable HTTP. Everything else on the pipe (notifications, server requests, li
 SDK session as before, except log messages, which go to the session's logging callback
 (`on_log`) as they are read, so a call's outcome counts those that came before its answer. The
 request is stamped by the session and its result checked as `ClientSession.send_request` would
-(`lean.stamp`, `lean.checked`).
+(`lean.stamp`, `lean.checked`); a plain `tools/call` comes stamped from the session's kept plan
+(`lean_session`, `lean_plan`) straight to `send`.
 """
 
 from __future__ import annotations
