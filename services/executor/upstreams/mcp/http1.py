@@ -86,6 +86,15 @@ class Response:
                 return b"".join(parts)
             await self._more()
 
+    def whole(self, limit: int | None) -> bytes | None:
+        """The body when it is all here, unpaused and no longer than `limit` bytes; else None (`read` it)."""
+        if not self.done or self._paused or (limit is not None and self._buffered > limit):
+            return None
+        data = b"".join(self._chunks)  # of one chunk: that chunk, not a copy
+        self._chunks = []
+        self._buffered = 0
+        return data
+
     async def iter_any(self) -> AsyncIterator[bytes]:
         """The body in the pieces it arrives in."""
         while True:
@@ -115,15 +124,6 @@ class Response:
             self._waiter = None
         if self._error is not None and not self._chunks and not self.done:
             raise self._error
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks += (data,)  # not .append(): no call, on the path of every answer
-        self._buffered += len(data)
-        if self._buffered > _HIGH_WATER and not self._paused:
-            self._paused = True
-            self._transport.pause_reading()
-        if (waiter := self._waiter) is not None and not waiter.done():  # `_wake`, inlined on this path
-            waiter.set_result(None)
 
     def _finish(self) -> None:
         self.done = True
@@ -225,8 +225,14 @@ class _Connection(asyncio.Protocol):
         head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None:
-            self._response._feed(body)
+        if (response := self._response) is not None:  # the answer's buffer, filled here: no call per answer
+            response._chunks += (body,)  # not .append(): no call either
+            response._buffered += len(body)
+            if response._buffered > _HIGH_WATER and not response._paused:
+                response._paused = True
+                response._transport.pause_reading()
+            if (waiter := response._waiter) is not None and not waiter.done():  # `_wake`, inlined
+                waiter.set_result(None)
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -234,8 +240,10 @@ class _Connection(asyncio.Protocol):
             return
         self.keep_alive = self._parser.should_keep_alive()
         self._head = None
-        if self._response is not None:
-            self._response._finish()
+        if (response := self._response) is not None:  # `Response._finish`, inlined on the path of every answer
+            response.done = True
+            if (waiter := response._waiter) is not None and not waiter.done():
+                waiter.set_result(None)
 
     def _broken(self, error: HttpClosed) -> None:
         self._fail(error)
@@ -310,6 +318,32 @@ class HttpPool:
         except UnicodeEncodeError:
             raise ValueError("a request header holds characters HTTP/1.1 cannot carry") from None
 
+    def take(self) -> _Connection | None:
+        """An idle connection with its slot, when one is free right now; None: POST the usual way (`post`).
+
+        What `_Post.__aenter__` does when nothing need be awaited, for a caller that awaits the connection's
+        `send` itself: it gives the connection back with `put`, in a `finally`."""
+        if self._free > 0 and not self._queue and self._idle:
+            connection = self._idle.pop()
+            if not connection.closed:
+                self._free -= 1
+                return connection
+        return None
+
+    def put(self, connection: _Connection | None, response: Response | None) -> None:
+        """A slot back, with the connection from `take` (None: none was taken).
+
+        The connection goes to the idle ones if its answer was whole and allows keep-alive."""
+        if connection is not None:
+            if response is not None and response.done and connection.keep_alive and not connection.closed:
+                self._idle.append(connection)
+            else:
+                self._discard(connection)
+        if self._queue:
+            self._give_slot()
+        else:
+            self._free += 1
+
     async def close(self) -> None:
         self._closed = True
         for connection in list(self._open):
@@ -325,14 +359,14 @@ class HttpPool:
         if key in self._heads:
             head = self._heads[key]
         else:
-            head = self._head(headers)
+            head = self.head(headers)
             if len(self._heads) >= _HEADS:
                 self._heads.clear()
             self._heads[key] = head
         return b"%b%d%b%b" % (head[0], len(body), head[1], body)
 
-    def _head(self, headers: Mapping[str, str]) -> tuple[bytes, bytes]:
-        """The request's head around its content-length value.
+    def head(self, headers: Mapping[str, str]) -> tuple[bytes, bytes]:
+        """A POST's head with `headers`, in two parts around its content-length value.
 
         Each exchange's headers are mostly the same ones (the session's, the method's, the tool's name),
         so heads are kept by them: checking and joining the headers every time cost ~3 µs of a POST's
@@ -453,17 +487,7 @@ class _Post:
         self._release()
 
     def _release(self) -> None:
-        connection, response = self._connection, self._response
-        if connection is not None:
-            self._connection = None
-            if response is not None and response.done and connection.keep_alive and not connection.closed:
-                self._pool._idle.append(connection)
-            else:
-                self._pool._discard(connection)
         if self._slot:
             self._slot = False
-            pool = self._pool
-            if pool._queue:
-                pool._give_slot()
-            else:
-                pool._free += 1
+            connection, self._connection = self._connection, None
+            self._pool.put(connection, self._response)

@@ -59,7 +59,10 @@ from .lean_results import answer_of, checked, error_of
 __all__ = [
     "HttpLink",
     "LeanLink",
+    "Position",
     "Redirected",
+    "StreamCut",
+    "Unauthorized",
     "deliver_log",
     "lean_http_transport",
     "next_request_id",
@@ -188,7 +191,8 @@ class HttpLink:
     max_result: int | None = None
     """`BASTION_MAX_RESULT_BYTES`: a JSON answer is not read past `answer_cutoff` of it
     (`AnswerTooLarge`); an SSE answer is bounded per event (`max_sse_event_size`)."""
-    _cancels: set[asyncio.Task[None]] = field(default_factory=set)
+    cancels: set[asyncio.Task[None]] = field(default_factory=set)
+    """The `notifications/cancelled` on their way (`tell_cancelled`)."""
 
     async def request(self, session: ClientSession, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Send one request on `session`'s connection and return its result as a wire dict.
@@ -201,55 +205,65 @@ class HttpLink:
             raise Unauthorized("the upstream's OAuth token is due for renewal")
         request_id = next_request_id()
         data, opts = stamp(session, method, params)  # the era's _meta and Mcp-* headers, as the SDK sends them
-        headers = self._headers()
-        if isinstance(authorization, str):
-            headers["authorization"] = authorization
-        headers.update(opts.get("headers") or {})
+        headers = self.headers(authorization, opts.get("headers"))
         body = json_codec.dumps({"jsonrpc": "2.0", "id": request_id, **data})
         self.sent += 1
         try:
-            raw = await self._post(body, headers, request_id)
+            raw = await self.post(body, headers, request_id)
         except asyncio.CancelledError:  # the deadline, or the agent cancelled
-            tell_cancelled(session, request_id, self._cancels)
+            tell_cancelled(session, request_id, self.cancels)
             raise
         return checked(method, session.protocol_version or "2025-11-25", raw)
 
-    def _headers(self) -> dict[str, str]:
+    def headers(self, authorization: str | bool | None, stamped: dict[str, str] | None) -> dict[str, str]:
+        """A POST's headers: the transport's (session id, protocol version), `authorization`, the stamp's."""
         transport = self.transport
         headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
         if transport.session_id:
             headers[MCP_SESSION_ID] = transport.session_id
         if (version := transport._protocol_version_header) is not None:
             headers[MCP_PROTOCOL_VERSION_HEADER] = version
+        if isinstance(authorization, str):
+            headers["authorization"] = authorization
+        if stamped:
+            headers.update(stamped)
         return headers
 
-    async def _post(self, body: bytes, headers: dict[str, str], request_id: str) -> dict[str, Any]:
+    async def post(self, body: bytes, headers: dict[str, str], request_id: str) -> dict[str, Any]:
+        """POST `body` with `headers` on a connection of the pool, and its result (`answer`, `resume`)."""
+        position = Position()
         async with self.http.post(body, headers) as response:
-            status = response.status
-            if 300 <= status < 400 and "location" in response.headers:
-                self.usable = False
-                raise Redirected(response.headers["location"])
-            if status == 401:
-                if self.bearer is not None:  # the SDK's auth flow gets (or renews) a token and resends
-                    raise Unauthorized(response.headers.get("www-authenticate", ""))
-                if self.on_unauthorized is not None:
-                    self.on_unauthorized()
-            if status == 202:
-                raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
-            content_type = response.headers.get("content-type", "").lower()
-            if status >= 400:
-                raise await _http_error(response, content_type)
-            if content_type.startswith("application/json"):
-                try:
-                    return answer_of(json_codec.loads(await self._body(response)))
-                except ValueError as exc:
-                    raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
-            if not content_type.startswith("text/event-stream"):
-                raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
-            position = _Position()
-            with contextlib.suppress(_StreamCut):
-                return await self._read_stream(response, request_id, position)
-        return await self._resume(headers, request_id, position)
+            with contextlib.suppress(StreamCut):
+                return await self.answer(response, request_id, position)
+        return await self.resume(headers, request_id, position)
+
+    async def answer(self, response: Response, request_id: str, position: Position) -> dict[str, Any]:
+        """The result on `response` (JSON or SSE), raising as `ClientSession.send_request` would.
+
+        `StreamCut` when an SSE answer ends before the result: the caller gives the connection back, then
+        `resume`s at `position`."""
+        status = response.status
+        if 300 <= status < 400 and "location" in response.headers:
+            self.usable = False
+            raise Redirected(response.headers["location"])
+        if status == 401:
+            if self.bearer is not None:  # the SDK's auth flow gets (or renews) a token and resends
+                raise Unauthorized(response.headers.get("www-authenticate", ""))
+            if self.on_unauthorized is not None:
+                self.on_unauthorized()
+        if status == 202:
+            raise MCPError(INVALID_REQUEST, "server answered a request with 202 Accepted")
+        content_type = response.headers.get("content-type", "").lower()
+        if status >= 400:
+            raise await _http_error(response, content_type)
+        if content_type.startswith("application/json"):
+            try:
+                return answer_of(json_codec.loads(await self._body(response)))
+            except ValueError as exc:
+                raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
+        if not content_type.startswith("text/event-stream"):
+            raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
+        return await self._read_stream(response, request_id, position)
 
     async def _body(self, response: Response) -> bytes:
         """A JSON answer's body, read no further than `answer_cutoff(max_result)`."""
@@ -265,7 +279,7 @@ class HttpLink:
         except BodyTooLarge:
             raise AnswerTooLarge(self.max_result, _declared(response)) from None
 
-    async def _resume(self, headers: dict[str, str], request_id: str, position: _Position) -> dict[str, Any]:
+    async def resume(self, headers: dict[str, str], request_id: str, position: Position) -> dict[str, Any]:
         """The answer of a call whose SSE stream was cut before it.
 
         Resumed with `Last-Event-ID` (a GET, after the server's `retry:` delay or a second), as the SDK's
@@ -283,15 +297,15 @@ class HttpLink:
             async with self.http.get(resume) as response:
                 kind = response.headers.get("content-type", "").lower()
                 if response.status == 200 and kind.startswith("text/event-stream"):
-                    with contextlib.suppress(_StreamCut):
+                    with contextlib.suppress(StreamCut):
                         return await self._read_stream(response, request_id, position)
                 else:
                     log.info("upstream refused resuming a cut SSE answer (HTTP %s, %s)", response.status, kind)
             failures = failures + 1 if position.last_id == before else 0
         raise MCPError(CONNECTION_CLOSED, "SSE stream ended and reconnection attempts were exhausted")
 
-    async def _read_stream(self, response: Response, request_id: str, position: _Position) -> dict[str, Any]:
-        """The answer on `response`'s events; `_StreamCut` when they end without it."""
+    async def _read_stream(self, response: Response, request_id: str, position: Position) -> dict[str, Any]:
+        """The answer on `response`'s events; `StreamCut` when they end without it."""
         limit = self.transport.max_sse_event_size
         async with contextlib.aclosing(_sse_events(response.iter_any(), limit, position)) as events:
             async for event, data in events:
@@ -307,7 +321,7 @@ class HttpLink:
                     await deliver_log(self.on_log, message.get("params"))
                     continue
                 await self._hand_over(data)
-        raise _StreamCut
+        raise StreamCut
 
     async def _hand_over(self, data: str) -> None:
         """A notification or server request met on our call's stream: the SDK session handles it."""
@@ -340,12 +354,12 @@ async def _http_error(response: Response, content_type: str) -> MCPError:
     return MCPError(INTERNAL_ERROR, "Server returned an error response")
 
 
-class _StreamCut(Exception):
+class StreamCut(Exception):
     """A call's SSE stream ended before its answer."""
 
 
 @dataclass
-class _Position:
+class Position:
     """Where a call's SSE stream stands.
 
     The last event id the server gave (`id:`) and the delay it asked for before reconnecting (`retry:`),
@@ -356,7 +370,7 @@ class _Position:
 
 
 async def _sse_events(
-    chunks: AsyncIterator[bytes], max_size: int | None, position: _Position | None = None
+    chunks: AsyncIterator[bytes], max_size: int | None, position: Position | None = None
 ) -> AsyncGenerator[tuple[str, str]]:
     """(event type, data) of each server-sent event with data, as the SSE spec frames them.
 

@@ -15,7 +15,7 @@ from mcp_types import PARSE_ERROR
 from mcp_types import methods as _methods
 from pydantic import TypeAdapter
 
-__all__ = ["answer_of", "checked", "error_of"]
+__all__ = ["answer_of", "checked", "error_of", "result_checks"]
 
 
 def answer_of(message: Any) -> dict[str, Any]:
@@ -45,6 +45,13 @@ def checked(method: str, version: str, raw: dict[str, Any]) -> dict[str, Any]:
     if not (foreign := _later_revision_fields(method, version)).isdisjoint(raw):
         raw = {key: value for key, value in raw.items() if key not in foreign}
     return raw
+
+
+def result_checks(method: str, version: str) -> tuple[Callable[..., Any] | None, frozenset[str]]:
+    """`checked`'s validator and the later revisions' fields it drops, for a caller that keeps them.
+
+    (`lean_plan`): a result with no `ttlMs` and none of those fields is only validated."""
+    return _result_validator(method, version), _later_revision_fields(method, version)
 
 
 @functools.cache

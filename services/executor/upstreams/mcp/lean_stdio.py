@@ -11,7 +11,8 @@ streamable HTTP. Everything else on the pipe (notifications, server requests, li
 SDK session as before, except log messages, which go to the session's logging callback
 (`on_log`) as they are read, so a call's outcome counts those that came before its answer. The
 request is stamped by the session and its result checked as `ClientSession.send_request` would
-(`lean.stamp`, `lean.checked`).
+(`lean.stamp`, `lean.checked`); a plain `tools/call` comes stamped from the session's kept plan
+(`lean_session`, `lean_plan`) straight to `send`.
 """
 
 from __future__ import annotations
@@ -74,23 +75,33 @@ class StdioLink:
         """Send one request on the session's pipe and return its result as a wire dict.
 
         Raises what `ClientSession.send_request` raises for the same answers."""
-        if self._closed:
-            raise MCPError(CONNECTION_CLOSED, "Connection closed")
         request_id = next_request_id()
         data, _ = stamp(session, method, params)  # stdio has no headers: only the era's _meta counts
+        message = {"jsonrpc": "2.0", "id": request_id, **data}
+        result = await self.send(session, request_id, message, json_codec.dumps(message))
+        return checked(method, session.protocol_version or "2025-11-25", result)
+
+    async def send(
+        self, session: ClientSession, request_id: str, message: dict[str, Any], body: bytes
+    ) -> dict[str, Any]:
+        """Send `message` (stamped; `body` its JSON) and return its result, unchecked (`lean_results.checked`).
+
+        Raises what `ClientSession.send_request` raises for the same answers, except the result checks."""
+        if self._closed:
+            raise MCPError(CONNECTION_CLOSED, "Connection closed")
         answer: asyncio.Future[_Answer] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = answer
         self.sent += 1
         try:
             try:
                 if self.send_line is not None:
-                    await self.send_line(json_codec.dumps({"jsonrpc": "2.0", "id": request_id, **data}) + b"\n")
+                    await self.send_line(body + b"\n")
                 else:
                     assert self.outbound is not None, "a StdioLink writes lines or to a write stream"
-                    message = types.JSONRPCRequest.model_construct(
-                        jsonrpc="2.0", id=request_id, method=data["method"], params=data["params"]
+                    request = types.JSONRPCRequest.model_construct(
+                        jsonrpc="2.0", id=request_id, method=message["method"], params=message["params"]
                     )
-                    await self.outbound.send(SessionMessage(message))
+                    await self.outbound.send(SessionMessage(request))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
                 raise MCPError(CONNECTION_CLOSED, "Connection closed") from None
             try:
@@ -104,12 +115,10 @@ class StdioLink:
         finally:
             self._waiting.pop(request_id, None)
         if isinstance(got, dict):
-            result = answer_of(got)
-        elif isinstance(got, types.JSONRPCError):
+            return answer_of(got)
+        if isinstance(got, types.JSONRPCError):
             raise MCPError(got.error.code, got.error.message, got.error.data)
-        else:
-            result = got.result
-        return checked(method, session.protocol_version or "2025-11-25", result)
+        return got.result
 
     async def line(self, line: bytes) -> bool:
         """True when `line` (read off the pipe) answers a lean request, or is a log message.

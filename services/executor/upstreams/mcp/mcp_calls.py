@@ -34,6 +34,8 @@ from .upstream_tasks import TASK_METHODS, is_task_call, send_raw
 
 __all__ = [
     "REQUEST_TYPES",
+    "bridge_tool_call",
+    "failed",
     "ping",
     "send_tool_call",
     "send_upstream_request",
@@ -212,17 +214,46 @@ async def _exchange(
         if ask is not None and needs_bridge(result, client):
             result = await resolve_input_required(result, what=what, ask=ask, resend=outgoing.send)
     except Exception as exc:
-        if on_stale is not None and isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
-            on_stale()
-        error = error_from_exception(exc, server=server, timeout=budget)
-        if error.kind is ErrorKind.INTERNAL:
-            log.exception("upstream %s: %s failed unexpectedly", server, what)
-        # an error the upstream answered proves it got the request; anything else leaves it open
-        execution: Execution = "ran" if error.kind in _ANSWERED else "may_have_run"
-        return CallOutcome(
-            id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started), execution=execution
-        )
+        return failed(exc, request_id, started, server=server, budget=budget, what=what, on_stale=on_stale)
     return ran(request_id, result, _ms(started))
+
+
+def failed(
+    exc: Exception,
+    request_id: str,
+    started: float,
+    *,
+    server: str,
+    budget: float,
+    what: str,
+    on_stale: Callable[[], None] | None,
+) -> CallOutcome:
+    """The outcome of a request that raised `exc` (`started` at that `perf_counter`)."""
+    if on_stale is not None and isinstance(exc, MCPError) and exc.code == HEADER_MISMATCH:
+        on_stale()
+    error = error_from_exception(exc, server=server, timeout=budget)
+    if error.kind is ErrorKind.INTERNAL:
+        log.exception("upstream %s: %s failed unexpectedly", server, what)
+    # an error the upstream answered proves it got the request; anything else leaves it open
+    execution: Execution = "ran" if error.kind in _ANSWERED else "may_have_run"
+    return CallOutcome(id=request_id, error=error, decided_by="executor", upstream_ms=_ms(started), execution=execution)
+
+
+async def bridge_tool_call(
+    session: ClientSession,
+    params: dict[str, Any],
+    result: dict[str, Any],
+    deadline: float,
+    *,
+    deadlines: Deadlines,
+    ask: Ask,
+    lean: LeanLink | None,
+) -> dict[str, Any]:
+    """`result` (an `input_required` answer to a call of `params`, unstamped) resolved through `ask`.
+
+    As `send_tool_call` resolves it."""
+    outgoing = _OutgoingToolCall(session, types.CallToolRequest, "tools/call", params, deadline, deadlines, None, lean)
+    return await resolve_input_required(result, what=f"tool {params['name']!r}", ask=ask, resend=outgoing.send)
 
 
 async def ping(session: ClientSession, within: float) -> str | None:

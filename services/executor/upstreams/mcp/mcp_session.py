@@ -38,7 +38,7 @@ from .mcp_calls import ping, send_tool_call, send_upstream_request
 from .mcp_changes import ChangeListener
 from .mcp_listing import LIST_CHANGED, list_everything
 
-__all__ = ["McpConnector", "McpSession", "OpenStreams"]
+__all__ = ["MakeSession", "McpConnector", "McpSession", "OpenStreams"]
 
 log = logging.getLogger(__name__)
 
@@ -51,14 +51,26 @@ OpenStreams = Callable[
 it hands `on_lean` the link lean calls are sent on (`stdio.open_streams`, ...)."""
 
 
+MakeSession = Callable[[str, ClientSession, SessionHooks, ChangeListener, LeanLink | None], "McpSession"]
+"""(name, SDK session, hooks, listener, lean link) -> the session calls go on (`McpSession`, or a kind's own)."""
+
+
 class McpConnector:
     """Opens sessions to one MCP server over the transport `open_streams` opens."""
 
-    def __init__(self, name: str, config: ServerConfig, hooks: SessionHooks, open_streams: OpenStreams) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: ServerConfig,
+        hooks: SessionHooks,
+        open_streams: OpenStreams,
+        make_session: MakeSession | None = None,
+    ) -> None:
         self.name = name
         self.config = config
         self._hooks = hooks
         self._open_streams = open_streams
+        self._make_session: MakeSession = make_session or McpSession
         self._mode = config.protocol
         """How the next connect negotiates. "auto" opens with a `server/discover` probe, which some old
         servers (mcp <= 1.8 over stdio and SSE) answer by dropping the connection; after a failed
@@ -88,7 +100,7 @@ class McpConnector:
             list_roots_callback=agents.roots,
         )
         async with client:
-            session = McpSession(self.name, client.session, hooks, self._listener, links[-1] if links else None)
+            session = self._make_session(self.name, client.session, hooks, self._listener, links[-1] if links else None)
             await session.resubscribe()
             yield session
 

@@ -22,6 +22,7 @@ from ...answer_limits import answer_cutoff
 from ..interface import Connector, SessionHooks
 from .http_client import http_client
 from .lean import LeanLink
+from .lean_session import lean_session
 from .lean_stdio import StdioLink
 from .mcp_session import McpConnector
 from .watched_stream import WatchedReadStream, WatchedWriteStream
@@ -83,4 +84,4 @@ async def open_streams(
 
 
 def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
-    return McpConnector(name, config, hooks, open_streams)
+    return McpConnector(name, config, hooks, open_streams, lean_session)

@@ -21,6 +21,7 @@ from libs.common.contracts.config import ServerConfig
 from ...answer_limits import answer_cutoff
 from ..interface import Connector, SessionHooks
 from .lean import LeanLink
+from .lean_session import lean_session
 from .lean_stdio import StdioLink
 from .mcp_session import McpConnector
 from .stderr import stderr_to_log
@@ -69,4 +70,4 @@ def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector
 
     Or in a private temporary folder of its own when it was given none."""
     root = hooks.settings.stdio_root or StdioRoot.of("")
-    return McpConnector(name, config, hooks, functools.partial(open_streams, root=root))
+    return McpConnector(name, config, hooks, functools.partial(open_streams, root=root), lean_session)

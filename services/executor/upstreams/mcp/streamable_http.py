@@ -18,6 +18,7 @@ from ...answer_limits import answer_cutoff
 from ..interface import Connector, SessionHooks
 from .http_client import http_client
 from .lean import LeanLink, lean_http_transport
+from .lean_session import lean_session
 from .mcp_session import McpConnector
 from .watched_stream import WatchedReadStream
 
@@ -56,4 +57,4 @@ async def open_streams(
 
 
 def connector(name: str, config: ServerConfig, hooks: SessionHooks) -> Connector:
-    return McpConnector(name, config, hooks, open_streams)
+    return McpConnector(name, config, hooks, open_streams, lean_session)
