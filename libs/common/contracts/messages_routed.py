@@ -64,7 +64,10 @@ class RoutedHead(BusMessage):
     @model_validator(mode="after")
     def _default_deadline(self) -> RoutedHead:
         if not self.deadline:
-            self.deadline = self.sent_at + self.timeout
+            # what pydantic's `__setattr__` does for a field (its handler's two lines), without its two calls:
+            # this runs for every routed request built or parsed
+            self.__dict__["deadline"] = self.sent_at + self.timeout
+            self.__pydantic_fields_set__.add("deadline")
         return self
 
     @property
