@@ -202,7 +202,9 @@ class AckedRequester:
                     every = settings.probe_every
                 else:
                     every = min(settings.probe_every, settings.ack_after + settings.ack_margin)  # `_lost_after`
-                self._looks.at(min(remaining, every), self._look, token)
+                # resolving the very future awaited next: done by then (answered, or cancelled with this
+                # task), the look runs nothing
+                self._looks.wake_at(min(remaining, every), pending.wake)
                 await pending.wake
                 if pending.reply is not None or pending.error is not None:  # answered
                     continue
@@ -238,12 +240,6 @@ class AckedRequester:
             f"no {role} replica acknowledged the call (the replica, or the NATS member it is connected to, "
             "stopped answering)"
         )
-
-    def _look(self, token: str) -> None:
-        """A request is due a look at how it is going (a probe, its deadline), if still unanswered."""
-        pending = self._pending.get(token)
-        if pending is not None and not pending.wake.done():
-            pending.wake.set_result(None)
 
     def _on_reply(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject.rpartition(".")[2])
