@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
@@ -188,8 +188,11 @@ class ToolCall(_Routed):
         """This call with its arguments in the object store under `blob` (`offloadable`)."""
         return self.model_copy(update={"arguments": {}, "arguments_blob": blob})
 
-    async def send(self, session: RoutedSession, ctx: Any) -> CallOutcome:
-        return await session.call_tool(self, ctx)
+    def send(self, session: RoutedSession, ctx: Any) -> Awaitable[CallOutcome]:
+        """The session's call of this tool, for the caller to await.
+
+        Returned, not awaited here: no coroutine of its own to create and resume, once a call."""
+        return session.call_tool(self, ctx)
 
 
 class UpstreamRequest(_Routed):
@@ -251,8 +254,9 @@ class UpstreamRequest(_Routed):
     def offloaded(self, blob: str) -> UpstreamRequest:
         raise TypeError(f"{self.method} params do not travel through the object store (`offloadable` is False)")
 
-    async def send(self, session: RoutedSession, ctx: Any) -> CallOutcome:
-        return await session.request(self, ctx)
+    def send(self, session: RoutedSession, ctx: Any) -> Awaitable[CallOutcome]:
+        """The session's request, for the caller to await (`ToolCall.send`)."""
+        return session.request(self, ctx)
 
 
 Routed = ToolCall | UpstreamRequest
