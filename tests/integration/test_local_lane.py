@@ -99,6 +99,7 @@ async def test_the_handed_over_message_is_what_the_server_would_deliver(connect)
             headers,
         )
         assert msg._client is receiver  # msg.respond() answers on the receiver's own connection
+    assert vars(local) == vars(remote)  # every field nats-py's own `Msg` has, built without its `__init__`
     headers["Accept-By"] = "changed after sending"
     assert local.headers == {"Bastion-Grant": '{"mac": "x"}', "Accept-By": "123.5"}
 

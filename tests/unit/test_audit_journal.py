@@ -119,6 +119,17 @@ def test_unserializable_events_keep_the_ack_count_aligned(tmp_path: Path) -> Non
     assert [e.event_id for e in replayed(tmp_path)] == [good]
 
 
+def test_a_request_whose_names_json_cannot_carry_is_still_replayed_with_them_replaced(tmp_path: Path) -> None:
+    journal = AuditJournal(tmp_path)
+    journal.routed(begin(journal, "bad \ud800"), "echo", "add \udfff", {"a": 1})  # lone surrogates
+    killed(journal)
+
+    [stopped] = replayed(tmp_path)
+
+    assert (stopped.name, stopped.server, stopped.tool) == ("bad ?", "echo", "add ?")  # as UTF-8 replaces them
+    assert stopped.arguments_sha256 == sha256_of({"a": 1})
+
+
 def test_a_request_cut_after_it_was_routed_names_its_server_tool_and_arguments(tmp_path: Path) -> None:
     """A rebuilt event once had no server, tool or argument hash, so a query by server or tool
     missed exactly the calls whose outcome is unknown. Carried across a rotation, too."""

@@ -33,3 +33,20 @@ async def test_every_action_runs_once_and_never_early() -> None:
     assert len(table) == 0
     await asyncio.sleep(0.05)  # no firing left to run anything twice
     assert len(ran) == len(due)
+
+
+async def test_a_future_is_woken_when_due_unless_it_is_done_by_then() -> None:
+    loop = asyncio.get_running_loop()
+    table = Timetable(slack=0.01)
+    waiting, answered, cancelled = loop.create_future(), loop.create_future(), loop.create_future()
+    due = loop.time() + 0.02
+    for future in (answered, cancelled, waiting):  # the waiting one last: the others must not stop the firing
+        table.wake_at(0.02, future)
+    answered.set_result("the answer")
+    cancelled.cancel()
+
+    await asyncio.wait_for(waiting, 10)
+
+    assert loop.time() >= due and waiting.result() is None
+    assert answered.result() == "the answer" and cancelled.cancelled()  # left as they were, nothing raised
+    assert len(table) == 0

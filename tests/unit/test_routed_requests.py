@@ -82,3 +82,13 @@ def test_only_a_tool_calls_arguments_travel_through_the_object_store_and_only_it
     assert not request.offloadable and not request.refunded_when_lost and request.arguments_blob is None
     with pytest.raises(TypeError, match="resources/read params do not travel"):
         request.offloaded("blob-1")
+
+
+def test_a_request_given_no_deadline_has_one_set_as_if_it_had_been_given() -> None:
+    call = ToolCall(caller=CALLER, server="s", tool="t", name="s__t", timeout=5.0, sent_at=100.0)
+    parsed = ToolCall.model_validate_json(ToolCall(**call.model_dump(exclude={"deadline"})).model_dump_json())
+
+    for made in (call, parsed):
+        assert made.deadline == 105.0
+        assert "deadline" in made.model_fields_set  # a dump of the set fields keeps it (`exclude_unset`)
+        assert made.model_dump(exclude_unset=True)["deadline"] == 105.0

@@ -57,6 +57,7 @@ from libs.common.settings import RequestPathSettings
 
 __all__ = ["AckedRequester", "ResponderLost", "call_outcome", "routed_requester"]
 
+_CONNECTED = NATS.CONNECTED
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 
@@ -80,10 +81,6 @@ class _Pending:
         if not self.wake.done():
             self.wake.set_result(None)
 
-    @property
-    def answered(self) -> bool:
-        return self.reply is not None or self.error is not None
-
 
 class AckedRequester:
     """Sends requests to replicas of one kind (`holders`, e.g. `subjects.POLICY_HOLDERS`).
@@ -102,6 +99,8 @@ class AckedRequester:
         also: tuple[Holders, ...] = (),
     ) -> None:
         self._nc = nc
+        self._bus = nc if isinstance(nc, BusClient) else None
+        """`nc` when it is a `BusClient` (which says when the bus, not a responder, failed a request)."""
         self._signer = signer
         self._role = holders.role
         self._holders = {h.accepted_by: (h.role, h.alive_subject) for h in (holders, *also)}
@@ -181,15 +180,17 @@ class AckedRequester:
                 headers.update(self._signer.headers(subject, reply, data))
             if tracing.enabled():
                 tracing.inject(headers)  # the responder's span continues the caller's trace
-            mark = self._nc.mark() if isinstance(self._nc, BusClient) else None
+            bus = self._bus
+            mark = bus.mark() if bus is not None else None
             # sent into a socket it later left: unacknowledged then, the request went down with the member
-            sent_on = mark[2] if mark is not None and self._nc.is_connected else None
+            # (`is_connected` read as its status, a call less)
+            sent_on = mark[2] if mark is not None and self._nc._status == _CONNECTED else None
             await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:
                 if pending.reply is not None:
-                    if isinstance(self._nc, BusClient):
-                        self._nc.answered()
+                    if bus is not None:
+                        bus._timeouts = 0  # `bus.answered()`, inline: once a call
                     return pending.reply
                 if pending.error is not None:
                     raise pending.error
@@ -201,7 +202,9 @@ class AckedRequester:
                     every = settings.probe_every
                 else:
                     every = min(settings.probe_every, settings.ack_after + settings.ack_margin)  # `_lost_after`
-                self._looks.at(min(remaining, every), self._look, token)
+                # resolving the very future awaited next: done by then (answered, or cancelled with this
+                # task), the look runs nothing
+                self._looks.wake_at(min(remaining, every), pending.wake)
                 await pending.wake
                 if pending.reply is not None or pending.error is not None:  # answered
                     continue
@@ -238,19 +241,15 @@ class AckedRequester:
             "stopped answering)"
         )
 
-    def _look(self, token: str) -> None:
-        """A request is due a look at how it is going (a probe, its deadline), if still unanswered."""
-        pending = self._pending.get(token)
-        if pending is not None and not pending.wake.done():
-            pending.wake.set_result(None)
-
     def _on_reply(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject.rpartition(".")[2])
-        if pending is None or pending.answered:
+        if pending is None or pending.reply is not None or pending.error is not None:  # `answered`, inline
             return
         headers = msg.headers
         if not headers or msg.data:  # the answer (an empty answer carries no header of ours)
-            pending.answer(msg)
+            pending.reply = msg  # `pending.answer(msg)`, inline: once a call
+            if not pending.wake.done():
+                pending.wake.set_result(None)
         elif headers.get(_STATUS) == _NO_RESPONDERS:
             pending.answer(error=NoRespondersError())
         elif subjects.HANDED_OVER in headers:  # policy forwarded it: an executor acknowledges it anew

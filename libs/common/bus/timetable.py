@@ -34,14 +34,17 @@ class Timetable:
 
     def __init__(self, slack: float) -> None:
         self._slack = slack
-        self._queue: collections.deque[tuple[float, Callable[[Any], None], Any]] = collections.deque()
-        self._heap: list[tuple[float, int, Callable[[Any], None], Any]] = []
+        self._queue: collections.deque[tuple[float, Callable[[Any], None] | None, Any]] = collections.deque()
+        self._heap: list[tuple[float, int, Callable[[Any], None] | None, Any]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
-    def at(self, delay: float, action: Callable[[Any], None], arg: Any) -> None:
-        """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later."""
+    def at(self, delay: float, action: Callable[[Any], None] | None, arg: Any) -> None:
+        """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later.
+
+        `action` None: `arg` is a future, resolved (with None) then unless it is done already; no Python
+        function runs for it (`wake_at`)."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
         queue = self._queue
@@ -53,6 +56,12 @@ class Timetable:
             if self._timer is not None:
                 self._timer.cancel()
             self._arm(loop, when + self._slack)
+
+    def wake_at(self, delay: float, future: asyncio.Future[None]) -> None:
+        """Resolve `future` `delay` seconds from now (at most `slack` later) unless it is done by then.
+
+        A waiter's look that usually finds it answered already (the relay's requests) costs no call then."""
+        self.at(delay, None, future)
 
     def __len__(self) -> int:
         """Actions waiting (run or not yet)."""
@@ -68,10 +77,16 @@ class Timetable:
         now = loop.time()
         while queue and queue[0][0] <= now:
             _, action, arg = queue.popleft()
-            action(arg)
+            if action is not None:
+                action(arg)
+            elif not arg.done():
+                arg.set_result(None)
         while heap and heap[0][0] <= now:
             _, _, action, arg = heapq.heappop(heap)
-            action(arg)
+            if action is not None:
+                action(arg)
+            elif not arg.done():
+                arg.set_result(None)
         firsts = [waiting[0][0] for waiting in (queue, heap) if waiting]
         if firsts and self._timer is None:
             self._arm(loop, min(firsts) + self._slack)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import functools
 import operator
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar, Literal, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -64,7 +64,10 @@ class RoutedHead(BusMessage):
     @model_validator(mode="after")
     def _default_deadline(self) -> RoutedHead:
         if not self.deadline:
-            self.deadline = self.sent_at + self.timeout
+            # what pydantic's `__setattr__` does for a field (its handler's two lines), without its two calls:
+            # this runs for every routed request built or parsed
+            self.__dict__["deadline"] = self.sent_at + self.timeout
+            self.__pydantic_fields_set__.add("deadline")
         return self
 
     @property
@@ -81,7 +84,7 @@ class RoutedHead(BusMessage):
         return (
             _field_values(type(c))(c),
             self.server,
-            self.granted_as,
+            self.tool or self.target or "",  # `granted_as`, without its getter: once a call
             tuple(self.include_servers) if self.include_servers is not None else None,
             tuple(self.include_tools) if self.include_tools is not None else None,
         )
@@ -146,28 +149,32 @@ class ToolCall(_Routed):
     rpc_method: ClassVar[str] = "tools/call"
     """The MCP method it runs: a class attribute, read several times a call with no getter to run."""
 
-    @property
-    def tool_name(self) -> str | None:
-        """The tool it runs: exposure, argument checks and retries apply to it."""
-        return self.tool
+    if TYPE_CHECKING:  # what they are; below, what runs: read seven times a call, with no Python getter
 
-    @property
-    def asked_for(self) -> str:
-        """What it names upstream, for checks and logs: the tool."""
-        return self.tool
+        @property
+        def tool_name(self) -> str | None:
+            """The tool it runs: exposure, argument checks and retries apply to it."""
 
-    @property
-    def payload(self) -> dict[str, Any]:
-        """What it asks of the upstream, as checks see it: the tool's arguments."""
-        return self.arguments
+        @property
+        def asked_for(self) -> str:
+            """What it names upstream, for checks and logs: the tool."""
+
+        @property
+        def payload(self) -> dict[str, Any]:
+            """What it asks of the upstream, as checks see it: the tool's arguments."""
+
+        @property
+        def agent_meta(self) -> Any:
+            """The agent's `_meta` (its progress token)."""
+
+    else:  # properties whose getter is a C `attrgetter`: nothing the profiler counts as a call
+        tool_name = property(operator.attrgetter("tool"))
+        asked_for = property(operator.attrgetter("tool"))
+        payload = property(operator.attrgetter("arguments"))
+        agent_meta = property(operator.attrgetter("meta"))
 
     def replace_payload(self, payload: dict[str, Any]) -> None:
         self.arguments = payload
-
-    @property
-    def agent_meta(self) -> Any:
-        """The agent's `_meta` (its progress token)."""
-        return self.meta
 
     @property
     def offloadable(self) -> bool:
@@ -181,8 +188,11 @@ class ToolCall(_Routed):
         """This call with its arguments in the object store under `blob` (`offloadable`)."""
         return self.model_copy(update={"arguments": {}, "arguments_blob": blob})
 
-    async def send(self, session: RoutedSession, ctx: Any) -> CallOutcome:
-        return await session.call_tool(self, ctx)
+    def send(self, session: RoutedSession, ctx: Any) -> Awaitable[CallOutcome]:
+        """The session's call of this tool, for the caller to await.
+
+        Returned, not awaited here: no coroutine of its own to create and resume, once a call."""
+        return session.call_tool(self, ctx)
 
 
 class UpstreamRequest(_Routed):
@@ -244,8 +254,9 @@ class UpstreamRequest(_Routed):
     def offloaded(self, blob: str) -> UpstreamRequest:
         raise TypeError(f"{self.method} params do not travel through the object store (`offloadable` is False)")
 
-    async def send(self, session: RoutedSession, ctx: Any) -> CallOutcome:
-        return await session.request(self, ctx)
+    def send(self, session: RoutedSession, ctx: Any) -> Awaitable[CallOutcome]:
+        """The session's request, for the caller to await (`ToolCall.send`)."""
+        return session.request(self, ctx)
 
 
 Routed = ToolCall | UpstreamRequest

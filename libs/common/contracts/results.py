@@ -19,7 +19,8 @@ __all__ = ["SERVER_INFO", "encode_result", "shape_result"]
 
 SERVER_INFO: Final = {"name": "bastion", "title": "Bastion MCP gateway", "version": "0.1.0"}
 
-_LATER_RESULT_FIELDS: Final = ("resultType", "ttlMs", "cacheScope")
+_LATER_RESULT_FIELDS: Final = frozenset(("resultType", "ttlMs", "cacheScope"))
+"""A set: whether a result holds any is one C call (`isdisjoint`), no generator."""
 
 
 def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
@@ -36,7 +37,7 @@ def shape_result(result: dict[str, Any], version: str) -> dict[str, Any]:
             else {SERVER_INFO_META_KEY: SERVER_INFO}
         )
         return {**result, "resultType": result.get("resultType") or "complete", "_meta": stamped}
-    if any(field in result for field in _LATER_RESULT_FIELDS) or (
+    if not _LATER_RESULT_FIELDS.isdisjoint(result) or (
         isinstance(result.get("_meta"), dict) and SERVER_INFO_META_KEY in result["_meta"]
     ):
         result = {k: v for k, v in result.items() if k not in _LATER_RESULT_FIELDS}
