@@ -57,7 +57,6 @@ from libs.common.settings import RequestPathSettings
 
 __all__ = ["AckedRequester", "ResponderLost", "call_outcome", "routed_requester"]
 
-_CONNECTED = NATS.CONNECTED
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 
@@ -80,6 +79,10 @@ class _Pending:
         self.reply, self.error = reply, error
         if not self.wake.done():
             self.wake.set_result(None)
+
+    @property
+    def answered(self) -> bool:
+        return self.reply is not None or self.error is not None
 
 
 class AckedRequester:
@@ -183,14 +186,13 @@ class AckedRequester:
             bus = self._bus
             mark = bus.mark() if bus is not None else None
             # sent into a socket it later left: unacknowledged then, the request went down with the member
-            # (`is_connected` read as its status, a call less)
-            sent_on = mark[2] if mark is not None and self._nc._status == _CONNECTED else None
+            sent_on = mark[2] if mark is not None and self._nc.is_connected else None
             await self._nc.publish(subject, data, reply=reply, headers=headers)
             deadline = pending.sent_at + within
             while True:
                 if pending.reply is not None:
                     if bus is not None:
-                        bus._timeouts = 0  # `bus.answered()`, inline: once a call
+                        bus.answered()
                     return pending.reply
                 if pending.error is not None:
                     raise pending.error
@@ -243,13 +245,11 @@ class AckedRequester:
 
     def _on_reply(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject.rpartition(".")[2])
-        if pending is None or pending.reply is not None or pending.error is not None:  # `answered`, inline
+        if pending is None or pending.answered:
             return
         headers = msg.headers
         if not headers or msg.data:  # the answer (an empty answer carries no header of ours)
-            pending.reply = msg  # `pending.answer(msg)`, inline: once a call
-            if not pending.wake.done():
-                pending.wake.set_result(None)
+            pending.answer(msg)
         elif headers.get(_STATUS) == _NO_RESPONDERS:
             pending.answer(error=NoRespondersError())
         elif subjects.HANDED_OVER in headers:  # policy forwarded it: an executor acknowledges it anew

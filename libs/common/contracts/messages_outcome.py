@@ -11,7 +11,7 @@ from typing import Any, Final, Literal
 import orjson
 from pydantic import Field
 
-from libs.common.contracts.carried import Carried, carries, snapshot
+from libs.common.contracts.carried import Carried, carried, carries, carrying, snapshot
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages_base import BusMessage, Execution, GatewayError, InterceptorDecision
 
@@ -113,22 +113,18 @@ def encode_outcome(outcome: CallOutcome) -> bytes:
     data = envelope if raw is None else envelope + b"\n" + raw
     if not carries():
         return data
-    # what `decode_outcome` makes of these bytes, for a receiver in this process (`carrying`'s work, inline)
-    carried_bytes = Carried(data)
+    # what `decode_outcome` makes of these bytes, for a receiver in this process (`carried`)
     if raw is None:
-        carried_bytes.model = snapshot(outcome, _NO_RESULT, _NO_RESULT)
-    else:
-        carried_bytes.model = snapshot(outcome, {"result": None, "raw_result": raw}, _NOT_IN_ENVELOPE)
-    return carried_bytes
+        return carrying(outcome, data, snapshot(outcome, _NO_RESULT, _NO_RESULT))
+    return carrying(outcome, data, snapshot(outcome, {"result": None, "raw_result": raw}, _NOT_IN_ENVELOPE))
 
 
 def decode_outcome(data: bytes) -> CallOutcome:
     """An outcome from its bus form (`encode_outcome`); the result stays bytes (`raw_result`).
 
     Raises `pydantic.ValidationError` when the envelope is not a `CallOutcome`."""
-    if type(data) is Carried and type(model := data.model) is CallOutcome:  # `carried`'s work, inline
-        data.model = None  # taken: a second receiver parses
-        return model
+    if type(data) is Carried and type(data.model) is CallOutcome:
+        return carried(CallOutcome, data)
     envelope, newline, raw = data.partition(b"\n")  # compact JSON has no raw newline
     outcome = CallOutcome.model_validate_json(envelope)
     if newline:

@@ -84,7 +84,7 @@ class RoutedHead(BusMessage):
         return (
             _field_values(type(c))(c),
             self.server,
-            self.tool or self.target or "",  # `granted_as`, without its getter: once a call
+            self.granted_as,
             tuple(self.include_servers) if self.include_servers is not None else None,
             tuple(self.include_tools) if self.include_tools is not None else None,
         )

@@ -29,9 +29,7 @@ class LeaveSession:
     The answer counts the events its agent got while it was (ingress waits for stragglers)."""
 
     def __call__(self, call: Call) -> None:
-        if (in_flight := call.in_flight) is not None:  # `Call.leave`, inline: no call of its own
-            in_flight.pop(call.request.id, None)
-            call.in_flight = None
+        call.leave()
         active, outcome = call.active, call.outcome
         if active is not None and outcome is not None and outcome.events != active.events:
             outcome.events = active.events  # mostly both 0: no pydantic assignment then

@@ -46,8 +46,6 @@ from .webhook import WebhookClient, webhook_request
 __all__ = ["Guardrails", "Inspection", "Subject"]
 
 _WHO: Final = operator.attrgetter("key_id", "key_name", "user_id", "team_id", "customer_id")
-CALLER_KEY: Final = _WHO
-"""What of a caller a plan depends on (`Guardrails.plans`' keys)."""
 """What of a caller decides which rules cover it (`_Rule.covers_caller`): one C call per payload."""
 _SEEN: Final = 16_384
 """(where, server, name, caller) combinations whose applicable rules one engine remembers."""
@@ -162,9 +160,6 @@ class Guardrails:
         self._rules = tuple(rules)
         self._max_scan_bytes = max_scan_bytes
         self._seen: dict[tuple[str, str, str, tuple[str | None, ...]], _Plan] = {}
-        self.plans: Mapping[tuple[str, str, str, tuple[str | None, ...]], _Plan] = self._seen
-        """The plans made so far, by (where, server, name, `CALLER_KEY(caller)` or ()): a caller that builds
-        the key finds a known plan by one lookup, and asks `plan` only for a new one."""
 
     @classmethod
     def compile(cls, section: GuardrailsSection, groups: Mapping[str, Sequence[str]] | None = None) -> Guardrails:

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import orjson
 from nats.aio.client import Client as NATS
 
 from libs.common.contracts.guardrails import ACTION_ORDER, Action, GuardrailDecision, GuardrailsSection, Where
@@ -24,7 +23,7 @@ from libs.common.contracts.messages_base import Caller
 from libs.common.runtime import metrics
 
 from ..guardrails.base import Subject
-from ..guardrails.engine import CALLER_KEY, NO_PLAN, Guardrails, Inspection, encoded
+from ..guardrails.engine import NO_PLAN, Guardrails, Inspection, encoded
 from ..guardrails.webhook import WebhookClient
 from .interface import InterceptedCall, InterceptedListing, InterceptedMessage, Interceptor, Refused
 
@@ -78,16 +77,10 @@ class GuardrailsInterceptor(Interceptor):
             self._webhooks = None
 
     async def _inspect(self, where: Where, server: str, name: str, caller: Caller | None, payload: Any) -> Inspection:
-        # cached per (where, server, tool, caller): a known plan by one lookup, no call
-        plan = self.engine.plans.get((where, server, name, CALLER_KEY(caller) if caller else ()))
-        if plan is None:
-            plan = self.engine.plan(where, server, name, caller)
+        plan = self.engine.plan(where, server, name, caller)  # cached per (where, server, tool, caller)
         if plan is NO_PLAN:
             return Inspection(None, payload)
-        try:  # `encoded`, its usual case inline: once, the engine reads the same bytes
-            blob = orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS)
-        except TypeError:
-            blob = encoded(payload)
+        blob = encoded(payload)  # once: the engine reads the same bytes
         if len(blob) > _OFF_LOOP:
             # ~75 ms of CPU a MiB (docs/benchmarks.md): in a worker thread, so the executor's other
             # calls keep being served between its slices instead of waiting seconds for a 32 MiB scan

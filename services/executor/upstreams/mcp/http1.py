@@ -240,10 +240,8 @@ class _Connection(asyncio.Protocol):
             return
         self.keep_alive = self._parser.should_keep_alive()
         self._head = None
-        if (response := self._response) is not None:  # `Response._finish`, inlined on the path of every answer
-            response.done = True
-            if (waiter := response._waiter) is not None and not waiter.done():
-                waiter.set_result(None)
+        if self._response is not None:
+            self._response._finish()
 
     def _broken(self, error: HttpClosed) -> None:
         self._fail(error)

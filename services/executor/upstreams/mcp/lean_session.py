@@ -111,12 +111,7 @@ class LeanMcpSession(McpSession):
                                 message = json_codec.loads(data)
                             except ValueError as exc:
                                 raise MCPError(PARSE_ERROR, f"Failed to parse JSON response: {exc}") from None
-                            # `answer_of`, inlined for an answer that is a result
-                            raw = (
-                                message.get("result") if isinstance(message, dict) and "error" not in message else None
-                            )
-                            if not isinstance(raw, dict):
-                                raw = answer_of(message)
+                            raw = answer_of(message)
                         else:
                             position = Position()
                             try:
