@@ -57,9 +57,6 @@ __all__ = ["Handlers", "RequestContext"]
 log = logging.getLogger(__name__)
 
 
-_NAME_AND_ARGUMENTS = frozenset(("name", "arguments"))
-
-
 class Handlers:
     def __init__(
         self,
@@ -231,11 +228,8 @@ class Handlers:
         app_call = name in (view or self.catalog).app_only
         if app_call and HOST not in ctx.client:
             return self._app_only(ctx, entry)
-        # the usual call (handshake era) names its tool and arguments only: nothing else to forward
-        if params.keys() <= _NAME_AND_ARGUMENTS:
-            meta = extra = None
-        else:
-            meta, extra = forwarded_meta(params), call_extra(params)
+        meta = forwarded_meta(params)
+        extra = call_extra(params)
         sender = self.sender
         call = ToolCall(
             trace_id=ctx.trace_id,

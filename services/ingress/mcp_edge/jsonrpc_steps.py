@@ -48,6 +48,16 @@ class ParseJson(Check):
 
 
 def envelope_problem(message: Any) -> str | None:
+    # the usual request first, in one pass: an object of JSON-RPC 2.0 with a method and a string or
+    # integer id (JSON values are of their exact types: a bool id is not an int here)
+    if (
+        type(message) is dict
+        and message.get("jsonrpc") == "2.0"
+        and type(method := message.get("method")) is str
+        and method
+        and type(message.get("id")) in _IDS
+    ):
+        return None
     if isinstance(message, list):
         return "JSON-RPC batches are not supported: send one message per POST"
     if not isinstance(message, dict):
@@ -77,18 +87,7 @@ class CheckEnvelope(Check):
     __slots__ = ()
 
     def check(self, x: Exchange) -> Answering | None:
-        message = x.message
-        # the usual request, in one pass without a call: an object of JSON-RPC 2.0 with a method and
-        # a string or integer id (JSON values are of their exact types: a bool id is not an int here)
-        if (
-            type(message) is dict
-            and message.get("jsonrpc") == "2.0"
-            and type(method := message.get("method")) is str
-            and method
-            and type(message.get("id")) in _IDS
-        ):
-            return None
-        if problem := envelope_problem(message):
+        if problem := envelope_problem(x.message):
             return Refusal(400, error_body(echo_id(x.message), INVALID_REQUEST, problem))
         return None
 
