@@ -185,9 +185,9 @@ def _cedar_value(value: Any, as_decimal: bool = False) -> Any:
         return [v for v in (_cedar_value(v, as_decimal) for v in value) if v is not None]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value
-    if not as_decimal and (isinstance(value, int) or (value.is_integer() and abs(value) < 2**63)):
+    if not as_decimal and (-(2**63) <= value < 2**63) and (isinstance(value, int) or value.is_integer()):
         return int(value)
-    return _decimal(value)
+    return _decimal(value)  # past a Long: a decimal cannot hold it either, so it is left out
 
 
 def _decimal(number: int | float) -> dict[str, Any] | None:
