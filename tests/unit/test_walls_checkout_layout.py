@@ -83,6 +83,10 @@ def test_a_confined_executor_boxes_a_stdio_server_whose_script_lies_beside_the_d
         write=[str(tmp_path / "stdio")],
         devices=list(DEVICES),
     )
+    # in a file, not on the command line: every path but two lists each sibling up to `/`, past the
+    # 128 KiB one argument may hold when /tmp is crowded
+    box_file = tmp_path / "box.json"
+    box_file.write_text(box.to_json())
     found = _child(
         """
         import json, os, subprocess, sys
@@ -94,7 +98,7 @@ def test_a_confined_executor_boxes_a_stdio_server_whose_script_lies_beside_the_d
         tmp = Path(sys.argv[2])
         checkout, elsewhere = tmp / "checkout", tmp / "elsewhere"
         everything_but([str(checkout / ".bastion")])  # what the executor computes before confining itself
-        confine(Confinement.from_json(sys.argv[1]))
+        confine(Confinement.from_json(Path(sys.argv[1]).read_text()))
         results = {}
         try:
             results["listed"] = sorted(os.listdir(checkout))
@@ -111,7 +115,7 @@ def test_a_confined_executor_boxes_a_stdio_server_whose_script_lies_beside_the_d
             results["unlisted"] = str(exc)
         print(json.dumps(results))
         """,
-        box.to_json(),
+        str(box_file),
         str(tmp_path),
     )
     assert found["listed"] == "Permission denied"  # the executor may not list the folder itself
