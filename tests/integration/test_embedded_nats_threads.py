@@ -14,6 +14,7 @@ from nats.js.api import StreamConfig
 from cli.nats_cluster import EmbeddedNatsCluster
 from cli.stack import EmbeddedNats
 from tests.support.cluster_ready import until_it_places
+from tests.support.polling import poll_until
 from tests.support.processes import environ
 
 pytestmark = pytest.mark.integration
@@ -24,11 +25,19 @@ def _pid(server: EmbeddedNats) -> int:
     return server.proc.pid
 
 
+async def _led(js: nats.js.JetStreamContext) -> bool:
+    info = await js.stream_info("THREADS")
+    return info.cluster is None or bool(info.cluster.leader)
+
+
 async def _stores_a_message(url: str, replicas: int = 1) -> None:
     nc = await nats.connect(servers=url.split(","))
     try:
         js = nc.jetstream()
         await js.add_stream(StreamConfig(name="THREADS", subjects=["threads.>"], num_replicas=replicas))
+        # a replicated stream takes its writes once its replicas chose a leader: on a loaded machine, with
+        # one thread a member, that can outlast a publish's own wait
+        await poll_until(lambda: _led(js), "the stream to have a leader")
         assert (await js.publish("threads.x", b"one")).seq == 1
     finally:
         await nc.close()
