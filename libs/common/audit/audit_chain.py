@@ -30,9 +30,6 @@ from libs.common.contracts.messages import AuditEvent, new_id
 
 __all__ = ["AuditChain", "canonical", "checkpoint_signature", "event_hash", "producer_id", "producer_role"]
 
-_new, _set = object.__new__, object.__setattr__
-"""How `link_encoded` builds a linked event: without pydantic's own `__setattr__`, which validates."""
-
 
 def _micros(ts: float) -> int:
     return round(ts * 1_000_000)
@@ -120,14 +117,7 @@ class AuditChain:
         fast = _linked_json(fields)
         if fast is not None:  # `fields` now holds the hash: the linked event's values as they are
             update["hash"], encoded = fast
-            # what `event.model_copy(update=update)` makes, taking over `fields` rather than copying and
-            # updating a dict of its own (half the cost); an event has no extra fields (`extra="ignore"`)
-            # and no private attributes
-            linked = _new(type(event))
-            _set(linked, "__dict__", fields)
-            _set(linked, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
-            _set(linked, "__pydantic_extra__", None)
-            _set(linked, "__pydantic_private__", None)
+            linked = _with_values(event, fields, update)
         else:  # what orjson or the fast canonical form cannot take: from pydantic's dump, as before
             dumped = event.model_copy(update=update).model_dump(mode="json")
             update["hash"] = dumped["hash"] = hashlib.sha256(_canonical(dumped)).hexdigest()
@@ -140,6 +130,19 @@ class AuditChain:
         self.seq += 1
         self.head = linked.hash
         return linked, encoded or linked.model_dump_json().encode()
+
+
+def _with_values(event: AuditEvent, values: dict[str, Any], update: dict[str, Any]) -> AuditEvent:
+    """What `event.model_copy(update=update)` makes, given its field dict already updated (`values`).
+
+    A copy that takes that dict over instead of copying and updating one of its own (half the cost, ~1 µs
+    per event). An event has no extra fields (`extra="ignore"`) and no private attributes."""
+    linked = object.__new__(type(event))
+    object.__setattr__(linked, "__dict__", values)
+    object.__setattr__(linked, "__pydantic_fields_set__", event.__pydantic_fields_set__ | update.keys())
+    object.__setattr__(linked, "__pydantic_extra__", None)
+    object.__setattr__(linked, "__pydantic_private__", None)
+    return linked
 
 
 def _nested_json(value: object) -> Any:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import hashlib
 import logging
 import os
 import time
@@ -164,10 +163,12 @@ def _stopped(begun: dict[str, object]) -> AuditEvent:
     )
 
 
-def _replaced_dumps(record: dict[str, object]) -> bytes:
-    """`record`'s JSON when orjson refused it: a lone surrogate in a name replaced, the rest kept."""
-    clean = {k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v for k, v in record.items()}
-    return orjson.dumps(clean)
+def _dumps(record: dict[str, object]) -> bytes:
+    try:
+        return orjson.dumps(record)
+    except TypeError:  # a lone surrogate in a name: keep the rest, replace what JSON cannot carry
+        clean = {k: v.encode("utf-8", "replace").decode() if isinstance(v, str) else v for k, v in record.items()}
+        return orjson.dumps(clean)
 
 
 class AuditJournal:
@@ -252,20 +253,10 @@ class AuditJournal:
         }
         if llm_front is not None:
             record["llm_front"] = llm_front
-        try:  # orjson itself, not a wrapper: twice a call
-            line = b"B " + orjson.dumps(record) + b"\n"
-        except TypeError:
-            line = b"B " + _replaced_dumps(record) + b"\n"
+        line = b"B " + _dumps(record) + b"\n"
         self._open_begun[event_id] = line
-        if held:  # kept for the end of this turn of the event loop; outside one, written now
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._write(line)
-                return event_id
-            if not self._held:
-                loop.call_soon(self._write_held)
-            self._held[event_id] = line
+        if held:
+            self._hold(event_id, line)
         else:
             self._write(line)
         return event_id
@@ -281,13 +272,8 @@ class AuditJournal:
         record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
         digest = None
         if arguments is not None:
-            # JSON bytes (as the ingress passes them) digested here, `sha256_of`'s own work: a call less
-            digest = hashlib.sha256(arguments).hexdigest() if type(arguments) is bytes else sha256_of(arguments)
-            record["arguments_sha256"] = digest
-        try:
-            line = b"R " + orjson.dumps(record) + b"\n"
-        except TypeError:
-            line = b"R " + _replaced_dumps(record) + b"\n"
+            record["arguments_sha256"] = digest = sha256_of(arguments)
+        line = b"R " + _dumps(record) + b"\n"
         self._open_routed[event_id] = line
         self._write(self._held.pop(event_id, b"") + line)
         return digest
@@ -393,6 +379,17 @@ class AuditJournal:
         self._fd, self._path, self._size, self._acked_here = fd, path, 0, 0
         if carried:
             self._write(b"".join(carried))
+
+    def _hold(self, event_id: str, line: bytes) -> None:
+        """Keep a B record for the end of this turn of the event loop; outside one, write it now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write(line)
+            return
+        if not self._held:
+            loop.call_soon(self._write_held)
+        self._held[event_id] = line
 
     def _write_held(self) -> None:
         """The B records still held, in one write (the loop runs this once per turn that held any)."""

@@ -88,7 +88,7 @@ class _Queued:
     json: bytes | None
     """What the chain (or the journal) wrote it as; None: serialized when published."""
     weight: int
-    """Taken once (`emit`): what the event adds to the bytes held until it is acked."""
+    """`_weight(event)`, taken once: what the event adds to the bytes held until it is acked."""
 
 
 def _unpublishable(error: BaseException) -> bool:
@@ -174,8 +174,7 @@ class AuditPublisher:
             self._drop("publisher closed", event)
             return False
         event = bounded(event, self._limits)
-        # the bytes it holds, roughly: its text plus a fixed share for the rest (inline: once a call)
-        weight = 512 + sum(map(len, filter(None, _WEIGHED(event.__dict__))))
+        weight = _weight(event)
         if self._held_bytes + weight > self._max_bytes:
             self._drop(f"buffer full: {self._held_bytes:,} bytes of events wait for NATS", event)
             return False
@@ -368,6 +367,11 @@ class AuditPublisher:
 
 _WEIGHED: Final = itemgetter("name", "tool", "server", "key_name", "error", "arguments", "result", "before", "after")
 """The fields whose text an event's weight counts, read from its field dict in one C call."""
+
+
+def _weight(event: AuditEvent) -> int:
+    """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
+    return 512 + sum(map(len, filter(None, _WEIGHED(event.__dict__))))
 
 
 def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:

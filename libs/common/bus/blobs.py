@@ -46,7 +46,7 @@ class BlobTooLarge(Exception):
 
 def fits(nc: NATS, size: int) -> bool:
     """Whether a payload of `size` bytes can travel as one NATS message on `nc`."""
-    return size <= nc._max_payload - MESSAGE_ROOM  # the `max_payload` property's value, a call less (twice a call)
+    return size <= nc.max_payload - MESSAGE_ROOM
 
 
 class Blobs:

@@ -53,10 +53,6 @@ _CLOSED = NATS.CLOSED
 _NOT_SENDING = (NATS.CLOSED, NATS.DRAINING_PUBS)
 """A connection's states (`_status`, read as its `is_closed`, `is_draining_pubs` would, a call less each)."""
 
-_new_msg = object.__new__
-"""A `Msg` is built without its dataclass `__init__`, its fields written as one dict literal (`_hand_over`:
-~20 % less time, twice a call); the test of the lane checks that the literal names every field."""
-
 _HANDLER = "lane_handler"
 """Where `immediate` keeps a callback's handler (the function's own attributes)."""
 
@@ -92,13 +88,11 @@ class LocalLane:
     """The process's table of subscriptions a publisher in the same process may feed directly."""
 
     def __init__(self) -> None:
-        self.groups: dict[str, list[Subscription]] = {}
-        """Queue group subject -> its members here (`LaneClient.publish` looks a subject up)."""
-        self.inboxes: dict[str, Subscription] = {}
-        """Reply inbox prefix (`<inbox prefix>.<nuid>`) -> its wildcard subscription."""
+        self._groups: dict[str, list[Subscription]] = {}
+        self._inboxes: dict[str, Subscription] = {}
         self.in_place: dict[Subscription, _InPlace] = {}
         """The members whose callback is `immediate`."""
-        self.turn = 0
+        self._turn = 0
 
     def add(self, sub: Subscription) -> None:
         """Put `sub` on the lane if a local message may go to it (called in the subscriber's context)."""
@@ -108,18 +102,46 @@ class LocalLane:
         if sub.queue:
             if "*" in subject or ">" in subject:
                 return
-            self.groups.setdefault(subject, []).append(sub)
+            self._groups.setdefault(subject, []).append(sub)
         elif subject.startswith("_INBOX.") and subject.endswith(".*") and subject.count("*") == 1:
-            self.inboxes[subject[:-2]] = sub
+            self._inboxes[subject[:-2]] = sub
         else:
             return
         handler = getattr(sub._cb, _HANDLER, None)
         if handler is not None:
             self.in_place[sub] = _InPlace(handler)
 
+    def find(self, subject: str) -> Subscription | None:
+        """A live local subscriber for one message to `subject`, if any.
+
+        Live: not unsubscribed, its connection open and still holding it (checked inline, twice a call)."""
+        members = self._groups.get(subject)
+        if members is not None:
+            while members:
+                self._turn += 1
+                member = members[self._turn % len(members)]
+                conn = member._conn
+                held: Subscription | None = conn._subs.get(member._id)
+                if not member._closed and conn._status != _CLOSED and held is member:
+                    return member
+                members.remove(member)  # it left: the server knows the group without it already
+                self.in_place.pop(member, None)
+            return None
+        prefix, dot, _ = subject.rpartition(".")
+        inbox = self._inboxes.get(prefix) if dot else None
+        if inbox is None:
+            return None
+        conn = inbox._conn
+        held = conn._subs.get(inbox._id)
+        if inbox._closed or conn._status == _CLOSED or held is not inbox:
+            del self._inboxes[prefix]
+            self.in_place.pop(inbox, None)
+            return None
+        return inbox
+
     def members(self) -> int:
         """How many subscriptions the table holds (departed ones are dropped when next looked up)."""
-        return sum(len(members) for members in self.groups.values()) + len(self.inboxes)
+        return sum(len(members) for members in self._groups.values()) + len(self._inboxes)
 
 
 _process_lane: LocalLane | None = None
@@ -195,29 +217,7 @@ class LaneClient(BusClient):
     ) -> None:
         lane = self.lane
         if lane is not None and len(payload) <= self._max_payload and self._status not in _NOT_SENDING:
-            # the local subscriber, if any, looked up here rather than in a method: twice a call
-            sub: Subscription | None = None
-            members = lane.groups.get(subject)
-            if members is not None:
-                while members:
-                    lane.turn += 1
-                    member = members[lane.turn % len(members)]
-                    conn = member._conn  # live: not unsubscribed, its connection open and holding it
-                    if not member._closed and conn._status != _CLOSED and conn._subs.get(member._id) is member:
-                        sub = member
-                        break
-                    members.remove(member)  # it left: the server knows the group without it already
-                    lane.in_place.pop(member, None)
-            else:
-                prefix, dot, _ = subject.rpartition(".")
-                inbox = lane.inboxes.get(prefix) if dot else None
-                if inbox is not None:
-                    conn = inbox._conn
-                    if not inbox._closed and conn._status != _CLOSED and conn._subs.get(inbox._id) is inbox:
-                        sub = inbox
-                    else:
-                        del lane.inboxes[prefix]
-                        lane.in_place.pop(inbox, None)
+            sub = lane.find(subject)
             if sub is not None and _hand_over(lane, sub, subject, reply, payload, headers):
                 return
         await super().publish(subject, payload, reply, headers)
@@ -231,20 +231,16 @@ def _hand_over(
     In place when its callback is `immediate`, free and nothing is queued ahead; queued otherwise."""
     if sub._pending_bytes_limit > 0 and sub._pending_size + len(payload) >= sub._pending_bytes_limit:
         return False
-    msg = _new_msg(Msg)
-    msg.__dict__ = {
-        "_client": sub._conn,
-        "subject": subject,
-        "reply": reply,
-        "data": payload,
-        "headers": dict(headers) if headers else None,  # the publisher may reuse its dict
-        "_metadata": None,
-        "_ackd": False,
-        "_sid": sub._id,
-    }
+    msg = Msg(
+        _client=sub._conn,
+        subject=subject,
+        reply=reply,
+        data=payload,
+        headers=dict(headers) if headers else None,  # the publisher may reuse its dict
+        _sid=sub._id,
+    )
     in_place = lane.in_place.get(sub)
-    # its deque read as `empty()` reads it, a call less (a `Queue` exposes no attribute for it)
-    if in_place is not None and not in_place.busy and not sub._pending_queue._queue:  # type: ignore[attr-defined]
+    if in_place is not None and not in_place.busy and sub._pending_queue.empty():
         sub._received += 1
         in_place.busy = True
         try:

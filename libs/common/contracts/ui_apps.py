@@ -126,15 +126,8 @@ def named_for_gateway(server: str, item: dict[str, Any]) -> dict[str, Any]:
     if isinstance(uri, str) and uri.startswith((SCHEME, SKILL_SCHEME)):  # a skill's files are named alike
         renamed = {**renamed, "uri": namespaced_uri(server, uri, SCHEME if uri.startswith(SCHEME) else SKILL_SCHEME)}
     meta = item.get("_meta")
-    if isinstance(meta, dict):  # its `ui://` links renamed, here rather than in a helper: once a result
-        new_meta = meta
-        flat = meta.get(_FLAT_KEY)
-        if isinstance(flat, str) and flat.startswith(SCHEME):
-            new_meta = {**new_meta, _FLAT_KEY: gateway_uri(server, flat)}
-        ui = meta.get("ui")
-        linked = ui.get("resourceUri") if isinstance(ui, dict) else None
-        if isinstance(ui, dict) and isinstance(linked, str) and linked.startswith(SCHEME):
-            new_meta = {**new_meta, "ui": {**ui, "resourceUri": gateway_uri(server, linked)}}
+    if isinstance(meta, dict):
+        new_meta = _meta_for_gateway(server, meta)
         if new_meta is not meta:
             renamed = {**renamed, "_meta": new_meta}
     return renamed
@@ -155,3 +148,15 @@ def _ui_meta(item: Mapping[str, Any]) -> dict[str, Any] | None:
     meta = item.get("_meta")
     ui = meta.get("ui") if isinstance(meta, dict) else None
     return ui if isinstance(ui, dict) else None
+
+
+def _meta_for_gateway(server: str, meta: dict[str, Any]) -> dict[str, Any]:
+    renamed = meta
+    flat = meta.get(_FLAT_KEY)
+    if isinstance(flat, str) and flat.startswith(SCHEME):
+        renamed = {**renamed, _FLAT_KEY: gateway_uri(server, flat)}
+    ui = meta.get("ui")
+    linked = ui.get("resourceUri") if isinstance(ui, dict) else None
+    if isinstance(ui, dict) and isinstance(linked, str) and linked.startswith(SCHEME):
+        renamed = {**renamed, "ui": {**ui, "resourceUri": gateway_uri(server, linked)}}
+    return renamed

@@ -173,8 +173,7 @@ class Authenticator:
     def authenticate(self, authorization: str | None) -> Caller | AuthFailure:
         scheme, _, credential = (authorization or "").partition(" ")
         credential = credential.strip()
-        # a JWT (a JSON header, three parts) is an access token; the rest is for the key directory
-        if scheme.lower() == "bearer" and credential.startswith("eyJ") and credential.count(".") == 2:
+        if scheme.lower() == "bearer" and _looks_like_jwt(credential):
             base = self.public_url()
             result = self.tokens.verify(credential, issuer=base, audience=f"{base}/mcp")
         else:
@@ -184,3 +183,7 @@ class Authenticator:
         metadata = f"{self.public_url()}/.well-known/oauth-protected-resource/mcp" if self.tokens.offered else None
         challenge = bearer_challenge(result, credentials_sent=bool(authorization), metadata_url=metadata)
         return dataclasses.replace(result, challenge=challenge)
+
+
+def _looks_like_jwt(credential: str) -> bool:
+    return credential.count(".") == 2 and credential.startswith("eyJ")

@@ -143,6 +143,6 @@ class LiveSessions:
 
     def find(self, session_id: str, key_id: str) -> SessionInfo | None:
         session = self.codec.verify(session_id, key_id)
-        if session is None or session.handle in self.state.ended:  # `is_ended`, asked on every request
+        if session is None or self.state.is_ended(session.handle):
             return None
         return session

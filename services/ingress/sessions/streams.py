@@ -117,7 +117,7 @@ class CallStreams:
                 await stream.settle(answer.events)
             return answer
         finally:
-            self._open.pop(stream.token, None)  # `close`, on every streamed call
+            self.close(stream)
 
     async def _on_event(self, msg: Msg) -> None:
         stream = self._open.get(msg.subject.rpartition(".")[2])
