@@ -138,7 +138,7 @@ class ArgumentsValidator:
 class ToolEntry:
     """One exposed tool: its definition, and what calls of it read, decided once per listing."""
 
-    __slots__ = ("accepts", "aliases", "definition", "name", "retry_safe", "schema_key", "validator")
+    __slots__ = ("aliases", "definition", "name", "retry_safe", "schema_key", "validator")
 
     def __init__(
         self, name: str, definition: dict[str, Any], validator: ArgumentsValidator | None, aliases: tuple[str, ...]
@@ -149,8 +149,6 @@ class ToolEntry:
         schema = definition.get("inputSchema")
         self.schema_key = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS) if isinstance(schema, dict) else b""
         self.validator = validator if validator is not None and validator.key == self.schema_key else None
-        self.accepts = self.validator.accepts if self.validator is not None else None
-        """The compiled schema once its validator is built: a call it accepts is checked by this alone."""
         self.retry_safe = retry_safe(definition)
         """A lost connection's call may be sent again (`resilience.retry_safe`)."""
 
@@ -202,7 +200,6 @@ class ToolSet:
             if not isinstance(schema, dict):
                 return None
             tool.validator = ArgumentsValidator(schema, tool.schema_key, name)
-            tool.accepts = tool.validator.accepts
         return tool.validator.check(arguments, values)
 
     def catalog(self) -> list[CatalogTool]:

@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from libs.common.contracts.errors import ErrorKind
 from libs.common.contracts.messages import CallOutcome
 from libs.common.runtime import semconv, tracing
 
-from ..breaker import BreakerState
 from ..replies import refusal
 from ..resilience import BREAKER_FAILURES, RetryPlan, circuit_open_message
 from ..upstream import State
@@ -53,9 +52,6 @@ class CheckArguments:
         if entry is None:
             message = f"server {call.upstream.name!r} has no tool {tool!r}"
             call.outcome = refusal(call.request, ErrorKind.UNKNOWN_TOOL, message)
-            return
-        accepts = entry.accepts  # the compiled schema: most calls are decided by it alone
-        if accepts is not None and accepts(call.request.payload):
             return
         problem = tools.check_arguments(tool, call.request.payload)
         if problem is None:
@@ -142,7 +138,7 @@ class AskBreaker:
             call.outcome = refusal(call.request, ErrorKind.UPSTREAM_UNAVAILABLE, upstream.unavailable_reason())
             return
         breaker = upstream.breaker
-        if breaker.state is not BreakerState.CLOSED and not breaker.allow():  # closed: allow() says yes
+        if not breaker.allow():
             message = circuit_open_message(upstream.name, breaker.seconds_to_probe())
             call.outcome = refusal(call.request, ErrorKind.CIRCUIT_OPEN, message)
             return
@@ -173,17 +169,8 @@ class Send:
             with tracing.client_span("executor", name, attributes) as span:
                 try:
                     outcome = await request.send(session, context)
-                finally:  # the span's and the sample's outcome, inline: no call of its own
-                    seconds = time.perf_counter() - started
-                    if outcome is None:  # cancelled: the call was abandoned, not answered
-                        semconv.upstream_finished(span, method, tool, version, "cancelled", False, None, seconds)
-                    else:
-                        error = outcome.error
-                        kind, code = (None, None) if error is None else (error.kind.value, error.code)
-                        # `is_error` is set once the result is shaped for the wire; here the upstream's flag says it
-                        result = outcome.result
-                        failed = outcome.is_error or (result is not None and result.get("isError") is True)
-                        semconv.upstream_finished(span, method, tool, version, kind, failed, code, seconds)
+                finally:
+                    _finished(span, method, tool, version, outcome, time.perf_counter() - started)
         finally:
             breaker = upstream.breaker
             kind = None if outcome is None or outcome.error is None else outcome.error.kind
@@ -220,3 +207,17 @@ class Retry:
     async def _again(self, call: Call, pause: float) -> None:
         await asyncio.sleep(pause)
         call.outcome = None
+
+
+def _finished(
+    span: Any, method: str, tool: str | None, version: str | None, outcome: CallOutcome | None, seconds: float
+) -> None:
+    if outcome is None:  # cancelled: the call was abandoned, not answered
+        semconv.upstream_finished(span, method, tool, version, "cancelled", False, None, seconds)
+        return
+    error = outcome.error
+    kind, code = (None, None) if error is None else (error.kind.value, error.code)
+    # `is_error` is set once the result is shaped for the wire; here the upstream's own flag says it
+    result = outcome.result
+    tool_error = outcome.is_error or (result is not None and result.get("isError") is True)
+    semconv.upstream_finished(span, method, tool, version, kind, tool_error, code, seconds)

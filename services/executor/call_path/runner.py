@@ -121,8 +121,7 @@ class CallPath:
             call.task.uncancel()
             return refusal(call.request, ErrorKind.CANCELLED, "the agent cancelled the request", "may_have_run")
         finally:
-            if call.in_flight is not None:  # inline `Call.leave`: no call when LeaveSession already left
-                call.leave()
+            call.leave()  # again when LeaveSession left already: nothing more
             if self.running.calls.get(call.request.id) is call:
                 del self.running.calls[call.request.id]
         assert call.outcome is not None

@@ -127,8 +127,7 @@ class Response:
 
     def _finish(self) -> None:
         self.done = True
-        if (waiter := self._waiter) is not None and not waiter.done():  # `_wake`, inlined on this path
-            waiter.set_result(None)
+        self._wake()
 
     def _fail(self, error: BaseException) -> None:
         self._error = error
@@ -231,8 +230,7 @@ class _Connection(asyncio.Protocol):
             if response._buffered > _HIGH_WATER and not response._paused:
                 response._paused = True
                 response._transport.pause_reading()
-            if (waiter := response._waiter) is not None and not waiter.done():  # `_wake`, inlined
-                waiter.set_result(None)
+            response._wake()
 
     def on_message_complete(self) -> None:
         if self._interim:
