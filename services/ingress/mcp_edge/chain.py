@@ -9,7 +9,7 @@ may also act once the steps after it have returned, or around them (`try`/`final
 decides without waiting is a `Check`: it returns what answers the request, or None to pass it on; one
 that waits without surrounding the rest (reading the body) is a `Gate`; one around the handler that
 never waits before it (audit, reply, trace...) is a `Hook`, with a `before` and an `after`.
-`McpEndpoint` runs consecutive checks, gates and hooks in one loop, so the eighteen steps of a
+`McpEndpoint` runs consecutive checks, gates and hooks in one loop, so the fifteen steps of a
 request cost two coroutines (that loop, and the handler's step), and a hook's half that it does not
 define, or a hook for other methods or another era, costs no call. A request allocates its
 `Exchange` and nothing else for the chain (a refusal allocates its answer).
@@ -77,7 +77,7 @@ class Exchange:
     body: bytes  # ReadBody
     sse_ok: bool  # ChooseAnswer: the agent accepts an SSE answer
     answer: Answer  # ChooseAnswer: how the JSON-RPC answer goes out
-    message: dict[str, Any]  # ParseJson, CheckEnvelope: a JSON-RPC object
+    message: dict[str, Any]  # ReadMessage: a JSON-RPC object
     method: str  # BuildContext: the JSON-RPC method of a request (not a notification)
     ctx: RequestContext  # BuildContext: what the handler sees of the request
     modern: bool  # ResolveEra: a 2026-07-28 request (no session, envelope in `_meta` and headers)
