@@ -26,6 +26,7 @@ from services.ingress.mcp_edge import (
     Step,
     Trace,
 )
+from services.ingress.mcp_edge.answers import Answer
 from services.ingress.mcp_edge.chain import Check, Gate, Hook, Refusal
 from services.ingress.sessions.session_ids import SessionCodec
 from services.ingress.web.lost_connections import LOST, call_lost
@@ -75,6 +76,28 @@ async def test_reply_status_by_era_and_retry_after(modern, code, status):
     step.next = Answered()
     await step(x)
     assert wire.status == status and wire.headers[b"retry-after"] == b"2" and x.sent > 0
+
+
+@pytest.mark.parametrize("sse", [False, True])
+async def test_reply_ends_a_streamed_answer_with_its_last_event(sse: bool):
+    """Once the request streamed (an event before the answer), the answer is the stream's last event,
+    whatever the agent asked for at first; the bytes sent are that event's."""
+
+    class Streamed(Step):
+        async def __call__(self, x: Exchange) -> None:
+            await x.answer.event({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}})
+            x.payload = {"jsonrpc": "2.0", "id": 1, "result": {"content": []}}
+
+    x, wire = request({"jsonrpc": "2.0", "id": 1, "method": "tools/call"})
+    x.modern, x.answer = False, Answer(wire.send, sse)
+    step = Reply()
+    step.next = Streamed()
+    await step(x)
+    starts = [m for m in wire.sent if m["type"] == "http.response.start"]
+    bodies = [m["body"] for m in wire.sent if m["type"] == "http.response.body"]
+    assert len(starts) == 1 and dict(starts[0]["headers"])[b"content-type"] == b"text/event-stream"
+    assert bodies[0].startswith(b"event: message\ndata: ") and b"notifications/progress" in bodies[0]
+    assert b'"result"' in bodies[1] and x.sent == len(bodies[1]) and len(bodies) == 2
 
 
 @pytest.mark.parametrize(("modern", "issued"), [(False, True), (True, False)])

@@ -29,6 +29,8 @@ class Answer:
     Plain JSON or one SSE event as usual, or, once the request streams (progress, logs, an upstream
     asking the agent something), an SSE stream that the answer closes."""
 
+    __slots__ = ("_send", "_sse", "_streaming")
+
     def __init__(self, send: Send, sse: bool) -> None:
         self._send = send
         self._sse = sse
