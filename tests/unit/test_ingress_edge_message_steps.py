@@ -168,6 +168,18 @@ async def test_build_context_reads_the_headers():
     assert (await run(BuildContext(FieldLimits()), x)).count == 0 and wire.status == 400
     x, _ = request(message, ("x-bastion-include-tools", ""))  # an empty header narrows to nothing
     assert (await run(BuildContext(FieldLimits()), x)).count == 1 and x.ctx.include_tools == ()
+    x, _ = request(message, ("x-bastion-code-mode", "on"), ("x-bastion-discovery", "off"), ("x-bastion-timeout", ""))
+    assert (await run(BuildContext(FieldLimits()), x)).count == 1
+    assert (x.ctx.code_mode, x.ctx.discovery, x.ctx.timeout) == ("on", "off", None)
+    x, _ = request(message)  # none of them: nothing narrowed, no override
+    assert (await run(BuildContext(FieldLimits()), x)).count == 1
+    assert (x.ctx.include_servers, x.ctx.include_tools, x.ctx.timeout, x.ctx.code_mode, x.ctx.discovery) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
 
 
 async def test_resolve_era_puts_a_session_request_in_its_session():

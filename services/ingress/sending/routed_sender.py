@@ -104,8 +104,8 @@ class RoutedSender:
 
 def forwarded_meta(params: dict[str, Any]) -> dict[str, Any] | None:
     """The request's `_meta` minus the 2026-07-28 envelope (which describes the agent's hop only)."""
-    meta = params.get("_meta")
-    if not isinstance(meta, dict) or meta.keys() <= ENVELOPE_META_KEYS:  # the usual: nothing but the envelope
+    # asked without a call where there is no `_meta` (JSON values are of their exact types)
+    if "_meta" not in params or type(meta := params["_meta"]) is not dict or meta.keys() <= ENVELOPE_META_KEYS:
         return None
     return {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS} or None
 
