@@ -110,7 +110,7 @@ async def test_read_message_passes_a_request_within_its_caps(params):
     if params is not None:
         message["params"] = params
     x, _ = _posted(orjson.dumps(message))
-    assert (await run(_read(), x)).count == 1 and x.message == message
+    assert (await run(_read(), x)).count == 1 and x.message == message and x.params == params
 
 
 async def test_read_message_hands_what_is_not_a_request_to_take():

@@ -62,6 +62,7 @@ class Exchange:
         "message",
         "method",
         "modern",
+        "params",
         "payload",
         "raw_headers",
         "receive",
@@ -78,6 +79,7 @@ class Exchange:
     sse_ok: bool  # ChooseAnswer: the agent accepts an SSE answer
     answer: Answer  # ChooseAnswer: how the JSON-RPC answer goes out
     message: dict[str, Any]  # ReadMessage: a JSON-RPC object
+    params: Any  # ReadMessage: the params of a request (None without), looked up once for every step after
     method: str  # BuildContext: the JSON-RPC method of a request (not a notification)
     ctx: RequestContext  # BuildContext: what the handler sees of the request
     modern: bool  # ResolveEra: a 2026-07-28 request (no session, envelope in `_meta` and headers)

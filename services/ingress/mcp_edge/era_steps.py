@@ -168,7 +168,7 @@ class ResolveEra(Check):
                 status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
                 return Refusal(status, error_body(ctx.request_id, rejection.code, rejection.message, rejection.data))
             ctx.version = requested  # type: ignore[assignment]  # modern: one of the version strings
-            params = x.message.get("params")
+            params = x.params
             ctx.client = (  # 2026-07-28: the agent resolves input requests itself; the rest is declared per request
                 "input_required",
                 *((HOST,) if declared_in_request(params) else ()),  # a host of MCP Apps

@@ -117,20 +117,26 @@ class Gone(Exception):
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
+    # the usual body arrives in one event: kept as it is, no list, and its fields asked without a call
+    body = b""
+    chunks: list[bytes] | None = None
     size = 0
     while True:
         event = await receive()
         if event["type"] == "http.disconnect":
             raise Gone
-        chunk = event.get("body", b"")
-        if chunk:
+        if "body" in event and (chunk := event["body"]):
             size += len(chunk)
             if size > limit:
                 raise TooLarge
-            chunks.append(chunk)
-        if not event.get("more_body"):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            if not body:
+                body = chunk
+            elif chunks is None:
+                chunks = [body, chunk]
+            else:
+                chunks.append(chunk)
+        if "more_body" not in event or not event["more_body"]:
+            return body if chunks is None else b"".join(chunks)
 
 
 class ReadBody(Gate):

@@ -93,7 +93,10 @@ class ReadMessage(Check):
             return Refusal(400, error_body(echo_id(message), INVALID_REQUEST, problem))
         if (too_big := oversized(message, self.limits)) is not None:
             return Refusal(400, too_big.body(None if too_big.field == "id" else message.get("id")))
-        return None if "method" in message and "id" in message else self.take
+        if "method" in message and "id" in message:
+            x.params = message["params"] if "params" in message else None
+            return None
+        return self.take
 
 
 class TakeNotification:

@@ -167,7 +167,7 @@ class Listen(Check):
             await plain(x.send, 406, {"error": "not_acceptable", "message": message})
             return
         ctx = x.ctx
-        params = x.message.get("params")
+        params = x.params
         wanted = params.get("notifications") if isinstance(params, dict) else None
         if (problem := listen_problem(wanted, self.max_resources)) is not None:
             await respond(x.send, error_body(ctx.request_id, INVALID_PARAMS, problem), 400, False, None)
