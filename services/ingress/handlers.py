@@ -208,7 +208,8 @@ class Handlers:
         return ok_body(ctx.request_id, ctx.version, result)
 
     async def tools_call(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
-        name, arguments = params.get("name"), params.get("arguments")
+        name = params["name"] if "name" in params else None  # asked without a dict.get call each
+        arguments = params["arguments"] if "arguments" in params else None
         if type(name) is not str or not name:
             return error_body(
                 ctx.request_id, INVALID_PARAMS, "tools/call needs 'params.name', the tool's name (a string)"

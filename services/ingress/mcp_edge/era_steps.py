@@ -161,7 +161,8 @@ class ResolveEra(Check):
 
     def check(self, x: Exchange) -> Answering | None:
         ctx = x.ctx
-        requested = x.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        headers = x.headers  # asked by membership and subscript: no dict.get call a header
+        requested = headers[MCP_PROTOCOL_VERSION_HEADER] if MCP_PROTOCOL_VERSION_HEADER in headers else None
         x.modern = modern = requested in MODERN_PROTOCOL_VERSIONS
         if modern:
             if (rejection := modern_rejection(x)) is not None:
@@ -179,7 +180,7 @@ class ResolveEra(Check):
             message = f"Unsupported protocol version {requested!r}"
             return Refusal(400, error_body(ctx.request_id, UNSUPPORTED_PROTOCOL_VERSION, message, data))
         elif x.method != "initialize":
-            if session_id := x.headers.get(SESSION_HEADER):
+            if SESSION_HEADER in headers and (session_id := headers[SESSION_HEADER]):
                 session = self.sessions.find(session_id, x.caller.key_id)
                 if session is None:
                     return Refusal(404, error_body(ctx.request_id, SESSION_NOT_FOUND, SESSION_GONE))

@@ -61,7 +61,10 @@ class CheckHeaders(Check):
         repeated = repeated_headers(x.raw_headers) if len(headers) != len(x.raw_headers) else ()
         if "authorization" in repeated:
             return _REPEATED_AUTHORIZATION
-        if refused := self.guard.problem(headers.get("host"), headers.get("origin"), repeated):
+        # headers asked by membership and subscript in these steps: no dict.get call a header, a request
+        host = headers["host"] if "host" in headers else None
+        origin = headers["origin"] if "origin" in headers else None
+        if refused := self.guard.problem(host, origin, repeated):
             return Refusal(403, {"error": "forbidden_host", "message": refused})
         return None
 
@@ -78,7 +81,8 @@ class Authenticate(Check):
         self.authenticator, self.refusals = authenticator, refusals
 
     def check(self, x: Exchange) -> Answering | None:
-        authorization = x.headers.get("authorization")
+        headers = x.headers
+        authorization = headers["authorization"] if "authorization" in headers else None
         caller = self.authenticator.authenticate(authorization)
         if isinstance(caller, AuthFailure):
             note_refusal(self.refusals, "mcp", caller, authorization, x.scope)
@@ -150,7 +154,8 @@ class ReadBody(Gate):
         self.limit = limit
 
     async def admit(self, x: Exchange) -> Answering | None:
-        declared = x.headers.get("content-length")
+        headers = x.headers
+        declared = headers["content-length"] if "content-length" in headers else None
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return self._too_large(int(declared))
         try:
@@ -183,7 +188,8 @@ class ChooseAnswer(Check):
         self.prefer_sse = prefer_sse
 
     def check(self, x: Exchange) -> Answering | None:
-        accept = x.headers.get("accept", "*/*")
+        headers = x.headers
+        accept = headers["accept"] if "accept" in headers else "*/*"
         json_ok = "application/json" in accept or "*/*" in accept or "application/*" in accept
         sse_ok = "text/event-stream" in accept
         if not json_ok and not sse_ok:

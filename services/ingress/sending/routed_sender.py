@@ -82,7 +82,8 @@ class RoutedSender:
         try:
             if ctx.emit is None or self.streams is None:
                 return await self.path.routed(message)
-            level = self.state.levels.get(ctx.session) if ctx.session else None
+            levels = self.state.levels  # most sessions set no level: asked without a dict.get call
+            level = levels[ctx.session] if ctx.session and ctx.session in levels else None
             stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
             message.stream = stream.subject
             if level is not None:  # None is the message's own default
