@@ -394,3 +394,53 @@ async def test_a_hook_whose_before_fails_is_not_undone_but_those_before_it_are()
     with pytest.raises(ValueError, match="no"):
         await endpoint._first(x)
     assert log == ["h1>", "<h1"]
+
+
+class ForListen(Mark):
+    """A check that acts only on 2026-07-28 `subscriptions/listen` requests."""
+
+    __slots__ = ()
+
+    methods = frozenset({"subscriptions/listen"})
+    era = True
+
+
+@pytest.mark.parametrize(
+    ("method", "modern", "asked"),
+    [("subscriptions/listen", True, True), ("subscriptions/listen", False, False), ("tools/call", True, False)],
+)
+@pytest.mark.parametrize("refuse", [False, True])
+async def test_a_check_for_some_requests_is_asked_only_of_those_after_every_other_check(
+    method: str, modern: bool, asked: bool, refuse: bool
+):
+    """A check naming its methods and era is asked where it stands, after the checks for every request
+    and before the hooks, and only of the requests it names; its refusal ends the request before them."""
+    log: list[str] = []
+    endpoint = McpEndpoint([Mark("a", log), ForListen("l", log, refuse), Hooked("h", log), Handler(log)])
+    x, wire = hooked_request(method, modern)
+    await endpoint._first(x)
+    if asked and refuse:
+        assert log == ["a", "l"] and wire.status == 418
+    else:
+        assert log == ["a", *(["l"] if asked else []), "h>", "handler", "<h"]
+    alone = ForListen("alone", log, refuse=True)  # alone, it asks itself whether it wants the request
+    x, wire = hooked_request(method, modern)
+    assert (await run(alone, x)).count == (0 if asked else 1)
+
+
+async def test_a_check_for_some_requests_without_hooks_after_it_is_asked_all_the_same():
+    log: list[str] = []
+    endpoint = McpEndpoint([Mark("a", log), ForListen("l", log, refuse=True), Handler(log)])
+    x, wire = hooked_request("subscriptions/listen", True)
+    await endpoint._first(x)
+    assert log == ["a", "l"] and wire.status == 418
+    log.clear()
+    x, wire = hooked_request("tools/call", True)
+    await endpoint._first(x)
+    assert log == ["a", "handler"]
+
+
+@pytest.mark.parametrize("then", [Mark, Wait])
+async def test_a_check_for_every_request_after_one_for_some_is_refused_when_the_chain_is_built(then: type):
+    with pytest.raises(ValueError, match="follows a check for some requests"):
+        McpEndpoint([ForListen("l", []), then("b", []), Handler([])])
