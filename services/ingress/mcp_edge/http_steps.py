@@ -83,10 +83,10 @@ class Authenticate(Check):
     def check(self, x: Exchange) -> Answering | None:
         headers = x.headers
         authorization = headers["authorization"] if "authorization" in headers else None
-        caller = self.authenticator.authenticate(authorization)
-        if isinstance(caller, AuthFailure):
-            note_refusal(self.refusals, "mcp", caller, authorization, x.scope)
-            return Refusal(401, *unauthorized(caller))
+        match caller := self.authenticator.authenticate(authorization):  # a class pattern: no isinstance call
+            case AuthFailure():
+                note_refusal(self.refusals, "mcp", caller, authorization, x.scope)
+                return Refusal(401, *unauthorized(caller))
         x.caller = caller
         return None
 
