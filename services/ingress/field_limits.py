@@ -53,31 +53,30 @@ class Oversized:
 def oversized(message: dict[str, Any], limits: FieldLimits) -> Oversized | None:
     """The first field of a JSON-RPC message over its cap, or None.
 
-    Each field looked up once (the usual request names no `ref`: one pass over its params); JSON
-    values are of their exact types, so `type(...) is` asks what `isinstance` would."""
-    method = message.get("method")
-    if type(method) is str and len(method) > limits.method_chars:
+    Each field looked up once, by membership and subscript rather than `dict.get` (a call each, seven a
+    request); the usual request names no `ref`: one pass over its params. JSON values are of their
+    exact types, so `type(...) is` asks what `isinstance` would."""
+    if "method" in message and type(method := message["method"]) is str and len(method) > limits.method_chars:
         return Oversized("method", len(method), limits.method_chars)
-    request_id = message.get("id")
+    request_id = message["id"] if "id" in message else None
     if type(request_id) is str:
         if len(request_id) > limits.id_chars:
             return Oversized("id", len(request_id), limits.id_chars)
-    elif isinstance(request_id, int) and not _INT64[0] <= request_id <= _INT64[1]:
+    elif type(request_id) is int and not _INT64[0] <= request_id <= _INT64[1]:
         return Oversized("id", request_id.bit_length(), 64, "bits")
-    params = message.get("params")
-    if type(params) is not dict:
+    if "params" not in message or type(params := message["params"]) is not dict:
         return None
-    ref = params.get("ref")
-    named = (("params", params),) if type(ref) is not dict else (("params", params), ("params.ref", ref))
+    named: tuple[tuple[str, dict[str, Any]], ...] = (("params", params),)
+    if "ref" in params and type(ref := params["ref"]) is dict:
+        named = (("params", params), ("params.ref", ref))
     for where, fields in named:
-        name, uri = fields.get("name"), fields.get("uri")
-        if type(name) is str and len(name) > limits.name_chars:
+        if "name" in fields and type(name := fields["name"]) is str and len(name) > limits.name_chars:
             return Oversized(f"{where}.name", len(name), limits.name_chars)
-        if type(uri) is str and len(uri) > limits.uri_chars:
+        if "uri" in fields and type(uri := fields["uri"]) is str and len(uri) > limits.uri_chars:
             return Oversized(f"{where}.uri", len(uri), limits.uri_chars)
-    meta = params.get("_meta")
-    if meta is not None and (size := _json_size(meta, limits.meta_bytes)) > limits.meta_bytes:
-        return Oversized("params._meta", size, limits.meta_bytes, "bytes")
+    if "_meta" in params and (meta := params["_meta"]) is not None:
+        if (size := _json_size(meta, limits.meta_bytes)) > limits.meta_bytes:
+            return Oversized("params._meta", size, limits.meta_bytes, "bytes")
     return None
 
 

@@ -117,8 +117,9 @@ class Handlers:
         # neither on, in a request that switches neither, is in neither), tasks, then the method's handler
         try:
             routed: Answered | None = None
-            args = params if isinstance(params, dict) else {}
-            if params is not None and not isinstance(params, dict):
+            # JSON values are of their exact types: `type(...) is` asks what `isinstance` would, without a call
+            args = params if type(params) is dict else {}
+            if params is not None and args is not params:
                 routed = error_body(ctx.request_id, INVALID_PARAMS, "'params' must be an object"), None
             elif ctx.code_mode is not None or ctx.discovery is not None or ctx.caller.key_id in self.keys.with_modes:
                 if self.code_mode is not None:
@@ -207,14 +208,15 @@ class Handlers:
         return ok_body(ctx.request_id, ctx.version, result)
 
     async def tools_call(self, ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], AuditEvent | None]:
-        name, arguments = params.get("name"), params.get("arguments")
-        if not isinstance(name, str) or not name:
+        name = params["name"] if "name" in params else None  # asked without a dict.get call each
+        arguments = params["arguments"] if "arguments" in params else None
+        if type(name) is not str or not name:
             return error_body(
                 ctx.request_id, INVALID_PARAMS, "tools/call needs 'params.name', the tool's name (a string)"
             ), None
         if arguments is None:
             arguments = {}
-        elif not isinstance(arguments, dict):
+        elif type(arguments) is not dict:
             return error_body(ctx.request_id, INVALID_PARAMS, "'params.arguments' must be an object"), None
         # a held-back tool goes the whole way: policy applies the key's grants, the executor refuses it
         view = await self.view(ctx, self.catalog.by_name.get(name))

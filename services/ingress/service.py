@@ -58,8 +58,6 @@ from services.ingress.mcp_edge import (
     Authenticate,
     BuildContext,
     CancelOnDisconnect,
-    CapFields,
-    CheckEnvelope,
     CheckHeaders,
     ChooseAnswer,
     Dispatch,
@@ -68,8 +66,8 @@ from services.ingress.mcp_edge import (
     Listen,
     ListenSubscriptions,
     McpEndpoint,
-    ParseJson,
     ReadBody,
+    ReadMessage,
     Reply,
     ResolveEra,
     RouteMethod,
@@ -132,10 +130,8 @@ def mcp_endpoint(
             RouteMethod(EndSession(sessions), standalone),  # DELETE ends a session, GET streams it; 405
             ReadBody(max_body_bytes),  # 413
             ChooseAnswer(prefer_sse),  # 406 neither JSON nor SSE accepted
-            ParseJson(),  # 400 -32700
-            CheckEnvelope(),  # 400 -32600 not one JSON-RPC message
-            CapFields(fields),  # 400 a field over its cap
-            TakeNotification(streams, path.cancel, sessions),  # 202 notifications, agents' answers
+            # 400 -32700 not JSON, -32600 not one JSON-RPC message, a field over its cap; 202 notifications
+            ReadMessage(fields, TakeNotification(streams, path.cancel, sessions)),
             BuildContext(fields),  # 400 narrowing headers over their caps
             ResolveEra(sessions),  # 400 version, envelope; 404 session
             Listen(notifier, subscriptions, audit.owe, max_listen_resources),  # a 2026-07-28 listen stream

@@ -105,7 +105,7 @@ def request(message: dict[str, Any], *headers: tuple[str, str]) -> tuple[Exchang
     x.caller, x.message, x.body, x.sse_ok = CALLER, message, orjson.dumps(message), False
     x.answer = Answer(wire.send, False)
     if "method" in message and "id" in message:
-        x.method = message["method"]
+        x.method, x.params = message["method"], message.get("params")
         x.ctx = RequestContext(caller=CALLER, version="2025-03-26", request_id=message["id"])
     return x, wire
 

@@ -26,6 +26,7 @@ from services.ingress.mcp_edge import (
     Step,
     Trace,
 )
+from services.ingress.mcp_edge.answers import Answer
 from services.ingress.mcp_edge.chain import Check, Gate, Hook, Refusal
 from services.ingress.sessions.session_ids import SessionCodec
 from services.ingress.web.lost_connections import LOST, call_lost
@@ -75,6 +76,28 @@ async def test_reply_status_by_era_and_retry_after(modern, code, status):
     step.next = Answered()
     await step(x)
     assert wire.status == status and wire.headers[b"retry-after"] == b"2" and x.sent > 0
+
+
+@pytest.mark.parametrize("sse", [False, True])
+async def test_reply_ends_a_streamed_answer_with_its_last_event(sse: bool):
+    """Once the request streamed (an event before the answer), the answer is the stream's last event,
+    whatever the agent asked for at first; the bytes sent are that event's."""
+
+    class Streamed(Step):
+        async def __call__(self, x: Exchange) -> None:
+            await x.answer.event({"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": 1}})
+            x.payload = {"jsonrpc": "2.0", "id": 1, "result": {"content": []}}
+
+    x, wire = request({"jsonrpc": "2.0", "id": 1, "method": "tools/call"})
+    x.modern, x.answer = False, Answer(wire.send, sse)
+    step = Reply()
+    step.next = Streamed()
+    await step(x)
+    starts = [m for m in wire.sent if m["type"] == "http.response.start"]
+    bodies = [m["body"] for m in wire.sent if m["type"] == "http.response.body"]
+    assert len(starts) == 1 and dict(starts[0]["headers"])[b"content-type"] == b"text/event-stream"
+    assert bodies[0].startswith(b"event: message\ndata: ") and b"notifications/progress" in bodies[0]
+    assert b'"result"' in bodies[1] and x.sent == len(bodies[1]) and len(bodies) == 2
 
 
 @pytest.mark.parametrize(("modern", "issued"), [(False, True), (True, False)])
@@ -371,3 +394,53 @@ async def test_a_hook_whose_before_fails_is_not_undone_but_those_before_it_are()
     with pytest.raises(ValueError, match="no"):
         await endpoint._first(x)
     assert log == ["h1>", "<h1"]
+
+
+class ForListen(Mark):
+    """A check that acts only on 2026-07-28 `subscriptions/listen` requests."""
+
+    __slots__ = ()
+
+    methods = frozenset({"subscriptions/listen"})
+    era = True
+
+
+@pytest.mark.parametrize(
+    ("method", "modern", "asked"),
+    [("subscriptions/listen", True, True), ("subscriptions/listen", False, False), ("tools/call", True, False)],
+)
+@pytest.mark.parametrize("refuse", [False, True])
+async def test_a_check_for_some_requests_is_asked_only_of_those_after_every_other_check(
+    method: str, modern: bool, asked: bool, refuse: bool
+):
+    """A check naming its methods and era is asked where it stands, after the checks for every request
+    and before the hooks, and only of the requests it names; its refusal ends the request before them."""
+    log: list[str] = []
+    endpoint = McpEndpoint([Mark("a", log), ForListen("l", log, refuse), Hooked("h", log), Handler(log)])
+    x, wire = hooked_request(method, modern)
+    await endpoint._first(x)
+    if asked and refuse:
+        assert log == ["a", "l"] and wire.status == 418
+    else:
+        assert log == ["a", *(["l"] if asked else []), "h>", "handler", "<h"]
+    alone = ForListen("alone", log, refuse=True)  # alone, it asks itself whether it wants the request
+    x, wire = hooked_request(method, modern)
+    assert (await run(alone, x)).count == (0 if asked else 1)
+
+
+async def test_a_check_for_some_requests_without_hooks_after_it_is_asked_all_the_same():
+    log: list[str] = []
+    endpoint = McpEndpoint([Mark("a", log), ForListen("l", log, refuse=True), Handler(log)])
+    x, wire = hooked_request("subscriptions/listen", True)
+    await endpoint._first(x)
+    assert log == ["a", "l"] and wire.status == 418
+    log.clear()
+    x, wire = hooked_request("tools/call", True)
+    await endpoint._first(x)
+    assert log == ["a", "handler"]
+
+
+@pytest.mark.parametrize("then", [Mark, Wait])
+async def test_a_check_for_every_request_after_one_for_some_is_refused_when_the_chain_is_built(then: type):
+    with pytest.raises(ValueError, match="follows a check for some requests"):
+        McpEndpoint([ForListen("l", []), then("b", []), Handler([])])

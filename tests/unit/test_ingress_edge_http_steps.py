@@ -117,9 +117,26 @@ async def test_read_body_refuses_while_reading_and_says_nothing_to_a_client_gone
     assert (await run(ReadBody(100), x)).count == 0 and wire.sent == []
 
 
-async def test_read_body_passes_the_body_on():
-    x, _ = exchange(wire=Wire(*({"type": "http.request", "body": b"ab", "more_body": more} for more in (True, False))))
-    assert (await run(ReadBody(100), x)).count == 1 and x.body == b"abab"
+@pytest.mark.parametrize(
+    ("events", "body"),
+    [
+        ([{"body": b"ab", "more_body": True}, {"body": b"ab", "more_body": False}], b"abab"),
+        ([{"body": b"one"}], b"one"),  # no more_body: the last event
+        (
+            [{"body": b"a", "more_body": True}, {"more_body": True}, {"body": b"", "more_body": True}, {"body": b"b"}],
+            b"ab",
+        ),
+        (
+            [{"body": b"a", "more_body": True}, {"body": b"b", "more_body": True}, {"body": b"c", "more_body": False}],
+            b"abc",
+        ),
+        ([{"more_body": False}], b""),
+        ([{"body": b"", "more_body": True}, {"body": b"x" * 100}], b"x" * 100),  # at the limit
+    ],
+)
+async def test_read_body_passes_the_body_on(events, body):
+    x, _ = exchange(wire=Wire(*({"type": "http.request", **event} for event in events)))
+    assert (await run(ReadBody(100), x)).count == 1 and x.body == body
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from services.ingress.mcp_edge.chain import Exchange, McpEndpoint, Step
 from services.ingress.mcp_edge.era_steps import BuildContext, EndSession, ResolveEra
 from services.ingress.mcp_edge.handler_steps import Audit, CancelOnDisconnect, Dispatch, IssueSession, Reply, Trace
 from services.ingress.mcp_edge.http_steps import Authenticate, CheckHeaders, ChooseAnswer, ReadBody, RouteMethod
-from services.ingress.mcp_edge.jsonrpc_steps import CapFields, CheckEnvelope, ParseJson, TakeNotification
+from services.ingress.mcp_edge.jsonrpc_steps import ReadMessage, TakeNotification
 from services.ingress.mcp_edge.stream_steps import Listen, ListenSubscriptions, StandaloneStream
 
 __all__ = [
@@ -21,8 +21,6 @@ __all__ = [
     "Authenticate",
     "BuildContext",
     "CancelOnDisconnect",
-    "CapFields",
-    "CheckEnvelope",
     "CheckHeaders",
     "ChooseAnswer",
     "Dispatch",
@@ -32,8 +30,8 @@ __all__ = [
     "Listen",
     "ListenSubscriptions",
     "McpEndpoint",
-    "ParseJson",
     "ReadBody",
+    "ReadMessage",
     "Reply",
     "ResolveEra",
     "RouteMethod",

@@ -29,6 +29,8 @@ class Answer:
     Plain JSON or one SSE event as usual, or, once the request streams (progress, logs, an upstream
     asking the agent something), an SSE stream that the answer closes."""
 
+    __slots__ = ("_send", "_sse", "_streaming")
+
     def __init__(self, send: Send, sse: bool) -> None:
         self._send = send
         self._sse = sse
@@ -57,14 +59,15 @@ async def respond(
     sse = sse and status == 200  # errors with an HTTP status go out as plain JSON, as the SDK does
     if sse:
         data = b"event: message\ndata: " + data + b"\n\n"
-    headers = (SSE_HEADERS if sse else JSON_HEADERS) + [(b"content-length", str(len(data)).encode())]
+    size = len(data)  # asked once; its header formatted by `%`, not by str() and an encode call
+    headers = (SSE_HEADERS if sse else JSON_HEADERS) + [(b"content-length", b"%d" % size)]
     if extra:
         headers += extra
     elif send_whole(send, status, headers, data):  # headers set by a handler take uvicorn's checks
-        return len(data)
+        return size
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": data})
-    return len(data)
+    return size
 
 
 async def plain(send: Send, status: int, payload: Any, extra: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -9,9 +9,9 @@ may also act once the steps after it have returned, or around them (`try`/`final
 decides without waiting is a `Check`: it returns what answers the request, or None to pass it on; one
 that waits without surrounding the rest (reading the body) is a `Gate`; one around the handler that
 never waits before it (audit, reply, trace...) is a `Hook`, with a `before` and an `after`.
-`McpEndpoint` runs consecutive checks, gates and hooks in one loop, so the eighteen steps of a
+`McpEndpoint` runs consecutive checks, gates and hooks in one loop, so the fifteen steps of a
 request cost two coroutines (that loop, and the handler's step), and a hook's half that it does not
-define, or a hook for other methods or another era, costs no call. A request allocates its
+define, or a check or hook for other methods or another era, costs no call. A request allocates its
 `Exchange` and nothing else for the chain (a refusal allocates its answer).
 """
 
@@ -62,6 +62,7 @@ class Exchange:
         "message",
         "method",
         "modern",
+        "params",
         "payload",
         "raw_headers",
         "receive",
@@ -77,7 +78,8 @@ class Exchange:
     body: bytes  # ReadBody
     sse_ok: bool  # ChooseAnswer: the agent accepts an SSE answer
     answer: Answer  # ChooseAnswer: how the JSON-RPC answer goes out
-    message: dict[str, Any]  # ParseJson, CheckEnvelope: a JSON-RPC object
+    message: dict[str, Any]  # ReadMessage: a JSON-RPC object
+    params: Any  # ReadMessage: the params of a request (None without), looked up once for every step after
     method: str  # BuildContext: the JSON-RPC method of a request (not a notification)
     ctx: RequestContext  # BuildContext: what the handler sees of the request
     modern: bool  # ResolveEra: a 2026-07-28 request (no session, envelope in `_meta` and headers)
@@ -115,6 +117,20 @@ class Step(abc.ABC):
     next: Step
     """The step after this one, set once by `McpEndpoint`."""
 
+    methods: frozenset[str] | None = None
+    """The methods a check or hook acts on (None: every one)."""
+    era: bool | None = None
+    """True: only 2026-07-28 requests; False: only handshake-era ones; None: both."""
+
+    def wants(self, method: str | None, modern: bool) -> bool:
+        """Whether the step acts on a request of `method` in its era (asked once per method and era)."""
+        return (self.methods is None or method in self.methods) and self.era in (None, modern)
+
+    @property
+    def selective(self) -> bool:
+        """Whether the step names the methods or era it acts on."""
+        return self.methods is not None or self.era is not None
+
     @abc.abstractmethod
     async def __call__(self, x: Exchange) -> None: ...
 
@@ -126,7 +142,10 @@ Answering = Callable[[Exchange], Awaitable[None]]
 class Check(Step):
     """A step that decides without waiting: `check` returns None to pass the request on, or what answers it instead.
 
-    Alone (in a unit test) it is a step like any other."""
+    A check that names its methods or era (`Step.methods`, `Step.era`) needs both known (`BuildContext`,
+    `ResolveEra`) and comes after the checks for every request: `McpEndpoint` asks it only of the
+    requests it wants, chosen once per method and era, as hooks are. Alone (in a unit test) it is a step
+    like any other."""
 
     __slots__ = ()
 
@@ -134,7 +153,9 @@ class Check(Step):
     def check(self, x: Exchange) -> Answering | None: ...
 
     async def __call__(self, x: Exchange) -> None:
-        if (answer := self.check(x)) is None:
+        if self.selective and not self.wants(getattr(x, "method", None), getattr(x, "modern", False)):
+            await self.next(x)
+        elif (answer := self.check(x)) is None:
             await self.next(x)
         else:
             await answer(x)
@@ -190,15 +211,6 @@ class Hook(Step):
 
     __slots__ = ()
 
-    methods: frozenset[str] | None = None
-    """The methods the hook acts on (None: every one)."""
-    era: bool | None = None
-    """True: only 2026-07-28 requests; False: only handshake-era ones; None: both."""
-
-    def wants(self, method: str | None, modern: bool) -> bool:
-        """Whether the hook acts on a request of `method` in its era."""
-        return (self.methods is None or method in self.methods) and self.era in (None, modern)
-
     def before(self, x: Exchange) -> None:
         """What the hook does before the steps after it run."""
 
@@ -223,14 +235,15 @@ class Hook(Step):
 
 Before = Callable[[Exchange], None]
 After = Callable[[Exchange, BaseException | None], Awaitable[None] | None]
-Plan = tuple[tuple[tuple[Before, tuple[After, ...]], ...], tuple[After, ...]]
-"""What the hooks that act on a request do: each `before` in order, with the `after`s to run should it
-raise (those of the hooks before it, in reverse), and every `after` in reverse. A hook's half that it
-does not define is not there."""
+Plan = tuple[tuple[Decide, ...], tuple[tuple[Before, tuple[After, ...]], ...], tuple[After, ...]]
+"""What the checks and hooks that name the requests they act on do to one: the checks it meets, then
+each `before` in order, with the `after`s to run should it raise (those of the hooks before it, in
+reverse), and every `after` in reverse. A hook's half that it does not define is not there."""
 
 
-def _plan(hooks: Sequence[Hook], method: str | None, modern: bool) -> Plan:
-    """What `hooks` do for a request of `method` (None: one no hook names) in its era."""
+def _plan(checks: Sequence[Check], hooks: Sequence[Hook], method: str | None, modern: bool) -> Plan:
+    """What `checks` and `hooks` do for a request of `method` (None: one none of them names) in its era."""
+    asked = tuple(check.check for check in checks if check.wants(method, modern))
     befores: list[tuple[Before, tuple[After, ...]]] = []
     afters: tuple[After, ...] = ()
     for hook in hooks:
@@ -240,32 +253,46 @@ def _plan(hooks: Sequence[Hook], method: str | None, modern: bool) -> Plan:
                 befores.append((hook.before, afters))
             if kind.after is not Hook.after:
                 afters = (hook.after, *afters)
-    return tuple(befores), afters
+    return asked, tuple(befores), afters
 
 
 class _Loop(Step):
     """Consecutive checks, gates and hooks of the list, run in one frame.
 
-    Checks, then a gate, then checks..., then the hooks around the step after them."""
+    Checks, then a gate, then checks..., then the checks for some requests and the hooks around the step
+    after them."""
 
-    __slots__ = ("plans", "runs")
+    __slots__ = ("for_some", "plans", "runs")
 
     def __init__(self) -> None:
         self.runs: tuple[tuple[tuple[Decide, ...], Gate | None], ...] = ()
         """The checks before each gate, and that gate (None after the last checks)."""
+        self.for_some: list[Check] = []
+        """The checks that name their methods or era, after every other check and gate."""
         self.plans: dict[tuple[str | None, bool], Plan] = {}
-        """What the hooks do, by (method, era); a method no hook names under None (a bounded map)."""
+        """What those checks and the hooks do, by (method, era); a method none names under None (a bounded map)."""
 
     def add(self, step: Check | Gate) -> None:
+        if isinstance(step, Check) and step.selective:
+            self.for_some.append(step)
+            return
+        if self.for_some:
+            raise ValueError(f"{type(step).__name__} follows a check for some requests: those come after the others")
         runs = self.runs
         checks: tuple[Decide, ...] = ()
         if runs and runs[-1][1] is None:  # the last run has no gate yet: `step` joins it
             runs, checks = runs[:-1], runs[-1][0]
         self.runs = (*runs, (checks, step) if isinstance(step, Gate) else ((*checks, step.check), None))
 
-    def hook(self, hooks: Sequence[Hook]) -> None:
-        named = {None, *itertools.chain.from_iterable(hook.methods or () for hook in hooks)}
-        self.plans = {(method, modern): _plan(hooks, method, modern) for method in named for modern in (False, True)}
+    def plan(self, hooks: Sequence[Hook]) -> None:
+        """What the checks for some requests and `hooks` (those after this loop's checks) do, by method and era."""
+        steps = (*self.for_some, *hooks)
+        named = {None, *itertools.chain.from_iterable(step.methods or () for step in steps)}
+        self.plans = {
+            (method, modern): _plan(self.for_some, hooks, method, modern)
+            for method in named
+            for modern in (False, True)
+        }
 
     async def __call__(self, x: Exchange) -> None:
         for checks, gate in self.runs:
@@ -281,13 +308,17 @@ class _Loop(Step):
             return
         if (plan := plans.get((x.method, x.modern))) is None:
             plan = plans[None, x.modern]
-        befores, afters = plan
+        checks, befores, afters = plan
+        for check in checks:
+            if (answer := check(x)) is not None:
+                await answer(x)
+                return
         failed: BaseException | None = None
         try:
             for before, undo in befores:
                 afters = undo  # should it raise, only the hooks before it have something to undo
                 before(x)
-            afters = plan[1]
+            afters = plan[2]
             await self.next(x)
         except BaseException as error:
             failed = error
@@ -332,9 +363,9 @@ class McpEndpoint:
 
     @staticmethod
     def _hook(links: list[Step], hooks: list[Hook]) -> None:
-        """Hand the hooks gathered so far to the loop they follow."""
-        if hooks:
-            links[-1].hook(hooks)  # type: ignore[attr-defined]  # hooks are gathered after a _Loop
+        """Hand the hooks gathered so far to the loop they follow, to plan with its checks for some requests."""
+        if links and isinstance(loop := links[-1], _Loop) and (hooks or loop.for_some):
+            loop.plan(hooks)
             hooks.clear()
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:

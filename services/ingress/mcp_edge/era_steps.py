@@ -57,6 +57,9 @@ SESSION_NOT_FOUND = -32001
 SESSION_GONE = "Session not found: it expired, was ended, belongs to another key or is invalid; send initialize again"
 
 
+_SERVERS, _TOOLS, _TIMEOUT = "x-bastion-include-servers", "x-bastion-include-tools", "x-bastion-timeout"
+
+
 def positive_float(value: str | None) -> float | None:
     try:
         number = float(value) if value else None
@@ -81,16 +84,18 @@ class BuildContext(Check):
         request_id = message["id"]
         include_servers: tuple[str, ...] | None = None  # the usual: neither header, nothing to split
         include_tools: tuple[str, ...] | None = None
-        if (servers := headers.get("x-bastion-include-servers")) is not None:
-            if isinstance(found := header_patterns("X-Bastion-Include-Servers", servers, self.limits), Oversized):
+        # the headers read here are rarely sent: asked by membership, not by a dict.get call each
+        if _SERVERS in headers:
+            if isinstance(
+                found := header_patterns("X-Bastion-Include-Servers", headers[_SERVERS], self.limits), Oversized
+            ):
                 return Refusal(400, found.body(request_id))
             include_servers = found
-        if (tools := headers.get("x-bastion-include-tools")) is not None:
-            if isinstance(found := header_patterns("X-Bastion-Include-Tools", tools, self.limits), Oversized):
+        if _TOOLS in headers:
+            if isinstance(found := header_patterns("X-Bastion-Include-Tools", headers[_TOOLS], self.limits), Oversized):
                 return Refusal(400, found.body(request_id))
             include_tools = found
         x.method = message["method"]
-        timeout = headers.get("x-bastion-timeout")  # rarely sent: no call to read an absent one
         x.ctx = RequestContext(
             caller=x.caller,
             version=DEFAULT_LEGACY_VERSION,
@@ -98,10 +103,10 @@ class BuildContext(Check):
             request_bytes=len(x.body),
             include_servers=include_servers,
             include_tools=include_tools,
-            timeout=positive_float(timeout) if timeout else None,
+            timeout=positive_float(headers[_TIMEOUT]) if _TIMEOUT in headers else None,
             emit=x.answer.event if x.sse_ok else None,
-            code_mode=headers.get(CODE_MODE_HEADER),
-            discovery=headers.get(DISCOVERY_HEADER),
+            code_mode=headers[CODE_MODE_HEADER] if CODE_MODE_HEADER in headers else None,
+            discovery=headers[DISCOVERY_HEADER] if DISCOVERY_HEADER in headers else None,
         )
         return None
 
@@ -156,14 +161,15 @@ class ResolveEra(Check):
 
     def check(self, x: Exchange) -> Answering | None:
         ctx = x.ctx
-        requested = x.headers.get(MCP_PROTOCOL_VERSION_HEADER)
+        headers = x.headers  # asked by membership and subscript: no dict.get call a header
+        requested = headers[MCP_PROTOCOL_VERSION_HEADER] if MCP_PROTOCOL_VERSION_HEADER in headers else None
         x.modern = modern = requested in MODERN_PROTOCOL_VERSIONS
         if modern:
             if (rejection := modern_rejection(x)) is not None:
                 status = ERROR_CODE_HTTP_STATUS.get(rejection.code, 400)
                 return Refusal(status, error_body(ctx.request_id, rejection.code, rejection.message, rejection.data))
             ctx.version = requested  # type: ignore[assignment]  # modern: one of the version strings
-            params = x.message.get("params")
+            params = x.params
             ctx.client = (  # 2026-07-28: the agent resolves input requests itself; the rest is declared per request
                 "input_required",
                 *((HOST,) if declared_in_request(params) else ()),  # a host of MCP Apps
@@ -174,7 +180,7 @@ class ResolveEra(Check):
             message = f"Unsupported protocol version {requested!r}"
             return Refusal(400, error_body(ctx.request_id, UNSUPPORTED_PROTOCOL_VERSION, message, data))
         elif x.method != "initialize":
-            if session_id := x.headers.get(SESSION_HEADER):
+            if SESSION_HEADER in headers and (session_id := headers[SESSION_HEADER]):
                 session = self.sessions.find(session_id, x.caller.key_id)
                 if session is None:
                     return Refusal(404, error_body(ctx.request_id, SESSION_NOT_FOUND, SESSION_GONE))

@@ -106,7 +106,7 @@ class IssueSession(Hook):
 
     def after(self, x: Exchange, failed: BaseException | None) -> None:
         if failed is None and "result" in x.payload:
-            client = agent_requests(x.message.get("params"))
+            client = agent_requests(x.params)
             session_id = self.codec.issue(x.ctx.version, x.caller.key_id, client)
             x.extra.append((b"mcp-session-id", session_id.encode()))
 
@@ -171,9 +171,7 @@ class Trace(Hook):
             x.span = None
             return
         ctx = x.ctx
-        name, attributes = semconv.server_started(
-            x.method, x.message.get("params"), ctx.version, ctx.request_id, ctx.session
-        )
+        name, attributes = semconv.server_started(x.method, x.params, ctx.version, ctx.request_id, ctx.session)
         scope = tracing.server_span("ingress", name, x.headers, attributes)
         if (span := scope.__enter__()) is not None:
             ctx.trace_id = tracing.trace_id(span)
@@ -186,9 +184,7 @@ class Trace(Hook):
             if hasattr(x, "payload"):  # else the handler did not answer (cancelled): no operation to measure
                 ctx = x.ctx
                 seconds = time.perf_counter() - ctx.started
-                semconv.server_finished(
-                    span, x.method, x.message.get("params"), ctx.version, x.payload, x.audit, seconds, ctx.call_id
-                )
+                semconv.server_finished(span, x.method, x.params, ctx.version, x.payload, x.audit, seconds, ctx.call_id)
         finally:
             if scope is not None:
                 scope.__exit__(type(failed) if failed else None, failed, failed.__traceback__ if failed else None)
@@ -206,9 +202,8 @@ class Dispatch(Step):
         self.handlers = handlers
 
     async def __call__(self, x: Exchange) -> None:
-        params = x.message.get("params")
         try:
-            x.payload, x.audit = await self.handlers.dispatch(x.ctx, x.method, params)
+            x.payload, x.audit = await self.handlers.dispatch(x.ctx, x.method, x.params)
         except asyncio.CancelledError:
-            x.audit = self.handlers.interrupted(x.ctx, x.method, params)
+            x.audit = self.handlers.interrupted(x.ctx, x.method, x.params)
             raise

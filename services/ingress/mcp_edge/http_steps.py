@@ -61,7 +61,10 @@ class CheckHeaders(Check):
         repeated = repeated_headers(x.raw_headers) if len(headers) != len(x.raw_headers) else ()
         if "authorization" in repeated:
             return _REPEATED_AUTHORIZATION
-        if refused := self.guard.problem(headers.get("host"), headers.get("origin"), repeated):
+        # headers asked by membership and subscript in these steps: no dict.get call a header, a request
+        host = headers["host"] if "host" in headers else None
+        origin = headers["origin"] if "origin" in headers else None
+        if refused := self.guard.problem(host, origin, repeated):
             return Refusal(403, {"error": "forbidden_host", "message": refused})
         return None
 
@@ -78,11 +81,12 @@ class Authenticate(Check):
         self.authenticator, self.refusals = authenticator, refusals
 
     def check(self, x: Exchange) -> Answering | None:
-        authorization = x.headers.get("authorization")
-        caller = self.authenticator.authenticate(authorization)
-        if isinstance(caller, AuthFailure):
-            note_refusal(self.refusals, "mcp", caller, authorization, x.scope)
-            return Refusal(401, *unauthorized(caller))
+        headers = x.headers
+        authorization = headers["authorization"] if "authorization" in headers else None
+        match caller := self.authenticator.authenticate(authorization):  # a class pattern: no isinstance call
+            case AuthFailure():
+                note_refusal(self.refusals, "mcp", caller, authorization, x.scope)
+                return Refusal(401, *unauthorized(caller))
         x.caller = caller
         return None
 
@@ -117,20 +121,26 @@ class Gone(Exception):
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
+    # the usual body arrives in one event: kept as it is, no list, and its fields asked without a call
+    body = b""
+    chunks: list[bytes] | None = None
     size = 0
     while True:
         event = await receive()
         if event["type"] == "http.disconnect":
             raise Gone
-        chunk = event.get("body", b"")
-        if chunk:
+        if "body" in event and (chunk := event["body"]):
             size += len(chunk)
             if size > limit:
                 raise TooLarge
-            chunks.append(chunk)
-        if not event.get("more_body"):
-            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+            if not body:
+                body = chunk
+            elif chunks is None:
+                chunks = [body, chunk]
+            else:
+                chunks.append(chunk)
+        if "more_body" not in event or not event["more_body"]:
+            return body if chunks is None else b"".join(chunks)
 
 
 class ReadBody(Gate):
@@ -144,7 +154,8 @@ class ReadBody(Gate):
         self.limit = limit
 
     async def admit(self, x: Exchange) -> Answering | None:
-        declared = x.headers.get("content-length")
+        headers = x.headers
+        declared = headers["content-length"] if "content-length" in headers else None
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return self._too_large(int(declared))
         try:
@@ -177,7 +188,8 @@ class ChooseAnswer(Check):
         self.prefer_sse = prefer_sse
 
     def check(self, x: Exchange) -> Answering | None:
-        accept = x.headers.get("accept", "*/*")
+        headers = x.headers
+        accept = headers["accept"] if "accept" in headers else "*/*"
         json_ok = "application/json" in accept or "*/*" in accept or "application/*" in accept
         sse_ok = "text/event-stream" in accept
         if not json_ok and not sse_ok:

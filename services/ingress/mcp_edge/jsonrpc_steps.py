@@ -1,8 +1,9 @@
-"""The JSON-RPC steps of `/mcp`.
+"""The JSON-RPC step of `/mcp`.
 
-The body is JSON (`ParseJson`), one JSON-RPC 2.0 message (`CheckEnvelope`) whose fields are within their
-caps (`CapFields`); a notification or an agent's answer is taken here and acknowledged
-(`TakeNotification`), so only requests go on."""
+One step reads the message (`ReadMessage`): the body is JSON, one JSON-RPC 2.0 message whose fields are
+within their caps, and a request goes on; a notification or an agent's answer is taken and acknowledged
+(`TakeNotification`), so only requests go on.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +23,7 @@ from services.ingress.sessions.streams import CallStreams
 
 __all__ = [
     "SESSION_HEADER",
-    "CapFields",
-    "CheckEnvelope",
-    "ParseJson",
+    "ReadMessage",
     "TakeNotification",
     "echo_id",
     "envelope_problem",
@@ -34,28 +33,18 @@ SESSION_HEADER = "mcp-session-id"
 _IDS = (str, int)
 
 
-class ParseJson(Check):
-    """400 / -32700 for a body that is not JSON (integers beyond 64 bits stay exact)."""
-
-    __slots__ = ()
-
-    def check(self, x: Exchange) -> Answering | None:
-        try:
-            x.message = json_codec.loads(x.body)
-        except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
-            return Refusal(400, error_body(None, PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})"))
-        return None
-
-
 def envelope_problem(message: Any) -> str | None:
-    # the usual request first, in one pass: an object of JSON-RPC 2.0 with a method and a string or
-    # integer id (JSON values are of their exact types: a bool id is not an int here)
+    # the usual request first, in one pass without a call: an object of JSON-RPC 2.0 with a method and
+    # a string or integer id (JSON values are of their exact types: a bool id is not an int here)
     if (
         type(message) is dict
-        and message.get("jsonrpc") == "2.0"
-        and type(method := message.get("method")) is str
+        and "jsonrpc" in message
+        and message["jsonrpc"] == "2.0"
+        and "method" in message
+        and type(method := message["method"]) is str
         and method
-        and type(message.get("id")) in _IDS
+        and "id" in message
+        and type(message["id"]) in _IDS
     ):
         return None
     if isinstance(message, list):
@@ -81,35 +70,37 @@ def echo_id(message: Any) -> Any:
     return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
 
 
-class CheckEnvelope(Check):
-    """400 / -32600 for anything but one JSON-RPC 2.0 request, notification or response object."""
+class ReadMessage(Check):
+    """400 / -32700 for a body that is not JSON (integers beyond 64 bits stay exact).
 
-    __slots__ = ()
+    400 / -32600 for anything but one JSON-RPC 2.0 request, notification or response object, 400 for a
+    method, id, name, URI or `_meta` over its cap (`field_limits`), before anything is looked up,
+    forwarded or written into an audit event; what is not a request goes to `take` (202). One step
+    where there were four: the message is read, shaped and capped in one frame, each field looked up
+    where it is decided."""
 
-    def check(self, x: Exchange) -> Answering | None:
-        if problem := envelope_problem(x.message):
-            return Refusal(400, error_body(echo_id(x.message), INVALID_REQUEST, problem))
-        return None
+    __slots__ = ("limits", "take")
 
-
-class CapFields(Check):
-    """400 for a method, id, name, URI or `_meta` over its cap.
-
-    (`field_limits`), before anything is looked up, forwarded or written into an audit event."""
-
-    __slots__ = ("limits",)
-
-    def __init__(self, limits: FieldLimits) -> None:
-        self.limits = limits
+    def __init__(self, limits: FieldLimits, take: Answering) -> None:
+        self.limits, self.take = limits, take
 
     def check(self, x: Exchange) -> Answering | None:
-        if (too_big := oversized(x.message, self.limits)) is not None:
-            return Refusal(400, too_big.body(None if too_big.field == "id" else x.message.get("id")))
-        return None
+        try:
+            message = x.message = json_codec.loads(x.body)
+        except ValueError as exc:  # orjson.JSONDecodeError and json.JSONDecodeError are ValueErrors
+            return Refusal(400, error_body(None, PARSE_ERROR, f"Parse error: the body is not valid JSON ({exc})"))
+        if problem := envelope_problem(message):
+            return Refusal(400, error_body(echo_id(message), INVALID_REQUEST, problem))
+        if (too_big := oversized(message, self.limits)) is not None:
+            return Refusal(400, too_big.body(None if too_big.field == "id" else message.get("id")))
+        if "method" in message and "id" in message:
+            x.params = message["params"] if "params" in message else None
+            return None
+        return self.take
 
 
-class TakeNotification(Check):
-    """202 for what is not a request.
+class TakeNotification:
+    """202 for what is not a request (`ReadMessage` hands it here).
 
     An agent's answer to a request Bastion relayed from an upstream (delivered to the replica waiting for
     it), `notifications/cancelled` (the replica running the request abandons it), any other notification
@@ -125,11 +116,7 @@ class TakeNotification(Check):
     ) -> None:
         self.streams, self.cancel, self.sessions = streams, cancel, sessions
 
-    def check(self, x: Exchange) -> Answering | None:
-        message = x.message
-        return None if "method" in message and "id" in message else self._take
-
-    async def _take(self, x: Exchange) -> None:
+    async def __call__(self, x: Exchange) -> None:
         message = x.message
         if "method" not in message and self.streams is not None:
             await self.streams.deliver_reply(x.caller.key_id, message)

@@ -147,6 +147,9 @@ class Listen(Check):
 
     __slots__ = ("max_resources", "notifier", "owe", "subscriptions")
 
+    methods = frozenset({"subscriptions/listen"})
+    era = True
+
     def __init__(
         self,
         notifier: Notifier | None,
@@ -157,8 +160,7 @@ class Listen(Check):
         self.notifier, self.subscriptions, self.owe, self.max_resources = notifier, subscriptions, owe, max_resources
 
     def check(self, x: Exchange) -> Answering | None:
-        listens = x.method == "subscriptions/listen" and x.modern and self.notifier is not None
-        return self._listen if listens else None
+        return self._listen if self.notifier is not None else None
 
     async def _listen(self, x: Exchange) -> None:
         assert self.notifier is not None
@@ -167,7 +169,7 @@ class Listen(Check):
             await plain(x.send, 406, {"error": "not_acceptable", "message": message})
             return
         ctx = x.ctx
-        params = x.message.get("params")
+        params = x.params
         wanted = params.get("notifications") if isinstance(params, dict) else None
         if (problem := listen_problem(wanted, self.max_resources)) is not None:
             await respond(x.send, error_body(ctx.request_id, INVALID_PARAMS, problem), 400, False, None)

@@ -186,29 +186,32 @@ class RequestPath:
         tries = 0  # sends that found nobody of the role they needed
         ask_policy = False
         while True:
+            # each step's answer told apart by a class pattern or exact type, not by an isinstance call
             data = self._encode(message)
-            if isinstance(data, bytes) and not fits(self._nc, len(data)):
+            if type(data) is bytes and not fits(self._nc, len(data)):
                 data = await self._offload(message, len(data))
-            if isinstance(data, CallOutcome):
-                return data
+            match data:
+                case CallOutcome():  # why it cannot be sent
+                    return data
             held = self._route(executors, message, ask_policy)
             seen = self.grants.seen() if held is None else ()  # what a grant in the answer is kept against
             reply = await self._sent(subject, executors, data, message, held)
-            if isinstance(reply, Nobody):
-                why = await self._rejoin.wait(reply, message.deadline, tries)
-                if why is not None:
-                    return _failed(message, ErrorKind.GATEWAY_UNAVAILABLE, why, "not_run")
-                tries += 1
-                ask_policy = False
-                _SENT["again"].inc()
-            elif isinstance(reply, CallOutcome):
-                return reply
-            elif held is not None and subjects.GRANT_STALE in (reply.headers or _NO_HEADERS):
-                self._stale(executors, message)
-                ask_policy = True
-            else:
-                outcome = self._read(reply, executors, message, held, seen)
-                return outcome if outcome.result_blob is None else await self._with_result(outcome)
+            match reply:
+                case Nobody():
+                    why = await self._rejoin.wait(reply, message.deadline, tries)
+                    if why is not None:
+                        return _failed(message, ErrorKind.GATEWAY_UNAVAILABLE, why, "not_run")
+                    tries += 1
+                    ask_policy = False
+                    _SENT["again"].inc()
+                case CallOutcome():
+                    return reply
+                case _ if held is not None and subjects.GRANT_STALE in (reply.headers or _NO_HEADERS):
+                    self._stale(executors, message)
+                    ask_policy = True
+                case _:
+                    outcome = self._read(reply, executors, message, held, seen)
+                    return outcome if outcome.result_blob is None else await self._with_result(outcome)
 
     def _encode(self, message: Routed) -> bytes | CallOutcome:
         """Step encode: the message's bytes; or why it cannot be sent (it did not run)."""

@@ -82,7 +82,8 @@ class RoutedSender:
         try:
             if ctx.emit is None or self.streams is None:
                 return await self.path.routed(message)
-            level = self.state.levels.get(ctx.session) if ctx.session else None
+            levels = self.state.levels  # most sessions set no level: asked without a dict.get call
+            level = levels[ctx.session] if ctx.session and ctx.session in levels else None
             stream = self.streams.open(ctx.caller.key_id, ctx.emit, level)
             message.stream = stream.subject
             if level is not None:  # None is the message's own default
@@ -104,8 +105,8 @@ class RoutedSender:
 
 def forwarded_meta(params: dict[str, Any]) -> dict[str, Any] | None:
     """The request's `_meta` minus the 2026-07-28 envelope (which describes the agent's hop only)."""
-    meta = params.get("_meta")
-    if not isinstance(meta, dict) or meta.keys() <= ENVELOPE_META_KEYS:  # the usual: nothing but the envelope
+    # asked without a call where there is no `_meta` (JSON values are of their exact types)
+    if "_meta" not in params or type(meta := params["_meta"]) is not dict or meta.keys() <= ENVELOPE_META_KEYS:
         return None
     return {k: v for k, v in meta.items() if k not in ENVELOPE_META_KEYS} or None
 

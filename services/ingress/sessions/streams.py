@@ -11,7 +11,6 @@ each becomes a JSON-RPC message on the agent's SSE response. An event that is a 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
@@ -92,14 +91,16 @@ class CallStreams:
         self._nc = nc
         self._codec = codec
         self._prefix = nc.new_inbox()
-        self._tokens = itertools.count()
+        self._opened = 0
+        """Streams opened so far: the next one's token (counted here, not by a `next` call a stream)."""
         self._open: dict[str, CallStream] = {}
 
     async def start(self) -> None:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_event)
 
     def open(self, key_id: str, emit: Emit, log_level: str | None = None) -> CallStream:
-        token = str(next(self._tokens))
+        self._opened += 1
+        token = str(self._opened)
         stream = self._open[token] = CallStream(f"{self._prefix}.{token}", token, key_id, emit, log_level)
         return stream
 

@@ -73,8 +73,11 @@ def _payload_result(payload: dict[str, Any]) -> Any:
 
 
 def _task_support(entry: CatalogEntry) -> str | None:
-    execution = entry.definition.get("execution")
-    support = execution.get("taskSupport") if isinstance(execution, dict) else None
+    # asked of every call's tool: without a call for the usual one, which names no `execution`
+    definition = entry.definition
+    if "execution" not in definition or type(execution := definition["execution"]) is not dict:
+        return None
+    support = execution.get("taskSupport")
     return support if support in ("optional", "required") else None
 
 
@@ -92,8 +95,8 @@ class TaskRouter:
         Decided in this frame, not in a coroutine, for the usual `tools/call`, which is none."""
         if method != "tools/call":
             return self._task_method(ctx, method, params, h) if method in TASK_METHODS else None
-        name = params.get("name")
-        entry = h.catalog.by_name.get(name) if isinstance(name, str) else None
+        name = params["name"] if "name" in params else None
+        entry = h.catalog.by_name.get(name) if type(name) is str else None
         if entry is None:
             return None
         form = agent_form(ctx.version, params)
