@@ -43,8 +43,6 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import Final
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
@@ -52,7 +50,7 @@ from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from libs.common.audit.audit_chain import AuditChain, producer_role
-from libs.common.audit.audit_fields import FieldLimits, bounded
+from libs.common.audit.audit_fields import FieldLimits, bounded, measured
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditBatch, AuditEvent, new_id
@@ -74,6 +72,8 @@ _BAD_REQUEST = 400
 """JetStream's status for a message refused for what it is (too large for the stream, ...)."""
 _DEAD_PAYLOAD = 64 * 1024
 """Largest dead letter: a refused event is kept with its fields cut further when larger."""
+_SHARE = 512
+"""Bytes an event held in memory counts for besides its text (`audit_fields.measured`): the rest, roughly."""
 
 
 @dataclass(slots=True)
@@ -88,7 +88,7 @@ class _Queued:
     json: bytes | None
     """What the chain (or the journal) wrote it as; None: serialized when published."""
     weight: int
-    """`_weight(event)`, taken once: what the event adds to the bytes held until it is acked."""
+    """What the event adds to the bytes held until it is acked: its text plus `_SHARE`."""
 
 
 def _unpublishable(error: BaseException) -> bool:
@@ -173,8 +173,8 @@ class AuditPublisher:
         if self._closed:
             self._drop("publisher closed", event)
             return False
-        event = bounded(event, self._limits)
-        weight = _weight(event)
+        event, text = measured(event, self._limits)
+        weight = _SHARE + text
         if self._held_bytes + weight > self._max_bytes:
             self._drop(f"buffer full: {self._held_bytes:,} bytes of events wait for NATS", event)
             return False
@@ -363,15 +363,6 @@ class AuditPublisher:
         await until(lambda: self._nc.is_connected, most=self._max_backoff)
         self.holding = False
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
-
-
-_WEIGHED: Final = itemgetter("name", "tool", "server", "key_name", "error", "arguments", "result", "before", "after")
-"""The fields whose text an event's weight counts, read from its field dict in one C call."""
-
-
-def _weight(event: AuditEvent) -> int:
-    """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
-    return 512 + sum(map(len, filter(None, _WEIGHED(event.__dict__))))
 
 
 def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
