@@ -369,7 +369,7 @@ def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
     """An `AuditBatch` message built from events already serialized (each was, to measure it)."""
     envelope = AuditBatch(batch_id=batch_id, events=[]).model_dump_json().encode()
     assert envelope.endswith(b"[]}")
-    return envelope[:-2] + b",".join(item.json for item in part) + b"]}"
+    return envelope[:-2] + b",".join([item.json for item in part]) + b"]}"
 
 
 def _smallest(event: AuditEvent) -> bytes:
