@@ -301,3 +301,26 @@ async def test_held_records_survive_a_rotation_within_their_turn_and_are_written
     assert (events["echo__add"].server, events["echo__add"].tool) == ("echo", "add")
     assert events["echo__add"].arguments_sha256 == hashlib.sha256(b'{"a":1}').hexdigest()
     assert (events["echo__mul"].server, events["echo__mul"].event_id) == ("", second)
+
+
+async def test_a_begin_held_after_the_turns_last_route_is_still_written_by_the_end_of_the_turn(tmp_path: Path) -> None:
+    """Routing the last held record lets the turn's end skip its write; a request begun after that, in the
+    same turn, must still have its B record written then (a kill after the turn leaves it its row)."""
+    journal = AuditJournal(tmp_path)
+    segment = journal._path
+    routed = journal.begun("tool_call", "echo__add", "key-1", "demo", None, 7, held=True)
+    journal.routed(routed, "echo", "add", b"{}")
+    later = journal.begun("prompt_get", "greet", "key-1", "demo", None, 7, held=True)
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B"]
+    await asyncio.sleep(0)  # the turn ends
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B"]
+    journal.emitted(event(routed))
+    answered = journal.begun("tool_call", "echo__nope", "key-1", "demo", None, 7, held=True)
+    journal.emitted(event(answered, "echo__nope"))  # answered within its turn: its B record is never written
+    stranded = journal.begun("tool_call", "echo__mul", "key-1", "demo", None, 7, held=True)
+    await asyncio.sleep(0)
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B", b"E", b"E", b"B"]
+    killed(journal)
+
+    stopped = {e.event_id: e.name for e in replayed(tmp_path) if e.execution == "may_have_run"}
+    assert stopped == {later: "greet", stranded: "echo__mul"}

@@ -205,6 +205,9 @@ class AuditJournal:
         """Event id -> B record held (`begun(..., held=True)`), not encoded nor written yet: written at the end
         of this turn of the event loop (`_write_held`), with the request's route in it (`routed`), or never
         when its E record came first. Its entry in `_open_begun` is None meanwhile."""
+        self._flush: asyncio.Handle | None = None
+        """The end-of-turn write of the held records (`_write_held`), scheduled while any is held: cancelled
+        when the last one is taken back within the turn (routed or answered), so nearly no turn runs it."""
         self._unacked: deque[bytes | None] = deque()
         """E records of emitted events not acked yet, in publishing order (None: not journaled)."""
         self._acked_here = 0
@@ -273,6 +276,8 @@ class AuditJournal:
         digest = sha256_of(arguments) if arguments is not None else None
         held = self._held.pop(event_id, None)
         if held is not None:  # not written yet: one B record says both (the reader takes its route as an R's)
+            if not self._held and self._flush is not None:  # the last one held: nothing left for the turn's end
+                self._flush.cancel()
             held.update(server=server, tool=tool)
             if digest is not None:
                 held["arguments_sha256"] = digest
@@ -292,7 +297,8 @@ class AuditJournal:
         otherwise), None if it has none."""
         begun = self._open_begun.pop(event.event_id, None)  # None also when held: never written, nothing owed on disk
         self._open_routed.pop(event.event_id, None)
-        self._held.pop(event.event_id, None)
+        if self._held.pop(event.event_id, None) is not None and not self._held and self._flush is not None:
+            self._flush.cancel()  # the last one held: nothing left for the turn's end
         try:
             json = json or event.model_dump_json().encode()
         except Exception:  # unserializable: the publisher dead-letters it; a replay must not invent one
@@ -394,7 +400,7 @@ class AuditJournal:
         except RuntimeError:
             return False
         if not self._held:
-            loop.call_soon(self._write_held)
+            self._flush = loop.call_soon(self._write_held)
         self._held[event_id] = record
         return True
 
@@ -408,8 +414,8 @@ class AuditJournal:
         return b"".join(lines)
 
     def _write_held(self) -> None:
-        """The B records still held, in one write (the loop runs this once per turn that held any)."""
-        if self._held:  # nearly always empty: each was routed or answered within its turn
+        """The B records still held, in one write (the loop runs this at the end of a turn that left any)."""
+        if self._held:  # a rotation may have written them already
             lines = self._settle_held()
             if self._fd >= 0:
                 self._write(lines)
