@@ -42,7 +42,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from typing import TypeAlias
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
@@ -76,19 +76,12 @@ _SHARE = 512
 """Bytes an event held in memory counts for besides its text (`audit_fields.measured`): the rest, roughly."""
 
 
-@dataclass(slots=True)
-class _Encoded:
-    event: AuditEvent
-    json: bytes
-
-
-@dataclass(slots=True)
-class _Queued:
-    event: AuditEvent
-    json: bytes | None
-    """What the chain (or the journal) wrote it as; None: serialized when published."""
-    weight: int
-    """What the event adds to the bytes held until it is acked: its text plus `_SHARE`."""
+_Queued: TypeAlias = tuple[AuditEvent, bytes | None, int]
+"""An event emitted and not taken yet: the event; what the chain (or the journal) wrote it as (None:
+serialized when published); what it adds to the bytes held until it is acked (its text plus `_SHARE`).
+A plain tuple, as `_Encoded`: made per event, where a class's `__init__` would be one Python call more."""
+_Encoded: TypeAlias = tuple[AuditEvent, bytes]
+"""An event taken for publishing and its JSON."""
 
 
 def _unpublishable(error: BaseException) -> bool:
@@ -189,7 +182,7 @@ class AuditPublisher:
                 log.warning("audit: event %s cannot be hashed (%s); it is dead-lettered", event.event_id, exc)
         if self._journal is not None:
             json = self._journal.emitted(event, json)
-        self._waiting.append(_Queued(event, json, weight))
+        self._waiting.append((event, json, weight))
         self._held_bytes += weight
         wake = self._wake
         if wake is not None:
@@ -235,19 +228,19 @@ class AuditPublisher:
             queued = await self._next_events()
             self._unacked = len(queued)
             encoded: list[_Encoded] = []
-            for item in queued:
+            for event, json, _ in queued:
                 try:
-                    encoded.append(_Encoded(item.event, item.json or item.event.model_dump_json().encode()))
+                    encoded.append((event, json or event.model_dump_json().encode()))
                 except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
                     reason = f"cannot be serialized: {type(exc).__name__}: {exc}"
-                    await self._dead_letter(item.event, b"", reason)
+                    await self._dead_letter(event, b"", reason)
             for batch_id, part in self._pack(encoded):
                 await self._deliver(batch_id, part)
             self._unacked = 0
             if self._journal is not None:
                 self._journal.acked(len(queued))
-            for item in queued:
-                self._held_bytes -= item.weight
+            for _, _, weight in queued:
+                self._held_bytes -= weight
             done = self._batch_done
             if done is not None and not done.done():
                 done.set_result(None)
@@ -275,11 +268,12 @@ class AuditPublisher:
         part: list[_Encoded] = []
         size = 0
         for item in encoded:
-            if part and size + len(item.json) + 1 > budget:
+            length = len(item[1]) + 1
+            if part and size + length > budget:
                 yield new_id(), part
                 part, size = [], 0
             part.append(item)
-            size += len(item.json) + 1
+            size += length
         if part:
             yield new_id(), part
 
@@ -329,7 +323,8 @@ class AuditPublisher:
             await self._deliver(f"{batch_id}.0", part[:half])
             await self._deliver(f"{batch_id}.1", part[half:])
             return
-        await self._dead_letter(part[0].event, part[0].json, f"refused by NATS: {_describe(error)}")
+        event, json = part[0]
+        await self._dead_letter(event, json, f"refused by NATS: {_describe(error)}")
 
     async def _dead_letter(self, event: AuditEvent, payload: bytes, reason: str) -> None:
         """Keep `event` in the dead-letter stream for a person to look at.
@@ -369,7 +364,7 @@ def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
     """An `AuditBatch` message built from events already serialized (each was, to measure it)."""
     envelope = AuditBatch(batch_id=batch_id, events=[]).model_dump_json().encode()
     assert envelope.endswith(b"[]}")
-    return envelope[:-2] + b",".join([item.json for item in part]) + b"]}"
+    return envelope[:-2] + b",".join([json for _, json in part]) + b"]}"
 
 
 def _smallest(event: AuditEvent) -> bytes:
