@@ -207,7 +207,7 @@ async def test_a_replayed_journal_keeps_each_event_on_the_chain_that_emitted_it(
     journal_a.begun("tool_call", "notes__cut", "id-1", "ci", None, 10)
     os.close(journal_a._fd)  # the kill: the kernel closes the descriptors, nothing else happens
     os.close(journal_a._lock)
-    linked = [queued.event for queued in publisher_a._waiting]  # what A would have published
+    linked = [event for event, _, _ in publisher_a._waiting]  # what A would have published
     assert [event.seq for event in linked] == [1, 2, 3, 4, 5, 6]
 
     # what A published before dying (linked events keep their links through any publisher)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from libs.common.audit.audit_fields import FieldLimits, bounded, cut_utf8
+from libs.common.audit.audit_fields import FieldLimits, bounded, cut_utf8, measured
 from libs.common.contracts.messages import AuditEvent
 
 pytestmark = pytest.mark.unit
@@ -60,3 +60,13 @@ def test_a_producers_own_truncated_map_keeps_only_field_names() -> None:
 def test_limits_below_64_bytes_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 64"):
         FieldLimits(text=10)
+
+
+def test_measured_counts_the_text_the_bounded_event_holds() -> None:
+    """The publisher weighs an event it holds by this measure: the text left after any cut, never the
+    text the producer handed in (a 3.8 MB name is held as its first KiB)."""
+    event = _event(event_id="e" * 32, name="echo__add", key_name="ci", error="boom", arguments='{"a":1}')
+    same, size = measured(event, FieldLimits())
+    assert same is event and size == 32 + len("echo__add") + len("ci") + len("boom") + len('{"a":1}')
+    cut, size = measured(_event(event_id="e" * 32, name="n" * 3_800_000, result="r" * 100), FieldLimits())
+    assert cut.truncated == {"name": 3_800_000} and size == 32 + 1024 + 100

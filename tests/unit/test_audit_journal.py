@@ -5,9 +5,11 @@ torn records ignored, segments kept small. A "kill" here is dropping the journal
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import stat
 from pathlib import Path
 
+import orjson
 import pytest
 
 from libs.common.audit.audit_content import content_fields, sha256_of, to_json
@@ -259,10 +261,14 @@ async def test_a_held_begin_is_written_by_the_end_of_its_turn_with_its_route_or_
     assert len({routed, answered, waiting}) == 3
     assert segment.read_bytes() == b""  # held, all three, until the turn ends
     journal.routed(routed, "echo", "add", {"a": 1})
+    # routed within its turn: one B record that names the route too (one encode, one write)
+    begun = orjson.loads(segment.read_bytes().removeprefix(b"B "))
+    assert (begun["id"], begun["server"], begun["tool"], begun["user_id"]) == (routed, "echo", "add", "ann")
+    assert begun["arguments_sha256"] == hashlib.sha256(b'{"a":1}').hexdigest()
     journal.emitted(event(answered, "echo__nope"))
-    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"R", b"E"]
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"E"]
     await asyncio.sleep(0)  # the turn ends: the one still held is written
-    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"R", b"E", b"B"]
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"E", b"B"]
     killed(journal)
 
     events = {e.name: e for e in replayed(tmp_path)}
@@ -273,3 +279,48 @@ async def test_a_held_begin_is_written_by_the_end_of_its_turn_with_its_route_or_
         "may_have_run",
     )
     assert events["echo__nope"].execution == "ran" and events["greet"].kind == "prompt_get"
+
+
+async def test_held_records_survive_a_rotation_within_their_turn_and_are_written_once(tmp_path: Path) -> None:
+    """A rotation in the turn that holds B records carries them into the new segment (encoded then), the
+    end of the turn writes none of them again, and a route that comes after is its own R record."""
+    journal = AuditJournal(tmp_path)
+    first = journal.begun("tool_call", "echo__add", "key-1", "demo", None, 7, held=True)
+    second = journal.begun("tool_call", "echo__mul", "key-1", "demo", None, 7, held=True)
+    journal.rotate()
+    segment = journal._path
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B"]
+    await asyncio.sleep(0)  # the turn ends: nothing held any more
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B"]
+    journal.routed(first, "echo", "add", b'{"a":1}')
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B", b"R"]
+    assert journal.open_records == 2
+    killed(journal)
+
+    events = {e.name: e for e in replayed(tmp_path)}
+    assert (events["echo__add"].server, events["echo__add"].tool) == ("echo", "add")
+    assert events["echo__add"].arguments_sha256 == hashlib.sha256(b'{"a":1}').hexdigest()
+    assert (events["echo__mul"].server, events["echo__mul"].event_id) == ("", second)
+
+
+async def test_a_begin_held_after_the_turns_last_route_is_still_written_by_the_end_of_the_turn(tmp_path: Path) -> None:
+    """Routing the last held record lets the turn's end skip its write; a request begun after that, in the
+    same turn, must still have its B record written then (a kill after the turn leaves it its row)."""
+    journal = AuditJournal(tmp_path)
+    segment = journal._path
+    routed = journal.begun("tool_call", "echo__add", "key-1", "demo", None, 7, held=True)
+    journal.routed(routed, "echo", "add", b"{}")
+    later = journal.begun("prompt_get", "greet", "key-1", "demo", None, 7, held=True)
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B"]
+    await asyncio.sleep(0)  # the turn ends
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B"]
+    journal.emitted(event(routed))
+    answered = journal.begun("tool_call", "echo__nope", "key-1", "demo", None, 7, held=True)
+    journal.emitted(event(answered, "echo__nope"))  # answered within its turn: its B record is never written
+    stranded = journal.begun("tool_call", "echo__mul", "key-1", "demo", None, 7, held=True)
+    await asyncio.sleep(0)
+    assert [line[:1] for line in segment.read_bytes().splitlines()] == [b"B", b"B", b"E", b"E", b"B"]
+    killed(journal)
+
+    stopped = {e.event_id: e.name for e in replayed(tmp_path) if e.execution == "may_have_run"}
+    assert stopped == {later: "greet", stranded: "echo__mul"}

@@ -50,3 +50,23 @@ async def test_a_future_is_woken_when_due_unless_it_is_done_by_then() -> None:
     assert loop.time() >= due and waiting.result() is None
     assert answered.result() == "the answer" and cancelled.cancelled()  # left as they were, nothing raised
     assert len(table) == 0
+
+
+async def test_an_action_is_skipped_when_the_call_it_looks_at_is_done_by_then() -> None:
+    """The acknowledger's looks (`Acknowledger.watch`): one whose call finished first runs nothing, in the
+    queue and in the heap alike; one whose call still runs is run."""
+    loop = asyncio.get_running_loop()
+    table = Timetable(slack=0.01)
+    ran: list[str] = []
+    finished, running, last = loop.create_future(), loop.create_future(), loop.create_future()
+    table.at(0.03, ran.append, "queued, finished", finished)
+    table.at(0.03, ran.append, "queued, running", running)
+    table.at(0.01, ran.append, "heap, finished", finished)  # due sooner than the queue's last: the heap's
+    table.at(0.01, ran.append, "heap, running", running)
+    table.at(0.04, last.set_result, None)
+    finished.set_result(None)
+
+    await asyncio.wait_for(last, 10)
+
+    assert sorted(ran) == ["heap, running", "queued, running"]
+    assert len(table) == 0

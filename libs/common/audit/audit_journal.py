@@ -14,8 +14,10 @@ replica *slot*, a stable name such as the replica's instance, never its pid):
 Each record is one `os.write` on an `O_APPEND` descriptor: no user-space buffer, no fsync. A B
 record its producer lets wait (`begun(..., held=True)`: one that writes the R record before it forwards
 the request, or forwards it only in a later turn of the event loop) is written at the end of the
-loop's turn, or in one write with that R record when it comes first, or not at all when the E record
-does: a process killed within that turn had forwarded nothing, as if killed before it began. A
+loop's turn, or, when the request is routed first, as one B record that carries the route too (its
+server, tool and arguments' sha256: one record, one encode and one write for both), or not at all
+when the E record comes first: a process killed within that turn had forwarded nothing, as if killed
+before it began. A
 SIGKILLed process leaves everything it wrote in the page cache, which the next process reads; a
 machine crash (power, kernel panic) can lose the last seconds the kernel had not flushed yet.
 A record cut short by the kill (no trailing newline) is ignored.
@@ -195,14 +197,17 @@ class AuditJournal:
         self._fd = -1
         self._path = directory / "unopened"
         self._size = 0
-        self._open_begun: dict[str, bytes] = {}
-        """Event id -> B record of each request that owes an event not emitted yet."""
+        self._open_begun: dict[str, bytes | None] = {}
+        """Event id -> B record of each request that owes an event not emitted yet (None while held)."""
         self._open_routed: dict[str, bytes] = {}
         """Event id -> R record of those of them forwarded already."""
-        self._held: dict[str, bytes] = {}
-        """Event id -> B record held (`begun(..., held=True)`), not written yet: written at the end of this
-        turn of the event loop (`_write_held`), with the request's R record, or never when its E
-        record came first."""
+        self._held: dict[str, dict[str, object]] = {}
+        """Event id -> B record held (`begun(..., held=True)`), not encoded nor written yet: written at the end
+        of this turn of the event loop (`_write_held`), with the request's route in it (`routed`), or never
+        when its E record came first. Its entry in `_open_begun` is None meanwhile."""
+        self._flush: asyncio.Handle | None = None
+        """The end-of-turn write of the held records (`_write_held`), scheduled while any is held: cancelled
+        when the last one is taken back within the turn (routed or answered), so nearly no turn runs it."""
         self._unacked: deque[bytes | None] = deque()
         """E records of emitted events not acked yet, in publishing order (None: not journaled)."""
         self._acked_here = 0
@@ -253,11 +258,10 @@ class AuditJournal:
         }
         if llm_front is not None:
             record["llm_front"] = llm_front
-        line = b"B " + _dumps(record) + b"\n"
-        self._open_begun[event_id] = line
-        if held:
-            self._hold(event_id, line)
+        if held and self._hold(event_id, record):
+            self._open_begun[event_id] = None
         else:
+            self._open_begun[event_id] = line = b"B " + _dumps(record) + b"\n"
             self._write(line)
         return event_id
 
@@ -269,13 +273,21 @@ class AuditJournal:
         (`content_fields(arguments_sha256=...)`) instead of taking it again; None when nothing was recorded."""
         if event_id not in self._open_begun:  # no event owed (or already emitted)
             return None
-        record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
-        digest = None
-        if arguments is not None:
-            record["arguments_sha256"] = digest = sha256_of(arguments)
-        line = b"R " + _dumps(record) + b"\n"
-        self._open_routed[event_id] = line
-        self._write(self._held.pop(event_id, b"") + line)
+        digest = sha256_of(arguments) if arguments is not None else None
+        held = self._held.pop(event_id, None)
+        if held is not None:  # not written yet: one B record says both (the reader takes its route as an R's)
+            if not self._held and self._flush is not None:  # the last one held: nothing left for the turn's end
+                self._flush.cancel()
+            held.update(server=server, tool=tool)
+            if digest is not None:
+                held["arguments_sha256"] = digest
+            self._open_begun[event_id] = line = b"B " + _dumps(held) + b"\n"
+        else:
+            record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
+            if digest is not None:
+                record["arguments_sha256"] = digest
+            self._open_routed[event_id] = line = b"R " + _dumps(record) + b"\n"
+        self._write(line)
         return digest
 
     def emitted(self, event: AuditEvent, json: bytes | None = None) -> bytes | None:
@@ -283,10 +295,10 @@ class AuditJournal:
 
         (`AuditChain.link_encoded`); returns its JSON (for the publisher, which would serialize it again
         otherwise), None if it has none."""
-        begun = self._open_begun.pop(event.event_id, None)
+        begun = self._open_begun.pop(event.event_id, None)  # None also when held: never written, nothing owed on disk
         self._open_routed.pop(event.event_id, None)
-        if self._held.pop(event.event_id, None) is not None:
-            begun = None  # never written: nothing owed on disk for an X record to settle
+        if self._held.pop(event.event_id, None) is not None and not self._held and self._flush is not None:
+            self._flush.cancel()  # the last one held: nothing left for the turn's end
         try:
             json = json or event.model_dump_json().encode()
         except Exception:  # unserializable: the publisher dead-letters it; a replay must not invent one
@@ -302,7 +314,8 @@ class AuditJournal:
     def dropped(self, event_id: str) -> None:
         """The producer gave up on an event (its buffer is full): a replay must not invent one."""
         self._open_routed.pop(event_id, None)
-        if self._open_begun.pop(event_id, None) is not None and self._held.pop(event_id, None) is None:
+        self._held.pop(event_id, None)
+        if self._open_begun.pop(event_id, None) is not None:  # written (not held): an X record settles it
             self._write(b"X " + event_id.encode() + b"\n")
 
     # ------------------------------------------------------------------ the publisher's side
@@ -321,11 +334,11 @@ class AuditJournal:
     def rotate(self) -> None:
         """Start a new segment with only what is still open, then delete the old one."""
         old_fd, old_path = self._fd, self._path
-        self._held.clear()  # carried into the new segment with the other open B records
+        self._settle_held()  # carried into the new segment with the other open B records
         self._number += 1
         self._open_segment(
             [
-                *self._open_begun.values(),
+                *filter(None, self._open_begun.values()),
                 *self._open_routed.values(),
                 *(line for line in self._unacked if line is not None),
             ]
@@ -380,22 +393,32 @@ class AuditJournal:
         if carried:
             self._write(b"".join(carried))
 
-    def _hold(self, event_id: str, line: bytes) -> None:
-        """Keep a B record for the end of this turn of the event loop; outside one, write it now."""
+    def _hold(self, event_id: str, record: dict[str, object]) -> bool:
+        """Keep a B record for the end of this turn of the event loop; False outside one (write it now)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._write(line)
-            return
+            return False
         if not self._held:
-            loop.call_soon(self._write_held)
-        self._held[event_id] = line
+            self._flush = loop.call_soon(self._write_held)
+        self._held[event_id] = record
+        return True
+
+    def _settle_held(self) -> bytes:
+        """The B records still held, encoded: now open records like any written one."""
+        lines: list[bytes] = []
+        for event_id, record in self._held.items():
+            self._open_begun[event_id] = line = b"B " + _dumps(record) + b"\n"
+            lines.append(line)
+        self._held.clear()
+        return b"".join(lines)
 
     def _write_held(self) -> None:
-        """The B records still held, in one write (the loop runs this once per turn that held any)."""
-        if self._held and self._fd >= 0:
-            self._write(b"".join(self._held.values()))
-        self._held.clear()
+        """The B records still held, in one write (the loop runs this at the end of a turn that left any)."""
+        if self._held:  # a rotation may have written them already
+            lines = self._settle_held()
+            if self._fd >= 0:
+                self._write(lines)
 
     def _write(self, data: bytes) -> None:
         size = len(data)

@@ -42,9 +42,7 @@ import logging
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from operator import itemgetter
-from typing import Final
+from typing import TypeAlias
 
 from nats.aio.client import Client as NATS
 from nats.errors import MaxPayloadError
@@ -52,7 +50,7 @@ from nats.js.errors import APIError, BadRequestError, NoStreamResponseError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from libs.common.audit.audit_chain import AuditChain, producer_role
-from libs.common.audit.audit_fields import FieldLimits, bounded
+from libs.common.audit.audit_fields import FieldLimits, bounded, measured
 from libs.common.audit.audit_journal import AuditJournal
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditBatch, AuditEvent, new_id
@@ -74,21 +72,16 @@ _BAD_REQUEST = 400
 """JetStream's status for a message refused for what it is (too large for the stream, ...)."""
 _DEAD_PAYLOAD = 64 * 1024
 """Largest dead letter: a refused event is kept with its fields cut further when larger."""
+_SHARE = 512
+"""Bytes an event held in memory counts for besides its text (`audit_fields.measured`): the rest, roughly."""
 
 
-@dataclass(slots=True)
-class _Encoded:
-    event: AuditEvent
-    json: bytes
-
-
-@dataclass(slots=True)
-class _Queued:
-    event: AuditEvent
-    json: bytes | None
-    """What the chain (or the journal) wrote it as; None: serialized when published."""
-    weight: int
-    """`_weight(event)`, taken once: what the event adds to the bytes held until it is acked."""
+_Queued: TypeAlias = tuple[AuditEvent, bytes | None, int]
+"""An event emitted and not taken yet: the event; what the chain (or the journal) wrote it as (None:
+serialized when published); what it adds to the bytes held until it is acked (its text plus `_SHARE`).
+A plain tuple, as `_Encoded`: made per event, where a class's `__init__` would be one Python call more."""
+_Encoded: TypeAlias = tuple[AuditEvent, bytes]
+"""An event taken for publishing and its JSON."""
 
 
 def _unpublishable(error: BaseException) -> bool:
@@ -173,8 +166,8 @@ class AuditPublisher:
         if self._closed:
             self._drop("publisher closed", event)
             return False
-        event = bounded(event, self._limits)
-        weight = _weight(event)
+        event, text = measured(event, self._limits)
+        weight = _SHARE + text
         if self._held_bytes + weight > self._max_bytes:
             self._drop(f"buffer full: {self._held_bytes:,} bytes of events wait for NATS", event)
             return False
@@ -189,7 +182,7 @@ class AuditPublisher:
                 log.warning("audit: event %s cannot be hashed (%s); it is dead-lettered", event.event_id, exc)
         if self._journal is not None:
             json = self._journal.emitted(event, json)
-        self._waiting.append(_Queued(event, json, weight))
+        self._waiting.append((event, json, weight))
         self._held_bytes += weight
         wake = self._wake
         if wake is not None:
@@ -235,19 +228,19 @@ class AuditPublisher:
             queued = await self._next_events()
             self._unacked = len(queued)
             encoded: list[_Encoded] = []
-            for item in queued:
+            for event, json, _ in queued:
                 try:
-                    encoded.append(_Encoded(item.event, item.json or item.event.model_dump_json().encode()))
+                    encoded.append((event, json or event.model_dump_json().encode()))
                 except Exception as exc:  # e.g. a lone surrogate in a string: no JSON can carry it
                     reason = f"cannot be serialized: {type(exc).__name__}: {exc}"
-                    await self._dead_letter(item.event, b"", reason)
+                    await self._dead_letter(event, b"", reason)
             for batch_id, part in self._pack(encoded):
                 await self._deliver(batch_id, part)
             self._unacked = 0
             if self._journal is not None:
                 self._journal.acked(len(queued))
-            for item in queued:
-                self._held_bytes -= item.weight
+            for _, _, weight in queued:
+                self._held_bytes -= weight
             done = self._batch_done
             if done is not None and not done.done():
                 done.set_result(None)
@@ -275,11 +268,12 @@ class AuditPublisher:
         part: list[_Encoded] = []
         size = 0
         for item in encoded:
-            if part and size + len(item.json) + 1 > budget:
+            length = len(item[1]) + 1
+            if part and size + length > budget:
                 yield new_id(), part
                 part, size = [], 0
             part.append(item)
-            size += len(item.json) + 1
+            size += length
         if part:
             yield new_id(), part
 
@@ -329,7 +323,8 @@ class AuditPublisher:
             await self._deliver(f"{batch_id}.0", part[:half])
             await self._deliver(f"{batch_id}.1", part[half:])
             return
-        await self._dead_letter(part[0].event, part[0].json, f"refused by NATS: {_describe(error)}")
+        event, json = part[0]
+        await self._dead_letter(event, json, f"refused by NATS: {_describe(error)}")
 
     async def _dead_letter(self, event: AuditEvent, payload: bytes, reason: str) -> None:
         """Keep `event` in the dead-letter stream for a person to look at.
@@ -365,20 +360,11 @@ class AuditPublisher:
         log.warning("audit: NATS is back; publishing %d held event(s)", self.pending)
 
 
-_WEIGHED: Final = itemgetter("name", "tool", "server", "key_name", "error", "arguments", "result", "before", "after")
-"""The fields whose text an event's weight counts, read from its field dict in one C call."""
-
-
-def _weight(event: AuditEvent) -> int:
-    """Bytes an event holds, roughly: its text plus a fixed share for the rest."""
-    return 512 + sum(map(len, filter(None, _WEIGHED(event.__dict__))))
-
-
 def _batch_json(batch_id: str, part: list[_Encoded]) -> bytes:
     """An `AuditBatch` message built from events already serialized (each was, to measure it)."""
     envelope = AuditBatch(batch_id=batch_id, events=[]).model_dump_json().encode()
     assert envelope.endswith(b"[]}")
-    return envelope[:-2] + b",".join(item.json for item in part) + b"]}"
+    return envelope[:-2] + b",".join([json for _, json in part]) + b"]}"
 
 
 def _smallest(event: AuditEvent) -> bytes:

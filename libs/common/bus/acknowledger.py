@@ -84,7 +84,8 @@ class Acknowledger:
         if reply and msg.headers and subjects.WANT_ACK in msg.headers:
             left = _time_left(msg)
             delay = self._after if left is None else max(0.0, min(self._after, left - self._margin))
-            self._due.at(delay, self._acknowledge_running, (reply, call))
+            # skipped without a call when `call` is done by then: a fast call's answer was its proof of life
+            self._due.at(delay, self._acknowledge_running, (reply, call), call)
 
     def acknowledged(self, reply: str) -> bool:
         """Whether the request answered on `reply` has been acknowledged (and is still running)."""

@@ -34,24 +34,29 @@ class Timetable:
 
     def __init__(self, slack: float) -> None:
         self._slack = slack
-        self._queue: collections.deque[tuple[float, Callable[[Any], None] | None, Any]] = collections.deque()
-        self._heap: list[tuple[float, int, Callable[[Any], None] | None, Any]] = []
+        self._queue: collections.deque[tuple[float, Callable[[Any], object], Any, asyncio.Future[Any] | None]] = (
+            collections.deque()
+        )
+        self._heap: list[tuple[float, int, Callable[[Any], object], Any, asyncio.Future[Any] | None]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
-    def at(self, delay: float, action: Callable[[Any], None] | None, arg: Any) -> None:
+    def at(
+        self, delay: float, action: Callable[[Any], object], arg: Any, unless: asyncio.Future[Any] | None = None
+    ) -> None:
         """Run `action(arg)` `delay` seconds from now, or at most `slack` seconds later.
 
-        `action` None: `arg` is a future, resolved (with None) then unless it is done already; no Python
-        function runs for it (`wake_at`)."""
+        Unless `unless` (a future, or the task of the call the action looks at) is done by then: nothing
+        runs for it, so a look that usually finds its call finished costs no Python call (`wake_at`, the
+        acknowledger's `watch`)."""
         loop = asyncio.get_running_loop()
         when = loop.time() + delay
         queue = self._queue
         if not queue or queue[-1][0] <= when:
-            queue.append((when, action, arg))
+            queue.append((when, action, arg, unless))
         else:
-            heapq.heappush(self._heap, (when, next(self._order), action, arg))
+            heapq.heappush(self._heap, (when, next(self._order), action, arg, unless))
         if self._timer is None or when + self._slack < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
@@ -61,7 +66,7 @@ class Timetable:
         """Resolve `future` `delay` seconds from now (at most `slack` later) unless it is done by then.
 
         A waiter's look that usually finds it answered already (the relay's requests) costs no call then."""
-        self.at(delay, None, future)
+        self.at(delay, future.set_result, None, future)
 
     def __len__(self) -> int:
         """Actions waiting (run or not yet)."""
@@ -76,17 +81,13 @@ class Timetable:
         loop = asyncio.get_running_loop()
         now = loop.time()
         while queue and queue[0][0] <= now:
-            _, action, arg = queue.popleft()
-            if action is not None:
+            _, action, arg, unless = queue.popleft()
+            if unless is None or not unless.done():
                 action(arg)
-            elif not arg.done():
-                arg.set_result(None)
         while heap and heap[0][0] <= now:
-            _, _, action, arg = heapq.heappop(heap)
-            if action is not None:
+            _, _, action, arg, unless = heapq.heappop(heap)
+            if unless is None or not unless.done():
                 action(arg)
-            elif not arg.done():
-                arg.set_result(None)
         firsts = [waiting[0][0] for waiting in (queue, heap) if waiting]
         if firsts and self._timer is None:
             self._arm(loop, min(firsts) + self._slack)
