@@ -33,9 +33,10 @@ def strings(value: Any) -> list[tuple[Path, str | None, str]]:
     The object key it is the value of (None inside a list), and the string. A list, not a generator:
     every caller reads them all, and a generator costs a resumption per string. JSON's own dicts and
     lists are walked by one loop that keeps the containers it is inside on a stack of its own (each
-    with its members not read yet), not by a call per container: no depth reaches a recursion
-    limit, and a result's six containers cost no call. Their types are told apart by exact class
-    (`__class__`, an attribute, not a call); other mappings and sequences are walked by `_stacked`."""
+    with its members not read yet; nested tuples, no call to push or pop one), not by a call per
+    container: no depth reaches a recursion limit, and a result's six containers cost no call. Their
+    types are told apart by exact class (`__class__`, an attribute, not a call); other mappings and
+    sequences are walked by `_stacked`."""
     found: list[tuple[Path, str | None, str]] = []
     kind = value.__class__
     members: Iterator[tuple[Any, Any]]
@@ -48,7 +49,7 @@ def strings(value: Any) -> list[tuple[Path, str | None, str]]:
         _stacked(value, (), None, found)
         return found
     path: Path = ()
-    outer: list[tuple[Path, Iterator[tuple[Any, Any]], bool | None]] = []
+    outer: Any = None  # the containers it is inside, innermost first: (path, members, binary, outer)
     while True:
         for k, v in members:  # resumed where it left off when a nested container was entered
             if k.__class__ is str:
@@ -62,20 +63,20 @@ def strings(value: Any) -> list[tuple[Path, str | None, str]]:
                 if not (binary and key in _BINARY_KEYS):
                     found.append(((*path, k), key, v))
             elif kind is dict:
-                outer.append((path, members, binary))
+                outer = (path, members, binary, outer)
                 path, members, binary = (*path, k), iter(v.items()), "mimeType" in v
                 break
             elif kind is list:
-                outer.append((path, members, binary))
+                outer = (path, members, binary, outer)
                 path, members, binary = (*path, k), enumerate(v), None
                 break
             elif kind not in _SCALARS:
                 if not (binary and key in _BINARY_KEYS and isinstance(v, str)):
                     _stacked(v, (*path, k), key, found)
         else:  # every member read: back to the container it is in
-            if not outer:
+            if outer is None:
                 return found
-            path, members, binary = outer.pop()
+            path, members, binary, outer = outer
 
 
 def _stacked(value: Any, path: Path, key: str | None, found: list[tuple[Path, str | None, str]]) -> None:
