@@ -23,11 +23,11 @@ from .base import Detector, Finding
 from .decode import Budget, View, viewless, views
 from .walk import Path, strings
 
-__all__ = ["VOCABULARY", "Group", "Item", "deep_findings", "inert_joins", "neighbours"]
+__all__ = ["Group", "Item", "deep_findings", "inert_joins", "neighbours"]
 
 _MAX_GROUP = 256
 """Neighbours read as one text at most (a list of thousands of rows is read row by row)."""
-VOCABULARY = frozenset({"type", "mimeType", "role", "resultType", "action", "uri", "uriTemplate"})
+_VOCABULARY = frozenset({"type", "mimeType", "role", "resultType", "action", "uri", "uriTemplate"})
 """MCP's own fields: protocol words, not text an agent reads on, so never joined (and never cut
 into by a finding that runs past the end of its neighbour)."""
 _MAX_JSON_TEXT = 1 << 20
@@ -71,7 +71,7 @@ def neighbours(items: Sequence[Item]) -> list[Group]:
         parent = path[:-1]
         if key is None:
             groups.setdefault(("list", parent), []).append((path, value))
-        elif key not in VOCABULARY:
+        elif key not in _VOCABULARY:
             groups.setdefault(("object", parent), []).append((path, value))
             if parent and parent[-1].__class__ is int:
                 groups.setdefault(("column", parent[:-1], key), []).append((path, value))

@@ -14,7 +14,6 @@ JSON pointer; never the matched text), and the strongest action wins: block > re
 from __future__ import annotations
 
 import operator
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple
@@ -36,7 +35,7 @@ from libs.common.contracts.messages_base import Caller
 from .base import Detector, Finding, Scan, Subject
 from .chunks import extend_cut, pieces
 from .decode import SEPARATOR, Budget, undisguised_strings
-from .deep import VOCABULARY, deep_findings, inert_joins, neighbours
+from .deep import deep_findings, inert_joins, neighbours
 from .deny import DenyDetector
 from .injection import ExfilLinksDetector, HiddenUnicodeDetector, InjectionDetector
 from .pii import PiiDetector
@@ -229,19 +228,12 @@ class Guardrails:
                 decisions.append(_decision(rule.spec, "too_large", where, ""))
         found: dict[int, _Found] = {}
         if plan.detecting:
+            items = strings(payload)
             if len(blob) <= self._max_scan_bytes:
-                read = json_strings(blob)
-                if read is None:  # an escape only the walk's strings show as they are
-                    items = strings(payload)
-                    _scan_piece(plan, distinct_strings(items), len(items), len(blob), found, items)
-                else:  # walked only if a detector or the deep read has something to look at
-                    _scan_piece(plan, read[0], read[1], len(blob), found, None, payload)
+                _scan_piece(plan, items, len(blob), found)
             else:  # too large to scan whole: in pieces, never passed unscanned (`chunks`)
-                for piece in pieces(strings(payload), self._max_scan_bytes):
-                    text = distinct_strings(piece.items)
-                    _scan_piece(
-                        plan, text, len(piece.items), piece.size, found, piece.items, None, piece.offsets, piece.cut
-                    )
+                for piece in pieces(items, self._max_scan_bytes):
+                    _scan_piece(plan, piece.items, piece.size, found, piece.offsets, piece.cut)
         if not found and not decisions:
             return Inspection(None, payload)  # the usual case: no detector had anything to look for
         return _settle(where, payload, decisions, [f for f in found.values() if f.findings])
@@ -302,67 +294,26 @@ def distinct_strings(items: Sequence[tuple[Path, str | None, str]]) -> str:
     return SEPARATOR.join(seen)
 
 
-_NEVER_JOINED: Final = re.compile(b'"(?:' + b"|".join(k.encode() for k in sorted(VOCABULARY)) + b')":"')
-"""A string value under one of MCP's own fields (`deep.VOCABULARY`: a content block's `type`), which no
-neighbour is joined with: not counted among the values that may be."""
-_JSON_ESCAPES: Final = (("\\n", "\n"), ("\\r", "\r"), ("\\t", "\t"))
-"""The escapes orjson writes for a line break, a carriage return and a tab, and the characters they stand for."""
-
-
-def json_strings(blob: bytes) -> tuple[str, int] | None:
-    """What detectors look for their anchors in, read off a payload's JSON without a walk; and its string values' count.
-
-    The JSON with every quote made a `decode.SEPARATOR`: each string (value or key) stands in it as
-    it is, between separators, beside the JSON's punctuation, numbers and the strings no walk reads
-    (binary `data`); more than `distinct_strings` holds, never less, so a detector that finds no
-    anchor here finds none in any string, and `decode.undisguised_strings` of it answers for every
-    string. Line breaks and tabs are unescaped; None when another escape stands in the JSON (a
-    quote, a backslash, a control character: the strings must be read one by one) or the JSON is
-    not the payload's own (`encoded`'s text of a value JSON cannot hold). The count of string values
-    that may be joined (every string but the keys and the values under `deep.VOCABULARY`'s fields) is
-    at least the walk's (`strings`): at most one means no neighbours to join."""
-    if blob[:1] not in (b"{", b"["):
-        return None
-    text = blob.decode()
-    if "\\" in text:
-        for escape, char in _JSON_ESCAPES:
-            text = text.replace(escape, char)
-        if "\\" in text:  # a literal backslash or quote leaves one whatever the replacements took
-            return None
-    values = blob.count(b'"') // 2 - blob.count(b'":')
-    return text.replace('"', SEPARATOR), values - len(_NEVER_JOINED.findall(blob))
-
-
 def _scan_piece(
     plan: _Plan,
-    blob: str,
-    count: int,
+    items: Sequence[tuple[Path, str | None, str]],
     size: int,
     found: dict[int, _Found],
-    items: Sequence[tuple[Path, str | None, str]] | None,
-    payload: Any = None,
     offsets: Mapping[Path, int] | None = None,
     cut: Mapping[Path, tuple[int, str]] | None = None,
 ) -> None:
-    """The rules' findings in a whole payload's strings or one piece of them.
+    """The rules' findings in `items`.
 
-    `blob` is what the detectors look for anchors in (`distinct_strings` of `items`, or
-    `json_strings`), `count` how many strings it holds at most, `size` the piece's characters of JSON
-    or text. `items` are the strings, or None: then `payload` is walked for them (`strings`) only
-    when a detector found an anchor or the deep read has a disguise to undo or neighbours to join.
-    The findings are added to `found` (by rule) as spans of the whole strings: `offsets` says where a
-    piece's text starts in its string, `cut` where a window ended inside its string (`chunks.extend_cut`)."""
+    (A whole payload's strings, or one piece of them, `size` characters of JSON or text), added to
+    `found` (by rule) as spans of the whole strings: `offsets` says where a piece's text starts in its
+    string, `cut` where a window ended inside its string (`chunks.extend_cut`)."""
+    blob = distinct_strings(items)
     lower = blob.lower()
     scans: list[tuple[_Rule, Scan]] = []
     for rule in plan.detecting:
         scan = rule.detector.prepare(blob, lower)  # type: ignore[union-attr]  # `_Plan.detecting` have one
         if scan is not None:
             scans.append((rule, scan))
-    plain = undisguised_strings(blob) if plan.deep else True
-    if not scans and (not plan.deep or (plain and count <= 1)):
-        return  # no anchor, nothing to undo, no neighbours to join: the strings need not be read
-    if items is None:
-        items = strings(payload)
     hits: dict[int, dict[Path, list[Finding]]] = {}
     if scans:
         for path, key, value in items:
@@ -370,8 +321,10 @@ def _scan_piece(
                 spans = scan(value, key)
                 if spans:
                     hits.setdefault(id(rule), {}).setdefault(path, []).extend(spans)
-    if plan.deep and (not plain or len(items) > 1):  # else one string with nothing to undo or join
-        _deeper(items, plan.deep, hits, blob, size, plain)
+    if plan.deep:
+        plain = undisguised_strings(blob)
+        if not plain or len(items) > 1:  # else one string with nothing to undo or join: no deeper read
+            _deeper(items, plan.deep, hits, blob, size, plain)
     if not hits:
         return  # the usual case: nothing found, nothing to merge
     for rule in plan.detecting:
