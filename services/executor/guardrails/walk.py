@@ -9,7 +9,7 @@ JSON whatever is replaced.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from .secrets import SecretsDetector
@@ -25,8 +25,6 @@ _PLAIN_KEY: Final = re.compile(r"\A[A-Za-z0-9_.$@:/~ \-]{1,40}\Z")
 _SECRETS: Final = SecretsDetector()
 _SCALARS: Final = frozenset({int, float, bool, type(None)})
 """JSON's values that hold no string: passed over without a call."""
-_NESTED: Final = 64
-"""Levels of JSON walked by a call each; deeper ones by `_stacked`'s loop (no recursion limit to reach)."""
 
 
 def strings(value: Any) -> list[tuple[Path, str | None, str]]:
@@ -34,47 +32,51 @@ def strings(value: Any) -> list[tuple[Path, str | None, str]]:
 
     The object key it is the value of (None inside a list), and the string. A list, not a generator:
     every caller reads them all, and a generator costs a resumption per string. JSON's own dicts and
-    lists are walked by a call per container, their types told apart by exact class (`__class__`, an
-    attribute, not a call); past `_NESTED` levels, and for other mappings and sequences, by a loop
-    with a stack of its own: no recursion limit to hit."""
+    lists are walked by one loop that keeps the containers it is inside on a stack of its own (each
+    with its members not read yet; nested tuples, no call to push or pop one), not by a call per
+    container: no depth reaches a recursion limit, and a result's six containers cost no call. Their
+    types are told apart by exact class (`__class__`, an attribute, not a call); other mappings and
+    sequences are walked by `_stacked`."""
     found: list[tuple[Path, str | None, str]] = []
     kind = value.__class__
-    if kind is dict or kind is list:
-        _into(value, (), found, 0)
+    members: Iterator[tuple[Any, Any]]
+    binary: bool | None  # None: the members are a list's
+    if kind is dict:
+        members, binary = iter(value.items()), "mimeType" in value
+    elif kind is list:
+        members, binary = enumerate(value), None
     else:
         _stacked(value, (), None, found)
-    return found
-
-
-def _into(
-    container: dict[Any, Any] | list[Any], path: Path, found: list[tuple[Path, str | None, str]], depth: int
-) -> None:
-    """The strings of one JSON object or array, nested ones `_NESTED` deep by a call each, then `_stacked`."""
-    if container.__class__ is dict:
-        binary = "mimeType" in container
-        members: Any = container.items()
-    else:
-        binary = False
-        members = enumerate(container)
-    for k, v in members:
-        if k.__class__ is str:
-            key: str | None = k
-        elif k.__class__ is int and container.__class__ is list:
-            key = None
-        else:  # a key JSON never has (a number, from a caller's own dict): named by its text
-            key = k = str(k)
-        kind = v.__class__
-        if kind is str:
-            if not (binary and key in _BINARY_KEYS):
-                found.append(((*path, k), key, v))
-        elif kind is dict or kind is list:
-            if depth < _NESTED:
-                _into(v, (*path, k), found, depth + 1)
-            else:
-                _stacked(v, (*path, k), key, found)
-        elif kind not in _SCALARS:
-            if not (binary and key in _BINARY_KEYS and isinstance(v, str)):
-                _stacked(v, (*path, k), key, found)
+        return found
+    path: Path = ()
+    outer: Any = None  # the containers it is inside, innermost first: (path, members, binary, outer)
+    while True:
+        for k, v in members:  # resumed where it left off when a nested container was entered
+            if k.__class__ is str:
+                key: str | None = k
+            elif binary is None:
+                key = None
+            else:  # a key JSON never has (a number, from a caller's own dict): named by its text
+                key = k = str(k)
+            kind = v.__class__
+            if kind is str:
+                if not (binary and key in _BINARY_KEYS):
+                    found.append(((*path, k), key, v))
+            elif kind is dict:
+                outer = (path, members, binary, outer)
+                path, members, binary = (*path, k), iter(v.items()), "mimeType" in v
+                break
+            elif kind is list:
+                outer = (path, members, binary, outer)
+                path, members, binary = (*path, k), enumerate(v), None
+                break
+            elif kind not in _SCALARS:
+                if not (binary and key in _BINARY_KEYS and isinstance(v, str)):
+                    _stacked(v, (*path, k), key, found)
+        else:  # every member read: back to the container it is in
+            if outer is None:
+                return found
+            path, members, binary, outer = outer
 
 
 def _stacked(value: Any, path: Path, key: str | None, found: list[tuple[Path, str | None, str]]) -> None:
