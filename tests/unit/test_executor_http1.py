@@ -440,3 +440,58 @@ async def test_a_connection_made_while_the_pool_closes_is_closed_too(served: Ser
     with pytest.raises(HttpClosed, match="pool is closed"):
         await posting
     assert pool.connections == 0 and state.requests == []
+
+
+@on_both_loops
+async def test_a_chunked_answers_trailer_fields_never_reach_the_next_answer(served: Served) -> None:
+    """Header fields are read from each answer's own head: a trailer sent after a chunked body is
+    read as no answer's header (the per-field callback handed it to the next answer on the connection)."""
+    state, pool = served.state, served.pool
+
+    state.answer = writing(
+        lambda n: (
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\nx-smuggled: 1\r\n\r\n"
+            if n == 1
+            else OK
+        )
+    )
+    for _ in range(2):
+        async with pool.post(b"{}", {}) as response:
+            assert "x-smuggled" not in response.headers
+            assert await response.read() == b"{}"
+    assert state.connections == 1
+
+
+@on_both_loops
+async def test_an_answer_head_read_in_pieces_and_after_an_interim_one_is_read_whole(served: Served) -> None:
+    state, pool = served.state, served.pool
+
+    async def answer(writer: asyncio.StreamWriter, n: int) -> None:
+        reply = (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nX-A:\t one \r\nx-a: two\r\ncontent-length: 2\r\n\r\n{}"
+        )
+        for at in range(0, len(reply), 7):
+            writer.write(reply[at : at + 7])
+            await writer.drain()
+            await asyncio.sleep(0.001)  # apart, so they arrive in separate reads
+
+    state.answer = answer
+    async with pool.post(b"{}", {}) as response:
+        assert response.status == 200 and response.headers == {"x-a": "one , two", "content-length": "2"}
+        assert await response.read() == b"{}"
+
+
+@on_both_loops
+async def test_an_answer_head_past_the_limit_is_a_closed_connection(served: Served) -> None:
+    state, pool = served.state, served.pool
+
+    async def endless(writer: asyncio.StreamWriter, n: int) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(100):
+            writer.write(b"x-filler: " + b"f" * 1000 + b"\r\n")
+            await writer.drain()
+
+    state.answer = first_then_ok(endless)
+    with pytest.raises(HttpClosed, match="head exceeds 65,536 bytes"):
+        await post(pool)
+    assert await post(pool) == (200, b"{}")

@@ -30,6 +30,8 @@ __all__ = ["BodyTooLarge", "HttpClosed", "HttpPool", "Response"]
 _HIGH_WATER = 1 << 20
 """Bytes of an answer buffered before the socket stops being read (the reader is slower)."""
 _NO_BODY = frozenset((204, 304))
+_HEAD_LIMIT = 1 << 16
+"""Bytes an answer may take before its head is whole (interim answers' included): llhttp bounds no head."""
 _HEADS = 512
 """Request heads kept (`HttpPool._request`): sessions times tools, and `Mcp-Param-*` values."""
 
@@ -154,6 +156,8 @@ class _Connection(asyncio.Protocol):
         """Names and values of the answer's headers so far, alternating."""
         self._interim = False
         self._until_close = False
+        self._unanswered = 0
+        """Bytes read since the request went out while its answer's head is not whole (`_HEAD_LIMIT`)."""
 
     def send(self, request: bytes) -> asyncio.Future[Response]:
         """Write `request`; the answer once its head has arrived.
@@ -162,6 +166,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None and self._loop is not None
         self._head = head = self._loop.create_future()
         self._response = None
+        self._unanswered = 0
         self.keep_alive = False
         self.transport.write(request)
         return head
@@ -185,6 +190,11 @@ class _Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._broken(HttpClosed(f"the server's answer is not valid HTTP/1.1: {exc}"))
+            return
+        if self._response is None:  # llhttp holds a head's fields until it ends: bounded here, per read
+            self._unanswered += len(data)
+            if self._unanswered > _HEAD_LIMIT:
+                self._broken(HttpClosed(f"the server's answer head exceeds {_HEAD_LIMIT:,} bytes"))
 
     def eof_received(self) -> bool:
         self.closed = True
@@ -233,6 +243,8 @@ class _Connection(asyncio.Protocol):
             response._wake()
 
     def on_message_complete(self) -> None:
+        # a chunked answer's trailer fields came through `on_header` after its head: no answer's headers
+        self._header_lines = []
         if self._interim:
             self._interim = False
             return
