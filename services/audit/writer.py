@@ -1,7 +1,8 @@
 """The audit stream -> ClickHouse pipeline (the shape of getsentry/arroyo): fetch, split, write, ack.
 
 FastStream runs the durable JetStream pull consumer (`AuditConsumer`): it fetches up to
-`batch_size` messages or waits `flush_interval` seconds, then hands the batch to one typed handler
+`batch_size` messages or waits `flush_interval` seconds (a fetch that got part of a batch waits out the
+window, so a batch takes 2-3 pulls, not one per message), then hands the batch to one typed handler
 and fetches the next batch only once that handler returned, so a slow store slows the fetching
 down instead of piling messages up in memory. The handler (`BatchWriter.write`) splits the batch
 into rows and rejects (`batch.split`: a message is stored only when the producer role whose
