@@ -13,8 +13,11 @@ is down at start-up is picked up when it comes back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -125,7 +128,7 @@ class ClickHouseStore:
         nothing inserts between the look-up and the insert."""
 
         def action(client: Client) -> int:
-            fresh = _fresh(client, rows)
+            fresh = _fresh(client, rows, self.embedded)
             if fresh:
                 self._insert(client, TABLE, STORED_COLUMNS, fresh)
             if refused:
@@ -414,7 +417,7 @@ def _columns_and_indexes(client: Client) -> set[tuple[str, str]]:
     return {(str(kind), str(name)) for kind, name in found.result_rows}
 
 
-def _fresh(client: Client, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def _fresh(client: Client, rows: Sequence[tuple[Any, ...]], embedded: bool) -> list[tuple[Any, ...]]:
     """`rows` less those whose event is stored already (or repeated within `rows`)."""
     unique: dict[str, tuple[Any, ...]] = {}
     for row in rows:
@@ -422,13 +425,54 @@ def _fresh(client: Client, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, .
     if not unique:
         return []
     times = [row[_TS] for row in unique.values()]
-    stored = client.query(
-        f"SELECT DISTINCT event_id FROM {TABLE} WHERE ts >= {{low:DateTime64(6)}} AND ts <= {{high:DateTime64(6)}}"
-        " AND event_id IN {ids:Array(String)}",
-        parameters={"low": ticks_time(min(times)), "high": ticks_time(max(times)), "ids": _StringArray(unique)},
-    )
+    window = {"low": ticks_time(min(times)), "high": ticks_time(max(times))}
+    lookup = f"SELECT DISTINCT event_id FROM {TABLE} WHERE ts >= {{low:DateTime64(6)}} AND ts <= {{high:DateTime64(6)}}"
+    if embedded:
+        with _IdsFile(unique) as path:
+            stored = client.query(f"{lookup} AND event_id IN {_IdsFile.READ}", parameters=window | {"ids": path})
+    else:
+        stored = client.query(
+            f"{lookup} AND event_id IN {{ids:Array(String)}}", parameters=window | {"ids": _StringArray(unique)}
+        )
     seen = {str(row[0]) for row in stored.result_rows}
     return [row for event_id, row in unique.items() if event_id not in seen]
+
+
+class _IdsFile:
+    """Event ids in a file the embedded engine reads (`READ`), instead of a literal in the query's text.
+
+    A literal array costs the engine ~3.5 µs per id to parse and analyse (~9 ms of a 2,500-event batch's
+    lookup); read from a file, in RowBinary (each id its length then its bytes: any content, no escaping),
+    the whole lookup costs ~4 ms. A server reads its own disk, not ours: it is given the literal."""
+
+    READ: Final = "(SELECT event_id FROM file({ids:String}, RowBinary, 'event_id String'))"
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self._ids = ids
+        self._path = ""
+
+    def __enter__(self) -> str:
+        with tempfile.NamedTemporaryFile(prefix="bastion-ids-", suffix=".bin", delete=False) as file:
+            self._path = file.name
+            file.write(b"".join([_row_binary(event_id.encode()) for event_id in self._ids]))
+        return self._path
+
+    def __exit__(self, *_: object) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._path)
+
+
+def _row_binary(value: bytes) -> bytes:
+    """`value` as RowBinary writes a String: its length as an unsigned LEB128 varint, then the bytes."""
+    size = len(value)
+    if size < 0x80:
+        return bytes((size,)) + value
+    prefix = bytearray()
+    while size >= 0x80:
+        prefix.append(size & 0x7F | 0x80)
+        size >>= 7
+    prefix.append(size)
+    return bytes(prefix) + value
 
 
 _ESCAPED: Final = str.maketrans({char: f"\\{char}" for char in binding.must_escape})

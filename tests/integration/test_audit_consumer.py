@@ -165,3 +165,66 @@ async def test_a_stopped_writer_hands_back_what_it_fetched_and_did_not_write_at_
             await asyncio.to_thread(held.left.wait, 30)
         store.close()
         await nc.close()
+
+
+async def test_messages_trickling_in_are_fetched_with_a_few_pull_requests_not_one_each(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """A gateway's events arrive a few at a time: the writer lets its batch fill for its window instead of
+    sending JetStream a pull request (and getting an answer) per message, and still writes every one."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await declare_owned(js, AUDIT, StoreSettings())
+    requests = await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{subjects.AUDIT_STREAM}.{DURABLE}")
+    store = ClickHouseStore(f"chdb://{tmp_path / 'clickhouse'}")
+    broker = NatsBroker(nats_url, logger=None)
+    audit = AuditConsumer(broker, BatchWriter(store), batch_size=100, flush_interval=3.0)
+    try:
+        await audit.start()
+        for i in range(20):
+            await js.publish(SUBJECT, _event(i).model_dump_json().encode())
+            await asyncio.sleep(0.02)
+        await poll_until(lambda: _stored(store, 20), what="the 20 events written")
+        await nc.flush()
+        assert requests.pending_msgs <= 8, f"{requests.pending_msgs} pull requests for 20 messages"
+    finally:
+        await audit.stop()
+        store.close()
+        await nc.close()
+
+
+async def _stored(store: ClickHouseStore, n: int) -> bool:
+    return await asyncio.to_thread(store.count) == n
+
+
+async def test_a_writer_stopped_while_its_batch_fills_hands_back_what_it_fetched_at_once(
+    nats_url: str, tmp_path: Path
+) -> None:
+    """A partial batch waits out its window (30 s here) in the fetch: stopping the writer then naks what it
+    fetched, so another writer gets it now, not after `ack_wait` (a minute here)."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    await declare_owned(js, AUDIT, StoreSettings())
+    store = ClickHouseStore(f"chdb://{tmp_path / 'clickhouse'}")
+    broker = NatsBroker(nats_url, logger=None, graceful_timeout=1)
+    first = AuditConsumer(broker, BatchWriter(store), batch_size=10, flush_interval=30.0, ack_wait=60)
+    try:
+        for i in range(2):
+            await js.publish(SUBJECT, _event(i).model_dump_json().encode())
+        await first.start()
+        await poll_until(lambda: _delivered(js, 2), what="both messages fetched by the writer")
+        await first.stop()
+        second = await js.pull_subscribe_bind(DURABLE, subjects.AUDIT_STREAM)
+        again = await second.fetch(2, timeout=15)
+        assert [msg.metadata.num_delivered for msg in again] == [2, 2]  # nak'd, then sent again
+        for msg in again:
+            await msg.ack()
+        assert await asyncio.to_thread(store.count) == 0  # the window never ended: nothing was written
+    finally:
+        store.close()
+        await nc.close()
+
+
+async def _delivered(js: Any, n: int) -> bool:
+    info = await js.consumer_info(subjects.AUDIT_STREAM, DURABLE)
+    return bool(info.num_ack_pending == n)

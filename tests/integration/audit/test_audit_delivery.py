@@ -83,6 +83,21 @@ def test_event_ids_the_lookup_must_escape_are_found_and_not_stored_twice(chdb_ur
         store.close()
 
 
+def test_event_ids_of_any_length_are_found_by_the_lookup_and_not_stored_twice(chdb_url: str) -> None:
+    """The embedded engine reads a batch's ids from a file, each prefixed by its length (a varint of one,
+    two or three bytes): ids on either side of those lengths, and a NUL, must match themselves as stored."""
+    ids = ["a" * 127, "b" * 128, "c" * 300, "d" * 16_383, "e" * 16_384, "nul\x00byte", "", "z"]
+    rows = [to_row(event(i, event_id=event_id, ts=1.7e9 + i)) for i, event_id in enumerate(ids)]
+    store = ClickHouseStore(chdb_url)
+    try:
+        assert store.write(rows) == len(ids)
+        assert store.write(list(reversed(rows))) == 0
+        assert store.write([*rows[1:4], to_row(event(99, event_id="b" * 129, ts=1.7e9 + 1))]) == 1
+        assert store.count() == len(ids) + 1
+    finally:
+        store.close()
+
+
 async def test_events_published_while_audit_is_down_are_written_when_it_starts(
     audit, publisher: AuditPublisher
 ) -> None:
