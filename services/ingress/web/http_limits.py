@@ -232,6 +232,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # between requests begin none, and must not keep an idle connection open past its timeout
         self._idle_since = None
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # uvicorn's, but only for the head: llhttp hands a chunked body's trailer fields here too, and
+        # uvicorn appended them to the request's headers after the app had read them, unbounded (no
+        # head limit counts them); they are dropped, as RFC 9110 lets a recipient do
+        if self._reading_head:
+            name = name.lower()
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            self.headers.append((name, value))
+
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.limits.max_request_line_bytes:
