@@ -188,7 +188,7 @@ class RequestPath:
         while True:
             # each step's answer told apart by a class pattern or exact type, not by an isinstance call
             data = self._encode(message)
-            if type(data) is bytes and not fits(self._nc, len(data)):
+            if isinstance(data, bytes) and not fits(self._nc, len(data)):  # a `Carried` too (co-located)
                 data = await self._offload(message, len(data))
             match data:
                 case CallOutcome():  # why it cannot be sent
