@@ -200,6 +200,10 @@ class AuditConsumer:
             self._fetching = _NatsTimeouts(self.subscriber.subscription, self._most_pending)
             self.subscriber.subscription = self._fetching  # type: ignore[assignment]
 
+    def unsettled(self) -> int:
+        """Messages fetched and not settled yet: what `stop` would hand back now."""
+        return 0 if self._fetching is None else len(self._fetching.unsettled())
+
     async def stop(self) -> None:
         """Stop fetching, hand back what was fetched and not written, then drain the connection.
 
