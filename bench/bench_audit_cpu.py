@@ -33,6 +33,7 @@ from libs.common.bus.nats import connect, kv_bucket
 from libs.common.contracts import subjects
 from libs.common.contracts.messages import AuditEvent, KeyRecord
 from services.audit.writer import DURABLE
+from tests.support.audit_pipeline import event
 from tests.support.stores import declared
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -42,14 +43,9 @@ WARM_UP = 100
 
 def _event(i: int) -> AuditEvent:
     """A tools/call row as the executor writes one (content digests, no content kept)."""
-    return AuditEvent(
-        key_id=f"id-{i % 7}",
-        key_name=f"key-{i % 7}",
-        server=f"srv-{i % 3}",
-        tool=f"tool_{i % 11}",
-        name=f"srv-{i % 3}__tool_{i % 11}",
+    return event(
+        i,
         status="ok" if i % 13 else "error",
-        latency_ms=1.0 + i % 50,
         upstream_ms=0.5 + i % 40,
         request_bytes=200 + i % 100,
         response_bytes=900 + i % 300,

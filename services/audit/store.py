@@ -13,19 +13,15 @@ is down at start-up is picked up when it comes back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import re
-import tempfile
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import clickhouse_connect
-from clickhouse_connect.driver import binding
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.insert import InsertContext
 
@@ -53,8 +49,8 @@ from .schema import (
     STORED_COLUMNS,
     TABLE,
     from_row,
-    ticks_time,
 )
+from .stored_ids import unstored
 from .verify import Checkpoint
 
 __all__ = ["Analyst", "ClickHouseStore", "Lane"]
@@ -67,8 +63,6 @@ Lane = Literal["events", "reads", "checkpoints"]
 _LANES: Final[tuple[Lane, ...]] = ("events", "reads", "checkpoints")
 _LIMITS_QUOTED = re.compile(r"\s+SETTINGS max_result_rows = .*?readonly = 1")
 """`limited`'s clause as the engine quotes it back in an error (it reformats numbers: `10.` for `10.0`)."""
-_EVENT_ID: Final = STORED_COLUMNS.index("event_id")
-_TS: Final = STORED_COLUMNS.index("ts")
 FLAGGED_SHOWN: Final = 20
 """Flagged events and refused messages a verdict names (their total is always counted)."""
 
@@ -128,7 +122,7 @@ class ClickHouseStore:
         nothing inserts between the look-up and the insert."""
 
         def action(client: Client) -> int:
-            fresh = _fresh(client, rows, self.embedded)
+            fresh = unstored(client, rows, self.embedded)
             if fresh:
                 self._insert(client, TABLE, STORED_COLUMNS, fresh)
             if refused:
@@ -415,82 +409,6 @@ def _columns_and_indexes(client: Client) -> set[tuple[str, str]]:
         parameters={"db": database, "t": table},
     )
     return {(str(kind), str(name)) for kind, name in found.result_rows}
-
-
-def _fresh(client: Client, rows: Sequence[tuple[Any, ...]], embedded: bool) -> list[tuple[Any, ...]]:
-    """`rows` less those whose event is stored already (or repeated within `rows`)."""
-    unique: dict[str, tuple[Any, ...]] = {}
-    for row in rows:
-        unique.setdefault(row[_EVENT_ID], row)
-    if not unique:
-        return []
-    times = [row[_TS] for row in unique.values()]
-    window = {"low": ticks_time(min(times)), "high": ticks_time(max(times))}
-    lookup = f"SELECT DISTINCT event_id FROM {TABLE} WHERE ts >= {{low:DateTime64(6)}} AND ts <= {{high:DateTime64(6)}}"
-    if embedded:
-        with _IdsFile(unique) as path:
-            stored = client.query(f"{lookup} AND event_id IN {_IdsFile.READ}", parameters=window | {"ids": path})
-    else:
-        stored = client.query(
-            f"{lookup} AND event_id IN {{ids:Array(String)}}", parameters=window | {"ids": _StringArray(unique)}
-        )
-    seen = {str(row[0]) for row in stored.result_rows}
-    return [row for event_id, row in unique.items() if event_id not in seen]
-
-
-class _IdsFile:
-    """Event ids in a file the embedded engine reads (`READ`), instead of a literal in the query's text.
-
-    A literal array costs the engine ~3.5 µs per id to parse and analyse (~9 ms of a 2,500-event batch's
-    lookup); read from a file, in RowBinary (each id its length then its bytes: any content, no escaping),
-    the whole lookup costs ~4 ms. A server reads its own disk, not ours: it is given the literal."""
-
-    READ: Final = "(SELECT event_id FROM file({ids:String}, RowBinary, 'event_id String'))"
-
-    def __init__(self, ids: Iterable[str]) -> None:
-        self._ids = ids
-        self._path = ""
-
-    def __enter__(self) -> str:
-        with tempfile.NamedTemporaryFile(prefix="bastion-ids-", suffix=".bin", delete=False) as file:
-            self._path = file.name
-            file.write(b"".join([_row_binary(event_id.encode()) for event_id in self._ids]))
-        return self._path
-
-    def __exit__(self, *_: object) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self._path)
-
-
-def _row_binary(value: bytes) -> bytes:
-    """`value` as RowBinary writes a String: its length as an unsigned LEB128 varint, then the bytes."""
-    size = len(value)
-    if size < 0x80:
-        return bytes((size,)) + value
-    prefix = bytearray()
-    while size >= 0x80:
-        prefix.append(size & 0x7F | 0x80)
-        size >>= 7
-    prefix.append(size)
-    return bytes(prefix) + value
-
-
-_ESCAPED: Final = str.maketrans({char: f"\\{char}" for char in binding.must_escape})
-
-
-class _StringArray:
-    """Strings as clickhouse-connect binds an `Array(String)` (`binding.format_bind_value` of a list of them).
-
-    Each escaped by one `str.translate` instead of a Python step per character: ~2.5 µs of the lookup per
-    event id. The driver binds a value of a type it does not know as its `str()`."""
-
-    __slots__ = ("_text",)
-
-    def __init__(self, values: Iterable[str]) -> None:
-        self._text = "[" + ", ".join([f"'{value.translate(_ESCAPED)}'" for value in values]) + "]"
-
-    def __str__(self) -> str:
-        return self._text
 
 
 def _since(since: float | None) -> tuple[str, dict[str, Any]]:
