@@ -123,7 +123,7 @@ TIMED_ROOTS = (
 """Work that time drives and no setting stops: these functions, and what they call, are not counted."""
 
 
-def _area(filename: str) -> str:
+def area(filename: str) -> str:
     """Who a profiled function belongs to: a service (`ingress`, `policy`, ...), `libs`, `nats_client`
     (nats-py), `packages` (the rest of the Python code installed beside ours: the MCP SDK, the HTTP
     server, pydantic), `stdlib` (asyncio above all) or `builtins` (C functions)."""
@@ -141,7 +141,7 @@ def _area(filename: str) -> str:
     return "nats_client" if path.parts[path.parts.index("site-packages") + 1] == "nats" else "packages"
 
 
-def _label(func: Func) -> str:
+def label(func: Func) -> str:
     filename, _, name = func
     if filename == "~":
         return name
@@ -151,7 +151,7 @@ def _label(func: Func) -> str:
 def _timed(stats: Stats) -> dict[Func, float]:
     """Per function, how many of its calls came from `TIMED_ROOTS` or the test's own code (those wholly),
     through its callers: a caller's calls to it are split in the share the caller itself made for them."""
-    roots = {f for f in stats if f[0] in TIMED_ROOTS or _label(f) in TIMED_ROOTS or _area(f[0]) == "tests"}
+    roots = {f for f in stats if f[0] in TIMED_ROOTS or label(f) in TIMED_ROOTS or area(f[0]) == "tests"}
     timed = {f: float(stats[f][1]) for f in roots}
     for _ in range(12):  # chains from a timer are shallow: the shares settle within a few passes
         for func, (_, calls, _, _, callers) in stats.items():
@@ -169,14 +169,14 @@ def profile_counts(profile: cProfile.Profile) -> Counter[str]:
     counts: Counter[str] = Counter()
     for func, (_, all_calls, *_rest) in stats.items():
         calls = round(all_calls - timed.get(func, 0.0))
-        if (area := _area(func[0])) != "tests":
-            counts[f"python_calls_{area}"] += calls
-        label = _label(func)
-        counts["json_encodes"] += calls if label in ENCODES else 0
-        counts["json_decodes"] += calls if label in DECODES else 0
-        counts["lane_msgs"] += calls if label == LANE else 0
+        if (kind := area(func[0])) != "tests":
+            counts[f"python_calls_{kind}"] += calls
+        name = label(func)
+        counts["json_encodes"] += calls if name in ENCODES else 0
+        counts["json_decodes"] += calls if name in DECODES else 0
+        counts["lane_msgs"] += calls if name == LANE else 0
         for count, names in SYSCALLS.items():
-            counts[count] += calls if label in names else 0
+            counts[count] += calls if name in names else 0
     return counts
 
 

@@ -1,0 +1,87 @@
+"""Python bytecode instructions executed on one thread, per area, for the cost budget
+(`tests/integration/test_cost_budget.py`, docs/benchmarks.md "The cost budget").
+
+A count of calls weighs a 0.1 µs call as much as a 50 µs one: a change that moves work from C callbacks
+into a Python loop, or from a short per-string walk into a regex over the whole text, lowers calls and
+raises CPU. Instructions follow the interpreter's work closer: a Python loop of N turns executes a few
+instructions per turn; a C function (a regex, a decoder) is one call instruction however long it runs.
+
+Counted with the interpreter's trace hook (`sys.settrace`, an `opcode` event per instruction executed,
+line events off), deterministic, and slow (a traced instruction costs a Python call): used for a short
+window. The areas are `cost_counts.area`'s; what `cost_counts.TIMED_ROOTS` and the test's own code
+run, and everything they call, is left out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterator
+from types import CodeType, FrameType
+from typing import Any
+
+from tests.support.cost_counts import TIMED_ROOTS, area, label
+
+Tracer = Callable[[FrameType, str, Any], Any]
+
+
+def _untraced(_frame: FrameType, _event: str, _arg: Any) -> Tracer:
+    """The local tracer of a frame whose instructions are not counted; the frames it starts inherit it."""
+    return _untraced
+
+
+def _area_counter() -> tuple[Tracer, Callable[[], int]]:
+    """A local tracer counting the instructions of the frames it is set on, and what reads its count."""
+    count = 0
+
+    def counted(_frame: FrameType, event: str, _arg: Any) -> Tracer:
+        nonlocal count
+        if event == "opcode":  # not the frame's return or exception events
+            count += 1
+        return counted
+
+    return counted, lambda: count
+
+
+class BytecodeCounter:
+    """Instructions executed per area by the frames that start while `counting` holds the trace hook."""
+
+    def __init__(self) -> None:
+        self._areas: dict[str, tuple[Tracer, Callable[[], int]]] = {}
+        self._tracers: dict[CodeType, Tracer] = {}
+
+    def _tracer_of(self, code: CodeType) -> Tracer:
+        func = (code.co_filename, code.co_firstlineno, code.co_name)
+        kind = area(code.co_filename)
+        if kind == "tests" or code.co_filename in TIMED_ROOTS or label(func) in TIMED_ROOTS:
+            tracer: Tracer = _untraced
+        else:
+            tracer = self._areas.setdefault(kind, _area_counter())[0]
+        self._tracers[code] = tracer
+        return tracer
+
+    def _started(self, frame: FrameType, _event: str, _arg: Any) -> Tracer:
+        """The global tracer: called as each frame starts or a coroutine resumes (`call` events only)."""
+        parent = frame.f_back
+        if parent is not None and parent.f_trace is _untraced:
+            tracer = _untraced
+        else:
+            tracer = self._tracers.get(frame.f_code) or self._tracer_of(frame.f_code)
+        frame.f_trace_lines = False
+        frame.f_trace_opcodes = tracer is not _untraced
+        return tracer
+
+    @contextlib.contextmanager
+    def counting(self) -> Iterator[BytecodeCounter]:
+        """Counts while the block runs, on this thread; another tracer (a debugger) is put back after."""
+        before = sys.gettrace()
+        sys.settrace(self._started)
+        try:
+            yield self
+        finally:
+            sys.settrace(before)
+
+    def counts(self) -> Counter[str]:
+        """`bytecodes_<area>` -> instructions executed so far."""
+        return Counter({f"bytecodes_{kind}": read() for kind, (_, read) in self._areas.items()})
