@@ -11,13 +11,16 @@ clients make `--calls` calls between the two signals. Per process: Python functi
 `tools/call` (the profiler's count, deterministic up to batching), the JSON and model encodes and
 decodes per call, and the functions with the most own time (inflated by the profiler: read them as
 shares). `--policy argument` adds a policy that reads the call's arguments (decided per call),
-`--policy static` one that does not.
+`--policy static` one that does not. `--bytecodes N` then counts the bytecode instructions each
+process's main thread executes per area over N more calls (SIGUSR2; tracing slows the traced code
+~6x, so keep N small: a few hundred).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import pstats
 import shutil
@@ -25,6 +28,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -93,6 +97,26 @@ def _report(path: Path, calls: int, top: int) -> None:
         print(f"   {entry[2] / calls * 1e6:7.1f} µs {entry[1] / calls:6.2f}x  {name} ({where}:{line})")
 
 
+def _signalled_window(services: dict[int, str], signum: int, load: Callable[[], None]) -> None:
+    """`load` run between two `signum`s to every service, and what it leaves to the audit service."""
+    for pid in services:
+        os.kill(pid, signum)
+    time.sleep(0.2)
+    load()
+    time.sleep(2.5)  # the audit batches of these calls reach the audit service
+    for pid in services:
+        os.kill(pid, signum)
+    time.sleep(1.0)
+
+
+def _report_bytecodes(path: Path, calls: int) -> None:
+    counts = json.loads(path.read_text())
+    areas = ", ".join(f"{k.removeprefix('bytecodes_')} {v / calls:,.0f}" for k, v in sorted(counts.items()) if v)
+    process = path.name.removesuffix(".bytecodes.json")
+    print(f"\n== {process}: {sum(counts.values()) / calls:,.0f} bytecodes per tools/call")
+    print(f"   per area: {areas}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -102,6 +126,7 @@ def main() -> None:
     parser.add_argument("--baseline", help="a git ref: profile its services instead of this checkout's")
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--keep", type=Path, help="copy each process's .prof file into this folder")
+    parser.add_argument("--bytecodes", type=int, default=0, help="then count bytecodes over this many calls")
     args = parser.parse_args()
     upstream, url = start_upstream("http")
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,14 +146,15 @@ def main() -> None:
         try:
             asyncio.run(_load(gateway.url, 400, args.clients, "hello"))
             services = _services(gateway.proc.pid)
-            for pid in services:
-                os.kill(pid, signal.SIGUSR1)
-            time.sleep(0.2)
-            asyncio.run(_load(gateway.url, args.calls, args.clients, "hello"))
-            time.sleep(2.5)  # the audit batches of these calls reach the audit service
-            for pid in services:
-                os.kill(pid, signal.SIGUSR1)
-            time.sleep(1.0)
+            _signalled_window(
+                services, signal.SIGUSR1, lambda: asyncio.run(_load(gateway.url, args.calls, args.clients, "hello"))
+            )
+            if args.bytecodes:
+                _signalled_window(
+                    services,
+                    signal.SIGUSR2,
+                    lambda: asyncio.run(_load(gateway.url, args.bytecodes, args.clients, "hello")),
+                )
         finally:
             gateway.stop()
             upstream.terminate()
@@ -141,6 +167,8 @@ def main() -> None:
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, args.keep / path.name)
+        for path in sorted(out.glob("*.bytecodes.json")):
+            _report_bytecodes(path, args.bytecodes)
 
 
 if __name__ == "__main__":
