@@ -8,8 +8,8 @@ instructions per turn; a C function (a regex, a decoder) is one call instruction
 
 Counted with the interpreter's trace hook (`sys.settrace`, an `opcode` event per instruction executed,
 line events off), deterministic, and slow (a traced instruction costs a Python call): used for a short
-window. The areas are `cost_counts.area`'s; what `cost_counts.TIMED_ROOTS` and the test's own code
-run, and everything they call, is left out.
+window. The areas are `cost_counts.area`'s; what `cost_counts.not_counted` names (the work of
+`TIMED_ROOTS`, the test's own code), and everything it calls, is left out.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from types import CodeType, FrameType
 from typing import Any
 
-from tests.support.cost_counts import TIMED_ROOTS, area, label
+from tests.support.cost_counts import area, not_counted
 
 Tracer = Callable[[FrameType, str, Any], Any]
 
@@ -52,12 +52,13 @@ class BytecodeCounter:
         self._tracers: dict[CodeType, Tracer] = {}
 
     def _tracer_of(self, code: CodeType) -> Tracer:
-        func = (code.co_filename, code.co_firstlineno, code.co_name)
-        kind = area(code.co_filename)
-        if kind == "tests" or code.co_filename in TIMED_ROOTS or label(func) in TIMED_ROOTS:
+        if not_counted((code.co_filename, code.co_firstlineno, code.co_name)):
             tracer: Tracer = _untraced
         else:
-            tracer = self._areas.setdefault(kind, _area_counter())[0]
+            kind = area(code.co_filename)
+            if kind not in self._areas:
+                self._areas[kind] = _area_counter()
+            tracer = self._areas[kind][0]
         self._tracers[code] = tracer
         return tracer
 

@@ -148,10 +148,15 @@ def label(func: Func) -> str:
     return f"{'/'.join(Path(filename).parts[-2:])}:{name}"
 
 
+def not_counted(func: Func) -> bool:
+    """Whether a function, with what it calls, is left out: one of `TIMED_ROOTS`, or the test's own."""
+    return func[0] in TIMED_ROOTS or label(func) in TIMED_ROOTS or area(func[0]) == "tests"
+
+
 def _timed(stats: Stats) -> dict[Func, float]:
     """Per function, how many of its calls came from `TIMED_ROOTS` or the test's own code (those wholly),
     through its callers: a caller's calls to it are split in the share the caller itself made for them."""
-    roots = {f for f in stats if f[0] in TIMED_ROOTS or label(f) in TIMED_ROOTS or area(f[0]) == "tests"}
+    roots = {f for f in stats if not_counted(f)}
     timed = {f: float(stats[f][1]) for f in roots}
     for _ in range(12):  # chains from a timer are shallow: the shares settle within a few passes
         for func, (_, calls, _, _, callers) in stats.items():
