@@ -12,8 +12,9 @@ clients make `--calls` calls between the two signals. Per process: Python functi
 decodes per call, and the functions with the most own time (inflated by the profiler: read them as
 shares). `--policy argument` adds a policy that reads the call's arguments (decided per call),
 `--policy static` one that does not. `--bytecodes N` then counts the bytecode instructions each
-process's main thread executes per area over N more calls (SIGUSR2; tracing slows the traced code
-~6x, so keep N small: a few hundred).
+process's main thread executes per area over N more calls, and the functions that execute the most
+(SIGUSR2; tracing slows the traced code ~6x, so keep N small: a few hundred). Unlike own time, these
+are exact and not inflated by the tracer: the ranking to read first when looking for the CPU.
 """
 
 from __future__ import annotations
@@ -93,8 +94,12 @@ def _report(path: Path, calls: int, top: int) -> None:
     print("   per call: " + ", ".join(f"{k} {v:.2f}" for k, v in counts.items() if v >= 0.01))
     ranked = sorted(raw.items(), key=lambda item: -item[1][2])[:top]
     for (filename, line, name), entry in ranked:
-        where = filename.replace(str(Path.cwd()) + "/", "").split("site-packages/")[-1]
-        print(f"   {entry[2] / calls * 1e6:7.1f} µs {entry[1] / calls:6.2f}x  {name} ({where}:{line})")
+        print(f"   {entry[2] / calls * 1e6:7.1f} µs {entry[1] / calls:6.2f}x  {name} ({_short(filename)}:{line})")
+
+
+def _short(filename: str) -> str:
+    """A source file's path as read here: from the checkout, or from inside site-packages."""
+    return filename.replace(str(Path.cwd()) + "/", "").split("site-packages/")[-1]
 
 
 def _signalled_window(services: dict[int, str], signum: int, load: Callable[[], None]) -> None:
@@ -109,12 +114,15 @@ def _signalled_window(services: dict[int, str], signum: int, load: Callable[[], 
     time.sleep(1.0)
 
 
-def _report_bytecodes(path: Path, calls: int) -> None:
+def _report_bytecodes(path: Path, calls: int, top: int) -> None:
     counts = json.loads(path.read_text())
-    areas = ", ".join(f"{k.removeprefix('bytecodes_')} {v / calls:,.0f}" for k, v in sorted(counts.items()) if v)
+    per_area, per_function = counts["areas"], counts["functions"]
+    areas = ", ".join(f"{k.removeprefix('bytecodes_')} {v / calls:,.0f}" for k, v in sorted(per_area.items()) if v)
     process = path.name.removesuffix(".bytecodes.json")
-    print(f"\n== {process}: {sum(counts.values()) / calls:,.0f} bytecodes per tools/call")
+    print(f"\n== {process}: {sum(per_area.values()) / calls:,.0f} bytecodes per tools/call")
     print(f"   per area: {areas}")
+    for where, count in sorted(per_function.items(), key=lambda item: -item[1])[:top]:
+        print(f"   {count / calls:8,.0f}  {_short(where)}")
 
 
 def main() -> None:
@@ -168,7 +176,7 @@ def main() -> None:
                 args.keep.mkdir(parents=True, exist_ok=True)
                 shutil.copy(path, args.keep / path.name)
         for path in sorted(out.glob("*.bytecodes.json")):
-            _report_bytecodes(path, args.bytecodes)
+            _report_bytecodes(path, args.bytecodes, args.top)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,8 @@ def _toggle_bytecodes(_signum: int, _frame: FrameType | None) -> None:
     window, counter = _counting
     window.close()
     assert _OUT is not None
-    (Path(_OUT) / f"{_role()}-{os.getpid()}.bytecodes.json").write_text(json.dumps(counter.counts()))
+    counts = {"areas": counter.counts(), "functions": counter.by_function()}
+    (Path(_OUT) / f"{_role()}-{os.getpid()}.bytecodes.json").write_text(json.dumps(counts))
     _counting = None
 
 

@@ -31,7 +31,7 @@ def _untraced(_frame: FrameType, _event: str, _arg: Any) -> Tracer:
     return _untraced
 
 
-def _area_counter() -> tuple[Tracer, Callable[[], int]]:
+def _code_counter() -> tuple[Tracer, Callable[[], int]]:
     """A local tracer counting the instructions of the frames it is set on, and what reads its count."""
     count = 0
 
@@ -45,20 +45,18 @@ def _area_counter() -> tuple[Tracer, Callable[[], int]]:
 
 
 class BytecodeCounter:
-    """Instructions executed per area by the frames that start while `counting` holds the trace hook."""
+    """Instructions executed per function, and per area, by the frames that start while `counting` holds
+    the trace hook. One counter per function (code object): an area's count is its functions' sum."""
 
     def __init__(self) -> None:
-        self._areas: dict[str, tuple[Tracer, Callable[[], int]]] = {}
+        self._codes: dict[CodeType, Callable[[], int]] = {}
         self._tracers: dict[CodeType, Tracer] = {}
 
     def _tracer_of(self, code: CodeType) -> Tracer:
         if not_counted((code.co_filename, code.co_firstlineno, code.co_name)):
             tracer: Tracer = _untraced
         else:
-            kind = area(code.co_filename)
-            if kind not in self._areas:
-                self._areas[kind] = _area_counter()
-            tracer = self._areas[kind][0]
+            tracer, self._codes[code] = _code_counter()
         self._tracers[code] = tracer
         return tracer
 
@@ -85,4 +83,13 @@ class BytecodeCounter:
 
     def counts(self) -> Counter[str]:
         """`bytecodes_<area>` -> instructions executed so far."""
-        return Counter({f"bytecodes_{kind}": read() for kind, (_, read) in self._areas.items()})
+        totals: Counter[str] = Counter()
+        for code, read in self._codes.items():
+            totals[f"bytecodes_{area(code.co_filename)}"] += read()
+        return totals
+
+    def by_function(self) -> Counter[str]:
+        """`file:line(name)` -> instructions executed so far: where an area's count comes from."""
+        return +Counter(
+            {f"{code.co_filename}:{code.co_firstlineno}({code.co_name})": read() for code, read in self._codes.items()}
+        )

@@ -85,6 +85,17 @@ def test_instructions_are_counted_in_the_area_of_the_code_that_runs_them() -> No
     assert counts["bytecodes_libs"] == alone["bytecodes_libs"] - counts["bytecodes_ingress"] > 0
 
 
+def test_each_functions_instructions_are_named_and_sum_to_its_areas() -> None:
+    counter = BytecodeCounter()
+    INGRESS["measured"](counter.counting, INGRESS["calls"], LIB["turns"], 20)
+    functions, areas = counter.by_function(), counter.counts()
+    turns = functions[f"{LIBS / 'common' / 'known.py'}:6(turns)"]
+    assert turns == areas["bytecodes_libs"] == sum(counted(LIB["turns"], n)["bytecodes_libs"] for n in range(20))
+    ingress = {where: count for where, count in functions.items() if "ingress" in where}
+    assert ingress.keys() >= {f"{SERVICES / 'ingress' / 'known.py'}:15(calls)"}
+    assert sum(ingress.values()) == areas["bytecodes_ingress"]
+
+
 def test_what_time_drives_is_left_out_with_what_it_calls() -> None:
     assert counted(TIMED["calls"], LIB["turns"], 20) == Counter()
     assert counted(LIB["calls"], TIMED["turns"], 20).keys() == {"bytecodes_libs"}
