@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/nats_hop.py [--calls 3000] [--strace] [--perf]
 
-`bastion up` with every service its own process (`stack: {colocate: false}`), 16 clients calling the
+`bastion up` with every service its own process (`stack: {colocate: false}`), 16 clients (`--clients`) calling the
 HTTP echo upstream after a warm-up. Printed per call: each process's CPU (from /proc), nats-server's
 messages in and out (/varz) and what JetStream stored and delivered (/jsz: a stream or consumer touched
 per call shows here). `--strace` attaches `strace -f -c` to nats-server, ingress and the executor for
@@ -120,6 +120,7 @@ def _attach(pids: dict[int, str | None], out: Path, strace: bool, perf: bool) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--clients", type=int, default=16, help="calls in flight at once")
     parser.add_argument("--strace", action="store_true")
     parser.add_argument("--perf", action="store_true")
     args = parser.parse_args()
@@ -138,7 +139,7 @@ def main() -> None:
                     {pid: _role(pid) for pid in _descendants(gateway.proc.pid)}, workdir, args.strace, args.perf
                 )
                 before, stored = snapshot(gateway), _jetstream(workdir)
-                asyncio.run(_load(gateway.url, args.calls, 16, "hello"))
+                asyncio.run(_load(gateway.url, args.calls, args.clients, "hello"))
                 after, stored_after = snapshot(gateway), _jetstream(workdir)
                 for tool in tools:
                     tool.send_signal(2)
