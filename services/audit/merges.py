@@ -3,10 +3,11 @@
 Each insert makes one part in `audit_events` and one in each rollup (through its view), and background
 merges fold the parts together, rewriting each row about log_base(parts) times. With the engine's
 default `merge_selector_base` (5), a writer inserting 1,000-event batches for a while re-merged ~6,500
-rows per batch and spent more CPU merging than inserting; with 10, ~3,300 rows and ~20-30 % less of the
-audit process's CPU per event (bench/bench_audit_store.py, docs/benchmarks.md). The price: a partition
-keeps a few more active parts (~10-15 instead of ~5-10), which `FINAL` reads and the rollup queries
-combine at read time; far below the engine's own limits (`parts_to_delay_insert`, 1,000).
+rows per batch and spent about as much CPU merging as inserting; with 10, ~3,300 rows and ~14 % less of
+the store's CPU per batch (bench/bench_audit_store.py, docs/benchmarks.md). The price: a partition keeps
+more active parts (after 300 batches ~10-15 instead of ~5-10; the selector lets up to about `base`
+parts of a size wait for a merge), which `FINAL` reads and the rollup queries combine at read time; far
+below the engine's own limits (`parts_to_delay_insert`, 1,000 per partition).
 
 A setting the engine does not know (an older ClickHouse server) is left out: the tables then merge as
 they did. The settings are applied with `ALTER TABLE ... MODIFY SETTING`, idempotent, so a table
