@@ -12,8 +12,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from tests.support.bytecode_counts import BytecodeCounter
 from tests.support.cost_counts import LIBS, SERVICES, TIMED_ROOTS
+
+pytestmark = pytest.mark.unit
 
 SOURCE = """
 def straight(a, b):
