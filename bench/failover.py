@@ -55,6 +55,7 @@ from bench.failover_load import CALL_TIMEOUT, Load
 from bench.fault_kinds import KINDS, DelayProxies, Fault, after, pause_member, slow_member, store_away, wait_for
 from bench.replicated_stack import ReplicatedStack, ledger_config, p99, parse_stack_args, run_in
 from libs.common.contracts import subjects
+from services.audit.writer import DURABLE
 
 
 async def run_faults(
@@ -168,7 +169,12 @@ async def bench(args: argparse.Namespace, workdir: Path) -> dict:
         print(f"load done: {len(results)} calls in {finished - started:.0f}s; reading the audit trail", flush=True)
         answered = [c for c in results if c.kind != "list" and not c.detail.startswith("connection lost")]
         want = len(answered) + sum(c.kind == "code" and c.outcome == "ok" for c in answered)  # and their calls
-        rows = await audit_settled(stack, began - 60, want, within=args.audit_wait)
+        rows = await audit_settled(
+            lambda: stack.audit_rows(began - 60),
+            lambda: stack.consumer_backlog(subjects.AUDIT_STREAM, DURABLE),
+            want,
+            within=args.audit_wait,
+        )
         ledger_lines = ledger.read_text().split() if ledger.exists() else []
         check = checks(results, ledger_lines, rows, prefix)
         chains = await stack.verify()

@@ -9,10 +9,11 @@ import itertools
 import statistics
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from bench.failover_load import Call, digest
 from bench.fault_kinds import Fault, after
-from bench.replicated_stack import ReplicatedStack, p99
+from bench.replicated_stack import p99
 from libs.common.contracts.messages import AuditEvent
 
 
@@ -51,20 +52,36 @@ def longest_gap(fault: Fault, calls: list[Call]) -> float:
     return round(max(b - a for a, b in itertools.pairwise([fault.injected, *done, fault.ended])), 2)
 
 
-async def audit_settled(stack: ReplicatedStack, since: float, want: int, within: float) -> list[AuditEvent]:
-    """The stored rows once at least `want` are in and two reads 5 s apart agree (or after `within` s)."""
+async def audit_settled(
+    read: Callable[[], Awaitable[list[AuditEvent]]],
+    backlog: Callable[[], tuple[int, int] | None],
+    want: int,
+    within: float,
+    pause: float = 5.0,
+) -> list[AuditEvent]:
+    """The stored rows (`read`) once at least `want` are in, two reads `pause` s apart agree, and the
+    audit writer's consumer holds nothing (`backlog`: messages not delivered yet, delivered and not
+    acked); or whatever is stored after `within` s.
+
+    Agreeing reads alone prove nothing: what the audit replica that was killed had fetched stays in the
+    stream, unacked and invisible, until `ack_wait` (30 s) hands it to the replica that took the store
+    over. Two reads 5 s apart agreed while 101 such messages waited (`tests/unit/test_failover_checks.py`)."""
     deadline = time.monotonic() + within
-    previous: list[AuditEvent] = []
+    previous: list[AuditEvent] | None = None
     while True:
+        waiting = await asyncio.to_thread(backlog)  # before the read: a batch acked after it is in it
         try:
-            rows = await stack.audit_rows(since)
+            rows = await read()
         except Exception as exc:  # the audit service is busy or taking over: try again
             print(f"  audit export: {exc}", flush=True)
             rows = []
-        if (len(rows) >= want and len(rows) == len(previous)) or time.monotonic() > deadline:
+        stable = previous is not None and len(rows) >= want and len(rows) == len(previous)
+        if (stable and waiting == (0, 0)) or time.monotonic() > deadline:
             return rows
+        if stable:
+            print(f"  audit: {len(rows)} rows, and the writer's consumer holds (new, unacked) {waiting}", flush=True)
         previous = rows
-        await asyncio.sleep(5)
+        await asyncio.sleep(pause)
 
 
 def checks(results: list[Call], ledger: list[str], rows: list[AuditEvent], prefix: str) -> dict:

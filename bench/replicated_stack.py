@@ -213,21 +213,22 @@ class ReplicatedStack:
         path = self.data_dir / "logs" / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def _monitoring(self) -> list[str]:
+        """The HTTP monitoring addresses of the cluster's members that serve one."""
+        assert self.cluster is not None
+        return [url for member in self.cluster.members if (url := nats_monitoring_url(member.data_dir))]
+
     def stream_leader(self, stream: str) -> str | None:
         """The server (`n1`...) leading `stream`, as the cluster's members report it (`/jsz`)."""
-        assert self.cluster is not None
-        for member in self.cluster.members:
-            url = nats_monitoring_url(member.data_dir)
-            if url is None:
-                continue
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                jsz = httpx.get(f"{url}/jsz", params={"accounts": 1, "streams": 1}, timeout=2).json()
-                for account in jsz.get("account_details") or []:
-                    for detail in account.get("stream_detail") or []:
-                        leader = (detail.get("cluster") or {}).get("leader")
-                        if detail.get("name") == stream and leader:
-                            return str(leader)
+        for detail in stream_details(self._monitoring(), stream):
+            leader = (detail.get("cluster") or {}).get("leader")
+            if leader:
+                return str(leader)
         return None
+
+    def consumer_backlog(self, stream: str, durable: str) -> tuple[int, int] | None:
+        """`consumer_backlog` as the cluster's members report it."""
+        return consumer_backlog(self._monitoring(), stream, durable)
 
     @contextlib.asynccontextmanager
     async def admin(self) -> AsyncIterator[NATS]:
@@ -335,3 +336,26 @@ def jsonrpc_answer(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {"error": {"code": None, "message": text[:200]}}
     return answer if isinstance(answer, dict) else {"error": {"code": None, "message": str(answer)[:200]}}
+
+
+def stream_details(monitoring: list[str], stream: str, **params: int) -> Iterator[dict[str, Any]]:
+    """`stream`'s details as each nats-server at `monitoring` (HTTP addresses) that answers reports them (`/jsz`)."""
+    for url in monitoring:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            jsz = httpx.get(f"{url}/jsz", params={"accounts": 1, "streams": 1, **params}, timeout=2).json()
+            for account in jsz.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") == stream:
+                        yield detail
+
+
+def consumer_backlog(monitoring: list[str], stream: str, durable: str) -> tuple[int, int] | None:
+    """The messages of `stream` its consumer `durable` has not been handed yet, and those handed and not
+    acked: the most any server reports (a follower's view can lag its leader's); None when none reports it."""
+    found = [
+        (int(consumer.get("num_pending") or 0), int(consumer.get("num_ack_pending") or 0))
+        for detail in stream_details(monitoring, stream, consumers=1)
+        for consumer in detail.get("consumer_detail") or []
+        if consumer.get("name") == durable
+    ]
+    return (max(new for new, _ in found), max(unacked for _, unacked in found)) if found else None
