@@ -77,6 +77,7 @@ async def audit_settled(
             rows = []
         stable = previous is not None and len(rows) >= want and len(rows) == len(previous)
         if (stable and waiting == (0, 0)) or time.monotonic() > deadline:
+            print(f"  audit: {len(rows)} rows stored, the writer's consumer holds (new, unacked) {waiting}", flush=True)
             return rows
         if stable:
             print(f"  audit: {len(rows)} rows, and the writer's consumer holds (new, unacked) {waiting}", flush=True)

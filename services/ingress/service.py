@@ -248,7 +248,7 @@ class IngressService:
         )
         self.sender = sender = RoutedSender(path, self.settings.call_timeout, self.streams, state)
         # an agent's notifications/cancelled reaches a Code Mode run too
-        code_mode = CodeModeRouter(nc, self.keys, self.settings, running=sender.running)
+        code_mode = CodeModeRouter(nc, self.keys, self.settings, running=sender.running, journal=trail.journal)
         await code_mode.start()
         discovery = DiscoveryRouter(self.keys, self.catalog, code_mode, notifier.tools_found)
         tasks = await self._start_tasks(nc, js, trail)

@@ -19,7 +19,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from pydantic import ValidationError
 
-from libs.common.audit.audit_content import content_fields, error_column
+from libs.common.audit.audit_content import content_fields, error_column, json_bytes
+from libs.common.audit.audit_journal import AuditJournal
 from libs.common.bus.relay import AckedRequester, ResponderLost
 from libs.common.contracts import subjects
 from libs.common.contracts.codemode import EXECUTE_CODE, META_TOOL_NAMES, META_TOOLS, code_mode_choice
@@ -46,8 +47,12 @@ class CodeModeRouter:
         keys: KeyDirectory,
         settings: IngressSettings,
         running: dict[tuple[str, str, Any], str] | None = None,
+        journal: AuditJournal | None = None,
     ) -> None:
         self.keys, self.call_timeout = keys, settings.call_timeout
+        self.journal = journal
+        """Ingress's audit journal: a run is journaled with its meta-tool and its arguments' digest before it is
+        sent, so the row a replica killed mid-run leaves names the script, as a cut tool call's names its arguments."""
         self.audit_content = settings.audit_content
         self._codemode = AckedRequester(nc, subjects.CODEMODE_HOLDERS, settings=settings)
 
@@ -109,6 +114,9 @@ class CodeModeRouter:
             **_own_tools(await self.view(ctx.caller)),
         )
         ctx.call_id = request.id  # a cancellation abandons it: EXEC_CANCEL, which codemode also hears
+        encoded, digest = json_bytes(arguments), None
+        if self.journal is not None and ctx.audit_id:  # a kill from here on: an event naming the run's script
+            digest = self.journal.routed(ctx.audit_id, "", name, encoded)
         running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
         if running is not None and self.running is not None:
             self.running[running] = request.id
@@ -117,7 +125,7 @@ class CodeModeRouter:
         finally:
             if running is not None and self.running is not None:
                 self.running.pop(running, None)
-        audit = _audit(ctx, request, answer, content=self.audit_content)
+        audit = _audit(ctx, request, answer, content=self.audit_content, arguments=(encoded, digest))
         if answer.error is not None:
             return gateway_error_body(ctx.request_id, answer.error, tool=name), audit
         result = _with_links(answer.result or {"content": []}, answer.authorize_urls)
@@ -165,10 +173,13 @@ def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]
     return {**result, "content": [*result.get("content", []), {"type": "text", "text": "\n".join(lines)}]}
 
 
-def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool) -> AuditEvent:
+def _audit(
+    ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool, arguments: tuple[bytes, str | None]
+) -> AuditEvent:
     """The run's (or meta-tool call's) event: the parent of the tool calls a script made.
 
-    Its arguments (the script) and result recorded as content logging allows."""
+    Its arguments (the script: `arguments`, their JSON and its digest if the journal took it) and result
+    recorded as content logging allows."""
     error = answer.error
     status: Literal["ok", "tool_error", "error"]
     if error is not None:
@@ -184,7 +195,9 @@ def _audit(ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: 
         key_id=ctx.caller.key_id,
         key_name=ctx.caller.key_name,
         **ctx.caller.owner(),
-        **content_fields(request.arguments, answer.result, keep=content and ctx.caller.content_logging),
+        **content_fields(
+            arguments[0], answer.result, keep=content and ctx.caller.content_logging, arguments_sha256=arguments[1]
+        ),
         name=request.tool,
         tool=request.tool,
         status=status,

@@ -1,0 +1,91 @@
+"""An ingress replica SIGKILLed while a Code Mode run is out (its script waits for a tool) leaves the run's
+audit row, replayed from its journal by the replica that takes its slot: "may have run", naming the
+meta-tool and the sha256 of its arguments (the script), as a cut tool call's row names its arguments.
+
+Before, a run was journaled with no route at all: the replayed row named no tool and carried no
+digest, so nothing tied it to the script that ran (the failover test counted such a run, answered an
+instant before the kill, as a call without its row). No timing thresholds: every wait is on a condition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cli.ports import hold_ports
+from libs.common.audit.audit_content import sha256_of
+from libs.common.audit.audit_journal import STOPPED
+from libs.common.contracts.messages import AuditEvent
+from libs.common.settings import CodeModeSettings
+from tests.support.audit_rows import audit_rows_when
+from tests.support.gateway import default_config, running_gateway
+from tests.support.polling import poll_until
+from tests.support.replicas import IngressProcess
+
+pytestmark = pytest.mark.integration
+
+CODER_KEY = "bk_test_code_run_journal_kill00"
+GATE_SERVER = Path(__file__).parents[1] / "support" / "gate_server.py"
+SCRIPT = {"code": 'gate.hold(name="cut")\n'}
+
+
+async def _serving(url: str) -> bool:
+    try:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            response = await http.get(url.removesuffix("/mcp") + "/healthz", timeout=2)
+            return response.status_code == 200 and response.json().get("tools", 0) > 0
+    except httpx.HTTPError:
+        return False
+
+
+async def _run(url: str) -> str:
+    """The run the kill cuts: the agent sees no answer."""
+    params = {"name": "execute_code", "arguments": SCRIPT}
+    body = {"jsonrpc": "2.0", "id": "r", "method": "tools/call", "params": params}
+    headers = {"Authorization": f"Bearer {CODER_KEY}", "Accept": "application/json, text/event-stream"}
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=90) as http:
+            return (await http.post(url, json=body, headers=headers)).text
+    except httpx.HTTPError as exc:
+        return f"cut: {type(exc).__name__}"
+
+
+async def test_a_run_cut_with_its_ingress_replica_keeps_a_row_naming_its_script(nats_url, redis_url, tmp_path):
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    gate = {"command": sys.executable, "args": [str(GATE_SERVER)], "env": {"GATE_DIR": str(gates)}}
+    gate["sandbox"] = {"write": [str(gates)]}
+    config = default_config({"gate": gate})
+    config["keys"].append({"name": "coder", "key": CODER_KEY, "tools": ["gate/*"], "code_mode": True})
+    journal = tmp_path / "journal"
+    settings = CodeModeSettings(sandbox_workers=1, search_embeddings=False)
+    with hold_ports(1) as held:
+        async with running_gateway(nats_url, redis_url, tmp_path, config, codemode=settings) as gateway:
+            replica = IngressProcess(nats_url, "-r", held.ports[0], env={"BASTION_AUDIT_JOURNAL_DIR": str(journal)})
+            replica.start()
+            try:
+                await poll_until(lambda: _serving(replica.url), "the ingress replica to serve", within=60)
+                running = asyncio.create_task(_run(replica.url))
+                await poll_until((gates / "cut.called").exists, "the script's call to reach the upstream", within=60)
+                replica.kill()
+                assert (await asyncio.wait_for(running, 30)).startswith("cut"), "the run was answered"
+                replica.start()  # the same slot: it replays what the killed process left
+                await poll_until(lambda: _serving(replica.url), "the restarted replica to serve", within=60)
+            finally:
+                (gates / "cut.open").touch()  # the script's call ends; its run answers nobody
+                replica.stop()
+
+            def replayed(rows: list[AuditEvent]) -> bool:
+                return any(r.error == STOPPED for r in rows)
+
+            rows = await audit_rows_when(gateway.nats_url, "coder", replayed)
+
+    (run,) = [r for r in rows if r.error == STOPPED]
+    assert (run.status, run.execution, run.name) == ("error", "may_have_run", "execute_code")
+    assert run.tool == "execute_code", "the replayed row names the meta-tool the run was sent to"
+    assert run.arguments_sha256 == sha256_of(SCRIPT), "the replayed row names the script that ran"
+    assert not list((journal / "-r").glob("*.wal")), "the journal outlived a clean stop"
