@@ -36,7 +36,7 @@ from libs.common.analytics.queries import (
 )
 from libs.common.contracts.messages import AuditEvent, AuditQuery, ChainVoucher, FlaggedEvent
 
-from . import rollups
+from . import merges, rollups
 from .errors import StoreUnavailable
 from .schema import (
     CHECKPOINTS,
@@ -394,6 +394,8 @@ class ClickHouseStore:
                 if (kind, name) not in present:
                     client.command(statement)
             for statement in rollups.DDL:
+                client.command(statement)
+            for statement in merges.tuning(client):
                 client.command(statement)
             self._created = True
             log.info("clickhouse: %s ready at %s", TABLE, _redact(self.url))
