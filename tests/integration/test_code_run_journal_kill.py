@@ -1,6 +1,7 @@
 """An ingress replica SIGKILLed while a Code Mode run is out (its script waits for a tool) leaves the run's
 audit row, replayed from its journal by the replica that takes its slot: "may have run", naming the
-meta-tool and the sha256 of its arguments (the script), as a cut tool call's row names its arguments.
+meta-tool, its kind (`code_run`) and the sha256 of its arguments (the script), as a cut tool call's
+row names its arguments.
 
 Before, a run was journaled with no route at all: the replayed row named no tool and carried no
 digest, so nothing tied it to the script that ran (the failover test counted such a run, answered an
@@ -85,7 +86,7 @@ async def test_a_run_cut_with_its_ingress_replica_keeps_a_row_naming_its_script(
             rows = await audit_rows_when(gateway.nats_url, "coder", replayed)
 
     (run,) = [r for r in rows if r.error == STOPPED]
-    assert (run.status, run.execution, run.name) == ("error", "may_have_run", "execute_code")
+    assert (run.kind, run.status, run.execution, run.name) == ("code_run", "error", "may_have_run", "execute_code")
     assert run.tool == "execute_code", "the replayed row names the meta-tool the run was sent to"
     assert run.arguments_sha256 == sha256_of(SCRIPT), "the replayed row names the script that ran"
     assert not list((journal / "-r").glob("*.wal")), "the journal outlived a clean stop"

@@ -324,3 +324,20 @@ async def test_a_begin_held_after_the_turns_last_route_is_still_written_by_the_e
 
     stopped = {e.event_id: e.name for e in replayed(tmp_path) if e.execution == "may_have_run"}
     assert stopped == {later: "greet", stranded: "echo__mul"}
+
+
+async def test_a_route_that_tells_the_kind_gives_the_replayed_event_that_kind(tmp_path: Path) -> None:
+    """A `tools/call` begins as a tool call; routed to a Code Mode meta-tool it is a run (`code_run`). The
+    kind rides on the route, in the held B record or in an R record after it, as the server and tool do."""
+    journal = AuditJournal(tmp_path)
+    held = journal.begun("tool_call", "execute_code", "key-1", "demo", None, 7, held=True)
+    journal.routed(held, "", "execute_code", {"code": "x"}, kind="code_run")  # within its turn: one B record
+    written = journal.begun("tool_call", "search_tools", "key-1", "demo", None, 7, held=True)
+    await asyncio.sleep(0)  # the turn ends: its B record is written alone
+    journal.routed(written, "", "search_tools", {"query": "q"}, kind="code_mode")  # an R record
+    killed(journal)
+
+    events = {e.name: e for e in replayed(tmp_path)}
+    assert (events["execute_code"].kind, events["execute_code"].tool) == ("code_run", "execute_code")
+    assert events["execute_code"].arguments_sha256 == sha256_of({"code": "x"})
+    assert (events["search_tools"].kind, events["search_tools"].tool) == ("code_mode", "search_tools")

@@ -265,12 +265,16 @@ class AuditJournal:
             self._write(line)
         return event_id
 
-    def routed(self, event_id: str, server: str, tool: str, arguments: object = None) -> str | None:
+    def routed(
+        self, event_id: str, server: str, tool: str, arguments: object = None, *, kind: str | None = None
+    ) -> str | None:
         """Record where a begun request is being forwarded (its server and tool) and the sha256 of its arguments.
 
         As its event would; called once the handler has resolved them. One write more per forwarded
         request (~5 µs), and its digest (~4 µs for small arguments), returned for the event to record
-        (`content_fields(arguments_sha256=...)`) instead of taking it again; None when nothing was recorded."""
+        (`content_fields(arguments_sha256=...)`) instead of taking it again; None when nothing was recorded.
+        `kind`: the event's kind when the route tells it and the begun record could not (a `tools/call` of a
+        Code Mode meta-tool is a `code_run`)."""
         if event_id not in self._open_begun:  # no event owed (or already emitted)
             return None
         digest = sha256_of(arguments) if arguments is not None else None
@@ -281,11 +285,15 @@ class AuditJournal:
             held.update(server=server, tool=tool)
             if digest is not None:
                 held["arguments_sha256"] = digest
+            if kind is not None:
+                held["kind"] = kind
             self._open_begun[event_id] = line = b"B " + _dumps(held) + b"\n"
         else:
             record: dict[str, object] = {"id": event_id, "server": server, "tool": tool}
             if digest is not None:
                 record["arguments_sha256"] = digest
+            if kind is not None:
+                record["kind"] = kind
             self._open_routed[event_id] = line = b"R " + _dumps(record) + b"\n"
         self._write(line)
         return digest

@@ -116,7 +116,7 @@ class CodeModeRouter:
         ctx.call_id = request.id  # a cancellation abandons it: EXEC_CANCEL, which codemode also hears
         encoded, digest = json_bytes(arguments), None
         if self.journal is not None and ctx.audit_id:  # a kill from here on: an event naming the run's script
-            digest = self.journal.routed(ctx.audit_id, "", name, encoded)
+            digest = self.journal.routed(ctx.audit_id, "", name, encoded, kind=_kind(name))
         running = (ctx.caller.key_id, ctx.session, ctx.request_id) if ctx.session is not None else None
         if running is not None and self.running is not None:
             self.running[running] = request.id
@@ -173,6 +173,11 @@ def _with_links(result: dict[str, Any], links: dict[str, str]) -> dict[str, Any]
     return {**result, "content": [*result.get("content", []), {"type": "text", "text": "\n".join(lines)}]}
 
 
+def _kind(tool: str) -> Literal["code_run", "code_mode"]:
+    """The kind of a meta-tool call's event: a run of a script, or one of Code Mode's other tools."""
+    return "code_run" if tool == EXECUTE_CODE else "code_mode"
+
+
 def _audit(
     ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool, arguments: tuple[bytes, str | None]
 ) -> AuditEvent:
@@ -190,7 +195,7 @@ def _audit(
         code = None
     return AuditEvent(
         event_id=request.parent_id,
-        kind="code_run" if request.tool == EXECUTE_CODE else "code_mode",
+        kind=_kind(request.tool),
         trace_id=ctx.trace_id,
         key_id=ctx.caller.key_id,
         key_name=ctx.caller.key_name,
