@@ -11,7 +11,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -32,36 +31,11 @@ LEDGER_SERVER = Path(__file__).parents[1] / "support" / "ledger_server.py"
 AUDITED = {"ledger__record", "echo__sleep"}
 
 
-async def _serving(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(trust_env=False) as http:
-            response = await http.get(url.removesuffix("/mcp") + "/healthz", timeout=2)
-            return response.status_code == 200 and response.json().get("tools", 0) > 0
-    except httpx.HTTPError:
-        return False
-
-
 async def _rows(nc: NATS) -> list:
     query = AuditQuery(limit=1000, key_name="admin").model_dump_json().encode()
     answer = AuditRows.model_validate_json((await nc.request(subjects.AUDIT_QUERY, query, timeout=10)).data)
     assert answer.error is None, answer.error
     return [row for row in answer.rows if row.name in AUDITED]
-
-
-async def _sleep_call(url: str) -> str:
-    """A call that is in flight when the kill lands: the agent sees no answer."""
-    body = {
-        "jsonrpc": "2.0",
-        "id": "s",
-        "method": "tools/call",
-        "params": {"name": "echo__sleep", "arguments": {"seconds": 60}},
-    }
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}", "Accept": "application/json, text/event-stream"}
-    try:
-        async with httpx.AsyncClient(trust_env=False, timeout=90) as http:
-            return (await http.post(url, json=body, headers=headers)).text
-    except httpx.HTTPError as exc:
-        return f"cut: {type(exc).__name__}"
 
 
 async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_path):
@@ -82,9 +56,9 @@ async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_pa
             nc = await connect(nats_url, "test-journal")
             load = Load(replica.url, ADMIN_KEY, prefix="kill", workers=3, max_answered=600)
             try:
-                await poll_until(lambda: _serving(replica.url), "the ingress replica to serve", within=60)
+                await poll_until(replica.serving, "the ingress replica to serve", within=60)
                 running = asyncio.create_task(load.run())
-                sleeper = asyncio.create_task(_sleep_call(replica.url))
+                sleeper = asyncio.create_task(replica.call_tool(ADMIN_KEY, "echo__sleep", {"seconds": 60}))
                 await load.wait_for_ok(0.0, 30, within=60)
                 await poll_until(
                     lambda: any(b'"echo__sleep"' in p.read_bytes() for p in (journal / "-k").glob("*.wal")),
@@ -93,7 +67,7 @@ async def test_a_killed_ingress_loses_no_audit_event(nats_url, redis_url, tmp_pa
                 replica.kill()
                 assert (await asyncio.wait_for(sleeper, 30)).startswith("cut"), "the sleep call was answered"
                 replica.start()  # the same slot: it replays what the killed process left
-                await poll_until(lambda: _serving(replica.url), "the restarted replica to serve", within=60)
+                await poll_until(replica.serving, "the restarted replica to serve", within=60)
                 await load.wait_for_ok(load.results[-1].started, 20, within=60)
             finally:
                 load.stop()

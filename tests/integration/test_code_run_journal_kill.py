@@ -14,7 +14,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
 from cli.ports import hold_ports
@@ -34,27 +33,6 @@ GATE_SERVER = Path(__file__).parents[1] / "support" / "gate_server.py"
 SCRIPT = {"code": 'gate.hold(name="cut")\n'}
 
 
-async def _serving(url: str) -> bool:
-    try:
-        async with httpx.AsyncClient(trust_env=False) as http:
-            response = await http.get(url.removesuffix("/mcp") + "/healthz", timeout=2)
-            return response.status_code == 200 and response.json().get("tools", 0) > 0
-    except httpx.HTTPError:
-        return False
-
-
-async def _run(url: str) -> str:
-    """The run the kill cuts: the agent sees no answer."""
-    params = {"name": "execute_code", "arguments": SCRIPT}
-    body = {"jsonrpc": "2.0", "id": "r", "method": "tools/call", "params": params}
-    headers = {"Authorization": f"Bearer {CODER_KEY}", "Accept": "application/json, text/event-stream"}
-    try:
-        async with httpx.AsyncClient(trust_env=False, timeout=90) as http:
-            return (await http.post(url, json=body, headers=headers)).text
-    except httpx.HTTPError as exc:
-        return f"cut: {type(exc).__name__}"
-
-
 async def test_a_run_cut_with_its_ingress_replica_keeps_a_row_naming_its_script(nats_url, redis_url, tmp_path):
     gates = tmp_path / "gates"
     gates.mkdir()
@@ -69,13 +47,13 @@ async def test_a_run_cut_with_its_ingress_replica_keeps_a_row_naming_its_script(
             replica = IngressProcess(nats_url, "-r", held.ports[0], env={"BASTION_AUDIT_JOURNAL_DIR": str(journal)})
             replica.start()
             try:
-                await poll_until(lambda: _serving(replica.url), "the ingress replica to serve", within=60)
-                running = asyncio.create_task(_run(replica.url))
+                await poll_until(replica.serving, "the ingress replica to serve", within=60)
+                running = asyncio.create_task(replica.call_tool(CODER_KEY, "execute_code", SCRIPT))
                 await poll_until((gates / "cut.called").exists, "the script's call to reach the upstream", within=60)
                 replica.kill()
                 assert (await asyncio.wait_for(running, 30)).startswith("cut"), "the run was answered"
                 replica.start()  # the same slot: it replays what the killed process left
-                await poll_until(lambda: _serving(replica.url), "the restarted replica to serve", within=60)
+                await poll_until(replica.serving, "the restarted replica to serve", within=60)
             finally:
                 (gates / "cut.open").touch()  # the script's call ends; its run answers nobody
                 replica.stop()

@@ -138,6 +138,27 @@ class IngressProcess(ServiceProcess):
     def environment(self) -> dict[str, str]:
         return {**super().environment(), "BASTION_HOST": "127.0.0.1", "BASTION_PORT": str(self.port), **self.env}
 
+    async def serving(self) -> bool:
+        """Whether it answers its health check with tools listed: ready for calls (after a restart, too)."""
+        try:
+            async with httpx2.AsyncClient(trust_env=False) as http:
+                response = await http.get(f"http://127.0.0.1:{self.port}/healthz", timeout=2)
+                return response.status_code == 200 and response.json().get("tools", 0) > 0
+        except httpx2.HTTPError:
+            return False
+
+    async def call_tool(self, key: str, name: str, arguments: dict[str, object]) -> str:
+        """A `tools/call` as `key`, for a call a kill of this replica may cut: the answer's text, or
+        `cut: <error>` when the connection was lost first."""
+        params = {"name": name, "arguments": arguments}
+        body = {"jsonrpc": "2.0", "id": "c", "method": "tools/call", "params": params}
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+        try:
+            async with httpx2.AsyncClient(trust_env=False, timeout=90) as http:
+                return (await http.post(self.url, json=body, headers=headers)).text
+        except httpx2.HTTPError as exc:
+            return f"cut: {type(exc).__name__}"
+
 
 @dataclass
 class CodeModeProcess(ServiceProcess):
