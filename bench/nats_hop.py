@@ -32,7 +32,7 @@ from gateway_stack import KEY, Costs, _descendants, _role, costs_between, launch
 from hop_profile import _load
 
 TRACED = ("nats-server", "ingress", "executor")
-SYSCALLS = ("read", "write", "writev", "epoll_pwait", "futex", "nanosleep")
+SYSCALLS = ("read", "write", "writev", "epoll_pwait", "futex", "nanosleep", "getpid")
 PERF_AREAS = {
     "routing (parse, match, queue the delivery)": "(*client).processInboundClientMsg",
     "read loop (socket reads included)": "(*client).readLoop",
