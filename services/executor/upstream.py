@@ -206,7 +206,7 @@ class Upstream:
 
     def succeeded(self) -> None:
         """A call just got an answer: the session works (no health check needed for a while)."""
-        self._last_ok = asyncio.get_running_loop().time()
+        self._last_ok = time.monotonic()  # per call: no event-loop lookup (a `getpid` on CPython 3.11)
 
     async def settled(self, deadline: float) -> bool:
         """Wait (until event-loop time `deadline`) while a connection attempt is under way; False if it still is."""
@@ -354,7 +354,7 @@ class Upstream:
             if not (self._closed or self._relist):
                 with anyio.move_on_after(min(self._health_interval, next_poll - anyio.current_time())):
                     await self._wake.wait()
-                idle = asyncio.get_running_loop().time() - self._last_ok
+                idle = time.monotonic() - self._last_ok
                 if not (self._closed or self._relist or self._wake.is_set()) and idle >= self._health_interval:
                     if not await self._ping(session):
                         return  # ends the session: `_run` reconnects

@@ -56,9 +56,13 @@ SYSCALLS = {
     "syscalls_write": ("<method 'send' of '_socket.socket' objects>", "<method 'sendmsg' of '_socket.socket' objects>",
                        "<built-in method posix.write>"),
     "wakeups": ("<method 'poll' of 'select.epoll' objects>",),
+    "syscalls_getpid": ("<built-in method _asyncio.get_running_loop>", "<built-in method _asyncio._get_running_loop>",
+                        "<built-in method _asyncio.get_event_loop>"),
 }  # fmt: skip
 """Count -> the C functions whose each call is one syscall on the loop's thread: socket and pipe reads and
-writes (asyncio's transports, the stdio upstream's pipes), and the selector's waits (the loop's wake-ups)."""
+writes (asyncio's transports, the stdio upstream's pipes), the selector's waits (the loop's wake-ups), and
+the event-loop lookups, each a `getpid` on CPython 3.11 (asked from Python: `asyncio.current_task()`,
+`create_task`, `sleep`, ...; those C makes itself, an `asyncio.Future()` without a loop, are not seen)."""
 
 LANE = "bus/local_lane.py:_hand_over"
 """Each call of it is a message handed over in memory between co-located services (`libs.common.bus.local_lane`):

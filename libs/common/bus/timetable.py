@@ -41,6 +41,8 @@ class Timetable:
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
+        """The loop `_timer` is set on: the one that runs `_fire`."""
 
     def at(
         self, delay: float, action: Callable[[Any], object], arg: Any, unless: asyncio.Future[Any] | None = None
@@ -50,7 +52,9 @@ class Timetable:
         Unless `unless` (a future, or the task of the call the action looks at) is done by then: nothing
         runs for it, so a look that usually finds its call finished costs no Python call (`wake_at`, the
         acknowledger's `watch`)."""
-        loop = asyncio.get_running_loop()
+        # the loop of the future looked at is the running one; asking for it costs no `getpid` (CPython 3.11
+        # makes one per `get_running_loop`)
+        loop = unless.get_loop() if unless is not None else asyncio.get_running_loop()
         when = loop.time() + delay
         queue = self._queue
         if not queue or queue[-1][0] <= when:
@@ -73,12 +77,12 @@ class Timetable:
         return len(self._queue) + len(self._heap)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
-        self._timer, self._timer_at = loop.call_at(at, self._fire), at
+        self._timer, self._timer_at, self._timer_loop = loop.call_at(at, self._fire), at, loop
 
     def _fire(self) -> None:
         self._timer = None
         queue, heap = self._queue, self._heap
-        loop = asyncio.get_running_loop()
+        loop = self._timer_loop or asyncio.get_running_loop()
         now = loop.time()
         while queue and queue[0][0] <= now:
             _, action, arg, unless = queue.popleft()

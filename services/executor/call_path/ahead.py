@@ -132,7 +132,8 @@ class Budget:
         request, upstream = call.request, call.upstream
         config = upstream.config
         call.budget = budget = call_budget(request.timeout, config.timeout, time.time() - request.sent_at)
-        call.deadline = asyncio.get_running_loop().time() + budget
+        task = call.task  # `Admit`'s: its loop is the running one, asked for without a `getpid` (3.11's lookup)
+        call.deadline = (task.get_loop() if task is not None else asyncio.get_running_loop()).time() + budget
         tool = request.tool_name
         if tool is not None:
             tools = upstream.tools  # replaced together with the policy: a listed tool is an exposed one
