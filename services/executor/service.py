@@ -120,6 +120,9 @@ class ExecutorService:
         self._upstreams: dict[str, Upstream] = {}
         self._publish_locks: dict[str, asyncio.Lock] = {}
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop it was started on, where each call's task is made: held, not looked up per call (a
+        `getpid` each on CPython 3.11)."""
         self._background: set[asyncio.Task[Any]] = set()
         self._blobs: Blobs | None = None
         self._llm: LlmProviders | None = None
@@ -148,6 +151,7 @@ class ExecutorService:
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self.metrics_server = observability.start("executor", self.settings)
         self._nc = await connect_service(
             self.settings, role=permissions.EXECUTOR, name=f"bastion-executor-{self.instance}"
@@ -381,7 +385,7 @@ class ExecutorService:
         work = self._handle(msg, reply, verdict.request)
         if tracing.enabled():  # the call's span continues policy's, from the request's headers
             work = tracing.traced(work, "executor", f"executor {msg.subject}", carrier=msg.headers)
-        task = asyncio.create_task(work)
+        task = (self._loop or asyncio.get_running_loop()).create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:

@@ -116,8 +116,12 @@ class AckedRequester:
         self._looks = Timetable(SLACK)
         self._moved: tuple[float, BusMoved] | None = None
         """When a replica of a role holding these calls last said it lost its NATS member, and what it said."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop it was started on, which its requests run on: held, not looked up per request (a `getpid`
+        each on CPython 3.11)."""
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         # it only resolves a waiting request: on a lane, a local reply resolves it in the responder's publish
         await self._nc.subscribe(f"{self._prefix}.*", cb=local_lane.immediate(self._on_reply))
         if isinstance(self._nc, BusClient):
@@ -171,7 +175,7 @@ class AckedRequester:
         the further holders (a call sent straight to the executors) rather than the first."""
         settings = self._settings
         token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         pending = _Pending(loop.create_future())
         self._pending[token] = pending
         try:
