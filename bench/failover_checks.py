@@ -65,7 +65,7 @@ async def audit_settled(
 
     Agreeing reads alone prove nothing: what the audit replica that was killed had fetched stays in the
     stream, unacked and invisible, until `ack_wait` (30 s) hands it to the replica that took the store
-    over. Two reads 5 s apart agreed while 101 such messages waited (`tests/unit/test_failover_checks.py`)."""
+    over. Two reads 5 s apart agreed while 101 such messages waited (`tests/integration/test_failover_checks.py`)."""
     deadline = time.monotonic() + within
     previous: list[AuditEvent] | None = None
     while True:
@@ -76,11 +76,10 @@ async def audit_settled(
             print(f"  audit export: {exc}", flush=True)
             rows = []
         stable = previous is not None and len(rows) >= want and len(rows) == len(previous)
-        if (stable and waiting == (0, 0)) or time.monotonic() > deadline:
-            print(f"  audit: {len(rows)} rows stored, the writer's consumer holds (new, unacked) {waiting}", flush=True)
-            return rows
         if stable:
-            print(f"  audit: {len(rows)} rows, and the writer's consumer holds (new, unacked) {waiting}", flush=True)
+            print(f"  audit: {len(rows)} rows; the writer's consumer holds (new, unacked) {waiting}", flush=True)
+        if (stable and waiting == (0, 0)) or time.monotonic() > deadline:
+            return rows
         previous = rows
         await asyncio.sleep(pause)
 

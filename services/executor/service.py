@@ -385,7 +385,8 @@ class ExecutorService:
         work = self._handle(msg, reply, verdict.request)
         if tracing.enabled():  # the call's span continues policy's, from the request's headers
             work = tracing.traced(work, "executor", f"executor {msg.subject}", carrier=msg.headers)
-        task = (self._loop or asyncio.get_running_loop()).create_task(work)
+        assert self._loop is not None  # calls arrive on the subscription `start` made
+        task = self._loop.create_task(work)
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         if self._acks is not None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,13 @@ import httpx2
 import pytest
 
 from libs.common.contracts.messages import AuditEvent
+from tests.support.gates import gate_upstream
 from tests.support.gateway import ADMIN_HEADERS, Gateway, default_config, gateway_on_own_servers, legacy_initialize
 from tests.support.ingress_trail import settled_trail
 from tests.support.polling import poll_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore::mcp.MCPDeprecationWarning")]
 
-GATE_SERVER = Path(__file__).parents[1] / "support" / "gate_server.py"
 MODERN = "2026-07-28"
 MODERN_META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
 
@@ -40,10 +39,9 @@ async def gates(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 async def gateway(tmp_path_factory, gates):
-    gate = {"command": sys.executable, "args": [str(GATE_SERVER)], "env": {"GATE_DIR": str(gates)}}
-    gate["sandbox"] = {"write": [str(gates)]}
     workdir = tmp_path_factory.mktemp("one-row")
-    async with gateway_on_own_servers(workdir, default_config({"gate": gate}), call_timeout=30.0) as gw:
+    config = default_config({"gate": gate_upstream(gates)})
+    async with gateway_on_own_servers(workdir, config, call_timeout=30.0) as gw:
         yield gw
 
 

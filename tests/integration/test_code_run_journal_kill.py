@@ -11,8 +11,6 @@ instant before the kill, as a call without its row). No timing thresholds: every
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,6 +20,7 @@ from libs.common.audit.audit_journal import STOPPED
 from libs.common.contracts.messages import AuditEvent
 from libs.common.settings import CodeModeSettings
 from tests.support.audit_rows import audit_rows_when
+from tests.support.gates import gate_upstream
 from tests.support.gateway import default_config, running_gateway
 from tests.support.polling import poll_until
 from tests.support.replicas import IngressProcess
@@ -29,16 +28,12 @@ from tests.support.replicas import IngressProcess
 pytestmark = pytest.mark.integration
 
 CODER_KEY = "bk_test_code_run_journal_kill00"
-GATE_SERVER = Path(__file__).parents[1] / "support" / "gate_server.py"
 SCRIPT = {"code": 'gate.hold(name="cut")\n'}
 
 
 async def test_a_run_cut_with_its_ingress_replica_keeps_a_row_naming_its_script(nats_url, redis_url, tmp_path):
     gates = tmp_path / "gates"
-    gates.mkdir()
-    gate = {"command": sys.executable, "args": [str(GATE_SERVER)], "env": {"GATE_DIR": str(gates)}}
-    gate["sandbox"] = {"write": [str(gates)]}
-    config = default_config({"gate": gate})
+    config = default_config({"gate": gate_upstream(gates)})
     config["keys"].append({"name": "coder", "key": CODER_KEY, "tools": ["gate/*"], "code_mode": True})
     journal = tmp_path / "journal"
     settings = CodeModeSettings(sandbox_workers=1, search_embeddings=False)

@@ -8,8 +8,6 @@ No timing thresholds: every wait is on a condition, with a timeout that only bou
 from __future__ import annotations
 
 import asyncio
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,6 +15,7 @@ from libs.common.audit.audit_content import sha256_of
 from libs.common.audit.audit_journal import STOPPED
 from libs.common.contracts.messages import AuditEvent
 from tests.support.audit_rows import audit_rows_when
+from tests.support.gates import gate_upstream
 from tests.support.gateway import Gateway, default_config, running_gateway
 from tests.support.polling import poll_until
 from tests.support.replicas import CodeModeProcess
@@ -26,7 +25,6 @@ pytestmark = pytest.mark.integration
 CODER_KEY = "bk_test_code_mode_journal_kill0"
 PROBE_KEY = "bk_test_code_mode_journal_probe"
 """Asks whether the replica serves: its rows stay apart from the runs' (a query returns a page)."""
-GATE_SERVER = Path(__file__).parents[1] / "support" / "gate_server.py"
 
 
 def _text(result) -> str:
@@ -53,10 +51,7 @@ async def _run(gateway: Gateway, code: str) -> str:
 
 async def test_a_killed_codemode_loses_no_audit_row_of_a_scripts_tool_call(nats_url, redis_url, tmp_path):
     gates = tmp_path / "gates"
-    gates.mkdir()
-    gate = {"command": sys.executable, "args": [str(GATE_SERVER)], "env": {"GATE_DIR": str(gates)}}
-    gate["sandbox"] = {"write": [str(gates)]}
-    config = default_config({"gate": gate})
+    config = default_config({"gate": gate_upstream(gates)})
     config["keys"] += [
         {"name": name, "key": key, "tools": ["echo/*", "gate/*"], "code_mode": True}
         for name, key in (("coder", CODER_KEY), ("prober", PROBE_KEY))

@@ -41,8 +41,6 @@ class Timetable:
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        self._timer_loop: asyncio.AbstractEventLoop | None = None
-        """The loop `_timer` is set on: the one that runs `_fire`."""
 
     def at(
         self, delay: float, action: Callable[[Any], object], arg: Any, unless: asyncio.Future[Any] | None = None
@@ -77,12 +75,11 @@ class Timetable:
         return len(self._queue) + len(self._heap)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, at: float) -> None:
-        self._timer, self._timer_at, self._timer_loop = loop.call_at(at, self._fire), at, loop
+        self._timer, self._timer_at = loop.call_at(at, self._fire, loop), at  # `_fire` runs on `loop`
 
-    def _fire(self) -> None:
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._timer = None
         queue, heap = self._queue, self._heap
-        loop = self._timer_loop or asyncio.get_running_loop()
         now = loop.time()
         while queue and queue[0][0] <= now:
             _, action, arg, unless = queue.popleft()

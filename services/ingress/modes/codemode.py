@@ -125,7 +125,7 @@ class CodeModeRouter:
         finally:
             if running is not None and self.running is not None:
                 self.running.pop(running, None)
-        audit = _audit(ctx, request, answer, content=self.audit_content, arguments=(encoded, digest))
+        audit = _audit(ctx, request, answer, content=self.audit_content, arguments=encoded, arguments_sha256=digest)
         if answer.error is not None:
             return gateway_error_body(ctx.request_id, answer.error, tool=name), audit
         result = _with_links(answer.result or {"content": []}, answer.authorize_urls)
@@ -179,12 +179,18 @@ def _kind(tool: str) -> Literal["code_run", "code_mode"]:
 
 
 def _audit(
-    ctx: Any, request: CodeModeCall, answer: CodeModeAnswer, *, content: bool, arguments: tuple[bytes, str | None]
+    ctx: Any,
+    request: CodeModeCall,
+    answer: CodeModeAnswer,
+    *,
+    content: bool,
+    arguments: bytes,
+    arguments_sha256: str | None,
 ) -> AuditEvent:
     """The run's (or meta-tool call's) event: the parent of the tool calls a script made.
 
-    Its arguments (the script: `arguments`, their JSON and its digest if the journal took it) and result
-    recorded as content logging allows."""
+    Its arguments (the script, as JSON; their digest when the journal took it) and result recorded as
+    content logging allows."""
     error = answer.error
     status: Literal["ok", "tool_error", "error"]
     if error is not None:
@@ -201,7 +207,7 @@ def _audit(
         key_name=ctx.caller.key_name,
         **ctx.caller.owner(),
         **content_fields(
-            arguments[0], answer.result, keep=content and ctx.caller.content_logging, arguments_sha256=arguments[1]
+            arguments, answer.result, keep=content and ctx.caller.content_logging, arguments_sha256=arguments_sha256
         ),
         name=request.tool,
         tool=request.tool,
